@@ -1,0 +1,122 @@
+"""The contract between the launcher and whatever runs a job (local subprocess, Nomad, dry run).
+
+The launcher owns the database and retries; a backend only runs one attempt of one task and reports
+how it ended. Every method is a coroutine: a backend built on a synchronous client runs it in a
+bounded thread pool so the launcher's event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Awaitable, Callable, Literal, Protocol
+
+# Final states of one attempt, as stored in hrwsi.job.state.
+OutcomeState = Literal["processed", "internal_error", "external_error", "lost", "cancelled"]
+# Intermediate states a backend may report while following a job.
+ProgressState = Literal["queued", "running"]
+
+# HR-WSI's exit-code convention: 210 means the input or an external service was at fault.
+EXTERNAL_ERROR_EXIT_CODE = 210
+
+
+def job_id_for(routine: str, task_id: int, attempt: int) -> str:
+    """The deterministic backend job ID of one attempt: resubmitting after a crash is idempotent."""
+    safe_routine = re.sub(r"[^A-Za-z0-9_.-]", "-", routine).lower()
+    return f"hrwsi-{safe_routine}-{task_id}-{attempt}"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a backend needs to run one attempt of one task."""
+
+    job_id: str  # deterministic, see job_id_for
+    task_id: int
+    attempt: int
+    routine: str
+    condition: str
+    input_path: str
+    tile: str | None
+    worker: str | None  # planned worker name (Nomad: node name)
+    command: tuple[str, ...]  # argv; empty when the routine only names an image
+    image: str | None
+    cpu: float  # cores
+    ram_mb: int
+    storage_mb: int
+    output_dir: str
+    log_path: str
+    timeout_s: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        """The task's metadata as the routine sees it, plus the routine's own variables."""
+        return {
+            **self.env,
+            "HRWSI_JOB_ID": self.job_id,
+            "HRWSI_TASK_ID": str(self.task_id),
+            "HRWSI_ATTEMPT": str(self.attempt),
+            "HRWSI_ROUTINE": self.routine,
+            "HRWSI_CONDITION": self.condition,
+            "HRWSI_INPUT_PATH": self.input_path,
+            "HRWSI_OUTPUT_DIR": self.output_dir,
+            "HRWSI_TILE": self.tile or "",
+        }
+
+    def argv(self) -> list[str]:
+        """The routine's command with the task's input and output directory appended."""
+        return [*self.command, "--input", self.input_path, "--output-dir", self.output_dir]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one attempt ended."""
+
+    state: OutcomeState
+    exit_code: int | None
+    message: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_exit_code(
+        cls, exit_code: int, *, started_at: datetime | None, finished_at: datetime | None, detail: str = ""
+    ) -> "JobOutcome":
+        if exit_code == 0:
+            return cls("processed", 0, detail or "exit code 0", started_at, finished_at)
+        state: OutcomeState = "external_error" if exit_code == EXTERNAL_ERROR_EXIT_CODE else "internal_error"
+        return cls(state, exit_code, detail or f"exit code {exit_code}", started_at, finished_at)
+
+
+# Called by a backend while it follows a job: (state, reason), e.g. ("queued", "no node has 8 free CPUs").
+ProgressCallback = Callable[[ProgressState, str], Awaitable[None]]
+
+
+class Backend(Protocol):
+    """What the launcher needs from a place that runs jobs."""
+
+    name: str
+    # True when submit() may safely be repeated for a job that may or may not have reached the
+    # backend (Nomad: same deterministic ID, same spec). False for local processes, which die
+    # with the launcher that started them.
+    resubmit_is_idempotent: bool
+
+    async def submit(self, spec: JobSpec) -> str:
+        """Start the attempt; return the backend's job ID. Idempotent per spec.job_id."""
+        ...
+
+    async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
+        """Follow the attempt to its end. A job the backend no longer knows ends as 'lost'."""
+        ...
+
+    async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
+        """Stop the attempt if it still runs; no error if it is already gone."""
+        ...
+
+    def ui_link(self, backend_job_id: str) -> str | None:
+        """Where an admin sees this job (Nomad UI), if anywhere."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads; running jobs are not touched."""
+        ...

@@ -1,0 +1,36 @@
+"""The dry-run backend: every attempt succeeds at once and runs nothing.
+
+For rehearsing a configuration (do the plans and dispatches look right?) and for benchmarks that
+measure hrwsi itself rather than the routines.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
+
+
+class DryRunBackend:
+    name = "dry-run"
+    resubmit_is_idempotent = True
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    async def submit(self, spec: JobSpec) -> str:
+        self.submitted.append(spec.job_id)
+        return spec.job_id
+
+    async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
+        now = datetime.now(timezone.utc)
+        return JobOutcome("processed", 0, "dry run: nothing was executed", now, now)
+
+    async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
+        return None
+
+    def ui_link(self, backend_job_id: str) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        return None

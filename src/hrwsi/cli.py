@@ -1,0 +1,242 @@
+"""The `hrwsi` command line: database, services, reports, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from hrwsi import migrations
+from hrwsi.config import Settings
+from hrwsi.database import DatabaseUnavailable, connect, redact, resolve_url, start_embedded, stop_embedded
+from hrwsi.sql_files import query
+
+app = typer.Typer(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Earth-observation production.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The database: start, stop, migrate, check.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration as data: routines, conditions, flavours, workers, budget.",
+                         no_args_is_help=True)
+task_app = typer.Typer(help="One task.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(task_app, name="task")
+
+console = Console()
+logger = logging.getLogger("hrwsi")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else os.environ.get("HRWSI_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _url(start: bool = True) -> str:
+    try:
+        return resolve_url(_settings(), start=start)
+    except DatabaseUnavailable as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2)
+
+
+# -- database -----------------------------------------------------------------------------------
+@db_app.command("start")
+def db_start() -> None:
+    """Start (or reuse) the embedded PostgreSQL server and print its URL."""
+    settings = _settings()
+    if settings.database_url:
+        console.print(f"HRWSI_DATABASE_URL is set ({redact(settings.database_url)}): no embedded server needed")
+        return
+    url = start_embedded(settings.pgdata)
+    console.print(f"embedded PostgreSQL running; data in {settings.pgdata}", style="green", highlight=False)
+    print(url)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server."""
+    settings = _settings()
+    if stop_embedded(settings.pgdata):
+        console.print(f"stopped the embedded server in {settings.pgdata}")
+    else:
+        console.print(f"no embedded server runs in {settings.pgdata}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL hrwsi uses (starting the embedded server if needed)."""
+    print(_url())
+
+
+@db_app.command("init")
+def db_init() -> None:
+    """Apply the versioned migrations in sql/migrations (idempotent)."""
+    with connect(_url()) as conn:
+        applied = migrations.migrate(conn)
+    console.print(f"applied {', '.join(applied)}" if applied else "schema up to date")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Compare this database's schema with a fresh install of the migrations."""
+    from hrwsi.schema import compare_with_fresh_install
+
+    differences = compare_with_fresh_install(_url())
+    if differences:
+        for line in differences:
+            console.print(f"[red]{line}[/red]")
+        raise typer.Exit(1)
+    console.print("schema equals a fresh install")
+
+
+# -- configuration ---------------------------------------------------------------------------------
+@config_app.command("load")
+def config_load(path: Path) -> None:
+    """Load routines, conditions, flavours, workers and budget from a TOML file (upsert)."""
+    from hrwsi.configuration import ConfigurationError, load_file
+
+    with connect(_url()) as conn:
+        try:
+            counts = load_file(conn, path)
+        except ConfigurationError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(2)
+    console.print(", ".join(f"{n} {kind}" for kind, n in counts.items()))
+
+
+# -- services --------------------------------------------------------------------------------
+def _run_services(kinds: list[str], backend: Optional[str], verbose: bool) -> None:
+    setup_logging(verbose)
+    settings = _settings()
+    url = _url()
+    with connect(url) as conn:
+        migrations.migrate(conn)
+    asyncio.run(_serve(kinds, url, settings, backend or settings.backend))
+
+
+async def _serve(kinds: list[str], url: str, settings: Settings, backend_name: str) -> None:
+    from hrwsi.service import open_pool, serve
+
+    pool = await open_pool(url, max_size=4 * len(kinds) + 2)
+    try:
+        services = build_services(kinds, pool, settings, backend_name)
+        await serve(services, url)
+    finally:
+        await pool.close()
+
+
+def build_services(kinds, pool, settings: Settings, backend_name: str):
+    from hrwsi.harvester import Harvester
+    from hrwsi.launcher import Launcher, make_backend
+    from hrwsi.orchestrator import Orchestrator
+
+    built = []
+    for kind in kinds:
+        if kind == "harvester":
+            built.append(Harvester(pool, settings))
+        elif kind == "orchestrator":
+            built.append(Orchestrator(pool, settings))
+        elif kind == "launcher":
+            built.append(Launcher(pool, settings, make_backend(backend_name, settings)))
+    return built
+
+
+_BACKEND_HELP = "local (default, HRWSI_BACKEND), nomad or dry-run"
+
+
+@app.command()
+def harvester(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the harvester: chaining, multi-input rules, landing directories and catalogues."""
+    _run_services(["harvester"], None, verbose)
+
+
+@app.command()
+def orchestrator(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the orchestrator: create tasks for new inputs and plan them onto workers."""
+    _run_services(["orchestrator"], None, verbose)
+
+
+@app.command()
+def launcher(backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+             verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the launcher: dispatch ready tasks, follow their jobs, record outcomes."""
+    _run_services(["launcher"], backend, verbose)
+
+
+@app.command()
+def up(backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+       verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run harvester, orchestrator and launcher in one process."""
+    _run_services(["harvester", "orchestrator", "launcher"], backend, verbose)
+
+
+@app.command()
+def health(service: str = typer.Argument(..., help="harvester, orchestrator or launcher"),
+           fresh_s: float = typer.Option(30.0, help="a heartbeat older than this is stale")) -> None:
+    """Exit 0 when an instance of SERVICE has a fresh heartbeat (for Nomad script checks)."""
+    with connect(_url(start=False)) as conn:
+        rows = conn.execute(query("report_service_health"), {"kind": service, "fresh_s": fresh_s}).fetchall()
+    if not any(r[5] for r in rows):
+        console.print(f"no {service} with a heartbeat in the last {fresh_s:.0f} s")
+        raise typer.Exit(1)
+    console.print(f"{service} healthy")
+
+
+# -- reports ---------------------------------------------------------------------------------
+@app.command()
+def status(failures: int = typer.Option(10, help="how many recent failures to show")) -> None:
+    """Counts per state and recent failures."""
+    from hrwsi.reports import print_status
+
+    with connect(_url(start=False)) as conn:
+        print_status(conn, console, failures)
+
+
+@app.command()
+def tasks(state: Optional[str] = typer.Option(None), routine: Optional[str] = typer.Option(None),
+          tile: Optional[str] = typer.Option(None), limit: int = typer.Option(50)) -> None:
+    """List tasks, newest first, filtered by state, routine or tile."""
+    from hrwsi.reports import print_tasks
+
+    with connect(_url(start=False)) as conn:
+        print_tasks(conn, console, state=state, routine=routine, tile=tile, limit=limit)
+
+
+@task_app.command("show")
+def task_show(task_id: int) -> None:
+    """A task's history with times, its attempts with exit codes and log paths, its products."""
+    from hrwsi.reports import print_task
+
+    with connect(_url(start=False)) as conn:
+        if not print_task(conn, console, task_id):
+            raise typer.Exit(1)
+
+
+# -- demo ------------------------------------------------------------------------------------
+@app.command()
+def demo(inputs: int = typer.Option(12, help="how many sample L1C scenes to insert"),
+         backend: str = typer.Option("local", help="local, or nomad-emulator (the Nomad path through the "
+                                                     "project's Nomad API emulator, a test double)"),
+         home: Optional[Path] = typer.Option(None, help="where the demo writes (default: HRWSI_HOME/demo)"),
+         timeout: float = typer.Option(300.0, help="give up after this many seconds"),
+         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the whole loop on sample data: plan, run, chain, retry; then print a summary."""
+    from hrwsi.demo import run_demo
+
+    setup_logging(verbose)
+    if not verbose:
+        logging.getLogger("hrwsi").setLevel(logging.WARNING)
+    settings = _settings()
+    ok = run_demo(settings, console, inputs=inputs, backend=backend, home=home, timeout_s=timeout)
+    raise typer.Exit(0 if ok else 1)
+

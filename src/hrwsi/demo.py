@@ -1,0 +1,253 @@
+"""`hrwsi demo`: the whole loop on one machine, on sample data, with live progress.
+
+It uses a database of its own (`hrwsi_demo`, recreated on every run) on the embedded server or on
+the server HRWSI_DATABASE_URL names, loads the sample configuration, writes synthetic L1C scenes,
+inserts them as inputs with plain SQL (and drops more into a landing directory for the harvester),
+runs the three services in this process, and prints a summary once everything is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import random
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hrwsi import migrations
+from hrwsi.config import Settings
+from hrwsi.configuration import load_file
+from hrwsi.database import start_embedded
+from hrwsi.routines.raster import Raster, product_name
+from hrwsi.sql_files import query
+
+DEMO_DATABASE = "hrwsi_demo"
+CONFIGURATION = Path(__file__).parent / "demo_data" / "configuration.toml"
+TILES = ("32TLR", "32TMS", "31TGL", "32TNS")
+ROUTINES = ("atmospheric_correction", "snow_cover", "quicklook")
+SIZE = 96  # pixels per side of a sample scene
+
+INSERT_INPUTS_SQL = """INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at)
+SELECT 'l1c_recent', path, tile, mission, measured_at, published_at
+FROM unnest(%(paths)s::text[], %(tiles)s::text[], %(missions)s::text[], %(measured)s::timestamptz[],
+            %(published)s::timestamptz[]) AS s(path, tile, mission, measured_at, published_at)"""
+
+
+def synthetic_scene(tile: str, measured_at: datetime, seed: int, mission: str) -> Raster:
+    """A mountain whose upper slopes are snow-covered, with a patch of cloud: L1C digital numbers."""
+    rng = random.Random(seed)
+    peak_x, peak_y = rng.uniform(0.3, 0.7) * SIZE, rng.uniform(0.3, 0.7) * SIZE
+    snow_line = rng.uniform(0.35, 0.6)
+    cloud_x, cloud_y, cloud_r = rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(6, 18)
+    bands: dict[str, list[float]] = {"green": [], "red": [], "nir": [], "swir": []}
+    for y in range(SIZE):
+        for x in range(SIZE):
+            height = max(0.0, 1 - math.hypot(x - peak_x, y - peak_y) / (0.6 * SIZE))
+            cloud = math.hypot(x - cloud_x, y - cloud_y) < cloud_r
+            noise = rng.uniform(-150, 150)
+            if cloud:
+                values = (7200, 7000, 7400, 5200)
+            elif height > snow_line:
+                values = (7800, 7600, 6900, 900)   # snow: bright visible, dark SWIR
+            else:
+                values = (1100, 1000, 2900, 2300)  # rock and meadow
+            for name, value in zip(bands, values):
+                bands[name].append(max(0.0, value + noise + 400))  # + path radiance
+    return Raster("L1C", tile, measured_at.isoformat().replace("+00:00", "Z"), SIZE, SIZE, bands,
+                  {"mission": mission})
+
+
+def write_scenes(directory: Path, count: int, now: datetime, *, first_seed: int = 0,
+                 flaky_index: int | None = None) -> list[dict]:
+    directory.mkdir(parents=True, exist_ok=True)
+    scenes = []
+    for index in range(count):
+        tile = TILES[index % len(TILES)]
+        day = index // len(TILES)
+        measured = (now - timedelta(days=3 - day * 0.5, hours=1)).replace(microsecond=0)
+        mission = "S2A" if index % 2 == 0 else "S2B"
+        scene = synthetic_scene(tile, measured, first_seed + index, mission)
+        if index == flaky_index:
+            scene.metadata["inject_transient_fault"] = True
+        path = directory / product_name(mission, "L1C", scene.measured_at, tile)
+        scene.write(path)
+        scenes.append({"path": str(path), "tile": tile, "mission": mission, "measured_at": measured,
+                       "published_at": measured + timedelta(minutes=40)})
+    return scenes
+
+
+def prepare_database(settings: Settings) -> str:
+    """A fresh hrwsi_demo database, migrated; returns its URL."""
+    server = settings.database_url or start_embedded(settings.pgdata, "postgres")
+    info = psycopg.conninfo.conninfo_to_dict(server)
+    admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
+    url = psycopg.conninfo.make_conninfo(**{**info, "dbname": DEMO_DATABASE})
+    with psycopg.connect(url) as conn:
+        migrations.migrate(conn)
+    return url
+
+
+def progress_table(conn: psycopg.Connection, elapsed: float) -> tuple[Table, dict]:
+    rows = conn.execute(
+        "SELECT routine, state, count(*) FROM hrwsi.processing_task GROUP BY routine, state").fetchall()
+    per: dict[str, dict[str, int]] = {}
+    for routine, state, n in rows:
+        per.setdefault(routine, {})[state] = n
+    states = ("pending", "planned", "dispatched", "running", "processed", "terminated")
+    table = Table(title=f"hrwsi demo — {elapsed:5.1f} s")
+    table.add_column("routine")
+    for state in states:
+        table.add_column(state, justify="right")
+    for routine in ROUTINES:
+        counts = per.get(routine, {})
+        running = counts.get("running", 0) + counts.get("queued", 0)
+        table.add_row(routine, *(str(running if s == "running" else counts.get(s, 0)) for s in states))
+    return table, per
+
+
+def quiescent(conn: psycopg.Connection) -> bool:
+    """Nothing left to do: no input without a task, no product not chained, no task not final."""
+    return conn.execute("""
+        SELECT NOT EXISTS (SELECT 1 FROM hrwsi.input_backlog)
+           AND NOT EXISTS (SELECT 1 FROM hrwsi.product WHERE chained_at IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task
+                           WHERE state NOT IN ('processed', 'terminated', 'cancelled'))
+           AND EXISTS (SELECT 1 FROM hrwsi.processing_task)""").fetchone()[0]
+
+
+async def _run_loop(url: str, settings: Settings, backend: str, console: Console, expected_tasks: int,
+                    timeout_s: float, after_start=None) -> bool:
+    from hrwsi.cli import build_services
+    from hrwsi.service import open_pool
+
+    pool = await open_pool(url, max_size=12)
+    services = build_services(["harvester", "orchestrator", "launcher"], pool, settings, backend)
+    running = [asyncio.create_task(s.run(url)) for s in services]
+    started = time.monotonic()
+    done = False
+    try:
+        if after_start:
+            await after_start()
+        with psycopg.connect(url, autocommit=True) as conn, Live(console=console, refresh_per_second=4) as live:
+            while time.monotonic() - started < timeout_s:
+                table, per = progress_table(conn, time.monotonic() - started)
+                live.update(table)
+                total = sum(sum(c.values()) for c in per.values())
+                if total >= expected_tasks and quiescent(conn):
+                    done = True
+                    break
+                if any(t.done() for t in running):
+                    break  # a service ended on its own: the summary will show where things stopped
+                await asyncio.sleep(0.25)
+            table, _ = progress_table(conn, time.monotonic() - started)
+            live.update(table)
+    finally:
+        for service in services:
+            service.request_stop()
+        await asyncio.gather(*running, return_exceptions=True)
+        await pool.close()
+    return done
+
+
+def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend: str = "local",
+             home: Path | None = None, timeout_s: float = 300.0) -> bool:
+    demo_home = (home or settings.home / "demo").resolve()
+    if demo_home.exists():
+        shutil.rmtree(demo_home)
+    demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
+                                        retry_backoff_s=1.0, heartbeat_s=2.0)
+    console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
+                  highlight=False)
+    url = prepare_database(settings)
+    with psycopg.connect(url, autocommit=True) as conn:
+        counts = load_file(conn, CONFIGURATION)
+        console.print(f"loaded {CONFIGURATION.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+                      highlight=False)
+        now = datetime.now(timezone.utc)
+        scenes = write_scenes(demo_home / "catalogue", inputs, now, flaky_index=min(1, inputs - 1))
+        console.print("a data engineer's INSERT of the sample inputs:", style="dim")
+        console.print(INSERT_INPUTS_SQL, style="dim", highlight=False)
+        conn.execute(INSERT_INPUTS_SQL, {
+            "paths": [s["path"] for s in scenes], "tiles": [s["tile"] for s in scenes],
+            "missions": [s["mission"] for s in scenes], "measured": [s["measured_at"] for s in scenes],
+            "published": [s["published_at"] for s in scenes]})
+        landing_inputs = _register_landing_source(conn, demo_home, now, inputs)
+    expected = (inputs + landing_inputs) * len(ROUTINES)
+    backend_name, emulator = _backend_for(backend)
+    done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
+        url, demo_settings, backend_name, console, expected, timeout_s)))
+    with psycopg.connect(url, autocommit=True) as conn:
+        ok = print_summary(conn, console, demo_home, done)
+    return ok
+
+
+def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> int:
+    """Drop two more scenes in a landing directory the harvester scans; returns how many."""
+    from hrwsi import landing
+
+    directory = demo_home / "landing"
+    count = 2
+    write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
+    landing.register_demo_source(conn, name="demo_landing", directory=directory,
+                                 work_directory=demo_home / "work", product_type="L1C")
+    return count
+
+
+def _backend_for(backend: str) -> tuple[str, object | None]:
+    if backend == "local":
+        return "local", None
+    if backend == "nomad-emulator":
+        return "nomad", "emulator"
+    raise ValueError(f"unknown demo backend {backend!r}: local or nomad-emulator")
+
+
+async def _with_backend(emulator, run):
+    if emulator is None:
+        return await run()
+    from hrwsi.nomad_emulator.demo import emulated_cluster
+
+    async with emulated_cluster():
+        return await run()
+
+
+def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool) -> bool:
+    tasks = dict(conn.execute(query("report_task_counts")).fetchall())
+    products = dict(conn.execute(query("report_products")).fetchall())
+    retried = conn.execute("SELECT task_id, count(*) FROM hrwsi.job GROUP BY task_id HAVING count(*) > 1 "
+                           "ORDER BY task_id LIMIT 3").fetchall()
+    actual = conn.execute(query("report_actual_makespan")).fetchone()[0] or 0.0
+    plans = conn.execute("SELECT count(*), max(makespan_s), max(lower_bound_s), max(vms) FROM hrwsi.plan").fetchone()
+    planned = conn.execute(query("report_planned_makespan")).fetchone()[0] or 0.0
+    console.print("[bold]summary[/bold]")
+    console.print("  tasks per state: " + ", ".join(f"{s} {n}" for s, n in sorted(tasks.items())), highlight=False)
+    console.print("  products: " + ", ".join(f"{t} {n}" for t, n in sorted(products.items())), highlight=False)
+    console.print(f"  plans: {plans[0]} (largest: makespan {plans[1] or 0:.1f} s, lower bound {plans[2] or 0:.1f} s, "
+                  f"{plans[3] or 0} VMs)", highlight=False)
+    console.print(f"  makespan: planned {planned:.1f} s (from expected durations), actual {actual:.1f} s",
+                  highlight=False)
+    for task_id, attempts in retried:
+        console.print(f"  task {task_id} needed {attempts} attempts: `hrwsi task show {task_id}` tells why",
+                      highlight=False)
+    console.print(f"  logs: {demo_home / 'data' / 'logs'}", highlight=False)
+    console.print(f"  products: {demo_home / 'data' / 'products'}", highlight=False)
+    quicklooks = sorted((demo_home / "data" / "products" / "quicklook").rglob("*.png"))
+    if quicklooks:
+        console.print(f"  a quicklook: {quicklooks[0]}", highlight=False)
+    console.print(f"  database: {DEMO_DATABASE} (HRWSI_DATABASE_URL=$(hrwsi db url | sed s/hrwsi\\?/{DEMO_DATABASE}\\?/) "
+                  "hrwsi status)", highlight=False)
+    ok = done and set(tasks) == {"processed"}
+    console.print("[green]everything processed[/green]" if ok else
+                  "[red]the demo did not finish: see the states above and `hrwsi status`[/red]")
+    return ok

