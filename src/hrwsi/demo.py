@@ -26,7 +26,7 @@ from rich.table import Table
 from hrwsi import migrations
 from hrwsi.config import Settings
 from hrwsi.configuration import load_file
-from hrwsi.database import start_embedded
+from hrwsi.database import start_embedded, with_database
 from hrwsi.routines.raster import Raster, product_name
 from hrwsi.sql_files import query
 
@@ -88,12 +88,11 @@ def write_scenes(directory: Path, count: int, now: datetime, *, first_seed: int 
 def prepare_database(settings: Settings) -> str:
     """A fresh hrwsi_demo database, migrated; returns its URL."""
     server = settings.database_url or start_embedded(settings.pgdata, "postgres")
-    info = psycopg.conninfo.conninfo_to_dict(server)
-    admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
+    admin = with_database(server, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
-    url = psycopg.conninfo.make_conninfo(**{**info, "dbname": DEMO_DATABASE})
+    url = with_database(server, DEMO_DATABASE)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
     return url

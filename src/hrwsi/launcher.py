@@ -95,11 +95,13 @@ class Launcher(Service):
     def __init__(self, pool: asyncpg.Pool, settings: Settings, backend: Backend):
         super().__init__(pool, settings)
         self.backend = backend
-        self.steps = {"dispatch": self.dispatch, "adopt": self.adopt}
+        self.steps = {"dispatch": self.dispatch, "adopt": self.adopt, "cancel": self.cancel_requested_jobs}
         frees_or_adds_work = ("planned", *FINAL_TASK_STATES, "pending")
         self.router.on("hrwsi_task", "dispatch", when=lambda n: any(s in n.counts for s in frees_or_adds_work))
         self.router.on("hrwsi_job", "dispatch", when=lambda n: any(s in n.counts for s in FINAL_JOB_STATES))
+        self.router.on("hrwsi_task", "cancel", when=lambda n: "cancelled" in n.counts)
         self._following: dict[int, asyncio.Task] = {}
+        self._specs: dict[int, JobSpec] = {}
         self.dispatched = 0
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -141,7 +143,13 @@ class Launcher(Service):
     def _start_following(self, job_id: int, spec: JobSpec, *, submit: bool) -> None:
         task = asyncio.create_task(self._follow(job_id, spec, submit), name=f"follow-{spec.job_id}")
         self._following[job_id] = task
-        task.add_done_callback(lambda _t: self._following.pop(job_id, None))
+        self._specs[job_id] = spec
+
+        def forget(_task: asyncio.Task) -> None:
+            self._following.pop(job_id, None)
+            self._specs.pop(job_id, None)
+
+        task.add_done_callback(forget)
 
     async def _follow(self, job_id: int, spec: JobSpec, submit: bool) -> None:
         if submit:
@@ -178,7 +186,9 @@ class Launcher(Service):
                 row = await conn.fetchrow(query("finish_job"), job_id, outcome.state, outcome.exit_code,
                                           outcome.message, outcome.started_at, outcome.finished_at)
                 if row is None:
-                    return None  # already final (cancelled by an operator): nothing more to say
+                    return None  # already final: nothing more to say
+                if row["state"] == "cancelled":
+                    return ("cancelled",)
                 if outcome.state == "processed":
                     output_type = await conn.fetchval(
                         "SELECT output_product_type FROM hrwsi.processing_routine WHERE name = $1", spec.routine)
@@ -187,8 +197,6 @@ class Launcher(Service):
                     await conn.execute(query("task_processed"), spec.task_id, spec.attempt,
                                        f"{len(products)} product(s)")
                     return ("processed",)
-                if outcome.state == "cancelled":
-                    return ("cancelled",)
                 counts = outcome.state in ("internal_error", "external_error")
                 return await conn.fetchrow(query("task_attempt_failed"), spec.task_id, spec.attempt, counts,
                                            f"attempt {spec.attempt} {outcome.state}: {outcome.message}",
@@ -197,10 +205,12 @@ class Launcher(Service):
         result = await self._with_database_retry(write, f"record the outcome of job {spec.job_id}")
         if result is None:
             return
-        if outcome.state == "processed":
+        if result == ("cancelled",):
+            logger.info("task %d (%s): job %s cancelled by an operator", spec.task_id, spec.routine, spec.job_id)
+        elif outcome.state == "processed":
             logger.info("task %d (%s) processed: %d product(s); log %s", spec.task_id, spec.routine,
                         len(products), spec.log_path)
-        elif outcome.state != "cancelled":
+        else:
             state, failures, max_attempts = result["state"], result["failures"], result["max_attempts"]
             what_next = (f"terminated after {failures} failure(s) of {max_attempts} allowed"
                          if state == "terminated" else "it will be replanned and retried")
@@ -224,6 +234,17 @@ class Launcher(Service):
                 logger.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def cancel_requested_jobs(self) -> bool:
+        """Stop the jobs of tasks an operator cancelled; their followers record them cancelled."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(query("jobs_to_cancel"), self.instance_id)
+        for row in rows:
+            spec = self._specs.get(row["id"])
+            if spec is not None:
+                logger.info("task %d: stopping job %s as an operator asked", spec.task_id, spec.job_id)
+                await self.backend.cancel(spec, spec.job_id)
+        return False
 
     # -- recovery ----------------------------------------------------------------------------
     async def adopt(self) -> bool:

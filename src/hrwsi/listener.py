@@ -13,7 +13,7 @@ import os
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Callable
 
 import asyncpg
 
@@ -59,12 +59,14 @@ class Listener:
         on_notification: Callable[[Notification], None],
         on_connected: Callable[[], None],
         *,
+        application_name: str = "hrwsi-listener",
         ping_interval_s: float = 5.0,
         ping_timeout_s: float = 5.0,
         backoff_min_s: float = 0.1,
         backoff_max_s: float = 60.0,
     ):
         self.url = url
+        self.application_name = application_name
         self.channels = channels
         self.on_notification = on_notification
         self.on_connected = on_connected
@@ -89,7 +91,7 @@ class Listener:
         backoff = self.backoff_min_s
         while not self._stopping.is_set():
             try:
-                conn = await asyncpg.connect(self.url)
+                conn = await asyncpg.connect(self.url, server_settings={"application_name": self.application_name})
             except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
                 delay = random.uniform(backoff / 2, backoff)
                 logger.warning("listener: cannot connect to %s (%s); retrying in %.1f s",
@@ -157,5 +159,3 @@ class Listener:
     def stop(self) -> None:
         self._stopping.set()
 
-
-AsyncStep = Callable[[], Awaitable[bool]]

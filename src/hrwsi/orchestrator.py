@@ -1,4 +1,5 @@
 """The orchestrator: creates a task for every new input and plans pending tasks onto workers.
+It also runs the notification manager (alerts.send_pending_alerts) as a side task.
 
 Flow: `hrwsi_input` notification -> step "create_tasks" (backlog -> tasks, one statement) ->
 step "plan" (under a transaction-level advisory lock: load pending tasks and what already holds
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 import asyncpg
 
 from hrwsi import planner
+from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
 from hrwsi.config import Settings
 from hrwsi.service import Service
 from hrwsi.sql_files import query
@@ -33,6 +35,17 @@ class Orchestrator(Service):
         self.router.on("hrwsi_input", "create_tasks")
         self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0)
         self.last_plan: planner.Plan | None = None
+        self.alerts = AlertSender(AlertSettings.from_env())
+
+    def side_tasks(self):
+        return [self.send_alerts] if self.alerts.settings.enabled else []
+
+    async def send_alerts(self) -> None:
+        """The notification manager: deliver the alert outbox (terminated tasks, held routines)."""
+        sent = await send_pending_alerts(self.pool, self.alerts)
+        if sent:
+            logger.info("sent %d alert(s)", sent)
+        await self._sleep(self.settings.backstop_poll_s)
 
     async def create_tasks(self) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -13,6 +13,7 @@ import sqlalchemy
 from psycopg import sql
 
 from hrwsi import migrations
+from hrwsi.database import with_database
 
 SCHEMAS = ("hrwsi",)
 
@@ -80,12 +81,11 @@ def differences(left: dict, right: dict, left_name: str = "this database",
 
 def compare_with_fresh_install(url: str) -> list[str]:
     """Install the migrations into a scratch database on the same server and compare."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
     scratch = f"hrwsi_schema_check_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
+    admin = with_database(url, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    scratch_url = psycopg.conninfo.make_conninfo(**{**info, "dbname": scratch})
+    scratch_url = with_database(url, scratch)
     try:
         with psycopg.connect(scratch_url) as conn:
             migrations.migrate(conn)

@@ -116,6 +116,10 @@ class Service:
         except asyncpg.PostgresError as error:
             logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
                          self.kind, name, error, self.settings.backstop_poll_s)
+        except Exception:
+            # A row or a state nobody foresaw: say so loudly, keep serving, try again later.
+            logger.exception("%s: step %s failed; retrying in %.1f s", self.kind, name,
+                             self.settings.backstop_poll_s)
         self._retry_later(name)
         return False
 
@@ -134,7 +138,9 @@ class Service:
     async def run(self, url: str) -> None:
         """Serve until stop is requested (SIGINT/SIGTERM or request_stop())."""
         listener = Listener(url, self.router.channels, self.notify, lambda: self.wake(),
-                            ping_interval_s=self.settings.heartbeat_s)
+                            ping_interval_s=self.settings.heartbeat_s,
+                            application_name=f"hrwsi-{self.kind}-listener")
+        self.listener = listener
         await self._heartbeat_once()
         await self.start()
         background = [asyncio.create_task(listener.run(), name=f"{self.kind}-listener"),
@@ -232,5 +238,5 @@ def _on_signal(services: list[Service], signum: int) -> None:
         service.request_stop()
 
 
-async def open_pool(url: str, max_size: int = 5) -> asyncpg.Pool:
-    return await create_pool(url, min_size=1, max_size=max_size)
+async def open_pool(url: str, max_size: int = 5, name: str = "hrwsi") -> asyncpg.Pool:
+    return await create_pool(url, min_size=1, max_size=max_size, application_name=name)

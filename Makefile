@@ -1,0 +1,34 @@
+# Two commands set up everything on a fresh machine with Python 3.11 and pip:
+#   make demo   - the whole loop on sample data (embedded PostgreSQL, local backend)
+#   make test   - the test suite (real PostgreSQL; the Nomad API emulator is the only test double)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench chaos install clean lint
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hrwsi demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+chaos: $(STAMP)
+	$(BIN)/python benchmarks/chaos.py
+
+clean:
+	rm -rf $(VENV) bench-results .pytest_cache

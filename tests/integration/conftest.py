@@ -1,0 +1,114 @@
+"""Running the real services in-process against the test's real database."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+
+from hrwsi.cli import build_services
+from hrwsi.config import Settings
+from hrwsi.configuration import load
+from hrwsi.service import open_pool
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "home", backstop_poll_s=0.5, heartbeat_s=0.5, lease_timeout_s=2.0,
+                    landing_scan_s=0.3, retry_backoff_s=0.05, shutdown_grace_s=5.0)
+
+
+@asynccontextmanager
+async def running(url: str, kinds: list[str], settings: Settings, backend: str = "dry-run"):
+    """Start the given services; stop them gracefully on exit and fail if one died on its own."""
+    pool = await open_pool(url, max_size=10)
+    services = build_services(kinds, pool, settings, backend)
+    tasks = [asyncio.create_task(s.run(url)) for s in services]
+    try:
+        yield services
+        for task in tasks:
+            if task.done() and task.exception():
+                raise task.exception()
+    finally:
+        for service in services:
+            service.request_stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+
+
+async def wait_until(url: str, sql: str, *args, timeout: float = 30.0, interval: float = 0.05):
+    """Poll `sql` (returning one value) until it is truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    conn = await asyncpg.connect(url)
+    try:
+        value = None
+        while time.monotonic() < deadline:
+            value = await conn.fetchval(sql, *args)
+            if value:
+                return value
+            await asyncio.sleep(interval)
+        raise AssertionError(f"timed out after {timeout} s waiting for: {sql} (last value {value!r})")
+    finally:
+        await conn.close()
+
+
+def chain_configuration(command_prefix=None, *, max_attempts=3, sequential=False, timeout_s=60):
+    """Three chained routines running the shipped demo programs (or a given command)."""
+    def command(module):
+        return command_prefix or [sys.executable, "-m", f"hrwsi.routines.{module}"]
+
+    return {
+        "budget": {"cpu_max": 8, "ram_max_mb": 32000, "storage_max_mb": 100000, "vm_max": 3},
+        "flavour": [{"name": "large", "cpu": 4, "ram_mb": 16000, "disk_mb": 50000}],
+        "worker": [{"prefix": "w", "count": 3, "flavour": "large"}],
+        "routine": [
+            {"name": "atmospheric_correction", "cpu": 2, "ram_mb": 4000, "storage_mb": 1000,
+             "expected_duration_s": 2, "timeout_s": timeout_s, "command": command("atmospheric_correction"),
+             "input_product_type": "L1C", "output_product_type": "L2A", "max_attempts": max_attempts,
+             "sequential_per_tile": sequential},
+            {"name": "snow_cover", "cpu": 1, "ram_mb": 2000, "storage_mb": 500, "expected_duration_s": 1,
+             "timeout_s": timeout_s, "command": command("snow_cover"), "input_product_type": "L2A",
+             "output_product_type": "FSC", "max_attempts": max_attempts},
+            {"name": "quicklook", "cpu": 0.5, "ram_mb": 500, "storage_mb": 100, "expected_duration_s": 1,
+             "timeout_s": timeout_s, "command": command("quicklook"), "input_product_type": "FSC",
+             "output_product_type": "QUICKLOOK", "max_attempts": max_attempts},
+        ],
+        "condition": [{"name": "l1c", "routine": "atmospheric_correction"},
+                      {"name": "l2a", "routine": "snow_cover"},
+                      {"name": "fsc", "routine": "quicklook"}],
+    }
+
+
+def single_routine_configuration(command, *, max_attempts=3, cpu=1, workers=2, timeout_s=None,
+                                 output_type="OUT", budget=True):
+    routine = {"name": "work", "cpu": cpu, "ram_mb": 1000, "storage_mb": 100, "expected_duration_s": 1,
+               "command": command, "input_product_type": "IN", "output_product_type": output_type,
+               "max_attempts": max_attempts}
+    if timeout_s:
+        routine["timeout_s"] = timeout_s
+    document = {
+        "flavour": [{"name": "f", "cpu": 4, "ram_mb": 16000, "disk_mb": 50000}],
+        "worker": [{"prefix": "w", "count": workers, "flavour": "f"}],
+        "routine": [routine],
+        "condition": [{"name": "in", "routine": "work"}],
+    }
+    if budget:
+        document["budget"] = {"cpu_max": 4 * workers, "ram_max_mb": 16000 * workers,
+                              "storage_max_mb": 50000 * workers, "vm_max": workers}
+    return document
+
+
+@pytest.fixture
+def configure(db):
+    def apply(document):
+        load(db, document)
+    return apply
+
+
+def insert_inputs(db, count, condition="in", prefix="/in/scene", start=0):
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                  SELECT %s, %s || g FROM generate_series(%s::int, %s::int) g""", (condition, prefix, start, start + count - 1))

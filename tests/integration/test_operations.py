@@ -1,0 +1,194 @@
+"""Operating hrwsi: retry, cancel, hold, release; the failure policy; roles; alerts."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import psycopg
+import pytest
+from aiohttp import web
+
+from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
+from hrwsi.service import open_pool
+from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
+
+FAIL = [sys.executable, "-c", "import sys; sys.exit(4)"]
+
+
+def task_state(db, task_id=None):
+    if task_id is None:
+        return db.execute("SELECT state FROM hrwsi.processing_task ORDER BY id LIMIT 1").fetchone()[0]
+    return db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (task_id,)).fetchone()[0]
+
+
+async def test_routine_goes_on_hold_after_consecutive_failures(db, database_url, settings, configure):
+    document = single_routine_configuration(FAIL, max_attempts=1, workers=1)
+    configure(document)
+    db.execute("UPDATE hrwsi.processing_routine SET hold_after_failures = 3")
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 3)
+        await wait_until(database_url, "SELECT on_hold FROM hrwsi.processing_routine WHERE name = 'work'")
+        insert_inputs(db, 2, start=100)
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.processing_task WHERE state = 'on_hold'")
+        reason = db.execute("SELECT hold_reason FROM hrwsi.processing_routine").fetchone()[0]
+        assert "3 consecutive failures" in reason and "exit code 4" in reason
+        alerts = [r[0] for r in db.execute("SELECT kind FROM hrwsi.alert ORDER BY id")]
+        assert alerts.count("task_terminated") == 3 and alerts.count("routine_on_hold") == 1
+        # The operator fixes the routine and releases it: the held tasks run.
+        db.execute("UPDATE hrwsi.processing_routine SET command = ARRAY['true']")
+        released = db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0]
+        assert "2 held task(s)" in released
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.processing_task WHERE state = 'processed'")
+    assert db.execute("SELECT consecutive_failures FROM hrwsi.processing_routine").fetchone()[0] == 0
+
+
+async def test_retry_a_terminated_task(db, database_url, settings, configure):
+    configure(single_routine_configuration(FAIL, max_attempts=1))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")
+        db.execute("UPDATE hrwsi.processing_routine SET command = ARRAY['true']")
+        task_id = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+        message = db.execute("SELECT hrwsi.retry_task(%s)", (task_id,)).fetchone()[0]
+        assert "pending again" in message
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+    assert [r[0] for r in db.execute("SELECT state FROM hrwsi.job ORDER BY attempt")] == ["internal_error", "processed"]
+
+
+async def test_cancel_stops_a_running_job(db, database_url, settings, configure):
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(30)"]))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'running' FROM hrwsi.job")
+        task_id = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+        assert "being stopped" in db.execute("SELECT hrwsi.cancel_task(%s)", (task_id,)).fetchone()[0]
+        await wait_until(database_url, "SELECT state = 'cancelled' FROM hrwsi.job", timeout=15)
+    assert task_state(db) == "cancelled"
+    assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 1, "a cancelled task is not retried"
+
+
+def test_operator_actions_refuse_what_makes_no_sense(db, configure):
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 1)
+    db.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT input_id, 'work' FROM hrwsi.input_backlog")
+    task_id = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    with pytest.raises(psycopg.errors.CheckViolation, match="only a terminated, cancelled or held task"):
+        db.execute("SELECT hrwsi.retry_task(%s)", (task_id,))
+    with pytest.raises(psycopg.errors.NoDataFound, match="no task 424242"):
+        db.execute("SELECT hrwsi.cancel_task(424242)")
+    with pytest.raises(psycopg.errors.NoDataFound, match="no routine ghost"):
+        db.execute("SELECT hrwsi.hold_routine('ghost')")
+    assert "on hold" in db.execute("SELECT hrwsi.hold_task(%s)", (task_id,)).fetchone()[0]
+    with pytest.raises(psycopg.errors.CheckViolation, match="only a pending or planned task can be held"):
+        db.execute("SELECT hrwsi.hold_task(%s)", (task_id,))
+    assert "released" in db.execute("SELECT hrwsi.release_task(%s)", (task_id,)).fetchone()[0]
+    db.execute("SELECT hrwsi.cancel_task(%s)", (task_id,))
+    with pytest.raises(psycopg.errors.CheckViolation, match="already cancelled"):
+        db.execute("SELECT hrwsi.cancel_task(%s)", (task_id,))
+
+
+@pytest.fixture
+def login_role(db, database_url):
+    """Make a login role granted one hrwsi role; yield a URL connecting as it."""
+    created = []
+
+    def make(granted: str) -> str:
+        name = f"hrwsi_test_{uuid.uuid4().hex[:8]}"
+        db.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+            psycopg.sql.Identifier(name), psycopg.sql.Identifier(granted)))
+        created.append(name)
+        return database_url.replace("postgresql://postgres@", f"postgresql://{name}@")
+
+    yield make
+    for name in created:
+        db.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(psycopg.sql.Identifier(name)))
+        db.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(name)))
+
+
+def test_data_engineer_inserts_inputs_but_cannot_touch_tasks_or_jobs(db, configure, login_role):
+    configure(single_routine_configuration(["true"]))
+    url = login_role("hrwsi_data_engineer")
+    with psycopg.connect(url, autocommit=True) as engineer:
+        engineer.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/mine')")
+        assert engineer.execute("SELECT count(*) FROM hrwsi.input_backlog").fetchone()[0] == 1
+        for statement in ("UPDATE hrwsi.processing_task SET state = 'processed'",
+                          "DELETE FROM hrwsi.input",
+                          "UPDATE hrwsi.input SET input_path = '/other'",
+                          "INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id) VALUES (1, 1, 'x', 'y')",
+                          "UPDATE hrwsi.processing_routine SET cpu = 100",
+                          "DROP TABLE hrwsi.input",
+                          "SELECT hrwsi.cancel_task(1)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                engineer.execute(statement)
+
+
+async def test_services_run_as_the_service_role_without_superuser(db, database_url, settings, configure,
+                                                                  login_role):
+    configure(single_routine_configuration(["true"]))
+    url = login_role("hrwsi_service")
+    with psycopg.connect(url) as service:
+        assert not service.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            service.execute("CREATE TABLE hrwsi.intruder (id int)")
+    async with running(url, ["harvester", "orchestrator", "launcher"], settings):
+        insert_inputs(db, 5)
+        await wait_until(database_url, "SELECT count(*) = 5 FROM hrwsi.processing_task WHERE state = 'processed'")
+
+
+async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, configure, unused_tcp_port_factory):
+    from aiosmtpd.controller import Controller
+
+    configure(single_routine_configuration(["true"]))
+    db.execute("SELECT hrwsi.hold_routine('work', 'broken image')")
+    received: list[dict] = []
+
+    async def hook(request):
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    http_port = unused_tcp_port_factory()
+    await web.TCPSite(runner, "127.0.0.1", http_port).start()
+
+    mails = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            mails.append(envelope.content.decode())
+            return "250 OK"
+
+    smtp_port = unused_tcp_port_factory()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    pool = await open_pool(database_url)
+    try:
+        sender = AlertSender(AlertSettings(webhook_url=f"http://127.0.0.1:{http_port}/hook", smtp_host="127.0.0.1",
+                                           smtp_port=smtp_port, smtp_recipients=("ops@example.org",)))
+        assert await send_pending_alerts(pool, sender) == 1
+        assert await send_pending_alerts(pool, sender) == 0, "sent once"
+    finally:
+        await pool.close()
+        controller.stop()
+        await runner.cleanup()
+    assert received == [{"kind": "routine_on_hold", "subject": "hrwsi: routine work is on hold",
+                         "text": received[0]["text"]}]
+    assert "broken image" in received[0]["text"] and "hrwsi release work" in received[0]["text"]
+    assert len(mails) == 1 and "Subject: hrwsi: routine work is on hold" in mails[0]
+
+
+async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
+    configure(single_routine_configuration(["true"]))
+    db.execute("SELECT hrwsi.hold_routine('work')")
+    pool = await open_pool(database_url)
+    try:
+        sender = AlertSender(AlertSettings(webhook_url=f"http://127.0.0.1:{unused_tcp_port}/nobody", timeout_s=2))
+        assert await send_pending_alerts(pool, sender) == 0
+    finally:
+        await pool.close()
+    attempts, error, sent = db.execute("SELECT attempts, last_error, sent_at FROM hrwsi.alert").fetchone()
+    assert attempts == 1 and error and sent is None
+

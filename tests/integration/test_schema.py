@@ -1,0 +1,246 @@
+"""The schema as a data engineer meets it: triggers, notifications, and refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from hrwsi import migrations
+from hrwsi.schema import compare_with_fresh_install, describe, differences
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def configured(db):
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('f', 4, 16000, 100000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES ('maja', 2, 4000, 1000, '5 min', ARRAY['true'],
+                  'L1C', 'L2A')""")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja')")
+    return db
+
+
+def insert_input(db, path="/data/a.SAFE", **overrides):
+    values = {"processing_condition": "l1c", "input_path": path, "tile": "32TPR", "mission": "S2A",
+              "measured_at": NOW - timedelta(days=1), "published_at": NOW - timedelta(hours=20)}
+    values.update(overrides)
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"%({k})s" for k in values)
+    db.execute(f"INSERT INTO hrwsi.input ({columns}) VALUES ({placeholders})", values)
+
+
+def listen(url: str, channel: str):
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute(f"LISTEN {channel}")
+    return conn
+
+
+def drain(conn, timeout=0.5):
+    return [(n.channel, json.loads(n.payload)) for n in conn.notifies(timeout=timeout, stop_after=None)]
+
+
+def test_migrations_are_idempotent_and_recorded(database_url):
+    with psycopg.connect(database_url) as conn:
+        assert migrations.migrate(conn) == []
+        assert migrations.pending(conn) == []
+        versions = [r[0] for r in conn.execute("SELECT version FROM public.hrwsi_schema_migration ORDER BY 1")]
+    assert versions[0] == 1 and versions == sorted(versions)
+
+
+def test_migrated_schema_equals_a_fresh_install(database_url):
+    assert compare_with_fresh_install(database_url) == []
+
+
+def test_schema_comparison_sees_a_drift(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE hrwsi.input ADD COLUMN drifted text")
+        conn.execute("DROP INDEX hrwsi.worker_flavour_idx")
+    found = compare_with_fresh_install(database_url)
+    assert any("hrwsi.input columns" in line for line in found)
+    assert any("hrwsi.worker indexes" in line for line in found)
+
+
+def test_differences_names_missing_keys():
+    assert differences({"a": 1}, {"a": 1}) == []
+    assert differences({"a": 1}, {"b": 1}) == ["a: only in this database, not in a fresh install",
+                                              "b: missing in this database"]
+
+
+def test_describe_reads_triggers(database_url):
+    names = {t[1] for t in describe(database_url)["triggers"]}
+    assert {"input_notify", "processing_task_notify_update", "job_notify_update", "product_notify"} <= names
+
+
+def test_one_small_notification_for_a_large_insert(configured, database_url):
+    listener = listen(database_url, "hrwsi_input")
+    configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                          SELECT 'l1c', '/bulk/' || g FROM generate_series(1, 100000) g""")
+    notes = drain(listener)
+    listener.close()
+    assert notes == [("hrwsi_input", {"op": "insert", "count": 100000})]
+
+
+def test_task_and_job_notifications_carry_counts_per_state(configured, database_url):
+    insert_input(configured)
+    listener = listen(database_url, "hrwsi_task")
+    listener.execute("LISTEN hrwsi_job")
+    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
+    configured.execute("UPDATE hrwsi.processing_task SET state_reason = 'no state change'")  # no notification
+    configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                          SELECT id, 1, 'local', 'hrwsi-maja-' || id || '-1' FROM hrwsi.processing_task""")
+    configured.execute("UPDATE hrwsi.job SET state = 'running'")
+    notes = drain(listener)
+    listener.close()
+    assert notes == [
+        ("hrwsi_task", {"op": "insert", "counts": {"pending": 1}}),
+        ("hrwsi_task", {"op": "update", "counts": {"planned": 1}}),
+        ("hrwsi_job", {"op": "insert", "counts": {"submitted": 1}}),
+        ("hrwsi_job", {"op": "update", "counts": {"running": 1}}),
+    ]
+
+
+def test_product_insert_notifies_once(configured, database_url):
+    listener = listen(database_url, "hrwsi_product")
+    configured.execute("INSERT INTO hrwsi.product (path, product_type) VALUES ('/p/1', 'L2A'), ('/p/2', 'L2A')")
+    notes = drain(listener)
+    listener.close()
+    assert notes == [("hrwsi_product", {"op": "insert", "count": 2})]
+
+
+def test_notification_is_sent_only_at_commit(configured, database_url):
+    listener = listen(database_url, "hrwsi_input")
+    with psycopg.connect(database_url) as conn:
+        insert_input(conn, "/data/rolled-back")
+        conn.rollback()
+    assert drain(listener, 0.3) == []
+    listener.close()
+
+
+def test_status_history_is_written_and_append_only(configured):
+    insert_input(configured)
+    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
+    states = [r[0] for r in configured.execute("SELECT state FROM hrwsi.task_event ORDER BY id")]
+    assert states == ["pending", "planned"]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        configured.execute("DELETE FROM hrwsi.task_event")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"processing_condition": "nope"}, "input_processing_condition_must_exist"),
+        ({"input_path": ""}, "input_path_is_not_empty"),
+        ({"input_path": "   "}, "input_path_is_not_empty"),
+        ({"input_path": None}, 'null value in column "input_path"'),
+        ({"tile": "T32TPR"}, "input_tile_is_an_mgrs_code_like_32tpr"),
+        ({"tile": "32tpr"}, "input_tile_is_an_mgrs_code_like_32tpr"),
+        ({"measured_at": NOW - timedelta(hours=1), "published_at": NOW - timedelta(hours=2)},
+         "input_measured_at_is_not_after_published_at"),
+        ({"published_at": NOW + timedelta(days=3)}, "is published in the future"),
+        ({"measured_at": NOW + timedelta(days=2), "published_at": None}, "is measured in the future"),
+        ({"measured_at": datetime(1900, 1, 1, tzinfo=timezone.utc)}, "input_measured_at_is_after_1950"),
+        ({"input_path": "/x" * 3000}, "input_path_is_at_most_4096_characters"),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_clear_message(configured, overrides, message):
+    with pytest.raises(psycopg.errors.IntegrityError, match=message):
+        insert_input(configured, **overrides)
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
+
+
+def test_duplicate_input_is_refused(configured):
+    insert_input(configured, "/data/same")
+    with pytest.raises(psycopg.errors.UniqueViolation, match="input_is_unique_per_condition_and_path"):
+        insert_input(configured, "/data/same")
+
+
+def test_sql_injection_text_is_stored_as_text(configured):
+    evil = "/data/x'); DROP TABLE hrwsi.input; --"
+    insert_input(configured, evil)
+    assert configured.execute("SELECT input_path FROM hrwsi.input").fetchone()[0] == evil
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("INSERT INTO hrwsi.flavour VALUES ('bad', 0, 100, 100)", "flavour_cpu_is_positive"),
+        ("INSERT INTO hrwsi.flavour VALUES ('bad', 2, -1, 100)", "flavour_ram_mb_is_positive"),
+        ("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w9', 'ghost')", "worker_flavour_must_exist"),
+        ("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+            input_product_type, output_product_type) VALUES ('r', -2, 1, 1, '1 min', ARRAY['x'], 'A', 'B')""",
+         "routine_cpu_is_positive"),
+        ("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+            input_product_type, output_product_type) VALUES ('r', 1, 1, 1, '0 s', ARRAY['x'], 'A', 'B')""",
+         "routine_expected_duration_is_positive"),
+        ("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration,
+            input_product_type, output_product_type) VALUES ('r', 1, 1, 1, '1 min', 'A', 'B')""",
+         "routine_has_an_image_or_a_command"),
+        ("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+            input_product_type, output_product_type, max_attempts) VALUES ('r', 1, 1, 1, '1 min', ARRAY['x'],
+            'A', 'B', 0)""", "routine_max_attempts_between_1_and_100"),
+        ("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('c', 'ghost')",
+         "condition_routine_must_exist"),
+        ("UPDATE hrwsi.budget SET vm_max = 0", "budget_vm_max_is_positive"),
+        ("INSERT INTO hrwsi.budget (id) VALUES (false)", "budget_has_a_single_row"),
+    ],
+)
+def test_bad_configuration_is_refused(configured, statement, message):
+    with pytest.raises(psycopg.errors.IntegrityError, match=message):
+        configured.execute(statement)
+
+
+def test_task_state_machine_refuses_a_jump(configured):
+    insert_input(configured)
+    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
+    with pytest.raises(psycopg.errors.CheckViolation, match="pending -> processed is not allowed") as error:
+        configured.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
+    assert "a task may go to: cancelled, on_hold, planned" in error.value.diag.message_hint
+
+
+def test_job_in_a_final_state_never_changes(configured):
+    insert_input(configured)
+    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
+    configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state)
+                          SELECT id, 1, 'local', 'j1', 'submitted' FROM hrwsi.processing_task""")
+    configured.execute("UPDATE hrwsi.job SET state = 'processed'")
+    with pytest.raises(psycopg.errors.CheckViolation, match="processed -> running is not allowed"):
+        configured.execute("UPDATE hrwsi.job SET state = 'running'")
+
+
+def test_one_job_per_task_attempt(configured):
+    insert_input(configured)
+    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
+    configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                          SELECT id, 1, 'local', 'j1' FROM hrwsi.processing_task""")
+    with pytest.raises(psycopg.errors.UniqueViolation, match="job_is_unique_per_task_attempt"):
+        configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                              SELECT id, 1, 'local', 'j2' FROM hrwsi.processing_task""")
+
+
+def test_concurrent_migrations_apply_once(empty_database_url):
+    errors = []
+
+    def run():
+        try:
+            with psycopg.connect(empty_database_url) as conn:
+                migrations.migrate(conn)
+        except Exception as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with psycopg.connect(empty_database_url) as conn:
+        count = conn.execute("SELECT count(*) FROM public.hrwsi_schema_migration").fetchone()[0]
+    assert count == len(migrations.migrations())

@@ -1,0 +1,191 @@
+"""Each service's reaction, and the whole loop driven by plain SQL inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+
+from hrwsi.demo import write_scenes
+from tests.integration.conftest import (
+    chain_configuration,
+    insert_inputs,
+    running,
+    single_routine_configuration,
+    wait_until,
+)
+
+NOW = datetime.now(timezone.utc)
+
+
+async def test_orchestrator_creates_and_plans_tasks_for_new_inputs(db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2, budget=False))  # unlimited budgets
+    async with running(database_url, ["orchestrator"], settings):
+        insert_inputs(db, 5)
+        await wait_until(database_url, "SELECT count(*) = 5 FROM hrwsi.processing_task WHERE state = 'planned'")
+    rows = db.execute("SELECT worker, planned_start, plan_id FROM hrwsi.processing_task").fetchall()
+    assert all(w in ("w01", "w02") and start is not None and plan for w, start, plan in rows)
+    plan = db.execute("SELECT task_count, makespan_s, lower_bound_s FROM hrwsi.plan ORDER BY id DESC").fetchone()
+    assert plan[0] >= 1 and plan[1] >= plan[2] > 0
+
+
+async def test_time_series_routine_chains_tasks_of_a_tile(db, database_url, settings, configure):
+    document = chain_configuration(sequential=True)
+    configure(document)
+    async with running(database_url, ["orchestrator"], settings):
+        db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                      VALUES ('l1c', '/a/2', '32TLR', %(t)s), ('l1c', '/a/1', '32TLR', %(t)s - interval '1 day'),
+                             ('l1c', '/b/1', '31TGL', %(t)s)""", {"t": NOW - timedelta(days=1)})
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'planned'")
+    links = dict(db.execute("""SELECT i.input_path, d.input_path FROM hrwsi.processing_task t
+                               JOIN hrwsi.input i ON i.id = t.input_id
+                               LEFT JOIN hrwsi.processing_task p ON p.id = t.depends_on
+                               LEFT JOIN hrwsi.input d ON d.id = p.input_id""").fetchall())
+    assert links == {"/a/2": "/a/1", "/a/1": None, "/b/1": None}
+    starts = dict(db.execute("""SELECT i.input_path, t.planned_start FROM hrwsi.processing_task t
+                                JOIN hrwsi.input i ON i.id = t.input_id""").fetchall())
+    assert starts["/a/2"] >= starts["/a/1"] + timedelta(seconds=2), "waits for its predecessor to end"
+
+
+async def test_unplannable_task_is_explained_and_the_rest_goes_on(db, database_url, settings, configure):
+    document = single_routine_configuration(["true"])
+    document["routine"].append({"name": "huge", "cpu": 64, "ram_mb": 1000, "storage_mb": 100,
+                                "expected_duration_s": 1, "command": ["true"], "input_product_type": "IN",
+                                "output_product_type": "HUGE"})
+    document["condition"].append({"name": "huge", "routine": "huge"})
+    configure(document)
+    async with running(database_url, ["orchestrator"], settings):
+        insert_inputs(db, 1, condition="huge", prefix="/huge/")
+        insert_inputs(db, 3)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'planned'")
+        reason = await wait_until(database_url, "SELECT state_reason FROM hrwsi.processing_task WHERE routine = 'huge'")
+    assert "huge" in reason or "64" in reason
+    assert "CPU" in reason.upper()
+
+
+async def test_launcher_runs_the_command_and_records_products(db, database_url, settings, configure, tmp_path):
+    script = tmp_path / "routine.py"
+    script.write_text("import os, sys, pathlib\n"
+                      "out = pathlib.Path(os.environ['HRWSI_OUTPUT_DIR'])\n"
+                      "args = sys.argv[1:]\n"
+                      "(out / 'product.txt').write_text(os.environ['HRWSI_INPUT_PATH'] + ' ' + ' '.join(args))\n"
+                      "print('attempt', os.environ['HRWSI_ATTEMPT'], 'task', os.environ['HRWSI_TASK_ID'])\n")
+    configure(single_routine_configuration([sys.executable, str(script)]))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 2)
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.processing_task WHERE state = 'processed'")
+    jobs = db.execute("SELECT state, exit_code, log_path, backend_job_id FROM hrwsi.job ORDER BY id").fetchall()
+    assert [(s, c) for s, c, _, _ in jobs] == [("processed", 0), ("processed", 0)]
+    assert all(j.startswith("hrwsi-work-") and j.endswith("-1") for *_, j in jobs)
+    log = Path(jobs[0][2]).read_text()
+    assert log.startswith("attempt 1 task ")
+    products = db.execute("SELECT path, product_type FROM hrwsi.product ORDER BY path").fetchall()
+    assert len(products) == 2 and all(t == "OUT" for _, t in products)
+    content = Path(products[0][0]).read_text()
+    assert content.startswith("/in/scene") and "--output-dir" in content
+
+
+async def test_failing_command_is_retried_then_terminated(db, database_url, settings, configure):
+    configure(single_routine_configuration([sys.executable, "-c", "import sys; sys.exit(3)"], max_attempts=2))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")
+    jobs = db.execute("SELECT attempt, state, exit_code FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert jobs == [(1, "internal_error", 3), (2, "internal_error", 3)]
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task").fetchone()[0]
+    assert "exit code 3" in reason
+    history = [r[0] for r in db.execute("SELECT state FROM hrwsi.task_event ORDER BY id")]
+    assert history == ["pending", "planned", "dispatched", "running", "pending", "planned", "dispatched",
+                       "running", "terminated"]
+
+
+async def test_timeout_stops_the_job(db, database_url, settings, configure):
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(30)"], max_attempts=1, timeout_s=0.5))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")
+    message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
+    assert "timed out" in message
+
+
+async def test_harvester_chains_products_into_inputs(db, database_url, settings, configure):
+    configure(chain_configuration())
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                  VALUES ('l1c', '/l1c/1', '32TLR', now() - interval '1 day')""")
+    db.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'atmospheric_correction' FROM hrwsi.input")
+    async with running(database_url, ["harvester"], settings):
+        db.execute("""INSERT INTO hrwsi.product (task_id, path, product_type)
+                      SELECT id, '/l2a/1', 'L2A' FROM hrwsi.processing_task""")
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.input WHERE source = 'chaining'")
+    row = db.execute("""SELECT processing_condition, input_path, tile FROM hrwsi.input
+                        WHERE source = 'chaining'""").fetchone()
+    assert row == ("l2a", "/l2a/1", "32TLR")
+    assert db.execute("SELECT chained_at IS NOT NULL FROM hrwsi.product").fetchone()[0]
+
+
+async def test_whole_loop_from_plain_sql_inserts(db, database_url, settings, configure, tmp_path):
+    configure(chain_configuration(sequential=True))
+    scenes = write_scenes(tmp_path / "l1c", 4, NOW, flaky_index=2)
+    async with running(database_url, ["harvester", "orchestrator", "launcher"], settings, backend="local"):
+        for scene in scenes:  # one statement per scene, as a data engineer would type them
+            db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at,
+                          published_at) VALUES ('l1c', %(path)s, %(tile)s, %(mission)s, %(measured_at)s,
+                          %(published_at)s)""", scene)
+        await wait_until(database_url, "SELECT count(*) = 12 FROM hrwsi.processing_task WHERE state = 'processed'",
+                         timeout=90)
+    products = dict(db.execute("SELECT product_type, count(*) FROM hrwsi.product GROUP BY 1").fetchall())
+    assert products == {"L2A": 4, "FSC": 4, "QUICKLOOK": 4}
+    retried = db.execute("""SELECT t.routine, array_agg(j.state ORDER BY j.attempt) FROM hrwsi.job j
+                            JOIN hrwsi.processing_task t ON t.id = j.task_id GROUP BY t.id, t.routine
+                            HAVING count(*) > 1""").fetchall()
+    assert retried == [("snow_cover", ["external_error", "processed"])]
+    assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 13
+
+
+async def test_launcher_adopts_jobs_of_a_dead_launcher(db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 1)
+    db.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT input_id, 'work' FROM hrwsi.input_backlog")
+    db.execute("DELETE FROM hrwsi.input_backlog")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w01', planned_start = now()")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1")
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at)
+                  VALUES ('launcher-dead', 'launcher', 'gone', 1, now() - interval '1 hour')""")
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, owner, output_dir, log_path)
+                  SELECT id, 1, 'local', 'hrwsi-work-' || id || '-1', 'launcher-dead', '/tmp/x', '/tmp/x.log'
+                  FROM hrwsi.processing_task""")
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+    jobs = db.execute("SELECT attempt, state FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert jobs == [(1, "lost"), (2, "processed")]
+    assert db.execute("SELECT failures FROM hrwsi.processing_task").fetchone()[0] == 0, "lost is not a failure"
+
+
+async def test_graceful_stop_finishes_running_jobs(db, database_url, settings, configure):
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.5)"]))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 2)
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'running'")
+    # Leaving the block stopped the services: the grace period let both jobs end normally.
+    states = [r[0] for r in db.execute("SELECT state FROM hrwsi.job")]
+    assert states == ["processed", "processed"]
+    assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 0
+
+
+async def test_service_survives_an_unexpected_payload(db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"]))
+    async with running(database_url, ["orchestrator"], settings):
+        db.execute("SELECT pg_notify('hrwsi_input', 'garbage{')")
+        db.execute("SELECT pg_notify('hrwsi_task', '{\"counts\": [1, 2]}')")
+        await asyncio.sleep(0.2)
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'planned'")
+
+
+def test_psycopg_is_real(database_url):
+    """Not a mock: the test database answers like PostgreSQL."""
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0] >= 150000

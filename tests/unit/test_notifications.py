@@ -1,0 +1,34 @@
+"""Notification payloads and routing."""
+
+from hrwsi.listener import Notification
+from hrwsi.service import Router
+from hrwsi.sql_files import parse_named_blocks, queries
+
+
+def test_parse_counts_payload():
+    n = Notification.parse("hrwsi_task", '{"op": "update", "counts": {"planned": 3, "processed": 1}}')
+    assert (n.op, n.count, n.counts) == ("update", 4, {"planned": 3, "processed": 1})
+
+
+def test_unreadable_payload_still_wakes():
+    n = Notification.parse("hrwsi_input", "not json")
+    assert n.channel == "hrwsi_input" and n.count == 0
+
+
+def test_router_wakes_only_matching_steps():
+    router = Router()
+    router.on("hrwsi_input", "create_tasks")
+    router.on("hrwsi_task", "plan", when=lambda n: "pending" in n.counts)
+    assert router.steps_for(Notification("hrwsi_input", count=1)) == {"create_tasks"}
+    assert router.steps_for(Notification("hrwsi_task", counts={"pending": 2})) == {"plan"}
+    assert router.steps_for(Notification("hrwsi_task", counts={"running": 2})) == set()
+    assert router.channels == ("hrwsi_input", "hrwsi_task")
+
+
+def test_named_blocks():
+    blocks = parse_named_blocks("-- name: a\nSELECT 1;\n\n-- name: b\n-- why\nSELECT 2;\n")
+    assert blocks == {"a": "SELECT 1;", "b": "-- why\nSELECT 2;"}
+
+
+def test_every_shipped_query_is_loadable():
+    assert {"create_tasks_for_new_inputs", "dispatch_candidates", "chain_products"} <= set(queries())
