@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGURATION = {
     "flavour": [{"name": "big", "cpu": 64, "ram_mb": 256000, "disk_mb": 1000000}],
     "worker": [{"prefix": "w", "count": 10, "flavour": "big"}],
+    "budget": {"cpu_max": 640, "ram_max_mb": 2560000, "storage_max_mb": 10000000, "vm_max": 10},
     "routine": [{"name": "bench", "cpu": 1, "ram_mb": 1000, "storage_mb": 1000, "expected_duration_s": 60,
                  "command": ["true"], "input_product_type": "RAW", "output_product_type": "DONE"}],
     "condition": [{"name": "raw", "routine": "bench"}],
@@ -190,10 +191,7 @@ def main() -> None:
         results["burst"] = asyncio.run(measure_burst(url, args.burst))
         drop_database(server, url)
     finally:
-        if not external:
-            from hrwsi.database import stop_embedded
-
-            stop_embedded(base / "pgdata")
+        pass  # the embedded server (keep_running=False) stops when this process exits
     results["planner"] = planner_ladder(args.quick)
 
     latency, burst = results["latency"], results["burst"]

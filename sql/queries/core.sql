@@ -148,37 +148,46 @@ UPDATE hrwsi.processing_task t SET state = $2, state_reason = $3
 FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
   AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> $2;
 
--- name: finish_job
--- Record how the attempt ended; returns nothing when the job was already final. A job an operator
--- cancelled ends cancelled, whatever the backend saw when it was stopped.
-UPDATE hrwsi.job SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE $2 END, exit_code = $3,
-    message = CASE WHEN cancel_requested THEN 'cancelled by an operator: ' || $4 ELSE $4 END,
-    started_at = coalesce(started_at, $5, now()), finished_at = coalesce($6, now())
-WHERE id = $1 AND state IN ('submitted', 'queued', 'running')
-RETURNING task_id, attempt, state;
+-- name: finish_jobs
+-- Record how attempts ended, many at once; a job already final is left alone (not returned). A job
+-- an operator cancelled ends cancelled, whatever the backend saw when it was stopped.
+UPDATE hrwsi.job j
+SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE o.state END, exit_code = o.exit_code,
+    message = CASE WHEN j.cancel_requested THEN 'cancelled by an operator: ' || o.message ELSE o.message END,
+    started_at = coalesce(j.started_at, o.started_at, now()), finished_at = coalesce(o.finished_at, now())
+FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+     AS o(id, state, exit_code, message, started_at, finished_at)
+WHERE j.id = o.id AND j.state IN ('submitted', 'queued', 'running')
+RETURNING j.id, j.state;
 
 -- name: register_products
+-- Every file a task wrote, as a product of its routine's output type.
 INSERT INTO hrwsi.product (task_id, path, product_type, size_bytes)
-SELECT $1, p.path, $2, p.size FROM unnest($3::text[], $4::bigint[]) AS p(path, size)
+SELECT p.task_id, p.path, r.output_product_type, p.size
+FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS p(task_id, path, size)
+JOIN hrwsi.processing_task t ON t.id = p.task_id
+JOIN hrwsi.processing_routine r ON r.name = t.routine
 ON CONFLICT (path) DO NOTHING;
 
--- name: task_processed
-UPDATE hrwsi.processing_task SET state = 'processed', state_reason = $3
-WHERE id = $1 AND attempts = $2 AND state IN ('dispatched', 'queued', 'running');
+-- name: tasks_processed
+UPDATE hrwsi.processing_task t SET state = 'processed', state_reason = p.reason
+FROM unnest($1::bigint[], $2::int[], $3::text[]) AS p(id, attempt, reason)
+WHERE t.id = p.id AND t.attempts = p.attempt AND t.state IN ('dispatched', 'queued', 'running');
 
--- name: task_attempt_failed
--- After a failed or lost attempt: back to pending (replanned after the backoff) or terminated.
--- $3 counts as a failure (errors do; lost attempts do not).
+-- name: tasks_attempt_failed
+-- After failed or lost attempts: back to pending (replanned after an exponential backoff from $5
+-- seconds) or terminated. `counts`: errors count as failures of the routine, lost attempts do not.
 UPDATE hrwsi.processing_task t
-SET failures = t.failures + CASE WHEN $3 THEN 1 ELSE 0 END,
-    state = CASE WHEN t.failures + CASE WHEN $3 THEN 1 ELSE 0 END >= r.max_attempts
-                   OR t.attempts >= r.max_attempts * 3 THEN 'terminated' ELSE 'pending' END,
-    state_reason = $4,
+SET failures = t.failures + f.counts::int,
+    state = CASE WHEN t.failures + f.counts::int >= r.max_attempts OR t.attempts >= r.max_attempts * 3
+                 THEN 'terminated' ELSE 'pending' END,
+    state_reason = f.reason,
     worker = NULL, planned_start = NULL, planned_end = NULL,
-    not_before = now() + make_interval(secs => $5 * power(2, greatest(0, t.failures - 1 + CASE WHEN $3 THEN 1 ELSE 0 END)))
-FROM hrwsi.processing_routine r
-WHERE t.id = $1 AND t.attempts = $2 AND r.name = t.routine AND t.state IN ('dispatched', 'queued', 'running')
-RETURNING t.state, t.failures, r.max_attempts;
+    not_before = now() + make_interval(secs => $5 * power(2, greatest(0, t.failures - 1 + f.counts::int)))
+FROM unnest($1::bigint[], $2::int[], $3::bool[], $4::text[]) AS f(id, attempt, counts, reason),
+     hrwsi.processing_routine r
+WHERE t.id = f.id AND t.attempts = f.attempt AND r.name = t.routine AND t.state IN ('dispatched', 'queued', 'running')
+RETURNING t.id, t.state, t.failures, r.max_attempts;
 
 -- name: heartbeat_instance
 INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4)
@@ -220,6 +229,8 @@ WITH claimed AS (
     LEFT JOIN hrwsi.input i ON i.id = t.input_id
     WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
       AND (c.measurement_window IS NULL OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
+      -- a multi-input condition gets one input per complete group (triggering.py), not one per product
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
     ON CONFLICT (processing_condition, input_path) DO NOTHING
     RETURNING id
 )

@@ -63,3 +63,22 @@ FROM hrwsi.processing_task WHERE planned_start IS NOT NULL;
 -- name: report_service_health
 SELECT id, kind, host, pid, heartbeat_at, now() - heartbeat_at < make_interval(secs => %(fresh_s)s) AS fresh
 FROM hrwsi.service_instance WHERE kind = %(kind)s ORDER BY heartbeat_at DESC;
+
+-- name: report_plan
+SELECT id, created_at, task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s
+FROM hrwsi.plan WHERE id = coalesce(%(plan_id)s::bigint, (SELECT max(id) FROM hrwsi.plan));
+
+-- name: report_plan_tasks
+-- The tasks of a plan with their planned times, in seconds from the plan's creation.
+SELECT t.id, t.routine, r.cpu::float8, r.ram_mb, r.storage_mb,
+       extract(epoch FROM r.expected_duration)::float8 AS duration_s, t.depends_on, t.worker,
+       extract(epoch FROM t.planned_start - p.created_at)::float8 AS start_s,
+       extract(epoch FROM t.planned_end - p.created_at)::float8 AS end_s
+FROM hrwsi.processing_task t
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+JOIN hrwsi.plan p ON p.id = t.plan_id
+WHERE t.plan_id = %(plan_id)s AND t.worker IS NOT NULL AND t.planned_start IS NOT NULL
+ORDER BY t.id;
+
+-- name: report_largest_plan
+SELECT id FROM hrwsi.plan ORDER BY task_count DESC, id DESC LIMIT 1;

@@ -253,6 +253,62 @@ def release(target: str = typer.Argument(..., help="a task id, or a routine name
         _operator_action("SELECT hrwsi.release_routine(%s)", target)
 
 
+# -- plans and sources -----------------------------------------------------------------------
+plan_app = typer.Typer(help="Plans made by the orchestrator.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+
+
+@plan_app.command("show")
+def plan_show(plan_id: Optional[int] = typer.Option(None, "--id", help="a plan id (default: the latest)"),
+              plot: Optional[Path] = typer.Option(None, help="write a Gantt chart (PNG) here")) -> None:
+    """A stored plan's figures (makespan vs lower bound, VMs, VM-hours) and, with --plot, its Gantt chart."""
+    from hrwsi.reports import print_plan
+
+    with connect(_url(start=False)) as conn:
+        if not print_plan(conn, console, plan_id, str(plot) if plot else None):
+            raise typer.Exit(1)
+
+
+@app.command()
+def sources() -> None:
+    """Harvest sources: kind, schedule, mode, last and next run, last error."""
+    from rich.table import Table
+
+    from hrwsi.sources import list_sources
+
+    with connect(_url(start=False)) as conn:
+        rows = list_sources(conn)
+    table = Table(title=f"{len(rows)} source(s)")
+    columns = ("name", "kind", "product_type", "schedule", "mode", "last_run_at", "next_run_at", "last_error")
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+# -- Nomad -----------------------------------------------------------------------------------
+workers_app = typer.Typer(help="Workers and flavours.", no_args_is_help=True)
+app.add_typer(workers_app, name="workers")
+
+
+@workers_app.command("sync")
+def workers_sync() -> None:
+    """Fill flavours and workers from Nomad's nodes (NOMAD_ADDR, NOMAD_TOKEN, ...)."""
+    from hrwsi.nomad_workers import sync_from_nomad
+
+    with connect(_url()) as conn:
+        console.print(sync_from_nomad(conn).summary(), highlight=False)
+
+
+@app.command("nomad-emulator", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def nomad_emulator(ctx: typer.Context) -> None:
+    """Run the Nomad API emulator (a test double, for machines without Nomad); --help for its options."""
+    from hrwsi.nomad_emulator.__main__ import main
+
+    raise typer.Exit(main(ctx.args))
+
+
 # -- reports ---------------------------------------------------------------------------------
 @app.command()
 def status(failures: int = typer.Option(10, help="how many recent failures to show")) -> None:
@@ -278,8 +334,18 @@ def task_show(task_id: int) -> None:
     """A task's history with times, its attempts with exit codes and log paths, its products."""
     from hrwsi.reports import print_task
 
+    def ui_link(backend: str, backend_job_id: str):
+        if backend != "nomad" or not os.environ.get("NOMAD_ADDR"):
+            return None
+        from hrwsi.backends.nomad import NomadConfig
+
+        namespace = NomadConfig.from_env().namespace or "default"
+        from urllib.parse import quote
+
+        return f"{os.environ['NOMAD_ADDR'].rstrip('/')}/ui/jobs/{quote(backend_job_id, safe='')}@{namespace}"
+
     with connect(_url(start=False)) as conn:
-        if not print_task(conn, console, task_id):
+        if not print_task(conn, console, task_id, ui_link):
             raise typer.Exit(1)
 
 

@@ -188,7 +188,7 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
         url, demo_settings, backend_name, console, expected, timeout_s)))
     with psycopg.connect(url, autocommit=True) as conn:
-        ok = print_summary(conn, console, demo_home, done)
+        ok = print_summary(conn, console, demo_home, done, url)
     return ok
 
 
@@ -199,8 +199,8 @@ def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: dat
     directory = demo_home / "landing"
     count = 2
     write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
-    landing.register_demo_source(conn, name="demo_landing", directory=directory,
-                                 work_directory=demo_home / "work", product_type="L1C")
+    landing.register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "work",
+                            product_type="L1C", settle_s=0.5, interval_s=1.0)
     return count
 
 
@@ -221,7 +221,7 @@ async def _with_backend(emulator, run):
         return await run()
 
 
-def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool) -> bool:
+def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool, url: str) -> bool:
     tasks = dict(conn.execute(query("report_task_counts")).fetchall())
     products = dict(conn.execute(query("report_products")).fetchall())
     retried = conn.execute("SELECT task_id, count(*) FROM hrwsi.job GROUP BY task_id HAVING count(*) > 1 "
@@ -241,11 +241,19 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
                       highlight=False)
     console.print(f"  logs: {demo_home / 'data' / 'logs'}", highlight=False)
     console.print(f"  products: {demo_home / 'data' / 'products'}", highlight=False)
+    largest = conn.execute(query("report_largest_plan")).fetchone()
+    if largest:
+        from hrwsi.reports import load_plan
+        from hrwsi.plan_chart import render_gantt
+
+        _, plan, plan_tasks, plan_workers, budgets = load_plan(conn, largest[0])
+        chart = demo_home / "plan.png"
+        render_gantt(plan, plan_tasks, plan_workers, budgets, path=str(chart), title=f"hrwsi demo: plan {largest[0]}")
+        console.print(f"  the largest plan as a Gantt chart: {chart}", highlight=False, soft_wrap=True)
     quicklooks = sorted((demo_home / "data" / "products" / "quicklook").rglob("*.png"))
     if quicklooks:
-        console.print(f"  a quicklook: {quicklooks[0]}", highlight=False)
-    console.print(f"  database: {DEMO_DATABASE} (HRWSI_DATABASE_URL=$(hrwsi db url | sed s/hrwsi\\?/{DEMO_DATABASE}\\?/) "
-                  "hrwsi status)", highlight=False)
+        console.print(f"  a quicklook: {quicklooks[0]}", highlight=False, soft_wrap=True)
+    console.print(f"  inspect it: HRWSI_DATABASE_URL='{url}' hrwsi status", highlight=False, soft_wrap=True)
     ok = done and set(tasks) == {"processed"}
     console.print("[green]everything processed[/green]" if ok else
                   "[red]the demo did not finish: see the states above and `hrwsi status`[/red]")

@@ -3,9 +3,8 @@
 - step "chain" (on `hrwsi_product`): every product whose type some routine consumes becomes an
   input of each matching condition; the product is marked chained in the same statement.
 - step "multi_input": conditions that need several inputs (same tile and day, a 7-day composite)
-  get their input once the group is complete.
-- side task "harvest_sources": runs every configured source (landing directory, catalogue) that is
-  due by its schedule.
+  get their one input once the group is complete (rules as data: hrwsi.multi_input_rule).
+- side task "harvest_sources": runs every source (landing directory, catalogue) due by its schedule.
 """
 
 from __future__ import annotations
@@ -31,7 +30,9 @@ class Harvester(Service):
         super().__init__(pool, settings)
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         self.router.on("hrwsi_product", "chain")
-        self.router.on("hrwsi_task", "multi_input", when=lambda n: n.counts.get("processed", 0) > 0)
+        self.router.on("hrwsi_input", "multi_input")
+        self.router.on("hrwsi_task", "multi_input",
+                       when=lambda n: any(s in n.counts for s in ("processed", "terminated", "cancelled")))
 
     async def chain(self) -> bool:
         async with self.pool.acquire() as conn:
@@ -48,10 +49,9 @@ class Harvester(Service):
         return False
 
     async def harvest_sources(self) -> None:
-        runs = await sources.run_due_sources(self.pool)
-        for run in runs:
+        for run in await sources.run_due_sources(self.pool):
             logger.info("source %s: %s", run.source, run.summary())
-        await self._sleep(self.settings.landing_scan_s if not runs else 0.2)
+        await self._sleep(self.settings.landing_scan_s)
 
     def side_tasks(self):
         return [self.harvest_sources]

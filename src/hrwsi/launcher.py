@@ -26,6 +26,7 @@ from hrwsi.sql_files import query
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+OUTCOME_BATCH = 1000
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")
 FINAL_JOB_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
 
@@ -72,6 +73,15 @@ def choose_dispatchable(candidates, in_use: dict[str, Capacity], flavours: dict[
     return chosen
 
 
+@dataclass
+class _Finished:
+    job_id: int
+    spec: JobSpec
+    outcome: JobOutcome
+    products: list[tuple[str, int]]
+    stored: asyncio.Future
+
+
 def spec_from_row(row: asyncpg.Record) -> JobSpec:
     return JobSpec(
         job_id=row["backend_job_id"], task_id=row["task_id"], attempt=row["attempt"], routine=row["routine"],
@@ -102,6 +112,8 @@ class Launcher(Service):
         self.router.on("hrwsi_task", "cancel", when=lambda n: "cancelled" in n.counts)
         self._following: dict[int, asyncio.Task] = {}
         self._specs: dict[int, JobSpec] = {}
+        self._outcomes: asyncio.Queue[_Finished] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
         self.dispatched = 0
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -179,39 +191,20 @@ class Launcher(Service):
         await self._record(job_id, spec, outcome)
 
     async def _record(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> None:
+        """Hand the outcome to the writer and wait until it is stored; then log and clean up."""
         products = await asyncio.to_thread(discover_products, spec.output_dir) if outcome.state == "processed" else []
-
-        async def write(conn: asyncpg.Connection):
-            async with conn.transaction():
-                row = await conn.fetchrow(query("finish_job"), job_id, outcome.state, outcome.exit_code,
-                                          outcome.message, outcome.started_at, outcome.finished_at)
-                if row is None:
-                    return None  # already final: nothing more to say
-                if row["state"] == "cancelled":
-                    return ("cancelled",)
-                if outcome.state == "processed":
-                    output_type = await conn.fetchval(
-                        "SELECT output_product_type FROM hrwsi.processing_routine WHERE name = $1", spec.routine)
-                    await conn.execute(query("register_products"), spec.task_id, output_type,
-                                       [p for p, _ in products], [s for _, s in products])
-                    await conn.execute(query("task_processed"), spec.task_id, spec.attempt,
-                                       f"{len(products)} product(s)")
-                    return ("processed",)
-                counts = outcome.state in ("internal_error", "external_error")
-                return await conn.fetchrow(query("task_attempt_failed"), spec.task_id, spec.attempt, counts,
-                                           f"attempt {spec.attempt} {outcome.state}: {outcome.message}",
-                                           self.settings.retry_backoff_s)
-
-        result = await self._with_database_retry(write, f"record the outcome of job {spec.job_id}")
+        stored: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored))
+        result = await stored
         if result is None:
-            return
-        if result == ("cancelled",):
+            return  # the job was already final
+        if result == "cancelled":
             logger.info("task %d (%s): job %s cancelled by an operator", spec.task_id, spec.routine, spec.job_id)
-        elif outcome.state == "processed":
+        elif result == "processed":
             logger.info("task %d (%s) processed: %d product(s); log %s", spec.task_id, spec.routine,
                         len(products), spec.log_path)
         else:
-            state, failures, max_attempts = result["state"], result["failures"], result["max_attempts"]
+            state, failures, max_attempts = result
             what_next = (f"terminated after {failures} failure(s) of {max_attempts} allowed"
                          if state == "terminated" else "it will be replanned and retried")
             logger.warning("task %d (%s) attempt %d %s: %s; %s; log %s", spec.task_id, spec.routine,
@@ -222,6 +215,67 @@ class Launcher(Service):
                 await forget(spec.job_id)
             except Exception as error:  # cleaning up is best effort; the outcome is already stored
                 logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
+
+    async def _write_outcomes(self) -> None:
+        """The one writer of outcomes: everything that ended meanwhile goes in one transaction."""
+        while True:
+            batch = [await self._outcomes.get()]
+            while len(batch) < OUTCOME_BATCH and not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            try:
+                results = await self._with_database_retry(
+                    lambda conn: self._store_outcomes(conn, batch), f"record the outcome of {len(batch)} job(s)")
+            except asyncpg.PostgresError as error:
+                # Something in this batch is refused: store the outcomes one by one so that only
+                # the offending job stays unrecorded (its lease-based adoption retries it later).
+                logger.error("recording %d outcome(s) at once failed (%s); recording them one by one",
+                             len(batch), error)
+                results = {}
+                for item in batch:
+                    try:
+                        results.update(await self._with_database_retry(
+                            lambda conn, one=item: self._store_outcomes(conn, [one]),
+                            f"record the outcome of job {item.spec.job_id}"))
+                    except asyncpg.PostgresError as single_error:
+                        logger.error("task %d: the outcome of job %s (%s) could not be recorded: %s; "
+                                     "the job stays active and will be adopted and reconciled",
+                                     item.spec.task_id, item.spec.job_id, item.outcome.state, single_error)
+            for item in batch:
+                if not item.stored.done():
+                    item.stored.set_result(results.get(item.job_id))
+
+    async def _store_outcomes(self, conn: asyncpg.Connection, batch: list["_Finished"]) -> dict:
+        """Store outcomes, products and the tasks' next states; returns what happened per job id."""
+        results: dict[int, object] = {}
+        async with conn.transaction():
+            rows = await conn.fetch(
+                query("finish_jobs"), [b.job_id for b in batch], [b.outcome.state for b in batch],
+                [b.outcome.exit_code for b in batch], [b.outcome.message for b in batch],
+                [b.outcome.started_at for b in batch], [b.outcome.finished_at for b in batch])
+            final = {r["id"]: r["state"] for r in rows}
+            done = [b for b in batch if final.get(b.job_id) == "processed"]
+            failed = [b for b in batch if final.get(b.job_id) in ("internal_error", "external_error", "lost")]
+            for b in batch:
+                if final.get(b.job_id) == "cancelled":
+                    results[b.job_id] = "cancelled"
+            if done:
+                products = [(b.spec.task_id, path, size) for b in done for path, size in b.products]
+                await conn.execute(query("register_products"), [p[0] for p in products],
+                                   [p[1] for p in products], [p[2] for p in products])
+                await conn.execute(query("tasks_processed"), [b.spec.task_id for b in done],
+                                   [b.spec.attempt for b in done], [f"{len(b.products)} product(s)" for b in done])
+                results.update({b.job_id: "processed" for b in done})
+            if failed:
+                next_states = await conn.fetch(
+                    query("tasks_attempt_failed"), [b.spec.task_id for b in failed], [b.spec.attempt for b in failed],
+                    [final[b.job_id] != "lost" for b in failed],
+                    [f"attempt {b.spec.attempt} {final[b.job_id]}: {b.outcome.message}" for b in failed],
+                    self.settings.retry_backoff_s)
+                by_task = {r["id"]: (r["state"], r["failures"], r["max_attempts"]) for r in next_states}
+                for b in failed:
+                    if b.spec.task_id in by_task:  # else the task was no longer active (cancelled)
+                        results[b.job_id] = by_task[b.spec.task_id]
+        return results
 
     async def _with_database_retry(self, work, what: str):
         """Run work(conn) until it succeeds: an outcome must never be lost to a database blip."""
@@ -269,9 +323,20 @@ class Launcher(Service):
     def side_tasks(self):
         return [self._adopt_periodically]
 
+    async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_outcomes(), name="launcher-outcome-writer")
+
     async def stop(self) -> None:
-        if not self._following:
+        try:
+            await self._stop_following()
+        finally:
+            if self._writer is not None:
+                self._writer.cancel()
+                await asyncio.gather(self._writer, return_exceptions=True)
             await self.backend.close()
+
+    async def _stop_following(self) -> None:
+        if not self._following:
             return
         stop_all = getattr(self.backend, "stop_all", None)
         if stop_all is None:
@@ -282,7 +347,6 @@ class Launcher(Service):
             for task in list(self._following.values()):
                 task.cancel()
             await asyncio.gather(*self._following.values(), return_exceptions=True)
-            await self.backend.close()
             return
         logger.info("waiting up to %.0f s for %d running job(s) to end", self.settings.shutdown_grace_s,
                     len(self._following))
@@ -291,7 +355,6 @@ class Launcher(Service):
             logger.warning("stopping %d job(s) still running; their tasks will be retried", len(still))
             await stop_all()
             await asyncio.gather(*still, return_exceptions=True)
-        await self.backend.close()
 
 
 def make_backend(name: str, settings: Settings) -> Backend:

@@ -91,8 +91,11 @@ class Listener:
         backoff = self.backoff_min_s
         while not self._stopping.is_set():
             try:
-                conn = await asyncpg.connect(self.url, server_settings={"application_name": self.application_name})
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+                # Bounded: a connection cut during its handshake must not hang us for asyncpg's 60 s default.
+                conn = await asyncpg.connect(self.url, timeout=self.ping_timeout_s,
+                                             server_settings={"application_name": self.application_name})
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as error:
+                # (A connection cut during its handshake raises InterfaceError.)
                 delay = random.uniform(backoff / 2, backoff)
                 logger.warning("listener: cannot connect to %s (%s); retrying in %.1f s",
                                redact(self.url), error, delay)
@@ -102,6 +105,8 @@ class Listener:
             backoff = self.backoff_min_s
             try:
                 await self._listen(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as error:
+                logger.warning("listener: connection failed (%s); reconnecting", error)
             finally:
                 self.connected.clear()
                 if not conn.is_closed():

@@ -82,16 +82,76 @@ def print_task(conn: psycopg.Connection, console: Console, task_id: int, ui_link
         history.add_row(_time(at), state, str(attempts), worker or "", reason or "")
     console.print(history)
     jobs = Table(title="attempts")
-    for column in ("attempt", "backend", "job", "state", "exit", "submitted", "started", "finished", "log", "link"):
+    for column in ("attempt", "backend", "job", "state", "exit", "submitted", "started", "finished"):
         jobs.add_column(column)
+    where = []
     for (attempt, backend, backend_job_id, _worker, state, exit_code, message, submitted, started, finished,
          log) in conn.execute(query("report_task_jobs"), {"task_id": task_id}):
-        link = ui_link(backend, backend_job_id) if ui_link else None
         jobs.add_row(str(attempt), backend, backend_job_id, state + (f": {message}" if message else ""),
                      "" if exit_code is None else str(exit_code), _time(submitted), _time(started),
-                     _time(finished), log or "", link or "")
+                     _time(finished))
+        link = ui_link(backend, backend_job_id) if ui_link else None
+        where.append(f"  attempt {attempt} log: {log or '-'}" + (f"\n  attempt {attempt} in the Nomad UI: {link}"
+                                                                 if link else ""))
     console.print(jobs)
+    for line in where:
+        console.print(line, highlight=False, soft_wrap=True)
     products = conn.execute(query("report_task_products"), {"task_id": task_id}).fetchall()
     for path, product_type, size, _created in products:
         console.print(f"  product {product_type}: {path} ({size} bytes)", highlight=False)
+    return True
+
+
+def load_plan(conn: psycopg.Connection, plan_id: int | None = None):
+    """A stored plan as the planner's objects: (plan row, Plan, tasks, workers, budgets), or None."""
+    from hrwsi import planner
+
+    row = conn.execute(query("report_plan"), {"plan_id": plan_id}).fetchone()
+    if row is None:
+        return None
+    plan_id, created, task_count, makespan, lower_bound, vms, vm_hours, planning_s = row
+    flavours = {name: planner.Flavour(name, float(cpu), ram, disk)
+                for name, cpu, ram, disk in conn.execute("SELECT name, cpu, ram_mb, disk_mb FROM hrwsi.flavour")}
+    workers = [planner.Worker(name, flavours[flavour])
+               for name, flavour in conn.execute("SELECT name, flavour FROM hrwsi.worker ORDER BY name")]
+    cpu_max, ram_max, storage_max, vm_max = conn.execute(
+        "SELECT cpu_max::float8, ram_max_mb, storage_max_mb, vm_max FROM hrwsi.budget").fetchone()
+    budgets = planner.Budgets(cpu_max, ram_max, storage_max, vm_max)
+    tasks, assignments = [], {}
+    for (task_id, routine, cpu, ram, storage, duration, depends_on, worker, start, end) in conn.execute(
+            query("report_plan_tasks"), {"plan_id": plan_id}):
+        tasks.append(planner.TaskDemand(task_id, routine, cpu, ram, storage, duration,
+                                        (depends_on,) if depends_on else ()))
+        assignments[task_id] = planner.Assignment(task_id, worker, max(0.0, start), max(0.0, end))
+    figures = planner.PlanFigures(task_count=task_count, makespan_s=makespan, lower_bound_s=lower_bound,
+                                  vms=vms, vm_hours=vm_hours, peak_use={}, mean_use={}, planning_s=planning_s)
+    return row, planner.Plan(assignments, [], figures), tasks, workers, budgets
+
+
+def print_plan(conn: psycopg.Connection, console: Console, plan_id: int | None = None,
+               plot: str | None = None) -> bool:
+    loaded = load_plan(conn, plan_id)
+    if loaded is None:
+        console.print("[red]no plan stored yet[/red]" if plan_id is None else f"[red]no plan {plan_id}[/red]")
+        return False
+    row, plan, tasks, workers, budgets = loaded
+    plan_id, created, task_count, makespan, lower_bound, vms, vm_hours, planning_s = row
+    console.print(f"plan {plan_id} made {_time(created)}: {task_count} task(s) on {vms} VM(s), makespan "
+                  f"{makespan:.1f} s, lower bound {lower_bound:.1f} s ({makespan / lower_bound if lower_bound else 1:.3f}"
+                  f" x), {vm_hours:.3f} VM-hours, planned in {planning_s * 1000:.0f} ms", highlight=False)
+    table = Table(title=f"plan {plan_id}: tasks per worker (still holding this plan)")
+    for column in ("worker", "tasks", "first start", "last end"):
+        table.add_column(column)
+    per_worker: dict[str, list] = {}
+    for assignment in plan.assignments.values():
+        per_worker.setdefault(assignment.worker, []).append(assignment)
+    for worker, items in sorted(per_worker.items()):
+        table.add_row(worker, str(len(items)), f"{min(a.start_s for a in items):.1f} s",
+                      f"{max(a.end_s for a in items):.1f} s")
+    console.print(table)
+    if plot:
+        from hrwsi.plan_chart import render_gantt
+
+        render_gantt(plan, tasks, workers, budgets, path=plot, title=f"hrwsi plan {plan_id}")
+        console.print(f"Gantt chart written to {plot}", highlight=False)
     return True

@@ -116,9 +116,19 @@ def test_kill_9_and_restart_loses_and_duplicates_nothing(db, env):
 
 def test_demo_runs_the_whole_loop(env, server_url, tmp_path):
     demo_env = {**env, "HRWSI_DATABASE_URL": server_url}
-    result = run(["demo", "--inputs", "4", "--home", str(tmp_path / "demo")], demo_env, timeout=300)
+    result = run(["demo", "--inputs", "4", "--home", str(tmp_path / "demo"), "--timeout", "120"], demo_env,
+                 timeout=300)
     out = result.stdout
     assert "everything processed" in out
     assert "QUICKLOOK 6" in out  # 4 inserted with SQL + 2 from the landing directory
     assert "needed 2 attempts" in out
     assert list((tmp_path / "demo" / "data" / "products" / "quicklook").rglob("*.png"))
+
+
+def test_demo_through_the_nomad_path(env, server_url, tmp_path):
+    """The same demo with every job run as a Nomad batch job, on the Nomad API emulator (a test double)."""
+    demo_env = {**env, "HRWSI_DATABASE_URL": server_url}
+    result = run(["demo", "--inputs", "4", "--backend", "nomad-emulator", "--home", str(tmp_path / "demo")],
+                 demo_env, timeout=300)
+    assert "everything processed" in result.stdout
+    assert "QUICKLOOK 6" in result.stdout and "needed 2 attempts" in result.stdout

@@ -51,7 +51,10 @@ async def wait_until(url: str, sql: str, *args, timeout: float = 30.0, interval:
             if value:
                 return value
             await asyncio.sleep(interval)
-        raise AssertionError(f"timed out after {timeout} s waiting for: {sql} (last value {value!r})")
+        tasks = await conn.fetch("SELECT state, count(*) FROM hrwsi.processing_task GROUP BY 1")
+        jobs = await conn.fetch("SELECT state, count(*) FROM hrwsi.job GROUP BY 1")
+        raise AssertionError(f"timed out after {timeout} s waiting for: {sql} (last value {value!r}); "
+                             f"tasks {dict(map(tuple, tasks))}, jobs {dict(map(tuple, jobs))}")
     finally:
         await conn.close()
 

@@ -1,0 +1,35 @@
+"""`make chaos`: fault injection on real service processes (see hrwsi.chaos); prints the figures and
+writes bench-results/chaos.json. Defaults: 20 runs of 1,000 inputs, 4 faults per run."""
+
+import argparse
+import json
+from pathlib import Path
+
+from hrwsi.chaos import run_campaign
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--inputs", type=int, default=1000)
+    parser.add_argument("--faults-per-run", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "bench-results" / "chaos.json"))
+    args = parser.parse_args()
+    report = run_campaign(args.runs, args.inputs, seed=args.seed, faults_per_run=args.faults_per_run)
+    summary = report.summary()
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "runs": [vars(r) | {"faults": dict(r.faults)}
+                                                           for r in report.runs]}, indent=2))
+    print(f"written to {out}")
+    failed = summary["inputs_lost"] or summary["duplicate_jobs"] or summary["tasks_not_final"]
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+# hrwsi orchestrator: plans every pending task on the workers within the horizon (a long-running service).
+#
+#   nomad var put nomad/jobs/hrwsi database_url=postgresql://hrwsi:...@db.internal:5432/hrwsi
+#   nomad job run -var 'hrwsi_bin=/opt/hrwsi/venv/bin/hrwsi' nomad-jobs/hrwsi-orchestrator.nomad.hcl
+#
+# No secret is written here: HRWSI_DATABASE_URL comes from the Nomad Variable nomad/jobs/hrwsi through
+# the template below (see nomad-jobs/README.md for the ACL policy that lets this job read it).
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
+variable "hrwsi_bin" {
+  description = "the hrwsi executable on the client nodes (a virtualenv's bin/hrwsi)"
+  type        = string
+  default     = "/opt/hrwsi/venv/bin/hrwsi"
+}
+
+variable "hrwsi_home" {
+  description = "where hrwsi keeps data (a shared filesystem in production)"
+  type        = string
+  default     = "/srv/hrwsi"
+}
+
+job "hrwsi-orchestrator" {
+  type        = "service"
+  datacenters = var.datacenters
+
+  meta {
+    hrwsi_service = "orchestrator"
+  }
+
+  group "orchestrator" {
+    # One orchestrator plans at a time (advisory lock, ADR 0002): a second copy is a hot standby.
+    count = 1
+
+    restart {
+      attempts = 3
+      interval = "10m"
+      delay    = "15s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      unlimited      = true
+      delay          = "30s"
+      delay_function = "exponential"
+      max_delay      = "10m"
+    }
+
+    task "orchestrator" {
+      driver = "raw_exec"
+
+      config {
+        command = var.hrwsi_bin
+        args    = ["orchestrator"]
+      }
+
+      env {
+        HRWSI_HOME            = var.hrwsi_home
+        HRWSI_BACKSTOP_POLL_S = "2"
+        HRWSI_HEARTBEAT_S     = "5"
+      }
+
+      # Secrets: rendered from a Nomad Variable into the task's secrets directory, exported as env.
+      template {
+        destination = "secrets/hrwsi.env"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+        {{ with nomadVar "nomad/jobs/hrwsi" }}
+        HRWSI_DATABASE_URL={{ .database_url | toJSON }}
+        {{ end }}
+        EOT
+      }
+
+      # Healthy while this service's heartbeat row in hrwsi.service_instance is fresh.
+      # Script checks run through the Consul service provider.
+      service {
+        name     = "hrwsi-orchestrator"
+        provider = "consul"
+
+        check {
+          name     = "heartbeat"
+          type     = "script"
+          command  = var.hrwsi_bin
+          args     = ["health", "orchestrator"]
+          interval = "30s"
+          timeout  = "10s"
+
+          check_restart {
+            limit = 3
+            grace = "60s"
+          }
+        }
+      }
+
+      resources {
+        cpu    = 1000
+        memory = 1024
+      }
+
+      kill_timeout = "20s"
+    }
+  }
+}

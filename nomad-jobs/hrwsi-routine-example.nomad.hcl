@@ -1,0 +1,96 @@
+# What the launcher's Nomad backend registers for one attempt (hrwsi.backends.nomad.build_job), in HCL:
+# attempt 1 of task 42, routine snow_cover, pinned to its planned worker. The launcher submits the
+# JSON form through the API; this file is for reading, and for running one attempt by hand:
+#
+#   nomad job run nomad-jobs/hrwsi-routine-example.nomad.hcl
+#
+# tests/unit/test_nomad_jobs_hcl.py checks that it agrees with build_job field by field.
+
+job "hrwsi-snow_cover-42-1" {
+  type        = "batch" # Nomad's default is "service": always say batch
+  datacenters = ["*"]
+  namespace   = "default"
+  priority    = 50
+
+  # Shown in Nomad's UI: which hrwsi task, input and attempt this job is.
+  meta {
+    hrwsi_task_id    = "42"
+    hrwsi_input_path = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
+    hrwsi_routine    = "snow_cover"
+    hrwsi_condition  = "l2a_for_snow"
+    hrwsi_tile       = "32TPR"
+    hrwsi_attempt    = "1"
+  }
+
+  group "hrwsi" {
+    count = 1
+
+    # Pin placement: the worker the orchestrator planned. Flavour placement (HRWSI_NOMAD_PLACEMENT=flavour)
+    # says attribute = "${node.class}", value = "<the worker's flavour>" instead.
+    constraint {
+      attribute = "${node.unique.name}"
+      operator  = "="
+      value     = "worker-large-01"
+    }
+
+    # hrwsi owns retries: Nomad neither restarts nor reschedules an attempt.
+    restart {
+      attempts = 0
+      mode     = "fail"
+      interval = "24h"
+      delay    = "15s"
+    }
+
+    reschedule {
+      attempts       = 0
+      unlimited      = false
+      interval       = "24h"
+      delay          = "5s"
+      delay_function = "constant"
+    }
+
+    # The routine's storage: disk belongs to the group (a task asking for disk is rejected).
+    ephemeral_disk {
+      size = 5000
+    }
+
+    task "snow_cover" {
+      driver = "raw_exec" # "docker" with config.image when the routine names an image
+
+      config {
+        command = "/opt/hrwsi/venv/bin/python"
+        args = [
+          "-m", "hrwsi.routines.snow_cover",
+          "--input", "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json",
+          "--output-dir", "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1",
+        ]
+      }
+
+      # The task's metadata as the routine reads it, plus the routine's own variables. Never a secret:
+      # with HRWSI_NOMAD_SECRETS_VARIABLE set, a template renders a Nomad Variable into the environment.
+      env {
+        HRWSI_JOB_ID     = "hrwsi-snow_cover-42-1"
+        HRWSI_TASK_ID    = "42"
+        HRWSI_ATTEMPT    = "1"
+        HRWSI_ROUTINE    = "snow_cover"
+        HRWSI_CONDITION  = "l2a_for_snow"
+        HRWSI_INPUT_PATH = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
+        HRWSI_OUTPUT_DIR = "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1"
+        HRWSI_TILE       = "32TPR"
+      }
+
+      # 1 planned core = 1000 MHz (HRWSI_NOMAD_MHZ_PER_CORE), rounded up; memory in MB.
+      resources {
+        cpu    = 1000
+        memory = 3000
+      }
+
+      kill_timeout = "30s"
+
+      logs {
+        max_files     = 5
+        max_file_size = 20
+      }
+    }
+  }
+}

@@ -1,0 +1,257 @@
+-- Named queries of the harvest sources (landing directories, catalogues), their schedules, and
+-- the multi-input triggering rules. asyncpg style ($1, $2 ...) except blocks starting with cli_
+-- (psycopg, %(name)s).
+
+-- ============================================================================================
+-- inputs from any source
+-- ============================================================================================
+
+-- name: harvest_register_inputs
+-- One input per candidate and per active single-input condition whose routine consumes the
+-- source's product type ($7), honouring the condition's tile allow-list and its publication and
+-- measurement windows (measured from $8, the harvest's "now"). Set-based: one statement per batch.
+-- The same path, or the same scene (scene_id), is one input per condition: duplicates are skipped
+-- by the unique constraints, so a scene seen twice, or from two sources, creates nothing new.
+-- Returns, per candidate (its 1-based position), how many conditions matched and how many inputs
+-- were created.
+WITH candidate AS (
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[])
+         WITH ORDINALITY AS c(input_path, tile, mission, measured_at, published_at, scene_id, position)
+), matching AS (
+    SELECT c.*, pc.name AS condition
+    FROM candidate c
+    JOIN hrwsi.processing_routine r ON r.input_product_type = $7
+    JOIN hrwsi.processing_condition pc ON pc.routine = r.name AND pc.active
+    WHERE (pc.tiles IS NULL OR c.tile = ANY (pc.tiles))
+      AND (pc.publication_window IS NULL OR c.published_at >= $8::timestamptz - pc.publication_window)
+      AND (pc.measurement_window IS NULL OR c.measured_at >= $8::timestamptz - pc.measurement_window)
+      -- A multi-input condition gets its inputs from evaluate_multi_input_conditions, per group.
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = pc.name)
+), inserted AS (
+    INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at, source,
+                             scene_id)
+    SELECT condition, input_path, tile, mission, measured_at, published_at, $9, scene_id
+    FROM matching
+    ORDER BY position, condition
+    ON CONFLICT DO NOTHING
+    RETURNING processing_condition, input_path
+)
+SELECT c.position::int AS position,
+       (SELECT count(*) FROM matching m WHERE m.position = c.position)::int AS matching,
+       (SELECT count(*) FROM inserted i WHERE i.input_path = c.input_path)::int AS created
+FROM candidate c
+ORDER BY c.position;
+
+-- ============================================================================================
+-- landing directories
+-- ============================================================================================
+
+-- name: landing_sources
+-- Active landing-directory sources; $1 NULL for all of them, or one name.
+SELECT name, product_type, config::text AS config
+FROM hrwsi.harvest_source
+WHERE kind = 'landing_directory' AND active AND ($1::text IS NULL OR name = $1)
+ORDER BY name;
+
+-- name: landing_track_listing
+-- Record what a scan of source $1 saw ($2 paths, $3 sizes, $4 modification times) at $5.
+-- A version (path, size, mtime) seen by several scans is one row; an unsettled version that
+-- changed or vanished is forgotten. Returns every listed version with its state, plus the
+-- versions left `ready` by an interrupted scan (listed or not), and whether the same path was
+-- already prepared from this source.
+WITH listing AS (
+    SELECT * FROM unnest($2::text[], $3::bigint[], $4::timestamptz[]) AS l(path, size_bytes, modified_at)
+), forgotten AS (
+    DELETE FROM hrwsi.landing_file f
+    WHERE f.source = $1 AND f.state = 'seen'
+      AND NOT EXISTS (SELECT 1 FROM listing l
+                      WHERE l.path = f.path AND l.size_bytes = f.size_bytes AND l.modified_at = f.modified_at)
+), tracked AS (
+    INSERT INTO hrwsi.landing_file AS f (source, path, size_bytes, modified_at, first_seen_at, last_seen_at, updated_at)
+    SELECT $1, path, size_bytes, modified_at, $5, $5, $5 FROM listing
+    ON CONFLICT (source, path, size_bytes, modified_at) WHERE state <> 'previously_received'
+    DO UPDATE SET last_seen_at = greatest(f.last_seen_at, EXCLUDED.last_seen_at)
+    RETURNING f.id, f.path, f.size_bytes, f.modified_at, f.state, f.first_seen_at, f.prepared_path, true AS listed
+), interrupted AS (
+    SELECT f.id, f.path, f.size_bytes, f.modified_at, f.state, f.first_seen_at, f.prepared_path, false AS listed
+    FROM hrwsi.landing_file f
+    WHERE f.source = $1 AND f.state = 'ready'
+      AND NOT EXISTS (SELECT 1 FROM listing l
+                      WHERE l.path = f.path AND l.size_bytes = f.size_bytes AND l.modified_at = f.modified_at)
+)
+SELECT t.*,
+       (SELECT max(p.id) FROM hrwsi.landing_file p
+        WHERE p.source = $1 AND p.path = t.path AND p.state = 'prepared' AND p.id <> t.id) AS prepared_before_id
+FROM (SELECT * FROM tracked UNION ALL SELECT * FROM interrupted) t
+ORDER BY t.path, t.id;
+
+-- name: landing_mark_ready
+-- Settled files about to be prepared, with the path they will have in the work directory: a scan
+-- that stops half-way finds them `ready` and finishes the job.
+UPDATE hrwsi.landing_file f
+SET state = 'ready', prepared_path = r.prepared_path, scene_id = r.scene_id, updated_at = $4
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, prepared_path, scene_id)
+WHERE f.id = r.id AND f.state IN ('seen', 'ready');
+
+-- name: landing_record_outcomes
+-- How each file ended: prepared, previously_received or failed, with a message for people.
+UPDATE hrwsi.landing_file f
+SET state = o.state, message = o.message,
+    prepared_path = CASE WHEN o.state = 'failed' THEN NULL ELSE coalesce(o.prepared_path, f.prepared_path) END,
+    scene_id = coalesce(o.scene_id, f.scene_id), input_count = o.input_count, updated_at = $7
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
+     AS o(id, state, message, prepared_path, scene_id, input_count)
+WHERE f.id = o.id;
+
+-- name: landing_record_redeliveries
+-- Files found again in the landing directory with the size and time of a version already
+-- prepared: recorded as received again (a row each), never turned into inputs.
+INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, message, prepared_path,
+                                input_count, first_seen_at, last_seen_at, updated_at)
+SELECT $1, r.path, r.size_bytes, r.modified_at, 'previously_received', r.message, r.prepared_path, 0, $6, $6, $6
+FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
+     AS r(path, size_bytes, modified_at, message, prepared_path);
+
+-- name: cli_upsert_landing_source
+-- Add or change a landing-directory source (scanned continuously); due at once.
+INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at)
+VALUES (%(name)s, 'landing_directory', %(product_type)s, %(config)s::jsonb, now())
+ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, product_type = EXCLUDED.product_type,
+    config = EXCLUDED.config, next_run_at = now(), active = true;
+
+-- ============================================================================================
+-- sources and schedules
+-- ============================================================================================
+
+-- name: harvest_claim_due_source
+-- One active source due at $1 (never run: due), not yet run in this round ($2), of the kinds $3
+-- (NULL: all). The row stays locked while it runs: another harvester skips it. NO KEY UPDATE, so
+-- that the run's own inserts of rows referring to the source (landing files) are not blocked.
+SELECT name, kind, product_type, config::text AS config, frequency, frequency_interval, cron, mode, overlap,
+       first_lookback, backfill_from, backfill_to, backfill_cursor, last_success_at
+FROM hrwsi.harvest_source
+WHERE active AND (next_run_at IS NULL OR next_run_at <= $1)
+  AND NOT (name = ANY ($2::text[])) AND ($3::text[] IS NULL OR kind = ANY ($3::text[]))
+ORDER BY next_run_at NULLS FIRST, name
+LIMIT 1
+FOR NO KEY UPDATE SKIP LOCKED;
+
+-- name: harvest_source_ran
+-- After a run at $2: when it runs next, its error (NULL: it worked). $5: the run counts as the
+-- last successful harvest at $6 (catalogues record theirs themselves, window by window).
+UPDATE hrwsi.harvest_source
+SET last_run_at = $2, next_run_at = $3, last_error = $4,
+    last_success_at = CASE WHEN $5::boolean THEN $6::timestamptz ELSE last_success_at END
+WHERE name = $1;
+
+-- name: harvest_source_progress
+-- A catalogue harvested a window up to $2 (near real time) or a day (backfill: $3 is the next
+-- day to do). Committed as soon as the window is done, so an interrupted run resumes after it.
+UPDATE hrwsi.harvest_source
+SET last_success_at = coalesce($2::timestamptz, last_success_at), backfill_cursor = coalesce($3::date, backfill_cursor)
+WHERE name = $1;
+
+-- name: cli_list_sources
+SELECT s.name, s.kind, s.product_type, s.config, s.frequency, s.frequency_interval, s.cron, s.mode,
+       s.backfill_from, s.backfill_to, s.backfill_cursor, s.last_run_at, s.next_run_at, s.last_error, s.active,
+       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
+                                                WHERE f.source = s.name GROUP BY f.state) c) AS files
+FROM hrwsi.harvest_source s
+ORDER BY s.name;
+
+-- ============================================================================================
+-- multi-input triggering rules (hrwsi.multi_input_rule, hrwsi.multi_input_requirement)
+-- ============================================================================================
+
+-- name: multi_input_create_complete_groups
+-- One input per complete group of every active multi-input condition, with its members listed in
+-- hrwsi.multi_input_member; $1 is "now". A group is a tile and the window_days days ending on an
+-- anchor day (each day a member was measured on). Idempotent: a group's input path is
+-- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once.
+WITH rule AS (
+    SELECT m.processing_condition AS condition, m.window_days, m.every_day_of_window, m.wait_for_open_tasks,
+           c.measurement_window, c.tiles
+    FROM hrwsi.multi_input_rule m
+    JOIN hrwsi.processing_condition c ON c.name = m.processing_condition AND c.active
+), wanted AS (
+    SELECT DISTINCT q.product_type FROM hrwsi.multi_input_requirement q JOIN rule r ON r.condition = q.processing_condition
+), member AS (
+    -- Products, with the tile and time of the input their task processed ...
+    SELECT p.path, p.product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date AS day
+    FROM hrwsi.product p
+    JOIN hrwsi.processing_task t ON t.id = p.task_id
+    JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+    UNION
+    -- ... and inputs not chained from a product (harvested, inserted), as the type their routine reads.
+    SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
+    FROM hrwsi.input i
+    JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
+    JOIN hrwsi.processing_routine r ON r.name = c.routine
+    WHERE i.product_id IS NULL AND r.input_product_type IN (SELECT product_type FROM wanted)
+      AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = i.processing_condition)
+), anchor AS (
+    SELECT DISTINCT r.condition, m.tile, m.day,
+           'multi_input/' || r.condition || '/' || m.tile || '/' || to_char(m.day, 'YYYY-MM-DD') AS group_path
+    FROM rule r
+    JOIN hrwsi.multi_input_requirement q ON q.processing_condition = r.condition
+    JOIN member m ON m.product_type = q.product_type
+    WHERE (r.tiles IS NULL OR m.tile = ANY (r.tiles))
+      AND (r.measurement_window IS NULL OR m.measured_at >= $1::timestamptz - r.measurement_window)
+), complete AS (
+    SELECT a.*, r.window_days
+    FROM anchor a
+    JOIN rule r ON r.condition = a.condition
+    WHERE NOT EXISTS (SELECT 1 FROM hrwsi.input done
+                      WHERE done.processing_condition = a.condition AND done.input_path = a.group_path)
+      -- every requirement is met: enough members in the window (on each of its days, if asked)
+      AND NOT EXISTS (
+          SELECT 1 FROM hrwsi.multi_input_requirement q
+          WHERE q.processing_condition = a.condition
+            AND CASE WHEN r.every_day_of_window THEN EXISTS (
+                         SELECT 1 FROM generate_series(0, r.window_days - 1) AS back(days)
+                         WHERE (SELECT count(*) FROM member m
+                                WHERE m.product_type = q.product_type AND m.tile = a.tile
+                                  AND m.day = a.day - back.days) < q.min_count)
+                     ELSE (SELECT count(*) FROM member m
+                           WHERE m.product_type = q.product_type AND m.tile = a.tile
+                             AND m.day BETWEEN a.day - (r.window_days - 1) AND a.day) < q.min_count
+                END)
+      -- "once all are processed": no work that would make such a member is still waiting or running
+      AND NOT (r.wait_for_open_tasks AND EXISTS (
+          SELECT 1
+          FROM hrwsi.multi_input_requirement q
+          JOIN hrwsi.processing_routine pr ON pr.output_product_type = q.product_type
+          JOIN hrwsi.processing_condition pc ON pc.routine = pr.name
+          JOIN hrwsi.input i ON i.processing_condition = pc.name
+          LEFT JOIN hrwsi.processing_task t ON t.input_id = i.id
+          WHERE q.processing_condition = a.condition AND i.tile = a.tile
+            AND i.measured_at >= (a.day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
+            AND i.measured_at < (a.day + 1)::timestamp AT TIME ZONE 'UTC'
+            AND (t.id IS NULL OR t.state NOT IN ('processed', 'terminated', 'cancelled'))))
+), grouped AS (
+    SELECT c.condition, c.group_path, c.tile, c.day, c.window_days, m.path, m.product_type, m.measured_at
+    FROM complete c
+    JOIN hrwsi.multi_input_requirement q ON q.processing_condition = c.condition
+    JOIN member m ON m.product_type = q.product_type AND m.tile = c.tile
+                 AND m.day BETWEEN c.day - (c.window_days - 1) AND c.day
+), inserted AS (
+    INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at, source)
+    SELECT condition, group_path, tile, least(max(measured_at), $1::timestamptz), $1::timestamptz, 'multi_input'
+    FROM grouped
+    GROUP BY condition, group_path, tile
+    ORDER BY condition, tile, group_path
+    ON CONFLICT DO NOTHING
+    RETURNING id, processing_condition, input_path
+), listed AS (
+    INSERT INTO hrwsi.multi_input_member (input_id, member_path, product_type, measured_at)
+    SELECT DISTINCT ON (ins.id, g.path) ins.id, g.path, g.product_type, g.measured_at
+    FROM inserted ins
+    JOIN grouped g ON g.condition = ins.processing_condition AND g.group_path = ins.input_path
+    ORDER BY ins.id, g.path
+    ON CONFLICT DO NOTHING
+    RETURNING input_id
+)
+SELECT (SELECT count(*) FROM inserted)::int AS inputs, (SELECT count(*) FROM listed)::int AS members;

@@ -1,0 +1,98 @@
+"""`python -m hrwsi.nomad_emulator`: run the Nomad API emulator (test double) until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from hrwsi.nomad_emulator.cluster import EmulatedNode
+from hrwsi.nomad_emulator.server import NomadEmulator
+
+DESCRIPTION = """Nomad API emulator (test double): an HTTP server implementing the subset of
+HashiCorp Nomad's API that hrwsi uses (jobs, allocations, evaluations, nodes, blocking queries,
+event stream, dispatch, ACL token, GC), scheduling on emulated nodes and running each task's
+command as a local process. It is NOT Nomad: use it for demos and tests where no agent exists."""
+
+
+def _node(text: str) -> EmulatedNode:
+    """NAME[:CPU_MHZ[:MEMORY_MB[:DISK_MB[:CLASS[:POOL]]]]]"""
+    parts = text.split(":")
+    try:
+        return EmulatedNode(
+            name=parts[0],
+            cpu_mhz=int(parts[1]) if len(parts) > 1 and parts[1] else 4000,
+            memory_mb=int(parts[2]) if len(parts) > 2 and parts[2] else 8192,
+            disk_mb=int(parts[3]) if len(parts) > 3 and parts[3] else 50_000,
+            node_class=parts[4] if len(parts) > 4 else "",
+            node_pool=parts[5] if len(parts) > 5 and parts[5] else "default")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--node {text!r}: expected NAME[:CPU_MHZ[:MEMORY_MB[:DISK_MB[:CLASS"
+                                         "[:POOL]]]]]") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hrwsi.nomad_emulator", description=DESCRIPTION)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=4646, help="port (default 4646; 0 picks a free one)")
+    p.add_argument("--nodes", type=int, default=2, help="how many identical emulated nodes (default 2)")
+    p.add_argument("--node-prefix", default="emulated-node-", help="their names: PREFIX1, PREFIX2, ...")
+    p.add_argument("--node-cpu-mhz", type=int, default=4000, help="CPU per node in MHz (default 4000)")
+    p.add_argument("--node-memory-mb", type=int, default=8192, help="memory per node (default 8192)")
+    p.add_argument("--node-disk-mb", type=int, default=50_000, help="disk per node (default 50000)")
+    p.add_argument("--node-reserved-cpu-mhz", type=int, default=0)
+    p.add_argument("--node-reserved-memory-mb", type=int, default=0)
+    p.add_argument("--node-reserved-disk-mb", type=int, default=0)
+    p.add_argument("--node-class", default="", help="node class of the identical nodes (hrwsi: a flavour)")
+    p.add_argument("--node-pool", default="default")
+    p.add_argument("--node", action="append", type=_node, default=[], metavar="SPEC",
+                   help="an extra node NAME[:CPU_MHZ[:MEMORY_MB[:DISK_MB[:CLASS[:POOL]]]]] (repeatable)")
+    p.add_argument("--acl-token", default=os.environ.get("HRWSI_NOMAD_EMULATOR_ACL_TOKEN"),
+                   help="require this X-Nomad-Token (default: $HRWSI_NOMAD_EMULATOR_ACL_TOKEN; none: ACL off)")
+    p.add_argument("--gc-interval", type=float, default=300.0, help="seconds between GC passes (default 300)")
+    p.add_argument("--job-gc-threshold", type=float, default=4 * 3600.0,
+                   help="seconds a dead job is kept before GC (default 14400, Nomad's 4 h)")
+    p.add_argument("--event-heartbeat", type=float, default=30.0, help="event stream heartbeat, s (default 30)")
+    p.add_argument("--work-dir", default=None, help="allocation directories and task logs (default: a temp dir)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def nodes_from_args(args: argparse.Namespace) -> list[EmulatedNode]:
+    nodes = [EmulatedNode(name=f"{args.node_prefix}{i}", cpu_mhz=args.node_cpu_mhz, memory_mb=args.node_memory_mb,
+                          disk_mb=args.node_disk_mb, reserved_cpu_mhz=args.node_reserved_cpu_mhz,
+                          reserved_memory_mb=args.node_reserved_memory_mb,
+                          reserved_disk_mb=args.node_reserved_disk_mb, node_class=args.node_class,
+                          node_pool=args.node_pool)
+             for i in range(1, args.nodes + 1)]
+    return nodes + list(args.node)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    emulator = NomadEmulator(nodes_from_args(args), acl_token=args.acl_token, gc_interval=args.gc_interval,
+                             job_gc_threshold=args.job_gc_threshold, work_dir=args.work_dir, host=args.host,
+                             port=args.port, event_heartbeat=args.event_heartbeat)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with emulator:
+        print(f"Nomad API emulator (test double) on {emulator.address}: export NOMAD_ADDR={emulator.address}",
+              flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hrwsi.nomad_emulator").info("starting the Nomad API emulator (test double)")
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1233 @@
+"""The emulated cluster (test double): state store, scheduler, clients and garbage collector.
+
+Everything here runs on one asyncio loop, so a "transaction" is simply code between two awaits.
+Each write gets the next Raft-like index, stamps ModifyIndex on what it changed, records events
+(the last `event_buffer_size` writes are kept, as Nomad's event buffer) and wakes blocking queries.
+
+- Scheduler: an evaluation queue processed in order. Feasibility (node status, eligibility,
+  datacenter, node pool, drivers, constraints) then capacity (CPU MHz, memory, disk, minus the
+  node's reserved resources and what non-terminal allocations use), bin-packing among feasible
+  nodes. A task group that fits nowhere leaves FailedTGAllocs on the evaluation and a *blocked*
+  evaluation that is retried whenever capacity frees; the job stays pending, never failed.
+- Clients: each allocation on a ready node runs for real, as a subprocess (raw_exec, exec; docker
+  only when `config.command` is given), with the task's Env, stdout/stderr under the work
+  directory, Nomad's task events (Received, Task Setup, Started, Terminated, Restarting,
+  Not Restarting, Killing, Killed, Driver Failure) and its restart and reschedule policies.
+- Nodes can be marked down (their allocations become lost), ineligible, or ready again.
+- Garbage collection: dead jobs older than the threshold (4 h by default), or all of them on a
+  forced GC, are removed with their allocations and evaluations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import logging
+import os
+import random
+import re
+import signal
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from hrwsi.nomad_emulator.model import (
+    NS,
+    CodedError,
+    bump,
+    canonicalize_job,
+    constraint_holds,
+    constraint_text,
+    datacenter_matches,
+    format_duration,
+    new_alloc_metric,
+    new_id,
+    node_target,
+    now_ns,
+    pool_matches,
+    spec_fingerprint,
+    validate_job,
+)
+
+logger = logging.getLogger("hrwsi.nomad_emulator")
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+TERMINAL_CLIENT = ("complete", "failed", "lost")
+TERMINAL_EVAL = ("complete", "failed", "canceled")
+# Nomad's client env.denylist default, plus the emulator's own token: never passed to tasks.
+ENV_DENYLIST = {"CONSUL_TOKEN", "CONSUL_HTTP_TOKEN", "VAULT_TOKEN", "NOMAD_LICENSE", "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "NOMAD_TOKEN"}
+MAX_DISPATCH_PAYLOAD = 16 * 1024
+
+
+def rfc3339(ns: int | None) -> str:
+    if not ns:
+        return ZERO_TIME
+    seconds, rest = divmod(ns, NS)
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
+
+
+@dataclass
+class EmulatedNode:
+    """One emulated Nomad client node. CPU is in MHz, as Nomad counts it."""
+
+    name: str
+    cpu_mhz: int = 4000
+    memory_mb: int = 8192
+    disk_mb: int = 50_000
+    reserved_cpu_mhz: int = 0
+    reserved_memory_mb: int = 0
+    reserved_disk_mb: int = 0
+    node_pool: str = "default"
+    node_class: str = ""
+    datacenter: str = "dc1"
+    cpu_cores: int | None = None
+    drivers: tuple[str, ...] = ("raw_exec", "exec", "docker")
+    meta: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def is_terminal_alloc(alloc: dict) -> bool:
+    return alloc["DesiredStatus"] in ("stop", "evict") or alloc["ClientStatus"] in TERMINAL_CLIENT
+
+
+def alloc_usage(alloc: dict) -> tuple[int, int, int]:
+    resources = alloc["AllocatedResources"]
+    cpu = sum(t["Cpu"]["CpuShares"] for t in resources["Tasks"].values())
+    memory = sum(t["Memory"]["MemoryMB"] for t in resources["Tasks"].values())
+    return cpu, memory, resources["Shared"]["DiskMB"]
+
+
+def task_event(type_: str, message: str = "", **extra: Any) -> dict:
+    event = {"Type": type_, "Time": now_ns(), "DisplayMessage": message, "Details": {}, "Message": "",
+             "FailsTask": False, "RestartReason": "", "SetupError": "", "DriverError": "", "ExitCode": 0,
+             "Signal": 0, "KillTimeout": 0, "KillError": "", "KillReason": "", "StartDelay": 0,
+             "DownloadError": "", "ValidationError": "", "DiskLimit": 0, "FailedSibling": "", "VaultError": "",
+             "TaskSignalReason": "", "TaskSignal": "", "DriverMessage": "", "GenericSource": ""}
+    event.update(extra)
+    return event
+
+
+class Txn:
+    """One write: the changes, the events they cause, and their index."""
+
+    def __init__(self, cluster: "Cluster", msg_type: str):
+        self.cluster = cluster
+        self.type = msg_type
+        self.index = cluster.index + 1
+        self._changed: dict[tuple[str, str], tuple[dict, bool]] = {}  # (table, id) -> (object, deleted)
+        self.touched_jobs: set[tuple[str, str]] = set()
+        self.capacity_freed = False
+
+    def put(self, table: str, obj: dict) -> dict:
+        if obj.get("CreateIndex") in (None, 0):
+            obj["CreateIndex"] = self.index
+        obj["ModifyIndex"] = self.index
+        if table == "allocs":
+            obj["AllocModifyIndex"] = self.index
+            obj["ModifyTime"] = now_ns()
+            self.touched_jobs.add((obj["Namespace"], obj["JobID"]))
+        if table == "evals":
+            obj["ModifyTime"] = now_ns()
+            self.touched_jobs.add((obj["Namespace"], obj["JobID"]))
+        if table == "jobs":
+            self.touched_jobs.add((obj["Namespace"], obj["ID"]))
+        self._changed[(table, obj["ID"])] = (obj, False)
+        return obj
+
+    def delete(self, table: str, obj: dict) -> None:
+        if table in ("allocs", "evals"):
+            self.touched_jobs.add((obj["Namespace"], obj["JobID"]))
+        if table == "jobs":
+            self.touched_jobs.add((obj["Namespace"], obj["ID"]))
+        self._changed[(table, obj["ID"])] = (obj, True)
+
+    def __enter__(self) -> "Txn":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.cluster._commit(self)
+
+
+class Cluster:
+    def __init__(self, nodes: Iterable[EmulatedNode], *, work_dir: Path, job_gc_threshold_s: float = 4 * 3600,
+                 gc_interval_s: float = 300.0, event_buffer_size: int = 100):
+        self.work_dir = Path(work_dir)
+        self.job_gc_threshold_s = job_gc_threshold_s
+        self.gc_interval_s = gc_interval_s
+        self.index = 10
+        self.table_index = {"jobs": 1, "job_summary": 1, "allocs": 1, "evals": 1, "nodes": 1}
+        self.jobs: dict[tuple[str, str], dict] = {}
+        self.allocs: dict[str, dict] = {}
+        self.evals: dict[str, dict] = {}
+        self.nodes: dict[str, dict] = {}
+        self._allocs_by_job: dict[tuple[str, str], dict[str, dict]] = {}
+        self._allocs_by_node: dict[str, dict[str, dict]] = {}
+        self._evals_by_job: dict[tuple[str, str], dict[str, dict]] = {}
+        self.job_alloc_index: dict[tuple[str, str], int] = {}
+        self.job_eval_index: dict[tuple[str, str], int] = {}
+        self.job_summary_index: dict[tuple[str, str], int] = {}
+        self.job_deleted_index: dict[tuple[str, str], int] = {}
+        self._job_touched_ns: dict[tuple[str, str], int] = {}
+        self._queued_allocs: dict[tuple[str, str], dict[str, int]] = {}
+        self.event_buffer_size = event_buffer_size
+        self.frames: deque[tuple[int, list[dict]]] = deque()
+        self._buffered_events = 0
+        self._changed = asyncio.Event()
+        self._eval_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._enqueued: set[str] = set()
+        self._runners: dict[str, AllocRunner] = {}
+        self._background: set[asyncio.Task] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._closing = False
+        for node in nodes:
+            self.add_node(node)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._spawn(self._eval_worker(), "eval-worker")
+        if self.gc_interval_s > 0:
+            self._spawn(self._gc_loop(), "gc")
+
+    async def close(self) -> None:
+        self._closing = True
+        for timer in self._timers:
+            timer.cancel()
+        for runner in list(self._runners.values()):
+            runner.abandon()
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._wake()
+
+    def _spawn(self, coroutine, name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine, name=f"nomad-emulator-{name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # -- writes ------------------------------------------------------------------------------
+    def txn(self, msg_type: str) -> Txn:
+        return Txn(self, msg_type)
+
+    def _commit(self, txn: Txn) -> None:
+        index = txn.index
+        self.index = index
+        events: list[dict] = []
+        for (table, obj_id), (obj, deleted) in txn._changed.items():
+            if table == "jobs":
+                key = (obj["Namespace"], obj["ID"])
+                if deleted:
+                    self.jobs.pop(key, None)
+                    self.job_deleted_index[key] = index
+                else:
+                    self.jobs[key] = obj
+                self._job_touched_ns[key] = now_ns()
+            elif table == "allocs":
+                key = (obj["Namespace"], obj["JobID"])
+                if deleted:
+                    self.allocs.pop(obj_id, None)
+                    self._allocs_by_job.get(key, {}).pop(obj_id, None)
+                    self._allocs_by_node.get(obj["NodeID"], {}).pop(obj_id, None)
+                else:
+                    self.allocs[obj_id] = obj
+                    self._allocs_by_job.setdefault(key, {})[obj_id] = obj
+                    self._allocs_by_node.setdefault(obj["NodeID"], {})[obj_id] = obj
+                self.job_alloc_index[key] = index
+            elif table == "evals":
+                key = (obj["Namespace"], obj["JobID"])
+                if deleted:
+                    self.evals.pop(obj_id, None)
+                    self._evals_by_job.get(key, {}).pop(obj_id, None)
+                else:
+                    self.evals[obj_id] = obj
+                    self._evals_by_job.setdefault(key, {})[obj_id] = obj
+                self.job_eval_index[key] = index
+            elif table == "nodes":
+                self.nodes[obj_id] = obj
+            self.table_index[table] = index
+        # Job status follows its allocations and evaluations (Nomad's getJobStatus).
+        for key in txn.touched_jobs:
+            self.job_summary_index[key] = index
+            self.table_index["job_summary"] = index
+            self._job_touched_ns[key] = now_ns()
+            job = self.jobs.get(key)
+            if job is None or ("jobs", job["ID"]) in txn._changed and txn._changed[("jobs", job["ID"])][1]:
+                continue
+            status = self.job_status(job)
+            if status != job["Status"] or ("jobs", job["ID"]) in txn._changed:
+                job["Status"] = status
+                job["ModifyIndex"] = index
+                self.table_index["jobs"] = index
+                txn._changed[("jobs", job["ID"])] = (job, False)
+        for (table, _), (obj, deleted) in txn._changed.items():
+            event = self._event_for(table, obj, deleted, txn.type, index)
+            if event is not None:
+                events.append(event)
+        if events:
+            self.frames.append((index, events))
+            self._buffered_events += len(events)
+            while self._buffered_events > self.event_buffer_size and len(self.frames) > 1:
+                _, dropped = self.frames.popleft()  # Nomad keeps only the last events
+                self._buffered_events -= len(dropped)
+        self._wake()
+
+    def _event_for(self, table: str, obj: dict, deleted: bool, msg_type: str, index: int) -> dict | None:
+        if table == "jobs":
+            topic, key, filter_keys, payload = "Job", obj["ID"], [], {"Job": copy.deepcopy(obj)}
+            if deleted and msg_type not in ("JobDeregistered", "JobBatchDeregistered"):
+                return None
+        elif table == "allocs":
+            if deleted:
+                return None
+            stripped = {k: copy.deepcopy(v) for k, v in obj.items() if k != "Job"}
+            topic, key, filter_keys, payload = "Allocation", obj["ID"], [obj["JobID"], ""], {"Allocation": stripped}
+        elif table == "evals":
+            if deleted:
+                return None
+            topic, key, filter_keys, payload = "Evaluation", obj["ID"], [obj["JobID"], ""], \
+                {"Evaluation": copy.deepcopy(obj)}
+        elif table == "nodes":
+            topic, key, filter_keys, payload = "Node", obj["ID"], [], {"Node": self.node_view(obj)}
+        else:
+            return None
+        return {"Topic": topic, "Type": msg_type, "Key": key, "Namespace": obj.get("Namespace", ""),
+                "FilterKeys": filter_keys, "Index": index, "Payload": payload}
+
+    def _wake(self) -> None:
+        old, self._changed = self._changed, asyncio.Event()
+        old.set()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    # -- reads -------------------------------------------------------------------------------
+    def job_allocs(self, namespace: str, job_id: str, *, any_create_index: bool = False) -> list[dict]:
+        job = self.jobs.get((namespace, job_id))
+        out = list(self._allocs_by_job.get((namespace, job_id), {}).values())
+        if job is not None and not any_create_index:
+            out = [a for a in out if a["Job"]["CreateIndex"] == job["CreateIndex"]]
+        return sorted(out, key=lambda a: a["CreateIndex"])
+
+    def job_evals(self, namespace: str, job_id: str) -> list[dict]:
+        return sorted(self._evals_by_job.get((namespace, job_id), {}).values(), key=lambda e: e["CreateIndex"])
+
+    def job_status(self, job: dict) -> str:
+        if job.get("Periodic") or (job.get("ParameterizedJob") and not job.get("Dispatched")):
+            return "dead" if job["Stop"] else "running"
+        allocs = self.job_allocs(job["Namespace"], job["ID"])
+        if any(not is_terminal_alloc(a) for a in allocs):
+            return "running"
+        evals = self.job_evals(job["Namespace"], job["ID"])
+        if any(e["Status"] not in TERMINAL_EVAL for e in evals):
+            return "pending"
+        if allocs or evals:
+            return "dead"
+        return "pending"
+
+    def job_summary(self, job: dict) -> dict:
+        key = (job["Namespace"], job["ID"])
+        summary = {tg["Name"]: {"Queued": 0, "Complete": 0, "Failed": 0, "Running": 0, "Starting": 0, "Lost": 0,
+                                "Unknown": 0} for tg in job["TaskGroups"]}
+        names = {"pending": "Starting", "running": "Running", "complete": "Complete", "failed": "Failed",
+                 "lost": "Lost", "unknown": "Unknown"}
+        for alloc in self.job_allocs(*key):
+            if alloc["TaskGroup"] in summary:
+                summary[alloc["TaskGroup"]][names[alloc["ClientStatus"]]] += 1
+        for group, queued in self._queued_allocs.get(key, {}).items():
+            if group in summary:
+                summary[group]["Queued"] = queued
+        children = {"Pending": 0, "Running": 0, "Dead": 0}
+        if job.get("Periodic") or (job.get("ParameterizedJob") and not job.get("Dispatched")):
+            for child in self.jobs.values():
+                if child.get("ParentID") == job["ID"] and child["Namespace"] == job["Namespace"]:
+                    children[child["Status"].capitalize()] += 1
+        return {"JobID": job["ID"], "Namespace": job["Namespace"], "Summary": summary, "Children": children,
+                "CreateIndex": job["CreateIndex"], "ModifyIndex": self.job_summary_index.get(key, job["ModifyIndex"])}
+
+    def job_stub(self, job: dict, with_meta: bool = False) -> dict:
+        stub = {k: job.get(k) for k in ("ID", "ParentID", "Name", "Namespace", "Datacenters", "NodePool", "Type",
+                                         "Priority", "Stop", "Status", "StatusDescription", "CreateIndex",
+                                         "ModifyIndex", "JobModifyIndex", "SubmitTime")}
+        stub.update({"Multiregion": None, "Periodic": bool(job.get("Periodic")),
+                     "ParameterizedJob": bool(job.get("ParameterizedJob")), "JobSummary": self.job_summary(job)})
+        if with_meta:
+            stub["Meta"] = job.get("Meta")
+        return stub
+
+    @staticmethod
+    def alloc_stub(alloc: dict, with_resources: bool = False) -> dict:
+        keys = ("ID", "EvalID", "Name", "Namespace", "NodeID", "NodeName", "JobID", "JobVersion", "TaskGroup",
+                "DesiredStatus", "DesiredDescription", "ClientStatus", "ClientDescription", "DesiredTransition",
+                "TaskStates", "DeploymentStatus", "FollowupEvalID", "NextAllocation", "PreviousAllocation",
+                "RescheduleTracker", "PreemptedAllocations", "PreemptedByAllocation", "CreateIndex",
+                "ModifyIndex", "CreateTime", "ModifyTime")
+        stub = {k: copy.deepcopy(alloc.get(k)) for k in keys}
+        stub["JobType"] = alloc["Job"]["Type"]
+        if with_resources:
+            stub["AllocatedResources"] = copy.deepcopy(alloc["AllocatedResources"])
+        return stub
+
+    def node_view(self, node: dict) -> dict:
+        return copy.deepcopy(node)
+
+    def node_stub(self, node: dict, with_resources: bool = False) -> dict:
+        stub = {k: copy.deepcopy(node[k]) for k in ("ID", "Datacenter", "Name", "NodeClass", "NodePool", "Drain",
+                                                     "SchedulingEligibility", "Status", "StatusDescription",
+                                                     "Drivers", "HostVolumes", "LastDrain", "CreateIndex",
+                                                     "ModifyIndex")}
+        stub["Address"] = "127.0.0.1"
+        stub["Version"] = node["Attributes"]["nomad.version"]
+        if with_resources:
+            stub["NodeResources"] = copy.deepcopy(node["NodeResources"])
+            stub["ReservedResources"] = copy.deepcopy(node["ReservedResources"])
+        return stub
+
+    def find_node(self, name_or_id: str) -> dict:
+        for node in self.nodes.values():
+            if node["ID"] == name_or_id or node["Name"] == name_or_id:
+                return node
+        raise KeyError(f"no emulated node {name_or_id!r}")
+
+    # -- nodes -------------------------------------------------------------------------------
+    def add_node(self, spec: EmulatedNode) -> dict:
+        cores = spec.cpu_cores or max(1, spec.cpu_mhz // 1000)
+        drivers = {d: {"Attributes": {f"driver.{d}": "1"}, "Detected": True, "Healthy": True,
+                       "HealthDescription": "Healthy", "UpdateTime": rfc3339(now_ns())} for d in spec.drivers}
+        attributes = {"unique.hostname": spec.name, "kernel.name": "linux", "os.name": "emulated",
+                      "cpu.arch": "amd64", "cpu.numcores": str(cores), "cpu.totalcompute": str(spec.cpu_mhz),
+                      "memory.totalbytes": str(spec.memory_mb * 1024 * 1024), "nomad.version": "1.8.0-emulated",
+                      "unique.storage.bytesfree": str(spec.disk_mb * 1024 * 1024),
+                      **{f"driver.{d}": "1" for d in spec.drivers}, **spec.attributes}
+        node = {
+            "ID": new_id(), "SecretID": "", "Datacenter": spec.datacenter, "Name": spec.name,
+            "HTTPAddr": "127.0.0.1:4646", "TLSEnabled": False, "Attributes": attributes,
+            "NodeResources": {"Cpu": {"CpuShares": spec.cpu_mhz, "TotalCpuCores": cores,
+                                      "ReservableCpuCores": list(range(cores))},
+                              "Memory": {"MemoryMB": spec.memory_mb}, "Disk": {"DiskMB": spec.disk_mb},
+                              "Networks": [], "Devices": [], "MinDynamicPort": 20000, "MaxDynamicPort": 32000},
+            "ReservedResources": {"Cpu": {"CpuShares": spec.reserved_cpu_mhz, "ReservedCpuCores": []},
+                                  "Memory": {"MemoryMB": spec.reserved_memory_mb},
+                                  "Disk": {"DiskMB": spec.reserved_disk_mb},
+                                  "Networks": {"ReservedHostPorts": ""}},
+            "Resources": {"CPU": spec.cpu_mhz, "MemoryMB": spec.memory_mb, "DiskMB": spec.disk_mb},
+            "Reserved": {"CPU": spec.reserved_cpu_mhz, "MemoryMB": spec.reserved_memory_mb,
+                         "DiskMB": spec.reserved_disk_mb},
+            "Links": {}, "Meta": dict(spec.meta), "NodeClass": spec.node_class, "NodePool": spec.node_pool,
+            "ComputedClass": f"v1:{abs(hash((spec.node_class, spec.datacenter))) % 10**18}",
+            "Drain": False, "DrainStrategy": None, "SchedulingEligibility": "eligible", "Status": "ready",
+            "StatusDescription": "", "StatusUpdatedAt": now_ns() // NS, "Events": [
+                {"Message": "Node registered", "Subsystem": "Cluster", "Details": None,
+                 "Timestamp": rfc3339(now_ns()), "CreateIndex": 0}],
+            "Drivers": drivers, "HostVolumes": None, "LastDrain": None,
+        }
+        with self.txn("NodeRegistration") as t:
+            t.put("nodes", node)
+        self._unblock()
+        return node
+
+    def set_node_status(self, name_or_id: str, status: str) -> None:
+        """'down' loses the node's allocations (their processes are killed); 'ready' brings it back."""
+        node = self.find_node(name_or_id)
+        if status not in ("ready", "down", "disconnected", "initializing"):
+            raise ValueError(f"unknown node status {status!r}")
+        with self.txn("NodeEvent") as t:
+            node["Status"] = status
+            node["StatusUpdatedAt"] = now_ns() // NS
+            node["Events"].append({"Message": "Node heartbeat missed" if status == "down" else f"Node {status}",
+                                   "Subsystem": "Cluster", "Details": None, "Timestamp": rfc3339(now_ns()),
+                                   "CreateIndex": t.index})
+            t.put("nodes", node)
+        if status in ("down", "disconnected"):
+            self._lose_node_allocs(node)
+        else:
+            self._unblock()
+
+    def set_node_eligibility(self, name_or_id: str, eligible: bool) -> dict:
+        node = self.find_node(name_or_id)
+        with self.txn("NodeDrain") as t:
+            node["SchedulingEligibility"] = "eligible" if eligible else "ineligible"
+            t.put("nodes", node)
+        if eligible:
+            self._unblock()
+        return node
+
+    def _lose_node_allocs(self, node: dict) -> None:
+        lost = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if not is_terminal_alloc(a)]
+        if not lost:
+            return
+        description = "alloc is lost since its node is down"
+        with self.txn("PlanResult") as t:
+            for alloc in lost:
+                alloc["ClientStatus"] = "lost"
+                alloc["ClientDescription"] = description
+                alloc["DesiredStatus"] = "stop"
+                alloc["DesiredDescription"] = description
+                t.put("allocs", alloc)
+        for alloc in lost:
+            runner = self._runners.get(alloc["ID"])
+            if runner is not None:
+                runner.lose()
+        jobs = {(a["Namespace"], a["JobID"]) for a in lost}
+        for key in jobs:
+            job = self.jobs.get(key)
+            if job is not None and not job["Stop"]:
+                self._create_eval(job, "node-update", node_id=node["ID"])
+
+    # -- jobs --------------------------------------------------------------------------------
+    def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
+                     job_modify_index: int = 0) -> dict:
+        job = canonicalize_job(raw, namespace)
+        validate_job(job)
+        key = (job["Namespace"], job["ID"])
+        existing = self.jobs.get(key)
+        if enforce_index:
+            prefix = "Enforcing job modify index"
+            if existing is not None:
+                if job_modify_index == 0:
+                    raise CodedError(500, f"{prefix} 0: job already exists")
+                if job_modify_index != existing["JobModifyIndex"]:
+                    raise CodedError(500, f"{prefix} {job_modify_index}: job exists with conflicting job modify "
+                                          f"index: {existing['JobModifyIndex']}")
+            elif job_modify_index != 0:
+                raise CodedError(500, f"{prefix} {job_modify_index}: job does not exist")
+        changed = existing is None or spec_fingerprint(existing) != spec_fingerprint(job)
+        with self.txn("JobRegistered") as t:
+            if changed:
+                job["Version"] = 0 if existing is None else existing["Version"] + 1
+                job["CreateIndex"] = 0 if existing is None else existing["CreateIndex"]
+                job["JobModifyIndex"] = t.index
+                job["SubmitTime"] = now_ns()
+                job["Stable"] = False
+                job["Status"] = "pending"
+                job["StatusDescription"] = ""
+                t.put("jobs", job)
+                current = job
+            else:
+                current = existing
+            evaluation = None
+            if not (current.get("Periodic") or (current.get("ParameterizedJob") and not current["Dispatched"])):
+                evaluation = self._new_eval(current, "job-register")
+                t.put("evals", evaluation)
+        if evaluation is not None:
+            self._enqueue(evaluation["ID"])
+        return {"EvalID": evaluation["ID"] if evaluation else "", "EvalCreateIndex": t.index if evaluation else 0,
+                "JobModifyIndex": current["JobModifyIndex"], "Warnings": "", "Index": t.index,
+                "LastContact": 0, "KnownLeader": False}
+
+    def deregister_job(self, namespace: str, job_id: str, purge: bool) -> dict:
+        job = self.jobs.get((namespace, job_id))
+        if job is None:
+            return {"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": 0, "VolumeEvalID": "",
+                    "VolumeEvalIndex": 0, "Index": 0, "LastContact": 0, "KnownLeader": False}
+        with self.txn("JobDeregistered") as t:
+            if purge:
+                t.delete("jobs", job)
+            elif not job["Stop"]:
+                job["Stop"] = True
+                job["Version"] += 1
+                job["JobModifyIndex"] = t.index
+                t.put("jobs", job)
+            else:
+                t.put("jobs", job)
+            for blocked in self.job_evals(namespace, job_id):
+                if blocked["Status"] in ("blocked", "pending"):
+                    blocked["Status"] = "canceled"
+                    blocked["StatusDescription"] = "canceled: the job was deregistered"
+                    t.put("evals", blocked)
+            evaluation = self._new_eval(job, "job-deregister")
+            t.put("evals", evaluation)
+        self._queued_allocs.pop((namespace, job_id), None)
+        self._enqueue(evaluation["ID"])
+        return {"EvalID": evaluation["ID"], "EvalCreateIndex": t.index, "JobModifyIndex": t.index,
+                "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": t.index, "LastContact": 0, "KnownLeader": False}
+
+    def dispatch_job(self, namespace: str, parent_id: str, body: dict, idempotency_token: str) -> dict:
+        parent = self.jobs.get((namespace, parent_id))
+        if parent is None:
+            raise CodedError(404, "parameterized job not found")
+        spec = parent.get("ParameterizedJob")
+        if spec is None or parent.get("Dispatched"):
+            raise CodedError(500, f'Specified job "{parent_id}" is not a parameterized job')
+        if parent["Stop"]:
+            raise CodedError(500, f'Parameterized job "{parent_id}" is stopped')
+        payload_b64 = body.get("Payload") or ""
+        try:
+            payload = base64.b64decode(payload_b64) if payload_b64 else b""
+        except ValueError:
+            raise CodedError(400, "Failed to decode payload: illegal base64 data") from None
+        rule = spec.get("Payload") or "optional"
+        if len(payload) > MAX_DISPATCH_PAYLOAD:
+            raise CodedError(500, f"Payload exceeds maximum size; {len(payload)} > {MAX_DISPATCH_PAYLOAD}")
+        if rule == "required" and not payload:
+            raise CodedError(500, "Payload is not provided but required by parameterized job")
+        if rule == "forbidden" and payload:
+            raise CodedError(500, "Payload provided but forbidden by parameterized job")
+        meta = body.get("Meta") or {}
+        required = list(spec.get("MetaRequired") or [])
+        optional = list(spec.get("MetaOptional") or [])
+        missing = [k for k in required if k not in meta]
+        if missing:
+            raise CodedError(500, f"Dispatch did not provide required meta keys: {missing}")
+        unpermitted = sorted(k for k in meta if k not in required and k not in optional)
+        if unpermitted:
+            raise CodedError(500, f"Dispatch only allows user metadata keys {sorted(required + optional)}: "
+                                  f"unpermitted metadata keys {unpermitted}")
+        if idempotency_token:
+            for child in self.jobs.values():
+                if (child.get("ParentID") == parent_id and child["Namespace"] == namespace
+                        and child.get("DispatchIdempotencyToken") == idempotency_token and child["Status"] != "dead"):
+                    return {"DispatchedJobID": child["ID"], "EvalID": "", "EvalCreateIndex": 0,
+                            "JobCreateIndex": child["CreateIndex"], "Index": child["ModifyIndex"]}
+        child = copy.deepcopy(parent)
+        child_id = f"{parent_id}/dispatch-{now_ns() // NS}-{new_id()[:8]}"
+        child.update({"ID": child_id, "Name": child_id, "ParentID": parent_id, "Dispatched": True,
+                      "DispatchIdempotencyToken": idempotency_token, "Meta": {**(parent.get("Meta") or {}), **meta},
+                      "Payload": payload_b64 or None, "Version": 0, "CreateIndex": 0, "Status": "pending",
+                      "SubmitTime": now_ns()})
+        with self.txn("JobRegistered") as t:
+            child["JobModifyIndex"] = t.index
+            t.put("jobs", child)
+            evaluation = self._new_eval(child, "job-register")
+            t.put("evals", evaluation)
+        self._enqueue(evaluation["ID"])
+        return {"DispatchedJobID": child_id, "EvalID": evaluation["ID"], "EvalCreateIndex": t.index,
+                "JobCreateIndex": t.index, "Index": t.index}
+
+    # -- evaluations and scheduling ----------------------------------------------------------------
+    def _new_eval(self, job: dict, triggered_by: str, *, status: str = "pending", node_id: str = "",
+                  wait_until_ns: int = 0, previous: str = "") -> dict:
+        return {"ID": new_id(), "Namespace": job["Namespace"], "Priority": job["Priority"], "Type": job["Type"],
+                "TriggeredBy": triggered_by, "JobID": job["ID"], "JobModifyIndex": job.get("JobModifyIndex", 0),
+                "NodeID": node_id, "NodeModifyIndex": 0, "DeploymentID": "", "Status": status,
+                "StatusDescription": "", "Wait": 0, "WaitUntil": rfc3339(wait_until_ns) if wait_until_ns else ZERO_TIME,
+                "NextEval": "", "PreviousEval": previous, "BlockedEval": "", "RelatedEvals": None,
+                "FailedTGAllocs": None, "ClassEligibility": None, "EscapedComputedClass": False,
+                "QuotaLimitReached": "", "AnnotatePlan": False, "QueuedAllocations": None, "LeaderACL": "",
+                "SnapshotIndex": 0, "CreateIndex": 0, "ModifyIndex": 0, "CreateTime": now_ns(),
+                "ModifyTime": now_ns()}
+
+    def _create_eval(self, job: dict, triggered_by: str, *, node_id: str = "", wait_until_ns: int = 0) -> dict:
+        with self.txn("EvaluationUpdated") as t:
+            evaluation = t.put("evals", self._new_eval(job, triggered_by, node_id=node_id,
+                                                       wait_until_ns=wait_until_ns))
+        self._enqueue(evaluation["ID"], at_ns=wait_until_ns)
+        return evaluation
+
+    def _enqueue(self, eval_id: str, at_ns: int = 0) -> None:
+        if self._closing:
+            return
+        delay = (at_ns - now_ns()) / NS if at_ns else 0
+        if delay > 0:
+            handle = asyncio.get_running_loop().call_later(delay, self._enqueue, eval_id, 0)
+            self._timers.append(handle)
+            return
+        if eval_id not in self._enqueued:
+            self._enqueued.add(eval_id)
+            self._eval_queue.put_nowait(eval_id)
+
+    def _unblock(self) -> None:
+        """Capacity changed: retry every blocked evaluation."""
+        for evaluation in list(self.evals.values()):
+            if evaluation["Status"] == "blocked":
+                self._enqueue(evaluation["ID"])
+
+    async def _eval_worker(self) -> None:
+        while True:
+            eval_id = await self._eval_queue.get()
+            self._enqueued.discard(eval_id)
+            try:
+                self._process_eval(eval_id)
+            except Exception:  # a bug in the emulator must not stop its scheduler
+                logger.exception("emulator (test double): evaluation %s failed", eval_id)
+            await asyncio.sleep(0)
+
+    def _process_eval(self, eval_id: str) -> None:
+        evaluation = self.evals.get(eval_id)
+        if evaluation is None or evaluation["Status"] not in ("pending", "blocked"):
+            return
+        key = (evaluation["Namespace"], evaluation["JobID"])
+        job = self.jobs.get(key)
+        allocs = [a for a in self.job_allocs(*key, any_create_index=job is None)]
+        if job is None or job["Stop"]:
+            self._stop_allocs([a for a in allocs if not is_terminal_alloc(a)], "alloc not needed due to job update")
+            self._finish_eval(evaluation, {}, {})
+            return
+        if job.get("Periodic") or (job.get("ParameterizedJob") and not job["Dispatched"]):
+            self._finish_eval(evaluation, {}, {})
+            return
+        now = now_ns()
+        placements: list[tuple[dict, dict | None, int]] = []
+        for group in job["TaskGroups"]:
+            group_allocs = [a for a in allocs if a["TaskGroup"] == group["Name"] and not a["NextAllocation"]]
+            live, replace = [], []
+            for alloc in group_allocs:
+                status = alloc["ClientStatus"]
+                if alloc["DesiredStatus"] in ("stop", "evict") and status != "lost":
+                    continue
+                if status in ("pending", "running", "complete"):
+                    live.append(alloc)
+                elif status == "failed":
+                    eligible_at = self._reschedule_at(job, group, alloc, now)
+                    if eligible_at is None:
+                        live.append(alloc)
+                    elif eligible_at <= now:
+                        replace.append(alloc)
+                    else:
+                        live.append(alloc)
+                        if not alloc["FollowupEvalID"]:
+                            followup = self._create_eval(job, "alloc-failure", wait_until_ns=eligible_at)
+                            with self.txn("AllocationUpdated") as t:
+                                alloc["FollowupEvalID"] = followup["ID"]
+                                t.put("allocs", alloc)
+                elif status == "lost":
+                    if group.get("PreventRescheduleOnLost"):
+                        live.append(alloc)
+                    else:
+                        replace.append(alloc)
+            used_indexes = {self._name_index(a) for a in live}
+            missing = int(group["Count"]) - len(live)
+            free_indexes = (i for i in range(10**6) if i not in used_indexes)
+            for i in range(max(0, missing)):
+                previous = replace[i] if i < len(replace) else None
+                index = self._name_index(previous) if previous is not None else next(free_indexes)
+                used_indexes.add(index)
+                placements.append((group, previous, index))
+        failed: dict[str, dict] = {}
+        queued: dict[str, int] = {}
+        placed: list[dict] = []
+        extra_usage: dict[str, tuple[int, int, int]] = {}
+        for group, previous, index in placements:
+            node, metric = self._select_node(job, group, extra_usage)
+            if node is None:
+                if group["Name"] in failed:
+                    failed[group["Name"]]["CoalescedFailures"] += 1
+                else:
+                    failed[group["Name"]] = metric
+                bump(queued, group["Name"])
+                continue
+            alloc = self._new_alloc(job, group, node, evaluation, index, previous, metric)
+            usage = alloc_usage(alloc)
+            prior = extra_usage.get(node["ID"], (0, 0, 0))
+            extra_usage[node["ID"]] = (prior[0] + usage[0], prior[1] + usage[1], prior[2] + usage[2])
+            placed.append((alloc, previous))
+        if placed:
+            with self.txn("PlanResult") as t:
+                for alloc, previous in placed:
+                    t.put("allocs", alloc)
+                    if previous is not None:
+                        previous["NextAllocation"] = alloc["ID"]
+                        t.put("allocs", previous)
+        if queued:
+            self._queued_allocs[key] = queued
+        else:
+            self._queued_allocs.pop(key, None)
+        self._finish_eval(evaluation, failed, queued)
+        for alloc, _ in placed:
+            self._start_runner(alloc)
+
+    def _finish_eval(self, evaluation: dict, failed: dict, queued: dict) -> None:
+        job = self.jobs.get((evaluation["Namespace"], evaluation["JobID"]))
+        with self.txn("EvaluationUpdated") as t:
+            evaluation["FailedTGAllocs"] = failed or None
+            evaluation["QueuedAllocations"] = queued or {}
+            if failed and evaluation["Status"] == "blocked":
+                pass  # still no room: it stays blocked (Nomad's reblock)
+            elif failed:
+                evaluation["Status"] = "complete"
+                has_blocked = any(e["Status"] == "blocked" for e in self.job_evals(evaluation["Namespace"],
+                                                                                   evaluation["JobID"]))
+                if not has_blocked and job is not None:
+                    blocked = self._new_eval(job, "queued-allocs", status="blocked", previous=evaluation["ID"])
+                    blocked["StatusDescription"] = "created due to placement conflicts"
+                    blocked["ClassEligibility"] = {}
+                    blocked["FailedTGAllocs"] = copy.deepcopy(failed)
+                    t.put("evals", blocked)
+                    evaluation["BlockedEval"] = blocked["ID"]
+            else:
+                evaluation["Status"] = "complete"
+                evaluation["StatusDescription"] = ""
+            t.put("evals", evaluation)
+
+    @staticmethod
+    def _name_index(alloc: dict) -> int:
+        match = re.search(r"\[(\d+)\]$", alloc["Name"])
+        return int(match.group(1)) if match else 0
+
+    def _reschedule_at(self, job: dict, group: dict, alloc: dict, now: int) -> int | None:
+        policy = group.get("ReschedulePolicy")
+        if not policy or alloc["DesiredStatus"] != "run":
+            return None
+        events = (alloc.get("RescheduleTracker") or {}).get("Events") or []
+        if not policy.get("Unlimited"):
+            interval = int(policy.get("Interval") or 0)
+            recent = [e for e in events if interval == 0 or now - e["RescheduleTime"] <= interval]
+            if len(recent) >= int(policy.get("Attempts") or 0):
+                return None
+        delay = int(policy.get("Delay") or 0)
+        if policy.get("DelayFunction") in ("exponential", "fibonacci") and events:
+            delay = delay * (2 ** len(events))
+            if policy.get("MaxDelay"):
+                delay = min(delay, int(policy["MaxDelay"]))
+        return alloc["ModifyTime"] + delay
+
+    def _select_node(self, job: dict, group: dict, extra_usage: dict) -> tuple[dict | None, dict]:
+        metric = new_alloc_metric()
+        constraints = list(job["Constraints"]) + list(group["Constraints"])
+        drivers = set()
+        for task in group["Tasks"]:
+            constraints += list(task["Constraints"])
+            drivers.add(task["Driver"])
+        ask_cpu = sum(int(t["Resources"]["CPU"]) for t in group["Tasks"])
+        ask_memory = sum(int(t["Resources"]["MemoryMB"]) for t in group["Tasks"])
+        ask_disk = int(group["EphemeralDisk"]["SizeMB"])
+        candidates = []
+        for node in self.nodes.values():
+            if not pool_matches(job["NodePool"], node["NodePool"]):
+                continue
+            metric["NodesInPool"] += 1
+            if not datacenter_matches(job["Datacenters"], node["Datacenter"]):
+                continue
+            if node["Status"] != "ready" or node["SchedulingEligibility"] != "eligible":
+                continue
+            bump(metric["NodesAvailable"], node["Datacenter"])
+            candidates.append(node)
+        random.shuffle(candidates)
+        feasible = []
+        for node in candidates:
+            metric["NodesEvaluated"] += 1
+            node_class = node["NodeClass"]
+            missing = [d for d in drivers if not node["Drivers"].get(d, {}).get("Healthy")]
+            if missing:
+                metric["NodesFiltered"] += 1
+                bump(metric["ConstraintFiltered"], "missing drivers")
+                if node_class:
+                    bump(metric["ClassFiltered"], node_class)
+                continue
+            node_allocs = list(self._allocs_by_node.get(node["ID"], {}).values())
+            on_node = sum(1 for a in node_allocs if a["JobID"] == job["ID"] and not is_terminal_alloc(a))
+            rejected = next((c for c in constraints if not constraint_holds(c, node, on_node)), None)
+            if rejected is not None:
+                metric["NodesFiltered"] += 1
+                bump(metric["ConstraintFiltered"], constraint_text(rejected))
+                if node_class:
+                    bump(metric["ClassFiltered"], node_class)
+                continue
+            used_cpu, used_memory, used_disk = extra_usage.get(node["ID"], (0, 0, 0))
+            for alloc in node_allocs:
+                if not is_terminal_alloc(alloc):
+                    cpu, memory, disk = alloc_usage(alloc)
+                    used_cpu, used_memory, used_disk = used_cpu + cpu, used_memory + memory, used_disk + disk
+            total, reserved = node["NodeResources"], node["ReservedResources"]
+            free_cpu = total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"] - used_cpu
+            free_memory = total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"] - used_memory
+            free_disk = total["Disk"]["DiskMB"] - reserved["Disk"]["DiskMB"] - used_disk
+            dimension = ("cpu" if ask_cpu > free_cpu else "memory" if ask_memory > free_memory
+                         else "disk" if ask_disk > free_disk else None)
+            if dimension is not None:
+                metric["NodesExhausted"] += 1
+                bump(metric["DimensionExhausted"], dimension)
+                if node_class:
+                    bump(metric["ClassExhausted"], node_class)
+                continue
+            capacity_cpu = max(1, total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"])
+            capacity_memory = max(1, total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"])
+            score = ((used_cpu + ask_cpu) / capacity_cpu + (used_memory + ask_memory) / capacity_memory) / 2
+            feasible.append((score, node))
+            metric["ScoreMetaData"].append({"NodeID": node["ID"], "Scores": {"binpack": round(score, 4)},
+                                            "NormScore": round(score, 4)})
+            if len(feasible) >= 2:
+                break  # Nomad scores a couple of feasible nodes (power of two choices), not all of them
+        if not feasible:
+            metric["ScoreMetaData"] = []
+            return None, metric
+        feasible.sort(key=lambda item: item[0], reverse=True)
+        return feasible[0][1], metric
+
+    def _new_alloc(self, job: dict, group: dict, node: dict, evaluation: dict, index: int,
+                   previous: dict | None, metric: dict) -> dict:
+        disk = int(group["EphemeralDisk"]["SizeMB"])
+        tasks = {t["Name"]: {"Cpu": {"CpuShares": int(t["Resources"]["CPU"]), "ReservedCores": None},
+                             "Memory": {"MemoryMB": int(t["Resources"]["MemoryMB"]),
+                                        "MemoryMaxMB": int(t["Resources"].get("MemoryMaxMB") or 0)},
+                             "Networks": None, "Devices": None} for t in group["Tasks"]}
+        tracker = None
+        if previous is not None:
+            events = list((previous.get("RescheduleTracker") or {}).get("Events") or [])
+            if previous["ClientStatus"] == "failed":
+                events.append({"RescheduleTime": now_ns(), "PrevAllocID": previous["ID"],
+                               "PrevNodeID": previous["NodeID"], "Delay": 0})
+            tracker = {"Events": events}
+        return {
+            "ID": new_id(), "Namespace": job["Namespace"], "EvalID": evaluation["ID"],
+            "Name": f"{job['ID']}.{group['Name']}[{index}]", "NodeID": node["ID"], "NodeName": node["Name"],
+            "JobID": job["ID"], "Job": copy.deepcopy(job), "JobVersion": job["Version"], "TaskGroup": group["Name"],
+            "AllocatedResources": {"Tasks": tasks, "TaskLifecycles": {name: None for name in tasks},
+                                   "Shared": {"DiskMB": disk, "Networks": None, "Ports": None}},
+            "Resources": {"CPU": sum(t["Cpu"]["CpuShares"] for t in tasks.values()),
+                          "MemoryMB": sum(t["Memory"]["MemoryMB"] for t in tasks.values()), "DiskMB": disk},
+            "Metrics": metric, "DesiredStatus": "run", "DesiredDescription": "", "DesiredTransition": {},
+            "ClientStatus": "pending", "ClientDescription": "No tasks have started", "TaskStates": None,
+            "DeploymentID": "", "DeploymentStatus": None,
+            "PreviousAllocation": previous["ID"] if previous is not None else "", "NextAllocation": "",
+            "RescheduleTracker": tracker, "FollowupEvalID": "", "PreemptedAllocations": None,
+            "PreemptedByAllocation": "", "CreateIndex": 0, "ModifyIndex": 0, "AllocModifyIndex": 0,
+            "CreateTime": now_ns(), "ModifyTime": now_ns(),
+        }
+
+    def _stop_allocs(self, allocs: list[dict], description: str) -> None:
+        if not allocs:
+            return
+        with self.txn("PlanResult") as t:
+            for alloc in allocs:
+                alloc["DesiredStatus"] = "stop"
+                alloc["DesiredDescription"] = description
+                if alloc["ClientStatus"] == "pending" and alloc["ID"] not in self._runners:
+                    alloc["ClientStatus"] = "complete"
+                t.put("allocs", alloc)
+        for alloc in allocs:
+            runner = self._runners.get(alloc["ID"])
+            if runner is not None:
+                runner.kill()
+        self._unblock()
+
+    # -- clients -----------------------------------------------------------------------------
+    def _start_runner(self, alloc: dict) -> None:
+        runner = AllocRunner(self, alloc)
+        self._runners[alloc["ID"]] = runner
+        task = self._spawn(runner.run(), f"alloc-{alloc['ID'][:8]}")
+        task.add_done_callback(lambda _t, alloc_id=alloc["ID"]: self._runners.pop(alloc_id, None))
+
+    def alloc_terminal(self, alloc: dict) -> None:
+        """A client reported an allocation ended: reschedule if the policy says so, and free capacity."""
+        job = self.jobs.get((alloc["Namespace"], alloc["JobID"]))
+        if alloc["ClientStatus"] == "failed" and job is not None and not job["Stop"]:
+            group = next((g for g in job["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), None)
+            if group is not None and self._reschedule_at(job, group, alloc, now_ns()) is not None:
+                self._create_eval(job, "alloc-failure")
+        self._unblock()
+
+    def log_path(self, alloc_id: str, task: str, kind: str) -> Path:
+        return self.work_dir / "allocs" / alloc_id / "alloc" / "logs" / f"{task}.{kind}.0"
+
+    # -- garbage collection ---------------------------------------------------------------------
+    async def _gc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.gc_interval_s)
+            self.gc(force=False)
+
+    def gc(self, force: bool) -> int:
+        """Remove dead jobs (older than the threshold unless forced) with their allocations and evaluations."""
+        threshold = int(self.job_gc_threshold_s * NS)
+        now = now_ns()
+        doomed = []
+        for key, job in self.jobs.items():
+            if job["Status"] != "dead":
+                continue
+            allocs = self.job_allocs(*key, any_create_index=True)
+            evals = self.job_evals(*key)
+            if any(not is_terminal_alloc(a) or a["ID"] in self._runners for a in allocs):
+                continue
+            if any(e["Status"] not in TERMINAL_EVAL for e in evals):
+                continue
+            if any(c.get("ParentID") == job["ID"] and c["Namespace"] == job["Namespace"] and c["Status"] != "dead"
+                   for c in self.jobs.values()):
+                continue
+            if force or now - self._job_touched_ns.get(key, 0) >= threshold:
+                doomed.append((job, allocs, evals))
+        orphans = [a for a in self.allocs.values()
+                   if (a["Namespace"], a["JobID"]) not in self.jobs and is_terminal_alloc(a)
+                   and a["ID"] not in self._runners
+                   and (force or now - a["ModifyTime"] >= threshold)]
+        orphan_evals = [e for e in self.evals.values()
+                        if (e["Namespace"], e["JobID"]) not in self.jobs and e["Status"] in TERMINAL_EVAL
+                        and (force or now - e["ModifyTime"] >= threshold)]
+        if not doomed and not orphans and not orphan_evals:
+            return 0
+        with self.txn("JobBatchDeregistered") as t:
+            for job, allocs, evals in doomed:
+                t.delete("jobs", job)
+                for alloc in allocs:
+                    t.delete("allocs", alloc)
+                for evaluation in evals:
+                    t.delete("evals", evaluation)
+            for alloc in orphans:
+                t.delete("allocs", alloc)
+            for evaluation in orphan_evals:
+                t.delete("evals", evaluation)
+        for job, allocs, _ in doomed:
+            self._queued_allocs.pop((job["Namespace"], job["ID"]), None)
+        if doomed:
+            logger.info("emulator (test double): garbage-collected %d dead job(s)", len(doomed))
+        return len(doomed)
+
+
+class AllocRunner:
+    """The client side of one allocation: runs its tasks as real processes and reports their events."""
+
+    def __init__(self, cluster: Cluster, alloc: dict):
+        self.cluster = cluster
+        self.alloc = alloc
+        self.killed = asyncio.Event()
+        self.lost = False
+        self.abandoned = False
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+
+    def kill(self) -> None:
+        self.killed.set()
+
+    def lose(self) -> None:
+        """The node went down: processes die with it and nothing more is reported."""
+        self.lost = True
+        self._signal_all(signal.SIGKILL)
+        self.killed.set()
+
+    def abandon(self) -> None:
+        """The emulator stops: kill the processes, report nothing."""
+        self.abandoned = True
+        self._signal_all(signal.SIGKILL)
+        self.killed.set()
+
+    def _signal_all(self, sig: int) -> None:
+        for process in self.processes.values():
+            if process.returncode is None:
+                try:
+                    os.killpg(process.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    @property
+    def silent(self) -> bool:
+        return self.lost or self.abandoned or self.cluster._closing
+
+    def _update(self, mutate) -> None:
+        if self.silent:
+            return
+        with self.cluster.txn("AllocationUpdated") as t:
+            mutate(self.alloc)
+            t.put("allocs", self.alloc)
+
+    def _task_event(self, task: str, event: dict, **state: Any) -> None:
+        def mutate(alloc: dict) -> None:
+            task_state = alloc["TaskStates"][task]
+            task_state["Events"].append(event)
+            task_state.update(state)
+            if state.get("State") == "running" and alloc["ClientStatus"] == "pending":
+                alloc["ClientStatus"] = "running"
+                alloc["ClientDescription"] = "Tasks are running"
+        self._update(mutate)
+
+    async def run(self) -> None:
+        job, alloc = self.alloc["Job"], self.alloc
+        group = next(g for g in job["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
+
+        def received(a: dict) -> None:
+            a["TaskStates"] = {t["Name"]: {"State": "pending", "Failed": False, "Restarts": 0, "LastRestart": ZERO_TIME,
+                                           "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME, "TaskHandle": None,
+                                           "Events": [task_event("Received", "Task received by client")]}
+                               for t in group["Tasks"]}
+        self._update(received)
+        await asyncio.sleep(0)
+        results = await asyncio.gather(*(self._run_task(job, group, task) for task in group["Tasks"]),
+                                       return_exceptions=True)
+        if self.silent:
+            return
+        outcomes = [r if isinstance(r, str) else "failed" for r in results]
+        for r in results:
+            if isinstance(r, BaseException):
+                logger.error("emulator (test double): task runner crashed: %r", r)
+
+        def finish(a: dict) -> None:
+            if "failed" in outcomes and not self.killed.is_set():
+                a["ClientStatus"], a["ClientDescription"] = "failed", "Failed tasks"
+            else:
+                a["ClientStatus"], a["ClientDescription"] = "complete", "All tasks have completed"
+        self._update(finish)
+        self.cluster.alloc_terminal(self.alloc)
+
+    def _environment(self, job: dict, group: dict, task: dict, task_dir: Path, alloc_dir: Path) -> dict[str, str]:
+        alloc = self.alloc
+        node = self.cluster.nodes.get(alloc["NodeID"], {})
+        env = {k: v for k, v in os.environ.items() if k not in ENV_DENYLIST}
+        nomad = {
+            "NOMAD_ALLOC_DIR": str(alloc_dir), "NOMAD_TASK_DIR": str(task_dir / "local"),
+            "NOMAD_SECRETS_DIR": str(task_dir / "secrets"), "NOMAD_ALLOC_ID": alloc["ID"],
+            "NOMAD_SHORT_ALLOC_ID": alloc["ID"][:8], "NOMAD_ALLOC_NAME": alloc["Name"],
+            "NOMAD_ALLOC_INDEX": str(Cluster._name_index(alloc)), "NOMAD_CPU_LIMIT": str(task["Resources"]["CPU"]),
+            "NOMAD_MEMORY_LIMIT": str(task["Resources"]["MemoryMB"]), "NOMAD_DC": node.get("Datacenter", ""),
+            "NOMAD_GROUP_NAME": group["Name"], "NOMAD_JOB_ID": job["ID"], "NOMAD_JOB_NAME": job["Name"],
+            "NOMAD_JOB_PARENT_ID": job.get("ParentID") or "", "NOMAD_NAMESPACE": job["Namespace"],
+            "NOMAD_REGION": job["Region"], "NOMAD_TASK_NAME": task["Name"],
+        }
+        meta = {**(job.get("Meta") or {}), **(group.get("Meta") or {}), **(task.get("Meta") or {})}
+        for k, v in meta.items():
+            nomad[f"NOMAD_META_{k}"] = str(v)
+            nomad[f"NOMAD_META_{k.upper()}"] = str(v)
+        env.update(nomad)
+        for k, v in (task.get("Env") or {}).items():
+            env[k] = self._interpolate(str(v), nomad, node, meta)
+        return env
+
+    @staticmethod
+    def _interpolate(text: str, nomad: dict, node: dict, meta: dict) -> str:
+        def one(match: re.Match) -> str:
+            name = match.group(1)
+            if name in nomad:
+                return nomad[name]
+            if name.startswith("meta.") and name[5:] in meta:
+                return str(meta[name[5:]])
+            if node and (name.startswith("node.") or name.startswith("attr.")):
+                value, found = node_target("${" + name + "}", node)
+                if found and value is not None:
+                    return value
+            return match.group(0)
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def _command(self, task: dict, nomad: dict, node: dict, meta: dict) -> tuple[list[str] | None, str]:
+        config = task.get("Config") or {}
+        driver = task["Driver"]
+        command = config.get("command")
+        if driver == "docker" and not command:
+            return None, ("emulator (test double): there is no Docker here; image "
+                          f"{config.get('image')!r} cannot run (give config.command to run the task as a process)")
+        if driver not in ("raw_exec", "exec", "docker"):
+            return None, f"emulator (test double): driver {driver!r} is not emulated"
+        if not command:
+            return None, 'failed to parse config: "command" is required'
+        args = config.get("args") or []
+        if not isinstance(args, list):
+            return None, 'failed to parse config: "args" must be a list of strings'
+        return [self._interpolate(str(a), nomad, node, meta) for a in [command, *args]], ""
+
+    async def _run_task(self, job: dict, group: dict, task: dict) -> str:
+        name = task["Name"]
+        alloc_dir = self.cluster.work_dir / "allocs" / self.alloc["ID"] / "alloc"
+        task_dir = self.cluster.work_dir / "allocs" / self.alloc["ID"] / name
+        for directory in (alloc_dir / "logs", alloc_dir / "data", alloc_dir / "tmp", task_dir / "local",
+                          task_dir / "secrets", task_dir / "tmp"):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._task_event(name, task_event("Task Setup", "Building Task Directory", Message="Building Task Directory"))
+        env = self._environment(job, group, task, task_dir, alloc_dir)
+        node = self.cluster.nodes.get(self.alloc["NodeID"], {})
+        meta = {**(job.get("Meta") or {}), **(group.get("Meta") or {}), **(task.get("Meta") or {})}
+        nomad = {k: v for k, v in env.items() if k.startswith("NOMAD_")}
+        if task.get("DispatchPayload") and job.get("Payload"):
+            target = task_dir / "local" / (task["DispatchPayload"].get("File") or "payload")
+            target.write_bytes(base64.b64decode(job["Payload"]))
+        policy = task["RestartPolicy"]
+        restarts = 0
+        while True:
+            if self.silent:
+                return "lost"
+            if self.killed.is_set():
+                self._task_event(name, task_event("Killed", "Task successfully killed"), State="dead",
+                                 FinishedAt=rfc3339(now_ns()))
+                return "killed"
+            argv, problem = self._command(task, nomad, node, meta)
+            process = None
+            if argv is not None:
+                try:
+                    with open(self.cluster.log_path(self.alloc["ID"], name, "stdout"), "ab") as out, \
+                            open(self.cluster.log_path(self.alloc["ID"], name, "stderr"), "ab") as err:
+                        process = await asyncio.create_subprocess_exec(
+                            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                            cwd=str(task_dir), start_new_session=True)
+                except OSError as error:
+                    problem = f"failed to launch command with executor: {error.strerror or error}: {argv[0]}"
+            if process is None:
+                self._task_event(name, task_event("Driver Failure", problem, DriverError=problem,
+                                                  Details={"driver_error": problem}))
+            else:
+                self.processes[name] = process
+                self._task_event(name, task_event("Started", "Task started by client"), State="running",
+                                 StartedAt=rfc3339(now_ns()))
+                outcome = await self._supervise(name, task, process)
+                if self.silent:
+                    return "lost"
+                if outcome != "exited":
+                    return outcome
+                code, sig = self._exit_result(process.returncode)
+                details = {"exit_code": str(code), "signal": str(sig), "oom_killed": "false"}
+                message = f"Exit Code: {code}" + (f", Signal: {sig}" if sig else "")
+                self._task_event(name, task_event("Terminated", message, ExitCode=code, Signal=sig, Details=details))
+                if code == 0 and job["Type"] == "batch":
+                    self._task_event(name, task_event("Not Restarting", "Task successfully finished",
+                                                      Details={"restart_reason": "Task successfully finished"}),
+                                     State="dead", Failed=False, FinishedAt=rfc3339(now_ns()))
+                    return "complete"
+            attempts = int(policy.get("Attempts") or 0)
+            if restarts < attempts:
+                delay_s = int(policy.get("Delay") or 0) / NS
+                reason = "Restart within policy"
+                wait = format_duration(int(delay_s * NS))
+                self._task_event(name, task_event("Restarting", f"Task restarting in {wait}",
+                                                  RestartReason=reason, StartDelay=int(delay_s * NS)),
+                                 State="pending", Restarts=restarts + 1, LastRestart=rfc3339(now_ns()))
+                try:
+                    await asyncio.wait_for(self.killed.wait(), delay_s)
+                except asyncio.TimeoutError:
+                    pass
+                restarts += 1
+                continue
+            reason = (f"Exceeded allowed attempts {attempts} in interval "
+                      f"{format_duration(int(policy.get('Interval') or 0))} and mode is \"{policy.get('Mode')}\"")
+            self._task_event(name, task_event("Not Restarting", reason, FailsTask=True,
+                                              Details={"fails_task": "true", "restart_reason": reason}),
+                             State="dead", Failed=True, FinishedAt=rfc3339(now_ns()))
+            return "failed"
+
+    async def _supervise(self, name: str, task: dict, process: asyncio.subprocess.Process) -> str:
+        waiter = asyncio.ensure_future(process.wait())
+        killer = asyncio.ensure_future(self.killed.wait())
+        try:
+            await asyncio.wait({waiter, killer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            killer.cancel()
+        if waiter.done():
+            return "exited"
+        if self.silent:
+            self._signal_all(signal.SIGKILL)
+            await waiter
+            return "lost"
+        kill_timeout = int(task.get("KillTimeout") or 5 * NS) / NS
+        signame = task.get("KillSignal") or "SIGINT"
+        sig = getattr(signal, signame, signal.SIGINT)
+        grace = format_duration(int(kill_timeout * NS))
+        self._task_event(name, task_event("Killing", f"Sent interrupt. Waiting {grace} before force killing",
+                                          KillTimeout=int(kill_timeout * NS)))
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), kill_timeout)
+        except asyncio.TimeoutError:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await waiter
+        code, sig_number = self._exit_result(process.returncode)
+        message = f"Exit Code: {code}" + (f", Signal: {sig_number}" if sig_number else "")
+        self._task_event(name, task_event("Terminated", message, ExitCode=code, Signal=sig_number,
+                                          Details={"exit_code": str(code), "signal": str(sig_number)}))
+        self._task_event(name, task_event("Killed", "Task successfully killed"), State="dead", Failed=False,
+                         FinishedAt=rfc3339(now_ns()))
+        return "killed"
+
+    @staticmethod
+    def _exit_result(returncode: int | None) -> tuple[int, int]:
+        if returncode is None:
+            return 1, 0
+        if returncode < 0:
+            return 128 - returncode, -returncode  # Nomad's executor: 128 + signal
+        return returncode, 0

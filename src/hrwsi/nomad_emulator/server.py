@@ -1,0 +1,585 @@
+"""The HTTP side of the Nomad API emulator (test double): aiohttp handlers with Nomad's semantics.
+
+Errors are text/plain with Nomad's status codes (400 malformed request, 403 ACL, 404 unknown
+object, 405 wrong method, 500 validation and lookup errors); every answer carries X-Nomad-Index;
+GET endpoints are blocking queries (?index=N&wait=30s, capped at 300 s); the event stream is
+newline-delimited JSON with a `{}` heartbeat first and every `event_heartbeat` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from aiohttp import web
+
+from hrwsi.nomad_emulator.cluster import Cluster, EmulatedNode, is_terminal_alloc
+from hrwsi.nomad_emulator.model import UUID_RE, CodedError, parse_duration
+
+logger = logging.getLogger("hrwsi.nomad_emulator")
+
+MAX_QUERY_TIME_S = 300.0
+DEFAULT_QUERY_TIME_S = 300.0
+TOO_MANY_CONNECTIONS = "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+UNAUTHENTICATED = ("/v1/status/leader", "/v1/status/peers", "/v1/agent/health")
+
+
+@dataclass
+class Fault:
+    """Answer the next `remaining` matching requests with `status` (a test hook)."""
+
+    remaining: int
+    status: int
+    body: str
+    path_prefix: str
+    method: str | None
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _json(body, index: int, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
+                        headers={"X-Nomad-Index": str(max(index, 1)), "X-Nomad-KnownLeader": "true",
+                                 "X-Nomad-LastContact": "0"})
+
+
+def _check_uuid(kind: str, value: str) -> None:
+    if len(value) != 36:
+        raise CodedError(500, f"{kind} lookup failed: index error: UUID must be 36 characters")
+    if not UUID_RE.match(value):
+        raise CodedError(500, f"{kind} lookup failed: index error: invalid UUID")
+
+
+class NomadEmulator:
+    """An emulator (test double) of the Nomad HTTP API subset hrwsi uses, on 127.0.0.1.
+
+    async with NomadEmulator(nodes=[EmulatedNode("worker-1", cpu_mhz=4000, memory_mb=8192)]) as emu:
+        emu.address  # http://127.0.0.1:<port>
+    """
+
+    def __init__(self, nodes: Iterable[EmulatedNode] | None = None, *, acl_token: str | None = None,
+                 gc_interval: float = 300.0, job_gc_threshold: float = 4 * 3600.0,
+                 work_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
+                 event_heartbeat: float = 30.0, event_buffer_size: int = 100):
+        self._nodes = list(nodes) if nodes is not None else [EmulatedNode("emulated-node-1")]
+        self.acl_token = acl_token
+        self.gc_interval = gc_interval
+        self.job_gc_threshold = job_gc_threshold
+        self.host = host
+        self.port = port
+        self.event_heartbeat = event_heartbeat
+        self.event_buffer_size = event_buffer_size
+        self._own_work_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        self.cluster: Cluster | None = None
+        self._runner: web.AppRunner | None = None
+        self._faults: list[Fault] = []
+        self._closing = asyncio.Event()
+        self._stream_generation = 0
+        self.requests = 0
+        self.event_stream_connections = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> "NomadEmulator":
+        if self.work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="hrwsi-nomad-emulator-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster = Cluster(self._nodes, work_dir=self.work_dir, job_gc_threshold_s=self.job_gc_threshold,
+                               gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size)
+        self.cluster.start()
+        app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
+        self._routes(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        logger.info("Nomad API emulator (test double) listening on %s with %d node(s)%s; work dir %s",
+                    self.address, len(self._nodes), ", ACL on" if self.acl_token else "", self.work_dir)
+        return self
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self.cluster is not None:
+            await self.cluster.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._own_work_dir and self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        logger.info("Nomad API emulator (test double) stopped")
+
+    async def __aenter__(self) -> "NomadEmulator":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- test hooks --------------------------------------------------------------------------
+    def node_down(self, name: str) -> None:
+        """The node stops heartbeating: its allocations become lost and their processes die."""
+        self.cluster.set_node_status(name, "down")
+
+    def node_up(self, name: str) -> None:
+        self.cluster.set_node_status(name, "ready")
+
+    def set_eligibility(self, name: str, eligible: bool) -> None:
+        self.cluster.set_node_eligibility(name, eligible)
+
+    def add_node(self, node: EmulatedNode) -> dict:
+        return self.cluster.add_node(node)
+
+    def node_id(self, name: str) -> str:
+        return self.cluster.find_node(name)["ID"]
+
+    def inject_errors(self, count: int, status: int = 500, body: str | None = None, *,
+                      path_prefix: str = "/v1/", method: str | None = None) -> None:
+        """Answer the next `count` requests under `path_prefix` (and `method`) with `status`."""
+        if body is None:
+            body = TOO_MANY_CONNECTIONS if status == 429 else "emulator (test double): injected error"
+        self._faults.append(Fault(count, status, body, path_prefix, method.upper() if method else None))
+
+    def drop_event_streams(self) -> None:
+        """End every open event stream, as a proxy or a leader change would (subscribers reconnect)."""
+        self._stream_generation += 1
+        self.cluster._wake()
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def gc(self) -> int:
+        return self.cluster.gc(force=True)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        response = await self._answer(request, handler)
+        if not response.prepared and "X-Nomad-Index" not in response.headers:
+            response.headers["X-Nomad-Index"] = str(max(self.cluster.index, 1))
+        return response
+
+    async def _answer(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        self.requests += 1
+        for fault in self._faults:
+            if fault.remaining > 0 and request.path.startswith(fault.path_prefix) and \
+                    (fault.method is None or fault.method == request.method):
+                fault.remaining -= 1
+                return web.Response(status=fault.status, text=fault.body, content_type="text/plain")
+        self._faults = [f for f in self._faults if f.remaining > 0]
+        if self.acl_token and request.path not in UNAUTHENTICATED:
+            token = request.headers.get("X-Nomad-Token", "")
+            auth = request.headers.get("Authorization", "")
+            if not token and auth.lower().startswith("bearer "):
+                token = auth[7:].strip()
+            if not token:
+                return web.Response(status=403, text="Permission denied", content_type="text/plain")
+            if not hmac.compare_digest(token.encode(), self.acl_token.encode()):
+                return web.Response(status=403, text="ACL token not found", content_type="text/plain")
+        try:
+            return await handler(request)
+        except CodedError as error:
+            return web.Response(status=error.status, text=error.message, content_type="text/plain")
+        except web.HTTPException as error:
+            if error.status == 405:
+                return web.Response(status=405, text="Invalid method", content_type="text/plain")
+            if error.status == 404:
+                return web.Response(status=404, text="Invalid URL", content_type="text/plain")
+            raise
+
+    def _routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_route("GET", "/v1/jobs", self.list_jobs)
+        r.add_route("POST", "/v1/jobs", self.register_job)
+        r.add_route("PUT", "/v1/jobs", self.register_job)
+        r.add_route("*", "/v1/job/{tail:.+}", self.job_route)
+        r.add_route("GET", "/v1/allocations", self.list_allocations)
+        r.add_route("GET", "/v1/allocation/{id}", self.get_allocation)
+        r.add_route("GET", "/v1/evaluations", self.list_evaluations)
+        r.add_route("GET", "/v1/evaluation/{id}", self.get_evaluation)
+        r.add_route("GET", "/v1/evaluation/{id}/allocations", self.evaluation_allocations)
+        r.add_route("GET", "/v1/nodes", self.list_nodes)
+        r.add_route("GET", "/v1/node/{id}", self.get_node)
+        r.add_route("GET", "/v1/node/{id}/allocations", self.node_allocations)
+        r.add_route("POST", "/v1/node/{id}/eligibility", self.node_eligibility)
+        r.add_route("PUT", "/v1/node/{id}/eligibility", self.node_eligibility)
+        r.add_route("*", "/v1/system/gc", self.system_gc)
+        r.add_route("GET", "/v1/status/leader", self.status_leader)
+        r.add_route("GET", "/v1/status/peers", self.status_peers)
+        r.add_route("GET", "/v1/regions", self.regions)
+        r.add_route("GET", "/v1/agent/self", self.agent_self)
+        r.add_route("GET", "/v1/agent/health", self.agent_health)
+        r.add_route("GET", "/v1/event/stream", self.event_stream)
+        r.add_route("GET", "/v1/client/fs/logs/{id}", self.alloc_logs)
+        r.add_route("GET", "/v1/client/fs/cat/{id}", self.alloc_cat)
+
+    async def _blocking(self, request: web.Request, compute: Callable[[], tuple[int, object]],
+                        not_found: str | None = None) -> web.Response:
+        """Nomad's blocking query: answer when the result's index passes ?index, or when ?wait ends."""
+        query = request.query
+        try:
+            min_index = int(query.get("index") or 0)
+            wait = min(parse_duration(query["wait"]), MAX_QUERY_TIME_S) if query.get("wait") else DEFAULT_QUERY_TIME_S
+        except ValueError as error:
+            raise CodedError(400, f"Invalid query parameter: {error}") from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            index, body = compute()
+            if min_index == 0 or index > min_index or self._closing.is_set():
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await self.cluster.wait_for_change(remaining)
+        if body is None and not_found is not None:
+            raise CodedError(404, not_found)
+        return _json(body, index)
+
+    @staticmethod
+    def _namespace(request: web.Request) -> str:
+        return request.query.get("namespace") or "default"
+
+    @staticmethod
+    async def _body(request: web.Request, *, allow_empty: bool = False) -> dict:
+        text = await request.text()
+        if not text.strip() and allow_empty:
+            return {}
+        try:
+            body = json.loads(text)
+        except ValueError as error:
+            raise CodedError(400, f"Failed to decode request body: {error}") from None
+        if not isinstance(body, dict):
+            raise CodedError(400, "Failed to decode request body: expected a JSON object")
+        return body
+
+    # -- jobs --------------------------------------------------------------------------------
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        namespace, prefix = self._namespace(request), request.query.get("prefix", "")
+        with_meta = _flag(request.query.get("meta"))
+        c = self.cluster
+
+        def compute():
+            jobs = [c.job_stub(j, with_meta) for (ns, job_id), j in sorted(c.jobs.items())
+                    if (namespace == "*" or ns == namespace) and job_id.startswith(prefix)]
+            return max(c.table_index["jobs"], c.table_index["job_summary"]), jobs
+        return await self._blocking(request, compute)
+
+    async def register_job(self, request: web.Request, path_id: str | None = None) -> web.Response:
+        body = await self._body(request)
+        job = body.get("Job")
+        if job is None:
+            raise CodedError(400, "Job must be specified")
+        if not isinstance(job, dict):
+            raise CodedError(400, "Failed to decode request body: Job must be an object")
+        if not job.get("ID"):
+            raise CodedError(400, "Job ID hasn't been provided")
+        if path_id is not None and job["ID"] != path_id:
+            raise CodedError(400, "Job ID does not match name")
+        namespace = job.get("Namespace") or self._namespace(request)
+        try:
+            result = self.cluster.register_job(job, namespace, enforce_index=bool(body.get("EnforceIndex")),
+                                               job_modify_index=int(body.get("JobModifyIndex") or 0))
+        except CodedError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError) as error:
+            raise CodedError(400, f"Failed to decode request body: {error!r}") from None
+        return _json(result, result["Index"])
+
+    async def job_route(self, request: web.Request) -> web.Response:
+        """/v1/job/<id>[/<suffix>]: ids may contain '/', so known suffixes are matched first."""
+        tail = request.match_info["tail"]
+        for suffix, handlers in (("/allocations", {"GET": self.job_allocations}),
+                                 ("/evaluations", {"GET": self.job_evaluations}),
+                                 ("/summary", {"GET": self.job_summary}),
+                                 ("/dispatch", {"POST": self.dispatch_job, "PUT": self.dispatch_job}),
+                                 ("/versions", {"GET": self.job_versions})):
+            if tail.endswith(suffix) and len(tail) > len(suffix):
+                handler = handlers.get(request.method)
+                if handler is None:
+                    raise CodedError(405, "Invalid method")
+                return await handler(request, tail[: -len(suffix)])
+        if request.method == "GET":
+            return await self.get_job(request, tail)
+        if request.method in ("POST", "PUT"):
+            return await self.register_job(request, tail)
+        if request.method == "DELETE":
+            return await self.deregister_job(request, tail)
+        raise CodedError(405, "Invalid method")
+
+    async def get_job(self, request: web.Request, job_id: str) -> web.Response:
+        key, c = (self._namespace(request), job_id), self.cluster
+
+        def compute():
+            job = c.jobs.get(key)
+            if job is None:
+                return c.job_deleted_index.get(key, c.table_index["jobs"]), None
+            return job["ModifyIndex"], job
+        return await self._blocking(request, compute, not_found="job not found")
+
+    async def job_versions(self, request: web.Request, job_id: str) -> web.Response:
+        job = self.cluster.jobs.get((self._namespace(request), job_id))
+        if job is None:
+            raise CodedError(404, "job versions not found")
+        return _json({"Versions": [job], "Diffs": None}, job["ModifyIndex"])
+
+    async def job_allocations(self, request: web.Request, job_id: str) -> web.Response:
+        key, c = (self._namespace(request), job_id), self.cluster
+        any_index = _flag(request.query.get("all"))
+        resources = _flag(request.query.get("resources"))
+
+        def compute():
+            allocs = [c.alloc_stub(a, resources) for a in c.job_allocs(*key, any_create_index=any_index)]
+            return c.job_alloc_index.get(key, 1), allocs
+        return await self._blocking(request, compute)
+
+    async def job_evaluations(self, request: web.Request, job_id: str) -> web.Response:
+        key, c = (self._namespace(request), job_id), self.cluster
+
+        def compute():
+            return c.job_eval_index.get(key, 1), c.job_evals(*key)
+        return await self._blocking(request, compute)
+
+    async def job_summary(self, request: web.Request, job_id: str) -> web.Response:
+        key, c = (self._namespace(request), job_id), self.cluster
+
+        def compute():
+            job = c.jobs.get(key)
+            if job is None:
+                return c.job_deleted_index.get(key, c.table_index["job_summary"]), None
+            return c.job_summary_index.get(key, job["ModifyIndex"]), c.job_summary(job)
+        return await self._blocking(request, compute, not_found="job not found")
+
+    async def deregister_job(self, request: web.Request, job_id: str) -> web.Response:
+        result = self.cluster.deregister_job(self._namespace(request), job_id, _flag(request.query.get("purge")))
+        return _json(result, result["Index"] or self.cluster.index)
+
+    async def dispatch_job(self, request: web.Request, job_id: str) -> web.Response:
+        body = await self._body(request, allow_empty=True)
+        result = self.cluster.dispatch_job(self._namespace(request), job_id, body,
+                                           request.query.get("idempotency_token", ""))
+        return _json(result, result["Index"])
+
+    # -- allocations and evaluations -------------------------------------------------------------
+    async def list_allocations(self, request: web.Request) -> web.Response:
+        namespace, prefix = self._namespace(request), request.query.get("prefix", "")
+        resources = _flag(request.query.get("resources"))
+        task_states = request.query.get("task_states", "true").lower() != "false"
+        c = self.cluster
+
+        def compute():
+            out = []
+            for alloc in sorted(c.allocs.values(), key=lambda a: a["CreateIndex"]):
+                if (namespace == "*" or alloc["Namespace"] == namespace) and alloc["ID"].startswith(prefix):
+                    stub = c.alloc_stub(alloc, resources)
+                    if not task_states:
+                        stub["TaskStates"] = None
+                    out.append(stub)
+            return c.table_index["allocs"], out
+        return await self._blocking(request, compute)
+
+    async def get_allocation(self, request: web.Request) -> web.Response:
+        alloc_id, c = request.match_info["id"], self.cluster
+        _check_uuid("alloc", alloc_id)
+
+        def compute():
+            alloc = c.allocs.get(alloc_id)
+            return (alloc["ModifyIndex"], alloc) if alloc else (c.table_index["allocs"], None)
+        return await self._blocking(request, compute, not_found="alloc not found")
+
+    async def list_evaluations(self, request: web.Request) -> web.Response:
+        namespace, prefix = self._namespace(request), request.query.get("prefix", "")
+        status, job = request.query.get("status"), request.query.get("job")
+        c = self.cluster
+
+        def compute():
+            out = [e for e in sorted(c.evals.values(), key=lambda e: e["CreateIndex"])
+                   if (namespace == "*" or e["Namespace"] == namespace) and e["ID"].startswith(prefix)
+                   and (not status or e["Status"] == status) and (not job or e["JobID"] == job)]
+            return c.table_index["evals"], out
+        return await self._blocking(request, compute)
+
+    async def get_evaluation(self, request: web.Request) -> web.Response:
+        eval_id, c = request.match_info["id"], self.cluster
+        _check_uuid("eval", eval_id)
+
+        def compute():
+            evaluation = c.evals.get(eval_id)
+            return (evaluation["ModifyIndex"], evaluation) if evaluation else (c.table_index["evals"], None)
+        return await self._blocking(request, compute, not_found="eval not found")
+
+    async def evaluation_allocations(self, request: web.Request) -> web.Response:
+        eval_id, c = request.match_info["id"], self.cluster
+        _check_uuid("eval", eval_id)
+
+        def compute():
+            return c.table_index["allocs"], [c.alloc_stub(a) for a in c.allocs.values() if a["EvalID"] == eval_id]
+        return await self._blocking(request, compute)
+
+    # -- nodes -------------------------------------------------------------------------------
+    async def list_nodes(self, request: web.Request) -> web.Response:
+        prefix, resources, c = request.query.get("prefix", ""), _flag(request.query.get("resources")), self.cluster
+
+        def compute():
+            nodes = [c.node_stub(n, resources) for n in sorted(c.nodes.values(), key=lambda n: n["ID"])
+                     if n["ID"].startswith(prefix)]
+            return c.table_index["nodes"], nodes
+        return await self._blocking(request, compute)
+
+    async def get_node(self, request: web.Request) -> web.Response:
+        node_id, c = request.match_info["id"], self.cluster
+        _check_uuid("node", node_id)
+
+        def compute():
+            node = c.nodes.get(node_id)
+            return (node["ModifyIndex"], c.node_view(node)) if node else (c.table_index["nodes"], None)
+        return await self._blocking(request, compute, not_found="node not found")
+
+    async def node_allocations(self, request: web.Request) -> web.Response:
+        node_id, c = request.match_info["id"], self.cluster
+        _check_uuid("node", node_id)
+
+        def compute():
+            return c.table_index["allocs"], [a for a in c.allocs.values() if a["NodeID"] == node_id]
+        return await self._blocking(request, compute)
+
+    async def node_eligibility(self, request: web.Request) -> web.Response:
+        node_id = request.match_info["id"]
+        _check_uuid("node", node_id)
+        if node_id not in self.cluster.nodes:
+            raise CodedError(404, "node not found")
+        body = await self._body(request)
+        eligibility = body.get("Eligibility")
+        if eligibility not in ("eligible", "ineligible"):
+            raise CodedError(400, f"invalid scheduling eligibility {eligibility!r}")
+        node = self.cluster.set_node_eligibility(node_id, eligibility == "eligible")
+        return _json({"EvalIDs": [], "EvalCreateIndex": 0, "NodeModifyIndex": node["ModifyIndex"],
+                      "Index": node["ModifyIndex"]}, node["ModifyIndex"])
+
+    # -- system, status, agent ---------------------------------------------------------------
+    async def system_gc(self, request: web.Request) -> web.Response:
+        if request.method != "PUT":
+            raise CodedError(405, "Invalid method")
+        self.cluster.gc(force=True)
+        return web.Response(status=200, headers={"X-Nomad-Index": str(self.cluster.index)})
+
+    async def status_leader(self, request: web.Request) -> web.Response:
+        return _json("127.0.0.1:4647", self.cluster.index)
+
+    async def status_peers(self, request: web.Request) -> web.Response:
+        return _json(["127.0.0.1:4647"], self.cluster.index)
+
+    async def regions(self, request: web.Request) -> web.Response:
+        return _json(["global"], self.cluster.index)
+
+    async def agent_health(self, request: web.Request) -> web.Response:
+        return _json({"server": {"ok": True, "message": "ok"}}, self.cluster.index)
+
+    async def agent_self(self, request: web.Request) -> web.Response:
+        return _json({"config": {"Region": "global", "Datacenter": "dc1", "ACL": {"Enabled": bool(self.acl_token)},
+                                 "Version": {"Version": "1.8.0", "VersionMetadata": "emulated"}},
+                      "member": {"Name": "nomad-emulator (test double)", "Tags": {"region": "global"}},
+                      "stats": {}}, self.cluster.index)
+
+    # -- logs --------------------------------------------------------------------------------
+    def _alloc_file(self, alloc_id: str, relative: str) -> Path:
+        _check_uuid("alloc", alloc_id)
+        if alloc_id not in self.cluster.allocs:
+            raise CodedError(404, "Unknown allocation")
+        base = (self.cluster.work_dir / "allocs" / alloc_id).resolve()
+        path = (base / relative).resolve()
+        if base not in path.parents and path != base:
+            raise CodedError(400, "Path escapes the allocation directory")
+        return path
+
+    async def alloc_logs(self, request: web.Request) -> web.Response:
+        q = request.query
+        task, kind = q.get("task", ""), q.get("type", "stdout")
+        if not task:
+            raise CodedError(400, "must include task name")
+        if kind not in ("stdout", "stderr"):
+            raise CodedError(400, "must specify a valid log type (stdout or stderr)")
+        path = self._alloc_file(request.match_info["id"], f"alloc/logs/{task}.{kind}.0")
+        data = await asyncio.to_thread(lambda: path.read_bytes() if path.exists() else b"")
+        offset = int(q.get("offset") or 0)
+        data = data[-offset:] if q.get("origin") == "end" and offset else data[offset:]
+        if _flag(q.get("plain")):
+            return web.Response(body=data, content_type="text/plain")
+        frame = {"Data": base64.b64encode(data).decode(), "File": f"alloc/logs/{task}.{kind}.0",
+                 "Offset": len(data)} if data else {}
+        return web.Response(text=json.dumps(frame), content_type="application/json")
+
+    async def alloc_cat(self, request: web.Request) -> web.Response:
+        path = self._alloc_file(request.match_info["id"], request.query.get("path", "/").lstrip("/"))
+        if not path.is_file():
+            raise CodedError(404, "file does not exist")
+        return web.Response(body=await asyncio.to_thread(path.read_bytes), content_type="text/plain")
+
+    # -- event stream ------------------------------------------------------------------------
+    async def event_stream(self, request: web.Request) -> web.StreamResponse:
+        namespace = self._namespace(request)
+        topics: list[tuple[str, str]] = []
+        for raw in request.query.getall("topic", []):
+            topic, _, key = raw.partition(":")
+            if not topic:
+                raise CodedError(400, f"Invalid topic query: {raw}")
+            topics.append((topic, key or "*"))
+        topics = topics or [("*", "*")]
+        try:
+            start = int(request.query.get("index") or 0)
+        except ValueError:
+            raise CodedError(400, "Invalid index") from None
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                           "X-Nomad-Index": str(max(self.cluster.index, 1))})
+        await response.prepare(request)
+        self.event_stream_connections += 1
+        generation = self._stream_generation
+        loop = asyncio.get_running_loop()
+        c = self.cluster
+
+        def wanted(event: dict) -> bool:
+            if namespace != "*" and event["Namespace"] not in ("", namespace):
+                return False
+            return any((t == "*" or t == event["Topic"]) and
+                       (k == "*" or k == event["Key"] or k in event["FilterKeys"]) for t, k in topics)
+
+        last_sent = start - 1 if start else 0
+        try:
+            await response.write(b"{}\n")
+            next_heartbeat = loop.time() + self.event_heartbeat
+            while not self._closing.is_set() and generation == self._stream_generation:
+                for index, events in list(c.frames):
+                    if index <= last_sent:
+                        continue
+                    last_sent = index
+                    chosen = [e for e in events if wanted(e)]
+                    if chosen:
+                        await response.write(json.dumps({"Index": index, "Events": chosen}).encode() + b"\n")
+                remaining = next_heartbeat - loop.time()
+                if remaining <= 0:
+                    await response.write(b"{}\n")
+                    next_heartbeat = loop.time() + self.event_heartbeat
+                    continue
+                await c.wait_for_change(remaining)
+        except (ConnectionResetError, ConnectionError, RuntimeError):
+            return response  # the subscriber went away
+        return response
+
+
+def blocked_summary(cluster: Cluster) -> dict[str, int]:
+    """How many allocations run, how many evaluations are blocked (for logs and the demo)."""
+    return {"running": sum(1 for a in cluster.allocs.values() if not is_terminal_alloc(a)),
+            "blocked": sum(1 for e in cluster.evals.values() if e["Status"] == "blocked")}

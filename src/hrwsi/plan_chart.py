@@ -1,0 +1,186 @@
+"""Gantt chart of a plan (matplotlib, headless "Agg" backend).
+
+One horizontal lane per worker with its task bars (one colour per routine; fixed tasks hatched grey),
+and below it the use of each resource over time (CPU, RAM, storage, VMs in use) against its budget.
+The lower bound is a vertical dashed line on every panel, the horizon (if any) a dotted one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless; must come before pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from hrwsi.planner import Budgets, FixedTask, Plan, TaskDemand, Worker  # noqa: E402
+
+__all__ = ["render_gantt", "usage_steps"]
+
+_MAX_BARS_PER_LANE = 20000  # beyond this the lane is drawn but bars are thinned (readability, speed)
+
+
+def usage_steps(
+    plan: Plan, tasks: Sequence[TaskDemand], fixed: Sequence[FixedTask] = ()
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Step functions (times, values) of "cpu", "ram_mb", "storage_mb" and "vms" in use over time,
+    counting planned and fixed tasks (fixed tasks from t=0)."""
+    by_id = {t.id: t for t in tasks}
+    ev: list[tuple[float, int, float, float, float, str]] = []
+    for a in plan.assignments.values():
+        t = by_id.get(a.task_id)
+        if t is None or a.end_s <= a.start_s:
+            continue
+        ev.append((a.start_s, 1, t.cpu, t.ram_mb, t.storage_mb, a.worker))
+        ev.append((a.end_s, -1, t.cpu, t.ram_mb, t.storage_mb, a.worker))
+    for f in fixed:
+        s = max(0.0, f.start_s)
+        if f.end_s <= s:
+            continue
+        ev.append((s, 1, f.cpu, f.ram_mb, f.storage_mb, f.worker))
+        ev.append((f.end_s, -1, f.cpu, f.ram_mb, f.storage_mb, f.worker))
+    ev.sort(key=lambda e: (e[0], e[1]))
+    keys = ("cpu", "ram_mb", "storage_mb", "vms")
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([0.0], [0.0]) for k in keys}
+    use = [0.0, 0.0, 0.0, 0.0]
+    cnt: dict[str, int] = {}
+    k = 0
+    while k < len(ev):
+        t = ev[k][0]
+        while k < len(ev) and ev[k][0] == t:
+            _t, sign, c, r, s, w = ev[k]
+            use[0] += sign * c
+            use[1] += sign * r
+            use[2] += sign * s
+            before = cnt.get(w, 0)
+            cnt[w] = before + sign
+            if before == 0 and sign > 0:
+                use[3] += 1
+            elif before == 1 and sign < 0:
+                use[3] -= 1
+            k += 1
+        for i, key in enumerate(keys):
+            xs, ys = out[key]
+            xs.append(t)
+            ys.append(use[i])
+    return out
+
+
+def render_gantt(
+    plan: Plan,
+    tasks: Sequence[TaskDemand],
+    workers: Sequence[Worker],
+    budgets: Budgets,
+    fixed: Sequence[FixedTask] = (),
+    path: str = "plan.png",
+    title: str | None = None,
+) -> None:
+    """Write a PNG (or any format matplotlib infers from ``path``) of the plan."""
+    fig = _figure(plan, tasks, workers, budgets, fixed, title)
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def _figure(
+    plan: Plan,
+    tasks: Sequence[TaskDemand],
+    workers: Sequence[Worker],
+    budgets: Budgets,
+    fixed: Sequence[FixedTask],
+    title: str | None,
+) -> Figure:
+    by_id = {t.id: t for t in tasks}
+    figs = plan.figures
+    lanes = [w.name for w in workers]
+    for f in fixed:  # fixed tasks on workers that are gone still get a lane
+        if f.worker not in lanes:
+            lanes.append(f.worker)
+    lane_of = {name: k for k, name in enumerate(lanes)}
+    routines = sorted({by_id[a.task_id].routine for a in plan.assignments.values() if a.task_id in by_id})
+    cmap = plt.get_cmap("tab20" if len(routines) > 10 else "tab10")
+    colour = {r: cmap(k % cmap.N) for k, r in enumerate(routines)}
+
+    gantt_h = max(1.5, min(8.0, 0.35 * len(lanes) + 0.8))
+    fig, axes = plt.subplots(
+        5, 1, figsize=(12, gantt_h + 4 * 1.5), sharex=True,
+        gridspec_kw={"height_ratios": [gantt_h, 1.5, 1.5, 1.5, 1.5]},
+    )
+    ax = axes[0]
+    per_lane: dict[int, list[tuple[float, float]]] = {}
+    colours: dict[int, list] = {}
+    for a in plan.assignments.values():
+        t = by_id.get(a.task_id)
+        lane = lane_of.get(a.worker)
+        if t is None or lane is None:
+            continue
+        per_lane.setdefault(lane, []).append((a.start_s, max(a.end_s - a.start_s, 0.0)))
+        colours.setdefault(lane, []).append(colour[t.routine])
+    for lane, bars in per_lane.items():
+        cols = colours[lane]
+        if len(bars) > _MAX_BARS_PER_LANE:
+            step = len(bars) // _MAX_BARS_PER_LANE + 1
+            bars, cols = bars[::step], cols[::step]
+        ax.broken_barh(bars, (lane - 0.4, 0.8), facecolors=cols, edgecolors="none" if len(bars) > 200 else "black",
+                       linewidth=0.3)
+    fixed_bars: dict[int, list[tuple[float, float]]] = {}
+    for f in fixed:
+        s = max(0.0, f.start_s)
+        if f.end_s > s:
+            fixed_bars.setdefault(lane_of[f.worker], []).append((s, f.end_s - s))
+    for lane, bars in fixed_bars.items():
+        ax.broken_barh(bars, (lane - 0.4, 0.8), facecolors="lightgrey", edgecolors="dimgrey", hatch="//",
+                       linewidth=0.5)
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels(lanes, fontsize=8)
+    ax.set_ylim(-0.6, max(len(lanes), 1) - 0.4)
+    ax.invert_yaxis()
+    ax.set_ylabel("worker")
+    handles = [Patch(color=colour[r], label=r) for r in routines]
+    if fixed:
+        handles.append(Patch(facecolor="lightgrey", edgecolor="dimgrey", hatch="//", label="fixed (running)"))
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize=7, ncol=min(len(handles), 6))
+    if not plan.assignments and not fixed:
+        ax.text(0.5, 0.5, "empty plan", transform=ax.transAxes, ha="center", va="center", color="grey")
+
+    steps = usage_steps(plan, tasks, fixed)
+    limits = {
+        "cpu": (budgets.cpu_max, "CPU"),
+        "ram_mb": (budgets.ram_max_mb, "RAM MB"),
+        "storage_mb": (budgets.storage_max_mb, "storage MB"),
+        "vms": (budgets.vm_max, "VMs in use"),
+    }
+    for ax_r, key in zip(axes[1:], ("cpu", "ram_mb", "storage_mb", "vms")):
+        xs, ys = steps[key]
+        ax_r.step(xs, ys, where="post", color="tab:blue", linewidth=0.9)
+        ax_r.fill_between(xs, ys, step="post", alpha=0.25, color="tab:blue")
+        cap, label = limits[key]
+        if cap is not None:
+            ax_r.axhline(cap, color="tab:red", linewidth=1.0, label="budget")
+        ax_r.set_ylabel(label, fontsize=8)
+        ax_r.set_ylim(bottom=0)
+    end = max(figs.makespan_s, figs.lower_bound_s, figs.horizon_s or 0.0) or 1.0
+    for k, a in enumerate(axes):
+        a.axvline(figs.lower_bound_s, color="black", linestyle="--", linewidth=1.0,
+                  label="lower bound" if k == 0 else None)
+        if figs.horizon_s is not None:
+            a.axvline(figs.horizon_s, color="tab:purple", linestyle=":", linewidth=1.0)
+        a.set_xlim(0, end * 1.02)
+        a.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("seconds from now")
+    ratio = figs.makespan_s / figs.lower_bound_s if figs.lower_bound_s > 0 else 1.0
+    head = title or "plan"
+    fig.suptitle(
+        f"{head}: {len(plan.assignments)} tasks, makespan {figs.makespan_s:,.0f} s, lower bound "
+        f"{figs.lower_bound_s:,.0f} s (x{ratio:.3f}), {figs.vms} VMs, {figs.vm_hours:.2f} VM-h"
+        + (f", {len(plan.unplannable)} unplannable" if plan.unplannable else ""),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,35 @@
+"""Multi-input triggering rules: a condition that needs several products at once.
+
+A processing condition with a row in hrwsi.multi_input_rule gets no input per product; it gets
+one input per *complete group* (one tile, window_days days ending on a day), once its
+requirements (hrwsi.multi_input_requirement: product type and minimum count, over the window or
+on every day of it) are met and, when wait_for_open_tasks, no task that would add a member is
+still waiting or running. The input's path is `multi_input/<condition>/<tile>/<YYYY-MM-DD>`; its
+members (what the routine reads) are in hrwsi.multi_input_member. All of it is one set-based
+statement (sql/queries/harvest.sql), idempotent: rerunning it creates nothing twice. Examples:
+
+    -- GFSC: a snow cover (FSC) and a wet-snow product (SWS) of the same tile and day
+    INSERT INTO hrwsi.multi_input_rule (processing_condition) VALUES ('gfsc_daily');
+    INSERT INTO hrwsi.multi_input_requirement VALUES ('gfsc_daily', 'FSC', 1), ('gfsc_daily', 'SWS', 1);
+
+    -- a composite of the last 7 days, once every day has its FSC and all of them are processed
+    INSERT INTO hrwsi.multi_input_rule (processing_condition, window_days, every_day_of_window)
+    VALUES ('fsc_weekly', 7, true);
+    INSERT INTO hrwsi.multi_input_requirement VALUES ('fsc_weekly', 'FSC', 1);
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import asyncpg
+
+from hrwsi.sql_files import query
+
+
+async def evaluate_multi_input_conditions(pool: asyncpg.Pool, *, now: datetime | None = None) -> int:
+    """Create the inputs of the groups that became complete; return how many were created."""
+    now = now or datetime.now(timezone.utc)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(query("multi_input_create_complete_groups"), now)
+    return row["inputs"]
