@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -135,14 +136,30 @@ def _run_services(kinds: list[str], backend: Optional[str], verbose: bool) -> No
     setup_logging(verbose)
     settings = _settings()
     url = _url()
-    _ensure_schema(url)
+    delay = 0.5
+    while True:  # a service started while the database is away waits for it; it does not die
+        try:
+            _ensure_schema(url)
+            break
+        except DatabaseUnavailable as error:
+            logger.warning("%s; %s waits %.1f s and tries again", error, "/".join(kinds), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
     asyncio.run(_serve(kinds, url, settings, backend or settings.backend))
 
 
 async def _serve(kinds: list[str], url: str, settings: Settings, backend_name: str) -> None:
-    from hrwsi.service import open_pool, serve
+    from hrwsi.service import TRANSIENT_DATABASE_ERRORS, open_pool, serve
 
-    pool = await open_pool(url, max_size=4 * len(kinds) + 2)
+    delay = 0.5
+    while True:
+        try:
+            pool = await open_pool(url, max_size=4 * len(kinds) + 2)
+            break
+        except TRANSIENT_DATABASE_ERRORS as error:
+            logger.warning("cannot open connections to the database (%s); trying again in %.1f s", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
     try:
         services = build_services(kinds, pool, settings, backend_name)
         await serve(services, url)

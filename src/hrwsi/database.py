@@ -5,6 +5,7 @@ psycopg (sync) serves the CLI, migrations and the demo; asyncpg serves the servi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -19,6 +20,20 @@ from hrwsi.config import Settings
 logger = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "hrwsi"
+
+
+# Errors that mean "the database is away for a moment": log, back off, try again.
+TRANSIENT_DATABASE_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection killed in the middle of an operation
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,  # the server shuts down or restarts
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -17,7 +17,7 @@ from typing import Callable
 
 import asyncpg
 
-from hrwsi.database import redact
+from hrwsi.database import TRANSIENT_DATABASE_ERRORS, redact
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Listener:
                 # Bounded: a connection cut during its handshake must not hang us for asyncpg's 60 s default.
                 conn = await asyncpg.connect(self.url, timeout=self.ping_timeout_s,
                                              server_settings={"application_name": self.application_name})
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as error:
+            except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 # (A connection cut during its handshake raises InterfaceError.)
                 delay = random.uniform(backoff / 2, backoff)
                 logger.warning("listener: cannot connect to %s (%s); retrying in %.1f s",
@@ -105,7 +105,7 @@ class Listener:
             backoff = self.backoff_min_s
             try:
                 await self._listen(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as error:
+            except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 logger.warning("listener: connection failed (%s); reconnecting", error)
             finally:
                 self.connected.clear()
@@ -121,7 +121,7 @@ class Listener:
         try:
             for channel in (*self.channels, self._ping_channel):
                 await conn.add_listener(channel, self._deliver)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
             logger.warning("listener: LISTEN failed (%s); reconnecting", error)
             return
         self.connected.set()
@@ -148,7 +148,7 @@ class Listener:
                                    self.ping_timeout_s)
             await asyncio.wait_for(self._pong.wait(), self.ping_timeout_s)
             return True
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError):
+        except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError):
             return False
 
     async def _sleep(self, seconds: float, also: asyncio.Event | None = None) -> None:

@@ -23,23 +23,12 @@ from typing import Awaitable, Callable
 import asyncpg
 
 from hrwsi.config import Settings
-from hrwsi.database import create_pool
+from hrwsi.database import TRANSIENT_DATABASE_ERRORS, create_pool
 from hrwsi.listener import Listener, Notification
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
 
-# Errors that mean "the database is away for a moment": log, back off, try again.
-TRANSIENT_DATABASE_ERRORS = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
 
 Step = Callable[[], Awaitable[bool]]
 
@@ -141,7 +130,7 @@ class Service:
                             ping_interval_s=self.settings.heartbeat_s,
                             application_name=f"hrwsi-{self.kind}-listener")
         self.listener = listener
-        await self._heartbeat_once()
+        await self._register()
         await self.start()
         background = [asyncio.create_task(listener.run(), name=f"{self.kind}-listener"),
                       asyncio.create_task(self._heartbeat(), name=f"{self.kind}-heartbeat"),
@@ -193,6 +182,18 @@ class Service:
         async with self.pool.acquire() as conn:
             await conn.execute(query("heartbeat_instance"), self.instance_id, self.kind,
                                socket.gethostname(), os.getpid())
+
+    async def _register(self) -> None:
+        """The first heartbeat; a database away at start-up is waited for, not fatal."""
+        delay = 0.1
+        while True:
+            try:
+                return await self._heartbeat_once()
+            except TRANSIENT_DATABASE_ERRORS as error:
+                logger.warning("%s: cannot register with the database (%s); trying again in %.1f s",
+                               self.kind, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _heartbeat(self) -> None:
         while await self._sleep(self.settings.heartbeat_s):

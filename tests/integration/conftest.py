@@ -34,6 +34,11 @@ async def running(url: str, kinds: list[str], settings: Settings, backend: str =
             if task.done() and task.exception():
                 raise task.exception()
     finally:
+        died = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
+        for task in died:  # say why a service ended on its own; the test fails on it below
+            import traceback
+
+            traceback.print_exception(task.exception())
         for service in services:
             service.request_stop()
         await asyncio.gather(*tasks, return_exceptions=True)
