@@ -221,21 +221,7 @@ ALTER FUNCTION hrwsi.enforce_job_transition() SET search_path = pg_catalog, hrws
 
 -- ---------------------------------------------------------------------------------------------
 -- Least-privilege roles (NOLOGIN: grant them to login users, e.g. GRANT hrwsi_service TO launcher_vm).
--- Roles belong to the cluster, so they are created only when missing.
--- ---------------------------------------------------------------------------------------------
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hrwsi_readonly') THEN
-        CREATE ROLE hrwsi_readonly NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hrwsi_data_engineer') THEN
-        CREATE ROLE hrwsi_data_engineer NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hrwsi_service') THEN
-        CREATE ROLE hrwsi_service NOLOGIN;
-    END IF;
-END $$;
-
+-- The roles themselves are created (when missing) by 0002_harvest_sources.sql.
 REVOKE ALL ON SCHEMA hrwsi FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA hrwsi FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA hrwsi FROM PUBLIC;

@@ -1,0 +1,49 @@
+"""Using hrwsi from a notebook (Jupyter), where an event loop already runs.
+
+This is the only module that uses nest_asyncio: it lets `run` drive a coroutine to its end from
+code that is itself running inside an event loop. The services never use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Coroutine
+
+import nest_asyncio
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to its end, even inside a running event loop (a notebook cell)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    nest_asyncio.apply(loop)
+    return loop.run_until_complete(coroutine)
+
+
+def run_services(url: str, seconds: float, kinds: tuple[str, ...] = ("harvester", "orchestrator", "launcher"),
+                 backend: str = "local") -> dict[str, int]:
+    """Run the services for a while from a notebook cell; returns task counts per state afterwards."""
+    from hrwsi.cli import build_services
+    from hrwsi.config import Settings
+    from hrwsi.service import open_pool
+
+    async def session() -> dict[str, int]:
+        pool = await open_pool(url, max_size=10)
+        services = build_services(list(kinds), pool, Settings.from_env(), backend)
+        running = [asyncio.ensure_future(s.run(url)) for s in services]
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for service in services:
+                service.request_stop()
+            await asyncio.gather(*running, return_exceptions=True)
+        try:
+            async with pool.acquire() as conn:
+                rows = await conn.fetch("SELECT state, count(*) AS n FROM hrwsi.processing_task GROUP BY state")
+        finally:
+            await pool.close()
+        return {r["state"]: r["n"] for r in rows}
+
+    return run(session())
