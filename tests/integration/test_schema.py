@@ -244,3 +244,34 @@ def test_concurrent_migrations_apply_once(empty_database_url):
     with psycopg.connect(empty_database_url) as conn:
         count = conn.execute("SELECT count(*) FROM public.hrwsi_schema_migration").fetchone()[0]
     assert count == len(migrations.migrations())
+
+
+def test_conflicting_concurrent_inserts_make_one_input(configured, database_url):
+    """Two data engineers insert the same input at the same moment: one wins, the other is told why."""
+    first = psycopg.connect(database_url)
+    second = psycopg.connect(database_url)
+    outcome = {}
+
+    def insert_second():
+        try:
+            insert_input(second, "/race/same")
+            second.commit()
+            outcome["second"] = "inserted"
+        except psycopg.errors.UniqueViolation as error:
+            second.rollback()
+            outcome["second"] = str(error)
+
+    try:
+        insert_input(first, "/race/same")  # holds the unique slot until it commits
+        racer = threading.Thread(target=insert_second)
+        racer.start()
+        racer.join(0.3)
+        assert racer.is_alive(), "the second insert waits for the first transaction"
+        first.commit()
+        racer.join(5)
+    finally:
+        first.close()
+        second.close()
+    assert "input_is_unique_per_condition_and_path" in outcome["second"]
+    assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/race/same'").fetchone()[0] == 1
+    assert configured.execute("SELECT count(*) FROM hrwsi.input_backlog").fetchone()[0] == 1
