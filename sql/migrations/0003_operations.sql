@@ -109,8 +109,9 @@ CREATE TRIGGER processing_task_alert_terminated AFTER UPDATE ON hrwsi.processing
 -- Operator actions. Each returns a sentence saying what it did, and refuses what makes no sense.
 -- ---------------------------------------------------------------------------------------------
 
-CREATE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+CREATE FUNCTION hrwsi.lock_task(task bigint) RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+-- The operator actions' first step: lock the task and return its state, or say it does not exist.
 DECLARE
     current text;
 BEGIN
@@ -118,6 +119,14 @@ BEGIN
     IF current IS NULL THEN
         RAISE EXCEPTION 'no task %', task USING ERRCODE = 'no_data_found';
     END IF;
+    RETURN current;
+END $$;
+
+CREATE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text := hrwsi.lock_task(task);
+BEGIN
     IF current NOT IN ('terminated', 'cancelled', 'on_hold') THEN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled or held task can be retried', task, current
             USING ERRCODE = 'check_violation';
@@ -132,12 +141,8 @@ END $$;
 CREATE FUNCTION hrwsi.cancel_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
-    current text;
+    current text := hrwsi.lock_task(task);
 BEGIN
-    SELECT state INTO current FROM hrwsi.processing_task WHERE id = task FOR UPDATE;
-    IF current IS NULL THEN
-        RAISE EXCEPTION 'no task %', task USING ERRCODE = 'no_data_found';
-    END IF;
     IF current IN ('processed', 'terminated', 'cancelled') THEN
         RAISE EXCEPTION 'task % is already %: nothing to cancel', task, current USING ERRCODE = 'check_violation';
     END IF;
@@ -151,12 +156,8 @@ END $$;
 CREATE FUNCTION hrwsi.hold_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
-    current text;
+    current text := hrwsi.lock_task(task);
 BEGIN
-    SELECT state INTO current FROM hrwsi.processing_task WHERE id = task FOR UPDATE;
-    IF current IS NULL THEN
-        RAISE EXCEPTION 'no task %', task USING ERRCODE = 'no_data_found';
-    END IF;
     IF current NOT IN ('pending', 'planned') THEN
         RAISE EXCEPTION 'task % is %: only a pending or planned task can be held', task, current
             USING ERRCODE = 'check_violation';

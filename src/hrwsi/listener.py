@@ -78,7 +78,6 @@ class Listener:
         self._ping_channel = f"hrwsi_ping_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._pong = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.connected = asyncio.Event()
         self.reconnects = 0
 
     def _deliver(self, _conn, _pid, channel: str, payload: str) -> None:
@@ -108,7 +107,6 @@ class Listener:
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 logger.warning("listener: connection failed (%s); reconnecting", error)
             finally:
-                self.connected.clear()
                 if not conn.is_closed():
                     try:
                         await asyncio.wait_for(conn.close(), 2)
@@ -124,7 +122,6 @@ class Listener:
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
             logger.warning("listener: LISTEN failed (%s); reconnecting", error)
             return
-        self.connected.set()
         if self.reconnects:
             logger.info("listener: reconnected; catching up on missed work")
         self.reconnects += 1

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from hrwsi.planner import Budgets, FixedTask, Plan, TaskDemand, Worker  # noqa: E402
+from hrwsi.planner import usage_steps as planner_usage_steps  # noqa: E402
 
 __all__ = ["render_gantt", "usage_steps"]
 
@@ -27,47 +28,8 @@ _MAX_BARS_PER_LANE = 20000  # beyond this the lane is drawn but bars are thinned
 def usage_steps(
     plan: Plan, tasks: Sequence[TaskDemand], fixed: Sequence[FixedTask] = ()
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """Step functions (times, values) of "cpu", "ram_mb", "storage_mb" and "vms" in use over time,
-    counting planned and fixed tasks (fixed tasks from t=0)."""
-    by_id = {t.id: t for t in tasks}
-    ev: list[tuple[float, int, float, float, float, str]] = []
-    for a in plan.assignments.values():
-        t = by_id.get(a.task_id)
-        if t is None or a.end_s <= a.start_s:
-            continue
-        ev.append((a.start_s, 1, t.cpu, t.ram_mb, t.storage_mb, a.worker))
-        ev.append((a.end_s, -1, t.cpu, t.ram_mb, t.storage_mb, a.worker))
-    for f in fixed:
-        s = max(0.0, f.start_s)
-        if f.end_s <= s:
-            continue
-        ev.append((s, 1, f.cpu, f.ram_mb, f.storage_mb, f.worker))
-        ev.append((f.end_s, -1, f.cpu, f.ram_mb, f.storage_mb, f.worker))
-    ev.sort(key=lambda e: (e[0], e[1]))
-    keys = ("cpu", "ram_mb", "storage_mb", "vms")
-    out: dict[str, tuple[list[float], list[float]]] = {k: ([0.0], [0.0]) for k in keys}
-    use = [0.0, 0.0, 0.0, 0.0]
-    cnt: dict[str, int] = {}
-    k = 0
-    while k < len(ev):
-        t = ev[k][0]
-        while k < len(ev) and ev[k][0] == t:
-            _t, sign, c, r, s, w = ev[k]
-            use[0] += sign * c
-            use[1] += sign * r
-            use[2] += sign * s
-            before = cnt.get(w, 0)
-            cnt[w] = before + sign
-            if before == 0 and sign > 0:
-                use[3] += 1
-            elif before == 1 and sign < 0:
-                use[3] -= 1
-            k += 1
-        for i, key in enumerate(keys):
-            xs, ys = out[key]
-            xs.append(t)
-            ys.append(use[i])
-    return out
+    """Resource use over time of a plan (see planner.usage_steps)."""
+    return planner_usage_steps(plan.assignments.values(), {t.id: t for t in tasks}, fixed)
 
 
 def render_gantt(

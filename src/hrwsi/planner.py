@@ -23,7 +23,7 @@ import heapq
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 __all__ = [
     "Assignment",
@@ -1214,50 +1214,39 @@ def _best_schedule(
 # --------------------------------------------------------------------------------------- figures
 
 
-def _profile(
-    prob: _Problem, assignments: dict[int, Assignment], makespan: float
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Peak and time-averaged use over [0, makespan] of CPU, RAM, storage and VMs in use."""
+USAGE_KEYS = ("cpu", "ram_mb", "storage_mb", "vms")
+
+
+def usage_steps(
+    assignments: Iterable[Assignment], demands: Mapping[int, TaskDemand], fixed: Sequence[FixedTask] = ()
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Step functions (times, values) of "cpu", "ram_mb", "storage_mb" and "vms" in use over time,
+    counting planned and fixed tasks (fixed tasks from t=0). values[i] holds from times[i] to times[i+1]."""
     ev: list[tuple[float, int, float, float, float, str]] = []
-    tasks = prob.tasks
-    idx = prob.idx
-    for a in assignments.values():
-        if a.end_s <= a.start_s:
+    for a in assignments:
+        t = demands.get(a.task_id)
+        if t is None or a.end_s <= a.start_s:
             continue
-        t = tasks[idx[a.task_id]]
         ev.append((a.start_s, 1, t.cpu, t.ram_mb, t.storage_mb, a.worker))
         ev.append((a.end_s, -1, t.cpu, t.ram_mb, t.storage_mb, a.worker))
-    for f in prob.fixed:
+    for f in fixed:
         s = max(0.0, f.start_s)
         if f.end_s <= s:
             continue
         ev.append((s, 1, f.cpu, f.ram_mb, f.storage_mb, f.worker))
         ev.append((f.end_s, -1, f.cpu, f.ram_mb, f.storage_mb, f.worker))
-    keys = ("cpu", "ram_mb", "storage_mb", "vms")
-    peak = dict.fromkeys(keys, 0.0)
-    mean = dict.fromkeys(keys, 0.0)
-    if not ev:
-        return peak, mean
     ev.sort(key=lambda e: (e[0], e[1]))
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([0.0], [0.0]) for k in USAGE_KEYS}
     use = [0.0, 0.0, 0.0, 0.0]
     cnt: dict[str, int] = {}
-    area = [0.0, 0.0, 0.0, 0.0]
-    prev = 0.0
     k = 0
-    m = len(ev)
-    while k < m:
+    while k < len(ev):
         t = ev[k][0]
-        if t > prev:
-            lo, hi = max(prev, 0.0), min(t, makespan)
-            if hi > lo:
-                for r in range(4):
-                    area[r] += use[r] * (hi - lo)
-            prev = t
-        while k < m and ev[k][0] == t:
-            _t, sign, c, r_, s_, w = ev[k]
+        while k < len(ev) and ev[k][0] == t:
+            _t, sign, c, r, st, w = ev[k]
             use[0] += sign * c
-            use[1] += sign * r_
-            use[2] += sign * s_
+            use[1] += sign * r
+            use[2] += sign * st
             before = cnt.get(w, 0)
             cnt[w] = before + sign
             if before == 0 and sign > 0:
@@ -1265,12 +1254,25 @@ def _profile(
             elif before == 1 and sign < 0:
                 use[3] -= 1
             k += 1
-        for r, key in enumerate(keys):
-            if use[r] > peak[key]:
-                peak[key] = use[r]
-    if makespan > 0:
-        for r, key in enumerate(keys):
-            mean[key] = area[r] / makespan
+        for i, key in enumerate(USAGE_KEYS):
+            xs, ys = out[key]
+            xs.append(t)
+            ys.append(use[i])
+    return out
+
+
+def _profile(
+    prob: _Problem, assignments: dict[int, Assignment], makespan: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Peak and time-averaged use over [0, makespan] of CPU, RAM, storage and VMs in use."""
+    steps = usage_steps(assignments.values(), {t.id: t for t in prob.tasks}, prob.fixed)
+    peak = dict.fromkeys(USAGE_KEYS, 0.0)
+    mean = dict.fromkeys(USAGE_KEYS, 0.0)
+    for key, (xs, ys) in steps.items():
+        peak[key] = max(ys)
+        if makespan > 0:
+            area = sum(ys[i] * max(0.0, min(xs[i + 1], makespan) - max(xs[i], 0.0)) for i in range(len(xs) - 1))
+            mean[key] = area / makespan
     return peak, mean
 
 
