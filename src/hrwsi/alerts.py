@@ -68,11 +68,20 @@ class AlertSender:
 
     async def _post(self, kind: str, subject: str, body: str) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.post(self.settings.webhook_url, json={"kind": kind, "subject": subject,
-                                                                    "text": body}) as response:
-                if response.status >= 300:
-                    raise RuntimeError(f"webhook answered HTTP {response.status}: {(await response.text())[:200]}")
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.post(self.settings.webhook_url, json={"kind": kind, "subject": subject,
+                                                                        "text": body}) as response:
+                    if response.status >= 300:
+                        raise RuntimeError(f"webhook answered HTTP {response.status}: "
+                                           f"{(await response.text())[:200]}")
+        except aiohttp.ClientConnectorError:
+            raise  # "Cannot connect to host H:P ...": no credentials in it
+        except aiohttp.ClientError as error:
+            # Other aiohttp errors quote the whole URL, credentials and all (an invalid URL, a connection
+            # timeout, a redirect loop); the message is logged and stored: name the failure, not the URL.
+            raise RuntimeError(f"webhook request failed ({type(error).__name__}); check HRWSI_ALERT_WEBHOOK_URL") \
+                from None
 
     def _mail(self, subject: str, body: str) -> None:
         message = EmailMessage()

@@ -202,6 +202,11 @@ class Service:
             except TRANSIENT_DATABASE_ERRORS as error:
                 logger.warning("%s: heartbeat failed (%s); trying again in %.1f s",
                                self.kind, error, self.settings.heartbeat_s)
+            except Exception:
+                # Never let the heartbeat end while the service runs: without it, the lease runs out
+                # and other replicas adopt work this one still does.
+                logger.exception("%s: heartbeat failed; trying again in %.1f s", self.kind,
+                                 self.settings.heartbeat_s)
 
     async def _side(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run one side task repeatedly; a failure is logged and the task goes on."""

@@ -347,14 +347,22 @@ async def test_resubmitting_is_idempotent_and_never_reruns_a_finished_job(nomad:
     await backend.forget(spec.job_id)
 
 
-async def test_forget_purges_the_finished_job(nomad: Target):
-    backend = nomad.backend()
+async def test_forget_purges_the_finished_job_after_the_purge_delay(nomad: Target):
+    backend = nomad.backend(purge_delay_s=1.0)
     spec = nomad.spec("purged", "exit 0")
     await backend.submit(spec)
     await follow(backend, spec)
     assert spec.job_id in await backend.list_jobs(prefix=spec.job_id)
     await backend.forget(spec.job_id)
-    assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).status_code == 404
+    # Within the delay the dead job still holds its ID: registering the attempt again runs nothing.
+    assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).status_code == 200
+    await backend.submit(spec)
+    assert len((await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()) == 1
+
+    async def purged() -> None:
+        while (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).status_code != 404:
+            await asyncio.sleep(0.1)
+    await asyncio.wait_for(purged(), GUARD_S)
     assert spec.job_id not in await backend.list_jobs(prefix=spec.job_id)
     keeper = nomad.backend(purge=False)
     kept = nomad.spec("kept", "exit 0")
@@ -488,6 +496,22 @@ async def test_an_unavailable_stream_and_transient_errors_are_survived(nomad: Ta
     with pytest.raises(NomadError) as refused:
         await backend.submit(nomad.spec("refused", "exit 0"))
     assert refused.value.status == 400
+
+
+async def test_a_registration_answered_after_the_client_timed_out_runs_the_attempt_once(nomad: Target):
+    emulator = nomad.require_emulator("answer a registration after the client's timeout")
+    # The first registration is carried out 2 s late, after the backend gave up (1 s) and registered again;
+    # the job ends and its outcome is forgotten before the late registration lands.
+    emulator.inject_delays(1, 2.0, path_prefix="/v1/jobs", method="POST")
+    backend = nomad.backend(request_timeout_s=1.0, purge_delay_s=5.0)
+    spec = nomad.spec("late", "exit 0")
+    await backend.submit(spec)
+    assert (await follow(backend, spec)).state == "processed"
+    await backend.forget(spec.job_id)
+    await asyncio.sleep(2.5)  # the late registration has landed by now
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert len(allocations) == 1, "the attempt ran twice"
+    assert emulator.cluster.completed_runs[spec.job_id] == 1
 
 
 async def test_docker_routines_without_a_command_fail_in_the_emulator(nomad: Target):

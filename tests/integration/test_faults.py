@@ -85,3 +85,22 @@ async def test_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(db, da
     assert interrupted >= 1
     assert db.execute(NO_DUPLICATES).fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'processed'").fetchone()[0] == 24
+
+
+async def test_the_heartbeat_outlives_an_unexpected_database_error(database_url, settings):
+    async with running(database_url, ["launcher"], settings) as (launcher,):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance")
+        # DDL through asyncpg, not the blocking psycopg fixture: waiting for its lock must not stop the loop.
+        conn = await asyncpg.connect(database_url)
+        try:
+            # Every heartbeat is refused by a constraint (not a connection problem) for a few beats.
+            await conn.execute("""ALTER TABLE hrwsi.service_instance ADD CONSTRAINT test_refuses_heartbeats
+                                  CHECK (heartbeat_at < '2000-01-01') NOT VALID""")
+            await asyncio.sleep(4 * settings.heartbeat_s)
+            refused_at = await conn.fetchval("SELECT heartbeat_at FROM hrwsi.service_instance WHERE id = $1",
+                                             launcher.instance_id)
+            await conn.execute("ALTER TABLE hrwsi.service_instance DROP CONSTRAINT test_refuses_heartbeats")
+        finally:
+            await conn.close()
+        await wait_until(database_url, "SELECT heartbeat_at > $1 FROM hrwsi.service_instance WHERE id = $2",
+                         refused_at, launcher.instance_id, timeout=10)

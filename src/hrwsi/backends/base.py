@@ -20,6 +20,9 @@ ProgressState = Literal["queued", "running"]
 # HR-WSI's exit-code convention: 210 means the input or an external service was at fault.
 EXTERNAL_ERROR_EXIT_CODE = 210
 
+# Environment variable names that carry credentials: never passed to a routine, never in a job spec.
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
+
 
 def job_id_for(routine: str, task_id: int, attempt: int) -> str:
     """The deterministic backend job ID of one attempt: resubmitting after a crash is idempotent."""

@@ -1,9 +1,11 @@
 """The local backend: each attempt is a subprocess on this machine.
 
 The routine's command runs with the task's metadata in its environment and arguments; stdout and
-stderr go to the job's log file. Processes run in their own session so a stopping launcher can
-stop a whole process group. A local job does not survive its launcher: a job adopted after a
-crash is found by its HRWSI_JOB_ID environment variable, stopped, and reported lost (retried).
+stderr go to the job's log file. It inherits the launcher's environment minus the launcher's secrets
+(routine_environment), as a Nomad client keeps its own out of tasks. Processes run in their own
+session so a stopping launcher can stop a whole process group. A local job does not survive its
+launcher: a job adopted after a crash is found by its HRWSI_JOB_ID environment variable, stopped,
+and reported lost (retried).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from pathlib import Path
 
 import psutil
 
-from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import SECRET_NAME, JobOutcome, JobSpec, ProgressCallback
 
 logger = logging.getLogger(__name__)
+
+# The launcher's settings that carry credentials without being named like a secret.
+LAUNCHER_SECRETS = ("HRWSI_DATABASE_URL", "HRWSI_ALERT_WEBHOOK_URL")
 
 
 def _now() -> datetime:
@@ -49,7 +54,7 @@ class LocalBackend:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *spec.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                    env={**os.environ, **spec.environment()}, cwd=spec.output_dir, start_new_session=True)
+                    env=routine_environment(spec), cwd=spec.output_dir, start_new_session=True)
             finally:
                 log.close()
         except BaseException:
@@ -127,6 +132,15 @@ class LocalBackend:
 
     async def close(self) -> None:
         return None
+
+
+def routine_environment(spec: JobSpec) -> dict[str, str]:
+    """The launcher's environment without its secrets (the database URL holds its password; anything named
+    like a secret, as Nomad job specs leave out), plus the task's: a routine that prints its environment
+    must not put them in its job log."""
+    inherited = {name: value for name, value in os.environ.items()
+                 if name not in LAUNCHER_SECRETS and not SECRET_NAME.search(name)}
+    return {**inherited, **spec.environment()}
 
 
 def _prepare_paths(spec: JobSpec) -> None:

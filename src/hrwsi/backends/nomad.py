@@ -50,14 +50,13 @@ import requests
 from nomad.api.base import Requester
 from nomad.api.exceptions import BaseNomadException
 
-from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import SECRET_NAME, JobOutcome, JobSpec, ProgressCallback
 
 logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 GROUP_NAME = "hrwsi"
 META_KEYS = ("hrwsi_task_id", "hrwsi_input_path", "hrwsi_routine", "hrwsi_condition", "hrwsi_tile", "hrwsi_attempt")
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 TRANSIENT_500 = ("No cluster leader", "rpc error", "i/o timeout", "connection refused", "EOF", "injected error",
                  "context deadline exceeded")
 FAILURE_EVENTS = ("Setup Failure", "Failed Validating Task Config", "Failed Artifact Download", "Template",
@@ -90,13 +89,14 @@ class NomadConfig:
     mhz_per_core: float = 1000.0                     # HRWSI_NOMAD_MHZ_PER_CORE: Nomad counts CPU in MHz
     placement: str = "pin"                           # HRWSI_NOMAD_PLACEMENT: pin (node name) | flavour (node class)
     purge: bool = True                               # HRWSI_NOMAD_PURGE: purge a job once its outcome is stored
+    purge_delay_s: float = 60.0                      # HRWSI_NOMAD_PURGE_DELAY_S: ... this long after (see forget)
     max_connections: int = 8                         # HRWSI_NOMAD_MAX_CONNECTIONS: thread pool size
     exec_driver: str = "raw_exec"                    # HRWSI_NOMAD_EXEC_DRIVER: raw_exec | exec (routines without image)
     datacenters: tuple[str, ...] = ("*",)            # HRWSI_NOMAD_DATACENTERS (comma-separated)
     secrets_variable: str | None = None              # HRWSI_NOMAD_SECRETS_VARIABLE: a Variable path -> env
     event_stream: bool = True                        # HRWSI_NOMAD_EVENT_STREAM: false -> blocking queries only
     job_prefix: str = "hrwsi-"
-    request_timeout_s: float = 15.0
+    request_timeout_s: float = 15.0                  # HRWSI_NOMAD_REQUEST_TIMEOUT_S: one HTTP call (not a blocking query)
     blocking_wait_s: float = 30.0
     stream_read_timeout_s: float = 75.0              # > 2 heartbeats (Nomad sends one every 30 s at most)
     retry_for_s: float = 120.0                       # how long a transient Nomad error is retried per call
@@ -131,11 +131,13 @@ class NomadConfig:
             mhz_per_core=float(get("HRWSI_NOMAD_MHZ_PER_CORE") or 1000),
             placement=get("HRWSI_NOMAD_PLACEMENT") or "pin",
             purge=_env_flag(env, "HRWSI_NOMAD_PURGE", True),
+            purge_delay_s=float(get("HRWSI_NOMAD_PURGE_DELAY_S") or 60),
             max_connections=int(get("HRWSI_NOMAD_MAX_CONNECTIONS") or 8),
             exec_driver=get("HRWSI_NOMAD_EXEC_DRIVER") or "raw_exec",
             datacenters=datacenters or ("*",),
             secrets_variable=get("HRWSI_NOMAD_SECRETS_VARIABLE"),
             event_stream=_env_flag(env, "HRWSI_NOMAD_EVENT_STREAM", True),
+            request_timeout_s=float(get("HRWSI_NOMAD_REQUEST_TIMEOUT_S") or 15),
         )
 
 
@@ -576,7 +578,10 @@ class NomadBackend:
             self._schedule_refresh(follower)
 
     async def forget(self, backend_job_id: str) -> None:
-        """The launcher stored the outcome: purge the finished job from Nomad (HRWSI_NOMAD_PURGE)."""
+        """The launcher stored the outcome: purge the finished job from Nomad (HRWSI_NOMAD_PURGE), after
+        purge_delay_s. Until then the dead job keeps its ID taken, so a registration of it that timed out
+        on our side but reaches Nomad late is refused (EnforceIndex) instead of running the attempt again.
+        A purge still pending when the launcher stops is left to Nomad's own job GC."""
         if backend_job_id in self._followers:
             logger.warning("not purging Nomad job %s: it is still being followed", backend_job_id)
             return
@@ -584,10 +589,20 @@ class NomadBackend:
         self._cancelled.discard(backend_job_id)
         if not self.config.purge:
             return
-        response = await self._call(f"purge Nomad job {backend_job_id}", "job", _quote(backend_job_id),
-                                    method="delete", params={"purge": "true"})
+        self._spawn(self._purge_later(backend_job_id), f"purge-{backend_job_id}")
+
+    async def _purge_later(self, backend_job_id: str) -> None:
+        await asyncio.sleep(self.config.purge_delay_s)
+        try:
+            response = await self._call(f"purge Nomad job {backend_job_id}", "job", _quote(backend_job_id),
+                                        method="delete", params={"purge": "true"})
+        except NomadError as error:
+            logger.warning("%s; Nomad's job GC will remove job %s", error, backend_job_id)
+            return
         if response.status not in (200, 404):
-            raise NomadError(response.status, f"Nomad refused to purge {backend_job_id}: {response.text.strip()}")
+            logger.warning("Nomad refused to purge job %s (HTTP %d: %s); Nomad's job GC will remove it",
+                           backend_job_id, response.status, response.text.strip()[:200])
+            return
         logger.debug("purged Nomad job %s", backend_job_id)
 
     async def list_jobs(self, prefix: str = "hrwsi-") -> dict[str, str]:

@@ -28,7 +28,7 @@ import os
 import random
 import re
 import signal
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,6 +184,8 @@ class Cluster:
         self._background: set[asyncio.Task] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._closing = False
+        # Test bookkeeping that survives purge and GC: allocations of each job whose tasks all succeeded.
+        self.completed_runs: Counter[str] = Counter()
         for node in nodes:
             self.add_node(node)
 
@@ -1051,6 +1053,8 @@ class AllocRunner:
                 a["ClientStatus"], a["ClientDescription"] = "failed", "Failed tasks"
             else:
                 a["ClientStatus"], a["ClientDescription"] = "complete", "All tasks have completed"
+                if not self.killed.is_set():
+                    self.cluster.completed_runs[a["JobID"]] += 1
         self._update(finish)
         self.cluster.alloc_terminal(self.alloc)
 

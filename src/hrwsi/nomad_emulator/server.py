@@ -34,13 +34,15 @@ UNAUTHENTICATED = ("/v1/status/leader", "/v1/status/peers", "/v1/agent/health")
 
 @dataclass
 class Fault:
-    """Answer the next `remaining` matching requests with `status` (a test hook)."""
+    """Answer the next `remaining` matching requests with `status`, or (status 0) handle them only after
+    `delay_s`, as a slow server does: the client may time out although its request takes effect (a test hook)."""
 
     remaining: int
     status: int
     body: str
     path_prefix: str
     method: str | None
+    delay_s: float = 0.0
 
 
 def _flag(value: str | None) -> bool:
@@ -153,6 +155,11 @@ class NomadEmulator:
             body = TOO_MANY_CONNECTIONS if status == 429 else "emulator (test double): injected error"
         self._faults.append(Fault(count, status, body, path_prefix, method.upper() if method else None))
 
+    def inject_delays(self, count: int, delay_s: float, *, path_prefix: str = "/v1/",
+                      method: str | None = None) -> None:
+        """Handle the next `count` requests under `path_prefix` (and `method`) only after `delay_s`."""
+        self._faults.append(Fault(count, 0, "", path_prefix, method.upper() if method else None, delay_s))
+
     def drop_event_streams(self) -> None:
         """End every open event stream, as a proxy or a leader change would (subscribers reconnect)."""
         self._stream_generation += 1
@@ -174,12 +181,19 @@ class NomadEmulator:
 
     async def _answer(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         self.requests += 1
+        delay_s = 0.0
         for fault in self._faults:
             if fault.remaining > 0 and request.path.startswith(fault.path_prefix) and \
                     (fault.method is None or fault.method == request.method):
                 fault.remaining -= 1
+                if not fault.status:
+                    delay_s = fault.delay_s
+                    break
                 return web.Response(status=fault.status, text=fault.body, content_type="text/plain")
         self._faults = [f for f in self._faults if f.remaining > 0]
+        if delay_s:
+            await request.read()  # the request has arrived whole: it is carried out even if the client gives up
+            await asyncio.sleep(delay_s)
         if self.acl_token and request.path not in UNAUTHENTICATED:
             token = request.headers.get("X-Nomad-Token", "")
             auth = request.headers.get("Authorization", "")
