@@ -81,6 +81,15 @@ SET state = 'planned', worker = a.worker, planned_start = $2::timestamptz + make
 FROM unnest($3::bigint[], $4::text[], $5::float8[], $6::float8[]) AS a(id, worker, start_s, end_s)
 WHERE t.id = a.id AND t.state = 'pending';
 
+-- name: release_tasks_of_inactive_workers
+-- Planned tasks whose worker was deactivated (its Nomad node went down, `hrwsi workers sync`, an
+-- operator) or removed go back to pending, to be planned onto the workers that remain.
+UPDATE hrwsi.processing_task t
+SET state = 'pending', state_reason = 'its worker ' || t.worker || ' is no longer active; planned again'
+WHERE t.state = 'planned'
+  AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = t.worker AND w.active)
+RETURNING t.id, t.worker;
+
 -- name: store_unplannable_reasons
 UPDATE hrwsi.processing_task t SET state_reason = u.reason
 FROM unnest($1::bigint[], $2::text[]) AS u(id, reason)
@@ -113,6 +122,22 @@ SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::bigint AS ram_mb,
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
 WHERE t.state IN ('dispatched', 'queued', 'running')
 GROUP BY t.worker;
+
+-- name: stranded_jobs
+-- This launcher's jobs that have not started and whose worker is no longer active: they would wait
+-- for it forever (a Nomad job pinned to a node that is gone stays blocked).
+SELECT j.id, j.worker
+FROM hrwsi.job j
+WHERE j.owner = $1 AND j.state IN ('submitted', 'queued')
+  AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = j.worker AND w.active);
+
+-- name: set_worker_activity
+-- Follow the backend's view of its nodes: a worker is active while its node is ready and eligible.
+-- Workers without a node in the backend are left as they are.
+UPDATE hrwsi.worker w SET active = n.active, updated_at = now()
+FROM unnest($1::text[], $2::boolean[]) AS n(name, active)
+WHERE w.name = n.name AND w.active IS DISTINCT FROM n.active
+RETURNING w.name, w.active;
 
 -- name: mark_tasks_dispatched
 UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = attempts + 1, state_reason = NULL

@@ -6,6 +6,8 @@ is over and that fit their worker and the budgets now, mark them dispatched and 
 per attempt (unique per task and attempt: no duplicate job, ever). Then, outside the transaction,
 submit each job and follow it; the outcome, products and the task's next state are written in one
 transaction. Jobs whose launcher died are adopted (step "adopt") and reconciled with the backend.
+Jobs still waiting for a worker that is no longer active are stopped and recorded lost (step
+"release_stranded"); with Nomad, a side task keeps each worker's `active` flag in step with its node.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncpg
 
 from hrwsi.backends.base import Backend, JobOutcome, JobSpec, job_id_for
 from hrwsi.config import Settings
+from hrwsi.nomad_workers import node_is_active
 from hrwsi.service import TRANSIENT_DATABASE_ERRORS, Service
 from hrwsi.sql_files import query
 
@@ -105,7 +108,8 @@ class Launcher(Service):
     def __init__(self, pool: asyncpg.Pool, settings: Settings, backend: Backend):
         super().__init__(pool, settings)
         self.backend = backend
-        self.steps = {"dispatch": self.dispatch, "adopt": self.adopt, "cancel": self.cancel_requested_jobs}
+        self.steps = {"dispatch": self.dispatch, "adopt": self.adopt, "cancel": self.cancel_requested_jobs,
+                      "release_stranded": self.release_stranded_jobs}
         frees_or_adds_work = ("planned", *FINAL_TASK_STATES, "pending")
         self.router.on("hrwsi_task", "dispatch", when=lambda n: any(s in n.counts for s in frees_or_adds_work))
         self.router.on("hrwsi_job", "dispatch", when=lambda n: any(s in n.counts for s in FINAL_JOB_STATES))
@@ -114,6 +118,7 @@ class Launcher(Service):
         self._specs: dict[int, JobSpec] = {}
         self._outcomes: asyncio.Queue[_Finished] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
+        self._stranded: dict[int, str] = {}  # job -> why it was stopped before it started (recorded lost)
         self.dispatched = 0
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -188,6 +193,9 @@ class Launcher(Service):
         except Exception as error:
             logger.exception("task %d: following job %s failed; recording it as lost", spec.task_id, spec.job_id)
             outcome = JobOutcome("lost", None, f"the launcher could not follow the job: {error}")
+        stranded = self._stranded.pop(job_id, None)
+        if stranded is not None and outcome.state == "cancelled":
+            outcome = JobOutcome("lost", outcome.exit_code, stranded)  # not an operator's cancel: retried
         await self._record(job_id, spec, outcome)
 
     async def _record(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> None:
@@ -300,6 +308,40 @@ class Launcher(Service):
                 await self.backend.cancel(spec, spec.job_id)
         return False
 
+    async def release_stranded_jobs(self) -> bool:
+        """Stop this launcher's jobs that wait for a worker that is no longer active; they are
+        recorded lost, so their tasks are planned again onto the workers that remain."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(query("stranded_jobs"), self.instance_id)
+        for row in rows:
+            spec = self._specs.get(row["id"])
+            if spec is None or row["id"] in self._stranded:
+                continue
+            self._stranded[row["id"]] = (f"its worker {row['worker']} was no longer active before the job started; "
+                                         f"planned again")
+            logger.warning("task %d: job %s waits for worker %s, which is no longer active: stopping it; "
+                           "the task will be planned onto another worker", spec.task_id, spec.job_id, row["worker"])
+            await self.backend.cancel(spec, spec.job_id)
+        return False
+
+    async def follow_node_status(self) -> None:
+        """Backends with nodes (Nomad): a worker is active while its node is ready and eligible, so
+        work stops being planned onto a node that went down and resumes when it is back."""
+        if not await self._sleep(self.settings.lease_timeout_s / 2):
+            return
+        nodes = [n for n in await self.backend.nodes() if n.get("Name")]
+        async with self.pool.acquire() as conn:
+            changed = await conn.fetch(query("set_worker_activity"), [n["Name"] for n in nodes],
+                                       [node_is_active(n) for n in nodes])
+        for row in changed:
+            if row["active"]:
+                logger.info("worker %s is active again: its node is ready and eligible", row["name"])
+            else:
+                logger.warning("worker %s is no longer active: its node is down, ineligible or draining; "
+                               "its tasks that have not started are planned elsewhere", row["name"])
+        if changed:
+            self.wake("release_stranded")
+
     # -- recovery ----------------------------------------------------------------------------
     async def adopt(self) -> bool:
         """Take over active jobs whose launcher is gone, and follow them to their end."""
@@ -321,6 +363,8 @@ class Launcher(Service):
             self.wake("adopt")
 
     def side_tasks(self):
+        if callable(getattr(self.backend, "nodes", None)):
+            return [self._adopt_periodically, self.follow_node_status]
         return [self._adopt_periodically]
 
     async def start(self) -> None:

@@ -2,8 +2,9 @@
 It also runs the notification manager (alerts.send_pending_alerts) as a side task.
 
 Flow: `hrwsi_input` notification -> step "create_tasks" (backlog -> tasks, one statement) ->
-step "plan" (under a transaction-level advisory lock: load pending tasks and what already holds
-capacity, run the planner, store assignments and the plan's figures in one transaction).
+step "plan" (under a transaction-level advisory lock: send planned tasks of inactive workers back to
+pending, load pending tasks and what already holds capacity, run the planner, store assignments and
+the plan's figures in one transaction).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from datetime import datetime, timezone
 
 import asyncpg
@@ -60,6 +62,10 @@ class Orchestrator(Service):
     async def plan(self) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(query("lock_planning"))
+            released = await conn.fetch(query("release_tasks_of_inactive_workers"))
+            for worker, count in Counter(r["worker"] for r in released).items():
+                logger.warning("worker %s is no longer active: its %d planned task(s) are planned again",
+                               worker, count)
             pending = await conn.fetch(query("tasks_to_plan"))
             if not pending:
                 return False

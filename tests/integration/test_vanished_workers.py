@@ -1,0 +1,85 @@
+"""A worker that vanishes: its planned tasks and the jobs still waiting for it go to the workers that
+remain. The Nomad tests run against the Nomad API emulator, the project's one test double."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import asyncpg
+import pytest
+
+from hrwsi.nomad_emulator import EmulatedNode, NomadEmulator
+from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
+
+
+async def execute(url: str, sql: str, *args) -> None:
+    """Change data while services run, without blocking their event loop (psycopg would)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+def worker_names(db) -> list[str]:
+    return [row[0] for row in db.execute("SELECT name FROM hrwsi.worker ORDER BY name")]
+
+
+@pytest.fixture
+async def emulated_nomad(db, configure, tmp_path, monkeypatch):
+    """Two workers, one emulated Nomad node for each (same names), NOMAD_ADDR pointing at them."""
+    configure(single_routine_configuration(["true"], workers=2))
+    nodes = [EmulatedNode(name, cpu_mhz=4000, memory_mb=16000, disk_mb=50000) for name in worker_names(db)]
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        monkeypatch.setenv("HRWSI_NOMAD_MHZ_PER_CORE", "1000")
+        monkeypatch.delenv("NOMAD_TOKEN", raising=False)
+        yield emulator
+
+
+async def test_planned_tasks_of_a_deactivated_worker_are_planned_again(db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    first, second = worker_names(db)
+    db.execute("UPDATE hrwsi.worker SET active = (name = %s)", (first,))
+    insert_inputs(db, 3)
+    async with running(database_url, ["orchestrator"], settings):
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task "
+                                       "WHERE state = 'planned' AND worker = $1", first)
+        await execute(database_url, "UPDATE hrwsi.worker SET active = (name = $1)", second)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task "
+                                       "WHERE state = 'planned' AND worker = $1", second)
+    released = db.execute("SELECT count(*) FROM hrwsi.task_event WHERE state = 'pending' AND reason = %s",
+                          (f"its worker {first} is no longer active; planned again",)).fetchone()[0]
+    assert released == 3
+
+
+async def test_a_nomad_job_waiting_for_a_deactivated_worker_runs_elsewhere(db, database_url, settings,
+                                                                        emulated_nomad):
+    first, second = worker_names(db)
+    emulated_nomad.set_eligibility(first, False)  # a job pinned there stays blocked: queued
+    db.execute("UPDATE hrwsi.worker SET active = (name = %s)", (first,))
+    insert_inputs(db, 1)
+    # Node status is not followed here (its interval is lease_timeout_s / 2): an operator, or
+    # `hrwsi workers sync`, deactivates the worker.
+    unfollowed = dataclasses.replace(settings, lease_timeout_s=600)
+    async with running(database_url, ["orchestrator", "launcher"], unfollowed, backend="nomad"):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'queued'")
+        await execute(database_url, "UPDATE hrwsi.worker SET active = (name = $1)", second)
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task", timeout=30)
+    jobs = db.execute("SELECT attempt, worker, state, message FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert [(j[0], j[1], j[2]) for j in jobs] == [(1, first, "lost"), (2, second, "processed")]
+    assert jobs[0][3] == f"its worker {first} was no longer active before the job started; planned again"
+    failures = db.execute("SELECT failures FROM hrwsi.processing_task").fetchone()[0]
+    assert failures == 0, "a vanished worker is not the routine's failure"
+
+
+async def test_workers_follow_their_nomad_nodes_status(db, database_url, settings, emulated_nomad):
+    first, second = worker_names(db)
+    follow_fast = dataclasses.replace(settings, lease_timeout_s=1.0)
+    async with running(database_url, ["launcher"], follow_fast, backend="nomad"):
+        emulated_nomad.node_down(first)
+        await wait_until(database_url, "SELECT NOT active FROM hrwsi.worker WHERE name = $1", first, timeout=15)
+        emulated_nomad.node_up(first)
+        await wait_until(database_url, "SELECT active FROM hrwsi.worker WHERE name = $1", first, timeout=15)
+        emulated_nomad.set_eligibility(second, False)
+        await wait_until(database_url, "SELECT NOT active FROM hrwsi.worker WHERE name = $1", second, timeout=15)
