@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -275,3 +276,31 @@ def test_conflicting_concurrent_inserts_make_one_input(configured, database_url)
     assert "input_is_unique_per_condition_and_path" in outcome["second"]
     assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/race/same'").fetchone()[0] == 1
     assert configured.execute("SELECT count(*) FROM hrwsi.input_backlog").fetchone()[0] == 1
+
+
+def test_statement_triggers_join_transition_tables_without_a_nested_loop(configured):
+    """A trigger's plan made for a small statement must not be reused for a large one: a nested
+    loop over the OLD and NEW transition tables is quadratic (a 10,000-row plan took 8 s)."""
+    db = configured
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                  SELECT 'l1c', '/data/' || g FROM generate_series(1, 2000) g""")
+    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine)
+                  SELECT id, 'maja' FROM hrwsi.input""")
+    plans: list[str] = []
+    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    db.execute("LOAD 'auto_explain'")
+    db.execute("SET auto_explain.log_min_duration = 0")
+    db.execute("SET auto_explain.log_nested_statements = on")
+    db.execute("SET auto_explain.log_level = 'notice'")
+    ids = [row[0] for row in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    quadratic = re.compile(r"Join Filter: .*\b[no]\.id = [no]\.id")
+    change = """UPDATE hrwsi.processing_task SET state = %s, worker = 'w1',
+                planned_start = coalesce(planned_start, now()) WHERE id = ANY(%s)"""
+    for state in ("planned", "dispatched", "terminated"):
+        db.execute(change, (state, ids[:1]))  # a one-row statement first: its trigger plans are the ones kept
+        plans.clear()
+        db.execute(change, (state, ids[1:]))
+        transition_joins = [p for p in plans if "old_rows" in p and "new_rows" in p]
+        assert len(transition_joins) >= 2, plans  # at least the history and the notification triggers
+        assert not [p for p in transition_joins if quadratic.search(p)], transition_joins
+    assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 2000
