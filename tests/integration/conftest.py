@@ -13,7 +13,26 @@ import pytest
 from hrwsi.cli import build_services
 from hrwsi.config import Settings
 from hrwsi.configuration import load
+from hrwsi.database import create_pool
 from hrwsi.service import open_pool
+
+
+@pytest.fixture
+async def pool(database_url):
+    """A small asyncpg pool on the test's database, for code that takes a pool."""
+    pool = await create_pool(database_url, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def routine(db):
+    """Routine maja (L1C -> L2A) and its condition l1c."""
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type)
+                  VALUES ('maja', 2, 4000, 1000, '5 min', ARRAY['true'], 'L1C', 'L2A')""")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja')")
+    return db
 
 
 @pytest.fixture

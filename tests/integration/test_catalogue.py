@@ -18,7 +18,6 @@ from aiohttp import web
 from hrwsi import catalogue, sources
 from hrwsi.catalogue import (BasicAuth, CatalogueAuthError, CatalogueClient, CatalogueError, CatalogueUnavailable,
                              NoAuth, OAuth2ClientCredentialsAuth, OAuth2PasswordAuth, ProductQuery, RetryPolicy)
-from hrwsi.database import create_pool
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -276,22 +275,6 @@ def test_auth_comes_from_environment_variables_named_in_the_config(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # catalogue sources, into the database
 # ---------------------------------------------------------------------------------------------
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-def routine(db):
-    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
-                  input_product_type, output_product_type)
-                  VALUES ('maja', 2, 4000, 1000, '5 min', ARRAY['true'], 'L1C', 'L2A')""")
-    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja')")
-    return db
-
 
 def catalogue_source(db, fake, name="cdse", **columns):
     config = {"url": fake.url, "collection": "SENTINEL-2", "product_type": "S2MSI1C", "top": 2,

@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 
 from hrwsi import landing
-from hrwsi.database import create_pool
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 MEASURED = (NOW - timedelta(days=2)).replace(hour=10, minute=34, second=21)
 STAMP = MEASURED.strftime("%Y%m%dT%H%M%S")
 S2_NAME = f"S2A_MSIL1C_{STAMP}_N0510_R108_T32TPR_{STAMP[:8]}T123456"
 S1_NAME = f"S1A_IW_GRDH_1SDV_{STAMP}_{STAMP[:8]}T103446_051934_064624_ABCD"
-
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

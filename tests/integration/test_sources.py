@@ -16,22 +16,6 @@ NOW = datetime.now(timezone.utc).replace(microsecond=0)
 STAMP = (NOW - timedelta(days=1)).strftime("%Y%m%dT%H%M%S")
 
 
-@pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-def routine(db):
-    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
-                  input_product_type, output_product_type)
-                  VALUES ('maja', 2, 4000, 1000, '5 min', ARRAY['true'], 'L1C', 'L2A')""")
-    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja')")
-    return db
-
-
 def landing_source(db, tmp_path, name, **columns):
     directory = tmp_path / name
     directory.mkdir()

@@ -14,13 +14,6 @@ DAY = (datetime.now(timezone.utc) - timedelta(days=10)).replace(hour=10, minute=
 
 
 @pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, max_size=4)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
 def chain(db):
     """fsc: L2A -> FSC, sws: SIG0 -> SWS, sig0: GRD -> SIG0; gfsc and a weekly composite read FSC."""
     db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
