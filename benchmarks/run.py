@@ -26,13 +26,12 @@ from pathlib import Path
 
 import asyncpg
 import psycopg
-from psycopg import sql
 
 from hrwsi import migrations
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.config import Settings
 from hrwsi.configuration import load
-from hrwsi.database import start_embedded, with_database
+from hrwsi.database import create_database, drop_database, start_embedded, with_database
 from hrwsi.launcher import Launcher
 from hrwsi.orchestrator import Orchestrator
 from hrwsi.service import open_pool
@@ -64,22 +63,13 @@ class TimedBackend(DryRunBackend):
         return await super().submit(spec)
 
 
-def fresh_database(server_url: str) -> str:
-    name = f"hrwsi_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
+def fresh_database(server_url: str, name: str) -> str:
+    url = create_database(server_url, name)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
         conn.autocommit = True
         load(conn, CONFIGURATION)
     return url
-
-
-def drop_database(server_url: str, url: str) -> None:
-    name = url.split("/")[3].split("?")[0]
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 async def with_services(url: str, work):
@@ -184,12 +174,11 @@ def main() -> None:
     with psycopg.connect(with_database(server, "postgres")) as conn:
         results["machine"]["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
     try:
-        url = fresh_database(server)
-        results["latency"] = asyncio.run(measure_latency(url, args.samples))
-        drop_database(server, url)
-        url = fresh_database(server)
-        results["burst"] = asyncio.run(measure_burst(url, args.burst))
-        drop_database(server, url)
+        for key, measure in (("latency", lambda url: measure_latency(url, args.samples)),
+                             ("burst", lambda url: measure_burst(url, args.burst))):
+            name = f"hrwsi_bench_{uuid.uuid4().hex[:8]}"
+            results[key] = asyncio.run(measure(fresh_database(server, name)))
+            drop_database(server, name)
     finally:
         pass  # the embedded server (keep_running=False) stops when this process exits
     results["planner"] = planner_ladder(args.quick)

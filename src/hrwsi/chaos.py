@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from hrwsi import migrations
 from hrwsi.configuration import load
-from hrwsi.database import start_embedded, stop_embedded, with_database
+from hrwsi.database import create_database, drop_database, start_embedded, stop_embedded
 from hrwsi.nomad_emulator.cluster import EmulatedNode
 from hrwsi.nomad_emulator.server import NomadEmulator
 
@@ -215,9 +214,7 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
             faults_per_run: int, timeout_s: float, backend: str = "local",
             faults: tuple[str, ...] | None = None) -> RunFigures:
     name = f"hrwsi_chaos_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server, name)
+    url = create_database(server, name)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
         conn.autocommit = True
@@ -279,8 +276,7 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
             SELECT count(*) FROM hrwsi.processing_task
             WHERE state NOT IN ('processed', 'terminated', 'cancelled')""").fetchone()[0]
     if not figures.failed:  # a failed run keeps its database and logs for diagnosis
-        with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(server, name)
         shutil.rmtree(home, ignore_errors=True)
     return figures
 

@@ -130,6 +130,23 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database), parts.query, parts.fragment))
 
 
+def create_database(server_url: str, name: str, *, replace: bool = False) -> str:
+    """CREATE DATABASE on the server of `server_url` (dropping one of that name first if `replace`);
+    the new database's URL."""
+    # CREATE and DROP DATABASE take an identifier, not a parameter; quote it as one.
+    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
+        if replace:
+            conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """DROP DATABASE IF EXISTS on the server of `server_url`, closing its connections."""
+    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
 def redact(url: str) -> str:
     """The URL without its password, for logs and messages."""
     try:

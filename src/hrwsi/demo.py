@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -26,7 +25,7 @@ from rich.table import Table
 from hrwsi import migrations
 from hrwsi.config import Settings
 from hrwsi.configuration import load_file
-from hrwsi.database import start_embedded, with_database
+from hrwsi.database import create_database, start_embedded
 from hrwsi.routines.raster import Raster, product_name
 from hrwsi.sql_files import query
 
@@ -88,11 +87,7 @@ def write_scenes(directory: Path, count: int, now: datetime, *, first_seed: int 
 def prepare_database(settings: Settings) -> str:
     """A fresh hrwsi_demo database, migrated; returns its URL."""
     server = settings.database_url or start_embedded(settings.pgdata, "postgres")
-    admin = with_database(server, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
-    url = with_database(server, DEMO_DATABASE)
+    url = create_database(server, DEMO_DATABASE, replace=True)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
     return url

@@ -10,10 +10,9 @@ import uuid
 
 import psycopg
 import sqlalchemy
-from psycopg import sql
 
 from hrwsi import migrations
-from hrwsi.database import with_database
+from hrwsi.database import create_database, drop_database
 
 SCHEMAS = ("hrwsi",)
 
@@ -82,14 +81,10 @@ def differences(left: dict, right: dict, left_name: str = "this database",
 def compare_with_fresh_install(url: str) -> list[str]:
     """Install the migrations into a scratch database on the same server and compare."""
     scratch = f"hrwsi_schema_check_{uuid.uuid4().hex[:8]}"
-    admin = with_database(url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-    scratch_url = with_database(url, scratch)
+    scratch_url = create_database(url, scratch)
     try:
         with psycopg.connect(scratch_url) as conn:
             migrations.migrate(conn)
         return differences(describe(url), describe(scratch_url))
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+        drop_database(url, scratch)

@@ -7,8 +7,6 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from hrwsi import landing, sources
 from hrwsi.database import create_pool
 
