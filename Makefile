@@ -27,6 +27,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
 chaos: $(STAMP)
 	$(BIN)/python benchmarks/chaos.py
 

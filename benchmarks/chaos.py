@@ -1,4 +1,4 @@
-"""`make chaos`: fault injection on real service processes (see hrwsi.chaos); prints the figures and
+"""`make chaos`: fault injection on real service processes (see hrwsi.testing.chaos); prints the figures and
 writes bench-results/chaos.json. Defaults: 20 runs of 1,000 inputs, 4 faults per run, the local
 backend and the Nomad backend on the Nomad API emulator (test double) taking turns."""
 
@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hrwsi.chaos import BACKENDS, run_campaign
+from hrwsi.testing.chaos import BACKENDS, run_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 

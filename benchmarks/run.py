@@ -29,12 +29,12 @@ import psycopg
 
 from hrwsi import migrations
 from hrwsi.backends.dry_run import DryRunBackend
-from hrwsi.config import Settings
 from hrwsi.configuration import load
 from hrwsi.database import create_database, drop_database, start_embedded, with_database
 from hrwsi.launcher import Launcher
 from hrwsi.orchestrator import Orchestrator
 from hrwsi.service import open_pool
+from hrwsi.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGURATION = {

@@ -8,7 +8,6 @@ TEMPLATE), so tests are isolated and fast. Nothing here mocks the database.
 from __future__ import annotations
 
 import os
-
 import tempfile
 import uuid
 from pathlib import Path

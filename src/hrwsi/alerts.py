@@ -37,7 +37,7 @@ class AlertSettings:
     max_attempts: int = 10
 
     @classmethod
-    def from_env(cls) -> "AlertSettings":
+    def from_env(cls) -> AlertSettings:
         recipients = tuple(r.strip() for r in os.environ.get("HRWSI_ALERT_SMTP_TO", "").split(",") if r.strip())
         return cls(
             webhook_url=os.environ.get("HRWSI_ALERT_WEBHOOK_URL") or None,
@@ -104,7 +104,7 @@ async def send_pending_alerts(pool: asyncpg.Pool, sender: AlertSender, batch: in
         for alert in await conn.fetch(query("claim_alerts"), batch, sender.settings.max_attempts):
             try:
                 await sender.send(alert["kind"], alert["subject"], alert["body"])
-            except (OSError, aiohttp.ClientError, smtplib.SMTPException, RuntimeError, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError, aiohttp.ClientError, smtplib.SMTPException, RuntimeError) as error:
                 logger.warning("alert %d (%s) could not be sent (attempt %d): %s; it will be retried",
                                alert["id"], alert["subject"], alert["attempts"] + 1, error)
                 await conn.execute(query("alert_failed"), alert["id"], str(error)[:500])

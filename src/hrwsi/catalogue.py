@@ -21,9 +21,10 @@ import os
 import random
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -130,7 +131,7 @@ class OAuth2TokenAuth(Auth):
                         f"the token endpoint {self.token_url} refused the {form['grant_type']} grant: "
                         f"{response.status} {_excerpt(text)}")
                 answer = json.loads(text)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             raise CatalogueAuthError(f"cannot reach the token endpoint {self.token_url}: "
                                      f"{type(error).__name__} {error}") from error
         except json.JSONDecodeError:
@@ -210,7 +211,7 @@ def auth_from_config(config: dict | None, source: str = "?") -> Auth:
 # ---------------------------------------------------------------------------------------------
 
 def _odata_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _odata_string(text: str) -> str:
@@ -258,7 +259,7 @@ class ProductQuery:
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 _TILE_IN_NAME = re.compile(r"_T(\d{2}[A-Z]{3})(?:_|\.|$)")
@@ -325,7 +326,7 @@ def _retry_after(value: str | None) -> float | None:
     try:  # an HTTP date
         from email.utils import parsedate_to_datetime
 
-        return (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        return (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
     except (TypeError, ValueError):
         return None
 
@@ -399,7 +400,7 @@ class CatalogueClient:
                     last = f"{response.status} {response.reason}: {_error_message(text)}"
                     if response.status == 429:
                         retry_after = _retry_after(response.headers.get("Retry-After"))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = f"no answer within {self.retry.timeout_s:g} s"
             except aiohttp.ClientConnectionError as error:
                 last = f"connection failed: {error}"

@@ -8,14 +8,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
 from hrwsi import migrations
-from hrwsi.config import Settings
 from hrwsi.database import DatabaseUnavailable, connect, redact, resolve_url, start_embedded, stop_embedded
+from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 app = typer.Typer(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Earth-observation production.",
@@ -47,7 +46,7 @@ def _url(start: bool = True) -> str:
         return resolve_url(_settings(), start=start)
     except DatabaseUnavailable as error:
         console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 # -- database -----------------------------------------------------------------------------------
@@ -111,7 +110,7 @@ def config_load(path: Path) -> None:
             counts = load_file(conn, path)
         except ConfigurationError as error:
             console.print(f"[red]{error}[/red]")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
     console.print(", ".join(f"{n} {kind}" for kind, n in counts.items()))
 
 
@@ -129,10 +128,10 @@ def _ensure_schema(url: str) -> None:
         except psycopg.errors.InsufficientPrivilege as error:
             console.print(f"[red]the database schema lacks {', '.join(missing)} and this role may not apply it "
                           f"({error}); run `hrwsi db init` as the schema owner[/red]")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
 
 
-def _run_services(kinds: list[str], backend: Optional[str], verbose: bool) -> None:
+def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
     setup_logging(verbose)
     settings = _settings()
     url = _url()
@@ -203,14 +202,14 @@ def orchestrator(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None
 
 
 @app.command()
-def launcher(backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+def launcher(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
              verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the launcher: dispatch ready tasks, follow their jobs, record outcomes."""
     _run_services(["launcher"], backend, verbose)
 
 
 @app.command()
-def up(backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+def up(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run harvester, orchestrator and launcher in one process."""
     _run_services(["harvester", "orchestrator", "launcher"], backend, verbose)
@@ -237,7 +236,7 @@ def _operator_action(sql_text: str, argument) -> None:
             console.print(conn.execute(sql_text, (argument,)).fetchone()[0], highlight=False)
         except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound) as error:
             console.print(f"[red]{error.diag.message_primary}[/red]")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
 
 @app.command()
@@ -276,8 +275,8 @@ app.add_typer(plan_app, name="plan")
 
 
 @plan_app.command("show")
-def plan_show(plan_id: Optional[int] = typer.Option(None, "--id", help="a plan id (default: the latest)"),
-              plot: Optional[Path] = typer.Option(None, help="write a Gantt chart (PNG) here")) -> None:
+def plan_show(plan_id: int | None = typer.Option(None, "--id", help="a plan id (default: the latest)"),
+              plot: Path | None = typer.Option(None, help="write a Gantt chart (PNG) here")) -> None:
     """A stored plan's figures (makespan vs lower bound, VMs, VM-hours) and, with --plot, its Gantt chart."""
     from hrwsi.reports import print_plan
 
@@ -321,7 +320,7 @@ def workers_sync() -> None:
 @app.command("nomad-emulator", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def nomad_emulator(ctx: typer.Context) -> None:
     """Run the Nomad API emulator (a test double, for machines without Nomad); --help for its options."""
-    from hrwsi.nomad_emulator.__main__ import main
+    from hrwsi.testing.nomad_emulator.__main__ import main
 
     raise typer.Exit(main(ctx.args))
 
@@ -337,8 +336,8 @@ def status(failures: int = typer.Option(10, help="how many recent failures to sh
 
 
 @app.command()
-def tasks(state: Optional[str] = typer.Option(None), routine: Optional[str] = typer.Option(None),
-          tile: Optional[str] = typer.Option(None), limit: int = typer.Option(50)) -> None:
+def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Option(None),
+          tile: str | None = typer.Option(None), limit: int = typer.Option(50)) -> None:
     """List tasks, newest first, filtered by state, routine or tile."""
     from hrwsi.reports import print_tasks
 
@@ -371,7 +370,7 @@ def task_show(task_id: int) -> None:
 def demo(inputs: int = typer.Option(12, help="how many sample L1C scenes to insert"),
          backend: str = typer.Option("local", help="local, or nomad-emulator (the Nomad path through the "
                                                      "project's Nomad API emulator, a test double)"),
-         home: Optional[Path] = typer.Option(None, help="where the demo writes (default: HRWSI_HOME/demo)"),
+         home: Path | None = typer.Option(None, help="where the demo writes (default: HRWSI_HOME/demo)"),
          timeout: float = typer.Option(300.0, help="give up after this many seconds"),
          verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the whole loop on sample data: plan, run, chain, retry; then print a summary."""

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import psycopg
 
-from hrwsi.config import Settings
+from hrwsi.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import math
 import random
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -23,10 +23,10 @@ from rich.live import Live
 from rich.table import Table
 
 from hrwsi import migrations
-from hrwsi.config import Settings
 from hrwsi.configuration import load_file
 from hrwsi.database import create_database, start_embedded
 from hrwsi.routines.raster import Raster, product_name
+from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 DEMO_DATABASE = "hrwsi_demo"
@@ -169,7 +169,7 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
         counts = load_file(conn, CONFIGURATION)
         console.print(f"loaded {CONFIGURATION.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
                       highlight=False)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         scenes = write_scenes(demo_home / "catalogue", inputs, now, flaky_index=min(1, inputs - 1))
         console.print("a data engineer's INSERT of the sample inputs:", style="dim")
         console.print(INSERT_INPUTS_SQL, style="dim", highlight=False)
@@ -210,7 +210,7 @@ def _backend_for(backend: str) -> tuple[str, object | None]:
 async def _with_backend(emulator, run):
     if emulator is None:
         return await run()
-    from hrwsi.nomad_emulator.demo import emulated_cluster
+    from hrwsi.testing.nomad_emulator.demo import emulated_cluster
 
     async with emulated_cluster():
         return await run()
@@ -238,8 +238,8 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     console.print(f"  products: {demo_home / 'data' / 'products'}", highlight=False)
     largest = conn.execute(query("report_largest_plan")).fetchone()
     if largest:
-        from hrwsi.reports import load_plan
         from hrwsi.plan_chart import render_gantt
+        from hrwsi.reports import load_plan
 
         _, plan, plan_tasks, plan_workers, budgets = load_plan(conn, largest[0])
         chart = demo_home / "plan.png"

@@ -14,8 +14,8 @@ import logging
 import asyncpg
 
 from hrwsi import sources, triggering
-from hrwsi.config import Settings
 from hrwsi.service import Service
+from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)

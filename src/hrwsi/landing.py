@@ -30,7 +30,7 @@ import shutil
 import stat
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import asyncpg
@@ -98,7 +98,7 @@ def parse_product_name(name: str) -> SceneName:
         if not match:
             continue
         try:
-            measured = datetime.strptime(match["sensing"], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+            measured = datetime.strptime(match["sensing"], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
         except ValueError:
             raise UnreadableProductName(
                 f"{name}: sensing time {match['sensing']} is not a valid date and time") from None
@@ -127,7 +127,7 @@ class LandingSource:
     scan_interval_s: float | None = None   # unscheduled sources: rescan after this (default: settle time)
 
     @classmethod
-    def from_row(cls, name: str, product_type: str, config: dict | str) -> "LandingSource":
+    def from_row(cls, name: str, product_type: str, config: dict | str) -> LandingSource:
         if isinstance(config, str):
             config = json.loads(config)
         password_env = config.get("zip_password_env")
@@ -248,7 +248,7 @@ def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
                 continue
         except FileNotFoundError:
             continue  # removed while listing: the next scan will tell
-        entries.append(ListedEntry(str(path), size, datetime.fromtimestamp(newest, timezone.utc)))
+        entries.append(ListedEntry(str(path), size, datetime.fromtimestamp(newest, UTC)))
     return entries
 
 
@@ -380,7 +380,7 @@ async def scan_landing_directory(pool: asyncpg.Pool, source: LandingSource, *,
                                  now: datetime | None = None) -> LandingScanReport:
     """Scan one landing directory once; see the module docstring. Raises FileNotFoundError when the
     directory does not exist (the caller records it as the source's error)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report = LandingScanReport(source.name)
     listing = await asyncio.to_thread(list_landing_directory, source)
     report.seen = len(listing)

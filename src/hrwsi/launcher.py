@@ -21,9 +21,9 @@ from pathlib import Path
 import asyncpg
 
 from hrwsi.backends.base import Backend, JobOutcome, JobSpec, job_id_for
-from hrwsi.config import Settings
 from hrwsi.nomad_workers import node_is_active
 from hrwsi.service import TRANSIENT_DATABASE_ERRORS, Service
+from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ class Launcher(Service):
                 batch.append(self._outcomes.get_nowait())
             try:
                 results = await self._with_database_retry(
-                    lambda conn: self._store_outcomes(conn, batch), f"record the outcome of {len(batch)} job(s)")
+                    lambda conn, batch=batch: self._store_outcomes(conn, batch), f"record the outcome of {len(batch)} job(s)")
             except asyncpg.PostgresError as error:
                 # Something in this batch is refused: store the outcomes one by one so that only
                 # the offending job stays unrecorded (its lease-based adoption retries it later).
@@ -252,7 +252,7 @@ class Launcher(Service):
                 if not item.stored.done():
                     item.stored.set_result(results.get(item.job_id))
 
-    async def _store_outcomes(self, conn: asyncpg.Connection, batch: list["_Finished"]) -> dict:
+    async def _store_outcomes(self, conn: asyncpg.Connection, batch: list[_Finished]) -> dict:
         """Store outcomes, products and the tasks' next states; returns what happened per job id."""
         results: dict[int, object] = {}
         async with conn.transaction():

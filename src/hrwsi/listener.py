@@ -12,8 +12,8 @@ import logging
 import os
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import asyncpg
 
@@ -32,7 +32,7 @@ class Notification:
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, channel: str, payload: str) -> "Notification":
+    def parse(cls, channel: str, payload: str) -> Notification:
         """Payloads are small JSON objects of counts; anything else still wakes the service."""
         try:
             data = json.loads(payload) if payload else {}
@@ -110,7 +110,7 @@ class Listener:
                 if not conn.is_closed():
                     try:
                         await asyncio.wait_for(conn.close(), 2)
-                    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+                    except (TimeoutError, OSError, asyncpg.PostgresError):
                         conn.terminate()
 
     async def _listen(self, conn: asyncpg.Connection) -> None:

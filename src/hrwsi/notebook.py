@@ -7,7 +7,8 @@ code that is itself running inside an event loop. The services never use it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 import nest_asyncio
 
@@ -26,8 +27,8 @@ def run_services(url: str, seconds: float, kinds: tuple[str, ...] = ("harvester"
                  backend: str = "local") -> dict[str, int]:
     """Run the services for a while from a notebook cell; returns task counts per state afterwards."""
     from hrwsi.cli import build_services
-    from hrwsi.config import Settings
     from hrwsi.service import open_pool
+    from hrwsi.settings import Settings
 
     async def session() -> dict[str, int]:
         pool = await open_pool(url, max_size=10)

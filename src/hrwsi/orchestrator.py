@@ -13,14 +13,14 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 
 from hrwsi import planner
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
-from hrwsi.config import Settings
 from hrwsi.service import Service
+from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Orchestrator(Service):
             pending = await conn.fetch(query("tasks_to_plan"))
             if not pending:
                 return False
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             workers = await conn.fetch(query("planning_workers"))
             budget = await conn.fetchrow(query("planning_budget"))
             holding = await conn.fetch(query("tasks_holding_capacity"), now)

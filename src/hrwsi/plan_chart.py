@@ -7,7 +7,7 @@ The lower bound is a vertical dashed line on every panel, the horizon (if any) a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 __all__ = [
     "Assignment",

@@ -9,12 +9,12 @@ with the time a run took and two harvesters agree on them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from croniter import croniter
 
 FREQUENCIES = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
-_EPOCH = datetime(1970, 1, 5, tzinfo=timezone.utc)  # a Monday midnight: weekly runs fall on Mondays
+_EPOCH = datetime(1970, 1, 5, tzinfo=UTC)  # a Monday midnight: weekly runs fall on Mondays
 
 
 class InvalidSchedule(ValueError):
@@ -51,14 +51,14 @@ class Schedule:
 def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{moment} has no time zone: schedules work in UTC, give an aware datetime")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def next_run(schedule: Schedule, after: datetime) -> datetime:
     """The first run time strictly after `after` (UTC)."""
     after = _utc(after)
     if schedule.cron is not None:
-        return croniter(schedule.cron, after).get_next(datetime).astimezone(timezone.utc)
+        return croniter(schedule.cron, after).get_next(datetime).astimezone(UTC)
     step = FREQUENCIES[schedule.frequency] * schedule.interval
     elapsed = after - _EPOCH
     periods = elapsed // step + 1  # floor division of timedeltas: the next boundary, never `after` itself
@@ -91,5 +91,5 @@ def backfill_days(cursor: date | None, backfill_from: date, backfill_to: date, l
 
 def day_window(day: date) -> tuple[datetime, datetime]:
     """[midnight, next midnight) of a UTC day."""
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)

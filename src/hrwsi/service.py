@@ -17,14 +17,14 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import asyncpg
 
-from hrwsi.config import Settings
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS, create_pool
 from hrwsi.listener import Listener, Notification
+from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class Service:
         try:
             await asyncio.wait_for(self.stopping.wait(), seconds)
             return False
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
 
     async def _backstop(self) -> None:

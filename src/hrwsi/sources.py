@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -70,7 +71,7 @@ async def run_due_sources(pool: asyncpg.Pool, *, now: datetime | None = None,
     done: list[str] = []
     while True:
         async with pool.acquire() as claim, claim.transaction():
-            now = fixed_now or datetime.now(timezone.utc)
+            now = fixed_now or datetime.now(UTC)
             row = await claim.fetchrow(query("harvest_claim_due_source"), now, done, list(kinds) if kinds else None)
             if row is None:
                 return runs

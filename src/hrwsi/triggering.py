@@ -20,7 +20,7 @@ statement (sql/queries/harvest.sql), idempotent: rerunning it creates nothing tw
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -29,7 +29,7 @@ from hrwsi.sql_files import query
 
 async def evaluate_multi_input_conditions(pool: asyncpg.Pool, *, now: datetime | None = None) -> int:
     """Create the inputs of the groups that became complete; return how many were created."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     async with pool.acquire() as conn:
         row = await conn.fetchrow(query("multi_input_create_complete_groups"), now)
     return row["inputs"]

@@ -1,7 +1,7 @@
 """Short fault-injection campaigns (make chaos runs the long one): real service processes, two
 replicas each, faults at random moments. The Nomad runs use the Nomad API emulator, a test double."""
 
-from hrwsi.chaos import BACKEND_FAULTS, FAULTS, run_campaign
+from hrwsi.testing.chaos import BACKEND_FAULTS, FAULTS, run_campaign
 
 
 def test_faults_lose_nothing_and_duplicate_nothing(tmp_path):

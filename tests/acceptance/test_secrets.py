@@ -102,7 +102,7 @@ class Process:
         except subprocess.TimeoutExpired:
             self.process.kill()
             await asyncio.to_thread(self.process.wait)
-            raise AssertionError(f"{self.name} did not stop within 30 s of SIGTERM:\n{self.output()[-3000:]}")
+            raise AssertionError(f"{self.name} did not stop within 30 s of SIGTERM:\n{self.output()[-3000:]}") from None
 
 
 @pytest.fixture
@@ -243,7 +243,7 @@ async def test_the_database_password_stays_out_of_logs_and_tables(db, database_u
 # -- 2. the Nomad token ------------------------------------------------------------------------------
 async def test_the_nomad_token_stays_out_of_logs_job_specs_and_task_environments(db, database_url, service_login,
                                                                                  processes, tmp_path):
-    from hrwsi.nomad_emulator import EmulatedNode, NomadEmulator
+    from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 
     _, password, url = service_login
     token = distinctive("nomadtoken")

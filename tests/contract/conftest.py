@@ -24,7 +24,7 @@ import requests
 
 from hrwsi.backends.base import JobSpec
 from hrwsi.backends.nomad import NomadBackend, NomadConfig
-from hrwsi.nomad_emulator import EmulatedNode, NomadEmulator
+from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 
 pytestmark = pytest.mark.contract
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from hrwsi.backends.nomad import NomadError, build_job
-from hrwsi.nomad_emulator import EmulatedNode, NomadEmulator
+from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from tests.contract.conftest import GUARD_S, NODE_1, NODE_2, Progress, Target
 
 pytestmark = pytest.mark.contract

@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 
 from hrwsi.cli import build_services
-from hrwsi.config import Settings
 from hrwsi.configuration import load
 from hrwsi.database import create_pool
 from hrwsi.service import open_pool
+from hrwsi.settings import Settings
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import asyncio
 import json
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import aiohttp
@@ -16,10 +16,20 @@ import pytest
 from aiohttp import web
 
 from hrwsi import catalogue, sources
-from hrwsi.catalogue import (BasicAuth, CatalogueAuthError, CatalogueClient, CatalogueError, CatalogueUnavailable,
-                             NoAuth, OAuth2ClientCredentialsAuth, OAuth2PasswordAuth, ProductQuery, RetryPolicy)
+from hrwsi.catalogue import (
+    BasicAuth,
+    CatalogueAuthError,
+    CatalogueClient,
+    CatalogueError,
+    CatalogueUnavailable,
+    NoAuth,
+    OAuth2ClientCredentialsAuth,
+    OAuth2PasswordAuth,
+    ProductQuery,
+    RetryPolicy,
+)
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def product(index: int, tile: str = "32TPR", sensed: datetime | None = None, published: datetime | None = None,
@@ -142,8 +152,8 @@ async def fetch_all(client, product_query):
 # ---------------------------------------------------------------------------------------------
 
 def test_the_query_is_an_odata_filter():
-    q = ProductQuery("SENTINEL-2", product_type="S2MSI1C", published_after=datetime(2024, 1, 5, tzinfo=timezone.utc),
-                     published_before=datetime(2024, 1, 6, 12, tzinfo=timezone.utc), tiles=("32TPR", "31TCH"),
+    q = ProductQuery("SENTINEL-2", product_type="S2MSI1C", published_after=datetime(2024, 1, 5, tzinfo=UTC),
+                     published_before=datetime(2024, 1, 6, 12, tzinfo=UTC), tiles=("32TPR", "31TCH"),
                      area_wkt="POLYGON((10 46,11 46,11 47,10 46))", top=50)
     text = q.filter()
     assert text.startswith("Collection/Name eq 'SENTINEL-2' and ")
@@ -330,7 +340,7 @@ async def test_a_backfill_goes_day_by_day_and_resumes(routine, fake, pool):
     catalogue_source(routine, fake, mode="backfill", backfill_from=first_day,
                      backfill_to=first_day + timedelta(days=2))
     fake.products = [product(0, sensed=datetime(first_day.year, first_day.month, first_day.day, 10,
-                                                tzinfo=timezone.utc))]
+                                                tzinfo=UTC))]
     [run] = await sources.run_due_sources(pool, now=NOW)
     assert run.ok and run.report.more_backfill_days and run.next_run_at == NOW  # goes on at the next round
     assert "ContentDate/Start ge " + f"{first_day:%Y-%m-%d}T00:00:00.000Z" in fake.requests[0]["query"]["$filter"]

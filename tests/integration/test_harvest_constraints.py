@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 LANDING = {"directory": "/data/landing", "work_directory": "/data/work", "settle_s": 5}
 CATALOGUE = {"url": "https://catalogue.dataspace.copernicus.eu/odata/v1", "collection": "SENTINEL-2"}
 

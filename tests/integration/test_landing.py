@@ -9,14 +9,14 @@ import os
 import struct
 import zipfile
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from hrwsi import landing
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 MEASURED = (NOW - timedelta(days=2)).replace(hour=10, minute=34, second=21)
 STAMP = MEASURED.strftime("%Y%m%dT%H%M%S")
 S2_NAME = f"S2A_MSIL1C_{STAMP}_N0510_R108_T32TPR_{STAMP[:8]}T123456"
@@ -74,7 +74,7 @@ def test_a_sentinel_2_name_gives_tile_mission_and_sensing_time():
     scene = landing.parse_product_name(
         "S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456.SAFE")
     assert (scene.mission, scene.tile, scene.product_type) == ("S2A", "32TPR", "MSIL1C")
-    assert scene.measured_at == datetime(2024, 1, 5, 10, 34, 21, tzinfo=timezone.utc)
+    assert scene.measured_at == datetime(2024, 1, 5, 10, 34, 21, tzinfo=UTC)
     assert scene.scene_id == "S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456"
     assert landing.scene_id_of("S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456.SAFE.zip") == \
         scene.scene_id
@@ -83,7 +83,7 @@ def test_a_sentinel_2_name_gives_tile_mission_and_sensing_time():
 def test_a_sentinel_1_grd_name_has_no_tile():
     scene = landing.parse_product_name("S1A_IW_GRDH_1SDV_20240105T053012_20240105T053037_051934_064624_ABCD.zip")
     assert (scene.mission, scene.tile, scene.product_type) == ("S1A", None, "GRDH")
-    assert scene.measured_at == datetime(2024, 1, 5, 5, 30, 12, tzinfo=timezone.utc)
+    assert scene.measured_at == datetime(2024, 1, 5, 5, 30, 12, tzinfo=UTC)
 
 
 def test_hrwsi_and_demo_names_are_read_too():
@@ -195,7 +195,7 @@ def zipcrypto_zip(path: Path, members: dict[str, bytes], password: bytes) -> Non
     for name, data in members.items():
         keys = [0x12345678, 0x23456789, 0x34567890]
 
-        def update(byte):
+        def update(byte, keys=keys):
             keys[0] = crc_byte(keys[0], byte)
             keys[1] = ((keys[1] + (keys[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
             keys[2] = crc_byte(keys[2], keys[1] >> 24)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from hrwsi import migrations
 from hrwsi.schema import compare_with_fresh_install, describe, differences
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_status_history_is_written_and_append_only(configured):
          "input_measured_at_is_not_after_published_at"),
         ({"published_at": NOW + timedelta(days=3)}, "is published in the future"),
         ({"measured_at": NOW + timedelta(days=2), "published_at": None}, "is measured in the future"),
-        ({"measured_at": datetime(1900, 1, 1, tzinfo=timezone.utc)}, "input_measured_at_is_after_1950"),
+        ({"measured_at": datetime(1900, 1, 1, tzinfo=UTC)}, "input_measured_at_is_after_1950"),
         ({"input_path": "/x" * 3000}, "input_path_is_at_most_4096_characters"),
     ],
 )

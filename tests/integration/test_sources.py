@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hrwsi import landing, sources
 from hrwsi.database import create_pool
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 STAMP = (NOW - timedelta(days=1)).strftime("%Y%m%dT%H%M%S")
 
 

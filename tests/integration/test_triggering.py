@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hrwsi.database import create_pool
 from hrwsi.triggering import evaluate_multi_input_conditions
 
-DAY = (datetime.now(timezone.utc) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
+DAY = (datetime.now(UTC) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ async def test_sources_register_no_single_inputs_for_multi_input_conditions(chai
     async with pool.acquire() as conn:
         from hrwsi.sql_files import query
         counts = await conn.fetch(query("harvest_register_inputs"), ["/landing/fsc.tif"], ["32TPR"], ["S2A"],
-                                  [DAY], [DAY + timedelta(hours=1)], ["fsc"], "FSC", datetime.now(timezone.utc),
+                                  [DAY], [DAY + timedelta(hours=1)], ["fsc"], "FSC", datetime.now(UTC),
                                   "test")
     # fsc_weekly (no rule here) takes it as a single input; gfsc_daily (a rule) does not.
     assert [(r["matching"], r["created"]) for r in counts] == [(1, 1)]

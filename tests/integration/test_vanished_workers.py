@@ -8,7 +8,7 @@ import dataclasses
 import asyncpg
 import pytest
 
-from hrwsi.nomad_emulator import EmulatedNode, NomadEmulator
+from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
 
 

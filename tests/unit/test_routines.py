@@ -3,7 +3,7 @@
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hrwsi.demo import synthetic_scene, write_scenes
 from hrwsi.routines.raster import Raster
@@ -24,7 +24,7 @@ def test_snow_fraction_follows_ndsi():
 
 
 def test_chain_l1c_to_quicklook(tmp_path):
-    scene = write_scenes(tmp_path / "in", 1, datetime(2026, 1, 5, tzinfo=timezone.utc))[0]
+    scene = write_scenes(tmp_path / "in", 1, datetime(2026, 1, 5, tzinfo=UTC))[0]
     l2a_dir, fsc_dir, ql_dir = tmp_path / "l2a", tmp_path / "fsc", tmp_path / "ql"
     for d in (l2a_dir, fsc_dir, ql_dir):
         d.mkdir()
@@ -43,7 +43,7 @@ def test_chain_l1c_to_quicklook(tmp_path):
 
 
 def test_flaky_input_fails_once_with_external_error_code(tmp_path):
-    scene = synthetic_scene("32TLR", datetime(2026, 1, 5, tzinfo=timezone.utc), 1, "S2A")
+    scene = synthetic_scene("32TLR", datetime(2026, 1, 5, tzinfo=UTC), 1, "S2A")
     l2a = Raster("L2A", scene.tile, scene.measured_at, scene.width, scene.height,
                  {**scene.bands, "cloud": [0.0] * (scene.width * scene.height)}, {"inject_transient_fault": True})
     path = l2a.write(tmp_path / "flaky.json")

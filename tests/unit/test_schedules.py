@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrwsi.schedules import (InvalidSchedule, Schedule, backfill_days, day_window, near_real_time_window,
-                             next_run)
+from hrwsi.schedules import InvalidSchedule, Schedule, backfill_days, day_window, near_real_time_window, next_run
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(text: str) -> datetime:

@@ -8,9 +8,10 @@ bounded thread pool so the launcher's event loop never blocks.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, Literal, Protocol
+from typing import Literal, Protocol
 
 # Final states of one attempt, as stored in hrwsi.job.state.
 OutcomeState = Literal["processed", "internal_error", "external_error", "lost", "cancelled"]
@@ -84,7 +85,7 @@ class JobOutcome:
     @classmethod
     def from_exit_code(
         cls, exit_code: int, *, started_at: datetime | None, finished_at: datetime | None, detail: str = ""
-    ) -> "JobOutcome":
+    ) -> JobOutcome:
         if exit_code == 0:
             return cls("processed", 0, detail or "exit code 0", started_at, finished_at)
         state: OutcomeState = "external_error" if exit_code == EXTERNAL_ERROR_EXIT_CODE else "internal_error"

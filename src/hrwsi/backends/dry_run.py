@@ -6,7 +6,7 @@ measure hrwsi itself rather than the routines.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
 
@@ -23,7 +23,7 @@ class DryRunBackend:
         return spec.job_id
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return JobOutcome("processed", 0, "dry run: nothing was executed", now, now)
 
     async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -28,7 +28,7 @@ LAUNCHER_SECRETS = ("HRWSI_DATABASE_URL", "HRWSI_ALERT_WEBHOOK_URL")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class LocalBackend:
@@ -75,7 +75,7 @@ class LocalBackend:
             await on_progress("running", f"pid {process.pid}")
             try:
                 exit_code = await asyncio.wait_for(process.wait(), spec.timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._stop(process)
                 return JobOutcome("internal_error", None, f"timed out after {spec.timeout_s:.0f} s; stopped",
                                   self._started.get(backend_job_id), _now())
@@ -121,7 +121,7 @@ class LocalBackend:
             os.killpg(process.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), grace_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
         except ProcessLookupError:

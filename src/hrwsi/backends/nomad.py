@@ -38,11 +38,12 @@ import re
 import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import nomad
@@ -112,7 +113,7 @@ class NomadConfig:
             raise ValueError("HRWSI_NOMAD_MAX_CONNECTIONS must be between 1 and 90 (Nomad allows 100 per client)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "NomadConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> NomadConfig:
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -346,7 +347,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 def _event_time(ns: Any) -> datetime | None:
     try:
-        return datetime.fromtimestamp(int(ns) / NS, timezone.utc) if ns else None
+        return datetime.fromtimestamp(int(ns) / NS, UTC) if ns else None
     except (TypeError, ValueError, OverflowError):
         return None
 
@@ -682,7 +683,7 @@ class NomadBackend:
         if lost is not None:
             if follower.job_id in self._cancelled:
                 self._resolve(follower, JobOutcome("cancelled", None, "cancelled; its allocation was lost",
-                                                   None, datetime.now(timezone.utc)))
+                                                   None, datetime.now(UTC)))
                 return
             # Stop the job so that Nomad's replacement allocation does not run this attempt again.
             self._spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
@@ -690,7 +691,7 @@ class NomadBackend:
             self._resolve(follower, JobOutcome(
                 "lost", None, f"allocation {lost['ID'][:8]} on node {lost.get('NodeName') or lost.get('NodeID')} "
                               f"lost: {lost.get('ClientDescription') or 'its node went down'}",
-                started, datetime.now(timezone.utc)))
+                started, datetime.now(UTC)))
             return
         if not allocs:
             return
@@ -724,7 +725,7 @@ class NomadBackend:
         state = self._task_state(follower, alloc)
         events = state.get("Events") or []
         started, finished = self._task_times(alloc, follower)
-        finished = finished or datetime.now(timezone.utc)
+        finished = finished or datetime.now(UTC)
         where = f"allocation {alloc['ID'][:8]} on node {alloc.get('NodeName') or alloc.get('NodeID')}"
         types = [e.get("Type") for e in events]
         killed = "Killed" in types or "Killing" in types
@@ -780,7 +781,7 @@ class NomadBackend:
                 header = (f"Nomad job {follower.job_id}, allocation {alloc['ID']} on node "
                           f"{alloc.get('NodeName') or alloc.get('NodeID')}")
                 await asyncio.to_thread(_append_log, follower.spec.log_path, header, parts)
-        except (NomadError, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, NomadError, OSError) as error:
             logger.debug("could not keep the logs of %s in %s: %s", follower.job_id, follower.spec.log_path, error)
 
     def _start_timeout(self, follower: _Follower) -> None:
@@ -800,7 +801,7 @@ class NomadBackend:
         await self._stop_quietly(follower.job_id)
         self._resolve(follower, JobOutcome("internal_error", None,
                                            f"timed out after {follower.spec.timeout_s:.0f} s; the Nomad job was "
-                                           "stopped", None, datetime.now(timezone.utc)))
+                                           "stopped", None, datetime.now(UTC)))
 
     async def _stop_quietly(self, job_id: str) -> None:
         try:
@@ -855,12 +856,12 @@ class NomadBackend:
                 self._resolve(follower, remembered)  # it ended and was then collected: not lost
             elif job_id in self._cancelled:
                 self._resolve(follower, JobOutcome("cancelled", None, "cancelled; the Nomad job is gone", None,
-                                                   datetime.now(timezone.utc)))
+                                                   datetime.now(UTC)))
             else:
                 self._resolve(follower, JobOutcome(
                     "lost", None, f"Nomad does not know job {job_id} and it was never seen ending (purged or "
                                   "garbage-collected before its outcome was recorded)", None,
-                    datetime.now(timezone.utc)))
+                    datetime.now(UTC)))
             return
         if response.status != 200:
             raise NomadError(response.status, f"job {job_id}: HTTP {response.status} {response.text}")
@@ -871,11 +872,11 @@ class NomadBackend:
         if job.get("Status") == "dead":
             if job_id in self._cancelled:
                 self._resolve(follower, JobOutcome("cancelled", None, "cancelled before Nomad placed it", None,
-                                                   datetime.now(timezone.utc)))
+                                                   datetime.now(UTC)))
             else:
                 self._resolve(follower, JobOutcome("lost", None, f"Nomad job {job_id} is dead without any "
                                                                  "allocation (stopped in Nomad before it was placed)",
-                                                   None, datetime.now(timezone.utc)))
+                                                   None, datetime.now(UTC)))
             return
         response = await self._call(f"read evaluations of {job_id}", "job", _quote(job_id), "evaluations")
         if response.status == 200:

@@ -26,7 +26,7 @@ class Raster:
     metadata: dict = field(default_factory=dict)
 
     @classmethod
-    def read(cls, path: str | Path) -> "Raster":
+    def read(cls, path: str | Path) -> Raster:
         data = json.loads(Path(path).read_text())
         raster = cls(data["product_type"], data["tile"], data["measured_at"], data["width"], data["height"],
                      data["bands"], data.get("metadata", {}))

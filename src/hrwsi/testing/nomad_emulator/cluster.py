@@ -29,12 +29,13 @@ import random
 import re
 import signal
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from hrwsi.nomad_emulator.model import (
+from hrwsi.testing.nomad_emulator.model import (
     NS,
     CodedError,
     bump,
@@ -52,7 +53,7 @@ from hrwsi.nomad_emulator.model import (
     validate_job,
 )
 
-logger = logging.getLogger("hrwsi.nomad_emulator")
+logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 TERMINAL_CLIENT = ("complete", "failed", "lost")
@@ -67,7 +68,7 @@ def rfc3339(ns: int | None) -> str:
     if not ns:
         return ZERO_TIME
     seconds, rest = divmod(ns, NS)
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
 
 
 @dataclass
@@ -114,7 +115,7 @@ def task_event(type_: str, message: str = "", **extra: Any) -> dict:
 class Txn:
     """One write: the changes, the events they cause, and their index."""
 
-    def __init__(self, cluster: "Cluster", msg_type: str):
+    def __init__(self, cluster: Cluster, msg_type: str):
         self.cluster = cluster
         self.type = msg_type
         self.index = cluster.index + 1
@@ -145,7 +146,7 @@ class Txn:
             self.touched_jobs.add((obj["Namespace"], obj["ID"]))
         self._changed[(table, obj["ID"])] = (obj, True)
 
-    def __enter__(self) -> "Txn":
+    def __enter__(self) -> Txn:
         return self
 
     def __exit__(self, kind, value, tb) -> None:
@@ -309,7 +310,7 @@ class Cluster:
         event = self._changed
         try:
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     # -- reads -------------------------------------------------------------------------------
@@ -966,7 +967,7 @@ class Cluster:
                 t.delete("allocs", alloc)
             for evaluation in orphan_evals:
                 t.delete("evals", evaluation)
-        for job, allocs, _ in doomed:
+        for job, _allocs, _ in doomed:
             self._queued_allocs.pop((job["Namespace"], job["ID"]), None)
         if doomed:
             logger.info("emulator (test double): garbage-collected %d dead job(s)", len(doomed))
@@ -1178,7 +1179,7 @@ class AllocRunner:
                                  State="pending", Restarts=restarts + 1, LastRestart=rfc3339(now_ns()))
                 try:
                     await asyncio.wait_for(self.killed.wait(), delay_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 restarts += 1
                 continue
@@ -1214,7 +1215,7 @@ class AllocRunner:
             pass
         try:
             await asyncio.wait_for(asyncio.shield(waiter), kill_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:

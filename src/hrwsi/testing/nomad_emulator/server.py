@@ -15,16 +15,16 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from aiohttp import web
 
-from hrwsi.nomad_emulator.cluster import Cluster, EmulatedNode, is_terminal_alloc
-from hrwsi.nomad_emulator.model import UUID_RE, CodedError, parse_duration
+from hrwsi.testing.nomad_emulator.cluster import Cluster, EmulatedNode, is_terminal_alloc
+from hrwsi.testing.nomad_emulator.model import UUID_RE, CodedError, parse_duration
 
-logger = logging.getLogger("hrwsi.nomad_emulator")
+logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 
 MAX_QUERY_TIME_S = 300.0
 DEFAULT_QUERY_TIME_S = 300.0
@@ -92,7 +92,7 @@ class NomadEmulator:
         self.event_stream_connections = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> "NomadEmulator":
+    async def start(self) -> NomadEmulator:
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="hrwsi-nomad-emulator-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ class NomadEmulator:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         logger.info("Nomad API emulator (test double) stopped")
 
-    async def __aenter__(self) -> "NomadEmulator":
+    async def __aenter__(self) -> NomadEmulator:
         return await self.start()
 
     async def __aexit__(self, *exc) -> None:

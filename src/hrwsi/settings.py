@@ -38,7 +38,7 @@ class Settings:
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         return cls(
             home=default_home(),
             database_url=os.environ.get("HRWSI_DATABASE_URL") or None,

@@ -12,10 +12,10 @@ agent when NOMAD_ADDR is set.
     async with NomadEmulator(nodes=[EmulatedNode("worker-1", cpu_mhz=4000, memory_mb=8192)]) as emu:
         NomadBackend(NomadConfig(address=emu.address))
 
-Command line: `python -m hrwsi.nomad_emulator --port 4646 --nodes 2`.
+Command line: `python -m hrwsi.testing.nomad_emulator --port 4646 --nodes 2`.
 """
 
-from hrwsi.nomad_emulator.cluster import EmulatedNode
-from hrwsi.nomad_emulator.server import NomadEmulator
+from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
+from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
 __all__ = ["EmulatedNode", "NomadEmulator"]

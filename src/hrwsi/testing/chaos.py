@@ -36,8 +36,8 @@ import psycopg
 from hrwsi import migrations
 from hrwsi.configuration import load
 from hrwsi.database import create_database, drop_database, start_embedded, stop_embedded
-from hrwsi.nomad_emulator.cluster import EmulatedNode
-from hrwsi.nomad_emulator.server import NomadEmulator
+from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
+from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
 FAULTS = ("kill_9", "terminate_listeners", "terminate_pool", "restart_postgresql")
 BACKEND_FAULTS = ("nomad_http_500", "nomad_http_429", "nomad_timeout", "nomad_node_down")
@@ -51,10 +51,10 @@ CONFIGURATION = {
     "budget": {"cpu_max": 32, "ram_max_mb": 128000, "storage_max_mb": 400000, "vm_max": 4},
     "routine": [
         {"name": "first", "cpu": 1, "ram_mb": 500, "storage_mb": 100, "expected_duration_s": 1,
-         "command": ["{python}", "-m", "hrwsi.chaos_routine", "MID"], "input_product_type": "RAW",
+         "command": ["{python}", "-m", "hrwsi.testing.chaos_routine", "MID"], "input_product_type": "RAW",
          "output_product_type": "MID", "max_attempts": 5},
         {"name": "second", "cpu": 1, "ram_mb": 500, "storage_mb": 100, "expected_duration_s": 1,
-         "command": ["{python}", "-m", "hrwsi.chaos_routine", "OUT"], "input_product_type": "MID",
+         "command": ["{python}", "-m", "hrwsi.testing.chaos_routine", "OUT"], "input_product_type": "MID",
          "output_product_type": "OUT", "max_attempts": 5},
     ],
     "condition": [{"name": "raw", "routine": "first"}, {"name": "mid", "routine": "second"}],

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
-from hrwsi.nomad_emulator.cluster import EmulatedNode
-from hrwsi.nomad_emulator.server import NomadEmulator
+from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
+from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
 MHZ_PER_CORE = 1000
 

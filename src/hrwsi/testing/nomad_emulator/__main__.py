@@ -1,4 +1,4 @@
-"""`python -m hrwsi.nomad_emulator`: run the Nomad API emulator (test double) until interrupted."""
+"""`python -m hrwsi.testing.nomad_emulator`: run the Nomad API emulator (test double) until interrupted."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import os
 import signal
 import sys
 
-from hrwsi.nomad_emulator.cluster import EmulatedNode
-from hrwsi.nomad_emulator.server import NomadEmulator
+from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
+from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
 DESCRIPTION = """Nomad API emulator (test double): an HTTP server implementing the subset of
 HashiCorp Nomad's API that hrwsi uses (jobs, allocations, evaluations, nodes, blocking queries,
@@ -35,7 +35,7 @@ def _node(text: str) -> EmulatedNode:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hrwsi.nomad_emulator", description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog="python -m hrwsi.testing.nomad_emulator", description=DESCRIPTION)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4646, help="port (default 4646; 0 picks a free one)")
     p.add_argument("--nodes", type=int, default=2, help="how many identical emulated nodes (default 2)")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("hrwsi.nomad_emulator").info("starting the Nomad API emulator (test double)")
+    logging.getLogger("hrwsi.testing.nomad_emulator").info("starting the Nomad API emulator (test double)")
     asyncio.run(serve(args))
     return 0
 
