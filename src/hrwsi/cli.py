@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -115,75 +114,22 @@ def config_load(path: Path) -> None:
 
 
 # -- services --------------------------------------------------------------------------------
-def _ensure_schema(url: str) -> None:
-    """Apply pending migrations when allowed; a service role gets a clear message instead."""
-    import psycopg
-
-    with connect(url) as conn:
-        missing = migrations.pending(conn)
-        if not missing:
-            return
-        try:
-            migrations.migrate(conn)
-        except psycopg.errors.InsufficientPrivilege as error:
-            console.print(f"[red]the database schema lacks {', '.join(missing)} and this role may not apply it "
-                          f"({error}); run `hrwsi db init` as the schema owner[/red]")
-            raise typer.Exit(2) from None
-
-
 def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
+    from hrwsi.app import App, SchemaNotReady
+
     setup_logging(verbose)
     settings = _settings()
     url = _url()
-    delay = 0.5
-    while True:  # a service started while the database is away waits for it; it does not die
-        try:
-            _ensure_schema(url)
-            break
-        except DatabaseUnavailable as error:
-            logger.warning("%s; %s waits %.1f s and tries again", error, "/".join(kinds), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-    asyncio.run(_serve(kinds, url, settings, backend or settings.backend))
 
+    async def serve() -> None:
+        async with App(url, kinds, settings, backend=backend, migrate=True, handle_signals=True) as app:
+            await app.wait()
 
-async def _serve(kinds: list[str], url: str, settings: Settings, backend_name: str) -> None:
-    from hrwsi.service import TRANSIENT_DATABASE_ERRORS, open_pool, serve
-
-    delay = 0.5
-    while True:
-        try:
-            pool = await open_pool(url, max_size=4 * len(kinds) + 2)
-            break
-        except TRANSIENT_DATABASE_ERRORS as error:
-            logger.warning("cannot open connections to the database (%s); trying again in %.1f s", error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
     try:
-        services = build_services(kinds, pool, settings, backend_name)
-        await serve(services, url)
-    finally:
-        await pool.close()
-
-
-def build_services(kinds, pool, settings: Settings, backend_name: str):
-    built = []
-    for kind in kinds:
-        if kind == "harvester":
-            from hrwsi.harvester import Harvester
-
-            built.append(Harvester(pool, settings))
-        elif kind == "orchestrator":
-            from hrwsi.orchestrator import Orchestrator
-
-            built.append(Orchestrator(pool, settings))
-        elif kind == "launcher":
-            from hrwsi.launcher import Launcher, make_backend
-
-            built.append(Launcher(pool, settings, make_backend(backend_name, settings)))
-        else:
-            raise ValueError(f"unknown service {kind!r}: harvester, orchestrator or launcher")
-    return built
+        asyncio.run(serve())
+    except SchemaNotReady as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
 
 
 _BACKEND_HELP = "local (default, HRWSI_BACKEND), nomad or dry-run"

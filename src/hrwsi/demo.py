@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hrwsi import migrations
+from hrwsi.app import SERVICE_KINDS, App
 from hrwsi.configuration import load_file
 from hrwsi.database import create_database, start_embedded
 from hrwsi.routines.raster import Raster, product_name
@@ -123,15 +124,9 @@ def quiescent(conn: psycopg.Connection) -> bool:
 
 async def _run_loop(url: str, settings: Settings, backend: str, console: Console, expected_tasks: int,
                     timeout_s: float, after_start=None) -> bool:
-    from hrwsi.cli import build_services
-    from hrwsi.service import open_pool
-
-    pool = await open_pool(url, max_size=12)
-    services = build_services(["harvester", "orchestrator", "launcher"], pool, settings, backend)
-    running = [asyncio.create_task(s.run(url)) for s in services]
     started = time.monotonic()
     done = False
-    try:
+    async with App(url, SERVICE_KINDS, settings, backend=backend, pool_size=12) as app:
         if after_start:
             await after_start()
         with psycopg.connect(url, autocommit=True) as conn, Live(console=console, refresh_per_second=4) as live:
@@ -142,16 +137,11 @@ async def _run_loop(url: str, settings: Settings, backend: str, console: Console
                 if total >= expected_tasks and quiescent(conn):
                     done = True
                     break
-                if any(t.done() for t in running):
+                if app.died():
                     break  # a service ended on its own: the summary will show where things stopped
                 await asyncio.sleep(0.25)
             table, _ = progress_table(conn, time.monotonic() - started)
             live.update(table)
-    finally:
-        for service in services:
-            service.request_stop()
-        await asyncio.gather(*running, return_exceptions=True)
-        await pool.close()
     return done
 
 

@@ -14,7 +14,7 @@ import logging
 import asyncpg
 
 from hrwsi import sources, triggering
-from hrwsi.service import Service
+from hrwsi.service import Service, SideTask
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -51,7 +51,6 @@ class Harvester(Service):
     async def harvest_sources(self) -> None:
         for run in await sources.run_due_sources(self.pool):
             logger.info("source %s: %s", run.source, run.summary())
-        await self._sleep(self.settings.landing_scan_s)
 
     def side_tasks(self):
-        return [self.harvest_sources]
+        return [SideTask("harvest_sources", self.harvest_sources, self.settings.landing_scan_s)]

@@ -21,8 +21,9 @@ from pathlib import Path
 import asyncpg
 
 from hrwsi.backends.base import Backend, JobOutcome, JobSpec, job_id_for
+from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.nomad_workers import node_is_active
-from hrwsi.service import TRANSIENT_DATABASE_ERRORS, Service
+from hrwsi.service import TRANSIENT_DATABASE_ERRORS, Service, SideTask
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -287,15 +288,15 @@ class Launcher(Service):
 
     async def _with_database_retry(self, work, what: str):
         """Run work(conn) until it succeeds: an outcome must never be lost to a database blip."""
-        delay = 0.1
+        backoff = Backoff(first_s=0.1, cap_s=DATABASE_CAP_S)
         while True:
             try:
                 async with self.pool.acquire() as conn:
                     return await work(conn)
             except TRANSIENT_DATABASE_ERRORS as error:
+                delay = backoff.next()
                 logger.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep(delay)
 
     async def cancel_requested_jobs(self) -> bool:
         """Stop the jobs of tasks an operator cancelled; their followers record them cancelled."""
@@ -327,8 +328,6 @@ class Launcher(Service):
     async def follow_node_status(self) -> None:
         """Backends with nodes (Nomad): a worker is active while its node is ready and eligible, so
         work stops being planned onto a node that went down and resumes when it is back."""
-        if not await self._sleep(self.settings.lease_timeout_s / 2):
-            return
         nodes = [n for n in await self.backend.nodes() if n.get("Name")]
         async with self.pool.acquire() as conn:
             changed = await conn.fetch(query("set_worker_activity"), [n["Name"] for n in nodes],
@@ -359,13 +358,14 @@ class Launcher(Service):
         return False
 
     async def _adopt_periodically(self) -> None:
-        if await self._sleep(self.settings.lease_timeout_s / 2):
-            self.wake("adopt")
+        self.wake("adopt")
 
     def side_tasks(self):
+        every = self.settings.lease_timeout_s / 2
+        tasks = [SideTask("adopt", self._adopt_periodically, every, delay_first=True)]
         if callable(getattr(self.backend, "nodes", None)):
-            return [self._adopt_periodically, self.follow_node_status]
-        return [self._adopt_periodically]
+            tasks.append(SideTask("follow_node_status", self.follow_node_status, every, delay_first=True))
+        return tasks
 
     async def start(self) -> None:
         self._writer = asyncio.create_task(self._write_outcomes(), name="launcher-outcome-writer")
@@ -399,20 +399,4 @@ class Launcher(Service):
             logger.warning("stopping %d job(s) still running; their tasks will be retried", len(still))
             await stop_all()
             await asyncio.gather(*still, return_exceptions=True)
-
-
-def make_backend(name: str, settings: Settings) -> Backend:
-    if name == "local":
-        from hrwsi.backends.local import LocalBackend
-
-        return LocalBackend(settings.max_parallel_jobs)
-    if name == "dry-run":
-        from hrwsi.backends.dry_run import DryRunBackend
-
-        return DryRunBackend()
-    if name == "nomad":
-        from hrwsi.backends.nomad import NomadBackend, NomadConfig
-
-        return NomadBackend(NomadConfig.from_env())
-    raise ValueError(f"unknown backend {name!r}: choose local, nomad or dry-run (HRWSI_BACKEND)")
 

@@ -19,7 +19,7 @@ import asyncpg
 
 from hrwsi import planner
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
-from hrwsi.service import Service
+from hrwsi.service import Service, SideTask
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -40,14 +40,15 @@ class Orchestrator(Service):
         self.alerts = AlertSender(AlertSettings.from_env())
 
     def side_tasks(self):
-        return [self.send_alerts] if self.alerts.settings.enabled else []
+        if not self.alerts.settings.enabled:
+            return []
+        return [SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s)]
 
     async def send_alerts(self) -> None:
         """The notification manager: deliver the alert outbox (terminated tasks, held routines)."""
         sent = await send_pending_alerts(self.pool, self.alerts)
         if sent:
             logger.info("sent %d alert(s)", sent)
-        await self._sleep(self.settings.backstop_poll_s)
 
     async def create_tasks(self) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
-from hrwsi.service import open_pool
+from hrwsi.database import create_pool
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
 
 FAIL = [sys.executable, "-c", "import sys; sys.exit(4)"]
@@ -164,7 +164,7 @@ async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, confi
     smtp_port = unused_tcp_port_factory()
     controller = Controller(Handler(), hostname="127.0.0.1", port=smtp_port)
     controller.start()
-    pool = await open_pool(database_url)
+    pool = await create_pool(database_url)
     try:
         sender = AlertSender(AlertSettings(webhook_url=f"http://127.0.0.1:{http_port}/hook", smtp_host="127.0.0.1",
                                            smtp_port=smtp_port, smtp_recipients=("ops@example.org",)))
@@ -183,7 +183,7 @@ async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, confi
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
     configure(single_routine_configuration(["true"]))
     db.execute("SELECT hrwsi.hold_routine('work')")
-    pool = await open_pool(database_url)
+    pool = await create_pool(database_url)
     try:
         sender = AlertSender(AlertSettings(webhook_url=f"http://127.0.0.1:{unused_tcp_port}/nobody", timeout_s=2))
         assert await send_pending_alerts(pool, sender) == 0
