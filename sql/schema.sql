@@ -38,7 +38,7 @@ CREATE TABLE hrwsi.flavour (
 CREATE TABLE hrwsi.worker (
     name       text PRIMARY KEY CONSTRAINT worker_name_is_not_empty CHECK (btrim(name) <> ''),
     flavour    text NOT NULL CONSTRAINT worker_flavour_must_exist REFERENCES hrwsi.flavour (name),
-    -- Follows the Nomad node (ready and eligible); a task planned on an inactive worker is replanned.
+    -- With Nomad, follows its node (ready and eligible); tasks planned on an inactive worker are planned again.
     active     boolean NOT NULL DEFAULT true,
     node_id    text,          -- the Nomad node ID when synced from Nomad
     updated_at timestamptz NOT NULL DEFAULT now()
@@ -424,7 +424,7 @@ CREATE TABLE hrwsi.service_instance (
 
 -- =============================================================================================
 -- Alerts and the failure policy, kept by triggers so that every writer obeys them. The alerts
--- are an outbox (task terminated, routine on hold), sent by the launcher's alert side task.
+-- are an outbox (task terminated, routine on hold), sent by the orchestrator's alert side task.
 -- =============================================================================================
 
 CREATE TABLE hrwsi.alert (
