@@ -90,10 +90,11 @@ def db_init() -> None:
             raise typer.Exit(2) from None
     if not applied:
         console.print("schema up to date")
-    elif fresh:
-        console.print(f"installed the current schema (sql/schema.sql) and recorded as applied {', '.join(applied)}")
+    elif fresh:  # soft_wrap: a migration's name is not broken over two lines
+        console.print(f"installed the current schema (sql/schema.sql) and recorded as applied {', '.join(applied)}",
+                      soft_wrap=True)
     else:
-        console.print(f"applied {', '.join(applied)}")
+        console.print(f"applied {', '.join(applied)}", soft_wrap=True)
 
 
 @db_app.command("check")
@@ -104,7 +105,7 @@ def db_check() -> None:
     differences = compare_with_fresh_install(_url())
     if differences:
         for line in differences:  # definitions hold brackets (TG_ARGV[0]) that are not markup
-            console.print(line, style="red", markup=False, highlight=False)
+            console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("schema equals a fresh install")
 

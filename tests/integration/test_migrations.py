@@ -30,6 +30,15 @@ def test_a_fresh_install_runs_schema_sql_and_records_every_migration_with_its_ch
     assert recorded(empty_database_url) == every_migration_with_its_checksum()
 
 
+def test_asking_what_is_pending_then_migrating_works_on_one_connection(empty_database_url):
+    """What a service does on start (cli._ensure_schema). pending() used to leave the connection in
+    a transaction, and migrate() then failed setting autocommit."""
+    with psycopg.connect(empty_database_url) as conn:
+        assert migrations.pending(conn) == [f"{version:04d}_{name}" for version, name, _ in migration_files()]
+        migrations.migrate(conn)
+        assert migrations.pending(conn) == []
+
+
 def test_an_installed_database_is_left_as_it_is(database_url):
     with psycopg.connect(database_url) as conn:
         assert migrations.migrate(conn) == []
