@@ -1,5 +1,4 @@
--- Named queries of the three services and the CLI. Parameters are $1, $2 ... (asyncpg) or
--- %(name)s (psycopg, CLI blocks whose names start with cli_).
+-- Named queries of the three services. Placeholders: asyncpg ($1, $2 ...).
 
 -- ============================================================================================
 -- orchestrator
