@@ -64,9 +64,9 @@ SCHEMA_SQL_DRIFTS = [
     pytest.param("json_build_object('op', lower(TG_OP), 'count', n)", "json_build_object('op', TG_OP, 'count', n)",
                  "function hrwsi.notify_count() differs", "+        PERFORM pg_notify(TG_ARGV[0], json_build_object"
                  "('op', TG_OP", id="a function body"),
-    pytest.param("SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$\nBEGIN\n    INSERT INTO hrwsi.input_backlog",
-                 "SET search_path = pg_catalog, hrwsi AS $$\nBEGIN\n    INSERT INTO hrwsi.input_backlog",
-                 "function hrwsi.queue_new_inputs() differs", "SECURITY DEFINER", id="security definer"),
+    pytest.param("SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$\nDECLARE\n    series record;",
+                 "SET search_path = pg_catalog, hrwsi AS $$\nDECLARE\n    series record;",
+                 "function hrwsi.create_tasks_for_new_inputs() differs", "SECURITY DEFINER", id="security definer"),
     pytest.param("GRANT INSERT ON hrwsi.input TO hrwsi_data_engineer;\n", "",
                  "privileges on table hrwsi.input", "only in the migrations: ('hrwsi_data_engineer', 'INSERT', False)",
                  id="a grant"),
@@ -154,7 +154,7 @@ def test_differences_name_missing_keys_and_items():
 
 def test_describe_reads_triggers(database_url):
     names = {trigger[0] for trigger in describe(database_url)["hrwsi.input triggers"]}
-    assert names == {"input_notify", "input_queue_for_orchestrator", "input_refuse_future_dates"}
+    assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates"}
 
 
 def test_one_small_notification_for_a_large_insert(configured, database_url):
@@ -167,10 +167,9 @@ def test_one_small_notification_for_a_large_insert(configured, database_url):
 
 
 def test_task_and_job_notifications_carry_counts_per_state(configured, database_url):
-    insert_input(configured)
     listener = listen(database_url, "hrwsi_task")
     listener.execute("LISTEN hrwsi_job")
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
+    insert_input(configured)  # its task is created with it
     configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
     configured.execute("UPDATE hrwsi.processing_task SET state_reason = 'no state change'")  # no notification
     configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
@@ -205,7 +204,6 @@ def test_notification_is_sent_only_at_commit(configured, database_url):
 
 def test_status_history_is_written_and_append_only(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
     states = [r[0] for r in configured.execute("SELECT state FROM hrwsi.task_event ORDER BY id")]
     assert states == ["pending", "planned"]
@@ -279,15 +277,13 @@ def test_bad_configuration_is_refused(configured, statement, message):
 
 def test_task_state_machine_refuses_a_jump(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     with pytest.raises(psycopg.errors.CheckViolation, match="pending -> processed is not allowed") as error:
         configured.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
-    assert "a task may go to: cancelled, on_hold, planned" in error.value.diag.message_hint
+    assert "a task may go to: blocked, cancelled, dispatched, on_hold, planned" in error.value.diag.message_hint
 
 
 def test_job_in_a_final_state_never_changes(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state)
                           SELECT id, 1, 'local', 'j1', 'submitted' FROM hrwsi.processing_task""")
     configured.execute("UPDATE hrwsi.job SET state = 'processed'")
@@ -297,7 +293,6 @@ def test_job_in_a_final_state_never_changes(configured):
 
 def test_one_job_per_task_attempt(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
                           SELECT id, 1, 'local', 'j1' FROM hrwsi.processing_task""")
     with pytest.raises(psycopg.errors.UniqueViolation, match="job_is_unique_per_task_attempt"):
@@ -333,7 +328,7 @@ def test_conflicting_concurrent_inserts_make_one_input(configured, database_url)
         second.close()
     assert "input_is_unique_per_condition_and_path" in outcome["second"]
     assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/race/same'").fetchone()[0] == 1
-    assert configured.execute("SELECT count(*) FROM hrwsi.input_backlog").fetchone()[0] == 1
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
 
 
 def test_statement_triggers_join_transition_tables_without_a_nested_loop(configured):
@@ -342,8 +337,6 @@ def test_statement_triggers_join_transition_tables_without_a_nested_loop(configu
     db = configured
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
                   SELECT 'l1c', '/data/' || g FROM generate_series(1, 2000) g""")
-    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine)
-                  SELECT id, 'maja' FROM hrwsi.input""")
     plans: list[str] = []
     db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
     db.execute("LOAD 'auto_explain'")

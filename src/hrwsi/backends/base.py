@@ -7,6 +7,7 @@ bounded thread pool so the launcher's event loop never blocks.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,19 @@ class JobSpec:
     log_path: str
     timeout_s: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The task's manifest (JSON): its input, the members of a multi-input task, the previous
+    # product of a time series. Written beside the output directory before the job starts.
+    manifest: str | None = None
+    lane: str | None = None
+
+    @property
+    def attempt_dir(self) -> str:
+        """The attempt's own directory: its output directory, manifest and bookkeeping files."""
+        return os.path.dirname(self.output_dir.rstrip("/"))
+
+    @property
+    def manifest_path(self) -> str:
+        return os.path.join(self.attempt_dir, "manifest.json")
 
     def environment(self) -> dict[str, str]:
         """The task's metadata as the routine sees it, plus the routine's own variables."""
@@ -65,11 +79,13 @@ class JobSpec:
             "HRWSI_INPUT_PATH": self.input_path,
             "HRWSI_OUTPUT_DIR": self.output_dir,
             "HRWSI_TILE": self.tile or "",
+            "HRWSI_MANIFEST": self.manifest_path,
         }
 
     def argv(self) -> list[str]:
         """The routine's command with the task's input and output directory appended."""
-        return [*self.command, "--input", self.input_path, "--output-dir", self.output_dir]
+        return [*self.command, "--input", self.input_path, "--output-dir", self.output_dir,
+                "--manifest", self.manifest_path]
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,9 @@ class JobOutcome:
     message: str
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Why a 'lost' attempt was lost (hrwsi.job.fault): launcher_gone, worker_gone, backend_lost_track,
+    # stopped_by_hrwsi. Lost attempts are infrastructure faults: retried, never a failure of the routine.
+    fault: str | None = None
 
     @classmethod
     def from_exit_code(
@@ -104,6 +123,16 @@ class Backend(Protocol):
     # backend (Nomad: same deterministic ID, same spec). False for local processes, which die
     # with the launcher that started them.
     resubmit_is_idempotent: bool
+    # How many jobs one launcher may run at once here (None: no limit of the backend's own); the
+    # launcher claims no more than that, so no claimed job ever waits inside the backend.
+    max_concurrent_jobs: int | None
+    # True when jobs keep running after their launcher stops (Nomad): a stopping launcher leaves
+    # them to be adopted. False when they must be stopped with it (stop_all after the grace period).
+    jobs_outlive_launcher: bool
+    # True when the backend knows nodes whose state makes workers active or not (nodes()).
+    has_nodes: bool
+    # False when nothing runs (dry run): the launcher then prepares no attempt directory.
+    runs_routines: bool
 
     async def submit(self, spec: JobSpec) -> str:
         """Start the attempt; return the backend's job ID. Idempotent per spec.job_id."""
@@ -119,6 +148,18 @@ class Backend(Protocol):
 
     def ui_link(self, backend_job_id: str) -> str | None:
         """Where an admin sees this job (Nomad UI), if anywhere."""
+        ...
+
+    async def forget(self, backend_job_id: str) -> None:
+        """The outcome is stored: clean the job up in the backend (nothing to do for most)."""
+        ...
+
+    async def stop_all(self) -> None:
+        """Stop every job this backend runs for this launcher (shutdown after the grace period)."""
+        ...
+
+    async def nodes(self) -> list[dict]:
+        """The backend's nodes (Nomad's node list), when has_nodes."""
         ...
 
     async def close(self) -> None:

@@ -14,6 +14,10 @@ from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
 class DryRunBackend:
     name = "dry-run"
     resubmit_is_idempotent = True
+    max_concurrent_jobs = None
+    jobs_outlive_launcher = True  # nothing runs: nothing to stop
+    has_nodes = False
+    runs_routines = False
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
@@ -31,6 +35,15 @@ class DryRunBackend:
 
     def ui_link(self, backend_job_id: str) -> str | None:
         return None
+
+    async def forget(self, backend_job_id: str) -> None:
+        return None
+
+    async def stop_all(self) -> None:
+        return None
+
+    async def nodes(self) -> list[dict]:
+        return []
 
     async def close(self) -> None:
         return None

@@ -34,8 +34,12 @@ def _now() -> datetime:
 class LocalBackend:
     name = "local"
     resubmit_is_idempotent = False
+    jobs_outlive_launcher = False
+    has_nodes = False
+    runs_routines = True
 
     def __init__(self, max_parallel_jobs: int = 64):
+        self.max_concurrent_jobs = max_parallel_jobs
         self._slots = asyncio.Semaphore(max_parallel_jobs)
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._started: dict[str, datetime] = {}
@@ -70,7 +74,7 @@ class LocalBackend:
             stopped = await asyncio.to_thread(stop_orphans, backend_job_id)
             detail = f" (stopped orphaned process {', '.join(map(str, stopped))})" if stopped else ""
             return JobOutcome("lost", None, f"no process of this launcher runs job {backend_job_id}; "
-                              f"its launcher stopped before it ended{detail}", None, _now())
+                              f"its launcher stopped before it ended{detail}", None, _now(), fault="launcher_gone")
         try:
             await on_progress("running", f"pid {process.pid}")
             try:
@@ -81,7 +85,7 @@ class LocalBackend:
                                   self._started.get(backend_job_id), _now())
             if backend_job_id in self._abandoned:
                 return JobOutcome("lost", exit_code, "stopped because its launcher shut down; it will be retried",
-                                  self._started.get(backend_job_id), _now())
+                                  self._started.get(backend_job_id), _now(), fault="stopped_by_hrwsi")
             if backend_job_id in self._cancelled:
                 return JobOutcome("cancelled", exit_code, "cancelled", self._started.get(backend_job_id), _now())
             if exit_code < 0:
@@ -129,6 +133,12 @@ class LocalBackend:
 
     def ui_link(self, backend_job_id: str) -> str | None:
         return None
+
+    async def forget(self, backend_job_id: str) -> None:
+        return None
+
+    async def nodes(self) -> list[dict]:
+        return []
 
     async def close(self) -> None:
         return None

@@ -418,6 +418,10 @@ class NomadBackend:
 
     name = "nomad"
     resubmit_is_idempotent = True
+    max_concurrent_jobs = None  # Nomad queues what does not fit (blocked evaluations)
+    jobs_outlive_launcher = True
+    has_nodes = True
+    runs_routines = True
 
     def __init__(self, config: NomadConfig | None = None, *, finished_memory: int = 10_000):
         self.config = config or NomadConfig.from_env()
@@ -612,6 +616,9 @@ class NomadBackend:
         if response.status != 200:
             raise NomadError(response.status, f"could not list Nomad jobs: {response.text.strip()}")
         return {job["ID"]: job["Status"] for job in response.json() or [] if job["ID"].startswith(prefix)}
+
+    async def stop_all(self) -> None:
+        """Nomad jobs outlive their launcher: nothing to stop (another launcher adopts them)."""
 
     async def nodes(self) -> list[dict]:
         """GET /v1/nodes?resources=true: every client node with NodeResources and ReservedResources."""
