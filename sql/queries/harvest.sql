@@ -118,14 +118,14 @@ FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
 -- ============================================================================================
 
 -- name: harvest_claim_due_source
--- One active source due at $1 (never run: due), not yet run in this round ($2), of the kinds $3
--- (NULL: all). The row stays locked while it runs: another harvester skips it. NO KEY UPDATE, so
--- that the run's own inserts of rows referring to the source (landing files) are not blocked.
+-- One active source due at $1 (never run: due), not yet run in this round ($2). The row stays
+-- locked while it runs: another harvester skips it. NO KEY UPDATE, so that the run's own inserts
+-- of rows referring to the source (landing files) are not blocked.
 SELECT name, kind, product_type, config::text AS config, frequency, frequency_interval, cron, mode, overlap,
        first_lookback, backfill_from, backfill_to, backfill_cursor, last_success_at
 FROM hrwsi.harvest_source
 WHERE active AND (next_run_at IS NULL OR next_run_at <= $1)
-  AND NOT (name = ANY ($2::text[])) AND ($3::text[] IS NULL OR kind = ANY ($3::text[]))
+  AND NOT (name = ANY ($2::text[]))
 ORDER BY next_run_at NULLS FIRST, name
 LIMIT 1
 FOR NO KEY UPDATE SKIP LOCKED;

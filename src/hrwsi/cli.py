@@ -247,7 +247,7 @@ def sources() -> None:
     """Harvest sources: kind, schedule, mode, last and next run, last error."""
     from rich.table import Table
 
-    from hrwsi.sources import list_sources
+    from hrwsi.harvest.sources import list_sources
 
     with connect(_url(start=False)) as conn:
         rows = list_sources(conn)

@@ -178,7 +178,7 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
 
 def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> int:
     """Drop two more scenes in a landing directory the harvester scans; returns how many."""
-    from hrwsi import landing
+    from hrwsi.harvest import landing
 
     directory = demo_home / "landing"
     count = 2

@@ -435,7 +435,7 @@ ALLOWED = {
     ("tests/unit/test_nomad_job_spec.py", "routine-pass-3"): "likewise",
     ("tests/unit/test_nomad_job_spec.py", "tok-123456789"): "NomadConfig.from_env reads NOMAD_TOKEN",
     ("tests/contract/test_nomad_contract.py", "s3cr3t-acl-token"): "the emulator's ACL token in the ACL contract test",
-    ("tests/integration/test_harvest_constraints.py", "s3cret"):
+    ("tests/integration/harvest/test_harvest_constraints.py", "s3cret"):
         "a secret in a harvest source's configuration: the database must refuse it",
 }
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hrwsi.database import create_pool
-from hrwsi.triggering import evaluate_multi_input_conditions
+from hrwsi.harvest.multi_input import evaluate_multi_input_conditions
 
 DAY = (datetime.now(UTC) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
 
