@@ -21,7 +21,6 @@ from pathlib import Path
 import asyncpg
 
 from hrwsi.backends.base import Backend, JobOutcome, JobSpec, job_id_for
-from hrwsi.nomad_workers import node_is_active
 from hrwsi.service import TRANSIENT_DATABASE_ERRORS, Service
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
@@ -217,12 +216,10 @@ class Launcher(Service):
                          if state == "terminated" else "it will be replanned and retried")
             logger.warning("task %d (%s) attempt %d %s: %s; %s; log %s", spec.task_id, spec.routine,
                            spec.attempt, outcome.state, outcome.message, what_next, spec.log_path)
-        forget = getattr(self.backend, "forget", None)
-        if forget is not None:
-            try:
-                await forget(spec.job_id)
-            except Exception as error:  # cleaning up is best effort; the outcome is already stored
-                logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
+        try:
+            await self.backend.forget(spec.job_id)
+        except Exception as error:  # cleaning up is best effort; the outcome is already stored
+            logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
 
     async def _write_outcomes(self) -> None:
         """The one writer of outcomes: everything that ended meanwhile goes in one transaction."""
@@ -329,10 +326,9 @@ class Launcher(Service):
         work stops being planned onto a node that went down and resumes when it is back."""
         if not await self._sleep(self.settings.lease_timeout_s / 2):
             return
-        nodes = [n for n in await self.backend.nodes() if n.get("Name")]
+        activity = await self.backend.worker_activity()
         async with self.pool.acquire() as conn:
-            changed = await conn.fetch(query("set_worker_activity"), [n["Name"] for n in nodes],
-                                       [node_is_active(n) for n in nodes])
+            changed = await conn.fetch(query("set_worker_activity"), list(activity), list(activity.values()))
         for row in changed:
             if row["active"]:
                 logger.info("worker %s is active again: its node is ready and eligible", row["name"])
@@ -363,7 +359,7 @@ class Launcher(Service):
             self.wake("adopt")
 
     def side_tasks(self):
-        if callable(getattr(self.backend, "nodes", None)):
+        if self.backend.reports_worker_activity:
             return [self._adopt_periodically, self.follow_node_status]
         return [self._adopt_periodically]
 
@@ -382,8 +378,7 @@ class Launcher(Service):
     async def _stop_following(self) -> None:
         if not self._following:
             return
-        stop_all = getattr(self.backend, "stop_all", None)
-        if stop_all is None:
+        if self.backend.jobs_outlive_launcher:
             # The jobs live on in the backend: leave them; another launcher adopts them when our
             # instance row is gone (we unregister next).
             logger.info("leaving %d running job(s) to the backend; another launcher will adopt them",
@@ -397,22 +392,6 @@ class Launcher(Service):
         _, still = await asyncio.wait(list(self._following.values()), timeout=self.settings.shutdown_grace_s)
         if still:
             logger.warning("stopping %d job(s) still running; their tasks will be retried", len(still))
-            await stop_all()
+            await self.backend.stop_all()
             await asyncio.gather(*still, return_exceptions=True)
-
-
-def make_backend(name: str, settings: Settings) -> Backend:
-    if name == "local":
-        from hrwsi.backends.local import LocalBackend
-
-        return LocalBackend(settings.max_parallel_jobs)
-    if name == "dry-run":
-        from hrwsi.backends.dry_run import DryRunBackend
-
-        return DryRunBackend()
-    if name == "nomad":
-        from hrwsi.backends.nomad import NomadBackend, NomadConfig
-
-        return NomadBackend(NomadConfig.from_env())
-    raise ValueError(f"unknown backend {name!r}: choose local, nomad or dry-run (HRWSI_BACKEND)")
 
