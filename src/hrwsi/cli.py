@@ -268,7 +268,7 @@ app.add_typer(workers_app, name="workers")
 @workers_app.command("sync")
 def workers_sync() -> None:
     """Fill flavours and workers from Nomad's nodes (NOMAD_ADDR, NOMAD_TOKEN, ...)."""
-    from hrwsi.nomad_workers import sync_from_nomad
+    from hrwsi.backends.nomad.workers import sync_from_nomad
 
     with connect(_url()) as conn:
         console.print(sync_from_nomad(conn).summary(), highlight=False)
@@ -305,17 +305,19 @@ def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Op
 @task_app.command("show")
 def task_show(task_id: int) -> None:
     """A task's history with times, its attempts with exit codes and log paths, its products."""
+    from hrwsi.backends import make_backend
     from hrwsi.reports import print_task
 
+    settings, backends = _settings(), {}
+
     def ui_link(backend: str, backend_job_id: str):
-        if backend != "nomad" or not os.environ.get("NOMAD_ADDR"):
-            return None
-        from hrwsi.backends.nomad import NomadConfig
-
-        namespace = NomadConfig.from_env().namespace or "default"
-        from urllib.parse import quote
-
-        return f"{os.environ['NOMAD_ADDR'].rstrip('/')}/ui/jobs/{quote(backend_job_id, safe='')}@{namespace}"
+        """The job's page in its backend's UI (Nomad: at NOMAD_ADDR), as the backend builds it."""
+        if backend not in backends:
+            try:
+                backends[backend] = make_backend(backend, settings)
+            except ValueError:  # a backend this hrwsi does not know (any more)
+                backends[backend] = None
+        return backends[backend].ui_link(backend_job_id) if backends[backend] else None
 
     with connect(_url(start=False)) as conn:
         if not print_task(conn, console, task_id, ui_link):

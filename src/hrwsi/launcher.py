@@ -27,7 +27,6 @@ import asyncpg
 
 from hrwsi.backends.base import Backend, JobOutcome, JobSpec
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
-from hrwsi.nomad_workers import node_is_active
 from hrwsi.service import LEASE_LAPSED_SQLSTATE, TRANSIENT_DATABASE_ERRORS, Service, SideTask
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
@@ -335,10 +334,9 @@ class Launcher(Service):
     async def follow_node_status(self) -> None:
         """Backends with nodes (Nomad): a worker is active while its node is ready and eligible, so
         work stops being planned onto a node that went down and resumes when it is back."""
-        nodes = [n for n in await self.backend.nodes() if n.get("Name")]
+        activity = await self.backend.worker_activity()
         async with self.pool.acquire() as conn:
-            changed = await conn.fetch(query("set_worker_activity"), [n["Name"] for n in nodes],
-                                       [node_is_active(n) for n in nodes])
+            changed = await conn.fetch(query("set_worker_activity"), list(activity), list(activity.values()))
         for row in changed:
             if row["active"]:
                 logger.info("worker %s is active again: its node is ready and eligible", row["name"])
@@ -380,7 +378,7 @@ class Launcher(Service):
     def side_tasks(self):
         every = self.settings.lease_timeout_s / 2
         tasks = [SideTask("adopt", self._adopt_periodically, every, delay_first=True)]
-        if self.backend.has_nodes:
+        if self.backend.reports_worker_activity:
             tasks.append(SideTask("follow_node_status", self.follow_node_status, every, delay_first=True))
         return tasks
 

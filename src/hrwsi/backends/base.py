@@ -1,8 +1,13 @@
 """The contract between the launcher and whatever runs a job (local subprocess, Nomad, dry run).
 
 The launcher owns the database and retries; a backend only runs one attempt of one task and reports
-how it ended. Every method is a coroutine: a backend built on a synchronous client runs it in a
+how it ended. Every I/O method is a coroutine: a backend built on a synchronous client runs it in a
 bounded thread pool so the launcher's event loop never blocks.
+
+`Backend` declares everything the launcher uses, so the launcher never has to ask a backend what it
+can do (no getattr): what a backend has nothing to do for has a default here (forget, stop_all,
+worker_activity, ui_link, close), and a backend inherits it by subclassing `Backend` explicitly.
+tests/unit/test_backends.py checks every backend against this contract.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 # Final states of one attempt, as stored in hrwsi.job.state.
 OutcomeState = Literal["processed", "internal_error", "external_error", "lost", "cancelled"]
@@ -87,6 +93,12 @@ class JobSpec:
         return [*self.command, "--input", self.input_path, "--output-dir", self.output_dir,
                 "--manifest", self.manifest_path]
 
+    def prepare_paths(self) -> None:
+        """Create the output directory and the log file's directory (blocking: call it in a thread).
+        Raises OSError when they cannot be created."""
+        for directory in (Path(self.output_dir), Path(self.log_path).parent):
+            directory.mkdir(parents=True, exist_ok=True)
+
 
 @dataclass(frozen=True)
 class JobOutcome:
@@ -115,24 +127,30 @@ class JobOutcome:
 ProgressCallback = Callable[[ProgressState, str], Awaitable[None]]
 
 
+@runtime_checkable
 class Backend(Protocol):
-    """What the launcher needs from a place that runs jobs."""
+    """What the launcher needs from a place that runs jobs.
 
-    name: str
+    Subclass it (class MyBackend(Backend)) to inherit the defaults of the optional parts.
+    """
+
+    name: ClassVar[str]
     # True when submit() may safely be repeated for a job that may or may not have reached the
     # backend (Nomad: same deterministic ID, same spec). False for local processes, which die
     # with the launcher that started them.
-    resubmit_is_idempotent: bool
+    resubmit_is_idempotent: ClassVar[bool]
+    # True when a job keeps running after its launcher stops (Nomad): a stopping launcher leaves
+    # its jobs to the backend and another launcher adopts them. False (local processes): a
+    # stopping launcher waits for its jobs, then stop_all() stops the ones still running.
+    jobs_outlive_launcher: ClassVar[bool]
+    # True when worker_activity() follows the backend's own nodes (Nomad): the launcher then keeps
+    # each worker's `active` flag in step with its node.
+    reports_worker_activity: ClassVar[bool] = False
+    # False when nothing runs (dry run): the launcher then prepares no attempt directory.
+    runs_routines: ClassVar[bool] = True
     # How many jobs one launcher may run at once here (None: no limit of the backend's own); the
     # launcher claims no more than that, so no claimed job ever waits inside the backend.
-    max_concurrent_jobs: int | None
-    # True when jobs keep running after their launcher stops (Nomad): a stopping launcher leaves
-    # them to be adopted. False when they must be stopped with it (stop_all after the grace period).
-    jobs_outlive_launcher: bool
-    # True when the backend knows nodes whose state makes workers active or not (nodes()).
-    has_nodes: bool
-    # False when nothing runs (dry run): the launcher then prepares no attempt directory.
-    runs_routines: bool
+    max_concurrent_jobs: int | None = None
 
     async def submit(self, spec: JobSpec) -> str:
         """Start the attempt; return the backend's job ID. Idempotent per spec.job_id."""
@@ -146,22 +164,22 @@ class Backend(Protocol):
         """Stop the attempt if it still runs; no error if it is already gone."""
         ...
 
-    def ui_link(self, backend_job_id: str) -> str | None:
-        """Where an admin sees this job (Nomad UI), if anywhere."""
-        ...
-
     async def forget(self, backend_job_id: str) -> None:
-        """The outcome is stored: clean the job up in the backend (nothing to do for most)."""
-        ...
+        """The launcher stored the attempt's outcome: the backend may clean the job up."""
+        return None
 
     async def stop_all(self) -> None:
-        """Stop every job this backend runs for this launcher (shutdown after the grace period)."""
-        ...
+        """Stop every job this backend still runs (a stopping launcher whose jobs do not outlive it)."""
+        return None
 
-    async def nodes(self) -> list[dict]:
-        """The backend's nodes (Nomad's node list), when has_nodes."""
-        ...
+    async def worker_activity(self) -> dict[str, bool]:
+        """{worker name: active} as the backend sees its nodes (ready and eligible); {} without nodes."""
+        return {}
+
+    def ui_link(self, backend_job_id: str) -> str | None:
+        """Where an admin sees this job (Nomad UI), if anywhere."""
+        return None
 
     async def close(self) -> None:
-        """Release connections and threads; running jobs are not touched."""
-        ...
+        """Release connections and threads; running jobs are not touched. Safe to call twice."""
+        return None

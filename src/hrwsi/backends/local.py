@@ -15,11 +15,10 @@ import logging
 import os
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psutil
 
-from hrwsi.backends.base import SECRET_NAME, JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import SECRET_NAME, Backend, JobOutcome, JobSpec, ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +30,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     name = "local"
     resubmit_is_idempotent = False
-    jobs_outlive_launcher = False
-    has_nodes = False
-    runs_routines = True
+    jobs_outlive_launcher = False  # its processes die with the launcher: a stopping launcher stops them
 
     def __init__(self, max_parallel_jobs: int = 64):
         self.max_concurrent_jobs = max_parallel_jobs
@@ -53,7 +50,7 @@ class LocalBackend:
             raise ValueError(f"routine {spec.routine} has no command; the local backend cannot run an image")
         await self._slots.acquire()
         try:
-            await asyncio.to_thread(_prepare_paths, spec)
+            await asyncio.to_thread(spec.prepare_paths)
             log = await asyncio.to_thread(open, spec.log_path, "ab")
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -114,10 +111,6 @@ class LocalBackend:
         self._abandoned.update(self._processes)
         await asyncio.gather(*(self._stop(p) for p in list(self._processes.values())))
 
-    @property
-    def running(self) -> int:
-        return len(self._processes)
-
     async def _stop(self, process: asyncio.subprocess.Process, grace_s: float = 5.0) -> None:
         if process.returncode is not None:
             return
@@ -131,18 +124,6 @@ class LocalBackend:
         except ProcessLookupError:
             pass
 
-    def ui_link(self, backend_job_id: str) -> str | None:
-        return None
-
-    async def forget(self, backend_job_id: str) -> None:
-        return None
-
-    async def nodes(self) -> list[dict]:
-        return []
-
-    async def close(self) -> None:
-        return None
-
 
 def routine_environment(spec: JobSpec) -> dict[str, str]:
     """The launcher's environment without its secrets (the database URL holds its password; anything named
@@ -151,11 +132,6 @@ def routine_environment(spec: JobSpec) -> dict[str, str]:
     inherited = {name: value for name, value in os.environ.items()
                  if name not in LAUNCHER_SECRETS and not SECRET_NAME.search(name)}
     return {**inherited, **spec.environment()}
-
-
-def _prepare_paths(spec: JobSpec) -> None:
-    Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
-    Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def stop_orphans(job_id: str, grace_s: float = 3.0) -> list[int]:
