@@ -89,15 +89,25 @@ class NomadEmulator:
         self._closing = asyncio.Event()
         self._stream_generation = 0
         self.event_stream_connections = 0
+        self.frames_missed_by_subscribers = 0  # test bookkeeping: event streams that fell behind the buffer
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> NomadEmulator:
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="hrwsi-nomad-emulator-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.cluster = Cluster(self._nodes, work_dir=self.work_dir, job_gc_threshold_s=self.job_gc_threshold,
-                               gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size)
+        self.cluster = self._new_cluster()
         self.cluster.start()
+        await self._listen()
+        logger.info("Nomad API emulator (test double) listening on %s with %d node(s)%s; work dir %s",
+                    self.address, len(self._nodes), ", ACL on" if self.acl_token else "", self.work_dir)
+        return self
+
+    def _new_cluster(self) -> Cluster:
+        return Cluster(self._nodes, work_dir=self.work_dir, job_gc_threshold_s=self.job_gc_threshold,
+                       gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size)
+
+    async def _listen(self) -> None:
         app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
         self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -105,9 +115,6 @@ class NomadEmulator:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        logger.info("Nomad API emulator (test double) listening on %s with %d node(s)%s; work dir %s",
-                    self.address, len(self._nodes), ", ACL on" if self.acl_token else "", self.work_dir)
-        return self
 
     async def close(self) -> None:
         self._closing.set()
@@ -163,6 +170,27 @@ class NomadEmulator:
         """End every open event stream, as a proxy or a leader change would (subscribers reconnect)."""
         self._stream_generation += 1
         self.cluster._wake()
+
+    async def restart_with_fresh_state(self, down_s: float = 0.0) -> None:
+        """Fault hook: the API restarts and the servers come back with an EMPTY state, as a cluster
+        rebuilt from scratch or restored from nothing: every job, evaluation and allocation is gone,
+        the Raft index starts over (X-Nomad-Index goes backwards), every connection (blocking queries,
+        event streams) is cut, and the processes of running allocations are killed (their clients
+        find that the servers no longer know them and destroy them: client/client.go runAllocs removes
+        allocations the servers do not send). The nodes register again, ready and eligible, on the
+        same address. Test bookkeeping (`completed_runs`) is carried over."""
+        old = self.cluster
+        if self._runner is not None:
+            await self._runner.cleanup()  # the listening socket and every open connection
+            self._runner = None
+        await old.close()  # kills the allocations' processes, reports nothing
+        if down_s > 0:
+            await asyncio.sleep(down_s)
+        self.cluster = self._new_cluster()
+        self.cluster.completed_runs.update(old.completed_runs)
+        self.cluster.start()
+        await self._listen()
+        logger.warning("emulator (test double): restarted with a fresh state; index back to %d", self.cluster.index)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -568,11 +596,18 @@ class NomadEmulator:
             return any((t == "*" or t == event["Topic"]) and
                        (k == "*" or k == event["Key"] or k in event["FilterKeys"]) for t, k in topics)
 
-        last_sent = start - 1 if start else 0
+        # An index older than the buffer starts at its oldest frame (nomad/stream/event_buffer.go StartAtClosest).
+        last_sent = max(start - 1 if start else 0, c.dropped_through)
         try:
             await response.write(b"{}\n")
             next_heartbeat = loop.time() + self.event_heartbeat
             while not self._closing.is_set() and generation == self._stream_generation:
+                if c.dropped_through > last_sent:
+                    # Frames this subscriber never got were dropped from the buffer (it fell behind).
+                    # Counted for the fault-injection harness (test bookkeeping).
+                    self.frames_missed_by_subscribers += 1
+                    logger.warning("emulator (test double): an event stream fell behind the event buffer: "
+                                   "frames %d..%d were dropped before it sent them", last_sent + 1, c.dropped_through)
                 for index, events in list(c.frames):
                     if index <= last_sent:
                         continue
