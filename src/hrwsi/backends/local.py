@@ -65,7 +65,7 @@ class LocalBackend(Backend):
     resubmit_is_idempotent = False  # never start a supervisor twice: the first one may have run it
     jobs_outlive_launcher = False  # a stopping launcher waits for its jobs, then stops them
 
-    def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.25):
+    def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5):
         self.max_concurrent_jobs = max_parallel_jobs
         self.grace_s = grace_s
         self.adopted_poll_s = adopted_poll_s

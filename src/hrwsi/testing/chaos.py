@@ -5,9 +5,9 @@ Each run uses a fresh database on a private embedded PostgreSQL server (so that 
 two replicas of every service (`hrwsi harvester|orchestrator|launcher` processes) and a two-step
 chain (RAW -> MID -> OUT, so the harvester's chaining is exercised). Runs alternate between the
 local backend and the Nomad backend against the Nomad API emulator (the project's one test double,
-run in this process so that it can be broken on purpose). Inputs arrive in ten batches at random
-moments; faults (`hrwsi.testing.chaos_faults`) come one after another, 0.5 to 4 s apart, each while
-jobs run: kill -9, SIGTERM, SIGSTOP/SIGCONT of a launcher or an orchestrator for longer
+run in this process so that it can be broken on purpose). Inputs arrive in ten batches, one before
+each fault and the rest afterwards; faults (`hrwsi.testing.chaos_faults`) come one after another,
+0.5 to 4 s apart, each while jobs run: kill -9, SIGTERM, SIGSTOP/SIGCONT of a launcher or an orchestrator for longer
 than the lease, kill -9 of routines mid-work, killed listener and pool connections, PostgreSQL
 restarts and immediate shutdowns; on Nomad runs also HTTP 500 and 429, requests answered after the
 client's timeout yet carried out, a node going down, and the API restarting with a fresh state (its
@@ -93,6 +93,9 @@ class RunFigures:
     failures_not_of_the_routine: int = 0
     executions: int = 0
     routines_killed: int = 0
+    # Finished work a fault destroyed (its allocation lost with its node or Nomad's state, its routine
+    # killed) that ran again: the fault's doing, reported apart from finished_work_redone.
+    redone_after_a_fault_destroyed_it: int = 0
     lost_attempts: Counter = field(default_factory=Counter)  # by fault
     # Nomad runs: times an event stream of the emulator fell behind its buffer and missed frames.
     nomad_stream_frames_missed: int = 0
@@ -146,6 +149,7 @@ class CampaignReport:
             "tasks_not_final_by_backend": {b: sum(r.tasks_not_final for r in self.runs if r.backend == b)
                                            for b in sorted({r.backend for r in self.runs})},
             "routines_killed_on_purpose": sum(r.routines_killed for r in self.runs),
+            "redone_after_a_fault_destroyed_it": sum(r.redone_after_a_fault_destroyed_it for r in self.runs),
             "lost_attempts_by_fault": dict(lost),
             "nomad_stream_frames_missed": sum(r.nomad_stream_frames_missed for r in self.runs),
             "recovery_s_median": _median(every),
@@ -179,12 +183,11 @@ class Arrivals:
         self.inserted += 1
 
     def for_a_while(self, seconds: float) -> None:
-        """Insert the batches due within `seconds` (one every 0.05 to 0.4 s), then let the time pass."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not self.done:
-                self.next_batch()
-            time.sleep(max(0.0, min(self.rng.uniform(0.05, 0.4), deadline - time.monotonic())))
+        """Insert the next batch (if any is left), then let `seconds` pass: inputs keep arriving while
+        the faults come."""
+        if not self.done:
+            self.next_batch()
+        time.sleep(seconds)
 
     def all_of_them(self) -> None:
         while not self.done:
@@ -327,7 +330,7 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
     figures.routines_killed = len(target.killed_routines)
     with psycopg.connect(url, autocommit=True) as conn:
         _database_figures(conn, figures, target.killed_routines)
-        _ledger_figures(conn, figures, ledger, target.killed_routines)
+        _ledger_figures(conn, figures, ledger, target.destroyed)
         if figures.failed:  # a failed run keeps its database and logs, and says why
             (home / "diagnosis.txt").write_text(diagnose(conn, figures, events, nomad_view))
     if figures.failed:
@@ -366,18 +369,19 @@ def _database_figures(conn: psycopg.Connection, figures: RunFigures, killed: set
 
 
 def _ledger_figures(conn: psycopg.Connection, figures: RunFigures, ledger: Path,
-                    killed: set[tuple[int, int]]) -> None:
+                    destroyed: set[tuple[int, int]]) -> None:
     jobs = {(task, attempt): (state, fault, final_at if final_at is not None else math.inf)
             for task, attempt, state, fault, final_at in conn.execute(
                 """SELECT task_id, attempt, state, fault,
                           CASE WHEN state IN ('processed', 'internal_error', 'external_error', 'lost', 'cancelled')
                                THEN extract(epoch FROM updated_at)::float8 END
                    FROM hrwsi.job""")}
-    found = chaos_ledger.ledger_figures(chaos_ledger.read_ledger(ledger), jobs, killed)
+    found = chaos_ledger.ledger_figures(chaos_ledger.read_ledger(ledger), jobs, destroyed)
     figures.executions = found.executions
     figures.attempts_run_twice = found.attempts_run_twice
     figures.executions_after_final = found.executions_after_final
     figures.finished_work_redone = found.finished_work_redone
+    figures.redone_after_a_fault_destroyed_it = found.redone_after_a_fault_destroyed_it
     figures.redone_as = found.redone_as
     figures.ledger_examples = found.examples[:20]
 

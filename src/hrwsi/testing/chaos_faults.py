@@ -130,7 +130,17 @@ class Target:
     services: ServiceProcesses
     ledger: Path
     nomad: EmulatedNomad | None = None
+    # (task, attempt) whose routine the harness killed: their failure is not the routine's.
     killed_routines: set[tuple[int, int]] = field(default_factory=set)
+    # (task, attempt) whose work a fault destroyed (a killed routine, an allocation lost with its node
+    # or with Nomad's state): running them again is the fault's doing, not finished work thrown away.
+    destroyed: set[tuple[int, int]] = field(default_factory=set)
+
+
+def attempt_of(job_id: str) -> tuple[int, int]:
+    """(task, attempt) of a deterministic job ID, hrwsi-<routine>-<task>-<attempt>."""
+    _, task, attempt = job_id.rsplit("-", 2)
+    return int(task), int(attempt)
 
 
 def _terminate_connections(url: str, pattern: str) -> None:
@@ -181,6 +191,7 @@ def kill_routines(target: Target, rng: random.Random) -> str:
                     continue
                 key = (int(environ["HRWSI_TASK_ID"]), int(environ["HRWSI_ATTEMPT"]))
                 target.killed_routines.add(key)
+                target.destroyed.add(key)
                 killed.append(f"task {key[0]} attempt {key[1]} (pid {process.pid})")
             if killed:
                 return "killed the routine of " + ", ".join(killed)
@@ -257,14 +268,23 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
         node = rng.choice(nomad.nodes)
         down = rng.uniform(0.5, 2.0)
         nomad.call(emulator.node_down, node)
+        target.destroyed.update(nomad.call(_lost_on, emulator, node))
         time.sleep(down)
         nomad.call(emulator.node_up, node)
         return f"Nomad node {node} down for {down:.1f} s (its allocations lost)"
     if fault == "nomad_fresh_state":
         index = nomad.call(lambda: emulator.cluster.index)
+        target.destroyed.update(nomad.call(lambda: [attempt_of(job_id) for _, job_id in emulator.cluster.jobs]))
         nomad.run(emulator.restart_with_fresh_state(rng.uniform(0.2, 1.0)))
         return f"the Nomad API restarted with a fresh state: index {index} -> {nomad.call(lambda: emulator.cluster.index)}"
     raise ValueError(f"unknown fault {fault}")
+
+
+def _lost_on(emulator: NomadEmulator, node: str) -> list[tuple[int, int]]:
+    """The attempts whose allocation on `node` is lost (it just went down)."""
+    node_id = emulator.node_id(node)
+    return [attempt_of(a["JobID"]) for a in emulator.cluster.allocs.values()
+            if a["NodeID"] == node_id and a["ClientStatus"] == "lost"]
 
 
 def inject(fault: str, target: Target, rng: random.Random) -> str:

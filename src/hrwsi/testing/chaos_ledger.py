@@ -5,8 +5,10 @@ writes it): executions the database cannot hide.
 - executions after their job was recorded final: a routine that started, or ended, after the moment
   its job row became final (`job.updated_at`), e.g. started by a paused launcher after another one
   recorded the attempt lost;
-- finished work redone: an attempt whose routine wrote its product and ended (and was not killed by
-  the harness) whose task then ran another attempt.
+- finished work redone: an attempt whose routine wrote its product and ended whose task then ran
+  another attempt, unless a fault destroyed that work (the harness killed the routine, or its
+  allocation was lost with its node or with Nomad's state before the end was reported): those are
+  counted apart, as work the fault destroyed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class LedgerFigures:
     attempts_run_twice: int = 0
     executions_after_final: int = 0
     finished_work_redone: int = 0
+    redone_after_a_fault_destroyed_it: int = 0
     # How the thrown-away attempts were recorded (job state / fault), for the report.
     redone_as: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
@@ -61,9 +64,9 @@ def read_ledger(path: Path) -> list[Execution]:
 
 
 def ledger_figures(executions: list[Execution], jobs: dict[tuple[int, int], tuple[str, str | None, float]],
-                   killed: set[tuple[int, int]]) -> LedgerFigures:
+                   destroyed: set[tuple[int, int]]) -> LedgerFigures:
     """jobs: (task, attempt) -> (state, fault, epoch when it became final, or +inf while active);
-    killed: the (task, attempt) whose routine the harness killed on purpose."""
+    destroyed: the (task, attempt) whose work a fault destroyed on purpose."""
     figures = LedgerFigures(executions=len(executions))
     runs = Counter((e.task, e.attempt) for e in executions)
     figures.attempts_run_twice = sum(1 for count in runs.values() if count > 1)
@@ -79,7 +82,11 @@ def ledger_figures(executions: list[Execution], jobs: dict[tuple[int, int], tupl
             figures.executions_after_final += 1
             figures.examples.append(f"task {e.task} attempt {e.attempt} (pid {e.pid}) ran after its job was "
                                     f"recorded {state}")
-        if e.ended is not None and (e.task, e.attempt) not in killed and latest_attempt[e.task] > e.attempt:
+        if e.ended is None or latest_attempt[e.task] <= e.attempt:
+            continue
+        if (e.task, e.attempt) in destroyed:
+            figures.redone_after_a_fault_destroyed_it += 1
+        else:
             figures.finished_work_redone += 1
             figures.redone_as[f"{state}/{fault or '-'}"] += 1
             figures.examples.append(f"task {e.task} attempt {e.attempt} finished its work, was recorded "
