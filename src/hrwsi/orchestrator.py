@@ -23,7 +23,7 @@ import asyncpg
 
 from hrwsi import planner
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
-from hrwsi.service import Service, SideTask
+from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # start at once is taken by the launcher's fast path first (one notification hop instead of two).
 PLAN_DEBOUNCE_S = 0.03
 PROMOTE_EVERY_S = 60.0
+# At most this many pending tasks per plan, most urgent first: a big back-fill is planned in
+# bounded rounds, between which new near-real-time tasks are planned (and dispatched) first.
+PLAN_BATCH = 20_000
 
 
 class Orchestrator(Service):
@@ -41,6 +44,7 @@ class Orchestrator(Service):
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         super().__init__(pool, settings)
         self.steps = {"plan": self.plan}
+        self.plan_batch = AdaptiveBatch(PLAN_BATCH)
         self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0,
                        debounce_s=PLAN_DEBOUNCE_S)
         self.last_plan: planner.Plan | None = None
@@ -75,7 +79,8 @@ class Orchestrator(Service):
                                worker, count)
             now = datetime.now(UTC)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                pending = await conn.fetch(query("tasks_to_plan"), now)
+                batch = self.plan_batch.size
+                pending = await conn.fetch(query("tasks_to_plan"), now, batch)
                 if not pending:
                     return False
                 generation = await conn.fetchval(query("plan_generation"))
@@ -105,13 +110,19 @@ class Orchestrator(Service):
         stored = await self._store(plan, now, generation)
         if stored:
             self.last_plan = plan
-        return not stored
+            self.plan_batch.succeeded()
+        return not stored or len(pending) == batch
+
+    def on_statement_timeout(self, statement: str) -> str:
+        if statement == "store_plan":
+            return f"it plans again, at most {self.plan_batch.shrink()} task(s) at a time"
+        return super().on_statement_timeout(statement)
 
     async def _store(self, plan: planner.Plan, now: datetime, generation: int) -> bool:
         """Store the plan in one call; False when another plan was stored since our snapshot."""
         figures = plan.figures
         assignments = list(plan.assignments.values())
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, timed_statement("store_plan"):
             row = await conn.fetchrow(
                 query("store_plan"), self.instance_id, self.settings.lease_timeout_s, generation, now,
                 figures.task_count, figures.makespan_s, figures.lower_bound_s, figures.vms, figures.vm_hours,
