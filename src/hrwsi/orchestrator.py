@@ -23,6 +23,7 @@ import asyncpg
 
 from hrwsi import planner
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
+from hrwsi.planning_input import PlanningInput, demand_from_row, screen
 from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
@@ -87,7 +88,7 @@ class Orchestrator(Service):
                 workers = await conn.fetch(query("planning_workers"))
                 budget = await conn.fetchrow(query("planning_budget"))
                 holding = await conn.fetch(query("tasks_holding_capacity"), now)
-        tasks = [_demand(row, now) for row in pending]
+        tasks = [demand_from_row(row, now) for row in pending]
         fixed = [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"],
                                    r["start_s"], max(r["end_s"], r["start_s"] + 1.0)) for r in holding]
         flavours: dict[str, planner.Flavour] = {}
@@ -98,13 +99,10 @@ class Orchestrator(Service):
             pool.append(planner.Worker(w["name"], flavour))
         budgets = planner.Budgets(budget["cpu_max"], budget["ram_max_mb"], budget["storage_max_mb"],
                                   budget["vm_max"])
+        problem = screen(tasks, pool, budgets, fixed)
         # CPU-bound: run it off the event loop so the listener and heartbeat stay responsive.
-        plan = await asyncio.to_thread(planner.plan_tasks, tasks, pool, budgets, fixed)
-        violations = await asyncio.to_thread(planner.validate_plan, plan, tasks, pool, budgets, fixed)
-        if violations:
-            # Never store a plan that breaks a limit: say what is wrong and try again later.
-            logger.error("the planner produced an invalid plan for %d task(s); nothing stored: %s",
-                         len(tasks), "; ".join(violations[:5]))
+        plan = await asyncio.to_thread(self._plan_and_check, problem)
+        if plan is None:
             self._retry_later("plan")
             return False
         stored = await self._store(plan, now, generation)
@@ -112,6 +110,22 @@ class Orchestrator(Service):
             self.last_plan = plan
             self.plan_batch.succeeded()
         return not stored or len(pending) == batch
+
+    @staticmethod
+    def _plan_and_check(problem: PlanningInput) -> planner.Plan | None:
+        """The plan of what can be planned, with what was set aside; None if the planner's plan
+        breaks a limit (never stored: the error is logged and planning runs again later)."""
+        if problem.tasks:
+            plan = planner.plan_tasks(problem.tasks, problem.workers, problem.budgets, problem.fixed)
+            violations = planner.validate_plan(plan, problem.tasks, problem.workers, problem.budgets, problem.fixed)
+            if violations:
+                logger.error("the planner produced an invalid plan for %d task(s); nothing stored: %s",
+                             len(problem.tasks), "; ".join(violations[:5]))
+                return None
+        else:
+            plan = planner.Plan({}, [], planner.PlanFigures(0, 0.0, 0.0, 0, 0.0, {}, {}, 0.0))
+        plan.unplannable.extend(problem.set_aside)
+        return plan
 
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "store_plan":
@@ -145,13 +159,3 @@ class Orchestrator(Service):
             if len(plan.unplannable) > 20:
                 logger.warning("... and %d more task(s) that cannot be planned", len(plan.unplannable) - 20)
         return True
-
-
-def _demand(row: asyncpg.Record, now: datetime) -> planner.TaskDemand:
-    not_before = row["not_before"]
-    earliest = max(0.0, (not_before - now).total_seconds()) if not_before else 0.0
-    return planner.TaskDemand(
-        id=row["id"], routine=row["routine"], cpu=row["cpu"], ram_mb=row["ram_mb"],
-        storage_mb=row["storage_mb"], duration_s=max(row["duration_s"], 0.001),
-        depends_on=(row["depends_on"],) if row["depends_on"] else (),
-        earliest_start_s=earliest, flavour=row["flavour"])
