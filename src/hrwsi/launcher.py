@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 OUTCOME_BATCH = 1000
+MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")
 FINAL_JOB_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
 
@@ -106,6 +107,8 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
                 refused.append(f"{path!r} is not a regular file")
             elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
                 refused.append(f"{path!r} lies outside the output directory")
+            elif len(os.path.abspath(path).encode()) > MAX_PRODUCT_PATH_BYTES:
+                refused.append(f"{path[:80]!r}... is longer than {MAX_PRODUCT_PATH_BYTES} bytes")
             else:
                 found.append((os.path.abspath(path), info.st_size))
     return sorted(found), refused
