@@ -205,3 +205,15 @@ async def test_a_dependency_cycle_is_set_aside_with_its_reason_and_the_rest_is_p
         await wait_until(database_url, "SELECT state_reason LIKE '%dependency cycle%' FROM hrwsi.processing_task "
                                        "WHERE id = $1", a)
     assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (b,)).fetchone()[0] == "pending"
+
+
+async def test_a_routine_that_links_a_system_file_into_its_outputs_fails_and_registers_nothing(
+        db, database_url, settings, configure):
+    script = "import os, sys; d = sys.argv[sys.argv.index('--output-dir') + 1]; os.symlink('/etc/passwd', d + '/p')"
+    configure(single_routine_configuration([sys.executable, "-c", script], max_attempts=1))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")
+    assert db.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 0
+    message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
+    assert "cannot be a product" in message and "not a regular file" in message
