@@ -271,7 +271,8 @@ def _retry_at(row: asyncpg.Record, now: datetime) -> datetime:
 
 def list_sources(conn: psycopg.Connection) -> list[dict]:
     """Every source, for `hrwsi sources`: name, kind, product type, schedule in words, mode, last run,
-    next run, last error, active, and files per state for landing directories."""
+    next run, last error, active, the harvester running it now and until when its claim holds, and
+    files per state for landing directories."""
     rows = conn.cursor(row_factory=dict_row).execute(query("cli_list_sources")).fetchall()
     listed = []
     for row in rows:
@@ -288,5 +289,6 @@ def list_sources(conn: psycopg.Connection) -> list[dict]:
         listed.append({"name": row["name"], "kind": row["kind"], "product_type": row["product_type"],
                        "schedule": schedule, "mode": mode, "last_run_at": row["last_run_at"],
                        "next_run_at": row["next_run_at"], "last_error": row["last_error"], "active": row["active"],
+                       "running_on": row["claimed_by"], "claimed_until": row["claimed_until"],
                        "files": row["files"] or {}})
     return listed

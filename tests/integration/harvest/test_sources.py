@@ -175,9 +175,8 @@ async def test_the_harvester_scans_landing_directories_while_a_catalogue_hangs(
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.input", timeout=15)
         drop(directory, "31TCH")  # scanned again and again, while the catalogue still hangs
         await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.input", timeout=15)
-        running_on = routine.execute("SELECT claimed_by FROM hrwsi.harvest_source "
-                                     "WHERE name = 'a_silent_catalogue'").fetchone()[0]
-        assert running_on.startswith("harvester-")
+        listed = {s["name"]: s for s in sources.list_sources(routine)}
+        assert listed["a_silent_catalogue"]["running_on"].startswith("harvester-")
     # Stopped: the hanging run is cancelled and its source handed back, due for another harvester.
     assert routine.execute("SELECT claim_token, last_error FROM hrwsi.harvest_source "
                            "WHERE name = 'a_silent_catalogue'").fetchone() == (None, None)
