@@ -1,6 +1,6 @@
 -- Named queries of the harvest sources (landing directories, catalogues), their schedules, and
--- the multi-input triggering rules. asyncpg style ($1, $2 ...) except blocks starting with cli_
--- (psycopg, %(name)s).
+-- the multi-input triggering rules. Placeholders: asyncpg ($1, $2 ...); the CLI's blocks are in
+-- harvest_cli.sql.
 
 -- ============================================================================================
 -- inputs from any source
@@ -123,13 +123,6 @@ SELECT $1, r.path, r.size_bytes, r.modified_at, 'previously_received', r.message
 FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
      AS r(path, size_bytes, modified_at, message, prepared_path);
 
--- name: cli_upsert_landing_source
--- Add or change a landing-directory source (scanned continuously); due at once.
-INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at)
-VALUES (%(name)s, 'landing_directory', %(product_type)s, %(config)s::jsonb, now())
-ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, product_type = EXCLUDED.product_type,
-    config = EXCLUDED.config, next_run_at = now(), active = true;
-
 -- ============================================================================================
 -- sources and schedules
 -- ============================================================================================
@@ -186,15 +179,6 @@ UPDATE hrwsi.harvest_source
 SET last_success_at = coalesce($2::timestamptz, last_success_at), backfill_cursor = coalesce($3::date, backfill_cursor)
 WHERE name = $1 AND claim_token = $4
 RETURNING name;
-
--- name: cli_list_sources
-SELECT s.name, s.kind, s.product_type, s.config, s.frequency, s.frequency_interval, s.cron, s.mode,
-       s.backfill_from, s.backfill_to, s.backfill_cursor, s.last_run_at, s.next_run_at, s.last_error, s.active,
-       s.claimed_by, s.claimed_until,
-       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
-                                                WHERE f.source = s.name GROUP BY f.state) c) AS files
-FROM hrwsi.harvest_source s
-ORDER BY s.name;
 
 -- ============================================================================================
 -- multi-input triggering rules (hrwsi.multi_input_rule, hrwsi.multi_input_requirement)

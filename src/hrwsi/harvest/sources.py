@@ -151,10 +151,10 @@ class SourceRunner:
     `options.concurrency` at once. The harvester calls `start_due` every round; a round of its own
     (`run_round`, for `run_due_sources`) runs every due source once and waits for them all."""
 
-    def __init__(self, pool: asyncpg.Pool, options: HarvestOptions, harvester: str):
+    def __init__(self, pool: asyncpg.Pool, options: HarvestOptions, harvester: Callable[[], str]):
         self.pool = pool
         self.options = options
-        self.harvester = harvester
+        self.harvester = harvester  # who claims, for people (`hrwsi sources`): the service's current identity
         self.running: dict[str, asyncio.Task[SourceRun]] = {}
         self._tokens: dict[str, uuid.UUID] = {}
 
@@ -167,7 +167,7 @@ class SourceRunner:
         claimed_at = now or datetime.now(UTC)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(query("harvest_claim_due_sources"), claimed_at, [*self.running, *exclude], free,
-                                    self.harvester, self.options.source_timeout_s + CLAIM_MARGIN_S)
+                                    self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S)
         for row in rows:
             self._tokens[row["name"]] = row["claim_token"]
             self.running[row["name"]] = asyncio.create_task(self._run(row, claimed_at), name=f"source {row['name']}")
@@ -224,7 +224,7 @@ async def run_due_sources(pool: asyncpg.Pool, options: HarvestOptions, *, now: d
                           harvester: str = "run_due_sources") -> list[SourceRun]:
     """Run every active source whose next_run_at has come (NULL: never ran), once each, concurrently;
     return what each run did. A failing source is logged and recorded (last_error); the others go on."""
-    runner = SourceRunner(pool, options, harvester)
+    runner = SourceRunner(pool, options, lambda: harvester)
     try:
         return await runner.run_round(now)
     finally:

@@ -222,11 +222,11 @@ async def test_two_sources_sharing_a_work_directory_through_a_link_the_newer_is_
 async def test_a_harvester_that_lost_its_claim_records_nothing(routine, tmp_path, pool, harvest_options,
                                                                silent_catalogue):
     silent_catalogue_source(routine, silent_catalogue)
-    first = sources.SourceRunner(pool, dataclasses.replace(harvest_options, source_timeout_s=1.0), "first")
+    first = sources.SourceRunner(pool, dataclasses.replace(harvest_options, source_timeout_s=1.0), lambda: "first")
     assert await first.start_due(NOW) == ["a_silent_catalogue"]
     # The first harvester is paused past its lease: the claim lapses and a second one takes the source.
     routine.execute("UPDATE hrwsi.harvest_source SET claimed_until = %s", (NOW - timedelta(seconds=1),))
-    second = sources.SourceRunner(pool, dataclasses.replace(harvest_options, source_timeout_s=30.0), "second")
+    second = sources.SourceRunner(pool, dataclasses.replace(harvest_options, source_timeout_s=30.0), lambda: "second")
     assert await second.start_due(NOW) == ["a_silent_catalogue"]
     [run] = await asyncio.gather(*first.running.values())
     assert not run.ok  # its timeout ended it, but ...

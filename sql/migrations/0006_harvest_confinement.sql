@@ -79,3 +79,5 @@ END $$;
 CREATE TRIGGER landing_source_work_directory_is_its_own
     BEFORE INSERT OR UPDATE OF kind, config, active, name ON hrwsi.harvest_source
     FOR EACH ROW EXECUTE FUNCTION hrwsi.landing_source_work_directory_is_its_own();
+-- A trigger function fires without EXECUTE; nobody needs to call it (as the other functions).
+REVOKE EXECUTE ON FUNCTION hrwsi.landing_source_work_directory_is_its_own() FROM PUBLIC;
