@@ -150,7 +150,8 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     if demo_home.exists():
         shutil.rmtree(demo_home)
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
-                                        retry_backoff_s=1.0, heartbeat_s=2.0, landing_roots=None)
+                                        retry_backoff_s=1.0, landing_roots=None,
+                                        heartbeat_s=min(2.0, settings.lease_timeout_s / 3))
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
     url = prepare_database(settings)
