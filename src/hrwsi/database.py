@@ -116,10 +116,10 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
-                      application_name: str = "hrwsi") -> asyncpg.Pool:
+                      application_name: str = "hrwsi", server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
     # The application name shows in pg_stat_activity: ops see which service holds a connection.
     return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60, timeout=10,
-                                     server_settings={"application_name": application_name})
+                                     server_settings={"application_name": application_name, **(server_settings or {})})
 
 
 def with_database(url: str, database: str) -> str:

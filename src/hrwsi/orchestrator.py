@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hrwsi import planner
+from hrwsi import metrics, planner
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
 from hrwsi.service import Service
 from hrwsi.settings import Settings
@@ -94,6 +94,9 @@ class Orchestrator(Service):
                 return False
             await self._store(conn, plan, now)
         self.last_plan = plan
+        if plan.assignments:  # metrics hook (issue 13)
+            metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
+            metrics.PLANNED_TASKS.inc(len(plan.assignments))
         return False
 
     async def _store(self, conn: asyncpg.Connection, plan: planner.Plan, now: datetime) -> None:

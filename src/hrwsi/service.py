@@ -24,6 +24,7 @@ import asyncpg
 
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS, create_pool
 from hrwsi.listener import Listener, Notification
+from hrwsi.metrics import InstanceHealth
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -72,6 +73,7 @@ class Service:
         self._wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.rounds = 0
+        self.health = InstanceHealth(self.kind, self.instance_id)  # metrics hook (issue 13): /healthz, /metrics
 
     # -- hooks -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -98,7 +100,7 @@ class Service:
     async def run_step(self, name: str) -> bool:
         """Run one step once; a failure is logged and retried later, never fatal to the service."""
         try:
-            return await self.steps[name]()
+            return await self.health.timed_step(name, self.steps[name])  # metrics hook (issue 13)
         except TRANSIENT_DATABASE_ERRORS as error:
             logger.warning("%s: step %s could not reach the database (%s); retrying in %.1f s",
                            self.kind, name, error, self.settings.backstop_poll_s)
@@ -139,11 +141,13 @@ class Service:
                        for task in self.side_tasks()]
         logger.info("%s %s started; listening on %s", self.kind, self.instance_id, ", ".join(self.router.channels))
         self.wake()
+        self.health.loop_turned()  # metrics hook (issue 13): the loop runs from here on
         try:
             while not self.stopping.is_set():
                 await self._wait_for_wake()
                 self._wake.clear()
                 await self.run_dirty_steps()
+                self.health.loop_turned()  # metrics hook (issue 13): /healthz
         finally:
             logger.info("%s %s stopping", self.kind, self.instance_id)
             listener.stop()
@@ -182,6 +186,7 @@ class Service:
         async with self.pool.acquire() as conn:
             await conn.execute(query("heartbeat_instance"), self.instance_id, self.kind,
                                socket.gethostname(), os.getpid())
+        self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
 
     async def _register(self) -> None:
         """The first heartbeat; a database away at start-up is waited for, not fatal."""
@@ -197,6 +202,7 @@ class Service:
 
     async def _heartbeat(self) -> None:
         while await self._sleep(self.settings.heartbeat_s):
+            self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
             try:
                 await self._heartbeat_once()
             except TRANSIENT_DATABASE_ERRORS as error:
@@ -228,12 +234,17 @@ class Service:
 
 async def serve(services: list[Service], url: str) -> None:
     """Run services in this process until SIGINT/SIGTERM."""
+    from hrwsi.instance_server import start_instance_server  # metrics hook (issue 13)
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda s=signum: _on_signal(services, s))
+    http = await start_instance_server(services)  # metrics hook (issue 13): /metrics, /healthz, /readyz
     try:
         await asyncio.gather(*(service.run(url) for service in services))
     finally:
+        if http is not None:  # metrics hook (issue 13)
+            await http.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 

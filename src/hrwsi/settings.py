@@ -19,6 +19,16 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
+def port_setting(name: str) -> int | None:
+    """A TCP port; unset or empty means None (off), 0 means "let the system pick one"."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return None
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ValueError(f"{name}={raw!r} is not a TCP port (0-65535, 0 picks a free one, empty turns it off)")
+    return int(raw)
+
+
 def default_home() -> Path:
     """Where hrwsi keeps the embedded database, logs and products unless HRWSI_HOME says otherwise."""
     return Path(os.environ.get("HRWSI_HOME") or platformdirs.user_data_dir("hrwsi")).expanduser()
@@ -36,6 +46,8 @@ class Settings:
     max_parallel_jobs: int = 64  # local backend: subprocesses at once per launcher
     shutdown_grace_s: float = 20.0  # how long a stopping launcher waits for running local jobs
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
+    http_port: int | None = None  # each process's /metrics, /healthz, /readyz (None: off; 0: any free port)
+    http_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +62,8 @@ class Settings:
             max_parallel_jobs=int(_float("HRWSI_MAX_PARALLEL_JOBS", 64)),
             shutdown_grace_s=_float("HRWSI_SHUTDOWN_GRACE_S", 20.0),
             retry_backoff_s=_float("HRWSI_RETRY_BACKOFF_S", 5.0),
+            http_port=port_setting("HRWSI_HTTP_PORT"),
+            http_host=os.environ.get("HRWSI_HTTP_HOST") or "127.0.0.1",
         )
 
     @property

@@ -1,0 +1,63 @@
+-- hrwsi schema, version 7: what the web dashboard (`hrwsi web`) and the metrics endpoints read.
+-- - hrwsi.dashboard_task: tasks with their lane, the ONE place where the lane is chosen;
+-- - indexes that keep the dashboard's pages fast with 1,000,000 tasks (paginated by id, filtered
+--   by routine and state; throughput over the last hours; lineage through multi-input members);
+-- - hrwsi.operator_action: who did which operator action from the dashboard, and how it ended.
+-- See docs/adr/0007-web-dashboard.md. benchmarks/web_dashboard.py measures the pages on 1,000,000 tasks.
+
+-- ---------------------------------------------------------------------------------------------
+-- Lanes. Tasks have no lane yet (NRT / archive lanes come with issue 12): every task is in lane
+-- 'all'. Every dashboard and metrics query reads tasks through this view, so when
+-- processing_task (or its condition) gains a lane, one `CREATE OR REPLACE VIEW` here, in a later
+-- migration, changes the expression below and every page and metric follows.
+-- ---------------------------------------------------------------------------------------------
+CREATE VIEW hrwsi.dashboard_task AS
+SELECT t.id, t.input_id, t.routine, t.worker, t.planned_start, t.planned_end, t.depends_on, t.state,
+       t.state_reason, t.attempts, t.failures, t.not_before, t.plan_id, t.created_at, t.updated_at,
+       'all'::text AS lane
+FROM hrwsi.processing_task t;
+
+-- ---------------------------------------------------------------------------------------------
+-- Indexes.
+-- ---------------------------------------------------------------------------------------------
+
+-- Tasks per routine and state (an index-only scan instead of reading every row), and the task
+-- list filtered by routine and/or state, newest first, one page at a time (keyset on id). A
+-- filter on state alone uses it too (PostgreSQL 18 skips over the few routines).
+CREATE INDEX processing_task_routine_state_id_idx ON hrwsi.processing_task (routine, state, id);
+
+-- The task list filtered by state only, newest first: a rare state (terminated) among a million
+-- processed tasks is one index range, not a scan of the table.
+CREATE INDEX processing_task_state_id_idx ON hrwsi.processing_task (state, id);
+
+-- Throughput and recent failures: jobs that ended in the last hours, without reading the others.
+CREATE INDEX job_finished_at_idx ON hrwsi.job (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Lineage downstream of a product that became a member of a multi-input group input.
+CREATE INDEX multi_input_member_path_idx ON hrwsi.multi_input_member (member_path);
+
+-- The task list filtered by tile, newest first.
+CREATE INDEX input_tile_id_idx ON hrwsi.input (tile, id) WHERE tile IS NOT NULL;
+
+-- ---------------------------------------------------------------------------------------------
+-- Audit of operator actions taken through the dashboard or its API: who, from where, what, and
+-- the database's answer (the operator functions' sentence, or why it was refused). No foreign key:
+-- the record outlives the task it names (retention may prune tasks, not what an operator did).
+-- Append-only for the services' role: it may insert and read, never change or delete.
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE hrwsi.operator_action (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        timestamptz NOT NULL DEFAULT now(),
+    actor     text NOT NULL CONSTRAINT operator_action_actor_is_not_empty CHECK (btrim(actor) <> ''),
+    via       text NOT NULL CONSTRAINT operator_action_via_is_web_api_or_cli CHECK (via IN ('web', 'api', 'cli')),
+    action    text NOT NULL CONSTRAINT operator_action_is_known
+        CHECK (action IN ('retry_task', 'cancel_task', 'hold_task', 'release_task', 'hold_routine', 'release_routine')),
+    target    text NOT NULL CONSTRAINT operator_action_target_is_not_empty CHECK (btrim(target) <> ''),
+    succeeded boolean NOT NULL,
+    outcome   text NOT NULL,
+    client    text            -- the client's address as the dashboard saw it
+);
+CREATE INDEX operator_action_target_idx ON hrwsi.operator_action (target, id);
+
+GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
