@@ -150,6 +150,7 @@ class DatabaseFigures:
         self.pool = pool
         self.launcher_ids = launcher_ids
         self.snapshot = DatabaseSnapshot()
+        self.max_age_s = SNAPSHOT_MAX_AGE_S
         self._lock = asyncio.Lock()
         self._last_job_id: int | None = None
 
@@ -161,9 +162,9 @@ class DatabaseFigures:
         except TRANSIENT_DATABASE_ERRORS as error:
             logger.warning("metrics: cannot read the last job id yet (%s); dispatch latency starts later", error)
 
-    async def refresh(self, max_age_s: float = SNAPSHOT_MAX_AGE_S) -> DatabaseSnapshot:
+    async def refresh(self) -> DatabaseSnapshot:
         async with self._lock:
-            if time.monotonic() - self.snapshot.taken_at < max_age_s:
+            if time.monotonic() - self.snapshot.taken_at < self.max_age_s:
                 return self.snapshot
             try:
                 self.snapshot = await asyncio.wait_for(self._read(), SNAPSHOT_TIMEOUT_S)

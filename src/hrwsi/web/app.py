@@ -186,8 +186,10 @@ class Dashboard:
         template = self.environment.get_template(name)
         values = self._base(request) | context
         if request.headers.get("X-HRWSI-Fragments"):
-            # Only the live sections, for the page's script to swap in.
-            block_context = template.new_context(values)
+            # Only the live sections, for the page's script to swap in. A block rendered alone
+            # skips the template's top level, where the macros are imported: give them to it.
+            macros = self.environment.get_template("macros.html").make_module(values)
+            block_context = template.new_context(values | {"m": macros})
             fragments = {block[len("live_"):]: "".join(render(block_context))
                          for block, render in template.blocks.items() if block.startswith("live_")}
             return web.json_response(fragments)

@@ -68,8 +68,8 @@ class LiveHub:
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
         self._collected = Change()
-        self._last_sent = 0.0
-        self._last_tick = time.monotonic()
+        self._last_sent = float("-inf")
+        self._last_tick = float("-inf")
         self.closing = asyncio.Event()
         self.sent = 0
 
