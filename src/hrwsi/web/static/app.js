@@ -53,7 +53,7 @@
     if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
   });
 
-  if (!channels.size || !window.EventSource) { show("idle", "not live"); return; }
+  if (!channels.size || !window.EventSource) { if (live) live.hidden = true; return; }
   const events = new EventSource("/events");
   events.addEventListener("hello", () => {
     show("ok", "live");
