@@ -39,6 +39,21 @@ CREATE INDEX multi_input_member_path_idx ON hrwsi.multi_input_member (member_pat
 -- The task list filtered by tile, newest first.
 CREATE INDEX input_tile_id_idx ON hrwsi.input (tile, id) WHERE tile IS NOT NULL;
 
+-- The search box: a piece of an input's file name (the last part of its path), any case. A
+-- trigram index finds a rare one among a million inputs in milliseconds instead of seconds; it
+-- costs about 25 microseconds per inserted input (measured: +0.25 s on a 10,000-input INSERT).
+-- pg_trgm ships with PostgreSQL's contrib; where it cannot be created (not installed, or this
+-- role may not create extensions) the index is left out and the search scans, as it says.
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE INDEX input_file_name_trigram_idx ON hrwsi.input
+        USING gin (lower(substring(input_path FROM '[^/]*$')) gin_trgm_ops);
+EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported OR undefined_object THEN
+    RAISE NOTICE 'no trigram index on input file names (%): the dashboard''s file name search scans instead',
+        SQLERRM;
+END $$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Audit of operator actions taken through the dashboard or its API: who, from where, what, and
 -- the database's answer (the operator functions' sentence, or why it was refused). No foreign key:

@@ -100,8 +100,8 @@ SELECT * FROM hrwsi.timeliness LIMIT $1;
 -- ============================================================================================
 
 -- name: web_tasks
--- A page of tasks, newest first, below id $7, filtered by state, routine, tile, worker, lane and a
--- piece of the input path (case-insensitive).
+-- A page of tasks, newest first, below id $7, filtered by state, routine, tile, worker, lane, a piece
+-- of the input's file name ($6, any case; the trigram index of 0007) or its whole path ($9).
 SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.attempts, t.failures,
        t.planned_start, t.updated_at, i.tile, i.input_path
 FROM hrwsi.dashboard_task t
@@ -111,8 +111,10 @@ WHERE ($1::text IS NULL OR t.state = $1)
   AND ($3::text IS NULL OR i.tile = $3)
   AND ($4::text IS NULL OR t.worker = $4)
   AND ($5::text IS NULL OR t.lane = $5)
-  AND ($6::text IS NULL OR strpos(lower(i.input_path), lower($6)) > 0)
+  AND ($6::text IS NULL OR lower(substring(i.input_path FROM '[^/]*$'))
+                            LIKE '%' || replace(replace(replace(lower($6), '\', '\\'), '%', '\%'), '_', '\_') || '%')
   AND ($7::bigint IS NULL OR t.id < $7)
+  AND ($9::text IS NULL OR i.input_path = $9)
 ORDER BY t.id DESC
 LIMIT $8;
 

@@ -121,7 +121,11 @@ async def test_filters_and_the_search_box_find_the_right_tasks(database_url, sce
         assert await ids("state=terminated") == [scenario.terminated]
         assert await ids("routine=quicklook&state=on_hold") == sorted(scenario.grandchildren)
         assert await ids("state=running&lane=all") == [scenario.running]
-        assert await ids("q=huge") == sorted(scenario.unplannable), "a piece of the path, any case"
+        assert await ids("q=huge") == sorted(scenario.unplannable), "a piece of the file name, any case"
+        assert await ids("q=%25") == [] and await ids("q=S2A_MSIL1C_HUGE_") == sorted(scenario.unplannable), \
+            "% and _ are letters, not patterns"
+        assert await ids("q=eodata") == [], "the file name, not the directories"
+        assert await ids("q=/eodata/S2A_MSIL1C_HUGE_1.SAFE") == [scenario.unplannable[1]], "a whole path"
         tile = await ids("q=31tgl")
         assert tile and tile == await ids("tile=31TGL"), "a tile code in the search box is the tile"
         assert await ids("worker=w02&state=running") == [scenario.running]

@@ -184,34 +184,39 @@ class TaskFilters:
     tile: str | None = None
     worker: str | None = None
     lane: str | None = None
-    search: str | None = None
+    search: str | None = None  # a piece of an input's file name
+    path: str | None = None  # an input's whole path
     before: int | None = None
 
     @classmethod
     def from_query(cls, params) -> TaskFilters:
-        """Filters from a query string. The search box takes a piece of an input path, or a tile
-        code (32TLR); a task id is handled by the page (it opens the task)."""
+        """Filters from a query string. The search box takes a piece of an input's file name, a
+        whole input path (with a /), or a tile code (32TLR); a task id is handled by the page (it
+        opens the task)."""
 
         def text(name: str, limit: int = 200) -> str | None:
             value = (params.get(name) or "").strip()
             return value[:limit] or None
 
-        search, tile = text("q"), text("tile")
+        search, tile, path = text("q", 4096), text("tile"), None
         if search and len(search) == 5 and search[:2].isdigit() and search[2:].isalpha() and not tile:
             tile, search = search.upper(), None
+        elif search and "/" in search:
+            path, search = search, None
         before = text("before")
         return cls(state=text("state"), routine=text("routine"), tile=tile, worker=text("worker"), lane=text("lane"),
-                   search=search, before=int(before) if before and before.isdigit() and len(before) <= 18 else None)
+                   search=search, path=path,
+                   before=int(before) if before and before.isdigit() and len(before) <= 18 else None)
 
     def query_string(self, **changes) -> dict[str, str]:
         values = {"state": self.state, "routine": self.routine, "tile": self.tile, "worker": self.worker,
-                  "lane": self.lane, "q": self.search, "before": self.before} | changes
+                  "lane": self.lane, "q": self.search or self.path, "before": self.before} | changes
         return {k: str(v) for k, v in values.items() if v is not None}
 
 
 async def read_tasks(conn: asyncpg.Connection, filters: TaskFilters, limit: int = PAGE_SIZE) -> list[dict]:
     rows = await conn.fetch(query("web_tasks"), filters.state, filters.routine, filters.tile, filters.worker,
-                            filters.lane, filters.search, filters.before, limit)
+                            filters.lane, filters.search, filters.before, limit, filters.path)
     return [dict(r) for r in rows]
 
 

@@ -71,6 +71,7 @@ class WebService(Service):
         self._seen_reconnects = 0
         self._ui_links = UiLinks(settings)
         self.overview: OverviewCache | None = None
+        self.endpoints: InstanceEndpoints | None = None
 
     def notify(self, notification: Notification) -> None:
         self.hub.collect(notification)
@@ -102,7 +103,7 @@ class WebService(Service):
                                             application_name="hrwsi-web",
                                             server_settings={"plan_cache_mode": "force_custom_plan"})
         self.overview = OverviewCache(self._read_pool, liveness_limit_s(self.settings))
-        endpoints = InstanceEndpoints(self.instances, self.pool, self.settings)
+        self.endpoints = endpoints = InstanceEndpoints(self.instances, self.pool, self.settings)
         dashboard = Dashboard(self._read_pool, self.hub, self.overview, self.web_settings.auth,
                               self.settings.data_dir, self._ui_links, endpoints.routes())
         self._runner = web.AppRunner(dashboard.application(), access_log=None, shutdown_timeout=2.0)
