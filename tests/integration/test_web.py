@@ -14,14 +14,17 @@ import aiohttp
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from psycopg import sql
 
 from hrwsi.database import create_pool
+from hrwsi.sql_files import query
 from hrwsi.web.app import Dashboard
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
 from hrwsi.web.config import WebSettings
 from hrwsi.web.data import OverviewCache
 from hrwsi.web.live import LiveHub
 from hrwsi.web.service import WebService
+from tests.integration.conftest import single_routine_configuration
 from tests.integration.dashboard_scenario import build
 
 ALICE = "alice-token-0123456789"
@@ -181,12 +184,17 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         assert refused.status == 409 and "only a terminated, cancelled or held task" in (await refused.json())["message"]
         held = await client.post("/api/routines/quicklook/release", headers={"Authorization": f"Bearer {ALICE}"})
         assert held.status == 200 and "6 held task(s)" in (await held.json())["message"]
+        hold = await client.post("/api/routines/snow_cover/hold", headers={"Authorization": f"Bearer {ALICE}"})
+        assert hold.status == 200 and "routine snow_cover is on hold" in (await hold.json())["message"]
     assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (scenario.terminated,)).fetchone() == \
         ("pending",)
     audit = db.execute("SELECT actor, via, action, target, succeeded FROM hrwsi.operator_action ORDER BY id").fetchall()
     assert audit == [("alice", "api", "retry_task", str(scenario.terminated), True),
                      ("alice", "api", "retry_task", str(scenario.processed[0]), False),
-                     ("alice", "api", "release_routine", "quicklook", True)]
+                     ("alice", "api", "release_routine", "quicklook", True),
+                     ("alice", "api", "hold_routine", "snow_cover", True)]
+    assert db.execute("SELECT hold_reason FROM hrwsi.processing_routine WHERE name = 'snow_cover'").fetchone() == \
+        ("held by alice (api)",), "the routine says who held it"
 
 
 async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, scenario, data_dir, db):
@@ -320,3 +328,27 @@ def test_the_audit_is_append_only_for_the_services_role(database_url, db):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             db.execute(statement)
     db.execute("RESET ROLE")
+
+
+def test_a_rare_state_or_file_name_among_many_tasks_is_an_index_range_not_a_scan(db, configure):
+    configure(single_routine_configuration(["true"]))
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
+                  SELECT 'in', '/eodata/S2A_MSIL1C_' || g || '_T32TLR.SAFE', '32TLR' FROM generate_series(1, 30000) g""")
+    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine, state, attempts)
+                  SELECT id, 'work', CASE WHEN id % 1000 = 0 THEN 'terminated' ELSE 'processed' END, 1
+                  FROM hrwsi.input""")
+    db.execute("ANALYZE hrwsi.input")
+    db.execute("ANALYZE hrwsi.processing_task")
+    db.execute("SET plan_cache_mode = force_custom_plan")  # as the dashboard's pool does
+    db.execute(sql.SQL("PREPARE page (text, text, text, text, text, text, bigint, int, text) AS ")
+               + sql.SQL(query("web_tasks")))
+
+    def plan(state=None, search=None) -> str:
+        cursor = psycopg.ClientCursor(db)
+        cursor.execute("EXPLAIN (FORMAT JSON) EXECUTE page (%s, NULL, NULL, NULL, NULL, %s, NULL, 51, NULL)",
+                       (state, search))
+        return json.dumps(cursor.fetchone()[0])
+
+    assert "processing_task_state_id_idx" in plan(state="terminated")
+    assert "input_file_name_trigram_idx" in plan(search="msil1c_12345_")
+    assert "processing_task_pkey" in plan(), "the first page walks the newest tasks"

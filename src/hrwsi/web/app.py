@@ -311,10 +311,11 @@ class Dashboard:
     async def act(self, actor: str, via: str, client: str | None, action: str, target: int | str) -> tuple[bool, str]:
         """Run one operator function and record it, with who asked, in hrwsi.operator_action: the
         action and its record commit together; a refusal is recorded too."""
+        arguments = (target, f"held by {actor} ({via})") if action == "hold_routine" else (target,)
         async with self.pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    message = await conn.fetchval(query(ACTION_QUERIES[action]), target)
+                    message = await conn.fetchval(query(ACTION_QUERIES[action]), *arguments)
                     await conn.execute(query("web_record_action"), actor, via, action, str(target), True, message,
                                        client)
                 ok = True
