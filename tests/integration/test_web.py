@@ -28,6 +28,7 @@ from tests.integration.conftest import single_routine_configuration
 from tests.integration.dashboard_scenario import build
 
 ALICE = "alice-token-0123456789"
+WRONG = "not-the-token-at-all"
 TOKENS = f"alice:{ALICE}"
 
 
@@ -173,7 +174,7 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         assert response.status == 403 and "HRWSI_WEB_TOKEN" in (await response.json())["error"]
     async with dashboard(database_url, data_dir) as client:
         assert (await client.post(url)).status == 401
-        assert (await client.post(url, headers={"Authorization": "Bearer not-the-token-at-all"})).status == 401
+        assert (await client.post(url, headers={"Authorization": f"Bearer {WRONG}"})).status == 401
         state = db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (scenario.terminated,)).fetchone()
         assert state == ("terminated",), "nothing happened without the token"
         response = await client.post(url, headers={"Authorization": f"Bearer {ALICE}"})
@@ -203,7 +204,7 @@ async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, s
         response = await client.post(f"{task}/hold", data={"csrf": "x"}, allow_redirects=False,
                                      headers={"Referer": f"{client.make_url(task)}"})
         assert response.status == 303 and response.headers["Location"] == f"/login?next=/tasks/{scenario.planned[0]}"
-        wrong = await client.post("/login", data={"token": "not-the-token-at-all", "next": task}, allow_redirects=False)
+        wrong = await client.post("/login", data={"token": WRONG, "next": task}, allow_redirects=False)
         assert wrong.status == 403 and "not one of this dashboard's tokens" in await wrong.text()
         login = await client.post("/login", data={"token": ALICE, "next": task}, allow_redirects=False)
         assert login.status == 303 and login.headers["Location"] == task

@@ -46,7 +46,8 @@ def parse_tokens(raw: str | None) -> tuple[tuple[str, str], ...]:
             if len(entries) > 1:
                 raise TokenSettingError(f"HRWSI_WEB_TOKEN entry {index} has no name: write name:TOKEN for each "
                                         "of several tokens")
-            actor, token = "operator", entry
+            actor = "operator"  # one token: the audit cannot tell people apart
+            token = entry
         if not actor or not set(actor) <= _ACTOR_CHARACTERS:
             raise TokenSettingError(f"HRWSI_WEB_TOKEN entry {index}: the name must be letters, digits, . _ @ -")
         if len(token) < MIN_TOKEN_LENGTH:
