@@ -185,6 +185,9 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         assert refused.status == 409 and "only a terminated, cancelled or held task" in (await refused.json())["message"]
         held = await client.post("/api/routines/quicklook/release", headers={"Authorization": f"Bearer {ALICE}"})
         assert held.status == 200 and "6 held task(s)" in (await held.json())["message"]
+        unknown = await client.post(f"/api/tasks/{scenario.terminated}/explode",
+                                    headers={"Authorization": f"Bearer {ALICE}"})
+        assert unknown.status == 404 and (await unknown.json())["error"] == "No such action."
         hold = await client.post("/api/routines/snow_cover/hold", headers={"Authorization": f"Bearer {ALICE}"})
         assert hold.status == 200 and "routine snow_cover is on hold" in (await hold.json())["message"]
     assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (scenario.terminated,)).fetchone() == \

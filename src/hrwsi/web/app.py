@@ -125,13 +125,13 @@ class Dashboard:
             web.get(r"/tasks/{task_id:\d{1,18}}", self.page_task), web.get("/plan", self.page_plan),
             web.get("/alerts", self.page_alerts), web.get("/audit", self.page_audit),
             web.get("/login", self.page_login), web.post("/login", self.login), web.post("/logout", self.logout),
-            web.post(r"/tasks/{task_id:\d{1,18}}/{action}", self.form_task_action),
-            web.post("/routines/{routine}/{action}", self.form_routine_action),
+            web.post(r"/tasks/{task_id:\d{1,18}}/{action}", self.form_action),
+            web.post("/routines/{routine}/{action}", self.form_action),
             web.get("/events", self.hub.stream),
             web.get("/api/overview", self.api_overview), web.get("/api/tasks", self.api_tasks),
             web.get(r"/api/tasks/{task_id:\d{1,18}}", self.api_task),
-            web.post(r"/api/tasks/{task_id:\d{1,18}}/{action}", self.api_task_action),
-            web.post("/api/routines/{routine}/{action}", self.api_routine_action),
+            web.post(r"/api/tasks/{task_id:\d{1,18}}/{action}", self.api_action),
+            web.post("/api/routines/{routine}/{action}", self.api_action),
             web.static("/static", STATIC, append_version=False),
             *self.extra_routes,
         ])
@@ -151,7 +151,7 @@ class Dashboard:
             response = self._error(request, 503, "The database cannot be reached right now; this page comes back "
                                                  "by itself when it can.")
         except web.HTTPException as error:
-            if error.status >= 400 and error.content_type != "application/json" and not request.path.startswith("/api/"):
+            if error.status >= 400 and error.content_type != "application/json":
                 response = self._error(request, error.status, error.text or error.reason)
             else:
                 raise
@@ -286,25 +286,22 @@ class Dashboard:
                                          "and try again.")
         return actor
 
-    async def form_task_action(self, request: web.Request) -> web.Response:
-        actor = await self._form_actor(request)
-        task_id = int(request.match_info["task_id"])
-        action = TASK_ACTIONS.get(request.match_info["action"])
+    @staticmethod
+    def _action_of(request: web.Request) -> tuple[str, int | str]:
+        """(action, target) of POST .../tasks/ID/ACTION or .../routines/NAME/ACTION."""
+        if "task_id" in request.match_info:
+            action, target = TASK_ACTIONS.get(request.match_info["action"]), int(request.match_info["task_id"])
+        else:
+            action, target = ROUTINE_ACTIONS.get(request.match_info["action"]), request.match_info["routine"]
         if action is None:
             raise web.HTTPNotFound(text="No such action.")
-        ok, message = await self.act(actor, "web", request.remote, action, task_id)
-        response = web.HTTPSeeOther(f"/tasks/{task_id}")
-        _set_flash(response, ok, message)
-        raise response
+        return action, target
 
-    async def form_routine_action(self, request: web.Request) -> web.Response:
+    async def form_action(self, request: web.Request) -> web.Response:
         actor = await self._form_actor(request)
-        routine = request.match_info["routine"]
-        action = ROUTINE_ACTIONS.get(request.match_info["action"])
-        if action is None:
-            raise web.HTTPNotFound(text="No such action.")
-        ok, message = await self.act(actor, "web", request.remote, action, routine)
-        response = web.HTTPSeeOther(_referer_path(request))
+        action, target = self._action_of(request)
+        ok, message = await self.act(actor, "web", request.remote, action, target)
+        response = web.HTTPSeeOther(f"/tasks/{target}" if action.endswith("_task") else _referer_path(request))
         _set_flash(response, ok, message)
         raise response
 
@@ -337,20 +334,10 @@ class Dashboard:
                                        content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
         return actor
 
-    async def api_task_action(self, request: web.Request) -> web.Response:
+    async def api_action(self, request: web.Request) -> web.Response:
         actor = self._api_actor(request)
-        action = TASK_ACTIONS.get(request.match_info["action"])
-        if action is None:
-            raise web.HTTPNotFound(text=json.dumps({"error": "no such action"}), content_type="application/json")
-        ok, message = await self.act(actor, "api", request.remote, action, int(request.match_info["task_id"]))
-        return web.json_response({"ok": ok, "message": message}, status=200 if ok else 409)
-
-    async def api_routine_action(self, request: web.Request) -> web.Response:
-        actor = self._api_actor(request)
-        action = ROUTINE_ACTIONS.get(request.match_info["action"])
-        if action is None:
-            raise web.HTTPNotFound(text=json.dumps({"error": "no such action"}), content_type="application/json")
-        ok, message = await self.act(actor, "api", request.remote, action, request.match_info["routine"])
+        action, target = self._action_of(request)
+        ok, message = await self.act(actor, "api", request.remote, action, target)
         return web.json_response({"ok": ok, "message": message}, status=200 if ok else 409)
 
     async def api_overview(self, _request: web.Request) -> web.Response:
