@@ -28,12 +28,10 @@ import asyncpg
 import psycopg
 
 from hrwsi import migrations
+from hrwsi.app import App
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.configuration import load
 from hrwsi.database import create_database, drop_database, start_embedded, with_database
-from hrwsi.launcher import Launcher
-from hrwsi.orchestrator import Orchestrator
-from hrwsi.service import open_pool
 from hrwsi.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,18 +72,10 @@ def fresh_database(server_url: str, name: str) -> str:
 
 async def with_services(url: str, work):
     settings = Settings(home=Path(tempfile.mkdtemp(prefix="hrwsi-bench-")), backstop_poll_s=5.0)
-    pool = await open_pool(url, max_size=8)
     backend = TimedBackend()
-    services = [Orchestrator(pool, settings), Launcher(pool, settings, backend)]
-    running = [asyncio.create_task(s.run(url)) for s in services]
-    try:
+    async with App(url, ["orchestrator", "launcher"], settings, backend=backend, pool_size=8):
         await asyncio.sleep(0.5)  # listeners connected, first catch-up done
         return await work(backend)
-    finally:
-        for service in services:
-            service.request_stop()
-        await asyncio.gather(*running, return_exceptions=True)
-        await pool.close()
 
 
 async def measure_latency(url: str, samples: int) -> dict:

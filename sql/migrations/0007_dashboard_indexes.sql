@@ -6,15 +6,14 @@
 -- See docs/adr/0007-web-dashboard.md. benchmarks/web_dashboard.py measures the pages on 1,000,000 tasks.
 
 -- ---------------------------------------------------------------------------------------------
--- Lanes. Tasks have no lane yet (NRT / archive lanes come with issue 12): every task is in lane
--- 'all'. Every dashboard and metrics query reads tasks through this view, so when
--- processing_task (or its condition) gains a lane, one `CREATE OR REPLACE VIEW` here, in a later
--- migration, changes the expression below and every page and metric follows.
+-- Tasks as the dashboard and the metrics read them, with their lane (ADR 0009). Every dashboard
+-- and metrics query reads tasks through this view, so the lane shown and counted is chosen in
+-- this one place: a later rule (e.g. a campaign's lane) is one `CREATE OR REPLACE VIEW`.
 -- ---------------------------------------------------------------------------------------------
 CREATE VIEW hrwsi.dashboard_task AS
 SELECT t.id, t.input_id, t.routine, t.worker, t.planned_start, t.planned_end, t.depends_on, t.state,
        t.state_reason, t.attempts, t.failures, t.not_before, t.plan_id, t.created_at, t.updated_at,
-       'all'::text AS lane
+       t.lane, t.deadline_at
 FROM hrwsi.processing_task t;
 
 -- ---------------------------------------------------------------------------------------------

@@ -18,6 +18,13 @@ SELECT routine, lane, state, count(*)::bigint AS n
 FROM hrwsi.dashboard_task
 GROUP BY routine, lane, state;
 
+-- name: web_lanes
+SELECT name, priority, description FROM hrwsi.lane ORDER BY priority;
+
+-- name: web_latest_plan
+SELECT id, created_at, task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s
+FROM hrwsi.plan ORDER BY id DESC LIMIT 1;
+
 -- name: web_routines
 SELECT name, on_hold, hold_reason, consecutive_failures, hold_after_failures, max_attempts
 FROM hrwsi.processing_routine
@@ -49,10 +56,6 @@ SELECT routine, lane, count(*)::bigint AS waiting,
 FROM hrwsi.dashboard_task
 WHERE state IN ('pending', 'planned')
 GROUP BY routine, lane;
-
--- name: web_input_backlog
-SELECT count(*)::bigint AS waiting, extract(epoch FROM now() - min(i.created_at))::float8 AS oldest_s
-FROM hrwsi.input_backlog b JOIN hrwsi.input i ON i.id = b.input_id;
 
 -- name: web_alert_queue
 SELECT count(*)::bigint AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS oldest_s
@@ -121,7 +124,7 @@ LIMIT $8;
 
 -- name: web_task
 SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_start, t.planned_end,
-       t.depends_on, t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id,
+       t.depends_on, t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.deadline_at,
        r.max_attempts, r.on_hold AS routine_on_hold, r.expected_duration,
        i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at,
        i.published_at, i.source, i.product_id AS chained_from_product

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -80,21 +79,32 @@ def db_url() -> None:
 
 @db_app.command("init")
 def db_init() -> None:
-    """Apply the versioned migrations in sql/migrations (idempotent)."""
+    """Install the schema (sql/schema.sql) in an empty database, or apply the pending migrations (idempotent)."""
     with connect(_url()) as conn:
-        applied = migrations.migrate(conn)
-    console.print(f"applied {', '.join(applied)}" if applied else "schema up to date")
+        fresh = not migrations.applied_versions(conn)
+        try:
+            applied = migrations.migrate(conn)
+        except migrations.UnrecordedSchema as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(2) from None
+    if not applied:
+        console.print("schema up to date")
+    elif fresh:  # soft_wrap: a migration's name is not broken over two lines
+        console.print(f"installed the current schema (sql/schema.sql) and recorded as applied {', '.join(applied)}",
+                      soft_wrap=True)
+    else:
+        console.print(f"applied {', '.join(applied)}", soft_wrap=True)
 
 
 @db_app.command("check")
 def db_check() -> None:
-    """Compare this database's schema with a fresh install of the migrations."""
+    """Compare this database's schema with a fresh install of sql/schema.sql."""
     from hrwsi.schema import compare_with_fresh_install
 
     differences = compare_with_fresh_install(_url())
     if differences:
-        for line in differences:
-            console.print(f"[red]{line}[/red]")
+        for line in differences:  # definitions hold brackets (TG_ARGV[0]) that are not markup
+            console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("schema equals a fresh install")
 
@@ -115,82 +125,22 @@ def config_load(path: Path) -> None:
 
 
 # -- services --------------------------------------------------------------------------------
-def _ensure_schema(url: str) -> None:
-    """Apply pending migrations when allowed; a service role gets a clear message instead."""
-    import psycopg
-
-    with connect(url) as conn:
-        missing = migrations.pending(conn)
-        if not missing:
-            return
-        try:
-            migrations.migrate(conn)
-        except psycopg.errors.InsufficientPrivilege as error:
-            console.print(f"[red]the database schema lacks {', '.join(missing)} and this role may not apply it "
-                          f"({error}); run `hrwsi db init` as the schema owner[/red]")
-            raise typer.Exit(2) from None
-
-
 def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
+    from hrwsi.app import App, SchemaNotReady
+
     setup_logging(verbose)
     settings = _settings()
     url = _url()
-    delay = 0.5
-    while True:  # a service started while the database is away waits for it; it does not die
-        try:
-            _ensure_schema(url)
-            break
-        except DatabaseUnavailable as error:
-            logger.warning("%s; %s waits %.1f s and tries again", error, "/".join(kinds), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-    asyncio.run(_serve(kinds, url, settings, backend or settings.backend))
 
+    async def serve() -> None:
+        async with App(url, kinds, settings, backend=backend, migrate=True, handle_signals=True) as app:
+            await app.wait()
 
-async def _serve(kinds: list[str], url: str, settings: Settings, backend_name: str) -> None:
-    from hrwsi.service import TRANSIENT_DATABASE_ERRORS, open_pool, serve
-
-    delay = 0.5
-    while True:
-        try:
-            pool = await open_pool(url, max_size=4 * len(kinds) + 2)
-            break
-        except TRANSIENT_DATABASE_ERRORS as error:
-            logger.warning("cannot open connections to the database (%s); trying again in %.1f s", error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
     try:
-        services = build_services(kinds, pool, settings, backend_name)
-        await serve(services, url)
-    finally:
-        await pool.close()
-
-
-def build_services(kinds, pool, settings: Settings, backend_name: str):
-    built = []
-    for kind in kinds:
-        if kind == "harvester":
-            from hrwsi.harvester import Harvester
-
-            built.append(Harvester(pool, settings))
-        elif kind == "orchestrator":
-            from hrwsi.orchestrator import Orchestrator
-
-            built.append(Orchestrator(pool, settings))
-        elif kind == "launcher":
-            from hrwsi.launcher import Launcher, make_backend
-
-            built.append(Launcher(pool, settings, make_backend(backend_name, settings)))
-        elif kind == "web":  # web dashboard (issue 13); alone it must serve, in `up` it may not
-            from hrwsi.web.service import WebService
-
-            built.append(WebService(pool, settings, required=len(kinds) == 1))
-        else:
-            raise ValueError(f"unknown service {kind!r}: harvester, orchestrator, launcher or web")
-    for service in built:  # web dashboard (issue 13): its /healthz answers for every instance of the process
-        if service.kind == "web":
-            service.instances = built
-    return built
+        asyncio.run(serve())
+    except SchemaNotReady as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
 
 
 _BACKEND_HELP = "local (default, HRWSI_BACKEND), nomad or dry-run"
@@ -329,7 +279,7 @@ def sources() -> None:
     """Harvest sources: kind, schedule, mode, last and next run, last error."""
     from rich.table import Table
 
-    from hrwsi.sources import list_sources
+    from hrwsi.harvest.sources import list_sources
 
     with connect(_url(start=False)) as conn:
         rows = list_sources(conn)
@@ -350,7 +300,7 @@ app.add_typer(workers_app, name="workers")
 @workers_app.command("sync")
 def workers_sync() -> None:
     """Fill flavours and workers from Nomad's nodes (NOMAD_ADDR, NOMAD_TOKEN, ...)."""
-    from hrwsi.nomad_workers import sync_from_nomad
+    from hrwsi.backends.nomad.workers import sync_from_nomad
 
     with connect(_url()) as conn:
         console.print(sync_from_nomad(conn).summary(), highlight=False)
@@ -387,17 +337,19 @@ def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Op
 @task_app.command("show")
 def task_show(task_id: int) -> None:
     """A task's history with times, its attempts with exit codes and log paths, its products."""
+    from hrwsi.backends import make_backend
     from hrwsi.reports import print_task
 
+    settings, backends = _settings(), {}
+
     def ui_link(backend: str, backend_job_id: str):
-        if backend != "nomad" or not os.environ.get("NOMAD_ADDR"):
-            return None
-        from hrwsi.backends.nomad import NomadConfig
-
-        namespace = NomadConfig.from_env().namespace or "default"
-        from urllib.parse import quote
-
-        return f"{os.environ['NOMAD_ADDR'].rstrip('/')}/ui/jobs/{quote(backend_job_id, safe='')}@{namespace}"
+        """The job's page in its backend's UI (Nomad: at NOMAD_ADDR), as the backend builds it."""
+        if backend not in backends:
+            try:
+                backends[backend] = make_backend(backend, settings)
+            except ValueError:  # a backend this hrwsi does not know (any more)
+                backends[backend] = None
+        return backends[backend].ui_link(backend_job_id) if backends[backend] else None
 
     with connect(_url(start=False)) as conn:
         if not print_task(conn, console, task_id, ui_link):

@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hrwsi import migrations
+from hrwsi.app import SERVICE_KINDS, App
 from hrwsi.configuration import load_file
 from hrwsi.database import create_database, start_embedded
 from hrwsi.routines.raster import Raster, product_name
@@ -114,8 +115,7 @@ def progress_table(conn: psycopg.Connection, elapsed: float) -> tuple[Table, dic
 def quiescent(conn: psycopg.Connection) -> bool:
     """Nothing left to do: no input without a task, no product not chained, no task not final."""
     return conn.execute("""
-        SELECT NOT EXISTS (SELECT 1 FROM hrwsi.input_backlog)
-           AND NOT EXISTS (SELECT 1 FROM hrwsi.product WHERE chained_at IS NULL)
+        SELECT NOT EXISTS (SELECT 1 FROM hrwsi.product WHERE chained_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task
                            WHERE state NOT IN ('processed', 'terminated', 'cancelled'))
            AND EXISTS (SELECT 1 FROM hrwsi.processing_task)""").fetchone()[0]
@@ -123,15 +123,9 @@ def quiescent(conn: psycopg.Connection) -> bool:
 
 async def _run_loop(url: str, settings: Settings, backend: str, console: Console, expected_tasks: int,
                     timeout_s: float, after_start=None) -> bool:
-    from hrwsi.cli import build_services
-    from hrwsi.service import open_pool
-
-    pool = await open_pool(url, max_size=12)
-    services = build_services(["harvester", "orchestrator", "launcher"], pool, settings, backend)
-    running = [asyncio.create_task(s.run(url)) for s in services]
     started = time.monotonic()
     done = False
-    try:
+    async with App(url, SERVICE_KINDS, settings, backend=backend, pool_size=12) as app:
         if after_start:
             await after_start()
         with psycopg.connect(url, autocommit=True) as conn, Live(console=console, refresh_per_second=4) as live:
@@ -142,16 +136,11 @@ async def _run_loop(url: str, settings: Settings, backend: str, console: Console
                 if total >= expected_tasks and quiescent(conn):
                     done = True
                     break
-                if any(t.done() for t in running):
+                if app.died():
                     break  # a service ended on its own: the summary will show where things stopped
                 await asyncio.sleep(0.25)
             table, _ = progress_table(conn, time.monotonic() - started)
             live.update(table)
-    finally:
-        for service in services:
-            service.request_stop()
-        await asyncio.gather(*running, return_exceptions=True)
-        await pool.close()
     return done
 
 
@@ -189,7 +178,7 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
 
 def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> int:
     """Drop two more scenes in a landing directory the harvester scans; returns how many."""
-    from hrwsi import landing
+    from hrwsi.harvest import landing
 
     directory = demo_home / "landing"
     count = 2
@@ -245,7 +234,7 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
         chart = demo_home / "plan.png"
         render_gantt(plan, plan_tasks, plan_workers, budgets, path=str(chart), title=f"hrwsi demo: plan {largest[0]}")
         console.print(f"  the largest plan as a Gantt chart: {chart}", highlight=False, soft_wrap=True)
-    quicklooks = sorted((demo_home / "data" / "products" / "quicklook").rglob("*.png"))
+    quicklooks = sorted((demo_home / "data" / "products").glob("*/quicklook/**/*.png"))
     if quicklooks:
         console.print(f"  a quicklook: {quicklooks[0]}", highlight=False, soft_wrap=True)
     console.print(f"  inspect it: HRWSI_DATABASE_URL='{url}' hrwsi status", highlight=False, soft_wrap=True)

@@ -42,7 +42,7 @@ _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 STEP_SECONDS = Histogram("hrwsi_step_seconds", "How long one run of a service step took",
                          ["service", "step"], buckets=_SECONDS, registry=REGISTRY)
 STEP_ERRORS = Counter("hrwsi_step_errors", "Step runs that failed, by kind: database_unavailable (waited "
-                      "out), database (refused by PostgreSQL), unexpected (a bug)",
+                      "out), database (refused by PostgreSQL), statement_timeout, unexpected (a bug)",
                       ["service", "step", "kind"], registry=REGISTRY)
 PLAN_SECONDS = Histogram("hrwsi_plan_seconds", "Planner computing time of each stored plan",
                          buckets=_SECONDS, registry=REGISTRY)
@@ -68,9 +68,9 @@ def error_kind(error: BaseException) -> str:
 class InstanceHealth:
     """The liveness of one service instance, kept up to date by hooks in `service.Service`."""
 
-    def __init__(self, service: str, instance_id: str):
+    def __init__(self, service: str, classify: Callable[[BaseException], str] = error_kind):
         self.service = service
-        self.instance_id = instance_id
+        self.classify = classify  # a failed step's kind, for hrwsi_step_errors_total
         self.loop_at: float | None = None
         self.heartbeat_tried_at: float | None = None
         self.heartbeat_ok_at: float | None = None
@@ -90,7 +90,7 @@ class InstanceHealth:
         try:
             return await step()
         except Exception as error:
-            STEP_ERRORS.labels(self.service, name, error_kind(error)).inc()
+            STEP_ERRORS.labels(self.service, name, self.classify(error)).inc()
             raise
         finally:
             STEP_SECONDS.labels(self.service, name).observe(time.monotonic() - started)
@@ -138,7 +138,6 @@ class DatabaseSnapshot:
     active_jobs: list = field(default_factory=list)
     finished_jobs: list = field(default_factory=list)
     backlog: list = field(default_factory=list)
-    input_backlog: tuple = (0, None)
     alert_queue: tuple = (0, None)
     routines: list = field(default_factory=list)
 
@@ -182,7 +181,6 @@ class DatabaseFigures:
                 active_jobs=await conn.fetch(query("metrics_active_jobs")),
                 finished_jobs=await conn.fetch(query("web_throughput"), 3600.0),
                 backlog=await conn.fetch(query("web_backlog")),
-                input_backlog=tuple(await conn.fetchrow(query("web_input_backlog"))),
                 alert_queue=tuple(await conn.fetchrow(query("web_alert_queue"))),
                 routines=await conn.fetch(query("web_routines")))
             await self._observe_dispatches(conn)
@@ -233,10 +231,6 @@ def _database_families(snapshot: DatabaseSnapshot) -> Iterable:
         oldest.add_metric([row["routine"], row["lane"]], row["oldest_s"] or 0.0)
     yield waiting
     yield oldest
-    count, age = snapshot.input_backlog
-    yield GaugeMetricFamily("hrwsi_input_backlog", "Inputs without a task yet", value=count)
-    yield GaugeMetricFamily("hrwsi_input_backlog_age_seconds", "Age of the oldest input without a task",
-                            value=age or 0.0)
     count, age = snapshot.alert_queue
     yield GaugeMetricFamily("hrwsi_alerts_unsent", "Alerts in the outbox not delivered yet", value=count)
     yield GaugeMetricFamily("hrwsi_alert_oldest_unsent_age_seconds", "Age of the oldest undelivered alert",

@@ -49,8 +49,8 @@ def _input(db: psycopg.Connection, condition: str, path: str, tile: str, measure
 
 
 def _task(db: psycopg.Connection, input_id: int, routine: str) -> int:
-    db.execute("DELETE FROM hrwsi.input_backlog WHERE input_id = %s", (input_id,))
-    return db.execute("INSERT INTO hrwsi.processing_task (input_id, routine) VALUES (%s, %s) RETURNING id",
+    """The task the database created with its input (trigger input_create_tasks)."""
+    return db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s AND routine = %s",
                       (input_id, routine)).fetchone()[0]
 
 

@@ -103,8 +103,8 @@ async def test_metrics_count_the_work_and_read_the_database(database_url, settin
         finally:
             await server.stop()
     assert status == 200
-    assert metric(text, "hrwsi_tasks", routine="work", lane="all", state="processed") == 5
-    assert metric(text, "hrwsi_jobs_finished_last_hour", routine="work", lane="all", state="processed") == 5
+    assert metric(text, "hrwsi_tasks", routine="work", lane="nrt", state="processed") == 5
+    assert metric(text, "hrwsi_jobs_finished_last_hour", routine="work", lane="nrt", state="processed") == 5
     assert metric(text, "hrwsi_dispatched_tasks_total", service="launcher") == 5
     assert metric(text, "hrwsi_step_seconds_count", service="orchestrator", step="plan") >= 1
     assert metric(text, "hrwsi_step_seconds_count", service="launcher", step="dispatch") >= 1

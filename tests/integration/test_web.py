@@ -100,9 +100,7 @@ async def test_user_supplied_text_is_escaped_wherever_it_is_shown(database_url, 
 
 async def test_pages_of_tasks_follow_each_other_without_gap_or_overlap(database_url, scenario, data_dir, db):
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
-                  SELECT 'l1c', '/eodata/extra-' || g, '32TNT' FROM generate_series(1, 120) g""")
-    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine)
-                  SELECT id, 'atmospheric_correction' FROM hrwsi.input WHERE input_path LIKE '/eodata/extra-%'""")
+                  SELECT 'l1c', '/eodata/extra-' || g, '32TNT' FROM generate_series(1, 120) g""")  # and their tasks
     everything = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id DESC")]
     seen, before = [], None
     async with dashboard(database_url, data_dir) as client:
@@ -124,7 +122,8 @@ async def test_filters_and_the_search_box_find_the_right_tasks(database_url, sce
     async with dashboard(database_url, data_dir) as client:
         assert await ids("state=terminated") == [scenario.terminated]
         assert await ids("routine=quicklook&state=on_hold") == sorted(scenario.grandchildren)
-        assert await ids("state=running&lane=all") == [scenario.running]
+        assert await ids("state=running&lane=nrt") == [scenario.running]
+        assert await ids("lane=archive") == []
         assert await ids("q=huge") == sorted(scenario.unplannable), "a piece of the file name, any case"
         assert await ids("q=%25") == [] and await ids("q=S2A_MSIL1C_HUGE_") == sorted(scenario.unplannable), \
             "% and _ are letters, not patterns"
@@ -182,7 +181,7 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         assert (await response.json())["message"].startswith(f"task {scenario.terminated} was terminated")
         refused = await client.post(f"/api/tasks/{scenario.processed[0]}/retry",
                                     headers={"Authorization": f"Bearer {ALICE}"})
-        assert refused.status == 409 and "only a terminated, cancelled or held task" in (await refused.json())["message"]
+        assert refused.status == 409 and "can be retried" in (await refused.json())["message"]
         held = await client.post("/api/routines/quicklook/release", headers={"Authorization": f"Bearer {ALICE}"})
         assert held.status == 200 and "6 held task(s)" in (await held.json())["message"]
         unknown = await client.post(f"/api/tasks/{scenario.terminated}/explode",
@@ -296,7 +295,7 @@ async def test_an_open_page_hears_of_a_change_from_the_database_notifications(da
                 change = await wait_for_channel(events, "hrwsi_input")
                 assert change["channels"] == ["hrwsi_input"] or "hrwsi_input" in change["channels"]
             after = await (await http.get(f"{base}/api/overview")).json()
-            assert after["input_backlog"]["waiting"] == before["input_backlog"]["waiting"] + 1, "not a stale copy"
+            assert after["totals"]["pending"] == before["totals"]["pending"] + 1, "not a stale copy"
             health = await http.get(f"{base}/healthz")
             assert health.status == 200 and (await health.json())["instances"][0]["service"] == "web"
     finally:
@@ -336,6 +335,8 @@ def test_the_audit_is_append_only_for_the_services_role(database_url, db):
 
 def test_a_rare_state_or_file_name_among_many_tasks_is_an_index_range_not_a_scan(db, configure):
     configure(single_routine_configuration(["true"]))
+    # A history written directly, in its end states (so without the trigger that creates pending tasks).
+    db.execute("ALTER TABLE hrwsi.input DISABLE TRIGGER input_create_tasks")
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
                   SELECT 'in', '/eodata/S2A_MSIL1C_' || g || '_T32TLR.SAFE', '32TLR' FROM generate_series(1, 30000) g""")
     db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine, state, attempts)

@@ -17,7 +17,7 @@ def sample(name: str, labels: dict) -> float:
 
 
 async def test_a_step_is_timed_and_its_failures_are_counted_by_kind():
-    health = InstanceHealth("unit", "unit-1")
+    health = InstanceHealth("unit")
     runs = sample("hrwsi_step_seconds_count", {"service": "unit", "step": "work"})
     database = sample("hrwsi_step_errors_total", {"service": "unit", "step": "work", "kind": "database"})
     unexpected = sample("hrwsi_step_errors_total", {"service": "unit", "step": "work", "kind": "unexpected"})
@@ -42,7 +42,7 @@ async def test_a_step_is_timed_and_its_failures_are_counted_by_kind():
 
 
 async def test_a_cancelled_step_is_not_an_error():
-    health = InstanceHealth("unit", "unit-2")
+    health = InstanceHealth("unit")
     before = sum(sample("hrwsi_step_errors_total", {"service": "unit", "step": "slow", "kind": k})
                  for k in ("database_unavailable", "database", "unexpected"))
     task = asyncio.create_task(health.timed_step("slow", lambda: asyncio.sleep(10)))
@@ -55,7 +55,7 @@ async def test_a_cancelled_step_is_not_an_error():
 
 
 def test_an_instance_is_alive_while_its_loop_and_heartbeat_run_even_without_the_database():
-    health = InstanceHealth("launcher", "l-1")
+    health = InstanceHealth("launcher")
     assert health.liveness_problems(30, now=100) == [], "starting is not hung"
     assert health.readiness_problems(30, now=100) == ["it is starting: its loop has not run yet"]
     health.loop_at, health.heartbeat_tried_at, health.heartbeat_ok_at = 90.0, 95.0, 95.0
@@ -67,7 +67,7 @@ def test_an_instance_is_alive_while_its_loop_and_heartbeat_run_even_without_the_
 
 
 def test_a_hung_loop_or_heartbeat_is_named():
-    health = InstanceHealth("launcher", "l-1")
+    health = InstanceHealth("launcher")
     health.loop_at, health.heartbeat_tried_at, health.heartbeat_ok_at = 10.0, 95.0, 95.0
     assert health.liveness_problems(30, now=100) == ["its loop has not turned for 90 s (limit 30 s)"]
     health.loop_at, health.heartbeat_tried_at = 99.0, 10.0
@@ -80,7 +80,7 @@ class FakeService:
     def __init__(self, kind, reconnects, dispatched=None):
         self.kind = kind
         self.instance_id = f"{kind}-x"
-        self.health = InstanceHealth(kind, self.instance_id)
+        self.health = InstanceHealth(kind)
         self.health.loop_turned()
         self.listener = type("L", (), {"reconnects": reconnects})()
         if dispatched is not None:
@@ -93,14 +93,14 @@ def test_the_exposition_has_the_process_the_instances_and_the_database():
                                 active_jobs=[{"routine": "maja", "lane": "all", "state": "running", "n": 3}],
                                 finished_jobs=[{"routine": "maja", "lane": "all", "state": "processed", "n": 7}],
                                 backlog=[{"routine": "maja", "lane": "all", "waiting": 2, "oldest_s": 12.5}],
-                                input_backlog=(4, 1.5), alert_queue=(1, 60.0),
+                                alert_queue=(1, 60.0),
                                 routines=[{"name": "maja", "on_hold": True, "consecutive_failures": 5}])
     text = exposition([FakeService("launcher", 3, dispatched=9), FakeService("orchestrator", 1)], snapshot).decode()
     for line in ('hrwsi_tasks{lane="all",routine="maja",state="running"} 3.0',
                  'hrwsi_jobs_active{lane="all",routine="maja",state="running"} 3.0',
                  'hrwsi_jobs_finished_last_hour{lane="all",routine="maja",state="processed"} 7.0',
                  'hrwsi_backlog_age_seconds{lane="all",routine="maja"} 12.5',
-                 "hrwsi_input_backlog 4.0", "hrwsi_alerts_unsent 1.0", 'hrwsi_routine_on_hold{routine="maja"} 1.0',
+                 "hrwsi_alerts_unsent 1.0", 'hrwsi_routine_on_hold{routine="maja"} 1.0',
                  'hrwsi_listener_reconnects_total{service="launcher"} 2.0',
                  'hrwsi_listener_reconnects_total{service="orchestrator"} 0.0',
                  'hrwsi_dispatched_tasks_total{service="launcher"} 9.0', "hrwsi_database_up 1.0",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from hrwsi.listener import CHANNELS, Notification
-from hrwsi.web.live import MIN_INTERVAL_S, TICK_S, LiveHub, Subscriber
+from hrwsi.listener import Notification
+from hrwsi.web.live import CHANNELS, MIN_INTERVAL_S, TICK_S, LiveHub, Subscriber
 
 
 def sent(subscriber: Subscriber) -> dict:

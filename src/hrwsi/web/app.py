@@ -344,7 +344,7 @@ class Dashboard:
         overview = await self.overview.get()
         return _json({"totals": overview.totals, "waiting": overview.waiting, "oldest_waiting_s": overview.oldest_s,
                       "processed_last_hour": overview.processed_1h, "failed_last_hour": overview.failed_1h,
-                      "routines": [vars(r) for r in overview.routines], "input_backlog": overview.input_backlog,
+                      "routines": [vars(r) for r in overview.routines],
                       "alert_queue": overview.alert_queue, "services": overview.services, "sources": overview.sources,
                       "read_s": overview.read_s})
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import asyncpg
 
-from hrwsi.sources import describe_source
+from hrwsi.harvest.sources import describe_source
 from hrwsi.sql_files import query
 
 # The order states are shown in: the flow of a task, then the ends.
-TASK_STATES = ("pending", "planned", "dispatched", "queued", "running", "on_hold", "processed", "terminated",
-               "cancelled")
-OPEN_STATES = ("pending", "planned", "dispatched", "queued", "running", "on_hold")
+TASK_STATES = ("pending", "planned", "dispatched", "queued", "running", "on_hold", "blocked", "processed",
+               "terminated", "cancelled")
 SERIES_WINDOW_S = 3 * 3600
 SERIES_BUCKET_S = 300
 PAGE_SIZE = 50
@@ -58,7 +57,6 @@ class Overview:
     routines: list[RoutineRow]
     held: list[RoutineRow]
     series: list[dict]
-    input_backlog: dict
     alert_queue: dict
     alerts: list
     services: list
@@ -123,7 +121,6 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
     services = [dict(r) | {"fresh": r["age_s"] <= stale_after_s} for r in await conn.fetch(query("web_services"))]
     overview = Overview(
         read_s=0.0, totals=totals, routines=ordered, held=[r for r in ordered if r.on_hold], series=series,
-        input_backlog=dict(await conn.fetchrow(query("web_input_backlog"))),
         alert_queue=dict(await conn.fetchrow(query("web_alert_queue"))),
         alerts=[dict(r) for r in await conn.fetch(query("web_alerts"), None, 8)],
         services=services,
@@ -131,7 +128,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
         failures=[dict(r) for r in await conn.fetch(query("web_recent_failures"), 10)],
         unplannable=[dict(r) for r in await conn.fetch(query("web_unplannable"), 20)],
         timeliness=await read_timeliness(conn),
-        latest_plan=_record(await conn.fetchrow(query("report_latest_plan"))))
+        latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
     overview.read_s = time.perf_counter() - started
     return overview
 
@@ -223,7 +220,8 @@ async def read_tasks(conn: asyncpg.Connection, filters: TaskFilters, limit: int 
 async def read_filter_choices(conn: asyncpg.Connection) -> dict[str, list[str]]:
     routines = [r["name"] for r in await conn.fetch(query("web_routines"))]
     workers = [r["name"] for r in await conn.fetch(query("web_workers"))]
-    return {"state": list(TASK_STATES), "routine": routines, "worker": workers, "lane": ["all"]}
+    lanes = [r["name"] for r in await conn.fetch(query("web_lanes"))]
+    return {"state": list(TASK_STATES), "routine": routines, "worker": workers, "lane": lanes}
 
 
 @dataclass
@@ -308,7 +306,7 @@ async def read_schedule(conn: asyncpg.Connection, limit: int = SCHEDULE_LIMIT) -
         workers=[dict(r) for r in await conn.fetch(query("web_workers"))],
         budget=_record(await conn.fetchrow(query("web_budget"))),
         total=await conn.fetchval(query("web_schedule_size")),
-        latest_plan=_record(await conn.fetchrow(query("report_latest_plan"))))
+        latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
 
 
 async def read_alerts(conn: asyncpg.Connection, before: int | None, limit: int = PAGE_SIZE) -> list[dict]:

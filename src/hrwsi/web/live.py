@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from hrwsi.listener import CHANNELS, Notification
+from hrwsi.listener import Notification
 
+# Every channel the schema's triggers notify on (sql/schema.sql, "notification triggers").
+CHANNELS = ("hrwsi_input", "hrwsi_task", "hrwsi_job", "hrwsi_product")
 MIN_INTERVAL_S = 0.5
 TICK_S = 5.0
 KEEPALIVE_S = 15.0

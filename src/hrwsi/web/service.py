@@ -17,13 +17,13 @@ from aiohttp import web
 
 from hrwsi.database import create_pool
 from hrwsi.instance_server import InstanceEndpoints, liveness_limit_s
-from hrwsi.listener import CHANNELS, Notification
+from hrwsi.listener import Notification
 from hrwsi.service import Service
 from hrwsi.settings import Settings
 from hrwsi.web.app import Dashboard
 from hrwsi.web.config import WebSettings
 from hrwsi.web.data import OverviewCache
-from hrwsi.web.live import LiveHub
+from hrwsi.web.live import CHANNELS, LiveHub
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class UiLinks:
     def __call__(self, backend_name: str, backend_job_id: str) -> str | None:
         backend = self._backends.get(backend_name)
         if backend is None and backend_name == "nomad":  # the only backend with a UI
-            from hrwsi.launcher import make_backend
+            from hrwsi.backends import make_backend
 
             backend = self._backends[backend_name] = make_backend(backend_name, self.settings)
         return backend.ui_link(backend_job_id) if backend is not None else None
