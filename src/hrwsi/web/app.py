@@ -213,9 +213,8 @@ class Dashboard:
         async with self.pool.acquire() as conn:
             rows = await data.read_tasks(conn, filters, data.PAGE_SIZE + 1)
             choices = await data.read_filter_choices(conn)
-        more = len(rows) > data.PAGE_SIZE
-        rows = rows[:data.PAGE_SIZE]
-        older = filters.query_string(before=rows[-1]["id"]) if more else None
+        rows, cursor = data.page_of(rows)
+        older = filters.query_string(before=cursor) if cursor else None
         return self.render(request, "tasks.html", {"page": "tasks", "rows": rows, "filters": filters,
                                                    "choices": choices, "older": older,
                                                    "newest": filters.query_string(before=None)})
@@ -237,20 +236,16 @@ class Dashboard:
         return self.render(request, "plan.html", {"page": "plan", "s": schedule, "chart": chart})
 
     async def page_alerts(self, request: web.Request) -> web.Response:
-        before = _cursor(request)
-        async with self.pool.acquire() as conn:
-            rows = await data.read_alerts(conn, before, data.PAGE_SIZE + 1)
-        return self.render(request, "alerts.html", {"page": "alerts", "rows": rows[:data.PAGE_SIZE],
-                                                    "older": rows[data.PAGE_SIZE - 1]["id"]
-                                                    if len(rows) > data.PAGE_SIZE else None})
+        return await self._list_page(request, data.read_alerts, "alerts")
 
     async def page_audit(self, request: web.Request) -> web.Response:
-        before = _cursor(request)
+        return await self._list_page(request, data.read_audit, "audit")
+
+    async def _list_page(self, request: web.Request, read, page: str) -> web.Response:
+        """A page of a list read newest first below ?before=ID (alerts, audit)."""
         async with self.pool.acquire() as conn:
-            rows = await data.read_audit(conn, before, data.PAGE_SIZE + 1)
-        return self.render(request, "audit.html", {"page": "audit", "rows": rows[:data.PAGE_SIZE],
-                                                   "older": rows[data.PAGE_SIZE - 1]["id"]
-                                                   if len(rows) > data.PAGE_SIZE else None})
+            rows, older = data.page_of(await read(conn, _cursor(request), data.PAGE_SIZE + 1))
+        return self.render(request, f"{page}.html", {"page": page, "rows": rows, "older": older})
 
     # -- signing in ------------------------------------------------------------------------------
     async def page_login(self, request: web.Request) -> web.Response:
@@ -352,9 +347,8 @@ class Dashboard:
         filters = data.TaskFilters.from_query(request.query)
         async with self.pool.acquire() as conn:
             rows = await data.read_tasks(conn, filters, data.PAGE_SIZE + 1)
-        more = len(rows) > data.PAGE_SIZE
-        rows = rows[:data.PAGE_SIZE]
-        return _json({"tasks": rows, "older": rows[-1]["id"] if more else None})
+        rows, older = data.page_of(rows)
+        return _json({"tasks": rows, "older": older})
 
     async def api_task(self, request: web.Request) -> web.Response:
         async with self.pool.acquire() as conn:

@@ -211,6 +211,12 @@ class TaskFilters:
         return {k: str(v) for k, v in values.items() if v is not None}
 
 
+def page_of(rows: list[dict], size: int = PAGE_SIZE) -> tuple[list[dict], int | None]:
+    """A page read as `size` + 1 rows, newest first: its rows, and the cursor of the next (older)
+    page (the last row's id), or None when this is the last page."""
+    return rows[:size], (rows[size - 1]["id"] if len(rows) > size else None)
+
+
 async def read_tasks(conn: asyncpg.Connection, filters: TaskFilters, limit: int = PAGE_SIZE) -> list[dict]:
     rows = await conn.fetch(query("web_tasks"), filters.state, filters.routine, filters.tile, filters.worker,
                             filters.lane, filters.search, filters.before, limit, filters.path)
