@@ -12,8 +12,10 @@ the node to pin on (default: the first ready, eligible one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import requests
 from hrwsi.backends.base import JobSpec
 from hrwsi.backends.nomad import NomadBackend, NomadConfig
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
+from hrwsi.testing.nomad_emulator.event_stream import FRAMING_RAW, FRAMINGS
 
 pytestmark = pytest.mark.contract
 
@@ -32,6 +35,8 @@ NO_AGENT = "NOMAD_ADDR not set: no real Nomad agent to check against"
 NODE_1 = "contract-node-1"
 NODE_2 = "contract-node-2"
 GUARD_S = 60.0  # a liveness guard against hangs, not a timing assertion
+# ACL tokens of the emulator in tests that need several: made up per run, never committed.
+MANAGEMENT_TOKEN, SUBMITTER_TOKEN, READER_TOKEN = (str(uuid.uuid4()) for _ in range(3))
 
 
 @dataclass
@@ -55,6 +60,15 @@ class Target:
         if self.emulator is None:
             pytest.skip(f"needs the emulator's test hooks ({why}); a real agent cannot be told to")
         return self.emulator
+
+    def require_gc_allowed(self) -> None:
+        """PUT /v1/system/gc collects the whole cluster, not only this suite's jobs: opt-in on a real agent."""
+        if self.emulator is None and os.environ.get("NOMAD_CONTRACT_GC") != "1":
+            pytest.skip("PUT /v1/system/gc collects every dead job of the cluster; set NOMAD_CONTRACT_GC=1 to allow")
+
+    async def acl_enabled(self) -> bool:
+        agent = (await self.ahttp("GET", "/v1/agent/self")).json()
+        return bool(((agent.get("config") or {}).get("ACL") or {}).get("Enabled"))
 
     def config(self, **overrides: Any) -> NomadConfig:
         options: dict[str, Any] = {"address": self.address, "token": self.token, "stream_read_timeout_s": 20.0,
@@ -99,6 +113,16 @@ class Target:
 
     async def purge(self, job_id: str) -> None:
         await self.ahttp("DELETE", f"/v1/job/{self.path_id(job_id)}", params={"purge": "true"})
+
+    async def final_allocation(self, job_id: str) -> dict:
+        """The job's allocation once it ended (complete, failed or lost), read in full."""
+        async def ended() -> dict:
+            while True:
+                for stub in (await self.ahttp("GET", f"/v1/job/{self.path_id(job_id)}/allocations")).json() or []:
+                    if stub["ClientStatus"] in ("complete", "failed", "lost"):
+                        return (await self.ahttp("GET", f"/v1/allocation/{stub['ID']}")).json()
+                await asyncio.sleep(0.05)
+        return await asyncio.wait_for(ended(), GUARD_S)
 
     async def free_memory_mb(self, node_name: str) -> int:
         """What Nomad can still place on the node: NodeResources - ReservedResources - running allocations."""
@@ -156,32 +180,68 @@ def _agent_node(address: str, token: str | None) -> str:
     return sorted(ready)[0]
 
 
-@pytest.fixture(params=["emulator", "agent"])
-async def nomad(request, tmp_path):
-    """The Nomad API under test: the emulator (a test double) or the real agent at NOMAD_ADDR."""
+@contextlib.asynccontextmanager
+async def open_target(kind: str, tmp_path: Path, framing: str = FRAMING_RAW) -> AsyncIterator[Target]:
+    """The emulator (a test double) serving the event stream in `framing`, or the agent at NOMAD_ADDR."""
     work = tmp_path / "jobs"
-    work.mkdir()
-    if request.param == "agent":
+    work.mkdir(exist_ok=True)
+    if kind == "agent":
         address = os.environ.get("NOMAD_ADDR")
         if not address:
             pytest.skip(NO_AGENT)
         token = os.environ.get("NOMAD_TOKEN") or None
         target = Target("agent", address.rstrip("/"), token, await asyncio.to_thread(_agent_node, address, token),
                         work)
-        yield target
-        prefix = f"hrwsi-contract-{target.run_id}-"
-        leftovers = (await target.ahttp("GET", "/v1/jobs", params={"prefix": prefix})).json() or []
-        for job in leftovers:
-            await target.purge(job["ID"])
-    else:
-        nodes = [EmulatedNode(NODE_1, cpu_mhz=4000, memory_mb=2048, disk_mb=20_000),
-                 EmulatedNode(NODE_2, cpu_mhz=2000, memory_mb=1024, disk_mb=10_000, reserved_memory_mb=24,
-                              node_class="contract.small")]
-        async with NomadEmulator(nodes, event_heartbeat=0.2, work_dir=tmp_path / "emulator") as emulator:
-            target = Target("emulator", emulator.address, None, NODE_1, work, emulator)
+        try:
             yield target
+        finally:
             for backend in target.backends:
                 await backend.close()
+            prefix = f"hrwsi-contract-{target.run_id}-"
+            leftovers = (await target.ahttp("GET", "/v1/jobs", params={"prefix": prefix})).json() or []
+            for job in leftovers:
+                await target.purge(job["ID"])
         return
-    for backend in target.backends:
-        await backend.close()
+    nodes = [EmulatedNode(NODE_1, cpu_mhz=4000, memory_mb=2048, disk_mb=20_000, docker_volumes=True),
+             EmulatedNode(NODE_2, cpu_mhz=2000, memory_mb=1024, disk_mb=10_000, reserved_memory_mb=24,
+                          node_class="contract.small")]
+    async with NomadEmulator(nodes, event_heartbeat=0.2, work_dir=tmp_path / "emulator",
+                             event_stream_framing=framing) as emulator:
+        target = Target("emulator", emulator.address, None, NODE_1, work, emulator)
+        try:
+            yield target
+        finally:
+            for backend in target.backends:
+                await backend.close()
+
+
+@contextlib.asynccontextmanager
+async def open_emulator(tmp_path: Path, name: str, nodes: list[EmulatedNode] | None = None,
+                        **options: Any) -> AsyncIterator[Target]:
+    """An emulator of its own for one test (options: NomadEmulator's), as a Target on its first node."""
+    nodes = nodes or [EmulatedNode(f"{name}-node")]
+    work = tmp_path / "jobs"
+    work.mkdir(exist_ok=True)
+    options.setdefault("event_heartbeat", 0.2)
+    async with NomadEmulator(nodes, work_dir=tmp_path / name, **options) as emulator:
+        target = Target("emulator", emulator.address, options.get("acl_token"), nodes[0].name, work, emulator)
+        try:
+            yield target
+        finally:
+            for backend in target.backends:
+                await backend.close()
+
+
+@pytest.fixture(params=["emulator", "agent"])
+async def nomad(request, tmp_path):
+    """The Nomad API under test: the emulator (a test double) or the real agent at NOMAD_ADDR."""
+    async with open_target(request.param, tmp_path) as target:
+        yield target
+
+
+@pytest.fixture(params=[f"emulator-{f}" for f in FRAMINGS] + ["agent"])
+async def framed(request, tmp_path):
+    """As `nomad`, with the emulator serving the event stream in each framing Nomad has used (1.10 to 2.0)."""
+    kind, _, framing = request.param.partition("-")
+    async with open_target(kind, tmp_path, framing or FRAMING_RAW) as target:
+        yield target
