@@ -18,7 +18,7 @@ from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, quote_id
 from hrwsi.backends.nomad.config import NomadConfig
 from hrwsi.backends.nomad.following import JobFollowing
-from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job
+from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job, register_body
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class NomadBackend(Backend):
         job = build_job(spec, self.config, flavour=flavour)
         assert_no_secrets(job, self.config)
         response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
-                                          body={"Job": job, "EnforceIndex": True, "JobModifyIndex": 0})
+                                          body=register_body(job))
         if response.status == 200:
             logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id))
             warnings = (response.json() or {}).get("Warnings")

@@ -404,19 +404,19 @@ class JobFollowing:
             return  # already seen (Nomad resumes at the requested index, inclusive)
         self._stream_index = max(self._stream_index, index)
         for event in frame.get("Events") or []:
-            if event.get("Namespace") not in (None, "", self.config.namespace):
-                continue
             payload = event.get("Payload") or {}
             topic = event.get("Topic")
+            obj = payload.get(topic) or {}  # the Allocation, Evaluation or Job the event is about
+            if obj.get("Namespace") not in (None, "", self.config.namespace):
+                continue  # subscribed to our namespace only; the payload's own says so (api has no Event.Namespace)
             if topic == "Allocation":
-                self._on_allocation_event(payload.get("Allocation") or {})
+                self._on_allocation_event(obj)
             elif topic == "Evaluation":
-                evaluation = payload.get("Evaluation") or {}
-                follower = self.followers.get(evaluation.get("JobID", ""))
+                follower = self.followers.get(obj.get("JobID", ""))
                 if follower is not None:
-                    self._on_evaluation(follower, evaluation)
+                    self._on_evaluation(follower, obj)
             elif topic == "Job":
-                self._on_job_event(event.get("Type"), payload.get("Job") or {})
+                self._on_job_event(event.get("Type"), obj)
 
     def _on_allocation_event(self, alloc: dict) -> None:
         follower = self.followers.get(alloc.get("JobID", ""))

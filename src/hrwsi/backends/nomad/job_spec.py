@@ -220,3 +220,9 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
     if config.region:
         job["Region"] = config.region
     return job
+
+
+def register_body(job: dict) -> dict:
+    """POST /v1/jobs: register only if no job has this ID (EnforceIndex with JobModifyIndex 0, Nomad's
+    check-and-set), so registering an attempt again never runs it twice."""
+    return {"Job": job, "EnforceIndex": True, "JobModifyIndex": 0}

@@ -175,7 +175,7 @@ def _terminated(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str
                 started: datetime | None, finished: datetime) -> JobOutcome:
     code = _int_detail(terminated, "exit_code", "ExitCode")
     sig = _int_detail(terminated, "signal", "Signal")
-    if detail(terminated, "oom_killed", "OOMKilled").lower() == "true":
+    if str((terminated.get("Details") or {}).get("oom_killed", "")).lower() == "true":
         return JobOutcome("internal_error", code, f"out of memory: killed at its {spec.ram_mb} MB "
                                                   f"limit (exit code {code}; {where(alloc)})", started, finished)
     if sig:
