@@ -319,7 +319,7 @@ async def test_a_job_runs_only_in_its_node_pool(nomad: Target, tmp_path):
     nomad.require_emulator("nodes in two node pools")
     nodes = [EmulatedNode("pool-node-gpu", node_pool="gpu")]
     async with open_emulator(tmp_path, "pools", nodes) as target:
-        # A job without NodePool goes to "default" (nomad/job_endpoint_hooks.go jobNodePoolMutatingHook):
+        # A job without NodePool goes to "default" (nomad/job_endpoint_hook_node_pool_ce.go):
         # the only node is in "gpu", so it waits.
         job = minimal_job(target.job_id("default-pool"))
         await target.ahttp("POST", "/v1/jobs", json={"Job": job})

@@ -42,7 +42,7 @@ async def test_only_nodes_of_the_jobs_node_pool_become_workers(nomad: Target, db
     nodes = [EmulatedNode("pool-default"), EmulatedNode("pool-gpu", node_pool="gpu", node_class="gpu.large")]
     async with open_emulator(tmp_path, "pools", nodes) as target:
         listed = await fetch_nodes(target.config())
-        # A job without NodePool runs only in "default" (nomad/job_endpoint_hooks.go): a gpu node could
+        # A job without NodePool runs only in "default" (nomad/job_endpoint_hook_node_pool_ce.go): a gpu node could
         # never run one, so it is no worker of a launcher that submits to "default".
         report = await asyncio.to_thread(sync_workers, db, listed)
         assert report.active == ["pool-default"] and any("pool-gpu" in s for s in report.skipped)

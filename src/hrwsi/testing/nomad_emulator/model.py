@@ -92,7 +92,7 @@ def canonicalize_job(raw: dict, namespace: str) -> dict:
     if not job.get("Datacenters"):
         job["Datacenters"] = ["*"]
     if not job.get("NodePool"):
-        job["NodePool"] = "default"
+        job["NodePool"] = "default"  # nomad/job_endpoint_hook_node_pool_ce.go (jobNodePoolMutatingHook)
     for key, value in (("Constraints", []), ("Affinities", None), ("Spreads", None), ("Meta", {}),
                        ("Periodic", None), ("ParameterizedJob", None), ("Payload", None), ("Dispatched", False),
                        ("DispatchIdempotencyToken", ""), ("ParentID", ""), ("Stop", False),
@@ -356,6 +356,7 @@ def datacenter_matches(patterns: list[str], datacenter: str) -> bool:
 
 
 def pool_matches(job_pool: str, node_pool: str) -> bool:
+    """A job sees only the nodes of its pool, or all of them for "all" (scheduler/util.go)."""
     return job_pool == "all" or job_pool == node_pool
 
 
