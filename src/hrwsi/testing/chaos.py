@@ -321,7 +321,7 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
             # The same attempt's Nomad job run to success twice (e.g. re-registered after its purge).
             runs = nomad.call(lambda: dict(nomad.emulator.cluster.completed_runs))
             figures.duplicate_nomad_runs = sum(1 for count in runs.values() if count > 1)
-            figures.nomad_stream_frames_missed = nomad.call(lambda: nomad.emulator.frames_missed_by_subscribers)
+            figures.nomad_stream_frames_missed = nomad.call(lambda: nomad.emulator.cluster.frames_missed_by_subscribers)
             nomad_view = nomad.call(_nomad_view, nomad)
             nomad.close()
         else:
