@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import psutil
 
-from hrwsi.backends import local_supervisor
+import hrwsi.backends.local_supervisor as local_supervisor
 from hrwsi.backends.base import SECRET_NAME, Backend, JobOutcome, JobSpec, ProgressCallback
 
 logger = logging.getLogger(__name__)

@@ -51,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("local", "nomad-emulator")
 FLAVOUR = {"name": "f", "cpu": 8, "ram_mb": 32000, "disk_mb": 100000}
-FINAL_TASK_STATES = "('processed', 'terminated', 'cancelled')"
 PROCESSED = "SELECT count(*) FROM hrwsi.job WHERE state = 'processed'"
 # The figures that must be 0.
 ZERO_FIGURES = ("inputs_lost", "duplicate_jobs", "duplicate_nomad_runs", "tasks_not_final", "attempts_run_twice",
@@ -227,9 +226,9 @@ class Probe:
         input arrived and every task is final)."""
         deadline = time.monotonic() + patience_s
         while time.monotonic() < deadline:
-            active, left = self.value(f"""SELECT ARRAY[
+            active, left = self.value("""SELECT ARRAY[
                 (SELECT count(*) FROM hrwsi.job WHERE state = 'running')::int,
-                (SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN {FINAL_TASK_STATES})::int]""")
+                (SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN ('processed', 'terminated', 'cancelled'))::int]""")
             if active:
                 return True
             if not left and arrivals.done:
@@ -241,8 +240,10 @@ class Probe:
         """Seconds until the next job is processed (None if no work was left to show it)."""
         deadline = since + 120
         while time.monotonic() < deadline:
-            processed, left = self.value(f"""SELECT ARRAY[({PROCESSED})::int, (SELECT count(*) FROM hrwsi.processing_task
-                                                       WHERE state NOT IN {FINAL_TASK_STATES})::int]""")
+            processed, left = self.value("""
+                SELECT ARRAY[(SELECT count(*) FROM hrwsi.job WHERE state = 'processed')::int,
+                             (SELECT count(*) FROM hrwsi.processing_task
+                              WHERE state NOT IN ('processed', 'terminated', 'cancelled'))::int]""")
             if processed > before:
                 return round(time.monotonic() - since, 3)
             if not left:
@@ -255,10 +256,10 @@ class Probe:
         deadline = time.monotonic() + timeout_s
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < deadline:
-            done, final = self.value(f"""
+            done, final = self.value("""
                 SELECT ARRAY[(count(*) = 2 * (SELECT count(*) FROM hrwsi.input WHERE source = 'sql')
-                              AND bool_and(state IN {FINAL_TASK_STATES}))::int,
-                             count(*) FILTER (WHERE state IN {FINAL_TASK_STATES})::int]
+                              AND bool_and(state IN ('processed', 'terminated', 'cancelled')))::int,
+                             count(*) FILTER (WHERE state IN ('processed', 'terminated', 'cancelled'))::int]
                 FROM hrwsi.processing_task""")
             if done:
                 return "finished"
@@ -353,7 +354,8 @@ def _database_figures(conn: psycopg.Connection, figures: RunFigures, killed: set
                     (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id))""")
     figures.duplicate_jobs = one("""SELECT count(*) FROM (SELECT task_id FROM hrwsi.job WHERE state = 'processed'
                                     GROUP BY task_id HAVING count(*) > 1) d""")
-    figures.tasks_not_final = one(f"SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN {FINAL_TASK_STATES}")
+    figures.tasks_not_final = one("""SELECT count(*) FROM hrwsi.processing_task
+                                     WHERE state NOT IN ('processed', 'terminated', 'cancelled')""")
     # A chain is finished when its RAW input led to an OUT product.
     figures.chains_not_finished = one("""
         SELECT count(*) FROM hrwsi.input i WHERE i.source = 'sql' AND NOT EXISTS (
@@ -420,9 +422,9 @@ def diagnose(conn: psycopg.Connection, figures: RunFigures, events: list[str], n
         lines.append(f"  {job_id} {state} since {updated}, owner {owner} ({lease}); output {products or 'empty'}"
                      f"{nomad}")
     lines += ["", "tasks not final without an active job (at most 10):"]
-    for row in conn.execute(f"""
+    for row in conn.execute("""
             SELECT t.id, t.routine, t.state, t.attempts, t.worker, t.planned_start, t.not_before, t.state_reason
-            FROM hrwsi.processing_task t WHERE t.state NOT IN {FINAL_TASK_STATES} AND NOT EXISTS (
+            FROM hrwsi.processing_task t WHERE t.state NOT IN ('processed', 'terminated', 'cancelled') AND NOT EXISTS (
                 SELECT 1 FROM hrwsi.job j WHERE j.task_id = t.id AND j.state IN ('submitted', 'queued', 'running'))
             ORDER BY t.id LIMIT 10"""):
         lines.append("  task {} ({}) {}: {} attempt(s), worker {}, planned {}, not before {}; {}".format(*row))
