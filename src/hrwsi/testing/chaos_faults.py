@@ -281,10 +281,11 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
 
 
 def _lost_on(emulator: NomadEmulator, node: str) -> list[tuple[int, int]]:
-    """The attempts whose allocation on `node` is lost (it just went down)."""
+    """The attempts whose allocation on `node` it just took down: lost, or unknown (a group that is not
+    replaced on disconnect), whose processes the emulator kills all the same."""
     node_id = emulator.node_id(node)
     return [attempt_of(a["JobID"]) for a in emulator.cluster.allocs.values()
-            if a["NodeID"] == node_id and a["ClientStatus"] == "lost"]
+            if a["NodeID"] == node_id and a["ClientStatus"] in ("lost", "unknown")]
 
 
 def inject(fault: str, target: Target, rng: random.Random) -> str:
