@@ -57,6 +57,7 @@ class Figure:
     check: Callable[[dict], bool | None] | None = None  # (the figure's entry) -> met?
     baseline: Callable[[dict], float | None] | None = None  # (one round) -> hrwsi's own baseline
     baseline_is: str = ""
+    failure: Callable[[dict], str | None] | None = None  # (one round) -> why hrwsi's figure is missing
 
 
 def _service(*path):
@@ -66,6 +67,10 @@ def _service(*path):
 def _rss(size: str, service: str):
     return lambda r, system: _get(r, "service", system, size, "peak_rss_mb",
                                   service if system == "hrwsi" else RSS_PROCESS[system])
+
+
+def _service_failure(size: str):
+    return lambda r: _get(r, "service", "hrwsi", "failed") or _get(r, "service", "hrwsi", size, "failed")
 
 
 def _growth(r, system):
@@ -100,8 +105,10 @@ def round_figures(sizes) -> list[Figure]:
         Figure("burst_s", f"burst: {sizes.small:,} inputs in one INSERT -> all jobs submitted (hrwsi); "
                f"{sizes.small:,} jobs enqueued in one batch -> all handlers entered (pgqueuer); "
                f"{sizes.small:,} rows in one INSERT -> reacted to (floor)", "s", _service("small", "seconds"),
-               target=f"<= pgqueuer's time for {sizes.small:,} jobs", check=_median_at_most("to_peer_best", 1.0)),
-        Figure("large_burst_s", f"burst of {sizes.large:,} (as burst_s)", "s", _service("large", "seconds")),
+               target=f"<= pgqueuer's time for {sizes.small:,} jobs", check=_median_at_most("to_peer_best", 1.0),
+               failure=_service_failure("small")),
+        Figure("large_burst_s", f"burst of {sizes.large:,} (as burst_s)", "s", _service("large", "seconds"),
+               failure=_service_failure("large")),
         Figure("large_burst_growth", f"time for {sizes.large:,} / time for {sizes.small:,} (each system its own)",
                "x", _growth, target=f"hrwsi <= {growth_limit:g} (linear)", check=_hrwsi_at_most(growth_limit)),
         Figure("peak_rss_orchestrator_mb", f"peak RSS of hrwsi's orchestrator process after the {sizes.large:,} "
@@ -125,12 +132,14 @@ def round_figures(sizes) -> list[Figure]:
                "s", lambda r, system: _get(r, "backfill", "tiles_sequential", "seconds"), systems=("hrwsi",),
                target="<= 1.5x the same inputs without sequential_per_tile", check=_median_at_most("to_baseline", 1.5),
                baseline=lambda r: _get(r, "backfill", "tiles_plain", "seconds"),
+               failure=lambda r: _get(r, "backfill", "tiles_sequential", "failed"),
                baseline_is="the same inputs without sequential_per_tile"),
         Figure("backfill_one_tile_s", f"time-series back-fill: {sizes.one_tile:,} inputs on one tile (as "
                "backfill_tiles_s)", "s", lambda r, system: _get(r, "backfill", "one_tile_sequential", "seconds"),
                systems=("hrwsi",), target="<= 1.5x the same inputs without sequential_per_tile",
                check=_median_at_most("to_baseline", 1.5),
                baseline=lambda r: _get(r, "backfill", "one_tile_plain", "seconds"),
+               failure=lambda r: _get(r, "backfill", "one_tile_sequential", "failed"),
                baseline_is="the same inputs without sequential_per_tile"),
         Figure("aged_latency_p50_ms", f"reaction latency p50 on an aged database ({sizes.aged_tasks:,} finished "
                f"tasks, jobs and products, {4 * sizes.aged_tasks:,} history rows)", "ms",
@@ -185,6 +194,12 @@ def figure_entry(figure: Figure, rounds: list[dict]) -> dict:
     if baseline_values is not None:
         entry["baseline"] = baseline_values
     entry["target_met"] = figure.check(entry) if figure.check else None
+    failures = [reason for reason in (figure.failure(r) for r in rounds) if reason] if figure.failure else []
+    if failures:
+        # A round where hrwsi did not finish (a livelock, a timeout) is a missing value, and a target missed.
+        entry["failures"] = failures
+        if figure.check:
+            entry["target_met"] = False
     return entry
 
 

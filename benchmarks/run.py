@@ -47,7 +47,9 @@ from systems import FLOOR, HRWSI, PGQUEUER, SYSTEMS
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = Sizes(samples=30, small=1_000, large=3_000, chain=100, backfill=500, tiles=20, one_tile=200,
               aged_tasks=20_000, burst_timeout_s=120.0)
-BACKFILL_TIMEOUT_S = 600.0
+# Five times the services' 60 s statement timeout: a back-fill not planned by then is livelocked
+# (issue 15: link_sequential_tasks cancelled and retried from scratch); the round records it so.
+BACKFILL_TIMEOUT_S = 300.0
 
 
 def rotated(items, round_index: int) -> list:
