@@ -128,6 +128,13 @@ def planner_ladder(quick: bool) -> dict | None:
     return json.loads(out.read_text())
 
 
+def summarise(rounds: list[dict], sizes: Sizes, ladder: dict | None, quick: bool) -> dict:
+    """Every figure of the rounds (against the peer and the floor), then the planner's."""
+    figures = {f.key: figure_entry(f, rounds) for f in round_figures(sizes)}
+    figures.update(planner_figures(ladder, quick))
+    return figures
+
+
 def machine(server: str) -> dict:
     with psycopg.connect(with_database(server, "postgres")) as conn:
         postgresql = conn.execute("SHOW server_version").fetchone()[0]
@@ -154,6 +161,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, help="single inserts for the latency (default 300)")
     parser.add_argument("--chain", type=int, help="inputs through the three-step chain (default 10,000)")
     parser.add_argument("--markdown", metavar="RESULTS_JSON", help="print README's table from a result file and exit")
+    parser.add_argument("--summarise", metavar="RESULTS_JSON",
+                        help="recompute a result file's figures from its raw rounds (after a change of targets) and exit")
     return parser.parse_args()
 
 
@@ -161,6 +170,14 @@ def main() -> None:
     args = parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
+    if args.summarise:
+        path = Path(args.summarise)
+        results = json.loads(path.read_text())
+        results["figures"] = summarise(results["raw_rounds"], Sizes(**results["sizes"]), results["planner"],
+                                       results["quick"])
+        path.write_text(json.dumps(results, indent=2, default=str))
+        print(table(results["figures"]))
         return
     sizes = QUICK if args.quick else Sizes()
     if args.samples:
@@ -185,9 +202,8 @@ def main() -> None:
     finally:
         shutil.rmtree(root / "homes", ignore_errors=True)  # the embedded server goes when this process exits
     results["aged_database"] = aged
-    figures = {f.key: figure_entry(f, data) for f in round_figures(sizes)}
     ladder = None if args.no_planner else planner_ladder(args.quick)
-    figures.update(planner_figures(ladder, args.quick))
+    figures = summarise(data, sizes, ladder, args.quick)
     results.update(figures=figures, planner=ladder, raw_rounds=data)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out.parent.mkdir(parents=True, exist_ok=True)
