@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -101,18 +102,22 @@ async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | 
     return data
 
 
-async def run_rounds(space: Workspace, sizes: Sizes, rounds: int) -> tuple[list[dict], dict]:
-    aged_name = f"bench_aged_{uuid.uuid4().hex[:8]}"
-    say(f"building the aged database ({sizes.aged_tasks:,} finished tasks, {4 * sizes.aged_tasks:,} history rows)")
-    aged_url, aged_report = await build_aged_database(space.server_url, aged_name, sizes.aged_tasks)
-    say(f"  built in {aged_report['build_s']} s: {aged_report}")
+async def run_rounds(space: Workspace, sizes: Sizes, rounds: int, aged: bool,
+                     after_round: Callable[[list[dict], dict | None], None]) -> tuple[list[dict], dict | None]:
+    aged_name, aged_url, aged_report = f"bench_aged_{uuid.uuid4().hex[:8]}", None, None
+    if aged:
+        say(f"building the aged database ({sizes.aged_tasks:,} finished tasks, {4 * sizes.aged_tasks:,} history rows)")
+        aged_url, aged_report = await build_aged_database(space.server_url, aged_name, sizes.aged_tasks)
+        say(f"  built in {aged_report['build_s']} s: {aged_report}")
     try:
-        data = []
+        data: list[dict] = []
         for index in range(rounds):
             say(f"round {index + 1} of {rounds}")
             data.append(await one_round(space, sizes, index, aged_url))
+            after_round(data, aged_report)
     finally:
-        await asyncio.to_thread(drop_database, space.server_url, aged_name)
+        if aged_url is not None:
+            await asyncio.to_thread(drop_database, space.server_url, aged_name)
     return data, aged_report
 
 
@@ -158,6 +163,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="one round of small sizes: a smoke test of the harness")
     parser.add_argument("--no-planner", action="store_true", help="skip the planner ladder")
+    parser.add_argument("--no-aged", action="store_true", help="skip the aged database (its build takes minutes)")
     parser.add_argument("--samples", type=int, help="single inserts for the latency (default 300)")
     parser.add_argument("--chain", type=int, help="inputs through the three-step chain (default 10,000)")
     parser.add_argument("--markdown", metavar="RESULTS_JSON", help="print README's table from a result file and exit")
@@ -196,18 +202,24 @@ def main() -> None:
                      "database": "HRWSI_DATABASE_URL's server" if os.environ.get("HRWSI_DATABASE_URL")
                      else "a fresh embedded PostgreSQL server, default settings"}
     say(f"hrwsi bench: {rounds} round(s), {results['database']}; logs in {logs}")
+
+    def write(data: list[dict], aged: dict | None, ladder: dict | None = None, complete: bool = False) -> dict:
+        """The results so far (after every round, so that a stopped run keeps its finished rounds)."""
+        figures = summarise(data, sizes, ladder, args.quick)
+        results.update(figures=figures, planner=ladder, raw_rounds=data, aged_database=aged,
+                       rounds_completed=len(data), complete=complete)
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=str))
+        return figures
+
     try:
-        data, aged = asyncio.run(run_rounds(space, sizes, rounds))
-        shutil.copytree(space.logs, logs, dirs_exist_ok=True)
+        data, aged = asyncio.run(run_rounds(space, sizes, rounds, not args.no_aged, write))
     finally:
+        if space.logs.exists():
+            shutil.copytree(space.logs, logs, dirs_exist_ok=True)
         shutil.rmtree(root / "homes", ignore_errors=True)  # the embedded server goes when this process exits
-    results["aged_database"] = aged
-    ladder = None if args.no_planner else planner_ladder(args.quick)
-    figures = summarise(data, sizes, ladder, args.quick)
-    results.update(figures=figures, planner=ladder, raw_rounds=data)
-    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
+    figures = write(data, aged, None if args.no_planner else planner_ladder(args.quick), complete=True)
     print()
     print(table(figures))
     unmet = [key for key, entry in figures.items() if entry["target_met"] is False]
