@@ -211,9 +211,10 @@ def planner_figures(ladder: dict | None, quick: bool) -> dict:
         found = [r["plan_s"] for r in rows if r["instance"] == "random graph" and r["tasks"] == tasks]
         return found[0] if found else None
 
-    worst = max((r["ratio"] for r in rows), default=None)
-    reference = max((r["ratio"] for r in rows if r["instance"].startswith("reference") and "deadline" not in r["instance"]),
-                    default=None)
+    # A deadline-mode row fills a given horizon with the fewest VMs on purpose: its makespan / LB is not a gap.
+    makespan_rows = [r for r in rows if r.get("horizon_s") is None]
+    worst = max((r["ratio"] for r in makespan_rows), default=None)
+    reference = max((r["ratio"] for r in makespan_rows if r["instance"].startswith("reference")), default=None)
     why = "not measured: the ladder did not run" if ladder is None else (
         "not measured in --quick mode" if quick else "not measured by this ladder")
     specs = [
@@ -221,7 +222,8 @@ def planner_figures(ladder: dict | None, quick: bool) -> dict:
          "<= 1 s"),
         ("planner_random_100k_s", "planner: 100,000 tasks of a random heterogeneous graph", "s", plan_s(100000),
          15.0, "<= 15 s"),
-        ("planner_worst_ratio_to_lb", "planner: worst makespan / lower bound over every ladder instance", "x",
+        ("planner_worst_ratio_to_lb", "planner: worst makespan / lower bound over every ladder instance (but "
+         "the deadline-mode one)", "x",
          worst, 1.03, "<= 1.03"),
         ("planner_reference_worst_ratio_to_lb", "planner: worst makespan / lower bound on the reference family",
          "x", reference, 1.01, "<= 1.01"),
