@@ -1,12 +1,11 @@
 """An ageing hrwsi database: `tasks` finished tasks, as many jobs and products, and 4 history rows
 per task, built set-based (INSERT ... SELECT generate_series) through the real tables.
 
-No trigger is disabled. Inputs go in through their triggers (date checks, the orchestrator's backlog,
-the notification); each task is inserted directly in its final state, taking its input from the
-backlog as create_tasks does (the task state machine checks UPDATEs, so an INSERT in any state is
-what the schema allows); the task insert trigger writes each task's 'processed' history row, and the
-three earlier ones (pending, planned, dispatched) are appended to the history table beside it. Jobs
-and products are inserted processed and chained. Then VACUUM ANALYZE, as autovacuum would have.
+No trigger is disabled. Inputs go in through their triggers (date checks, task creation, the
+notification); each task then goes through the state machine as the services move it (dispatched,
+processed: the history triggers write those rows), and a 'planned' history row is appended beside
+them, for four per task. Jobs and products are inserted processed and chained. Then VACUUM ANALYZE,
+as autovacuum would have.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from bench_sql import bench_query
 from systems import SERVICE, hrwsi_configuration, prepare_hrwsi
 
 TASKS_PER_PLAN = 1000
-STEPS = ("age_inputs", "age_tasks", "age_jobs", "age_products", "age_history")
+STEPS = ("age_inputs", "age_tasks", "age_tasks_processed", "age_jobs", "age_products", "age_history")
 
 
 async def build_aged_database(server_url: str, name: str, tasks: int) -> tuple[str, dict]:

@@ -84,9 +84,8 @@ SELECT $3::text, $4::text || g,
 FROM generate_series(0, $1::int - 1) g;
 
 -- name: hrwsi_open_work
--- Work not finished yet: inputs without a task, tasks not final.
-SELECT (SELECT count(*) FROM hrwsi.input_backlog)
-     + (SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN ('processed', 'terminated', 'cancelled'));
+-- Work not finished yet: tasks not final (a task is created with its input).
+SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN ('processed', 'terminated', 'cancelled');
 
 -- name: hrwsi_tasks_by_state
 SELECT state, count(*) AS n FROM hrwsi.processing_task GROUP BY state;
@@ -118,15 +117,16 @@ SELECT 'raw', '/aged/S2_' || g || '.SAFE',
 FROM generate_series(1, $1::int) g;
 
 -- name: age_tasks
--- Every queued input gets its task, directly in its final state (the task state machine checks
--- UPDATEs; an INSERT in any state is what the schema allows), as create_tasks would take the backlog.
-WITH claimed AS (DELETE FROM hrwsi.input_backlog RETURNING input_id)
-INSERT INTO hrwsi.processing_task (input_id, routine, worker, planned_start, planned_end, state, state_reason,
-                                   attempts, plan_id, created_at, updated_at)
-SELECT i.id, 'bench', 'w' || lpad((1 + i.id % 10)::text, 2, '0'), i.created_at + interval '1 minute',
-       i.created_at + interval '2 minutes', 'processed', '1 product(s)', 1, $1::bigint + i.id % $2::int,
-       i.created_at, i.created_at + interval '3 minutes'
-FROM claimed JOIN hrwsi.input i ON i.id = claimed.input_id;
+-- Every input got its pending task from the input trigger; each goes through the state machine as
+-- the services move it (dispatched, then processed), so every trigger runs and writes its history.
+UPDATE hrwsi.processing_task t
+SET state = 'dispatched', worker = 'w' || lpad((1 + t.id % 10)::text, 2, '0'), attempts = 1,
+    planned_start = i.created_at + interval '1 minute', planned_end = i.created_at + interval '2 minutes',
+    plan_id = $1::bigint + t.id % $2::int, created_at = i.created_at
+FROM hrwsi.input i WHERE i.id = t.input_id AND t.state = 'pending';
+
+-- name: age_tasks_processed
+UPDATE hrwsi.processing_task SET state = 'processed', state_reason = '1 product(s)' WHERE state = 'dispatched';
 
 -- name: age_jobs
 INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, exit_code, message, log_path,
@@ -142,14 +142,11 @@ SELECT t.id, '/aged/products/task-' || t.id || '/product', 'DONE', 1000, t.plann
 FROM hrwsi.processing_task t;
 
 -- name: age_history
--- The task insert trigger wrote each task's 'processed' event; its earlier life (pending, planned,
--- dispatched) is appended here, as the state triggers would have written it.
+-- The triggers wrote each task's pending, dispatched and processed events; a 'planned' one (the
+-- orchestrator's, for tasks that waited) is appended, for four history rows per task.
 INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker, at)
-SELECT t.id, s.state, NULL, s.attempts, CASE WHEN s.state <> 'pending' THEN t.worker END,
-       t.created_at + s.after
-FROM hrwsi.processing_task t
-CROSS JOIN (VALUES ('pending', 0, interval '0'), ('planned', 0, interval '10 seconds'),
-                   ('dispatched', 1, interval '1 minute')) AS s(state, attempts, after);
+SELECT t.id, 'planned', NULL, 0, t.worker, t.created_at + interval '10 seconds'
+FROM hrwsi.processing_task t;
 
 -- name: age_counts
 SELECT (SELECT count(*) FROM hrwsi.processing_task) AS tasks, (SELECT count(*) FROM hrwsi.job) AS jobs,
