@@ -153,7 +153,7 @@ CREATE TABLE hrwsi.campaign (
     -- Its products become inputs downstream (within the campaign); false: it stops at its routine.
     chain         boolean NOT NULL DEFAULT true,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    created_by    text NOT NULL DEFAULT current_user,
+    created_by    text NOT NULL DEFAULT session_user,   -- who asked (not the definer of hrwsi.reprocess)
     CONSTRAINT campaign_measured_from_is_before_measured_to CHECK (measured_from < measured_to)
 );
 
@@ -1462,8 +1462,9 @@ BEGIN
                p_data_dir || '/logs/' || installation || '/' || cl.routine || '/' || cl.backend_job_id || '.log',
                p_data_dir || '/products/' || installation || '/' || cl.routine || '/task-' || cl.id
                    || '/attempt-' || cl.attempts || '/output',
-               p.routine_version
-        FROM claimed cl JOIN task_program p ON p.task_id = cl.id
+               -- one index probe per claimed task (a join would be planned as a scan of every task)
+               (SELECT p.routine_version FROM task_program p WHERE p.task_id = cl.id)
+        FROM claimed cl
         ORDER BY array_position(ids, cl.id)
         RETURNING id
     )

@@ -3,6 +3,7 @@ the program they run, chaining within the campaign, cancelling, and the progress
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -10,6 +11,7 @@ import pytest
 
 from hrwsi import campaigns
 from hrwsi.sql_files import query
+from tests.integration.test_operations import login_role  # noqa: F401 - a fixture
 
 DAY = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 OWNER = "launcher-campaign-test"
@@ -130,7 +132,8 @@ def test_a_campaign_task_runs_the_campaign_version_and_its_job_records_it(chain)
     assert (command, image) == (["python", "-m", "snow_v2"], None)
     assert chain.execute("SELECT routine_version FROM hrwsi.job WHERE id = %s", (job_id,)).fetchone()[0] == \
         "python -m snow_v2"
-    assert '"campaign": %d' % campaign_id in manifest and '"routine_version": "python -m snow_v2"' in manifest
+    written = json.loads(manifest)
+    assert (written["campaign"], written["routine_version"]) == (campaign_id, "python -m snow_v2")
     # Production tasks of the routine still run the routine's own version.
     add_input(chain, "l2a", "/l2a/b")
     [(command,)] = chain.execute("SELECT command FROM hrwsi.dispatch(%s, 'dry-run', 30, 10, '/d')", (OWNER,))
@@ -228,3 +231,18 @@ def test_multi_input_groups_take_no_member_from_a_campaign(chain):
     made = chain.execute(query("multi_input_create_complete_groups").replace("$1", "%(now)s"),
                          {"now": datetime.now(UTC)}).fetchone()
     assert made == (0, 0), "one production FSC and one campaign FSC are not two members"
+
+
+def test_an_operator_with_the_service_role_starts_a_campaign_under_their_own_name(chain, login_role):  # noqa: F811
+    finish(chain, add_input(chain, "l2a", "/l2a/a"))
+    service_url = login_role("hrwsi_service")
+    operator = service_url.split("://")[1].split("@")[0]
+    with psycopg.connect(service_url, autocommit=True) as conn:
+        campaign_id, _, _ = reprocess(conn, routine="snow")
+        assert conn.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() is not None
+        assert conn.execute("SELECT count(*) FROM hrwsi.campaign_progress").fetchone()[0] == 1
+    assert chain.execute("SELECT created_by FROM hrwsi.campaign WHERE id = %s", (campaign_id,)).fetchone()[0] == operator
+    with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
+        assert engineer.execute("SELECT count(*) FROM hrwsi.product_timeliness").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reprocess(engineer, routine="snow")
