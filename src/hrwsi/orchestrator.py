@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 # start at once is taken by the launcher's fast path first (one notification hop instead of two).
 PLAN_DEBOUNCE_S = 0.03
 PROMOTE_EVERY_S = 60.0
+# Deadlines are hours: a check every 10 s alerts in time, and its first check waits one interval so
+# that it adds nothing to the burst of queries a service makes as it starts.
+DEADLINE_CHECK_EVERY_S = 10.0
 
 
 class Orchestrator(Service):
@@ -49,7 +52,8 @@ class Orchestrator(Service):
 
     def side_tasks(self):
         tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S),
-                 SideTask("raise_deadline_alerts", self.raise_deadline_alerts, self.settings.backstop_poll_s)]
+                 SideTask("raise_deadline_alerts", self.raise_deadline_alerts, DEADLINE_CHECK_EVERY_S,
+                          delay_first=True)]
         if self.alerts.settings.enabled:
             tasks.append(SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s))
         return tasks

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hrwsi import timeliness
+from hrwsi import orchestrator, timeliness
 from tests.integration.conftest import running, single_routine_configuration, wait_until
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -82,8 +82,14 @@ def test_each_deadline_alert_is_raised_once_per_task(world):
     assert "/late" in body and "is still pending" in body
 
 
+@pytest.fixture
+def quick_deadline_checks(monkeypatch):
+    """The orchestrator checks deadlines every 0.2 s instead of every 10 s."""
+    monkeypatch.setattr(orchestrator, "DEADLINE_CHECK_EVERY_S", 0.2)
+
+
 async def test_the_orchestrator_alerts_a_task_its_plan_ends_after_its_deadline_before_it_is_late(
-        db, database_url, settings, configure):
+        db, database_url, settings, configure, quick_deadline_checks):
     document = single_routine_configuration(["true"], workers=1)
     document["routine"][0]["expected_duration_s"] = 3600  # the plan ends it an hour after it starts
     document["condition"][0].update({"deadline_hours": 0.5, "deadline_from": "measurement"})
@@ -98,7 +104,8 @@ async def test_the_orchestrator_alerts_a_task_its_plan_ends_after_its_deadline_b
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'deadline_missed'").fetchone()[0] == 0
 
 
-async def test_the_orchestrator_alerts_a_task_past_its_deadline_once(db, database_url, settings, configure):
+async def test_the_orchestrator_alerts_a_task_past_its_deadline_once(db, database_url, settings, configure,
+                                                                    quick_deadline_checks):
     document = single_routine_configuration(["true"], workers=1)
     document["condition"][0].update({"deadline_hours": 1})
     configure(document)
@@ -107,7 +114,7 @@ async def test_the_orchestrator_alerts_a_task_past_its_deadline_once(db, databas
                "VALUES ('in', '/x', now() - interval '2 hours')")
     async with running(database_url, ["orchestrator"], settings):
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.alert WHERE kind = 'deadline_missed'")
-        await asyncio.sleep(settings.backstop_poll_s * 3)  # three more checks run meanwhile
+        await asyncio.sleep(1.0)  # a few more checks run meanwhile
     kinds = [r[0] for r in db.execute("SELECT kind FROM hrwsi.alert ORDER BY id")]
     assert kinds == ["routine_on_hold", "deadline_missed"]
     body = db.execute("SELECT body FROM hrwsi.alert WHERE kind = 'deadline_missed'").fetchone()[0]
