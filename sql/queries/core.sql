@@ -26,7 +26,8 @@ SELECT t.id, t.routine, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        t.state_reason, t.priority, extract(epoch FROM t.deadline_at - $1::timestamptz)::float8 AS deadline_s
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
 WHERE t.state = 'pending' AND NOT r.on_hold
-ORDER BY t.priority, t.deadline_at NULLS LAST, t.id;
+ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
+LIMIT $2;
 
 -- name: store_plan
 SELECT * FROM hrwsi.store_plan($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17);
@@ -99,7 +100,9 @@ FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
 
 -- name: register_instance
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).
-INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4);
+-- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
+INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: renew_lease
 -- Renew only a lease that has not lapsed; no row back means it lapsed (or was removed): the

@@ -150,7 +150,8 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     if demo_home.exists():
         shutil.rmtree(demo_home)
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
-                                        retry_backoff_s=1.0, heartbeat_s=2.0)
+                                        retry_backoff_s=1.0, landing_roots=None,
+                                        heartbeat_s=min(2.0, settings.lease_timeout_s / 3))
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
     url = prepare_database(settings)
@@ -180,13 +181,13 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
 
 def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> list[dict]:
     """Drop two more scenes in a landing directory the harvester scans; returns them."""
-    from hrwsi.harvest import landing
+    from hrwsi.harvest.landing_source import register_source
 
-    directory = demo_home / "landing"
+    directory = demo_home / "harvest" / "landing"  # under the landing root: HRWSI_HOME/harvest by default
     count = 2
     scenes = write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
-    landing.register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "work",
-                            product_type="L1C", settle_s=0.5, interval_s=1.0)
+    register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "harvest" / "work",
+                    product_type="L1C", settle_s=0.5, interval_s=1.0)
     return scenes
 
 

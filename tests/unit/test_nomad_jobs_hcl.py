@@ -1,5 +1,5 @@
-"""nomad-jobs/: every spec parses as HCL2; the services have health checks and no secret literals; the
-example routine job is what build_job registers."""
+"""nomad-jobs/: every spec parses as HCL2; the services have Nomad-native HTTP health checks and no secret
+literals; the example routine job is what build_job registers."""
 
 from __future__ import annotations
 
@@ -92,11 +92,19 @@ def test_service_jobs_run_hrwsi_with_a_health_check(service):
     task = labelled(group, "task")[service]
     config = single(task, "config")
     assert config["command"] == "${var.hrwsi_bin}" and config["args"] == [service]
-    check = single(single(task, "service"), "check")
-    assert check["type"] == "script"
-    assert check["command"] == "${var.hrwsi_bin}" and check["args"] == ["health", service]
-    assert duration_ns(check["interval"]) > 0 and duration_ns(check["timeout"]) > 0
-    assert single(check, "check_restart")["limit"] >= 1
+    # Nomad-native HTTP checks on the instance's own endpoints (no Consul, no "any replica" check).
+    assert "http" in labelled(single(group, "network"), "port")
+    env = single(task, "env")
+    assert env["HRWSI_HTTP_PORT"] == "${NOMAD_PORT_http}" and env["HRWSI_HTTP_HOST"] == "${NOMAD_IP_http}"
+    registration = single(task, "service")
+    assert registration["provider"] == "nomad" and registration["port"] == "http"
+    checks = {c["path"]: c for c in registration["check"]}
+    assert set(checks) == {"/healthz", "/readyz"}
+    for check in checks.values():
+        assert check["type"] == "http"
+        assert duration_ns(check["interval"]) > 0 and 0 < duration_ns(check["timeout"]) < duration_ns(check["interval"])
+    assert single(checks["/healthz"], "check_restart")["limit"] >= 1, "a hung instance is restarted"
+    assert "check_restart" not in checks["/readyz"], "an instance waiting for the database is not restarted"
     assert single(task, "resources")["cpu"] > 0 and single(task, "resources")["memory"] > 0
 
 

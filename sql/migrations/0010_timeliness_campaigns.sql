@@ -1,4 +1,4 @@
--- hrwsi schema, version 6: the timeliness of every product, deadline alerts, and reprocessing
+-- hrwsi schema, version 10: the timeliness of every product, deadline alerts, and reprocessing
 -- campaigns (ADR 0010).
 --
 -- Timeliness is a VIEW, not a column: a product's registration time (product.created_at), its
@@ -164,8 +164,8 @@ JOIN hrwsi.input i ON i.id = t.input_id
 JOIN hrwsi.processing_routine r ON r.name = t.routine
 JOIN hrwsi.task_program p ON p.task_id = t.id;
 
-CREATE OR REPLACE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision, p_max_jobs integer,
-                               p_data_dir text)
+CREATE OR REPLACE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
+                                          p_max_jobs integer, p_data_dir text)
 RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
 -- then planned tasks by planned start, then pending tasks by age. A planned task starts on its
@@ -175,38 +175,58 @@ RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrws
 -- task starts on the worker it waits for, nor anywhere while it waits for a budget, so near-real-
 -- time work waits at most for one running task to end (ADR 0009).
 DECLARE
+    planned_tasks CURSOR (p smallint, lim integer) FOR
+        SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               (t.depends_on IS NULL OR t.dependency_waived
+                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        WHERE t.state = 'planned' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
+        ORDER BY t.priority, t.deadline_at NULLS LAST, t.planned_start, t.id
+        LIMIT lim FOR UPDATE OF t SKIP LOCKED;
+    pending_tasks CURSOR (p smallint, lim integer) FOR
+        SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               (t.depends_on IS NULL OR t.dependency_waived
+                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        WHERE t.state = 'pending' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
+        ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
+        LIMIT lim FOR UPDATE OF t SKIP LOCKED;
     names text[]; flavours text[]; cap_cpu float8[]; cap_ram float8[]; cap_disk float8[];
     use_cpu float8[]; use_ram float8[]; use_disk float8[];
     b record;
     total_cpu float8 := 0; total_ram float8 := 0; total_disk float8 := 0; busy integer := 0;
     reserved boolean[]; budget_reserved boolean := false;
-    c record; k integer; chosen integer; misses integer;
+    c record; k integer; chosen integer; misses integer; scan_limit integer := 20 * p_max_jobs + 1000;
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
-    prio smallint; state_name text;
+    prio smallint; from_planned boolean;
     installation text;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
         RAISE EXCEPTION 'another launcher is dispatching right now' USING ERRCODE = 'lock_not_available';
     END IF;
-    PERFORM hrwsi.require_lease(p_owner, p_lease_s);
+    IF NOT EXISTS (SELECT 1 FROM service_instance
+                   WHERE id = p_owner AND heartbeat_at > now() - make_interval(secs => p_lease_s)) THEN
+        PERFORM hrwsi.require_lease(p_owner, p_lease_s);  -- raises the fencing error, with its message
+    END IF;
 
+    -- Active workers with their flavour and what runs on them now.
     SELECT array_agg(w.name ORDER BY w.name), array_agg(w.flavour ORDER BY w.name),
            array_agg(f.cpu::float8 ORDER BY w.name), array_agg(f.ram_mb::float8 ORDER BY w.name),
-           array_agg(f.disk_mb::float8 ORDER BY w.name)
-    INTO names, flavours, cap_cpu, cap_ram, cap_disk
-    FROM worker w JOIN flavour f ON f.name = w.flavour WHERE w.active;
-    IF names IS NULL THEN
-        RETURN;
-    END IF;
-    SELECT array_agg(coalesce(u.cpu, 0) ORDER BY w.name), array_agg(coalesce(u.ram, 0) ORDER BY w.name),
+           array_agg(f.disk_mb::float8 ORDER BY w.name),
+           array_agg(coalesce(u.cpu, 0) ORDER BY w.name), array_agg(coalesce(u.ram, 0) ORDER BY w.name),
            array_agg(coalesce(u.disk, 0) ORDER BY w.name), array_agg(false ORDER BY w.name)
-    INTO use_cpu, use_ram, use_disk, reserved
-    FROM worker w
+    INTO names, flavours, cap_cpu, cap_ram, cap_disk, use_cpu, use_ram, use_disk, reserved
+    FROM worker w JOIN flavour f ON f.name = w.flavour
     LEFT JOIN (SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram,
                       sum(r.storage_mb)::float8 AS disk
                FROM processing_task t JOIN processing_routine r ON r.name = t.routine
                WHERE t.state IN ('dispatched', 'queued', 'running') GROUP BY t.worker) u ON u.worker = w.name
     WHERE w.active;
+    IF names IS NULL THEN
+        RETURN;
+    END IF;
     -- Budgets count everything that runs, also on workers no longer active.
     SELECT coalesce(sum(r.cpu), 0)::float8, coalesce(sum(r.ram_mb), 0)::float8,
            coalesce(sum(r.storage_mb), 0)::float8, count(DISTINCT t.worker)::integer
@@ -218,34 +238,31 @@ BEGIN
 
     <<lanes>>
     FOR prio IN SELECT DISTINCT priority FROM lane UNION SELECT 0 ORDER BY 1 LOOP
-        FOREACH state_name IN ARRAY ARRAY['planned', 'pending'] LOOP
+        FOREACH from_planned IN ARRAY ARRAY[true, false] LOOP
             misses := 0;
-            -- Two constant texts, each walking its partial index in serving order (no sort).
-            FOR c IN EXECUTE CASE state_name WHEN 'planned' THEN $q$
-                SELECT t.id, t.state, t.worker, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-                       r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
-                       (t.depends_on IS NULL OR t.dependency_waived
-                        OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
-                FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-                WHERE t.state = 'planned' AND t.priority = $1 AND (t.not_before IS NULL OR t.not_before <= now())
-                ORDER BY t.priority, t.deadline_at NULLS LAST, t.planned_start, t.id
-                LIMIT $2 FOR UPDATE OF t SKIP LOCKED $q$ ELSE $q$
-                SELECT t.id, t.state, t.worker, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-                       r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
-                       (t.depends_on IS NULL OR t.dependency_waived
-                        OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
-                FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-                WHERE t.state = 'pending' AND t.priority = $1 AND (t.not_before IS NULL OR t.not_before <= now())
-                ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
-                LIMIT $2 FOR UPDATE OF t SKIP LOCKED $q$ END
-                USING prio, 20 * p_max_jobs + 1000
+            IF from_planned THEN OPEN planned_tasks(prio, scan_limit); ELSE OPEN pending_tasks(prio, scan_limit); END IF;
             LOOP
-                EXIT lanes WHEN cardinality(ids) >= p_max_jobs;
+                IF from_planned THEN FETCH planned_tasks INTO c; ELSE FETCH pending_tasks INTO c; END IF;
+                EXIT WHEN NOT FOUND;
+                IF cardinality(ids) >= p_max_jobs OR (budget_reserved AND prio > 0) THEN
+                    -- Enough for this call, or urgent work waits for a budget: nothing less urgent starts.
+                    IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
+                    EXIT lanes;
+                END IF;
                 -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
                 EXIT WHEN misses >= 200;
                 CONTINUE WHEN NOT c.ready OR c.on_hold;
-                IF budget_reserved AND prio > 0 THEN
-                    EXIT lanes;   -- urgent work waits for a budget: nothing less urgent starts anywhere
+                IF EXISTS (SELECT 1 FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1) THEN
+                    -- A stray job row for the attempt this would start: set the task aside, say why.
+                    UPDATE processing_task SET state_reason = format(
+                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
+                        'create; remove that row (or cancel the task) and it is dispatched',
+                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1))
+                    WHERE id = c.id AND state_reason IS DISTINCT FROM format(
+                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
+                        'create; remove that row (or cancel the task) and it is dispatched',
+                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1));
+                    CONTINUE;
                 END IF;
                 IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
                    OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
@@ -297,6 +314,7 @@ BEGIN
                 chosen_workers := chosen_workers || names[chosen];
                 was_pending := was_pending || (c.state = 'pending');
             END LOOP;
+            IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
         END LOOP;
     END LOOP;
 
