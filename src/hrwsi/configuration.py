@@ -1,5 +1,6 @@
-"""Configuration as data: a TOML file of flavours, workers, budget, routines and conditions,
-loaded into the reference tables in one transaction (`hrwsi config load FILE`).
+"""Configuration as data: a TOML file of flavours, workers, budget, routines (with
+`hold_after_failures`) and conditions (with `lane`, `deadline_hours`, `deadline_from` and a
+`multi_input` rule), loaded into the reference tables in one transaction (`hrwsi config load FILE`).
 
 In a routine's command, `{python}` stands for the interpreter running hrwsi, so routines shipped
 as Python modules run in the same environment wherever hrwsi is installed.
