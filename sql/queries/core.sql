@@ -35,6 +35,10 @@ SELECT * FROM hrwsi.store_plan($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jso
 -- name: promote_aged_tasks
 SELECT hrwsi.promote_aged_tasks();
 
+-- name: raise_deadline_alerts
+-- deadline_at_risk (the plan ends a task after its deadline) and deadline_missed, once per task.
+SELECT at_risk, missed FROM hrwsi.raise_deadline_alerts();
+
 -- name: tasks_holding_capacity
 -- Planned, dispatched and running tasks: they keep their worker and time in a new plan.
 SELECT t.id, t.worker, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
@@ -130,6 +134,8 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- name: chain_products
 -- Turn up to $1 new products into inputs of every condition whose routine consumes their type.
 -- The product is marked chained in the same statement: exactly once, even with two harvesters.
+-- A campaign's product becomes an input of the same campaign, in its lane (ADR 0010), and only
+-- when the campaign chains; measurement windows are for fresh scenes, not for reprocessing.
 WITH claimed AS (
     UPDATE hrwsi.product p SET chained_at = now()
     WHERE p.id IN (SELECT id FROM hrwsi.product WHERE chained_at IS NULL ORDER BY id
@@ -137,15 +143,18 @@ WITH claimed AS (
     RETURNING p.id, p.path, p.product_type, p.task_id, p.created_at
 ), inserted AS (
     INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
-                             source, product_id)
-    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id
+                             source, product_id, lane, campaign_id)
+    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id, k.lane, k.id
     FROM claimed cl
     JOIN hrwsi.processing_routine r ON r.input_product_type = cl.product_type
     JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
     LEFT JOIN hrwsi.processing_task t ON t.id = cl.task_id
     LEFT JOIN hrwsi.input i ON i.id = t.input_id
+    LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
     WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
-      AND (c.measurement_window IS NULL OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
+      AND (k.id IS NOT NULL OR c.measurement_window IS NULL OR i.measured_at IS NULL
+           OR i.measured_at >= now() - c.measurement_window)
+      AND (t.campaign_id IS NULL OR k.chain)
       -- a multi-input condition gets one input per complete group (triggering.py), not one per product
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
     ON CONFLICT (processing_condition, input_path) DO NOTHING

@@ -8,7 +8,8 @@ and the plan generation; run the planner off the event loop; validate the plan; 
 call of `hrwsi.store_plan`, which refuses it if another orchestrator stored a plan meanwhile (then
 this one plans again) or if this orchestrator's lease lapsed. No lock is held while the planner
 runs, so a paused orchestrator never stops the others.
-Side tasks: `promote_aged_tasks` (lane ageing) and `send_alerts` (the notification manager).
+Side tasks: `promote_aged_tasks` (lane ageing), `raise_deadline_alerts` (a task the plan ends after
+its deadline, or past it and not processed; ADR 0010) and `send_alerts` (the notification manager).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 # start at once is taken by the launcher's fast path first (one notification hop instead of two).
 PLAN_DEBOUNCE_S = 0.03
 PROMOTE_EVERY_S = 60.0
+# Deadlines are hours: a check every 10 s alerts in time, and its first check waits one interval so
+# that it adds nothing to the burst of queries a service makes as it starts.
+DEADLINE_CHECK_EVERY_S = 10.0
 # At most this many pending tasks per plan, most urgent first: a big back-fill is planned in
 # bounded rounds, between which new near-real-time tasks are planned (and dispatched) first.
 PLAN_BATCH = 20_000
@@ -52,7 +56,9 @@ class Orchestrator(Service):
         self.alerts = AlertSender(AlertSettings.from_env())
 
     def side_tasks(self):
-        tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S)]
+        tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S),
+                 SideTask("raise_deadline_alerts", self.raise_deadline_alerts, DEADLINE_CHECK_EVERY_S,
+                          delay_first=True)]
         if self.alerts.settings.enabled:
             tasks.append(SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s))
         return tasks
@@ -69,6 +75,18 @@ class Orchestrator(Service):
             promoted = await conn.fetchval(query("promote_aged_tasks"))
         if promoted:
             logger.info("%d task(s) waited longer than their lane allows: now served as near-real-time", promoted)
+
+    async def raise_deadline_alerts(self) -> None:
+        """Deadlines: alert (once per task) when the plan already ends a task after its deadline, and when
+        an open task is past it. The orchestrator owns it because its plans set the planned ends."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(query("raise_deadline_alerts"))
+        if row["at_risk"]:
+            logger.warning("%d task(s) are planned to end after their deadline: alert deadline_at_risk written "
+                           "(`hrwsi timeliness`)", row["at_risk"])
+        if row["missed"]:
+            logger.warning("%d task(s) passed their deadline unprocessed: alert deadline_missed written "
+                           "(`hrwsi timeliness`)", row["missed"])
 
     async def plan(self) -> bool:
         """Plan pending tasks; True when the plan was stale (stored by another orchestrator) and
