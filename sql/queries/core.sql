@@ -17,17 +17,23 @@ SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max FROM hrwsi
 SELECT generation FROM hrwsi.plan_generation;
 
 -- name: tasks_to_plan
--- Pending tasks, with what the planner needs to know of them (read in a snapshot, no lock held:
--- hrwsi.store_plan updates only those still pending). A dependency that is already processed is
--- no dependency for the planner.
+-- Pending tasks that waited at least $3 seconds (younger ones are the launcher's fast path's: they
+-- start at once where capacity is free), with what the planner needs to know of them (read in a
+-- snapshot, no lock held: hrwsi.store_plan updates only those still pending).
 SELECT t.id, t.routine, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        extract(epoch FROM r.expected_duration)::float8 AS duration_s,
        CASE WHEN t.dependency_waived THEN NULL ELSE t.depends_on END AS depends_on, t.not_before, r.flavour,
        t.state_reason, t.priority, extract(epoch FROM t.deadline_at - $1::timestamptz)::float8 AS deadline_s
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-WHERE t.state = 'pending' AND NOT r.on_hold
+WHERE t.state = 'pending' AND NOT r.on_hold AND t.updated_at <= $1::timestamptz - make_interval(secs => $3)
 ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
 LIMIT $2;
+
+-- name: youngest_pending_age
+-- How long the most recently pending task has waited (NULL: none is younger than $1 seconds).
+SELECT extract(epoch FROM now() - max(t.updated_at))::float8
+FROM hrwsi.processing_task t
+WHERE t.state = 'pending' AND t.updated_at > now() - make_interval(secs => $1);
 
 -- name: store_plan
 SELECT * FROM hrwsi.store_plan($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17);

@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 # New pending tasks wait this long before planning: a burst is planned once, and a task that can
 # start at once is taken by the launcher's fast path first (one notification hop instead of two).
 PLAN_DEBOUNCE_S = 0.03
+# A pending task is planned once it has waited this long: until then the launcher's fast path may
+# start it where capacity is free, and planning it would be work thrown away (a burst of 10,000
+# inputs on free capacity is dispatched twice as fast without). What has to wait for capacity is
+# planned after this delay, so the plan covers exactly the work that queues.
+PLAN_AFTER_S = 2.0
 PROMOTE_EVERY_S = 60.0
 # Deadlines are hours: a check every 10 s alerts in time, and its first check waits one interval so
 # that it adds nothing to the burst of queries a service makes as it starts.
@@ -50,6 +55,7 @@ class Orchestrator(Service):
         super().__init__(pool, settings)
         self.steps = {"plan": self.plan}
         self.plan_batch = AdaptiveBatch(PLAN_BATCH)
+        self.plan_after_s = PLAN_AFTER_S
         self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0,
                        debounce_s=PLAN_DEBOUNCE_S)
         self.last_plan: planner.Plan | None = None
@@ -99,8 +105,9 @@ class Orchestrator(Service):
             now = datetime.now(UTC)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 batch = self.plan_batch.size
-                pending = await conn.fetch(query("tasks_to_plan"), now, batch)
+                pending = await conn.fetch(query("tasks_to_plan"), now, batch, self.plan_after_s)
                 if not pending:
+                    await self._plan_young_tasks_later(conn)
                     return False
                 generation = await conn.fetchval(query("plan_generation"))
                 workers = await conn.fetch(query("planning_workers"))
@@ -131,6 +138,13 @@ class Orchestrator(Service):
                 metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
                 metrics.PLANNED_TASKS.inc(len(plan.assignments))
         return not stored or len(pending) == batch
+
+    async def _plan_young_tasks_later(self, conn) -> None:
+        """Pending tasks too young to plan: plan them when they are old enough (unless dispatched)."""
+        age = await conn.fetchval(query("youngest_pending_age"), self.plan_after_s)
+        if age is not None:
+            asyncio.get_running_loop().call_later(max(0.0, self.plan_after_s - age) + PLAN_DEBOUNCE_S,
+                                                  self.wake, "plan")
 
     @staticmethod
     def _plan_and_check(problem: PlanningInput) -> planner.Plan | None:
