@@ -20,7 +20,7 @@
 -- Contents, in order (each section only uses what comes before it):
 --   reference tables, inputs, plans, tasks and their state machine, jobs, products, history,
 --   services, alerts and the failure policy, harvest sources and landing files, multi-input
---   rules, operator functions, notification triggers, roles and grants.
+--   rules, operator functions, notification triggers, timeliness and campaigns, roles and grants.
 
 CREATE SCHEMA IF NOT EXISTS hrwsi;
 
@@ -142,6 +142,30 @@ CREATE TABLE hrwsi.processing_condition (
 );
 CREATE INDEX processing_condition_routine_idx ON hrwsi.processing_condition (routine);
 
+-- Reprocessing campaigns (ADR 0010): what a campaign reprocesses and with which version of the
+-- routine. Its tasks (processing_task.campaign_id) run in its lane without a deadline; the products
+-- they make chain downstream within it (input.campaign_id) unless chain is false.
+CREATE TABLE hrwsi.campaign (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          text CONSTRAINT campaign_name_is_not_empty CHECK (btrim(name) <> ''),
+    -- What it reprocesses: the inputs of this routine (of one condition of it when given) sensed in
+    -- [measured_from, measured_to), on these tiles (NULL: every tile), that were processed.
+    routine       text NOT NULL CONSTRAINT campaign_routine_must_exist REFERENCES hrwsi.processing_routine (name),
+    condition     text CONSTRAINT campaign_condition_must_exist REFERENCES hrwsi.processing_condition (name),
+    measured_from timestamptz NOT NULL,
+    measured_to   timestamptz NOT NULL,
+    tiles         text[],
+    -- The version of the routine it runs; NULL: the routine's own command and image.
+    command       text[] CONSTRAINT campaign_command_is_not_empty CHECK (cardinality(command) > 0),
+    image         text CONSTRAINT campaign_image_is_not_empty CHECK (btrim(image) <> ''),
+    lane          text NOT NULL DEFAULT 'archive' CONSTRAINT campaign_lane_must_exist REFERENCES hrwsi.lane (name),
+    -- Its products become inputs downstream (within the campaign); false: it stops at its routine.
+    chain         boolean NOT NULL DEFAULT true,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    created_by    text NOT NULL DEFAULT session_user,   -- who asked (not the definer of hrwsi.reprocess)
+    CONSTRAINT campaign_measured_from_is_before_measured_to CHECK (measured_from < measured_to)
+);
+
 -- =============================================================================================
 -- Inputs: one thing to process under one condition (plain SQL, a harvest source, or chaining).
 -- =============================================================================================
@@ -169,6 +193,8 @@ CREATE TABLE hrwsi.input (
     scene_id             text CONSTRAINT input_scene_id_is_not_empty CHECK (btrim(scene_id) <> ''),
     -- An input may name its lane (a back-fill source inserts into 'archive'); else its condition's.
     lane                 text CONSTRAINT input_lane_must_exist REFERENCES hrwsi.lane (name),
+    -- A product a campaign made becomes an input of the campaign (chained), never of production.
+    campaign_id          bigint CONSTRAINT input_campaign_must_exist REFERENCES hrwsi.campaign (id),
     CONSTRAINT input_measured_at_is_not_after_published_at CHECK (measured_at <= published_at),
     CONSTRAINT input_measured_at_is_after_1950 CHECK (measured_at >= timestamptz '1950-01-01 00:00Z'),
     CONSTRAINT input_published_at_is_after_1950 CHECK (published_at >= timestamptz '1950-01-01 00:00Z'),
@@ -296,7 +322,10 @@ CREATE TABLE hrwsi.processing_task (
     lost_count     integer NOT NULL DEFAULT 0 CONSTRAINT task_lost_count_is_not_negative CHECK (lost_count >= 0),
     -- An operator released a task whose dependency did not end processed: it runs without it.
     dependency_waived boolean NOT NULL DEFAULT false,
-    CONSTRAINT task_is_unique_per_input UNIQUE (input_id),
+    -- A reprocessing campaign's task (NULL: production's).
+    campaign_id    bigint CONSTRAINT task_campaign_must_exist REFERENCES hrwsi.campaign (id),
+    -- One task per input for production, and one more per campaign that reprocesses it.
+    CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
     CONSTRAINT task_planned_has_a_worker_and_start
         CHECK (state NOT IN ('planned', 'dispatched', 'queued', 'running') OR (worker IS NOT NULL AND planned_start IS NOT NULL))
@@ -314,6 +343,7 @@ CREATE INDEX processing_task_series_idx ON hrwsi.processing_task (routine, serie
     WHERE series_tile IS NOT NULL;
 CREATE INDEX processing_task_deadline_idx ON hrwsi.processing_task (deadline_at)
     WHERE deadline_at IS NOT NULL AND state NOT IN ('processed', 'terminated', 'cancelled');
+CREATE INDEX processing_task_campaign_idx ON hrwsi.processing_task (campaign_id) WHERE campaign_id IS NOT NULL;
 
 CREATE FUNCTION hrwsi.enforce_task_transition() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
@@ -538,6 +568,50 @@ CREATE TABLE hrwsi.alert (
         'deadline_missed'))
 );
 CREATE INDEX alert_unsent_idx ON hrwsi.alert (id) WHERE sent_at IS NULL;
+-- Deadline alerts, each kind once per task.
+CREATE UNIQUE INDEX alert_deadline_is_raised_once_per_task ON hrwsi.alert (task_id, kind)
+    WHERE kind IN ('deadline_at_risk', 'deadline_missed');
+
+-- Called by the orchestrator's side task `raise_deadline_alerts`: `deadline_at_risk` when the
+-- plan already ends a task after its deadline (before it is late), `deadline_missed` when an open
+-- task is past its deadline. A terminated task has its own alert; a cancelled one was an
+-- operator's decision. The NOT EXISTS keeps a repeated check from trying again (each try would
+-- take an identity value); the ON CONFLICT settles two orchestrators checking at once.
+CREATE FUNCTION hrwsi.raise_deadline_alerts() RETURNS TABLE (at_risk integer, missed integer)
+LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
+    WITH missed AS (
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'deadline_missed', format('hrwsi: task %s (%s) missed its deadline', t.id, t.routine),
+               format('Task %s (routine %s, lane %s, tile %s, input %s) was due at %s and is still %s%s. '
+                      '`hrwsi task show %s` tells why; `hrwsi timeliness` shows how late products are.',
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, t.deadline_at, t.state,
+                      coalesce(' (' || t.state_reason || ')', ''), t.id),
+               t.id, t.routine
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.deadline_at <= now() AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+          AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_missed')
+        ORDER BY t.deadline_at, t.id
+        ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
+        RETURNING id
+    ), at_risk AS (
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
+               format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
+                      '(%s late); it is %s. Add capacity, or hold less urgent work.',
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, t.deadline_at, t.planned_end,
+                      date_trunc('second', t.planned_end - t.deadline_at), t.state),
+               t.id, t.routine
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at
+          AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+          AND t.state IN ('planned', 'dispatched', 'queued', 'running')
+          AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_at_risk')
+        ORDER BY t.deadline_at, t.id
+        ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM at_risk)::integer, (SELECT count(*) FROM missed)::integer
+$$;
 
 -- The failure policy and the terminated-task alert join the transition tables and a base table by
 -- its key, where a nested loop over an index is right. So they run their query through EXECUTE,
@@ -976,6 +1050,110 @@ BEGIN
     RETURN format('routine %s released; %s held task(s) will be planned', routine_name, released);
 END $$;
 
+-- A reprocessing campaign: one new task per input of a routine (or of one condition of it) sensed
+-- in [measured_from, measured_to), on the given tiles (NULL: every tile), that was processed
+-- already, in the campaign's lane (archive) and without a deadline. A production input only: the
+-- inputs an earlier campaign chained stay that campaign's. The routine runs the campaign's
+-- command or image when given. Old tasks and products are kept.
+CREATE FUNCTION hrwsi.reprocess(
+    routine text DEFAULT NULL, condition text DEFAULT NULL, measured_from timestamptz DEFAULT NULL,
+    measured_to timestamptz DEFAULT NULL, tiles text[] DEFAULT NULL, command text[] DEFAULT NULL,
+    image text DEFAULT NULL, chain boolean DEFAULT true, name text DEFAULT NULL)
+RETURNS TABLE (campaign_id bigint, tasks integer, summary text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    target text := reprocess.routine;
+    new_campaign bigint;
+    created integer;
+BEGIN
+    IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
+        RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.measured_from IS NULL OR reprocess.measured_to IS NULL THEN
+        RAISE EXCEPTION 'give the sensing times to reprocess: measured_from and measured_to'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.condition IS NOT NULL THEN
+        SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
+        IF target IS NULL THEN
+            RAISE EXCEPTION 'no condition %', reprocess.condition USING ERRCODE = 'no_data_found';
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
+        RAISE EXCEPTION 'no routine %', target USING ERRCODE = 'no_data_found';
+    END IF;
+    INSERT INTO campaign (name, routine, condition, measured_from, measured_to, tiles, command, image, chain)
+    VALUES (reprocess.name, target, reprocess.condition, reprocess.measured_from, reprocess.measured_to,
+            reprocess.tiles, reprocess.command, reprocess.image, reprocess.chain)
+    RETURNING id INTO new_campaign;
+
+    INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, series_tile, series_at,
+                                 campaign_id)
+    SELECT i.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
+                ELSE format('reprocessing campaign %s', new_campaign) END,
+           l.name, l.priority,
+           CASE WHEN r.sequential_per_tile AND i.measured_at IS NOT NULL THEN i.tile END,
+           CASE WHEN r.sequential_per_tile AND i.tile IS NOT NULL THEN i.measured_at END,
+           new_campaign
+    FROM input i
+    JOIN processing_condition c ON c.name = i.processing_condition
+    JOIN processing_routine r ON r.name = c.routine
+    JOIN campaign k ON k.id = new_campaign
+    JOIN lane l ON l.name = k.lane
+    WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+      AND i.campaign_id IS NULL
+      AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+      AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+      AND EXISTS (SELECT 1 FROM processing_task d WHERE d.input_id = i.id AND d.state = 'processed')
+    ORDER BY i.measured_at, i.id;
+    GET DIAGNOSTICS created = ROW_COUNT;
+    IF created = 0 THEN
+        RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
+            CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
+            coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
+            CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' (tiles ' || array_to_string(reprocess.tiles, ', ') || ')' END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- A time-series routine reads the previous product of its tile: the campaign's tasks of a tile
+    -- form a series of their own, in sensing order.
+    UPDATE processing_task t SET depends_on = s.previous
+    FROM (SELECT x.id, lag(x.id) OVER (PARTITION BY x.series_tile ORDER BY x.series_at, x.id) AS previous
+          FROM processing_task x WHERE x.campaign_id = new_campaign AND x.series_tile IS NOT NULL) s
+    WHERE t.id = s.id AND s.previous IS NOT NULL;
+    RETURN QUERY SELECT new_campaign, created,
+        format('campaign %s: %s task(s) of routine %s for inputs sensed from %s to %s%s, in the %s lane, running %s%s',
+               new_campaign, created, target, reprocess.measured_from, reprocess.measured_to,
+               CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' on tiles ' || array_to_string(reprocess.tiles, ', ') END,
+               k.lane, CASE WHEN k.command IS NULL AND k.image IS NULL THEN 'the routine''s own version'
+                            ELSE concat_ws(' ', k.image, array_to_string(k.command, ' ')) END,
+               CASE WHEN k.chain THEN '; its products chain downstream within the campaign' ELSE '' END)
+        FROM campaign k WHERE k.id = new_campaign;
+END $$;
+
+-- Cancel what a campaign has not done yet (its running jobs are stopped); its products are kept.
+CREATE FUNCTION hrwsi.cancel_campaign(campaign bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    cancelled integer;
+    stopping integer;
+BEGIN
+    PERFORM 1 FROM hrwsi.campaign k WHERE k.id = cancel_campaign.campaign FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no campaign %', cancel_campaign.campaign USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE hrwsi.job SET cancel_requested = true
+    WHERE state IN ('submitted', 'queued', 'running')
+      AND task_id IN (SELECT t.id FROM hrwsi.processing_task t WHERE t.campaign_id = cancel_campaign.campaign);
+    GET DIAGNOSTICS stopping = ROW_COUNT;
+    UPDATE hrwsi.processing_task SET state = 'cancelled',
+        state_reason = format('its campaign %s was cancelled by an operator', cancel_campaign.campaign)
+    WHERE campaign_id = cancel_campaign.campaign AND state NOT IN ('processed', 'terminated', 'cancelled');
+    GET DIAGNOSTICS cancelled = ROW_COUNT;
+    RETURN format('campaign %s: %s open task(s) cancelled, %s running job(s) being stopped; its products are kept',
+                  cancel_campaign.campaign, cancelled, stopping);
+END $$;
+
 -- =============================================================================================
 -- Notification triggers: one per statement, payloads of counts only. A notification is a
 -- wake-up call (docs/adr/0001); it is sent at commit, never for a rolled-back statement.
@@ -1059,14 +1237,17 @@ BEGIN
     END LOOP;
 
     INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, deadline_at,
-                                 series_tile, series_at)
+                                 series_tile, series_at, campaign_id)
     SELECT n.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
            CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason END,
            l.name, l.priority,
-           coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
-                    n.created_at) + c.deadline,
+           -- A campaign's input (a product it made, chained) is reprocessing: it has no deadline.
+           CASE WHEN n.campaign_id IS NULL THEN
+               coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
+                        n.created_at) + c.deadline END,
            CASE WHEN r.sequential_per_tile AND n.measured_at IS NOT NULL THEN n.tile END,
-           CASE WHEN r.sequential_per_tile AND n.tile IS NOT NULL THEN n.measured_at END
+           CASE WHEN r.sequential_per_tile AND n.tile IS NOT NULL THEN n.measured_at END,
+           n.campaign_id
     FROM new_rows n
     JOIN processing_condition c ON c.name = n.processing_condition
     JOIN processing_routine r ON r.name = c.routine
@@ -1075,7 +1256,8 @@ BEGIN
 
     -- A time-series task depends on the task just before it in its series, by (series_at, id):
     -- among the new tasks by a window (one sort), else the latest earlier task already there (one
-    -- index probe each). O(n log n) whatever the table statistics.
+    -- index probe each). O(n log n) whatever the table statistics. A campaign's tasks form series
+    -- of their own: production tasks never wait for reprocessing, nor the other way round.
     IF EXISTS (SELECT 1 FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
                JOIN processing_routine r ON r.name = c.routine WHERE r.sequential_per_tile) THEN
         EXECUTE $q$
@@ -1086,14 +1268,16 @@ BEGIN
                             WHEN s.previous_new IS NULL THEN e.id
                             WHEN (e.series_at, e.id) > (s.previous_at, s.previous_new) THEN e.id
                             ELSE s.previous_new END AS previous
-                FROM (SELECT t.id, t.routine, t.series_tile, t.series_at,
+                FROM (SELECT t.id, t.routine, t.series_tile, t.series_at, t.campaign_id,
                              lag(t.id) OVER w AS previous_new, lag(t.series_at) OVER w AS previous_at
                       FROM processing_task t JOIN new_rows n ON n.id = t.input_id
                       WHERE t.series_tile IS NOT NULL
-                      WINDOW w AS (PARTITION BY t.routine, t.series_tile ORDER BY t.series_at, t.id)) s
+                      WINDOW w AS (PARTITION BY t.routine, t.series_tile, t.campaign_id
+                                   ORDER BY t.series_at, t.id)) s
                 LEFT JOIN LATERAL (
                     SELECT p.id, p.series_at FROM processing_task p
                     WHERE p.routine = s.routine AND p.series_tile = s.series_tile
+                      AND p.campaign_id IS NOT DISTINCT FROM s.campaign_id
                       AND (p.series_at, p.id) < (s.series_at, s.id) AND p.state <> 'cancelled'
                       AND NOT EXISTS (SELECT 1 FROM new_rows n2 WHERE n2.id = p.input_id)
                     ORDER BY p.series_at DESC, p.id DESC LIMIT 1) e ON true
@@ -1185,14 +1369,25 @@ END $$;
 -- What a backend needs to run (or adopt) each job, including the manifest a routine reads: its
 -- input, the members of a multi-input task, and the previous product of a time series.
 -- =============================================================================================
+-- The program a task runs: its routine's command and image or, for the routine a campaign
+-- reprocesses, the campaign's version of them. Every job records it (job.routine_version).
+CREATE VIEW hrwsi.task_program AS
+SELECT t.id AS task_id, coalesce(k.command, r.command) AS command, coalesce(k.image, r.image) AS image,
+       concat_ws(' ', coalesce(k.image, r.image), array_to_string(coalesce(k.command, r.command), ' '))
+           AS routine_version
+FROM hrwsi.processing_task t
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id AND k.routine = t.routine;
+
 CREATE VIEW hrwsi.job_spec AS
 SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.state, j.log_path, j.output_dir,
        t.routine, i.processing_condition AS condition, i.input_path, i.tile, j.worker, t.lane,
-       r.command, r.image, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+       p.command, p.image, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        extract(epoch FROM r.timeout)::float8 AS timeout_s, r.env::text AS env, r.output_product_type,
        jsonb_build_object(
            'task', t.id, 'attempt', j.attempt, 'routine', t.routine, 'condition', i.processing_condition,
-           'lane', t.lane, 'deadline_at', t.deadline_at,
+           'lane', t.lane, 'deadline_at', t.deadline_at, 'campaign', t.campaign_id,
+           'routine_version', j.routine_version,
            'input', jsonb_build_object('path', i.input_path, 'tile', i.tile, 'mission', i.mission,
                                        'measured_at', i.measured_at, 'published_at', i.published_at,
                                        'product_type', r.input_product_type),
@@ -1211,7 +1406,8 @@ SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.stat
 FROM hrwsi.job j
 JOIN hrwsi.processing_task t ON t.id = j.task_id
 JOIN hrwsi.input i ON i.id = t.input_id
-JOIN hrwsi.processing_routine r ON r.name = t.routine;
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+JOIN hrwsi.task_program p ON p.task_id = t.id;
 
 -- =============================================================================================
 -- Dispatch: one call claims ready work that fits now and returns what to submit.
@@ -1392,8 +1588,9 @@ BEGIN
                p_data_dir || '/logs/' || installation || '/' || cl.routine || '/' || cl.backend_job_id || '.log',
                p_data_dir || '/products/' || installation || '/' || cl.routine || '/task-' || cl.id
                    || '/attempt-' || cl.attempts || '/output',
-               coalesce(r.image, array_to_string(r.command, ' '))
-        FROM claimed cl JOIN processing_routine r ON r.name = cl.routine
+               -- one index probe per claimed task (a join would be planned as a scan of every task)
+               (SELECT p.routine_version FROM task_program p WHERE p.task_id = cl.id)
+        FROM claimed cl
         ORDER BY array_position(ids, cl.id)
         RETURNING id
     )
@@ -1623,6 +1820,68 @@ CREATE TABLE hrwsi.operator_action (
 CREATE INDEX operator_action_target_idx ON hrwsi.operator_action (target, id);
 
 -- =============================================================================================
+-- Timeliness (how long after sensing, and after publication, each product was registered) and
+-- the progress of reprocessing campaigns (ADR 0010).
+-- =============================================================================================
+
+-- One row per product: seconds from its input's sensing time (measured_at) and publication time
+-- (published_at) to its registration (product.created_at, when the launcher recorded it), and
+-- whether it met its task's deadline (NULL: the task had none). A chained input carries the
+-- original scene's sensing time and, as publication, the upstream product's registration: so
+-- from_sensing_s is the delay from the satellite, from_publication_s the delay of this step.
+-- day is the UTC day of registration.
+CREATE VIEW hrwsi.product_timeliness AS
+SELECT p.id AS product_id, p.product_type, p.path, p.task_id, t.routine, t.lane, t.campaign_id,
+       i.processing_condition AS condition, i.tile, (p.created_at AT TIME ZONE 'UTC')::date AS day,
+       i.measured_at, i.published_at, p.created_at AS registered_at, t.deadline_at,
+       extract(epoch FROM p.created_at - i.measured_at)::float8 AS from_sensing_s,
+       extract(epoch FROM p.created_at - i.published_at)::float8 AS from_publication_s,
+       p.created_at <= t.deadline_at AS on_time
+FROM hrwsi.product p
+JOIN hrwsi.processing_task t ON t.id = p.task_id
+JOIN hrwsi.input i ON i.id = t.input_id;
+
+-- Per routine, lane, tile and day: products, the median and 95th percentile of both delays, and
+-- the share on time among the products that had a deadline (NULL: none had one).
+CREATE VIEW hrwsi.timeliness AS
+SELECT routine, lane, tile, day, count(*) AS products,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY from_sensing_s) AS p50_from_sensing_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY from_sensing_s) AS p95_from_sensing_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY from_publication_s) AS p50_from_publication_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY from_publication_s) AS p95_from_publication_s,
+       count(deadline_at) AS with_deadline,
+       count(*) FILTER (WHERE on_time) AS on_time,
+       (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time
+FROM hrwsi.product_timeliness
+GROUP BY routine, lane, tile, day;
+
+-- A campaign's progress, per routine (its own, and the routines its products chained into):
+-- tasks per state, products, when its first attempt started, and when it finished (every task
+-- final and every product chained; NULL while it runs).
+CREATE VIEW hrwsi.campaign_progress AS
+SELECT k.id AS campaign_id, k.name, k.routine AS campaign_routine, k.condition, k.measured_from, k.measured_to,
+       k.tiles, nullif(concat_ws(' ', k.image, array_to_string(k.command, ' ')), '') AS version, k.lane, k.chain,
+       k.created_at, k.created_by, t.routine, count(t.id) AS tasks,
+       count(t.id) FILTER (WHERE t.state IN ('pending', 'planned', 'on_hold', 'blocked')) AS waiting,
+       count(t.id) FILTER (WHERE t.state IN ('dispatched', 'queued', 'running')) AS running,
+       count(t.id) FILTER (WHERE t.state = 'processed') AS processed,
+       count(t.id) FILTER (WHERE t.state = 'terminated') AS terminated,
+       count(t.id) FILTER (WHERE t.state = 'cancelled') AS cancelled,
+       coalesce(sum(x.products), 0)::bigint AS products,
+       coalesce(sum(x.unchained), 0)::bigint AS unchained_products,
+       min(x.started_at) AS started_at,
+       CASE WHEN count(t.id) > 0 AND bool_and(t.state IN ('processed', 'terminated', 'cancelled'))
+                 AND coalesce(sum(x.unchained), 0) = 0
+            THEN max(greatest(t.updated_at, x.chained_at)) END AS finished_at
+FROM hrwsi.campaign k
+LEFT JOIN hrwsi.processing_task t ON t.campaign_id = k.id
+LEFT JOIN LATERAL (SELECT count(*) AS products, count(*) FILTER (WHERE p.chained_at IS NULL) AS unchained,
+                          max(p.chained_at) AS chained_at,
+                          (SELECT min(j.started_at) FROM hrwsi.job j WHERE j.task_id = t.id) AS started_at
+                   FROM hrwsi.product p WHERE p.task_id = t.id) x ON true
+GROUP BY k.id, t.routine;
+
+-- =============================================================================================
 -- Roles and grants. Least privilege: three NOLOGIN roles, granted to login users (e.g.
 -- GRANT hrwsi_service TO launcher_vm). Roles belong to the server, not to one database: they are
 -- created only when missing.
@@ -1705,3 +1964,8 @@ GRANT EXECUTE ON FUNCTION hrwsi.promote_aged_tasks(), hrwsi.lease_is_fresh(text,
 -- The web dashboard (0007): it reads tasks through dashboard_task; the audit is append-only for the services.
 GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
+
+-- Timeliness and reprocessing campaigns (ADR 0010): the operator functions and the deadline check.
+GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, text[], text[], text, boolean, text),
+    hrwsi.cancel_campaign(bigint), hrwsi.raise_deadline_alerts()
+    TO hrwsi_service;

@@ -17,23 +17,33 @@ SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max FROM hrwsi
 SELECT generation FROM hrwsi.plan_generation;
 
 -- name: tasks_to_plan
--- Pending tasks, with what the planner needs to know of them (read in a snapshot, no lock held:
--- hrwsi.store_plan updates only those still pending). A dependency that is already processed is
--- no dependency for the planner.
+-- Pending tasks that waited at least $3 seconds (younger ones are the launcher's fast path's: they
+-- start at once where capacity is free), with what the planner needs to know of them (read in a
+-- snapshot, no lock held: hrwsi.store_plan updates only those still pending).
 SELECT t.id, t.routine, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        extract(epoch FROM r.expected_duration)::float8 AS duration_s,
        CASE WHEN t.dependency_waived THEN NULL ELSE t.depends_on END AS depends_on, t.not_before, r.flavour,
        t.state_reason, t.priority, extract(epoch FROM t.deadline_at - $1::timestamptz)::float8 AS deadline_s
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-WHERE t.state = 'pending' AND NOT r.on_hold
+WHERE t.state = 'pending' AND NOT r.on_hold AND t.updated_at <= $1::timestamptz - make_interval(secs => $3)
 ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
 LIMIT $2;
+
+-- name: youngest_pending_age
+-- How long the most recently pending task has waited (NULL: none is younger than $1 seconds).
+SELECT extract(epoch FROM now() - max(t.updated_at))::float8
+FROM hrwsi.processing_task t
+WHERE t.state = 'pending' AND t.updated_at > now() - make_interval(secs => $1);
 
 -- name: store_plan
 SELECT * FROM hrwsi.store_plan($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17);
 
 -- name: promote_aged_tasks
 SELECT hrwsi.promote_aged_tasks();
+
+-- name: raise_deadline_alerts
+-- deadline_at_risk (the plan ends a task after its deadline) and deadline_missed, once per task.
+SELECT at_risk, missed FROM hrwsi.raise_deadline_alerts();
 
 -- name: tasks_holding_capacity
 -- Planned, dispatched and running tasks: they keep their worker and time in a new plan.
@@ -130,6 +140,8 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- name: chain_products
 -- Turn up to $1 new products into inputs of every condition whose routine consumes their type.
 -- The product is marked chained in the same statement: exactly once, even with two harvesters.
+-- A campaign's product becomes an input of the same campaign, in its lane (ADR 0010), and only
+-- when the campaign chains; measurement windows are for fresh scenes, not for reprocessing.
 WITH claimed AS (
     UPDATE hrwsi.product p SET chained_at = now()
     WHERE p.id IN (SELECT id FROM hrwsi.product WHERE chained_at IS NULL ORDER BY id
@@ -137,15 +149,18 @@ WITH claimed AS (
     RETURNING p.id, p.path, p.product_type, p.task_id, p.created_at
 ), inserted AS (
     INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
-                             source, product_id)
-    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id
+                             source, product_id, lane, campaign_id)
+    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id, k.lane, k.id
     FROM claimed cl
     JOIN hrwsi.processing_routine r ON r.input_product_type = cl.product_type
     JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
     LEFT JOIN hrwsi.processing_task t ON t.id = cl.task_id
     LEFT JOIN hrwsi.input i ON i.id = t.input_id
+    LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
     WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
-      AND (c.measurement_window IS NULL OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
+      AND (k.id IS NOT NULL OR c.measurement_window IS NULL OR i.measured_at IS NULL
+           OR i.measured_at >= now() - c.measurement_window)
+      AND (t.campaign_id IS NULL OR k.chain)
       -- a multi-input condition gets one input per complete group (triggering.py), not one per product
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
     ON CONFLICT (processing_condition, input_path) DO NOTHING

@@ -188,7 +188,8 @@ RETURNING name;
 -- One input per complete group of every active multi-input condition, with its members listed in
 -- hrwsi.multi_input_member; $1 is "now". A group is a tile and the window_days days ending on an
 -- anchor day (each day a member was measured on). Idempotent: a group's input path is
--- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once.
+-- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once. Products
+-- and tasks of reprocessing campaigns are neither members nor open work here (ADR 0010).
 WITH rule AS (
     SELECT m.processing_condition AS condition, m.window_days, m.every_day_of_window, m.wait_for_open_tasks,
            c.measurement_window, c.tiles
@@ -203,6 +204,7 @@ WITH rule AS (
     JOIN hrwsi.processing_task t ON t.id = p.task_id
     JOIN hrwsi.input i ON i.id = t.input_id
     WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+      AND t.campaign_id IS NULL
     UNION
     -- ... and inputs not chained from a product (harvested, inserted), as the type their routine reads.
     SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
@@ -247,7 +249,8 @@ WITH rule AS (
           JOIN hrwsi.processing_condition pc ON pc.routine = pr.name
           JOIN hrwsi.input i ON i.processing_condition = pc.name
           LEFT JOIN hrwsi.processing_task t ON t.input_id = i.id
-          WHERE q.processing_condition = a.condition AND i.tile = a.tile
+          WHERE q.processing_condition = a.condition AND i.tile = a.tile AND i.campaign_id IS NULL
+            AND (t.id IS NULL OR t.campaign_id IS NULL)
             AND i.measured_at >= (a.day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
             AND i.measured_at < (a.day + 1)::timestamp AT TIME ZONE 'UTC'
             AND (t.id IS NULL OR t.state NOT IN ('processed', 'terminated', 'cancelled'))))

@@ -33,7 +33,7 @@ from hrwsi.sql_files import query
 DEMO_DATABASE = "hrwsi_demo"
 CONFIGURATION = Path(__file__).parent / "demo_data" / "configuration.toml"
 TILES = ("32TLR", "32TMS", "31TGL", "32TNS")
-ROUTINES = ("atmospheric_correction", "snow_cover", "quicklook")
+ROUTINES = ("atmospheric_correction", "snow_cover", "wet_snow", "quicklook", "gfsc")
 SIZE = 96  # pixels per side of a sample scene
 
 INSERT_INPUTS_SQL = """INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at)
@@ -167,8 +167,10 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
             "paths": [s["path"] for s in scenes], "tiles": [s["tile"] for s in scenes],
             "missions": [s["mission"] for s in scenes], "measured": [s["measured_at"] for s in scenes],
             "published": [s["published_at"] for s in scenes]})
-        landing_inputs = _register_landing_source(conn, demo_home, now, inputs)
-    expected = (inputs + landing_inputs) * len(ROUTINES)
+        landing_scenes = _register_landing_source(conn, demo_home, now, inputs)
+    every_scene = scenes + landing_scenes  # each routine runs once per scene; gfsc once per tile and day
+    composites = {(s["tile"], s["measured_at"].astimezone(UTC).date()) for s in every_scene}
+    expected = len(every_scene) * (len(ROUTINES) - 1) + len(composites)
     backend_name, emulator = _backend_for(backend)
     done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
         url, demo_settings, backend_name, console, expected, timeout_s)))
@@ -177,16 +179,16 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     return ok
 
 
-def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> int:
-    """Drop two more scenes in a landing directory the harvester scans; returns how many."""
+def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> list[dict]:
+    """Drop two more scenes in a landing directory the harvester scans; returns them."""
     from hrwsi.harvest.landing_source import register_source
 
     directory = demo_home / "harvest" / "landing"  # under the landing root: HRWSI_HOME/harvest by default
     count = 2
-    write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
+    scenes = write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
     register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "harvest" / "work",
                     product_type="L1C", settle_s=0.5, interval_s=1.0)
-    return count
+    return scenes
 
 
 def _backend_for(backend: str) -> tuple[str, object | None]:

@@ -216,7 +216,7 @@ class Launcher(Service):
     async def _record(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> None:
         """Hand the outcome to the writer and wait until it is stored; then log and clean up."""
         products: list[tuple[str, int]] = []
-        if outcome.state == "processed":
+        if outcome.state == "processed" and self.backend.runs_routines:
             products, refused = await asyncio.to_thread(discover_products, spec.output_dir)
             if refused:
                 outcome = JobOutcome("internal_error", outcome.exit_code,

@@ -8,7 +8,8 @@ and the plan generation; run the planner off the event loop; validate the plan; 
 call of `hrwsi.store_plan`, which refuses it if another orchestrator stored a plan meanwhile (then
 this one plans again) or if this orchestrator's lease lapsed. No lock is held while the planner
 runs, so a paused orchestrator never stops the others.
-Side tasks: `promote_aged_tasks` (lane ageing) and `send_alerts` (the notification manager).
+Side tasks: `promote_aged_tasks` (lane ageing), `raise_deadline_alerts` (a task the plan ends after
+its deadline, or past it and not processed; ADR 0010) and `send_alerts` (the notification manager).
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ logger = logging.getLogger(__name__)
 # New pending tasks wait this long before planning: a burst is planned once, and a task that can
 # start at once is taken by the launcher's fast path first (one notification hop instead of two).
 PLAN_DEBOUNCE_S = 0.03
+# A pending task is planned once it has waited this long: until then the launcher's fast path may
+# start it where capacity is free, and planning it would be work thrown away (a burst of 10,000
+# inputs on free capacity is dispatched twice as fast without). What has to wait for capacity is
+# planned after this delay, so the plan covers exactly the work that queues.
+PLAN_AFTER_S = 2.0
 PROMOTE_EVERY_S = 60.0
+# Deadlines are hours: a check every 10 s alerts in time, and its first check waits one interval so
+# that it adds nothing to the burst of queries a service makes as it starts.
+DEADLINE_CHECK_EVERY_S = 10.0
 # At most this many pending tasks per plan, most urgent first: a big back-fill is planned in
 # bounded rounds, between which new near-real-time tasks are planned (and dispatched) first.
 PLAN_BATCH = 20_000
@@ -46,13 +55,16 @@ class Orchestrator(Service):
         super().__init__(pool, settings)
         self.steps = {"plan": self.plan}
         self.plan_batch = AdaptiveBatch(PLAN_BATCH)
+        self.plan_after_s = PLAN_AFTER_S
         self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0,
                        debounce_s=PLAN_DEBOUNCE_S)
         self.last_plan: planner.Plan | None = None
         self.alerts = AlertSender(AlertSettings.from_env())
 
     def side_tasks(self):
-        tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S)]
+        tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S),
+                 SideTask("raise_deadline_alerts", self.raise_deadline_alerts, DEADLINE_CHECK_EVERY_S,
+                          delay_first=True)]
         if self.alerts.settings.enabled:
             tasks.append(SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s))
         return tasks
@@ -70,6 +82,18 @@ class Orchestrator(Service):
         if promoted:
             logger.info("%d task(s) waited longer than their lane allows: now served as near-real-time", promoted)
 
+    async def raise_deadline_alerts(self) -> None:
+        """Deadlines: alert (once per task) when the plan already ends a task after its deadline, and when
+        an open task is past it. The orchestrator owns it because its plans set the planned ends."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(query("raise_deadline_alerts"))
+        if row["at_risk"]:
+            logger.warning("%d task(s) are planned to end after their deadline: alert deadline_at_risk written "
+                           "(`hrwsi timeliness`)", row["at_risk"])
+        if row["missed"]:
+            logger.warning("%d task(s) passed their deadline unprocessed: alert deadline_missed written "
+                           "(`hrwsi timeliness`)", row["missed"])
+
     async def plan(self) -> bool:
         """Plan pending tasks; True when the plan was stale (stored by another orchestrator) and
         planning must run again."""
@@ -81,8 +105,9 @@ class Orchestrator(Service):
             now = datetime.now(UTC)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 batch = self.plan_batch.size
-                pending = await conn.fetch(query("tasks_to_plan"), now, batch)
+                pending = await conn.fetch(query("tasks_to_plan"), now, batch, self.plan_after_s)
                 if not pending:
+                    await self._plan_young_tasks_later(conn)
                     return False
                 generation = await conn.fetchval(query("plan_generation"))
                 workers = await conn.fetch(query("planning_workers"))
@@ -113,6 +138,13 @@ class Orchestrator(Service):
                 metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
                 metrics.PLANNED_TASKS.inc(len(plan.assignments))
         return not stored or len(pending) == batch
+
+    async def _plan_young_tasks_later(self, conn) -> None:
+        """Pending tasks too young to plan: plan them when they are old enough (unless dispatched)."""
+        age = await conn.fetchval(query("youngest_pending_age"), self.plan_after_s)
+        if age is not None:
+            asyncio.get_running_loop().call_later(max(0.0, self.plan_after_s - age) + PLAN_DEBOUNCE_S,
+                                                  self.wake, "plan")
 
     @staticmethod
     def _plan_and_check(problem: PlanningInput) -> planner.Plan | None:

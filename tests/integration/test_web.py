@@ -74,15 +74,17 @@ async def test_the_overview_names_held_routines_with_their_reason_and_what_canno
     assert f"hrwsi: task {scenario.terminated} (atmospheric_correction) terminated" in page, "its alert"
     assert "1/2 services alive" in page, "the launcher's heartbeat is stale"
     assert "landing-l1c" in page
-    assert "appears here once the database has the hrwsi.timeliness view" in page
+    assert "routine lane tile day products p50_from_sensing_s" in page, "the timeliness view's section (ADR 0010)"
 
 
-async def test_the_timeliness_section_shows_the_view_once_it_exists(database_url, scenario, data_dir, db):
-    db.execute("""CREATE VIEW hrwsi.timeliness AS SELECT 'snow_cover'::text AS routine, 'nrt'::text AS lane,
-                  12 AS products, 0.92 AS on_time_share""")
+async def test_the_timeliness_section_shows_the_timeliness_view(database_url, scenario, data_dir, db):
+    rows = db.execute("SELECT routine, lane, tile, day, products FROM hrwsi.timeliness WHERE routine = 'snow_cover'"
+                      ).fetchall()
+    assert rows, "the scenario's snow-cover products are in the view"
     async with dashboard(database_url, data_dir) as client:
         page = visible(await text_of(client, "/"))
-    assert "routine lane products on_time_share snow_cover nrt 12 0.92" in page
+    for routine, lane, tile, day, products in rows:
+        assert f"{routine} {lane} {tile} {day} {products} " in page
 
 
 async def test_user_supplied_text_is_escaped_wherever_it_is_shown(database_url, scenario, data_dir, db):
