@@ -177,8 +177,9 @@ def routine_processes(ledger: Path) -> list[psutil.Process]:
 
 
 def kill_routines(target: Target, rng: random.Random) -> str:
-    """kill -9 of one to three routine processes in the middle of their work (as the OOM killer would)."""
-    deadline = time.monotonic() + 5.0
+    """kill -9 of one to three routine processes in the middle of their work (as the OOM killer would);
+    routines live a fraction of a second, so it looks for them for up to 20 s."""
+    deadline = time.monotonic() + 20.0
     while time.monotonic() < deadline:
         running = routine_processes(target.ledger)
         if running:
@@ -195,7 +196,7 @@ def kill_routines(target: Target, rng: random.Random) -> str:
                 killed.append(f"task {key[0]} attempt {key[1]} (pid {process.pid})")
             if killed:
                 return "killed the routine of " + ", ".join(killed)
-        time.sleep(0.05)
+        time.sleep(0.02)
     return "no routine was running: nothing killed"
 
 
