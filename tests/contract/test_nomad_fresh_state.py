@@ -15,8 +15,8 @@ from tests.contract.conftest import Progress, Target, follow
 
 pytestmark = pytest.mark.contract
 
-# A liveness guard: a job of a second that is not over 15 s after Nomad came back is not followed.
-SHORT_GUARD_S = 15.0
+# A liveness guard: a job of a second that is not over 10 s after Nomad came back is not followed.
+SHORT_GUARD_S = 10.0
 XFAIL = "issue 14: the Nomad backend does not notice that Nomad's index went backwards (see the report)"
 
 

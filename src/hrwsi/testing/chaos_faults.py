@@ -203,7 +203,7 @@ def kill_routines(target: Target, rng: random.Random) -> str:
 def _pause(target: Target, rng: random.Random, kind: str) -> str:
     name = target.services.pick(rng, kind)
     process = target.services.processes[name]
-    seconds = rng.uniform(LEASE_S + 1.0, LEASE_S + 6.0)  # longer than the lease: it comes back a zombie
+    seconds = rng.uniform(LEASE_S + 1.0, LEASE_S + 4.0)  # longer than the lease: it comes back a zombie
     process.send_signal(signal.SIGSTOP)
     time.sleep(seconds)
     process.send_signal(signal.SIGCONT)
