@@ -14,16 +14,17 @@ UPDATE hrwsi.budget SET cpu_max = %(cpu_max)s, ram_max_mb = %(ram_max_mb)s,
 
 -- name: upsert_routine
 INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, timeout, image, command,
-    input_product_type, output_product_type, max_attempts, flavour, sequential_per_tile, env)
+    input_product_type, output_product_type, max_attempts, flavour, sequential_per_tile, env, hold_after_failures)
 VALUES (%(name)s, %(cpu)s, %(ram_mb)s, %(storage_mb)s, make_interval(secs => %(expected_duration_s)s),
     CASE WHEN %(timeout_s)s::float8 IS NULL THEN NULL ELSE make_interval(secs => %(timeout_s)s::float8) END,
     %(image)s, %(command)s, %(input_product_type)s, %(output_product_type)s, %(max_attempts)s, %(flavour)s,
-    %(sequential_per_tile)s, %(env)s::jsonb)
+    %(sequential_per_tile)s, %(env)s::jsonb, %(hold_after_failures)s)
 ON CONFLICT (name) DO UPDATE SET cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, storage_mb = EXCLUDED.storage_mb,
     expected_duration = EXCLUDED.expected_duration, timeout = EXCLUDED.timeout, image = EXCLUDED.image,
     command = EXCLUDED.command, input_product_type = EXCLUDED.input_product_type,
     output_product_type = EXCLUDED.output_product_type, max_attempts = EXCLUDED.max_attempts,
-    flavour = EXCLUDED.flavour, sequential_per_tile = EXCLUDED.sequential_per_tile, env = EXCLUDED.env;
+    flavour = EXCLUDED.flavour, sequential_per_tile = EXCLUDED.sequential_per_tile, env = EXCLUDED.env,
+    hold_after_failures = EXCLUDED.hold_after_failures;
 
 -- name: upsert_condition
 INSERT INTO hrwsi.processing_condition (name, routine, publication_window, measurement_window, tiles, active)
@@ -35,3 +36,78 @@ VALUES (%(name)s, %(routine)s,
     %(tiles)s, %(active)s)
 ON CONFLICT (name) DO UPDATE SET routine = EXCLUDED.routine, publication_window = EXCLUDED.publication_window,
     measurement_window = EXCLUDED.measurement_window, tiles = EXCLUDED.tiles, active = EXCLUDED.active;
+
+-- name: upsert_multi_input_rule
+INSERT INTO hrwsi.multi_input_rule (processing_condition, window_days, every_day_of_window, wait_for_open_tasks)
+VALUES (%(condition)s, %(window_days)s, %(every_day_of_window)s, %(wait_for_open_tasks)s)
+ON CONFLICT (processing_condition) DO UPDATE SET window_days = EXCLUDED.window_days,
+    every_day_of_window = EXCLUDED.every_day_of_window, wait_for_open_tasks = EXCLUDED.wait_for_open_tasks;
+
+-- name: replace_multi_input_requirements
+-- A rule's requirements are the file's list: those not listed any more go.
+WITH gone AS (
+    DELETE FROM hrwsi.multi_input_requirement
+    WHERE processing_condition = %(condition)s AND NOT product_type = ANY(%(product_types)s::text[])
+)
+INSERT INTO hrwsi.multi_input_requirement (processing_condition, product_type, min_count)
+SELECT %(condition)s, t, n FROM unnest(%(product_types)s::text[], %(min_counts)s::int[]) AS r(t, n)
+ON CONFLICT (processing_condition, product_type) DO UPDATE SET min_count = EXCLUDED.min_count;
+
+-- name: update_retention_policy
+-- Days as intervals; NULL (the file's "forever") keeps everything of that kind.
+UPDATE hrwsi.retention_policy SET enabled = %(enabled)s,
+    task_history = %(task_history_days)s::float8 * interval '1 day',
+    finished_tasks = %(finished_task_days)s::float8 * interval '1 day',
+    products = %(product_days)s::float8 * interval '1 day',
+    plans = %(plan_days)s::float8 * interval '1 day',
+    alerts = %(alert_days)s::float8 * interval '1 day',
+    landing_files = %(landing_file_days)s::float8 * interval '1 day',
+    dead_services = %(dead_service_hours)s::float8 * interval '1 hour',
+    batch_size = %(batch_size)s,
+    run_every = %(interval_s)s::float8 * interval '1 second';
+
+-- name: config_flavour_names
+SELECT name FROM hrwsi.flavour;
+
+-- name: config_routine_names
+SELECT name FROM hrwsi.processing_routine;
+
+-- name: config_budget
+SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max FROM hrwsi.budget;
+
+-- name: config_flavours
+SELECT name, cpu::float8 AS cpu, ram_mb, disk_mb FROM hrwsi.flavour ORDER BY name;
+
+-- name: config_workers
+SELECT name, flavour, active FROM hrwsi.worker ORDER BY name;
+
+-- name: config_routines
+SELECT name, cpu::float8 AS cpu, ram_mb, storage_mb,
+       extract(epoch FROM expected_duration)::float8 AS expected_duration_s,
+       extract(epoch FROM timeout)::float8 AS timeout_s, command, image, input_product_type, output_product_type,
+       max_attempts, hold_after_failures, flavour, sequential_per_tile, env
+FROM hrwsi.processing_routine ORDER BY name;
+
+-- name: config_conditions
+SELECT name, routine, extract(epoch FROM publication_window)::float8 / 86400 AS publication_window_days,
+       extract(epoch FROM measurement_window)::float8 / 86400 AS measurement_window_days, tiles, active
+FROM hrwsi.processing_condition ORDER BY name;
+
+-- name: config_multi_input_rules
+SELECT processing_condition AS condition, window_days, every_day_of_window, wait_for_open_tasks
+FROM hrwsi.multi_input_rule ORDER BY processing_condition;
+
+-- name: config_multi_input_requirements
+SELECT processing_condition AS condition, product_type, min_count
+FROM hrwsi.multi_input_requirement ORDER BY processing_condition, product_type;
+
+-- name: config_retention
+SELECT enabled, extract(epoch FROM task_history)::float8 / 86400 AS task_history_days,
+       extract(epoch FROM finished_tasks)::float8 / 86400 AS finished_task_days,
+       extract(epoch FROM products)::float8 / 86400 AS product_days,
+       extract(epoch FROM plans)::float8 / 86400 AS plan_days,
+       extract(epoch FROM alerts)::float8 / 86400 AS alert_days,
+       extract(epoch FROM landing_files)::float8 / 86400 AS landing_file_days,
+       extract(epoch FROM dead_services)::float8 / 3600 AS dead_service_hours,
+       batch_size, extract(epoch FROM run_every)::float8 AS interval_s
+FROM hrwsi.retention_policy;

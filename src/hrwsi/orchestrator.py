@@ -1,5 +1,6 @@
 """The orchestrator: creates a task for every new input and plans pending tasks onto workers.
-It also runs the notification manager (alerts.send_pending_alerts) as a side task.
+It also runs the notification manager (alerts.send_pending_alerts) and retention (hrwsi.retention)
+as side tasks.
 
 Flow: `hrwsi_input` notification -> step "create_tasks" (backlog -> tasks, one statement) ->
 step "plan" (under a transaction-level advisory lock: send planned tasks of inactive workers back to
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hrwsi import planner
+from hrwsi import planner, retention
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
 from hrwsi.service import Service, SideTask
 from hrwsi.settings import Settings
@@ -40,9 +41,10 @@ class Orchestrator(Service):
         self.alerts = AlertSender(AlertSettings.from_env())
 
     def side_tasks(self):
-        if not self.alerts.settings.enabled:
-            return []
-        return [SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s)]
+        tasks = [retention.side_task(self.pool, self.settings, self.stopping)]
+        if self.alerts.settings.enabled:
+            tasks.append(SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s))
+        return tasks
 
     async def send_alerts(self) -> None:
         """The notification manager: deliver the alert outbox (terminated tasks, held routines)."""
