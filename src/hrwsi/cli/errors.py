@@ -50,7 +50,9 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
     if isinstance(error, ConfigurationError):
         return str(error), 2
     if isinstance(error, DatabaseUnavailable):
-        return _one_line(error), 2
+        advice = "" if "hrwsi db start" in str(error) else \
+            "; check that the server runs and that HRWSI_DATABASE_URL names it (or unset it for the embedded server)"
+        return _one_line(error) + advice, 2
     if isinstance(error, _NO_SCHEMA):
         primary, _, _ = _database_message(error)
         return (f"the database{_where(url)} has no hrwsi schema, or lacks a migration ({_one_line(primary)}): "
