@@ -110,6 +110,22 @@ BEGIN
               HINT = 'old history is deleted by the retention policy only (hrwsi prune; README.md, Retention)';
 END $$;
 
+CREATE FUNCTION hrwsi.delete_history_and_attempts(ids bigint[]) RETURNS TABLE (kind text, path text, root text)
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+-- The one place that deletes history: the given tasks' events and jobs; returned are the attempts'
+-- log files and the output directories of attempts that did not succeed. Callable by its owner only
+-- (the two maintenance functions below, which run as the owner and choose the tasks by the policy).
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('hrwsi.pruning_history', 'on', true);
+    DELETE FROM hrwsi.task_event WHERE task_id = ANY (ids);
+    PERFORM set_config('hrwsi.pruning_history', 'off', true);
+    RETURN QUERY
+        WITH gone AS (DELETE FROM hrwsi.job WHERE task_id = ANY (ids) RETURNING log_path, output_dir, state)
+        SELECT 'log', log_path, NULL::text FROM gone WHERE log_path IS NOT NULL
+        UNION ALL SELECT 'output_dir', output_dir, NULL FROM gone WHERE state <> 'processed' AND output_dir IS NOT NULL;
+END $$;
+
 CREATE FUNCTION hrwsi.prune_task_history(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 -- One batch: the history and attempts (jobs) of tasks finished longer ago than task_history. The
@@ -130,15 +146,9 @@ BEGIN
     IF ids IS NULL THEN
         RETURN;
     END IF;
-    PERFORM set_config('hrwsi.pruning_history', 'on', true);
-    DELETE FROM hrwsi.task_event WHERE task_id = ANY (ids);
-    PERFORM set_config('hrwsi.pruning_history', 'off', true);
     UPDATE hrwsi.processing_task SET history_pruned_at = now() WHERE id = ANY (ids);
-    RETURN QUERY
-        WITH gone AS (DELETE FROM hrwsi.job WHERE task_id = ANY (ids) RETURNING log_path, output_dir, state)
-        SELECT 'task', NULL::text, NULL::text FROM unnest(ids)
-        UNION ALL SELECT 'log', log_path, NULL FROM gone WHERE log_path IS NOT NULL
-        UNION ALL SELECT 'output_dir', output_dir, NULL FROM gone WHERE state <> 'processed' AND output_dir IS NOT NULL;
+    RETURN QUERY SELECT * FROM hrwsi.delete_history_and_attempts(ids);
+    RETURN QUERY SELECT 'task', NULL::text, NULL::text FROM unnest(ids);
 END $$;
 
 CREATE FUNCTION hrwsi.prune_finished_tasks(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
@@ -177,13 +187,7 @@ BEGIN
     IF coalesce(cardinality(ids), 0) = 0 THEN
         RETURN;
     END IF;
-    PERFORM set_config('hrwsi.pruning_history', 'on', true);
-    DELETE FROM hrwsi.task_event WHERE task_id = ANY (ids);
-    PERFORM set_config('hrwsi.pruning_history', 'off', true);
-    RETURN QUERY
-        WITH gone AS (DELETE FROM hrwsi.job WHERE task_id = ANY (ids) RETURNING log_path, output_dir, state)
-        SELECT 'log', log_path, NULL::text FROM gone WHERE log_path IS NOT NULL
-        UNION ALL SELECT 'output_dir', output_dir, NULL FROM gone WHERE state <> 'processed' AND output_dir IS NOT NULL;
+    RETURN QUERY SELECT * FROM hrwsi.delete_history_and_attempts(ids);
     WITH gone AS (DELETE FROM hrwsi.processing_task WHERE id = ANY (ids) RETURNING input_id)
     SELECT array_agg(input_id) INTO inputs FROM gone;
     DELETE FROM hrwsi.input_backlog WHERE input_id = ANY (inputs);
@@ -206,5 +210,6 @@ END $$;
 REVOKE ALL ON hrwsi.retention_policy FROM PUBLIC;
 GRANT SELECT ON hrwsi.retention_policy TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 GRANT UPDATE (last_run_at, last_report) ON hrwsi.retention_policy TO hrwsi_service;
-REVOKE EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer),
+    hrwsi.delete_history_and_attempts(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer) TO hrwsi_service;

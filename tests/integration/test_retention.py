@@ -163,6 +163,8 @@ def test_the_history_stays_append_only_for_the_services_role(db, chain):
     db.execute("SET hrwsi.pruning_history = 'on'")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("DELETE FROM hrwsi.task_event WHERE task_id = %s", (task,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("SELECT * FROM hrwsi.delete_history_and_attempts(ARRAY[%s]::bigint[])", (task,))
     # Its maintenance path deletes only what the policy allows: nothing of a task that finished just now.
     assert db.execute("SELECT count(*) FROM hrwsi.prune_task_history(100)").fetchone()[0] == 0
     db.execute("RESET ROLE")
