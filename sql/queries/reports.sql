@@ -29,8 +29,8 @@ LIMIT %(limit)s;
 
 -- name: report_task
 SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.planned_end, t.depends_on,
-       t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id,
-       i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at
+       t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.finished_at,
+       t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.id = %(task_id)s;
 
@@ -142,16 +142,27 @@ SELECT s.is_final FROM hrwsi.job j JOIN hrwsi.job_state s ON s.name = j.state
 WHERE j.task_id = %(task_id)s AND j.attempt = %(attempt)s;
 
 -- name: report_find_lineage_start
--- The task a lineage starts from: a product (path or file name) or an input (path or file name).
--- The file-name match compares the end of the path, so no LIKE pattern is built from user text.
+-- The task a lineage starts from: a product or an input with this exact path (indexed).
 SELECT t.id AS task_id, p.id AS product_id
 FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
-WHERE p.path = %(target)s OR right(p.path, length(%(target)s) + 1) = '/' || %(target)s
+WHERE p.path = %(target)s
 UNION ALL
 SELECT t.id, NULL
 FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
-WHERE i.input_path = %(target)s OR right(i.input_path, length(%(target)s) + 1) = '/' || %(target)s
-LIMIT 2;
+WHERE i.input_path = %(target)s
+LIMIT 1;
+
+-- name: report_find_lineage_start_by_name
+-- The same by file name (a scan): the end of the path is compared, so no LIKE pattern is built
+-- from user text.
+SELECT t.id AS task_id, p.id AS product_id
+FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
+WHERE right(p.path, length(%(target)s) + 1) = '/' || %(target)s
+UNION ALL
+SELECT t.id, NULL
+FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+WHERE right(i.input_path, length(%(target)s) + 1) = '/' || %(target)s
+LIMIT 1;
 
 -- name: report_lineage
 -- Tasks up the chain (the tasks whose products a task's input was made from: chaining through

@@ -91,8 +91,11 @@ def find_lineage_start(conn: psycopg.Connection, target: str) -> tuple[int, int 
     name. Returns (task id, product id or None), or None when nothing matches."""
     if target.isdigit():
         return (int(target), None) if task_exists(conn, int(target)) else None
-    rows = conn.execute(query("report_find_lineage_start"), {"target": target}).fetchall()
-    return (rows[0][0], rows[0][1]) if rows else None
+    for name in ("report_find_lineage_start", "report_find_lineage_start_by_name"):
+        row = conn.execute(query(name), {"target": target}).fetchone()
+        if row:
+            return row[0], row[1]
+    return None
 
 
 def lineage(conn: psycopg.Connection, task_id: int, product_id: int | None = None) -> dict:

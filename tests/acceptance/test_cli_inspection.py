@@ -167,11 +167,14 @@ def test_prune_deletes_old_finished_work_and_a_dry_run_only_counts(db, env):
     load(db, single_routine_configuration(["true"]))
     make_task(db, "/in/old", condition="in", state="terminated")
     make_task(db, "/in/new", condition="in", age=None)
+    done = make_task(db, "/in/done", condition="in")
     counted = json.loads(run(["prune", "--dry-run", "--json"], env).stdout)
-    assert counted["finished_tasks"] == 1 and counted["task_history"] == 1
-    assert db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 2
+    assert counted["finished_tasks"] == 1 and counted["task_history"] == 2
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 3
     pruned = run(["prune"], env).stdout
-    assert "1 finished tasks" in pruned and "1 task history" in pruned
+    assert "1 finished tasks" in pruned and "2 task history" in pruned
     assert [r[0] for r in db.execute("SELECT i.input_path FROM hrwsi.processing_task t "
-                                     "JOIN hrwsi.input i ON i.id = t.input_id")] == ["/in/new"]
+                                     "JOIN hrwsi.input i ON i.id = t.input_id ORDER BY t.id")] == ["/in/new", "/in/done"]
+    shown = run(["task", "show", str(done)], env).stdout
+    assert "history and attempts pruned" in shown and "processed" in shown
     assert db.execute("SELECT last_report IS NOT NULL FROM hrwsi.retention_policy").fetchone()[0]
