@@ -63,6 +63,7 @@ job "hrwsi-snow_cover-42-1" {
           "-m", "hrwsi.routines.snow_cover",
           "--input", "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json",
           "--output-dir", "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1",
+          "--manifest", "/srv/hrwsi/data/products/snow_cover/task-42/manifest.json",
         ]
       }
 
@@ -77,6 +78,7 @@ job "hrwsi-snow_cover-42-1" {
         HRWSI_INPUT_PATH = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
         HRWSI_OUTPUT_DIR = "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1"
         HRWSI_TILE       = "32TPR"
+        HRWSI_MANIFEST   = "/srv/hrwsi/data/products/snow_cover/task-42/manifest.json"
       }
 
       # 1 planned core = 1000 MHz (HRWSI_NOMAD_MHZ_PER_CORE), rounded up; memory in MB.

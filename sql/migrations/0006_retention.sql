@@ -190,7 +190,6 @@ BEGIN
     RETURN QUERY SELECT * FROM hrwsi.delete_history_and_attempts(ids);
     WITH gone AS (DELETE FROM hrwsi.processing_task WHERE id = ANY (ids) RETURNING input_id)
     SELECT array_agg(input_id) INTO inputs FROM gone;
-    DELETE FROM hrwsi.input_backlog WHERE input_id = ANY (inputs);
     WITH gone AS (DELETE FROM hrwsi.input WHERE id = ANY (inputs) RETURNING input_path)
     SELECT array_agg(DISTINCT input_path) INTO paths FROM gone;
     RETURN QUERY SELECT 'task', NULL::text, NULL::text FROM unnest(ids);

@@ -1,4 +1,5 @@
--- Loading a configuration file (hrwsi config load): upserts of the reference tables. psycopg style.
+-- Loading a configuration file (hrwsi config load): upserts of the reference tables.
+-- Placeholders: psycopg (%(name)s).
 
 -- name: upsert_flavour
 INSERT INTO hrwsi.flavour (name, cpu, ram_mb, disk_mb) VALUES (%(name)s, %(cpu)s, %(ram_mb)s, %(disk_mb)s)

@@ -1,6 +1,6 @@
 -- Named queries of the harvest sources (landing directories, catalogues), their schedules, and
--- the multi-input triggering rules. asyncpg style ($1, $2 ...) except blocks starting with cli_
--- (psycopg, %(name)s).
+-- the multi-input triggering rules. Placeholders: asyncpg ($1, $2 ...); the CLI's blocks are in
+-- harvest_cli.sql.
 
 -- ============================================================================================
 -- inputs from any source
@@ -113,26 +113,19 @@ SELECT $1, r.path, r.size_bytes, r.modified_at, 'previously_received', r.message
 FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
      AS r(path, size_bytes, modified_at, message, prepared_path);
 
--- name: cli_upsert_landing_source
--- Add or change a landing-directory source (scanned continuously); due at once.
-INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at)
-VALUES (%(name)s, 'landing_directory', %(product_type)s, %(config)s::jsonb, now())
-ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, product_type = EXCLUDED.product_type,
-    config = EXCLUDED.config, next_run_at = now(), active = true;
-
 -- ============================================================================================
 -- sources and schedules
 -- ============================================================================================
 
 -- name: harvest_claim_due_source
--- One active source due at $1 (never run: due), not yet run in this round ($2), of the kinds $3
--- (NULL: all). The row stays locked while it runs: another harvester skips it. NO KEY UPDATE, so
--- that the run's own inserts of rows referring to the source (landing files) are not blocked.
+-- One active source due at $1 (never run: due), not yet run in this round ($2). The row stays
+-- locked while it runs: another harvester skips it. NO KEY UPDATE, so that the run's own inserts
+-- of rows referring to the source (landing files) are not blocked.
 SELECT name, kind, product_type, config::text AS config, frequency, frequency_interval, cron, mode, overlap,
        first_lookback, backfill_from, backfill_to, backfill_cursor, last_success_at
 FROM hrwsi.harvest_source
 WHERE active AND (next_run_at IS NULL OR next_run_at <= $1)
-  AND NOT (name = ANY ($2::text[])) AND ($3::text[] IS NULL OR kind = ANY ($3::text[]))
+  AND NOT (name = ANY ($2::text[]))
 ORDER BY next_run_at NULLS FIRST, name
 LIMIT 1
 FOR NO KEY UPDATE SKIP LOCKED;
@@ -151,14 +144,6 @@ WHERE name = $1;
 UPDATE hrwsi.harvest_source
 SET last_success_at = coalesce($2::timestamptz, last_success_at), backfill_cursor = coalesce($3::date, backfill_cursor)
 WHERE name = $1;
-
--- name: cli_list_sources
-SELECT s.name, s.kind, s.product_type, s.config, s.frequency, s.frequency_interval, s.cron, s.mode,
-       s.backfill_from, s.backfill_to, s.backfill_cursor, s.last_run_at, s.next_run_at, s.last_error, s.active,
-       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
-                                                WHERE f.source = s.name GROUP BY f.state) c) AS files
-FROM hrwsi.harvest_source s
-ORDER BY s.name;
 
 -- ============================================================================================
 -- multi-input triggering rules (hrwsi.multi_input_rule, hrwsi.multi_input_requirement)

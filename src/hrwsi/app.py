@@ -25,7 +25,14 @@ import psycopg
 from hrwsi import migrations
 from hrwsi.backends.base import Backend
 from hrwsi.backoff import START_UP_CAP_S, Backoff
-from hrwsi.database import TRANSIENT_DATABASE_ERRORS, DatabaseUnavailable, connect, create_pool, redact
+from hrwsi.database import (
+    TRANSIENT_DATABASE_ERRORS,
+    DatabaseUnavailable,
+    connect,
+    create_pool,
+    redact,
+    service_session_settings,
+)
 from hrwsi.service import Service
 from hrwsi.settings import Settings
 
@@ -89,13 +96,14 @@ async def wait_for_schema(url: str, stopping: asyncio.Event) -> None:
             await backoff.sleep(delay, stopping)
 
 
-async def wait_for_pool(url: str, max_size: int, stopping: asyncio.Event,
-                        name: str = "hrwsi") -> asyncpg.Pool | None:
+async def wait_for_pool(url: str, max_size: int, stopping: asyncio.Event, name: str = "hrwsi",
+                        server_settings: dict[str, str] | None = None) -> asyncpg.Pool | None:
     """An asyncpg pool, waiting for a database that is away; None when `stopping` is set first."""
     backoff = Backoff(first_s=0.5, cap_s=START_UP_CAP_S)
     while not stopping.is_set():
         try:
-            return await create_pool(url, min_size=1, max_size=max_size, application_name=name)
+            return await create_pool(url, min_size=1, max_size=max_size, application_name=name,
+                                     server_settings=server_settings)
         except TRANSIENT_DATABASE_ERRORS as error:
             delay = backoff.next()
             logger.warning("cannot open connections to %s (%s); hrwsi waits %.1f s and tries again",
@@ -130,7 +138,8 @@ class App:
         try:
             if self.migrate:
                 await wait_for_schema(self.url, self._stopping)
-            self.pool = await wait_for_pool(self.url, self.pool_size, self._stopping)
+            self.pool = await wait_for_pool(self.url, self.pool_size, self._stopping,
+                                            server_settings=service_session_settings(self.settings.lease_timeout_s))
             if self.pool is not None:  # else stopped (a signal) while waiting for the database
                 self.services = build_services(self.kinds, self.pool, self.settings, self.backend)
         except BaseException:

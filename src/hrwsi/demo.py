@@ -119,8 +119,7 @@ def progress_table(conn: psycopg.Connection, elapsed: float) -> tuple[Table, dic
 def quiescent(conn: psycopg.Connection) -> bool:
     """Nothing left to do: no input without a task, no product not chained, no task not final."""
     return conn.execute("""
-        SELECT NOT EXISTS (SELECT 1 FROM hrwsi.input_backlog)
-           AND NOT EXISTS (SELECT 1 FROM hrwsi.product WHERE chained_at IS NULL)
+        SELECT NOT EXISTS (SELECT 1 FROM hrwsi.product WHERE chained_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task
                            WHERE state NOT IN ('processed', 'terminated', 'cancelled'))
            AND EXISTS (SELECT 1 FROM hrwsi.processing_task)""").fetchone()[0]
@@ -211,7 +210,7 @@ def logs_to_file(path: Path, verbose: bool):
 
 def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> int:
     """Drop two more scenes in a landing directory the harvester scans; returns how many."""
-    from hrwsi import landing
+    from hrwsi.harvest import landing
 
     directory = demo_home / "landing"
     count = 2
@@ -300,7 +299,7 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
         chart = demo_home / "plan.png"
         render_gantt(plan, plan_tasks, plan_workers, budgets, path=str(chart), title=f"hrwsi demo: plan {largest[0]}")
         console.print(f"  the largest plan as a Gantt chart: {chart}", highlight=False, soft_wrap=True)
-    quicklooks = sorted((demo_home / "data" / "products" / "quicklook").rglob("*.png"))
+    quicklooks = sorted((demo_home / "data" / "products").glob("*/quicklook/**/*.png"))
     if quicklooks:
         console.print(f"  a quicklook: {quicklooks[0]}", highlight=False, soft_wrap=True)
     console.print("inspect it (the demo's database stays until the next demo):", highlight=False)

@@ -13,7 +13,7 @@ import logging
 
 import asyncpg
 
-from hrwsi import sources, triggering
+from hrwsi.harvest import multi_input, sources
 from hrwsi.service import Service, SideTask
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
@@ -43,7 +43,7 @@ class Harvester(Service):
         return row["products"] == BATCH
 
     async def multi_input(self) -> bool:
-        created = await triggering.evaluate_multi_input_conditions(self.pool)
+        created = await multi_input.evaluate_multi_input_conditions(self.pool)
         if created:
             logger.info("created %d input(s) for multi-input conditions whose group is complete", created)
         return False

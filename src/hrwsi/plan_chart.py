@@ -57,23 +57,38 @@ def _figure(
     fixed: Sequence[FixedTask],
     title: str | None,
 ) -> Figure:
-    by_id = {t.id: t for t in tasks}
-    figs = plan.figures
     lanes = [w.name for w in workers]
     for f in fixed:  # fixed tasks on workers that are gone still get a lane
         if f.worker not in lanes:
             lanes.append(f.worker)
-    lane_of = {name: k for k, name in enumerate(lanes)}
-    routines = sorted({by_id[a.task_id].routine for a in plan.assignments.values() if a.task_id in by_id})
-    cmap = plt.get_cmap("tab20" if len(routines) > 10 else "tab10")
-    colour = {r: cmap(k % cmap.N) for k, r in enumerate(routines)}
-
     gantt_h = max(1.5, min(8.0, 0.35 * len(lanes) + 0.8))
     fig, axes = plt.subplots(
         5, 1, figsize=(12, gantt_h + 4 * 1.5), sharex=True,
         gridspec_kw={"height_ratios": [gantt_h, 1.5, 1.5, 1.5, 1.5]},
     )
-    ax = axes[0]
+    _draw_lanes(axes[0], plan, tasks, fixed, lanes)
+    _draw_usage(axes[1:], plan, tasks, budgets, fixed)
+    _draw_bounds(axes, plan.figures)
+    figs = plan.figures
+    ratio = figs.makespan_s / figs.lower_bound_s if figs.lower_bound_s > 0 else 1.0
+    head = title or "plan"
+    fig.suptitle(
+        f"{head}: {len(plan.assignments)} tasks, makespan {figs.makespan_s:,.0f} s, lower bound "
+        f"{figs.lower_bound_s:,.0f} s (x{ratio:.3f}), {figs.vms} VMs, {figs.vm_hours:.2f} VM-h"
+        + (f", {len(plan.unplannable)} unplannable" if plan.unplannable else ""),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _draw_lanes(ax, plan: Plan, tasks: Sequence[TaskDemand], fixed: Sequence[FixedTask], lanes: list[str]) -> None:
+    """One lane per worker: the planned tasks' bars coloured by routine, fixed tasks hatched grey."""
+    by_id = {t.id: t for t in tasks}
+    lane_of = {name: k for k, name in enumerate(lanes)}
+    routines = sorted({by_id[a.task_id].routine for a in plan.assignments.values() if a.task_id in by_id})
+    cmap = plt.get_cmap("tab20" if len(routines) > 10 else "tab10")
+    colour = {r: cmap(k % cmap.N) for k, r in enumerate(routines)}
     per_lane: dict[int, list[tuple[float, float]]] = {}
     colours: dict[int, list] = {}
     for a in plan.assignments.values():
@@ -103,6 +118,9 @@ def _figure(
     if not plan.assignments and not fixed:
         ax.text(0.5, 0.5, "empty plan", transform=ax.transAxes, ha="center", va="center", color="grey")
 
+
+def _draw_usage(axes, plan: Plan, tasks: Sequence[TaskDemand], budgets: Budgets, fixed: Sequence[FixedTask]) -> None:
+    """The use of each resource over time against its budget."""
     steps = usage_steps(plan, tasks, fixed)
     limits = {
         "cpu": (budgets.cpu_max, "CPU"),
@@ -110,7 +128,7 @@ def _figure(
         "storage_mb": (budgets.storage_max_mb, "storage MB"),
         "vms": (budgets.vm_max, "VMs in use"),
     }
-    for ax_r, key in zip(axes[1:], ("cpu", "ram_mb", "storage_mb", "vms")):
+    for ax_r, key in zip(axes, ("cpu", "ram_mb", "storage_mb", "vms")):
         xs, ys = steps[key]
         ax_r.step(xs, ys, where="post", color="tab:blue", linewidth=0.9)
         ax_r.fill_between(xs, ys, step="post", alpha=0.25, color="tab:blue")
@@ -119,6 +137,10 @@ def _figure(
             ax_r.axhline(cap, color="tab:red", linewidth=1.0, label="budget")
         ax_r.set_ylabel(label, fontsize=8)
         ax_r.set_ylim(bottom=0)
+
+
+def _draw_bounds(axes, figs) -> None:
+    """The lower bound (dashed) and the horizon (dotted) on every panel."""
     end = max(figs.makespan_s, figs.lower_bound_s, figs.horizon_s or 0.0) or 1.0
     for k, a in enumerate(axes):
         a.axvline(figs.lower_bound_s, color="black", linestyle="--", linewidth=1.0,
@@ -128,16 +150,6 @@ def _figure(
         a.set_xlim(0, end * 1.02)
         a.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("seconds from now")
-    ratio = figs.makespan_s / figs.lower_bound_s if figs.lower_bound_s > 0 else 1.0
-    head = title or "plan"
-    fig.suptitle(
-        f"{head}: {len(plan.assignments)} tasks, makespan {figs.makespan_s:,.0f} s, lower bound "
-        f"{figs.lower_bound_s:,.0f} s (x{ratio:.3f}), {figs.vms} VMs, {figs.vm_hours:.2f} VM-h"
-        + (f", {len(plan.unplannable)} unplannable" if plan.unplannable else ""),
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return fig
 
 
 def stack_rows(bars: Sequence[tuple[float, float]]) -> list[int]:

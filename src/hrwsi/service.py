@@ -38,6 +38,17 @@ logger = logging.getLogger(__name__)
 Step = Callable[[], Awaitable[bool]]
 
 
+# The fencing error raised by the database (hrwsi.require_lease) when a caller's lease lapsed.
+LEASE_LAPSED_SQLSTATE = "HW001"
+# pg_try_advisory_xact_lock refused: another replica does this step right now.
+BUSY_SQLSTATE = "55P03"
+BUSY_RETRY_S = 0.05
+
+
+def new_instance_id(kind: str) -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 @dataclass(frozen=True)
 class SideTask:
     """Work a service does beside its steps every `interval_s` seconds until it stops (the first run
@@ -55,6 +66,7 @@ class Route:
     channel: str
     step: str
     when: Callable[[Notification], bool] = lambda _n: True
+    debounce_s: float = 0.0  # wake the step this long after the first notification: a burst costs one round
 
 
 class Router:
@@ -63,15 +75,21 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def on(self, channel: str, step: str, when: Callable[[Notification], bool] = lambda _n: True) -> None:
-        self.routes.append(Route(channel, step, when))
+    def on(self, channel: str, step: str, when: Callable[[Notification], bool] = lambda _n: True,
+           debounce_s: float = 0.0) -> None:
+        self.routes.append(Route(channel, step, when, debounce_s))
 
     @property
     def channels(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.channel for r in self.routes))
 
-    def steps_for(self, notification: Notification) -> set[str]:
-        return {r.step for r in self.routes if r.channel == notification.channel and r.when(notification)}
+    def steps_for(self, notification: Notification) -> dict[str, float]:
+        """The steps a notification wakes, each with its debounce delay."""
+        steps: dict[str, float] = {}
+        for route in self.routes:
+            if route.channel == notification.channel and route.when(notification):
+                steps[route.step] = min(steps.get(route.step, route.debounce_s), route.debounce_s)
+        return steps
 
 
 class Service:
@@ -82,7 +100,7 @@ class Service:
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         self.pool = pool
         self.settings = settings
-        self.instance_id = f"{self.kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.instance_id = new_instance_id(self.kind)
         self.router = Router()
         self.steps: dict[str, Step] = {}
         self._dirty: set[str] = set()
@@ -90,6 +108,8 @@ class Service:
         self.stopping = asyncio.Event()
         self.rounds = 0
         self.listener: Listener | None = None
+        self._lease_lock = asyncio.Lock()
+        self._debouncing: set[str] = set()
 
     # -- hooks -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,9 +128,16 @@ class Service:
         self._wake.set()
 
     def notify(self, notification: Notification) -> None:
-        steps = self.router.steps_for(notification)
-        if steps:
-            self.wake(*steps)
+        for step, delay in self.router.steps_for(notification).items():
+            if delay <= 0:
+                self.wake(step)
+            elif step not in self._debouncing:
+                self._debouncing.add(step)
+                asyncio.get_running_loop().call_later(delay, self._debounced, step)
+
+    def _debounced(self, step: str) -> None:
+        self._debouncing.discard(step)
+        self.wake(step)
 
     # -- the loop --------------------------------------------------------------------------
     async def run_step(self, name: str) -> bool:
@@ -121,12 +148,24 @@ class Service:
             logger.warning("%s: step %s could not reach the database (%s); retrying in %.1f s",
                            self.kind, name, error, self.settings.backstop_poll_s)
         except asyncpg.PostgresError as error:
-            logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
-                         self.kind, name, error, self.settings.backstop_poll_s)
+            return await self._step_refused(name, error)
         except Exception:
             # A row or a state nobody foresaw: say so loudly, keep serving, try again later.
             logger.exception("%s: step %s failed; retrying in %.1f s", self.kind, name,
                              self.settings.backstop_poll_s)
+        self._retry_later(name)
+        return False
+
+    async def _step_refused(self, name: str, error: asyncpg.PostgresError) -> bool:
+        if error.sqlstate == BUSY_SQLSTATE:
+            # Another replica runs this step right now; its commit wakes us, this is the backstop.
+            asyncio.get_running_loop().call_later(BUSY_RETRY_S, self.wake, name)
+            return False
+        if error.sqlstate == LEASE_LAPSED_SQLSTATE:
+            await self.lease_lost()
+            return True  # act again, as the new identity
+        logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
+                     self.kind, name, error, self.settings.backstop_poll_s)
         self._retry_later(name)
         return False
 
@@ -219,16 +258,46 @@ class Service:
         self.wake()
 
     async def _heartbeat_once(self) -> None:
+        """Renew the lease; if it lapsed (a pause longer than the lease), stop acting under this
+        identity: drop in-flight claims (others may have adopted them) and register anew."""
         async with self.pool.acquire() as conn:
-            await conn.execute(query("heartbeat_instance"), self.instance_id, self.kind,
+            renewed = await conn.fetchval(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s)
+        if renewed is None:
+            await self.lease_lost()
+
+    async def lease_lost(self) -> None:
+        """The lease lapsed: forget this identity's claims, then register a new identity."""
+        async with self._lease_lock:
+            async with self.pool.acquire() as conn:
+                if await conn.fetchval(query("renew_lease"), self.instance_id,
+                                       self.settings.lease_timeout_s) is not None:
+                    return  # another path registered anew meanwhile
+            await self._renew_identity()
+
+    async def _renew_identity(self) -> None:
+        old = self.instance_id
+        self.instance_id = new_instance_id(self.kind)
+        logger.error("%s %s: its lease lapsed (paused or cut off for more than %.0f s); other replicas may "
+                     "have taken over its work, so it drops what it held and goes on as %s", self.kind, old,
+                     self.settings.lease_timeout_s, self.instance_id)
+        await self.drop_claims()
+        await self._register_once()
+        self.wake()  # catch up as the new identity
+
+    async def drop_claims(self) -> None:
+        """Hook: forget in-flight work claimed under a lapsed lease, without recording anything."""
+
+    async def _register_once(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(query("register_instance"), self.instance_id, self.kind,
                                socket.gethostname(), os.getpid())
 
     async def _register(self) -> None:
-        """The first heartbeat; a database away at start-up is waited for, not fatal."""
+        """The first lease; a database away at start-up is waited for, not fatal."""
         backoff = Backoff(first_s=0.1, cap_s=START_UP_CAP_S)
         while True:
             try:
-                return await self._heartbeat_once()
+                return await self._register_once()
             except TRANSIENT_DATABASE_ERRORS as error:
                 delay = backoff.next()
                 logger.warning("%s: cannot register with the database (%s); it waits %.1f s and tries again",

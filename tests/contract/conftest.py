@@ -134,6 +134,16 @@ class Progress:
         return await asyncio.wait_for(until(), GUARD_S)
 
 
+def minimal_job(job_id: str, script: str = "exit 0", **task_extra) -> dict:
+    task = {"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", script]}}
+    task.update(task_extra)
+    return {"ID": job_id, "Type": "batch", "TaskGroups": [{"Name": "g", "Tasks": [task]}]}
+
+
+async def follow(backend, spec, progress: Progress | None = None):
+    return await asyncio.wait_for(backend.wait(spec, spec.job_id, progress or Progress()), GUARD_S)
+
+
 def _agent_node(address: str, token: str | None) -> str:
     wanted = os.environ.get("NOMAD_CONTRACT_NODE")
     if wanted:

@@ -29,9 +29,8 @@ def make_task(db, path: str, *, condition: str = "l1c", state: str = "processed"
     """A task that went through the real transitions to `state` (planned ones stop there), with its jobs."""
     input_id = db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, product_id) VALUES (%s, %s, %s) "
                           "RETURNING id", (condition, path, product_id)).fetchone()[0]
-    db.execute("DELETE FROM hrwsi.input_backlog WHERE input_id = %s", (input_id,))
-    task_id = db.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT %s, routine "
-                         "FROM hrwsi.processing_condition WHERE name = %s RETURNING id", (input_id, condition)).fetchone()[0]
+    # The input's trigger created its task (pending) in the same statement.
+    task_id = db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
     if state == "cancelled":
         db.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (task_id,))
     if state in ("planned", "processed", "terminated"):
@@ -205,7 +204,7 @@ async def test_plans_alerts_dead_services_and_landing_files_go_when_old(db, data
     db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at) VALUES "
                "('dead', 'launcher', 'h', 1, now() - interval '2 hours'), ('alive', 'launcher', 'h', 2, now())")
     work = tmp_path / "work"
-    from hrwsi import landing
+    from hrwsi.harvest import landing
 
     landing.register_source(db, name="drop", directory=tmp_path / "landing", work_directory=work, product_type="L1C")
     aside = work / "previously_received" / "1_S2A.zip"
@@ -229,7 +228,7 @@ async def test_plans_alerts_dead_services_and_landing_files_go_when_old(db, data
 
 
 async def test_an_input_prepared_from_a_landing_file_takes_its_work_file_along(db, database_url, chain, tmp_path):
-    from hrwsi import landing
+    from hrwsi.harvest import landing
 
     work = tmp_path / "work"
     landing.register_source(db, name="drop", directory=tmp_path / "landing", work_directory=work, product_type="L1C")

@@ -53,10 +53,6 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-import pytest  # noqa: E402
-
-
-@pytest.mark.xfail(strict=True, reason="landing <-> sources: removed by the harvest package split (issue 10)")
 def test_the_package_has_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)

@@ -1,4 +1,5 @@
-"""build_job, field by field: what the Nomad backend registers for one attempt; and no secret in it, ever."""
+"""hrwsi.backends.nomad.job_spec: build_job, field by field, what the Nomad backend registers for one attempt;
+and no secret in it, ever."""
 
 from __future__ import annotations
 
@@ -7,15 +8,8 @@ import json
 import pytest
 
 from hrwsi.backends.base import JobSpec, job_id_for
-from hrwsi.backends.nomad import (
-    META_KEYS,
-    NomadBackend,
-    NomadConfig,
-    assert_no_secrets,
-    build_job,
-    describe_placement_failure,
-    nomad_cpu_mhz,
-)
+from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.backends.nomad.job_spec import META_KEYS, assert_no_secrets, build_job, nomad_cpu_mhz
 
 NS = 1_000_000_000
 
@@ -181,45 +175,3 @@ def test_secrets_variable_is_rendered_by_a_template_not_copied():
     (template,) = task_of(build_job(make_spec(), config))["Templates"]
     assert 'nomadVar "nomad/jobs/hrwsi-routines"' in template["EmbeddedTmpl"]
     assert template["Envvars"] is True and template["DestPath"].startswith("secrets/")
-
-
-def test_configuration_from_nomads_environment_names():
-    config = NomadConfig.from_env({
-        "NOMAD_ADDR": "https://nomad.example:4646/", "NOMAD_TOKEN": "tok-123456789", "NOMAD_NAMESPACE": "eo",
-        "NOMAD_REGION": "eu-west", "NOMAD_CACERT": "/etc/nomad/ca.pem", "NOMAD_CLIENT_CERT": "/etc/nomad/cli.pem",
-        "NOMAD_CLIENT_KEY": "/etc/nomad/cli-key.pem", "NOMAD_SKIP_VERIFY": "true",
-        "HRWSI_NOMAD_MHZ_PER_CORE": "2400", "HRWSI_NOMAD_PLACEMENT": "flavour", "HRWSI_NOMAD_PURGE": "false",
-        "HRWSI_NOMAD_MAX_CONNECTIONS": "4", "HRWSI_NOMAD_DATACENTERS": "eu-west-1a, eu-west-1b"})
-    assert (config.address, config.token, config.namespace, config.region) == \
-        ("https://nomad.example:4646", "tok-123456789", "eo", "eu-west")
-    assert (config.cacert, config.client_cert, config.client_key, config.skip_verify) == \
-        ("/etc/nomad/ca.pem", "/etc/nomad/cli.pem", "/etc/nomad/cli-key.pem", True)
-    assert (config.mhz_per_core, config.placement, config.purge, config.max_connections) == (2400, "flavour", False, 4)
-    assert config.datacenters == ("eu-west-1a", "eu-west-1b")
-    defaults = NomadConfig.from_env({})
-    assert (defaults.address, defaults.namespace, defaults.mhz_per_core, defaults.placement, defaults.purge,
-            defaults.max_connections) == ("http://127.0.0.1:4646", "default", 1000, "pin", True, 8)
-    with pytest.raises(ValueError):
-        NomadConfig.from_env({"HRWSI_NOMAD_PLACEMENT": "anywhere"})
-    with pytest.raises(ValueError):
-        NomadConfig.from_env({"HRWSI_NOMAD_MAX_CONNECTIONS": "500"})
-
-
-def test_ui_link_and_identity():
-    backend = NomadBackend(NomadConfig(address="https://nomad.example:4646", namespace="eo"))
-    try:
-        assert backend.name == "nomad" and backend.resubmit_is_idempotent is True
-        assert backend.ui_link("hrwsi-snow_cover-42-2") == "https://nomad.example:4646/ui/jobs/hrwsi-snow_cover-42-2@eo"
-        assert backend.ui_link("p/dispatch-1-ab") == "https://nomad.example:4646/ui/jobs/p%2Fdispatch-1-ab@eo"
-    finally:
-        backend._pool.shutdown(wait=False)
-
-
-def test_placement_failures_read_like_nomads():
-    metric = {"NodesEvaluated": 2, "NodesExhausted": 2, "DimensionExhausted": {"memory": 2},
-              "ConstraintFiltered": {}, "NodesInPool": 2}
-    assert describe_placement_failure({"hrwsi": metric}) == "Resources exhausted on 2 nodes: memory"
-    filtered = {"NodesEvaluated": 3, "NodesExhausted": 0, "ConstraintFiltered": {"${node.unique.name} = w9": 3}}
-    assert describe_placement_failure({"hrwsi": filtered}) == 'Constraint "${node.unique.name} = w9" filtered 3 nodes'
-    assert "no ready, eligible node" in describe_placement_failure({"hrwsi": {"NodesEvaluated": 0}})
-    assert describe_placement_failure(None) == ""

@@ -11,7 +11,8 @@ import pytest
 hcl2 = pytest.importorskip("hcl2")
 
 from hrwsi.backends.base import JobSpec, job_id_for  # noqa: E402
-from hrwsi.backends.nomad import META_KEYS, NomadConfig, build_job  # noqa: E402
+from hrwsi.backends.nomad.config import NomadConfig  # noqa: E402
+from hrwsi.backends.nomad.job_spec import META_KEYS, build_job  # noqa: E402
 
 JOBS = Path(__file__).resolve().parents[2] / "nomad-jobs"
 SERVICES = ("harvester", "orchestrator", "launcher")

@@ -1,15 +1,22 @@
-"""Where jobs run: the backend registry. The contract every backend fulfils is `hrwsi.backends.base.Backend`."""
+"""Where jobs run: the backend contract (`base`) and its adapters (local, dry-run, nomad).
+
+`make_backend` is the one registry of backends by name (HRWSI_BACKEND, `--backend`); each adapter
+is imported only when chosen, so a launcher with the local backend never loads the Nomad client.
+"""
 
 from __future__ import annotations
 
-from hrwsi.backends.base import Backend
-from hrwsi.settings import Settings
+from typing import TYPE_CHECKING
 
-BACKENDS = ("local", "nomad", "dry-run")
+if TYPE_CHECKING:
+    from hrwsi.backends.base import Backend
+    from hrwsi.settings import Settings
+
+BACKEND_NAMES = ("local", "nomad", "dry-run")
 
 
 def make_backend(name: str, settings: Settings) -> Backend:
-    """The backend called `name` (HRWSI_BACKEND), configured from `settings` and the environment."""
+    """The backend called `name`, configured from settings (and, for Nomad, its NOMAD_* environment)."""
     if name == "local":
         from hrwsi.backends.local import LocalBackend
 
@@ -22,5 +29,4 @@ def make_backend(name: str, settings: Settings) -> Backend:
         from hrwsi.backends.nomad import NomadBackend, NomadConfig
 
         return NomadBackend(NomadConfig.from_env())
-    raise ValueError(f"unknown backend {name!r}: choose local, nomad or dry-run (HRWSI_BACKEND)")
-
+    raise ValueError(f"unknown backend {name!r}: choose {', '.join(BACKEND_NAMES)} (HRWSI_BACKEND)")

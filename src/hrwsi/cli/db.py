@@ -1,11 +1,11 @@
-"""`hrwsi db ...`: the database: start, stop, URL, migrate, check (moved from cli.py unchanged)."""
+"""`hrwsi db ...`: the database: start, stop, URL, install or migrate, check (moved from cli.py)."""
 
 from __future__ import annotations
 
 import typer
 
 from hrwsi import migrations
-from hrwsi.cli.common import app, console, settings, url
+from hrwsi.cli.common import CliError, app, console, settings, url
 from hrwsi.database import connect, redact, start_embedded, stop_embedded
 
 db_app = typer.Typer(help="The database: start, stop, migrate, check.", no_args_is_help=True)
@@ -42,20 +42,30 @@ def db_url() -> None:
 
 @db_app.command("init")
 def db_init() -> None:
-    """Apply the versioned migrations in sql/migrations (idempotent)."""
+    """Install the schema (sql/schema.sql) in an empty database, or apply the pending migrations (idempotent)."""
     with connect(url()) as conn:
-        applied = migrations.migrate(conn)
-    console.print(f"applied {', '.join(applied)}" if applied else "schema up to date")
+        fresh = not migrations.applied_versions(conn)
+        try:
+            applied = migrations.migrate(conn)
+        except migrations.UnrecordedSchema as error:
+            raise CliError(str(error), 2) from None
+    if not applied:
+        console.print("schema up to date")
+    elif fresh:  # soft_wrap: a migration's name is not broken over two lines
+        console.print(f"installed the current schema (sql/schema.sql) and recorded as applied {', '.join(applied)}",
+                      soft_wrap=True)
+    else:
+        console.print(f"applied {', '.join(applied)}", soft_wrap=True)
 
 
 @db_app.command("check")
 def db_check() -> None:
-    """Compare this database's schema with a fresh install of the migrations."""
+    """Compare this database's schema with a fresh install of sql/schema.sql."""
     from hrwsi.schema import compare_with_fresh_install
 
     differences = compare_with_fresh_install(url())
     if differences:
-        for line in differences:
-            console.print(f"[red]{line}[/red]")
+        for line in differences:  # definitions hold brackets (TG_ARGV[0]) that are not markup
+            console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("schema equals a fresh install")

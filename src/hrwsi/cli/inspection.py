@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -45,15 +44,21 @@ def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Op
         views.tasks(console, rows)
 
 
-def _nomad_ui_link(backend: str, backend_job_id: str) -> str | None:
-    if backend != "nomad" or not os.environ.get("NOMAD_ADDR"):
-        return None
-    from urllib.parse import quote
+def _ui_links():
+    """The job's page in its backend's UI (Nomad: at NOMAD_ADDR), as the backend builds it."""
+    from hrwsi.backends import make_backend
 
-    from hrwsi.backends.nomad import NomadConfig
+    current, backends = settings(), {}
 
-    namespace = NomadConfig.from_env().namespace or "default"
-    return f"{os.environ['NOMAD_ADDR'].rstrip('/')}/ui/jobs/{quote(backend_job_id, safe='')}@{namespace}"
+    def ui_link(backend: str, backend_job_id: str) -> str | None:
+        if backend not in backends:
+            try:
+                backends[backend] = make_backend(backend, current)
+            except ValueError:  # a backend this hrwsi does not know (any more)
+                backends[backend] = None
+        return backends[backend].ui_link(backend_job_id) if backends[backend] else None
+
+    return ui_link
 
 
 @task_app.command("show")
@@ -63,12 +68,13 @@ def task_show(task_id: int, as_json: bool = typer.Option(False, "--json", help=J
         data = reports.task(conn, task_id)
     if data is None:
         raise CliError(f"no task {task_id}: `hrwsi tasks` lists the tasks")
+    ui_link = _ui_links()
     for job in data["jobs"]:
-        job["ui_link"] = _nomad_ui_link(job["backend"], job["backend_job_id"])
+        job["ui_link"] = ui_link(job["backend"], job["backend_job_id"])
     if as_json:
         print_json(data)
     else:
-        views.task(console, data, _nomad_ui_link)
+        views.task(console, data, ui_link)
 
 
 @app.command()
@@ -113,7 +119,7 @@ def alerts(status: str | None = typer.Option(None, help="only sent, unsent or fa
 @app.command()
 def sources(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Harvest sources: kind, schedule, mode, last and next run, last error."""
-    from hrwsi.sources import list_sources
+    from hrwsi.harvest.sources import list_sources
 
     with database() as conn:
         rows = list_sources(conn)

@@ -14,7 +14,7 @@ app.add_typer(workers_app, name="workers")
 @workers_app.command("sync")
 def workers_sync() -> None:
     """Fill flavours and workers from Nomad's nodes (NOMAD_ADDR, NOMAD_TOKEN, ...)."""
-    from hrwsi.nomad_workers import sync_from_nomad
+    from hrwsi.backends.nomad.workers import sync_from_nomad
 
     with connect(url()) as conn:
         console.print(sync_from_nomad(conn).summary(), highlight=False)

@@ -55,6 +55,7 @@ def routine_arguments(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--input", required=True, help="the input product")
     parser.add_argument("--output-dir", required=True, help="where to write the product")
+    parser.add_argument("--manifest", help="the task's manifest (JSON): input, members, previous product")
     return parser.parse_args()
 
 

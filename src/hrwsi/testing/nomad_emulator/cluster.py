@@ -221,57 +221,12 @@ class Cluster:
     def _commit(self, txn: Txn) -> None:
         index = txn.index
         self.index = index
-        events: list[dict] = []
         for (table, obj_id), (obj, deleted) in txn._changed.items():
-            if table == "jobs":
-                key = (obj["Namespace"], obj["ID"])
-                if deleted:
-                    self.jobs.pop(key, None)
-                    self.job_deleted_index[key] = index
-                else:
-                    self.jobs[key] = obj
-                self._job_touched_ns[key] = now_ns()
-            elif table == "allocs":
-                key = (obj["Namespace"], obj["JobID"])
-                if deleted:
-                    self.allocs.pop(obj_id, None)
-                    self._allocs_by_job.get(key, {}).pop(obj_id, None)
-                    self._allocs_by_node.get(obj["NodeID"], {}).pop(obj_id, None)
-                else:
-                    self.allocs[obj_id] = obj
-                    self._allocs_by_job.setdefault(key, {})[obj_id] = obj
-                    self._allocs_by_node.setdefault(obj["NodeID"], {})[obj_id] = obj
-                self.job_alloc_index[key] = index
-            elif table == "evals":
-                key = (obj["Namespace"], obj["JobID"])
-                if deleted:
-                    self.evals.pop(obj_id, None)
-                    self._evals_by_job.get(key, {}).pop(obj_id, None)
-                else:
-                    self.evals[obj_id] = obj
-                    self._evals_by_job.setdefault(key, {})[obj_id] = obj
-                self.job_eval_index[key] = index
-            elif table == "nodes":
-                self.nodes[obj_id] = obj
+            self._store(table, obj_id, obj, deleted, index)
             self.table_index[table] = index
-        # Job status follows its allocations and evaluations (Nomad's getJobStatus).
-        for key in txn.touched_jobs:
-            self.job_summary_index[key] = index
-            self.table_index["job_summary"] = index
-            self._job_touched_ns[key] = now_ns()
-            job = self.jobs.get(key)
-            if job is None or ("jobs", job["ID"]) in txn._changed and txn._changed[("jobs", job["ID"])][1]:
-                continue
-            status = self.job_status(job)
-            if status != job["Status"] or ("jobs", job["ID"]) in txn._changed:
-                job["Status"] = status
-                job["ModifyIndex"] = index
-                self.table_index["jobs"] = index
-                txn._changed[("jobs", job["ID"])] = (job, False)
-        for (table, _), (obj, deleted) in txn._changed.items():
-            event = self._event_for(table, obj, deleted, txn.type, index)
-            if event is not None:
-                events.append(event)
+        self._update_job_statuses(txn)
+        events = [event for (table, _), (obj, deleted) in txn._changed.items()
+                  if (event := self._event_for(table, obj, deleted, txn.type, index)) is not None]
         if events:
             self.frames.append((index, events))
             self._buffered_events += len(events)
@@ -279,6 +234,57 @@ class Cluster:
                 _, dropped = self.frames.popleft()  # Nomad keeps only the last events
                 self._buffered_events -= len(dropped)
         self._wake()
+
+    def _store(self, table: str, obj_id: str, obj: dict, deleted: bool, index: int) -> None:
+        """One changed object into its table and the indexes kept beside it."""
+        if table == "jobs":
+            key = (obj["Namespace"], obj["ID"])
+            if deleted:
+                self.jobs.pop(key, None)
+                self.job_deleted_index[key] = index
+            else:
+                self.jobs[key] = obj
+            self._job_touched_ns[key] = now_ns()
+        elif table == "allocs":
+            key = (obj["Namespace"], obj["JobID"])
+            by_job = self._allocs_by_job.setdefault(key, {})
+            by_node = self._allocs_by_node.setdefault(obj["NodeID"], {})
+            if deleted:
+                self.allocs.pop(obj_id, None)
+                by_job.pop(obj_id, None)
+                by_node.pop(obj_id, None)
+            else:
+                self.allocs[obj_id] = by_job[obj_id] = by_node[obj_id] = obj
+            self.job_alloc_index[key] = index
+        elif table == "evals":
+            key = (obj["Namespace"], obj["JobID"])
+            by_job = self._evals_by_job.setdefault(key, {})
+            if deleted:
+                self.evals.pop(obj_id, None)
+                by_job.pop(obj_id, None)
+            else:
+                self.evals[obj_id] = by_job[obj_id] = obj
+            self.job_eval_index[key] = index
+        elif table == "nodes":
+            self.nodes[obj_id] = obj
+
+    def _update_job_statuses(self, txn: Txn) -> None:
+        """Job status follows its allocations and evaluations (Nomad's getJobStatus)."""
+        index = txn.index
+        for key in txn.touched_jobs:
+            self.job_summary_index[key] = index
+            self.table_index["job_summary"] = index
+            self._job_touched_ns[key] = now_ns()
+            job = self.jobs.get(key)
+            change = txn._changed.get(("jobs", job["ID"])) if job is not None else None
+            if job is None or (change is not None and change[1]):
+                continue
+            status = self.job_status(job)
+            if status != job["Status"] or change is not None:
+                job["Status"] = status
+                job["ModifyIndex"] = index
+                self.table_index["jobs"] = index
+                txn._changed[("jobs", job["ID"])] = (job, False)
 
     def _event_for(self, table: str, obj: dict, deleted: bool, msg_type: str, index: int) -> dict | None:
         if table == "jobs":
@@ -672,42 +678,61 @@ class Cluster:
         placements: list[tuple[dict, dict | None, int]] = []
         for group in job["TaskGroups"]:
             group_allocs = [a for a in allocs if a["TaskGroup"] == group["Name"] and not a["NextAllocation"]]
-            live, replace = [], []
-            for alloc in group_allocs:
-                status = alloc["ClientStatus"]
-                if alloc["DesiredStatus"] in ("stop", "evict") and status != "lost":
-                    continue
-                if status in ("pending", "running", "complete"):
-                    live.append(alloc)
-                elif status == "failed":
-                    eligible_at = self._reschedule_at(job, group, alloc, now)
-                    if eligible_at is None:
-                        live.append(alloc)
-                    elif eligible_at <= now:
-                        replace.append(alloc)
-                    else:
-                        live.append(alloc)
-                        if not alloc["FollowupEvalID"]:
-                            followup = self._create_eval(job, "alloc-failure", wait_until_ns=eligible_at)
-                            with self.txn("AllocationUpdated") as t:
-                                alloc["FollowupEvalID"] = followup["ID"]
-                                t.put("allocs", alloc)
-                elif status == "lost":
-                    if group.get("PreventRescheduleOnLost"):
-                        live.append(alloc)
-                    else:
-                        replace.append(alloc)
-            used_indexes = {self._name_index(a) for a in live}
-            missing = int(group["Count"]) - len(live)
-            free_indexes = (i for i in range(10**6) if i not in used_indexes)
-            for i in range(max(0, missing)):
-                previous = replace[i] if i < len(replace) else None
-                index = self._name_index(previous) if previous is not None else next(free_indexes)
-                used_indexes.add(index)
-                placements.append((group, previous, index))
+            placements += self._group_placements(job, group, group_allocs, now)
+        failed, queued, placed = self._place(job, evaluation, placements)
+        if queued:
+            self._queued_allocs[key] = queued
+        else:
+            self._queued_allocs.pop(key, None)
+        self._finish_eval(evaluation, failed, queued)
+        for alloc, _ in placed:
+            self._start_runner(alloc)
+
+    def _group_placements(self, job: dict, group: dict, group_allocs: list[dict],
+                          now: int) -> list[tuple[dict, dict | None, int]]:
+        """What the reconciler asks for one group: (group, allocation it replaces or None, name index)."""
+        live, replace = [], []
+        for alloc in group_allocs:
+            status = alloc["ClientStatus"]
+            if alloc["DesiredStatus"] in ("stop", "evict") and status != "lost":
+                continue
+            if status in ("pending", "running", "complete"):
+                live.append(alloc)
+            elif status == "failed":
+                (replace if self._failed_alloc_is_due(job, group, alloc, now) else live).append(alloc)
+            elif status == "lost":
+                (live if group.get("PreventRescheduleOnLost") else replace).append(alloc)
+        used_indexes = {self._name_index(a) for a in live}
+        missing = int(group["Count"]) - len(live)
+        free_indexes = (i for i in range(10**6) if i not in used_indexes)
+        placements = []
+        for i in range(max(0, missing)):
+            previous = replace[i] if i < len(replace) else None
+            index = self._name_index(previous) if previous is not None else next(free_indexes)
+            used_indexes.add(index)
+            placements.append((group, previous, index))
+        return placements
+
+    def _failed_alloc_is_due(self, job: dict, group: dict, alloc: dict, now: int) -> bool:
+        """A failed allocation is replaced when its reschedule policy allows it now; later: a follow-up eval."""
+        eligible_at = self._reschedule_at(job, group, alloc, now)
+        if eligible_at is None:
+            return False
+        if eligible_at <= now:
+            return True
+        if not alloc["FollowupEvalID"]:
+            followup = self._create_eval(job, "alloc-failure", wait_until_ns=eligible_at)
+            with self.txn("AllocationUpdated") as t:
+                alloc["FollowupEvalID"] = followup["ID"]
+                t.put("allocs", alloc)
+        return False
+
+    def _place(self, job: dict, evaluation: dict, placements: list[tuple[dict, dict | None, int]]
+               ) -> tuple[dict[str, dict], dict[str, int], list[tuple[dict, dict | None]]]:
+        """Pick a node for each placement; (FailedTGAllocs, queued per group, placed allocations)."""
         failed: dict[str, dict] = {}
         queued: dict[str, int] = {}
-        placed: list[dict] = []
+        placed: list[tuple[dict, dict | None]] = []
         extra_usage: dict[str, tuple[int, int, int]] = {}
         for group, previous, index in placements:
             node, metric = self._select_node(job, group, extra_usage)
@@ -730,13 +755,7 @@ class Cluster:
                     if previous is not None:
                         previous["NextAllocation"] = alloc["ID"]
                         t.put("allocs", previous)
-        if queued:
-            self._queued_allocs[key] = queued
-        else:
-            self._queued_allocs.pop(key, None)
-        self._finish_eval(evaluation, failed, queued)
-        for alloc, _ in placed:
-            self._start_runner(alloc)
+        return failed, queued, placed
 
     def _finish_eval(self, evaluation: dict, failed: dict, queued: dict) -> None:
         job = self.jobs.get((evaluation["Namespace"], evaluation["JobID"]))
@@ -784,15 +803,35 @@ class Cluster:
         return alloc["ModifyTime"] + delay
 
     def _select_node(self, job: dict, group: dict, extra_usage: dict) -> tuple[dict | None, dict]:
+        """Feasibility, then capacity, then bin-packing among a couple of feasible nodes, as Nomad's scheduler."""
         metric = new_alloc_metric()
         constraints = list(job["Constraints"]) + list(group["Constraints"])
-        drivers = set()
         for task in group["Tasks"]:
             constraints += list(task["Constraints"])
-            drivers.add(task["Driver"])
-        ask_cpu = sum(int(t["Resources"]["CPU"]) for t in group["Tasks"])
-        ask_memory = sum(int(t["Resources"]["MemoryMB"]) for t in group["Tasks"])
-        ask_disk = int(group["EphemeralDisk"]["SizeMB"])
+        drivers = {task["Driver"] for task in group["Tasks"]}
+        ask = (sum(int(t["Resources"]["CPU"]) for t in group["Tasks"]),
+               sum(int(t["Resources"]["MemoryMB"]) for t in group["Tasks"]), int(group["EphemeralDisk"]["SizeMB"]))
+        feasible = []
+        for node in self._candidate_nodes(job, metric):
+            metric["NodesEvaluated"] += 1
+            if not self._node_is_feasible(job, node, drivers, constraints, metric):
+                continue
+            score = self._binpack_score(node, ask, extra_usage.get(node["ID"], (0, 0, 0)), metric)
+            if score is None:
+                continue
+            feasible.append((score, node))
+            metric["ScoreMetaData"].append({"NodeID": node["ID"], "Scores": {"binpack": round(score, 4)},
+                                            "NormScore": round(score, 4)})
+            if len(feasible) >= 2:
+                break  # Nomad scores a couple of feasible nodes (power of two choices), not all of them
+        if not feasible:
+            metric["ScoreMetaData"] = []
+            return None, metric
+        feasible.sort(key=lambda item: item[0], reverse=True)
+        return feasible[0][1], metric
+
+    def _candidate_nodes(self, job: dict, metric: dict) -> list[dict]:
+        """Ready, eligible nodes of the job's node pool and datacenters, in random order."""
         candidates = []
         for node in self.nodes.values():
             if not pool_matches(job["NodePool"], node["NodePool"]):
@@ -805,56 +844,45 @@ class Cluster:
             bump(metric["NodesAvailable"], node["Datacenter"])
             candidates.append(node)
         random.shuffle(candidates)
-        feasible = []
-        for node in candidates:
-            metric["NodesEvaluated"] += 1
-            node_class = node["NodeClass"]
-            missing = [d for d in drivers if not node["Drivers"].get(d, {}).get("Healthy")]
-            if missing:
-                metric["NodesFiltered"] += 1
-                bump(metric["ConstraintFiltered"], "missing drivers")
-                if node_class:
-                    bump(metric["ClassFiltered"], node_class)
-                continue
-            node_allocs = list(self._allocs_by_node.get(node["ID"], {}).values())
-            on_node = sum(1 for a in node_allocs if a["JobID"] == job["ID"] and not is_terminal_alloc(a))
-            rejected = next((c for c in constraints if not constraint_holds(c, node, on_node)), None)
-            if rejected is not None:
-                metric["NodesFiltered"] += 1
-                bump(metric["ConstraintFiltered"], constraint_text(rejected))
-                if node_class:
-                    bump(metric["ClassFiltered"], node_class)
-                continue
-            used_cpu, used_memory, used_disk = extra_usage.get(node["ID"], (0, 0, 0))
-            for alloc in node_allocs:
-                if not is_terminal_alloc(alloc):
-                    cpu, memory, disk = alloc_usage(alloc)
-                    used_cpu, used_memory, used_disk = used_cpu + cpu, used_memory + memory, used_disk + disk
-            total, reserved = node["NodeResources"], node["ReservedResources"]
-            free_cpu = total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"] - used_cpu
-            free_memory = total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"] - used_memory
-            free_disk = total["Disk"]["DiskMB"] - reserved["Disk"]["DiskMB"] - used_disk
-            dimension = ("cpu" if ask_cpu > free_cpu else "memory" if ask_memory > free_memory
-                         else "disk" if ask_disk > free_disk else None)
-            if dimension is not None:
-                metric["NodesExhausted"] += 1
-                bump(metric["DimensionExhausted"], dimension)
-                if node_class:
-                    bump(metric["ClassExhausted"], node_class)
-                continue
-            capacity_cpu = max(1, total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"])
-            capacity_memory = max(1, total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"])
-            score = ((used_cpu + ask_cpu) / capacity_cpu + (used_memory + ask_memory) / capacity_memory) / 2
-            feasible.append((score, node))
-            metric["ScoreMetaData"].append({"NodeID": node["ID"], "Scores": {"binpack": round(score, 4)},
-                                            "NormScore": round(score, 4)})
-            if len(feasible) >= 2:
-                break  # Nomad scores a couple of feasible nodes (power of two choices), not all of them
-        if not feasible:
-            metric["ScoreMetaData"] = []
-            return None, metric
-        feasible.sort(key=lambda item: item[0], reverse=True)
-        return feasible[0][1], metric
+        return candidates
+
+    def _node_is_feasible(self, job: dict, node: dict, drivers: set[str], constraints: list[dict],
+                          metric: dict) -> bool:
+        missing = [d for d in drivers if not node["Drivers"].get(d, {}).get("Healthy")]
+        node_allocs = self._allocs_by_node.get(node["ID"], {}).values()
+        on_node = sum(1 for a in node_allocs if a["JobID"] == job["ID"] and not is_terminal_alloc(a))
+        rejected = None if missing else next((c for c in constraints if not constraint_holds(c, node, on_node)), None)
+        if not missing and rejected is None:
+            return True
+        metric["NodesFiltered"] += 1
+        bump(metric["ConstraintFiltered"], "missing drivers" if missing else constraint_text(rejected))
+        if node["NodeClass"]:
+            bump(metric["ClassFiltered"], node["NodeClass"])
+        return False
+
+    def _binpack_score(self, node: dict, ask: tuple[int, int, int], extra: tuple[int, int, int],
+                       metric: dict) -> float | None:
+        """The node's bin-packing score with the ask placed, or None (and the metric noted) when it does not fit."""
+        used_cpu, used_memory, used_disk = extra
+        for alloc in self._allocs_by_node.get(node["ID"], {}).values():
+            if not is_terminal_alloc(alloc):
+                cpu, memory, disk = alloc_usage(alloc)
+                used_cpu, used_memory, used_disk = used_cpu + cpu, used_memory + memory, used_disk + disk
+        total, reserved = node["NodeResources"], node["ReservedResources"]
+        capacity_cpu = total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"]
+        capacity_memory = total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"]
+        capacity_disk = total["Disk"]["DiskMB"] - reserved["Disk"]["DiskMB"]
+        ask_cpu, ask_memory, ask_disk = ask
+        dimension = ("cpu" if ask_cpu > capacity_cpu - used_cpu
+                     else "memory" if ask_memory > capacity_memory - used_memory
+                     else "disk" if ask_disk > capacity_disk - used_disk else None)
+        if dimension is not None:
+            metric["NodesExhausted"] += 1
+            bump(metric["DimensionExhausted"], dimension)
+            if node["NodeClass"]:
+                bump(metric["ClassExhausted"], node["NodeClass"])
+            return None
+        return ((used_cpu + ask_cpu) / max(1, capacity_cpu) + (used_memory + ask_memory) / max(1, capacity_memory)) / 2
 
     def _new_alloc(self, job: dict, group: dict, node: dict, evaluation: dict, index: int,
                    previous: dict | None, metric: dict) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hrwsi.testing.nomad_emulator.cluster import Cluster, EmulatedNode, is_terminal_alloc
+from hrwsi.testing.nomad_emulator.cluster import Cluster, EmulatedNode
 from hrwsi.testing.nomad_emulator.model import UUID_RE, CodedError, parse_duration
 
 logger = logging.getLogger("hrwsi.testing.nomad_emulator")
@@ -88,7 +88,6 @@ class NomadEmulator:
         self._faults: list[Fault] = []
         self._closing = asyncio.Event()
         self._stream_generation = 0
-        self.requests = 0
         self.event_stream_connections = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -180,7 +179,6 @@ class NomadEmulator:
         return response
 
     async def _answer(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-        self.requests += 1
         delay_s = 0.0
         for fault in self._faults:
             if fault.remaining > 0 and request.path.startswith(fault.path_prefix) and \
@@ -592,8 +590,3 @@ class NomadEmulator:
             return response  # the subscriber went away
         return response
 
-
-def blocked_summary(cluster: Cluster) -> dict[str, int]:
-    """How many allocations run, how many evaluations are blocked (for logs and the demo)."""
-    return {"running": sum(1 for a in cluster.allocs.values() if not is_terminal_alloc(a)),
-            "blocked": sum(1 for e in cluster.evals.values() if e["Status"] == "blocked")}

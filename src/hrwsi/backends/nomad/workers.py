@@ -1,4 +1,4 @@
-"""Fill hrwsi.flavour and hrwsi.worker from Nomad's client nodes (`hrwsi workers sync`).
+"""Nomad's client nodes as hrwsi workers: `hrwsi workers sync` fills hrwsi.flavour and hrwsi.worker.
 
 - One worker per Nomad node: worker.name = node name (what pin placement constrains on),
   worker.node_id = node ID, worker.active = the node is ready, eligible and not draining.
@@ -7,7 +7,8 @@
   can place on its smallest node: NodeResources minus ReservedResources, CPU in cores =
   CpuShares / MHz per core (HRWSI_NOMAD_MHZ_PER_CORE), disk from Disk.DiskMB.
 - Workers synced earlier whose node is gone from Nomad become inactive; workers defined by hand
-  (node_id NULL) are left alone. Everything is written in one transaction, with parameters only.
+  (node_id NULL) are left alone. Everything is written in one transaction (sql/queries/nomad.sql).
+- A running launcher follows node status itself (NomadBackend.worker_activity, node_is_active).
 """
 
 from __future__ import annotations
@@ -18,20 +19,9 @@ from typing import Any
 
 import psycopg
 
-UPSERT_FLAVOUR = """
-INSERT INTO hrwsi.flavour (name, cpu, ram_mb, disk_mb) VALUES (%s, %s, %s, %s)
-ON CONFLICT (name) DO UPDATE SET cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, disk_mb = EXCLUDED.disk_mb
-"""
-UPSERT_WORKER = """
-INSERT INTO hrwsi.worker (name, flavour, active, node_id, updated_at) VALUES (%s, %s, %s, %s, now())
-ON CONFLICT (name) DO UPDATE SET flavour = EXCLUDED.flavour, active = EXCLUDED.active,
-                                 node_id = EXCLUDED.node_id, updated_at = now()
-"""
-DEACTIVATE_VANISHED = """
-UPDATE hrwsi.worker SET active = false, updated_at = now()
-WHERE node_id IS NOT NULL AND active AND NOT (node_id = ANY(%s::text[]))
-RETURNING name
-"""
+from hrwsi.backends.nomad.client import NomadClient, NomadError
+from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.sql_files import query
 
 
 @dataclass
@@ -95,7 +85,7 @@ def node_is_active(node: dict) -> bool:
 def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: float = 1000.0) -> SyncReport:
     """Upsert one flavour per node class (or pool) and one worker per node; deactivate vanished ones."""
     report = SyncReport()
-    workers: list[tuple[str, str, bool, str]] = []
+    workers: list[dict[str, Any]] = []
     for node in sorted(nodes, key=lambda n: n.get("Name") or ""):
         name, node_id = node.get("Name"), node.get("ID")
         if not name or not node_id:
@@ -117,36 +107,37 @@ def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: f
         report.flavours[flavour] = capacity
         active = node_is_active(node)
         (report.active if active else report.inactive).append(name)
-        workers.append((name, flavour, active, node_id))
+        workers.append({"name": name, "flavour": flavour, "active": active, "node_id": node_id})
     with conn.transaction():
         with conn.cursor() as cursor:
             for flavour, (cpu, ram, disk) in sorted(report.flavours.items()):
-                cursor.execute(UPSERT_FLAVOUR, (flavour, cpu, ram, disk))
+                cursor.execute(query("upsert_flavour"), {"name": flavour, "cpu": cpu, "ram_mb": ram, "disk_mb": disk})
             for worker in workers:
-                cursor.execute(UPSERT_WORKER, worker)
-            cursor.execute(DEACTIVATE_VANISHED, ([w[3] for w in workers],))
+                cursor.execute(query("upsert_node_worker"), worker)
+            cursor.execute(query("deactivate_vanished_node_workers"), {"node_ids": [w["node_id"] for w in workers]})
             report.vanished = sorted(row[0] for row in cursor.fetchall())
     return report
 
 
-async def fetch_nodes(backend_or_config=None) -> list[dict]:
-    """GET /v1/nodes?resources=true through a NomadBackend (or a NomadConfig; None: NomadConfig.from_env())."""
-    from hrwsi.backends.nomad import NomadBackend, NomadConfig
+async def list_nodes(client: NomadClient) -> list[dict]:
+    """GET /v1/nodes?resources=true: every client node with NodeResources and ReservedResources."""
+    response = await client.call("list Nomad nodes", "nodes", params={"resources": "true"})
+    if response.status != 200:
+        raise NomadError(response.status, f"could not list Nomad nodes: {response.text.strip()}")
+    return response.json() or []
 
-    if isinstance(backend_or_config, NomadBackend):
-        return await backend_or_config.nodes()
-    config = backend_or_config if isinstance(backend_or_config, NomadConfig) else NomadConfig.from_env()
-    backend = NomadBackend(config)
+
+async def fetch_nodes(config: NomadConfig | None = None) -> list[dict]:
+    """The nodes of the Nomad at config (None: NomadConfig.from_env()), with a client of its own."""
+    client = NomadClient(config or NomadConfig.from_env())
     try:
-        return await backend.nodes()
+        return await list_nodes(client)
     finally:
-        await backend.close()
+        client.close()
 
 
-def sync_from_nomad(conn: psycopg.Connection, config=None) -> SyncReport:
+def sync_from_nomad(conn: psycopg.Connection, config: NomadConfig | None = None) -> SyncReport:
     """For `hrwsi workers sync` (not inside a running event loop): fetch the nodes, then sync them."""
-    from hrwsi.backends.nomad import NomadConfig
-
     config = config or NomadConfig.from_env()
     nodes = asyncio.run(fetch_nodes(config))
     return sync_workers(conn, nodes, mhz_per_core=config.mhz_per_core)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import asyncpg
 import psycopg
 from psycopg.rows import dict_row
 
-from hrwsi import catalogue, landing, schedules
+from hrwsi.harvest import catalogue, landing, schedules
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,51 @@ def describe_schedule(row: Any) -> str:
     return f"continuously (every {every:g} s)"
 
 
+@dataclass(frozen=True)
+class SourceKind:
+    """How one kind of source runs: `run` does the work and says when the source runs next;
+    `run_is_success`: a run that did not fail is the source's last successful harvest (a catalogue
+    records its own, window by window)."""
+    run: Callable[[SourceContext], Awaitable[tuple[Any, datetime]]]
+    run_is_success: bool
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    pool: asyncpg.Pool
+    claim: asyncpg.Connection          # holds the source's row lock: progress is written on it
+    row: asyncpg.Record
+    now: datetime
+    schedule: schedules.Schedule | None
+    catalogue_session_factory: Callable[[], Any] | None
+
+
+async def _run_landing_directory(context: SourceContext) -> tuple[Any, datetime]:
+    row, now = context.row, context.now
+    source = landing.LandingSource.from_row(row["name"], row["product_type"], row["config"])
+    next_run_at = (schedules.next_run(context.schedule, now) if context.schedule
+                   else now + timedelta(seconds=source.rescan_after_s))
+    return await landing.scan_landing_directory(context.pool, source, now=now), next_run_at
+
+
+async def _run_catalogue(context: SourceContext) -> tuple[Any, datetime]:
+    now = context.now
+    report = await catalogue.harvest_catalogue_source(context.pool, context.row, now=now,
+                                                      session_factory=context.catalogue_session_factory,
+                                                      progress_conn=context.claim)
+    # A backfill goes on, day after day, at the next harvester round.
+    return report, now if report.more_backfill_days else schedules.next_run(context.schedule, now)
+
+
+# The kinds hrwsi.harvest_source allows (its CHECK harvest_source_kind_is_catalogue_or_landing_directory).
+SOURCE_KINDS: dict[str, SourceKind] = {
+    "landing_directory": SourceKind(_run_landing_directory, run_is_success=True),
+    "catalogue": SourceKind(_run_catalogue, run_is_success=False),
+}
+
+
 async def run_due_sources(pool: asyncpg.Pool, *, now: datetime | None = None,
-                          catalogue_session_factory: Callable[[], Any] | None = None,
-                          kinds: tuple[str, ...] | None = None) -> list[SourceRun]:
+                          catalogue_session_factory: Callable[[], Any] | None = None) -> list[SourceRun]:
     """Run every active source whose next_run_at has come (NULL: never ran), once each; return
     what each run did. A failing source is logged and recorded (last_error) and the others go on.
 
@@ -72,13 +114,14 @@ async def run_due_sources(pool: asyncpg.Pool, *, now: datetime | None = None,
     while True:
         async with pool.acquire() as claim, claim.transaction():
             now = fixed_now or datetime.now(UTC)
-            row = await claim.fetchrow(query("harvest_claim_due_source"), now, done, list(kinds) if kinds else None)
+            row = await claim.fetchrow(query("harvest_claim_due_source"), now, done)
             if row is None:
                 return runs
             done.append(row["name"])
             run = await _run_one(pool, claim, row, now, catalogue_session_factory)
+            counts_as_success = run.ok and SOURCE_KINDS[row["kind"]].run_is_success
             await claim.execute(query("harvest_source_ran"), row["name"], now, run.next_run_at, run.error,
-                                run.ok and row["kind"] == "landing_directory", now)
+                                counts_as_success, now)
         runs.append(run)
 
 
@@ -86,19 +129,8 @@ async def _run_one(pool: asyncpg.Pool, claim: asyncpg.Connection, row: asyncpg.R
                    session_factory: Callable[[], Any] | None) -> SourceRun:
     name, kind = row["name"], row["kind"]
     try:
-        schedule = schedule_of(row)
-        if kind == "landing_directory":
-            source = landing.LandingSource.from_row(name, row["product_type"], row["config"])
-            next_run_at = (schedules.next_run(schedule, now) if schedule
-                           else now + timedelta(seconds=source.rescan_after_s))
-            report = await landing.scan_landing_directory(pool, source, now=now)
-        else:
-            next_run_at = schedules.next_run(schedule, now)
-            # Progress (window done, backfill cursor) is written on the claiming connection: it holds the row.
-            report = await catalogue.harvest_catalogue_source(pool, row, now=now, session_factory=session_factory,
-                                                              progress_conn=claim)
-            if report.more_backfill_days:
-                next_run_at = now  # a backfill goes on, day after day, at the next harvester round
+        context = SourceContext(pool, claim, row, now, schedule_of(row), session_factory)
+        report, next_run_at = await SOURCE_KINDS[kind].run(context)
     except Exception as error:  # noqa: BLE001 - one source's failure must not stop the others
         message = f"{type(error).__name__}: {str(error) or 'no detail given'}"
         retry_at = _retry_at(row, now)

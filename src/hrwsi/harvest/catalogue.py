@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,13 +28,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from hrwsi import schedules
-from hrwsi.landing import UnreadableProductName, parse_product_name, scene_id_of
+from hrwsi.harvest import schedules
+from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
 
-CDSE_URL = "https://catalogue.dataspace.copernicus.eu/odata/v1"
 CDSE_TOKEN_URL = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
 
 
@@ -262,10 +260,6 @@ def _parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-_TILE_IN_NAME = re.compile(r"_T(\d{2}[A-Z]{3})(?:_|\.|$)")
-_MISSION_IN_NAME = re.compile(r"^(S[1-6][A-D])_")
-
-
 @dataclass(frozen=True)
 class InputCandidate:
     """A catalogue product as a future hrwsi.input."""
@@ -284,13 +278,7 @@ def product_to_candidate(product: dict, *, path_field: str = "S3Path") -> InputC
     name = product.get("Name")
     if not name:
         raise CatalogueError(f"a product without a Name: {_excerpt(json.dumps(product))}")
-    try:
-        scene = parse_product_name(name)
-        tile, mission = scene.tile, scene.mission
-    except UnreadableProductName:
-        tile_match, mission_match = _TILE_IN_NAME.search(name), _MISSION_IN_NAME.search(name)
-        tile = tile_match.group(1) if tile_match else None
-        mission = mission_match.group(1) if mission_match else None
+    tile, mission = tile_and_mission(name)
     content = product.get("ContentDate") or {}
     return InputCandidate(path=product.get(path_field) or name, scene_id=scene_id_of(name), tile=tile,
                           mission=mission, measured_at=_parse_time(content.get("Start")),

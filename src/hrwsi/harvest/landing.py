@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import shutil
 import stat
 import zipfile
@@ -36,6 +35,7 @@ from pathlib import Path, PurePosixPath
 import asyncpg
 import psycopg
 
+from hrwsi.harvest.product_names import SceneName, UnreadableProductName, parse_product_name, scene_id_of
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -45,68 +45,6 @@ _UNFINISHED_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart")
 # Where re-delivered files are moved, under the work directory, so that they are not scanned again.
 PREVIOUSLY_RECEIVED_DIRECTORY = "previously_received"
 _PARTIAL_PREFIX = ".hrwsi-partial-"
-
-
-# ---------------------------------------------------------------------------------------------
-# Product names
-# ---------------------------------------------------------------------------------------------
-
-class UnreadableProductName(ValueError):
-    """The file name is not a product name hrwsi can read tile, mission and time from."""
-
-
-@dataclass(frozen=True)
-class SceneName:
-    scene_id: str            # the product name without extensions: the same scene has the same id everywhere
-    mission: str             # S2A, S1B ...
-    measured_at: datetime    # sensing start, UTC
-    tile: str | None         # MGRS tile (Sentinel-1 names carry none)
-    product_type: str        # as the name says: MSIL1C, GRDH, L1C, FSC ...
-
-
-_EXTENSIONS = re.compile(r"(\.(safe|sen3|zip|json|tif|tiff|nc|tar|tgz|gz|h5|xml|jp2))+$", re.IGNORECASE)
-_STAMP = r"(\d{8}T\d{6})"
-_NAME_FORMATS = [
-    # Sentinel-2: S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456
-    re.compile(rf"^(?P<mission>S2[A-D])_(?P<type>MSIL[0-9A-Z]{{2}})_(?P<sensing>{_STAMP[1:-1]})_N\d{{4}}_R\d{{3}}"
-               rf"_T(?P<tile>\d{{2}}[A-Z]{{3}})_\d{{8}}T\d{{6}}$"),
-    # Sentinel-1: S1A_IW_GRDH_1SDV_20240105T053012_20240105T053037_051934_064624_ABCD (no tile)
-    re.compile(rf"^(?P<mission>S1[A-D])_[A-Z0-9]{{2}}_(?P<type>[A-Z]{{3}}[A-Z_])_[0-9A-Z_]{{4}}"
-               rf"_(?P<sensing>{_STAMP[1:-1]})_\d{{8}}T\d{{6}}_\d{{6}}_[0-9A-F]{{6}}_[0-9A-F]{{4}}$"),
-    # hrwsi and demo products: S2A_L1C_20240105T103421_T32TPR[_anything]
-    re.compile(rf"^(?P<mission>S[123][A-D])_(?P<type>[A-Z0-9]+)_(?P<sensing>{_STAMP[1:-1]})"
-               rf"_T(?P<tile>\d{{2}}[A-Z]{{3}})(_.*)?$"),
-    # HR-WSI products: FSC_20240105T103421_S2A_T32TPR_V100_1
-    re.compile(rf"^(?P<type>[A-Z0-9]+)_(?P<sensing>{_STAMP[1:-1]})_(?P<mission>S[123][A-D])"
-               rf"_T(?P<tile>\d{{2}}[A-Z]{{3}})(_.*)?$"),
-]
-
-
-def scene_id_of(name: str) -> str:
-    """The product name without its extensions: `X.SAFE.zip`, `X.zip`, `X.SAFE` -> `X`."""
-    return _EXTENSIONS.sub("", PurePosixPath(name).name)
-
-
-def parse_product_name(name: str) -> SceneName:
-    """Mission, sensing time and MGRS tile from a Sentinel (or hrwsi) product name.
-
-    Raises UnreadableProductName saying which formats were expected.
-    """
-    scene_id = scene_id_of(name)
-    for name_format in _NAME_FORMATS:
-        match = name_format.match(scene_id)
-        if not match:
-            continue
-        try:
-            measured = datetime.strptime(match["sensing"], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-        except ValueError:
-            raise UnreadableProductName(
-                f"{name}: sensing time {match['sensing']} is not a valid date and time") from None
-        return SceneName(scene_id, match["mission"], measured, match.groupdict().get("tile"), match["type"])
-    raise UnreadableProductName(
-        f"{name}: not a product name hrwsi can read (expected e.g. "
-        "S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456.SAFE, "
-        "S1A_IW_GRDH_1SDV_20240105T053012_20240105T053037_051934_064624_ABCD.zip or S2A_L1C_20240105T103421_T32TPR.json)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,10 +458,3 @@ async def _record_redeliveries(pool: asyncpg.Pool, source: LandingSource,
                                [r["modified_at"] for r, _ in inserted], [o.message for _, o in inserted], now,
                                [o.prepared_path for _, o in inserted])
 
-
-async def scan_due_sources(pool: asyncpg.Pool) -> list[LandingScanReport]:
-    """The landing directories that are due, scanned (see hrwsi.sources.run_due_sources)."""
-    from hrwsi import sources  # sources imports this module
-
-    runs = await sources.run_due_sources(pool, kinds=("landing_directory",))
-    return [run.report for run in runs if isinstance(run.report, LandingScanReport)]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 
-from hrwsi import landing, sources
 from hrwsi.database import create_pool
+from hrwsi.harvest import landing, sources
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 STAMP = (NOW - timedelta(days=1)).strftime("%Y%m%dT%H%M%S")
@@ -78,10 +79,11 @@ async def test_two_harvesters_never_run_the_same_source_at_once(routine, tmp_pat
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 6
 
 
-async def test_the_compatibility_entry_point_scans_due_landing_directories(routine, tmp_path, pool):
+async def test_a_due_landing_directory_is_scanned_at_the_current_time_by_default(routine, tmp_path, pool):
     drop(landing_source(routine, tmp_path, "demo"))
-    reports = await landing.scan_due_sources(pool)
-    assert [(r.source, r.inputs) for r in reports] == [("demo", 1)]
+    runs = await sources.run_due_sources(pool)
+    assert [(r.source, r.report.inputs) for r in runs] == [("demo", 1)]
+    assert runs[0].next_run_at > NOW
 
 
 def test_register_source_and_list_sources_in_words(db, tmp_path):
@@ -102,3 +104,9 @@ def test_register_source_and_list_sources_in_words(db, tmp_path):
     assert listed["nightly"]["schedule"] == "cron 30 2 * * * (UTC)"
     assert listed["nightly"]["mode"] == "near_real_time"
     assert listed["drop"]["next_run_at"] is not None and listed["drop"]["kind"] == "landing_directory"
+
+
+def test_every_source_kind_the_database_allows_has_a_way_to_run(db):
+    definition = db.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                            "WHERE conname = 'harvest_source_kind_is_catalogue_or_landing_directory'").fetchone()[0]
+    assert set(re.findall(r"'(\w+)'::text", definition)) == set(sources.SOURCE_KINDS)

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrwsi.schedules import InvalidSchedule, Schedule, backfill_days, day_window, near_real_time_window, next_run
+from hrwsi.harvest.schedules import (
+    InvalidSchedule,
+    Schedule,
+    backfill_days,
+    day_window,
+    near_real_time_window,
+    next_run,
+)
 
 UTC = UTC
 

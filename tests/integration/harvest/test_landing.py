@@ -1,6 +1,6 @@
 """Landing directories against a real database and real files: settling, unzipping (with and without
 a password), moving to the work directory, one input per matching condition, re-deliveries and
-unreadable names."""
+unreadable names (how names are read: tests/unit/harvest/test_product_names.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hrwsi import landing
+from hrwsi.harvest import landing
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 MEASURED = (NOW - timedelta(days=2)).replace(hour=10, minute=34, second=21)
@@ -64,38 +64,6 @@ def inputs(db):
 def files(db):
     return {Path(r[0]).name: (r[1], r[2]) for r in db.execute(
         "SELECT path, state, message FROM hrwsi.landing_file ORDER BY id")}
-
-
-# ---------------------------------------------------------------------------------------------
-# names
-# ---------------------------------------------------------------------------------------------
-
-def test_a_sentinel_2_name_gives_tile_mission_and_sensing_time():
-    scene = landing.parse_product_name(
-        "S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456.SAFE")
-    assert (scene.mission, scene.tile, scene.product_type) == ("S2A", "32TPR", "MSIL1C")
-    assert scene.measured_at == datetime(2024, 1, 5, 10, 34, 21, tzinfo=UTC)
-    assert scene.scene_id == "S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456"
-    assert landing.scene_id_of("S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456.SAFE.zip") == \
-        scene.scene_id
-
-
-def test_a_sentinel_1_grd_name_has_no_tile():
-    scene = landing.parse_product_name("S1A_IW_GRDH_1SDV_20240105T053012_20240105T053037_051934_064624_ABCD.zip")
-    assert (scene.mission, scene.tile, scene.product_type) == ("S1A", None, "GRDH")
-    assert scene.measured_at == datetime(2024, 1, 5, 5, 30, 12, tzinfo=UTC)
-
-
-def test_hrwsi_and_demo_names_are_read_too():
-    assert landing.parse_product_name("S2B_L1C_20240105T103421_T31TCH.json").tile == "31TCH"
-    assert landing.parse_product_name("FSC_20240105T103421_S2A_T32TPR_V100_1.tif").mission == "S2A"
-
-
-@pytest.mark.parametrize("name", ["notes.txt", "S2A_MSIL1C_20241340T103421_N0510_R108_T32TPR_20240105T123456.SAFE",
-                                  "S2A_MSIL1C_2024_T32TPR.zip"])
-def test_an_unreadable_name_is_refused_with_the_expected_formats(name):
-    with pytest.raises(landing.UnreadableProductName, match="S2A_MSIL1C|not a valid date"):
-        landing.parse_product_name(name)
 
 
 # ---------------------------------------------------------------------------------------------

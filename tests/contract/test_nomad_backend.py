@@ -1,4 +1,4 @@
-"""One suite: the Nomad API semantics hrwsi relies on, and the Nomad backend's behaviour on top of them.
+"""hrwsi.backends.nomad on top of the Nomad API: submit, follow, outcomes, cancel, purge, errors.
 
 Runs against the emulator (a test double) always and against a real agent when NOMAD_ADDR is set
 (see conftest.py). No timing assertions: waits are bounded only by a liveness guard.
@@ -7,9 +7,6 @@ Runs against the emulator (a test double) always and against a real agent when N
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,205 +14,11 @@ import requests
 
 from hrwsi.backends.nomad import NomadError, build_job
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
-from tests.contract.conftest import GUARD_S, NODE_1, NODE_2, Progress, Target
+from tests.contract.conftest import GUARD_S, NODE_2, Progress, Target, follow, minimal_job
 
 pytestmark = pytest.mark.contract
 
 
-def minimal_job(job_id: str, script: str = "exit 0", **task_extra) -> dict:
-    task = {"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", script]}}
-    task.update(task_extra)
-    return {"ID": job_id, "Type": "batch", "TaskGroups": [{"Name": "g", "Tasks": [task]}]}
-
-
-async def follow(backend, spec, progress: Progress | None = None):
-    return await asyncio.wait_for(backend.wait(spec, spec.job_id, progress or Progress()), GUARD_S)
-
-
-# -- the API's own semantics -----------------------------------------------------------------------
-async def test_register_stores_nomad_server_side_defaults(nomad: Target):
-    job_id = nomad.job_id("defaults")
-    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})
-    assert response.status_code == 200, response.text
-    assert response.json()["EvalID"]
-    assert int(response.headers["X-Nomad-Index"]) > 0
-    stored = (await nomad.ahttp("GET", f"/v1/job/{job_id}")).json()
-    group = stored["TaskGroups"][0]
-    task = group["Tasks"][0]
-    assert stored["Type"] == "batch"
-    assert stored["Status"] in ("pending", "running", "dead")
-    assert group["Count"] == 1
-    assert group["EphemeralDisk"]["SizeMB"] == 300
-    assert (task["Resources"]["CPU"], task["Resources"]["MemoryMB"]) == (100, 300)
-    assert (group["RestartPolicy"]["Attempts"], group["RestartPolicy"]["Mode"]) == (3, "fail")
-    assert group["ReschedulePolicy"]["Attempts"] == 1 and group["ReschedulePolicy"]["Unlimited"] is False
-    assert isinstance(group["RestartPolicy"]["Delay"], int)  # durations are integer nanoseconds
-    await nomad.purge(job_id)
-
-
-async def test_a_job_without_type_is_a_service_job(nomad: Target):
-    job = minimal_job(nomad.job_id("service"), "sleep 30")
-    del job["Type"]
-    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
-    stored = (await nomad.ahttp("GET", f"/v1/job/{job['ID']}")).json()
-    assert stored["Type"] == "service"
-    await nomad.purge(job["ID"])
-
-
-async def test_validation_errors_are_500_plain_text_and_malformed_requests_400(nomad: Target):
-    disk = minimal_job(nomad.job_id("disk"), Resources={"CPU": 100, "MemoryMB": 64, "DiskMB": 100})
-    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": disk})
-    assert response.status_code == 500
-    assert response.headers["Content-Type"].startswith("text/plain")
-    assert "disk" in response.text.lower()
-    tiny = minimal_job(nomad.job_id("tiny"), Resources={"CPU": 100, "MemoryMB": 1})
-    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": tiny})
-    assert response.status_code == 500 and "MemoryMB" in response.text
-    assert (await nomad.ahttp("POST", "/v1/jobs", data="")).status_code == 400
-    assert (await nomad.ahttp("POST", "/v1/jobs", json={"NotAJob": {}})).status_code == 400
-    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": {"Type": "batch"}})).status_code == 400
-    assert (await nomad.ahttp("GET", f"/v1/job/{disk['ID']}")).status_code == 404
-
-
-async def test_unknown_objects(nomad: Target):
-    unknown = nomad.job_id("never-registered")
-    allocations = await nomad.ahttp("GET", f"/v1/job/{unknown}/allocations")
-    assert allocations.status_code == 200 and allocations.json() == []
-    assert "X-Nomad-Index" in allocations.headers
-    assert (await nomad.ahttp("GET", f"/v1/job/{unknown}")).status_code == 404
-    assert (await nomad.ahttp("GET", f"/v1/allocation/{uuid.uuid4()}")).status_code == 404
-    assert (await nomad.ahttp("GET", "/v1/allocation/not-a-uuid")).status_code == 500
-    purge = await nomad.ahttp("DELETE", f"/v1/job/{unknown}", params={"purge": "true"})
-    assert purge.status_code == 200 and purge.json()["EvalID"] == ""
-
-
-async def test_dispatched_job_ids_contain_a_slash(nomad: Target):
-    parent = minimal_job(nomad.job_id("parameterized"), "exit 0")
-    parent["ParameterizedJob"] = {"Payload": "forbidden", "MetaRequired": ["tile"]}
-    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": parent})).status_code == 200
-    response = await nomad.ahttp("POST", f"/v1/job/{parent['ID']}/dispatch", json={"Meta": {"tile": "32TPR"}})
-    assert response.status_code == 200, response.text
-    child = response.json()["DispatchedJobID"]
-    assert child.startswith(parent["ID"] + "/dispatch-")
-    for path_id in (child, nomad.path_id(child)):  # raw and encoded '/': both reach the child's routes
-        allocations = await nomad.ahttp("GET", f"/v1/job/{path_id}/allocations")
-        assert allocations.status_code == 200 and isinstance(allocations.json(), list)
-        job = await nomad.ahttp("GET", f"/v1/job/{path_id}")
-        assert job.status_code == 200 and job.json()["ParentID"] == parent["ID"]
-        summary = await nomad.ahttp("GET", f"/v1/job/{path_id}/summary")
-        assert summary.status_code == 200 and summary.json()["JobID"] == child
-    missing_meta = await nomad.ahttp("POST", f"/v1/job/{parent['ID']}/dispatch", json={"Meta": {}})
-    assert missing_meta.status_code == 500
-    plain = minimal_job(nomad.job_id("not-parameterized"))
-    await nomad.ahttp("POST", "/v1/jobs", json={"Job": plain})
-    assert (await nomad.ahttp("POST", f"/v1/job/{plain['ID']}/dispatch", json={})).status_code == 500
-    for job_id in (child, parent["ID"], plain["ID"]):
-        await nomad.purge(job_id)
-
-
-async def test_blocking_query_returns_on_change_with_a_new_index(nomad: Target):
-    job_id = nomad.job_id("blocking")
-    first = await nomad.ahttp("GET", f"/v1/job/{job_id}/allocations")
-    index = int(first.headers["X-Nomad-Index"])
-    unchanged = await nomad.ahttp("GET", f"/v1/job/{job_id}/allocations", params={"index": index, "wait": "1s"})
-    assert unchanged.status_code == 200 and unchanged.json() == []
-    assert int(unchanged.headers["X-Nomad-Index"]) == index
-    blocked = asyncio.ensure_future(nomad.ahttp("GET", f"/v1/job/{job_id}/allocations",
-                                                params={"index": index, "wait": "120s"}))
-    await asyncio.sleep(0.2)
-    assert not blocked.done()  # nothing changed yet: the query holds
-    await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})
-    answer = await asyncio.wait_for(blocked, GUARD_S)
-    assert answer.status_code == 200
-    assert int(answer.headers["X-Nomad-Index"]) > index
-    assert [a["JobID"] for a in answer.json()] == [job_id]
-    await nomad.purge(job_id)
-
-
-def _read_stream(target: Target, params: dict, stop: threading.Event, lines: list, enough) -> None:
-    with target.http("GET", "/v1/event/stream", params=params, stream=True, timeout=(10, GUARD_S)) as response:
-        lines.append(("status", response.status_code))
-        buffer = b""
-        for chunk in response.iter_content(chunk_size=None):
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.strip():
-                    lines.append(json.loads(line))
-            if stop.is_set() or enough(lines):
-                return
-
-
-async def test_event_stream_heartbeats_and_frames(nomad: Target):
-    job_id, other = nomad.job_id("events"), nomad.job_id("events-other")
-    await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})  # buffered before we subscribe
-    lines: list = []
-    stop = threading.Event()
-    heartbeats_wanted = 2 if nomad.is_emulator else 1
-
-    def events(seen: list) -> list[dict]:
-        return [e for x in seen if isinstance(x, dict) and x.get("Events") for e in x["Events"]]
-
-    def enough(seen: list) -> bool:
-        return (any(e["Type"] == "JobDeregistered" for e in events(seen))
-                and sum(1 for x in seen if x == {}) >= heartbeats_wanted)
-
-    reader = asyncio.ensure_future(asyncio.to_thread(
-        _read_stream, nomad, {"topic": f"Job:{job_id}", "index": "0"}, stop, lines, enough))
-    while not any(isinstance(x, dict) and x.get("Events") for x in lines) and not reader.done():
-        await asyncio.sleep(0.05)
-    assert lines[:2] == [("status", 200), {}]  # a heartbeat first, then the buffered events
-    assert lines[2]["Events"][0]["Type"] == "JobRegistered"
-    await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(other)})
-    await nomad.ahttp("DELETE", f"/v1/job/{job_id}")  # stop: a live JobDeregistered event
-    try:
-        await asyncio.wait_for(reader, GUARD_S)
-    finally:
-        stop.set()
-    frames = [x for x in lines if isinstance(x, dict) and x.get("Events")]
-    assert frames and all(isinstance(f["Index"], int) and f["Index"] > 0 for f in frames)
-    assert [f["Index"] for f in frames] == sorted(f["Index"] for f in frames)
-    assert all(e["Topic"] == "Job" and e["Key"] == job_id for e in events(lines))  # the topic filter holds
-    registered = next(e for e in events(lines) if e["Type"] == "JobRegistered")
-    assert registered["Payload"]["Job"]["ID"] == job_id and registered["Index"] > 0
-    assert sum(1 for x in lines if x == {}) >= heartbeats_wanted
-    for job in (job_id, other):
-        await nomad.purge(job)
-
-
-async def test_acl_token_is_checked(nomad: Target, tmp_path):
-    if nomad.is_emulator:
-        async with NomadEmulator([EmulatedNode("acl-node")], acl_token="s3cr3t-acl-token",
-                                 work_dir=tmp_path / "acl") as emulator:
-            await _check_acl(Target("emulator", emulator.address, "s3cr3t-acl-token", "acl-node", nomad.work,
-                                    emulator))
-    else:
-        if not nomad.token:
-            pytest.skip("NOMAD_TOKEN not set: cannot check the agent's ACLs")
-        await _check_acl(nomad)
-
-
-async def _check_acl(target: Target) -> None:
-    anonymous = await target.ahttp("GET", "/v1/jobs", token=False)
-    assert anonymous.status_code == 403 and anonymous.headers["Content-Type"].startswith("text/plain")
-    wrong = await target.ahttp("GET", "/v1/jobs", token=str(uuid.uuid4()))
-    assert wrong.status_code == 403
-    assert (await target.ahttp("GET", "/v1/jobs")).status_code == 200
-    backend = target.backend()
-    try:
-        assert isinstance(await backend.list_jobs(), dict)
-    finally:
-        await backend.close()
-    refused = target.backend(token=None)
-    try:
-        with pytest.raises(NomadError) as error:
-            await refused.list_jobs()
-        assert error.value.status == 403
-    finally:
-        await refused.close()
-
-
-# -- the backend on top of it ------------------------------------------------------------------------
 async def test_submit_then_wait_reports_processed_with_the_task_environment(nomad: Target):
     backend = nomad.backend()
     task_id = nomad.spec("processed", "").task_id
@@ -491,7 +294,7 @@ async def test_an_unavailable_stream_and_transient_errors_are_survived(nomad: Ta
     spec = nomad.spec("flaky", "exit 0")
     await backend.submit(spec)  # 429 twice, then accepted
     assert (await follow(backend, spec)).state == "processed"
-    assert backend._stream_unavailable  # it fell back to blocking queries
+    assert backend._following.stream_unavailable  # it fell back to blocking queries
     emulator.inject_errors(1, 400, path_prefix="/v1/jobs", method="POST", body="Job must be specified")
     with pytest.raises(NomadError) as refused:
         await backend.submit(nomad.spec("refused", "exit 0"))
@@ -539,32 +342,6 @@ async def test_list_jobs_reports_status_by_deterministic_id(nomad: Target):
     assert (await following).state == "processed"
     for spec in (done, running):
         await backend.forget(spec.job_id)
-
-
-async def test_nodes_expose_capacity_and_sync_into_workers(nomad: Target, db):
-    from hrwsi.nomad_workers import fetch_nodes, sync_workers
-
-    nodes = await fetch_nodes(nomad.config())
-    assert nodes and all("NodeResources" in n and "ReservedResources" in n for n in nodes)
-    detail = (await nomad.ahttp("GET", f"/v1/node/{nodes[0]['ID']}")).json()
-    assert detail["NodeResources"]["Cpu"]["CpuShares"] > 0 and "Disk" in detail["NodeResources"]
-    report = await asyncio.to_thread(sync_workers, db, nodes, mhz_per_core=1000.0)
-    workers = {r[0]: r[1:] for r in db.execute("SELECT name, flavour, active, node_id FROM hrwsi.worker")}
-    assert set(workers) == {n["Name"] for n in nodes}
-    assert {w[2] for w in workers.values()} == {n["ID"] for n in nodes}
-    if nomad.is_emulator:
-        flavours = {r[0]: (float(r[1]), r[2], r[3]) for r in
-                    db.execute("SELECT name, cpu, ram_mb, disk_mb FROM hrwsi.flavour")}
-        assert flavours == {"nomad-default": (4.0, 2048, 20_000), "contract.small": (2.0, 1000, 10_000)}
-        assert workers[NODE_2][0] == "contract.small" and report.active == sorted(workers)
-        without_node_2 = await asyncio.to_thread(sync_workers, db, [n for n in nodes if n["Name"] != NODE_2])
-        assert without_node_2.vanished == [NODE_2]
-        assert db.execute("SELECT active FROM hrwsi.worker WHERE name = %s", (NODE_2,)).fetchone() == (False,)
-        nomad.emulator.node_down(NODE_1)
-        again = await asyncio.to_thread(sync_workers, db, await fetch_nodes(nomad.config()))
-        assert (again.inactive, again.active, again.vanished) == ([NODE_1], [NODE_2], [])
-        active = dict(db.execute("SELECT name, active FROM hrwsi.worker").fetchall())
-        assert active == {NODE_1: False, NODE_2: True}
 
 
 async def test_ui_link_names_the_job_and_namespace(nomad: Target):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hrwsi.database import create_pool
-from hrwsi.triggering import evaluate_multi_input_conditions
+from hrwsi.harvest.multi_input import evaluate_multi_input_conditions
 
 DAY = (datetime.now(UTC) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
 
@@ -48,10 +48,14 @@ def member(db, product_type, tile="32TPR", measured=DAY, state="processed"):
     input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
                              VALUES (%s, %s, %s, %s, %s) RETURNING id""",
                           (condition, f"/in/{n}", tile, measured, measured + timedelta(hours=1))).fetchone()[0]
-    db.execute("DELETE FROM hrwsi.input_backlog WHERE input_id = %s", (input_id,))
-    routine = {"FSC": "fsc", "SWS": "sws"}[product_type]
-    task = db.execute("INSERT INTO hrwsi.processing_task (input_id, routine, state) VALUES (%s, %s, %s) RETURNING id",
-                      (input_id, routine, state)).fetchone()[0]
+    # The task is created with the input; move it to the state the test needs.
+    task = db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
+    if state != "pending":
+        db.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (task,))
+        if state == "processed":
+            db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+            db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task,))
+            db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
     if state == "processed":
         db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, %s, %s)",
                    (task, f"/products/{product_type}_{n}.tif", product_type))
@@ -75,8 +79,8 @@ async def test_a_group_of_the_same_tile_and_day_is_made_once_when_complete(chain
     assert group_inputs(chain) == [("gfsc_daily", f"multi_input/gfsc_daily/32TPR/{DAY:%Y-%m-%d}", "32TPR",
                                     "multi_input", 2)]
     assert await evaluate_multi_input_conditions(pool) == 0  # idempotent
-    # The group's input is queued for the orchestrator like any other.
-    assert chain.execute("SELECT count(*) FROM hrwsi.input_backlog b JOIN hrwsi.input i ON i.id = b.input_id "
+    # The group's input gets its task like any other.
+    assert chain.execute("SELECT count(*) FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
                          "WHERE i.source = 'multi_input'").fetchone()[0] == 1
 
 
@@ -87,12 +91,12 @@ async def test_a_group_waits_until_every_task_that_would_add_a_member_is_done(ch
     running = member(chain, "FSC", measured=DAY + timedelta(minutes=5), state="pending")
     assert await evaluate_multi_input_conditions(pool) == 0
     chain.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (running,))
-    # An input whose task the orchestrator has not created yet is open work too.
+    # A task still pending for a new input is open work too.
     chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
                      VALUES ('l2a', '/in/late', '32TPR', %s, %s)""", (DAY, DAY + timedelta(hours=1)))
     assert await evaluate_multi_input_conditions(pool) == 0
-    chain.execute("DELETE FROM hrwsi.input_backlog")
-    chain.execute("DELETE FROM hrwsi.input WHERE input_path = '/in/late'")
+    chain.execute("""UPDATE hrwsi.processing_task SET state = 'cancelled'
+                     WHERE input_id = (SELECT id FROM hrwsi.input WHERE input_path = '/in/late')""")
     assert await evaluate_multi_input_conditions(pool) == 1
 
 

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hrwsi import catalogue, sources
-from hrwsi.catalogue import (
+from hrwsi.harvest import catalogue, sources
+from hrwsi.harvest.catalogue import (
     BasicAuth,
     CatalogueAuthError,
     CatalogueClient,
