@@ -28,15 +28,17 @@ ON CONFLICT (name) DO UPDATE SET cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, s
     hold_after_failures = EXCLUDED.hold_after_failures;
 
 -- name: upsert_condition
-INSERT INTO hrwsi.processing_condition (name, routine, publication_window, measurement_window, tiles, active)
+INSERT INTO hrwsi.processing_condition (name, routine, publication_window, measurement_window, tiles, active, lane,
+    deadline, deadline_from)
 VALUES (%(name)s, %(routine)s,
     CASE WHEN %(publication_window_days)s::float8 IS NULL THEN NULL
          ELSE make_interval(days => 0, secs => %(publication_window_days)s::float8 * 86400) END,
     CASE WHEN %(measurement_window_days)s::float8 IS NULL THEN NULL
          ELSE make_interval(days => 0, secs => %(measurement_window_days)s::float8 * 86400) END,
-    %(tiles)s, %(active)s)
+    %(tiles)s, %(active)s, %(lane)s, %(deadline_hours)s::float8 * interval '1 hour', %(deadline_from)s)
 ON CONFLICT (name) DO UPDATE SET routine = EXCLUDED.routine, publication_window = EXCLUDED.publication_window,
-    measurement_window = EXCLUDED.measurement_window, tiles = EXCLUDED.tiles, active = EXCLUDED.active;
+    measurement_window = EXCLUDED.measurement_window, tiles = EXCLUDED.tiles, active = EXCLUDED.active,
+    lane = EXCLUDED.lane, deadline = EXCLUDED.deadline, deadline_from = EXCLUDED.deadline_from;
 
 -- name: upsert_multi_input_rule
 INSERT INTO hrwsi.multi_input_rule (processing_condition, window_days, every_day_of_window, wait_for_open_tasks)
@@ -91,7 +93,8 @@ FROM hrwsi.processing_routine ORDER BY name;
 
 -- name: config_conditions
 SELECT name, routine, extract(epoch FROM publication_window)::float8 / 86400 AS publication_window_days,
-       extract(epoch FROM measurement_window)::float8 / 86400 AS measurement_window_days, tiles, active
+       extract(epoch FROM measurement_window)::float8 / 86400 AS measurement_window_days, tiles, active, lane,
+       extract(epoch FROM deadline)::float8 / 3600 AS deadline_hours, deadline_from
 FROM hrwsi.processing_condition ORDER BY name;
 
 -- name: config_multi_input_rules
@@ -112,3 +115,6 @@ SELECT enabled, extract(epoch FROM task_history)::float8 / 86400 AS task_history
        extract(epoch FROM dead_services)::float8 / 3600 AS dead_service_hours,
        batch_size, extract(epoch FROM run_every)::float8 AS interval_s
 FROM hrwsi.retention_policy;
+
+-- name: config_lane_names
+SELECT name FROM hrwsi.lane;

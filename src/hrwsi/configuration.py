@@ -166,6 +166,11 @@ class Condition(_Entry):
     tiles: Annotated[list[Tile], Field(min_length=1)] | None = Field(None, description="allow-list of MGRS tiles; "
                                                                                         "none: every tile")
     active: bool = Field(True, description="false: no new inputs are created for it")
+    lane: Name = Field("nrt", description="the lane its tasks are served in: nrt (first) or archive (ADR 0009)")
+    deadline_hours: Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS * 24)] | None = Field(
+        None, description="its products are due this many hours after sensing (or publication); earliest first")
+    deadline_from: Literal["measurement", "publication"] = Field("measurement", description="what the deadline "
+                                                                                             "counts from")
     multi_input: MultiInput | None = Field(None, description="a multi-input rule (left as it is when absent)")
 
 
@@ -353,14 +358,16 @@ def _references(document: dict, known: dict[str, set[str]]) -> list[str]:
     flavours = {n for _, n in _names(document, "flavour") if isinstance(n, str)} | known.get("flavour", set())
     routines = {n for _, n in _names(document, "routine") if isinstance(n, str)} | known.get("routine", set())
     problems = []
-    checks = (("worker", "flavour", flavours, "[[flavour]]"), ("routine", "flavour", flavours, "[[flavour]]"),
-              ("condition", "routine", routines, "[[routine]]"))
+    lanes = known.get("lane", {"nrt", "archive"})
+    checks = (("worker", "flavour", flavours, "a [[flavour]] entry"), ("routine", "flavour", flavours,
+                                                                         "a [[flavour]] entry"),
+              ("condition", "routine", routines, "a [[routine]] entry"), ("condition", "lane", lanes, "hrwsi.lane"))
     for kind, key, defined, where in checks:
         for index, entry in enumerate(document.get(kind) or []):
             value = entry.get(key) if isinstance(entry, dict) else None
             if isinstance(value, str) and value not in defined:
                 close = difflib.get_close_matches(value, sorted(defined), n=1)
-                problems.append(f"{kind}[{index}].{key}: unknown {key} {value!r}: define it in a {where} entry"
+                problems.append(f"{kind}[{index}].{key}: unknown {key} {value!r}: define it in {where}"
                                 + (f" (did you mean {close[0]!r}?)" if close else ""))
     return problems
 
@@ -375,8 +382,12 @@ def problems(document: Any, known: dict[str, set[str]] | None = None) -> list[st
     return list(dict.fromkeys(found))
 
 
+_NAME_QUERIES = {"flavour": "config_flavour_names", "routine": "config_routine_names", "lane": "config_lane_names"}
+
+
 def known_names(conn: psycopg.Connection) -> dict[str, set[str]]:
-    return {kind: {row[0] for row in conn.execute(query(f"config_{kind}_names"))} for kind in ("flavour", "routine")}
+    """The flavours, routines and lanes the database has: a file may refer to them."""
+    return {kind: {row[0] for row in conn.execute(query(name))} for kind, name in _NAME_QUERIES.items()}
 
 
 def read_file(path: str | Path) -> dict:

@@ -69,7 +69,7 @@ def test_a_refused_operator_action_is_one_line(env, db):
     load(db, single_routine_configuration([sys.executable, "-c", "pass"]))
     task = make_task(db, "/in/a", condition="in", age=None)
     one_line_error(run(["retry", str(task)], env, check=False),
-                   f"task {task} is processed: only a terminated, cancelled or held task can be retried", code=1)
+                   f"task {task} is processed: only a terminated", code=1)
     one_line_error(run(["hold", "nosuch"], env, check=False), "no routine nosuch", "hrwsi config show", code=1)
 
 

@@ -32,6 +32,13 @@ def test_nothing_is_written_when_any_entry_has_a_problem(db):
     assert budget is None
 
 
+def test_a_condition_names_a_lane_the_database_has(db):
+    document = demo_document()
+    document["condition"][0]["lane"] = "nearline"
+    with pytest.raises(configuration.ConfigurationError, match=r"condition\[0\].lane: unknown lane 'nearline'"):
+        configuration.load(db, document)
+
+
 def test_a_file_may_refer_to_what_the_database_already_has(db):
     configuration.load(db, {"flavour": demo_document()["flavour"]})
     counts = configuration.load(db, {"worker": [{"name": "extra", "flavour": "eo1.small"}]})
@@ -43,7 +50,8 @@ def test_a_file_may_refer_to_what_the_database_already_has(db):
 def test_every_routine_and_condition_key_reaches_the_database(db):
     document = demo_document()
     document["routine"][1].update(hold_after_failures=2, env={"FSC_MODE": "fast"}, flavour="eo2.large")
-    document["condition"][1].update(tiles=["32TLR"], active=False, publication_window_days=1.5,
+    document["condition"][1].update(tiles=["32TLR"], active=False, publication_window_days=1.5, lane="archive",
+                                    deadline_hours=3, deadline_from="publication",
                                     multi_input={"window_days": 7, "every_day_of_window": True,
                                                  "requires": [{"product_type": "L2A", "min_count": 2},
                                                               {"product_type": "L1C"}]})
@@ -51,9 +59,10 @@ def test_every_routine_and_condition_key_reaches_the_database(db):
     routine = db.execute("SELECT hold_after_failures, env, flavour, sequential_per_tile FROM hrwsi.processing_routine "
                          "WHERE name = 'snow_cover'").fetchone()
     assert routine == (2, {"FSC_MODE": "fast"}, "eo2.large", False)
-    condition = db.execute("SELECT tiles, active, extract(epoch FROM publication_window)::int "
+    condition = db.execute("SELECT tiles, active, extract(epoch FROM publication_window)::int, lane, "
+                           "extract(epoch FROM deadline)::int, deadline_from "
                            "FROM hrwsi.processing_condition WHERE name = 'l2a_for_snow'").fetchone()
-    assert condition == (["32TLR"], False, 129600)
+    assert condition == (["32TLR"], False, 129600, "archive", 3 * 3600, "publication")
     assert db.execute("SELECT window_days, every_day_of_window, wait_for_open_tasks FROM hrwsi.multi_input_rule"
                       ).fetchall() == [(7, True, True)]
     assert db.execute("SELECT product_type, min_count FROM hrwsi.multi_input_requirement ORDER BY 1").fetchall() == \

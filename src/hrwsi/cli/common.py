@@ -19,6 +19,7 @@ import psycopg
 import typer
 from rich.console import Console
 
+from hrwsi.cli.errors import CliError, explain
 from hrwsi.database import connect, resolve_url
 from hrwsi.settings import Settings
 
@@ -37,13 +38,7 @@ class CliState:
 
 state = CliState()
 
-
-class CliError(Exception):
-    """A failure the user can act on: the message says what is wrong and what to do."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
+__all__ = ["CliError", "app", "console", "database", "error_console", "print_json", "settings", "url"]
 
 
 class HrwsiTyper(typer.Typer):
@@ -56,8 +51,6 @@ class HrwsiTyper(typer.Typer):
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as error:  # noqa: BLE001 - the one place every failure is turned into a sentence
-            from hrwsi.cli.errors import explain
-
             message, exit_code = explain(error, state.url)
             if state.debug:
                 traceback.print_exception(error, file=sys.stderr)

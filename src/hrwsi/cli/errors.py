@@ -23,6 +23,14 @@ _UNREACHABLE = (psycopg.OperationalError, asyncpg.PostgresConnectionError, async
                 ConnectionError, TimeoutError)
 
 
+class CliError(Exception):
+    """A failure the user can act on: the message says what is wrong and what to do."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -42,7 +50,6 @@ def _database_message(error: Exception) -> tuple[str, str | None, str | None]:
 
 def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  # noqa: C901 - one branch per kind
     """The sentence for `error` and the exit code."""
-    from hrwsi.cli.common import CliError
     from hrwsi.configuration import ConfigurationError
 
     if isinstance(error, CliError):

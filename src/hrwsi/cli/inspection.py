@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
+import hrwsi.cli.views as views
 from hrwsi import reports
-from hrwsi.cli import views
 from hrwsi.cli.common import JSON_HELP, CliError, app, console, database, error_console, print_json, settings
 
 task_app = typer.Typer(help="One task.", no_args_is_help=True)
