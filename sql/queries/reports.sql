@@ -122,7 +122,7 @@ ORDER BY a.id DESC
 LIMIT %(limit)s;
 
 -- name: report_task_exists
-SELECT state FROM hrwsi.processing_task WHERE id = %(task_id)s;
+SELECT state, history_pruned_at FROM hrwsi.processing_task WHERE id = %(task_id)s;
 
 -- name: report_task_log
 -- One attempt of a task (the latest when %(attempt)s is NULL): where its log is and whether it ended.

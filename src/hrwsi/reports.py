@@ -82,8 +82,13 @@ def task(conn: psycopg.Connection, task_id: int) -> dict | None:
     return found
 
 
+def task_state(conn: psycopg.Connection, task_id: int) -> dict | None:
+    """A task's state and when retention pruned its history; None when there is no such task."""
+    return _row(conn, "report_task_exists", {"task_id": task_id})
+
+
 def task_exists(conn: psycopg.Connection, task_id: int) -> bool:
-    return conn.execute(query("report_task_exists"), {"task_id": task_id}).fetchone() is not None
+    return task_state(conn, task_id) is not None
 
 
 def find_lineage_start(conn: psycopg.Connection, target: str) -> tuple[int, int | None] | None:

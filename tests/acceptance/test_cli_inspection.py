@@ -177,4 +177,6 @@ def test_prune_deletes_old_finished_work_and_a_dry_run_only_counts(db, env):
                                      "JOIN hrwsi.input i ON i.id = t.input_id ORDER BY t.id")] == ["/in/new", "/in/done"]
     shown = run(["task", "show", str(done)], env).stdout
     assert "history and attempts pruned" in shown and "processed" in shown
+    gone = run(["logs", str(done)], env, check=False)
+    assert gone.returncode == 1 and "were deleted by the retention policy" in gone.stderr
     assert db.execute("SELECT last_report IS NOT NULL FROM hrwsi.retention_policy").fetchone()[0]

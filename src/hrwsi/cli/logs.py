@@ -58,10 +58,14 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
          follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the attempt ends")) -> None:
     """Print a task's log (its latest attempt, or --attempt N); --follow waits for more until it ends."""
     with database(autocommit=True) as conn:
-        if not reports.task_exists(conn, task_id):
+        task = reports.task_state(conn, task_id)
+        if task is None:
             raise CliError(f"no task {task_id}: `hrwsi tasks` lists the tasks")
         job = reports.task_log(conn, task_id, attempt)
         if job is None:
+            if task["history_pruned_at"] is not None:
+                raise CliError(f"task {task_id}'s attempts and logs were deleted by the retention policy "
+                               "(README.md, Retention)")
             if attempt is not None:
                 raise CliError(f"task {task_id} has no attempt {attempt}: `hrwsi task show {task_id}` lists them")
             raise CliError(f"task {task_id} has not run yet, so it has no log: `hrwsi task show {task_id}` says why")
