@@ -1,5 +1,5 @@
 """Retention: deleting old finished work under the policy in hrwsi.retention_policy, in small
-batches that never block the services (README.md, Retention; migration 0006).
+batches that never block the services (README.md, Retention; migration 0008).
 
 One run goes rule by rule (task history and attempts, products, finished tasks and their inputs,
 plans, alerts, landing files, dead service instances), each in batches of `batch_size` rows, each
