@@ -30,7 +30,9 @@ CREATE SCHEMA IF NOT EXISTS hrwsi;
 
 CREATE TABLE hrwsi.flavour (
     name    text PRIMARY KEY CONSTRAINT flavour_name_is_not_empty CHECK (btrim(name) <> ''),
-    cpu     numeric NOT NULL CONSTRAINT flavour_cpu_is_positive CHECK (cpu > 0),
+    -- (NaN passes `cpu > 0` in PostgreSQL: NaN sorts above every number.)
+    cpu     numeric NOT NULL CONSTRAINT flavour_cpu_is_positive CHECK (cpu > 0)
+        CONSTRAINT flavour_cpu_is_a_number CHECK (cpu <> 'NaN'::numeric),
     ram_mb  integer NOT NULL CONSTRAINT flavour_ram_mb_is_positive CHECK (ram_mb > 0),
     disk_mb integer NOT NULL CONSTRAINT flavour_disk_mb_is_positive CHECK (disk_mb > 0)
 );
@@ -48,7 +50,8 @@ CREATE INDEX worker_flavour_idx ON hrwsi.worker (flavour);
 -- Budgets over everything running at one moment (one row; NULL means unlimited).
 CREATE TABLE hrwsi.budget (
     id             boolean PRIMARY KEY DEFAULT true CONSTRAINT budget_has_a_single_row CHECK (id),
-    cpu_max        numeric CONSTRAINT budget_cpu_max_is_positive CHECK (cpu_max > 0),
+    cpu_max        numeric CONSTRAINT budget_cpu_max_is_positive CHECK (cpu_max > 0)
+        CONSTRAINT budget_cpu_max_is_a_number CHECK (cpu_max <> 'NaN'::numeric),
     ram_max_mb     bigint  CONSTRAINT budget_ram_max_mb_is_positive CHECK (ram_max_mb > 0),
     storage_max_mb bigint  CONSTRAINT budget_storage_max_mb_is_positive CHECK (storage_max_mb > 0),
     vm_max         integer CONSTRAINT budget_vm_max_is_positive CHECK (vm_max > 0)
@@ -80,12 +83,15 @@ INSERT INTO hrwsi.lane (name, priority, promote_after, description) VALUES
 
 CREATE TABLE hrwsi.processing_routine (
     name                 text PRIMARY KEY CONSTRAINT routine_name_is_not_empty CHECK (btrim(name) <> ''),
-    cpu                  numeric NOT NULL CONSTRAINT routine_cpu_is_positive CHECK (cpu > 0),
+    cpu                  numeric NOT NULL CONSTRAINT routine_cpu_is_positive CHECK (cpu > 0)
+        CONSTRAINT routine_cpu_is_a_number CHECK (cpu <> 'NaN'::numeric),
     ram_mb               integer NOT NULL CONSTRAINT routine_ram_mb_is_positive CHECK (ram_mb > 0),
     storage_mb           integer NOT NULL CONSTRAINT routine_storage_mb_is_positive CHECK (storage_mb > 0),
     expected_duration    interval NOT NULL
-        CONSTRAINT routine_expected_duration_is_positive CHECK (expected_duration > interval '0'),
-    timeout              interval CONSTRAINT routine_timeout_is_positive CHECK (timeout > interval '0'),
+        CONSTRAINT routine_expected_duration_is_positive CHECK (expected_duration > interval '0')
+        CONSTRAINT routine_expected_duration_is_at_most_30_days CHECK (expected_duration <= interval '30 days'),
+    timeout              interval CONSTRAINT routine_timeout_is_positive CHECK (timeout > interval '0')
+        CONSTRAINT routine_timeout_is_at_most_30_days CHECK (timeout <= interval '30 days'),
     image                text,
     command              text[],
     input_product_type   text NOT NULL CONSTRAINT routine_input_product_type_is_not_empty
@@ -126,10 +132,13 @@ CREATE TABLE hrwsi.processing_condition (
     active             boolean NOT NULL DEFAULT true,
     lane               text NOT NULL DEFAULT 'nrt' CONSTRAINT condition_lane_must_exist REFERENCES hrwsi.lane (name),
     -- "product due within `deadline` of sensing (or of publication)".
-    deadline           interval CONSTRAINT condition_deadline_is_positive CHECK (deadline > interval '0'),
+    deadline           interval CONSTRAINT condition_deadline_is_positive CHECK (deadline > interval '0')
+        CONSTRAINT condition_deadline_is_at_most_366_days CHECK (deadline <= interval '366 days'),
     deadline_from      text NOT NULL DEFAULT 'measurement'
         CONSTRAINT condition_deadline_from_is_measurement_or_publication
-        CHECK (deadline_from IN ('measurement', 'publication'))
+        CHECK (deadline_from IN ('measurement', 'publication')),
+    CONSTRAINT condition_windows_are_finite
+        CHECK (publication_window < interval '100 years' AND measurement_window < interval '100 years')
 );
 CREATE INDEX processing_condition_routine_idx ON hrwsi.processing_condition (routine);
 
@@ -141,8 +150,13 @@ CREATE TABLE hrwsi.input (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     processing_condition text NOT NULL CONSTRAINT input_processing_condition_must_exist
         REFERENCES hrwsi.processing_condition (name),
+    -- Paths are absolute, without surrounding white space, control characters or '..' segments,
+    -- and short enough for the unique index that guards them (a btree entry holds ~2,700 bytes).
     input_path           text NOT NULL CONSTRAINT input_path_is_not_empty CHECK (btrim(input_path) <> '')
-        CONSTRAINT input_path_is_at_most_4096_characters CHECK (length(input_path) <= 4096),
+        CONSTRAINT input_path_is_at_most_2000_bytes CHECK (octet_length(input_path) <= 2000)
+        CONSTRAINT input_path_has_no_surrounding_white_space CHECK (btrim(input_path) = '' OR input_path = btrim(input_path))
+        CONSTRAINT input_path_has_no_control_characters CHECK (input_path !~ '[[:cntrl:]]')
+        CONSTRAINT input_path_has_no_dot_dot_segment CHECK (input_path !~ '(^|/)\.\.(/|$)'),
     tile                 text CONSTRAINT input_tile_is_an_mgrs_code_like_32tpr CHECK (tile ~ '^[0-9]{2}[A-Z]{3}$'),
     mission              text CONSTRAINT input_mission_is_not_empty CHECK (btrim(mission) <> ''),
     measured_at          timestamptz,
@@ -157,6 +171,10 @@ CREATE TABLE hrwsi.input (
     lane                 text CONSTRAINT input_lane_must_exist REFERENCES hrwsi.lane (name),
     CONSTRAINT input_measured_at_is_not_after_published_at CHECK (measured_at <= published_at),
     CONSTRAINT input_measured_at_is_after_1950 CHECK (measured_at >= timestamptz '1950-01-01 00:00Z'),
+    CONSTRAINT input_published_at_is_after_1950 CHECK (published_at >= timestamptz '1950-01-01 00:00Z'),
+    CONSTRAINT input_path_is_absolute_or_a_multi_input_group
+        CHECK (btrim(input_path) = '' OR left(input_path, 1) = '/'
+               OR (source = 'multi_input' AND input_path LIKE 'multi_input/%')),
     CONSTRAINT input_is_unique_per_condition_and_path UNIQUE (processing_condition, input_path)
 );
 CREATE INDEX input_product_id_idx ON hrwsi.input (product_id) WHERE product_id IS NOT NULL;
@@ -417,7 +435,10 @@ CREATE TRIGGER job_enforce_transition BEFORE UPDATE ON hrwsi.job
 CREATE TABLE hrwsi.product (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     task_id      bigint CONSTRAINT product_task_must_exist REFERENCES hrwsi.processing_task (id),
-    path         text NOT NULL CONSTRAINT product_path_is_not_empty CHECK (btrim(path) <> ''),
+    path         text NOT NULL CONSTRAINT product_path_is_not_empty CHECK (btrim(path) <> '')
+        CONSTRAINT product_path_is_at_most_2000_bytes CHECK (octet_length(path) <= 2000)
+        CONSTRAINT product_path_is_absolute_without_control_characters
+        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]]' AND path !~ '(^|/)\.\.(/|$)'),
     product_type text NOT NULL CONSTRAINT product_type_is_not_empty CHECK (btrim(product_type) <> ''),
     size_bytes   bigint,
     created_at   timestamptz NOT NULL DEFAULT now(),
@@ -458,6 +479,27 @@ BEGIN
 END $$;
 CREATE TRIGGER task_event_is_append_only BEFORE UPDATE OR DELETE ON hrwsi.task_event
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_history_change();
+
+-- TRUNCATE: the history and the inputs are never emptied in one blow (retention deletes old
+-- finished rows in batches and keeps every product's lineage).
+CREATE FUNCTION hrwsi.refuse_truncate() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    RAISE EXCEPTION 'TRUNCATE of hrwsi.% is refused: it would lose the history and the lineage of products',
+        TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'old finished rows are removed by retention (hrwsi prune), which keeps every kept product''s lineage';
+END $$;
+CREATE TRIGGER task_event_refuses_truncate BEFORE TRUNCATE ON hrwsi.task_event
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER input_refuses_truncate BEFORE TRUNCATE ON hrwsi.input
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER processing_task_refuses_truncate BEFORE TRUNCATE ON hrwsi.processing_task
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER job_refuses_truncate BEFORE TRUNCATE ON hrwsi.job
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER product_refuses_truncate BEFORE TRUNCATE ON hrwsi.product
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
 
 -- One trigger per statement, joining the transition tables. PL/pgSQL prepares a parameterless
 -- query once per session and keeps that plan; planned for a statement of a few rows, the join is
@@ -775,7 +817,8 @@ CREATE TABLE hrwsi.multi_input_requirement (
 CREATE TABLE hrwsi.multi_input_member (
     input_id     bigint NOT NULL CONSTRAINT multi_input_member_input_must_exist
         REFERENCES hrwsi.input (id) ON DELETE CASCADE,
-    member_path  text NOT NULL CONSTRAINT multi_input_member_path_is_not_empty CHECK (btrim(member_path) <> ''),
+    member_path  text NOT NULL CONSTRAINT multi_input_member_path_is_not_empty CHECK (btrim(member_path) <> '')
+        CONSTRAINT multi_input_member_path_has_no_control_characters CHECK (member_path !~ '[[:cntrl:]]'),
     product_type text NOT NULL,
     measured_at  timestamptz,
     CONSTRAINT multi_input_member_is_listed_once_per_input PRIMARY KEY (input_id, member_path)
@@ -1132,8 +1175,8 @@ JOIN hrwsi.processing_routine r ON r.name = t.routine;
 -- =============================================================================================
 -- Dispatch: one call claims ready work that fits now and returns what to submit.
 -- =============================================================================================
-CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision, p_max_jobs integer,
-                               p_data_dir text)
+CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
+                                          p_max_jobs integer, p_data_dir text)
 RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
 -- then planned tasks by planned start, then pending tasks by age. A planned task starts on its
@@ -1143,38 +1186,58 @@ RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrws
 -- task starts on the worker it waits for, nor anywhere while it waits for a budget, so near-real-
 -- time work waits at most for one running task to end (ADR 0009).
 DECLARE
+    planned_tasks CURSOR (p smallint, lim integer) FOR
+        SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               (t.depends_on IS NULL OR t.dependency_waived
+                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        WHERE t.state = 'planned' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
+        ORDER BY t.priority, t.deadline_at NULLS LAST, t.planned_start, t.id
+        LIMIT lim FOR UPDATE OF t SKIP LOCKED;
+    pending_tasks CURSOR (p smallint, lim integer) FOR
+        SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               (t.depends_on IS NULL OR t.dependency_waived
+                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        WHERE t.state = 'pending' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
+        ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
+        LIMIT lim FOR UPDATE OF t SKIP LOCKED;
     names text[]; flavours text[]; cap_cpu float8[]; cap_ram float8[]; cap_disk float8[];
     use_cpu float8[]; use_ram float8[]; use_disk float8[];
     b record;
     total_cpu float8 := 0; total_ram float8 := 0; total_disk float8 := 0; busy integer := 0;
     reserved boolean[]; budget_reserved boolean := false;
-    c record; k integer; chosen integer; misses integer;
+    c record; k integer; chosen integer; misses integer; scan_limit integer := 20 * p_max_jobs + 1000;
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
-    prio smallint; state_name text;
+    prio smallint; from_planned boolean;
     installation text;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
         RAISE EXCEPTION 'another launcher is dispatching right now' USING ERRCODE = 'lock_not_available';
     END IF;
-    PERFORM hrwsi.require_lease(p_owner, p_lease_s);
+    IF NOT EXISTS (SELECT 1 FROM service_instance
+                   WHERE id = p_owner AND heartbeat_at > now() - make_interval(secs => p_lease_s)) THEN
+        PERFORM hrwsi.require_lease(p_owner, p_lease_s);  -- raises the fencing error, with its message
+    END IF;
 
+    -- Active workers with their flavour and what runs on them now.
     SELECT array_agg(w.name ORDER BY w.name), array_agg(w.flavour ORDER BY w.name),
            array_agg(f.cpu::float8 ORDER BY w.name), array_agg(f.ram_mb::float8 ORDER BY w.name),
-           array_agg(f.disk_mb::float8 ORDER BY w.name)
-    INTO names, flavours, cap_cpu, cap_ram, cap_disk
-    FROM worker w JOIN flavour f ON f.name = w.flavour WHERE w.active;
-    IF names IS NULL THEN
-        RETURN;
-    END IF;
-    SELECT array_agg(coalesce(u.cpu, 0) ORDER BY w.name), array_agg(coalesce(u.ram, 0) ORDER BY w.name),
+           array_agg(f.disk_mb::float8 ORDER BY w.name),
+           array_agg(coalesce(u.cpu, 0) ORDER BY w.name), array_agg(coalesce(u.ram, 0) ORDER BY w.name),
            array_agg(coalesce(u.disk, 0) ORDER BY w.name), array_agg(false ORDER BY w.name)
-    INTO use_cpu, use_ram, use_disk, reserved
-    FROM worker w
+    INTO names, flavours, cap_cpu, cap_ram, cap_disk, use_cpu, use_ram, use_disk, reserved
+    FROM worker w JOIN flavour f ON f.name = w.flavour
     LEFT JOIN (SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram,
                       sum(r.storage_mb)::float8 AS disk
                FROM processing_task t JOIN processing_routine r ON r.name = t.routine
                WHERE t.state IN ('dispatched', 'queued', 'running') GROUP BY t.worker) u ON u.worker = w.name
     WHERE w.active;
+    IF names IS NULL THEN
+        RETURN;
+    END IF;
     -- Budgets count everything that runs, also on workers no longer active.
     SELECT coalesce(sum(r.cpu), 0)::float8, coalesce(sum(r.ram_mb), 0)::float8,
            coalesce(sum(r.storage_mb), 0)::float8, count(DISTINCT t.worker)::integer
@@ -1186,34 +1249,31 @@ BEGIN
 
     <<lanes>>
     FOR prio IN SELECT DISTINCT priority FROM lane UNION SELECT 0 ORDER BY 1 LOOP
-        FOREACH state_name IN ARRAY ARRAY['planned', 'pending'] LOOP
+        FOREACH from_planned IN ARRAY ARRAY[true, false] LOOP
             misses := 0;
-            -- Two constant texts, each walking its partial index in serving order (no sort).
-            FOR c IN EXECUTE CASE state_name WHEN 'planned' THEN $q$
-                SELECT t.id, t.state, t.worker, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-                       r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
-                       (t.depends_on IS NULL OR t.dependency_waived
-                        OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
-                FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-                WHERE t.state = 'planned' AND t.priority = $1 AND (t.not_before IS NULL OR t.not_before <= now())
-                ORDER BY t.priority, t.deadline_at NULLS LAST, t.planned_start, t.id
-                LIMIT $2 FOR UPDATE OF t SKIP LOCKED $q$ ELSE $q$
-                SELECT t.id, t.state, t.worker, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-                       r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
-                       (t.depends_on IS NULL OR t.dependency_waived
-                        OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
-                FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-                WHERE t.state = 'pending' AND t.priority = $1 AND (t.not_before IS NULL OR t.not_before <= now())
-                ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
-                LIMIT $2 FOR UPDATE OF t SKIP LOCKED $q$ END
-                USING prio, 20 * p_max_jobs + 1000
+            IF from_planned THEN OPEN planned_tasks(prio, scan_limit); ELSE OPEN pending_tasks(prio, scan_limit); END IF;
             LOOP
-                EXIT lanes WHEN cardinality(ids) >= p_max_jobs;
+                IF from_planned THEN FETCH planned_tasks INTO c; ELSE FETCH pending_tasks INTO c; END IF;
+                EXIT WHEN NOT FOUND;
+                IF cardinality(ids) >= p_max_jobs OR (budget_reserved AND prio > 0) THEN
+                    -- Enough for this call, or urgent work waits for a budget: nothing less urgent starts.
+                    IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
+                    EXIT lanes;
+                END IF;
                 -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
                 EXIT WHEN misses >= 200;
                 CONTINUE WHEN NOT c.ready OR c.on_hold;
-                IF budget_reserved AND prio > 0 THEN
-                    EXIT lanes;   -- urgent work waits for a budget: nothing less urgent starts anywhere
+                IF EXISTS (SELECT 1 FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1) THEN
+                    -- A stray job row for the attempt this would start: set the task aside, say why.
+                    UPDATE processing_task SET state_reason = format(
+                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
+                        'create; remove that row (or cancel the task) and it is dispatched',
+                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1))
+                    WHERE id = c.id AND state_reason IS DISTINCT FROM format(
+                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
+                        'create; remove that row (or cancel the task) and it is dispatched',
+                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1));
+                    CONTINUE;
                 END IF;
                 IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
                    OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
@@ -1265,6 +1325,7 @@ BEGIN
                 chosen_workers := chosen_workers || names[chosen];
                 was_pending := was_pending || (c.state = 'pending');
             END LOOP;
+            IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
         END LOOP;
     END LOOP;
 
@@ -1486,13 +1547,11 @@ GRANT INSERT, UPDATE, DELETE ON hrwsi.harvest_source, hrwsi.multi_input_rule, hr
 
 -- Services change the work tables and run the sources; they create no tables and change no
 -- configuration.
-GRANT INSERT, UPDATE, DELETE ON hrwsi.input, hrwsi.processing_task, hrwsi.job,
-    hrwsi.product, hrwsi.plan, hrwsi.service_instance, hrwsi.alert TO hrwsi_service;
+GRANT INSERT, UPDATE ON hrwsi.input, hrwsi.processing_task, hrwsi.job, hrwsi.product, hrwsi.plan,
+    hrwsi.alert TO hrwsi_service;
+GRANT INSERT, UPDATE, DELETE ON hrwsi.service_instance TO hrwsi_service;
 GRANT INSERT ON hrwsi.task_event TO hrwsi_service;
 GRANT UPDATE (active, node_id, updated_at) ON hrwsi.worker TO hrwsi_service;
-GRANT INSERT ON hrwsi.worker, hrwsi.flavour TO hrwsi_service;    -- hrwsi workers sync
-GRANT UPDATE (cpu, ram_mb, disk_mb) ON hrwsi.flavour TO hrwsi_service;
-GRANT UPDATE (flavour) ON hrwsi.worker TO hrwsi_service;
 GRANT UPDATE (last_run_at, last_success_at, next_run_at, last_error, backfill_cursor) ON hrwsi.harvest_source
     TO hrwsi_service;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.landing_file, hrwsi.multi_input_member TO hrwsi_service;
@@ -1503,7 +1562,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.retry_task(bigint), hrwsi.cancel_task(bigint), h
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_future_input_dates(), hrwsi.notify_count(),
     hrwsi.notify_state_counts(), hrwsi.record_task_events(), hrwsi.enforce_task_transition(),
     hrwsi.enforce_job_transition(), hrwsi.refuse_history_change(), hrwsi.apply_failure_policy(),
-    hrwsi.hold_routine_tasks(), hrwsi.alert_terminated_tasks()
+    hrwsi.hold_routine_tasks(), hrwsi.alert_terminated_tasks(), hrwsi.refuse_truncate()
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- Lanes, leases and one-statement claims (ADR 0009): the planner's generation, the claim and

@@ -26,7 +26,8 @@ SELECT t.id, t.routine, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        t.state_reason, t.priority, extract(epoch FROM t.deadline_at - $1::timestamptz)::float8 AS deadline_s
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
 WHERE t.state = 'pending' AND NOT r.on_hold
-ORDER BY t.priority, t.deadline_at NULLS LAST, t.id;
+ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
+LIMIT $2;
 
 -- name: store_plan
 SELECT * FROM hrwsi.store_plan($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17);

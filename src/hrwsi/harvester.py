@@ -14,7 +14,7 @@ import logging
 import asyncpg
 
 from hrwsi.harvest import multi_input, sources
-from hrwsi.service import Service, SideTask
+from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -28,6 +28,7 @@ class Harvester(Service):
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         super().__init__(pool, settings)
+        self.chain_batch = AdaptiveBatch(BATCH)
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         self.router.on("hrwsi_product", "chain")
         self.router.on("hrwsi_input", "multi_input")
@@ -35,12 +36,19 @@ class Harvester(Service):
                        when=lambda n: any(s in n.counts for s in ("processed", "terminated", "cancelled")))
 
     async def chain(self) -> bool:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(query("chain_products"), BATCH)
+        batch = self.chain_batch.size
+        async with self.pool.acquire() as conn, timed_statement("chain_products"):
+            row = await conn.fetchrow(query("chain_products"), batch)
+        self.chain_batch.succeeded()
         if row["products"]:
             logger.info("chained %d product(s) into %d new input(s)", row["products"], row["inputs"])
             self.wake("multi_input")
-        return row["products"] == BATCH
+        return row["products"] == batch
+
+    def on_statement_timeout(self, statement: str) -> str:
+        if statement == "chain_products":
+            return f"it runs again on {self.chain_batch.shrink()} product(s) at a time"
+        return super().on_statement_timeout(statement)
 
     async def multi_input(self) -> bool:
         created = await multi_input.evaluate_multi_input_conditions(self.pool)

@@ -27,7 +27,14 @@ import asyncpg
 
 from hrwsi.backends.base import Backend, JobOutcome, JobSpec
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
-from hrwsi.service import LEASE_LAPSED_SQLSTATE, TRANSIENT_DATABASE_ERRORS, Service, SideTask
+from hrwsi.service import (
+    LEASE_LAPSED_SQLSTATE,
+    TRANSIENT_DATABASE_ERRORS,
+    AdaptiveBatch,
+    Service,
+    SideTask,
+    timed_statement,
+)
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -35,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 OUTCOME_BATCH = 1000
+MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")
 FINAL_JOB_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
 
@@ -99,6 +107,8 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
                 refused.append(f"{path!r} is not a regular file")
             elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
                 refused.append(f"{path!r} lies outside the output directory")
+            elif len(os.path.abspath(path).encode()) > MAX_PRODUCT_PATH_BYTES:
+                refused.append(f"{path[:80]!r}... is longer than {MAX_PRODUCT_PATH_BYTES} bytes")
             else:
                 found.append((os.path.abspath(path), info.st_size))
     return sorted(found), refused
@@ -110,6 +120,7 @@ class Launcher(Service):
     def __init__(self, pool: asyncpg.Pool, settings: Settings, backend: Backend):
         super().__init__(pool, settings)
         self.backend = backend
+        self.dispatch_batch = AdaptiveBatch(BATCH)
         self.steps = {"dispatch": self.dispatch, "adopt": self.adopt, "cancel": self.cancel_requested_jobs,
                       "release_stranded": self.release_stranded_jobs}
         frees_or_adds_work = ("planned", *FINAL_TASK_STATES, "pending")
@@ -126,23 +137,30 @@ class Launcher(Service):
     # -- dispatch ----------------------------------------------------------------------------
     def free_slots(self) -> int:
         """How many more jobs this launcher may start now (the backend's own limit, if any)."""
+        batch = self.dispatch_batch.size
         limit = self.backend.max_concurrent_jobs
-        return BATCH if limit is None else max(0, min(BATCH, limit - len(self._following)))
+        return batch if limit is None else max(0, min(batch, limit - len(self._following)))
+
+    def on_statement_timeout(self, statement: str) -> str:
+        if statement == "dispatch":
+            return f"it runs again claiming at most {self.dispatch_batch.shrink()} task(s) at a time"
+        return super().on_statement_timeout(statement)
 
     async def dispatch(self) -> bool:
         """One call claims what fits now and returns the jobs to submit (fenced by our lease)."""
         slots = self.free_slots()
         if slots == 0:
             return False  # a job that ends wakes this step again
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, timed_statement("dispatch"):
             rows = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
                                     self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
+        self.dispatch_batch.succeeded()
         for row in rows:
             self._start_following(row["job_id"], spec_from_row(row), submit=True, fresh=True)
         self.dispatched += len(rows)
         if rows:
             logger.info("dispatched %d task(s) to the %s backend", len(rows), self.backend.name)
-        return len(rows) == slots and slots == BATCH
+        return len(rows) == slots and slots == self.dispatch_batch.size
 
     def _start_following(self, job_id: int, spec: JobSpec, *, submit: bool, fresh: bool = False) -> None:
         """Follow a job to its end; `submit` hands it to the backend first (`fresh`: its first start,

@@ -24,7 +24,8 @@ import asyncpg
 
 from hrwsi import planner, retention
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
-from hrwsi.service import Service, SideTask
+from hrwsi.planning_input import PlanningInput, demand_from_row, screen
+from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 # start at once is taken by the launcher's fast path first (one notification hop instead of two).
 PLAN_DEBOUNCE_S = 0.03
 PROMOTE_EVERY_S = 60.0
+# At most this many pending tasks per plan, most urgent first: a big back-fill is planned in
+# bounded rounds, between which new near-real-time tasks are planned (and dispatched) first.
+PLAN_BATCH = 20_000
 
 
 class Orchestrator(Service):
@@ -42,6 +46,7 @@ class Orchestrator(Service):
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         super().__init__(pool, settings)
         self.steps = {"plan": self.plan}
+        self.plan_batch = AdaptiveBatch(PLAN_BATCH)
         self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0,
                        debounce_s=PLAN_DEBOUNCE_S)
         self.last_plan: planner.Plan | None = None
@@ -77,14 +82,15 @@ class Orchestrator(Service):
                                worker, count)
             now = datetime.now(UTC)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                pending = await conn.fetch(query("tasks_to_plan"), now)
+                batch = self.plan_batch.size
+                pending = await conn.fetch(query("tasks_to_plan"), now, batch)
                 if not pending:
                     return False
                 generation = await conn.fetchval(query("plan_generation"))
                 workers = await conn.fetch(query("planning_workers"))
                 budget = await conn.fetchrow(query("planning_budget"))
                 holding = await conn.fetch(query("tasks_holding_capacity"), now)
-        tasks = [_demand(row, now) for row in pending]
+        tasks = [demand_from_row(row, now) for row in pending]
         fixed = [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"],
                                    r["start_s"], max(r["end_s"], r["start_s"] + 1.0)) for r in holding]
         flavours: dict[str, planner.Flavour] = {}
@@ -95,25 +101,44 @@ class Orchestrator(Service):
             pool.append(planner.Worker(w["name"], flavour))
         budgets = planner.Budgets(budget["cpu_max"], budget["ram_max_mb"], budget["storage_max_mb"],
                                   budget["vm_max"])
+        problem = screen(tasks, pool, budgets, fixed)
         # CPU-bound: run it off the event loop so the listener and heartbeat stay responsive.
-        plan = await asyncio.to_thread(planner.plan_tasks, tasks, pool, budgets, fixed)
-        violations = await asyncio.to_thread(planner.validate_plan, plan, tasks, pool, budgets, fixed)
-        if violations:
-            # Never store a plan that breaks a limit: say what is wrong and try again later.
-            logger.error("the planner produced an invalid plan for %d task(s); nothing stored: %s",
-                         len(tasks), "; ".join(violations[:5]))
+        plan = await asyncio.to_thread(self._plan_and_check, problem)
+        if plan is None:
             self._retry_later("plan")
             return False
         stored = await self._store(plan, now, generation)
         if stored:
             self.last_plan = plan
-        return not stored
+            self.plan_batch.succeeded()
+        return not stored or len(pending) == batch
+
+    @staticmethod
+    def _plan_and_check(problem: PlanningInput) -> planner.Plan | None:
+        """The plan of what can be planned, with what was set aside; None if the planner's plan
+        breaks a limit (never stored: the error is logged and planning runs again later)."""
+        if problem.tasks:
+            plan = planner.plan_tasks(problem.tasks, problem.workers, problem.budgets, problem.fixed)
+            violations = planner.validate_plan(plan, problem.tasks, problem.workers, problem.budgets, problem.fixed)
+            if violations:
+                logger.error("the planner produced an invalid plan for %d task(s); nothing stored: %s",
+                             len(problem.tasks), "; ".join(violations[:5]))
+                return None
+        else:
+            plan = planner.Plan({}, [], planner.PlanFigures(0, 0.0, 0.0, 0, 0.0, {}, {}, 0.0))
+        plan.unplannable.extend(problem.set_aside)
+        return plan
+
+    def on_statement_timeout(self, statement: str) -> str:
+        if statement == "store_plan":
+            return f"it plans again, at most {self.plan_batch.shrink()} task(s) at a time"
+        return super().on_statement_timeout(statement)
 
     async def _store(self, plan: planner.Plan, now: datetime, generation: int) -> bool:
         """Store the plan in one call; False when another plan was stored since our snapshot."""
         figures = plan.figures
         assignments = list(plan.assignments.values())
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, timed_statement("store_plan"):
             row = await conn.fetchrow(
                 query("store_plan"), self.instance_id, self.settings.lease_timeout_s, generation, now,
                 figures.task_count, figures.makespan_s, figures.lower_bound_s, figures.vms, figures.vm_hours,
@@ -136,13 +161,3 @@ class Orchestrator(Service):
             if len(plan.unplannable) > 20:
                 logger.warning("... and %d more task(s) that cannot be planned", len(plan.unplannable) - 20)
         return True
-
-
-def _demand(row: asyncpg.Record, now: datetime) -> planner.TaskDemand:
-    not_before = row["not_before"]
-    earliest = max(0.0, (not_before - now).total_seconds()) if not_before else 0.0
-    return planner.TaskDemand(
-        id=row["id"], routine=row["routine"], cpu=row["cpu"], ram_mb=row["ram_mb"],
-        storage_mb=row["storage_mb"], duration_s=max(row["duration_s"], 0.001),
-        depends_on=(row["depends_on"],) if row["depends_on"] else (),
-        earliest_start_s=earliest, flavour=row["flavour"])

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -43,6 +44,52 @@ LEASE_LAPSED_SQLSTATE = "HW001"
 # pg_try_advisory_xact_lock refused: another replica does this step right now.
 BUSY_SQLSTATE = "55P03"
 BUSY_RETRY_S = 0.05
+
+
+# A statement that runs longer than this is logged with its name and duration.
+SLOW_STATEMENT_S = 5.0
+
+
+class StatementTimedOut(Exception):
+    """A step's statement was cancelled by the server's statement_timeout."""
+
+    def __init__(self, name: str, seconds: float):
+        super().__init__(f"statement {name} was cancelled after {seconds:.1f} s (statement_timeout)")
+        self.name = name
+        self.seconds = seconds
+
+
+@dataclass
+class AdaptiveBatch:
+    """A batch size that halves when a statement of that size times out (so that no step can
+    livelock on a statement that never finishes in time) and grows back after successes."""
+
+    size: int
+    floor: int = 1
+
+    def __post_init__(self) -> None:
+        self.ceiling = self.size
+
+    def shrink(self) -> int:
+        self.size = max(self.floor, self.size // 2)
+        return self.size
+
+    def succeeded(self) -> None:
+        self.size = min(self.ceiling, self.size * 2)
+
+
+@contextlib.asynccontextmanager
+async def timed_statement(name: str) -> AsyncIterator[None]:
+    """Name a statement for the log: a slow one is logged with its duration, and a cancelled one
+    (statement_timeout) becomes StatementTimedOut, which the step's caller logs and acts on."""
+    started = time.monotonic()
+    try:
+        yield
+    except asyncpg.QueryCanceledError:
+        raise StatementTimedOut(name, time.monotonic() - started) from None
+    elapsed = time.monotonic() - started
+    if elapsed > SLOW_STATEMENT_S:
+        logger.warning("statement %s took %.1f s", name, elapsed)
 
 
 def new_instance_id(kind: str) -> str:
@@ -144,6 +191,10 @@ class Service:
         """Run one step once; a failure is logged and retried later, never fatal to the service."""
         try:
             return await self.steps[name]()
+        except StatementTimedOut as timed_out:
+            logger.error("%s: step %s: %s; %s", self.kind, name, timed_out, self.on_statement_timeout(timed_out.name))
+            self.wake(name)
+            return False
         except TRANSIENT_DATABASE_ERRORS as error:
             logger.warning("%s: step %s could not reach the database (%s); retrying in %.1f s",
                            self.kind, name, error, self.settings.backstop_poll_s)
@@ -283,6 +334,10 @@ class Service:
         await self.drop_claims()
         await self._register_once()
         self.wake()  # catch up as the new identity
+
+    def on_statement_timeout(self, statement: str) -> str:
+        """Hook: a statement of a step timed out; make the next try smaller. Returns what happens next."""
+        return "the step runs again"
 
     async def drop_claims(self) -> None:
         """Hook: forget in-flight work claimed under a lapsed lease, without recording anything."""

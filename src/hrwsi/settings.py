@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,14 +10,21 @@ from pathlib import Path
 import platformdirs
 
 
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names it and says what is expected (one line)."""
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
+    return value
 
 
 def default_home() -> Path:
@@ -36,6 +44,24 @@ class Settings:
     max_parallel_jobs: int = 64  # local backend: subprocesses at once per launcher
     shutdown_grace_s: float = 20.0  # how long a stopping launcher waits for running local jobs
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work (a zero poll is a busy loop, no parallel job stalls every
+        task), naming the environment variable to fix."""
+        positive = {"HRWSI_BACKSTOP_POLL_S": self.backstop_poll_s, "HRWSI_HEARTBEAT_S": self.heartbeat_s,
+                    "HRWSI_LEASE_TIMEOUT_S": self.lease_timeout_s, "HRWSI_LANDING_SCAN_S": self.landing_scan_s,
+                    "HRWSI_RETRY_BACKOFF_S": self.retry_backoff_s}
+        for name, value in positive.items():
+            if not value > 0:
+                raise SettingsError(f"{name}={value} must be a number of seconds > 0")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError(f"HRWSI_SHUTDOWN_GRACE_S={self.shutdown_grace_s} must be >= 0")
+        if self.max_parallel_jobs < 1:
+            raise SettingsError(f"HRWSI_MAX_PARALLEL_JOBS={self.max_parallel_jobs} must be at least 1: "
+                                "with no job at a time, no task would ever run")
+        if self.lease_timeout_s < 2 * self.heartbeat_s:
+            raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
+                                f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -180,3 +180,15 @@ def test_jobs_get_deterministic_ids_and_paths_unique_to_the_installation(world):
     assert job_id == job_id_for("work", task, 1)
     assert log == f"/data/logs/{installation}/work/{job_id}.log"
     assert output == f"/data/products/{installation}/work/task-{task}/attempt-1/output"
+
+
+def test_a_stray_job_row_sets_its_task_aside_with_a_reason_and_the_rest_is_dispatched(world):
+    routine(world)
+    stray_task, other = add(world, count=2)
+    world.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                     VALUES (%s, 1, 'dry-run', 'by-hand')""", (stray_task,))
+    assert dispatch(world) == [(other, "w1")]
+    reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                           (stray_task,)).fetchone()
+    assert reason[0] == "pending" and "a job row for its attempt 1 already exists" in reason[1]
+    assert dispatch(world) == [], "still aside, and nothing fails"

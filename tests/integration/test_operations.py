@@ -192,3 +192,24 @@ async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configu
     attempts, error, sent = db.execute("SELECT attempts, last_error, sent_at FROM hrwsi.alert").fetchone()
     assert attempts == 1 and error and sent is None
 
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE hrwsi.flavour SET cpu = 64",
+    "INSERT INTO hrwsi.flavour VALUES ('huge', 999, 1, 1)",
+    "INSERT INTO hrwsi.worker (name, flavour) VALUES ('intruder', 'f')",
+    "UPDATE hrwsi.worker SET flavour = 'f'",
+    "UPDATE hrwsi.processing_routine SET cpu = 0.1",
+    "UPDATE hrwsi.budget SET cpu_max = 1000",
+    "DELETE FROM hrwsi.job",
+    "DELETE FROM hrwsi.input",
+    "DELETE FROM hrwsi.processing_task",
+    "DELETE FROM hrwsi.product",
+    "DELETE FROM hrwsi.task_event",
+    "TRUNCATE hrwsi.task_event",
+])
+def test_the_service_role_changes_no_configuration_and_deletes_no_work(db, configure, login_role, statement):
+    configure(single_routine_configuration(["true"]))
+    with psycopg.connect(login_role("hrwsi_service"), autocommit=True) as service:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            service.execute(statement)

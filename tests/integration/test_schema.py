@@ -154,7 +154,7 @@ def test_differences_name_missing_keys_and_items():
 
 def test_describe_reads_triggers(database_url):
     names = {trigger[0] for trigger in describe(database_url)["hrwsi.input triggers"]}
-    assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates"}
+    assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates", "input_refuses_truncate"}
 
 
 def test_one_small_notification_for_a_large_insert(configured, database_url):
@@ -225,11 +225,21 @@ def test_status_history_is_written_and_append_only(configured):
         ({"published_at": NOW + timedelta(days=3)}, "is published in the future"),
         ({"measured_at": NOW + timedelta(days=2), "published_at": None}, "is measured in the future"),
         ({"measured_at": datetime(1900, 1, 1, tzinfo=UTC)}, "input_measured_at_is_after_1950"),
-        ({"input_path": "/x" * 3000}, "input_path_is_at_most_4096_characters"),
+        ({"input_path": "/x" * 1001}, "input_path_is_at_most_2000_bytes"),
+        ({"input_path": "/é" * 700}, "input_path_is_at_most_2000_bytes"),  # 2,100 bytes, 1,400 characters
+        ({"input_path": " /data/a.SAFE"}, "input_path_has_no_surrounding_white_space"),
+        ({"input_path": "/data/a.SAFE\n"}, "input_path_has_no_control_characters"),
+        ({"input_path": "/data/\x1b[31ma.SAFE"}, "input_path_has_no_control_characters"),
+        ({"input_path": "data/a.SAFE"}, "input_path_is_absolute_or_a_multi_input_group"),
+        ({"input_path": "multi_input/x/32TPR/2026-01-01"}, "input_path_is_absolute_or_a_multi_input_group"),
+        ({"input_path": "/data/../etc/passwd"}, "input_path_has_no_dot_dot_segment"),
+        ({"published_at": datetime(1, 1, 1, tzinfo=UTC), "measured_at": None}, "input_published_at_is_after_1950"),
+        ({"published_at": "-infinity", "measured_at": None}, "input_published_at_is_after_1950"),
+        ({"measured_at": "-infinity"}, "input_measured_at_is_after_1950"),
     ],
 )
 def test_bad_inputs_are_refused_with_a_clear_message(configured, overrides, message):
-    with pytest.raises(psycopg.errors.IntegrityError, match=message):
+    with pytest.raises((psycopg.errors.IntegrityError, psycopg.errors.CheckViolation), match=message):
         insert_input(configured, **overrides)
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
 
@@ -355,3 +365,32 @@ def test_statement_triggers_join_transition_tables_without_a_nested_loop(configu
         assert len(transition_joins) >= 2, plans  # at least the history and the notification triggers
         assert not [p for p in transition_joins if quadratic.search(p)], transition_joins
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 2000
+
+
+def test_a_path_as_long_as_allowed_is_taken_and_kept_unique(configured):
+    """The documented limit fits the unique index (a btree entry holds ~2,700 bytes)."""
+    long_path = "/" + "x" * 1999
+    insert_input(configured, long_path)
+    with pytest.raises(psycopg.errors.UniqueViolation, match="input_is_unique_per_condition_and_path"):
+        insert_input(configured, long_path)
+
+
+@pytest.mark.parametrize(("statement", "message"), [
+    ("UPDATE hrwsi.flavour SET cpu = 'NaN' WHERE name = 'f'", "flavour_cpu_is_a_number"),
+    ("UPDATE hrwsi.processing_routine SET cpu = 'NaN'", "routine_cpu_is_a_number"),
+    ("UPDATE hrwsi.budget SET cpu_max = 'NaN'", "budget_cpu_max_is_a_number"),
+    ("UPDATE hrwsi.processing_routine SET expected_duration = 'infinity'", "routine_expected_duration_is_at_most_30_days"),
+    ("UPDATE hrwsi.processing_condition SET measurement_window = 'infinity'", "condition_windows_are_finite"),
+    ("UPDATE hrwsi.processing_routine SET name = '../escape'", "routine_name_is_a_plain_name_like_snow_cover"),
+])
+def test_numbers_that_are_not_numbers_and_names_that_escape_are_refused(configured, statement, message):
+    with pytest.raises(psycopg.errors.CheckViolation, match=message):
+        configured.execute(statement)
+
+
+@pytest.mark.parametrize("table", ["task_event", "input", "processing_task", "job", "product"])
+def test_truncate_of_the_history_and_the_work_tables_is_refused_even_to_the_owner(configured, table):
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"TRUNCATE of hrwsi.{table} is refused"):
+        configured.execute(f"TRUNCATE hrwsi.{table} CASCADE")
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1

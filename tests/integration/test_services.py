@@ -189,3 +189,31 @@ def test_psycopg_is_real(database_url):
     """Not a mock: the test database answers like PostgreSQL."""
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0] >= 150000
+
+
+async def test_a_dependency_cycle_is_set_aside_with_its_reason_and_the_rest_is_planned(db, database_url, settings,
+                                                                                    configure):
+    configure(single_routine_configuration(["true"], workers=1, cpu=4))
+    db.execute("UPDATE hrwsi.worker SET active = false")  # nothing dispatches: only planning is seen
+    insert_inputs(db, 3)
+    a, b, c = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    db.execute("UPDATE hrwsi.processing_task SET depends_on = %s WHERE id = %s", (b, a))
+    db.execute("UPDATE hrwsi.processing_task SET depends_on = %s WHERE id = %s", (a, b))
+    db.execute("UPDATE hrwsi.worker SET active = true")
+    async with running(database_url, ["orchestrator"], settings):
+        await wait_until(database_url, "SELECT state = 'planned' FROM hrwsi.processing_task WHERE id = $1", c)
+        await wait_until(database_url, "SELECT state_reason LIKE '%dependency cycle%' FROM hrwsi.processing_task "
+                                       "WHERE id = $1", a)
+    assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (b,)).fetchone()[0] == "pending"
+
+
+async def test_a_routine_that_links_a_system_file_into_its_outputs_fails_and_registers_nothing(
+        db, database_url, settings, configure):
+    script = "import os, sys; d = sys.argv[sys.argv.index('--output-dir') + 1]; os.symlink('/etc/passwd', d + '/p')"
+    configure(single_routine_configuration([sys.executable, "-c", script], max_attempts=1))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")
+    assert db.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 0
+    message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
+    assert "cannot be a product" in message and "not a regular file" in message
