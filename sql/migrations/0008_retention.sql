@@ -7,6 +7,7 @@
 --   column, whatever later updates touch the row;
 -- - the history table stays append-only for every role: only the maintenance functions below, owned
 --   by the schema owner (SECURITY DEFINER), may delete from it, and only what the policy allows;
+--   they are also the services' only way to delete work rows (0007 took DELETE from their role);
 -- - lineage is kept: a task is deleted only when it has no product left, and a product only when no
 --   input was made from it, so every kept product keeps the tasks, inputs and products it came from;
 -- - references that must not block deleting old rows: a task's dependency and plan, and an alert's
@@ -203,6 +204,96 @@ BEGIN
         SELECT 'work_file', prepared_path, work_directory FROM gone;
 END $$;
 
+CREATE FUNCTION hrwsi.prune_products(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of product rows older than products that no input was made from (chaining) and no
+-- group input lists: a kept product's ancestors always have a child, so they stay. Only chained
+-- products (the harvester has seen them). Their files are not touched: they are the archive's.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT p.id FROM hrwsi.product p
+            WHERE p.created_at < now() - (SELECT products FROM hrwsi.retention_policy)
+              AND p.chained_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)
+            ORDER BY p.id LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED),
+        gone AS (DELETE FROM hrwsi.product p USING doomed WHERE p.id = doomed.id RETURNING p.id)
+        SELECT 'product', NULL::text, NULL::text FROM gone;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_plans(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of stored plans older than plans that no open task holds (finished tasks keep their
+-- planned times; their plan_id becomes NULL).
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT p.id FROM hrwsi.plan p
+            WHERE p.created_at < now() - (SELECT plans FROM hrwsi.retention_policy)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task t WHERE t.plan_id = p.id AND t.finished_at IS NULL)
+            ORDER BY p.id LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED),
+        gone AS (DELETE FROM hrwsi.plan p USING doomed WHERE p.id = doomed.id RETURNING p.id)
+        SELECT 'plan', NULL::text, NULL::text FROM gone;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_alerts(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of alerts, sent or not, older than alerts.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT a.id FROM hrwsi.alert a
+            WHERE a.created_at < now() - (SELECT alerts FROM hrwsi.retention_policy)
+            ORDER BY a.id LIMIT batch
+            FOR UPDATE OF a SKIP LOCKED),
+        gone AS (DELETE FROM hrwsi.alert a USING doomed WHERE a.id = doomed.id RETURNING a.id)
+        SELECT 'alert', NULL::text, NULL::text FROM gone;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_landing_files(batch integer) RETURNS TABLE (kind text, path text, root text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of landing-file rows older than landing_files of re-deliveries (their file was moved
+-- aside into the work directory: returned as a 'work_file' to delete) and failures. A prepared
+-- file goes with its input (prune_finished_tasks).
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT f.id FROM hrwsi.landing_file f
+            WHERE f.state IN ('previously_received', 'failed')
+              AND f.updated_at < now() - (SELECT landing_files FROM hrwsi.retention_policy)
+            ORDER BY f.updated_at LIMIT batch
+            FOR UPDATE OF f SKIP LOCKED),
+        gone AS (
+            DELETE FROM hrwsi.landing_file f USING doomed, hrwsi.harvest_source s
+            WHERE f.id = doomed.id AND s.name = f.source
+            RETURNING f.state, f.prepared_path, s.config ->> 'work_directory' AS work_directory)
+        SELECT 'landing_file', NULL::text, NULL::text FROM gone
+        UNION ALL
+        SELECT 'work_file', prepared_path, work_directory FROM gone
+        WHERE state = 'previously_received' AND prepared_path IS NOT NULL;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_dead_services() RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- Instances whose heartbeat stopped longer ago than dead_services (a live one beats every few
+-- seconds): their processes are gone, and so are their leases.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH gone AS (
+            DELETE FROM hrwsi.service_instance
+            WHERE heartbeat_at < now() - (SELECT dead_services FROM hrwsi.retention_policy)
+            RETURNING id)
+        SELECT 'service', id, NULL::text FROM gone;
+END $$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Privileges: services apply the policy (they may not change it); everyone may read it.
 -- ---------------------------------------------------------------------------------------------
@@ -210,5 +301,11 @@ REVOKE ALL ON hrwsi.retention_policy FROM PUBLIC;
 GRANT SELECT ON hrwsi.retention_policy TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 GRANT UPDATE (last_run_at, last_report) ON hrwsi.retention_policy TO hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer),
-    hrwsi.delete_history_and_attempts(bigint[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer) TO hrwsi_service;
+    hrwsi.prune_products(integer), hrwsi.prune_plans(integer), hrwsi.prune_alerts(integer),
+    hrwsi.prune_landing_files(integer), hrwsi.prune_dead_services(), hrwsi.delete_history_and_attempts(bigint[])
+    FROM PUBLIC;
+-- The services delete no work themselves (migration 0007): these functions, run as the owner, are
+-- their only way, and they delete only what the policy allows.
+GRANT EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer),
+    hrwsi.prune_products(integer), hrwsi.prune_plans(integer), hrwsi.prune_alerts(integer),
+    hrwsi.prune_landing_files(integer), hrwsi.prune_dead_services() TO hrwsi_service;

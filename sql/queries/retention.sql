@@ -1,6 +1,8 @@
 -- Retention (hrwsi.retention; README.md, Retention): small batches, each its own short transaction,
 -- rows locked with SKIP LOCKED so that pruning never waits for (nor blocks) the services' work.
--- The policy is read from hrwsi.retention_policy in each statement; a NULL interval deletes nothing.
+-- Every deletion is a maintenance function of migration 0008 (SECURITY DEFINER, owned by the schema
+-- owner): it reads the policy itself (a NULL interval deletes nothing) and returns one row per
+-- deleted row of its kind, and one per file the caller should remove.
 -- Placeholders: asyncpg ($1).
 
 -- name: retention_policy
@@ -24,57 +26,19 @@ SELECT kind, path, root FROM hrwsi.prune_task_history($1);
 SELECT kind, path, root FROM hrwsi.prune_finished_tasks($1);
 
 -- name: retention_prune_products
--- Products no input was made from (chaining) and no group input lists: a kept product's ancestors
--- always have a child, so they stay. Only chained products (the harvester has seen them).
-WITH doomed AS (
-    SELECT p.id FROM hrwsi.product p
-    WHERE p.created_at < now() - (SELECT products FROM hrwsi.retention_policy)
-      AND p.chained_at IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
-      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)
-    ORDER BY p.id LIMIT $1
-    FOR UPDATE OF p SKIP LOCKED)
-DELETE FROM hrwsi.product p USING doomed WHERE p.id = doomed.id
-RETURNING p.id;
+SELECT kind, path, root FROM hrwsi.prune_products($1);
 
 -- name: retention_prune_plans
--- Stored plans no open task holds (finished tasks keep their planned times; their plan_id becomes NULL).
-WITH doomed AS (
-    SELECT p.id FROM hrwsi.plan p
-    WHERE p.created_at < now() - (SELECT plans FROM hrwsi.retention_policy)
-      AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task t WHERE t.plan_id = p.id AND t.finished_at IS NULL)
-    ORDER BY p.id LIMIT $1
-    FOR UPDATE OF p SKIP LOCKED)
-DELETE FROM hrwsi.plan p USING doomed WHERE p.id = doomed.id
-RETURNING p.id;
+SELECT kind, path, root FROM hrwsi.prune_plans($1);
 
 -- name: retention_prune_alerts
-WITH doomed AS (
-    SELECT a.id FROM hrwsi.alert a
-    WHERE a.created_at < now() - (SELECT alerts FROM hrwsi.retention_policy)
-    ORDER BY a.id LIMIT $1
-    FOR UPDATE OF a SKIP LOCKED)
-DELETE FROM hrwsi.alert a USING doomed WHERE a.id = doomed.id
-RETURNING a.id;
+SELECT kind, path, root FROM hrwsi.prune_alerts($1);
 
 -- name: retention_prune_landing_files
--- Re-deliveries (moved aside into the work directory's previously_received/) and failures; a
--- prepared file goes with its input (hrwsi.prune_finished_tasks).
-WITH doomed AS (
-    SELECT f.id FROM hrwsi.landing_file f
-    WHERE f.state IN ('previously_received', 'failed')
-      AND f.updated_at < now() - (SELECT landing_files FROM hrwsi.retention_policy)
-    ORDER BY f.updated_at LIMIT $1
-    FOR UPDATE OF f SKIP LOCKED)
-DELETE FROM hrwsi.landing_file f USING doomed, hrwsi.harvest_source s
-WHERE f.id = doomed.id AND s.name = f.source
-RETURNING f.state, f.prepared_path, s.config ->> 'work_directory' AS work_directory;
+SELECT kind, path, root FROM hrwsi.prune_landing_files($1);
 
 -- name: retention_prune_dead_services
--- Instances whose heartbeat stopped long ago (a live one beats every few seconds): their processes are gone.
-DELETE FROM hrwsi.service_instance
-WHERE heartbeat_at < now() - (SELECT dead_services FROM hrwsi.retention_policy)
-RETURNING id;
+SELECT kind, path, root FROM hrwsi.prune_dead_services();
 
 -- name: retention_unknown_jobs
 -- Of these backend job IDs (log file names), those no job row has any more.

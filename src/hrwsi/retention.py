@@ -39,10 +39,15 @@ PAUSE_BETWEEN_BATCHES_S = 0.01  # let the services' transactions in between two 
 PARTIAL_AGE_S = 86_400  # an interrupted unzip left this long is abandoned
 SWEEP_CHUNK = 1000
 
-# The rules whose rows are deleted by plain statements, in the order of a run, and the column
-# of the policy each one follows.
-_STATEMENT_RULES = (("products", "retention_prune_products"), ("plans", "retention_prune_plans"),
-                    ("alerts", "retention_prune_alerts"), ("landing_files", "retention_prune_landing_files"))
+# The rules of a run, in order: (rule, query, the kind of returned row that counts one deleted row).
+# Every query calls a maintenance function of migration 0008 that applies the policy itself.
+RULES = (("task_history", "retention_prune_task_history", "task"),
+         ("products", "retention_prune_products", "product"),
+         ("finished_tasks", "retention_prune_finished_tasks", "task"),
+         ("plans", "retention_prune_plans", "plan"),
+         ("alerts", "retention_prune_alerts", "alert"),
+         ("landing_files", "retention_prune_landing_files", "landing_file"))
+_FILE_KINDS = ("log", "output_dir", "work_file")
 
 
 @dataclass
@@ -107,44 +112,27 @@ class Pruner:
 
     async def run(self, batch_size: int) -> PruneReport:
         started = time.monotonic()
-        await self._function_rule("task_history", "retention_prune_task_history", batch_size)
-        await self._statement_rule("products", "retention_prune_products", batch_size)
-        await self._function_rule("finished_tasks", "retention_prune_finished_tasks", batch_size)
-        for rule, name in _STATEMENT_RULES[1:]:
-            await self._statement_rule(rule, name, batch_size)
+        for rule, name, counted in RULES:
+            await self._rule(rule, name, counted, batch_size)
         self.report.rows["dead_services"] += len(await self.conn.fetch(query("retention_prune_dead_services")))
         await self._sweep_files()
         self.report.seconds = time.monotonic() - started
         return self.report
 
-    async def _batch(self, name: str, batch_size: int) -> list[asyncpg.Record]:
-        """One batch in its own short transaction; a pause after it lets the services' work in."""
-        async with self.conn.transaction():
-            rows = await self.conn.fetch(query(name), batch_size)
-        await asyncio.sleep(PAUSE_BETWEEN_BATCHES_S)
-        return rows
-
-    async def _function_rule(self, rule: str, name: str, batch_size: int) -> None:
-        """Batches of a maintenance function, until one deletes fewer tasks than asked (or the service stops)."""
+    async def _rule(self, rule: str, name: str, counted: str, batch_size: int) -> None:
+        """Batches of one rule, each its own short transaction, until one deletes fewer rows than asked
+        (or the service stops); the files the deleted rows owned are removed after each batch."""
         while not self.stopping.is_set():
-            rows = await self._batch(name, batch_size)
-            tasks = sum(1 for r in rows if r["kind"] == "task")
-            self.report.rows[rule] += tasks
-            files = [(r["kind"], r["path"], r["root"]) for r in rows if r["kind"] != "task" and r["path"]]
-            await asyncio.to_thread(_remove_files, files, self.data_dir, self.report)
-            if tasks < batch_size:
-                return
-
-    async def _statement_rule(self, rule: str, name: str, batch_size: int) -> None:
-        while not self.stopping.is_set():
-            rows = await self._batch(name, batch_size)
-            self.report.rows[rule] += len(rows)
-            files = [("work_file", r["prepared_path"], r["work_directory"]) for r in rows
-                     if rule == "landing_files" and r["state"] == "previously_received" and r["prepared_path"]]
+            async with self.conn.transaction():
+                rows = await self.conn.fetch(query(name), batch_size)
+            deleted = sum(1 for r in rows if r["kind"] == counted)
+            self.report.rows[rule] += deleted
+            files = [(r["kind"], r["path"], r["root"]) for r in rows if r["kind"] in _FILE_KINDS and r["path"]]
             if files:
                 await asyncio.to_thread(_remove_files, files, self.data_dir, self.report)
-            if len(rows) < batch_size:
+            if deleted < batch_size:
                 return
+            await asyncio.sleep(PAUSE_BETWEEN_BATCHES_S)  # let the services' transactions in
 
     async def _sweep_files(self) -> None:
         """Files whose rows are gone: job logs older than the history period, moved-aside landing files,
