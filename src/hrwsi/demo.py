@@ -154,8 +154,9 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     if demo_home.exists():
         shutil.rmtree(demo_home)
     demo_home.mkdir(parents=True)
+    # A quick heartbeat, but never more than half the lease (Settings refuses a lease one late beat loses).
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
-                                        retry_backoff_s=1.0, heartbeat_s=2.0)
+                                        retry_backoff_s=1.0, heartbeat_s=min(2.0, settings.lease_timeout_s / 2))
     log_file = demo_home / "demo.log"
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
