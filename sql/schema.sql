@@ -691,6 +691,13 @@ CREATE TABLE hrwsi.harvest_source (
     last_error         text,
     active             boolean NOT NULL DEFAULT true,
     created_at         timestamptz NOT NULL DEFAULT now(),
+    -- A run is a claim with a lease (migration 0006): a fresh token per run, the harvester running
+    -- it, when the claim lapses (another harvester may then run it). NULL: not running.
+    claim_token        uuid,
+    claimed_by         text,
+    claimed_until      timestamptz,
+    CONSTRAINT harvest_source_claim_has_a_token_a_harvester_and_an_end
+        CHECK ((claim_token IS NULL) = (claimed_by IS NULL) AND (claim_token IS NULL) = (claimed_until IS NULL)),
     CONSTRAINT harvest_source_has_a_frequency_or_a_cron_expression_not_both
         CHECK (frequency IS NULL OR cron IS NULL),
     CONSTRAINT catalogue_source_has_a_schedule
@@ -746,6 +753,64 @@ CREATE TABLE hrwsi.harvest_source (
 );
 -- The harvester's question, every round: which active sources are due?
 CREATE INDEX harvest_source_due_idx ON hrwsi.harvest_source (next_run_at) WHERE active;
+
+-- Paths a landing source's config may not hold (migration 0006). NOT VALID there, so that a
+-- database holding such a row still migrates (the harvester refuses that source at run time);
+-- NOT VALID here too, so that both paths build the same constraints.
+ALTER TABLE hrwsi.harvest_source
+    ADD CONSTRAINT landing_directories_have_no_dot_dot_and_no_control_characters
+        CHECK (kind <> 'landing_directory'
+               OR coalesce(NOT (config ->> 'directory' ~ '(^|/)\.\.(/|$)')
+                           AND NOT (config ->> 'work_directory' ~ '(^|/)\.\.(/|$)')
+                           AND NOT (config ->> 'directory' ~ '[[:cntrl:]]')
+                           AND NOT (config ->> 'work_directory' ~ '[[:cntrl:]]'), false)) NOT VALID,
+    ADD CONSTRAINT landing_pattern_is_relative_without_dot_dot
+        CHECK (NOT config ? 'pattern'
+               OR coalesce(config ->> 'pattern' <> '' AND config ->> 'pattern' NOT LIKE '/%'
+                           AND NOT (config ->> 'pattern' ~ '(^|/)\.\.(/|$)')
+                           AND NOT (config ->> 'pattern' ~ '[[:cntrl:]]'), false)) NOT VALID;
+
+-- A landing source's work directory is its own: it is not, does not contain and does not lie in
+-- the work or landing directory of another active landing source (and its landing directory is
+-- not in another's work directory). Compared as written; the harvester compares them again with
+-- symbolic links resolved, and refuses the newer source (hrwsi.harvest.confinement).
+CREATE FUNCTION hrwsi.landing_source_work_directory_is_its_own() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    work text := rtrim(NEW.config ->> 'work_directory', '/') || '/';
+    landing text := rtrim(NEW.config ->> 'directory', '/') || '/';
+    other record;
+BEGIN
+    IF NEW.kind <> 'landing_directory' OR NOT NEW.active THEN
+        RETURN NEW;
+    END IF;
+    SELECT s.name, rtrim(s.config ->> 'work_directory', '/') || '/' AS work,
+           rtrim(s.config ->> 'directory', '/') || '/' AS landing
+    INTO other
+    FROM hrwsi.harvest_source s
+    WHERE s.kind = 'landing_directory' AND s.active AND s.name <> NEW.name
+      AND (TG_OP = 'INSERT' OR s.name <> OLD.name)
+      AND (starts_with(work, rtrim(s.config ->> 'work_directory', '/') || '/')
+           OR starts_with(rtrim(s.config ->> 'work_directory', '/') || '/', work)
+           OR starts_with(work, rtrim(s.config ->> 'directory', '/') || '/')
+           OR starts_with(rtrim(s.config ->> 'directory', '/') || '/', work)
+           OR starts_with(landing, rtrim(s.config ->> 'work_directory', '/') || '/')
+           OR starts_with(rtrim(s.config ->> 'work_directory', '/') || '/', landing))
+    ORDER BY s.name
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'landing source %: its directories (landing %, work %) overlap those of source % '
+                        '(landing %, work %): two sources would take or overwrite each other''s files; give each '
+                        'source a work directory of its own, apart from every landing directory',
+                        NEW.name, landing, work, other.name, other.landing, other.work
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'landing_source_work_directory_is_its_own';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER landing_source_work_directory_is_its_own
+    BEFORE INSERT OR UPDATE OF kind, config, active, name ON hrwsi.harvest_source
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.landing_source_work_directory_is_its_own();
 
 -- Files of landing directories: one row per file (or .SAFE directory) and version of it.
 --   seen                the file is there but may still be written (not settled yet)
@@ -1552,8 +1617,8 @@ GRANT INSERT, UPDATE ON hrwsi.input, hrwsi.processing_task, hrwsi.job, hrwsi.pro
 GRANT INSERT, UPDATE, DELETE ON hrwsi.service_instance TO hrwsi_service;
 GRANT INSERT ON hrwsi.task_event TO hrwsi_service;
 GRANT UPDATE (active, node_id, updated_at) ON hrwsi.worker TO hrwsi_service;
-GRANT UPDATE (last_run_at, last_success_at, next_run_at, last_error, backfill_cursor) ON hrwsi.harvest_source
-    TO hrwsi_service;
+GRANT UPDATE (last_run_at, last_success_at, next_run_at, last_error, backfill_cursor, claim_token, claimed_by,
+              claimed_until) ON hrwsi.harvest_source TO hrwsi_service;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.landing_file, hrwsi.multi_input_member TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.retry_task(bigint), hrwsi.cancel_task(bigint), hrwsi.hold_task(bigint),
     hrwsi.release_task(bigint), hrwsi.hold_routine(text, text), hrwsi.release_routine(text) TO hrwsi_service;

@@ -96,7 +96,9 @@ FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
 
 -- name: register_instance
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).
-INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4);
+-- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
+INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: renew_lease
 -- Renew only a lease that has not lapsed; no row back means it lapsed (or was removed): the

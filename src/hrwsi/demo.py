@@ -154,9 +154,10 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     if demo_home.exists():
         shutil.rmtree(demo_home)
     demo_home.mkdir(parents=True)
-    # A quick heartbeat, but never more than half the lease (Settings refuses a lease one late beat loses).
+    # A quick heartbeat that fits the lease it is given (Settings refuses a lease one late beat loses).
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
-                                        retry_backoff_s=1.0, heartbeat_s=min(2.0, settings.lease_timeout_s / 2))
+                                        retry_backoff_s=1.0, landing_roots=None,
+                                        heartbeat_s=min(2.0, settings.lease_timeout_s / 3))
     log_file = demo_home / "demo.log"
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
@@ -211,13 +212,13 @@ def logs_to_file(path: Path, verbose: bool):
 
 def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> int:
     """Drop two more scenes in a landing directory the harvester scans; returns how many."""
-    from hrwsi.harvest import landing
+    from hrwsi.harvest.landing_source import register_source
 
-    directory = demo_home / "landing"
+    directory = demo_home / "harvest" / "landing"  # under the landing root: HRWSI_HOME/harvest by default
     count = 2
     write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
-    landing.register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "work",
-                            product_type="L1C", settle_s=0.5, interval_s=1.0)
+    register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "harvest" / "work",
+                    product_type="L1C", settle_s=0.5, interval_s=1.0)
     return count
 
 

@@ -4,7 +4,9 @@
   input of each matching condition; the product is marked chained in the same statement.
 - step "multi_input": conditions that need several inputs (same tile and day, a 7-day composite)
   get their one input once the group is complete (rules as data: hrwsi.multi_input_rule).
-- side task "harvest_sources": runs every source (landing directory, catalogue) due by its schedule.
+- side task "harvest_sources": starts every source (landing directory, catalogue) due by its
+  schedule, each in a task of its own with its own timeout, a few at once
+  (hrwsi.harvest.sources.SourceRunner); a slow or failing source never holds up the others.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class Harvester(Service):
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         super().__init__(pool, settings)
+        # Validated here, at start-up: a wrong landing root or limit stops the harvester with its reason.
+        self.sources = sources.SourceRunner(pool, sources.HarvestOptions.from_settings(settings),
+                                            lambda: self.instance_id)
         self.chain_batch = AdaptiveBatch(BATCH)
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         self.router.on("hrwsi_product", "chain")
@@ -57,8 +62,10 @@ class Harvester(Service):
         return False
 
     async def harvest_sources(self) -> None:
-        for run in await sources.run_due_sources(self.pool):
-            logger.info("source %s: %s", run.source, run.summary())
+        await self.sources.start_due()  # each run logs its outcome when it ends
+
+    async def stop(self) -> None:
+        await self.sources.stop()
 
     def side_tasks(self):
         return [SideTask("harvest_sources", self.harvest_sources, self.settings.landing_scan_s)]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 
-from hrwsi.harvest.landing import _PARTIAL_PREFIX, PREVIOUSLY_RECEIVED_DIRECTORY
+from hrwsi.harvest.landing_files import _PARTIAL_PREFIX, PREVIOUSLY_RECEIVED_DIRECTORY
 from hrwsi.service import SideTask
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query

@@ -27,6 +27,18 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def _paths(name: str) -> tuple[Path, ...] | None:
+    """Absolute directories separated by os.pathsep (':'), or None when the variable is unset."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    paths = tuple(Path(part) for part in raw.split(os.pathsep) if part.strip())
+    relative = [str(p) for p in paths if not p.is_absolute()]
+    if relative:
+        raise ValueError(f"{name}={raw!r}: {', '.join(relative)} is not an absolute path")
+    return paths
+
+
 def default_home() -> Path:
     """Where hrwsi keeps the embedded database, logs and products unless HRWSI_HOME says otherwise."""
     return Path(os.environ.get("HRWSI_HOME") or platformdirs.user_data_dir("hrwsi")).expanduser()
@@ -44,6 +56,13 @@ class Settings:
     max_parallel_jobs: int = 64  # local backend: subprocesses at once per launcher
     shutdown_grace_s: float = 20.0  # how long a stopping launcher waits for running local jobs
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
+    # Harvest: where landing sources may move files (None: home/harvest), unzip limits, source runs.
+    landing_roots: tuple[Path, ...] | None = None
+    unzip_max_bytes: int = 32 * 2**30  # all members of one archive, uncompressed (32 GiB)
+    unzip_max_ratio: float = 100.0  # uncompressed bytes per archive byte (zip bombs reach 1,000)
+    unzip_max_members: int = 100_000
+    source_timeout_s: float = 900.0  # one run of one harvest source
+    harvest_concurrency: int = 4  # harvest sources run at once per harvester
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work (a zero poll is a busy loop, no parallel job stalls every
@@ -76,6 +95,12 @@ class Settings:
             max_parallel_jobs=int(_float("HRWSI_MAX_PARALLEL_JOBS", 64)),
             shutdown_grace_s=_float("HRWSI_SHUTDOWN_GRACE_S", 20.0),
             retry_backoff_s=_float("HRWSI_RETRY_BACKOFF_S", 5.0),
+            landing_roots=_paths("HRWSI_LANDING_ROOTS"),
+            unzip_max_bytes=int(_float("HRWSI_UNZIP_MAX_BYTES", 32 * 2**30)),
+            unzip_max_ratio=_float("HRWSI_UNZIP_MAX_RATIO", 100.0),
+            unzip_max_members=int(_float("HRWSI_UNZIP_MAX_MEMBERS", 100_000)),
+            source_timeout_s=_float("HRWSI_SOURCE_TIMEOUT_S", 900.0),
+            harvest_concurrency=int(_float("HRWSI_HARVEST_CONCURRENCY", 4)),
         )
 
     @property

@@ -204,7 +204,7 @@ async def test_plans_alerts_dead_services_and_landing_files_go_when_old(db, data
     db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at) VALUES "
                "('dead', 'launcher', 'h', 1, now() - interval '2 hours'), ('alive', 'launcher', 'h', 2, now())")
     work = tmp_path / "work"
-    from hrwsi.harvest import landing
+    from hrwsi.harvest import landing_source as landing
 
     landing.register_source(db, name="drop", directory=tmp_path / "landing", work_directory=work, product_type="L1C")
     aside = work / "previously_received" / "1_S2A.zip"
@@ -228,7 +228,7 @@ async def test_plans_alerts_dead_services_and_landing_files_go_when_old(db, data
 
 
 async def test_an_input_prepared_from_a_landing_file_takes_its_work_file_along(db, database_url, chain, tmp_path):
-    from hrwsi.harvest import landing
+    from hrwsi.harvest import landing_source as landing
 
     work = tmp_path / "work"
     landing.register_source(db, name="drop", directory=tmp_path / "landing", work_directory=work, product_type="L1C")

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +48,10 @@ class CatalogueUnavailable(CatalogueError):
 
 class CatalogueAuthError(CatalogueError):
     """Credentials missing or refused."""
+
+
+class ClaimLost(RuntimeError):
+    """The run's claim on its source lapsed and another harvester took the source over."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,12 +438,12 @@ def _client_options(config: dict) -> RetryPolicy:
 async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetime,
                                    session_factory: Callable[[], aiohttp.ClientSession] | None = None,
                                    retry: RetryPolicy | None = None,
-                                   progress_conn: asyncpg.Connection | None = None) -> CatalogueHarvestReport:
+                                   claim_token: uuid.UUID) -> CatalogueHarvestReport:
     """Harvest one catalogue source (a hrwsi.harvest_source row): the near-real-time window (last
     success - overlap, now] by publication date, or the next backfill day(s) by sensing date. Each
     page becomes inputs in one statement (committed at once: a failure later loses nothing, and the
-    window asked again creates no duplicates); each complete window is recorded as progress, on
-    progress_conn when given: the connection holding the source's row lock (run_due_sources)."""
+    window asked again creates no duplicates); each complete window is recorded as progress under
+    the run's claim (hrwsi.harvest.sources): a run whose claim was taken over stops (ClaimLost)."""
     name, config = row["name"], _config(row)
     report = CatalogueHarvestReport(name)
     base = dict(collection=config["collection"], product_type=config.get("product_type"),
@@ -456,7 +461,7 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
                                                                  order_by="ContentDate/Start asc"),
                                       row, config, now, report)
                 report.windows.append(f"sensed on {day}")
-                await _record_progress(pool, progress_conn, name, None, day + timedelta(days=1))
+                await _record_progress(pool, claim_token, name, None, day + timedelta(days=1))
             next_day = (days[-1] + timedelta(days=1)) if days else (row["backfill_cursor"] or row["backfill_from"])
             report.more_backfill_days = next_day <= row["backfill_to"]
         else:
@@ -465,17 +470,16 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
             await _harvest_window(pool, client, ProductQuery(**base, published_after=start, published_before=end),
                                   row, config, now, report)
             report.windows.append(f"published {start:%Y-%m-%dT%H:%M:%SZ} to {end:%Y-%m-%dT%H:%M:%SZ}")
-            await _record_progress(pool, progress_conn, name, end, None)
+            await _record_progress(pool, claim_token, name, end, None)
     return report
 
 
-async def _record_progress(pool: asyncpg.Pool, progress_conn: asyncpg.Connection | None, name: str,
-                           success_at: datetime | None, next_day: date | None) -> None:
-    if progress_conn is not None:
-        await progress_conn.execute(query("harvest_source_progress"), name, success_at, next_day)
-        return
+async def _record_progress(pool: asyncpg.Pool, claim_token: uuid.UUID, name: str, success_at: datetime | None,
+                           next_day: date | None) -> None:
     async with pool.acquire() as conn:
-        await conn.execute(query("harvest_source_progress"), name, success_at, next_day)
+        if await conn.fetchval(query("harvest_source_progress"), name, success_at, next_day, claim_token) is None:
+            raise ClaimLost(f"source {name}: its claim lapsed and another harvester runs it now; this run stops "
+                            "without recording its progress")
 
 
 async def _harvest_window(pool: asyncpg.Pool, client: CatalogueClient, product_query: ProductQuery, row: Any,

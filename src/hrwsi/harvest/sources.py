@@ -1,17 +1,24 @@
 """Running the harvest sources that are due: landing directories and catalogues.
 
-`run_due_sources` claims one due source at a time with `SELECT ... FOR NO KEY UPDATE SKIP LOCKED` and
-keeps the row locked while the source runs, so two harvesters never run the same source at once
-(the second one skips it), and a harvester that dies mid-run releases it with its connection. The
-run's own writes (landing files, inputs, a backfill's cursor) commit on other connections as they
-go, so what was done survives a failure later in the run. The pool needs at least 2 connections.
+A harvester claims due sources (`harvest_claim_due_sources`: a fresh claim token and a lease,
+committed at once, SKIP LOCKED so that two harvesters take different sources) and runs each in a
+task of its own, up to `concurrency` at once, each bounded by its timeout: a catalogue that
+accepts connections and never answers holds its own slot until its timeout, never another
+source or the landing scans. A source that fails (its directories refused by the ops' roots, a
+catalogue down, a timeout) records its reason in last_error and runs again later; the others go
+on. The run's writes about the source carry its claim token, so a harvester that lost its claim
+(paused past the lease, the source taken over) changes nothing; a crashed harvester's claim
+lapses on its own. The run's own writes (landing files, inputs) commit as they go, so what was
+done survives a failure later in the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,10 +27,15 @@ import asyncpg
 import psycopg
 from psycopg.rows import dict_row
 
-from hrwsi.harvest import catalogue, landing, schedules
+from hrwsi.harvest import catalogue, confinement, landing, schedules
+from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
+
+# A claim outlives its run's timeout by this much: time to record the outcome after a timeout.
+CLAIM_MARGIN_S = 60.0
 
 
 @dataclass
@@ -58,6 +70,41 @@ def describe_schedule(row: Any) -> str:
     return f"continuously (every {every:g} s)"
 
 
+# ---------------------------------------------------------------------------------------------
+# Options and source kinds
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HarvestOptions:
+    """What ops set for every source run (HRWSI_* settings)."""
+    landing: landing.LandingPolicy
+    source_timeout_s: float = 900.0
+    concurrency: int = 4
+    catalogue_session_factory: Callable[[], Any] | None = None  # the aiohttp.ClientSession catalogues use
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HarvestOptions:
+        """Validated at start-up: raises ValueError naming the setting that is wrong."""
+        for name, value in (("HRWSI_SOURCE_TIMEOUT_S", settings.source_timeout_s),
+                            ("HRWSI_HARVEST_CONCURRENCY", settings.harvest_concurrency),
+                            ("HRWSI_UNZIP_MAX_BYTES", settings.unzip_max_bytes),
+                            ("HRWSI_UNZIP_MAX_RATIO", settings.unzip_max_ratio),
+                            ("HRWSI_UNZIP_MAX_MEMBERS", settings.unzip_max_members)):
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"{name}={value!r} must be a positive finite number")
+        return cls(landing.LandingPolicy.from_settings(settings), settings.source_timeout_s,
+                   settings.harvest_concurrency)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    pool: asyncpg.Pool
+    row: asyncpg.Record
+    now: datetime
+    schedule: schedules.Schedule | None
+    options: HarvestOptions
+
+
 @dataclass(frozen=True)
 class SourceKind:
     """How one kind of source runs: `run` does the work and says when the source runs next;
@@ -67,29 +114,19 @@ class SourceKind:
     run_is_success: bool
 
 
-@dataclass(frozen=True)
-class SourceContext:
-    pool: asyncpg.Pool
-    claim: asyncpg.Connection          # holds the source's row lock: progress is written on it
-    row: asyncpg.Record
-    now: datetime
-    schedule: schedules.Schedule | None
-    catalogue_session_factory: Callable[[], Any] | None
-
-
 async def _run_landing_directory(context: SourceContext) -> tuple[Any, datetime]:
     row, now = context.row, context.now
-    source = landing.LandingSource.from_row(row["name"], row["product_type"], row["config"])
+    source = LandingSource.from_row(row["name"], row["product_type"], row["config"])
     next_run_at = (schedules.next_run(context.schedule, now) if context.schedule
                    else now + timedelta(seconds=source.rescan_after_s))
-    return await landing.scan_landing_directory(context.pool, source, now=now), next_run_at
+    return await landing.scan_landing_directory(context.pool, source, context.options.landing, now=now), next_run_at
 
 
 async def _run_catalogue(context: SourceContext) -> tuple[Any, datetime]:
     now = context.now
-    report = await catalogue.harvest_catalogue_source(context.pool, context.row, now=now,
-                                                      session_factory=context.catalogue_session_factory,
-                                                      progress_conn=context.claim)
+    report = await catalogue.harvest_catalogue_source(
+        context.pool, context.row, now=now, session_factory=context.options.catalogue_session_factory,
+        claim_token=context.row["claim_token"])
     # A backfill goes on, day after day, at the next harvester round.
     return report, now if report.more_backfill_days else schedules.next_run(context.schedule, now)
 
@@ -100,46 +137,126 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     "catalogue": SourceKind(_run_catalogue, run_is_success=False),
 }
 
-
-async def run_due_sources(pool: asyncpg.Pool, *, now: datetime | None = None,
-                          catalogue_session_factory: Callable[[], Any] | None = None) -> list[SourceRun]:
-    """Run every active source whose next_run_at has come (NULL: never ran), once each; return
-    what each run did. A failing source is logged and recorded (last_error) and the others go on.
-
-    catalogue_session_factory: makes the aiohttp.ClientSession catalogues use (tests, proxies).
-    """
-    fixed_now = now
-    runs: list[SourceRun] = []
-    done: list[str] = []
-    while True:
-        async with pool.acquire() as claim, claim.transaction():
-            now = fixed_now or datetime.now(UTC)
-            row = await claim.fetchrow(query("harvest_claim_due_source"), now, done)
-            if row is None:
-                return runs
-            done.append(row["name"])
-            run = await _run_one(pool, claim, row, now, catalogue_session_factory)
-            counts_as_success = run.ok and SOURCE_KINDS[row["kind"]].run_is_success
-            await claim.execute(query("harvest_source_ran"), row["name"], now, run.next_run_at, run.error,
-                                counts_as_success, now)
-        runs.append(run)
+# Failures that are one line in the log (anything else gets its traceback).
+_EXPECTED_FAILURES = (OSError, ValueError, asyncpg.PostgresError, catalogue.CatalogueError, catalogue.ClaimLost,
+                      TimeoutError)
 
 
-async def _run_one(pool: asyncpg.Pool, claim: asyncpg.Connection, row: asyncpg.Record, now: datetime,
-                   session_factory: Callable[[], Any] | None) -> SourceRun:
+# ---------------------------------------------------------------------------------------------
+# Running sources
+# ---------------------------------------------------------------------------------------------
+
+class SourceRunner:
+    """Runs due sources concurrently, each in its own task with its own timeout, at most
+    `options.concurrency` at once. The harvester calls `start_due` every round; a round of its own
+    (`run_round`, for `run_due_sources`) runs every due source once and waits for them all."""
+
+    def __init__(self, pool: asyncpg.Pool, options: HarvestOptions, harvester: Callable[[], str]):
+        self.pool = pool
+        self.options = options
+        self.harvester = harvester  # who claims, for people (`hrwsi sources`): the service's current identity
+        self.running: dict[str, asyncio.Task[SourceRun]] = {}
+        self._tokens: dict[str, uuid.UUID] = {}
+
+    async def start_due(self, now: datetime | None = None, exclude: Iterable[str] = ()) -> list[str]:
+        """Claim due sources into the free slots and start them; returns their names."""
+        self.running = {name: task for name, task in self.running.items() if not task.done()}
+        free = self.options.concurrency - len(self.running)
+        if free <= 0:
+            return []
+        claimed_at = now or datetime.now(UTC)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(query("harvest_claim_due_sources"), claimed_at, [*self.running, *exclude], free,
+                                    self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S)
+        for row in rows:
+            self._tokens[row["name"]] = row["claim_token"]
+            self.running[row["name"]] = asyncio.create_task(self._run(row, claimed_at), name=f"source {row['name']}")
+        return [row["name"] for row in rows]
+
+    async def run_round(self, now: datetime | None = None) -> list[SourceRun]:
+        """Run every source due now once (concurrently, within the slots) and return what each did."""
+        started: list[str] = []
+        tasks: list[asyncio.Task[SourceRun]] = []
+        while True:
+            names = await self.start_due(now, exclude=started)
+            started += names
+            tasks += [self.running[name] for name in names]
+            unfinished = [task for task in tasks if not task.done()]
+            if not unfinished and not names:
+                return [task.result() for task in tasks]
+            if unfinished:
+                await asyncio.wait(unfinished, return_when=asyncio.FIRST_COMPLETED)
+
+    async def stop(self) -> None:
+        """Cancel the runs going on and hand their sources back, due at once for another harvester."""
+        tasks = [task for task in self.running.values() if not task.done()]
+        tokens = [self._tokens[name] for name, task in self.running.items() if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if tokens:
+            async with self.pool.acquire() as conn:
+                await conn.execute(query("harvest_release_claims"), tokens)
+        self.running.clear()
+
+    async def _run(self, row: asyncpg.Record, now: datetime) -> SourceRun:
+        run = await _run_one(self.pool, row, now, self.options)
+        counts_as_success = run.ok and SOURCE_KINDS[row["kind"]].run_is_success
+        try:
+            async with self.pool.acquire() as conn:
+                kept = await conn.fetchval(query("harvest_source_ran"), row["name"], now, run.next_run_at, run.error,
+                                           counts_as_success, now, row["claim_token"])
+        except (OSError, asyncpg.PostgresError) as error:
+            logger.warning("source %s: its run could not be recorded (%s); its claim lapses on its own and it runs "
+                           "again then", row["name"], error)
+            return run
+        finally:
+            self._tokens.pop(row["name"], None)
+        if kept is None:
+            logger.warning("source %s: its claim lapsed during the run and another harvester took it over: this "
+                           "run's outcome is not recorded", row["name"])
+        elif run.ok:
+            logger.info("source %s: %s", row["name"], run.summary())
+        return run
+
+
+async def run_due_sources(pool: asyncpg.Pool, options: HarvestOptions, *, now: datetime | None = None,
+                          harvester: str = "run_due_sources") -> list[SourceRun]:
+    """Run every active source whose next_run_at has come (NULL: never ran), once each, concurrently;
+    return what each run did. A failing source is logged and recorded (last_error); the others go on."""
+    runner = SourceRunner(pool, options, lambda: harvester)
+    try:
+        return await runner.run_round(now)
+    finally:
+        await runner.stop()  # a cancelled round leaves no run behind: they stop, their sources are handed back
+
+
+async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, options: HarvestOptions) -> SourceRun:
     name, kind = row["name"], row["kind"]
     try:
-        context = SourceContext(pool, claim, row, now, schedule_of(row), session_factory)
-        report, next_run_at = await SOURCE_KINDS[kind].run(context)
+        async with asyncio.timeout(options.source_timeout_s) as deadline:
+            context = SourceContext(pool, row, now, schedule_of(row), options)
+            report, next_run_at = await SOURCE_KINDS[kind].run(context)
     except Exception as error:  # noqa: BLE001 - one source's failure must not stop the others
-        message = f"{type(error).__name__}: {str(error) or 'no detail given'}"
+        timed_out = isinstance(error, TimeoutError) and deadline.expired()
+        message = (f"did not finish within {options.source_timeout_s:g} s (HRWSI_SOURCE_TIMEOUT_S): stopped; its "
+                   "next run goes on from where it stopped") if timed_out else \
+            f"{type(error).__name__}: {str(error) or 'no detail given'}"
         retry_at = _retry_at(row, now)
-        # A known kind of failure is one line; anything else gets its traceback.
-        expected = isinstance(error, (OSError, ValueError, asyncpg.PostgresError, catalogue.CatalogueError))
-        logger.error("source %s (%s) failed: %s; recorded as its last error, next try at %s",
-                     name, kind, message, f"{retry_at:%Y-%m-%d %H:%M:%S}Z", exc_info=not expected)
+        _log_failure(row, message, retry_at, error)
         return SourceRun(name, kind, False, retry_at, error=message)
     return SourceRun(name, kind, True, next_run_at, report=report)
+
+
+def _log_failure(row: asyncpg.Record, message: str, retry_at: datetime, error: Exception) -> None:
+    """An error is logged in full once; the same error again, run after run, in one quieter line."""
+    if message == row["last_error"]:
+        logger.info("source %s (%s) still failing: %s; next try at %s", row["name"], row["kind"], message,
+                    f"{retry_at:%Y-%m-%d %H:%M:%S}Z")
+        return
+    verb = "refused" if isinstance(error, confinement.SourceRefused) else "failed"
+    logger.error("source %s (%s) %s: %s; recorded as its last error, next try at %s", row["name"], row["kind"],
+                 verb, message, f"{retry_at:%Y-%m-%d %H:%M:%S}Z", exc_info=not isinstance(error, _EXPECTED_FAILURES))
 
 
 def _retry_at(row: asyncpg.Record, now: datetime) -> datetime:
@@ -154,7 +271,8 @@ def _retry_at(row: asyncpg.Record, now: datetime) -> datetime:
 
 def list_sources(conn: psycopg.Connection) -> list[dict]:
     """Every source, for `hrwsi sources`: name, kind, product type, schedule in words, mode, last run,
-    next run, last error, active, and files per state for landing directories."""
+    next run, last error, active, the harvester running it now and until when its claim holds, and
+    files per state for landing directories."""
     rows = conn.cursor(row_factory=dict_row).execute(query("cli_list_sources")).fetchall()
     listed = []
     for row in rows:
@@ -171,5 +289,6 @@ def list_sources(conn: psycopg.Connection) -> list[dict]:
         listed.append({"name": row["name"], "kind": row["kind"], "product_type": row["product_type"],
                        "schedule": schedule, "mode": mode, "last_run_at": row["last_run_at"],
                        "next_run_at": row["next_run_at"], "last_error": row["last_error"], "active": row["active"],
+                       "running_on": row["claimed_by"], "claimed_until": row["claimed_until"],
                        "files": row["files"] or {}})
     return listed

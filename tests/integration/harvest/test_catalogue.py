@@ -297,10 +297,10 @@ def catalogue_source(db, fake, name="cdse", **columns):
         db.execute(f"UPDATE hrwsi.harvest_source SET {assignments} WHERE name = %s", (*columns.values(), name))
 
 
-async def test_a_near_real_time_catalogue_source_becomes_inputs_once(routine, fake, pool):
+async def test_a_near_real_time_catalogue_source_becomes_inputs_once(routine, fake, pool, harvest_options):
     fake.products = [product(i, tile=t) for i, t in enumerate(["32TPR", "31TCH", "30TYN", "32TPR", "31TCH"])]
     catalogue_source(routine, fake)
-    [run] = await sources.run_due_sources(pool, now=NOW)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert run.ok, run.error
     assert (run.report.products, run.report.pages, run.report.inputs) == (5, 3, 5)
     rows = routine.execute("SELECT input_path, tile, mission, measured_at, published_at, source, scene_id "
@@ -315,51 +315,52 @@ async def test_a_near_real_time_catalogue_source_becomes_inputs_once(routine, fa
     # The next run asks from the last success minus the overlap; what it finds again is not duplicated.
     fake.requests.clear()
     later = NOW + timedelta(hours=1, minutes=5)
-    [run] = await sources.run_due_sources(pool, now=later)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=later)
     assert run.ok and run.report.inputs == 0 and run.report.products == 5
     assert f"PublicationDate gt {(NOW - timedelta(hours=1)):%Y-%m-%dT%H:%M:%S}.000Z" in \
         fake.requests[0]["query"]["$filter"]
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 5
 
 
-async def test_a_failing_catalogue_is_recorded_and_its_window_is_asked_again(routine, fake, pool):
+async def test_a_failing_catalogue_is_recorded_and_its_window_is_asked_again(routine, fake, pool, harvest_options):
     fake.products = [product(i) for i in range(3)]
     fake.failures = [500] * 3
     catalogue_source(routine, fake)
-    [run] = await sources.run_due_sources(pool, now=NOW)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert not run.ok and "CatalogueUnavailable" in run.error
     error, success = routine.execute("SELECT last_error, last_success_at FROM hrwsi.harvest_source").fetchone()
     assert "failed 3 time(s)" in error and success is None
-    [run] = await sources.run_due_sources(pool, now=NOW + timedelta(hours=1))
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=1))
     assert run.ok and run.report.inputs == 3
     assert routine.execute("SELECT last_error FROM hrwsi.harvest_source").fetchone()[0] is None
 
 
-async def test_a_backfill_goes_day_by_day_and_resumes(routine, fake, pool):
+async def test_a_backfill_goes_day_by_day_and_resumes(routine, fake, pool, harvest_options):
     first_day = (NOW - timedelta(days=20)).date()
     catalogue_source(routine, fake, mode="backfill", backfill_from=first_day,
                      backfill_to=first_day + timedelta(days=2))
     fake.products = [product(0, sensed=datetime(first_day.year, first_day.month, first_day.day, 10,
                                                 tzinfo=UTC))]
-    [run] = await sources.run_due_sources(pool, now=NOW)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert run.ok and run.report.more_backfill_days and run.next_run_at == NOW  # goes on at the next round
     assert "ContentDate/Start ge " + f"{first_day:%Y-%m-%d}T00:00:00.000Z" in fake.requests[0]["query"]["$filter"]
     assert routine.execute("SELECT backfill_cursor FROM hrwsi.harvest_source").fetchone()[0] == \
         first_day + timedelta(days=1)
     fake.products = []
-    await sources.run_due_sources(pool, now=NOW)
-    [run] = await sources.run_due_sources(pool, now=NOW + timedelta(seconds=1))
+    await sources.run_due_sources(pool, harvest_options, now=NOW)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))
     assert run.ok and not run.report.more_backfill_days and run.next_run_at > NOW
     assert routine.execute("SELECT backfill_cursor FROM hrwsi.harvest_source").fetchone()[0] == \
         first_day + timedelta(days=3)
     requested = [r["query"]["$filter"] for r in fake.requests]
     assert len(requested) == 3 and len(set(requested)) == 3  # three days, each asked once
-    [run] = await sources.run_due_sources(pool, now=NOW + timedelta(hours=2))
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=2))
     assert run.report.windows == [] and len(fake.requests) == 3  # complete: nothing more is asked
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
 
 
-async def test_the_same_scene_from_the_catalogue_and_a_landing_directory_is_one_input(routine, fake, pool, tmp_path):
+async def test_the_same_scene_from_the_catalogue_and_a_landing_directory_is_one_input(routine, fake, pool, tmp_path,
+                                                                                   harvest_options):
     item = product(0)
     fake.products = [item]
     catalogue_source(routine, fake)
@@ -371,6 +372,6 @@ async def test_the_same_scene_from_the_catalogue_and_a_landing_directory_is_one_
                     "('ftp', 'landing_directory', 'L1C', %s::jsonb)",
                     (json.dumps({"directory": str(landing_dir), "work_directory": str(tmp_path / "work"),
                                  "settle_s": 0}),))
-    runs = {r.source: r for r in await sources.run_due_sources(pool, now=NOW + timedelta(minutes=1))}
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(minutes=1))}
     assert runs["cdse"].report.inputs + runs["ftp"].report.inputs == 1
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1

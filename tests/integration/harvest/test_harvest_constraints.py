@@ -66,6 +66,15 @@ BAD_SOURCES = [
     ({"config": {**LANDING, "scan_interval_s": 0}}, "landing_directory_scan_interval_s_is_a_positive_number"),
     ({"config": {**LANDING, "unzip": "yes"}}, "landing_directory_unzip_is_true_or_false"),
     ({"config": {**LANDING, "pattern": ["*.zip"]}}, "landing_directory_pattern_and_zip_password_env_are_text"),
+    ({"config": {**LANDING, "pattern": "../x/*"}}, "landing_pattern_is_relative_without_dot_dot"),
+    ({"config": {**LANDING, "pattern": "*/../../*"}}, "landing_pattern_is_relative_without_dot_dot"),
+    ({"config": {**LANDING, "pattern": "/etc/*"}}, "landing_pattern_is_relative_without_dot_dot"),
+    ({"config": {**LANDING, "directory": "/data/landing/../../etc"}},
+     "landing_directories_have_no_dot_dot_and_no_control_characters"),
+    ({"config": {**LANDING, "work_directory": "/data/work/.."}},
+     "landing_directories_have_no_dot_dot_and_no_control_characters"),
+    ({"config": {**LANDING, "work_directory": "/data/work\n"}},
+     "landing_directories_have_no_dot_dot_and_no_control_characters"),
     ({"kind": "catalogue", "config": CATALOGUE}, "catalogue_source_has_a_schedule"),
     ({"kind": "catalogue", "config": {"url": "ftp://x", "collection": "SENTINEL-2"}, "frequency": "daily"},
      "catalogue_config_has_an_http_url_and_a_collection"),
@@ -128,13 +137,38 @@ def test_landing_file_rows_are_checked(db):
     assert db.execute("SELECT DISTINCT source FROM hrwsi.landing_file").fetchall() == [("renamed",)]
 
 
+def test_two_landing_sources_cannot_share_or_nest_their_work_directories(db):
+    insert_source(db, name="first")  # landing /data/landing, work /data/work
+    clashes = [{"directory": "/data/b", "work_directory": "/data/work"},            # the same work directory
+               {"directory": "/data/b", "work_directory": "/data/work/b"},          # inside it
+               {"directory": "/data/b", "work_directory": "/data"},                 # around it
+               {"directory": "/data/b", "work_directory": "/data/landing/work"},    # in its landing directory
+               {"directory": "/data/work/in", "work_directory": "/data/b-work"}]    # landing in its work
+    for config in clashes:
+        message = refused(db, "landing_source_work_directory_is_its_own", lambda c=config: insert_source(
+            db, name="second", config=c))
+        assert "overlap those of source first" in message and "a work directory of its own" in message
+    insert_source(db, name="second", config={"directory": "/data/landing", "work_directory": "/data/work-b"})
+    # Changing a source into a clash is refused too; an inactive source clashes with nobody.
+    refused(db, "landing_source_work_directory_is_its_own", lambda: db.execute(
+        "UPDATE hrwsi.harvest_source SET config = config || '{\"work_directory\": \"/data/work/\"}' "
+        "WHERE name = 'second'"))
+    db.execute("UPDATE hrwsi.harvest_source SET active = false WHERE name = 'first'")
+    db.execute("UPDATE hrwsi.harvest_source SET config = config || '{\"work_directory\": \"/data/work\"}' "
+               "WHERE name = 'second'")
+
+
+def test_a_claim_has_a_token_a_harvester_and_an_end(db):
+    insert_source(db)
+    refused(db, "harvest_source_claim_has_a_token_a_harvester_and_an_end",
+            lambda: db.execute("UPDATE hrwsi.harvest_source SET claim_token = gen_random_uuid()"))
+
+
 @pytest.fixture
-def routine(db):
-    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
-                  input_product_type, output_product_type)
-                  VALUES ('maja', 2, 4000, 1000, '5 min', ARRAY['true'], 'L1C', 'L2A')""")
-    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja'), ('l1c_b', 'maja')")
-    return db
+def routine(routine):
+    """The integration conftest's routine maja and condition l1c, and a second condition l1c_b."""
+    routine.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c_b', 'maja')")
+    return routine
 
 
 def test_the_same_scene_is_one_input_per_condition(routine):
