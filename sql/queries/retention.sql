@@ -1,6 +1,6 @@
 -- Retention (hrwsi.retention; README.md, Retention): small batches, each its own short transaction,
 -- rows locked with SKIP LOCKED so that pruning never waits for (nor blocks) the services' work.
--- Every deletion is a maintenance function of migration 0009 (SECURITY DEFINER, owned by the schema
+-- Every deletion is a maintenance function of migration 0010 (SECURITY DEFINER, owned by the schema
 -- owner): it reads the policy itself (a NULL interval deletes nothing) and returns one row per
 -- deleted row of its kind, and one per file the caller should remove.
 -- Placeholders: asyncpg ($1).

@@ -1,5 +1,5 @@
 """Retention: deleting old finished work under the policy in hrwsi.retention_policy, in small
-batches that never block the services (README.md, Retention; migration 0009).
+batches that never block the services (README.md, Retention; migration 0010).
 
 One run goes rule by rule (task history and attempts, products, finished tasks and their inputs,
 plans, alerts, landing files, dead service instances), each in batches of `batch_size` rows, each
@@ -40,7 +40,7 @@ PARTIAL_AGE_S = 86_400  # an interrupted unzip left this long is abandoned
 SWEEP_CHUNK = 1000
 
 # The rules of a run, in order: (rule, query, the kind of returned row that counts one deleted row).
-# Every query calls a maintenance function of migration 0009 that applies the policy itself.
+# Every query calls a maintenance function of migration 0010 that applies the policy itself.
 RULES = (("task_history", "retention_prune_task_history", "task"),
          ("products", "retention_prune_products", "product"),
          ("finished_tasks", "retention_prune_finished_tasks", "task"),

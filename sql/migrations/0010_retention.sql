@@ -1,4 +1,4 @@
--- hrwsi schema, version 9: retention. Old finished work is deleted in small batches, by the
+-- hrwsi schema, version 10: retention. Old finished work is deleted in small batches, by the
 -- orchestrator (a side task) and by `hrwsi prune`, under a policy that is data (one row, loaded from
 -- the configuration file's [retention] table). README.md, "Retention", tells the policy in words.
 --
