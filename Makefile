@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench chaos install clean lint
+.PHONY: demo test bench chaos install clean lint nomad-record
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python benchmarks/chaos.py
+
+# Record a real Nomad agent's answers for replay in the contract suite (NOMAD_ADDR, NOMAD_TOKEN).
+nomad-record: $(STAMP)
+	$(BIN)/python -m hrwsi.testing.nomad_recorder
 
 clean:
 	rm -rf $(VENV) bench-results .pytest_cache

@@ -33,12 +33,13 @@ from hrwsi.database import (
     redact,
     service_session_settings,
 )
+from hrwsi.instance_server import InstanceServer, start_instance_server
 from hrwsi.service import Service
 from hrwsi.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SERVICE_KINDS = ("harvester", "orchestrator", "launcher")
+SERVICE_KINDS = ("harvester", "orchestrator", "launcher", "web")
 
 
 class SchemaNotReady(RuntimeError):
@@ -63,8 +64,15 @@ def build_services(kinds: Sequence[str], pool: asyncpg.Pool, settings: Settings,
             chosen = backend if backend is not None else settings.backend
             built.append(Launcher(pool, settings, make_backend(chosen, settings) if isinstance(chosen, str)
                                   else chosen))
+        elif kind == "web":  # web dashboard (issue 13); alone it must serve, in `up` it may not
+            from hrwsi.web.service import WebService
+
+            built.append(WebService(pool, settings, required=len(kinds) == 1))
         else:
             raise ValueError(f"unknown service {kind!r}: choose from {', '.join(SERVICE_KINDS)}")
+    for service in built:  # web dashboard (issue 13): its /healthz answers for every instance of the process
+        if service.kind == "web":
+            service.instances = built
     return built
 
 
@@ -129,6 +137,7 @@ class App:
         self.services: list[Service] = []
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
+        self.http: InstanceServer | None = None  # metrics hook (issue 13): /metrics, /healthz, /readyz
 
     async def __aenter__(self) -> App:
         if self.handle_signals:
@@ -142,6 +151,7 @@ class App:
                                             server_settings=service_session_settings(self.settings.lease_timeout_s))
             if self.pool is not None:  # else stopped (a signal) while waiting for the database
                 self.services = build_services(self.kinds, self.pool, self.settings, self.backend)
+                self.http = await start_instance_server(self.services)  # metrics hook (issue 13)
         except BaseException:
             await self._close()
             raise
@@ -182,6 +192,9 @@ class App:
         self.request_stop()
 
     async def _close(self) -> None:
+        if self.http is not None:  # metrics hook (issue 13)
+            await self.http.stop()
+            self.http = None
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hrwsi import planner, retention
+from hrwsi import metrics, planner, retention
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
 from hrwsi.planning_input import PlanningInput, demand_from_row, screen
 from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
@@ -111,6 +111,9 @@ class Orchestrator(Service):
         if stored:
             self.last_plan = plan
             self.plan_batch.succeeded()
+            if plan.assignments:  # metrics hook (issue 13)
+                metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
+                metrics.PLANNED_TASKS.inc(len(plan.assignments))
         return not stored or len(pending) == batch
 
     @staticmethod

@@ -30,6 +30,7 @@ import asyncpg
 from hrwsi.backoff import START_UP_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.listener import Listener, Notification
+from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -90,6 +91,10 @@ async def timed_statement(name: str) -> AsyncIterator[None]:
     elapsed = time.monotonic() - started
     if elapsed > SLOW_STATEMENT_S:
         logger.warning("statement %s took %.1f s", name, elapsed)
+
+
+def step_error_kind(error: BaseException) -> str:  # metrics hook (issue 13): hrwsi_step_errors_total{kind}
+    return "statement_timeout" if isinstance(error, StatementTimedOut) else error_kind(error)
 
 
 def new_instance_id(kind: str) -> str:
@@ -157,6 +162,7 @@ class Service:
         self.listener: Listener | None = None
         self._lease_lock = asyncio.Lock()
         self._debouncing: set[str] = set()
+        self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
 
     # -- hooks -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -190,7 +196,7 @@ class Service:
     async def run_step(self, name: str) -> bool:
         """Run one step once; a failure is logged and retried later, never fatal to the service."""
         try:
-            return await self.steps[name]()
+            return await self.health.timed_step(name, self.steps[name])  # metrics hook (issue 13)
         except StatementTimedOut as timed_out:
             logger.error("%s: step %s: %s; %s", self.kind, name, timed_out, self.on_statement_timeout(timed_out.name))
             self.wake(name)
@@ -244,10 +250,12 @@ class Service:
                 logger.info("%s %s started; listening on %s", self.kind, self.instance_id,
                             ", ".join(self.router.channels))
                 self.wake()
+                self.health.loop_turned()  # metrics hook (issue 13): the loop runs from here on
                 while not self.stopping.is_set():
                     await self._wait_for_wake()
                     self._wake.clear()
                     await self.run_dirty_steps()
+                    self.health.loop_turned()  # metrics hook (issue 13): /healthz
                 logger.info("%s %s stopping", self.kind, self.instance_id)
         finally:
             await self.stop()
@@ -311,10 +319,13 @@ class Service:
     async def _heartbeat_once(self) -> None:
         """Renew the lease; if it lapsed (a pause longer than the lease), stop acting under this
         identity: drop in-flight claims (others may have adopted them) and register anew."""
+        self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
         async with self.pool.acquire() as conn:
             renewed = await conn.fetchval(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s)
         if renewed is None:
             await self.lease_lost()
+        else:
+            self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
 
     async def lease_lost(self) -> None:
         """The lease lapsed: forget this identity's claims, then register a new identity."""
@@ -346,6 +357,7 @@ class Service:
         async with self.pool.acquire() as conn:
             await conn.execute(query("register_instance"), self.instance_id, self.kind,
                                socket.gethostname(), os.getpid())
+        self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
     async def _register(self) -> None:
         """The first lease; a database away at start-up is waited for, not fatal."""

@@ -35,8 +35,18 @@ def _paths(name: str) -> tuple[Path, ...] | None:
     paths = tuple(Path(part) for part in raw.split(os.pathsep) if part.strip())
     relative = [str(p) for p in paths if not p.is_absolute()]
     if relative:
-        raise ValueError(f"{name}={raw!r}: {', '.join(relative)} is not an absolute path")
+        raise SettingsError(f"{name}={raw!r}: {', '.join(relative)} is not an absolute path")
     return paths
+
+
+def port_setting(name: str) -> int | None:
+    """A TCP port; unset or empty means None (off), 0 means "let the system pick one"."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return None
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SettingsError(f"{name}={raw!r} is not a TCP port (0-65535, 0 picks a free one, empty turns it off)")
+    return int(raw)
 
 
 def default_home() -> Path:
@@ -63,6 +73,9 @@ class Settings:
     unzip_max_members: int = 100_000
     source_timeout_s: float = 900.0  # one run of one harvest source
     harvest_concurrency: int = 4  # harvest sources run at once per harvester
+
+    http_port: int | None = None  # each process's /metrics, /healthz, /readyz (None: off; 0: any free port)
+    http_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work (a zero poll is a busy loop, no parallel job stalls every
@@ -101,6 +114,8 @@ class Settings:
             unzip_max_members=int(_float("HRWSI_UNZIP_MAX_MEMBERS", 100_000)),
             source_timeout_s=_float("HRWSI_SOURCE_TIMEOUT_S", 900.0),
             harvest_concurrency=int(_float("HRWSI_HARVEST_CONCURRENCY", 4)),
+            http_port=port_setting("HRWSI_HTTP_PORT"),
+            http_host=os.environ.get("HRWSI_HTTP_HOST") or "127.0.0.1",
         )
 
     @property

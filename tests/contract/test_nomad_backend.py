@@ -7,6 +7,7 @@ Runs against the emulator (a test double) always and against a real agent when N
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,25 @@ import requests
 
 from hrwsi.backends.nomad import NomadError, build_job
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
-from tests.contract.conftest import GUARD_S, NODE_2, Progress, Target, follow, minimal_job
+from hrwsi.testing.nomad_emulator.acl import AclPolicy
+from hrwsi.testing.nomad_emulator.event_stream import FRAMINGS
+from tests.contract.conftest import (
+    GUARD_S,
+    MANAGEMENT_TOKEN,
+    NODE_2,
+    SUBMITTER_TOKEN,
+    Progress,
+    Target,
+    follow,
+    minimal_job,
+    open_emulator,
+)
 
 pytestmark = pytest.mark.contract
 
 
-async def test_submit_then_wait_reports_processed_with_the_task_environment(nomad: Target):
+async def test_submit_then_wait_reports_processed_with_the_task_environment(framed: Target):
+    nomad = framed  # every event-stream framing: Nomad 1.10-1.11.1, 1.11.2, 1.11.3 and 2.0
     backend = nomad.backend()
     task_id = nomad.spec("processed", "").task_id
     spec = nomad.spec("processed", f'test "$HRWSI_TASK_ID" = "{task_id}" || exit 7; '
@@ -33,6 +47,9 @@ async def test_submit_then_wait_reports_processed_with_the_task_environment(noma
     stored = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
     assert stored["Meta"]["hrwsi_task_id"] == str(spec.task_id)
     assert stored["TaskGroups"][0]["RestartPolicy"]["Attempts"] == 0
+    if nomad.is_emulator:  # its end came through the event stream, not through polling
+        assert not backend._following.stream_unavailable
+        assert nomad.emulator.requests[("GET", "/v1/jobs")] <= 1  # the index probe only
     await backend.forget(spec.job_id)
 
 
@@ -108,9 +125,28 @@ async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Tar
             await asyncio.sleep(0.05)
     job = await asyncio.wait_for(stopped(), GUARD_S)
     assert job["Stop"] is True  # the backend stopped it: Nomad's replacement will not run this attempt
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert len(allocations) == 1  # Disconnect.Replace false: Nomad did not place a replacement meanwhile
     emulator.node_up(NODE_2)
     allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
     assert all(a["ClientStatus"] != "running" for a in allocations)
+
+
+async def test_a_replacement_nomad_placed_before_the_stop_does_not_hide_the_loss(nomad: Target):
+    emulator = nomad.require_emulator("make a node go down")
+    backend = nomad.backend()
+    spec = nomad.spec("replaced", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
+    job = build_job(spec, backend.config)
+    del job["TaskGroups"][0]["Disconnect"]  # as a job registered by an older hrwsi: Nomad replaces lost ones
+    job["TaskGroups"][0]["Constraints"] = []
+    await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    first = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()[0]
+    emulator.node_down(first["NodeName"])
+    outcome = await following
+    assert outcome.state == "lost", outcome.message  # not the replacement's later end: hrwsi retries it
 
 
 async def test_flavour_placement_lets_nomad_pick_any_node_of_the_class(nomad: Target):
@@ -140,9 +176,14 @@ async def test_resubmitting_is_idempotent_and_never_reruns_a_finished_job(nomad:
     again = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
     assert (again["Version"], again["JobModifyIndex"]) == (first["Version"], first["JobModifyIndex"])
     assert (await follow(backend, spec)).state == "processed"
-    # Re-registering the unchanged spec through the plain API is a no-op too.
+    # Re-registering the unchanged spec through the plain API changes nothing either. Its answer's
+    # JobModifyIndex is the job's ModifyIndex, which moved with its status (nomad/job_endpoint.go).
+    before = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
     raw = await nomad.ahttp("POST", "/v1/jobs", json={"Job": build_job(spec, backend.config)})
-    assert raw.status_code == 200 and raw.json()["JobModifyIndex"] == first["JobModifyIndex"]
+    assert raw.status_code == 200 and raw.json()["JobModifyIndex"] == before["ModifyIndex"]
+    assert before["ModifyIndex"] != first["JobModifyIndex"]  # pending -> running -> dead moved it
+    after = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    assert (after["Version"], after["JobModifyIndex"]) == (first["Version"], first["JobModifyIndex"])
     await backend.submit(spec)
     allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
     assert len(allocations) == 1
@@ -177,6 +218,7 @@ async def test_forget_purges_the_finished_job_after_the_purge_delay(nomad: Targe
 
 
 async def test_garbage_collection_gives_404_and_a_seen_end_is_not_lost(nomad: Target):
+    nomad.require_gc_allowed()
     backend = nomad.backend()
     spec = nomad.spec("collected", "exit 0")
     await backend.submit(spec)
@@ -254,10 +296,11 @@ async def test_without_the_event_stream_blocking_queries_follow_jobs(nomad: Targ
     await backend.forget(spec.job_id)
 
 
-async def test_events_missed_while_the_stream_was_down_are_reconciled(nomad: Target, tmp_path):
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_events_missed_while_the_stream_was_down_are_reconciled(nomad: Target, tmp_path, framing: str):
     nomad.require_emulator("cut the event stream and overrun its buffer")
     async with NomadEmulator([EmulatedNode("gap-node")], event_heartbeat=0.2, event_buffer_size=3,
-                             work_dir=tmp_path / "gap") as emulator:
+                             work_dir=tmp_path / "gap", event_stream_framing=framing) as emulator:
         target = Target("emulator", emulator.address, None, "gap-node", nomad.work, emulator)
         backend = target.backend()
         release = nomad.work / "gap-release"
@@ -349,3 +392,125 @@ async def test_ui_link_names_the_job_and_namespace(nomad: Target):
     link = backend.ui_link("parent/dispatch-1-abcd")
     assert link == f"{nomad.address}/ui/jobs/parent%2Fdispatch-1-abcd@default"
     assert requests.utils.urlparse(link).path.startswith("/ui/jobs/")
+
+
+async def test_subscriptions_that_fail_inside_nomad_fall_back_to_blocking_queries(framed: Target):
+    emulator = framed.require_emulator("fail subscriptions inside Nomad")
+    # >= 1.11.2: 200 and the end without a line; <= 1.11.1: HTTP 500 (command/agent/event_endpoint.go).
+    emulator.fail_event_streams(1_000)
+    backend = framed.backend()
+    release = framed.work / "fallback-release"
+    spec = framed.spec("fallback", f'while [ ! -e "{release}" ]; do sleep 0.05; done; exit 210')
+    await backend.submit(spec)
+    following = asyncio.ensure_future(follow(backend, spec))
+
+    async def fell_back() -> None:
+        while not backend._following.stream_unavailable:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(fell_back(), GUARD_S)
+    assert 3 <= emulator.event_stream_connections < 10  # it gave up on the stream after a few tries
+    release.touch()  # the end can only be seen through blocking queries now
+    assert (await following).state == "external_error"
+    assert emulator.requests[("GET", "/v1/jobs")] >= 2
+
+
+async def test_exit_codes_are_read_from_details_when_the_deprecated_fields_are_gone(nomad: Target, tmp_path):
+    nomad.require_emulator("a Nomad without the deprecated TaskEvent fields")
+    async with open_emulator(tmp_path, "details", deprecated_event_fields=False) as target:
+        backend = target.backend()
+        for code, state in ((210, "external_error"), (3, "internal_error")):
+            spec = target.spec(f"details-{code}", f"exit {code}")
+            await backend.submit(spec)
+            outcome = await follow(backend, spec)
+            assert (outcome.state, outcome.exit_code) == (state, code), outcome.message
+        failing = target.spec("details-driver", "", command=("/nonexistent/routine",))
+        await backend.submit(failing)
+        outcome = await follow(backend, failing)
+        assert outcome.state == "internal_error" and "/nonexistent/routine" in outcome.message
+
+
+async def test_forwarded_errors_are_read_after_their_rpc_prefix_and_not_retried(nomad: Target, tmp_path):
+    nomad.require_emulator("answer as a client agent does")
+    async with open_emulator(tmp_path, "forwarded", forwarded=True) as target:
+        backend = target.backend(retry_for_s=30.0)
+        with pytest.raises(NomadError) as refused:
+            await backend.submit(target.spec("too-small", "exit 0", ram_mb=1))  # MemoryMB below Nomad's 10
+        assert refused.value.status == 500 and "minimum MemoryMB value is 10" in str(refused.value)
+        assert "rpc error" not in str(refused.value)
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 1  # a validation error is not retried
+        spec = target.spec("exists", "exit 0")
+        await backend.submit(spec)
+        await backend.submit(spec)  # "rpc error: Enforcing job modify index 0: job already exists": fine
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 3
+        assert (await follow(backend, spec)).state == "processed"
+
+
+async def test_a_template_failure_is_a_failure_of_the_routine_with_nomads_message(nomad: Target, tmp_path):
+    nomad.require_emulator("ACL on, so a workload may not read another job's Variable")
+    async with open_emulator(tmp_path, "template", acl_token=MANAGEMENT_TOKEN) as target:
+        await target.ahttp("PUT", "/v1/var/nomad/jobs/hrwsi-routines", json={"Items": {"GREETING": "hello"}})
+        # A per-attempt job ID cannot read nomad/jobs/hrwsi-routines (acl/acl.go): the template fails.
+        backend = target.backend(secrets_variable="nomad/jobs/hrwsi-routines")
+        spec = target.spec("template", "exit 0")
+        await backend.submit(spec)
+        outcome = await follow(backend, spec)
+        assert outcome.state == "internal_error", outcome.message  # counted: not retried for ever as "lost"
+        assert "Template failed: " in outcome.message and "403" in outcome.message
+        # nomad/jobs itself is readable by every workload of the namespace: the secrets arrive.
+        await target.ahttp("PUT", "/v1/var/nomad/jobs", json={"Items": {"GREETING": "hello"}})
+        shared = target.backend(secrets_variable="nomad/jobs")
+        spec = target.spec("template-shared", 'test "$GREETING" = hello')
+        await shared.submit(spec)
+        assert (await follow(shared, spec)).state == "processed"
+
+
+async def test_a_missing_variable_is_reported_as_waiting(nomad: Target, tmp_path):
+    nomad.require_emulator("a template whose Variable does not exist")
+    async with open_emulator(tmp_path, "missing") as target:
+        backend = target.backend(secrets_variable="nomad/jobs")
+        spec = target.spec("missing", "exit 0")
+        await backend.submit(spec)
+        progress = Progress()
+        following = asyncio.ensure_future(follow(backend, spec, progress))
+        reason = await progress.reached("queued")
+        assert "Missing: nomad.var.block(nomad/jobs@default.global)" in reason
+        await target.ahttp("PUT", "/v1/var/nomad/jobs", json={"Items": {"X": "1"}})
+        assert (await following).state == "processed"
+
+
+async def test_without_read_logs_the_backend_says_so_once(nomad: Target, tmp_path, caplog):
+    nomad.require_emulator("a token without read-logs")
+    policy = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")
+    async with open_emulator(tmp_path, "no-logs", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: policy}) as target:
+        backend = target.backend(token=SUBMITTER_TOKEN)
+        for name in ("no-logs-1", "no-logs-2"):
+            spec = target.spec(name, "echo hidden")
+            await backend.submit(spec)
+            assert (await follow(backend, spec)).state == "processed"  # the outcome does not need the logs
+        said = [r for r in caplog.records if "read-logs" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "WARNING"
+
+
+async def test_registration_warnings_are_logged(nomad: Target, caplog):
+    emulator = nomad.require_emulator("answer a registration with a warning")
+    warning = "1 warning:\n\n* Group \"hrwsi\" has warnings: something Nomad ignores"
+    emulator.inject_errors(1, 200, json.dumps({"EvalID": "", "JobModifyIndex": 1, "Warnings": warning}),
+                           path_prefix="/v1/jobs", method="POST")
+    backend = nomad.backend()
+    await backend.submit(nomad.spec("warned", "exit 0"))
+    assert any("with warnings" in r.getMessage() and "something Nomad ignores" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
+
+
+async def test_a_docker_routine_waits_for_a_node_that_allows_host_mounts(nomad: Target):
+    nomad.require_emulator("a node whose docker plugin has volumes disabled")
+    backend = nomad.backend()
+    spec = nomad.spec("docker-closed", "", command=("/bin/sh", "-c", "true"), image="busybox", worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    reason = await progress.reached("queued")  # visible, instead of a Driver Failure on the node
+    assert '${attr.driver.docker.volumes.enabled} = true' in reason
+    await backend.cancel(spec, spec.job_id)
+    assert (await following).state == "cancelled"

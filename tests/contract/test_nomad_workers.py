@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from tests.contract.conftest import NODE_1, NODE_2, Target
+from hrwsi.backends.nomad.workers import fetch_nodes, sync_workers
+from hrwsi.testing.nomad_emulator import EmulatedNode
+from tests.contract.conftest import NODE_1, NODE_2, Target, open_emulator
 
 pytestmark = pytest.mark.contract
 
 
 async def test_nodes_expose_capacity_and_sync_into_workers(nomad: Target, db):
-    from hrwsi.backends.nomad.workers import fetch_nodes, sync_workers
-
     nodes = await fetch_nodes(nomad.config())
     assert nodes and all("NodeResources" in n and "ReservedResources" in n for n in nodes)
     detail = (await nomad.ahttp("GET", f"/v1/node/{nodes[0]['ID']}")).json()
@@ -35,3 +35,20 @@ async def test_nodes_expose_capacity_and_sync_into_workers(nomad: Target, db):
         assert (again.inactive, again.active, again.vanished) == ([NODE_1], [NODE_2], [])
         active = dict(db.execute("SELECT name, active FROM hrwsi.worker").fetchall())
         assert active == {NODE_1: False, NODE_2: True}
+
+
+async def test_only_nodes_of_the_jobs_node_pool_become_workers(nomad: Target, db, tmp_path):
+    nomad.require_emulator("nodes in two node pools")
+    nodes = [EmulatedNode("pool-default"), EmulatedNode("pool-gpu", node_pool="gpu", node_class="gpu.large")]
+    async with open_emulator(tmp_path, "pools", nodes) as target:
+        listed = await fetch_nodes(target.config())
+        # A job without NodePool runs only in "default" (nomad/job_endpoint_hook_node_pool_ce.go): a gpu node could
+        # never run one, so it is no worker of a launcher that submits to "default".
+        report = await asyncio.to_thread(sync_workers, db, listed)
+        assert report.active == ["pool-default"] and any("pool-gpu" in s for s in report.skipped)
+        assert await target.backend().worker_activity() == {"pool-default": True}
+        gpu = await asyncio.to_thread(sync_workers, db, listed, node_pool="gpu")
+        assert gpu.active == ["pool-gpu"] and gpu.vanished == ["pool-default"]
+        everywhere = await asyncio.to_thread(sync_workers, db, listed, node_pool="all")
+        assert everywhere.active == ["pool-default", "pool-gpu"]
+        assert await target.backend(node_pool="all").worker_activity() == {"pool-default": True, "pool-gpu": True}

@@ -58,6 +58,7 @@ def test_resources_cpu_in_mhz_memory_and_group_disk(config):
     assert task_of(job)["Resources"] == {"CPU": 1500, "MemoryMB": 3000}
     assert "DiskMB" not in task_of(job)["Resources"]  # Nomad rejects task disk: it belongs to the group
     assert group_of(job)["EphemeralDisk"] == {"SizeMB": 5000, "Sticky": False, "Migrate": False}
+    assert task_of(job)["LogConfig"] == {"MaxFiles": 5, "MaxFileSizeMB": 20}
     faster = NomadConfig(mhz_per_core=2400)
     assert task_of(build_job(make_spec(cpu=2), faster))["Resources"]["CPU"] == 4800
 
@@ -116,16 +117,69 @@ def test_raw_exec_runs_the_routine_argv(config):
     task = task_of(build_job(spec, config))
     assert task["Driver"] == "raw_exec"
     assert [task["Config"]["command"], *task["Config"]["args"]] == spec.argv()
-    assert task_of(build_job(spec, NomadConfig(exec_driver="exec")))["Driver"] == "exec"
+
+
+
+def test_hrwsi_keeps_nomad_from_replacing_a_lost_allocation(config):
+    # Nomad replaces lost allocations whatever the reschedule policy says, unless Disconnect.Replace is
+    # false (nomad/structs/structs.go TaskGroup.Replace): the launcher retries the attempt itself.
+    assert group_of(build_job(make_spec(), config))["Disconnect"] == {"Replace": False}
+    assert "PreventRescheduleOnLost" not in group_of(build_job(make_spec(), config))  # deprecated and ignored
+
+
+@pytest.mark.parametrize("storage_mb", [1, 10, 11, 40, 50, 100, 101, 400, 5000, 100_000])
+def test_log_storage_stays_below_the_disk_nomad_reserves(storage_mb):
+    # LogConfig.Validate (nomad/structs/structs.go): MaxFiles x MaxFileSizeMB < EphemeralDisk.SizeMB.
+    group = group_of(build_job(make_spec(storage_mb=storage_mb), NomadConfig()))
+    logs, disk = task_of({"TaskGroups": [group]})["LogConfig"], group["EphemeralDisk"]["SizeMB"]
+    assert disk == max(10, storage_mb)  # Nomad's minimum disk is 10 MB
+    assert logs["MaxFiles"] >= 1 and logs["MaxFileSizeMB"] >= 1
+    assert logs["MaxFiles"] * logs["MaxFileSizeMB"] < disk
+    assert logs["MaxFiles"] * logs["MaxFileSizeMB"] <= 100
+
+
+def test_jobs_go_to_the_configured_node_pool():
+    assert build_job(make_spec(), NomadConfig())["NodePool"] == "default"
+    assert build_job(make_spec(), NomadConfig(node_pool="eo-processing"))["NodePool"] == "eo-processing"
+    assert NomadConfig.from_env({"HRWSI_NOMAD_NODE_POOL": "all"}).node_pool == "all"
+
+
+def test_exec_needs_the_data_in_a_host_volume_and_the_command_in_the_chroot():
+    with pytest.raises(ValueError, match="HRWSI_NOMAD_HOST_VOLUME"):
+        NomadConfig(exec_driver="exec")  # exec chroots the task: its products would not reach the launcher
+    exec_config = NomadConfig(exec_driver="exec", host_volume="hrwsi-data:/data")
+    spec = make_spec()
+    job = build_job(spec, exec_config)
+    task = task_of(job)
+    assert task["Driver"] == "exec" and [task["Config"]["command"], *task["Config"]["args"]] == spec.argv()
+    assert group_of(job)["Volumes"] == {"hrwsi-data": {"Name": "hrwsi-data", "Type": "host", "Source": "hrwsi-data",
+                                                       "ReadOnly": False}}
+    assert task["VolumeMounts"] == [{"Volume": "hrwsi-data", "Destination": "/data", "ReadOnly": False}]
+    with pytest.raises(ValueError, match="chroot"):  # /opt is not in Nomad's DefaultChrootEnv
+        build_job(make_spec(command=("/opt/hrwsi/venv/bin/python", "-m", "x")), exec_config)
+    in_volume = make_spec(command=("/data/venv/bin/python", "-m", "x"))
+    assert task_of(build_job(in_volume, exec_config))["Config"]["command"] == "/data/venv/bin/python"
+    with pytest.raises(ValueError, match="outside the host volume"):
+        build_job(make_spec(output_dir="/elsewhere/out"), exec_config)
+    wider = NomadConfig(exec_driver="exec", host_volume="d:/data", exec_chroot=("/usr", "/opt/hrwsi"))
+    assert task_of(build_job(make_spec(command=("/opt/hrwsi/venv/bin/python",)), wider))["Driver"] == "exec"
 
 
 def test_docker_when_the_routine_has_an_image(config):
     with_image = make_spec(image="registry.example/hrwsi/fsc:2.3", command=())
-    task = task_of(build_job(with_image, config))
+    job = build_job(with_image, config)
+    task = task_of(job)
     assert task["Driver"] == "docker"
     assert task["Config"]["image"] == "registry.example/hrwsi/fsc:2.3"
     assert "command" not in task["Config"] and task["Config"]["args"] == with_image.argv()
     assert "/data/products/snow_cover/42:/data/products/snow_cover/42" in task["Config"]["volumes"]
+    # Host paths need volumes enabled in the client's docker plugin (default false): only such nodes.
+    assert {"LTarget": "${attr.driver.docker.volumes.enabled}", "Operand": "=", "RTarget": "true"} in \
+        group_of(job)["Constraints"]
+    through_volume = build_job(with_image, NomadConfig(host_volume="hrwsi-data:/data"))
+    assert "volumes" not in task_of(through_volume)["Config"]  # a host volume needs no docker volumes
+    assert task_of(through_volume)["VolumeMounts"][0]["Destination"] == "/data"
+    assert all(c["LTarget"] != "${attr.driver.docker.volumes.enabled}" for c in group_of(through_volume)["Constraints"])
     both = make_spec(image="registry.example/hrwsi/fsc:2.3", command=("fsc", "--fast"))
     config_both = task_of(build_job(both, config))["Config"]
     assert [config_both["command"], *config_both["args"]] == both.argv()

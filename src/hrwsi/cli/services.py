@@ -1,4 +1,4 @@
-"""`hrwsi harvester|orchestrator|launcher|up|health`: running the services (moved from cli.py)."""
+"""`hrwsi harvester|orchestrator|launcher|up|web|health`: running the services (moved from cli.py)."""
 
 from __future__ import annotations
 
@@ -51,9 +51,39 @@ def launcher(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
 
 @app.command()
 def up(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
+       web: bool = typer.Option(True, "--web/--no-web", help="also serve the web dashboard (HRWSI_WEB_PORT)"),
        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Run harvester, orchestrator and launcher in one process."""
-    _run_services(["harvester", "orchestrator", "launcher"], backend, verbose)
+    """Run harvester, orchestrator and launcher (and the web dashboard) in one process."""
+    if web:  # web dashboard (issue 13)
+        _check_web_settings()
+    _run_services(["harvester", "orchestrator", "launcher", *(["web"] if web else [])], backend, verbose)
+
+
+# -- web dashboard (issue 13; moved from cli.py) ---------------------------------------------------
+def _check_web_settings() -> None:
+    """HRWSI_WEB_* are read before anything starts: a bad one is one line, not a traceback."""
+    from hrwsi.web.auth import TokenSettingError
+    from hrwsi.web.config import WebSettings
+
+    try:
+        WebSettings.from_env()
+    except (TokenSettingError, ValueError) as error:
+        raise CliError(str(error), 2) from None
+
+
+@app.command("web")
+def web_dashboard(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Serve the live web dashboard on HRWSI_WEB_HOST:HRWSI_WEB_PORT (default 127.0.0.1:8470).
+
+    Operator actions need HRWSI_WEB_TOKEN (one token, or name:token,name:token); without it the
+    dashboard is read-only. It also serves /metrics, /healthz and /readyz."""
+    from hrwsi.web.service import DashboardUnavailable
+
+    _check_web_settings()
+    try:
+        _run_services(["web"], None, verbose)
+    except DashboardUnavailable as error:
+        raise CliError(str(error), 2) from None
 
 
 @app.command()

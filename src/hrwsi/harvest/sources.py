@@ -274,21 +274,24 @@ def list_sources(conn: psycopg.Connection) -> list[dict]:
     next run, last error, active, the harvester running it now and until when its claim holds, and
     files per state for landing directories."""
     rows = conn.cursor(row_factory=dict_row).execute(query("cli_list_sources")).fetchall()
-    listed = []
-    for row in rows:
-        try:
-            schedule = describe_schedule(row)
-        except schedules.InvalidSchedule as error:
-            schedule = f"invalid: {error}"
-        mode = row["mode"]
-        if mode == "backfill":
-            cursor: date | None = row["backfill_cursor"]
-            progress = "not started" if cursor is None else (
-                "complete" if cursor > row["backfill_to"] else f"next day {cursor}")
-            mode = f"backfill {row['backfill_from']} to {row['backfill_to']} ({progress})"
-        listed.append({"name": row["name"], "kind": row["kind"], "product_type": row["product_type"],
-                       "schedule": schedule, "mode": mode, "last_run_at": row["last_run_at"],
-                       "next_run_at": row["next_run_at"], "last_error": row["last_error"], "active": row["active"],
-                       "running_on": row["claimed_by"], "claimed_until": row["claimed_until"],
-                       "files": row["files"] or {}})
-    return listed
+    return [describe_source(row) for row in rows]
+
+
+def describe_source(row: Any) -> dict:
+    """One row of query cli_list_sources (psycopg or asyncpg) in words (`hrwsi sources`, the dashboard)."""
+    try:
+        schedule = describe_schedule(row)
+    except schedules.InvalidSchedule as error:
+        schedule = f"invalid: {error}"
+    mode = row["mode"]
+    if mode == "backfill":
+        cursor: date | None = row["backfill_cursor"]
+        progress = "not started" if cursor is None else (
+            "complete" if cursor > row["backfill_to"] else f"next day {cursor}")
+        mode = f"backfill {row['backfill_from']} to {row['backfill_to']} ({progress})"
+    files = row["files"] or {}
+    return {"name": row["name"], "kind": row["kind"], "product_type": row["product_type"],
+            "schedule": schedule, "mode": mode, "last_run_at": row["last_run_at"],
+            "next_run_at": row["next_run_at"], "last_error": row["last_error"], "active": row["active"],
+            "running_on": row["claimed_by"], "claimed_until": row["claimed_until"],
+            "files": json.loads(files) if isinstance(files, str) else files}

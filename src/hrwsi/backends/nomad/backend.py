@@ -15,11 +15,11 @@ from urllib.parse import quote
 
 from hrwsi.backends.base import Backend, JobOutcome, JobSpec, ProgressCallback
 from hrwsi.backends.nomad.background import BackgroundTasks
-from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
+from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, quote_id
 from hrwsi.backends.nomad.config import NomadConfig
 from hrwsi.backends.nomad.following import JobFollowing
-from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job
-from hrwsi.backends.nomad.workers import list_nodes, node_is_active
+from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job, register_body
+from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +51,21 @@ class NomadBackend(Backend):
         job = build_job(spec, self.config, flavour=flavour)
         assert_no_secrets(job, self.config)
         response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
-                                          body={"Job": job, "EnforceIndex": True, "JobModifyIndex": 0})
+                                          body=register_body(job))
         if response.status == 200:
             logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id))
+            warnings = (response.json() or {}).get("Warnings")
+            if warnings:  # deprecated or ignored settings (nomad/job_endpoint.go, Job.Warnings)
+                logger.warning("Nomad registered job %s with warnings: %s", spec.job_id, warnings.strip())
             return spec.job_id
-        if response.status == 500 and ("Enforcing job modify index" in response.text
-                                       or "job already exists" in response.text):
+        text = error_text(response.text)
+        if response.status == 500 and text.startswith("Enforcing job modify index"):
             existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
             if existing.status == 200:
                 logger.info("Nomad job %s already exists (status %s): not registered again", spec.job_id,
                             (existing.json() or {}).get("Status"))
                 return spec.job_id
-        raise NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): "
-                                          f"{response.text.strip()}")
+        raise NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): {text}")
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
         return await self._following.follow(spec, backend_job_id, on_progress)
@@ -91,8 +93,9 @@ class NomadBackend(Backend):
         self._background.spawn(self._purge_later(backend_job_id), f"purge-{backend_job_id}")
 
     async def worker_activity(self) -> dict[str, bool]:
-        """{node name: ready, eligible and not draining}: a worker is its Nomad node."""
-        return {n["Name"]: node_is_active(n) for n in await self.nodes() if n.get("Name")}
+        """{node name: ready, eligible and not draining} of the nodes in our node pool: a worker is its node."""
+        return {n["Name"]: node_is_active(n) for n in await self.nodes()
+                if n.get("Name") and in_pool(n, self.config.node_pool)}
 
     def ui_link(self, backend_job_id: str) -> str | None:
         return f"{self.config.address}/ui/jobs/{quote(backend_job_id, safe='')}@{self.config.namespace}"

@@ -30,8 +30,20 @@ from hrwsi.backends.nomad.config import NomadConfig
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_500 = ("No cluster leader", "rpc error", "i/o timeout", "connection refused", "EOF", "injected error",
-                 "context deadline exceeded")
+# What a 500 says when it is worth retrying: no leader, a connection that broke or timed out.
+TRANSIENT_500 = ("No cluster leader", "i/o timeout", "connection refused", "connection reset", "broken pipe", "EOF",
+                 "context deadline exceeded", "lead thread didn't get connection", "injected error")
+RPC_ERROR_PREFIX = "rpc error: "
+
+
+def error_text(text: str) -> str:
+    """Nomad's error without the wrapping of a forwarded RPC: behind a client agent or a follower server
+    every RPC error reads "rpc error: <the error>" (helper/pool/pool.go ConnPool.RPC), so "job already
+    exists" or a validation error must be read after it, not taken for a connection problem."""
+    text = text.strip()
+    while text.startswith(RPC_ERROR_PREFIX):
+        text = text[len(RPC_ERROR_PREFIX):].lstrip()
+    return text
 
 
 class NomadError(Exception):
@@ -78,7 +90,8 @@ def is_transient(method: str, response: NomadResponse) -> bool:
     if response.status in (429, 502, 503, 504):
         return True
     if response.status >= 500:
-        return method == "get" or any(m in response.text for m in TRANSIENT_500)
+        text = error_text(response.text)
+        return method == "get" or text == "shutdown" or any(m in text for m in TRANSIENT_500)
     return False
 
 

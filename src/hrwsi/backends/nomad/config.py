@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# What the exec driver's chroot holds on a client without chroot_env (client/config/config.go DefaultChrootEnv).
+DEFAULT_EXEC_CHROOT = ("/bin", "/etc", "/lib", "/lib32", "/lib64", "/run/resolvconf", "/sbin", "/usr",
+                       "/run/systemd/resolve")
+
 
 def _env_flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raw = environ.get(name)
@@ -41,6 +45,9 @@ class NomadConfig:
     max_connections: int = 8                         # HRWSI_NOMAD_MAX_CONNECTIONS: thread pool size
     exec_driver: str = "raw_exec"                    # HRWSI_NOMAD_EXEC_DRIVER: raw_exec | exec (routines without image)
     datacenters: tuple[str, ...] = ("*",)            # HRWSI_NOMAD_DATACENTERS (comma-separated)
+    node_pool: str = "default"                       # HRWSI_NOMAD_NODE_POOL: where jobs run; "all": every pool
+    host_volume: str | None = None                   # HRWSI_NOMAD_HOST_VOLUME: NAME:/path, the data as a host volume
+    exec_chroot: tuple[str, ...] = DEFAULT_EXEC_CHROOT  # HRWSI_NOMAD_EXEC_CHROOT: the clients' chroot_env paths
     secrets_variable: str | None = None              # HRWSI_NOMAD_SECRETS_VARIABLE: a Variable path -> env
     event_stream: bool = True                        # HRWSI_NOMAD_EVENT_STREAM: false -> blocking queries only
     job_prefix: str = "hrwsi-"
@@ -58,6 +65,19 @@ class NomadConfig:
             raise ValueError("HRWSI_NOMAD_MHZ_PER_CORE must be positive")
         if not 1 <= self.max_connections <= 90:
             raise ValueError("HRWSI_NOMAD_MAX_CONNECTIONS must be between 1 and 90 (Nomad allows 100 per client)")
+        if self.host_volume is not None and not self.host_volume_mount()[1].startswith("/"):
+            raise ValueError(f"HRWSI_NOMAD_HOST_VOLUME={self.host_volume!r}: expected NAME:/absolute/path")
+        if self.exec_driver == "exec" and self.host_volume is None:
+            # exec chroots the task into copies of the client's chroot_env: products written there never
+            # reach the filesystem the launcher reads. Only a host volume mounts the data into the chroot.
+            raise ValueError("HRWSI_NOMAD_EXEC_DRIVER=exec needs HRWSI_NOMAD_HOST_VOLUME=NAME:/data/path (a client "
+                             "host_volume holding hrwsi's data): exec chroots the task, so its products would "
+                             "not reach the shared filesystem; or use raw_exec")
+
+    def host_volume_mount(self) -> tuple[str, str]:
+        """(volume name, where it is mounted: the data directory's path on the clients)."""
+        name, _, path = (self.host_volume or "").partition(":")
+        return name, path.rstrip("/") or "/"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NomadConfig:
@@ -83,6 +103,10 @@ class NomadConfig:
             max_connections=int(get("HRWSI_NOMAD_MAX_CONNECTIONS") or 8),
             exec_driver=get("HRWSI_NOMAD_EXEC_DRIVER") or "raw_exec",
             datacenters=datacenters or ("*",),
+            node_pool=get("HRWSI_NOMAD_NODE_POOL") or "default",
+            host_volume=get("HRWSI_NOMAD_HOST_VOLUME"),
+            exec_chroot=tuple(p.strip() for p in (get("HRWSI_NOMAD_EXEC_CHROOT") or "").split(",") if p.strip())
+            or DEFAULT_EXEC_CHROOT,
             secrets_variable=get("HRWSI_NOMAD_SECRETS_VARIABLE"),
             event_stream=_env_flag(env, "HRWSI_NOMAD_EVENT_STREAM", True),
             request_timeout_s=float(get("HRWSI_NOMAD_REQUEST_TIMEOUT_S") or 15),

@@ -27,13 +27,24 @@ from datetime import UTC, datetime
 from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
 from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
-from hrwsi.backends.nomad.event_stream import EventStream, StreamUnavailable
-from hrwsi.backends.nomad.outcomes import allocation_outcome, describe_placement_failure, task_times, where
-from hrwsi.backends.nomad.task_logs import save_task_logs
+from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRefused, StreamUnavailable
+from hrwsi.backends.nomad.outcomes import (
+    allocation_outcome,
+    describe_placement_failure,
+    task_times,
+    waiting_reason,
+    where,
+)
+from hrwsi.backends.nomad.task_logs import TaskLogs
 
 logger = logging.getLogger(__name__)
 
 LIVE = ("pending", "running")
+# Since Nomad 1.11.2 an event stream that fails after the subscription (ACL, disabled broker) is a 200
+# that ends without a line (before: an error status); after this many such subscriptions in a row,
+# follow jobs with blocking queries, and try the stream again STREAM_RETRY_S later.
+FAILED_STREAMS_BEFORE_FALLBACK = 3
+STREAM_RETRY_S = 600.0
 
 
 def _now() -> datetime:
@@ -74,9 +85,11 @@ class JobFollowing:
         self._finished_memory = finished_memory
         self._cancelled: set[str] = set()
         self._watch_task: asyncio.Task | None = None
-        self._events = EventStream(client)
+        self._events = EventStream(client.config)
+        self.task_logs = TaskLogs(client)
         self._stream_index = 0
-        self.stream_unavailable = not self.config.event_stream
+        self._failed_streams = 0  # subscriptions in a row that failed in Nomad or ended without a line
+        self._fallback_at: float | None = None  # loop time the stream was given up for blocking queries
         self._poll_index = 0
 
     # -- what the backend asks -------------------------------------------------------------------
@@ -92,7 +105,7 @@ class JobFollowing:
                 item = await follower.queue.get()
                 if isinstance(item, JobOutcome):
                     if follower.final_alloc is not None:
-                        await save_task_logs(self.client, follower.spec, follower.final_alloc)
+                        await self.task_logs.save(follower.spec, follower.final_alloc)
                     return item
                 if isinstance(item, BaseException):
                     raise item
@@ -158,7 +171,9 @@ class JobFollowing:
         if follower.done:
             return
         allocs = sorted(follower.allocs.values(), key=lambda a: int(a.get("CreateIndex") or 0))
-        lost = next((a for a in allocs if a.get("ClientStatus") == "lost"), None)
+        # lost: its node went down; unknown: the same with Disconnect.Replace false (build_job), which Nomad
+        # leaves in place, not replaced, until the node is back (scheduler/reconciler/filters.go).
+        lost = next((a for a in allocs if a.get("ClientStatus") in ("lost", "unknown")), None)
         if lost is not None:
             self._lost(follower, lost)
             return
@@ -174,6 +189,8 @@ class JobFollowing:
         elif status == "running":
             self._progress(follower, "running", where(current))
             self._start_timeout(follower)
+        elif status == "pending" and (reason := waiting_reason(current, follower.spec.routine)):
+            self._progress(follower, "queued", f"Nomad placed it ({where(current)}) but {reason}")
 
     def _lost(self, follower: Follower, lost: dict) -> None:
         if follower.job_id in self._cancelled:
@@ -183,8 +200,8 @@ class JobFollowing:
         self.background.spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
         started, _ = task_times(lost, follower.spec.routine)
         self._resolve(follower, JobOutcome(
-            "lost", None, f"{where(lost)} lost: {lost.get('ClientDescription') or 'its node went down'}",
-            started, _now()))
+            "lost", None, f"{where(lost)} {lost.get('ClientStatus')}: "
+                          f"{lost.get('ClientDescription') or 'its node went down'}", started, _now()))
 
     def _start_timeout(self, follower: Follower) -> None:
         timeout = follower.spec.timeout_s
@@ -299,12 +316,34 @@ class JobFollowing:
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.get_running_loop().create_task(self._watch(), name="hrwsi-nomad-watch")
 
+    @property
+    def stream_unavailable(self) -> bool:
+        """Following with blocking queries: the stream is off (configuration) or failed (for a while)."""
+        return not self.config.event_stream or self._fallback_at is not None
+
+    def _blocking_queries_now(self) -> bool:
+        if not self.config.event_stream:
+            return True
+        if self._fallback_at is None:
+            return False
+        if asyncio.get_running_loop().time() - self._fallback_at < STREAM_RETRY_S:
+            return True
+        logger.info("trying the Nomad event stream again after %.0f s of blocking queries", STREAM_RETRY_S)
+        self._fallback_at, self._failed_streams = None, 0
+        return False
+
+    def _fall_back(self, why: str) -> None:
+        logger.warning("the Nomad event stream is unavailable (%s): following jobs with blocking queries", why)
+        self._fallback_at = asyncio.get_running_loop().time()
+        self._poll_index = 0  # the first blocking query answers at once: every followed job is read
+
     async def _watch(self) -> None:
         backoff = 0.5
         while not self.client.closed:
-            if self.stream_unavailable:
+            if self._blocking_queries_now():
                 try:
                     await self._poll_once()
+                    backoff = 0.5
                 except NomadError as error:
                     logger.warning("blocking query on Nomad jobs failed: %s", error)
                     await asyncio.sleep(backoff)
@@ -313,21 +352,29 @@ class JobFollowing:
             try:
                 await self._stream_once()
                 backoff = 0.5
-            except StreamUnavailable as error:
-                logger.warning("the Nomad event stream is unavailable (%s): following jobs with blocking queries",
-                               error)
-                self.stream_unavailable = True
                 continue
+            except StreamUnavailable as error:
+                self._fall_back(f"it answered {error}")
+                continue
+            except StreamRefused as error:
+                self._failed_streams += 1
+                problem = str(error)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:
-                if self.client.closed:
-                    return
-                logger.warning("the Nomad event stream broke (%s); reconnecting in %.1f s", error, backoff)
+            except Exception as error:  # StreamEnded, unreachable, a bad line: reconnect
+                problem = str(error)
+            if self.client.closed:
+                return
+            if self._failed_streams >= FAILED_STREAMS_BEFORE_FALLBACK:
+                self._fall_back(f"{self._failed_streams} subscriptions in a row failed or ended without a line "
+                                f"(Nomad >= 1.11.2 reports an ACL or event broker error that way); last: {problem}")
+                continue
+            logger.warning("the Nomad event stream broke (%s); reconnecting in %.1f s", problem, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 
     async def _stream_once(self) -> None:
+        """One connection to the event stream, until it ends (StreamEnded) or fails."""
         if not self._stream_index:
             # Start at the present: replaying the buffer could resurrect events of jobs since
             # collected; followed jobs are reconciled with list calls once connected anyway.
@@ -336,12 +383,20 @@ class JobFollowing:
             self._stream_index = probe.index if probe.status == 200 else 0
         params = {"index": str(self._stream_index + 1) if self._stream_index else "0",
                   "topic": ["Job:*", "Allocation:*", "Evaluation:*"], "namespace": self.config.namespace}
-
-        def connected() -> None:
-            logger.info("following Nomad jobs through the event stream of %s", self.config.address)
+        connection = await self._events.connect(params)
+        try:
+            logger.info("following Nomad jobs through the event stream of %s (%s %d)", self.config.address,
+                        connection.response.version, connection.response.status)
             self._reconcile_all()  # events before this connection are not retained: read the state
-
-        await self._events.follow(params, connected, self._on_frame)
+            async for frame in connection.frames():
+                self._failed_streams = 0
+                if frame:  # {} is a heartbeat
+                    self._on_frame(frame)
+            if not connection.lines:
+                self._failed_streams += 1
+            raise StreamEnded(f"the event stream ended after {connection.lines} line(s)")
+        finally:
+            connection.close()
 
     def _on_frame(self, frame: dict) -> None:
         index = int(frame.get("Index") or 0)
@@ -349,19 +404,19 @@ class JobFollowing:
             return  # already seen (Nomad resumes at the requested index, inclusive)
         self._stream_index = max(self._stream_index, index)
         for event in frame.get("Events") or []:
-            if event.get("Namespace") not in (None, "", self.config.namespace):
-                continue
             payload = event.get("Payload") or {}
             topic = event.get("Topic")
+            obj = payload.get(topic) or {}  # the Allocation, Evaluation or Job the event is about
+            if obj.get("Namespace") not in (None, "", self.config.namespace):
+                continue  # subscribed to our namespace only; the payload's own says so (api has no Event.Namespace)
             if topic == "Allocation":
-                self._on_allocation_event(payload.get("Allocation") or {})
+                self._on_allocation_event(obj)
             elif topic == "Evaluation":
-                evaluation = payload.get("Evaluation") or {}
-                follower = self.followers.get(evaluation.get("JobID", ""))
+                follower = self.followers.get(obj.get("JobID", ""))
                 if follower is not None:
-                    self._on_evaluation(follower, evaluation)
+                    self._on_evaluation(follower, obj)
             elif topic == "Job":
-                self._on_job_event(event.get("Type"), payload.get("Job") or {})
+                self._on_job_event(event.get("Type"), obj)
 
     def _on_allocation_event(self, alloc: dict) -> None:
         follower = self.followers.get(alloc.get("JobID", ""))

@@ -5,10 +5,21 @@
 - Placement: pin mode constrains `${node.unique.name}` = the planned worker; flavour mode
   constrains `${node.class}` = the worker's flavour (node pool names cannot hold the dots of
   flavour names such as "eo2.large", classes can), so Nomad picks any node of that size.
-- hrwsi owns retries: RestartPolicy 0 attempts (mode fail), ReschedulePolicy 0 attempts.
+- hrwsi owns retries: RestartPolicy 0 attempts (mode fail), ReschedulePolicy 0 attempts, and
+  Disconnect.Replace false: an allocation lost with its node is not replaced by Nomad (whatever the
+  reschedule policy says, Nomad replaces lost allocations otherwise: structs.go TaskGroup.Replace).
+- Disk: the routine's storage as EphemeralDisk (at least Nomad's minimum, 10 MB); the task's log
+  rotation is sized to stay below it, since Nomad refuses log storage (MaxFiles x MaxFileSizeMB)
+  that is not less than the disk (structs.go LogConfig.Validate).
+- NodePool from HRWSI_NOMAD_NODE_POOL (Nomad puts a job without one in "default").
 - Meta shows the task in Nomad's UI; Env is spec.environment() minus anything named like a
   secret (use HRWSI_NOMAD_SECRETS_VARIABLE: a Nomad Variable rendered by a template).
-- Driver: docker when the routine has an image, else raw_exec (or exec) running spec.argv().
+- Driver: docker when the routine has an image, else raw_exec (or exec) running spec.argv(). The
+  data reaches the task through the host volume HRWSI_NOMAD_HOST_VOLUME when set (any driver);
+  otherwise docker mounts host paths, which clients allow only with `volumes { enabled = true }`
+  (drivers/docker/config.go, default false), so the job is constrained to nodes whose docker
+  driver reports `driver.docker.volumes.enabled`. exec needs the host volume (see NomadConfig), and
+  its command must be inside the clients' chroot (HRWSI_NOMAD_EXEC_CHROOT) or the volume.
 """
 
 from __future__ import annotations
@@ -29,7 +40,21 @@ logger = logging.getLogger(__name__)
 NS = 1_000_000_000  # Nomad durations are integer nanoseconds
 GROUP_NAME = "hrwsi"
 META_KEYS = ("hrwsi_task_id", "hrwsi_input_path", "hrwsi_routine", "hrwsi_condition", "hrwsi_tile", "hrwsi_attempt")
-LOG_CONFIG = {"MaxFiles": 5, "MaxFileSizeMB": 20}
+MIN_DISK_MB = 10  # structs.go EphemeralDisk.Validate: "minimum DiskMB value is 10"
+MAX_LOG_FILES, MAX_LOG_FILE_MB = 5, 20
+DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
+HOST_VOLUME_KEY = "hrwsi-data"
+
+
+def disk_mb(storage_mb: int) -> int:
+    return max(MIN_DISK_MB, int(storage_mb))
+
+
+def log_config(disk: int) -> dict[str, int]:
+    """Log rotation that keeps the task's logs within a quarter of its disk (at most 5 x 20 MB)."""
+    budget = max(1, disk // 4)
+    files = min(MAX_LOG_FILES, budget)
+    return {"MaxFiles": files, "MaxFileSizeMB": max(1, min(MAX_LOG_FILE_MB, budget // files))}
 
 
 def nomad_cpu_mhz(cores: float, mhz_per_core: float) -> int:
@@ -85,11 +110,17 @@ def _task_env(spec: JobSpec) -> dict[str, str]:
     return env
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _driver_and_config(spec: JobSpec, config: NomadConfig) -> tuple[str, dict[str, Any]]:
     argv = spec.argv()
     if not spec.image:
         if not spec.command:
             raise ValueError(f"routine {spec.routine} has neither an image nor a command")
+        if config.exec_driver == "exec":
+            _check_exec_paths(spec, config, argv[0])
         return config.exec_driver, {"command": argv[0], "args": argv[1:]}
     task_config: dict[str, Any] = {"image": spec.image}
     if spec.command:
@@ -97,23 +128,42 @@ def _driver_and_config(spec: JobSpec, config: NomadConfig) -> tuple[str, dict[st
         task_config["args"] = argv[1:]
     else:
         task_config["args"] = argv
-    mounts = [f"{spec.output_dir}:{spec.output_dir}"]
-    if spec.input_path.startswith("/"):
-        parent = str(Path(spec.input_path).parent)
-        mounts.append(f"{parent}:{parent}:ro")
-    task_config["volumes"] = mounts
+    if config.host_volume is None:
+        mounts = [f"{spec.output_dir}:{spec.output_dir}"]
+        if spec.input_path.startswith("/"):
+            parent = str(Path(spec.input_path).parent)
+            mounts.append(f"{parent}:{parent}:ro")
+        task_config["volumes"] = mounts
     return "docker", task_config
 
 
+def _check_exec_paths(spec: JobSpec, config: NomadConfig, binary: str) -> None:
+    """exec runs the task in a chroot (the clients' chroot_env) plus the data's host volume: refuse what it
+    cannot see there (drivers/shared/executor: "file ... not found under path")."""
+    _, data = config.host_volume_mount()
+    if not any(_under(binary, root) for root in (*config.exec_chroot, data)):
+        raise ValueError(f"routine {spec.routine}: the exec driver cannot run {binary}: it is neither in the clients' "
+                         f"chroot ({', '.join(config.exec_chroot)}; HRWSI_NOMAD_EXEC_CHROOT, client chroot_env) nor in "
+                         f"the host volume at {data}")
+    for what, path in (("output directory", spec.output_dir), ("input", spec.input_path)):
+        if path.startswith("/") and not _under(path, data):
+            raise ValueError(f"routine {spec.routine}: its {what} {path} is outside the host volume mounted at {data} "
+                             "(HRWSI_NOMAD_HOST_VOLUME): the exec driver's chroot would not see it")
+
+
 def _constraints(spec: JobSpec, config: NomadConfig, flavour: str | None) -> list[dict[str, str]]:
+    constraints = []
     if config.placement == "flavour" and flavour:
-        return [{"LTarget": "${node.class}", "Operand": "=", "RTarget": flavour}]
-    if spec.worker:
-        return [{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": spec.worker}]
-    return []
+        constraints.append({"LTarget": "${node.class}", "Operand": "=", "RTarget": flavour})
+    elif spec.worker:
+        constraints.append({"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": spec.worker})
+    if spec.image and config.host_volume is None:
+        # Nomad then says why it waits ('Constraint "... = true" filtered 1 nodes') instead of failing it.
+        constraints.append({"LTarget": DOCKER_VOLUMES, "Operand": "=", "RTarget": "true"})
+    return constraints
 
 
-def _secrets_template(variable: str) -> dict[str, Any]:
+def secrets_template(variable: str) -> dict[str, Any]:
     return {"EmbeddedTmpl": ('{{ with nomadVar "' + variable + '" }}{{ range .Tuples }}'
                              '{{ .K }}={{ .V | toJSON }}\n{{ end }}{{ end }}'),
             "DestPath": "secrets/hrwsi.env", "Envvars": True, "ChangeMode": "noop"}
@@ -129,16 +179,33 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
         "Env": _task_env(spec),
         "Resources": {"CPU": nomad_cpu_mhz(spec.cpu, config.mhz_per_core), "MemoryMB": int(spec.ram_mb)},
         "KillTimeout": 30 * NS,
-        "LogConfig": dict(LOG_CONFIG),
+        "LogConfig": log_config(disk_mb(spec.storage_mb)),
     }
     if config.secrets_variable:
-        task["Templates"] = [_secrets_template(config.secrets_variable)]
+        task["Templates"] = [secrets_template(config.secrets_variable)]
+    group: dict[str, Any] = {
+        "Name": GROUP_NAME,
+        "Count": 1,
+        "Constraints": _constraints(spec, config, flavour),
+        "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 24 * 3600 * NS, "Delay": 15 * NS},
+        "ReschedulePolicy": {"Attempts": 0, "Unlimited": False, "Interval": 24 * 3600 * NS, "Delay": 5 * NS,
+                             "DelayFunction": "constant", "MaxDelay": 0},
+        "Disconnect": {"Replace": False},
+        "EphemeralDisk": {"SizeMB": disk_mb(spec.storage_mb), "Sticky": False, "Migrate": False},
+        "Tasks": [task],
+    }
+    if config.host_volume is not None:
+        name, path = config.host_volume_mount()
+        group["Volumes"] = {HOST_VOLUME_KEY: {"Name": HOST_VOLUME_KEY, "Type": "host", "Source": name,
+                                              "ReadOnly": False}}
+        task["VolumeMounts"] = [{"Volume": HOST_VOLUME_KEY, "Destination": path, "ReadOnly": False}]
     job = {
         "ID": spec.job_id,
         "Name": spec.job_id,
         "Type": "batch",
         "Namespace": config.namespace,
         "Datacenters": list(config.datacenters),
+        "NodePool": config.node_pool,
         "Priority": 50,
         "Meta": {
             "hrwsi_task_id": str(spec.task_id),
@@ -148,17 +215,14 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
             "hrwsi_tile": spec.tile or "",
             "hrwsi_attempt": str(spec.attempt),
         },
-        "TaskGroups": [{
-            "Name": GROUP_NAME,
-            "Count": 1,
-            "Constraints": _constraints(spec, config, flavour),
-            "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 24 * 3600 * NS, "Delay": 15 * NS},
-            "ReschedulePolicy": {"Attempts": 0, "Unlimited": False, "Interval": 24 * 3600 * NS, "Delay": 5 * NS,
-                                 "DelayFunction": "constant", "MaxDelay": 0},
-            "EphemeralDisk": {"SizeMB": int(spec.storage_mb), "Sticky": False, "Migrate": False},
-            "Tasks": [task],
-        }],
+        "TaskGroups": [group],
     }
     if config.region:
         job["Region"] = config.region
     return job
+
+
+def register_body(job: dict) -> dict:
+    """POST /v1/jobs: register only if no job has this ID (EnforceIndex with JobModifyIndex 0, Nomad's
+    check-and-set), so registering an attempt again never runs it twice."""
+    return {"Job": job, "EnforceIndex": True, "JobModifyIndex": 0}

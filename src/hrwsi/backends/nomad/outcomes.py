@@ -2,9 +2,13 @@
 
 - Terminated with exit code N: JobOutcome.from_exit_code (0 processed, 210 external_error, else
   internal_error); out of memory or killed by a signal: internal_error.
-- A failure event (Driver Failure, Setup Failure, ...): internal_error with Nomad's message.
-- Killed: cancelled (the launcher asked), internal_error (over its timeout) or lost (stopped in
-  Nomad by someone else).
+- A failure event (Driver Failure, Failed Validation, Setup Failure, ...), or a Killing event that
+  fails the task (a template that failed: "Template failed: ...", client/allocrunner/taskrunner/
+  template/template.go): internal_error with Nomad's message, so a broken routine is counted.
+- Killed otherwise: cancelled (the launcher asked), internal_error (over its timeout) or lost
+  (stopped in Nomad by someone else).
+- Event fields are read from `Details` first: ExitCode, Signal, DriverError, ... are deprecated in
+  favour of Details[...] (nomad/structs/structs.go TaskEvent).
 - A blocked evaluation's FailedTGAllocs in one line: "Resources exhausted on 2 nodes: memory".
 """
 
@@ -18,8 +22,32 @@ from typing import Any
 from hrwsi.backends.base import JobOutcome, JobSpec
 from hrwsi.backends.nomad.job_spec import NS, task_name
 
-FAILURE_EVENTS = ("Setup Failure", "Failed Validating Task Config", "Failed Artifact Download", "Template",
-                  "Failed Restoring Task", "Task hook failed", "Driver Failure")
+# Task event types that end a task as failed (nomad/structs/structs.go, TaskSetupFailure ...).
+FAILURE_EVENTS = ("Setup Failure", "Driver Failure", "Failed Validation", "Failed Artifact Download",
+                  "Failed Restoring Task", "Task hook failed", "Disk Resources Exceeded", "Sibling Task Failed")
+# (Details key, deprecated field) of the messages a failure event may carry, in the order they explain it.
+FAILURE_DETAILS = (("driver_error", "DriverError"), ("setup_error", "SetupError"),
+                   ("validation_error", "ValidationError"), ("download_error", "DownloadError"))
+
+
+def detail(event: Mapping[str, Any], key: str, deprecated: str) -> str:
+    """A task event's value from Details[key], else from its deprecated field ("" when neither has it)."""
+    value = (event.get("Details") or {}).get(key)
+    if value not in (None, ""):
+        return str(value)
+    old = event.get(deprecated)
+    return "" if old in (None, False) else str(old)
+
+
+def _int_detail(event: Mapping[str, Any], key: str, deprecated: str) -> int:
+    try:
+        return int(detail(event, key, deprecated) or 0)
+    except ValueError:
+        return 0
+
+
+def fails_task(event: Mapping[str, Any]) -> bool:
+    return detail(event, "fails_task", "FailsTask").lower() == "true"
 
 
 def describe_placement_failure(failed: Mapping[str, Any] | None) -> str:
@@ -99,26 +127,42 @@ def allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bo
     finished = finished or datetime.now(UTC)
     types = [e.get("Type") for e in events]
     terminated = next((e for e in reversed(events) if e.get("Type") == "Terminated"), None)
+    failure = next((e for e in reversed(events) if e.get("Type") in FAILURE_EVENTS
+                    or (e.get("Type") == "Killing" and fails_task(e))), None)
+    if failure is not None and not cancelled and not timed_out:
+        return JobOutcome("internal_error", _int_detail(terminated, "exit_code", "ExitCode") if terminated else None,
+                          f"Nomad {failure.get('Type')}: {_failure_message(failure)} ({where(alloc)})",
+                          started, finished)
     if "Killed" in types or "Killing" in types or (alloc.get("DesiredStatus") == "stop" and terminated is None):
         return _killed(alloc, spec, terminated, started, finished, cancelled=cancelled, timed_out=timed_out)
     if terminated is not None:
         return _terminated(alloc, spec, terminated, started, finished)
-    failure = next((e for e in reversed(events) if any(e.get("Type", "").startswith(f) for f in FAILURE_EVENTS)),
-                   None)
-    if failure is not None:
-        message = failure.get("DriverError") or failure.get("SetupError") or failure.get("DisplayMessage") \
-            or failure.get("Message") or failure.get("Type")
-        return JobOutcome("internal_error", None, f"Nomad {failure.get('Type')}: {message} ({where(alloc)})",
-                          started, finished)
     return JobOutcome("internal_error", None, f"{where(alloc)} ended {alloc.get('ClientStatus')} without a task exit "
                                               f"({alloc.get('ClientDescription') or 'no task event'})",
                       started, finished)
 
 
+def _failure_message(event: Mapping[str, Any]) -> str:
+    for key, deprecated in FAILURE_DETAILS:
+        message = detail(event, key, deprecated)
+        if message:
+            return message
+    return event.get("DisplayMessage") or event.get("Message") or event.get("Type") or "failed"
+
+
+def waiting_reason(alloc: Mapping[str, Any], routine: str | None = None) -> str:
+    """Why a pending allocation has not started, when Nomad says (a template's missing Variable), else ""."""
+    for event in reversed(task_state(alloc, routine).get("Events") or []):
+        message = event.get("DisplayMessage") or ""
+        if event.get("Type") == "Template" and message.startswith("Missing: "):
+            return f"a template waits for what does not exist yet ({message})"
+    return ""
+
+
 def _killed(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str, Any] | None,
             started: datetime | None, finished: datetime, *, cancelled: bool, timed_out: bool) -> JobOutcome:
     if cancelled:
-        return JobOutcome("cancelled", terminated.get("ExitCode") if terminated else None,
+        return JobOutcome("cancelled", _int_detail(terminated, "exit_code", "ExitCode") if terminated else None,
                           f"cancelled: the Nomad job was stopped ({where(alloc)})", started, finished)
     if timed_out:
         return JobOutcome("internal_error", None, f"timed out after {spec.timeout_s:.0f} s; the Nomad job was stopped",
@@ -129,10 +173,9 @@ def _killed(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str, An
 
 def _terminated(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str, Any],
                 started: datetime | None, finished: datetime) -> JobOutcome:
-    code = int(terminated.get("ExitCode") or 0)
-    details = terminated.get("Details") or {}
-    sig = int(terminated.get("Signal") or 0)
-    if str(details.get("oom_killed", "")).lower() == "true":
+    code = _int_detail(terminated, "exit_code", "ExitCode")
+    sig = _int_detail(terminated, "signal", "Signal")
+    if str((terminated.get("Details") or {}).get("oom_killed", "")).lower() == "true":
         return JobOutcome("internal_error", code, f"out of memory: killed at its {spec.ram_mb} MB "
                                                   f"limit (exit code {code}; {where(alloc)})", started, finished)
     if sig:

@@ -8,6 +8,9 @@
   CpuShares / MHz per core (HRWSI_NOMAD_MHZ_PER_CORE), disk from Disk.DiskMB.
 - Workers synced earlier whose node is gone from Nomad become inactive; workers defined by hand
   (node_id NULL) are left alone. Everything is written in one transaction (sql/queries/nomad.sql).
+- Only nodes of the node pool jobs go to (HRWSI_NOMAD_NODE_POOL, default "default"; "all": every
+  pool) become workers: Nomad places a job only on nodes of its pool, so a node of another pool
+  would be a worker no job can ever run on.
 - A running launcher follows node status itself (NomadBackend.worker_activity, node_is_active).
 """
 
@@ -77,19 +80,29 @@ def flavour_of(node: dict) -> str:
     return node.get("NodeClass") or f"nomad-{node.get('NodePool') or 'default'}"
 
 
+def in_pool(node: dict, node_pool: str) -> bool:
+    """Whether jobs of node_pool may run on the node (a node without a pool is in "default")."""
+    return node_pool == "all" or (node.get("NodePool") or "default") == node_pool
+
+
 def node_is_active(node: dict) -> bool:
     return (node.get("Status") == "ready" and node.get("SchedulingEligibility", "eligible") == "eligible"
             and not node.get("Drain"))
 
 
-def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: float = 1000.0) -> SyncReport:
-    """Upsert one flavour per node class (or pool) and one worker per node; deactivate vanished ones."""
+def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: float = 1000.0,
+                 node_pool: str = "default") -> SyncReport:
+    """Upsert one flavour per node class (or pool) and one worker per node of node_pool; deactivate vanished ones."""
     report = SyncReport()
     workers: list[dict[str, Any]] = []
     for node in sorted(nodes, key=lambda n: n.get("Name") or ""):
         name, node_id = node.get("Name"), node.get("ID")
         if not name or not node_id:
             report.skipped.append(f"a node without name or ID ({node_id or name})")
+            continue
+        if not in_pool(node, node_pool):
+            report.skipped.append(f"{name}: in node pool {node.get('NodePool')}, where no hrwsi job goes "
+                                  f"(HRWSI_NOMAD_NODE_POOL={node_pool})")
             continue
         capacity = node_capacity(node, mhz_per_core)
         if capacity is None:
@@ -140,4 +153,4 @@ def sync_from_nomad(conn: psycopg.Connection, config: NomadConfig | None = None)
     """For `hrwsi workers sync` (not inside a running event loop): fetch the nodes, then sync them."""
     config = config or NomadConfig.from_env()
     nodes = asyncio.run(fetch_nodes(config))
-    return sync_workers(conn, nodes, mhz_per_core=config.mhz_per_core)
+    return sync_workers(conn, nodes, mhz_per_core=config.mhz_per_core, node_pool=config.node_pool)
