@@ -172,7 +172,10 @@ def test_docker_when_the_routine_has_an_image(config):
     assert task["Driver"] == "docker"
     assert task["Config"]["image"] == "registry.example/hrwsi/fsc:2.3"
     assert "command" not in task["Config"] and task["Config"]["args"] == with_image.argv()
-    assert "/data/products/snow_cover/42:/data/products/snow_cover/42" in task["Config"]["volumes"]
+    # The attempt's directory (output and manifest) read-write, and the input itself read-only at its
+    # own path: never its parent directory.
+    assert task["Config"]["volumes"] == ["/data/products/snow_cover:/data/products/snow_cover",
+                                         f"{with_image.input_path}:{with_image.input_path}:ro"]
     # Host paths need volumes enabled in the client's docker plugin (default false): only such nodes.
     assert {"LTarget": "${attr.driver.docker.volumes.enabled}", "Operand": "=", "RTarget": "true"} in \
         group_of(job)["Constraints"]
@@ -229,3 +232,30 @@ def test_secrets_variable_is_rendered_by_a_template_not_copied():
     (template,) = task_of(build_job(make_spec(), config))["Templates"]
     assert 'nomadVar "nomad/jobs/hrwsi-routines"' in template["EmbeddedTmpl"]
     assert template["Envvars"] is True and template["DestPath"].startswith("secrets/")
+
+
+def test_docker_mounts_exactly_the_data_the_task_reads_never_a_parent(config):
+    import json
+
+    manifest = {"members": [{"path": "/data/FSC/a.tif"}, {"path": "/data/SWS/b.tif"}],
+                "series": {"previous_products": [{"path": "/data/L2A/prev.json"}]}}
+    top_level = make_spec(image="img", command=(), input_path="/scene.SAFE", manifest=json.dumps(manifest))
+    mounts = task_of(build_job(top_level, config))["Config"]["volumes"]
+    assert "/:/:ro" not in mounts and "/scene.SAFE:/scene.SAFE:ro" in mounts
+    assert {"/data/FSC/a.tif:/data/FSC/a.tif:ro", "/data/SWS/b.tif:/data/SWS/b.tif:ro",
+            "/data/L2A/prev.json:/data/L2A/prev.json:ro"} <= set(mounts)
+
+
+@pytest.mark.parametrize("field", ["input_path", "output_dir"])
+def test_data_that_nomad_would_interpolate_is_refused(config, field):
+    spec = make_spec(**{field: "/data/${node.unique.name}/x"})
+    with pytest.raises(ValueError, match="which Nomad would interpolate"):
+        build_job(spec, config)
+
+
+def test_a_member_that_nomad_would_interpolate_is_refused(config):
+    import json
+
+    spec = make_spec(manifest=json.dumps({"members": [{"path": "/data/${NOMAD_TASK_DIR}/m.tif"}]}))
+    with pytest.raises(ValueError, match="which Nomad would interpolate"):
+        build_job(spec, config)

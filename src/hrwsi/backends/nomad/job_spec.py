@@ -24,12 +24,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from hrwsi.backends.base import SECRET_NAME, JobSpec
@@ -129,12 +129,36 @@ def _driver_and_config(spec: JobSpec, config: NomadConfig) -> tuple[str, dict[st
     else:
         task_config["args"] = argv
     if config.host_volume is None:
-        mounts = [f"{spec.output_dir}:{spec.output_dir}"]
-        if spec.input_path.startswith("/"):
-            parent = str(Path(spec.input_path).parent)
-            mounts.append(f"{parent}:{parent}:ro")
+        # The attempt's own directory (its output and manifest) read-write, and exactly the data the
+        # task reads (its input, a multi-input task's members, the previous products of its series)
+        # read-only, each at its own path: never a parent directory chosen by input data (`/` for a
+        # top-level path), so an input cannot steer what the container sees.
+        mounts = [f"{spec.attempt_dir}:{spec.attempt_dir}"]
+        mounts += [f"{path}:{path}:ro" for path in data_paths(spec) if not _under(path, spec.attempt_dir)]
         task_config["volumes"] = mounts
     return "docker", task_config
+
+
+def data_paths(spec: JobSpec) -> list[str]:
+    """The absolute paths a task reads: its input, and from its manifest the members of a multi-input
+    task and the previous products of its series (in order, without repeats)."""
+    paths = [spec.input_path]
+    if spec.manifest:
+        manifest = json.loads(spec.manifest)
+        paths += [m.get("path") for m in manifest.get("members") or []]
+        series = manifest.get("series") or {}
+        paths += [p.get("path") for p in series.get("previous_products") or []]
+    return list(dict.fromkeys(p for p in paths if isinstance(p, str) and p.startswith("/")))
+
+
+def refuse_interpolation(spec: JobSpec) -> None:
+    """Nomad replaces `${...}` in a task's args, env and mounts with node attributes and runtime
+    variables (client/taskenv, helper/args.ReplaceEnv): data that carries `${` could steer what a job
+    reads or writes. The database refuses such input paths; this refuses whatever reaches a spec."""
+    for value in (spec.input_path, spec.output_dir, spec.log_path, *data_paths(spec), *spec.env.values()):
+        if "${" in value:
+            raise ValueError(f"job {spec.job_id}: {value!r} contains '${{', which Nomad would interpolate "
+                             f"(a node attribute or a runtime variable); refusing to submit it")
 
 
 def _check_exec_paths(spec: JobSpec, config: NomadConfig, binary: str) -> None:
@@ -171,6 +195,7 @@ def secrets_template(variable: str) -> dict[str, Any]:
 
 def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None) -> dict:
     """The Nomad job (JSON API form) of one attempt. Pure: no I/O, no clock. See the module docstring."""
+    refuse_interpolation(spec)
     driver, task_config = _driver_and_config(spec, config)
     task: dict[str, Any] = {
         "Name": task_name(spec.routine),
