@@ -1734,7 +1734,7 @@ GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
 -- Retention (README.md, Retention; hrwsi.retention): the policy, and the maintenance functions,
 -- owned by the schema owner, that alone delete history, applying the policy.
 -- =============================================================================================
-CREATE INDEX multi_input_member_path_idx ON hrwsi.multi_input_member (member_path);
+-- (Products listed by a group input are found by multi_input_member_path_idx, migration 0009.)
 CREATE INDEX landing_file_done_idx ON hrwsi.landing_file (updated_at)
     WHERE state IN ('previously_received', 'failed');
 

@@ -49,9 +49,9 @@ CREATE INDEX processing_task_finished_idx ON hrwsi.processing_task (state, finis
     WHERE finished_at IS NOT NULL;
 CREATE INDEX processing_task_history_to_prune_idx ON hrwsi.processing_task (finished_at)
     WHERE finished_at IS NOT NULL AND history_pruned_at IS NULL;
--- A plan is deleted only when no open task holds it; a product only when no group input lists it.
+-- A plan is deleted only when no open task holds it (a product listed by a group input is found by
+-- multi_input_member_path_idx, migration 0009).
 CREATE INDEX processing_task_plan_idx ON hrwsi.processing_task (plan_id) WHERE plan_id IS NOT NULL;
-CREATE INDEX multi_input_member_path_idx ON hrwsi.multi_input_member (member_path);
 CREATE INDEX landing_file_done_idx ON hrwsi.landing_file (updated_at)
     WHERE state IN ('previously_received', 'failed');
 
