@@ -74,8 +74,9 @@ async def test_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(db, da
     quick_stop = dataclasses.replace(settings, shutdown_grace_s=0.1)
     insert_inputs(db, 24)
     async with running(database_url, ["orchestrator", "launcher"], quick_stop, backend="local"):
-        await wait_until(database_url, "SELECT count(*) >= 4 FROM hrwsi.processing_task WHERE state = 'processed'",
-                         timeout=60)
+        await wait_until(database_url, "SELECT count(*) FILTER (WHERE state = 'processed') >= 4 "
+                                       "AND count(*) FILTER (WHERE state = 'running') >= 1 FROM hrwsi.job",
+                         timeout=60, interval=0.01)
     # Stopped with jobs running: those were stopped and handed back as lost, to be retried.
     interrupted = db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0]
     assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state IN ('submitted', 'running')").fetchone()[0] == 0

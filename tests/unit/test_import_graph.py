@@ -13,13 +13,22 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
 def import_graph() -> dict[str, set[str]]:
     """Every hrwsi module -> the hrwsi modules it imports, at top level or inside functions."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        type_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block)
+                     for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue  # `if TYPE_CHECKING:` imports exist for type hints only, never at run time
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 candidates = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
