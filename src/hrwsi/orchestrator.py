@@ -1,4 +1,4 @@
-"""The orchestrator: plans pending tasks onto workers, and runs the alert outbox.
+"""The orchestrator: plans pending tasks onto workers, runs the alert outbox and retention.
 
 Tasks are created with their inputs, by the input table's trigger (ADR 0009). Flow: `hrwsi_task`
 with new pending tasks -> step "plan" (after a short debounce, so that a burst is planned once and
@@ -9,7 +9,8 @@ call of `hrwsi.store_plan`, which refuses it if another orchestrator stored a pl
 this one plans again) or if this orchestrator's lease lapsed. No lock is held while the planner
 runs, so a paused orchestrator never stops the others.
 Side tasks: `promote_aged_tasks` (lane ageing), `raise_deadline_alerts` (a task the plan ends after
-its deadline, or past it and not processed; ADR 0010) and `send_alerts` (the notification manager).
+its deadline, or past it and not processed; ADR 0010), `send_alerts` (the notification manager) and
+`retention` (old finished work deleted in batches, hrwsi.retention).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hrwsi import metrics, planner
+from hrwsi import metrics, planner, retention
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
 from hrwsi.planning_input import PlanningInput, demand_from_row, screen
 from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
@@ -64,7 +65,8 @@ class Orchestrator(Service):
     def side_tasks(self):
         tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S),
                  SideTask("raise_deadline_alerts", self.raise_deadline_alerts, DEADLINE_CHECK_EVERY_S,
-                          delay_first=True)]
+                          delay_first=True),
+                 retention.side_task(self.pool, self.settings, self.stopping)]
         if self.alerts.settings.enabled:
             tasks.append(SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s))
         return tasks
