@@ -1470,7 +1470,8 @@ DECLARE
     b record;
     total_cpu float8 := 0; total_ram float8 := 0; total_disk float8 := 0; busy integer := 0;
     reserved boolean[]; budget_reserved boolean := false;
-    c record; k integer; chosen integer; misses integer; scan_limit integer := 20 * p_max_jobs + 1000;
+    c record; k integer; chosen integer; misses integer; last_k integer;
+    next_attempts integer[] := '{}'; strays bigint[]; scan_limit integer := 20 * p_max_jobs + 1000;
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
     prio smallint; from_planned boolean;
     installation text;
@@ -1524,18 +1525,6 @@ BEGIN
                 -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
                 EXIT WHEN misses >= 200;
                 CONTINUE WHEN NOT c.ready OR c.on_hold;
-                IF EXISTS (SELECT 1 FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1) THEN
-                    -- A stray job row for the attempt this would start: set the task aside, say why.
-                    UPDATE processing_task SET state_reason = format(
-                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
-                        'create; remove that row (or cancel the task) and it is dispatched',
-                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1))
-                    WHERE id = c.id AND state_reason IS DISTINCT FROM format(
-                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
-                        'create; remove that row (or cancel the task) and it is dispatched',
-                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1));
-                    CONTINUE;
-                END IF;
                 IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
                    OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
                    OR (b.disk IS NOT NULL AND total_disk + c.disk > b.disk) THEN
@@ -1544,9 +1533,19 @@ BEGIN
                     CONTINUE;
                 END IF;
                 chosen := NULL;
-                -- Its planned worker first; an urgent or pending task may take any worker, those
-                -- already busy first (fewest VMs), then idle ones while the VM budget allows.
+                -- Its planned worker first; an urgent or pending task may take any worker: the one
+                -- chosen last if it still fits (a burst fills one worker after the other without
+                -- scanning them all), else those already busy first (fewest VMs), then idle ones
+                -- while the VM budget allows.
+                IF last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0)
+                   AND (c.worker IS NULL OR c.worker = names[last_k] OR NOT c.worker = ANY (names))
+                   AND (c.flavour IS NULL OR flavours[last_k] = c.flavour) AND NOT (reserved[last_k] AND prio > 0)
+                   AND use_cpu[last_k] + c.cpu <= cap_cpu[last_k] + 1e-9 AND use_ram[last_k] + c.ram <= cap_ram[last_k]
+                   AND use_disk[last_k] + c.disk <= cap_disk[last_k] THEN
+                    chosen := last_k;
+                END IF;
                 FOR pass IN 1..3 LOOP
+                    EXIT WHEN chosen IS NOT NULL;
                     FOR k IN 1..cardinality(names) LOOP
                         CONTINUE WHEN (pass = 1 AND names[k] IS DISTINCT FROM c.worker)
                                    OR (pass > 1 AND c.state = 'planned' AND prio > 0)
@@ -1577,12 +1576,14 @@ BEGIN
                     CONTINUE;
                 END IF;
                 misses := 0;
+                last_k := chosen;
                 IF use_cpu[chosen] + use_ram[chosen] + use_disk[chosen] = 0 THEN busy := busy + 1; END IF;
                 use_cpu[chosen] := use_cpu[chosen] + c.cpu;
                 use_ram[chosen] := use_ram[chosen] + c.ram;
                 use_disk[chosen] := use_disk[chosen] + c.disk;
                 total_cpu := total_cpu + c.cpu; total_ram := total_ram + c.ram; total_disk := total_disk + c.disk;
                 ids := ids || c.id;
+                next_attempts := next_attempts || (c.attempts + 1);
                 chosen_workers := chosen_workers || names[chosen];
                 was_pending := was_pending || (c.state = 'pending');
             END LOOP;
@@ -1590,7 +1591,23 @@ BEGIN
         END LOOP;
     END LOOP;
 
-    IF cardinality(ids) = 0 THEN
+    -- A task whose next attempt already has a job row (a stray row someone inserted by hand) is set
+    -- aside with the reason, and the others are dispatched (one probe for the whole claim).
+    SELECT array_agg(x.id) INTO strays
+    FROM unnest(ids, next_attempts) AS x(id, attempt)
+    WHERE EXISTS (SELECT 1 FROM job j WHERE j.task_id = x.id AND j.attempt = x.attempt);
+    IF strays IS NOT NULL THEN
+        UPDATE processing_task t SET state_reason = format(
+            'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not create; '
+            'remove that row (or cancel the task) and it is dispatched', t.attempts + 1,
+            (SELECT j.id FROM job j WHERE j.task_id = t.id AND j.attempt = t.attempts + 1))
+        WHERE t.id = ANY (strays);
+        SELECT array_agg(x.id ORDER BY x.n), array_agg(x.worker ORDER BY x.n), array_agg(x.pending ORDER BY x.n)
+        INTO ids, chosen_workers, was_pending
+        FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n)
+        WHERE NOT x.id = ANY (strays);
+    END IF;
+    IF coalesce(cardinality(ids), 0) = 0 THEN
         RETURN;
     END IF;
     SELECT installation_id::text INTO installation FROM hrwsi.installation;
@@ -1683,11 +1700,13 @@ BEGIN
         JOIN processing_task t ON t.id = f.task_id JOIN processing_routine r ON r.name = t.routine
         WHERE f.state = 'processed'
         RETURNING product.task_id
+    ), product_counts AS (
+        SELECT p.task_id, count(*) AS n FROM products p GROUP BY p.task_id
     ), processed AS (
+        -- (Counts per task from one grouping: a count per updated row would rescan every product.)
         UPDATE processing_task t
-        SET state = 'processed',
-            state_reason = format('%s product(s)', (SELECT count(*) FROM products p WHERE p.task_id = t.id))
-        FROM finished f
+        SET state = 'processed', state_reason = format('%s product(s)', coalesce(pc.n, 0))
+        FROM finished f LEFT JOIN product_counts pc ON pc.task_id = f.task_id
         WHERE f.state = 'processed' AND t.id = f.task_id AND t.attempts = f.attempt
           AND t.state IN ('dispatched', 'queued', 'running')
         RETURNING t.id, t.state, t.failures, t.lost_count
