@@ -60,9 +60,13 @@ class HrwsiTyper(typer.Typer):
 
 
 def _escape(text: str) -> str:
+    """An error's text for the terminal: its markup shown, not interpreted; its control characters
+    shown as escapes, not obeyed (a message may quote what a user inserted)."""
     from rich.markup import escape
 
-    return escape(text)
+    from hrwsi.terminal import visible
+
+    return escape(visible(text))
 
 
 app = HrwsiTyper(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Earth-observation production.",

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from hrwsi.terminal import visible
+
 
 def time(value: datetime | None) -> str:
     if not value:
@@ -22,16 +24,17 @@ def time(value: datetime | None) -> str:
 
 
 def text(value, limit: int | None = None) -> Text:
-    """A cell or line of database text, shown as it is (no markup)."""
-    shown = "" if value is None else str(value)
+    """A cell or line of database text, shown as it is: no markup, no control character obeyed."""
+    shown = visible(value)
     if limit and len(shown) > limit:
         shown = shown[: limit - 1] + "…"
     return Text(shown)
 
 
 def line(console: Console, *parts) -> None:
-    """Print a line made of plain strings; no markup is interpreted in any part."""
-    console.print(Text("".join("" if p is None else str(p) for p in parts)), soft_wrap=True)
+    """Print a line made of plain strings; no markup is interpreted in any part, no control
+    character is obeyed."""
+    console.print(Text("".join(visible(p) for p in parts)), soft_wrap=True)
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:
@@ -79,7 +82,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
 
 def _held(console: Console, data: dict) -> None:
     for routine in data["held_routines"]:
-        console.print(Text.assemble(("routine on hold: ", "bold yellow"), routine["routine"],
+        console.print(Text.assemble(("routine on hold: ", "bold yellow"), visible(routine["routine"]),
                                     f" ({routine['held_tasks']} task(s) held"
                                     + (f", since {time(routine['held_at'])}" if routine["held_at"] else "") + ")"))
         line(console, "  why: ", routine["reason"] or "held by an operator")
@@ -115,8 +118,8 @@ def tasks(console: Console, rows: list[dict]) -> None:
 
 
 def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None] | None = None) -> None:
-    console.print(Text.assemble((f"task {data['id']}", "bold"), f" ({data['routine']}): {data['state']}",
-                                f" — {data['state_reason']}" if data["state_reason"] else ""))
+    console.print(Text.assemble((f"task {data['id']}", "bold"), visible(f" ({data['routine']}): {data['state']}"),
+                                visible(f" — {data['state_reason']}") if data["state_reason"] else ""))
     line(console, f"  input {data['input_id']} ({data['processing_condition']}): ", data["input_path"])
     line(console, f"  tile {data['tile'] or '-'}, mission {data['mission'] or '-'}, measured "
                   f"{time(data['measured_at'])}, published {time(data['published_at'])}")
