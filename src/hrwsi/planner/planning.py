@@ -14,6 +14,7 @@ from hrwsi.planner.model import (
     Assignment,
     Budgets,
     FixedTask,
+    LateTask,
     Plan,
     PlanFigures,
     PlanningError,
@@ -23,7 +24,7 @@ from hrwsi.planner.model import (
     is_finite,
 )
 from hrwsi.planner.problem import Problem
-from hrwsi.planner.rules import RuleSet
+from hrwsi.planner.rules import RuleSet, late_tasks
 from hrwsi.planner.schedule import Schedule, size_order
 
 
@@ -133,8 +134,9 @@ def _assemble(
             Unplannable(tasks[i].id, f"task {tasks[i].id} (routine {tasks[i].routine}) could not be placed "
                                      "by the planner (internal limit; please report)")
         )
+    late = [LateTask(tasks[i].id, end, deadline) for deadline, i, end in late_tasks(prob, sch)]
     makespan = sch.makespan
-    peak, mean = peak_and_mean(prob, assignments, makespan)
+    peak, mean = peak_and_mean(prob, sch)
     missed = None
     note = None
     if horizon_s is not None and makespan > horizon_s + 1e-9:
@@ -157,5 +159,6 @@ def _assemble(
         binding_bound=binding,
         rule=sch.rule,
         vm_cap=vm_cap,
+        late_count=len(late),
     )
-    return Plan(assignments, unplannable, figures)
+    return Plan(assignments, unplannable, figures, late)

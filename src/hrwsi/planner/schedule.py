@@ -17,6 +17,7 @@ import math
 from collections.abc import Generator, Sequence
 from heapq import heappop, heappush
 
+from hrwsi.planner.lanes import LaneGuard, Urgency
 from hrwsi.planner.problem import EPS, Problem
 
 MAX_FAILS_PER_EVENT = 48  # classes tried in vain at one event before waiting for the next one
@@ -25,10 +26,10 @@ MAX_FAILS_PER_EVENT = 48  # classes tried in vain at one event before waiting fo
 class Schedule:
     """The outcome of one pass: start time and worker index per task index (None/-1 if not placed)."""
 
-    __slots__ = ("start", "worker", "makespan", "rule", "vms", "vm_seconds", "stuck")
+    __slots__ = ("start", "worker", "makespan", "rule", "vms", "vm_seconds", "stuck", "late", "peak")
 
     def __init__(self, start: list[float | None], worker: list[int], makespan: float, rule: str,
-                 stuck: list[int]) -> None:
+                 stuck: list[int], peak: list[float]) -> None:
         self.start = start
         self.worker = worker
         self.makespan = makespan
@@ -36,33 +37,48 @@ class Schedule:
         self.stuck = stuck  # plannable tasks that were never placed (not expected; reported, not dropped)
         self.vms = 0
         self.vm_seconds = 0.0
+        self.late = 0  # planned tasks ending after their deadline
+        self.peak = peak  # the most CPU, RAM, storage and VMs in use at once (fixed tasks included)
 
 
 class DemandClasses:
     """Plannable tasks grouped by identical demands (CPU, RAM, storage, flavour restriction; with fixed
-    tasks starting later, the duration too, since whether a task fits now then depends on it)."""
+    tasks starting later, the duration too, since whether a task fits now then depends on it; with several
+    lanes, the lane too)."""
 
-    def __init__(self, prob: Problem) -> None:
+    def __init__(self, prob: Problem, urgency: Urgency | None = None) -> None:
         self.of_task = [-1] * prob.n
         keys: dict[tuple, int] = {}
         self.cpu: list[float] = []
         self.ram: list[float] = []
         self.storage: list[float] = []
         self.flavour: list[int] = []  # flavour index, or -1 for any
+        self.lane: list[int] = []  # effective priority (0 without lanes)
+        self.kinds: list[int] = []  # worker kinds (bit mask) where a task of the class may ever run
         by_duration = any(f.start_s > 0 and f.end_s > f.start_s for f in prob.fixed)
+        lane_of = urgency.priority if urgency is not None and urgency.several_lanes else None
+        demand_of = prob.demand_of
         for i in prob.plannable:
-            fl = prob.tasks[i].flavour
-            key: tuple = (prob.cpu[i], prob.ram[i], prob.st[i], -1 if fl is None else prob.fid[fl])
+            key: tuple = (demand_of[i],)
             if by_duration:
                 key += (prob.dur[i],)
+            if lane_of is not None:
+                key += (lane_of[i],)
             k = keys.get(key)
             if k is None:
                 k = keys[key] = len(self.cpu)
-                self.cpu.append(key[0])
-                self.ram.append(key[1])
-                self.storage.append(key[2])
-                self.flavour.append(key[3])
+                self._add(prob, prob.demands[demand_of[i]], 0 if lane_of is None else lane_of[i])
             self.of_task[i] = k
+        self.several_lanes = lane_of is not None
+
+    def _add(self, prob: Problem, demand: tuple, lane: int) -> None:
+        cpu, ram, storage, restriction = demand
+        self.cpu.append(cpu)
+        self.ram.append(ram)
+        self.storage.append(storage)
+        self.flavour.append(-1 if restriction is None else prob.fid[restriction])
+        self.lane.append(lane)
+        self.kinds.append(prob.kinds_fitting(cpu, ram, storage, restriction))
 
     def __len__(self) -> int:
         return len(self.cpu)
@@ -133,7 +149,7 @@ class EventScheduler:
         "idle_by_flavour", "busy", "busy_count", "external_tasks", "used_cpu", "used_ram", "used_storage",
         "fixed_events", "next_fixed_event", "future_fixed", "future_started",
         "unmet", "ready_at", "ready_by_class", "tops", "is_blocked", "blocked", "pending", "running", "start",
-        "worker_of", "greedy",
+        "worker_of", "greedy", "guard", "started", "peak", "momentary",
     )
 
     def __init__(self, prob: Problem, classes: DemandClasses, order: list[int], workers: Sequence[int],
@@ -155,6 +171,7 @@ class EventScheduler:
         self._init_workers(workers)
         self._init_fixed()
         self._init_tasks(len(classes))
+        self.guard = LaneGuard(self, classes.lane, classes.kinds) if classes.several_lanes else None
         greedy = self._greedy_dispatcher()
         next(greedy)
         self.greedy = greedy.send
@@ -208,6 +225,9 @@ class EventScheduler:
         self.running: list[tuple[float, int]] = []  # (end, task)
         self.start: list[float | None] = [None] * n
         self.worker_of = [-1] * n
+        self.started = 0
+        self.peak = [0.0, 0.0, 0.0, 0.0]
+        self.momentary: list[tuple[float, float, float, int]] = []  # tasks of no duration started now
         for i in prob.plannable:
             self.unmet[i] = len(prob.preds[i])
         for i in prob.plannable:
@@ -227,7 +247,7 @@ class EventScheduler:
         class_demand, tasks_on, fc, fr, fs = self.class_demand, self.tasks_on, self.free_cpu, self.free_ram, self.free_storage
         dispatch, make_ready = self.dispatch, self._make_ready
         self._apply_fixed_until(0.0)
-        t = 0.0
+        t = last = 0.0
         while True:
             while running and running[0][0] <= t:
                 e, i = heappop(running)
@@ -256,7 +276,8 @@ class EventScheduler:
             dispatch(t)
             t = self._next_event()
             if t == math.inf:
-                return self._result(rule)
+                return self._result(rule, last)
+            last = t
 
     def _next_event(self) -> float:
         """A task ends, a task is released, a fixed task starts or ends: the earliest of these."""
@@ -285,6 +306,7 @@ class EventScheduler:
             if kind == 1 and fixed[q].start_s > 0:
                 self.future_started += 1
             self._apply_fixed(q, 1 if kind == 1 else -1)
+        self._note_peak()
 
     def _apply_fixed(self, q: int, sign: int) -> None:
         f = self.prob.fixed[q]
@@ -318,22 +340,39 @@ class EventScheduler:
         elif sign < 0 and c - 1 == 0:
             self.busy_count -= 1
 
-    def _result(self, rule: str) -> Schedule:
-        makespan = 0.0
+    def _result(self, rule: str, t: float) -> Schedule:
+        """The pass's outcome; ``t`` is its last event, the end of the last task when every task started."""
+        fixed_end = max((float(f.end_s) for f in self.prob.fixed), default=0.0)
+        if self.started == len(self.prob.plannable):
+            return Schedule(self.start, self.worker_of, max(t, fixed_end, 0.0), rule, [], self.peak)
+        makespan = fixed_end if fixed_end > 0 else 0.0
         stuck = []
         dur = self.dur
         for i in self.prob.plannable:
             s = self.start[i]
             if s is None:
                 stuck.append(i)
-                continue
-            e = s + dur[i]
-            if e > makespan:
-                makespan = e
-        for f in self.prob.fixed:
-            if f.end_s > makespan:
-                makespan = float(f.end_s)
-        return Schedule(self.start, self.worker_of, makespan, rule, stuck)
+            elif s + dur[i] > makespan:
+                makespan = s + dur[i]
+        return Schedule(self.start, self.worker_of, makespan, rule, stuck, self.peak)
+
+    def _note_peak(self) -> None:
+        """Use only grows after the ends at an instant: noting it after each event's starts gives the peaks
+        (tasks of no duration, which hold nothing, left out)."""
+        use = [self.used_cpu, self.used_ram, self.used_storage, float(self.busy_count)]
+        if self.momentary:
+            on: dict[int, int] = {}
+            for c, rm, s, w in self.momentary:
+                use[0] -= c
+                use[1] -= rm
+                use[2] -= s
+                on[w] = on.get(w, 0) + 1
+            use[3] -= sum(1 for w, count in on.items() if self.tasks_on[w] == count)
+            self.momentary.clear()
+        peak = self.peak
+        for r in range(4):
+            if use[r] > peak[r]:
+                peak[r] = use[r]
 
     # ---------------------------------------------------------------------------- where a task fits
 
@@ -446,7 +485,11 @@ class EventScheduler:
         self.tasks_on[w] += 1
         self.start[i] = t
         self.worker_of[i] = w
-        heapq.heappush(self.running, (t + self.dur[i], i))
+        self.started += 1
+        e = t + self.dur[i]
+        if e == t:  # a task of no duration holds nothing: kept out of the peaks
+            self.momentary.append((c, rm, s, w))
+        heapq.heappush(self.running, (e, i))
 
     # ----------------------------------------------------------------------------- reservations
 
@@ -525,9 +568,12 @@ class EventScheduler:
         top, ready_by_class, is_blocked, blocked = self.tops, self.ready_by_class, self.is_blocked, self.blocked
         task_at, task_class, dur, class_demand = self.task_at, self.task_class, self.dur, self.class_demand
         cpu_limit, ram_limit, storage_limit = self.budget_limits
-        find_worker, occupy = self._find_worker_within_budgets, self._occupy
+        occupy, guard = self._occupy, self.guard
+        find_worker = self._find_worker_within_budgets if guard is None else self._find_admitted_worker
         while True:
             t = yield
+            if guard is not None:
+                guard.start_event()
             for k in blocked:  # blocked classes are tried again at each event
                 is_blocked[k] = False
                 if ready_by_class[k]:
@@ -535,6 +581,7 @@ class EventScheduler:
             blocked.clear()
             fails = 0
             resv: Reservation | None = None
+            started = self.started
             # the budgets' use, kept here too: most attempts fail on them
             used_cpu, used_ram, used_storage = self.used_cpu, self.used_ram, self.used_storage
             while top:
@@ -554,6 +601,8 @@ class EventScheduler:
                 if w < 0:
                     is_blocked[k] = True
                     blocked.append(k)
+                    if guard is not None:
+                        guard.blocked(k)
                     fails += 1
                     if fails >= MAX_FAILS_PER_EVENT:
                         break
@@ -568,3 +617,24 @@ class EventScheduler:
                 used_ram += rm
                 used_storage += s
                 self.used_cpu, self.used_ram, self.used_storage = used_cpu, used_ram, used_storage
+            if self.started != started:
+                self._note_peak()
+
+    # ------------------------------------------------------------------------------------- lanes
+
+    def _find_admitted_worker(self, k: int, t: float, e: float) -> int:
+        """find_worker, when less urgent work may only back-fill (lanes.LaneGuard): the first-fit worker if
+        the guard admits it, else another worker it admits."""
+        w = self._find_worker_within_budgets(k, t, e)
+        if w < 0 or self.guard.admits(k, w, e):
+            return w
+        if self.future_started < len(self.future_fixed) or self.busy_count > self.vm_cap:
+            return -1  # keep it simple around fixed tasks starting later: wait
+        c, rm, s, f = self.class_demand[k]
+        wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
+        idle = [w for w in (self.idle_any if f < 0 else self.idle_by_flavour.get(f, ())) if self.tasks_on[w] == 0]
+        for w in self.busy + (idle if self.busy_count < self.vm_cap else []):
+            if ((f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm and fs[w] + EPS >= s
+                    and self.guard.leaves_room(k, w)):
+                return w
+        return -1
