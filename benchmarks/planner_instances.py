@@ -92,13 +92,21 @@ FLAVOUR_FIT_ROUTINES = [
 ]
 
 
-def flavour_fit_instance(n: int, seed: int = 1, window: int | None = None):
-    """A random graph on workers of two flavours where which tasks fit which worker binds."""
+def flavour_fit_instance(n: int, seed: int = 1, window: int | None = None, big_workers: int = 8,
+                         small_workers: int = 16):
+    """A random graph on workers of two flavours where which tasks fit which worker binds. With the
+    default 8 + 16 workers (20 VMs) the big workers' share binds; with many more workers (80 % of them as
+    VMs, CPU budget 3/4 of theirs) the chain comes close to it too."""
     rng = random.Random(seed)
     big = Flavour("big", 4, 30000, 100000)
     small = Flavour("small", 2, 7400, 40000)
-    workers = [Worker(f"b{i}", big) for i in range(8)] + [Worker(f"s{i}", small) for i in range(16)]
-    budgets = Budgets(cpu_max=48, ram_max_mb=260000, storage_max_mb=800000, vm_max=20)
+    workers = [Worker(f"b{i}", big) for i in range(big_workers)] + [Worker(f"s{i}", small)
+                                                                    for i in range(small_workers)]
+    if (big_workers, small_workers) == (8, 16):
+        budgets = Budgets(cpu_max=48, ram_max_mb=260000, storage_max_mb=800000, vm_max=20)
+    else:
+        budgets = Budgets(cpu_max=3 * (4 * big_workers + 2 * small_workers) // 4,
+                          vm_max=(big_workers + small_workers) * 4 // 5)
     return _random_tasks(n, rng, FLAVOUR_FIT_ROUTINES, window or max(40, n // 25)), workers, budgets
 
 

@@ -67,6 +67,8 @@ def ladder(quick: bool) -> list[tuple]:
     rows.append(("random graph, long chains", n, lambda n=n: random_instance(n, seed=2, window=20), {}, None, 1.03))
     for n in (10000,) if quick else (10000, 100000):
         rows.append(("flavour fit", n, lambda n=n: flavour_fit_instance(n, seed=n), {}, None, 1.03))
+    rows.append(("flavour fit, 40+60 workers (chain ~ fit)", 10000, lambda: flavour_fit_instance(
+        10000, seed=10000, big_workers=40, small_workers=60), {}, None, 1.03))
     n = 2000 if quick else 10000
     for tiles in (8, 9):
         rows.append((f"tile series, {tiles} tiles (chain ~ CPU)", n, lambda n=n, tiles=tiles: tile_series_instance(

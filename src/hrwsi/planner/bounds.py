@@ -43,15 +43,19 @@ def bound_parts(prob: Problem) -> dict[str, float]:
         concurrency = _concurrency_part(prob, budgets, k, kinds)
         if concurrency > 0:
             parts["tasks"] = concurrency
-        fit = max(_restricted_flavour_part(prob, budgets, k, kinds), FitBound(prob, kinds).value())
-        if fit > 0:
-            parts["flavour"] = fit
         # the longest chain, with release times (retry backoff, fixed predecessors)
         heads = earliest_starts(prob)
-        parts["chain"] = max(heads[i] + prob.dur[i] for i in P)
+        chain = max(heads[i] + prob.dur[i] for i in P)
         resource = max((parts.get(key, 0.0) for key in RESOURCES), default=0.0)
-        if parts["chain"] >= WINDOW_FROM * resource:  # else the window adds at most a few per cent of nothing
-            window = _window_part(prob, heads, _capacities(prob, budgets, topks, k, kinds))
+        # the window adds at most the chain to a resource term: not worth a pass over the tasks when short
+        grid = HeadTailGrid(prob, heads) if chain >= WINDOW_FROM * resource else None
+        fit = FitBound(prob, kinds, grid)
+        flavour = max(_restricted_flavour_part(prob, budgets, k, kinds), fit.value())
+        if flavour > 0:
+            parts["flavour"] = flavour
+        parts["chain"] = chain
+        if grid is not None:
+            window = fit.windows(chain, max(parts.values()))
             if window > 0:
                 parts["window"] = window
     return parts
@@ -59,7 +63,8 @@ def bound_parts(prob: Problem) -> dict[str, float]:
 
 WINDOW_FROM = 0.1  # the "window" term is computed when the chain is at least this share of the resource bound
 
-Kind = tuple[tuple[float, float, float], "str | None", float]  # (cpu, ram, storage), restriction, total duration
+# (cpu, ram, storage), restriction, total duration, index in Problem.demands
+Kind = tuple[tuple[float, float, float], "str | None", float, int]
 
 
 def _demand_totals(prob: Problem) -> list[Kind]:
@@ -69,14 +74,14 @@ def _demand_totals(prob: Problem) -> list[Kind]:
     for i in prob.plannable:
         k = demand_of[i]
         totals[k] = dur[i] if totals[k] < 0 else totals[k] + dur[i]
-    return [(d[:3], d[3], total) for d, total in zip(prob.demands, totals) if total >= 0]
+    return [(d[:3], d[3], total, q) for q, (d, total) in enumerate(zip(prob.demands, totals)) if total >= 0]
 
 
 def _resource_parts(prob: Problem, budgets: Sequence[float], topks: Sequence[float],
                     kinds: list[Kind]) -> dict[str, float]:
     """Work per resource (planned and fixed) over the budget, and over the largest workers."""
     fa_all, fa_known = _fixed_work(prob, budgets, topks)
-    area = [sum(d[r] * total for d, _fl, total in kinds) for r in range(3)]
+    area = [sum(d[r] * total for d, _fl, total, _q in kinds) for r in range(3)]
     parts: dict[str, float] = {}
     for r, key in enumerate(RESOURCES):
         best = 0.0
@@ -91,7 +96,7 @@ def _resource_parts(prob: Problem, budgets: Sequence[float], topks: Sequence[flo
 def _most_tasks_at_once(prob: Problem, budgets: Sequence[float], k: int, kinds: list[Kind]) -> float:
     """How many tasks can run at once at most: each worker and the budgets hold at most capacity / the
     smallest demand of each resource."""
-    mins = [min(d[r] for d, _fl, _t in kinds) for r in range(3)]
+    mins = [min(d[r] for d, _fl, _t, _q in kinds) for r in range(3)]
 
     def count_fit(caps: Sequence[float]) -> float:
         m = math.inf
@@ -108,7 +113,7 @@ def _concurrency_part(prob: Problem, budgets: Sequence[float], k: int, kinds: li
     """Total duration / how many tasks can run at once at most (planning.md's sum(duration)/vm_max,
     generalised to workers that hold several tasks)."""
     conc = _most_tasks_at_once(prob, budgets, k, kinds)
-    total = sum(t for _d, _fl, t in kinds)
+    total = sum(t for _d, _fl, t, _q in kinds)
     if not math.isfinite(conc) or total <= 0:
         return 0.0
     return total / conc if conc > 0 else math.inf
@@ -118,11 +123,11 @@ def _restricted_flavour_part(prob: Problem, budgets: Sequence[float], k: int, ki
     """Tasks restricted to one flavour only have that flavour's workers."""
     caps_w = (prob.wcpu, prob.wram, prob.wst)
     best = 0.0
-    for fl in {fl for _d, fl, _t in kinds if fl is not None}:
+    for fl in {fl for _d, fl, _t, _q in kinds if fl is not None}:
         fws = prob.by_flavour.get(fl, [])
         kf = min(k, len(fws))
         for r in range(3):
-            a = sum(d[r] * total for d, f, total in kinds if f == fl)
+            a = sum(d[r] * total for d, f, total, _q in kinds if f == fl)
             if a <= 0:
                 continue
             cap = min(budgets[r], sum(sorted((caps_w[r][j] for j in fws), reverse=True)[:kf]))
@@ -172,21 +177,24 @@ def _fixed_work(prob: Problem, budgets: Sequence[float], topks: Sequence[float])
 
 class FitBound:
     """The "flavour" term: tasks that fit only some kinds of worker (flavour restriction or size) over the
-    most of them those workers and the budgets can hold at once."""
+    most of them those workers and the budgets can hold at once; and, with a head/tail grid, the "window"
+    term of each such group over the same capacity."""
 
     MAX_SETS = 64  # sets of worker kinds tried (all of them when there are at most 6 kinds)
 
-    def __init__(self, prob: Problem, demand_kinds: list[Kind]) -> None:
+    def __init__(self, prob: Problem, demand_kinds: list[Kind], grid: HeadTailGrid | None = None) -> None:
         self.prob = prob
+        self.grid = grid
         self.kinds = prob.kinds  # worker kinds: ((flavour, cpu, ram, disk), workers)
         self.budget = (prob.cpu_max, prob.ram_max, prob.st_max)
-        # demand classes with their total duration and the set (bit mask) of worker kinds each fits
-        self.classes = [(d, total, prob.kinds_fitting(*d, fl)) for d, fl, total in demand_kinds]
+        # demand classes: demand, total duration, the worker kinds (bit mask) each fits, index in Problem.demands
+        self.classes = [(d, total, prob.kinds_fitting(*d, fl), q) for d, fl, total, q in demand_kinds]
         self.cache: dict[tuple, float] = {}
+        self.bounds: list[tuple[float, list, int, float]] = []  # (fit bound, group, measure, capacity)
 
     def _kind_sets(self) -> list[int]:
         """The unions of the classes' kind sets (a group is tightest on the union of its members' kinds)."""
-        sets = list(dict.fromkeys(m for _d, _t, m in self.classes if m))
+        sets = list(dict.fromkeys(m for _d, _t, m, _q in self.classes if m))
         k = 0
         while k < len(sets) and len(sets) < self.MAX_SETS:
             for m in list(sets[: k + 1]):
@@ -200,28 +208,43 @@ class FitBound:
         """The best over groups: for each set of kinds (a union of the classes' kind sets), all the classes
         confined to it; and each class alone on its own kinds (one big class on few workers binds alone
         where its group, diluted by smaller tasks, would not)."""
-        groups = [(kind_set, [(d, total) for d, total, m in self.classes if m and m & ~kind_set == 0])
+        groups = [(kind_set, [c for c in self.classes if c[2] and c[2] & ~kind_set == 0])
                   for kind_set in self._kind_sets()]
         if len(self.classes) > 1:
-            groups += [(m, [(d, total)]) for d, total, m in self.classes if m]
+            groups += [(c[2], [c]) for c in self.classes if c[2]]
         best = 0.0
         for kind_set, group in groups:
             for measure in range(4):  # CPU, RAM, storage, number of tasks
-                best = max(best, self._group_bound(kind_set, group, measure))
+                work, cap = self._group_capacity(kind_set, group, measure)
+                if work > 0:
+                    bound = work / cap if cap > 0 else math.inf
+                    self.bounds.append((bound, group, measure, cap))
+                    best = max(best, bound)
         return best
 
-    def _group_bound(self, kind_set: int, group: list[tuple[Demand, float]], measure: int) -> float:
-        work = sum((d[measure] if measure < 3 else 1.0) * total for d, total in group)
+    def windows(self, chain: float, best: float) -> float:
+        """The "window" term over the groups (after ``value``): only where it could beat ``best``, since
+        a group's window is at most the chain plus its fit bound."""
+        out = 0.0
+        for bound, group, measure, cap in sorted(self.bounds, key=lambda b: -b[0]):
+            if bound + chain <= max(best, out) or not math.isfinite(cap) or cap <= 0:
+                continue
+            members = [(q, d[measure] if measure < 3 else 1.0) for d, _t, _m, q in group]
+            out = max(out, self.grid.window(members, cap))
+        return out
+
+    def _group_capacity(self, kind_set: int, group: list, measure: int) -> tuple[float, float]:
+        """The group's work of ``measure``, and the most of it that can run at once."""
+        work = sum((d[measure] if measure < 3 else 1.0) * total for d, total, _m, _q in group)
         if work <= 0:
-            return 0.0
-        items = tuple(sorted({((d[measure] if measure < 3 else 1.0), d) for d, _t in group}))
+            return 0.0, 0.0
+        items = tuple(sorted({((d[measure] if measure < 3 else 1.0), d) for d, _t, _m, _q in group}))
         held: list[float] = []
         for q, ((_name, c, r, s), workers) in enumerate(self.kinds):
             if kind_set >> q & 1:
                 held += [self._most_held((c, r, s), items)] * len(workers)
         held.sort(reverse=True)
-        cap = min(sum(held[: self.prob.vm_max]), self._most_held(self.budget, items))
-        return work / cap if cap > 0 else math.inf
+        return work, min(sum(held[: self.prob.vm_max]), self._most_held(self.budget, items))
 
     def _most_held(self, capacity: tuple[float, float, float], items: tuple) -> float:
         key = (capacity, items)
@@ -233,45 +256,44 @@ class FitBound:
 Demand = tuple[float, float, float]
 
 
-def _capacities(prob: Problem, budgets: Sequence[float], topks: Sequence[float], k: int,
-                kinds: list[Kind]) -> list[float]:
-    """What can run at once of each measure (CPU, RAM, storage, number of tasks) over all workers."""
-    caps = [min(budgets[r], topks[r]) for r in range(3)]
-    return caps + [_most_tasks_at_once(prob, budgets, k, kinds)]
+class HeadTailGrid:
+    """The plannable tasks' durations by demand kind on a grid of (head, tail) thresholds: a task's head is
+    its earliest start, its tail the longest chain after it. Tasks with head >= a and tail >= b all run
+    within [a, T - b], so T >= a + b + their work / what can run of it at once (``window``)."""
 
+    SIZE = 20  # thresholds per axis (quantiles)
 
-def _window_part(prob: Problem, heads: list[float], caps: Sequence[float], grid: int = 24) -> float:
-    """max over a, b of a + b + (work of the tasks with head >= a and tail >= b) / capacity, where a task's
-    head is its earliest start and its tail the longest chain after it; a grid of thresholds (quantiles)."""
-    P = prob.plannable
-    tails = prob.chain_after()
-    a_values = _thresholds([heads[i] for i in P], grid)
-    b_values = _thresholds([tails[i] for i in P], grid)
-    if len(a_values) == 1 and len(b_values) == 1:
-        return 0.0  # no chain structure: the resource terms say it all
-    ga, gb = len(a_values), len(b_values)
-    cells = [[[0.0] * gb for _ in range(ga)] for _m in range(4)]
-    vals = (prob.cpu, prob.ram, prob.st)
-    dur = prob.dur
-    for i in P:
-        ia = bisect_right(a_values, heads[i]) - 1
-        ib = bisect_right(b_values, tails[i]) - 1
-        d = dur[i]
-        for m in range(3):
-            cells[m][ia][ib] += vals[m][i] * d
-        cells[3][ia][ib] += d
-    best = 0.0
-    for m in range(4):
-        if caps[m] <= 0 or not math.isfinite(caps[m]):
-            continue
-        cell = cells[m]
+    def __init__(self, prob: Problem, heads: list[float]) -> None:
+        P = prob.plannable
+        tails = prob.chain_after()
+        self.a_values = _thresholds([heads[i] for i in P], self.SIZE)
+        self.b_values = _thresholds([tails[i] for i in P], self.SIZE)
+        ga, gb = len(self.a_values), len(self.b_values)
+        self.cells: dict[int, list[list[float]]] = {}  # demand kind -> [head cell][tail cell] -> duration
+        demand_of, dur, a_values, b_values = prob.demand_of, prob.dur, self.a_values, self.b_values
+        for i in P:
+            cell = self.cells.get(demand_of[i])
+            if cell is None:
+                cell = self.cells[demand_of[i]] = [[0.0] * gb for _ in range(ga)]
+            cell[bisect_right(a_values, heads[i]) - 1][bisect_right(b_values, tails[i]) - 1] += dur[i]
+
+    def window(self, members: list[tuple[int, float]], cap: float) -> float:
+        """max over the grid of a + b + (work of the members' tasks with head >= a, tail >= b) / cap;
+        ``members``: (demand kind, measure per second of one task)."""
+        ga, gb = len(self.a_values), len(self.b_values)
+        if ga == 1 and gb == 1:
+            return 0.0
         suffix = [[0.0] * (gb + 1) for _ in range(ga + 1)]  # work with head >= a_values[x], tail >= b_values[y]
+        cells = [(self.cells[q], v) for q, v in members if v > 0 and q in self.cells]
+        best = 0.0
         for x in range(ga - 1, -1, -1):
+            row, below = suffix[x], suffix[x + 1]
             for y in range(gb - 1, -1, -1):
-                suffix[x][y] = cell[x][y] + suffix[x + 1][y] + suffix[x][y + 1] - suffix[x + 1][y + 1]
-                if suffix[x][y] > 0:
-                    best = max(best, a_values[x] + b_values[y] + suffix[x][y] / caps[m])
-    return best
+                here = sum(cell[x][y] * v for cell, v in cells)
+                row[y] = here + below[y] + row[y + 1] - below[y + 1]
+                if row[y] > 0:
+                    best = max(best, self.a_values[x] + self.b_values[y] + row[y] / cap)
+        return best
 
 
 def _thresholds(values: list[float], grid: int) -> list[float]:

@@ -139,16 +139,22 @@ class RuleSet:
     def _variants(self, plans: list[Schedule]):
         """The passes to try, decided as the plans come in (``plans``): EASY backfilling on the critical
         path first (it keeps long chains moving while resources stay busy), then the resource-weighted
-        order; the packing search where it may pay; the blend and the plain critical path on small
-        instances, or when the plan is still more than ``QUALITY`` x LB away."""
+        order; the blend with backfilling (the most robust where a chain and a bottleneck both bind); the
+        packing search where it may pay; the blend and the plain critical path. Beyond the first two,
+        on small instances, or while the plan is still more than ``QUALITY`` x LB away."""
         yield "critical-path", "reserve"
         yield "resource", ""
+        if self._worth_more(plans):
+            yield "blend", "reserve"
         if self._packing_may_pay(min(s.makespan for s in plans)):
             yield "resource", "fill"
             yield "critical-path", "fill"
-        if self.prob.n <= SMALL or min(s.makespan for s in plans) > self.lb * QUALITY:
+        if self._worth_more(plans):
             yield "blend", ""
             yield "critical-path", ""
+
+    def _worth_more(self, plans: list[Schedule]) -> bool:
+        return self.prob.n <= SMALL or min(s.makespan for s in plans) > self.lb * QUALITY
 
     def _best_of(self, plans: list[Schedule]) -> Schedule:
         """The best plan; the VMs and VM-hours (a sweep per plan) only for those tied before them."""

@@ -95,6 +95,16 @@ def _max_positive(vals: Sequence[float]) -> float:
     return m if m > 0 else 1.0
 
 
+def _spare_kinds(class_kinds: list[int], every_kind: int) -> list[int]:
+    """Per class, the worker kinds it may use that no class is confined to (0: no preference). A kind is
+    contended when some class cannot run everywhere and may run there."""
+    contended = 0
+    for mask in class_kinds:
+        if mask != every_kind:
+            contended |= mask
+    return [mask & ~contended if mask & contended else 0 for mask in class_kinds]
+
+
 class Reservation:
     """EASY backfilling: where and when the highest-priority blocked class will fit (the earliest end of
     running tasks that frees enough), and what is left over then, globally and on that worker. A task
@@ -137,6 +147,9 @@ class Reservation:
         return True
 
 
+NO_RESERVATION = Reservation(math.inf, -1, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, {})  # nothing to protect
+
+
 class EventScheduler:
     """The state of one pass: capacity in use (globally and per worker), the fixed tasks' events, the
     ready tasks by demand class, the tasks pending release and the running ones."""
@@ -149,7 +162,7 @@ class EventScheduler:
         "idle_by_flavour", "busy", "busy_count", "external_tasks", "used_cpu", "used_ram", "used_storage",
         "fixed_events", "next_fixed_event", "future_fixed", "future_started",
         "unmet", "ready_at", "ready_by_class", "tops", "is_blocked", "blocked", "pending", "running", "start",
-        "worker_of", "greedy", "guard", "started", "peak", "momentary",
+        "worker_of", "greedy", "guard", "started", "peak", "momentary", "spare_kinds",
     )
 
     def __init__(self, prob: Problem, classes: DemandClasses, order: list[int], workers: Sequence[int],
@@ -172,6 +185,7 @@ class EventScheduler:
         self._init_fixed()
         self._init_tasks(len(classes))
         self.guard = LaneGuard(self, classes.lane, classes.kinds) if classes.several_lanes else None
+        self.spare_kinds = _spare_kinds(classes.kinds, (1 << len(prob.kinds)) - 1)
         greedy = self._greedy_dispatcher()
         next(greedy)
         self.greedy = greedy.send
@@ -391,6 +405,10 @@ class EventScheduler:
             return -1
         if self.future_started < len(self.future_fixed) and e > t:
             return self._find_worker_around_fixed(k, t, e)
+        if self.spare_kinds[k]:
+            w = self._find_spare_worker(k)
+            if w >= 0:
+                return w
         wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
         for w in self.busy:
             if (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm and fs[w] + EPS >= s:
@@ -406,6 +424,25 @@ class EventScheduler:
                 if fallback < 0:
                     fallback = w
         return fallback
+
+    def _find_spare_worker(self, k: int) -> int:
+        """A worker of a kind that no class is confined to (``spare_kinds``), so that the workers that only
+        some tasks fit stay free for them (3-CPU tasks on the 4-CPU workers, say, while 1-CPU tasks could
+        run on 2-CPU ones)."""
+        c, rm, s, f = self.class_demand[k]
+        spare, kind = self.spare_kinds[k], self.prob.worker_kind
+        wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
+        for w in self.busy:
+            if spare >> kind[w] & 1 and (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm \
+                    and fs[w] + EPS >= s:
+                return w
+        if self.busy_count >= self.vm_cap:
+            return -1
+        for w in self.idle_any if f < 0 else self.idle_by_flavour.get(f, ()):
+            if self.tasks_on[w] == 0 and spare >> kind[w] & 1 and fc[w] + EPS >= c and fr[w] + EPS >= rm \
+                    and fs[w] + EPS >= s:
+                return w
+        return -1
 
     def _future_window(self, t: float, e: float) -> tuple[list[float], dict[int, list[float]], set]:
         """Usage of fixed tasks that start in (t, e): global, per worker, and newly busy workers."""
@@ -554,6 +591,17 @@ class EventScheduler:
 
     # --------------------------------------------------------------------------------- dispatching
 
+    def _begin_event(self) -> None:
+        """Blocked classes are tried again at each event."""
+        if self.guard is not None:
+            self.guard.start_event()
+        is_blocked, ready_by_class, top = self.is_blocked, self.ready_by_class, self.tops
+        for k in self.blocked:
+            is_blocked[k] = False
+            if ready_by_class[k]:
+                heappush(top, ready_by_class[k][0])
+        self.blocked.clear()
+
     def _block(self, k: int) -> None:
         self.is_blocked[k] = True
         self.blocked.append(k)
@@ -572,15 +620,10 @@ class EventScheduler:
         find_worker = self._find_worker_within_budgets if guard is None else self._find_admitted_worker
         while True:
             t = yield
-            if guard is not None:
-                guard.start_event()
-            for k in blocked:  # blocked classes are tried again at each event
-                is_blocked[k] = False
-                if ready_by_class[k]:
-                    heappush(top, ready_by_class[k][0])
-            blocked.clear()
+            self._begin_event()
             fails = 0
-            resv: Reservation | None = None
+            reserved = -1  # the class promised a reservation (the first that did not fit), if any
+            resv: Reservation | None = None  # computed when first needed: nothing starts in between
             started = self.started
             # the budgets' use, kept here too: most attempts fail on them
             used_cpu, used_ram, used_storage = self.used_cpu, self.used_ram, self.used_storage
@@ -595,9 +638,11 @@ class EventScheduler:
                 w = -1
                 if used_cpu + c <= cpu_limit and used_ram + rm <= ram_limit and used_storage + s <= storage_limit:
                     w = find_worker(k, t, t + dur[i])
-                    if w >= 0 and resv is not None and t + dur[i] > resv.at + EPS and not resv.admits(
-                            w, c, rm, s, self.tasks_on[w]):
-                        w = -1  # it would still run at the reservation, beyond what the reserved task leaves over
+                    if w >= 0 and reserved >= 0:
+                        if resv is None:
+                            resv = self.reservation(reserved) or NO_RESERVATION
+                        if t + dur[i] > resv.at + EPS and not resv.admits(w, c, rm, s, self.tasks_on[w]):
+                            w = -1  # it would still run at the reservation, beyond what the reserved task leaves
                 if w < 0:
                     is_blocked[k] = True
                     blocked.append(k)
@@ -606,8 +651,8 @@ class EventScheduler:
                     fails += 1
                     if fails >= MAX_FAILS_PER_EVENT:
                         break
-                    if self.reserve and resv is None and fails == 1:
-                        resv = self.reservation(k)
+                    if self.reserve and fails == 1:
+                        reserved = k
                     continue
                 heappop(h)
                 if h:

@@ -44,17 +44,21 @@ def test_a_priority_1_task_never_delays_a_ready_priority_0_task():
 
 
 def test_less_urgent_work_back_fills_what_waiting_urgent_work_cannot_use():
-    # U (6 CPU) fits only the big worker, where a running task holds 5 CPU until t=20. Archive X (2 CPU,
-    # 100 s) would fit beside it but would then hold the CPU U needs at 20: it goes to the small worker,
-    # which U can never use. Y (1 CPU, 5 s) ends before anything frees: it may use the big worker now.
+    # U (6 CPU) fits only the big worker, where a running task holds 5 CPU until t=20. Archive V (3 CPU,
+    # 8 GB: big only) would fit beside it now but would still hold 3 CPU at 20, when U needs 6 of the 8:
+    # it waits. X and W go to the small worker, which U can never use; Y (1 CPU, 5 s) ends before anything
+    # frees, so it may use the big worker now.
     ws = [Worker("big", BIG), Worker("small", SMALL)]
     fixed = [FixedTask(99, "big", 5, 100, 100, -1, 20)]
-    tasks = [job(1, cpu=6, dur=10, priority=0), job(2, cpu=2, dur=100, priority=1), job(3, cpu=1, dur=5, priority=1)]
+    tasks = [job(1, cpu=6, dur=10, priority=0), job(2, cpu=3, dur=100, priority=1, ram=8000),
+             job(3, cpu=2, dur=100, priority=1), job(4, cpu=2, dur=100, priority=1), job(5, cpu=1, dur=5, priority=1)]
     plan = plan_tasks(tasks, ws, Budgets(), fixed)
     assert_valid(plan, tasks, ws, Budgets(), fixed)
-    assert plan.assignments[1].start_s == 20 and plan.assignments[1].worker == "big"
-    assert plan.assignments[2].start_s == 0 and plan.assignments[2].worker == "small"
-    assert plan.assignments[3].start_s == 0 and plan.assignments[3].worker == "big"
+    a = plan.assignments
+    assert (a[1].start_s, a[1].worker) == (20, "big")
+    assert a[2].start_s == 30 and a[2].worker == "big"
+    assert (a[3].start_s, a[3].worker) == (0, "small") and (a[4].start_s, a[4].worker) == (0, "small")
+    assert (a[5].start_s, a[5].worker) == (0, "big")
 
 
 def test_back_fill_leaves_the_budget_to_waiting_urgent_work():
