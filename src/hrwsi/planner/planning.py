@@ -72,7 +72,8 @@ def _fewest_workers(rules: RuleSet, best: Schedule, horizon_s: float) -> tuple[i
     while lo < hi:
         mid = (lo + hi) // 2
         sch = rules.best_schedule(ranked[:mid], min(prob.vm_max, mid))
-        if not sch.stuck and sch.makespan <= horizon_s + 1e-9:
+        # fewer workers may not make more tasks late than the plan with all of them
+        if not sch.stuck and sch.late <= best.late and sch.makespan <= horizon_s + 1e-9:
             hi = mid
             found = (mid, sch)
         else:

@@ -21,7 +21,7 @@ from hrwsi.planner.schedule import DemandClasses, EventScheduler, Schedule
 
 GOOD_ENOUGH = 1.002  # stop trying priority rules once makespan <= this x LB
 TRY_PACKING_ABOVE = 1.01  # try the (slower) packing search when the greedy rules end above this x LB
-SMALL = 5000  # up to this many tasks, every rule is tried (passes are cheap)
+SMALL = 500  # up to this many tasks, every rule is tried (a pass takes a few milliseconds)
 QUALITY = 1.01  # beyond, the blend and the plain critical path only when the best plan is above this x LB
 RESOURCE_PARTS = ("cpu", "ram_mb", "storage_mb")
 
@@ -141,7 +141,7 @@ class RuleSet:
         path first (it keeps long chains moving while resources stay busy), then the resource-weighted
         order; the blend with backfilling (the most robust where a chain and a bottleneck both bind); the
         packing search where it may pay; the blend and the plain critical path. Beyond the first two,
-        on small instances, or while the plan is still more than ``QUALITY`` x LB away."""
+        the rules run only on small instances or while the best plan is still above ``QUALITY`` x LB."""
         yield "critical-path", "reserve"
         yield "resource", ""
         if self._worth_more(plans):

@@ -3,8 +3,10 @@
 Time jumps from event to event (a task ends, a task is released, a fixed task starts or ends); at each
 event the ready tasks are started in priority order wherever they fit now, first-fit on workers already
 in use, else on an idle worker (one used before, then the largest) while fewer than ``vm_cap`` are in
-use. Ready tasks are grouped by demand class (same CPU/RAM/storage/flavour), so a class that does not fit
+use; a task that fits every kind of worker tries the kinds no class is confined to first (spare-first).
+Ready tasks are grouped by demand class (same CPU/RAM/storage/flavour), so a class that does not fit
 is skipped as a whole until the next event: an event costs O(started + classes), a pass O(n log n).
+With several lanes, less urgent work only back-fills (lanes.LaneGuard).
 
 With ``reserve`` (EASY backfilling), the highest-priority blocked class gets a reservation at the
 earliest end of running tasks that frees enough for it; other tasks may then start only if they end

@@ -199,3 +199,11 @@ def test_less_urgent_work_never_holds_what_a_waiting_urgent_task_could_use(inst)
             assert x.end_s <= a[y.id].start_s + 1e-9 or not y_fits, (x_id, y.id, x, a[y.id])
     assert {x.task_id for x in plan.late} == {
         t.id for t in tasks if t.id in a and t.deadline_s is not None and a[t.id].end_s > t.deadline_s + 1e-9}
+
+
+def test_deadline_mode_does_not_save_workers_by_making_tasks_late():
+    # four 10 s tasks due at 10 on four workers: one worker would meet the 40 s horizon, but late
+    tasks = [job(i, cpu=4, dur=10, deadline=10) for i in range(4)]
+    plan = plan_tasks(tasks, workers(4), Budgets(), horizon_s=40, mode="deadline")
+    assert_valid(plan, tasks, workers(4), Budgets())
+    assert plan.figures.late_count == 0 and plan.figures.vms == 4
