@@ -7,13 +7,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: demo test bench chaos install clean lint
+.PHONY: demo test bench chaos install clean lint nomad-record
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,14 +25,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# hrwsi against pgqueuer (the `bench` extra) and a raw trigger/notify floor; BENCH_ARGS=--quick for a smoke run
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 chaos: $(STAMP)
 	$(BIN)/python benchmarks/chaos.py
+
+# Record a real Nomad agent's answers for replay in the contract suite (NOMAD_ADDR, NOMAD_TOKEN).
+nomad-record: $(STAMP)
+	$(BIN)/python -m hrwsi.testing.nomad_recorder
 
 clean:
 	rm -rf $(VENV) bench-results .pytest_cache

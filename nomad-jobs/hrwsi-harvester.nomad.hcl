@@ -49,6 +49,11 @@ job "hrwsi-harvester" {
       max_delay      = "10m"
     }
 
+    # This instance's /metrics, /healthz and /readyz (HRWSI_HTTP_PORT below).
+    network {
+      port "http" {}
+    }
+
     task "harvester" {
       driver = "raw_exec"
 
@@ -61,6 +66,8 @@ job "hrwsi-harvester" {
         HRWSI_HOME            = var.hrwsi_home
         HRWSI_BACKSTOP_POLL_S = "2"
         HRWSI_HEARTBEAT_S     = "5"
+        HRWSI_HTTP_PORT       = "${NOMAD_PORT_http}"
+        HRWSI_HTTP_HOST       = "${NOMAD_IP_http}"
       }
 
       # Secrets: rendered from a Nomad Variable into the task's secrets directory, exported as env.
@@ -75,24 +82,35 @@ job "hrwsi-harvester" {
         EOT
       }
 
-      # Healthy while this service's heartbeat row in hrwsi.service_instance is fresh.
-      # Script checks run through the Consul service provider.
+      # Nomad-native service and checks (no Consul), on THIS instance's own endpoints: /healthz fails
+      # when its loop or its heartbeat task hangs (not when the database is away), and three failures
+      # in a row restart it; /readyz also needs the database and a fresh heartbeat. Prometheus finds
+      # the instances through the same registration (README.md, "Metrics and health").
       service {
         name     = "hrwsi-harvester"
-        provider = "consul"
+        provider = "nomad"
+        port     = "http"
+        tags     = ["hrwsi", "metrics"]
 
         check {
-          name     = "heartbeat"
-          type     = "script"
-          command  = var.hrwsi_bin
-          args     = ["health", "harvester"]
-          interval = "30s"
-          timeout  = "10s"
+          name     = "alive"
+          type     = "http"
+          path     = "/healthz"
+          interval = "10s"
+          timeout  = "3s"
 
           check_restart {
             limit = 3
             grace = "60s"
           }
+        }
+
+        check {
+          name     = "ready"
+          type     = "http"
+          path     = "/readyz"
+          interval = "10s"
+          timeout  = "5s"
         }
       }
 

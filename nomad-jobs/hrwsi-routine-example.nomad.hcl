@@ -1,15 +1,17 @@
-# What the launcher's Nomad backend registers for one attempt (hrwsi.backends.nomad.build_job), in HCL:
+# What the launcher's Nomad backend registers for one attempt (hrwsi.backends.nomad.job_spec.build_job), in HCL:
 # attempt 1 of task 42, routine snow_cover, pinned to its planned worker. The launcher submits the
 # JSON form through the API; this file is for reading, and for running one attempt by hand:
 #
 #   nomad job run nomad-jobs/hrwsi-routine-example.nomad.hcl
 #
-# tests/unit/test_nomad_jobs_hcl.py checks that it agrees with build_job field by field.
+# tests/unit/test_nomad_jobs_hcl.py checks that it agrees with build_job field by field, and that every
+# block and attribute is one Nomad's job parser knows (hrwsi.testing.nomad_api_schema).
 
 job "hrwsi-snow_cover-42-1" {
   type        = "batch" # Nomad's default is "service": always say batch
   datacenters = ["*"]
   namespace   = "default"
+  node_pool   = "default" # HRWSI_NOMAD_NODE_POOL; Nomad puts a job without one in "default"
   priority    = 50
 
   # Shown in Nomad's UI: which hrwsi task, input and attempt this job is.
@@ -49,7 +51,14 @@ job "hrwsi-snow_cover-42-1" {
       delay_function = "constant"
     }
 
-    # The routine's storage: disk belongs to the group (a task asking for disk is rejected).
+    # A node that goes down: Nomad would replace the allocation whatever the reschedule block says;
+    # with replace = false it leaves it "unknown", and the launcher retries the attempt itself.
+    disconnect {
+      replace = false
+    }
+
+    # The routine's storage: disk belongs to the group (a task asking for disk is rejected), and
+    # must exceed the task's log storage (logs below: 5 x 20 MB).
     ephemeral_disk {
       size = 5000
     }
@@ -63,6 +72,7 @@ job "hrwsi-snow_cover-42-1" {
           "-m", "hrwsi.routines.snow_cover",
           "--input", "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json",
           "--output-dir", "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1",
+          "--manifest", "/srv/hrwsi/data/products/snow_cover/task-42/manifest.json",
         ]
       }
 
@@ -77,6 +87,7 @@ job "hrwsi-snow_cover-42-1" {
         HRWSI_INPUT_PATH = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
         HRWSI_OUTPUT_DIR = "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1"
         HRWSI_TILE       = "32TPR"
+        HRWSI_MANIFEST   = "/srv/hrwsi/data/products/snow_cover/task-42/manifest.json"
       }
 
       # 1 planned core = 1000 MHz (HRWSI_NOMAD_MHZ_PER_CORE), rounded up; memory in MB.

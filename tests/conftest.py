@@ -1,8 +1,10 @@
 """Shared fixtures: a real PostgreSQL server for the whole session, a fresh database per test.
 
 The server is the embedded one (in a temporary directory), or the server HRWSI_DATABASE_URL points
-at. A template database is migrated once; every test gets its own copy (CREATE DATABASE ...
-TEMPLATE), so tests are isolated and fast. Nothing here mocks the database.
+at. A template database is installed once, as `hrwsi db init` installs an empty database (from
+sql/schema.sql; tests/integration/test_schema.py proves that equal to replaying the migrations);
+every test gets its own copy (CREATE DATABASE ... TEMPLATE), so tests are isolated and fast.
+Nothing here mocks the database.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def template_url(server_url) -> str:
 
 @pytest.fixture
 def database_url(server_url, template_url) -> str:
-    """A freshly migrated, empty database of its own for one test."""
+    """A freshly installed database, without data, of its own for one test."""
     name = f"hrwsi_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(

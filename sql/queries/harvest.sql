@@ -1,6 +1,6 @@
 -- Named queries of the harvest sources (landing directories, catalogues), their schedules, and
--- the multi-input triggering rules. asyncpg style ($1, $2 ...) except blocks starting with cli_
--- (psycopg, %(name)s).
+-- the multi-input triggering rules. Placeholders: asyncpg ($1, $2 ...); the CLI's blocks are in
+-- harvest_cli.sql.
 
 -- ============================================================================================
 -- inputs from any source
@@ -54,6 +54,14 @@ FROM hrwsi.harvest_source
 WHERE kind = 'landing_directory' AND active AND ($1::text IS NULL OR name = $1)
 ORDER BY name;
 
+-- name: landing_source_directories
+-- Every active landing source's directories as configured, and since when it exists: the
+-- harvester checks that no two share or nest a work directory (the older one keeps it).
+SELECT name, config ->> 'directory' AS directory, config ->> 'work_directory' AS work_directory, created_at
+FROM hrwsi.harvest_source
+WHERE kind = 'landing_directory' AND active
+ORDER BY created_at, name;
+
 -- name: landing_track_listing
 -- Record what a scan of source $1 saw ($2 paths, $3 sizes, $4 modification times) at $5.
 -- A version (path, size, mtime) seen by several scans is one row; an unsettled version that
@@ -95,14 +103,16 @@ FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, prepared_path, scene_
 WHERE f.id = r.id AND f.state IN ('seen', 'ready');
 
 -- name: landing_record_outcomes
--- How each file ended: prepared, previously_received or failed, with a message for people.
+-- How each file ended: prepared, previously_received or failed, with a message for people. Only
+-- a file still on its way (seen, ready) changes: a scan that overran its claim cannot turn a file
+-- another scan prepared meanwhile into a failure.
 UPDATE hrwsi.landing_file f
 SET state = o.state, message = o.message,
     prepared_path = CASE WHEN o.state = 'failed' THEN NULL ELSE coalesce(o.prepared_path, f.prepared_path) END,
     scene_id = coalesce(o.scene_id, f.scene_id), input_count = o.input_count, updated_at = $7
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
      AS o(id, state, message, prepared_path, scene_id, input_count)
-WHERE f.id = o.id;
+WHERE f.id = o.id AND f.state IN ('seen', 'ready');
 
 -- name: landing_record_redeliveries
 -- Files found again in the landing directory with the size and time of a version already
@@ -113,52 +123,62 @@ SELECT $1, r.path, r.size_bytes, r.modified_at, 'previously_received', r.message
 FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
      AS r(path, size_bytes, modified_at, message, prepared_path);
 
--- name: cli_upsert_landing_source
--- Add or change a landing-directory source (scanned continuously); due at once.
-INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at)
-VALUES (%(name)s, 'landing_directory', %(product_type)s, %(config)s::jsonb, now())
-ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, product_type = EXCLUDED.product_type,
-    config = EXCLUDED.config, next_run_at = now(), active = true;
-
 -- ============================================================================================
 -- sources and schedules
 -- ============================================================================================
 
--- name: harvest_claim_due_source
--- One active source due at $1 (never run: due), not yet run in this round ($2), of the kinds $3
--- (NULL: all). The row stays locked while it runs: another harvester skips it. NO KEY UPDATE, so
--- that the run's own inserts of rows referring to the source (landing files) are not blocked.
-SELECT name, kind, product_type, config::text AS config, frequency, frequency_interval, cron, mode, overlap,
-       first_lookback, backfill_from, backfill_to, backfill_cursor, last_success_at
-FROM hrwsi.harvest_source
-WHERE active AND (next_run_at IS NULL OR next_run_at <= $1)
-  AND NOT (name = ANY ($2::text[])) AND ($3::text[] IS NULL OR kind = ANY ($3::text[]))
-ORDER BY next_run_at NULLS FIRST, name
-LIMIT 1
-FOR NO KEY UPDATE SKIP LOCKED;
+-- name: harvest_claim_due_sources
+-- Up to $3 active sources due at $1 (never run: due) whose claim is free or lapsed, not among
+-- $2 (those this harvester runs already, or ran in this round), oldest due first. Each gets a
+-- fresh claim token, harvester $4 and a lease until $1 + $5 seconds; committed at once, so no
+-- transaction stays open while they run (SKIP LOCKED: two harvesters claiming at once take
+-- different sources). Returns what a run needs, with the error of the previous run.
+WITH due AS (
+    SELECT name
+    FROM hrwsi.harvest_source
+    WHERE active AND (next_run_at IS NULL OR next_run_at <= $1)
+      AND (claimed_until IS NULL OR claimed_until <= $1)
+      AND NOT (name = ANY ($2::text[]))
+    ORDER BY next_run_at NULLS FIRST, name
+    LIMIT $3
+    FOR NO KEY UPDATE SKIP LOCKED
+)
+UPDATE hrwsi.harvest_source s
+SET claim_token = gen_random_uuid(), claimed_by = $4,
+    claimed_until = $1::timestamptz + make_interval(secs => $5::double precision)
+FROM due
+WHERE s.name = due.name
+RETURNING s.name, s.kind, s.product_type, s.config::text AS config, s.frequency, s.frequency_interval, s.cron,
+          s.mode, s.overlap, s.first_lookback, s.backfill_from, s.backfill_to, s.backfill_cursor, s.last_success_at,
+          s.last_error, s.claim_token;
 
 -- name: harvest_source_ran
--- After a run at $2: when it runs next, its error (NULL: it worked). $5: the run counts as the
--- last successful harvest at $6 (catalogues record theirs themselves, window by window).
+-- After a run at $2 under claim $7: when it runs next, its error (NULL: it worked), and the claim
+-- released. $5: the run counts as the last successful harvest at $6 (catalogues record theirs
+-- themselves, window by window). Nothing changes if the claim is no longer this run's (it lapsed
+-- and another harvester took the source): returns no row then.
 UPDATE hrwsi.harvest_source
 SET last_run_at = $2, next_run_at = $3, last_error = $4,
-    last_success_at = CASE WHEN $5::boolean THEN $6::timestamptz ELSE last_success_at END
-WHERE name = $1;
+    last_success_at = CASE WHEN $5::boolean THEN $6::timestamptz ELSE last_success_at END,
+    claim_token = NULL, claimed_by = NULL, claimed_until = NULL
+WHERE name = $1 AND claim_token = $7
+RETURNING name;
+
+-- name: harvest_release_claims
+-- A stopping harvester hands back the sources it was running ($1 claim tokens) as they are: due
+-- again at once for another harvester, with nothing recorded about the unfinished run.
+UPDATE hrwsi.harvest_source
+SET claim_token = NULL, claimed_by = NULL, claimed_until = NULL
+WHERE claim_token = ANY ($1::uuid[]);
 
 -- name: harvest_source_progress
 -- A catalogue harvested a window up to $2 (near real time) or a day (backfill: $3 is the next
--- day to do). Committed as soon as the window is done, so an interrupted run resumes after it.
+-- day to do), under claim $4. Committed as soon as the window is done, so an interrupted run
+-- resumes after it. No row returned: the claim is no longer this run's, the run must stop.
 UPDATE hrwsi.harvest_source
 SET last_success_at = coalesce($2::timestamptz, last_success_at), backfill_cursor = coalesce($3::date, backfill_cursor)
-WHERE name = $1;
-
--- name: cli_list_sources
-SELECT s.name, s.kind, s.product_type, s.config, s.frequency, s.frequency_interval, s.cron, s.mode,
-       s.backfill_from, s.backfill_to, s.backfill_cursor, s.last_run_at, s.next_run_at, s.last_error, s.active,
-       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
-                                                WHERE f.source = s.name GROUP BY f.state) c) AS files
-FROM hrwsi.harvest_source s
-ORDER BY s.name;
+WHERE name = $1 AND claim_token = $4
+RETURNING name;
 
 -- ============================================================================================
 -- multi-input triggering rules (hrwsi.multi_input_rule, hrwsi.multi_input_requirement)
@@ -168,7 +188,8 @@ ORDER BY s.name;
 -- One input per complete group of every active multi-input condition, with its members listed in
 -- hrwsi.multi_input_member; $1 is "now". A group is a tile and the window_days days ending on an
 -- anchor day (each day a member was measured on). Idempotent: a group's input path is
--- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once.
+-- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once. Products
+-- and tasks of reprocessing campaigns are neither members nor open work here (ADR 0010).
 WITH rule AS (
     SELECT m.processing_condition AS condition, m.window_days, m.every_day_of_window, m.wait_for_open_tasks,
            c.measurement_window, c.tiles
@@ -183,6 +204,7 @@ WITH rule AS (
     JOIN hrwsi.processing_task t ON t.id = p.task_id
     JOIN hrwsi.input i ON i.id = t.input_id
     WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+      AND t.campaign_id IS NULL
     UNION
     -- ... and inputs not chained from a product (harvested, inserted), as the type their routine reads.
     SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
@@ -227,7 +249,8 @@ WITH rule AS (
           JOIN hrwsi.processing_condition pc ON pc.routine = pr.name
           JOIN hrwsi.input i ON i.processing_condition = pc.name
           LEFT JOIN hrwsi.processing_task t ON t.input_id = i.id
-          WHERE q.processing_condition = a.condition AND i.tile = a.tile
+          WHERE q.processing_condition = a.condition AND i.tile = a.tile AND i.campaign_id IS NULL
+            AND (t.id IS NULL OR t.campaign_id IS NULL)
             AND i.measured_at >= (a.day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
             AND i.measured_at < (a.day + 1)::timestamp AT TIME ZONE 'UTC'
             AND (t.id IS NULL OR t.state NOT IN ('processed', 'terminated', 'cancelled'))))

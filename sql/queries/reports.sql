@@ -1,4 +1,4 @@
--- Read-only reports for the CLI (psycopg style parameters).
+-- Read-only reports for the CLI. Placeholders: psycopg (%(name)s).
 
 -- name: report_task_counts
 SELECT state, count(*) AS n FROM hrwsi.processing_task GROUP BY state ORDER BY state;
@@ -50,10 +50,6 @@ SELECT product_type, count(*) AS n FROM hrwsi.product GROUP BY product_type ORDE
 
 -- name: report_actual_makespan
 SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM hrwsi.job;
-
--- name: report_latest_plan
-SELECT id, created_at, task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s, figures
-FROM hrwsi.plan ORDER BY id DESC LIMIT 1;
 
 -- name: report_planned_makespan
 -- From the first planned start to the last planned end over all tasks that were planned.

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -80,21 +79,32 @@ def db_url() -> None:
 
 @db_app.command("init")
 def db_init() -> None:
-    """Apply the versioned migrations in sql/migrations (idempotent)."""
+    """Install the schema (sql/schema.sql) in an empty database, or apply the pending migrations (idempotent)."""
     with connect(_url()) as conn:
-        applied = migrations.migrate(conn)
-    console.print(f"applied {', '.join(applied)}" if applied else "schema up to date")
+        fresh = not migrations.applied_versions(conn)
+        try:
+            applied = migrations.migrate(conn)
+        except migrations.UnrecordedSchema as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(2) from None
+    if not applied:
+        console.print("schema up to date")
+    elif fresh:  # soft_wrap: a migration's name is not broken over two lines
+        console.print(f"installed the current schema (sql/schema.sql) and recorded as applied {', '.join(applied)}",
+                      soft_wrap=True)
+    else:
+        console.print(f"applied {', '.join(applied)}", soft_wrap=True)
 
 
 @db_app.command("check")
 def db_check() -> None:
-    """Compare this database's schema with a fresh install of the migrations."""
+    """Compare this database's schema with a fresh install of sql/schema.sql."""
     from hrwsi.schema import compare_with_fresh_install
 
     differences = compare_with_fresh_install(_url())
     if differences:
-        for line in differences:
-            console.print(f"[red]{line}[/red]")
+        for line in differences:  # definitions hold brackets (TG_ARGV[0]) that are not markup
+            console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("schema equals a fresh install")
 
@@ -115,75 +125,22 @@ def config_load(path: Path) -> None:
 
 
 # -- services --------------------------------------------------------------------------------
-def _ensure_schema(url: str) -> None:
-    """Apply pending migrations when allowed; a service role gets a clear message instead."""
-    import psycopg
-
-    with connect(url) as conn:
-        missing = migrations.pending(conn)
-        if not missing:
-            return
-        try:
-            migrations.migrate(conn)
-        except psycopg.errors.InsufficientPrivilege as error:
-            console.print(f"[red]the database schema lacks {', '.join(missing)} and this role may not apply it "
-                          f"({error}); run `hrwsi db init` as the schema owner[/red]")
-            raise typer.Exit(2) from None
-
-
 def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
+    from hrwsi.app import App, SchemaNotReady
+
     setup_logging(verbose)
     settings = _settings()
     url = _url()
-    delay = 0.5
-    while True:  # a service started while the database is away waits for it; it does not die
-        try:
-            _ensure_schema(url)
-            break
-        except DatabaseUnavailable as error:
-            logger.warning("%s; %s waits %.1f s and tries again", error, "/".join(kinds), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-    asyncio.run(_serve(kinds, url, settings, backend or settings.backend))
 
+    async def serve() -> None:
+        async with App(url, kinds, settings, backend=backend, migrate=True, handle_signals=True) as app:
+            await app.wait()
 
-async def _serve(kinds: list[str], url: str, settings: Settings, backend_name: str) -> None:
-    from hrwsi.service import TRANSIENT_DATABASE_ERRORS, open_pool, serve
-
-    delay = 0.5
-    while True:
-        try:
-            pool = await open_pool(url, max_size=4 * len(kinds) + 2)
-            break
-        except TRANSIENT_DATABASE_ERRORS as error:
-            logger.warning("cannot open connections to the database (%s); trying again in %.1f s", error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
     try:
-        services = build_services(kinds, pool, settings, backend_name)
-        await serve(services, url)
-    finally:
-        await pool.close()
-
-
-def build_services(kinds, pool, settings: Settings, backend_name: str):
-    built = []
-    for kind in kinds:
-        if kind == "harvester":
-            from hrwsi.harvester import Harvester
-
-            built.append(Harvester(pool, settings))
-        elif kind == "orchestrator":
-            from hrwsi.orchestrator import Orchestrator
-
-            built.append(Orchestrator(pool, settings))
-        elif kind == "launcher":
-            from hrwsi.launcher import Launcher, make_backend
-
-            built.append(Launcher(pool, settings, make_backend(backend_name, settings)))
-        else:
-            raise ValueError(f"unknown service {kind!r}: harvester, orchestrator or launcher")
-    return built
+        asyncio.run(serve())
+    except SchemaNotReady as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
 
 
 _BACKEND_HELP = "local (default, HRWSI_BACKEND), nomad or dry-run"
@@ -210,9 +167,41 @@ def launcher(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
 
 @app.command()
 def up(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
+       web: bool = typer.Option(True, "--web/--no-web", help="also serve the web dashboard (HRWSI_WEB_PORT)"),
        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Run harvester, orchestrator and launcher in one process."""
-    _run_services(["harvester", "orchestrator", "launcher"], backend, verbose)
+    """Run harvester, orchestrator and launcher (and the web dashboard) in one process."""
+    if web:  # web dashboard (issue 13)
+        _check_web_settings()
+    _run_services(["harvester", "orchestrator", "launcher", *(["web"] if web else [])], backend, verbose)
+
+
+# -- web dashboard (issue 13) ------------------------------------------------------------------
+def _check_web_settings() -> None:
+    """HRWSI_WEB_* are read before anything starts: a bad one is one line, not a traceback."""
+    from hrwsi.web.auth import TokenSettingError
+    from hrwsi.web.config import WebSettings
+
+    try:
+        WebSettings.from_env()
+    except (TokenSettingError, ValueError) as error:
+        console.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command("web")
+def web_dashboard(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Serve the live web dashboard on HRWSI_WEB_HOST:HRWSI_WEB_PORT (default 127.0.0.1:8470).
+
+    Operator actions need HRWSI_WEB_TOKEN (one token, or name:token,name:token); without it the
+    dashboard is read-only. It also serves /metrics, /healthz and /readyz."""
+    from hrwsi.web.service import DashboardUnavailable
+
+    _check_web_settings()
+    try:
+        _run_services(["web"], None, verbose)
+    except DashboardUnavailable as error:
+        console.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -290,7 +279,7 @@ def sources() -> None:
     """Harvest sources: kind, schedule, mode, last and next run, last error."""
     from rich.table import Table
 
-    from hrwsi.sources import list_sources
+    from hrwsi.harvest.sources import list_sources
 
     with connect(_url(start=False)) as conn:
         rows = list_sources(conn)
@@ -311,7 +300,7 @@ app.add_typer(workers_app, name="workers")
 @workers_app.command("sync")
 def workers_sync() -> None:
     """Fill flavours and workers from Nomad's nodes (NOMAD_ADDR, NOMAD_TOKEN, ...)."""
-    from hrwsi.nomad_workers import sync_from_nomad
+    from hrwsi.backends.nomad.workers import sync_from_nomad
 
     with connect(_url()) as conn:
         console.print(sync_from_nomad(conn).summary(), highlight=False)
@@ -348,21 +337,95 @@ def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Op
 @task_app.command("show")
 def task_show(task_id: int) -> None:
     """A task's history with times, its attempts with exit codes and log paths, its products."""
+    from hrwsi.backends import make_backend
     from hrwsi.reports import print_task
 
+    settings, backends = _settings(), {}
+
     def ui_link(backend: str, backend_job_id: str):
-        if backend != "nomad" or not os.environ.get("NOMAD_ADDR"):
-            return None
-        from hrwsi.backends.nomad import NomadConfig
-
-        namespace = NomadConfig.from_env().namespace or "default"
-        from urllib.parse import quote
-
-        return f"{os.environ['NOMAD_ADDR'].rstrip('/')}/ui/jobs/{quote(backend_job_id, safe='')}@{namespace}"
+        """The job's page in its backend's UI (Nomad: at NOMAD_ADDR), as the backend builds it."""
+        if backend not in backends:
+            try:
+                backends[backend] = make_backend(backend, settings)
+            except ValueError:  # a backend this hrwsi does not know (any more)
+                backends[backend] = None
+        return backends[backend].ui_link(backend_job_id) if backends[backend] else None
 
     with connect(_url(start=False)) as conn:
         if not print_task(conn, console, task_id, ui_link):
             raise typer.Exit(1)
+
+
+# -- timeliness and reprocessing (ADR 0010) -----------------------------------------------------
+@app.command()
+def timeliness(routine: str | None = typer.Option(None), lane: str | None = typer.Option(None, help="nrt or archive"),
+               tile: str | None = typer.Option(None), days: int = typer.Option(7, min=1, help="the last N days"),
+               as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables")) -> None:
+    """Products' delays from sensing and from publication (p50, p95) and share on time, per routine,
+    lane, tile and day; open tasks late or planned to end after their deadline."""
+    from hrwsi import timeliness as report
+
+    with connect(_url(start=False)) as conn:
+        data = report.report(conn, report.Filters(routine, lane, tile, days))
+    if as_json:
+        print(report.to_json(data))
+    else:
+        report.print_report(console, data)
+
+
+@app.command()
+def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing time from (2026-01-01, UTC)"),
+              measured_to: str = typer.Option(..., "--to", help="sensing time to, excluded"),
+              routine: str | None = typer.Option(None, help="reprocess this routine's inputs ..."),
+              condition: str | None = typer.Option(None, help="... or those of one condition"),
+              tile: list[str] = typer.Option([], help="only these tiles (repeat it); default: every tile"),
+              command: str | None = typer.Option(None, help="run this version of the routine ({python}: hrwsi's)"),
+              image: str | None = typer.Option(None, help="run this image of the routine"),
+              chain: bool = typer.Option(True, help="its products chain downstream within the campaign"),
+              name: str | None = typer.Option(None, help="a label")) -> None:
+    """Start a reprocessing campaign: a new task (archive lane) per input already processed; old
+    products are kept, new ones are written beside them."""
+    import psycopg
+
+    from hrwsi import campaigns
+
+    try:
+        request = campaigns.CampaignRequest(
+            campaigns.parse_time(measured_from), campaigns.parse_time(measured_to), routine, condition, tuple(tile),
+            campaigns.split_command(command), image, chain, name)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    with connect(_url(start=False), autocommit=True) as conn:
+        try:
+            started = campaigns.start(conn, request)
+        except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound, psycopg.errors.ForeignKeyViolation) as error:
+            console.print(f"[red]{error.diag.message_primary}[/red]", highlight=False)
+            raise typer.Exit(1) from None
+    console.print(started["summary"], highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("campaigns")
+def campaigns_command(campaign: int | None = typer.Option(None, "--id", help="one campaign"),
+                      cancel: int | None = typer.Option(None, help="cancel this campaign's open tasks first"),
+                      as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables")) -> None:
+    """Reprocessing campaigns: tasks per state and products, per routine, started and finished."""
+    import psycopg
+
+    from hrwsi import campaigns
+
+    with connect(_url(start=False), autocommit=True) as conn:
+        if cancel is not None:
+            try:
+                console.print(campaigns.cancel(conn, cancel), highlight=False, markup=False)
+            except psycopg.errors.NoDataFound as error:
+                console.print(f"[red]{error.diag.message_primary}[/red]", highlight=False)
+                raise typer.Exit(1) from None
+        shown = campaigns.load(conn, campaign)
+    if as_json:
+        print(campaigns.to_json(shown))
+    else:
+        campaigns.print_campaigns(console, shown)
 
 
 # -- demo ------------------------------------------------------------------------------------

@@ -116,10 +116,21 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
-                      application_name: str = "hrwsi") -> asyncpg.Pool:
+                      application_name: str = "hrwsi", server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
     # The application name shows in pg_stat_activity: ops see which service holds a connection.
     return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60, timeout=10,
-                                     server_settings={"application_name": application_name})
+                                     server_settings={"application_name": application_name,
+                                                      **(server_settings or {})})
+
+
+def service_session_settings(lease_timeout_s: float) -> dict[str, str]:
+    """Server-side limits on the services' sessions. A service process that is paused (SIGSTOP, a
+    frozen VM) inside a transaction is cut off by the server before its lease runs out, so no lock
+    it holds stops the other replicas for the whole pause; a lock wait or a statement never hangs
+    a step for ever (the step logs it and runs again)."""
+    idle_ms = int(max(2.0, lease_timeout_s / 3) * 1000)
+    return {"idle_in_transaction_session_timeout": str(idle_ms), "lock_timeout": "10000",
+            "statement_timeout": "120000"}
 
 
 def with_database(url: str, database: str) -> str:

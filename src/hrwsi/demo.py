@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hrwsi import migrations
+from hrwsi.app import SERVICE_KINDS, App
 from hrwsi.configuration import load_file
 from hrwsi.database import create_database, start_embedded
 from hrwsi.routines.raster import Raster, product_name
@@ -32,7 +33,7 @@ from hrwsi.sql_files import query
 DEMO_DATABASE = "hrwsi_demo"
 CONFIGURATION = Path(__file__).parent / "demo_data" / "configuration.toml"
 TILES = ("32TLR", "32TMS", "31TGL", "32TNS")
-ROUTINES = ("atmospheric_correction", "snow_cover", "quicklook")
+ROUTINES = ("atmospheric_correction", "snow_cover", "wet_snow", "quicklook", "gfsc")
 SIZE = 96  # pixels per side of a sample scene
 
 INSERT_INPUTS_SQL = """INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at)
@@ -114,8 +115,7 @@ def progress_table(conn: psycopg.Connection, elapsed: float) -> tuple[Table, dic
 def quiescent(conn: psycopg.Connection) -> bool:
     """Nothing left to do: no input without a task, no product not chained, no task not final."""
     return conn.execute("""
-        SELECT NOT EXISTS (SELECT 1 FROM hrwsi.input_backlog)
-           AND NOT EXISTS (SELECT 1 FROM hrwsi.product WHERE chained_at IS NULL)
+        SELECT NOT EXISTS (SELECT 1 FROM hrwsi.product WHERE chained_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task
                            WHERE state NOT IN ('processed', 'terminated', 'cancelled'))
            AND EXISTS (SELECT 1 FROM hrwsi.processing_task)""").fetchone()[0]
@@ -123,15 +123,9 @@ def quiescent(conn: psycopg.Connection) -> bool:
 
 async def _run_loop(url: str, settings: Settings, backend: str, console: Console, expected_tasks: int,
                     timeout_s: float, after_start=None) -> bool:
-    from hrwsi.cli import build_services
-    from hrwsi.service import open_pool
-
-    pool = await open_pool(url, max_size=12)
-    services = build_services(["harvester", "orchestrator", "launcher"], pool, settings, backend)
-    running = [asyncio.create_task(s.run(url)) for s in services]
     started = time.monotonic()
     done = False
-    try:
+    async with App(url, SERVICE_KINDS, settings, backend=backend, pool_size=12) as app:
         if after_start:
             await after_start()
         with psycopg.connect(url, autocommit=True) as conn, Live(console=console, refresh_per_second=4) as live:
@@ -142,16 +136,11 @@ async def _run_loop(url: str, settings: Settings, backend: str, console: Console
                 if total >= expected_tasks and quiescent(conn):
                     done = True
                     break
-                if any(t.done() for t in running):
+                if app.died():
                     break  # a service ended on its own: the summary will show where things stopped
                 await asyncio.sleep(0.25)
             table, _ = progress_table(conn, time.monotonic() - started)
             live.update(table)
-    finally:
-        for service in services:
-            service.request_stop()
-        await asyncio.gather(*running, return_exceptions=True)
-        await pool.close()
     return done
 
 
@@ -161,7 +150,8 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     if demo_home.exists():
         shutil.rmtree(demo_home)
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
-                                        retry_backoff_s=1.0, heartbeat_s=2.0)
+                                        retry_backoff_s=1.0, landing_roots=None,
+                                        heartbeat_s=min(2.0, settings.lease_timeout_s / 3))
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
     url = prepare_database(settings)
@@ -177,8 +167,10 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
             "paths": [s["path"] for s in scenes], "tiles": [s["tile"] for s in scenes],
             "missions": [s["mission"] for s in scenes], "measured": [s["measured_at"] for s in scenes],
             "published": [s["published_at"] for s in scenes]})
-        landing_inputs = _register_landing_source(conn, demo_home, now, inputs)
-    expected = (inputs + landing_inputs) * len(ROUTINES)
+        landing_scenes = _register_landing_source(conn, demo_home, now, inputs)
+    every_scene = scenes + landing_scenes  # each routine runs once per scene; gfsc once per tile and day
+    composites = {(s["tile"], s["measured_at"].astimezone(UTC).date()) for s in every_scene}
+    expected = len(every_scene) * (len(ROUTINES) - 1) + len(composites)
     backend_name, emulator = _backend_for(backend)
     done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
         url, demo_settings, backend_name, console, expected, timeout_s)))
@@ -187,16 +179,16 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     return ok
 
 
-def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> int:
-    """Drop two more scenes in a landing directory the harvester scans; returns how many."""
-    from hrwsi import landing
+def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> list[dict]:
+    """Drop two more scenes in a landing directory the harvester scans; returns them."""
+    from hrwsi.harvest.landing_source import register_source
 
-    directory = demo_home / "landing"
+    directory = demo_home / "harvest" / "landing"  # under the landing root: HRWSI_HOME/harvest by default
     count = 2
-    write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
-    landing.register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "work",
-                            product_type="L1C", settle_s=0.5, interval_s=1.0)
-    return count
+    scenes = write_scenes(directory, count, now - timedelta(days=1), first_seed=1000)
+    register_source(conn, name="demo_landing", directory=directory, work_directory=demo_home / "harvest" / "work",
+                    product_type="L1C", settle_s=0.5, interval_s=1.0)
+    return scenes
 
 
 def _backend_for(backend: str) -> tuple[str, object | None]:
@@ -245,7 +237,7 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
         chart = demo_home / "plan.png"
         render_gantt(plan, plan_tasks, plan_workers, budgets, path=str(chart), title=f"hrwsi demo: plan {largest[0]}")
         console.print(f"  the largest plan as a Gantt chart: {chart}", highlight=False, soft_wrap=True)
-    quicklooks = sorted((demo_home / "data" / "products" / "quicklook").rglob("*.png"))
+    quicklooks = sorted((demo_home / "data" / "products").glob("*/quicklook/**/*.png"))
     if quicklooks:
         console.print(f"  a quicklook: {quicklooks[0]}", highlight=False, soft_wrap=True)
     console.print(f"  inspect it: HRWSI_DATABASE_URL='{url}' hrwsi status", highlight=False, soft_wrap=True)

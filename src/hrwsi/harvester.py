@@ -4,7 +4,9 @@
   input of each matching condition; the product is marked chained in the same statement.
 - step "multi_input": conditions that need several inputs (same tile and day, a 7-day composite)
   get their one input once the group is complete (rules as data: hrwsi.multi_input_rule).
-- side task "harvest_sources": runs every source (landing directory, catalogue) due by its schedule.
+- side task "harvest_sources": starts every source (landing directory, catalogue) due by its
+  schedule, each in a task of its own with its own timeout, a few at once
+  (hrwsi.harvest.sources.SourceRunner); a slow or failing source never holds up the others.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import logging
 
 import asyncpg
 
-from hrwsi import sources, triggering
-from hrwsi.service import Service
+from hrwsi.harvest import multi_input, sources
+from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -28,6 +30,10 @@ class Harvester(Service):
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         super().__init__(pool, settings)
+        # Validated here, at start-up: a wrong landing root or limit stops the harvester with its reason.
+        self.sources = sources.SourceRunner(pool, sources.HarvestOptions.from_settings(settings),
+                                            lambda: self.instance_id)
+        self.chain_batch = AdaptiveBatch(BATCH)
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         self.router.on("hrwsi_product", "chain")
         self.router.on("hrwsi_input", "multi_input")
@@ -35,23 +41,31 @@ class Harvester(Service):
                        when=lambda n: any(s in n.counts for s in ("processed", "terminated", "cancelled")))
 
     async def chain(self) -> bool:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(query("chain_products"), BATCH)
+        batch = self.chain_batch.size
+        async with self.pool.acquire() as conn, timed_statement("chain_products"):
+            row = await conn.fetchrow(query("chain_products"), batch)
+        self.chain_batch.succeeded()
         if row["products"]:
             logger.info("chained %d product(s) into %d new input(s)", row["products"], row["inputs"])
             self.wake("multi_input")
-        return row["products"] == BATCH
+        return row["products"] == batch
+
+    def on_statement_timeout(self, statement: str) -> str:
+        if statement == "chain_products":
+            return f"it runs again on {self.chain_batch.shrink()} product(s) at a time"
+        return super().on_statement_timeout(statement)
 
     async def multi_input(self) -> bool:
-        created = await triggering.evaluate_multi_input_conditions(self.pool)
+        created = await multi_input.evaluate_multi_input_conditions(self.pool)
         if created:
             logger.info("created %d input(s) for multi-input conditions whose group is complete", created)
         return False
 
     async def harvest_sources(self) -> None:
-        for run in await sources.run_due_sources(self.pool):
-            logger.info("source %s: %s", run.source, run.summary())
-        await self._sleep(self.settings.landing_scan_s)
+        await self.sources.start_due()  # each run logs its outcome when it ends
+
+    async def stop(self) -> None:
+        await self.sources.stop()
 
     def side_tasks(self):
-        return [self.harvest_sources]
+        return [SideTask("harvest_sources", self.harvest_sources, self.settings.landing_scan_s)]

@@ -1,12 +1,15 @@
 """The launcher: dispatches ready tasks to a backend, follows each job to its end, records the outcome.
 
-Flow: `hrwsi_task` (a task planned, or one that frees capacity) or `hrwsi_job` (a job ended) ->
-step "dispatch": under an advisory lock, in one transaction, claim planned tasks whose dependency
-is over and that fit their worker and the budgets now, mark them dispatched and insert one job row
-per attempt (unique per task and attempt: no duplicate job, ever). Then, outside the transaction,
-submit each job and follow it; the outcome, products and the task's next state are written in one
-transaction. Jobs whose launcher died are adopted (step "adopt") and reconciled with the backend.
-Jobs still waiting for a worker that is no longer active are stopped and recorded lost (step
+Flow: `hrwsi_task` (a task pending or planned, or one that frees capacity) or `hrwsi_job` (a job
+ended) -> step "dispatch": ONE call of the database function `hrwsi.dispatch` claims ready tasks
+that fit their worker and every budget now, in serving order (lane, deadline, planned start, age;
+ADR 0009), marks them dispatched and inserts one job row per attempt (unique per task and attempt:
+no duplicate job, ever), and returns what to submit. Then each job is submitted and followed;
+outcomes are recorded in batches by ONE call of `hrwsi.record_outcomes` (the job's end, its
+products, the task's next state). Both calls are fenced by this launcher's lease: after a pause
+longer than the lease it can neither start nor record work that another launcher adopted.
+Jobs whose launcher died are adopted (step "adopt") and reconciled with the backend. Jobs still
+waiting for a worker that is no longer active are stopped and recorded lost (step
 "release_stranded"); with Nomad, a side task keeps each worker's `active` flag in step with its node.
 """
 
@@ -15,14 +18,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from hrwsi.backends.base import Backend, JobOutcome, JobSpec, job_id_for
-from hrwsi.nomad_workers import node_is_active
-from hrwsi.service import TRANSIENT_DATABASE_ERRORS, Service
+from hrwsi.backends.base import Backend, JobOutcome, JobSpec
+from hrwsi.backoff import DATABASE_CAP_S, Backoff
+from hrwsi.service import (
+    LEASE_LAPSED_SQLSTATE,
+    TRANSIENT_DATABASE_ERRORS,
+    AdaptiveBatch,
+    Service,
+    SideTask,
+    timed_statement,
+)
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -30,50 +42,9 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 OUTCOME_BATCH = 1000
+MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")
 FINAL_JOB_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
-
-
-@dataclass(frozen=True)
-class Capacity:
-    cpu: float
-    ram_mb: float
-    storage_mb: float
-
-
-def choose_dispatchable(candidates, in_use: dict[str, Capacity], flavours: dict[str, Capacity],
-                        budget: dict) -> list:
-    """The candidates (in order) that fit their worker's flavour and every budget right now."""
-    used = dict(in_use)
-    total = Capacity(sum(c.cpu for c in used.values()), sum(c.ram_mb for c in used.values()),
-                     sum(c.storage_mb for c in used.values()))
-    busy_workers = {w for w, c in used.items() if c.cpu > 0 or c.ram_mb > 0 or c.storage_mb > 0}
-    chosen = []
-    for task in candidates:
-        worker = task["worker"]
-        limit = flavours.get(worker)
-        if limit is None:
-            continue  # its worker was removed: the orchestrator replans it
-        now = used.get(worker, Capacity(0, 0, 0))
-        after = Capacity(now.cpu + task["cpu"], now.ram_mb + task["ram_mb"], now.storage_mb + task["storage_mb"])
-        if after.cpu > limit.cpu + 1e-9 or after.ram_mb > limit.ram_mb or after.storage_mb > limit.storage_mb:
-            continue
-        new_total = Capacity(total.cpu + task["cpu"], total.ram_mb + task["ram_mb"],
-                             total.storage_mb + task["storage_mb"])
-        if budget.get("cpu_max") is not None and new_total.cpu > budget["cpu_max"] + 1e-9:
-            continue
-        if budget.get("ram_max_mb") is not None and new_total.ram_mb > budget["ram_max_mb"]:
-            continue
-        if budget.get("storage_max_mb") is not None and new_total.storage_mb > budget["storage_max_mb"]:
-            continue
-        if (budget.get("vm_max") is not None and worker not in busy_workers
-                and len(busy_workers) + 1 > budget["vm_max"]):
-            continue
-        used[worker] = after
-        total = new_total
-        busy_workers.add(worker)
-        chosen.append(task)
-    return chosen
 
 
 @dataclass
@@ -91,15 +62,56 @@ def spec_from_row(row: asyncpg.Record) -> JobSpec:
         condition=row["condition"], input_path=row["input_path"], tile=row["tile"], worker=row["worker"],
         command=tuple(row["command"] or ()), image=row["image"], cpu=row["cpu"], ram_mb=row["ram_mb"],
         storage_mb=row["storage_mb"], output_dir=row["output_dir"], log_path=row["log_path"],
-        timeout_s=row["timeout_s"], env={k: str(v) for k, v in json.loads(row["env"] or "{}").items()})
+        timeout_s=row["timeout_s"], env={k: str(v) for k, v in json.loads(row["env"] or "{}").items()},
+        manifest=row["manifest"], lane=row["lane"])
 
 
-def discover_products(output_dir: str) -> list[tuple[str, int]]:
-    """Every file the routine wrote in its output directory: (absolute path, size)."""
+def prepare_attempt(spec: JobSpec) -> None:
+    """Before an attempt first starts: an EMPTY output directory of its own, its log directory, and
+    its manifest beside the output directory. A non-empty output directory is never reused: only
+    files an attempt writes itself may become its products."""
+    output = Path(spec.output_dir)
+    if output.exists() and any(output.iterdir()):
+        raise RuntimeError(f"the output directory {output} of a new attempt is not empty; refusing to run "
+                           f"the attempt there (its files would become products of the wrong attempt)")
+    output.mkdir(parents=True, exist_ok=True)
+    Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+    if spec.manifest is not None:
+        temporary = Path(spec.manifest_path + ".tmp")
+        temporary.write_text(json.dumps(json.loads(spec.manifest), indent=2, sort_keys=True))
+        os.replace(temporary, spec.manifest_path)  # whole or not at all
+
+
+def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """The products of an attempt: every REGULAR file physically inside its output directory, as
+    (absolute path, size). Symbolic links (to a file or a directory), devices, sockets and anything
+    whose real path leaves the directory are refused and listed with the reason."""
     root = Path(output_dir)
-    if not root.is_dir():
-        return []
-    return sorted((str(p.resolve()), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+    if not root.is_dir() or root.is_symlink():
+        return [], []
+    real_root = os.path.realpath(root)
+    found: list[tuple[str, int]] = []
+    refused: list[str] = []
+    for directory, subdirectories, files in os.walk(root, followlinks=False):
+        for name in subdirectories:
+            if os.path.islink(os.path.join(directory, name)):
+                refused.append(f"{os.path.join(directory, name)!r} is a symbolic link")
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                info = os.lstat(path)
+            except OSError as error:
+                refused.append(f"{path!r} cannot be read: {error.strerror}")
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                refused.append(f"{path!r} is not a regular file")
+            elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+                refused.append(f"{path!r} lies outside the output directory")
+            elif len(os.path.abspath(path).encode()) > MAX_PRODUCT_PATH_BYTES:
+                refused.append(f"{path[:80]!r}... is longer than {MAX_PRODUCT_PATH_BYTES} bytes")
+            else:
+                found.append((os.path.abspath(path), info.st_size))
+    return sorted(found), refused
 
 
 class Launcher(Service):
@@ -108,6 +120,7 @@ class Launcher(Service):
     def __init__(self, pool: asyncpg.Pool, settings: Settings, backend: Backend):
         super().__init__(pool, settings)
         self.backend = backend
+        self.dispatch_batch = AdaptiveBatch(BATCH)
         self.steps = {"dispatch": self.dispatch, "adopt": self.adopt, "cancel": self.cancel_requested_jobs,
                       "release_stranded": self.release_stranded_jobs}
         frees_or_adds_work = ("planned", *FINAL_TASK_STATES, "pending")
@@ -122,55 +135,52 @@ class Launcher(Service):
         self.dispatched = 0
 
     # -- dispatch ----------------------------------------------------------------------------
-    async def dispatch(self) -> bool:
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                await conn.execute(query("lock_dispatch"))
-                candidates = await conn.fetch(query("dispatch_candidates"), BATCH)
-                if not candidates:
-                    return False
-                in_use = {r["worker"]: Capacity(r["cpu"], r["ram_mb"], r["storage_mb"])
-                          for r in await conn.fetch(query("capacity_in_use"))}
-                flavours = {w["name"]: Capacity(w["cpu"], w["ram_mb"], w["disk_mb"])
-                            for w in await conn.fetch(query("planning_workers"))}
-                budget = dict(await conn.fetchrow(query("planning_budget")))
-                chosen = choose_dispatchable(candidates, in_use, flavours, budget)
-                if not chosen:
-                    return False
-                claimed = await conn.fetch(query("mark_tasks_dispatched"), [t["id"] for t in chosen])
-                attempts = {r["id"]: r["attempts"] for r in claimed}
-                routines = {t["id"]: t["routine"] for t in chosen}
-                workers = {t["id"]: t["worker"] for t in chosen}
-                ids = list(attempts)
-                job_ids = [job_id_for(routines[i], i, attempts[i]) for i in ids]
-                data = self.settings.data_dir
-                rows = await conn.fetch(
-                    query("insert_jobs"), ids, [attempts[i] for i in ids], [self.backend.name] * len(ids),
-                    job_ids, [workers[i] for i in ids], [self.instance_id] * len(ids),
-                    [str(data / "logs" / routines[i] / f"{j}.log") for i, j in zip(ids, job_ids)],
-                    [str(data / "products" / routines[i] / f"task-{i}" / f"attempt-{attempts[i]}")
-                     for i in ids])
-            specs = await conn.fetch(query("job_specs"), [r["id"] for r in rows])
-        for row in specs:
-            self._start_following(row["job_id"], spec_from_row(row), submit=True)
-        self.dispatched += len(specs)
-        logger.info("dispatched %d task(s) to the %s backend", len(specs), self.backend.name)
-        return len(candidates) == BATCH and len(chosen) == len(candidates)
+    def free_slots(self) -> int:
+        """How many more jobs this launcher may start now (the backend's own limit, if any)."""
+        batch = self.dispatch_batch.size
+        limit = self.backend.max_concurrent_jobs
+        return batch if limit is None else max(0, min(batch, limit - len(self._following)))
 
-    def _start_following(self, job_id: int, spec: JobSpec, *, submit: bool) -> None:
-        task = asyncio.create_task(self._follow(job_id, spec, submit), name=f"follow-{spec.job_id}")
+    def on_statement_timeout(self, statement: str) -> str:
+        if statement == "dispatch":
+            return f"it runs again claiming at most {self.dispatch_batch.shrink()} task(s) at a time"
+        return super().on_statement_timeout(statement)
+
+    async def dispatch(self) -> bool:
+        """One call claims what fits now and returns the jobs to submit (fenced by our lease)."""
+        slots = self.free_slots()
+        if slots == 0:
+            return False  # a job that ends wakes this step again
+        async with self.pool.acquire() as conn, timed_statement("dispatch"):
+            rows = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
+                                    self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
+        self.dispatch_batch.succeeded()
+        for row in rows:
+            self._start_following(row["job_id"], spec_from_row(row), submit=True, fresh=True)
+        self.dispatched += len(rows)
+        if rows:
+            logger.info("dispatched %d task(s) to the %s backend", len(rows), self.backend.name)
+        return len(rows) == slots and slots == self.dispatch_batch.size
+
+    def _start_following(self, job_id: int, spec: JobSpec, *, submit: bool, fresh: bool = False) -> None:
+        """Follow a job to its end; `submit` hands it to the backend first (`fresh`: its first start,
+        which prepares its empty output directory and manifest)."""
+        task = asyncio.create_task(self._follow(job_id, spec, submit, fresh), name=f"follow-{spec.job_id}")
         self._following[job_id] = task
         self._specs[job_id] = spec
 
         def forget(_task: asyncio.Task) -> None:
-            self._following.pop(job_id, None)
-            self._specs.pop(job_id, None)
+            if self._following.get(job_id) is _task:
+                self._following.pop(job_id, None)
+                self._specs.pop(job_id, None)
 
         task.add_done_callback(forget)
 
-    async def _follow(self, job_id: int, spec: JobSpec, submit: bool) -> None:
+    async def _follow(self, job_id: int, spec: JobSpec, submit: bool, fresh: bool) -> None:
         if submit:
             try:
+                if fresh and self.backend.runs_routines:
+                    await asyncio.to_thread(prepare_attempt, spec)
                 await self.backend.submit(spec)
             except asyncio.CancelledError:
                 raise
@@ -181,9 +191,11 @@ class Launcher(Service):
                                                              f"the backend refused the job: {error}"))
                 return
 
+        owner = self.instance_id
+
         async def on_progress(state: str, reason: str) -> None:
             await self._with_database_retry(
-                lambda conn: conn.execute(query("mark_job_progress"), job_id, state, reason),
+                lambda conn: conn.execute(query("mark_job_progress"), job_id, state, reason, owner),
                 f"record that job {spec.job_id} is {state}")
 
         try:
@@ -192,110 +204,123 @@ class Launcher(Service):
             raise
         except Exception as error:
             logger.exception("task %d: following job %s failed; recording it as lost", spec.task_id, spec.job_id)
-            outcome = JobOutcome("lost", None, f"the launcher could not follow the job: {error}")
+            outcome = JobOutcome("lost", None, f"the launcher could not follow the job: {error}",
+                                 fault="backend_lost_track")
         stranded = self._stranded.pop(job_id, None)
         if stranded is not None and outcome.state == "cancelled":
-            outcome = JobOutcome("lost", outcome.exit_code, stranded)  # not an operator's cancel: retried
+            # not an operator's cancel: retried elsewhere
+            outcome = JobOutcome("lost", outcome.exit_code, stranded, fault="worker_gone")
         await self._record(job_id, spec, outcome)
 
     async def _record(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> None:
         """Hand the outcome to the writer and wait until it is stored; then log and clean up."""
-        products = await asyncio.to_thread(discover_products, spec.output_dir) if outcome.state == "processed" else []
+        products: list[tuple[str, int]] = []
+        if outcome.state == "processed" and self.backend.runs_routines:
+            products, refused = await asyncio.to_thread(discover_products, spec.output_dir)
+            if refused:
+                outcome = JobOutcome("internal_error", outcome.exit_code,
+                                     "the routine left what cannot be a product in its output directory: "
+                                     + "; ".join(refused[:5]), outcome.started_at, outcome.finished_at)
+                products = []
+        if outcome.state == "lost" and outcome.fault is None:
+            outcome = JobOutcome(outcome.state, outcome.exit_code, outcome.message, outcome.started_at,
+                                 outcome.finished_at, fault="backend_lost_track")
         stored: asyncio.Future = asyncio.get_running_loop().create_future()
         self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored))
         result = await stored
         if result is None:
-            return  # the job was already final
-        if result == "cancelled":
+            logger.warning("task %d (%s): the outcome of job %s (%s) was not recorded: the job is final already "
+                           "or owned by another launcher now", spec.task_id, spec.routine, spec.job_id,
+                           outcome.state)
+            return
+        self._log_outcome(spec, outcome, result, len(products))
+        try:
+            await self.backend.forget(spec.job_id)
+        except Exception as error:  # cleaning up is best effort; the outcome is already stored
+            logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
+
+    @staticmethod
+    def _log_outcome(spec: JobSpec, outcome: JobOutcome, result: asyncpg.Record, products: int) -> None:
+        if result["job_state"] == "cancelled":
             logger.info("task %d (%s): job %s cancelled by an operator", spec.task_id, spec.routine, spec.job_id)
-        elif result == "processed":
-            logger.info("task %d (%s) processed: %d product(s); log %s", spec.task_id, spec.routine,
-                        len(products), spec.log_path)
+        elif result["job_state"] == "processed":
+            logger.info("task %d (%s) processed: %d product(s); log %s", spec.task_id, spec.routine, products,
+                        spec.log_path)
+        elif result["job_state"] == "lost":
+            logger.warning("task %d (%s) attempt %d lost (%s): %s; retried with backoff (%d attempt(s) lost so "
+                           "far, not counted as failures); log %s", spec.task_id, spec.routine, spec.attempt,
+                           outcome.fault, outcome.message, result["lost_count"] or 0, spec.log_path)
         else:
-            state, failures, max_attempts = result
-            what_next = (f"terminated after {failures} failure(s) of {max_attempts} allowed"
-                         if state == "terminated" else "it will be replanned and retried")
+            what_next = (f"terminated after {result['failures']} failure(s) of {result['max_attempts']} allowed"
+                         if result["task_state"] == "terminated" else "it will be replanned and retried")
             logger.warning("task %d (%s) attempt %d %s: %s; %s; log %s", spec.task_id, spec.routine,
-                           spec.attempt, outcome.state, outcome.message, what_next, spec.log_path)
-        forget = getattr(self.backend, "forget", None)
-        if forget is not None:
-            try:
-                await forget(spec.job_id)
-            except Exception as error:  # cleaning up is best effort; the outcome is already stored
-                logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
+                           spec.attempt, result["job_state"], outcome.message, what_next, spec.log_path)
 
     async def _write_outcomes(self) -> None:
-        """The one writer of outcomes: everything that ended meanwhile goes in one transaction."""
+        """The one writer of outcomes: everything that ended meanwhile goes in one call."""
         while True:
             batch = [await self._outcomes.get()]
             while len(batch) < OUTCOME_BATCH and not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
-            try:
-                results = await self._with_database_retry(
-                    lambda conn, batch=batch: self._store_outcomes(conn, batch), f"record the outcome of {len(batch)} job(s)")
-            except asyncpg.PostgresError as error:
-                # Something in this batch is refused: store the outcomes one by one so that only
-                # the offending job stays unrecorded (its lease-based adoption retries it later).
-                logger.error("recording %d outcome(s) at once failed (%s); recording them one by one",
-                             len(batch), error)
-                results = {}
-                for item in batch:
-                    try:
-                        results.update(await self._with_database_retry(
-                            lambda conn, one=item: self._store_outcomes(conn, [one]),
-                            f"record the outcome of job {item.spec.job_id}"))
-                    except asyncpg.PostgresError as single_error:
-                        logger.error("task %d: the outcome of job %s (%s) could not be recorded: %s; "
-                                     "the job stays active and will be adopted and reconciled",
-                                     item.spec.task_id, item.spec.job_id, item.outcome.state, single_error)
+            results = await self._store_with_fallback(batch)
             for item in batch:
                 if not item.stored.done():
                     item.stored.set_result(results.get(item.job_id))
 
-    async def _store_outcomes(self, conn: asyncpg.Connection, batch: list[_Finished]) -> dict:
-        """Store outcomes, products and the tasks' next states; returns what happened per job id."""
-        results: dict[int, object] = {}
-        async with conn.transaction():
-            rows = await conn.fetch(
-                query("finish_jobs"), [b.job_id for b in batch], [b.outcome.state for b in batch],
-                [b.outcome.exit_code for b in batch], [b.outcome.message for b in batch],
-                [b.outcome.started_at for b in batch], [b.outcome.finished_at for b in batch])
-            final = {r["id"]: r["state"] for r in rows}
-            done = [b for b in batch if final.get(b.job_id) == "processed"]
-            failed = [b for b in batch if final.get(b.job_id) in ("internal_error", "external_error", "lost")]
-            for b in batch:
-                if final.get(b.job_id) == "cancelled":
-                    results[b.job_id] = "cancelled"
-            if done:
-                products = [(b.spec.task_id, path, size) for b in done for path, size in b.products]
-                await conn.execute(query("register_products"), [p[0] for p in products],
-                                   [p[1] for p in products], [p[2] for p in products])
-                await conn.execute(query("tasks_processed"), [b.spec.task_id for b in done],
-                                   [b.spec.attempt for b in done], [f"{len(b.products)} product(s)" for b in done])
-                results.update({b.job_id: "processed" for b in done})
-            if failed:
-                next_states = await conn.fetch(
-                    query("tasks_attempt_failed"), [b.spec.task_id for b in failed], [b.spec.attempt for b in failed],
-                    [final[b.job_id] != "lost" for b in failed],
-                    [f"attempt {b.spec.attempt} {final[b.job_id]}: {b.outcome.message}" for b in failed],
-                    self.settings.retry_backoff_s)
-                by_task = {r["id"]: (r["state"], r["failures"], r["max_attempts"]) for r in next_states}
-                for b in failed:
-                    if b.spec.task_id in by_task:  # else the task was no longer active (cancelled)
-                        results[b.job_id] = by_task[b.spec.task_id]
+    async def _store_with_fallback(self, batch: list[_Finished]) -> dict:
+        try:
+            return await self._store_fenced(batch)
+        except asyncpg.PostgresError as error:
+            # Something in this batch is refused: store the outcomes one by one so that only
+            # the offending job stays unrecorded (its lease-based adoption retries it later).
+            logger.error("recording %d outcome(s) at once failed (%s); recording them one by one",
+                         len(batch), error)
+        results = {}
+        for item in batch:
+            try:
+                results.update(await self._store_fenced([item]))
+            except asyncpg.PostgresError as single_error:
+                logger.error("task %d: the outcome of job %s (%s) could not be recorded: %s; "
+                             "the job stays active and will be adopted and reconciled",
+                             item.spec.task_id, item.spec.job_id, item.outcome.state, single_error)
         return results
+
+    async def _store_fenced(self, batch: list[_Finished]) -> dict:
+        """record_outcomes, until the database answers; a lapsed lease is renewed first (a new
+        identity: the outcomes of jobs that another launcher adopted meanwhile are then refused)."""
+        while True:
+            try:
+                return await self._with_database_retry(
+                    lambda conn: self._store_outcomes(conn, batch), f"record the outcome of {len(batch)} job(s)")
+            except asyncpg.PostgresError as error:
+                if error.sqlstate != LEASE_LAPSED_SQLSTATE:
+                    raise
+                await self.lease_lost()
+                return {}  # under a new identity, none of these jobs is ours any more
+
+    async def _store_outcomes(self, conn: asyncpg.Connection, batch: list[_Finished]) -> dict:
+        """Store outcomes, products and the tasks' next states in one call; the row per job id."""
+        products = [(b.job_id, path, size) for b in batch for path, size in b.products]
+        rows = await conn.fetch(
+            query("record_outcomes"), self.instance_id, self.settings.lease_timeout_s,
+            self.settings.retry_backoff_s, [b.job_id for b in batch], [b.outcome.state for b in batch],
+            [b.outcome.exit_code for b in batch], [b.outcome.message for b in batch],
+            [b.outcome.started_at for b in batch], [b.outcome.finished_at for b in batch],
+            [b.outcome.fault for b in batch], [p[0] for p in products], [p[1] for p in products],
+            [p[2] for p in products])
+        return {r["job_id"]: r for r in rows}
 
     async def _with_database_retry(self, work, what: str):
         """Run work(conn) until it succeeds: an outcome must never be lost to a database blip."""
-        delay = 0.1
+        backoff = Backoff(first_s=0.1, cap_s=DATABASE_CAP_S)
         while True:
             try:
                 async with self.pool.acquire() as conn:
                     return await work(conn)
             except TRANSIENT_DATABASE_ERRORS as error:
+                delay = backoff.next()
                 logger.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep(delay)
 
     async def cancel_requested_jobs(self) -> bool:
         """Stop the jobs of tasks an operator cancelled; their followers record them cancelled."""
@@ -327,12 +352,9 @@ class Launcher(Service):
     async def follow_node_status(self) -> None:
         """Backends with nodes (Nomad): a worker is active while its node is ready and eligible, so
         work stops being planned onto a node that went down and resumes when it is back."""
-        if not await self._sleep(self.settings.lease_timeout_s / 2):
-            return
-        nodes = [n for n in await self.backend.nodes() if n.get("Name")]
+        activity = await self.backend.worker_activity()
         async with self.pool.acquire() as conn:
-            changed = await conn.fetch(query("set_worker_activity"), [n["Name"] for n in nodes],
-                                       [node_is_active(n) for n in nodes])
+            changed = await conn.fetch(query("set_worker_activity"), list(activity), list(activity.values()))
         for row in changed:
             if row["active"]:
                 logger.info("worker %s is active again: its node is ready and eligible", row["name"])
@@ -346,11 +368,8 @@ class Launcher(Service):
     async def adopt(self) -> bool:
         """Take over active jobs whose launcher is gone, and follow them to their end."""
         async with self.pool.acquire() as conn:
-            adopted = await conn.fetch(query("adopt_orphaned_jobs"), self.instance_id,
-                                       self.settings.lease_timeout_s, self.backend.name, list(self._following))
-            if not adopted:
-                return False
-            specs = await conn.fetch(query("job_specs"), [r["id"] for r in adopted])
+            specs = await conn.fetch(query("adopt_orphaned_jobs"), self.instance_id,
+                                     self.settings.lease_timeout_s, self.backend.name, list(self._following))
         for row in specs:
             resubmit = row["state"] == "submitted" and self.backend.resubmit_is_idempotent
             logger.warning("adopting job %s of task %d (state %s) from a launcher that is gone",
@@ -358,14 +377,28 @@ class Launcher(Service):
             self._start_following(row["job_id"], spec_from_row(row), submit=resubmit)
         return False
 
+    async def drop_claims(self) -> None:
+        """Our lease lapsed: another launcher may have adopted our jobs. Stop following them without
+        recording anything (their new owner records them) and start no job we had not started."""
+        if self._following:
+            logger.warning("dropping %d job(s) followed under the lapsed lease; their new owner (or our new "
+                           "identity, through adoption) follows them", len(self._following))
+        for task in list(self._following.values()):
+            task.cancel()
+        await asyncio.gather(*self._following.values(), return_exceptions=True)
+        self._following.clear()
+        self._specs.clear()
+        self._stranded.clear()
+
     async def _adopt_periodically(self) -> None:
-        if await self._sleep(self.settings.lease_timeout_s / 2):
-            self.wake("adopt")
+        self.wake("adopt")
 
     def side_tasks(self):
-        if callable(getattr(self.backend, "nodes", None)):
-            return [self._adopt_periodically, self.follow_node_status]
-        return [self._adopt_periodically]
+        every = self.settings.lease_timeout_s / 2
+        tasks = [SideTask("adopt", self._adopt_periodically, every, delay_first=True)]
+        if self.backend.reports_worker_activity:
+            tasks.append(SideTask("follow_node_status", self.follow_node_status, every, delay_first=True))
+        return tasks
 
     async def start(self) -> None:
         self._writer = asyncio.create_task(self._write_outcomes(), name="launcher-outcome-writer")
@@ -382,8 +415,7 @@ class Launcher(Service):
     async def _stop_following(self) -> None:
         if not self._following:
             return
-        stop_all = getattr(self.backend, "stop_all", None)
-        if stop_all is None:
+        if self.backend.jobs_outlive_launcher:
             # The jobs live on in the backend: leave them; another launcher adopts them when our
             # instance row is gone (we unregister next).
             logger.info("leaving %d running job(s) to the backend; another launcher will adopt them",
@@ -397,22 +429,6 @@ class Launcher(Service):
         _, still = await asyncio.wait(list(self._following.values()), timeout=self.settings.shutdown_grace_s)
         if still:
             logger.warning("stopping %d job(s) still running; their tasks will be retried", len(still))
-            await stop_all()
+            await self.backend.stop_all()
             await asyncio.gather(*still, return_exceptions=True)
-
-
-def make_backend(name: str, settings: Settings) -> Backend:
-    if name == "local":
-        from hrwsi.backends.local import LocalBackend
-
-        return LocalBackend(settings.max_parallel_jobs)
-    if name == "dry-run":
-        from hrwsi.backends.dry_run import DryRunBackend
-
-        return DryRunBackend()
-    if name == "nomad":
-        from hrwsi.backends.nomad import NomadBackend, NomadConfig
-
-        return NomadBackend(NomadConfig.from_env())
-    raise ValueError(f"unknown backend {name!r}: choose local, nomad or dry-run (HRWSI_BACKEND)")
 

@@ -10,19 +10,16 @@ import asyncio
 import json
 import logging
 import os
-import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
 
+from hrwsi.backoff import LISTENER_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS, redact
 
 logger = logging.getLogger(__name__)
-
-CHANNELS = ("hrwsi_input", "hrwsi_task", "hrwsi_job", "hrwsi_product")
-
 
 @dataclass(frozen=True)
 class Notification:
@@ -63,7 +60,7 @@ class Listener:
         ping_interval_s: float = 5.0,
         ping_timeout_s: float = 5.0,
         backoff_min_s: float = 0.1,
-        backoff_max_s: float = 60.0,
+        backoff_max_s: float = LISTENER_CAP_S,
     ):
         self.url = url
         self.application_name = application_name
@@ -87,7 +84,7 @@ class Listener:
         self.on_notification(Notification.parse(channel, payload))
 
     async def run(self) -> None:
-        backoff = self.backoff_min_s
+        backoff = Backoff(first_s=self.backoff_min_s, cap_s=self.backoff_max_s)
         while not self._stopping.is_set():
             try:
                 # Bounded: a connection cut during its handshake must not hang us for asyncpg's 60 s default.
@@ -95,13 +92,12 @@ class Listener:
                                              server_settings={"application_name": self.application_name})
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 # (A connection cut during its handshake raises InterfaceError.)
-                delay = random.uniform(backoff / 2, backoff)
+                delay = backoff.next()
                 logger.warning("listener: cannot connect to %s (%s); retrying in %.1f s",
                                redact(self.url), error, delay)
                 await self._sleep(delay)
-                backoff = min(backoff * 2, self.backoff_max_s)
                 continue
-            backoff = self.backoff_min_s
+            backoff.reset()
             try:
                 await self._listen(conn)
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:

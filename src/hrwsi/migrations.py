@@ -1,67 +1,96 @@
-"""Versioned migrations: apply what is missing, in order, each in its own transaction, recorded.
+"""Bringing a database to the current schema, and recording how.
+
+A fresh install runs sql/schema.sql (the current schema) in one transaction and records every
+migration in sql/migrations/ as applied, with its checksum; a database that already has
+migrations gets the pending ones only, each in its own transaction. tests/integration/test_schema.py
+proves that the two paths build the same schema (docs/adr/0008-schema-sql-and-migrations.md).
 
 Concurrent `hrwsi db init` calls are serialised by an advisory lock, so two services starting at
-once do not both apply a migration.
+once do not both install the schema or apply a migration.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 
 import psycopg
 
-from hrwsi.sql_files import migrations
+from hrwsi.sql_files import migrations, query, schema_sql
 
 logger = logging.getLogger(__name__)
 
 # Any constant shared by every hrwsi process; the value is arbitrary.
 MIGRATION_LOCK_KEY = 0x68727773  # "hrws"
 
-_BOOKKEEPING = """
-CREATE TABLE IF NOT EXISTS public.hrwsi_schema_migration (
-    version    integer PRIMARY KEY,
-    name       text NOT NULL,
-    checksum   text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)
-"""
+
+class UnrecordedSchema(RuntimeError):
+    """Schema hrwsi has objects but no migration is recorded: hrwsi did not install it."""
+
+
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_text().encode()).hexdigest()
 
 
 def applied_versions(conn: psycopg.Connection) -> dict[int, str]:
-    exists = conn.execute("SELECT to_regclass('public.hrwsi_schema_migration') IS NOT NULL").fetchone()[0]
-    if not exists:
-        return {}
-    return dict(conn.execute("SELECT version, checksum FROM public.hrwsi_schema_migration").fetchall())
+    """{version: checksum} of the migrations recorded as applied."""
+    # In a transaction of its own, so that a caller may ask, then migrate on the same connection
+    # (migrate needs autocommit, which cannot be set while a transaction is open).
+    with conn.transaction():
+        if not conn.execute(query("migration_bookkeeping_exists")).fetchone()[0]:
+            return {}
+        return dict(conn.execute(query("applied_migrations")).fetchall())
 
 
-def migrate(conn: psycopg.Connection) -> list[str]:
-    """Apply every migration not applied yet; return the names applied. Idempotent."""
-    applied: list[str] = []
+def migrate(conn: psycopg.Connection, *, replay: bool = False) -> list[str]:
+    """Bring the database to the current schema; return the migrations recorded by this call. Idempotent.
+
+    An empty database gets sql/schema.sql, and every migration is recorded as applied. With
+    `replay`, an empty database gets every migration in turn instead: the path a database installed
+    long ago took, which the schema test compares with schema.sql.
+    """
     conn.autocommit = True
-    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    conn.execute(query("lock_migrations"), {"key": MIGRATION_LOCK_KEY})
     try:
-        conn.execute(_BOOKKEEPING)
+        conn.execute(query("create_migration_bookkeeping"))
         done = applied_versions(conn)
-        for version, name, path in migrations():
-            text = path.read_text()
-            checksum = hashlib.sha256(text.encode()).hexdigest()
-            if version in done:
-                if done[version] != checksum:
-                    logger.warning(
-                        "migration %04d_%s changed after it was applied; it is not applied again", version, name
-                    )
-                continue
-            with conn.transaction():
-                conn.execute(text)
-                conn.execute(
-                    "INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (%s, %s, %s)",
-                    (version, name, checksum),
-                )
-            logger.info("applied migration %04d_%s", version, name)
-            applied.append(f"{version:04d}_{name}")
+        if not done:
+            if conn.execute(query("hrwsi_schema_relations")).fetchone()[0]:
+                raise UnrecordedSchema(
+                    "schema hrwsi already has tables but public.hrwsi_schema_migration records no migration: it "
+                    "was not installed by `hrwsi db init`; install into an empty database, or drop schema hrwsi")
+            if not replay:
+                return _install_schema(conn)
+        return _apply_pending(conn, done)
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute(query("unlock_migrations"), {"key": MIGRATION_LOCK_KEY})
+
+
+def _install_schema(conn: psycopg.Connection) -> list[str]:
+    recorded = []
+    with conn.transaction():
+        conn.execute(schema_sql())
+        for version, name, path in migrations():
+            conn.execute(query("record_migration"), {"version": version, "name": name, "checksum": checksum(path)})
+            recorded.append(f"{version:04d}_{name}")
+    logger.info("installed sql/schema.sql; recorded migrations %s as applied", ", ".join(recorded))
+    return recorded
+
+
+def _apply_pending(conn: psycopg.Connection, done: dict[int, str]) -> list[str]:
+    applied = []
+    for version, name, path in migrations():
+        text = path.read_text()
+        if version in done:
+            if done[version] != checksum(path):
+                logger.warning("migration %04d_%s changed after it was applied; it is not applied again", version, name)
+            continue
+        with conn.transaction():
+            conn.execute(text)
+            conn.execute(query("record_migration"), {"version": version, "name": name, "checksum": checksum(path)})
+        logger.info("applied migration %04d_%s", version, name)
+        applied.append(f"{version:04d}_{name}")
     return applied
 
 

@@ -26,25 +26,17 @@ def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 def run_services(url: str, seconds: float, kinds: tuple[str, ...] = ("harvester", "orchestrator", "launcher"),
                  backend: str = "local") -> dict[str, int]:
     """Run the services for a while from a notebook cell; returns task counts per state afterwards."""
-    from hrwsi.cli import build_services
-    from hrwsi.service import open_pool
+    from hrwsi.app import App
     from hrwsi.settings import Settings
+    from hrwsi.sql_files import query
 
     async def session() -> dict[str, int]:
-        pool = await open_pool(url, max_size=10)
-        services = build_services(list(kinds), pool, Settings.from_env(), backend)
-        running = [asyncio.ensure_future(s.run(url)) for s in services]
-        try:
+        async with App(url, kinds, Settings.from_env(), backend=backend) as app:
             await asyncio.sleep(seconds)
-        finally:
-            for service in services:
-                service.request_stop()
-            await asyncio.gather(*running, return_exceptions=True)
-        try:
-            async with pool.acquire() as conn:
-                rows = await conn.fetch("SELECT state, count(*) AS n FROM hrwsi.processing_task GROUP BY state")
-        finally:
-            await pool.close()
+            app.request_stop()
+            await app.wait()
+            async with app.pool.acquire() as conn:
+                rows = await conn.fetch(query("report_task_counts"))
         return {r["state"]: r["n"] for r in rows}
 
     return run(session())

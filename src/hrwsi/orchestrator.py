@@ -1,10 +1,15 @@
-"""The orchestrator: creates a task for every new input and plans pending tasks onto workers.
-It also runs the notification manager (alerts.send_pending_alerts) as a side task.
+"""The orchestrator: plans pending tasks onto workers, and runs the alert outbox.
 
-Flow: `hrwsi_input` notification -> step "create_tasks" (backlog -> tasks, one statement) ->
-step "plan" (under a transaction-level advisory lock: send planned tasks of inactive workers back to
-pending, load pending tasks and what already holds capacity, run the planner, store assignments and
-the plan's figures in one transaction).
+Tasks are created with their inputs, by the input table's trigger (ADR 0009). Flow: `hrwsi_task`
+with new pending tasks -> step "plan" (after a short debounce, so that a burst is planned once and
+the launcher's fast path takes what can start at once): send planned tasks of inactive workers
+back to pending; read, in one snapshot and without locks, the pending tasks, what holds capacity
+and the plan generation; run the planner off the event loop; validate the plan; store it with ONE
+call of `hrwsi.store_plan`, which refuses it if another orchestrator stored a plan meanwhile (then
+this one plans again) or if this orchestrator's lease lapsed. No lock is held while the planner
+runs, so a paused orchestrator never stops the others.
+Side tasks: `promote_aged_tasks` (lane ageing), `raise_deadline_alerts` (a task the plan ends after
+its deadline, or past it and not processed; ADR 0010) and `send_alerts` (the notification manager).
 """
 
 from __future__ import annotations
@@ -17,15 +22,30 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hrwsi import planner
+from hrwsi import metrics, planner
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
-from hrwsi.service import Service
+from hrwsi.planning_input import PlanningInput, demand_from_row, screen
+from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
 
-BATCH = 20_000
+# New pending tasks wait this long before planning: a burst is planned once, and a task that can
+# start at once is taken by the launcher's fast path first (one notification hop instead of two).
+PLAN_DEBOUNCE_S = 0.03
+# A pending task is planned once it has waited this long: until then the launcher's fast path may
+# start it where capacity is free, and planning it would be work thrown away (a burst of 10,000
+# inputs on free capacity is dispatched twice as fast without). What has to wait for capacity is
+# planned after this delay, so the plan covers exactly the work that queues.
+PLAN_AFTER_S = 2.0
+PROMOTE_EVERY_S = 60.0
+# Deadlines are hours: a check every 10 s alerts in time, and its first check waits one interval so
+# that it adds nothing to the burst of queries a service makes as it starts.
+DEADLINE_CHECK_EVERY_S = 10.0
+# At most this many pending tasks per plan, most urgent first: a big back-fill is planned in
+# bounded rounds, between which new near-real-time tasks are planned (and dispatched) first.
+PLAN_BATCH = 20_000
 
 
 class Orchestrator(Service):
@@ -33,99 +53,144 @@ class Orchestrator(Service):
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         super().__init__(pool, settings)
-        self.steps = {"create_tasks": self.create_tasks, "plan": self.plan}
-        self.router.on("hrwsi_input", "create_tasks")
-        self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0)
+        self.steps = {"plan": self.plan}
+        self.plan_batch = AdaptiveBatch(PLAN_BATCH)
+        self.plan_after_s = PLAN_AFTER_S
+        self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0,
+                       debounce_s=PLAN_DEBOUNCE_S)
         self.last_plan: planner.Plan | None = None
         self.alerts = AlertSender(AlertSettings.from_env())
 
     def side_tasks(self):
-        return [self.send_alerts] if self.alerts.settings.enabled else []
+        tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S),
+                 SideTask("raise_deadline_alerts", self.raise_deadline_alerts, DEADLINE_CHECK_EVERY_S,
+                          delay_first=True)]
+        if self.alerts.settings.enabled:
+            tasks.append(SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s))
+        return tasks
 
     async def send_alerts(self) -> None:
         """The notification manager: deliver the alert outbox (terminated tasks, held routines)."""
         sent = await send_pending_alerts(self.pool, self.alerts)
         if sent:
             logger.info("sent %d alert(s)", sent)
-        await self._sleep(self.settings.backstop_poll_s)
 
-    async def create_tasks(self) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(query("create_tasks_for_new_inputs"), BATCH)
-            if rows:
-                await conn.execute(query("link_sequential_tasks"), [r["id"] for r in rows])
-        if rows:
-            logger.info("created %d task(s) for new inputs", len(rows))
-            self.wake("plan")
-        return len(rows) == BATCH
+    async def promote_aged_tasks(self) -> None:
+        """Ageing: archive work waiting longer than its lane allows is served as near-real-time."""
+        async with self.pool.acquire() as conn:
+            promoted = await conn.fetchval(query("promote_aged_tasks"))
+        if promoted:
+            logger.info("%d task(s) waited longer than their lane allows: now served as near-real-time", promoted)
+
+    async def raise_deadline_alerts(self) -> None:
+        """Deadlines: alert (once per task) when the plan already ends a task after its deadline, and when
+        an open task is past it. The orchestrator owns it because its plans set the planned ends."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(query("raise_deadline_alerts"))
+        if row["at_risk"]:
+            logger.warning("%d task(s) are planned to end after their deadline: alert deadline_at_risk written "
+                           "(`hrwsi timeliness`)", row["at_risk"])
+        if row["missed"]:
+            logger.warning("%d task(s) passed their deadline unprocessed: alert deadline_missed written "
+                           "(`hrwsi timeliness`)", row["missed"])
 
     async def plan(self) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(query("lock_planning"))
+        """Plan pending tasks; True when the plan was stale (stored by another orchestrator) and
+        planning must run again."""
+        async with self.pool.acquire() as conn:
             released = await conn.fetch(query("release_tasks_of_inactive_workers"))
             for worker, count in Counter(r["worker"] for r in released).items():
                 logger.warning("worker %s is no longer active: its %d planned task(s) are planned again",
                                worker, count)
-            pending = await conn.fetch(query("tasks_to_plan"))
-            if not pending:
-                return False
             now = datetime.now(UTC)
-            workers = await conn.fetch(query("planning_workers"))
-            budget = await conn.fetchrow(query("planning_budget"))
-            holding = await conn.fetch(query("tasks_holding_capacity"), now)
-            tasks = [_demand(row, now) for row in pending]
-            fixed = [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"],
-                                       r["start_s"], max(r["end_s"], r["start_s"] + 1.0)) for r in holding]
-            flavours = {}
-            pool = []
-            for w in workers:
-                flavour = flavours.setdefault(
-                    w["flavour"], planner.Flavour(w["flavour"], w["cpu"], w["ram_mb"], w["disk_mb"]))
-                pool.append(planner.Worker(w["name"], flavour))
-            budgets = planner.Budgets(budget["cpu_max"], budget["ram_max_mb"], budget["storage_max_mb"],
-                                      budget["vm_max"])
-            # CPU-bound: run it off the event loop so the listener and heartbeat stay responsive.
-            plan = await asyncio.to_thread(planner.plan_tasks, tasks, pool, budgets, fixed)
-            violations = await asyncio.to_thread(planner.validate_plan, plan, tasks, pool, budgets, fixed)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                batch = self.plan_batch.size
+                pending = await conn.fetch(query("tasks_to_plan"), now, batch, self.plan_after_s)
+                if not pending:
+                    await self._plan_young_tasks_later(conn)
+                    return False
+                generation = await conn.fetchval(query("plan_generation"))
+                workers = await conn.fetch(query("planning_workers"))
+                budget = await conn.fetchrow(query("planning_budget"))
+                holding = await conn.fetch(query("tasks_holding_capacity"), now)
+        tasks = [demand_from_row(row, now) for row in pending]
+        fixed = [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"],
+                                   r["start_s"], max(r["end_s"], r["start_s"] + 1.0)) for r in holding]
+        flavours: dict[str, planner.Flavour] = {}
+        pool = []
+        for w in workers:
+            flavour = flavours.setdefault(
+                w["flavour"], planner.Flavour(w["flavour"], w["cpu"], w["ram_mb"], w["disk_mb"]))
+            pool.append(planner.Worker(w["name"], flavour))
+        budgets = planner.Budgets(budget["cpu_max"], budget["ram_max_mb"], budget["storage_max_mb"],
+                                  budget["vm_max"])
+        problem = screen(tasks, pool, budgets, fixed)
+        # CPU-bound: run it off the event loop so the listener and heartbeat stay responsive.
+        plan = await asyncio.to_thread(self._plan_and_check, problem)
+        if plan is None:
+            self._retry_later("plan")
+            return False
+        stored = await self._store(plan, now, generation)
+        if stored:
+            self.last_plan = plan
+            self.plan_batch.succeeded()
+            if plan.assignments:  # metrics hook (issue 13)
+                metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
+                metrics.PLANNED_TASKS.inc(len(plan.assignments))
+        return not stored or len(pending) == batch
+
+    async def _plan_young_tasks_later(self, conn) -> None:
+        """Pending tasks too young to plan: plan them when they are old enough (unless dispatched)."""
+        age = await conn.fetchval(query("youngest_pending_age"), self.plan_after_s)
+        if age is not None:
+            asyncio.get_running_loop().call_later(max(0.0, self.plan_after_s - age) + PLAN_DEBOUNCE_S,
+                                                  self.wake, "plan")
+
+    @staticmethod
+    def _plan_and_check(problem: PlanningInput) -> planner.Plan | None:
+        """The plan of what can be planned, with what was set aside; None if the planner's plan
+        breaks a limit (never stored: the error is logged and planning runs again later)."""
+        if problem.tasks:
+            plan = planner.plan_tasks(problem.tasks, problem.workers, problem.budgets, problem.fixed)
+            violations = planner.validate_plan(plan, problem.tasks, problem.workers, problem.budgets, problem.fixed)
             if violations:
-                # Never commit a plan that breaks a limit: say what is wrong and try again later.
                 logger.error("the planner produced an invalid plan for %d task(s); nothing stored: %s",
-                             len(tasks), "; ".join(violations[:5]))
-                return False
-            await self._store(conn, plan, now)
-        self.last_plan = plan
-        return False
+                             len(problem.tasks), "; ".join(violations[:5]))
+                return None
+        else:
+            plan = planner.Plan({}, [], planner.PlanFigures(0, 0.0, 0.0, 0, 0.0, {}, {}, 0.0))
+        plan.unplannable.extend(problem.set_aside)
+        return plan
 
-    async def _store(self, conn: asyncpg.Connection, plan: planner.Plan, now: datetime) -> None:
+    def on_statement_timeout(self, statement: str) -> str:
+        if statement == "store_plan":
+            return f"it plans again, at most {self.plan_batch.shrink()} task(s) at a time"
+        return super().on_statement_timeout(statement)
+
+    async def _store(self, plan: planner.Plan, now: datetime, generation: int) -> bool:
+        """Store the plan in one call; False when another plan was stored since our snapshot."""
         figures = plan.figures
-        if plan.assignments:
-            plan_id = await conn.fetchval(
-                query("insert_plan"), figures.task_count, figures.makespan_s, figures.lower_bound_s,
-                figures.vms, figures.vm_hours, figures.planning_s, json.dumps(plan.to_json()))
-            assignments = list(plan.assignments.values())
-            await conn.execute(
-                query("store_assignments"), plan_id, now,
+        assignments = list(plan.assignments.values())
+        async with self.pool.acquire() as conn, timed_statement("store_plan"):
+            row = await conn.fetchrow(
+                query("store_plan"), self.instance_id, self.settings.lease_timeout_s, generation, now,
+                figures.task_count, figures.makespan_s, figures.lower_bound_s, figures.vms, figures.vm_hours,
+                figures.planning_s, json.dumps(plan.to_json()),
                 [a.task_id for a in assignments], [a.worker for a in assignments],
-                [a.start_s for a in assignments], [a.end_s for a in assignments])
-            logger.info("planned %d task(s) on %d VM(s): makespan %.0f s, lower bound %.0f s",
-                        len(assignments), figures.vms, figures.makespan_s, figures.lower_bound_s)
-        if plan.unplannable:
-            changed = await conn.execute(
-                query("store_unplannable_reasons"),
+                [a.start_s for a in assignments], [a.end_s for a in assignments],
                 [u.task_id for u in plan.unplannable], [u.reason for u in plan.unplannable])
-            if changed != "UPDATE 0":
-                for item in plan.unplannable[:20]:
-                    logger.warning("cannot plan task %d: %s; it stays pending until the configuration changes",
-                                   item.task_id, item.reason)
-                if len(plan.unplannable) > 20:
-                    logger.warning("... and %d more task(s) that cannot be planned", len(plan.unplannable) - 20)
-
-
-def _demand(row: asyncpg.Record, now: datetime) -> planner.TaskDemand:
-    not_before = row["not_before"]
-    earliest = max(0.0, (not_before - now).total_seconds()) if not_before else 0.0
-    return planner.TaskDemand(
-        id=row["id"], routine=row["routine"], cpu=row["cpu"], ram_mb=row["ram_mb"],
-        storage_mb=row["storage_mb"], duration_s=max(row["duration_s"], 0.001),
-        depends_on=(row["depends_on"],) if row["depends_on"] else (),
-        earliest_start_s=earliest, flavour=row["flavour"])
+        if row is None:
+            logger.info("another orchestrator stored a plan while this one planned %d task(s); planning again",
+                        len(assignments) + len(plan.unplannable))
+            return False
+        if assignments:
+            logger.info("planned %d task(s) on %d VM(s): makespan %.0f s, lower bound %.0f s (%d still pending "
+                        "were taken meanwhile)", row["stored"], figures.vms, figures.makespan_s,
+                        figures.lower_bound_s, len(assignments) - row["stored"])
+        if row["reasons_changed"]:
+            for item in plan.unplannable[:20]:
+                logger.warning("cannot plan task %d: %s; it stays pending until the configuration changes",
+                               item.task_id, item.reason)
+            if len(plan.unplannable) > 20:
+                logger.warning("... and %d more task(s) that cannot be planned", len(plan.unplannable) - 20)
+        return True

@@ -1,90 +1,129 @@
-"""Describing a database's hrwsi schema, to prove that migrating equals a fresh install.
+"""Describing a database's hrwsi schema, and comparing two: a fresh install from sql/schema.sql
+with one built from the migrations (the schema test), or a live database with a fresh install
+(`hrwsi db check`).
 
-SQLAlchemy's inspector reflects tables, columns, keys, constraints and indexes; triggers and
-functions, which it does not reflect, are read from pg_catalog.
+The description is read from pg_catalog (sql/queries/schema_description.sql): relations,
+columns in order, constraints with their names, indexes, triggers, functions' whole definitions,
+privileges, roles, sequences, types, comments, the state machines' rows and the recorded
+migrations. Each object is under its own key, so a difference names what differs.
 """
 
 from __future__ import annotations
 
+import difflib
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from itertools import groupby
 
 import psycopg
-import sqlalchemy
 
 from hrwsi import migrations
 from hrwsi.database import create_database, drop_database
+from hrwsi.sql_files import query
 
-SCHEMAS = ("hrwsi",)
+Description = dict[str, object]
+
+# (query, the key each object is described under, or None for one key per query)
+_PER_OBJECT = (
+    ("describe_columns", "{} columns"),
+    ("describe_constraints", "{} constraints"),
+    ("describe_indexes", "{} indexes"),
+    ("describe_triggers", "{} triggers"),
+    ("describe_privileges", "privileges on {}"),
+)
+_WHOLE = (
+    ("describe_relations", "relations in schema hrwsi"),
+    ("describe_roles", "roles granted schema hrwsi"),
+    ("describe_sequences", "sequences"),
+    ("describe_types", "types"),
+    ("describe_comments", "comments"),
+)
 
 
-def _sqlalchemy_url(url: str) -> sqlalchemy.URL:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    query = {"host": info["host"]} if str(info.get("host", "")).startswith("/") else {}
-    return sqlalchemy.URL.create(
-        "postgresql+psycopg", username=info.get("user"), password=info.get("password"),
-        host=None if query else info.get("host"), port=int(info["port"]) if info.get("port") else None,
-        database=info.get("dbname"), query=query)
+def _rows(conn: psycopg.Connection, name: str) -> list[tuple]:
+    return [tuple(row) for row in conn.execute(query(name)).fetchall()]
 
 
-def describe(url: str) -> dict[str, object]:
-    """A comparable description of every object in the hrwsi schema."""
-    engine = sqlalchemy.create_engine(_sqlalchemy_url(url), poolclass=sqlalchemy.pool.NullPool)
-    description: dict[str, object] = {}
-    try:
-        inspector = sqlalchemy.inspect(engine)
-        for schema in SCHEMAS:
-            for table in sorted(inspector.get_table_names(schema=schema)):
-                key = f"{schema}.{table}"
-                description[f"{key} columns"] = [
-                    (c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in
-                    inspector.get_columns(table, schema=schema)]
-                description[f"{key} primary key"] = inspector.get_pk_constraint(table, schema=schema)
-                description[f"{key} foreign keys"] = sorted(
-                    (f["name"], tuple(f["constrained_columns"]), f["referred_table"]) for f in
-                    inspector.get_foreign_keys(table, schema=schema))
-                description[f"{key} unique"] = sorted(
-                    (u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table, schema=schema))
-                description[f"{key} checks"] = sorted(
-                    (c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table, schema=schema))
-                description[f"{key} indexes"] = sorted(
-                    (i["name"], tuple(str(c) for c in i["column_names"]), i["unique"]) for i in
-                    inspector.get_indexes(table, schema=schema))
-        with engine.connect() as conn:
-            description["triggers"] = sorted(tuple(r) for r in conn.execute(sqlalchemy.text(
-                "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
-                "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = ANY(:schemas) AND NOT t.tgisinternal"), {"schemas": list(SCHEMAS)}))
-            description["functions"] = sorted(tuple(r) for r in conn.execute(sqlalchemy.text(
-                "SELECT p.proname, md5(pg_get_functiondef(p.oid)) FROM pg_proc p "
-                "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ANY(:schemas)"),
-                {"schemas": list(SCHEMAS)}))
-            description["roles"] = sorted(r[0] for r in conn.execute(sqlalchemy.text(
-                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'hrwsi%'")))
-    finally:
-        engine.dispose()
+def describe(url: str) -> Description:
+    """A comparable description of every object of the hrwsi schema in the database at `url`."""
+    description: Description = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name, key in _PER_OBJECT:
+            # Rows come ordered by object; within one, in the query's order (columns: column order).
+            for obj, rows in groupby(_rows(conn, name), key=lambda row: row[0]):
+                description[key.format(obj)] = [row[1:] for row in rows]
+        for signature, definition, comment in _rows(conn, "describe_functions"):
+            description[f"function {signature}"] = definition
+            if comment is not None:
+                description[f"comment on function {signature}"] = comment
+        for name, key in _WHOLE:
+            description[key] = _rows(conn, name)
+        if conn.execute(query("describe_state_machines_exist")).fetchone()[0]:
+            description["state machines (task_state, task_transition, job_state, job_transition)"] = _rows(
+                conn, "describe_state_machines")
+        if conn.execute(query("migration_bookkeeping_exists")).fetchone()[0]:
+            description["recorded migrations"] = _rows(conn, "describe_recorded_migrations")
     return description
 
 
-def differences(left: dict, right: dict, left_name: str = "this database",
+def differences(left: Description, right: Description, left_name: str = "this database",
                 right_name: str = "a fresh install") -> list[str]:
+    """What differs between two descriptions, one readable entry per object."""
     found = []
     for key in sorted(set(left) | set(right)):
-        if key not in left:
+        if isinstance(left.get(key, []), list) and isinstance(right.get(key, []), list):
+            # An object with no rows left (its last trigger dropped) is an empty list: name the rows.
+            if left.get(key, []) != right.get(key, []):
+                found.append(_explain(key, left.get(key, []), right.get(key, []), left_name, right_name))
+        elif key not in left:
             found.append(f"{key}: missing in {left_name}")
         elif key not in right:
             found.append(f"{key}: only in {left_name}, not in {right_name}")
         elif left[key] != right[key]:
-            found.append(f"{key}: {left_name} has {left[key]!r}, {right_name} has {right[key]!r}")
+            found.append(_explain(key, left[key], right[key], left_name, right_name))
     return found
 
 
-def compare_with_fresh_install(url: str) -> list[str]:
-    """Install the migrations into a scratch database on the same server and compare."""
-    scratch = f"hrwsi_schema_check_{uuid.uuid4().hex[:8]}"
+def _explain(key: str, left: object, right: object, left_name: str, right_name: str) -> str:
+    if isinstance(left, str) and isinstance(right, str):
+        diff = difflib.unified_diff(right.splitlines(), left.splitlines(), right_name, left_name, lineterm="")
+        return f"{key} differs:\n" + "\n".join(f"  {line}" for line in diff)
+    if isinstance(left, list) and isinstance(right, list):
+        only_left = [item for item in left if item not in right]
+        only_right = [item for item in right if item not in left]
+        if not only_left and not only_right:
+            return f"{key}: the same in another order: {left_name} {left!r}, {right_name} {right!r}"
+        return f"{key}:" + _listed(f"only in {left_name}", only_left) + _listed(f"only in {right_name}", only_right)
+    return f"{key}: {left_name} has {left!r}, {right_name} has {right!r}"
+
+
+def _listed(label: str, items: Iterable[object]) -> str:
+    return "".join(f"\n  {label}: {item!r}" for item in items)
+
+
+@contextmanager
+def fresh_install(url: str, *, replay: bool = False) -> Iterator[str]:
+    """A scratch database on the server of `url`, installed from schema.sql (or, with `replay`,
+    from the migrations one by one); its URL. Dropped on exit."""
+    scratch = f"hrwsi_fresh_install_{uuid.uuid4().hex[:8]}"
     scratch_url = create_database(url, scratch)
     try:
         with psycopg.connect(scratch_url) as conn:
-            migrations.migrate(conn)
-        return differences(describe(url), describe(scratch_url))
+            migrations.migrate(conn, replay=replay)
+        yield scratch_url
     finally:
         drop_database(url, scratch)
+
+
+def compare_with_fresh_install(url: str) -> list[str]:
+    """How the database at `url` differs from a fresh install of schema.sql on the same server."""
+    with fresh_install(url) as fresh_url:
+        return differences(describe(url), describe(fresh_url))
+
+
+def compare_schema_sql_with_migrations(url: str) -> list[str]:
+    """How a database built from schema.sql differs from one built from the migrations, both made
+    on the server of `url`. Empty when schema.sql and the migrations agree."""
+    with fresh_install(url) as from_schema, fresh_install(url, replay=True) as from_migrations:
+        return differences(describe(from_schema), describe(from_migrations), "schema.sql", "the migrations")

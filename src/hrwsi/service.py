@@ -6,24 +6,31 @@ of work in its own transaction and returns True while more work remains. The **r
 notification to the steps it makes dirty; bursts of notifications merge because a step runs once
 for everything that arrived while it was busy. Every step is also made dirty on start, after every
 listener reconnect, and by the backstop poll, so a lost notification only delays work.
+
+**Side tasks** (`SideTask`) are periodic work beside the steps (harvest due sources, send alerts,
+follow Nomad nodes); each declares its interval, and the service runs it. Every background lifetime
+of a service (listener, heartbeat, backstop, side tasks) is opened and closed in one `async with`
+(`Service._background`). Processes are composed in `hrwsi.app`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
 
-from hrwsi.database import TRANSIENT_DATABASE_ERRORS, create_pool
+from hrwsi.backoff import START_UP_CAP_S, Backoff
+from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.listener import Listener, Notification
+from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -33,11 +40,85 @@ logger = logging.getLogger(__name__)
 Step = Callable[[], Awaitable[bool]]
 
 
+# The fencing error raised by the database (hrwsi.require_lease) when a caller's lease lapsed.
+LEASE_LAPSED_SQLSTATE = "HW001"
+# pg_try_advisory_xact_lock refused: another replica does this step right now.
+BUSY_SQLSTATE = "55P03"
+BUSY_RETRY_S = 0.05
+
+
+# A statement that runs longer than this is logged with its name and duration.
+SLOW_STATEMENT_S = 5.0
+
+
+class StatementTimedOut(Exception):
+    """A step's statement was cancelled by the server's statement_timeout."""
+
+    def __init__(self, name: str, seconds: float):
+        super().__init__(f"statement {name} was cancelled after {seconds:.1f} s (statement_timeout)")
+        self.name = name
+        self.seconds = seconds
+
+
+@dataclass
+class AdaptiveBatch:
+    """A batch size that halves when a statement of that size times out (so that no step can
+    livelock on a statement that never finishes in time) and grows back after successes."""
+
+    size: int
+    floor: int = 1
+
+    def __post_init__(self) -> None:
+        self.ceiling = self.size
+
+    def shrink(self) -> int:
+        self.size = max(self.floor, self.size // 2)
+        return self.size
+
+    def succeeded(self) -> None:
+        self.size = min(self.ceiling, self.size * 2)
+
+
+@contextlib.asynccontextmanager
+async def timed_statement(name: str) -> AsyncIterator[None]:
+    """Name a statement for the log: a slow one is logged with its duration, and a cancelled one
+    (statement_timeout) becomes StatementTimedOut, which the step's caller logs and acts on."""
+    started = time.monotonic()
+    try:
+        yield
+    except asyncpg.QueryCanceledError:
+        raise StatementTimedOut(name, time.monotonic() - started) from None
+    elapsed = time.monotonic() - started
+    if elapsed > SLOW_STATEMENT_S:
+        logger.warning("statement %s took %.1f s", name, elapsed)
+
+
+def step_error_kind(error: BaseException) -> str:  # metrics hook (issue 13): hrwsi_step_errors_total{kind}
+    return "statement_timeout" if isinstance(error, StatementTimedOut) else error_kind(error)
+
+
+def new_instance_id(kind: str) -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class SideTask:
+    """Work a service does beside its steps every `interval_s` seconds until it stops (the first run
+    comes at once, or after one interval with `delay_first`). A failure is logged; the task runs again
+    at its next interval."""
+
+    name: str
+    run: Callable[[], Awaitable[object]]
+    interval_s: float
+    delay_first: bool = False
+
+
 @dataclass(frozen=True)
 class Route:
     channel: str
     step: str
     when: Callable[[Notification], bool] = lambda _n: True
+    debounce_s: float = 0.0  # wake the step this long after the first notification: a burst costs one round
 
 
 class Router:
@@ -46,15 +127,21 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def on(self, channel: str, step: str, when: Callable[[Notification], bool] = lambda _n: True) -> None:
-        self.routes.append(Route(channel, step, when))
+    def on(self, channel: str, step: str, when: Callable[[Notification], bool] = lambda _n: True,
+           debounce_s: float = 0.0) -> None:
+        self.routes.append(Route(channel, step, when, debounce_s))
 
     @property
     def channels(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.channel for r in self.routes))
 
-    def steps_for(self, notification: Notification) -> set[str]:
-        return {r.step for r in self.routes if r.channel == notification.channel and r.when(notification)}
+    def steps_for(self, notification: Notification) -> dict[str, float]:
+        """The steps a notification wakes, each with its debounce delay."""
+        steps: dict[str, float] = {}
+        for route in self.routes:
+            if route.channel == notification.channel and route.when(notification):
+                steps[route.step] = min(steps.get(route.step, route.debounce_s), route.debounce_s)
+        return steps
 
 
 class Service:
@@ -65,13 +152,17 @@ class Service:
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         self.pool = pool
         self.settings = settings
-        self.instance_id = f"{self.kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.instance_id = new_instance_id(self.kind)
         self.router = Router()
         self.steps: dict[str, Step] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.rounds = 0
+        self.listener: Listener | None = None
+        self._lease_lock = asyncio.Lock()
+        self._debouncing: set[str] = set()
+        self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
 
     # -- hooks -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -80,8 +171,8 @@ class Service:
     async def stop(self) -> None:
         """After the loop: e.g. hand back in-flight work."""
 
-    def side_tasks(self) -> list[Callable[[], Awaitable[None]]]:
-        """Periodic coroutines that run beside the loop until the service stops."""
+    def side_tasks(self) -> list[SideTask]:
+        """Periodic work beside the steps, each with its interval."""
         return []
 
     # -- waking ----------------------------------------------------------------------------
@@ -90,25 +181,48 @@ class Service:
         self._wake.set()
 
     def notify(self, notification: Notification) -> None:
-        steps = self.router.steps_for(notification)
-        if steps:
-            self.wake(*steps)
+        for step, delay in self.router.steps_for(notification).items():
+            if delay <= 0:
+                self.wake(step)
+            elif step not in self._debouncing:
+                self._debouncing.add(step)
+                asyncio.get_running_loop().call_later(delay, self._debounced, step)
+
+    def _debounced(self, step: str) -> None:
+        self._debouncing.discard(step)
+        self.wake(step)
 
     # -- the loop --------------------------------------------------------------------------
     async def run_step(self, name: str) -> bool:
         """Run one step once; a failure is logged and retried later, never fatal to the service."""
         try:
-            return await self.steps[name]()
+            return await self.health.timed_step(name, self.steps[name])  # metrics hook (issue 13)
+        except StatementTimedOut as timed_out:
+            logger.error("%s: step %s: %s; %s", self.kind, name, timed_out, self.on_statement_timeout(timed_out.name))
+            self.wake(name)
+            return False
         except TRANSIENT_DATABASE_ERRORS as error:
             logger.warning("%s: step %s could not reach the database (%s); retrying in %.1f s",
                            self.kind, name, error, self.settings.backstop_poll_s)
         except asyncpg.PostgresError as error:
-            logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
-                         self.kind, name, error, self.settings.backstop_poll_s)
+            return await self._step_refused(name, error)
         except Exception:
             # A row or a state nobody foresaw: say so loudly, keep serving, try again later.
             logger.exception("%s: step %s failed; retrying in %.1f s", self.kind, name,
                              self.settings.backstop_poll_s)
+        self._retry_later(name)
+        return False
+
+    async def _step_refused(self, name: str, error: asyncpg.PostgresError) -> bool:
+        if error.sqlstate == BUSY_SQLSTATE:
+            # Another replica runs this step right now; its commit wakes us, this is the backstop.
+            asyncio.get_running_loop().call_later(BUSY_RETRY_S, self.wake, name)
+            return False
+        if error.sqlstate == LEASE_LAPSED_SQLSTATE:
+            await self.lease_lost()
+            return True  # act again, as the new identity
+        logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
+                     self.kind, name, error, self.settings.backstop_poll_s)
         self._retry_later(name)
         return False
 
@@ -125,38 +239,45 @@ class Service:
             self.rounds += 1
 
     async def run(self, url: str) -> None:
-        """Serve until stop is requested (SIGINT/SIGTERM or request_stop())."""
-        listener = Listener(url, self.router.channels, self.notify, lambda: self.wake(),
-                            ping_interval_s=self.settings.heartbeat_s,
-                            application_name=f"hrwsi-{self.kind}-listener")
-        self.listener = listener
+        """Serve until stop is requested (SIGINT/SIGTERM through hrwsi.app, or request_stop())."""
+        self.listener = Listener(url, self.router.channels, self.notify, lambda: self.wake(),
+                                 ping_interval_s=self.settings.heartbeat_s,
+                                 application_name=f"hrwsi-{self.kind}-listener")
         await self._register()
         await self.start()
-        background = [asyncio.create_task(listener.run(), name=f"{self.kind}-listener"),
-                      asyncio.create_task(self._heartbeat(), name=f"{self.kind}-heartbeat"),
-                      asyncio.create_task(self._backstop(), name=f"{self.kind}-backstop")]
-        background += [asyncio.create_task(self._side(task), name=f"{self.kind}-{task.__name__}")
-                       for task in self.side_tasks()]
-        logger.info("%s %s started; listening on %s", self.kind, self.instance_id, ", ".join(self.router.channels))
-        self.wake()
         try:
-            while not self.stopping.is_set():
-                await self._wait_for_wake()
-                self._wake.clear()
-                await self.run_dirty_steps()
+            async with self._background():
+                logger.info("%s %s started; listening on %s", self.kind, self.instance_id,
+                            ", ".join(self.router.channels))
+                self.wake()
+                self.health.loop_turned()  # metrics hook (issue 13): the loop runs from here on
+                while not self.stopping.is_set():
+                    await self._wait_for_wake()
+                    self._wake.clear()
+                    await self.run_dirty_steps()
+                    self.health.loop_turned()  # metrics hook (issue 13): /healthz
+                logger.info("%s %s stopping", self.kind, self.instance_id)
         finally:
-            logger.info("%s %s stopping", self.kind, self.instance_id)
-            listener.stop()
+            await self.stop()
+            await self._unregister()
+            logger.info("%s %s stopped", self.kind, self.instance_id)
+
+    @contextlib.asynccontextmanager
+    async def _background(self) -> AsyncIterator[None]:
+        """Every background lifetime of this service: listener, heartbeat, backstop, side tasks."""
+        assert self.listener is not None
+        periodic = [SideTask("heartbeat", self._heartbeat_once, self.settings.heartbeat_s, delay_first=True),
+                    SideTask("backstop", self._backstop_once, self.settings.backstop_poll_s, delay_first=True),
+                    *self.side_tasks()]
+        background = [asyncio.create_task(self.listener.run(), name=f"{self.kind}-listener")]
+        background += [asyncio.create_task(self._every(task), name=f"{self.kind}-{task.name}") for task in periodic]
+        try:
+            yield
+        finally:
+            self.listener.stop()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self.stop()
-            try:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(query("unregister_instance"), self.instance_id)
-            except TRANSIENT_DATABASE_ERRORS as error:
-                logger.warning("%s: could not unregister (%s); its lease expires on its own", self.kind, error)
-            logger.info("%s %s stopped", self.kind, self.instance_id)
 
     async def _wait_for_wake(self) -> None:
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self.stopping.wait())]
@@ -174,75 +295,88 @@ class Service:
         except TimeoutError:
             return True
 
-    async def _backstop(self) -> None:
-        while await self._sleep(self.settings.backstop_poll_s):
-            self.wake()
+    async def _every(self, task: SideTask) -> None:
+        """Run one side task every interval; a failure is logged and the task goes on.
+
+        Never let a side task end while the service runs: a silent heartbeat, for one, lets the
+        lease run out and other replicas adopt work this one still does (ADR 0006)."""
+        if task.delay_first and not await self._sleep(task.interval_s):
+            return
+        while not self.stopping.is_set():
+            try:
+                await task.run()
+            except TRANSIENT_DATABASE_ERRORS as error:
+                logger.warning("%s: %s could not reach the database (%s); trying again in %.1f s",
+                               self.kind, task.name, error, task.interval_s)
+            except Exception:
+                logger.exception("%s: %s failed; it runs again in %.1f s", self.kind, task.name, task.interval_s)
+            if not await self._sleep(task.interval_s):
+                return
+
+    async def _backstop_once(self) -> None:
+        self.wake()
 
     async def _heartbeat_once(self) -> None:
+        """Renew the lease; if it lapsed (a pause longer than the lease), stop acting under this
+        identity: drop in-flight claims (others may have adopted them) and register anew."""
+        self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
         async with self.pool.acquire() as conn:
-            await conn.execute(query("heartbeat_instance"), self.instance_id, self.kind,
+            renewed = await conn.fetchval(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s)
+        if renewed is None:
+            await self.lease_lost()
+        else:
+            self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
+
+    async def lease_lost(self) -> None:
+        """The lease lapsed: forget this identity's claims, then register a new identity."""
+        async with self._lease_lock:
+            async with self.pool.acquire() as conn:
+                if await conn.fetchval(query("renew_lease"), self.instance_id,
+                                       self.settings.lease_timeout_s) is not None:
+                    return  # another path registered anew meanwhile
+            await self._renew_identity()
+
+    async def _renew_identity(self) -> None:
+        old = self.instance_id
+        self.instance_id = new_instance_id(self.kind)
+        logger.error("%s %s: its lease lapsed (paused or cut off for more than %.0f s); other replicas may "
+                     "have taken over its work, so it drops what it held and goes on as %s", self.kind, old,
+                     self.settings.lease_timeout_s, self.instance_id)
+        await self.drop_claims()
+        await self._register_once()
+        self.wake()  # catch up as the new identity
+
+    def on_statement_timeout(self, statement: str) -> str:
+        """Hook: a statement of a step timed out; make the next try smaller. Returns what happens next."""
+        return "the step runs again"
+
+    async def drop_claims(self) -> None:
+        """Hook: forget in-flight work claimed under a lapsed lease, without recording anything."""
+
+    async def _register_once(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(query("register_instance"), self.instance_id, self.kind,
                                socket.gethostname(), os.getpid())
+        self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
     async def _register(self) -> None:
-        """The first heartbeat; a database away at start-up is waited for, not fatal."""
-        delay = 0.1
+        """The first lease; a database away at start-up is waited for, not fatal."""
+        backoff = Backoff(first_s=0.1, cap_s=START_UP_CAP_S)
         while True:
             try:
-                return await self._heartbeat_once()
+                return await self._register_once()
             except TRANSIENT_DATABASE_ERRORS as error:
-                logger.warning("%s: cannot register with the database (%s); trying again in %.1f s",
+                delay = backoff.next()
+                logger.warning("%s: cannot register with the database (%s); it waits %.1f s and tries again",
                                self.kind, error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep(delay)
 
-    async def _heartbeat(self) -> None:
-        while await self._sleep(self.settings.heartbeat_s):
-            try:
-                await self._heartbeat_once()
-            except TRANSIENT_DATABASE_ERRORS as error:
-                logger.warning("%s: heartbeat failed (%s); trying again in %.1f s",
-                               self.kind, error, self.settings.heartbeat_s)
-            except Exception:
-                # Never let the heartbeat end while the service runs: without it, the lease runs out
-                # and other replicas adopt work this one still does.
-                logger.exception("%s: heartbeat failed; trying again in %.1f s", self.kind,
-                                 self.settings.heartbeat_s)
-
-    async def _side(self, task: Callable[[], Awaitable[None]]) -> None:
-        """Run one side task repeatedly; a failure is logged and the task goes on."""
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            try:
-                await task()
-            except TRANSIENT_DATABASE_ERRORS as error:
-                logger.warning("%s: %s could not reach the database (%s); trying again",
-                               self.kind, task.__name__, error)
-            except Exception:
-                logger.exception("%s: %s failed; it runs again at its next interval", self.kind, task.__name__)
-            if time.monotonic() - started < 0.05 and not await self._sleep(0.05):
-                break
+    async def _unregister(self) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(query("unregister_instance"), self.instance_id)
+        except TRANSIENT_DATABASE_ERRORS as error:
+            logger.warning("%s: could not unregister (%s); its lease expires on its own", self.kind, error)
 
     def request_stop(self) -> None:
         self.stopping.set()
-
-
-async def serve(services: list[Service], url: str) -> None:
-    """Run services in this process until SIGINT/SIGTERM."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda s=signum: _on_signal(services, s))
-    try:
-        await asyncio.gather(*(service.run(url) for service in services))
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-
-def _on_signal(services: list[Service], signum: int) -> None:
-    logger.info("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
-    for service in services:
-        service.request_stop()
-
-
-async def open_pool(url: str, max_size: int = 5, name: str = "hrwsi") -> asyncpg.Pool:
-    return await create_pool(url, min_size=1, max_size=max_size, application_name=name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,14 +10,43 @@ from pathlib import Path
 import platformdirs
 
 
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names it and says what is expected (one line)."""
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
+    return value
+
+
+def _paths(name: str) -> tuple[Path, ...] | None:
+    """Absolute directories separated by os.pathsep (':'), or None when the variable is unset."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    paths = tuple(Path(part) for part in raw.split(os.pathsep) if part.strip())
+    relative = [str(p) for p in paths if not p.is_absolute()]
+    if relative:
+        raise SettingsError(f"{name}={raw!r}: {', '.join(relative)} is not an absolute path")
+    return paths
+
+
+def port_setting(name: str) -> int | None:
+    """A TCP port; unset or empty means None (off), 0 means "let the system pick one"."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return None
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SettingsError(f"{name}={raw!r} is not a TCP port (0-65535, 0 picks a free one, empty turns it off)")
+    return int(raw)
 
 
 def default_home() -> Path:
@@ -36,6 +66,34 @@ class Settings:
     max_parallel_jobs: int = 64  # local backend: subprocesses at once per launcher
     shutdown_grace_s: float = 20.0  # how long a stopping launcher waits for running local jobs
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
+    # Harvest: where landing sources may move files (None: home/harvest), unzip limits, source runs.
+    landing_roots: tuple[Path, ...] | None = None
+    unzip_max_bytes: int = 32 * 2**30  # all members of one archive, uncompressed (32 GiB)
+    unzip_max_ratio: float = 100.0  # uncompressed bytes per archive byte (zip bombs reach 1,000)
+    unzip_max_members: int = 100_000
+    source_timeout_s: float = 900.0  # one run of one harvest source
+    harvest_concurrency: int = 4  # harvest sources run at once per harvester
+
+    http_port: int | None = None  # each process's /metrics, /healthz, /readyz (None: off; 0: any free port)
+    http_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work (a zero poll is a busy loop, no parallel job stalls every
+        task), naming the environment variable to fix."""
+        positive = {"HRWSI_BACKSTOP_POLL_S": self.backstop_poll_s, "HRWSI_HEARTBEAT_S": self.heartbeat_s,
+                    "HRWSI_LEASE_TIMEOUT_S": self.lease_timeout_s, "HRWSI_LANDING_SCAN_S": self.landing_scan_s,
+                    "HRWSI_RETRY_BACKOFF_S": self.retry_backoff_s}
+        for name, value in positive.items():
+            if not value > 0:
+                raise SettingsError(f"{name}={value} must be a number of seconds > 0")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError(f"HRWSI_SHUTDOWN_GRACE_S={self.shutdown_grace_s} must be >= 0")
+        if self.max_parallel_jobs < 1:
+            raise SettingsError(f"HRWSI_MAX_PARALLEL_JOBS={self.max_parallel_jobs} must be at least 1: "
+                                "with no job at a time, no task would ever run")
+        if self.lease_timeout_s < 2 * self.heartbeat_s:
+            raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
+                                f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +108,14 @@ class Settings:
             max_parallel_jobs=int(_float("HRWSI_MAX_PARALLEL_JOBS", 64)),
             shutdown_grace_s=_float("HRWSI_SHUTDOWN_GRACE_S", 20.0),
             retry_backoff_s=_float("HRWSI_RETRY_BACKOFF_S", 5.0),
+            landing_roots=_paths("HRWSI_LANDING_ROOTS"),
+            unzip_max_bytes=int(_float("HRWSI_UNZIP_MAX_BYTES", 32 * 2**30)),
+            unzip_max_ratio=_float("HRWSI_UNZIP_MAX_RATIO", 100.0),
+            unzip_max_members=int(_float("HRWSI_UNZIP_MAX_MEMBERS", 100_000)),
+            source_timeout_s=_float("HRWSI_SOURCE_TIMEOUT_S", 900.0),
+            harvest_concurrency=int(_float("HRWSI_HARVEST_CONCURRENCY", 4)),
+            http_port=port_setting("HRWSI_HTTP_PORT"),
+            http_host=os.environ.get("HRWSI_HTTP_HOST") or "127.0.0.1",
         )
 
     @property

@@ -1,8 +1,11 @@
-"""Finding the SQL shipped with hrwsi: versioned migrations and named query blocks.
+"""Finding the SQL shipped with hrwsi: the current schema, versioned migrations, named query blocks.
 
-All SQL lives in `sql/` (at the repository root, and inside the wheel as `hrwsi/sql`). Queries are
-named blocks in `sql/queries/*.sql` (one file per area), each introduced by a line
-`-- name: some_query`, and loaded by name; names are unique across the files.
+All SQL lives in `sql/` (at the repository root, and inside the wheel as `hrwsi/sql`):
+- `sql/schema.sql`: the current schema, what a fresh install runs;
+- `sql/migrations/NNNN_name.sql`: the changes, in order, for databases installed before them;
+- `sql/queries/*.sql`: named blocks, each introduced by a line `-- name: some_query`, loaded by
+  name; names are unique across the files. Each file uses one placeholder style: asyncpg's `$1`
+  (the services) or psycopg's `%(name)s` (the CLI and other synchronous callers).
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ from pathlib import Path
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
+ASYNCPG = "asyncpg"  # $1, $2 ...
+PSYCOPG = "psycopg"  # %(name)s or %s
+# Quoted text and comments first, so that a `$1` or `%s` inside them is not taken for a placeholder.
+_PLACEHOLDER_OR_SKIPPED = re.compile(r"'(?:[^']|'')*'|--[^\n]*|(?<![\w$])\$[1-9][0-9]*|%\(\w+\)s|%s")
+
 
 def sql_dir() -> Path:
     packaged = Path(__file__).parent / "sql"  # inside an installed wheel
@@ -22,6 +30,11 @@ def sql_dir() -> Path:
     if repository.is_dir():
         return repository
     raise FileNotFoundError("hrwsi's sql/ directory is missing from the installation")
+
+
+def schema_sql() -> str:
+    """The current schema (sql/schema.sql): what a fresh install runs."""
+    return (sql_dir() / "schema.sql").read_text()
 
 
 def parse_named_blocks(text: str) -> dict[str, str]:
@@ -36,10 +49,14 @@ def parse_named_blocks(text: str) -> dict[str, str]:
     return blocks
 
 
+def query_files() -> list[Path]:
+    return sorted((sql_dir() / "queries").glob("*.sql"))
+
+
 @functools.cache
 def queries() -> dict[str, str]:
     found: dict[str, str] = {}
-    for path in sorted((sql_dir() / "queries").glob("*.sql")):
+    for path in query_files():
         for name, text in parse_named_blocks(path.read_text()).items():
             if name in found:
                 raise ValueError(f"query {name!r} is defined twice (again in {path.name})")
@@ -52,6 +69,30 @@ def query(name: str) -> str:
         return queries()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in sql/queries/*.sql") from None
+
+
+def placeholder_styles(text: str) -> set[str]:
+    """The placeholder styles a piece of SQL uses: {"asyncpg"}, {"psycopg"}, none, or both (a mistake)."""
+    styles = set()
+    for match in _PLACEHOLDER_OR_SKIPPED.finditer(text):
+        token = match.group()
+        if token.startswith("$"):
+            styles.add(ASYNCPG)
+        elif token.startswith("%"):
+            styles.add(PSYCOPG)
+    return styles
+
+
+def placeholder_style(path: Path) -> str | None:
+    """The one placeholder style of a query file (None: it has no parameters); a file mixing styles is refused."""
+    styles = placeholder_styles(path.read_text())
+    if len(styles) > 1:
+        blocks = parse_named_blocks(path.read_text())
+        by_style = {style: sorted(n for n, text in blocks.items() if style in placeholder_styles(text))
+                    for style in sorted(styles)}
+        raise ValueError(f"{path.name} mixes placeholder styles: {by_style}; move the blocks of one style "
+                         "to a file of their own")
+    return next(iter(styles), None)
 
 
 def migrations() -> list[tuple[int, str, Path]]:

@@ -121,8 +121,10 @@ def test_demo_runs_the_whole_loop(env, server_url, tmp_path):
     out = result.stdout
     assert "everything processed" in out
     assert "QUICKLOOK 6" in out  # 4 inserted with SQL + 2 from the landing directory
+    assert "GFSC" in out and "SWS 6" in out  # a composite per tile and day, read from its members
     assert "needed 2 attempts" in out
-    assert list((tmp_path / "demo" / "data" / "products" / "quicklook").rglob("*.png"))
+    # outputs live under the installation's own directory: data/products/<installation id>/<routine>/...
+    assert list((tmp_path / "demo" / "data" / "products").glob("*/quicklook/**/*.png"))
 
 
 def test_demo_through_the_nomad_path(env, server_url, tmp_path):

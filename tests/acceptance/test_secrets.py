@@ -433,9 +433,9 @@ ALLOWED = {
     ("tests/unit/test_nomad_job_spec.py", "routine-secret-1"): "a routine variable named like a secret: left out",
     ("tests/unit/test_nomad_job_spec.py", "routine-tok-2"): "likewise",
     ("tests/unit/test_nomad_job_spec.py", "routine-pass-3"): "likewise",
-    ("tests/unit/test_nomad_job_spec.py", "tok-123456789"): "NomadConfig.from_env reads NOMAD_TOKEN",
-    ("tests/contract/test_nomad_contract.py", "s3cr3t-acl-token"): "the emulator's ACL token in the ACL contract test",
-    ("tests/integration/test_harvest_constraints.py", "s3cret"):
+    ("tests/unit/test_nomad_config.py", "tok-123456789"): "NomadConfig.from_env reads NOMAD_TOKEN",
+    ("tests/contract/test_nomad_api.py", "s3cr3t-acl-token"): "the emulator's ACL token in the ACL contract test",
+    ("tests/integration/harvest/test_harvest_constraints.py", "s3cret"):
         "a secret in a harvest source's configuration: the database must refuse it",
 }
 

@@ -6,15 +6,24 @@ a real agent answer the very same assertions. Tests that need a test hook only t
 
 For a real agent: NOMAD_ADDR (and NOMAD_TOKEN with a management token when ACLs are on), at least
 one ready Linux client with the raw_exec driver enabled, /bin/sh on it; NOMAD_CONTRACT_NODE names
-the node to pin on (default: the first ready, eligible one).
+the node to pin on (default: the first ready, eligible one); NOMAD_CONTRACT_GC=1 allows the test
+that forces a cluster-wide garbage collection. With HRWSI_NOMAD_RECORD set (python -m
+hrwsi.testing.nomad_recorder sets it), every exchange with the agent is recorded, raw, into
+tests/contract/recordings/<agent version>/; each recorded version then runs as a third target,
+`replay-<version>`, answered from those recordings (in CI, with no agent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import uuid
+import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +33,19 @@ import requests
 
 from hrwsi.backends.base import JobSpec
 from hrwsi.backends.nomad import NomadBackend, NomadConfig
+from hrwsi.backends.nomad.event_stream import ssl_context
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
+from hrwsi.testing.nomad_emulator.event_stream import FRAMING_RAW, FRAMINGS
+from hrwsi.testing.nomad_recorder import (
+    RECORD_ENV,
+    RECORDINGS,
+    RecordingProxy,
+    ReplayServer,
+    agent_version,
+    cassette_name,
+    cassettes,
+    load_cassette,
+)
 
 pytestmark = pytest.mark.contract
 
@@ -32,6 +53,8 @@ NO_AGENT = "NOMAD_ADDR not set: no real Nomad agent to check against"
 NODE_1 = "contract-node-1"
 NODE_2 = "contract-node-2"
 GUARD_S = 60.0  # a liveness guard against hangs, not a timing assertion
+# ACL tokens of the emulator in tests that need several: made up per run, never committed.
+MANAGEMENT_TOKEN, SUBMITTER_TOKEN, READER_TOKEN = (str(uuid.uuid4()) for _ in range(3))
 
 
 @dataclass
@@ -45,7 +68,7 @@ class Target:
     work: Path
     emulator: NomadEmulator | None = None
     backends: list[NomadBackend] = field(default_factory=list)
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # replays reuse the recorded one
 
     @property
     def is_emulator(self) -> bool:
@@ -55,6 +78,15 @@ class Target:
         if self.emulator is None:
             pytest.skip(f"needs the emulator's test hooks ({why}); a real agent cannot be told to")
         return self.emulator
+
+    def require_gc_allowed(self) -> None:
+        """PUT /v1/system/gc collects the whole cluster, not only this suite's jobs: opt-in on a real agent."""
+        if self.emulator is None and os.environ.get("NOMAD_CONTRACT_GC") != "1":
+            pytest.skip("PUT /v1/system/gc collects every dead job of the cluster; set NOMAD_CONTRACT_GC=1 to allow")
+
+    async def acl_enabled(self) -> bool:
+        agent = (await self.ahttp("GET", "/v1/agent/self")).json()
+        return bool(((agent.get("config") or {}).get("ACL") or {}).get("Enabled"))
 
     def config(self, **overrides: Any) -> NomadConfig:
         options: dict[str, Any] = {"address": self.address, "token": self.token, "stream_read_timeout_s": 20.0,
@@ -74,7 +106,7 @@ class Target:
              storage_mb: int = 50, timeout_s: float | None = None, image: str | None = None,
              command: tuple[str, ...] | None = None, env: dict[str, str] | None = None) -> JobSpec:
         base = self.work / name
-        return JobSpec(job_id=self.job_id(name), task_id=abs(hash(name)) % 100_000, attempt=1, routine="contract",
+        return JobSpec(job_id=self.job_id(name), task_id=zlib.crc32(name.encode()) % 100_000, attempt=1, routine="contract",
                        condition="contract_condition", input_path=str(base / "input.json"), tile="32TPR",
                        worker=worker or self.node,
                        command=command if command is not None else ("/bin/sh", "-c", script),
@@ -99,6 +131,16 @@ class Target:
 
     async def purge(self, job_id: str) -> None:
         await self.ahttp("DELETE", f"/v1/job/{self.path_id(job_id)}", params={"purge": "true"})
+
+    async def final_allocation(self, job_id: str) -> dict:
+        """The job's allocation once it ended (complete, failed or lost), read in full."""
+        async def ended() -> dict:
+            while True:
+                for stub in (await self.ahttp("GET", f"/v1/job/{self.path_id(job_id)}/allocations")).json() or []:
+                    if stub["ClientStatus"] in ("complete", "failed", "lost"):
+                        return (await self.ahttp("GET", f"/v1/allocation/{stub['ID']}")).json()
+                await asyncio.sleep(0.05)
+        return await asyncio.wait_for(ended(), GUARD_S)
 
     async def free_memory_mb(self, node_name: str) -> int:
         """What Nomad can still place on the node: NodeResources - ReservedResources - running allocations."""
@@ -134,6 +176,16 @@ class Progress:
         return await asyncio.wait_for(until(), GUARD_S)
 
 
+def minimal_job(job_id: str, script: str = "exit 0", **task_extra) -> dict:
+    task = {"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", script]}}
+    task.update(task_extra)
+    return {"ID": job_id, "Type": "batch", "TaskGroups": [{"Name": "g", "Tasks": [task]}]}
+
+
+async def follow(backend, spec, progress: Progress | None = None):
+    return await asyncio.wait_for(backend.wait(spec, spec.job_id, progress or Progress()), GUARD_S)
+
+
 def _agent_node(address: str, token: str | None) -> str:
     wanted = os.environ.get("NOMAD_CONTRACT_NODE")
     if wanted:
@@ -146,32 +198,132 @@ def _agent_node(address: str, token: str | None) -> str:
     return sorted(ready)[0]
 
 
-@pytest.fixture(params=["emulator", "agent"])
-async def nomad(request, tmp_path):
-    """The Nomad API under test: the emulator (a test double) or the real agent at NOMAD_ADDR."""
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test, so a recording can be kept only for a test that passed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@contextlib.asynccontextmanager
+async def open_target(kind: str, tmp_path: Path, framing: str = FRAMING_RAW, test_id: str = "",
+                      passed=lambda: True) -> AsyncIterator[Target]:
+    """The emulator (a test double) serving the event stream in `framing`; the agent at NOMAD_ADDR (recorded
+    through a proxy when HRWSI_NOMAD_RECORD is set); or `replay-<version>`, that agent's recorded answers."""
     work = tmp_path / "jobs"
-    work.mkdir()
-    if request.param == "agent":
-        address = os.environ.get("NOMAD_ADDR")
-        if not address:
-            pytest.skip(NO_AGENT)
-        token = os.environ.get("NOMAD_TOKEN") or None
-        target = Target("agent", address.rstrip("/"), token, await asyncio.to_thread(_agent_node, address, token),
-                        work)
-        yield target
-        prefix = f"hrwsi-contract-{target.run_id}-"
-        leftovers = (await target.ahttp("GET", "/v1/jobs", params={"prefix": prefix})).json() or []
-        for job in leftovers:
-            await target.purge(job["ID"])
-    else:
-        nodes = [EmulatedNode(NODE_1, cpu_mhz=4000, memory_mb=2048, disk_mb=20_000),
-                 EmulatedNode(NODE_2, cpu_mhz=2000, memory_mb=1024, disk_mb=10_000, reserved_memory_mb=24,
-                              node_class="contract.small")]
-        async with NomadEmulator(nodes, event_heartbeat=0.2, work_dir=tmp_path / "emulator") as emulator:
-            target = Target("emulator", emulator.address, None, NODE_1, work, emulator)
+    work.mkdir(exist_ok=True)
+    if kind == "agent":
+        async with _agent_target(work, test_id, passed) as target:
             yield target
+        return
+    if kind.startswith("replay-"):
+        async with _replay_target(work, kind.removeprefix("replay-"), test_id) as target:
+            yield target
+        return
+    nodes = [EmulatedNode(NODE_1, cpu_mhz=4000, memory_mb=2048, disk_mb=20_000, docker_volumes=True),
+             EmulatedNode(NODE_2, cpu_mhz=2000, memory_mb=1024, disk_mb=10_000, reserved_memory_mb=24,
+                          node_class="contract.small")]
+    async with NomadEmulator(nodes, event_heartbeat=0.2, work_dir=tmp_path / "emulator",
+                             event_stream_framing=framing) as emulator:
+        target = Target("emulator", emulator.address, None, NODE_1, work, emulator)
+        try:
+            yield target
+        finally:
             for backend in target.backends:
                 await backend.close()
-        return
-    for backend in target.backends:
-        await backend.close()
+
+
+@contextlib.asynccontextmanager
+async def _agent_target(work: Path, test_id: str, passed) -> AsyncIterator[Target]:
+    address = os.environ.get("NOMAD_ADDR")
+    if not address:
+        pytest.skip(NO_AGENT)
+    address, token, run_id = address.rstrip("/"), os.environ.get("NOMAD_TOKEN") or None, uuid.uuid4().hex[:8]
+    node = await asyncio.to_thread(_agent_node, address, token)
+    proxy = None
+    if os.environ.get(RECORD_ENV):
+        tls = ssl_context(NomadConfig.from_env()) if address.startswith("https") else None
+        version = await asyncio.to_thread(agent_version, address, token, tls)
+        cassette = Path(os.environ[RECORD_ENV]) / version / cassette_name(test_id)
+        proxy = RecordingProxy(address, cassette, {"agent_version": version, "test": test_id, "run_id": run_id,
+                                                   "node": node, "recorded_at": datetime.now(UTC).isoformat()}, tls)
+        address = await proxy.start()
+    try:
+        target = Target("agent", address, token, node, work, run_id=run_id)
+        try:
+            yield target
+        finally:
+            for backend in target.backends:
+                await backend.close()
+            prefix = f"hrwsi-contract-{target.run_id}-"
+            leftovers = (await target.ahttp("GET", "/v1/jobs", params={"prefix": prefix})).json() or []
+            for job in leftovers:
+                await target.purge(job["ID"])
+    finally:
+        if proxy is not None:
+            await proxy.close()
+            if not passed():
+                proxy.cassette.unlink(missing_ok=True)  # only what a passing test saw is worth replaying
+
+
+@contextlib.asynccontextmanager
+async def _replay_target(work: Path, version: str, test_id: str) -> AsyncIterator[Target]:
+    recorded_id = re.sub(rf"\[replay-{re.escape(version)}", "[agent", test_id)
+    path = RECORDINGS / version / cassette_name(recorded_id)
+    if not path.is_file():
+        pytest.skip(f"no recording of this test against Nomad {version}")
+    header, exchanges = load_cassette(path)
+    server = ReplayServer(exchanges)
+    address = await server.start()
+    target = Target("replay", address, None, header.get("node") or NODE_1, work, run_id=header["run_id"])
+    try:
+        yield target
+    finally:
+        for backend in target.backends:
+            await backend.close()
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def open_emulator(tmp_path: Path, name: str, nodes: list[EmulatedNode] | None = None,
+                        **options: Any) -> AsyncIterator[Target]:
+    """An emulator of its own for one test (options: NomadEmulator's), as a Target on its first node."""
+    nodes = nodes or [EmulatedNode(f"{name}-node")]
+    work = tmp_path / "jobs"
+    work.mkdir(exist_ok=True)
+    options.setdefault("event_heartbeat", 0.2)
+    async with NomadEmulator(nodes, work_dir=tmp_path / name, **options) as emulator:
+        target = Target("emulator", emulator.address, options.get("acl_token"), nodes[0].name, work, emulator)
+        try:
+            yield target
+        finally:
+            for backend in target.backends:
+                await backend.close()
+
+
+def _passed(request) -> bool:
+    report = getattr(request.node, "report_call", None)
+    return report is not None and report.passed
+
+
+# Recorded agents: their answers replay in CI (hrwsi.testing.nomad_recorder).
+REPLAYS = [f"replay-{version}" for version in sorted({version for version, _ in cassettes()})]
+
+
+@pytest.fixture(params=["emulator", "agent", *REPLAYS])
+async def nomad(request, tmp_path):
+    """The Nomad API under test: the emulator (a test double), the real agent at NOMAD_ADDR, or a recorded one."""
+    async with open_target(request.param, tmp_path, test_id=request.node.nodeid, passed=lambda: _passed(request)) \
+            as target:
+        yield target
+
+
+@pytest.fixture(params=[f"emulator-{f}" for f in FRAMINGS] + ["agent", *REPLAYS])
+async def framed(request, tmp_path):
+    """As `nomad`, with the emulator serving the event stream in each framing Nomad has used (1.10 to 2.0)."""
+    kind, framing = (request.param.split("-", 1) + [FRAMING_RAW])[:2] if request.param.startswith("emulator") \
+        else (request.param, FRAMING_RAW)
+    async with open_target(kind, tmp_path, framing, test_id=request.node.nodeid, passed=lambda: _passed(request)) \
+            as target:
+        yield target

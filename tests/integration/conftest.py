@@ -10,10 +10,9 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from hrwsi.cli import build_services
+from hrwsi.app import App
 from hrwsi.configuration import load
 from hrwsi.database import create_pool
-from hrwsi.service import open_pool
 from hrwsi.settings import Settings
 
 
@@ -44,24 +43,11 @@ def settings(tmp_path) -> Settings:
 @asynccontextmanager
 async def running(url: str, kinds: list[str], settings: Settings, backend: str = "dry-run"):
     """Start the given services; stop them gracefully on exit and fail if one died on its own."""
-    pool = await open_pool(url, max_size=10)
-    services = build_services(kinds, pool, settings, backend)
-    tasks = [asyncio.create_task(s.run(url)) for s in services]
-    try:
-        yield services
-        for task in tasks:
-            if task.done() and task.exception():
-                raise task.exception()
-    finally:
-        died = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
-        for task in died:  # say why a service ended on its own; the test fails on it below
-            import traceback
-
-            traceback.print_exception(task.exception())
-        for service in services:
-            service.request_stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.close()
+    async with App(url, kinds, settings, backend=backend, pool_size=10) as app:
+        yield app.services
+        died = app.died()
+        if died:
+            raise died[0]  # a service ended on its own: the test fails on it
 
 
 async def wait_until(url: str, sql: str, *args, timeout: float = 30.0, interval: float = 0.05):

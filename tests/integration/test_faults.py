@@ -74,8 +74,9 @@ async def test_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(db, da
     quick_stop = dataclasses.replace(settings, shutdown_grace_s=0.1)
     insert_inputs(db, 24)
     async with running(database_url, ["orchestrator", "launcher"], quick_stop, backend="local"):
-        await wait_until(database_url, "SELECT count(*) >= 4 FROM hrwsi.processing_task WHERE state = 'processed'",
-                         timeout=60)
+        await wait_until(database_url, "SELECT count(*) FILTER (WHERE state = 'processed') >= 4 "
+                                       "AND count(*) FILTER (WHERE state = 'running') >= 1 FROM hrwsi.job",
+                         timeout=60, interval=0.01)
     # Stopped with jobs running: those were stopped and handed back as lost, to be retried.
     interrupted = db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0]
     assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state IN ('submitted', 'running')").fetchone()[0] == 0
@@ -96,7 +97,8 @@ async def test_the_heartbeat_outlives_an_unexpected_database_error(database_url,
             # Every heartbeat is refused by a constraint (not a connection problem) for a few beats.
             await conn.execute("""ALTER TABLE hrwsi.service_instance ADD CONSTRAINT test_refuses_heartbeats
                                   CHECK (heartbeat_at < '2000-01-01') NOT VALID""")
-            await asyncio.sleep(4 * settings.heartbeat_s)
+            # (for less than the lease: a longer silence is a lapsed lease, see test_leases)
+            await asyncio.sleep(2 * settings.heartbeat_s)
             refused_at = await conn.fetchval("SELECT heartbeat_at FROM hrwsi.service_instance WHERE id = $1",
                                              launcher.instance_id)
             await conn.execute("ALTER TABLE hrwsi.service_instance DROP CONSTRAINT test_refuses_heartbeats")

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
-from hrwsi.service import open_pool
+from hrwsi.database import create_pool
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
 
 FAIL = [sys.executable, "-c", "import sys; sys.exit(4)"]
@@ -71,9 +71,8 @@ async def test_cancel_stops_a_running_job(db, database_url, settings, configure)
 def test_operator_actions_refuse_what_makes_no_sense(db, configure):
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 1)
-    db.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT input_id, 'work' FROM hrwsi.input_backlog")
     task_id = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
-    with pytest.raises(psycopg.errors.CheckViolation, match="only a terminated, cancelled or held task"):
+    with pytest.raises(psycopg.errors.CheckViolation, match="only a terminated, cancelled, held or blocked task"):
         db.execute("SELECT hrwsi.retry_task(%s)", (task_id,))
     with pytest.raises(psycopg.errors.NoDataFound, match="no task 424242"):
         db.execute("SELECT hrwsi.cancel_task(424242)")
@@ -111,7 +110,8 @@ def test_data_engineer_inserts_inputs_but_cannot_touch_tasks_or_jobs(db, configu
     url = login_role("hrwsi_data_engineer")
     with psycopg.connect(url, autocommit=True) as engineer:
         engineer.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/mine')")
-        assert engineer.execute("SELECT count(*) FROM hrwsi.input_backlog").fetchone()[0] == 1
+        # its task is created with it, in the same statement
+        assert engineer.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
         for statement in ("UPDATE hrwsi.processing_task SET state = 'processed'",
                           "DELETE FROM hrwsi.input",
                           "UPDATE hrwsi.input SET input_path = '/other'",
@@ -164,7 +164,7 @@ async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, confi
     smtp_port = unused_tcp_port_factory()
     controller = Controller(Handler(), hostname="127.0.0.1", port=smtp_port)
     controller.start()
-    pool = await open_pool(database_url)
+    pool = await create_pool(database_url)
     try:
         sender = AlertSender(AlertSettings(webhook_url=f"http://127.0.0.1:{http_port}/hook", smtp_host="127.0.0.1",
                                            smtp_port=smtp_port, smtp_recipients=("ops@example.org",)))
@@ -183,7 +183,7 @@ async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, confi
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
     configure(single_routine_configuration(["true"]))
     db.execute("SELECT hrwsi.hold_routine('work')")
-    pool = await open_pool(database_url)
+    pool = await create_pool(database_url)
     try:
         sender = AlertSender(AlertSettings(webhook_url=f"http://127.0.0.1:{unused_tcp_port}/nobody", timeout_s=2))
         assert await send_pending_alerts(pool, sender) == 0
@@ -192,3 +192,24 @@ async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configu
     attempts, error, sent = db.execute("SELECT attempts, last_error, sent_at FROM hrwsi.alert").fetchone()
     assert attempts == 1 and error and sent is None
 
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE hrwsi.flavour SET cpu = 64",
+    "INSERT INTO hrwsi.flavour VALUES ('huge', 999, 1, 1)",
+    "INSERT INTO hrwsi.worker (name, flavour) VALUES ('intruder', 'f')",
+    "UPDATE hrwsi.worker SET flavour = 'f'",
+    "UPDATE hrwsi.processing_routine SET cpu = 0.1",
+    "UPDATE hrwsi.budget SET cpu_max = 1000",
+    "DELETE FROM hrwsi.job",
+    "DELETE FROM hrwsi.input",
+    "DELETE FROM hrwsi.processing_task",
+    "DELETE FROM hrwsi.product",
+    "DELETE FROM hrwsi.task_event",
+    "TRUNCATE hrwsi.task_event",
+])
+def test_the_service_role_changes_no_configuration_and_deletes_no_work(db, configure, login_role, statement):
+    configure(single_routine_configuration(["true"]))
+    with psycopg.connect(login_role("hrwsi_service"), autocommit=True) as service:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            service.execute(statement)

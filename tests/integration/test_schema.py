@@ -1,4 +1,5 @@
-"""The schema as a data engineer meets it: triggers, notifications, and refusals of bad input."""
+"""sql/schema.sql: equal to the migrations, compared with a live database by `hrwsi db check`, and as a data
+engineer meets it: triggers, notifications, and refusals of bad input."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from hrwsi import migrations
-from hrwsi.schema import compare_with_fresh_install, describe, differences
+from hrwsi import migrations, sql_files
+from hrwsi.schema import compare_schema_sql_with_migrations, compare_with_fresh_install, describe, differences
 
 NOW = datetime.now(UTC)
 
@@ -46,36 +47,114 @@ def drain(conn, timeout=0.5):
     return [(n.channel, json.loads(n.payload)) for n in conn.notifies(timeout=timeout, stop_after=None)]
 
 
-def test_migrations_are_idempotent_and_recorded(database_url):
-    with psycopg.connect(database_url) as conn:
-        assert migrations.migrate(conn) == []
-        assert migrations.pending(conn) == []
-        versions = [r[0] for r in conn.execute("SELECT version FROM public.hrwsi_schema_migration ORDER BY 1")]
-    assert versions[0] == 1 and versions == sorted(versions)
+def test_schema_sql_builds_the_same_database_as_the_migrations(server_url):
+    """The promise of docs/adr/0008: a fresh install (schema.sql) equals a database migrated from 0001."""
+    found = compare_schema_sql_with_migrations(server_url)
+    assert found == [], "schema.sql and the migrations differ:\n" + "\n".join(found)
 
 
-def test_migrated_schema_equals_a_fresh_install(database_url):
-    assert compare_with_fresh_install(database_url) == []
-
-
-def test_schema_comparison_sees_a_drift(database_url):
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE hrwsi.input ADD COLUMN drifted text")
-        conn.execute("DROP INDEX hrwsi.worker_flavour_idx")
+def test_an_installed_database_equals_a_fresh_install(database_url):
     found = compare_with_fresh_install(database_url)
-    assert any("hrwsi.input columns" in line for line in found)
-    assert any("hrwsi.worker indexes" in line for line in found)
+    assert found == [], "\n".join(found)
 
 
-def test_differences_names_missing_keys():
-    assert differences({"a": 1}, {"a": 1}) == []
-    assert differences({"a": 1}, {"b": 1}) == ["a: only in this database, not in a fresh install",
-                                              "b: missing in this database"]
+# Each edit of schema.sql below is a drift the equality test must report: (text in schema.sql,
+# its replacement, the object the difference names, a fragment of the explanation).
+SCHEMA_SQL_DRIFTS = [
+    pytest.param("json_build_object('op', lower(TG_OP), 'count', n)", "json_build_object('op', TG_OP, 'count', n)",
+                 "function hrwsi.notify_count() differs", "+        PERFORM pg_notify(TG_ARGV[0], json_build_object"
+                 "('op', TG_OP", id="a function body"),
+    pytest.param("SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$\nDECLARE\n    series record;",
+                 "SET search_path = pg_catalog, hrwsi AS $$\nDECLARE\n    series record;",
+                 "function hrwsi.create_tasks_for_new_inputs() differs", "SECURITY DEFINER", id="security definer"),
+    pytest.param("GRANT INSERT ON hrwsi.input TO hrwsi_data_engineer;\n", "",
+                 "privileges on table hrwsi.input", "only in the migrations: ('hrwsi_data_engineer', 'INSERT', False)",
+                 id="a grant"),
+    pytest.param("CONSTRAINT flavour_cpu_is_positive", "CONSTRAINT flavour_cpu_must_be_positive",
+                 "hrwsi.flavour constraints", "flavour_cpu_must_be_positive", id="a constraint name"),
+    pytest.param("    ('running', 'queued'),\n", "", "state machines", "running", id="a state transition"),
+    pytest.param("    node_id    text,          -- the Nomad node ID when synced from Nomad\n    updated_at timestamptz "
+                 "NOT NULL DEFAULT now()",
+                 "    updated_at timestamptz NOT NULL DEFAULT now(),\n    node_id    text",
+                 "hrwsi.worker columns", "the same in another order", id="column order"),
+]
+
+
+@pytest.mark.parametrize(("original", "drifted", "key", "explanation"), SCHEMA_SQL_DRIFTS)
+def test_the_equality_test_reports_a_drift_of_schema_sql(server_url, monkeypatch, original, drifted, key,
+                                                          explanation):
+    text = sql_files.schema_sql()
+    assert text.count(original) == 1, "the drift must edit schema.sql where it says"
+    monkeypatch.setattr(migrations, "schema_sql", lambda: text.replace(original, drifted))
+    found = compare_schema_sql_with_migrations(server_url)
+    assert [line for line in found if key in line and explanation in line], "\n".join(found)
+
+
+# Each statement changes one thing a fresh install has; `hrwsi db check` must name it.
+DATABASE_DRIFTS = [
+    ("ALTER TABLE hrwsi.input ADD COLUMN drifted text", "hrwsi.input columns", "only in this database: ('drifted'"),
+    ("DROP INDEX hrwsi.worker_flavour_idx", "hrwsi.worker indexes", "only in a fresh install: ('worker_flavour_idx'"),
+    ("DROP INDEX hrwsi.landing_file_unfinished_idx; CREATE INDEX landing_file_unfinished_idx "
+     "ON hrwsi.landing_file (source) WHERE state = 'seen'", "hrwsi.landing_file indexes", "WHERE (state = 'seen"),
+    ("ALTER TABLE hrwsi.processing_routine ALTER max_attempts SET DEFAULT 4", "hrwsi.processing_routine columns",
+     "'4'"),
+    ("ALTER TABLE hrwsi.input RENAME CONSTRAINT input_path_is_not_empty TO input_path_check",
+     "hrwsi.input constraints", "input_path_check"),
+    ("DROP TRIGGER product_notify ON hrwsi.product", "hrwsi.product triggers",
+     "only in a fresh install: ('product_notify'"),
+    ("ALTER TABLE hrwsi.job DISABLE TRIGGER job_notify_update", "hrwsi.job triggers", "'D'"),
+    ("ALTER FUNCTION hrwsi.record_task_events() RESET enable_nestloop", "function hrwsi.record_task_events() differs",
+     "- SET enable_nestloop"),
+    ("ALTER FUNCTION hrwsi.retry_task(bigint) SECURITY INVOKER", "function hrwsi.retry_task(bigint) differs",
+     "SECURITY DEFINER"),
+    ("REVOKE INSERT ON hrwsi.input FROM hrwsi_data_engineer", "privileges on table hrwsi.input",
+     "only in a fresh install: ('hrwsi_data_engineer', 'INSERT', False)"),
+    ("REVOKE UPDATE (last_error) ON hrwsi.harvest_source FROM hrwsi_service",
+     "privileges on column hrwsi.harvest_source.last_error", "only in a fresh install: ('hrwsi_service', 'UPDATE'"),
+    ("REVOKE EXECUTE ON FUNCTION hrwsi.cancel_task(bigint) FROM hrwsi_service",
+     "privileges on function hrwsi.cancel_task(bigint)", "only in a fresh install: ('hrwsi_service', 'EXECUTE'"),
+    ("GRANT EXECUTE ON FUNCTION hrwsi.hold_task(bigint) TO PUBLIC", "privileges on function hrwsi.hold_task(bigint)",
+     "only in this database: ('PUBLIC', 'EXECUTE'"),
+    ("GRANT DELETE ON hrwsi.task_event TO hrwsi_service", "privileges on table hrwsi.task_event",
+     "only in this database: ('hrwsi_service', 'DELETE'"),
+    ("DELETE FROM hrwsi.task_transition WHERE from_state = 'cancelled'", "state machines",
+     "only in a fresh install: ('task_transition', '{\"to_state\": \"pending\", \"from_state\": \"cancelled\"}')"),
+    ("COMMENT ON TABLE hrwsi.input IS 'a comment'", "comments", "only in this database: ('table hrwsi.input'"),
+    ("CREATE VIEW hrwsi.extra AS SELECT 1 AS one", "relations in schema hrwsi", "only in this database: ('extra'"),
+]
+
+
+def test_the_comparison_with_a_fresh_install_names_each_drift(database_url):
+    """All drifts in one database (they touch different objects), compared once."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement, _, _ in DATABASE_DRIFTS:
+            conn.execute(statement)
+    found = compare_with_fresh_install(database_url)
+    missed = [(statement, key, explanation) for statement, key, explanation in DATABASE_DRIFTS
+              if not [line for line in found if line.startswith(key) and explanation in line]]
+    assert missed == [], "\n".join(found)
+
+
+def test_a_function_difference_is_shown_as_a_diff():
+    left = {"function f()": "BEGIN\n    RETURN 1;\nEND"}
+    right = {"function f()": "BEGIN\n    RETURN 2;\nEND"}
+    assert differences(left, right) == [
+        "function f() differs:\n  --- a fresh install\n  +++ this database\n  @@ -1,3 +1,3 @@\n   BEGIN\n"
+        "  -    RETURN 2;\n  +    RETURN 1;\n   END"]
+
+
+def test_differences_name_missing_keys_and_items():
+    assert differences({"a": [1]}, {"a": [1]}) == []
+    assert differences({"f": "x"}, {"g": "x"}) == ["f: only in this database, not in a fresh install",
+                                                  "g: missing in this database"]
+    assert differences({}, {"t triggers": [("gone",)]}) == ["t triggers:\n  only in a fresh install: ('gone',)"]
+    assert differences({"t columns": [("x",), ("y",)]}, {"t columns": [("x",), ("z",)]}) == [
+        "t columns:\n  only in this database: ('y',)\n  only in a fresh install: ('z',)"]
 
 
 def test_describe_reads_triggers(database_url):
-    names = {t[1] for t in describe(database_url)["triggers"]}
-    assert {"input_notify", "processing_task_notify_update", "job_notify_update", "product_notify"} <= names
+    names = {trigger[0] for trigger in describe(database_url)["hrwsi.input triggers"]}
+    assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates", "input_refuses_truncate"}
 
 
 def test_one_small_notification_for_a_large_insert(configured, database_url):
@@ -88,10 +167,9 @@ def test_one_small_notification_for_a_large_insert(configured, database_url):
 
 
 def test_task_and_job_notifications_carry_counts_per_state(configured, database_url):
-    insert_input(configured)
     listener = listen(database_url, "hrwsi_task")
     listener.execute("LISTEN hrwsi_job")
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
+    insert_input(configured)  # its task is created with it
     configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
     configured.execute("UPDATE hrwsi.processing_task SET state_reason = 'no state change'")  # no notification
     configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
@@ -126,7 +204,6 @@ def test_notification_is_sent_only_at_commit(configured, database_url):
 
 def test_status_history_is_written_and_append_only(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
     states = [r[0] for r in configured.execute("SELECT state FROM hrwsi.task_event ORDER BY id")]
     assert states == ["pending", "planned"]
@@ -148,11 +225,21 @@ def test_status_history_is_written_and_append_only(configured):
         ({"published_at": NOW + timedelta(days=3)}, "is published in the future"),
         ({"measured_at": NOW + timedelta(days=2), "published_at": None}, "is measured in the future"),
         ({"measured_at": datetime(1900, 1, 1, tzinfo=UTC)}, "input_measured_at_is_after_1950"),
-        ({"input_path": "/x" * 3000}, "input_path_is_at_most_4096_characters"),
+        ({"input_path": "/x" * 1001}, "input_path_is_at_most_2000_bytes"),
+        ({"input_path": "/é" * 700}, "input_path_is_at_most_2000_bytes"),  # 2,100 bytes, 1,400 characters
+        ({"input_path": " /data/a.SAFE"}, "input_path_has_no_surrounding_white_space"),
+        ({"input_path": "/data/a.SAFE\n"}, "input_path_has_no_control_characters"),
+        ({"input_path": "/data/\x1b[31ma.SAFE"}, "input_path_has_no_control_characters"),
+        ({"input_path": "data/a.SAFE"}, "input_path_is_absolute_or_a_multi_input_group"),
+        ({"input_path": "multi_input/x/32TPR/2026-01-01"}, "input_path_is_absolute_or_a_multi_input_group"),
+        ({"input_path": "/data/../etc/passwd"}, "input_path_has_no_dot_dot_segment"),
+        ({"published_at": datetime(1, 1, 1, tzinfo=UTC), "measured_at": None}, "input_published_at_is_after_1950"),
+        ({"published_at": "-infinity", "measured_at": None}, "input_published_at_is_after_1950"),
+        ({"measured_at": "-infinity"}, "input_measured_at_is_after_1950"),
     ],
 )
 def test_bad_inputs_are_refused_with_a_clear_message(configured, overrides, message):
-    with pytest.raises(psycopg.errors.IntegrityError, match=message):
+    with pytest.raises((psycopg.errors.IntegrityError, psycopg.errors.CheckViolation), match=message):
         insert_input(configured, **overrides)
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
 
@@ -200,15 +287,13 @@ def test_bad_configuration_is_refused(configured, statement, message):
 
 def test_task_state_machine_refuses_a_jump(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     with pytest.raises(psycopg.errors.CheckViolation, match="pending -> processed is not allowed") as error:
         configured.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
-    assert "a task may go to: cancelled, on_hold, planned" in error.value.diag.message_hint
+    assert "a task may go to: blocked, cancelled, dispatched, on_hold, planned" in error.value.diag.message_hint
 
 
 def test_job_in_a_final_state_never_changes(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state)
                           SELECT id, 1, 'local', 'j1', 'submitted' FROM hrwsi.processing_task""")
     configured.execute("UPDATE hrwsi.job SET state = 'processed'")
@@ -218,33 +303,11 @@ def test_job_in_a_final_state_never_changes(configured):
 
 def test_one_job_per_task_attempt(configured):
     insert_input(configured)
-    configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) SELECT id, 'maja' FROM hrwsi.input")
     configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
                           SELECT id, 1, 'local', 'j1' FROM hrwsi.processing_task""")
     with pytest.raises(psycopg.errors.UniqueViolation, match="job_is_unique_per_task_attempt"):
         configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
                               SELECT id, 1, 'local', 'j2' FROM hrwsi.processing_task""")
-
-
-def test_concurrent_migrations_apply_once(empty_database_url):
-    errors = []
-
-    def run():
-        try:
-            with psycopg.connect(empty_database_url) as conn:
-                migrations.migrate(conn)
-        except Exception as error:  # collected and asserted below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    with psycopg.connect(empty_database_url) as conn:
-        count = conn.execute("SELECT count(*) FROM public.hrwsi_schema_migration").fetchone()[0]
-    assert count == len(migrations.migrations())
 
 
 def test_conflicting_concurrent_inserts_make_one_input(configured, database_url):
@@ -275,7 +338,7 @@ def test_conflicting_concurrent_inserts_make_one_input(configured, database_url)
         second.close()
     assert "input_is_unique_per_condition_and_path" in outcome["second"]
     assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/race/same'").fetchone()[0] == 1
-    assert configured.execute("SELECT count(*) FROM hrwsi.input_backlog").fetchone()[0] == 1
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
 
 
 def test_statement_triggers_join_transition_tables_without_a_nested_loop(configured):
@@ -284,8 +347,6 @@ def test_statement_triggers_join_transition_tables_without_a_nested_loop(configu
     db = configured
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
                   SELECT 'l1c', '/data/' || g FROM generate_series(1, 2000) g""")
-    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine)
-                  SELECT id, 'maja' FROM hrwsi.input""")
     plans: list[str] = []
     db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
     db.execute("LOAD 'auto_explain'")
@@ -304,3 +365,32 @@ def test_statement_triggers_join_transition_tables_without_a_nested_loop(configu
         assert len(transition_joins) >= 2, plans  # at least the history and the notification triggers
         assert not [p for p in transition_joins if quadratic.search(p)], transition_joins
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 2000
+
+
+def test_a_path_as_long_as_allowed_is_taken_and_kept_unique(configured):
+    """The documented limit fits the unique index (a btree entry holds ~2,700 bytes)."""
+    long_path = "/" + "x" * 1999
+    insert_input(configured, long_path)
+    with pytest.raises(psycopg.errors.UniqueViolation, match="input_is_unique_per_condition_and_path"):
+        insert_input(configured, long_path)
+
+
+@pytest.mark.parametrize(("statement", "message"), [
+    ("UPDATE hrwsi.flavour SET cpu = 'NaN' WHERE name = 'f'", "flavour_cpu_is_a_number"),
+    ("UPDATE hrwsi.processing_routine SET cpu = 'NaN'", "routine_cpu_is_a_number"),
+    ("UPDATE hrwsi.budget SET cpu_max = 'NaN'", "budget_cpu_max_is_a_number"),
+    ("UPDATE hrwsi.processing_routine SET expected_duration = 'infinity'", "routine_expected_duration_is_at_most_30_days"),
+    ("UPDATE hrwsi.processing_condition SET measurement_window = 'infinity'", "condition_windows_are_finite"),
+    ("UPDATE hrwsi.processing_routine SET name = '../escape'", "routine_name_is_a_plain_name_like_snow_cover"),
+])
+def test_numbers_that_are_not_numbers_and_names_that_escape_are_refused(configured, statement, message):
+    with pytest.raises(psycopg.errors.CheckViolation, match=message):
+        configured.execute(statement)
+
+
+@pytest.mark.parametrize("table", ["task_event", "input", "processing_task", "job", "product"])
+def test_truncate_of_the_history_and_the_work_tables_is_refused_even_to_the_owner(configured, table):
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"TRUNCATE of hrwsi.{table} is refused"):
+        configured.execute(f"TRUNCATE hrwsi.{table} CASCADE")
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1

@@ -1,4 +1,5 @@
-"""build_job, field by field: what the Nomad backend registers for one attempt; and no secret in it, ever."""
+"""hrwsi.backends.nomad.job_spec: build_job, field by field, what the Nomad backend registers for one attempt;
+and no secret in it, ever."""
 
 from __future__ import annotations
 
@@ -7,15 +8,8 @@ import json
 import pytest
 
 from hrwsi.backends.base import JobSpec, job_id_for
-from hrwsi.backends.nomad import (
-    META_KEYS,
-    NomadBackend,
-    NomadConfig,
-    assert_no_secrets,
-    build_job,
-    describe_placement_failure,
-    nomad_cpu_mhz,
-)
+from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.backends.nomad.job_spec import META_KEYS, assert_no_secrets, build_job, nomad_cpu_mhz
 
 NS = 1_000_000_000
 
@@ -64,6 +58,7 @@ def test_resources_cpu_in_mhz_memory_and_group_disk(config):
     assert task_of(job)["Resources"] == {"CPU": 1500, "MemoryMB": 3000}
     assert "DiskMB" not in task_of(job)["Resources"]  # Nomad rejects task disk: it belongs to the group
     assert group_of(job)["EphemeralDisk"] == {"SizeMB": 5000, "Sticky": False, "Migrate": False}
+    assert task_of(job)["LogConfig"] == {"MaxFiles": 5, "MaxFileSizeMB": 20}
     faster = NomadConfig(mhz_per_core=2400)
     assert task_of(build_job(make_spec(cpu=2), faster))["Resources"]["CPU"] == 4800
 
@@ -122,16 +117,72 @@ def test_raw_exec_runs_the_routine_argv(config):
     task = task_of(build_job(spec, config))
     assert task["Driver"] == "raw_exec"
     assert [task["Config"]["command"], *task["Config"]["args"]] == spec.argv()
-    assert task_of(build_job(spec, NomadConfig(exec_driver="exec")))["Driver"] == "exec"
+
+
+
+def test_hrwsi_keeps_nomad_from_replacing_a_lost_allocation(config):
+    # Nomad replaces lost allocations whatever the reschedule policy says, unless Disconnect.Replace is
+    # false (nomad/structs/structs.go TaskGroup.Replace): the launcher retries the attempt itself.
+    assert group_of(build_job(make_spec(), config))["Disconnect"] == {"Replace": False}
+    assert "PreventRescheduleOnLost" not in group_of(build_job(make_spec(), config))  # deprecated and ignored
+
+
+@pytest.mark.parametrize("storage_mb", [1, 10, 11, 40, 50, 100, 101, 400, 5000, 100_000])
+def test_log_storage_stays_below_the_disk_nomad_reserves(storage_mb):
+    # LogConfig.Validate (nomad/structs/structs.go): MaxFiles x MaxFileSizeMB < EphemeralDisk.SizeMB.
+    group = group_of(build_job(make_spec(storage_mb=storage_mb), NomadConfig()))
+    logs, disk = task_of({"TaskGroups": [group]})["LogConfig"], group["EphemeralDisk"]["SizeMB"]
+    assert disk == max(10, storage_mb)  # Nomad's minimum disk is 10 MB
+    assert logs["MaxFiles"] >= 1 and logs["MaxFileSizeMB"] >= 1
+    assert logs["MaxFiles"] * logs["MaxFileSizeMB"] < disk
+    assert logs["MaxFiles"] * logs["MaxFileSizeMB"] <= 100
+
+
+def test_jobs_go_to_the_configured_node_pool():
+    assert build_job(make_spec(), NomadConfig())["NodePool"] == "default"
+    assert build_job(make_spec(), NomadConfig(node_pool="eo-processing"))["NodePool"] == "eo-processing"
+    assert NomadConfig.from_env({"HRWSI_NOMAD_NODE_POOL": "all"}).node_pool == "all"
+
+
+def test_exec_needs_the_data_in_a_host_volume_and_the_command_in_the_chroot():
+    with pytest.raises(ValueError, match="HRWSI_NOMAD_HOST_VOLUME"):
+        NomadConfig(exec_driver="exec")  # exec chroots the task: its products would not reach the launcher
+    exec_config = NomadConfig(exec_driver="exec", host_volume="hrwsi-data:/data")
+    spec = make_spec()
+    job = build_job(spec, exec_config)
+    task = task_of(job)
+    assert task["Driver"] == "exec" and [task["Config"]["command"], *task["Config"]["args"]] == spec.argv()
+    assert group_of(job)["Volumes"] == {"hrwsi-data": {"Name": "hrwsi-data", "Type": "host", "Source": "hrwsi-data",
+                                                       "ReadOnly": False}}
+    assert task["VolumeMounts"] == [{"Volume": "hrwsi-data", "Destination": "/data", "ReadOnly": False}]
+    with pytest.raises(ValueError, match="chroot"):  # /opt is not in Nomad's DefaultChrootEnv
+        build_job(make_spec(command=("/opt/hrwsi/venv/bin/python", "-m", "x")), exec_config)
+    in_volume = make_spec(command=("/data/venv/bin/python", "-m", "x"))
+    assert task_of(build_job(in_volume, exec_config))["Config"]["command"] == "/data/venv/bin/python"
+    with pytest.raises(ValueError, match="outside the host volume"):
+        build_job(make_spec(output_dir="/elsewhere/out"), exec_config)
+    wider = NomadConfig(exec_driver="exec", host_volume="d:/data", exec_chroot=("/usr", "/opt/hrwsi"))
+    assert task_of(build_job(make_spec(command=("/opt/hrwsi/venv/bin/python",)), wider))["Driver"] == "exec"
 
 
 def test_docker_when_the_routine_has_an_image(config):
     with_image = make_spec(image="registry.example/hrwsi/fsc:2.3", command=())
-    task = task_of(build_job(with_image, config))
+    job = build_job(with_image, config)
+    task = task_of(job)
     assert task["Driver"] == "docker"
     assert task["Config"]["image"] == "registry.example/hrwsi/fsc:2.3"
     assert "command" not in task["Config"] and task["Config"]["args"] == with_image.argv()
-    assert "/data/products/snow_cover/42:/data/products/snow_cover/42" in task["Config"]["volumes"]
+    # The attempt's directory (output and manifest) read-write, and the input itself read-only at its
+    # own path: never its parent directory.
+    assert task["Config"]["volumes"] == ["/data/products/snow_cover:/data/products/snow_cover",
+                                         f"{with_image.input_path}:{with_image.input_path}:ro"]
+    # Host paths need volumes enabled in the client's docker plugin (default false): only such nodes.
+    assert {"LTarget": "${attr.driver.docker.volumes.enabled}", "Operand": "=", "RTarget": "true"} in \
+        group_of(job)["Constraints"]
+    through_volume = build_job(with_image, NomadConfig(host_volume="hrwsi-data:/data"))
+    assert "volumes" not in task_of(through_volume)["Config"]  # a host volume needs no docker volumes
+    assert task_of(through_volume)["VolumeMounts"][0]["Destination"] == "/data"
+    assert all(c["LTarget"] != "${attr.driver.docker.volumes.enabled}" for c in group_of(through_volume)["Constraints"])
     both = make_spec(image="registry.example/hrwsi/fsc:2.3", command=("fsc", "--fast"))
     config_both = task_of(build_job(both, config))["Config"]
     assert [config_both["command"], *config_both["args"]] == both.argv()
@@ -183,43 +234,28 @@ def test_secrets_variable_is_rendered_by_a_template_not_copied():
     assert template["Envvars"] is True and template["DestPath"].startswith("secrets/")
 
 
-def test_configuration_from_nomads_environment_names():
-    config = NomadConfig.from_env({
-        "NOMAD_ADDR": "https://nomad.example:4646/", "NOMAD_TOKEN": "tok-123456789", "NOMAD_NAMESPACE": "eo",
-        "NOMAD_REGION": "eu-west", "NOMAD_CACERT": "/etc/nomad/ca.pem", "NOMAD_CLIENT_CERT": "/etc/nomad/cli.pem",
-        "NOMAD_CLIENT_KEY": "/etc/nomad/cli-key.pem", "NOMAD_SKIP_VERIFY": "true",
-        "HRWSI_NOMAD_MHZ_PER_CORE": "2400", "HRWSI_NOMAD_PLACEMENT": "flavour", "HRWSI_NOMAD_PURGE": "false",
-        "HRWSI_NOMAD_MAX_CONNECTIONS": "4", "HRWSI_NOMAD_DATACENTERS": "eu-west-1a, eu-west-1b"})
-    assert (config.address, config.token, config.namespace, config.region) == \
-        ("https://nomad.example:4646", "tok-123456789", "eo", "eu-west")
-    assert (config.cacert, config.client_cert, config.client_key, config.skip_verify) == \
-        ("/etc/nomad/ca.pem", "/etc/nomad/cli.pem", "/etc/nomad/cli-key.pem", True)
-    assert (config.mhz_per_core, config.placement, config.purge, config.max_connections) == (2400, "flavour", False, 4)
-    assert config.datacenters == ("eu-west-1a", "eu-west-1b")
-    defaults = NomadConfig.from_env({})
-    assert (defaults.address, defaults.namespace, defaults.mhz_per_core, defaults.placement, defaults.purge,
-            defaults.max_connections) == ("http://127.0.0.1:4646", "default", 1000, "pin", True, 8)
-    with pytest.raises(ValueError):
-        NomadConfig.from_env({"HRWSI_NOMAD_PLACEMENT": "anywhere"})
-    with pytest.raises(ValueError):
-        NomadConfig.from_env({"HRWSI_NOMAD_MAX_CONNECTIONS": "500"})
+def test_docker_mounts_exactly_the_data_the_task_reads_never_a_parent(config):
+    import json
+
+    manifest = {"members": [{"path": "/data/FSC/a.tif"}, {"path": "/data/SWS/b.tif"}],
+                "series": {"previous_products": [{"path": "/data/L2A/prev.json"}]}}
+    top_level = make_spec(image="img", command=(), input_path="/scene.SAFE", manifest=json.dumps(manifest))
+    mounts = task_of(build_job(top_level, config))["Config"]["volumes"]
+    assert "/:/:ro" not in mounts and "/scene.SAFE:/scene.SAFE:ro" in mounts
+    assert {"/data/FSC/a.tif:/data/FSC/a.tif:ro", "/data/SWS/b.tif:/data/SWS/b.tif:ro",
+            "/data/L2A/prev.json:/data/L2A/prev.json:ro"} <= set(mounts)
 
 
-def test_ui_link_and_identity():
-    backend = NomadBackend(NomadConfig(address="https://nomad.example:4646", namespace="eo"))
-    try:
-        assert backend.name == "nomad" and backend.resubmit_is_idempotent is True
-        assert backend.ui_link("hrwsi-snow_cover-42-2") == "https://nomad.example:4646/ui/jobs/hrwsi-snow_cover-42-2@eo"
-        assert backend.ui_link("p/dispatch-1-ab") == "https://nomad.example:4646/ui/jobs/p%2Fdispatch-1-ab@eo"
-    finally:
-        backend._pool.shutdown(wait=False)
+@pytest.mark.parametrize("field", ["input_path", "output_dir"])
+def test_data_that_nomad_would_interpolate_is_refused(config, field):
+    spec = make_spec(**{field: "/data/${node.unique.name}/x"})
+    with pytest.raises(ValueError, match="which Nomad would interpolate"):
+        build_job(spec, config)
 
 
-def test_placement_failures_read_like_nomads():
-    metric = {"NodesEvaluated": 2, "NodesExhausted": 2, "DimensionExhausted": {"memory": 2},
-              "ConstraintFiltered": {}, "NodesInPool": 2}
-    assert describe_placement_failure({"hrwsi": metric}) == "Resources exhausted on 2 nodes: memory"
-    filtered = {"NodesEvaluated": 3, "NodesExhausted": 0, "ConstraintFiltered": {"${node.unique.name} = w9": 3}}
-    assert describe_placement_failure({"hrwsi": filtered}) == 'Constraint "${node.unique.name} = w9" filtered 3 nodes'
-    assert "no ready, eligible node" in describe_placement_failure({"hrwsi": {"NodesEvaluated": 0}})
-    assert describe_placement_failure(None) == ""
+def test_a_member_that_nomad_would_interpolate_is_refused(config):
+    import json
+
+    spec = make_spec(manifest=json.dumps({"members": [{"path": "/data/${NOMAD_TASK_DIR}/m.tif"}]}))
+    with pytest.raises(ValueError, match="which Nomad would interpolate"):
+        build_job(spec, config)

@@ -1,5 +1,5 @@
-"""nomad-jobs/: every spec parses as HCL2; the services have health checks and no secret literals; the
-example routine job is what build_job registers."""
+"""nomad-jobs/: every spec parses as HCL2; the services have Nomad-native HTTP health checks and no secret
+literals; the example routine job is what build_job registers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 hcl2 = pytest.importorskip("hcl2")
 
 from hrwsi.backends.base import JobSpec, job_id_for  # noqa: E402
-from hrwsi.backends.nomad import META_KEYS, NomadConfig, build_job  # noqa: E402
+from hrwsi.backends.nomad.config import NomadConfig  # noqa: E402
+from hrwsi.backends.nomad.job_spec import META_KEYS, build_job  # noqa: E402
+from hrwsi.testing.nomad_api_schema import PINNED_VERSIONS, check_hcl  # noqa: E402
 
 JOBS = Path(__file__).resolve().parents[2] / "nomad-jobs"
 SERVICES = ("harvester", "orchestrator", "launcher")
@@ -91,11 +93,19 @@ def test_service_jobs_run_hrwsi_with_a_health_check(service):
     task = labelled(group, "task")[service]
     config = single(task, "config")
     assert config["command"] == "${var.hrwsi_bin}" and config["args"] == [service]
-    check = single(single(task, "service"), "check")
-    assert check["type"] == "script"
-    assert check["command"] == "${var.hrwsi_bin}" and check["args"] == ["health", service]
-    assert duration_ns(check["interval"]) > 0 and duration_ns(check["timeout"]) > 0
-    assert single(check, "check_restart")["limit"] >= 1
+    # Nomad-native HTTP checks on the instance's own endpoints (no Consul, no "any replica" check).
+    assert "http" in labelled(single(group, "network"), "port")
+    env = single(task, "env")
+    assert env["HRWSI_HTTP_PORT"] == "${NOMAD_PORT_http}" and env["HRWSI_HTTP_HOST"] == "${NOMAD_IP_http}"
+    registration = single(task, "service")
+    assert registration["provider"] == "nomad" and registration["port"] == "http"
+    checks = {c["path"]: c for c in registration["check"]}
+    assert set(checks) == {"/healthz", "/readyz"}
+    for check in checks.values():
+        assert check["type"] == "http"
+        assert duration_ns(check["interval"]) > 0 and 0 < duration_ns(check["timeout"]) < duration_ns(check["interval"])
+    assert single(checks["/healthz"], "check_restart")["limit"] >= 1, "a hung instance is restarted"
+    assert "check_restart" not in checks["/readyz"], "an instance waiting for the database is not restarted"
     assert single(task, "resources")["cpu"] > 0 and single(task, "resources")["memory"] > 0
 
 
@@ -146,6 +156,7 @@ def test_the_example_routine_job_is_what_build_job_registers():
     assert name == built["ID"]
     assert job["type"] == built["Type"] == "batch"
     assert job["datacenters"] == built["Datacenters"] and job["namespace"] == built["Namespace"]
+    assert job["node_pool"] == built["NodePool"]
     assert job["priority"] == built["Priority"]
     assert single(job, "meta") == built["Meta"] and tuple(single(job, "meta")) == META_KEYS
     (group_name, group), = labelled(job, "group").items()
@@ -163,6 +174,7 @@ def test_the_example_routine_job_is_what_build_job_registers():
         tuple(built_group["ReschedulePolicy"][k] for k in ("Attempts", "Unlimited", "Interval", "Delay",
                                                              "DelayFunction"))
     assert single(group, "ephemeral_disk")["size"] == built_group["EphemeralDisk"]["SizeMB"]
+    assert {"Replace": single(group, "disconnect")["replace"]} == built_group["Disconnect"]
     (task_name, task), = labelled(group, "task").items()
     assert task_name == built_task["Name"] and task["driver"] == built_task["Driver"]
     config = single(task, "config")
@@ -173,3 +185,20 @@ def test_the_example_routine_job_is_what_build_job_registers():
     assert duration_ns(task["kill_timeout"]) == built_task["KillTimeout"]
     logs = single(task, "logs")
     assert {"MaxFiles": logs["max_files"], "MaxFileSizeMB": logs["max_file_size"]} == built_task["LogConfig"]
+
+
+@pytest.mark.parametrize("version", PINNED_VERSIONS)
+def test_every_block_and_attribute_is_one_nomads_job_parser_knows(version):
+    # Nomad's HCL parser drops what it does not know: a misspelled block would be ignored, not refused.
+    for path in sorted(JOBS.glob("*.nomad.hcl")):
+        name, body = job_of(path)
+        assert check_hcl(body, "Job", version, f"{path.name}: job {name}") == []
+
+
+def test_a_misspelled_block_in_a_job_file_is_caught():
+    _, body = job_of(JOBS / "hrwsi-routine-example.nomad.hcl")
+    group = labelled(body, "group")
+    (group_body,) = group.values()
+    group_body["ephemeral_disc"] = group_body.pop("ephemeral_disk")
+    problems = check_hcl(body, "Job", PINNED_VERSIONS[-1])
+    assert len(problems) == 1 and "ephemeral_disc" in problems[0] and "'ephemeral_disk'" in problems[0]

@@ -15,13 +15,14 @@ def test_unreadable_payload_still_wakes():
     assert n.channel == "hrwsi_input" and n.count == 0
 
 
-def test_router_wakes_only_matching_steps():
+def test_router_wakes_only_matching_steps_with_their_debounce():
     router = Router()
-    router.on("hrwsi_input", "create_tasks")
-    router.on("hrwsi_task", "plan", when=lambda n: "pending" in n.counts)
-    assert router.steps_for(Notification("hrwsi_input", count=1)) == {"create_tasks"}
-    assert router.steps_for(Notification("hrwsi_task", counts={"pending": 2})) == {"plan"}
-    assert router.steps_for(Notification("hrwsi_task", counts={"running": 2})) == set()
+    router.on("hrwsi_input", "multi_input")
+    router.on("hrwsi_task", "plan", when=lambda n: "pending" in n.counts, debounce_s=0.03)
+    router.on("hrwsi_task", "dispatch", when=lambda n: "pending" in n.counts)
+    assert router.steps_for(Notification("hrwsi_input", count=1)) == {"multi_input": 0.0}
+    assert router.steps_for(Notification("hrwsi_task", counts={"pending": 2})) == {"plan": 0.03, "dispatch": 0.0}
+    assert router.steps_for(Notification("hrwsi_task", counts={"running": 2})) == {}
     assert router.channels == ("hrwsi_input", "hrwsi_task")
 
 
@@ -31,4 +32,4 @@ def test_named_blocks():
 
 
 def test_every_shipped_query_is_loadable():
-    assert {"create_tasks_for_new_inputs", "dispatch_candidates", "chain_products"} <= set(queries())
+    assert {"dispatch", "record_outcomes", "store_plan", "chain_products"} <= set(queries())

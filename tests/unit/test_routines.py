@@ -6,8 +6,10 @@ import sys
 from datetime import UTC, datetime
 
 from hrwsi.demo import synthetic_scene, write_scenes
+from hrwsi.routines.gfsc import composite
 from hrwsi.routines.raster import Raster
 from hrwsi.routines.snow_cover import CLOUD, snow_fraction
+from hrwsi.routines.wet_snow import NO_DATA, wet_snow
 
 
 def run(module, input_path, output_dir, attempt=1):
@@ -60,3 +62,62 @@ def test_unreadable_input_is_an_internal_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"product_type": "L2A"}))
     assert run("snow_cover", bad, tmp_path).returncode == 1
+
+
+def test_wet_snow_is_the_snow_near_snow_free_ground_and_unknown_under_cloud():
+    # one row of 9 pixels: ground, then snow; the last pixel is under a cloud
+    snow = [False, True, True, True, True, True, True, True, False]
+    cloud = [False] * 8 + [True]
+    assert wet_snow(9, 1, snow, cloud) == [0, 1, 1, 1, 0, 0, 0, 0, NO_DATA]
+
+
+def test_the_composite_takes_the_latest_clear_snow_cover_and_fills_clouds_with_wet_snow():
+    earlier = [10.0, CLOUD, CLOUD, 40.0]
+    later = [20.0, 30.0, CLOUD, CLOUD]
+    wets = [[0, 0, 1, NO_DATA], [NO_DATA, NO_DATA, NO_DATA, NO_DATA]]
+    assert composite([earlier, later], wets) == ([20.0, 30.0, 100.0, 40.0], [0, 0, 1, NO_DATA])
+    assert composite([[CLOUD]], [[0]]) == ([CLOUD], [0]), "dry or no snow under the cloud: still unknown"
+
+
+def run_composite(manifest, output_dir):
+    return subprocess.run([sys.executable, "-m", "hrwsi.routines.gfsc", "--input", "multi_input/g/32TLR/2026-01-05",
+                           "--output-dir", str(output_dir), "--manifest", str(manifest)], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_the_gfsc_routine_reads_its_members_from_the_manifest(tmp_path):
+    scene = write_scenes(tmp_path / "in", 1, datetime(2026, 1, 5, tzinfo=UTC))[0]
+    paths = {}
+    for module, kind in (("atmospheric_correction", "L2A"), ("snow_cover", "FSC"), ("wet_snow", "SWS")):
+        out = tmp_path / kind
+        out.mkdir()
+        source = scene["path"] if kind == "L2A" else paths["L2A"]
+        assert run(module, source, out).returncode == 0
+        (paths[kind],) = out.iterdir()
+    members = [{"path": str(paths["FSC"]), "product_type": "FSC"}, {"path": str(paths["SWS"]), "product_type": "SWS"}]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"condition": "g", "members": members, "routine_version": "v1",
+                                    "input": {"measured_at": "2026-01-05T10:00:00+00:00", "tile": "32TLR"}}))
+    output = tmp_path / "out"
+    output.mkdir()
+    result = run_composite(manifest, output)
+    assert result.returncode == 0, result.stderr
+    (product,) = output.iterdir()
+    assert product.name == "HRWSI_GFSC_20260105T100000_T32TLR.json"
+    composite_raster = Raster.read(product)
+    assert composite_raster.metadata["members"] == [m["path"] for m in members]
+    assert CLOUD in Raster.read(paths["FSC"]).bands["fsc"]
+    assert composite_raster.bands["gfsc"].count(CLOUD) <= Raster.read(paths["FSC"]).bands["fsc"].count(CLOUD)
+
+
+def test_the_gfsc_routine_says_what_is_missing(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"condition": "g", "members": [{"path": str(tmp_path / "gone.json"),
+                                                                   "product_type": "FSC"}]}))
+    missing_file = run_composite(manifest, tmp_path)
+    assert missing_file.returncode == 210 and "gone.json does not exist" in missing_file.stderr
+    manifest.write_text(json.dumps({"condition": "g", "members": []}))
+    missing_type = run_composite(manifest, tmp_path)
+    assert missing_type.returncode == 1 and "the manifest lists no FSC member" in missing_type.stderr
+    no_manifest = run_composite(tmp_path / "nowhere.json", tmp_path)
+    assert no_manifest.returncode == 1 and "nowhere.json does not exist" in no_manifest.stderr

@@ -1,8 +1,13 @@
-"""Only parameterised SQL: no query text built by string formatting anywhere in hrwsi."""
+"""Only parameterised SQL: no query text built by string formatting anywhere in hrwsi, and one
+placeholder style per query file."""
 
 import ast
 import re
 from pathlib import Path
+
+import pytest
+
+from hrwsi.sql_files import ASYNCPG, PSYCOPG, placeholder_style, placeholder_styles, query_files
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "hrwsi"
 SQL = Path(__file__).resolve().parents[2] / "sql"
@@ -50,3 +55,35 @@ def test_no_dynamic_sql_in_plpgsql():
     found = [str(p.relative_to(SQL)) for p in SQL.rglob("*.sql")
              if re.search(r"\bEXECUTE\s+(format|'|\w+\s*\|\|)", p.read_text(), re.IGNORECASE)]
     assert found == []
+
+
+def test_each_query_file_uses_one_placeholder_style():
+    """asyncpg takes $1, psycopg takes %(name)s: a file of both is a file whose reader must check
+    each block's caller. Blocks of the other style go to a file of their own (e.g. harvest_cli.sql)."""
+    styles = {path.name: placeholder_style(path) for path in query_files()}  # raises on a mixed file
+    assert styles["core.sql"] == ASYNCPG and styles["harvest.sql"] == ASYNCPG
+    assert styles["reports.sql"] == PSYCOPG and styles["harvest_cli.sql"] == PSYCOPG
+
+
+def test_the_style_check_refuses_a_file_mixing_styles(tmp_path):
+    mixed = tmp_path / "mixed.sql"
+    mixed.write_text("-- name: a\nSELECT $1;\n\n-- name: b\nSELECT %(x)s;\n")
+    with pytest.raises(ValueError, match=r"mixed.sql mixes placeholder styles: \{'asyncpg': \['a'\], 'psycopg': \['b'\]\}"):
+        placeholder_style(mixed)
+
+
+@pytest.mark.parametrize(
+    ("text", "styles"),
+    [
+        ("SELECT $1, $2::int", {ASYNCPG}),
+        ("SELECT %(name)s", {PSYCOPG}),
+        ("SELECT %s", {PSYCOPG}),
+        ("SELECT 1", set()),
+        ("-- takes $1\nSELECT %(name)s", {PSYCOPG}),                   # a comment is not a placeholder
+        ("SELECT format('%s items', $1)", {ASYNCPG}),                  # nor is text in quotes
+        ("SELECT 'it''s %s' || $1", {ASYNCPG}),
+        ("DO $q$ BEGIN END $q$; SELECT $$x$$", set()),                 # dollar quotes are not $1
+    ],
+)
+def test_placeholder_styles_are_read_outside_comments_and_quotes(text, styles):
+    assert placeholder_styles(text) == styles

@@ -1,17 +1,24 @@
 """The contract between the launcher and whatever runs a job (local subprocess, Nomad, dry run).
 
 The launcher owns the database and retries; a backend only runs one attempt of one task and reports
-how it ended. Every method is a coroutine: a backend built on a synchronous client runs it in a
+how it ended. Every I/O method is a coroutine: a backend built on a synchronous client runs it in a
 bounded thread pool so the launcher's event loop never blocks.
+
+`Backend` declares everything the launcher uses, so the launcher never has to ask a backend what it
+can do (no getattr): what a backend has nothing to do for has a default here (forget, stop_all,
+worker_activity, ui_link, close), and a backend inherits it by subclassing `Backend` explicitly.
+tests/unit/test_backends.py checks every backend against this contract.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 # Final states of one attempt, as stored in hrwsi.job.state.
 OutcomeState = Literal["processed", "internal_error", "external_error", "lost", "cancelled"]
@@ -52,6 +59,19 @@ class JobSpec:
     log_path: str
     timeout_s: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The task's manifest (JSON): its input, the members of a multi-input task, the previous
+    # product of a time series. Written beside the output directory before the job starts.
+    manifest: str | None = None
+    lane: str | None = None
+
+    @property
+    def attempt_dir(self) -> str:
+        """The attempt's own directory: its output directory, manifest and bookkeeping files."""
+        return os.path.dirname(self.output_dir.rstrip("/"))
+
+    @property
+    def manifest_path(self) -> str:
+        return os.path.join(self.attempt_dir, "manifest.json")
 
     def environment(self) -> dict[str, str]:
         """The task's metadata as the routine sees it, plus the routine's own variables."""
@@ -65,11 +85,19 @@ class JobSpec:
             "HRWSI_INPUT_PATH": self.input_path,
             "HRWSI_OUTPUT_DIR": self.output_dir,
             "HRWSI_TILE": self.tile or "",
+            "HRWSI_MANIFEST": self.manifest_path,
         }
 
     def argv(self) -> list[str]:
         """The routine's command with the task's input and output directory appended."""
-        return [*self.command, "--input", self.input_path, "--output-dir", self.output_dir]
+        return [*self.command, "--input", self.input_path, "--output-dir", self.output_dir,
+                "--manifest", self.manifest_path]
+
+    def prepare_paths(self) -> None:
+        """Create the output directory and the log file's directory (blocking: call it in a thread).
+        Raises OSError when they cannot be created."""
+        for directory in (Path(self.output_dir), Path(self.log_path).parent):
+            directory.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -81,6 +109,9 @@ class JobOutcome:
     message: str
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Why a 'lost' attempt was lost (hrwsi.job.fault): launcher_gone, worker_gone, backend_lost_track,
+    # stopped_by_hrwsi. Lost attempts are infrastructure faults: retried, never a failure of the routine.
+    fault: str | None = None
 
     @classmethod
     def from_exit_code(
@@ -96,14 +127,30 @@ class JobOutcome:
 ProgressCallback = Callable[[ProgressState, str], Awaitable[None]]
 
 
+@runtime_checkable
 class Backend(Protocol):
-    """What the launcher needs from a place that runs jobs."""
+    """What the launcher needs from a place that runs jobs.
 
-    name: str
+    Subclass it (class MyBackend(Backend)) to inherit the defaults of the optional parts.
+    """
+
+    name: ClassVar[str]
     # True when submit() may safely be repeated for a job that may or may not have reached the
     # backend (Nomad: same deterministic ID, same spec). False for local processes, which die
     # with the launcher that started them.
-    resubmit_is_idempotent: bool
+    resubmit_is_idempotent: ClassVar[bool]
+    # True when a job keeps running after its launcher stops (Nomad): a stopping launcher leaves
+    # its jobs to the backend and another launcher adopts them. False (local processes): a
+    # stopping launcher waits for its jobs, then stop_all() stops the ones still running.
+    jobs_outlive_launcher: ClassVar[bool]
+    # True when worker_activity() follows the backend's own nodes (Nomad): the launcher then keeps
+    # each worker's `active` flag in step with its node.
+    reports_worker_activity: ClassVar[bool] = False
+    # False when nothing runs (dry run): the launcher then prepares no attempt directory.
+    runs_routines: ClassVar[bool] = True
+    # How many jobs one launcher may run at once here (None: no limit of the backend's own); the
+    # launcher claims no more than that, so no claimed job ever waits inside the backend.
+    max_concurrent_jobs: int | None = None
 
     async def submit(self, spec: JobSpec) -> str:
         """Start the attempt; return the backend's job ID. Idempotent per spec.job_id."""
@@ -117,10 +164,22 @@ class Backend(Protocol):
         """Stop the attempt if it still runs; no error if it is already gone."""
         ...
 
+    async def forget(self, backend_job_id: str) -> None:
+        """The launcher stored the attempt's outcome: the backend may clean the job up."""
+        return None
+
+    async def stop_all(self) -> None:
+        """Stop every job this backend still runs (a stopping launcher whose jobs do not outlive it)."""
+        return None
+
+    async def worker_activity(self) -> dict[str, bool]:
+        """{worker name: active} as the backend sees its nodes (ready and eligible); {} without nodes."""
+        return {}
+
     def ui_link(self, backend_job_id: str) -> str | None:
         """Where an admin sees this job (Nomad UI), if anywhere."""
-        ...
+        return None
 
     async def close(self) -> None:
-        """Release connections and threads; running jobs are not touched."""
-        ...
+        """Release connections and threads; running jobs are not touched. Safe to call twice."""
+        return None

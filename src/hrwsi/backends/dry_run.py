@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import Backend, JobOutcome, JobSpec, ProgressCallback
 
 
-class DryRunBackend:
+class DryRunBackend(Backend):
     name = "dry-run"
     resubmit_is_idempotent = True
+    jobs_outlive_launcher = True  # nothing runs: a stopping launcher has nothing to wait for
+    runs_routines = False  # nothing runs: the launcher prepares no attempt directory
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
@@ -27,10 +29,4 @@ class DryRunBackend:
         return JobOutcome("processed", 0, "dry run: nothing was executed", now, now)
 
     async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
-        return None
-
-    def ui_link(self, backend_job_id: str) -> str | None:
-        return None
-
-    async def close(self) -> None:
         return None

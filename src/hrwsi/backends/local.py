@@ -15,11 +15,10 @@ import logging
 import os
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psutil
 
-from hrwsi.backends.base import SECRET_NAME, JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import SECRET_NAME, Backend, JobOutcome, JobSpec, ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +30,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     name = "local"
     resubmit_is_idempotent = False
+    jobs_outlive_launcher = False  # its processes die with the launcher: a stopping launcher stops them
 
     def __init__(self, max_parallel_jobs: int = 64):
+        self.max_concurrent_jobs = max_parallel_jobs
         self._slots = asyncio.Semaphore(max_parallel_jobs)
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._started: dict[str, datetime] = {}
@@ -49,7 +50,7 @@ class LocalBackend:
             raise ValueError(f"routine {spec.routine} has no command; the local backend cannot run an image")
         await self._slots.acquire()
         try:
-            await asyncio.to_thread(_prepare_paths, spec)
+            await asyncio.to_thread(spec.prepare_paths)
             log = await asyncio.to_thread(open, spec.log_path, "ab")
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -70,7 +71,7 @@ class LocalBackend:
             stopped = await asyncio.to_thread(stop_orphans, backend_job_id)
             detail = f" (stopped orphaned process {', '.join(map(str, stopped))})" if stopped else ""
             return JobOutcome("lost", None, f"no process of this launcher runs job {backend_job_id}; "
-                              f"its launcher stopped before it ended{detail}", None, _now())
+                              f"its launcher stopped before it ended{detail}", None, _now(), fault="launcher_gone")
         try:
             await on_progress("running", f"pid {process.pid}")
             try:
@@ -81,7 +82,7 @@ class LocalBackend:
                                   self._started.get(backend_job_id), _now())
             if backend_job_id in self._abandoned:
                 return JobOutcome("lost", exit_code, "stopped because its launcher shut down; it will be retried",
-                                  self._started.get(backend_job_id), _now())
+                                  self._started.get(backend_job_id), _now(), fault="stopped_by_hrwsi")
             if backend_job_id in self._cancelled:
                 return JobOutcome("cancelled", exit_code, "cancelled", self._started.get(backend_job_id), _now())
             if exit_code < 0:
@@ -110,10 +111,6 @@ class LocalBackend:
         self._abandoned.update(self._processes)
         await asyncio.gather(*(self._stop(p) for p in list(self._processes.values())))
 
-    @property
-    def running(self) -> int:
-        return len(self._processes)
-
     async def _stop(self, process: asyncio.subprocess.Process, grace_s: float = 5.0) -> None:
         if process.returncode is not None:
             return
@@ -127,12 +124,6 @@ class LocalBackend:
         except ProcessLookupError:
             pass
 
-    def ui_link(self, backend_job_id: str) -> str | None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
 
 def routine_environment(spec: JobSpec) -> dict[str, str]:
     """The launcher's environment without its secrets (the database URL holds its password; anything named
@@ -141,11 +132,6 @@ def routine_environment(spec: JobSpec) -> dict[str, str]:
     inherited = {name: value for name, value in os.environ.items()
                  if name not in LAUNCHER_SECRETS and not SECRET_NAME.search(name)}
     return {**inherited, **spec.environment()}
-
-
-def _prepare_paths(spec: JobSpec) -> None:
-    Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
-    Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def stop_orphans(job_id: str, grace_s: float = 3.0) -> list[int]:

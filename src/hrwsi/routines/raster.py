@@ -55,12 +55,34 @@ def routine_arguments(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--input", required=True, help="the input product")
     parser.add_argument("--output-dir", required=True, help="where to write the product")
+    parser.add_argument("--manifest", help="the task's manifest (JSON): input, members, previous product")
     return parser.parse_args()
 
 
 def fail(message: str, code: int = 1) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def read_manifest(path: str | None) -> dict:
+    """The task's manifest (hrwsi.job_spec.manifest, README "For ops"): from --manifest, else from
+    HRWSI_MANIFEST. It lists the task's input, the `members` of a multi-input task and the `series`
+    of a time-series task."""
+    path = path or os.environ.get("HRWSI_MANIFEST")
+    if not path:
+        fail("no manifest: give --manifest or HRWSI_MANIFEST (hrwsi passes both)")
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        fail(f"the manifest {path} does not exist")
+    except ValueError as error:
+        fail(f"the manifest {path} is not JSON: {error}")
+    raise AssertionError("unreachable")
+
+
+def members_of(manifest: dict, product_type: str) -> list[dict]:
+    """The members of one product type, in the manifest's order (by sensing time)."""
+    return [m for m in manifest.get("members", []) if m.get("product_type") == product_type]
 
 
 def read_input(path: str) -> Raster:

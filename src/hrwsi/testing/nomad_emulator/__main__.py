@@ -10,6 +10,7 @@ import signal
 import sys
 
 from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
+from hrwsi.testing.nomad_emulator.event_stream import FRAMING_RAW, FRAMINGS
 from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
 DESCRIPTION = """Nomad API emulator (test double): an HTTP server implementing the subset of
@@ -56,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job-gc-threshold", type=float, default=4 * 3600.0,
                    help="seconds a dead job is kept before GC (default 14400, Nomad's 4 h)")
     p.add_argument("--event-heartbeat", type=float, default=30.0, help="event stream heartbeat, s (default 30)")
+    p.add_argument("--event-stream-framing", choices=FRAMINGS, default=FRAMING_RAW,
+                   help="how the event stream travels: raw (Nomad >= 1.11.3 and 2.0, default), raw-http-0.0 "
+                        "(1.11.2), chunked-gzip (1.10 to 1.11.1)")
+    p.add_argument("--forwarded", action="store_true",
+                   help="answer as a client agent or a follower server: RPC errors read 'rpc error: ...'")
+    p.add_argument("--node-docker-volumes", action="store_true",
+                   help="the nodes' docker plugin allows host paths (volumes { enabled = true })")
     p.add_argument("--work-dir", default=None, help="allocation directories and task logs (default: a temp dir)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -66,7 +74,7 @@ def nodes_from_args(args: argparse.Namespace) -> list[EmulatedNode]:
                           disk_mb=args.node_disk_mb, reserved_cpu_mhz=args.node_reserved_cpu_mhz,
                           reserved_memory_mb=args.node_reserved_memory_mb,
                           reserved_disk_mb=args.node_reserved_disk_mb, node_class=args.node_class,
-                          node_pool=args.node_pool)
+                          node_pool=args.node_pool, docker_volumes=args.node_docker_volumes)
              for i in range(1, args.nodes + 1)]
     return nodes + list(args.node)
 
@@ -74,7 +82,8 @@ def nodes_from_args(args: argparse.Namespace) -> list[EmulatedNode]:
 async def serve(args: argparse.Namespace) -> None:
     emulator = NomadEmulator(nodes_from_args(args), acl_token=args.acl_token, gc_interval=args.gc_interval,
                              job_gc_threshold=args.job_gc_threshold, work_dir=args.work_dir, host=args.host,
-                             port=args.port, event_heartbeat=args.event_heartbeat)
+                             port=args.port, event_heartbeat=args.event_heartbeat,
+                             event_stream_framing=args.event_stream_framing, forwarded=args.forwarded)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

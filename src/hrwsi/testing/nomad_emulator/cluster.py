@@ -24,92 +24,42 @@ import asyncio
 import base64
 import copy
 import logging
-import os
 import random
 import re
-import signal
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from hrwsi.testing.nomad_emulator.alloc_runner import AllocRunner
 from hrwsi.testing.nomad_emulator.model import (
     NS,
+    TERMINAL_EVAL,
+    ZERO_TIME,
     CodedError,
+    EmulatedNode,
+    alloc_usage,
     bump,
     canonicalize_job,
     constraint_holds,
     constraint_text,
     datacenter_matches,
-    format_duration,
+    is_terminal_alloc,
     new_alloc_metric,
     new_id,
-    node_target,
     now_ns,
     pool_matches,
+    registration_warnings,
+    replace_on_disconnect,
+    rfc3339,
     spec_fingerprint,
     validate_job,
 )
 
+__all__ = ["AllocRunner", "Cluster", "EmulatedNode", "is_terminal_alloc"]
+
 logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
-TERMINAL_CLIENT = ("complete", "failed", "lost")
-TERMINAL_EVAL = ("complete", "failed", "canceled")
-# Nomad's client env.denylist default, plus the emulator's own token: never passed to tasks.
-ENV_DENYLIST = {"CONSUL_TOKEN", "CONSUL_HTTP_TOKEN", "VAULT_TOKEN", "NOMAD_LICENSE", "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "NOMAD_TOKEN"}
 MAX_DISPATCH_PAYLOAD = 16 * 1024
-
-
-def rfc3339(ns: int | None) -> str:
-    if not ns:
-        return ZERO_TIME
-    seconds, rest = divmod(ns, NS)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
-
-
-@dataclass
-class EmulatedNode:
-    """One emulated Nomad client node. CPU is in MHz, as Nomad counts it."""
-
-    name: str
-    cpu_mhz: int = 4000
-    memory_mb: int = 8192
-    disk_mb: int = 50_000
-    reserved_cpu_mhz: int = 0
-    reserved_memory_mb: int = 0
-    reserved_disk_mb: int = 0
-    node_pool: str = "default"
-    node_class: str = ""
-    datacenter: str = "dc1"
-    cpu_cores: int | None = None
-    drivers: tuple[str, ...] = ("raw_exec", "exec", "docker")
-    meta: dict[str, str] = field(default_factory=dict)
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-def is_terminal_alloc(alloc: dict) -> bool:
-    return alloc["DesiredStatus"] in ("stop", "evict") or alloc["ClientStatus"] in TERMINAL_CLIENT
-
-
-def alloc_usage(alloc: dict) -> tuple[int, int, int]:
-    resources = alloc["AllocatedResources"]
-    cpu = sum(t["Cpu"]["CpuShares"] for t in resources["Tasks"].values())
-    memory = sum(t["Memory"]["MemoryMB"] for t in resources["Tasks"].values())
-    return cpu, memory, resources["Shared"]["DiskMB"]
-
-
-def task_event(type_: str, message: str = "", **extra: Any) -> dict:
-    event = {"Type": type_, "Time": now_ns(), "DisplayMessage": message, "Details": {}, "Message": "",
-             "FailsTask": False, "RestartReason": "", "SetupError": "", "DriverError": "", "ExitCode": 0,
-             "Signal": 0, "KillTimeout": 0, "KillError": "", "KillReason": "", "StartDelay": 0,
-             "DownloadError": "", "ValidationError": "", "DiskLimit": 0, "FailedSibling": "", "VaultError": "",
-             "TaskSignalReason": "", "TaskSignal": "", "DriverMessage": "", "GenericSource": ""}
-    event.update(extra)
-    return event
 
 
 class Txn:
@@ -156,8 +106,18 @@ class Txn:
 
 class Cluster:
     def __init__(self, nodes: Iterable[EmulatedNode], *, work_dir: Path, job_gc_threshold_s: float = 4 * 3600,
-                 gc_interval_s: float = 300.0, event_buffer_size: int = 100):
+                 gc_interval_s: float = 300.0, event_buffer_size: int = 100, acl_enabled: bool = False,
+                 workload_variable_paths: tuple[str, ...] = (), deprecated_event_fields: bool = True,
+                 version: str = "2.0.5"):
         self.work_dir = Path(work_dir)
+        self.version = version
+        self.acl_enabled = acl_enabled
+        # Variables a namespace-wide workload policy lets every task read (globs), beyond the implicit ones.
+        self.workload_variable_paths = tuple(workload_variable_paths)
+        # Nomad 2.0 still fills the deprecated TaskEvent fields; False emulates one that dropped them.
+        self.deprecated_event_fields = deprecated_event_fields
+        self.variables: dict[tuple[str, str], dict] = {}  # (namespace, path) -> Variable
+        self.node_specs: dict[str, EmulatedNode] = {}  # node ID -> how it was configured
         self.job_gc_threshold_s = job_gc_threshold_s
         self.gc_interval_s = gc_interval_s
         self.index = 10
@@ -221,57 +181,12 @@ class Cluster:
     def _commit(self, txn: Txn) -> None:
         index = txn.index
         self.index = index
-        events: list[dict] = []
         for (table, obj_id), (obj, deleted) in txn._changed.items():
-            if table == "jobs":
-                key = (obj["Namespace"], obj["ID"])
-                if deleted:
-                    self.jobs.pop(key, None)
-                    self.job_deleted_index[key] = index
-                else:
-                    self.jobs[key] = obj
-                self._job_touched_ns[key] = now_ns()
-            elif table == "allocs":
-                key = (obj["Namespace"], obj["JobID"])
-                if deleted:
-                    self.allocs.pop(obj_id, None)
-                    self._allocs_by_job.get(key, {}).pop(obj_id, None)
-                    self._allocs_by_node.get(obj["NodeID"], {}).pop(obj_id, None)
-                else:
-                    self.allocs[obj_id] = obj
-                    self._allocs_by_job.setdefault(key, {})[obj_id] = obj
-                    self._allocs_by_node.setdefault(obj["NodeID"], {})[obj_id] = obj
-                self.job_alloc_index[key] = index
-            elif table == "evals":
-                key = (obj["Namespace"], obj["JobID"])
-                if deleted:
-                    self.evals.pop(obj_id, None)
-                    self._evals_by_job.get(key, {}).pop(obj_id, None)
-                else:
-                    self.evals[obj_id] = obj
-                    self._evals_by_job.setdefault(key, {})[obj_id] = obj
-                self.job_eval_index[key] = index
-            elif table == "nodes":
-                self.nodes[obj_id] = obj
+            self._store(table, obj_id, obj, deleted, index)
             self.table_index[table] = index
-        # Job status follows its allocations and evaluations (Nomad's getJobStatus).
-        for key in txn.touched_jobs:
-            self.job_summary_index[key] = index
-            self.table_index["job_summary"] = index
-            self._job_touched_ns[key] = now_ns()
-            job = self.jobs.get(key)
-            if job is None or ("jobs", job["ID"]) in txn._changed and txn._changed[("jobs", job["ID"])][1]:
-                continue
-            status = self.job_status(job)
-            if status != job["Status"] or ("jobs", job["ID"]) in txn._changed:
-                job["Status"] = status
-                job["ModifyIndex"] = index
-                self.table_index["jobs"] = index
-                txn._changed[("jobs", job["ID"])] = (job, False)
-        for (table, _), (obj, deleted) in txn._changed.items():
-            event = self._event_for(table, obj, deleted, txn.type, index)
-            if event is not None:
-                events.append(event)
+        self._update_job_statuses(txn)
+        events = [event for (table, _), (obj, deleted) in txn._changed.items()
+                  if (event := self._event_for(table, obj, deleted, txn.type, index)) is not None]
         if events:
             self.frames.append((index, events))
             self._buffered_events += len(events)
@@ -279,6 +194,57 @@ class Cluster:
                 _, dropped = self.frames.popleft()  # Nomad keeps only the last events
                 self._buffered_events -= len(dropped)
         self._wake()
+
+    def _store(self, table: str, obj_id: str, obj: dict, deleted: bool, index: int) -> None:
+        """One changed object into its table and the indexes kept beside it."""
+        if table == "jobs":
+            key = (obj["Namespace"], obj["ID"])
+            if deleted:
+                self.jobs.pop(key, None)
+                self.job_deleted_index[key] = index
+            else:
+                self.jobs[key] = obj
+            self._job_touched_ns[key] = now_ns()
+        elif table == "allocs":
+            key = (obj["Namespace"], obj["JobID"])
+            by_job = self._allocs_by_job.setdefault(key, {})
+            by_node = self._allocs_by_node.setdefault(obj["NodeID"], {})
+            if deleted:
+                self.allocs.pop(obj_id, None)
+                by_job.pop(obj_id, None)
+                by_node.pop(obj_id, None)
+            else:
+                self.allocs[obj_id] = by_job[obj_id] = by_node[obj_id] = obj
+            self.job_alloc_index[key] = index
+        elif table == "evals":
+            key = (obj["Namespace"], obj["JobID"])
+            by_job = self._evals_by_job.setdefault(key, {})
+            if deleted:
+                self.evals.pop(obj_id, None)
+                by_job.pop(obj_id, None)
+            else:
+                self.evals[obj_id] = by_job[obj_id] = obj
+            self.job_eval_index[key] = index
+        elif table == "nodes":
+            self.nodes[obj_id] = obj
+
+    def _update_job_statuses(self, txn: Txn) -> None:
+        """Job status follows its allocations and evaluations (Nomad's getJobStatus)."""
+        index = txn.index
+        for key in txn.touched_jobs:
+            self.job_summary_index[key] = index
+            self.table_index["job_summary"] = index
+            self._job_touched_ns[key] = now_ns()
+            job = self.jobs.get(key)
+            change = txn._changed.get(("jobs", job["ID"])) if job is not None else None
+            if job is None or (change is not None and change[1]):
+                continue
+            status = self.job_status(job)
+            if status != job["Status"] or change is not None:
+                job["Status"] = status
+                job["ModifyIndex"] = index
+                self.table_index["jobs"] = index
+                txn._changed[("jobs", job["ID"])] = (job, False)
 
     def _event_for(self, table: str, obj: dict, deleted: bool, msg_type: str, index: int) -> dict | None:
         if table == "jobs":
@@ -408,9 +374,12 @@ class Cluster:
                        "HealthDescription": "Healthy", "UpdateTime": rfc3339(now_ns())} for d in spec.drivers}
         attributes = {"unique.hostname": spec.name, "kernel.name": "linux", "os.name": "emulated",
                       "cpu.arch": "amd64", "cpu.numcores": str(cores), "cpu.totalcompute": str(spec.cpu_mhz),
-                      "memory.totalbytes": str(spec.memory_mb * 1024 * 1024), "nomad.version": "1.8.0-emulated",
+                      "memory.totalbytes": str(spec.memory_mb * 1024 * 1024), "nomad.version": self.version,
                       "unique.storage.bytesfree": str(spec.disk_mb * 1024 * 1024),
                       **{f"driver.{d}": "1" for d in spec.drivers}, **spec.attributes}
+        if spec.docker_volumes and "docker" in spec.drivers:
+            # The docker driver fingerprints this when volumes are enabled (drivers/docker/fingerprint.go).
+            attributes["driver.docker.volumes.enabled"] = "true"
         node = {
             "ID": new_id(), "SecretID": "", "Datacenter": spec.datacenter, "Name": spec.name,
             "HTTPAddr": "127.0.0.1:4646", "TLSEnabled": False, "Attributes": attributes,
@@ -431,8 +400,10 @@ class Cluster:
             "StatusDescription": "", "StatusUpdatedAt": now_ns() // NS, "Events": [
                 {"Message": "Node registered", "Subsystem": "Cluster", "Details": None,
                  "Timestamp": rfc3339(now_ns()), "CreateIndex": 0}],
-            "Drivers": drivers, "HostVolumes": None, "LastDrain": None,
+            "Drivers": drivers, "LastDrain": None,
+            "HostVolumes": {name: {"Path": path, "ReadOnly": False} for name, path in spec.host_volumes.items()} or None,
         }
+        self.node_specs[node["ID"]] = spec
         with self.txn("NodeRegistration") as t:
             t.put("nodes", node)
         self._unblock()
@@ -453,7 +424,7 @@ class Cluster:
         if status in ("down", "disconnected"):
             self._lose_node_allocs(node)
         else:
-            self._unblock()
+            self._node_back(node)
 
     def set_node_eligibility(self, name_or_id: str, eligible: bool) -> dict:
         node = self.find_node(name_or_id)
@@ -465,26 +436,46 @@ class Cluster:
         return node
 
     def _lose_node_allocs(self, node: dict) -> None:
-        lost = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if not is_terminal_alloc(a)]
-        if not lost:
+        """A node down: its allocations are lost and replaced, or, for a group whose Disconnect.Replace is
+        false, unknown and left alone (nomad/structs/structs.go TaskGroup.Replace; scheduler/reconciler/
+        filters.go: terminal-node allocations that cannot be replaced are "disconnecting", marked unknown)."""
+        allocs = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if not is_terminal_alloc(a)]
+        if not allocs:
             return
-        description = "alloc is lost since its node is down"
         with self.txn("PlanResult") as t:
-            for alloc in lost:
-                alloc["ClientStatus"] = "lost"
-                alloc["ClientDescription"] = description
-                alloc["DesiredStatus"] = "stop"
-                alloc["DesiredDescription"] = description
+            for alloc in allocs:
+                if replace_on_disconnect(alloc):
+                    alloc["ClientStatus"] = "lost"
+                    alloc["ClientDescription"] = alloc["DesiredDescription"] = "alloc is lost since its node is down"
+                    alloc["DesiredStatus"] = "stop"
+                else:
+                    alloc["ClientStatus"] = "unknown"
+                    alloc["ClientDescription"] = "alloc is unknown since its node is disconnected"
                 t.put("allocs", alloc)
-        for alloc in lost:
+        for alloc in allocs:
             runner = self._runners.get(alloc["ID"])
             if runner is not None:
                 runner.lose()
-        jobs = {(a["Namespace"], a["JobID"]) for a in lost}
+        jobs = {(a["Namespace"], a["JobID"]) for a in allocs if a["ClientStatus"] == "lost"}
         for key in jobs:
             job = self.jobs.get(key)
             if job is not None and not job["Stop"]:
                 self._create_eval(job, "node-update", node_id=node["ID"])
+
+    def _node_back(self, node: dict) -> None:
+        """A node up again: its unknown allocations cannot be restored here (the emulator killed their
+        processes): a stopped one ends complete, one still wanted is lost (and replaced)."""
+        unknown = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if a["ClientStatus"] == "unknown"]
+        if unknown:
+            with self.txn("AllocationUpdated") as t:
+                for alloc in unknown:
+                    alloc["ClientStatus"] = "complete" if alloc["DesiredStatus"] == "stop" else "lost"
+                    t.put("allocs", alloc)
+            for key in {(a["Namespace"], a["JobID"]) for a in unknown if a["ClientStatus"] == "lost"}:
+                job = self.jobs.get(key)
+                if job is not None and not job["Stop"]:
+                    self._create_eval(job, "node-update", node_id=node["ID"])
+        self._unblock()
 
     # -- jobs --------------------------------------------------------------------------------
     def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
@@ -504,6 +495,10 @@ class Cluster:
             elif job_modify_index != 0:
                 raise CodedError(500, f"{prefix} {job_modify_index}: job does not exist")
         changed = existing is None or spec_fingerprint(existing) != spec_fingerprint(job)
+        # An unchanged spec is not written again; the answer's JobModifyIndex is then the existing job's
+        # ModifyIndex, which moves with its status (nomad/job_endpoint.go: reply.JobModifyIndex =
+        # existingJob.ModifyIndex), not its JobModifyIndex.
+        unchanged_index = existing["ModifyIndex"] if existing is not None and not changed else None
         with self.txn("JobRegistered") as t:
             if changed:
                 job["Version"] = 0 if existing is None else existing["Version"] + 1
@@ -524,8 +519,8 @@ class Cluster:
         if evaluation is not None:
             self._enqueue(evaluation["ID"])
         return {"EvalID": evaluation["ID"] if evaluation else "", "EvalCreateIndex": t.index if evaluation else 0,
-                "JobModifyIndex": current["JobModifyIndex"], "Warnings": "", "Index": t.index,
-                "LastContact": 0, "KnownLeader": False}
+                "JobModifyIndex": current["JobModifyIndex"] if unchanged_index is None else unchanged_index,
+                "Warnings": registration_warnings(job), "Index": t.index, "LastContact": 0, "KnownLeader": False}
 
     def deregister_job(self, namespace: str, job_id: str, purge: bool) -> dict:
         job = self.jobs.get((namespace, job_id))
@@ -672,42 +667,64 @@ class Cluster:
         placements: list[tuple[dict, dict | None, int]] = []
         for group in job["TaskGroups"]:
             group_allocs = [a for a in allocs if a["TaskGroup"] == group["Name"] and not a["NextAllocation"]]
-            live, replace = [], []
-            for alloc in group_allocs:
-                status = alloc["ClientStatus"]
-                if alloc["DesiredStatus"] in ("stop", "evict") and status != "lost":
-                    continue
-                if status in ("pending", "running", "complete"):
-                    live.append(alloc)
-                elif status == "failed":
-                    eligible_at = self._reschedule_at(job, group, alloc, now)
-                    if eligible_at is None:
-                        live.append(alloc)
-                    elif eligible_at <= now:
-                        replace.append(alloc)
-                    else:
-                        live.append(alloc)
-                        if not alloc["FollowupEvalID"]:
-                            followup = self._create_eval(job, "alloc-failure", wait_until_ns=eligible_at)
-                            with self.txn("AllocationUpdated") as t:
-                                alloc["FollowupEvalID"] = followup["ID"]
-                                t.put("allocs", alloc)
-                elif status == "lost":
-                    if group.get("PreventRescheduleOnLost"):
-                        live.append(alloc)
-                    else:
-                        replace.append(alloc)
-            used_indexes = {self._name_index(a) for a in live}
-            missing = int(group["Count"]) - len(live)
-            free_indexes = (i for i in range(10**6) if i not in used_indexes)
-            for i in range(max(0, missing)):
-                previous = replace[i] if i < len(replace) else None
-                index = self._name_index(previous) if previous is not None else next(free_indexes)
-                used_indexes.add(index)
-                placements.append((group, previous, index))
+            placements += self._group_placements(job, group, group_allocs, now)
+        failed, queued, placed = self._place(job, evaluation, placements)
+        if queued:
+            self._queued_allocs[key] = queued
+        else:
+            self._queued_allocs.pop(key, None)
+        self._finish_eval(evaluation, failed, queued)
+        for alloc, _ in placed:
+            self._start_runner(alloc)
+
+    def _group_placements(self, job: dict, group: dict, group_allocs: list[dict],
+                          now: int) -> list[tuple[dict, dict | None, int]]:
+        """What the reconciler asks for one group: (group, allocation it replaces or None, name index)."""
+        live, replace = [], []
+        for alloc in group_allocs:
+            status = alloc["ClientStatus"]
+            if alloc["DesiredStatus"] in ("stop", "evict") and status != "lost":
+                continue
+            if status in ("pending", "running", "complete"):
+                live.append(alloc)
+            elif status == "failed":
+                (replace if self._failed_alloc_is_due(job, group, alloc, now) else live).append(alloc)
+            elif status == "unknown":
+                live.append(alloc)  # Disconnect.Replace false: not replaced while its node is away
+            elif status == "lost":
+                # PreventRescheduleOnLost is deprecated and ignored (structs.go TaskGroup.Warnings): replaced.
+                replace.append(alloc)
+        used_indexes = {self._name_index(a) for a in live}
+        missing = int(group["Count"]) - len(live)
+        free_indexes = (i for i in range(10**6) if i not in used_indexes)
+        placements = []
+        for i in range(max(0, missing)):
+            previous = replace[i] if i < len(replace) else None
+            index = self._name_index(previous) if previous is not None else next(free_indexes)
+            used_indexes.add(index)
+            placements.append((group, previous, index))
+        return placements
+
+    def _failed_alloc_is_due(self, job: dict, group: dict, alloc: dict, now: int) -> bool:
+        """A failed allocation is replaced when its reschedule policy allows it now; later: a follow-up eval."""
+        eligible_at = self._reschedule_at(job, group, alloc, now)
+        if eligible_at is None:
+            return False
+        if eligible_at <= now:
+            return True
+        if not alloc["FollowupEvalID"]:
+            followup = self._create_eval(job, "alloc-failure", wait_until_ns=eligible_at)
+            with self.txn("AllocationUpdated") as t:
+                alloc["FollowupEvalID"] = followup["ID"]
+                t.put("allocs", alloc)
+        return False
+
+    def _place(self, job: dict, evaluation: dict, placements: list[tuple[dict, dict | None, int]]
+               ) -> tuple[dict[str, dict], dict[str, int], list[tuple[dict, dict | None]]]:
+        """Pick a node for each placement; (FailedTGAllocs, queued per group, placed allocations)."""
         failed: dict[str, dict] = {}
         queued: dict[str, int] = {}
-        placed: list[dict] = []
+        placed: list[tuple[dict, dict | None]] = []
         extra_usage: dict[str, tuple[int, int, int]] = {}
         for group, previous, index in placements:
             node, metric = self._select_node(job, group, extra_usage)
@@ -730,13 +747,7 @@ class Cluster:
                     if previous is not None:
                         previous["NextAllocation"] = alloc["ID"]
                         t.put("allocs", previous)
-        if queued:
-            self._queued_allocs[key] = queued
-        else:
-            self._queued_allocs.pop(key, None)
-        self._finish_eval(evaluation, failed, queued)
-        for alloc, _ in placed:
-            self._start_runner(alloc)
+        return failed, queued, placed
 
     def _finish_eval(self, evaluation: dict, failed: dict, queued: dict) -> None:
         job = self.jobs.get((evaluation["Namespace"], evaluation["JobID"]))
@@ -784,15 +795,34 @@ class Cluster:
         return alloc["ModifyTime"] + delay
 
     def _select_node(self, job: dict, group: dict, extra_usage: dict) -> tuple[dict | None, dict]:
+        """Feasibility, then capacity, then bin-packing among a couple of feasible nodes, as Nomad's scheduler."""
         metric = new_alloc_metric()
         constraints = list(job["Constraints"]) + list(group["Constraints"])
-        drivers = set()
         for task in group["Tasks"]:
             constraints += list(task["Constraints"])
-            drivers.add(task["Driver"])
-        ask_cpu = sum(int(t["Resources"]["CPU"]) for t in group["Tasks"])
-        ask_memory = sum(int(t["Resources"]["MemoryMB"]) for t in group["Tasks"])
-        ask_disk = int(group["EphemeralDisk"]["SizeMB"])
+        ask = (sum(int(t["Resources"]["CPU"]) for t in group["Tasks"]),
+               sum(int(t["Resources"]["MemoryMB"]) for t in group["Tasks"]), int(group["EphemeralDisk"]["SizeMB"]))
+        feasible = []
+        for node in self._candidate_nodes(job, metric):
+            metric["NodesEvaluated"] += 1
+            if not self._node_is_feasible(job, node, group, constraints, metric):
+                continue
+            score = self._binpack_score(node, ask, extra_usage.get(node["ID"], (0, 0, 0)), metric)
+            if score is None:
+                continue
+            feasible.append((score, node))
+            metric["ScoreMetaData"].append({"NodeID": node["ID"], "Scores": {"binpack": round(score, 4)},
+                                            "NormScore": round(score, 4)})
+            if len(feasible) >= 2:
+                break  # Nomad scores a couple of feasible nodes (power of two choices), not all of them
+        if not feasible:
+            metric["ScoreMetaData"] = []
+            return None, metric
+        feasible.sort(key=lambda item: item[0], reverse=True)
+        return feasible[0][1], metric
+
+    def _candidate_nodes(self, job: dict, metric: dict) -> list[dict]:
+        """Ready, eligible nodes of the job's node pool and datacenters, in random order."""
         candidates = []
         for node in self.nodes.values():
             if not pool_matches(job["NodePool"], node["NodePool"]):
@@ -805,56 +835,53 @@ class Cluster:
             bump(metric["NodesAvailable"], node["Datacenter"])
             candidates.append(node)
         random.shuffle(candidates)
-        feasible = []
-        for node in candidates:
-            metric["NodesEvaluated"] += 1
-            node_class = node["NodeClass"]
-            missing = [d for d in drivers if not node["Drivers"].get(d, {}).get("Healthy")]
-            if missing:
-                metric["NodesFiltered"] += 1
-                bump(metric["ConstraintFiltered"], "missing drivers")
-                if node_class:
-                    bump(metric["ClassFiltered"], node_class)
-                continue
-            node_allocs = list(self._allocs_by_node.get(node["ID"], {}).values())
-            on_node = sum(1 for a in node_allocs if a["JobID"] == job["ID"] and not is_terminal_alloc(a))
+        return candidates
+
+    def _node_is_feasible(self, job: dict, node: dict, group: dict, constraints: list[dict], metric: dict) -> bool:
+        """Drivers, host volumes, then constraints, with the reasons of scheduler/feasible/feasible.go."""
+        drivers = {task["Driver"] for task in group["Tasks"]}
+        volumes = {v.get("Source") for v in (group.get("Volumes") or {}).values() if v.get("Type") == "host"}
+        node_allocs = self._allocs_by_node.get(node["ID"], {}).values()
+        on_node = sum(1 for a in node_allocs if a["JobID"] == job["ID"] and not is_terminal_alloc(a))
+        reason = None
+        if any(not node["Drivers"].get(d, {}).get("Healthy") for d in drivers):
+            reason = "missing drivers"
+        elif not volumes <= set(node.get("HostVolumes") or {}):
+            reason = "missing compatible host volumes"
+        else:
             rejected = next((c for c in constraints if not constraint_holds(c, node, on_node)), None)
-            if rejected is not None:
-                metric["NodesFiltered"] += 1
-                bump(metric["ConstraintFiltered"], constraint_text(rejected))
-                if node_class:
-                    bump(metric["ClassFiltered"], node_class)
-                continue
-            used_cpu, used_memory, used_disk = extra_usage.get(node["ID"], (0, 0, 0))
-            for alloc in node_allocs:
-                if not is_terminal_alloc(alloc):
-                    cpu, memory, disk = alloc_usage(alloc)
-                    used_cpu, used_memory, used_disk = used_cpu + cpu, used_memory + memory, used_disk + disk
-            total, reserved = node["NodeResources"], node["ReservedResources"]
-            free_cpu = total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"] - used_cpu
-            free_memory = total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"] - used_memory
-            free_disk = total["Disk"]["DiskMB"] - reserved["Disk"]["DiskMB"] - used_disk
-            dimension = ("cpu" if ask_cpu > free_cpu else "memory" if ask_memory > free_memory
-                         else "disk" if ask_disk > free_disk else None)
-            if dimension is not None:
-                metric["NodesExhausted"] += 1
-                bump(metric["DimensionExhausted"], dimension)
-                if node_class:
-                    bump(metric["ClassExhausted"], node_class)
-                continue
-            capacity_cpu = max(1, total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"])
-            capacity_memory = max(1, total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"])
-            score = ((used_cpu + ask_cpu) / capacity_cpu + (used_memory + ask_memory) / capacity_memory) / 2
-            feasible.append((score, node))
-            metric["ScoreMetaData"].append({"NodeID": node["ID"], "Scores": {"binpack": round(score, 4)},
-                                            "NormScore": round(score, 4)})
-            if len(feasible) >= 2:
-                break  # Nomad scores a couple of feasible nodes (power of two choices), not all of them
-        if not feasible:
-            metric["ScoreMetaData"] = []
-            return None, metric
-        feasible.sort(key=lambda item: item[0], reverse=True)
-        return feasible[0][1], metric
+            reason = constraint_text(rejected) if rejected is not None else None
+        if reason is None:
+            return True
+        metric["NodesFiltered"] += 1
+        bump(metric["ConstraintFiltered"], reason)
+        if node["NodeClass"]:
+            bump(metric["ClassFiltered"], node["NodeClass"])
+        return False
+
+    def _binpack_score(self, node: dict, ask: tuple[int, int, int], extra: tuple[int, int, int],
+                       metric: dict) -> float | None:
+        """The node's bin-packing score with the ask placed, or None (and the metric noted) when it does not fit."""
+        used_cpu, used_memory, used_disk = extra
+        for alloc in self._allocs_by_node.get(node["ID"], {}).values():
+            if not is_terminal_alloc(alloc):
+                cpu, memory, disk = alloc_usage(alloc)
+                used_cpu, used_memory, used_disk = used_cpu + cpu, used_memory + memory, used_disk + disk
+        total, reserved = node["NodeResources"], node["ReservedResources"]
+        capacity_cpu = total["Cpu"]["CpuShares"] - reserved["Cpu"]["CpuShares"]
+        capacity_memory = total["Memory"]["MemoryMB"] - reserved["Memory"]["MemoryMB"]
+        capacity_disk = total["Disk"]["DiskMB"] - reserved["Disk"]["DiskMB"]
+        ask_cpu, ask_memory, ask_disk = ask
+        dimension = ("cpu" if ask_cpu > capacity_cpu - used_cpu
+                     else "memory" if ask_memory > capacity_memory - used_memory
+                     else "disk" if ask_disk > capacity_disk - used_disk else None)
+        if dimension is not None:
+            metric["NodesExhausted"] += 1
+            bump(metric["DimensionExhausted"], dimension)
+            if node["NodeClass"]:
+                bump(metric["ClassExhausted"], node["NodeClass"])
+            return None
+        return ((used_cpu + ask_cpu) / max(1, capacity_cpu) + (used_memory + ask_memory) / max(1, capacity_memory)) / 2
 
     def _new_alloc(self, job: dict, group: dict, node: dict, evaluation: dict, index: int,
                    previous: dict | None, metric: dict) -> dict:
@@ -972,267 +999,3 @@ class Cluster:
         if doomed:
             logger.info("emulator (test double): garbage-collected %d dead job(s)", len(doomed))
         return len(doomed)
-
-
-class AllocRunner:
-    """The client side of one allocation: runs its tasks as real processes and reports their events."""
-
-    def __init__(self, cluster: Cluster, alloc: dict):
-        self.cluster = cluster
-        self.alloc = alloc
-        self.killed = asyncio.Event()
-        self.lost = False
-        self.abandoned = False
-        self.processes: dict[str, asyncio.subprocess.Process] = {}
-
-    def kill(self) -> None:
-        self.killed.set()
-
-    def lose(self) -> None:
-        """The node went down: processes die with it and nothing more is reported."""
-        self.lost = True
-        self._signal_all(signal.SIGKILL)
-        self.killed.set()
-
-    def abandon(self) -> None:
-        """The emulator stops: kill the processes, report nothing."""
-        self.abandoned = True
-        self._signal_all(signal.SIGKILL)
-        self.killed.set()
-
-    def _signal_all(self, sig: int) -> None:
-        for process in self.processes.values():
-            if process.returncode is None:
-                try:
-                    os.killpg(process.pid, sig)
-                except ProcessLookupError:
-                    pass
-
-    @property
-    def silent(self) -> bool:
-        return self.lost or self.abandoned or self.cluster._closing
-
-    def _update(self, mutate) -> None:
-        if self.silent:
-            return
-        with self.cluster.txn("AllocationUpdated") as t:
-            mutate(self.alloc)
-            t.put("allocs", self.alloc)
-
-    def _task_event(self, task: str, event: dict, **state: Any) -> None:
-        def mutate(alloc: dict) -> None:
-            task_state = alloc["TaskStates"][task]
-            task_state["Events"].append(event)
-            task_state.update(state)
-            if state.get("State") == "running" and alloc["ClientStatus"] == "pending":
-                alloc["ClientStatus"] = "running"
-                alloc["ClientDescription"] = "Tasks are running"
-        self._update(mutate)
-
-    async def run(self) -> None:
-        job, alloc = self.alloc["Job"], self.alloc
-        group = next(g for g in job["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
-
-        def received(a: dict) -> None:
-            a["TaskStates"] = {t["Name"]: {"State": "pending", "Failed": False, "Restarts": 0, "LastRestart": ZERO_TIME,
-                                           "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME, "TaskHandle": None,
-                                           "Events": [task_event("Received", "Task received by client")]}
-                               for t in group["Tasks"]}
-        self._update(received)
-        await asyncio.sleep(0)
-        results = await asyncio.gather(*(self._run_task(job, group, task) for task in group["Tasks"]),
-                                       return_exceptions=True)
-        if self.silent:
-            return
-        outcomes = [r if isinstance(r, str) else "failed" for r in results]
-        for r in results:
-            if isinstance(r, BaseException):
-                logger.error("emulator (test double): task runner crashed: %r", r)
-
-        def finish(a: dict) -> None:
-            if "failed" in outcomes and not self.killed.is_set():
-                a["ClientStatus"], a["ClientDescription"] = "failed", "Failed tasks"
-            else:
-                a["ClientStatus"], a["ClientDescription"] = "complete", "All tasks have completed"
-                if not self.killed.is_set():
-                    self.cluster.completed_runs[a["JobID"]] += 1
-        self._update(finish)
-        self.cluster.alloc_terminal(self.alloc)
-
-    def _environment(self, job: dict, group: dict, task: dict, task_dir: Path, alloc_dir: Path) -> dict[str, str]:
-        alloc = self.alloc
-        node = self.cluster.nodes.get(alloc["NodeID"], {})
-        env = {k: v for k, v in os.environ.items() if k not in ENV_DENYLIST}
-        nomad = {
-            "NOMAD_ALLOC_DIR": str(alloc_dir), "NOMAD_TASK_DIR": str(task_dir / "local"),
-            "NOMAD_SECRETS_DIR": str(task_dir / "secrets"), "NOMAD_ALLOC_ID": alloc["ID"],
-            "NOMAD_SHORT_ALLOC_ID": alloc["ID"][:8], "NOMAD_ALLOC_NAME": alloc["Name"],
-            "NOMAD_ALLOC_INDEX": str(Cluster._name_index(alloc)), "NOMAD_CPU_LIMIT": str(task["Resources"]["CPU"]),
-            "NOMAD_MEMORY_LIMIT": str(task["Resources"]["MemoryMB"]), "NOMAD_DC": node.get("Datacenter", ""),
-            "NOMAD_GROUP_NAME": group["Name"], "NOMAD_JOB_ID": job["ID"], "NOMAD_JOB_NAME": job["Name"],
-            "NOMAD_JOB_PARENT_ID": job.get("ParentID") or "", "NOMAD_NAMESPACE": job["Namespace"],
-            "NOMAD_REGION": job["Region"], "NOMAD_TASK_NAME": task["Name"],
-        }
-        meta = {**(job.get("Meta") or {}), **(group.get("Meta") or {}), **(task.get("Meta") or {})}
-        for k, v in meta.items():
-            nomad[f"NOMAD_META_{k}"] = str(v)
-            nomad[f"NOMAD_META_{k.upper()}"] = str(v)
-        env.update(nomad)
-        for k, v in (task.get("Env") or {}).items():
-            env[k] = self._interpolate(str(v), nomad, node, meta)
-        return env
-
-    @staticmethod
-    def _interpolate(text: str, nomad: dict, node: dict, meta: dict) -> str:
-        def one(match: re.Match) -> str:
-            name = match.group(1)
-            if name in nomad:
-                return nomad[name]
-            if name.startswith("meta.") and name[5:] in meta:
-                return str(meta[name[5:]])
-            if node and (name.startswith("node.") or name.startswith("attr.")):
-                value, found = node_target("${" + name + "}", node)
-                if found and value is not None:
-                    return value
-            return match.group(0)
-        return re.sub(r"\$\{([^}]+)\}", one, text)
-
-    def _command(self, task: dict, nomad: dict, node: dict, meta: dict) -> tuple[list[str] | None, str]:
-        config = task.get("Config") or {}
-        driver = task["Driver"]
-        command = config.get("command")
-        if driver == "docker" and not command:
-            return None, ("emulator (test double): there is no Docker here; image "
-                          f"{config.get('image')!r} cannot run (give config.command to run the task as a process)")
-        if driver not in ("raw_exec", "exec", "docker"):
-            return None, f"emulator (test double): driver {driver!r} is not emulated"
-        if not command:
-            return None, 'failed to parse config: "command" is required'
-        args = config.get("args") or []
-        if not isinstance(args, list):
-            return None, 'failed to parse config: "args" must be a list of strings'
-        return [self._interpolate(str(a), nomad, node, meta) for a in [command, *args]], ""
-
-    async def _run_task(self, job: dict, group: dict, task: dict) -> str:
-        name = task["Name"]
-        alloc_dir = self.cluster.work_dir / "allocs" / self.alloc["ID"] / "alloc"
-        task_dir = self.cluster.work_dir / "allocs" / self.alloc["ID"] / name
-        for directory in (alloc_dir / "logs", alloc_dir / "data", alloc_dir / "tmp", task_dir / "local",
-                          task_dir / "secrets", task_dir / "tmp"):
-            directory.mkdir(parents=True, exist_ok=True)
-        self._task_event(name, task_event("Task Setup", "Building Task Directory", Message="Building Task Directory"))
-        env = self._environment(job, group, task, task_dir, alloc_dir)
-        node = self.cluster.nodes.get(self.alloc["NodeID"], {})
-        meta = {**(job.get("Meta") or {}), **(group.get("Meta") or {}), **(task.get("Meta") or {})}
-        nomad = {k: v for k, v in env.items() if k.startswith("NOMAD_")}
-        if task.get("DispatchPayload") and job.get("Payload"):
-            target = task_dir / "local" / (task["DispatchPayload"].get("File") or "payload")
-            target.write_bytes(base64.b64decode(job["Payload"]))
-        policy = task["RestartPolicy"]
-        restarts = 0
-        while True:
-            if self.silent:
-                return "lost"
-            if self.killed.is_set():
-                self._task_event(name, task_event("Killed", "Task successfully killed"), State="dead",
-                                 FinishedAt=rfc3339(now_ns()))
-                return "killed"
-            argv, problem = self._command(task, nomad, node, meta)
-            process = None
-            if argv is not None:
-                try:
-                    with open(self.cluster.log_path(self.alloc["ID"], name, "stdout"), "ab") as out, \
-                            open(self.cluster.log_path(self.alloc["ID"], name, "stderr"), "ab") as err:
-                        process = await asyncio.create_subprocess_exec(
-                            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                            cwd=str(task_dir), start_new_session=True)
-                except OSError as error:
-                    problem = f"failed to launch command with executor: {error.strerror or error}: {argv[0]}"
-            if process is None:
-                self._task_event(name, task_event("Driver Failure", problem, DriverError=problem,
-                                                  Details={"driver_error": problem}))
-            else:
-                self.processes[name] = process
-                self._task_event(name, task_event("Started", "Task started by client"), State="running",
-                                 StartedAt=rfc3339(now_ns()))
-                outcome = await self._supervise(name, task, process)
-                if self.silent:
-                    return "lost"
-                if outcome != "exited":
-                    return outcome
-                code, sig = self._exit_result(process.returncode)
-                details = {"exit_code": str(code), "signal": str(sig), "oom_killed": "false"}
-                message = f"Exit Code: {code}" + (f", Signal: {sig}" if sig else "")
-                self._task_event(name, task_event("Terminated", message, ExitCode=code, Signal=sig, Details=details))
-                if code == 0 and job["Type"] == "batch":
-                    self._task_event(name, task_event("Not Restarting", "Task successfully finished",
-                                                      Details={"restart_reason": "Task successfully finished"}),
-                                     State="dead", Failed=False, FinishedAt=rfc3339(now_ns()))
-                    return "complete"
-            attempts = int(policy.get("Attempts") or 0)
-            if restarts < attempts:
-                delay_s = int(policy.get("Delay") or 0) / NS
-                reason = "Restart within policy"
-                wait = format_duration(int(delay_s * NS))
-                self._task_event(name, task_event("Restarting", f"Task restarting in {wait}",
-                                                  RestartReason=reason, StartDelay=int(delay_s * NS)),
-                                 State="pending", Restarts=restarts + 1, LastRestart=rfc3339(now_ns()))
-                try:
-                    await asyncio.wait_for(self.killed.wait(), delay_s)
-                except TimeoutError:
-                    pass
-                restarts += 1
-                continue
-            reason = (f"Exceeded allowed attempts {attempts} in interval "
-                      f"{format_duration(int(policy.get('Interval') or 0))} and mode is \"{policy.get('Mode')}\"")
-            self._task_event(name, task_event("Not Restarting", reason, FailsTask=True,
-                                              Details={"fails_task": "true", "restart_reason": reason}),
-                             State="dead", Failed=True, FinishedAt=rfc3339(now_ns()))
-            return "failed"
-
-    async def _supervise(self, name: str, task: dict, process: asyncio.subprocess.Process) -> str:
-        waiter = asyncio.ensure_future(process.wait())
-        killer = asyncio.ensure_future(self.killed.wait())
-        try:
-            await asyncio.wait({waiter, killer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            killer.cancel()
-        if waiter.done():
-            return "exited"
-        if self.silent:
-            self._signal_all(signal.SIGKILL)
-            await waiter
-            return "lost"
-        kill_timeout = int(task.get("KillTimeout") or 5 * NS) / NS
-        signame = task.get("KillSignal") or "SIGINT"
-        sig = getattr(signal, signame, signal.SIGINT)
-        grace = format_duration(int(kill_timeout * NS))
-        self._task_event(name, task_event("Killing", f"Sent interrupt. Waiting {grace} before force killing",
-                                          KillTimeout=int(kill_timeout * NS)))
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), kill_timeout)
-        except TimeoutError:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            await waiter
-        code, sig_number = self._exit_result(process.returncode)
-        message = f"Exit Code: {code}" + (f", Signal: {sig_number}" if sig_number else "")
-        self._task_event(name, task_event("Terminated", message, ExitCode=code, Signal=sig_number,
-                                          Details={"exit_code": str(code), "signal": str(sig_number)}))
-        self._task_event(name, task_event("Killed", "Task successfully killed"), State="dead", Failed=False,
-                         FinishedAt=rfc3339(now_ns()))
-        return "killed"
-
-    @staticmethod
-    def _exit_result(returncode: int | None) -> tuple[int, int]:
-        if returncode is None:
-            return 1, 0
-        if returncode < 0:
-            return 128 - returncode, -returncode  # Nomad's executor: 128 + signal
-        return returncode, 0

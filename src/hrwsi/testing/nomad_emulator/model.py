@@ -12,6 +12,8 @@ import fnmatch
 import re
 import time
 import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 NS = 1_000_000_000  # Nomad durations are integer nanoseconds
@@ -90,7 +92,7 @@ def canonicalize_job(raw: dict, namespace: str) -> dict:
     if not job.get("Datacenters"):
         job["Datacenters"] = ["*"]
     if not job.get("NodePool"):
-        job["NodePool"] = "default"
+        job["NodePool"] = "default"  # nomad/job_endpoint_hook_node_pool_ce.go (jobNodePoolMutatingHook)
     for key, value in (("Constraints", []), ("Affinities", None), ("Spreads", None), ("Meta", {}),
                        ("Periodic", None), ("ParameterizedJob", None), ("Payload", None), ("Dispatched", False),
                        ("DispatchIdempotencyToken", ""), ("ParentID", ""), ("Stop", False),
@@ -209,7 +211,7 @@ def _group_errors(group: dict, job: dict) -> list[str]:
         elif name in names:
             errors.append(f"Task {i} redefines '{name}' from task {i - 1}")
         names.add(name)
-        task_errors = _task_errors(task)
+        task_errors = _task_errors(task) + _log_config_errors(task, group["EphemeralDisk"])
         if task_errors:
             errors.append(f"Task {name} validation failed: {multierror(task_errors)}")
     return errors
@@ -232,6 +234,21 @@ def _task_errors(task: dict) -> list[str]:
         errors.append("KillTimeout must be a positive value")
     for constraint in task["Constraints"]:
         errors.extend(_constraint_errors(constraint))
+    return errors
+
+
+def _log_config_errors(task: dict, disk: dict) -> list[str]:
+    """LogConfig.Validate (nomad/structs/structs.go): log storage must be less than the group's disk."""
+    log = task.get("LogConfig") or {}
+    files, size = int(log.get("MaxFiles") or 0), int(log.get("MaxFileSizeMB") or 0)
+    errors = []
+    if files < 1:
+        errors.append(f"minimum number of files is 1; got {files}")
+    if size < 1:
+        errors.append(f"minimum file size is 1MB; got {size}")
+    if int(disk.get("SizeMB") or 0) <= files * size:
+        errors.append(f"log storage ({files * size} MB) must be less than requested disk capacity "
+                      f"({int(disk.get('SizeMB') or 0)} MB)")
     return errors
 
 
@@ -339,6 +356,7 @@ def datacenter_matches(patterns: list[str], datacenter: str) -> bool:
 
 
 def pool_matches(job_pool: str, node_pool: str) -> bool:
+    """A job sees only the nodes of its pool, or all of them for "all" (scheduler/util.go)."""
     return job_pool == "all" or job_pool == node_pool
 
 
@@ -351,3 +369,111 @@ def new_alloc_metric() -> dict:
 
 def bump(mapping: dict, key: str, by: int = 1) -> None:
     mapping[key] = mapping.get(key, 0) + by
+
+
+# -- shared by the scheduler and the clients ---------------------------------------------------
+ZERO_TIME = "0001-01-01T00:00:00Z"
+TERMINAL_CLIENT = ("complete", "failed", "lost")
+TERMINAL_EVAL = ("complete", "failed", "canceled")
+# What the exec driver's chroot holds unless the client says otherwise (client/config/config.go DefaultChrootEnv).
+DEFAULT_CHROOT_ENV = ("/bin", "/etc", "/lib", "/lib32", "/lib64", "/run/resolvconf", "/sbin", "/usr",
+                      "/run/systemd/resolve")
+
+
+def rfc3339(ns: int | None) -> str:
+    if not ns:
+        return ZERO_TIME
+    seconds, rest = divmod(ns, NS)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
+
+
+@dataclass
+class EmulatedNode:
+    """One emulated Nomad client node. CPU is in MHz, as Nomad counts it."""
+
+    name: str
+    cpu_mhz: int = 4000
+    memory_mb: int = 8192
+    disk_mb: int = 50_000
+    reserved_cpu_mhz: int = 0
+    reserved_memory_mb: int = 0
+    reserved_disk_mb: int = 0
+    node_pool: str = "default"
+    node_class: str = ""
+    datacenter: str = "dc1"
+    cpu_cores: int | None = None
+    drivers: tuple[str, ...] = ("raw_exec", "exec", "docker")
+    meta: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    # plugin "docker" { config { volumes { enabled = true } } }: host paths may be mounted (default false)
+    docker_volumes: bool = False
+    # client { chroot_env { ... } }: what the exec driver's chroot holds (default: DefaultChrootEnv)
+    chroot_env: tuple[str, ...] = DEFAULT_CHROOT_ENV
+    # client { host_volume "name" { path = "..." } }
+    host_volumes: dict[str, str] = field(default_factory=dict)
+
+
+def is_terminal_alloc(alloc: dict) -> bool:
+    return alloc["DesiredStatus"] in ("stop", "evict") or alloc["ClientStatus"] in TERMINAL_CLIENT
+
+
+def alloc_usage(alloc: dict) -> tuple[int, int, int]:
+    resources = alloc["AllocatedResources"]
+    cpu = sum(t["Cpu"]["CpuShares"] for t in resources["Tasks"].values())
+    memory = sum(t["Memory"]["MemoryMB"] for t in resources["Tasks"].values())
+    return cpu, memory, resources["Shared"]["DiskMB"]
+
+
+# TaskEvent fields Nomad marks deprecated, each with the Details key its setter fills as well
+# (nomad/structs/structs.go: "Deprecated, use Details[...] to access this"; e.g. SetExitCode).
+DEPRECATED_EVENT_FIELDS = {
+    "FailsTask": "fails_task", "RestartReason": "restart_reason", "SetupError": "setup_error",
+    "DriverError": "driver_error", "ExitCode": "exit_code", "Signal": "signal", "KillTimeout": "kill_timeout",
+    "KillError": "kill_error", "KillReason": "kill_reason", "StartDelay": "start_delay",
+    "DownloadError": "download_error", "ValidationError": "validation_error", "DiskLimit": "disk_limit",
+    "FailedSibling": "failed_sibling", "VaultError": "vault_renewal_error", "TaskSignalReason": "task_signal_reason",
+    "TaskSignal": "task_signal", "DriverMessage": "driver_message",
+}
+
+
+def task_event(type_: str, message: str = "", **extra: Any) -> dict:
+    """A TaskEvent as Nomad's setters build it: each deprecated field given also lands in Details."""
+    event = {"Type": type_, "Time": now_ns(), "DisplayMessage": message, "Details": {}, "Message": "",
+             "FailsTask": False, "RestartReason": "", "SetupError": "", "DriverError": "", "ExitCode": 0,
+             "Signal": 0, "KillTimeout": 0, "KillError": "", "KillReason": "", "StartDelay": 0,
+             "DownloadError": "", "ValidationError": "", "DiskLimit": 0, "FailedSibling": "", "VaultError": "",
+             "TaskSignalReason": "", "TaskSignal": "", "DriverMessage": "", "GenericSource": ""}
+    details = dict(extra.pop("Details", None) or {})
+    for name, value in extra.items():
+        key = DEPRECATED_EVENT_FIELDS.get(name)
+        if key is not None and key not in details and (value or name in ("ExitCode", "Signal")):
+            details[key] = "true" if value is True else str(value)
+    event.update(extra)
+    event["Details"] = details
+    return event
+
+
+def replace_on_disconnect(alloc: dict) -> bool:
+    """The group's Disconnect.Replace, true unless set false (nomad/structs/structs.go TaskGroup.Replace)."""
+    group = next((g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), {})
+    replace = (group.get("Disconnect") or {}).get("Replace")
+    return replace is None or bool(replace)
+
+
+def registration_warnings(job: dict) -> str:
+    """The Warnings of a registration (nomad/structs/structs.go Job.Warnings, TaskGroup.Warnings; nomad/
+    job_endpoint_hooks.go: memory_max without oversubscription), merged as helper/warning.go does."""
+    warnings = []
+    for group in job["TaskGroups"]:
+        if group.get("PreventRescheduleOnLost"):
+            inner = multierror(["PreventRescheduleOnLost is deprecated and ignored in favor of Disconnect.Replace"])
+            warnings.append(f'Group "{group["Name"]}" has warnings: {inner}')
+        for task in group["Tasks"]:
+            if int((task.get("Resources") or {}).get("MemoryMaxMB") or 0) > 0:
+                warnings.append(f'Memory oversubscription is not enabled; Task "{group["Name"]}.{task["Name"]}" '
+                                "memory_max value will be ignored. Update the Scheduler Configuration to allow "
+                                "oversubscription.")
+    if not warnings:
+        return ""
+    head = "1 warning:\n" if len(warnings) == 1 else f"{len(warnings)} warnings:\n"
+    return head + "".join(f"\n* {w.strip()}" for w in warnings)

@@ -15,13 +15,24 @@ import json
 import logging
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from hrwsi.testing.nomad_emulator.cluster import Cluster, EmulatedNode, is_terminal_alloc
+from hrwsi.testing.nomad_emulator.acl import AclPolicy, Need, allows, need_for
+from hrwsi.testing.nomad_emulator.cluster import Cluster, EmulatedNode
+from hrwsi.testing.nomad_emulator.event_stream import (
+    FRAMING_CHUNKED_GZIP,
+    FRAMING_RAW,
+    FRAMING_VERSIONS,
+    FRAMINGS,
+    serve_chunked,
+    serve_hijacked,
+    stream_lines,
+)
 from hrwsi.testing.nomad_emulator.model import UUID_RE, CodedError, parse_duration
 
 logger = logging.getLogger("hrwsi.testing.nomad_emulator")
@@ -29,7 +40,7 @@ logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 MAX_QUERY_TIME_S = 300.0
 DEFAULT_QUERY_TIME_S = 300.0
 TOO_MANY_CONNECTIONS = "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
-UNAUTHENTICATED = ("/v1/status/leader", "/v1/status/peers", "/v1/agent/health")
+STREAM_FAILURE = "emulator (test double): event broker failure"
 
 
 @dataclass
@@ -72,9 +83,20 @@ class NomadEmulator:
     def __init__(self, nodes: Iterable[EmulatedNode] | None = None, *, acl_token: str | None = None,
                  gc_interval: float = 300.0, job_gc_threshold: float = 4 * 3600.0,
                  work_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
-                 event_heartbeat: float = 30.0, event_buffer_size: int = 100):
+                 event_heartbeat: float = 30.0, event_buffer_size: int = 100,
+                 event_stream_framing: str = FRAMING_RAW, acl_policies: dict[str, AclPolicy] | None = None,
+                 forwarded: bool = False, workload_variable_paths: tuple[str, ...] = (),
+                 deprecated_event_fields: bool = True):
+        if event_stream_framing not in FRAMINGS:
+            raise ValueError(f"event_stream_framing {event_stream_framing!r}: one of {', '.join(FRAMINGS)}")
+        self.event_stream_framing = event_stream_framing
+        self.version = FRAMING_VERSIONS[event_stream_framing]
         self._nodes = list(nodes) if nodes is not None else [EmulatedNode("emulated-node-1")]
-        self.acl_token = acl_token
+        self.acl_token = acl_token  # the management token; ACL is off without one
+        self.acl_policies = dict(acl_policies or {})  # other tokens: secret -> policy
+        self.forwarded = forwarded  # answer as a client agent or a follower server does (RPC errors wrapped)
+        self.workload_variable_paths = workload_variable_paths  # a namespace-wide workload policy's Variables
+        self.deprecated_event_fields = deprecated_event_fields
         self.gc_interval = gc_interval
         self.job_gc_threshold = job_gc_threshold
         self.host = host
@@ -88,8 +110,9 @@ class NomadEmulator:
         self._faults: list[Fault] = []
         self._closing = asyncio.Event()
         self._stream_generation = 0
-        self.requests = 0
+        self._stream_failures = 0
         self.event_stream_connections = 0
+        self.requests: Counter[tuple[str, str]] = Counter()  # (method, path) -> how many
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> NomadEmulator:
@@ -97,7 +120,9 @@ class NomadEmulator:
             self.work_dir = Path(tempfile.mkdtemp(prefix="hrwsi-nomad-emulator-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.cluster = Cluster(self._nodes, work_dir=self.work_dir, job_gc_threshold_s=self.job_gc_threshold,
-                               gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size)
+                               gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size,
+                               acl_enabled=bool(self.acl_token), workload_variable_paths=self.workload_variable_paths,
+                               deprecated_event_fields=self.deprecated_event_fields, version=self.version)
         self.cluster.start()
         app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
         self._routes(app)
@@ -160,6 +185,11 @@ class NomadEmulator:
         """Handle the next `count` requests under `path_prefix` (and `method`) only after `delay_s`."""
         self._faults.append(Fault(count, 0, "", path_prefix, method.upper() if method else None, delay_s))
 
+    def fail_event_streams(self, count: int) -> None:
+        """The next `count` subscriptions fail inside Nomad (ACL, a disabled broker) the way the framing
+        shows it: an HTTP 500 up to 1.11.1, a 200 that ends without a line since 1.11.2."""
+        self._stream_failures += count
+
     def drop_event_streams(self) -> None:
         """End every open event stream, as a proxy or a leader change would (subscribers reconnect)."""
         self._stream_generation += 1
@@ -180,7 +210,7 @@ class NomadEmulator:
         return response
 
     async def _answer(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-        self.requests += 1
+        self.requests[(request.method, request.path)] += 1
         delay_s = 0.0
         for fault in self._faults:
             if fault.remaining > 0 and request.path.startswith(fault.path_prefix) and \
@@ -194,25 +224,61 @@ class NomadEmulator:
         if delay_s:
             await request.read()  # the request has arrived whole: it is carried out even if the client gives up
             await asyncio.sleep(delay_s)
-        if self.acl_token and request.path not in UNAUTHENTICATED:
-            token = request.headers.get("X-Nomad-Token", "")
-            auth = request.headers.get("Authorization", "")
-            if not token and auth.lower().startswith("bearer "):
-                token = auth[7:].strip()
-            if not token:
-                return web.Response(status=403, text="Permission denied", content_type="text/plain")
-            if not hmac.compare_digest(token.encode(), self.acl_token.encode()):
-                return web.Response(status=403, text="ACL token not found", content_type="text/plain")
+        refusal = self._acl_refusal(request)
+        if refusal is not None:
+            return web.Response(status=403, text=refusal, content_type="text/plain")
         try:
             return await handler(request)
         except CodedError as error:
-            return web.Response(status=error.status, text=error.message, content_type="text/plain")
+            message = error.message
+            if self.forwarded and error.status == 500:
+                # Through a client agent or a follower server the RPC's error comes back wrapped
+                # (helper/pool/pool.go ConnPool.RPC: fmt.Errorf("rpc error: %w", err)), still HTTP 500.
+                message = f"rpc error: {message}"
+            return web.Response(status=error.status, text=message, content_type="text/plain")
         except web.HTTPException as error:
             if error.status == 405:
                 return web.Response(status=405, text="Invalid method", content_type="text/plain")
             if error.status == 404:
                 return web.Response(status=404, text="Invalid URL", content_type="text/plain")
             raise
+
+    @staticmethod
+    def _token_of(request: web.Request) -> str:
+        token = request.headers.get("X-Nomad-Token", "")
+        auth = request.headers.get("Authorization", "")
+        if not token and auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        return token
+
+    def _acl_refusal(self, request: web.Request) -> str | None:
+        """Why ACL refuses the request (the 403 text), or None. The event stream checks its own (see there)."""
+        if not self.acl_token or request.path == "/v1/event/stream":
+            return None
+        need = need_for(request.method, request.path)
+        if need is None:
+            return None
+        token = self._token_of(request)
+        if not token:
+            return "Permission denied"
+        if hmac.compare_digest(token.encode(), self.acl_token.encode()):
+            return None  # the management token
+        policy = self.acl_policies.get(token)
+        if policy is None:
+            return "ACL token not found"
+        variable = request.path.removeprefix("/v1/var/") if request.path.startswith("/v1/var/") else ""
+        capability = {"GET": "read", "PUT": "write", "POST": "write", "DELETE": "destroy"}.get(request.method, "read")
+        if not allows(policy, need, self._namespace(request), variable, capability):
+            return "Permission denied"
+        return None
+
+    def _token_allows(self, request: web.Request) -> bool:
+        """The event stream's own check: Job, Allocation and Evaluation topics need read-job."""
+        token = self._token_of(request)
+        if token and hmac.compare_digest(token.encode(), (self.acl_token or "").encode()):
+            return True
+        policy = self.acl_policies.get(token)
+        return policy is not None and allows(policy, Need(any_of=("read-job",)), self._namespace(request))
 
     def _routes(self, app: web.Application) -> None:
         r = app.router
@@ -239,6 +305,7 @@ class NomadEmulator:
         r.add_route("GET", "/v1/event/stream", self.event_stream)
         r.add_route("GET", "/v1/client/fs/logs/{id}", self.alloc_logs)
         r.add_route("GET", "/v1/client/fs/cat/{id}", self.alloc_cat)
+        r.add_route("*", "/v1/var/{path:.+}", self.variable)
 
     async def _blocking(self, request: web.Request, compute: Callable[[], tuple[int, object]],
                         not_found: str | None = None) -> web.Response:
@@ -504,7 +571,7 @@ class NomadEmulator:
 
     async def agent_self(self, request: web.Request) -> web.Response:
         return _json({"config": {"Region": "global", "Datacenter": "dc1", "ACL": {"Enabled": bool(self.acl_token)},
-                                 "Version": {"Version": "1.8.0", "VersionMetadata": "emulated"}},
+                                 "Version": {"Version": self.version, "VersionMetadata": "emulated"}},
                       "member": {"Name": "nomad-emulator (test double)", "Tags": {"region": "global"}},
                       "stats": {}}, self.cluster.index)
 
@@ -542,8 +609,37 @@ class NomadEmulator:
             raise CodedError(404, "file does not exist")
         return web.Response(body=await asyncio.to_thread(path.read_bytes), content_type="text/plain")
 
+    # -- variables ---------------------------------------------------------------------------
+    async def variable(self, request: web.Request) -> web.Response:
+        """GET/PUT/DELETE /v1/var/:path (nomad/variables_endpoint.go; paths under nomad/ as structs/variables.go)."""
+        path, namespace, c = request.match_info["path"], self._namespace(request), self.cluster
+        key = (namespace, path)
+        if request.method == "GET":
+            if key not in c.variables:
+                raise CodedError(404, "variable not found")
+            return _json(c.variables[key], c.variables[key]["ModifyIndex"])
+        if request.method == "DELETE":
+            c.variables.pop(key, None)
+            return _json(None, c.index)
+        if request.method != "PUT":
+            raise CodedError(405, "Invalid method")
+        parts = path.split("/")
+        if parts[0] == "nomad" and (len(parts) == 1 or parts[1] not in ("jobs", "job-templates", "sentinel")):
+            raise CodedError(400, 'only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths '
+                                  'under the top-level "nomad" directory')
+        body = await self._body(request)
+        items = body.get("Items") or {}
+        if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
+            raise CodedError(400, "Items must be a map of strings")
+        c.index += 1
+        created = c.variables.get(key, {}).get("CreateIndex", c.index)
+        c.variables[key] = {"Namespace": namespace, "Path": path, "Items": dict(items), "CreateIndex": created,
+                            "ModifyIndex": c.index, "CreateTime": 0, "ModifyTime": 0}
+        return _json(c.variables[key], c.index)
+
     # -- event stream ------------------------------------------------------------------------
     async def event_stream(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/event/stream in the framing of the Nomad version emulated (see event_stream.py)."""
         namespace = self._namespace(request)
         topics: list[tuple[str, str]] = []
         for raw in request.query.getall("topic", []):
@@ -555,14 +651,15 @@ class NomadEmulator:
         try:
             start = int(request.query.get("index") or 0)
         except ValueError:
-            raise CodedError(400, "Invalid index") from None
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
-                                                           "X-Nomad-Index": str(max(self.cluster.index, 1))})
-        await response.prepare(request)
+            raise CodedError(400, "Unable to parse index") from None
         self.event_stream_connections += 1
+        failing = self._stream_failures > 0
+        self._stream_failures = max(0, self._stream_failures - 1)
+        denied = self.acl_token is not None and not self._token_allows(request)
+        if self.event_stream_framing == FRAMING_CHUNKED_GZIP and (failing or denied):
+            # <= 1.11.1: the RPC's error comes before the first line, so it is the answer's status.
+            raise CodedError(403, "Permission denied") if denied else CodedError(500, STREAM_FAILURE)
         generation = self._stream_generation
-        loop = asyncio.get_running_loop()
-        c = self.cluster
 
         def wanted(event: dict) -> bool:
             if namespace != "*" and event["Namespace"] not in ("", namespace):
@@ -570,30 +667,11 @@ class NomadEmulator:
             return any((t == "*" or t == event["Topic"]) and
                        (k == "*" or k == event["Key"] or k in event["FilterKeys"]) for t, k in topics)
 
-        last_sent = start - 1 if start else 0
-        try:
-            await response.write(b"{}\n")
-            next_heartbeat = loop.time() + self.event_heartbeat
-            while not self._closing.is_set() and generation == self._stream_generation:
-                for index, events in list(c.frames):
-                    if index <= last_sent:
-                        continue
-                    last_sent = index
-                    chosen = [e for e in events if wanted(e)]
-                    if chosen:
-                        await response.write(json.dumps({"Index": index, "Events": chosen}).encode() + b"\n")
-                remaining = next_heartbeat - loop.time()
-                if remaining <= 0:
-                    await response.write(b"{}\n")
-                    next_heartbeat = loop.time() + self.event_heartbeat
-                    continue
-                await c.wait_for_change(remaining)
-        except (ConnectionResetError, ConnectionError, RuntimeError):
-            return response  # the subscriber went away
-        return response
+        def still_open() -> bool:
+            return not self._closing.is_set() and generation == self._stream_generation
 
-
-def blocked_summary(cluster: Cluster) -> dict[str, int]:
-    """How many allocations run, how many evaluations are blocked (for logs and the demo)."""
-    return {"running": sum(1 for a in cluster.allocs.values() if not is_terminal_alloc(a)),
-            "blocked": sum(1 for e in cluster.evals.values() if e["Status"] == "blocked")}
+        lines = stream_lines(self.cluster, wanted, start, self.event_heartbeat, still_open)
+        if self.event_stream_framing == FRAMING_CHUNKED_GZIP:
+            return await serve_chunked(request, lines)
+        # >= 1.11.2: hijacked before the subscription, so an error is a 200 that ends without a line.
+        return await serve_hijacked(request, self.event_stream_framing, None if failing or denied else lines)

@@ -1,0 +1,270 @@
+"""What `make bench` measures, one system at a time (the driver alternates systems within a round).
+
+- service phase: in one fresh database, with the system's processes running: reaction latency over
+  single inserts, then a burst of `small` inputs in one statement, then a burst of `large`; after
+  each burst the system settles (no open work) and each process reports its peak RSS;
+- chain: `count` inputs through a -> b -> c, each step a real subprocess (local backend);
+- back-fill (hrwsi only): create and plan a time series, with and without sequential_per_tile;
+- aged latency (hrwsi only): the latency again on a database holding years of finished work.
+
+Every wait is bounded: a figure that cannot be measured is recorded as missing with the reason,
+and the bench goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import statistics
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from bench_sql import bench_query
+from children import Child, start_all, stop_all
+from hrwsi.database import drop_database
+from process_protocol import clock
+from systems import BACKFILL, CHAIN, HRWSI, SERVICE, hrwsi_configuration, prepare_hrwsi
+
+LATENCY_TIMEOUT_S = 10.0
+SETTLE_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Sizes:
+    samples: int = 300          # single inserts for the latency
+    warmup: int = 5             # inserts before them, not counted (every system: cold caches, first plans)
+    pause_s: float = 0.01       # between them: single inputs, not a burst
+    small: int = 10_000         # the burst
+    large: int = 100_000        # the big burst
+    chain: int = 10_000         # inputs through a -> b -> c
+    parallel: int = 16          # subprocesses at once in the chain, every system
+    backfill: int = 10_000      # time-series inputs over `tiles` tiles
+    tiles: int = 200
+    one_tile: int = 4_000       # time-series inputs on one tile
+    aged_tasks: int = 1_000_000  # finished tasks (and jobs, products) in the aged database; 4x history rows
+    burst_timeout_s: float = 900.0
+
+
+@dataclass
+class Workspace:
+    server_url: str
+    root: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def home(self, label: str) -> Path:
+        return self.root / "homes" / label
+
+
+@dataclass
+class Latency:
+    samples_ms: list[float] = field(default_factory=list)
+    missed: int = 0
+
+    def figures(self) -> dict:
+        if not self.samples_ms:
+            return {"samples": 0, "missed": self.missed}
+        ordered = sorted(self.samples_ms)
+        return {"samples": len(ordered), "missed": self.missed, "p50_ms": round(statistics.median(ordered), 3),
+                "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 3), "max_ms": round(ordered[-1], 3)}
+
+
+def database_name(system: str, scenario: str) -> str:
+    return f"bench_{system}_{scenario}_{uuid.uuid4().hex[:8]}"
+
+
+async def measure_latency(producer, child: Child, sizes: Sizes, prefix: str) -> Latency:
+    """One input committed -> its job reached the system, over single inserts with a small pause."""
+    latency = Latency()
+    await child.command("each")
+    for index in range(-sizes.warmup, sizes.samples):
+        key = f"{prefix}{index}"
+        reached = child.expect_key(key)
+        await producer.insert_one(key)
+        committed = clock()  # autocommit: the row is committed when the call returns
+        try:
+            at = await asyncio.wait_for(reached, LATENCY_TIMEOUT_S)
+        except TimeoutError:
+            latency.missed += index >= 0
+            continue
+        if index >= 0:
+            latency.samples_ms.append((at - committed) * 1000)
+        await asyncio.sleep(sizes.pause_s)
+    child.forget_keys()
+    return latency
+
+
+async def measure_burst(system, url: str, child: Child, count: int, prefix: str, timeout_s: float) -> dict:
+    """`count` inputs in one statement -> all reached the system.
+
+    The statement runs in a session of its own, as a bulk load would. (A session that first inserted
+    single rows into the near-empty input table keeps the sequential-scan plan PostgreSQL then chose
+    for the foreign-key check of hrwsi.input_backlog -> hrwsi.input, and its 100,000-row INSERT then
+    scans the input table once per row: minutes, quadratic. A hazard of that session, which the
+    driver should not add to the burst; hrwsi's services keep their own long-lived sessions.)"""
+    conn = await asyncpg.connect(url)
+    try:
+        reached = await child.expect_all(count)
+        started = clock()
+        await system.producer(conn).insert_burst(count, prefix)
+        inserted = clock()
+    finally:
+        await conn.close()
+    try:
+        at = await asyncio.wait_for(reached, timeout_s)
+    except TimeoutError:
+        return {"count": count, "insert_s": round(inserted - started, 3), "failed": f"not all within {timeout_s:.0f} s"}
+    return {"count": count, "seconds": round(at - started, 3), "insert_s": round(inserted - started, 3),
+            "per_s": round(count / (at - started), 1)}
+
+
+async def settle(producer, timeout_s: float = SETTLE_TIMEOUT_S) -> float:
+    """Wait until the system has no open work (outcomes recorded, queue empty); the seconds it took."""
+    started = clock()
+    while await producer.open_work():
+        if clock() - started > timeout_s:
+            raise TimeoutError(f"work still open after {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
+    return round(clock() - started, 2)
+
+
+async def memory_of(children: dict[str, Child]) -> dict[str, float]:
+    """Each process's peak RSS so far, MB."""
+    return {name: (await child.memory())[0] for name, child in children.items()}
+
+
+@contextlib.asynccontextmanager
+async def running(space: Workspace, url: str, roles: dict[str, str], label: str, drop: str | None = None,
+                  **options) -> AsyncIterator[tuple[asyncpg.Connection, dict[str, Child]]]:
+    """A connection of the driver and the system's processes, listening; on exit every process is
+    stopped, the scratch directory removed and the database `drop` (if given) dropped."""
+    home = space.home(label)
+    children: dict[str, Child] = {}
+    conn = await asyncpg.connect(url)
+    try:
+        children = await start_all(roles, url, home, space.logs, label, **options)
+        yield conn, children
+    finally:
+        await conn.close()
+        await stop_all(children)
+        if drop is not None:
+            await asyncio.to_thread(drop_database, space.server_url, drop)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def failure(error: Exception) -> str:
+    """A figure that could not be measured is recorded with why; the other systems and rounds go on."""
+    return f"{type(error).__name__}: {error}"
+
+
+async def service_phase(system, space: Workspace, sizes: Sizes, round_index: int) -> dict:
+    """Latency, then the small burst, then the large one, on one running instance of `system`."""
+    name = database_name(system.name, SERVICE)
+    result: dict = {}
+    try:
+        url = await system.prepare(space.server_url, name, SERVICE)
+        async with running(space, url, system.roles(SERVICE), f"r{round_index}-{system.name}-service", name,
+                           batch_size=system.batch_size) as (conn, children):
+            producer, reporter = system.producer(conn), children[system.reporter]
+            result["latency"] = (await measure_latency(producer, reporter, sizes,
+                                                       f"/latency/{round_index}/")).figures()
+            await settle(producer)
+            for size_name, count in (("small", sizes.small), ("large", sizes.large)):
+                result[size_name] = await measure_burst(system, url, reporter, count, f"/{size_name}/{round_index}/",
+                                                        sizes.burst_timeout_s)
+                result[size_name]["settle_s"] = await settle(producer)
+                result[size_name]["peak_rss_mb"] = await memory_of(children)
+    except Exception as error:
+        result["failed"] = failure(error)
+    return result
+
+
+async def chain_phase(system, space: Workspace, sizes: Sizes, round_index: int) -> dict:
+    """`sizes.chain` inputs through a -> b -> c, a real subprocess per step and input."""
+    name = database_name(system.name, CHAIN)
+    result: dict = {"count": sizes.chain, "parallel": sizes.parallel}
+    try:
+        url = await system.prepare(space.server_url, name, CHAIN)
+        async with running(space, url, system.roles(CHAIN), f"r{round_index}-{system.name}-chain", name,
+                           parallel=sizes.parallel, batch_size=system.batch_size) as (conn, children):
+            reached = await children[system.reporter].expect_all(sizes.chain)
+            started = clock()
+            await system.producer(conn).insert_chain(sizes.chain, f"/chain/{round_index}/")
+            try:
+                at = await asyncio.wait_for(reached, sizes.burst_timeout_s)
+                result.update(seconds=round(at - started, 3), per_s=round(3 * sizes.chain / (at - started), 1))
+            except TimeoutError:
+                result["failed"] = f"not done within {sizes.burst_timeout_s:.0f} s"
+            if system is HRWSI:
+                result["check"] = await check_hrwsi_chain(conn, sizes.chain)
+    except Exception as error:
+        result["failed"] = failure(error)
+    return result
+
+
+async def check_hrwsi_chain(conn: asyncpg.Connection, count: int) -> dict:
+    """Not timed: every step of every input processed once, no duplicate job."""
+    deadline = clock() + 60
+    while clock() < deadline:
+        states = {r["state"]: r["n"] for r in await conn.fetch(bench_query("hrwsi_tasks_by_state"))}
+        if states.get("processed", 0) >= 3 * count:
+            break
+        await asyncio.sleep(0.2)
+    return {"tasks_by_state": states, "duplicate_jobs": await conn.fetchval(bench_query("hrwsi_duplicate_jobs")),
+            "complete": states.get("processed", 0) == 3 * count}
+
+
+async def backfill_phase(space: Workspace, count: int, tiles: int, sequential: bool, round_index: int,
+                         timeout_s: float) -> dict:
+    """hrwsi only: `count` time-series inputs over `tiles` tiles in one INSERT -> all tasks created
+    and planned (orchestrator only), with or without sequential_per_tile."""
+    kind = "sequential" if sequential else "plain"
+    name = database_name("hrwsi", f"{BACKFILL}_{kind}")
+    result: dict = {"count": count, "tiles": tiles, "sequential_per_tile": sequential}
+    planned = {"tasks": 0}
+    all_planned: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def on_task(_conn, _pid, _channel, payload: str) -> None:
+        # The task triggers' payload: rows per new state; "planned" counts tasks the orchestrator planned.
+        planned["tasks"] += json.loads(payload).get("counts", {}).get("planned", 0)
+        if planned["tasks"] >= count and not all_planned.done():
+            all_planned.set_result(clock())
+
+    try:
+        url = await asyncio.to_thread(prepare_hrwsi, space.server_url, name,
+                                      hrwsi_configuration(BACKFILL, sequential))
+        async with running(space, url, HRWSI.roles(BACKFILL), f"r{round_index}-hrwsi-backfill-{tiles}-{kind}",
+                           name) as (conn, _children):
+            await conn.add_listener("hrwsi_task", on_task)
+            started = clock()
+            await conn.execute(bench_query("hrwsi_insert_series"), count, tiles, "series", f"/series/{round_index}/")
+            try:
+                at = await asyncio.wait_for(all_planned, timeout_s)
+                result["seconds"] = round(at - started, 3)
+            except TimeoutError:
+                result["failed"] = f"{planned['tasks']} of {count} planned after {timeout_s:.0f} s"
+    except Exception as error:
+        result["failed"] = failure(error)
+    return result
+
+
+async def aged_latency_phase(url: str, space: Workspace, sizes: Sizes, round_index: int) -> dict:
+    """hrwsi's latency on the aged database (built once by benchmarks/ageing.py; kept for the next round)."""
+    result: dict = {}
+    try:
+        async with running(space, url, HRWSI.roles(SERVICE), f"r{round_index}-hrwsi-aged") as (conn, children):
+            producer = HRWSI.producer(conn)
+            result["latency"] = (await measure_latency(producer, children[HRWSI.reporter], sizes,
+                                                       f"/aged-latency/{round_index}/")).figures()
+            await settle(producer)
+    except Exception as error:
+        result["failed"] = failure(error)
+    return result

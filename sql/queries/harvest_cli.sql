@@ -1,0 +1,18 @@
+-- Named queries of the harvest sources for synchronous callers: adding a landing-directory
+-- source, the `hrwsi sources` listing. Placeholders: psycopg (%(name)s).
+
+-- name: cli_upsert_landing_source
+-- Add or change a landing-directory source (scanned continuously); due at once.
+INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at)
+VALUES (%(name)s, 'landing_directory', %(product_type)s, %(config)s::jsonb, now())
+ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, product_type = EXCLUDED.product_type,
+    config = EXCLUDED.config, next_run_at = now(), active = true;
+
+-- name: cli_list_sources
+SELECT s.name, s.kind, s.product_type, s.config, s.frequency, s.frequency_interval, s.cron, s.mode,
+       s.backfill_from, s.backfill_to, s.backfill_cursor, s.last_run_at, s.next_run_at, s.last_error, s.active,
+       s.claimed_by, s.claimed_until,
+       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
+                                                WHERE f.source = s.name GROUP BY f.state) c) AS files
+FROM hrwsi.harvest_source s
+ORDER BY s.name;

@@ -1,0 +1,32 @@
+-- The migration runner's own queries (hrwsi.migrations): its lock and its bookkeeping table.
+-- Placeholders: psycopg (%(name)s).
+
+-- name: lock_migrations
+-- Serialises concurrent `hrwsi db init` calls across every hrwsi process (a session lock).
+SELECT pg_advisory_lock(%(key)s);
+
+-- name: unlock_migrations
+SELECT pg_advisory_unlock(%(key)s);
+
+-- name: create_migration_bookkeeping
+-- Created before anything else, outside schema.sql: which path an install takes depends on it.
+CREATE TABLE IF NOT EXISTS public.hrwsi_schema_migration (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migration_bookkeeping_exists
+SELECT to_regclass('public.hrwsi_schema_migration') IS NOT NULL;
+
+-- name: applied_migrations
+SELECT version, checksum FROM public.hrwsi_schema_migration;
+
+-- name: record_migration
+INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s);
+
+-- name: hrwsi_schema_relations
+-- Tables and other relations already in schema hrwsi: a database with some and no migration
+-- recorded was not installed by hrwsi, and is not installed over.
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'hrwsi';

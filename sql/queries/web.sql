@@ -1,0 +1,288 @@
+-- The web dashboard (`hrwsi web`, src/hrwsi/web/) and the metrics endpoints (asyncpg: $1, $2 ...).
+--
+-- Every query reads tasks through hrwsi.dashboard_task, whose `lane` column is defined in ONE place
+-- (migration 0007). Lists are pages of at most $n rows, newest first, with a keyset cursor
+-- ("ids below $x"), so a page costs the same on the first day and with 1,000,000 tasks. The
+-- optional filters are `($k::type IS NULL OR column = $k)`: the dashboard's pool plans every
+-- statement with its actual parameters (plan_cache_mode = force_custom_plan), so a filter left
+-- empty disappears from the plan and the indexes of 0007 are used.
+
+-- ============================================================================================
+-- overview
+-- ============================================================================================
+
+-- name: web_task_counts
+-- Tasks per routine, lane and state: the one read that grows with the history (a parallel scan,
+-- about 0.2 s per million tasks), run once per change for every viewer (web.data.OverviewCache).
+SELECT routine, lane, state, count(*)::bigint AS n
+FROM hrwsi.dashboard_task
+GROUP BY routine, lane, state;
+
+-- name: web_lanes
+SELECT name, priority, description FROM hrwsi.lane ORDER BY priority;
+
+-- name: web_latest_plan
+SELECT id, created_at, task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s
+FROM hrwsi.plan ORDER BY id DESC LIMIT 1;
+
+-- name: web_routines
+SELECT name, on_hold, hold_reason, consecutive_failures, hold_after_failures, max_attempts
+FROM hrwsi.processing_routine
+ORDER BY name;
+
+-- name: web_throughput
+-- Jobs that ended in the last $1 seconds per routine, lane and final state, with their mean run time.
+SELECT t.routine, t.lane, j.state, count(*)::bigint AS n,
+       avg(extract(epoch FROM j.finished_at - j.started_at))::float8 AS mean_run_s
+FROM hrwsi.job j
+JOIN hrwsi.dashboard_task t ON t.id = j.task_id
+WHERE j.finished_at > now() - make_interval(secs => $1)
+GROUP BY t.routine, t.lane, j.state;
+
+-- name: web_throughput_series
+-- Jobs that ended in the last $1 seconds, in buckets of $2 seconds (bucket 0 = the latest).
+SELECT floor(extract(epoch FROM now() - finished_at) / $2)::int AS bucket,
+       count(*) FILTER (WHERE state = 'processed')::bigint AS processed,
+       count(*) FILTER (WHERE state IN ('internal_error', 'external_error'))::bigint AS failed,
+       count(*) FILTER (WHERE state IN ('lost', 'cancelled'))::bigint AS other
+FROM hrwsi.job
+WHERE finished_at > now() - make_interval(secs => $1)
+GROUP BY 1;
+
+-- name: web_backlog
+-- Tasks waiting to start (pending or planned) per routine and lane, and the age of the oldest.
+SELECT routine, lane, count(*)::bigint AS waiting,
+       extract(epoch FROM now() - min(created_at))::float8 AS oldest_s
+FROM hrwsi.dashboard_task
+WHERE state IN ('pending', 'planned')
+GROUP BY routine, lane;
+
+-- name: web_alert_queue
+SELECT count(*)::bigint AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS oldest_s
+FROM hrwsi.alert WHERE sent_at IS NULL;
+
+-- name: web_unplannable
+-- Pending tasks the planner cannot place, with its reason (one example per routine and reason).
+SELECT DISTINCT ON (routine, state_reason) routine, state_reason, id
+FROM hrwsi.dashboard_task
+WHERE state = 'pending' AND state_reason IS NOT NULL AND state_reason NOT LIKE 'retried%'
+  AND state_reason NOT LIKE '%released%' AND state_reason NOT LIKE 'attempt %'
+ORDER BY routine, state_reason, id
+LIMIT $1;
+
+-- name: web_services
+SELECT id, kind, host, pid, started_at, heartbeat_at,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS age_s
+FROM hrwsi.service_instance
+ORDER BY kind, started_at;
+
+-- name: web_recent_failures
+-- The latest failed or lost attempts (job_finished_at_idx, newest first).
+SELECT j.task_id, t.routine, t.lane, j.attempt, j.state, j.exit_code, j.message, j.finished_at
+FROM hrwsi.job j JOIN hrwsi.dashboard_task t ON t.id = j.task_id
+WHERE j.finished_at IS NOT NULL AND j.state IN ('internal_error', 'external_error', 'lost')
+ORDER BY j.finished_at DESC, j.id DESC
+LIMIT $1;
+
+-- name: web_alerts
+-- Alerts, newest first, a page of $2 below id $1 (NULL: the newest).
+SELECT id, kind, subject, body, task_id, routine, created_at, sent_at, attempts, last_error
+FROM hrwsi.alert
+WHERE ($1::bigint IS NULL OR id < $1)
+ORDER BY id DESC
+LIMIT $2;
+
+-- name: web_timeliness_view
+-- The timeliness view (issue 12) when it exists; the dashboard's section is empty until then.
+SELECT to_regclass('hrwsi.timeliness') IS NOT NULL;
+
+-- name: web_timeliness
+SELECT * FROM hrwsi.timeliness LIMIT $1;
+
+-- ============================================================================================
+-- tasks
+-- ============================================================================================
+
+-- name: web_tasks
+-- A page of tasks, newest first, below id $7, filtered by state, routine, tile, worker, lane, a piece
+-- of the input's file name ($6, any case; the trigram index of 0007) or its whole path ($9).
+SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.attempts, t.failures,
+       t.planned_start, t.updated_at, i.tile, i.input_path
+FROM hrwsi.dashboard_task t
+JOIN hrwsi.input i ON i.id = t.input_id
+WHERE ($1::text IS NULL OR t.state = $1)
+  AND ($2::text IS NULL OR t.routine = $2)
+  AND ($3::text IS NULL OR i.tile = $3)
+  AND ($4::text IS NULL OR t.worker = $4)
+  AND ($5::text IS NULL OR t.lane = $5)
+  AND ($6::text IS NULL OR lower(substring(i.input_path FROM '[^/]*$'))
+                            LIKE '%' || replace(replace(replace(lower($6), '\', '\\'), '%', '\%'), '_', '\_') || '%')
+  AND ($7::bigint IS NULL OR t.id < $7)
+  AND ($9::text IS NULL OR i.input_path = $9)
+ORDER BY t.id DESC
+LIMIT $8;
+
+-- name: web_task
+SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_start, t.planned_end,
+       t.depends_on, t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.deadline_at,
+       r.max_attempts, r.on_hold AS routine_on_hold, r.expected_duration,
+       i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at,
+       i.published_at, i.source, i.product_id AS chained_from_product
+FROM hrwsi.dashboard_task t
+JOIN hrwsi.input i ON i.id = t.input_id
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+WHERE t.id = $1;
+
+-- name: web_task_events
+SELECT state, reason, attempts, worker, at FROM hrwsi.task_event WHERE task_id = $1 ORDER BY id;
+
+-- name: web_task_jobs
+SELECT id, attempt, backend, backend_job_id, worker, state, exit_code, message, owner, log_path, output_dir,
+       submitted_at, started_at, finished_at, cancel_requested
+FROM hrwsi.job WHERE task_id = $1 ORDER BY attempt;
+
+-- name: web_task_products
+SELECT id, path, product_type, size_bytes, created_at, chained_at
+FROM hrwsi.product WHERE task_id = $1 ORDER BY id
+LIMIT $2;
+
+-- name: web_lineage_up
+-- The tasks whose products this task's input came from, transitively, nearest first: through the
+-- product an input was chained from, and through the members of a multi-input group input.
+WITH RECURSIVE up (depth, task_id, via_product) AS (
+    SELECT 0, $1::bigint, NULL::text
+    UNION
+    SELECT up.depth + 1, parent.task_id, parent.path
+    FROM up
+    JOIN hrwsi.processing_task t ON t.id = up.task_id
+    CROSS JOIN LATERAL (
+        SELECT p.task_id, p.path FROM hrwsi.input i JOIN hrwsi.product p ON p.id = i.product_id
+        WHERE i.id = t.input_id AND p.task_id IS NOT NULL
+        UNION ALL
+        SELECT p.task_id, p.path FROM hrwsi.multi_input_member m JOIN hrwsi.product p ON p.path = m.member_path
+        WHERE m.input_id = t.input_id AND p.task_id IS NOT NULL
+    ) parent
+    WHERE up.depth < $2
+)
+SELECT up.depth, up.task_id, up.via_product, t.routine, t.state, i.tile, i.input_path
+FROM up JOIN hrwsi.processing_task t ON t.id = up.task_id JOIN hrwsi.input i ON i.id = t.input_id
+WHERE up.depth > 0
+LIMIT $3;
+
+-- name: web_lineage_down
+-- The tasks made from this task's products, transitively, nearest first.
+WITH RECURSIVE down (depth, task_id, via_product) AS (
+    SELECT 0, $1::bigint, NULL::text
+    UNION
+    SELECT down.depth + 1, child.task_id, child.path
+    FROM down
+    CROSS JOIN LATERAL (
+        SELECT c.id AS task_id, p.path FROM hrwsi.product p
+        JOIN hrwsi.input i ON i.product_id = p.id JOIN hrwsi.processing_task c ON c.input_id = i.id
+        WHERE p.task_id = down.task_id
+        UNION ALL
+        SELECT c.id, p.path FROM hrwsi.product p
+        JOIN hrwsi.multi_input_member m ON m.member_path = p.path JOIN hrwsi.processing_task c ON c.input_id = m.input_id
+        WHERE p.task_id = down.task_id
+    ) child
+    WHERE down.depth < $2
+)
+SELECT down.depth, down.task_id, down.via_product, t.routine, t.state, i.tile, i.input_path
+FROM down JOIN hrwsi.processing_task t ON t.id = down.task_id JOIN hrwsi.input i ON i.id = t.input_id
+WHERE down.depth > 0
+LIMIT $3;
+
+-- name: web_task_audit
+SELECT id, at, actor, via, action, succeeded, outcome FROM hrwsi.operator_action
+WHERE target = $1 ORDER BY id DESC LIMIT $2;
+
+-- ============================================================================================
+-- the current schedule (Gantt chart)
+-- ============================================================================================
+
+-- name: web_schedule
+-- What holds or will hold a worker: planned, dispatched, queued and running tasks, earliest first;
+-- a running task starts when its job started and lasts at least until now.
+SELECT t.id, t.routine, t.lane, t.state, t.worker,
+       coalesce(j.started_at, t.planned_start) AS start_at,
+       greatest(coalesce(j.started_at + r.expected_duration, t.planned_end),
+                CASE WHEN t.state <> 'planned' THEN now() END) AS end_at,
+       r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb
+FROM hrwsi.dashboard_task t
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.attempt = t.attempts AND t.state IN ('queued', 'running')
+WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS NOT NULL
+ORDER BY t.planned_start, t.id
+LIMIT $1;
+
+-- name: web_schedule_size
+SELECT count(*)::bigint FROM hrwsi.processing_task
+WHERE state IN ('planned', 'dispatched', 'queued', 'running') AND worker IS NOT NULL;
+
+-- name: web_workers
+SELECT w.name, w.flavour, w.active, f.cpu::float8 AS cpu, f.ram_mb, f.disk_mb
+FROM hrwsi.worker w JOIN hrwsi.flavour f ON f.name = w.flavour
+ORDER BY w.name;
+
+-- name: web_budget
+SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max FROM hrwsi.budget;
+
+-- ============================================================================================
+-- operator actions and their audit
+-- ============================================================================================
+
+-- name: web_retry_task
+SELECT hrwsi.retry_task($1::bigint);
+
+-- name: web_cancel_task
+SELECT hrwsi.cancel_task($1::bigint);
+
+-- name: web_hold_task
+SELECT hrwsi.hold_task($1::bigint);
+
+-- name: web_release_task
+SELECT hrwsi.release_task($1::bigint);
+
+-- name: web_hold_routine
+SELECT hrwsi.hold_routine($1::text, $2::text);
+
+-- name: web_release_routine
+SELECT hrwsi.release_routine($1::text);
+
+-- name: web_record_action
+INSERT INTO hrwsi.operator_action (actor, via, action, target, succeeded, outcome, client)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id;
+
+-- name: web_audit
+SELECT id, at, actor, via, action, target, succeeded, outcome, client
+FROM hrwsi.operator_action
+WHERE ($1::bigint IS NULL OR id < $1)
+ORDER BY id DESC
+LIMIT $2;
+
+-- ============================================================================================
+-- metrics (src/hrwsi/metrics.py)
+-- ============================================================================================
+
+-- name: metrics_active_jobs
+SELECT t.routine, t.lane, j.state, count(*)::bigint AS n
+FROM hrwsi.job j JOIN hrwsi.dashboard_task t ON t.id = j.task_id
+WHERE j.state IN ('submitted', 'queued', 'running')
+GROUP BY t.routine, t.lane, j.state;
+
+-- name: metrics_last_job_id
+SELECT coalesce(max(id), 0) FROM hrwsi.job;
+
+-- name: metrics_new_jobs
+-- Jobs created after id $2 (at most $3), and for the first attempts dispatched by the launchers
+-- $1: the time from their input's insert to the job's submission.
+SELECT j.id,
+       CASE WHEN j.attempt = 1 AND j.owner = ANY($1::text[])
+            THEN extract(epoch FROM j.submitted_at - i.created_at)::float8 END AS latency_s
+FROM hrwsi.job j
+JOIN hrwsi.processing_task t ON t.id = j.task_id
+JOIN hrwsi.input i ON i.id = t.input_id
+WHERE j.id > $2
+ORDER BY j.id
+LIMIT $3;

@@ -1,0 +1,1971 @@
+-- hrwsi: the current schema, as a fresh install creates it.
+--
+-- `hrwsi db init` runs this file on an empty database, in one transaction, and records every
+-- migration in sql/migrations/ as applied; a database that already has migrations gets only the
+-- pending ones. So every schema change is a new migration AND an edit of this file, in the same
+-- commit, and tests/integration/test_schema.py proves that a database built from this file
+-- equals one built from the migrations (docs/adr/0008-schema-sql-and-migrations.md).
+--
+-- Two rules that keep the two paths equal:
+-- - a column added by a migration goes at the END of its table here too, so that column order
+--   (SELECT *, INSERT without a column list) is the same whichever way a database was built;
+-- - a function body is copied character for character from its latest migration: PostgreSQL
+--   keeps the text, and the comparison reads it.
+--
+-- Constraint names are part of the user interface: PostgreSQL prints them in every refusal, so
+-- each one says what must be true ("input_tile_is_an_mgrs_code_like_32tpr"), not where it lives.
+--
+-- Run by `hrwsi db init`, which creates public.hrwsi_schema_migration first (granted below).
+--
+-- Contents, in order (each section only uses what comes before it):
+--   reference tables, inputs, plans, tasks and their state machine, jobs, products, history,
+--   services, alerts and the failure policy, harvest sources and landing files, multi-input
+--   rules, operator functions, notification triggers, timeliness and campaigns, roles and grants.
+
+CREATE SCHEMA IF NOT EXISTS hrwsi;
+
+-- =============================================================================================
+-- Reference tables: what can run, where, and under which rules.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.flavour (
+    name    text PRIMARY KEY CONSTRAINT flavour_name_is_not_empty CHECK (btrim(name) <> ''),
+    -- (NaN passes `cpu > 0` in PostgreSQL: NaN sorts above every number.)
+    cpu     numeric NOT NULL CONSTRAINT flavour_cpu_is_positive CHECK (cpu > 0)
+        CONSTRAINT flavour_cpu_is_a_number CHECK (cpu <> 'NaN'::numeric),
+    ram_mb  integer NOT NULL CONSTRAINT flavour_ram_mb_is_positive CHECK (ram_mb > 0),
+    disk_mb integer NOT NULL CONSTRAINT flavour_disk_mb_is_positive CHECK (disk_mb > 0)
+);
+
+CREATE TABLE hrwsi.worker (
+    name       text PRIMARY KEY CONSTRAINT worker_name_is_not_empty CHECK (btrim(name) <> ''),
+    flavour    text NOT NULL CONSTRAINT worker_flavour_must_exist REFERENCES hrwsi.flavour (name),
+    -- With Nomad, follows its node (ready and eligible); tasks planned on an inactive worker are planned again.
+    active     boolean NOT NULL DEFAULT true,
+    node_id    text,          -- the Nomad node ID when synced from Nomad
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX worker_flavour_idx ON hrwsi.worker (flavour);
+
+-- Budgets over everything running at one moment (one row; NULL means unlimited).
+CREATE TABLE hrwsi.budget (
+    id             boolean PRIMARY KEY DEFAULT true CONSTRAINT budget_has_a_single_row CHECK (id),
+    cpu_max        numeric CONSTRAINT budget_cpu_max_is_positive CHECK (cpu_max > 0)
+        CONSTRAINT budget_cpu_max_is_a_number CHECK (cpu_max <> 'NaN'::numeric),
+    ram_max_mb     bigint  CONSTRAINT budget_ram_max_mb_is_positive CHECK (ram_max_mb > 0),
+    storage_max_mb bigint  CONSTRAINT budget_storage_max_mb_is_positive CHECK (storage_max_mb > 0),
+    vm_max         integer CONSTRAINT budget_vm_max_is_positive CHECK (vm_max > 0)
+);
+INSERT INTO hrwsi.budget (id) VALUES (true);
+
+-- The installation: outputs and logs are placed under its id, so that a fresh database on the
+-- same HRWSI_HOME never reuses (nor registers as products) the files of an earlier one.
+CREATE TABLE hrwsi.installation (
+    id              boolean PRIMARY KEY DEFAULT true CONSTRAINT installation_has_a_single_row CHECK (id),
+    installation_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO hrwsi.installation DEFAULT VALUES;
+
+-- Lanes: near-real-time work is served before back-fill (ADR 0009).
+CREATE TABLE hrwsi.lane (
+    name          text PRIMARY KEY CONSTRAINT lane_name_is_a_plain_name CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
+    priority      smallint NOT NULL CONSTRAINT lane_priority_is_unique UNIQUE
+        CONSTRAINT lane_priority_is_not_negative CHECK (priority >= 0),
+    -- Ageing: a task of this lane waiting longer than this is served as urgently as lane 0.
+    promote_after interval CONSTRAINT lane_promote_after_is_positive CHECK (promote_after > interval '0'),
+    description   text NOT NULL
+);
+INSERT INTO hrwsi.lane (name, priority, promote_after, description) VALUES
+    ('nrt', 0, NULL, 'near-real-time: fresh scenes; served first, may take capacity back from archive work'),
+    ('archive', 1, interval '6 hours',
+     'back-fill and reprocessing: uses what near-real-time work leaves; served as nrt after waiting 6 hours');
+
+CREATE TABLE hrwsi.processing_routine (
+    name                 text PRIMARY KEY CONSTRAINT routine_name_is_not_empty CHECK (btrim(name) <> ''),
+    cpu                  numeric NOT NULL CONSTRAINT routine_cpu_is_positive CHECK (cpu > 0)
+        CONSTRAINT routine_cpu_is_a_number CHECK (cpu <> 'NaN'::numeric),
+    ram_mb               integer NOT NULL CONSTRAINT routine_ram_mb_is_positive CHECK (ram_mb > 0),
+    storage_mb           integer NOT NULL CONSTRAINT routine_storage_mb_is_positive CHECK (storage_mb > 0),
+    expected_duration    interval NOT NULL
+        CONSTRAINT routine_expected_duration_is_positive CHECK (expected_duration > interval '0')
+        CONSTRAINT routine_expected_duration_is_at_most_30_days CHECK (expected_duration <= interval '30 days'),
+    timeout              interval CONSTRAINT routine_timeout_is_positive CHECK (timeout > interval '0')
+        CONSTRAINT routine_timeout_is_at_most_30_days CHECK (timeout <= interval '30 days'),
+    image                text,
+    command              text[],
+    input_product_type   text NOT NULL CONSTRAINT routine_input_product_type_is_not_empty
+        CHECK (btrim(input_product_type) <> ''),
+    output_product_type  text NOT NULL CONSTRAINT routine_output_product_type_is_not_empty
+        CHECK (btrim(output_product_type) <> ''),
+    max_attempts         integer NOT NULL DEFAULT 3
+        CONSTRAINT routine_max_attempts_between_1_and_100 CHECK (max_attempts BETWEEN 1 AND 100),
+    flavour              text CONSTRAINT routine_flavour_must_exist REFERENCES hrwsi.flavour (name),
+    -- A time-series routine (MAJA-like) needs the previous task of the same tile processed first.
+    sequential_per_tile  boolean NOT NULL DEFAULT false,
+    env                  jsonb NOT NULL DEFAULT '{}'
+        CONSTRAINT routine_env_is_a_json_object CHECK (jsonb_typeof(env) = 'object'),
+    -- The failure policy (see "alerts and the failure policy"): a routine goes on hold after
+    -- hold_after_failures consecutive failed attempts; its waiting tasks are held with it.
+    on_hold              boolean NOT NULL DEFAULT false,
+    hold_reason          text,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    hold_after_failures  integer DEFAULT 5
+        CONSTRAINT routine_hold_after_failures_is_positive CHECK (hold_after_failures > 0),
+    CONSTRAINT routine_has_an_image_or_a_command
+        CHECK (image IS NOT NULL OR coalesce(cardinality(command), 0) > 0),
+    -- Routine names become directory names and Nomad job IDs: refuse what could escape a directory.
+    CONSTRAINT routine_name_is_a_plain_name_like_snow_cover
+        CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$' AND name !~ '\.\.')
+);
+
+CREATE TABLE hrwsi.processing_condition (
+    name               text PRIMARY KEY CONSTRAINT condition_name_is_not_empty CHECK (btrim(name) <> ''),
+    routine            text NOT NULL CONSTRAINT condition_routine_must_exist
+        REFERENCES hrwsi.processing_routine (name),
+    -- Freshness rules: an input older than these windows is refused by the harvester's sources.
+    publication_window interval CONSTRAINT condition_publication_window_is_positive
+        CHECK (publication_window > interval '0'),
+    measurement_window interval CONSTRAINT condition_measurement_window_is_positive
+        CHECK (measurement_window > interval '0'),
+    tiles              text[],   -- allow-list; NULL means every tile
+    active             boolean NOT NULL DEFAULT true,
+    lane               text NOT NULL DEFAULT 'nrt' CONSTRAINT condition_lane_must_exist REFERENCES hrwsi.lane (name),
+    -- "product due within `deadline` of sensing (or of publication)".
+    deadline           interval CONSTRAINT condition_deadline_is_positive CHECK (deadline > interval '0')
+        CONSTRAINT condition_deadline_is_at_most_366_days CHECK (deadline <= interval '366 days'),
+    deadline_from      text NOT NULL DEFAULT 'measurement'
+        CONSTRAINT condition_deadline_from_is_measurement_or_publication
+        CHECK (deadline_from IN ('measurement', 'publication')),
+    CONSTRAINT condition_windows_are_finite
+        CHECK (publication_window < interval '100 years' AND measurement_window < interval '100 years')
+);
+CREATE INDEX processing_condition_routine_idx ON hrwsi.processing_condition (routine);
+
+-- Reprocessing campaigns (ADR 0010): what a campaign reprocesses and with which version of the
+-- routine. Its tasks (processing_task.campaign_id) run in its lane without a deadline; the products
+-- they make chain downstream within it (input.campaign_id) unless chain is false.
+CREATE TABLE hrwsi.campaign (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          text CONSTRAINT campaign_name_is_not_empty CHECK (btrim(name) <> ''),
+    -- What it reprocesses: the inputs of this routine (of one condition of it when given) sensed in
+    -- [measured_from, measured_to), on these tiles (NULL: every tile), that were processed.
+    routine       text NOT NULL CONSTRAINT campaign_routine_must_exist REFERENCES hrwsi.processing_routine (name),
+    condition     text CONSTRAINT campaign_condition_must_exist REFERENCES hrwsi.processing_condition (name),
+    measured_from timestamptz NOT NULL,
+    measured_to   timestamptz NOT NULL,
+    tiles         text[],
+    -- The version of the routine it runs; NULL: the routine's own command and image.
+    command       text[] CONSTRAINT campaign_command_is_not_empty CHECK (cardinality(command) > 0),
+    image         text CONSTRAINT campaign_image_is_not_empty CHECK (btrim(image) <> ''),
+    lane          text NOT NULL DEFAULT 'archive' CONSTRAINT campaign_lane_must_exist REFERENCES hrwsi.lane (name),
+    -- Its products become inputs downstream (within the campaign); false: it stops at its routine.
+    chain         boolean NOT NULL DEFAULT true,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    created_by    text NOT NULL DEFAULT session_user,   -- who asked (not the definer of hrwsi.reprocess)
+    CONSTRAINT campaign_measured_from_is_before_measured_to CHECK (measured_from < measured_to)
+);
+
+-- =============================================================================================
+-- Inputs: one thing to process under one condition (plain SQL, a harvest source, or chaining).
+-- =============================================================================================
+
+CREATE TABLE hrwsi.input (
+    id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    processing_condition text NOT NULL CONSTRAINT input_processing_condition_must_exist
+        REFERENCES hrwsi.processing_condition (name),
+    -- Paths are absolute, without surrounding white space, control characters or '..' segments,
+    -- and short enough for the unique index that guards them (a btree entry holds ~2,700 bytes).
+    input_path           text NOT NULL CONSTRAINT input_path_is_not_empty CHECK (btrim(input_path) <> '')
+        CONSTRAINT input_path_is_at_most_2000_bytes CHECK (octet_length(input_path) <= 2000)
+        CONSTRAINT input_path_has_no_surrounding_white_space CHECK (btrim(input_path) = '' OR input_path = btrim(input_path))
+        CONSTRAINT input_path_has_no_control_characters CHECK (input_path !~ '[[:cntrl:]]')
+        CONSTRAINT input_path_has_no_dot_dot_segment CHECK (input_path !~ '(^|/)\.\.(/|$)'),
+    tile                 text CONSTRAINT input_tile_is_an_mgrs_code_like_32tpr CHECK (tile ~ '^[0-9]{2}[A-Z]{3}$'),
+    mission              text CONSTRAINT input_mission_is_not_empty CHECK (btrim(mission) <> ''),
+    measured_at          timestamptz,
+    published_at         timestamptz,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    source               text NOT NULL DEFAULT 'sql',   -- 'sql', 'chaining', or a harvester source name
+    product_id           bigint,                        -- the product this input was chained from
+    -- The same scene from two sources (a catalogue and a landing directory), or under two paths,
+    -- is one input per condition: the scene identifier is the product name without its extension.
+    scene_id             text CONSTRAINT input_scene_id_is_not_empty CHECK (btrim(scene_id) <> ''),
+    -- An input may name its lane (a back-fill source inserts into 'archive'); else its condition's.
+    lane                 text CONSTRAINT input_lane_must_exist REFERENCES hrwsi.lane (name),
+    -- A product a campaign made becomes an input of the campaign (chained), never of production.
+    campaign_id          bigint CONSTRAINT input_campaign_must_exist REFERENCES hrwsi.campaign (id),
+    CONSTRAINT input_measured_at_is_not_after_published_at CHECK (measured_at <= published_at),
+    CONSTRAINT input_measured_at_is_after_1950 CHECK (measured_at >= timestamptz '1950-01-01 00:00Z'),
+    CONSTRAINT input_published_at_is_after_1950 CHECK (published_at >= timestamptz '1950-01-01 00:00Z'),
+    CONSTRAINT input_path_is_absolute_or_a_multi_input_group
+        CHECK (btrim(input_path) = '' OR left(input_path, 1) = '/'
+               OR (source = 'multi_input' AND input_path LIKE 'multi_input/%')),
+    CONSTRAINT input_is_unique_per_condition_and_path UNIQUE (processing_condition, input_path)
+);
+CREATE INDEX input_product_id_idx ON hrwsi.input (product_id) WHERE product_id IS NOT NULL;
+CREATE UNIQUE INDEX input_scene_is_registered_once_per_condition
+    ON hrwsi.input (processing_condition, scene_id) WHERE scene_id IS NOT NULL;
+-- Finding the members of multi-input groups fast: inputs by condition and tile.
+CREATE INDEX input_condition_tile_measured_idx ON hrwsi.input (processing_condition, tile, measured_at);
+
+-- Dates in the future are a typo, not a scene: refuse them with the clock of the database.
+-- (A CHECK may not call now(); a trigger may.)
+CREATE FUNCTION hrwsi.refuse_future_input_dates() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF NEW.published_at > now() + interval '1 hour' THEN
+        RAISE EXCEPTION 'input % is published in the future (published_at %)', NEW.input_path, NEW.published_at
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'input_published_at_is_not_in_the_future',
+                  HINT = 'published_at and measured_at are timestamptz; give a time zone, e.g. 2024-05-01T10:00Z';
+    END IF;
+    IF NEW.measured_at > now() + interval '1 hour' THEN
+        RAISE EXCEPTION 'input % is measured in the future (measured_at %)', NEW.input_path, NEW.measured_at
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'input_measured_at_is_not_in_the_future',
+                  HINT = 'published_at and measured_at are timestamptz; give a time zone, e.g. 2024-05-01T10:00Z';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER input_refuse_future_dates BEFORE INSERT OR UPDATE OF published_at, measured_at ON hrwsi.input
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_future_input_dates();
+
+
+-- =============================================================================================
+-- Plans: each stored plan, with the figures that say how good it is. Tasks point at the plan
+-- that placed them.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.plan (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    task_count    integer NOT NULL,
+    makespan_s    double precision NOT NULL,
+    lower_bound_s double precision NOT NULL,
+    vms           integer NOT NULL,
+    vm_hours      double precision NOT NULL,
+    planning_s    double precision NOT NULL,
+    figures       jsonb NOT NULL DEFAULT '{}'
+);
+
+-- =============================================================================================
+-- Tasks and their state machine: the states and the transitions the database allows (see
+-- docs/architecture.md for the drawing). Any other transition is refused with a hint.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.task_state (
+    name        text PRIMARY KEY,
+    is_final    boolean NOT NULL,
+    description text NOT NULL
+);
+INSERT INTO hrwsi.task_state VALUES
+    ('pending',    false, 'created; waiting for the orchestrator to plan it'),
+    ('planned',    false, 'has a worker and a planned start; waiting for its dependency and free capacity'),
+    ('dispatched', false, 'an attempt was handed to the backend'),
+    ('queued',     false, 'the backend accepted the attempt but has no room for it yet'),
+    ('running',    false, 'the attempt runs'),
+    ('processed',  true,  'done; its products are registered'),
+    ('on_hold',    false, 'held by an operator or by the failure policy; not planned until released'),
+    ('terminated', true,  'failed too many times; never retried automatically'),
+    ('cancelled',  true,  'cancelled by an operator'),
+    ('blocked', false, 'its dependency ended terminated or cancelled; waits for an operator: retry the '
+                       'dependency, or release this task to run it without it');
+
+CREATE TABLE hrwsi.task_transition (
+    from_state text NOT NULL REFERENCES hrwsi.task_state (name),
+    to_state   text NOT NULL REFERENCES hrwsi.task_state (name),
+    PRIMARY KEY (from_state, to_state)
+);
+INSERT INTO hrwsi.task_transition VALUES
+    ('pending', 'planned'), ('pending', 'on_hold'), ('pending', 'cancelled'),
+    ('planned', 'pending'), ('planned', 'dispatched'), ('planned', 'on_hold'),
+    ('planned', 'cancelled'),
+    ('dispatched', 'queued'), ('dispatched', 'running'), ('dispatched', 'processed'),
+    ('dispatched', 'pending'), ('dispatched', 'terminated'), ('dispatched', 'cancelled'),
+    ('queued', 'running'), ('queued', 'processed'), ('queued', 'pending'), ('queued', 'terminated'),
+    ('queued', 'cancelled'),
+    ('running', 'processed'), ('running', 'pending'), ('running', 'terminated'), ('running', 'cancelled'),
+    ('running', 'queued'),
+    ('on_hold', 'pending'), ('on_hold', 'cancelled'),
+    ('terminated', 'pending'),   -- an operator's retry
+    ('cancelled', 'pending'),    -- an operator's retry
+    ('pending', 'blocked'), ('planned', 'blocked'), ('blocked', 'pending'), ('blocked', 'cancelled'),
+    ('on_hold', 'blocked'),
+    -- The fast path: a pending task whose dependency is over starts at once where capacity is free.
+    ('pending', 'dispatched');
+
+CREATE TABLE hrwsi.processing_task (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    input_id       bigint NOT NULL CONSTRAINT task_input_must_exist REFERENCES hrwsi.input (id),
+    routine        text NOT NULL CONSTRAINT task_routine_must_exist REFERENCES hrwsi.processing_routine (name),
+    worker         text CONSTRAINT task_worker_must_exist REFERENCES hrwsi.worker (name),
+    planned_start  timestamptz,
+    planned_end    timestamptz,
+    depends_on     bigint CONSTRAINT task_dependency_must_exist REFERENCES hrwsi.processing_task (id),
+    state          text NOT NULL DEFAULT 'pending' CONSTRAINT task_state_must_exist REFERENCES hrwsi.task_state (name),
+    state_reason   text,          -- why it is in this state (e.g. why no plan is possible)
+    attempts       integer NOT NULL DEFAULT 0 CONSTRAINT task_attempts_is_not_negative CHECK (attempts >= 0),
+    failures       integer NOT NULL DEFAULT 0 CONSTRAINT task_failures_is_not_negative CHECK (failures >= 0),
+    not_before     timestamptz,   -- retry backoff: not planned to start before this
+    plan_id        bigint REFERENCES hrwsi.plan (id),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    lane           text NOT NULL DEFAULT 'nrt' CONSTRAINT task_lane_must_exist REFERENCES hrwsi.lane (name),
+    -- The lane's priority when the task was created (0 most urgent), raised to 0 by ageing. Kept
+    -- on the task so that dispatch walks an index in serving order instead of sorting every task.
+    priority       smallint NOT NULL DEFAULT 0,
+    deadline_at    timestamptz,
+    -- Time-series routines (sequential_per_tile): the series a task belongs to, and its place in it.
+    series_tile    text,
+    series_at      timestamptz,
+    -- Attempts lost to infrastructure (a vanished launcher, node or allocation): retried without limit,
+    -- with backoff, alerted when they repeat; they never count as failures of the routine.
+    lost_count     integer NOT NULL DEFAULT 0 CONSTRAINT task_lost_count_is_not_negative CHECK (lost_count >= 0),
+    -- An operator released a task whose dependency did not end processed: it runs without it.
+    dependency_waived boolean NOT NULL DEFAULT false,
+    -- A reprocessing campaign's task (NULL: production's).
+    campaign_id    bigint CONSTRAINT task_campaign_must_exist REFERENCES hrwsi.campaign (id),
+    -- One task per input for production, and one more per campaign that reprocesses it.
+    CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
+    CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
+    CONSTRAINT task_planned_has_a_worker_and_start
+        CHECK (state NOT IN ('planned', 'dispatched', 'queued', 'running') OR (worker IS NOT NULL AND planned_start IS NOT NULL))
+);
+CREATE INDEX processing_task_open_state_idx ON hrwsi.processing_task (state)
+    WHERE state NOT IN ('processed', 'terminated', 'cancelled');
+CREATE INDEX processing_task_depends_on_idx ON hrwsi.processing_task (depends_on) WHERE depends_on IS NOT NULL;
+CREATE INDEX processing_task_routine_idx ON hrwsi.processing_task (routine);
+CREATE INDEX processing_task_worker_idx ON hrwsi.processing_task (worker);
+CREATE INDEX processing_task_planned_order_idx ON hrwsi.processing_task
+    (priority, deadline_at NULLS LAST, planned_start, id) WHERE state = 'planned';
+CREATE INDEX processing_task_pending_order_idx ON hrwsi.processing_task
+    (priority, deadline_at NULLS LAST, id) WHERE state = 'pending';
+CREATE INDEX processing_task_series_idx ON hrwsi.processing_task (routine, series_tile, series_at, id)
+    WHERE series_tile IS NOT NULL;
+CREATE INDEX processing_task_deadline_idx ON hrwsi.processing_task (deadline_at)
+    WHERE deadline_at IS NOT NULL AND state NOT IN ('processed', 'terminated', 'cancelled');
+CREATE INDEX processing_task_campaign_idx ON hrwsi.processing_task (campaign_id) WHERE campaign_id IS NOT NULL;
+
+CREATE FUNCTION hrwsi.enforce_task_transition() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF NEW.state IS DISTINCT FROM OLD.state THEN
+        IF NOT EXISTS (SELECT 1 FROM hrwsi.task_transition
+                       WHERE from_state = OLD.state AND to_state = NEW.state) THEN
+            RAISE EXCEPTION 'task %: the transition % -> % is not allowed', OLD.id, OLD.state, NEW.state
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'task_transition_is_allowed',
+                      HINT = (SELECT 'from ' || OLD.state || ' a task may go to: '
+                                     || coalesce(string_agg(to_state, ', ' ORDER BY to_state), 'nothing (final)')
+                              FROM hrwsi.task_transition WHERE from_state = OLD.state);
+        END IF;
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER processing_task_enforce_transition BEFORE UPDATE ON hrwsi.processing_task
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.enforce_task_transition();
+
+-- =============================================================================================
+-- Jobs: one row per attempt of a task. A job in a final state never changes.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.job_state (
+    name        text PRIMARY KEY,
+    is_final    boolean NOT NULL,
+    description text NOT NULL
+);
+INSERT INTO hrwsi.job_state VALUES
+    ('submitted',      false, 'recorded and being handed to the backend'),
+    ('queued',         false, 'the backend has no room for it yet (reason in message)'),
+    ('running',        false, 'running'),
+    ('processed',      true,  'ended with exit code 0'),
+    ('internal_error', true,  'the routine or the backend failed (HR-WSI code 110)'),
+    ('external_error', true,  'the input or an external service was at fault (HR-WSI code 210)'),
+    ('lost',           true,  'its worker, allocation or launcher vanished before it ended'),
+    ('cancelled',      true,  'stopped by an operator');
+
+-- From each open state to every other state.
+CREATE TABLE hrwsi.job_transition (
+    from_state text NOT NULL REFERENCES hrwsi.job_state (name),
+    to_state   text NOT NULL REFERENCES hrwsi.job_state (name),
+    PRIMARY KEY (from_state, to_state)
+);
+INSERT INTO hrwsi.job_transition
+SELECT f, t FROM unnest(ARRAY['submitted', 'queued', 'running']) f,
+                 unnest(ARRAY['queued', 'running', 'processed', 'internal_error', 'external_error', 'lost', 'cancelled']) t
+WHERE f <> t;
+
+CREATE TABLE hrwsi.job (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id          bigint NOT NULL CONSTRAINT job_task_must_exist REFERENCES hrwsi.processing_task (id),
+    attempt          integer NOT NULL CONSTRAINT job_attempt_is_positive CHECK (attempt >= 1),
+    backend          text NOT NULL,
+    backend_job_id   text NOT NULL,   -- deterministic: hrwsi-<routine>-<task>-<attempt>
+    worker           text,
+    state            text NOT NULL DEFAULT 'submitted' CONSTRAINT job_state_must_exist REFERENCES hrwsi.job_state (name),
+    exit_code        integer,
+    message          text,
+    owner            text,            -- the launcher instance following it
+    log_path         text,
+    output_dir       text,
+    submitted_at     timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- A job that is cancelled by an operator while it runs: the launcher stops it in the backend.
+    cancel_requested boolean NOT NULL DEFAULT false,
+    -- What went wrong around an attempt that is not the routine's fault (a lost attempt).
+    fault            text CONSTRAINT job_fault_is_known CHECK (fault IN (
+        'launcher_gone',       -- its launcher stopped or lost its lease before the job ended
+        'worker_gone',         -- its worker (Nomad node) went away or became inactive
+        'backend_lost_track',  -- the backend no longer knows the job (state loss, garbage collected early)
+        'stopped_by_hrwsi'     -- hrwsi stopped it (shutdown, a stranded job) without an operator asking
+    )),
+    routine_version  text,            -- the command or image the attempt ran (reprocessing keeps them apart)
+    CONSTRAINT job_is_unique_per_task_attempt UNIQUE (task_id, attempt),
+    CONSTRAINT job_backend_job_id_is_unique UNIQUE (backend, backend_job_id)
+);
+CREATE INDEX job_active_idx ON hrwsi.job (state) WHERE state IN ('submitted', 'queued', 'running');
+
+CREATE FUNCTION hrwsi.enforce_job_transition() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF NEW.state IS DISTINCT FROM OLD.state AND NOT EXISTS (
+        SELECT 1 FROM hrwsi.job_transition WHERE from_state = OLD.state AND to_state = NEW.state) THEN
+        RAISE EXCEPTION 'job % (task %): the transition % -> % is not allowed', OLD.id, OLD.task_id, OLD.state, NEW.state
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'job_transition_is_allowed',
+                  HINT = 'a job in a final state (processed, internal_error, external_error, lost, cancelled) never changes; retry the task instead';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER job_enforce_transition BEFORE UPDATE ON hrwsi.job
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.enforce_job_transition();
+
+-- =============================================================================================
+-- Products: the files a task wrote. The harvester chains them into inputs (chained_at).
+-- =============================================================================================
+
+CREATE TABLE hrwsi.product (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id      bigint CONSTRAINT product_task_must_exist REFERENCES hrwsi.processing_task (id),
+    path         text NOT NULL CONSTRAINT product_path_is_not_empty CHECK (btrim(path) <> '')
+        CONSTRAINT product_path_is_at_most_2000_bytes CHECK (octet_length(path) <= 2000)
+        CONSTRAINT product_path_is_absolute_without_control_characters
+        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]]' AND path !~ '(^|/)\.\.(/|$)'),
+    product_type text NOT NULL CONSTRAINT product_type_is_not_empty CHECK (btrim(product_type) <> ''),
+    size_bytes   bigint,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    chained_at   timestamptz,   -- when the harvester turned it into inputs (NULL: not yet)
+    CONSTRAINT product_path_is_unique UNIQUE (path)
+);
+CREATE INDEX product_task_idx ON hrwsi.product (task_id);
+CREATE INDEX product_not_chained_idx ON hrwsi.product (id) WHERE chained_at IS NULL;
+-- Finding the members of multi-input groups fast: products by type.
+CREATE INDEX product_type_idx ON hrwsi.product (product_type);
+
+-- =============================================================================================
+-- History: one row per task state change, written by trigger, append-only.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.task_event (
+    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id  bigint NOT NULL REFERENCES hrwsi.processing_task (id),
+    state    text NOT NULL,
+    reason   text,
+    attempts integer NOT NULL,
+    worker   text,
+    at       timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX task_event_task_idx ON hrwsi.task_event (task_id, id);
+
+CREATE FUNCTION hrwsi.refuse_history_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'hrwsi.task_event is append-only: its rows are the status history'
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE TRIGGER task_event_is_append_only BEFORE UPDATE OR DELETE ON hrwsi.task_event
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_history_change();
+
+-- TRUNCATE: the history and the inputs are never emptied in one blow (retention deletes old
+-- finished rows in batches and keeps every product's lineage).
+CREATE FUNCTION hrwsi.refuse_truncate() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    RAISE EXCEPTION 'TRUNCATE of hrwsi.% is refused: it would lose the history and the lineage of products',
+        TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'old finished rows are removed by retention (hrwsi prune), which keeps every kept product''s lineage';
+END $$;
+CREATE TRIGGER task_event_refuses_truncate BEFORE TRUNCATE ON hrwsi.task_event
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER input_refuses_truncate BEFORE TRUNCATE ON hrwsi.input
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER processing_task_refuses_truncate BEFORE TRUNCATE ON hrwsi.processing_task
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER job_refuses_truncate BEFORE TRUNCATE ON hrwsi.job
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+CREATE TRIGGER product_refuses_truncate BEFORE TRUNCATE ON hrwsi.product
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
+
+-- One trigger per statement, joining the transition tables. PL/pgSQL prepares a parameterless
+-- query once per session and keeps that plan; planned for a statement of a few rows, the join is
+-- a nested loop, and the same plan then compared every pair of rows of a 10,000-row UPDATE (100
+-- million comparisons: 8 s to store one plan's assignments). This trigger joins nothing but the
+-- transition tables: without nested loops that join is a hash join at any size, and its cached
+-- plan stays cheap for one row. SECURITY DEFINER: whoever changes a task writes its history.
+CREATE FUNCTION hrwsi.record_task_events() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT id, state, state_reason, attempts, worker FROM new_rows;
+    ELSE
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT n.id, n.state, n.state_reason, n.attempts, n.worker
+        FROM new_rows n JOIN old_rows o USING (id)
+        WHERE n.state IS DISTINCT FROM o.state OR n.worker IS DISTINCT FROM o.worker;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER processing_task_history_insert AFTER INSERT ON hrwsi.processing_task
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.record_task_events();
+CREATE TRIGGER processing_task_history_update AFTER UPDATE ON hrwsi.processing_task
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.record_task_events();
+
+-- =============================================================================================
+-- Services: live service instances, the lease that tells whose jobs are orphans after a crash.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.service_instance (
+    id           text PRIMARY KEY,
+    kind         text NOT NULL,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- =============================================================================================
+-- Alerts and the failure policy, kept by triggers so that every writer obeys them. The alerts
+-- are an outbox (task terminated, routine on hold), sent by the orchestrator's alert side task.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.alert (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind       text NOT NULL,
+    subject    text NOT NULL,
+    body       text NOT NULL,
+    task_id    bigint REFERENCES hrwsi.processing_task (id),
+    routine    text REFERENCES hrwsi.processing_routine (name),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    sent_at    timestamptz,
+    attempts   integer NOT NULL DEFAULT 0,
+    last_error text,
+    CONSTRAINT alert_kind_is_known CHECK (kind IN (
+        'task_terminated', 'routine_on_hold', 'task_lost_repeatedly', 'task_blocked', 'deadline_at_risk',
+        'deadline_missed'))
+);
+CREATE INDEX alert_unsent_idx ON hrwsi.alert (id) WHERE sent_at IS NULL;
+-- Deadline alerts, each kind once per task.
+CREATE UNIQUE INDEX alert_deadline_is_raised_once_per_task ON hrwsi.alert (task_id, kind)
+    WHERE kind IN ('deadline_at_risk', 'deadline_missed');
+
+-- Called by the orchestrator's side task `raise_deadline_alerts`: `deadline_at_risk` when the
+-- plan already ends a task after its deadline (before it is late), `deadline_missed` when an open
+-- task is past its deadline. A terminated task has its own alert; a cancelled one was an
+-- operator's decision. The NOT EXISTS keeps a repeated check from trying again (each try would
+-- take an identity value); the ON CONFLICT settles two orchestrators checking at once.
+CREATE FUNCTION hrwsi.raise_deadline_alerts() RETURNS TABLE (at_risk integer, missed integer)
+LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
+    WITH missed AS (
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'deadline_missed', format('hrwsi: task %s (%s) missed its deadline', t.id, t.routine),
+               format('Task %s (routine %s, lane %s, tile %s, input %s) was due at %s and is still %s%s. '
+                      '`hrwsi task show %s` tells why; `hrwsi timeliness` shows how late products are.',
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, t.deadline_at, t.state,
+                      coalesce(' (' || t.state_reason || ')', ''), t.id),
+               t.id, t.routine
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.deadline_at <= now() AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+          AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_missed')
+        ORDER BY t.deadline_at, t.id
+        ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
+        RETURNING id
+    ), at_risk AS (
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
+               format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
+                      '(%s late); it is %s. Add capacity, or hold less urgent work.',
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, t.deadline_at, t.planned_end,
+                      date_trunc('second', t.planned_end - t.deadline_at), t.state),
+               t.id, t.routine
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at
+          AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+          AND t.state IN ('planned', 'dispatched', 'queued', 'running')
+          AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_at_risk')
+        ORDER BY t.deadline_at, t.id
+        ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM at_risk)::integer, (SELECT count(*) FROM missed)::integer
+$$;
+
+-- The failure policy and the terminated-task alert join the transition tables and a base table by
+-- its key, where a nested loop over an index is right. So they run their query through EXECUTE,
+-- planned each time with the transition tables' real sizes, and only when a row of interest is in
+-- the statement (a cheap check first), so the common one-row progress UPDATE pays nothing. The
+-- query texts are constants: nothing is formatted into SQL.
+CREATE FUNCTION hrwsi.apply_failure_policy() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- After job outcomes: count consecutive failures per routine; hold a routine that reached its limit.
+DECLARE
+    r record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state IN ('processed', 'internal_error', 'external_error')) THEN
+        RETURN NULL;
+    END IF;
+    FOR r IN EXECUTE $q$
+        SELECT t.routine,
+               bool_or(n.state = 'processed') AS any_success,
+               count(*) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL) AS failures,
+               max(n.message) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL)
+                   AS last_message
+        FROM new_rows n JOIN old_rows o USING (id) JOIN hrwsi.processing_task t ON t.id = n.task_id
+        WHERE n.state IS DISTINCT FROM o.state AND n.state IN ('processed', 'internal_error', 'external_error')
+        GROUP BY t.routine $q$
+    LOOP
+        IF r.failures = 0 THEN
+            IF r.any_success THEN
+                UPDATE hrwsi.processing_routine SET consecutive_failures = 0
+                WHERE name = r.routine AND consecutive_failures <> 0;
+            END IF;
+            CONTINUE;
+        END IF;
+        UPDATE hrwsi.processing_routine
+        SET consecutive_failures = CASE WHEN r.any_success THEN r.failures ELSE consecutive_failures + r.failures END
+        WHERE name = r.routine;
+        UPDATE hrwsi.processing_routine
+        SET on_hold = true,
+            hold_reason = format('%s consecutive failures (limit %s); last: %s',
+                                 consecutive_failures, hold_after_failures, r.last_message)
+        WHERE name = r.routine AND NOT on_hold AND consecutive_failures >= hold_after_failures;
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER job_failure_policy AFTER UPDATE ON hrwsi.job
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.apply_failure_policy();
+
+CREATE FUNCTION hrwsi.hold_routine_tasks() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- A routine put on hold: its waiting tasks are held too, and ops are told.
+BEGIN
+    IF NEW.on_hold AND NOT OLD.on_hold THEN
+        UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'routine on hold: ' || NEW.hold_reason
+        WHERE routine = NEW.name AND state IN ('pending', 'planned');
+        INSERT INTO hrwsi.alert (kind, subject, body, routine)
+        VALUES ('routine_on_hold', format('hrwsi: routine %s is on hold', NEW.name),
+                format('Routine %s was put on hold: %s. Its new tasks wait until an operator runs '
+                       '`hrwsi release %s`.', NEW.name, coalesce(NEW.hold_reason, 'by an operator'), NEW.name),
+                NEW.name);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER processing_routine_hold AFTER UPDATE OF on_hold ON hrwsi.processing_routine
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.hold_routine_tasks();
+
+CREATE FUNCTION hrwsi.alert_terminated_tasks() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state = 'terminated') THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE $q$
+        INSERT INTO hrwsi.alert (kind, subject, body, task_id, routine)
+        SELECT 'task_terminated', format('hrwsi: task %s (%s) terminated', n.id, n.routine),
+               format('Task %s (routine %s, input %s) failed %s time(s) and will not be retried automatically. '
+                      'Last: %s. Retry it with `hrwsi retry %s`.', n.id, n.routine, i.input_path, n.failures,
+                      coalesce(n.state_reason, '-'), n.id),
+               n.id, n.routine
+        FROM new_rows n JOIN old_rows o USING (id) JOIN hrwsi.input i ON i.id = n.input_id
+        WHERE n.state = 'terminated' AND o.state <> 'terminated' $q$;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER processing_task_alert_terminated AFTER UPDATE ON hrwsi.processing_task
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.alert_terminated_tasks();
+
+-- =============================================================================================
+-- Harvest sources: where inputs come from (a landing directory, a catalogue), each with its
+-- schedule and mode. CHECKs on the config wrap their test in coalesce(..., false), because a
+-- missing key makes the test NULL, and a NULL CHECK lets the row in.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.harvest_source (
+    name               text PRIMARY KEY CONSTRAINT harvest_source_name_is_not_empty CHECK (btrim(name) <> ''),
+    kind               text NOT NULL CONSTRAINT harvest_source_kind_is_catalogue_or_landing_directory
+        CHECK (kind IN ('catalogue', 'landing_directory')),
+    -- The type its inputs have, as routines name it in input_product_type (e.g. L1C).
+    product_type       text NOT NULL CONSTRAINT harvest_source_product_type_is_not_empty
+        CHECK (btrim(product_type) <> ''),
+    config             jsonb NOT NULL DEFAULT '{}'
+        CONSTRAINT harvest_source_config_is_a_json_object CHECK (jsonb_typeof(config) = 'object'),
+    -- Schedule, IAGOS style: frequency hourly + interval 2 = every second hour; or a cron expression.
+    -- A landing directory without a schedule is scanned continuously: again after config.scan_interval_s
+    -- (default: its settle time, at least 1 s).
+    frequency          text CONSTRAINT harvest_source_frequency_is_hourly_daily_or_weekly
+        CHECK (frequency IN ('hourly', 'daily', 'weekly')),
+    frequency_interval integer NOT NULL DEFAULT 1
+        CONSTRAINT harvest_source_frequency_interval_is_at_least_1 CHECK (frequency_interval >= 1),
+    cron               text CONSTRAINT harvest_source_cron_has_five_fields
+        CHECK (cron ~ '^\s*\S+(\s+\S+){4}\s*$'),
+    mode               text NOT NULL DEFAULT 'near_real_time'
+        CONSTRAINT harvest_source_mode_is_near_real_time_or_backfill CHECK (mode IN ('near_real_time', 'backfill')),
+    -- Near real time: each run asks for (last successful harvest - overlap, now]; the first run
+    -- looks first_lookback back.
+    overlap            interval NOT NULL DEFAULT interval '1 hour'
+        CONSTRAINT harvest_source_overlap_is_not_negative CHECK (overlap >= interval '0'),
+    first_lookback     interval NOT NULL DEFAULT interval '1 day'
+        CONSTRAINT harvest_source_first_lookback_is_positive CHECK (first_lookback > interval '0'),
+    -- Backfill: day by day from backfill_from to backfill_to (both included); the cursor is the
+    -- next day to harvest, so an interrupted backfill resumes where it stopped.
+    backfill_from      date,
+    backfill_to        date,
+    backfill_cursor    date,
+    last_run_at        timestamptz,
+    last_success_at    timestamptz,
+    next_run_at        timestamptz,
+    last_error         text,
+    active             boolean NOT NULL DEFAULT true,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    -- A run is a claim with a lease (migration 0006): a fresh token per run, the harvester running
+    -- it, when the claim lapses (another harvester may then run it). NULL: not running.
+    claim_token        uuid,
+    claimed_by         text,
+    claimed_until      timestamptz,
+    CONSTRAINT harvest_source_claim_has_a_token_a_harvester_and_an_end
+        CHECK ((claim_token IS NULL) = (claimed_by IS NULL) AND (claim_token IS NULL) = (claimed_until IS NULL)),
+    CONSTRAINT harvest_source_has_a_frequency_or_a_cron_expression_not_both
+        CHECK (frequency IS NULL OR cron IS NULL),
+    CONSTRAINT catalogue_source_has_a_schedule
+        CHECK (kind <> 'catalogue' OR frequency IS NOT NULL OR cron IS NOT NULL),
+    CONSTRAINT backfill_source_has_backfill_from_and_backfill_to
+        CHECK (mode <> 'backfill' OR (backfill_from IS NOT NULL AND backfill_to IS NOT NULL)),
+    CONSTRAINT backfill_from_is_not_after_backfill_to CHECK (backfill_from <= backfill_to),
+    CONSTRAINT backfill_cursor_is_within_backfill_from_and_backfill_to_plus_1
+        CHECK (backfill_cursor BETWEEN backfill_from AND backfill_to + 1),
+    CONSTRAINT landing_directory_source_is_near_real_time
+        CHECK (kind <> 'landing_directory' OR mode = 'near_real_time'),
+    -- Secrets stay in the environment: the config names the variables that hold them.
+    CONSTRAINT harvest_source_config_names_environment_variables_not_secrets
+        CHECK (NOT (config ?| ARRAY['password', 'zip_password', 'client_secret', 'secret', 'token', 'access_token'])
+               AND NOT (coalesce(config -> 'auth', '{}') ?| ARRAY['password', 'client_secret', 'secret', 'token',
+                                                                   'access_token'])),
+    CONSTRAINT landing_config_has_absolute_directory_and_work_directory
+        CHECK (kind <> 'landing_directory'
+               OR coalesce(jsonb_typeof(config -> 'directory') = 'string' AND config ->> 'directory' LIKE '/%'
+                           AND jsonb_typeof(config -> 'work_directory') = 'string'
+                           AND config ->> 'work_directory' LIKE '/%', false)),
+    CONSTRAINT landing_directory_work_directory_differs_from_directory
+        CHECK (kind <> 'landing_directory'
+               OR rtrim(config ->> 'directory', '/') <> rtrim(config ->> 'work_directory', '/')),
+    CONSTRAINT landing_directory_settle_s_is_a_number_of_at_least_0
+        CHECK (NOT config ? 'settle_s'
+               -- CASE, not AND: the cast must not run on a value that is not a number
+               OR CASE WHEN jsonb_typeof(config -> 'settle_s') = 'number'
+                       THEN (config ->> 'settle_s')::numeric >= 0 ELSE false END),
+    CONSTRAINT landing_directory_scan_interval_s_is_a_positive_number
+        CHECK (NOT config ? 'scan_interval_s'
+               OR CASE WHEN jsonb_typeof(config -> 'scan_interval_s') = 'number'
+                       THEN (config ->> 'scan_interval_s')::numeric > 0 ELSE false END),
+    CONSTRAINT landing_directory_unzip_is_true_or_false
+        CHECK (NOT config ? 'unzip' OR jsonb_typeof(config -> 'unzip') = 'boolean'),
+    CONSTRAINT landing_directory_pattern_and_zip_password_env_are_text
+        CHECK ((NOT config ? 'pattern' OR jsonb_typeof(config -> 'pattern') = 'string')
+               AND (NOT config ? 'zip_password_env' OR jsonb_typeof(config -> 'zip_password_env') = 'string')),
+    CONSTRAINT catalogue_config_has_an_http_url_and_a_collection
+        CHECK (kind <> 'catalogue'
+               OR coalesce(jsonb_typeof(config -> 'url') = 'string' AND config ->> 'url' ~ '^https?://'
+                           AND jsonb_typeof(config -> 'collection') = 'string'
+                           AND btrim(config ->> 'collection') <> '', false)),
+    CONSTRAINT catalogue_auth_type_is_none_basic_or_an_oauth2_grant
+        CHECK (NOT config ? 'auth'
+               OR coalesce(config -> 'auth' ->> 'type' IN ('none', 'basic', 'oauth2_password',
+                                                           'oauth2_client_credentials'), false)),
+    CONSTRAINT catalogue_config_tiles_is_a_list_of_mgrs_codes
+        CHECK (NOT config ? 'tiles'
+               OR (jsonb_typeof(config -> 'tiles') = 'array'
+                   AND NOT jsonb_path_exists(
+                       config, '$.tiles[*] ? (@.type() != "string" || !(@ like_regex "^[0-9]{2}[A-Z]{3}$"))')))
+);
+-- The harvester's question, every round: which active sources are due?
+CREATE INDEX harvest_source_due_idx ON hrwsi.harvest_source (next_run_at) WHERE active;
+
+-- Paths a landing source's config may not hold (migration 0006). NOT VALID there, so that a
+-- database holding such a row still migrates (the harvester refuses that source at run time);
+-- NOT VALID here too, so that both paths build the same constraints.
+ALTER TABLE hrwsi.harvest_source
+    ADD CONSTRAINT landing_directories_have_no_dot_dot_and_no_control_characters
+        CHECK (kind <> 'landing_directory'
+               OR coalesce(NOT (config ->> 'directory' ~ '(^|/)\.\.(/|$)')
+                           AND NOT (config ->> 'work_directory' ~ '(^|/)\.\.(/|$)')
+                           AND NOT (config ->> 'directory' ~ '[[:cntrl:]]')
+                           AND NOT (config ->> 'work_directory' ~ '[[:cntrl:]]'), false)) NOT VALID,
+    ADD CONSTRAINT landing_pattern_is_relative_without_dot_dot
+        CHECK (NOT config ? 'pattern'
+               OR coalesce(config ->> 'pattern' <> '' AND config ->> 'pattern' NOT LIKE '/%'
+                           AND NOT (config ->> 'pattern' ~ '(^|/)\.\.(/|$)')
+                           AND NOT (config ->> 'pattern' ~ '[[:cntrl:]]'), false)) NOT VALID;
+
+-- A landing source's work directory is its own: it is not, does not contain and does not lie in
+-- the work or landing directory of another active landing source (and its landing directory is
+-- not in another's work directory). Compared as written; the harvester compares them again with
+-- symbolic links resolved, and refuses the newer source (hrwsi.harvest.confinement).
+CREATE FUNCTION hrwsi.landing_source_work_directory_is_its_own() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    work text := rtrim(NEW.config ->> 'work_directory', '/') || '/';
+    landing text := rtrim(NEW.config ->> 'directory', '/') || '/';
+    other record;
+BEGIN
+    IF NEW.kind <> 'landing_directory' OR NOT NEW.active THEN
+        RETURN NEW;
+    END IF;
+    SELECT s.name, rtrim(s.config ->> 'work_directory', '/') || '/' AS work,
+           rtrim(s.config ->> 'directory', '/') || '/' AS landing
+    INTO other
+    FROM hrwsi.harvest_source s
+    WHERE s.kind = 'landing_directory' AND s.active AND s.name <> NEW.name
+      AND (TG_OP = 'INSERT' OR s.name <> OLD.name)
+      AND (starts_with(work, rtrim(s.config ->> 'work_directory', '/') || '/')
+           OR starts_with(rtrim(s.config ->> 'work_directory', '/') || '/', work)
+           OR starts_with(work, rtrim(s.config ->> 'directory', '/') || '/')
+           OR starts_with(rtrim(s.config ->> 'directory', '/') || '/', work)
+           OR starts_with(landing, rtrim(s.config ->> 'work_directory', '/') || '/')
+           OR starts_with(rtrim(s.config ->> 'work_directory', '/') || '/', landing))
+    ORDER BY s.name
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'landing source %: its directories (landing %, work %) overlap those of source % '
+                        '(landing %, work %): two sources would take or overwrite each other''s files; give each '
+                        'source a work directory of its own, apart from every landing directory',
+                        NEW.name, landing, work, other.name, other.landing, other.work
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'landing_source_work_directory_is_its_own';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER landing_source_work_directory_is_its_own
+    BEFORE INSERT OR UPDATE OF kind, config, active, name ON hrwsi.harvest_source
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.landing_source_work_directory_is_its_own();
+
+-- Files of landing directories: one row per file (or .SAFE directory) and version of it.
+--   seen                the file is there but may still be written (not settled yet)
+--   ready               settled; being prepared (a crash here resumes at the next scan)
+--   prepared            unzipped/moved to the work directory and registered as input(s)
+--   previously_received the same file, or the same scene, was received before: no new input
+--   failed              could not be prepared; message says why (touch the file to retry)
+CREATE TABLE hrwsi.landing_file (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source        text NOT NULL CONSTRAINT landing_file_source_must_exist
+        REFERENCES hrwsi.harvest_source (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    path          text NOT NULL CONSTRAINT landing_file_path_is_not_empty CHECK (btrim(path) <> ''),
+    size_bytes    bigint NOT NULL CONSTRAINT landing_file_size_bytes_is_not_negative CHECK (size_bytes >= 0),
+    modified_at   timestamptz NOT NULL,
+    checksum      text CONSTRAINT landing_file_checksum_is_not_empty CHECK (btrim(checksum) <> ''),
+    state         text NOT NULL DEFAULT 'seen' CONSTRAINT file_state_is_seen_ready_prepared_previously_received_or_failed
+        CHECK (state IN ('seen', 'ready', 'previously_received', 'prepared', 'failed')),
+    message       text,
+    prepared_path text,             -- where the prepared file (or its unzipped product) is now
+    scene_id      text,             -- the product name the file carries, when it could be parsed
+    input_count   integer CONSTRAINT landing_file_input_count_is_not_negative CHECK (input_count >= 0),
+    first_seen_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT landing_file_failed_has_a_message CHECK (state <> 'failed' OR message IS NOT NULL),
+    CONSTRAINT landing_file_prepared_has_a_prepared_path CHECK (state <> 'prepared' OR prepared_path IS NOT NULL),
+    CONSTRAINT landing_file_last_seen_at_is_not_before_first_seen_at CHECK (last_seen_at >= first_seen_at)
+);
+-- A file seen by several scans is one row; a new copy (other size or mtime) is a new row.
+-- Re-deliveries recorded as previously_received are each a row of their own (the history).
+CREATE UNIQUE INDEX landing_file_is_tracked_once_per_source_path_size_and_mtime
+    ON hrwsi.landing_file (source, path, size_bytes, modified_at) WHERE state <> 'previously_received';
+CREATE INDEX landing_file_source_path_idx ON hrwsi.landing_file (source, path);
+CREATE INDEX landing_file_unfinished_idx ON hrwsi.landing_file (source) WHERE state IN ('seen', 'ready');
+
+-- =============================================================================================
+-- Multi-input triggering rules, as data. A condition with a rule gets one input per complete
+-- group instead of one input per product:
+--   group      = one tile and one window of window_days days ending on a day (the anchor day)
+--   complete   = for each requirement, at least min_count members of its product type in the
+--                window (on each day of it when every_day_of_window), and, when
+--                wait_for_open_tasks, no task that would produce such a member still open.
+-- Members are products (tile and day from the input of the task that made them) and inputs that
+-- were not chained from a product (tile and day of the input, type of its routine's input).
+-- Adding a routine with such a condition is three INSERTs, no code.
+-- =============================================================================================
+
+CREATE TABLE hrwsi.multi_input_rule (
+    processing_condition text PRIMARY KEY CONSTRAINT multi_input_rule_condition_must_exist
+        REFERENCES hrwsi.processing_condition (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    window_days          integer NOT NULL DEFAULT 1
+        CONSTRAINT multi_input_rule_window_days_between_1_and_366 CHECK (window_days BETWEEN 1 AND 366),
+    every_day_of_window  boolean NOT NULL DEFAULT false,
+    wait_for_open_tasks  boolean NOT NULL DEFAULT true
+);
+
+CREATE TABLE hrwsi.multi_input_requirement (
+    processing_condition text NOT NULL CONSTRAINT multi_input_requirement_rule_must_exist
+        REFERENCES hrwsi.multi_input_rule (processing_condition) ON DELETE CASCADE ON UPDATE CASCADE,
+    product_type         text NOT NULL CONSTRAINT multi_input_requirement_product_type_is_not_empty
+        CHECK (btrim(product_type) <> ''),
+    min_count            integer NOT NULL DEFAULT 1
+        CONSTRAINT multi_input_requirement_min_count_is_at_least_1 CHECK (min_count >= 1),
+    CONSTRAINT multi_input_requirement_is_unique_per_condition_and_type
+        PRIMARY KEY (processing_condition, product_type)
+);
+
+-- The members a multi-input input was made from: what its routine reads.
+CREATE TABLE hrwsi.multi_input_member (
+    input_id     bigint NOT NULL CONSTRAINT multi_input_member_input_must_exist
+        REFERENCES hrwsi.input (id) ON DELETE CASCADE,
+    member_path  text NOT NULL CONSTRAINT multi_input_member_path_is_not_empty CHECK (btrim(member_path) <> '')
+        CONSTRAINT multi_input_member_path_has_no_control_characters CHECK (member_path !~ '[[:cntrl:]]'),
+    product_type text NOT NULL,
+    measured_at  timestamptz,
+    CONSTRAINT multi_input_member_is_listed_once_per_input PRIMARY KEY (input_id, member_path)
+);
+
+-- =============================================================================================
+-- Operator functions. The CLI calls them (ops may too). Each returns a sentence saying what it
+-- did, and refuses what makes no sense.
+-- =============================================================================================
+
+CREATE FUNCTION hrwsi.lock_task(task bigint) RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+-- The operator actions' first step: lock the task and return its state, or say it does not exist.
+DECLARE
+    current text;
+BEGIN
+    SELECT state INTO current FROM hrwsi.processing_task WHERE id = task FOR UPDATE;
+    IF current IS NULL THEN
+        RAISE EXCEPTION 'no task %', task USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN current;
+END $$;
+
+CREATE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text := hrwsi.lock_task(task);
+BEGIN
+    IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
+        RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
+            USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE hrwsi.processing_task
+    SET state = 'pending', failures = 0, lost_count = 0, not_before = NULL, worker = NULL, planned_start = NULL,
+        planned_end = NULL, state_reason = 'retried by an operator'
+    WHERE id = task;
+    RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
+END $$;
+
+CREATE FUNCTION hrwsi.cancel_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text := hrwsi.lock_task(task);
+BEGIN
+    IF current IN ('processed', 'terminated', 'cancelled') THEN
+        RAISE EXCEPTION 'task % is already %: nothing to cancel', task, current USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'cancelled by an operator' WHERE id = task;
+    UPDATE hrwsi.job SET cancel_requested = true
+    WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
+    RETURN format('task %s was %s; it is cancelled%s', task, current,
+                  CASE WHEN current IN ('dispatched', 'queued', 'running') THEN ' and its job is being stopped' ELSE '' END);
+END $$;
+
+CREATE FUNCTION hrwsi.hold_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text := hrwsi.lock_task(task);
+BEGIN
+    IF current NOT IN ('pending', 'planned') THEN
+        RAISE EXCEPTION 'task % is %: only a pending or planned task can be held', task, current
+            USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'held by an operator' WHERE id = task;
+    RETURN format('task %s is on hold', task);
+END $$;
+
+CREATE FUNCTION hrwsi.release_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text := hrwsi.lock_task(task);
+BEGIN
+    IF current NOT IN ('on_hold', 'blocked') THEN
+        RAISE EXCEPTION 'task % is %: only a held or blocked task can be released', task, current
+            USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+        dependency_waived = dependency_waived OR current = 'blocked',
+        state_reason = CASE WHEN current = 'blocked' THEN 'released by an operator: runs without its dependency'
+                            ELSE 'released by an operator' END
+    WHERE id = task;
+    RETURN CASE WHEN current = 'blocked'
+                THEN format('task %s released; it will be planned and run without its dependency', task)
+                ELSE format('task %s released; it will be planned', task) END;
+END $$;
+
+CREATE FUNCTION hrwsi.hold_routine(routine_name text, reason text DEFAULT 'held by an operator')
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    UPDATE hrwsi.processing_routine SET on_hold = true, hold_reason = reason WHERE name = routine_name AND NOT on_hold;
+    IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
+            RAISE EXCEPTION 'no routine %', routine_name USING ERRCODE = 'no_data_found';
+        END IF;
+        RETURN format('routine %s was already on hold', routine_name);
+    END IF;
+    RETURN format('routine %s is on hold: its new and waiting tasks are held', routine_name);
+END $$;
+
+CREATE FUNCTION hrwsi.release_routine(routine_name text) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    released bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
+        RAISE EXCEPTION 'no routine %', routine_name USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
+    WHERE name = routine_name;
+    UPDATE hrwsi.processing_task SET state = 'pending', state_reason = 'routine released by an operator',
+        worker = NULL, planned_start = NULL, planned_end = NULL
+    WHERE routine = routine_name AND state = 'on_hold';
+    GET DIAGNOSTICS released = ROW_COUNT;
+    RETURN format('routine %s released; %s held task(s) will be planned', routine_name, released);
+END $$;
+
+-- A reprocessing campaign: one new task per input of a routine (or of one condition of it) sensed
+-- in [measured_from, measured_to), on the given tiles (NULL: every tile), that was processed
+-- already, in the campaign's lane (archive) and without a deadline. A production input only: the
+-- inputs an earlier campaign chained stay that campaign's. The routine runs the campaign's
+-- command or image when given. Old tasks and products are kept.
+CREATE FUNCTION hrwsi.reprocess(
+    routine text DEFAULT NULL, condition text DEFAULT NULL, measured_from timestamptz DEFAULT NULL,
+    measured_to timestamptz DEFAULT NULL, tiles text[] DEFAULT NULL, command text[] DEFAULT NULL,
+    image text DEFAULT NULL, chain boolean DEFAULT true, name text DEFAULT NULL)
+RETURNS TABLE (campaign_id bigint, tasks integer, summary text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    target text := reprocess.routine;
+    new_campaign bigint;
+    created integer;
+BEGIN
+    IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
+        RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.measured_from IS NULL OR reprocess.measured_to IS NULL THEN
+        RAISE EXCEPTION 'give the sensing times to reprocess: measured_from and measured_to'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.condition IS NOT NULL THEN
+        SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
+        IF target IS NULL THEN
+            RAISE EXCEPTION 'no condition %', reprocess.condition USING ERRCODE = 'no_data_found';
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
+        RAISE EXCEPTION 'no routine %', target USING ERRCODE = 'no_data_found';
+    END IF;
+    INSERT INTO campaign (name, routine, condition, measured_from, measured_to, tiles, command, image, chain)
+    VALUES (reprocess.name, target, reprocess.condition, reprocess.measured_from, reprocess.measured_to,
+            reprocess.tiles, reprocess.command, reprocess.image, reprocess.chain)
+    RETURNING id INTO new_campaign;
+
+    INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, series_tile, series_at,
+                                 campaign_id)
+    SELECT i.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
+                ELSE format('reprocessing campaign %s', new_campaign) END,
+           l.name, l.priority,
+           CASE WHEN r.sequential_per_tile AND i.measured_at IS NOT NULL THEN i.tile END,
+           CASE WHEN r.sequential_per_tile AND i.tile IS NOT NULL THEN i.measured_at END,
+           new_campaign
+    FROM input i
+    JOIN processing_condition c ON c.name = i.processing_condition
+    JOIN processing_routine r ON r.name = c.routine
+    JOIN campaign k ON k.id = new_campaign
+    JOIN lane l ON l.name = k.lane
+    WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+      AND i.campaign_id IS NULL
+      AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+      AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+      AND EXISTS (SELECT 1 FROM processing_task d WHERE d.input_id = i.id AND d.state = 'processed')
+    ORDER BY i.measured_at, i.id;
+    GET DIAGNOSTICS created = ROW_COUNT;
+    IF created = 0 THEN
+        RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
+            CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
+            coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
+            CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' (tiles ' || array_to_string(reprocess.tiles, ', ') || ')' END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- A time-series routine reads the previous product of its tile: the campaign's tasks of a tile
+    -- form a series of their own, in sensing order.
+    UPDATE processing_task t SET depends_on = s.previous
+    FROM (SELECT x.id, lag(x.id) OVER (PARTITION BY x.series_tile ORDER BY x.series_at, x.id) AS previous
+          FROM processing_task x WHERE x.campaign_id = new_campaign AND x.series_tile IS NOT NULL) s
+    WHERE t.id = s.id AND s.previous IS NOT NULL;
+    RETURN QUERY SELECT new_campaign, created,
+        format('campaign %s: %s task(s) of routine %s for inputs sensed from %s to %s%s, in the %s lane, running %s%s',
+               new_campaign, created, target, reprocess.measured_from, reprocess.measured_to,
+               CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' on tiles ' || array_to_string(reprocess.tiles, ', ') END,
+               k.lane, CASE WHEN k.command IS NULL AND k.image IS NULL THEN 'the routine''s own version'
+                            ELSE concat_ws(' ', k.image, array_to_string(k.command, ' ')) END,
+               CASE WHEN k.chain THEN '; its products chain downstream within the campaign' ELSE '' END)
+        FROM campaign k WHERE k.id = new_campaign;
+END $$;
+
+-- Cancel what a campaign has not done yet (its running jobs are stopped); its products are kept.
+CREATE FUNCTION hrwsi.cancel_campaign(campaign bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    cancelled integer;
+    stopping integer;
+BEGIN
+    PERFORM 1 FROM hrwsi.campaign k WHERE k.id = cancel_campaign.campaign FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no campaign %', cancel_campaign.campaign USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE hrwsi.job SET cancel_requested = true
+    WHERE state IN ('submitted', 'queued', 'running')
+      AND task_id IN (SELECT t.id FROM hrwsi.processing_task t WHERE t.campaign_id = cancel_campaign.campaign);
+    GET DIAGNOSTICS stopping = ROW_COUNT;
+    UPDATE hrwsi.processing_task SET state = 'cancelled',
+        state_reason = format('its campaign %s was cancelled by an operator', cancel_campaign.campaign)
+    WHERE campaign_id = cancel_campaign.campaign AND state NOT IN ('processed', 'terminated', 'cancelled');
+    GET DIAGNOSTICS cancelled = ROW_COUNT;
+    RETURN format('campaign %s: %s open task(s) cancelled, %s running job(s) being stopped; its products are kept',
+                  cancel_campaign.campaign, cancelled, stopping);
+END $$;
+
+-- =============================================================================================
+-- Notification triggers: one per statement, payloads of counts only. A notification is a
+-- wake-up call (docs/adr/0001); it is sent at commit, never for a rolled-back statement.
+-- =============================================================================================
+
+CREATE FUNCTION hrwsi.notify_count() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+-- TG_ARGV[0]: the channel. Payload: {"op": "insert", "count": N}.
+DECLARE
+    n bigint;
+BEGIN
+    SELECT count(*) INTO n FROM new_rows;
+    IF n > 0 THEN
+        PERFORM pg_notify(TG_ARGV[0], json_build_object('op', lower(TG_OP), 'count', n)::text);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Joins nothing but the transition tables: no nested loop (see record_task_events).
+CREATE FUNCTION hrwsi.notify_state_counts() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi SET enable_nestloop = off AS $$
+-- TG_ARGV[0]: the channel. Payload: {"op": "update", "counts": {"planned": 3}}: rows per new state,
+-- counting on UPDATE only the rows whose state changed.
+DECLARE
+    counts json;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT json_object_agg(state, n) INTO counts
+        FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
+    ELSE
+        SELECT json_object_agg(state, n) INTO counts
+        FROM (SELECT n.state, count(*) AS n FROM new_rows n JOIN old_rows o USING (id)
+              WHERE n.state IS DISTINCT FROM o.state GROUP BY n.state) c;
+    END IF;
+    IF counts IS NOT NULL THEN
+        PERFORM pg_notify(TG_ARGV[0], json_build_object('op', lower(TG_OP), 'counts', counts)::text);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER input_notify AFTER INSERT ON hrwsi.input
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_count('hrwsi_input');
+
+CREATE TRIGGER processing_task_notify_insert AFTER INSERT ON hrwsi.processing_task
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_state_counts('hrwsi_task');
+CREATE TRIGGER processing_task_notify_update AFTER UPDATE ON hrwsi.processing_task
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_state_counts('hrwsi_task');
+
+CREATE TRIGGER job_notify_insert AFTER INSERT ON hrwsi.job
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_state_counts('hrwsi_job');
+CREATE TRIGGER job_notify_update AFTER UPDATE ON hrwsi.job
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_state_counts('hrwsi_job');
+
+CREATE TRIGGER product_notify AFTER INSERT ON hrwsi.product
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_count('hrwsi_product');
+
+-- =============================================================================================
+-- Tasks are created with their input, in the INSERT's own statement (no backlog, no round trip).
+-- =============================================================================================
+CREATE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    series record;
+BEGIN
+    -- Two INSERTs on one time series (routine, tile) chain their tasks one after the other: the
+    -- second waits here until the first commits, then sees its tasks. Locks in a fixed order.
+    FOR series IN
+        SELECT DISTINCT c.routine, n.tile
+        FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+        JOIN processing_routine r ON r.name = c.routine
+        WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+        ORDER BY 1, 2
+    LOOP
+        PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+    END LOOP;
+
+    INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, deadline_at,
+                                 series_tile, series_at, campaign_id)
+    SELECT n.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason END,
+           l.name, l.priority,
+           -- A campaign's input (a product it made, chained) is reprocessing: it has no deadline.
+           CASE WHEN n.campaign_id IS NULL THEN
+               coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
+                        n.created_at) + c.deadline END,
+           CASE WHEN r.sequential_per_tile AND n.measured_at IS NOT NULL THEN n.tile END,
+           CASE WHEN r.sequential_per_tile AND n.tile IS NOT NULL THEN n.measured_at END,
+           n.campaign_id
+    FROM new_rows n
+    JOIN processing_condition c ON c.name = n.processing_condition
+    JOIN processing_routine r ON r.name = c.routine
+    JOIN lane l ON l.name = coalesce(n.lane, c.lane)
+    ORDER BY n.id;
+
+    -- A time-series task depends on the task just before it in its series, by (series_at, id):
+    -- among the new tasks by a window (one sort), else the latest earlier task already there (one
+    -- index probe each). O(n log n) whatever the table statistics. A campaign's tasks form series
+    -- of their own: production tasks never wait for reprocessing, nor the other way round.
+    IF EXISTS (SELECT 1 FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+               JOIN processing_routine r ON r.name = c.routine WHERE r.sequential_per_tile) THEN
+        EXECUTE $q$
+            UPDATE processing_task t SET depends_on = link.previous
+            FROM (
+                SELECT s.id,
+                       CASE WHEN e.id IS NULL THEN s.previous_new
+                            WHEN s.previous_new IS NULL THEN e.id
+                            WHEN (e.series_at, e.id) > (s.previous_at, s.previous_new) THEN e.id
+                            ELSE s.previous_new END AS previous
+                FROM (SELECT t.id, t.routine, t.series_tile, t.series_at, t.campaign_id,
+                             lag(t.id) OVER w AS previous_new, lag(t.series_at) OVER w AS previous_at
+                      FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                      WHERE t.series_tile IS NOT NULL
+                      WINDOW w AS (PARTITION BY t.routine, t.series_tile, t.campaign_id
+                                   ORDER BY t.series_at, t.id)) s
+                LEFT JOIN LATERAL (
+                    SELECT p.id, p.series_at FROM processing_task p
+                    WHERE p.routine = s.routine AND p.series_tile = s.series_tile
+                      AND p.campaign_id IS NOT DISTINCT FROM s.campaign_id
+                      AND (p.series_at, p.id) < (s.series_at, s.id) AND p.state <> 'cancelled'
+                      AND NOT EXISTS (SELECT 1 FROM new_rows n2 WHERE n2.id = p.input_id)
+                    ORDER BY p.series_at DESC, p.id DESC LIMIT 1) e ON true
+            ) link
+            WHERE t.id = link.id AND link.previous IS NOT NULL $q$;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER input_create_tasks AFTER INSERT ON hrwsi.input
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.create_tasks_for_new_inputs();
+
+-- A dependency that ends terminated or cancelled blocks its dependents; retried, it unblocks them.
+CREATE FUNCTION hrwsi.block_or_unblock_dependents() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM new_rows WHERE state IN ('terminated', 'cancelled')) THEN
+        EXECUTE $q$
+            WITH blocked AS (
+                UPDATE processing_task t
+                SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
+                    state_reason = format('its dependency, task %s, ended %s; `hrwsi retry %s` runs the '
+                                          'dependency again, `hrwsi release %s` runs this task without it',
+                                          d.id, d.state, d.id, t.id)
+                FROM new_rows d JOIN old_rows o USING (id)
+                WHERE t.depends_on = d.id AND d.state IN ('terminated', 'cancelled') AND o.state <> d.state
+                  AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+                RETURNING t.id, t.routine, t.state_reason
+            )
+            INSERT INTO alert (kind, subject, body, task_id, routine)
+            SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', id, routine), state_reason, id, routine
+            FROM blocked $q$;
+    END IF;
+    -- (The cheap checks read one transition table each: a join of the two, planned once for a
+    -- one-row statement, would be a quadratic nested loop on a large one; see migration 0004.)
+    IF EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled')) THEN
+        EXECUTE $q$
+            UPDATE processing_task t SET state = 'pending',
+                state_reason = format('its dependency, task %s, was retried', d.id)
+            FROM new_rows d JOIN old_rows o USING (id)
+            WHERE t.depends_on = d.id AND d.state = 'pending' AND o.state IN ('terminated', 'cancelled')
+              AND t.state = 'blocked' $q$;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER processing_task_block_dependents AFTER UPDATE ON hrwsi.processing_task
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.block_or_unblock_dependents();
+
+-- Ageing: archive work waiting longer than its lane's promote_after is served as nrt.
+CREATE FUNCTION hrwsi.promote_aged_tasks() RETURNS integer LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+    WITH promoted AS (
+        UPDATE processing_task t SET priority = 0
+        FROM lane l
+        WHERE l.name = t.lane AND l.promote_after IS NOT NULL AND t.priority > 0
+          AND t.state IN ('pending', 'planned') AND t.created_at < now() - l.promote_after
+        RETURNING t.id
+    )
+    SELECT count(*)::integer FROM promoted
+$$;
+
+-- =============================================================================================
+-- Leases and fencing.
+-- =============================================================================================
+
+-- True while `instance` holds a lease fresher than `lease_s` seconds.
+CREATE FUNCTION hrwsi.lease_is_fresh(instance text, lease_s double precision) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi AS $$
+    SELECT EXISTS (SELECT 1 FROM service_instance
+                   WHERE id = instance AND heartbeat_at > now() - make_interval(secs => lease_s))
+$$;
+
+-- Raise the fencing error when `instance` no longer holds its lease: a paused ("zombie") process
+-- that resumes must not start, record or stop work that others have taken over meanwhile.
+CREATE FUNCTION hrwsi.require_lease(instance text, lease_s double precision) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF NOT hrwsi.lease_is_fresh(instance, lease_s) THEN
+        RAISE EXCEPTION 'service instance % has no fresh lease (older than % s): it must re-register before acting',
+            instance, lease_s
+            USING ERRCODE = 'HW001', HINT = 'another replica may have taken over its work while it was paused';
+    END IF;
+END $$;
+
+-- =============================================================================================
+-- What a backend needs to run (or adopt) each job, including the manifest a routine reads: its
+-- input, the members of a multi-input task, and the previous product of a time series.
+-- =============================================================================================
+-- The program a task runs: its routine's command and image or, for the routine a campaign
+-- reprocesses, the campaign's version of them. Every job records it (job.routine_version).
+CREATE VIEW hrwsi.task_program AS
+SELECT t.id AS task_id, coalesce(k.command, r.command) AS command, coalesce(k.image, r.image) AS image,
+       concat_ws(' ', coalesce(k.image, r.image), array_to_string(coalesce(k.command, r.command), ' '))
+           AS routine_version
+FROM hrwsi.processing_task t
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id AND k.routine = t.routine;
+
+CREATE VIEW hrwsi.job_spec AS
+SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.state, j.log_path, j.output_dir,
+       t.routine, i.processing_condition AS condition, i.input_path, i.tile, j.worker, t.lane,
+       p.command, p.image, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+       extract(epoch FROM r.timeout)::float8 AS timeout_s, r.env::text AS env, r.output_product_type,
+       jsonb_build_object(
+           'task', t.id, 'attempt', j.attempt, 'routine', t.routine, 'condition', i.processing_condition,
+           'lane', t.lane, 'deadline_at', t.deadline_at, 'campaign', t.campaign_id,
+           'routine_version', j.routine_version,
+           'input', jsonb_build_object('path', i.input_path, 'tile', i.tile, 'mission', i.mission,
+                                       'measured_at', i.measured_at, 'published_at', i.published_at,
+                                       'product_type', r.input_product_type),
+           'members', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                           'path', m.member_path, 'product_type', m.product_type,
+                                           'tile', i.tile, 'measured_at', m.measured_at)
+                                       ORDER BY m.measured_at, m.member_path)
+                                FROM hrwsi.multi_input_member m WHERE m.input_id = i.id), '[]'::jsonb),
+           'series', CASE WHEN t.series_tile IS NULL THEN NULL ELSE jsonb_build_object(
+               'tile', t.series_tile, 'first', t.depends_on IS NULL, 'previous_task', t.depends_on,
+               'previous_products', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                                  'path', p.path, 'product_type', p.product_type) ORDER BY p.path)
+                                              FROM hrwsi.product p WHERE p.task_id = t.depends_on), '[]'::jsonb))
+           END
+       )::text AS manifest
+FROM hrwsi.job j
+JOIN hrwsi.processing_task t ON t.id = j.task_id
+JOIN hrwsi.input i ON i.id = t.input_id
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+JOIN hrwsi.task_program p ON p.task_id = t.id;
+
+-- =============================================================================================
+-- Dispatch: one call claims ready work that fits now and returns what to submit.
+-- =============================================================================================
+CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
+                                          p_max_jobs integer, p_data_dir text)
+RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+-- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
+-- then planned tasks by planned start, then pending tasks by age. A planned task starts on its
+-- planned worker; a pending task whose dependency is over starts at once where it fits now (the
+-- fast path: capacity is free, nothing planned waits for it); an urgent task (priority 0) may take
+-- any worker where it fits. An urgent task that fits nowhere reserves capacity: no less urgent
+-- task starts on the worker it waits for, nor anywhere while it waits for a budget, so near-real-
+-- time work waits at most for one running task to end (ADR 0009).
+DECLARE
+    planned_tasks CURSOR (p smallint, lim integer) FOR
+        SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               (t.depends_on IS NULL OR t.dependency_waived
+                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        WHERE t.state = 'planned' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
+        ORDER BY t.priority, t.deadline_at NULLS LAST, t.planned_start, t.id
+        LIMIT lim FOR UPDATE OF t SKIP LOCKED;
+    pending_tasks CURSOR (p smallint, lim integer) FOR
+        SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               (t.depends_on IS NULL OR t.dependency_waived
+                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        WHERE t.state = 'pending' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
+        ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
+        LIMIT lim FOR UPDATE OF t SKIP LOCKED;
+    names text[]; flavours text[]; cap_cpu float8[]; cap_ram float8[]; cap_disk float8[];
+    use_cpu float8[]; use_ram float8[]; use_disk float8[];
+    b record;
+    total_cpu float8 := 0; total_ram float8 := 0; total_disk float8 := 0; busy integer := 0;
+    reserved boolean[]; budget_reserved boolean := false;
+    c record; k integer; chosen integer; misses integer; scan_limit integer := 20 * p_max_jobs + 1000;
+    ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
+    prio smallint; from_planned boolean;
+    installation text;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(7250002) THEN
+        RAISE EXCEPTION 'another launcher is dispatching right now' USING ERRCODE = 'lock_not_available';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM service_instance
+                   WHERE id = p_owner AND heartbeat_at > now() - make_interval(secs => p_lease_s)) THEN
+        PERFORM hrwsi.require_lease(p_owner, p_lease_s);  -- raises the fencing error, with its message
+    END IF;
+
+    -- Active workers with their flavour and what runs on them now.
+    SELECT array_agg(w.name ORDER BY w.name), array_agg(w.flavour ORDER BY w.name),
+           array_agg(f.cpu::float8 ORDER BY w.name), array_agg(f.ram_mb::float8 ORDER BY w.name),
+           array_agg(f.disk_mb::float8 ORDER BY w.name),
+           array_agg(coalesce(u.cpu, 0) ORDER BY w.name), array_agg(coalesce(u.ram, 0) ORDER BY w.name),
+           array_agg(coalesce(u.disk, 0) ORDER BY w.name), array_agg(false ORDER BY w.name)
+    INTO names, flavours, cap_cpu, cap_ram, cap_disk, use_cpu, use_ram, use_disk, reserved
+    FROM worker w JOIN flavour f ON f.name = w.flavour
+    LEFT JOIN (SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram,
+                      sum(r.storage_mb)::float8 AS disk
+               FROM processing_task t JOIN processing_routine r ON r.name = t.routine
+               WHERE t.state IN ('dispatched', 'queued', 'running') GROUP BY t.worker) u ON u.worker = w.name
+    WHERE w.active;
+    IF names IS NULL THEN
+        RETURN;
+    END IF;
+    -- Budgets count everything that runs, also on workers no longer active.
+    SELECT coalesce(sum(r.cpu), 0)::float8, coalesce(sum(r.ram_mb), 0)::float8,
+           coalesce(sum(r.storage_mb), 0)::float8, count(DISTINCT t.worker)::integer
+    INTO total_cpu, total_ram, total_disk, busy
+    FROM processing_task t JOIN processing_routine r ON r.name = t.routine
+    WHERE t.state IN ('dispatched', 'queued', 'running');
+    SELECT cpu_max::float8 AS cpu, ram_max_mb::float8 AS ram, storage_max_mb::float8 AS disk, vm_max AS vms
+    INTO b FROM budget;
+
+    <<lanes>>
+    FOR prio IN SELECT DISTINCT priority FROM lane UNION SELECT 0 ORDER BY 1 LOOP
+        FOREACH from_planned IN ARRAY ARRAY[true, false] LOOP
+            misses := 0;
+            IF from_planned THEN OPEN planned_tasks(prio, scan_limit); ELSE OPEN pending_tasks(prio, scan_limit); END IF;
+            LOOP
+                IF from_planned THEN FETCH planned_tasks INTO c; ELSE FETCH pending_tasks INTO c; END IF;
+                EXIT WHEN NOT FOUND;
+                IF cardinality(ids) >= p_max_jobs OR (budget_reserved AND prio > 0) THEN
+                    -- Enough for this call, or urgent work waits for a budget: nothing less urgent starts.
+                    IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
+                    EXIT lanes;
+                END IF;
+                -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
+                EXIT WHEN misses >= 200;
+                CONTINUE WHEN NOT c.ready OR c.on_hold;
+                IF EXISTS (SELECT 1 FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1) THEN
+                    -- A stray job row for the attempt this would start: set the task aside, say why.
+                    UPDATE processing_task SET state_reason = format(
+                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
+                        'create; remove that row (or cancel the task) and it is dispatched',
+                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1))
+                    WHERE id = c.id AND state_reason IS DISTINCT FROM format(
+                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
+                        'create; remove that row (or cancel the task) and it is dispatched',
+                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1));
+                    CONTINUE;
+                END IF;
+                IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
+                   OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
+                   OR (b.disk IS NOT NULL AND total_disk + c.disk > b.disk) THEN
+                    misses := misses + 1;
+                    IF prio = 0 THEN budget_reserved := true; END IF;
+                    CONTINUE;
+                END IF;
+                chosen := NULL;
+                -- Its planned worker first; an urgent or pending task may take any worker, those
+                -- already busy first (fewest VMs), then idle ones while the VM budget allows.
+                FOR pass IN 1..3 LOOP
+                    FOR k IN 1..cardinality(names) LOOP
+                        CONTINUE WHEN (pass = 1 AND names[k] IS DISTINCT FROM c.worker)
+                                   OR (pass > 1 AND c.state = 'planned' AND prio > 0)
+                                   OR (pass = 2 AND use_cpu[k] + use_ram[k] + use_disk[k] = 0)
+                                   OR (pass = 3 AND use_cpu[k] + use_ram[k] + use_disk[k] > 0);
+                        CONTINUE WHEN c.flavour IS NOT NULL AND flavours[k] <> c.flavour;
+                        CONTINUE WHEN reserved[k] AND prio > 0;
+                        CONTINUE WHEN use_cpu[k] + c.cpu > cap_cpu[k] + 1e-9 OR use_ram[k] + c.ram > cap_ram[k]
+                                   OR use_disk[k] + c.disk > cap_disk[k];
+                        CONTINUE WHEN b.vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0
+                                   AND busy + 1 > b.vms;
+                        chosen := k;
+                        EXIT;
+                    END LOOP;
+                    EXIT WHEN chosen IS NOT NULL;
+                END LOOP;
+                IF chosen IS NULL THEN
+                    misses := misses + 1;
+                    IF prio = 0 THEN
+                        -- Reserve the worker (of a flavour it fits) with the most free CPU: it frees
+                        -- enough first, as far as hrwsi can tell.
+                        SELECT i INTO k FROM generate_subscripts(names, 1) i
+                        WHERE NOT reserved[i] AND (c.flavour IS NULL OR flavours[i] = c.flavour)
+                          AND c.cpu <= cap_cpu[i] AND c.ram <= cap_ram[i] AND c.disk <= cap_disk[i]
+                        ORDER BY cap_cpu[i] - use_cpu[i] DESC, i LIMIT 1;
+                        IF k IS NOT NULL THEN reserved[k] := true; END IF;
+                    END IF;
+                    CONTINUE;
+                END IF;
+                misses := 0;
+                IF use_cpu[chosen] + use_ram[chosen] + use_disk[chosen] = 0 THEN busy := busy + 1; END IF;
+                use_cpu[chosen] := use_cpu[chosen] + c.cpu;
+                use_ram[chosen] := use_ram[chosen] + c.ram;
+                use_disk[chosen] := use_disk[chosen] + c.disk;
+                total_cpu := total_cpu + c.cpu; total_ram := total_ram + c.ram; total_disk := total_disk + c.disk;
+                ids := ids || c.id;
+                chosen_workers := chosen_workers || names[chosen];
+                was_pending := was_pending || (c.state = 'pending');
+            END LOOP;
+            IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
+        END LOOP;
+    END LOOP;
+
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT installation_id::text INTO installation FROM hrwsi.installation;
+    WITH claimed AS (
+        UPDATE processing_task t
+        SET state = 'dispatched', attempts = t.attempts + 1, worker = x.worker,
+            planned_start = CASE WHEN x.pending THEN now() ELSE t.planned_start END,
+            planned_end = CASE WHEN x.pending THEN now() + r.expected_duration ELSE t.planned_end END,
+            state_reason = CASE WHEN x.pending THEN 'dispatched at once: capacity was free' END
+        FROM unnest(ids, chosen_workers, was_pending) AS x(id, worker, pending), processing_routine r
+        WHERE t.id = x.id AND r.name = t.routine
+        RETURNING t.id, t.routine, t.attempts, t.worker,
+                  'hrwsi-' || lower(regexp_replace(t.routine, '[^A-Za-z0-9_.-]', '-', 'g')) || '-' || t.id
+                      || '-' || t.attempts AS backend_job_id
+    ), inserted AS (
+        INSERT INTO job (task_id, attempt, backend, backend_job_id, worker, owner, log_path, output_dir,
+                         routine_version)
+        SELECT cl.id, cl.attempts, p_backend, cl.backend_job_id, cl.worker, p_owner,
+               p_data_dir || '/logs/' || installation || '/' || cl.routine || '/' || cl.backend_job_id || '.log',
+               p_data_dir || '/products/' || installation || '/' || cl.routine || '/task-' || cl.id
+                   || '/attempt-' || cl.attempts || '/output',
+               -- one index probe per claimed task (a join would be planned as a scan of every task)
+               (SELECT p.routine_version FROM task_program p WHERE p.task_id = cl.id)
+        FROM claimed cl
+        ORDER BY array_position(ids, cl.id)
+        RETURNING id
+    )
+    SELECT array_agg(id) INTO new_jobs FROM inserted;
+    -- A new statement: it sees the jobs just inserted.
+    RETURN QUERY SELECT s.* FROM job_spec s WHERE s.job_id = ANY (new_jobs) ORDER BY s.job_id;
+END $$;
+
+-- =============================================================================================
+-- Outcomes: one call records how attempts ended, their products and their tasks' next states.
+-- =============================================================================================
+CREATE FUNCTION hrwsi.record_outcomes(
+    p_owner text, p_lease_s double precision, p_backoff_s double precision,
+    p_jobs bigint[], p_states text[], p_exit_codes integer[], p_messages text[],
+    p_started timestamptz[], p_finished timestamptz[], p_faults text[],
+    p_product_jobs bigint[], p_product_paths text[], p_product_sizes bigint[])
+RETURNS TABLE (job_id bigint, job_state text, task_id bigint, task_state text, failures integer,
+               max_attempts integer, lost_count integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+-- Only the owner of a job, holding a fresh lease, records its outcome. A product path that is
+-- already registered (or listed twice) fails its job with the reason instead of being dropped.
+-- Routine failures count toward max_attempts and the failure policy; lost attempts (a fault of
+-- the infrastructure) are retried without limit, with backoff, and alerted when they repeat.
+DECLARE
+    conflict_jobs bigint[] := '{}';
+    conflict_messages text[] := '{}';
+BEGIN
+    PERFORM hrwsi.require_lease(p_owner, p_lease_s);
+    IF cardinality(p_product_paths) > 0 THEN
+        SELECT coalesce(array_agg(x.job), '{}'), coalesce(array_agg(x.message), '{}')
+        INTO conflict_jobs, conflict_messages
+        FROM (SELECT DISTINCT ON (p.job) p.job,
+                     format('product %s is already registered (%s); nothing of this attempt was registered',
+                            p.path, coalesce('by task ' || existing.task_id, 'twice in this batch')) AS message
+              FROM unnest(p_product_jobs, p_product_paths) AS p(job, path)
+              LEFT JOIN product existing ON existing.path = p.path
+              WHERE existing.id IS NOT NULL
+                 OR (SELECT count(*) FROM unnest(p_product_paths) AS q(path) WHERE q.path = p.path) > 1
+              ORDER BY p.job, p.path) x;
+    END IF;
+
+    RETURN QUERY
+    WITH outcome AS (
+        SELECT o.id, CASE WHEN c.job IS NULL THEN o.state ELSE 'internal_error' END AS state, o.exit_code,
+               coalesce(c.message, o.message) AS message, o.started_at, o.finished_at,
+               CASE WHEN c.job IS NULL THEN o.fault END AS fault
+        FROM unnest(p_jobs, p_states, p_exit_codes, p_messages, p_started, p_finished, p_faults)
+             AS o(id, state, exit_code, message, started_at, finished_at, fault)
+        LEFT JOIN unnest(conflict_jobs, conflict_messages) AS c(job, message) ON c.job = o.id
+    ), finished AS (
+        UPDATE job j
+        SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE o.state END,
+            exit_code = o.exit_code,
+            message = CASE WHEN j.cancel_requested THEN 'cancelled by an operator: ' || o.message ELSE o.message END,
+            fault = CASE WHEN j.cancel_requested THEN NULL ELSE o.fault END,
+            started_at = coalesce(j.started_at, o.started_at, now()), finished_at = coalesce(o.finished_at, now())
+        FROM outcome o
+        WHERE j.id = o.id AND j.owner = p_owner AND j.state IN ('submitted', 'queued', 'running')
+        RETURNING j.id, j.state, j.task_id, j.attempt, j.message
+    ), products AS (
+        INSERT INTO product (task_id, path, product_type, size_bytes)
+        SELECT f.task_id, p.path, r.output_product_type, p.size
+        FROM finished f
+        JOIN unnest(p_product_jobs, p_product_paths, p_product_sizes) AS p(job, path, size) ON p.job = f.id
+        JOIN processing_task t ON t.id = f.task_id JOIN processing_routine r ON r.name = t.routine
+        WHERE f.state = 'processed'
+        RETURNING product.task_id
+    ), processed AS (
+        UPDATE processing_task t
+        SET state = 'processed',
+            state_reason = format('%s product(s)', (SELECT count(*) FROM products p WHERE p.task_id = t.id))
+        FROM finished f
+        WHERE f.state = 'processed' AND t.id = f.task_id AND t.attempts = f.attempt
+          AND t.state IN ('dispatched', 'queued', 'running')
+        RETURNING t.id, t.state, t.failures, t.lost_count
+    ), failed AS (
+        UPDATE processing_task t
+        SET failures = t.failures + CASE WHEN f.state = 'lost' THEN 0 ELSE 1 END,
+            lost_count = t.lost_count + CASE WHEN f.state = 'lost' THEN 1 ELSE 0 END,
+            state = CASE WHEN f.state <> 'lost' AND t.failures + 1 >= r.max_attempts THEN 'terminated'
+                         ELSE 'pending' END,
+            state_reason = format('attempt %s %s: %s', f.attempt, f.state, f.message),
+            worker = NULL, planned_start = NULL, planned_end = NULL,
+            not_before = now() + make_interval(secs => least(600.0, p_backoff_s * power(2, greatest(0,
+                CASE WHEN f.state = 'lost' THEN t.lost_count ELSE t.failures END))))
+        FROM finished f, processing_routine r
+        WHERE f.state IN ('internal_error', 'external_error', 'lost') AND t.id = f.task_id
+          AND t.attempts = f.attempt AND r.name = t.routine AND t.state IN ('dispatched', 'queued', 'running')
+        RETURNING t.id, t.routine, t.state, t.state_reason, t.failures, t.lost_count, r.max_attempts
+    ), alerted AS (
+        -- An attempt lost again and again says the infrastructure is sick: tell ops (3rd, 6th, 12th...).
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'task_lost_repeatedly', format('hrwsi: task %s lost %s attempts', fl.id, fl.lost_count),
+               format('Task %s (routine %s) lost %s attempts to infrastructure faults; last: %s. '
+                      'It is retried with backoff; check the launchers, workers and backend.',
+                      fl.id, fl.routine, fl.lost_count, fl.state_reason), fl.id, fl.routine
+        FROM failed fl
+        WHERE fl.lost_count IN (3, 6, 12, 24, 48, 96, 192)
+    )
+    SELECT f.id, f.state, f.task_id, coalesce(p.state, x.state), coalesce(p.failures, x.failures),
+           x.max_attempts, coalesce(p.lost_count, x.lost_count)
+    FROM finished f
+    LEFT JOIN processed p ON p.id = f.task_id AND f.state = 'processed'
+    LEFT JOIN failed x ON x.id = f.task_id AND f.state <> 'processed';
+END $$;
+
+-- =============================================================================================
+-- Plans: computed outside the database, stored in one call if nothing was planned meanwhile.
+-- =============================================================================================
+CREATE TABLE hrwsi.plan_generation (
+    id         boolean PRIMARY KEY DEFAULT true CONSTRAINT plan_generation_has_a_single_row CHECK (id),
+    generation bigint NOT NULL DEFAULT 0
+);
+INSERT INTO hrwsi.plan_generation DEFAULT VALUES;
+
+CREATE FUNCTION hrwsi.store_plan(
+    p_owner text, p_lease_s double precision, p_generation bigint, p_planned_at timestamptz,
+    p_task_count integer, p_makespan_s double precision, p_lower_bound_s double precision, p_vms integer,
+    p_vm_hours double precision, p_planning_s double precision, p_figures jsonb,
+    p_ids bigint[], p_workers text[], p_starts double precision[], p_ends double precision[],
+    p_unplannable bigint[], p_reasons text[])
+RETURNS TABLE (plan_id bigint, stored integer, reasons_changed integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+-- Optimistic: the plan was computed from what the database held at generation p_generation. If
+-- another orchestrator stored a plan since, nothing is stored (the caller plans again), so two
+-- plans never overlap each other's capacity. No lock is held while the planner computes.
+DECLARE
+    new_plan bigint;
+    n_stored integer := 0;
+    n_reasons integer := 0;
+BEGIN
+    PERFORM hrwsi.require_lease(p_owner, p_lease_s);
+    UPDATE plan_generation SET generation = generation + 1 WHERE generation = p_generation;
+    IF NOT FOUND THEN
+        RETURN;   -- stale: no row
+    END IF;
+    IF cardinality(p_ids) > 0 THEN
+        INSERT INTO plan (task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s, figures)
+        VALUES (p_task_count, p_makespan_s, p_lower_bound_s, p_vms, p_vm_hours, p_planning_s, p_figures)
+        RETURNING id INTO new_plan;
+        UPDATE processing_task t
+        SET state = 'planned', worker = a.worker, planned_start = p_planned_at + make_interval(secs => a.start_s),
+            planned_end = p_planned_at + make_interval(secs => a.end_s), plan_id = new_plan, state_reason = NULL
+        FROM unnest(p_ids, p_workers, p_starts, p_ends) AS a(id, worker, start_s, end_s)
+        WHERE t.id = a.id AND t.state = 'pending';
+        GET DIAGNOSTICS n_stored = ROW_COUNT;
+    END IF;
+    IF cardinality(p_unplannable) > 0 THEN
+        UPDATE processing_task t SET state_reason = u.reason
+        FROM unnest(p_unplannable, p_reasons) AS u(id, reason)
+        WHERE t.id = u.id AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason;
+        GET DIAGNOSTICS n_reasons = ROW_COUNT;
+    END IF;
+    RETURN QUERY SELECT new_plan, n_stored, n_reasons;
+END $$;
+
+-- =============================================================================================
+-- The web dashboard and the metrics endpoints (migration 0007, docs/adr/0007-web-dashboard.md):
+-- the view they read tasks through, their indexes, and the audit of operator actions.
+-- =============================================================================================
+
+-- ---------------------------------------------------------------------------------------------
+-- Tasks as the dashboard and the metrics read them, with their lane (ADR 0009). Every dashboard
+-- and metrics query reads tasks through this view, so the lane shown and counted is chosen in
+-- this one place: a later rule (e.g. a campaign's lane) is one `CREATE OR REPLACE VIEW`.
+-- ---------------------------------------------------------------------------------------------
+CREATE VIEW hrwsi.dashboard_task AS
+SELECT t.id, t.input_id, t.routine, t.worker, t.planned_start, t.planned_end, t.depends_on, t.state,
+       t.state_reason, t.attempts, t.failures, t.not_before, t.plan_id, t.created_at, t.updated_at,
+       t.lane, t.deadline_at
+FROM hrwsi.processing_task t;
+
+-- ---------------------------------------------------------------------------------------------
+-- Indexes.
+-- ---------------------------------------------------------------------------------------------
+
+-- The task list filtered by routine or by state, newest first, one page at a time (keyset on
+-- id): a rare routine or state (terminated) among a million processed tasks is one index range,
+-- not a scan of the table. Both filters together use whichever is rarer.
+CREATE INDEX processing_task_routine_id_idx ON hrwsi.processing_task (routine, id);
+CREATE INDEX processing_task_state_id_idx ON hrwsi.processing_task (state, id);
+
+-- Throughput and recent failures: jobs that ended in the last hours, without reading the others.
+CREATE INDEX job_finished_at_idx ON hrwsi.job (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Lineage downstream of a product that became a member of a multi-input group input.
+CREATE INDEX multi_input_member_path_idx ON hrwsi.multi_input_member (member_path);
+
+-- The task list filtered by tile, newest first.
+CREATE INDEX input_tile_id_idx ON hrwsi.input (tile, id) WHERE tile IS NOT NULL;
+
+-- The search box: a piece of an input's file name (the last part of its path), any case. A
+-- trigram index finds a rare one among a million inputs in milliseconds instead of seconds; it
+-- costs about 25 microseconds per inserted input (measured: +0.25 s on a 10,000-input INSERT).
+-- pg_trgm ships with PostgreSQL's contrib; where it cannot be created (not installed, or this
+-- role may not create extensions) the index is left out and the search scans, as it says.
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE INDEX input_file_name_trigram_idx ON hrwsi.input
+        USING gin (lower(substring(input_path FROM '[^/]*$')) gin_trgm_ops);
+EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported OR undefined_object THEN
+    RAISE NOTICE 'no trigram index on input file names (%): the dashboard''s file name search scans instead',
+        SQLERRM;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Audit of operator actions taken through the dashboard or its API: who, from where, what, and
+-- the database's answer (the operator functions' sentence, or why it was refused). No foreign key:
+-- the record outlives the task it names (retention may prune tasks, not what an operator did).
+-- Append-only for the services' role: it may insert and read, never change or delete.
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE hrwsi.operator_action (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        timestamptz NOT NULL DEFAULT now(),
+    actor     text NOT NULL CONSTRAINT operator_action_actor_is_not_empty CHECK (btrim(actor) <> ''),
+    via       text NOT NULL CONSTRAINT operator_action_via_is_web_api_or_cli CHECK (via IN ('web', 'api', 'cli')),
+    action    text NOT NULL CONSTRAINT operator_action_is_known
+        CHECK (action IN ('retry_task', 'cancel_task', 'hold_task', 'release_task', 'hold_routine', 'release_routine')),
+    target    text NOT NULL CONSTRAINT operator_action_target_is_not_empty CHECK (btrim(target) <> ''),
+    succeeded boolean NOT NULL,
+    outcome   text NOT NULL,
+    client    text            -- the client's address as the dashboard saw it
+);
+CREATE INDEX operator_action_target_idx ON hrwsi.operator_action (target, id);
+
+-- =============================================================================================
+-- Timeliness (how long after sensing, and after publication, each product was registered) and
+-- the progress of reprocessing campaigns (ADR 0010).
+-- =============================================================================================
+
+-- One row per product: seconds from its input's sensing time (measured_at) and publication time
+-- (published_at) to its registration (product.created_at, when the launcher recorded it), and
+-- whether it met its task's deadline (NULL: the task had none). A chained input carries the
+-- original scene's sensing time and, as publication, the upstream product's registration: so
+-- from_sensing_s is the delay from the satellite, from_publication_s the delay of this step.
+-- day is the UTC day of registration.
+CREATE VIEW hrwsi.product_timeliness AS
+SELECT p.id AS product_id, p.product_type, p.path, p.task_id, t.routine, t.lane, t.campaign_id,
+       i.processing_condition AS condition, i.tile, (p.created_at AT TIME ZONE 'UTC')::date AS day,
+       i.measured_at, i.published_at, p.created_at AS registered_at, t.deadline_at,
+       extract(epoch FROM p.created_at - i.measured_at)::float8 AS from_sensing_s,
+       extract(epoch FROM p.created_at - i.published_at)::float8 AS from_publication_s,
+       p.created_at <= t.deadline_at AS on_time
+FROM hrwsi.product p
+JOIN hrwsi.processing_task t ON t.id = p.task_id
+JOIN hrwsi.input i ON i.id = t.input_id;
+
+-- Per routine, lane, tile and day: products, the median and 95th percentile of both delays, and
+-- the share on time among the products that had a deadline (NULL: none had one).
+CREATE VIEW hrwsi.timeliness AS
+SELECT routine, lane, tile, day, count(*) AS products,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY from_sensing_s) AS p50_from_sensing_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY from_sensing_s) AS p95_from_sensing_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY from_publication_s) AS p50_from_publication_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY from_publication_s) AS p95_from_publication_s,
+       count(deadline_at) AS with_deadline,
+       count(*) FILTER (WHERE on_time) AS on_time,
+       (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time
+FROM hrwsi.product_timeliness
+GROUP BY routine, lane, tile, day;
+
+-- A campaign's progress, per routine (its own, and the routines its products chained into):
+-- tasks per state, products, when its first attempt started, and when it finished (every task
+-- final and every product chained; NULL while it runs).
+CREATE VIEW hrwsi.campaign_progress AS
+SELECT k.id AS campaign_id, k.name, k.routine AS campaign_routine, k.condition, k.measured_from, k.measured_to,
+       k.tiles, nullif(concat_ws(' ', k.image, array_to_string(k.command, ' ')), '') AS version, k.lane, k.chain,
+       k.created_at, k.created_by, t.routine, count(t.id) AS tasks,
+       count(t.id) FILTER (WHERE t.state IN ('pending', 'planned', 'on_hold', 'blocked')) AS waiting,
+       count(t.id) FILTER (WHERE t.state IN ('dispatched', 'queued', 'running')) AS running,
+       count(t.id) FILTER (WHERE t.state = 'processed') AS processed,
+       count(t.id) FILTER (WHERE t.state = 'terminated') AS terminated,
+       count(t.id) FILTER (WHERE t.state = 'cancelled') AS cancelled,
+       coalesce(sum(x.products), 0)::bigint AS products,
+       coalesce(sum(x.unchained), 0)::bigint AS unchained_products,
+       min(x.started_at) AS started_at,
+       CASE WHEN count(t.id) > 0 AND bool_and(t.state IN ('processed', 'terminated', 'cancelled'))
+                 AND coalesce(sum(x.unchained), 0) = 0
+            THEN max(greatest(t.updated_at, x.chained_at)) END AS finished_at
+FROM hrwsi.campaign k
+LEFT JOIN hrwsi.processing_task t ON t.campaign_id = k.id
+LEFT JOIN LATERAL (SELECT count(*) AS products, count(*) FILTER (WHERE p.chained_at IS NULL) AS unchained,
+                          max(p.chained_at) AS chained_at,
+                          (SELECT min(j.started_at) FROM hrwsi.job j WHERE j.task_id = t.id) AS started_at
+                   FROM hrwsi.product p WHERE p.task_id = t.id) x ON true
+GROUP BY k.id, t.routine;
+
+-- =============================================================================================
+-- Roles and grants. Least privilege: three NOLOGIN roles, granted to login users (e.g.
+-- GRANT hrwsi_service TO launcher_vm). Roles belong to the server, not to one database: they are
+-- created only when missing.
+-- =============================================================================================
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hrwsi_readonly') THEN
+        CREATE ROLE hrwsi_readonly NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hrwsi_data_engineer') THEN
+        CREATE ROLE hrwsi_data_engineer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hrwsi_service') THEN
+        CREATE ROLE hrwsi_service NOLOGIN;
+    END IF;
+END $$;
+
+REVOKE ALL ON SCHEMA hrwsi FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA hrwsi FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA hrwsi FROM PUBLIC;
+
+-- Everyone reads.
+GRANT USAGE ON SCHEMA hrwsi TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT SELECT ON ALL TABLES IN SCHEMA hrwsi TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT SELECT ON public.hrwsi_schema_migration TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
+-- Data engineers add inputs and configure harvest sources and multi-input rules; they cannot
+-- change tasks, jobs or the history.
+GRANT INSERT ON hrwsi.input TO hrwsi_data_engineer;
+GRANT INSERT, UPDATE, DELETE ON hrwsi.harvest_source, hrwsi.multi_input_rule, hrwsi.multi_input_requirement
+    TO hrwsi_data_engineer;
+
+-- Services change the work tables and run the sources; they create no tables and change no
+-- configuration.
+GRANT INSERT, UPDATE ON hrwsi.input, hrwsi.processing_task, hrwsi.job, hrwsi.product, hrwsi.plan,
+    hrwsi.alert TO hrwsi_service;
+GRANT INSERT, UPDATE, DELETE ON hrwsi.service_instance TO hrwsi_service;
+GRANT INSERT ON hrwsi.task_event TO hrwsi_service;
+GRANT UPDATE (active, node_id, updated_at) ON hrwsi.worker TO hrwsi_service;
+GRANT UPDATE (last_run_at, last_success_at, next_run_at, last_error, backfill_cursor, claim_token, claimed_by,
+              claimed_until) ON hrwsi.harvest_source TO hrwsi_service;
+GRANT INSERT, UPDATE, DELETE ON hrwsi.landing_file, hrwsi.multi_input_member TO hrwsi_service;
+GRANT EXECUTE ON FUNCTION hrwsi.retry_task(bigint), hrwsi.cancel_task(bigint), hrwsi.hold_task(bigint),
+    hrwsi.release_task(bigint), hrwsi.hold_routine(text, text), hrwsi.release_routine(text) TO hrwsi_service;
+
+-- Trigger functions must stay callable by whoever writes the tables that fire them.
+GRANT EXECUTE ON FUNCTION hrwsi.refuse_future_input_dates(), hrwsi.notify_count(),
+    hrwsi.notify_state_counts(), hrwsi.record_task_events(), hrwsi.enforce_task_transition(),
+    hrwsi.enforce_job_transition(), hrwsi.refuse_history_change(), hrwsi.apply_failure_policy(),
+    hrwsi.hold_routine_tasks(), hrwsi.alert_terminated_tasks(), hrwsi.refuse_truncate()
+    TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
+-- Lanes, leases and one-statement claims (ADR 0009): the planner's generation, the claim and
+-- outcome functions for the services; the trigger functions for whoever inserts inputs.
+GRANT UPDATE ON hrwsi.plan_generation TO hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.create_tasks_for_new_inputs(), hrwsi.block_or_unblock_dependents(),
+    hrwsi.promote_aged_tasks(), hrwsi.lease_is_fresh(text, double precision),
+    hrwsi.require_lease(text, double precision),
+    hrwsi.dispatch(text, text, double precision, integer, text),
+    hrwsi.record_outcomes(text, double precision, double precision, bigint[], text[], integer[], text[],
+                          timestamptz[], timestamptz[], text[], bigint[], text[], bigint[]),
+    hrwsi.store_plan(text, double precision, bigint, timestamptz, integer, double precision, double precision,
+                     integer, double precision, double precision, jsonb, bigint[], text[], double precision[],
+                     double precision[], bigint[], text[])
+    FROM PUBLIC;
+-- Trigger functions stay callable by whoever writes the tables that fire them.
+GRANT EXECUTE ON FUNCTION hrwsi.create_tasks_for_new_inputs(), hrwsi.block_or_unblock_dependents()
+    TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT EXECUTE ON FUNCTION hrwsi.promote_aged_tasks(), hrwsi.lease_is_fresh(text, double precision),
+    hrwsi.require_lease(text, double precision),
+    hrwsi.dispatch(text, text, double precision, integer, text),
+    hrwsi.record_outcomes(text, double precision, double precision, bigint[], text[], integer[], text[],
+                          timestamptz[], timestamptz[], text[], bigint[], text[], bigint[]),
+    hrwsi.store_plan(text, double precision, bigint, timestamptz, integer, double precision, double precision,
+                     integer, double precision, double precision, jsonb, bigint[], text[], double precision[],
+                     double precision[], bigint[], text[])
+    TO hrwsi_service;
+
+-- The web dashboard (0007): it reads tasks through dashboard_task; the audit is append-only for the services.
+GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
+
+-- Timeliness and reprocessing campaigns (ADR 0010): the operator functions and the deadline check.
+GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, text[], text[], text, boolean, text),
+    hrwsi.cancel_campaign(bigint), hrwsi.raise_deadline_alerts()
+    TO hrwsi_service;

@@ -1,0 +1,204 @@
+"""The composition root: which services run in this process, on which pool and backend, for how long.
+
+Everything that runs hrwsi's services (the CLI, the demo, the notebook helper, the benchmark, the
+tests) goes through `App`, one `async with` lifetime:
+
+    async with App(url, ["orchestrator", "launcher"], settings) as app:
+        await app.wait()          # until SIGINT/SIGTERM (handle_signals=True) or app.request_stop()
+
+On entry it waits for the database (a service started while PostgreSQL restarts waits, it does not
+die; ADR 0006), applies pending migrations when asked, opens one asyncpg pool, builds the services
+and starts them. On exit it asks every service to stop gracefully, waits for them, and closes the
+pool. A service that ended on its own is reported by `died()` and re-raised on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+import asyncpg
+import psycopg
+
+from hrwsi import migrations
+from hrwsi.backends.base import Backend
+from hrwsi.backoff import START_UP_CAP_S, Backoff
+from hrwsi.database import (
+    TRANSIENT_DATABASE_ERRORS,
+    DatabaseUnavailable,
+    connect,
+    create_pool,
+    redact,
+    service_session_settings,
+)
+from hrwsi.instance_server import InstanceServer, start_instance_server
+from hrwsi.service import Service
+from hrwsi.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SERVICE_KINDS = ("harvester", "orchestrator", "launcher", "web")
+
+
+class SchemaNotReady(RuntimeError):
+    """The schema lacks migrations and this role may not apply them; the message says what to do."""
+
+
+def build_services(kinds: Sequence[str], pool: asyncpg.Pool, settings: Settings,
+                   backend: str | Backend | None = None) -> list[Service]:
+    """The services of `kinds`, sharing `pool`; the launcher gets `backend` (a name or an instance)."""
+    from hrwsi.backends import make_backend
+    from hrwsi.harvester import Harvester
+    from hrwsi.launcher import Launcher
+    from hrwsi.orchestrator import Orchestrator
+
+    built: list[Service] = []
+    for kind in kinds:
+        if kind == "harvester":
+            built.append(Harvester(pool, settings))
+        elif kind == "orchestrator":
+            built.append(Orchestrator(pool, settings))
+        elif kind == "launcher":
+            chosen = backend if backend is not None else settings.backend
+            built.append(Launcher(pool, settings, make_backend(chosen, settings) if isinstance(chosen, str)
+                                  else chosen))
+        elif kind == "web":  # web dashboard (issue 13); alone it must serve, in `up` it may not
+            from hrwsi.web.service import WebService
+
+            built.append(WebService(pool, settings, required=len(kinds) == 1))
+        else:
+            raise ValueError(f"unknown service {kind!r}: choose from {', '.join(SERVICE_KINDS)}")
+    for service in built:  # web dashboard (issue 13): its /healthz answers for every instance of the process
+        if service.kind == "web":
+            service.instances = built
+    return built
+
+
+def ensure_schema(url: str) -> list[str]:
+    """Apply pending migrations (synchronous, psycopg); the names applied. A role that may not
+    apply them gets SchemaNotReady naming what is missing and who must run `hrwsi db init`."""
+    with connect(url) as conn:
+        missing = migrations.pending(conn)
+        if not missing:
+            return []
+        try:
+            return migrations.migrate(conn)
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise SchemaNotReady(
+                f"the database schema lacks {', '.join(missing)} and this role may not apply it "
+                f"({error.diag.message_primary}); run `hrwsi db init` as the schema owner") from None
+
+
+async def wait_for_schema(url: str, stopping: asyncio.Event) -> None:
+    """ensure_schema, waiting for a database that is away (start-up during a restart), until `stopping`."""
+    backoff = Backoff(first_s=0.5, cap_s=START_UP_CAP_S)
+    while not stopping.is_set():
+        try:
+            await asyncio.to_thread(ensure_schema, url)
+            return
+        except DatabaseUnavailable as error:
+            delay = backoff.next()
+            logger.warning("%s; hrwsi waits %.1f s and tries again", error, delay)
+            await backoff.sleep(delay, stopping)
+
+
+async def wait_for_pool(url: str, max_size: int, stopping: asyncio.Event, name: str = "hrwsi",
+                        server_settings: dict[str, str] | None = None) -> asyncpg.Pool | None:
+    """An asyncpg pool, waiting for a database that is away; None when `stopping` is set first."""
+    backoff = Backoff(first_s=0.5, cap_s=START_UP_CAP_S)
+    while not stopping.is_set():
+        try:
+            return await create_pool(url, min_size=1, max_size=max_size, application_name=name,
+                                     server_settings=server_settings)
+        except TRANSIENT_DATABASE_ERRORS as error:
+            delay = backoff.next()
+            logger.warning("cannot open connections to %s (%s); hrwsi waits %.1f s and tries again",
+                           redact(url), error, delay)
+            await backoff.sleep(delay, stopping)
+    return None
+
+
+class App:
+    """Services of this process, from database wait to graceful stop, as one `async with`."""
+
+    def __init__(self, url: str, kinds: Sequence[str], settings: Settings, *,
+                 backend: str | Backend | None = None, pool_size: int | None = None,
+                 migrate: bool = False, handle_signals: bool = False):
+        self.url = url
+        self.kinds = list(kinds)
+        self.settings = settings
+        self.backend = backend
+        self.pool_size = pool_size or 4 * len(self.kinds) + 2
+        self.migrate = migrate
+        self.handle_signals = handle_signals
+        self.pool: asyncpg.Pool | None = None
+        self.services: list[Service] = []
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        self.http: InstanceServer | None = None  # metrics hook (issue 13): /metrics, /healthz, /readyz
+
+    async def __aenter__(self) -> App:
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            if self.migrate:
+                await wait_for_schema(self.url, self._stopping)
+            self.pool = await wait_for_pool(self.url, self.pool_size, self._stopping,
+                                            server_settings=service_session_settings(self.settings.lease_timeout_s))
+            if self.pool is not None:  # else stopped (a signal) while waiting for the database
+                self.services = build_services(self.kinds, self.pool, self.settings, self.backend)
+                self.http = await start_instance_server(self.services)  # metrics hook (issue 13)
+        except BaseException:
+            await self._close()
+            raise
+        self._tasks = [asyncio.create_task(s.run(self.url), name=f"{s.kind}-service") for s in self.services]
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        self.request_stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close()
+        died = self.died()
+        if died and exc is None:
+            raise died[0]
+
+    def service(self, kind: str) -> Service:
+        """The first service of `kind` in this app."""
+        return next(s for s in self.services if s.kind == kind)
+
+    async def wait(self) -> None:
+        """Until every service has stopped (request_stop, a signal, or one ended on its own)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            # One service ending (by itself, or by request) ends the app: stop the others too.
+            self.request_stop()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        for service in self.services:
+            service.request_stop()
+
+    def died(self) -> list[BaseException]:
+        """Exceptions of services that ended on their own (a service never should)."""
+        return [t.exception() for t in self._tasks if t.done() and not t.cancelled() and t.exception()]
+
+    def _on_signal(self, signum: int) -> None:
+        logger.info("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
+        self.request_stop()
+
+    async def _close(self) -> None:
+        if self.http is not None:  # metrics hook (issue 13)
+            await self.http.stop()
+            self.http = None
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None

@@ -1,0 +1,52 @@
+"""Every field the Nomad backend reads from Nomad's answers, by the API struct that carries it.
+
+Nomad never errors on a field it does not have: a misspelled key in what hrwsi reads is just
+always missing. tests/unit/test_nomad_api_fields.py checks each path below against the field
+names of Nomad's own `api/` package (pinned in hrwsi.testing.nomad_api_fields, for the oldest and
+the newest Nomad supported), and checks that every field name the backend's code uses is
+declared here. A path steps through fields with `.`; `*` steps into a list or a map.
+"""
+
+from __future__ import annotations
+
+READS: dict[str, tuple[str, ...]] = {
+    # GET /v1/job/:id/allocations; Allocation events carry the same fields (and more)
+    "AllocationListStub": ("ID", "JobID", "Namespace", "NodeID", "NodeName", "ClientStatus", "ClientDescription",
+                           "DesiredStatus", "DesiredDescription", "CreateIndex", "ModifyIndex",
+                           "TaskStates.*.StartedAt", "TaskStates.*.FinishedAt", "TaskStates.*.Events.*.Type",
+                           "TaskStates.*.Events.*.Time", "TaskStates.*.Events.*.Details",
+                           "TaskStates.*.Events.*.DisplayMessage", "TaskStates.*.Events.*.Message",
+                           # deprecated in favour of Details[...]: read only when Details lacks the value
+                           "TaskStates.*.Events.*.ExitCode", "TaskStates.*.Events.*.Signal",
+                           "TaskStates.*.Events.*.FailsTask", "TaskStates.*.Events.*.DriverError",
+                           "TaskStates.*.Events.*.SetupError", "TaskStates.*.Events.*.ValidationError",
+                           "TaskStates.*.Events.*.DownloadError"),
+    "Allocation": ("ID", "JobID", "Namespace", "ClientStatus", "TaskStates"),
+    # GET /v1/job/:id/evaluations and Evaluation events: why a job waits
+    "Evaluation": ("JobID", "Namespace", "Status", "CreateIndex", "FailedTGAllocs.*.NodesEvaluated",
+                   "FailedTGAllocs.*.NodesInPool", "FailedTGAllocs.*.NodesExhausted",
+                   "FailedTGAllocs.*.DimensionExhausted", "FailedTGAllocs.*.ConstraintFiltered",
+                   "FailedTGAllocs.*.QuotaExhausted"),
+    # GET /v1/job/:id and Job events
+    "Job": ("ID", "Namespace", "Status"),
+    # GET /v1/jobs (the blocking query without the event stream, list_jobs)
+    "JobListStub": ("ID", "Status", "ModifyIndex", "JobSummary"),
+    # POST /v1/jobs
+    "JobRegisterResponse": ("Warnings",),
+    # GET /v1/event/stream
+    "Events": ("Index", "Events.*.Topic", "Events.*.Type", "Events.*.Payload"),
+    # GET /v1/nodes?resources=true
+    "NodeListStub": ("ID", "Name", "Status", "SchedulingEligibility", "Drain", "NodeClass", "NodePool",
+                     "NodeResources.Cpu.CpuShares", "NodeResources.Memory.MemoryMB", "NodeResources.Disk.DiskMB",
+                     "ReservedResources.Cpu.CpuShares", "ReservedResources.Memory.MemoryMB",
+                     "ReservedResources.Disk.DiskMB"),
+    # a node read whole (older agents list nodes without NodeResources)
+    "Node": ("Resources.CPU", "Resources.MemoryMB", "Resources.DiskMB", "Reserved.CPU", "Reserved.MemoryMB",
+             "Reserved.DiskMB"),
+}
+
+# Names the backend's code uses that are values, not fields: event topics and types, task event types.
+NOT_FIELDS = frozenset({
+    "Allocation", "Evaluation", "Job", "JobDeregistered", "JobBatchDeregistered",
+    "Started", "Terminated", "Killed", "Killing", "Template",
+})

@@ -1,0 +1,147 @@
+"""The Nomad backend: each attempt is a Nomad batch job with a deterministic ID.
+
+Submission registers `build_job(spec)` with `EnforceIndex` / `JobModifyIndex 0`, Nomad's
+check-and-set "create only if absent": resubmitting the same attempt (after a launcher crash)
+never re-runs a job that already exists, running or dead. Following is `following.JobFollowing`;
+outcomes are read from allocations by `outcomes`. No secret ever goes into a job spec: the token
+travels only as X-Nomad-Token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import quote
+
+from hrwsi.backends.base import Backend, JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.nomad.background import BackgroundTasks
+from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, quote_id
+from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.backends.nomad.following import JobFollowing
+from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job, register_body
+from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
+
+logger = logging.getLogger(__name__)
+
+
+class NomadBackend(Backend):
+    """Runs each attempt as a Nomad batch job. See the package docstring for the semantics."""
+
+    name = "nomad"
+    resubmit_is_idempotent = True
+    jobs_outlive_launcher = True  # a Nomad job runs on without its launcher; another launcher adopts it
+    reports_worker_activity = True
+
+    def __init__(self, config: NomadConfig | None = None, *, finished_memory: int = 10_000):
+        self.config = config or NomadConfig.from_env()
+        self.client = NomadClient(self.config)
+        self._background = BackgroundTasks()
+        self._following = JobFollowing(self.client, self._background, finished_memory=finished_memory)
+        self._nodes_cache: tuple[float, list[dict]] | None = None
+
+    # -- the Backend contract ----------------------------------------------------------------------
+    async def submit(self, spec: JobSpec) -> str:
+        """Register the attempt's job unless a job with its ID exists (then nothing is re-run)."""
+        try:  # where the launcher reads them; on a filesystem not shared with the workers, Nomad's own
+            await asyncio.to_thread(spec.prepare_paths)
+        except OSError as error:
+            logger.debug("could not create the directories of %s here (not a shared filesystem?): %s",
+                         spec.job_id, error)
+        flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
+        job = build_job(spec, self.config, flavour=flavour)
+        assert_no_secrets(job, self.config)
+        response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
+                                          body=register_body(job))
+        if response.status == 200:
+            logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id))
+            warnings = (response.json() or {}).get("Warnings")
+            if warnings:  # deprecated or ignored settings (nomad/job_endpoint.go, Job.Warnings)
+                logger.warning("Nomad registered job %s with warnings: %s", spec.job_id, warnings.strip())
+            return spec.job_id
+        text = error_text(response.text)
+        if response.status == 500 and text.startswith("Enforcing job modify index"):
+            existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
+            if existing.status == 200:
+                logger.info("Nomad job %s already exists (status %s): not registered again", spec.job_id,
+                            (existing.json() or {}).get("Status"))
+                return spec.job_id
+        raise NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): {text}")
+
+    async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
+        return await self._following.follow(spec, backend_job_id, on_progress)
+
+    async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
+        """Stop the job (deregister without purge); its follower then ends 'cancelled'."""
+        self._following.note_cancelled(backend_job_id)
+        response = await self.client.call(f"stop Nomad job {backend_job_id}", "job", quote_id(backend_job_id),
+                                          method="delete")
+        if response.status not in (200, 404):
+            raise NomadError(response.status, f"Nomad refused to stop {backend_job_id}: {response.text.strip()}")
+        self._following.refresh(backend_job_id)  # read its end now that the stop is registered
+
+    async def forget(self, backend_job_id: str) -> None:
+        """The launcher stored the outcome: purge the finished job from Nomad (HRWSI_NOMAD_PURGE), after
+        purge_delay_s. Until then the dead job keeps its ID taken, so a registration of it that timed out
+        on our side but reaches Nomad late is refused (EnforceIndex) instead of running the attempt again.
+        A purge still pending when the launcher stops is left to Nomad's own job GC."""
+        if backend_job_id in self._following.followers:
+            logger.warning("not purging Nomad job %s: it is still being followed", backend_job_id)
+            return
+        self._following.forget(backend_job_id)
+        if not self.config.purge:
+            return
+        self._background.spawn(self._purge_later(backend_job_id), f"purge-{backend_job_id}")
+
+    async def worker_activity(self) -> dict[str, bool]:
+        """{node name: ready, eligible and not draining} of the nodes in our node pool: a worker is its node."""
+        return {n["Name"]: node_is_active(n) for n in await self.nodes()
+                if n.get("Name") and in_pool(n, self.config.node_pool)}
+
+    def ui_link(self, backend_job_id: str) -> str | None:
+        return f"{self.config.address}/ui/jobs/{quote(backend_job_id, safe='')}@{self.config.namespace}"
+
+    async def close(self) -> None:
+        if self.client.closed:
+            return
+        self.client.closed = True
+        await self._following.close()
+        self.client.close()
+
+    # -- more of Nomad --------------------------------------------------------------------------------
+    async def _purge_later(self, backend_job_id: str) -> None:
+        await asyncio.sleep(self.config.purge_delay_s)
+        try:
+            response = await self.client.call(f"purge Nomad job {backend_job_id}", "job", quote_id(backend_job_id),
+                                              method="delete", params={"purge": "true"})
+        except NomadError as error:
+            logger.warning("%s; Nomad's job GC will remove job %s", error, backend_job_id)
+            return
+        if response.status not in (200, 404):
+            logger.warning("Nomad refused to purge job %s (HTTP %d: %s); Nomad's job GC will remove it",
+                           backend_job_id, response.status, response.text.strip()[:200])
+            return
+        logger.debug("purged Nomad job %s", backend_job_id)
+
+    async def list_jobs(self, prefix: str = "hrwsi-") -> dict[str, str]:
+        """Every job whose ID starts with prefix in our namespace: {job ID: pending|running|dead}."""
+        response = await self.client.call("list Nomad jobs", "jobs", params={"prefix": prefix})
+        if response.status != 200:
+            raise NomadError(response.status, f"could not list Nomad jobs: {response.text.strip()}")
+        return {job["ID"]: job["Status"] for job in response.json() or [] if job["ID"].startswith(prefix)}
+
+    async def nodes(self) -> list[dict]:
+        """GET /v1/nodes?resources=true: every client node with NodeResources and ReservedResources."""
+        return await list_nodes(self.client)
+
+    async def _flavour_of(self, worker: str | None) -> str | None:
+        """The node class of the planned worker (flavour mode), from a node list cached for 60 s."""
+        if not worker:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._nodes_cache is None or loop.time() - self._nodes_cache[0] > 60:
+            self._nodes_cache = (loop.time(), await self.nodes())
+        for node in self._nodes_cache[1]:
+            if node.get("Name") == worker and node.get("NodeClass"):
+                return node["NodeClass"]
+        logger.warning("flavour placement: Nomad node %s has no node class; pinning the job to it instead", worker)
+        return None

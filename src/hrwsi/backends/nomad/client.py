@@ -1,0 +1,176 @@
+"""The Nomad HTTP API, called from asyncio: python-nomad in a bounded thread pool, with retries.
+
+python-nomad is synchronous: every call runs in a thread pool of `max_connections` threads (one
+client and one requests.Session per thread, so Nomad's limit of 100 connections per client is
+never reached) through its raw `.request(...)` method, which sidesteps its traps (no blocking
+queries, a broken event-stream helper, dispatch idempotency token in the body). A transient
+error (429, 502-504, a 500 of a read or one that names a transient cause) is retried with
+backoff for `retry_for_s`; anything else is answered to the caller, who decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import nomad
+import requests
+from nomad.api.base import Requester
+from nomad.api.exceptions import BaseNomadException
+
+from hrwsi.backends.nomad.config import NomadConfig
+
+logger = logging.getLogger(__name__)
+
+# What a 500 says when it is worth retrying: no leader, a connection that broke or timed out.
+TRANSIENT_500 = ("No cluster leader", "i/o timeout", "connection refused", "connection reset", "broken pipe", "EOF",
+                 "context deadline exceeded", "lead thread didn't get connection", "injected error")
+RPC_ERROR_PREFIX = "rpc error: "
+
+
+def error_text(text: str) -> str:
+    """Nomad's error without the wrapping of a forwarded RPC: behind a client agent or a follower server
+    every RPC error reads "rpc error: <the error>" (helper/pool/pool.go ConnPool.RPC), so "job already
+    exists" or a validation error must be read after it, not taken for a connection problem."""
+    text = text.strip()
+    while text.startswith(RPC_ERROR_PREFIX):
+        text = text[len(RPC_ERROR_PREFIX):].lstrip()
+    return text
+
+
+class NomadError(Exception):
+    """Nomad answered an error (status) or could not be reached (status None)."""
+
+    def __init__(self, status: int | None, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class NomadResponse:
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text) if self.text else None
+
+    @property
+    def index(self) -> int:
+        try:
+            return int(self.headers.get("X-Nomad-Index") or 0)
+        except ValueError:
+            return 0
+
+
+def quote_id(job_id: str) -> str:
+    """A job ID as one path segment (dispatched job IDs contain '/')."""
+    return quote(job_id, safe="")
+
+
+def _requesters(client: nomad.Nomad):
+    """Every python-nomad endpoint object of a client, including nested ones (event.stream, status.leader)."""
+    for value in vars(client).values():
+        if isinstance(value, Requester):
+            yield value
+        elif hasattr(value, "__dict__"):
+            yield from (v for v in vars(value).values() if isinstance(v, Requester))
+
+
+def is_transient(method: str, response: NomadResponse) -> bool:
+    """Worth retrying: overload and gateway errors, a 500 of a read, or a 500 naming a transient cause."""
+    if response.status in (429, 502, 503, 504):
+        return True
+    if response.status >= 500:
+        text = error_text(response.text)
+        return method == "get" or text == "shutdown" or any(m in text for m in TRANSIENT_500)
+    return False
+
+
+class NomadClient:
+    """Nomad API calls in a bounded thread pool (created on first use), retried while transient."""
+
+    def __init__(self, config: NomadConfig):
+        self.config = config
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self.closed = False
+
+    def session_client(self) -> nomad.Nomad:
+        """This thread's python-nomad client, configured from our config only."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            cfg = self.config
+            verify: bool | str = False if cfg.skip_verify else (cfg.cacert or True)
+            cert: tuple = (cfg.client_cert, cfg.client_key) if cfg.client_cert and cfg.client_key else ()
+            client = nomad.Nomad(address=cfg.address, token=cfg.token, namespace=cfg.namespace, region=cfg.region,
+                                 timeout=cfg.request_timeout_s, verify=verify, cert=cert,
+                                 session=requests.Session())
+            # python-nomad falls back to NOMAD_* variables for what is left empty: use our config only.
+            for requester in _requesters(client):
+                requester.token, requester.namespace = cfg.token, cfg.namespace
+                requester.region, requester.address = cfg.region, cfg.address
+                requester.verify, requester.cert = verify, cert
+            self._local.client = client
+        return client
+
+    def _do(self, endpoint: str, path: tuple[str, ...], method: str, params: dict | None, body: Any,
+            timeout: Any) -> NomadResponse:
+        requester: Any = self.session_client()
+        for attribute in endpoint.split("."):  # e.g. "jobs", "job", "client.stream_logs"
+            requester = getattr(requester, attribute)
+        try:
+            response = requester.request(*path, method=method, params=dict(params or {}), json=body,
+                                         timeout=timeout or self.config.request_timeout_s)
+        except BaseNomadException as error:
+            raw = error.nomad_resp
+            if isinstance(raw, requests.Response):
+                return NomadResponse(raw.status_code, raw.headers, raw.text)
+            raise NomadError(None, f"cannot reach Nomad at {self.config.address}: {raw}") from None
+        except requests.RequestException as error:
+            raise NomadError(None, f"cannot reach Nomad at {self.config.address}: {error}") from None
+        return NomadResponse(response.status_code, response.headers, response.text)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.config.max_connections, thread_name_prefix="hrwsi-nomad")
+        return self._pool
+
+    async def call(self, what: str, endpoint: str, *path: str, method: str = "get", params: dict | None = None,
+                   body: Any = None, timeout: Any = None, retry: bool = True) -> NomadResponse:
+        """One Nomad API call in the thread pool; transient errors are retried with backoff for retry_for_s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.retry_for_s
+        delay = 0.2
+        while True:
+            if self.closed:
+                raise NomadError(None, "the Nomad backend is closed")
+            try:
+                response = await loop.run_in_executor(
+                    self._executor(), functools.partial(self._do, endpoint, path, method, params, body, timeout))
+            except NomadError as error:
+                problem, response = str(error), None
+            else:
+                if not is_transient(method, response):
+                    return response
+                problem = f"HTTP {response.status}: {response.text.strip()[:200]}"
+            if not retry or loop.time() + delay > deadline:
+                if response is not None:
+                    return response
+                raise NomadError(None, f"could not {what}: {problem}")
+            logger.warning("could not %s (%s); retrying in %.1f s", what, problem, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,113 @@
+"""The Nomad backend's configuration: where Nomad is and how hrwsi uses it.
+
+Environment names are Nomad's own (NOMAD_ADDR, NOMAD_TOKEN, ...) plus HRWSI_NOMAD_*; the token is
+never shown (repr) and never goes into a job spec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# What the exec driver's chroot holds on a client without chroot_env (client/config/config.go DefaultChrootEnv).
+DEFAULT_EXEC_CHROOT = ("/bin", "/etc", "/lib", "/lib32", "/lib64", "/run/resolvconf", "/sbin", "/usr",
+                       "/run/systemd/resolve")
+
+
+def _env_flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r}: expected true or false")
+
+
+@dataclass(frozen=True)
+class NomadConfig:
+    """Where Nomad is and how hrwsi uses it. Environment names are Nomad's own (NOMAD_*) plus HRWSI_NOMAD_*."""
+
+    address: str = "http://127.0.0.1:4646"          # NOMAD_ADDR
+    token: str | None = field(default=None, repr=False)  # NOMAD_TOKEN (never logged, never in a spec)
+    namespace: str = "default"                       # NOMAD_NAMESPACE
+    region: str | None = None                        # NOMAD_REGION
+    cacert: str | None = None                        # NOMAD_CACERT
+    client_cert: str | None = None                   # NOMAD_CLIENT_CERT
+    client_key: str | None = None                    # NOMAD_CLIENT_KEY
+    skip_verify: bool = False                        # NOMAD_SKIP_VERIFY
+    mhz_per_core: float = 1000.0                     # HRWSI_NOMAD_MHZ_PER_CORE: Nomad counts CPU in MHz
+    placement: str = "pin"                           # HRWSI_NOMAD_PLACEMENT: pin (node name) | flavour (node class)
+    purge: bool = True                               # HRWSI_NOMAD_PURGE: purge a job once its outcome is stored
+    purge_delay_s: float = 60.0                      # HRWSI_NOMAD_PURGE_DELAY_S: ... this long after (see forget)
+    max_connections: int = 8                         # HRWSI_NOMAD_MAX_CONNECTIONS: thread pool size
+    exec_driver: str = "raw_exec"                    # HRWSI_NOMAD_EXEC_DRIVER: raw_exec | exec (routines without image)
+    datacenters: tuple[str, ...] = ("*",)            # HRWSI_NOMAD_DATACENTERS (comma-separated)
+    node_pool: str = "default"                       # HRWSI_NOMAD_NODE_POOL: where jobs run; "all": every pool
+    host_volume: str | None = None                   # HRWSI_NOMAD_HOST_VOLUME: NAME:/path, the data as a host volume
+    exec_chroot: tuple[str, ...] = DEFAULT_EXEC_CHROOT  # HRWSI_NOMAD_EXEC_CHROOT: the clients' chroot_env paths
+    secrets_variable: str | None = None              # HRWSI_NOMAD_SECRETS_VARIABLE: a Variable path -> env
+    event_stream: bool = True                        # HRWSI_NOMAD_EVENT_STREAM: false -> blocking queries only
+    job_prefix: str = "hrwsi-"
+    request_timeout_s: float = 15.0                  # HRWSI_NOMAD_REQUEST_TIMEOUT_S: one HTTP call (not a blocking query)
+    blocking_wait_s: float = 30.0
+    stream_read_timeout_s: float = 75.0              # > 2 heartbeats (Nomad sends one every 30 s at most)
+    retry_for_s: float = 120.0                       # how long a transient Nomad error is retried per call
+
+    def __post_init__(self) -> None:
+        if self.placement not in ("pin", "flavour"):
+            raise ValueError(f"HRWSI_NOMAD_PLACEMENT={self.placement!r}: choose pin or flavour")
+        if self.exec_driver not in ("raw_exec", "exec"):
+            raise ValueError(f"HRWSI_NOMAD_EXEC_DRIVER={self.exec_driver!r}: choose raw_exec or exec")
+        if not self.mhz_per_core > 0:
+            raise ValueError("HRWSI_NOMAD_MHZ_PER_CORE must be positive")
+        if not 1 <= self.max_connections <= 90:
+            raise ValueError("HRWSI_NOMAD_MAX_CONNECTIONS must be between 1 and 90 (Nomad allows 100 per client)")
+        if self.host_volume is not None and not self.host_volume_mount()[1].startswith("/"):
+            raise ValueError(f"HRWSI_NOMAD_HOST_VOLUME={self.host_volume!r}: expected NAME:/absolute/path")
+        if self.exec_driver == "exec" and self.host_volume is None:
+            # exec chroots the task into copies of the client's chroot_env: products written there never
+            # reach the filesystem the launcher reads. Only a host volume mounts the data into the chroot.
+            raise ValueError("HRWSI_NOMAD_EXEC_DRIVER=exec needs HRWSI_NOMAD_HOST_VOLUME=NAME:/data/path (a client "
+                             "host_volume holding hrwsi's data): exec chroots the task, so its products would "
+                             "not reach the shared filesystem; or use raw_exec")
+
+    def host_volume_mount(self) -> tuple[str, str]:
+        """(volume name, where it is mounted: the data directory's path on the clients)."""
+        name, _, path = (self.host_volume or "").partition(":")
+        return name, path.rstrip("/") or "/"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> NomadConfig:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        datacenters = tuple(d.strip() for d in (get("HRWSI_NOMAD_DATACENTERS") or "*").split(",") if d.strip())
+        return cls(
+            address=(get("NOMAD_ADDR") or "http://127.0.0.1:4646").rstrip("/"),
+            token=get("NOMAD_TOKEN"),
+            namespace=get("NOMAD_NAMESPACE") or "default",
+            region=get("NOMAD_REGION"),
+            cacert=get("NOMAD_CACERT"),
+            client_cert=get("NOMAD_CLIENT_CERT"),
+            client_key=get("NOMAD_CLIENT_KEY"),
+            skip_verify=_env_flag(env, "NOMAD_SKIP_VERIFY", False),
+            mhz_per_core=float(get("HRWSI_NOMAD_MHZ_PER_CORE") or 1000),
+            placement=get("HRWSI_NOMAD_PLACEMENT") or "pin",
+            purge=_env_flag(env, "HRWSI_NOMAD_PURGE", True),
+            purge_delay_s=float(get("HRWSI_NOMAD_PURGE_DELAY_S") or 60),
+            max_connections=int(get("HRWSI_NOMAD_MAX_CONNECTIONS") or 8),
+            exec_driver=get("HRWSI_NOMAD_EXEC_DRIVER") or "raw_exec",
+            datacenters=datacenters or ("*",),
+            node_pool=get("HRWSI_NOMAD_NODE_POOL") or "default",
+            host_volume=get("HRWSI_NOMAD_HOST_VOLUME"),
+            exec_chroot=tuple(p.strip() for p in (get("HRWSI_NOMAD_EXEC_CHROOT") or "").split(",") if p.strip())
+            or DEFAULT_EXEC_CHROOT,
+            secrets_variable=get("HRWSI_NOMAD_SECRETS_VARIABLE"),
+            event_stream=_env_flag(env, "HRWSI_NOMAD_EVENT_STREAM", True),
+            request_timeout_s=float(get("HRWSI_NOMAD_REQUEST_TIMEOUT_S") or 15),
+        )

@@ -1,0 +1,456 @@
+"""Following Nomad jobs to their end: one event stream (or one blocking query) for all of them.
+
+ONE event stream per backend (`/v1/event/stream`, topics Job, Allocation and Evaluation, filtered
+to the followed jobs) is dispatched to per-job followers; on every (re)connect each followed job
+is reconciled with list calls, because Nomad keeps only the last events. When the stream is
+unavailable (4xx, or disabled with HRWSI_NOMAD_EVENT_STREAM=false) one blocking query on
+`/v1/jobs?prefix=` wakes the backend when a job or its summary changes, and
+`/v1/job/:id/allocations` is read for those jobs: one long-held connection instead of one per job
+(Nomad allows 100 per client).
+
+- No allocation and a blocked evaluation: progress "queued" with Nomad's reason, never a failure.
+- An allocation lost with its node: lost; the job is stopped so that Nomad's replacement does not
+  run the same attempt twice (the launcher retries it as a new attempt).
+- A job Nomad no longer knows: if this backend saw its end, that outcome (it was collected);
+  otherwise lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.nomad.background import BackgroundTasks
+from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
+from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRefused, StreamUnavailable
+from hrwsi.backends.nomad.outcomes import (
+    allocation_outcome,
+    describe_placement_failure,
+    task_times,
+    waiting_reason,
+    where,
+)
+from hrwsi.backends.nomad.task_logs import TaskLogs
+
+logger = logging.getLogger(__name__)
+
+LIVE = ("pending", "running")
+# Since Nomad 1.11.2 an event stream that fails after the subscription (ACL, disabled broker) is a 200
+# that ends without a line (before: an error status); after this many such subscriptions in a row,
+# follow jobs with blocking queries, and try the stream again STREAM_RETRY_S later.
+FAILED_STREAMS_BEFORE_FALLBACK = 3
+STREAM_RETRY_S = 600.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Follower:
+    """What is known of one followed job."""
+
+    spec: JobSpec
+    job_id: str
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    allocs: dict[str, dict] = field(default_factory=dict)
+    last_progress: tuple[str, str] | None = None
+    last_reason: str = ""
+    last_listing: tuple | None = None
+    done: bool = False
+    timed_out: bool = False
+    timeout_handle: asyncio.TimerHandle | None = None
+    refreshing: bool = False
+    refresh_again: bool = False
+    final_alloc: dict | None = None
+
+    def has_live_alloc(self) -> bool:
+        return any(a.get("ClientStatus") in LIVE for a in self.allocs.values())
+
+
+class JobFollowing:
+    """The followers of one backend, and the one watcher (event stream or blocking query) that feeds them."""
+
+    def __init__(self, client: NomadClient, background: BackgroundTasks, *, finished_memory: int = 10_000):
+        self.client = client
+        self.config = client.config
+        self.background = background
+        self.followers: dict[str, Follower] = {}
+        self._finished: OrderedDict[str, JobOutcome] = OrderedDict()
+        self._finished_memory = finished_memory
+        self._cancelled: set[str] = set()
+        self._watch_task: asyncio.Task | None = None
+        self._events = EventStream(client.config)
+        self.task_logs = TaskLogs(client)
+        self._stream_index = 0
+        self._failed_streams = 0  # subscriptions in a row that failed in Nomad or ended without a line
+        self._fallback_at: float | None = None  # loop time the stream was given up for blocking queries
+        self._poll_index = 0
+
+    # -- what the backend asks -------------------------------------------------------------------
+    async def follow(self, spec: JobSpec, job_id: str, on_progress: ProgressCallback) -> JobOutcome:
+        if job_id in self.followers:
+            raise RuntimeError(f"job {job_id} is already being followed")
+        follower = Follower(spec, job_id)
+        self.followers[job_id] = follower
+        self._ensure_watcher()
+        self._schedule_refresh(follower)
+        try:
+            while True:
+                item = await follower.queue.get()
+                if isinstance(item, JobOutcome):
+                    if follower.final_alloc is not None:
+                        await self.task_logs.save(follower.spec, follower.final_alloc)
+                    return item
+                if isinstance(item, BaseException):
+                    raise item
+                state, reason = item
+                try:
+                    await on_progress(state, reason)
+                except Exception:
+                    logger.exception("job %s: recording progress %s failed", job_id, state)
+        finally:
+            follower.done = True
+            if follower.timeout_handle is not None:
+                follower.timeout_handle.cancel()
+            if self.followers.get(job_id) is follower:
+                del self.followers[job_id]
+
+    def note_cancelled(self, job_id: str) -> None:
+        """The launcher is stopping this job: its end is 'cancelled', not lost."""
+        self._cancelled.add(job_id)
+
+    def refresh(self, job_id: str) -> None:
+        """Read the job's state now (e.g. after stopping it) instead of waiting for an event."""
+        follower = self.followers.get(job_id)
+        if follower is not None:
+            self._schedule_refresh(follower)
+
+    def forget(self, job_id: str) -> None:
+        self._finished.pop(job_id, None)
+        self._cancelled.discard(job_id)
+
+    async def close(self) -> None:
+        self._events.interrupt()
+        await self.background.cancel_all(self._watch_task)
+        for follower in list(self.followers.values()):
+            if not follower.done:
+                follower.queue.put_nowait(RuntimeError("the Nomad backend was closed"))
+
+    # -- state assessment ---------------------------------------------------------------------------
+    def _progress(self, follower: Follower, state: str, reason: str) -> None:
+        if follower.done or follower.last_progress == (state, reason):
+            return
+        follower.last_progress = (state, reason)
+        follower.queue.put_nowait((state, reason))
+
+    def _resolve(self, follower: Follower, outcome: JobOutcome) -> None:
+        if follower.done:
+            return
+        follower.done = True
+        if follower.timeout_handle is not None:
+            follower.timeout_handle.cancel()
+        self._finished[follower.job_id] = outcome
+        while len(self._finished) > self._finished_memory:
+            self._finished.popitem(last=False)
+        follower.queue.put_nowait(outcome)
+        logger.debug("Nomad job %s ended: %s (%s)", follower.job_id, outcome.state, outcome.message)
+
+    @staticmethod
+    def _merge_alloc(follower: Follower, alloc: dict) -> None:
+        known = follower.allocs.get(alloc["ID"])
+        if known is None or int(alloc.get("ModifyIndex") or 0) >= int(known.get("ModifyIndex") or 0):
+            follower.allocs[alloc["ID"]] = alloc
+
+    def _assess(self, follower: Follower) -> None:
+        if follower.done:
+            return
+        allocs = sorted(follower.allocs.values(), key=lambda a: int(a.get("CreateIndex") or 0))
+        # lost: its node went down; unknown: the same with Disconnect.Replace false (build_job), which Nomad
+        # leaves in place, not replaced, until the node is back (scheduler/reconciler/filters.go).
+        lost = next((a for a in allocs if a.get("ClientStatus") in ("lost", "unknown")), None)
+        if lost is not None:
+            self._lost(follower, lost)
+            return
+        if not allocs:
+            return
+        current = allocs[-1]
+        status = current.get("ClientStatus")
+        if status in ("complete", "failed"):
+            follower.final_alloc = current
+            self._resolve(follower, allocation_outcome(current, follower.spec,
+                                                       cancelled=follower.job_id in self._cancelled,
+                                                       timed_out=follower.timed_out))
+        elif status == "running":
+            self._progress(follower, "running", where(current))
+            self._start_timeout(follower)
+        elif status == "pending" and (reason := waiting_reason(current, follower.spec.routine)):
+            self._progress(follower, "queued", f"Nomad placed it ({where(current)}) but {reason}")
+
+    def _lost(self, follower: Follower, lost: dict) -> None:
+        if follower.job_id in self._cancelled:
+            self._resolve(follower, JobOutcome("cancelled", None, "cancelled; its allocation was lost", None, _now()))
+            return
+        # Stop the job so that Nomad's replacement allocation does not run this attempt again.
+        self.background.spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
+        started, _ = task_times(lost, follower.spec.routine)
+        self._resolve(follower, JobOutcome(
+            "lost", None, f"{where(lost)} {lost.get('ClientStatus')}: "
+                          f"{lost.get('ClientDescription') or 'its node went down'}", started, _now()))
+
+    def _start_timeout(self, follower: Follower) -> None:
+        timeout = follower.spec.timeout_s
+        if not timeout or follower.timeout_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        follower.timeout_handle = loop.call_later(
+            timeout, lambda: self.background.spawn(self._time_out(follower), f"timeout-{follower.job_id}"))
+
+    async def _time_out(self, follower: Follower) -> None:
+        if follower.done:
+            return
+        follower.timed_out = True
+        logger.warning("Nomad job %s ran longer than its %.0f s timeout: stopping it", follower.job_id,
+                       follower.spec.timeout_s)
+        await self._stop_quietly(follower.job_id)
+        self._resolve(follower, JobOutcome("internal_error", None,
+                                           f"timed out after {follower.spec.timeout_s:.0f} s; the Nomad job was "
+                                           "stopped", None, _now()))
+
+    async def _stop_quietly(self, job_id: str) -> None:
+        try:
+            await self.client.call(f"stop Nomad job {job_id}", "job", quote_id(job_id), method="delete")
+        except NomadError as error:
+            logger.warning("could not stop Nomad job %s: %s", job_id, error)
+
+    # -- reconciliation with list calls ----------------------------------------------------------------
+    def _schedule_refresh(self, follower: Follower) -> None:
+        if follower.done:
+            return
+        if follower.refreshing:
+            follower.refresh_again = True
+            return
+        follower.refreshing = True
+        self.background.spawn(self._refresh(follower), f"refresh-{follower.job_id}")
+
+    async def _refresh(self, follower: Follower) -> None:
+        try:
+            while not follower.done:
+                follower.refresh_again = False
+                try:
+                    await self._refresh_once(follower)
+                except NomadError as error:
+                    logger.warning("could not read Nomad job %s: %s", follower.job_id, error)
+                    await asyncio.sleep(2.0)
+                    follower.refresh_again = True
+                if not follower.refresh_again:
+                    break
+        finally:
+            follower.refreshing = False
+
+    async def _refresh_once(self, follower: Follower) -> None:
+        job_id = follower.job_id
+        response = await self.client.call(f"read allocations of {job_id}", "job", quote_id(job_id), "allocations")
+        if response.status != 200:
+            raise NomadError(response.status, f"allocations of {job_id}: HTTP {response.status} {response.text}")
+        for alloc in response.json() or []:
+            self._merge_alloc(follower, alloc)
+        if follower.allocs:
+            self._assess(follower)
+            if follower.done or follower.has_live_alloc():
+                return
+        response = await self.client.call(f"read Nomad job {job_id}", "job", quote_id(job_id))
+        if response.status == 404:
+            self._resolve(follower, self._unknown_job_outcome(job_id))
+            return
+        if response.status != 200:
+            raise NomadError(response.status, f"job {job_id}: HTTP {response.status} {response.text}")
+        job = response.json() or {}
+        if follower.allocs:
+            return
+        if job.get("Status") == "dead":
+            self._resolve(follower, self._dead_without_allocation(job_id))
+            return
+        response = await self.client.call(f"read evaluations of {job_id}", "job", quote_id(job_id), "evaluations")
+        if response.status == 200:
+            for evaluation in sorted(response.json() or [], key=lambda e: int(e.get("CreateIndex") or 0)):
+                self._on_evaluation(follower, evaluation)
+
+    def _unknown_job_outcome(self, job_id: str) -> JobOutcome:
+        remembered = self._finished.get(job_id)
+        if remembered is not None:
+            return remembered  # it ended and was then collected: not lost
+        if job_id in self._cancelled:
+            return JobOutcome("cancelled", None, "cancelled; the Nomad job is gone", None, _now())
+        return JobOutcome("lost", None, f"Nomad does not know job {job_id} and it was never seen ending (purged or "
+                                        "garbage-collected before its outcome was recorded)", None, _now())
+
+    def _dead_without_allocation(self, job_id: str) -> JobOutcome:
+        if job_id in self._cancelled:
+            return JobOutcome("cancelled", None, "cancelled before Nomad placed it", None, _now())
+        return JobOutcome("lost", None, f"Nomad job {job_id} is dead without any allocation (stopped in Nomad "
+                                        "before it was placed)", None, _now())
+
+    def _on_evaluation(self, follower: Follower, evaluation: dict) -> None:
+        if follower.done or any(a.get("ClientStatus") in ("pending", "running", "complete", "failed")
+                                for a in follower.allocs.values()):
+            return
+        reason = describe_placement_failure(evaluation.get("FailedTGAllocs"))
+        if reason:
+            follower.last_reason = reason
+            self._progress(follower, "queued", f"Nomad cannot place it yet: {reason}")
+        elif evaluation.get("Status") == "blocked" and follower.last_reason:
+            self._progress(follower, "queued", f"Nomad cannot place it yet: {follower.last_reason}")
+
+    def _reconcile_all(self) -> None:
+        for follower in list(self.followers.values()):
+            self._schedule_refresh(follower)
+
+    # -- the watcher: the shared event stream, or blocking queries -------------------------------------
+    def _ensure_watcher(self) -> None:
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(), name="hrwsi-nomad-watch")
+
+    @property
+    def stream_unavailable(self) -> bool:
+        """Following with blocking queries: the stream is off (configuration) or failed (for a while)."""
+        return not self.config.event_stream or self._fallback_at is not None
+
+    def _blocking_queries_now(self) -> bool:
+        if not self.config.event_stream:
+            return True
+        if self._fallback_at is None:
+            return False
+        if asyncio.get_running_loop().time() - self._fallback_at < STREAM_RETRY_S:
+            return True
+        logger.info("trying the Nomad event stream again after %.0f s of blocking queries", STREAM_RETRY_S)
+        self._fallback_at, self._failed_streams = None, 0
+        return False
+
+    def _fall_back(self, why: str) -> None:
+        logger.warning("the Nomad event stream is unavailable (%s): following jobs with blocking queries", why)
+        self._fallback_at = asyncio.get_running_loop().time()
+        self._poll_index = 0  # the first blocking query answers at once: every followed job is read
+
+    async def _watch(self) -> None:
+        backoff = 0.5
+        while not self.client.closed:
+            if self._blocking_queries_now():
+                try:
+                    await self._poll_once()
+                    backoff = 0.5
+                except NomadError as error:
+                    logger.warning("blocking query on Nomad jobs failed: %s", error)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                continue
+            try:
+                await self._stream_once()
+                backoff = 0.5
+                continue
+            except StreamUnavailable as error:
+                self._fall_back(f"it answered {error}")
+                continue
+            except StreamRefused as error:
+                self._failed_streams += 1
+                problem = str(error)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # StreamEnded, unreachable, a bad line: reconnect
+                problem = str(error)
+            if self.client.closed:
+                return
+            if self._failed_streams >= FAILED_STREAMS_BEFORE_FALLBACK:
+                self._fall_back(f"{self._failed_streams} subscriptions in a row failed or ended without a line "
+                                f"(Nomad >= 1.11.2 reports an ACL or event broker error that way); last: {problem}")
+                continue
+            logger.warning("the Nomad event stream broke (%s); reconnecting in %.1f s", problem, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def _stream_once(self) -> None:
+        """One connection to the event stream, until it ends (StreamEnded) or fails."""
+        if not self._stream_index:
+            # Start at the present: replaying the buffer could resurrect events of jobs since
+            # collected; followed jobs are reconciled with list calls once connected anyway.
+            probe = await self.client.call("read the Nomad index", "jobs",
+                                           params={"prefix": f"{self.config.job_prefix}index-probe-"})
+            self._stream_index = probe.index if probe.status == 200 else 0
+        params = {"index": str(self._stream_index + 1) if self._stream_index else "0",
+                  "topic": ["Job:*", "Allocation:*", "Evaluation:*"], "namespace": self.config.namespace}
+        connection = await self._events.connect(params)
+        try:
+            logger.info("following Nomad jobs through the event stream of %s (%s %d)", self.config.address,
+                        connection.response.version, connection.response.status)
+            self._reconcile_all()  # events before this connection are not retained: read the state
+            async for frame in connection.frames():
+                self._failed_streams = 0
+                if frame:  # {} is a heartbeat
+                    self._on_frame(frame)
+            if not connection.lines:
+                self._failed_streams += 1
+            raise StreamEnded(f"the event stream ended after {connection.lines} line(s)")
+        finally:
+            connection.close()
+
+    def _on_frame(self, frame: dict) -> None:
+        index = int(frame.get("Index") or 0)
+        if index and index <= self._stream_index:
+            return  # already seen (Nomad resumes at the requested index, inclusive)
+        self._stream_index = max(self._stream_index, index)
+        for event in frame.get("Events") or []:
+            payload = event.get("Payload") or {}
+            topic = event.get("Topic")
+            obj = payload.get(topic) or {}  # the Allocation, Evaluation or Job the event is about
+            if obj.get("Namespace") not in (None, "", self.config.namespace):
+                continue  # subscribed to our namespace only; the payload's own says so (api has no Event.Namespace)
+            if topic == "Allocation":
+                self._on_allocation_event(obj)
+            elif topic == "Evaluation":
+                follower = self.followers.get(obj.get("JobID", ""))
+                if follower is not None:
+                    self._on_evaluation(follower, obj)
+            elif topic == "Job":
+                self._on_job_event(event.get("Type"), obj)
+
+    def _on_allocation_event(self, alloc: dict) -> None:
+        follower = self.followers.get(alloc.get("JobID", ""))
+        if follower is not None and not follower.done:
+            self._merge_alloc(follower, alloc)
+            self._assess(follower)
+
+    def _on_job_event(self, event_type: str | None, job: dict) -> None:
+        follower = self.followers.get(job.get("ID", ""))
+        if follower is None or follower.done:
+            return
+        if event_type in ("JobDeregistered", "JobBatchDeregistered") or \
+                (job.get("Status") == "dead" and not follower.has_live_alloc()):
+            self._schedule_refresh(follower)
+
+    async def _poll_once(self) -> None:
+        """Without the stream: one blocking query on the job list; refresh the followed jobs that changed."""
+        prefix = self.config.job_prefix
+        params = {"prefix": prefix, "index": str(self._poll_index),
+                  "wait": f"{int(self.config.blocking_wait_s)}s"}
+        response = await self.client.call("wait for changes of Nomad jobs", "jobs", params=params,
+                                          timeout=(self.config.request_timeout_s,
+                                                   self.config.blocking_wait_s + self.config.request_timeout_s))
+        if response.status != 200:
+            raise NomadError(response.status, f"HTTP {response.status}: {response.text.strip()[:200]}")
+        index = response.index
+        if index < self._poll_index:
+            index = 0  # the index went backwards (a new cluster, a restore): start over
+        self._poll_index = index
+        listing = {job["ID"]: job for job in response.json() or []}
+        for follower in list(self.followers.values()):
+            stub = listing.get(follower.job_id)
+            key = None if stub is None else (stub.get("Status"), stub.get("ModifyIndex"),
+                                             json.dumps(stub.get("JobSummary"), sort_keys=True))
+            if key is None or key != follower.last_listing or not follower.job_id.startswith(prefix):
+                follower.last_listing = key
+                self._schedule_refresh(follower)

@@ -1,0 +1,253 @@
+"""The Nomad job of one attempt (JSON API form), built without I/O, and the secret check before submitting.
+
+- ID = spec.job_id, Type batch, one group ("hrwsi") with one task named after the routine.
+- Resources: CPU = ceil(cores x MHz per core), MemoryMB; disk is the group's EphemeralDisk.
+- Placement: pin mode constrains `${node.unique.name}` = the planned worker; flavour mode
+  constrains `${node.class}` = the worker's flavour (node pool names cannot hold the dots of
+  flavour names such as "eo2.large", classes can), so Nomad picks any node of that size.
+- hrwsi owns retries: RestartPolicy 0 attempts (mode fail), ReschedulePolicy 0 attempts, and
+  Disconnect.Replace false: an allocation lost with its node is not replaced by Nomad (whatever the
+  reschedule policy says, Nomad replaces lost allocations otherwise: structs.go TaskGroup.Replace).
+- Disk: the routine's storage as EphemeralDisk (at least Nomad's minimum, 10 MB); the task's log
+  rotation is sized to stay below it, since Nomad refuses log storage (MaxFiles x MaxFileSizeMB)
+  that is not less than the disk (structs.go LogConfig.Validate).
+- NodePool from HRWSI_NOMAD_NODE_POOL (Nomad puts a job without one in "default").
+- Meta shows the task in Nomad's UI; Env is spec.environment() minus anything named like a
+  secret (use HRWSI_NOMAD_SECRETS_VARIABLE: a Nomad Variable rendered by a template).
+- Driver: docker when the routine has an image, else raw_exec (or exec) running spec.argv(). The
+  data reaches the task through the host volume HRWSI_NOMAD_HOST_VOLUME when set (any driver);
+  otherwise docker mounts host paths, which clients allow only with `volumes { enabled = true }`
+  (drivers/docker/config.go, default false), so the job is constrained to nodes whose docker
+  driver reports `driver.docker.volumes.enabled`. exec needs the host volume (see NomadConfig), and
+  its command must be inside the clients' chroot (HRWSI_NOMAD_EXEC_CHROOT) or the volume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from hrwsi.backends.base import SECRET_NAME, JobSpec
+from hrwsi.backends.nomad.config import NomadConfig
+
+logger = logging.getLogger(__name__)
+
+NS = 1_000_000_000  # Nomad durations are integer nanoseconds
+GROUP_NAME = "hrwsi"
+META_KEYS = ("hrwsi_task_id", "hrwsi_input_path", "hrwsi_routine", "hrwsi_condition", "hrwsi_tile", "hrwsi_attempt")
+MIN_DISK_MB = 10  # structs.go EphemeralDisk.Validate: "minimum DiskMB value is 10"
+MAX_LOG_FILES, MAX_LOG_FILE_MB = 5, 20
+DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
+HOST_VOLUME_KEY = "hrwsi-data"
+
+
+def disk_mb(storage_mb: int) -> int:
+    return max(MIN_DISK_MB, int(storage_mb))
+
+
+def log_config(disk: int) -> dict[str, int]:
+    """Log rotation that keeps the task's logs within a quarter of its disk (at most 5 x 20 MB)."""
+    budget = max(1, disk // 4)
+    files = min(MAX_LOG_FILES, budget)
+    return {"MaxFiles": files, "MaxFileSizeMB": max(1, min(MAX_LOG_FILE_MB, budget // files))}
+
+
+def nomad_cpu_mhz(cores: float, mhz_per_core: float) -> int:
+    """Cores as Nomad's CPU MHz, rounded up (0.5 core at 1000 MHz/core = 500)."""
+    return max(1, math.ceil(round(cores * mhz_per_core, 6)))
+
+
+def task_name(routine: str) -> str:
+    """The Nomad task name of a routine (also the key of its TaskStates in an allocation)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", routine).lower() or "routine"
+
+
+def secret_values(config: NomadConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Values that must never appear in a job spec: the Nomad token and every *PASSWORD*/*SECRET*/*TOKEN* variable."""
+    env = os.environ if environ is None else environ
+    found = {name: value for name, value in env.items()
+             if SECRET_NAME.search(name) and len(value) >= 8 and not value.startswith(("/", ".", "~"))}
+    if config.token:
+        found["NOMAD_TOKEN"] = config.token
+    return found
+
+
+def _strings(obj: Any) -> Iterator[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield str(key)
+            yield from _strings(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _strings(value)
+
+
+def assert_no_secrets(job: dict, config: NomadConfig, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse to submit a spec that contains the value of a secret (a bug, or a secret in a routine's command)."""
+    secrets = secret_values(config, environ)
+    for text in _strings(job):
+        for name, value in secrets.items():
+            if value in text:
+                raise ValueError(f"refusing to submit job {job.get('ID')}: its spec would contain the value of "
+                                 f"${name}; pass secrets through Nomad Variables, never in a job spec")
+
+
+def _task_env(spec: JobSpec) -> dict[str, str]:
+    env = {}
+    for key, value in spec.environment().items():
+        if SECRET_NAME.search(key):
+            logger.warning("job %s: leaving %s out of the Nomad job spec (it looks like a secret; give it "
+                           "through a Nomad Variable: HRWSI_NOMAD_SECRETS_VARIABLE)", spec.job_id, key)
+            continue
+        env[key] = value
+    return env
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _driver_and_config(spec: JobSpec, config: NomadConfig) -> tuple[str, dict[str, Any]]:
+    argv = spec.argv()
+    if not spec.image:
+        if not spec.command:
+            raise ValueError(f"routine {spec.routine} has neither an image nor a command")
+        if config.exec_driver == "exec":
+            _check_exec_paths(spec, config, argv[0])
+        return config.exec_driver, {"command": argv[0], "args": argv[1:]}
+    task_config: dict[str, Any] = {"image": spec.image}
+    if spec.command:
+        task_config["command"] = argv[0]
+        task_config["args"] = argv[1:]
+    else:
+        task_config["args"] = argv
+    if config.host_volume is None:
+        # The attempt's own directory (its output and manifest) read-write, and exactly the data the
+        # task reads (its input, a multi-input task's members, the previous products of its series)
+        # read-only, each at its own path: never a parent directory chosen by input data (`/` for a
+        # top-level path), so an input cannot steer what the container sees.
+        mounts = [f"{spec.attempt_dir}:{spec.attempt_dir}"]
+        mounts += [f"{path}:{path}:ro" for path in data_paths(spec) if not _under(path, spec.attempt_dir)]
+        task_config["volumes"] = mounts
+    return "docker", task_config
+
+
+def data_paths(spec: JobSpec) -> list[str]:
+    """The absolute paths a task reads: its input, and from its manifest the members of a multi-input
+    task and the previous products of its series (in order, without repeats)."""
+    paths = [spec.input_path]
+    if spec.manifest:
+        manifest = json.loads(spec.manifest)
+        paths += [m.get("path") for m in manifest.get("members") or []]
+        series = manifest.get("series") or {}
+        paths += [p.get("path") for p in series.get("previous_products") or []]
+    return list(dict.fromkeys(p for p in paths if isinstance(p, str) and p.startswith("/")))
+
+
+def refuse_interpolation(spec: JobSpec) -> None:
+    """Nomad replaces `${...}` in a task's args, env and mounts with node attributes and runtime
+    variables (client/taskenv, helper/args.ReplaceEnv): data that carries `${` could steer what a job
+    reads or writes. The database refuses such input paths; this refuses whatever reaches a spec."""
+    for value in (spec.input_path, spec.output_dir, spec.log_path, *data_paths(spec), *spec.env.values()):
+        if "${" in value:
+            raise ValueError(f"job {spec.job_id}: {value!r} contains '${{', which Nomad would interpolate "
+                             f"(a node attribute or a runtime variable); refusing to submit it")
+
+
+def _check_exec_paths(spec: JobSpec, config: NomadConfig, binary: str) -> None:
+    """exec runs the task in a chroot (the clients' chroot_env) plus the data's host volume: refuse what it
+    cannot see there (drivers/shared/executor: "file ... not found under path")."""
+    _, data = config.host_volume_mount()
+    if not any(_under(binary, root) for root in (*config.exec_chroot, data)):
+        raise ValueError(f"routine {spec.routine}: the exec driver cannot run {binary}: it is neither in the clients' "
+                         f"chroot ({', '.join(config.exec_chroot)}; HRWSI_NOMAD_EXEC_CHROOT, client chroot_env) nor in "
+                         f"the host volume at {data}")
+    for what, path in (("output directory", spec.output_dir), ("input", spec.input_path)):
+        if path.startswith("/") and not _under(path, data):
+            raise ValueError(f"routine {spec.routine}: its {what} {path} is outside the host volume mounted at {data} "
+                             "(HRWSI_NOMAD_HOST_VOLUME): the exec driver's chroot would not see it")
+
+
+def _constraints(spec: JobSpec, config: NomadConfig, flavour: str | None) -> list[dict[str, str]]:
+    constraints = []
+    if config.placement == "flavour" and flavour:
+        constraints.append({"LTarget": "${node.class}", "Operand": "=", "RTarget": flavour})
+    elif spec.worker:
+        constraints.append({"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": spec.worker})
+    if spec.image and config.host_volume is None:
+        # Nomad then says why it waits ('Constraint "... = true" filtered 1 nodes') instead of failing it.
+        constraints.append({"LTarget": DOCKER_VOLUMES, "Operand": "=", "RTarget": "true"})
+    return constraints
+
+
+def secrets_template(variable: str) -> dict[str, Any]:
+    return {"EmbeddedTmpl": ('{{ with nomadVar "' + variable + '" }}{{ range .Tuples }}'
+                             '{{ .K }}={{ .V | toJSON }}\n{{ end }}{{ end }}'),
+            "DestPath": "secrets/hrwsi.env", "Envvars": True, "ChangeMode": "noop"}
+
+
+def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None) -> dict:
+    """The Nomad job (JSON API form) of one attempt. Pure: no I/O, no clock. See the module docstring."""
+    refuse_interpolation(spec)
+    driver, task_config = _driver_and_config(spec, config)
+    task: dict[str, Any] = {
+        "Name": task_name(spec.routine),
+        "Driver": driver,
+        "Config": task_config,
+        "Env": _task_env(spec),
+        "Resources": {"CPU": nomad_cpu_mhz(spec.cpu, config.mhz_per_core), "MemoryMB": int(spec.ram_mb)},
+        "KillTimeout": 30 * NS,
+        "LogConfig": log_config(disk_mb(spec.storage_mb)),
+    }
+    if config.secrets_variable:
+        task["Templates"] = [secrets_template(config.secrets_variable)]
+    group: dict[str, Any] = {
+        "Name": GROUP_NAME,
+        "Count": 1,
+        "Constraints": _constraints(spec, config, flavour),
+        "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 24 * 3600 * NS, "Delay": 15 * NS},
+        "ReschedulePolicy": {"Attempts": 0, "Unlimited": False, "Interval": 24 * 3600 * NS, "Delay": 5 * NS,
+                             "DelayFunction": "constant", "MaxDelay": 0},
+        "Disconnect": {"Replace": False},
+        "EphemeralDisk": {"SizeMB": disk_mb(spec.storage_mb), "Sticky": False, "Migrate": False},
+        "Tasks": [task],
+    }
+    if config.host_volume is not None:
+        name, path = config.host_volume_mount()
+        group["Volumes"] = {HOST_VOLUME_KEY: {"Name": HOST_VOLUME_KEY, "Type": "host", "Source": name,
+                                              "ReadOnly": False}}
+        task["VolumeMounts"] = [{"Volume": HOST_VOLUME_KEY, "Destination": path, "ReadOnly": False}]
+    job = {
+        "ID": spec.job_id,
+        "Name": spec.job_id,
+        "Type": "batch",
+        "Namespace": config.namespace,
+        "Datacenters": list(config.datacenters),
+        "NodePool": config.node_pool,
+        "Priority": 50,
+        "Meta": {
+            "hrwsi_task_id": str(spec.task_id),
+            "hrwsi_input_path": spec.input_path,
+            "hrwsi_routine": spec.routine,
+            "hrwsi_condition": spec.condition,
+            "hrwsi_tile": spec.tile or "",
+            "hrwsi_attempt": str(spec.attempt),
+        },
+        "TaskGroups": [group],
+    }
+    if config.region:
+        job["Region"] = config.region
+    return job
+
+
+def register_body(job: dict) -> dict:
+    """POST /v1/jobs: register only if no job has this ID (EnforceIndex with JobModifyIndex 0, Nomad's
+    check-and-set), so registering an attempt again never runs it twice."""
+    return {"Job": job, "EnforceIndex": True, "JobModifyIndex": 0}

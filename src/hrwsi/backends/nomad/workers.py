@@ -1,0 +1,156 @@
+"""Nomad's client nodes as hrwsi workers: `hrwsi workers sync` fills hrwsi.flavour and hrwsi.worker.
+
+- One worker per Nomad node: worker.name = node name (what pin placement constrains on),
+  worker.node_id = node ID, worker.active = the node is ready, eligible and not draining.
+- One flavour per node class (flavour placement constrains `${node.class}`); a node without a
+  class gets the flavour of its node pool, "nomad-<pool>". A flavour's capacity is what Nomad
+  can place on its smallest node: NodeResources minus ReservedResources, CPU in cores =
+  CpuShares / MHz per core (HRWSI_NOMAD_MHZ_PER_CORE), disk from Disk.DiskMB.
+- Workers synced earlier whose node is gone from Nomad become inactive; workers defined by hand
+  (node_id NULL) are left alone. Everything is written in one transaction (sql/queries/nomad.sql).
+- Only nodes of the node pool jobs go to (HRWSI_NOMAD_NODE_POOL, default "default"; "all": every
+  pool) become workers: Nomad places a job only on nodes of its pool, so a node of another pool
+  would be a worker no job can ever run on.
+- A running launcher follows node status itself (NomadBackend.worker_activity, node_is_active).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from hrwsi.backends.nomad.client import NomadClient, NomadError
+from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.sql_files import query
+
+
+@dataclass
+class SyncReport:
+    flavours: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # name -> (cpu, ram_mb, disk_mb)
+    active: list[str] = field(default_factory=list)
+    inactive: list[str] = field(default_factory=list)       # known to Nomad, but down, ineligible or draining
+    vanished: list[str] = field(default_factory=list)       # synced before, no longer in Nomad: deactivated
+    skipped: list[str] = field(default_factory=list)        # nodes that could not become workers, and why
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.flavours)} flavour(s)", f"{len(self.active)} active worker(s)"]
+        if self.inactive:
+            parts.append(f"{len(self.inactive)} inactive ({', '.join(self.inactive)})")
+        if self.vanished:
+            parts.append(f"{len(self.vanished)} gone from Nomad ({', '.join(self.vanished)})")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return ", ".join(parts)
+
+
+def _number(mapping: Any, *path: str) -> float:
+    for key in path:
+        if not isinstance(mapping, dict):
+            return 0.0
+        mapping = mapping.get(key)
+    try:
+        return float(mapping or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def node_capacity(node: dict, mhz_per_core: float = 1000.0) -> tuple[float, int, int] | None:
+    """(cores, ram_mb, disk_mb) Nomad can place on the node, or None when the node lists no resources."""
+    total, reserved = node.get("NodeResources"), node.get("ReservedResources") or {}
+    if total:
+        cpu = _number(total, "Cpu", "CpuShares") - _number(reserved, "Cpu", "CpuShares")
+        ram = _number(total, "Memory", "MemoryMB") - _number(reserved, "Memory", "MemoryMB")
+        disk = _number(total, "Disk", "DiskMB") - _number(reserved, "Disk", "DiskMB")
+    elif node.get("Resources"):  # Nomad before 0.9 / a node read without ?resources=true on old agents
+        legacy, legacy_reserved = node["Resources"], node.get("Reserved") or {}
+        cpu = _number(legacy, "CPU") - _number(legacy_reserved, "CPU")
+        ram = _number(legacy, "MemoryMB") - _number(legacy_reserved, "MemoryMB")
+        disk = _number(legacy, "DiskMB") - _number(legacy_reserved, "DiskMB")
+    else:
+        return None
+    return round(cpu / mhz_per_core, 3), int(ram), int(disk)
+
+
+def flavour_of(node: dict) -> str:
+    """The node class, else "nomad-<node pool>"."""
+    return node.get("NodeClass") or f"nomad-{node.get('NodePool') or 'default'}"
+
+
+def in_pool(node: dict, node_pool: str) -> bool:
+    """Whether jobs of node_pool may run on the node (a node without a pool is in "default")."""
+    return node_pool == "all" or (node.get("NodePool") or "default") == node_pool
+
+
+def node_is_active(node: dict) -> bool:
+    return (node.get("Status") == "ready" and node.get("SchedulingEligibility", "eligible") == "eligible"
+            and not node.get("Drain"))
+
+
+def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: float = 1000.0,
+                 node_pool: str = "default") -> SyncReport:
+    """Upsert one flavour per node class (or pool) and one worker per node of node_pool; deactivate vanished ones."""
+    report = SyncReport()
+    workers: list[dict[str, Any]] = []
+    for node in sorted(nodes, key=lambda n: n.get("Name") or ""):
+        name, node_id = node.get("Name"), node.get("ID")
+        if not name or not node_id:
+            report.skipped.append(f"a node without name or ID ({node_id or name})")
+            continue
+        if not in_pool(node, node_pool):
+            report.skipped.append(f"{name}: in node pool {node.get('NodePool')}, where no hrwsi job goes "
+                                  f"(HRWSI_NOMAD_NODE_POOL={node_pool})")
+            continue
+        capacity = node_capacity(node, mhz_per_core)
+        if capacity is None:
+            report.skipped.append(f"{name}: no NodeResources (list nodes with ?resources=true)")
+            continue
+        if min(capacity) <= 0:
+            report.skipped.append(f"{name}: nothing left to place after reserved resources {capacity}")
+            continue
+        flavour = flavour_of(node)
+        known = report.flavours.get(flavour)
+        if known is not None and known != capacity:
+            smallest = (min(known[0], capacity[0]), min(known[1], capacity[1]), min(known[2], capacity[2]))
+            report.notes.append(f"flavour {flavour}: nodes differ in size; using the smallest {smallest}")
+            capacity = smallest
+        report.flavours[flavour] = capacity
+        active = node_is_active(node)
+        (report.active if active else report.inactive).append(name)
+        workers.append({"name": name, "flavour": flavour, "active": active, "node_id": node_id})
+    with conn.transaction():
+        with conn.cursor() as cursor:
+            for flavour, (cpu, ram, disk) in sorted(report.flavours.items()):
+                cursor.execute(query("upsert_flavour"), {"name": flavour, "cpu": cpu, "ram_mb": ram, "disk_mb": disk})
+            for worker in workers:
+                cursor.execute(query("upsert_node_worker"), worker)
+            cursor.execute(query("deactivate_vanished_node_workers"), {"node_ids": [w["node_id"] for w in workers]})
+            report.vanished = sorted(row[0] for row in cursor.fetchall())
+    return report
+
+
+async def list_nodes(client: NomadClient) -> list[dict]:
+    """GET /v1/nodes?resources=true: every client node with NodeResources and ReservedResources."""
+    response = await client.call("list Nomad nodes", "nodes", params={"resources": "true"})
+    if response.status != 200:
+        raise NomadError(response.status, f"could not list Nomad nodes: {response.text.strip()}")
+    return response.json() or []
+
+
+async def fetch_nodes(config: NomadConfig | None = None) -> list[dict]:
+    """The nodes of the Nomad at config (None: NomadConfig.from_env()), with a client of its own."""
+    client = NomadClient(config or NomadConfig.from_env())
+    try:
+        return await list_nodes(client)
+    finally:
+        client.close()
+
+
+def sync_from_nomad(conn: psycopg.Connection, config: NomadConfig | None = None) -> SyncReport:
+    """For `hrwsi workers sync` (not inside a running event loop): fetch the nodes, then sync them."""
+    config = config or NomadConfig.from_env()
+    nodes = asyncio.run(fetch_nodes(config))
+    return sync_workers(conn, nodes, mhz_per_core=config.mhz_per_core, node_pool=config.node_pool)

@@ -1,0 +1,163 @@
+"""Reprocessing campaigns (ADR 0010): `hrwsi reprocess` starts one, `hrwsi campaigns` shows them.
+
+A campaign is made by ONE call of the SQL function `hrwsi.reprocess` (sql/schema.sql): one new task,
+in the archive lane and without a deadline, per input of a routine (or of one condition of it)
+sensed in a time range, on some tiles, that was processed already; optionally with another version
+of the routine (command or image). The old tasks and products stay; the new products are written
+beside them and chain downstream within the campaign unless it says `chain = false`. Progress comes
+from the view `hrwsi.campaign_progress`, one row per campaign and routine.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+
+import psycopg
+from psycopg.rows import dict_row
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from hrwsi.sql_files import query
+
+STATE_COLUMNS = ("waiting", "running", "processed", "terminated", "cancelled")
+
+
+@dataclass(frozen=True)
+class CampaignRequest:
+    """What `hrwsi reprocess` asks for; exactly one of routine and condition."""
+
+    measured_from: datetime
+    measured_to: datetime
+    routine: str | None = None
+    condition: str | None = None
+    tiles: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    image: str | None = None
+    chain: bool = True
+    name: str | None = None
+
+    def params(self) -> dict:
+        return {"routine": self.routine, "condition": self.condition, "measured_from": self.measured_from,
+                "measured_to": self.measured_to, "tiles": list(self.tiles) or None,
+                "command": list(self.command) or None, "image": self.image, "chain": self.chain, "name": self.name}
+
+
+def parse_time(text: str) -> datetime:
+    """A sensing time from the command line: an ISO date (its 00:00 UTC) or date and time; a time
+    without a zone is UTC, as every time in hrwsi."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=UTC)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (2026-01-31) or a date and time (2026-01-31T10:00Z)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def split_command(text: str | None) -> tuple[str, ...]:
+    """A command line as argv (shell quoting), with {python} standing for the interpreter running
+    hrwsi, as in the configuration file."""
+    if not text:
+        return ()
+    return tuple(part.replace("{python}", sys.executable) for part in shlex.split(text))
+
+
+def start(conn: psycopg.Connection, request: CampaignRequest) -> dict:
+    """Create the campaign and its tasks in one call; returns campaign_id, tasks and a summary sentence.
+    psycopg errors (no such routine, nothing to reprocess, a bad range) carry the database's sentence."""
+    return conn.cursor(row_factory=dict_row).execute(query("reprocess"), request.params()).fetchone()
+
+
+def cancel(conn: psycopg.Connection, campaign: int) -> str:
+    return conn.execute(query("cancel_campaign"), {"campaign": campaign}).fetchone()[0]
+
+
+@dataclass
+class Campaign:
+    """One campaign with its progress per routine, and its totals."""
+
+    header: dict
+    routines: list[dict] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict:
+        counted = ("tasks", *STATE_COLUMNS, "products", "unchained_products")
+        totals = {key: sum(r[key] for r in self.routines) for key in counted}
+        starts = [r["started_at"] for r in self.routines if r["started_at"]]
+        ends = [r["finished_at"] for r in self.routines]
+        totals["started_at"] = min(starts) if starts else None
+        totals["finished_at"] = max(ends) if ends and all(ends) else None
+        return totals
+
+    @property
+    def status(self) -> str:
+        """waiting (nothing started), running, or, once every task is final and every product chained:
+        finished, finished with N terminated, or cancelled."""
+        totals = self.totals
+        if totals["finished_at"] is None:
+            return "running" if totals["started_at"] else "waiting"
+        if totals["cancelled"]:
+            return "cancelled"
+        return f"finished with {totals['terminated']} terminated" if totals["terminated"] else "finished"
+
+
+HEADER_KEYS = ("campaign_id", "name", "campaign_routine", "condition", "measured_from", "measured_to", "tiles",
+               "version", "lane", "chain", "created_at", "created_by")
+
+
+def group_rows(rows: list[dict]) -> list[Campaign]:
+    """Rows of hrwsi.campaign_progress (one per campaign and routine) as campaigns, in the rows' order."""
+    campaigns: dict[int, Campaign] = {}
+    for row in rows:
+        campaign = campaigns.setdefault(row["campaign_id"], Campaign({k: row[k] for k in HEADER_KEYS}))
+        if row["routine"] is not None:
+            campaign.routines.append({k: v for k, v in row.items() if k not in HEADER_KEYS})
+    return list(campaigns.values())
+
+
+def load(conn: psycopg.Connection, campaign: int | None = None) -> list[Campaign]:
+    rows = conn.cursor(row_factory=dict_row).execute(query("report_campaigns"), {"campaign": campaign}).fetchall()
+    return group_rows(rows)
+
+
+def to_json(campaigns: list[Campaign]) -> str:
+    def default(value):
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+    return json.dumps([{**c.header, "status": c.status, "totals": c.totals, "routines": c.routines}
+                       for c in campaigns], default=default, indent=2)
+
+
+def _time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+
+def print_campaigns(console: Console, campaigns: list[Campaign]) -> None:
+    if not campaigns:
+        console.print("no campaign yet: `hrwsi reprocess --help` starts one")
+        return
+    for campaign in campaigns:
+        h, totals = campaign.header, campaign.totals
+        what = h["campaign_routine"] + (f" (condition {h['condition']})" if h["condition"] else "")
+        tiles = ", ".join(h["tiles"]) if h["tiles"] else "every tile"
+        console.print(f"[bold]campaign {h['campaign_id']}[/bold]" + (f" {escape(h['name'])}" if h["name"] else "")
+                      + f": {campaign.status}", highlight=False)
+        console.print(escape(f"  {what}, sensed {_time(h['measured_from'])} to {_time(h['measured_to'])}, {tiles}; "
+                             f"version {h['version'] or 'the routine’s own'}; lane {h['lane']}; "
+                             f"{'chains downstream' if h['chain'] else 'does not chain'}; "
+                             f"created {_time(h['created_at'])} by {h['created_by']}; "
+                             f"started {_time(totals['started_at'])}, finished {_time(totals['finished_at'])}"),
+                      highlight=False, soft_wrap=True)
+        table = Table()
+        for column in ("routine", "tasks", *STATE_COLUMNS, "products"):
+            table.add_column(column, justify="left" if column == "routine" else "right")
+        for row in [*campaign.routines, {"routine": "all", **totals}]:
+            table.add_row(escape(row["routine"]), *(str(row[c]) for c in ("tasks", *STATE_COLUMNS, "products")))
+        console.print(table)

@@ -1,0 +1,523 @@
+"""An async client of the Copernicus Data Space catalogue (OData `/odata/v1/Products`), and the
+harvest of a catalogue source into inputs.
+
+The transfer (OData over HTTP, paging by `@odata.nextLink`, retries) and the authentication are
+separate, IAGOS style: any `Auth` handler (NoAuth, BasicAuth, OAuth2PasswordAuth,
+OAuth2ClientCredentialsAuth) combines with the same client.
+
+Retries: a 429 (honouring Retry-After), a 5xx, a timeout or a dropped connection is retried with
+jittered exponential backoff, a bounded number of times; then CatalogueUnavailable says what the
+last answer was. A 401 makes the handler fetch a new token once. Other 4xx answers are mistakes
+in the query or the credentials: CatalogueError at once, with the server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from hrwsi.harvest import schedules
+from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
+from hrwsi.sql_files import query
+
+logger = logging.getLogger(__name__)
+
+CDSE_TOKEN_URL = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+
+
+class CatalogueError(RuntimeError):
+    """The catalogue refused a request, or answered something unreadable; the message says which."""
+
+
+class CatalogueUnavailable(CatalogueError):
+    """The catalogue kept failing (429, 5xx, timeouts) after every retry."""
+
+
+class CatalogueAuthError(CatalogueError):
+    """Credentials missing or refused."""
+
+
+class ClaimLost(RuntimeError):
+    """The run's claim on its source lapsed and another harvester took the source over."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Authentication handlers
+# ---------------------------------------------------------------------------------------------
+
+class Auth:
+    """How requests prove who sends them. `headers` may fetch a token; `invalidate` after a 401."""
+
+    async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
+        return {}
+
+    def invalidate(self) -> None:
+        """The server answered 401: forget any token, so the next request gets a new one."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class NoAuth(Auth):
+    pass
+
+
+class BasicAuth(Auth):
+    def __init__(self, username: str, password: str):
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._header = {"Authorization": f"Basic {token}"}
+        self.username = username
+
+    async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
+        return dict(self._header)
+
+    def describe(self) -> str:
+        return f"basic auth as {self.username}"
+
+
+class OAuth2TokenAuth(Auth):
+    """A bearer token from an OAuth2 token endpoint, renewed before it expires (with the refresh
+    token when the server gave one, else a new grant) and after a 401."""
+
+    def __init__(self, token_url: str, *, refresh_margin_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic, timeout_s: float = 30.0):
+        self.token_url = token_url
+        self.refresh_margin_s = refresh_margin_s
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self._access_token: str | None = None
+        self._expires_at = 0.0
+        self._refresh_token: str | None = None
+        self._refresh_expires_at = 0.0
+        self._lock = asyncio.Lock()  # concurrent requests share one token fetch
+        self.tokens_fetched = 0
+
+    def grant(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
+        async with self._lock:
+            if self._access_token is None or self.clock() >= self._expires_at - self.refresh_margin_s:
+                await self._fetch(session)
+            return {"Authorization": f"Bearer {self._access_token}"}
+
+    def invalidate(self) -> None:
+        self._access_token = None
+
+    async def _fetch(self, session: aiohttp.ClientSession) -> None:
+        use_refresh = (self._refresh_token is not None and self._access_token is not None
+                       and self.clock() < self._refresh_expires_at - self.refresh_margin_s)
+        form = ({"grant_type": "refresh_token", "refresh_token": self._refresh_token,
+                 "client_id": self.grant().get("client_id", "")} if use_refresh else self.grant())
+        try:
+            async with session.post(self.token_url, data=form,
+                                    timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as response:
+                text = await response.text()
+                if response.status != 200:
+                    if use_refresh:  # an expired or revoked refresh token: start over with the grant
+                        self._refresh_token = None
+                        return await self._fetch(session)
+                    raise CatalogueAuthError(
+                        f"the token endpoint {self.token_url} refused the {form['grant_type']} grant: "
+                        f"{response.status} {_excerpt(text)}")
+                answer = json.loads(text)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise CatalogueAuthError(f"cannot reach the token endpoint {self.token_url}: "
+                                     f"{type(error).__name__} {error}") from error
+        except json.JSONDecodeError:
+            raise CatalogueAuthError(f"the token endpoint {self.token_url} answered no JSON: {_excerpt(text)}") \
+                from None
+        if "access_token" not in answer:
+            raise CatalogueAuthError(f"the token endpoint {self.token_url} answered no access_token")
+        now = self.clock()
+        self._access_token = answer["access_token"]
+        self._expires_at = now + float(answer.get("expires_in", 300))
+        self._refresh_token = answer.get("refresh_token")
+        self._refresh_expires_at = now + float(answer.get("refresh_expires_in", 0))
+        self.tokens_fetched += 1
+        logger.debug("catalogue: new token from %s (%s), valid %s s", self.token_url, form["grant_type"],
+                     answer.get("expires_in"))
+
+
+class OAuth2PasswordAuth(OAuth2TokenAuth):
+    """CDSE style: grant_type=password with the public client `cdse-public`."""
+
+    def __init__(self, username: str, password: str, *, token_url: str = CDSE_TOKEN_URL,
+                 client_id: str = "cdse-public", **options: Any):
+        super().__init__(token_url, **options)
+        self.username, self._password, self.client_id = username, password, client_id
+
+    def grant(self) -> dict[str, str]:
+        return {"grant_type": "password", "client_id": self.client_id, "username": self.username,
+                "password": self._password}
+
+    def describe(self) -> str:
+        return f"OAuth2 password grant as {self.username}"
+
+
+class OAuth2ClientCredentialsAuth(OAuth2TokenAuth):
+    def __init__(self, client_id: str, client_secret: str, *, token_url: str = CDSE_TOKEN_URL, **options: Any):
+        super().__init__(token_url, **options)
+        self.client_id, self._client_secret = client_id, client_secret
+
+    def grant(self) -> dict[str, str]:
+        return {"grant_type": "client_credentials", "client_id": self.client_id,
+                "client_secret": self._client_secret}
+
+    def describe(self) -> str:
+        return f"OAuth2 client credentials of {self.client_id}"
+
+
+def _secret(config: dict, key: str, source: str) -> str:
+    variable = config.get(key)
+    if not variable:
+        raise CatalogueAuthError(f"source {source}: auth.{key} must name the environment variable holding the secret")
+    value = os.environ.get(variable)
+    if value is None:
+        raise CatalogueAuthError(f"source {source}: environment variable {variable} (auth.{key}) is not set")
+    return value
+
+
+def auth_from_config(config: dict | None, source: str = "?") -> Auth:
+    """The handler a source's config.auth describes; secrets come from the environment variables it names."""
+    config = config or {"type": "none"}
+    kind = config.get("type", "none")
+    if kind == "none":
+        return NoAuth()
+    if kind == "basic":
+        return BasicAuth(_secret(config, "username_env", source), _secret(config, "password_env", source))
+    options = {"token_url": config.get("token_url", CDSE_TOKEN_URL)}
+    if kind == "oauth2_password":
+        return OAuth2PasswordAuth(_secret(config, "username_env", source), _secret(config, "password_env", source),
+                                  client_id=config.get("client_id", "cdse-public"), **options)
+    if kind == "oauth2_client_credentials":
+        return OAuth2ClientCredentialsAuth(config.get("client_id") or _secret(config, "client_id_env", source),
+                                           _secret(config, "client_secret_env", source), **options)
+    raise CatalogueAuthError(f"source {source}: unknown auth type {kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries and products
+# ---------------------------------------------------------------------------------------------
+
+def _odata_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _odata_string(text: str) -> str:
+    # An OData string literal: a quote is written twice.
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class ProductQuery:
+    collection: str                              # SENTINEL-1, SENTINEL-2 ...
+    product_type: str | None = None              # the productType attribute: S2MSI1C, IW_GRDH_1S ...
+    published_after: datetime | None = None      # PublicationDate > this
+    published_before: datetime | None = None     # PublicationDate <= this
+    sensed_after: datetime | None = None         # ContentDate/Start >= this
+    sensed_before: datetime | None = None        # ContentDate/Start < this
+    tiles: tuple[str, ...] = ()                  # MGRS tiles, matched in the product name
+    area_wkt: str | None = None                  # or an area: POLYGON((lon lat, ...)) in WGS84
+    top: int = 100                               # page size
+    order_by: str = "PublicationDate asc"
+
+    def filter(self) -> str:
+        clauses = [f"Collection/Name eq {_odata_string(self.collection)}"]
+        if self.product_type:
+            clauses.append("Attributes/OData.CSC.StringAttribute/any(att:att/Name eq 'productType' and "
+                           f"att/OData.CSC.StringAttribute/Value eq {_odata_string(self.product_type)})")
+        if self.published_after:
+            clauses.append(f"PublicationDate gt {_odata_time(self.published_after)}")
+        if self.published_before:
+            clauses.append(f"PublicationDate le {_odata_time(self.published_before)}")
+        if self.sensed_after:
+            clauses.append(f"ContentDate/Start ge {_odata_time(self.sensed_after)}")
+        if self.sensed_before:
+            clauses.append(f"ContentDate/Start lt {_odata_time(self.sensed_before)}")
+        if self.tiles:
+            clauses.append("(" + " or ".join(f"contains(Name,{_odata_string('_T' + t + '_')})"
+                                             for t in self.tiles) + ")")
+        if self.area_wkt:
+            clauses.append(f"OData.CSC.Intersects(area=geography'SRID=4326;{self.area_wkt}')")
+        return " and ".join(clauses)
+
+    def params(self) -> dict[str, str]:
+        return {"$filter": self.filter(), "$top": str(self.top), "$orderby": self.order_by}
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class InputCandidate:
+    """A catalogue product as a future hrwsi.input."""
+    path: str
+    scene_id: str
+    tile: str | None
+    mission: str | None
+    measured_at: datetime | None
+    published_at: datetime | None
+    product_id: str | None = None
+
+
+def product_to_candidate(product: dict, *, path_field: str = "S3Path") -> InputCandidate:
+    """Map one OData product: path = S3Path (or Name), tile and mission from the name, measured_at
+    = ContentDate.Start, published_at = PublicationDate."""
+    name = product.get("Name")
+    if not name:
+        raise CatalogueError(f"a product without a Name: {_excerpt(json.dumps(product))}")
+    tile, mission = tile_and_mission(name)
+    content = product.get("ContentDate") or {}
+    return InputCandidate(path=product.get(path_field) or name, scene_id=scene_id_of(name), tile=tile,
+                          mission=mission, measured_at=_parse_time(content.get("Start")),
+                          published_at=_parse_time(product.get("PublicationDate")), product_id=product.get("Id"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 5                # tries per request, the first included
+    base_delay_s: float = 1.0        # doubled per retry, with jitter
+    max_delay_s: float = 60.0        # cap, Retry-After included
+    timeout_s: float = 60.0          # per request
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay_s)
+        # "Full jitter": many harvesters that failed together do not retry together.
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** retry))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:  # an HTTP date
+        from email.utils import parsedate_to_datetime
+
+        return (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def _excerpt(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _error_message(text: str) -> str:
+    """The message of an OData error answer ({"detail": ...} or {"error": {"message": ...}})."""
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError:
+        return _excerpt(text)
+    if isinstance(answer, dict):
+        detail = answer.get("detail") or (answer.get("error") or {}).get("message") or answer.get("message")
+        if detail:
+            return _excerpt(detail if isinstance(detail, str) else json.dumps(detail))
+    return _excerpt(text)
+
+
+class CatalogueClient:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, *, auth: Auth | None = None,
+                 retry: RetryPolicy | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+        self.auth = auth or NoAuth()
+        self.retry = retry or RetryPolicy()
+        self.requests = 0
+
+    async def products(self, product_query: ProductQuery) -> AsyncIterator[list[dict]]:
+        """The matching products, page by page, following @odata.nextLink to the end."""
+        url, params = f"{self.base_url}/Products", product_query.params()
+        while url:
+            page = await self.get_json(url, params)
+            items = page.get("value")
+            if not isinstance(items, list):
+                raise CatalogueError(f"{url} answered without a 'value' list: {_excerpt(json.dumps(page))}")
+            yield items
+            url, params = page.get("@odata.nextLink"), None  # the next link carries the query
+
+    async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict:
+        reauthenticated = False
+        last = "no answer"
+        for attempt in range(self.retry.attempts):
+            self.requests += 1
+            headers = {"Accept": "application/json", **await self.auth.headers(self.session)}
+            retry_after = None
+            try:
+                async with self.session.get(url, params=params, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=self.retry.timeout_s)) as response:
+                    text = await response.text()
+                    if response.status == 200:
+                        try:
+                            return json.loads(text)
+                        except json.JSONDecodeError:
+                            raise CatalogueError(f"{url} answered 200 but no JSON: {_excerpt(text)}") from None
+                    if response.status == 401 and not reauthenticated:
+                        # An expired or revoked token: a new one, at once, once.
+                        self.auth.invalidate()
+                        reauthenticated = True
+                        last = f"401 {_error_message(text)}"
+                        continue
+                    if response.status == 401 or response.status == 403:
+                        raise CatalogueAuthError(f"{url} refused the credentials ({self.auth.describe()}): "
+                                                 f"{response.status} {_error_message(text)}")
+                    if response.status != 429 and response.status < 500:
+                        raise CatalogueError(f"{url} refused the request: {response.status} {response.reason}: "
+                                             f"{_error_message(text)}")
+                    last = f"{response.status} {response.reason}: {_error_message(text)}"
+                    if response.status == 429:
+                        retry_after = _retry_after(response.headers.get("Retry-After"))
+            except TimeoutError:
+                last = f"no answer within {self.retry.timeout_s:g} s"
+            except aiohttp.ClientConnectionError as error:
+                last = f"connection failed: {error}"
+            if attempt + 1 < self.retry.attempts:
+                delay = self.retry.delay(attempt, retry_after)
+                logger.warning("catalogue %s: %s (attempt %d of %d); retrying in %.1f s", url, last, attempt + 1,
+                               self.retry.attempts, delay)
+                await self.retry.sleep(delay)
+        raise CatalogueUnavailable(f"{url} failed {self.retry.attempts} time(s); last: {last}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Harvesting a catalogue source
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class CatalogueHarvestReport:
+    source: str
+    windows: list[str] = field(default_factory=list)
+    pages: int = 0
+    products: int = 0
+    inputs: int = 0
+    skipped: int = 0
+    more_backfill_days: bool = False
+
+    def summary(self) -> str:
+        more = "; the backfill goes on" if self.more_backfill_days else ""
+        return (f"{self.products} product(s) in {self.pages} page(s) for {', '.join(self.windows) or 'nothing'}, "
+                f"{self.inputs} new input(s), {self.skipped} skipped{more}")
+
+
+def _config(row: Any) -> dict:
+    config = row["config"]
+    return config if isinstance(config, dict) else json.loads(config)
+
+
+def _client_options(config: dict) -> RetryPolicy:
+    return RetryPolicy(attempts=int(config.get("max_attempts", 5)), base_delay_s=float(config.get("retry_base_s", 1.0)),
+                       max_delay_s=float(config.get("retry_max_s", 60.0)), timeout_s=float(config.get("timeout_s", 60.0)))
+
+
+async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetime,
+                                   session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+                                   retry: RetryPolicy | None = None,
+                                   claim_token: uuid.UUID) -> CatalogueHarvestReport:
+    """Harvest one catalogue source (a hrwsi.harvest_source row): the near-real-time window (last
+    success - overlap, now] by publication date, or the next backfill day(s) by sensing date. Each
+    page becomes inputs in one statement (committed at once: a failure later loses nothing, and the
+    window asked again creates no duplicates); each complete window is recorded as progress under
+    the run's claim (hrwsi.harvest.sources): a run whose claim was taken over stops (ClaimLost)."""
+    name, config = row["name"], _config(row)
+    report = CatalogueHarvestReport(name)
+    base = dict(collection=config["collection"], product_type=config.get("product_type"),
+                tiles=tuple(config.get("tiles") or ()), area_wkt=config.get("area_wkt"),
+                top=int(config.get("top", 100)))
+    auth = auth_from_config(config.get("auth"), name)
+    async with (session_factory or aiohttp.ClientSession)() as session:
+        client = CatalogueClient(config["url"], session, auth=auth, retry=retry or _client_options(config))
+        if row["mode"] == "backfill":
+            per_run = int(config.get("backfill_days_per_run", 1))
+            days = schedules.backfill_days(row["backfill_cursor"], row["backfill_from"], row["backfill_to"], per_run)
+            for day in days:
+                start, end = schedules.day_window(day)
+                await _harvest_window(pool, client, ProductQuery(**base, sensed_after=start, sensed_before=end,
+                                                                 order_by="ContentDate/Start asc"),
+                                      row, config, now, report)
+                report.windows.append(f"sensed on {day}")
+                await _record_progress(pool, claim_token, name, None, day + timedelta(days=1))
+            next_day = (days[-1] + timedelta(days=1)) if days else (row["backfill_cursor"] or row["backfill_from"])
+            report.more_backfill_days = next_day <= row["backfill_to"]
+        else:
+            start, end = schedules.near_real_time_window(now, row["last_success_at"], row["overlap"],
+                                                         row["first_lookback"])
+            await _harvest_window(pool, client, ProductQuery(**base, published_after=start, published_before=end),
+                                  row, config, now, report)
+            report.windows.append(f"published {start:%Y-%m-%dT%H:%M:%SZ} to {end:%Y-%m-%dT%H:%M:%SZ}")
+            await _record_progress(pool, claim_token, name, end, None)
+    return report
+
+
+async def _record_progress(pool: asyncpg.Pool, claim_token: uuid.UUID, name: str, success_at: datetime | None,
+                           next_day: date | None) -> None:
+    async with pool.acquire() as conn:
+        if await conn.fetchval(query("harvest_source_progress"), name, success_at, next_day, claim_token) is None:
+            raise ClaimLost(f"source {name}: its claim lapsed and another harvester runs it now; this run stops "
+                            "without recording its progress")
+
+
+async def _harvest_window(pool: asyncpg.Pool, client: CatalogueClient, product_query: ProductQuery, row: Any,
+                          config: dict, now: datetime, report: CatalogueHarvestReport) -> None:
+    path_field = config.get("path_field", "S3Path")
+    async for page in client.products(product_query):
+        report.pages += 1
+        report.products += len(page)
+        candidates = []
+        for product in page:
+            candidate = product_to_candidate(product, path_field=path_field)
+            problem = _unusable(candidate, now)
+            if problem:
+                report.skipped += 1
+                logger.warning("catalogue %s: product %s skipped: %s", row["name"], product.get("Name"), problem)
+                continue
+            candidates.append(candidate)
+        if not candidates:
+            continue
+        async with pool.acquire() as conn:
+            counts = await conn.fetch(
+                query("harvest_register_inputs"), [c.path for c in candidates], [c.tile for c in candidates],
+                [c.mission for c in candidates], [c.measured_at for c in candidates],
+                [c.published_at for c in candidates], [c.scene_id for c in candidates], row["product_type"], now,
+                row["name"])
+        report.inputs += sum(c["created"] for c in counts)
+
+
+def _unusable(candidate: InputCandidate, now: datetime) -> str | None:
+    """Why the database would refuse this product as an input (checked first, so that one bad
+    product does not sink its page's statement)."""
+    if candidate.measured_at is None:
+        return "no ContentDate.Start"
+    if candidate.published_at is not None and candidate.measured_at > candidate.published_at:
+        return "sensed after its publication date"
+    if candidate.measured_at > now + timedelta(hours=1) or (
+            candidate.published_at is not None and candidate.published_at > now + timedelta(hours=1)):
+        return "sensed or published in the future"
+    if candidate.measured_at.year < 1950 or len(candidate.path) > 4096:
+        return "sensing date before 1950 or a path longer than 4096 characters"
+    return None

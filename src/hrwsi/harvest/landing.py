@@ -1,0 +1,340 @@
+"""Landing directories: files dropped in a directory become inputs (QCDP-style file ingestion).
+
+One scan of a source (a hrwsi.harvest_source row of kind landing_directory):
+
+0. confine it: its directories must lie inside the roots ops allow and apart from the other
+   sources' (hrwsi.harvest.confinement); a refused source is the source's error, nothing is touched;
+1. list the entries matching the source's glob pattern (files, and directories such as `.SAFE`),
+   in a worker thread; an entry that cannot be taken (a link, a name that is not UTF-8, an
+   unreadable file) is listed with its reason (hrwsi.harvest.landing_files);
+2. track every version (path, size, mtime) in hrwsi.landing_file, state `seen`; a version is taken
+   only once it has settled (unchanged for settle_s: its mtime is that old, or an earlier scan saw
+   the same version that long ago), so a file still being written is left alone;
+3. read tile, mission and sensing time from the Sentinel product name; a name that cannot be read,
+   or an entry listed with a reason, is `failed` with the reason, and the file stays where it is
+   (touch it to retry);
+4. mark the file `ready` with the path it will have in the work directory, then unzip it (.zip,
+   optional password from an environment variable, within the ops' size and ratio limits) or
+   move it there;
+5. register one hrwsi.input per matching active condition, in the same transaction that marks the
+   file `prepared`. A path already prepared from this source, or a scene already registered, is
+   `previously_received` and creates no second input.
+
+One bad file never stops the others: whatever goes wrong with one file makes that file `failed`
+with the reason. A scan stopped half-way (crash, restart, the source's timeout) resumes at the
+next one: `ready` rows are finished from where they stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from hrwsi.harvest.confinement import LandingRoots, SourceDirectories, confine
+from hrwsi.harvest.landing_files import (
+    PreparationFailed,
+    list_landing_directory,
+    move_aside,
+    planned_target,
+    prepare_file,
+)
+from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.harvest.product_names import SceneName, UnreadableProductName, parse_product_name
+from hrwsi.harvest.unzip import UnzipLimits
+from hrwsi.settings import Settings
+from hrwsi.sql_files import query
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LandingPolicy:
+    """What ops allow every landing scan: the roots its directories must lie in, the unzip limits."""
+    roots: LandingRoots
+    unzip: UnzipLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LandingPolicy:
+        """Validated at start-up: raises ValueError naming the setting that is wrong."""
+        configured = settings.landing_roots
+        roots = LandingRoots.validated(configured or [settings.home / "harvest"], create=not configured)
+        return cls(roots, UnzipLimits(settings.unzip_max_bytes, settings.unzip_max_ratio,
+                                      settings.unzip_max_members))
+
+
+async def confine_source(pool: asyncpg.Pool, source: LandingSource, roots: LandingRoots) -> LandingSource:
+    """The source with its directories resolved, or SourceRefused (see hrwsi.harvest.confinement)."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(query("landing_source_directories"))
+    sources = [SourceDirectories(r["name"], r["directory"], r["work_directory"], r["created_at"]) for r in rows]
+    this = next((s for s in sources if s.name == source.name),
+                SourceDirectories(source.name, source.directory, source.work_directory, datetime.now(UTC)))
+    this = dataclasses.replace(this, directory=source.directory, work_directory=source.work_directory)
+    confined = await asyncio.to_thread(confine, this, source.pattern, roots, sources)
+    return dataclasses.replace(source, directory=str(confined.directory), work_directory=str(confined.work_directory))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class FileOutcome:
+    path: str
+    state: str               # prepared | previously_received | failed | waiting
+    message: str
+    prepared_path: str | None = None
+    inputs: int = 0
+
+
+@dataclass
+class LandingScanReport:
+    source: str
+    seen: int = 0            # entries listed
+    waiting: int = 0         # not settled yet
+    prepared: int = 0
+    inputs: int = 0
+    previously_received: int = 0
+    failed: int = 0
+    outcomes: list[FileOutcome] = field(default_factory=list)
+
+    def add(self, outcome: FileOutcome) -> None:
+        self.outcomes.append(outcome)
+        if outcome.state == "prepared":
+            self.prepared += 1
+            self.inputs += outcome.inputs
+        elif outcome.state == "previously_received":
+            self.previously_received += 1
+        elif outcome.state == "failed":
+            self.failed += 1
+
+    def outcome(self, name: str) -> FileOutcome:
+        """The outcome of the file with this name (tests and the CLI)."""
+        return next(o for o in reversed(self.outcomes) if Path(o.path).name == name)
+
+    def summary(self) -> str:
+        return (f"{self.seen} file(s) listed, {self.waiting} still settling, {self.prepared} prepared into "
+                f"{self.inputs} input(s), {self.previously_received} received before, {self.failed} failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# The scan
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    """A settled file on its way to the work directory."""
+    id: int
+    path: str
+    first_seen_at: datetime
+    scene: SceneName
+    target: str
+    listed: bool        # still in the landing directory (False: an interrupted scan moved it already)
+    resume: bool        # an earlier scan began preparing it (`ready`): its leftovers are replaced
+
+
+@dataclass
+class _Sorted:
+    """The tracked rows of one scan, by what happens to them next."""
+    outcomes: dict[int, FileOutcome] = field(default_factory=dict)
+    redeliveries: list[tuple[asyncpg.Record, str, str]] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
+
+
+def _settled(row: asyncpg.Record, now: datetime, settle_s: float) -> bool:
+    # Unchanged for settle_s: its mtime is that old, or an earlier scan saw this very version
+    # (same size and mtime) that long ago; the second covers clocks that disagree (NFS).
+    unchanged_since = min(row["modified_at"], row["first_seen_at"])
+    return (now - unchanged_since).total_seconds() >= settle_s
+
+
+def _unexpected(path: str, error: Exception) -> str:
+    logger.error("landing: %s: unexpected %s while preparing it", path, type(error).__name__, exc_info=error)
+    return f"unexpected {type(error).__name__}: {error or 'no detail given'}"
+
+
+async def scan_landing_directory(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy, *,
+                                 now: datetime | None = None) -> LandingScanReport:
+    """Scan one landing directory once; see the module docstring. Raises SourceRefused when ops do
+    not allow its directories, FileNotFoundError when the directory does not exist (the caller
+    records it as the source's error)."""
+    now = now or datetime.now(UTC)
+    source = await confine_source(pool, source, policy.roots)
+    stop = threading.Event()
+    try:
+        return await _scan(pool, source, policy, now, stop)
+    finally:
+        stop.set()  # cancelled (the source's timeout): an extraction still running in its thread stops too
+
+
+async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy, now: datetime,
+                stop: threading.Event) -> LandingScanReport:
+    report = LandingScanReport(source.name)
+    listing = await asyncio.to_thread(list_landing_directory, source)
+    report.seen = len(listing)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(query("landing_track_listing"), source.name, [e.path for e in listing],
+                                [e.size_bytes for e in listing], [e.modified_at for e in listing], now)
+    problems = {e.path: e.problem for e in listing if e.problem}
+    rows_by_next_step = await _sort_rows(rows, problems, source, now, report)
+    outcomes = rows_by_next_step.outcomes
+    pending = rows_by_next_step.pending
+    if pending:
+        async with pool.acquire() as conn:
+            await conn.execute(query("landing_mark_ready"), [p.id for p in pending], [p.target for p in pending],
+                               [p.scene.scene_id for p in pending], now)
+    prepared = [item for item in pending if await _prepare(item, source, policy, outcomes, stop)]
+    await _register(pool, source, prepared, outcomes, now)
+    await _record_redeliveries(pool, source, rows_by_next_step.redeliveries, report, now)
+
+    for outcome in outcomes.values():
+        report.add(outcome)
+        if outcome.state == "failed":
+            logger.warning("landing %s: %s: %s; marked failed and left where it is (fix the cause and touch "
+                           "the file to retry)", source.name, outcome.path, outcome.message)
+    return report
+
+
+async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], source: LandingSource, now: datetime,
+                     report: LandingScanReport) -> _Sorted:
+    result = _Sorted()
+    for row in rows:
+        state, path = row["state"], row["path"]
+        if state in ("failed", "previously_received"):
+            continue  # recorded before; a failed file waits until it changes (touch it to retry)
+        if path in problems:
+            if state != "prepared":  # a prepared version keeps its history
+                result.outcomes[row["id"]] = FileOutcome(path, "failed", problems[path])
+            continue
+        if state == "prepared":
+            # The very version prepared before is in the landing directory again.
+            result.redeliveries.append((row, path, f"received again: identical to landing file {row['id']}, "
+                                                   f"prepared as {row['prepared_path']}"))
+        elif state == "seen" and not _settled(row, now, source.settle_s):
+            report.waiting += 1
+        elif row["prepared_before_id"] is not None:
+            result.redeliveries.append((row, path, f"received before: {Path(path).name} was prepared from this "
+                                                   f"source (landing file {row['prepared_before_id']}); no new input"))
+        else:
+            item = await _plan(row, source, result.outcomes)
+            if item is not None:
+                result.pending.append(item)
+    return result
+
+
+async def _plan(row: asyncpg.Record, source: LandingSource, outcomes: dict[int, FileOutcome]) -> _Pending | None:
+    """The scene and work-directory path of a settled file, or None (and its failure in outcomes)."""
+    path, resume = row["path"], row["state"] == "ready"
+    try:
+        scene = parse_product_name(Path(path).name)
+        if scene.measured_at > row["first_seen_at"]:
+            raise UnreadableProductName(
+                f"{Path(path).name}: sensing time {scene.measured_at:%Y-%m-%dT%H:%M:%SZ} is after the file "
+                f"arrived ({row['first_seen_at']:%Y-%m-%dT%H:%M:%SZ}): wrong name or wrong clock")
+        target = row["prepared_path"] if resume and row["prepared_path"] else \
+            await asyncio.to_thread(planned_target, path, source)
+    except (UnreadableProductName, PreparationFailed) as error:
+        outcomes[row["id"]] = FileOutcome(path, "failed", str(error))
+        return None
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
+        outcomes[row["id"]] = FileOutcome(path, "failed", _unexpected(path, error))
+        return None
+    return _Pending(row["id"], path, row["first_seen_at"], scene, target, row["listed"], resume)
+
+
+async def _prepare(item: _Pending, source: LandingSource, policy: LandingPolicy, outcomes: dict[int, FileOutcome],
+                   stop: threading.Event) -> bool:
+    """Move or unzip one file into the work directory; False (and its failure in outcomes) if not."""
+    if not item.listed:
+        # An earlier scan stopped after moving it: finish if the product is in the work directory.
+        if await asyncio.to_thread(os.path.exists, item.target):
+            return True
+        outcomes[item.id] = FileOutcome(item.path, "failed", f"left the landing directory while being prepared and "
+                                                             f"is not in {source.work_directory}: nothing to register")
+        return False
+    try:
+        await asyncio.to_thread(prepare_file, item.path, item.target, source, item.id, policy.unzip,
+                                resume=item.resume, stopped=stop.is_set)
+    except PreparationFailed as error:
+        outcomes[item.id] = FileOutcome(item.path, "failed", str(error))
+        return False
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
+        outcomes[item.id] = FileOutcome(item.path, "failed", _unexpected(item.path, error))
+        return False
+    return True
+
+
+async def _register(pool: asyncpg.Pool, source: LandingSource, prepared: list[_Pending],
+                    outcomes: dict[int, FileOutcome], now: datetime) -> None:
+    """Inputs for the prepared files and the files' outcomes, in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        if prepared:
+            counts = await conn.fetch(
+                query("harvest_register_inputs"), [p.target for p in prepared], [p.scene.tile for p in prepared],
+                [p.scene.mission for p in prepared], [p.scene.measured_at for p in prepared],
+                [p.first_seen_at for p in prepared], [p.scene.scene_id for p in prepared], source.product_type,
+                now, source.name)
+            for item, count in zip(prepared, counts):
+                if count["created"]:
+                    outcomes[item.id] = FileOutcome(item.path, "prepared", f"{count['created']} input(s) registered",
+                                                    item.target, count["created"])
+                elif count["matching"]:
+                    outcomes[item.id] = FileOutcome(
+                        item.path, "previously_received",
+                        f"scene {item.scene.scene_id} is already registered for all {count['matching']} matching "
+                        "condition(s) (from this or another source): no new input", item.target)
+                else:
+                    outcomes[item.id] = FileOutcome(
+                        item.path, "prepared", f"no active condition takes it (product type {source.product_type}, "
+                        f"tile {item.scene.tile or '-'}, windows): no input", item.target)
+        if outcomes:
+            ids = list(outcomes)
+            await conn.execute(query("landing_record_outcomes"), ids, [outcomes[i].state for i in ids],
+                               [outcomes[i].message for i in ids], [outcomes[i].prepared_path for i in ids],
+                               [None] * len(ids), [outcomes[i].inputs for i in ids], now)
+
+
+async def _record_redeliveries(pool: asyncpg.Pool, source: LandingSource,
+                               redeliveries: list[tuple[asyncpg.Record, str, str]],
+                               report: LandingScanReport, now: datetime) -> None:
+    """Move re-delivered files aside and record them previously_received: a `seen` row becomes so; a
+    copy identical to a prepared version gets a row of its own (the prepared one keeps its history)."""
+    updated: dict[int, FileOutcome] = {}
+    inserted: list[tuple[asyncpg.Record, FileOutcome]] = []
+    for row, path, message in redeliveries:
+        try:
+            aside = await asyncio.to_thread(move_aside, path, source, row["id"])
+        except (OSError, PreparationFailed) as error:
+            # Left in place, it is seen again at the next scan and recorded again: say so once per scan.
+            logger.warning("landing %s: %s was received before but cannot be moved aside (%s); it stays in the "
+                           "landing directory and is skipped again at the next scan", source.name, path, error)
+            continue
+        outcome = FileOutcome(path, "previously_received", message, aside)
+        report.add(outcome)
+        logger.info("landing %s: %s: %s; moved to %s", source.name, path, message, aside)
+        if row["state"] == "prepared":
+            inserted.append((row, outcome))
+        else:
+            updated[row["id"]] = outcome
+    if not updated and not inserted:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        if updated:
+            ids = list(updated)
+            await conn.execute(query("landing_record_outcomes"), ids, [updated[i].state for i in ids],
+                               [updated[i].message for i in ids], [updated[i].prepared_path for i in ids],
+                               [None] * len(ids), [0] * len(ids), now)
+        if inserted:
+            await conn.execute(query("landing_record_redeliveries"), source.name,
+                               [o.path for _, o in inserted], [r["size_bytes"] for r, _ in inserted],
+                               [r["modified_at"] for r, _ in inserted], [o.message for _, o in inserted], now,
+                               [o.prepared_path for _, o in inserted])
+

@@ -1,0 +1,234 @@
+"""What a landing scan does to files (blocking: always run in a worker thread).
+
+Listing never fails for one entry: an entry that cannot be taken (a symbolic link, a path that
+leaves the landing directory through one, a name that is not UTF-8, a file that cannot be read,
+a fifo or a device) is listed with the reason, and the scan records it `failed` while the rest
+of the directory is taken. Only the landing directory itself missing or unreadable fails the
+whole scan (the source's error). Preparing moves a file, or extracts an archive within the ops'
+limits (hrwsi.harvest.unzip), into the work directory; a file that vanished or changed into a
+link meanwhile fails with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hrwsi.harvest import unzip
+from hrwsi.harvest.confinement import is_within
+from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.harvest.product_names import scene_id_of
+
+# Names a writer uses for a file it has not finished yet: never taken, whatever the pattern says.
+_UNFINISHED_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart")
+# Where re-delivered files are moved, under the work directory, so that they are not scanned again.
+PREVIOUSLY_RECEIVED_DIRECTORY = "previously_received"
+_PARTIAL_PREFIX = ".hrwsi-partial-"
+
+
+class PreparationFailed(Exception):
+    """A file could not be prepared; the message says why, for the landing_file row."""
+
+
+@dataclass(frozen=True)
+class ListedEntry:
+    path: str
+    size_bytes: int
+    modified_at: datetime
+    problem: str | None = None   # why it cannot be taken: recorded `failed` at once, the others go on
+
+
+class _Changing(Exception):
+    """The entry changed while it was listed (a file vanished): it is looked at again next scan."""
+
+
+def _printable(path: Path | str) -> tuple[str, bool]:
+    """The path as text the database can store, and whether it had to be escaped: a name that is
+    not UTF-8 is shown with \\x escapes (the same every scan, so it is recorded once)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace"), True
+
+
+def _shown(path: Path | str) -> str:
+    return _printable(path)[0]
+
+
+def _walk_product_directory(path: Path) -> tuple[int, float]:
+    """Size (sum of its files) and newest mtime of a directory product, without following links.
+    Raises PreparationFailed for a link or unreadable part inside, _Changing if a part vanished."""
+    info = os.lstat(path)
+    size, newest = info.st_size, info.st_mtime
+    errors: list[OSError] = []
+    for folder, directories, files in os.walk(path, onerror=errors.append):
+        for name in directories + files:
+            child = Path(folder) / name
+            try:
+                child_info = os.lstat(child)
+            except FileNotFoundError:
+                raise _Changing from None
+            if stat.S_ISLNK(child_info.st_mode):
+                raise PreparationFailed(f"contains a symbolic link ({_shown(child.relative_to(path))}): refused, only "
+                                        "regular files and directories are taken")
+            if stat.S_ISREG(child_info.st_mode) and not os.access(child, os.R_OK):
+                raise PreparationFailed(f"{_shown(child.relative_to(path))} inside it cannot be read (permission denied)")
+            size += child_info.st_size
+            newest = max(newest, child_info.st_mtime)
+    for error in errors:
+        if isinstance(error, FileNotFoundError):
+            raise _Changing
+        raise PreparationFailed(f"cannot read {_shown(error.filename or path)}: {error.strerror or error}")
+    return size, newest
+
+
+def _describe(path: Path, directory: Path) -> tuple[int, float, str | None]:
+    """(size, mtime, problem) of one entry the pattern matched; _Changing when it vanished."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise _Changing from None
+    size, newest = info.st_size, info.st_mtime
+    if stat.S_ISLNK(info.st_mode):
+        return size, newest, ("a symbolic link: refused, only regular files and directories inside the landing "
+                              "directory are taken (drop the file itself)")
+    if not is_within(Path(os.path.realpath(path)), directory):
+        return size, newest, "reached through a symbolic link to outside the landing directory: refused"
+    try:
+        if stat.S_ISDIR(info.st_mode):
+            size, newest = _walk_product_directory(path)
+        elif not stat.S_ISREG(info.st_mode):
+            return size, newest, "not a regular file or a directory (a fifo, socket or device): refused"
+        elif not os.access(path, os.R_OK):
+            return size, newest, "cannot be read by the harvester (permission denied)"
+    except PreparationFailed as problem:
+        return size, newest, str(problem)
+    except OSError as error:
+        return size, newest, f"cannot be read: {error.strerror or type(error).__name__}"
+    return size, newest, None
+
+
+def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
+    """Entries of the landing directory matching the pattern; a directory counts as one product
+    (size: the sum of its files; time: the newest of them). The source's directories are the
+    confined, resolved ones (hrwsi.harvest.confinement)."""
+    root, work = Path(source.directory), Path(source.work_directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"landing directory {root} of source {source.name} does not exist")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise PermissionError(f"landing directory {root} of source {source.name} cannot be read by the harvester")
+    entries: dict[tuple[str, int, float], ListedEntry] = {}
+    for path in sorted(root.glob(source.pattern)):
+        name = path.name
+        if path == root or name.startswith(".") or name.endswith(_UNFINISHED_SUFFIXES) or is_within(path, work):
+            continue
+        try:
+            size, newest, problem = _describe(path, root)
+        except _Changing:
+            continue  # removed while listing: the next scan will tell
+        text, escaped = _printable(path)
+        if escaped:
+            problem = ("its name is not valid UTF-8 (shown here with \\x escapes): refused, rename it with a "
+                       "UTF-8 name")
+        # Two entries can print the same (an escaped name and a name with a backslash): one row.
+        entries.setdefault((text, size, newest), ListedEntry(text, size, datetime.fromtimestamp(newest, UTC), problem))
+    return list(entries.values())
+
+
+def _is_zip(path: str, source: LandingSource) -> bool:
+    return source.unzip and path.lower().endswith(".zip")
+
+
+def planned_target(path: str, source: LandingSource) -> str:
+    """Where the prepared product will be in the work directory (read from the archive for a zip)."""
+    work = Path(source.work_directory)
+    if not _is_zip(path, source):
+        return str(work / Path(path).name)
+    try:
+        tops = unzip.top_level_names(path)
+    except unzip.UnsafeArchive as error:
+        raise PreparationFailed(str(error)) from None
+    if not tops:
+        raise PreparationFailed("the archive is empty")
+    # A Sentinel zip holds one X.SAFE directory: that is the product. Otherwise a directory named after the zip.
+    return str(work / (tops.pop() if len(tops) == 1 else scene_id_of(Path(path).name)))
+
+
+def _still_there(path: str) -> None:
+    """The entry is still the one listed: there, and not swapped for a symbolic link since."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise PreparationFailed("vanished from the landing directory before it could be prepared") from None
+    if stat.S_ISLNK(mode):
+        raise PreparationFailed("became a symbolic link before it could be prepared: refused")
+
+
+def _clear_target(target: Path, resume: bool) -> None:
+    """Leftovers of this file's own interrupted attempt are replaced; anybody else's product is not."""
+    if resume:
+        unzip.remove_path(target)
+    elif os.path.lexists(target):
+        raise PreparationFailed(f"{target} is already in the work directory (prepared from another file?): "
+                                "not overwritten")
+
+
+def prepare_file(path: str, target: str, source: LandingSource, landing_file_id: int, limits: unzip.UnzipLimits, *,
+                 resume: bool = False, stopped: Callable[[], bool] = lambda: False) -> str:
+    """Unzip or move one landing file into the work directory; returns the prepared path.
+
+    `resume`: an earlier attempt at this very file was interrupted, its leftovers at the target are
+    replaced. An archive is extracted into a hidden directory first and renamed into place, so a
+    half-extracted product never looks complete; the archive is removed once extracted.
+    """
+    work = Path(source.work_directory)
+    work.mkdir(parents=True, exist_ok=True)
+    target_path = Path(target)
+    _still_there(path)
+    if not _is_zip(path, source):
+        _clear_target(target_path, resume)
+        try:
+            shutil.move(path, target_path)
+        except FileNotFoundError:
+            raise PreparationFailed("vanished from the landing directory before it could be prepared") from None
+        except OSError as error:
+            raise PreparationFailed(f"cannot move it to {target_path}: {error}") from None
+        return str(target_path)
+    partial = work / f"{_PARTIAL_PREFIX}{landing_file_id}"
+    unzip.remove_path(partial)
+    password = source.zip_password.encode() if source.zip_password is not None else None
+    try:
+        unzip.extract(path, partial, limits, password=password,
+                      password_hint=source.zip_password_env or "zip_password_env", stopped=stopped)
+        _clear_target(target_path, resume)
+    except unzip.UnsafeArchive as error:
+        raise PreparationFailed(str(error)) from None
+    except PreparationFailed:
+        unzip.remove_path(partial)
+        raise
+    extracted = list(partial.iterdir())
+    if len(extracted) == 1 and extracted[0].name == target_path.name:
+        extracted[0].rename(target_path)
+        partial.rmdir()
+    else:
+        partial.rename(target_path)
+    Path(path).unlink(missing_ok=True)
+    return str(target_path)
+
+
+def move_aside(path: str, source: LandingSource, landing_file_id: int) -> str:
+    """A re-delivered file goes to work/previously_received/ so that the next scan does not see it again."""
+    aside = Path(source.work_directory) / PREVIOUSLY_RECEIVED_DIRECTORY
+    aside.mkdir(parents=True, exist_ok=True)
+    target = aside / f"{landing_file_id}_{Path(path).name}"
+    unzip.remove_path(target)
+    _still_there(path)
+    shutil.move(path, target)
+    return str(target)

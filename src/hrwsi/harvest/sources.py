@@ -1,0 +1,297 @@
+"""Running the harvest sources that are due: landing directories and catalogues.
+
+A harvester claims due sources (`harvest_claim_due_sources`: a fresh claim token and a lease,
+committed at once, SKIP LOCKED so that two harvesters take different sources) and runs each in a
+task of its own, up to `concurrency` at once, each bounded by its timeout: a catalogue that
+accepts connections and never answers holds its own slot until its timeout, never another
+source or the landing scans. A source that fails (its directories refused by the ops' roots, a
+catalogue down, a timeout) records its reason in last_error and runs again later; the others go
+on. The run's writes about the source carry its claim token, so a harvester that lost its claim
+(paused past the lease, the source taken over) changes nothing; a crashed harvester's claim
+lapses on its own. The run's own writes (landing files, inputs) commit as they go, so what was
+done survives a failure later in the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import psycopg
+from psycopg.rows import dict_row
+
+from hrwsi.harvest import catalogue, confinement, landing, schedules
+from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.settings import Settings
+from hrwsi.sql_files import query
+
+logger = logging.getLogger(__name__)
+
+# A claim outlives its run's timeout by this much: time to record the outcome after a timeout.
+CLAIM_MARGIN_S = 60.0
+
+
+@dataclass
+class SourceRun:
+    source: str
+    kind: str
+    ok: bool
+    next_run_at: datetime | None
+    report: Any = None        # a LandingScanReport or a CatalogueHarvestReport
+    error: str | None = None
+
+    def summary(self) -> str:
+        when = f"; next run {self.next_run_at:%Y-%m-%d %H:%M:%S}Z" if self.next_run_at else ""
+        if not self.ok:
+            return f"failed: {self.error}{when}"
+        return f"{self.report.summary() if self.report is not None else 'done'}{when}"
+
+
+def schedule_of(row: Any) -> schedules.Schedule | None:
+    """The source's schedule; None for a landing directory scanned continuously."""
+    if row["frequency"] is None and row["cron"] is None:
+        return None
+    return schedules.Schedule(row["frequency"], row["frequency_interval"], row["cron"])
+
+
+def describe_schedule(row: Any) -> str:
+    schedule = schedule_of(row)
+    if schedule is not None:
+        return schedule.describe()
+    config = row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
+    every = config.get("scan_interval_s") or max(float(config.get("settle_s", 2.0)), 1.0)
+    return f"continuously (every {every:g} s)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Options and source kinds
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HarvestOptions:
+    """What ops set for every source run (HRWSI_* settings)."""
+    landing: landing.LandingPolicy
+    source_timeout_s: float = 900.0
+    concurrency: int = 4
+    catalogue_session_factory: Callable[[], Any] | None = None  # the aiohttp.ClientSession catalogues use
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HarvestOptions:
+        """Validated at start-up: raises ValueError naming the setting that is wrong."""
+        for name, value in (("HRWSI_SOURCE_TIMEOUT_S", settings.source_timeout_s),
+                            ("HRWSI_HARVEST_CONCURRENCY", settings.harvest_concurrency),
+                            ("HRWSI_UNZIP_MAX_BYTES", settings.unzip_max_bytes),
+                            ("HRWSI_UNZIP_MAX_RATIO", settings.unzip_max_ratio),
+                            ("HRWSI_UNZIP_MAX_MEMBERS", settings.unzip_max_members)):
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"{name}={value!r} must be a positive finite number")
+        return cls(landing.LandingPolicy.from_settings(settings), settings.source_timeout_s,
+                   settings.harvest_concurrency)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    pool: asyncpg.Pool
+    row: asyncpg.Record
+    now: datetime
+    schedule: schedules.Schedule | None
+    options: HarvestOptions
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """How one kind of source runs: `run` does the work and says when the source runs next;
+    `run_is_success`: a run that did not fail is the source's last successful harvest (a catalogue
+    records its own, window by window)."""
+    run: Callable[[SourceContext], Awaitable[tuple[Any, datetime]]]
+    run_is_success: bool
+
+
+async def _run_landing_directory(context: SourceContext) -> tuple[Any, datetime]:
+    row, now = context.row, context.now
+    source = LandingSource.from_row(row["name"], row["product_type"], row["config"])
+    next_run_at = (schedules.next_run(context.schedule, now) if context.schedule
+                   else now + timedelta(seconds=source.rescan_after_s))
+    return await landing.scan_landing_directory(context.pool, source, context.options.landing, now=now), next_run_at
+
+
+async def _run_catalogue(context: SourceContext) -> tuple[Any, datetime]:
+    now = context.now
+    report = await catalogue.harvest_catalogue_source(
+        context.pool, context.row, now=now, session_factory=context.options.catalogue_session_factory,
+        claim_token=context.row["claim_token"])
+    # A backfill goes on, day after day, at the next harvester round.
+    return report, now if report.more_backfill_days else schedules.next_run(context.schedule, now)
+
+
+# The kinds hrwsi.harvest_source allows (its CHECK harvest_source_kind_is_catalogue_or_landing_directory).
+SOURCE_KINDS: dict[str, SourceKind] = {
+    "landing_directory": SourceKind(_run_landing_directory, run_is_success=True),
+    "catalogue": SourceKind(_run_catalogue, run_is_success=False),
+}
+
+# Failures that are one line in the log (anything else gets its traceback).
+_EXPECTED_FAILURES = (OSError, ValueError, asyncpg.PostgresError, catalogue.CatalogueError, catalogue.ClaimLost,
+                      TimeoutError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running sources
+# ---------------------------------------------------------------------------------------------
+
+class SourceRunner:
+    """Runs due sources concurrently, each in its own task with its own timeout, at most
+    `options.concurrency` at once. The harvester calls `start_due` every round; a round of its own
+    (`run_round`, for `run_due_sources`) runs every due source once and waits for them all."""
+
+    def __init__(self, pool: asyncpg.Pool, options: HarvestOptions, harvester: Callable[[], str]):
+        self.pool = pool
+        self.options = options
+        self.harvester = harvester  # who claims, for people (`hrwsi sources`): the service's current identity
+        self.running: dict[str, asyncio.Task[SourceRun]] = {}
+        self._tokens: dict[str, uuid.UUID] = {}
+
+    async def start_due(self, now: datetime | None = None, exclude: Iterable[str] = ()) -> list[str]:
+        """Claim due sources into the free slots and start them; returns their names."""
+        self.running = {name: task for name, task in self.running.items() if not task.done()}
+        free = self.options.concurrency - len(self.running)
+        if free <= 0:
+            return []
+        claimed_at = now or datetime.now(UTC)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(query("harvest_claim_due_sources"), claimed_at, [*self.running, *exclude], free,
+                                    self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S)
+        for row in rows:
+            self._tokens[row["name"]] = row["claim_token"]
+            self.running[row["name"]] = asyncio.create_task(self._run(row, claimed_at), name=f"source {row['name']}")
+        return [row["name"] for row in rows]
+
+    async def run_round(self, now: datetime | None = None) -> list[SourceRun]:
+        """Run every source due now once (concurrently, within the slots) and return what each did."""
+        started: list[str] = []
+        tasks: list[asyncio.Task[SourceRun]] = []
+        while True:
+            names = await self.start_due(now, exclude=started)
+            started += names
+            tasks += [self.running[name] for name in names]
+            unfinished = [task for task in tasks if not task.done()]
+            if not unfinished and not names:
+                return [task.result() for task in tasks]
+            if unfinished:
+                await asyncio.wait(unfinished, return_when=asyncio.FIRST_COMPLETED)
+
+    async def stop(self) -> None:
+        """Cancel the runs going on and hand their sources back, due at once for another harvester."""
+        tasks = [task for task in self.running.values() if not task.done()]
+        tokens = [self._tokens[name] for name, task in self.running.items() if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if tokens:
+            async with self.pool.acquire() as conn:
+                await conn.execute(query("harvest_release_claims"), tokens)
+        self.running.clear()
+
+    async def _run(self, row: asyncpg.Record, now: datetime) -> SourceRun:
+        run = await _run_one(self.pool, row, now, self.options)
+        counts_as_success = run.ok and SOURCE_KINDS[row["kind"]].run_is_success
+        try:
+            async with self.pool.acquire() as conn:
+                kept = await conn.fetchval(query("harvest_source_ran"), row["name"], now, run.next_run_at, run.error,
+                                           counts_as_success, now, row["claim_token"])
+        except (OSError, asyncpg.PostgresError) as error:
+            logger.warning("source %s: its run could not be recorded (%s); its claim lapses on its own and it runs "
+                           "again then", row["name"], error)
+            return run
+        finally:
+            self._tokens.pop(row["name"], None)
+        if kept is None:
+            logger.warning("source %s: its claim lapsed during the run and another harvester took it over: this "
+                           "run's outcome is not recorded", row["name"])
+        elif run.ok:
+            logger.info("source %s: %s", row["name"], run.summary())
+        return run
+
+
+async def run_due_sources(pool: asyncpg.Pool, options: HarvestOptions, *, now: datetime | None = None,
+                          harvester: str = "run_due_sources") -> list[SourceRun]:
+    """Run every active source whose next_run_at has come (NULL: never ran), once each, concurrently;
+    return what each run did. A failing source is logged and recorded (last_error); the others go on."""
+    runner = SourceRunner(pool, options, lambda: harvester)
+    try:
+        return await runner.run_round(now)
+    finally:
+        await runner.stop()  # a cancelled round leaves no run behind: they stop, their sources are handed back
+
+
+async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, options: HarvestOptions) -> SourceRun:
+    name, kind = row["name"], row["kind"]
+    try:
+        async with asyncio.timeout(options.source_timeout_s) as deadline:
+            context = SourceContext(pool, row, now, schedule_of(row), options)
+            report, next_run_at = await SOURCE_KINDS[kind].run(context)
+    except Exception as error:  # noqa: BLE001 - one source's failure must not stop the others
+        timed_out = isinstance(error, TimeoutError) and deadline.expired()
+        message = (f"did not finish within {options.source_timeout_s:g} s (HRWSI_SOURCE_TIMEOUT_S): stopped; its "
+                   "next run goes on from where it stopped") if timed_out else \
+            f"{type(error).__name__}: {str(error) or 'no detail given'}"
+        retry_at = _retry_at(row, now)
+        _log_failure(row, message, retry_at, error)
+        return SourceRun(name, kind, False, retry_at, error=message)
+    return SourceRun(name, kind, True, next_run_at, report=report)
+
+
+def _log_failure(row: asyncpg.Record, message: str, retry_at: datetime, error: Exception) -> None:
+    """An error is logged in full once; the same error again, run after run, in one quieter line."""
+    if message == row["last_error"]:
+        logger.info("source %s (%s) still failing: %s; next try at %s", row["name"], row["kind"], message,
+                    f"{retry_at:%Y-%m-%d %H:%M:%S}Z")
+        return
+    verb = "refused" if isinstance(error, confinement.SourceRefused) else "failed"
+    logger.error("source %s (%s) %s: %s; recorded as its last error, next try at %s", row["name"], row["kind"],
+                 verb, message, f"{retry_at:%Y-%m-%d %H:%M:%S}Z", exc_info=not isinstance(error, _EXPECTED_FAILURES))
+
+
+def _retry_at(row: asyncpg.Record, now: datetime) -> datetime:
+    """A failed source runs again at its next scheduled time (continuous ones after 30 s: a missing
+    directory need not be looked at every second)."""
+    try:
+        schedule = schedule_of(row)
+    except schedules.InvalidSchedule:
+        return now + timedelta(hours=1)
+    return schedules.next_run(schedule, now) if schedule else now + timedelta(seconds=30)
+
+
+def list_sources(conn: psycopg.Connection) -> list[dict]:
+    """Every source, for `hrwsi sources`: name, kind, product type, schedule in words, mode, last run,
+    next run, last error, active, the harvester running it now and until when its claim holds, and
+    files per state for landing directories."""
+    rows = conn.cursor(row_factory=dict_row).execute(query("cli_list_sources")).fetchall()
+    return [describe_source(row) for row in rows]
+
+
+def describe_source(row: Any) -> dict:
+    """One row of query cli_list_sources (psycopg or asyncpg) in words (`hrwsi sources`, the dashboard)."""
+    try:
+        schedule = describe_schedule(row)
+    except schedules.InvalidSchedule as error:
+        schedule = f"invalid: {error}"
+    mode = row["mode"]
+    if mode == "backfill":
+        cursor: date | None = row["backfill_cursor"]
+        progress = "not started" if cursor is None else (
+            "complete" if cursor > row["backfill_to"] else f"next day {cursor}")
+        mode = f"backfill {row['backfill_from']} to {row['backfill_to']} ({progress})"
+    files = row["files"] or {}
+    return {"name": row["name"], "kind": row["kind"], "product_type": row["product_type"],
+            "schedule": schedule, "mode": mode, "last_run_at": row["last_run_at"],
+            "next_run_at": row["next_run_at"], "last_error": row["last_error"], "active": row["active"],
+            "running_on": row["claimed_by"], "claimed_until": row["claimed_until"],
+            "files": json.loads(files) if isinstance(files, str) else files}

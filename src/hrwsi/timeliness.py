@@ -1,0 +1,104 @@
+"""`hrwsi timeliness`: how long after sensing, and after publication, products were registered, and
+the share on time against their condition's deadline (ADR 0010).
+
+The figures come from two views (sql/schema.sql): `hrwsi.product_timeliness` (one row per product)
+and `hrwsi.timeliness` (per routine, lane, tile and UTC day of registration: count, p50/p95 of both
+delays, share on time). This module reads them with the user's filters and prints them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+from psycopg.rows import dict_row
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from hrwsi.sql_files import query
+
+DELAY_COLUMNS = ("p50_from_sensing_s", "p95_from_sensing_s", "p50_from_publication_s", "p95_from_publication_s")
+
+
+@dataclass(frozen=True)
+class Filters:
+    routine: str | None = None
+    lane: str | None = None
+    tile: str | None = None
+    days: int = 7
+
+    def params(self) -> dict:
+        return {"routine": self.routine, "lane": self.lane, "tile": self.tile, "days": self.days}
+
+
+def duration_text(seconds: float | None) -> str:
+    """A delay as people read it: 45 s, 12 min, 3.5 h, 2.1 d; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    value = abs(seconds)
+    if value < 60:
+        return f"{sign}{value:.0f} s"
+    if value < 3600:
+        return f"{sign}{value / 60:.1f} min"
+    if value < 2 * 86400:
+        return f"{sign}{value / 3600:.1f} h"
+    return f"{sign}{value / 86400:.1f} d"
+
+
+def share_text(on_time: int, with_deadline: int) -> str:
+    """'97.0 % (97/100)', or '-' when no product had a deadline."""
+    if not with_deadline:
+        return "-"
+    return f"{100.0 * on_time / with_deadline:.1f} % ({on_time}/{with_deadline})"
+
+
+def report(conn: psycopg.Connection, filters: Filters) -> dict:
+    """Per routine, lane, tile and day; per routine and lane over the window; open tasks late or at risk."""
+    cursor = conn.cursor(row_factory=dict_row)
+    rows = cursor.execute(query("report_timeliness"), filters.params()).fetchall()
+    summary = cursor.execute(query("report_timeliness_summary"), filters.params()).fetchall()
+    open_tasks = cursor.execute(query("report_open_deadlines"), filters.params()).fetchone()
+    return {"filters": filters.params(), "summary": summary, "per_day": rows, "open_tasks": open_tasks}
+
+
+def to_json(data: dict) -> str:
+    def default(value):
+        if isinstance(value, date):
+            return value.isoformat()
+        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+    return json.dumps(data, default=default, indent=2)
+
+
+def _table(title: str, rows: list[dict], keys: tuple[str, ...]) -> Table:
+    table = Table(title=title)
+    for key in keys:
+        table.add_column(key)
+    for heading in ("products", "p50 / p95 from sensing", "p50 / p95 from publication", "on time"):
+        table.add_column(heading, justify="right")
+    for row in rows:
+        table.add_row(*(escape(str(row[k])) if row[k] is not None else "-" for k in keys), str(row["products"]),
+                      f"{duration_text(row['p50_from_sensing_s'])} / {duration_text(row['p95_from_sensing_s'])}",
+                      f"{duration_text(row['p50_from_publication_s'])} / "
+                      f"{duration_text(row['p95_from_publication_s'])}",
+                      share_text(row["on_time"], row["with_deadline"]))
+    return table
+
+
+def print_report(console: Console, data: dict) -> None:
+    days = data["filters"]["days"]
+    if not data["summary"]:
+        console.print(f"no product registered in the last {days} day(s) matches", highlight=False)
+    else:
+        console.print(_table(f"timeliness over the last {days} day(s), per routine and lane", data["summary"],
+                             ("routine", "lane")))
+        console.print(_table("per routine, lane, tile and day (UTC, of registration)", data["per_day"],
+                             ("day", "routine", "lane", "tile")))
+    late, at_risk = data["open_tasks"]["late"], data["open_tasks"]["at_risk"]
+    if late or at_risk:
+        console.print(f"[yellow]open tasks: {late} past their deadline, {at_risk} planned to end after it[/yellow]"
+                      " (alerts deadline_missed, deadline_at_risk)", highlight=False)

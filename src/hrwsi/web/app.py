@@ -1,0 +1,406 @@
+"""The dashboard's HTTP application: pages, their live fragments, the JSON API, operator actions.
+
+Pages are rendered on the server with Jinja2 (autoescaping everything) from the reads in
+`hrwsi.web.data`. Each page marks its live sections as blocks named `live_<name>`; a request with
+the header `X-HRWSI-Fragments: 1` gets those blocks alone, as JSON, which is what the page's script
+fetches when a server-sent event says that something it shows has changed (docs/adr/0007).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+import jinja2
+from aiohttp import web
+
+from hrwsi.database import TRANSIENT_DATABASE_ERRORS
+from hrwsi.sql_files import query
+from hrwsi.web import data, gantt
+from hrwsi.web.auth import SESSION_COOKIE, Authenticator, bearer_token
+from hrwsi.web.live import LiveHub
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+FLASH_COOKIE = "hrwsi_flash"
+TASK_ACTIONS = {"retry": "retry_task", "cancel": "cancel_task", "hold": "hold_task", "release": "release_task"}
+ROUTINE_ACTIONS = {"hold": "hold_routine", "release": "release_routine"}
+# Each action (as recorded in hrwsi.operator_action) and the query that calls its SQL function.
+ACTION_QUERIES = {"retry_task": "web_retry_task", "cancel_task": "web_cancel_task", "hold_task": "web_hold_task",
+                  "release_task": "web_release_task", "hold_routine": "web_hold_routine",
+                  "release_routine": "web_release_routine"}
+# Every page's script comes from /static; nothing is fetched from anywhere else.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+    return f"{seconds // 86400:.0f} d {seconds % 86400 // 3600:.0f} h"
+
+
+def _time(value: datetime | None, seconds: bool = True) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + "Z"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return str(value)
+
+
+def _number(value: int | float | None) -> str:
+    return "-" if value is None else f"{value:,}".replace(",", "\u202f")
+
+
+def make_environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,  # every value is escaped: paths, reasons, messages and names come from users
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters.update(ago=_ago, time=_time, size=_size, number=_number,
+                               basename=lambda path: (path or "").rstrip("/").rsplit("/", 1)[-1])
+    environment.globals.update(TASK_STATES=data.TASK_STATES, static_version=_static_version())
+    return environment
+
+
+def _static_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(STATIC.iterdir()):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+class Dashboard:
+    """The handlers. `read_pool` is the dashboard's own pool (see WebSettings.pool_size)."""
+
+    def __init__(self, read_pool: asyncpg.Pool, hub: LiveHub, overview: data.OverviewCache, auth: Authenticator,
+                 data_dir: Path, ui_link: Callable[[str, str], str | None] | None = None,
+                 extra_routes: list[web.RouteDef] = ()):
+        self.pool = read_pool
+        self.hub = hub
+        self.overview = overview
+        self.auth = auth
+        self.data_dir = data_dir
+        self.ui_link = ui_link
+        self.extra_routes = list(extra_routes)
+        self.environment = make_environment()
+
+    # -- the application -------------------------------------------------------------------------
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors_and_headers], client_max_size=64 * 1024)
+        app.add_routes([
+            web.get("/", self.page_overview), web.get("/tasks", self.page_tasks),
+            web.get(r"/tasks/{task_id:\d{1,18}}", self.page_task), web.get("/plan", self.page_plan),
+            web.get("/alerts", self.page_alerts), web.get("/audit", self.page_audit),
+            web.get("/login", self.page_login), web.post("/login", self.login), web.post("/logout", self.logout),
+            web.post(r"/tasks/{task_id:\d{1,18}}/{action}", self.form_action),
+            web.post("/routines/{routine}/{action}", self.form_action),
+            web.get("/events", self.hub.stream),
+            web.get("/api/overview", self.api_overview), web.get("/api/tasks", self.api_tasks),
+            web.get(r"/api/tasks/{task_id:\d{1,18}}", self.api_task),
+            web.post(r"/api/tasks/{task_id:\d{1,18}}/{action}", self.api_action),
+            web.post("/api/routines/{routine}/{action}", self.api_action),
+            web.static("/static", STATIC, append_version=False),
+            *self.extra_routes,
+        ])
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        self.hub.close()
+
+    @web.middleware
+    async def _errors_and_headers(self, request: web.Request, handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except TRANSIENT_DATABASE_ERRORS as error:
+            logger.warning("web: %s %s: the database is unreachable (%s)", request.method, request.path,
+                           type(error).__name__)
+            response = self._error(request, 503, "The database cannot be reached right now; this page comes back "
+                                                 "by itself when it can.")
+        except web.HTTPException as error:
+            if error.status >= 400 and error.content_type != "application/json":
+                response = self._error(request, error.status, error.text or error.reason)
+            else:
+                raise
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "public, max-age=3600"
+        else:
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    def _error(self, request: web.Request, status: int, message: str) -> web.Response:
+        if request.path.startswith("/api/") or request.headers.get("X-HRWSI-Fragments"):
+            return web.json_response({"error": message}, status=status)
+        text = self.environment.get_template("error.html").render(self._base(request) | {
+            "status": status, "message": message, "page": "error"})
+        return web.Response(text=text, status=status, content_type="text/html")
+
+    # -- rendering -------------------------------------------------------------------------------
+    def _session(self, request: web.Request) -> tuple[str | None, str | None]:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        actor = self.auth.actor_for_session(cookie)
+        return (actor, cookie) if actor else (None, None)
+
+    def _base(self, request: web.Request) -> dict[str, Any]:
+        actor, cookie = self._session(request)
+        return {"actor": actor, "auth_enabled": self.auth.enabled,
+                "csrf": self.auth.csrf_for(cookie) if cookie else "", "flash": _read_flash(request),
+                "path": request.path_qs, "now": datetime.now(UTC)}
+
+    def render(self, request: web.Request, name: str, context: dict[str, Any], status: int = 200) -> web.Response:
+        template = self.environment.get_template(name)
+        values = self._base(request) | context
+        if request.headers.get("X-HRWSI-Fragments"):
+            # Only the live sections, for the page's script to swap in. A block rendered alone
+            # skips the template's top level, where the macros are imported: give them to it.
+            macros = self.environment.get_template("macros.html").make_module(values)
+            block_context = template.new_context(values | {"m": macros})
+            fragments = {block[len("live_"):]: "".join(render(block_context))
+                         for block, render in template.blocks.items() if block.startswith("live_")}
+            return web.json_response(fragments)
+        response = web.Response(text=template.render(values), status=status, content_type="text/html")
+        if values["flash"]:
+            response.del_cookie(FLASH_COOKIE, path="/")
+        return response
+
+    # -- pages -----------------------------------------------------------------------------------
+    async def page_overview(self, request: web.Request) -> web.Response:
+        overview = await self.overview.get()
+        return self.render(request, "overview.html", {"page": "overview", "o": overview,
+                                                      "series_max": max([1] + [b["processed"] + b["failed"] + b["other"]
+                                                                               for b in overview.series])})
+
+    async def page_tasks(self, request: web.Request) -> web.Response:
+        search = (request.query.get("q") or "").strip()
+        if search.isdigit() and len(search) <= 18:
+            raise web.HTTPFound(f"/tasks/{int(search)}")
+        filters = data.TaskFilters.from_query(request.query)
+        async with self.pool.acquire() as conn:
+            rows = await data.read_tasks(conn, filters, data.PAGE_SIZE + 1)
+            choices = await data.read_filter_choices(conn)
+        rows, cursor = data.page_of(rows)
+        older = filters.query_string(before=cursor) if cursor else None
+        return self.render(request, "tasks.html", {"page": "tasks", "rows": rows, "filters": filters,
+                                                   "choices": choices, "older": older,
+                                                   "newest": filters.query_string(before=None)})
+
+    async def page_task(self, request: web.Request) -> web.Response:
+        task_id = int(request.match_info["task_id"])
+        attempt = request.query.get("attempt")
+        async with self.pool.acquire() as conn:
+            page = await data.read_task(conn, task_id, self.data_dir, int(attempt) if attempt and attempt.isdigit()
+                                        and len(attempt) < 6 else None, self.ui_link)
+        if page is None:
+            raise web.HTTPNotFound(text=f"There is no task {task_id}.")
+        return self.render(request, "task.html", {"page": "tasks", "p": page, "t": page.task})
+
+    async def page_plan(self, request: web.Request) -> web.Response:
+        async with self.pool.acquire() as conn:
+            schedule = await data.read_schedule(conn)
+        chart = gantt.layout(schedule.rows, schedule.workers, schedule.budget, datetime.now(UTC))
+        return self.render(request, "plan.html", {"page": "plan", "s": schedule, "chart": chart})
+
+    async def page_alerts(self, request: web.Request) -> web.Response:
+        return await self._list_page(request, data.read_alerts, "alerts")
+
+    async def page_audit(self, request: web.Request) -> web.Response:
+        return await self._list_page(request, data.read_audit, "audit")
+
+    async def _list_page(self, request: web.Request, read, page: str) -> web.Response:
+        """A page of a list read newest first below ?before=ID (alerts, audit)."""
+        async with self.pool.acquire() as conn:
+            rows, older = data.page_of(await read(conn, _cursor(request), data.PAGE_SIZE + 1))
+        return self.render(request, f"{page}.html", {"page": page, "rows": rows, "older": older})
+
+    # -- signing in ------------------------------------------------------------------------------
+    async def page_login(self, request: web.Request) -> web.Response:
+        return self.render(request, "login.html", {"page": "login", "next": _safe_next(request.query.get("next")),
+                                                   "failed": False})
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        target = _safe_next(form.get("next"))
+        actor = self.auth.actor_for_token(str(form.get("token") or ""))
+        if actor is None:
+            logger.warning("web: a sign-in with a wrong token from %s", request.remote)
+            return self.render(request, "login.html", {"page": "login", "next": target, "failed": True}, status=403)
+        logger.info("web: %s signed in from %s", actor, request.remote)
+        response = web.HTTPSeeOther(target)
+        response.set_cookie(SESSION_COOKIE, self.auth.session_for(actor), max_age=int(self.auth.session_s), path="/",
+                            httponly=True, samesite="Strict", secure=request.secure)
+        raise response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        response = web.HTTPSeeOther("/")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        raise response
+
+    # -- operator actions --------------------------------------------------------------------------
+    async def _form_actor(self, request: web.Request) -> str:
+        actor, cookie = self._session(request)
+        form = await request.post()
+        if actor is None:
+            raise web.HTTPSeeOther("/login?" + urlencode({"next": _referer_path(request)}))
+        if not self.auth.csrf_ok(cookie, str(form.get("csrf") or "")):
+            raise web.HTTPForbidden(text="This form has expired or did not come from this dashboard; reload the page "
+                                         "and try again.")
+        return actor
+
+    @staticmethod
+    def _action_of(request: web.Request) -> tuple[str, int | str]:
+        """(action, target) of POST .../tasks/ID/ACTION or .../routines/NAME/ACTION."""
+        if "task_id" in request.match_info:
+            action, target = TASK_ACTIONS.get(request.match_info["action"]), int(request.match_info["task_id"])
+        else:
+            action, target = ROUTINE_ACTIONS.get(request.match_info["action"]), request.match_info["routine"]
+        if action is None:
+            raise web.HTTPNotFound(text="No such action.")
+        return action, target
+
+    async def form_action(self, request: web.Request) -> web.Response:
+        actor = await self._form_actor(request)
+        action, target = self._action_of(request)
+        ok, message = await self.act(actor, "web", request.remote, action, target)
+        response = web.HTTPSeeOther(f"/tasks/{target}" if action.endswith("_task") else _referer_path(request))
+        _set_flash(response, ok, message)
+        raise response
+
+    async def act(self, actor: str, via: str, client: str | None, action: str, target: int | str) -> tuple[bool, str]:
+        """Run one operator function and record it, with who asked, in hrwsi.operator_action: the
+        action and its record commit together; a refusal is recorded too."""
+        arguments = (target, f"held by {actor} ({via})") if action == "hold_routine" else (target,)
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    message = await conn.fetchval(query(ACTION_QUERIES[action]), *arguments)
+                    await conn.execute(query("web_record_action"), actor, via, action, str(target), True, message,
+                                       client)
+                ok = True
+            except (asyncpg.CheckViolationError, asyncpg.NoDataFoundError) as error:
+                message = str(error)
+                await conn.execute(query("web_record_action"), actor, via, action, str(target), False, message, client)
+                ok = False
+        logger.info("web: %s (%s) %s %s: %s", actor, via, action, target, message)
+        return ok, message
+
+    # -- the JSON API ----------------------------------------------------------------------------
+    def _api_actor(self, request: web.Request) -> str:
+        actor = self.auth.actor_for_token(bearer_token(request.headers.get("Authorization")))
+        if actor is None:
+            if not self.auth.enabled:
+                raise web.HTTPForbidden(text=json.dumps({"error": "operator actions are off: set HRWSI_WEB_TOKEN"}),
+                                        content_type="application/json")
+            raise web.HTTPUnauthorized(text=json.dumps({"error": "send Authorization: Bearer <HRWSI_WEB_TOKEN>"}),
+                                       content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
+        return actor
+
+    async def api_action(self, request: web.Request) -> web.Response:
+        actor = self._api_actor(request)
+        action, target = self._action_of(request)
+        ok, message = await self.act(actor, "api", request.remote, action, target)
+        return web.json_response({"ok": ok, "message": message}, status=200 if ok else 409)
+
+    async def api_overview(self, _request: web.Request) -> web.Response:
+        overview = await self.overview.get()
+        return _json({"totals": overview.totals, "waiting": overview.waiting, "oldest_waiting_s": overview.oldest_s,
+                      "processed_last_hour": overview.processed_1h, "failed_last_hour": overview.failed_1h,
+                      "routines": [vars(r) for r in overview.routines],
+                      "alert_queue": overview.alert_queue, "services": overview.services, "sources": overview.sources,
+                      "read_s": overview.read_s})
+
+    async def api_tasks(self, request: web.Request) -> web.Response:
+        filters = data.TaskFilters.from_query(request.query)
+        async with self.pool.acquire() as conn:
+            rows = await data.read_tasks(conn, filters, data.PAGE_SIZE + 1)
+        rows, older = data.page_of(rows)
+        return _json({"tasks": rows, "older": older})
+
+    async def api_task(self, request: web.Request) -> web.Response:
+        async with self.pool.acquire() as conn:
+            page = await data.read_task(conn, int(request.match_info["task_id"]), self.data_dir, None, self.ui_link)
+        if page is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": "no such task"}), content_type="application/json")
+        return _json(vars(page))
+
+
+def _cursor(request: web.Request) -> int | None:
+    value = request.query.get("before", "")
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+def _safe_next(value: Any) -> str:
+    """Only a path on this dashboard (never //host or a scheme): no open redirect after sign-in."""
+    text = str(value or "/")
+    return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"
+
+
+def _referer_path(request: web.Request) -> str:
+    referer = request.headers.get("Referer", "")
+    if referer.startswith(f"{request.scheme}://{request.host}/"):
+        return _safe_next(referer[len(f"{request.scheme}://{request.host}"):])
+    return "/"
+
+
+def _set_flash(response: web.StreamResponse, ok: bool, message: str) -> None:
+    value = base64.urlsafe_b64encode(json.dumps({"ok": ok, "text": message[:500]}).encode()).decode()
+    response.set_cookie(FLASH_COOKIE, value, path="/", httponly=True, samesite="Strict", max_age=60)
+
+
+def _read_flash(request: web.Request) -> dict | None:
+    value = request.cookies.get(FLASH_COOKIE)
+    if not value:
+        return None
+    try:
+        flash = json.loads(base64.urlsafe_b64decode(value.encode()))
+        return {"ok": bool(flash["ok"]), "text": str(flash["text"])}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _json(value: Any) -> web.Response:
+    return web.json_response(value, dumps=lambda v: json.dumps(v, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if hasattr(value, "total_seconds"):
+        return value.total_seconds()
+    if hasattr(value, "__dict__"):
+        return vars(value)
+    return str(value)

@@ -1,0 +1,323 @@
+"""What each dashboard page shows, read from the database (queries in sql/queries/web.sql).
+
+Every read is bounded: lists are pages (keyset on id, newest first), counts come from indexes, and
+the overview is one snapshot shared by every viewer until the next change (`OverviewCache`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from hrwsi.harvest.sources import describe_source
+from hrwsi.sql_files import query
+
+# The order states are shown in: the flow of a task, then the ends.
+TASK_STATES = ("pending", "planned", "dispatched", "queued", "running", "on_hold", "blocked", "processed",
+               "terminated", "cancelled")
+SERIES_WINDOW_S = 3 * 3600
+SERIES_BUCKET_S = 300
+PAGE_SIZE = 50
+LINEAGE_DEPTH = 20
+LINEAGE_ROWS = 200
+LOG_TAIL_BYTES = 64 * 1024
+SCHEDULE_LIMIT = 2000
+
+
+@dataclass
+class RoutineRow:
+    routine: str
+    lane: str
+    counts: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0
+    oldest_s: float | None = None
+    processed_1h: int = 0
+    failed_1h: int = 0
+    mean_run_s: float | None = None
+    on_hold: bool = False
+    hold_reason: str | None = None
+    consecutive_failures: int = 0
+    hold_after_failures: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class Overview:
+    read_s: float
+    totals: dict[str, int]
+    routines: list[RoutineRow]
+    held: list[RoutineRow]
+    series: list[dict]
+    alert_queue: dict
+    alerts: list
+    services: list
+    sources: list
+    failures: list
+    unplannable: list
+    timeliness: dict | None
+    latest_plan: dict | None
+
+    @property
+    def waiting(self) -> int:
+        return sum(r.waiting for r in self.routines)
+
+    @property
+    def oldest_s(self) -> float | None:
+        ages = [r.oldest_s for r in self.routines if r.oldest_s is not None]
+        return max(ages) if ages else None
+
+    @property
+    def processed_1h(self) -> int:
+        return sum(r.processed_1h for r in self.routines)
+
+    @property
+    def failed_1h(self) -> int:
+        return sum(r.failed_1h for r in self.routines)
+
+
+async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overview:
+    started = time.perf_counter()
+    rows: dict[tuple[str, str], RoutineRow] = {}
+
+    def row_of(routine: str, lane: str) -> RoutineRow:
+        return rows.setdefault((routine, lane), RoutineRow(routine, lane))
+
+    totals = dict.fromkeys(TASK_STATES, 0)
+    for r in await conn.fetch(query("web_task_counts")):
+        row_of(r["routine"], r["lane"]).counts[r["state"]] = r["n"]
+        totals[r["state"]] = totals.get(r["state"], 0) + r["n"]
+    for r in await conn.fetch(query("web_backlog")):
+        row = row_of(r["routine"], r["lane"])
+        row.waiting, row.oldest_s = r["waiting"], r["oldest_s"]
+    for r in await conn.fetch(query("web_throughput"), 3600.0):
+        row = row_of(r["routine"], r["lane"])
+        if r["state"] == "processed":
+            row.processed_1h, row.mean_run_s = r["n"], r["mean_run_s"]
+        elif r["state"] in ("internal_error", "external_error"):
+            row.failed_1h += r["n"]
+    routines = {r["name"]: r for r in await conn.fetch(query("web_routines"))}
+    for name in routines:
+        if not any(key[0] == name for key in rows):
+            row_of(name, "all")
+    for row in rows.values():
+        info = routines.get(row.routine)
+        if info is not None:
+            row.on_hold, row.hold_reason = info["on_hold"], info["hold_reason"]
+            row.consecutive_failures, row.hold_after_failures = info["consecutive_failures"], info["hold_after_failures"]
+    ordered = sorted(rows.values(), key=lambda r: (r.routine, r.lane))
+    buckets = {r["bucket"]: dict(r) for r in await conn.fetch(query("web_throughput_series"), float(SERIES_WINDOW_S),
+                                                              float(SERIES_BUCKET_S))}
+    count = SERIES_WINDOW_S // SERIES_BUCKET_S
+    series = [buckets.get(b, {"bucket": b, "processed": 0, "failed": 0, "other": 0}) for b in range(count - 1, -1, -1)]
+    services = [dict(r) | {"fresh": r["age_s"] <= stale_after_s} for r in await conn.fetch(query("web_services"))]
+    overview = Overview(
+        read_s=0.0, totals=totals, routines=ordered, held=[r for r in ordered if r.on_hold], series=series,
+        alert_queue=dict(await conn.fetchrow(query("web_alert_queue"))),
+        alerts=[dict(r) for r in await conn.fetch(query("web_alerts"), None, 8)],
+        services=services,
+        sources=[describe_source(r) for r in await conn.fetch(query("cli_list_sources"))],
+        failures=[dict(r) for r in await conn.fetch(query("web_recent_failures"), 10)],
+        unplannable=[dict(r) for r in await conn.fetch(query("web_unplannable"), 20)],
+        timeliness=await read_timeliness(conn),
+        latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
+    overview.read_s = time.perf_counter() - started
+    return overview
+
+
+async def read_timeliness(conn: asyncpg.Connection, limit: int = 50) -> dict | None:
+    """The rows of the timeliness view (issue 12) as {columns, rows}, or None while it does not exist."""
+    if not await conn.fetchval(query("web_timeliness_view")):
+        return None
+    records = await conn.fetch(query("web_timeliness"), limit)
+    columns = list(records[0].keys()) if records else []
+    return {"columns": columns, "rows": [list(r.values()) for r in records]}
+
+
+def _record(record) -> dict | None:
+    return None if record is None else dict(record)
+
+
+class OverviewCache:
+    """One overview per change, whatever the number of viewers: the first reader after a change
+    reads it, the others wait for that read and share it."""
+
+    def __init__(self, pool: asyncpg.Pool, stale_after_s: float, max_age_s: float = 30.0):
+        self.pool = pool
+        self.stale_after_s = stale_after_s
+        self.max_age_s = max_age_s
+        self.generation = 0
+        self._value: tuple[int, float, Overview] | None = None
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        self.generation += 1
+
+    async def get(self) -> Overview:
+        async with self._lock:
+            if self._value is not None:
+                generation, at, value = self._value
+                if generation == self.generation and time.monotonic() - at < self.max_age_s:
+                    return value
+            generation = self.generation
+            async with self.pool.acquire() as conn:
+                value = await read_overview(conn, self.stale_after_s)
+            self._value = (generation, time.monotonic(), value)
+            return value
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    state: str | None = None
+    routine: str | None = None
+    tile: str | None = None
+    worker: str | None = None
+    lane: str | None = None
+    search: str | None = None  # a piece of an input's file name
+    path: str | None = None  # an input's whole path
+    before: int | None = None
+
+    @classmethod
+    def from_query(cls, params) -> TaskFilters:
+        """Filters from a query string. The search box takes a piece of an input's file name, a
+        whole input path (with a /), or a tile code (32TLR); a task id is handled by the page (it
+        opens the task)."""
+
+        def text(name: str, limit: int = 200) -> str | None:
+            value = (params.get(name) or "").strip()
+            return value[:limit] or None
+
+        search, tile, path = text("q", 4096), text("tile"), None
+        if search and len(search) == 5 and search[:2].isdigit() and search[2:].isalpha() and not tile:
+            tile, search = search.upper(), None
+        elif search and "/" in search:
+            path, search = search, None
+        before = text("before")
+        return cls(state=text("state"), routine=text("routine"), tile=tile, worker=text("worker"), lane=text("lane"),
+                   search=search, path=path,
+                   before=int(before) if before and before.isdigit() and len(before) <= 18 else None)
+
+    def query_string(self, **changes) -> dict[str, str]:
+        values = {"state": self.state, "routine": self.routine, "tile": self.tile, "worker": self.worker,
+                  "lane": self.lane, "q": self.search or self.path, "before": self.before} | changes
+        return {k: str(v) for k, v in values.items() if v is not None}
+
+
+def page_of(rows: list[dict], size: int = PAGE_SIZE) -> tuple[list[dict], int | None]:
+    """A page read as `size` + 1 rows, newest first: its rows, and the cursor of the next (older)
+    page (the last row's id), or None when this is the last page."""
+    return rows[:size], (rows[size - 1]["id"] if len(rows) > size else None)
+
+
+async def read_tasks(conn: asyncpg.Connection, filters: TaskFilters, limit: int = PAGE_SIZE) -> list[dict]:
+    rows = await conn.fetch(query("web_tasks"), filters.state, filters.routine, filters.tile, filters.worker,
+                            filters.lane, filters.search, filters.before, limit, filters.path)
+    return [dict(r) for r in rows]
+
+
+async def read_filter_choices(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    routines = [r["name"] for r in await conn.fetch(query("web_routines"))]
+    workers = [r["name"] for r in await conn.fetch(query("web_workers"))]
+    lanes = [r["name"] for r in await conn.fetch(query("web_lanes"))]
+    return {"state": list(TASK_STATES), "routine": routines, "worker": workers, "lane": lanes}
+
+
+@dataclass
+class TaskPage:
+    task: dict
+    events: list
+    jobs: list
+    products: list
+    up: list
+    down: list
+    audit: list
+    log: dict | None
+
+
+async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, attempt: int | None = None,
+                    ui_link: Callable[[str, str], str | None] | None = None) -> TaskPage | None:
+    task = await conn.fetchrow(query("web_task"), task_id)
+    if task is None:
+        return None
+    jobs = [dict(r) for r in await conn.fetch(query("web_task_jobs"), task_id)]
+    for job in jobs:
+        job["ui_link"] = ui_link(job["backend"], job["backend_job_id"]) if ui_link else None
+    chosen = next((j for j in jobs if j["attempt"] == attempt), None) if attempt else (jobs[-1] if jobs else None)
+    log = await asyncio.to_thread(read_log_tail, chosen["log_path"], data_dir) if chosen else None
+    if log is not None:
+        log["attempt"] = chosen["attempt"]
+    return TaskPage(
+        task=dict(task),
+        events=[dict(r) for r in await conn.fetch(query("web_task_events"), task_id)],
+        jobs=jobs,
+        products=[dict(r) for r in await conn.fetch(query("web_task_products"), task_id, 200)],
+        up=_nearest(await conn.fetch(query("web_lineage_up"), task_id, LINEAGE_DEPTH, LINEAGE_ROWS)),
+        down=_nearest(await conn.fetch(query("web_lineage_down"), task_id, LINEAGE_DEPTH, LINEAGE_ROWS)),
+        audit=[dict(r) for r in await conn.fetch(query("web_task_audit"), str(task_id), 20)],
+        log=log)
+
+
+def _nearest(rows) -> list[dict]:
+    """Each related task once, at its nearest depth (a diamond in the chain reaches it twice)."""
+    seen: dict[int, dict] = {}
+    for row in sorted(rows, key=lambda r: (r["depth"], r["task_id"])):
+        seen.setdefault(row["task_id"], dict(row))
+    return list(seen.values())
+
+
+def read_log_tail(path: str | None, data_dir: Path, limit: int = LOG_TAIL_BYTES) -> dict:
+    """The end of a job's log, if it is a file under hrwsi's data directory (a path in the
+    database is never a licence to read any file on this machine)."""
+    if not path:
+        return {"path": None, "text": None, "why": "this attempt has no log path"}
+    resolved = Path(os.path.realpath(path))
+    root = Path(os.path.realpath(data_dir))
+    if not resolved.is_relative_to(root):
+        return {"path": path, "text": None, "why": f"the log is outside this dashboard's data directory ({root})"}
+    try:
+        with resolved.open("rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            file.seek(max(0, size - limit))
+            data = file.read()
+    except FileNotFoundError:
+        return {"path": path, "text": None, "why": "the log file is not on this machine (yet)"}
+    except OSError as error:
+        return {"path": path, "text": None, "why": f"the log cannot be read: {error.strerror}"}
+    text = data.decode("utf-8", errors="replace")
+    if size > limit:
+        text = text.split("\n", 1)[-1]
+    return {"path": path, "text": text, "size": size, "truncated": size > limit, "why": None}
+
+
+@dataclass
+class Schedule:
+    rows: list
+    workers: list
+    budget: dict | None
+    total: int
+    latest_plan: dict | None
+
+
+async def read_schedule(conn: asyncpg.Connection, limit: int = SCHEDULE_LIMIT) -> Schedule:
+    return Schedule(
+        rows=[dict(r) for r in await conn.fetch(query("web_schedule"), limit)],
+        workers=[dict(r) for r in await conn.fetch(query("web_workers"))],
+        budget=_record(await conn.fetchrow(query("web_budget"))),
+        total=await conn.fetchval(query("web_schedule_size")),
+        latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
+
+
+async def read_alerts(conn: asyncpg.Connection, before: int | None, limit: int = PAGE_SIZE) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(query("web_alerts"), before, limit)]
+
+
+async def read_audit(conn: asyncpg.Connection, before: int | None, limit: int = PAGE_SIZE) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(query("web_audit"), before, limit)]

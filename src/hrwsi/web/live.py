@@ -1,0 +1,141 @@
+"""Live updates: the database's notifications, coalesced, pushed to every open page as
+server-sent events.
+
+The web service LISTENs like the other services (`hrwsi.listener.Listener`, through
+`service.Service`). What arrives is merged and sent at most every `MIN_INTERVAL_S` as one `change`
+event naming the channels (and state counts) that moved; a page then fetches the sections that
+depend on them. A listener reconnect sends a change on every channel (notifications sent while it
+was away are gone: pages catch up, as services do). Heartbeats and schedules change without a
+notification, so every `TICK_S` the change carries `tick`, on which the pages that show them
+(the overview, the plan's "now" line) refresh; nothing else is polled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from hrwsi.listener import Notification
+
+# Every channel the schema's triggers notify on (sql/schema.sql, "notification triggers").
+CHANNELS = ("hrwsi_input", "hrwsi_task", "hrwsi_job", "hrwsi_product")
+MIN_INTERVAL_S = 0.5
+TICK_S = 5.0
+KEEPALIVE_S = 15.0
+
+
+@dataclass
+class Change:
+    channels: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+    tick: bool = False
+
+    def merge(self, other: Change) -> None:
+        self.channels |= other.channels
+        for state, n in other.counts.items():
+            self.counts[state] = self.counts.get(state, 0) + n
+        self.tick = self.tick or other.tick
+
+    def event(self) -> bytes:
+        data = json.dumps({"channels": sorted(self.channels), "counts": self.counts, "tick": self.tick})
+        return f"event: change\ndata: {data}\n\n".encode()
+
+
+class Subscriber:
+    """One open page: what changed since it was last told, and a flag to wake its stream."""
+
+    def __init__(self) -> None:
+        self.pending: Change | None = None
+        self.ready = asyncio.Event()
+
+    def offer(self, change: Change) -> None:
+        if self.pending is None:
+            self.pending = Change()
+        self.pending.merge(change)
+        self.ready.set()
+
+    def take(self) -> Change | None:
+        change, self.pending = self.pending, None
+        self.ready.clear()
+        return change
+
+
+class LiveHub:
+    """Collects notifications; `flush()` hands the merged change to every subscriber."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self._collected = Change()
+        self._last_sent = float("-inf")
+        self._last_tick = float("-inf")
+        self.closing = asyncio.Event()
+        self.sent = 0
+
+    def collect(self, notification: Notification) -> None:
+        self._collected.channels.add(notification.channel)
+        for state, n in notification.counts.items():
+            self._collected.counts[state] = self._collected.counts.get(state, 0) + n
+
+    def collect_everything(self) -> None:
+        """After a (re)connect: everything may have changed."""
+        self._collected.channels.update(CHANNELS)
+
+    def due_in(self, now: float | None = None) -> float:
+        """Seconds before the next flush may send (0: now)."""
+        now = time.monotonic() if now is None else now
+        return max(0.0, self._last_sent + MIN_INTERVAL_S - now)
+
+    def flush(self, now: float | None = None) -> Change | None:
+        """Send what was collected, with the tick when one is due; the change sent, or None."""
+        now = time.monotonic() if now is None else now
+        change = self._collected
+        if now - self._last_tick >= TICK_S:
+            change.tick, self._last_tick = True, now
+        if not change.channels and not change.tick:
+            return None
+        self._collected = Change()
+        self._last_sent = now
+        for subscriber in list(self.subscribers):
+            subscriber.offer(change)
+        self.sent += 1
+        return change
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """GET /events: a text/event-stream until the page goes away or the dashboard stops."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        subscriber = Subscriber()
+        self.subscribers.add(subscriber)
+        try:
+            await response.write(b"retry: 3000\nevent: hello\ndata: {}\n\n")
+            while not self.closing.is_set():
+                try:
+                    await asyncio.wait_for(self._wait(subscriber), KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")  # proxies close silent streams
+                    continue
+                change = subscriber.take()
+                if change is not None:
+                    await response.write(change.event())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.subscribers.discard(subscriber)
+        return response
+
+    async def _wait(self, subscriber: Subscriber) -> None:
+        closing = asyncio.ensure_future(self.closing.wait())
+        ready = asyncio.ensure_future(subscriber.ready.wait())
+        try:
+            await asyncio.wait([closing, ready], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            ready.cancel()
+
+    def close(self) -> None:
+        self.closing.set()

@@ -1,0 +1,54 @@
+"""`python benchmarks/run.py --quick` as a smoke test of the benchmark harness: it runs hrwsi, the peer
+(pgqueuer, the `bench` extra) and the floor against one real PostgreSQL server, and writes every
+figure with its values, its ratios to the peer and the floor (or why a ratio does not apply), its
+target and whether it is met. It asserts nothing about speed: the quick sizes measure nothing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUND_FIGURES = (
+    "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "burst_s", "large_burst_s", "large_burst_growth",
+    "peak_rss_orchestrator_mb", "peak_rss_launcher_mb", "peak_rss_small_orchestrator_mb",
+    "peak_rss_small_launcher_mb", "chain_s", "backfill_tiles_s", "backfill_one_tile_s", "aged_latency_p50_ms",
+    "aged_latency_p99_ms",
+)
+AGAINST_PEER_AND_FLOOR = ROUND_FIGURES[:11]
+PLANNER_FIGURES = ("planner_random_10k_s", "planner_random_100k_s", "planner_worst_ratio_to_lb",
+                   "planner_reference_worst_ratio_to_lb", "planner_vs_list_scheduler")
+RATIOS = ("to_peer", "to_peer_tuned", "to_peer_best", "to_floor", "to_baseline")
+
+
+def test_the_quick_bench_writes_every_figure_with_its_ratios_and_target(tmp_path):
+    out = tmp_path / "bench.json"
+    finished = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--no-planner",
+                               "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-4000:]
+    results = json.loads(out.read_text())
+    figures = results["figures"]
+
+    assert set(ROUND_FIGURES + PLANNER_FIGURES) <= set(figures), set(ROUND_FIGURES + PLANNER_FIGURES) - set(figures)
+    for key in ROUND_FIGURES:
+        entry = figures[key]
+        hrwsi = entry["values"]["hrwsi"]
+        assert hrwsi is not None, f"{key} was not measured: {json.dumps(results['raw_rounds'])[:3000]}"
+        assert {"median", "min", "max", "rounds"} <= set(hrwsi)
+        for ratio in RATIOS:
+            assert entry["ratios"][ratio] is not None or entry["ratio_notes"].get(ratio), \
+                f"{key}: {ratio} neither measured nor explained"
+        assert "target" in entry and "target_met" in entry
+    for key in AGAINST_PEER_AND_FLOOR:
+        ratios = figures[key]["ratios"]
+        assert ratios["to_peer"] is not None and ratios["to_floor"] is not None, f"{key}: {ratios}"
+        assert {"median", "min", "max"} <= set(ratios["to_peer"])
+    for key in ("backfill_tiles_s", "backfill_one_tile_s", "aged_latency_p50_ms"):
+        assert figures[key]["ratios"]["to_baseline"] is not None, f"{key}: no ratio to hrwsi's own baseline"
+    for key in PLANNER_FIGURES:
+        assert figures[key].get("missing"), f"{key}: the planner was skipped, and the figure must say so"
+    assert {"cpus", "python", "postgresql", "pgqueuer"} <= set(results["machine"])
+    assert results["date"]
+    assert results["aged_database"]["history"] == 4 * results["aged_database"]["tasks"]
+    assert results["raw_rounds"][0]["chain"]["hrwsi"]["check"]["duplicate_jobs"] == 0
+    assert "targets not met" in finished.stdout

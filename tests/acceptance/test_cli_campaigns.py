@@ -1,0 +1,62 @@
+"""`hrwsi timeliness`, `hrwsi reprocess` and `hrwsi campaigns` as ops run them (ADR 0010)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hrwsi.configuration import load
+from tests.acceptance.test_cli import env, run  # noqa: F401 - env is a fixture
+from tests.integration.conftest import single_routine_configuration
+
+
+@pytest.fixture
+def processed(db):
+    """One input of 2026-01-10 on 32TLR, processed, with its product registered 2 h after sensing."""
+    document = single_routine_configuration(["true"])
+    document["condition"][0].update({"deadline_hours": 3})
+    load(db, document)
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                  VALUES ('in', '/in/a', '32TLR', now() - interval '2 hours', now() - interval '1 hour')""")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w01', planned_start = now()")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) SELECT id, '/out/a', 'OUT' "
+               "FROM hrwsi.processing_task")
+    return db
+
+
+def test_timeliness_prints_delays_and_share_on_time_and_json(processed, env):  # noqa: F811
+    table = run(["timeliness", "--days", "2"], env).stdout
+    assert "work" in table and "nrt" in table and "32TLR" in table
+    assert "2.0 h / 2.0 h" in table and "1.0 h / 1.0 h" in table and "100.0 % (1/1)" in table
+    data = json.loads(run(["timeliness", "--lane", "nrt", "--json"], env).stdout)
+    [summary] = data["summary"]
+    assert (summary["products"], summary["on_time"], summary["share_on_time"]) == (1, 1, 1.0)
+    assert summary["p50_from_sensing_s"] == pytest.approx(7200, abs=60)
+    assert "no product registered in the last 7 day(s) matches" in run(["timeliness", "--lane", "archive"], env).stdout
+
+
+def test_reprocess_starts_a_campaign_and_campaigns_shows_and_cancels_it(processed, env):  # noqa: F811
+    started = run(["reprocess", "--routine", "work", "--from", "2020-01-01", "--to", "2100-01-01",
+                   "--tile", "32TLR", "--command", "{python} -c pass", "--name", "v2"], env).stdout
+    assert started.startswith("campaign 1: 1 task(s) of routine work") and "archive lane" in started
+    shown = run(["campaigns"], env).stdout
+    assert "campaign 1 v2: waiting" in shown and "-c pass" in shown and "work" in shown
+    [campaign] = json.loads(run(["campaigns", "--json"], env).stdout)
+    assert (campaign["status"], campaign["totals"]["waiting"], campaign["tiles"]) == ("waiting", 1, ["32TLR"])
+    cancelled = run(["campaigns", "--cancel", "1"], env).stdout
+    assert "campaign 1: 1 open task(s) cancelled" in cancelled and "campaign 1 v2: cancelled" in cancelled
+
+
+@pytest.mark.parametrize(("arguments", "code", "message"), [
+    (["--routine", "work", "--from", "2020-01-01", "--to", "2020-02-01"], 1, "nothing to reprocess"),
+    (["--routine", "work", "--condition", "in", "--from", "2020-01-01", "--to", "2100-01-01"], 1,
+     "give the routine or the condition"),
+    (["--routine", "nope", "--from", "2020-01-01", "--to", "2100-01-01"], 1, "no routine nope"),
+    (["--routine", "work", "--from", "01/01/2020", "--to", "2100-01-01"], 2, "'01/01/2020' is not a date"),
+])
+def test_reprocess_refuses_with_one_line_that_says_why(processed, env, arguments, code, message):  # noqa: F811
+    result = run(["reprocess", *arguments], env, check=False)
+    assert result.returncode == code and message in result.stdout
+    assert "campaign 1" not in run(["campaigns"], env).stdout

@@ -1,0 +1,201 @@
+"""The dashboard as ops use it: `hrwsi web` as a real process, driven in headless Chromium.
+
+Chromium is Debian's package (/usr/bin/chromium; `.ci/run` installs it when missing, as root), driven
+through Playwright's Python package, which is told where it is: no browser is ever downloaded
+(`playwright install` is never run). Screenshots are written to test-artifacts/web/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.integration.dashboard_scenario import build
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+# Flags that work on the development machines and CI (as root, without a GPU or network).
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+ALICE = "alice-token-0123456789abc"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: `apt-get install -y chromium` (.ci/run does it as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # Playwright gives every launch a fresh, temporary profile (its --user-data-dir).
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """What the pages reported as errors (script errors, failed loads); must stay empty."""
+    return []
+
+
+@pytest.fixture
+def page(browser, page_errors):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    page.on("console", lambda message: page_errors.append(message.text) if message.type == "error" else None)
+    yield page
+    context.close()
+    assert page_errors == [], f"the page reported errors: {page_errors}"
+
+
+def words(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+@contextmanager
+def dashboard_process(database_url: str, home: Path, token: str | None):
+    """`hrwsi web` on a free port; yields its base URL."""
+    log = home / "web.log"
+    env = {**os.environ, "HRWSI_DATABASE_URL": database_url, "HRWSI_HOME": str(home), "HRWSI_WEB_PORT": "0",
+           "HRWSI_HEARTBEAT_S": "1", "HRWSI_BACKSTOP_POLL_S": "1"}
+    env.pop("HRWSI_WEB_TOKEN", None)
+    if token:
+        env["HRWSI_WEB_TOKEN"] = f"alice:{token}"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "hrwsi", "web"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"web dashboard on (http://127\.0\.0\.1:\d+)", log.read_text())):
+            assert process.poll() is None, f"hrwsi web exited {process.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"hrwsi web did not start:\n{log.read_text()}"
+            time.sleep(0.1)
+        yield found.group(1)
+    finally:
+        process.terminate()
+        assert process.wait(20) == 0, log.read_text()
+        if token:
+            assert token not in log.read_text(), "the token reached the log"
+
+
+def shoot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_ops_read_the_main_pages_and_see_changes_live(page, db, database_url, tmp_path):
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    with dashboard_process(database_url, home, ALICE) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#live.ok")
+        assert "held by ops: the quicklook bucket is full" in page.inner_text("#held")
+        assert "2/3 services alive" in words(page.inner_text(".tiles")), "web, orchestrator; the launcher is stale"
+        shoot(page, "overview")
+
+        # Live: an operator holds a task elsewhere (plain SQL); the open page shows it without a reload.
+        page.evaluate("window.notReloaded = true")
+        held_cell = 'a[href="/tasks?routine=atmospheric_correction&state=on_hold"]'
+        assert page.locator(held_cell).count() == 0
+        db.execute("SELECT hrwsi.hold_task(%s)", (scenario.planned[0],))
+        page.wait_for_selector(held_cell, timeout=10_000)
+        assert page.inner_text(held_cell) == "1"
+        assert page.evaluate("window.notReloaded") is True, "updated in place, not reloaded"
+
+        page.fill("header input[name=q]", "broken")
+        page.press("header input[name=q]", "Enter")
+        page.wait_for_url(re.compile(r"/tasks\?q=broken"))
+        rows = page.locator("table.grid tbody tr")
+        assert rows.count() == 1 and "terminated" in rows.first.inner_text()
+        page.select_option("select[name=state]", "planned")
+        page.fill(".filters input[name=q]", "")
+        page.click(".filters button")
+        assert page.locator("table.grid tbody tr").count() == len(scenario.planned) - 1
+        shoot(page, "tasks-filtered")
+
+        page.goto(f"{base}/tasks/{scenario.terminated}")
+        attempts = page.inner_text("[data-live=attempts]")
+        assert re.search(r"1\s+external error\s+210", attempts) and re.search(r"3\s+internal error\s+1", attempts)
+        assert "KeyError: 'B11'" in page.inner_text("pre.log")
+        shoot(page, "task-terminated")
+
+        page.goto(f"{base}/tasks/{scenario.children[0]}")
+        lineage = page.inner_text("[data-live=lineage]")
+        assert "atmospheric_correction" in lineage and "quicklook" in lineage
+        shoot(page, "task-lineage")
+
+        page.goto(f"{base}/plan")
+        # the planned tasks but the one held above, and the running one
+        assert page.locator("svg.gantt rect.bar").count() == len(scenario.planned) - 1 + 1
+        tops = page.eval_on_selector_all("svg.gantt rect.bar", "bars => bars.map(b => b.getAttribute('y'))")
+        assert len(set(tops)) > 3, "parallel tasks of a worker on rows of their own"
+        shoot(page, "plan")
+
+        page.goto(f"{base}/alerts")
+        assert "routine quicklook is on hold" in page.inner_text("main")
+        shoot(page, "alerts")
+
+
+def test_an_operator_action_needs_the_token_and_is_recorded_with_who_did_it(page, page_errors, db, database_url,
+                                                                           tmp_path):
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    task = scenario.terminated
+
+    def state() -> str:
+        return db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()[0]
+
+    with dashboard_process(database_url, home, ALICE) as base:
+        page.goto(f"{base}/tasks/{task}")
+        assert page.locator("form button", has_text="Retry").count() == 0, "no action button before signing in"
+        page.click("a.btn:has-text('Retry')")
+        page.wait_for_url(re.compile(r"/login\?next="))
+        page.fill("input[name=token]", "not-alices-token-at-all")
+        page.click("form.stack button")
+        assert "not one of this dashboard's tokens" in page.inner_text("main")
+        assert page_errors == ["Failed to load resource: the server responded with a status of 403 (Forbidden)"]
+        page_errors.clear()  # that refusal was the point
+        assert state() == "terminated"
+        shoot(page, "sign-in-refused")
+
+        page.fill("input[name=token]", ALICE)
+        page.click("form.stack button")
+        page.wait_for_url(f"{base}/tasks/{task}")
+        assert page.inner_text(".who").startswith("alice")
+        page.click("form button:has-text('Retry')")
+        page.wait_for_selector(".flash.ok")
+        assert f"task {task} was terminated; it is pending again" in page.inner_text(".flash")
+        assert state() == "pending"
+        assert "pending" in page.inner_text("[data-live=head] h1")
+        shoot(page, "task-retried")
+
+        page.goto(f"{base}/audit")
+        first = page.locator("table.grid tbody tr").first.inner_text()
+        assert "alice" in first and "retry task" in first and str(task) in first
+        shoot(page, "audit")
+    assert db.execute("SELECT actor, via, action, target, succeeded FROM hrwsi.operator_action").fetchall() == [
+        ("alice", "web", "retry_task", str(task), True)]
+
+
+def test_without_a_token_setting_the_dashboard_is_read_only(page, db, database_url, tmp_path):
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    with dashboard_process(database_url, home, None) as base:
+        page.goto(f"{base}/tasks/{scenario.terminated}")
+        assert "read-only" in page.inner_text(".who")
+        assert page.locator("text=Retry").count() == 0
+        page.goto(f"{base}/login")
+        assert "Operator actions are off on this dashboard" in page.inner_text("main")

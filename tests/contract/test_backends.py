@@ -1,0 +1,171 @@
+"""hrwsi.backends: every backend keeps the contract the launcher relies on (backends/base.py, `Backend`).
+
+One suite, parametrised over the adapters (local, dry-run, and nomad against the Nomad API emulator,
+the one test double), asserting behaviour, not only that the attributes exist: the launcher uses
+nothing a backend does not declare, so what is checked here is all it may count on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hrwsi.backends import BACKEND_NAMES, make_backend
+from hrwsi.backends.base import Backend, JobOutcome, JobSpec
+from hrwsi.backends.dry_run import DryRunBackend
+from hrwsi.backends.local import LocalBackend
+from hrwsi.backends.nomad import NomadBackend, NomadConfig
+from hrwsi.settings import Settings
+from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
+
+GUARD_S = 60.0  # a liveness guard against hangs, not a timing assertion
+NODE = "conformance-node"
+FINAL_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
+
+
+@dataclass
+class Adapter:
+    backend: Backend
+    work: Path
+    runs_commands: bool  # dry-run runs nothing: every attempt succeeds at once
+    counter: int = 0
+
+    def spec(self, script: str) -> JobSpec:
+        self.counter += 1
+        base = self.work / f"job-{self.counter}"
+        return JobSpec(job_id=f"hrwsi-conformance-{self.backend.name}-{self.counter}-1", task_id=self.counter,
+                       attempt=1, routine="conformance", condition="conformance", input_path=str(base / "in.json"),
+                       tile=None, worker=NODE, command=("/bin/sh", "-c", script), image=None, cpu=0.1, ram_mb=64,
+                       storage_mb=200, output_dir=str(base / "out"), log_path=str(base / "logs" / "job.log"))
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.running = asyncio.Event()
+
+    async def __call__(self, state: str, reason: str) -> None:
+        self.calls.append((state, reason))
+        if state == "running":
+            self.running.set()
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+async def adapter(request, tmp_path):
+    if request.param == "local":
+        backend: Backend = LocalBackend(max_parallel_jobs=4)
+        yield Adapter(backend, tmp_path, runs_commands=True)
+    elif request.param == "dry-run":
+        backend = DryRunBackend()
+        yield Adapter(backend, tmp_path, runs_commands=False)
+    else:
+        nodes = [EmulatedNode(NODE, cpu_mhz=4000, memory_mb=4096, disk_mb=20_000)]
+        async with NomadEmulator(nodes, event_heartbeat=0.2, work_dir=tmp_path / "emulator") as emulator:
+            backend = NomadBackend(NomadConfig(address=emulator.address, retry_for_s=10.0, purge_delay_s=0.1))
+            yield Adapter(backend, tmp_path, runs_commands=True)
+            await backend.close()
+        return
+    await backend.close()
+
+
+async def run(adapter: Adapter, script: str, progress: Progress | None = None) -> tuple[JobSpec, JobOutcome]:
+    spec = adapter.spec(script)
+    assert await adapter.backend.submit(spec) == spec.job_id
+    outcome = await asyncio.wait_for(adapter.backend.wait(spec, spec.job_id, progress or Progress()), GUARD_S)
+    return spec, outcome
+
+
+def test_every_backend_declares_the_whole_contract(adapter: Adapter):
+    backend = adapter.backend
+    assert isinstance(backend, Backend)
+    assert backend.name in BACKEND_NAMES
+    assert type(make_backend(backend.name, Settings())) is type(backend)  # the registry builds this adapter
+    for flag in ("resubmit_is_idempotent", "jobs_outlive_launcher", "reports_worker_activity"):
+        assert isinstance(getattr(backend, flag), bool), flag
+
+
+async def test_a_successful_attempt_ends_processed_with_its_times(adapter: Adapter):
+    progress = Progress()
+    spec, outcome = await run(adapter, 'echo made > "$HRWSI_OUTPUT_DIR/product.txt"', progress)
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert outcome.finished_at is not None
+    assert all(state in ("queued", "running") for state, _ in progress.calls)
+    if adapter.runs_commands:
+        assert (Path(spec.output_dir) / "product.txt").read_text() == "made\n"
+
+
+async def test_submit_prepares_the_output_and_log_directories(adapter: Adapter):
+    if not adapter.runs_commands:
+        pytest.skip("the dry-run backend writes nothing")
+    spec = adapter.spec("exit 0")
+    await adapter.backend.submit(spec)
+    assert Path(spec.output_dir).is_dir() and Path(spec.log_path).parent.is_dir()
+    await asyncio.wait_for(adapter.backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+
+
+@pytest.mark.parametrize("code, state", [(3, "internal_error"), (210, "external_error")])
+async def test_an_exit_code_decides_the_outcome(adapter: Adapter, code: int, state: str):
+    if not adapter.runs_commands:
+        pytest.skip("the dry-run backend runs nothing: every attempt succeeds")
+    _, outcome = await run(adapter, f"exit {code}")
+    assert (outcome.state, outcome.exit_code) == (state, code), outcome.message
+
+
+async def test_a_cancelled_attempt_ends_cancelled_and_cancel_again_is_harmless(adapter: Adapter):
+    backend = adapter.backend
+    spec = adapter.spec(f'while [ ! -e "{adapter.work / "never"}" ]; do sleep 0.05; done')
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(backend.wait(spec, spec.job_id, progress))
+    if adapter.runs_commands:
+        await asyncio.wait_for(progress.running.wait(), GUARD_S)
+        await backend.cancel(spec, spec.job_id)
+        assert (await asyncio.wait_for(following, GUARD_S)).state == "cancelled"
+    else:
+        assert (await asyncio.wait_for(following, GUARD_S)).state in FINAL_STATES
+    await backend.cancel(spec, spec.job_id)  # already over: no error
+    await backend.forget(spec.job_id)
+    await backend.cancel(adapter.spec("exit 0"), "hrwsi-never-submitted-1-1")  # unknown: no error
+    await backend.forget("hrwsi-never-submitted-1-1")
+
+
+async def test_stop_all_stops_the_jobs_only_of_a_backend_whose_jobs_die_with_the_launcher(adapter: Adapter):
+    backend = adapter.backend
+    if not adapter.runs_commands:
+        await backend.stop_all()  # nothing runs: nothing to do, and no error
+        return
+    spec = adapter.spec(f'while [ ! -e "{adapter.work / "release"}" ]; do sleep 0.05; done')
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(backend.wait(spec, spec.job_id, progress))
+    await asyncio.wait_for(progress.running.wait(), GUARD_S)
+    await backend.stop_all()
+    if backend.jobs_outlive_launcher:
+        await asyncio.sleep(0.3)
+        assert not following.done()  # it runs on, for another launcher to adopt
+        (adapter.work / "release").touch()
+        assert (await asyncio.wait_for(following, GUARD_S)).state == "processed"
+    else:
+        outcome = await asyncio.wait_for(following, GUARD_S)
+        assert outcome.state == "lost"  # retried, not counted as the routine's failure
+
+
+async def test_worker_activity_reports_nodes_only_for_a_backend_that_has_them(adapter: Adapter):
+    activity = await adapter.backend.worker_activity()
+    if adapter.backend.reports_worker_activity:
+        assert activity == {NODE: True}
+    else:
+        assert activity == {}
+
+
+def test_ui_link_is_none_or_a_url_naming_the_job(adapter: Adapter):
+    link = adapter.backend.ui_link("hrwsi-parent/dispatch-1-ab")
+    assert link is None or (link.startswith(("http://", "https://")) and "hrwsi-parent%2Fdispatch-1-ab" in link)
+
+
+async def test_close_twice_is_harmless(adapter: Adapter):
+    await adapter.backend.close()
+    await adapter.backend.close()

@@ -1,0 +1,505 @@
+"""The Nomad API semantics hrwsi relies on, asked of the API directly (the emulator's rules, hrwsi.testing.nomad_emulator).
+
+Runs against the emulator (a test double) always and against a real agent when NOMAD_ADDR is set
+(see conftest.py), so the emulator cannot drift from Nomad unnoticed. No timing assertions: waits
+are bounded only by a liveness guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+
+from hrwsi.backends.nomad import NomadError
+from hrwsi.backends.nomad.event_stream import EventStream
+from hrwsi.backends.nomad.job_spec import secrets_template
+from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
+from hrwsi.testing.nomad_emulator.acl import AclPolicy
+from hrwsi.testing.nomad_emulator.event_stream import FRAMING_HTTP_0_0, FRAMING_RAW
+from tests.contract.conftest import (
+    GUARD_S,
+    MANAGEMENT_TOKEN,
+    READER_TOKEN,
+    SUBMITTER_TOKEN,
+    Target,
+    minimal_job,
+    open_emulator,
+)
+
+pytestmark = pytest.mark.contract
+
+
+# -- the API's own semantics -----------------------------------------------------------------------
+async def test_register_stores_nomad_server_side_defaults(nomad: Target):
+    job_id = nomad.job_id("defaults")
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})
+    assert response.status_code == 200, response.text
+    assert response.json()["EvalID"]
+    assert int(response.headers["X-Nomad-Index"]) > 0
+    stored = (await nomad.ahttp("GET", f"/v1/job/{job_id}")).json()
+    group = stored["TaskGroups"][0]
+    task = group["Tasks"][0]
+    assert stored["Type"] == "batch"
+    assert stored["Status"] in ("pending", "running", "dead")
+    assert group["Count"] == 1
+    assert group["EphemeralDisk"]["SizeMB"] == 300
+    assert (task["Resources"]["CPU"], task["Resources"]["MemoryMB"]) == (100, 300)
+    assert (group["RestartPolicy"]["Attempts"], group["RestartPolicy"]["Mode"]) == (3, "fail")
+    assert group["ReschedulePolicy"]["Attempts"] == 1 and group["ReschedulePolicy"]["Unlimited"] is False
+    assert isinstance(group["RestartPolicy"]["Delay"], int)  # durations are integer nanoseconds
+    await nomad.purge(job_id)
+
+
+async def test_a_job_without_type_is_a_service_job(nomad: Target):
+    job = minimal_job(nomad.job_id("service"), "sleep 30")
+    del job["Type"]
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    stored = (await nomad.ahttp("GET", f"/v1/job/{job['ID']}")).json()
+    assert stored["Type"] == "service"
+    await nomad.purge(job["ID"])
+
+
+async def test_validation_errors_are_500_plain_text_and_malformed_requests_400(nomad: Target):
+    disk = minimal_job(nomad.job_id("disk"), Resources={"CPU": 100, "MemoryMB": 64, "DiskMB": 100})
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": disk})
+    assert response.status_code == 500
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert "disk" in response.text.lower()
+    tiny = minimal_job(nomad.job_id("tiny"), Resources={"CPU": 100, "MemoryMB": 1})
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": tiny})
+    assert response.status_code == 500 and "MemoryMB" in response.text
+    assert (await nomad.ahttp("POST", "/v1/jobs", data="")).status_code == 400
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"NotAJob": {}})).status_code == 400
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": {"Type": "batch"}})).status_code == 400
+    assert (await nomad.ahttp("GET", f"/v1/job/{disk['ID']}")).status_code == 404
+
+
+async def test_unknown_objects(nomad: Target):
+    unknown = nomad.job_id("never-registered")
+    allocations = await nomad.ahttp("GET", f"/v1/job/{unknown}/allocations")
+    assert allocations.status_code == 200 and allocations.json() == []
+    assert "X-Nomad-Index" in allocations.headers
+    assert (await nomad.ahttp("GET", f"/v1/job/{unknown}")).status_code == 404
+    assert (await nomad.ahttp("GET", f"/v1/allocation/{uuid.uuid4()}")).status_code == 404
+    assert (await nomad.ahttp("GET", "/v1/allocation/not-a-uuid")).status_code == 500
+    purge = await nomad.ahttp("DELETE", f"/v1/job/{unknown}", params={"purge": "true"})
+    assert purge.status_code == 200 and purge.json()["EvalID"] == ""
+
+
+async def test_dispatched_job_ids_contain_a_slash(nomad: Target):
+    parent = minimal_job(nomad.job_id("parameterized"), "exit 0")
+    parent["ParameterizedJob"] = {"Payload": "forbidden", "MetaRequired": ["tile"]}
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": parent})).status_code == 200
+    response = await nomad.ahttp("POST", f"/v1/job/{parent['ID']}/dispatch", json={"Meta": {"tile": "32TPR"}})
+    assert response.status_code == 200, response.text
+    child = response.json()["DispatchedJobID"]
+    assert child.startswith(parent["ID"] + "/dispatch-")
+    for path_id in (child, nomad.path_id(child)):  # raw and encoded '/': both reach the child's routes
+        allocations = await nomad.ahttp("GET", f"/v1/job/{path_id}/allocations")
+        assert allocations.status_code == 200 and isinstance(allocations.json(), list)
+        job = await nomad.ahttp("GET", f"/v1/job/{path_id}")
+        assert job.status_code == 200 and job.json()["ParentID"] == parent["ID"]
+        summary = await nomad.ahttp("GET", f"/v1/job/{path_id}/summary")
+        assert summary.status_code == 200 and summary.json()["JobID"] == child
+    missing_meta = await nomad.ahttp("POST", f"/v1/job/{parent['ID']}/dispatch", json={"Meta": {}})
+    assert missing_meta.status_code == 500
+    plain = minimal_job(nomad.job_id("not-parameterized"))
+    await nomad.ahttp("POST", "/v1/jobs", json={"Job": plain})
+    assert (await nomad.ahttp("POST", f"/v1/job/{plain['ID']}/dispatch", json={})).status_code == 500
+    for job_id in (child, parent["ID"], plain["ID"]):
+        await nomad.purge(job_id)
+
+
+async def test_blocking_query_returns_on_change_with_a_new_index(nomad: Target):
+    job_id = nomad.job_id("blocking")
+    first = await nomad.ahttp("GET", f"/v1/job/{job_id}/allocations")
+    index = int(first.headers["X-Nomad-Index"])
+    unchanged = await nomad.ahttp("GET", f"/v1/job/{job_id}/allocations", params={"index": index, "wait": "1s"})
+    assert unchanged.status_code == 200 and unchanged.json() == []
+    assert int(unchanged.headers["X-Nomad-Index"]) == index
+    blocked = asyncio.ensure_future(nomad.ahttp("GET", f"/v1/job/{job_id}/allocations",
+                                                params={"index": index, "wait": "120s"}))
+    await asyncio.sleep(0.2)
+    assert not blocked.done()  # nothing changed yet: the query holds
+    await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})
+    answer = await asyncio.wait_for(blocked, GUARD_S)
+    assert answer.status_code == 200
+    assert int(answer.headers["X-Nomad-Index"]) > index
+    assert [a["JobID"] for a in answer.json()] == [job_id]
+    await nomad.purge(job_id)
+
+
+async def _raw_head(target: Target, path: str) -> tuple[str, dict[str, str], bytes]:
+    """GET path on a raw connection: the status line, the headers and the first body bytes as they come."""
+    url = urlsplit(target.address)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port or 4646)
+    token = f"X-Nomad-Token: {target.token}\r\n" if target.token else ""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nAccept-Encoding: gzip\r\n{token}\r\n".encode())
+    try:
+        status = (await asyncio.wait_for(reader.readline(), GUARD_S)).decode().rstrip()
+        headers = {}
+        while (line := await asyncio.wait_for(reader.readline(), GUARD_S)) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        first = await asyncio.wait_for(reader.read(64), GUARD_S)  # bytes arrive before the connection closes
+        return status, headers, first
+    finally:
+        writer.close()
+
+
+async def test_the_event_stream_is_framed_as_the_nomad_version_emulated(framed: Target):
+    status, headers, first = await _raw_head(framed, "/v1/event/stream?topic=Job:hrwsi-none&index=0")
+    assert first, "the first line arrives while the stream is open"
+    if not framed.is_emulator:  # a real agent: one of the three framings (hashicorp/nomad event_endpoint.go)
+        assert status in ("HTTP/1.1 200 OK", "HTTP/0.0 200 OK"), status
+        return
+    framing = framed.emulator.event_stream_framing
+    if framing == FRAMING_RAW:  # >= 1.11.3: hijacked, Go's Response.Write adds Connection: close
+        assert status == "HTTP/1.1 200 OK" and headers.get("connection") == "close"
+        assert "transfer-encoding" not in headers and "content-length" not in headers
+        assert first.startswith(b"{}\n")
+    elif framing == FRAMING_HTTP_0_0:  # 1.11.2: the response's protocol was left unset
+        assert status == "HTTP/0.0 200 OK" and "connection" not in headers
+        assert "transfer-encoding" not in headers and first.startswith(b"{}\n")
+    else:  # <= 1.11.1: chunked, gzip when accepted (the agent's CompressHandler), flushed per line
+        assert status == "HTTP/1.1 200 OK"
+        assert headers.get("transfer-encoding") == "chunked" and headers.get("content-encoding") == "gzip"
+
+
+async def test_event_stream_heartbeats_and_frames(framed: Target):
+    job_id, other = framed.job_id("events"), framed.job_id("events-other")
+    await framed.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})  # buffered before we subscribe
+    connection = await EventStream(framed.config()).connect({"topic": f"Job:{job_id}", "index": "0"})
+    lines: list[dict] = []
+    frames = connection.frames()
+
+    def events() -> list[dict]:
+        return [e for x in lines for e in x.get("Events") or []]
+
+    async def read_until(done) -> None:
+        while not done():
+            lines.append(await frames.__anext__())
+
+    try:
+        assert connection.response.status == 200
+        await asyncio.wait_for(read_until(lambda: events()), GUARD_S)
+        assert lines[0] == {}  # a heartbeat first, then the buffered events
+        assert events()[0]["Type"] == "JobRegistered"
+        await framed.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(other)})
+        await framed.ahttp("DELETE", f"/v1/job/{job_id}")  # stop: a live JobDeregistered event
+        heartbeats_wanted = 2 if framed.is_emulator else 1
+        await asyncio.wait_for(read_until(lambda: any(e["Type"] == "JobDeregistered" for e in events())
+                                          and lines.count({}) >= heartbeats_wanted), GUARD_S)
+    finally:
+        connection.close()
+    with_events = [x for x in lines if x.get("Events")]
+    assert all(isinstance(f["Index"], int) and f["Index"] > 0 for f in with_events)
+    assert [f["Index"] for f in with_events] == sorted(f["Index"] for f in with_events)
+    assert all(e["Topic"] == "Job" and e["Key"] == job_id for e in events())  # the topic filter holds
+    registered = next(e for e in events() if e["Type"] == "JobRegistered")
+    assert registered["Payload"]["Job"]["ID"] == job_id and registered["Index"] > 0
+    for job in (job_id, other):
+        await framed.purge(job)
+
+
+async def test_acl_token_is_checked(nomad: Target, tmp_path):
+    if nomad.is_emulator:
+        async with NomadEmulator([EmulatedNode("acl-node")], acl_token="s3cr3t-acl-token",
+                                 work_dir=tmp_path / "acl") as emulator:
+            await _check_acl(Target("emulator", emulator.address, "s3cr3t-acl-token", "acl-node", nomad.work,
+                                    emulator))
+    else:
+        if not nomad.token:
+            pytest.skip("NOMAD_TOKEN not set: cannot check the agent's ACLs")
+        await _check_acl(nomad)
+
+
+async def _check_acl(target: Target) -> None:
+    anonymous = await target.ahttp("GET", "/v1/jobs", token=False)
+    assert anonymous.status_code == 403 and anonymous.headers["Content-Type"].startswith("text/plain")
+    wrong = await target.ahttp("GET", "/v1/jobs", token=str(uuid.uuid4()))
+    assert wrong.status_code == 403
+    assert (await target.ahttp("GET", "/v1/jobs")).status_code == 200
+    backend = target.backend()
+    try:
+        assert isinstance(await backend.list_jobs(), dict)
+    finally:
+        await backend.close()
+    refused = target.backend(token=None)
+    try:
+        with pytest.raises(NomadError) as error:
+            await refused.list_jobs()
+        assert error.value.status == 403
+    finally:
+        await refused.close()
+
+
+
+
+# -- Nomad's rules the backend must live with (each emulated, with its Nomad source cited) -------------
+def task_events(alloc: dict) -> list[dict]:
+    (state,) = alloc["TaskStates"].values()
+    return state["Events"]
+
+
+async def test_log_storage_must_be_less_than_the_disk(nomad: Target):
+    # nomad/structs/structs.go LogConfig.Validate: MaxFiles x MaxFileSizeMB < EphemeralDisk.SizeMB.
+    job = minimal_job(nomad.job_id("small-disk"))
+    job["TaskGroups"][0]["EphemeralDisk"] = {"SizeMB": 100}  # the default log config is 10 x 10 MB
+    refused = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert refused.status_code == 500
+    assert "log storage (100 MB) must be less than requested disk capacity (100 MB)" in refused.text
+    job["TaskGroups"][0]["EphemeralDisk"] = {"SizeMB": 101}
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    await nomad.purge(job["ID"])
+
+
+async def test_behind_a_client_agent_rpc_errors_come_wrapped(nomad: Target, tmp_path):
+    nomad.require_emulator("answer as a client agent or a follower server would")
+    async with open_emulator(tmp_path, "forwarded", forwarded=True) as target:
+        # helper/pool/pool.go ConnPool.RPC: fmt.Errorf("rpc error: %w", err); still HTTP 500.
+        invalid = minimal_job(target.job_id("invalid"), Resources={"CPU": 100, "MemoryMB": 1})
+        response = await target.ahttp("POST", "/v1/jobs", json={"Job": invalid})
+        assert response.status_code == 500 and response.text.startswith("rpc error: 1 error occurred:")
+        job = minimal_job(target.job_id("twice"))
+        await target.ahttp("POST", "/v1/jobs", json={"Job": job})
+        again = await target.ahttp("POST", "/v1/jobs", json={"Job": job, "EnforceIndex": True, "JobModifyIndex": 0})
+        assert again.status_code == 500
+        assert again.text == "rpc error: Enforcing job modify index 0: job already exists"
+
+
+async def test_a_task_config_nomad_cannot_parse_fails_validation(nomad: Target):
+    # client/allocrunner/taskrunner/task_runner.go: TaskFailedValidation ("Failed Validation"), with
+    # Details["validation_error"] (structs.go SetValidationError).
+    job = minimal_job(nomad.job_id("no-command"))
+    job["TaskGroups"][0]["Tasks"][0]["Config"] = {"args": ["-c", "exit 0"]}
+    job["TaskGroups"][0]["RestartPolicy"] = {"Attempts": 0, "Mode": "fail"}
+    job["TaskGroups"][0]["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    alloc = await nomad.final_allocation(job["ID"])
+    assert alloc["ClientStatus"] == "failed"
+    failed = next(e for e in task_events(alloc) if e["Type"] == "Failed Validation")
+    assert "failed to parse config" in failed["Details"]["validation_error"]
+    await nomad.purge(job["ID"])
+
+
+async def test_task_events_carry_their_values_in_details(nomad: Target):
+    # structs.go: ExitCode, Signal, DriverError... are deprecated, "use Details[...] to access this".
+    job = minimal_job(nomad.job_id("details"), "exit 3")
+    job["TaskGroups"][0]["RestartPolicy"] = {"Attempts": 0, "Mode": "fail"}
+    job["TaskGroups"][0]["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}
+    await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    alloc = await nomad.final_allocation(job["ID"])
+    terminated = next(e for e in task_events(alloc) if e["Type"] == "Terminated")
+    assert terminated["Details"]["exit_code"] == "3" and terminated["Details"]["signal"] == "0"
+    not_restarting = next(e for e in task_events(alloc) if e["Type"] == "Not Restarting")
+    assert not_restarting["Details"]["fails_task"] == "true"
+    await nomad.purge(job["ID"])
+
+
+async def test_a_deprecated_setting_is_ignored_with_a_registration_warning(nomad: Target):
+    # structs.go TaskGroup.Warnings, merged by helper/warning.go: "1 warning:\n\n* ...".
+    job = minimal_job(nomad.job_id("warned"))
+    job["TaskGroups"][0]["PreventRescheduleOnLost"] = True
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert response.status_code == 200
+    warnings = response.json()["Warnings"]
+    assert warnings.startswith("1 warning:")
+    assert "PreventRescheduleOnLost is deprecated and ignored in favor of Disconnect.Replace" in warnings
+    plain = await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(nomad.job_id("not-warned"))})
+    assert plain.json()["Warnings"] == ""
+    for job_id in (job["ID"], nomad.job_id("not-warned")):
+        await nomad.purge(job_id)
+
+
+async def test_a_job_runs_only_in_its_node_pool(nomad: Target, tmp_path):
+    nomad.require_emulator("nodes in two node pools")
+    nodes = [EmulatedNode("pool-node-gpu", node_pool="gpu")]
+    async with open_emulator(tmp_path, "pools", nodes) as target:
+        # A job without NodePool goes to "default" (nomad/job_endpoint_hook_node_pool_ce.go):
+        # the only node is in "gpu", so it waits.
+        job = minimal_job(target.job_id("default-pool"))
+        await target.ahttp("POST", "/v1/jobs", json={"Job": job})
+
+        async def blocked() -> dict:
+            while True:
+                for evaluation in (await target.ahttp("GET", f"/v1/job/{job['ID']}/evaluations")).json():
+                    if evaluation.get("FailedTGAllocs"):
+                        return evaluation["FailedTGAllocs"]["g"]
+                await asyncio.sleep(0.05)
+        metric = await asyncio.wait_for(blocked(), GUARD_S)
+        assert metric["NodesInPool"] == 0 and metric["NodesEvaluated"] == 0
+        for pool in ("gpu", "all"):
+            placed = minimal_job(target.job_id(f"pool-{pool}"))
+            placed["NodePool"] = pool
+            await target.ahttp("POST", "/v1/jobs", json={"Job": placed})
+            assert (await target.final_allocation(placed["ID"]))["ClientStatus"] == "complete"
+
+
+async def test_a_lost_allocation_is_replaced_unless_its_group_says_disconnect_replace_false(nomad: Target, tmp_path):
+    nomad.require_emulator("make a node go down")
+    nodes = [EmulatedNode(f"lost-{i}", node_class="lost") for i in range(3)]  # one stays up whatever goes down
+    async with open_emulator(tmp_path, "lost", nodes) as target:
+        jobs = {}
+        for replace in (True, False):
+            job = minimal_job(target.job_id(f"replace-{replace}"), "sleep 600")
+            group = job["TaskGroups"][0]
+            group["Constraints"] = [{"LTarget": "${node.class}", "Operand": "=", "RTarget": "lost"}]
+            group["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}  # no say over lost allocations
+            if not replace:
+                group["Disconnect"] = {"Replace": False}
+            await target.ahttp("POST", "/v1/jobs", json={"Job": job})
+            jobs[replace] = job["ID"]
+
+        async def allocs(job_id: str, wanted) -> list[dict]:
+            while not wanted(found := (await target.ahttp("GET", f"/v1/job/{job_id}/allocations")).json()):
+                await asyncio.sleep(0.05)
+            return found
+        first = {r: (await asyncio.wait_for(allocs(j, lambda a: any(x["ClientStatus"] == "running" for x in a)),
+                                            GUARD_S))[0] for r, j in jobs.items()}
+        for node in {a["NodeName"] for a in first.values()}:
+            target.emulator.node_down(node)
+        # structs.go TaskGroup.Replace; scheduler/reconciler/filters.go: replaced when lost, left unknown if not.
+        replaced = await asyncio.wait_for(allocs(jobs[True], lambda a: len(a) == 2), GUARD_S)
+        assert sorted(a["ClientStatus"] == "lost" for a in replaced) == [False, True]
+        kept = (await target.ahttp("GET", f"/v1/job/{jobs[False]}/allocations")).json()
+        assert [a["ClientStatus"] for a in kept] == ["unknown"]
+
+
+async def test_fs_logs_need_the_read_logs_capability(nomad: Target, tmp_path):
+    nomad.require_emulator("ACL tokens with a policy")
+    submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")
+    reader = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs", "read-logs"}), node="read")
+    tokens = {SUBMITTER_TOKEN: submitter, READER_TOKEN: reader}
+    async with open_emulator(tmp_path, "logs-acl", acl_token=MANAGEMENT_TOKEN, acl_policies=tokens) as target:
+        job = minimal_job(target.job_id("logged"), "echo hello")
+        await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=SUBMITTER_TOKEN)
+        alloc = await target.final_allocation(job["ID"])
+        path, params = f"/v1/client/fs/logs/{alloc['ID']}", {"task": "t", "type": "stdout", "plain": "true"}
+        # client/fs_endpoint.go: logs need read-fs or read-logs in the allocation's namespace.
+        refused = await target.ahttp("GET", path, params=params, token=SUBMITTER_TOKEN)
+        assert refused.status_code == 403
+        shown = await target.ahttp("GET", path, params=params, token=READER_TOKEN)
+        assert shown.status_code == 200 and shown.text == "hello\n"
+
+
+async def _run_template_job(target: Target, name: str, variable: str) -> dict:
+    job = minimal_job(target.job_id(name), 'printf "%s" "$SECRET_VALUE" > "$NOMAD_ALLOC_DIR/seen"')
+    job["TaskGroups"][0]["RestartPolicy"] = {"Attempts": 0, "Mode": "fail"}
+    job["TaskGroups"][0]["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}
+    job["TaskGroups"][0]["Tasks"][0]["Templates"] = [secrets_template(variable)]
+    assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    return job
+
+
+async def test_a_workload_reads_only_the_variables_its_identity_allows(nomad: Target, tmp_path):
+    nomad.require_emulator("ACL on, and a namespace-wide workload policy")
+    async with open_emulator(tmp_path, "variables", acl_token=MANAGEMENT_TOKEN,
+                             workload_variable_paths=("hrwsi/shared/*",)) as target:
+        for path in ("nomad/jobs", "nomad/jobs/other-job", "hrwsi/shared/routines", "hrwsi/private"):
+            put = await target.ahttp("PUT", f"/v1/var/{path}", json={"Path": path, "Items": {"SECRET_VALUE": path}})
+            assert put.status_code == 200, put.text
+        # acl/acl.go: implicitly nomad/jobs and nomad/jobs/<own job>[/...]; else only what a policy grants.
+        for name, path, readable in (("implicit", "nomad/jobs", True), ("granted", "hrwsi/shared/routines", True),
+                                     ("other-job", "nomad/jobs/other-job", False), ("private", "hrwsi/private", False)):
+            job = await _run_template_job(target, name, path)
+            alloc = await target.final_allocation(job["ID"])
+            if readable:
+                assert alloc["ClientStatus"] == "complete", task_events(alloc)
+            else:  # template.go: a template error kills the task, FailsTask, "Template failed: ..."
+                assert alloc["ClientStatus"] == "failed"
+                killing = next(e for e in task_events(alloc) if e["Type"] == "Killing")
+                assert killing["Details"]["fails_task"] == "true"
+                assert killing["DisplayMessage"].startswith("Template failed: ") and "403" in killing["DisplayMessage"]
+
+
+async def test_a_missing_variable_makes_the_task_wait(nomad: Target, tmp_path):
+    nomad.require_emulator("a template's Variable")
+    async with open_emulator(tmp_path, "missing-variable") as target:
+        job = await _run_template_job(target, "waits", "nomad/jobs/not-yet")
+
+        async def missing() -> dict:
+            while True:
+                for stub in (await target.ahttp("GET", f"/v1/job/{job['ID']}/allocations")).json():
+                    events = (stub.get("TaskStates") or {}).get("t", {}).get("Events") or []
+                    if any(e["Type"] == "Template" and e["DisplayMessage"].startswith("Missing: ") for e in events):
+                        return stub
+                await asyncio.sleep(0.05)
+        # template.go: a missing dependency is an event "Missing: nomad.var.block(...)", not a failure.
+        stub = await asyncio.wait_for(missing(), GUARD_S)
+        assert stub["ClientStatus"] == "pending"
+        await target.ahttp("PUT", "/v1/var/nomad/jobs/not-yet", json={"Items": {"SECRET_VALUE": "now"}})
+        assert (await target.final_allocation(job["ID"]))["ClientStatus"] == "complete"
+
+
+async def test_docker_host_paths_need_volumes_enabled_on_the_client(nomad: Target, tmp_path):
+    nomad.require_emulator("a docker plugin with and without volumes enabled")
+    nodes = [EmulatedNode("docker-closed"), EmulatedNode("docker-open", docker_volumes=True)]
+    async with open_emulator(tmp_path, "docker", nodes) as target:
+        listed = {n["Name"]: n for n in (await target.ahttp("GET", "/v1/nodes")).json()}
+        attributes = {name: (await target.ahttp("GET", f"/v1/node/{n['ID']}")).json()["Attributes"]
+                      for name, n in listed.items()}
+        # drivers/docker/fingerprint.go: the attribute exists only where volumes are enabled.
+        assert attributes["docker-open"]["driver.docker.volumes.enabled"] == "true"
+        assert "driver.docker.volumes.enabled" not in attributes["docker-closed"]
+        for node in ("docker-closed", "docker-open"):
+            job = minimal_job(target.job_id(node))
+            task = job["TaskGroups"][0]["Tasks"][0]
+            task.update({"Driver": "docker", "Config": {"image": "busybox", "command": "/bin/sh", "args": ["-c", "true"],
+                                                        "volumes": [f"{tmp_path}:{tmp_path}"]}})
+            job["TaskGroups"][0]["Constraints"] = [{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": node}]
+            job["TaskGroups"][0]["RestartPolicy"] = {"Attempts": 0, "Mode": "fail"}
+            job["TaskGroups"][0]["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}
+            await target.ahttp("POST", "/v1/jobs", json={"Job": job})
+            alloc = await target.final_allocation(job["ID"])
+            if node == "docker-closed":  # drivers/docker/driver.go
+                failure = next(e for e in task_events(alloc) if e["Type"] == "Driver Failure")
+                assert failure["Details"]["driver_error"].startswith("volumes are not enabled; cannot mount host path")
+            else:
+                assert alloc["ClientStatus"] == "complete"
+
+
+async def test_exec_sees_only_its_chroot_and_mounted_host_volumes(nomad: Target, tmp_path):
+    nomad.require_emulator("a client's chroot_env and host volumes")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "tool.sh").write_text("#!/bin/sh\nexit 0\n")
+    (data / "tool.sh").chmod(0o755)
+    nodes = [EmulatedNode("exec-node", host_volumes={"hrwsi-data": str(data)}), EmulatedNode("no-volume")]
+    async with open_emulator(tmp_path, "exec", nodes) as target:
+        outcomes = {}
+        for name, command, volume in (("in-chroot", "/bin/sh", False), ("outside", str(data / "tool.sh"), False),
+                                      ("in-volume", str(data / "tool.sh"), True)):
+            job = minimal_job(target.job_id(name))
+            group, task = job["TaskGroups"][0], job["TaskGroups"][0]["Tasks"][0]
+            task.update({"Driver": "exec", "Config": {"command": command, "args": [] if volume else ["-c", "true"]}})
+            group["Constraints"] = [{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": "exec-node"}]
+            group["RestartPolicy"] = {"Attempts": 0, "Mode": "fail"}
+            group["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}
+            if volume:
+                group["Volumes"] = {"data": {"Name": "data", "Type": "host", "Source": "hrwsi-data"}}
+                task["VolumeMounts"] = [{"Volume": "data", "Destination": str(data)}]
+            await target.ahttp("POST", "/v1/jobs", json={"Job": job})
+            outcomes[name] = await target.final_allocation(job["ID"])
+        assert outcomes["in-chroot"]["ClientStatus"] == "complete"
+        assert outcomes["in-volume"]["ClientStatus"] == "complete"
+        # client/config/config.go DefaultChrootEnv; drivers/shared/executor: "file ... not found under path".
+        failure = next(e for e in task_events(outcomes["outside"]) if e["Type"] == "Driver Failure")
+        assert "not found under path" in failure["Details"]["driver_error"]
+        # scheduler/feasible/feasible.go: a node without the host volume is filtered.
+        job = minimal_job(target.job_id("needs-volume"))
+        job["TaskGroups"][0]["Volumes"] = {"data": {"Name": "data", "Type": "host", "Source": "hrwsi-data"}}
+        job["TaskGroups"][0]["Constraints"] = [{"LTarget": "${node.unique.name}", "Operand": "=",
+                                                "RTarget": "no-volume"}]
+        await target.ahttp("POST", "/v1/jobs", json={"Job": job})
+
+        async def filtered() -> dict:
+            while True:
+                for evaluation in (await target.ahttp("GET", f"/v1/job/{job['ID']}/evaluations")).json():
+                    if evaluation.get("FailedTGAllocs"):
+                        return evaluation["FailedTGAllocs"]["g"]["ConstraintFiltered"]
+                await asyncio.sleep(0.05)
+        assert "missing compatible host volumes" in await asyncio.wait_for(filtered(), GUARD_S)

@@ -1,0 +1,516 @@
+"""hrwsi.backends.nomad on top of the Nomad API: submit, follow, outcomes, cancel, purge, errors.
+
+Runs against the emulator (a test double) always and against a real agent when NOMAD_ADDR is set
+(see conftest.py). No timing assertions: waits are bounded only by a liveness guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from hrwsi.backends.nomad import NomadError, build_job
+from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
+from hrwsi.testing.nomad_emulator.acl import AclPolicy
+from hrwsi.testing.nomad_emulator.event_stream import FRAMINGS
+from tests.contract.conftest import (
+    GUARD_S,
+    MANAGEMENT_TOKEN,
+    NODE_2,
+    SUBMITTER_TOKEN,
+    Progress,
+    Target,
+    follow,
+    minimal_job,
+    open_emulator,
+)
+
+pytestmark = pytest.mark.contract
+
+
+async def test_submit_then_wait_reports_processed_with_the_task_environment(framed: Target):
+    nomad = framed  # every event-stream framing: Nomad 1.10-1.11.1, 1.11.2, 1.11.3 and 2.0
+    backend = nomad.backend()
+    task_id = nomad.spec("processed", "").task_id
+    spec = nomad.spec("processed", f'test "$HRWSI_TASK_ID" = "{task_id}" || exit 7; '
+                                   'echo done > "$HRWSI_OUTPUT_DIR/product.txt"')
+    assert await backend.submit(spec) == spec.job_id
+    outcome = await follow(backend, spec)
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert outcome.started_at is not None and outcome.finished_at is not None
+    if nomad.is_emulator:  # the task ran here, so its product is on this filesystem
+        assert (Path(spec.output_dir) / "product.txt").read_text() == "done\n"
+    stored = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    assert stored["Meta"]["hrwsi_task_id"] == str(spec.task_id)
+    assert stored["TaskGroups"][0]["RestartPolicy"]["Attempts"] == 0
+    if nomad.is_emulator:  # its end came through the event stream, not through polling
+        assert not backend._following.stream_unavailable
+        assert nomad.emulator.requests[("GET", "/v1/jobs")] <= 1  # the index probe only
+    await backend.forget(spec.job_id)
+
+
+@pytest.mark.parametrize("code, state", [(3, "internal_error"), (210, "external_error")])
+async def test_exit_codes_map_to_outcomes(nomad: Target, code: int, state: str):
+    backend = nomad.backend()
+    spec = nomad.spec(f"exit-{code}", f"echo failing >&2; exit {code}")
+    await backend.submit(spec)
+    outcome = await follow(backend, spec)
+    assert (outcome.state, outcome.exit_code) == (state, code), outcome.message
+    assert "failing" in Path(spec.log_path).read_text()  # the task's stderr, kept from Nomad's logs
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert len(allocations) == 1  # restart and reschedule attempts 0: Nomad did not retry
+    await backend.forget(spec.job_id)
+
+
+async def test_driver_failure_is_an_internal_error_with_nomads_message(nomad: Target):
+    backend = nomad.backend()
+    spec = nomad.spec("driver-failure", "", command=("/nonexistent/hrwsi-routine",))
+    await backend.submit(spec)
+    outcome = await follow(backend, spec)
+    assert outcome.state == "internal_error" and outcome.exit_code is None
+    assert "Driver Failure" in outcome.message
+    await backend.forget(spec.job_id)
+
+
+async def test_a_job_that_fits_nowhere_is_queued_then_runs_when_capacity_frees(nomad: Target):
+    backend = nomad.backend()
+    release = nomad.work / "release"
+    free = await nomad.free_memory_mb(nomad.node)
+    blocker_script = (f'while [ ! -e "{release}" ]; do sleep 0.05; done' if nomad.is_emulator else "sleep 20")
+    blocker = nomad.spec("blocker", blocker_script, ram_mb=free - 100)
+    waiting = nomad.spec("waiting", "exit 0", ram_mb=200)
+    await backend.submit(blocker)
+    blocker_progress, waiting_progress = Progress(), Progress()
+    blocker_task = asyncio.ensure_future(follow(backend, blocker, blocker_progress))
+    await blocker_progress.reached("running")
+    await backend.submit(waiting)
+    waiting_task = asyncio.ensure_future(follow(backend, waiting, waiting_progress))
+    reason = await waiting_progress.reached("queued")
+    assert "Resources exhausted on 1 nodes: memory" in reason, reason
+    stored = (await nomad.ahttp("GET", f"/v1/job/{waiting.job_id}")).json()
+    assert stored["Status"] == "pending"  # blocked, not failed
+    evaluations = (await nomad.ahttp("GET", f"/v1/job/{waiting.job_id}/evaluations")).json()
+    assert any(e["Status"] == "blocked" for e in evaluations)
+    assert any(e.get("FailedTGAllocs") for e in evaluations)
+    release.touch()
+    assert (await blocker_task).state == "processed"
+    outcome = await waiting_task
+    assert outcome.state == "processed", outcome.message
+    assert [s for s, _ in waiting_progress.calls][:1] == ["queued"]
+    for spec in (blocker, waiting):
+        await backend.forget(spec.job_id)
+
+
+async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Target):
+    emulator = nomad.require_emulator("make a node go down")
+    backend = nomad.backend()
+    spec = nomad.spec("lost", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    emulator.node_down(NODE_2)
+    outcome = await following
+    assert outcome.state == "lost" and NODE_2 in outcome.message, outcome.message
+
+    async def stopped() -> dict:
+        while True:
+            job = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+            if job["Stop"]:
+                return job
+            await asyncio.sleep(0.05)
+    job = await asyncio.wait_for(stopped(), GUARD_S)
+    assert job["Stop"] is True  # the backend stopped it: Nomad's replacement will not run this attempt
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert len(allocations) == 1  # Disconnect.Replace false: Nomad did not place a replacement meanwhile
+    emulator.node_up(NODE_2)
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert all(a["ClientStatus"] != "running" for a in allocations)
+
+
+async def test_a_replacement_nomad_placed_before_the_stop_does_not_hide_the_loss(nomad: Target):
+    emulator = nomad.require_emulator("make a node go down")
+    backend = nomad.backend()
+    spec = nomad.spec("replaced", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
+    job = build_job(spec, backend.config)
+    del job["TaskGroups"][0]["Disconnect"]  # as a job registered by an older hrwsi: Nomad replaces lost ones
+    job["TaskGroups"][0]["Constraints"] = []
+    await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    first = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()[0]
+    emulator.node_down(first["NodeName"])
+    outcome = await following
+    assert outcome.state == "lost", outcome.message  # not the replacement's later end: hrwsi retries it
+
+
+async def test_flavour_placement_lets_nomad_pick_any_node_of_the_class(nomad: Target):
+    backend = nomad.backend(placement="flavour")
+    worker = NODE_2 if nomad.is_emulator else nomad.node
+    node_class = next(n["NodeClass"] for n in await backend.nodes() if n["Name"] == worker)
+    spec = nomad.spec("flavour", "exit 0", worker=worker)
+    await backend.submit(spec)
+    (constraint,) = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()["TaskGroups"][0]["Constraints"]
+    if node_class:
+        assert constraint == {"LTarget": "${node.class}", "Operand": "=", "RTarget": node_class}
+    else:  # a node without a class: the job is pinned to it instead
+        assert (constraint["LTarget"], constraint["RTarget"]) == ("${node.unique.name}", worker)
+    assert (await follow(backend, spec)).state == "processed"
+    (allocation,) = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    if nomad.is_emulator:
+        assert allocation["NodeName"] == NODE_2  # the only node of class contract.small
+    await backend.forget(spec.job_id)
+
+
+async def test_resubmitting_is_idempotent_and_never_reruns_a_finished_job(nomad: Target):
+    backend = nomad.backend()
+    spec = nomad.spec("idempotent", "exit 0")
+    await backend.submit(spec)
+    first = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    await backend.submit(spec)  # e.g. a launcher adopting a 'submitted' job after a crash
+    again = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    assert (again["Version"], again["JobModifyIndex"]) == (first["Version"], first["JobModifyIndex"])
+    assert (await follow(backend, spec)).state == "processed"
+    # Re-registering the unchanged spec through the plain API changes nothing either. Its answer's
+    # JobModifyIndex is the job's ModifyIndex, which moved with its status (nomad/job_endpoint.go).
+    before = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    raw = await nomad.ahttp("POST", "/v1/jobs", json={"Job": build_job(spec, backend.config)})
+    assert raw.status_code == 200 and raw.json()["JobModifyIndex"] == before["ModifyIndex"]
+    assert before["ModifyIndex"] != first["JobModifyIndex"]  # pending -> running -> dead moved it
+    after = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    assert (after["Version"], after["JobModifyIndex"]) == (first["Version"], first["JobModifyIndex"])
+    await backend.submit(spec)
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert len(allocations) == 1
+    assert (await follow(backend, spec)).state == "processed"  # following it again reads the same end
+    await backend.forget(spec.job_id)
+
+
+async def test_forget_purges_the_finished_job_after_the_purge_delay(nomad: Target):
+    backend = nomad.backend(purge_delay_s=1.0)
+    spec = nomad.spec("purged", "exit 0")
+    await backend.submit(spec)
+    await follow(backend, spec)
+    assert spec.job_id in await backend.list_jobs(prefix=spec.job_id)
+    await backend.forget(spec.job_id)
+    # Within the delay the dead job still holds its ID: registering the attempt again runs nothing.
+    assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).status_code == 200
+    await backend.submit(spec)
+    assert len((await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()) == 1
+
+    async def purged() -> None:
+        while (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).status_code != 404:
+            await asyncio.sleep(0.1)
+    await asyncio.wait_for(purged(), GUARD_S)
+    assert spec.job_id not in await backend.list_jobs(prefix=spec.job_id)
+    keeper = nomad.backend(purge=False)
+    kept = nomad.spec("kept", "exit 0")
+    await keeper.submit(kept)
+    await follow(keeper, kept)
+    await keeper.forget(kept.job_id)
+    assert (await nomad.ahttp("GET", f"/v1/job/{kept.job_id}")).status_code == 200
+    await nomad.purge(kept.job_id)
+
+
+async def test_garbage_collection_gives_404_and_a_seen_end_is_not_lost(nomad: Target):
+    nomad.require_gc_allowed()
+    backend = nomad.backend()
+    spec = nomad.spec("collected", "exit 0")
+    await backend.submit(spec)
+    assert (await follow(backend, spec)).state == "processed"
+    gc = await nomad.ahttp("PUT", "/v1/system/gc")
+    assert gc.status_code == 200, gc.text
+
+    async def collected() -> None:
+        while (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).status_code != 404:
+            await asyncio.sleep(0.1)
+    await asyncio.wait_for(collected(), GUARD_S)
+    assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json() == []
+    again = await follow(backend, spec)  # this backend saw it end: collected, not lost
+    assert again.state == "processed"
+    stranger = nomad.backend()  # a fresh launcher never saw it end: lost
+    assert (await follow(stranger, spec)).state == "lost"
+
+
+async def test_the_emulator_collects_dead_jobs_after_its_threshold(nomad: Target, tmp_path):
+    nomad.require_emulator("configure the GC threshold (Nomad's default is 4 h)")
+    async with NomadEmulator([EmulatedNode("gc-node")], gc_interval=0.05, job_gc_threshold=0.2,
+                             work_dir=tmp_path / "gc") as emulator:
+        target = Target("emulator", emulator.address, None, "gc-node", nomad.work, emulator)
+        job_id = target.job_id("auto-gc")
+        await target.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})
+
+        async def gone() -> None:
+            while (await target.ahttp("GET", f"/v1/job/{job_id}")).status_code != 404:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(gone(), GUARD_S)
+        assert (await target.ahttp("GET", f"/v1/job/{job_id}/allocations")).json() == []
+
+
+async def test_cancel_stops_the_job(nomad: Target):
+    backend = nomad.backend()
+    spec = nomad.spec("cancelled", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done')
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    await backend.cancel(spec, spec.job_id)
+    outcome = await following
+    assert outcome.state == "cancelled", outcome.message
+    await backend.cancel(spec, spec.job_id)  # already stopped: no error
+    await backend.submit(spec)  # resubmitting a stopped attempt does not revive it
+    job = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    assert job["Stop"] is True
+    assert len((await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()) == 1
+    await backend.forget(spec.job_id)
+    await backend.cancel(spec, spec.job_id)  # gone: no error
+
+
+async def test_a_job_over_its_timeout_is_stopped_as_an_internal_error(nomad: Target):
+    backend = nomad.backend()
+    spec = nomad.spec("timeout", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', timeout_s=0.5)
+    await backend.submit(spec)
+    outcome = await follow(backend, spec)
+    assert outcome.state == "internal_error" and "timed out" in outcome.message
+    job = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    assert job["Stop"] is True
+    await backend.forget(spec.job_id)
+
+
+async def test_without_the_event_stream_blocking_queries_follow_jobs(nomad: Target):
+    backend = nomad.backend(event_stream=False)
+    release = nomad.work / "no-stream-release"
+    spec = nomad.spec("no-stream", f'while [ ! -e "{release}" ]; do sleep 0.05; done; exit 210'
+                      if nomad.is_emulator else "sleep 3; exit 210")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    release.touch()  # the end is only seen through the blocking query on the job list
+    assert (await following).state == "external_error"
+    await backend.forget(spec.job_id)
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_events_missed_while_the_stream_was_down_are_reconciled(nomad: Target, tmp_path, framing: str):
+    nomad.require_emulator("cut the event stream and overrun its buffer")
+    async with NomadEmulator([EmulatedNode("gap-node")], event_heartbeat=0.2, event_buffer_size=3,
+                             work_dir=tmp_path / "gap", event_stream_framing=framing) as emulator:
+        target = Target("emulator", emulator.address, None, "gap-node", nomad.work, emulator)
+        backend = target.backend()
+        release = nomad.work / "gap-release"
+        spec = target.spec("gap", f'while [ ! -e "{release}" ]; do sleep 0.05; done; exit 210')
+        await backend.submit(spec)
+        progress = Progress()
+        following = asyncio.ensure_future(follow(backend, spec, progress))
+        await progress.reached("running")
+        connections = emulator.event_stream_connections
+        emulator.inject_errors(10_000, 503, path_prefix="/v1/event/stream")
+        emulator.drop_event_streams()
+        release.touch()
+
+        async def dead() -> None:
+            while (await target.ahttp("GET", f"/v1/job/{spec.job_id}")).json()["Status"] != "dead":
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(dead(), GUARD_S)
+        for i in range(5):  # more events than the buffer keeps: the job's end cannot be replayed
+            await target.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(target.job_id(f"filler-{i}"))})
+        assert not following.done()
+        emulator.clear_faults()
+        outcome = await following
+        assert outcome.state == "external_error" and outcome.exit_code == 210
+        assert emulator.event_stream_connections > connections  # it came back through a new stream
+        await backend.close()
+
+
+async def test_an_unavailable_stream_and_transient_errors_are_survived(nomad: Target):
+    emulator = nomad.require_emulator("inject errors")
+    emulator.inject_errors(2, 429, path_prefix="/v1/jobs", method="POST")
+    emulator.inject_errors(1, 404, path_prefix="/v1/event/stream")
+    emulator.inject_errors(2, 500, path_prefix="/v1/job/", method="GET")
+    backend = nomad.backend()
+    spec = nomad.spec("flaky", "exit 0")
+    await backend.submit(spec)  # 429 twice, then accepted
+    assert (await follow(backend, spec)).state == "processed"
+    assert backend._following.stream_unavailable  # it fell back to blocking queries
+    emulator.inject_errors(1, 400, path_prefix="/v1/jobs", method="POST", body="Job must be specified")
+    with pytest.raises(NomadError) as refused:
+        await backend.submit(nomad.spec("refused", "exit 0"))
+    assert refused.value.status == 400
+
+
+async def test_a_registration_answered_after_the_client_timed_out_runs_the_attempt_once(nomad: Target):
+    emulator = nomad.require_emulator("answer a registration after the client's timeout")
+    # The first registration is carried out 2 s late, after the backend gave up (1 s) and registered again;
+    # the job ends and its outcome is forgotten before the late registration lands.
+    emulator.inject_delays(1, 2.0, path_prefix="/v1/jobs", method="POST")
+    backend = nomad.backend(request_timeout_s=1.0, purge_delay_s=5.0)
+    spec = nomad.spec("late", "exit 0")
+    await backend.submit(spec)
+    assert (await follow(backend, spec)).state == "processed"
+    await backend.forget(spec.job_id)
+    await asyncio.sleep(2.5)  # the late registration has landed by now
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert len(allocations) == 1, "the attempt ran twice"
+    assert emulator.cluster.completed_runs[spec.job_id] == 1
+
+
+async def test_docker_routines_without_a_command_fail_in_the_emulator(nomad: Target):
+    nomad.require_emulator("no Docker: the emulator's docker driver reports a Driver Failure")
+    backend = nomad.backend()
+    spec = nomad.spec("docker", "", command=(), image="registry.example/hrwsi/maja:4.1")
+    await backend.submit(spec)
+    outcome = await follow(backend, spec)
+    assert outcome.state == "internal_error" and "Docker" in outcome.message
+
+
+async def test_list_jobs_reports_status_by_deterministic_id(nomad: Target):
+    backend = nomad.backend()
+    done, running = nomad.spec("listed-done", "exit 0"), nomad.spec(
+        "listed-running", f'while [ ! -e "{nomad.work / "stop"}" ]; do sleep 0.05; done')
+    await backend.submit(done)
+    await follow(backend, done)
+    await backend.submit(running)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, running, progress))
+    await progress.reached("running")
+    listed = await backend.list_jobs(prefix=f"hrwsi-contract-{nomad.run_id}-listed-")
+    assert listed == {done.job_id: "dead", running.job_id: "running"}
+    (nomad.work / "stop").touch()
+    assert (await following).state == "processed"
+    for spec in (done, running):
+        await backend.forget(spec.job_id)
+
+
+async def test_ui_link_names_the_job_and_namespace(nomad: Target):
+    backend = nomad.backend(namespace="default")
+    link = backend.ui_link("parent/dispatch-1-abcd")
+    assert link == f"{nomad.address}/ui/jobs/parent%2Fdispatch-1-abcd@default"
+    assert requests.utils.urlparse(link).path.startswith("/ui/jobs/")
+
+
+async def test_subscriptions_that_fail_inside_nomad_fall_back_to_blocking_queries(framed: Target):
+    emulator = framed.require_emulator("fail subscriptions inside Nomad")
+    # >= 1.11.2: 200 and the end without a line; <= 1.11.1: HTTP 500 (command/agent/event_endpoint.go).
+    emulator.fail_event_streams(1_000)
+    backend = framed.backend()
+    release = framed.work / "fallback-release"
+    spec = framed.spec("fallback", f'while [ ! -e "{release}" ]; do sleep 0.05; done; exit 210')
+    await backend.submit(spec)
+    following = asyncio.ensure_future(follow(backend, spec))
+
+    async def fell_back() -> None:
+        while not backend._following.stream_unavailable:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(fell_back(), GUARD_S)
+    assert 3 <= emulator.event_stream_connections < 10  # it gave up on the stream after a few tries
+    release.touch()  # the end can only be seen through blocking queries now
+    assert (await following).state == "external_error"
+    assert emulator.requests[("GET", "/v1/jobs")] >= 2
+
+
+async def test_exit_codes_are_read_from_details_when_the_deprecated_fields_are_gone(nomad: Target, tmp_path):
+    nomad.require_emulator("a Nomad without the deprecated TaskEvent fields")
+    async with open_emulator(tmp_path, "details", deprecated_event_fields=False) as target:
+        backend = target.backend()
+        for code, state in ((210, "external_error"), (3, "internal_error")):
+            spec = target.spec(f"details-{code}", f"exit {code}")
+            await backend.submit(spec)
+            outcome = await follow(backend, spec)
+            assert (outcome.state, outcome.exit_code) == (state, code), outcome.message
+        failing = target.spec("details-driver", "", command=("/nonexistent/routine",))
+        await backend.submit(failing)
+        outcome = await follow(backend, failing)
+        assert outcome.state == "internal_error" and "/nonexistent/routine" in outcome.message
+
+
+async def test_forwarded_errors_are_read_after_their_rpc_prefix_and_not_retried(nomad: Target, tmp_path):
+    nomad.require_emulator("answer as a client agent does")
+    async with open_emulator(tmp_path, "forwarded", forwarded=True) as target:
+        backend = target.backend(retry_for_s=30.0)
+        with pytest.raises(NomadError) as refused:
+            await backend.submit(target.spec("too-small", "exit 0", ram_mb=1))  # MemoryMB below Nomad's 10
+        assert refused.value.status == 500 and "minimum MemoryMB value is 10" in str(refused.value)
+        assert "rpc error" not in str(refused.value)
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 1  # a validation error is not retried
+        spec = target.spec("exists", "exit 0")
+        await backend.submit(spec)
+        await backend.submit(spec)  # "rpc error: Enforcing job modify index 0: job already exists": fine
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 3
+        assert (await follow(backend, spec)).state == "processed"
+
+
+async def test_a_template_failure_is_a_failure_of_the_routine_with_nomads_message(nomad: Target, tmp_path):
+    nomad.require_emulator("ACL on, so a workload may not read another job's Variable")
+    async with open_emulator(tmp_path, "template", acl_token=MANAGEMENT_TOKEN) as target:
+        await target.ahttp("PUT", "/v1/var/nomad/jobs/hrwsi-routines", json={"Items": {"GREETING": "hello"}})
+        # A per-attempt job ID cannot read nomad/jobs/hrwsi-routines (acl/acl.go): the template fails.
+        backend = target.backend(secrets_variable="nomad/jobs/hrwsi-routines")
+        spec = target.spec("template", "exit 0")
+        await backend.submit(spec)
+        outcome = await follow(backend, spec)
+        assert outcome.state == "internal_error", outcome.message  # counted: not retried for ever as "lost"
+        assert "Template failed: " in outcome.message and "403" in outcome.message
+        # nomad/jobs itself is readable by every workload of the namespace: the secrets arrive.
+        await target.ahttp("PUT", "/v1/var/nomad/jobs", json={"Items": {"GREETING": "hello"}})
+        shared = target.backend(secrets_variable="nomad/jobs")
+        spec = target.spec("template-shared", 'test "$GREETING" = hello')
+        await shared.submit(spec)
+        assert (await follow(shared, spec)).state == "processed"
+
+
+async def test_a_missing_variable_is_reported_as_waiting(nomad: Target, tmp_path):
+    nomad.require_emulator("a template whose Variable does not exist")
+    async with open_emulator(tmp_path, "missing") as target:
+        backend = target.backend(secrets_variable="nomad/jobs")
+        spec = target.spec("missing", "exit 0")
+        await backend.submit(spec)
+        progress = Progress()
+        following = asyncio.ensure_future(follow(backend, spec, progress))
+        reason = await progress.reached("queued")
+        assert "Missing: nomad.var.block(nomad/jobs@default.global)" in reason
+        await target.ahttp("PUT", "/v1/var/nomad/jobs", json={"Items": {"X": "1"}})
+        assert (await following).state == "processed"
+
+
+async def test_without_read_logs_the_backend_says_so_once(nomad: Target, tmp_path, caplog):
+    nomad.require_emulator("a token without read-logs")
+    policy = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")
+    async with open_emulator(tmp_path, "no-logs", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: policy}) as target:
+        backend = target.backend(token=SUBMITTER_TOKEN)
+        for name in ("no-logs-1", "no-logs-2"):
+            spec = target.spec(name, "echo hidden")
+            await backend.submit(spec)
+            assert (await follow(backend, spec)).state == "processed"  # the outcome does not need the logs
+        said = [r for r in caplog.records if "read-logs" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "WARNING"
+
+
+async def test_registration_warnings_are_logged(nomad: Target, caplog):
+    emulator = nomad.require_emulator("answer a registration with a warning")
+    warning = "1 warning:\n\n* Group \"hrwsi\" has warnings: something Nomad ignores"
+    emulator.inject_errors(1, 200, json.dumps({"EvalID": "", "JobModifyIndex": 1, "Warnings": warning}),
+                           path_prefix="/v1/jobs", method="POST")
+    backend = nomad.backend()
+    await backend.submit(nomad.spec("warned", "exit 0"))
+    assert any("with warnings" in r.getMessage() and "something Nomad ignores" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
+
+
+async def test_a_docker_routine_waits_for_a_node_that_allows_host_mounts(nomad: Target):
+    nomad.require_emulator("a node whose docker plugin has volumes disabled")
+    backend = nomad.backend()
+    spec = nomad.spec("docker-closed", "", command=("/bin/sh", "-c", "true"), image="busybox", worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    reason = await progress.reached("queued")  # visible, instead of a Driver Failure on the node
+    assert '${attr.driver.docker.volumes.enabled} = true' in reason
+    await backend.cancel(spec, spec.job_id)
+    assert (await following).state == "cancelled"

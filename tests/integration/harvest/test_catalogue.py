@@ -1,0 +1,377 @@
+"""The catalogue client against a local HTTP server that answers like the Copernicus Data Space
+OData API (paging by @odata.nextLink, 429 with Retry-After, 5xx, slow answers, an OAuth2 token
+endpoint with expiring tokens), and catalogue sources harvested into a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from hrwsi.harvest import catalogue, sources
+from hrwsi.harvest.catalogue import (
+    BasicAuth,
+    CatalogueAuthError,
+    CatalogueClient,
+    CatalogueError,
+    CatalogueUnavailable,
+    NoAuth,
+    OAuth2ClientCredentialsAuth,
+    OAuth2PasswordAuth,
+    ProductQuery,
+    RetryPolicy,
+)
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def product(index: int, tile: str = "32TPR", sensed: datetime | None = None, published: datetime | None = None,
+            mission: str = "S2A") -> dict:
+    sensed = sensed or (NOW - timedelta(hours=30) + timedelta(minutes=index))
+    published = published or sensed + timedelta(hours=3)
+    stamp = sensed.strftime("%Y%m%dT%H%M%S")
+    name = f"{mission}_MSIL1C_{stamp}_N0510_R108_T{tile}_{stamp[:8]}T1234{index % 60:02d}.SAFE"
+    return {"@odata.mediaContentType": "application/octet-stream", "Id": f"id-{index}", "Name": name,
+            "ContentType": "application/octet-stream", "ContentLength": 800_000_000,
+            "OriginDate": published.isoformat().replace("+00:00", "Z"),
+            "PublicationDate": published.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "ModificationDate": published.isoformat().replace("+00:00", "Z"), "Online": True,
+            "S3Path": f"/eodata/Sentinel-2/MSI/L1C/{sensed:%Y/%m/%d}/{name}",
+            "ContentDate": {"Start": sensed.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                            "End": (sensed + timedelta(seconds=5)).isoformat().replace("+00:00", "Z")},
+            "Footprint": "geography'SRID=4326;POLYGON((10 46,11 46,11 47,10 47,10 46))'"}
+
+
+@dataclass
+class FakeCatalogue:
+    """What the server serves and what it saw."""
+    products: list[dict] = field(default_factory=list)
+    failures: list = field(default_factory=list)        # answers to give first: 429, 500, "slow"
+    requests: list[dict] = field(default_factory=list)
+    require_token: bool = False
+    token_lifetime_s: int = 600
+    valid_tokens: set = field(default_factory=set)
+    grants: list[str] = field(default_factory=list)
+    issued: int = 0
+    basic: str | None = None
+
+    async def odata_products(self, request: web.Request) -> web.Response:
+        self.requests.append({"query": dict(request.query), "authorization": request.headers.get("Authorization")})
+        if self.failures:
+            failure = self.failures.pop(0)
+            if failure == "slow":
+                await asyncio.sleep(1.0)
+            elif failure == 429:
+                return web.json_response({"detail": "Too Many Requests"}, status=429, headers={"Retry-After": "2"})
+            else:
+                return web.json_response({"detail": f"upstream failure {failure}"}, status=failure)
+        if self.require_token:
+            header = request.headers.get("Authorization", "")
+            if not header.startswith("Bearer ") or header[7:] not in self.valid_tokens:
+                return web.json_response({"detail": "Expired signature"}, status=401)
+        if self.basic is not None and request.headers.get("Authorization") != self.basic:
+            return web.json_response({"detail": "Unauthorized"}, status=401)
+        query = request.query
+        if "$filter" not in query:
+            return web.json_response({"detail": "Invalid query: $filter is required"}, status=400)
+        if "bad" in query["$filter"]:
+            return web.json_response({"detail": "Invalid field: bad"}, status=400)
+        top, skip = int(query.get("$top", 20)), int(query.get("$skip", 0))
+        page = self.products[skip:skip + top]
+        answer = {"@odata.context": "$metadata#Products", "value": page}
+        if skip + top < len(self.products):
+            following = {**query, "$skip": str(skip + top)}
+            answer["@odata.nextLink"] = f"{request.url.with_query(None)}?{urlencode(following)}"
+        return web.json_response(answer)
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        grant = form.get("grant_type")
+        self.grants.append(grant)
+        if grant == "password" and (form.get("username"), form.get("password")) != ("ana", "pw"):
+            return web.json_response({"error": "invalid_grant", "error_description": "Invalid user credentials"},
+                                     status=401)
+        if grant == "client_credentials" and (form.get("client_id"), form.get("client_secret")) != ("svc", "secret"):
+            return web.json_response({"error": "unauthorized_client"}, status=401)
+        if grant == "refresh_token" and not str(form.get("refresh_token", "")).startswith("refresh-"):
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        self.issued += 1
+        token = f"token-{self.issued}"
+        self.valid_tokens.add(token)
+        return web.json_response({"access_token": token, "expires_in": self.token_lifetime_s,
+                                  "refresh_token": f"refresh-{self.issued}", "refresh_expires_in": 3600,
+                                  "token_type": "Bearer"})
+
+
+@pytest.fixture
+async def fake():
+    state = FakeCatalogue()
+    app = web.Application()
+    app.router.add_get("/odata/v1/Products", state.odata_products)
+    app.router.add_post("/token", state.token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    state.url = f"http://127.0.0.1:{port}/odata/v1"
+    state.token_url = f"http://127.0.0.1:{port}/token"
+    yield state
+    await runner.cleanup()
+
+
+class Sleeps:
+    """Records the backoff delays instead of waiting them: fast tests, and the delays can be checked."""
+
+    def __init__(self):
+        self.delays = []
+
+    async def __call__(self, seconds):
+        self.delays.append(seconds)
+
+
+def fast_retry(**overrides):
+    options = {"attempts": 4, "base_delay_s": 0.5, "max_delay_s": 30, "timeout_s": 5, "sleep": Sleeps()}
+    options.update(overrides)
+    return RetryPolicy(**options)
+
+
+async def fetch_all(client, product_query):
+    return [item async for page in client.products(product_query) for item in page]
+
+
+# ---------------------------------------------------------------------------------------------
+# the client
+# ---------------------------------------------------------------------------------------------
+
+def test_the_query_is_an_odata_filter():
+    q = ProductQuery("SENTINEL-2", product_type="S2MSI1C", published_after=datetime(2024, 1, 5, tzinfo=UTC),
+                     published_before=datetime(2024, 1, 6, 12, tzinfo=UTC), tiles=("32TPR", "31TCH"),
+                     area_wkt="POLYGON((10 46,11 46,11 47,10 46))", top=50)
+    text = q.filter()
+    assert text.startswith("Collection/Name eq 'SENTINEL-2' and ")
+    assert "att/OData.CSC.StringAttribute/Value eq 'S2MSI1C'" in text
+    assert "PublicationDate gt 2024-01-05T00:00:00.000Z and PublicationDate le 2024-01-06T12:00:00.000Z" in text
+    assert "(contains(Name,'_T32TPR_') or contains(Name,'_T31TCH_'))" in text
+    assert "OData.CSC.Intersects(area=geography'SRID=4326;POLYGON((10 46,11 46,11 47,10 46))')" in text
+    assert q.params()["$top"] == "50" and q.params()["$orderby"] == "PublicationDate asc"
+    assert "O''Brien" in ProductQuery("O'Brien").filter()  # a quote cannot end the literal
+
+
+async def test_pages_are_followed_to_the_end(fake):
+    fake.products = [product(i) for i in range(5)]
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, retry=fast_retry())
+        found = await fetch_all(client, ProductQuery("SENTINEL-2", top=2))
+    assert [p["Id"] for p in found] == [f"id-{i}" for i in range(5)]
+    assert [r["query"].get("$skip") for r in fake.requests] == [None, "2", "4"]
+    assert all(r["query"]["$filter"] == "Collection/Name eq 'SENTINEL-2'" for r in fake.requests)
+
+
+async def test_429_is_retried_after_the_time_the_server_asks(fake):
+    fake.products = [product(0)]
+    fake.failures = [429, 500, 503]
+    retry = fast_retry()
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=retry), ProductQuery("SENTINEL-2"))
+    assert len(found) == 1 and len(fake.requests) == 4
+    delays = retry.sleep.delays
+    assert delays[0] == 2.0                      # Retry-After: 2
+    assert 0 <= delays[1] <= 1.0 and 0 <= delays[2] <= 2.0   # jittered, exponential, bounded
+
+
+async def test_a_catalogue_that_keeps_failing_is_given_up_with_the_last_answer(fake):
+    fake.failures = [500] * 10
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(CatalogueUnavailable, match=r"failed 4 time\(s\); last: 500 .*upstream failure 500"):
+            await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2"))
+    assert len(fake.requests) == 4
+
+
+async def test_a_slow_answer_is_a_timeout_and_is_retried(fake):
+    fake.products = [product(0)]
+    fake.failures = ["slow"]
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry(timeout_s=0.2)),
+                                ProductQuery("SENTINEL-2"))
+    assert len(found) == 1 and len(fake.requests) == 2
+
+
+async def test_a_bad_query_fails_at_once_with_the_servers_message(fake):
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(CatalogueError, match="400 Bad Request: Invalid field: bad"):
+            await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("bad"))
+    assert len(fake.requests) == 1
+
+
+async def test_oauth2_password_tokens_are_reused_renewed_before_expiry_and_after_a_401(fake):
+    fake.require_token = True
+    fake.products = [product(0)]
+    clock = [1000.0]
+    auth = OAuth2PasswordAuth("ana", "pw", token_url=fake.token_url, clock=lambda: clock[0])
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, auth=auth, retry=fast_retry())
+        await fetch_all(client, ProductQuery("SENTINEL-2"))
+        await fetch_all(client, ProductQuery("SENTINEL-2"))
+        assert fake.grants == ["password"]                       # one token for both
+        clock[0] += 590                                           # within the refresh margin of its expiry
+        await fetch_all(client, ProductQuery("SENTINEL-2"))
+        assert fake.grants == ["password", "refresh_token"]
+        fake.valid_tokens.clear()                                 # revoked on the server: 401
+        await fetch_all(client, ProductQuery("SENTINEL-2"))
+    assert fake.grants[-1] in ("refresh_token", "password") and len(fake.grants) == 3
+    assert fake.requests[-1]["authorization"] == "Bearer token-3"
+
+
+async def test_refused_credentials_are_a_clear_error(fake):
+    fake.require_token = True
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, auth=OAuth2PasswordAuth("ana", "wrong", token_url=fake.token_url),
+                                 retry=fast_retry())
+        with pytest.raises(CatalogueAuthError, match="refused the password grant: 401 .*Invalid user credentials"):
+            await fetch_all(client, ProductQuery("SENTINEL-2"))
+
+
+async def test_client_credentials_and_basic_auth(fake):
+    fake.require_token = True
+    fake.products = [product(0)]
+    async with aiohttp.ClientSession() as session:
+        auth = OAuth2ClientCredentialsAuth("svc", "secret", token_url=fake.token_url)
+        assert len(await fetch_all(CatalogueClient(fake.url, session, auth=auth), ProductQuery("SENTINEL-2"))) == 1
+        assert fake.grants == ["client_credentials"]
+        fake.require_token = False
+        fake.basic = BasicAuth("ana", "pw")._header["Authorization"]
+        found = await fetch_all(CatalogueClient(fake.url, session, auth=BasicAuth("ana", "pw")),
+                                ProductQuery("SENTINEL-2"))
+        assert len(found) == 1
+        with pytest.raises(CatalogueAuthError, match="refused the credentials"):
+            await fetch_all(CatalogueClient(fake.url, session, auth=NoAuth(), retry=fast_retry()),
+                            ProductQuery("SENTINEL-2"))
+
+
+def test_a_product_becomes_an_input_candidate():
+    item = product(3, tile="31TCH", mission="S2B")
+    candidate = catalogue.product_to_candidate(item)
+    assert candidate.path == item["S3Path"] and candidate.tile == "31TCH" and candidate.mission == "S2B"
+    assert candidate.measured_at == datetime.fromisoformat(item["ContentDate"]["Start"].replace("Z", "+00:00"))
+    assert candidate.published_at == datetime.fromisoformat(item["PublicationDate"].replace("Z", "+00:00"))
+    assert candidate.scene_id == item["Name"][:-len(".SAFE")]
+    grd = {"Name": "S1A_IW_GRDH_1SDV_20240105T053012_20240105T053037_051934_064624_ABCD.SAFE",
+           "ContentDate": {"Start": "2024-01-05T05:30:12.000Z"}, "PublicationDate": "2024-01-05T08:00:00.000Z"}
+    candidate = catalogue.product_to_candidate(grd)
+    assert (candidate.path, candidate.tile, candidate.mission) == (grd["Name"], None, "S1A")
+
+
+def test_auth_comes_from_environment_variables_named_in_the_config(monkeypatch):
+    monkeypatch.setenv("CDSE_USER", "ana")
+    monkeypatch.delenv("CDSE_PASSWORD", raising=False)
+    with pytest.raises(CatalogueAuthError, match="CDSE_PASSWORD .* is not set"):
+        catalogue.auth_from_config({"type": "oauth2_password", "username_env": "CDSE_USER",
+                                    "password_env": "CDSE_PASSWORD"}, "cdse")
+    monkeypatch.setenv("CDSE_PASSWORD", "pw")
+    auth = catalogue.auth_from_config({"type": "oauth2_password", "username_env": "CDSE_USER",
+                                       "password_env": "CDSE_PASSWORD"}, "cdse")
+    assert isinstance(auth, OAuth2PasswordAuth) and "pw" not in auth.describe()
+    assert isinstance(catalogue.auth_from_config(None), NoAuth)
+
+
+# ---------------------------------------------------------------------------------------------
+# catalogue sources, into the database
+# ---------------------------------------------------------------------------------------------
+
+def catalogue_source(db, fake, name="cdse", **columns):
+    config = {"url": fake.url, "collection": "SENTINEL-2", "product_type": "S2MSI1C", "top": 2,
+              "max_attempts": 3, "retry_base_s": 0.01, "timeout_s": 5}
+    config.update(columns.pop("config", {}))
+    db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency) "
+               "VALUES (%s, 'catalogue', 'L1C', %s::jsonb, 'hourly')", (name, json.dumps(config)))
+    if columns:  # one statement: the backfill columns are checked together
+        assignments = ", ".join(f"{column} = %s" for column in columns)
+        db.execute(f"UPDATE hrwsi.harvest_source SET {assignments} WHERE name = %s", (*columns.values(), name))
+
+
+async def test_a_near_real_time_catalogue_source_becomes_inputs_once(routine, fake, pool, harvest_options):
+    fake.products = [product(i, tile=t) for i, t in enumerate(["32TPR", "31TCH", "30TYN", "32TPR", "31TCH"])]
+    catalogue_source(routine, fake)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok, run.error
+    assert (run.report.products, run.report.pages, run.report.inputs) == (5, 3, 5)
+    rows = routine.execute("SELECT input_path, tile, mission, measured_at, published_at, source, scene_id "
+                           "FROM hrwsi.input ORDER BY id").fetchall()
+    first = product(0)
+    assert rows[0][:3] == (first["S3Path"], "32TPR", "S2A") and rows[0][5:] == ("cdse", first["Name"][:-5])
+    window = fake.requests[0]["query"]["$filter"]
+    assert f"PublicationDate gt {(NOW - timedelta(days=1)):%Y-%m-%dT%H:%M:%S}.000Z" in window  # first_lookback
+    last_run, next_run, success = routine.execute(
+        "SELECT last_run_at, next_run_at, last_success_at FROM hrwsi.harvest_source").fetchone()
+    assert (last_run, success) == (NOW, NOW) and next_run.minute == 0 and next_run > NOW
+    # The next run asks from the last success minus the overlap; what it finds again is not duplicated.
+    fake.requests.clear()
+    later = NOW + timedelta(hours=1, minutes=5)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=later)
+    assert run.ok and run.report.inputs == 0 and run.report.products == 5
+    assert f"PublicationDate gt {(NOW - timedelta(hours=1)):%Y-%m-%dT%H:%M:%S}.000Z" in \
+        fake.requests[0]["query"]["$filter"]
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 5
+
+
+async def test_a_failing_catalogue_is_recorded_and_its_window_is_asked_again(routine, fake, pool, harvest_options):
+    fake.products = [product(i) for i in range(3)]
+    fake.failures = [500] * 3
+    catalogue_source(routine, fake)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert not run.ok and "CatalogueUnavailable" in run.error
+    error, success = routine.execute("SELECT last_error, last_success_at FROM hrwsi.harvest_source").fetchone()
+    assert "failed 3 time(s)" in error and success is None
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=1))
+    assert run.ok and run.report.inputs == 3
+    assert routine.execute("SELECT last_error FROM hrwsi.harvest_source").fetchone()[0] is None
+
+
+async def test_a_backfill_goes_day_by_day_and_resumes(routine, fake, pool, harvest_options):
+    first_day = (NOW - timedelta(days=20)).date()
+    catalogue_source(routine, fake, mode="backfill", backfill_from=first_day,
+                     backfill_to=first_day + timedelta(days=2))
+    fake.products = [product(0, sensed=datetime(first_day.year, first_day.month, first_day.day, 10,
+                                                tzinfo=UTC))]
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok and run.report.more_backfill_days and run.next_run_at == NOW  # goes on at the next round
+    assert "ContentDate/Start ge " + f"{first_day:%Y-%m-%d}T00:00:00.000Z" in fake.requests[0]["query"]["$filter"]
+    assert routine.execute("SELECT backfill_cursor FROM hrwsi.harvest_source").fetchone()[0] == \
+        first_day + timedelta(days=1)
+    fake.products = []
+    await sources.run_due_sources(pool, harvest_options, now=NOW)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))
+    assert run.ok and not run.report.more_backfill_days and run.next_run_at > NOW
+    assert routine.execute("SELECT backfill_cursor FROM hrwsi.harvest_source").fetchone()[0] == \
+        first_day + timedelta(days=3)
+    requested = [r["query"]["$filter"] for r in fake.requests]
+    assert len(requested) == 3 and len(set(requested)) == 3  # three days, each asked once
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=2))
+    assert run.report.windows == [] and len(fake.requests) == 3  # complete: nothing more is asked
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
+
+
+async def test_the_same_scene_from_the_catalogue_and_a_landing_directory_is_one_input(routine, fake, pool, tmp_path,
+                                                                                   harvest_options):
+    item = product(0)
+    fake.products = [item]
+    catalogue_source(routine, fake)
+    landing_dir = tmp_path / "landing"
+    landing_dir.mkdir()
+    with zipfile.ZipFile(landing_dir / f"{item['Name'][:-5]}.SAFE.zip", "w") as archive:
+        archive.writestr(f"{item['Name']}/manifest.safe", "<m/>")
+    routine.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config) VALUES "
+                    "('ftp', 'landing_directory', 'L1C', %s::jsonb)",
+                    (json.dumps({"directory": str(landing_dir), "work_directory": str(tmp_path / "work"),
+                                 "settle_s": 0}),))
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(minutes=1))}
+    assert runs["cdse"].report.inputs + runs["ftp"].report.inputs == 1
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1

@@ -1,0 +1,485 @@
+"""Landing directories against a real database and real files: settling, unzipping (with and without
+a password), moving to the work directory, one input per matching condition, re-deliveries and
+unreadable names (how names are read: tests/unit/harvest/test_product_names.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+import zipfile
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hrwsi.harvest import landing, landing_files, landing_source
+from hrwsi.harvest.confinement import LandingRoots, SourceRefused
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+MEASURED = (NOW - timedelta(days=2)).replace(hour=10, minute=34, second=21)
+STAMP = MEASURED.strftime("%Y%m%dT%H%M%S")
+S2_NAME = f"S2A_MSIL1C_{STAMP}_N0510_R108_T32TPR_{STAMP[:8]}T123456"
+S1_NAME = f"S1A_IW_GRDH_1SDV_{STAMP}_{STAMP[:8]}T103446_051934_064624_ABCD"
+
+
+@pytest.fixture
+def routines(db):
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES
+                  ('maja', 2, 4000, 1000, '5 min', ARRAY['true'], 'L1C', 'L2A'),
+                  ('sig0', 1, 1000, 100, '1 min', ARRAY['true'], 'GRD', 'SIG0')""")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja'), ('grd', 'sig0')")
+    return db
+
+
+def add_source(db, tmp_path, name="landing", product_type="L1C", **config):
+    directory, work = tmp_path / f"{name}-in", tmp_path / f"{name}-work"
+    directory.mkdir()
+    values = {"directory": str(directory), "work_directory": str(work), "settle_s": 60}
+    values.update(config)
+    db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config) "
+               "VALUES (%s, 'landing_directory', %s, %s::jsonb)", (name, product_type, json.dumps(values)))
+    return directory, work
+
+
+async def source_named(pool, name="landing"):
+    (source,) = await landing_source.load_landing_sources(pool, name)
+    return source
+
+
+def drop(directory: Path, name: str, content: bytes = b"scene", age_s: float = 3600) -> Path:
+    path = directory / name
+    path.write_bytes(content)
+    stamp = (NOW - timedelta(seconds=age_s)).timestamp()
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def inputs(db):
+    return db.execute("SELECT processing_condition, input_path, tile, mission, measured_at, scene_id, source "
+                      "FROM hrwsi.input ORDER BY id").fetchall()
+
+
+def files(db):
+    return {Path(r[0]).name: (r[1], r[2]) for r in db.execute(
+        "SELECT path, state, message FROM hrwsi.landing_file ORDER BY id")}
+
+
+# ---------------------------------------------------------------------------------------------
+# scanning
+# ---------------------------------------------------------------------------------------------
+
+async def test_a_settled_file_is_moved_to_the_work_directory_and_becomes_one_input(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs, report.failed) == (1, 1, 0)
+    assert not (directory / f"{S2_NAME}.json").exists() and (work / f"{S2_NAME}.json").exists()
+    [(condition, path, tile, mission, measured_at, scene_id, source)] = inputs(routines)
+    assert (condition, path, tile, mission) == ("l1c", str(work / f"{S2_NAME}.json"), "32TPR", "S2A")
+    assert (measured_at, scene_id, source) == (MEASURED, S2_NAME, "landing")
+    assert files(routines)[f"{S2_NAME}.json"][0] == "prepared"
+
+
+async def test_a_file_still_being_written_waits_until_it_has_settled(routines, tmp_path, pool, policy):
+    directory, _ = add_source(routines, tmp_path)
+    source = await source_named(pool)
+    path = drop(directory, f"{S2_NAME}.json", b"part", age_s=0)
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW)
+    assert (report.waiting, report.prepared) == (1, 0)
+    # It grows: a new version, seen for the first time, still waits; the old version is forgotten.
+    path.write_bytes(b"part and more")
+    os.utime(path, (NOW.timestamp() + 20, NOW.timestamp() + 20))
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=30))
+    assert (report.waiting, report.prepared) == (1, 0)
+    assert routines.execute("SELECT count(*) FROM hrwsi.landing_file").fetchone()[0] == 1
+    # Unchanged for the settle time (60 s): taken.
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=81))
+    assert (report.waiting, report.prepared, report.inputs) == (0, 1, 1)
+    assert not inputs(routines) == []
+
+
+async def test_an_unreadable_name_fails_with_a_message_and_the_others_go_on(routines, tmp_path, pool, policy):
+    directory, _ = add_source(routines, tmp_path)
+    drop(directory, "holiday-photo.jpg")
+    drop(directory, f"{S2_NAME}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.failed, report.prepared) == (1, 1)
+    state, message = files(routines)["holiday-photo.jpg"]
+    assert state == "failed" and "not a product name hrwsi can read" in message
+    assert (directory / "holiday-photo.jpg").exists()  # left for a person to look at
+    # Scanned again: recorded once, not failed again and again.
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.failed, report.prepared) == (0, 0)
+
+
+async def test_a_sentinel_zip_is_unzipped_into_the_work_directory(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    with zipfile.ZipFile(directory / f"{S2_NAME}.SAFE.zip", "w") as archive:
+        archive.writestr(f"{S2_NAME}.SAFE/manifest.safe", "<manifest/>")
+        archive.writestr(f"{S2_NAME}.SAFE/GRANULE/B04.jp2", b"\0" * 100)
+    os.utime(directory / f"{S2_NAME}.SAFE.zip", (NOW.timestamp() - 3600,) * 2)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs) == (1, 1)
+    assert (work / f"{S2_NAME}.SAFE" / "manifest.safe").read_text() == "<manifest/>"
+    assert not (directory / f"{S2_NAME}.SAFE.zip").exists()
+    assert not any(p.name.startswith(".hrwsi-partial") for p in work.iterdir())
+    assert inputs(routines)[0][1] == str(work / f"{S2_NAME}.SAFE")
+
+
+async def test_a_safe_directory_is_one_product(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    safe = directory / f"{S2_NAME}.SAFE"
+    (safe / "GRANULE").mkdir(parents=True)
+    drop(safe, "manifest.safe")
+    drop(safe / "GRANULE", "B04.jp2")
+    os.utime(safe / "GRANULE", (NOW.timestamp() - 3600,) * 2)
+    os.utime(safe, (NOW.timestamp() - 3600,) * 2)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.seen, report.prepared, report.inputs) == (1, 1, 1)
+    assert (work / f"{S2_NAME}.SAFE" / "GRANULE" / "B04.jp2").exists()
+
+
+def _crc_table():
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_TABLE = _crc_table()
+
+
+def zipcrypto_zip(path: Path, members: dict[str, bytes], password: bytes) -> None:
+    """A zip with traditional PKWARE encryption, which the standard library reads but cannot write."""
+    def crc_byte(crc, byte):
+        return (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
+
+    local, central = b"", b""
+    for name, data in members.items():
+        keys = [0x12345678, 0x23456789, 0x34567890]
+
+        def update(byte, keys=keys):
+            keys[0] = crc_byte(keys[0], byte)
+            keys[1] = ((keys[1] + (keys[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
+            keys[2] = crc_byte(keys[2], keys[1] >> 24)
+
+        for byte in password:
+            update(byte)
+        crc = zlib.crc32(data)
+        clear = os.urandom(11) + bytes([crc >> 24]) + data
+        encrypted = bytearray()
+        for byte in clear:
+            temp = (keys[2] | 2) & 0xFFFF
+            encrypted.append(byte ^ (((temp * (temp ^ 1)) >> 8) & 0xFF))
+            update(byte)
+        encoded = name.encode()
+        offset = len(local)
+        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 1, 0, 0, 0x21, crc, len(encrypted), len(data),
+                             len(encoded), 0) + encoded + bytes(encrypted)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 1, 0, 0, 0x21, crc, len(encrypted),
+                               len(data), len(encoded), 0, 0, 0, 0, 0, offset) + encoded
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(local), 0)
+    path.write_bytes(local + central + end)
+    os.utime(path, (NOW.timestamp() - 3600,) * 2)
+
+
+async def test_a_password_protected_zip_is_opened_with_the_password_from_the_environment(
+        routines, tmp_path, pool, monkeypatch, policy):
+    directory, work = add_source(routines, tmp_path, zip_password_env="TEST_LANDING_ZIP_PASSWORD")
+    monkeypatch.setenv("TEST_LANDING_ZIP_PASSWORD", "s3cret")
+    zipcrypto_zip(directory / f"{S2_NAME}.zip", {f"{S2_NAME}.SAFE/manifest.safe": b"<m/>"}, b"s3cret")
+    source = await source_named(pool)
+    assert "s3cret" not in repr(source)
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert (report.prepared, report.failed) == (1, 0), report.outcomes
+    assert (work / f"{S2_NAME}.SAFE" / "manifest.safe").read_bytes() == b"<m/>"
+    stored = routines.execute("SELECT config::text FROM hrwsi.harvest_source").fetchone()[0]
+    assert "s3cret" not in stored
+
+
+async def test_a_wrong_or_missing_zip_password_fails_the_file_with_a_clear_message(
+        routines, tmp_path, pool, monkeypatch, policy):
+    directory, work = add_source(routines, tmp_path, zip_password_env="TEST_LANDING_ZIP_PASSWORD")
+    zipcrypto_zip(directory / f"{S2_NAME}.zip", {f"{S2_NAME}.SAFE/manifest.safe": b"<m/>"}, b"s3cret")
+    zipcrypto_zip(directory / f"{S1_NAME}.zip", {f"{S1_NAME}.SAFE/manifest.safe": b"<m/>"}, b"s3cret")
+    monkeypatch.delenv("TEST_LANDING_ZIP_PASSWORD", raising=False)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert "TEST_LANDING_ZIP_PASSWORD" in report.outcome(f"{S2_NAME}.zip").message
+    assert "no password is set" in report.outcome(f"{S2_NAME}.zip").message
+    # Touched (a new version) and with a wrong password: failed again, saying so.
+    monkeypatch.setenv("TEST_LANDING_ZIP_PASSWORD", "wrong")
+    os.utime(directory / f"{S2_NAME}.zip", (NOW.timestamp() - 1800,) * 2)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    outcome = report.outcome(f"{S2_NAME}.zip")
+    assert outcome.state == "failed" and "wrong zip password" in outcome.message
+    assert routines.execute("SELECT count(*) FROM hrwsi.landing_file WHERE state = 'failed' "
+                            "AND prepared_path IS NULL").fetchone()[0] == 3
+    assert inputs(routines) == []
+    assert not any(p.name.startswith(".hrwsi-partial") for p in work.iterdir())
+
+
+async def test_an_archive_with_an_unsafe_path_is_refused(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    with zipfile.ZipFile(directory / f"{S2_NAME}.zip", "w") as archive:
+        archive.writestr("../../escape.txt", "x")
+    os.utime(directory / f"{S2_NAME}.zip", (NOW.timestamp() - 3600,) * 2)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert "unsafe member path" in report.outcome(f"{S2_NAME}.zip").message
+    assert not (tmp_path / "escape.txt").exists()
+
+
+async def test_a_file_received_again_is_previously_received_and_makes_no_second_input(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    source = await source_named(pool)
+    drop(directory, f"{S2_NAME}.json", b"first copy")
+    await landing.scan_landing_directory(pool, source, policy)
+    # The same product delivered again (another copy: other time), and an identical copy.
+    drop(directory, f"{S2_NAME}.json", b"second copy", age_s=1800)
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert (report.previously_received, report.prepared, report.inputs) == (1, 0, 0)
+    assert "received before" in report.outcome(f"{S2_NAME}.json").message
+    assert not (directory / f"{S2_NAME}.json").exists()  # moved aside: not scanned again and again
+    assert (work / landing_files.PREVIOUSLY_RECEIVED_DIRECTORY).is_dir()
+    assert (work / f"{S2_NAME}.json").read_bytes() == b"first copy"
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert report.seen == 0
+    assert len(inputs(routines)) == 1
+    states = [r[0] for r in routines.execute("SELECT state FROM hrwsi.landing_file ORDER BY id")]
+    assert states == ["prepared", "previously_received"]
+
+
+async def test_an_identical_copy_of_a_prepared_file_is_recorded_as_received_again(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    source = await source_named(pool)
+    drop(directory, f"{S2_NAME}.json", b"copy")
+    await landing.scan_landing_directory(pool, source, policy)
+    drop(directory, f"{S2_NAME}.json", b"copy")  # same size, same time: the version prepared before
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert report.previously_received == 1 and "identical" in report.outcome(f"{S2_NAME}.json").message
+    assert routines.execute("SELECT count(*) FROM hrwsi.landing_file").fetchone()[0] == 2
+    assert len(inputs(routines)) == 1
+
+
+async def test_the_same_scene_from_two_sources_is_one_input(routines, tmp_path, pool, policy):
+    first, _ = add_source(routines, tmp_path, name="ftp")
+    second, _ = add_source(routines, tmp_path, name="mirror")
+    drop(first, f"{S2_NAME}.json")
+    with zipfile.ZipFile(second / f"{S2_NAME}.SAFE.zip", "w") as archive:
+        archive.writestr(f"{S2_NAME}.SAFE/manifest.safe", "<m/>")
+    os.utime(second / f"{S2_NAME}.SAFE.zip", (NOW.timestamp() - 3600,) * 2)
+    assert (await landing.scan_landing_directory(pool, await source_named(pool, "ftp"), policy)).inputs == 1
+    report = await landing.scan_landing_directory(pool, await source_named(pool, "mirror"), policy)
+    assert (report.inputs, report.previously_received) == (0, 1)
+    assert "already registered" in report.outcome(f"{S2_NAME}.SAFE.zip").message
+    assert len(inputs(routines)) == 1
+
+
+async def test_conditions_decide_which_inputs_are_made(routines, tmp_path, pool, policy):
+    routines.execute("""INSERT INTO hrwsi.processing_condition (name, routine, tiles, measurement_window)
+                        VALUES ('l1c_alps', 'maja', ARRAY['32TPR'], '30 days'),
+                               ('l1c_pyrenees', 'maja', ARRAY['30TYN'], NULL),
+                               ('l1c_fresh', 'maja', NULL, '1 day'),
+                               ('l1c_off', 'maja', NULL, NULL)""")
+    routines.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'l1c_off'")
+    directory, _ = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")       # 32TPR, measured 2 days ago
+    drop(directory, f"{S1_NAME}.zip")        # a GRD in an L1C source: the name is read, no tile
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    made = sorted((r[0], Path(r[1]).name) for r in inputs(routines))
+    assert ("l1c", f"{S2_NAME}.json") in made and ("l1c_alps", f"{S2_NAME}.json") in made
+    assert not any(c in ("l1c_pyrenees", "l1c_fresh", "l1c_off", "grd") for c, _ in made)
+    # The S1 zip is not a valid zip here: failed with a message, never a crash.
+    assert report.outcome(f"{S1_NAME}.zip").state == "failed"
+
+
+async def test_a_source_of_another_product_type_feeds_its_own_routines(routines, tmp_path, pool, policy):
+    directory, _ = add_source(routines, tmp_path, name="grd", product_type="GRD", unzip=False)
+    drop(directory, f"{S1_NAME}.zip")
+    report = await landing.scan_landing_directory(pool, await source_named(pool, "grd"), policy)
+    assert report.inputs == 1
+    [(condition, _path, tile, mission, *_)] = inputs(routines)
+    assert (condition, tile, mission) == ("grd", None, "S1A")
+
+
+async def test_an_interrupted_preparation_is_finished_at_the_next_scan(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    source = await source_named(pool)
+    # A scan marked it ready and moved it, then the harvester died before registering the input.
+    work.mkdir()
+    drop(work, f"{S2_NAME}.json")
+    routines.execute("""INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, prepared_path,
+                        first_seen_at, last_seen_at) VALUES ('landing', %s, 5, %s, 'ready', %s, %s, %s)""",
+                     (str(directory / f"{S2_NAME}.json"), NOW - timedelta(hours=1), str(work / f"{S2_NAME}.json"),
+                      NOW - timedelta(minutes=5), NOW - timedelta(minutes=5)))
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert (report.prepared, report.inputs) == (1, 1)
+    assert files(routines)[f"{S2_NAME}.json"][0] == "prepared"
+
+
+async def test_a_missing_landing_directory_is_a_clear_error(routines, tmp_path, pool, policy):
+    directory, _ = add_source(routines, tmp_path)
+    directory.rmdir()
+    with pytest.raises(FileNotFoundError, match="landing directory .* of source landing does not exist"):
+        await landing.scan_landing_directory(pool, await source_named(pool), policy)
+
+
+async def test_unfinished_and_hidden_files_are_not_taken(routines, tmp_path, pool, policy):
+    directory, _ = add_source(routines, tmp_path, pattern="S2*")
+    drop(directory, f"{S2_NAME}.json.part")
+    drop(directory, f".{S2_NAME}.json")
+    drop(directory, f"{S1_NAME}.zip")  # not matching the pattern
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert report.seen == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile input: one bad entry is failed with its reason, the rest of the directory is taken
+# ---------------------------------------------------------------------------------------------
+
+S2_OTHER = f"S2B_L1C_{STAMP}_T31TCH"
+
+
+def failed_reasons(db):
+    return {Path(path).name: message for path, message in db.execute(
+        "SELECT path, message FROM hrwsi.landing_file WHERE state = 'failed'")}
+
+
+def old(path: Path) -> None:
+    stamp = (NOW - timedelta(hours=1)).timestamp()
+    os.utime(path, (stamp, stamp), follow_symlinks=False)
+
+
+async def test_a_symbolic_link_to_a_file_outside_is_never_taken(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    (directory / f"{S2_NAME}.json").symlink_to("/etc/passwd")
+    old(directory / f"{S2_NAME}.json")
+    drop(directory, f"{S2_OTHER}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 1)
+    assert "symbolic link" in failed_reasons(routines)[f"{S2_NAME}.json"]
+    assert [Path(row[1]).name for row in inputs(routines)] == [f"{S2_OTHER}.json"]
+    assert (directory / f"{S2_NAME}.json").is_symlink() and not (work / f"{S2_NAME}.json").exists()
+
+
+async def test_a_directory_product_holding_a_symbolic_link_is_refused(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    safe = directory / f"{S2_NAME}.SAFE"
+    safe.mkdir()
+    (safe / "manifest.safe").symlink_to("/etc/shadow")
+    old(safe / "manifest.safe")
+    old(safe)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert report.failed == 1 and inputs(routines) == []
+    assert "contains a symbolic link (manifest.safe)" in failed_reasons(routines)[f"{S2_NAME}.SAFE"]
+
+
+async def test_a_symbolic_link_loop_is_failed_and_the_rest_of_the_directory_is_taken(routines, tmp_path, pool,
+                                                                                      policy):
+    directory, _ = add_source(routines, tmp_path)
+    loop = directory / f"{S2_NAME}.json"
+    loop.symlink_to(loop)  # a link to itself: following it never ends
+    old(loop)
+    safe = directory / f"{S1_NAME}.SAFE"
+    safe.mkdir()
+    (safe / "a").symlink_to(safe / "b")
+    (safe / "b").symlink_to(safe / "a")
+    old(safe)
+    drop(directory, f"{S2_OTHER}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 2)
+    reasons = failed_reasons(routines)
+    assert "symbolic link" in reasons[f"{S2_NAME}.json"] and "symbolic link" in reasons[f"{S1_NAME}.SAFE"]
+    # The next scan does not fail them again (and is not blocked by them either).
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.failed, report.prepared) == (0, 0)
+
+
+async def test_a_name_that_is_not_utf8_is_failed_and_the_rest_of_the_directory_is_taken(routines, tmp_path, pool,
+                                                                                       policy):
+    directory, _ = add_source(routines, tmp_path)
+    raw = os.fsencode(directory) + b"/" + S2_NAME.encode() + b"_caf\xe9.json"
+    with open(raw, "wb") as handle:
+        handle.write(b"{}")
+    os.utime(raw, ((NOW - timedelta(hours=1)).timestamp(),) * 2)
+    drop(directory, f"{S2_OTHER}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 1)
+    (name, reason), = failed_reasons(routines).items()
+    assert name == f"{S2_NAME}_caf\\xe9.json" and "not valid UTF-8" in reason
+    assert os.path.exists(raw)  # left for a person to rename
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.failed, report.prepared) == (0, 0)  # recorded once
+
+
+async def test_a_zip_bomb_is_refused_with_its_reason_and_nothing_is_extracted(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    bomb = directory / f"{S2_NAME}.SAFE.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{S2_NAME}.SAFE/B04.jp2", b"\0" * (20 * 2**20))  # 20 MB of zeros: about 20 kB zipped
+    old(bomb)
+    drop(directory, f"{S2_OTHER}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 1)
+    reason = failed_reasons(routines)[bomb.name]
+    assert "would expand" in reason and "HRWSI_UNZIP_MAX_RATIO" in reason
+    assert sorted(p.name for p in work.iterdir()) == [f"{S2_OTHER}.json"]  # no product, nothing half-extracted
+    assert bomb.exists()
+
+
+async def test_a_fifo_is_failed_not_waited_on(routines, tmp_path, pool, policy):
+    directory, _ = add_source(routines, tmp_path)
+    os.mkfifo(directory / f"{S2_NAME}.zip")
+    old(directory / f"{S2_NAME}.zip")
+    drop(directory, f"{S2_OTHER}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 1)
+    assert "not a regular file" in failed_reasons(routines)[f"{S2_NAME}.zip"]
+
+
+async def test_a_pattern_that_reaches_outside_through_a_linked_directory_takes_nothing_there(
+        routines, tmp_path, pool, policy):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"  # not under the landing root (tmp_path)
+    outside.mkdir()
+    drop(outside, f"{S2_NAME}.json")
+    directory, work = add_source(routines, tmp_path, pattern="*/*.json")
+    (directory / "sub").symlink_to(outside, target_is_directory=True)
+    (directory / "ok").mkdir()
+    drop(directory / "ok", f"{S2_OTHER}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 1)
+    assert "outside the landing directory" in failed_reasons(routines)[f"{S2_NAME}.json"]
+    assert (outside / f"{S2_NAME}.json").exists()
+
+
+async def test_a_landing_directory_outside_the_roots_is_refused_and_nothing_is_touched(routines, tmp_path, pool,
+                                                                                         policy):
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    policy = dataclasses.replace(policy, roots=LandingRoots.validated([elsewhere]))
+    with pytest.raises(SourceRefused, match=r"directory .* is outside the landing roots ops allow"):
+        await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (directory / f"{S2_NAME}.json").exists() and not work.exists()
+    assert routines.execute("SELECT count(*) FROM hrwsi.landing_file").fetchone()[0] == 0
+
+
+async def test_a_scan_that_overran_its_claim_cannot_turn_a_prepared_file_into_a_failure(routines, tmp_path, pool):
+    from hrwsi.sql_files import query
+
+    add_source(routines, tmp_path)
+    [(file_id,)] = routines.execute(
+        "INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, prepared_path) "
+        "VALUES ('landing', '/x/a.json', 1, now(), 'prepared', '/w/a.json') RETURNING id").fetchall()
+    async with pool.acquire() as conn:
+        await conn.execute(query("landing_record_outcomes"), [file_id], ["failed"], ["vanished"], [None], [None], [0],
+                           NOW)
+    assert routines.execute("SELECT state, prepared_path FROM hrwsi.landing_file").fetchone() == \
+        ("prepared", "/w/a.json")

@@ -1,0 +1,176 @@
+"""Multi-input triggering rules, as data, against a real database: groups made once, when complete."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hrwsi.database import create_pool
+from hrwsi.harvest.multi_input import evaluate_multi_input_conditions
+
+DAY = (datetime.now(UTC) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
+
+
+@pytest.fixture
+def chain(db):
+    """fsc: L2A -> FSC, sws: SIG0 -> SWS, sig0: GRD -> SIG0; gfsc and a weekly composite read FSC."""
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES
+                  ('fsc', 1, 1000, 100, '1 min', ARRAY['true'], 'L2A', 'FSC'),
+                  ('sws', 1, 1000, 100, '1 min', ARRAY['true'], 'SIG0', 'SWS'),
+                  ('sig0', 1, 1000, 100, '1 min', ARRAY['true'], 'GRD', 'SIG0'),
+                  ('gfsc', 1, 1000, 100, '1 min', ARRAY['true'], 'FSC', 'GFSC'),
+                  ('composite', 1, 1000, 100, '1 min', ARRAY['true'], 'FSC', 'FSC7'),
+                  ('pair', 1, 1000, 100, '1 min', ARRAY['true'], 'GRD', 'PAIR')""")
+    db.execute("""INSERT INTO hrwsi.processing_condition (name, routine) VALUES
+                  ('l2a', 'fsc'), ('sig0', 'sws'), ('grd', 'sig0'), ('gfsc_daily', 'gfsc'),
+                  ('fsc_weekly', 'composite'), ('grd_pairs', 'pair')""")
+    return db
+
+
+def gfsc_rule(db, **options):
+    columns = {"processing_condition": "gfsc_daily", **options}
+    db.execute(f"INSERT INTO hrwsi.multi_input_rule ({', '.join(columns)}) "
+               f"VALUES ({', '.join(['%s'] * len(columns))})", list(columns.values()))
+    db.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('gfsc_daily', 'FSC', 1), ('gfsc_daily', 'SWS', 1)")
+
+
+_counter = iter(range(1, 10_000))
+
+
+def member(db, product_type, tile="32TPR", measured=DAY, state="processed"):
+    """A task of the routine that makes product_type, for an input of that tile and time, in `state`;
+    a processed task has its product."""
+    n = next(_counter)
+    condition = {"FSC": "l2a", "SWS": "sig0"}[product_type]
+    input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                             VALUES (%s, %s, %s, %s, %s) RETURNING id""",
+                          (condition, f"/in/{n}", tile, measured, measured + timedelta(hours=1))).fetchone()[0]
+    # The task is created with the input; move it to the state the test needs.
+    task = db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
+    if state != "pending":
+        db.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (task,))
+        if state == "processed":
+            db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+            db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task,))
+            db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    if state == "processed":
+        db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, %s, %s)",
+                   (task, f"/products/{product_type}_{n}.tif", product_type))
+    return task
+
+
+def group_inputs(db):
+    return db.execute("""SELECT i.processing_condition, i.input_path, i.tile, i.source,
+                                (SELECT count(*) FROM hrwsi.multi_input_member m WHERE m.input_id = i.id)
+                         FROM hrwsi.input i WHERE i.source = 'multi_input' ORDER BY i.id""").fetchall()
+
+
+async def test_a_group_of_the_same_tile_and_day_is_made_once_when_complete(chain, pool):
+    gfsc_rule(chain)
+    member(chain, "FSC")
+    member(chain, "SWS", measured=DAY - timedelta(days=1))   # another day
+    member(chain, "SWS", tile="31TCH")                        # another tile
+    assert await evaluate_multi_input_conditions(pool) == 0
+    member(chain, "SWS", measured=DAY + timedelta(hours=2))  # same tile, same day
+    assert await evaluate_multi_input_conditions(pool) == 1
+    assert group_inputs(chain) == [("gfsc_daily", f"multi_input/gfsc_daily/32TPR/{DAY:%Y-%m-%d}", "32TPR",
+                                    "multi_input", 2)]
+    assert await evaluate_multi_input_conditions(pool) == 0  # idempotent
+    # The group's input gets its task like any other.
+    assert chain.execute("SELECT count(*) FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                         "WHERE i.source = 'multi_input'").fetchone()[0] == 1
+
+
+async def test_a_group_waits_until_every_task_that_would_add_a_member_is_done(chain, pool):
+    gfsc_rule(chain)
+    member(chain, "FSC")
+    member(chain, "SWS")
+    running = member(chain, "FSC", measured=DAY + timedelta(minutes=5), state="pending")
+    assert await evaluate_multi_input_conditions(pool) == 0
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (running,))
+    # A task still pending for a new input is open work too.
+    chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                     VALUES ('l2a', '/in/late', '32TPR', %s, %s)""", (DAY, DAY + timedelta(hours=1)))
+    assert await evaluate_multi_input_conditions(pool) == 0
+    chain.execute("""UPDATE hrwsi.processing_task SET state = 'cancelled'
+                     WHERE input_id = (SELECT id FROM hrwsi.input WHERE input_path = '/in/late')""")
+    assert await evaluate_multi_input_conditions(pool) == 1
+
+
+async def test_without_waiting_a_group_is_made_as_soon_as_the_counts_are_met(chain, pool):
+    gfsc_rule(chain, wait_for_open_tasks=False)
+    member(chain, "FSC")
+    member(chain, "SWS")
+    member(chain, "FSC", state="pending")
+    assert await evaluate_multi_input_conditions(pool) == 1
+
+
+async def test_a_7_day_composite_is_made_once_every_day_has_its_product(chain, pool):
+    chain.execute("INSERT INTO hrwsi.multi_input_rule (processing_condition, window_days, every_day_of_window) "
+                  "VALUES ('fsc_weekly', 7, true)")
+    chain.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('fsc_weekly', 'FSC', 1)")
+    for back in (6, 5, 4, 2, 1, 0):  # day 3 is missing
+        member(chain, "FSC", measured=DAY - timedelta(days=back))
+    assert await evaluate_multi_input_conditions(pool) == 0
+    member(chain, "FSC", measured=DAY - timedelta(days=3))
+    assert await evaluate_multi_input_conditions(pool) == 1
+    [(condition, path, _tile, _source, members)] = group_inputs(chain)
+    assert (condition, path, members) == ("fsc_weekly", f"multi_input/fsc_weekly/32TPR/{DAY:%Y-%m-%d}", 7)
+
+
+async def test_n_harvested_inputs_of_the_same_tile_and_day(chain, pool):
+    chain.execute("INSERT INTO hrwsi.multi_input_rule (processing_condition, wait_for_open_tasks) "
+                  "VALUES ('grd_pairs', false)")
+    chain.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('grd_pairs', 'GRD', 2)")
+    chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                     VALUES ('grd', '/grd/a', '32TPR', %s, %s)""", (DAY, DAY + timedelta(hours=1)))
+    assert await evaluate_multi_input_conditions(pool) == 0
+    chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                     VALUES ('grd', '/grd/b', '32TPR', %s, %s)""", (DAY + timedelta(minutes=1), DAY + timedelta(hours=1)))
+    assert await evaluate_multi_input_conditions(pool) == 1
+    members = chain.execute("SELECT member_path FROM hrwsi.multi_input_member ORDER BY 1").fetchall()
+    assert members == [("/grd/a",), ("/grd/b",)]
+
+
+async def test_tiles_windows_and_inactive_conditions_are_honoured(chain, pool):
+    gfsc_rule(chain, wait_for_open_tasks=False)
+    chain.execute("UPDATE hrwsi.processing_condition SET tiles = ARRAY['31TCH'], measurement_window = '30 days' "
+                  "WHERE name = 'gfsc_daily'")
+    for tile in ("32TPR", "31TCH"):
+        member(chain, "FSC", tile=tile)
+        member(chain, "SWS", tile=tile)
+    member(chain, "FSC", tile="31TCH", measured=DAY - timedelta(days=60))
+    member(chain, "SWS", tile="31TCH", measured=DAY - timedelta(days=60))
+    chain.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'gfsc_daily'")
+    assert await evaluate_multi_input_conditions(pool) == 0
+    chain.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'gfsc_daily'")
+    assert await evaluate_multi_input_conditions(pool) == 1
+    assert [r[2] for r in group_inputs(chain)] == ["31TCH"]
+
+
+async def test_two_harvesters_evaluating_at_once_make_each_group_once(chain, pool, database_url):
+    gfsc_rule(chain)
+    for tile in ("32TPR", "31TCH", "30TYN"):
+        member(chain, "FSC", tile=tile)
+        member(chain, "SWS", tile=tile)
+    other = await create_pool(database_url, max_size=2)
+    try:
+        created = await asyncio.gather(evaluate_multi_input_conditions(pool), evaluate_multi_input_conditions(other))
+    finally:
+        await other.close()
+    assert sum(created) == 3 and len(group_inputs(chain)) == 3
+
+
+async def test_sources_register_no_single_inputs_for_multi_input_conditions(chain, pool):
+    gfsc_rule(chain)
+    async with pool.acquire() as conn:
+        from hrwsi.sql_files import query
+        counts = await conn.fetch(query("harvest_register_inputs"), ["/landing/fsc.tif"], ["32TPR"], ["S2A"],
+                                  [DAY], [DAY + timedelta(hours=1)], ["fsc"], "FSC", datetime.now(UTC),
+                                  "test")
+    # fsc_weekly (no rule here) takes it as a single input; gfsc_daily (a rule) does not.
+    assert [(r["matching"], r["created"]) for r in counts] == [(1, 1)]
+    assert chain.execute("SELECT processing_condition FROM hrwsi.input").fetchall() == [("fsc_weekly",)]

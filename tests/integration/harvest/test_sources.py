@@ -1,0 +1,267 @@
+"""Running due sources against a real database: claims, schedules, errors recorded, `hrwsi sources`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hrwsi.database import create_pool
+from hrwsi.harvest import sources
+from hrwsi.harvest.landing_source import register_source
+
+from ..conftest import running, wait_until
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+STAMP = (NOW - timedelta(days=1)).strftime("%Y%m%dT%H%M%S")
+
+
+def landing_source(db, tmp_path, name, **columns):
+    directory = tmp_path / name
+    directory.mkdir()
+    config = {"directory": str(directory), "work_directory": str(tmp_path / f"{name}-work"), "settle_s": 0}
+    db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config) "
+               "VALUES (%s, 'landing_directory', 'L1C', %s::jsonb)", (name, json.dumps(config)))
+    for column, value in columns.items():
+        db.execute(f"UPDATE hrwsi.harvest_source SET {column} = %s WHERE name = %s", (value, name))
+    return directory
+
+
+def drop(directory, tile="32TPR"):
+    path = directory / f"S2A_L1C_{STAMP}_T{tile}.json"
+    path.write_text("{}")
+    os.utime(path, ((NOW - timedelta(hours=1)).timestamp(),) * 2)
+
+
+def source_row(db, name):
+    return db.execute("SELECT last_run_at, next_run_at, last_error, last_success_at FROM hrwsi.harvest_source "
+                      "WHERE name = %s", (name,)).fetchone()
+
+
+async def test_due_sources_run_once_and_get_their_next_run(routine, tmp_path, pool, harvest_options):
+    drop(landing_source(routine, tmp_path, "continuous"))
+    drop(landing_source(routine, tmp_path, "hourly", frequency="hourly", frequency_interval=2), "31TCH")
+    landing_source(routine, tmp_path, "later", next_run_at=NOW + timedelta(minutes=5))
+    landing_source(routine, tmp_path, "off", active=False)
+    runs = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert sorted((r.source, r.ok) for r in runs) == [("continuous", True), ("hourly", True)]
+    assert sum(r.report.inputs for r in runs) == 2
+    last_run, next_run, error, success = source_row(routine, "continuous")
+    assert (last_run, next_run, error, success) == (NOW, NOW + timedelta(seconds=1), None, NOW)
+    next_hourly = source_row(routine, "hourly")[1]
+    assert next_hourly > NOW and next_hourly.minute == 0 and next_hourly.hour % 2 == 0
+    # Nothing is due again at the same moment.
+    assert await sources.run_due_sources(pool, harvest_options, now=NOW) == []
+
+
+async def test_a_failing_source_records_its_error_and_the_others_go_on(routine, tmp_path, pool, harvest_options):
+    broken = landing_source(routine, tmp_path, "broken")
+    broken.rmdir()
+    drop(landing_source(routine, tmp_path, "working"))
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert not runs["broken"].ok and "does not exist" in runs["broken"].error
+    assert runs["working"].ok and runs["working"].report.inputs == 1
+    _, next_run, error, success = source_row(routine, "broken")
+    assert "does not exist" in error and success is None and next_run == NOW + timedelta(seconds=30)
+    assert "failed: FileNotFoundError" in runs["broken"].summary()
+
+
+async def test_two_harvesters_never_run_the_same_source_at_once(routine, tmp_path, pool, database_url, harvest_options):
+    for index in range(6):
+        drop(landing_source(routine, tmp_path, f"source{index}"), f"3{index}TPR")  # six scenes
+    other = await create_pool(database_url, max_size=4)
+    try:
+        first, second = await asyncio.gather(sources.run_due_sources(pool, harvest_options, now=NOW),
+                                             sources.run_due_sources(other, harvest_options, now=NOW))
+    finally:
+        await other.close()
+    names = [r.source for r in first + second]
+    assert sorted(names) == [f"source{i}" for i in range(6)]  # each exactly once
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 6
+
+
+async def test_a_due_landing_directory_is_scanned_at_the_current_time_by_default(routine, tmp_path, pool, harvest_options):
+    drop(landing_source(routine, tmp_path, "demo"))
+    runs = await sources.run_due_sources(pool, harvest_options)
+    assert [(r.source, r.report.inputs) for r in runs] == [("demo", 1)]
+    assert runs[0].next_run_at > NOW
+
+
+def test_register_source_and_list_sources_in_words(db, tmp_path):
+    register_source(db, name="drop", directory=tmp_path / "in", work_directory=tmp_path / "work",
+                    product_type="L1C", settle_s=0.5, interval_s=1.0)
+    db.execute("""INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency, frequency_interval,
+                  mode, backfill_from, backfill_to, backfill_cursor)
+                  VALUES ('cdse', 'catalogue', 'L1C', '{"url": "https://catalogue.dataspace.copernicus.eu/odata/v1",
+                          "collection": "SENTINEL-2"}', 'hourly', 3, 'backfill', '2024-01-01', '2024-01-31',
+                          '2024-01-10')""")
+    db.execute("""INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, cron)
+                  VALUES ('nightly', 'catalogue', 'L1C', '{"url": "http://localhost/odata/v1",
+                          "collection": "SENTINEL-2"}', '30 2 * * *')""")
+    listed = {s["name"]: s for s in sources.list_sources(db)}
+    assert listed["drop"]["schedule"] == "continuously (every 1 s)"
+    assert listed["cdse"]["schedule"] == "every 3rd hour"
+    assert listed["cdse"]["mode"] == "backfill 2024-01-01 to 2024-01-31 (next day 2024-01-10)"
+    assert listed["nightly"]["schedule"] == "cron 30 2 * * * (UTC)"
+    assert listed["nightly"]["mode"] == "near_real_time"
+    assert listed["drop"]["next_run_at"] is not None and listed["drop"]["kind"] == "landing_directory"
+
+
+def test_every_source_kind_the_database_allows_has_a_way_to_run(db):
+    definition = db.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                            "WHERE conname = 'harvest_source_kind_is_catalogue_or_landing_directory'").fetchone()[0]
+    assert set(re.findall(r"'(\w+)'::text", definition)) == set(sources.SOURCE_KINDS)
+
+
+# ---------------------------------------------------------------------------------------------
+# one bad source is set aside with its reason; the others go on, each on its own
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+async def silent_catalogue():
+    """A catalogue that accepts connections and never answers."""
+    connections = []
+
+    async def never_answer(reader, writer):
+        connections.append(writer)
+        await asyncio.Event().wait()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/odata/v1"
+    for writer in connections:
+        writer.close()
+    server.close()
+
+
+def silent_catalogue_source(db, url, name="a_silent_catalogue"):
+    # Its own request timeout and retries would hold it for minutes: only the source's timeout ends it.
+    config = {"url": url, "collection": "SENTINEL-2", "timeout_s": 600, "max_attempts": 5}
+    db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency) "
+               "VALUES (%s, 'catalogue', 'L1C', %s::jsonb, 'hourly')", (name, json.dumps(config)))
+
+
+async def test_a_catalogue_that_never_answers_does_not_hold_up_the_landing_directories(
+        routine, tmp_path, pool, harvest_options, silent_catalogue):
+    silent_catalogue_source(routine, silent_catalogue)  # first in the order of due sources
+    drop(landing_source(routine, tmp_path, "landing"))
+    options = dataclasses.replace(harvest_options, source_timeout_s=1.5)
+    started = time.monotonic()
+    # Bounded here too: without the source's timeout the round would wait for minutes, not fail.
+    runs = {r.source: r for r in await asyncio.wait_for(sources.run_due_sources(pool, options, now=NOW), 20)}
+    assert time.monotonic() - started < 10
+    assert runs["landing"].ok and runs["landing"].report.inputs == 1
+    assert not runs["a_silent_catalogue"].ok
+    error = source_row(routine, "a_silent_catalogue")[2]
+    assert "did not finish within 1.5 s (HRWSI_SOURCE_TIMEOUT_S)" in error
+    claims = routine.execute("SELECT count(*) FROM hrwsi.harvest_source WHERE claim_token IS NOT NULL").fetchone()[0]
+    assert claims == 0  # every claim handed back
+
+
+async def test_the_harvester_scans_landing_directories_while_a_catalogue_hangs(
+        routine, tmp_path, database_url, settings, silent_catalogue):
+    silent_catalogue_source(routine, silent_catalogue)
+    (tmp_path / "home" / "harvest").mkdir(parents=True)  # the default landing root: HRWSI_HOME/harvest
+    directory = landing_source(routine, tmp_path / "home" / "harvest", "landing")
+    settings = dataclasses.replace(settings, source_timeout_s=120)
+    async with running(database_url, ["harvester"], settings):
+        drop(directory)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.input", timeout=15)
+        drop(directory, "31TCH")  # scanned again and again, while the catalogue still hangs
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.input", timeout=15)
+        listed = {s["name"]: s for s in sources.list_sources(routine)}
+        assert listed["a_silent_catalogue"]["running_on"].startswith("harvester-")
+    # Stopped: the hanging run is cancelled and its source handed back, due for another harvester.
+    assert routine.execute("SELECT claim_token, last_error FROM hrwsi.harvest_source "
+                           "WHERE name = 'a_silent_catalogue'").fetchone() == (None, None)
+
+
+async def test_a_source_outside_the_landing_roots_is_set_aside_with_its_reason_and_the_others_go_on(
+        routine, tmp_path, pool, harvest_options):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    drop(landing_source(routine, outside, "outside"))
+    drop(landing_source(routine, tmp_path, "inside"), "31TCH")
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert runs["inside"].ok and runs["inside"].report.inputs == 1
+    assert not runs["outside"].ok
+    listed = {s["name"]: s for s in sources.list_sources(routine)}
+    assert "SourceRefused: directory" in listed["outside"]["last_error"]
+    assert "outside the landing roots ops allow" in listed["outside"]["last_error"]
+    assert listed["outside"]["files"] == {}  # nothing was looked at, let alone moved
+    assert [p.name for p in outside.iterdir()] == ["outside"]  # no work directory made
+    assert len(list((outside / "outside").iterdir())) == 1  # its file still in the landing directory
+    assert listed["inside"]["last_error"] is None
+
+
+async def test_two_sources_sharing_a_work_directory_through_a_link_the_newer_is_refused(
+        routine, tmp_path, pool, harvest_options):
+    (tmp_path / "shared-work").mkdir()
+    (tmp_path / "alias-work").symlink_to(tmp_path / "shared-work")
+    for name, work in (("older", "shared-work"), ("newer", "alias-work")):
+        (tmp_path / name).mkdir()
+        config = {"directory": str(tmp_path / name), "work_directory": str(tmp_path / work), "settle_s": 0}
+        routine.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, created_at) "
+                        "VALUES (%s, 'landing_directory', 'L1C', %s::jsonb, %s)",
+                        (name, json.dumps(config), NOW - timedelta(days=1 if name == "older" else 0)))
+    drop(tmp_path / "older")
+    drop(tmp_path / "newer", "31TCH")
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert runs["older"].ok and runs["older"].report.inputs == 1
+    assert not runs["newer"].ok
+    assert "of source older, which is older and keeps it: give newer a work directory of its own" in \
+        source_row(routine, "newer")[2]
+
+
+async def test_a_harvester_that_lost_its_claim_records_nothing(routine, tmp_path, pool, harvest_options,
+                                                               silent_catalogue):
+    silent_catalogue_source(routine, silent_catalogue)
+    first = sources.SourceRunner(pool, dataclasses.replace(harvest_options, source_timeout_s=1.0), lambda: "first")
+    assert await first.start_due(NOW) == ["a_silent_catalogue"]
+    # The first harvester is paused past its lease: the claim lapses and a second one takes the source.
+    routine.execute("UPDATE hrwsi.harvest_source SET claimed_until = %s", (NOW - timedelta(seconds=1),))
+    second = sources.SourceRunner(pool, dataclasses.replace(harvest_options, source_timeout_s=30.0), lambda: "second")
+    assert await second.start_due(NOW) == ["a_silent_catalogue"]
+    [run] = await asyncio.gather(*first.running.values())
+    assert not run.ok  # its timeout ended it, but ...
+    claimed_by, error = routine.execute("SELECT claimed_by, last_error FROM hrwsi.harvest_source").fetchone()
+    assert (claimed_by, error) == ("second", None)  # ... the second harvester's claim stands, no error recorded
+    await second.stop()
+    assert routine.execute("SELECT claim_token FROM hrwsi.harvest_source").fetchone()[0] is None
+
+
+async def test_a_source_claimed_by_a_live_harvester_is_not_run_again(routine, tmp_path, pool, harvest_options):
+    drop(landing_source(routine, tmp_path, "busy"))
+    routine.execute("UPDATE hrwsi.harvest_source SET claim_token = gen_random_uuid(), claimed_by = 'other', "
+                    "claimed_until = %s", (NOW + timedelta(minutes=5),))
+    assert await sources.run_due_sources(pool, harvest_options, now=NOW) == []
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(minutes=6))  # it lapsed
+    assert run.ok and run.report.inputs == 1
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("landing_roots", ("/nonexistent/landing",), "HRWSI_LANDING_ROOTS: /nonexistent/landing is not an existing"),
+    ("landing_roots", ("/",), "the file system root, which confines nothing"),
+    ("unzip_max_ratio", float("nan"), "HRWSI_UNZIP_MAX_RATIO=nan must be a positive finite number"),
+    ("unzip_max_bytes", 0, "HRWSI_UNZIP_MAX_BYTES=0 must be"),
+    ("source_timeout_s", -1.0, "HRWSI_SOURCE_TIMEOUT_S=-1.0 must be"),
+    ("harvest_concurrency", 0, "HRWSI_HARVEST_CONCURRENCY=0 must be"),
+])
+async def test_a_harvester_with_a_wrong_harvest_setting_does_not_start(pool, settings, setting, value, message):
+    from hrwsi.harvester import Harvester
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Harvester(pool, dataclasses.replace(settings, **{setting: value}))
+
+
+async def test_the_default_landing_root_is_under_hrwsi_home(pool, settings):
+    from hrwsi.harvester import Harvester
+
+    harvester = Harvester(pool, settings)
+    assert harvester.sources.options.landing.roots.paths == ((settings.home / "harvest").resolve(),)

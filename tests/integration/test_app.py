@@ -1,0 +1,46 @@
+"""hrwsi.app: the one lifecycle every entry point uses."""
+
+import asyncio
+
+import pytest
+
+from hrwsi.app import App, build_services
+from hrwsi.backends.dry_run import DryRunBackend
+from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
+
+
+async def test_an_app_runs_its_services_until_asked_to_stop_and_unregisters_them(db, database_url, settings,
+                                                                                  configure):
+    configure(single_routine_configuration(["true"]))
+    backend = DryRunBackend()
+    async with App(database_url, ["orchestrator", "launcher"], settings, backend=backend) as app:
+        assert [s.kind for s in app.services] == ["orchestrator", "launcher"]
+        assert app.service("launcher").backend is backend
+        insert_inputs(db, 3)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.job WHERE state = 'processed'")
+        assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 0
+    assert app.pool is None  # closed
+
+
+async def test_wait_returns_when_a_stop_is_requested(database_url, settings):
+    async with App(database_url, ["harvester"], settings) as app:
+        asyncio.get_running_loop().call_later(0.3, app.request_stop)
+        await asyncio.wait_for(app.wait(), 10)
+        assert app.services[0].stopping.is_set()
+
+
+async def test_a_service_that_dies_is_reported_on_exit(database_url, settings):
+    with pytest.raises(RuntimeError, match="boom"):
+        async with App(database_url, ["orchestrator"], settings) as app:
+            async def broken(url):
+                raise RuntimeError("boom")
+            app._tasks[0].cancel()
+            app._tasks[0] = asyncio.create_task(broken(database_url))
+            await asyncio.wait_for(app.wait(), 10)
+            assert app.died()
+
+
+async def test_an_unknown_service_kind_is_refused_with_the_known_ones(pool, settings):
+    with pytest.raises(ValueError, match="harvester, orchestrator, launcher"):
+        build_services(["scheduler"], pool, settings)

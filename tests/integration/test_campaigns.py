@@ -1,0 +1,248 @@
+"""Reprocessing campaigns in the database: hrwsi.reprocess, what it refuses, the tasks it makes,
+the program they run, chaining within the campaign, cancelling, and the progress view (ADR 0010)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from hrwsi import campaigns
+from hrwsi.sql_files import query
+from tests.integration.test_operations import login_role  # noqa: F401 - a fixture
+
+DAY = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+OWNER = "launcher-campaign-test"
+
+
+@pytest.fixture
+def chain(db):
+    """l2a (L2A -> FSC, by snow), fsc (FSC -> QL, by quicklook), maja (L1C -> L2A, a time series)."""
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type, sequential_per_tile) VALUES
+                  ('snow', 1, 100, 10, '1 min', ARRAY['python', '-m', 'snow'], 'L2A', 'FSC', false),
+                  ('quicklook', 1, 100, 10, '1 min', ARRAY['ql'], 'FSC', 'QL', false),
+                  ('maja', 1, 100, 10, '1 min', ARRAY['maja'], 'L1C', 'L2A', true)""")
+    db.execute("""INSERT INTO hrwsi.processing_condition (name, routine, deadline, measurement_window) VALUES
+                  ('l2a', 'snow', '3 hours', NULL), ('fsc', 'quicklook', '1 hour', '30 days'),
+                  ('l1c', 'maja', NULL, NULL)""")
+    db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES (%s, 'launcher', 'here', 1)",
+               (OWNER,))
+    return db
+
+
+def add_input(db, condition, path, tile="32TLR", measured=DAY):
+    row = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                        VALUES (%s, %s, %s, %s, %s) RETURNING id""",
+                     (condition, path, tile, measured, measured + timedelta(hours=1))).fetchone()
+    return db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s AND campaign_id IS NULL",
+                      (row[0],)).fetchone()[0]
+
+
+def finish(db, task_id, products=()):
+    """Take a task through the state machine to processed, with its products."""
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+               "attempts = attempts + 1 WHERE id = %s", (task_id,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task_id,))
+    for path, product_type in products:
+        db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, %s, %s)",
+                   (task_id, path, product_type))
+
+
+def reprocess(db, **arguments):
+    defaults = {"routine": None, "condition": None, "measured_from": DAY - timedelta(days=1),
+                "measured_to": DAY + timedelta(days=1), "tiles": None, "command": None, "image": None,
+                "chain": True, "name": None}
+    return db.execute(query("reprocess"), {**defaults, **arguments}).fetchone()
+
+
+def campaign_tasks(db, campaign_id):
+    return db.execute("""SELECT t.routine, i.input_path, t.lane, t.priority, t.deadline_at, t.state
+                         FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                         WHERE t.campaign_id = %s ORDER BY t.id""", (campaign_id,)).fetchall()
+
+
+def test_a_campaign_makes_one_archive_task_per_processed_input_in_its_range_and_tiles(chain):
+    done = add_input(chain, "l2a", "/l2a/a")
+    finish(chain, done, [("/fsc/a", "FSC")])
+    finish(chain, add_input(chain, "l2a", "/l2a/other-tile", tile="31TGL"))
+    finish(chain, add_input(chain, "l2a", "/l2a/too-old", measured=DAY - timedelta(days=5)))
+    add_input(chain, "l2a", "/l2a/not-processed-yet")
+    campaign_id, tasks, summary = reprocess(chain, routine="snow", tiles=["32TLR"], name="fix NDSI")
+    assert tasks == 1 and f"campaign {campaign_id}: 1 task(s) of routine snow" in summary
+    [(routine, path, lane, priority, deadline, state)] = campaign_tasks(chain, campaign_id)
+    assert (routine, path, lane, priority, deadline, state) == ("snow", "/l2a/a", "archive", 1, None, "pending")
+    # The production task and its product are untouched; a second campaign may take the same input again.
+    assert chain.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (done,)).fetchone()[0] == "processed"
+    assert chain.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 1
+    second, _, _ = reprocess(chain, condition="l2a", tiles=["32TLR"])
+    assert campaign_tasks(chain, second)[0][1] == "/l2a/a"
+    with pytest.raises(psycopg.errors.UniqueViolation, match="task_is_unique_per_input_and_campaign"):
+        chain.execute("INSERT INTO hrwsi.processing_task (input_id, routine, campaign_id) "
+                      "SELECT input_id, routine, campaign_id FROM hrwsi.processing_task WHERE campaign_id = %s",
+                      (second,))
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    ({}, psycopg.errors.CheckViolation, "give the routine or the condition"),
+    ({"routine": "snow", "condition": "l2a"}, psycopg.errors.CheckViolation, "give the routine or the condition"),
+    ({"routine": "nope"}, psycopg.errors.NoDataFound, "no routine nope"),
+    ({"condition": "nope"}, psycopg.errors.NoDataFound, "no condition nope"),
+    ({"routine": "snow", "measured_from": DAY, "measured_to": DAY},
+     psycopg.errors.CheckViolation, "campaign_measured_from_is_before_measured_to"),
+    ({"routine": "snow", "tiles": ["31TGL"]}, psycopg.errors.NoDataFound,
+     "nothing to reprocess: no input of routine snow sensed from .* was processed \\(tiles 31TGL\\)"),
+])
+def test_a_campaign_that_makes_no_sense_is_refused_and_leaves_nothing(chain, arguments, error, message):
+    finish(chain, add_input(chain, "l2a", "/l2a/a"))
+    with pytest.raises(error, match=message):
+        reprocess(chain, **arguments)
+    assert chain.execute("SELECT count(*) FROM hrwsi.campaign").fetchone()[0] == 0
+
+
+def test_a_time_series_campaign_chains_its_own_tasks_and_production_never_waits_for_them(chain):
+    first = add_input(chain, "l1c", "/l1c/1", measured=DAY)
+    second = add_input(chain, "l1c", "/l1c/2", measured=DAY + timedelta(hours=5))
+    finish(chain, first)
+    finish(chain, second)
+    campaign_id, tasks, _ = reprocess(chain, routine="maja")
+    assert tasks == 2
+    links = chain.execute("""SELECT i.input_path, d_i.input_path, d.campaign_id FROM hrwsi.processing_task t
+                             JOIN hrwsi.input i ON i.id = t.input_id
+                             LEFT JOIN hrwsi.processing_task d ON d.id = t.depends_on
+                             LEFT JOIN hrwsi.input d_i ON d_i.id = d.input_id
+                             WHERE t.campaign_id = %s ORDER BY t.id""", (campaign_id,)).fetchall()
+    assert [(path, depends is None, campaign) for path, depends, campaign in links] == [
+        ("/l1c/1", True, None), ("/l1c/2", False, campaign_id)]
+    # A new production scene of that tile follows the production series, not the campaign's.
+    third = add_input(chain, "l1c", "/l1c/3", measured=DAY + timedelta(hours=10))
+    assert chain.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone()[0] == second
+
+
+def test_a_campaign_task_runs_the_campaign_version_and_its_job_records_it(chain):
+    finish(chain, add_input(chain, "l2a", "/l2a/a"))
+    campaign_id, _, _ = reprocess(chain, routine="snow", command=["python", "-m", "snow_v2"])
+    jobs = chain.execute("SELECT job_id, command, image, manifest FROM hrwsi.dispatch(%s, 'dry-run', 30, 10, '/d')",
+                         (OWNER,)).fetchall()
+    [(job_id, command, image, manifest)] = jobs
+    assert (command, image) == (["python", "-m", "snow_v2"], None)
+    assert chain.execute("SELECT routine_version FROM hrwsi.job WHERE id = %s", (job_id,)).fetchone()[0] == \
+        "python -m snow_v2"
+    written = json.loads(manifest)
+    assert (written["campaign"], written["routine_version"]) == (campaign_id, "python -m snow_v2")
+    # Production tasks of the routine still run the routine's own version.
+    add_input(chain, "l2a", "/l2a/b")
+    [(command,)] = chain.execute("SELECT command FROM hrwsi.dispatch(%s, 'dry-run', 30, 10, '/d')", (OWNER,))
+    assert command == ["python", "-m", "snow"]
+
+
+def chain_products(db):
+    """The harvester's chaining statement, as it runs it (asyncpg's $1 in psycopg's dialect)."""
+    return db.execute(query("chain_products").replace("$1", "%(batch)s"), {"batch": 100}).fetchone()
+
+
+@pytest.mark.parametrize("chains", [True, False])
+def test_a_campaign_product_chains_within_the_campaign_when_it_says_so(chain, chains):
+    old = DAY - timedelta(days=365)  # far outside condition fsc's 30-day measurement window
+    finish(chain, add_input(chain, "l2a", "/l2a/old", measured=old))
+    campaign_id, _, _ = reprocess(chain, routine="snow", measured_from=old - timedelta(days=1),
+                                  measured_to=old + timedelta(days=1), chain=chains)
+    [task] = [r[0] for r in chain.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s",
+                                           (campaign_id,))]
+    finish(chain, task, [("/fsc/old-v2", "FSC")])
+    chain_products(chain)
+    chained = chain.execute("""SELECT i.processing_condition, i.lane, i.campaign_id, t.lane, t.deadline_at,
+                                      t.campaign_id, t.routine
+                               FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+                               WHERE i.input_path = '/fsc/old-v2'""").fetchall()
+    if chains:
+        assert chained == [("fsc", "archive", campaign_id, "archive", None, campaign_id, "quicklook")]
+    else:
+        assert chained == []
+    assert chain.execute("SELECT chained_at IS NOT NULL FROM hrwsi.product WHERE path = '/fsc/old-v2'").fetchone()[0]
+
+
+def test_a_production_product_still_chains_into_production_with_its_deadline(chain):
+    finish(chain, add_input(chain, "l2a", "/l2a/new", measured=datetime.now(UTC) - timedelta(hours=1)),
+           [("/fsc/new", "FSC")])
+    chain_products(chain)
+    row = chain.execute("""SELECT i.lane, i.campaign_id, t.lane, t.deadline_at IS NOT NULL, t.campaign_id
+                           FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+                           WHERE i.input_path = '/fsc/new'""").fetchone()
+    assert row == (None, None, "nrt", True, None)
+
+
+def test_cancelling_a_campaign_cancels_its_open_tasks_and_keeps_its_products(chain):
+    for n in range(3):
+        finish(chain, add_input(chain, "l2a", f"/l2a/{n}", measured=DAY + timedelta(minutes=n)))
+    campaign_id, _, _ = reprocess(chain, routine="snow")
+    first = chain.execute("SELECT min(id) FROM hrwsi.processing_task WHERE campaign_id = %s",
+                          (campaign_id,)).fetchone()[0]
+    finish(chain, first, [("/fsc/0-v2", "FSC")])
+    message = campaigns.cancel(chain, campaign_id)
+    assert message == f"campaign {campaign_id}: 2 open task(s) cancelled, 0 running job(s) being stopped; " \
+                      "its products are kept"
+    states = [r[0] for r in chain.execute("SELECT state FROM hrwsi.processing_task WHERE campaign_id = %s "
+                                           "ORDER BY id", (campaign_id,))]
+    assert states == ["processed", "cancelled", "cancelled"]
+    with pytest.raises(psycopg.errors.NoDataFound, match="no campaign 999"):
+        campaigns.cancel(chain, 999)
+
+
+def test_campaign_progress_counts_tasks_per_state_products_and_says_when_it_finished(chain):
+    for n in range(2):
+        finish(chain, add_input(chain, "l2a", f"/l2a/{n}", measured=DAY + timedelta(minutes=n)))
+    campaign_id, _, _ = reprocess(chain, routine="snow", name="v2")
+    [shown] = campaigns.load(chain, campaign_id)
+    assert shown.status == "waiting" and shown.totals["waiting"] == 2 and shown.totals["finished_at"] is None
+    tasks = [r[0] for r in chain.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s ORDER BY id",
+                                          (campaign_id,))]
+    for n, task in enumerate(tasks):
+        finish(chain, task, [(f"/fsc/{n}-v2", "FSC")])
+    [shown] = campaigns.load(chain, campaign_id)
+    assert shown.totals["processed"] == 2 and shown.totals["products"] == 2
+    assert shown.totals["finished_at"] is None, "its products are not chained yet: downstream work may follow"
+    chain_products(chain)
+    [shown] = campaigns.load(chain, campaign_id)
+    assert [r["routine"] for r in shown.routines] == ["snow", "quicklook"]
+    assert shown.routines[1]["waiting"] == 2 and shown.status == "waiting"
+    chain.execute("SELECT hrwsi.cancel_campaign(%s)", (campaign_id,))
+    [shown] = campaigns.load(chain, campaign_id)
+    assert shown.status == "cancelled" and shown.totals["finished_at"] is not None
+    assert shown.header["name"] == "v2" and shown.header["lane"] == "archive"
+
+
+def test_multi_input_groups_take_no_member_from_a_campaign(chain):
+    chain.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                     input_product_type, output_product_type) VALUES ('gfsc', 1, 100, 10, '1 min', ARRAY['g'], 'FSC',
+                     'GFSC')""")
+    chain.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('gfsc_daily', 'gfsc')")
+    chain.execute("INSERT INTO hrwsi.multi_input_rule (processing_condition) VALUES ('gfsc_daily')")
+    chain.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('gfsc_daily', 'FSC', 2)")
+    finish(chain, add_input(chain, "l2a", "/l2a/a"), [("/fsc/a", "FSC")])
+    campaign_id, _, _ = reprocess(chain, routine="snow")
+    [task] = [r[0] for r in chain.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s",
+                                           (campaign_id,))]
+    finish(chain, task, [("/fsc/a-v2", "FSC")])
+    made = chain.execute(query("multi_input_create_complete_groups").replace("$1", "%(now)s"),
+                         {"now": datetime.now(UTC)}).fetchone()
+    assert made == (0, 0), "one production FSC and one campaign FSC are not two members"
+
+
+def test_an_operator_with_the_service_role_starts_a_campaign_under_their_own_name(chain, login_role):  # noqa: F811
+    finish(chain, add_input(chain, "l2a", "/l2a/a"))
+    service_url = login_role("hrwsi_service")
+    operator = service_url.split("://")[1].split("@")[0]
+    with psycopg.connect(service_url, autocommit=True) as conn:
+        campaign_id, _, _ = reprocess(conn, routine="snow")
+        assert conn.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() is not None
+        assert conn.execute("SELECT count(*) FROM hrwsi.campaign_progress").fetchone()[0] == 1
+    assert chain.execute("SELECT created_by FROM hrwsi.campaign WHERE id = %s", (campaign_id,)).fetchone()[0] == operator
+    with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
+        assert engineer.execute("SELECT count(*) FROM hrwsi.product_timeliness").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reprocess(engineer, routine="snow")

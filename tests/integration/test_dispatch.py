@@ -1,0 +1,194 @@
+"""hrwsi.dispatch: one call claims the ready tasks that fit now, in serving order (ADR 0009)."""
+
+import psycopg
+import pytest
+
+LEASE = 30.0
+ME = "launcher-test"
+
+
+@pytest.fixture
+def world(db):
+    """Three workers (two of 4 CPU, one of 2 CPU), a routine per test's needs, a fresh lease."""
+    db.execute("""INSERT INTO hrwsi.flavour VALUES ('big', 4, 16000, 1000), ('small', 2, 4000, 500)""")
+    db.execute("""INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'big'), ('w2', 'big'), ('w3', 'small')""")
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES (%s, 'launcher', 'here', 1)""",
+               (ME,))
+    return db
+
+
+def routine(db, name="work", cpu=1.0, ram_mb=1000, storage_mb=100, lane="nrt", sequential=False, flavour=None):
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type, sequential_per_tile, flavour)
+                  VALUES (%s, %s, %s, %s, '1 min', ARRAY['true'], 'IN', 'OUT', %s, %s)""",
+               (name, cpu, ram_mb, storage_mb, sequential, flavour))
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine, lane) VALUES (%s, %s, %s)",
+               (f"{name}_c", name, lane))
+
+
+_paths = iter(range(1, 1_000_000))
+
+
+def add(db, name="work", count=1, tile=None, measured=None, lane=None):
+    rows = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                         SELECT %s, %s || g, %s, %s::timestamptz + g * interval '1 minute', %s
+                         FROM generate_series(1, %s) g RETURNING id""",
+                      (f"{name}_c", f"/in/{name}/{next(_paths)}/", tile, measured, lane, count)).fetchall()
+    ids = [r[0] for r in rows]
+    return [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = ANY(%s) ORDER BY id",
+                                     (ids,)).fetchall()]
+
+
+def plan(db, task_ids, worker, start="now()"):
+    db.execute(f"""UPDATE hrwsi.processing_task SET state = 'planned', worker = %s, planned_start = {start},
+                   planned_end = {start} + interval '1 min' WHERE id = ANY(%s)""", (worker, task_ids))
+
+
+def dispatch(db, max_jobs=100, owner=ME):
+    rows = db.execute("SELECT task_id, worker FROM hrwsi.dispatch(%s, 'dry-run', %s, %s, '/data')",
+                      (owner, LEASE, max_jobs)).fetchall()
+    return [(task, worker) for task, worker in rows]
+
+
+def test_a_planned_archive_task_fills_its_worker_up_to_its_flavour_and_no_further(world):
+    routine(world, cpu=1.5, lane="archive")
+    tasks = add(world, count=4)
+    plan(world, tasks, "w1")
+    assert dispatch(world) == [(tasks[0], "w1"), (tasks[1], "w1")]
+    assert dispatch(world) == []  # w1 is full: the others wait on their planned worker
+
+
+def test_a_planned_near_real_time_task_takes_another_worker_when_its_own_is_full(world):
+    routine(world, cpu=1.5)
+    tasks = add(world, count=3)
+    plan(world, tasks, "w1")
+    assert dispatch(world) == [(tasks[0], "w1"), (tasks[1], "w1"), (tasks[2], "w2")]
+
+
+def test_what_already_runs_counts_and_ram_and_storage_limit_too(world):
+    routine(world, name="fat", ram_mb=5000, lane="archive")
+    routine(world, name="deep", storage_mb=501, lane="archive")
+    fat, deep = add(world, "fat"), add(world, "deep")
+    plan(world, fat + deep, "w3")
+    assert dispatch(world) == []
+
+
+def test_global_budgets_hold_across_workers(world):
+    world.execute("UPDATE hrwsi.budget SET cpu_max = 4")
+    routine(world, cpu=3, lane="archive")
+    tasks = add(world, count=2)
+    plan(world, tasks[:1], "w1")
+    plan(world, tasks[1:], "w2")
+    assert dispatch(world) == [(tasks[0], "w1")]
+
+
+def test_vm_max_limits_the_workers_in_use(world):
+    world.execute("UPDATE hrwsi.budget SET vm_max = 1")
+    routine(world, lane="archive")
+    tasks = add(world, count=3)
+    plan(world, tasks[:2], "w1")
+    plan(world, tasks[2:], "w2")
+    assert sorted(dispatch(world)) == [(tasks[0], "w1"), (tasks[1], "w1")]
+
+
+def test_a_pending_task_starts_at_once_where_capacity_is_free_busy_workers_first(world):
+    routine(world, cpu=1)
+    tasks = add(world, count=5)
+    got = dispatch(world)
+    assert [t for t, _ in got] == tasks
+    assert {w for _, w in got} == {"w1", "w2"}, "fills w1 first, then the next worker: fewest VMs"
+    reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                           (tasks[0],)).fetchone()
+    assert reason == ("dispatched", "dispatched at once: capacity was free")
+
+
+def test_a_task_waits_until_its_dependency_is_processed(world):
+    routine(world, sequential=True)
+    tasks = add(world, count=2, tile="32TPR", measured="2026-01-01T00:00Z")
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (tasks[1],)).fetchone()[0] \
+        == tasks[0]
+    assert dispatch(world) == [(tasks[0], "w1")]
+
+
+def test_near_real_time_work_goes_before_archive_work(world):
+    routine(world, name="backfill", cpu=4, lane="archive")
+    routine(world, name="fresh", cpu=4)
+    archive = add(world, "backfill", count=3)
+    nrt = add(world, "fresh", count=1)
+    got = dispatch(world, max_jobs=2)
+    assert got[0][0] == nrt[0]
+    assert got[1][0] == archive[0]
+
+
+def test_an_urgent_task_that_fits_nowhere_reserves_a_worker_from_archive_work(world):
+    """NRT waits for at most one running task: archive work may not take the capacity it waits for."""
+    world.execute("UPDATE hrwsi.worker SET active = false WHERE name IN ('w2', 'w3')")
+    routine(world, name="backfill", cpu=2, lane="archive")
+    routine(world, name="fresh", cpu=4)
+    running = add(world, "backfill", count=2)
+    assert [w for _, w in dispatch(world)] == ["w1", "w1"]
+    waiting = add(world, "backfill", count=3)
+    urgent = add(world, "fresh")
+    assert dispatch(world) == []  # w1 is full
+    # One archive task ends: 2 CPU free on w1. The urgent task (4 CPU) does not fit yet, and the
+    # next archive task (2 CPU) would fit, but must not take what the urgent task waits for.
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (running[0],))
+    assert dispatch(world) == []
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (running[1],))
+    assert dispatch(world) == [(urgent[0], "w1")]
+    assert world.execute("SELECT count(*) FROM hrwsi.processing_task WHERE id = ANY(%s) AND state = 'pending'",
+                         (waiting,)).fetchone()[0] == 3
+
+
+def test_without_urgent_work_waiting_archive_work_takes_the_free_capacity(world):
+    world.execute("UPDATE hrwsi.worker SET active = false WHERE name IN ('w2', 'w3')")
+    routine(world, name="backfill", cpu=2, lane="archive")
+    running = add(world, "backfill", count=2)
+    dispatch(world)
+    waiting = add(world, "backfill", count=1)
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (running[0],))
+    assert dispatch(world) == [(waiting[0], "w1")]
+
+
+def test_a_launcher_without_a_fresh_lease_claims_nothing(world):
+    routine(world)
+    add(world)
+    world.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour'")
+    with pytest.raises(psycopg.Error, match="no fresh lease") as refused:
+        dispatch(world)
+    assert refused.value.sqlstate == "HW001"  # the fencing error the services act on
+    assert world.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 0
+
+
+def test_a_second_launcher_does_not_wait_for_one_that_is_dispatching(world, database_url):
+    routine(world)
+    add(world)
+    with psycopg.connect(database_url) as other:
+        other.execute("SELECT pg_advisory_xact_lock(7250002)")  # another launcher's dispatch, mid-call
+        with pytest.raises(psycopg.errors.LockNotAvailable, match="another launcher is dispatching"):
+            dispatch(world)
+
+
+def test_jobs_get_deterministic_ids_and_paths_unique_to_the_installation(world):
+    routine(world)
+    task = add(world)[0]
+    dispatch(world)
+    job_id, log, output = world.execute("SELECT backend_job_id, log_path, output_dir FROM hrwsi.job").fetchone()
+    installation = world.execute("SELECT installation_id::text FROM hrwsi.installation").fetchone()[0]
+    from hrwsi.backends.base import job_id_for
+
+    assert job_id == job_id_for("work", task, 1)
+    assert log == f"/data/logs/{installation}/work/{job_id}.log"
+    assert output == f"/data/products/{installation}/work/task-{task}/attempt-1/output"
+
+
+def test_a_stray_job_row_sets_its_task_aside_with_a_reason_and_the_rest_is_dispatched(world):
+    routine(world)
+    stray_task, other = add(world, count=2)
+    world.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                     VALUES (%s, 1, 'dry-run', 'by-hand')""", (stray_task,))
+    assert dispatch(world) == [(other, "w1")]
+    reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                           (stray_task,)).fetchone()
+    assert reason[0] == "pending" and "a job row for its attempt 1 already exists" in reason[1]
+    assert dispatch(world) == [], "still aside, and nothing fails"

@@ -1,0 +1,92 @@
+"""Leases and fencing (ADR 0009): a process whose lease lapsed can neither claim, record nor adopt
+work under its old identity; it drops what it held and goes on under a new one."""
+
+import asyncio
+import sys
+
+import psycopg
+import pytest
+
+from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
+
+LEASE = 30.0
+
+
+def register(db, instance, age="0 s"):
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at)
+                  VALUES (%s, 'launcher', 'here', 1, now() - %s::interval)""", (instance, age))
+
+
+def a_dispatched_job(db, owner):
+    db.execute("""INSERT INTO hrwsi.flavour VALUES ('f', 4, 16000, 1000)""")
+    db.execute("""INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')""")
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES ('work', 1, 100, 10, '1 min', ARRAY['true'],
+                  'IN', 'OUT')""")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('in', 'work')")
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/in/1')")
+    return db.execute("SELECT job_id FROM hrwsi.dispatch(%s, 'local', %s, 10, '/data')", (owner, LEASE)).fetchone()[0]
+
+
+def record(db, owner, job, state="processed"):
+    return db.execute("""SELECT job_state, task_state FROM hrwsi.record_outcomes(%s, %s, 1, ARRAY[%s]::bigint[],
+                         ARRAY[%s], ARRAY[0], ARRAY['done'], ARRAY[now()], ARRAY[now()], ARRAY[NULL]::text[],
+                         '{}'::bigint[], '{}'::text[], '{}'::bigint[])""", (owner, LEASE, job, state)).fetchall()
+
+
+def test_only_the_owner_of_a_job_records_its_outcome(db):
+    register(db, "a")
+    register(db, "b")
+    job = a_dispatched_job(db, "a")
+    assert record(db, "b", job) == [], "b does not own the job: nothing recorded"
+    assert db.execute("SELECT state FROM hrwsi.job").fetchone()[0] == "submitted"
+    assert record(db, "a", job) == [("processed", "processed")]
+
+
+def test_a_launcher_whose_lease_lapsed_records_nothing(db):
+    register(db, "a")
+    job = a_dispatched_job(db, "a")
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour'")
+    with pytest.raises(psycopg.Error, match="no fresh lease") as refused:
+        record(db, "a", job)
+    assert refused.value.sqlstate == "HW001"
+    assert db.execute("SELECT state FROM hrwsi.job").fetchone()[0] == "submitted"
+
+
+def test_adoption_needs_a_fresh_lease_of_the_adopter_and_a_stale_one_of_the_owner(db):
+    register(db, "a")
+    register(db, "zombie", age="1 hour")
+    job = a_dispatched_job(db, "a")
+    from hrwsi.sql_files import query
+
+    adopt = query("adopt_orphaned_jobs").replace("$1", "%(me)s").replace("$2", "%(lease)s") \
+        .replace("$3", "'local'").replace("$4", "%(mine)s")
+    assert db.execute(adopt, {"me": "zombie", "lease": LEASE, "mine": []}).fetchall() == []  # no fresh lease
+    register(db, "c")
+    assert db.execute(adopt, {"me": "c", "lease": LEASE, "mine": []}).fetchall() == []  # a is alive
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = 'a'")
+    assert [r[0] for r in db.execute(adopt, {"me": "c", "lease": LEASE, "mine": []})] == [job]
+    assert db.execute("SELECT owner FROM hrwsi.job").fetchone()[0] == "c"
+
+
+async def test_a_service_whose_lease_lapsed_drops_its_claims_and_takes_a_new_identity(db, database_url, settings,
+                                                                                  configure):
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(30)"]))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local") as (_, launcher):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'")
+        old = launcher.instance_id
+        # As if the process had been paused for longer than its lease: another launcher would
+        # now adopt its job. Its next heartbeat finds the lease lapsed.
+        db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (old,))
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance WHERE id <> $1 "
+                         "AND kind = 'launcher'", old)
+        assert launcher.instance_id != old
+        # Under its new identity it adopts its own job back (its old identity is stale): it never
+        # records anything as `old`, and the attempt is reconciled by its new owner.
+        await wait_until(database_url, "SELECT bool_and(owner = $1) FROM hrwsi.job", launcher.instance_id,
+                         timeout=15)
+        await asyncio.sleep(0.2)
+        assert db.execute("SELECT count(*) FROM hrwsi.job WHERE owner = %s", (old,)).fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state IN ('submitted', 'queued', 'running')"
+                          ).fetchone()[0] <= 1, "never two attempts of the task at once"

@@ -1,0 +1,110 @@
+"""hrwsi.migrations: a fresh install runs schema.sql and records every migration; an installed
+database gets the pending migrations only; concurrent inits are serialised."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from hrwsi import migrations
+from hrwsi.sql_files import migrations as migration_files
+
+
+def recorded(url: str) -> list[tuple[int, str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT version, name, checksum FROM public.hrwsi_schema_migration ORDER BY 1").fetchall()
+
+
+def every_migration_with_its_checksum() -> list[tuple[int, str, str]]:
+    return [(version, name, migrations.checksum(path)) for version, name, path in migration_files()]
+
+
+def test_a_fresh_install_runs_schema_sql_and_records_every_migration_with_its_checksum(empty_database_url):
+    with psycopg.connect(empty_database_url) as conn:
+        recorded_now = migrations.migrate(conn)
+        assert migrations.pending(conn) == []
+        assert conn.execute("SELECT to_regclass('hrwsi.processing_task') IS NOT NULL").fetchone()[0]
+    assert recorded_now == [f"{version:04d}_{name}" for version, name, _ in migration_files()]
+    assert recorded(empty_database_url) == every_migration_with_its_checksum()
+
+
+def test_asking_what_is_pending_then_migrating_works_on_one_connection(empty_database_url):
+    """What a service does on start (cli._ensure_schema). pending() used to leave the connection in
+    a transaction, and migrate() then failed setting autocommit."""
+    with psycopg.connect(empty_database_url) as conn:
+        assert migrations.pending(conn) == [f"{version:04d}_{name}" for version, name, _ in migration_files()]
+        migrations.migrate(conn)
+        assert migrations.pending(conn) == []
+
+
+def test_an_installed_database_is_left_as_it_is(database_url):
+    with psycopg.connect(database_url) as conn:
+        assert migrations.migrate(conn) == []
+        assert migrations.pending(conn) == []
+    assert recorded(database_url) == every_migration_with_its_checksum()
+
+
+def test_replaying_the_migrations_records_the_same_checksums(empty_database_url):
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+    assert recorded(empty_database_url) == every_migration_with_its_checksum()
+
+
+def test_an_installed_database_gets_only_the_pending_migration(database_url, tmp_path, monkeypatch):
+    """A new migration applies to a database installed before it; schema.sql is not run again (it
+    would fail on the tables that exist)."""
+    new = tmp_path / "9999_test_addition.sql"
+    new.write_text("CREATE TABLE hrwsi.added_by_a_test (id integer PRIMARY KEY);")
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [*shipped, (9999, "test_addition", new)])
+    with psycopg.connect(database_url) as conn:
+        assert migrations.pending(conn) == ["9999_test_addition"]
+        assert migrations.migrate(conn) == ["9999_test_addition"]
+        assert migrations.migrate(conn) == []
+        assert conn.execute("SELECT to_regclass('hrwsi.added_by_a_test') IS NOT NULL").fetchone()[0]
+    assert recorded(database_url)[-1] == (9999, "test_addition", migrations.checksum(new))
+
+
+def test_a_failing_migration_leaves_nothing_behind(database_url, tmp_path, monkeypatch):
+    new = tmp_path / "9999_half_done.sql"
+    new.write_text("CREATE TABLE hrwsi.half_done (id integer); SELECT 1 / 0;")
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [*shipped, (9999, "half_done", new)])
+    with psycopg.connect(database_url) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            migrations.migrate(conn)
+        assert conn.execute("SELECT to_regclass('hrwsi.half_done') IS NULL").fetchone()[0]
+        assert migrations.pending(conn) == ["9999_half_done"]
+
+
+def test_a_schema_not_installed_by_hrwsi_is_not_installed_over(empty_database_url):
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA hrwsi")
+        conn.execute("CREATE TABLE hrwsi.input (id integer)")
+    with psycopg.connect(empty_database_url) as conn:
+        with pytest.raises(migrations.UnrecordedSchema, match="records no migration"):
+            migrations.migrate(conn)
+        assert conn.execute("SELECT count(*) FROM public.hrwsi_schema_migration").fetchone()[0] == 0
+
+
+def test_concurrent_inits_install_once(empty_database_url):
+    errors = []
+    recorded_by = []
+
+    def run():
+        try:
+            with psycopg.connect(empty_database_url) as conn:
+                recorded_by.append(migrations.migrate(conn))
+        except Exception as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(len(names) for names in recorded_by) == [0, 0, len(migration_files())]
+    assert recorded(empty_database_url) == every_migration_with_its_checksum()

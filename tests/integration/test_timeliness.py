@@ -1,0 +1,121 @@
+"""Timeliness of products (the views and `hrwsi.timeliness.report`) and deadline alerts, raised by
+the orchestrator before a task is late when its plan already says so, and once it is late (ADR 0010)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hrwsi import orchestrator, timeliness
+from tests.integration.conftest import running, single_routine_configuration, wait_until
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def world(db):
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES
+                  ('snow', 1, 100, 10, '1 min', ARRAY['true'], 'L2A', 'FSC')""")
+    db.execute("""INSERT INTO hrwsi.processing_condition (name, routine, deadline, deadline_from, lane) VALUES
+                  ('nrt', 'snow', '1 hour', 'measurement', 'nrt'), ('backfill', 'snow', NULL, 'measurement', 'archive')""")
+    return db
+
+
+def product(db, condition, path, measured, published, registered, tile="32TLR"):
+    """A processed task whose product was registered at `registered`."""
+    input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at,
+                             published_at) VALUES (%s, %s, %s, %s, %s) RETURNING id""",
+                          (condition, path, tile, measured, published)).fetchone()[0]
+    task = db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+               "WHERE id = %s", (task,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task,))
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type, created_at) VALUES (%s, %s, 'FSC', %s)",
+               (task, path + ".fsc", registered))
+
+
+def test_every_product_records_its_delays_from_sensing_and_publication_and_whether_it_was_on_time(world):
+    measured = NOW - timedelta(hours=3)
+    product(world, "nrt", "/a", measured, measured + timedelta(minutes=20), measured + timedelta(minutes=50))
+    product(world, "nrt", "/b", measured, measured + timedelta(minutes=20), measured + timedelta(minutes=70))
+    product(world, "backfill", "/c", measured - timedelta(days=400), measured, NOW)
+    rows = world.execute("""SELECT path, lane, from_sensing_s, from_publication_s, on_time
+                            FROM hrwsi.product_timeliness ORDER BY path""").fetchall()
+    assert rows == [("/a.fsc", "nrt", 3000.0, 1800.0, True), ("/b.fsc", "nrt", 4200.0, 3000.0, False),
+                    ("/c.fsc", "archive", 400 * 86400.0 + 3 * 3600, 3 * 3600.0, None)]
+
+
+def test_the_report_gives_count_percentiles_and_share_on_time_per_routine_lane_tile_and_day(world):
+    measured = NOW - timedelta(hours=2)
+    for minutes in (10, 20, 30, 90):  # three on time (1 h deadline), one late
+        product(world, "nrt", f"/n{minutes}", measured, measured, measured + timedelta(minutes=minutes))
+    product(world, "nrt", "/other-tile", measured, measured, measured + timedelta(minutes=5), tile="31TGL")
+    product(world, "backfill", "/old", measured - timedelta(days=30), measured, measured + timedelta(minutes=5))
+    data = timeliness.report(world, timeliness.Filters(routine="snow", tile="32TLR", days=7))
+    by_lane = {row["lane"]: row for row in data["summary"]}
+    nrt = by_lane["nrt"]
+    assert (nrt["products"], nrt["with_deadline"], nrt["on_time"], nrt["share_on_time"]) == (4, 4, 3, 0.75)
+    # percentile_cont over 10, 20, 30 and 90 minutes: linear between ranks
+    assert nrt["p50_from_sensing_s"] == pytest.approx(25 * 60)
+    assert nrt["p95_from_sensing_s"] == pytest.approx((30 + 0.85 * 60) * 60)
+    assert (by_lane["archive"]["with_deadline"], by_lane["archive"]["share_on_time"]) == (0, None)
+    assert {(r["lane"], r["tile"]) for r in data["per_day"]} == {("nrt", "32TLR"), ("archive", "32TLR")}
+    assert timeliness.share_text(nrt["on_time"], nrt["with_deadline"]) == "75.0 % (3/4)"
+    only_archive = timeliness.report(world, timeliness.Filters(lane="archive"))
+    assert [r["lane"] for r in only_archive["summary"]] == ["archive"]
+    assert '"products": 1' in timeliness.to_json(only_archive)
+
+
+def test_each_deadline_alert_is_raised_once_per_task(world):
+    world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, measured_at)
+                     VALUES ('nrt', '/late', %s), ('nrt', '/fine', %s), ('backfill', '/no-deadline', %s)""",
+                  (NOW - timedelta(hours=2), NOW, NOW - timedelta(days=9)))
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 1)
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 0)
+    [(kind, subject, body)] = world.execute("SELECT kind, subject, body FROM hrwsi.alert").fetchall()
+    assert kind == "deadline_missed" and "missed its deadline" in subject
+    assert "/late" in body and "is still pending" in body
+
+
+@pytest.fixture
+def quick_deadline_checks(monkeypatch):
+    """The orchestrator checks deadlines every 0.2 s instead of every 10 s."""
+    monkeypatch.setattr(orchestrator, "DEADLINE_CHECK_EVERY_S", 0.2)
+
+
+async def test_the_orchestrator_alerts_a_task_its_plan_ends_after_its_deadline_before_it_is_late(
+        db, database_url, settings, configure, quick_deadline_checks):
+    document = single_routine_configuration(["true"], workers=1)
+    document["routine"][0]["expected_duration_s"] = 3600  # the plan ends it an hour after it starts
+    document["condition"][0].update({"deadline_hours": 0.5, "deadline_from": "measurement"})
+    configure(document)
+    async with running(database_url, ["orchestrator"], settings):  # no launcher: the task stays planned
+        db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, measured_at) VALUES ('in', '/x', now())")
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.alert WHERE kind = 'deadline_at_risk'")
+    row = db.execute("""SELECT a.created_at < t.deadline_at, t.state, t.planned_end > t.deadline_at, a.body
+                        FROM hrwsi.alert a JOIN hrwsi.processing_task t ON t.id = a.task_id""").fetchone()
+    assert row[:3] == (True, "planned", True), "alerted before it is late, because of its plan"
+    assert "but its plan ends it at" in row[3] and "late)" in row[3]
+    assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'deadline_missed'").fetchone()[0] == 0
+
+
+async def test_the_orchestrator_alerts_a_task_past_its_deadline_once(db, database_url, settings, configure,
+                                                                    quick_deadline_checks):
+    document = single_routine_configuration(["true"], workers=1)
+    document["condition"][0].update({"deadline_hours": 1})
+    configure(document)
+    db.execute("UPDATE hrwsi.processing_routine SET on_hold = true, hold_reason = 'held for the test'")
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, measured_at) "
+               "VALUES ('in', '/x', now() - interval '2 hours')")
+    async with running(database_url, ["orchestrator"], settings):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.alert WHERE kind = 'deadline_missed'")
+        await asyncio.sleep(1.0)  # a few more checks run meanwhile
+    kinds = [r[0] for r in db.execute("SELECT kind FROM hrwsi.alert ORDER BY id")]
+    assert kinds == ["routine_on_hold", "deadline_missed"]
+    body = db.execute("SELECT body FROM hrwsi.alert WHERE kind = 'deadline_missed'").fetchone()[0]
+    assert "is still on_hold (routine on hold: held for the test)" in body

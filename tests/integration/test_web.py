@@ -1,0 +1,361 @@
+"""The dashboard's application against a real database: what each page tells, escaping, pages of
+tasks, operator actions behind a token with their audit, live updates from the notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from contextlib import asynccontextmanager
+from html import unescape
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from psycopg import sql
+
+from hrwsi.database import create_pool
+from hrwsi.sql_files import query
+from hrwsi.web.app import Dashboard
+from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
+from hrwsi.web.config import WebSettings
+from hrwsi.web.data import OverviewCache
+from hrwsi.web.live import LiveHub
+from hrwsi.web.service import WebService
+from tests.integration.conftest import single_routine_configuration
+from tests.integration.dashboard_scenario import build
+
+ALICE = "alice-token-0123456789"
+WRONG = "not-the-token-at-all"
+TOKENS = f"alice:{ALICE}"
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "home" / "data"
+
+
+@pytest.fixture
+def scenario(db, data_dir):
+    return build(db, data_dir)
+
+
+@asynccontextmanager
+async def dashboard(url: str, data_dir: Path, tokens: str = TOKENS):
+    pool = await create_pool(url, min_size=0, max_size=3, server_settings={"plan_cache_mode": "force_custom_plan"})
+    app = Dashboard(pool, LiveHub(), OverviewCache(pool, 30.0), Authenticator(parse_tokens(tokens)), data_dir)
+    try:
+        async with TestClient(TestServer(app.application())) as client:
+            yield client
+    finally:
+        await pool.close()
+
+
+async def text_of(client: TestClient, path: str, status: int = 200) -> str:
+    response = await client.get(path, allow_redirects=False)
+    body = await response.text()
+    assert response.status == status, f"{path}: {response.status}\n{body[:2000]}"
+    return body
+
+
+def visible(html: str) -> str:
+    """The page's text, roughly as a person reads it (tags removed, spaces collapsed)."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+async def test_the_overview_names_held_routines_with_their_reason_and_what_cannot_be_planned(database_url, scenario,
+                                                                                           data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert "quicklook on hold 6 task(s) held held by ops: the quicklook bucket is full" in page
+    assert "no worker can ever run it: it needs 64 CPU and the largest flavour has 4" in page
+    assert f"hrwsi: task {scenario.terminated} (atmospheric_correction) terminated" in page, "its alert"
+    assert "1/2 services alive" in page, "the launcher's heartbeat is stale"
+    assert "landing-l1c" in page
+    assert "routine lane tile day products p50_from_sensing_s" in page, "the timeliness view's section (ADR 0010)"
+
+
+async def test_the_timeliness_section_shows_the_timeliness_view(database_url, scenario, data_dir, db):
+    rows = db.execute("SELECT routine, lane, tile, day, products FROM hrwsi.timeliness WHERE routine = 'snow_cover'"
+                      ).fetchall()
+    assert rows, "the scenario's snow-cover products are in the view"
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    for routine, lane, tile, day, products in rows:
+        assert f"{routine} {lane} {tile} {day} {products} " in page
+
+
+async def test_user_supplied_text_is_escaped_wherever_it_is_shown(database_url, scenario, data_dir, db):
+    attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    db.execute("SELECT hrwsi.hold_routine('snow_cover', %s)", (attack,))
+    db.execute("UPDATE hrwsi.input SET input_path = %s WHERE id = (SELECT input_id FROM hrwsi.processing_task "
+               "WHERE id = %s)", ("/eodata/" + attack, scenario.terminated))
+    db.execute("UPDATE hrwsi.job SET message = %s WHERE task_id = %s", (attack, scenario.terminated))
+    async with dashboard(database_url, data_dir) as client:
+        for path in ("/", "/tasks", f"/tasks/{scenario.terminated}", "/alerts", f"/tasks?q={attack}"):
+            html = await text_of(client, path)
+            assert "<script>alert" not in html and "<img src=x" not in html, path
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in await text_of(client, f"/tasks/{scenario.terminated}")
+
+
+async def test_pages_of_tasks_follow_each_other_without_gap_or_overlap(database_url, scenario, data_dir, db):
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
+                  SELECT 'l1c', '/eodata/extra-' || g, '32TNT' FROM generate_series(1, 120) g""")  # and their tasks
+    everything = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id DESC")]
+    seen, before = [], None
+    async with dashboard(database_url, data_dir) as client:
+        while True:
+            response = await client.get("/api/tasks", params={"before": before} if before else {})
+            page = await response.json()
+            seen += [t["id"] for t in page["tasks"]]
+            before = page["older"]
+            if before is None:
+                break
+    assert seen == everything and len(everything) > 100
+
+
+async def test_filters_and_the_search_box_find_the_right_tasks(database_url, scenario, data_dir):
+    async def ids(query: str) -> list[int]:
+        response = await client.get(f"/api/tasks?{query}")
+        return sorted(t["id"] for t in (await response.json())["tasks"])
+
+    async with dashboard(database_url, data_dir) as client:
+        assert await ids("state=terminated") == [scenario.terminated]
+        assert await ids("routine=quicklook&state=on_hold") == sorted(scenario.grandchildren)
+        assert await ids("state=running&lane=nrt") == [scenario.running]
+        assert await ids("lane=archive") == []
+        assert await ids("q=huge") == sorted(scenario.unplannable), "a piece of the file name, any case"
+        assert await ids("q=%25") == [] and await ids("q=S2A_MSIL1C_HUGE_") == sorted(scenario.unplannable), \
+            "% and _ are letters, not patterns"
+        assert await ids("q=eodata") == [], "the file name, not the directories"
+        assert await ids("q=/eodata/S2A_MSIL1C_HUGE_1.SAFE") == [scenario.unplannable[1]], "a whole path"
+        tile = await ids("q=31tgl")
+        assert tile and tile == await ids("tile=31TGL"), "a tile code in the search box is the tile"
+        assert await ids("worker=w02&state=running") == [scenario.running]
+        assert await ids("state=cancelled") == []
+        response = await client.get(f"/tasks?q={scenario.running}", allow_redirects=False)
+        assert response.status == 302 and response.headers["Location"] == f"/tasks/{scenario.running}"
+        page = visible(await text_of(client, "/tasks?state=terminated"))
+        assert "broken.SAFE" in page and "NOW.SAFE" not in page.upper().replace("_NOW", "")
+
+
+async def test_the_task_page_tells_its_whole_story(database_url, scenario, data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, f"/tasks/{scenario.terminated}"))
+        assert re.search(r"1 external error 210 exit code 210: the input cannot be read", page)
+        assert re.search(r"3 internal error 1 exit code 1: Traceback", page)
+        assert "Log of attempt 3" in page and "KeyError: 'B11'" in page
+        first = visible(await text_of(client, f"/tasks/{scenario.terminated}?attempt=1"))
+        assert "Log of attempt 1" in first and "attempt 1 exit code 210" in first
+        assert page.count("terminated") >= 2 and "3 (3 failed, 3 allowed)" in page
+        child = visible(await text_of(client, f"/tasks/{scenario.children[0]}"))
+        assert f"made from (upstream) {scenario.processed[0]} atmospheric_correction processed" in child
+        assert f"used by (downstream) {scenario.grandchildren[0]} quicklook on hold" in child
+        assert "FSC" in child and "S2A_FSC_32TLR_000.json" in child
+        top = visible(await text_of(client, f"/tasks/{scenario.processed[0]}"))
+        assert f"{scenario.children[0]} snow_cover" in top and f"{scenario.grandchildren[0]} quicklook" in top, \
+            "downstream is followed transitively"
+        await text_of(client, "/tasks/999999", status=404)
+
+
+async def test_a_log_outside_the_data_directory_is_never_read(database_url, scenario, data_dir, db):
+    db.execute("UPDATE hrwsi.job SET log_path = '/etc/passwd' WHERE task_id = %s", (scenario.running,))
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, f"/tasks/{scenario.running}"))
+    assert "outside this dashboard's data directory" in page and "root:" not in page
+
+
+async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_them(database_url, scenario, data_dir,
+                                                                                   db):
+    url = f"/api/tasks/{scenario.terminated}/retry"
+    async with dashboard(database_url, data_dir, tokens="") as client:
+        response = await client.post(url, headers={"Authorization": f"Bearer {ALICE}"})
+        assert response.status == 403 and "HRWSI_WEB_TOKEN" in (await response.json())["error"]
+    async with dashboard(database_url, data_dir) as client:
+        assert (await client.post(url)).status == 401
+        assert (await client.post(url, headers={"Authorization": f"Bearer {WRONG}"})).status == 401
+        state = db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (scenario.terminated,)).fetchone()
+        assert state == ("terminated",), "nothing happened without the token"
+        response = await client.post(url, headers={"Authorization": f"Bearer {ALICE}"})
+        assert response.status == 200
+        assert (await response.json())["message"].startswith(f"task {scenario.terminated} was terminated")
+        refused = await client.post(f"/api/tasks/{scenario.processed[0]}/retry",
+                                    headers={"Authorization": f"Bearer {ALICE}"})
+        assert refused.status == 409 and "can be retried" in (await refused.json())["message"]
+        held = await client.post("/api/routines/quicklook/release", headers={"Authorization": f"Bearer {ALICE}"})
+        assert held.status == 200 and "6 held task(s)" in (await held.json())["message"]
+        unknown = await client.post(f"/api/tasks/{scenario.terminated}/explode",
+                                    headers={"Authorization": f"Bearer {ALICE}"})
+        assert unknown.status == 404 and (await unknown.json())["error"] == "No such action."
+        hold = await client.post("/api/routines/snow_cover/hold", headers={"Authorization": f"Bearer {ALICE}"})
+        assert hold.status == 200 and "routine snow_cover is on hold" in (await hold.json())["message"]
+    assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (scenario.terminated,)).fetchone() == \
+        ("pending",)
+    audit = db.execute("SELECT actor, via, action, target, succeeded FROM hrwsi.operator_action ORDER BY id").fetchall()
+    assert audit == [("alice", "api", "retry_task", str(scenario.terminated), True),
+                     ("alice", "api", "retry_task", str(scenario.processed[0]), False),
+                     ("alice", "api", "release_routine", "quicklook", True),
+                     ("alice", "api", "hold_routine", "snow_cover", True)]
+    assert db.execute("SELECT hold_reason FROM hrwsi.processing_routine WHERE name = 'snow_cover'").fetchone() == \
+        ("held by alice (api)",), "the routine says who held it"
+
+
+async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, scenario, data_dir, db):
+    task = f"/tasks/{scenario.planned[0]}"
+    async with dashboard(database_url, data_dir) as client:
+        response = await client.post(f"{task}/hold", data={"csrf": "x"}, allow_redirects=False,
+                                     headers={"Referer": f"{client.make_url(task)}"})
+        assert response.status == 303 and response.headers["Location"] == f"/login?next=/tasks/{scenario.planned[0]}"
+        wrong = await client.post("/login", data={"token": WRONG, "next": task}, allow_redirects=False)
+        assert wrong.status == 403 and "not one of this dashboard's tokens" in await wrong.text()
+        login = await client.post("/login", data={"token": ALICE, "next": task}, allow_redirects=False)
+        assert login.status == 303 and login.headers["Location"] == task
+        session = login.cookies[SESSION_COOKIE]
+        assert session["httponly"] and session["samesite"] == "Strict" and ALICE not in session.value
+        without_csrf = await client.post(f"{task}/hold", data={}, allow_redirects=False)
+        assert without_csrf.status == 403
+        page = await text_of(client, task)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        done = await client.post(f"{task}/hold", data={"csrf": csrf}, allow_redirects=False)
+        assert done.status == 303 and done.headers["Location"] == task
+        flash = f'<div class="flash ok" role="status">task {scenario.planned[0]} is on hold</div>'
+        assert flash in await text_of(client, task), "the outcome is shown after the redirect"
+        again = await text_of(client, task)
+        assert 'class="flash' not in again, "once"
+        assert f"alice (web) hold task: task {scenario.planned[0]} is on hold" in visible(again), "and in the audit"
+    assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (scenario.planned[0],)).fetchone() == \
+        ("on_hold",)
+    assert db.execute("SELECT actor, via, action, succeeded FROM hrwsi.operator_action").fetchall() == [
+        ("alice", "web", "hold_task", True)]
+
+
+async def test_signing_in_never_sends_anyone_off_the_dashboard(database_url, scenario, data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+            response = await client.post("/login", data={"token": ALICE, "next": target}, allow_redirects=False)
+            assert response.headers["Location"] == "/", target
+
+
+async def test_live_sections_come_alone_for_the_pages_script(database_url, scenario, data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        response = await client.get("/", headers={"X-HRWSI-Fragments": "1"})
+        sections = await response.json()
+        assert {"summary", "routines", "held", "throughput", "alerts", "services", "sources", "failures",
+                "timeliness"} <= set(sections)
+        assert "quicklook" in sections["held"] and "<html" not in sections["held"]
+        task = await (await client.get(f"/tasks/{scenario.terminated}", headers={"X-HRWSI-Fragments": "1"})).json()
+        assert {"head", "attempts", "log", "history", "products", "lineage", "audit"} <= set(task)
+
+
+async def test_pages_forbid_foreign_scripts_and_never_show_a_token(database_url, scenario, data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        await client.post("/login", data={"token": ALICE, "next": "/"})
+        for path in ("/", "/tasks", "/plan", "/alerts", "/audit", "/login", f"/tasks/{scenario.terminated}"):
+            response = await client.get(path)
+            html = await response.text()
+            assert response.headers["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self'")
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert ALICE not in html, path
+            assert not re.search(r'(src|href)="(https?:)?//', html), f"{path} loads something from elsewhere"
+
+
+async def test_the_current_schedule_draws_every_planned_and_running_task(database_url, scenario, data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/plan")
+    bars = re.findall(r'<a href="/tasks/(\d+)"><rect class="bar', html)
+    assert sorted(map(int, bars)) == sorted([*scenario.planned, scenario.running])
+    for worker in ("w01", "w02", "w03"):
+        assert f">{worker}" in html
+
+
+async def test_an_unreachable_database_is_a_page_that_says_so(tmp_path):
+    async with dashboard("postgresql://postgres@127.0.0.1:9/none", tmp_path) as client:
+        page = await text_of(client, "/", status=503)
+        assert "The database cannot be reached right now" in page
+        response = await client.get("/api/tasks")
+        assert response.status == 503 and "cannot be reached" in (await response.json())["error"]
+
+
+async def test_an_open_page_hears_of_a_change_from_the_database_notifications(database_url, scenario, data_dir,
+                                                                              settings, db):
+    service = WebService(await create_pool(database_url, max_size=3), settings,
+                         WebSettings(port=0, auth=Authenticator(parse_tokens(TOKENS))))
+    running = asyncio.create_task(service.run(database_url))
+    try:
+        while service.port is None:
+            await asyncio.sleep(0.05)
+            assert not running.done(), running
+        base = f"http://127.0.0.1:{service.port}"
+        async with aiohttp.ClientSession() as http:
+            before = await (await http.get(f"{base}/api/overview")).json()
+            async with http.get(f"{base}/events") as events:
+                assert events.headers["Content-Type"] == "text/event-stream"
+                assert await anext_event(events) == ("hello", {})
+                db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('l1c', '/eodata/new')")
+                change = await wait_for_channel(events, "hrwsi_input")
+                assert change["channels"] == ["hrwsi_input"] or "hrwsi_input" in change["channels"]
+            after = await (await http.get(f"{base}/api/overview")).json()
+            assert after["totals"]["pending"] == before["totals"]["pending"] + 1, "not a stale copy"
+            health = await http.get(f"{base}/healthz")
+            assert health.status == 200 and (await health.json())["instances"][0]["service"] == "web"
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(running, 10)
+        await service.pool.close()
+
+
+async def anext_event(response: aiohttp.ClientResponse) -> tuple[str, dict]:
+    name, data = None, None
+    while True:
+        line = (await asyncio.wait_for(response.content.readline(), 5)).decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            data = json.loads(line[len("data: "):])
+        elif line == "" and name is not None:
+            return name, data
+
+
+async def wait_for_channel(response: aiohttp.ClientResponse, channel: str) -> dict:
+    while True:
+        name, data = await anext_event(response)
+        if name == "change" and channel in data["channels"]:
+            return data
+
+
+def test_the_audit_is_append_only_for_the_services_role(database_url, db):
+    db.execute("SET ROLE hrwsi_service")
+    db.execute("""INSERT INTO hrwsi.operator_action (actor, via, action, target, succeeded, outcome)
+                  VALUES ('alice', 'web', 'retry_task', '1', true, 'done')""")
+    for statement in ("UPDATE hrwsi.operator_action SET actor = 'mallory'", "DELETE FROM hrwsi.operator_action"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            db.execute(statement)
+    db.execute("RESET ROLE")
+
+
+def test_a_rare_state_or_file_name_among_many_tasks_is_an_index_range_not_a_scan(db, configure):
+    configure(single_routine_configuration(["true"]))
+    # A history written directly, in its end states (so without the trigger that creates pending tasks).
+    db.execute("ALTER TABLE hrwsi.input DISABLE TRIGGER input_create_tasks")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
+                  SELECT 'in', '/eodata/S2A_MSIL1C_' || g || '_T32TLR.SAFE', '32TLR' FROM generate_series(1, 30000) g""")
+    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine, state, attempts)
+                  SELECT id, 'work', CASE WHEN id % 1000 = 0 THEN 'terminated' ELSE 'processed' END, 1
+                  FROM hrwsi.input""")
+    db.execute("ANALYZE hrwsi.input")
+    db.execute("ANALYZE hrwsi.processing_task")
+    db.execute("SET plan_cache_mode = force_custom_plan")  # as the dashboard's pool does
+    db.execute(sql.SQL("PREPARE page (text, text, text, text, text, text, bigint, int, text) AS ")
+               + sql.SQL(query("web_tasks")))
+
+    def plan(state=None, search=None) -> str:
+        cursor = psycopg.ClientCursor(db)
+        cursor.execute("EXPLAIN (FORMAT JSON) EXECUTE page (%s, NULL, NULL, NULL, NULL, %s, NULL, 51, NULL)",
+                       (state, search))
+        return json.dumps(cursor.fetchone()[0])
+
+    assert "processing_task_state_id_idx" in plan(state="terminated")
+    assert "input_file_name_trigram_idx" in plan(search="msil1c_12345_")
+    assert "processing_task_pkey" in plan(), "the first page walks the newest tasks"

@@ -1,0 +1,151 @@
+"""What a landing scan does to files, on real files (no database): listing never fails for one
+entry, and preparing a file that changed since it was listed fails that file with the reason."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hrwsi.harvest import landing_files
+from hrwsi.harvest.landing_files import PreparationFailed, list_landing_directory, prepare_file
+from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.harvest.unzip import UnzipLimits
+
+LIMITS = UnzipLimits(max_bytes=2**30, max_ratio=100, max_members=1000)
+NAME = "S2A_L1C_20240105T103421_T32TPR"
+OTHER = "S2B_L1C_20240105T103421_T31TCH"
+
+
+def source(base: Path, **options) -> LandingSource:
+    (base / "in").mkdir(exist_ok=True)
+    return LandingSource(name="landing", directory=str(base / "in"), work_directory=str(base / "work"),
+                         product_type="L1C", **options)
+
+
+def _landing(directory: str) -> LandingSource:
+    return LandingSource(name="landing", directory=directory, work_directory=directory + "-work", product_type="L1C")
+
+
+def _list_as_nobody(send, directory: str) -> None:
+    """In a child process: drop root's rights (as a root-squashed NFS mount would), then list."""
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    try:
+        send.send(("listed", [(Path(e.path).name, e.problem) for e in list_landing_directory(_landing(directory))]))
+    except PermissionError as error:
+        send.send(("refused", str(error)))
+
+
+def listed_without_root_rights(directory: Path) -> dict[str, str | None]:
+    """List the directory as a user without root's rights (root reads every file, whatever its mode)."""
+    if os.geteuid() != 0:
+        return {Path(e.path).name: e.problem for e in list_landing_directory(_landing(str(directory)))}
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_list_as_nobody, args=(send, str(directory)))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0, "the unprivileged listing failed"
+    outcome, value = receive.recv()
+    if outcome == "refused":
+        raise PermissionError(value)
+    return dict(value)
+
+
+@pytest.fixture
+def world_readable_base():
+    """A directory an unprivileged user can reach (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="hrwsi-landing-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_unreadable_file_is_listed_with_its_reason_and_the_rest_of_the_directory_is_listed(world_readable_base):
+    directory = world_readable_base / "in"
+    directory.mkdir(mode=0o755)
+    (directory / f"{NAME}.json").write_text("{}")
+    (directory / f"{NAME}.json").chmod(0o000)
+    (directory / f"{OTHER}.json").write_text("{}")
+    (directory / f"{OTHER}.json").chmod(0o644)
+    safe = directory / f"{NAME}.SAFE"
+    (safe / "GRANULE").mkdir(parents=True)
+    safe.chmod(0o755)
+    (safe / "GRANULE").chmod(0o700)  # a part of the product nobody but its owner may read
+    listed = listed_without_root_rights(directory)
+    assert listed[f"{OTHER}.json"] is None
+    assert "cannot be read" in listed[f"{NAME}.json"] and "permission denied" in listed[f"{NAME}.json"]
+    assert "cannot read" in listed[f"{NAME}.SAFE"]
+
+
+def test_an_unreadable_landing_directory_is_the_sources_error_not_an_empty_listing(world_readable_base):
+    directory = world_readable_base / "in"
+    directory.mkdir(mode=0o700)
+    (directory / f"{NAME}.json").write_text("{}")
+    with pytest.raises(PermissionError, match="cannot be read by the harvester"):
+        listed_without_root_rights(directory)
+
+
+def test_a_file_that_vanished_after_the_listing_fails_with_that_reason_and_overwrites_nothing(tmp_path):
+    landing = source(tmp_path)
+    path = Path(landing.directory) / f"{NAME}.json"
+    path.write_text("{}")
+    [entry] = list_landing_directory(landing)
+    path.unlink()  # taken away (by its writer, another tool) between the listing and the preparation
+    work = Path(landing.work_directory)
+    work.mkdir()
+    (work / f"{NAME}.json").write_text('{"prepared": "before"}')  # a product of the same name, registered
+    with pytest.raises(PreparationFailed, match="vanished from the landing directory"):
+        prepare_file(entry.path, str(work / f"{NAME}.json"), landing, 1, LIMITS)
+    assert json.loads((work / f"{NAME}.json").read_text()) == {"prepared": "before"}
+
+
+def test_a_file_swapped_for_a_link_after_the_listing_is_refused(tmp_path):
+    landing = source(tmp_path)
+    path = Path(landing.directory) / f"{NAME}.json"
+    path.write_text("{}")
+    [entry] = list_landing_directory(landing)
+    path.unlink()
+    path.symlink_to("/etc/passwd")
+    with pytest.raises(PreparationFailed, match="became a symbolic link"):
+        prepare_file(entry.path, str(Path(landing.work_directory) / path.name), landing, 1, LIMITS)
+    assert not (Path(landing.work_directory) / path.name).exists()
+
+
+def test_an_existing_product_is_replaced_only_when_resuming_this_files_own_attempt(tmp_path):
+    landing = source(tmp_path)
+    work = Path(landing.work_directory)
+    work.mkdir()
+    (work / f"{NAME}.json").write_text("leftover")
+    (Path(landing.directory) / f"{NAME}.json").write_text("new")
+    with pytest.raises(PreparationFailed, match="already in the work directory"):
+        prepare_file(str(Path(landing.directory) / f"{NAME}.json"), str(work / f"{NAME}.json"), landing, 1, LIMITS)
+    prepare_file(str(Path(landing.directory) / f"{NAME}.json"), str(work / f"{NAME}.json"), landing, 1, LIMITS,
+                 resume=True)
+    assert (work / f"{NAME}.json").read_text() == "new"
+
+
+def test_the_landing_directory_itself_and_the_work_directory_inside_it_are_never_products(tmp_path):
+    directory = tmp_path / "in"
+    (directory / "work").mkdir(parents=True)
+    (directory / "work" / f"{NAME}.json").write_text("{}")
+    (directory / f"{OTHER}.json").write_text("{}")
+    landing = LandingSource(name="landing", directory=str(directory), work_directory=str(directory / "work"),
+                            product_type="L1C", pattern="**/*")
+    assert [Path(e.path).name for e in list_landing_directory(landing)] == [f"{OTHER}.json"]
+    landing_all = LandingSource(name="landing", directory=str(directory), work_directory=str(directory / "work"),
+                                product_type="L1C", pattern="**")
+    assert list_landing_directory(landing_all) == []
+
+
+def test_move_aside_of_a_vanished_file_says_so(tmp_path):
+    landing = source(tmp_path)
+    with pytest.raises(PreparationFailed, match="vanished"):
+        landing_files.move_aside(str(Path(landing.directory) / f"{NAME}.json"), landing, 1)

@@ -1,0 +1,84 @@
+"""Unzipping within the ops' limits, on real archives: bombs, too many members, lying sizes and
+unsafe paths are refused with their reason, and nothing half-extracted is left."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from hrwsi.harvest.unzip import UnsafeArchive, UnzipLimits, extract
+
+LIMITS = UnzipLimits(max_bytes=50 * 2**20, max_ratio=100, max_members=100)
+
+
+def archive(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as handle:
+        for name, data in members.items():
+            handle.writestr(name, data)
+    return path
+
+
+def test_a_normal_archive_is_extracted(tmp_path):
+    path = archive(tmp_path / "p.zip", {"P.SAFE/manifest.safe": b"<m/>", "P.SAFE/GRANULE/B04.jp2": b"x" * 1000},
+                   zipfile.ZIP_STORED)
+    extract(str(path), tmp_path / "out", LIMITS)
+    assert (tmp_path / "out" / "P.SAFE" / "GRANULE" / "B04.jp2").read_bytes() == b"x" * 1000
+
+
+def test_a_zip_bomb_is_refused_by_its_ratio_before_anything_is_written(tmp_path):
+    path = archive(tmp_path / "bomb.zip", {"P.SAFE/zeros": b"\0" * (10 * 2**20)})  # 10 MB -> about 10 kB
+    with pytest.raises(UnsafeArchive, match=r"expand \d+ times its size .*\(HRWSI_UNZIP_MAX_RATIO\): a zip bomb"):
+        extract(str(path), tmp_path / "out", LIMITS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_archive_larger_than_the_size_limit_is_refused(tmp_path):
+    path = archive(tmp_path / "big.zip", {"P.SAFE/data": bytes(range(256)) * 4096}, zipfile.ZIP_STORED)  # 1 MiB
+    with pytest.raises(UnsafeArchive, match=r"expand to 1048576 bytes, more than the limit of 1000 .*MAX_BYTES"):
+        extract(str(path), tmp_path / "out", UnzipLimits(max_bytes=1000, max_ratio=100, max_members=100))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_archive_with_too_many_members_is_refused(tmp_path):
+    path = archive(tmp_path / "many.zip", {f"P.SAFE/{i}": b"" for i in range(101)})
+    with pytest.raises(UnsafeArchive, match="101 members, more than the limit of 100"):
+        extract(str(path), tmp_path / "out", LIMITS)
+
+
+def test_an_archive_whose_declared_sizes_lie_is_stopped_and_nothing_half_extracted_is_left(tmp_path):
+    # The first member is honest; the second declares 100 bytes and holds 5 MB.
+    path = archive(tmp_path / "liar.zip", {"P.SAFE/a": b"honest", "P.SAFE/b": b"\0" * (5 * 2**20)})
+    data = bytearray(path.read_bytes())
+    central = data.rfind(b"PK\x01\x02")  # the last central directory entry: member b
+    struct.pack_into("<I", data, central + 24, 100)  # its uncompressed size
+    local = data.find(b"PK\x03\x04", 1)  # member b's local header
+    struct.pack_into("<I", data, local + 22, 100)
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnsafeArchive):
+        extract(str(path), tmp_path / "out", LIMITS)
+    assert not (tmp_path / "out").exists()  # member a, extracted first, went with it
+
+
+@pytest.mark.parametrize("member", ["../escape", "/etc/cron.d/x", "P.SAFE/../../escape", "P.SAFE\\..\\x"])
+def test_a_member_path_leaving_the_target_is_refused(tmp_path, member):
+    path = archive(tmp_path / "escape.zip", {member: b"x"})
+    with pytest.raises(UnsafeArchive, match="unsafe member path"):
+        extract(str(path), tmp_path / "out", LIMITS)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
+
+
+def test_an_archive_that_is_a_symbolic_link_is_not_followed(tmp_path):
+    real = archive(tmp_path / "real.zip", {"P.SAFE/m": b"x"})
+    (tmp_path / "link.zip").symlink_to(real)
+    with pytest.raises(UnsafeArchive, match="cannot read the archive"):
+        extract(str(tmp_path / "link.zip"), tmp_path / "out", LIMITS)
+
+
+def test_an_extraction_asked_to_stop_stops_and_leaves_nothing(tmp_path):
+    path = archive(tmp_path / "p.zip", {"P.SAFE/a": b"x" * 10, "P.SAFE/b": b"y" * 10}, zipfile.ZIP_STORED)
+    with pytest.raises(UnsafeArchive, match="ran out of time"):
+        extract(str(path), tmp_path / "out", LIMITS, stopped=lambda: True)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,68 @@
+"""hrwsi.backends.nomad.outcomes: how an allocation ended, why an evaluation waits."""
+
+from __future__ import annotations
+
+from hrwsi.backends.base import JobSpec
+from hrwsi.backends.nomad.outcomes import allocation_outcome, describe_placement_failure, waiting_reason
+
+
+def test_placement_failures_read_like_nomads():
+    metric = {"NodesEvaluated": 2, "NodesExhausted": 2, "DimensionExhausted": {"memory": 2},
+              "ConstraintFiltered": {}, "NodesInPool": 2}
+    assert describe_placement_failure({"hrwsi": metric}) == "Resources exhausted on 2 nodes: memory"
+    filtered = {"NodesEvaluated": 3, "NodesExhausted": 0, "ConstraintFiltered": {"${node.unique.name} = w9": 3}}
+    assert describe_placement_failure({"hrwsi": filtered}) == 'Constraint "${node.unique.name} = w9" filtered 3 nodes'
+    assert "no ready, eligible node" in describe_placement_failure({"hrwsi": {"NodesEvaluated": 0}})
+    assert describe_placement_failure(None) == ""
+
+
+def spec() -> JobSpec:
+    return JobSpec(job_id="hrwsi-r-1-1", task_id=1, attempt=1, routine="r", condition="c", input_path="/in",
+                   tile=None, worker="w", command=("/bin/true",), image=None, cpu=1, ram_mb=100, storage_mb=100,
+                   output_dir="/out", log_path="/log", timeout_s=60)
+
+
+def alloc(*events: dict, status: str = "failed") -> dict:
+    return {"ID": "0123456789abcdef", "NodeName": "w", "ClientStatus": status, "DesiredStatus": "run",
+            "TaskStates": {"r": {"Events": list(events), "StartedAt": "2026-01-01T00:00:00Z",
+                                 "FinishedAt": "2026-01-01T00:00:01.5Z"}}}
+
+
+def outcome(allocation: dict, **flags):
+    return allocation_outcome(allocation, spec(), cancelled=flags.get("cancelled", False),
+                              timed_out=flags.get("timed_out", False))
+
+
+def test_exit_codes_are_read_from_details_first_then_from_the_deprecated_fields():
+    details_only = outcome(alloc({"Type": "Terminated", "Details": {"exit_code": "210", "signal": "0"}}))
+    assert (details_only.state, details_only.exit_code) == ("external_error", 210)
+    old_nomad = outcome(alloc({"Type": "Terminated", "ExitCode": 3, "Signal": 0}))
+    assert (old_nomad.state, old_nomad.exit_code) == ("internal_error", 3)
+    both = outcome(alloc({"Type": "Terminated", "ExitCode": 0, "Details": {"exit_code": "0"}}, status="complete"))
+    assert both.state == "processed" and both.finished_at.microsecond == 500000
+
+
+def test_a_failed_template_is_a_failure_of_the_routine_with_nomads_message():
+    # client/allocrunner/taskrunner/template/template.go: Killing, FailsTask, "Template failed: ...".
+    failed = outcome(alloc({"Type": "Received"}, {"Type": "Killing", "Details": {"fails_task": "true"},
+                                                  "DisplayMessage": "Template failed: nomad.var.block(x): 403"},
+                           {"Type": "Killed"}))
+    assert failed.state == "internal_error" and "Template failed: nomad.var.block(x): 403" in failed.message
+    stopped = outcome(alloc({"Type": "Killing", "DisplayMessage": "Sent interrupt"}, {"Type": "Killed"}))
+    assert stopped.state == "lost"  # a plain kill by someone else: retried, not counted
+    assert outcome(alloc({"Type": "Killing"}, {"Type": "Killed"}), cancelled=True).state == "cancelled"
+
+
+def test_failure_events_carry_their_message_from_details():
+    validation = outcome(alloc({"Type": "Failed Validation",
+                                "Details": {"validation_error": "failed to parse config: Missing command"}}))
+    assert validation.state == "internal_error" and "Failed Validation: failed to parse config" in validation.message
+    driver = outcome(alloc({"Type": "Driver Failure", "DriverError": "exec format error"}))
+    assert "Driver Failure: exec format error" in driver.message
+
+
+def test_a_template_waiting_for_a_variable_is_a_reason_to_wait():
+    pending = alloc({"Type": "Template", "DisplayMessage": "Missing: nomad.var.block(nomad/jobs@default.global)"},
+                    status="pending")
+    assert "Missing: nomad.var.block(nomad/jobs@default.global)" in waiting_reason(pending, "r")
+    assert waiting_reason(alloc({"Type": "Received"}, status="pending"), "r") == ""

@@ -1,0 +1,40 @@
+"""Only regular files physically inside an attempt's output directory become products."""
+
+import os
+
+from hrwsi.launcher import discover_products
+
+
+def test_regular_files_in_the_output_directory_and_below_are_products(tmp_path):
+    (tmp_path / "a.tif").write_bytes(b"12345")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.json").write_text("{}")
+    found, refused = discover_products(str(tmp_path))
+    assert found == [(str(tmp_path / "a.tif"), 5), (str(tmp_path / "sub" / "b.json"), 2)]
+    assert refused == []
+
+
+def test_a_symbolic_link_to_a_file_outside_is_refused_not_registered(tmp_path):
+    os.symlink("/etc/passwd", tmp_path / "passwd")
+    (tmp_path / "real.tif").write_text("x")
+    found, refused = discover_products(str(tmp_path))
+    assert [path for path, _ in found] == [str(tmp_path / "real.tif")]
+    assert any("passwd" in r and "not a regular file" in r for r in refused)
+
+
+def test_a_symbolic_link_to_a_directory_is_not_followed(tmp_path):
+    os.symlink("/etc", tmp_path / "etc")
+    found, refused = discover_products(str(tmp_path))
+    assert found == [] and any("symbolic link" in r for r in refused)
+
+
+def test_a_fifo_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    found, refused = discover_products(str(tmp_path))
+    assert found == [] and "not a regular file" in refused[0]
+
+
+def test_a_missing_or_symlinked_output_directory_has_no_products(tmp_path):
+    assert discover_products(str(tmp_path / "missing")) == ([], [])
+    os.symlink("/etc", tmp_path / "linked")
+    assert discover_products(str(tmp_path / "linked")) == ([], [])

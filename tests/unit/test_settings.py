@@ -1,0 +1,26 @@
+"""Settings are refused at start-up, in one line naming the variable, when they cannot work."""
+
+import pytest
+
+from hrwsi.settings import Settings, SettingsError
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("HRWSI_BACKSTOP_POLL_S", "0", "HRWSI_BACKSTOP_POLL_S=0.0 must be a number of seconds > 0"),
+    ("HRWSI_HEARTBEAT_S", "-1", "HRWSI_HEARTBEAT_S=-1.0 must be a number of seconds > 0"),
+    ("HRWSI_MAX_PARALLEL_JOBS", "0", "HRWSI_MAX_PARALLEL_JOBS=0 must be at least 1"),
+    ("HRWSI_LEASE_TIMEOUT_S", "6", "must be at least twice HRWSI_HEARTBEAT_S"),
+    ("HRWSI_RETRY_BACKOFF_S", "nan", "is not a finite number"),
+    ("HRWSI_LANDING_SCAN_S", "soon", "is not a number"),
+])
+def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message) as refused:
+        Settings.from_env()
+    assert "\n" not in str(refused.value)
+
+
+def test_the_defaults_are_valid(monkeypatch):
+    for name in ("HRWSI_BACKSTOP_POLL_S", "HRWSI_HEARTBEAT_S", "HRWSI_LEASE_TIMEOUT_S", "HRWSI_MAX_PARALLEL_JOBS"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings.from_env().max_parallel_jobs >= 1
