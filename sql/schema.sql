@@ -54,7 +54,15 @@ CREATE TABLE hrwsi.budget (
         CONSTRAINT budget_cpu_max_is_a_number CHECK (cpu_max <> 'NaN'::numeric),
     ram_max_mb     bigint  CONSTRAINT budget_ram_max_mb_is_positive CHECK (ram_max_mb > 0),
     storage_max_mb bigint  CONSTRAINT budget_storage_max_mb_is_positive CHECK (storage_max_mb > 0),
-    vm_max         integer CONSTRAINT budget_vm_max_is_positive CHECK (vm_max > 0)
+    vm_max         integer CONSTRAINT budget_vm_max_is_positive CHECK (vm_max > 0),
+    -- The planner's mode: makespan (finish soonest, then fewest VMs) or deadline (the fewest workers
+    -- that end everything within plan_horizon; migration 0013).
+    plan_mode      text NOT NULL DEFAULT 'makespan'
+        CONSTRAINT budget_plan_mode_is_makespan_or_deadline CHECK (plan_mode IN ('makespan', 'deadline')),
+    plan_horizon   interval
+        CONSTRAINT budget_plan_horizon_is_between_1_minute_and_30_days
+        CHECK (plan_horizon BETWEEN interval '1 minute' AND interval '30 days'),
+    CONSTRAINT budget_deadline_mode_has_a_horizon CHECK (plan_mode = 'makespan' OR plan_horizon IS NOT NULL)
 );
 INSERT INTO hrwsi.budget (id) VALUES (true);
 

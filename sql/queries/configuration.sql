@@ -11,7 +11,8 @@ ON CONFLICT (name) DO UPDATE SET flavour = EXCLUDED.flavour, active = EXCLUDED.a
 
 -- name: update_budget
 UPDATE hrwsi.budget SET cpu_max = %(cpu_max)s, ram_max_mb = %(ram_max_mb)s,
-    storage_max_mb = %(storage_max_mb)s, vm_max = %(vm_max)s;
+    storage_max_mb = %(storage_max_mb)s, vm_max = %(vm_max)s, plan_mode = %(plan_mode)s,
+    plan_horizon = %(plan_horizon_hours)s::float8 * interval '1 hour';
 
 -- name: upsert_routine
 INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, timeout, image, command,
@@ -76,7 +77,9 @@ SELECT name FROM hrwsi.flavour;
 SELECT name FROM hrwsi.processing_routine;
 
 -- name: config_budget
-SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max FROM hrwsi.budget;
+SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max, plan_mode,
+       extract(epoch FROM plan_horizon)::float8 / 3600 AS plan_horizon_hours
+FROM hrwsi.budget;
 
 -- name: config_flavours
 SELECT name, cpu::float8 AS cpu, ram_mb, disk_mb FROM hrwsi.flavour ORDER BY name;

@@ -72,6 +72,17 @@ class Budget(_Entry):
     ram_max_mb: Annotated[int, Field(gt=0)] | None = Field(None, description="RAM in use at once (MB)")
     storage_max_mb: Annotated[int, Field(gt=0)] | None = Field(None, description="storage in use at once (MB)")
     vm_max: Annotated[int, Field(gt=0, le=MAX_INT4)] | None = Field(None, description="workers in use at once")
+    plan_mode: Literal["makespan", "deadline"] = Field(
+        "makespan", description="makespan: finish soonest, then fewest VMs; deadline: the fewest workers that "
+                                "end everything within plan_horizon_hours")
+    plan_horizon_hours: Annotated[float, Field(ge=1 / 60, le=720)] | None = Field(
+        None, description="the planning horizon of deadline mode (hours)")
+
+    @model_validator(mode="after")
+    def _deadline_mode_has_a_horizon(self) -> Budget:
+        if self.plan_mode == "deadline" and self.plan_horizon_hours is None:
+            raise ValueError("plan_mode = \"deadline\" needs plan_horizon_hours")
+        return self
 
 
 class Flavour(_Entry):
