@@ -341,10 +341,7 @@ CREATE TABLE hrwsi.processing_task (
     CONSTRAINT task_planned_has_a_worker_and_start
         CHECK (state NOT IN ('planned', 'dispatched', 'queued', 'running') OR (worker IS NOT NULL AND planned_start IS NOT NULL))
 );
-CREATE INDEX processing_task_open_state_idx ON hrwsi.processing_task (state)
-    WHERE state NOT IN ('processed', 'terminated', 'cancelled');
 CREATE INDEX processing_task_depends_on_idx ON hrwsi.processing_task (depends_on) WHERE depends_on IS NOT NULL;
-CREATE INDEX processing_task_routine_idx ON hrwsi.processing_task (routine);
 CREATE INDEX processing_task_worker_idx ON hrwsi.processing_task (worker);
 CREATE INDEX processing_task_planned_order_idx ON hrwsi.processing_task
     (priority, deadline_at NULLS LAST, planned_start, id) WHERE state = 'planned';
@@ -1446,7 +1443,7 @@ JOIN hrwsi.task_program p ON p.task_id = t.id;
 -- =============================================================================================
 CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
                                           p_max_jobs integer, p_data_dir text)
-RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
 -- then planned tasks by planned start, then pending tasks by age. A planned task starts on its
 -- planned worker; a pending task whose dependency is over starts at once where it fits now (the
@@ -1658,7 +1655,7 @@ CREATE FUNCTION hrwsi.record_outcomes(
     p_product_jobs bigint[], p_product_paths text[], p_product_sizes bigint[])
 RETURNS TABLE (job_id bigint, job_state text, task_id bigint, task_state text, failures integer,
                max_attempts integer, lost_count integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 -- Only the owner of a job, holding a fresh lease, records its outcome. A product path that is
 -- already registered (or listed twice) fails its job with the reason instead of being dropped.
