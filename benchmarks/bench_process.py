@@ -119,6 +119,11 @@ class ReportingDryRunBackend(DryRunBackend):
         self.reporter.report(spec.input_path)
         return spec.job_id
 
+    async def wait(self, spec: JobSpec, backend_job_id: str, on_progress) -> JobOutcome:
+        if spec.lane == "archive":
+            await asyncio.Event().wait()  # back-fill that runs on and on (the NRT-under-back-fill scenario)
+        return await super().wait(spec, backend_job_id, on_progress)
+
 
 class ReportingLocalBackend(LocalBackend):
     """The local backend, telling the driver when a job of the chain's last routine has ended."""

@@ -42,7 +42,15 @@ from ageing import build_aged_database
 from figures import figure_entry, markdown, planner_figures, round_figures, table
 from hrwsi.database import drop_database, ensure_runtime_dir, start_embedded, with_database
 from process_protocol import clock
-from scenarios import Sizes, Workspace, aged_latency_phase, backfill_phase, chain_phase, service_phase
+from scenarios import (
+    Sizes,
+    Workspace,
+    aged_latency_phase,
+    backfill_phase,
+    chain_phase,
+    nrt_backlog_phase,
+    service_phase,
+)
 from systems import FLOOR, HRWSI, PGQUEUER, SYSTEMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +104,9 @@ async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | 
         result = await backfill_phase(space, count, tiles, sequential, index, BACKFILL_TIMEOUT_S)
         data["backfill"][label] = result
         say(f"  round {index + 1} back-fill {label}: " + _brief(result, "seconds"))
+    data["nrt_backlog"] = await nrt_backlog_phase(space, sizes, index)
+    say(f"  round {index + 1} NRT under back-fill: "
+        + _brief(data["nrt_backlog"], "latency.p50_ms", "latency.p99_ms", "backlog.waiting"))
     if aged_url is not None:
         data["aged"] = await aged_latency_phase(aged_url, space, sizes, index)
         say(f"  round {index + 1} aged database: " + _brief(data["aged"], "latency.p50_ms", "latency.p99_ms"))

@@ -29,7 +29,7 @@ from bench_sql import bench_query
 from children import Child, start_all, stop_all
 from hrwsi.database import drop_database
 from process_protocol import clock
-from systems import BACKFILL, CHAIN, HRWSI, SERVICE, hrwsi_configuration, prepare_hrwsi
+from systems import BACKFILL, CHAIN, HRWSI, NRT_BACKLOG, SERVICE, hrwsi_configuration, prepare_hrwsi
 
 LATENCY_TIMEOUT_S = 10.0
 SETTLE_TIMEOUT_S = 600.0
@@ -265,6 +265,42 @@ async def aged_latency_phase(url: str, space: Workspace, sizes: Sizes, round_ind
             result["latency"] = (await measure_latency(producer, children[HRWSI.reporter], sizes,
                                                        f"/aged-latency/{round_index}/")).figures()
             await settle(producer)
+    except Exception as error:
+        result["failed"] = failure(error)
+    return result
+
+
+class _NearRealTimeProducer:
+    """Near-real-time inputs (condition `new`), one at a time, while back-fill waits."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+
+    async def insert_one(self, key: str) -> None:
+        await self.conn.execute(bench_query("hrwsi_insert_one"), "new", key)
+
+
+async def nrt_backlog_phase(space: Workspace, sizes: Sizes, round_index: int) -> dict:
+    """hrwsi's reaction latency for near-real-time inputs while a back-fill of `sizes.small` archive
+    tasks waits (issue 12: "same order as an idle system, <= 50 ms p99 when a slot is free"): the
+    archive tasks fill their workers and never end; the rest are queued, planned; each NRT input
+    finds a free slot on a worker of its own flavour."""
+    name = database_name(HRWSI.name, NRT_BACKLOG)
+    result: dict = {}
+    try:
+        url = await asyncio.to_thread(prepare_hrwsi, space.server_url, name, hrwsi_configuration(NRT_BACKLOG))
+        async with running(space, url, HRWSI.roles(NRT_BACKLOG), f"r{round_index}-hrwsi-nrt-backlog", name) \
+                as (conn, children):
+            started = clock()
+            await conn.execute(bench_query("hrwsi_insert_burst"), "old", f"/old/{round_index}/", sizes.small)
+            # Queued: every archive task either holds a worker or waits planned (none pending).
+            while await conn.fetchval(bench_query("hrwsi_archive_still_pending")) > 0:
+                if clock() - started > sizes.burst_timeout_s:
+                    raise TimeoutError("the back-fill was not queued (planned) in time")
+                await asyncio.sleep(0.2)
+            result["backlog"] = dict(await conn.fetchrow(bench_query("hrwsi_archive_queue")))
+            result["latency"] = (await measure_latency(_NearRealTimeProducer(conn), children[HRWSI.reporter],
+                                                       sizes, f"/new/{round_index}/")).figures()
     except Exception as error:
         result["failed"] = failure(error)
     return result

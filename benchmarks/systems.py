@@ -25,7 +25,7 @@ from hrwsi import migrations
 from hrwsi.configuration import load
 from hrwsi.database import create_database
 
-SERVICE, CHAIN, BACKFILL = "service", "chain", "backfill"
+SERVICE, CHAIN, BACKFILL, NRT_BACKLOG = "service", "chain", "backfill", "nrt_backlog"
 
 _CAPACITY = {
     "flavour": [{"name": "big", "cpu": 64, "ram_mb": 256000, "disk_mb": 1000000}],
@@ -46,6 +46,16 @@ def hrwsi_configuration(scenario: str, sequential: bool = False) -> dict:
         routines = [_routine("a", "RAW", "T1", **chained), _routine("b", "T1", "T2", **chained),
                     _routine("c", "T2", "T3", **chained)]
         conditions = [{"name": "raw", "routine": "a"}, {"name": "t1", "routine": "b"}, {"name": "t2", "routine": "c"}]
+    elif scenario == NRT_BACKLOG:
+        # Back-fill fills the 9 big workers (its jobs never end: the bench backend holds archive jobs)
+        # and 10,000 more wait; near-real-time work has a worker of its own flavour with a free slot.
+        return {"flavour": [{"name": "big", "cpu": 64, "ram_mb": 256000, "disk_mb": 1000000},
+                            {"name": "nrt", "cpu": 4, "ram_mb": 16000, "disk_mb": 100000}],
+                "worker": [{"prefix": "w", "count": 9, "flavour": "big"}, {"name": "nrt01", "flavour": "nrt"}],
+                "routine": [_routine("backfill", "OLD", "DONE", flavour="big"),
+                            _routine("fresh", "NEW", "DONE", flavour="nrt")],
+                "condition": [{"name": "old", "routine": "backfill", "lane": "archive"},
+                              {"name": "new", "routine": "fresh"}]}
     elif scenario == BACKFILL:
         routines = [_routine("series", "RAW", "DONE", sequential_per_tile=sequential)]
         conditions = [{"name": "series", "routine": "series"}]

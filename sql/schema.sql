@@ -54,7 +54,15 @@ CREATE TABLE hrwsi.budget (
         CONSTRAINT budget_cpu_max_is_a_number CHECK (cpu_max <> 'NaN'::numeric),
     ram_max_mb     bigint  CONSTRAINT budget_ram_max_mb_is_positive CHECK (ram_max_mb > 0),
     storage_max_mb bigint  CONSTRAINT budget_storage_max_mb_is_positive CHECK (storage_max_mb > 0),
-    vm_max         integer CONSTRAINT budget_vm_max_is_positive CHECK (vm_max > 0)
+    vm_max         integer CONSTRAINT budget_vm_max_is_positive CHECK (vm_max > 0),
+    -- The planner's mode: makespan (finish soonest, then fewest VMs) or deadline (the fewest workers
+    -- that end everything within plan_horizon; migration 0013).
+    plan_mode      text NOT NULL DEFAULT 'makespan'
+        CONSTRAINT budget_plan_mode_is_makespan_or_deadline CHECK (plan_mode IN ('makespan', 'deadline')),
+    plan_horizon   interval
+        CONSTRAINT budget_plan_horizon_is_between_1_minute_and_30_days
+        CHECK (plan_horizon BETWEEN interval '1 minute' AND interval '30 days'),
+    CONSTRAINT budget_deadline_mode_has_a_horizon CHECK (plan_mode = 'makespan' OR plan_horizon IS NOT NULL)
 );
 INSERT INTO hrwsi.budget (id) VALUES (true);
 
@@ -300,13 +308,14 @@ CREATE TABLE hrwsi.processing_task (
     worker         text CONSTRAINT task_worker_must_exist REFERENCES hrwsi.worker (name),
     planned_start  timestamptz,
     planned_end    timestamptz,
-    depends_on     bigint CONSTRAINT task_dependency_must_exist REFERENCES hrwsi.processing_task (id),
+    depends_on     bigint CONSTRAINT task_dependency_must_exist REFERENCES hrwsi.processing_task (id)
+        ON DELETE SET NULL,   -- a dependency pruned by retention is over
     state          text NOT NULL DEFAULT 'pending' CONSTRAINT task_state_must_exist REFERENCES hrwsi.task_state (name),
     state_reason   text,          -- why it is in this state (e.g. why no plan is possible)
     attempts       integer NOT NULL DEFAULT 0 CONSTRAINT task_attempts_is_not_negative CHECK (attempts >= 0),
     failures       integer NOT NULL DEFAULT 0 CONSTRAINT task_failures_is_not_negative CHECK (failures >= 0),
     not_before     timestamptz,   -- retry backoff: not planned to start before this
-    plan_id        bigint REFERENCES hrwsi.plan (id),
+    plan_id        bigint CONSTRAINT task_plan_must_exist REFERENCES hrwsi.plan (id) ON DELETE SET NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
     lane           text NOT NULL DEFAULT 'nrt' CONSTRAINT task_lane_must_exist REFERENCES hrwsi.lane (name),
@@ -324,16 +333,15 @@ CREATE TABLE hrwsi.processing_task (
     dependency_waived boolean NOT NULL DEFAULT false,
     -- A reprocessing campaign's task (NULL: production's).
     campaign_id    bigint CONSTRAINT task_campaign_must_exist REFERENCES hrwsi.campaign (id),
+    finished_at    timestamptz,   -- when it reached a final state (NULL while open); kept by the trigger below
+    history_pruned_at timestamptz,  -- when retention deleted its history and attempts
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
     CONSTRAINT task_planned_has_a_worker_and_start
         CHECK (state NOT IN ('planned', 'dispatched', 'queued', 'running') OR (worker IS NOT NULL AND planned_start IS NOT NULL))
 );
-CREATE INDEX processing_task_open_state_idx ON hrwsi.processing_task (state)
-    WHERE state NOT IN ('processed', 'terminated', 'cancelled');
 CREATE INDEX processing_task_depends_on_idx ON hrwsi.processing_task (depends_on) WHERE depends_on IS NOT NULL;
-CREATE INDEX processing_task_routine_idx ON hrwsi.processing_task (routine);
 CREATE INDEX processing_task_worker_idx ON hrwsi.processing_task (worker);
 CREATE INDEX processing_task_planned_order_idx ON hrwsi.processing_task
     (priority, deadline_at NULLS LAST, planned_start, id) WHERE state = 'planned';
@@ -344,19 +352,33 @@ CREATE INDEX processing_task_series_idx ON hrwsi.processing_task (routine, serie
 CREATE INDEX processing_task_deadline_idx ON hrwsi.processing_task (deadline_at)
     WHERE deadline_at IS NOT NULL AND state NOT IN ('processed', 'terminated', 'cancelled');
 CREATE INDEX processing_task_campaign_idx ON hrwsi.processing_task (campaign_id) WHERE campaign_id IS NOT NULL;
+-- Retention finds old finished tasks by state and age, and those whose history is still there by age;
+-- a plan is deleted only when no open task holds it.
+CREATE INDEX processing_task_finished_idx ON hrwsi.processing_task (state, finished_at)
+    WHERE finished_at IS NOT NULL;
+CREATE INDEX processing_task_history_to_prune_idx ON hrwsi.processing_task (finished_at)
+    WHERE finished_at IS NOT NULL AND history_pruned_at IS NULL;
+CREATE INDEX processing_task_plan_idx ON hrwsi.processing_task (plan_id) WHERE plan_id IS NOT NULL;
 
 CREATE FUNCTION hrwsi.enforce_task_transition() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    final boolean;
 BEGIN
     IF NEW.state IS DISTINCT FROM OLD.state THEN
-        IF NOT EXISTS (SELECT 1 FROM hrwsi.task_transition
-                       WHERE from_state = OLD.state AND to_state = NEW.state) THEN
+        SELECT s.is_final INTO final
+        FROM hrwsi.task_transition t JOIN hrwsi.task_state s ON s.name = t.to_state
+        WHERE t.from_state = OLD.state AND t.to_state = NEW.state;
+        IF NOT FOUND THEN
             RAISE EXCEPTION 'task %: the transition % -> % is not allowed', OLD.id, OLD.state, NEW.state
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'task_transition_is_allowed',
                       HINT = (SELECT 'from ' || OLD.state || ' a task may go to: '
                                      || coalesce(string_agg(to_state, ', ' ORDER BY to_state), 'nothing (final)')
                               FROM hrwsi.task_transition WHERE from_state = OLD.state);
         END IF;
+        -- Finished now, or open again (an operator's retry): its age for retention starts afresh.
+        NEW.finished_at := CASE WHEN final THEN now() END;
+        NEW.history_pruned_at := NULL;
     END IF;
     NEW.updated_at := now();
     RETURN NEW;
@@ -478,10 +500,17 @@ CREATE TABLE hrwsi.task_event (
 );
 CREATE INDEX task_event_task_idx ON hrwsi.task_event (task_id, id);
 
-CREATE FUNCTION hrwsi.refuse_history_change() RETURNS trigger LANGUAGE plpgsql AS $$
+-- DELETE only inside the retention functions (end of this file), which run as the owner.
+CREATE FUNCTION hrwsi.refuse_history_change() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('hrwsi.pruning_history', true) = 'on'
+       AND current_user = (SELECT tableowner FROM pg_tables WHERE schemaname = 'hrwsi' AND tablename = 'task_event') THEN
+        RETURN NULL;
+    END IF;
     RAISE EXCEPTION 'hrwsi.task_event is append-only: its rows are the status history'
-        USING ERRCODE = 'insufficient_privilege';
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'old history is deleted by the retention policy only (hrwsi prune; README.md, Retention)';
 END $$;
 CREATE TRIGGER task_event_is_append_only BEFORE UPDATE OR DELETE ON hrwsi.task_event
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_history_change();
@@ -557,7 +586,7 @@ CREATE TABLE hrwsi.alert (
     kind       text NOT NULL,
     subject    text NOT NULL,
     body       text NOT NULL,
-    task_id    bigint REFERENCES hrwsi.processing_task (id),
+    task_id    bigint CONSTRAINT alert_task_must_exist REFERENCES hrwsi.processing_task (id) ON DELETE SET NULL,
     routine    text REFERENCES hrwsi.processing_routine (name),
     created_at timestamptz NOT NULL DEFAULT now(),
     sent_at    timestamptz,
@@ -1414,7 +1443,7 @@ JOIN hrwsi.task_program p ON p.task_id = t.id;
 -- =============================================================================================
 CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
                                           p_max_jobs integer, p_data_dir text)
-RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
 -- then planned tasks by planned start, then pending tasks by age. A planned task starts on its
 -- planned worker; a pending task whose dependency is over starts at once where it fits now (the
@@ -1446,7 +1475,8 @@ DECLARE
     b record;
     total_cpu float8 := 0; total_ram float8 := 0; total_disk float8 := 0; busy integer := 0;
     reserved boolean[]; budget_reserved boolean := false;
-    c record; k integer; chosen integer; misses integer; scan_limit integer := 20 * p_max_jobs + 1000;
+    c record; k integer; chosen integer; misses integer; last_k integer;
+    next_attempts integer[] := '{}'; strays bigint[]; scan_limit integer := 20 * p_max_jobs + 1000;
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
     prio smallint; from_planned boolean;
     installation text;
@@ -1500,18 +1530,6 @@ BEGIN
                 -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
                 EXIT WHEN misses >= 200;
                 CONTINUE WHEN NOT c.ready OR c.on_hold;
-                IF EXISTS (SELECT 1 FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1) THEN
-                    -- A stray job row for the attempt this would start: set the task aside, say why.
-                    UPDATE processing_task SET state_reason = format(
-                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
-                        'create; remove that row (or cancel the task) and it is dispatched',
-                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1))
-                    WHERE id = c.id AND state_reason IS DISTINCT FROM format(
-                        'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not '
-                        'create; remove that row (or cancel the task) and it is dispatched',
-                        c.attempts + 1, (SELECT j.id FROM job j WHERE j.task_id = c.id AND j.attempt = c.attempts + 1));
-                    CONTINUE;
-                END IF;
                 IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
                    OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
                    OR (b.disk IS NOT NULL AND total_disk + c.disk > b.disk) THEN
@@ -1520,9 +1538,19 @@ BEGIN
                     CONTINUE;
                 END IF;
                 chosen := NULL;
-                -- Its planned worker first; an urgent or pending task may take any worker, those
-                -- already busy first (fewest VMs), then idle ones while the VM budget allows.
+                -- Its planned worker first; an urgent or pending task may take any worker: the one
+                -- chosen last if it still fits (a burst fills one worker after the other without
+                -- scanning them all), else those already busy first (fewest VMs), then idle ones
+                -- while the VM budget allows.
+                IF last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0)
+                   AND (c.worker IS NULL OR c.worker = names[last_k] OR NOT c.worker = ANY (names))
+                   AND (c.flavour IS NULL OR flavours[last_k] = c.flavour) AND NOT (reserved[last_k] AND prio > 0)
+                   AND use_cpu[last_k] + c.cpu <= cap_cpu[last_k] + 1e-9 AND use_ram[last_k] + c.ram <= cap_ram[last_k]
+                   AND use_disk[last_k] + c.disk <= cap_disk[last_k] THEN
+                    chosen := last_k;
+                END IF;
                 FOR pass IN 1..3 LOOP
+                    EXIT WHEN chosen IS NOT NULL;
                     FOR k IN 1..cardinality(names) LOOP
                         CONTINUE WHEN (pass = 1 AND names[k] IS DISTINCT FROM c.worker)
                                    OR (pass > 1 AND c.state = 'planned' AND prio > 0)
@@ -1553,12 +1581,14 @@ BEGIN
                     CONTINUE;
                 END IF;
                 misses := 0;
+                last_k := chosen;
                 IF use_cpu[chosen] + use_ram[chosen] + use_disk[chosen] = 0 THEN busy := busy + 1; END IF;
                 use_cpu[chosen] := use_cpu[chosen] + c.cpu;
                 use_ram[chosen] := use_ram[chosen] + c.ram;
                 use_disk[chosen] := use_disk[chosen] + c.disk;
                 total_cpu := total_cpu + c.cpu; total_ram := total_ram + c.ram; total_disk := total_disk + c.disk;
                 ids := ids || c.id;
+                next_attempts := next_attempts || (c.attempts + 1);
                 chosen_workers := chosen_workers || names[chosen];
                 was_pending := was_pending || (c.state = 'pending');
             END LOOP;
@@ -1566,7 +1596,23 @@ BEGIN
         END LOOP;
     END LOOP;
 
-    IF cardinality(ids) = 0 THEN
+    -- A task whose next attempt already has a job row (a stray row someone inserted by hand) is set
+    -- aside with the reason, and the others are dispatched (one probe for the whole claim).
+    SELECT array_agg(x.id) INTO strays
+    FROM unnest(ids, next_attempts) AS x(id, attempt)
+    WHERE EXISTS (SELECT 1 FROM job j WHERE j.task_id = x.id AND j.attempt = x.attempt);
+    IF strays IS NOT NULL THEN
+        UPDATE processing_task t SET state_reason = format(
+            'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not create; '
+            'remove that row (or cancel the task) and it is dispatched', t.attempts + 1,
+            (SELECT j.id FROM job j WHERE j.task_id = t.id AND j.attempt = t.attempts + 1))
+        WHERE t.id = ANY (strays);
+        SELECT array_agg(x.id ORDER BY x.n), array_agg(x.worker ORDER BY x.n), array_agg(x.pending ORDER BY x.n)
+        INTO ids, chosen_workers, was_pending
+        FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n)
+        WHERE NOT x.id = ANY (strays);
+    END IF;
+    IF coalesce(cardinality(ids), 0) = 0 THEN
         RETURN;
     END IF;
     SELECT installation_id::text INTO installation FROM hrwsi.installation;
@@ -1609,7 +1655,7 @@ CREATE FUNCTION hrwsi.record_outcomes(
     p_product_jobs bigint[], p_product_paths text[], p_product_sizes bigint[])
 RETURNS TABLE (job_id bigint, job_state text, task_id bigint, task_state text, failures integer,
                max_attempts integer, lost_count integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 -- Only the owner of a job, holding a fresh lease, records its outcome. A product path that is
 -- already registered (or listed twice) fails its job with the reason instead of being dropped.
@@ -1659,11 +1705,13 @@ BEGIN
         JOIN processing_task t ON t.id = f.task_id JOIN processing_routine r ON r.name = t.routine
         WHERE f.state = 'processed'
         RETURNING product.task_id
+    ), product_counts AS (
+        SELECT p.task_id, count(*) AS n FROM products p GROUP BY p.task_id
     ), processed AS (
+        -- (Counts per task from one grouping: a count per updated row would rescan every product.)
         UPDATE processing_task t
-        SET state = 'processed',
-            state_reason = format('%s product(s)', (SELECT count(*) FROM products p WHERE p.task_id = t.id))
-        FROM finished f
+        SET state = 'processed', state_reason = format('%s product(s)', coalesce(pc.n, 0))
+        FROM finished f LEFT JOIN product_counts pc ON pc.task_id = f.task_id
         WHERE f.state = 'processed' AND t.id = f.task_id AND t.attempts = f.attempt
           AND t.state IN ('dispatched', 'queued', 'running')
         RETURNING t.id, t.state, t.failures, t.lost_count
@@ -1969,3 +2017,238 @@ GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, text[], text[], text, boolean, text),
     hrwsi.cancel_campaign(bigint), hrwsi.raise_deadline_alerts()
     TO hrwsi_service;
+-- =============================================================================================
+-- Retention (README.md, Retention; hrwsi.retention): the policy, and the maintenance functions,
+-- owned by the schema owner, that alone delete history, applying the policy.
+-- =============================================================================================
+-- (Products listed by a group input are found by multi_input_member_path_idx, migration 0009.)
+CREATE INDEX landing_file_done_idx ON hrwsi.landing_file (updated_at)
+    WHERE state IN ('previously_received', 'failed');
+
+-- ---------------------------------------------------------------------------------------------
+-- The policy: one row. An interval that is NULL keeps that kind of row forever.
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE hrwsi.retention_policy (
+    id             boolean PRIMARY KEY DEFAULT true CONSTRAINT retention_policy_has_a_single_row CHECK (id),
+    enabled        boolean NOT NULL DEFAULT true,   -- false: the orchestrator does not prune (hrwsi prune does)
+    task_history   interval DEFAULT interval '7 days'
+        CONSTRAINT retention_task_history_is_positive CHECK (task_history > interval '0'),
+    finished_tasks interval DEFAULT interval '30 days'
+        CONSTRAINT retention_finished_tasks_is_positive CHECK (finished_tasks > interval '0'),
+    products       interval
+        CONSTRAINT retention_products_is_positive CHECK (products > interval '0'),
+    plans          interval DEFAULT interval '7 days'
+        CONSTRAINT retention_plans_is_positive CHECK (plans > interval '0'),
+    alerts         interval DEFAULT interval '30 days'
+        CONSTRAINT retention_alerts_is_positive CHECK (alerts > interval '0'),
+    landing_files  interval DEFAULT interval '30 days'
+        CONSTRAINT retention_landing_files_is_positive CHECK (landing_files > interval '0'),
+    dead_services  interval NOT NULL DEFAULT interval '1 hour'
+        CONSTRAINT retention_dead_services_is_positive CHECK (dead_services > interval '0'),
+    batch_size     integer NOT NULL DEFAULT 500
+        CONSTRAINT retention_batch_size_between_1_and_10000 CHECK (batch_size BETWEEN 1 AND 10000),
+    run_every      interval NOT NULL DEFAULT interval '10 minutes'
+        CONSTRAINT retention_run_every_is_at_least_10_seconds CHECK (run_every >= interval '10 seconds'),
+    last_run_at    timestamptz,   -- claimed by the orchestrator replica that prunes
+    last_report    jsonb          -- what the last run deleted
+);
+INSERT INTO hrwsi.retention_policy (id) VALUES (true);
+
+CREATE FUNCTION hrwsi.delete_history_and_attempts(ids bigint[]) RETURNS TABLE (kind text, path text, root text)
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+-- The one place that deletes history: the given tasks' events and jobs; returned are the attempts'
+-- log files and the output directories of attempts that did not succeed. Callable by its owner only
+-- (the two maintenance functions below, which run as the owner and choose the tasks by the policy).
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('hrwsi.pruning_history', 'on', true);
+    DELETE FROM hrwsi.task_event WHERE task_id = ANY (ids);
+    PERFORM set_config('hrwsi.pruning_history', 'off', true);
+    RETURN QUERY
+        WITH gone AS (DELETE FROM hrwsi.job WHERE task_id = ANY (ids) RETURNING log_path, output_dir, state)
+        SELECT 'log', log_path, NULL::text FROM gone WHERE log_path IS NOT NULL
+        UNION ALL SELECT 'output_dir', output_dir, NULL FROM gone WHERE state <> 'processed' AND output_dir IS NOT NULL;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_task_history(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch: the history and attempts (jobs) of tasks finished longer ago than task_history. The
+-- task row stays (with its products); returned: the attempts' log files, and the output directories
+-- of attempts that did not succeed, for the caller to delete.
+#variable_conflict use_column
+DECLARE
+    keep interval := (SELECT task_history FROM hrwsi.retention_policy);
+    ids bigint[];
+BEGIN
+    IF keep IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(id) INTO ids FROM (
+        SELECT id FROM hrwsi.processing_task
+        WHERE finished_at < now() - keep AND history_pruned_at IS NULL
+        ORDER BY finished_at LIMIT batch FOR UPDATE SKIP LOCKED) s;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE hrwsi.processing_task SET history_pruned_at = now() WHERE id = ANY (ids);
+    RETURN QUERY SELECT * FROM hrwsi.delete_history_and_attempts(ids);
+    RETURN QUERY SELECT 'task', NULL::text, NULL::text FROM unnest(ids);
+END $$;
+
+CREATE FUNCTION hrwsi.prune_finished_tasks(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch: tasks finished longer ago than finished_tasks that have no product (terminated and
+-- cancelled ones; processed ones too when products are pruned, once their products are gone), with
+-- their history, attempts and input, and the landing-file rows of those inputs. Not deleted: a task
+-- an open task depends on. Returned: files for the caller to delete ('log', 'output_dir', and
+-- 'work_file' with the landing source's work directory as root: it is deleted only inside it).
+#variable_conflict use_column
+DECLARE
+    keep interval := (SELECT finished_tasks FROM hrwsi.retention_policy);
+    processed_too boolean := (SELECT products IS NOT NULL FROM hrwsi.retention_policy);
+    ids bigint[];
+    more bigint[];
+    inputs bigint[];
+    paths text[];
+BEGIN
+    IF keep IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(id) INTO ids FROM (
+        SELECT t.id FROM hrwsi.processing_task t
+        WHERE t.state IN ('terminated', 'cancelled') AND t.finished_at < now() - keep
+          AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task d WHERE d.depends_on = t.id AND d.finished_at IS NULL)
+        ORDER BY t.finished_at LIMIT batch FOR UPDATE OF t SKIP LOCKED) s;
+    IF processed_too THEN
+        SELECT array_agg(id) INTO more FROM (
+            SELECT t.id FROM hrwsi.processing_task t
+            WHERE t.state = 'processed' AND t.finished_at < now() - keep
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = t.id)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task d WHERE d.depends_on = t.id AND d.finished_at IS NULL)
+            ORDER BY t.finished_at LIMIT batch FOR UPDATE OF t SKIP LOCKED) s;
+        ids := coalesce(ids, '{}') || coalesce(more, '{}');
+    END IF;
+    IF coalesce(cardinality(ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM hrwsi.delete_history_and_attempts(ids);
+    WITH gone AS (DELETE FROM hrwsi.processing_task WHERE id = ANY (ids) RETURNING input_id)
+    SELECT array_agg(input_id) INTO inputs FROM gone;
+    WITH gone AS (DELETE FROM hrwsi.input WHERE id = ANY (inputs) RETURNING input_path)
+    SELECT array_agg(DISTINCT input_path) INTO paths FROM gone;
+    RETURN QUERY SELECT 'task', NULL::text, NULL::text FROM unnest(ids);
+    -- The landing files those inputs were prepared from, unless another input still reads the file.
+    RETURN QUERY
+        WITH gone AS (
+            DELETE FROM hrwsi.landing_file f USING hrwsi.harvest_source s
+            WHERE s.name = f.source AND f.state = 'prepared' AND f.prepared_path = ANY (paths)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.input_path = f.prepared_path)
+            RETURNING f.prepared_path, s.config ->> 'work_directory' AS work_directory)
+        SELECT 'work_file', prepared_path, work_directory FROM gone;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_products(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of product rows older than products that no input was made from (chaining) and no
+-- group input lists: a kept product's ancestors always have a child, so they stay. Only chained
+-- products (the harvester has seen them). Their files are not touched: they are the archive's.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT p.id FROM hrwsi.product p
+            WHERE p.created_at < now() - (SELECT products FROM hrwsi.retention_policy)
+              AND p.chained_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)
+            ORDER BY p.id LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED),
+        gone AS (DELETE FROM hrwsi.product p USING doomed WHERE p.id = doomed.id RETURNING p.id)
+        SELECT 'product', NULL::text, NULL::text FROM gone;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_plans(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of stored plans older than plans that no open task holds (finished tasks keep their
+-- planned times; their plan_id becomes NULL).
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT p.id FROM hrwsi.plan p
+            WHERE p.created_at < now() - (SELECT plans FROM hrwsi.retention_policy)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task t WHERE t.plan_id = p.id AND t.finished_at IS NULL)
+            ORDER BY p.id LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED),
+        gone AS (DELETE FROM hrwsi.plan p USING doomed WHERE p.id = doomed.id RETURNING p.id)
+        SELECT 'plan', NULL::text, NULL::text FROM gone;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_alerts(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of alerts, sent or not, older than alerts.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT a.id FROM hrwsi.alert a
+            WHERE a.created_at < now() - (SELECT alerts FROM hrwsi.retention_policy)
+            ORDER BY a.id LIMIT batch
+            FOR UPDATE OF a SKIP LOCKED),
+        gone AS (DELETE FROM hrwsi.alert a USING doomed WHERE a.id = doomed.id RETURNING a.id)
+        SELECT 'alert', NULL::text, NULL::text FROM gone;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_landing_files(batch integer) RETURNS TABLE (kind text, path text, root text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of landing-file rows older than landing_files of re-deliveries (their file was moved
+-- aside into the work directory: returned as a 'work_file' to delete) and failures. A prepared
+-- file goes with its input (prune_finished_tasks).
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT f.id FROM hrwsi.landing_file f
+            WHERE f.state IN ('previously_received', 'failed')
+              AND f.updated_at < now() - (SELECT landing_files FROM hrwsi.retention_policy)
+            ORDER BY f.updated_at LIMIT batch
+            FOR UPDATE OF f SKIP LOCKED),
+        gone AS (
+            DELETE FROM hrwsi.landing_file f USING doomed, hrwsi.harvest_source s
+            WHERE f.id = doomed.id AND s.name = f.source
+            RETURNING f.state, f.prepared_path, s.config ->> 'work_directory' AS work_directory)
+        SELECT 'landing_file', NULL::text, NULL::text FROM gone
+        UNION ALL
+        SELECT 'work_file', prepared_path, work_directory FROM gone
+        WHERE state = 'previously_received' AND prepared_path IS NOT NULL;
+END $$;
+
+CREATE FUNCTION hrwsi.prune_dead_services() RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- Instances whose heartbeat stopped longer ago than dead_services (a live one beats every few
+-- seconds): their processes are gone, and so are their leases.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH gone AS (
+            DELETE FROM hrwsi.service_instance
+            WHERE heartbeat_at < now() - (SELECT dead_services FROM hrwsi.retention_policy)
+            RETURNING id)
+        SELECT 'service', id, NULL::text FROM gone;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Privileges: services apply the policy (they may not change it); everyone may read it.
+-- ---------------------------------------------------------------------------------------------
+REVOKE ALL ON hrwsi.retention_policy FROM PUBLIC;
+GRANT SELECT ON hrwsi.retention_policy TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT UPDATE (last_run_at, last_report) ON hrwsi.retention_policy TO hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer),
+    hrwsi.prune_products(integer), hrwsi.prune_plans(integer), hrwsi.prune_alerts(integer),
+    hrwsi.prune_landing_files(integer), hrwsi.prune_dead_services(), hrwsi.delete_history_and_attempts(bigint[])
+    FROM PUBLIC;
+-- The services delete no work themselves (migration 0007): these functions, run as the owner, are
+-- their only way, and they delete only what the policy allows.
+GRANT EXECUTE ON FUNCTION hrwsi.prune_task_history(integer), hrwsi.prune_finished_tasks(integer),
+    hrwsi.prune_products(integer), hrwsi.prune_plans(integer), hrwsi.prune_alerts(integer),
+    hrwsi.prune_landing_files(integer), hrwsi.prune_dead_services() TO hrwsi_service;

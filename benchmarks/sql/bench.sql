@@ -83,6 +83,15 @@ SELECT $3::text, $4::text || g,
        timestamptz '2024-01-01 00:00Z' + (g / $2::int) * interval '1 hour' + interval '2 hours'
 FROM generate_series(0, $1::int - 1) g;
 
+-- name: hrwsi_archive_still_pending
+-- Back-fill tasks not yet queued (neither holding a worker nor planned).
+SELECT count(*) FROM hrwsi.processing_task WHERE lane = 'archive' AND state = 'pending';
+
+-- name: hrwsi_archive_queue
+SELECT count(*) FILTER (WHERE state IN ('dispatched', 'queued', 'running')) AS running,
+       count(*) FILTER (WHERE state = 'planned') AS waiting
+FROM hrwsi.processing_task WHERE lane = 'archive';
+
 -- name: hrwsi_open_work
 -- Work not finished yet: tasks not final (a task is created with its input).
 SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN ('processed', 'terminated', 'cancelled');

@@ -11,7 +11,8 @@ ON CONFLICT (name) DO UPDATE SET flavour = EXCLUDED.flavour, active = EXCLUDED.a
 
 -- name: update_budget
 UPDATE hrwsi.budget SET cpu_max = %(cpu_max)s, ram_max_mb = %(ram_max_mb)s,
-    storage_max_mb = %(storage_max_mb)s, vm_max = %(vm_max)s;
+    storage_max_mb = %(storage_max_mb)s, vm_max = %(vm_max)s, plan_mode = %(plan_mode)s,
+    plan_horizon = %(plan_horizon_hours)s::float8 * interval '1 hour';
 
 -- name: upsert_routine
 INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, timeout, image, command,
@@ -28,7 +29,6 @@ ON CONFLICT (name) DO UPDATE SET cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, s
     hold_after_failures = EXCLUDED.hold_after_failures;
 
 -- name: upsert_condition
--- A changed lane or deadline applies to the tasks created from now on (a task keeps its own).
 INSERT INTO hrwsi.processing_condition (name, routine, publication_window, measurement_window, tiles, active, lane,
     deadline, deadline_from)
 VALUES (%(name)s, %(routine)s,
@@ -36,10 +36,7 @@ VALUES (%(name)s, %(routine)s,
          ELSE make_interval(days => 0, secs => %(publication_window_days)s::float8 * 86400) END,
     CASE WHEN %(measurement_window_days)s::float8 IS NULL THEN NULL
          ELSE make_interval(days => 0, secs => %(measurement_window_days)s::float8 * 86400) END,
-    %(tiles)s, %(active)s, %(lane)s,
-    CASE WHEN %(deadline_hours)s::float8 IS NULL THEN NULL
-         ELSE make_interval(secs => %(deadline_hours)s::float8 * 3600) END,
-    %(deadline_from)s)
+    %(tiles)s, %(active)s, %(lane)s, %(deadline_hours)s::float8 * interval '1 hour', %(deadline_from)s)
 ON CONFLICT (name) DO UPDATE SET routine = EXCLUDED.routine, publication_window = EXCLUDED.publication_window,
     measurement_window = EXCLUDED.measurement_window, tiles = EXCLUDED.tiles, active = EXCLUDED.active,
     lane = EXCLUDED.lane, deadline = EXCLUDED.deadline, deadline_from = EXCLUDED.deadline_from;
@@ -59,3 +56,68 @@ WITH gone AS (
 INSERT INTO hrwsi.multi_input_requirement (processing_condition, product_type, min_count)
 SELECT %(condition)s, t, n FROM unnest(%(product_types)s::text[], %(min_counts)s::int[]) AS r(t, n)
 ON CONFLICT (processing_condition, product_type) DO UPDATE SET min_count = EXCLUDED.min_count;
+
+-- name: update_retention_policy
+-- Days as intervals; NULL (the file's "forever") keeps everything of that kind.
+UPDATE hrwsi.retention_policy SET enabled = %(enabled)s,
+    task_history = %(task_history_days)s::float8 * interval '1 day',
+    finished_tasks = %(finished_task_days)s::float8 * interval '1 day',
+    products = %(product_days)s::float8 * interval '1 day',
+    plans = %(plan_days)s::float8 * interval '1 day',
+    alerts = %(alert_days)s::float8 * interval '1 day',
+    landing_files = %(landing_file_days)s::float8 * interval '1 day',
+    dead_services = %(dead_service_hours)s::float8 * interval '1 hour',
+    batch_size = %(batch_size)s,
+    run_every = %(interval_s)s::float8 * interval '1 second';
+
+-- name: config_flavour_names
+SELECT name FROM hrwsi.flavour;
+
+-- name: config_routine_names
+SELECT name FROM hrwsi.processing_routine;
+
+-- name: config_budget
+SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max, plan_mode,
+       extract(epoch FROM plan_horizon)::float8 / 3600 AS plan_horizon_hours
+FROM hrwsi.budget;
+
+-- name: config_flavours
+SELECT name, cpu::float8 AS cpu, ram_mb, disk_mb FROM hrwsi.flavour ORDER BY name;
+
+-- name: config_workers
+SELECT name, flavour, active FROM hrwsi.worker ORDER BY name;
+
+-- name: config_routines
+SELECT name, cpu::float8 AS cpu, ram_mb, storage_mb,
+       extract(epoch FROM expected_duration)::float8 AS expected_duration_s,
+       extract(epoch FROM timeout)::float8 AS timeout_s, command, image, input_product_type, output_product_type,
+       max_attempts, hold_after_failures, flavour, sequential_per_tile, env
+FROM hrwsi.processing_routine ORDER BY name;
+
+-- name: config_conditions
+SELECT name, routine, extract(epoch FROM publication_window)::float8 / 86400 AS publication_window_days,
+       extract(epoch FROM measurement_window)::float8 / 86400 AS measurement_window_days, tiles, active, lane,
+       extract(epoch FROM deadline)::float8 / 3600 AS deadline_hours, deadline_from
+FROM hrwsi.processing_condition ORDER BY name;
+
+-- name: config_multi_input_rules
+SELECT processing_condition AS condition, window_days, every_day_of_window, wait_for_open_tasks
+FROM hrwsi.multi_input_rule ORDER BY processing_condition;
+
+-- name: config_multi_input_requirements
+SELECT processing_condition AS condition, product_type, min_count
+FROM hrwsi.multi_input_requirement ORDER BY processing_condition, product_type;
+
+-- name: config_retention
+SELECT enabled, extract(epoch FROM task_history)::float8 / 86400 AS task_history_days,
+       extract(epoch FROM finished_tasks)::float8 / 86400 AS finished_task_days,
+       extract(epoch FROM products)::float8 / 86400 AS product_days,
+       extract(epoch FROM plans)::float8 / 86400 AS plan_days,
+       extract(epoch FROM alerts)::float8 / 86400 AS alert_days,
+       extract(epoch FROM landing_files)::float8 / 86400 AS landing_file_days,
+       extract(epoch FROM dead_services)::float8 / 3600 AS dead_service_hours,
+       batch_size, extract(epoch FROM run_every)::float8 AS interval_s
+FROM hrwsi.retention_policy;
+
+-- name: config_lane_names
+SELECT name FROM hrwsi.lane;

@@ -10,7 +10,9 @@ FROM hrwsi.worker w JOIN hrwsi.flavour f ON f.name = w.flavour
 WHERE w.active ORDER BY w.name;
 
 -- name: planning_budget
-SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max FROM hrwsi.budget;
+SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max, plan_mode,
+       extract(epoch FROM plan_horizon)::float8 AS plan_horizon_s
+FROM hrwsi.budget;
 
 -- name: plan_generation
 -- Read in the planning snapshot; hrwsi.store_plan stores the plan only if it did not move.
@@ -46,14 +48,17 @@ SELECT hrwsi.promote_aged_tasks();
 SELECT at_risk, missed FROM hrwsi.raise_deadline_alerts();
 
 -- name: tasks_holding_capacity
--- Planned, dispatched and running tasks: they keep their worker and time in a new plan.
+-- Dispatched and running tasks, and planned tasks at least as urgent as $2 (the priority being
+-- planned): they keep their worker and time in a new plan. Less urgent planned tasks do not hold
+-- capacity against more urgent work: it takes their queue position (ADR 0009).
 SELECT t.id, t.worker, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        greatest(0, extract(epoch FROM coalesce(j.started_at, t.planned_start) - $1::timestamptz))::float8 AS start_s,
        extract(epoch FROM coalesce(j.started_at, t.planned_start) + r.expected_duration - $1::timestamptz)::float8 AS end_s
 FROM hrwsi.processing_task t
 JOIN hrwsi.processing_routine r ON r.name = t.routine
 LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.attempt = t.attempts AND t.state IN ('queued', 'running')
-WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS NOT NULL;
+WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS NOT NULL
+  AND (t.state <> 'planned' OR t.priority <= $2);
 
 -- name: release_tasks_of_inactive_workers
 -- Planned tasks whose worker was deactivated (its Nomad node went down, `hrwsi workers sync`, an

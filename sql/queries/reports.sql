@@ -29,8 +29,8 @@ LIMIT %(limit)s;
 
 -- name: report_task
 SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.planned_end, t.depends_on,
-       t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id,
-       i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at
+       t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.finished_at,
+       t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.id = %(task_id)s;
 
@@ -78,3 +78,165 @@ ORDER BY t.id;
 
 -- name: report_largest_plan
 SELECT id FROM hrwsi.plan ORDER BY task_count DESC, id DESC LIMIT 1;
+
+-- name: report_held_routines
+-- Routines on hold (by an operator or by the failure policy), with how many of their tasks wait.
+SELECT r.name AS routine, r.hold_reason AS reason, r.consecutive_failures, r.hold_after_failures,
+       (SELECT count(*) FROM hrwsi.processing_task t WHERE t.routine = r.name AND t.state = 'on_hold') AS held_tasks,
+       (SELECT max(a.created_at) FROM hrwsi.alert a WHERE a.routine = r.name AND a.kind = 'routine_on_hold') AS held_at
+FROM hrwsi.processing_routine r
+WHERE r.on_hold
+ORDER BY r.name;
+
+-- name: report_held_tasks
+-- Tasks held one by one (not through their routine).
+SELECT t.id, t.routine, t.state_reason AS reason
+FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+WHERE t.state = 'on_hold' AND NOT r.on_hold
+ORDER BY t.id LIMIT %(limit)s;
+
+-- name: report_services
+SELECT id, kind, host, pid, started_at, heartbeat_at,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
+FROM hrwsi.service_instance ORDER BY kind, heartbeat_at DESC;
+
+-- name: report_alert_counts
+-- The alert outbox in three numbers; a failed alert is one that gave up (max_attempts reached).
+SELECT count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent,
+       count(*) FILTER (WHERE sent_at IS NULL AND attempts < %(max_attempts)s) AS unsent,
+       count(*) FILTER (WHERE sent_at IS NULL AND attempts >= %(max_attempts)s) AS failed
+FROM hrwsi.alert;
+
+-- name: report_alerts
+-- The alert outbox, newest first; %(status)s: NULL for all, or sent, unsent, failed.
+SELECT a.id, a.kind, a.subject, a.body, a.task_id, a.routine, a.created_at, a.sent_at, a.attempts, a.last_error,
+       CASE WHEN a.sent_at IS NOT NULL THEN 'sent'
+            WHEN a.attempts >= %(max_attempts)s THEN 'failed'
+            ELSE 'unsent' END AS status
+FROM hrwsi.alert a
+WHERE %(status)s::text IS NULL
+   OR (%(status)s = 'sent' AND a.sent_at IS NOT NULL)
+   OR (%(status)s = 'unsent' AND a.sent_at IS NULL AND a.attempts < %(max_attempts)s)
+   OR (%(status)s = 'failed' AND a.sent_at IS NULL AND a.attempts >= %(max_attempts)s)
+ORDER BY a.id DESC
+LIMIT %(limit)s;
+
+-- name: report_task_exists
+SELECT state, history_pruned_at FROM hrwsi.processing_task WHERE id = %(task_id)s;
+
+-- name: report_task_log
+-- One attempt of a task (the latest when %(attempt)s is NULL): where its log is and whether it ended.
+SELECT j.attempt, j.backend, j.backend_job_id, j.state, j.owner, j.log_path, j.submitted_at, j.finished_at,
+       s.is_final
+FROM hrwsi.job j JOIN hrwsi.job_state s ON s.name = j.state
+WHERE j.task_id = %(task_id)s AND (%(attempt)s::int IS NULL OR j.attempt = %(attempt)s)
+ORDER BY j.attempt DESC
+LIMIT 1;
+
+-- name: report_job_is_final
+SELECT s.is_final FROM hrwsi.job j JOIN hrwsi.job_state s ON s.name = j.state
+WHERE j.task_id = %(task_id)s AND j.attempt = %(attempt)s;
+
+-- name: report_find_lineage_start
+-- The task a lineage starts from: a product or an input with this exact path (indexed).
+SELECT t.id AS task_id, p.id AS product_id
+FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
+WHERE p.path = %(target)s
+UNION ALL
+SELECT t.id, NULL
+FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+WHERE i.input_path = %(target)s
+LIMIT 1;
+
+-- name: report_find_lineage_start_by_name
+-- The same by file name (a scan): the end of the path is compared, so no LIKE pattern is built
+-- from user text.
+SELECT t.id AS task_id, p.id AS product_id
+FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
+WHERE right(p.path, length(%(target)s) + 1) = '/' || %(target)s
+UNION ALL
+SELECT t.id, NULL
+FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+WHERE right(i.input_path, length(%(target)s) + 1) = '/' || %(target)s
+LIMIT 1;
+
+-- name: report_lineage
+-- Tasks up the chain (the tasks whose products a task's input was made from: chaining through
+-- input.product_id, multi-input groups through their members) and down it (the tasks of the inputs
+-- made from a task's products), with each task's input and products. depth < 0 is upstream.
+WITH RECURSIVE up (task_id, depth) AS (
+    SELECT %(task_id)s::bigint, 0
+    UNION
+    SELECT parent.task_id, up.depth - 1
+    FROM up
+    JOIN hrwsi.processing_task t ON t.id = up.task_id
+    JOIN hrwsi.input i ON i.id = t.input_id
+    JOIN LATERAL (
+        SELECT p.task_id FROM hrwsi.product p WHERE p.id = i.product_id
+        UNION
+        SELECT p.task_id FROM hrwsi.multi_input_member m JOIN hrwsi.product p ON p.path = m.member_path
+        WHERE m.input_id = i.id
+    ) parent ON parent.task_id IS NOT NULL
+    WHERE up.depth > -100
+), down (task_id, depth) AS (
+    SELECT %(task_id)s::bigint, 0
+    UNION
+    SELECT child.id, down.depth + 1
+    FROM down
+    JOIN hrwsi.product p ON p.task_id = down.task_id
+    JOIN LATERAL (
+        SELECT ct.id FROM hrwsi.input ci JOIN hrwsi.processing_task ct ON ct.input_id = ci.id
+        WHERE ci.product_id = p.id
+        UNION
+        SELECT ct.id FROM hrwsi.multi_input_member m JOIN hrwsi.processing_task ct ON ct.input_id = m.input_id
+        WHERE m.member_path = p.path
+    ) child ON true
+    WHERE down.depth < 100
+), chain AS (
+    SELECT task_id, min(depth) AS depth FROM up GROUP BY task_id
+    UNION ALL
+    SELECT task_id, min(depth) FROM down WHERE depth > 0 GROUP BY task_id
+)
+SELECT c.depth, t.id AS task_id, t.routine, t.state, t.finished_at, i.id AS input_id, i.processing_condition,
+       i.input_path, i.source AS input_source,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('id', p.id, 'path', p.path, 'product_type', p.product_type,
+                                                     'size_bytes', p.size_bytes) ORDER BY p.id)
+                 FROM hrwsi.product p WHERE p.task_id = t.id), '[]'::jsonb) AS products
+FROM chain c
+JOIN hrwsi.processing_task t ON t.id = c.task_id
+JOIN hrwsi.input i ON i.id = t.input_id
+ORDER BY c.depth, t.id;
+
+-- name: report_schedule
+-- The current schedule: every task that holds a worker (planned, dispatched, queued, running), with
+-- its planned times, its attempt's start, and when it is expected to end.
+SELECT t.id AS task_id, t.routine, t.state, t.worker, t.planned_start, t.planned_end, t.depends_on, t.attempts,
+       t.plan_id, j.started_at, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+       extract(epoch FROM r.expected_duration)::float8 AS duration_s,
+       coalesce(j.started_at + r.expected_duration, t.planned_end) AS expected_end
+FROM hrwsi.processing_task t
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.attempt = t.attempts AND t.state IN ('dispatched', 'queued', 'running')
+WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS NOT NULL
+ORDER BY t.worker, coalesce(j.started_at, t.planned_start), t.id;
+
+-- name: report_planning_resources
+-- Flavours, workers and budgets as the planner sees them, for drawing a schedule.
+SELECT w.name AS worker, f.name AS flavour, f.cpu::float8 AS cpu, f.ram_mb, f.disk_mb, w.active
+FROM hrwsi.worker w JOIN hrwsi.flavour f ON f.name = w.flavour
+ORDER BY w.name;
+
+-- name: report_budget
+SELECT cpu_max::float8 AS cpu_max, ram_max_mb, storage_max_mb, vm_max FROM hrwsi.budget;
+
+-- name: report_now
+SELECT now();
+
+-- name: demo_retried_tasks
+SELECT task_id, count(*) FROM hrwsi.job GROUP BY task_id HAVING count(*) > 1 ORDER BY task_id LIMIT 3;
+
+-- name: demo_plan_figures
+SELECT count(*), max(makespan_s), max(lower_bound_s), max(vms) FROM hrwsi.plan;
+
+-- name: demo_a_quicklook
+SELECT path FROM hrwsi.product WHERE product_type = 'QUICKLOOK' ORDER BY id LIMIT 1;

@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hrwsi.sql_files import query
+from hrwsi.terminal import visible
 
 STATE_COLUMNS = ("waiting", "running", "processed", "terminated", "cancelled")
 
@@ -147,17 +148,17 @@ def print_campaigns(console: Console, campaigns: list[Campaign]) -> None:
         h, totals = campaign.header, campaign.totals
         what = h["campaign_routine"] + (f" (condition {h['condition']})" if h["condition"] else "")
         tiles = ", ".join(h["tiles"]) if h["tiles"] else "every tile"
-        console.print(f"[bold]campaign {h['campaign_id']}[/bold]" + (f" {escape(h['name'])}" if h["name"] else "")
+        console.print(f"[bold]campaign {h['campaign_id']}[/bold]" + (f" {escape(visible(h['name']))}" if h["name"] else "")
                       + f": {campaign.status}", highlight=False)
-        console.print(escape(f"  {what}, sensed {_time(h['measured_from'])} to {_time(h['measured_to'])}, {tiles}; "
+        console.print(escape(visible(f"  {what}, sensed {_time(h['measured_from'])} to {_time(h['measured_to'])}, {tiles}; "
                              f"version {h['version'] or 'the routine’s own'}; lane {h['lane']}; "
                              f"{'chains downstream' if h['chain'] else 'does not chain'}; "
                              f"created {_time(h['created_at'])} by {h['created_by']}; "
-                             f"started {_time(totals['started_at'])}, finished {_time(totals['finished_at'])}"),
+                             f"started {_time(totals['started_at'])}, finished {_time(totals['finished_at'])}")),
                       highlight=False, soft_wrap=True)
         table = Table()
         for column in ("routine", "tasks", *STATE_COLUMNS, "products"):
             table.add_column(column, justify="left" if column == "routine" else "right")
         for row in [*campaign.routines, {"routine": "all", **totals}]:
-            table.add_row(escape(row["routine"]), *(str(row[c]) for c in ("tasks", *STATE_COLUMNS, "products")))
+            table.add_row(escape(visible(row["routine"])), *(str(row[c]) for c in ("tasks", *STATE_COLUMNS, "products")))
         console.print(table)

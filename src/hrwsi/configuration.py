@@ -1,6 +1,17 @@
-"""Configuration as data: a TOML file of flavours, workers, budget, routines (with
-`hold_after_failures`) and conditions (with `lane`, `deadline_hours`, `deadline_from` and a
-`multi_input` rule), loaded into the reference tables in one transaction (`hrwsi config load FILE`).
+"""Configuration as data: a TOML file of budget, flavours, workers, routines, conditions and the
+retention policy, checked against a schema, then loaded into the reference tables in one
+transaction (`hrwsi config load FILE`).
+
+The schema is the pydantic models below, and it is the ONE place where every key is declared and
+documented: its type, its range, its default and its meaning (`hrwsi config keys` prints them;
+README.md's table is generated from them and a test keeps it so). Adding a key is one line in its
+model (plus its column in a migration and in the upsert of sql/queries/configuration.sql).
+
+Nothing is written unless the whole file is right: unknown keys (with a suggestion), wrong types,
+NaN and infinities, zero or negative resources, durations out of range, duplicates and references
+to flavours or routines that neither the file nor the database defines are each reported as one
+line with its key path (`routine[2].max_attempt: unknown key (did you mean max_attempts?)`;
+entries are counted from 0).
 
 In a routine's command, `{python}` stands for the interpreter running hrwsi, so routines shipped
 as Python modules run in the same environment wherever hrwsi is installed.
@@ -8,26 +19,411 @@ as Python modules run in the same environment wherever hrwsi is installed.
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
+import re
 import sys
 import tomllib
+import types
+import typing
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import psycopg
+from psycopg.rows import dict_row
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from hrwsi.sql_files import query
 
+# -- value types -------------------------------------------------------------------------------------
+MAX_INT4 = 2_147_483_647
+MAX_DURATION_S = 30 * 86_400  # a routine's expected duration and timeout: at most 30 days
+MAX_WINDOW_DAYS = 36_525      # a condition's windows: at most 100 years (archives go back to 1972)
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+Cpu = Annotated[float, Field(gt=0, le=4096)]
+Megabytes = Annotated[int, Field(gt=0, le=MAX_INT4)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
+Days = Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS)]
+Tile = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}[A-Z]{3}$")]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+def _forever(value: Any) -> Any:
+    """`"forever"` in a retention key means: never delete (stored as NULL)."""
+    return None if value == "forever" else value
+
+
+RetentionDays = Annotated[Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS)] | None, BeforeValidator(_forever)]
+
+
+class _Entry(BaseModel):
+    # strict: TOML is typed, so "4" is not a number and true is not 1; no NaN or infinity anywhere.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class Budget(_Entry):
+    """[budget]: limits over everything running at one moment; a key left out is unlimited."""
+
+    cpu_max: Cpu | None = Field(None, description="CPUs in use at once, over all workers")
+    ram_max_mb: Annotated[int, Field(gt=0)] | None = Field(None, description="RAM in use at once (MB)")
+    storage_max_mb: Annotated[int, Field(gt=0)] | None = Field(None, description="storage in use at once (MB)")
+    vm_max: Annotated[int, Field(gt=0, le=MAX_INT4)] | None = Field(None, description="workers in use at once")
+    plan_mode: Literal["makespan", "deadline"] = Field(
+        "makespan", description="makespan: finish soonest, then fewest VMs; deadline: the fewest workers that "
+                                "end everything within plan_horizon_hours")
+    plan_horizon_hours: Annotated[float, Field(ge=1 / 60, le=720)] | None = Field(
+        None, description="the planning horizon of deadline mode (hours)")
+
+    @model_validator(mode="after")
+    def _deadline_mode_has_a_horizon(self) -> Budget:
+        if self.plan_mode == "deadline" and self.plan_horizon_hours is None:
+            raise ValueError("plan_mode = \"deadline\" needs plan_horizon_hours")
+        return self
+
+
+class Flavour(_Entry):
+    """[[flavour]]: a VM size."""
+
+    name: Name = Field(description="the flavour's name (e.g. eo2.large)")
+    cpu: Cpu = Field(description="CPUs of one VM")
+    ram_mb: Megabytes = Field(description="RAM of one VM (MB)")
+    disk_mb: Megabytes = Field(description="disk of one VM (MB)")
+
+
+class Worker(_Entry):
+    """[[worker]]: one worker (name) or a numbered series (prefix and count: prefix01, prefix02 ...)."""
+
+    name: Name | None = Field(None, description="the worker's name (or give prefix and count)")
+    prefix: Name | None = Field(None, description="names prefix01 ... prefixNN (with count)")
+    count: Annotated[int, Field(ge=1, le=10_000)] | None = Field(None, description="how many workers (with prefix)")
+    flavour: Name = Field(description="the flavour of its VM")
+    active: bool = Field(True, description="false: nothing is planned on it")
+
+    @model_validator(mode="after")
+    def _one_way_of_naming(self) -> Worker:
+        if self.name is not None and (self.prefix is not None or self.count is not None):
+            raise ValueError("give either name, or prefix and count, not both")
+        if self.name is None and (self.prefix is None or self.count is None):
+            raise ValueError("give name, or prefix and count")
+        return self
+
+    def names(self) -> list[str]:
+        return [self.name] if self.name else [f"{self.prefix}{i:02d}" for i in range(1, (self.count or 0) + 1)]
+
+
+class Routine(_Entry):
+    """[[routine]]: a processing step."""
+
+    name: Name = Field(description="the routine's name")
+    cpu: Cpu = Field(description="CPUs one task needs")
+    ram_mb: Megabytes = Field(description="RAM one task needs (MB)")
+    storage_mb: Megabytes = Field(description="storage one task needs (MB)")
+    expected_duration_s: Seconds = Field(description="how long a task is expected to run, for planning (s)")
+    timeout_s: Seconds | None = Field(None, description="a job running longer is stopped and failed (s); none: no limit")
+    command: Annotated[list[Text], Field(min_length=1)] | None = Field(
+        None, description="the program and its arguments; {python} is hrwsi's interpreter (a command or an image)")
+    image: Text | None = Field(None, description="a container image (Nomad docker driver; a command or an image)")
+    input_product_type: Name = Field(description="the product type it reads (e.g. L1C)")
+    output_product_type: Name = Field(description="the product type of the files it writes (e.g. L2A)")
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(3, description="failures before a task is terminated")
+    hold_after_failures: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        5, description="consecutive failures (any inputs) that put the routine on hold")
+    flavour: Name | None = Field(None, description="run only on workers of this flavour; none: any that fits")
+    sequential_per_tile: bool = Field(False, description="a tile's tasks run one after the other, in date order")
+    env: dict[EnvName, str] = Field(default_factory=dict,
+                                    description="environment variables of its jobs (no secrets: they reach job specs)")
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Routine:
+        if self.command is None and self.image is None:
+            raise ValueError("give a command or an image")
+        secrets = sorted(k for k in self.env if SECRET_NAME.search(k))
+        if secrets:
+            raise ValueError(f"env {', '.join(secrets)} looks like a secret: routine environments are written into "
+                             "job specs; give the job the secret through the backend (e.g. Nomad Variables)")
+        return self
+
+
+class MultiInputRequirement(_Entry):
+    """[[condition.multi_input.requires]]: members of one product type a group needs."""
+
+    product_type: Name = Field(description="the members' product type")
+    min_count: Annotated[int, Field(ge=1, le=10_000)] = Field(1, description="at least this many")
+
+
+class MultiInput(_Entry):
+    """[condition.multi_input]: one input per complete group (a tile and a window of days) instead of one per
+    product."""
+
+    window_days: Annotated[int, Field(ge=1, le=366)] = Field(1, description="the group's window (days)")
+    every_day_of_window: bool = Field(False, description="the requirements hold on each day of the window")
+    wait_for_open_tasks: bool = Field(True, description="wait until no task that would make a member is open")
+    requires: Annotated[list[MultiInputRequirement], Field(min_length=1)] = Field(
+        description="the members a group needs")
+
+
+class Condition(_Entry):
+    """[[condition]]: when an input deserves a routine."""
+
+    name: Name = Field(description="the condition's name (inputs name it)")
+    routine: Name = Field(description="the routine its inputs get")
+    publication_window_days: Days | None = Field(None, description="harvest only inputs published this recently")
+    measurement_window_days: Days | None = Field(None, description="harvest and chain only inputs measured this "
+                                                                   "recently")
+    tiles: Annotated[list[Tile], Field(min_length=1)] | None = Field(None, description="allow-list of MGRS tiles; "
+                                                                                        "none: every tile")
+    active: bool = Field(True, description="false: no new inputs are created for it")
+    lane: Name = Field("nrt", description="the lane its tasks are served in: nrt (first) or archive (ADR 0009)")
+    deadline_hours: Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS * 24)] | None = Field(
+        None, description="its products are due this many hours after sensing (or publication); earliest first")
+    deadline_from: Literal["measurement", "publication"] = Field("measurement", description="what the deadline "
+                                                                                             "counts from")
+    multi_input: MultiInput | None = Field(None, description="a multi-input rule (left as it is when absent)")
+
+
+class Retention(_Entry):
+    """[retention]: what `hrwsi prune` and the orchestrator delete (README.md, Retention). Days are
+    counted from when a task finished (or a row was written); "forever" keeps everything of a kind."""
+
+    enabled: bool = Field(True, description="false: the orchestrator does not prune (hrwsi prune still does)")
+    task_history_days: RetentionDays = Field(7, description="a finished task's history, attempts (jobs) and logs")
+    finished_task_days: RetentionDays = Field(30, description="a finished task without products, its input")
+    product_days: RetentionDays = Field(None, description="product rows no kept product was made from "
+                                                          "(default forever)")
+    plan_days: RetentionDays = Field(7, description="stored plans no open task holds")
+    alert_days: RetentionDays = Field(30, description="alerts, sent or not")
+    landing_file_days: RetentionDays = Field(30, description="landing-file rows (and their work files) of "
+                                                             "inputs gone or never made")
+    dead_service_hours: Annotated[float, Field(gt=0, le=8760)] = Field(
+        1, description="service_instance rows without a heartbeat for this long")
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = Field(500, description="rows per short transaction")
+    interval_s: Annotated[float, Field(ge=10, le=86_400)] = Field(600, description="how often the orchestrator "
+                                                                                   "prunes (s)")
+
+
+class Configuration(_Entry):
+    """The whole file."""
+
+    budget: Budget | None = Field(None, description="left as it is when absent")
+    flavour: list[Flavour] = Field(default_factory=list)
+    worker: list[Worker] = Field(default_factory=list)
+    routine: list[Routine] = Field(default_factory=list)
+    condition: list[Condition] = Field(default_factory=list)
+    retention: Retention | None = Field(None, description="left as it is when absent")
+
 
 class ConfigurationError(ValueError):
-    """The file says something hrwsi cannot use; the message names the entry and the field."""
+    """The file says something hrwsi cannot use: one line per problem, each with its key path."""
+
+    def __init__(self, problems: list[str], source: str | None = None, *, checked: bool = True):
+        self.problems = problems
+        if not checked:  # the file could not be read at all
+            super().__init__("\n".join(f"{source}: {p}" if source else p for p in problems))
+            return
+        head = f"{source}: " if source else ""
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        super().__init__("\n".join([f"{head}{count}, nothing written:", *problems]))
 
 
-def _require(entry: dict, key: str, where: str):
-    if key not in entry:
-        raise ConfigurationError(f"{where}: missing '{key}'")
-    return entry[key]
+# -- checking ----------------------------------------------------------------------------------------
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for argument in typing.get_args(annotation):
+        found += _models_in(argument)
+    return found
 
 
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    """The model whose keys live at `path` (list indices skipped), for suggestions."""
+    model: type[BaseModel] | None = Configuration
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        models = _models_in(model.model_fields[part].annotation)
+        model = models[0] if models else None
+    return model
+
+
+def key_path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "an array",
+               dict: "a table"}
+_EXPECTED = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false",
+             "string_type": "text", "list_type": "an array", "dict_type": "a table", "model_type": "a table",
+             "int_from_float": "a whole number"}
+
+
+def _given(value: Any) -> str:
+    kind = _TYPE_NAMES.get(type(value), type(value).__name__)
+    return f"{kind} ({value!r})" if not isinstance(value, (dict, list)) else kind
+
+
+def _message(error: dict) -> str:  # noqa: C901 - one sentence per kind of schema error
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = error["loc"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields) if model else [], n=1, cutoff=0.6)
+        return "unknown key" + (f" (did you mean {close[0]}?)" if close else
+                                (f" (known: {', '.join(model.model_fields)})" if model else ""))
+    if kind == "missing":
+        return "missing: this key is required"
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}, not {_given(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, not {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        words = {"greater_than": "greater than", "greater_than_equal": "at least", "less_than": "less than",
+                 "less_than_equal": "at most"}[kind]
+        limit = next(iter(ctx.values()))
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)
+        return f"must be {words} {limit}, not {value!r}" if isinstance(limit, (int, float)) else error["msg"]
+    if kind == "string_pattern_mismatch":
+        if loc and (loc[-2:-1] == ("tiles",) or "tiles" in loc):
+            return f"{value!r} is not an MGRS tile code like 32TLR"
+        if "env" in loc:
+            return f"{value!r} is not an environment variable name"
+        return f"{value!r} must not be empty or start or end with spaces"
+    if kind in ("string_too_short", "too_short"):
+        return "must not be empty"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, not {value!r}"
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def _schema_problems(document: dict) -> list[str]:
+    try:
+        Configuration.model_validate(document)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_url=False):
+            # A model validator reports at the entry itself; the path then ends at the entry.
+            problems.append(f"{key_path(item['loc']) or '(top level)'}: {_message(item)}")
+        return problems
+    return []
+
+
+def _names(document: dict, kind: str) -> list[tuple[int, Any]]:
+    entries = document.get(kind)
+    return [(i, e.get("name")) for i, e in enumerate(entries) if isinstance(e, dict)] if isinstance(entries, list) \
+        else []
+
+
+def _worker_names(document: dict) -> list[tuple[int, str, str]]:
+    """(index, key, worker name) for every worker the file names, series expanded."""
+    found = []
+    for index, entry in enumerate(document.get("worker") or []):
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("name"), str):
+            found.append((index, "name", entry["name"]))
+        elif isinstance(entry.get("prefix"), str) and type(entry.get("count")) is int and 0 < entry["count"] <= 10_000:
+            found += [(index, "prefix", f"{entry['prefix']}{n:02d}") for n in range(1, entry["count"] + 1)]
+    return found
+
+
+def _duplicates(document: dict) -> list[str]:
+    problems = []
+    for kind in ("flavour", "routine", "condition"):
+        first: dict[Any, int] = {}
+        for index, name in _names(document, kind):
+            if isinstance(name, str) and name in first:
+                problems.append(f"{kind}[{index}].name: {name!r} is already defined by {kind}[{first[name]}]")
+            elif isinstance(name, str):
+                first[name] = index
+    seen: dict[str, int] = {}
+    for index, key, name in _worker_names(document):
+        if name in seen and seen[name] != index:
+            problems.append(f"worker[{index}].{key}: worker {name!r} is already defined by worker[{seen[name]}]")
+        seen.setdefault(name, index)
+    for index, entry in enumerate(document.get("condition") or []):
+        requires = ((entry.get("multi_input") or {}).get("requires") if isinstance(entry, dict)
+                    and isinstance(entry.get("multi_input"), dict) else None)
+        types_seen: set = set()
+        for r_index, requirement in enumerate(requires if isinstance(requires, list) else []):
+            product_type = requirement.get("product_type") if isinstance(requirement, dict) else None
+            if isinstance(product_type, str) and product_type in types_seen:
+                problems.append(f"condition[{index}].multi_input.requires[{r_index}].product_type: {product_type!r} "
+                                "is listed twice")
+            types_seen.add(product_type)
+    return problems
+
+
+def _references(document: dict, known: dict[str, set[str]]) -> list[str]:
+    flavours = {n for _, n in _names(document, "flavour") if isinstance(n, str)} | known.get("flavour", set())
+    routines = {n for _, n in _names(document, "routine") if isinstance(n, str)} | known.get("routine", set())
+    problems = []
+    lanes = known.get("lane", {"nrt", "archive"})
+    checks = (("worker", "flavour", flavours, "a [[flavour]] entry"), ("routine", "flavour", flavours,
+                                                                         "a [[flavour]] entry"),
+              ("condition", "routine", routines, "a [[routine]] entry"), ("condition", "lane", lanes, "hrwsi.lane"))
+    for kind, key, defined, where in checks:
+        for index, entry in enumerate(document.get(kind) or []):
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(value, str) and value not in defined:
+                close = difflib.get_close_matches(value, sorted(defined), n=1)
+                problems.append(f"{kind}[{index}].{key}: unknown {key} {value!r}: define it in {where}"
+                                + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return problems
+
+
+def problems(document: Any, known: dict[str, set[str]] | None = None) -> list[str]:
+    """Every problem of a configuration document, one line each; [] when it can be loaded.
+    `known` holds the names the database already has ({"flavour": {...}, "routine": {...}})."""
+    if not isinstance(document, dict):
+        return ["(top level): must be a table of [budget], [[flavour]], [[worker]], [[routine]], [[condition]], "
+                "[retention]"]
+    found = _schema_problems(document) + _duplicates(document) + _references(document, known or {})
+    return list(dict.fromkeys(found))
+
+
+_NAME_QUERIES = {"flavour": "config_flavour_names", "routine": "config_routine_names", "lane": "config_lane_names"}
+
+
+def known_names(conn: psycopg.Connection) -> dict[str, set[str]]:
+    """The flavours, routines and lanes the database has: a file may refer to them."""
+    return {kind: {row[0] for row in conn.execute(query(name))} for kind, name in _NAME_QUERIES.items()}
+
+
+def read_file(path: str | Path) -> dict:
+    """The TOML document of a file; a missing file or bad TOML is a ConfigurationError."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigurationError([f"no such file: {path}"], checked=False) from None
+    except OSError as error:
+        raise ConfigurationError([f"cannot read {path}: {error.strerror}"], checked=False) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError([f"not valid TOML: {error}"], str(path), checked=False) from None
+
+
+def validate(document: Any, known: dict[str, set[str]] | None = None, source: str | None = None) -> Configuration:
+    """The checked configuration, or ConfigurationError listing every problem."""
+    found = problems(document, known)
+    if found:
+        raise ConfigurationError(found, source)
+    return Configuration.model_validate(document)
+
+
+# -- loading -----------------------------------------------------------------------------------------
 def _expand(command: list[str] | None) -> list[str] | None:
     if command is None:
         return None
@@ -35,84 +431,208 @@ def _expand(command: list[str] | None) -> list[str] | None:
 
 
 def load_file(conn: psycopg.Connection, path: str | Path) -> dict[str, int]:
-    try:
-        document = tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigurationError(f"{path}: not valid TOML: {error}") from error
-    return load(conn, document)
+    return load(conn, read_file(path), source=str(path))
 
 
-def load(conn: psycopg.Connection, document: dict) -> dict[str, int]:
-    """Upsert everything in the document; all or nothing. Returns how many entries of each kind."""
+def load(conn: psycopg.Connection, document: dict, source: str | None = None) -> dict[str, int]:
+    """Check the whole document, then upsert everything in it in one transaction; all or nothing.
+    Returns how many entries of each kind were loaded."""
+    config = validate(document, known_names(conn), source)
     counts = {"flavours": 0, "workers": 0, "routines": 0, "conditions": 0}
     with conn.transaction():
-        for entry in document.get("flavour", []):
-            where = f"flavour {entry.get('name', '?')}"
-            conn.execute(query("upsert_flavour"), {k: _require(entry, k, where)
-                                                   for k in ("name", "cpu", "ram_mb", "disk_mb")})
+        for index, flavour in enumerate(config.flavour):
+            _write(conn, "upsert_flavour", flavour.model_dump(), f"flavour[{index}]", source)
             counts["flavours"] += 1
-        for entry in document.get("worker", []):
-            where = f"worker {entry.get('name', '?')}"
-            names = [entry["name"]] if "name" in entry else [
-                f"{_require(entry, 'prefix', where)}{i:02d}" for i in range(1, int(_require(entry, 'count', where)) + 1)]
-            for name in names:
-                conn.execute(query("upsert_worker"), {"name": name, "flavour": _require(entry, "flavour", where),
-                                                      "active": entry.get("active", True)})
+        for index, worker in enumerate(config.worker):
+            for name in worker.names():
+                _write(conn, "upsert_worker", {"name": name, "flavour": worker.flavour, "active": worker.active},
+                       f"worker[{index}]", source)
                 counts["workers"] += 1
-        if "budget" in document:
-            budget = document["budget"]
-            conn.execute(query("update_budget"), {k: budget.get(k) for k in
-                                                  ("cpu_max", "ram_max_mb", "storage_max_mb", "vm_max")})
-        for entry in document.get("routine", []):
-            _load_routine(conn, entry)
+        if config.budget is not None:
+            _write(conn, "update_budget", config.budget.model_dump(), "budget", source)
+        for index, routine in enumerate(config.routine):
+            params = routine.model_dump()
+            params.update(command=_expand(routine.command), env=json.dumps(routine.env))
+            _write(conn, "upsert_routine", params, f"routine[{index}]", source)
             counts["routines"] += 1
-        for entry in document.get("condition", []):
-            _load_condition(conn, entry)
+        for index, condition in enumerate(config.condition):
+            _write(conn, "upsert_condition", condition.model_dump(exclude={"multi_input"}), f"condition[{index}]",
+                   source)
+            if condition.multi_input is not None:
+                _write_multi_input(conn, condition, f"condition[{index}].multi_input", source)
             counts["conditions"] += 1
+        if config.retention is not None:
+            _write(conn, "update_retention_policy", config.retention.model_dump(), "retention", source)
     return counts
 
 
-def _load_routine(conn: psycopg.Connection, entry: dict) -> None:
-    where = f"routine {entry.get('name', '?')}"
-    conn.execute(query("upsert_routine"), {
-        "name": _require(entry, "name", where), "cpu": _require(entry, "cpu", where),
-        "ram_mb": _require(entry, "ram_mb", where), "storage_mb": _require(entry, "storage_mb", where),
-        "expected_duration_s": _require(entry, "expected_duration_s", where),
-        "timeout_s": entry.get("timeout_s"), "image": entry.get("image"),
-        "command": _expand(entry.get("command")),
-        "input_product_type": _require(entry, "input_product_type", where),
-        "output_product_type": _require(entry, "output_product_type", where),
-        "max_attempts": entry.get("max_attempts", 3), "flavour": entry.get("flavour"),
-        "sequential_per_tile": entry.get("sequential_per_tile", False),
-        "env": json.dumps(entry.get("env", {})),
-        "hold_after_failures": entry.get("hold_after_failures", 5)})
+def _write_multi_input(conn: psycopg.Connection, condition: Condition, where: str, source: str | None) -> None:
+    rule = condition.multi_input
+    assert rule is not None
+    _write(conn, "upsert_multi_input_rule", {"condition": condition.name, **rule.model_dump(exclude={"requires"})},
+           where, source)
+    _write(conn, "replace_multi_input_requirements",
+           {"condition": condition.name, "product_types": [r.product_type for r in rule.requires],
+            "min_counts": [r.min_count for r in rule.requires]}, f"{where}.requires", source)
 
 
-def _load_condition(conn: psycopg.Connection, entry: dict) -> None:
-    """A condition, with its lane and deadline (ADR 0009; they apply to tasks created from now on)
-    and, when it has one, its multi-input rule."""
-    where = f"condition {entry.get('name', '?')}"
-    deadline_from = entry.get("deadline_from", "measurement")
-    if deadline_from not in ("measurement", "publication"):
-        raise ConfigurationError(f"{where}: deadline_from is {deadline_from!r}; give measurement or publication")
-    conn.execute(query("upsert_condition"), {
-        "name": _require(entry, "name", where), "routine": _require(entry, "routine", where),
-        "publication_window_days": entry.get("publication_window_days"),
-        "measurement_window_days": entry.get("measurement_window_days"),
-        "tiles": entry.get("tiles"), "active": entry.get("active", True),
-        "lane": entry.get("lane", "nrt"), "deadline_hours": entry.get("deadline_hours"),
-        "deadline_from": deadline_from})
-    rule = entry.get("multi_input")
-    if rule is None:
-        return
-    requires = rule.get("requires") or []
-    if not requires:
-        raise ConfigurationError(f"{where}: multi_input needs requires = [{{product_type = ..., min_count = 1}}, ...]")
-    conn.execute(query("upsert_multi_input_rule"), {
-        "condition": entry["name"], "window_days": rule.get("window_days", 1),
-        "every_day_of_window": rule.get("every_day_of_window", False),
-        "wait_for_open_tasks": rule.get("wait_for_open_tasks", True)})
-    conn.execute(query("replace_multi_input_requirements"), {
-        "condition": entry["name"],
-        "product_types": [_require(r, "product_type", f"{where}: multi_input.requires") for r in requires],
-        "min_counts": [r.get("min_count", 1) for r in requires]})
+def _write(conn: psycopg.Connection, name: str, params: dict, where: str, source: str | None) -> None:
+    """One statement; a refusal by the database names the entry (the transaction is rolled back)."""
+    try:
+        conn.execute(query(name), params)
+    except psycopg.errors.IntegrityError as error:
+        raise ConfigurationError([f"{where}: the database refused it: {error.diag.message_primary}"], source) \
+            from None
+
+
+# -- showing -----------------------------------------------------------------------------------------
+def _rows(conn: psycopg.Connection, name: str) -> list[dict]:
+    return conn.cursor(row_factory=dict_row).execute(query(name)).fetchall()
+
+
+def _without_nulls(row: dict) -> dict:
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def current(conn: psycopg.Connection) -> dict:
+    """The configuration the database holds, as a document `load` accepts (commands with this
+    interpreter shown as {python} again)."""
+    document: dict[str, Any] = {}
+    budget = _without_nulls(_rows(conn, "config_budget")[0])
+    if budget:
+        document["budget"] = budget
+    document["flavour"] = _rows(conn, "config_flavours")
+    document["worker"] = _rows(conn, "config_workers")
+    routines = []
+    for row in _rows(conn, "config_routines"):
+        row = _without_nulls(row)
+        if "command" in row:
+            row["command"] = [part.replace(sys.executable, "{python}") for part in row["command"]]
+        if not row.get("env"):
+            row.pop("env", None)
+        routines.append(row)
+    document["routine"] = routines
+    requirements: dict[str, list[dict]] = {}
+    for row in _rows(conn, "config_multi_input_requirements"):
+        requirements.setdefault(row.pop("condition"), []).append(row)
+    rules: dict[str, dict] = {}
+    for row in _rows(conn, "config_multi_input_rules"):
+        name = row.pop("condition")
+        rules[name] = {**row, "requires": requirements.get(name, [])}
+    conditions = []
+    for row in _rows(conn, "config_conditions"):
+        row = _without_nulls(row)
+        if row["name"] in rules:
+            row["multi_input"] = rules[row["name"]]
+        conditions.append(row)
+    document["condition"] = conditions
+    retention = _rows(conn, "config_retention")
+    if retention:
+        document["retention"] = {k: ("forever" if v is None else v) for k, v in retention[0].items()}
+    return {k: v for k, v in document.items() if v not in ([], {})}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_table(lines: list[str], header: str, entry: dict) -> None:
+    lines.append(header)
+    nested = {k: v for k, v in entry.items() if isinstance(v, dict) and k != "env"}
+    for key, value in entry.items():
+        if key not in nested:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in nested.items():
+        inner = {k: v for k, v in value.items() if k != "requires"}
+        _toml_table(lines, f"[{header.strip('[]')}.{key}]", inner)
+        for requirement in value.get("requires", []):
+            lines.append(f"[[{header.strip('[]')}.{key}.requires]]")
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in requirement.items()]
+    lines.append("")
+
+
+def to_toml(document: dict) -> str:
+    """A configuration document as TOML text that `hrwsi config load` reads back."""
+    lines = ["# hrwsi configuration (hrwsi config show); every key: hrwsi config keys", ""]
+    for key in ("budget", "retention"):
+        if key in document:
+            _toml_table(lines, f"[{key}]", document[key])
+    for kind in ("flavour", "worker", "routine", "condition"):
+        for entry in document.get(kind, []):
+            _toml_table(lines, f"[[{kind}]]", entry)
+    return "\n".join(lines)
+
+
+# -- documenting -------------------------------------------------------------------------------------
+_SECTIONS = (("budget", "[budget]", Budget), ("flavour", "[[flavour]]", Flavour), ("worker", "[[worker]]", Worker),
+             ("routine", "[[routine]]", Routine), ("condition", "[[condition]]", Condition),
+             ("condition.multi_input", "[condition.multi_input]", MultiInput),
+             ("condition.multi_input.requires", "[[condition.multi_input.requires]]", MultiInputRequirement),
+             ("retention", "[retention]", Retention))
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin in (types.UnionType, typing.Union):
+        names = [_type_name(a) for a in typing.get_args(annotation) if a is not type(None)]
+        return " or ".join(names)
+    if origin is list:
+        return f"array of {_type_name(typing.get_args(annotation)[0])}"
+    if origin is dict:
+        return "table of text"
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table"
+    return {bool: "boolean", int: "integer", float: "number", str: "text"}.get(annotation, str(annotation))
+
+
+def _default(field) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return _toml_value(value) if not isinstance(value, (dict, list)) or value else "-"
+
+
+def keys() -> list[dict[str, str]]:
+    """Every key of the configuration file: section, key, type, default, meaning (from the models)."""
+    rows = []
+    for _, section, model in _SECTIONS:
+        for name, field in model.model_fields.items():
+            if _models_in(field.annotation):
+                continue  # a nested table: listed as its own section
+            kind = _type_name(field.annotation)
+            if name.endswith("_days") and model is Retention:
+                kind += ' or "forever"'
+            default = '"forever"' if model is Retention and field.default is None else _default(field)
+            rows.append({"section": section, "key": name, "type": kind, "default": default,
+                         "meaning": field.description or ""})
+    return rows
+
+
+def keys_markdown() -> str:
+    lines = ["| section | key | type | default | meaning |", "|---|---|---|---|---|"]
+    lines += [f"| `{r['section']}` | `{r['key']}` | {r['type']} | {r['default']} | {r['meaning']} |" for r in keys()]
+    return "\n".join(lines)

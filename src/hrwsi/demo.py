@@ -9,10 +9,14 @@ runs the three services in this process, and prints a summary once everything is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import math
 import random
+import shlex
 import shutil
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,38 +149,67 @@ async def _run_loop(url: str, settings: Settings, backend: str, console: Console
 
 
 def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend: str = "local",
-             home: Path | None = None, timeout_s: float = 300.0) -> bool:
+             home: Path | None = None, timeout_s: float = 300.0, verbose: bool = False) -> bool:
     demo_home = (home or settings.home / "demo").resolve()
     if demo_home.exists():
         shutil.rmtree(demo_home)
+    demo_home.mkdir(parents=True)
+    # A quick heartbeat that fits the lease it is given (Settings refuses a lease one late beat loses).
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
                                         retry_backoff_s=1.0, landing_roots=None,
                                         heartbeat_s=min(2.0, settings.lease_timeout_s / 3))
+    log_file = demo_home / "demo.log"
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
-    url = prepare_database(settings)
-    with psycopg.connect(url, autocommit=True) as conn:
-        counts = load_file(conn, CONFIGURATION)
-        console.print(f"loaded {CONFIGURATION.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
-                      highlight=False)
-        now = datetime.now(UTC)
-        scenes = write_scenes(demo_home / "catalogue", inputs, now, flaky_index=min(1, inputs - 1))
-        console.print("a data engineer's INSERT of the sample inputs:", style="dim")
-        console.print(INSERT_INPUTS_SQL, style="dim", highlight=False)
-        conn.execute(INSERT_INPUTS_SQL, {
-            "paths": [s["path"] for s in scenes], "tiles": [s["tile"] for s in scenes],
-            "missions": [s["mission"] for s in scenes], "measured": [s["measured_at"] for s in scenes],
-            "published": [s["published_at"] for s in scenes]})
-        landing_scenes = _register_landing_source(conn, demo_home, now, inputs)
-    every_scene = scenes + landing_scenes  # each routine runs once per scene; gfsc once per tile and day
-    composites = {(s["tile"], s["measured_at"].astimezone(UTC).date()) for s in every_scene}
-    expected = len(every_scene) * (len(ROUTINES) - 1) + len(composites)
-    backend_name, emulator = _backend_for(backend)
-    done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
-        url, demo_settings, backend_name, console, expected, timeout_s)))
+    with logs_to_file(log_file, verbose):
+        console.print(f"logs (the services', and the embedded PostgreSQL server's start-up): {log_file}",
+                      style="dim", highlight=False)
+        url = prepare_database(settings)
+        with psycopg.connect(url, autocommit=True) as conn:
+            counts = load_file(conn, CONFIGURATION)
+            console.print(f"loaded {CONFIGURATION.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+                          highlight=False)
+            now = datetime.now(UTC)
+            scenes = write_scenes(demo_home / "catalogue", inputs, now, flaky_index=min(1, inputs - 1))
+            console.print("a data engineer's INSERT of the sample inputs:", style="dim")
+            console.print(INSERT_INPUTS_SQL, style="dim", highlight=False)
+            conn.execute(INSERT_INPUTS_SQL, {
+                "paths": [s["path"] for s in scenes], "tiles": [s["tile"] for s in scenes],
+                "missions": [s["mission"] for s in scenes], "measured": [s["measured_at"] for s in scenes],
+                "published": [s["published_at"] for s in scenes]})
+            landing_scenes = _register_landing_source(conn, demo_home, now, inputs)
+        every_scene = scenes + landing_scenes  # each routine runs once per scene; gfsc once per tile and day
+        composites = {(s["tile"], s["measured_at"].astimezone(UTC).date()) for s in every_scene}
+        expected = len(every_scene) * (len(ROUTINES) - 1) + len(composites)
+        backend_name, emulator = _backend_for(backend)
+        done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
+            url, demo_settings, backend_name, console, expected, timeout_s)))
     with psycopg.connect(url, autocommit=True) as conn:
         ok = print_summary(conn, console, demo_home, done, url)
     return ok
+
+
+@contextlib.contextmanager
+def logs_to_file(path: Path, verbose: bool):
+    """Every log record (hrwsi's services, the embedded server's start-up, asyncpg) goes to `path`, and
+    to stderr only when `verbose`: the terminal keeps the progress table and the summary."""
+    root = logging.getLogger()
+    saved = (root.level, root.handlers[:])
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers = [handler]
+    if verbose:
+        stderr = logging.StreamHandler()
+        stderr.setFormatter(handler.formatter)
+        root.handlers.append(stderr)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.handlers = saved[1]
+        root.setLevel(saved[0])
+        handler.close()
 
 
 def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: datetime, inputs: int) -> list[dict]:
@@ -208,13 +241,45 @@ async def _with_backend(emulator, run):
         return await run()
 
 
+def hrwsi_command() -> str:
+    """How to run this hrwsi again from the same shell, as typed: the script that runs now (relative to
+    the current directory when it is below it, e.g. .venv/bin/hrwsi), or `python -m hrwsi` with this
+    interpreter. A bare `hrwsi` would need the virtual environment on PATH."""
+    script = Path(sys.argv[0])
+    if script.name != "hrwsi" or not script.is_file():
+        return f"{shlex.quote(sys.executable)} -m hrwsi"
+    script = script.absolute()
+    try:
+        shown = str(script.relative_to(Path.cwd()))
+        shown = shown if "/" in shown else f"./{shown}"
+    except ValueError:
+        shown = str(script)
+    return shlex.quote(shown)
+
+
+def inspection_hints(conn: psycopg.Connection, url: str, retried: list, demo_home: Path) -> list[str]:
+    """Commands that look into the demo's database, each runnable as printed (after the first)."""
+    hrwsi = hrwsi_command()
+    hints = [f"export HRWSI_DATABASE_URL={shlex.quote(url)}", f"{hrwsi} status", f"{hrwsi} tasks --limit 10"]
+    if retried:
+        task_id = retried[0][0]
+        hints += [f"{hrwsi} task show {task_id}", f"{hrwsi} logs {task_id} --attempt 1"]
+    quicklook = conn.execute(query("demo_a_quicklook")).fetchone()
+    if quicklook:
+        hints.append(f"{hrwsi} lineage {shlex.quote(Path(quicklook[0]).name)}")
+    largest = conn.execute(query("report_largest_plan")).fetchone()
+    if largest:
+        hints.append(f"{hrwsi} plan show --id {largest[0]} --plot {shlex.quote(str(demo_home / 'plan.png'))}")
+    hints += [f"{hrwsi} alerts", f"{hrwsi} prune --dry-run"]
+    return hints
+
+
 def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool, url: str) -> bool:
     tasks = dict(conn.execute(query("report_task_counts")).fetchall())
     products = dict(conn.execute(query("report_products")).fetchall())
-    retried = conn.execute("SELECT task_id, count(*) FROM hrwsi.job GROUP BY task_id HAVING count(*) > 1 "
-                           "ORDER BY task_id LIMIT 3").fetchall()
+    retried = conn.execute(query("demo_retried_tasks")).fetchall()
     actual = conn.execute(query("report_actual_makespan")).fetchone()[0] or 0.0
-    plans = conn.execute("SELECT count(*), max(makespan_s), max(lower_bound_s), max(vms) FROM hrwsi.plan").fetchone()
+    plans = conn.execute(query("demo_plan_figures")).fetchone()
     planned = conn.execute(query("report_planned_makespan")).fetchone()[0] or 0.0
     console.print("[bold]summary[/bold]")
     console.print("  tasks per state: " + ", ".join(f"{s} {n}" for s, n in sorted(tasks.items())), highlight=False)
@@ -224,10 +289,11 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     console.print(f"  makespan: planned {planned:.1f} s (from expected durations), actual {actual:.1f} s",
                   highlight=False)
     for task_id, attempts in retried:
-        console.print(f"  task {task_id} needed {attempts} attempts: `hrwsi task show {task_id}` tells why",
+        console.print(f"  task {task_id} needed {attempts} attempts (see `task show {task_id}` below)",
                       highlight=False)
-    console.print(f"  logs: {demo_home / 'data' / 'logs'}", highlight=False)
-    console.print(f"  products: {demo_home / 'data' / 'products'}", highlight=False)
+    console.print(f"  logs: {demo_home / 'data' / 'logs'}; the services' log: {demo_home / 'demo.log'}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"  products: {demo_home / 'data' / 'products'}", highlight=False, soft_wrap=True)
     largest = conn.execute(query("report_largest_plan")).fetchone()
     if largest:
         from hrwsi.plan_chart import render_gantt
@@ -240,7 +306,9 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     quicklooks = sorted((demo_home / "data" / "products").glob("*/quicklook/**/*.png"))
     if quicklooks:
         console.print(f"  a quicklook: {quicklooks[0]}", highlight=False, soft_wrap=True)
-    console.print(f"  inspect it: HRWSI_DATABASE_URL='{url}' hrwsi status", highlight=False, soft_wrap=True)
+    console.print("inspect it (the demo's database stays until the next demo):", highlight=False)
+    for hint in inspection_hints(conn, url, retried, demo_home):
+        console.print(f"  $ {hint}", highlight=False, soft_wrap=True, markup=False)
     ok = done and set(tasks) == {"processed"}
     console.print("[green]everything processed[/green]" if ok else
                   "[red]the demo did not finish: see the states above and `hrwsi status`[/red]")

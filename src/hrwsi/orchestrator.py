@@ -1,4 +1,4 @@
-"""The orchestrator: plans pending tasks onto workers, and runs the alert outbox.
+"""The orchestrator: plans pending tasks onto workers, runs the alert outbox and retention.
 
 Tasks are created with their inputs, by the input table's trigger (ADR 0009). Flow: `hrwsi_task`
 with new pending tasks -> step "plan" (after a short debounce, so that a burst is planned once and
@@ -9,7 +9,8 @@ call of `hrwsi.store_plan`, which refuses it if another orchestrator stored a pl
 this one plans again) or if this orchestrator's lease lapsed. No lock is held while the planner
 runs, so a paused orchestrator never stops the others.
 Side tasks: `promote_aged_tasks` (lane ageing), `raise_deadline_alerts` (a task the plan ends after
-its deadline, or past it and not processed; ADR 0010) and `send_alerts` (the notification manager).
+its deadline, or past it and not processed; ADR 0010), `send_alerts` (the notification manager) and
+`retention` (old finished work deleted in batches, hrwsi.retention).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from hrwsi import metrics, planner
+from hrwsi import metrics, planner, retention
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
 from hrwsi.planning_input import PlanningInput, demand_from_row, screen
 from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
@@ -64,7 +65,8 @@ class Orchestrator(Service):
     def side_tasks(self):
         tasks = [SideTask("promote_aged_tasks", self.promote_aged_tasks, PROMOTE_EVERY_S),
                  SideTask("raise_deadline_alerts", self.raise_deadline_alerts, DEADLINE_CHECK_EVERY_S,
-                          delay_first=True)]
+                          delay_first=True),
+                 retention.side_task(self.pool, self.settings, self.stopping)]
         if self.alerts.settings.enabled:
             tasks.append(SideTask("send_alerts", self.send_alerts, self.settings.backstop_poll_s))
         return tasks
@@ -109,10 +111,16 @@ class Orchestrator(Service):
                 if not pending:
                     await self._plan_young_tasks_later(conn)
                     return False
+                # One priority per round, the most urgent first: its plan ignores the queue
+                # positions of less urgent planned work (which it takes), and the next round plans
+                # the less urgent work behind it (ADR 0009).
+                level = pending[0]["priority"]
+                more_levels = pending[-1]["priority"] != level
+                pending = [row for row in pending if row["priority"] == level]
                 generation = await conn.fetchval(query("plan_generation"))
                 workers = await conn.fetch(query("planning_workers"))
                 budget = await conn.fetchrow(query("planning_budget"))
-                holding = await conn.fetch(query("tasks_holding_capacity"), now)
+                holding = await conn.fetch(query("tasks_holding_capacity"), now, level)
         tasks = [demand_from_row(row, now) for row in pending]
         fixed = [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"],
                                    r["start_s"], max(r["end_s"], r["start_s"] + 1.0)) for r in holding]
@@ -126,7 +134,7 @@ class Orchestrator(Service):
                                   budget["vm_max"])
         problem = screen(tasks, pool, budgets, fixed)
         # CPU-bound: run it off the event loop so the listener and heartbeat stay responsive.
-        plan = await asyncio.to_thread(self._plan_and_check, problem)
+        plan = await asyncio.to_thread(self._plan_and_check, problem, budget["plan_mode"], budget["plan_horizon_s"])
         if plan is None:
             self._retry_later("plan")
             return False
@@ -137,7 +145,7 @@ class Orchestrator(Service):
             if plan.assignments:  # metrics hook (issue 13)
                 metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
                 metrics.PLANNED_TASKS.inc(len(plan.assignments))
-        return not stored or len(pending) == batch
+        return not stored or more_levels or len(pending) == batch
 
     async def _plan_young_tasks_later(self, conn) -> None:
         """Pending tasks too young to plan: plan them when they are old enough (unless dispatched)."""
@@ -147,11 +155,20 @@ class Orchestrator(Service):
                                                   self.wake, "plan")
 
     @staticmethod
-    def _plan_and_check(problem: PlanningInput) -> planner.Plan | None:
-        """The plan of what can be planned, with what was set aside; None if the planner's plan
-        breaks a limit (never stored: the error is logged and planning runs again later)."""
+    def _plan_and_check(problem: PlanningInput, mode: str = "makespan",
+                        horizon_s: float | None = None) -> planner.Plan | None:
+        """The plan of what can be planned (in the configured mode: makespan, or the fewest workers
+        within the horizon), with what was set aside; None if the planner's plan breaks a limit (never
+        stored: the error is logged and planning runs again later)."""
         if problem.tasks:
-            plan = planner.plan_tasks(problem.tasks, problem.workers, problem.budgets, problem.fixed)
+            plan = planner.plan_tasks(problem.tasks, problem.workers, problem.budgets, problem.fixed,
+                                      horizon_s=horizon_s, mode=mode)
+            if plan.late:
+                logger.warning("the plan ends %d task(s) after their deadline (they are alerted as at risk): "
+                               "e.g. task %d, %.0f s late", len(plan.late), plan.late[0].task_id,
+                               plan.late[0].planned_end_s - plan.late[0].deadline_s)
+            if plan.figures.horizon_missed_by_s:
+                logger.warning("no plan ends within the %.0f s horizon: %s", horizon_s, plan.figures.horizon_note)
             violations = planner.validate_plan(plan, problem.tasks, problem.workers, problem.budgets, problem.fixed)
             if violations:
                 logger.error("the planner produced an invalid plan for %d task(s); nothing stored: %s",

@@ -98,21 +98,13 @@ def _draw_lanes(ax, plan: Plan, tasks: Sequence[TaskDemand], fixed: Sequence[Fix
             continue
         per_lane.setdefault(lane, []).append((a.start_s, max(a.end_s - a.start_s, 0.0)))
         colours.setdefault(lane, []).append(colour[t.routine])
-    for lane, bars in per_lane.items():
-        cols = colours[lane]
-        if len(bars) > _MAX_BARS_PER_LANE:
-            step = len(bars) // _MAX_BARS_PER_LANE + 1
-            bars, cols = bars[::step], cols[::step]
-        ax.broken_barh(bars, (lane - 0.4, 0.8), facecolors=cols, edgecolors="none" if len(bars) > 200 else "black",
-                       linewidth=0.3)
     fixed_bars: dict[int, list[tuple[float, float]]] = {}
     for f in fixed:
         s = max(0.0, f.start_s)
         if f.end_s > s:
             fixed_bars.setdefault(lane_of[f.worker], []).append((s, f.end_s - s))
-    for lane, bars in fixed_bars.items():
-        ax.broken_barh(bars, (lane - 0.4, 0.8), facecolors="lightgrey", edgecolors="dimgrey", hatch="//",
-                       linewidth=0.5)
+    for lane in sorted(set(per_lane) | set(fixed_bars)):
+        _draw_lane(ax, lane, per_lane.get(lane, []), colours.get(lane, []), fixed_bars.get(lane, []))
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels(lanes, fontsize=8)
     ax.set_ylim(-0.6, max(len(lanes), 1) - 0.4)
@@ -158,3 +150,44 @@ def _draw_bounds(axes, figs) -> None:
         a.set_xlim(0, end * 1.02)
         a.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("seconds from now")
+
+
+def stack_rows(bars: Sequence[tuple[float, float]]) -> list[int]:
+    """The row of each bar (start, duration) within its worker's lane: the lowest row free at its
+    start, so tasks that run at the same time on one worker are drawn on separate rows."""
+    rows: list[int] = [0] * len(bars)
+    row_ends: list[float] = []  # when each row is free again
+    for index in sorted(range(len(bars)), key=lambda i: (bars[i][0], -bars[i][1])):
+        start, duration = bars[index]
+        row = next((r for r, end in enumerate(row_ends) if end <= start), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(0.0)
+        row_ends[row] = start + max(duration, 0.0)
+        rows[index] = row
+    return rows
+
+
+def _draw_lane(ax, lane: int, bars: list[tuple[float, float]], cols: list, fixed: list[tuple[float, float]]) -> None:
+    """One worker's lane: its planned bars (one colour per routine) and fixed bars (hatched grey), each
+    parallel task on a row of its own within the lane's height."""
+    if len(bars) > _MAX_BARS_PER_LANE:
+        step = len(bars) // _MAX_BARS_PER_LANE + 1
+        bars, cols = bars[::step], cols[::step]
+    every = bars + fixed
+    rows = stack_rows(every)
+    height = 0.8 / (max(rows, default=0) + 1)
+    # One call per row and kind: thousands of bars stay one collection each.
+    planned: dict[int, tuple[list, list]] = {}
+    held: dict[int, list] = {}
+    for k, (bar, row) in enumerate(zip(every, rows)):
+        if k < len(bars):
+            planned.setdefault(row, ([], []))[0].append(bar)
+            planned[row][1].append(cols[k])
+        else:
+            held.setdefault(row, []).append(bar)
+    for row, (row_bars, row_cols) in planned.items():
+        ax.broken_barh(row_bars, (lane - 0.4 + row * height, height * 0.9), facecolors=row_cols,
+                       edgecolors="none" if len(bars) > 200 else "black", linewidth=0.3)
+    for row, row_bars in held.items():
+        ax.broken_barh(row_bars, (lane - 0.4 + row * height, height * 0.9), facecolors="lightgrey",
+                       edgecolors="dimgrey", hatch="//", linewidth=0.5)

@@ -44,7 +44,9 @@ def demand_from_row(row, now: datetime) -> planner.TaskDemand:
         id=row["id"], routine=row["routine"], cpu=row["cpu"], ram_mb=row["ram_mb"],
         storage_mb=row["storage_mb"], duration_s=max(row["duration_s"], 0.001),
         depends_on=(row["depends_on"],) if row["depends_on"] else (),
-        earliest_start_s=earliest, flavour=row["flavour"])
+        earliest_start_s=earliest, flavour=row["flavour"],
+        # Lanes and deadlines (ADR 0009): urgent work first, earliest deadline first within a lane.
+        priority=row["priority"], deadline_s=row["deadline_s"])
 
 
 def dependency_cycles(tasks: Sequence[planner.TaskDemand]) -> dict[int, list[int]]:

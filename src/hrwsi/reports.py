@@ -1,105 +1,191 @@
-"""What the CLI prints: status, task lists, one task's story."""
+"""What people read about production, as plain data: status, tasks, one task's story, lineage, the
+alert outbox, the current schedule and stored plans.
+
+Every function here reads (never writes) with psycopg and returns dicts and lists that print as
+JSON (`hrwsi ... --json`) as they are; `hrwsi.cli.views` draws the same data as tables.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 import psycopg
-from rich.console import Console
-from rich.table import Table
+from psycopg.rows import dict_row
 
 from hrwsi.sql_files import query
 
+# The alert sender gives up after this many attempts (hrwsi.alerts.AlertSettings.max_attempts).
+ALERT_MAX_ATTEMPTS = 10
+ALERT_STATUSES = ("sent", "unsent", "failed")
 
-def _time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if value else "-"
+
+def _rows(conn: psycopg.Connection, name: str, params: dict | None = None) -> list[dict]:
+    return conn.cursor(row_factory=dict_row).execute(query(name), params or {}).fetchall()
+
+
+def _row(conn: psycopg.Connection, name: str, params: dict | None = None) -> dict | None:
+    return conn.cursor(row_factory=dict_row).execute(query(name), params or {}).fetchone()
 
 
 def state_counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(conn.execute(query("report_task_counts")).fetchall())
 
 
-def print_status(conn: psycopg.Connection, console: Console, failures: int = 10) -> None:
-    tasks = state_counts(conn)
-    jobs = dict(conn.execute(query("report_job_counts")).fetchall())
-    table = Table(title="tasks and jobs per state")
-    table.add_column("state")
-    table.add_column("tasks", justify="right")
-    table.add_column("jobs", justify="right")
-    for state in sorted(set(tasks) | set(jobs)):
-        table.add_row(state, str(tasks.get(state, "")), str(jobs.get(state, "")))
-    console.print(table)
-    unplannable = conn.execute(query("report_unplannable"), {"limit": 10}).fetchall()
-    if unplannable:
-        console.print("[yellow]tasks that cannot be planned:[/yellow]")
-        for task_id, routine, reason in unplannable:
-            console.print(f"  task {task_id} ({routine}): {reason}", highlight=False)
-    rows = conn.execute(query("report_recent_failures"), {"limit": failures}).fetchall()
-    if rows:
-        table = Table(title="recent failures")
-        for column in ("task", "routine", "attempt", "state", "exit", "message", "finished", "log"):
-            table.add_column(column)
-        for task_id, routine, attempt, state, exit_code, message, finished, log in rows:
-            table.add_row(str(task_id), routine, str(attempt), state, "" if exit_code is None else str(exit_code),
-                          (message or "")[:80], _time(finished), log or "")
-        console.print(table)
+def held_routine_next_step(routine: str) -> str:
+    """What happens to a held routine, in words (status, alerts)."""
+    return (f"its new and waiting tasks stay on hold (not planned) until an operator runs "
+            f"`hrwsi release {routine}`; running jobs finish")
 
 
-def print_tasks(conn: psycopg.Connection, console: Console, *, state=None, routine=None, tile=None,
-                limit: int = 50) -> int:
+def status(conn: psycopg.Connection, failures: int = 10) -> dict:
+    """Counts per state, held routines and tasks with their reasons, tasks that cannot be planned,
+    recent failures, services and their heartbeats, and the alert outbox in numbers."""
+    held = _rows(conn, "report_held_routines")
+    for routine in held:
+        routine["next"] = held_routine_next_step(routine["routine"])
+    return {
+        "tasks": state_counts(conn),
+        "jobs": dict(conn.execute(query("report_job_counts")).fetchall()),
+        "held_routines": held,
+        "held_tasks": _rows(conn, "report_held_tasks", {"limit": 20}),
+        "unplannable": [{"task_id": task_id, "routine": routine, "reason": reason} for task_id, routine, reason
+                        in conn.execute(query("report_unplannable"), {"limit": 10})],
+        "recent_failures": [
+            {"task_id": r[0], "routine": r[1], "attempt": r[2], "state": r[3], "exit_code": r[4], "message": r[5],
+             "finished_at": r[6], "log_path": r[7]}
+            for r in conn.execute(query("report_recent_failures"), {"limit": failures})],
+        "services": _rows(conn, "report_services"),
+        "alerts": _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS}),
+    }
+
+
+def tasks(conn: psycopg.Connection, *, state=None, routine=None, tile=None, limit: int = 50) -> list[dict]:
     rows = conn.execute(query("report_tasks"), {"state": state, "routine": routine, "tile": tile,
                                                "limit": limit}).fetchall()
-    table = Table(title=f"tasks ({len(rows)} shown, newest first)")
-    for column in ("id", "routine", "state", "tile", "worker", "attempts", "planned start", "input", "reason"):
-        table.add_column(column)
-    for (task_id, routine_, state_, tile_, worker, attempts, failures, planned_start, _updated, path,
-         reason) in rows:
-        table.add_row(str(task_id), routine_, state_, tile_ or "", worker or "", f"{attempts} ({failures} failed)",
-                      _time(planned_start), path, (reason or "")[:60])
-    console.print(table)
-    return len(rows)
+    columns = ("id", "routine", "state", "tile", "worker", "attempts", "failures", "planned_start", "updated_at",
+               "input_path", "state_reason")
+    return [dict(zip(columns, row)) for row in rows]
 
 
-def print_task(conn: psycopg.Connection, console: Console, task_id: int, ui_link=None) -> bool:
-    cursor = conn.execute(query("report_task"), {"task_id": task_id})
-    row = cursor.fetchone()
-    if row is None:
-        console.print(f"[red]no task {task_id}[/red]")
-        return False
-    task = dict(zip([c.name for c in cursor.description], row))
-    console.print(f"[bold]task {task_id}[/bold] ({task['routine']}): {task['state']}"
-                  + (f" — {task['state_reason']}" if task["state_reason"] else ""), highlight=False)
-    console.print(f"  input {task['input_id']} ({task['processing_condition']}): {task['input_path']}", highlight=False)
-    console.print(f"  tile {task['tile'] or '-'}, mission {task['mission'] or '-'}, measured "
-                  f"{_time(task['measured_at'])}, published {_time(task['published_at'])}", highlight=False)
-    console.print(f"  worker {task['worker'] or '-'}, planned {_time(task['planned_start'])} -> "
-                  f"{_time(task['planned_end'])}, depends on {task['depends_on'] or 'nothing'}, "
-                  f"attempts {task['attempts']} ({task['failures']} failed)", highlight=False)
-    history = Table(title="history")
-    for column in ("at", "state", "attempts", "worker", "reason"):
-        history.add_column(column)
-    for state, reason, attempts, worker, at in conn.execute(query("report_task_history"), {"task_id": task_id}):
-        history.add_row(_time(at), state, str(attempts), worker or "", reason or "")
-    console.print(history)
-    jobs = Table(title="attempts")
-    for column in ("attempt", "backend", "job", "state", "exit", "submitted", "started", "finished"):
-        jobs.add_column(column)
-    where = []
-    for (attempt, backend, backend_job_id, _worker, state, exit_code, message, submitted, started, finished,
-         log) in conn.execute(query("report_task_jobs"), {"task_id": task_id}):
-        jobs.add_row(str(attempt), backend, backend_job_id, state + (f": {message}" if message else ""),
-                     "" if exit_code is None else str(exit_code), _time(submitted), _time(started),
-                     _time(finished))
-        link = ui_link(backend, backend_job_id) if ui_link else None
-        where.append(f"  attempt {attempt} log: {log or '-'}" + (f"\n  attempt {attempt} in the Nomad UI: {link}"
-                                                                 if link else ""))
-    console.print(jobs)
-    for line in where:
-        console.print(line, highlight=False, soft_wrap=True)
-    products = conn.execute(query("report_task_products"), {"task_id": task_id}).fetchall()
-    for path, product_type, size, _created in products:
-        console.print(f"  product {product_type}: {path} ({size} bytes)", highlight=False)
-    return True
+def task(conn: psycopg.Connection, task_id: int) -> dict | None:
+    """One task: its row and input, history, attempts and products; None when there is no such task."""
+    found = _row(conn, "report_task", {"task_id": task_id})
+    if found is None:
+        return None
+    found["history"] = [dict(zip(("state", "reason", "attempts", "worker", "at"), r))
+                        for r in conn.execute(query("report_task_history"), {"task_id": task_id})]
+    found["jobs"] = [dict(zip(("attempt", "backend", "backend_job_id", "worker", "state", "exit_code", "message",
+                               "submitted_at", "started_at", "finished_at", "log_path"), r))
+                     for r in conn.execute(query("report_task_jobs"), {"task_id": task_id})]
+    found["products"] = [dict(zip(("path", "product_type", "size_bytes", "created_at"), r))
+                         for r in conn.execute(query("report_task_products"), {"task_id": task_id})]
+    return found
+
+
+def task_state(conn: psycopg.Connection, task_id: int) -> dict | None:
+    """A task's state and when retention pruned its history; None when there is no such task."""
+    return _row(conn, "report_task_exists", {"task_id": task_id})
+
+
+def task_exists(conn: psycopg.Connection, task_id: int) -> bool:
+    return task_state(conn, task_id) is not None
+
+
+def find_lineage_start(conn: psycopg.Connection, target: str) -> tuple[int, int | None] | None:
+    """The task a lineage starts from: TARGET is a task id, or a product's or an input's path or file
+    name. Returns (task id, product id or None), or None when nothing matches."""
+    if target.isdigit():
+        return (int(target), None) if task_exists(conn, int(target)) else None
+    for name in ("report_find_lineage_start", "report_find_lineage_start_by_name"):
+        row = conn.execute(query(name), {"target": target}).fetchone()
+        if row:
+            return row[0], row[1]
+    return None
+
+
+def lineage(conn: psycopg.Connection, task_id: int, product_id: int | None = None) -> dict:
+    """The chain through a task: upstream tasks (depth < 0), the task (0), downstream tasks (> 0)."""
+    chain = _rows(conn, "report_lineage", {"task_id": task_id})
+    return {"task_id": task_id, "product_id": product_id, "chain": chain}
+
+
+def alerts(conn: psycopg.Connection, status: str | None = None, limit: int = 50) -> dict:
+    if status is not None and status not in ALERT_STATUSES:
+        raise ValueError(f"unknown alert status {status!r}: choose from {', '.join(ALERT_STATUSES)}")
+    return {"counts": _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS}),
+            "alerts": _rows(conn, "report_alerts", {"status": status, "limit": limit,
+                                                    "max_attempts": ALERT_MAX_ATTEMPTS})}
+
+
+def task_log(conn: psycopg.Connection, task_id: int, attempt: int | None = None) -> dict | None:
+    """The attempt (job) whose log is asked for: the latest, or `attempt`; None when there is none."""
+    return _row(conn, "report_task_log", {"task_id": task_id, "attempt": attempt})
+
+
+def job_is_final(conn: psycopg.Connection, task_id: int, attempt: int) -> bool:
+    row = conn.execute(query("report_job_is_final"), {"task_id": task_id, "attempt": attempt}).fetchone()
+    return bool(row and row[0])
+
+
+# -- schedules and plans -----------------------------------------------------------------------
+def schedule(conn: psycopg.Connection) -> dict:
+    """The current schedule: every task holding a worker (planned, dispatched, queued, running)."""
+    rows = _rows(conn, "report_schedule")
+    now = conn.execute(query("report_now")).fetchone()[0]
+    per_state: dict[str, int] = {}
+    for row in rows:
+        per_state[row["state"]] = per_state.get(row["state"], 0) + 1
+    ends = [r["expected_end"] for r in rows if r["expected_end"] is not None]
+    return {"at": now, "tasks": rows, "per_state": per_state, "workers": len({r["worker"] for r in rows}),
+            "expected_end": max(ends) if ends else None}
+
+
+def schedule_for_chart(conn: psycopg.Connection, current: dict):
+    """The current schedule as the planner's objects, for the Gantt chart: planned tasks are
+    assignments; dispatched, queued and running tasks are fixed (they hold their worker now).
+    Times are seconds from the schedule's `at`. Returns (Plan, tasks, workers, budgets, fixed)."""
+    from hrwsi import planner
+
+    at: datetime = current["at"]
+
+    def seconds(moment: datetime | None) -> float:
+        return (moment - at).total_seconds() if moment else 0.0
+
+    demands, assignments, fixed = [], {}, []
+    for row in current["tasks"]:
+        if row["state"] == "planned":
+            demands.append(planner.TaskDemand(row["task_id"], row["routine"], row["cpu"], row["ram_mb"],
+                                              row["storage_mb"], max(row["duration_s"], 0.001)))
+            start = max(0.0, seconds(row["planned_start"]))
+            assignments[row["task_id"]] = planner.Assignment(row["task_id"], row["worker"], start,
+                                                             max(start, seconds(row["planned_end"])))
+        else:
+            start = seconds(row["started_at"] or row["planned_start"])
+            fixed.append(planner.FixedTask(row["task_id"], row["worker"], row["cpu"], row["ram_mb"],
+                                           row["storage_mb"], start, max(seconds(row["expected_end"]), start)))
+    workers, budgets = _planning_resources(conn)
+    ends = [a.end_s for a in assignments.values()] + [f.end_s for f in fixed]
+    makespan = max(ends, default=0.0)
+    bound = planner.lower_bound(demands, workers, budgets, fixed) if demands or fixed else 0.0
+    figures = planner.PlanFigures(task_count=len(current["tasks"]), makespan_s=makespan, lower_bound_s=bound,
+                                  vms=len({r["worker"] for r in current["tasks"]}), vm_hours=0.0, peak_use={},
+                                  mean_use={}, planning_s=0.0)
+    return planner.Plan(assignments, [], figures), demands, workers, budgets, fixed
+
+
+def _planning_resources(conn: psycopg.Connection):
+    from hrwsi import planner
+
+    flavours: dict[str, planner.Flavour] = {}
+    workers = []
+    for row in _rows(conn, "report_planning_resources"):
+        flavour = flavours.setdefault(row["flavour"], planner.Flavour(row["flavour"], row["cpu"], row["ram_mb"],
+                                                                      row["disk_mb"]))
+        workers.append(planner.Worker(row["worker"], flavour))
+    budget = _row(conn, "report_budget") or {}
+    budgets = planner.Budgets(budget.get("cpu_max"), budget.get("ram_max_mb"), budget.get("storage_max_mb"),
+                              budget.get("vm_max"))
+    return workers, budgets
 
 
 def load_plan(conn: psycopg.Connection, plan_id: int | None = None):
@@ -110,13 +196,7 @@ def load_plan(conn: psycopg.Connection, plan_id: int | None = None):
     if row is None:
         return None
     plan_id, created, task_count, makespan, lower_bound, vms, vm_hours, planning_s = row
-    flavours = {name: planner.Flavour(name, float(cpu), ram, disk)
-                for name, cpu, ram, disk in conn.execute("SELECT name, cpu, ram_mb, disk_mb FROM hrwsi.flavour")}
-    workers = [planner.Worker(name, flavours[flavour])
-               for name, flavour in conn.execute("SELECT name, flavour FROM hrwsi.worker ORDER BY name")]
-    cpu_max, ram_max, storage_max, vm_max = conn.execute(
-        "SELECT cpu_max::float8, ram_max_mb, storage_max_mb, vm_max FROM hrwsi.budget").fetchone()
-    budgets = planner.Budgets(cpu_max, ram_max, storage_max, vm_max)
+    workers, budgets = _planning_resources(conn)
     tasks, assignments = [], {}
     for (task_id, routine, cpu, ram, storage, duration, depends_on, worker, start, end) in conn.execute(
             query("report_plan_tasks"), {"plan_id": plan_id}):
@@ -128,30 +208,19 @@ def load_plan(conn: psycopg.Connection, plan_id: int | None = None):
     return row, planner.Plan(assignments, [], figures), tasks, workers, budgets
 
 
-def print_plan(conn: psycopg.Connection, console: Console, plan_id: int | None = None,
-               plot: str | None = None) -> bool:
+def stored_plan(conn: psycopg.Connection, plan_id: int | None = None) -> dict | None:
+    """A stored plan's figures and, per worker, its tasks still holding this plan; None if there is none."""
     loaded = load_plan(conn, plan_id)
     if loaded is None:
-        console.print("[red]no plan stored yet[/red]" if plan_id is None else f"[red]no plan {plan_id}[/red]")
-        return False
-    row, plan, tasks, workers, budgets = loaded
+        return None
+    row, plan, _tasks, _workers, _budgets = loaded
     plan_id, created, task_count, makespan, lower_bound, vms, vm_hours, planning_s = row
-    console.print(f"plan {plan_id} made {_time(created)}: {task_count} task(s) on {vms} VM(s), makespan "
-                  f"{makespan:.1f} s, lower bound {lower_bound:.1f} s ({makespan / lower_bound if lower_bound else 1:.3f}"
-                  f" x), {vm_hours:.3f} VM-hours, planned in {planning_s * 1000:.0f} ms", highlight=False)
-    table = Table(title=f"plan {plan_id}: tasks per worker (still holding this plan)")
-    for column in ("worker", "tasks", "first start", "last end"):
-        table.add_column(column)
     per_worker: dict[str, list] = {}
     for assignment in plan.assignments.values():
         per_worker.setdefault(assignment.worker, []).append(assignment)
-    for worker, items in sorted(per_worker.items()):
-        table.add_row(worker, str(len(items)), f"{min(a.start_s for a in items):.1f} s",
-                      f"{max(a.end_s for a in items):.1f} s")
-    console.print(table)
-    if plot:
-        from hrwsi.plan_chart import render_gantt
-
-        render_gantt(plan, tasks, workers, budgets, path=plot, title=f"hrwsi plan {plan_id}")
-        console.print(f"Gantt chart written to {plot}", highlight=False)
-    return True
+    return {
+        "id": plan_id, "created_at": created, "task_count": task_count, "makespan_s": makespan,
+        "lower_bound_s": lower_bound, "vms": vms, "vm_hours": vm_hours, "planning_s": planning_s,
+        "workers": [{"worker": worker, "tasks": len(items), "first_start_s": min(a.start_s for a in items),
+                     "last_end_s": max(a.end_s for a in items)} for worker, items in sorted(per_worker.items())],
+    }

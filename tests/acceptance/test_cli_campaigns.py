@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hrwsi.configuration import load
-from tests.acceptance.test_cli import env, run  # noqa: F401 - env is a fixture
+from tests.acceptance.conftest import run
 from tests.integration.conftest import single_routine_configuration
 
 
@@ -58,5 +58,5 @@ def test_reprocess_starts_a_campaign_and_campaigns_shows_and_cancels_it(processe
 ])
 def test_reprocess_refuses_with_one_line_that_says_why(processed, env, arguments, code, message):  # noqa: F811
     result = run(["reprocess", *arguments], env, check=False)
-    assert result.returncode == code and message in result.stdout
+    assert result.returncode == code and message in result.stderr and result.stderr.count("\n") == 1
     assert "campaign 1" not in run(["campaigns"], env).stdout

@@ -208,6 +208,9 @@ async def test_the_database_password_stays_out_of_logs_and_tables(db, database_u
                                                           f"{unused_tcp_port}/hrwsi"})
     # The three services, each in its own process as on Nomad (nomad-jobs/).
     services = [processes(kind, [kind], env) for kind in ("harvester", "orchestrator", "launcher")]
+    # All three are up (registered) before anything is cut: on a busy machine one may start late.
+    await wait_until(database_url, """SELECT count(DISTINCT kind) = 3 FROM hrwsi.service_instance
+                                      WHERE kind IN ('harvester', 'orchestrator', 'launcher')""", timeout=120)
     insert_inputs(db, 2, prefix="/in/ok-")
     insert_inputs(db, 1, prefix="/in/fail-")
     await wait_until(database_url, """SELECT count(*) FILTER (WHERE state = 'processed') = 2

@@ -43,9 +43,10 @@ def test_a_condition_with_a_multi_input_rule_gets_exactly_the_listed_requirement
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"deadline_from": "sensing"}, "condition in: deadline_from is 'sensing'; give measurement or publication"),
-    ({"multi_input": {"requires": []}}, "condition in: multi_input needs requires"),
-    ({"multi_input": {"requires": [{"min_count": 1}]}}, "missing 'product_type'"),
+    ({"deadline_from": "sensing"}, r"condition\[0\].deadline_from: must be 'measurement' or 'publication', not 'sensing'"),
+    ({"multi_input": {"requires": []}}, r"condition\[0\].multi_input.requires: must not be empty"),
+    ({"multi_input": {"requires": [{"min_count": 1}]}},
+     r"condition\[0\].multi_input.requires\[0\].product_type: missing: this key is required"),
 ])
 def test_a_bad_deadline_or_rule_is_refused_with_the_entry_named_and_nothing_written(db, change, message):
     document = single_routine_configuration(["true"])

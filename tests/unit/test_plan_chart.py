@@ -47,3 +47,17 @@ def test_usage_steps_count_fixed_tasks_and_vms():
     assert max(steps["cpu"][1]) <= budgets.cpu_max
     assert max(steps["vms"][1]) >= 2  # a planned worker and the fixed tasks' workers
     assert steps["cpu"][1][-1] == 0
+
+
+def test_parallel_tasks_of_a_worker_get_rows_of_their_own_and_sequential_ones_share_one():
+    from hrwsi.plan_chart import stack_rows
+
+    # (start, duration): two at once from 0, a third from 5 while the first still runs, a fourth after them.
+    bars = [(0, 10), (0, 4), (5, 2), (12, 1)]
+    rows = stack_rows(bars)
+    assert rows == [0, 1, 1, 0]
+    for i, (start_i, length_i) in enumerate(bars):
+        for j, (start_j, length_j) in enumerate(bars[:i]):
+            overlap = start_i < start_j + length_j and start_j < start_i + length_i
+            assert not (overlap and rows[i] == rows[j]), "overlapping tasks never share a row"
+    assert stack_rows([]) == []

@@ -4,14 +4,17 @@ Pure Python, standard library only: no database, no I/O. Times are seconds relat
 
 The problem (see docs/adr/0003-planner.md): workers of a flavour (CPU, RAM, disk) run several tasks at
 once as long as their sum fits the flavour; budgets cap the totals over everything running at one
-instant (CPU, RAM, storage, and ``vm_max`` workers in use); tasks have dependencies and an earliest
-start; tasks already running (``fixed``) stay where they are and occupy capacity.
+instant (CPU, RAM, storage, and ``vm_max`` workers in use); tasks have dependencies, an earliest start,
+and optionally a priority (lane) and a deadline; tasks already running (``fixed``) stay where they are
+and occupy capacity.
 
 The modules, in the order a plan is made:
 - ``model``: the data classes (tasks, workers, budgets, fixed tasks; the plan and its figures);
 - ``problem``: the input checked and indexed, the tasks that can never run and why;
 - ``bounds``: the lower bound on the makespan, and the sentences that explain a missed horizon;
+  ``capacity``: its knapsack (how much of a group of tasks a worker or the budgets hold at once);
 - ``schedule``: one pass of the event-driven list scheduler; ``packing``: its packing-search variant;
+- ``lanes``: priorities and deadlines (who goes first, what less urgent work may back-fill);
 - ``rules``: the priority rules tried and which plan is kept;
 - ``planning``: ``plan_tasks`` (deadline mode included) and the assembled plan;
 - ``figures``: resource use over time, VMs and VM-hours;
@@ -25,6 +28,7 @@ from hrwsi.planner.model import (
     Budgets,
     FixedTask,
     Flavour,
+    LateTask,
     Plan,
     PlanFigures,
     PlanningError,
@@ -41,6 +45,7 @@ __all__ = [
     "Budgets",
     "FixedTask",
     "Flavour",
+    "LateTask",
     "Plan",
     "PlanFigures",
     "PlanningError",

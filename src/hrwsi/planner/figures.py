@@ -56,18 +56,30 @@ def usage_steps(
     return out
 
 
-def peak_and_mean(
-    prob: Problem, assignments: dict[int, Assignment], makespan: float
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Peak and time-averaged use over [0, makespan] of CPU, RAM, storage and VMs in use."""
-    steps = usage_steps(assignments.values(), {t.id: t for t in prob.tasks}, prob.fixed)
-    peak = dict.fromkeys(USAGE_KEYS, 0.0)
+def peak_and_mean(prob: Problem, sch: Schedule) -> tuple[dict[str, float], dict[str, float]]:
+    """Peak (noted by the scheduler at each event) and time-averaged use over [0, makespan] of CPU, RAM,
+    storage and VMs in use, fixed tasks included (``sch.vm_seconds`` must be known)."""
+    makespan = sch.makespan
+    peak = dict(zip(USAGE_KEYS, sch.peak))
     mean = dict.fromkeys(USAGE_KEYS, 0.0)
-    for key, (xs, ys) in steps.items():
-        peak[key] = max(ys)
-        if makespan > 0:
-            area = sum(ys[i] * max(0.0, min(xs[i + 1], makespan) - max(xs[i], 0.0)) for i in range(len(xs) - 1))
-            mean[key] = area / makespan
+    if makespan <= 0:
+        return peak, mean
+    area = [0.0, 0.0, 0.0]
+    cpu, ram, st, dur, start = prob.cpu, prob.ram, prob.st, prob.dur, sch.start
+    for i in prob.plannable:
+        if start[i] is not None:
+            d = dur[i]
+            area[0] += cpu[i] * d
+            area[1] += ram[i] * d
+            area[2] += st[i] * d
+    for f in prob.fixed:
+        d = max(0.0, min(f.end_s, makespan) - max(f.start_s, 0.0))
+        area[0] += f.cpu * d
+        area[1] += f.ram_mb * d
+        area[2] += f.storage_mb * d
+    for key, a in zip(USAGE_KEYS, area):
+        mean[key] = a / makespan
+    mean["vms"] = sch.vm_seconds / makespan
     return peak, mean
 
 

@@ -44,6 +44,8 @@ class TaskDemand:
     depends_on: tuple[int, ...] = ()  # must END before this starts; unknown ids count as finished
     earliest_start_s: float = 0.0  # retry backoff
     flavour: str | None = None  # only workers of this flavour may run it
+    priority: int = 0  # lane: smaller is more urgent (e.g. 0 near-real-time, 1 archive back-fill)
+    deadline_s: float | None = None  # should END by then (seconds after the plan's time zero); None: no deadline
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,15 @@ class Unplannable:
 
 
 @dataclass(frozen=True)
+class LateTask:
+    """A planned task that ends after its deadline."""
+
+    task_id: int
+    planned_end_s: float
+    deadline_s: float
+
+
+@dataclass(frozen=True)
 class PlanFigures:
     task_count: int
     makespan_s: float
@@ -91,6 +102,7 @@ class PlanFigures:
     binding_bound: str | None = None  # the LB term that is largest ("cpu", "chain", ...)
     rule: str | None = None  # the priority rule that produced the plan
     vm_cap: int | None = None  # deadline mode: the number of workers the plan was limited to
+    late_count: int = 0  # planned tasks that end after their deadline (Plan.late lists them)
 
 
 @dataclass
@@ -98,6 +110,7 @@ class Plan:
     assignments: dict[int, Assignment]
     unplannable: list[Unplannable]
     figures: PlanFigures
+    late: list[LateTask] = field(default_factory=list)  # by deadline, then task id
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (no infinities) for storage."""
@@ -108,6 +121,8 @@ class Plan:
                 for a in sorted(self.assignments.values(), key=lambda a: (a.start_s, a.task_id))
             ],
             "unplannable": [{"task_id": u.task_id, "reason": u.reason} for u in self.unplannable],
+            "late": [{"task_id": x.task_id, "planned_end_s": x.planned_end_s, "deadline_s": x.deadline_s}
+                     for x in self.late],
         }
 
 

@@ -21,13 +21,14 @@ MAX_TASKS = 12  # the search runs only when at most this many tasks of one class
 class PackingScheduler(EventScheduler):
     """The event-driven scheduler with the packing search before the greedy rule at each event."""
 
-    __slots__ = ("workers", "weights")
+    __slots__ = ("workers", "weights", "memo")
 
     def __init__(self, prob: Problem, classes: DemandClasses, order: list[int], workers: Sequence[int],
                  vm_cap: int, weights: tuple[float, float, float]) -> None:
         super().__init__(prob, classes, order, workers, vm_cap, reserve=False)
         self.workers = list(workers)
         self.weights = weights
+        self.memo: dict[tuple, list[int]] = {}  # regular instances meet the same state again and again
 
     def _free_capacity(self) -> tuple[float, float, float]:
         """Free capacity: the budgets, bounded by what the workers offer (budgets may be unlimited)."""
@@ -55,10 +56,13 @@ class PackingScheduler(EventScheduler):
         ready.sort(key=lambda k: ready_by_class[k][0])
         ready = ready[:MAX_CLASSES]
         demands = [(self.class_cpu[k], self.class_ram[k], self.class_storage[k]) for k in ready]
-        counts = [len(ready_by_class[k]) for k in ready]
-        cap_n = max(_most_that_fit(free, dem, cnt) for dem, cnt in zip(demands, counts))
-        if cap_n <= MAX_TASKS:
-            combo = best_combination(ready, demands, counts, free, self.weights, cap_n)
+        counts = [_most_that_fit(free, dem, len(ready_by_class[k])) for k, dem in zip(ready, demands)]
+        cap_n = max(counts)
+        if cap_n <= MAX_TASKS and len(ready) > 1:  # one class alone: the greedy rule does the same
+            key = (tuple(ready), tuple(counts), free)
+            combo = self.memo.get(key)
+            if combo is None:
+                combo = self.memo[key] = best_combination(ready, demands, counts, free, self.weights, cap_n)
             self._start_combination(combo, t)
         # the tops changed: rebuild the class-top heap (few classes here)
         self.tops[:] = [h[0] for k, h in enumerate(ready_by_class) if h and not self.is_blocked[k]]
@@ -77,6 +81,7 @@ class PackingScheduler(EventScheduler):
                 continue
             heapq.heappop(h)
             self.begin(i, w, t)
+        self._note_peak()
 
 
 def _most_that_fit(free: Sequence[float], dem: Sequence[float], count: int) -> int:

@@ -14,6 +14,7 @@ from hrwsi.planner.model import (
     Assignment,
     Budgets,
     FixedTask,
+    LateTask,
     Plan,
     PlanFigures,
     PlanningError,
@@ -23,7 +24,7 @@ from hrwsi.planner.model import (
     is_finite,
 )
 from hrwsi.planner.problem import Problem
-from hrwsi.planner.rules import RuleSet
+from hrwsi.planner.rules import RuleSet, late_tasks
 from hrwsi.planner.schedule import Schedule, size_order
 
 
@@ -71,7 +72,8 @@ def _fewest_workers(rules: RuleSet, best: Schedule, horizon_s: float) -> tuple[i
     while lo < hi:
         mid = (lo + hi) // 2
         sch = rules.best_schedule(ranked[:mid], min(prob.vm_max, mid))
-        if not sch.stuck and sch.makespan <= horizon_s + 1e-9:
+        # fewer workers may not make more tasks late than the plan with all of them
+        if not sch.stuck and sch.late <= best.late and sch.makespan <= horizon_s + 1e-9:
             hi = mid
             found = (mid, sch)
         else:
@@ -133,8 +135,9 @@ def _assemble(
             Unplannable(tasks[i].id, f"task {tasks[i].id} (routine {tasks[i].routine}) could not be placed "
                                      "by the planner (internal limit; please report)")
         )
+    late = [LateTask(tasks[i].id, end, deadline) for deadline, i, end in late_tasks(prob, sch)]
     makespan = sch.makespan
-    peak, mean = peak_and_mean(prob, assignments, makespan)
+    peak, mean = peak_and_mean(prob, sch)
     missed = None
     note = None
     if horizon_s is not None and makespan > horizon_s + 1e-9:
@@ -157,5 +160,6 @@ def _assemble(
         binding_bound=binding,
         rule=sch.rule,
         vm_cap=vm_cap,
+        late_count=len(late),
     )
-    return Plan(assignments, unplannable, figures)
+    return Plan(assignments, unplannable, figures, late)

@@ -54,6 +54,7 @@ class Problem:
         self._link_dependencies()
         self.topo = self._toposort()
         self._static_plannability()
+        self._chain_after: list[float] | None = None
 
     # -- checks and indices
 
@@ -89,6 +90,15 @@ class Problem:
         self.by_flavour: dict[str, list[int]] = {}
         for j, w in enumerate(self.workers):
             self.by_flavour.setdefault(w.flavour.name, []).append(j)
+        # worker kinds: same flavour name and size (a name could, in theory, come in two sizes)
+        kinds: dict[tuple[str, float, float, float], list[int]] = {}
+        for j, w in enumerate(self.workers):
+            kinds.setdefault((w.flavour.name, self.wcpu[j], self.wram[j], self.wst[j]), []).append(j)
+        self.kinds = list(kinds.items())  # ((flavour, cpu, ram, disk), workers)
+        self.worker_kind = [0] * self.W
+        for q, (_key, members) in enumerate(self.kinds):
+            for j in members:
+                self.worker_kind[j] = q
 
     def _index_tasks(self) -> None:
         self.idx: dict[int, int] = {}
@@ -103,6 +113,10 @@ class Problem:
                 ok = False
             if not ok:
                 self._check_task_numbers(t)
+            if t.deadline_s is not None and not is_finite(t.deadline_s):
+                raise PlanningError(f"task {t.id}: deadline_s={t.deadline_s!r} is not finite")
+            if not isinstance(t.priority, int):
+                raise PlanningError(f"task {t.id}: priority={t.priority!r} must be an integer")
 
     @staticmethod
     def _check_task_numbers(t: TaskDemand) -> None:
@@ -190,15 +204,23 @@ class Problem:
     # -- which tasks can ever run
 
     def _static_plannability(self) -> None:
+        """Which tasks can never run, and why; on the way, the tasks' demand kinds: ``demands[demand_of[i]]``
+        is task i's (cpu, ram, storage, flavour restriction)."""
         reasons: list[str | None] = [None] * self.n
-        cache: dict[tuple, str | None] = {}
+        kinds: dict[tuple, int] = {}
+        why: list[str | None] = []
+        self.demand_of = demand_of = [0] * self.n
+        cpu, ram, st = self.cpu, self.ram, self.st
         for i, t in enumerate(self.tasks):
-            key = (self.cpu[i], self.ram[i], self.st[i], t.flavour)
-            if key not in cache:
-                cache[key] = self._why_never(*key)
-            r = cache[key]
-            if r is not None:
-                reasons[i] = f"task {t.id} (routine {t.routine}) {r}"
+            key = (cpu[i], ram[i], st[i], t.flavour)
+            k = kinds.get(key)
+            if k is None:
+                k = kinds[key] = len(why)
+                why.append(self._why_never(*key))
+            demand_of[i] = k
+            if why[k] is not None:
+                reasons[i] = f"task {t.id} (routine {t.routine}) {why[k]}"
+        self.demands: list[tuple[float, float, float, str | None]] = list(kinds)
         for i in self.topo:
             if reasons[i] is not None:
                 continue
@@ -210,6 +232,29 @@ class Problem:
                     break
         self.reasons = reasons
         self.plannable = [i for i in self.topo if reasons[i] is None]  # topological order
+
+    def chain_after(self) -> list[float]:
+        """The longest chain of durations after each plannable task ends (computed once)."""
+        if self._chain_after is None:
+            tail = [0.0] * self.n
+            dur, succs, reasons = self.dur, self.succs, self.reasons
+            for i in reversed(self.plannable):
+                best = 0.0
+                for s in succs[i]:
+                    v = dur[s] + tail[s]
+                    if v > best and reasons[s] is None:  # a task that can never run is left out
+                        best = v
+                tail[i] = best
+            self._chain_after = tail
+        return self._chain_after
+
+    def kinds_fitting(self, cpu: float, ram: float, st: float, restriction: str | None) -> int:
+        """The worker kinds (a bit mask over ``kinds``) where a task of these demands may run alone."""
+        mask = 0
+        for q, ((name, c, r, s), _members) in enumerate(self.kinds):
+            if (restriction is None or restriction == name) and cpu <= c + EPS and ram <= r + EPS and st <= s + EPS:
+                mask |= 1 << q
+        return mask
 
     def fits_worker(self, cpu: float, ram: float, st: float, j: int) -> bool:
         """Whether a task of these demands fits worker ``j`` when the worker is otherwise empty."""

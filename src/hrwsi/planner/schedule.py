@@ -3,8 +3,10 @@
 Time jumps from event to event (a task ends, a task is released, a fixed task starts or ends); at each
 event the ready tasks are started in priority order wherever they fit now, first-fit on workers already
 in use, else on an idle worker (one used before, then the largest) while fewer than ``vm_cap`` are in
-use. Ready tasks are grouped by demand class (same CPU/RAM/storage/flavour), so a class that does not fit
+use; a task that fits every kind of worker tries the kinds no class is confined to first (spare-first).
+Ready tasks are grouped by demand class (same CPU/RAM/storage/flavour), so a class that does not fit
 is skipped as a whole until the next event: an event costs O(started + classes), a pass O(n log n).
+With several lanes, less urgent work only back-fills (lanes.LaneGuard).
 
 With ``reserve`` (EASY backfilling), the highest-priority blocked class gets a reservation at the
 earliest end of running tasks that frees enough for it; other tasks may then start only if they end
@@ -17,6 +19,7 @@ import math
 from collections.abc import Generator, Sequence
 from heapq import heappop, heappush
 
+from hrwsi.planner.lanes import LaneGuard, Urgency
 from hrwsi.planner.problem import EPS, Problem
 
 MAX_FAILS_PER_EVENT = 48  # classes tried in vain at one event before waiting for the next one
@@ -25,10 +28,10 @@ MAX_FAILS_PER_EVENT = 48  # classes tried in vain at one event before waiting fo
 class Schedule:
     """The outcome of one pass: start time and worker index per task index (None/-1 if not placed)."""
 
-    __slots__ = ("start", "worker", "makespan", "rule", "vms", "vm_seconds", "stuck")
+    __slots__ = ("start", "worker", "makespan", "rule", "vms", "vm_seconds", "stuck", "late", "peak")
 
     def __init__(self, start: list[float | None], worker: list[int], makespan: float, rule: str,
-                 stuck: list[int]) -> None:
+                 stuck: list[int], peak: list[float]) -> None:
         self.start = start
         self.worker = worker
         self.makespan = makespan
@@ -36,33 +39,48 @@ class Schedule:
         self.stuck = stuck  # plannable tasks that were never placed (not expected; reported, not dropped)
         self.vms = 0
         self.vm_seconds = 0.0
+        self.late = 0  # planned tasks ending after their deadline
+        self.peak = peak  # the most CPU, RAM, storage and VMs in use at once (fixed tasks included)
 
 
 class DemandClasses:
     """Plannable tasks grouped by identical demands (CPU, RAM, storage, flavour restriction; with fixed
-    tasks starting later, the duration too, since whether a task fits now then depends on it)."""
+    tasks starting later, the duration too, since whether a task fits now then depends on it; with several
+    lanes, the lane too)."""
 
-    def __init__(self, prob: Problem) -> None:
+    def __init__(self, prob: Problem, urgency: Urgency | None = None) -> None:
         self.of_task = [-1] * prob.n
         keys: dict[tuple, int] = {}
         self.cpu: list[float] = []
         self.ram: list[float] = []
         self.storage: list[float] = []
         self.flavour: list[int] = []  # flavour index, or -1 for any
+        self.lane: list[int] = []  # effective priority (0 without lanes)
+        self.kinds: list[int] = []  # worker kinds (bit mask) where a task of the class may ever run
         by_duration = any(f.start_s > 0 and f.end_s > f.start_s for f in prob.fixed)
+        lane_of = urgency.priority if urgency is not None and urgency.several_lanes else None
+        demand_of = prob.demand_of
         for i in prob.plannable:
-            fl = prob.tasks[i].flavour
-            key: tuple = (prob.cpu[i], prob.ram[i], prob.st[i], -1 if fl is None else prob.fid[fl])
+            key: tuple = (demand_of[i],)
             if by_duration:
                 key += (prob.dur[i],)
+            if lane_of is not None:
+                key += (lane_of[i],)
             k = keys.get(key)
             if k is None:
                 k = keys[key] = len(self.cpu)
-                self.cpu.append(key[0])
-                self.ram.append(key[1])
-                self.storage.append(key[2])
-                self.flavour.append(key[3])
+                self._add(prob, prob.demands[demand_of[i]], 0 if lane_of is None else lane_of[i])
             self.of_task[i] = k
+        self.several_lanes = lane_of is not None
+
+    def _add(self, prob: Problem, demand: tuple, lane: int) -> None:
+        cpu, ram, storage, restriction = demand
+        self.cpu.append(cpu)
+        self.ram.append(ram)
+        self.storage.append(storage)
+        self.flavour.append(-1 if restriction is None else prob.fid[restriction])
+        self.lane.append(lane)
+        self.kinds.append(prob.kinds_fitting(cpu, ram, storage, restriction))
 
     def __len__(self) -> int:
         return len(self.cpu)
@@ -77,6 +95,16 @@ def size_order(prob: Problem, workers: Sequence[int]) -> list[int]:
 def _max_positive(vals: Sequence[float]) -> float:
     m = max(vals, default=0.0)
     return m if m > 0 else 1.0
+
+
+def _spare_kinds(class_kinds: list[int], every_kind: int) -> list[int]:
+    """Per class, the worker kinds it may use that no class is confined to (0: no preference). A kind is
+    contended when some class cannot run everywhere and may run there."""
+    contended = 0
+    for mask in class_kinds:
+        if mask != every_kind:
+            contended |= mask
+    return [mask & ~contended if mask & contended else 0 for mask in class_kinds]
 
 
 class Reservation:
@@ -121,6 +149,9 @@ class Reservation:
         return True
 
 
+NO_RESERVATION = Reservation(math.inf, -1, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, {})  # nothing to protect
+
+
 class EventScheduler:
     """The state of one pass: capacity in use (globally and per worker), the fixed tasks' events, the
     ready tasks by demand class, the tasks pending release and the running ones."""
@@ -133,7 +164,7 @@ class EventScheduler:
         "idle_by_flavour", "busy", "busy_count", "external_tasks", "used_cpu", "used_ram", "used_storage",
         "fixed_events", "next_fixed_event", "future_fixed", "future_started",
         "unmet", "ready_at", "ready_by_class", "tops", "is_blocked", "blocked", "pending", "running", "start",
-        "worker_of", "greedy",
+        "worker_of", "greedy", "guard", "started", "peak", "momentary", "spare_kinds",
     )
 
     def __init__(self, prob: Problem, classes: DemandClasses, order: list[int], workers: Sequence[int],
@@ -155,6 +186,8 @@ class EventScheduler:
         self._init_workers(workers)
         self._init_fixed()
         self._init_tasks(len(classes))
+        self.guard = LaneGuard(self, classes.lane, classes.kinds) if classes.several_lanes else None
+        self.spare_kinds = _spare_kinds(classes.kinds, (1 << len(prob.kinds)) - 1)
         greedy = self._greedy_dispatcher()
         next(greedy)
         self.greedy = greedy.send
@@ -208,6 +241,9 @@ class EventScheduler:
         self.running: list[tuple[float, int]] = []  # (end, task)
         self.start: list[float | None] = [None] * n
         self.worker_of = [-1] * n
+        self.started = 0
+        self.peak = [0.0, 0.0, 0.0, 0.0]
+        self.momentary: list[tuple[float, float, float, int]] = []  # tasks of no duration started now
         for i in prob.plannable:
             self.unmet[i] = len(prob.preds[i])
         for i in prob.plannable:
@@ -227,7 +263,7 @@ class EventScheduler:
         class_demand, tasks_on, fc, fr, fs = self.class_demand, self.tasks_on, self.free_cpu, self.free_ram, self.free_storage
         dispatch, make_ready = self.dispatch, self._make_ready
         self._apply_fixed_until(0.0)
-        t = 0.0
+        t = last = 0.0
         while True:
             while running and running[0][0] <= t:
                 e, i = heappop(running)
@@ -256,7 +292,8 @@ class EventScheduler:
             dispatch(t)
             t = self._next_event()
             if t == math.inf:
-                return self._result(rule)
+                return self._result(rule, last)
+            last = t
 
     def _next_event(self) -> float:
         """A task ends, a task is released, a fixed task starts or ends: the earliest of these."""
@@ -285,6 +322,7 @@ class EventScheduler:
             if kind == 1 and fixed[q].start_s > 0:
                 self.future_started += 1
             self._apply_fixed(q, 1 if kind == 1 else -1)
+        self._note_peak()
 
     def _apply_fixed(self, q: int, sign: int) -> None:
         f = self.prob.fixed[q]
@@ -318,22 +356,39 @@ class EventScheduler:
         elif sign < 0 and c - 1 == 0:
             self.busy_count -= 1
 
-    def _result(self, rule: str) -> Schedule:
-        makespan = 0.0
+    def _result(self, rule: str, t: float) -> Schedule:
+        """The pass's outcome; ``t`` is its last event, the end of the last task when every task started."""
+        fixed_end = max((float(f.end_s) for f in self.prob.fixed), default=0.0)
+        if self.started == len(self.prob.plannable):
+            return Schedule(self.start, self.worker_of, max(t, fixed_end, 0.0), rule, [], self.peak)
+        makespan = fixed_end if fixed_end > 0 else 0.0
         stuck = []
         dur = self.dur
         for i in self.prob.plannable:
             s = self.start[i]
             if s is None:
                 stuck.append(i)
-                continue
-            e = s + dur[i]
-            if e > makespan:
-                makespan = e
-        for f in self.prob.fixed:
-            if f.end_s > makespan:
-                makespan = float(f.end_s)
-        return Schedule(self.start, self.worker_of, makespan, rule, stuck)
+            elif s + dur[i] > makespan:
+                makespan = s + dur[i]
+        return Schedule(self.start, self.worker_of, makespan, rule, stuck, self.peak)
+
+    def _note_peak(self) -> None:
+        """Use only grows after the ends at an instant: noting it after each event's starts gives the peaks
+        (tasks of no duration, which hold nothing, left out)."""
+        use = [self.used_cpu, self.used_ram, self.used_storage, float(self.busy_count)]
+        if self.momentary:
+            on: dict[int, int] = {}
+            for c, rm, s, w in self.momentary:
+                use[0] -= c
+                use[1] -= rm
+                use[2] -= s
+                on[w] = on.get(w, 0) + 1
+            use[3] -= sum(1 for w, count in on.items() if self.tasks_on[w] == count)
+            self.momentary.clear()
+        peak = self.peak
+        for r in range(4):
+            if use[r] > peak[r]:
+                peak[r] = use[r]
 
     # ---------------------------------------------------------------------------- where a task fits
 
@@ -352,6 +407,10 @@ class EventScheduler:
             return -1
         if self.future_started < len(self.future_fixed) and e > t:
             return self._find_worker_around_fixed(k, t, e)
+        if self.spare_kinds[k]:
+            w = self._find_spare_worker(k)
+            if w >= 0:
+                return w
         wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
         for w in self.busy:
             if (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm and fs[w] + EPS >= s:
@@ -367,6 +426,25 @@ class EventScheduler:
                 if fallback < 0:
                     fallback = w
         return fallback
+
+    def _find_spare_worker(self, k: int) -> int:
+        """A worker of a kind that no class is confined to (``spare_kinds``), so that the workers that only
+        some tasks fit stay free for them (3-CPU tasks on the 4-CPU workers, say, while 1-CPU tasks could
+        run on 2-CPU ones)."""
+        c, rm, s, f = self.class_demand[k]
+        spare, kind = self.spare_kinds[k], self.prob.worker_kind
+        wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
+        for w in self.busy:
+            if spare >> kind[w] & 1 and (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm \
+                    and fs[w] + EPS >= s:
+                return w
+        if self.busy_count >= self.vm_cap:
+            return -1
+        for w in self.idle_any if f < 0 else self.idle_by_flavour.get(f, ()):
+            if self.tasks_on[w] == 0 and spare >> kind[w] & 1 and fc[w] + EPS >= c and fr[w] + EPS >= rm \
+                    and fs[w] + EPS >= s:
+                return w
+        return -1
 
     def _future_window(self, t: float, e: float) -> tuple[list[float], dict[int, list[float]], set]:
         """Usage of fixed tasks that start in (t, e): global, per worker, and newly busy workers."""
@@ -446,7 +524,11 @@ class EventScheduler:
         self.tasks_on[w] += 1
         self.start[i] = t
         self.worker_of[i] = w
-        heapq.heappush(self.running, (t + self.dur[i], i))
+        self.started += 1
+        e = t + self.dur[i]
+        if e == t:  # a task of no duration holds nothing: kept out of the peaks
+            self.momentary.append((c, rm, s, w))
+        heapq.heappush(self.running, (e, i))
 
     # ----------------------------------------------------------------------------- reservations
 
@@ -511,6 +593,17 @@ class EventScheduler:
 
     # --------------------------------------------------------------------------------- dispatching
 
+    def _begin_event(self) -> None:
+        """Blocked classes are tried again at each event."""
+        if self.guard is not None:
+            self.guard.start_event()
+        is_blocked, ready_by_class, top = self.is_blocked, self.ready_by_class, self.tops
+        for k in self.blocked:
+            is_blocked[k] = False
+            if ready_by_class[k]:
+                heappush(top, ready_by_class[k][0])
+        self.blocked.clear()
+
     def _block(self, k: int) -> None:
         self.is_blocked[k] = True
         self.blocked.append(k)
@@ -525,16 +618,15 @@ class EventScheduler:
         top, ready_by_class, is_blocked, blocked = self.tops, self.ready_by_class, self.is_blocked, self.blocked
         task_at, task_class, dur, class_demand = self.task_at, self.task_class, self.dur, self.class_demand
         cpu_limit, ram_limit, storage_limit = self.budget_limits
-        find_worker, occupy = self._find_worker_within_budgets, self._occupy
+        occupy, guard = self._occupy, self.guard
+        find_worker = self._find_worker_within_budgets if guard is None else self._find_admitted_worker
         while True:
             t = yield
-            for k in blocked:  # blocked classes are tried again at each event
-                is_blocked[k] = False
-                if ready_by_class[k]:
-                    heappush(top, ready_by_class[k][0])
-            blocked.clear()
+            self._begin_event()
             fails = 0
-            resv: Reservation | None = None
+            reserved = -1  # the class promised a reservation (the first that did not fit), if any
+            resv: Reservation | None = None  # computed when first needed: nothing starts in between
+            started = self.started
             # the budgets' use, kept here too: most attempts fail on them
             used_cpu, used_ram, used_storage = self.used_cpu, self.used_ram, self.used_storage
             while top:
@@ -548,17 +640,21 @@ class EventScheduler:
                 w = -1
                 if used_cpu + c <= cpu_limit and used_ram + rm <= ram_limit and used_storage + s <= storage_limit:
                     w = find_worker(k, t, t + dur[i])
-                    if w >= 0 and resv is not None and t + dur[i] > resv.at + EPS and not resv.admits(
-                            w, c, rm, s, self.tasks_on[w]):
-                        w = -1  # it would still run at the reservation, beyond what the reserved task leaves over
+                    if w >= 0 and reserved >= 0:
+                        if resv is None:
+                            resv = self.reservation(reserved) or NO_RESERVATION
+                        if t + dur[i] > resv.at + EPS and not resv.admits(w, c, rm, s, self.tasks_on[w]):
+                            w = -1  # it would still run at the reservation, beyond what the reserved task leaves
                 if w < 0:
                     is_blocked[k] = True
                     blocked.append(k)
+                    if guard is not None:
+                        guard.blocked(k)
                     fails += 1
                     if fails >= MAX_FAILS_PER_EVENT:
                         break
-                    if self.reserve and resv is None and fails == 1:
-                        resv = self.reservation(k)
+                    if self.reserve and fails == 1:
+                        reserved = k
                     continue
                 heappop(h)
                 if h:
@@ -568,3 +664,24 @@ class EventScheduler:
                 used_ram += rm
                 used_storage += s
                 self.used_cpu, self.used_ram, self.used_storage = used_cpu, used_ram, used_storage
+            if self.started != started:
+                self._note_peak()
+
+    # ------------------------------------------------------------------------------------- lanes
+
+    def _find_admitted_worker(self, k: int, t: float, e: float) -> int:
+        """find_worker, when less urgent work may only back-fill (lanes.LaneGuard): the first-fit worker if
+        the guard admits it, else another worker it admits."""
+        w = self._find_worker_within_budgets(k, t, e)
+        if w < 0 or self.guard.admits(k, w, e):
+            return w
+        if self.future_started < len(self.future_fixed) or self.busy_count > self.vm_cap:
+            return -1  # keep it simple around fixed tasks starting later: wait
+        c, rm, s, f = self.class_demand[k]
+        wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
+        idle = [w for w in (self.idle_any if f < 0 else self.idle_by_flavour.get(f, ())) if self.tasks_on[w] == 0]
+        for w in self.busy + (idle if self.busy_count < self.vm_cap else []):
+            if ((f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm and fs[w] + EPS >= s
+                    and self.guard.leaves_room(k, w)):
+                return w
+        return -1

@@ -38,7 +38,8 @@ def validate_plan(
     existing worker of an allowed flavour, for its duration, not before now, its earliest start or the
     end of its dependencies; at every instant, no worker over its flavour and no budget or ``vm_max``
     exceeded, counting fixed tasks' usage (an instant where only fixed tasks run is not the plan's
-    fault and is not reported, nor are too many VMs when every busy worker runs a fixed task)."""
+    fault and is not reported, nor are too many VMs when every busy worker runs a fixed task). A task
+    that ends after its deadline is not a violation, but ``plan.late`` must list exactly those."""
     out = _Violations()
     task_by_id: dict[int, TaskDemand] = {}
     for t in tasks:
@@ -50,6 +51,7 @@ def validate_plan(
     _check_coverage(plan, tasks, task_by_id, never, out)
     _check_assignments(plan, task_by_id, workers, fixed, out)
     _check_capacity(plan, task_by_id, workers, budgets, fixed, out)
+    _check_late(plan, task_by_id, out)
     if len(out) >= MAX_VIOLATIONS:
         out.append("(more violations not listed)")
     return list(out)
@@ -195,6 +197,29 @@ def _check_dependencies(plan: Plan, t: TaskDemand, start: float, task_by_id: dic
             continue  # already finished
         if start < end - TOLERANCE:
             out.add(f"task {t.id} starts at {start:g} s before its dependency {d} ends at {end:g} s")
+
+
+def _check_late(plan: Plan, task_by_id: dict[int, TaskDemand], out: _Violations) -> None:
+    """``plan.late`` lists exactly the planned tasks that end after their deadline, with their figures."""
+    listed = {x.task_id: x for x in plan.late}
+    if len(listed) < len(plan.late):
+        out.add("a task is listed late twice")
+    for a in plan.assignments.values():
+        t = task_by_id.get(a.task_id)
+        if t is None or t.deadline_s is None:
+            continue
+        late = a.end_s > t.deadline_s + TOLERANCE * max(1.0, abs(t.deadline_s))
+        if late and t.id not in listed:
+            out.add(f"task {t.id} ends at {a.end_s:g} s after its deadline {t.deadline_s:g} s but is not listed late")
+    for tid, x in listed.items():
+        t = task_by_id.get(tid)
+        a = plan.assignments.get(tid)
+        if t is None or a is None or t.deadline_s is None:
+            out.add(f"task {tid} is listed late but is not a planned task with a deadline")
+        elif a.end_s <= t.deadline_s or abs(x.planned_end_s - a.end_s) > TOLERANCE * max(1.0, a.end_s) \
+                or x.deadline_s != t.deadline_s:
+            out.add(f"task {tid} is listed late (ends {x.planned_end_s:g} s, deadline {x.deadline_s:g} s) but it "
+                    f"ends at {a.end_s:g} s and its deadline is {t.deadline_s:g} s")
 
 
 # ------------------------------------------------------------------------------ capacity over time

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hrwsi.planner import Budgets, FixedTask, lower_bound, lower_bound_parts
-from tests.unit.planner.conftest import BIG, reference_family, task, workers
+from hrwsi.planner import Budgets, FixedTask, Worker, lower_bound, lower_bound_parts
+from tests.unit.planner.conftest import BIG, SMALL, reference_family, task, workers
 
 
 def test_lower_bound_of_reference_family_matches_planning_md():
@@ -42,3 +42,43 @@ def test_lower_bound_stays_valid_when_fixed_tasks_exceed_a_budget():
 def test_lower_bound_leaves_out_unplannable_tasks():
     ts = [task(1, cpu=100, dur=1000), task(2, dur=10)]
     assert lower_bound(ts, workers(1), Budgets()) == pytest.approx(10)
+
+
+# ------------------------------------------------------------------------ the bound sees flavour fit
+
+
+def test_one_task_at_a_time_per_worker_when_two_do_not_fit():
+    # 3-CPU tasks on 4-CPU workers: one at a time on each, so 6 of 10 s on 2 workers take 30 s, not 22.5
+    ws = workers(2)  # SMALL: 4 CPU
+    tasks = [task(i, cpu=3, dur=10) for i in range(6)]
+    parts = lower_bound_parts(tasks, ws, Budgets())
+    assert parts["cpu"] == pytest.approx(22.5)
+    assert parts["flavour"] == pytest.approx(30)
+    assert lower_bound(tasks, ws, Budgets()) == pytest.approx(30)
+
+
+def test_tasks_that_fit_only_the_big_workers_are_bounded_by_those():
+    # the 5-CPU tasks fit only the 8-CPU worker: their work alone is 100 / 5 (one at a time)
+    ws = [Worker("s0", SMALL), Worker("s1", SMALL), Worker("b0", BIG)]
+    tasks = [task(i, cpu=5, dur=20) for i in range(5)] + [task(10 + i, cpu=1, dur=10) for i in range(8)]
+    assert lower_bound(tasks, ws, Budgets()) == pytest.approx(100)
+
+
+def test_tasks_after_a_chain_are_bounded_by_the_chain_plus_their_work():
+    # Y (1 CPU, 10 s) before four 4-CPU tasks of 10 s on one 4-CPU worker: they all run after t=10
+    tasks = [task(0, cpu=1, dur=10)] + [task(i, cpu=4, dur=10, deps=[0]) for i in range(1, 5)]
+    parts = lower_bound_parts(tasks, workers(1), Budgets())
+    assert parts["cpu"] == pytest.approx(42.5)
+    assert parts["window"] == pytest.approx(50)
+
+
+def test_the_knapsack_is_exact_and_falls_back_to_an_upper_bound():
+    import math
+
+    from hrwsi.planner.capacity import most_held
+
+    assert most_held((4, 30000, 1e5), [(3, (3, 12000, 2e4))]) == 3
+    assert most_held((4, 30000, 1e5), [(3, (3, 12000, 2e4)), (1, (1, 16000, 1e4))]) == 4
+    assert most_held((math.inf,) * 3, [(1, (1, 1, 1))]) == math.inf
+    # many small items: the relaxation, an upper bound
+    assert most_held((100, math.inf, math.inf), [(3, (3, 0, 0)), (0.5, (0.5, 0, 0))]) == pytest.approx(100)

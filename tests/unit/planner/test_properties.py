@@ -16,6 +16,7 @@ from hrwsi.planner import (
     Worker,
     lower_bound,
     plan_tasks,
+    usage_steps,
     validate_plan,
 )
 
@@ -96,6 +97,12 @@ def check(plan, tasks, workers, budgets, fixed):
     assert f.task_count == len(tasks)
     ends = [a.end_s for a in plan.assignments.values()] + [x.end_s for x in fixed]
     assert f.makespan_s == pytest.approx(max(ends + [0.0]))
+    # the figures the scheduler notes as it goes agree with a sweep over the plan
+    steps = usage_steps(plan.assignments.values(), {t.id: t for t in tasks}, fixed)
+    for key, (xs, ys) in steps.items():
+        assert f.peak_use[key] == pytest.approx(max(ys), abs=1e-6)
+        area = sum(ys[i] * max(0.0, min(xs[i + 1], f.makespan_s) - max(xs[i], 0.0)) for i in range(len(xs) - 1))
+        assert f.mean_use[key] == pytest.approx(area / f.makespan_s if f.makespan_s > 0 else 0.0, abs=1e-6)
 
 
 @PROFILE

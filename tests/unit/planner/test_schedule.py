@@ -100,3 +100,14 @@ def test_small_tasks_may_start_beside_a_reservation_with_what_it_leaves_over():
     assert sch.start[2] == 0  # takes the 1 CPU left over at the reservation
     assert sch.start[3] >= 10  # a second one would delay B
     assert sch.start[4] == 0  # ends at 4, before the reservation
+
+
+def test_tasks_that_fit_anywhere_leave_the_workers_only_some_tasks_fit_to_those():
+    # A fits both workers, B (8 CPU, released at t=1) only the big one: A takes the small worker (the
+    # largest would be the default), so B starts as soon as it is released
+    ws = [Worker("big", BIG), Worker("small", SMALL)]
+    tasks = [task(1, cpu=2, dur=10), task(2, cpu=8, dur=10, earliest=1)]
+    plan = plan_tasks(tasks, ws, Budgets())
+    assert_valid(plan, tasks, ws, Budgets())
+    assert plan.assignments[1].worker == "small"
+    assert plan.assignments[2].start_s == 1 and plan.assignments[2].worker == "big"

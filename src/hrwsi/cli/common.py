@@ -1,0 +1,129 @@
+"""What every command group shares: the root `app`, the consoles, settings and the database URL,
+JSON output, and the one-line error every failure becomes (`hrwsi.cli.errors`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import typer
+from rich.console import Console
+
+from hrwsi.cli.errors import CliError, explain
+from hrwsi.database import connect, resolve_url
+from hrwsi.settings import Settings
+
+console = Console()
+error_console = Console(stderr=True, highlight=False)
+logger = logging.getLogger("hrwsi")
+
+JSON_HELP = "print JSON instead of tables"
+
+
+@dataclass
+class CliState:
+    debug: bool = bool(os.environ.get("HRWSI_DEBUG"))
+    url: str | None = None  # the database URL in use, for error messages
+
+
+state = CliState()
+
+__all__ = ["CliError", "app", "console", "database", "error_console", "print_json", "settings", "url"]
+
+
+class HrwsiTyper(typer.Typer):
+    """The root command: every exception becomes one line saying what to do (`--debug` adds the
+    traceback), instead of a traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as error:  # noqa: BLE001 - the one place every failure is turned into a sentence
+            message, exit_code = explain(error, state.url)
+            if state.debug:
+                traceback.print_exception(error, file=sys.stderr)
+            for line in message.splitlines() or [message]:
+                error_console.print(f"[red]error:[/red] {_escape(line)}", soft_wrap=True)
+            sys.exit(exit_code)
+
+
+def _escape(text: str) -> str:
+    """An error's text for the terminal: its markup shown, not interpreted; its control characters
+    shown as escapes, not obeyed (a message may quote what a user inserted)."""
+    from rich.markup import escape
+
+    from hrwsi.terminal import visible
+
+    return escape(visible(text))
+
+
+app = HrwsiTyper(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Earth-observation production.",
+                 no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")) -> None:
+    if debug:
+        state.debug = True
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else os.environ.get("HRWSI_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+
+
+def settings() -> Settings:
+    """Settings from the environment; a variable that is not what it should be is a one-line error."""
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        raise CliError(f"{error}: fix or unset that environment variable (README.md, Settings)", 2) from None
+
+
+def url(start: bool = True) -> str:
+    """The database URL; with `start`, the embedded server is started when no URL is set."""
+    state.url = resolve_url(settings(), start=start)
+    return state.url
+
+
+@contextmanager
+def database(start: bool = False, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A connection for one command (reading commands do not start the embedded server)."""
+    with connect(url(start=start), autocommit=autocommit) as conn:
+        yield conn
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def to_json(data) -> str:
+    return json.dumps(data, default=_json_default, indent=2, ensure_ascii=False)
+
+
+def print_json(data) -> None:
+    """JSON on stdout, plain (no markup, no colour): for scripts and `jq`."""
+    print(to_json(data))

@@ -1,0 +1,70 @@
+"""`hrwsi config load|validate|show|keys`: configuration as data (hrwsi.configuration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hrwsi import configuration
+from hrwsi.cli.common import JSON_HELP, app, console, database, print_json
+
+config_app = typer.Typer(help="Configuration as data: budget, flavours, workers, routines, conditions, retention.",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("load")
+def config_load(path: Path) -> None:
+    """Check a TOML file against the schema, then load it (upsert) in one transaction; nothing is
+    written if anything is wrong."""
+    with database(start=True) as conn:
+        counts = configuration.load_file(conn, path)
+    console.print(", ".join(f"{n} {kind}" for kind, n in counts.items()), highlight=False)
+
+
+@config_app.command("validate")
+def config_validate(path: Path,
+                    offline: bool = typer.Option(False, help="check the file alone: every flavour and routine it "
+                                                             "refers to must be in it (no database needed)")) -> None:
+    """Check a TOML file as `config load` would, writing nothing: one line per problem with its key path.
+    References to flavours and routines may be to the database's (unless --offline)."""
+    document = configuration.read_file(path)
+    if offline:
+        known = None
+    else:
+        with database() as conn:
+            known = configuration.known_names(conn)
+    configuration.validate(document, known, str(path))
+    console.print(f"{path}: valid", highlight=False, markup=False)
+
+
+@config_app.command("show")
+def config_show(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """The configuration the database holds, as TOML that `config load` reads back (or JSON)."""
+    with database() as conn:
+        document = configuration.current(conn)
+    if as_json:
+        print_json(document)
+    else:
+        print(configuration.to_toml(document))
+
+
+@config_app.command("keys")
+def config_keys(markdown: bool = typer.Option(False, help="as the Markdown table in README.md"),
+                as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Every key of the configuration file: its type, default and meaning (from the schema)."""
+    if as_json:
+        print_json(configuration.keys())
+    elif markdown:
+        print(configuration.keys_markdown())
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="configuration keys (hrwsi config load FILE)")
+        for column in ("section", "key", "type", "default", "meaning"):
+            table.add_column(column)
+        for row in configuration.keys():
+            table.add_row(*(Text(row[c]) for c in ("section", "key", "type", "default", "meaning")))
+        console.print(table)

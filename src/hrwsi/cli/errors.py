@@ -1,0 +1,96 @@
+"""Every failure of a command as one sentence that says what to do, and its exit code.
+
+Exit codes: 1 the request was refused or found nothing (an unknown task, a refused transition, a
+constraint); 2 the environment is not ready (no database, no schema, a bad setting, a bad file);
+3 something nobody foresaw (a bug: `--debug` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import psycopg
+import psycopg.errors
+
+from hrwsi.database import DatabaseUnavailable, redact
+
+_NO_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction,
+              psycopg.errors.UndefinedColumn, asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError,
+              asyncpg.UndefinedFunctionError, asyncpg.UndefinedColumnError)
+_REFUSED = (psycopg.errors.IntegrityError, psycopg.errors.RaiseException, psycopg.errors.NoDataFound,
+            asyncpg.IntegrityConstraintViolationError, asyncpg.RaiseError, asyncpg.NoDataFoundError)
+_NOT_ALLOWED = (psycopg.errors.InsufficientPrivilege, asyncpg.InsufficientPrivilegeError)
+_UNREACHABLE = (psycopg.OperationalError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                ConnectionError, TimeoutError)
+
+
+class CliError(Exception):
+    """A failure the user can act on: the message says what is wrong and what to do."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _where(url: str | None) -> str:
+    return f" ({redact(url)})" if url else ""
+
+
+def _database_message(error: Exception) -> tuple[str, str | None, str | None]:
+    """(primary message, constraint name, hint) of a psycopg or asyncpg error."""
+    diag = getattr(error, "diag", None)
+    if diag is not None:
+        return diag.message_primary or str(error), diag.constraint_name, diag.message_hint
+    return (getattr(error, "message", None) or str(error), getattr(error, "constraint_name", None),
+            getattr(error, "hint", None))
+
+
+def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  # noqa: C901 - one branch per kind
+    """The sentence for `error` and the exit code."""
+    from hrwsi.configuration import ConfigurationError
+
+    if isinstance(error, CliError):
+        return str(error), error.exit_code
+    if isinstance(error, ConfigurationError):
+        return str(error), 2
+    if isinstance(error, DatabaseUnavailable):
+        advice = "" if "hrwsi db start" in str(error) else \
+            "; check that the server runs and that HRWSI_DATABASE_URL names it (or unset it for the embedded server)"
+        return _one_line(error) + advice, 2
+    if isinstance(error, _NO_SCHEMA):
+        primary, _, _ = _database_message(error)
+        return (f"the database{_where(url)} has no hrwsi schema, or lacks a migration ({_one_line(primary)}): "
+                "run `hrwsi db init`"), 2
+    if isinstance(error, _NOT_ALLOWED):
+        primary, _, _ = _database_message(error)
+        return (f"not allowed: {_one_line(primary)}; run it as a role that may (the schema owner, or one "
+                "granted hrwsi_service or hrwsi_data_engineer: README.md, Roles)"), 1
+    if isinstance(error, _REFUSED):
+        primary, constraint, hint = _database_message(error)
+        text = f"the database refused it: {_one_line(primary)}"
+        if constraint and constraint not in primary:
+            text += f" (constraint {constraint})"
+        if hint:
+            text += f"; {_one_line(hint)}"
+        return text, 1
+    if isinstance(error, _UNREACHABLE):
+        return (f"cannot reach the database{_where(url)}: {_one_line(error)}; check HRWSI_DATABASE_URL, or run "
+                "`hrwsi db start` for the embedded server"), 2
+    if isinstance(error, (psycopg.Error, asyncpg.PostgresError)):
+        primary, _, hint = _database_message(error)
+        return f"database error: {_one_line(primary)}" + (f"; {_one_line(hint)}" if hint else ""), 1
+    if isinstance(error, FileNotFoundError):
+        return f"no such file or directory: {error.filename or error}", 2
+    if isinstance(error, IsADirectoryError):
+        return f"{error.filename} is a directory: give a file", 2
+    if isinstance(error, PermissionError):
+        return f"permission denied: {error.filename or error}", 2
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), 2
+    if isinstance(error, ValueError):
+        return _one_line(error), 2
+    return (f"unexpected error ({type(error).__name__}: {_one_line(error)}); run again with --debug to see the "
+            "traceback, and report it"), 3

@@ -1,0 +1,163 @@
+"""The reading commands: status, tasks, task show, lineage, alerts, sources, plan show. Each has
+`--json`, which prints the same data as JSON (times in UTC, ISO 8601)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+import hrwsi.cli.views as views
+from hrwsi import reports
+from hrwsi.cli.common import JSON_HELP, CliError, app, console, database, error_console, print_json, settings
+
+task_app = typer.Typer(help="One task.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+plan_app = typer.Typer(help="The current schedule and the plans made by the orchestrator.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+
+
+@app.command()
+def status(failures: int = typer.Option(10, help="how many recent failures to show"),
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Counts per state, held routines (why, and what happens next), tasks that cannot be planned,
+    services and their heartbeats, the alert outbox, recent failures."""
+    current = settings()
+    with database() as conn:
+        data = reports.status(conn, failures)
+    if as_json:
+        print_json(data)
+    else:
+        views.status(console, data, stale_after_s=current.lease_timeout_s)
+
+
+@app.command()
+def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Option(None),
+          tile: str | None = typer.Option(None), limit: int = typer.Option(50),
+          as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List tasks, newest first, filtered by state, routine or tile."""
+    with database() as conn:
+        rows = reports.tasks(conn, state=state, routine=routine, tile=tile, limit=limit)
+    if as_json:
+        print_json(rows)
+    else:
+        views.tasks(console, rows)
+
+
+def _ui_links():
+    """The job's page in its backend's UI (Nomad: at NOMAD_ADDR), as the backend builds it."""
+    from hrwsi.backends import make_backend
+
+    current, backends = settings(), {}
+
+    def ui_link(backend: str, backend_job_id: str) -> str | None:
+        if backend not in backends:
+            try:
+                backends[backend] = make_backend(backend, current)
+            except ValueError:  # a backend this hrwsi does not know (any more)
+                backends[backend] = None
+        return backends[backend].ui_link(backend_job_id) if backends[backend] else None
+
+    return ui_link
+
+
+@task_app.command("show")
+def task_show(task_id: int, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """A task's history with times, its attempts with exit codes and log paths, its products."""
+    with database() as conn:
+        data = reports.task(conn, task_id)
+    if data is None:
+        raise CliError(f"no task {task_id}: `hrwsi tasks` lists the tasks")
+    ui_link = _ui_links()
+    for job in data["jobs"]:
+        job["ui_link"] = ui_link(job["backend"], job["backend_job_id"])
+    if as_json:
+        print_json(data)
+    else:
+        views.task(console, data, ui_link)
+
+
+@app.command()
+def lineage(target: str = typer.Argument(..., help="a task id, or a product's or an input's path or file name"),
+            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """The chain through a task or product: the tasks and products it came from, and those made from it."""
+    with database() as conn:
+        start = reports.find_lineage_start(conn, target)
+        if start is None:
+            what = f"no task {target}" if target.isdigit() else f"no product or input with path or name {target!r}"
+            raise CliError(f"{what}: `hrwsi tasks` lists tasks and inputs, `hrwsi task show ID` a task's products")
+        data = reports.lineage(conn, *start)
+    if as_json:
+        print_json(data)
+    else:
+        views.lineage(console, data)
+
+
+@app.command()
+def alerts(status: str | None = typer.Option(None, help="only sent, unsent or failed alerts"),
+           limit: int = typer.Option(50, help="how many to show, newest first"),
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """The alert outbox (terminated tasks, held routines): sent, unsent, and failed with their errors."""
+    from hrwsi.alerts import AlertSettings
+
+    if status is not None and status not in reports.ALERT_STATUSES:
+        raise CliError(f"--status {status}: choose sent, unsent or failed", 2)
+    alert_settings = AlertSettings.from_env()
+    with database() as conn:
+        data = reports.alerts(conn, status, limit)
+    channels = [name for name, on in (("webhook", alert_settings.webhook_url),
+                                      ("e-mail", alert_settings.smtp_host and alert_settings.smtp_recipients)) if on]
+    delivery = (", ".join(channels) + " (from this shell's environment)" if channels else
+                "no channel configured here (HRWSI_ALERT_WEBHOOK_URL, HRWSI_ALERT_SMTP_*): alerts stay unsent "
+                "unless the orchestrator has one")
+    if as_json:
+        print_json({**data, "delivery": delivery})
+    else:
+        views.alerts(console, data, delivery)
+
+
+@app.command()
+def sources(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Harvest sources: kind, schedule, mode, last and next run, last error."""
+    from hrwsi.harvest.sources import list_sources
+
+    with database() as conn:
+        rows = list_sources(conn)
+    if as_json:
+        print_json(rows)
+    else:
+        views.sources(console, rows)
+
+
+@plan_app.command("show")
+def plan_show(plan_id: int | None = typer.Option(None, "--id", help="a stored plan (default: the current schedule)"),
+              plot: Path | None = typer.Option(None, help="write a Gantt chart (PNG) here"),
+              as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """The current schedule (every task planned, dispatched or running, with its worker and times), or a
+    stored plan's figures with --id; --plot draws it as a Gantt chart with the resources in use."""
+    from hrwsi.plan_chart import render_gantt
+
+    with database() as conn:
+        if plan_id is None:
+            data = reports.schedule(conn)
+            chart = reports.schedule_for_chart(conn, data) if plot else None
+            title = f"hrwsi schedule at {views.time(data['at'])}"
+        else:
+            data = reports.stored_plan(conn, plan_id)
+            if data is None:
+                raise CliError(f"no plan {plan_id}: `hrwsi plan show` shows the current schedule")
+            loaded = reports.load_plan(conn, plan_id) if plot else None
+            chart = (*loaded[1:], ()) if loaded else None
+            title = f"hrwsi plan {plan_id}"
+    if as_json:
+        print_json(data)
+    elif plan_id is None:
+        views.schedule(console, data)
+    else:
+        views.stored_plan(console, data)
+    if plot and chart:
+        plan, demands, workers, budgets, fixed = chart
+        render_gantt(plan, demands, workers, budgets, fixed, path=str(plot), title=title)
+        # With --json, stdout holds the JSON only.
+        (error_console if as_json else console).print(f"Gantt chart written to {plot}", markup=False,
+                                                      highlight=False)

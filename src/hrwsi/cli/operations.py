@@ -1,0 +1,89 @@
+"""Operator actions: `hrwsi retry|cancel|hold|release` (SQL functions, moved from cli.py) and
+`hrwsi prune` (the retention policy, hrwsi.retention)."""
+
+from __future__ import annotations
+
+import psycopg
+import typer
+
+from hrwsi.cli.common import CliError, app, console, database
+
+_WHERE_TO_LOOK = {"task": "`hrwsi tasks` lists the tasks", "routine": "`hrwsi config show` lists the routines"}
+
+
+def _operator_action(sql_text: str, argument, kind: str) -> None:
+    with database(autocommit=True) as conn:
+        try:
+            console.print(conn.execute(sql_text, (argument,)).fetchone()[0], highlight=False, markup=False)
+        except psycopg.errors.NoDataFound as error:
+            raise CliError(f"{error.diag.message_primary}: {_WHERE_TO_LOOK[kind]}") from None
+        except psycopg.errors.CheckViolation as error:
+            raise CliError(error.diag.message_primary) from None
+
+
+@app.command()
+def retry(task_id: int) -> None:
+    """Plan a terminated, cancelled or held task again (its failure count starts afresh)."""
+    _operator_action("SELECT hrwsi.retry_task(%s)", task_id, "task")
+
+
+@app.command()
+def cancel(task_id: int) -> None:
+    """Cancel a task; a running job of it is stopped."""
+    _operator_action("SELECT hrwsi.cancel_task(%s)", task_id, "task")
+
+
+@app.command()
+def hold(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
+    """Hold a task, or a routine (its new and waiting tasks), until released."""
+    if target.isdigit():
+        _operator_action("SELECT hrwsi.hold_task(%s)", int(target), "task")
+    else:
+        _operator_action("SELECT hrwsi.hold_routine(%s)", target, "routine")
+
+
+@app.command()
+def release(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
+    """Release a held task, or a held routine and its tasks."""
+    if target.isdigit():
+        _operator_action("SELECT hrwsi.release_task(%s)", int(target), "task")
+    else:
+        _operator_action("SELECT hrwsi.release_routine(%s)", target, "routine")
+
+
+@app.command()
+def prune(dry_run: bool = typer.Option(False, "--dry-run", help="count what would be deleted; delete nothing"),
+          as_json: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+    """Delete old finished work now under the retention policy (`hrwsi config show` shows it;
+    README.md, Retention), in small batches that do not block running services."""
+    import asyncio
+
+    import asyncpg
+
+    from hrwsi import retention
+    from hrwsi.cli.common import print_json, settings, url
+
+    current = settings()
+    database_url = url(start=False)
+
+    async def run():
+        conn = await asyncpg.connect(database_url)
+        try:
+            if dry_run:
+                return await retention.preview(conn)
+            return (await retention.prune(conn, current.data_dir)).as_json()
+        finally:
+            await conn.close()
+
+    result = asyncio.run(run())
+    if as_json:
+        print_json(result)
+    elif dry_run:
+        console.print("would delete: " + ", ".join(f"{n} {rule.replace('_', ' ')}" for rule, n in result.items())
+                      + " (files are counted when they are removed)", highlight=False)
+    else:
+        rows = ", ".join(f"{n} {rule.replace('_', ' ')}" for rule, n in sorted(result["rows"].items()))
+        console.print(f"deleted {rows or 'nothing'}; {result['files_removed']} file(s) removed in "
+                      f"{result['seconds']:.1f} s", highlight=False)
+        for error in result["file_errors"]:
+            console.print(f"could not remove {error}", style="yellow", markup=False)

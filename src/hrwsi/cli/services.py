@@ -1,0 +1,98 @@
+"""`hrwsi harvester|orchestrator|launcher|up|web|health`: running the services (moved from cli.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from hrwsi.cli.common import CliError, app, console, settings, setup_logging, url
+from hrwsi.database import connect
+from hrwsi.sql_files import query
+
+_BACKEND_HELP = "local (default, HRWSI_BACKEND), nomad or dry-run"
+
+
+def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
+    from hrwsi.app import App, SchemaNotReady
+
+    setup_logging(verbose)
+    current = settings()
+    database_url = url()
+
+    async def serve() -> None:
+        async with App(database_url, kinds, current, backend=backend, migrate=True, handle_signals=True) as running:
+            await running.wait()
+
+    try:
+        asyncio.run(serve())
+    except SchemaNotReady as error:
+        raise CliError(str(error), 2) from None
+
+
+@app.command()
+def harvester(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the harvester: chaining, multi-input rules, landing directories and catalogues."""
+    _run_services(["harvester"], None, verbose)
+
+
+@app.command()
+def orchestrator(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the orchestrator: create tasks for new inputs, plan them onto workers, send alerts, prune."""
+    _run_services(["orchestrator"], None, verbose)
+
+
+@app.command()
+def launcher(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
+             verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the launcher: dispatch ready tasks, follow their jobs, record outcomes."""
+    _run_services(["launcher"], backend, verbose)
+
+
+@app.command()
+def up(backend: str | None = typer.Option(None, help=_BACKEND_HELP),
+       web: bool = typer.Option(True, "--web/--no-web", help="also serve the web dashboard (HRWSI_WEB_PORT)"),
+       verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run harvester, orchestrator and launcher (and the web dashboard) in one process."""
+    if web:  # web dashboard (issue 13)
+        _check_web_settings()
+    _run_services(["harvester", "orchestrator", "launcher", *(["web"] if web else [])], backend, verbose)
+
+
+# -- web dashboard (issue 13; moved from cli.py) ---------------------------------------------------
+def _check_web_settings() -> None:
+    """HRWSI_WEB_* are read before anything starts: a bad one is one line, not a traceback."""
+    from hrwsi.web.auth import TokenSettingError
+    from hrwsi.web.config import WebSettings
+
+    try:
+        WebSettings.from_env()
+    except (TokenSettingError, ValueError) as error:
+        raise CliError(str(error), 2) from None
+
+
+@app.command("web")
+def web_dashboard(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Serve the live web dashboard on HRWSI_WEB_HOST:HRWSI_WEB_PORT (default 127.0.0.1:8470).
+
+    Operator actions need HRWSI_WEB_TOKEN (one token, or name:token,name:token); without it the
+    dashboard is read-only. It also serves /metrics, /healthz and /readyz."""
+    from hrwsi.web.service import DashboardUnavailable
+
+    _check_web_settings()
+    try:
+        _run_services(["web"], None, verbose)
+    except DashboardUnavailable as error:
+        raise CliError(str(error), 2) from None
+
+
+@app.command()
+def health(service: str = typer.Argument(..., help="harvester, orchestrator or launcher"),
+           fresh_s: float = typer.Option(30.0, help="a heartbeat older than this is stale")) -> None:
+    """Exit 0 when an instance of SERVICE has a fresh heartbeat (for Nomad script checks)."""
+    with connect(url(start=False)) as conn:
+        rows = conn.execute(query("report_service_health"), {"kind": service, "fresh_s": fresh_s}).fetchall()
+    if not any(r[5] for r in rows):
+        console.print(f"no {service} with a heartbeat in the last {fresh_s:.0f} s")
+        raise typer.Exit(1)
+    console.print(f"{service} healthy")

@@ -1,0 +1,218 @@
+"""Drawing `hrwsi.reports` data as tables for a terminal (rich).
+
+Text that comes from the database (paths, reasons, messages, names) is printed as plain text, never
+as rich markup, so a `[red]` in a file name is shown as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from hrwsi.terminal import visible
+
+
+def time(value: datetime | None) -> str:
+    if not value:
+        return "-"
+    value = value.astimezone(UTC) if value.tzinfo else value
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def text(value, limit: int | None = None) -> Text:
+    """A cell or line of database text, shown as it is: no markup, no control character obeyed."""
+    shown = visible(value)
+    if limit and len(shown) > limit:
+        shown = shown[: limit - 1] + "…"
+    return Text(shown)
+
+
+def line(console: Console, *parts) -> None:
+    """Print a line made of plain strings; no markup is interpreted in any part, no control
+    character is obeyed."""
+    console.print(Text("".join(visible(p) for p in parts)), soft_wrap=True)
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+# -- status --------------------------------------------------------------------------------------
+def status(console: Console, data: dict, stale_after_s: float) -> None:
+    table = _table("tasks and jobs per state", ("state", "tasks", "jobs"))
+    for state in sorted(set(data["tasks"]) | set(data["jobs"])):
+        table.add_row(state, str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
+    console.print(table)
+    _held(console, data)
+    if data["unplannable"]:
+        console.print("[yellow]tasks that cannot be planned:[/yellow]")
+        for item in data["unplannable"]:
+            line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
+    _services(console, data["services"], stale_after_s)
+    counts = data["alerts"] or {}
+    if counts.get("unsent") or counts.get("failed"):
+        line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
+                      f"{counts.get('sent', 0)} sent: `hrwsi alerts` lists them")
+    if data["recent_failures"]:
+        table = _table("recent failures", ("task", "routine", "attempt", "state", "exit", "message", "finished",
+                                           "log"))
+        for f in data["recent_failures"]:
+            table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
+                          "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
+                          time(f["finished_at"]), text(f["log_path"]))
+        console.print(table)
+
+
+def _held(console: Console, data: dict) -> None:
+    for routine in data["held_routines"]:
+        console.print(Text.assemble(("routine on hold: ", "bold yellow"), visible(routine["routine"]),
+                                    f" ({routine['held_tasks']} task(s) held"
+                                    + (f", since {time(routine['held_at'])}" if routine["held_at"] else "") + ")"))
+        line(console, "  why: ", routine["reason"] or "held by an operator")
+        line(console, "  next: ", routine["next"])
+    if data["held_tasks"]:
+        line(console, f"tasks on hold one by one ({len(data['held_tasks'])} shown; `hrwsi release ID` releases one):")
+        for item in data["held_tasks"]:
+            line(console, f"  task {item['id']} ({item['routine']}): ", item["reason"] or "held")
+
+
+def _services(console: Console, services: list[dict], stale_after_s: float) -> None:
+    if not services:
+        console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
+        return
+    table = _table("services", ("kind", "instance", "host", "pid", "started", "heartbeat"))
+    for s in services:
+        stale = s["heartbeat_age_s"] is not None and s["heartbeat_age_s"] > stale_after_s
+        beat = Text(_age(s["heartbeat_age_s"]) + (" (stale: dead or hung?)" if stale else ""),
+                    style="red" if stale else "")
+        table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), time(s["started_at"]), beat)
+    console.print(table)
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+def tasks(console: Console, rows: list[dict]) -> None:
+    table = _table(f"tasks ({len(rows)} shown, newest first)",
+                   ("id", "routine", "state", "tile", "worker", "attempts", "planned start", "input", "reason"))
+    for r in rows:
+        table.add_row(str(r["id"]), text(r["routine"]), r["state"], text(r["tile"]), text(r["worker"]),
+                      f"{r['attempts']} ({r['failures']} failed)", time(r["planned_start"]), text(r["input_path"]),
+                      text(r["state_reason"], 60))
+    console.print(table)
+
+
+def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None] | None = None) -> None:
+    console.print(Text.assemble((f"task {data['id']}", "bold"), visible(f" ({data['routine']}): {data['state']}"),
+                                visible(f" — {data['state_reason']}") if data["state_reason"] else ""))
+    line(console, f"  input {data['input_id']} ({data['processing_condition']}): ", data["input_path"])
+    line(console, f"  tile {data['tile'] or '-'}, mission {data['mission'] or '-'}, measured "
+                  f"{time(data['measured_at'])}, published {time(data['published_at'])}")
+    line(console, f"  worker {data['worker'] or '-'}, planned {time(data['planned_start'])} -> "
+                  f"{time(data['planned_end'])}, depends on {data['depends_on'] or 'nothing'}, "
+                  f"attempts {data['attempts']} ({data['failures']} failed)")
+    if data.get("history_pruned_at"):
+        line(console, f"  history and attempts pruned {time(data['history_pruned_at'])} by the retention policy "
+                      "(README.md, Retention)")
+    history = _table("history", ("at", "state", "attempts", "worker", "reason"))
+    for h in data["history"]:
+        history.add_row(time(h["at"]), h["state"], str(h["attempts"]), text(h["worker"]), text(h["reason"]))
+    console.print(history)
+    jobs = _table("attempts", ("attempt", "backend", "job", "state", "exit", "submitted", "started", "finished"))
+    where = []
+    for j in data["jobs"]:
+        jobs.add_row(str(j["attempt"]), j["backend"], text(j["backend_job_id"]),
+                     text(j["state"] + (f": {j['message']}" if j["message"] else "")),
+                     "" if j["exit_code"] is None else str(j["exit_code"]), time(j["submitted_at"]),
+                     time(j["started_at"]), time(j["finished_at"]))
+        where.append((j["attempt"], j["log_path"], ui_link(j["backend"], j["backend_job_id"]) if ui_link else None))
+    console.print(jobs)
+    for attempt, log, link in where:
+        line(console, f"  attempt {attempt} log: ", log or "-", f" (`hrwsi logs {data['id']} --attempt {attempt}`)")
+        if link:
+            line(console, f"  attempt {attempt} in the Nomad UI: ", link)
+    for p in data["products"]:
+        line(console, f"  product {p['product_type']}: ", p["path"], f" ({p['size_bytes']} bytes)")
+
+
+# -- lineage -------------------------------------------------------------------------------------
+def lineage(console: Console, data: dict) -> None:
+    chain = data["chain"]
+    console.print(Text.assemble(("lineage of task ", "bold"), (str(data["task_id"]), "bold"),
+                                f": {sum(1 for c in chain if c['depth'] < 0)} task(s) upstream, "
+                                f"{sum(1 for c in chain if c['depth'] > 0)} downstream"))
+    for node in chain:
+        depth = node["depth"]
+        marker = "▲" if depth < 0 else ("▼" if depth > 0 else "●")
+        indent = "  " * (abs(depth) if depth > 0 else 0) if depth >= 0 else ""
+        head = f"{indent}{marker} {depth:+d} task {node['task_id']} {node['routine']} ({node['state']})"
+        line(console, head, f"  input ({node['processing_condition']}, from {node['input_source']}): ",
+             node["input_path"])
+        for product in node["products"]:
+            mark = " <- asked" if data.get("product_id") == product["id"] else ""
+            line(console, f"{indent}      product {product['product_type']}: ", product["path"], mark)
+
+
+# -- alerts --------------------------------------------------------------------------------------
+def alerts(console: Console, data: dict, delivery: str) -> None:
+    counts = data["counts"] or {}
+    line(console, f"alert outbox: {counts.get('sent', 0)} sent, {counts.get('unsent', 0)} unsent, "
+                  f"{counts.get('failed', 0)} failed; delivery: {delivery}")
+    table = _table(f"alerts ({len(data['alerts'])} shown, newest first)",
+                   ("id", "created", "kind", "status", "attempts", "subject", "last error"))
+    for a in data["alerts"]:
+        status = a["status"] + (f" {time(a['sent_at'])}" if a["sent_at"] else "")
+        table.add_row(str(a["id"]), time(a["created_at"]), a["kind"],
+                      Text(status, style={"sent": "green", "failed": "red"}.get(a["status"], "yellow")),
+                      str(a["attempts"]), text(a["subject"]), text(a["last_error"], 80))
+    console.print(table)
+
+
+# -- schedules and plans -------------------------------------------------------------------------
+def schedule(console: Console, data: dict) -> None:
+    per_state = ", ".join(f"{n} {s}" for s, n in sorted(data["per_state"].items())) or "nothing"
+    line(console, f"current schedule at {time(data['at'])}: {per_state} on {data['workers']} worker(s); "
+                  f"expected to end {time(data['expected_end'])}")
+    table = _table("tasks holding a worker (by worker, then start)",
+                   ("worker", "task", "routine", "state", "planned start", "planned end", "started", "expected end",
+                    "plan"))
+    for t in data["tasks"]:
+        table.add_row(text(t["worker"]), str(t["task_id"]), text(t["routine"]), t["state"], time(t["planned_start"]),
+                      time(t["planned_end"]), time(t["started_at"]), time(t["expected_end"]),
+                      str(t["plan_id"] or "-"))
+    console.print(table)
+
+
+def stored_plan(console: Console, data: dict) -> None:
+    ratio = data["makespan_s"] / data["lower_bound_s"] if data["lower_bound_s"] else 1
+    line(console, f"plan {data['id']} made {time(data['created_at'])}: {data['task_count']} task(s) on {data['vms']} "
+                  f"VM(s), makespan {data['makespan_s']:.1f} s, lower bound {data['lower_bound_s']:.1f} s "
+                  f"({ratio:.3f} x), {data['vm_hours']:.3f} VM-hours, planned in {data['planning_s'] * 1000:.0f} ms")
+    table = _table(f"plan {data['id']}: tasks per worker (still holding this plan)",
+                   ("worker", "tasks", "first start", "last end"))
+    for w in data["workers"]:
+        table.add_row(text(w["worker"]), str(w["tasks"]), f"{w['first_start_s']:.1f} s", f"{w['last_end_s']:.1f} s")
+    console.print(table)
+
+
+def sources(console: Console, rows: list[dict]) -> None:
+    columns = ("name", "kind", "product_type", "schedule", "mode", "last_run_at", "next_run_at", "last_error")
+    table = _table(f"{len(rows)} source(s)", tuple(c.replace("_", " ") for c in columns))
+    for row in rows:
+        table.add_row(*(time(row.get(c)) if c.endswith("_at") else text(row.get(c)) for c in columns))
+    console.print(table)

@@ -1,0 +1,92 @@
+"""Every CLI error is one line saying what to do, never a traceback (unless --debug): the real
+`hrwsi` command in a subprocess, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from hrwsi.configuration import load
+from tests.acceptance.conftest import run
+from tests.integration.conftest import single_routine_configuration
+from tests.integration.test_retention import make_task
+
+
+def one_line_error(result, *needles: str, code: int) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_database_without_the_schema_says_to_run_db_init(env, empty_database_url):
+    result = run(["status"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)
+    one_line_error(result, "has no hrwsi schema", "run `hrwsi db init`", code=2)
+
+
+def test_a_bad_environment_variable_is_named(env):
+    result = run(["status"], {**env, "HRWSI_BACKSTOP_POLL_S": "abc"}, check=False)
+    one_line_error(result, "HRWSI_BACKSTOP_POLL_S='abc' is not a number", "fix or unset", code=2)
+
+
+def test_an_unreachable_database_says_where_and_what_to_check(env):
+    url = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=3"
+    result = run(["tasks"], {**env, "HRWSI_DATABASE_URL": url}, check=False)
+    one_line_error(result, "cannot connect to", "127.0.0.1", code=2)
+
+
+def test_an_embedded_server_that_is_not_running_says_how_to_start_it(env, tmp_path):
+    quiet = {k: v for k, v in env.items() if k != "HRWSI_DATABASE_URL"}
+    result = run(["alerts"], {**quiet, "HRWSI_HOME": str(tmp_path / "nothing-here")}, check=False)
+    one_line_error(result, "is not running", "hrwsi db start", code=2)
+
+
+@pytest.mark.parametrize("command", [["config", "load"], ["config", "validate", "--offline"]])
+def test_a_missing_file_is_one_line(env, tmp_path, command):
+    result = run([*command, str(tmp_path / "absent.toml")], env, check=False)
+    one_line_error(result, "no such file", "absent.toml", code=2)
+
+
+def test_a_constraint_the_database_adds_is_named_and_nothing_is_written(env, db, tmp_path):
+    db.execute("ALTER TABLE hrwsi.flavour ADD CONSTRAINT flavour_cpu_is_at_most_64 CHECK (cpu <= 64)")
+    path = tmp_path / "big.toml"
+    path.write_text('[[flavour]]\nname = "small"\ncpu = 2\nram_mb = 1000\ndisk_mb = 1000\n\n'
+                    '[[flavour]]\nname = "huge"\ncpu = 128\nram_mb = 1000\ndisk_mb = 1000\n')
+    result = run(["config", "load", str(path)], env, check=False)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert lines[1] == ("error: flavour[1]: the database refused it: new row for relation \"flavour\" violates check "
+                        "constraint \"flavour_cpu_is_at_most_64\""), lines
+    assert db.execute("SELECT count(*) FROM hrwsi.flavour").fetchone()[0] == 0, "the first flavour was rolled back"
+
+
+def test_a_refused_operator_action_is_one_line(env, db):
+    load(db, single_routine_configuration([sys.executable, "-c", "pass"]))
+    task = make_task(db, "/in/a", condition="in", age=None)
+    one_line_error(run(["retry", str(task)], env, check=False),
+                   f"task {task} is processed: only a terminated", code=1)
+    one_line_error(run(["hold", "nosuch"], env, check=False), "no routine nosuch", "hrwsi config show", code=1)
+
+
+@pytest.mark.parametrize("command", [["task", "show", "999999"], ["logs", "999999"], ["lineage", "999999"],
+                                     ["retry", "999999"], ["cancel", "999999"]])
+def test_an_unknown_task_id_is_one_line(env, command):
+    one_line_error(run(command, env, check=False), "no task 999999", "hrwsi tasks", code=1)
+
+
+def test_debug_shows_the_traceback(env, empty_database_url):
+    result = run(["--debug", "status"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "UndefinedTable" in result.stderr
+    assert "run `hrwsi db init`" in result.stderr.splitlines()[-1]
+
+
+def test_the_environment_variable_debug_switch_works_too(env, empty_database_url):
+    result = run(["status"], {**env, "HRWSI_DATABASE_URL": empty_database_url, "HRWSI_DEBUG": "1"}, check=False)
+    assert "Traceback" in result.stderr
+    assert os.environ.get("HRWSI_DEBUG") is None

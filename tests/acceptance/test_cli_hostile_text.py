@@ -1,0 +1,39 @@
+"""Operators' screens cannot be attacked: markup and control characters in what users insert are
+shown, never interpreted or obeyed, by every reading command (issue 14)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrwsi.configuration import load
+from tests.acceptance.conftest import run
+from tests.integration.conftest import single_routine_configuration
+
+MARKUP_PATH = "/data/[/x][bold]red[/bold]/S2A.SAFE"
+ESCAPE = "\x1b[2J\x1b[31m"
+
+
+@pytest.fixture
+def hostile(db):
+    document = single_routine_configuration(["true"])
+    document["condition"][0]["name"] = "in"
+    load(db, document)
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, mission) VALUES ('in', %s, %s)",
+               (MARKUP_PATH, "S2A" + ESCAPE))
+    task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    db.execute("UPDATE hrwsi.processing_task SET state_reason = %s WHERE id = %s", ("held [/x] " + ESCAPE, task))
+    return task
+
+
+@pytest.mark.parametrize("command", [["tasks"], ["status"], ["task", "show", "{task}"], ["lineage", "{task}"],
+                                     ["tasks", "--json"]])
+def test_markup_and_escape_sequences_in_data_are_shown_not_obeyed(hostile, env, command):
+    result = run([part.format(task=hostile) for part in command], env)
+    assert "\x1b[2J" not in result.stdout and "\x1b[31m" not in result.stdout
+    if "--json" not in command and command[0] in ("tasks", "task"):
+        assert "[/x]" in result.stdout  # the markup is printed as text
+
+
+def test_an_error_quoting_user_data_is_one_line_without_escape_sequences(hostile, env):
+    result = run(["retry", str(hostile)], env, check=False)
+    assert result.returncode == 1 and "\x1b[2J" not in result.stderr

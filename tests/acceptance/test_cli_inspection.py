@@ -1,0 +1,182 @@
+"""The reading commands as ops run them: logs (local, following, Nomad not yet saved), lineage,
+alerts, held routines in status, the current schedule, --json everywhere, config validate/show and
+prune. Real processes, real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from hrwsi.configuration import load
+from tests.acceptance.conftest import HRWSI, run, wait_for
+from tests.integration.conftest import chain_configuration, single_routine_configuration
+from tests.integration.test_retention import add_product, make_task
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+COUNTING = [sys.executable, "-c", "import time\nfor i in range(6):\n    print('line', i, flush=True)\n"
+                                  "    time.sleep(0.4)\n"]
+
+
+def services(env):
+    return subprocess.Popen([*HRWSI, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def stop(process) -> str:
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    return stderr
+
+
+def test_logs_prints_an_attempt_and_follows_a_running_one_to_its_end(db, env):
+    load(db, single_routine_configuration(COUNTING))
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/a')")
+    process = services(env)
+    try:
+        wait_for(db, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'")
+        task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+        followed = run(["logs", str(task), "--follow"], env, timeout=60)
+        wait_for(db, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'processed'")
+    finally:
+        stop(process)
+    assert [line for line in followed.stdout.splitlines() if line.startswith("line")] == \
+        [f"line {i}" for i in range(6)], followed.stdout
+    assert f"==> task {task} attempt 1 (local job hrwsi-work-{task}-1" in followed.stderr
+    again = run(["logs", str(task), "--attempt", "1"], env)
+    assert again.stdout.count("line ") == 6
+    missing = run(["logs", str(task), "--attempt", "7"], env, check=False)
+    assert missing.returncode == 1 and f"task {task} has no attempt 7" in missing.stderr
+
+
+def test_a_nomad_log_not_saved_yet_is_said_so(db, env, tmp_path):
+    load(db, single_routine_configuration(["true"]))
+    task = make_task(db, "/in/n", condition="in", state="planned")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (task,))
+    db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, log_path) "
+               "VALUES (%s, 1, 'nomad', 'hrwsi-work-n-1', 'running', %s)", (task, str(tmp_path / "n.log")))
+    result = run(["logs", str(task)], env, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the Nomad log of" in result.stderr and "is not available yet" in result.stderr
+    assert "when the job ends" in result.stderr and "nomad alloc logs -job hrwsi-work-n-1" in result.stderr
+
+
+def test_status_names_a_held_routine_with_why_and_what_happens_next_and_alerts_list_the_outbox(db, env):
+    document = single_routine_configuration([sys.executable, "-c", "import sys; sys.exit(3)"], max_attempts=1)
+    document["routine"][0]["hold_after_failures"] = 2
+    load(db, document)
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/a'), ('in', '/b')")
+    process = services(env)
+    try:
+        wait_for(db, "SELECT on_hold FROM hrwsi.processing_routine WHERE name = 'work'")
+    finally:
+        stop(process)
+    status = run(["status"], env).stdout
+    assert "routine on hold: work" in status
+    assert "why: 2 consecutive failures (limit 2)" in status
+    assert "next: its new and waiting tasks stay on hold" in status and "hrwsi release work" in status
+    data = json.loads(run(["status", "--json"], env).stdout)
+    assert data["held_routines"][0]["routine"] == "work" and "consecutive failures" in data["held_routines"][0]["reason"]
+    alerts = json.loads(run(["alerts", "--json"], env).stdout)
+    assert {a["kind"] for a in alerts["alerts"]} == {"routine_on_hold", "task_terminated"}
+    assert all(a["status"] == "unsent" for a in alerts["alerts"]) and "no channel configured" in alerts["delivery"]
+    db.execute("UPDATE hrwsi.alert SET attempts = 10, last_error = 'webhook answered HTTP 500' "
+               "WHERE kind = 'routine_on_hold'")
+    failed = run(["alerts", "--status", "failed"], env).stdout
+    assert "webhook answered HTTP 500" in failed and "routine work is on hold" in failed
+    assert "1 failed" in failed
+
+
+def test_lineage_goes_up_and_down_the_chain_from_a_task_or_a_product(db, env):
+    load(db, chain_configuration(["true"]))
+    t1 = make_task(db, "/l1c/S2A_L1C.SAFE", condition="l1c", age=None)
+    p1 = add_product(db, t1, "/p/S2A_L2A.tif", "L2A")
+    t2 = make_task(db, "/p/S2A_L2A.tif", condition="l2a", product_id=p1, age=None)
+    p2 = add_product(db, t2, "/p/S2A_FSC.tif", "FSC")
+    t3 = make_task(db, "/p/S2A_FSC.tif", condition="fsc", product_id=p2, age=None)
+    add_product(db, t3, "/p/S2A_QL.png", "QUICKLOOK")
+    data = json.loads(run(["lineage", str(t2), "--json"], env).stdout)
+    assert [(n["depth"], n["task_id"]) for n in data["chain"]] == [(-1, t1), (0, t2), (1, t3)]
+    from_product = json.loads(run(["lineage", "S2A_QL.png", "--json"], env).stdout)
+    assert [n["task_id"] for n in from_product["chain"]] == [t1, t2, t3]
+    shown = run(["lineage", "/l1c/S2A_L1C.SAFE"], env).stdout
+    assert "2 downstream" in shown and "product QUICKLOOK: /p/S2A_QL.png" in shown
+    unknown = run(["lineage", "nothing.tif"], env, check=False)
+    assert unknown.returncode == 1 and "no product or input with path or name 'nothing.tif'" in unknown.stderr
+
+
+def test_plan_show_draws_the_current_schedule_with_every_task_holding_a_worker(db, env, tmp_path):
+    load(db, single_routine_configuration(["true"], workers=2))
+    planned = [make_task(db, f"/in/{i}", condition="in", state="planned") for i in range(3)]
+    db.execute("UPDATE hrwsi.processing_task SET worker = 'w02' WHERE id = %s", (planned[2],))
+    running = make_task(db, "/in/r", condition="in", state="planned")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (running,))
+    db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, started_at) "
+               "VALUES (%s, 1, 'local', 'hrwsi-work-r-1', 'running', now())", (running,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'running' WHERE id = %s", (running,))
+    chart = tmp_path / "schedule.png"
+    data = json.loads(run(["plan", "show", "--json", "--plot", str(chart)], env).stdout)
+    assert sorted(t["task_id"] for t in data["tasks"]) == sorted([*planned, running])
+    assert data["per_state"] == {"planned": 3, "running": 1} and data["workers"] == 2
+    assert chart.read_bytes().startswith(PNG_MAGIC)
+    text = run(["plan", "show"], env).stdout
+    assert "3 planned, 1 running on 2 worker(s)" in text
+    missing = run(["plan", "show", "--id", "12345"], env, check=False)
+    assert missing.returncode == 1 and "no plan 12345" in missing.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["tasks"], ["sources"], ["alerts"], ["plan", "show"],
+                                     ["config", "show"], ["config", "keys"], ["prune", "--dry-run"]])
+def test_every_reading_command_prints_json(db, env, command):
+    load(db, single_routine_configuration(["true"]))
+    make_task(db, "/in/j", condition="in", age=None)
+    json.loads(run([*command, "--json"], env).stdout)
+
+
+def test_task_show_and_lineage_print_json(db, env):
+    load(db, single_routine_configuration(["true"]))
+    task = make_task(db, "/in/j", condition="in", age=None)
+    shown = json.loads(run(["task", "show", str(task), "--json"], env).stdout)
+    assert shown["id"] == task and [h["state"] for h in shown["history"]][-1] == "processed"
+    assert shown["jobs"][0]["state"] == "processed" and shown["history"][0]["at"].endswith("Z")
+    assert json.loads(run(["lineage", str(task), "--json"], env).stdout)["chain"][0]["task_id"] == task
+
+
+def test_config_validate_reports_every_problem_and_config_show_loads_back(db, env, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[routine]]\nname = "a"\ncpu = nan\nram_mb = 1\nstorage_mb = 1\nexpected_duration_s = 1\n'
+                   'command = ["x"]\ninput_product_type = "A"\noutput_product_type = "B"\nmax_attempt = 3\n')
+    result = run(["config", "validate", str(bad)], env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"error: {bad}: 2 problems, nothing written:",
+                                          "error: routine[0].cpu: must be a finite number, not nan",
+                                          "error: routine[0].max_attempt: unknown key (did you mean max_attempts?)"]
+    loaded = run(["config", "load", str(bad)], env, check=False)
+    assert loaded.returncode == 2 and db.execute("SELECT count(*) FROM hrwsi.processing_routine").fetchone()[0] == 0
+    from hrwsi.demo import CONFIGURATION
+
+    run(["config", "load", str(CONFIGURATION)], env)
+    shown = tmp_path / "shown.toml"
+    shown.write_text(run(["config", "show"], env).stdout)
+    assert run(["config", "validate", "--offline", str(shown)], env).stdout.strip() == f"{shown}: valid"
+
+
+def test_prune_deletes_old_finished_work_and_a_dry_run_only_counts(db, env):
+    load(db, single_routine_configuration(["true"]))
+    make_task(db, "/in/old", condition="in", state="terminated")
+    make_task(db, "/in/new", condition="in", age=None)
+    done = make_task(db, "/in/done", condition="in")
+    counted = json.loads(run(["prune", "--dry-run", "--json"], env).stdout)
+    assert counted["finished_tasks"] == 1 and counted["task_history"] == 2
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 3
+    pruned = run(["prune"], env).stdout
+    assert "1 finished tasks" in pruned and "2 task history" in pruned
+    assert [r[0] for r in db.execute("SELECT i.input_path FROM hrwsi.processing_task t "
+                                     "JOIN hrwsi.input i ON i.id = t.input_id ORDER BY t.id")] == ["/in/new", "/in/done"]
+    shown = run(["task", "show", str(done)], env).stdout
+    assert "history and attempts pruned" in shown and "processed" in shown
+    gone = run(["logs", str(done)], env, check=False)
+    assert gone.returncode == 1 and "were deleted by the retention policy" in gone.stderr
+    assert db.execute("SELECT last_report IS NOT NULL FROM hrwsi.retention_policy").fetchone()[0]

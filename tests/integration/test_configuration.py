@@ -1,0 +1,97 @@
+"""Loading configuration into a real database: checked first, all or nothing, every key reaches its
+column, and what `config show` prints loads back to the same configuration."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from hrwsi import configuration
+from hrwsi.demo import CONFIGURATION
+
+
+def demo_document() -> dict:
+    return tomllib.loads(CONFIGURATION.read_text())
+
+
+def table_counts(db) -> dict[str, int]:
+    row = db.execute("SELECT (SELECT count(*) FROM hrwsi.flavour), (SELECT count(*) FROM hrwsi.worker), "
+                     "(SELECT count(*) FROM hrwsi.processing_routine), "
+                     "(SELECT count(*) FROM hrwsi.processing_condition)").fetchone()
+    return dict(zip(("flavour", "worker", "processing_routine", "processing_condition"), row))
+
+
+def test_nothing_is_written_when_any_entry_has_a_problem(db):
+    document = demo_document()
+    document["condition"][2]["tiles"] = ["T32TLR"]
+    with pytest.raises(configuration.ConfigurationError, match=r"condition\[2\].tiles\[0\]"):
+        configuration.load(db, document)
+    assert table_counts(db) == {"flavour": 0, "worker": 0, "processing_routine": 0, "processing_condition": 0}
+    budget = db.execute("SELECT cpu_max FROM hrwsi.budget").fetchone()[0]
+    assert budget is None
+
+
+def test_a_condition_names_a_lane_the_database_has(db):
+    document = demo_document()
+    document["condition"][0]["lane"] = "nearline"
+    with pytest.raises(configuration.ConfigurationError, match=r"condition\[0\].lane: unknown lane 'nearline'"):
+        configuration.load(db, document)
+
+
+def test_a_file_may_refer_to_what_the_database_already_has(db):
+    configuration.load(db, {"flavour": demo_document()["flavour"]})
+    counts = configuration.load(db, {"worker": [{"name": "extra", "flavour": "eo1.small"}]})
+    assert counts["workers"] == 1
+    with pytest.raises(configuration.ConfigurationError, match="unknown flavour 'eo9'"):
+        configuration.load(db, {"worker": [{"name": "x", "flavour": "eo9"}]})
+
+
+def test_every_routine_and_condition_key_reaches_the_database(db):
+    document = demo_document()
+    document["routine"][1].update(hold_after_failures=2, env={"FSC_MODE": "fast"}, flavour="eo2.large")
+    document["condition"][1].update(tiles=["32TLR"], active=False, publication_window_days=1.5, lane="archive",
+                                    deadline_hours=3, deadline_from="publication",
+                                    multi_input={"window_days": 7, "every_day_of_window": True,
+                                                 "requires": [{"product_type": "L2A", "min_count": 2},
+                                                              {"product_type": "L1C"}]})
+    configuration.load(db, document)
+    routine = db.execute("SELECT hold_after_failures, env, flavour, sequential_per_tile FROM hrwsi.processing_routine "
+                         "WHERE name = 'snow_cover'").fetchone()
+    assert routine == (2, {"FSC_MODE": "fast"}, "eo2.large", False)
+    condition = db.execute("SELECT tiles, active, extract(epoch FROM publication_window)::int, lane, "
+                           "extract(epoch FROM deadline)::int, deadline_from "
+                           "FROM hrwsi.processing_condition WHERE name = 'l2a_for_snow'").fetchone()
+    assert condition == (["32TLR"], False, 129600, "archive", 3 * 3600, "publication")
+    # (the sample configuration has a multi-input condition of its own: look at this one's)
+    assert db.execute("SELECT window_days, every_day_of_window, wait_for_open_tasks FROM hrwsi.multi_input_rule "
+                      "WHERE processing_condition = 'l2a_for_snow'").fetchall() == [(7, True, True)]
+    assert db.execute("SELECT product_type, min_count FROM hrwsi.multi_input_requirement "
+                      "WHERE processing_condition = 'l2a_for_snow' ORDER BY 1").fetchall() == [("L1C", 1), ("L2A", 2)]
+    document["condition"][1]["multi_input"]["requires"] = [{"product_type": "L2A", "min_count": 3}]
+    configuration.load(db, document)
+    assert db.execute("SELECT product_type, min_count FROM hrwsi.multi_input_requirement "
+                      "WHERE processing_condition = 'l2a_for_snow'").fetchall() == [("L2A", 3)]
+
+
+def test_the_retention_section_sets_the_policy(db):
+    configuration.load(db, {"retention": {"task_history_days": 2, "product_days": 90, "finished_task_days": "forever",
+                                          "batch_size": 50, "interval_s": 60, "enabled": False}})
+    row = db.execute("SELECT enabled, extract(epoch FROM task_history)::int, extract(epoch FROM products)::int, "
+                     "finished_tasks, batch_size, extract(epoch FROM run_every)::int, "
+                     "extract(epoch FROM plans)::int FROM hrwsi.retention_policy").fetchone()
+    assert row == (False, 2 * 86400, 90 * 86400, None, 50, 60, 7 * 86400), "a key left out takes its default"
+
+
+def test_config_show_loads_back_to_the_same_configuration(db):
+    document = demo_document()
+    document["condition"][1]["multi_input"] = {"window_days": 3, "requires": [{"product_type": "L2A"}]}
+    document["retention"] = {"product_days": 400}
+    configuration.load(db, document)
+    shown = configuration.current(db)
+    text = configuration.to_toml(shown)
+    assert "{python}" in text, "this interpreter is shown as {python} again"
+    configuration.load(db, tomllib.loads(text))
+    assert configuration.current(db) == shown
+    assert table_counts(db) == {"flavour": 2, "worker": 4, "processing_routine": len(document["routine"]),
+                                "processing_condition": len(document["condition"])}

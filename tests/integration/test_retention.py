@@ -1,0 +1,298 @@
+"""Retention on a real database: what the policy deletes, what it keeps (lineage, open work), the
+append-only history, batches that skip locked rows, files, and the orchestrator's side task."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import asyncpg
+import psycopg
+import pytest
+
+from hrwsi import retention
+from hrwsi.configuration import load
+from tests.integration.conftest import chain_configuration, running, wait_until
+
+OLD = "40 days"
+
+
+@pytest.fixture
+def chain(configure):
+    configure(chain_configuration(["true"]))
+
+
+def make_task(db, path: str, *, condition: str = "l1c", state: str = "processed", product_id: int | None = None,
+              age: str | None = OLD, logs: Path | None = None, failed_first: bool = False) -> int:
+    """A task that went through the real transitions to `state` (planned ones stop there), with its jobs."""
+    input_id = db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, product_id) VALUES (%s, %s, %s) "
+                          "RETURNING id", (condition, path, product_id)).fetchone()[0]
+    # The input's trigger created its task (pending) in the same statement.
+    task_id = db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
+    if state == "cancelled":
+        db.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (task_id,))
+    if state in ("planned", "processed", "terminated"):
+        db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w01', planned_start = now(), "
+                   "planned_end = now() + interval '1 min' WHERE id = %s", (task_id,))
+    if state in ("processed", "terminated"):
+        attempts = [("internal_error", 1), (state if state == "processed" else "internal_error", 2)] \
+            if failed_first else [("processed" if state == "processed" else "internal_error", 1)]
+        for job_state, attempt in attempts:
+            log = logs / f"hrwsi-{task_id}-{attempt}.log" if logs else None
+            output = logs.parent / "products" / f"task-{task_id}" / f"attempt-{attempt}" if logs else None
+            if log:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(f"attempt {attempt}\n")
+                output.mkdir(parents=True)
+                (output / "out.dat").write_text("x")
+            db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, log_path, "
+                       "output_dir) VALUES (%s, %s, 'local', %s, 'w01', %s, %s, %s)",
+                       (task_id, attempt, f"hrwsi-{task_id}-{attempt}", job_state, str(log) if log else None,
+                        str(output) if output else None))
+        db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = %s WHERE id = %s",
+                   (len(attempts), task_id))
+        db.execute("UPDATE hrwsi.processing_task SET state = %s WHERE id = %s", (state, task_id))
+    if age and state in ("processed", "terminated", "cancelled"):
+        db.execute("UPDATE hrwsi.processing_task SET finished_at = now() - %s::interval WHERE id = %s", (age, task_id))
+    return task_id
+
+
+def add_product(db, task_id: int, path: str, product_type: str = "L2A", age: str | None = OLD) -> int:
+    return db.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at, created_at) "
+                      "VALUES (%s, %s, %s, now(), now() - coalesce(%s::interval, '0'))  RETURNING id",
+                      (task_id, path, product_type, age)).fetchone()[0]
+
+
+async def prune(database_url: str, data_dir: Path) -> retention.PruneReport:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await retention.prune(conn, data_dir)
+    finally:
+        await conn.close()
+
+
+def count(db, sql: str, *args) -> int:
+    return db.execute(sql, args).fetchone()[0]
+
+
+def set_policy(db, **keys):
+    load(db, {"retention": keys})
+
+
+async def test_old_history_and_attempts_go_and_the_task_and_its_products_stay(db, database_url, chain, tmp_path):
+    data = tmp_path / "data"
+    old = make_task(db, "/l1c/old", logs=data / "logs", failed_first=True)
+    add_product(db, old, "/p/old.L2A")
+    young = make_task(db, "/l1c/young", age=None, logs=data / "logs")
+    report = await prune(database_url, data)
+    assert report.rows["task_history"] == 1
+    assert count(db, "SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s", old) == 0
+    assert count(db, "SELECT count(*) FROM hrwsi.job WHERE task_id = %s", old) == 0
+    assert count(db, "SELECT count(*) FROM hrwsi.processing_task WHERE id = %s AND state = 'processed' "
+                     "AND history_pruned_at IS NOT NULL", old) == 1
+    assert count(db, "SELECT count(*) FROM hrwsi.product WHERE task_id = %s", old) == 1
+    assert not (data / "logs" / f"hrwsi-{old}-1.log").exists() and not (data / "logs" / f"hrwsi-{old}-2.log").exists()
+    assert not (data / "products" / f"task-{old}" / "attempt-1").exists(), "the failed attempt's output went"
+    assert (data / "products" / f"task-{old}" / "attempt-2" / "out.dat").exists(), "the product's directory stays"
+    assert count(db, "SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s", young) > 0
+    assert (data / "logs" / f"hrwsi-{young}-1.log").exists()
+
+
+async def test_old_terminated_and_cancelled_tasks_go_with_their_inputs_and_alerts_keep_their_text(
+        db, database_url, chain, tmp_path):
+    terminated = make_task(db, "/l1c/bad", state="terminated")
+    make_task(db, "/l1c/cancelled", state="cancelled")
+    recent = make_task(db, "/l1c/recent-bad", state="terminated", age="1 day")
+    needed = make_task(db, "/l1c/needed", state="terminated")
+    waiting = make_task(db, "/l1c/waiting", state="planned")
+    db.execute("UPDATE hrwsi.processing_task SET depends_on = %s WHERE id = %s", (needed, waiting))
+    assert count(db, "SELECT count(*) FROM hrwsi.alert WHERE task_id = %s", terminated) == 1
+    report = await prune(database_url, tmp_path / "data")
+    assert report.rows["finished_tasks"] == 2
+    remaining = {r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task")}
+    assert remaining == {recent, needed, waiting}, "an open task's dependency stays"
+    assert count(db, "SELECT count(*) FROM hrwsi.input WHERE input_path IN ('/l1c/bad', '/l1c/cancelled')") == 0
+    assert count(db, "SELECT count(*) FROM hrwsi.alert WHERE task_id IS NULL AND subject LIKE %s",
+                 f"%task {terminated} %") == 1
+
+
+async def test_a_kept_product_keeps_its_whole_lineage_and_leaves_go_first(db, database_url, chain, tmp_path):
+    set_policy(db, product_days=1, finished_task_days=1)
+    t1 = make_task(db, "/l1c/a", condition="l1c")
+    p1 = add_product(db, t1, "/p/a.L2A", "L2A")
+    t2 = make_task(db, "/p/a.L2A", condition="l2a", product_id=p1)
+    p2 = add_product(db, t2, "/p/a.FSC", "FSC")
+    t3 = make_task(db, "/p/a.FSC", condition="fsc", product_id=p2)
+    p3 = add_product(db, t3, "/p/a.QL", "QUICKLOOK", age=None)  # a young leaf: everything above it stays
+    await prune(database_url, tmp_path / "data")
+    assert count(db, "SELECT count(*) FROM hrwsi.product") == 3
+    assert count(db, "SELECT count(*) FROM hrwsi.processing_task") == 3
+
+    db.execute("UPDATE hrwsi.product SET created_at = now() - interval '40 days' WHERE id = %s", (p3,))
+    report = await prune(database_url, tmp_path / "data")
+    assert report.rows["products"] == 1 and report.rows["finished_tasks"] == 1
+    assert {r[0] for r in db.execute("SELECT id FROM hrwsi.product")} == {p1, p2}, "P2 keeps its lineage: P1, t1"
+    assert {r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task")} == {t1, t2}
+    await prune(database_url, tmp_path / "data")
+    await prune(database_url, tmp_path / "data")
+    assert count(db, "SELECT count(*) FROM hrwsi.product") == 0
+    assert count(db, "SELECT count(*) FROM hrwsi.input") == 0
+
+
+async def test_a_product_listed_in_a_group_input_is_kept(db, database_url, chain, tmp_path):
+    set_policy(db, product_days=1)
+    t1 = make_task(db, "/l1c/b")
+    add_product(db, t1, "/p/b.FSC", "FSC")
+    group = db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('fsc', '/group/b') "
+                       "RETURNING id").fetchone()[0]
+    db.execute("INSERT INTO hrwsi.multi_input_member (input_id, member_path, product_type) "
+               "VALUES (%s, '/p/b.FSC', 'FSC')", (group,))
+    report = await prune(database_url, tmp_path / "data")
+    assert report.rows["products"] == 0
+    assert count(db, "SELECT count(*) FROM hrwsi.product") == 1
+
+
+def test_the_history_stays_append_only_for_the_services_role(db, chain):
+    task = make_task(db, "/l1c/h", age=None)
+    db.execute("SET ROLE hrwsi_service")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("DELETE FROM hrwsi.task_event WHERE task_id = %s", (task,))
+    db.execute("SET hrwsi.pruning_history = 'on'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("DELETE FROM hrwsi.task_event WHERE task_id = %s", (task,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("SELECT * FROM hrwsi.delete_history_and_attempts(ARRAY[%s]::bigint[])", (task,))
+    # Its maintenance path deletes only what the policy allows: nothing of a task that finished just now.
+    assert db.execute("SELECT count(*) FROM hrwsi.prune_task_history(100)").fetchone()[0] == 0
+    db.execute("RESET ROLE")
+    db.execute("RESET hrwsi.pruning_history")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        db.execute("DELETE FROM hrwsi.task_event WHERE task_id = %s", (task,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        db.execute("UPDATE hrwsi.task_event SET reason = 'x' WHERE task_id = %s", (task,))
+    assert count(db, "SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s", task) > 0
+
+
+async def test_the_services_role_can_apply_the_policy_but_not_change_it(db, database_url, chain, tmp_path):
+    old = make_task(db, "/l1c/old")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SET ROLE hrwsi_service")
+        report = await retention.prune(conn, tmp_path / "data")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE hrwsi.retention_policy SET task_history = interval '1 second'")
+    finally:
+        await conn.close()
+    assert report.rows["task_history"] == 1
+    assert count(db, "SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s", old) == 0
+
+
+async def test_plans_alerts_dead_services_and_landing_files_go_when_old(db, database_url, chain, tmp_path):
+    old_plan, held_plan, new_plan = (db.execute("INSERT INTO hrwsi.plan (task_count, makespan_s, lower_bound_s, vms, "
+                                                "vm_hours, planning_s) VALUES (1, 1, 1, 1, 1, 0) RETURNING id"
+                                                ).fetchone()[0] for _ in range(3))
+    db.execute("UPDATE hrwsi.plan SET created_at = now() - interval '40 days' WHERE id IN (%s, %s)",
+               (old_plan, held_plan))
+    done = make_task(db, "/l1c/done", age=None)
+    open_task = make_task(db, "/l1c/open", state="planned")
+    db.execute("UPDATE hrwsi.processing_task SET plan_id = %s WHERE id = %s", (old_plan, done))
+    db.execute("UPDATE hrwsi.processing_task SET plan_id = %s WHERE id = %s", (held_plan, open_task))
+    db.execute("INSERT INTO hrwsi.alert (kind, subject, body, created_at) VALUES "
+               "('routine_on_hold', 'old', 'x', now() - interval '40 days'), ('routine_on_hold', 'new', 'x', now())")
+    db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at) VALUES "
+               "('dead', 'launcher', 'h', 1, now() - interval '2 hours'), ('alive', 'launcher', 'h', 2, now())")
+    work = tmp_path / "work"
+    from hrwsi.harvest import landing_source as landing
+
+    landing.register_source(db, name="drop", directory=tmp_path / "landing", work_directory=work, product_type="L1C")
+    aside = work / "previously_received" / "1_S2A.zip"
+    aside.parent.mkdir(parents=True)
+    aside.write_text("again")
+    outside = tmp_path / "elsewhere.zip"
+    outside.write_text("not hrwsi's")
+    for state, prepared in (("previously_received", aside), ("previously_received", outside), ("failed", None)):
+        db.execute("INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, message, "
+                   "prepared_path, updated_at) VALUES ('drop', %s, 1, now(), %s, 'm', %s, now() - interval '40 days')",
+                   (f"/landing/{state}-{prepared}", state, str(prepared) if prepared else None))
+    report = await prune(database_url, tmp_path / "data")
+    assert {r[0] for r in db.execute("SELECT id FROM hrwsi.plan")} == {held_plan, new_plan}
+    assert count(db, "SELECT count(*) FROM hrwsi.processing_task WHERE id = %s AND plan_id IS NULL", done) == 1
+    assert [r[0] for r in db.execute("SELECT subject FROM hrwsi.alert")] == ["new"]
+    assert [r[0] for r in db.execute("SELECT id FROM hrwsi.service_instance")] == ["alive"]
+    assert count(db, "SELECT count(*) FROM hrwsi.landing_file") == 0
+    assert not aside.exists(), "the moved-aside file in the work directory went with its row"
+    assert outside.exists(), "nothing outside hrwsi's directories is ever removed"
+    assert report.rows["plans"] == 1 and report.rows["alerts"] == 1 and report.rows["dead_services"] == 1
+
+
+async def test_an_input_prepared_from_a_landing_file_takes_its_work_file_along(db, database_url, chain, tmp_path):
+    from hrwsi.harvest import landing_source as landing
+
+    work = tmp_path / "work"
+    landing.register_source(db, name="drop", directory=tmp_path / "landing", work_directory=work, product_type="L1C")
+    prepared = work / "S2A_MSIL1C_X.SAFE"
+    prepared.mkdir(parents=True)
+    (prepared / "band.jp2").write_text("pixels")
+    make_task(db, str(prepared), state="terminated")
+    db.execute("INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, prepared_path) "
+               "VALUES ('drop', '/landing/S2A.zip', 1, now(), 'prepared', %s)", (str(prepared),))
+    await prune(database_url, tmp_path / "data")
+    assert count(db, "SELECT count(*) FROM hrwsi.landing_file") == 0
+    assert not prepared.exists()
+
+
+async def test_log_files_no_job_refers_to_are_swept_when_old(db, database_url, chain, tmp_path):
+    logs = tmp_path / "data" / "logs" / "snow_cover"
+    kept_task = make_task(db, "/l1c/k", age=None, logs=logs)
+    orphan, young_orphan, referenced = logs / "hrwsi-snow_cover-999-1.log", logs / "hrwsi-x-1-1.log", \
+        logs / f"hrwsi-{kept_task}-1.log"
+    orphan.write_text("old")
+    young_orphan.write_text("new")
+    month_ago = time.time() - 30 * 86_400
+    for path in (orphan, referenced):
+        os.utime(path, (month_ago, month_ago))
+    await prune(database_url, tmp_path / "data")
+    assert not orphan.exists()
+    assert young_orphan.exists() and referenced.exists()
+
+
+async def test_batches_skip_locked_rows_and_never_wait_for_them(db, database_url, chain, tmp_path):
+    set_policy(db, batch_size=2)
+    ids = [make_task(db, f"/l1c/t{i}", state="terminated") for i in range(5)]
+    with psycopg.connect(database_url) as other:
+        other.execute("SELECT id FROM hrwsi.processing_task WHERE id = %s FOR UPDATE", (ids[0],))
+        report = await asyncio.wait_for(prune(database_url, tmp_path / "data"), 30)
+        assert report.rows["finished_tasks"] == 4
+        assert [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task")] == [ids[0]]
+    report = await prune(database_url, tmp_path / "data")
+    assert report.rows["finished_tasks"] == 1
+    assert count(db, "SELECT count(*) FROM hrwsi.processing_task") == 0
+
+
+async def test_a_dry_run_counts_and_deletes_nothing(db, database_url, chain):
+    make_task(db, "/l1c/a", state="terminated")
+    make_task(db, "/l1c/b")
+    conn = await asyncpg.connect(database_url)
+    try:
+        counts = await retention.preview(conn)
+    finally:
+        await conn.close()
+    assert counts["task_history"] == 2 and counts["finished_tasks"] == 1
+    assert count(db, "SELECT count(*) FROM hrwsi.processing_task") == 2
+
+
+async def test_the_orchestrator_prunes_as_a_side_task_once_per_period(db, database_url, chain, settings, monkeypatch):
+    monkeypatch.setattr(retention, "CHECK_INTERVAL_S", 0.2)
+    make_task(db, "/l1c/gone", state="terminated")
+    async with running(database_url, ["orchestrator"], settings):
+        await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.processing_task")
+        await wait_until(database_url, "SELECT last_report IS NOT NULL FROM hrwsi.retention_policy")
+    report = db.execute("SELECT last_report FROM hrwsi.retention_policy").fetchone()[0]
+    assert report["rows"]["finished_tasks"] == 1
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        assert await retention.run_if_due(pool, settings, asyncio.Event()) is None, "the period is not over"
+    finally:
+        await pool.close()

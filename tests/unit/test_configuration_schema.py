@@ -1,0 +1,171 @@
+"""The configuration schema: every problem of a file is found, one line each with its key path,
+before anything is written (the database side is in tests/integration/test_configuration.py)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hrwsi import configuration
+from hrwsi.demo import CONFIGURATION
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def demo_document() -> dict:
+    return tomllib.loads(CONFIGURATION.read_text())
+
+
+def problems_of(change) -> list[str]:
+    document = demo_document()
+    change(document)
+    return configuration.problems(document)
+
+
+def test_the_demo_configuration_has_no_problem():
+    assert configuration.problems(demo_document()) == []
+
+
+def test_a_misspelt_key_is_named_with_its_path_and_a_suggestion():
+    def misspell(d):
+        d["routine"][2]["max_attempt"] = d["routine"][2].pop("max_attempts")
+
+    assert problems_of(misspell) == ["routine[2].max_attempt: unknown key (did you mean max_attempts?)"]
+
+
+def test_an_unknown_section_is_named_with_a_suggestion():
+    assert problems_of(lambda d: d.update(routines=[])) == ["routines: unknown key (did you mean routine?)"]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("flavour", 0, "ram_mb"), "16000", "flavour[0].ram_mb: must be a whole number, not text ('16000')"),
+    (("flavour", 0, "cpu"), math.nan, "flavour[0].cpu: must be a finite number, not nan"),
+    (("flavour", 0, "disk_mb"), math.inf, "flavour[0].disk_mb: must be a whole number, not a number (inf)"),
+    (("budget", "cpu_max"), -math.inf, "budget.cpu_max: must be a finite number, not -inf"),
+    (("routine", 0, "cpu"), 0, "routine[0].cpu: must be greater than 0, not 0"),
+    (("routine", 0, "ram_mb"), -1, "routine[0].ram_mb: must be greater than 0, not -1"),
+    (("routine", 0, "sequential_per_tile"), 1, "routine[0].sequential_per_tile: must be true or false, not a whole "
+                                               "number (1)"),
+    (("routine", 0, "expected_duration_s"), 1e9, "routine[0].expected_duration_s: must be at most 2592000, "
+                                                 "not 1000000000.0"),
+    (("routine", 0, "max_attempts"), 0, "routine[0].max_attempts: must be at least 1, not 0"),
+    (("condition", 0, "measurement_window_days"), 0, "condition[0].measurement_window_days: must be greater than 0, "
+                                                     "not 0"),
+    (("condition", 0, "tiles"), ["32tlr"], "condition[0].tiles[0]: '32tlr' is not an MGRS tile code like 32TLR"),
+    (("worker", 0, "count"), 0, "worker[0].count: must be at least 1, not 0"),
+])
+def test_a_wrong_value_is_one_line_with_its_key_path(path, value, expected):
+    def change(d):
+        target = d
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    assert problems_of(change) == [expected]
+
+
+def test_every_problem_of_a_file_is_reported_at_once():
+    def break_many(d):
+        d["flavour"][0]["cpu"] = -1
+        d["routine"][0]["ram_mb"] = "lots"
+        d["routine"][1]["max_attempt"] = 3
+        d["condition"][0]["routine"] = "nobody"
+
+    found = problems_of(break_many)
+    assert len(found) == 4, found
+    assert {line.split(":")[0] for line in found} == {"flavour[0].cpu", "routine[0].ram_mb", "routine[1].max_attempt",
+                                                      "condition[0].routine"}
+
+
+def test_duplicates_are_named_with_the_entry_they_repeat():
+    def duplicate(d):
+        d["flavour"].append(copy.deepcopy(d["flavour"][0]))
+        d["routine"].append(copy.deepcopy(d["routine"][1]))
+        d["worker"].append({"name": "worker-large-02", "flavour": "eo2.large"})
+
+    assert problems_of(duplicate) == [
+        "flavour[2].name: 'eo2.large' is already defined by flavour[0]",
+        f"routine[{len(demo_document()['routine'])}].name: 'snow_cover' is already defined by routine[1]",
+        "worker[2].name: worker 'worker-large-02' is already defined by worker[0]",
+    ]
+
+
+def test_references_to_unknown_flavours_and_routines_are_problems_unless_the_database_has_them():
+    def refer(d):
+        d["worker"][0]["flavour"] = "eo3.huge"
+        d["routine"][0]["flavour"] = "eo2.larg"
+        d["condition"][0]["routine"] = "maja"
+
+    document = demo_document()
+    refer(document)
+    assert configuration.problems(document) == [
+        "worker[0].flavour: unknown flavour 'eo3.huge': define it in a [[flavour]] entry",
+        "routine[0].flavour: unknown flavour 'eo2.larg': define it in a [[flavour]] entry (did you mean 'eo2.large'?)",
+        "condition[0].routine: unknown routine 'maja': define it in a [[routine]] entry",
+    ]
+    known = {"flavour": {"eo3.huge", "eo2.larg"}, "routine": {"maja"}}
+    assert configuration.problems(document, known) == []
+
+
+def test_a_routine_needs_a_command_or_an_image_and_no_secret_in_its_environment():
+    def change(d):
+        del d["routine"][0]["command"]
+        d["routine"][1]["env"] = {"CDSE_PASSWORD": "x", "LEVEL": "2"}
+
+    found = problems_of(change)
+    assert found[0] == "routine[0]: give a command or an image"
+    assert found[1].startswith("routine[1]: env CDSE_PASSWORD looks like a secret")
+
+
+def test_a_worker_is_named_one_way():
+    assert problems_of(lambda d: d["worker"][0].update(name="w")) == [
+        "worker[0]: give either name, or prefix and count, not both"]
+
+
+def test_retention_days_accept_forever_and_refuse_other_words():
+    def retention(d):
+        d["retention"] = {"product_days": "forever", "task_history_days": 0.5}
+
+    assert problems_of(retention) == []
+    assert configuration.validate({"retention": {"product_days": "forever"}}).retention.product_days is None
+    assert problems_of(lambda d: d.update(retention={"plan_days": "never"})) == [
+        "retention.plan_days: must be a number, not text ('never')"]
+
+
+def test_a_file_that_is_not_toml_or_not_there_is_one_clear_error(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[routine]\nname = 1\n")
+    with pytest.raises(configuration.ConfigurationError, match="broken.toml: not valid TOML"):
+        configuration.read_file(broken)
+    with pytest.raises(configuration.ConfigurationError, match="no such file: .*absent.toml"):
+        configuration.read_file(tmp_path / "absent.toml")
+
+
+def test_the_error_lists_every_problem_and_says_nothing_was_written():
+    error = configuration.ConfigurationError(["a: one", "b: two"], "prod.toml")
+    assert str(error).splitlines() == ["prod.toml: 2 problems, nothing written:", "a: one", "b: two"]
+
+
+def test_to_toml_writes_what_load_reads_back():
+    document = demo_document()
+    document["condition"][1]["multi_input"] = {"window_days": 7, "requires": [{"product_type": "L2A", "min_count": 2}]}
+    document["routine"][0]["env"] = {"MAJA_MODE": "nominal", "QUOTE": 'say "hi"'}
+    text = configuration.to_toml(document)
+    again = tomllib.loads(text)
+    assert configuration.problems(again) == []
+    assert configuration.validate(again) == configuration.validate(document)
+
+
+def test_every_key_has_a_meaning_and_readme_lists_every_key_as_the_schema_says():
+    assert all(row["meaning"] for row in configuration.keys()
+               if row["section"] not in ("[[flavour]]",) or row["key"] != "name"), "every key is documented"
+    table = configuration.keys_markdown()
+    readme = README.read_text()
+    assert table in readme, ("README.md's configuration table differs from the schema: paste the output of "
+                             "`hrwsi config keys --markdown` into it")
+    assert re.search(r"`\[\[routine\]\]` \| `max_attempts` \| integer \| 3 \|", table)
