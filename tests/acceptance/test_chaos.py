@@ -26,10 +26,8 @@ def test_service_and_database_faults_lose_nothing_and_run_nothing_twice():
     assert_nothing_went_wrong(summary)
 
 
-def test_nomad_errors_timeouts_a_lost_node_and_a_paused_launcher_lose_nothing_and_run_nothing_twice():
-    # The restart with a fresh state is left out until the Nomad backend notices an index that goes
-    # backwards (issue 14; tests/contract/test_nomad_fresh_state.py).
-    faults = tuple(f for f in NOMAD_FAULTS if f != "nomad_fresh_state") + ("kill_9", "pause_launcher")
+def test_nomad_errors_timeouts_a_lost_node_a_fresh_nomad_state_and_a_paused_launcher_lose_nothing_and_run_nothing_twice():
+    faults = (*NOMAD_FAULTS, "kill_9", "pause_launcher")
     report = run_campaign(runs=1, inputs=150, seed=11, faults_per_run=len(faults), timeout_s=300, stall_s=60,
                           backends=("nomad-emulator",), faults=faults, progress=print)
     summary = report.summary()

@@ -17,10 +17,8 @@ pytestmark = pytest.mark.contract
 
 # A liveness guard: a job of a second that is not over 10 s after Nomad came back is not followed.
 SHORT_GUARD_S = 10.0
-XFAIL = "issue 14: the Nomad backend does not notice that Nomad's index went backwards (see the report)"
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL + ": the follower keeps the allocation it last saw running")
 async def test_a_job_running_when_nomad_lost_its_state_ends_lost(nomad: Target):
     emulator = nomad.require_emulator("restart with a fresh state")
     backend = nomad.backend()
@@ -36,7 +34,6 @@ async def test_a_job_running_when_nomad_lost_its_state_ends_lost(nomad: Target):
     assert outcome.state == "lost", outcome.message  # retried as a new attempt, never counted as a failure
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL + ": it keeps its event-stream index and ignores every later event")
 async def test_a_job_submitted_after_nomad_lost_its_state_is_followed_to_its_end(nomad: Target):
     emulator = nomad.require_emulator("restart with a fresh state")
     backend = nomad.backend()

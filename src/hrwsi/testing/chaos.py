@@ -297,6 +297,7 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
     events: list[str] = []
     probe = Probe(url)
     arrivals = Arrivals(url, inputs, rng)
+    retries = 3  # faults that found nothing to break, tried again after the others
     try:
         for fault in planned:
             # Inputs keep arriving; the fault comes a random moment later, while jobs are in flight.
@@ -305,7 +306,15 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
                 break  # all done: nothing left to break
             before = probe.value(PROCESSED)
             services.note(f"injecting {fault}")
-            what = chaos_faults.inject(fault, target, rng)
+            try:
+                what = chaos_faults.inject(fault, target, rng)
+            except chaos_faults.NotInjected as nothing:
+                services.note(f"{fault}: {nothing}")
+                events.append(f"{time.strftime('%H:%M:%S')} {fault}: {nothing}")
+                if retries:
+                    retries -= 1
+                    planned.append(fault)  # iterating over a list sees what is appended to it
+                continue
             services.note(f"{fault}: {what}")
             events.append(f"{time.strftime('%H:%M:%S')} {fault}: {what}")
             figures.faults[fault] += 1

@@ -176,6 +176,10 @@ def routine_processes(ledger: Path) -> list[psutil.Process]:
     return found
 
 
+class NotInjected(Exception):
+    """The fault found nothing to break (no routine running): the run tries it again later."""
+
+
 def kill_routines(target: Target, rng: random.Random) -> str:
     """kill -9 of one to three routine processes in the middle of their work (as the OOM killer would);
     routines live a fraction of a second, so it looks for them for up to 20 s."""
@@ -197,7 +201,7 @@ def kill_routines(target: Target, rng: random.Random) -> str:
             if killed:
                 return "killed the routine of " + ", ".join(killed)
         time.sleep(0.02)
-    return "no routine was running: nothing killed"
+    raise NotInjected("no routine was running for 20 s: nothing killed")
 
 
 def _pause(target: Target, rng: random.Random, kind: str) -> str:
