@@ -54,6 +54,7 @@ class _Finished:
     outcome: JobOutcome
     products: list[tuple[str, int]]
     stored: asyncio.Future
+    owner: str  # the identity that followed the job: only it may record the outcome
 
 
 def spec_from_row(row: asyncpg.Record) -> JobSpec:
@@ -226,7 +227,7 @@ class Launcher(Service):
             outcome = JobOutcome(outcome.state, outcome.exit_code, outcome.message, outcome.started_at,
                                  outcome.finished_at, fault="backend_lost_track")
         stored: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored))
+        self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored, self.instance_id))
         result = await stored
         if result is None:
             logger.warning("task %d (%s): the outcome of job %s (%s) was not recorded: the job is final already "
@@ -262,14 +263,20 @@ class Launcher(Service):
             batch = [await self._outcomes.get()]
             while len(batch) < OUTCOME_BATCH and not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
-            results = await self._store_with_fallback(batch)
+            # An outcome queued under an identity whose lease lapsed is dropped, never written under
+            # the new one: its follower was cancelled, and the job's new owner (another launcher, or
+            # this one adopting it again) records it. Written twice in one batch, its products would
+            # conflict with themselves and fail a finished attempt (chaos: a PostgreSQL stop).
+            owner = self.instance_id
+            current = [item for item in batch if item.owner == owner]
+            results = await self._store_with_fallback(current, owner) if current else {}
             for item in batch:
                 if not item.stored.done():
-                    item.stored.set_result(results.get(item.job_id))
+                    item.stored.set_result(results.get(item.job_id) if item.owner == owner else None)
 
-    async def _store_with_fallback(self, batch: list[_Finished]) -> dict:
+    async def _store_with_fallback(self, batch: list[_Finished], owner: str) -> dict:
         try:
-            return await self._store_fenced(batch)
+            return await self._store_fenced(batch, owner)
         except asyncpg.PostgresError as error:
             # Something in this batch is refused: store the outcomes one by one so that only
             # the offending job stays unrecorded (its lease-based adoption retries it later).
@@ -278,31 +285,30 @@ class Launcher(Service):
         results = {}
         for item in batch:
             try:
-                results.update(await self._store_fenced([item]))
+                results.update(await self._store_fenced([item], owner))
             except asyncpg.PostgresError as single_error:
                 logger.error("task %d: the outcome of job %s (%s) could not be recorded: %s; "
                              "the job stays active and will be adopted and reconciled",
                              item.spec.task_id, item.spec.job_id, item.outcome.state, single_error)
         return results
 
-    async def _store_fenced(self, batch: list[_Finished]) -> dict:
-        """record_outcomes, until the database answers; a lapsed lease is renewed first (a new
-        identity: the outcomes of jobs that another launcher adopted meanwhile are then refused)."""
-        while True:
-            try:
-                return await self._with_database_retry(
-                    lambda conn: self._store_outcomes(conn, batch), f"record the outcome of {len(batch)} job(s)")
-            except asyncpg.PostgresError as error:
-                if error.sqlstate != LEASE_LAPSED_SQLSTATE:
-                    raise
-                await self.lease_lost()
-                return {}  # under a new identity, none of these jobs is ours any more
+    async def _store_fenced(self, batch: list[_Finished], owner: str) -> dict:
+        """record_outcomes as `owner`, until the database answers; when owner's lease lapsed, a new
+        identity is taken and nothing is recorded (the jobs' new owner records them)."""
+        try:
+            return await self._with_database_retry(
+                lambda conn: self._store_outcomes(conn, batch, owner), f"record the outcome of {len(batch)} job(s)")
+        except asyncpg.PostgresError as error:
+            if error.sqlstate != LEASE_LAPSED_SQLSTATE:
+                raise
+            await self.lease_lost()
+            return {}  # under a new identity, none of these jobs is ours any more
 
-    async def _store_outcomes(self, conn: asyncpg.Connection, batch: list[_Finished]) -> dict:
+    async def _store_outcomes(self, conn: asyncpg.Connection, batch: list[_Finished], owner: str) -> dict:
         """Store outcomes, products and the tasks' next states in one call; the row per job id."""
         products = [(b.job_id, path, size) for b in batch for path, size in b.products]
         rows = await conn.fetch(
-            query("record_outcomes"), self.instance_id, self.settings.lease_timeout_s,
+            query("record_outcomes"), owner, self.settings.lease_timeout_s,
             self.settings.retry_backoff_s, [b.job_id for b in batch], [b.outcome.state for b in batch],
             [b.outcome.exit_code for b in batch], [b.outcome.message for b in batch],
             [b.outcome.started_at for b in batch], [b.outcome.finished_at for b in batch],

@@ -1,31 +1,36 @@
 """Short fault-injection campaigns (make chaos runs the long one): real service processes, two
-replicas each, faults at random moments. The Nomad runs use the Nomad API emulator, a test double."""
+replicas each, faults at random moments, the figures counted from the database and from the
+routines' own execution ledger. The Nomad runs use the Nomad API emulator, a test double.
 
-from hrwsi.testing.chaos import BACKEND_FAULTS, FAULTS, run_campaign
+They work under /tmp, not under pytest's tmp_path: a pytest session that starts meanwhile (another
+checkout's) deletes older numbered base directories, and the embedded server's with them. A failed
+run keeps its directory and prints where."""
+
+from hrwsi.testing.chaos import ZERO_FIGURES, run_campaign
+from hrwsi.testing.chaos_faults import FAULTS, NOMAD_FAULTS
 
 
-def test_faults_lose_nothing_and_duplicate_nothing(tmp_path):
-    report = run_campaign(runs=1, inputs=200, seed=7, faults_per_run=5, timeout_s=120, workdir=tmp_path,
-                          backends=("local",), progress=lambda _line: None)
+def assert_nothing_went_wrong(summary: dict) -> None:
+    assert summary["tasks"] == 2 * summary["inputs"], "every input and every chained product became a task"
+    assert summary["executions"] >= summary["tasks"], "the routines wrote the ledger"
+    wrong = {name: summary[name] for name in ZERO_FIGURES if summary[name]}
+    assert wrong == {}, f"figures that must be 0: {wrong}"
+
+
+def test_service_and_database_faults_lose_nothing_and_run_nothing_twice():
+    report = run_campaign(runs=1, inputs=150, seed=7, faults_per_run=len(FAULTS), timeout_s=300, stall_s=60,
+                          backends=("local",), progress=print)
     summary = report.summary()
-    assert summary["faults_injected"] == 5
     assert set(summary["faults_by_kind"]) == set(FAULTS), "every kind of fault was injected"
-    assert summary["tasks"] == 400, "every input and every chained product became a task"
-    assert summary["inputs_lost"] == 0
-    assert summary["duplicate_jobs"] == 0
-    assert summary["tasks_not_final"] == 0
+    assert summary["routines_killed_on_purpose"] >= 1
+    assert_nothing_went_wrong(summary)
 
 
-def test_nomad_errors_timeouts_and_a_lost_node_lose_nothing_and_run_nothing_twice(tmp_path):
-    faults = BACKEND_FAULTS + ("kill_9",)
-    report = run_campaign(runs=1, inputs=200, seed=11, faults_per_run=len(faults), timeout_s=120,
-                          workdir=tmp_path, backends=("nomad-emulator",), faults=faults,
-                          progress=lambda _line: None)
+def test_nomad_errors_timeouts_a_lost_node_a_fresh_nomad_state_and_a_paused_launcher_lose_nothing_and_run_nothing_twice():
+    faults = (*NOMAD_FAULTS, "kill_9", "pause_launcher")
+    report = run_campaign(runs=1, inputs=150, seed=11, faults_per_run=len(faults), timeout_s=300, stall_s=60,
+                          backends=("nomad-emulator",), faults=faults, progress=print)
     summary = report.summary()
     assert summary["runs_by_backend"] == {"nomad-emulator": 1}
-    assert set(summary["faults_by_kind"]) == set(faults), "HTTP 500, 429, timeouts, a node down, kill -9"
-    assert summary["tasks"] == 400
-    assert summary["inputs_lost"] == 0
-    assert summary["duplicate_jobs"] == 0
-    assert summary["duplicate_nomad_runs"] == 0, "an attempt's Nomad job ran twice"
-    assert summary["tasks_not_final"] == 0
+    assert set(summary["faults_by_kind"]) == set(faults)
+    assert_nothing_went_wrong(summary)

@@ -147,20 +147,23 @@ async def test_whole_loop_from_plain_sql_inserts(db, database_url, settings, con
     assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 13
 
 
-async def test_launcher_adopts_jobs_of_a_dead_launcher(db, database_url, settings, configure):
+async def test_launcher_adopts_jobs_of_a_dead_launcher(db, database_url, settings, configure, tmp_path):
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 1)
     db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w01', planned_start = now()")
     db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1")
     db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at)
                   VALUES ('launcher-dead', 'launcher', 'gone', 1, now() - interval '1 hour')""")
-    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, owner, output_dir, log_path)
-                  SELECT id, 1, 'local', 'hrwsi-work-' || id || '-1', 'launcher-dead', '/tmp/x', '/tmp/x.log'
-                  FROM hrwsi.processing_task""")
+    # Its launcher died before starting it: the adopter finds its attempt neither running nor finished.
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, owner, worker, output_dir,
+                                         log_path)
+                  SELECT id, 1, 'local', 'hrwsi-work-' || id || '-1', 'launcher-dead', 'w01', %s, %s
+                  FROM hrwsi.processing_task""", (str(tmp_path / "task" / "attempt-1" / "output"),
+                                                   str(tmp_path / "x.log")))
     async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
         await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
-    jobs = db.execute("SELECT attempt, state FROM hrwsi.job ORDER BY attempt").fetchall()
-    assert jobs == [(1, "lost"), (2, "processed")]
+    jobs = db.execute("SELECT attempt, state, fault FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert jobs == [(1, "lost", "launcher_gone"), (2, "processed", None)]
     assert db.execute("SELECT failures FROM hrwsi.processing_task").fetchone()[0] == 0, "lost is not a failure"
 
 

@@ -136,8 +136,8 @@ class Backend(Protocol):
 
     name: ClassVar[str]
     # True when submit() may safely be repeated for a job that may or may not have reached the
-    # backend (Nomad: same deterministic ID, same spec). False for local processes, which die
-    # with the launcher that started them.
+    # backend (Nomad: same deterministic ID, same spec). False for local attempts: an adopter
+    # follows the attempt's supervisor instead of starting it again (backends/local.py).
     resubmit_is_idempotent: ClassVar[bool]
     # True when a job keeps running after its launcher stops (Nomad): a stopping launcher leaves
     # its jobs to the backend and another launcher adopts them. False (local processes): a

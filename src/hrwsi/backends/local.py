@@ -1,11 +1,21 @@
-"""The local backend: each attempt is a subprocess on this machine.
+"""The local backend: each attempt runs on this machine under a supervisor of its own.
 
-The routine's command runs with the task's metadata in its environment and arguments; stdout and
-stderr go to the job's log file. It inherits the launcher's environment minus the launcher's secrets
-(routine_environment), as a Nomad client keeps its own out of tasks. Processes run in their own
-session so a stopping launcher can stop a whole process group. A local job does not survive its
-launcher: a job adopted after a crash is found by its HRWSI_JOB_ID environment variable, stopped,
-and reported lost (retried).
+`submit` starts `local_supervisor` (stdlib only, in a session of its own) with the routine's
+environment and the job log as its output; the supervisor runs the routine, enforces its timeout,
+stops its whole process tree (detached children included) on timeout or stop, and writes the outcome
+(`exit.json`) in the attempt's directory. The routine inherits the launcher's environment minus the
+launcher's secrets (routine_environment), as a Nomad client keeps its own out of tasks.
+
+An attempt's outcome survives its launcher: the launcher that started the supervisor waits for it;
+a launcher that adopts the job (another launcher on this machine, or this one under a new identity
+after its lease lapsed) finds the attempt directory and settles it (`local_supervisor.settle`):
+- lock held: the attempt still runs; it is followed until its outcome is written;
+- outcome written: the real outcome is recorded, with its products;
+- neither: the launcher died before starting it. A tombstone is written under the lock, so a
+  supervisor started late by a paused launcher refuses to run it, and the attempt is recorded lost
+  (`launcher_gone`); retried as a new attempt.
+A stopping launcher waits for its jobs (HRWSI_SHUTDOWN_GRACE_S), then stops the rest (lost,
+`stopped_by_hrwsi`).
 """
 
 from __future__ import annotations
@@ -14,38 +24,60 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from datetime import UTC, datetime
 
 import psutil
 
+import hrwsi.backends.local_supervisor as local_supervisor
 from hrwsi.backends.base import SECRET_NAME, Backend, JobOutcome, JobSpec, ProgressCallback
 
 logger = logging.getLogger(__name__)
 
 # The launcher's settings that carry credentials without being named like a secret.
 LAUNCHER_SECRETS = ("HRWSI_DATABASE_URL", "HRWSI_ALERT_WEBHOOK_URL")
+# -I: no user site, no PYTHON* variables; -S: no site-packages. The supervisor needs the standard
+# library only, and starts in milliseconds.
+SUPERVISOR_ARGV = (sys.executable, "-I", "-S", os.path.abspath(local_supervisor.__file__))
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def supervisor_argv(spec: JobSpec, grace_s: float) -> list[str]:
+    argv = [*SUPERVISOR_ARGV, "--attempt-dir", os.path.abspath(spec.attempt_dir), "--grace", f"{grace_s:g}",
+            "--cwd", spec.output_dir]
+    if spec.timeout_s:
+        argv += ["--timeout", f"{spec.timeout_s:g}"]
+    return [*argv, "--", *spec.argv()]
+
+
 class LocalBackend(Backend):
     name = "local"
-    resubmit_is_idempotent = False
-    jobs_outlive_launcher = False  # its processes die with the launcher: a stopping launcher stops them
+    resubmit_is_idempotent = False  # never start a supervisor twice: the first one may have run it
+    jobs_outlive_launcher = False  # a stopping launcher waits for its jobs, then stops them
 
-    def __init__(self, max_parallel_jobs: int = 64):
+    def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5):
         self.max_concurrent_jobs = max_parallel_jobs
+        self.grace_s = grace_s
+        self.adopted_poll_s = adopted_poll_s
         self._slots = asyncio.Semaphore(max_parallel_jobs)
-        self._processes: dict[str, asyncio.subprocess.Process] = {}
-        self._started: dict[str, datetime] = {}
+        self._supervisors: dict[str, asyncio.subprocess.Process] = {}  # started here, by job ID
+        self._adopted: dict[str, str] = {}  # job ID -> attempt directory, followed without being our child
         self._cancelled: set[str] = set()
         self._abandoned: set[str] = set()  # stopped because the launcher shuts down
 
     async def submit(self, spec: JobSpec) -> str:
-        if spec.job_id in self._processes:
-            return spec.job_id  # already running here: submitting again changes nothing
+        if spec.job_id in self._supervisors:
+            return spec.job_id  # already started here: submitting again changes nothing
         if not spec.command:
             raise ValueError(f"routine {spec.routine} has no command; the local backend cannot run an image")
         await self._slots.acquire()
@@ -54,75 +86,167 @@ class LocalBackend(Backend):
             log = await asyncio.to_thread(open, spec.log_path, "ab")
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *spec.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                    env=routine_environment(spec), cwd=spec.output_dir, start_new_session=True)
+                    *supervisor_argv(spec, self.grace_s), stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                    stderr=asyncio.subprocess.STDOUT, env=routine_environment(spec), cwd=spec.output_dir,
+                    start_new_session=True)  # a signal to the launcher's group does not reach it
             finally:
                 log.close()
         except BaseException:
             self._slots.release()
             raise
-        self._processes[spec.job_id] = process
-        self._started[spec.job_id] = _now()
+        self._supervisors[spec.job_id] = process
         return spec.job_id
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
-        process = self._processes.get(backend_job_id)
+        process = self._supervisors.get(backend_job_id)
         if process is None:
-            stopped = await asyncio.to_thread(stop_orphans, backend_job_id)
-            detail = f" (stopped orphaned process {', '.join(map(str, stopped))})" if stopped else ""
-            return JobOutcome("lost", None, f"no process of this launcher runs job {backend_job_id}; "
-                              f"its launcher stopped before it ended{detail}", None, _now(), fault="launcher_gone")
+            return await self._follow_adopted(spec, backend_job_id, on_progress)
         try:
-            await on_progress("running", f"pid {process.pid}")
-            try:
-                exit_code = await asyncio.wait_for(process.wait(), spec.timeout_s)
-            except TimeoutError:
-                await self._stop(process)
-                return JobOutcome("internal_error", None, f"timed out after {spec.timeout_s:.0f} s; stopped",
-                                  self._started.get(backend_job_id), _now())
-            if backend_job_id in self._abandoned:
-                return JobOutcome("lost", exit_code, "stopped because its launcher shut down; it will be retried",
-                                  self._started.get(backend_job_id), _now(), fault="stopped_by_hrwsi")
-            if backend_job_id in self._cancelled:
-                return JobOutcome("cancelled", exit_code, "cancelled", self._started.get(backend_job_id), _now())
-            if exit_code < 0:
-                return JobOutcome("internal_error", exit_code,
-                                  f"killed by signal {signal.Signals(-exit_code).name}",
-                                  self._started.get(backend_job_id), _now())
-            return JobOutcome.from_exit_code(exit_code, started_at=self._started.get(backend_job_id),
-                                             finished_at=_now(), detail=f"exit code {exit_code}")
+            await on_progress("running", f"supervisor pid {process.pid}")
+            code = await process.wait()
+            outcome = await asyncio.to_thread(local_supervisor.read_json,
+                                              os.path.join(spec.attempt_dir, local_supervisor.EXIT_FILE))
+            if outcome is None:
+                return await self._without_outcome(spec, backend_job_id, code)
+            return self._outcome(backend_job_id, outcome)
         finally:
-            self._processes.pop(backend_job_id, None)
-            self._started.pop(backend_job_id, None)
-            self._cancelled.discard(backend_job_id)
-            self._abandoned.discard(backend_job_id)
+            self._supervisors.pop(backend_job_id, None)
+            self._forget_flags(backend_job_id)
             self._slots.release()
 
+    async def _follow_adopted(self, spec: JobSpec, job_id: str, on_progress: ProgressCallback) -> JobOutcome:
+        """A job this launcher did not start (adopted): follow its attempt directory."""
+        attempt_dir = os.path.abspath(spec.attempt_dir)
+        reason = f"job {job_id} was adopted and found neither running nor finished: its launcher stopped first"
+        self._adopted[job_id] = attempt_dir
+        reported = False
+        try:
+            while True:
+                found = await asyncio.to_thread(local_supervisor.settle, attempt_dir, reason)
+                if found.state == "finished":
+                    return self._outcome(job_id, found.outcome or {})
+                if found.state == "tombstoned":
+                    return await self._tombstoned(job_id, found)
+                if not reported:
+                    reported = True
+                    await on_progress("running", f"adopted; supervisor pid {found.pid}")
+                await asyncio.sleep(self.adopted_poll_s)
+        finally:
+            self._adopted.pop(job_id, None)
+            self._forget_flags(job_id)
+
+    async def _tombstoned(self, job_id: str, found: local_supervisor.Settled) -> JobOutcome:
+        # A supervisor that died mid-run (killed) may have left the routine running: stop it.
+        stopped = await asyncio.to_thread(stop_orphans, job_id)
+        detail = f"; stopped orphaned process(es) {', '.join(map(str, stopped))}" if stopped else ""
+        if job_id in self._cancelled:
+            return JobOutcome("cancelled", None, f"cancelled; it was not running{detail}", None, _now())
+        if found.started:
+            return JobOutcome("lost", None, f"its supervisor (pid {found.started.get('supervisor_pid')}) died "
+                              f"before the routine ended, leaving no outcome{detail}", _time(
+                                  found.started.get("started_at")), _now(), fault="backend_lost_track")
+        return JobOutcome("lost", None, f"its launcher stopped before starting it; it will never start "
+                          f"(tombstoned){detail}", None, _now(), fault="launcher_gone")
+
+    async def _without_outcome(self, spec: JobSpec, job_id: str, code: int) -> JobOutcome:
+        """Our supervisor ended without writing an outcome: it refused, or it was killed."""
+        if code == local_supervisor.REFUSED_EXIT_CODE:
+            # Adopted and settled by another launcher while this one was paused (see the job log).
+            return JobOutcome("lost", None, "its supervisor refused to start it: another launcher settled this "
+                              "attempt meanwhile (see the job log)", None, _now(), fault="launcher_gone")
+        found = await asyncio.to_thread(local_supervisor.settle, os.path.abspath(spec.attempt_dir),
+                                        f"its supervisor ended with code {code} and no outcome")
+        if found.state == "finished":  # written between our read and the settle: not lost after all
+            return self._outcome(job_id, found.outcome or {})
+        outcome = await self._tombstoned(job_id, found)
+        how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return JobOutcome(outcome.state, None, f"{outcome.message} (the supervisor: {how})", outcome.started_at,
+                          outcome.finished_at, fault=outcome.fault)
+
+    def _outcome(self, job_id: str, found: dict) -> JobOutcome:
+        """The JobOutcome of an attempt's exit.json."""
+        started, finished = _time(found.get("started_at")), _time(found.get("finished_at")) or _now()
+        code, signal_number = found.get("exit_code"), found.get("signal")
+        leftovers = found.get("leftover_processes") or 0
+        note = f" (stopped {leftovers} process(es) it left running)" if leftovers and not found.get("stopped") \
+            and not found.get("timed_out") else ""
+        if found.get("unreadable"):
+            return JobOutcome("lost", None, f"its outcome cannot be read: {found['unreadable']}", None, finished,
+                              fault="backend_lost_track")
+        if job_id in self._cancelled:
+            return JobOutcome("cancelled", code, "cancelled", started, finished)
+        if found.get("stopped"):
+            why = "its launcher shut down" if job_id in self._abandoned else "its supervisor was told to stop"
+            return JobOutcome("lost", code, f"stopped because {why}; it will be retried", started, finished,
+                              fault="stopped_by_hrwsi")
+        if found.get("error"):
+            return JobOutcome("internal_error", code, found["error"], started, finished)
+        if found.get("timed_out"):
+            return JobOutcome("internal_error", code, f"timed out after {found.get('timeout_s') or 0:.0f} s; its "
+                              "processes were stopped", started, finished)
+        if signal_number:
+            return JobOutcome("internal_error", -signal_number,
+                              f"killed by signal {_signal_name(signal_number)}{note}", started, finished)
+        return JobOutcome.from_exit_code(int(code), started_at=started, finished_at=finished,
+                                         detail=f"exit code {code}{note}")
+
+    def _forget_flags(self, job_id: str) -> None:
+        self._cancelled.discard(job_id)
+        self._abandoned.discard(job_id)
+
     async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
-        process = self._processes.get(backend_job_id)
-        if process is None:
-            await asyncio.to_thread(stop_orphans, backend_job_id)
-            return
         self._cancelled.add(backend_job_id)
-        await self._stop(process)
+        process = self._supervisors.get(backend_job_id)
+        if process is not None:
+            await self._stop(process)
+            return
+        attempt_dir = self._adopted.get(backend_job_id, os.path.abspath(spec.attempt_dir))
+        if not await asyncio.to_thread(signal_supervisor, attempt_dir, signal.SIGTERM):
+            await asyncio.to_thread(stop_orphans, backend_job_id)
 
     async def stop_all(self) -> None:
-        """Stop every job this backend runs (launcher shutdown after its grace period)."""
-        self._abandoned.update(self._processes)
-        await asyncio.gather(*(self._stop(p) for p in list(self._processes.values())))
+        """Stop every job this backend follows (launcher shutdown after its grace period)."""
+        self._abandoned.update(self._supervisors)
+        self._abandoned.update(self._adopted)
+        for attempt_dir in list(self._adopted.values()):
+            await asyncio.to_thread(signal_supervisor, attempt_dir, signal.SIGTERM)
+        await asyncio.gather(*(self._stop(p) for p in list(self._supervisors.values())))
 
-    async def _stop(self, process: asyncio.subprocess.Process, grace_s: float = 5.0) -> None:
+    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+        """Ask the supervisor to stop the attempt (it stops the whole process tree and writes the
+        outcome); kill it only if it does not end within its own grace period and a margin."""
         if process.returncode is not None:
             return
         try:
-            os.killpg(process.pid, signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), grace_s)
+                await asyncio.wait_for(asyncio.shield(process.wait()), self.grace_s + 5.0)
             except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+                logger.error("the supervisor pid %d did not stop within %.0f s: killing it", process.pid,
+                             self.grace_s + 5.0)
+                process.kill()
         except ProcessLookupError:
             pass
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def signal_supervisor(attempt_dir: str, number: int) -> bool:
+    """Signal the supervisor running this attempt (checked by its command line, so a recycled pid is
+    never signalled); False when none runs."""
+    pid = local_supervisor.holder_pid(attempt_dir)
+    if pid is None or not local_supervisor.is_supervisor_of(pid, attempt_dir):
+        return False
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def routine_environment(spec: JobSpec) -> dict[str, str]:
@@ -135,7 +259,7 @@ def routine_environment(spec: JobSpec) -> dict[str, str]:
 
 
 def stop_orphans(job_id: str, grace_s: float = 3.0) -> list[int]:
-    """Stop processes left running by a launcher that died (found by HRWSI_JOB_ID); return their pids."""
+    """Stop processes of a job left running without their supervisor (found by HRWSI_JOB_ID); their pids."""
     found = []
     for process in psutil.process_iter(["pid"]):
         try:
@@ -157,4 +281,3 @@ def stop_orphans(job_id: str, grace_s: float = 3.0) -> list[int]:
     if found:
         logger.warning("stopped %d orphaned process(es) of job %s", len(found), job_id)
     return [p.pid for p in found]
-

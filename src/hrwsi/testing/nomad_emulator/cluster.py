@@ -137,6 +137,8 @@ class Cluster:
         self._queued_allocs: dict[tuple[str, str], dict[str, int]] = {}
         self.event_buffer_size = event_buffer_size
         self.frames: deque[tuple[int, list[dict]]] = deque()
+        self.dropped_through = 0  # the index of the last frame dropped from the event buffer
+        self.frames_missed_by_subscribers = 0  # test bookkeeping: event streams that fell behind the buffer
         self._buffered_events = 0
         self._changed = asyncio.Event()
         self._eval_queue: asyncio.Queue[str] = asyncio.Queue()
@@ -191,7 +193,7 @@ class Cluster:
             self.frames.append((index, events))
             self._buffered_events += len(events)
             while self._buffered_events > self.event_buffer_size and len(self.frames) > 1:
-                _, dropped = self.frames.popleft()  # Nomad keeps only the last events
+                self.dropped_through, dropped = self.frames.popleft()  # Nomad keeps only the last events
                 self._buffered_events -= len(dropped)
         self._wake()
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import zlib
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from hrwsi.testing.nomad_emulator.cluster import Cluster
+
+logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 
 FRAMING_RAW = "raw"
 FRAMING_HTTP_0_0 = "raw-http-0.0"
@@ -63,10 +66,18 @@ async def stream_lines(cluster: Cluster, wanted: Callable[[dict], bool], start_i
                        still_open: Callable[[], bool]) -> AsyncIterator[bytes]:
     """The NDJSON lines of one subscription, from start_index (inclusive), while still_open()."""
     loop = asyncio.get_running_loop()
-    last_sent = start_index - 1 if start_index else 0
+    # An index older than the buffer starts at its oldest frame (nomad/stream/event_buffer.go StartAtClosest).
+    last_sent = max(start_index - 1 if start_index else 0, cluster.dropped_through)
     yield b"{}\n"
     next_heartbeat = loop.time() + heartbeat
     while still_open():
+        if cluster.dropped_through > last_sent:
+            # Frames this subscriber never got were dropped from the buffer: it fell behind. Nomad ends
+            # such a subscription ("event dropped from buffer"); here it is counted, for the
+            # fault-injection harness (test bookkeeping), and the stream goes on.
+            cluster.frames_missed_by_subscribers += 1
+            logger.warning("emulator (test double): an event stream fell behind the event buffer: frames %d..%d "
+                           "were dropped before it sent them", last_sent + 1, cluster.dropped_through)
         for index, events in list(cluster.frames):
             if index <= last_sent:
                 continue

@@ -119,11 +119,20 @@ class NomadEmulator:
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="hrwsi-nomad-emulator-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.cluster = Cluster(self._nodes, work_dir=self.work_dir, job_gc_threshold_s=self.job_gc_threshold,
-                               gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size,
-                               acl_enabled=bool(self.acl_token), workload_variable_paths=self.workload_variable_paths,
-                               deprecated_event_fields=self.deprecated_event_fields, version=self.version)
+        self.cluster = self._new_cluster()
         self.cluster.start()
+        await self._listen()
+        logger.info("Nomad API emulator (test double) listening on %s with %d node(s)%s; work dir %s",
+                    self.address, len(self._nodes), ", ACL on" if self.acl_token else "", self.work_dir)
+        return self
+
+    def _new_cluster(self) -> Cluster:
+        return Cluster(self._nodes, work_dir=self.work_dir, job_gc_threshold_s=self.job_gc_threshold,
+                       gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size,
+                       acl_enabled=bool(self.acl_token), workload_variable_paths=self.workload_variable_paths,
+                       deprecated_event_fields=self.deprecated_event_fields, version=self.version)
+
+    async def _listen(self) -> None:
         app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
         self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -131,9 +140,6 @@ class NomadEmulator:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        logger.info("Nomad API emulator (test double) listening on %s with %d node(s)%s; work dir %s",
-                    self.address, len(self._nodes), ", ACL on" if self.acl_token else "", self.work_dir)
-        return self
 
     async def close(self) -> None:
         self._closing.set()
@@ -194,6 +200,28 @@ class NomadEmulator:
         """End every open event stream, as a proxy or a leader change would (subscribers reconnect)."""
         self._stream_generation += 1
         self.cluster._wake()
+
+    async def restart_with_fresh_state(self, down_s: float = 0.0) -> None:
+        """Fault hook: the API restarts and the servers come back with an EMPTY state, as a cluster
+        rebuilt from scratch or restored from nothing: every job, evaluation and allocation is gone,
+        the Raft index starts over (X-Nomad-Index goes backwards), every connection (blocking queries,
+        event streams) is cut, and the processes of running allocations are killed (their clients
+        find that the servers no longer know them and destroy them: client/client.go runAllocs removes
+        allocations the servers do not send). The nodes register again, ready and eligible, on the
+        same address. Test bookkeeping (`completed_runs`, `frames_missed_by_subscribers`) is carried over."""
+        old = self.cluster
+        if self._runner is not None:
+            await self._runner.cleanup()  # the listening socket and every open connection
+            self._runner = None
+        await old.close()  # kills the allocations' processes, reports nothing
+        if down_s > 0:
+            await asyncio.sleep(down_s)
+        self.cluster = self._new_cluster()
+        self.cluster.completed_runs.update(old.completed_runs)
+        self.cluster.frames_missed_by_subscribers = old.frames_missed_by_subscribers
+        self.cluster.start()
+        await self._listen()
+        logger.warning("emulator (test double): restarted with a fresh state; index back to %d", self.cluster.index)
 
     def clear_faults(self) -> None:
         self._faults.clear()

@@ -1,0 +1,384 @@
+"""The supervisor of one local attempt: it runs the routine, and its outcome survives the launcher.
+
+The local backend starts one supervisor per attempt (`python -I -S local_supervisor.py ...`, or
+`python -m hrwsi.backends.local_supervisor`), in a session of its own, with the routine's environment
+and the job log as its stdout and stderr. It imports the standard library only, so it starts in a few
+milliseconds and needs nothing of the launcher. In the attempt's directory (beside `output/` and
+`manifest.json`) it keeps:
+
+- `supervisor.lock`: held (flock, exclusive) for as long as the supervisor lives; holds its pid.
+  Held means "the attempt runs". The lock dies with the process, whatever kills it.
+- `started.json`: written once, before the routine starts. An attempt starts at most once: a
+  supervisor that finds it (or an outcome, or a tombstone) refuses to run.
+- `exit.json`: the outcome (exit code, signal, times, timed out, stopped), written atomically
+  (temporary file, then rename) after every process of the attempt has ended.
+- `tombstone.json`: written by whoever adopts the attempt and finds it neither running nor finished
+  (its launcher died before starting it). It is written under the lock, so a supervisor started late
+  (a paused launcher that resumes) finds it and refuses: no attempt runs after it was recorded lost.
+
+The supervisor is a child subreaper (prctl PR_SET_CHILD_SUBREAPER): a process of the routine that
+detaches (double fork, setsid) is re-parented to it, not to init, so on timeout, on a stop request
+(SIGTERM, SIGINT, SIGHUP) and when the routine's main process ends, it finds and stops the attempt's
+whole process tree: SIGTERM, a grace period, then SIGKILL until nothing is left.
+
+`settle(attempt_dir)` is what an adopter calls: it says whether the attempt runs, how it ended, or
+tombstones it. Linux only for the subreaper and the /proc scan; elsewhere the supervisor stops the
+routine's process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+LOCK_FILE = "supervisor.lock"
+STARTED_FILE = "started.json"
+EXIT_FILE = "exit.json"
+TOMBSTONE_FILE = "tombstone.json"
+# The supervisor did not run the routine (tombstoned, started before, or another process holds the
+# attempt): EX_TEMPFAIL. When it did run it, it exits 0 and the outcome is in exit.json.
+REFUSED_EXIT_CODE = 75
+CANNOT_START_EXIT_CODE = 127
+PR_SET_CHILD_SUBREAPER = 36
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _say(message: str) -> None:
+    """One line in the job log, marked as the supervisor's."""
+    sys.stderr.write(f"[hrwsi supervisor {_now()}] {message}\n")
+    sys.stderr.flush()
+
+
+def write_json_atomically(path: str, document: dict) -> None:
+    """Whole or not at all: a reader never sees half a file."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump(document, handle)
+    os.replace(temporary, path)
+
+
+def read_json(path: str) -> dict | None:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:  # unreadable: say so rather than guess
+        return {"unreadable": f"{path}: {error}"}
+
+
+def _try_lock(attempt_dir: str) -> int | None:
+    """The attempt's lock, taken without waiting; None when another process holds it."""
+    descriptor = os.open(os.path.join(attempt_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(descriptor)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return descriptor
+
+
+def holder_pid(attempt_dir: str) -> int | None:
+    """The pid the running supervisor wrote into its lock file (None if unknown)."""
+    try:
+        with open(os.path.join(attempt_dir, LOCK_FILE)) as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+# -- what an adopter sees ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settled:
+    """The state of an attempt as an adopter finds it.
+
+    state: "running" (a supervisor holds the lock; `pid`), "finished" (`outcome`: exit.json),
+    "tombstoned" (it never ran and never will; `started` when a supervisor had started it and died
+    without an outcome)."""
+
+    state: str
+    pid: int | None = None
+    outcome: dict | None = None
+    started: dict | None = None
+
+
+def settle(attempt_dir: str, tombstone_reason: str) -> Settled:
+    """Running, finished, or else tombstoned now: under the lock, so that no supervisor starts the
+    attempt afterwards. Creates the attempt directory if it does not exist yet (the launcher died
+    before preparing it): the tombstone must be there before a late launcher prepares and starts it."""
+    os.makedirs(attempt_dir, exist_ok=True)
+    descriptor = _try_lock(attempt_dir)
+    if descriptor is None:
+        return Settled("running", pid=holder_pid(attempt_dir))
+    try:
+        outcome = read_json(os.path.join(attempt_dir, EXIT_FILE))
+        if outcome is not None:
+            return Settled("finished", outcome=outcome)
+        started = read_json(os.path.join(attempt_dir, STARTED_FILE))
+        tombstone = os.path.join(attempt_dir, TOMBSTONE_FILE)
+        if not os.path.exists(tombstone):
+            write_json_atomically(tombstone, {"reason": tombstone_reason, "at": _now(), "by_pid": os.getpid(),
+                                              "started_before": started})
+        return Settled("tombstoned", started=started)
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def is_supervisor_of(pid: int, attempt_dir: str) -> bool:
+    """True when `pid` is a supervisor of this attempt (not a recycled pid of something else)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return os.fsencode(attempt_dir) in argv and any(a.endswith(b"local_supervisor.py") or
+                                                    a == b"hrwsi.backends.local_supervisor" for a in argv)
+
+
+# -- the process tree --------------------------------------------------------------------------------
+def descendants(root: int) -> list[int]:
+    """Live (not zombie) processes below `root`, found by scanning /proc."""
+    children: dict[int, list[tuple[int, bytes]]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append((int(entry), fields[0]))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        for pid, state in children.get(pending.pop(), []):
+            if state != b"Z":
+                found.append(pid)
+            pending.append(pid)
+    return found
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_group(pgid: int | None, number: int) -> None:
+    if pgid is None:
+        return
+    try:
+        os.killpg(pgid, number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Supervisor:
+    def __init__(self, attempt_dir: str, argv: list[str], *, timeout_s: float | None, grace_s: float,
+                 cwd: str | None):
+        self.attempt_dir = attempt_dir
+        self.argv = argv
+        self.timeout_s = timeout_s
+        self.grace_s = grace_s
+        self.cwd = cwd
+        self.routine: subprocess.Popen | None = None
+        self.routine_status: int | None = None
+        self.stop_requested: int | None = None
+        self._wakeup_read, wakeup_write = os.pipe()
+        os.set_blocking(self._wakeup_read, False)
+        os.set_blocking(wakeup_write, False)
+        signal.set_wakeup_fd(wakeup_write)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake select() through the wakeup fd
+        for number in STOP_SIGNALS:
+            signal.signal(number, self._on_stop)
+
+    def _on_stop(self, number, _frame) -> None:
+        if self.stop_requested is None:
+            self.stop_requested = number
+
+    def reap(self) -> None:
+        """Collect every ended child (the routine, and orphans re-parented to this subreaper)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.routine is not None and pid == self.routine.pid:
+                self.routine_status = status
+                self.routine.returncode = os.waitstatus_to_exitcode(status)
+
+    def wait(self, seconds: float) -> None:
+        ready, _, _ = select.select([self._wakeup_read], [], [], max(0.0, seconds))
+        if ready:
+            try:
+                while os.read(self._wakeup_read, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def live_processes(self) -> list[int]:
+        return descendants(os.getpid())
+
+    def stop_tree(self) -> int:
+        """Stop every process of the attempt: SIGTERM, then SIGKILL after the grace period, until none
+        is left (a process that forks meanwhile is caught by the next round). Returns how many there were."""
+        pgid = self.routine.pid if self.routine is not None else None
+        alive = self.live_processes()
+        count = len(alive)
+        if not alive:
+            return 0
+        _signal_group(pgid, signal.SIGTERM)
+        for pid in alive:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        while alive and time.monotonic() < deadline:
+            self.wait(0.05)
+            self.reap()
+            alive = self.live_processes()
+        rounds = 0
+        while alive:
+            rounds += 1
+            _signal_group(pgid, signal.SIGKILL)
+            for pid in alive:
+                _signal(pid, signal.SIGKILL)
+            self.wait(0.02)
+            self.reap()
+            alive = self.live_processes()
+            if rounds % 500 == 0:
+                _say(f"{len(alive)} process(es) of the attempt still resist SIGKILL: {alive[:10]}")
+        return count
+
+    def run(self) -> dict:
+        started = _now()
+        begun = time.monotonic()
+        if self.stop_requested is not None:  # asked to stop before anything started
+            return {"exit_code": None, "signal": None, "started_at": started, "finished_at": _now(),
+                    "timed_out": False, "stopped": True, "error": None}
+        try:
+            self.routine = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        except OSError as error:
+            return {"exit_code": CANNOT_START_EXIT_CODE, "signal": None, "started_at": started,
+                    "finished_at": _now(), "timed_out": False, "stopped": False,
+                    "error": f"cannot start the routine: {error}"}
+        timed_out = False
+        while True:
+            self.reap()
+            if self.routine_status is not None:
+                break
+            if self.stop_requested is not None:
+                break
+            if self.timeout_s is not None and time.monotonic() - begun >= self.timeout_s:
+                timed_out = True
+                break
+            remaining = 1.0 if self.timeout_s is None else self.timeout_s - (time.monotonic() - begun)
+            self.wait(min(1.0, remaining))
+        if timed_out:
+            _say(f"the routine ran longer than its timeout of {self.timeout_s:g} s: stopping its processes")
+        elif self.stop_requested is not None:
+            _say(f"asked to stop ({signal.Signals(self.stop_requested).name}): stopping the routine's processes")
+        # Stopped on request: the request came before the routine's main process ended.
+        stopped = self.routine_status is None and self.stop_requested is not None and not timed_out
+        leftovers = self.stop_tree()
+        self.reap()
+        if self.routine_status is None:  # a zombie not collected yet: collect it now
+            _, status = os.waitpid(self.routine.pid, 0)
+            self.routine_status = status
+            self.routine.returncode = os.waitstatus_to_exitcode(status)
+        code = self.routine.returncode
+        if leftovers and not timed_out and not stopped:
+            _say(f"the routine ended but left {leftovers} process(es) running: stopped them")
+        return {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
+                "started_at": started, "finished_at": _now(), "timed_out": timed_out, "timeout_s": self.timeout_s,
+                "stopped": stopped,
+                "routine_pid": self.routine.pid, "leftover_processes": leftovers, "error": None}
+
+
+def become_subreaper() -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _refusal(attempt_dir: str) -> str | None:
+    """Why this attempt must not start (None: it may)."""
+    for name, why in ((TOMBSTONE_FILE, "it was recorded as never started (tombstone) by the launcher that "
+                                       "adopted it"),
+                      (EXIT_FILE, "it already ran to its end"),
+                      (STARTED_FILE, "it was started once already")):
+        if os.path.exists(os.path.join(attempt_dir, name)):
+            return why
+    return None
+
+
+def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, grace_s: float,
+              cwd: str | None) -> int:
+    descriptor = _try_lock(attempt_dir)
+    if descriptor is None:
+        _say(f"refusing to run the attempt in {attempt_dir}: another process holds it")
+        return REFUSED_EXIT_CODE
+    refusal = _refusal(attempt_dir)
+    if refusal is not None:
+        _say(f"refusing to run the attempt in {attempt_dir}: {refusal}")
+        return REFUSED_EXIT_CODE
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, str(os.getpid()).encode())
+    if not become_subreaper():
+        _say("cannot become a child subreaper (not Linux?): processes that leave the routine's process "
+             "group may outlive a timeout or a stop")
+    supervisor = Supervisor(attempt_dir, argv, timeout_s=timeout_s, grace_s=grace_s, cwd=cwd)
+    write_json_atomically(os.path.join(attempt_dir, STARTED_FILE), {"supervisor_pid": os.getpid(),
+                                                                    "started_at": _now()})
+    outcome = supervisor.run()
+    if outcome.get("error"):
+        _say(outcome["error"])
+    write_json_atomically(os.path.join(attempt_dir, EXIT_FILE), outcome)
+    return 0  # the lock is released when this process ends, after the outcome is on disk
+
+
+def main(arguments: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one attempt of a routine under supervision.")
+    parser.add_argument("--attempt-dir", required=True)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds; none by default")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--cwd", default=None)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the routine's argv")
+    args = parser.parse_args(arguments)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no routine command after --")
+    timeout = args.timeout if args.timeout and args.timeout > 0 else None
+    return supervise(os.path.abspath(args.attempt_dir), command, timeout_s=timeout, grace_s=args.grace,
+                     cwd=args.cwd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

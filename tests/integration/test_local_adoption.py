@@ -1,0 +1,106 @@
+"""A local job's outcome survives its launcher (issue 14): a launcher process killed with kill -9
+mid-job; the routine finishes on its own; the launcher that adopts the job records the real outcome
+and its products, and nothing runs twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
+
+# Logs each run, waits for `release` beside the task directory, writes a product.
+ROUTINE = """
+import os, pathlib, time
+out = pathlib.Path(os.environ['HRWSI_OUTPUT_DIR'])
+flags = pathlib.Path(os.environ['ADOPTION_FLAGS'])
+with open(flags / 'runs', 'a') as runs:
+    runs.write(os.environ['HRWSI_JOB_ID'] + '\\n')
+while not (flags / 'release').exists():
+    time.sleep(0.05)
+(out / 'product.txt').write_text('made')
+"""
+
+
+def launcher_process(database_url: str, home, flags) -> subprocess.Popen:
+    env = {**os.environ, "HRWSI_DATABASE_URL": database_url, "HRWSI_HOME": str(home), "HRWSI_BACKEND": "local",
+           "HRWSI_HEARTBEAT_S": "0.5", "HRWSI_LEASE_TIMEOUT_S": "2", "HRWSI_BACKSTOP_POLL_S": "0.5",
+           "HRWSI_RETRY_BACKOFF_S": "0.05", "ADOPTION_FLAGS": str(flags)}
+    log = open(home / "launcher.log", "ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "hrwsi", "launcher"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+async def test_a_job_finished_after_its_launcher_was_killed_is_recorded_processed_with_its_products(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    home = tmp_path / "killed-launcher"
+    home.mkdir()
+    configure(single_routine_configuration([sys.executable, "-c", ROUTINE]))
+    first = launcher_process(database_url, home, flags)
+    try:
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'", timeout=60)
+        deadline = time.monotonic() + 30
+        while not (flags / "runs").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    (flags / "release").touch()  # the routine finishes with no launcher left
+    output_dir = db.execute("SELECT output_dir FROM hrwsi.job").fetchone()[0]
+    exit_file = os.path.join(os.path.dirname(output_dir), "exit.json")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(exit_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(exit_file), "the supervisor outlived its launcher and wrote the outcome"
+
+    monkeypatch.setenv("ADOPTION_FLAGS", str(flags))
+    async with running(database_url, ["launcher"], settings, backend="local"):
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task", timeout=60)
+    assert db.execute("SELECT attempt, state, exit_code, fault FROM hrwsi.job").fetchall() == [
+        (1, "processed", 0, None)], "the real outcome, not lost, and no second attempt"
+    products = db.execute("SELECT path FROM hrwsi.product").fetchall()
+    assert products == [(os.path.join(output_dir, "product.txt"),)]
+    assert (flags / "runs").read_text().count("\n") == 1, "the routine ran once"
+
+
+async def test_an_outcome_queued_under_a_lapsed_identity_is_dropped_not_recorded_by_the_new_one(db, pool, settings):
+    """Found by chaos (a PostgreSQL immediate stop): a launcher's lease lapsed while its followers had
+    outcomes queued; under its new identity it adopted the same jobs and recorded them again, and the
+    stale outcome and the new one, in one batch, made a finished attempt fail on its own products."""
+    from hrwsi.backends.base import JobOutcome
+    from hrwsi.backends.dry_run import DryRunBackend
+    from hrwsi.launcher import Launcher, _Finished, spec_from_row
+    from tests.integration.test_leases import LEASE, a_dispatched_job, register
+
+    register(db, "old")
+    job = a_dispatched_job(db, "old")
+    register(db, "new")
+    db.execute("UPDATE hrwsi.job SET owner = 'new' WHERE id = %s", (job,))  # the new identity adopted it
+    launcher = Launcher(pool, settings.__class__(**{**settings.__dict__, "lease_timeout_s": LEASE}), DryRunBackend())
+    launcher.instance_id = "new"
+    async with pool.acquire() as conn:
+        spec = spec_from_row(await conn.fetchrow("SELECT * FROM hrwsi.job_spec WHERE job_id = $1", job))
+    loop = asyncio.get_running_loop()
+    done = JobOutcome("processed", 0, "exit code 0")
+    stale, fresh = loop.create_future(), loop.create_future()
+    launcher._outcomes.put_nowait(_Finished(job, spec, done, [("/data/p.txt", 1)], stale, "old"))
+    launcher._outcomes.put_nowait(_Finished(job, spec, done, [("/data/p.txt", 1)], fresh, "new"))
+    await launcher.start()
+    try:
+        assert await asyncio.wait_for(stale, 30) is None, "the stale outcome is dropped"
+        assert (await asyncio.wait_for(fresh, 30))["job_state"] == "processed"
+    finally:
+        launcher._writer.cancel()
+        await asyncio.gather(launcher._writer, return_exceptions=True)
+    assert db.execute("SELECT state, owner FROM hrwsi.job").fetchall() == [("processed", "new")]
+    assert db.execute("SELECT path FROM hrwsi.product").fetchall() == [("/data/p.txt",)]

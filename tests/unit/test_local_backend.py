@@ -1,0 +1,114 @@
+"""hrwsi.backends.local: an attempt's outcome survives the launcher that started it.
+
+Two LocalBackend instances play two launchers on one machine: the first starts an attempt and is
+gone (its follower never runs again, as after kill -9), the second adopts the job. Real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from hrwsi.backends import local_supervisor
+from hrwsi.backends.base import JobSpec
+from hrwsi.backends.local import LocalBackend
+
+GUARD_S = 30.0  # a liveness guard against hangs, not a timing assertion
+
+# Counts its runs, waits for `release`, writes a product.
+ROUTINE = ("import os, pathlib, sys, time\n"
+           "attempt = pathlib.Path(os.environ['HRWSI_OUTPUT_DIR']).parent\n"
+           "with open(attempt.parent / 'runs', 'a') as runs: runs.write(os.environ['HRWSI_JOB_ID'] + '\\n')\n"
+           "while not (attempt.parent / 'release').exists(): time.sleep(0.05)\n"
+           "(pathlib.Path(os.environ['HRWSI_OUTPUT_DIR']) / 'product.txt').write_text('made')\n")
+
+
+def spec_in(work: Path, attempt: int = 1) -> JobSpec:
+    attempt_dir = work / "task-1" / f"attempt-{attempt}"
+    return JobSpec(job_id=f"hrwsi-adoption-1-{attempt}", task_id=1, attempt=attempt, routine="adoption",
+                   condition="adoption", input_path="/in/1", tile=None, worker=None,
+                   command=(sys.executable, "-c", ROUTINE), image=None, cpu=1, ram_mb=10, storage_mb=10,
+                   output_dir=str(attempt_dir / "output"), log_path=str(work / "logs" / f"attempt-{attempt}.log"))
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def __call__(self, state: str, reason: str) -> None:
+        self.calls.append((state, reason))
+
+
+async def wait_for_file(path: Path) -> None:
+    async with asyncio.timeout(GUARD_S):
+        while not path.exists():
+            await asyncio.sleep(0.02)
+
+
+async def started_and_abandoned(work: Path) -> tuple[JobSpec, asyncio.Task]:
+    """A first launcher starts the attempt, then stops following it (as if killed)."""
+    spec = spec_in(work)
+    first = LocalBackend(max_parallel_jobs=2)
+    await first.submit(spec)
+    follower = asyncio.ensure_future(first.wait(spec, spec.job_id, Progress()))
+    await wait_for_file(work / "task-1" / "runs")
+    follower.cancel()  # the launcher is gone; its supervisor is not
+    await asyncio.gather(follower, return_exceptions=True)
+    return spec, follower
+
+
+async def test_an_adopter_follows_a_running_attempt_and_records_its_real_outcome(tmp_path):
+    spec, _ = await started_and_abandoned(tmp_path)
+    adopter = LocalBackend(max_parallel_jobs=2, adopted_poll_s=0.05)
+    progress = Progress()
+    following = asyncio.ensure_future(adopter.wait(spec, spec.job_id, progress))
+    await asyncio.sleep(0.3)
+    assert not following.done(), "a running attempt is waited for, not recorded lost"
+    assert progress.calls and progress.calls[0][0] == "running"
+    (tmp_path / "task-1" / "release").touch()
+    outcome = await asyncio.wait_for(following, GUARD_S)
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert (Path(spec.output_dir) / "product.txt").read_text() == "made"
+    assert (tmp_path / "task-1" / "runs").read_text() == f"{spec.job_id}\n", "it ran once"
+
+
+async def test_an_adopter_records_the_outcome_of_an_attempt_that_ended_without_its_launcher(tmp_path):
+    spec, _ = await started_and_abandoned(tmp_path)
+    (tmp_path / "task-1" / "release").touch()
+    await wait_for_file(Path(spec.attempt_dir) / local_supervisor.EXIT_FILE)
+    outcome = await LocalBackend().wait(spec, spec.job_id, Progress())
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert outcome.started_at is not None and outcome.finished_at >= outcome.started_at
+
+
+async def test_an_attempt_never_started_is_lost_and_a_late_start_refuses_to_run_it(tmp_path):
+    spec = spec_in(tmp_path)
+    outcome = await LocalBackend().wait(spec, spec.job_id, Progress())  # adopted before its launcher started it
+    assert (outcome.state, outcome.fault) == ("lost", "launcher_gone"), outcome.message
+    assert "tombstone" in outcome.message
+    late = LocalBackend()  # the paused launcher resumes and starts it
+    await late.submit(spec)
+    outcome = await asyncio.wait_for(late.wait(spec, spec.job_id, Progress()), GUARD_S)
+    assert outcome.state == "lost" and "refused" in outcome.message
+    assert not (tmp_path / "task-1" / "runs").exists(), "the attempt never ran"
+
+
+async def test_an_adopter_cancels_an_attempt_it_did_not_start(tmp_path):
+    spec, _ = await started_and_abandoned(tmp_path)
+    adopter = LocalBackend(adopted_poll_s=0.05)
+    following = asyncio.ensure_future(adopter.wait(spec, spec.job_id, Progress()))
+    await asyncio.sleep(0.2)
+    await adopter.cancel(spec, spec.job_id)
+    outcome = await asyncio.wait_for(following, GUARD_S)
+    assert outcome.state == "cancelled", outcome.message
+    assert local_supervisor.read_json(str(Path(spec.attempt_dir) / local_supervisor.EXIT_FILE))["stopped"]
+
+
+async def test_a_killed_routine_is_a_failure_of_the_routine_with_its_signal(tmp_path):
+    spec = spec_in(tmp_path)
+    spec = JobSpec(**{**spec.__dict__, "command": (sys.executable, "-c", "import os; os.kill(os.getpid(), 9)")})
+    backend = LocalBackend()
+    await backend.submit(spec)
+    outcome = await asyncio.wait_for(backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+    assert (outcome.state, outcome.exit_code, outcome.fault) == ("internal_error", -9, None)
+    assert "SIGKILL" in outcome.message

@@ -1,0 +1,200 @@
+"""hrwsi.backends.local_supervisor: one attempt runs at most once, its outcome outlives the launcher,
+and its whole process tree (detached children included) is stopped on timeout, on a stop request, and
+when the routine ends. Real processes, no mock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hrwsi.backends import local_supervisor
+from hrwsi.backends.local import SUPERVISOR_ARGV
+
+GUARD_S = 30.0  # a liveness guard against hangs, not a timing assertion
+
+# A routine that leaves two processes behind, both in sessions of their own: one still its child,
+# one detached by a double fork (re-parented to the supervisor, the subreaper). It writes their pids,
+# then waits for `release` (or forever) and exits 0.
+ROUTINE = r"""
+import os, subprocess, sys, time
+here = sys.argv[1]
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    open(os.path.join(here, "detached.pid"), "w").write(str(grandchild.pid))
+    os._exit(0)
+os.wait()
+open(os.path.join(here, "child.pid"), "w").write(str(child.pid))
+with open(os.path.join(here, "runs"), "a") as runs:
+    runs.write("ran\n")
+while not os.path.exists(os.path.join(here, "release")):
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_process_left(tmp_path):
+    """Whatever a failing test leaves running is killed (by the pids the routines wrote)."""
+    yield
+    for written in tmp_path.rglob("*.pid"):
+        pid = int(written.read_text() or 0)
+        if pid > 0 and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start(attempt: Path, *, timeout_s: float | None = None, script: str = ROUTINE) -> subprocess.Popen:
+    attempt.mkdir(parents=True, exist_ok=True)
+    argv = [*SUPERVISOR_ARGV, "--attempt-dir", str(attempt), "--grace", "1"]
+    if timeout_s:
+        argv += ["--timeout", str(timeout_s)]
+    log = open(attempt / "job.log", "ab")
+    try:
+        return subprocess.Popen([*argv, "--", sys.executable, "-c", script, str(attempt)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        log.close()
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + GUARD_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def pids(attempt: Path) -> list[int]:
+    wait_for(lambda: (attempt / "child.pid").exists() and (attempt / "detached.pid").exists(), "the routine's pids")
+    return [int((attempt / name).read_text()) for name in ("child.pid", "detached.pid")]
+
+
+def outcome(attempt: Path) -> dict:
+    return json.loads((attempt / local_supervisor.EXIT_FILE).read_text())
+
+
+def test_the_lock_says_running_while_the_routine_runs_and_the_outcome_is_written_when_it_ends(tmp_path):
+    supervisor = start(tmp_path)
+    pids(tmp_path)
+    found = local_supervisor.settle(str(tmp_path), "unused")
+    assert (found.state, found.pid) == ("running", supervisor.pid)
+    assert not (tmp_path / local_supervisor.TOMBSTONE_FILE).exists(), "a running attempt is never tombstoned"
+    (tmp_path / "release").touch()
+    assert supervisor.wait(GUARD_S) == 0
+    written = outcome(tmp_path)
+    assert (written["exit_code"], written["signal"], written["timed_out"], written["stopped"]) == (0, None, False,
+                                                                                                  False)
+    assert written["started_at"] <= written["finished_at"]
+    found = local_supervisor.settle(str(tmp_path), "unused")
+    assert found.state == "finished" and found.outcome == written
+
+
+def test_the_processes_a_routine_leaves_behind_are_stopped_when_it_ends(tmp_path):
+    supervisor = start(tmp_path)
+    left = pids(tmp_path)
+    (tmp_path / "release").touch()
+    assert supervisor.wait(GUARD_S) == 0
+    assert not any(alive(pid) for pid in left), "its own-session child and its detached grandchild"
+    assert outcome(tmp_path)["leftover_processes"] == 2
+    assert "left 2 process(es) running" in (tmp_path / "job.log").read_text()
+
+
+def test_a_timeout_stops_the_whole_tree_including_children_that_called_setsid(tmp_path):
+    supervisor = start(tmp_path, timeout_s=1.0)
+    left = pids(tmp_path)
+    assert supervisor.wait(GUARD_S) == 0
+    written = outcome(tmp_path)
+    assert written["timed_out"] and written["timeout_s"] == 1.0
+    assert written["signal"] == signal.SIGTERM and written["exit_code"] is None
+    assert not any(alive(pid) for pid in left)
+
+
+def test_a_stop_request_stops_the_whole_tree_and_says_so(tmp_path):
+    supervisor = start(tmp_path)
+    left = pids(tmp_path)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(GUARD_S) == 0
+    written = outcome(tmp_path)
+    assert written["stopped"] and not written["timed_out"]
+    assert not any(alive(pid) for pid in left)
+
+
+def test_a_routine_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
+    stubborn = ("import signal, time, os, sys\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "open(os.path.join(sys.argv[1], 'child.pid'), 'w').write('0')\n"
+                "open(os.path.join(sys.argv[1], 'detached.pid'), 'w').write('0')\ntime.sleep(600)\n")
+    supervisor = start(tmp_path, script=stubborn)
+    pids(tmp_path)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(GUARD_S) == 0
+    assert outcome(tmp_path)["signal"] == signal.SIGKILL
+
+
+def test_a_tombstoned_attempt_never_starts(tmp_path):
+    attempt = tmp_path / "attempt-1"
+    found = local_supervisor.settle(str(attempt), "its launcher died before starting it")
+    assert found.state == "tombstoned" and found.started is None
+    tombstone = json.loads((attempt / local_supervisor.TOMBSTONE_FILE).read_text())
+    assert tombstone["reason"] == "its launcher died before starting it"
+    late = start(attempt)  # a paused launcher resumes and starts it
+    assert late.wait(GUARD_S) == local_supervisor.REFUSED_EXIT_CODE
+    assert not (attempt / "runs").exists(), "the routine never ran"
+    assert not (attempt / local_supervisor.EXIT_FILE).exists()
+    assert "tombstone" in (attempt / "job.log").read_text()
+    assert local_supervisor.settle(str(attempt), "again").state == "tombstoned"
+
+
+def test_an_attempt_starts_at_most_once(tmp_path):
+    first = start(tmp_path)
+    pids(tmp_path)
+    second = start(tmp_path)  # while the first one runs: the lock is held
+    assert second.wait(GUARD_S) == local_supervisor.REFUSED_EXIT_CODE
+    (tmp_path / "release").touch()
+    assert first.wait(GUARD_S) == 0
+    third = start(tmp_path)  # after it ended: it ran once already
+    assert third.wait(GUARD_S) == local_supervisor.REFUSED_EXIT_CODE
+    assert (tmp_path / "runs").read_text() == "ran\n"
+
+
+def test_an_attempt_whose_supervisor_died_is_tombstoned_with_what_it_had_started(tmp_path):
+    supervisor = start(tmp_path)
+    left = pids(tmp_path)
+    supervisor.kill()  # kill -9: no outcome, the lock is released with the process
+    supervisor.wait(GUARD_S)
+    found = local_supervisor.settle(str(tmp_path), "its supervisor died")
+    assert found.state == "tombstoned" and found.started["supervisor_pid"] == supervisor.pid
+    for pid in left:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert start(tmp_path).wait(GUARD_S) == local_supervisor.REFUSED_EXIT_CODE
+
+
+def test_a_routine_that_cannot_start_has_an_outcome_that_says_why(tmp_path):
+    argv = [*SUPERVISOR_ARGV, "--attempt-dir", str(tmp_path), "--", str(tmp_path / "no-such-program")]
+    assert subprocess.run(argv, capture_output=True, timeout=GUARD_S).returncode == 0
+    written = outcome(tmp_path)
+    assert written["exit_code"] == local_supervisor.CANNOT_START_EXIT_CODE
+    assert "cannot start the routine" in written["error"]
+
+
+@pytest.mark.parametrize("name", [local_supervisor.TOMBSTONE_FILE, local_supervisor.EXIT_FILE])
+def test_the_module_runs_with_python_minus_m_too(tmp_path, name):
+    (tmp_path / name).write_text("{}")
+    argv = [sys.executable, "-m", "hrwsi.backends.local_supervisor", "--attempt-dir", str(tmp_path), "--", "true"]
+    assert subprocess.run(argv, capture_output=True, timeout=GUARD_S).returncode == \
+        local_supervisor.REFUSED_EXIT_CODE
