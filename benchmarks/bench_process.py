@@ -166,7 +166,9 @@ async def run_hrwsi(args: argparse.Namespace, reporter: Reporter) -> None:
 
 async def run_routine(local: LocalBackend, home: Path, step: str, job_id: int, input_path: str) -> str:
     """Run the chain's routine for one job exactly as hrwsi's local backend runs it; its product's path."""
-    output_dir = home / "data" / "products" / step / f"job-{job_id}"
+    # An attempt directory of its own per job (the supervisor's lock and files live there), the
+    # output directory inside it, as hrwsi's launcher lays them out.
+    output_dir = home / "data" / "products" / step / f"job-{job_id}" / "output"
     spec = JobSpec(job_id=f"bench-{step}-{job_id}", task_id=job_id, attempt=1, routine=step, condition=step,
                    input_path=input_path, tile=None, worker=None, command=ROUTINE_COMMAND, image=None, cpu=1,
                    ram_mb=100, storage_mb=100, output_dir=str(output_dir),
