@@ -5,8 +5,9 @@ Each run uses a fresh database on a private embedded PostgreSQL server (so that 
 two replicas of every service (`hrwsi harvester|orchestrator|launcher` processes) and a two-step
 chain (RAW -> MID -> OUT, so the harvester's chaining is exercised). Runs alternate between the
 local backend and the Nomad backend against the Nomad API emulator (the project's one test double,
-run in this process so that it can be broken on purpose). Inputs arrive in ten batches, one before
-each fault and the rest afterwards; faults (`hrwsi.testing.chaos_faults`) come one after another,
+run in this process so that it can be broken on purpose). Inputs arrive in batches (at least ten, two
+per fault), one before each fault, one more when the engine fell idle before the fault came, and
+the rest afterwards; faults (`hrwsi.testing.chaos_faults`) come one after another,
 0.5 to 4 s apart, each while jobs run: kill -9, SIGTERM, SIGSTOP/SIGCONT of a launcher or an orchestrator for longer
 than the lease, kill -9 of routines mid-work, killed listener and pool connections, PostgreSQL
 restarts and immediate shutdowns; on Nomad runs also HTTP 500 and 429, requests answered after the
@@ -160,14 +161,16 @@ class CampaignReport:
 
 
 class Arrivals:
-    """The run's inputs, inserted in batches at random moments (BATCHES of them)."""
+    """The run's inputs, inserted in batches at random moments: at least BATCHES of them, and two per
+    fault (one before it, one more when the engine is idle before it comes) so every fault meets work."""
 
     BATCHES = 10
 
-    def __init__(self, url: str, inputs: int, rng: random.Random):
+    def __init__(self, url: str, inputs: int, rng: random.Random, faults: int = 0):
         self.url = url
         self.rng = rng
-        self.sizes = [inputs // self.BATCHES + (1 if b < inputs % self.BATCHES else 0) for b in range(self.BATCHES)]
+        batches = max(self.BATCHES, 2 * faults + 1)
+        self.sizes = [inputs // batches + (1 if b < inputs % batches else 0) for b in range(batches)]
         self.inserted = 0
 
     @property
@@ -223,7 +226,8 @@ class Probe:
 
     def jobs_in_flight(self, arrivals: Arrivals, patience_s: float = 30.0) -> bool:
         """Wait (up to patience_s) until a job runs in its backend; False when all work is done (every
-        input arrived and every task is final)."""
+        input arrived and every task is final). When every task is final but inputs are still to come,
+        the next batch arrives now: a fault is meant to hit work in flight, not an idle engine."""
         deadline = time.monotonic() + patience_s
         while time.monotonic() < deadline:
             active, left = self.value("""SELECT ARRAY[
@@ -231,8 +235,10 @@ class Probe:
                 (SELECT count(*) FROM hrwsi.processing_task WHERE state NOT IN ('processed', 'terminated', 'cancelled'))::int]""")
             if active:
                 return True
-            if not left and arrivals.done:
-                return False
+            if not left:
+                if arrivals.done:
+                    return False
+                arrivals.next_batch()
             time.sleep(0.05)
         return True
 
@@ -296,7 +302,7 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
     planned = kinds[:faults_per_run] + [rng.choice(faults) for _ in range(faults_per_run - len(kinds))]
     events: list[str] = []
     probe = Probe(url)
-    arrivals = Arrivals(url, inputs, rng)
+    arrivals = Arrivals(url, inputs, rng, len(planned))
     retries = 3  # faults that found nothing to break, tried again after the others
     try:
         for fault in planned:
