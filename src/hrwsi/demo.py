@@ -281,6 +281,7 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     actual = conn.execute(query("report_actual_makespan")).fetchone()[0] or 0.0
     plans = conn.execute(query("demo_plan_figures")).fetchone()
     planned = conn.execute(query("report_planned_makespan")).fetchone()[0] or 0.0
+    console.line()  # the live table's last line ends without a newline when the output is not a terminal
     console.print("[bold]summary[/bold]")
     console.print("  tasks per state: " + ", ".join(f"{s} {n}" for s, n in sorted(tasks.items())), highlight=False)
     console.print("  products: " + ", ".join(f"{t} {n}" for t, n in sorted(products.items())), highlight=False)
