@@ -89,6 +89,13 @@ FROM hrwsi.job j
 WHERE j.owner = $1 AND j.state IN ('submitted', 'queued')
   AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = j.worker AND w.active);
 
+-- name: job_is_stranded
+-- The same test for one job, just before it is stopped: its worker may be back meanwhile (a node that
+-- was down for a moment), and a job that can start there again must not be stopped.
+SELECT EXISTS (SELECT 1 FROM hrwsi.job j
+               WHERE j.id = $1 AND j.owner = $2 AND j.state IN ('submitted', 'queued')
+                 AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = j.worker AND w.active));
+
 -- name: set_worker_activity
 -- Follow the backend's view of its nodes: a worker is active while its node is ready and eligible.
 -- Workers without a node in the backend are left as they are.

@@ -348,6 +348,11 @@ class Launcher(Service):
             spec = self._specs.get(row["id"])
             if spec is None or row["id"] in self._stranded:
                 continue
+            # Each stop takes a request to the backend: by the time this one comes, the worker may be
+            # back (chaos found five jobs stopped after their node had returned, one killed as it ran).
+            async with self.pool.acquire() as conn:
+                if not await conn.fetchval(query("job_is_stranded"), row["id"], self.instance_id):
+                    continue
             self._stranded[row["id"]] = (f"its worker {row['worker']} was no longer active before the job started; "
                                          f"planned again")
             logger.warning("task %d: job %s waits for worker %s, which is no longer active: stopping it; "

@@ -3,11 +3,16 @@ remain. The Nomad tests run against the Nomad API emulator, the project's one te
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
+from hrwsi.app import App
+from hrwsi.backends.base import JobOutcome
+from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
 
@@ -83,3 +88,47 @@ async def test_workers_follow_their_nomad_nodes_status(db, database_url, setting
         await wait_until(database_url, "SELECT active FROM hrwsi.worker WHERE name = $1", first, timeout=15)
         emulated_nomad.set_eligibility(second, False)
         await wait_until(database_url, "SELECT NOT active FROM hrwsi.worker WHERE name = $1", second, timeout=15)
+
+
+class WaitingBackend(DryRunBackend):
+    """The dry-run backend, except that its jobs wait until they are stopped, and the first stop
+    brings the worker back (a node that was down for a moment returns while the launcher stops the
+    jobs that waited for it, one request each)."""
+
+    def __init__(self, url: str, worker: str):
+        super().__init__()
+        self.url, self.worker = url, worker
+        self.stopped: list[str] = []
+        self.waiting: dict[str, asyncio.Event] = {}
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        self.waiting[backend_job_id] = asyncio.Event()
+        await self.waiting[backend_job_id].wait()
+        now = datetime.now(UTC)
+        return JobOutcome("cancelled", None, "stopped", now, now)
+
+    async def cancel(self, spec, backend_job_id):
+        if not self.stopped:
+            await execute(self.url, "UPDATE hrwsi.worker SET active = true WHERE name = $1", self.worker)
+        self.stopped.append(backend_job_id)
+        self.waiting[backend_job_id].set()
+
+
+async def test_jobs_are_not_stopped_once_their_worker_is_back(db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    first, second = worker_names(db)
+    db.execute("UPDATE hrwsi.worker SET active = (name = %s)", (first,))
+    insert_inputs(db, 3)
+    backend = WaitingBackend(database_url, first)
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.job WHERE state = 'submitted' "
+                                       "AND worker = $1", first)
+        await execute(database_url, "UPDATE hrwsi.worker SET active = false WHERE name = $1", first)
+        await app.services[0].release_stranded_jobs()
+        assert len(backend.stopped) == 1, "after the first stop the worker was back: the other jobs go on"
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'lost'")
+        waiting = db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'submitted' AND worker = %s",
+                             (first,)).fetchone()[0]
+        assert waiting == 2
+        for job_id in list(backend.waiting):
+            backend.waiting[job_id].set()
