@@ -45,6 +45,11 @@ OUTCOME_BATCH = 1000
 MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")
 FINAL_JOB_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
+# A job waiting for a worker that went away is stopped (and its task planned elsewhere) once the worker
+# has been away this long: as long as Nomad's own grace for a node that missed its heartbeat
+# (nomad/config.go, HeartbeatGrace 10 s). A node down for a moment is waited for; stopping its jobs as
+# it comes back killed them as they started (found by chaos: ADR 0006).
+STRANDED_AFTER_S = 10.0
 
 
 @dataclass
@@ -340,10 +345,11 @@ class Launcher(Service):
         return False
 
     async def release_stranded_jobs(self) -> bool:
-        """Stop this launcher's jobs that wait for a worker that is no longer active; they are
-        recorded lost, so their tasks are planned again onto the workers that remain."""
+        """Stop this launcher's jobs that wait for a worker that has not been active for
+        STRANDED_AFTER_S; they are recorded lost, so their tasks are planned again onto the workers
+        that remain."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(query("stranded_jobs"), self.instance_id)
+            rows = await conn.fetch(query("stranded_jobs"), self.instance_id, STRANDED_AFTER_S)
         for row in rows:
             spec = self._specs.get(row["id"])
             if spec is None or row["id"] in self._stranded:
@@ -351,7 +357,7 @@ class Launcher(Service):
             # Each stop takes a request to the backend: by the time this one comes, the worker may be
             # back (chaos found five jobs stopped after their node had returned, one killed as it ran).
             async with self.pool.acquire() as conn:
-                if not await conn.fetchval(query("job_is_stranded"), row["id"], self.instance_id):
+                if not await conn.fetchval(query("job_is_stranded"), row["id"], self.instance_id, STRANDED_AFTER_S):
                     continue
             self._stranded[row["id"]] = (f"its worker {row['worker']} was no longer active before the job started; "
                                          f"planned again")
@@ -372,8 +378,9 @@ class Launcher(Service):
             else:
                 logger.warning("worker %s is no longer active: its node is down, ineligible or draining; "
                                "its tasks that have not started are planned elsewhere", row["name"])
-        if changed:
-            self.wake("release_stranded")
+        if any(not row["active"] for row in changed):
+            # Its waiting jobs are stopped once it has been away for STRANDED_AFTER_S.
+            asyncio.get_running_loop().call_later(STRANDED_AFTER_S + 0.1, self.wake, "release_stranded")
 
     # -- recovery ----------------------------------------------------------------------------
     async def adopt(self) -> bool:

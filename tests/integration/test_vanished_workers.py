@@ -69,7 +69,9 @@ async def test_a_nomad_job_waiting_for_a_deactivated_worker_runs_elsewhere(db, d
     unfollowed = dataclasses.replace(settings, lease_timeout_s=600)
     async with running(database_url, ["orchestrator", "launcher"], unfollowed, backend="nomad"):
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'queued'")
-        await execute(database_url, "UPDATE hrwsi.worker SET active = (name = $1)", second)
+        # away for longer than the launcher's grace (STRANDED_AFTER_S)
+        await execute(database_url, "UPDATE hrwsi.worker SET active = (name = $1), "
+                                    "updated_at = now() - interval '1 minute'", second)
         await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task", timeout=30)
     jobs = db.execute("SELECT attempt, worker, state, message FROM hrwsi.job ORDER BY attempt").fetchall()
     assert [(j[0], j[1], j[2]) for j in jobs] == [(1, first, "lost"), (2, second, "processed")]
@@ -109,7 +111,8 @@ class WaitingBackend(DryRunBackend):
 
     async def cancel(self, spec, backend_job_id):
         if not self.stopped:
-            await execute(self.url, "UPDATE hrwsi.worker SET active = true WHERE name = $1", self.worker)
+            await execute(self.url, "UPDATE hrwsi.worker SET active = true, updated_at = now() WHERE name = $1",
+                          self.worker)
         self.stopped.append(backend_job_id)
         self.waiting[backend_job_id].set()
 
@@ -123,7 +126,8 @@ async def test_jobs_are_not_stopped_once_their_worker_is_back(db, database_url, 
     async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
         await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.job WHERE state = 'submitted' "
                                        "AND worker = $1", first)
-        await execute(database_url, "UPDATE hrwsi.worker SET active = false WHERE name = $1", first)
+        await execute(database_url, "UPDATE hrwsi.worker SET active = false, updated_at = now() - interval '1 minute' "
+                                    "WHERE name = $1", first)  # away for longer than STRANDED_AFTER_S
         await app.services[0].release_stranded_jobs()
         assert len(backend.stopped) == 1, "after the first stop the worker was back: the other jobs go on"
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'lost'")
@@ -132,3 +136,20 @@ async def test_jobs_are_not_stopped_once_their_worker_is_back(db, database_url, 
         assert waiting == 2
         for job_id in list(backend.waiting):
             backend.waiting[job_id].set()
+
+
+async def test_jobs_wait_for_a_worker_that_is_away_for_a_moment(db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    first, _second = worker_names(db)
+    db.execute("UPDATE hrwsi.worker SET active = (name = %s)", (first,))
+    insert_inputs(db, 2)
+    backend = WaitingBackend(database_url, first)
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'submitted' "
+                                       "AND worker = $1", first)
+        await execute(database_url, "UPDATE hrwsi.worker SET active = false, updated_at = now() WHERE name = $1",
+                      first)  # its node just went down: it may be back in a moment (Nomad's heartbeat grace)
+        await app.services[0].release_stranded_jobs()
+        assert backend.stopped == []
+        for event in backend.waiting.values():
+            event.set()
