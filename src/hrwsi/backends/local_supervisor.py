@@ -2,8 +2,8 @@
 
 The local backend starts one supervisor per attempt (`python -I -S local_supervisor.py ...`, or
 `python -m hrwsi.backends.local_supervisor`), in a session of its own, with the routine's environment
-and the job log as its stdout and stderr. It imports the standard library only, so it starts in a few
-milliseconds and needs nothing of the launcher. In the attempt's directory (beside `output/` and
+and the job log as its stdout and stderr. It imports the standard library only, so it starts in about
+20 ms and needs nothing of the launcher. In the attempt's directory (beside `output/` and
 `manifest.json`) it keeps:
 
 - `supervisor.lock`: held (flock, exclusive) for as long as the supervisor lives; holds its pid.
