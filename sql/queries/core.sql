@@ -85,20 +85,12 @@ SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
 -- This launcher's jobs that have not started and whose worker has not been active for $2 seconds:
 -- they would wait for it forever (a Nomad job pinned to a node that is gone stays blocked). A node
 -- that is down for a moment is waited for: stopping its jobs as it comes back kills them as they start.
+-- With $3, that one job only: checked again just before it is stopped (its worker may be back).
 SELECT j.id, j.worker
 FROM hrwsi.job j
-WHERE j.owner = $1 AND j.state IN ('submitted', 'queued')
+WHERE j.owner = $1 AND j.state IN ('submitted', 'queued') AND ($3::bigint IS NULL OR j.id = $3)
   AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w
                   WHERE w.name = j.worker AND (w.active OR w.updated_at > now() - make_interval(secs => $2)));
-
--- name: job_is_stranded
--- The same test for one job, just before it is stopped: its worker may be back meanwhile (a node that
--- was down for a moment), and a job that can start there again must not be stopped.
-SELECT EXISTS (SELECT 1 FROM hrwsi.job j
-               WHERE j.id = $1 AND j.owner = $2 AND j.state IN ('submitted', 'queued')
-                 AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w
-                                 WHERE w.name = j.worker
-                                   AND (w.active OR w.updated_at > now() - make_interval(secs => $3))));
 
 -- name: set_worker_activity
 -- Follow the backend's view of its nodes: a worker is active while its node is ready and eligible.

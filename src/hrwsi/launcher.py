@@ -349,7 +349,7 @@ class Launcher(Service):
         STRANDED_AFTER_S; they are recorded lost, so their tasks are planned again onto the workers
         that remain."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(query("stranded_jobs"), self.instance_id, STRANDED_AFTER_S)
+            rows = await conn.fetch(query("stranded_jobs"), self.instance_id, STRANDED_AFTER_S, None)
         for row in rows:
             spec = self._specs.get(row["id"])
             if spec is None or row["id"] in self._stranded:
@@ -357,7 +357,7 @@ class Launcher(Service):
             # Each stop takes a request to the backend: by the time this one comes, the worker may be
             # back (chaos found five jobs stopped after their node had returned, one killed as it ran).
             async with self.pool.acquire() as conn:
-                if not await conn.fetchval(query("job_is_stranded"), row["id"], self.instance_id, STRANDED_AFTER_S):
+                if not await conn.fetch(query("stranded_jobs"), self.instance_id, STRANDED_AFTER_S, row["id"]):
                     continue
             self._stranded[row["id"]] = (f"its worker {row['worker']} was no longer active before the job started; "
                                          f"planned again")
