@@ -31,6 +31,42 @@ WHERE t.state = 'pending' AND NOT r.on_hold AND t.updated_at <= $1::timestamptz 
 ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
 LIMIT $2;
 
+-- name: fast_path_has_room
+-- Whether a launcher (fresh lease, $1 seconds) can start the most urgent pending task that waits for
+-- nothing now: it fits on the free capacity of an active worker of its flavour, within every budget.
+-- Then the launcher's fast path is taking the pending work (a burst on free capacity) and planning
+-- it would be work thrown away.
+WITH head AS (
+    SELECT r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram, r.storage_mb::float8 AS disk, r.flavour
+    FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+    WHERE t.state = 'pending' AND NOT r.on_hold AND (t.not_before IS NULL OR t.not_before <= now())
+      AND (t.depends_on IS NULL OR t.dependency_waived)
+    ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
+    LIMIT 1
+), usage AS (
+    SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram, sum(r.storage_mb)::float8 AS disk
+    FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+    WHERE t.state IN ('dispatched', 'queued', 'running') GROUP BY t.worker
+), total AS (
+    SELECT coalesce(sum(u.cpu), 0) AS cpu, coalesce(sum(u.ram), 0) AS ram, coalesce(sum(u.disk), 0) AS disk,
+           count(u.worker) AS busy
+    FROM usage u
+)
+SELECT EXISTS (SELECT 1 FROM hrwsi.service_instance s
+               WHERE s.kind = 'launcher' AND s.heartbeat_at > now() - make_interval(secs => $1))
+   AND EXISTS (
+    SELECT 1
+    FROM head h CROSS JOIN total tot CROSS JOIN hrwsi.budget b
+    JOIN hrwsi.worker w ON w.active AND (h.flavour IS NULL OR w.flavour = h.flavour)
+    JOIN hrwsi.flavour f ON f.name = w.flavour
+    LEFT JOIN usage u ON u.worker = w.name
+    WHERE coalesce(u.cpu, 0) + h.cpu <= f.cpu + 1e-9 AND coalesce(u.ram, 0) + h.ram <= f.ram_mb
+      AND coalesce(u.disk, 0) + h.disk <= f.disk_mb
+      AND (b.cpu_max IS NULL OR tot.cpu + h.cpu <= b.cpu_max + 1e-9)
+      AND (b.ram_max_mb IS NULL OR tot.ram + h.ram <= b.ram_max_mb)
+      AND (b.storage_max_mb IS NULL OR tot.disk + h.disk <= b.storage_max_mb)
+      AND (b.vm_max IS NULL OR u.worker IS NOT NULL OR tot.busy < b.vm_max));
+
 -- name: youngest_pending_age
 -- How long the most recently pending task has waited (NULL: none is younger than $1 seconds).
 SELECT extract(epoch FROM now() - max(t.updated_at))::float8

@@ -119,8 +119,18 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
                       application_name: str = "hrwsi", server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
     # The application name shows in pg_stat_activity: ops see which service holds a connection.
     return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60, timeout=10,
+                                     reset=keep_session_state,
                                      server_settings={"application_name": application_name,
                                                       **(server_settings or {})})
+
+
+async def keep_session_state(_conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs on its way back to the pool: nothing more than asyncpg always
+    does (roll back a transaction left open, drop its listeners). asyncpg's default reset also runs
+    `RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); CLOSE ALL` (one more round trip per use,
+    on every step's path). hrwsi's pooled sessions keep no state to reset: settings are given at
+    connect (`server_settings`) or are transaction-local, locks are transaction-level, LISTEN has
+    a connection of its own (hrwsi.listener)."""
 
 
 def service_session_settings(lease_timeout_s: float) -> dict[str, str]:

@@ -40,7 +40,7 @@ from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 2000
 OUTCOME_BATCH = 1000
 MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")

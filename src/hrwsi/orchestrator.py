@@ -1,8 +1,9 @@
 """The orchestrator: plans pending tasks onto workers, runs the alert outbox and retention.
 
 Tasks are created with their inputs, by the input table's trigger (ADR 0009). Flow: `hrwsi_task`
-with new pending tasks -> step "plan" (after a short debounce, so that a burst is planned once and
-the launcher's fast path takes what can start at once): send planned tasks of inactive workers
+with new pending tasks -> step "plan" (once they are PLAN_AFTER_S old, so that a burst is planned
+once and the launcher's fast path takes what can start at once; while a launcher can start the most urgent
+pending task at once, planning waits, at most PLAN_POSTPONE_MAX_S): send planned tasks of inactive workers
 back to pending; read, in one snapshot and without locks, the pending tasks, what holds capacity
 and the plan generation; run the planner off the event loop; validate the plan; store it with ONE
 call of `hrwsi.store_plan`, which refuses it if another orchestrator stored a plan meanwhile (then
@@ -40,6 +41,10 @@ PLAN_DEBOUNCE_S = 0.03
 # inputs on free capacity is dispatched twice as fast without). What has to wait for capacity is
 # planned after this delay, so the plan covers exactly the work that queues.
 PLAN_AFTER_S = 2.0
+# While a launcher's fast path can start the most urgent pending task now, that work is left to it
+# (a burst on free capacity: planning 100,000 tasks that are dispatched as they are planned took a
+# core for 8 s). At most this long, in case the fast path cannot start what looks as if it fits.
+PLAN_POSTPONE_MAX_S = 30.0
 PROMOTE_EVERY_S = 60.0
 # Deadlines are hours: a check every 10 s alerts in time, and its first check waits one interval so
 # that it adds nothing to the burst of queries a service makes as it starts.
@@ -57,9 +62,13 @@ class Orchestrator(Service):
         self.steps = {"plan": self.plan}
         self.plan_batch = AdaptiveBatch(PLAN_BATCH)
         self.plan_after_s = PLAN_AFTER_S
+        # New pending tasks are planned once they are old enough: the step wakes then, not at once
+        # (it would find them too young, after four queries per input: on the database's CPU,
+        # beside the launcher's fast path that is starting them).
         self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0,
-                       debounce_s=PLAN_DEBOUNCE_S)
+                       debounce_s=lambda: self.plan_after_s + PLAN_DEBOUNCE_S)
         self.last_plan: planner.Plan | None = None
+        self._postponed_since: float | None = None
         self.alerts = AlertSender(AlertSettings.from_env())
 
     def side_tasks(self):
@@ -111,6 +120,8 @@ class Orchestrator(Service):
                 if not pending:
                     await self._plan_young_tasks_later(conn)
                     return False
+                if await self._left_to_the_fast_path(conn):
+                    return False
                 # One priority per round, the most urgent first: its plan ignores the queue
                 # positions of less urgent planned work (which it takes), and the next round plans
                 # the less urgent work behind it (ADR 0009).
@@ -153,6 +164,21 @@ class Orchestrator(Service):
         if age is not None:
             asyncio.get_running_loop().call_later(max(0.0, self.plan_after_s - age) + PLAN_DEBOUNCE_S,
                                                   self.wake, "plan")
+
+    async def _left_to_the_fast_path(self, conn) -> bool:
+        """True (and planning is tried again later) while a launcher can start the most urgent pending
+        task at once, for at most PLAN_POSTPONE_MAX_S in a row."""
+        loop = asyncio.get_running_loop()
+        if not await conn.fetchval(query("fast_path_has_room"), self.settings.lease_timeout_s):
+            self._postponed_since = None
+            return False
+        if self._postponed_since is None:
+            self._postponed_since = loop.time()
+        elif loop.time() - self._postponed_since >= PLAN_POSTPONE_MAX_S:
+            self._postponed_since = None
+            return False
+        loop.call_later(self.plan_after_s + PLAN_DEBOUNCE_S, self.wake, "plan")
+        return True
 
     @staticmethod
     def _plan_and_check(problem: PlanningInput, mode: str = "makespan",

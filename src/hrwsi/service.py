@@ -118,7 +118,12 @@ class Route:
     channel: str
     step: str
     when: Callable[[Notification], bool] = lambda _n: True
-    debounce_s: float = 0.0  # wake the step this long after the first notification: a burst costs one round
+    # Wake the step this long after the first notification (a burst costs one round); a function
+    # when the delay follows a setting that may change while the service runs.
+    debounce_s: float | Callable[[], float] = 0.0
+
+    def delay(self) -> float:
+        return self.debounce_s() if callable(self.debounce_s) else self.debounce_s
 
 
 class Router:
@@ -128,7 +133,7 @@ class Router:
         self.routes: list[Route] = []
 
     def on(self, channel: str, step: str, when: Callable[[Notification], bool] = lambda _n: True,
-           debounce_s: float = 0.0) -> None:
+           debounce_s: float | Callable[[], float] = 0.0) -> None:
         self.routes.append(Route(channel, step, when, debounce_s))
 
     @property
@@ -140,7 +145,8 @@ class Router:
         steps: dict[str, float] = {}
         for route in self.routes:
             if route.channel == notification.channel and route.when(notification):
-                steps[route.step] = min(steps.get(route.step, route.debounce_s), route.debounce_s)
+                delay = route.delay()
+                steps[route.step] = min(steps.get(route.step, delay), delay)
         return steps
 
 

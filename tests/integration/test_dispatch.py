@@ -110,6 +110,44 @@ def test_a_task_waits_until_its_dependency_is_processed(world):
     assert dispatch(world) == [(tasks[0], "w1")]
 
 
+def series_input(db, when: str, tile="32TPR") -> None:
+    """One input of the time series on `tile` measured at `when` (its task is created with it)."""
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                  VALUES ('work_c', %s, %s, %s)""", (f"/in/series/{next(_paths)}", tile, when))
+
+
+def previous_of(db) -> dict:
+    """Each series task's measurement time -> the measurement time of the task it waits for."""
+    rows = db.execute("""SELECT to_char(t.series_at, 'DD'), to_char(d.series_at, 'DD')
+                         FROM hrwsi.processing_task t LEFT JOIN hrwsi.processing_task d ON d.id = t.depends_on
+                         WHERE t.series_tile IS NOT NULL""").fetchall()
+    return dict(rows)
+
+
+def test_new_inputs_of_a_time_series_are_linked_among_themselves_and_to_the_tasks_already_there(world):
+    routine(world, sequential=True)
+    for day in ("01", "03", "04", "09"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    cancelled = world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-04T00:00Z'").fetchone()
+    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", cancelled)
+    # One INSERT: a late input between tasks already there, one before them all, two after them.
+    world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                     SELECT 'work_c', '/in/series/late/' || d, '32TPR', ('2026-01-' || d || 'T00:00Z')::timestamptz
+                     FROM unnest(ARRAY['05', '02', '10', '11', '00'::text]) d WHERE d <> '00'
+                     UNION ALL SELECT 'work_c', '/in/series/first', '32TPR', '2025-12-31T00:00Z'""")
+    assert previous_of(world) == {
+        "31": None,                    # the first of the series
+        "01": None,                    # already there: it keeps its link (it had none)
+        "02": "01",                    # new, after a task already there
+        "03": "01",                    # already there: not linked again
+        "04": "03",
+        "05": "03",                    # new: the cancelled task of the 4th is skipped
+        "09": "04",
+        "10": "09",                    # new, after the last task already there
+        "11": "10",                    # new, after another new one
+    }
+
+
 def test_near_real_time_work_goes_before_archive_work(world):
     routine(world, name="backfill", cpu=4, lane="archive")
     routine(world, name="fresh", cpu=4)

@@ -89,10 +89,11 @@ def metric(text: str, name: str, **labels) -> float:
 
 
 async def test_metrics_count_the_work_and_read_the_database(database_url, settings, configure, db):
-    # One task at a time: the others wait for capacity, so the orchestrator plans them.
-    configure(single_routine_configuration(["true"], cpu=4, workers=1))
+    # One task at a time, long enough for the others to wait for capacity: the orchestrator plans
+    # them (while the worker is free, pending work is left to the launcher's fast path).
+    configure(single_routine_configuration(["/bin/sh", "-c", "sleep 0.3", "routine"], cpu=4, workers=1))
     latency_before = metrics.REGISTRY.get_sample_value("hrwsi_dispatch_latency_seconds_count") or 0.0
-    async with running(database_url, ["orchestrator", "launcher"], settings) as services:
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local") as services:
         services[0].plan_after_s = 0.0  # plan what waits at once (the fast path has had its chance)
         endpoints = InstanceEndpoints(services, services[0].pool, settings)
         endpoints.figures.max_age_s = 0  # no cached snapshot from before the work

@@ -26,6 +26,15 @@ def test_router_wakes_only_matching_steps_with_their_debounce():
     assert router.channels == ("hrwsi_input", "hrwsi_task")
 
 
+def test_a_debounce_that_follows_a_setting_is_read_at_each_notification():
+    setting = {"plan_after_s": 2.0}
+    router = Router()
+    router.on("hrwsi_task", "plan", debounce_s=lambda: setting["plan_after_s"] + 0.03)
+    assert router.steps_for(Notification("hrwsi_task", counts={"pending": 1})) == {"plan": 2.03}
+    setting["plan_after_s"] = 0.0
+    assert router.steps_for(Notification("hrwsi_task", counts={"pending": 1})) == {"plan": 0.03}
+
+
 def test_named_blocks():
     blocks = parse_named_blocks("-- name: a\nSELECT 1;\n\n-- name: b\n-- why\nSELECT 2;\n")
     assert blocks == {"a": "SELECT 1;", "b": "-- why\nSELECT 2;"}
