@@ -160,6 +160,20 @@ async def run_hrwsi(args: argparse.Namespace, reporter: Reporter) -> None:
             await asyncio.sleep(0.02)
         send("ready")
         await serve_until_stopped(reporter, asyncio.ensure_future(app.wait()))
+    log_steps_run()
+
+
+def log_steps_run() -> None:
+    """How often each step ran and its total time, into this process's log: where a figure's time went."""
+    from hrwsi import metrics
+
+    for family in metrics.REGISTRY.collect():
+        if family.name != "hrwsi_step_seconds":
+            continue
+        runs = {(s.labels["service"], s.labels["step"]): s.value for s in family.samples if s.name.endswith("_count")}
+        total = {(s.labels["service"], s.labels["step"]): s.value for s in family.samples if s.name.endswith("_sum")}
+        for key in sorted(runs):
+            logging.getLogger("bench").info("step %s/%s ran %d time(s), %.2f s in all", *key, runs[key], total[key])
 
 
 # -- pgqueuer -------------------------------------------------------------------------------------
