@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 # is free); at 500 a burst of 100,000 on free capacity took 200 calls, each slower than the last.
 BATCH = 2000
 OUTCOME_BATCH = 1000
+# At most this many outcomes wait for the writer: when the database records them slower than jobs
+# end, dispatching pauses (memory stays bounded) and resumes as the writer catches up. (A burst of
+# 100,000 on a slowed machine once held every one of them: 468 MB.)
+MAX_UNRECORDED = 5000
 MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")
 FINAL_JOB_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
@@ -140,14 +144,21 @@ class Launcher(Service):
         self._outcomes: asyncio.Queue[_Finished] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
         self._stranded: dict[int, str] = {}  # job -> why it was stopped before it started (recorded lost)
+        self.max_unrecorded = MAX_UNRECORDED
+        self._unrecorded = 0  # outcomes handed to the writer and not stored yet
+        self._held_back = False  # dispatch paused for the writer: it wakes dispatch when it has caught up
         self.dispatched = 0
 
     # -- dispatch ----------------------------------------------------------------------------
     def free_slots(self) -> int:
-        """How many more jobs this launcher may start now (the backend's own limit, if any)."""
-        batch = self.dispatch_batch.size
+        """How many more jobs this launcher may start now: the backend's own limit, if any, and no
+        more than the outcome writer can take."""
+        slots = min(self.dispatch_batch.size, self.max_unrecorded - self._unrecorded)
+        self._held_back = slots <= 0
         limit = self.backend.max_concurrent_jobs
-        return batch if limit is None else max(0, min(batch, limit - len(self._following)))
+        if limit is not None:
+            slots = min(slots, limit - len(self._following))
+        return max(0, slots)
 
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "dispatch":
@@ -235,6 +246,7 @@ class Launcher(Service):
                                  outcome.finished_at, fault="backend_lost_track")
         stored: asyncio.Future = asyncio.get_running_loop().create_future()
         self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored, self.instance_id))
+        self._unrecorded += 1  # the writer counts it off
         result = await stored
         if result is None:
             logger.warning("task %d (%s): the outcome of job %s (%s) was not recorded: the job is final already "
@@ -280,6 +292,10 @@ class Launcher(Service):
             for item in batch:
                 if not item.stored.done():
                     item.stored.set_result(results.get(item.job_id) if item.owner == owner else None)
+            self._unrecorded -= len(batch)
+            if self._held_back:
+                self._held_back = False
+                self.wake("dispatch")
 
     async def _store_with_fallback(self, batch: list[_Finished], owner: str) -> dict:
         try:

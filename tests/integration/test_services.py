@@ -220,3 +220,25 @@ async def test_a_routine_that_links_a_system_file_into_its_outputs_fails_and_reg
     assert db.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 0
     message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
     assert "cannot be a product" in message and "not a regular file" in message
+
+
+async def test_dispatching_pauses_while_the_outcome_writer_is_behind_and_resumes_when_it_catches_up(
+        db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=3))  # room for 12 at once
+    async with running(database_url, ["launcher"], settings) as (launcher,):
+        launcher.max_unrecorded = 3
+        writer_may_go = asyncio.Event()
+        store = launcher._store_outcomes
+
+        async def slow_store(conn, batch, owner):
+            await writer_may_go.wait()  # the database records outcomes slower than jobs end
+            return await store(conn, batch, owner)
+
+        launcher._store_outcomes = slow_store
+        insert_inputs(db, 10)
+        await wait_until(database_url, "SELECT count(*) >= 3 FROM hrwsi.job")
+        await asyncio.sleep(0.5)  # several wake-ups (each job's submission, the backstop poll)
+        assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 3, \
+            "no more jobs start while 3 outcomes wait for the writer"
+        writer_may_go.set()
+        await wait_until(database_url, "SELECT count(*) = 10 FROM hrwsi.processing_task WHERE state = 'processed'")
