@@ -227,6 +227,9 @@ def planner_figures(ladder: dict | None, quick: bool) -> dict:
     makespan_rows = [r for r in rows if r.get("horizon_s") is None]
     worst = max((r["ratio"] for r in makespan_rows), default=None)
     reference = max((r["ratio"] for r in makespan_rows if r["instance"].startswith("reference")), default=None)
+    # Plan time against the list scheduler of the same rules, timed in turn in the same run. (The
+    # deadline-mode row searches for the fewest workers, several plans: not the same rules.)
+    vs_peer = max((r["x_peer"] for r in makespan_rows if r.get("x_peer") is not None), default=None)
     why = "not measured: the ladder did not run" if ladder is None else (
         "not measured in --quick mode" if quick else "not measured by this ladder")
     specs = [
@@ -239,8 +242,8 @@ def planner_figures(ladder: dict | None, quick: bool) -> dict:
          worst, 1.03, "<= 1.03"),
         ("planner_reference_worst_ratio_to_lb", "planner: worst makespan / lower bound on the reference family",
          "x", reference, 1.01, "<= 1.01"),
-        ("planner_vs_list_scheduler", "planner time / a plain list scheduler of the same rules, same run", "x",
-         None, 2.0, "<= 2"),
+        ("planner_vs_list_scheduler", "planner: worst plan time / a plain list scheduler of the same rules, "
+         "same run, over every ladder instance (but the deadline-mode one)", "x", vs_peer, 2.0, "<= 2"),
     ]
     figures = {}
     for key, description, unit, value, limit, target in specs:
@@ -252,8 +255,7 @@ def planner_figures(ladder: dict | None, quick: bool) -> dict:
             "target": target, "target_met": None if value is None else value <= limit,
         }
         if value is None:
-            figures[key]["missing"] = why if key != "planner_vs_list_scheduler" else \
-                "not measured: the ladder has no list scheduler to compare with yet (issue 15 item 6)"
+            figures[key]["missing"] = why
     return figures
 
 
