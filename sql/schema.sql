@@ -656,6 +656,12 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state IN ('processed', 'internal_error', 'external_error')) THEN
         RETURN NULL;
     END IF;
+    -- Successes only, and no routine has failures to forget: nothing to count. (The usual outcome;
+    -- the query below is planned at each call, 0.3 ms, most of the cost of recording one outcome.)
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state IN ('internal_error', 'external_error') AND fault IS NULL)
+       AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE consecutive_failures <> 0) THEN
+        RETURN NULL;
+    END IF;
     FOR r IN EXECUTE $q$
         SELECT t.routine,
                bool_or(n.state = 'processed') AS any_success,

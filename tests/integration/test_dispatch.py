@@ -230,3 +230,24 @@ def test_a_stray_job_row_sets_its_task_aside_with_a_reason_and_the_rest_is_dispa
                            (stray_task,)).fetchone()
     assert reason[0] == "pending" and "a job row for its attempt 1 already exists" in reason[1]
     assert dispatch(world) == [], "still aside, and nothing fails"
+
+
+def record(db, job_id, state, owner=ME):
+    db.execute("""SELECT * FROM hrwsi.record_outcomes(%s, %s, 1, ARRAY[%s]::bigint[], ARRAY[%s], ARRAY[1], ARRAY['m'],
+                  ARRAY[NULL]::timestamptz[], ARRAY[NULL]::timestamptz[], ARRAY[NULL]::text[], '{}', '{}', '{}')""",
+               (owner, LEASE, job_id, state))
+
+
+def test_the_failure_policy_counts_failures_in_a_row_and_a_success_forgets_them(world):
+    routine(world)
+    add(world, count=4)
+    dispatch(world)
+    jobs = [r[0] for r in world.execute("SELECT id FROM hrwsi.job ORDER BY task_id")]
+    failures = "SELECT consecutive_failures FROM hrwsi.processing_routine WHERE name = 'work'"
+    record(world, jobs[0], "processed")  # nothing to forget: nothing changes
+    assert world.execute(failures).fetchone()[0] == 0
+    record(world, jobs[1], "internal_error")
+    record(world, jobs[2], "external_error")
+    assert world.execute(failures).fetchone()[0] == 2
+    record(world, jobs[3], "processed")
+    assert world.execute(failures).fetchone()[0] == 0, "a success ends the run of failures"
