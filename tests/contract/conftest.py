@@ -224,14 +224,36 @@ async def open_target(kind: str, tmp_path: Path, framing: str = FRAMING_RAW, tes
     nodes = [EmulatedNode(NODE_1, cpu_mhz=4000, memory_mb=2048, disk_mb=20_000, docker_volumes=True),
              EmulatedNode(NODE_2, cpu_mhz=2000, memory_mb=1024, disk_mb=10_000, reserved_memory_mb=24,
                           node_class="contract.small")]
-    async with NomadEmulator(nodes, event_heartbeat=0.2, work_dir=tmp_path / "emulator",
-                             event_stream_framing=framing) as emulator:
-        target = Target("emulator", emulator.address, None, NODE_1, work, emulator)
-        try:
-            yield target
-        finally:
-            for backend in target.backends:
-                await backend.close()
+    emulator = NomadEmulator(nodes, event_heartbeat=0.2, work_dir=tmp_path / "emulator", event_stream_framing=framing)
+    await emulator.__aenter__()
+    target = Target("emulator", emulator.address, None, NODE_1, work, emulator)
+    try:
+        yield target
+    finally:
+        await _close_within_guard(target, emulator)
+
+
+async def _close_within_guard(target: Target, emulator: NomadEmulator) -> None:
+    """Close the test's backends, then the emulator; a close that hangs fails the test with every
+    task's stack instead of stopping the suite (once, in CI, a teardown here never ended)."""
+    async def close() -> None:
+        for backend in target.backends:
+            await backend.close()
+        await emulator.__aexit__(None, None, None)
+
+    closing = asyncio.ensure_future(close())
+    done, _ = await asyncio.wait({closing}, timeout=GUARD_S)
+    if closing in done:
+        closing.result()
+        return
+    stacks = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack()
+        stacks.append(f"{task.get_name()}: " + " <- ".join(
+            f"{f.f_code.co_name} ({Path(f.f_code.co_filename).name}:{f.f_lineno})" for f in reversed(frames)))
+    closing.cancel()
+    raise AssertionError(f"closing the Nomad backends and the emulator took over {GUARD_S:.0f} s; tasks:\n"
+                         + "\n".join(stacks))
 
 
 @contextlib.asynccontextmanager
