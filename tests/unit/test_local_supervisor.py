@@ -21,11 +21,12 @@ from hrwsi.backends.local import SUPERVISOR_ARGV
 GUARD_S = 30.0  # a liveness guard against hangs, not a timing assertion
 
 # A routine that leaves two processes behind, both in sessions of their own: one still its child,
-# one detached by a double fork (re-parented to the supervisor, the subreaper). It writes their pids,
-# then waits for `release` (or forever) and exits 0.
+# one detached by a double fork (re-parented to the supervisor, the subreaper). It writes its own pid
+# and theirs, then waits for `release` (or forever) and exits 0.
 ROUTINE = r"""
 import os, subprocess, sys, time
 here = sys.argv[1]
+open(os.path.join(here, "routine.pid"), "w").write(str(os.getpid()))
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
 if os.fork() == 0:
     os.setsid()
