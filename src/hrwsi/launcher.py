@@ -146,7 +146,6 @@ class Launcher(Service):
         self._stranded: dict[int, str] = {}  # job -> why it was stopped before it started (recorded lost)
         self.max_unrecorded = MAX_UNRECORDED
         self._unrecorded = 0  # outcomes handed to the writer and not stored yet
-        self._held_back = False  # dispatch paused for the writer: it wakes dispatch when it has caught up
         self.dispatched = 0
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -154,7 +153,6 @@ class Launcher(Service):
         """How many more jobs this launcher may start now: the backend's own limit, if any, and no
         more than the outcome writer can take."""
         slots = min(self.dispatch_batch.size, self.max_unrecorded - self._unrecorded)
-        self._held_back = slots <= 0
         limit = self.backend.max_concurrent_jobs
         if limit is not None:
             slots = min(slots, limit - len(self._following))
@@ -292,10 +290,10 @@ class Launcher(Service):
             for item in batch:
                 if not item.stored.done():
                     item.stored.set_result(results.get(item.job_id) if item.owner == owner else None)
+            dispatch_was_paused = self._unrecorded >= self.max_unrecorded
             self._unrecorded -= len(batch)
-            if self._held_back:
-                self._held_back = False
-                self.wake("dispatch")
+            if dispatch_was_paused:
+                self.wake("dispatch")  # it paused for us (free_slots): it may go on
 
     async def _store_with_fallback(self, batch: list[_Finished], owner: str) -> dict:
         try:
