@@ -151,7 +151,8 @@ async def run_hrwsi(args: argparse.Namespace, reporter: Reporter) -> None:
         backend = ReportingDryRunBackend(reporter)
     elif args.role == "hrwsi-launcher-local":
         backend = ReportingLocalBackend(reporter, args.parallel)
-    async with App(args.url, [service], settings, backend=backend) as app:
+    # As the CLI runs a service (`hrwsi launcher`): startup objects frozen out of the collector's sight.
+    async with App(args.url, [service], settings, backend=backend, freeze_startup_objects=True) as app:
         # Ready once every listener has connected (and so caught up).
         deadline = clock() + LISTEN_TIMEOUT_S
         while not all(s.listener is not None and s.listener.reconnects for s in app.services):

@@ -258,7 +258,10 @@ class Service:
                 self.wake()
                 self.health.loop_turned()  # metrics hook (issue 13): the loop runs from here on
                 while not self.stopping.is_set():
-                    await self._wait_for_wake()
+                    # One event, which a stop request sets too: a wake-up is one turn of the event loop
+                    # (waiting on two events took two tasks and asyncio.wait per wake-up, all of it
+                    # between a notification and the step it wakes).
+                    await self._wake.wait()
                     self._wake.clear()
                     await self.run_dirty_steps()
                     self.health.loop_turned()  # metrics hook (issue 13): /healthz
@@ -284,14 +287,6 @@ class Service:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-
-    async def _wait_for_wake(self) -> None:
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self.stopping.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; False when stopping."""
@@ -386,3 +381,4 @@ class Service:
 
     def request_stop(self) -> None:
         self.stopping.set()
+        self._wake.set()  # the loop waits on this one event

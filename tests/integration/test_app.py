@@ -1,6 +1,7 @@
 """hrwsi.app: the one lifecycle every entry point uses."""
 
 import asyncio
+import gc
 
 import pytest
 
@@ -28,6 +29,20 @@ async def test_wait_returns_when_a_stop_is_requested(database_url, settings):
         asyncio.get_running_loop().call_later(0.3, app.request_stop)
         await asyncio.wait_for(app.wait(), 10)
         assert app.services[0].stopping.is_set()
+
+
+async def test_a_process_running_the_services_freezes_its_startup_objects_and_a_library_caller_does_not(
+        database_url, settings):
+    gc.unfreeze()
+    try:
+        async with App(database_url, ["harvester"], settings):
+            assert gc.get_freeze_count() == 0  # a test run, a notebook: their garbage stays collectable
+        async with App(database_url, ["harvester"], settings, freeze_startup_objects=True) as app:
+            frozen = gc.get_freeze_count()
+            assert frozen > 10_000  # the modules, the pool and the services, out of the collector's sight
+            assert app.services[0].kind == "harvester"
+    finally:
+        gc.unfreeze()  # the rest of this test run collects as usual
 
 
 async def test_a_service_that_dies_is_reported_on_exit(database_url, settings):

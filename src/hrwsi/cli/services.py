@@ -21,7 +21,8 @@ def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
     database_url = url()
 
     async def serve() -> None:
-        async with App(database_url, kinds, current, backend=backend, migrate=True, handle_signals=True) as running:
+        async with App(database_url, kinds, current, backend=backend, migrate=True, handle_signals=True,
+                       freeze_startup_objects=True) as running:
             await running.wait()
 
     try:
