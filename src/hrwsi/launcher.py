@@ -327,6 +327,7 @@ class Launcher(Service):
 
     async def _store_outcomes(self, conn: asyncpg.Connection, batch: list[_Finished], owner: str) -> dict:
         """Store outcomes, products and the tasks' next states in one call; the row per job id."""
+        # The products in the order of their outcomes: record_outcomes finds them by position.
         products = [(b.job_id, path, size) for b in batch for path, size in b.products]
         rows = await conn.fetch(
             query("record_outcomes"), owner, self.settings.lease_timeout_s,

@@ -1,0 +1,95 @@
+"""hrwsi.record_outcomes: how attempts ended, their products and their tasks' next states, in one call."""
+
+import psycopg
+import pytest
+
+LEASE = 30.0
+ME = "launcher-test"
+
+
+@pytest.fixture
+def world(db):
+    """One worker, one routine making products of type OUT, a launcher with a fresh lease."""
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('big', 64, 64000, 64000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'big')")
+    db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES (%s, 'launcher', 'here', 1)", (ME,))
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES ('work', 1, 100, 10, '1 min', ARRAY['true'], 'IN', 'OUT')""")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('work_c', 'work')")
+    return db
+
+
+def dispatched_jobs(db, count: int) -> list[int]:
+    """`count` new tasks, dispatched: their job ids, in the order of their tasks."""
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                  SELECT 'work_c', '/in/' || gen_random_uuid() FROM generate_series(1, %s)""", (count,))
+    rows = db.execute("SELECT job_id FROM hrwsi.dispatch(%s, 'dry-run', %s, 1000, '/data') ORDER BY task_id",
+                      (ME, LEASE)).fetchall()
+    assert len(rows) == count
+    return [r[0] for r in rows]
+
+
+def record(db, jobs: list[int], products: list[tuple[int, str]]) -> dict[int, tuple[str, str]]:
+    """Record every job processed with the given (job, path) products; the job and task state per job."""
+    rows = db.execute(
+        """SELECT job_id, job_state, task_state FROM hrwsi.record_outcomes(
+               %s, %s, 1, %s::bigint[], %s::text[], %s::integer[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+               %s::text[], %s::bigint[], %s::text[], %s::bigint[])""",
+        (ME, LEASE, jobs, ["processed"] * len(jobs), [0] * len(jobs), ["ok"] * len(jobs), [None] * len(jobs),
+         [None] * len(jobs), [None] * len(jobs), [j for j, _ in products], [p for _, p in products],
+         [7] * len(products))).fetchall()
+    return {job: (job_state, task_state) for job, job_state, task_state in rows}
+
+
+def products_of(db, job: int) -> list[tuple[str, str, int]]:
+    return db.execute("""SELECT p.path, p.product_type, p.size_bytes FROM hrwsi.product p
+                         JOIN hrwsi.job j ON j.task_id = p.task_id WHERE j.id = %s ORDER BY p.path""",
+                      (job,)).fetchall()
+
+
+def reason_of(db, job: int) -> str:
+    return db.execute("""SELECT t.state_reason FROM hrwsi.processing_task t JOIN hrwsi.job j ON j.task_id = t.id
+                         WHERE j.id = %s""", (job,)).fetchone()[0]
+
+
+def message_of(db, job: int) -> str:
+    return db.execute("SELECT message FROM hrwsi.job WHERE id = %s", (job,)).fetchone()[0]
+
+
+def test_each_processed_attempt_of_a_batch_registers_the_products_it_listed_and_only_those(world):
+    a, b, c = dispatched_jobs(world, 3)
+    got = record(world, [a, b, c], [(a, "/p/a1"), (c, "/p/c1"), (c, "/p/c2")])
+    assert got == {a: ("processed", "processed"), b: ("processed", "processed"), c: ("processed", "processed")}
+    assert products_of(world, a) == [("/p/a1", "OUT", 7)]
+    assert products_of(world, b) == []
+    assert products_of(world, c) == [("/p/c1", "OUT", 7), ("/p/c2", "OUT", 7)]
+    assert [reason_of(world, j) for j in (a, b, c)] == ["1 product(s)", "0 product(s)", "2 product(s)"]
+
+
+def test_a_product_already_registered_fails_its_attempt_with_the_reason_and_the_rest_of_the_batch_is_recorded(world):
+    first, = dispatched_jobs(world, 1)
+    record(world, [first], [(first, "/p/x")])
+    clash, fine = dispatched_jobs(world, 2)
+    got = record(world, [clash, fine], [(clash, "/p/x"), (clash, "/p/y"), (fine, "/p/z")])
+    assert got[clash] == ("internal_error", "pending")  # retried
+    first_task = world.execute("SELECT task_id FROM hrwsi.job WHERE id = %s", (first,)).fetchone()[0]
+    assert message_of(world, clash) == (f"product /p/x is already registered (by task {first_task}); "
+                                        f"nothing of this attempt was registered")
+    assert products_of(world, clash) == [], "not /p/y either: nothing of that attempt"
+    assert got[fine] == ("processed", "processed")
+    assert products_of(world, fine) == [("/p/z", "OUT", 7)]
+
+
+def test_a_path_listed_twice_in_one_batch_fails_both_attempts_that_list_it(world):
+    one, other, fine = dispatched_jobs(world, 3)
+    got = record(world, [one, other, fine], [(one, "/p/dup"), (other, "/p/dup"), (fine, "/p/ok")])
+    assert got[one][0] == got[other][0] == "internal_error"
+    assert "product /p/dup is already registered (twice in this batch)" in message_of(world, one)
+    assert got[fine] == ("processed", "processed")
+
+
+def test_products_listed_out_of_the_order_of_their_outcomes_are_refused_and_nothing_is_recorded(world):
+    a, b = dispatched_jobs(world, 2)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="not among the outcomes after the job"):
+        record(world, [a, b], [(b, "/p/b1"), (a, "/p/a1")])
+    assert world.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'submitted'").fetchone()[0] == 2
