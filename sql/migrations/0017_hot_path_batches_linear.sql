@@ -15,6 +15,12 @@
 -- position: 56 ms and 230 ms. The same holds for a path that is already registered or listed
 -- twice: its attempt fails with the reason, found by position. Products listed out of that order
 -- are refused (invalid_parameter_value) instead of being matched by a join.
+--
+-- Nor are the jobs joined with the batch: each job, read through its primary key (= ANY), finds
+-- its outcome's position in a map of job -> position. Joined, a generic plan made while the job
+-- table was nearly empty (a new database not yet analysed) took that table for one row and read
+-- all of it once per outcome until the next ANALYZE: 1,000 outcomes in 0.2-0.4 s instead of 45 ms,
+-- and a burst of 100,000 took 55 s instead of 12 s. Now 46-63 ms in that case, 46-50 ms otherwise.
 
 CREATE OR REPLACE FUNCTION hrwsi.record_outcomes(
     p_owner text, p_lease_s double precision, p_backoff_s double precision,
@@ -45,6 +51,7 @@ DECLARE
     i integer := 1;
     c record;
     done_jobs bigint[]; done_states text[]; done_tasks bigint[];
+    position_of jsonb;
 BEGIN
     PERFORM hrwsi.require_lease(p_owner, p_lease_s);
     FOR k IN 1..coalesce(cardinality(p_product_jobs), 0) LOOP
@@ -78,25 +85,27 @@ BEGIN
         END LOOP;
     END IF;
 
-    WITH outcome AS (
-        SELECT o.id, o.n, CASE WHEN conflict_message[o.n] IS NULL THEN o.state ELSE 'internal_error' END AS state,
-               o.exit_code, coalesce(conflict_message[o.n], o.message) AS message, o.started_at, o.finished_at,
-               CASE WHEN conflict_message[o.n] IS NULL THEN o.fault END AS fault
-        FROM unnest(p_jobs, p_states, p_exit_codes, p_messages, p_started, p_finished, p_faults)
-             WITH ORDINALITY AS o(id, state, exit_code, message, started_at, finished_at, fault, n)
-    ), finished AS (
+    -- Each job's position in the arrays, found by key: no join of the batch with the job table.
+    SELECT jsonb_object_agg(o.id::text, o.n) INTO position_of FROM unnest(p_jobs) WITH ORDINALITY AS o(id, n);
+    WITH finished AS (
+        -- The batch's jobs through their primary key (= ANY), each with the outcome at its position,
+        -- so that no plan can read the job table once per outcome. (Joined with the batch, a generic
+        -- plan made while the job table was nearly empty took it for one row and did so until the
+        -- next ANALYZE: 1,000 outcomes in 0.2-0.4 s instead of 45 ms. The state test is wrapped so
+        -- that it cannot be served by the partial index of active jobs either.)
         UPDATE job j
-        SET state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE o.state END,
-            exit_code = o.exit_code,
-            message = CASE WHEN j.cancel_requested THEN 'cancelled by an operator: ' || o.message ELSE o.message END,
-            fault = CASE WHEN j.cancel_requested THEN NULL ELSE o.fault END,
-            started_at = coalesce(j.started_at, o.started_at, now()), finished_at = coalesce(o.finished_at, now())
-        FROM outcome o
-        -- Each job by its primary key. (The state test is wrapped so that it cannot be served by
-        -- the partial index of active jobs: with statistics taken before a burst, PostgreSQL
-        -- expected a handful of active jobs and scanned them all once per outcome.)
-        WHERE j.id = o.id AND j.owner = p_owner AND coalesce(j.state IN ('submitted', 'queued', 'running'), false)
-        RETURNING j.id, j.state, j.task_id, j.attempt, j.message, o.n
+        SET (state, exit_code, message, fault, started_at, finished_at) = (
+            SELECT CASE WHEN j.cancel_requested THEN 'cancelled'
+                        WHEN conflict_message[x.n] IS NOT NULL THEN 'internal_error' ELSE p_states[x.n] END,
+                   p_exit_codes[x.n],
+                   CASE WHEN j.cancel_requested
+                        THEN 'cancelled by an operator: ' || coalesce(conflict_message[x.n], p_messages[x.n])
+                        ELSE coalesce(conflict_message[x.n], p_messages[x.n]) END,
+                   CASE WHEN j.cancel_requested OR conflict_message[x.n] IS NOT NULL THEN NULL ELSE p_faults[x.n] END,
+                   coalesce(j.started_at, p_started[x.n], now()), coalesce(p_finished[x.n], now())
+            FROM (SELECT (position_of ->> j.id::text)::integer AS n) x)
+        WHERE j.id = ANY (p_jobs) AND j.owner = p_owner AND coalesce(j.state IN ('submitted', 'queued', 'running'), false)
+        RETURNING j.id, j.state, j.task_id, j.attempt, j.message, (position_of ->> j.id::text)::integer AS n
     ), products AS (
         -- A processed attempt's products, by their positions in the product arrays.
         INSERT INTO product (task_id, path, product_type, size_bytes)

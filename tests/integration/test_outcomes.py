@@ -93,3 +93,21 @@ def test_products_listed_out_of_the_order_of_their_outcomes_are_refused_and_noth
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="not among the outcomes after the job"):
         record(world, [a, b], [(b, "/p/b1"), (a, "/p/a1")])
     assert world.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'submitted'").fetchone()[0] == 2
+
+
+def test_an_attempt_an_operator_asked_to_stop_is_recorded_cancelled_whatever_it_reported(world):
+    stopped, fine = dispatched_jobs(world, 2)
+    world.execute("UPDATE hrwsi.job SET cancel_requested = true WHERE id = %s", (stopped,))
+    got = record(world, [stopped, fine], [(stopped, "/p/s1"), (fine, "/p/f1")])
+    assert got[stopped][0] == "cancelled"
+    assert message_of(world, stopped) == "cancelled by an operator: ok"
+    assert products_of(world, stopped) == []
+    assert got[fine] == ("processed", "processed") and products_of(world, fine) == [("/p/f1", "OUT", 7)]
+
+
+def test_a_batch_is_recorded_the_same_in_whatever_order_its_outcomes_come(world):
+    jobs = dispatched_jobs(world, 5)
+    shuffled = [jobs[3], jobs[0], jobs[4], jobs[1], jobs[2]]
+    got = record(world, shuffled, [(j, f"/p/{j}") for j in shuffled])
+    assert set(got) == set(jobs) and all(v == ("processed", "processed") for v in got.values())
+    assert all(products_of(world, j) == [(f"/p/{j}", "OUT", 7)] for j in jobs)
