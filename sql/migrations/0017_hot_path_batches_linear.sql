@@ -85,8 +85,10 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- Each job's position in the arrays, found by key: no join of the batch with the job table.
-    SELECT jsonb_object_agg(o.id::text, o.n) INTO position_of FROM unnest(p_jobs) WITH ORDINALITY AS o(id, n);
+    -- Each job's position in the arrays, found by key: no join of the batch with the job table. (A
+    -- job listed twice keeps its first position, where its products are: the last value of a key wins.)
+    SELECT jsonb_object_agg(o.id::text, o.n ORDER BY o.n DESC) INTO position_of
+    FROM unnest(p_jobs) WITH ORDINALITY AS o(id, n);
     WITH finished AS (
         -- The batch's jobs through their primary key (= ANY), each with the outcome at its position,
         -- so that no plan can read the job table once per outcome. (Joined with the batch, a generic

@@ -111,3 +111,11 @@ def test_a_batch_is_recorded_the_same_in_whatever_order_its_outcomes_come(world)
     got = record(world, shuffled, [(j, f"/p/{j}") for j in shuffled])
     assert set(got) == set(jobs) and all(v == ("processed", "processed") for v in got.values())
     assert all(products_of(world, j) == [(f"/p/{j}", "OUT", 7)] for j in jobs)
+
+
+def test_a_job_listed_twice_in_a_batch_is_recorded_once_with_the_products_of_its_first_listing(world):
+    job, = dispatched_jobs(world, 1)
+    got = record(world, [job, job], [(job, "/p/once")])
+    assert got == {job: ("processed", "processed")}
+    assert products_of(world, job) == [("/p/once", "OUT", 7)]
+    assert reason_of(world, job) == "1 product(s)"
