@@ -1773,7 +1773,11 @@ BEGIN
         SET state = 'processed', state_reason = format('%s product(s)', product_count[f.n])
         FROM finished f
         WHERE f.state = 'processed' AND t.id = f.task_id AND t.attempts = f.attempt
-          AND t.state IN ('dispatched', 'queued', 'running')
+          -- (wrapped, as the jobs' state test above: each task is read through its primary key from
+          -- the batch. Served by the index of task states, a generic plan made while few tasks ran
+          -- took the running tasks for one row and compared every one with every outcome: 1,000
+          -- outcomes in 200 ms instead of 50.)
+          AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
         RETURNING t.id, t.state, t.failures, t.lost_count
     ), failed AS (
         UPDATE processing_task t
@@ -1787,7 +1791,8 @@ BEGIN
                 CASE WHEN f.state = 'lost' THEN t.lost_count ELSE t.failures END))))
         FROM finished f, processing_routine r
         WHERE f.state IN ('internal_error', 'external_error', 'lost') AND t.id = f.task_id
-          AND t.attempts = f.attempt AND r.name = t.routine AND t.state IN ('dispatched', 'queued', 'running')
+          AND t.attempts = f.attempt AND r.name = t.routine
+          AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
         RETURNING t.id, t.routine, t.state, t.state_reason, t.failures, t.lost_count, r.max_attempts
     ), alerted AS (
         -- An attempt lost again and again says the infrastructure is sick: tell ops (3rd, 6th, 12th...).
