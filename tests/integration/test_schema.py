@@ -292,6 +292,28 @@ def test_task_state_machine_refuses_a_jump(configured):
     assert "a task may go to: blocked, cancelled, dispatched, on_hold, planned" in error.value.diag.message_hint
 
 
+@pytest.mark.parametrize(("table", "catalogue", "constraint"), [
+    ("processing_task", "task_state", "task_state_must_exist"),
+    ("job", "job_state", "job_state_must_exist"),
+])
+def test_the_states_a_row_may_take_are_exactly_those_of_the_catalogue(db, table, catalogue, constraint):
+    # A check, not a foreign key (migration 0019): this keeps its list and the catalogue equal.
+    definition = db.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
+                            (constraint, f"hrwsi.{table}")).fetchone()[0]
+    listed = set(re.findall(r"'([a-z_]+)'::text", definition))
+    assert listed == {name for (name,) in db.execute(f"SELECT name FROM hrwsi.{catalogue}")}
+
+
+def test_a_task_or_job_in_a_state_nobody_knows_is_refused_with_the_constraint_name(configured):
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.CheckViolation, match="task_state_must_exist"):
+        configured.execute("""INSERT INTO hrwsi.processing_task (input_id, routine, state, campaign_id)
+                              SELECT id, 'maja', 'finished', NULL FROM hrwsi.input""")
+    with pytest.raises(psycopg.errors.CheckViolation, match="job_state_must_exist"):
+        configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state)
+                              SELECT id, 1, 'local', 'j1', 'done' FROM hrwsi.processing_task""")
+
+
 def test_job_in_a_final_state_never_changes(configured):
     insert_input(configured)
     configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state)

@@ -81,7 +81,12 @@ def alive(pid: int) -> bool:
 
 
 def pids(attempt: Path) -> list[int]:
-    wait_for(lambda: (attempt / "child.pid").exists() and (attempt / "detached.pid").exists(), "the routine's pids")
+    # Written by the routine's processes, each file exists a moment before its pid is in it.
+    def written(name: str) -> bool:
+        path = attempt / name
+        return path.exists() and path.read_text().strip().isdigit()
+
+    wait_for(lambda: written("child.pid") and written("detached.pid"), "the routine's pids")
     return [int((attempt / name).read_text()) for name in ("child.pid", "detached.pid")]
 
 
