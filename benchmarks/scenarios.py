@@ -51,7 +51,7 @@ class Sizes:
     one_tile: int = 4_000       # time-series inputs on one tile
     aged_tasks: int = 1_000_000  # finished tasks (and jobs, products) in the aged database; 4x history rows
     burst_timeout_s: float = 900.0
-    chain_s_per_job: float = 0.1  # the chain's timeout grows with it: 10x the time one job takes here
+    chain_s_per_job: float = 0.1  # the chain's timeout grows with it: about 3x the time per job here (32/s)
 
     @property
     def chain_timeout_s(self) -> float:
