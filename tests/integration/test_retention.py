@@ -116,6 +116,11 @@ async def test_old_terminated_and_cancelled_tasks_go_with_their_inputs_and_alert
     assert count(db, "SELECT count(*) FROM hrwsi.input WHERE input_path IN ('/l1c/bad', '/l1c/cancelled')") == 0
     assert count(db, "SELECT count(*) FROM hrwsi.alert WHERE task_id IS NULL AND subject LIKE %s",
                  f"%task {terminated} %") == 1
+    # The history went with its tasks (it has no foreign key that would refuse an orphan).
+    assert count(db, "SELECT count(*) FROM hrwsi.task_event e "
+                     "WHERE NOT EXISTS (SELECT 1 FROM hrwsi.processing_task t WHERE t.id = e.task_id)") == 0
+    assert {r[0] for r in db.execute("SELECT DISTINCT task_id FROM hrwsi.task_event")} == {recent, waiting}, \
+        "the kept old task's history went too; the young tasks' stays"
 
 
 async def test_a_kept_product_keeps_its_whole_lineage_and_leaves_go_first(db, database_url, chain, tmp_path):
@@ -154,9 +159,21 @@ async def test_a_product_listed_in_a_group_input_is_kept(db, database_url, chain
     assert count(db, "SELECT count(*) FROM hrwsi.product") == 1
 
 
-def test_the_history_stays_append_only_for_the_services_role(db, chain):
+def test_the_history_is_written_by_its_trigger_alone_and_stays_append_only_for_the_services_role(db, chain):
     task = make_task(db, "/l1c/h", age=None)
+    cancelled = make_task(db, "/l1c/c", state="cancelled", age=None)
     db.execute("SET ROLE hrwsi_service")
+    # The service's own change of a task is written to the history, by the trigger (as the owner)...
+    before = count(db, "SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s", cancelled)
+    db.execute("UPDATE hrwsi.processing_task SET state = 'pending', state_reason = 'again' WHERE id = %s",
+               (cancelled,))
+    assert db.execute("SELECT state, reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                      (cancelled,)).fetchone() == ("pending", "again")
+    assert count(db, "SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s", cancelled) == before + 1
+    # ...and by nothing else: the history has no foreign key to its task (migration 0021), so no
+    # role but the owner may add a row to it.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("INSERT INTO hrwsi.task_event (task_id, state, attempts) VALUES (%s, 'processed', 1)", (task,))
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("DELETE FROM hrwsi.task_event WHERE task_id = %s", (task,))
     db.execute("SET hrwsi.pruning_history = 'on'")
