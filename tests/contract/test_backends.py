@@ -169,3 +169,37 @@ def test_ui_link_is_none_or_a_url_naming_the_job(adapter: Adapter):
 async def test_close_twice_is_harmless(adapter: Adapter):
     await adapter.backend.close()
     await adapter.backend.close()
+
+
+def _held_job_ids(value: object, job_ids: set[str], depth: int = 0) -> set[str]:
+    """The job ids that `value` still refers to, through the containers a backend keeps (dicts,
+    lists, sets, tuples and its own attributes), a few levels deep."""
+    if isinstance(value, str):
+        return {job for job in job_ids if job in value}
+    if isinstance(value, JobSpec):
+        return {value.job_id} & job_ids
+    if depth >= 4:
+        return set()
+    if isinstance(value, dict):
+        items: list = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    elif isinstance(value, Backend):
+        items = list(vars(value).values())
+    else:
+        return set()
+    return set().union(*(_held_job_ids(item, job_ids, depth + 1) for item in items)) if items else set()
+
+
+async def test_a_backend_keeps_nothing_of_a_job_the_launcher_forgot(adapter: Adapter):
+    # A launcher runs for months: what a backend keeps per job must go with the outcome.
+    job_ids = set()
+    for _ in range(3):
+        spec, outcome = await run(adapter, "true")
+        assert outcome.state == "processed", outcome.message
+        await adapter.backend.forget(spec.job_id)
+        job_ids.add(spec.job_id)
+    deadline = asyncio.get_running_loop().time() + GUARD_S
+    while (held := _held_job_ids(adapter.backend, job_ids)) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)  # a backend may clean up after a delay (Nomad: the purge)
+    assert not held, f"{adapter.backend.name} still holds {sorted(held)}"
