@@ -93,7 +93,7 @@ async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | 
         if system is HRWSI and aged_url is not None:
             # Right before hrwsi's fresh latency, which it is compared with: this machine's latency
             # moves between levels within minutes, and measured at the end of the round (five
-            # minutes later) the ratio read 0.6-1.5x for the same code (ADR 0009, issue 15).
+            # minutes later) the ratio read 0.6-1.5x for the same code (issue 15, README "Last run").
             data["aged"] = await aged_latency_phase(aged_url, space, sizes, index)
             say(f"  round {index + 1} aged database: " + _brief(data["aged"], "latency.p50_ms", "latency.p99_ms"))
         result = await service_phase(system, space, sizes, index)
