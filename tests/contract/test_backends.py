@@ -188,7 +188,7 @@ def _held_job_ids(value: object, job_ids: set[str], depth: int = 0) -> set[str]:
         items = list(vars(value).values())
     else:
         return set()
-    return set().union(*(_held_job_ids(item, job_ids, depth + 1) for item in items)) if items else set()
+    return set().union(*(_held_job_ids(item, job_ids, depth + 1) for item in items))
 
 
 async def test_a_backend_keeps_nothing_of_a_job_the_launcher_forgot(adapter: Adapter):
