@@ -136,17 +136,25 @@ FROM unnest($1::text[], $2::boolean[]) AS n(name, active)
 WHERE w.name = n.name AND w.active IS DISTINCT FROM n.active
 RETURNING w.name, w.active;
 
--- name: mark_job_progress
--- queued/running as the backend reports it; never moves a job out of a final state.
-WITH j AS (
-    UPDATE hrwsi.job SET state = $2, message = $3,
-        started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END
-    WHERE id = $1 AND owner = $4 AND state IN ('submitted', 'queued', 'running') AND state <> $2
-    RETURNING task_id, attempt
+-- name: mark_jobs_progress
+-- How jobs progressed (queued/running as the backend reported it, the latest per job), written
+-- together: $1 job ids, $2 states, $3 reasons, $4 when each was seen, $5 the launcher identity that
+-- followed each. Never moves a job out of a final state, nor one another launcher owns now.
+WITH mark AS (
+    SELECT m.job_id, m.state, m.reason, m.seen_at, m.owner
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+         AS m(job_id, state, reason, seen_at, owner)
+), j AS (
+    UPDATE hrwsi.job j SET state = m.state, message = m.reason,
+        started_at = CASE WHEN m.state = 'running' THEN coalesce(j.started_at, m.seen_at) ELSE j.started_at END
+    FROM mark m
+    WHERE j.id = m.job_id AND j.owner = m.owner AND j.state IN ('submitted', 'queued', 'running')
+      AND j.state <> m.state
+    RETURNING j.task_id, j.attempt, m.state, m.reason
 )
-UPDATE hrwsi.processing_task t SET state = $2, state_reason = $3
+UPDATE hrwsi.processing_task t SET state = j.state, state_reason = j.reason
 FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
-  AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> $2;
+  AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> j.state;
 
 -- name: register_instance
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).

@@ -89,7 +89,10 @@ async def test_launcher_runs_the_command_and_records_products(db, database_url, 
 
 
 async def test_failing_command_is_retried_then_terminated(db, database_url, settings, configure):
-    configure(single_routine_configuration([sys.executable, "-c", "import sys; sys.exit(3)"], max_attempts=2))
+    # Each attempt runs long enough to be seen running (a job that ends within PROGRESS_BATCH_S is
+    # recorded straight from dispatched to its end: test_progress.py).
+    configure(single_routine_configuration([sys.executable, "-c", "import sys, time; time.sleep(0.6); sys.exit(3)"],
+                                           max_attempts=2))
     async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
         insert_inputs(db, 1)
         await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")

@@ -1,0 +1,120 @@
+"""How a job progresses (queued, running) as its backend reports it: written for every job seen in one
+period at once, not at all for a job whose end came first, never over a final state or another
+launcher's job, and written on the way out when the launcher stops."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from hrwsi import launcher as launcher_module
+from hrwsi.app import App
+from hrwsi.backends.base import JobOutcome
+from hrwsi.backends.dry_run import DryRunBackend
+from hrwsi.sql_files import query
+from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
+
+STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+class ReportingBackend(DryRunBackend):
+    """The dry-run backend, except that each job is reported running as it starts; it then ends at
+    once (`hold` unset) or when the test releases it."""
+
+    def __init__(self, hold: bool):
+        super().__init__()
+        self.hold = hold
+        self.release = asyncio.Event()
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        await on_progress("running", "seen running by the test's backend")
+        if self.hold:
+            await self.release.wait()
+        return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC))
+
+
+def history(db) -> dict[int, list[str]]:
+    rows = db.execute("SELECT task_id, state FROM hrwsi.task_event ORDER BY id").fetchall()
+    out: dict[int, list[str]] = {}
+    for task_id, state in rows:
+        out.setdefault(task_id, []).append(state)
+    return out
+
+
+async def test_jobs_seen_running_together_are_marked_running_in_one_write(db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 6)
+    backend = ReportingBackend(hold=True)
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5):
+        await wait_until(database_url, "SELECT count(*) = 6 FROM hrwsi.job WHERE state = 'running'")
+        writes = db.execute("SELECT count(DISTINCT xmin::text) FROM hrwsi.task_event WHERE state = 'running'")
+        assert writes.fetchone()[0] == 1, "six jobs seen running at once: one statement marks them all"
+        # started_at is when each was seen, not when the batch was written (PROGRESS_BATCH_S later)
+        gap = db.execute("""SELECT (SELECT min(at) FROM hrwsi.task_event WHERE state = 'running')
+                                   - (SELECT max(started_at) FROM hrwsi.job)""").fetchone()[0]
+        assert gap >= timedelta(seconds=launcher_module.PROGRESS_BATCH_S * 0.75)
+        backend.release.set()
+        await wait_until(database_url, "SELECT count(*) = 6 FROM hrwsi.processing_task WHERE state = 'processed'")
+    assert all(states == ["pending", "dispatched", "running", "processed"] for states in history(db).values())
+
+
+async def test_a_job_that_ends_before_its_progress_is_written_goes_from_dispatched_to_its_end(
+        db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 3)
+    async with App(database_url, ["launcher"], settings, backend=ReportingBackend(hold=False), pool_size=5):
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'processed'")
+        await asyncio.sleep(launcher_module.PROGRESS_BATCH_S * 2)  # a late mark would have landed by now
+    assert all(states == ["pending", "dispatched", "processed"] for states in history(db).values())
+    jobs = db.execute("SELECT state, started_at FROM hrwsi.job").fetchall()
+    assert jobs == [("processed", STARTED)] * 3, "the outcome says when each started"
+
+
+async def mark(url: str, jobs: list[int], state: str, owner: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        now = datetime.now(UTC)
+        await conn.execute(query("mark_jobs_progress"), jobs, [state] * len(jobs), ["late"] * len(jobs),
+                           [now] * len(jobs), [owner] * len(jobs))
+    finally:
+        await conn.close()
+
+
+async def test_a_progress_mark_never_moves_a_final_job_nor_one_another_launcher_owns(
+        db, database_url, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 2)
+    backend = ReportingBackend(hold=True)
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'running'")
+        jobs = [row[0] for row in db.execute("SELECT id FROM hrwsi.job ORDER BY id")]
+        await mark(database_url, jobs, "queued", "launcher-someone-else")
+        assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'running'").fetchone()[0] == 2
+        backend.release.set()
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.processing_task WHERE state = 'processed'")
+        await mark(database_url, jobs, "running", app.services[0].instance_id)
+    assert db.execute("SELECT state, message FROM hrwsi.job").fetchall() == [("processed", "done")] * 2
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'processed'").fetchone()[0] == 2
+
+
+async def test_progress_not_written_yet_is_written_when_the_launcher_stops(db, database_url, settings, configure,
+                                                                            monkeypatch):
+    # A period far longer than the test: only the launcher's stop can write the marks.
+    monkeypatch.setattr(launcher_module, "PROGRESS_BATCH_S", 600.0)
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 2)
+    backend = ReportingBackend(hold=True)  # dry-run jobs outlive the launcher: they are left as they are
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job")
+        await wait_until_true(lambda: len(app.services[0]._progress) == 2)
+        assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'running'").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'running'").fetchone()[0] == 2
+
+
+async def wait_until_true(condition, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
