@@ -155,6 +155,9 @@ class Launcher(Service):
         self.router.on("hrwsi_job", "dispatch", when=lambda n: any(s in n.counts for s in FINAL_JOB_STATES))
         self.router.on("hrwsi_task", "cancel", when=lambda n: "cancelled" in n.counts)
         self._following: dict[int, asyncio.Task] = {}
+        # Jobs a dispatch call returned whose followers start in the next turn of the event loop
+        # (_follow_dispatched); counted as followed by every check.
+        self._starting: dict[int, asyncpg.Record] = {}
         self._specs: dict[int, JobSpec] = {}
         self._outcomes: asyncio.Queue[_Finished] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
@@ -176,7 +179,7 @@ class Launcher(Service):
         slots = min(self.dispatch_batch.size, self.max_unrecorded - self._unrecorded)
         limit = self.backend.max_concurrent_jobs
         if limit is not None:
-            slots = min(slots, limit - len(self._following))
+            slots = min(slots, limit - len(self._following) - len(self._starting))
         return max(0, slots)
 
     def on_statement_timeout(self, statement: str) -> str:
@@ -193,12 +196,23 @@ class Launcher(Service):
             rows = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
                                     self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
         self.dispatch_batch.succeeded()
+        if rows:
+            # The followers start in the next turn of the loop: the next call is then already on
+            # its way to the database while this batch's 2,000 specs and tasks are built (in a
+            # burst, 16 ms of every 100 in which the database would wait).
+            self._starting.update((row["job_id"], row) for row in rows)
+            asyncio.get_running_loop().call_soon(self._follow_dispatched, [row["job_id"] for row in rows],
+                                                 self.instance_id)
+            logger.info("dispatched %d task(s) to the %s backend", len(rows), self.backend.name)
+        self.dispatched += len(rows)
+        return len(rows) == slots and slots == self.dispatch_batch.size
+
+    def _follow_dispatched(self, job_ids: list[int], owner: str) -> None:
+        rows = [self._starting.pop(job_id) for job_id in job_ids if job_id in self._starting]
+        if owner != self.instance_id:
+            return  # the lease lapsed meanwhile: these jobs are their new owner's (drop_claims)
         for row in rows:
             self._start_following(row["job_id"], spec_from_row(row), submit=True, fresh=True)
-        self.dispatched += len(rows)
-        if rows:
-            logger.info("dispatched %d task(s) to the %s backend", len(rows), self.backend.name)
-        return len(rows) == slots and slots == self.dispatch_batch.size
 
     def _start_following(self, job_id: int, spec: JobSpec, *, submit: bool, fresh: bool = False) -> None:
         """Follow a job to its end; `submit` hands it to the backend first (`fresh`: its first start,
@@ -461,7 +475,8 @@ class Launcher(Service):
         """Take over active jobs whose launcher is gone, and follow them to their end."""
         async with self.pool.acquire() as conn:
             specs = await conn.fetch(query("adopt_orphaned_jobs"), self.instance_id,
-                                     self.settings.lease_timeout_s, self.backend.name, list(self._following))
+                                     self.settings.lease_timeout_s, self.backend.name,
+                                     [*self._following, *self._starting])
         for row in specs:
             resubmit = row["state"] == "submitted" and self.backend.resubmit_is_idempotent
             logger.warning("adopting job %s of task %d (state %s) from a launcher that is gone",
@@ -475,6 +490,7 @@ class Launcher(Service):
         if self._following:
             logger.warning("dropping %d job(s) followed under the lapsed lease; their new owner (or our new "
                            "identity, through adoption) follows them", len(self._following))
+        self._starting.clear()
         for task in list(self._following.values()):
             task.cancel()
         await asyncio.gather(*self._following.values(), return_exceptions=True)

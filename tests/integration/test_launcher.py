@@ -1,6 +1,8 @@
-"""How a job progresses (queued, running) as its backend reports it: written for every job seen in one
-period at once, not at all for a job whose end came first, never over a final state or another
-launcher's job, and written on the way out when the launcher stops."""
+"""The launcher's own bookkeeping around the database calls (ADR 0009): how a job progresses (queued,
+running) is written for every job seen in one period at once, not at all for a job whose end came
+first, never over a final state or another launcher's job, and on the way out when it stops; the
+followers of a dispatched batch start in the next turn of the event loop, and until then its jobs
+count as followed (the backend's limit, adoption)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncpg
 
 from hrwsi import launcher as launcher_module
 from hrwsi.app import App
+from hrwsi.launcher import Launcher
 from hrwsi.backends.base import JobOutcome
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.sql_files import query
@@ -118,3 +121,57 @@ async def wait_until_true(condition, timeout_s: float = 10.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
         await asyncio.sleep(0.01)
+
+
+class HoldingBackend(DryRunBackend):
+    """Runs at most `limit` jobs at once; each is held until the test ends; counts its submissions."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.max_concurrent_jobs = limit
+        self.submitted: list[str] = []
+
+    async def submit(self, spec):
+        self.submitted.append(spec.job_id)
+        return spec.job_id
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        await asyncio.Event().wait()
+
+
+async def a_registered_launcher(pool, settings, backend) -> Launcher:
+    launcher = Launcher(pool, settings, backend)
+    await launcher._register_once()
+    return launcher
+
+
+async def test_the_backends_limit_counts_the_jobs_whose_followers_have_not_started_yet(
+        db, pool, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 10)
+    backend = HoldingBackend(limit=3)
+    launcher = await a_registered_launcher(pool, settings, backend)
+    try:
+        await launcher.dispatch()
+        await launcher.dispatch()  # at once: the first batch's followers have not started
+        assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 3
+        await asyncio.sleep(0.05)
+        assert len(launcher._following) == 3 and backend.submitted and len(backend.submitted) == 3
+    finally:
+        await launcher.drop_claims()
+
+
+async def test_adoption_never_takes_a_job_whose_follower_has_not_started_yet(db, pool, settings, configure):
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 3)
+    backend = HoldingBackend(limit=10)
+    launcher = await a_registered_launcher(pool, settings, backend)
+    try:
+        await launcher.dispatch()
+        await launcher.adopt()  # at once: the dispatched jobs' followers have not started
+        await asyncio.sleep(0.05)
+        assert sorted(backend.submitted) == sorted(set(backend.submitted)) and len(backend.submitted) == 3, \
+            "each job submitted once"
+        assert len(launcher._following) == 3
+    finally:
+        await launcher.drop_claims()
