@@ -328,7 +328,7 @@ RETURN state IN ('processed', 'terminated', 'cancelled');
 CREATE TABLE hrwsi.processing_task (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     input_id       bigint NOT NULL CONSTRAINT task_input_must_exist REFERENCES hrwsi.input (id),
-    routine        text NOT NULL CONSTRAINT task_routine_must_exist REFERENCES hrwsi.processing_routine (name),
+    routine        text NOT NULL,  -- checked without a key: hrwsi.refuse_removing_what_tasks_name
     worker         text CONSTRAINT task_worker_must_exist REFERENCES hrwsi.worker (name),
     planned_start  timestamptz,
     planned_end    timestamptz,
@@ -347,7 +347,7 @@ CREATE TABLE hrwsi.processing_task (
     plan_id        bigint CONSTRAINT task_plan_must_exist REFERENCES hrwsi.plan (id) ON DELETE SET NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
-    lane           text NOT NULL DEFAULT 'nrt' CONSTRAINT task_lane_must_exist REFERENCES hrwsi.lane (name),
+    lane           text NOT NULL DEFAULT 'nrt',  -- as routine
     -- The lane's priority when the task was created (0 most urgent), raised to 0 by ageing. Kept
     -- on the task so that dispatch walks an index in serving order instead of sorting every task.
     priority       smallint NOT NULL DEFAULT 0,
@@ -1307,6 +1307,16 @@ BEGIN
         PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
     END LOOP;
 
+    -- The routines and lanes the new tasks name, each locked once, as a foreign key would lock it
+    -- for every row (hrwsi.refuse_removing_what_tasks_name): none of them can be removed before
+    -- this transaction ends. They exist: the tasks are made by joining them.
+    PERFORM 1
+    FROM (SELECT DISTINCT c.routine, coalesce(n.lane, c.lane) AS lane
+          FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition) x
+    JOIN processing_routine r ON r.name = x.routine
+    JOIN lane l ON l.name = x.lane
+    FOR KEY SHARE OF r, l;
+
     INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, deadline_at,
                                  series_tile, series_at, campaign_id)
     SELECT n.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
@@ -1375,6 +1385,48 @@ END $$;
 CREATE TRIGGER input_create_tasks AFTER INSERT ON hrwsi.input
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.create_tasks_for_new_inputs();
+
+-- A task names its routine and its lane without a foreign key (migration 0022): the key probed and
+-- locked the routine and the lane for every task created, about a fifth of inserting a burst.
+-- Tasks are made only by hrwsi.create_tasks_for_new_inputs and hrwsi.reprocess (no role but the
+-- owner inserts them), by joining the routine and the lane, which they lock (the first once per
+-- statement, the second through the campaign's keys); and what the keys refused is refused here:
+-- removing or renaming a routine or a lane that tasks name.
+CREATE FUNCTION hrwsi.refuse_removing_what_tasks_name() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    named bigint;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.name = OLD.name THEN
+        RETURN NULL;
+    END IF;
+    -- After the row's lock was taken: tasks of a transaction that held it are committed and seen.
+    -- A stricter isolation would not see them (its snapshot is older): refused there.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'a % is removed or renamed only in a READ COMMITTED transaction (the default)',
+            CASE TG_TABLE_NAME WHEN 'lane' THEN 'lane' ELSE 'routine' END
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'under a stricter isolation the check for its tasks cannot see tasks created meanwhile';
+    END IF;
+    IF TG_TABLE_NAME = 'lane' THEN
+        SELECT count(*) INTO named FROM processing_task t WHERE t.lane = OLD.name;
+    ELSE
+        SELECT count(*) INTO named FROM processing_task t WHERE t.routine = OLD.name;
+    END IF;
+    IF named > 0 THEN
+        RAISE EXCEPTION '% % cannot be % while % task(s) name it',
+            CASE TG_TABLE_NAME WHEN 'lane' THEN 'lane' ELSE 'routine' END, OLD.name,
+            CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'renamed' END, named
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = CASE TG_TABLE_NAME WHEN 'lane' THEN 'task_lane_must_exist' ELSE 'task_routine_must_exist' END,
+                  HINT = 'tasks are the record of what ran: to stop a routine, `hrwsi hold <routine>`';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER processing_routine_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.processing_routine
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
+CREATE TRIGGER lane_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.lane
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
 
 -- A dependency that ends terminated or cancelled blocks its dependents; retried, it unblocks them.
 CREATE FUNCTION hrwsi.block_or_unblock_dependents() RETURNS trigger LANGUAGE plpgsql
@@ -2075,9 +2127,10 @@ GRANT INSERT, UPDATE, DELETE ON hrwsi.harvest_source, hrwsi.multi_input_rule, hr
     TO hrwsi_data_engineer;
 
 -- Services change the work tables and run the sources; they create no tables and change no
--- configuration. The history (task_event) is written by its trigger alone, as the owner.
-GRANT INSERT, UPDATE ON hrwsi.input, hrwsi.processing_task, hrwsi.job, hrwsi.product, hrwsi.plan,
-    hrwsi.alert TO hrwsi_service;
+-- configuration. The history (task_event) is written by its trigger alone, as the owner; tasks
+-- are created by hrwsi.create_tasks_for_new_inputs and hrwsi.reprocess alone, as the owner.
+GRANT INSERT, UPDATE ON hrwsi.input, hrwsi.job, hrwsi.product, hrwsi.plan, hrwsi.alert TO hrwsi_service;
+GRANT UPDATE ON hrwsi.processing_task TO hrwsi_service;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.service_instance TO hrwsi_service;
 GRANT UPDATE (active, node_id, updated_at) ON hrwsi.worker TO hrwsi_service;
 GRANT UPDATE (last_run_at, last_success_at, next_run_at, last_error, backfill_cursor, claim_token, claimed_by,

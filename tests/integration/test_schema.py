@@ -455,3 +455,90 @@ def test_truncate_of_the_history_and_the_work_tables_is_refused_even_to_the_owne
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"TRUNCATE of hrwsi.{table} is refused"):
         configured.execute(f"TRUNCATE hrwsi.{table} CASCADE")
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
+
+
+def a_second_routine(db, name="maja2"):
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES (%s, 2, 4000, 1000, '5 min', ARRAY['true'],
+                  'L1C', 'L2A')""", (name,))
+
+
+@pytest.mark.parametrize("statement, constraint, message", [
+    ("DELETE FROM hrwsi.processing_routine WHERE name = 'maja'", "task_routine_must_exist",
+     "routine maja cannot be removed while 1 task(s) name it"),
+    ("UPDATE hrwsi.processing_routine SET name = 'maja_new' WHERE name = 'maja'", "task_routine_must_exist",
+     "routine maja cannot be renamed while 1 task(s) name it"),
+    ("DELETE FROM hrwsi.lane WHERE name = 'nrt'", "task_lane_must_exist",
+     "lane nrt cannot be removed while 1 task(s) name it"),
+])
+def test_a_routine_or_lane_that_tasks_name_is_neither_removed_nor_renamed(configured, statement, constraint, message):
+    insert_input(configured)
+    # Only its task names the routine and the lane now: its condition names others.
+    a_second_routine(configured)
+    configured.execute("UPDATE hrwsi.processing_condition SET routine = 'maja2', lane = 'archive' WHERE name = 'l1c'")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=re.escape(message)) as refused:
+        configured.execute(statement)
+    assert refused.value.diag.constraint_name == constraint
+    assert configured.execute("SELECT routine, lane FROM hrwsi.processing_task").fetchall() == [("maja", "nrt")]
+
+
+def test_a_routine_no_task_names_can_be_removed(configured):
+    a_second_routine(configured, "unused")
+    configured.execute("UPDATE hrwsi.processing_routine SET name = 'unused2' WHERE name = 'unused'")
+    configured.execute("DELETE FROM hrwsi.processing_routine WHERE name = 'unused2'")
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_routine WHERE name LIKE 'unused%'"
+                              ).fetchone()[0] == 0
+
+
+def test_removing_a_routine_waits_for_a_transaction_creating_its_tasks_then_is_refused(configured, database_url):
+    """The tasks' routine has no foreign key (migration 0022): the statement creating them locks it once."""
+    a_second_routine(configured)
+    creating = psycopg.connect(database_url)
+    removing = psycopg.connect(database_url)
+    outcome = {}
+
+    def repoint_and_remove():
+        try:
+            removing.execute("UPDATE hrwsi.processing_condition SET routine = 'maja2' WHERE name = 'l1c'")
+            removing.execute("DELETE FROM hrwsi.processing_routine WHERE name = 'maja'")
+            removing.commit()
+            outcome["removing"] = "removed"
+        except psycopg.errors.ForeignKeyViolation as error:
+            removing.rollback()
+            outcome["removing"] = str(error)
+
+    try:
+        insert_input(creating, "/race/routine")  # its task names maja; not committed yet
+        racer = threading.Thread(target=repoint_and_remove)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive(), "removing the routine waits for the transaction creating its task"
+        creating.commit()
+        racer.join(5)
+    finally:
+        creating.close()
+        removing.close()
+    assert "routine maja cannot be removed while 1 task(s) name it" in outcome["removing"]
+    orphans = configured.execute("""SELECT count(*) FROM hrwsi.processing_task t WHERE NOT EXISTS
+                                    (SELECT 1 FROM hrwsi.processing_routine r WHERE r.name = t.routine)""")
+    assert orphans.fetchone()[0] == 0
+
+
+def test_removing_a_routine_under_a_stricter_isolation_is_refused_with_why(configured):
+    a_second_routine(configured, "unused")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="only in a READ COMMITTED transaction"):
+        with configured.transaction():
+            configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            configured.execute("DELETE FROM hrwsi.processing_routine WHERE name = 'unused'")
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_routine WHERE name = 'unused'").fetchone()[0] == 1
+
+
+def test_tasks_are_made_by_the_database_alone(configured):
+    insert_input(configured)
+    input_id = configured.execute("SELECT id FROM hrwsi.input").fetchone()[0]
+    for role in ("hrwsi_service", "hrwsi_data_engineer"):
+        configured.execute(f"SET ROLE {role}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) VALUES (%s, 'nowhere')",
+                               (input_id,))
+        configured.execute("RESET ROLE")
