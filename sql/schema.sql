@@ -407,8 +407,19 @@ BEGIN
     NEW.updated_at := now();
     RETURN NEW;
 END $$;
+-- The function runs only for a row it would change or refuse (migration 0023): a statement that
+-- sets updated_at to now() and, when it changes the state, finished_at and history_pruned_at as the
+-- function would, to a state the rules allow, needs no call of PL/pgSQL for each of its rows (the
+-- hot statements of dispatch, outcomes and progress do: recording a batch 6 % faster).
+-- Every other UPDATE gets the function, as before.
 CREATE TRIGGER processing_task_enforce_transition BEFORE UPDATE ON hrwsi.processing_task
-    FOR EACH ROW EXECUTE FUNCTION hrwsi.enforce_task_transition();
+    FOR EACH ROW
+    WHEN (NEW.updated_at IS DISTINCT FROM now()
+          OR (NEW.state IS DISTINCT FROM OLD.state
+              AND (NOT hrwsi.task_transition_is_allowed(OLD.state, NEW.state)
+                   OR NEW.finished_at IS DISTINCT FROM CASE WHEN hrwsi.task_state_is_final(NEW.state) THEN now() END
+                   OR NEW.history_pruned_at IS NOT NULL)))
+    EXECUTE FUNCTION hrwsi.enforce_task_transition();
 
 -- =============================================================================================
 -- Jobs: one row per attempt of a task. A job in a final state never changes.
@@ -492,8 +503,12 @@ BEGIN
     NEW.updated_at := now();
     RETURN NEW;
 END $$;
+-- As the task's (migration 0023): called only for a row it would change or refuse.
 CREATE TRIGGER job_enforce_transition BEFORE UPDATE ON hrwsi.job
-    FOR EACH ROW EXECUTE FUNCTION hrwsi.enforce_job_transition();
+    FOR EACH ROW
+    WHEN (NEW.updated_at IS DISTINCT FROM now()
+          OR (NEW.state IS DISTINCT FROM OLD.state AND NOT hrwsi.job_transition_is_allowed(OLD.state, NEW.state)))
+    EXECUTE FUNCTION hrwsi.enforce_job_transition();
 
 -- =============================================================================================
 -- Products: the files a task wrote. The harvester chains them into inputs (chained_at).
@@ -1732,7 +1747,9 @@ BEGIN
         SET state = 'dispatched', attempts = t.attempts + 1, worker = x.worker,
             planned_start = CASE WHEN x.pending THEN now() ELSE t.planned_start END,
             planned_end = CASE WHEN x.pending THEN now() + r.expected_duration ELSE t.planned_end END,
-            state_reason = CASE WHEN x.pending THEN 'dispatched at once: capacity was free' END
+            state_reason = CASE WHEN x.pending THEN 'dispatched at once: capacity was free' END,
+            -- (what hrwsi.enforce_task_transition would set: it is not called for these rows)
+            updated_at = now(), finished_at = NULL, history_pruned_at = NULL
         FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n),
              processing_routine r
         WHERE t.id = x.id AND r.name = t.routine
@@ -1843,7 +1860,8 @@ BEGIN
                         ELSE coalesce(conflict_message[x.n], p_messages[x.n]) END,
                    CASE WHEN j.cancel_requested OR conflict_message[x.n] IS NOT NULL THEN NULL ELSE p_faults[x.n] END,
                    coalesce(j.started_at, p_started[x.n], now()), coalesce(p_finished[x.n], now())
-            FROM (SELECT (position_of ->> j.id::text)::integer AS n) x)
+            FROM (SELECT (position_of ->> j.id::text)::integer AS n) x),
+            updated_at = now()  -- (what hrwsi.enforce_job_transition would set: not called for these rows)
         WHERE j.id = ANY (p_jobs) AND j.owner = p_owner AND coalesce(j.state IN ('submitted', 'queued', 'running'), false)
         RETURNING j.id, j.state, j.task_id, j.attempt, j.message, (position_of ->> j.id::text)::integer AS n
     ), products AS (
@@ -1858,7 +1876,9 @@ BEGIN
     ), processed AS (
         -- (A processed attempt registered every product it listed: a conflict fails the attempt.)
         UPDATE processing_task t
-        SET state = 'processed', state_reason = format('%s product(s)', product_count[f.n])
+        SET state = 'processed', state_reason = format('%s product(s)', product_count[f.n]),
+            -- (what hrwsi.enforce_task_transition would set: it is not called for these rows)
+            updated_at = now(), finished_at = now(), history_pruned_at = NULL
         FROM finished f
         WHERE f.state = 'processed' AND t.id = f.task_id AND t.attempts = f.attempt
           -- (wrapped, as the jobs' state test above: each task is read through its primary key from
@@ -1876,7 +1896,10 @@ BEGIN
             state_reason = format('attempt %s %s: %s', f.attempt, f.state, f.message),
             worker = NULL, planned_start = NULL, planned_end = NULL,
             not_before = now() + make_interval(secs => least(600.0, p_backoff_s * power(2, greatest(0,
-                CASE WHEN f.state = 'lost' THEN t.lost_count ELSE t.failures END))))
+                CASE WHEN f.state = 'lost' THEN t.lost_count ELSE t.failures END)))),
+            -- (what hrwsi.enforce_task_transition would set: terminated is final, pending is not)
+            updated_at = now(), history_pruned_at = NULL,
+            finished_at = CASE WHEN f.state <> 'lost' AND t.failures + 1 >= r.max_attempts THEN now() END
         FROM finished f, processing_routine r
         WHERE f.state IN ('internal_error', 'external_error', 'lost') AND t.id = f.task_id
           AND t.attempts = f.attempt AND r.name = t.routine

@@ -145,14 +145,15 @@ WITH mark AS (
     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
          AS m(job_id, state, reason, seen_at, owner)
 ), j AS (
-    UPDATE hrwsi.job j SET state = m.state, message = m.reason,
+    UPDATE hrwsi.job j SET state = m.state, message = m.reason, updated_at = now(),
         started_at = CASE WHEN m.state = 'running' THEN coalesce(j.started_at, m.seen_at) ELSE j.started_at END
     FROM mark m
     WHERE j.id = m.job_id AND j.owner = m.owner AND j.state IN ('submitted', 'queued', 'running')
       AND j.state <> m.state
     RETURNING j.task_id, j.attempt, m.state, m.reason
 )
-UPDATE hrwsi.processing_task t SET state = j.state, state_reason = j.reason
+-- (updated_at as the transition triggers would set it: they are not called for these rows)
+UPDATE hrwsi.processing_task t SET state = j.state, state_reason = j.reason, updated_at = now()
 FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
   AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> j.state;
 

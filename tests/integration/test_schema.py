@@ -542,3 +542,66 @@ def test_tasks_are_made_by_the_database_alone(configured):
             configured.execute("INSERT INTO hrwsi.processing_task (input_id, routine) VALUES (%s, 'nowhere')",
                                (input_id,))
         configured.execute("RESET ROLE")
+
+
+TASK_STYLES = {
+    "plain": "",
+    "updated_at only": ", updated_at = now()",
+    # what the hot statements of dispatch, outcomes and progress set (migration 0023)
+    "all it would set": ", updated_at = now(), finished_at = CASE WHEN %(final)s THEN now() END, history_pruned_at = NULL",
+}
+
+
+@pytest.mark.parametrize("style", TASK_STYLES)
+def test_a_task_update_is_refused_or_completed_alike_whatever_the_statement_sets_itself(configured, style):
+    # The transition trigger's function runs only where it would change or refuse something (its
+    # WHEN condition, migration 0023): every pair of states, through each way of writing the UPDATE.
+    insert_input(configured)
+    states = [name for (name,) in configured.execute("SELECT name FROM hrwsi.task_state ORDER BY name")]
+    allowed = set(configured.execute("SELECT from_state, to_state FROM hrwsi.task_transition").fetchall())
+    final = {name for (name,) in configured.execute("SELECT name FROM hrwsi.task_state WHERE is_final")}
+    for source in states:
+        for target in states:
+            with configured.transaction(force_rollback=True):
+                configured.execute("SET LOCAL session_replication_role = replica")  # place it, no trigger
+                configured.execute("""UPDATE hrwsi.processing_task SET state = %s, updated_at = now() - interval '1 day',
+                                      finished_at = now() - interval '1 day', history_pruned_at = now(),
+                                      worker = 'w1', planned_start = now(), planned_end = now() + interval '1 hour'
+                                      """, (source,))
+                configured.execute("SET LOCAL session_replication_role = origin")
+                update = "UPDATE hrwsi.processing_task SET state = %(target)s" + TASK_STYLES[style]
+                arguments = {"target": target, "final": target in final}
+                if source != target and (source, target) not in allowed:
+                    with pytest.raises(psycopg.errors.CheckViolation, match="is not allowed") as refused:
+                        configured.execute(update, arguments)
+                    assert refused.value.diag.constraint_name == "task_transition_is_allowed"
+                    continue
+                configured.execute(update, arguments)
+                row = configured.execute("""SELECT updated_at = now(), finished_at IS NOT DISTINCT FROM now(), finished_at IS NULL,
+                                                   history_pruned_at IS NULL FROM hrwsi.processing_task""").fetchone()
+                assert row[0], (source, target)
+                if source != target:
+                    assert row[1:] == (target in final, target not in final, True), (source, target)
+
+
+@pytest.mark.parametrize("style", ["", ", updated_at = now()"])
+def test_a_job_update_is_refused_or_completed_alike_whatever_the_statement_sets_itself(configured, style):
+    insert_input(configured)
+    configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                          SELECT id, 1, 'local', 'j1' FROM hrwsi.processing_task""")
+    states = [name for (name,) in configured.execute("SELECT name FROM hrwsi.job_state ORDER BY name")]
+    allowed = set(configured.execute("SELECT from_state, to_state FROM hrwsi.job_transition").fetchall())
+    for source in states:
+        for target in states:
+            with configured.transaction(force_rollback=True):
+                configured.execute("SET LOCAL session_replication_role = replica")
+                configured.execute("UPDATE hrwsi.job SET state = %s, updated_at = now() - interval '1 day'", (source,))
+                configured.execute("SET LOCAL session_replication_role = origin")
+                update = "UPDATE hrwsi.job SET state = %s" + style
+                if source != target and (source, target) not in allowed:
+                    with pytest.raises(psycopg.errors.CheckViolation, match="is not allowed") as refused:
+                        configured.execute(update, (target,))
+                    assert refused.value.diag.constraint_name == "job_transition_is_allowed"
+                    continue
+                configured.execute(update, (target,))
+                assert configured.execute("SELECT updated_at = now() FROM hrwsi.job").fetchone()[0], (source, target)
