@@ -196,16 +196,21 @@ class Launcher(Service):
             rows = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
                                     self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
         self.dispatch_batch.succeeded()
+        more = len(rows) == slots and slots == self.dispatch_batch.size  # a full batch: call again at once
         if rows:
-            # The followers start in the next turn of the loop: the next call is then already on
-            # its way to the database while this batch's 2,000 specs and tasks are built (in a
-            # burst, 16 ms of every 100 in which the database would wait).
             self._starting.update((row["job_id"], row) for row in rows)
-            asyncio.get_running_loop().call_soon(self._follow_dispatched, [row["job_id"] for row in rows],
-                                                 self.instance_id)
+            if more:
+                # The followers start in the next turn of the loop: the next call is then already on
+                # its way to the database while this batch's 2,000 specs and tasks are built (in a
+                # burst, 16 ms of every 100 in which the database would wait). Otherwise at once: a
+                # lone task's job is submitted 0.2-0.3 ms sooner than after that turn.
+                asyncio.get_running_loop().call_soon(self._follow_dispatched, [row["job_id"] for row in rows],
+                                                     self.instance_id)
+            else:
+                self._follow_dispatched([row["job_id"] for row in rows], self.instance_id)
             logger.info("dispatched %d task(s) to the %s backend", len(rows), self.backend.name)
         self.dispatched += len(rows)
-        return len(rows) == slots and slots == self.dispatch_batch.size
+        return more
 
     def _follow_dispatched(self, job_ids: list[int], owner: str) -> None:
         rows = [self._starting.pop(job_id) for job_id in job_ids if job_id in self._starting]

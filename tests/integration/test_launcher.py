@@ -14,6 +14,7 @@ import asyncpg
 from hrwsi import launcher as launcher_module
 from hrwsi.app import App
 from hrwsi.launcher import Launcher
+from hrwsi.service import AdaptiveBatch
 from hrwsi.backends.base import JobOutcome
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.sql_files import query
@@ -140,7 +141,10 @@ class HoldingBackend(DryRunBackend):
 
 
 async def a_registered_launcher(pool, settings, backend) -> Launcher:
+    """A launcher that dispatches 3 tasks a call: a full batch, whose followers start in the next turn
+    of the event loop (a smaller one's start at once)."""
     launcher = Launcher(pool, settings, backend)
+    launcher.dispatch_batch = AdaptiveBatch(3)
     await launcher._register_once()
     return launcher
 
@@ -152,7 +156,8 @@ async def test_the_backends_limit_counts_the_jobs_whose_followers_have_not_start
     backend = HoldingBackend(limit=3)
     launcher = await a_registered_launcher(pool, settings, backend)
     try:
-        await launcher.dispatch()
+        assert await launcher.dispatch(), "a full batch: more may wait"
+        assert launcher._starting and not launcher._following
         await launcher.dispatch()  # at once: the first batch's followers have not started
         assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 3
         await asyncio.sleep(0.05)
@@ -167,11 +172,25 @@ async def test_adoption_never_takes_a_job_whose_follower_has_not_started_yet(db,
     backend = HoldingBackend(limit=10)
     launcher = await a_registered_launcher(pool, settings, backend)
     try:
-        await launcher.dispatch()
+        assert await launcher.dispatch(), "a full batch: more may wait"
+        assert launcher._starting and not launcher._following
         await launcher.adopt()  # at once: the dispatched jobs' followers have not started
         await asyncio.sleep(0.05)
         assert sorted(backend.submitted) == sorted(set(backend.submitted)) and len(backend.submitted) == 3, \
             "each job submitted once"
         assert len(launcher._following) == 3
+    finally:
+        await launcher.drop_claims()
+
+
+async def test_a_batch_that_is_not_full_is_followed_at_once(db, pool, settings, configure):
+    # No next call to overlap with: its jobs are submitted without waiting for a turn of the loop.
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 2)
+    backend = HoldingBackend(limit=10)
+    launcher = await a_registered_launcher(pool, settings, backend)
+    try:
+        assert not await launcher.dispatch(), "2 of 3: nothing more waits"
+        assert len(launcher._following) == 2 and not launcher._starting
     finally:
         await launcher.drop_claims()
