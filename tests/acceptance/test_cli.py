@@ -38,7 +38,9 @@ def test_embedded_database_lifecycle(tmp_path):
 
 
 def test_reports_after_a_run(db, env, tmp_path):
-    load(db, single_routine_configuration([sys.executable, "-c", "import sys; sys.exit(0)"]))
+    # The job runs long enough to be seen running (progress is written every 0.2 s, and not at all
+    # for a job whose end came first: tests/integration/test_launcher.py).
+    load(db, single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.6)"]))
     db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile) VALUES ('in', '/a', '32TLR')")
     service = subprocess.Popen([*HRWSI, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
