@@ -230,6 +230,10 @@ class Launcher(Service):
             if self._following.get(job_id) is _task:
                 self._following.pop(job_id, None)
                 self._specs.pop(job_id, None)
+                if self.backend.max_concurrent_jobs is not None:
+                    # A slot of the backend is free now. The job's end also wakes dispatch through
+                    # its notification, which may come first and find the slot still taken.
+                    self.wake("dispatch")
 
         task.add_done_callback(forget)
 

@@ -125,19 +125,22 @@ async def wait_until_true(condition, timeout_s: float = 10.0) -> None:
 
 
 class HoldingBackend(DryRunBackend):
-    """Runs at most `limit` jobs at once; each is held until the test ends; counts its submissions."""
+    """Runs at most `limit` jobs at once; each is held until the test releases them; counts its
+    submissions."""
 
     def __init__(self, limit: int):
         super().__init__()
         self.max_concurrent_jobs = limit
         self.submitted: list[str] = []
+        self.release = asyncio.Event()
 
     async def submit(self, spec):
         self.submitted.append(spec.job_id)
         return spec.job_id
 
     async def wait(self, spec, backend_job_id, on_progress):
-        await asyncio.Event().wait()
+        await self.release.wait()
+        return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC))
 
 
 async def a_registered_launcher(pool, settings, backend) -> Launcher:
@@ -194,3 +197,24 @@ async def test_a_batch_that_is_not_full_is_followed_at_once(db, pool, settings, 
         assert len(launcher._following) == 2 and not launcher._starting
     finally:
         await launcher.drop_claims()
+
+
+async def test_a_slot_the_backend_frees_wakes_dispatch_whatever_the_notifications_do(db, pool, settings, configure):
+    # The job's end also wakes dispatch through its notification, which may come before the job's
+    # follower has let go of its slot: that dispatch finds no room, and the slot would stay idle.
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 2)
+    backend = HoldingBackend(limit=1)
+    launcher = await a_registered_launcher(pool, settings, backend)  # no listener: no notification
+    await launcher.start()
+    try:
+        await launcher.dispatch()
+        assert len(launcher._following) == 1 and not launcher._dirty
+        backend.release.set()
+        await wait_until_true(lambda: not launcher._following)
+        assert "dispatch" in launcher._dirty
+        await launcher.dispatch()
+        assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 2
+    finally:
+        await launcher.drop_claims()
+        await launcher.stop()
