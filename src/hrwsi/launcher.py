@@ -16,6 +16,7 @@ waiting for a worker that is no longer active are stopped and recorded lost (ste
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -351,7 +352,7 @@ class Launcher(Service):
                 if not marks:
                     continue
                 try:
-                    await self._with_database_retry(lambda conn: self._store_progress(conn, marks),
+                    await self._with_database_retry(functools.partial(self._store_progress, marks=marks),
                                                     f"record how {len(marks)} job(s) progressed")
                 except asyncpg.PostgresError as error:
                     logger.error("could not record how %d job(s) progressed (%s); each one's outcome is still "

@@ -7,16 +7,17 @@ count as followed (the backend's limit, adoption)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from hrwsi import launcher as launcher_module
 from hrwsi.app import App
-from hrwsi.launcher import Launcher
-from hrwsi.service import AdaptiveBatch
 from hrwsi.backends.base import JobOutcome
 from hrwsi.backends.dry_run import DryRunBackend
+from hrwsi.launcher import Launcher
+from hrwsi.service import AdaptiveBatch
 from hrwsi.sql_files import query
 from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
 
@@ -152,69 +153,59 @@ async def a_registered_launcher(pool, settings, backend) -> Launcher:
     return launcher
 
 
-async def test_the_backends_limit_counts_the_jobs_whose_followers_have_not_started_yet(
-        db, pool, settings, configure):
+@contextlib.asynccontextmanager
+async def a_launcher_with_inputs(db, pool, settings, configure, *, inputs: int, limit: int):
+    """`inputs` pending tasks and a registered launcher (not running) whose backend holds `limit` jobs."""
     configure(single_routine_configuration(["true"], workers=2))
-    insert_inputs(db, 10)
-    backend = HoldingBackend(limit=3)
+    insert_inputs(db, inputs)
+    backend = HoldingBackend(limit=limit)
     launcher = await a_registered_launcher(pool, settings, backend)
     try:
+        yield launcher, backend
+    finally:
+        await launcher.drop_claims()
+
+
+async def test_the_backends_limit_counts_the_jobs_whose_followers_have_not_started_yet(
+        db, pool, settings, configure):
+    async with a_launcher_with_inputs(db, pool, settings, configure, inputs=10, limit=3) as (launcher, backend):
         assert await launcher.dispatch(), "a full batch: more may wait"
         assert launcher._starting and not launcher._following
         await launcher.dispatch()  # at once: the first batch's followers have not started
         assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 3
         await asyncio.sleep(0.05)
-        assert len(launcher._following) == 3 and backend.submitted and len(backend.submitted) == 3
-    finally:
-        await launcher.drop_claims()
+        assert len(launcher._following) == 3 and len(backend.submitted) == 3
 
 
 async def test_adoption_never_takes_a_job_whose_follower_has_not_started_yet(db, pool, settings, configure):
-    configure(single_routine_configuration(["true"], workers=2))
-    insert_inputs(db, 3)
-    backend = HoldingBackend(limit=10)
-    launcher = await a_registered_launcher(pool, settings, backend)
-    try:
+    async with a_launcher_with_inputs(db, pool, settings, configure, inputs=3, limit=10) as (launcher, backend):
         assert await launcher.dispatch(), "a full batch: more may wait"
         assert launcher._starting and not launcher._following
         await launcher.adopt()  # at once: the dispatched jobs' followers have not started
         await asyncio.sleep(0.05)
-        assert sorted(backend.submitted) == sorted(set(backend.submitted)) and len(backend.submitted) == 3, \
-            "each job submitted once"
+        assert len(backend.submitted) == len(set(backend.submitted)) == 3, "each job submitted once"
         assert len(launcher._following) == 3
-    finally:
-        await launcher.drop_claims()
 
 
 async def test_a_batch_that_is_not_full_is_followed_at_once(db, pool, settings, configure):
     # No next call to overlap with: its jobs are submitted without waiting for a turn of the loop.
-    configure(single_routine_configuration(["true"], workers=2))
-    insert_inputs(db, 2)
-    backend = HoldingBackend(limit=10)
-    launcher = await a_registered_launcher(pool, settings, backend)
-    try:
+    async with a_launcher_with_inputs(db, pool, settings, configure, inputs=2, limit=10) as (launcher, _):
         assert not await launcher.dispatch(), "2 of 3: nothing more waits"
         assert len(launcher._following) == 2 and not launcher._starting
-    finally:
-        await launcher.drop_claims()
 
 
 async def test_a_slot_the_backend_frees_wakes_dispatch_whatever_the_notifications_do(db, pool, settings, configure):
     # The job's end also wakes dispatch through its notification, which may come before the job's
     # follower has let go of its slot: that dispatch finds no room, and the slot would stay idle.
-    configure(single_routine_configuration(["true"], workers=2))
-    insert_inputs(db, 2)
-    backend = HoldingBackend(limit=1)
-    launcher = await a_registered_launcher(pool, settings, backend)  # no listener: no notification
-    await launcher.start()
-    try:
-        await launcher.dispatch()
-        assert len(launcher._following) == 1 and not launcher._dirty
-        backend.release.set()
-        await wait_until_true(lambda: not launcher._following)
-        assert "dispatch" in launcher._dirty
-        await launcher.dispatch()
-        assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 2
-    finally:
-        await launcher.drop_claims()
-        await launcher.stop()
+    async with a_launcher_with_inputs(db, pool, settings, configure, inputs=2, limit=1) as (launcher, backend):
+        await launcher.start()  # its writers; no listener, so no notification wakes anything
+        try:
+            await launcher.dispatch()
+            assert len(launcher._following) == 1 and not launcher._dirty
+            backend.release.set()
+            await wait_until_true(lambda: not launcher._following)
+            assert "dispatch" in launcher._dirty
+            await launcher.dispatch()
+            assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 2
+        finally:
+            await launcher.stop()
