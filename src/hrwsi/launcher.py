@@ -7,8 +7,9 @@ ADR 0009), marks them dispatched and inserts one job row per attempt (unique per
 no duplicate job, ever), and returns what to submit. Then each job is submitted and followed;
 outcomes are recorded in batches by ONE call of `hrwsi.record_outcomes` (the job's end, its
 products, the task's next state), and how jobs progress (queued, running) by one statement every
-PROGRESS_BATCH_S. Both calls are fenced by this launcher's lease: after a pause
-longer than the lease it can neither start nor record work that another launcher adopted.
+PROGRESS_BATCH_S. The dispatch and the outcomes are fenced by this launcher's lease: after a pause
+longer than the lease it can neither start nor record work that another launcher adopted (and its
+progress is written only for jobs it still owns).
 Jobs whose launcher died are adopted (step "adopt") and reconciled with the backend. Jobs still
 waiting for a worker that is no longer active are stopped and recorded lost (step
 "release_stranded"); with Nomad, a side task keeps each worker's `active` flag in step with its node.
