@@ -1443,6 +1443,28 @@ CREATE TRIGGER processing_routine_named_by_tasks AFTER DELETE OR UPDATE OF name 
 CREATE TRIGGER lane_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.lane
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
 
+-- A task's routine or lane changed by hand must still name one that exists, as the keys required
+-- (migration 0025); locked until the transaction ends, as a key locks it. hrwsi never changes
+-- them, so this runs only for such an UPDATE (its WHEN condition).
+CREATE FUNCTION hrwsi.refuse_a_task_naming_what_does_not_exist() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF NEW.routine IS DISTINCT FROM OLD.routine
+       AND NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = NEW.routine FOR KEY SHARE) THEN
+        RAISE EXCEPTION 'task %: there is no routine %', NEW.id, NEW.routine
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_routine_must_exist';
+    END IF;
+    IF NEW.lane IS DISTINCT FROM OLD.lane
+       AND NOT EXISTS (SELECT 1 FROM lane l WHERE l.name = NEW.lane FOR KEY SHARE) THEN
+        RAISE EXCEPTION 'task %: there is no lane %', NEW.id, NEW.lane
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_lane_must_exist';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER processing_task_names_what_exists BEFORE UPDATE OF routine, lane ON hrwsi.processing_task
+    FOR EACH ROW WHEN (NEW.routine IS DISTINCT FROM OLD.routine OR NEW.lane IS DISTINCT FROM OLD.lane)
+    EXECUTE FUNCTION hrwsi.refuse_a_task_naming_what_does_not_exist();
+
 -- A dependency that ends terminated or cancelled blocks its dependents; retried, it unblocks them.
 CREATE FUNCTION hrwsi.block_or_unblock_dependents() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$

@@ -605,3 +605,20 @@ def test_a_job_update_is_refused_or_completed_alike_whatever_the_statement_sets_
                     continue
                 configured.execute(update, (target,))
                 assert configured.execute("SELECT updated_at = now() FROM hrwsi.job").fetchone()[0], (source, target)
+
+
+@pytest.mark.parametrize("column, value, constraint", [
+    ("routine", "nowhere", "task_routine_must_exist"),
+    ("lane", "nowhere", "task_lane_must_exist"),
+])
+def test_a_task_updated_to_name_what_does_not_exist_is_refused(configured, column, value, constraint):
+    # The keys of a task's routine and lane are gone (migration 0022); an UPDATE is still checked (0025).
+    insert_input(configured)
+    configured.execute("SET ROLE hrwsi_service")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"there is no {column} {value}") as refused:
+        configured.execute(sql.SQL("UPDATE hrwsi.processing_task SET {} = %s").format(sql.Identifier(column)),
+                           (value,))
+    assert refused.value.diag.constraint_name == constraint
+    configured.execute("UPDATE hrwsi.processing_task SET lane = 'archive'")  # one that exists: allowed
+    configured.execute("RESET ROLE")
+    assert configured.execute("SELECT routine, lane FROM hrwsi.processing_task").fetchall() == [("maja", "archive")]
