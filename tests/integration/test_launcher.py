@@ -209,3 +209,65 @@ async def test_a_slot_the_backend_frees_wakes_dispatch_whatever_the_notification
             assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 2
         finally:
             await launcher.stop()
+
+
+class EndingBackend(DryRunBackend):
+    """Every job ends at once: processed, or failed for the tasks listed in `failing`."""
+
+    def __init__(self, failing: set[int]):
+        super().__init__()
+        self.failing = failing
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        if spec.task_id in self.failing:
+            return JobOutcome("external_error", 1, "exit code 1", STARTED, datetime.now(UTC))
+        return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC))
+
+
+def outcome_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "hrwsi.launcher" and ("processed" in r.getMessage() or "attempt" in r.getMessage())]
+
+
+async def test_many_jobs_recorded_at_once_are_logged_in_one_line_with_their_task_ids_and_failures_each_in_one(
+        db, pool, settings, configure, caplog):
+    caplog.set_level("INFO", logger="hrwsi.launcher")
+    configure(single_routine_configuration(["true"], workers=8))  # room for all 30 at once
+    insert_inputs(db, 30)
+    task_ids = [row[0] for row in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    failing = {task_ids[3], task_ids[17]}
+    launcher = Launcher(pool, settings, EndingBackend(failing))
+    await launcher._register_once()
+    await launcher.start()  # its writers
+    try:
+        await launcher.dispatch()  # 30 jobs end at once: the writer records them in one call
+        await wait_until_true(lambda: not launcher._following)
+    finally:
+        await launcher.stop()
+    lines = outcome_lines(caplog)
+    processed = [line for line in lines if "processed" in line]
+    assert len(processed) == 1, lines
+    expected = launcher_module.task_ranges(set(task_ids) - failing)
+    assert processed[0].startswith("28 task(s) of routine work processed: 0 product(s); tasks ")
+    assert f"; tasks {expected}; logs in " in processed[0]
+    for task in failing:
+        assert sum(line.startswith(f"task {task} (work) attempt 1 external_error: exit code 1") for line in lines) == 1
+
+
+async def test_a_few_jobs_recorded_at_once_are_logged_in_a_line_each(db, pool, settings, configure, caplog):
+    caplog.set_level("INFO", logger="hrwsi.launcher")
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 3)
+    launcher = Launcher(pool, settings, EndingBackend(set()))
+    await launcher._register_once()
+    await launcher.start()
+    try:
+        await launcher.dispatch()
+        await wait_until_true(lambda: not launcher._following)
+    finally:
+        await launcher.stop()
+    task_ids = [row[0] for row in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    lines = outcome_lines(caplog)
+    assert sorted(lines) == sorted(f"task {task} (work) processed: 0 product(s); log "
+                                   + db.execute("SELECT log_path FROM hrwsi.job WHERE task_id = %s", (task,)).fetchone()[0]
+                                   for task in task_ids)
