@@ -327,7 +327,7 @@ RETURN state IN ('processed', 'terminated', 'cancelled');
 
 CREATE TABLE hrwsi.processing_task (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    input_id       bigint NOT NULL CONSTRAINT task_input_must_exist REFERENCES hrwsi.input (id),
+    input_id       bigint NOT NULL,  -- no foreign key (migration 0026): hrwsi.refuse_removing_inputs_tasks_name
     routine        text NOT NULL,  -- checked without a key: hrwsi.refuse_removing_what_tasks_name
     worker         text CONSTRAINT task_worker_must_exist REFERENCES hrwsi.worker (name),
     planned_start  timestamptz,
@@ -1192,7 +1192,10 @@ BEGIN
       AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
       AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
       AND EXISTS (SELECT 1 FROM processing_task d WHERE d.input_id = i.id AND d.state = 'processed')
-    ORDER BY i.measured_at, i.id;
+    ORDER BY i.measured_at, i.id
+    -- Each input locked, as the tasks' key to their input locked it (migration 0026): none of them
+    -- can be removed before this transaction ends (hrwsi.refuse_removing_inputs_tasks_name).
+    FOR KEY SHARE OF i;
     GET DIAGNOSTICS created = ROW_COUNT;
     IF created = 0 THEN
         RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
@@ -1443,12 +1446,63 @@ CREATE TRIGGER processing_routine_named_by_tasks AFTER DELETE OR UPDATE OF name 
 CREATE TRIGGER lane_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.lane
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
 
--- A task's routine or lane changed by hand must still name one that exists, as the keys required
--- (migration 0025); locked until the transaction ends, as a key locks it. hrwsi never changes
--- them, so this runs only for such an UPDATE (its WHEN condition).
+-- A task names its input without a foreign key (migration 0026): the key probed and locked the
+-- input for every task created, about a seventh of inserting a burst. Tasks are made only by
+-- hrwsi.create_tasks_for_new_inputs, for the inputs its statement inserted, and by hrwsi.reprocess,
+-- which locks the inputs it reprocesses; what the key refused is refused here: removing an input
+-- that tasks name (retention removes an input after its tasks), or changing its id.
+CREATE FUNCTION hrwsi.refuse_removing_inputs_tasks_name() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    named_input bigint;
+    named bigint;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF EXISTS (SELECT 1 FROM processing_task t WHERE t.input_id = OLD.id) THEN
+            RAISE EXCEPTION 'input % cannot change its id while tasks name it', OLD.id
+                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_input_must_exist';
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
+    -- After the rows' locks were taken: tasks of a transaction that held one are committed and
+    -- seen. A stricter isolation would not see them (its snapshot is older): refused there.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'an input is removed only in a READ COMMITTED transaction (the default)'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'under a stricter isolation the check for its tasks cannot see tasks created meanwhile';
+    END IF;
+    SELECT o.id, (SELECT count(*) FROM processing_task t WHERE t.input_id = o.id) INTO named_input, named
+    FROM old_rows o
+    WHERE EXISTS (SELECT 1 FROM processing_task t WHERE t.input_id = o.id)
+    ORDER BY o.id LIMIT 1;
+    IF named_input IS NOT NULL THEN
+        RAISE EXCEPTION 'input % cannot be removed while % task(s) name it', named_input, named
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_input_must_exist',
+                  HINT = 'tasks are the record of what ran: retention (`hrwsi prune`) removes an input with its tasks';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER input_named_by_tasks_removed AFTER DELETE ON hrwsi.input
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_removing_inputs_tasks_name();
+CREATE TRIGGER input_named_by_tasks_renumbered AFTER UPDATE OF id ON hrwsi.input
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION hrwsi.refuse_removing_inputs_tasks_name();
+
+-- A task's input, routine or lane changed by hand must still name one that exists, as the keys
+-- required (migrations 0025, 0026); locked until the transaction ends, as a key locks it. hrwsi
+-- never changes them, so this runs only for such an UPDATE (its WHEN condition).
 CREATE FUNCTION hrwsi.refuse_a_task_naming_what_does_not_exist() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
+    IF NEW.input_id IS DISTINCT FROM OLD.input_id
+       AND NOT EXISTS (SELECT 1 FROM input i WHERE i.id = NEW.input_id FOR KEY SHARE) THEN
+        RAISE EXCEPTION 'task %: there is no input %', NEW.id, NEW.input_id
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_input_must_exist';
+    END IF;
     IF NEW.routine IS DISTINCT FROM OLD.routine
        AND NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = NEW.routine FOR KEY SHARE) THEN
         RAISE EXCEPTION 'task %: there is no routine %', NEW.id, NEW.routine
@@ -1461,8 +1515,9 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER processing_task_names_what_exists BEFORE UPDATE OF routine, lane ON hrwsi.processing_task
-    FOR EACH ROW WHEN (NEW.routine IS DISTINCT FROM OLD.routine OR NEW.lane IS DISTINCT FROM OLD.lane)
+CREATE TRIGGER processing_task_names_what_exists BEFORE UPDATE OF input_id, routine, lane ON hrwsi.processing_task
+    FOR EACH ROW WHEN (NEW.input_id IS DISTINCT FROM OLD.input_id OR NEW.routine IS DISTINCT FROM OLD.routine
+                       OR NEW.lane IS DISTINCT FROM OLD.lane)
     EXECUTE FUNCTION hrwsi.refuse_a_task_naming_what_does_not_exist();
 
 -- A dependency that ends terminated or cancelled blocks its dependents; retried, it unblocks them.

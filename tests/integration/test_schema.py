@@ -155,7 +155,8 @@ def test_differences_name_missing_keys_and_items():
 
 def test_describe_reads_triggers(database_url):
     names = {trigger[0] for trigger in describe(database_url)["hrwsi.input triggers"]}
-    assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates", "input_refuses_truncate"}
+    assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates", "input_refuses_truncate",
+                     "input_named_by_tasks_removed", "input_named_by_tasks_renumbered"}
 
 
 def test_one_small_notification_for_a_large_insert(configured, database_url):
@@ -610,15 +611,91 @@ def test_a_job_update_is_refused_or_completed_alike_whatever_the_statement_sets_
 @pytest.mark.parametrize("column, value, constraint", [
     ("routine", "nowhere", "task_routine_must_exist"),
     ("lane", "nowhere", "task_lane_must_exist"),
+    ("input_id", 987654321, "task_input_must_exist"),
 ])
 def test_a_task_updated_to_name_what_does_not_exist_is_refused(configured, column, value, constraint):
     # The keys of a task's routine and lane are gone (migration 0022); an UPDATE is still checked (0025).
     insert_input(configured)
     configured.execute("SET ROLE hrwsi_service")
-    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"there is no {column} {value}") as refused:
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="there is no") as refused:
         configured.execute(sql.SQL("UPDATE hrwsi.processing_task SET {} = %s").format(sql.Identifier(column)),
                            (value,))
+    assert f"there is no {column.removesuffix('_id')} {value}" in str(refused.value)
     assert refused.value.diag.constraint_name == constraint
     configured.execute("UPDATE hrwsi.processing_task SET lane = 'archive'")  # one that exists: allowed
     configured.execute("RESET ROLE")
     assert configured.execute("SELECT routine, lane FROM hrwsi.processing_task").fetchall() == [("maja", "archive")]
+
+
+def test_an_input_that_tasks_name_is_neither_removed_nor_renumbered(configured):
+    # The task's key to its input is gone (migration 0026): what it refused is refused by a trigger.
+    insert_input(configured)
+    input_id = configured.execute("SELECT id FROM hrwsi.input").fetchone()[0]
+    with pytest.raises(psycopg.errors.ForeignKeyViolation,
+                       match=re.escape(f"input {input_id} cannot be removed while 1 task(s) name it")) as refused:
+        configured.execute("DELETE FROM hrwsi.input")
+    assert refused.value.diag.constraint_name == "task_input_must_exist"
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="cannot change its id while tasks name it"):
+        configured.execute("UPDATE hrwsi.input SET id = DEFAULT")  # (an identity: a new id)
+    assert configured.execute("SELECT input_id FROM hrwsi.processing_task").fetchall() == [(input_id,)]
+    assert configured.execute("SELECT id FROM hrwsi.input").fetchall() == [(input_id,)]
+
+
+def test_an_input_whose_tasks_are_gone_can_be_removed_and_many_in_one_statement_are_checked_together(configured):
+    for n in range(3):
+        insert_input(configured, f"/data/{n}.SAFE")
+    first = configured.execute("SELECT min(input_id) FROM hrwsi.processing_task").fetchone()[0]
+    configured.execute("DELETE FROM hrwsi.processing_task WHERE input_id <> %s", (first,))  # as retention does
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"input {first} cannot be removed"):
+        configured.execute("DELETE FROM hrwsi.input")  # all three in one statement: none removed
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 3
+    configured.execute("DELETE FROM hrwsi.input WHERE id <> %s", (first,))
+    assert configured.execute("SELECT id FROM hrwsi.input").fetchall() == [(first,)]
+
+
+def test_removing_an_input_waits_for_a_campaign_reprocessing_it_then_is_refused(configured, database_url):
+    """The tasks' input has no foreign key (migration 0026): hrwsi.reprocess locks the inputs it takes."""
+    insert_input(configured)
+    configured.execute("SET session_replication_role = replica")  # a processed task, placed without triggers
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'processed', finished_at = now()")
+    configured.execute("SET session_replication_role = origin")
+    reprocessing = psycopg.connect(database_url)
+    removing = psycopg.connect(database_url)
+    outcome = {}
+
+    def remove_as_retention_would():
+        try:
+            removing.execute("DELETE FROM hrwsi.processing_task WHERE campaign_id IS NULL")
+            removing.execute("DELETE FROM hrwsi.input")
+            removing.commit()
+            outcome["removing"] = "removed"
+        except psycopg.errors.ForeignKeyViolation as error:
+            removing.rollback()
+            outcome["removing"] = str(error)
+
+    try:
+        reprocessing.execute("SELECT * FROM hrwsi.reprocess(routine => 'maja', measured_from => %s, measured_to => %s)",
+                             (NOW - timedelta(days=2), NOW))  # its task names the input; not committed yet
+        racer = threading.Thread(target=remove_as_retention_would)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive(), "removing the input waits for the transaction reprocessing it"
+        reprocessing.commit()
+        racer.join(5)
+    finally:
+        reprocessing.close()
+        removing.close()
+    assert "cannot be removed while 1 task(s) name it" in outcome["removing"]
+    orphans = configured.execute("""SELECT count(*) FROM hrwsi.processing_task t WHERE NOT EXISTS
+                                    (SELECT 1 FROM hrwsi.input i WHERE i.id = t.input_id)""")
+    assert orphans.fetchone()[0] == 0
+
+
+def test_removing_an_input_under_a_stricter_isolation_is_refused_with_why(configured):
+    insert_input(configured)
+    configured.execute("DELETE FROM hrwsi.processing_task")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="only in a READ COMMITTED transaction"):
+        with configured.transaction():
+            configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            configured.execute("DELETE FROM hrwsi.input")
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
