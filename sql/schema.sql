@@ -180,8 +180,8 @@ CREATE TABLE hrwsi.campaign (
 
 CREATE TABLE hrwsi.input (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    processing_condition text NOT NULL CONSTRAINT input_processing_condition_must_exist
-        REFERENCES hrwsi.processing_condition (name),
+    -- no foreign key (migration 0027): checked once per statement by hrwsi.create_tasks_for_new_inputs
+    processing_condition text NOT NULL,
     -- Paths are absolute, without surrounding white space, control characters or '..' segments,
     -- and short enough for the unique index that guards them (a btree entry holds ~2,700 bytes).
     input_path           text NOT NULL CONSTRAINT input_path_is_not_empty CHECK (btrim(input_path) <> '')
@@ -1312,7 +1312,25 @@ CREATE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plp
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     series record;
+    missing text;
 BEGIN
+    -- The conditions the new inputs name, each locked once, as the input's key locked it for every
+    -- row (migration 0027), then checked: an input naming a condition that does not exist is
+    -- refused as the key refused it, with its name and its message, and nothing is kept.
+    PERFORM 1 FROM processing_condition c
+    WHERE c.name IN (SELECT n.processing_condition FROM new_rows n)
+    FOR KEY SHARE OF c;
+    SELECT n.processing_condition INTO missing FROM new_rows n
+    WHERE NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = n.processing_condition)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
+                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition".',
+                                  missing),
+                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+    END IF;
+
     -- Two INSERTs on one time series (routine, tile) chain their tasks one after the other: the
     -- second waits here until the first commits, then sees its tasks. Locks in a fixed order.
     FOR series IN
@@ -1413,30 +1431,42 @@ CREATE TRIGGER input_create_tasks AFTER INSERT ON hrwsi.input
 CREATE FUNCTION hrwsi.refuse_removing_what_tasks_name() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
+    what text := CASE TG_TABLE_NAME WHEN 'lane' THEN 'lane' WHEN 'processing_condition' THEN 'condition'
+                                    ELSE 'routine' END;
     named bigint;
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.name = OLD.name THEN
         RETURN NULL;
     END IF;
-    -- After the row's lock was taken: tasks of a transaction that held it are committed and seen.
-    -- A stricter isolation would not see them (its snapshot is older): refused there.
+    -- After the row's lock was taken: tasks (inputs) of a transaction that held it are committed
+    -- and seen. A stricter isolation would not see them (its snapshot is older): refused there.
     IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'a % is removed or renamed only in a READ COMMITTED transaction (the default)',
-            CASE TG_TABLE_NAME WHEN 'lane' THEN 'lane' ELSE 'routine' END
+        RAISE EXCEPTION 'a % is removed or renamed only in a READ COMMITTED transaction (the default)', what
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'under a stricter isolation the check for its tasks cannot see tasks created meanwhile';
+                  HINT = format('under a stricter isolation the check for its %s cannot see %s created meanwhile',
+                                CASE what WHEN 'condition' THEN 'inputs' ELSE 'tasks' END,
+                                CASE what WHEN 'condition' THEN 'inputs' ELSE 'tasks' END);
     END IF;
-    IF TG_TABLE_NAME = 'lane' THEN
+    IF what = 'condition' THEN
+        SELECT count(*) INTO named FROM input i WHERE i.processing_condition = OLD.name;
+        IF named > 0 THEN
+            RAISE EXCEPTION 'condition % cannot be % while % input(s) name it', OLD.name,
+                CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'renamed' END, named
+                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
+                      HINT = 'inputs are the record of what came in: to stop a condition, set it inactive (`active = false`)';
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF what = 'lane' THEN
         SELECT count(*) INTO named FROM processing_task t WHERE t.lane = OLD.name;
     ELSE
         SELECT count(*) INTO named FROM processing_task t WHERE t.routine = OLD.name;
     END IF;
     IF named > 0 THEN
-        RAISE EXCEPTION '% % cannot be % while % task(s) name it',
-            CASE TG_TABLE_NAME WHEN 'lane' THEN 'lane' ELSE 'routine' END, OLD.name,
+        RAISE EXCEPTION '% % cannot be % while % task(s) name it', what, OLD.name,
             CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'renamed' END, named
             USING ERRCODE = 'foreign_key_violation',
-                  CONSTRAINT = CASE TG_TABLE_NAME WHEN 'lane' THEN 'task_lane_must_exist' ELSE 'task_routine_must_exist' END,
+                  CONSTRAINT = CASE what WHEN 'lane' THEN 'task_lane_must_exist' ELSE 'task_routine_must_exist' END,
                   HINT = 'tasks are the record of what ran: to stop a routine, `hrwsi hold <routine>`';
     END IF;
     RETURN NULL;
@@ -1445,6 +1475,27 @@ CREATE TRIGGER processing_routine_named_by_tasks AFTER DELETE OR UPDATE OF name 
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
 CREATE TRIGGER lane_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.lane
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
+CREATE TRIGGER processing_condition_named_by_inputs AFTER DELETE OR UPDATE OF name ON hrwsi.processing_condition
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
+
+-- An input's condition changed by hand must still name one that exists, as the key required
+-- (migration 0027); locked until the transaction ends, as a key locks it. hrwsi never changes it,
+-- so this runs only for such an UPDATE (its WHEN condition).
+CREATE FUNCTION hrwsi.refuse_an_input_naming_what_does_not_exist() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = NEW.processing_condition FOR KEY SHARE) THEN
+        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
+                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition".',
+                                  NEW.processing_condition),
+                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER input_names_a_condition_that_exists BEFORE UPDATE OF processing_condition ON hrwsi.input
+    FOR EACH ROW WHEN (NEW.processing_condition IS DISTINCT FROM OLD.processing_condition)
+    EXECUTE FUNCTION hrwsi.refuse_an_input_naming_what_does_not_exist();
 
 -- A task names its input without a foreign key (migration 0026): the key probed and locked the
 -- input for every task created, about a seventh of inserting a burst. Tasks are made only by

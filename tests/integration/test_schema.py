@@ -156,7 +156,8 @@ def test_differences_name_missing_keys_and_items():
 def test_describe_reads_triggers(database_url):
     names = {trigger[0] for trigger in describe(database_url)["hrwsi.input triggers"]}
     assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates", "input_refuses_truncate",
-                     "input_named_by_tasks_removed", "input_named_by_tasks_renumbered"}
+                     "input_named_by_tasks_removed", "input_named_by_tasks_renumbered",
+                     "input_names_a_condition_that_exists"}
 
 
 def test_one_small_notification_for_a_large_insert(configured, database_url):
@@ -699,3 +700,78 @@ def test_removing_an_input_under_a_stricter_isolation_is_refused_with_why(config
             configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             configured.execute("DELETE FROM hrwsi.input")
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
+
+
+def test_an_input_naming_a_condition_that_does_not_exist_is_refused_as_the_key_refused_it(configured):
+    # The input's key to its condition is gone (migration 0027): the statement is checked once, and
+    # a data engineer reads what the key said.
+    with pytest.raises(psycopg.errors.ForeignKeyViolation,
+                       match='violates foreign key constraint "input_processing_condition_must_exist"') as refused:
+        configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                              VALUES ('l1c', '/data/good.SAFE'), ('nope', '/data/bad.SAFE')""")
+    assert refused.value.diag.constraint_name == "input_processing_condition_must_exist"
+    assert refused.value.diag.message_detail == 'Key (processing_condition)=(nope) is not present in table "processing_condition".'
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0, "nothing of the statement kept"
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 0
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="input_processing_condition_must_exist") as refused:
+        configured.execute("UPDATE hrwsi.input SET processing_condition = 'nope'")
+    assert refused.value.diag.constraint_name == "input_processing_condition_must_exist"
+    assert configured.execute("SELECT processing_condition FROM hrwsi.input").fetchall() == [("l1c",)]
+
+
+@pytest.mark.parametrize("statement, message", [
+    ("DELETE FROM hrwsi.processing_condition WHERE name = 'l1c'", "condition l1c cannot be removed while 1 input(s) name it"),
+    ("UPDATE hrwsi.processing_condition SET name = 'l1c_new' WHERE name = 'l1c'",
+     "condition l1c cannot be renamed while 1 input(s) name it"),
+])
+def test_a_condition_that_inputs_name_is_neither_removed_nor_renamed(configured, statement, message):
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=re.escape(message)) as refused:
+        configured.execute(statement)
+    assert refused.value.diag.constraint_name == "input_processing_condition_must_exist"
+    configured.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('unused', 'maja')")
+    configured.execute("UPDATE hrwsi.processing_condition SET name = 'unused2' WHERE name = 'unused'")
+    configured.execute("DELETE FROM hrwsi.processing_condition WHERE name = 'unused2'")  # no input names it
+    assert configured.execute("SELECT name FROM hrwsi.processing_condition").fetchall() == [("l1c",)]
+
+
+def test_removing_a_condition_waits_for_a_transaction_inserting_its_inputs_then_is_refused(configured, database_url):
+    """The input's condition has no foreign key (migration 0027): the inserting statement locks it once."""
+    inserting = psycopg.connect(database_url)
+    removing = psycopg.connect(database_url)
+    outcome = {}
+
+    def remove():
+        try:
+            removing.execute("DELETE FROM hrwsi.processing_condition WHERE name = 'l1c'")
+            removing.commit()
+            outcome["removing"] = "removed"
+        except psycopg.errors.ForeignKeyViolation as error:
+            removing.rollback()
+            outcome["removing"] = str(error)
+
+    try:
+        insert_input(inserting, "/race/condition")  # not committed yet
+        racer = threading.Thread(target=remove)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive(), "removing the condition waits for the transaction inserting its input"
+        inserting.commit()
+        racer.join(5)
+    finally:
+        inserting.close()
+        removing.close()
+    assert "condition l1c cannot be removed while 1 input(s) name it" in outcome["removing"]
+    orphans = configured.execute("""SELECT count(*) FROM hrwsi.input i WHERE NOT EXISTS
+                                    (SELECT 1 FROM hrwsi.processing_condition c WHERE c.name = i.processing_condition)""")
+    assert orphans.fetchone()[0] == 0
+
+
+def test_removing_a_condition_under_a_stricter_isolation_is_refused_with_why(configured):
+    configured.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('unused', 'maja')")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="a condition is removed or renamed only in a READ"):
+        with configured.transaction():
+            configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            configured.execute("DELETE FROM hrwsi.processing_condition WHERE name = 'unused'")
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_condition WHERE name = 'unused'").fetchone()[0] == 1
