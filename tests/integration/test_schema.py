@@ -775,3 +775,88 @@ def test_removing_a_condition_under_a_stricter_isolation_is_refused_with_why(con
             configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             configured.execute("DELETE FROM hrwsi.processing_condition WHERE name = 'unused'")
     assert configured.execute("SELECT count(*) FROM hrwsi.processing_condition WHERE name = 'unused'").fetchone()[0] == 1
+
+
+def insert_job(db, attempt=1):
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                  SELECT id, %s, 'local', 'j' || id || '-' || %s FROM hrwsi.processing_task""", (attempt, attempt))
+
+
+def test_a_job_naming_a_task_that_does_not_exist_is_refused_as_the_key_refused_it(configured):
+    # The job's key to its task is gone (migration 0028): each statement is checked once.
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation,
+                       match='violates foreign key constraint "job_task_must_exist"') as refused:
+        configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                              SELECT id, 1, 'local', 'good' FROM hrwsi.processing_task
+                              UNION ALL SELECT 987654321, 1, 'local', 'bad'""")
+    assert refused.value.diag.constraint_name == "job_task_must_exist"
+    assert refused.value.diag.message_detail == 'Key (task_id)=(987654321) is not present in table "processing_task".'
+    assert configured.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 0, "nothing of the statement kept"
+    insert_job(configured)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="job_task_must_exist"):
+        configured.execute("UPDATE hrwsi.job SET task_id = 987654321")
+    assert configured.execute("SELECT count(*) FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id"
+                              ).fetchone()[0] == 1
+
+
+def test_a_task_that_jobs_name_is_neither_removed_nor_renumbered_and_without_them_it_can_go(configured):
+    insert_input(configured)
+    insert_job(configured)
+    task = configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    with pytest.raises(psycopg.errors.ForeignKeyViolation,
+                       match=re.escape(f"task {task} cannot be removed while 1 job(s) name it")) as refused:
+        configured.execute("DELETE FROM hrwsi.processing_task")
+    assert refused.value.diag.constraint_name == "job_task_must_exist"
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="cannot change its id while jobs name it"):
+        configured.execute("UPDATE hrwsi.processing_task SET id = DEFAULT")  # (an identity: a new id)
+    configured.execute("DELETE FROM hrwsi.job")  # as retention does: the attempts first
+    configured.execute("DELETE FROM hrwsi.processing_task")
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("claimed", [False, True], ids=["a job inserted by hand", "a job of a task this transaction claimed"])
+def test_removing_a_task_waits_for_a_transaction_inserting_its_job_then_is_refused(configured, database_url, claimed):
+    """The job's task has no foreign key (migration 0028): the statement inserting jobs locks their
+    tasks, unless the same transaction changed them already (as the claim does: that lock holds)."""
+    insert_input(configured)
+    inserting = psycopg.connect(database_url)
+    removing = psycopg.connect(database_url)
+    outcome = {}
+
+    def remove():
+        try:
+            removing.execute("DELETE FROM hrwsi.processing_task")
+            removing.commit()
+            outcome["removing"] = "removed"
+        except psycopg.errors.ForeignKeyViolation as error:
+            removing.rollback()
+            outcome["removing"] = str(error)
+
+    try:
+        if claimed:
+            inserting.execute("""UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1, worker = 'w1',
+                                 planned_start = now(), planned_end = now() + interval '5 min'""")
+        insert_job(inserting)  # not committed yet
+        racer = threading.Thread(target=remove)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive(), "removing the task waits for the transaction inserting its job"
+        inserting.commit()
+        racer.join(5)
+    finally:
+        inserting.close()
+        removing.close()
+    assert "cannot be removed while 1 job(s) name it" in outcome["removing"]
+    orphans = configured.execute("""SELECT count(*) FROM hrwsi.job j WHERE NOT EXISTS
+                                    (SELECT 1 FROM hrwsi.processing_task t WHERE t.id = j.task_id)""")
+    assert orphans.fetchone()[0] == 0
+
+
+def test_removing_a_task_under_a_stricter_isolation_is_refused_with_why(configured):
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="a task is removed only in a READ COMMITTED"):
+        with configured.transaction():
+            configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            configured.execute("DELETE FROM hrwsi.processing_task")
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
