@@ -1478,9 +1478,9 @@ CREATE TRIGGER lane_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.lane
 CREATE TRIGGER processing_condition_named_by_inputs AFTER DELETE OR UPDATE OF name ON hrwsi.processing_condition
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
 
--- A job names its task without a foreign key (migration 0028): the key locked the task for every
--- job inserted, and the claim inserts each job right after updating its task in the same statement,
--- so that each lock was a MultiXact (a tenth of a dispatch call of 2,000). Checked once per
+-- A job names its task without a foreign key (migration 0028): the key ran a query and wrote a lock
+-- into the task's row for every job inserted, although the claim inserts each job right after
+-- updating its task in the same statement (whose lock holds it already). Checked once per
 -- statement instead, with the key's name and message: the tasks a statement's jobs name are
 -- locked as the key locked them, except those this transaction changed already (their own lock,
 -- the claim's, holds them), then each must exist. An UPDATE naming another task is checked alike.

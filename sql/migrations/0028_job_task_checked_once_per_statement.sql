@@ -1,10 +1,11 @@
 -- hrwsi schema, version 28: a job's task is checked once per statement, not by a foreign key for
 -- every job (issue 15).
 --
--- The key locked the task for every job inserted. The claim (hrwsi.dispatch) inserts each job right
--- after updating its task in the same statement, so each of those locks joined the update's own
--- lock in a MultiXact: a tenth of a dispatch call of 2,000 tasks (the server's time for five such
--- calls, three pairs: 530-595 ms with the key, 497-525 ms without). What it guarded is kept:
+-- The key locked the task for every job inserted: a query of its own and a lock written into the
+-- task's row (with its WAL record) for every job, although the claim (hrwsi.dispatch) inserts each
+-- job right after updating its task in the same statement, whose lock holds the task already (the
+-- server's time for five dispatch calls of 2,000 tasks, three pairs: 530-595 ms with the key,
+-- 497-525 ms without it). What it guarded is kept:
 -- - every INSERT of jobs is checked once per statement: the tasks its jobs name are locked FOR KEY
 --   SHARE, except those this transaction changed already (the claim's lock holds them), and a job
 --   naming a task that does not exist is refused with the key's name and message; an UPDATE of a
@@ -15,9 +16,9 @@
 
 ALTER TABLE hrwsi.job DROP CONSTRAINT job_task_must_exist;
 
--- A job names its task without a foreign key (migration 0028): the key locked the task for every
--- job inserted, and the claim inserts each job right after updating its task in the same statement,
--- so that each lock was a MultiXact (a tenth of a dispatch call of 2,000). Checked once per
+-- A job names its task without a foreign key (migration 0028): the key ran a query and wrote a lock
+-- into the task's row for every job inserted, although the claim inserts each job right after
+-- updating its task in the same statement (whose lock holds it already). Checked once per
 -- statement instead, with the key's name and message: the tasks a statement's jobs name are
 -- locked as the key locked them, except those this transaction changed already (their own lock,
 -- the claim's, holds them), then each must exist. An UPDATE naming another task is checked alike.
