@@ -492,17 +492,16 @@ def test_a_routine_no_task_names_can_be_removed(configured):
                               ).fetchone()[0] == 0
 
 
-def test_removing_a_routine_waits_for_a_transaction_creating_its_tasks_then_is_refused(configured, database_url):
-    """The tasks' routine has no foreign key (migration 0022): the statement creating them locks it once."""
-    a_second_routine(configured)
-    creating = psycopg.connect(database_url)
+def removal_waiting_for(database_url, hold, remove) -> str:
+    """`hold(conn)` in one transaction, not committed; then `remove(conn)` in another, which must wait
+    for the first to commit. How the removal ended: "removed", or its error."""
+    holding = psycopg.connect(database_url)
     removing = psycopg.connect(database_url)
     outcome = {}
 
-    def repoint_and_remove():
+    def run():
         try:
-            removing.execute("UPDATE hrwsi.processing_condition SET routine = 'maja2' WHERE name = 'l1c'")
-            removing.execute("DELETE FROM hrwsi.processing_routine WHERE name = 'maja'")
+            remove(removing)
             removing.commit()
             outcome["removing"] = "removed"
         except psycopg.errors.ForeignKeyViolation as error:
@@ -510,17 +509,31 @@ def test_removing_a_routine_waits_for_a_transaction_creating_its_tasks_then_is_r
             outcome["removing"] = str(error)
 
     try:
-        insert_input(creating, "/race/routine")  # its task names maja; not committed yet
-        racer = threading.Thread(target=repoint_and_remove)
+        hold(holding)
+        racer = threading.Thread(target=run)
         racer.start()
         racer.join(0.5)
-        assert racer.is_alive(), "removing the routine waits for the transaction creating its task"
-        creating.commit()
+        assert racer.is_alive(), "the removal waits for the transaction that holds what it removes"
+        holding.commit()
         racer.join(5)
     finally:
-        creating.close()
+        holding.close()
         removing.close()
-    assert "routine maja cannot be removed while 1 task(s) name it" in outcome["removing"]
+    return outcome["removing"]
+
+
+def test_removing_a_routine_waits_for_a_transaction_creating_its_tasks_then_is_refused(configured, database_url):
+    """The tasks' routine has no foreign key (migration 0022): the statement creating them locks it once."""
+    a_second_routine(configured)
+
+    def repoint_and_remove(removing):
+        removing.execute("UPDATE hrwsi.processing_condition SET routine = 'maja2' WHERE name = 'l1c'")
+        removing.execute("DELETE FROM hrwsi.processing_routine WHERE name = 'maja'")
+
+    # its task names maja; not committed yet
+    removal = removal_waiting_for(database_url, lambda creating: insert_input(creating, "/race/routine"),
+                                  repoint_and_remove)
+    assert "routine maja cannot be removed while 1 task(s) name it" in removal
     orphans = configured.execute("""SELECT count(*) FROM hrwsi.processing_task t WHERE NOT EXISTS
                                     (SELECT 1 FROM hrwsi.processing_routine r WHERE r.name = t.routine)""")
     assert orphans.fetchone()[0] == 0
@@ -660,33 +673,17 @@ def test_removing_an_input_waits_for_a_campaign_reprocessing_it_then_is_refused(
     configured.execute("SET session_replication_role = replica")  # a processed task, placed without triggers
     configured.execute("UPDATE hrwsi.processing_task SET state = 'processed', finished_at = now()")
     configured.execute("SET session_replication_role = origin")
-    reprocessing = psycopg.connect(database_url)
-    removing = psycopg.connect(database_url)
-    outcome = {}
 
-    def remove_as_retention_would():
-        try:
-            removing.execute("DELETE FROM hrwsi.processing_task WHERE campaign_id IS NULL")
-            removing.execute("DELETE FROM hrwsi.input")
-            removing.commit()
-            outcome["removing"] = "removed"
-        except psycopg.errors.ForeignKeyViolation as error:
-            removing.rollback()
-            outcome["removing"] = str(error)
-
-    try:
+    def reprocess(reprocessing):  # its task names the input; not committed yet
         reprocessing.execute("SELECT * FROM hrwsi.reprocess(routine => 'maja', measured_from => %s, measured_to => %s)",
-                             (NOW - timedelta(days=2), NOW))  # its task names the input; not committed yet
-        racer = threading.Thread(target=remove_as_retention_would)
-        racer.start()
-        racer.join(0.5)
-        assert racer.is_alive(), "removing the input waits for the transaction reprocessing it"
-        reprocessing.commit()
-        racer.join(5)
-    finally:
-        reprocessing.close()
-        removing.close()
-    assert "cannot be removed while 1 task(s) name it" in outcome["removing"]
+                             (NOW - timedelta(days=2), NOW))
+
+    def remove_as_retention_would(removing):
+        removing.execute("DELETE FROM hrwsi.processing_task WHERE campaign_id IS NULL")
+        removing.execute("DELETE FROM hrwsi.input")
+
+    removal = removal_waiting_for(database_url, reprocess, remove_as_retention_would)
+    assert "cannot be removed while 1 task(s) name it" in removal
     orphans = configured.execute("""SELECT count(*) FROM hrwsi.processing_task t WHERE NOT EXISTS
                                     (SELECT 1 FROM hrwsi.input i WHERE i.id = t.input_id)""")
     assert orphans.fetchone()[0] == 0
@@ -738,31 +735,10 @@ def test_a_condition_that_inputs_name_is_neither_removed_nor_renamed(configured,
 
 def test_removing_a_condition_waits_for_a_transaction_inserting_its_inputs_then_is_refused(configured, database_url):
     """The input's condition has no foreign key (migration 0027): the inserting statement locks it once."""
-    inserting = psycopg.connect(database_url)
-    removing = psycopg.connect(database_url)
-    outcome = {}
-
-    def remove():
-        try:
-            removing.execute("DELETE FROM hrwsi.processing_condition WHERE name = 'l1c'")
-            removing.commit()
-            outcome["removing"] = "removed"
-        except psycopg.errors.ForeignKeyViolation as error:
-            removing.rollback()
-            outcome["removing"] = str(error)
-
-    try:
-        insert_input(inserting, "/race/condition")  # not committed yet
-        racer = threading.Thread(target=remove)
-        racer.start()
-        racer.join(0.5)
-        assert racer.is_alive(), "removing the condition waits for the transaction inserting its input"
-        inserting.commit()
-        racer.join(5)
-    finally:
-        inserting.close()
-        removing.close()
-    assert "condition l1c cannot be removed while 1 input(s) name it" in outcome["removing"]
+    removal = removal_waiting_for(
+        database_url, lambda inserting: insert_input(inserting, "/race/condition"),
+        lambda removing: removing.execute("DELETE FROM hrwsi.processing_condition WHERE name = 'l1c'"))
+    assert "condition l1c cannot be removed while 1 input(s) name it" in removal
     orphans = configured.execute("""SELECT count(*) FROM hrwsi.input i WHERE NOT EXISTS
                                     (SELECT 1 FROM hrwsi.processing_condition c WHERE c.name = i.processing_condition)""")
     assert orphans.fetchone()[0] == 0
@@ -820,34 +796,16 @@ def test_removing_a_task_waits_for_a_transaction_inserting_its_job_then_is_refus
     """The job's task has no foreign key (migration 0028): the statement inserting jobs locks their
     tasks, unless the same transaction changed them already (as the claim does: that lock holds)."""
     insert_input(configured)
-    inserting = psycopg.connect(database_url)
-    removing = psycopg.connect(database_url)
-    outcome = {}
 
-    def remove():
-        try:
-            removing.execute("DELETE FROM hrwsi.processing_task")
-            removing.commit()
-            outcome["removing"] = "removed"
-        except psycopg.errors.ForeignKeyViolation as error:
-            removing.rollback()
-            outcome["removing"] = str(error)
-
-    try:
+    def insert_its_job(inserting):  # not committed yet
         if claimed:
             inserting.execute("""UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1, worker = 'w1',
                                  planned_start = now(), planned_end = now() + interval '5 min'""")
-        insert_job(inserting)  # not committed yet
-        racer = threading.Thread(target=remove)
-        racer.start()
-        racer.join(0.5)
-        assert racer.is_alive(), "removing the task waits for the transaction inserting its job"
-        inserting.commit()
-        racer.join(5)
-    finally:
-        inserting.close()
-        removing.close()
-    assert "cannot be removed while 1 job(s) name it" in outcome["removing"]
+        insert_job(inserting)
+
+    removal = removal_waiting_for(database_url, insert_its_job,
+                                  lambda removing: removing.execute("DELETE FROM hrwsi.processing_task"))
+    assert "cannot be removed while 1 job(s) name it" in removal
     orphans = configured.execute("""SELECT count(*) FROM hrwsi.job j WHERE NOT EXISTS
                                     (SELECT 1 FROM hrwsi.processing_task t WHERE t.id = j.task_id)""")
     assert orphans.fetchone()[0] == 0
