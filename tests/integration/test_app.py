@@ -34,15 +34,20 @@ async def test_wait_returns_when_a_stop_is_requested(database_url, settings):
 async def test_a_process_running_the_services_freezes_its_startup_objects_and_a_library_caller_does_not(
         database_url, settings):
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         async with App(database_url, ["harvester"], settings):
             assert gc.get_freeze_count() == 0  # a test run, a notebook: their garbage stays collectable
+            assert gc.get_threshold() == thresholds  # and is collected as often as their Python does
         async with App(database_url, ["harvester"], settings, freeze_startup_objects=True) as app:
             frozen = gc.get_freeze_count()
             assert frozen > 10_000  # the modules, the pool and the services, out of the collector's sight
+            # the youngest generation collected after 50,000 allocations, the older ones as before
+            assert gc.get_threshold() == (50_000, *thresholds[1:])
             assert app.services[0].kind == "harvester"
     finally:
         gc.unfreeze()  # the rest of this test run collects as usual
+        gc.set_threshold(*thresholds)
 
 
 async def test_a_service_that_dies_is_reported_on_exit(database_url, settings):
