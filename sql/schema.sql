@@ -1776,8 +1776,8 @@ JOIN hrwsi.task_program p ON p.task_id = t.id;
 -- Dispatch: one call claims ready work that fits now and returns what to submit.
 -- =============================================================================================
 CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
-                                          p_max_jobs integer, p_data_dir text)
-RETURNS SETOF hrwsi.job_spec LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
+                               p_max_jobs integer, p_data_dir text)
+RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
 -- (as hrwsi.record_outcomes: every table through an index, whatever the statistics the plans were made with)
 SET enable_seqscan = off AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
@@ -1787,6 +1787,10 @@ SET enable_seqscan = off AS $$
 -- any worker where it fits. An urgent task that fits nowhere reserves capacity: no less urgent
 -- task starts on the worker it waits for, nor anywhere while it waits for a budget, so near-real-
 -- time work waits at most for one running task to end (ADR 0009).
+-- Returns a row per job to submit, each saying whether work was left waiting: a task this call
+-- saw and did not start (its dependency, its routine's hold, capacity, a budget, the batch's
+-- size). When it starts nothing, one row without a job says it. If no work waits, the end of a
+-- job starts nothing, and the launcher does not call again for it (migration 0029).
 DECLARE
     planned_tasks CURSOR (p smallint, lim integer) FOR
         SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
@@ -1814,9 +1818,10 @@ DECLARE
     c record; k integer; chosen integer; misses integer; last_k integer;
     next_attempts integer[] := '{}'; strays bigint[]; scan_limit integer := 20 * p_max_jobs + 1000;
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
-    prio smallint; from_planned boolean;
+    prio smallint; from_planned boolean; seen integer := 0;
     installation text;
 BEGIN
+    work_waiting := true;  -- until this call has seen every list
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
         RAISE EXCEPTION 'another launcher is dispatching right now' USING ERRCODE = 'lock_not_available';
     END IF;
@@ -1846,6 +1851,7 @@ BEGIN
     LEFT JOIN usage u ON u.worker = w.name
     WHERE w.active;
     IF names IS NULL THEN
+        RETURN NEXT;  -- no job; work may wait
         RETURN;
     END IF;
     SELECT cpu_max::float8 AS cpu, ram_max_mb::float8 AS ram, storage_max_mb::float8 AS disk, vm_max AS vms
@@ -1859,6 +1865,7 @@ BEGIN
             LOOP
                 IF from_planned THEN FETCH planned_tasks INTO c; ELSE FETCH pending_tasks INTO c; END IF;
                 EXIT WHEN NOT FOUND;
+                seen := seen + 1;
                 IF cardinality(ids) >= p_max_jobs OR (budget_reserved AND prio > 0) THEN
                     -- Enough for this call, or urgent work waits for a budget: nothing less urgent starts.
                     IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
@@ -1949,7 +1956,9 @@ BEGIN
         FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n)
         WHERE NOT x.id = ANY (strays);
     END IF;
+    work_waiting := seen > coalesce(cardinality(ids), 0);
     IF coalesce(cardinality(ids), 0) = 0 THEN
+        RETURN NEXT;  -- no job
         RETURN;
     END IF;
     SELECT installation_id::text INTO installation FROM hrwsi.installation;
@@ -1982,7 +1991,7 @@ BEGIN
     )
     SELECT array_agg(id) INTO new_jobs FROM inserted;
     -- A new statement: it sees the jobs just inserted.
-    RETURN QUERY SELECT s.* FROM job_spec s WHERE s.job_id = ANY (new_jobs) ORDER BY s.job_id;
+    RETURN QUERY SELECT s, work_waiting FROM job_spec s WHERE s.job_id = ANY (new_jobs) ORDER BY s.job_id;
 END $$;
 
 -- =============================================================================================

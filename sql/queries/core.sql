@@ -110,8 +110,9 @@ RETURNING t.id, t.worker;
 -- ============================================================================================
 
 -- name: dispatch
--- Claim what fits now, in serving order, fenced by the caller's lease; returns hrwsi.job_spec rows.
-SELECT * FROM hrwsi.dispatch($1, $2, $3, $4, $5);
+-- Claim what fits now, in serving order, fenced by the caller's lease; returns (job, work_waiting)
+-- rows: a hrwsi.job_spec per job to submit, or one row without a job, and whether work waits.
+SELECT job, work_waiting FROM hrwsi.dispatch($1, $2, $3, $4, $5);
 
 -- name: record_outcomes
 -- How attempts ended, their products and their tasks' next states, in one call fenced by the lease.

@@ -4,7 +4,8 @@ Flow: `hrwsi_task` (a task pending or planned, or one that frees capacity) or `h
 ended) -> step "dispatch": ONE call of the database function `hrwsi.dispatch` claims ready tasks
 that fit their worker and every budget now, in serving order (lane, deadline, planned start, age;
 ADR 0009), marks them dispatched and inserts one job row per attempt (unique per task and attempt:
-no duplicate job, ever), and returns what to submit. Then each job is submitted and followed;
+no duplicate job, ever), and returns what to submit and whether it left work waiting (a job's end
+wakes the step only then: otherwise the call would find nothing). Then each job is submitted and followed;
 outcomes are recorded in batches by ONE call of `hrwsi.record_outcomes` (the job's end, its
 products, the task's next state), and how jobs progress (queued, running) by one statement every
 PROGRESS_BATCH_S. The dispatch and the outcomes are fenced by this launcher's lease: after a pause
@@ -183,9 +184,12 @@ class Launcher(Service):
         self.dispatch_batch = AdaptiveBatch(BATCH)
         self.steps = {"dispatch": self.dispatch, "adopt": self.adopt, "cancel": self.cancel_requested_jobs,
                       "release_stranded": self.release_stranded_jobs}
-        frees_or_adds_work = ("planned", *FINAL_TASK_STATES, "pending")
-        self.router.on("hrwsi_task", "dispatch", when=lambda n: any(s in n.counts for s in frees_or_adds_work))
-        self.router.on("hrwsi_job", "dispatch", when=lambda n: any(s in n.counts for s in FINAL_JOB_STATES))
+        # Work to start wakes dispatch; the end of a job (capacity freed, a dependency over) only
+        # when the last call left work waiting: otherwise that call would find nothing.
+        self.router.on("hrwsi_task", "dispatch", when=lambda n: "pending" in n.counts or "planned" in n.counts
+                       or (self.work_waiting and any(s in n.counts for s in FINAL_TASK_STATES)))
+        self.router.on("hrwsi_job", "dispatch",
+                       when=lambda n: self.work_waiting and any(s in n.counts for s in FINAL_JOB_STATES))
         self.router.on("hrwsi_task", "cancel", when=lambda n: "cancelled" in n.counts)
         self._following: dict[int, asyncio.Task] = {}
         # Jobs a dispatch call returned whose followers start in the next turn of the event loop
@@ -204,6 +208,9 @@ class Launcher(Service):
         self.max_unrecorded = MAX_UNRECORDED
         self._unrecorded = 0  # outcomes handed to the writer and not stored yet
         self.dispatched = 0
+        # Whether the last dispatch call saw a task it did not start (hrwsi.dispatch's
+        # work_waiting); True until a call says otherwise, and whenever this launcher skips the call.
+        self.work_waiting = True
 
     # -- dispatch ----------------------------------------------------------------------------
     def free_slots(self) -> int:
@@ -224,11 +231,15 @@ class Launcher(Service):
         """One call claims what fits now and returns the jobs to submit (fenced by our lease)."""
         slots = self.free_slots()
         if slots == 0:
-            return False  # a job that ends wakes this step again
+            self.work_waiting = True  # not looked at: a job that ends wakes this step again
+            return False
+        self.work_waiting = True  # until the call says otherwise (it may fail)
         async with self.pool.acquire() as conn, timed_statement("dispatch"):
-            rows = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
-                                    self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
+            result = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
+                                      self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
         self.dispatch_batch.succeeded()
+        self.work_waiting = result[0]["work_waiting"]
+        rows = [row["job"] for row in result if row["job"] is not None]
         more = len(rows) == slots and slots == self.dispatch_batch.size  # a full batch: call again at once
         if rows:
             self._starting.update((row["job_id"], row) for row in rows)
@@ -263,7 +274,7 @@ class Launcher(Service):
             if self._following.get(job_id) is _task:
                 self._following.pop(job_id, None)
                 self._specs.pop(job_id, None)
-                if self.backend.max_concurrent_jobs is not None:
+                if self.backend.max_concurrent_jobs is not None and self.work_waiting:
                     # A slot of the backend is free now. The job's end also wakes dispatch through
                     # its notification, which may come first and find the slot still taken.
                     self.wake("dispatch")

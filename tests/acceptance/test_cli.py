@@ -66,7 +66,10 @@ def test_reports_after_a_run(db, env, tmp_path):
 
 
 def test_kill_9_and_restart_loses_nothing_runs_nothing_twice_and_keeps_finished_work(db, env):
-    load(db, single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.2)"], workers=2))
+    # Each job runs long enough to be still running at the kill, just after it was seen running:
+    # at 0.2 s (progress is written every 0.2 s) the jobs seen running had all ended by then once,
+    # on a loaded machine.
+    load(db, single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.6)"], workers=2))
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
                   SELECT 'in', '/scene/' || g FROM generate_series(1, 30) g""")
     first = subprocess.Popen([*HRWSI, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

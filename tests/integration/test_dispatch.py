@@ -45,8 +45,8 @@ def plan(db, task_ids, worker, start="now()"):
 
 
 def dispatch(db, max_jobs=100, owner=ME):
-    rows = db.execute("SELECT task_id, worker FROM hrwsi.dispatch(%s, 'dry-run', %s, %s, '/data')",
-                      (owner, LEASE, max_jobs)).fetchall()
+    rows = db.execute("""SELECT (job).task_id, (job).worker FROM hrwsi.dispatch(%s, 'dry-run', %s, %s, '/data')
+                         WHERE (job).job_id IS NOT NULL""", (owner, LEASE, max_jobs)).fetchall()
     return [(task, worker) for task, worker in rows]
 
 
@@ -230,6 +230,58 @@ def test_a_stray_job_row_sets_its_task_aside_with_a_reason_and_the_rest_is_dispa
                            (stray_task,)).fetchone()
     assert reason[0] == "pending" and "a job row for its attempt 1 already exists" in reason[1]
     assert dispatch(world) == [], "still aside, and nothing fails"
+
+
+def claim(db, max_jobs=100):
+    """One call: how many jobs it returned, and whether it says work was left waiting."""
+    jobs, waiting, rows, answers = db.execute(
+        """SELECT count((job).job_id), bool_and(work_waiting), count(*), count(DISTINCT work_waiting)
+           FROM hrwsi.dispatch(%s, 'dry-run', %s, %s, '/data')""", (ME, LEASE, max_jobs)).fetchone()
+    assert rows == max(jobs, 1) and answers == 1, "a row per job (or one without), all saying the same"
+    return jobs, waiting
+
+
+def test_a_call_that_starts_every_task_it_sees_says_no_work_waits(world):
+    # The launcher then lets the end of a job start nothing: a call for it would find nothing.
+    assert claim(world) == (0, False), "nothing pending"
+    routine(world)
+    add(world, count=2)
+    assert claim(world) == (2, False)
+    assert claim(world) == (0, False)
+
+
+def test_a_task_left_for_want_of_capacity_means_work_waits_until_it_starts(world):
+    routine(world, cpu=3)
+    add(world, count=3)  # one on each big worker; the third fits nowhere now
+    assert claim(world) == (2, True)
+    assert claim(world) == (0, True), "still waiting: the end of a job may start it"
+
+
+def test_a_task_waiting_for_its_dependency_means_work_waits(world):
+    routine(world, sequential=True)
+    add(world, count=2, tile="32TPR", measured="2026-01-01T00:00Z")
+    assert claim(world) == (1, True), "the second waits for the first to be processed"
+
+
+def test_a_full_batch_means_work_waits_and_the_last_of_it_does_not(world):
+    routine(world)
+    add(world, count=2)
+    assert claim(world, max_jobs=1) == (1, True)
+    assert claim(world, max_jobs=1) == (1, False)
+
+
+def test_without_an_active_worker_work_is_said_to_wait(world):
+    # Nothing was looked at: the launcher must not conclude that nothing waits.
+    world.execute("UPDATE hrwsi.worker SET active = false")
+    assert claim(world) == (0, True)
+
+
+def test_a_task_set_aside_for_a_stray_job_row_means_work_waits(world):
+    routine(world)
+    stray_task, _ = add(world, count=2)
+    world.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                     VALUES (%s, 1, 'dry-run', 'by-hand')""", (stray_task,))
+    assert claim(world) == (1, True)
 
 
 def record(db, job_id, state, owner=ME):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -209,6 +210,44 @@ async def test_a_slot_the_backend_frees_wakes_dispatch_whatever_the_notification
             assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 2
         finally:
             await launcher.stop()
+
+
+@contextlib.asynccontextmanager
+async def dispatch_calls_counted(monkeypatch):
+    """Every run of the launcher's dispatch step, as how many tasks it started."""
+    calls: list[int] = []
+    original = Launcher.dispatch
+
+    async def counted(self):
+        before = self.dispatched
+        try:
+            return await original(self)
+        finally:
+            calls.append(self.dispatched - before)
+
+    monkeypatch.setattr(Launcher, "dispatch", counted)
+    yield calls
+
+
+async def test_the_end_of_a_job_wakes_dispatch_only_when_the_last_call_left_work_waiting(
+        db, database_url, settings, configure, monkeypatch):
+    # No backstop poll within the test: only notifications (and the start) run the step.
+    settings = dataclasses.replace(settings, backstop_poll_s=60.0)
+    configure(single_routine_configuration(["true"], cpu=4, workers=1))  # one task at a time
+    async with dispatch_calls_counted(monkeypatch) as calls, \
+            App(database_url, ["launcher"], settings, backend=EndingBackend(set()), pool_size=5):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance")
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'processed'")
+        await asyncio.sleep(0.5)  # the job's end is recorded and notified by now
+        assert calls[-1] == 1, "the call that started the task was the last: nothing waited after it"
+        started = len(calls)
+        # Two tasks for one slot: the first call leaves one waiting, and the first job's end starts it.
+        insert_inputs(db, 2, start=1)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'processed'",
+                         timeout=10.0)
+        await asyncio.sleep(0.5)
+        assert calls[started:] == [1, 1], "one call per task: the second woken by the first one's end"
 
 
 class EndingBackend(DryRunBackend):

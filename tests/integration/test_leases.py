@@ -25,7 +25,8 @@ def a_dispatched_job(db, owner):
                   'IN', 'OUT')""")
     db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('in', 'work')")
     db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/in/1')")
-    return db.execute("SELECT job_id FROM hrwsi.dispatch(%s, 'local', %s, 10, '/data')", (owner, LEASE)).fetchone()[0]
+    return db.execute("SELECT (job).job_id FROM hrwsi.dispatch(%s, 'local', %s, 10, '/data')",
+                      (owner, LEASE)).fetchone()[0]
 
 
 def record(db, owner, job, state="processed"):
