@@ -189,7 +189,8 @@ RETURNING name;
 -- hrwsi.multi_input_member; $1 is "now". A group is a tile and the window_days days ending on an
 -- anchor day (each day a member was measured on). Idempotent: a group's input path is
 -- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once. Products
--- and tasks of reprocessing campaigns are neither members nor open work here (ADR 0010).
+-- and tasks of reprocessing campaigns are neither members nor open work here (ADR 0010). Also
+-- returns how many rules are active: without one, nothing can make a group.
 WITH rule AS (
     SELECT m.processing_condition AS condition, m.window_days, m.every_day_of_window, m.wait_for_open_tasks,
            c.measurement_window, c.tiles
@@ -277,4 +278,5 @@ WITH rule AS (
     ON CONFLICT DO NOTHING
     RETURNING input_id
 )
-SELECT (SELECT count(*) FROM inserted)::int AS inputs, (SELECT count(*) FROM listed)::int AS members;
+SELECT (SELECT count(*) FROM inserted)::int AS inputs, (SELECT count(*) FROM listed)::int AS members,
+       (SELECT count(*) FROM rule)::int AS rules;

@@ -3,7 +3,9 @@
 - step "chain" (on `hrwsi_product`): every product whose type some routine consumes becomes an
   input of each matching condition; the product is marked chained in the same statement.
 - step "multi_input": conditions that need several inputs (same tile and day, a 7-day composite)
-  get their one input once the group is complete (rules as data: hrwsi.multi_input_rule).
+  get their one input once the group is complete (rules as data: hrwsi.multi_input_rule). New
+  inputs, products and ended tasks wake it only while a rule is active (as its last run found):
+  otherwise it would find nothing. A rule added meanwhile is found by the backstop poll.
 - side task "harvest_sources": starts every source (landing directory, catalogue) due by its
   schedule, each in a task of its own with its own timeout, a few at once
   (hrwsi.harvest.sources.SourceRunner); a slow or failing source never holds up the others.
@@ -35,10 +37,13 @@ class Harvester(Service):
                                             lambda: self.instance_id)
         self.chain_batch = AdaptiveBatch(BATCH)
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
+        # Whether a multi-input rule was active at the step's last run (True until it has run).
+        self.multi_input_rules = True
         self.router.on("hrwsi_product", "chain")
-        self.router.on("hrwsi_input", "multi_input")
+        self.router.on("hrwsi_input", "multi_input", when=lambda n: self.multi_input_rules)
         self.router.on("hrwsi_task", "multi_input",
-                       when=lambda n: any(s in n.counts for s in ("processed", "terminated", "cancelled")))
+                       when=lambda n: self.multi_input_rules
+                       and any(s in n.counts for s in ("processed", "terminated", "cancelled")))
 
     async def chain(self) -> bool:
         batch = self.chain_batch.size
@@ -47,7 +52,8 @@ class Harvester(Service):
         self.chain_batch.succeeded()
         if row["products"]:
             logger.info("chained %d product(s) into %d new input(s)", row["products"], row["inputs"])
-            self.wake("multi_input")
+            if self.multi_input_rules:
+                self.wake("multi_input")
         return row["products"] == batch
 
     def on_statement_timeout(self, statement: str) -> str:
@@ -56,7 +62,8 @@ class Harvester(Service):
         return super().on_statement_timeout(statement)
 
     async def multi_input(self) -> bool:
-        created = await multi_input.evaluate_multi_input_conditions(self.pool)
+        created, rules = await multi_input.evaluate_multi_input_conditions(self.pool)
+        self.multi_input_rules = rules > 0
         if created:
             logger.info("created %d input(s) for multi-input conditions whose group is complete", created)
         return False

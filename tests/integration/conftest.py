@@ -69,6 +69,14 @@ async def wait_until(url: str, sql: str, *args, timeout: float = 30.0, interval:
         await conn.close()
 
 
+async def wait_until_true(condition, timeout_s: float = 10.0) -> None:
+    """Poll `condition()` (in this process) until it is true; fail after `timeout_s`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
 def chain_configuration(command_prefix=None, *, max_attempts=3, sequential=False, timeout_s=60):
     """Three chained routines running the shipped demo programs (or a given command)."""
     def command(module):

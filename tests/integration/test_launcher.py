@@ -20,7 +20,7 @@ from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.launcher import Launcher
 from hrwsi.service import AdaptiveBatch
 from hrwsi.sql_files import query
-from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
+from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until, wait_until_true
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -117,13 +117,6 @@ async def test_progress_not_written_yet_is_written_when_the_launcher_stops(db, d
         await wait_until_true(lambda: len(app.services[0]._progress) == 2)
         assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'running'").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'running'").fetchone()[0] == 2
-
-
-async def wait_until_true(condition, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
-        await asyncio.sleep(0.01)
 
 
 class HoldingBackend(DryRunBackend):

@@ -21,15 +21,21 @@ statement (sql/queries/harvest.sql), idempotent: rerunning it creates nothing tw
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import asyncpg
 
 from hrwsi.sql_files import query
 
 
-async def evaluate_multi_input_conditions(pool: asyncpg.Pool, *, now: datetime | None = None) -> int:
-    """Create the inputs of the groups that became complete; return how many were created."""
+class Evaluation(NamedTuple):
+    inputs: int  # created for the groups that became complete
+    rules: int  # active multi-input conditions (none: nothing can make a group)
+
+
+async def evaluate_multi_input_conditions(pool: asyncpg.Pool, *, now: datetime | None = None) -> Evaluation:
+    """Create the inputs of the groups that became complete; say how many, and how many rules are active."""
     now = now or datetime.now(UTC)
     async with pool.acquire() as conn:
         row = await conn.fetchrow(query("multi_input_create_complete_groups"), now)
-    return row["inputs"]
+    return Evaluation(row["inputs"], row["rules"])

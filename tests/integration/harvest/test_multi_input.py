@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hrwsi.app import App
 from hrwsi.database import create_pool
 from hrwsi.harvest.multi_input import evaluate_multi_input_conditions
+from hrwsi.harvester import Harvester
+from tests.integration.conftest import wait_until, wait_until_true
 
 DAY = (datetime.now(UTC) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
 
@@ -73,12 +77,12 @@ async def test_a_group_of_the_same_tile_and_day_is_made_once_when_complete(chain
     member(chain, "FSC")
     member(chain, "SWS", measured=DAY - timedelta(days=1))   # another day
     member(chain, "SWS", tile="31TCH")                        # another tile
-    assert await evaluate_multi_input_conditions(pool) == 0
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0
     member(chain, "SWS", measured=DAY + timedelta(hours=2))  # same tile, same day
-    assert await evaluate_multi_input_conditions(pool) == 1
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
     assert group_inputs(chain) == [("gfsc_daily", f"multi_input/gfsc_daily/32TPR/{DAY:%Y-%m-%d}", "32TPR",
                                     "multi_input", 2)]
-    assert await evaluate_multi_input_conditions(pool) == 0  # idempotent
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0  # idempotent
     # The group's input gets its task like any other.
     assert chain.execute("SELECT count(*) FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
                          "WHERE i.source = 'multi_input'").fetchone()[0] == 1
@@ -89,15 +93,15 @@ async def test_a_group_waits_until_every_task_that_would_add_a_member_is_done(ch
     member(chain, "FSC")
     member(chain, "SWS")
     running = member(chain, "FSC", measured=DAY + timedelta(minutes=5), state="pending")
-    assert await evaluate_multi_input_conditions(pool) == 0
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0
     chain.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (running,))
     # A task still pending for a new input is open work too.
     chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
                      VALUES ('l2a', '/in/late', '32TPR', %s, %s)""", (DAY, DAY + timedelta(hours=1)))
-    assert await evaluate_multi_input_conditions(pool) == 0
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0
     chain.execute("""UPDATE hrwsi.processing_task SET state = 'cancelled'
                      WHERE input_id = (SELECT id FROM hrwsi.input WHERE input_path = '/in/late')""")
-    assert await evaluate_multi_input_conditions(pool) == 1
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
 
 
 async def test_without_waiting_a_group_is_made_as_soon_as_the_counts_are_met(chain, pool):
@@ -105,7 +109,7 @@ async def test_without_waiting_a_group_is_made_as_soon_as_the_counts_are_met(cha
     member(chain, "FSC")
     member(chain, "SWS")
     member(chain, "FSC", state="pending")
-    assert await evaluate_multi_input_conditions(pool) == 1
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
 
 
 async def test_a_7_day_composite_is_made_once_every_day_has_its_product(chain, pool):
@@ -114,9 +118,9 @@ async def test_a_7_day_composite_is_made_once_every_day_has_its_product(chain, p
     chain.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('fsc_weekly', 'FSC', 1)")
     for back in (6, 5, 4, 2, 1, 0):  # day 3 is missing
         member(chain, "FSC", measured=DAY - timedelta(days=back))
-    assert await evaluate_multi_input_conditions(pool) == 0
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0
     member(chain, "FSC", measured=DAY - timedelta(days=3))
-    assert await evaluate_multi_input_conditions(pool) == 1
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
     [(condition, path, _tile, _source, members)] = group_inputs(chain)
     assert (condition, path, members) == ("fsc_weekly", f"multi_input/fsc_weekly/32TPR/{DAY:%Y-%m-%d}", 7)
 
@@ -127,10 +131,10 @@ async def test_n_harvested_inputs_of_the_same_tile_and_day(chain, pool):
     chain.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('grd_pairs', 'GRD', 2)")
     chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
                      VALUES ('grd', '/grd/a', '32TPR', %s, %s)""", (DAY, DAY + timedelta(hours=1)))
-    assert await evaluate_multi_input_conditions(pool) == 0
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0
     chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
                      VALUES ('grd', '/grd/b', '32TPR', %s, %s)""", (DAY + timedelta(minutes=1), DAY + timedelta(hours=1)))
-    assert await evaluate_multi_input_conditions(pool) == 1
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
     members = chain.execute("SELECT member_path FROM hrwsi.multi_input_member ORDER BY 1").fetchall()
     assert members == [("/grd/a",), ("/grd/b",)]
 
@@ -145,9 +149,9 @@ async def test_tiles_windows_and_inactive_conditions_are_honoured(chain, pool):
     member(chain, "FSC", tile="31TCH", measured=DAY - timedelta(days=60))
     member(chain, "SWS", tile="31TCH", measured=DAY - timedelta(days=60))
     chain.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'gfsc_daily'")
-    assert await evaluate_multi_input_conditions(pool) == 0
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0
     chain.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'gfsc_daily'")
-    assert await evaluate_multi_input_conditions(pool) == 1
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
     assert [r[2] for r in group_inputs(chain)] == ["31TCH"]
 
 
@@ -161,7 +165,7 @@ async def test_two_harvesters_evaluating_at_once_make_each_group_once(chain, poo
         created = await asyncio.gather(evaluate_multi_input_conditions(pool), evaluate_multi_input_conditions(other))
     finally:
         await other.close()
-    assert sum(created) == 3 and len(group_inputs(chain)) == 3
+    assert sum(c.inputs for c in created) == 3 and len(group_inputs(chain)) == 3
 
 
 async def test_sources_register_no_single_inputs_for_multi_input_conditions(chain, pool):
@@ -174,3 +178,44 @@ async def test_sources_register_no_single_inputs_for_multi_input_conditions(chai
     # fsc_weekly (no rule here) takes it as a single input; gfsc_daily (a rule) does not.
     assert [(r["matching"], r["created"]) for r in counts] == [(1, 1)]
     assert chain.execute("SELECT processing_condition FROM hrwsi.input").fetchall() == [("fsc_weekly",)]
+
+
+def multi_input_runs_counted(monkeypatch) -> list[int]:
+    """Every run of the harvester's multi_input step, as the inputs it created."""
+    runs: list[int] = []
+    original = Harvester.multi_input
+
+    async def counted(self):
+        try:
+            return await original(self)
+        finally:
+            runs.append(1)
+
+    monkeypatch.setattr(Harvester, "multi_input", counted)
+    return runs
+
+
+async def test_without_an_active_rule_new_inputs_products_and_ended_tasks_do_not_run_the_step(
+        chain, database_url, settings, monkeypatch):
+    # It would find nothing. No backstop poll within the test: only notifications run steps.
+    runs = multi_input_runs_counted(monkeypatch)
+    async with App(database_url, ["harvester"], dataclasses.replace(settings, backstop_poll_s=60.0), pool_size=3):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance")
+        await wait_until_true(lambda: len(runs) == 1)  # the start runs every step once
+        member(chain, "FSC", state="pending")  # a new input and its task
+        chain.execute("UPDATE hrwsi.processing_task SET state = 'cancelled'")  # an ended task
+        member(chain, "SWS")  # a product, chained by the harvester
+        await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.product WHERE chained_at IS NULL")
+        await asyncio.sleep(0.3)  # the notifications have arrived by now
+        assert len(runs) == 1
+
+
+async def test_a_rule_added_while_the_harvester_runs_is_found_by_the_backstop_poll(chain, database_url, settings):
+    async with App(database_url, ["harvester"], settings, pool_size=3):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance")
+        await asyncio.sleep(0.2)  # its first run found no rule
+        gfsc_rule(chain)
+        member(chain, "FSC")
+        member(chain, "SWS")
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.input WHERE source = 'multi_input'",
+                         timeout=10.0)
