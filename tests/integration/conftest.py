@@ -77,6 +77,14 @@ async def wait_until_true(condition, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def wait_until_listening(url: str, kind: str, settle_s: float = 0.3) -> None:
+    """Wait until a service's listener is connected, and for the catch-up run of every step that
+    follows it (after the start's own run): wake-ups counted from then on come from notifications."""
+    await wait_until(url, "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = $1",
+                     f"hrwsi-{kind}-listener")
+    await asyncio.sleep(settle_s)
+
+
 def chain_configuration(command_prefix=None, *, max_attempts=3, sequential=False, timeout_s=60):
     """Three chained routines running the shipped demo programs (or a given command)."""
     def command(module):

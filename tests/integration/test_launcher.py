@@ -20,7 +20,13 @@ from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.launcher import Launcher
 from hrwsi.service import AdaptiveBatch
 from hrwsi.sql_files import query
-from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until, wait_until_true
+from tests.integration.conftest import (
+    insert_inputs,
+    single_routine_configuration,
+    wait_until,
+    wait_until_listening,
+    wait_until_true,
+)
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -229,10 +235,7 @@ async def test_the_end_of_a_job_wakes_dispatch_only_when_the_last_call_left_work
     configure(single_routine_configuration(["true"], cpu=4, workers=1))  # one task at a time
     async with dispatch_calls_counted(monkeypatch) as calls, \
             App(database_url, ["launcher"], settings, backend=EndingBackend(set()), pool_size=5):
-        # The start, and the listener once connected, run every step (a catch-up): after both.
-        await wait_until(database_url, """SELECT count(*) = 1 FROM pg_stat_activity
-                                          WHERE application_name = 'hrwsi-launcher-listener'""")
-        await asyncio.sleep(0.3)
+        await wait_until_listening(database_url, "launcher")
         insert_inputs(db, 1)
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'processed'")
         await asyncio.sleep(0.5)  # the job's end is recorded and notified by now

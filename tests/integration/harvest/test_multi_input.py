@@ -12,7 +12,7 @@ from hrwsi.app import App
 from hrwsi.database import create_pool
 from hrwsi.harvest.multi_input import evaluate_multi_input_conditions
 from hrwsi.harvester import Harvester
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import wait_until, wait_until_listening
 
 DAY = (datetime.now(UTC) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
 
@@ -181,7 +181,7 @@ async def test_sources_register_no_single_inputs_for_multi_input_conditions(chai
 
 
 def multi_input_runs_counted(monkeypatch) -> list[int]:
-    """Every run of the harvester's multi_input step, as the inputs it created."""
+    """One entry per run of the harvester's multi_input step."""
     runs: list[int] = []
     original = Harvester.multi_input
 
@@ -200,10 +200,7 @@ async def test_without_an_active_rule_new_inputs_products_and_ended_tasks_do_not
     # It would find nothing. No backstop poll within the test: only notifications run steps.
     runs = multi_input_runs_counted(monkeypatch)
     async with App(database_url, ["harvester"], dataclasses.replace(settings, backstop_poll_s=60.0), pool_size=3):
-        # The start, and the listener once connected, run every step (a catch-up): wait for both.
-        await wait_until(database_url, """SELECT count(*) = 1 FROM pg_stat_activity
-                                          WHERE application_name = 'hrwsi-harvester-listener'""")
-        await asyncio.sleep(0.5)
+        await wait_until_listening(database_url, "harvester", settle_s=0.5)
         before = len(runs)
         assert before >= 1
         member(chain, "FSC", state="pending")  # a new input and its task
@@ -217,7 +214,7 @@ async def test_without_an_active_rule_new_inputs_products_and_ended_tasks_do_not
 async def test_a_rule_added_while_the_harvester_runs_is_found_by_the_backstop_poll(chain, database_url, settings):
     async with App(database_url, ["harvester"], settings, pool_size=3):
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance")
-        await asyncio.sleep(0.2)  # its first run found no rule
+        await asyncio.sleep(0.2)  # after its first runs (start, listener), most likely: the backstop finds the rule
         gfsc_rule(chain)
         member(chain, "FSC")
         member(chain, "SWS")
