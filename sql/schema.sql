@@ -1485,7 +1485,9 @@ CREATE TRIGGER processing_condition_named_by_inputs AFTER DELETE OR UPDATE OF na
 -- locked as the key locked them, except those this transaction changed already (their own lock,
 -- the claim's, holds them), then each must exist. An UPDATE naming another task is checked alike.
 CREATE FUNCTION hrwsi.refuse_a_job_of_a_missing_task() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+-- (and through its key, never by reading the table whole, however small it was when planned)
+SET enable_seqscan = off AS $$
 DECLARE
     missing bigint;
 BEGIN
@@ -1494,11 +1496,15 @@ BEGIN
             missing := NEW.task_id;
         END IF;
     ELSE
-        PERFORM 1 FROM processing_task t
-        WHERE t.id IN (SELECT n.task_id FROM new_rows n) AND t.xmin <> pg_current_xact_id()::xid
-        FOR KEY SHARE OF t;
+        -- Each task read through its key, once per job (a sub-select per row, never a join, and
+        -- no sequential scan): the plans are made once per session and kept, and a join planned
+        -- while the task table was small read the whole table in every later statement
+        -- (migration 0030).
+        PERFORM (SELECT 1 FROM processing_task t
+                 WHERE t.id = n.task_id AND t.xmin <> pg_current_xact_id()::xid FOR KEY SHARE OF t)
+        FROM new_rows n;
         SELECT n.task_id INTO missing FROM new_rows n
-        WHERE NOT EXISTS (SELECT 1 FROM processing_task t WHERE t.id = n.task_id)
+        WHERE (SELECT t.id FROM processing_task t WHERE t.id = n.task_id) IS NULL
         LIMIT 1;
     END IF;
     IF missing IS NOT NULL THEN

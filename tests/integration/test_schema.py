@@ -776,6 +776,36 @@ def test_a_job_naming_a_task_that_does_not_exist_is_refused_as_the_key_refused_i
                               ).fetchone()[0] == 1
 
 
+def test_the_check_of_a_jobs_task_reads_only_the_tasks_it_names_whatever_its_plan_was_made_with(configured):
+    """The statement's check probes each job's task by its key (migration 0030). Written as joins,
+    its plan, made once per session while the task table was small and kept, read every task in
+    every later statement: each dispatch call in a burst of 100,000 read all the tasks there were,
+    and each took longer than the one before."""
+    def add_inputs(count: int, prefix: str) -> list[int]:
+        configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                              SELECT 'l1c', %s || g FROM generate_series(1, %s) g""", (prefix, count))
+        return [row[0] for row in configured.execute(
+            "SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+            "WHERE i.input_path LIKE %s ORDER BY t.id", (prefix + "%",))]
+
+    def insert_jobs(tasks: list[int]) -> None:  # (the statement reads no task itself: only the check does)
+        configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                              SELECT x, 1, 'local', 'j' || x FROM unnest(%s::bigint[]) x""", (tasks,))
+
+    first = add_inputs(300, "/small/")
+    configured.execute("ANALYZE hrwsi.processing_task")
+    insert_jobs(first)  # the check's plans for this session are made now, on 300 tasks
+    later = add_inputs(20_000, "/grown/")
+    reads = """SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+               WHERE schemaname = 'hrwsi' AND relname = 'processing_task'"""
+    with configured.transaction():  # (the counts not yet reported include earlier transactions': a difference)
+        before = configured.execute(reads).fetchone()[0]
+        insert_jobs(later[:10])
+        read = configured.execute(reads).fetchone()[0] - before
+    assert configured.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 310
+    assert read <= 2 * 10  # a lock and a look per job, not the 20,300 tasks
+
+
 def test_a_task_that_jobs_name_is_neither_removed_nor_renumbered_and_without_them_it_can_go(configured):
     insert_input(configured)
     insert_job(configured)
