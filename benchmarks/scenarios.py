@@ -114,9 +114,10 @@ async def measure_burst(system, url: str, child: Child, count: int, prefix: str,
 
     The statement runs in a session of its own, as a bulk load would. (A session that first inserted
     single rows keeps the plans its triggers' statements were given for one row: its 100,000-row
-    INSERT took 2.6-2.7 s against 2.3 s in a fresh session, 2026-12-01. Until migration 0005 it kept
-    a sequential scan for the foreign-key check of hrwsi.input_backlog -> hrwsi.input, and scanned
-    the input table once per row: minutes, quadratic. The driver does not add a hazard of its own
+    INSERT took 2.4-2.8 s against 2.2-2.5 s in a fresh session, and 2.3-2.4 s after DISCARD PLANS
+    (2026-12-01, six and four runs). Until migration 0005 it kept a sequential scan for the
+    foreign-key check of hrwsi.input_backlog -> hrwsi.input, and scanned the input table once per
+    row: minutes, quadratic. The driver does not add a hazard of its own
     session to the burst; hrwsi's services keep their own long-lived sessions.)"""
     conn = await asyncpg.connect(url)
     try:
