@@ -229,11 +229,12 @@ class Launcher(Service):
 
     async def dispatch(self) -> bool:
         """One call claims what fits now and returns the jobs to submit (fenced by our lease)."""
+        # Work waits until a call says otherwise: a call skipped for want of slots, or one that
+        # fails, leaves it so, and a job that ends wakes this step again.
+        self.work_waiting = True
         slots = self.free_slots()
         if slots == 0:
-            self.work_waiting = True  # not looked at: a job that ends wakes this step again
             return False
-        self.work_waiting = True  # until the call says otherwise (it may fail)
         async with self.pool.acquire() as conn, timed_statement("dispatch"):
             result = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
                                       self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
