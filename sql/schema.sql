@@ -1526,7 +1526,10 @@ CREATE TRIGGER job_names_a_task_that_exists_updated BEFORE UPDATE OF task_id ON 
 -- the rows' locks (under a stricter isolation than READ COMMITTED the check could not see jobs
 -- inserted meanwhile: removing a task is refused there).
 CREATE FUNCTION hrwsi.refuse_removing_tasks_jobs_name() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+-- (and through the job's key to its task, never by reading the table whole, however small it was
+-- when planned)
+SET enable_seqscan = off AS $$
 DECLARE
     named_task bigint;
     named bigint;
@@ -1546,9 +1549,10 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'under a stricter isolation the check for its jobs cannot see jobs created meanwhile';
     END IF;
+    -- One probe per removed task (a sub-select per row, never a join: migration 0031).
     SELECT o.id, (SELECT count(*) FROM job j WHERE j.task_id = o.id) INTO named_task, named
     FROM old_rows o
-    WHERE EXISTS (SELECT 1 FROM job j WHERE j.task_id = o.id)
+    WHERE (SELECT j.id FROM job j WHERE j.task_id = o.id LIMIT 1) IS NOT NULL
     ORDER BY o.id LIMIT 1;
     IF named_task IS NOT NULL THEN
         RAISE EXCEPTION 'task % cannot be removed while % job(s) name it', named_task, named
@@ -1589,7 +1593,10 @@ CREATE TRIGGER input_names_a_condition_that_exists BEFORE UPDATE OF processing_c
 -- which locks the inputs it reprocesses; what the key refused is refused here: removing an input
 -- that tasks name (retention removes an input after its tasks), or changing its id.
 CREATE FUNCTION hrwsi.refuse_removing_inputs_tasks_name() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+-- (and through the task's key to its input, never by reading the table whole, however small it
+-- was when planned)
+SET enable_seqscan = off AS $$
 DECLARE
     named_input bigint;
     named bigint;
@@ -1611,9 +1618,10 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'under a stricter isolation the check for its tasks cannot see tasks created meanwhile';
     END IF;
+    -- One probe per removed input (a sub-select per row, never a join: migration 0031).
     SELECT o.id, (SELECT count(*) FROM processing_task t WHERE t.input_id = o.id) INTO named_input, named
     FROM old_rows o
-    WHERE EXISTS (SELECT 1 FROM processing_task t WHERE t.input_id = o.id)
+    WHERE (SELECT t.id FROM processing_task t WHERE t.input_id = o.id LIMIT 1) IS NOT NULL
     ORDER BY o.id LIMIT 1;
     IF named_input IS NOT NULL THEN
         RAISE EXCEPTION 'input % cannot be removed while % task(s) name it', named_input, named

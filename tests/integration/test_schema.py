@@ -806,6 +806,54 @@ def test_the_check_of_a_jobs_task_reads_only_the_tasks_it_names_whatever_its_pla
     assert read <= 2 * 10  # a lock and a look per job, not the 20,300 tasks
 
 
+def test_the_checks_of_a_removal_read_only_the_rows_the_removed_ones_name_whatever_their_plans_were_made_with(configured):
+    """Removing tasks checks that no job names them, removing inputs that no task does, once per
+    statement (migrations 0026, 0028) and each removed row through its key (migration 0031). As
+    EXISTS over the removed rows they were joins, whose plans, made once per session while the
+    tables were small and kept, read every job and every task in every later removal."""
+    def add_tasks(count: int, prefix: str) -> list[int]:
+        configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                              SELECT 'l1c', %s || g FROM generate_series(1, %s) g""", (prefix, count))
+        return [row[0] for row in configured.execute(
+            "SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+            "WHERE i.input_path LIKE %s ORDER BY t.id", (prefix + "%",))]
+
+    def insert_jobs(tasks: list[int]) -> None:
+        configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                              SELECT x, 1, 'local', 'j' || x FROM unnest(%s::bigint[]) x""", (tasks,))
+
+    def reads(table: str) -> int:
+        return configured.execute("""SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+                                     WHERE schemaname = 'hrwsi' AND relname = %s""", (table,)).fetchone()[0]
+
+    def remove(tasks: list[int]) -> tuple[int, int]:
+        """As retention removes tasks without jobs, then their inputs: the jobs and the tasks the
+        two checks read (the counts not yet reported include earlier transactions': differences)."""
+        with configured.transaction():
+            configured.execute("SELECT * FROM hrwsi.delete_history_and_attempts(%s)", (tasks,))
+            jobs_before = reads("job")
+            inputs = [row[0] for row in configured.execute(
+                "DELETE FROM hrwsi.processing_task WHERE id = ANY (%s) RETURNING input_id", (tasks,))]
+            jobs_read, tasks_before = reads("job") - jobs_before, reads("processing_task")
+            configured.execute("DELETE FROM hrwsi.input WHERE id = ANY (%s)", (inputs,))
+            return jobs_read, reads("processing_task") - tasks_before
+
+    first = add_tasks(300, "/small/")
+    insert_jobs(first[:290])
+    configured.execute("ANALYZE hrwsi.job, hrwsi.processing_task")
+    remove(first[290:295])  # the checks' plans for this session are made now, on 290 jobs and 300 tasks
+    insert_jobs(add_tasks(20_000, "/grown/"))
+    jobs_read, tasks_read = remove(first[295:])
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 20_290
+    assert (jobs_read, tasks_read) == (0, 0)  # an index probe finding nothing, not 20,290 rows each
+    # Still refused with the key's name when a job or a task does name one.
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="cannot be removed while 1 job\\(s\\) name it"):
+        configured.execute("DELETE FROM hrwsi.processing_task WHERE id = %s", (first[0],))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="cannot be removed while 1 task\\(s\\) name it"):
+        configured.execute("DELETE FROM hrwsi.input WHERE id = (SELECT input_id FROM hrwsi.processing_task "
+                           "WHERE id = %s)", (first[0],))
+
+
 def test_a_task_that_jobs_name_is_neither_removed_nor_renumbered_and_without_them_it_can_go(configured):
     insert_input(configured)
     insert_job(configured)
