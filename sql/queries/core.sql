@@ -118,6 +118,13 @@ SELECT job, work_waiting FROM hrwsi.dispatch($1, $2, $3, $4, $5);
 -- How attempts ended, their products and their tasks' next states, in one call fenced by the lease.
 SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
 
+-- name: retry_due_in
+-- Seconds until the first of these tasks' retries may start (the end of its backoff, not_before);
+-- NULL when none waits for one.
+SELECT extract(epoch FROM min(t.not_before) - now())::float8
+FROM hrwsi.processing_task t
+WHERE t.id = ANY ($1::bigint[]) AND t.state IN ('pending', 'planned') AND t.not_before > now();
+
 -- name: stranded_jobs
 -- This launcher's jobs that have not started and whose worker has not been active for $2 seconds:
 -- they would wait for it forever (a Nomad job pinned to a node that is gone stays blocked). A node

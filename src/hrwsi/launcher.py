@@ -398,10 +398,27 @@ class Launcher(Service):
                 if not item.stored.done():
                     item.stored.set_result(results.get(item.job_id) if item.owner == owner else None)
             self._log_outcomes([(item, results[item.job_id]) for item in current if item.job_id in results])
+            retried = [row["task_id"] for row in results.values() if row["task_state"] == "pending"]
+            if retried:
+                await self._wake_dispatch_when_retries_are_due(retried)
             dispatch_was_paused = self._unrecorded >= self.max_unrecorded
             self._unrecorded -= len(batch)
             if dispatch_was_paused:
                 self.wake("dispatch")  # it paused for us (free_slots): it may go on
+
+    async def _wake_dispatch_when_retries_are_due(self, tasks: list[int]) -> None:
+        """A retried task waits out its backoff; when it ends, nothing else would wake dispatch but
+        the backstop poll (up to HRWSI_BACKSTOP_POLL_S later: 2 s after a first backoff of 5 s).
+        Wake it then, so that the retry starts on time."""
+        try:
+            async with self.pool.acquire() as conn:
+                due_in = await conn.fetchval(query("retry_due_in"), tasks)
+        except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS) as error:
+            logger.warning("could not read when %d retried task(s) may start (%s); the backstop poll "
+                           "starts them", len(tasks), error)
+            return
+        if due_in is not None:
+            asyncio.get_running_loop().call_later(due_in, self.wake, "dispatch")
 
     async def _write_progress(self) -> None:
         """The one writer of progress: what jobs did in the last PROGRESS_BATCH_S, in one statement."""

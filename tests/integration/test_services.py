@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,6 +107,28 @@ async def test_failing_command_is_retried_then_terminated(db, database_url, sett
     assert history[0] == "pending" and history[-1] == "terminated"
     assert history.count("dispatched") == 2 and history.count("running") == 2
     assert history.index("running") < history.index("pending", 1) < len(history) - 1
+
+
+async def test_a_retry_starts_when_its_backoff_ends_not_at_the_next_backstop_poll(db, database_url, settings, configure,
+                                                                                    tmp_path):
+    """A failed attempt's task waits out its backoff; the launcher that recorded the failure wakes
+    dispatch when the backoff ends. Nothing else would until the backstop poll, a minute here."""
+    failed_once = tmp_path / "failed-once"
+    configure(single_routine_configuration(
+        [sys.executable, "-c", "import pathlib, sys; marker = pathlib.Path(sys.argv[1]); "
+                               "sys.exit(0) if marker.exists() else (marker.touch(), sys.exit(3))", str(failed_once)],
+        max_attempts=2))
+    slow_backstop = dataclasses.replace(settings, backstop_poll_s=60.0, retry_backoff_s=1.0)
+    async with running(database_url, ["orchestrator", "launcher"], slow_backstop, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task", timeout=20)
+    jobs = db.execute("SELECT attempt, state, submitted_at FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert [(attempt, state) for attempt, state, _ in jobs] == [(1, "internal_error"), (2, "processed")]
+    retried_at, not_before = db.execute(
+        """SELECT e.at, t.not_before FROM hrwsi.task_event e JOIN hrwsi.processing_task t ON t.id = e.task_id
+           WHERE e.state = 'pending' AND e.reason LIKE 'attempt 1 internal_error%'""").fetchone()
+    assert not_before - retried_at > timedelta(seconds=0.9), "a backoff of 1 s"
+    assert jobs[1][2] >= not_before, "not before its backoff ended"
 
 
 async def test_timeout_stops_the_job(db, database_url, settings, configure):
