@@ -31,7 +31,7 @@ from pathlib import Path
 
 import asyncpg
 
-from hrwsi.backends.base import Backend, JobOutcome, JobSpec
+from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
@@ -290,6 +290,10 @@ class Launcher(Service):
                 await self.backend.submit(spec)
             except asyncio.CancelledError:
                 raise
+            except AttemptLost as lost:  # it may have run: not started again, retried as a new attempt
+                logger.error("task %d: job %s is lost: %s", spec.task_id, spec.job_id, lost)
+                await self._record(job_id, spec, JobOutcome("lost", None, str(lost), fault=lost.fault))
+                return
             except Exception as error:  # the backend refused it: that attempt failed, the task goes on
                 logger.error("task %d: the %s backend refused job %s: %s", spec.task_id, self.backend.name,
                              spec.job_id, error)

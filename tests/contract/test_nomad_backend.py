@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from hrwsi.backends.base import AttemptLost
 from hrwsi.backends.nomad import NomadError, build_job
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from hrwsi.testing.nomad_emulator.acl import AclPolicy
@@ -358,6 +359,40 @@ async def test_a_registration_answered_after_the_client_timed_out_runs_the_attem
     allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
     assert len(allocations) == 1, "the attempt ran twice"
     assert emulator.cluster.completed_runs[spec.job_id] == 1
+
+
+async def test_a_registration_whose_answer_was_lost_with_nomads_state_is_lost_not_run_again(nomad: Target):
+    """Chaos found it (2026-12-01): a registration carried out after the client timed out, then
+    Nomad restarted with a fresh state while the client was retrying; the retry registered the job
+    in the new state and the attempt ran twice. Whether it ran cannot be told any more: it is lost."""
+    emulator = nomad.require_emulator("time a registration out, then lose Nomad's state before the retry")
+    backend = nomad.backend(request_timeout_s=0.5)
+    before = nomad.spec("before", "exit 0")
+    await backend.submit(before)  # a registration this backend saw answered: the index of jobs reached it
+    assert (await follow(backend, before)).state == "processed"
+    # The next registration is carried out 1 s late, after the client gave up (0.5 s); the three
+    # requests after it fail (503: any retry, or any look for the job, before 2 s); Nomad loses its
+    # state at 2.2 s, between the try carried out and the first retry that is answered (3.5 s).
+    emulator.inject_delays(1, 1.0, path_prefix="/v1/jobs", method="POST")
+    emulator.inject_errors(3, 503, path_prefix="/v1/jobs")
+    spec = nomad.spec("lost", "exit 0")
+
+    async def lose_the_state() -> None:
+        await asyncio.sleep(2.2)
+        await emulator.restart_with_fresh_state(0.1)
+
+    losing = asyncio.create_task(lose_the_state())
+    with pytest.raises(AttemptLost, match="Nomad's state was lost or restored") as lost:
+        await backend.submit(spec)
+    await losing
+    assert lost.value.fault == "backend_lost_track"
+    assert emulator.cluster.completed_runs[spec.job_id] == 1, "it ran once, in the state that is gone"
+    found = await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")
+    assert found.status_code == 404, "not registered again in the new state"
+    # Registrations go on in the new state (its index of jobs starts over).
+    after = nomad.spec("after", "exit 0")
+    await backend.submit(after)
+    assert (await follow(backend, after)).state == "processed"
 
 
 async def test_docker_routines_without_a_command_fail_in_the_emulator(nomad: Target):

@@ -15,7 +15,7 @@ import asyncpg
 
 from hrwsi import launcher as launcher_module
 from hrwsi.app import App
-from hrwsi.backends.base import JobOutcome
+from hrwsi.backends.base import AttemptLost, JobOutcome
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.launcher import Launcher
 from hrwsi.service import AdaptiveBatch
@@ -311,3 +311,26 @@ async def test_a_few_jobs_recorded_at_once_are_logged_in_a_line_each(db, pool, s
     assert sorted(lines) == sorted(f"task {task} (work) processed: 0 product(s); log "
                                    + db.execute("SELECT log_path FROM hrwsi.job WHERE task_id = %s", (task,)).fetchone()[0]
                                    for task in task_ids)
+
+
+class LosingBackend(DryRunBackend):
+    """The dry-run backend, except that a first attempt's submission cannot tell whether it ran (as
+    the Nomad backend after a registration whose answer was lost with Nomad's state)."""
+
+    async def submit(self, spec):
+        if spec.attempt == 1:
+            raise AttemptLost("backend_lost_track", "the test's backend cannot tell whether it ran")
+        return await super().submit(spec)
+
+
+async def test_an_attempt_the_backend_cannot_tell_ran_is_lost_and_retried_as_a_new_attempt(db, database_url, settings,
+                                                                                           configure):
+    configure(single_routine_configuration(["true"], max_attempts=1))  # a lost attempt is no failure of it
+    insert_inputs(db, 1)
+    async with App(database_url, ["launcher"], settings, backend=LosingBackend(), pool_size=5):
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+    jobs = db.execute("SELECT attempt, state, fault, message FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert [(attempt, state, fault) for attempt, state, fault, _ in jobs] == [
+        (1, "lost", "backend_lost_track"), (2, "processed", None)]
+    assert "cannot tell whether it ran" in jobs[0][3]
+    assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)

@@ -100,6 +100,16 @@ class JobSpec:
             directory.mkdir(parents=True, exist_ok=True)
 
 
+class AttemptLost(Exception):
+    """Raised by `submit` when the backend cannot tell whether the attempt already ran, and starting
+    it again might run it twice (a registration whose answer was lost with the backend's state): the
+    attempt is recorded lost with `fault`, and the task retried as a new attempt."""
+
+    def __init__(self, fault: str, message: str):
+        super().__init__(message)
+        self.fault = fault
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     """How one attempt ended."""

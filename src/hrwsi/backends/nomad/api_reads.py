@@ -31,8 +31,8 @@ READS: dict[str, tuple[str, ...]] = {
     "Job": ("ID", "Namespace", "Status"),
     # GET /v1/jobs (the blocking query without the event stream, list_jobs)
     "JobListStub": ("ID", "Status", "ModifyIndex", "JobSummary"),
-    # POST /v1/jobs
-    "JobRegisterResponse": ("Warnings",),
+    # POST /v1/jobs (JobModifyIndex: where the index of jobs stands while Nomad's state lasts)
+    "JobRegisterResponse": ("Warnings", "JobModifyIndex"),
     # GET /v1/event/stream
     "Events": ("Index", "Events.*.Topic", "Events.*.Type", "Events.*.Payload"),
     # GET /v1/nodes?resources=true

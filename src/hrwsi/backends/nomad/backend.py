@@ -2,7 +2,9 @@
 
 Submission registers `build_job(spec)` with `EnforceIndex` / `JobModifyIndex 0`, Nomad's
 check-and-set "create only if absent": resubmitting the same attempt (after a launcher crash)
-never re-runs a job that already exists, running or dead. Following is `following.JobFollowing`;
+never re-runs a job that already exists, running or dead; a retried registration first looks for
+the job, and one whose try may have run in a Nomad state that is gone since is lost instead of
+registered again (`_may_register_again`). Following is `following.JobFollowing`;
 outcomes are read from allocations by `outcomes`. No secret ever goes into a job spec: the token
 travels only as X-Nomad-Token.
 """
@@ -10,18 +12,23 @@ travels only as X-Nomad-Token.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from urllib.parse import quote
 
-from hrwsi.backends.base import Backend, JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, ProgressCallback
 from hrwsi.backends.nomad.background import BackgroundTasks
-from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, quote_id
+from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, is_transient, quote_id
 from hrwsi.backends.nomad.config import NomadConfig
 from hrwsi.backends.nomad.following import JobFollowing
 from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job, register_body
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 
 logger = logging.getLogger(__name__)
+
+
+class _AlreadyRegistered(Exception):
+    """A registration's retry found the job registered by a try whose answer was lost."""
 
 
 class NomadBackend(Backend):
@@ -38,6 +45,7 @@ class NomadBackend(Backend):
         self._background = BackgroundTasks()
         self._following = JobFollowing(self.client, self._background, finished_memory=finished_memory)
         self._nodes_cache: tuple[float, list[dict]] | None = None
+        self._jobs_index_floor = 0  # JobModifyIndex of the last registration (_may_register_again)
 
     # -- the Backend contract ----------------------------------------------------------------------
     async def submit(self, spec: JobSpec) -> str:
@@ -50,9 +58,17 @@ class NomadBackend(Backend):
         flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
         job = build_job(spec, self.config, flavour=flavour)
         assert_no_secrets(job, self.config)
-        response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
-                                          body=register_body(job))
+        try:
+            response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
+                                              body=register_body(job),
+                                              before_retry=functools.partial(self._may_register_again, spec.job_id))
+        except _AlreadyRegistered:
+            logger.info("Nomad job %s was registered by a try whose answer was lost: not registered again",
+                        spec.job_id)
+            return spec.job_id
         if response.status == 200:
+            # (the jobs table's index is at least this while Nomad's state lasts)
+            self._jobs_index_floor = int((response.json() or {}).get("JobModifyIndex") or 0)
             logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id))
             warnings = (response.json() or {}).get("Warnings")
             if warnings:  # deprecated or ignored settings (nomad/job_endpoint.go, Job.Warnings)
@@ -66,6 +82,32 @@ class NomadBackend(Backend):
                             (existing.json() or {}).get("Status"))
                 return spec.job_id
         raise NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): {text}")
+
+    async def _may_register_again(self, job_id: str) -> bool:
+        """Before registering an attempt's job again after a try that failed, which may have been
+        carried out all the same (its answer lost to a timeout or a cut connection): look for the job.
+        Found: that try registered it (_AlreadyRegistered). Absent while Nomad's index of jobs is
+        below the last registration's (Nomad lost or restored its state meanwhile, a fresh cluster
+        starts its index over): the try may have run in the state that is gone, and registering it
+        again could run the attempt twice; it is lost (AttemptLost) and the task retried as a new
+        attempt. Absent otherwise: register again (EnforceIndex still refuses a late first try).
+        Unanswered: ask again before the next retry."""
+        try:
+            response = await self.client.call(f"look for Nomad job {job_id}", "jobs", params={"prefix": job_id},
+                                              retry=False)
+        except NomadError:
+            return False
+        if response.status != 200:
+            return not is_transient("get", response)  # (not allowed to list, say: register as before)
+        if any(job.get("ID") == job_id for job in response.json() or []):
+            raise _AlreadyRegistered
+        if response.index < self._jobs_index_floor:
+            lost = (f"Nomad's state was lost or restored (its index of jobs {response.index}, after a "
+                    f"registration at {self._jobs_index_floor}) while job {job_id} was being registered: "
+                    "the attempt may have run in the state that is gone; not registered again")
+            self._jobs_index_floor = response.index
+            raise AttemptLost("backend_lost_track", lost)
+        return True
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
         return await self._following.follow(spec, backend_job_id, on_progress)

@@ -15,7 +15,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -145,8 +145,11 @@ class NomadClient:
         return self._pool
 
     async def call(self, what: str, endpoint: str, *path: str, method: str = "get", params: dict | None = None,
-                   body: Any = None, timeout: Any = None, retry: bool = True) -> NomadResponse:
-        """One Nomad API call in the thread pool; transient errors are retried with backoff for retry_for_s."""
+                   body: Any = None, timeout: Any = None, retry: bool = True,
+                   before_retry: Callable[[], Awaitable[bool]] | None = None) -> NomadResponse:
+        """One Nomad API call in the thread pool; transient errors are retried with backoff for retry_for_s.
+        `before_retry`, awaited before each retry, says whether to send the request again now (False:
+        wait and ask again); it may end the call by raising."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.retry_for_s
         delay = 0.2
@@ -169,6 +172,11 @@ class NomadClient:
             logger.warning("could not %s (%s); retrying in %.1f s", what, problem, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+            while before_retry is not None and not await before_retry():
+                if loop.time() + delay > deadline:
+                    raise NomadError(None, f"could not {what}: {problem}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def close(self) -> None:
         self.closed = True
