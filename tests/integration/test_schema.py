@@ -776,31 +776,35 @@ def test_a_job_naming_a_task_that_does_not_exist_is_refused_as_the_key_refused_i
                               ).fetchone()[0] == 1
 
 
+def add_tasks(db, count: int, prefix: str) -> list[int]:
+    """`count` inputs of condition l1c in one statement; their tasks' ids."""
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
+                  SELECT 'l1c', %s || g FROM generate_series(1, %s) g""", (prefix, count))
+    return [row[0] for row in db.execute(
+        "SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+        "WHERE i.input_path LIKE %s ORDER BY t.id", (prefix + "%",))]
+
+
+def insert_jobs_of(db, tasks: list[int]) -> None:
+    """A first attempt's job for each task (the statement reads no task itself: only the check does)."""
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                  SELECT x, 1, 'local', 'j' || x FROM unnest(%s::bigint[]) x""", (tasks,))
+
+
 def test_the_check_of_a_jobs_task_reads_only_the_tasks_it_names_whatever_its_plan_was_made_with(configured):
     """The statement's check probes each job's task by its key (migration 0030). Written as joins,
     its plan, made once per session while the task table was small and kept, read every task in
     every later statement: each dispatch call in a burst of 100,000 read all the tasks there were,
     and each took longer than the one before."""
-    def add_inputs(count: int, prefix: str) -> list[int]:
-        configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
-                              SELECT 'l1c', %s || g FROM generate_series(1, %s) g""", (prefix, count))
-        return [row[0] for row in configured.execute(
-            "SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
-            "WHERE i.input_path LIKE %s ORDER BY t.id", (prefix + "%",))]
-
-    def insert_jobs(tasks: list[int]) -> None:  # (the statement reads no task itself: only the check does)
-        configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
-                              SELECT x, 1, 'local', 'j' || x FROM unnest(%s::bigint[]) x""", (tasks,))
-
-    first = add_inputs(300, "/small/")
+    first = add_tasks(configured, 300, "/small/")
     configured.execute("ANALYZE hrwsi.processing_task")
-    insert_jobs(first)  # the check's plans for this session are made now, on 300 tasks
-    later = add_inputs(20_000, "/grown/")
+    insert_jobs_of(configured, first)  # the check's plans for this session are made now, on 300 tasks
+    later = add_tasks(configured, 20_000, "/grown/")
     reads = """SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
                WHERE schemaname = 'hrwsi' AND relname = 'processing_task'"""
     with configured.transaction():  # (the counts not yet reported include earlier transactions': a difference)
         before = configured.execute(reads).fetchone()[0]
-        insert_jobs(later[:10])
+        insert_jobs_of(configured, later[:10])
         read = configured.execute(reads).fetchone()[0] - before
     assert configured.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 310
     assert read <= 2 * 10  # a lock and a look per job, not the 20,300 tasks
@@ -811,17 +815,6 @@ def test_the_checks_of_a_removal_read_only_the_rows_the_removed_ones_name_whatev
     statement (migrations 0026, 0028) and each removed row through its key (migration 0031). As
     EXISTS over the removed rows they were joins, whose plans, made once per session while the
     tables were small and kept, read every job and every task in every later removal."""
-    def add_tasks(count: int, prefix: str) -> list[int]:
-        configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
-                              SELECT 'l1c', %s || g FROM generate_series(1, %s) g""", (prefix, count))
-        return [row[0] for row in configured.execute(
-            "SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
-            "WHERE i.input_path LIKE %s ORDER BY t.id", (prefix + "%",))]
-
-    def insert_jobs(tasks: list[int]) -> None:
-        configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
-                              SELECT x, 1, 'local', 'j' || x FROM unnest(%s::bigint[]) x""", (tasks,))
-
     def reads(table: str) -> int:
         return configured.execute("""SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
                                      WHERE schemaname = 'hrwsi' AND relname = %s""", (table,)).fetchone()[0]
@@ -838,11 +831,11 @@ def test_the_checks_of_a_removal_read_only_the_rows_the_removed_ones_name_whatev
             configured.execute("DELETE FROM hrwsi.input WHERE id = ANY (%s)", (inputs,))
             return jobs_read, reads("processing_task") - tasks_before
 
-    first = add_tasks(300, "/small/")
-    insert_jobs(first[:290])
+    first = add_tasks(configured, 300, "/small/")
+    insert_jobs_of(configured, first[:290])
     configured.execute("ANALYZE hrwsi.job, hrwsi.processing_task")
     remove(first[290:295])  # the checks' plans for this session are made now, on 290 jobs and 300 tasks
-    insert_jobs(add_tasks(20_000, "/grown/"))
+    insert_jobs_of(configured, add_tasks(configured, 20_000, "/grown/"))
     jobs_read, tasks_read = remove(first[295:])
     assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 20_290
     assert (jobs_read, tasks_read) == (0, 0)  # an index probe finding nothing, not 20,290 rows each
