@@ -402,13 +402,13 @@ class Launcher(Service):
                 if not item.stored.done():
                     item.stored.set_result(results.get(item.job_id) if item.owner == owner else None)
             self._log_outcomes([(item, results[item.job_id]) for item in current if item.job_id in results])
-            retried = [row["task_id"] for row in results.values() if row["task_state"] == "pending"]
-            if retried:
-                await self._wake_dispatch_when_retries_are_due(retried)
             dispatch_was_paused = self._unrecorded >= self.max_unrecorded
             self._unrecorded -= len(batch)
             if dispatch_was_paused:
                 self.wake("dispatch")  # it paused for us (free_slots): it may go on
+            retried = [row["task_id"] for row in results.values() if row["task_state"] == "pending"]
+            if retried:
+                await self._wake_dispatch_when_retries_are_due(retried)
 
     async def _wake_dispatch_when_retries_are_due(self, tasks: list[int]) -> None:
         """A retried task waits out its backoff; when it ends, nothing else would wake dispatch but

@@ -361,6 +361,20 @@ async def test_a_registration_answered_after_the_client_timed_out_runs_the_attem
     assert emulator.cluster.completed_runs[spec.job_id] == 1
 
 
+async def test_a_retried_registration_that_finds_its_job_registered_does_not_send_it_again(nomad: Target):
+    emulator = nomad.require_emulator("answer a registration after the client's timeout")
+    backend = nomad.backend(request_timeout_s=0.5)
+    # Carried out at 0.8 s, after the client gave up (0.5 s); its first look for the job (0.7 s)
+    # is not answered, the next (1.1 s) finds it.
+    emulator.inject_delays(1, 0.8, path_prefix="/v1/jobs", method="POST")
+    emulator.inject_errors(1, 503, path_prefix="/v1/jobs", method="GET")
+    spec = nomad.spec("found", "exit 0")
+    await backend.submit(spec)
+    assert emulator.requests[("POST", "/v1/jobs")] == 1, "registered once, not again"
+    assert (await follow(backend, spec)).state == "processed"
+    assert emulator.cluster.completed_runs[spec.job_id] == 1
+
+
 async def test_a_registration_whose_answer_was_lost_with_nomads_state_is_lost_not_run_again(nomad: Target):
     """Chaos found it (2026-12-01): a registration carried out after the client timed out, then
     Nomad restarted with a fresh state while the client was retrying; the retry registered the job

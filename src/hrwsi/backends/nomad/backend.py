@@ -67,10 +67,11 @@ class NomadBackend(Backend):
                         spec.job_id)
             return spec.job_id
         if response.status == 200:
+            answer = response.json() or {}
             # (the jobs table's index is at least this while Nomad's state lasts)
-            self._jobs_index_floor = int((response.json() or {}).get("JobModifyIndex") or 0)
+            self._jobs_index_floor = int(answer.get("JobModifyIndex") or 0)
             logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id))
-            warnings = (response.json() or {}).get("Warnings")
+            warnings = answer.get("Warnings")
             if warnings:  # deprecated or ignored settings (nomad/job_endpoint.go, Job.Warnings)
                 logger.warning("Nomad registered job %s with warnings: %s", spec.job_id, warnings.strip())
             return spec.job_id
