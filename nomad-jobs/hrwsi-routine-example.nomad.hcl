@@ -52,9 +52,12 @@ job "hrwsi-snow_cover-42-1" {
     }
 
     # A node that goes down: Nomad would replace the allocation whatever the reschedule block says;
-    # with replace = false it leaves it "unknown", and the launcher retries the attempt itself.
+    # with replace = false it leaves it "unknown", and the launcher retries the attempt itself, once
+    # the node's client must have stopped it: a client cut off from the servers keeps running its
+    # allocations for stop_on_client_after (HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S), then stops them.
     disconnect {
-      replace = false
+      replace              = false
+      stop_on_client_after = "1m"
     }
 
     # The routine's storage: disk belongs to the group (a task asking for disk is rejected), and

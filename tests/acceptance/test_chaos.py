@@ -26,7 +26,7 @@ def test_service_and_database_faults_lose_nothing_and_run_nothing_twice():
     assert_nothing_went_wrong(summary)
 
 
-def test_nomad_errors_timeouts_a_lost_node_a_fresh_nomad_state_and_a_paused_launcher_lose_nothing_and_run_nothing_twice():
+def test_nomad_errors_timeouts_lost_or_cut_off_nodes_a_fresh_state_and_a_paused_launcher_lose_nothing_and_run_nothing_twice():
     faults = (*NOMAD_FAULTS, "kill_9", "pause_launcher")
     report = run_campaign(runs=1, inputs=150, seed=11, faults_per_run=len(faults), timeout_s=300, stall_s=60,
                           backends=("nomad-emulator",), faults=faults, progress=print)

@@ -165,11 +165,11 @@ class Progress:
         self.calls.append((state, reason))
         self._changed.set()
 
-    async def reached(self, state: str) -> str:
+    async def reached(self, state: str, containing: str = "") -> str:
         async def until() -> str:
             while True:
                 for s, reason in self.calls:
-                    if s == state:
+                    if s == state and containing in reason:
                         return reason
                 self._changed.clear()
                 await self._changed.wait()

@@ -369,6 +369,20 @@ async def test_a_lost_allocation_is_replaced_unless_its_group_says_disconnect_re
         assert [a["ClientStatus"] for a in kept] == ["unknown"]
 
 
+async def test_a_group_may_not_say_both_when_its_node_is_lost_and_when_its_client_stops_it(nomad: Target):
+    # nomad/structs/group.go DisconnectStrategy.Validate: stop_on_client_after and lost_after exclude each other
+    job = minimal_job(nomad.job_id("stop-and-lost"))
+    job["TaskGroups"][0]["Disconnect"] = {"Replace": False, "StopOnClientAfter": 60_000_000_000,
+                                          "LostAfter": 60_000_000_000}
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert response.status_code == 500
+    assert "Disconnect cannot be configured with both lost_after and stop_after" in response.text
+    negative = minimal_job(nomad.job_id("stop-negative"))
+    negative["TaskGroups"][0]["Disconnect"] = {"StopOnClientAfter": -1}
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": negative})
+    assert response.status_code == 500 and "stop_after cannot be a negative duration" in response.text
+
+
 async def test_fs_logs_need_the_read_logs_capability(nomad: Target, tmp_path):
     nomad.require_emulator("ACL tokens with a policy")
     submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")

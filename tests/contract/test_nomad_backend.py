@@ -106,9 +106,71 @@ async def test_a_job_that_fits_nowhere_is_queued_then_runs_when_capacity_frees(n
         await backend.forget(spec.job_id)
 
 
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+async def test_an_attempt_whose_node_is_cut_off_is_lost_only_once_its_client_must_have_stopped_it(nomad: Target):
+    # A node cut off from the servers (a network partition) keeps running its allocations: recorded
+    # lost at once, the attempt would run there beside its retry (chaos55: task 112's first attempt).
+    emulator = nomad.require_emulator("cut a node off from the servers")
+    backend = nomad.backend(stop_after_disconnect_s=1.5, kill_timeout_s=0.5)
+    pid_file = nomad.work / "cut-off.pid"
+    spec = nomad.spec("cut-off", f'echo $$ > "{pid_file}"; while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; '
+                                 "done", worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    stored = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    assert stored["TaskGroups"][0]["Disconnect"]["StopOnClientAfter"] == 1_500_000_000
+    assert stored["TaskGroups"][0]["Tasks"][0]["KillTimeout"] == 500_000_000
+    pid = int(pid_file.read_text())
+    emulator.node_down(NODE_2, processes_survive=True)
+    reason = await progress.reached("running", "disconnected")
+    assert "retried" in reason and not following.done(), reason
+    assert alive(pid)  # it still runs on its node: not lost yet
+    outcome = await following
+    assert outcome.state == "lost" and NODE_2 in outcome.message and "its node was away" in outcome.message, \
+        outcome.message
+    assert not alive(pid)  # its client stopped it before the attempt was given up: it cannot run beside its retry
+
+
+async def test_an_attempt_that_ended_on_a_node_cut_off_is_recorded_with_its_real_end_when_the_node_is_back(
+        nomad: Target):
+    emulator = nomad.require_emulator("cut a node off from the servers")
+    backend = nomad.backend(stop_after_disconnect_s=60, kill_timeout_s=1)
+    gate, finished = nomad.work / "cut-off-gate", nomad.work / "cut-off-finished"
+    spec = nomad.spec("back-in-time", f'while [ ! -e "{gate}" ]; do sleep 0.05; done; '
+                                      f'echo done > "$HRWSI_OUTPUT_DIR/product.txt"; touch "{finished}"',
+                      worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    emulator.node_down(NODE_2, processes_survive=True)
+    await progress.reached("running", "disconnected")
+    gate.touch()  # the routine ends while its node is away: nobody hears of it yet
+
+    async def ended() -> None:
+        while not finished.exists():
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(ended(), GUARD_S)
+    assert not following.done()
+    emulator.node_up(NODE_2)
+    outcome = await following
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert [a["ClientStatus"] for a in allocations] == ["complete"]  # not lost, not replaced: run once
+    await backend.forget(spec.job_id)
+
+
 async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Target):
     emulator = nomad.require_emulator("make a node go down")
-    backend = nomad.backend()
+    backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)
     spec = nomad.spec("lost", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
     await backend.submit(spec)
     progress = Progress()
@@ -135,7 +197,7 @@ async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Tar
 
 async def test_a_replacement_nomad_placed_before_the_stop_does_not_hide_the_loss(nomad: Target):
     emulator = nomad.require_emulator("make a node go down")
-    backend = nomad.backend()
+    backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)
     spec = nomad.spec("replaced", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
     job = build_job(spec, backend.config)
     del job["TaskGroups"][0]["Disconnect"]  # as a job registered by an older hrwsi: Nomad replaces lost ones

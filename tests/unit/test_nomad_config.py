@@ -27,3 +27,15 @@ def test_configuration_from_nomads_environment_names():
         NomadConfig.from_env({"HRWSI_NOMAD_PLACEMENT": "anywhere"})
     with pytest.raises(ValueError):
         NomadConfig.from_env({"HRWSI_NOMAD_MAX_CONNECTIONS": "500"})
+
+
+def test_how_long_a_cut_off_client_keeps_an_attempt_is_configured_and_must_be_positive():
+    config = NomadConfig.from_env({"HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S": "120", "HRWSI_NOMAD_KILL_TIMEOUT_S": "45"})
+    assert (config.stop_after_disconnect_s, config.kill_timeout_s) == (120, 45)
+    defaults = NomadConfig.from_env({})
+    assert (defaults.stop_after_disconnect_s, defaults.kill_timeout_s) == (60, 30)
+    # 0 would be read by Nomad as unset: a cut-off client would keep the attempt running for ever
+    with pytest.raises(ValueError, match="HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S must be positive"):
+        NomadConfig.from_env({"HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S": "0"})
+    with pytest.raises(ValueError, match="HRWSI_NOMAD_KILL_TIMEOUT_S"):
+        NomadConfig.from_env({"HRWSI_NOMAD_KILL_TIMEOUT_S": "-1"})

@@ -123,7 +123,13 @@ def test_raw_exec_runs_the_routine_argv(config):
 def test_hrwsi_keeps_nomad_from_replacing_a_lost_allocation(config):
     # Nomad replaces lost allocations whatever the reschedule policy says, unless Disconnect.Replace is
     # false (nomad/structs/structs.go TaskGroup.Replace): the launcher retries the attempt itself.
-    assert group_of(build_job(make_spec(), config))["Disconnect"] == {"Replace": False}
+    # A client cut off from the servers stops the attempt after stop_on_client_after (client/heartbeatstop.go):
+    # the launcher retries an attempt whose node is away only then.
+    assert group_of(build_job(make_spec(), config))["Disconnect"] == {"Replace": False, "StopOnClientAfter": 60 * NS}
+    assert task_of(build_job(make_spec(), config))["KillTimeout"] == 30 * NS
+    configured = NomadConfig(stop_after_disconnect_s=90, kill_timeout_s=2.5)
+    assert group_of(build_job(make_spec(), configured))["Disconnect"]["StopOnClientAfter"] == 90 * NS
+    assert task_of(build_job(make_spec(), configured))["KillTimeout"] == 2_500_000_000
     assert "PreventRescheduleOnLost" not in group_of(build_job(make_spec(), config))  # deprecated and ignored
 
 

@@ -174,7 +174,9 @@ def test_the_example_routine_job_is_what_build_job_registers():
         tuple(built_group["ReschedulePolicy"][k] for k in ("Attempts", "Unlimited", "Interval", "Delay",
                                                              "DelayFunction"))
     assert single(group, "ephemeral_disk")["size"] == built_group["EphemeralDisk"]["SizeMB"]
-    assert {"Replace": single(group, "disconnect")["replace"]} == built_group["Disconnect"]
+    disconnect = single(group, "disconnect")
+    assert {"Replace": disconnect["replace"], "StopOnClientAfter": duration_ns(disconnect["stop_on_client_after"])} \
+        == built_group["Disconnect"]
     (task_name, task), = labelled(group, "task").items()
     assert task_name == built_task["Name"] and task["driver"] == built_task["Driver"]
     config = single(task, "config")

@@ -9,6 +9,7 @@ process continued, a stopped server started again) and says what it did in one l
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -30,7 +31,8 @@ from hrwsi.testing.nomad_emulator.server import NomadEmulator
 # Faults of any run; on the Nomad runs also NOMAD_FAULTS.
 FAULTS = ("kill_9", "sigterm", "pause_launcher", "pause_orchestrator", "kill_routine", "terminate_listeners",
           "terminate_pool", "restart_postgresql", "postgresql_immediate_stop")
-NOMAD_FAULTS = ("nomad_http_500", "nomad_http_429", "nomad_timeout", "nomad_node_down", "nomad_fresh_state")
+NOMAD_FAULTS = ("nomad_http_500", "nomad_http_429", "nomad_timeout", "nomad_node_down", "nomad_node_cut_off",
+                "nomad_fresh_state")
 SERVICES = ("harvester", "orchestrator", "launcher")
 LEASE_S = 2.0
 NOMAD_REQUEST_TIMEOUT_S = 2.0
@@ -85,7 +87,10 @@ class ServiceProcesses:
                              "HRWSI_NOMAD_MHZ_PER_CORE": str(MHZ_PER_CORE),
                              "HRWSI_NOMAD_REQUEST_TIMEOUT_S": str(NOMAD_REQUEST_TIMEOUT_S),
                              # Shorter than the default 60 s so that purges happen within a run.
-                             "HRWSI_NOMAD_PURGE_DELAY_S": str(5 * NOMAD_REQUEST_TIMEOUT_S)})
+                             "HRWSI_NOMAD_PURGE_DELAY_S": str(5 * NOMAD_REQUEST_TIMEOUT_S),
+                             # A node cut off longer than 1.5 s is given up (its client stopped the
+                             # routine by then); a shorter cut-off ends with the node back.
+                             "HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S": "1", "HRWSI_NOMAD_KILL_TIMEOUT_S": "0.5"})
             for name in ("NOMAD_TOKEN", "NOMAD_NAMESPACE", "NOMAD_REGION"):
                 self.env.pop(name, None)
         self.log = open(home / "services.log", "ab")
@@ -277,6 +282,16 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
         time.sleep(down)
         nomad.call(emulator.node_up, node)
         return f"Nomad node {node} down for {down:.1f} s (its allocations lost)"
+    if fault == "nomad_node_cut_off":
+        # A network partition: the servers see the node down, its routines run on unreported (and are
+        # stopped when it is back, or by their client after disconnect.stop_on_client_after).
+        node = rng.choice(nomad.nodes)
+        away = rng.uniform(0.5, 2.0)
+        nomad.call(functools.partial(emulator.node_down, node, processes_survive=True))
+        target.destroyed.update(nomad.call(_lost_on, emulator, node))
+        time.sleep(away)
+        nomad.call(emulator.node_up, node)
+        return f"Nomad node {node} cut off from the servers for {away:.1f} s (its routines ran on unseen)"
     if fault == "nomad_fresh_state":
         index = nomad.call(lambda: emulator.cluster.index)
         target.destroyed.update(nomad.call(lambda: [attempt_of(job_id) for _, job_id in emulator.cluster.jobs]))
@@ -287,7 +302,7 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
 
 def _lost_on(emulator: NomadEmulator, node: str) -> list[tuple[int, int]]:
     """The attempts whose allocation on `node` it just took down: lost, or unknown (a group that is not
-    replaced on disconnect), whose processes the emulator kills all the same."""
+    replaced on disconnect), whose processes the emulator kills (at once, or when a cut-off node is back)."""
     node_id = emulator.node_id(node)
     return [attempt_of(a["JobID"]) for a in emulator.cluster.allocs.values()
             if a["NodeID"] == node_id and a["ClientStatus"] in ("lost", "unknown")]

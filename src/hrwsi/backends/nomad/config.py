@@ -50,6 +50,10 @@ class NomadConfig:
     exec_chroot: tuple[str, ...] = DEFAULT_EXEC_CHROOT  # HRWSI_NOMAD_EXEC_CHROOT: the clients' chroot_env paths
     secrets_variable: str | None = None              # HRWSI_NOMAD_SECRETS_VARIABLE: a Variable path -> env
     event_stream: bool = True                        # HRWSI_NOMAD_EVENT_STREAM: false -> blocking queries only
+    # A client cut off from the servers stops an attempt's job after this long (the job's
+    # disconnect.stop_on_client_after); hrwsi retries an attempt whose node is away only then.
+    stop_after_disconnect_s: float = 60.0            # HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S
+    kill_timeout_s: float = 30.0                     # HRWSI_NOMAD_KILL_TIMEOUT_S: SIGTERM -> SIGKILL (kill_timeout)
     job_prefix: str = "hrwsi-"
     request_timeout_s: float = 15.0                  # HRWSI_NOMAD_REQUEST_TIMEOUT_S: one HTTP call (not a blocking query)
     blocking_wait_s: float = 30.0
@@ -63,6 +67,11 @@ class NomadConfig:
             raise ValueError(f"HRWSI_NOMAD_EXEC_DRIVER={self.exec_driver!r}: choose raw_exec or exec")
         if not self.mhz_per_core > 0:
             raise ValueError("HRWSI_NOMAD_MHZ_PER_CORE must be positive")
+        if not self.stop_after_disconnect_s > 0:
+            # (0 would mean "never stop": Nomad reads a zero stop_on_client_after as unset, alloc.go ShouldClientStop)
+            raise ValueError("HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S must be positive")
+        if not self.kill_timeout_s >= 0:
+            raise ValueError("HRWSI_NOMAD_KILL_TIMEOUT_S must not be negative")
         if not 1 <= self.max_connections <= 90:
             raise ValueError("HRWSI_NOMAD_MAX_CONNECTIONS must be between 1 and 90 (Nomad allows 100 per client)")
         if self.host_volume is not None and not self.host_volume_mount()[1].startswith("/"):
@@ -109,5 +118,7 @@ class NomadConfig:
             or DEFAULT_EXEC_CHROOT,
             secrets_variable=get("HRWSI_NOMAD_SECRETS_VARIABLE"),
             event_stream=_env_flag(env, "HRWSI_NOMAD_EVENT_STREAM", True),
+            stop_after_disconnect_s=float(get("HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S") or 60),
+            kill_timeout_s=float(get("HRWSI_NOMAD_KILL_TIMEOUT_S") or 30),
             request_timeout_s=float(get("HRWSI_NOMAD_REQUEST_TIMEOUT_S") or 15),
         )

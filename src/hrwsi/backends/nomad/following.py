@@ -9,8 +9,14 @@ unavailable (4xx, or disabled with HRWSI_NOMAD_EVENT_STREAM=false) one blocking 
 (Nomad allows 100 per client).
 
 - No allocation and a blocked evaluation: progress "queued" with Nomad's reason, never a failure.
-- An allocation lost with its node: lost; the job is stopped so that Nomad's replacement does not
-  run the same attempt twice (the launcher retries it as a new attempt).
+- An allocation whose node went away ("unknown": Disconnect.Replace false; or "lost") may still
+  run there: a node cut off from the servers keeps its allocations running. It is reported
+  running, with the reason, until its client must have stopped it: the job's
+  disconnect.stop_on_client_after plus its kill timeout after the node was seen away, the wait
+  Nomad's own scheduler keeps before replacing a lost allocation (nomad/structs/alloc.go
+  WaitClientStop; the client's side: client/heartbeatstop.go). Then it is lost, the job stopped
+  (a lost one at once, so that no replacement runs the same attempt), and the launcher retries it
+  as a new attempt. A node back before that reports the allocation's real end.
 - A job Nomad no longer knows: if this backend saw its end, that outcome (it was collected);
   otherwise lost.
 """
@@ -22,7 +28,7 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
 from hrwsi.backends.nomad.background import BackgroundTasks
@@ -65,6 +71,8 @@ class Follower:
     done: bool = False
     timed_out: bool = False
     timeout_handle: asyncio.TimerHandle | None = None
+    away_handle: asyncio.TimerHandle | None = None  # while an allocation's node is disconnected
+    away_until: datetime | None = None
     refreshing: bool = False
     refresh_again: bool = False
     final_alloc: dict | None = None
@@ -116,8 +124,9 @@ class JobFollowing:
                     logger.exception("job %s: recording progress %s failed", job_id, state)
         finally:
             follower.done = True
-            if follower.timeout_handle is not None:
-                follower.timeout_handle.cancel()
+            for handle in (follower.timeout_handle, follower.away_handle):
+                if handle is not None:
+                    handle.cancel()
             if self.followers.get(job_id) is follower:
                 del self.followers[job_id]
 
@@ -153,8 +162,9 @@ class JobFollowing:
         if follower.done:
             return
         follower.done = True
-        if follower.timeout_handle is not None:
-            follower.timeout_handle.cancel()
+        for handle in (follower.timeout_handle, follower.away_handle):
+            if handle is not None:
+                handle.cancel()
         self._finished[follower.job_id] = outcome
         while len(self._finished) > self._finished_memory:
             self._finished.popitem(last=False)
@@ -171,12 +181,16 @@ class JobFollowing:
         if follower.done:
             return
         allocs = sorted(follower.allocs.values(), key=lambda a: int(a.get("CreateIndex") or 0))
-        # lost: its node went down; unknown: the same with Disconnect.Replace false (build_job), which Nomad
-        # leaves in place, not replaced, until the node is back (scheduler/reconciler/filters.go).
-        lost = next((a for a in allocs if a.get("ClientStatus") in ("lost", "unknown")), None)
-        if lost is not None:
-            self._lost(follower, lost)
+        # Its node went away: unknown (Disconnect.Replace false, build_job: left in place, not replaced,
+        # until the node is back) or lost (one not yet running; or a group Nomad replaces). Either may
+        # still run there until its client stops it (scheduler/reconciler/filters.go).
+        away = next((a for a in allocs if a.get("ClientStatus") in ("lost", "unknown")), None)
+        if away is not None:
+            self._node_away(follower, away)
             return
+        if follower.away_handle is not None:  # its node is back: its allocation says how it went
+            follower.away_handle.cancel()
+            follower.away_handle = None
         if not allocs:
             return
         current = allocs[-1]
@@ -191,6 +205,35 @@ class JobFollowing:
             self._start_timeout(follower)
         elif status == "pending" and (reason := waiting_reason(current, follower.spec.routine)):
             self._progress(follower, "queued", f"Nomad placed it ({where(current)}) but {reason}")
+
+    def _node_away(self, follower: Follower, alloc: dict) -> None:
+        """Its node went away: the attempt may run on there until its client stops it."""
+        wait_s = self.config.stop_after_disconnect_s + self.config.kill_timeout_s
+        first_seen = follower.away_handle is None
+        if first_seen:
+            follower.away_handle = asyncio.get_running_loop().call_later(
+                wait_s, self._away_too_long, follower, alloc["ID"], wait_s)
+            follower.away_until = _now() + timedelta(seconds=wait_s)
+            if alloc.get("ClientStatus") == "lost":
+                # Stopped at once so that no replacement runs it (a job registered without
+                # Disconnect.Replace false); the lost node's client still has to stop it.
+                self.background.spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
+        reason = (f"{where(alloc)}: its node is disconnected ({alloc.get('ClientStatus')}); if it is not back by "
+                  f"{follower.away_until:%H:%M:%S} UTC its client has stopped the attempt "
+                  f"(disconnect.stop_on_client_after {self.config.stop_after_disconnect_s:g} s, kill timeout "
+                  f"{self.config.kill_timeout_s:g} s) and it is retried then")
+        if first_seen:
+            logger.warning("Nomad job %s: %s", follower.job_id, reason)
+        self._progress(follower, "running", reason)
+
+    def _away_too_long(self, follower: Follower, alloc_id: str, wait_s: float) -> None:
+        follower.away_handle = None
+        alloc = follower.allocs.get(alloc_id)
+        if follower.done or alloc is None or alloc.get("ClientStatus") not in ("lost", "unknown"):
+            return
+        self._lost(follower, {**alloc, "ClientDescription": (
+            f"its node was away for {wait_s:g} s, long enough for its client to have stopped the "
+            "attempt (disconnect.stop_on_client_after and kill timeout)")})
 
     def _lost(self, follower: Follower, lost: dict) -> None:
         if follower.job_id in self._cancelled:

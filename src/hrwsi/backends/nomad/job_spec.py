@@ -8,6 +8,10 @@
 - hrwsi owns retries: RestartPolicy 0 attempts (mode fail), ReschedulePolicy 0 attempts, and
   Disconnect.Replace false: an allocation lost with its node is not replaced by Nomad (whatever the
   reschedule policy says, Nomad replaces lost allocations otherwise: structs.go TaskGroup.Replace).
+  Disconnect.StopOnClientAfter (HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S): a client cut off from the
+  servers stops the attempt after that long (client/heartbeatstop.go), so the launcher knows when an
+  attempt whose node is away can no longer run, and retries it only then (following.py).
+- KillTimeout HRWSI_NOMAD_KILL_TIMEOUT_S (default 30 s): from the stop signal to SIGKILL.
 - Disk: the routine's storage as EphemeralDisk (at least Nomad's minimum, 10 MB); the task's log
   rotation is sized to stay below it, since Nomad refuses log storage (MaxFiles x MaxFileSizeMB)
   that is not less than the disk (structs.go LogConfig.Validate).
@@ -203,7 +207,7 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
         "Config": task_config,
         "Env": _task_env(spec),
         "Resources": {"CPU": nomad_cpu_mhz(spec.cpu, config.mhz_per_core), "MemoryMB": int(spec.ram_mb)},
-        "KillTimeout": 30 * NS,
+        "KillTimeout": round(config.kill_timeout_s * NS),
         "LogConfig": log_config(disk_mb(spec.storage_mb)),
     }
     if config.secrets_variable:
@@ -215,7 +219,7 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
         "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 24 * 3600 * NS, "Delay": 15 * NS},
         "ReschedulePolicy": {"Attempts": 0, "Unlimited": False, "Interval": 24 * 3600 * NS, "Delay": 5 * NS,
                              "DelayFunction": "constant", "MaxDelay": 0},
-        "Disconnect": {"Replace": False},
+        "Disconnect": {"Replace": False, "StopOnClientAfter": round(config.stop_after_disconnect_s * NS)},
         "EphemeralDisk": {"SizeMB": disk_mb(spec.storage_mb), "Sticky": False, "Migrate": False},
         "Tasks": [task],
     }

@@ -49,6 +49,13 @@ class AllocRunner:
         self.killed = asyncio.Event()
         self.lost = False
         self.abandoned = False
+        # Its node lost touch with the servers: what it does is reported when the node is back.
+        self.cut_off = False
+        self._unsent: list = []  # the allocation's updates since
+        self._terminal_unsent = False
+        self._status_before_cut_off = "pending"
+        self._stop_handle: asyncio.TimerHandle | None = None
+        self.finished = False
         self.processes: dict[str, asyncio.subprocess.Process] = {}
 
     def kill(self) -> None:
@@ -57,8 +64,43 @@ class AllocRunner:
     def lose(self) -> None:
         """The node went down: processes die with it and nothing more is reported."""
         self.lost = True
+        if self._stop_handle is not None:
+            self._stop_handle.cancel()
         self._signal_all(signal.SIGKILL)
         self.killed.set()
+
+    def cut_off_from_servers(self, status: str, stop_after_s: float | None) -> None:
+        """The node is cut off from the servers but alive: its processes run on, their updates kept for
+        the servers, until the client stops the allocation `stop_after_s` later (the group's
+        disconnect.stop_on_client_after; client/heartbeatstop.go kills its tasks), or for as long as
+        the node stays away when the group has none. `status`: the allocation's as the client knows it."""
+        if not self.cut_off:
+            self.cut_off, self._status_before_cut_off = True, status
+        if stop_after_s is not None and self._stop_handle is None:
+            self._stop_handle = asyncio.get_running_loop().call_later(stop_after_s, self.kill)
+
+    def reconnect(self) -> None:
+        """The node is back: the client sends what happened meanwhile (the allocation's real state, not
+        lost), and stops the allocation if the servers want it stopped."""
+        if not self.cut_off:
+            return
+        self.cut_off = False
+        if self._stop_handle is not None:
+            self._stop_handle.cancel()
+            self._stop_handle = None
+        unsent, self._unsent = self._unsent, []
+
+        def replay(alloc: dict) -> None:
+            alloc["ClientStatus"] = self._status_before_cut_off
+            alloc["ClientDescription"] = "Tasks are running" if self._status_before_cut_off == "running" else ""
+            for mutate in unsent:
+                mutate(alloc)
+        self._update(replay)
+        if self._terminal_unsent:
+            self._terminal_unsent = False
+            self.cluster.alloc_terminal(self.alloc)
+        elif self.alloc["DesiredStatus"] == "stop":
+            self.kill()
 
     def abandon(self) -> None:
         """The emulator stops: kill the processes, report nothing."""
@@ -80,6 +122,9 @@ class AllocRunner:
 
     def _update(self, mutate) -> None:
         if self.silent:
+            return
+        if self.cut_off:
+            self._unsent.append(mutate)
             return
         with self.cluster.txn("AllocationUpdated") as t:
             mutate(self.alloc)
@@ -126,7 +171,11 @@ class AllocRunner:
                 if not self.killed.is_set():
                     self.cluster.completed_runs[a["JobID"]] += 1
         self._update(finish)
-        self.cluster.alloc_terminal(self.alloc)
+        self.finished = True
+        if self.cut_off:
+            self._terminal_unsent = True  # (reported when the node is back)
+        else:
+            self.cluster.alloc_terminal(self.alloc)
 
     def _environment(self, job: dict, group: dict, task: dict, task_dir: Path, alloc_dir: Path) -> dict[str, str]:
         alloc = self.alloc

@@ -52,6 +52,7 @@ from hrwsi.testing.nomad_emulator.model import (
     replace_on_disconnect,
     rfc3339,
     spec_fingerprint,
+    stop_on_client_after_s,
     validate_job,
 )
 
@@ -411,8 +412,10 @@ class Cluster:
         self._unblock()
         return node
 
-    def set_node_status(self, name_or_id: str, status: str) -> None:
-        """'down' loses the node's allocations (their processes are killed); 'ready' brings it back."""
+    def set_node_status(self, name_or_id: str, status: str, *, processes_survive: bool = False) -> None:
+        """'down' loses the node's allocations: their processes are killed (the machine is gone) or, with
+        `processes_survive` (a network partition), run on until their client stops them; 'ready' brings
+        the node back."""
         node = self.find_node(name_or_id)
         if status not in ("ready", "down", "disconnected", "initializing"):
             raise ValueError(f"unknown node status {status!r}")
@@ -424,7 +427,7 @@ class Cluster:
                                    "CreateIndex": t.index})
             t.put("nodes", node)
         if status in ("down", "disconnected"):
-            self._lose_node_allocs(node)
+            self._lose_node_allocs(node, processes_survive)
         else:
             self._node_back(node)
 
@@ -437,16 +440,19 @@ class Cluster:
             self._unblock()
         return node
 
-    def _lose_node_allocs(self, node: dict) -> None:
+    def _lose_node_allocs(self, node: dict, processes_survive: bool = False) -> None:
         """A node down: its allocations are lost and replaced, or, for a group whose Disconnect.Replace is
-        false, unknown and left alone (nomad/structs/structs.go TaskGroup.Replace; scheduler/reconciler/
-        filters.go: terminal-node allocations that cannot be replaced are "disconnecting", marked unknown)."""
+        false, a running one is unknown and left alone, one not yet running lost and not replaced
+        (nomad/structs/structs.go TaskGroup.Replace; scheduler/reconciler/filters.go: running
+        terminal-node allocations that cannot be replaced are "disconnecting", marked unknown; the
+        remaining terminal-node allocations are lost)."""
         allocs = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if not is_terminal_alloc(a)]
         if not allocs:
             return
+        known_to_client = {a["ID"]: a["ClientStatus"] for a in allocs}
         with self.txn("PlanResult") as t:
             for alloc in allocs:
-                if replace_on_disconnect(alloc):
+                if replace_on_disconnect(alloc) or alloc["ClientStatus"] != "running":
                     alloc["ClientStatus"] = "lost"
                     alloc["ClientDescription"] = alloc["DesiredDescription"] = "alloc is lost since its node is down"
                     alloc["DesiredStatus"] = "stop"
@@ -456,7 +462,11 @@ class Cluster:
                 t.put("allocs", alloc)
         for alloc in allocs:
             runner = self._runners.get(alloc["ID"])
-            if runner is not None:
+            if runner is None:
+                continue
+            if processes_survive:
+                runner.cut_off_from_servers(known_to_client[alloc["ID"]], stop_on_client_after_s(alloc))
+            else:
                 runner.lose()
         jobs = {(a["Namespace"], a["JobID"]) for a in allocs if a["ClientStatus"] == "lost"}
         for key in jobs:
@@ -465,18 +475,23 @@ class Cluster:
                 self._create_eval(job, "node-update", node_id=node["ID"])
 
     def _node_back(self, node: dict) -> None:
-        """A node up again: its unknown allocations cannot be restored here (the emulator killed their
-        processes): a stopped one ends complete, one still wanted is lost (and replaced)."""
+        """A node up again. A client that was only cut off reports what its allocations did meanwhile
+        (their real end, or running; one the servers stopped meanwhile is stopped now: the reconnect
+        flow of scheduler/reconciler/filters.go). The other unknown allocations died with the node: a
+        stopped one ends complete, one still wanted is lost, and not replaced (only a group with
+        Disconnect.Replace false has unknown allocations)."""
+        for alloc in list(self._allocs_by_node.get(node["ID"], {}).values()):
+            runner = self._runners.get(alloc["ID"])
+            if runner is not None and runner.cut_off:
+                runner.reconnect()
+                if runner.finished:
+                    self._runners.pop(alloc["ID"], None)
         unknown = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if a["ClientStatus"] == "unknown"]
         if unknown:
             with self.txn("AllocationUpdated") as t:
                 for alloc in unknown:
                     alloc["ClientStatus"] = "complete" if alloc["DesiredStatus"] == "stop" else "lost"
                     t.put("allocs", alloc)
-            for key in {(a["Namespace"], a["JobID"]) for a in unknown if a["ClientStatus"] == "lost"}:
-                job = self.jobs.get(key)
-                if job is not None and not job["Stop"]:
-                    self._create_eval(job, "node-update", node_id=node["ID"])
         self._unblock()
 
     # -- jobs --------------------------------------------------------------------------------
@@ -693,6 +708,8 @@ class Cluster:
                 (replace if self._failed_alloc_is_due(job, group, alloc, now) else live).append(alloc)
             elif status == "unknown":
                 live.append(alloc)  # Disconnect.Replace false: not replaced while its node is away
+            elif status == "lost" and not replace_on_disconnect(alloc):
+                live.append(alloc)  # lost when its node came back without it: Disconnect.Replace false, not replaced
             elif status == "lost":
                 # PreventRescheduleOnLost is deprecated and ignored (structs.go TaskGroup.Warnings): replaced.
                 replace.append(alloc)
@@ -928,7 +945,7 @@ class Cluster:
                 t.put("allocs", alloc)
         for alloc in allocs:
             runner = self._runners.get(alloc["ID"])
-            if runner is not None:
+            if runner is not None and not runner.cut_off:  # (a cut-off client hears of it when it is back)
                 runner.kill()
         self._unblock()
 
@@ -937,7 +954,9 @@ class Cluster:
         runner = AllocRunner(self, alloc)
         self._runners[alloc["ID"]] = runner
         task = self._spawn(runner.run(), f"alloc-{alloc['ID'][:8]}")
-        task.add_done_callback(lambda _t, alloc_id=alloc["ID"]: self._runners.pop(alloc_id, None))
+        # (a runner cut off from the servers stays known until its node is back to report its end)
+        task.add_done_callback(lambda _t, alloc_id=alloc["ID"], runner=runner: None if runner.cut_off
+                               else self._runners.pop(alloc_id, None))
 
     def alloc_terminal(self, alloc: dict) -> None:
         """A client reported an allocation ended: reschedule if the policy says so, and free capacity."""

@@ -200,6 +200,7 @@ def _group_errors(group: dict, job: dict) -> list[str]:
         errors.append(f"minimum DiskMB value is 10; got {size}")
     for constraint in group["Constraints"]:
         errors.extend(_constraint_errors(constraint))
+    errors.extend(_disconnect_errors(group.get("Disconnect"), job))
     names: set[str] = set()
     for i, task in enumerate(group["Tasks"], start=1):
         if not isinstance(task, dict):
@@ -451,6 +452,34 @@ def task_event(type_: str, message: str = "", **extra: Any) -> dict:
     event.update(extra)
     event["Details"] = details
     return event
+
+
+def _disconnect_errors(disconnect: dict | None, job: dict) -> list[str]:
+    """nomad/structs/group.go DisconnectStrategy.Validate."""
+    if disconnect is None:
+        return []
+    errors = []
+    stop_after = disconnect.get("StopOnClientAfter")
+    lost_after = int(disconnect.get("LostAfter") or 0)
+    if stop_after is not None:
+        if int(stop_after) < 0:
+            errors.append("stop_after cannot be a negative duration")
+        if job["Type"] not in ("service", "batch"):
+            errors.append("stop_after can only be used with service or batch job types")
+    if lost_after < 0:
+        errors.append("lost_after cannot be a negative duration")
+    if stop_after is not None and lost_after != 0:
+        errors.append("Disconnect cannot be configured with both lost_after and stop_after")
+    return errors
+
+
+def stop_on_client_after_s(alloc: dict) -> float | None:
+    """How long a client cut off from the servers keeps the allocation running: the group's
+    Disconnect.StopOnClientAfter; None (or 0, which Nomad reads as unset: nomad/structs/alloc.go
+    ShouldClientStop) keeps it running (client/heartbeatstop.go)."""
+    group = next((g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), {})
+    stop_after = int((group.get("Disconnect") or {}).get("StopOnClientAfter") or 0)
+    return stop_after / NS if stop_after > 0 else None
 
 
 def replace_on_disconnect(alloc: dict) -> bool:

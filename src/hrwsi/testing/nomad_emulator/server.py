@@ -163,9 +163,11 @@ class NomadEmulator:
         return f"http://{self.host}:{self.port}"
 
     # -- test hooks --------------------------------------------------------------------------
-    def node_down(self, name: str) -> None:
-        """The node stops heartbeating: its allocations become lost and their processes die."""
-        self.cluster.set_node_status(name, "down")
+    def node_down(self, name: str, *, processes_survive: bool = False) -> None:
+        """The node stops heartbeating: its allocations become lost (or unknown) and their processes die
+        with the machine, or, with `processes_survive` (a network partition; the servers cannot tell the
+        two apart), run on until their client stops them (the group's disconnect.stop_on_client_after)."""
+        self.cluster.set_node_status(name, "down", processes_survive=processes_survive)
 
     def node_up(self, name: str) -> None:
         self.cluster.set_node_status(name, "ready")
