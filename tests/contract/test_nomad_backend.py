@@ -50,7 +50,8 @@ async def test_submit_then_wait_reports_processed_with_the_task_environment(fram
     assert stored["TaskGroups"][0]["RestartPolicy"]["Attempts"] == 0
     if nomad.is_emulator:  # its end came through the event stream, not through polling
         assert not backend._following.stream_unavailable
-        assert nomad.emulator.requests[("GET", "/v1/jobs")] <= 1  # the index probe only
+        # the index reads only: before the first registration, and the stream's probe
+        assert nomad.emulator.requests[("GET", "/v1/jobs")] <= 2
     await backend.forget(spec.job_id)
 
 
@@ -426,6 +427,7 @@ async def test_a_registration_answered_after_the_client_timed_out_runs_the_attem
 async def test_a_retried_registration_that_finds_its_job_registered_does_not_send_it_again(nomad: Target):
     emulator = nomad.require_emulator("answer a registration after the client's timeout")
     backend = nomad.backend(request_timeout_s=0.5)
+    await backend.read_jobs_index()  # (what its first submit does first: not one of the requests below)
     # Carried out at 0.8 s, after the client gave up (0.5 s); its first look for the job (0.7 s)
     # is not answered, the next (1.1 s) finds it.
     emulator.inject_delays(1, 0.8, path_prefix="/v1/jobs", method="POST")
@@ -437,21 +439,12 @@ async def test_a_retried_registration_that_finds_its_job_registered_does_not_sen
     assert emulator.cluster.completed_runs[spec.job_id] == 1
 
 
-async def test_a_registration_whose_answer_was_lost_with_nomads_state_is_lost_not_run_again(nomad: Target):
-    """Chaos found it (2026-12-01): a registration carried out after the client timed out, then
-    Nomad restarted with a fresh state while the client was retrying; the retry registered the job
-    in the new state and the attempt ran twice. Whether it ran cannot be told any more: it is lost."""
-    emulator = nomad.require_emulator("time a registration out, then lose Nomad's state before the retry")
-    backend = nomad.backend(request_timeout_s=0.5)
-    before = nomad.spec("before", "exit 0")
-    await backend.submit(before)  # a registration this backend saw answered: the index of jobs reached it
-    assert (await follow(backend, before)).state == "processed"
-    # The next registration is carried out 1 s late, after the client gave up (0.5 s); the three
-    # requests after it fail (503: any retry, or any look for the job, before 2 s); Nomad loses its
-    # state at 2.2 s, between the try carried out and the first retry that is answered (3.5 s).
+async def submit_with_its_answer_lost_with_nomads_state(emulator: NomadEmulator, backend, spec) -> AttemptLost:
+    """Submit `spec` so that its registration is carried out 1 s late, after the client gave up
+    (0.5 s); the three requests after it fail (503: any retry, or any look for the job, before 2 s);
+    Nomad loses its state at 2.2 s, between the try carried out and the first retry answered (3.5 s)."""
     emulator.inject_delays(1, 1.0, path_prefix="/v1/jobs", method="POST")
     emulator.inject_errors(3, 503, path_prefix="/v1/jobs")
-    spec = nomad.spec("lost", "exit 0")
 
     async def lose_the_state() -> None:
         await asyncio.sleep(2.2)
@@ -461,7 +454,21 @@ async def test_a_registration_whose_answer_was_lost_with_nomads_state_is_lost_no
     with pytest.raises(AttemptLost, match="Nomad's state was lost or restored") as lost:
         await backend.submit(spec)
     await losing
-    assert lost.value.fault == "backend_lost_track"
+    return lost.value
+
+
+async def test_a_registration_whose_answer_was_lost_with_nomads_state_is_lost_not_run_again(nomad: Target):
+    """Chaos found it (2026-12-01): a registration carried out after the client timed out, then
+    Nomad restarted with a fresh state while the client was retrying; the retry registered the job
+    in the new state and the attempt ran twice. Whether it ran cannot be told any more: it is lost."""
+    emulator = nomad.require_emulator("time a registration out, then lose Nomad's state before the retry")
+    backend = nomad.backend(request_timeout_s=0.5)
+    before = nomad.spec("before", "exit 0")
+    await backend.submit(before)  # a registration this backend saw answered: the index of jobs reached it
+    assert (await follow(backend, before)).state == "processed"
+    spec = nomad.spec("lost", "exit 0")
+    lost = await submit_with_its_answer_lost_with_nomads_state(emulator, backend, spec)
+    assert lost.fault == "backend_lost_track"
     assert emulator.cluster.completed_runs[spec.job_id] == 1, "it ran once, in the state that is gone"
     found = await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")
     assert found.status_code == 404, "not registered again in the new state"
@@ -469,6 +476,27 @@ async def test_a_registration_whose_answer_was_lost_with_nomads_state_is_lost_no
     after = nomad.spec("after", "exit 0")
     await backend.submit(after)
     assert (await follow(backend, after)).state == "processed"
+
+
+async def test_a_launchers_first_registration_whose_answer_was_lost_with_nomads_state_is_lost_too(nomad: Target):
+    # A backend that registered nothing yet compares with Nomad's index of jobs read before its
+    # first registration (without it, that registration was sent again into the new state).
+    emulator = nomad.require_emulator("time a registration out, then lose Nomad's state before the retry")
+    for i in range(5):  # a cluster with a history: its index of jobs is past a fresh state's
+        other = minimal_job(nomad.job_id(f"history-{i}"))
+        assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": other})).status_code == 200
+        await nomad.final_allocation(other["ID"])
+    fresh = nomad.backend()
+    for name in ("first", "second"):  # the index is read before the first registration only
+        reads = emulator.requests[("GET", "/v1/jobs")]
+        await fresh.submit(nomad.spec(name, "exit 0"))
+        assert emulator.requests[("GET", "/v1/jobs")] - reads == (1 if name == "first" else 0)
+    backend = nomad.backend(request_timeout_s=0.5)
+    await backend.read_jobs_index()  # (what its first submit does first: not one of the requests below)
+    spec = nomad.spec("first-lost", "exit 0")
+    lost = await submit_with_its_answer_lost_with_nomads_state(emulator, backend, spec)
+    assert lost.fault == "backend_lost_track"
+    assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).status_code == 404, "not registered again"
 
 
 async def test_docker_routines_without_a_command_fail_in_the_emulator(nomad: Target):

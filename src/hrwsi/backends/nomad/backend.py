@@ -45,7 +45,9 @@ class NomadBackend(Backend):
         self._background = BackgroundTasks()
         self._following = JobFollowing(self.client, self._background, finished_memory=finished_memory)
         self._nodes_cache: tuple[float, list[dict]] | None = None
-        self._jobs_index_floor = 0  # JobModifyIndex of the last registration (_may_register_again)
+        # Nomad's index of jobs when this backend last knew it: the JobModifyIndex of its last
+        # registration, or the index read before its first (_may_register_again)
+        self._jobs_index_floor = 0
 
     # -- the Backend contract ----------------------------------------------------------------------
     async def submit(self, spec: JobSpec) -> str:
@@ -57,6 +59,8 @@ class NomadBackend(Backend):
                          spec.job_id, error)
         flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
         job = build_job(spec, self.config, flavour=flavour)
+        if not self._jobs_index_floor:
+            await self.read_jobs_index()
         assert_no_secrets(job, self.config)
         try:
             response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
@@ -84,6 +88,19 @@ class NomadBackend(Backend):
                 return spec.job_id
         raise NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): {text}")
 
+    async def read_jobs_index(self) -> None:
+        """Nomad's index of jobs now, the floor a retried registration compares with
+        (_may_register_again) until a registration answers one; read before the first registration."""
+        try:
+            # (the index is the jobs table's whatever the prefix; one that names no job lists nothing)
+            response = await self.client.call("read Nomad's index of jobs", "jobs",
+                                              params={"prefix": f"{self.config.job_prefix}index-probe-"}, retry=False)
+        except NomadError as error:
+            logger.debug("could not read Nomad's index of jobs: %s", error)
+            return
+        if response.status == 200:
+            self._jobs_index_floor = max(self._jobs_index_floor, response.index)
+
     async def _may_register_again(self, job_id: str) -> bool:
         """Before registering an attempt's job again after a try that failed, which may have been
         carried out all the same (its answer lost to a timeout or a cut connection): look for the job.
@@ -103,8 +120,8 @@ class NomadBackend(Backend):
         if any(job.get("ID") == job_id for job in response.json() or []):
             raise _AlreadyRegistered
         if response.index < self._jobs_index_floor:
-            lost = (f"Nomad's state was lost or restored (its index of jobs {response.index}, after a "
-                    f"registration at {self._jobs_index_floor}) while job {job_id} was being registered: "
+            lost = (f"Nomad's state was lost or restored (its index of jobs {response.index}, below the "
+                    f"{self._jobs_index_floor} it had reached) while job {job_id} was being registered: "
                     "the attempt may have run in the state that is gone; not registered again")
             self._jobs_index_floor = response.index
             raise AttemptLost("backend_lost_track", lost)
