@@ -118,18 +118,24 @@ async def test_an_attempt_whose_node_is_cut_off_is_lost_only_once_its_client_mus
     # A node cut off from the servers (a network partition) keeps running its allocations: recorded
     # lost at once, the attempt would run there beside its retry (chaos55: task 112's first attempt).
     emulator = nomad.require_emulator("cut a node off from the servers")
-    backend = nomad.backend(stop_after_disconnect_s=1.5, kill_timeout_s=0.5)
+    backend = nomad.backend(stop_after_disconnect_s=1.5, kill_timeout_s=1)
     pid_file = nomad.work / "cut-off.pid"
-    spec = nomad.spec("cut-off", f'echo $$ > "{pid_file}"; while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; '
-                                 "done", worker=NODE_2)
+    # (exec: the process the client's stop signal ends at once, so that its kill timeout is all margin)
+    spec = nomad.spec("cut-off", f'echo $$ > "{pid_file}.tmp"; mv "{pid_file}.tmp" "{pid_file}"; exec sleep 600',
+                      worker=NODE_2)
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))
     await progress.reached("running")
     stored = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
     assert stored["TaskGroups"][0]["Disconnect"]["StopOnClientAfter"] == 1_500_000_000
-    assert stored["TaskGroups"][0]["Tasks"][0]["KillTimeout"] == 500_000_000
-    pid = int(pid_file.read_text())
+    assert stored["TaskGroups"][0]["Tasks"][0]["KillTimeout"] == 1_000_000_000
+
+    async def started() -> int:
+        while not pid_file.exists():
+            await asyncio.sleep(0.02)
+        return int(pid_file.read_text())
+    pid = await asyncio.wait_for(started(), GUARD_S)
     emulator.node_down(NODE_2, processes_survive=True)
     reason = await progress.reached("running", "disconnected")
     assert "retried" in reason and not following.done(), reason
