@@ -451,6 +451,32 @@ async def test_a_retried_registration_that_finds_its_job_registered_does_not_sen
     assert emulator.cluster.completed_runs[spec.job_id] == 1
 
 
+async def test_a_registration_answered_while_a_retry_looks_for_its_job_is_not_taken_for_a_lost_state(
+        nomad: Target):
+    # chaos63: a look answered at index 2509 was compared with the 2517 of a registration answered
+    # while the look was on its way; no state was lost, yet the attempt was recorded lost, and the
+    # late registration ran it after that.
+    emulator = nomad.require_emulator("answer a registration after the client's timeout")
+    backend = nomad.backend(request_timeout_s=0.5)
+    before = nomad.spec("before-look", "exit 0")
+    await backend.submit(before)
+    assert (await follow(backend, before)).state == "processed"
+    emulator.inject_delays(1, 1.0, path_prefix="/v1/jobs", method="POST")  # carried out after the timeout
+    other, call, interleaved = nomad.spec("meanwhile", "exit 0"), backend.client.call, []
+
+    async def call_with_a_registration_answered_meanwhile(name: str, *args, **kwargs):
+        response = await call(name, *args, **kwargs)
+        if name.startswith("look for Nomad job") and not interleaved:
+            interleaved.append(await backend.submit(other))  # its JobModifyIndex is above the look's index
+        return response
+    backend.client.call = call_with_a_registration_answered_meanwhile
+    spec = nomad.spec("looked-for", "exit 0")
+    assert await backend.submit(spec) == spec.job_id  # not AttemptLost
+    assert interleaved == [other.job_id]
+    assert (await follow(backend, spec)).state == "processed"
+    assert emulator.cluster.completed_runs[spec.job_id] == 1
+
+
 async def submit_with_its_answer_lost_with_nomads_state(emulator: NomadEmulator, backend, spec) -> AttemptLost:
     """Submit `spec` so that its registration is carried out 1 s late, after the client gave up
     (0.5 s); the three requests after it fail (503: any retry, or any look for the job, before 2 s);

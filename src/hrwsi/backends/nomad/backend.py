@@ -110,6 +110,9 @@ class NomadBackend(Backend):
         again could run the attempt twice; it is lost (AttemptLost) and the task retried as a new
         attempt. Absent otherwise: register again (EnforceIndex still refuses a late first try).
         Unanswered: ask again before the next retry."""
+        # The floor as the look leaves: a registration answered while it is on its way may carry an
+        # index above the one the look was answered with, though no state was lost (chaos63).
+        floor = self._jobs_index_floor
         try:
             response = await self.client.call(f"look for Nomad job {job_id}", "jobs", params={"prefix": job_id},
                                               retry=False)
@@ -119,9 +122,9 @@ class NomadBackend(Backend):
             return not is_transient("get", response)  # (not allowed to list, say: register as before)
         if any(job.get("ID") == job_id for job in response.json() or []):
             raise _AlreadyRegistered
-        if response.index < self._jobs_index_floor:
+        if response.index < floor:
             lost = (f"Nomad's state was lost or restored (its index of jobs {response.index}, below the "
-                    f"{self._jobs_index_floor} it had reached) while job {job_id} was being registered: "
+                    f"{floor} it had reached) while job {job_id} was being registered: "
                     "the attempt may have run in the state that is gone; not registered again")
             self._jobs_index_floor = response.index
             raise AttemptLost("backend_lost_track", lost)
