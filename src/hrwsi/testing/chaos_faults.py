@@ -274,24 +274,19 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
         count = rng.randint(3, 10)
         nomad.call(emulator.inject_delays, count, NOMAD_REQUEST_TIMEOUT_S + 1.0, path_prefix="/v1/job")
         return f"the next {count} Nomad job requests answered after the client's timeout (but carried out)"
-    if fault == "nomad_node_down":
-        node = rng.choice(nomad.nodes)
-        down = rng.uniform(0.5, 2.0)
-        nomad.call(emulator.node_down, node)
-        target.destroyed.update(nomad.call(_lost_on, emulator, node))
-        time.sleep(down)
-        nomad.call(emulator.node_up, node)
-        return f"Nomad node {node} down for {down:.1f} s (its allocations lost)"
-    if fault == "nomad_node_cut_off":
-        # A network partition: the servers see the node down, its routines run on unreported (and are
-        # stopped when it is back, or by their client after disconnect.stop_on_client_after).
+    if fault in ("nomad_node_down", "nomad_node_cut_off"):
+        # cut off: a network partition; the servers see the node down, its routines run on unreported
+        # (and are stopped when it is back, or by their client after disconnect.stop_on_client_after)
+        cut_off = fault == "nomad_node_cut_off"
         node = rng.choice(nomad.nodes)
         away = rng.uniform(0.5, 2.0)
-        nomad.call(functools.partial(emulator.node_down, node, processes_survive=True))
+        nomad.call(functools.partial(emulator.node_down, node, processes_survive=cut_off))
         target.destroyed.update(nomad.call(_lost_on, emulator, node))
         time.sleep(away)
         nomad.call(emulator.node_up, node)
-        return f"Nomad node {node} cut off from the servers for {away:.1f} s (its routines ran on unseen)"
+        if cut_off:
+            return f"Nomad node {node} cut off from the servers for {away:.1f} s (its routines ran on unseen)"
+        return f"Nomad node {node} down for {away:.1f} s (its allocations lost)"
     if fault == "nomad_fresh_state":
         index = nomad.call(lambda: emulator.cluster.index)
         target.destroyed.update(nomad.call(lambda: [attempt_of(job_id) for _, job_id in emulator.cluster.jobs]))

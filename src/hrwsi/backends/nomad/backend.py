@@ -92,14 +92,12 @@ class NomadBackend(Backend):
         """Nomad's index of jobs now, the floor a retried registration compares with
         (_may_register_again) until a registration answers one; read before the first registration."""
         try:
-            # (the index is the jobs table's whatever the prefix; one that names no job lists nothing)
-            response = await self.client.call("read Nomad's index of jobs", "jobs",
-                                              params={"prefix": f"{self.config.job_prefix}index-probe-"}, retry=False)
+            response = await self.client.jobs_index(retry=False)
         except NomadError as error:
             logger.debug("could not read Nomad's index of jobs: %s", error)
             return
         if response.status == 200:
-            self._jobs_index_floor = max(self._jobs_index_floor, response.index)
+            self._jobs_index_floor = response.index
 
     async def _may_register_again(self, job_id: str) -> bool:
         """Before registering an attempt's job again after a try that failed, which may have been

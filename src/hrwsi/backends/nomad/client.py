@@ -178,6 +178,12 @@ class NomadClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def jobs_index(self, *, retry: bool = True) -> NomadResponse:
+        """Nomad's index of jobs (X-Nomad-Index; the jobs table's whatever the prefix) from a list
+        whose prefix names no job, so that it lists nothing."""
+        return await self.call("read Nomad's index of jobs", "jobs",
+                               params={"prefix": f"{self.config.job_prefix}index-probe-"}, retry=retry)
+
     def close(self) -> None:
         self.closed = True
         if self._pool is not None:

@@ -77,6 +77,11 @@ class Follower:
     refresh_again: bool = False
     final_alloc: dict | None = None
 
+    def cancel_timers(self) -> None:
+        for handle in (self.timeout_handle, self.away_handle):
+            if handle is not None:
+                handle.cancel()
+
     def has_live_alloc(self) -> bool:
         return any(a.get("ClientStatus") in LIVE for a in self.allocs.values())
 
@@ -124,9 +129,7 @@ class JobFollowing:
                     logger.exception("job %s: recording progress %s failed", job_id, state)
         finally:
             follower.done = True
-            for handle in (follower.timeout_handle, follower.away_handle):
-                if handle is not None:
-                    handle.cancel()
+            follower.cancel_timers()
             if self.followers.get(job_id) is follower:
                 del self.followers[job_id]
 
@@ -162,9 +165,7 @@ class JobFollowing:
         if follower.done:
             return
         follower.done = True
-        for handle in (follower.timeout_handle, follower.away_handle):
-            if handle is not None:
-                handle.cancel()
+        follower.cancel_timers()
         self._finished[follower.job_id] = outcome
         while len(self._finished) > self._finished_memory:
             self._finished.popitem(last=False)
@@ -239,8 +240,9 @@ class JobFollowing:
         if follower.job_id in self._cancelled:
             self._resolve(follower, JobOutcome("cancelled", None, "cancelled; its allocation was lost", None, _now()))
             return
-        # Stop the job so that Nomad's replacement allocation does not run this attempt again.
-        self.background.spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
+        if lost.get("ClientStatus") != "lost":  # (a lost one's job was stopped when it was first seen)
+            # Stop the job: the node, if it comes back, stops the attempt; nothing replaces it.
+            self.background.spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
         started, _ = task_times(lost, follower.spec.routine)
         self._resolve(follower, JobOutcome(
             "lost", None, f"{where(lost)} {lost.get('ClientStatus')}: "
@@ -429,8 +431,7 @@ class JobFollowing:
         # followed jobs are reconciled with list calls once connected anyway. Read Nomad's index on
         # every (re)connection: a cluster rebuilt or restored from nothing starts its Raft index over,
         # and a subscription from our old, higher index would drop every new event as already seen.
-        probe = await self.client.call("read the Nomad index", "jobs",
-                                       params={"prefix": f"{self.config.job_prefix}index-probe-"})
+        probe = await self.client.jobs_index()
         if probe.status == 200 and probe.index < self._stream_index:
             self._index_went_backwards(probe.index)
         if not self._stream_index:

@@ -52,7 +52,6 @@ class AllocRunner:
         # Its node lost touch with the servers: what it does is reported when the node is back.
         self.cut_off = False
         self._unsent: list = []  # the allocation's updates since
-        self._terminal_unsent = False
         self._status_before_cut_off = "pending"
         self._stop_handle: asyncio.TimerHandle | None = None
         self.finished = False
@@ -96,8 +95,7 @@ class AllocRunner:
             for mutate in unsent:
                 mutate(alloc)
         self._update(replay)
-        if self._terminal_unsent:
-            self._terminal_unsent = False
+        if self.finished:  # (a runner that finished before the cut is gone: it ended meanwhile)
             self.cluster.alloc_terminal(self.alloc)
         elif self.alloc["DesiredStatus"] == "stop":
             self.kill()
@@ -172,9 +170,7 @@ class AllocRunner:
                     self.cluster.completed_runs[a["JobID"]] += 1
         self._update(finish)
         self.finished = True
-        if self.cut_off:
-            self._terminal_unsent = True  # (reported when the node is back)
-        else:
+        if not self.cut_off:  # (else reported when the node is back: reconnect)
             self.cluster.alloc_terminal(self.alloc)
 
     def _environment(self, job: dict, group: dict, task: dict, task_dir: Path, alloc_dir: Path) -> dict[str, str]:
