@@ -194,6 +194,24 @@ async def test_a_batch_that_is_not_full_is_followed_at_once(db, pool, settings, 
         assert len(launcher._following) == 2 and not launcher._starting
 
 
+async def test_a_lone_tasks_job_is_submitted_before_the_dispatch_call_gives_its_connection_back(
+        db, pool, settings, configure):
+    # The release of a pooled connection takes turns of the event loop: the job is submitted in
+    # them, not after them (reaction latency, issue 15).
+    async with a_launcher_with_inputs(db, pool, settings, configure, inputs=1, limit=10) as (launcher, backend):
+        in_use_at_submit: list[int] = []
+        submit = backend.submit
+
+        async def counting_submit(spec):
+            in_use_at_submit.append(pool.get_size() - pool.get_idle_size())
+            return await submit(spec)
+
+        backend.submit = counting_submit
+        assert not await launcher.dispatch(), "1 of 3: nothing more waits"
+        assert in_use_at_submit == [1], "submitted while the dispatch call's connection was out"
+        assert pool.get_size() - pool.get_idle_size() == 0
+
+
 async def test_a_slot_the_backend_frees_wakes_dispatch_whatever_the_notifications_do(db, pool, settings, configure):
     # The job's end also wakes dispatch through its notification, which may come before the job's
     # follower has let go of its slot: that dispatch finds no room, and the slot would stay idle.
