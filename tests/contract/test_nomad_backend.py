@@ -181,6 +181,38 @@ async def test_an_attempt_that_ended_on_a_node_cut_off_is_recorded_with_its_real
     await backend.forget(spec.job_id)
 
 
+async def test_a_task_its_client_restarted_without_restoring_runs_again_and_the_attempt_is_judged_by_that_run(
+        nomad: Target, caplog):
+    # client/allocrunner/taskrunner/task_runner.go, Restore: a client that restarts and cannot reattach
+    # to a running task (its process gone) sets it back to pending and runs it again from the start.
+    emulator = nomad.require_emulator("restart a node's Nomad agent")
+    backend = nomad.backend()
+    runs, gate = nomad.work / "not-restored-runs", nomad.work / "not-restored-gate"
+    spec = nomad.spec("not-restored", f'echo run >> "{runs}"; while [ ! -e "{gate}" ]; do sleep 0.05; done; '
+                                      'echo done > "$HRWSI_OUTPUT_DIR/product.txt"', worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+
+    async def started(times: int) -> None:
+        while not runs.exists() or len(runs.read_text().splitlines()) < times:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(started(1), GUARD_S)
+    emulator.restart_client(NODE_2, restore_fails=True)
+    reason = await progress.reached("running", "without reattaching")
+    assert "started" in reason and NODE_2 in reason
+    await asyncio.wait_for(started(2), GUARD_S)
+    gate.touch()
+    outcome = await following
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert "started 2 time(s)" in outcome.message, outcome.message
+    assert any("without reattaching" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert [a["ClientStatus"] for a in allocations] == ["complete"]  # the same allocation ran it again
+    await backend.forget(spec.job_id)
+
+
 async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Target):
     emulator = nomad.require_emulator("make a node go down")
     backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)

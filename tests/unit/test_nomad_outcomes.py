@@ -66,3 +66,20 @@ def test_a_template_waiting_for_a_variable_is_a_reason_to_wait():
                     status="pending")
     assert "Missing: nomad.var.block(nomad/jobs@default.global)" in waiting_reason(pending, "r")
     assert waiting_reason(alloc({"Type": "Received"}, status="pending"), "r") == ""
+
+
+def test_a_task_its_client_could_not_restore_is_judged_by_its_run_after_that_and_says_how_often_it_started():
+    # client/allocrunner/taskrunner/task_runner.go, Restore: Failed Restoring Task sets the task back
+    # to pending; the servers still want it, so it runs again from the start. Not a failure.
+    rerun = alloc({"Type": "Received"}, {"Type": "Started"},
+                  {"Type": "Failed Restoring Task",
+                   "DisplayMessage": "failed to restore task; will not run until server is contacted"},
+                  {"Type": "Started"}, {"Type": "Terminated", "Details": {"exit_code": "0"}},
+                  {"Type": "Not Restarting"}, status="complete")
+    ended = outcome(rerun)
+    assert (ended.state, ended.exit_code) == ("processed", 0), ended.message
+    assert "restarted 1 time(s) without reattaching" in ended.message and "started 2 time(s)" in ended.message
+    # Stopped by the servers before it could run again: lost (retried), not a failure of the routine.
+    stopped = outcome(alloc({"Type": "Started"}, {"Type": "Failed Restoring Task"}, {"Type": "Killing"},
+                            {"Type": "Killed"}, status="complete"))
+    assert stopped.state == "lost" and "started 1 time(s)" in stopped.message, stopped.message

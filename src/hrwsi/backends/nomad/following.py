@@ -19,6 +19,10 @@ unavailable (4xx, or disabled with HRWSI_NOMAD_EVENT_STREAM=false) one blocking 
   as a new attempt. A node back before that reports the allocation's real end.
 - A job Nomad no longer knows: if this backend saw its end, that outcome (it was collected);
   otherwise lost.
+- A task whose client restarted and could not reattach to it (Failed Restoring Task) runs again
+  in the same allocation (client/allocrunner/taskrunner/task_runner.go, Restore): nothing hrwsi
+  can stop in time. It is logged as a warning and reported running with the reason; the outcome
+  is the last run's and says how many runs there were.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRe
 from hrwsi.backends.nomad.outcomes import (
     allocation_outcome,
     describe_placement_failure,
+    rerun_note,
+    restore_failures,
     task_times,
     waiting_reason,
     where,
@@ -76,6 +82,7 @@ class Follower:
     refreshing: bool = False
     refresh_again: bool = False
     final_alloc: dict | None = None
+    restore_failures: int = 0  # Failed Restoring Task events seen: each time the routine ran again
 
     def cancel_timers(self) -> None:
         for handle in (self.timeout_handle, self.away_handle):
@@ -196,13 +203,18 @@ class JobFollowing:
             return
         current = allocs[-1]
         status = current.get("ClientStatus")
+        rerun = rerun_note(current, follower.spec.routine) if status in LIVE else ""
+        if rerun and restore_failures(current, follower.spec.routine) > follower.restore_failures:
+            follower.restore_failures = restore_failures(current, follower.spec.routine)
+            logger.warning("Nomad job %s (task %d, attempt %d): %s", follower.job_id, follower.spec.task_id,
+                           follower.spec.attempt, rerun)
         if status in ("complete", "failed"):
             follower.final_alloc = current
             self._resolve(follower, allocation_outcome(current, follower.spec,
                                                        cancelled=follower.job_id in self._cancelled,
                                                        timed_out=follower.timed_out))
-        elif status == "running":
-            self._progress(follower, "running", where(current))
+        elif status == "running" or rerun:  # (pending again until a client that lost it runs it again)
+            self._progress(follower, "running", rerun or where(current))
             self._start_timeout(follower)
         elif status == "pending" and (reason := waiting_reason(current, follower.spec.routine)):
             self._progress(follower, "queued", f"Nomad placed it ({where(current)}) but {reason}")

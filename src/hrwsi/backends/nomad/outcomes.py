@@ -7,6 +7,10 @@
   template/template.go): internal_error with Nomad's message, so a broken routine is counted.
 - Killed otherwise: cancelled (the launcher asked), internal_error (over its timeout) or lost
   (stopped in Nomad by someone else).
+- Failed Restoring Task is not an end: a client that restarted and could not reattach to its task
+  sets it back to pending and, still wanted by the servers, runs it again from the start
+  (client/allocrunner/taskrunner/task_runner.go, Restore). The outcome is the last run's, and says
+  how many runs the allocation had.
 - Event fields are read from `Details` first: ExitCode, Signal, DriverError, ... are deprecated in
   favour of Details[...] (nomad/structs/structs.go TaskEvent).
 - A blocked evaluation's FailedTGAllocs in one line: "Resources exhausted on 2 nodes: memory".
@@ -14,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,7 +29,9 @@ from hrwsi.backends.nomad.job_spec import NS, task_name
 
 # Task event types that end a task as failed (nomad/structs/structs.go, TaskSetupFailure ...).
 FAILURE_EVENTS = ("Setup Failure", "Driver Failure", "Failed Validation", "Failed Artifact Download",
-                  "Failed Restoring Task", "Task hook failed", "Disk Resources Exceeded", "Sibling Task Failed")
+                  "Task hook failed", "Disk Resources Exceeded", "Sibling Task Failed")
+# Its client restarted and lost the task's process: the task waits for the servers and runs again.
+RESTORE_FAILED = "Failed Restoring Task"
 # (Details key, deprecated field) of the messages a failure event may carry, in the order they explain it.
 FAILURE_DETAILS = (("driver_error", "DriverError"), ("setup_error", "SetupError"),
                    ("validation_error", "ValidationError"), ("download_error", "DownloadError"))
@@ -120,8 +127,31 @@ def task_times(alloc: Mapping[str, Any], routine: str | None = None) -> tuple[da
     return started, finished
 
 
+def restore_failures(alloc: Mapping[str, Any], routine: str | None = None) -> int:
+    """How many times the task's client restarted without reattaching to it (each time it ran again)."""
+    return sum(1 for e in task_state(alloc, routine).get("Events") or [] if e.get("Type") == RESTORE_FAILED)
+
+
+def rerun_note(alloc: Mapping[str, Any], routine: str | None = None) -> str:
+    """What a reader of the outcome must know when the task's client lost it: how often it restarted
+    without reattaching, and how many times the routine started in the allocation."""
+    events = task_state(alloc, routine).get("Events") or []
+    failures = sum(1 for e in events if e.get("Type") == RESTORE_FAILED)
+    if not failures:
+        return ""
+    starts = sum(1 for e in events if e.get("Type") == "Started")
+    return (f"Nomad's client restarted {failures} time(s) without reattaching to the routine, which started "
+            f"{starts} time(s) in {where(alloc)} (a task its client cannot restore runs again from the start)")
+
+
 def allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool) -> JobOutcome:
-    """The outcome of an allocation that is complete or failed."""
+    """The outcome of an allocation that is complete or failed (with the note of rerun_note)."""
+    outcome = _allocation_outcome(alloc, spec, cancelled=cancelled, timed_out=timed_out)
+    note = rerun_note(alloc, spec.routine)
+    return dataclasses.replace(outcome, message=f"{outcome.message}; {note}") if note else outcome
+
+
+def _allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool) -> JobOutcome:
     events = task_state(alloc, spec.routine).get("Events") or []
     started, finished = task_times(alloc, spec.routine)
     finished = finished or datetime.now(UTC)

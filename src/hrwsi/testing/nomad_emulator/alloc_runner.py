@@ -2,8 +2,8 @@
 
 Each task runs as a subprocess (raw_exec, exec; docker only when `config.command` is given), with
 the task's Env, stdout/stderr under the work directory, Nomad's task events (Received, Task Setup,
-Started, Terminated, Restarting, Not Restarting, Killing, Killed, Driver Failure) and its restart
-policy. The allocation's status is reported to the cluster through its transactions.
+Started, Terminated, Restarting, Not Restarting, Killing, Killed, Driver Failure, Failed Restoring
+Task) and its restart policy. The allocation's status is reported to the cluster through its transactions.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class AllocRunner:
         self._stop_handle: asyncio.TimerHandle | None = None
         self.finished = False
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self._restore_failed: set[str] = set()  # tasks whose client restarted and lost their process
 
     def kill(self) -> None:
         self.killed.set()
@@ -99,6 +100,20 @@ class AllocRunner:
             self.cluster.alloc_terminal(self.alloc)
         elif self.alloc["DesiredStatus"] == "stop":
             self.kill()
+
+    def fail_restore(self) -> None:
+        """Its client restarted and could not reattach to the running tasks (their processes are gone:
+        an executor that died, a reboot the servers did not notice). Each is set back to pending with
+        a Failed Restoring Task event and, as the servers still want it, runs again from the start
+        (client/allocrunner/taskrunner/task_runner.go: Restore, restoreHandle's DestroyTask,
+        waitOnServers; the new run is not a restart of the restart policy)."""
+        for name, process in self.processes.items():
+            if process.returncode is None:
+                self._restore_failed.add(name)
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def abandon(self) -> None:
         """The emulator stops: kill the processes, report nothing."""
@@ -324,6 +339,8 @@ class AllocRunner:
                                  State="dead", Failed=True, FinishedAt=rfc3339(now_ns()))
                 return "failed"
             outcome = await self._attempt(job, task, argv, env, task_dir, problem)
+            if outcome == "not restored":
+                continue  # runs again (fail_restore), unless the servers want it stopped meanwhile
             if outcome is not None:
                 return outcome
             if not await self._restart_or_fail(task, restarts):
@@ -353,6 +370,12 @@ class AllocRunner:
         outcome = await self._supervise(name, task, process)
         if self.silent:
             return "lost"
+        if name in self._restore_failed:
+            self._restore_failed.discard(name)
+            self._task_event(name, task_event("Failed Restoring Task",
+                                              "failed to restore task; will not run until server is contacted"),
+                             State="pending")
+            return "not restored"
         if outcome != "exited":
             return outcome
         code, sig = self._exit_result(process.returncode)

@@ -431,6 +431,17 @@ class Cluster:
         else:
             self._node_back(node)
 
+    def restart_client(self, name_or_id: str, *, restore_fails: bool) -> None:
+        """The node's Nomad agent restarts, too briefly for the servers to notice. Its running tasks are
+        reattached, or, with `restore_fails`, lost and run again (AllocRunner.fail_restore)."""
+        node = self.find_node(name_or_id)
+        if not restore_fails:
+            return
+        for alloc in list(self._allocs_by_node.get(node["ID"], {}).values()):
+            runner = self._runners.get(alloc["ID"])
+            if runner is not None and not runner.finished:
+                runner.fail_restore()
+
     def set_node_eligibility(self, name_or_id: str, eligible: bool) -> dict:
         node = self.find_node(name_or_id)
         with self.txn("NodeDrain") as t:
