@@ -57,3 +57,12 @@ def test_finished_work_redone_counts_only_work_no_fault_destroyed():
     assert figures.redone_as == {"lost/launcher_gone": 1}
     assert figures.redone_after_a_fault_destroyed_it == 1, "task 2: its node went down with it"
     # task 3: killed mid-work (no end line): running it again redoes no finished work
+
+
+def test_an_attempt_a_restarted_nomad_client_ran_again_is_counted_apart_from_attempts_run_twice():
+    # Killed by the client's restart (no end line), then run again from the start by Nomad.
+    executions = [Execution(1, 1, "j-1-1", 10, 1.0), Execution(1, 1, "j-1-1", 12, 3.0, 4.0),
+                  Execution(2, 1, "j-2-1", 11, 1.0, 2.0), Execution(2, 1, "j-2-1", 13, 3.0, 4.0)]
+    jobs = {(1, 1): ("processed", None, 5.0), (2, 1): ("processed", None, 5.0)}
+    figures = ledger_figures(executions, jobs, destroyed=set(), rerun_by_nomad={(1, 1)})
+    assert (figures.attempts_rerun_by_nomad, figures.attempts_run_twice) == (1, 1), "task 2 was not the client's"

@@ -96,6 +96,8 @@ class RunFigures:
     # Finished work a fault destroyed (its allocation lost with its node or Nomad's state, its routine
     # killed) that ran again: the fault's doing, reported apart from finished_work_redone.
     redone_after_a_fault_destroyed_it: int = 0
+    # Attempts a restarted Nomad client ran again from the start (it could not reattach): Nomad's doing.
+    attempts_rerun_by_nomad: int = 0
     lost_attempts: Counter = field(default_factory=Counter)  # by fault
     # Nomad runs: times an event stream of the emulator fell behind its buffer and missed frames.
     nomad_stream_frames_missed: int = 0
@@ -150,6 +152,7 @@ class CampaignReport:
                                            for b in sorted({r.backend for r in self.runs})},
             "routines_killed_on_purpose": sum(r.routines_killed for r in self.runs),
             "redone_after_a_fault_destroyed_it": sum(r.redone_after_a_fault_destroyed_it for r in self.runs),
+            "attempts_rerun_by_nomad": sum(r.attempts_rerun_by_nomad for r in self.runs),
             "lost_attempts_by_fault": dict(lost),
             "nomad_stream_frames_missed": sum(r.nomad_stream_frames_missed for r in self.runs),
             "recovery_s_median": _median(every),
@@ -346,7 +349,7 @@ def one_run(server: str, pgdata: Path, workdir: Path, inputs: int, rng: random.R
     figures.routines_killed = len(target.killed_routines)
     with psycopg.connect(url, autocommit=True) as conn:
         _database_figures(conn, figures, target.killed_routines)
-        _ledger_figures(conn, figures, ledger, target.destroyed)
+        _ledger_figures(conn, figures, ledger, target)
         if figures.failed:  # a failed run keeps its database and logs, and says why
             (home / "diagnosis.txt").write_text(diagnose(conn, figures, events, nomad_view))
     if figures.failed:
@@ -385,20 +388,21 @@ def _database_figures(conn: psycopg.Connection, figures: RunFigures, killed: set
         "SELECT coalesce(fault, '?'), count(*) FROM hrwsi.job WHERE state = 'lost' GROUP BY 1").fetchall()))
 
 
-def _ledger_figures(conn: psycopg.Connection, figures: RunFigures, ledger: Path,
-                    destroyed: set[tuple[int, int]]) -> None:
+def _ledger_figures(conn: psycopg.Connection, figures: RunFigures, ledger: Path, target: Target) -> None:
     jobs = {(task, attempt): (state, fault, final_at if final_at is not None else math.inf)
             for task, attempt, state, fault, final_at in conn.execute(
                 """SELECT task_id, attempt, state, fault,
                           CASE WHEN state IN ('processed', 'internal_error', 'external_error', 'lost', 'cancelled')
                                THEN extract(epoch FROM updated_at)::float8 END
                    FROM hrwsi.job""")}
-    found = chaos_ledger.ledger_figures(chaos_ledger.read_ledger(ledger), jobs, destroyed)
+    found = chaos_ledger.ledger_figures(chaos_ledger.read_ledger(ledger), jobs, target.destroyed,
+                                        target.rerun_by_nomad)
     figures.executions = found.executions
     figures.attempts_run_twice = found.attempts_run_twice
     figures.executions_after_final = found.executions_after_final
     figures.finished_work_redone = found.finished_work_redone
     figures.redone_after_a_fault_destroyed_it = found.redone_after_a_fault_destroyed_it
+    figures.attempts_rerun_by_nomad = found.attempts_rerun_by_nomad
     figures.redone_as = found.redone_as
     figures.ledger_examples = found.examples[:20]
 

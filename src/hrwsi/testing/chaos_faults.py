@@ -32,7 +32,7 @@ from hrwsi.testing.nomad_emulator.server import NomadEmulator
 FAULTS = ("kill_9", "sigterm", "pause_launcher", "pause_orchestrator", "kill_routine", "terminate_listeners",
           "terminate_pool", "restart_postgresql", "postgresql_immediate_stop")
 NOMAD_FAULTS = ("nomad_http_500", "nomad_http_429", "nomad_timeout", "nomad_node_down", "nomad_node_cut_off",
-                "nomad_fresh_state")
+                "nomad_fresh_state", "nomad_client_restart")
 SERVICES = ("harvester", "orchestrator", "launcher")
 LEASE_S = 2.0
 NOMAD_REQUEST_TIMEOUT_S = 2.0
@@ -140,6 +140,9 @@ class Target:
     # (task, attempt) whose work a fault destroyed (a killed routine, an allocation lost with its node
     # or with Nomad's state): running them again is the fault's doing, not finished work thrown away.
     destroyed: set[tuple[int, int]] = field(default_factory=set)
+    # (task, attempt) whose routine a restarted Nomad client could not reattach to and ran again from
+    # the start, as Nomad does (client/allocrunner/taskrunner/task_runner.go, Restore): counted apart.
+    rerun_by_nomad: set[tuple[int, int]] = field(default_factory=set)
 
 
 def attempt_of(job_id: str) -> tuple[int, int]:
@@ -287,6 +290,20 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
         if cut_off:
             return f"Nomad node {node} cut off from the servers for {away:.1f} s (its routines ran on unseen)"
         return f"Nomad node {node} down for {away:.1f} s (its allocations lost)"
+    if fault == "nomad_client_restart":
+        # A client agent restarted too briefly for the servers to notice, unable to reattach to its
+        # running tasks: each runs again from the start in its allocation. Looks for a node with
+        # running routines for up to 20 s (they live a fraction of a second).
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            node = rng.choice(nomad.nodes)
+            again = nomad.call(functools.partial(emulator.restart_client, node, restore_fails=True))
+            if again:
+                target.rerun_by_nomad.update(attempt_of(alloc["JobID"]) for alloc in again)
+                return (f"Nomad client of node {node} restarted without reattaching to its {len(again)} running "
+                        "task(s): they run again")
+            time.sleep(0.02)
+        raise NotInjected("no routine was running on a Nomad node for 20 s: no client restarted")
     if fault == "nomad_fresh_state":
         index = nomad.call(lambda: emulator.cluster.index)
         target.destroyed.update(nomad.call(lambda: [attempt_of(job_id) for _, job_id in emulator.cluster.jobs]))

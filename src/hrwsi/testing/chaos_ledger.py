@@ -9,12 +9,16 @@ writes it): executions the database cannot hide.
   another attempt, unless a fault destroyed that work (the harness killed the routine, or its
   allocation was lost with its node or with Nomad's state before the end was reported): those are
   counted apart, as work the fault destroyed.
+- an attempt a restarted Nomad client ran again (it could not reattach to the routine: Nomad runs
+  the task again from the start, client/allocrunner/taskrunner/task_runner.go) is counted apart
+  from the attempts run twice: Nomad's doing, which hrwsi cannot prevent.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +42,7 @@ class LedgerFigures:
     executions_after_final: int = 0
     finished_work_redone: int = 0
     redone_after_a_fault_destroyed_it: int = 0
+    attempts_rerun_by_nomad: int = 0
     # How the thrown-away attempts were recorded (job state / fault), for the report.
     redone_as: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
@@ -64,14 +69,18 @@ def read_ledger(path: Path) -> list[Execution]:
 
 
 def ledger_figures(executions: list[Execution], jobs: dict[tuple[int, int], tuple[str, str | None, float]],
-                   destroyed: set[tuple[int, int]]) -> LedgerFigures:
+                   destroyed: set[tuple[int, int]],
+                   rerun_by_nomad: AbstractSet[tuple[int, int]] = frozenset()) -> LedgerFigures:
     """jobs: (task, attempt) -> (state, fault, epoch when it became final, or +inf while active);
-    destroyed: the (task, attempt) whose work a fault destroyed on purpose."""
+    destroyed: the (task, attempt) whose work a fault destroyed on purpose; rerun_by_nomad: those a
+    restarted Nomad client ran again."""
     figures = LedgerFigures(executions=len(executions))
     runs = Counter((e.task, e.attempt) for e in executions)
-    figures.attempts_run_twice = sum(1 for count in runs.values() if count > 1)
     for (task, attempt), count in runs.items():
-        if count > 1:
+        if count > 1 and (task, attempt) in rerun_by_nomad:
+            figures.attempts_rerun_by_nomad += 1
+        elif count > 1:
+            figures.attempts_run_twice += 1
             figures.examples.append(f"task {task} attempt {attempt} executed {count} times")
     latest_attempt: dict[int, int] = {}
     for e in executions:

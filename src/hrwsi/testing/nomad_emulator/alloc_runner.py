@@ -101,19 +101,22 @@ class AllocRunner:
         elif self.alloc["DesiredStatus"] == "stop":
             self.kill()
 
-    def fail_restore(self) -> None:
+    def fail_restore(self) -> bool:
         """Its client restarted and could not reattach to the running tasks (their processes are gone:
         an executor that died, a reboot the servers did not notice). Each is set back to pending with
         a Failed Restoring Task event and, as the servers still want it, runs again from the start
         (client/allocrunner/taskrunner/task_runner.go: Restore, restoreHandle's DestroyTask,
         waitOnServers; the new run is not a restart of the restart policy)."""
+        lost_any = False
         for name, process in self.processes.items():
             if process.returncode is None:
                 self._restore_failed.add(name)
+                lost_any = True
                 try:
                     os.killpg(process.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        return lost_any  # (whether a task will run again)
 
     def abandon(self) -> None:
         """The emulator stops: kill the processes, report nothing."""

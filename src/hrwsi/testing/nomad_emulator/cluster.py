@@ -431,16 +431,19 @@ class Cluster:
         else:
             self._node_back(node)
 
-    def restart_client(self, name_or_id: str, *, restore_fails: bool) -> None:
+    def restart_client(self, name_or_id: str, *, restore_fails: bool) -> list[dict]:
         """The node's Nomad agent restarts, too briefly for the servers to notice. Its running tasks are
-        reattached, or, with `restore_fails`, lost and run again (AllocRunner.fail_restore)."""
+        reattached, or, with `restore_fails`, lost and run again (AllocRunner.fail_restore): the
+        allocations whose tasks run again."""
         node = self.find_node(name_or_id)
         if not restore_fails:
-            return
+            return []
+        again = []
         for alloc in list(self._allocs_by_node.get(node["ID"], {}).values()):
             runner = self._runners.get(alloc["ID"])
-            if runner is not None and not runner.finished:
-                runner.fail_restore()
+            if runner is not None and not runner.finished and runner.fail_restore():
+                again.append(alloc)
+        return again
 
     def set_node_eligibility(self, name_or_id: str, eligible: bool) -> dict:
         node = self.find_node(name_or_id)

@@ -172,10 +172,11 @@ class NomadEmulator:
     def node_up(self, name: str) -> None:
         self.cluster.set_node_status(name, "ready")
 
-    def restart_client(self, name: str, *, restore_fails: bool = True) -> None:
+    def restart_client(self, name: str, *, restore_fails: bool = True) -> list[dict]:
         """The node's Nomad agent restarts; with `restore_fails`, it cannot reattach to its running tasks
-        and runs them again from the start (client/allocrunner/taskrunner/task_runner.go, Restore)."""
-        self.cluster.restart_client(name, restore_fails=restore_fails)
+        and runs them again from the start (client/allocrunner/taskrunner/task_runner.go, Restore): the
+        allocations whose tasks run again."""
+        return self.cluster.restart_client(name, restore_fails=restore_fails)
 
     def set_eligibility(self, name: str, eligible: bool) -> None:
         self.cluster.set_node_eligibility(name, eligible)
