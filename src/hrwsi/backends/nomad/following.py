@@ -203,9 +203,10 @@ class JobFollowing:
             return
         current = allocs[-1]
         status = current.get("ClientStatus")
-        rerun = rerun_note(current, follower.spec.routine) if status in LIVE else ""
-        if rerun and restore_failures(current, follower.spec.routine) > follower.restore_failures:
-            follower.restore_failures = restore_failures(current, follower.spec.routine)
+        failures = restore_failures(current, follower.spec.routine) if status in LIVE else 0
+        rerun = rerun_note(current, follower.spec.routine) if failures else ""
+        if failures > follower.restore_failures:
+            follower.restore_failures = failures
             logger.warning("Nomad job %s (task %d, attempt %d): %s", follower.job_id, follower.spec.task_id,
                            follower.spec.attempt, rerun)
         if status in ("complete", "failed"):

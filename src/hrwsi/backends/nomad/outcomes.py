@@ -135,11 +135,10 @@ def restore_failures(alloc: Mapping[str, Any], routine: str | None = None) -> in
 def rerun_note(alloc: Mapping[str, Any], routine: str | None = None) -> str:
     """What a reader of the outcome must know when the task's client lost it: how often it restarted
     without reattaching, and how many times the routine started in the allocation."""
-    events = task_state(alloc, routine).get("Events") or []
-    failures = sum(1 for e in events if e.get("Type") == RESTORE_FAILED)
+    failures = restore_failures(alloc, routine)
     if not failures:
         return ""
-    starts = sum(1 for e in events if e.get("Type") == "Started")
+    starts = sum(1 for e in task_state(alloc, routine).get("Events") or [] if e.get("Type") == "Started")
     return (f"Nomad's client restarted {failures} time(s) without reattaching to the routine, which started "
             f"{starts} time(s) in {where(alloc)} (a task its client cannot restore runs again from the start)")
 

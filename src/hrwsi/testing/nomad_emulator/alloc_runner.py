@@ -3,7 +3,8 @@
 Each task runs as a subprocess (raw_exec, exec; docker only when `config.command` is given), with
 the task's Env, stdout/stderr under the work directory, Nomad's task events (Received, Task Setup,
 Started, Terminated, Restarting, Not Restarting, Killing, Killed, Driver Failure, Failed Restoring
-Task) and its restart policy. The allocation's status is reported to the cluster through its transactions.
+Task) and its restart policy. The allocation's status is reported to the cluster through its
+transactions.
 """
 
 from __future__ import annotations
