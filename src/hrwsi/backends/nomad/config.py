@@ -53,7 +53,7 @@ class NomadConfig:
     # A client cut off from the servers stops an attempt's job after this long (the job's
     # disconnect.stop_on_client_after); hrwsi retries an attempt whose node is away only then.
     stop_after_disconnect_s: float = 60.0            # HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S
-    kill_timeout_s: float = 30.0                     # HRWSI_NOMAD_KILL_TIMEOUT_S: SIGTERM -> SIGKILL (kill_timeout)
+    kill_timeout_s: float = 30.0                     # HRWSI_NOMAD_KILL_TIMEOUT_S: stop signal -> SIGKILL (kill_timeout)
     job_prefix: str = "hrwsi-"
     request_timeout_s: float = 15.0                  # HRWSI_NOMAD_REQUEST_TIMEOUT_S: one HTTP call (not a blocking query)
     blocking_wait_s: float = 30.0

@@ -108,16 +108,10 @@ class AllocRunner:
         a Failed Restoring Task event and, as the servers still want it, runs again from the start
         (client/allocrunner/taskrunner/task_runner.go: Restore, restoreHandle's DestroyTask,
         waitOnServers; the new run is not a restart of the restart policy)."""
-        lost_any = False
-        for name, process in self.processes.items():
-            if process.returncode is None:
-                self._restore_failed.add(name)
-                lost_any = True
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        return lost_any  # (whether a task will run again)
+        running = [name for name, process in self.processes.items() if process.returncode is None]
+        self._restore_failed.update(running)
+        self._signal_all(signal.SIGKILL)
+        return bool(running)  # (whether a task will run again)
 
     def abandon(self) -> None:
         """The emulator stops: kill the processes, report nothing."""
