@@ -104,7 +104,7 @@ DATABASE_DRIFTS = [
     ("DROP TRIGGER product_notify ON hrwsi.product", "hrwsi.product triggers",
      "only in a fresh install: ('product_notify'"),
     ("ALTER TABLE hrwsi.job DISABLE TRIGGER job_notify_update", "hrwsi.job triggers", "'D'"),
-    ("ALTER FUNCTION hrwsi.record_task_events() RESET enable_nestloop", "function hrwsi.record_task_events() differs",
+    ("ALTER FUNCTION hrwsi.after_task_changes() RESET enable_nestloop", "function hrwsi.after_task_changes() differs",
      "- SET enable_nestloop"),
     ("ALTER FUNCTION hrwsi.retry_task(bigint) SECURITY INVOKER", "function hrwsi.retry_task(bigint) differs",
      "SECURITY DEFINER"),
@@ -319,6 +319,26 @@ def test_each_transition_rule_allows_exactly_the_transitions_of_its_catalogue(db
             SELECT 1 FROM hrwsi.{transitions} t WHERE t.from_state = a.name AND t.to_state = b.name)""").format(
         rule=sql.Identifier(rule), states=sql.Identifier(states), transitions=sql.Identifier(transitions))).fetchall()
     assert differ == []
+
+
+@pytest.mark.parametrize(("trigger", "table", "transitions"), [
+    ("processing_task_enforce_transition", "processing_task", "task_transition"),
+    ("job_enforce_transition", "job", "job_transition"),
+])
+def test_each_transition_triggers_condition_lists_exactly_the_transitions_of_its_catalogue(db, trigger, table,
+                                                                                            transitions):
+    # The conditions list the rules as one constant of "from>to" pairs (migration 0032): this keeps
+    # each list equal to its catalogue. (A pair missing from a list would only call the function.)
+    definition = db.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass",
+                            (trigger, f"hrwsi.{table}")).fetchone()[0]
+    (listed,) = re.findall(r"'\{([^}]*)\}'::text\[\]", definition)
+    pairs = [tuple(pair.split(">")) for pair in listed.split(",")]
+    assert len(pairs) == len(set(pairs))
+    assert set(pairs) == set(db.execute(f"SELECT from_state, to_state FROM hrwsi.{transitions}").fetchall())
+    if table == "processing_task":  # and the states in which the function sets finished_at
+        (final,) = re.findall(r"WHEN \(new\.state = ANY \(ARRAY\[([^]]*)\]\)\) THEN now\(\)", definition)
+        assert set(re.findall(r"'([a-z_]+)'::text", final)) == {
+            name for (name,) in db.execute("SELECT name FROM hrwsi.task_state WHERE is_final")}
 
 
 def test_a_task_is_finished_in_exactly_the_final_states_of_the_catalogue(db):
