@@ -102,6 +102,26 @@ def test_a_pending_task_starts_at_once_where_capacity_is_free_busy_workers_first
     assert reason == ("dispatched", "dispatched at once: capacity was free")
 
 
+def test_a_task_started_alone_takes_a_busy_worker_where_it_fits_else_the_first_idle_one_within_the_vm_budget(world):
+    # One task per call: the worker the call chose last does not decide, the scan of the workers does.
+    routine(world, name="three", cpu=3)
+    routine(world, name="one", cpu=1)
+    first = add(world, name="three")
+    plan(world, first, "w2")
+    assert dispatch(world) == [(first[0], "w2")]  # its planned worker: w2 runs 3 of its 4 CPU
+    second = add(world, name="one")
+    assert dispatch(world) == [(second[0], "w2")], "a busy worker before the idle w1 before it"
+    third = add(world, name="one")
+    assert dispatch(world) == [(third[0], "w1")], "w2 is full: the first idle worker"
+    fourth = add(world, name="three")
+    assert dispatch(world) == [(fourth[0], "w1")], "3 CPU fit on the busy w1, not on the busy w2"
+    world.execute("UPDATE hrwsi.budget SET vm_max = 2")
+    fifth = add(world, name="one")
+    assert dispatch(world) == [], "w1 and w2 are full, and a third VM is over the budget"
+    world.execute("UPDATE hrwsi.budget SET vm_max = NULL")
+    assert dispatch(world) == [(fifth[0], "w3")]
+
+
 def test_a_task_waits_until_its_dependency_is_processed(world):
     routine(world, sequential=True)
     tasks = add(world, count=2, tile="32TPR", measured="2026-01-01T00:00Z")
