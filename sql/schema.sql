@@ -1856,6 +1856,8 @@ DECLARE
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
     prio smallint; from_planned boolean; seen integer := 0;
     installation text;
+    idle boolean; idle_k integer; busy_seen integer;
+    busy_workers integer;  -- active workers running something (of this call's claims too)
 BEGIN
     work_waiting := true;  -- until this call has seen every list
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
@@ -1880,9 +1882,10 @@ BEGIN
            array_agg(coalesce(u.cpu, 0) ORDER BY w.name), array_agg(coalesce(u.ram, 0) ORDER BY w.name),
            array_agg(coalesce(u.disk, 0) ORDER BY w.name), array_agg(false ORDER BY w.name),
            (SELECT coalesce(sum(a.cpu), 0) FROM usage a), (SELECT coalesce(sum(a.ram), 0) FROM usage a),
-           (SELECT coalesce(sum(a.disk), 0) FROM usage a), (SELECT count(a.worker)::integer FROM usage a)
+           (SELECT coalesce(sum(a.disk), 0) FROM usage a), (SELECT count(a.worker)::integer FROM usage a),
+           count(*) FILTER (WHERE coalesce(u.cpu, 0) + coalesce(u.ram, 0) + coalesce(u.disk, 0) > 0)::integer
     INTO names, flavours, cap_cpu, cap_ram, cap_disk, use_cpu, use_ram, use_disk, reserved,
-         total_cpu, total_ram, total_disk, busy
+         total_cpu, total_ram, total_disk, busy, busy_workers
     FROM worker w JOIN flavour f ON f.name = w.flavour
     LEFT JOIN usage u ON u.worker = w.name
     WHERE w.active;
@@ -1894,86 +1897,106 @@ BEGIN
     INTO b FROM budget;
 
     <<lanes>>
-    FOR prio IN SELECT DISTINCT priority FROM lane UNION SELECT 0 ORDER BY 1 LOOP
-        FOREACH from_planned IN ARRAY ARRAY[true, false] LOOP
-            misses := 0;
-            IF from_planned THEN OPEN planned_tasks(prio, scan_limit); ELSE OPEN pending_tasks(prio, scan_limit); END IF;
-            LOOP
-                IF from_planned THEN FETCH planned_tasks INTO c; ELSE FETCH pending_tasks INTO c; END IF;
-                EXIT WHEN NOT FOUND;
-                seen := seen + 1;
-                IF cardinality(ids) >= p_max_jobs OR (budget_reserved AND prio > 0) THEN
-                    -- Enough for this call, or urgent work waits for a budget: nothing less urgent starts.
-                    IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
-                    EXIT lanes;
+    -- The serving lists in order (lane priority, then planned before pending), only those with a
+    -- task in them: a probe of a list's index costs less than opening its cursor (migration 0033).
+    FOR prio, from_planned IN
+        SELECT p.priority, s.planned FROM (SELECT DISTINCT priority FROM lane UNION SELECT 0) p,
+               (VALUES (true), (false)) s(planned)
+        WHERE CASE WHEN s.planned
+                   THEN EXISTS (SELECT 1 FROM processing_task t WHERE t.state = 'planned' AND t.priority = p.priority)
+                   ELSE EXISTS (SELECT 1 FROM processing_task t WHERE t.state = 'pending' AND t.priority = p.priority) END
+        ORDER BY p.priority, s.planned DESC
+    LOOP
+        misses := 0;
+        IF from_planned THEN OPEN planned_tasks(prio, scan_limit); ELSE OPEN pending_tasks(prio, scan_limit); END IF;
+        LOOP
+            IF from_planned THEN FETCH planned_tasks INTO c; ELSE FETCH pending_tasks INTO c; END IF;
+            EXIT WHEN NOT FOUND;
+            seen := seen + 1;
+            IF cardinality(ids) >= p_max_jobs OR (budget_reserved AND prio > 0) THEN
+                -- Enough for this call, or urgent work waits for a budget: nothing less urgent starts.
+                IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
+                EXIT lanes;
+            END IF;
+            -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
+            EXIT WHEN misses >= 200;
+            CONTINUE WHEN NOT c.ready OR c.on_hold;
+            IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
+               OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
+               OR (b.disk IS NOT NULL AND total_disk + c.disk > b.disk) THEN
+                misses := misses + 1;
+                IF prio = 0 THEN budget_reserved := true; END IF;
+                CONTINUE;
+            END IF;
+            chosen := NULL;
+            -- Its planned worker first; an urgent or pending task may take any worker: the one
+            -- chosen last if it still fits (a burst fills one worker after the other without
+            -- scanning them all), else those already busy first (fewest VMs), then idle ones
+            -- while the VM budget allows.
+            IF last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0)
+               AND (c.worker IS NULL OR c.worker = names[last_k] OR NOT c.worker = ANY (names))
+               AND (c.flavour IS NULL OR flavours[last_k] = c.flavour) AND NOT (reserved[last_k] AND prio > 0)
+               AND use_cpu[last_k] + c.cpu <= cap_cpu[last_k] + 1e-9 AND use_ram[last_k] + c.ram <= cap_ram[last_k]
+               AND use_disk[last_k] + c.disk <= cap_disk[last_k] THEN
+                chosen := last_k;
+            END IF;
+            IF chosen IS NULL AND c.worker IS NOT NULL THEN
+                k := array_position(names, c.worker);  -- its planned worker, if active
+                IF k IS NOT NULL AND (c.flavour IS NULL OR flavours[k] = c.flavour) AND NOT (reserved[k] AND prio > 0)
+                   AND use_cpu[k] + c.cpu <= cap_cpu[k] + 1e-9 AND use_ram[k] + c.ram <= cap_ram[k]
+                   AND use_disk[k] + c.disk <= cap_disk[k]
+                   AND NOT (b.vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0 AND busy + 1 > b.vms) THEN
+                    chosen := k;
                 END IF;
-                -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
-                EXIT WHEN misses >= 200;
-                CONTINUE WHEN NOT c.ready OR c.on_hold;
-                IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
-                   OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
-                   OR (b.disk IS NOT NULL AND total_disk + c.disk > b.disk) THEN
-                    misses := misses + 1;
-                    IF prio = 0 THEN budget_reserved := true; END IF;
-                    CONTINUE;
-                END IF;
-                chosen := NULL;
-                -- Its planned worker first; an urgent or pending task may take any worker: the one
-                -- chosen last if it still fits (a burst fills one worker after the other without
-                -- scanning them all), else those already busy first (fewest VMs), then idle ones
-                -- while the VM budget allows.
-                IF last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0)
-                   AND (c.worker IS NULL OR c.worker = names[last_k] OR NOT c.worker = ANY (names))
-                   AND (c.flavour IS NULL OR flavours[last_k] = c.flavour) AND NOT (reserved[last_k] AND prio > 0)
-                   AND use_cpu[last_k] + c.cpu <= cap_cpu[last_k] + 1e-9 AND use_ram[last_k] + c.ram <= cap_ram[last_k]
-                   AND use_disk[last_k] + c.disk <= cap_disk[last_k] THEN
-                    chosen := last_k;
-                END IF;
-                FOR pass IN 1..3 LOOP
-                    EXIT WHEN chosen IS NOT NULL;
-                    FOR k IN 1..cardinality(names) LOOP
-                        CONTINUE WHEN (pass = 1 AND names[k] IS DISTINCT FROM c.worker)
-                                   OR (pass > 1 AND c.state = 'planned' AND prio > 0)
-                                   OR (pass = 2 AND use_cpu[k] + use_ram[k] + use_disk[k] = 0)
-                                   OR (pass = 3 AND use_cpu[k] + use_ram[k] + use_disk[k] > 0);
-                        CONTINUE WHEN c.flavour IS NOT NULL AND flavours[k] <> c.flavour;
-                        CONTINUE WHEN reserved[k] AND prio > 0;
-                        CONTINUE WHEN use_cpu[k] + c.cpu > cap_cpu[k] + 1e-9 OR use_ram[k] + c.ram > cap_ram[k]
-                                   OR use_disk[k] + c.disk > cap_disk[k];
-                        CONTINUE WHEN b.vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0
-                                   AND busy + 1 > b.vms;
+            END IF;
+            IF chosen IS NULL AND NOT (c.state = 'planned' AND prio > 0) THEN
+                -- One pass: the first busy worker where it fits, else the first idle one where
+                -- it fits (the scan ends there once every busy worker has been seen).
+                idle_k := NULL; busy_seen := 0;
+                FOR k IN 1..cardinality(names) LOOP
+                    EXIT WHEN idle_k IS NOT NULL AND busy_seen >= busy_workers;  -- no busy one left
+                    idle := use_cpu[k] + use_ram[k] + use_disk[k] = 0;
+                    IF NOT idle THEN busy_seen := busy_seen + 1; END IF;
+                    CONTINUE WHEN idle AND (idle_k IS NOT NULL OR (b.vms IS NOT NULL AND busy + 1 > b.vms));
+                    CONTINUE WHEN (c.flavour IS NOT NULL AND flavours[k] <> c.flavour) OR (reserved[k] AND prio > 0)
+                               OR use_cpu[k] + c.cpu > cap_cpu[k] + 1e-9 OR use_ram[k] + c.ram > cap_ram[k]
+                               OR use_disk[k] + c.disk > cap_disk[k];
+                    IF NOT idle THEN
                         chosen := k;
                         EXIT;
-                    END LOOP;
-                    EXIT WHEN chosen IS NOT NULL;
-                END LOOP;
-                IF chosen IS NULL THEN
-                    misses := misses + 1;
-                    IF prio = 0 THEN
-                        -- Reserve the worker (of a flavour it fits) with the most free CPU: it frees
-                        -- enough first, as far as hrwsi can tell.
-                        SELECT i INTO k FROM generate_subscripts(names, 1) i
-                        WHERE NOT reserved[i] AND (c.flavour IS NULL OR flavours[i] = c.flavour)
-                          AND c.cpu <= cap_cpu[i] AND c.ram <= cap_ram[i] AND c.disk <= cap_disk[i]
-                        ORDER BY cap_cpu[i] - use_cpu[i] DESC, i LIMIT 1;
-                        IF k IS NOT NULL THEN reserved[k] := true; END IF;
                     END IF;
-                    CONTINUE;
+                    idle_k := k;
+                END LOOP;
+                chosen := coalesce(chosen, idle_k);
+            END IF;
+            IF chosen IS NULL THEN
+                misses := misses + 1;
+                IF prio = 0 THEN
+                    -- Reserve the worker (of a flavour it fits) with the most free CPU: it frees
+                    -- enough first, as far as hrwsi can tell.
+                    SELECT i INTO k FROM generate_subscripts(names, 1) i
+                    WHERE NOT reserved[i] AND (c.flavour IS NULL OR flavours[i] = c.flavour)
+                      AND c.cpu <= cap_cpu[i] AND c.ram <= cap_ram[i] AND c.disk <= cap_disk[i]
+                    ORDER BY cap_cpu[i] - use_cpu[i] DESC, i LIMIT 1;
+                    IF k IS NOT NULL THEN reserved[k] := true; END IF;
                 END IF;
-                misses := 0;
-                last_k := chosen;
-                IF use_cpu[chosen] + use_ram[chosen] + use_disk[chosen] = 0 THEN busy := busy + 1; END IF;
-                use_cpu[chosen] := use_cpu[chosen] + c.cpu;
-                use_ram[chosen] := use_ram[chosen] + c.ram;
-                use_disk[chosen] := use_disk[chosen] + c.disk;
-                total_cpu := total_cpu + c.cpu; total_ram := total_ram + c.ram; total_disk := total_disk + c.disk;
-                ids := ids || c.id;
-                next_attempts := next_attempts || (c.attempts + 1);
-                chosen_workers := chosen_workers || names[chosen];
-                was_pending := was_pending || (c.state = 'pending');
-            END LOOP;
-            IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
+                CONTINUE;
+            END IF;
+            misses := 0;
+            last_k := chosen;
+            IF use_cpu[chosen] + use_ram[chosen] + use_disk[chosen] = 0 THEN
+                busy := busy + 1; busy_workers := busy_workers + 1;
+            END IF;
+            use_cpu[chosen] := use_cpu[chosen] + c.cpu;
+            use_ram[chosen] := use_ram[chosen] + c.ram;
+            use_disk[chosen] := use_disk[chosen] + c.disk;
+            total_cpu := total_cpu + c.cpu; total_ram := total_ram + c.ram; total_disk := total_disk + c.disk;
+            ids := ids || c.id;
+            next_attempts := next_attempts || (c.attempts + 1);
+            chosen_workers := chosen_workers || names[chosen];
+            was_pending := was_pending || (c.state = 'pending');
         END LOOP;
+        IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
     END LOOP;
 
     -- A task whose next attempt already has a job row (a stray row someone inserted by hand) is set
