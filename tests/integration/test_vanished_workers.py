@@ -130,7 +130,7 @@ async def test_jobs_are_not_stopped_once_their_worker_is_back(db, database_url, 
                                     "WHERE name = $1", first)  # away for longer than STRANDED_AFTER_S
         # The service's own sweep: its steps run one at a time, as in production. (Called directly,
         # the sweep could overlap the backstop's, which checked a job before the first stop brought
-        # the worker back: two jobs stopped, once in a few hundred runs.)
+        # the worker back: two jobs stopped, seen once in CI on 2026-12-02.)
         app.services[0].wake("release_stranded")
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'lost'")
         await asyncio.sleep(4 * settings.backstop_poll_s)  # the backstop's sweeps find the worker back
