@@ -620,10 +620,14 @@ CREATE TRIGGER product_refuses_truncate BEFORE TRUNCATE ON hrwsi.product
 -- UPDATE (100 million comparisons: 8 s to store one plan's assignments). Without nested loops that
 -- join is a hash join at any size, and its cached plan stays cheap for one row. The rare
 -- statements (dependents, alerts) read the task and input tables through their keys: planned at
--- each run (EXECUTE), with nested loops on again.
+-- each run (EXECUTE), with nested loops on again. Hash and merge joins are set on, whatever the
+-- session's settings when the plans are made: hrwsi.dispatch turns them off for its claim, whose
+-- UPDATE fires this trigger, and a plan made then, with no join allowed, was a nested loop kept for
+-- the session (a later 20,000-row UPDATE in it: 57 s instead of 0.6; migration 0034).
 -- SECURITY DEFINER: whoever changes a task writes its history and its alerts.
 CREATE FUNCTION hrwsi.after_task_changes() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
 DECLARE
     counts json;         -- rows per new state: every row inserted, the rows updated to another state
     new_states text[];   -- (of an UPDATE) the states tasks went to
@@ -784,8 +788,11 @@ $$;
 -- runs its query through EXECUTE, planned each time with the transition tables' real sizes, and
 -- only when a row of interest is in the statement (a cheap check first), so the common one-row
 -- progress UPDATE pays nothing. The query texts are constants: nothing is formatted into SQL.
+-- (Its joins as the planner's defaults, whatever the caller's settings: hrwsi.record_outcomes, whose
+-- job UPDATE fires it, plans its own statements with nested loops only; migration 0034.)
 CREATE FUNCTION hrwsi.apply_failure_policy() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_hashjoin = on SET enable_mergejoin = on
+SET enable_material = on AS $$
 -- After job outcomes: count consecutive failures per routine; hold a routine that reached its limit.
 DECLARE
     r record;
@@ -1326,9 +1333,10 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Joins nothing but the transition tables: no nested loop (see hrwsi.after_task_changes).
+-- Joins nothing but the transition tables: no nested loop, and the other joins on whatever the
+-- session's settings (see hrwsi.after_task_changes).
 CREATE FUNCTION hrwsi.notify_state_counts() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, hrwsi SET enable_nestloop = off AS $$
+SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on SET enable_mergejoin = on AS $$
 -- TG_ARGV[0]: the channel. Payload: {"op": "update", "counts": {"planned": 3}}: rows per new state,
 -- counting on UPDATE only the rows whose state changed.
 DECLARE
@@ -1814,8 +1822,14 @@ JOIN hrwsi.task_program p ON p.task_id = t.id;
 CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
                                p_max_jobs integer, p_data_dir text)
 RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
--- (as hrwsi.record_outcomes: every table through an index, whatever the statistics the plans were made with)
-SET enable_seqscan = off AS $$
+-- (as hrwsi.record_outcomes: every table through an index, whatever the statistics the plans were made with;
+-- and no bitmap scan: a plain index scan marks the index entries of rows no longer there, so that the
+-- next call skips them, where a bitmap scan read them all again in every call until a vacuum, in a
+-- burst tens of thousands of tasks' entries for the states they left (migration 0034); hash and merge
+-- joins and materialized inner sides as the planner's defaults, whatever the session's, turned off for
+-- the claim's statements below)
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = on SET enable_mergejoin = on
+SET enable_material = on AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
 -- then planned tasks by planned start, then pending tasks by age. A planned task starts on its
 -- planned worker; a pending task whose dependency is over starts at once where it fits now (the
@@ -1899,12 +1913,18 @@ BEGIN
     <<lanes>>
     -- The serving lists in order (lane priority, then planned before pending), only those with a
     -- task in them: a probe of a list's index costs less than opening its cursor (migration 0033).
+    -- Each probe reads its list's index in serving order and stops at the first task (migration
+    -- 0034): without OFFSET 0, PostgreSQL made the EXISTS one hashed sub-query, which read every task
+    -- of the list in every call; without the order, a probe of an empty list could read every
+    -- pending task of the other priorities through the index of all states.
     FOR prio, from_planned IN
         SELECT p.priority, s.planned FROM (SELECT DISTINCT priority FROM lane UNION SELECT 0) p,
                (VALUES (true), (false)) s(planned)
         WHERE CASE WHEN s.planned
-                   THEN EXISTS (SELECT 1 FROM processing_task t WHERE t.state = 'planned' AND t.priority = p.priority)
-                   ELSE EXISTS (SELECT 1 FROM processing_task t WHERE t.state = 'pending' AND t.priority = p.priority) END
+                   THEN EXISTS (SELECT 1 FROM processing_task t WHERE t.state = 'planned' AND t.priority = p.priority
+                                ORDER BY t.priority, t.deadline_at NULLS LAST, t.planned_start, t.id OFFSET 0)
+                   ELSE EXISTS (SELECT 1 FROM processing_task t WHERE t.state = 'pending' AND t.priority = p.priority
+                                ORDER BY t.priority, t.deadline_at NULLS LAST, t.id OFFSET 0) END
         ORDER BY p.priority, s.planned DESC
     LOOP
         misses := 0;
@@ -1999,11 +2019,20 @@ BEGIN
         IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
     END LOOP;
 
+    -- From here on, the statements look up the claimed tasks and their jobs by key: nested loops
+    -- over index probes, planned so whatever the tables' sizes when the plans were made (a merge
+    -- or hash join planned on small tables read every job or every task in every call, and a
+    -- nested loop may read a small table whole once and keep it; for the rest of this call: its
+    -- SET clauses restore them on return).
+    PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+            set_config('enable_material', 'off', true);
     -- A task whose next attempt already has a job row (a stray row someone inserted by hand) is set
     -- aside with the reason, and the others are dispatched (one probe for the whole claim).
+    -- (OFFSET 0: a probe of the job's key per task, never a join, which, planned on a few jobs,
+    -- read them all in every call.)
     SELECT array_agg(x.id) INTO strays
     FROM unnest(ids, next_attempts) AS x(id, attempt)
-    WHERE EXISTS (SELECT 1 FROM job j WHERE j.task_id = x.id AND j.attempt = x.attempt);
+    WHERE EXISTS (SELECT 1 FROM job j WHERE j.task_id = x.id AND j.attempt = x.attempt OFFSET 0);
     IF strays IS NOT NULL THEN
         UPDATE processing_task t SET state_reason = format(
             'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not create; '
@@ -2065,8 +2094,11 @@ RETURNS TABLE (job_id bigint, job_state text, task_id bigint, task_state text, f
                max_attempts integer, lost_count integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
 -- Every table is read through an index (a plan cached when the tables were small would otherwise
--- scan them whole on every call once they are large).
-SET enable_seqscan = off AS $$
+-- scan them whole on every call once they are large). And every join is a nested loop over the
+-- index of its key, without a materialized inner side (migration 0034): a merge join planned while
+-- the task table was small read every task up to the batch's in every call (recording one outcome
+-- read 40,000 tasks), and a nested loop may read a small table whole once and keep it.
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_material = off AS $$
 #variable_conflict use_column
 -- Only the owner of a job, holding a fresh lease, records its outcome. A product path that is
 -- already registered (or listed twice) fails its job with the reason instead of being dropped.
@@ -2202,12 +2234,15 @@ BEGIN
     -- The tasks as this call left them, read by primary key in a statement of its own (it sees the
     -- updates above). Joining the updates' own results instead was planned as a nested loop of
     -- one batch against the other (the generic plan expects one row each): 1,000 outcomes took
-    -- 120 ms of the call's 220 ms, and 4x as long for twice as many.
+    -- 120 ms of the call's 220 ms, and 4x as long for twice as many. Each task is a probe of its
+    -- key (LATERAL, OFFSET 0: never a join, which, planned while the table was small, was a merge
+    -- join reading every task up to the batch's in every call; migration 0034).
     RETURN QUERY
-    SELECT x.job, x.state, x.task, t.state, t.failures, r.max_attempts, t.lost_count
+    SELECT x.job, x.state, x.task, s.state, s.failures, s.max_attempts, s.lost_count
     FROM unnest(done_jobs, done_states, done_tasks) AS x(job, state, task)
-    JOIN processing_task t ON t.id = x.task
-    JOIN processing_routine r ON r.name = t.routine;
+    CROSS JOIN LATERAL (SELECT t.state, t.failures, r.max_attempts, t.lost_count
+                        FROM processing_task t JOIN processing_routine r ON r.name = t.routine
+                        WHERE t.id = x.task OFFSET 0) s;
 END $$;
 
 -- =============================================================================================

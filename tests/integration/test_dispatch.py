@@ -323,3 +323,51 @@ def test_the_failure_policy_counts_failures_in_a_row_and_a_success_forgets_them(
     assert world.execute(failures).fetchone()[0] == 2
     record(world, jobs[3], "processed")
     assert world.execute(failures).fetchone()[0] == 0, "a success ends the run of failures"
+
+
+@pytest.mark.parametrize("planned_on", [5, 30, 300])
+def test_the_launchers_calls_read_only_the_rows_they_name_whatever_the_table_sizes_their_plans_were_made_on(
+        world, planned_on):
+    """A session makes each statement's plan once and keeps it until the tables are analyzed again:
+    made while the tables were small, a join or a sub-query may read a whole table, cheap then and
+    not once the tables have grown (a new installation's first burst, before autovacuum comes by).
+    A dispatch call and a call recording outcomes read the lists, tasks and jobs they need through
+    their keys (migration 0034): made on a few hundred tasks, a one-task dispatch read 20,912 tasks
+    and 303 jobs, and recording one outcome read up to 80,000 tasks."""
+    routine(world)
+
+    def finished_tasks(count: int) -> None:  # tasks that ran once and are over, as a day of production leaves them
+        tasks = add(world, count=count)
+        world.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state)
+                         SELECT x, 1, 'dry-run', 'old-' || x, 'cancelled' FROM unnest(%s::bigint[]) x""", (tasks,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = ANY (%s)", (tasks,))
+
+    finished_tasks(planned_on)
+    add(world, count=planned_on)
+    world.execute("ANALYZE")
+    assert len(dispatch(world, max_jobs=3)) == 3  # this session's plans are made now
+    jobs = [row[0] for row in world.execute("SELECT id FROM hrwsi.job WHERE state = 'submitted' ORDER BY id")]
+    record(world, jobs[0], "processed")
+    finished_tasks(20_000)
+    add(world, count=20_000)  # a burst waits
+    reads = """SELECT relname, seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+               WHERE schemaname = 'hrwsi' AND relname IN ('processing_task', 'job') ORDER BY relname"""
+
+    def rows_read(call) -> dict[str, int]:
+        with world.transaction():  # (the counts not yet reported include earlier transactions': a difference)
+            before = dict(world.execute(reads).fetchall())
+            call()
+            return {table: count - before[table] for table, count in world.execute(reads).fetchall()}
+
+    def newest_job() -> int:
+        return world.execute("SELECT max(id) FROM hrwsi.job").fetchone()[0]
+
+    claimed = rows_read(lambda: dispatch(world, max_jobs=1))
+    assert claimed["processing_task"] <= 20 and claimed["job"] <= 5, claimed  # not 40,000 tasks, nor 20,000 jobs
+    processed = rows_read(lambda: record(world, newest_job(), "processed"))  # the task of the burst just claimed
+    assert processed["processing_task"] <= 5 and processed["job"] <= 2, processed
+    dispatch(world, max_jobs=1)
+    failed = rows_read(lambda: record(world, newest_job(), "internal_error"))  # retried; the failure policy counts it
+    assert failed["processing_task"] <= 5 and failed["job"] <= 2, failed
+    assert world.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'dispatched'").fetchone()[0] == 2
+    assert world.execute("SELECT consecutive_failures FROM hrwsi.processing_routine").fetchone()[0] == 1
