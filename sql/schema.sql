@@ -2245,6 +2245,35 @@ BEGIN
                         WHERE t.id = x.task OFFSET 0) s;
 END $$;
 
+-- How jobs progressed (queued/running as the backend reported it, the latest per job), written
+-- together: the job ids, their states, reasons, when each was seen, and the launcher identity that
+-- followed each. Never moves a job out of a final state, nor one another launcher owns now. A
+-- function (migration 0035), not a statement of the launcher's: as the other calls of the launcher,
+-- its plans are made once per session and kept, and every join is a nested loop over the index of
+-- its key. Sent as a prepared statement, a generic plan made while the task table was small read
+-- every task (20,015 of 20,040) to mark one job running.
+CREATE FUNCTION hrwsi.mark_jobs_progress(p_jobs bigint[], p_states text[], p_reasons text[],
+                                         p_seen timestamptz[], p_owners text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_material = off AS $$
+BEGIN
+    WITH mark AS (
+        SELECT m.job_id, m.state, m.reason, m.seen_at, m.owner
+        FROM unnest(p_jobs, p_states, p_reasons, p_seen, p_owners) AS m(job_id, state, reason, seen_at, owner)
+    ), j AS (
+        UPDATE job j SET state = m.state, message = m.reason, updated_at = now(),
+            started_at = CASE WHEN m.state = 'running' THEN coalesce(j.started_at, m.seen_at) ELSE j.started_at END
+        FROM mark m
+        WHERE j.id = m.job_id AND j.owner = m.owner AND j.state IN ('submitted', 'queued', 'running')
+          AND j.state <> m.state
+        RETURNING j.task_id, j.attempt, m.state, m.reason
+    )
+    -- (updated_at as the transition triggers would set it: they are not called for these rows)
+    UPDATE processing_task t SET state = j.state, state_reason = j.reason, updated_at = now()
+    FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
+      AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> j.state;
+END $$;
+
 -- =============================================================================================
 -- Plans: computed outside the database, stored in one call if nothing was planned meanwhile.
 -- =============================================================================================
@@ -2498,6 +2527,7 @@ REVOKE EXECUTE ON FUNCTION hrwsi.create_tasks_for_new_inputs(),
                      integer, double precision, double precision, jsonb, bigint[], text[], double precision[],
                      double precision[], bigint[], text[])
     FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION hrwsi.mark_jobs_progress(bigint[], text[], text[], timestamptz[], text[]) FROM PUBLIC;
 -- Trigger functions stay callable by whoever writes the tables that fire them.
 GRANT EXECUTE ON FUNCTION hrwsi.create_tasks_for_new_inputs()
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
@@ -2510,6 +2540,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.promote_aged_tasks(), hrwsi.lease_is_fresh(text,
                      integer, double precision, double precision, jsonb, bigint[], text[], double precision[],
                      double precision[], bigint[], text[])
     TO hrwsi_service;
+GRANT EXECUTE ON FUNCTION hrwsi.mark_jobs_progress(bigint[], text[], text[], timestamptz[], text[]) TO hrwsi_service;
 
 -- The web dashboard (0007): it reads tasks through dashboard_task; the audit is append-only for the services.
 GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

@@ -145,25 +145,9 @@ WHERE w.name = n.name AND w.active IS DISTINCT FROM n.active
 RETURNING w.name, w.active;
 
 -- name: mark_jobs_progress
--- How jobs progressed (queued/running as the backend reported it, the latest per job), written
--- together: $1 job ids, $2 states, $3 reasons, $4 when each was seen, $5 the launcher identity that
--- followed each. Never moves a job out of a final state, nor one another launcher owns now.
-WITH mark AS (
-    SELECT m.job_id, m.state, m.reason, m.seen_at, m.owner
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-         AS m(job_id, state, reason, seen_at, owner)
-), j AS (
-    UPDATE hrwsi.job j SET state = m.state, message = m.reason, updated_at = now(),
-        started_at = CASE WHEN m.state = 'running' THEN coalesce(j.started_at, m.seen_at) ELSE j.started_at END
-    FROM mark m
-    WHERE j.id = m.job_id AND j.owner = m.owner AND j.state IN ('submitted', 'queued', 'running')
-      AND j.state <> m.state
-    RETURNING j.task_id, j.attempt, m.state, m.reason
-)
--- (updated_at as the transition triggers would set it: they are not called for these rows)
-UPDATE hrwsi.processing_task t SET state = j.state, state_reason = j.reason, updated_at = now()
-FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
-  AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> j.state;
+-- How jobs progressed (queued/running, the latest per job), written together: $1 job ids, $2 states,
+-- $3 reasons, $4 when each was seen, $5 the launcher identity that followed each (hrwsi.mark_jobs_progress).
+SELECT hrwsi.mark_jobs_progress($1, $2, $3, $4, $5);
 
 -- name: register_instance
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).

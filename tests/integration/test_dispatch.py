@@ -331,9 +331,9 @@ def test_the_launchers_calls_read_only_the_rows_they_name_whatever_the_table_siz
     """A session makes each statement's plan once and keeps it until the tables are analyzed again:
     made while the tables were small, a join or a sub-query may read a whole table, cheap then and
     not once the tables have grown (a new installation's first burst, before autovacuum comes by).
-    A dispatch call and a call recording outcomes read the lists, tasks and jobs they need through
-    their keys (migration 0034): made on a few hundred tasks, a one-task dispatch read 20,912 tasks
-    and 303 jobs, and recording one outcome read up to 80,000 tasks."""
+    The launcher's calls read the lists, tasks and jobs they need through their keys (migrations
+    0034, 0035): made on 5 to 300 tasks, a one-task dispatch read up to 60,130 tasks and 40,017
+    jobs, recording one outcome up to 40,127 tasks, and marking one job running 20,040 tasks."""
     routine(world)
 
     def finished_tasks(count: int) -> None:  # tasks that ran once and are over, as a day of production leaves them
@@ -342,11 +342,16 @@ def test_the_launchers_calls_read_only_the_rows_they_name_whatever_the_table_siz
                          SELECT x, 1, 'dry-run', 'old-' || x, 'cancelled' FROM unnest(%s::bigint[]) x""", (tasks,))
         world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = ANY (%s)", (tasks,))
 
+    def running(job: int) -> None:  # as the launcher writes what the backend reported
+        world.execute("SELECT hrwsi.mark_jobs_progress(%s::bigint[], %s, %s, ARRAY[now()], %s)",
+                      ([job], ["running"], ["running on w1"], [ME]))
+
     finished_tasks(planned_on)
     add(world, count=planned_on)
     world.execute("ANALYZE")
     assert len(dispatch(world, max_jobs=3)) == 3  # this session's plans are made now
     jobs = [row[0] for row in world.execute("SELECT id FROM hrwsi.job WHERE state = 'submitted' ORDER BY id")]
+    running(jobs[0])
     record(world, jobs[0], "processed")
     finished_tasks(20_000)
     add(world, count=20_000)  # a burst waits
@@ -364,6 +369,8 @@ def test_the_launchers_calls_read_only_the_rows_they_name_whatever_the_table_siz
 
     claimed = rows_read(lambda: dispatch(world, max_jobs=1))
     assert claimed["processing_task"] <= 20 and claimed["job"] <= 5, claimed  # not 40,000 tasks, nor 20,000 jobs
+    progressed = rows_read(lambda: running(newest_job()))
+    assert progressed["processing_task"] <= 5 and progressed["job"] <= 5, progressed
     processed = rows_read(lambda: record(world, newest_job(), "processed"))  # the task of the burst just claimed
     assert processed["processing_task"] <= 5 and processed["job"] <= 2, processed
     dispatch(world, max_jobs=1)
