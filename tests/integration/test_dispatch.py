@@ -333,7 +333,7 @@ def test_the_launchers_calls_read_only_the_rows_they_name_whatever_the_table_siz
     not once the tables have grown (a new installation's first burst, before autovacuum comes by).
     The launcher's calls read the lists, tasks and jobs they need through their keys (migrations
     0034, 0035): made on 5 to 300 tasks, a one-task dispatch read up to 60,130 tasks and 40,017
-    jobs, recording one outcome up to 40,127 tasks, and marking one job running 20,040 tasks."""
+    jobs, recording one outcome up to 80,184 tasks, and marking one job running 20,040 tasks."""
     routine(world)
 
     def finished_tasks(count: int) -> None:  # tasks that ran once and are over, as a day of production leaves them
