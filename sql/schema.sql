@@ -2251,7 +2251,7 @@ END $$;
 -- function (migration 0035), not a statement of the launcher's: as the other calls of the launcher,
 -- its plans are made once per session and kept, and every join is a nested loop over the index of
 -- its key. Sent as a prepared statement, a generic plan made while the task table was small read
--- every task (20,015 of 20,040) to mark one job running.
+-- every task (all 20,015, plans made on 5 tasks) to mark one job running.
 CREATE FUNCTION hrwsi.mark_jobs_progress(p_jobs bigint[], p_states text[], p_reasons text[],
                                          p_seen timestamptz[], p_owners text[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
