@@ -234,8 +234,10 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+-- Called only for such a row (its condition; migration 0036), not once for every input inserted.
 CREATE TRIGGER input_refuse_future_dates BEFORE INSERT OR UPDATE OF published_at, measured_at ON hrwsi.input
-    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_future_input_dates();
+    FOR EACH ROW WHEN (NEW.published_at > now() + interval '1 hour' OR NEW.measured_at > now() + interval '1 hour')
+    EXECUTE FUNCTION hrwsi.refuse_future_input_dates();
 
 
 -- =============================================================================================
@@ -329,7 +331,7 @@ CREATE TABLE hrwsi.processing_task (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     input_id       bigint NOT NULL,  -- no foreign key (migration 0026): hrwsi.refuse_removing_inputs_tasks_name
     routine        text NOT NULL,  -- checked without a key: hrwsi.refuse_removing_what_tasks_name
-    worker         text CONSTRAINT task_worker_must_exist REFERENCES hrwsi.worker (name),
+    worker         text,  -- checked without a key: hrwsi.after_task_changes, hrwsi.refuse_removing_what_tasks_name
     planned_start  timestamptz,
     planned_end    timestamptz,
     depends_on     bigint CONSTRAINT task_dependency_must_exist REFERENCES hrwsi.processing_task (id)
@@ -624,27 +626,60 @@ CREATE TRIGGER product_refuses_truncate BEFORE TRUNCATE ON hrwsi.product
 -- session's settings when the plans are made: hrwsi.dispatch turns them off for its claim, whose
 -- UPDATE fires this trigger, and a plan made then, with no join allowed, was a nested loop kept for
 -- the session (a later 20,000-row UPDATE in it: 57 s instead of 0.6; migration 0034).
+--
+-- A task names an existing worker without a foreign key (migration 0036): the key probed and locked
+-- the worker for every task a statement put on one (2,000 queries in a claim of 2,000 tasks, about a
+-- tenth of its CPU). Each worker a statement puts tasks on is locked here once, as the key locked
+-- it, and a missing one is refused with the key's name and message; removing or renaming a worker
+-- that tasks name is refused by hrwsi.refuse_removing_what_tasks_name.
 -- SECURITY DEFINER: whoever changes a task writes its history and its alerts.
 CREATE FUNCTION hrwsi.after_task_changes() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on
 SET enable_mergejoin = on AS $$
 DECLARE
-    counts json;         -- rows per new state: every row inserted, the rows updated to another state
-    new_states text[];   -- (of an UPDATE) the states tasks went to
+    counts json;           -- rows per new state: every row inserted, the rows updated to another state
+    new_states text[];     -- (of an UPDATE) the states tasks went to
+    named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
+    locked integer;
+    missing text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO task_event (task_id, state, reason, attempts, worker)
         SELECT id, state, state_reason, attempts, worker FROM new_rows;
         SELECT json_object_agg(state, n) INTO counts
         FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
+        SELECT array_agg(DISTINCT worker) INTO named_workers FROM new_rows WHERE worker IS NOT NULL;
     ELSE
-        INSERT INTO task_event (task_id, state, reason, attempts, worker)
-        SELECT n.id, n.state, n.state_reason, n.attempts, n.worker
-        FROM new_rows n JOIN old_rows o USING (id)
-        WHERE n.state IS DISTINCT FROM o.state OR n.worker IS DISTINCT FROM o.worker;
-        SELECT json_object_agg(state, n), array_agg(state) INTO counts, new_states
-        FROM (SELECT n.state, count(*) AS n FROM new_rows n JOIN old_rows o USING (id)
-              WHERE n.state IS DISTINCT FROM o.state GROUP BY n.state) c;
+        -- The history, the counts and the workers named from one join of the transition tables.
+        WITH changed AS MATERIALIZED (
+            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker,
+                   n.state IS DISTINCT FROM o.state AS state_changed,
+                   n.worker IS DISTINCT FROM o.worker AS worker_changed
+            FROM new_rows n JOIN old_rows o USING (id)
+            WHERE n.state IS DISTINCT FROM o.state OR n.worker IS DISTINCT FROM o.worker
+        ), event AS (
+            INSERT INTO task_event (task_id, state, reason, attempts, worker)
+            SELECT id, state, state_reason, attempts, worker FROM changed
+        ), per_state AS (
+            SELECT state, count(*) AS n FROM changed WHERE state_changed GROUP BY state
+        )
+        SELECT (SELECT json_object_agg(p.state, p.n) FROM per_state p), (SELECT array_agg(p.state) FROM per_state p),
+               (SELECT array_agg(DISTINCT c.worker) FROM changed c WHERE c.worker_changed AND c.worker IS NOT NULL)
+        INTO counts, new_states, named_workers;
+    END IF;
+    -- A task names an existing worker (migration 0036): each worker a statement put tasks on is
+    -- locked once, as the key locked it for every task, then must be there.
+    IF named_workers IS NOT NULL THEN
+        SELECT count(*) INTO locked
+        FROM (SELECT 1 FROM worker w WHERE w.name = ANY (named_workers) FOR KEY SHARE OF w) l;
+        IF locked < cardinality(named_workers) THEN
+            SELECT x.name INTO missing FROM unnest(named_workers) x(name)
+            WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = x.name) LIMIT 1;
+            RAISE EXCEPTION 'insert or update on table "processing_task" violates foreign key constraint "task_worker_must_exist"'
+                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_worker_must_exist',
+                      DETAIL = format('Key (worker)=(%s) is not present in table "worker".', missing),
+                      HINT = 'the workers are configuration: `hrwsi config show` lists them';
+        END IF;
     END IF;
     IF counts IS NULL THEN
         RETURN NULL;  -- no task changed its state
@@ -1381,15 +1416,16 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     series record;
     missing text;
+    conditions text[];
+    sequential boolean;
 BEGIN
     -- The conditions the new inputs name, each locked once, as the input's key locked it for every
     -- row (migration 0027), then checked: an input naming a condition that does not exist is
     -- refused as the key refused it, with its name and its message, and nothing is kept.
-    PERFORM 1 FROM processing_condition c
-    WHERE c.name IN (SELECT n.processing_condition FROM new_rows n)
-    FOR KEY SHARE OF c;
-    SELECT n.processing_condition INTO missing FROM new_rows n
-    WHERE NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = n.processing_condition)
+    conditions := ARRAY(SELECT DISTINCT n.processing_condition FROM new_rows n);
+    PERFORM 1 FROM processing_condition c WHERE c.name = ANY (conditions) FOR KEY SHARE OF c;
+    SELECT x.name INTO missing FROM unnest(conditions) x(name)
+    WHERE NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = x.name)
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
@@ -1398,18 +1434,22 @@ BEGIN
                                   missing),
                   HINT = 'the conditions are configuration: `hrwsi config show` lists them';
     END IF;
+    sequential := EXISTS (SELECT 1 FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
+                          WHERE c.name = ANY (conditions) AND r.sequential_per_tile);
 
     -- Two INSERTs on one time series (routine, tile) chain their tasks one after the other: the
     -- second waits here until the first commits, then sees its tasks. Locks in a fixed order.
-    FOR series IN
-        SELECT DISTINCT c.routine, n.tile
-        FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
-        JOIN processing_routine r ON r.name = c.routine
-        WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
-        ORDER BY 1, 2
-    LOOP
-        PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
-    END LOOP;
+    IF sequential THEN
+        FOR series IN
+            SELECT DISTINCT c.routine, n.tile
+            FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+            JOIN processing_routine r ON r.name = c.routine
+            WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+            ORDER BY 1, 2
+        LOOP
+            PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+        END LOOP;
+    END IF;
 
     -- The routines and lanes the new tasks name, each locked once, as a foreign key would lock it
     -- for every row (hrwsi.refuse_removing_what_tasks_name): none of them can be removed before
@@ -1447,8 +1487,7 @@ BEGIN
     -- tasks, was quadratic in the new tasks of a series: 3.1 s for 10,000 over 200 tiles.) A
     -- campaign's tasks form series of their own: production tasks never wait for reprocessing,
     -- nor the other way round.
-    IF EXISTS (SELECT 1 FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
-               JOIN processing_routine r ON r.name = c.routine WHERE r.sequential_per_tile) THEN
+    IF sequential THEN
         EXECUTE $q$
             WITH fresh AS (
                 SELECT t.id, t.routine, t.series_tile, t.series_at, t.campaign_id
@@ -1495,12 +1534,13 @@ CREATE TRIGGER input_create_tasks AFTER INSERT ON hrwsi.input
 -- Tasks are made only by hrwsi.create_tasks_for_new_inputs and hrwsi.reprocess (no role but the
 -- owner inserts them), by joining the routine and the lane, which they lock (the first once per
 -- statement, the second through the campaign's keys); and what the keys refused is refused here:
--- removing or renaming a routine or a lane that tasks name.
+-- removing or renaming a routine or a lane that tasks name. Likewise a worker that tasks name
+-- (migration 0036; hrwsi.after_task_changes checks the worker a task is put on).
 CREATE FUNCTION hrwsi.refuse_removing_what_tasks_name() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     what text := CASE TG_TABLE_NAME WHEN 'lane' THEN 'lane' WHEN 'processing_condition' THEN 'condition'
-                                    ELSE 'routine' END;
+                                    WHEN 'worker' THEN 'worker' ELSE 'routine' END;
     named bigint;
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.name = OLD.name THEN
@@ -1527,6 +1567,8 @@ BEGIN
     END IF;
     IF what = 'lane' THEN
         SELECT count(*) INTO named FROM processing_task t WHERE t.lane = OLD.name;
+    ELSIF what = 'worker' THEN
+        SELECT count(*) INTO named FROM processing_task t WHERE t.worker = OLD.name;
     ELSE
         SELECT count(*) INTO named FROM processing_task t WHERE t.routine = OLD.name;
     END IF;
@@ -1534,8 +1576,10 @@ BEGIN
         RAISE EXCEPTION '% % cannot be % while % task(s) name it', what, OLD.name,
             CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'renamed' END, named
             USING ERRCODE = 'foreign_key_violation',
-                  CONSTRAINT = CASE what WHEN 'lane' THEN 'task_lane_must_exist' ELSE 'task_routine_must_exist' END,
-                  HINT = 'tasks are the record of what ran: to stop a routine, `hrwsi hold <routine>`';
+                  CONSTRAINT = CASE what WHEN 'lane' THEN 'task_lane_must_exist' WHEN 'worker' THEN 'task_worker_must_exist'
+                                         ELSE 'task_routine_must_exist' END,
+                  HINT = CASE what WHEN 'worker' THEN 'tasks are the record of what ran: to stop using a worker, set it inactive (`active = false`)'
+                              ELSE 'tasks are the record of what ran: to stop a routine, `hrwsi hold <routine>`' END;
     END IF;
     RETURN NULL;
 END $$;
@@ -1544,6 +1588,8 @@ CREATE TRIGGER processing_routine_named_by_tasks AFTER DELETE OR UPDATE OF name 
 CREATE TRIGGER lane_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.lane
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
 CREATE TRIGGER processing_condition_named_by_inputs AFTER DELETE OR UPDATE OF name ON hrwsi.processing_condition
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
+CREATE TRIGGER worker_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.worker
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_removing_what_tasks_name();
 
 -- A job names its task without a foreign key (migration 0028): the key ran a query and wrote a lock

@@ -445,7 +445,7 @@ def test_statement_triggers_join_transition_tables_without_a_nested_loop(configu
         plans.clear()
         db.execute(change, (state, ids[1:]))
         transition_joins = [p for p in plans if "old_rows" in p and "new_rows" in p]
-        assert len(transition_joins) >= 2, plans  # at least the history and the notification triggers
+        assert transition_joins, plans  # the history's, the counts' and the workers' join (one since migration 0036)
         assert not [p for p in transition_joins if quadratic.search(p)], transition_joins
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 2000
 
@@ -566,6 +566,72 @@ def test_removing_a_routine_under_a_stricter_isolation_is_refused_with_why(confi
             configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             configured.execute("DELETE FROM hrwsi.processing_routine WHERE name = 'unused'")
     assert configured.execute("SELECT count(*) FROM hrwsi.processing_routine WHERE name = 'unused'").fetchone()[0] == 1
+
+
+PUT_ON = """UPDATE hrwsi.processing_task SET state = 'planned', worker = %s, planned_start = now()
+            WHERE id = ANY (%s)"""
+
+
+def test_a_task_put_on_a_worker_that_does_not_exist_is_refused_with_the_keys_name_and_nothing_changes(configured):
+    """The task's key to its worker is gone (migration 0036): each statement checks the workers it
+    puts tasks on once, whatever its size."""
+    for n in range(3):
+        insert_input(configured, f"/data/{n}")
+    ids = [row[0] for row in configured.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    configured.execute("SET ROLE hrwsi_service")
+    for workers in (["nowhere"], ["w1", "nowhere", "w1"]):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="task_worker_must_exist") as refused:
+            configured.execute("""UPDATE hrwsi.processing_task t SET state = 'planned', worker = x.worker,
+                                  planned_start = now() FROM unnest(%s::bigint[], %s::text[]) x(id, worker)
+                                  WHERE t.id = x.id""", (ids[:len(workers)], workers))
+        assert refused.value.diag.constraint_name == "task_worker_must_exist"
+        assert refused.value.diag.message_detail == 'Key (worker)=(nowhere) is not present in table "worker".'
+        assert "hrwsi config show" in refused.value.diag.message_hint
+    configured.execute("RESET ROLE")
+    assert configured.execute("SELECT DISTINCT state, worker FROM hrwsi.processing_task").fetchall() == [
+        ("pending", None)]
+    configured.execute(PUT_ON, ("w1", ids))  # one that exists: allowed
+    assert configured.execute("SELECT DISTINCT worker FROM hrwsi.processing_task").fetchall() == [("w1",)]
+
+
+@pytest.mark.parametrize("statement, message", [
+    ("DELETE FROM hrwsi.worker WHERE name = 'w1'", "worker w1 cannot be removed while 2 task(s) name it"),
+    ("UPDATE hrwsi.worker SET name = 'w9' WHERE name = 'w1'", "worker w1 cannot be renamed while 2 task(s) name it"),
+])
+def test_a_worker_that_tasks_name_is_neither_removed_nor_renamed_and_one_no_task_names_can_go(
+        configured, statement, message):
+    for n in range(2):
+        insert_input(configured, f"/data/{n}")
+    configured.execute(PUT_ON, ("w1", [row[0] for row in configured.execute("SELECT id FROM hrwsi.processing_task")]))
+    configured.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('spare', 'f')")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=re.escape(message)) as refused:
+        configured.execute(statement)
+    assert refused.value.diag.constraint_name == "task_worker_must_exist"
+    assert "set it inactive" in refused.value.diag.message_hint
+    configured.execute("UPDATE hrwsi.worker SET name = 'spare2' WHERE name = 'spare'")
+    configured.execute("DELETE FROM hrwsi.worker WHERE name = 'spare2'")
+    assert configured.execute("SELECT name FROM hrwsi.worker").fetchall() == [("w1",)]
+
+
+def test_removing_a_worker_waits_for_a_transaction_putting_tasks_on_it_then_is_refused(configured, database_url):
+    insert_input(configured)
+    configured.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w2', 'f')")
+    task = configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    removal = removal_waiting_for(database_url, lambda planning: planning.execute(PUT_ON, ("w2", [task])),
+                                  lambda removing: removing.execute("DELETE FROM hrwsi.worker WHERE name = 'w2'"))
+    assert "worker w2 cannot be removed while 1 task(s) name it" in removal
+    assert configured.execute("SELECT worker FROM hrwsi.processing_task").fetchall() == [("w2",)]
+
+
+def test_putting_tasks_on_a_worker_being_removed_waits_for_the_removal_then_is_refused(configured, database_url):
+    insert_input(configured)
+    configured.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w2', 'f')")
+    task = configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    planning = removal_waiting_for(database_url,
+                                   lambda removing: removing.execute("DELETE FROM hrwsi.worker WHERE name = 'w2'"),
+                                   lambda planning: planning.execute(PUT_ON, ("w2", [task])))
+    assert "task_worker_must_exist" in planning and "Key (worker)=(w2)" in planning
+    assert configured.execute("SELECT state, worker FROM hrwsi.processing_task").fetchall() == [("pending", None)]
 
 
 def test_tasks_are_made_by_the_database_alone(configured):
