@@ -192,6 +192,9 @@ class Launcher(Service):
                        when=lambda n: self.work_waiting and any(s in n.counts for s in FINAL_JOB_STATES))
         self.router.on("hrwsi_task", "cancel", when=lambda n: "cancelled" in n.counts)
         self._following: dict[int, asyncio.Task] = {}
+        # Followed jobs that ended in the backend and wait for their outcome to be stored: they no
+        # longer hold one of the backend's slots (free_slots).
+        self._ended: set[int] = set()
         # Jobs a dispatch call returned whose followers start in the next turn of the event loop
         # (_follow_dispatched); counted as followed by every check.
         self._starting: dict[int, asyncpg.Record] = {}
@@ -217,10 +220,15 @@ class Launcher(Service):
         """How many more jobs this launcher may start now: the backend's own limit, if any, and no
         more than the outcome writer can take."""
         slots = min(self.dispatch_batch.size, self.max_unrecorded - self._unrecorded)
-        limit = self.backend.max_concurrent_jobs
-        if limit is not None:
-            slots = min(slots, limit - len(self._following) - len(self._starting))
+        if self.backend.max_concurrent_jobs is not None:
+            slots = min(slots, self._free_backend_slots())
         return max(0, slots)
+
+    def _free_backend_slots(self) -> int:
+        """The backend's slots not taken by a job that runs or is about to start (a job that ended
+        frees its slot at once, not when its outcome is stored)."""
+        running = len(self._following) - len(self._ended) + len(self._starting)
+        return self.backend.max_concurrent_jobs - running
 
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "dispatch":
@@ -288,10 +296,7 @@ class Launcher(Service):
             if self._following.get(job_id) is _task:
                 self._following.pop(job_id, None)
                 self._specs.pop(job_id, None)
-                if self.backend.max_concurrent_jobs is not None and self.work_waiting:
-                    # A slot of the backend is free now. The job's end also wakes dispatch through
-                    # its notification, which may come first and find the slot still taken.
-                    self.wake("dispatch")
+                self._ended.discard(job_id)
 
         task.add_done_callback(forget)
 
@@ -336,6 +341,7 @@ class Launcher(Service):
 
     async def _record(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> None:
         """Hand the outcome to the writer and wait until it is stored; then log and clean up."""
+        self._job_left_the_backend(job_id)
         products: list[tuple[str, int]] = []
         if outcome.state == "processed" and self.backend.runs_routines:
             products, refused = await asyncio.to_thread(discover_products, spec.output_dir)
@@ -361,6 +367,18 @@ class Launcher(Service):
             await self.backend.forget(spec.job_id)
         except Exception as error:  # cleaning up is best effort; the outcome is already stored
             logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
+
+    def _job_left_the_backend(self, job_id: int) -> None:
+        """The job holds none of the backend's slots any more. If they were all taken and work
+        waits, dispatch now: the slot is refilled while the outcome is being stored (in the chain,
+        each refill had waited for the outcome's write and its notification). Where the database's
+        capacity binds as well, the outcome's notification wakes dispatch again once it is stored."""
+        if job_id not in self._following or job_id in self._ended:
+            return
+        was_full = self.backend.max_concurrent_jobs is not None and self._free_backend_slots() <= 0
+        self._ended.add(job_id)
+        if was_full and self.work_waiting:
+            self.wake("dispatch")
 
     @classmethod
     def _log_outcomes(cls, recorded: list[tuple[_Finished, asyncpg.Record]]) -> None:
@@ -601,6 +619,7 @@ class Launcher(Service):
             task.cancel()
         await asyncio.gather(*self._following.values(), return_exceptions=True)
         self._following.clear()
+        self._ended.clear()
         self._specs.clear()
         self._stranded.clear()
 

@@ -229,6 +229,28 @@ async def test_a_slot_the_backend_frees_wakes_dispatch_whatever_the_notification
             await launcher.stop()
 
 
+async def test_a_job_that_ended_frees_its_backend_slot_before_its_outcome_is_stored(db, pool, settings, configure):
+    # The next job starts while the outcome is written: in the chain (16 routines at once on the
+    # local backend), every refill of a slot had waited for the outcome's write (issue 15).
+    async with a_launcher_with_inputs(db, pool, settings, configure, inputs=2, limit=1) as (launcher, backend):
+        await launcher.start()  # its writers; no listener, so no notification wakes anything
+        try:
+            await launcher.dispatch()
+            assert launcher.free_slots() == 0
+            async with launcher._writing:  # the outcome writer waits for this
+                backend.release.set()
+                await wait_until_true(lambda: "dispatch" in launcher._dirty)
+                assert launcher.free_slots() == 1
+                await launcher.dispatch()
+                assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 2
+                assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'processed'").fetchone()[0] == 0
+            await wait_until_true(lambda: not launcher._following)
+            assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'processed'").fetchone()[0] == 2
+            assert launcher.free_slots() == 1 and not launcher._ended
+        finally:
+            await launcher.stop()
+
+
 @contextlib.asynccontextmanager
 async def dispatch_calls_counted(monkeypatch):
     """Every run of the launcher's dispatch step, as how many tasks it started."""
