@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import statistics
 import uuid
 from collections.abc import AsyncIterator
@@ -154,7 +153,13 @@ async def memory_of(children: dict[str, Child]) -> dict[str, float]:
 async def running(space: Workspace, url: str, roles: dict[str, str], label: str, drop: str | None = None,
                   **options) -> AsyncIterator[tuple[asyncpg.Connection, dict[str, Child]]]:
     """A connection of the driver and the system's processes, listening; on exit every process is
-    stopped, the scratch directory removed and the database `drop` (if given) dropped."""
+    stopped and the database `drop` (if given) dropped. The scratch directory stays until the end of
+    the run (benchmarks/run.py removes them all): deleting a chain's thousands of files here made the
+    NEXT system's file creations slower for minutes, a tax on whoever ran after. (This machine's ext4
+    has no journal and then skips, for every inode it allocates, each inode freed in the last 5-10
+    minutes; in a chain of 300 run right after another system's was deleted, 46 % of hrwsi's
+    launcher's CPU went to allocating the inodes of its directories and files, 2026-12-02, perf.
+    Kept until the end, the chain of 300 took 19-23 s for both systems instead of 22-31 s.)"""
     home = space.home(label)
     children: dict[str, Child] = {}
     conn = await asyncpg.connect(url)
@@ -166,7 +171,6 @@ async def running(space: Workspace, url: str, roles: dict[str, str], label: str,
         await stop_all(children)
         if drop is not None:
             await asyncio.to_thread(drop_database, space.server_url, drop)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def failure(error: Exception) -> str:

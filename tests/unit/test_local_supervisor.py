@@ -204,3 +204,57 @@ def test_the_module_runs_with_python_minus_m_too(tmp_path, name):
     argv = [sys.executable, "-m", "hrwsi.backends.local_supervisor", "--attempt-dir", str(tmp_path), "--", "true"]
     assert subprocess.run(argv, capture_output=True, timeout=GUARD_S).returncode == \
         local_supervisor.REFUSED_EXIT_CODE
+
+
+def test_the_outcome_is_json_that_json_reads_back_whatever_the_text_it_holds(tmp_path):
+    # Written without the json module (its import doubled the supervisor's start-up): every
+    # character JSON must escape, control characters, non-ASCII text, a character outside the basic
+    # plane and a lone surrogate (a file name not in UTF-8, as os.fsdecode gives it) come back as
+    # they were written, and the file is plain ASCII.
+    tricky = 'quote " backslash \\ newline \n tab \t bell \x07 NUL \x00 é 雪 \U0001F9CA \udcff end'
+    document = {"error": tricky, "exit_code": 3, "signal": None, "timed_out": False, "stopped": True,
+                "timeout_s": 2.5, "not_finite": float("inf"), "started_before": {"supervisor_pid": 12, "at": "x"}}
+    path = tmp_path / "exit.json"
+    local_supervisor.write_json_atomically(str(path), document)
+    assert path.read_bytes().isascii()
+    assert json.loads(path.read_text()) == {**document, "not_finite": None}
+    assert local_supervisor.read_json(str(path))["error"] == tricky
+    with pytest.raises(TypeError):
+        local_supervisor.write_json_atomically(str(tmp_path / "list.json"), {"argv": ["a"]})
+    assert not (tmp_path / "list.json").exists()
+
+
+@pytest.mark.parametrize(("arguments", "error"), [
+    (["--", "true"], "the following arguments are required: --attempt-dir"),
+    (["--attempt-dir"], "argument --attempt-dir: expected one value"),
+    (["--attempt-dir", "{dir}", "--timeout", "soon", "--", "true"], "argument --timeout: not a number of seconds: 'soon'"),
+    (["--attempt-dir", "{dir}", "--verbose", "--", "true"], "unrecognized argument: --verbose"),
+    (["--attempt-dir", "{dir}", "--"], "no routine command after --"),
+])
+def test_wrong_arguments_get_the_usage_and_one_line_saying_what_is_wrong_and_start_nothing(tmp_path, arguments, error):
+    argv = [*SUPERVISOR_ARGV, *(a.format(dir=tmp_path) for a in arguments)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=GUARD_S)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [local_supervisor.USAGE, f"local_supervisor.py: error: {error}"]
+    assert not (tmp_path / local_supervisor.STARTED_FILE).exists()
+
+
+def test_options_may_be_written_with_an_equals_sign_and_the_command_without_the_double_dash(tmp_path):
+    argv = [*SUPERVISOR_ARGV, f"--attempt-dir={tmp_path}", "--timeout=0", f"--cwd={tmp_path}",
+            "/bin/sh", "-c", "pwd > where"]
+    assert subprocess.run(argv, capture_output=True, timeout=GUARD_S).returncode == 0
+    written = outcome(tmp_path)
+    assert written["exit_code"] == 0 and written["timeout_s"] is None  # 0: no timeout
+    assert (tmp_path / "where").read_text().strip() == str(tmp_path)
+
+
+def test_the_routine_starts_with_stdin_empty_and_sigpipe_as_the_system_default(tmp_path):
+    # Python ignores SIGPIPE; a routine started from it must not inherit that (a shell pipeline in
+    # the routine would not stop when its reader does), as subprocess.Popen restores it.
+    script = "read line; echo \"read:$line:$?\" > stdin; grep SigIgn /proc/self/status > ignored"
+    argv = [*SUPERVISOR_ARGV, "--attempt-dir", str(tmp_path), "--cwd", str(tmp_path), "--", "/bin/sh", "-c", script]
+    assert subprocess.run(argv, input=b"not for the routine\n", capture_output=True, timeout=GUARD_S).returncode == 0
+    assert outcome(tmp_path)["exit_code"] == 0
+    assert (tmp_path / "stdin").read_text() == "read::1\n"  # end of input at once: /dev/null
+    ignored = int((tmp_path / "ignored").read_text().split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
