@@ -157,8 +157,8 @@ async def running(space: Workspace, url: str, roles: dict[str, str], label: str,
     the run (benchmarks/run.py removes them all): deleting a chain's thousands of files here made the
     NEXT system's file creations slower for minutes, a tax on whoever ran after. (This machine's ext4
     has no journal and then skips, for every inode it allocates, each inode freed in the last 5-10
-    minutes; in a chain of 300 run right after another system's was deleted, 46 % of hrwsi's
-    launcher's CPU went to allocating the inodes of its directories and files, 2026-12-02, perf.
+    minutes; in a chain of 300 run right after the files of earlier chains were deleted, 46 % of
+    hrwsi's launcher's CPU went to allocating the inodes of its directories and files, 2026-12-02, perf.
     Kept until the end, the chain of 300 took 19-23 s for both systems instead of 22-31 s.)"""
     home = space.home(label)
     children: dict[str, Child] = {}

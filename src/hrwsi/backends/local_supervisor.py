@@ -6,7 +6,7 @@ and the job log as its stdout and stderr. It needs nothing of the launcher and i
 standard library's smallest modules: a supervisor starts for every attempt, so its start-up is paid
 once per job. Arguments are read by hand, the routine is started with `os.posix_spawnp` and the
 outcome written as JSON by a few lines of its own (argparse, subprocess, dataclasses and json with
-the `re` it loads took 45 of the 60 ms of CPU a supervisor took to start, 2026-12-02; a three-step
+the `re` it loads took 45 of the 60-70 ms of CPU a supervisor took to start, 2026-12-02; a three-step
 chain of 900 one-line routines spent most of its CPU starting supervisors). In the attempt's
 directory (beside `output/` and `manifest.json`) it keeps:
 
@@ -106,9 +106,10 @@ def write_json_atomically(path: str, document: dict) -> None:
     """Whole or not at all: a reader never sees half a file. (Written without the json module, whose
     import the supervisor cannot afford: the documents are flat, of strings, numbers, booleans and
     None, and a nested dict at most; json.loads reads them back, tests/unit/test_local_supervisor.py.)"""
+    text = _json_value(document)  # before any file: a document it cannot write leaves nothing behind
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "w", encoding="ascii") as handle:
-        handle.write(_json_value(document))
+        handle.write(text)
     os.replace(temporary, path)
 
 
@@ -245,8 +246,7 @@ class Supervisor:
         self.grace_s = grace_s
         self.cwd = cwd
         self.routine: int | None = None  # the routine's pid, which is also its process group's
-        self.returncode: int | None = None  # as subprocess says it: -N when killed by signal N
-        self.routine_status: int | None = None
+        self.routine_status: int | None = None  # its wait status, once collected
         self.stop_requested: int | None = None
         self._wakeup_read, wakeup_write = os.pipe()
         os.set_blocking(self._wakeup_read, False)
@@ -271,7 +271,6 @@ class Supervisor:
                 return
             if self.routine is not None and pid == self.routine:
                 self.routine_status = status
-                self.returncode = os.waitstatus_to_exitcode(status)
 
     def wait(self, seconds: float) -> None:
         ready, _, _ = select.select([self._wakeup_read], [], [], max(0.0, seconds))
@@ -360,8 +359,7 @@ class Supervisor:
         if self.routine_status is None:  # a zombie not collected yet: collect it now
             _, status = os.waitpid(self.routine, 0)
             self.routine_status = status
-            self.returncode = os.waitstatus_to_exitcode(status)
-        code = self.returncode
+        code = os.waitstatus_to_exitcode(self.routine_status)  # as subprocess says it: -N when killed by N
         if leftovers and not timed_out and not stopped:
             _say(f"the routine ended but left {leftovers} process(es) running: stopped them")
         return {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
