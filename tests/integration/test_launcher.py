@@ -1,6 +1,7 @@
 """The launcher's own bookkeeping around the database calls (ADR 0009): how a job progresses (queued,
 running) is written for every job seen in one period at once, not at all for a job whose end came
-first, never over a final state or another launcher's job, and on the way out when it stops; the
+first, never over a final state or another launcher's job, and on the way out when it stops;
+outcomes that come one at a time are written together unless work waits for what they free; the
 followers of a dispatched batch start in the next turn of the event loop, and until then its jobs
 count as followed (the backend's limit, adoption)."""
 
@@ -82,6 +83,50 @@ async def test_a_job_that_ends_before_its_progress_is_written_goes_from_dispatch
     assert all(states == ["pending", "dispatched", "processed"] for states in history(db).values())
     jobs = db.execute("SELECT state, started_at FROM hrwsi.job").fetchall()
     assert jobs == [("processed", STARTED)] * 3, "the outcome says when each started"
+
+
+class StaggeredBackend(DryRunBackend):
+    """The dry-run backend, except that its jobs end one after another, `gap_s` apart."""
+
+    def __init__(self, gap_s: float):
+        super().__init__()
+        self.gap_s = gap_s
+        self.started = 0
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        self.started += 1
+        await asyncio.sleep(self.gap_s * self.started)
+        return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC))
+
+
+def calls_that_recorded_processed(db) -> int:
+    """How many transactions (record_outcomes calls) wrote the tasks' `processed` events."""
+    return db.execute("SELECT count(DISTINCT xmin::text) FROM hrwsi.task_event WHERE state = 'processed'").fetchone()[0]
+
+
+async def test_outcomes_that_come_one_after_another_while_no_work_waits_are_written_in_one_call(
+        db, database_url, settings, configure, monkeypatch):
+    # Jobs ending 0.1 s apart: on their own, three calls; the writer waits for the others instead.
+    # (A wait of 2 s, not 0.1, so that a slow machine's turns do not split the batch.)
+    monkeypatch.setattr(launcher_module, "OUTCOME_BATCH_S", 2.0)
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 3)
+    async with App(database_url, ["launcher"], settings, backend=StaggeredBackend(0.1), pool_size=5):
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'processed'")
+    assert calls_that_recorded_processed(db) == 1
+
+
+async def test_an_outcome_is_written_at_once_when_work_waits_for_the_capacity_it_frees(
+        db, database_url, settings, configure, monkeypatch):
+    # Far longer than the test: an outcome that waited for others would never free the worker.
+    monkeypatch.setattr(launcher_module, "OUTCOME_BATCH_S", 600.0)
+    configure(single_routine_configuration(["true"], cpu=4, workers=1))  # one task at a time
+    insert_inputs(db, 3)
+    async with App(database_url, ["launcher"], settings, backend=ReportingBackend(hold=False), pool_size=5):
+        # The first two outcomes each free the worker for a task that waits; the last frees it for
+        # nothing, and may wait for others.
+        await wait_until(database_url, "SELECT count(*) >= 2 FROM hrwsi.processing_task WHERE state = 'processed'")
+    assert calls_that_recorded_processed(db) >= 2
 
 
 async def mark(url: str, jobs: list[int], state: str, owner: str) -> None:
