@@ -20,6 +20,7 @@ SYSTEMS = ("hrwsi", *PEERS, "floor")
 RATIO_KEYS = ("to_peer", "to_peer_tuned", "to_peer_best", "to_floor", "to_baseline")
 RSS_PROCESS = {"pgqueuer": "consumer", "pgqueuer_b100": "consumer", "floor": "listener"}
 RSS_LIMIT_MB = 150
+CHAIN_SYSTEMS = ("hrwsi", "pgqueuer", "floor")
 
 
 def _get(data, *path):
@@ -71,6 +72,10 @@ def _rss(size: str, service: str):
 
 def _service_failure(size: str):
     return lambda r: _get(r, "service", "hrwsi", "failed") or _get(r, "service", "hrwsi", size, "failed")
+
+
+def _chain_cpu(key: str):
+    return lambda r, system: _get(r, "chain", system, "cpu", key)
 
 
 def _growth(r, system):
@@ -125,8 +130,18 @@ def round_figures(sizes) -> list[Figure]:
                f"(/bin/sh writing one product file) per step, at most {sizes.parallel} at once; hrwsi: harvester, "
                "orchestrator and launcher on the local backend; pgqueuer: a handler running the same subprocess "
                "the same way and enqueueing the next step; floor: claim, run, insert the next step",
-               "s", lambda r, system: _get(r, "chain", system, "seconds"), systems=("hrwsi", "pgqueuer", "floor"),
+               "s", lambda r, system: _get(r, "chain", system, "seconds"), systems=CHAIN_SYSTEMS,
                target="<= pgqueuer's time", check=_median_at_most("to_peer_best", 1.0)),
+        Figure("chain_engine_cpu_ms", "CPU of the engine per job of the chain: its own processes and their "
+               "database sessions (hrwsi: harvester, orchestrator, launcher; pgqueuer: its consumer; floor: its "
+               "listener), from the first input to the last job's end (benchmarks/cpu_time.py)", "ms",
+               _chain_cpu("engine_ms_per_job"), systems=CHAIN_SYSTEMS),
+        Figure("chain_subprocess_cpu_ms", "CPU of the subprocesses per job of the chain (the local backend's "
+               "supervisor and the routine): the same work for every system", "ms",
+               _chain_cpu("subprocess_ms_per_job"), systems=CHAIN_SYSTEMS),
+        Figure("chain_machine_busy", "share of the machine's CPU busy during the chain (1 = CPU-bound: the "
+               "chain's time is then its CPU divided by the cores)", "share", _chain_cpu("machine_busy"),
+               systems=CHAIN_SYSTEMS),
         Figure("backfill_tiles_s", f"time-series back-fill: {sizes.backfill:,} inputs over {sizes.tiles} tiles "
                "in one INSERT -> all tasks created and planned, routine with sequential_per_tile (orchestrator only)",
                "s", lambda r, system: _get(r, "backfill", "tiles_sequential", "seconds"), systems=("hrwsi",),

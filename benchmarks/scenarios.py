@@ -26,6 +26,7 @@ import asyncpg
 
 from bench_sql import bench_query
 from children import Child, start_all, stop_all
+from cpu_time import CpuSnapshot, cpu_between
 from hrwsi.database import drop_database
 from process_protocol import clock
 from systems import BACKFILL, CHAIN, HRWSI, NRT_BACKLOG, SERVICE, hrwsi_configuration, prepare_hrwsi
@@ -209,11 +210,14 @@ async def chain_phase(system, space: Workspace, sizes: Sizes, round_index: int) 
         async with running(space, url, system.roles(CHAIN), f"r{round_index}-{system.name}-chain", name,
                            parallel=sizes.parallel, batch_size=system.batch_size) as (conn, children):
             reached = await children[system.reporter].expect_all(sizes.chain)
+            pids = {name: child.process.pid for name, child in children.items()}
+            before = await CpuSnapshot.take(conn, pids)
             started = clock()
             await system.producer(conn).insert_chain(sizes.chain, f"/chain/{round_index}/")
             try:
                 at = await asyncio.wait_for(reached, sizes.chain_timeout_s)
                 result.update(seconds=round(at - started, 3), per_s=round(3 * sizes.chain / (at - started), 1))
+                result["cpu"] = cpu_between(before, await CpuSnapshot.take(conn, pids), 3 * sizes.chain)
             except TimeoutError:
                 result["failed"] = f"not done within {sizes.chain_timeout_s:.0f} s"
             if system is HRWSI:

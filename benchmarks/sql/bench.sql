@@ -168,3 +168,14 @@ SELECT (SELECT count(*) FROM hrwsi.processing_task) AS tasks, (SELECT count(*) F
 -- name: pgqueuer_open_jobs
 -- Jobs still queued or picked; a finished job leaves the queue table for pgqueuer_log.
 SELECT count(*) FROM pgqueuer;
+
+-- ============================================================================================
+-- where a phase's CPU went (benchmarks/cpu_time.py)
+-- ============================================================================================
+
+-- name: database_sessions
+-- The server processes of every session on this database but the caller's: the system's own
+-- sessions (its pools and listeners), with the name each gave itself.
+SELECT pid, coalesce(nullif(application_name, ''), '-') AS application_name
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend';

@@ -107,6 +107,13 @@ async def wait_for_schema(url: str, stopping: asyncio.Event) -> None:
             await backoff.sleep(delay, stopping)
 
 
+def pool_name(kinds: list[str]) -> str:
+    """The application name of a process's pooled sessions, as pg_stat_activity shows it: the services
+    it runs (hrwsi-launcher-pool, hrwsi-harvester+orchestrator+launcher-pool), beside each service's
+    hrwsi-<kind>-listener. Ops (and the benchmark's CPU split) see which service a session serves."""
+    return f"hrwsi-{'+'.join(dict.fromkeys(kinds))}-pool"[:63]  # (PostgreSQL keeps 63 bytes of it)
+
+
 async def wait_for_pool(url: str, max_size: int, stopping: asyncio.Event, name: str = "hrwsi",
                         server_settings: dict[str, str] | None = None) -> asyncpg.Pool | None:
     """An asyncpg pool, waiting for a database that is away; None when `stopping` is set first."""
@@ -151,7 +158,7 @@ class App:
         try:
             if self.migrate:
                 await wait_for_schema(self.url, self._stopping)
-            self.pool = await wait_for_pool(self.url, self.pool_size, self._stopping,
+            self.pool = await wait_for_pool(self.url, self.pool_size, self._stopping, pool_name(self.kinds),
                                             server_settings=service_session_settings(self.settings.lease_timeout_s))
             if self.pool is not None:  # else stopped (a signal) while waiting for the database
                 self.services = build_services(self.kinds, self.pool, self.settings, self.backend)

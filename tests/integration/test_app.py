@@ -3,11 +3,24 @@
 import asyncio
 import gc
 
+import asyncpg
 import pytest
 
 from hrwsi.app import App, build_services
 from hrwsi.backends.dry_run import DryRunBackend
 from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
+
+
+async def pooled_session_names(database_url: str) -> set[str]:
+    """The application names of hrwsi's pooled sessions on the test's database (not the listeners')."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND pid <> pg_backend_pid() AND application_name LIKE 'hrwsi%' "
+                                "AND application_name NOT LIKE '%-listener'")
+    finally:
+        await conn.close()
+    return {r["application_name"] for r in rows}
 
 
 async def test_an_app_runs_its_services_until_asked_to_stop_and_unregisters_them(db, database_url, settings,
@@ -22,6 +35,15 @@ async def test_an_app_runs_its_services_until_asked_to_stop_and_unregisters_them
         assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 2
     assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 0
     assert app.pool is None  # closed
+
+
+async def test_each_session_of_an_app_names_the_services_it_serves_in_pg_stat_activity(database_url, settings):
+    # Ops looking at the server's sessions see whose they are: the pool of the process's services and
+    # each service's listener.
+    async with App(database_url, ["orchestrator", "launcher"], settings):
+        await wait_until(database_url, "SELECT count(*) = 2 FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND application_name IN ('hrwsi-orchestrator-listener', 'hrwsi-launcher-listener')")
+        assert await pooled_session_names(database_url) == {"hrwsi-orchestrator+launcher-pool"}
 
 
 async def test_wait_returns_when_a_stop_is_requested(database_url, settings):

@@ -47,7 +47,7 @@ async def test_pool_connections_killed_mid_run_lose_nothing(db, database_url, se
     async with running(database_url, ["orchestrator", "launcher"], settings):
         for batch in range(5):
             insert_inputs(db, 20, start=batch * 20)
-            await terminate(database_url, "hrwsi")  # the services' pool connections
+            await terminate(database_url, "hrwsi-%-pool")  # the services' pool connections
             await asyncio.sleep(0.1)
         await wait_until(database_url, "SELECT count(*) = 100 FROM hrwsi.processing_task WHERE state = 'processed'",
                          timeout=60)

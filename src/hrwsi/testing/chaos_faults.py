@@ -334,7 +334,7 @@ def inject(fault: str, target: Target, rng: random.Random) -> str:
         _terminate_connections(target.url, "hrwsi-%-listener")
         return "terminated the listeners' database connections"
     if fault == "terminate_pool":
-        _terminate_connections(target.url, "hrwsi")
+        _terminate_connections(target.url, "hrwsi-%-pool")
         return "terminated the services' pool connections"
     if fault == "restart_postgresql":
         _pg_ctl(target.pgdata, ["-w", "-m", "fast", "restart"])
