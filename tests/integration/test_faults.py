@@ -44,13 +44,15 @@ async def test_listener_killed_while_inputs_arrive_loses_nothing(db, database_ur
 
 async def test_pool_connections_killed_mid_run_lose_nothing(db, database_url, settings, configure):
     configure(single_routine_configuration(["true"], workers=2))
+    killed = 0
     async with running(database_url, ["orchestrator", "launcher"], settings):
         for batch in range(5):
             insert_inputs(db, 20, start=batch * 20)
-            await terminate(database_url, "hrwsi-%-pool")  # the services' pool connections
+            killed += await terminate(database_url, "hrwsi-%-pool")  # the services' pool connections
             await asyncio.sleep(0.1)
         await wait_until(database_url, "SELECT count(*) = 100 FROM hrwsi.processing_task WHERE state = 'processed'",
                          timeout=60)
+    assert killed >= 2  # (the pattern finds the pools' sessions: at least each process's first one)
     assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 100
     assert db.execute(NO_DUPLICATES).fetchone()[0] == 0
 
