@@ -8,7 +8,7 @@ divided by the cores. Its time alone does not say whose CPU that was. Split here
   (the kernel adds a child's CPU to its parent's when the parent reaps it): the same for every
   system, since each runs the same subprocesses the same way;
 - the machine's busy share over the phase: how close to CPU-bound it ran.
-CPU time is a steadier figure than the time on this shared machine: it moves little with what else runs.
+It moves with the machine as the chain's time does: compare it with the peer's in the same round.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def pool_name(kinds: list[str]) -> str:
     """The application name of a process's pooled sessions, as pg_stat_activity shows it: the services
     it runs (hrwsi-launcher-pool, hrwsi-harvester+orchestrator+launcher-pool), beside each service's
     hrwsi-<kind>-listener. Ops (and the benchmark's CPU split) see which service a session serves."""
-    return f"hrwsi-{'+'.join(dict.fromkeys(kinds))}-pool"[:63]  # (PostgreSQL keeps 63 bytes of it)
+    return f"hrwsi-{'+'.join(dict.fromkeys(kinds))}-pool"  # (47 bytes at most: PostgreSQL keeps 63)
 
 
 async def wait_for_pool(url: str, max_size: int, stopping: asyncio.Event, name: str = "hrwsi",

@@ -27,8 +27,16 @@ def test_a_process_own_cpu_and_that_of_the_children_it_reaped_are_told_apart():
     subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.5\n"
                     "while time.process_time() < end: pass"], check=True)
     after = process_times(os.getpid())
-    assert 0.25 <= after.own_s - before.own_s < 0.45 + 0.3  # (the child's start-up is the parent's fork, at most)
+    assert 0.25 <= after.own_s - before.own_s < 0.75  # (the burn, and starting the child)
     assert 0.45 <= after.children_s - before.children_s < 1.0
+
+
+def test_the_machine_counts_busy_time_while_a_process_burns_cpu():
+    all_before, idle_before = machine_times()
+    burn(0.3)
+    all_after, idle_after = machine_times()
+    busy = (all_after - all_before) - (idle_after - idle_before)
+    assert busy >= 0.25 and 0 <= idle_after - idle_before <= all_after - all_before
 
 
 def test_a_process_that_is_gone_has_no_times():
@@ -38,7 +46,7 @@ def test_a_process_that_is_gone_has_no_times():
 
 
 def test_the_split_is_per_job_and_sums_the_processes_and_the_sessions_between_the_snapshots():
-    start = machine_times()
+    start = (100.0, 50.0)
     before = CpuSnapshot({"launcher": ProcessTimes(1.0, 10.0), "harvester": ProcessTimes(0.5, 0.0)},
                          {101: ("hrwsi-launcher-pool", 2.0)}, start)
     after = CpuSnapshot({"launcher": ProcessTimes(3.0, 40.0), "harvester": ProcessTimes(1.5, 0.0)},
