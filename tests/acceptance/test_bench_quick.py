@@ -11,12 +11,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ROUND_FIGURES = (
     "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "burst_s", "large_burst_s", "large_burst_growth",
-    "peak_rss_orchestrator_mb", "peak_rss_launcher_mb", "peak_rss_small_orchestrator_mb",
-    "peak_rss_small_launcher_mb", "chain_s", "chain_engine_cpu_ms", "chain_subprocess_cpu_ms",
+    "burst_recorded_s", "large_burst_recorded_growth", "burst_engine_cpu_ms", "large_burst_cpu_growth",
+    "peak_rss_orchestrator_mb", "peak_rss_launcher_mb", "peak_rss_small_orchestrator_mb", "peak_rss_small_launcher_mb",
+    "chain_s", "chain_engine_cpu_ms", "chain_subprocess_cpu_ms",
     "chain_machine_busy", "backfill_tiles_s", "backfill_one_tile_s", "aged_latency_p50_ms",
     "aged_latency_p99_ms",
 )
-AGAINST_PEER_AND_FLOOR = ROUND_FIGURES[:14]
+AGAINST_PEER_AND_FLOOR = ROUND_FIGURES[:18]
 PLANNER_FIGURES = ("planner_random_10k_s", "planner_random_100k_s", "planner_worst_ratio_to_lb",
                    "planner_reference_worst_ratio_to_lb", "planner_vs_list_scheduler")
 RATIOS = ("to_peer", "to_peer_tuned", "to_peer_best", "to_floor", "to_baseline")

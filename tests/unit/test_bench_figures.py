@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from figures import planner_figures  # noqa: E402
+from figures import figure_entry, planner_figures, round_figures  # noqa: E402
+from scenarios import Sizes  # noqa: E402
 
 
 def row(instance, tasks, x_peer, ratio=1.0, horizon_s=None, plan_s=0.5):
@@ -27,3 +28,23 @@ def test_the_planner_is_compared_with_the_list_scheduler_on_its_worst_instance_b
 def test_a_ladder_that_did_not_run_leaves_every_planner_figure_missing_with_why():
     figures = planner_figures(None, quick=False)
     assert all(entry["missing"] == "not measured: the ladder did not run" for entry in figures.values())
+def burst(seconds, recorded_s, engine_s):
+    return {"seconds": seconds, "recorded_s": recorded_s, "cpu": {"engine_s": engine_s}}
+
+
+def test_a_burst_s_growth_is_reported_three_ways_each_system_against_its_own_small_burst():
+    # hrwsi's clock stops before its small burst's outcomes are recorded: its time grows 12x while
+    # the time to every outcome recorded and its CPU grow 9x and 8.5x.
+    service = {"hrwsi": {"small": burst(1.0, 1.3, 2.0), "large": burst(12.0, 11.7, 17.0)},
+               "pgqueuer": {"small": burst(2.0, 2.1, 3.0), "large": burst(20.0, 21.0, 30.0)}}
+    figures = {figure.key: figure for figure in round_figures(Sizes())}
+
+    def hrwsi_and_peer(key):
+        entry = figure_entry(figures[key], [{"service": service}])
+        return entry["values"]["hrwsi"]["median"], entry["values"]["pgqueuer"]["median"], entry
+
+    assert hrwsi_and_peer("large_burst_growth")[:2] == (12.0, 10.0)
+    assert hrwsi_and_peer("large_burst_growth")[2]["target_met"] is False
+    assert hrwsi_and_peer("large_burst_recorded_growth")[:2] == (9.0, 10.0)
+    assert hrwsi_and_peer("large_burst_cpu_growth")[:2] == (8.5, 10.0)
+    assert hrwsi_and_peer("burst_recorded_s")[:2] == (1.3, 2.1)
