@@ -117,11 +117,11 @@ async def measure_burst(system, url: str, child: Child, count: int, prefix: str,
     the statement to the last outcome recorded.
 
     Why both: the clock of `seconds` stops at the last job's start, and what was still to record then
-    is not in it. In a burst of 10,000 on the dry-run backend (jobs end at once), about a quarter of
-    the outcomes were recorded after that; in one of 100,000 nearly all were recorded before it, as
-    the launcher pauses while 5,000 outcomes wait for the writer (2026-12-03, launcher log and
-    /proc). The growth of `seconds` from 10,000 to 100,000 thus counts more of the work at 100,000;
-    the CPU per job and `recorded_s` count all of it at both sizes.
+    is not in it. On the dry-run backend (jobs end at once), 30-40 % of a 10,000 burst's outcomes
+    were recorded after its last dispatch call, and 3-4 % (once 10 %) of a 100,000 one's, where the
+    launcher pauses while 5,000 outcomes wait for the writer (launcher logs of nine runs,
+    2026-12-03). The growth of `seconds` from 10,000 to 100,000 thus counts more of the work at
+    100,000; the CPU per job and `recorded_s` count all of it at both sizes.
 
     The statement runs in a session of its own, as a bulk load would. (A session that first inserted
     single rows keeps the plans its triggers' statements were given for one row: its 100,000-row
