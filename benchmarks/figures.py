@@ -223,6 +223,11 @@ def figure_entry(figure: Figure, rounds: list[dict]) -> dict:
         ratios["to_floor"] = per_round(lambda r: figure.value(r, "floor"))
     else:
         notes["to_floor"] = "n/a: an hrwsi-only figure"
+    for key, who in (("to_peer", "pgqueuer"), ("to_peer_tuned", "pgqueuer with batch 100"),
+                     ("to_peer_best", "either pgqueuer"), ("to_floor", "the floor")):
+        if ratios[key] is None and key not in notes:
+            # A CPU figure of a small burst can be below /proc's 10 ms clock (the floor's 1,000 rows).
+            notes[key] = f"n/a: no round had a value of {who} to divide by (missing, or 0: below the clock)"
     baseline_values = None
     if figure.baseline is not None:
         ratios["to_baseline"] = per_round(figure.baseline)

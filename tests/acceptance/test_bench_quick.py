@@ -17,7 +17,10 @@ ROUND_FIGURES = (
     "chain_machine_busy", "backfill_tiles_s", "backfill_one_tile_s", "aged_latency_p50_ms",
     "aged_latency_p99_ms",
 )
-AGAINST_PEER_AND_FLOOR = ROUND_FIGURES[:18]
+# (The CPU of the floor's quick burst of 1,000 rows can be below /proc's 10 ms clock: its CPU
+# figures' ratios to the floor may be missing, with the reason.)
+AGAINST_PEER_AND_FLOOR = tuple(key for key in ROUND_FIGURES[:18]
+                               if key not in ("burst_engine_cpu_ms", "large_burst_cpu_growth"))
 PLANNER_FIGURES = ("planner_random_10k_s", "planner_random_100k_s", "planner_worst_ratio_to_lb",
                    "planner_reference_worst_ratio_to_lb", "planner_vs_list_scheduler")
 RATIOS = ("to_peer", "to_peer_tuned", "to_peer_best", "to_floor", "to_baseline")

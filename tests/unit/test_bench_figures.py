@@ -48,3 +48,16 @@ def test_a_burst_s_growth_is_reported_three_ways_each_system_against_its_own_sma
     assert hrwsi_and_peer("large_burst_recorded_growth")[:2] == (9.0, 10.0)
     assert hrwsi_and_peer("large_burst_cpu_growth")[:2] == (8.5, 10.0)
     assert hrwsi_and_peer("burst_recorded_s")[:2] == (1.3, 2.1)
+
+
+def test_a_ratio_to_a_system_whose_value_is_zero_is_missing_with_why():
+    # The floor's CPU in a burst of a few rows is below /proc's 10 ms clock: 0.0, nothing to divide by.
+    service = {"hrwsi": {"small": {"cpu": {"engine_ms_per_job": 0.2}}},
+               "pgqueuer": {"small": {"cpu": {"engine_ms_per_job": 0.25}}},
+               "floor": {"small": {"cpu": {"engine_ms_per_job": 0.0}}}}
+    figure = next(f for f in round_figures(Sizes()) if f.key == "burst_engine_cpu_ms")
+    entry = figure_entry(figure, [{"service": service}])
+    assert entry["ratios"]["to_peer"]["median"] == 0.8
+    assert entry["ratios"]["to_floor"] is None
+    assert entry["ratio_notes"]["to_floor"].startswith("n/a: no round had a value of the floor")
+    assert entry["ratios"]["to_peer_tuned"] is None and "pgqueuer with batch 100" in entry["ratio_notes"]["to_peer_tuned"]
