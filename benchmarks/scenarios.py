@@ -112,14 +112,14 @@ async def measure_latency(producer, child: Child, sizes: Sizes, prefix: str) -> 
 async def measure_burst(system, url: str, child: Child, count: int, prefix: str, timeout_s: float,
                         until_settled: Callable[[], Awaitable[dict]]) -> dict:
     """`count` inputs in one statement -> all reached the system (`seconds`, the figure of issue 15);
-    then `until_settled` (the system settles, and the burst's CPU from before its statement) while
+    then `until_settled` (the system settles: when, and the burst's CPU from before its statement) while
     the statement's session is still open, so that its CPU is counted: `recorded_s` is the time from
     the statement to the last outcome recorded.
 
     Why both: the clock of `seconds` stops at the last job's start, and what was still to record then
     is not in it. On the dry-run backend (jobs end at once), 30-40 % of a 10,000 burst's outcomes
     were recorded after its last dispatch call, and 3-4 % (once 10 %) of a 100,000 one's, where the
-    launcher pauses while 5,000 outcomes wait for the writer (launcher logs of nine runs,
+    launcher pauses while 5,000 outcomes wait for the writer (launcher logs of eight runs,
     2026-12-03). The growth of `seconds` from 10,000 to 100,000 thus counts more of the work at
     100,000; the CPU per job and `recorded_s` count all of it at both sizes.
 
@@ -140,12 +140,14 @@ async def measure_burst(system, url: str, child: Child, count: int, prefix: str,
             at = await asyncio.wait_for(reached, timeout_s)
         except TimeoutError:
             at = None
+        waited = clock()
         settled = await until_settled()  # also after a timeout: the next burst starts on a settled system
+        settle_s = round(settled["settled_at"] - waited, 2)
         if at is None:
-            return {"count": count, "insert_s": round(inserted - started, 3), "settle_s": settled["settle_s"],
+            return {"count": count, "insert_s": round(inserted - started, 3), "settle_s": settle_s,
                     "failed": f"not all within {timeout_s:.0f} s"}
         return {"count": count, "seconds": round(at - started, 3), "insert_s": round(inserted - started, 3),
-                "per_s": round(count / (at - started), 1), "settle_s": settled["settle_s"],
+                "per_s": round(count / (at - started), 1), "settle_s": settle_s,
                 "recorded_s": round(settled["settled_at"] - started, 3), "cpu": settled["cpu"]}
     finally:
         await conn.close()
@@ -221,10 +223,8 @@ async def service_phase(system, space: Workspace, sizes: Sizes, round_index: int
                 before = await CpuSnapshot.take(conn, pids)
 
                 async def until_settled(count=count, before=before) -> dict:
-                    waited = clock()
                     at = await settled_at(producer)
-                    return {"settle_s": round(at - waited, 2), "settled_at": at,
-                            "cpu": cpu_between(before, await CpuSnapshot.take(conn, pids), count)}
+                    return {"settled_at": at, "cpu": cpu_between(before, await CpuSnapshot.take(conn, pids), count)}
 
                 result[size_name] = await measure_burst(system, url, reporter, count, f"/{size_name}/{round_index}/",
                                                         sizes.burst_timeout_s, until_settled)

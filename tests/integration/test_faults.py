@@ -72,7 +72,7 @@ async def test_two_orchestrators_and_two_launchers_create_no_duplicates(db, data
 
 
 async def test_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(db, database_url, settings, configure):
-    # Each job runs 2 s: a job is seen running up to PROGRESS_BATCH_S (0.2 s) after it starts, and it
+    # Each job runs 2 s: a job is seen running about PROGRESS_BATCH_S (0.2 s) after it starts, and it
     # must still run after the 0.1 s grace of the stop below. (Jobs of 0.3 s had all ended by then in a
     # CI run of 2026-12-03, and none was interrupted.)
     configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(2)"], workers=2))

@@ -28,6 +28,8 @@ def test_the_planner_is_compared_with_the_list_scheduler_on_its_worst_instance_b
 def test_a_ladder_that_did_not_run_leaves_every_planner_figure_missing_with_why():
     figures = planner_figures(None, quick=False)
     assert all(entry["missing"] == "not measured: the ladder did not run" for entry in figures.values())
+
+
 def burst(seconds, recorded_s, engine_s):
     return {"seconds": seconds, "recorded_s": recorded_s, "cpu": {"engine_s": engine_s}}
 
