@@ -115,7 +115,7 @@ class ReportingDryRunBackend(DryRunBackend):
         super().__init__()
         self.reporter = reporter
 
-    async def submit(self, spec: JobSpec) -> str:
+    async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
         self.reporter.report(spec.input_path)
         return spec.job_id
 
@@ -226,6 +226,7 @@ async def run_pgqueuer(args: argparse.Namespace, reporter: Reporter) -> None:
         producers = await asyncpg.create_pool(args.url, min_size=1, max_size=4)
         queries = Queries.from_asyncpg_pool(producers)
         local = LocalBackend(args.parallel)
+        local.finds_products = False  # its handler knows its product's path: it records no products
         for step, following in CHAIN.items():
             _register_chain_step(pgq, queries, local, Path(args.home), reporter, step, following)
     else:
@@ -292,6 +293,7 @@ async def run_floor_chain(args: argparse.Namespace, reporter: Reporter) -> None:
     listening = await asyncpg.connect(args.url)
     pool = await asyncpg.create_pool(args.url, min_size=1, max_size=4)
     local = LocalBackend(args.parallel)
+    local.finds_products = False  # as pgqueuer's handler: it knows its product's path
     home = Path(args.home)
     wake = asyncio.Event()
     await listening.add_listener("bench_floor", lambda *_args: wake.set())

@@ -24,15 +24,13 @@ import functools
 import json
 import logging
 import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 
-from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec
+from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, discover_products
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
@@ -55,7 +53,6 @@ OUTCOME_BATCH = 1000
 # end, dispatching pauses (memory stays bounded) and resumes as the writer catches up. (A burst of
 # 100,000 on a slowed machine once held every one of them: 468 MB.)
 MAX_UNRECORDED = 5000
-MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 FINAL_TASK_STATES = ("processed", "terminated", "cancelled")
 FINAL_JOB_STATES = ("processed", "internal_error", "external_error", "lost", "cancelled")
 # A job waiting for a worker that went away is stopped (and its task planned elsewhere) once the worker
@@ -122,54 +119,6 @@ def routine_env(text: str | None) -> dict[str, str]:
     if not text or text == "{}":
         return {}
     return {k: str(v) for k, v in json.loads(text).items()}
-
-
-def prepare_attempt(spec: JobSpec) -> None:
-    """Before an attempt first starts: an EMPTY output directory of its own, its log directory, and
-    its manifest beside the output directory. A non-empty output directory is never reused: only
-    files an attempt writes itself may become its products."""
-    output = Path(spec.output_dir)
-    if output.exists() and any(output.iterdir()):
-        raise RuntimeError(f"the output directory {output} of a new attempt is not empty; refusing to run "
-                           f"the attempt there (its files would become products of the wrong attempt)")
-    output.mkdir(parents=True, exist_ok=True)
-    Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
-    if spec.manifest is not None:
-        temporary = Path(spec.manifest_path + ".tmp")
-        temporary.write_text(json.dumps(json.loads(spec.manifest), indent=2, sort_keys=True))
-        os.replace(temporary, spec.manifest_path)  # whole or not at all
-
-
-def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
-    """The products of an attempt: every REGULAR file physically inside its output directory, as
-    (absolute path, size). Symbolic links (to a file or a directory), devices, sockets and anything
-    whose real path leaves the directory are refused and listed with the reason."""
-    root = Path(output_dir)
-    if not root.is_dir() or root.is_symlink():
-        return [], []
-    real_root = os.path.realpath(root)
-    found: list[tuple[str, int]] = []
-    refused: list[str] = []
-    for directory, subdirectories, files in os.walk(root, followlinks=False):
-        for name in subdirectories:
-            if os.path.islink(os.path.join(directory, name)):
-                refused.append(f"{os.path.join(directory, name)!r} is a symbolic link")
-        for name in files:
-            path = os.path.join(directory, name)
-            try:
-                info = os.lstat(path)
-            except OSError as error:
-                refused.append(f"{path!r} cannot be read: {error.strerror}")
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                refused.append(f"{path!r} is not a regular file")
-            elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-                refused.append(f"{path!r} lies outside the output directory")
-            elif len(os.path.abspath(path).encode()) > MAX_PRODUCT_PATH_BYTES:
-                refused.append(f"{path[:80]!r}... is longer than {MAX_PRODUCT_PATH_BYTES} bytes")
-            else:
-                found.append((os.path.abspath(path), info.st_size))
-    return sorted(found), refused
 
 
 def task_ranges(task_ids: Iterable[int]) -> str:
@@ -323,9 +272,7 @@ class Launcher(Service):
     async def _follow(self, job_id: int, spec: JobSpec, submit: bool, fresh: bool) -> None:
         if submit:
             try:
-                if fresh and self.backend.runs_routines:
-                    await asyncio.to_thread(prepare_attempt, spec)
-                await self.backend.submit(spec)
+                await self.backend.submit(spec, first_start=fresh)
             except asyncio.CancelledError:
                 raise
             except AttemptLost as lost:  # it may have run: not started again, retried as a new attempt
@@ -364,7 +311,8 @@ class Launcher(Service):
         self._job_left_the_backend(job_id)
         products: list[tuple[str, int]] = []
         if outcome.state == "processed" and self.backend.runs_routines:
-            products, refused = await asyncio.to_thread(discover_products, spec.output_dir)
+            products, refused = outcome.products if outcome.products is not None else \
+                await asyncio.to_thread(discover_products, spec.output_dir)
             if refused:
                 outcome = JobOutcome("internal_error", outcome.exit_code,
                                      "the routine left what cannot be a product in its output directory: "

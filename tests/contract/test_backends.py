@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hrwsi.backends import BACKEND_NAMES, make_backend
-from hrwsi.backends.base import Backend, JobOutcome, JobSpec
+from hrwsi.backends.base import Backend, JobOutcome, JobSpec, discover_products
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.backends.local import LocalBackend
 from hrwsi.backends.nomad import NomadBackend, NomadConfig
@@ -104,6 +104,35 @@ async def test_submit_prepares_the_output_and_log_directories(adapter: Adapter):
     await adapter.backend.submit(spec)
     assert Path(spec.output_dir).is_dir() and Path(spec.log_path).parent.is_dir()
     await asyncio.wait_for(adapter.backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+
+
+async def test_a_first_start_prepares_the_attempt_and_refuses_an_output_directory_in_use(adapter: Adapter):
+    # The launcher's only preparation of an attempt is the backend's submit on its first start.
+    if not adapter.runs_commands:
+        pytest.skip("the dry-run backend writes nothing")
+    spec = adapter.spec('cat "$HRWSI_MANIFEST" > "$HRWSI_OUTPUT_DIR/seen.json"')
+    spec = JobSpec(**{**spec.__dict__, "manifest": '{"input": "in.json"}'})
+    await adapter.backend.submit(spec, first_start=True)
+    outcome = await asyncio.wait_for(adapter.backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+    assert outcome.state == "processed", outcome.message
+    assert (Path(spec.output_dir) / "seen.json").read_text().split() == ["{", '"input":', '"in.json"', "}"]
+    again = adapter.spec("exit 0")
+    Path(again.output_dir).mkdir(parents=True)
+    (Path(again.output_dir) / "left-over.txt").write_text("another attempt's file")
+    with pytest.raises(RuntimeError, match="is not empty"):
+        await adapter.backend.submit(again, first_start=True)
+
+
+async def test_products_a_backend_reports_are_those_found_in_the_output_directory(adapter: Adapter):
+    # A backend may find a processed attempt's products itself (JobOutcome.products); if it does,
+    # they are what the launcher would find, refusals included.
+    spec, outcome = await run(adapter, 'echo made > "$HRWSI_OUTPUT_DIR/product.txt"; '
+                                       'ln -s /etc/hostname "$HRWSI_OUTPUT_DIR/link"')
+    assert outcome.state == "processed", outcome.message
+    if outcome.products is not None:
+        found, refused = outcome.products
+        assert (found, refused) == discover_products(spec.output_dir)
+        assert [Path(path).name for path, _ in found] == ["product.txt"] and "is not a regular file" in refused[0]
 
 
 @pytest.mark.parametrize("code, state", [(3, "internal_error"), (210, "external_error")])

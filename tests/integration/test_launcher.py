@@ -180,7 +180,7 @@ class HoldingBackend(DryRunBackend):
         self.submitted: list[str] = []
         self.release = asyncio.Event()
 
-    async def submit(self, spec):
+    async def submit(self, spec, *, first_start=False):
         self.submitted.append(spec.job_id)
         return spec.job_id
 
@@ -247,9 +247,9 @@ async def test_a_lone_tasks_job_is_submitted_before_the_dispatch_call_gives_its_
         in_use_at_submit: list[int] = []
         submit = backend.submit
 
-        async def counting_submit(spec):
+        async def counting_submit(spec, *, first_start=False):
             in_use_at_submit.append(pool.get_size() - pool.get_idle_size())
-            return await submit(spec)
+            return await submit(spec, first_start=first_start)
 
         backend.submit = counting_submit
         assert not await launcher.dispatch(), "1 of 3: nothing more waits"
@@ -402,10 +402,10 @@ class LosingBackend(DryRunBackend):
     """The dry-run backend, except that a first attempt's submission cannot tell whether it ran (as
     the Nomad backend after a registration whose answer was lost with Nomad's state)."""
 
-    async def submit(self, spec):
+    async def submit(self, spec, *, first_start=False):
         if spec.attempt == 1:
             raise AttemptLost("backend_lost_track", "the test's backend cannot tell whether it ran")
-        return await super().submit(spec)
+        return await super().submit(spec, first_start=first_start)
 
 
 async def test_an_attempt_the_backend_cannot_tell_ran_is_lost_and_retried_as_a_new_attempt(db, database_url, settings,

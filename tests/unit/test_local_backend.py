@@ -6,8 +6,12 @@ gone (its follower never runs again, as after kill -9), the second adopts the jo
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 from hrwsi.backends import local_supervisor
 from hrwsi.backends.base import JobSpec
@@ -112,3 +116,44 @@ async def test_a_killed_routine_is_a_failure_of_the_routine_with_its_signal(tmp_
     outcome = await asyncio.wait_for(backend.wait(spec, spec.job_id, Progress()), GUARD_S)
     assert (outcome.state, outcome.exit_code, outcome.fault) == ("internal_error", -9, None)
     assert "SIGKILL" in outcome.message
+
+
+async def test_a_supervisor_killed_mid_run_is_lost_with_its_signal_and_its_routine_stopped(tmp_path):
+    # Its exit status comes from the backend's own reaping of it (a pidfd, or polling without one).
+    spec = spec_in(tmp_path)
+    backend = LocalBackend()
+    await backend.submit(spec)
+    following = asyncio.ensure_future(backend.wait(spec, spec.job_id, Progress()))
+    await wait_for_file(tmp_path / "task-1" / "runs")
+    os.kill(local_supervisor.holder_pid(spec.attempt_dir), signal.SIGKILL)
+    outcome = await asyncio.wait_for(following, GUARD_S)
+    assert (outcome.state, outcome.fault) == ("lost", "backend_lost_track"), outcome.message
+    assert "the supervisor: killed by signal SIGKILL" in outcome.message
+    assert "stopped orphaned process" in outcome.message, "the routine it left running was stopped"
+
+
+async def test_without_pidfds_an_attempt_is_followed_to_its_end_all_the_same(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "pidfd_open", raising=False)  # not Linux, an old kernel, or a sandbox
+    spec = spec_in(tmp_path)
+    (tmp_path / "task-1").mkdir(parents=True)
+    (tmp_path / "task-1" / "release").touch()
+    backend = LocalBackend()
+    await backend.submit(spec, first_start=True)
+    outcome = await asyncio.wait_for(backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    found, refused = outcome.products
+    assert [Path(path).name for path, _ in found] == ["product.txt"] and refused == []
+
+
+async def test_a_stop_request_reaches_only_a_supervisor_that_has_not_been_reaped(tmp_path):
+    # Once reaped, its pid may be another process's: the backend never signals it again.
+    spec = spec_in(tmp_path)
+    spec = JobSpec(**{**spec.__dict__, "command": (sys.executable, "-c", "pass")})
+    backend = LocalBackend()
+    await backend.submit(spec)
+    process = backend._supervisors[spec.job_id]
+    assert await asyncio.wait_for(process.wait(), GUARD_S) == 0
+    with pytest.raises(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    await backend.cancel(spec, spec.job_id)  # no signal, no error
+    await asyncio.wait_for(backend.wait(spec, spec.job_id, Progress()), GUARD_S)

@@ -2,7 +2,7 @@
 
 import os
 
-from hrwsi.launcher import discover_products
+from hrwsi.backends.base import discover_products
 
 
 def test_regular_files_in_the_output_directory_and_below_are_products(tmp_path):

@@ -12,8 +12,10 @@ tests/unit/test_backends.py checks every backend against this contract.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +32,7 @@ EXTERNAL_ERROR_EXIT_CODE = 210
 
 # Environment variable names that carry credentials: never passed to a routine, never in a job spec.
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
+MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
 
 
 def job_id_for(routine: str, task_id: int, attempt: int) -> str:
@@ -100,6 +103,54 @@ class JobSpec:
             directory.mkdir(parents=True, exist_ok=True)
 
 
+def prepare_attempt(spec: JobSpec) -> None:
+    """Before an attempt first starts: an EMPTY output directory of its own, its log directory, and
+    its manifest beside the output directory. A non-empty output directory is never reused: only
+    files an attempt writes itself may become its products."""
+    output = Path(spec.output_dir)
+    if output.exists() and any(output.iterdir()):
+        raise RuntimeError(f"the output directory {output} of a new attempt is not empty; refusing to run "
+                           f"the attempt there (its files would become products of the wrong attempt)")
+    output.mkdir(parents=True, exist_ok=True)
+    Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+    if spec.manifest is not None:
+        temporary = Path(spec.manifest_path + ".tmp")
+        temporary.write_text(json.dumps(json.loads(spec.manifest), indent=2, sort_keys=True))
+        os.replace(temporary, spec.manifest_path)  # whole or not at all
+
+
+def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """The products of an attempt: every REGULAR file physically inside its output directory, as
+    (absolute path, size). Symbolic links (to a file or a directory), devices, sockets and anything
+    whose real path leaves the directory are refused and listed with the reason."""
+    root = Path(output_dir)
+    if not root.is_dir() or root.is_symlink():
+        return [], []
+    real_root = os.path.realpath(root)
+    found: list[tuple[str, int]] = []
+    refused: list[str] = []
+    for directory, subdirectories, files in os.walk(root, followlinks=False):
+        for name in subdirectories:
+            if os.path.islink(os.path.join(directory, name)):
+                refused.append(f"{os.path.join(directory, name)!r} is a symbolic link")
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                info = os.lstat(path)
+            except OSError as error:
+                refused.append(f"{path!r} cannot be read: {error.strerror}")
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                refused.append(f"{path!r} is not a regular file")
+            elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+                refused.append(f"{path!r} lies outside the output directory")
+            elif len(os.path.abspath(path).encode()) > MAX_PRODUCT_PATH_BYTES:
+                refused.append(f"{path[:80]!r}... is longer than {MAX_PRODUCT_PATH_BYTES} bytes")
+            else:
+                found.append((os.path.abspath(path), info.st_size))
+    return sorted(found), refused
+
+
 class AttemptLost(Exception):
     """Raised by `submit` when the backend cannot tell whether the attempt already ran, and starting
     it again might run it twice (a registration whose answer was lost with the backend's state): the
@@ -122,6 +173,9 @@ class JobOutcome:
     # Why a 'lost' attempt was lost (hrwsi.job.fault): launcher_gone, worker_gone, backend_lost_track,
     # stopped_by_hrwsi. Lost attempts are infrastructure faults: retried, never a failure of the routine.
     fault: str | None = None
+    # A processed attempt's products and what was refused as one (discover_products), when the backend
+    # found them itself in a thread it uses anyway; None: not looked for (the launcher looks).
+    products: tuple[list[tuple[str, int]], list[str]] | None = None
 
     @classmethod
     def from_exit_code(
@@ -162,8 +216,11 @@ class Backend(Protocol):
     # launcher claims no more than that, so no claimed job ever waits inside the backend.
     max_concurrent_jobs: int | None = None
 
-    async def submit(self, spec: JobSpec) -> str:
-        """Start the attempt; return the backend's job ID. Idempotent per spec.job_id."""
+    async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
+        """Start the attempt; return the backend's job ID. Idempotent per spec.job_id. On its
+        `first_start` (claimed now, not adopted), a backend that runs routines prepares the attempt's
+        directory first (prepare_attempt: an empty output directory, the manifest); never after,
+        since the attempt may have run and written there."""
         ...
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:

@@ -19,7 +19,7 @@ class DryRunBackend(Backend):
 
     # It keeps nothing per job: a launcher runs for months, and a list of every job submitted held
     # 100,000 ids after one burst, never freed.
-    async def submit(self, spec: JobSpec) -> str:
+    async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
         return spec.job_id
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:

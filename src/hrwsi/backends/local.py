@@ -21,16 +21,26 @@ A stopping launcher waits for its jobs (HRWSI_SHUTDOWN_GRACE_S), then stops the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
+import subprocess
 import sys
 from datetime import UTC, datetime
 
 import psutil
 
 import hrwsi.backends.local_supervisor as local_supervisor
-from hrwsi.backends.base import SECRET_NAME, Backend, JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import (
+    SECRET_NAME,
+    Backend,
+    JobOutcome,
+    JobSpec,
+    ProgressCallback,
+    discover_products,
+    prepare_attempt,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,47 +64,138 @@ def _time(text: str | None) -> datetime | None:
 
 def supervisor_argv(spec: JobSpec, grace_s: float) -> list[str]:
     argv = [*SUPERVISOR_ARGV, "--attempt-dir", os.path.abspath(spec.attempt_dir), "--grace", f"{grace_s:g}",
-            "--cwd", spec.output_dir]
+            "--cwd", os.path.abspath(spec.output_dir)]
     if spec.timeout_s:
         argv += ["--timeout", f"{spec.timeout_s:g}"]
     return [*argv, "--", *spec.argv()]
+
+
+# Where pidfds are missing (not Linux, a kernel before 5.3, or a sandbox that refuses the call), a
+# supervisor's end is looked for this often instead.
+EXIT_POLL_S = 0.05
+
+
+def start_supervisor(spec: JobSpec, grace_s: float, first_start: bool) -> tuple[subprocess.Popen, int | None]:
+    """Start the attempt's supervisor (blocking: call it in a thread): its directories (on its first
+    start the whole attempt directory: prepare_attempt), the job log as its stdout and stderr, stdin
+    from /dev/null, a session of its own (a signal to the launcher's group does not reach it). The
+    process and a pidfd to follow it by (None where there is none). Popen, not os.posix_spawn: Popen
+    lets go of the GIL while the new process starts, posix_spawn holds it until the exec, which on a
+    busy machine stalled the launcher's event loop for milliseconds per job."""
+    if first_start:
+        prepare_attempt(spec)
+    else:
+        spec.prepare_paths()
+    with open(spec.log_path, "ab") as log:
+        process = subprocess.Popen(supervisor_argv(spec, grace_s), stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, env=routine_environment(spec), cwd=spec.output_dir,
+                                   start_new_session=True)
+    try:
+        return process, os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        return process, None
+
+
+def read_attempt_end(spec: JobSpec, find_products: bool) -> tuple[dict | None, tuple | None]:
+    """The attempt's outcome as its supervisor wrote it (None: none written) and, if its routine exited
+    0, its products (discover_products), in one turn of a thread (blocking)."""
+    found = local_supervisor.read_json(os.path.join(spec.attempt_dir, local_supervisor.EXIT_FILE))
+    if find_products and found is not None and found.get("exit_code") == 0:
+        return found, discover_products(spec.output_dir)
+    return found, None
+
+
+class Supervisor:
+    """A supervisor this backend started, followed without a thread: its pidfd wakes the event loop
+    when it exits, and it is reaped then (asyncio's subprocesses on Python 3.11 start a thread per
+    process to wait for it, and build pipes and transports this backend does not use). Only this
+    object reaps it, so until `returncode` is set its pid is still its own: a signal never reaches a
+    process that took a recycled pid. The Popen object is kept with its exit code, so that
+    subprocess never reaps it too."""
+
+    def __init__(self, process: subprocess.Popen, pidfd: int | None):
+        self._process = process
+        self.pid = process.pid
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._poll: asyncio.TimerHandle | None = None
+        if pidfd is not None:
+            self._loop.add_reader(pidfd, self._reap)
+        else:
+            self._poll = self._loop.call_later(EXIT_POLL_S, self._reap)
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere: how it ended is unknown (as asyncio says it)
+            logger.warning("the supervisor pid %d was reaped by someone else; its exit status is unknown", self.pid)
+            pid, status = self.pid, 255 << 8
+        if pid == 0:  # still running
+            if self._pidfd is None:
+                self._poll = self._loop.call_later(EXIT_POLL_S, self._reap)
+            return
+        self.returncode = self._process.returncode = os.waitstatus_to_exitcode(status)
+        self.stop_watching()
+        if not self._exited.done():
+            self._exited.set_result(self.returncode)
+
+    async def wait(self) -> int:
+        """Its exit code (negative: the signal that ended it)."""
+        return await asyncio.shield(self._exited)
+
+    def send_signal(self, number: int) -> None:
+        if self.returncode is not None:
+            raise ProcessLookupError(self.pid)
+        os.kill(self.pid, number)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def stop_watching(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
 
 
 class LocalBackend(Backend):
     name = "local"
     resubmit_is_idempotent = False  # never start a supervisor twice: the first one may have run it
     jobs_outlive_launcher = False  # a stopping launcher waits for its jobs, then stops them
+    # A processed attempt's outcome carries its products, found in the thread that reads the outcome
+    # (the launcher records them; a caller that does not may turn it off).
+    finds_products = True
 
     def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5):
         self.max_concurrent_jobs = max_parallel_jobs
         self.grace_s = grace_s
         self.adopted_poll_s = adopted_poll_s
         self._slots = asyncio.Semaphore(max_parallel_jobs)
-        self._supervisors: dict[str, asyncio.subprocess.Process] = {}  # started here, by job ID
+        self._supervisors: dict[str, Supervisor] = {}  # started here, by job ID
         self._adopted: dict[str, str] = {}  # job ID -> attempt directory, followed without being our child
         self._cancelled: set[str] = set()
         self._abandoned: set[str] = set()  # stopped because the launcher shuts down
 
-    async def submit(self, spec: JobSpec) -> str:
+    async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
         if spec.job_id in self._supervisors:
             return spec.job_id  # already started here: submitting again changes nothing
         if not spec.command:
             raise ValueError(f"routine {spec.routine} has no command; the local backend cannot run an image")
         await self._slots.acquire()
         try:
-            await asyncio.to_thread(spec.prepare_paths)
-            log = await asyncio.to_thread(open, spec.log_path, "ab")
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *supervisor_argv(spec, self.grace_s), stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                    stderr=asyncio.subprocess.STDOUT, env=routine_environment(spec), cwd=spec.output_dir,
-                    start_new_session=True)  # a signal to the launcher's group does not reach it
-            finally:
-                log.close()
+            # One turn in a thread prepares, opens and starts (each turn costs the event loop's
+            # thread a wake-up and a handover of the GIL: in the three-step chain, the launcher's
+            # five turns a job and asyncio's waiting thread per process were 40 % of its CPU).
+            process, pidfd = await asyncio.to_thread(start_supervisor, spec, self.grace_s, first_start)
         except BaseException:
             self._slots.release()
             raise
-        self._supervisors[spec.job_id] = process
+        self._supervisors[spec.job_id] = Supervisor(process, pidfd)
         return spec.job_id
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
@@ -104,11 +205,11 @@ class LocalBackend(Backend):
         try:
             await on_progress("running", f"supervisor pid {process.pid}")
             code = await process.wait()
-            outcome = await asyncio.to_thread(local_supervisor.read_json,
-                                              os.path.join(spec.attempt_dir, local_supervisor.EXIT_FILE))
-            if outcome is None:
+            found, products = await asyncio.to_thread(read_attempt_end, spec, self.finds_products)
+            if found is None:
                 return await self._without_outcome(spec, backend_job_id, code)
-            return self._outcome(backend_job_id, outcome)
+            outcome = self._outcome(backend_job_id, found)
+            return dataclasses.replace(outcome, products=products) if outcome.state == "processed" else outcome
         finally:
             self._supervisors.pop(backend_job_id, None)
             self._forget_flags(backend_job_id)
@@ -212,7 +313,12 @@ class LocalBackend(Backend):
             await asyncio.to_thread(signal_supervisor, attempt_dir, signal.SIGTERM)
         await asyncio.gather(*(self._stop(p) for p in list(self._supervisors.values())))
 
-    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+    async def close(self) -> None:
+        """Stop watching the supervisors still running (they run on, and an adopter settles them)."""
+        for process in self._supervisors.values():
+            process.stop_watching()
+
+    async def _stop(self, process: Supervisor) -> None:
         """Ask the supervisor to stop the attempt (it stops the whole process tree and writes the
         outcome); kill it only if it does not end within its own grace period and a margin."""
         if process.returncode is not None:

@@ -16,7 +16,7 @@ import functools
 import logging
 from urllib.parse import quote
 
-from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, ProgressCallback
+from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, ProgressCallback, prepare_attempt
 from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, is_transient, quote_id
 from hrwsi.backends.nomad.config import NomadConfig
@@ -50,13 +50,16 @@ class NomadBackend(Backend):
         self._jobs_index_floor = 0
 
     # -- the Backend contract ----------------------------------------------------------------------
-    async def submit(self, spec: JobSpec) -> str:
+    async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
         """Register the attempt's job unless a job with its ID exists (then nothing is re-run)."""
-        try:  # where the launcher reads them; on a filesystem not shared with the workers, Nomad's own
-            await asyncio.to_thread(spec.prepare_paths)
-        except OSError as error:
-            logger.debug("could not create the directories of %s here (not a shared filesystem?): %s",
-                         spec.job_id, error)
+        if first_start:  # an attempt directory that cannot be prepared fails the attempt, as locally
+            await asyncio.to_thread(prepare_attempt, spec)
+        else:
+            try:  # where the launcher reads them; on a filesystem not shared with the workers, Nomad's own
+                await asyncio.to_thread(spec.prepare_paths)
+            except OSError as error:
+                logger.debug("could not create the directories of %s here (not a shared filesystem?): %s",
+                             spec.job_id, error)
         flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
         job = build_job(spec, self.config, flavour=flavour)
         if not self._jobs_index_floor:
