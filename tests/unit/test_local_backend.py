@@ -157,3 +157,23 @@ async def test_a_stop_request_reaches_only_a_supervisor_that_has_not_been_reaped
         process.send_signal(signal.SIGTERM)
     await backend.cancel(spec, spec.job_id)  # no signal, no error
     await asyncio.wait_for(backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+
+
+async def test_a_submit_given_up_while_its_supervisor_starts_leaves_it_to_the_adopter_and_reaped(tmp_path):
+    # A launcher whose lease lapsed cancels its followers, maybe while a supervisor is starting: that
+    # supervisor runs the attempt once, an adopter settles it, and it is not left a zombie.
+    spec = spec_in(tmp_path)
+    first = LocalBackend()
+    submitting = asyncio.ensure_future(first.submit(spec, first_start=True))
+    await asyncio.sleep(0)  # the thread is starting it
+    submitting.cancel()
+    await asyncio.gather(submitting, return_exceptions=True)
+    await wait_for_file(tmp_path / "task-1" / "runs")
+    pid = local_supervisor.holder_pid(spec.attempt_dir)
+    (tmp_path / "task-1" / "release").touch()
+    outcome = await asyncio.wait_for(LocalBackend(adopted_poll_s=0.05).wait(spec, spec.job_id, Progress()), GUARD_S)
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert (tmp_path / "task-1" / "runs").read_text() == f"{spec.job_id}\n", "it ran once"
+    async with asyncio.timeout(GUARD_S):
+        while Path(f"/proc/{pid}").exists():  # reaped by the first backend: no zombie left behind
+            await asyncio.sleep(0.02)

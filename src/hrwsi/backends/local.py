@@ -163,6 +163,14 @@ class Supervisor:
             self._poll = None
 
 
+def reap_when_started(starting: asyncio.Future) -> None:
+    """A supervisor whose start was no longer waited for is started all the same: reap it when it
+    ends (and close its pidfd). Its attempt is settled by whoever follows the job next, as any
+    attempt whose launcher let go of it."""
+    if not starting.cancelled() and starting.exception() is None:
+        Supervisor(*starting.result())
+
+
 class LocalBackend(Backend):
     name = "local"
     resubmit_is_idempotent = False  # never start a supervisor twice: the first one may have run it
@@ -187,14 +195,17 @@ class LocalBackend(Backend):
         if not spec.command:
             raise ValueError(f"routine {spec.routine} has no command; the local backend cannot run an image")
         await self._slots.acquire()
+        # One turn in a thread prepares, opens and starts (each turn costs the event loop's thread a
+        # wake-up and a handover of the GIL, about 0.25 ms of CPU here: in the three-step chain, the
+        # launcher's five turns a job and asyncio's waiting thread per process were about a third of
+        # its time holding the GIL, 2026-12-03).
+        starting = asyncio.ensure_future(asyncio.to_thread(start_supervisor, spec, self.grace_s, first_start))
         try:
-            # One turn in a thread prepares, opens and starts (each turn costs the event loop's
-            # thread a wake-up and a handover of the GIL, about 0.25 ms of CPU here: in the
-            # three-step chain, the launcher's five turns a job and asyncio's waiting thread per
-            # process were about a third of its time holding the GIL, 2026-12-03).
-            process, pidfd = await asyncio.to_thread(start_supervisor, spec, self.grace_s, first_start)
+            process, pidfd = await asyncio.shield(starting)
         except BaseException:
             self._slots.release()
+            # Cancelled (a lapsed lease) while the thread starts it: it is started all the same.
+            starting.add_done_callback(reap_when_started)
             raise
         self._supervisors[spec.job_id] = Supervisor(process, pidfd)
         return spec.job_id
