@@ -7,7 +7,11 @@ bounded thread pool so the launcher's event loop never blocks.
 `Backend` declares everything the launcher uses, so the launcher never has to ask a backend what it
 can do (no getattr): what a backend has nothing to do for has a default here (forget, stop_all,
 worker_activity, ui_link, close), and a backend inherits it by subclassing `Backend` explicitly.
-tests/unit/test_backends.py checks every backend against this contract.
+tests/contract/test_backends.py checks every backend against this contract.
+
+It also holds what a backend that runs routines does with an attempt's directory: `prepare_attempt`
+before its first start (in `submit`), `discover_products` after its end (the launcher calls it for an
+outcome that carries no products).
 """
 
 from __future__ import annotations
