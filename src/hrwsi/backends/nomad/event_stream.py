@@ -102,8 +102,12 @@ class BodyReader:
         self.done = False
 
     async def _read(self, coroutine):
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancel that comes as the read
+        # completes, and a closing backend then read the stream's heartbeats for ever (a contract
+        # test's teardown hung on it in CI).
         try:
-            return await asyncio.wait_for(coroutine, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                return await coroutine
         except TimeoutError:
             raise StreamEnded(f"nothing from Nomad's event stream for {self._timeout:.0f} s") from None
 
@@ -224,16 +228,16 @@ class EventStream:
         port = url.port or 4646
         params = {**params, **({"region": self.config.region} if self.config.region else {})}
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(url.hostname, port, ssl=ssl_context(self.config) if tls else None,
-                                        limit=READ_SIZE * 4),
-                self.config.request_timeout_s)
+            async with asyncio.timeout(self.config.request_timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    url.hostname, port, ssl=ssl_context(self.config) if tls else None, limit=READ_SIZE * 4)
         except (OSError, TimeoutError) as error:
             raise ConnectionError(f"cannot reach Nomad's event stream at {self.config.address}: {error}") from None
         try:
             writer.write(self._request(url.path.rstrip("/") + "/v1/event/stream", params, url.netloc))
             await writer.drain()
-            response = await asyncio.wait_for(self._read_head(reader), self.config.request_timeout_s)
+            async with asyncio.timeout(self.config.request_timeout_s):
+                response = await self._read_head(reader)
             body = BodyReader(reader, response.headers, self.config.stream_read_timeout_s)
             if response.status != 200:
                 text = (await body.read_all()).decode("utf-8", "replace").strip()

@@ -457,6 +457,8 @@ class JobFollowing:
                         connection.response.version, connection.response.status)
             self._reconcile_all()  # events before this connection are not retained: read the state
             async for frame in connection.frames():
+                if self.client.closed:
+                    return  # the backend is closing (its close also cancels this task)
                 self._failed_streams = 0
                 if frame:  # {} is a heartbeat
                     self._on_frame(frame)
