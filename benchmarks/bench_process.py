@@ -225,8 +225,8 @@ async def run_pgqueuer(args: argparse.Namespace, reporter: Reporter) -> None:
         # pgqueuer's docs: a single connection for the QueueManager, a pool for producers.
         producers = await asyncpg.create_pool(args.url, min_size=1, max_size=4)
         queries = Queries.from_asyncpg_pool(producers)
-        local = LocalBackend(args.parallel)
-        local.finds_products = False  # its handler knows its product's path: it records no products
+        # Its handler knows its product's path: it records no products.
+        local = LocalBackend(args.parallel, finds_products=False)
         for step, following in CHAIN.items():
             _register_chain_step(pgq, queries, local, Path(args.home), reporter, step, following)
     else:
@@ -292,8 +292,7 @@ async def run_floor_chain(args: argparse.Namespace, reporter: Reporter) -> None:
     """The chain on the floor: claim every new event, run the routine for each, insert the next step."""
     listening = await asyncpg.connect(args.url)
     pool = await asyncpg.create_pool(args.url, min_size=1, max_size=4)
-    local = LocalBackend(args.parallel)
-    local.finds_products = False  # as pgqueuer's handler: it knows its product's path
+    local = LocalBackend(args.parallel, finds_products=False)  # as pgqueuer's handler
     home = Path(args.home)
     wake = asyncio.Event()
     await listening.add_listener("bench_floor", lambda *_args: wake.set())

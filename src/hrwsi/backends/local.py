@@ -116,7 +116,6 @@ class Supervisor:
     def __init__(self, process: subprocess.Popen, pidfd: int | None):
         self._process = process
         self.pid = process.pid
-        self.returncode: int | None = None
         self._pidfd = pidfd
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = self._loop.create_future()
@@ -125,6 +124,11 @@ class Supervisor:
             self._loop.add_reader(pidfd, self._reap)
         else:
             self._poll = self._loop.call_later(EXIT_POLL_S, self._reap)
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit code once reaped (negative: the signal that ended it); None until then."""
+        return self._process.returncode
 
     def _reap(self) -> None:
         try:
@@ -136,7 +140,7 @@ class Supervisor:
             if self._pidfd is None:
                 self._poll = self._loop.call_later(EXIT_POLL_S, self._reap)
             return
-        self.returncode = self._process.returncode = os.waitstatus_to_exitcode(status)
+        self._process.returncode = os.waitstatus_to_exitcode(status)
         self.stop_watching()
         if not self._exited.done():
             self._exited.set_result(self.returncode)
@@ -175,12 +179,12 @@ class LocalBackend(Backend):
     name = "local"
     resubmit_is_idempotent = False  # never start a supervisor twice: the first one may have run it
     jobs_outlive_launcher = False  # a stopping launcher waits for its jobs, then stops them
-    # A processed attempt's outcome carries its products, found in the thread that reads the outcome
-    # (the launcher records them; a caller that does not may turn it off).
-    finds_products = True
-
-    def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5):
+    def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5,
+                 finds_products: bool = True):
         self.max_concurrent_jobs = max_parallel_jobs
+        # A processed attempt's outcome carries its products, found in the thread that reads the
+        # outcome (the launcher records them; a caller that records none turns it off).
+        self.finds_products = finds_products
         self.grace_s = grace_s
         self.adopted_poll_s = adopted_poll_s
         self._slots = asyncio.Semaphore(max_parallel_jobs)

@@ -102,7 +102,7 @@ class BodyReader:
         self.done = False
 
     async def _read(self, coroutine):
-        # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancel that comes as the read
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for can lose a cancel that comes as the read
         # completes, and a closing backend then read the stream's heartbeats for ever (a contract
         # test's teardown hung on it in CI).
         try:
