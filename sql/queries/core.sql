@@ -114,6 +114,11 @@ RETURNING t.id, t.worker;
 -- rows: a hrwsi.job_spec per job to submit, or one row without a job, and whether work waits.
 SELECT job, work_waiting FROM hrwsi.dispatch($1, $2, $3, $4, $5);
 
+-- name: lane_priorities
+-- Each lane's priority (0 is the most urgent): the order in which jobs claimed ahead of a
+-- slot-limited backend take its slots.
+SELECT name, priority FROM hrwsi.lane;
+
 -- name: record_outcomes
 -- How attempts ended, their products and their tasks' next states, in one call fenced by the lease.
 SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -84,6 +86,13 @@ LOG_EACH_PROCESSED_UP_TO = 20
 # slots does not wait for the write: a job frees its slot as it ends (_job_left_the_backend).
 OUTCOME_BATCH_S = 0.1
 OUTCOME_WRITE_AT_ONCE = 100
+# A job claimed ahead of a slot-limited backend that still waits for a slot after this long is shown
+# as queued, with the reason (a shorter wait is not worth a write: in the three-step chain most
+# start within a tenth of a second).
+SHOW_HELD_AS_QUEUED_AFTER_S = 1.0
+# Why a job claimed ahead was never handed to the backend (the result of its wait for a slot).
+_CANCELLED_WHILE_HELD = "cancelled"
+_STOPPING_WHILE_HELD = "stopping"
 
 
 @dataclass
@@ -149,9 +158,9 @@ class Launcher(Service):
         # Work to start wakes dispatch; the end of a job (capacity freed, a dependency over) only
         # when the last call left work waiting: otherwise that call would find nothing.
         self.router.on("hrwsi_task", "dispatch", when=lambda n: "pending" in n.counts or "planned" in n.counts
-                       or (self.work_waiting and any(s in n.counts for s in FINAL_TASK_STATES)))
+                       or (self._an_end_may_start_work() and any(s in n.counts for s in FINAL_TASK_STATES)))
         self.router.on("hrwsi_job", "dispatch",
-                       when=lambda n: self.work_waiting and any(s in n.counts for s in FINAL_JOB_STATES))
+                       when=lambda n: self._an_end_may_start_work() and any(s in n.counts for s in FINAL_JOB_STATES))
         self.router.on("hrwsi_task", "cancel", when=lambda n: "cancelled" in n.counts)
         self._following: dict[int, asyncio.Task] = {}
         # Followed jobs that ended in the backend and wait for their outcome to be stored: they no
@@ -161,6 +170,20 @@ class Launcher(Service):
         # (_follow_dispatched); counted as followed by every check.
         self._starting: dict[int, asyncpg.Record] = {}
         self._specs: dict[int, JobSpec] = {}
+        # Jobs claimed ahead of a slot-limited backend (the local one, claim_ahead): each waits here
+        # for one of the backend's slots, urgent lanes first, then in the order claimed, and one
+        # starts the moment a job ends, without a call to the database (the slot would otherwise
+        # wait for the outcome's write and the next dispatch call: the three-step chain ran its
+        # jobs in waves, 10.7 of 16 slots busy on average).
+        self.claim_ahead = (0 if backend.max_concurrent_jobs is None
+                            else settings.claim_ahead if settings.claim_ahead is not None
+                            else backend.max_concurrent_jobs)
+        self._held: list[tuple[int, int, int]] = []  # heap of (lane priority, order claimed, job)
+        self._held_waits: dict[int, asyncio.Future[str | None]] = {}
+        self._held_order = itertools.count()
+        self._in_backend: set[int] = set()  # followed jobs that hold one of the backend's slots
+        self._lane_priority: dict[str, int] = {}  # read at start, and again when a lane is new
+        self._lanes_reading: asyncio.Task | None = None
         self._outcomes: asyncio.Queue[_Finished] = asyncio.Queue()
         self._write_outcomes_now = asyncio.Event()  # ends the writer's wait for more (OUTCOME_BATCH_S)
         self._writer: asyncio.Task | None = None
@@ -182,6 +205,14 @@ class Launcher(Service):
         self.work_waits_for_outcomes = True
 
     # -- dispatch ----------------------------------------------------------------------------
+    def _an_end_may_start_work(self) -> bool:
+        """Whether the notification of a job's or task's end should wake dispatch: when the last call
+        left work waiting; with jobs claimed ahead, only when what it left waits for something in the
+        database (capacity, a budget, a dependency): work that waits for this launcher's slots is
+        claimed as they free (_job_left_the_backend), and a call per outcome's write claimed a few
+        jobs at a time (in the three-step chain, a dispatch call for every four jobs)."""
+        return self.work_waits_for_outcomes if self.claim_ahead else self.work_waiting
+
     def free_slots(self) -> int:
         """How many more jobs this launcher may start now: the backend's own limit, if any, and no
         more than the outcome writer can take."""
@@ -194,7 +225,7 @@ class Launcher(Service):
         """The backend's slots not taken by a job that runs or is about to start (a job that ended
         frees its slot at once, not when its outcome is stored)."""
         running = len(self._following) - len(self._ended) + len(self._starting)
-        return self.backend.max_concurrent_jobs - running
+        return self.backend.max_concurrent_jobs + self.claim_ahead - running
 
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "dispatch":
@@ -261,15 +292,35 @@ class Launcher(Service):
         self._following[job_id] = task
         self._specs[job_id] = spec
 
+        if not submit:
+            self._in_backend.add(job_id)  # adopted: it runs in the backend already
+
         def forget(_task: asyncio.Task) -> None:
             if self._following.get(job_id) is _task:
                 self._following.pop(job_id, None)
                 self._specs.pop(job_id, None)
                 self._ended.discard(job_id)
+                if job_id in self._in_backend:  # (a follower cancelled before the job left it)
+                    self._in_backend.discard(job_id)
+                    if self.claim_ahead:
+                        self._hand_out_backend_slots()
 
         task.add_done_callback(forget)
 
     async def _follow(self, job_id: int, spec: JobSpec, submit: bool, fresh: bool) -> None:
+        if submit and self.claim_ahead:
+            not_started = await self._wait_for_a_backend_slot(job_id, spec)
+            if not_started == _CANCELLED_WHILE_HELD:
+                logger.info("task %d: job %s cancelled by an operator before it started", spec.task_id, spec.job_id)
+                await self._record(job_id, spec, JobOutcome("cancelled", None, "cancelled before it started"))
+                return
+            if not_started == _STOPPING_WHILE_HELD:
+                await self._record(job_id, spec, JobOutcome(
+                    "lost", None, "the launcher stopped before a slot of the backend was free for it; retried",
+                    fault="stopped_by_hrwsi"))
+                return
+        elif submit:
+            self._in_backend.add(job_id)
         if submit:
             try:
                 await self.backend.submit(spec, first_start=fresh)
@@ -338,6 +389,63 @@ class Launcher(Service):
         except Exception as error:  # cleaning up is best effort; the outcome is already stored
             logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
 
+    async def _wait_for_a_backend_slot(self, job_id: int, spec: JobSpec) -> str | None:
+        """Wait until one of the backend's slots is ours (None), or why the job will not start."""
+        assert self.backend.max_concurrent_jobs is not None
+        if not self._held and len(self._in_backend) < self.backend.max_concurrent_jobs:
+            self._in_backend.add(job_id)
+            return None
+        wait: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._held_waits[job_id] = wait
+        heapq.heappush(self._held, (self._priority_of_lane(spec.lane), next(self._held_order), job_id))
+        try:
+            try:
+                return await asyncio.wait_for(asyncio.shield(wait), SHOW_HELD_AS_QUEUED_AFTER_S)
+            except TimeoutError:
+                self._progress[job_id] = _Progress(
+                    "queued", f"claimed ahead: waits for one of the {self.backend.name} backend's "
+                    f"{self.backend.max_concurrent_jobs} slots", datetime.now(UTC), self.instance_id)
+                self._progress_seen.set()
+                return await wait
+        finally:
+            self._held_waits.pop(job_id, None)  # (cancelled while held: its heap entry is skipped)
+
+    def _hand_out_backend_slots(self) -> None:
+        """Start held jobs while the backend has free slots, most urgent first."""
+        assert self.backend.max_concurrent_jobs is not None
+        while self._held and len(self._in_backend) < self.backend.max_concurrent_jobs:
+            _, _, job_id = heapq.heappop(self._held)
+            wait = self._held_waits.pop(job_id, None)
+            if wait is not None and not wait.done():
+                self._in_backend.add(job_id)  # (given back by forget if its follower is cancelled first)
+                wait.set_result(None)
+
+    def _release_held(self, job_ids: Iterable[int], why: str) -> None:
+        """Held jobs that will not start: their followers record why."""
+        for job_id in list(job_ids):
+            wait = self._held_waits.pop(job_id, None)
+            if wait is not None and not wait.done():
+                wait.set_result(why)
+
+    def _priority_of_lane(self, lane: str | None) -> int:
+        """The lane's priority (0 is the most urgent). A lane added since the launcher read them is
+        taken as urgent until they are read again (in the background: the order of the held jobs
+        is decided as they come)."""
+        if lane in self._lane_priority:
+            return self._lane_priority[lane]
+        if self._lanes_reading is None or self._lanes_reading.done():
+            self._lanes_reading = asyncio.create_task(self._read_lane_priorities(), name="launcher-read-lanes")
+        return 0
+
+    async def _read_lane_priorities(self) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(query("lane_priorities"))
+        except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS) as error:
+            logger.warning("could not read the lanes' priorities (%s); held jobs of a new lane go first", error)
+            return
+        self._lane_priority = {row["name"]: row["priority"] for row in rows}
+
     def _job_left_the_backend(self, job_id: int) -> None:
         """The job holds none of the backend's slots any more. If they were all taken and work
         waits, dispatch now: the slot is refilled while the outcome is being stored (in the chain,
@@ -347,7 +455,15 @@ class Launcher(Service):
             return
         was_full = self.backend.max_concurrent_jobs is not None and self._free_backend_slots() <= 0
         self._ended.add(job_id)
-        if was_full and self.work_waiting:
+        self._in_backend.discard(job_id)
+        if self.claim_ahead:
+            # A held job takes the slot now. Dispatch claims more once half of what may be held
+            # ahead is free (or when an outcome's notification comes): a call per ending job
+            # would cost more than the slot it fills.
+            self._hand_out_backend_slots()
+            if self.work_waiting and self._free_backend_slots() == max(1, self.claim_ahead // 2):
+                self.wake("dispatch")
+        elif was_full and self.work_waiting:
             self.wake("dispatch")
 
     @classmethod
@@ -527,7 +643,9 @@ class Launcher(Service):
             rows = await conn.fetch(query("jobs_to_cancel"), self.instance_id)
         for row in rows:
             spec = self._specs.get(row["id"])
-            if spec is not None:
+            if row["id"] in self._held_waits:
+                self._release_held([row["id"]], _CANCELLED_WHILE_HELD)  # never handed to the backend
+            elif spec is not None:
                 logger.info("task %d: stopping job %s as an operator asked", spec.task_id, spec.job_id)
                 await self.backend.cancel(spec, spec.job_id)
         return False
@@ -598,6 +716,9 @@ class Launcher(Service):
         self._ended.clear()
         self._specs.clear()
         self._stranded.clear()
+        self._held.clear()
+        self._held_waits.clear()
+        self._in_backend.clear()
 
     async def _adopt_periodically(self) -> None:
         self.wake("adopt")
@@ -610,6 +731,8 @@ class Launcher(Service):
         return tasks
 
     async def start(self) -> None:
+        if self.claim_ahead:
+            await self._read_lane_priorities()
         self._writer = asyncio.create_task(self._write_outcomes(), name="launcher-outcome-writer")
         self._progress_writer = asyncio.create_task(self._write_progress(), name="launcher-progress-writer")
 
@@ -626,6 +749,7 @@ class Launcher(Service):
             await self.backend.close()
 
     async def _stop_following(self) -> None:
+        self._release_held(self._held_waits, _STOPPING_WHILE_HELD)  # a stopping launcher starts nothing more
         if not self._following:
             return
         if self.backend.jobs_outlive_launcher:

@@ -64,6 +64,9 @@ class Settings:
     lease_timeout_s: float = 30.0  # a launcher silent this long is dead: its jobs are adopted
     landing_scan_s: float = 5.0
     max_parallel_jobs: int = 64  # local backend: subprocesses at once per launcher
+    # Jobs a launcher claims beyond a slot-limited backend's free slots (the local one), each started
+    # the moment a slot frees; None: as many as the backend has slots. 0: claim only what starts now.
+    claim_ahead: int | None = None
     shutdown_grace_s: float = 20.0  # how long a stopping launcher waits for running local jobs
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
     # Harvest: where landing sources may move files (None: home/harvest), unzip limits, source runs.
@@ -91,6 +94,9 @@ class Settings:
         if self.max_parallel_jobs < 1:
             raise SettingsError(f"HRWSI_MAX_PARALLEL_JOBS={self.max_parallel_jobs} must be at least 1: "
                                 "with no job at a time, no task would ever run")
+        if self.claim_ahead is not None and self.claim_ahead < 0:
+            raise SettingsError(f"HRWSI_CLAIM_AHEAD={self.claim_ahead} must be a number of jobs >= 0 "
+                                "(0: claim only jobs that start at once)")
         if self.lease_timeout_s < 2 * self.heartbeat_s:
             raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
                                 f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")
@@ -106,6 +112,7 @@ class Settings:
             lease_timeout_s=_float("HRWSI_LEASE_TIMEOUT_S", 30.0),
             landing_scan_s=_float("HRWSI_LANDING_SCAN_S", 5.0),
             max_parallel_jobs=int(_float("HRWSI_MAX_PARALLEL_JOBS", 64)),
+            claim_ahead=int(_float("HRWSI_CLAIM_AHEAD", -1)) if os.environ.get("HRWSI_CLAIM_AHEAD") else None,
             shutdown_grace_s=_float("HRWSI_SHUTDOWN_GRACE_S", 20.0),
             retry_backoff_s=_float("HRWSI_RETRY_BACKOFF_S", 5.0),
             landing_roots=_paths("HRWSI_LANDING_ROOTS"),

@@ -19,6 +19,7 @@ from hrwsi.app import App
 from hrwsi.backends.base import AttemptLost, JobOutcome
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.launcher import Launcher
+from hrwsi.listener import Notification
 from hrwsi.service import AdaptiveBatch
 from hrwsi.sql_files import query
 from tests.integration.conftest import (
@@ -199,12 +200,14 @@ async def a_registered_launcher(pool, settings, backend) -> Launcher:
 
 
 @contextlib.asynccontextmanager
-async def a_launcher_with_inputs(db, pool, settings, configure, *, inputs: int, limit: int):
-    """`inputs` pending tasks and a registered launcher (not running) whose backend holds `limit` jobs."""
+async def a_launcher_with_inputs(db, pool, settings, configure, *, inputs: int, limit: int, claim_ahead: int = 0):
+    """`inputs` pending tasks and a registered launcher (not running) whose backend holds `limit` jobs
+    and that claims `claim_ahead` more (0 here unless a test says otherwise: these tests are about
+    the slots themselves)."""
     configure(single_routine_configuration(["true"], workers=2))
     insert_inputs(db, inputs)
     backend = HoldingBackend(limit=limit)
-    launcher = await a_registered_launcher(pool, settings, backend)
+    launcher = await a_registered_launcher(pool, dataclasses.replace(settings, claim_ahead=claim_ahead), backend)
     try:
         yield launcher, backend
     finally:
@@ -230,6 +233,18 @@ async def test_adoption_never_takes_a_job_whose_follower_has_not_started_yet(db,
         await asyncio.sleep(0.05)
         assert len(backend.submitted) == len(set(backend.submitted)) == 3, "each job submitted once"
         assert len(launcher._following) == 3
+
+
+async def test_the_backends_limit_and_the_jobs_claimed_ahead_bound_what_a_launcher_claims(
+        db, pool, settings, configure):
+    async with a_launcher_with_inputs(db, pool, settings, configure, inputs=10, limit=2,
+                                      claim_ahead=2) as (launcher, backend):
+        assert await launcher.dispatch(), "a full batch: more may wait"
+        await launcher.dispatch()
+        assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 4, "2 slots and 2 ahead"
+        await asyncio.sleep(0.05)
+        assert len(backend.submitted) == 2, "the backend never gets more than its slots"
+        assert not await launcher.dispatch() and launcher.free_slots() == 0
 
 
 async def test_a_batch_that_is_not_full_is_followed_at_once(db, pool, settings, configure):
@@ -419,3 +434,147 @@ async def test_an_attempt_the_backend_cannot_tell_ran_is_lost_and_retried_as_a_n
         (1, "lost", "backend_lost_track"), (2, "processed", None)]
     assert "cannot tell whether it ran" in jobs[0][3]
     assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)
+
+
+class SlotBackend(DryRunBackend):
+    """Runs at most `limit` jobs at once, each until the test ends it; lists them in the order they
+    were handed over. Its jobs end with their launcher (as the local backend's)."""
+
+    jobs_outlive_launcher = False
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.max_concurrent_jobs = limit
+        self.submitted: list[str] = []
+        self.ends: dict[str, asyncio.Event] = {}
+
+    async def submit(self, spec, *, first_start=False):
+        assert len(self.submitted) - sum(e.is_set() for e in self.ends.values()) < self.max_concurrent_jobs
+        self.submitted.append(spec.input_path)
+        self.ends[spec.input_path] = asyncio.Event()
+        return spec.job_id
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        await self.ends[spec.input_path].wait()
+        return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC))
+
+    def end(self, input_path: str) -> None:
+        self.ends[input_path].set()
+
+    async def stop_all(self):
+        for event in self.ends.values():
+            event.set()
+
+
+@contextlib.asynccontextmanager
+async def a_launcher_claiming_ahead(db, pool, settings, configure, *, limit: int, claim_ahead: int):
+    configure(single_routine_configuration(["true"], workers=2))
+    backend = SlotBackend(limit)
+    launcher = Launcher(pool, dataclasses.replace(settings, claim_ahead=claim_ahead, shutdown_grace_s=0.2), backend)
+    await launcher._register_once()
+    await launcher.start()  # its writers; no listener, so no notification wakes anything
+    try:
+        yield launcher, backend
+    finally:
+        await launcher.stop()
+
+
+def insert_input_in_lane(db, path: str, lane: str) -> None:
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, lane) VALUES ('in', %s, %s)", (path, lane))
+
+
+async def test_a_job_claimed_ahead_starts_the_moment_a_slot_frees_without_a_call_to_the_database(
+        db, database_url, pool, settings, configure):
+    async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=1, claim_ahead=1) as (launcher, backend):
+        for index in range(2):
+            insert_input_in_lane(db, f"/in/{index}", "archive")
+        await launcher.dispatch()
+        await wait_until_true(lambda: backend.submitted == ["/in/0"])
+        async with launcher._writing:  # the outcome writer waits for this
+            backend.end("/in/0")
+            await wait_until_true(lambda: backend.submitted == ["/in/0", "/in/1"])
+            assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'processed'").fetchone()[0] == 0, \
+                "the held job started before the first one's outcome was written, without a dispatch call"
+        backend.end("/in/1")
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'processed'")
+
+
+async def test_an_urgent_job_claimed_later_takes_the_next_slot_before_the_jobs_held_before_it(
+        db, pool, settings, configure):
+    async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=1, claim_ahead=2) as (launcher, backend):
+        for index in range(3):
+            insert_input_in_lane(db, f"/archive/{index}", "archive")
+        await launcher.dispatch()
+        await wait_until_true(lambda: len(backend.submitted) == 1)
+        insert_input_in_lane(db, "/nrt/0", "nrt")
+        backend.end(backend.submitted[0])  # a held archive job takes the slot; room for one more claim
+        await wait_until_true(lambda: len(backend.submitted) == 2)
+        await launcher.dispatch()  # claims the urgent one, held behind nothing less urgent
+        backend.end(backend.submitted[1])
+        await wait_until_true(lambda: len(backend.submitted) == 3)
+        assert backend.submitted[2] == "/nrt/0", backend.submitted
+        backend.end("/nrt/0")
+        await wait_until_true(lambda: len(backend.submitted) == 4)
+        backend.end(backend.submitted[3])
+        assert sorted(backend.submitted) == ["/archive/0", "/archive/1", "/archive/2", "/nrt/0"]
+
+
+async def test_a_job_held_for_a_slot_is_shown_queued_with_why(db, database_url, pool, settings, configure, monkeypatch):
+    monkeypatch.setattr(launcher_module, "SHOW_HELD_AS_QUEUED_AFTER_S", 0.05)
+    monkeypatch.setattr(launcher_module, "PROGRESS_BATCH_S", 0.05)
+    async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=1, claim_ahead=1) as (launcher, backend):
+        for index in range(2):
+            insert_input_in_lane(db, f"/in/{index}", "archive")
+        await launcher.dispatch()
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'queued'")
+        reason = db.execute("SELECT message FROM hrwsi.job WHERE state = 'queued'").fetchone()[0]
+        assert "waits for one of the dry-run backend's 1 slots" in reason, reason
+        backend.end("/in/0")
+        await wait_until_true(lambda: len(backend.submitted) == 2)
+        backend.end("/in/1")
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'processed'")
+
+
+async def test_a_job_held_for_a_slot_that_an_operator_cancels_never_starts(db, database_url, pool, settings, configure):
+    async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=1, claim_ahead=1) as (launcher, backend):
+        for index in range(2):
+            insert_input_in_lane(db, f"/in/{index}", "archive")
+        await launcher.dispatch()
+        await wait_until_true(lambda: len(backend.submitted) == 1)
+        held = db.execute("""SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                             WHERE i.input_path = '/in/1'""").fetchone()[0]
+        db.execute("SELECT hrwsi.cancel_task(%s)", (held,))
+        await launcher.cancel_requested_jobs()
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'cancelled'")
+        backend.end("/in/0")
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'processed'")
+        assert backend.submitted == ["/in/0"], "the cancelled job was never handed to the backend"
+
+
+async def test_a_stopping_launcher_starts_no_held_job_and_its_task_is_retried(db, pool, settings, configure):
+    async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=1, claim_ahead=1) as (launcher, backend):
+        for index in range(2):
+            insert_input_in_lane(db, f"/in/{index}", "archive")
+        await launcher.dispatch()
+        await wait_until_true(lambda: len(backend.submitted) == 1)
+    assert backend.submitted == ["/in/0"], "stopping, the launcher handed nothing more to the backend"
+    held = db.execute("""SELECT j.state, j.fault, t.state, t.failures FROM hrwsi.job j
+                         JOIN hrwsi.processing_task t ON t.id = j.task_id JOIN hrwsi.input i ON i.id = t.input_id
+                         WHERE i.input_path = '/in/1'""").fetchall()
+    assert held == [("lost", "stopped_by_hrwsi", "pending", 0)], "retried, and not counted as a failure"
+
+
+def test_with_jobs_claimed_ahead_an_end_wakes_dispatch_only_for_work_waiting_in_the_database(settings):
+    # Work waiting for the launcher's own slots is claimed as they free; a call for every outcome's
+    # write claimed a few jobs at a time (the three-step chain: a call for every four jobs).
+    ahead = Launcher(None, dataclasses.replace(settings, claim_ahead=2), SlotBackend(2))
+    without = Launcher(None, dataclasses.replace(settings, claim_ahead=0), SlotBackend(2))
+    ended = [Notification("hrwsi_job", "update", counts={"processed": 3}),
+             Notification("hrwsi_task", "update", counts={"processed": 3})]
+    for launcher in (ahead, without):
+        launcher.work_waiting, launcher.work_waits_for_outcomes = True, False
+    assert not any("dispatch" in ahead.router.steps_for(n) for n in ended), "the slots wake it, not the write"
+    assert all("dispatch" in without.router.steps_for(n) for n in ended)
+    ahead.work_waits_for_outcomes = True  # what waits is in the database: an outcome may free it
+    assert all("dispatch" in ahead.router.steps_for(n) for n in ended)
+    assert "dispatch" in ahead.router.steps_for(Notification("hrwsi_task", "insert", counts={"pending": 1}))

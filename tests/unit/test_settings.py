@@ -12,6 +12,7 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_LEASE_TIMEOUT_S", "6", "must be at least twice HRWSI_HEARTBEAT_S"),
     ("HRWSI_RETRY_BACKOFF_S", "nan", "is not a finite number"),
     ("HRWSI_LANDING_SCAN_S", "soon", "is not a number"),
+    ("HRWSI_CLAIM_AHEAD", "-1", "HRWSI_CLAIM_AHEAD=-1 must be a number of jobs >= 0"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
@@ -24,3 +25,10 @@ def test_the_defaults_are_valid(monkeypatch):
     for name in ("HRWSI_BACKSTOP_POLL_S", "HRWSI_HEARTBEAT_S", "HRWSI_LEASE_TIMEOUT_S", "HRWSI_MAX_PARALLEL_JOBS"):
         monkeypatch.delenv(name, raising=False)
     assert Settings.from_env().max_parallel_jobs >= 1
+
+
+def test_jobs_are_claimed_ahead_as_many_as_the_backends_slots_unless_told(monkeypatch):
+    monkeypatch.delenv("HRWSI_CLAIM_AHEAD", raising=False)
+    assert Settings.from_env().claim_ahead is None  # the launcher takes the backend's slots
+    monkeypatch.setenv("HRWSI_CLAIM_AHEAD", "0")
+    assert Settings.from_env().claim_ahead == 0
