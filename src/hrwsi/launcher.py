@@ -398,17 +398,20 @@ class Launcher(Service):
         wait: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._held_waits[job_id] = wait
         heapq.heappush(self._held, (self._priority_of_lane(spec.lane), next(self._held_order), job_id))
+        shown = asyncio.get_running_loop().call_later(SHOW_HELD_AS_QUEUED_AFTER_S, self._show_as_queued, job_id)
         try:
-            try:
-                return await asyncio.wait_for(asyncio.shield(wait), SHOW_HELD_AS_QUEUED_AFTER_S)
-            except TimeoutError:
-                self._progress[job_id] = _Progress(
-                    "queued", f"claimed ahead: waits for one of the {self.backend.name} backend's "
-                    f"{self.backend.max_concurrent_jobs} slots", datetime.now(UTC), self.instance_id)
-                self._progress_seen.set()
-                return await wait
+            return await wait
         finally:
+            shown.cancel()
             self._held_waits.pop(job_id, None)  # (cancelled while held: its heap entry is skipped)
+
+    def _show_as_queued(self, job_id: int) -> None:
+        """A held job still waiting: written as queued, with why, by the progress writer."""
+        if job_id in self._held_waits:
+            self._progress[job_id] = _Progress(
+                "queued", f"claimed ahead: waits for one of the {self.backend.name} backend's "
+                f"{self.backend.max_concurrent_jobs} slots", datetime.now(UTC), self.instance_id)
+            self._progress_seen.set()
 
     def _hand_out_backend_slots(self) -> None:
         """Start held jobs while the backend has free slots, most urgent first."""
@@ -431,6 +434,8 @@ class Launcher(Service):
         """The lane's priority (0 is the most urgent). A lane added since the launcher read them is
         taken as urgent until they are read again (in the background: the order of the held jobs
         is decided as they come)."""
+        if lane is None:
+            return 0
         if lane in self._lane_priority:
             return self._lane_priority[lane]
         if self._lanes_reading is None or self._lanes_reading.done():
