@@ -398,6 +398,9 @@ class Launcher(Service):
         wait: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._held_waits[job_id] = wait
         heapq.heappush(self._held, (self._priority_of_lane(spec.lane), next(self._held_order), job_id))
+        # (a slot may be free while the heap holds only jobs whose wait ended otherwise: cancelled,
+        # released; the most urgent live one, this or another, takes it now)
+        self._hand_out_backend_slots()
         shown = asyncio.get_running_loop().call_later(SHOW_HELD_AS_QUEUED_AFTER_S, self._show_as_queued, job_id)
         try:
             return await wait
@@ -742,6 +745,8 @@ class Launcher(Service):
         self._progress_writer = asyncio.create_task(self._write_progress(), name="launcher-progress-writer")
 
     async def stop(self) -> None:
+        if self._lanes_reading is not None:
+            self._lanes_reading.cancel()
         self._write_outcomes_now.set()  # the jobs' followers wait for their outcomes to be stored
         try:
             await self._stop_following()
