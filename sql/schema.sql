@@ -663,16 +663,24 @@ BEGIN
             SELECT id, state, state_reason, attempts, worker FROM changed
         ), per_state AS (
             SELECT state, count(*) AS n FROM changed WHERE state_changed GROUP BY state
+        ), named AS MATERIALIZED (
+            SELECT array_agg(DISTINCT c.worker) AS workers FROM changed c WHERE c.worker_changed AND c.worker IS NOT NULL
+        ), locked_workers AS (
+            -- (each worker a statement put tasks on locked once, as below for an INSERT; in this
+            -- statement since migration 0037: a claim's UPDATE paid a statement more)
+            SELECT 1 FROM worker w WHERE w.name = ANY ((SELECT n.workers FROM named n)::text[]) FOR KEY SHARE OF w
         )
         SELECT (SELECT json_object_agg(p.state, p.n) FROM per_state p), (SELECT array_agg(p.state) FROM per_state p),
-               (SELECT array_agg(DISTINCT c.worker) FROM changed c WHERE c.worker_changed AND c.worker IS NOT NULL)
-        INTO counts, new_states, named_workers;
+               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers)
+        INTO counts, new_states, named_workers, locked;
     END IF;
     -- A task names an existing worker (migration 0036): each worker a statement put tasks on is
     -- locked once, as the key locked it for every task, then must be there.
     IF named_workers IS NOT NULL THEN
-        SELECT count(*) INTO locked
-        FROM (SELECT 1 FROM worker w WHERE w.name = ANY (named_workers) FOR KEY SHARE OF w) l;
+        IF TG_OP = 'INSERT' THEN
+            SELECT count(*) INTO locked
+            FROM (SELECT 1 FROM worker w WHERE w.name = ANY (named_workers) FOR KEY SHARE OF w) l;
+        END IF;
         IF locked < cardinality(named_workers) THEN
             SELECT x.name INTO missing FROM unnest(named_workers) x(name)
             WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = x.name) LIMIT 1;
@@ -1398,9 +1406,7 @@ CREATE TRIGGER input_notify AFTER INSERT ON hrwsi.input
 
 -- (hrwsi_task: sent by hrwsi.after_task_changes, with the tasks' history.)
 
-CREATE TRIGGER job_notify_insert AFTER INSERT ON hrwsi.job
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_state_counts('hrwsi_job');
+-- (hrwsi_job for inserted jobs: sent by hrwsi.after_jobs_inserted, with the check of their tasks.)
 CREATE TRIGGER job_notify_update AFTER UPDATE ON hrwsi.job
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.notify_state_counts('hrwsi_job');
@@ -1629,9 +1635,41 @@ BEGIN
     END IF;
     RETURN CASE WHEN TG_LEVEL = 'ROW' THEN NEW END;
 END $$;
-CREATE TRIGGER job_names_a_task_that_exists AFTER INSERT ON hrwsi.job
+-- After jobs are inserted, once per statement: the same check of the tasks they name, and the
+-- wake-up call on hrwsi_job (its payload as hrwsi.notify_state_counts'), in one call of PL/pgSQL
+-- (migration 0037): a dispatch call's claim paid two triggers, each with its transition table set
+-- up, and a statement more.
+CREATE FUNCTION hrwsi.after_jobs_inserted() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+-- (and through its key, never by reading the table whole, however small it was when planned)
+SET enable_seqscan = off AS $$
+DECLARE
+    missing bigint;
+    counts json;
+BEGIN
+    -- (as hrwsi.refuse_a_job_of_a_missing_task's statement branch)
+    PERFORM (SELECT 1 FROM processing_task t
+             WHERE t.id = n.task_id AND t.xmin <> pg_current_xact_id()::xid FOR KEY SHARE OF t)
+    FROM new_rows n;
+    SELECT (SELECT n.task_id FROM new_rows n
+            WHERE (SELECT t.id FROM processing_task t WHERE t.id = n.task_id) IS NULL
+            LIMIT 1),
+           (SELECT json_object_agg(c.state, c.n) FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c)
+    INTO missing, counts;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'insert or update on table "job" violates foreign key constraint "job_task_must_exist"'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'job_task_must_exist',
+                  DETAIL = format('Key (task_id)=(%s) is not present in table "processing_task".', missing);
+    END IF;
+    IF counts IS NOT NULL THEN
+        -- A wake-up call (docs/adr/0001), sent at commit: {"op": "insert", "counts": {"submitted": 3}}.
+        PERFORM pg_notify('hrwsi_job', json_build_object('op', 'insert', 'counts', counts)::text);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER job_inserted AFTER INSERT ON hrwsi.job
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_a_job_of_a_missing_task();
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.after_jobs_inserted();
 CREATE TRIGGER job_names_a_task_that_exists_updated BEFORE UPDATE OF task_id ON hrwsi.job
     FOR EACH ROW WHEN (NEW.task_id IS DISTINCT FROM OLD.task_id)
     EXECUTE FUNCTION hrwsi.refuse_a_job_of_a_missing_task();
@@ -1909,11 +1947,12 @@ DECLARE
         LIMIT lim FOR UPDATE OF t SKIP LOCKED;
     names text[]; flavours text[]; cap_cpu float8[]; cap_ram float8[]; cap_disk float8[];
     use_cpu float8[]; use_ram float8[]; use_disk float8[];
-    b record;
+    b_cpu float8; b_ram float8; b_disk float8; b_vms integer;  -- the budgets (NULL: none)
+    lease_fresh boolean;
     total_cpu float8 := 0; total_ram float8 := 0; total_disk float8 := 0; busy integer := 0;
     reserved boolean[]; budget_reserved boolean := false;
     c record; k integer; chosen integer; misses integer; last_k integer;
-    next_attempts integer[] := '{}'; strays bigint[]; scan_limit integer := 20 * p_max_jobs + 1000;
+    scan_limit integer := 20 * p_max_jobs + 1000;
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
     prio smallint; from_planned boolean; seen integer := 0;
     installation text;
@@ -1924,14 +1963,13 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
         RAISE EXCEPTION 'another launcher is dispatching right now' USING ERRCODE = 'lock_not_available';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM service_instance
-                   WHERE id = p_owner AND heartbeat_at > now() - make_interval(secs => p_lease_s)) THEN
-        PERFORM hrwsi.require_lease(p_owner, p_lease_s);  -- raises the fencing error, with its message
-    END IF;
 
     -- Active workers with their flavour and what runs on them now; and, for the budgets, everything
     -- that runs, also on workers no longer active. (One pass over the running tasks for both: it is
-    -- the part of a call that grows with the work in flight.)
+    -- the part of a call that grows with the work in flight.) In the same statement, after the lock
+    -- (its snapshot sees every claim committed before): whether our lease is fresh, the budgets and
+    -- the installation (migration 0037: four statements before; what a call's statements cost is
+    -- paid again, and more, by a server that has sat idle between two inputs).
     WITH usage AS (
         SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram, sum(r.storage_mb)::float8 AS disk
         FROM processing_task t JOIN processing_routine r ON r.name = t.routine
@@ -1944,18 +1982,24 @@ BEGIN
            array_agg(coalesce(u.disk, 0) ORDER BY w.name), array_agg(false ORDER BY w.name),
            (SELECT coalesce(sum(a.cpu), 0) FROM usage a), (SELECT coalesce(sum(a.ram), 0) FROM usage a),
            (SELECT coalesce(sum(a.disk), 0) FROM usage a), (SELECT count(a.worker)::integer FROM usage a),
-           count(*) FILTER (WHERE coalesce(u.cpu, 0) + coalesce(u.ram, 0) + coalesce(u.disk, 0) > 0)::integer
+           count(*) FILTER (WHERE coalesce(u.cpu, 0) + coalesce(u.ram, 0) + coalesce(u.disk, 0) > 0)::integer,
+           EXISTS (SELECT 1 FROM service_instance s
+                   WHERE s.id = p_owner AND s.heartbeat_at > now() - make_interval(secs => p_lease_s)),
+           (SELECT g.cpu_max::float8 FROM budget g WHERE g.id), (SELECT g.ram_max_mb::float8 FROM budget g WHERE g.id),
+           (SELECT g.storage_max_mb::float8 FROM budget g WHERE g.id), (SELECT g.vm_max FROM budget g WHERE g.id),
+           (SELECT i.installation_id::text FROM hrwsi.installation i WHERE i.id)
     INTO names, flavours, cap_cpu, cap_ram, cap_disk, use_cpu, use_ram, use_disk, reserved,
-         total_cpu, total_ram, total_disk, busy, busy_workers
+         total_cpu, total_ram, total_disk, busy, busy_workers, lease_fresh, b_cpu, b_ram, b_disk, b_vms, installation
     FROM worker w JOIN flavour f ON f.name = w.flavour
     LEFT JOIN usage u ON u.worker = w.name
     WHERE w.active;
+    IF NOT lease_fresh THEN
+        PERFORM hrwsi.require_lease(p_owner, p_lease_s);  -- raises the fencing error, with its message
+    END IF;
     IF names IS NULL THEN
         RETURN NEXT;  -- no job; work may wait
         RETURN;
     END IF;
-    SELECT cpu_max::float8 AS cpu, ram_max_mb::float8 AS ram, storage_max_mb::float8 AS disk, vm_max AS vms
-    INTO b FROM budget;
 
     <<lanes>>
     -- The serving lists in order (lane priority, then planned before pending), only those with a
@@ -1988,9 +2032,9 @@ BEGIN
             -- Nothing fits after many tries in a row: the rest of this list waits for capacity.
             EXIT WHEN misses >= 200;
             CONTINUE WHEN NOT c.ready OR c.on_hold;
-            IF (b.cpu IS NOT NULL AND total_cpu + c.cpu > b.cpu + 1e-9)
-               OR (b.ram IS NOT NULL AND total_ram + c.ram > b.ram)
-               OR (b.disk IS NOT NULL AND total_disk + c.disk > b.disk) THEN
+            IF (b_cpu IS NOT NULL AND total_cpu + c.cpu > b_cpu + 1e-9)
+               OR (b_ram IS NOT NULL AND total_ram + c.ram > b_ram)
+               OR (b_disk IS NOT NULL AND total_disk + c.disk > b_disk) THEN
                 misses := misses + 1;
                 IF prio = 0 THEN budget_reserved := true; END IF;
                 CONTINUE;
@@ -2012,7 +2056,7 @@ BEGIN
                 IF k IS NOT NULL AND (c.flavour IS NULL OR flavours[k] = c.flavour) AND NOT (reserved[k] AND prio > 0)
                    AND use_cpu[k] + c.cpu <= cap_cpu[k] + 1e-9 AND use_ram[k] + c.ram <= cap_ram[k]
                    AND use_disk[k] + c.disk <= cap_disk[k]
-                   AND NOT (b.vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0 AND busy + 1 > b.vms) THEN
+                   AND NOT (b_vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0 AND busy + 1 > b_vms) THEN
                     chosen := k;
                 END IF;
             END IF;
@@ -2024,7 +2068,7 @@ BEGIN
                     EXIT WHEN idle_k IS NOT NULL AND busy_seen >= busy_workers;  -- no busy one left
                     idle := use_cpu[k] + use_ram[k] + use_disk[k] = 0;
                     IF NOT idle THEN busy_seen := busy_seen + 1; END IF;
-                    CONTINUE WHEN idle AND (idle_k IS NOT NULL OR (b.vms IS NOT NULL AND busy + 1 > b.vms));
+                    CONTINUE WHEN idle AND (idle_k IS NOT NULL OR (b_vms IS NOT NULL AND busy + 1 > b_vms));
                     CONTINUE WHEN (c.flavour IS NOT NULL AND flavours[k] <> c.flavour) OR (reserved[k] AND prio > 0)
                                OR use_cpu[k] + c.cpu > cap_cpu[k] + 1e-9 OR use_ram[k] + c.ram > cap_ram[k]
                                OR use_disk[k] + c.disk > cap_disk[k];
@@ -2059,7 +2103,6 @@ BEGIN
             use_disk[chosen] := use_disk[chosen] + c.disk;
             total_cpu := total_cpu + c.cpu; total_ram := total_ram + c.ram; total_disk := total_disk + c.disk;
             ids := ids || c.id;
-            next_attempts := next_attempts || (c.attempts + 1);
             chosen_workers := chosen_workers || names[chosen];
             was_pending := was_pending || (c.state = 'pending');
         END LOOP;
@@ -2073,30 +2116,15 @@ BEGIN
     -- SET clauses restore them on return).
     PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
             set_config('enable_material', 'off', true);
-    -- A task whose next attempt already has a job row (a stray row someone inserted by hand) is set
-    -- aside with the reason, and the others are dispatched (one probe for the whole claim).
-    -- (OFFSET 0: a probe of the job's key per task, never a join, which, planned on a few jobs,
-    -- read them all in every call.)
-    SELECT array_agg(x.id) INTO strays
-    FROM unnest(ids, next_attempts) AS x(id, attempt)
-    WHERE EXISTS (SELECT 1 FROM job j WHERE j.task_id = x.id AND j.attempt = x.attempt OFFSET 0);
-    IF strays IS NOT NULL THEN
-        UPDATE processing_task t SET state_reason = format(
-            'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not create; '
-            'remove that row (or cancel the task) and it is dispatched', t.attempts + 1,
-            (SELECT j.id FROM job j WHERE j.task_id = t.id AND j.attempt = t.attempts + 1))
-        WHERE t.id = ANY (strays);
-        SELECT array_agg(x.id ORDER BY x.n), array_agg(x.worker ORDER BY x.n), array_agg(x.pending ORDER BY x.n)
-        INTO ids, chosen_workers, was_pending
-        FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n)
-        WHERE NOT x.id = ANY (strays);
-    END IF;
-    work_waiting := seen > coalesce(cardinality(ids), 0);
-    IF coalesce(cardinality(ids), 0) = 0 THEN
+    IF cardinality(ids) = 0 THEN
+        work_waiting := seen > 0;
         RETURN NEXT;  -- no job
         RETURN;
     END IF;
-    SELECT installation_id::text INTO installation FROM hrwsi.installation;
+    -- A task whose next attempt already has a job row (a stray row someone inserted by hand) is not
+    -- claimed (the claim's probe of the job's key per task: OFFSET 0, never a join, which, planned
+    -- on a few jobs, read them all in every call); it is set aside with the reason below, and the
+    -- others are dispatched. (A statement of its own before the claim until migration 0037.)
     WITH claimed AS (
         UPDATE processing_task t
         SET state = 'dispatched', attempts = t.attempts + 1, worker = x.worker,
@@ -2108,6 +2136,7 @@ BEGIN
         FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n),
              processing_routine r
         WHERE t.id = x.id AND r.name = t.routine
+          AND NOT EXISTS (SELECT 1 FROM job j WHERE j.task_id = x.id AND j.attempt = t.attempts + 1 OFFSET 0)
         RETURNING t.id, t.routine, t.attempts, t.worker, x.n,
                   'hrwsi-' || lower(regexp_replace(t.routine, '[^A-Za-z0-9_.-]', '-', 'g')) || '-' || t.id
                       || '-' || t.attempts AS backend_job_id
@@ -2125,6 +2154,19 @@ BEGIN
         RETURNING id
     )
     SELECT array_agg(id) INTO new_jobs FROM inserted;
+    work_waiting := seen > coalesce(cardinality(new_jobs), 0);
+    IF coalesce(cardinality(new_jobs), 0) < cardinality(ids) THEN
+        -- Stray job rows: the tasks not claimed say why (each still locked by this call's cursor).
+        UPDATE processing_task t SET state_reason = format(
+            'not dispatched: a job row for its attempt %s already exists (job %s) that hrwsi did not create; '
+            'remove that row (or cancel the task) and it is dispatched', t.attempts + 1,
+            (SELECT j.id FROM job j WHERE j.task_id = t.id AND j.attempt = t.attempts + 1))
+        WHERE t.id = ANY (ids) AND t.state IS DISTINCT FROM 'dispatched';
+        IF new_jobs IS NULL THEN
+            RETURN NEXT;  -- no job
+            RETURN;
+        END IF;
+    END IF;
     -- A new statement: it sees the jobs just inserted.
     RETURN QUERY SELECT s, work_waiting FROM job_spec s WHERE s.job_id = ANY (new_jobs) ORDER BY s.job_id;
 END $$;

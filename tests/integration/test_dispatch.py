@@ -302,6 +302,7 @@ def test_a_task_set_aside_for_a_stray_job_row_means_work_waits(world):
     world.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
                      VALUES (%s, 1, 'dry-run', 'by-hand')""", (stray_task,))
     assert claim(world) == (1, True)
+    assert claim(world) == (0, True), "its task alone: no job, and work still waits (for that row to go)"
 
 
 def record(db, job_id, state, owner=ME):
