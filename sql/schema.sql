@@ -1602,43 +1602,26 @@ CREATE TRIGGER worker_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.wor
 -- A job names its task without a foreign key (migration 0028): the key ran a query and wrote a lock
 -- into the task's row for every job inserted, although the claim inserts each job right after
 -- updating its task in the same statement (whose lock holds it already). Checked once per
--- statement instead, with the key's name and message: the tasks a statement's jobs name are
--- locked as the key locked them, except those this transaction changed already (their own lock,
--- the claim's, holds them), then each must exist. An UPDATE naming another task is checked alike.
+-- statement instead, with the key's name and message (hrwsi.after_jobs_inserted, below): the
+-- tasks a statement's jobs name are locked as the key locked them, except those this transaction
+-- changed already (their own lock, the claim's, holds them), then each must exist. An UPDATE
+-- naming another task is checked here, per row.
 CREATE FUNCTION hrwsi.refuse_a_job_of_a_missing_task() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
 -- (and through its key, never by reading the table whole, however small it was when planned)
 SET enable_seqscan = off AS $$
-DECLARE
-    missing bigint;
 BEGIN
-    IF TG_LEVEL = 'ROW' THEN
-        IF NOT EXISTS (SELECT 1 FROM processing_task t WHERE t.id = NEW.task_id FOR KEY SHARE) THEN
-            missing := NEW.task_id;
-        END IF;
-    ELSE
-        -- Each task read through its key, once per job (a sub-select per row, never a join, and
-        -- no sequential scan): the plans are made once per session and kept, and a join planned
-        -- while the task table was small read the whole table in every later statement
-        -- (migration 0030).
-        PERFORM (SELECT 1 FROM processing_task t
-                 WHERE t.id = n.task_id AND t.xmin <> pg_current_xact_id()::xid FOR KEY SHARE OF t)
-        FROM new_rows n;
-        SELECT n.task_id INTO missing FROM new_rows n
-        WHERE (SELECT t.id FROM processing_task t WHERE t.id = n.task_id) IS NULL
-        LIMIT 1;
-    END IF;
-    IF missing IS NOT NULL THEN
+    IF NOT EXISTS (SELECT 1 FROM processing_task t WHERE t.id = NEW.task_id FOR KEY SHARE) THEN
         RAISE EXCEPTION 'insert or update on table "job" violates foreign key constraint "job_task_must_exist"'
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'job_task_must_exist',
-                  DETAIL = format('Key (task_id)=(%s) is not present in table "processing_task".', missing);
+                  DETAIL = format('Key (task_id)=(%s) is not present in table "processing_task".', NEW.task_id);
     END IF;
-    RETURN CASE WHEN TG_LEVEL = 'ROW' THEN NEW END;
+    RETURN NEW;
 END $$;
--- After jobs are inserted, once per statement: the same check of the tasks they name, and the
--- wake-up call on hrwsi_job (its payload as hrwsi.notify_state_counts'), in one call of PL/pgSQL
--- (migration 0037): a dispatch call's claim paid two triggers, each with its transition table set
--- up, and a statement more.
+-- After jobs are inserted, once per statement: the check of the tasks they name, and the wake-up
+-- call on hrwsi_job (its payload as hrwsi.notify_state_counts'), in one call of PL/pgSQL (migration
+-- 0037): a dispatch call's claim paid two triggers (this check was the statement branch of
+-- hrwsi.refuse_a_job_of_a_missing_task), each with its transition table set up, and a statement more.
 CREATE FUNCTION hrwsi.after_jobs_inserted() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
 -- (and through its key, never by reading the table whole, however small it was when planned)
@@ -1647,7 +1630,9 @@ DECLARE
     missing bigint;
     counts json;
 BEGIN
-    -- (as hrwsi.refuse_a_job_of_a_missing_task's statement branch)
+    -- Each task read through its key, once per job (a sub-select per row, never a join, and no
+    -- sequential scan): the plans are made once per session and kept, and a join planned while the
+    -- task table was small read the whole table in every later statement (migration 0030).
     PERFORM (SELECT 1 FROM processing_task t
              WHERE t.id = n.task_id AND t.xmin <> pg_current_xact_id()::xid FOR KEY SHARE OF t)
     FROM new_rows n;

@@ -394,6 +394,20 @@ END $$;
 DROP TRIGGER job_names_a_task_that_exists ON hrwsi.job;
 DROP TRIGGER job_notify_insert ON hrwsi.job;
 
+-- (only an UPDATE of a job's task calls it now: its statement branch is hrwsi.after_jobs_inserted's)
+CREATE OR REPLACE FUNCTION hrwsi.refuse_a_job_of_a_missing_task() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+-- (and through its key, never by reading the table whole, however small it was when planned)
+SET enable_seqscan = off AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM processing_task t WHERE t.id = NEW.task_id FOR KEY SHARE) THEN
+        RAISE EXCEPTION 'insert or update on table "job" violates foreign key constraint "job_task_must_exist"'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'job_task_must_exist',
+                  DETAIL = format('Key (task_id)=(%s) is not present in table "processing_task".', NEW.task_id);
+    END IF;
+    RETURN NEW;
+END $$;
+
 CREATE FUNCTION hrwsi.after_jobs_inserted() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
 -- (and through its key, never by reading the table whole, however small it was when planned)
@@ -402,7 +416,9 @@ DECLARE
     missing bigint;
     counts json;
 BEGIN
-    -- (as hrwsi.refuse_a_job_of_a_missing_task's statement branch)
+    -- Each task read through its key, once per job (a sub-select per row, never a join, and no
+    -- sequential scan): the plans are made once per session and kept, and a join planned while the
+    -- task table was small read the whole table in every later statement (migration 0030).
     PERFORM (SELECT 1 FROM processing_task t
              WHERE t.id = n.task_id AND t.xmin <> pg_current_xact_id()::xid FOR KEY SHARE OF t)
     FROM new_rows n;
