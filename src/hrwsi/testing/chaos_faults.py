@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
+from hrwsi.testing.chaos_ledger import read_ledger
 from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
 from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
@@ -293,10 +294,17 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
     if fault == "nomad_client_restart":
         # A client agent restarted too briefly for the servers to notice, unable to reattach to its
         # running tasks: each runs again from the start in its allocation. Looks for a node with
-        # running routines for up to 20 s (they live a fraction of a second).
+        # running routines for up to 20 s (they live a fraction of a second), one of which has
+        # recorded its start in the ledger: a routine killed before that runs again once as far as
+        # the ledger can tell, and the rerun this fault is there to show would go unseen (one run
+        # in about ten, 2026-12-03).
         deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline:
             node = rng.choice(nomad.nodes)
+            started = {(e.task, e.attempt) for e in read_ledger(target.ledger) if e.ended is None}
+            if not nomad.call(functools.partial(_runs_one_of, emulator, node, started)):
+                time.sleep(0.02)
+                continue
             again = nomad.call(functools.partial(emulator.restart_client, node, restore_fails=True))
             if again:
                 target.rerun_by_nomad.update(attempt_of(alloc["JobID"]) for alloc in again)
@@ -310,6 +318,13 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
         nomad.run(emulator.restart_with_fresh_state(rng.uniform(0.2, 1.0)))
         return f"the Nomad API restarted with a fresh state: index {index} -> {nomad.call(lambda: emulator.cluster.index)}"
     raise ValueError(f"unknown fault {fault}")
+
+
+def _runs_one_of(emulator: NomadEmulator, node: str, attempts: set[tuple[int, int]]) -> bool:
+    """Whether an allocation running on `node` is one of `attempts` (task, attempt)."""
+    node_id = emulator.node_id(node)
+    return any(attempt_of(a["JobID"]) in attempts for a in emulator.cluster.allocs.values()
+               if a["NodeID"] == node_id and a["ClientStatus"] == "running")
 
 
 def _lost_on(emulator: NomadEmulator, node: str) -> list[tuple[int, int]]:
