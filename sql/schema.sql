@@ -1845,17 +1845,25 @@ END $$;
 -- =============================================================================================
 -- The program a task runs: its routine's command and image or, for the routine a campaign
 -- reprocesses, the campaign's version of them. Every job records it (job.routine_version).
+-- Its routine and campaign are each a probe of their key, in a sub-query of its own (OFFSET 0;
+-- migration 0038), so that a task's program read by the task's key reads that task only: joined
+-- with the routines, the tasks could be read in the order of their routines, and a plan made while
+-- the table held a task or two read them all for each task (hrwsi.dispatch keeps its plans).
 CREATE VIEW hrwsi.task_program AS
 SELECT t.id AS task_id, coalesce(k.command, r.command) AS command, coalesce(k.image, r.image) AS image,
        concat_ws(' ', coalesce(k.image, r.image), array_to_string(coalesce(k.command, r.command), ' '))
            AS routine_version
 FROM hrwsi.processing_task t
-JOIN hrwsi.processing_routine r ON r.name = t.routine
-LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id AND k.routine = t.routine;
+CROSS JOIN LATERAL (SELECT r.command, r.image FROM hrwsi.processing_routine r WHERE r.name = t.routine OFFSET 0) r
+LEFT JOIN LATERAL (SELECT k.command, k.image FROM hrwsi.campaign k
+                   WHERE k.id = t.campaign_id AND k.routine = t.routine OFFSET 0) k ON true;
 
 -- The manifest is built as json, not jsonb (migration 0024): jsonb parses and orders what it
 -- builds, a third of the view's time in a batch of 2,000; the launcher writes it out parsed and
--- sorted anyway.
+-- sorted anyway. Each row a job names (its task, input, program, members, previous products) is
+-- read through its key in a sub-query of its own (OFFSET 0; migration 0038): the launcher keeps
+-- its plans, and one made while the tables held a row or two read, joined, every task (or every
+-- member, every product) in the order of some index for each job of a call.
 CREATE VIEW hrwsi.job_spec AS
 SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.state, j.log_path, j.output_dir,
        t.routine, i.processing_condition AS condition, i.input_path, i.tile, j.worker, t.lane,
@@ -1872,19 +1880,21 @@ SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.stat
                                            'path', m.member_path, 'product_type', m.product_type,
                                            'tile', i.tile, 'measured_at', m.measured_at)
                                        ORDER BY m.measured_at, m.member_path)
-                                FROM hrwsi.multi_input_member m WHERE m.input_id = i.id), '[]'::json),
+                                FROM (SELECT m.* FROM hrwsi.multi_input_member m WHERE m.input_id = i.id OFFSET 0) m),
+                             '[]'::json),
            'series', CASE WHEN t.series_tile IS NULL THEN NULL ELSE json_build_object(
                'tile', t.series_tile, 'first', t.depends_on IS NULL, 'previous_task', t.depends_on,
                'previous_products', coalesce((SELECT json_agg(json_build_object(
                                                   'path', p.path, 'product_type', p.product_type) ORDER BY p.path)
-                                              FROM hrwsi.product p WHERE p.task_id = t.depends_on), '[]'::json))
+                                              FROM (SELECT p.* FROM hrwsi.product p WHERE p.task_id = t.depends_on OFFSET 0) p),
+                                             '[]'::json))
            END
        )::text AS manifest
 FROM hrwsi.job j
-JOIN hrwsi.processing_task t ON t.id = j.task_id
-JOIN hrwsi.input i ON i.id = t.input_id
+CROSS JOIN LATERAL (SELECT t.* FROM hrwsi.processing_task t WHERE t.id = j.task_id OFFSET 0) t
+CROSS JOIN LATERAL (SELECT i.* FROM hrwsi.input i WHERE i.id = t.input_id OFFSET 0) i
 JOIN hrwsi.processing_routine r ON r.name = t.routine
-JOIN hrwsi.task_program p ON p.task_id = t.id;
+CROSS JOIN LATERAL (SELECT p.command, p.image FROM hrwsi.task_program p WHERE p.task_id = t.id OFFSET 0) p;
 
 -- =============================================================================================
 -- Dispatch: one call claims ready work that fits now and returns what to submit.
@@ -1956,9 +1966,14 @@ BEGIN
     -- the installation (migration 0037: four statements before; what a call's statements cost is
     -- paid again, and more, by a server that has sat idle between two inputs).
     WITH usage AS (
-        SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram, sum(r.storage_mb)::float8 AS disk
-        FROM processing_task t JOIN processing_routine r ON r.name = t.routine
-        WHERE t.state IN ('dispatched', 'queued', 'running') GROUP BY t.worker
+        -- The tasks in flight through the index of their states: in a sub-query of its own (OFFSET
+        -- 0), where no order of the tasks serves anything (migration 0038). Grouped by worker in
+        -- the same query, a plan made while the table held a task or two read every task that ever
+        -- ran, in the order of the workers' index, in every call (40,002 to find none in flight).
+        SELECT a.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram, sum(r.storage_mb)::float8 AS disk
+        FROM (SELECT t.worker, t.routine FROM processing_task t
+              WHERE t.state IN ('dispatched', 'queued', 'running') OFFSET 0) a
+        JOIN processing_routine r ON r.name = a.routine GROUP BY a.worker
     )
     SELECT array_agg(w.name ORDER BY w.name), array_agg(w.flavour ORDER BY w.name),
            array_agg(f.cpu::float8 ORDER BY w.name), array_agg(f.ram_mb::float8 ORDER BY w.name),
@@ -2110,17 +2125,24 @@ BEGIN
     -- claimed (the claim's probe of the job's key per task: OFFSET 0, never a join, which, planned
     -- on a few jobs, read them all in every call); it is set aside with the reason below, and the
     -- others are dispatched. (A statement of its own before the claim until migration 0037.)
+    -- Each claimed task is a probe of its key, `= ANY (ARRAY[x.id])` (migration 0038): an equality
+    -- with the batch, or a join with the routines, let the planner read the task table in the order
+    -- of an index, and a plan made while the table held a task or two did so, whole, for every
+    -- claimed task (a burst's call of 2,000 tasks against 20,000 took 5.4 s until autovacuum
+    -- analyzed the table). As written, no order of the tasks serves the statement, and the only
+    -- way to them the plan may take is through their key.
     WITH claimed AS (
         UPDATE processing_task t
         SET state = 'dispatched', attempts = t.attempts + 1, worker = x.worker,
             planned_start = CASE WHEN x.pending THEN now() ELSE t.planned_start END,
-            planned_end = CASE WHEN x.pending THEN now() + r.expected_duration ELSE t.planned_end END,
+            planned_end = CASE WHEN x.pending
+                               THEN now() + (SELECT r.expected_duration FROM processing_routine r WHERE r.name = t.routine)
+                               ELSE t.planned_end END,
             state_reason = CASE WHEN x.pending THEN 'dispatched at once: capacity was free' END,
             -- (what hrwsi.enforce_task_transition would set: it is not called for these rows)
             updated_at = now(), finished_at = NULL, history_pruned_at = NULL
-        FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n),
-             processing_routine r
-        WHERE t.id = x.id AND r.name = t.routine
+        FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n)
+        WHERE t.id = ANY (ARRAY[x.id])
           AND NOT EXISTS (SELECT 1 FROM job j WHERE j.task_id = x.id AND j.attempt = t.attempts + 1 OFFSET 0)
         RETURNING t.id, t.routine, t.attempts, t.worker, x.n,
                   'hrwsi-' || lower(regexp_replace(t.routine, '[^A-Za-z0-9_.-]', '-', 'g')) || '-' || t.id
@@ -2255,7 +2277,8 @@ BEGIN
         SELECT f.task_id, p_product_paths[k], r.output_product_type, p_product_sizes[k]
         FROM finished f
         CROSS JOIN LATERAL generate_series(product_first[f.n], product_first[f.n] + product_count[f.n] - 1) AS k
-        JOIN processing_task t ON t.id = f.task_id JOIN processing_routine r ON r.name = t.routine
+        -- (each task and its routine a probe of their keys, `= ANY (ARRAY[...])`, as below)
+        JOIN processing_task t ON t.id = ANY (ARRAY[f.task_id]) JOIN processing_routine r ON r.name = ANY (ARRAY[t.routine])
         WHERE f.state = 'processed'
         RETURNING product.task_id
     ), processed AS (
@@ -2265,11 +2288,14 @@ BEGIN
             -- (what hrwsi.enforce_task_transition would set: it is not called for these rows)
             updated_at = now(), finished_at = now(), history_pruned_at = NULL
         FROM finished f
-        WHERE f.state = 'processed' AND t.id = f.task_id AND t.attempts = f.attempt
+        WHERE f.state = 'processed' AND t.id = ANY (ARRAY[f.task_id]) AND t.attempts = f.attempt
           -- (wrapped, as the jobs' state test above: each task is read through its primary key from
           -- the batch. Served by the index of task states, a generic plan made while few tasks ran
           -- took the running tasks for one row and compared every one with every outcome: 1,000
-          -- outcomes in 200 ms instead of 50.)
+          -- outcomes in 200 ms instead of 50. And each task, and its routine, is a probe of its key,
+          -- `= ANY (ARRAY[...])` (migration 0038): an equality with the batch, or with the routines,
+          -- let the planner read the tasks in the order of an index, and a plan made while the table
+          -- held a task or two read all 40,002 for one outcome.)
           AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
         RETURNING t.id, t.state, t.failures, t.lost_count
     ), failed AS (
@@ -2286,8 +2312,8 @@ BEGIN
             updated_at = now(), history_pruned_at = NULL,
             finished_at = CASE WHEN f.state <> 'lost' AND t.failures + 1 >= r.max_attempts THEN now() END
         FROM finished f, processing_routine r
-        WHERE f.state IN ('internal_error', 'external_error', 'lost') AND t.id = f.task_id
-          AND t.attempts = f.attempt AND r.name = t.routine
+        WHERE f.state IN ('internal_error', 'external_error', 'lost') AND t.id = ANY (ARRAY[f.task_id])
+          AND t.attempts = f.attempt AND r.name = ANY (ARRAY[t.routine])
           AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
         RETURNING t.id, t.routine, t.state, t.state_reason, t.failures, t.lost_count, r.max_attempts
     ), alerted AS (
@@ -2315,7 +2341,7 @@ BEGIN
     SELECT x.job, x.state, x.task, s.state, s.failures, s.max_attempts, s.lost_count
     FROM unnest(done_jobs, done_states, done_tasks) AS x(job, state, task)
     CROSS JOIN LATERAL (SELECT t.state, t.failures, r.max_attempts, t.lost_count
-                        FROM processing_task t JOIN processing_routine r ON r.name = t.routine
+                        FROM processing_task t JOIN processing_routine r ON r.name = ANY (ARRAY[t.routine])
                         WHERE t.id = x.task OFFSET 0) s;
 END $$;
 
@@ -2338,14 +2364,18 @@ BEGIN
         UPDATE job j SET state = m.state, message = m.reason, updated_at = now(),
             started_at = CASE WHEN m.state = 'running' THEN coalesce(j.started_at, m.seen_at) ELSE j.started_at END
         FROM mark m
-        WHERE j.id = m.job_id AND j.owner = m.owner AND j.state IN ('submitted', 'queued', 'running')
-          AND j.state <> m.state
+        -- Each job, then each task, a probe of its key (`= ANY (ARRAY[...])`, the state tests wrapped;
+        -- migration 0038): an equality with the batch let the planner read the table in the order of
+        -- its key, and a state test let it read the partial index of active jobs; a plan made while
+        -- the tables held a row or two read, to mark one job running, 20,004 jobs.
+        WHERE j.id = ANY (ARRAY[m.job_id]) AND j.owner = m.owner
+          AND coalesce(j.state IN ('submitted', 'queued', 'running'), false) AND j.state <> m.state
         RETURNING j.task_id, j.attempt, m.state, m.reason
     )
     -- (updated_at as the transition triggers would set it: they are not called for these rows)
     UPDATE processing_task t SET state = j.state, state_reason = j.reason, updated_at = now()
-    FROM j WHERE t.id = j.task_id AND t.attempts = j.attempt
-      AND t.state IN ('dispatched', 'queued', 'running') AND t.state <> j.state;
+    FROM j WHERE t.id = ANY (ARRAY[j.task_id]) AND t.attempts = j.attempt
+      AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false) AND t.state <> j.state;
 END $$;
 
 -- =============================================================================================
