@@ -1968,8 +1968,8 @@ BEGIN
     WITH usage AS (
         -- The tasks in flight through the index of their states: in a sub-query of its own (OFFSET
         -- 0), where no order of the tasks serves anything (migration 0038). Grouped by worker in
-        -- the same query, a plan made while the table held a task or two read every task that ever
-        -- ran, in the order of the workers' index, in every call (40,002 to find none in flight).
+        -- the same query, a plan made while the table held a task or two read every task, in the
+        -- order of the workers' index, in every call (40,002 to find none in flight).
         SELECT a.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram, sum(r.storage_mb)::float8 AS disk
         FROM (SELECT t.worker, t.routine FROM processing_task t
               WHERE t.state IN ('dispatched', 'queued', 'running') OFFSET 0) a
