@@ -27,6 +27,18 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def _count(name: str, default: int | None) -> int | None:
+    """A whole number (of jobs, bytes, members...); unset or empty gives `default`. A fraction is
+    refused, not cut: HRWSI_MAX_PARALLEL_JOBS=2.5 ran 2 routines at once, silently."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+
+
 def _paths(name: str) -> tuple[Path, ...] | None:
     """Absolute directories separated by os.pathsep (':'), or None when the variable is unset."""
     raw = os.environ.get(name)
@@ -111,16 +123,16 @@ class Settings:
             heartbeat_s=_float("HRWSI_HEARTBEAT_S", 5.0),
             lease_timeout_s=_float("HRWSI_LEASE_TIMEOUT_S", 30.0),
             landing_scan_s=_float("HRWSI_LANDING_SCAN_S", 5.0),
-            max_parallel_jobs=int(_float("HRWSI_MAX_PARALLEL_JOBS", 64)),
-            claim_ahead=int(_float("HRWSI_CLAIM_AHEAD", -1)) if os.environ.get("HRWSI_CLAIM_AHEAD") else None,
+            max_parallel_jobs=_count("HRWSI_MAX_PARALLEL_JOBS", 64),
+            claim_ahead=_count("HRWSI_CLAIM_AHEAD", None),
             shutdown_grace_s=_float("HRWSI_SHUTDOWN_GRACE_S", 20.0),
             retry_backoff_s=_float("HRWSI_RETRY_BACKOFF_S", 5.0),
             landing_roots=_paths("HRWSI_LANDING_ROOTS"),
-            unzip_max_bytes=int(_float("HRWSI_UNZIP_MAX_BYTES", 32 * 2**30)),
+            unzip_max_bytes=_count("HRWSI_UNZIP_MAX_BYTES", 32 * 2**30),
             unzip_max_ratio=_float("HRWSI_UNZIP_MAX_RATIO", 100.0),
-            unzip_max_members=int(_float("HRWSI_UNZIP_MAX_MEMBERS", 100_000)),
+            unzip_max_members=_count("HRWSI_UNZIP_MAX_MEMBERS", 100_000),
             source_timeout_s=_float("HRWSI_SOURCE_TIMEOUT_S", 900.0),
-            harvest_concurrency=int(_float("HRWSI_HARVEST_CONCURRENCY", 4)),
+            harvest_concurrency=_count("HRWSI_HARVEST_CONCURRENCY", 4),
             http_port=port_setting("HRWSI_HTTP_PORT"),
             http_host=os.environ.get("HRWSI_HTTP_HOST") or "127.0.0.1",
         )

@@ -13,6 +13,9 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_RETRY_BACKOFF_S", "nan", "is not a finite number"),
     ("HRWSI_LANDING_SCAN_S", "soon", "is not a number"),
     ("HRWSI_CLAIM_AHEAD", "-1", "HRWSI_CLAIM_AHEAD=-1 must be a number of jobs >= 0"),
+    ("HRWSI_MAX_PARALLEL_JOBS", "2.5", "HRWSI_MAX_PARALLEL_JOBS='2.5' is not a whole number"),
+    ("HRWSI_CLAIM_AHEAD", "two", "HRWSI_CLAIM_AHEAD='two' is not a whole number"),
+    ("HRWSI_UNZIP_MAX_MEMBERS", "1e5", "HRWSI_UNZIP_MAX_MEMBERS='1e5' is not a whole number"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
