@@ -353,10 +353,11 @@ BEGIN
         UPDATE job j SET state = m.state, message = m.reason, updated_at = now(),
             started_at = CASE WHEN m.state = 'running' THEN coalesce(j.started_at, m.seen_at) ELSE j.started_at END
         FROM mark m
-        -- Each job, then each task, a probe of its key (`= ANY (ARRAY[...])`; migration 0038): an
-        -- equality with the batch let the planner read the table in the order of its key, and a plan
-        -- made while the tables held a row or two read, to mark one job running, 20,004 jobs. (The
-        -- state tests wrapped as in hrwsi.record_outcomes, so that no index of states serves them.)
+        -- Each job, then each task, a probe of its key (`= ANY (ARRAY[...])`; migration 0038): a plan
+        -- made while the tables held a row or two read, to mark one job running, 20,004 jobs (most
+        -- likely, as the claim's did, in the order of the key an equality with the batch makes
+        -- worth reading; this plan was not read). The state tests are wrapped as in
+        -- hrwsi.record_outcomes, so that no index of states serves them.
         WHERE j.id = ANY (ARRAY[m.job_id]) AND j.owner = m.owner
           AND coalesce(j.state IN ('submitted', 'queued', 'running'), false) AND j.state <> m.state
         RETURNING j.task_id, j.attempt, m.state, m.reason
