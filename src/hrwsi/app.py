@@ -179,7 +179,7 @@ class App:
             # scanned again and again on their way to the oldest generation, 28 % of the launcher's
             # CPU in the 100,000 burst (1.9 s). Every 50,000: 0.27 s over both bursts. Cyclic
             # garbage, rare here, waits for at most that many allocations; the peak RSS stayed the
-            # same (README, "Since 11:07").
+            # same (docs/performance.md, "Since 11:07").
             gc.set_threshold(SERVICE_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         self._tasks = [asyncio.create_task(s.run(self.url), name=f"{s.kind}-service") for s in self.services]
         return self
