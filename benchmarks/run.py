@@ -97,8 +97,8 @@ async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | 
         if system is HRWSI and aged_url is not None:
             # Right after hrwsi's fresh latency, which it is compared with: this machine's latency
             # moves between levels within minutes, and measured at the end of the round (five
-            # minutes later) the ratio read 0.6-1.5x for the same code (issue 15, README "Last
-            # run"). After, not before: the fresh latency, which is compared with pgqueuer's, follows
+            # minutes later) the ratio read 0.6-1.5x for the same code (issue 15, README
+            # "Benchmarks"). After, not before: the fresh latency, which is compared with pgqueuer's, follows
             # the same kind of phase as every system's does (another system's bursts), and the aged
             # one comes after hrwsi's own 100,000 burst, which can only count against it.
             data["aged"] = await aged_latency_phase(aged_url, space, sizes, index)
