@@ -413,3 +413,24 @@ def test_a_launcher_whose_plans_were_made_on_a_single_task_claims_a_burst_throug
     assert len(started) == 9, started  # three workers of 4, 4 and 2 CPU for tasks of 1 CPU, one running
     # each task started read a few times, and the 200 the call tries before it stops for want of capacity:
     assert read["processing_task"] <= 300 and read["job"] <= 20, read
+
+
+@pytest.mark.parametrize("waiting", ["pending", "planned"])
+def test_a_launcher_whose_first_call_comes_while_an_unanalyzed_burst_waits_reads_only_what_it_claims(world, waiting):
+    """A new installation's first burst arrives before the launcher's first call (or a launcher
+    restarts while it waits): the table was analyzed with one task and holds 20,001, so the call's
+    plans are made on the statistics of one task while the table has grown. Planned so, the probe
+    of which serving lists hold a task read every pending task through the index of all states
+    and sorted them, in every call until the next ANALYZE: 40,010 tasks read to claim one
+    (migration 0039). A burst the orchestrator planned already is read through its list's index
+    (it was before too: this keeps it so)."""
+    routine(world)
+    add(world, count=1)
+    world.execute("ANALYZE")
+    burst = add(world, count=20_000)
+    if waiting == "planned":
+        plan(world, burst, "w1")
+    started = []
+    read = tasks_and_jobs_read(world, lambda: started.extend(dispatch(world, max_jobs=1)))
+    assert len(started) == 1, started
+    assert read["processing_task"] <= 20 and read["job"] <= 5, read
