@@ -6,9 +6,11 @@ psycopg (sync) serves the CLI, migrations and the demo; asyncpg serves the servi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -131,6 +133,69 @@ async def keep_session_state(_conn: asyncpg.Connection) -> None:
     on every step's path). hrwsi's pooled sessions keep no state to reset: settings are given at
     connect (`server_settings`) or are transaction-local, locks are transaction-level, LISTEN has
     a connection of its own (hrwsi.listener)."""
+
+
+class DedicatedConnection:
+    """One connection of a pool kept for one statement that runs one call at a time (the launcher's
+    dispatch call), from `open()` to `close()` (a service's run): its server session makes the
+    statement's plans once and keeps them.
+
+    Why: a pooled connection is whichever one is free, and a call on a session that has not run it
+    yet plans every statement of the call (and of its triggers) again; a new connection, opened
+    when the others are busy, also pays the connection's start. In the bench's latency phase the
+    first outcome write took the connection dispatch had warmed, and the next input waited 16-32 ms
+    for a call on a new one, where the others took 2-5 ms (the phase's maximum, 2026-12-04).
+
+    A failure other than the server refusing a statement (a lost connection, a cancelled call, a
+    timeout) hands the connection back to the pool, which closes a broken one, and the next call
+    takes another. Outside `open()`..`close()` (a test that calls a step by itself) each call takes
+    a pooled connection, so that nothing is left acquired when the pool closes."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self._pool = pool
+        self._connection: asyncpg.Connection | None = None
+        self._open = False
+        self._one_call_at_a_time = asyncio.Lock()  # (asyncpg refuses two operations at once on a connection)
+
+    def open(self) -> None:
+        self._open = True
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        if not self._open:
+            async with self._pool.acquire() as connection:
+                yield connection
+            return
+        async with self._one_call_at_a_time:
+            if self._connection is not None and _is_gone(self._connection):
+                await self._hand_back()
+            if self._connection is None:
+                self._connection = await self._pool.acquire()
+            try:
+                yield self._connection
+            except asyncpg.PostgresError:
+                raise  # the server refused the statement: the session is as good as before
+            except BaseException:
+                await self._hand_back()
+                raise
+
+    async def close(self) -> None:
+        self._open = False
+        await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._pool.release(connection)
+
+
+def _is_gone(connection: asyncpg.Connection) -> bool:
+    """Whether an acquired pooled connection was lost: closed, or already taken back by its pool
+    (asyncpg does so when the server ends the session, and its methods then raise)."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:
+        return True
 
 
 def service_session_settings(lease_timeout_s: float) -> dict[str, str]:

@@ -34,6 +34,7 @@ import asyncpg
 
 from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, discover_products
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
+from hrwsi.database import DedicatedConnection
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
     TRANSIENT_DATABASE_ERRORS,
@@ -153,6 +154,9 @@ class Launcher(Service):
         super().__init__(pool, settings)
         self.backend = backend
         self.dispatch_batch = AdaptiveBatch(BATCH)
+        # Dispatch calls run one at a time on a session of their own while the service runs: one that
+        # has not run the call yet plans it and its triggers again (hrwsi.database.DedicatedConnection).
+        self._dispatch_connection = DedicatedConnection(pool)
         self.steps = {"dispatch": self.dispatch, "adopt": self.adopt, "cancel": self.cancel_requested_jobs,
                       "release_stranded": self.release_stranded_jobs}
         # Work to start wakes dispatch; the end of a job (capacity freed, a dependency over) only
@@ -243,7 +247,7 @@ class Launcher(Service):
         jobs: list[int] = []
         more = False
         try:
-            async with self.pool.acquire() as conn:
+            async with self._dispatch_connection.acquire() as conn:
                 async with timed_statement("dispatch"):
                     result = await conn.fetch(query("dispatch"), self.instance_id, self.backend.name,
                                               self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
@@ -739,6 +743,7 @@ class Launcher(Service):
         return tasks
 
     async def start(self) -> None:
+        self._dispatch_connection.open()
         if self.claim_ahead:
             await self._read_lane_priorities()
         self._writer = asyncio.create_task(self._write_outcomes(), name="launcher-outcome-writer")
@@ -755,6 +760,7 @@ class Launcher(Service):
             for writer in writers:
                 writer.cancel()
             await asyncio.gather(*writers, return_exceptions=True)
+            await self._dispatch_connection.close()  # (else the pool's close waits for it for ever)
             await self._flush_progress()
             await self.backend.close()
 

@@ -272,6 +272,28 @@ async def test_a_lone_tasks_job_is_submitted_before_the_dispatch_call_gives_its_
         assert pool.get_size() - pool.get_idle_size() == 0
 
 
+async def test_a_running_launchers_dispatch_calls_use_one_session_whatever_its_pool_lends_meanwhile(
+        db, database_url, settings, configure):
+    # A session plans the call and its triggers at its first call: an input whose call came on a
+    # pooled connection that had not run it waited 16-32 ms, where the others took 2-5 ms (issue 15).
+    configure(single_routine_configuration(["true"], workers=2))
+    db.execute("""CREATE TABLE public.job_inserted_by (pid integer);
+                  CREATE FUNCTION public.note_the_session() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN INSERT INTO public.job_inserted_by VALUES (pg_backend_pid()); RETURN NULL; END $$;
+                  CREATE TRIGGER note_the_session AFTER INSERT ON hrwsi.job
+                      FOR EACH ROW EXECUTE FUNCTION public.note_the_session()""")
+    async with App(database_url, ["launcher"], settings, backend="dry-run", pool_size=5) as app:
+        await wait_until_listening(database_url, "launcher")
+        for index in range(4):
+            # What another step (the outcome writer, the heartbeat) may hold when an input comes: the
+            # connection the pool would lend next.
+            async with app.pool.acquire():
+                insert_inputs(db, 1, start=index)
+                await wait_until(database_url, "SELECT count(*) = $1 FROM hrwsi.processing_task WHERE state = 'processed'",
+                                 index + 1)
+    assert db.execute("SELECT count(*), count(DISTINCT pid) FROM public.job_inserted_by").fetchone() == (4, 1)
+
+
 async def test_a_slot_the_backend_frees_wakes_dispatch_whatever_the_notifications_do(db, pool, settings, configure):
     # The job's end also wakes dispatch through its notification, which may come before the job's
     # follower has let go of its slot: that dispatch finds no room, and the slot would stay idle.

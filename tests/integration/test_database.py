@@ -1,0 +1,83 @@
+"""hrwsi.database on a real server: the dedicated connection a statement that runs one call at a time
+keeps for the service's run (the launcher's dispatch call), so that its session plans it once."""
+
+from __future__ import annotations
+
+import contextlib
+
+import asyncpg
+import pytest
+
+from hrwsi.database import TRANSIENT_DATABASE_ERRORS, DedicatedConnection, create_pool
+
+PID = "SELECT pg_backend_pid()"
+
+
+@pytest.fixture
+async def pool(database_url):
+    pool = await create_pool(database_url, max_size=4)
+    yield pool
+    await pool.close()  # waits for ever for a connection left acquired: each test would hang on one
+
+
+async def test_a_dedicated_connection_serves_every_call_on_one_session_whatever_the_pool_lends_meanwhile(pool):
+    dedicated = DedicatedConnection(pool)
+    dedicated.open()
+    async with dedicated.acquire() as conn:
+        first = await conn.fetchval(PID)
+    sessions = {first}
+    for _ in range(3):
+        # Whatever other steps hold meanwhile (a pool lends the connection last given back first).
+        async with pool.acquire() as other:
+            assert await other.fetchval(PID) != first, "the pool lent the dedicated session to another step"
+            async with dedicated.acquire() as conn:
+                sessions.add(await conn.fetchval(PID))
+    assert sessions == {first}
+    await dedicated.close()
+    assert pool.get_size() - pool.get_idle_size() == 0, "closed: its session is back in the pool"
+
+
+async def test_a_statement_the_server_refuses_keeps_the_dedicated_session(pool):
+    dedicated = DedicatedConnection(pool)
+    dedicated.open()
+    async with dedicated.acquire() as conn:
+        first = await conn.fetchval(PID)
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        async with dedicated.acquire() as conn:
+            await conn.fetchval("SELECT 1 / 0")
+    async with dedicated.acquire() as conn:
+        assert await conn.fetchval(PID) == first
+    await dedicated.close()
+
+
+async def test_a_dedicated_session_that_was_lost_is_replaced_by_the_next_call(pool, database_url):
+    dedicated = DedicatedConnection(pool)
+    dedicated.open()
+    try:
+        async with dedicated.acquire() as conn:
+            lost = await conn.fetchval(PID)
+        admin = await asyncpg.connect(database_url)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", lost)
+        finally:
+            await admin.close()
+        # The loss is noticed by the call on it (an error, in one of asyncpg's several ways) or, when
+        # asyncpg saw the session end first, before the call, which then runs on another.
+        with contextlib.suppress(*TRANSIENT_DATABASE_ERRORS):
+            async with dedicated.acquire() as conn:
+                await conn.fetchval(PID)
+        async with dedicated.acquire() as conn:
+            replaced = await conn.fetchval(PID)
+        assert replaced != lost
+    finally:
+        await dedicated.close()
+    assert pool.get_size() - pool.get_idle_size() == 0
+
+
+async def test_a_dedicated_connection_not_opened_lends_a_pooled_connection_per_call_and_keeps_none(pool):
+    # (a test that calls a step by itself, outside a service's run: nothing stays acquired)
+    dedicated = DedicatedConnection(pool)
+    async with dedicated.acquire() as conn:
+        assert await conn.fetchval("SELECT 1") == 1
+        assert pool.get_size() - pool.get_idle_size() == 1
+    assert pool.get_size() - pool.get_idle_size() == 0
