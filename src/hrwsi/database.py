@@ -186,7 +186,10 @@ class DedicatedConnection:
     async def _hand_back(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            await self._pool.release(connection)
+            # (a lost session's release may fail: the pool has let it go either way, and a stopping
+            # launcher must still store its progress and close its backend)
+            with contextlib.suppress(*TRANSIENT_DATABASE_ERRORS):
+                await self._pool.release(connection)
 
 
 def _is_gone(connection: asyncpg.Connection) -> bool:

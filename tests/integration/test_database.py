@@ -23,31 +23,35 @@ async def pool(database_url):
 async def test_a_dedicated_connection_serves_every_call_on_one_session_whatever_the_pool_lends_meanwhile(pool):
     dedicated = DedicatedConnection(pool)
     dedicated.open()
-    async with dedicated.acquire() as conn:
-        first = await conn.fetchval(PID)
-    sessions = {first}
-    for _ in range(3):
-        # Whatever other steps hold meanwhile (a pool lends the connection last given back first).
-        async with pool.acquire() as other:
-            assert await other.fetchval(PID) != first, "the pool lent the dedicated session to another step"
-            async with dedicated.acquire() as conn:
-                sessions.add(await conn.fetchval(PID))
-    assert sessions == {first}
-    await dedicated.close()
+    try:
+        async with dedicated.acquire() as conn:
+            first = await conn.fetchval(PID)
+        sessions = {first}
+        for _ in range(3):
+            # Whatever other steps hold meanwhile (a pool lends the connection last given back first).
+            async with pool.acquire() as other:
+                assert await other.fetchval(PID) != first, "the pool lent the dedicated session to another step"
+                async with dedicated.acquire() as conn:
+                    sessions.add(await conn.fetchval(PID))
+        assert sessions == {first}
+    finally:
+        await dedicated.close()
     assert pool.get_size() - pool.get_idle_size() == 0, "closed: its session is back in the pool"
 
 
 async def test_a_statement_the_server_refuses_keeps_the_dedicated_session(pool):
     dedicated = DedicatedConnection(pool)
     dedicated.open()
-    async with dedicated.acquire() as conn:
-        first = await conn.fetchval(PID)
-    with pytest.raises(asyncpg.DivisionByZeroError):
+    try:
         async with dedicated.acquire() as conn:
-            await conn.fetchval("SELECT 1 / 0")
-    async with dedicated.acquire() as conn:
-        assert await conn.fetchval(PID) == first
-    await dedicated.close()
+            first = await conn.fetchval(PID)
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with dedicated.acquire() as conn:
+                await conn.fetchval("SELECT 1 / 0")
+        async with dedicated.acquire() as conn:
+            assert await conn.fetchval(PID) == first
+    finally:
+        await dedicated.close()
 
 
 async def test_a_dedicated_session_that_was_lost_is_replaced_by_the_next_call(pool, database_url):
