@@ -93,7 +93,8 @@ async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | 
         result = await service_phase(system, space, sizes, index)
         data["service"][system.name] = result
         say(f"  round {index + 1} service {system.name}: "
-            + _brief(result, "latency.p50_ms", "latency.p99_ms", "small.seconds", "large.seconds"))
+            + _brief(result, "latency.p50_ms", "latency.p99_ms", "small.seconds", "large.seconds",
+                     "machine.commit_ms", "machine.python_ms"))
         if system is HRWSI and aged_url is not None:
             # Right after hrwsi's fresh latency, which it is compared with: this machine's latency
             # moves between levels within minutes, and measured at the end of the round (five

@@ -206,12 +206,51 @@ def failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+PROBE_COMMITS = 100
+PROBE_PYTHON_RUNS = 5
+
+
+def _fixed_python_work() -> int:
+    return sum(i * i for i in range(200_000))
+
+
+async def machine_probe(url: str, commits: int = PROBE_COMMITS, pause_s: float = 0.01) -> dict:
+    """How fast the machine is as a system's service phase starts: the median of `commits` one-row
+    INSERTs committed `pause_s` apart, as the latency's inputs come (each commit waits for the WAL's
+    flush, about 0.45 ms of a 0.9 ms INSERT here, and so do hrwsi's dispatch call and pgqueuer's
+    dequeue), and the median of a fixed piece of pure Python (the engines' processes).
+
+    Why: the same code's latency moved 20-50 % from round to round on this shared machine (the
+    12-04 13:09 run: hrwsi's p50 2.55, 2.63 and 3.22 ms), and whether p99, the 10,000 burst and the
+    growth met their targets moved with it. With these beside each phase's figures, a slow phase
+    on a slow machine can be told from a slow system."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(bench_query("probe_table"))
+        commit_s = []
+        for _ in range(commits):
+            await asyncio.sleep(pause_s)
+            started = clock()
+            await conn.execute(bench_query("probe_commit"))
+            commit_s.append(clock() - started)
+    finally:
+        await conn.close()
+    python_s = []
+    for _ in range(PROBE_PYTHON_RUNS):
+        started = clock()
+        _fixed_python_work()  # (blocks the driver's loop, which waits for nothing else yet)
+        python_s.append(clock() - started)
+    return {"commit_ms": round(statistics.median(commit_s) * 1000, 3),
+            "python_ms": round(statistics.median(python_s) * 1000, 2)}
+
+
 async def service_phase(system, space: Workspace, sizes: Sizes, round_index: int) -> dict:
     """Latency, then the small burst, then the large one, on one running instance of `system`."""
     name = database_name(system.name, SERVICE)
     result: dict = {}
     try:
         url = await system.prepare(space.server_url, name, SERVICE)
+        result["machine"] = await machine_probe(url)
         async with running(space, url, system.roles(SERVICE), f"r{round_index}-{system.name}-service", name,
                            batch_size=system.batch_size) as (conn, children):
             producer, reporter = system.producer(conn), children[system.reporter]

@@ -170,6 +170,19 @@ SELECT (SELECT count(*) FROM hrwsi.processing_task) AS tasks, (SELECT count(*) F
 SELECT count(*) FROM pgqueuer;
 
 -- ============================================================================================
+-- how fast the machine is as a service phase starts (benchmarks/scenarios.py, machine_probe)
+-- ============================================================================================
+
+-- name: probe_table
+-- In the phase's own database, dropped with it. A logged table: the commit of a row of a temporary
+-- (or unlogged) table does not wait for the WAL's flush, and hrwsi's dispatch call and pgqueuer's
+-- dequeue each wait for one.
+CREATE TABLE bench_machine_probe (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+
+-- name: probe_commit
+INSERT INTO bench_machine_probe DEFAULT VALUES;
+
+-- ============================================================================================
 -- where a phase's CPU went (benchmarks/cpu_time.py)
 -- ============================================================================================
 

@@ -53,6 +53,9 @@ def test_the_quick_bench_writes_every_figure_with_its_ratios_and_target(tmp_path
     for key in PLANNER_FIGURES:
         assert figures[key].get("missing"), f"{key}: the planner was skipped, and the figure must say so"
     assert {"cpus", "python", "postgresql", "pgqueuer"} <= set(results["machine"])
+    for system, phase in results["raw_rounds"][0]["service"].items():
+        probe = phase["machine"]  # how fast the machine was as this system's phase started
+        assert probe["commit_ms"] > 0 and probe["python_ms"] > 0, (system, probe)
     assert results["date"]
     assert results["aged_database"]["history"] == 4 * results["aged_database"]["tasks"]
     assert results["raw_rounds"][0]["chain"]["hrwsi"]["check"]["duplicate_jobs"] == 0
