@@ -253,9 +253,10 @@ class Launcher(Service):
                                               self.settings.lease_timeout_s, slots, str(self.settings.data_dir))
                 jobs, more = self._claimed(result, slots)
                 if jobs and not more:
-                    # Before the connection goes back to the pool: asyncpg's release takes turns of
-                    # the event loop (it is shielded), in which these followers submit: a lone task's
-                    # job 0.1-0.15 ms sooner (2026-12-02). The log line waits for them too.
+                    # Inside the call's `async with`: where it hands a pooled connection back (a step
+                    # run outside the service's run), asyncpg's release takes turns of the event loop
+                    # (it is shielded), and these followers would wait for them (a lone task's job
+                    # 0.1-0.15 ms later, 2026-12-02). The log line waits for them too.
                     self._follow_dispatched(jobs, self.instance_id)
         finally:
             if jobs and more:

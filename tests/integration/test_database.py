@@ -4,6 +4,7 @@ keeps for the service's run (the launcher's dispatch call), so that its session 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -20,10 +21,19 @@ async def pool(database_url):
     await pool.close()  # waits for ever for a connection left acquired: each test would hang on one
 
 
-async def test_a_dedicated_connection_serves_every_call_on_one_session_whatever_the_pool_lends_meanwhile(pool):
+@contextlib.asynccontextmanager
+async def opened(pool) -> AsyncIterator[DedicatedConnection]:
+    """A dedicated connection open for a test's body, closed even when an assertion fails."""
     dedicated = DedicatedConnection(pool)
     dedicated.open()
     try:
+        yield dedicated
+    finally:
+        await dedicated.close()
+
+
+async def test_a_dedicated_connection_serves_every_call_on_one_session_whatever_the_pool_lends_meanwhile(pool):
+    async with opened(pool) as dedicated:
         async with dedicated.acquire() as conn:
             first = await conn.fetchval(PID)
         sessions = {first}
@@ -34,15 +44,11 @@ async def test_a_dedicated_connection_serves_every_call_on_one_session_whatever_
                 async with dedicated.acquire() as conn:
                     sessions.add(await conn.fetchval(PID))
         assert sessions == {first}
-    finally:
-        await dedicated.close()
     assert pool.get_size() - pool.get_idle_size() == 0, "closed: its session is back in the pool"
 
 
 async def test_a_statement_the_server_refuses_keeps_the_dedicated_session(pool):
-    dedicated = DedicatedConnection(pool)
-    dedicated.open()
-    try:
+    async with opened(pool) as dedicated:
         async with dedicated.acquire() as conn:
             first = await conn.fetchval(PID)
         with pytest.raises(asyncpg.DivisionByZeroError):
@@ -50,14 +56,10 @@ async def test_a_statement_the_server_refuses_keeps_the_dedicated_session(pool):
                 await conn.fetchval("SELECT 1 / 0")
         async with dedicated.acquire() as conn:
             assert await conn.fetchval(PID) == first
-    finally:
-        await dedicated.close()
 
 
 async def test_a_dedicated_session_that_was_lost_is_replaced_by_the_next_call(pool, database_url):
-    dedicated = DedicatedConnection(pool)
-    dedicated.open()
-    try:
+    async with opened(pool) as dedicated:
         async with dedicated.acquire() as conn:
             lost = await conn.fetchval(PID)
         admin = await asyncpg.connect(database_url)
@@ -73,8 +75,6 @@ async def test_a_dedicated_session_that_was_lost_is_replaced_by_the_next_call(po
         async with dedicated.acquire() as conn:
             replaced = await conn.fetchval(PID)
         assert replaced != lost
-    finally:
-        await dedicated.close()
     assert pool.get_size() - pool.get_idle_size() == 0
 
 
