@@ -256,8 +256,14 @@ class Launcher(Service):
                     # Inside the call's `async with`: where it hands a pooled connection back (a step
                     # run outside the service's run), asyncpg's release takes turns of the event loop
                     # (it is shielded), and these followers would wait for them (a lone task's job
-                    # 0.1-0.15 ms later, 2026-12-02). The log line waits for them too.
+                    # 0.1-0.15 ms later, 2026-12-02).
                     self._follow_dispatched(jobs, self.instance_id)
+                    # Their first turn (the submit) before this step's own bookkeeping: the hand-back
+                    # of the connection, the log line, the step's metrics and the service's loop came
+                    # first, 0.19 ms between the call's return and a lone task's submit (median of
+                    # 300 inputs; with this turn, the reaction latency's p50 fell by 0.05-0.17 ms in
+                    # three interleaved rounds, 2026-12-04).
+                    await asyncio.sleep(0)
         finally:
             if jobs and more:
                 # A full batch (followed even if the release failed): its followers start in the next
@@ -521,8 +527,12 @@ class Launcher(Service):
             batch = [await self._outcomes.get()]
             if not (self.work_waits_for_outcomes or self.stopping.is_set()
                     or self._outcomes.qsize() + 1 >= OUTCOME_WRITE_AT_ONCE):
+                # (asyncio.timeout, not wait_for: on Python 3.11, a wait_for whose event is set as
+                # the writer is cancelled swallows the cancellation, gh-86296; this loop then went
+                # back to its queue and the launcher's stop waited for it for ever.)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._write_outcomes_now.wait(), OUTCOME_BATCH_S)
+                    async with asyncio.timeout(OUTCOME_BATCH_S):
+                        await self._write_outcomes_now.wait()
             self._write_outcomes_now.clear()
             while len(batch) < OUTCOME_BATCH and not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())

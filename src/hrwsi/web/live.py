@@ -115,7 +115,8 @@ class LiveHub:
             await response.write(b"retry: 3000\nevent: hello\ndata: {}\n\n")
             while not self.closing.is_set():
                 try:
-                    await asyncio.wait_for(self._wait(subscriber), KEEPALIVE_S)
+                    async with asyncio.timeout(KEEPALIVE_S):  # (not wait_for: see the launcher's outcome writer)
+                        await self._wait(subscriber)
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")  # proxies close silent streams
                     continue
