@@ -5,15 +5,15 @@ table and written to bench-results/bench.json with each figure's target from iss
     python benchmarks/run.py --markdown bench-results/bench.json   # README's table from a result file
 
 One PostgreSQL server for everything (a fresh embedded one with default settings, or
-HRWSI_DATABASE_URL's server); every system gets databases of its own on it. Each round runs, one
-system at a time and in an order that rotates from round to round:
-  1. the service phase of hrwsi, pgqueuer (defaults), pgqueuer (batch size 100) and the floor:
-     reaction latency over single inserts, a burst of 10,000 in one statement, a burst of 100,000,
-     each process's peak RSS (every service is a process of its own); right after hrwsi's,
-     hrwsi's latency on an aged database (built once, before the rounds), so that the two
-     latencies it compares are measured a minute apart;
-  2. the three-step chain a -> b -> c with a real subprocess per step: hrwsi, pgqueuer, the floor;
-  3. hrwsi's time-series back-fill with and without sequential_per_tile (10,000 inputs over 200
+HRWSI_DATABASE_URL's server); every system gets databases of its own on it. Each round runs:
+  1. the latency phase: hrwsi, pgqueuer (defaults), pgqueuer (batch size 100), the floor and hrwsi
+     on an aged database (built once, before the rounds) all running at once, one single input to
+     each per cycle in a shuffled order (benchmarks/scenarios.py, latency_phase);
+  2. one system at a time, in an order that rotates from round to round, the service phase of the
+     same four: a burst of 10,000 in one statement, a burst of 100,000, each process's peak RSS
+     (every service is a process of its own);
+  3. the three-step chain a -> b -> c with a real subprocess per step: hrwsi, pgqueuer, the floor;
+  4. hrwsi's time-series back-fill with and without sequential_per_tile (10,000 inputs over 200
      tiles; 4,000 on one tile), and near-real-time latency under a back-fill.
 Then the planner ladder (benchmarks/planner_ladder.py) runs once. The machine is shared and noisy:
 the per-round ratios against the peer and the floor are the figures that count (benchmarks/figures.py).
@@ -46,9 +46,9 @@ from process_protocol import clock
 from scenarios import (
     Sizes,
     Workspace,
-    aged_latency_phase,
     backfill_phase,
     chain_phase,
+    latency_phase,
     nrt_backlog_phase,
     service_phase,
 )
@@ -89,21 +89,16 @@ def _brief(result: dict, *keys: str) -> str:
 
 async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | None) -> dict:
     data: dict = {"service": {}, "chain": {}, "backfill": {}}
+    data["latency"] = await latency_phase(rotated(SYSTEMS, index), space, sizes, index, aged_url)
+    for name, result in data["latency"]["systems"].items():
+        say(f"  round {index + 1} latency {name}: " + _brief(result, "p50_ms", "p99_ms", "max_ms", "not_quiet"))
+    if "failed" in data["latency"]:
+        say(f"  round {index + 1} latency phase failed: {data['latency']['failed']}")
     for system in rotated(SYSTEMS, index):
         result = await service_phase(system, space, sizes, index)
         data["service"][system.name] = result
         say(f"  round {index + 1} service {system.name}: "
-            + _brief(result, "latency.p50_ms", "latency.p99_ms", "small.seconds", "large.seconds",
-                     "machine.commit_ms", "machine.python_ms"))
-        if system is HRWSI and aged_url is not None:
-            # Right after hrwsi's fresh latency, which it is compared with: this machine's latency
-            # moves between levels within minutes, and measured at the end of the round (five
-            # minutes later) the ratio read 0.6-1.5x for the same code (issue 15, README
-            # "Benchmarks"). After, not before: the fresh latency, which is compared with pgqueuer's, follows
-            # the same kind of phase as every system's does (another system's bursts), and the aged
-            # one comes after hrwsi's own 100,000 burst, which can only count against it.
-            data["aged"] = await aged_latency_phase(aged_url, space, sizes, index)
-            say(f"  round {index + 1} aged database: " + _brief(data["aged"], "latency.p50_ms", "latency.p99_ms"))
+            + _brief(result, "small.seconds", "large.seconds", "machine.commit_ms", "machine.python_ms"))
     for system in rotated((HRWSI, PGQUEUER, FLOOR), index):
         result = await chain_phase(system, space, sizes, index)
         data["chain"][system.name] = result

@@ -1,11 +1,12 @@
 """What `make bench` measures, one system at a time (the driver alternates systems within a round).
 
-- service phase: in one fresh database, with the system's processes running: reaction latency over
-  single inserts, then a burst of `small` inputs in one statement, then a burst of `large`; after
-  each burst the system settles (no open work) and each process reports its peak RSS;
+- latency phase: every system's reaction latency over single inserts, all systems running at once,
+  their inputs interleaved (each in a fresh database of its own; hrwsi's aged database beside them);
+- service phase: in one fresh database, with the system's processes running: a burst of `small`
+  inputs in one statement, then a burst of `large`; after each burst the system settles (no open
+  work) and each process reports its peak RSS;
 - chain: `count` inputs through a -> b -> c, each step a real subprocess (local backend);
-- back-fill (hrwsi only): create and plan a time series, with and without sequential_per_tile;
-- aged latency (hrwsi only): the latency again on a database holding years of finished work.
+- back-fill (hrwsi only): create and plan a time series, with and without sequential_per_tile.
 
 Every wait is bounded: a figure that cannot be measured is recorded as missing with the reason,
 and the bench goes on.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import statistics
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +35,10 @@ from systems import BACKFILL, CHAIN, HRWSI, NRT_BACKLOG, SERVICE, hrwsi_configur
 
 LATENCY_TIMEOUT_S = 10.0
 SETTLE_TIMEOUT_S = 600.0
+QUIET_TIMEOUT_S = 2.0  # after an input of the latency phase, the most it waits for its system to be idle
+QUIET_POLL_S = 0.002
+LATENCY = "latency"
+AGED = "hrwsi_aged"  # hrwsi on the aged database, a member of the latency phase
 
 
 @dataclass
@@ -245,7 +251,7 @@ async def machine_probe(url: str, commits: int = PROBE_COMMITS, pause_s: float =
 
 
 async def service_phase(system, space: Workspace, sizes: Sizes, round_index: int) -> dict:
-    """Latency, then the small burst, then the large one, on one running instance of `system`."""
+    """The small burst, then the large one, on one running instance of `system`."""
     name = database_name(system.name, SERVICE)
     result: dict = {}
     try:
@@ -254,8 +260,6 @@ async def service_phase(system, space: Workspace, sizes: Sizes, round_index: int
         async with running(space, url, system.roles(SERVICE), f"r{round_index}-{system.name}-service", name,
                            batch_size=system.batch_size) as (conn, children):
             producer, reporter = system.producer(conn), children[system.reporter]
-            result["latency"] = (await measure_latency(producer, reporter, sizes,
-                                                       f"/latency/{round_index}/")).figures()
             await settle(producer)
             pids = {name: child.process.pid for name, child in children.items()}
             for size_name, count in (("small", sizes.small), ("large", sizes.large)):
@@ -345,17 +349,103 @@ async def backfill_phase(space: Workspace, count: int, tiles: int, sequential: b
     return result
 
 
-async def aged_latency_phase(url: str, space: Workspace, sizes: Sizes, round_index: int) -> dict:
-    """hrwsi's latency on the aged database (built once by benchmarks/ageing.py; kept for the next round)."""
-    result: dict = {}
+@dataclass
+class LatencyMember:
+    """One system of the latency phase: how the driver puts its inputs in, and what it measured."""
+    name: str
+    producer: object
+    reporter: Child
+    latency: Latency = field(default_factory=Latency)
+    not_quiet: int = 0  # inputs after which the system still had open work after QUIET_TIMEOUT_S
+    failed: str | None = None
+
+    def figures(self) -> dict:
+        return {**self.latency.figures(), "not_quiet": self.not_quiet, **({"failed": self.failed} if self.failed else {})}
+
+
+async def quiet(producer, timeout_s: float = QUIET_TIMEOUT_S) -> bool:
+    """Whether the system has no open work left (its outcome recorded, its job acknowledged) within
+    `timeout_s`, checked every QUIET_POLL_S."""
+    started = clock()
+    while await producer.open_work():
+        if clock() - started > timeout_s:
+            return False
+        await asyncio.sleep(QUIET_POLL_S)
+    return True
+
+
+async def one_timed_input(member: LatencyMember, key: str, counted: bool) -> None:
+    """One input committed -> its job reached the system; then until the system is idle again, so
+    that what it still does for this input (recording the outcome, pgqueuer's acknowledgement, which
+    it flushes every 0.1 s) is not done during the next system's input."""
     try:
-        async with running(space, url, HRWSI.roles(SERVICE), f"r{round_index}-hrwsi-aged") as (conn, children):
-            producer = HRWSI.producer(conn)
-            result["latency"] = (await measure_latency(producer, children[HRWSI.reporter], sizes,
-                                                       f"/aged-latency/{round_index}/")).figures()
-            await settle(producer)
+        reached = member.reporter.expect_key(key)
+        await member.producer.insert_one(key)
+        committed = clock()  # autocommit: the row is committed when the call returns
+        try:
+            at = await asyncio.wait_for(reached, LATENCY_TIMEOUT_S)
+        except TimeoutError:
+            member.latency.missed += counted
+        else:
+            if counted:
+                member.latency.samples_ms.append((at - committed) * 1000)
+        member.not_quiet += not await quiet(member.producer)
+    except Exception as error:  # its process died, its database went away: the others go on
+        member.failed = failure(error)
+
+
+async def latency_phase(systems, space: Workspace, sizes: Sizes, round_index: int, aged_url: str | None = None) -> dict:
+    """Every system's reaction latency in one phase: all of them running at once (each in a fresh
+    database of its own, hrwsi also on the aged database), one single input to each per cycle in an
+    order shuffled every cycle (seeded by the round), `pause_s` after each once its system is idle.
+    Their databases differ, so a NOTIFY wakes only its own system's listeners.
+
+    Why interleaved: measured one system after the other, a minute apart, the same code's p50 moved
+    20-50 % from round to round (the 12-04 13:09 run: hrwsi 2.55, 2.63 and 3.22 ms), and the probe
+    of the machine moved as much between the phases of one round (a commit 0.66-1.10 ms, 12-04
+    14:09): the ratios measured the machine's drift as much as the systems. Interleaved, every
+    system meets the same machine within a fraction of a second, as the randomized multiple
+    interleaved trials of Abedi and Brecht (ICPE 2017) do on clouds' shared machines; the order is
+    shuffled so that no system always follows the same one."""
+    result: dict = {"systems": {}}
+    members: list[LatencyMember] = []
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            prepared = []
+            for system in systems:
+                name = database_name(system.name, LATENCY)
+                try:
+                    prepared.append((system.name, system, await system.prepare(space.server_url, name, SERVICE), name))
+                except Exception as error:
+                    result["systems"][system.name] = {"failed": failure(error)}
+            if prepared:
+                result["machine"] = await machine_probe(prepared[0][2])  # (a fresh database: its table goes with it)
+            if aged_url is not None:
+                prepared.append((AGED, HRWSI, aged_url, None))
+            for label, system, url, drop in prepared:
+                try:
+                    conn, children = await stack.enter_async_context(
+                        running(space, url, system.roles(SERVICE), f"r{round_index}-{label}-latency", drop,
+                                batch_size=system.batch_size))
+                except Exception as error:
+                    result["systems"][label] = {"failed": failure(error)}
+                    continue
+                members.append(LatencyMember(label, system.producer(conn), children[system.reporter]))
+            for member in members:
+                await member.reporter.command("each")
+                member.not_quiet += not await quiet(member.producer)
+            order = random.Random(round_index)
+            for index in range(-sizes.warmup, sizes.samples):
+                cycle = [member for member in members if member.failed is None]
+                order.shuffle(cycle)
+                for member in cycle:
+                    await one_timed_input(member, f"/latency/{round_index}/{index}", index >= 0)
+                    await asyncio.sleep(sizes.pause_s)
+            for member in members:
+                member.reporter.forget_keys()
     except Exception as error:
         result["failed"] = failure(error)
+    result["systems"].update({member.name: member.figures() for member in members})
     return result
 
 

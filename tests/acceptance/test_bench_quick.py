@@ -56,6 +56,14 @@ def test_the_quick_bench_writes_every_figure_with_its_ratios_and_target(tmp_path
     for system, phase in results["raw_rounds"][0]["service"].items():
         probe = phase["machine"]  # how fast the machine was as this system's phase started
         assert probe["commit_ms"] > 0 and probe["python_ms"] > 0, (system, probe)
+    # The latencies come from one phase in which every system ran at once, their inputs interleaved:
+    # each system measured every one of its inputs, none missed, each system idle before the next input.
+    latency = results["raw_rounds"][0]["latency"]
+    assert set(latency["systems"]) == {"hrwsi", "pgqueuer", "pgqueuer_b100", "floor", "hrwsi_aged"}, latency
+    for system, measured in latency["systems"].items():
+        assert measured["samples"] == results["sizes"]["samples"] and measured["missed"] == 0, (system, measured)
+        assert measured["not_quiet"] == 0 and "failed" not in measured, (system, measured)
+    assert latency["machine"]["commit_ms"] > 0 and "failed" not in latency
     assert results["date"]
     assert results["aged_database"]["history"] == 4 * results["aged_database"]["tasks"]
     assert results["raw_rounds"][0]["chain"]["hrwsi"]["check"]["duplicate_jobs"] == 0
