@@ -1,4 +1,5 @@
-"""What `make bench` measures, one system at a time (the driver alternates systems within a round).
+"""What `make bench` measures: the latencies of every system at once, the rest one system at a time
+(the driver alternates systems within a round).
 
 - latency phase: every system's reaction latency over single inserts, all systems running at once,
   their inputs interleaved (each in a fresh database of its own; hrwsi's aged database beside them);
