@@ -67,8 +67,8 @@ def _service(*path):
 
 
 def _latency(key: str):
-    """A system's latency figure in one round: from the interleaved latency phase (since 2026-12-04
-    16:00 UTC), or from its service phase in the result files written before."""
+    """A system's latency figure in one round: from the interleaved latency phase (since commit
+    96f77c3), or from its service phase in the result files written before."""
     def value(r, system):
         if "latency" in r:
             return _get(r, "latency", "systems", system, key)

@@ -83,6 +83,15 @@ class Latency:
     samples_ms: list[float] = field(default_factory=list)
     missed: int = 0
 
+    def count(self, taken_ms: float | None, counted: bool) -> None:
+        """One input's latency (None: it did not reach the system in time); a warm-up one is not counted."""
+        if not counted:
+            return
+        if taken_ms is None:
+            self.missed += 1
+        else:
+            self.samples_ms.append(taken_ms)
+
     def figures(self) -> dict:
         if not self.samples_ms:
             return {"samples": 0, "missed": self.missed}
@@ -95,23 +104,27 @@ def database_name(system: str, scenario: str) -> str:
     return f"bench_{system}_{scenario}_{uuid.uuid4().hex[:8]}"
 
 
+async def time_one_input(producer, reporter: Child, key: str) -> float | None:
+    """One input committed -> its job reached the system, in ms; None if not within LATENCY_TIMEOUT_S."""
+    reached = reporter.expect_key(key)
+    await producer.insert_one(key)
+    committed = clock()  # autocommit: the row is committed when the call returns
+    try:
+        at = await asyncio.wait_for(reached, LATENCY_TIMEOUT_S)
+    except TimeoutError:
+        return None
+    return (at - committed) * 1000
+
+
 async def measure_latency(producer, child: Child, sizes: Sizes, prefix: str) -> Latency:
     """One input committed -> its job reached the system, over single inserts with a small pause."""
     latency = Latency()
     await child.command("each")
     for index in range(-sizes.warmup, sizes.samples):
-        key = f"{prefix}{index}"
-        reached = child.expect_key(key)
-        await producer.insert_one(key)
-        committed = clock()  # autocommit: the row is committed when the call returns
-        try:
-            at = await asyncio.wait_for(reached, LATENCY_TIMEOUT_S)
-        except TimeoutError:
-            latency.missed += index >= 0
-            continue
-        if index >= 0:
-            latency.samples_ms.append((at - committed) * 1000)
-        await asyncio.sleep(sizes.pause_s)
+        taken_ms = await time_one_input(producer, child, f"{prefix}{index}")
+        latency.count(taken_ms, index >= 0)
+        if taken_ms is not None:
+            await asyncio.sleep(sizes.pause_s)
     child.forget_keys()
     return latency
 
@@ -380,16 +393,7 @@ async def one_timed_input(member: LatencyMember, key: str, counted: bool) -> Non
     that what it still does for this input (recording the outcome, pgqueuer's acknowledgement, which
     it flushes every 0.1 s) is not done during the next system's input."""
     try:
-        reached = member.reporter.expect_key(key)
-        await member.producer.insert_one(key)
-        committed = clock()  # autocommit: the row is committed when the call returns
-        try:
-            at = await asyncio.wait_for(reached, LATENCY_TIMEOUT_S)
-        except TimeoutError:
-            member.latency.missed += counted
-        else:
-            if counted:
-                member.latency.samples_ms.append((at - committed) * 1000)
+        member.latency.count(await time_one_input(member.producer, member.reporter, key), counted)
         member.not_quiet += not await quiet(member.producer)
     except Exception as error:  # its process died, its database went away: the others go on
         member.failed = failure(error)
