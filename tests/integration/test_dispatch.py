@@ -5,6 +5,8 @@ import functools
 import psycopg
 import pytest
 
+from tests.integration.test_schema import drain, listen, removal_waiting_for
+
 LEASE = 30.0
 ME = "launcher-test"
 
@@ -252,6 +254,62 @@ def test_a_stray_job_row_sets_its_task_aside_with_a_reason_and_the_rest_is_dispa
                            (stray_task,)).fetchone()
     assert reason[0] == "pending" and "a job row for its attempt 1 already exists" in reason[1]
     assert dispatch(world) == [], "still aside, and nothing fails"
+
+
+def test_a_claim_writes_each_tasks_history_and_one_wake_up_call_per_channel(world, database_url):
+    """The claim does its triggers' work itself (migration 0040): the history rows and notifications a
+    claim through the triggers gave, each once."""
+    routine(world)
+    tasks = add(world, count=3)
+    plan(world, tasks[:1], "w2")
+    listener = listen(database_url, "hrwsi_task")
+    listener.execute("LISTEN hrwsi_job")
+    assert sorted(task for task, _ in dispatch(world)) == tasks
+    history = world.execute("""SELECT task_id, state, reason, attempts, worker FROM hrwsi.task_event
+                               WHERE state = 'dispatched' ORDER BY task_id""").fetchall()
+    assert history == world.execute("""SELECT id, state, state_reason, attempts, worker FROM hrwsi.processing_task
+                                        ORDER BY id""").fetchall()
+    assert [reason for _, _, reason, _, _ in history] == [None] + ["dispatched at once: capacity was free"] * 2
+    assert sorted(drain(listener), key=str) == [("hrwsi_job", {"op": "insert", "counts": {"submitted": 3}}),
+                                                ("hrwsi_task", {"op": "update", "counts": {"dispatched": 3}})]
+    listener.close()
+
+
+def test_after_a_dispatch_call_the_triggers_check_and_record_the_transactions_other_changes(world):
+    routine(world)
+    task = add(world)[0]
+    with world.transaction():
+        dispatch(world)
+        world.execute("UPDATE hrwsi.processing_task SET state = 'running' WHERE id = %s", (task,))
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="job_task_must_exist"):
+            with world.transaction():
+                world.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                                 VALUES (-1, 1, 'dry-run', 'of-no-task')""")
+    states = world.execute("SELECT state FROM hrwsi.task_event WHERE task_id = %s ORDER BY id", (task,)).fetchall()
+    assert [state for (state,) in states] == ["pending", "dispatched", "running"]
+
+
+def test_removing_a_worker_waits_for_a_dispatch_call_putting_a_task_on_it_then_is_refused(world, database_url):
+    routine(world)
+    add(world)
+    world.execute("UPDATE hrwsi.worker SET active = false WHERE name <> 'w3'")
+    removal = removal_waiting_for(database_url, dispatch,
+                                  lambda removing: removing.execute("DELETE FROM hrwsi.worker WHERE name = 'w3'"))
+    assert "worker w3 cannot be removed while 1 task(s) name it" in removal
+    assert world.execute("SELECT state, worker FROM hrwsi.processing_task").fetchall() == [("dispatched", "w3")]
+
+
+def test_a_dispatch_call_putting_a_task_on_a_worker_being_removed_waits_then_is_refused_and_claims_nothing(
+        world, database_url):
+    routine(world)
+    add(world)
+    world.execute("UPDATE hrwsi.worker SET active = false WHERE name <> 'w3'")
+    call = removal_waiting_for(database_url,
+                               lambda removing: removing.execute("DELETE FROM hrwsi.worker WHERE name = 'w3'"),
+                               dispatch)
+    assert "task_worker_must_exist" in call and "Key (worker)=(w3)" in call
+    assert world.execute("SELECT state, worker FROM hrwsi.processing_task").fetchall() == [("pending", None)]
+    assert world.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 0
 
 
 def claim(db, max_jobs=100):
