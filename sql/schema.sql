@@ -1916,7 +1916,10 @@ CROSS JOIN LATERAL (SELECT p.command, p.image FROM hrwsi.task_program p WHERE p.
 -- =============================================================================================
 CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
                                p_max_jobs integer, p_data_dir text)
-RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
+RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql
+-- As the owner (migration 0040), as the task trigger whose work its claim does: the history is
+-- written by no role but the owner. Only hrwsi_service may call it (the grants at the end).
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
 -- (as hrwsi.record_outcomes: every table through an index, whatever the statistics the plans were made with;
 -- and no bitmap scan: a plain index scan marks the index entries of rows no longer there, so that the
 -- next call skips them, where a bitmap scan read them all again in every call until a vacuum, in a

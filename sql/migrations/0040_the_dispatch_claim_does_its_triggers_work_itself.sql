@@ -11,8 +11,10 @@
 -- the same work inside the claim's statement costs 0.05-0.08 ms of it (1.78-1.87 ms against
 -- 2.00-2.14 ms, three sets of 280 interleaved calls). The claim now says so for its statement in
 -- the transaction's setting `hrwsi.in_dispatch_claim`, which both triggers read first; the
--- function's SET clause turns it off again on return. What a task's history, its worker's check and
--- the notifications say is unchanged (tests/integration/test_dispatch.py).
+-- function's SET clause turns it off again on return. The function now runs as the owner (SECURITY
+-- DEFINER), as the trigger did: no role but the owner writes the history, and only hrwsi_service may
+-- call it. What a task's history, its worker's check and the notifications say is unchanged
+-- (tests/integration/test_dispatch.py).
 
 CREATE OR REPLACE FUNCTION hrwsi.after_task_changes() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on
@@ -161,7 +163,10 @@ END $$;
 
 CREATE OR REPLACE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
                                p_max_jobs integer, p_data_dir text)
-RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
+RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql
+-- As the owner (migration 0040), as the task trigger whose work its claim does: the history is
+-- written by no role but the owner. Only hrwsi_service may call it (the grants at the end).
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
 -- (as hrwsi.record_outcomes: every table through an index, whatever the statistics the plans were made with;
 -- and no bitmap scan: a plain index scan marks the index entries of rows no longer there, so that the
 -- next call skips them, where a bitmap scan read them all again in every call until a vacuum, in a
