@@ -608,6 +608,23 @@ CREATE TRIGGER job_refuses_truncate BEFORE TRUNCATE ON hrwsi.job
 CREATE TRIGGER product_refuses_truncate BEFORE TRUNCATE ON hrwsi.product
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_truncate();
 
+-- The refusal the task's foreign key to its worker gave (migration 0036: the key is gone), with its
+-- name, message and detail, for the first of the named workers that does not exist: raised by the
+-- two writers that check the workers tasks are put on, hrwsi.after_task_changes and hrwsi.dispatch's
+-- claim (migration 0040), each after locking those it found.
+CREATE FUNCTION hrwsi.refuse_a_missing_worker(named_workers text[]) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT x.name INTO missing FROM unnest(named_workers) x(name)
+    WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = x.name) LIMIT 1;
+    RAISE EXCEPTION 'insert or update on table "processing_task" violates foreign key constraint "task_worker_must_exist"'
+        USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_worker_must_exist',
+              DETAIL = format('Key (worker)=(%s) is not present in table "worker".', missing),
+              HINT = 'the workers are configuration: `hrwsi config show` lists them';
+END $$;
+
 -- After tasks are inserted or updated, once per statement (migration 0032): their history, the
 -- wake-up call on hrwsi_task, and, for an UPDATE that ends tasks terminated or cancelled or retries
 -- them from there, their dependents blocked or unblocked and ops alerted. One trigger, not the
@@ -649,7 +666,6 @@ DECLARE
     new_states text[];     -- (of an UPDATE) the states tasks went to
     named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
     locked integer;
-    missing text;
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -692,12 +708,7 @@ BEGIN
             FROM (SELECT 1 FROM worker w WHERE w.name = ANY (named_workers) FOR KEY SHARE OF w) l;
         END IF;
         IF locked < cardinality(named_workers) THEN
-            SELECT x.name INTO missing FROM unnest(named_workers) x(name)
-            WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = x.name) LIMIT 1;
-            RAISE EXCEPTION 'insert or update on table "processing_task" violates foreign key constraint "task_worker_must_exist"'
-                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_worker_must_exist',
-                      DETAIL = format('Key (worker)=(%s) is not present in table "worker".', missing),
-                      HINT = 'the workers are configuration: `hrwsi config show` lists them';
+            PERFORM hrwsi.refuse_a_missing_worker(named_workers);
         END IF;
     END IF;
     IF counts IS NULL THEN
@@ -1973,7 +1984,7 @@ DECLARE
     installation text;
     idle boolean; idle_k integer; busy_seen integer;
     busy_workers integer;  -- active workers running something (of this call's claims too)
-    locked_workers integer; named_workers integer; missing text;
+    locked_workers integer; named_workers integer;
 BEGIN
     work_waiting := true;  -- until this call has seen every list
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
@@ -2202,13 +2213,7 @@ BEGIN
            (SELECT count(DISTINCT n.name) FROM unnest(chosen_workers) n(name))
     INTO new_jobs, locked_workers, named_workers FROM inserted i;
     IF locked_workers < named_workers THEN
-        -- A worker removed since this call read the active ones: refused as the trigger refuses it.
-        SELECT n.name INTO missing FROM unnest(chosen_workers) n(name)
-        WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = n.name) LIMIT 1;
-        RAISE EXCEPTION 'insert or update on table "processing_task" violates foreign key constraint "task_worker_must_exist"'
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_worker_must_exist',
-                  DETAIL = format('Key (worker)=(%s) is not present in table "worker".', missing),
-                  HINT = 'the workers are configuration: `hrwsi config show` lists them';
+        PERFORM hrwsi.refuse_a_missing_worker(chosen_workers);  -- removed since this call read the active ones
     END IF;
     IF new_jobs IS NOT NULL THEN
         -- The wake-up calls the triggers send (docs/adr/0001), at commit.

@@ -13,8 +13,24 @@
 -- the transaction's setting `hrwsi.in_dispatch_claim`, which both triggers read first; the
 -- function's SET clause turns it off again on return. The function now runs as the owner (SECURITY
 -- DEFINER), as the trigger did: no role but the owner writes the history, and only hrwsi_service may
--- call it. What a task's history, its worker's check and the notifications say is unchanged
--- (tests/integration/test_dispatch.py).
+-- call it. The refusal of a missing worker, written out in the trigger until now, is one function
+-- both raise (hrwsi.refuse_a_missing_worker). What a task's history, its worker's check and the
+-- notifications say is unchanged (tests/integration/test_dispatch.py).
+
+CREATE FUNCTION hrwsi.refuse_a_missing_worker(named_workers text[]) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT x.name INTO missing FROM unnest(named_workers) x(name)
+    WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = x.name) LIMIT 1;
+    RAISE EXCEPTION 'insert or update on table "processing_task" violates foreign key constraint "task_worker_must_exist"'
+        USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_worker_must_exist',
+              DETAIL = format('Key (worker)=(%s) is not present in table "worker".', missing),
+              HINT = 'the workers are configuration: `hrwsi config show` lists them';
+END $$;
+
+REVOKE EXECUTE ON FUNCTION hrwsi.refuse_a_missing_worker(text[]) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION hrwsi.after_task_changes() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on
@@ -24,7 +40,6 @@ DECLARE
     new_states text[];     -- (of an UPDATE) the states tasks went to
     named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
     locked integer;
-    missing text;
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -67,12 +82,7 @@ BEGIN
             FROM (SELECT 1 FROM worker w WHERE w.name = ANY (named_workers) FOR KEY SHARE OF w) l;
         END IF;
         IF locked < cardinality(named_workers) THEN
-            SELECT x.name INTO missing FROM unnest(named_workers) x(name)
-            WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = x.name) LIMIT 1;
-            RAISE EXCEPTION 'insert or update on table "processing_task" violates foreign key constraint "task_worker_must_exist"'
-                USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_worker_must_exist',
-                      DETAIL = format('Key (worker)=(%s) is not present in table "worker".', missing),
-                      HINT = 'the workers are configuration: `hrwsi config show` lists them';
+            PERFORM hrwsi.refuse_a_missing_worker(named_workers);
         END IF;
     END IF;
     IF counts IS NULL THEN
@@ -220,7 +230,7 @@ DECLARE
     installation text;
     idle boolean; idle_k integer; busy_seen integer;
     busy_workers integer;  -- active workers running something (of this call's claims too)
-    locked_workers integer; named_workers integer; missing text;
+    locked_workers integer; named_workers integer;
 BEGIN
     work_waiting := true;  -- until this call has seen every list
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
@@ -449,13 +459,7 @@ BEGIN
            (SELECT count(DISTINCT n.name) FROM unnest(chosen_workers) n(name))
     INTO new_jobs, locked_workers, named_workers FROM inserted i;
     IF locked_workers < named_workers THEN
-        -- A worker removed since this call read the active ones: refused as the trigger refuses it.
-        SELECT n.name INTO missing FROM unnest(chosen_workers) n(name)
-        WHERE NOT EXISTS (SELECT 1 FROM worker w WHERE w.name = n.name) LIMIT 1;
-        RAISE EXCEPTION 'insert or update on table "processing_task" violates foreign key constraint "task_worker_must_exist"'
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'task_worker_must_exist',
-                  DETAIL = format('Key (worker)=(%s) is not present in table "worker".', missing),
-                  HINT = 'the workers are configuration: `hrwsi config show` lists them';
+        PERFORM hrwsi.refuse_a_missing_worker(chosen_workers);  -- removed since this call read the active ones
     END IF;
     IF new_jobs IS NOT NULL THEN
         -- The wake-up calls the triggers send (docs/adr/0001), at commit.
