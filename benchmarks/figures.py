@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 PEERS = ("pgqueuer", "pgqueuer_b100")
 SYSTEMS = ("hrwsi", *PEERS, "floor")
-AGED = "hrwsi_aged"  # hrwsi on the aged database (benchmarks/scenarios.py)
+AGED = "hrwsi_aged"  # hrwsi on the aged database: its name among the latency phase's systems (scenarios.py)
 RATIO_KEYS = ("to_peer", "to_peer_tuned", "to_peer_best", "to_floor", "to_baseline")
 RSS_PROCESS = {"pgqueuer": "consumer", "pgqueuer_b100": "consumer", "floor": "listener"}
 RSS_LIMIT_MB = 150

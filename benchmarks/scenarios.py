@@ -30,6 +30,7 @@ import asyncpg
 from bench_sql import bench_query
 from children import Child, start_all, stop_all
 from cpu_time import CpuSnapshot, cpu_between
+from figures import AGED  # hrwsi on the aged database, a member of the latency phase
 from hrwsi.database import drop_database
 from process_protocol import clock
 from systems import BACKFILL, CHAIN, HRWSI, NRT_BACKLOG, SERVICE, hrwsi_configuration, prepare_hrwsi
@@ -39,7 +40,6 @@ SETTLE_TIMEOUT_S = 600.0
 QUIET_TIMEOUT_S = 2.0  # after an input of the latency phase, the most it waits for its system to be idle
 QUIET_POLL_S = 0.002
 LATENCY = "latency"
-AGED = "hrwsi_aged"  # hrwsi on the aged database, a member of the latency phase
 
 
 @dataclass

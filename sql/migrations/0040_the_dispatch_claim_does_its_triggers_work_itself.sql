@@ -8,8 +8,8 @@
 -- `dispatched`, on a worker it chose; every job names a task it claimed). On a server idle between
 -- two inputs, as the launcher's is when an input arrives, the triggers were 0.25 of the 2 ms a
 -- one-task call took (the same call without them: 1.54 against 1.79 ms, interleaved, rolled back);
--- the same work inside the claim's statement costs 0.05-0.08 ms of it (1.78-1.87 ms against
--- 2.00-2.14 ms, three sets of 280 interleaved calls). The claim now says so for its statement in
+-- the same work inside the claim's statement costs 0.05-0.08 ms of it (1.77-1.88 ms against
+-- 2.00-2.14 ms, five sets of 280 interleaved calls). The claim now says so for its statement in
 -- the transaction's setting `hrwsi.in_dispatch_claim`, which both triggers read first; the
 -- function's SET clause turns it off again on return. The function now runs as the owner (SECURITY
 -- DEFINER), as the trigger did: no role but the owner writes the history, and only hrwsi_service may
