@@ -2340,7 +2340,10 @@ BEGIN
         CROSS JOIN LATERAL generate_series(product_first[f.n], product_first[f.n] + product_count[f.n] - 1) AS k
         -- (each task and its routine a probe of their keys, `= ANY (ARRAY[...])`, as below)
         JOIN processing_task t ON t.id = ANY (ARRAY[f.task_id]) JOIN processing_routine r ON r.name = ANY (ARRAY[t.routine])
-        WHERE f.state = 'processed'
+        -- Only the attempts that list products (migration 0041): the task and routine of every
+        -- processed attempt were probed, to register nothing for those without (1,000 outcomes of a
+        -- burst without products: 4.4 ms of the call's 46).
+        WHERE f.state = 'processed' AND product_count[f.n] > 0
         RETURNING product.task_id
     ), processed AS (
         -- (A processed attempt registered every product it listed: a conflict fails the attempt.)
