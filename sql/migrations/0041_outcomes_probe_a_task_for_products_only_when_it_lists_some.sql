@@ -4,7 +4,7 @@
 -- The products' INSERT of hrwsi.record_outcomes joined every processed attempt with its task and
 -- routine (for the products' type), then generated its products from the arrays: for an attempt that
 -- lists none, two index probes to register nothing. In a burst of jobs without products (a dry run,
--- routines that write nothing) that was 4.4 ms of the 46 ms a call of 1,000 outcomes takes (rolled
+-- routines that write nothing) that was 4.4 ms of the 50 ms a call of 1,000 outcomes took (rolled
 -- back, auto_explain); the call without it: 46.1 against 51.2 ms (medians of 12 interleaved calls),
 -- and 72.6 against 73.2 ms with a product per attempt. What is recorded is unchanged
 -- (tests/integration/test_outcomes.py).
@@ -109,7 +109,7 @@ BEGIN
         JOIN processing_task t ON t.id = ANY (ARRAY[f.task_id]) JOIN processing_routine r ON r.name = ANY (ARRAY[t.routine])
         -- Only the attempts that list products (migration 0041): the task and routine of every
         -- processed attempt were probed, to register nothing for those without (1,000 outcomes of a
-        -- burst without products: 4.4 ms of the call's 46).
+        -- burst without products: 4.4 ms of the call's 50).
         WHERE f.state = 'processed' AND product_count[f.n] > 0
         RETURNING product.task_id
     ), processed AS (
