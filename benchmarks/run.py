@@ -9,9 +9,9 @@ HRWSI_DATABASE_URL's server); every system gets databases of its own on it. Each
   1. the latency phase: hrwsi, pgqueuer (defaults), pgqueuer (batch size 100), the floor and hrwsi
      on an aged database (built once, before the rounds) all running at once, one single input to
      each per cycle in a shuffled order (benchmarks/scenarios.py, latency_phase);
-  2. one system at a time, in an order that rotates from round to round, the service phase of the
-     same four: a burst of 10,000 in one statement, a burst of 100,000, each process's peak RSS
-     (every service is a process of its own);
+  2. the service phase: the same four all running at once, a burst of 10,000 in one statement to
+     each in turn (a shuffled order), then a burst of 100,000 to each, each process's peak RSS
+     (every service is a process of its own; benchmarks/scenarios.py, service_phase);
   3. the three-step chain a -> b -> c with a real subprocess per step: hrwsi, pgqueuer, the floor;
   4. hrwsi's time-series back-fill with and without sequential_per_tile (10,000 inputs over 200
      tiles; 4,000 on one tile), and near-real-time latency under a back-fill.
@@ -88,16 +88,20 @@ def _brief(result: dict, *keys: str) -> str:
 
 
 async def one_round(space: Workspace, sizes: Sizes, index: int, aged_url: str | None) -> dict:
-    data: dict = {"service": {}, "chain": {}, "backfill": {}}
+    data: dict = {"chain": {}, "backfill": {}}
     data["latency"] = await latency_phase(rotated(SYSTEMS, index), space, sizes, index, aged_url)
     for name, result in data["latency"]["systems"].items():
         say(f"  round {index + 1} latency {name}: " + _brief(result, "p50_ms", "p99_ms", "max_ms", "not_quiet"))
     if "failed" in data["latency"]:
         say(f"  round {index + 1} latency phase failed: {data['latency']['failed']}")
-    for system in rotated(SYSTEMS, index):
-        result = await service_phase(system, space, sizes, index)
-        data["service"][system.name] = result
-        say(f"  round {index + 1} service {system.name}: "
+    data["service"] = await service_phase(rotated(SYSTEMS, index), space, sizes, index)
+    if "failed" in data["service"]:
+        failed = data["service"].pop("failed")
+        say(f"  round {index + 1} service phase failed: {failed}")
+        for system in SYSTEMS:
+            data["service"].setdefault(system.name, {"failed": failed})
+    for name, result in data["service"].items():
+        say(f"  round {index + 1} service {name}: "
             + _brief(result, "small.seconds", "large.seconds", "machine.commit_ms", "machine.python_ms"))
     for system in rotated((HRWSI, PGQUEUER, FLOOR), index):
         result = await chain_phase(system, space, sizes, index)

@@ -1,11 +1,12 @@
-"""What `make bench` measures: the latencies of every system at once, the rest one system at a time
-(the driver alternates systems within a round).
+"""What `make bench` measures: the latencies and the bursts of every system in one phase each, the
+rest one system at a time (the driver alternates systems within a round).
 
 - latency phase: every system's reaction latency over single inserts, all systems running at once,
   their inputs interleaved (each in a fresh database of its own; hrwsi's aged database beside them);
-- service phase: in one fresh database, with the system's processes running: a burst of `small`
-  inputs in one statement, then a burst of `large`; after each burst the system settles (no open
-  work) and each process reports its peak RSS;
+- service phase: every system running at once, each in a fresh database of its own: a burst of
+  `small` inputs in one statement to each system in turn (a shuffled order), then a burst of
+  `large` to each; after each burst the system settles (no open work) and each of its processes
+  reports its peak RSS;
 - chain: `count` inputs through a -> b -> c, each step a real subprocess (local backend);
 - back-fill (hrwsi only): create and plan a time series, with and without sequential_per_tile.
 
@@ -166,7 +167,8 @@ async def measure_burst(system, url: str, child: Child, count: int, prefix: str,
         if at is None:
             return {"count": count, "insert_s": round(inserted - started, 3), "settle_s": settle_s,
                     "failed": f"not all within {timeout_s:.0f} s"}
-        return {"count": count, "seconds": round(at - started, 3), "insert_s": round(inserted - started, 3),
+        return {"count": count, "started_at": round(started, 3), "seconds": round(at - started, 3),
+                "insert_s": round(inserted - started, 3),
                 "per_s": round(count / (at - started), 1), "settle_s": settle_s,
                 "recorded_s": round(settled["settled_at"] - started, 3), "cpu": settled["cpu"]}
     finally:
@@ -264,30 +266,75 @@ async def machine_probe(url: str, commits: int = PROBE_COMMITS, pause_s: float =
             "python_ms": round(statistics.median(python_s) * 1000, 2)}
 
 
-async def service_phase(system, space: Workspace, sizes: Sizes, round_index: int) -> dict:
-    """The small burst, then the large one, on one running instance of `system`."""
-    name = database_name(system.name, SERVICE)
+@dataclass
+class BurstMember:
+    """One system of the service phase: its running processes, and what its bursts measured."""
+    name: str
+    system: object
+    url: str
+    conn: asyncpg.Connection
+    children: dict[str, Child]
+    result: dict
+
+
+async def burst_of(member: BurstMember, size_name: str, count: int, sizes: Sizes, round_index: int) -> None:
+    """One burst of `count` inputs to one system of the service phase, until it settled; then each of
+    its processes' peak RSS so far."""
+    producer, reporter = member.system.producer(member.conn), member.children[member.system.reporter]
+    pids = {name: child.process.pid for name, child in member.children.items()}
+    before = await CpuSnapshot.take(member.conn, pids)
+
+    async def until_settled() -> dict:
+        at = await settled_at(producer)
+        return {"settled_at": at, "cpu": cpu_between(before, await CpuSnapshot.take(member.conn, pids), count)}
+
+    member.result[size_name] = await measure_burst(member.system, member.url, reporter, count,
+                                                   f"/{size_name}/{round_index}/", sizes.burst_timeout_s, until_settled)
+    member.result[size_name]["peak_rss_mb"] = await memory_of(member.children)
+
+
+async def service_phase(systems, space: Workspace, sizes: Sizes, round_index: int) -> dict:
+    """Every system's bursts in one phase: all of them running at once, each in a fresh database of its
+    own; the `small` bursts one system after the other in an order shuffled by the round, each once
+    the system before has settled (no open work), then the `large` ones likewise. After each burst
+    every process of its system reports its peak RSS (the others' processes are idle meanwhile).
+
+    Why interleaved (2026-12-04), as the latency phase is: one system's phase after the other's, the
+    small bursts of hrwsi and the faster pgqueuer were a minute or more apart, and the machine moved
+    between them as much as the systems differ: in the 12-04 20:36 run hrwsi's 10,000 burst took
+    1.25, 1.19 and 0.79 s in its three rounds (0.95x, 1.49x and 0.95x pgqueuer's), and the machine's
+    probe of pure Python read 14.4, 10.5 and 8.0 ms as its phases started. Interleaved, each
+    system's burst of a size comes within seconds of the others'."""
     result: dict = {}
+    members: list[BurstMember] = []
     try:
-        url = await system.prepare(space.server_url, name, SERVICE)
-        result["machine"] = await machine_probe(url)
-        async with running(space, url, system.roles(SERVICE), f"r{round_index}-{system.name}-service", name,
-                           batch_size=system.batch_size) as (conn, children):
-            producer, reporter = system.producer(conn), children[system.reporter]
-            await settle(producer)
-            pids = {name: child.process.pid for name, child in children.items()}
+        async with contextlib.AsyncExitStack() as stack:
+            for system in systems:
+                name = database_name(system.name, SERVICE)
+                try:
+                    url = await system.prepare(space.server_url, name, SERVICE)
+                    if not members:
+                        machine = await machine_probe(url)  # (as the phase starts: one probe for all)
+                    conn, children = await stack.enter_async_context(
+                        running(space, url, system.roles(SERVICE), f"r{round_index}-{system.name}-service", name,
+                                batch_size=system.batch_size))
+                    await settle(system.producer(conn))
+                except Exception as error:
+                    result[system.name] = {"failed": failure(error)}
+                    continue
+                members.append(BurstMember(system.name, system, url, conn, children, {"machine": machine}))
+            order = random.Random(round_index)
             for size_name, count in (("small", sizes.small), ("large", sizes.large)):
-                before = await CpuSnapshot.take(conn, pids)
-
-                async def until_settled(count=count, before=before) -> dict:
-                    at = await settled_at(producer)
-                    return {"settled_at": at, "cpu": cpu_between(before, await CpuSnapshot.take(conn, pids), count)}
-
-                result[size_name] = await measure_burst(system, url, reporter, count, f"/{size_name}/{round_index}/",
-                                                        sizes.burst_timeout_s, until_settled)
-                result[size_name]["peak_rss_mb"] = await memory_of(children)
+                cycle = [member for member in members if "failed" not in member.result]
+                order.shuffle(cycle)
+                for member in cycle:
+                    try:
+                        await burst_of(member, size_name, count, sizes, round_index)
+                    except Exception as error:  # its process died, its database went away: the others go on
+                        member.result["failed"] = failure(error)
     except Exception as error:
         result["failed"] = failure(error)
+    result.update({member.name: member.result for member in members})
     return result
 
 

@@ -53,9 +53,16 @@ def test_the_quick_bench_writes_every_figure_with_its_ratios_and_target(tmp_path
     for key in PLANNER_FIGURES:
         assert figures[key].get("missing"), f"{key}: the planner was skipped, and the figure must say so"
     assert {"cpus", "python", "postgresql", "pgqueuer"} <= set(results["machine"])
-    for system, phase in results["raw_rounds"][0]["service"].items():
-        probe = phase["machine"]  # how fast the machine was as this system's phase started
+    # The bursts come from one phase in which every system ran at once: each system's small burst,
+    # then each one's large burst, with the machine's probe as the phase started.
+    service = results["raw_rounds"][0]["service"]
+    assert set(service) == {"hrwsi", "pgqueuer", "pgqueuer_b100", "floor"}, service
+    for system, phase in service.items():
+        probe = phase["machine"]
         assert probe["commit_ms"] > 0 and probe["python_ms"] > 0, (system, probe)
+        assert "failed" not in phase and phase["small"]["seconds"] > 0 and phase["large"]["seconds"] > 0, phase
+    assert max(phase["small"]["started_at"] for phase in service.values()) \
+        < min(phase["large"]["started_at"] for phase in service.values()), service
     # The latencies come from one phase in which every system ran at once, their inputs interleaved:
     # each system measured every one of its inputs, none missed, each system idle before the next input.
     latency = results["raw_rounds"][0]["latency"]
