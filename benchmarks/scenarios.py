@@ -269,7 +269,6 @@ async def machine_probe(url: str, commits: int = PROBE_COMMITS, pause_s: float =
 @dataclass
 class BurstMember:
     """One system of the service phase: its running processes, and what its bursts measured."""
-    name: str
     system: object
     url: str
     conn: asyncpg.Connection
@@ -322,7 +321,7 @@ async def service_phase(systems, space: Workspace, sizes: Sizes, round_index: in
                 except Exception as error:
                     result[system.name] = {"failed": failure(error)}
                     continue
-                members.append(BurstMember(system.name, system, url, conn, children, {"machine": machine}))
+                members.append(BurstMember(system, url, conn, children, {"machine": machine}))
             order = random.Random(round_index)
             for size_name, count in (("small", sizes.small), ("large", sizes.large)):
                 cycle = [member for member in members if "failed" not in member.result]
@@ -334,7 +333,7 @@ async def service_phase(systems, space: Workspace, sizes: Sizes, round_index: in
                         member.result["failed"] = failure(error)
     except Exception as error:
         result["failed"] = failure(error)
-    result.update({member.name: member.result for member in members})
+    result.update({member.system.name: member.result for member in members})
     return result
 
 
