@@ -26,8 +26,8 @@ detaches (double fork, setsid) is re-parented to it, not to init, so on timeout,
 whole process tree: SIGTERM, a grace period, then SIGKILL until nothing is left.
 
 `settle(attempt_dir)` is what an adopter calls: it says whether the attempt runs, how it ended, or
-tombstones it. Linux only for the subreaper and the /proc scan; elsewhere the supervisor stops the
-routine's process group.
+tombstones it. Linux only for the subreaper and the process tree read from /proc; elsewhere the
+supervisor stops the routine's process group.
 """
 
 from __future__ import annotations
@@ -195,7 +195,65 @@ def is_supervisor_of(pid: int, attempt_dir: str) -> bool:
 
 # -- the process tree --------------------------------------------------------------------------------
 def descendants(root: int) -> list[int]:
-    """Live (not zombie) processes below `root`, found by scanning /proc."""
+    """Live (not zombie) processes below `root`: each one's children as the kernel lists them
+    (/proc/PID/task/TID/children), so that what it costs follows the attempt's own tree. Where the
+    kernel keeps no such lists (built without CONFIG_PROC_CHILDREN), a scan of every process.
+
+    Why not always the scan: it reads every process of the machine, and a supervisor asks at the end
+    of every attempt. With 68 processes on the machine it took 0.9 ms of CPU (the lists: 0.015 ms);
+    in the three-step chain, where the machine runs the other attempts' supervisors and routines and
+    the engine's processes and sessions, about 5 % of what each attempt cost, and the more processes
+    an engine kept, the more its attempts paid (2026-12-05)."""
+    if not _children_lists_exist():
+        return _descendants_by_scan(root)
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        for pid in _children_of(pending.pop()):
+            if _state(pid) not in (None, b"Z"):  # (gone meanwhile, or a zombie: not live)
+                found.append(pid)
+            pending.append(pid)
+    return found
+
+
+_CHILDREN_LISTS: list[bool] = []  # whether this kernel keeps them, asked once per process
+
+
+def _children_lists_exist() -> bool:
+    if not _CHILDREN_LISTS:
+        _CHILDREN_LISTS.append(os.path.exists(f"/proc/self/task/{os.getpid()}/children"))
+    return _CHILDREN_LISTS[0]
+
+
+def _children_of(pid: int) -> list[int]:
+    """The children of every thread of `pid` (a child belongs to the thread that started it); none
+    when it is gone."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    children: list[int] = []
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children", "rb") as handle:
+                children.extend(int(child) for child in handle.read().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return children
+
+
+def _state(pid: int) -> bytes | None:
+    """A process's state letter (b"Z" for a zombie), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2:].split(maxsplit=1)[0]
+
+
+def _descendants_by_scan(root: int) -> list[int]:
+    """Live (not zombie) processes below `root`, found by scanning every process in /proc."""
     children: dict[int, list[tuple[int, bytes]]] = {}
     try:
         entries = os.listdir("/proc")
