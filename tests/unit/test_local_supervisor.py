@@ -4,6 +4,7 @@ when the routine ends. Real processes, no mock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -281,13 +282,22 @@ def tree():
     root = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE)
     child, zombie = (int(pid) for pid in root.stdout.readline().split())
     try:
-        wait_for(lambda: len(local_supervisor._descendants_by_scan(root.pid)) == 2
+        wait_for(lambda: len(psutil.Process(root.pid).children(recursive=True)) == 3
                  and psutil.Process(zombie).status() == psutil.STATUS_ZOMBIE, "the tree")
         yield root.pid, child, zombie
     finally:
         for process in [*psutil.Process(root.pid).children(recursive=True), psutil.Process(root.pid)]:
-            process.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         root.wait(GUARD_S)
+
+
+def scanned(root: int) -> list[int]:
+    """What `descendants` finds by scanning every process, as where the kernel keeps no lists of children."""
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(local_supervisor, "_CHILDREN_LISTS", [False])
+        patched.setattr(local_supervisor, "_children_of", lambda _pid: [])  # as if it could not read them
+        return local_supervisor.descendants(root)
 
 
 def test_the_tree_read_from_the_kernels_lists_of_children_is_the_one_a_scan_of_every_process_finds(tree):
@@ -296,22 +306,20 @@ def test_the_tree_read_from_the_kernels_lists_of_children_is_the_one_a_scan_of_e
     grandchildren = [p.pid for p in psutil.Process(child).children()]
     assert len(grandchildren) == 1
     assert sorted(found) == sorted([child, *grandchildren]), "live descendants, the zombie left out"
-    assert sorted(found) == sorted(local_supervisor._descendants_by_scan(root))
+    assert sorted(found) == sorted(scanned(root))
 
 
 def test_the_kernels_lists_of_children_are_read_instead_of_every_process_where_they_exist(tree, monkeypatch):
     # The scan reads every process of the machine, at the end of every attempt (about 5 % of what an
     # attempt of the three-step chain cost); the lists, the attempt's own processes only.
-    def scan(_root):
+    def scan():
         raise AssertionError("scanned every process")
 
-    monkeypatch.setattr(local_supervisor, "_descendants_by_scan", scan)
+    monkeypatch.setattr(local_supervisor, "_every_process", scan)
     assert len(local_supervisor.descendants(tree[0])) == 2
 
 
-def test_where_the_kernel_keeps_no_lists_of_children_every_process_is_scanned(tree, monkeypatch):
-    root, child, _ = tree
-    monkeypatch.setattr(local_supervisor, "_CHILDREN_LISTS", [False])
-    monkeypatch.setattr(local_supervisor, "_children_of", lambda _pid: [])  # as if it could not read them
-    found = local_supervisor.descendants(root)
-    assert child in found and len(found) == 2
+def test_where_the_kernel_keeps_no_lists_of_children_every_process_is_scanned(tree):
+    root, child, zombie = tree
+    found = scanned(root)
+    assert child in found and zombie not in found and len(found) == 2

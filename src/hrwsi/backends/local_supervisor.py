@@ -204,13 +204,12 @@ def descendants(root: int) -> list[int]:
     in the three-step chain, where the machine runs the other attempts' supervisors and routines and
     the engine's processes and sessions, about 5 % of what each attempt cost, and the more processes
     an engine kept, the more its attempts paid (2026-12-05)."""
-    if not _children_lists_exist():
-        return _descendants_by_scan(root)
+    children_of, state_of = (_children_of, _state) if _children_lists_exist() else _every_process()
     found: list[int] = []
     pending = [root]
     while pending:
-        for pid in _children_of(pending.pop()):
-            if _state(pid) not in (None, b"Z"):  # (gone meanwhile, or a zombie: not live)
+        for pid in children_of(pending.pop()):
+            if state_of(pid) not in (None, b"Z"):  # (gone meanwhile, or a zombie: not live)
                 found.append(pid)
             pending.append(pid)
     return found
@@ -246,37 +245,35 @@ def _state(pid: int) -> bytes | None:
     """A process's state letter (b"Z" for a zombie), None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
+            return _stat_fields(handle.read())[0]
     except OSError:
         return None
-    return stat[stat.rindex(b")") + 2:].split(maxsplit=1)[0]
 
 
-def _descendants_by_scan(root: int) -> list[int]:
-    """Live (not zombie) processes below `root`, found by scanning every process in /proc."""
-    children: dict[int, list[tuple[int, bytes]]] = {}
+def _stat_fields(stat: bytes) -> list[bytes]:
+    """The fields of /proc/PID/stat after "PID (name) ": the state first, then the parent's pid."""
+    return stat[stat.rindex(b")") + 2:].split()
+
+
+def _every_process():
+    """Every process's children and state from one scan of /proc: the look-ups `descendants` walks."""
+    children: dict[int, list[int]] = {}
+    states: dict[int, bytes] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
+        entries = []
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
+                fields = _stat_fields(handle.read())
         except OSError:
             continue
-        fields = stat[stat.rindex(b")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append((int(entry), fields[0]))
-    found: list[int] = []
-    pending = [root]
-    while pending:
-        for pid, state in children.get(pending.pop(), []):
-            if state != b"Z":
-                found.append(pid)
-            pending.append(pid)
-    return found
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        states[int(entry)] = fields[0]
+    return (lambda pid: children.get(pid, [])), states.get
 
 
 def _signal(pid: int, number: int) -> None:
