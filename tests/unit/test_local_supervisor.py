@@ -323,3 +323,20 @@ def test_where_the_kernel_keeps_no_lists_of_children_every_process_is_scanned(tr
     root, child, zombie = tree
     found = scanned(root)
     assert child in found and zombie not in found and len(found) == 2
+
+
+def test_a_pid_listed_as_a_child_that_is_now_another_process_is_not_part_of_the_tree(tree, monkeypatch):
+    # Between reading a parent's list of children and reading a child, the child may end and its pid
+    # go to a process of someone else: that one must never be stopped as part of the attempt.
+    root, child, _ = tree
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        listed = local_supervisor._children_of
+        monkeypatch.setattr(local_supervisor, "_children_of",
+                            lambda pid: [*listed(pid), stranger.pid] if pid == root else listed(pid))
+        found = local_supervisor.descendants(root)
+        assert stranger.pid not in found
+        assert child in found and len(found) == 2
+    finally:
+        stranger.kill()
+        stranger.wait(GUARD_S)

@@ -204,12 +204,18 @@ def descendants(root: int) -> list[int]:
     in the three-step chain, where the machine runs the other attempts' supervisors and routines and
     the engine's processes and sessions, about 5 % of what each attempt cost, and the more processes
     an engine kept, the more its attempts paid (2026-12-05)."""
-    children_of, state_of = (_children_of, _state) if _children_lists_exist() else _every_process()
+    children_of, stat_of = (_children_of, _stat) if _children_lists_exist() else _every_process()
     found: list[int] = []
+    seen = {root}  # (each pid once: lists read at different moments never make the walk go round)
     pending = [root]
     while pending:
-        for pid in children_of(pending.pop()):
-            if state_of(pid) not in (None, b"Z"):  # (gone meanwhile, or a zombie: not live)
+        parent = pending.pop()
+        for pid in children_of(parent):
+            state, its_parent = stat_of(pid) or (None, None)
+            if its_parent != parent or pid in seen:
+                continue  # gone since its parent's list was read, or its pid now another process's
+            seen.add(pid)
+            if state != b"Z":  # (a zombie is not live)
                 found.append(pid)
             pending.append(pid)
     return found
@@ -241,24 +247,25 @@ def _children_of(pid: int) -> list[int]:
     return children
 
 
-def _state(pid: int) -> bytes | None:
-    """A process's state letter (b"Z" for a zombie), None when it is gone."""
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """A process's state letter (b"Z" for a zombie) and its parent's pid; None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            return _stat_fields(handle.read())[0]
+            return _state_and_parent(handle.read())
     except OSError:
         return None
 
 
-def _stat_fields(stat: bytes) -> list[bytes]:
-    """The fields of /proc/PID/stat after "PID (name) ": the state first, then the parent's pid."""
-    return stat[stat.rindex(b")") + 2:].split()
+def _state_and_parent(stat: bytes) -> tuple[bytes, int]:
+    """From /proc/PID/stat: the fields after "PID (name) " are the state, then the parent's pid."""
+    fields = stat[stat.rindex(b")") + 2:].split(maxsplit=2)
+    return fields[0], int(fields[1])
 
 
 def _every_process():
     """Every process's children and state from one scan of /proc: the look-ups `descendants` walks."""
     children: dict[int, list[int]] = {}
-    states: dict[int, bytes] = {}
+    stats: dict[int, tuple[bytes, int]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -268,12 +275,11 @@ def _every_process():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = _stat_fields(handle.read())
+                stats[int(entry)] = _state_and_parent(handle.read())
         except OSError:
             continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        states[int(entry)] = fields[0]
-    return (lambda pid: children.get(pid, [])), states.get
+        children.setdefault(stats[int(entry)][1], []).append(int(entry))
+    return (lambda pid: children.get(pid, [])), stats.get
 
 
 def _signal(pid: int, number: int) -> None:
