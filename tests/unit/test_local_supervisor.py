@@ -295,7 +295,7 @@ def tree():
 def scanned(root: int) -> list[int]:
     """What `descendants` finds by scanning every process, as where the kernel keeps no lists of children."""
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(local_supervisor, "_CHILDREN_LISTS", [False])
+        patched.setattr(local_supervisor, "KERNEL_LISTS_CHILDREN", False)
         patched.setattr(local_supervisor, "_children_of", lambda _pid: [])  # as if it could not read them
         return local_supervisor.descendants(root)
 

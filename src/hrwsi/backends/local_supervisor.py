@@ -204,7 +204,7 @@ def descendants(root: int) -> list[int]:
     in the three-step chain, where the machine runs the other attempts' supervisors and routines and
     the engine's processes and sessions, about 5 % of what each attempt cost, and the more processes
     an engine kept, the more its attempts paid (2026-12-05)."""
-    children_of, stat_of = (_children_of, _stat) if _children_lists_exist() else _every_process()
+    children_of, stat_of = (_children_of, _stat) if KERNEL_LISTS_CHILDREN else _every_process()
     found: list[int] = []
     seen = {root}  # (each pid once: lists read at different moments never make the walk go round)
     pending = [root]
@@ -221,13 +221,8 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-_CHILDREN_LISTS: list[bool] = []  # whether this kernel keeps them, asked once per process
-
-
-def _children_lists_exist() -> bool:
-    if not _CHILDREN_LISTS:
-        _CHILDREN_LISTS.append(os.path.exists(f"/proc/self/task/{os.getpid()}/children"))
-    return _CHILDREN_LISTS[0]
+# Whether this kernel keeps a list of each process's children (one stat, as the module loads).
+KERNEL_LISTS_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 
 def _children_of(pid: int) -> list[int]:
