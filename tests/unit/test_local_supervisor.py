@@ -5,12 +5,14 @@ when the routine ends. Real processes, no mock."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -205,6 +207,36 @@ def test_the_module_runs_with_python_minus_m_too(tmp_path, name):
     argv = [sys.executable, "-m", "hrwsi.backends.local_supervisor", "--attempt-dir", str(tmp_path), "--", "true"]
     assert subprocess.run(argv, capture_output=True, timeout=GUARD_S).returncode == \
         local_supervisor.REFUSED_EXIT_CODE
+
+
+def test_a_supervisor_starts_from_its_cached_bytecode_and_loads_none_of_the_modules_it_does_without(tmp_path):
+    # A supervisor starts for every local attempt: compiling its source at every start (as a script
+    # is) and loading signal's enums, datetime and collections were 13 of its 28 ms of CPU.
+    first = tmp_path / "first"
+    first.mkdir()
+    argv = [*SUPERVISOR_ARGV, "--attempt-dir", str(first), "--cwd", str(first), "--", "true"]
+    assert subprocess.run(argv, capture_output=True, timeout=GUARD_S).returncode == 0  # may write the cache
+    second = tmp_path / "second"
+    second.mkdir()
+    argv = [sys.executable, "-v", "-X", "importtime", *SUPERVISOR_ARGV[1:],
+            "--attempt-dir", str(second), "--cwd", str(second), "--", "true"]
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=GUARD_S)
+    assert ran.returncode == 0 and outcome(second)["exit_code"] == 0
+    cached = importlib.util.cache_from_source(local_supervisor.__file__)
+    assert f"# code object from '{cached}'" in ran.stderr
+    imported = {line.split("|")[-1].strip() for line in ran.stderr.splitlines() if line.startswith("import time:")}
+    assert "local_supervisor" in imported
+    assert not imported & {"signal", "enum", "datetime", "collections", "functools", "__future__", "json"}
+
+
+def test_the_supervisors_times_are_utc_iso_8601_that_datetime_reads_and_that_sort_as_they_happened():
+    before = datetime.now(UTC)
+    first = local_supervisor._now()
+    second = local_supervisor._now()
+    after = datetime.now(UTC)
+    assert before - timedelta(milliseconds=1) <= datetime.fromisoformat(first) <= after + timedelta(milliseconds=1)
+    assert datetime.fromisoformat(first).utcoffset() == timedelta(0)
+    assert first <= second and len(first) == len(second) == len("2026-12-05T02:40:00.123456+00:00")
 
 
 def test_the_outcome_is_json_that_json_reads_back_whatever_the_text_it_holds(tmp_path):

@@ -1,13 +1,16 @@
 """The supervisor of one local attempt: it runs the routine, and its outcome survives the launcher.
 
-The local backend starts one supervisor per attempt (`python -I -S local_supervisor.py ...`, or
-`python -m hrwsi.backends.local_supervisor`), in a session of its own, with the routine's environment
-and the job log as its stdout and stderr. It needs nothing of the launcher and imports only the
-standard library's smallest modules: a supervisor starts for every attempt, so its start-up is paid
-once per job. Arguments are read by hand, the routine is started with `os.posix_spawnp` and the
-outcome written as JSON by a few lines of its own (argparse, subprocess, dataclasses and json with
-the `re` it loads took 45 of the 60-70 ms of CPU a supervisor took to start, 2026-12-02; a three-step
-chain of 900 one-line routines spent most of its CPU starting supervisors). In the attempt's
+The local backend starts one supervisor per attempt (`python -I -S -c "...import local_supervisor..."
+/path/to/local_supervisor.py ...`: imported from its cached bytecode, hrwsi.backends.local.SUPERVISOR_ARGV;
+it also runs as `python -I -S local_supervisor.py ...` or `python -m hrwsi.backends.local_supervisor`),
+in a session of its own, with the routine's environment and the job log as its stdout and stderr. It
+needs nothing of the launcher and imports only the standard library's smallest modules: a supervisor
+starts for every attempt, so its start-up is paid once per job. Arguments are read by hand, the
+routine is started with `os.posix_spawnp` and the outcome written as JSON by a few lines of its own
+(argparse, subprocess, dataclasses and json with the `re` it loads took 45 of the 60-70 ms of CPU a
+supervisor took to start, 2026-12-02; a three-step chain of 900 one-line routines spent most of its
+CPU starting supervisors). Signals come from `_signal`, times from `time` (2026-12-05: with the
+bytecode cached, a supervisor of `/bin/true` took 15.6 ms of CPU instead of 28). In the attempt's
 directory (beside `output/` and `manifest.json`) it keeps:
 
 - `supervisor.lock`: held (flock, exclusive) for as long as the supervisor lives; holds its pid.
@@ -30,18 +33,24 @@ tombstones it. Linux only for the subreaper and the process tree read from /proc
 supervisor stops the routine's process group.
 """
 
-from __future__ import annotations
-
+# (No `from __future__ import annotations`: the `__future__` module is an import of its own, and
+# every annotation here is valid as it runs on Python 3.11.)
 import ctypes
 import errno
 import fcntl
 import os
 import select
-import signal
 import sys
 import time
-from collections import namedtuple  # loaded already (signal -> enum -> functools): costs nothing
-from datetime import UTC, datetime
+
+try:
+    # The C module that `signal` wraps. `signal` turns its numbers into enums, and `enum`, with the
+    # functools and collections it loads, was a third of a supervisor's start-up: `python -I -S` with
+    # the imports as they were took 19 ms of CPU, 9 ms a bare interpreter; 11 ms without signal,
+    # datetime and collections (60 starts each, 2026-12-05).
+    import _signal as signals
+except ImportError:  # (an interpreter without it: the same functions, with enums)
+    import signal as signals
 
 LOCK_FILE = "supervisor.lock"
 STARTED_FILE = "started.json"
@@ -52,11 +61,14 @@ TOMBSTONE_FILE = "tombstone.json"
 REFUSED_EXIT_CODE = 75
 CANNOT_START_EXIT_CODE = 127
 PR_SET_CHILD_SUBREAPER = 36
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_SIGNALS = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT", signals.SIGHUP: "SIGHUP"}
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat()
+    """Now in UTC, as `datetime.now(UTC).isoformat()` writes it (with its microseconds always):
+    `datetime` costs the supervisor 2 ms of CPU to import at every start."""
+    seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{nanoseconds // 1000:06d}+00:00"
 
 
 def _say(message: str) -> None:
@@ -149,15 +161,28 @@ def holder_pid(attempt_dir: str) -> int | None:
 
 
 # -- what an adopter sees ----------------------------------------------------------------------------
-class Settled(namedtuple("Settled", ["state", "pid", "outcome", "started"], defaults=(None, None, None))):
+class Settled:
     """The state of an attempt as an adopter finds it.
 
     state: "running" (a supervisor holds the lock; `pid`), "finished" (`outcome`: exit.json),
     "tombstoned" (it never ran and never will; `started` when a supervisor had started it and died
-    without an outcome). (A named tuple, not a dataclass: importing dataclasses cost the supervisor
-    27 ms at every start.)"""
+    without an outcome). (A class by hand, not a dataclass nor a named tuple: importing dataclasses
+    cost the supervisor 27 ms at every start, collections 1.7 ms.)"""
 
-    __slots__ = ()
+    __slots__ = ("state", "pid", "outcome", "started")
+
+    def __init__(self, state: str, pid: int | None = None, outcome: dict | None = None,
+                 started: dict | None = None):
+        self.state, self.pid, self.outcome, self.started = state, pid, outcome, started
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settled) and self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return f"Settled(state={self.state!r}, pid={self.pid!r}, outcome={self.outcome!r}, started={self.started!r})"
+
+    def _fields(self) -> tuple:
+        return self.state, self.pid, self.outcome, self.started
 
 
 def settle(attempt_dir: str, tombstone_reason: str) -> Settled:
@@ -307,10 +332,10 @@ class Supervisor:
         self._wakeup_read, wakeup_write = os.pipe()
         os.set_blocking(self._wakeup_read, False)
         os.set_blocking(wakeup_write, False)
-        signal.set_wakeup_fd(wakeup_write)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake select() through the wakeup fd
+        signals.set_wakeup_fd(wakeup_write)
+        signals.signal(signals.SIGCHLD, lambda *_: None)  # only to wake select() through the wakeup fd
         for number in STOP_SIGNALS:
-            signal.signal(number, self._on_stop)
+            signals.signal(number, self._on_stop)
 
     def _on_stop(self, number, _frame) -> None:
         if self.stop_requested is None:
@@ -348,9 +373,9 @@ class Supervisor:
         count = len(alive)
         if not alive:
             return 0
-        _signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signals.SIGTERM)
         for pid in alive:
-            _signal(pid, signal.SIGTERM)
+            _signal(pid, signals.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         while alive and time.monotonic() < deadline:
             self.wait(0.05)
@@ -359,9 +384,9 @@ class Supervisor:
         rounds = 0
         while alive:
             rounds += 1
-            _signal_group(pgid, signal.SIGKILL)
+            _signal_group(pgid, signals.SIGKILL)
             for pid in alive:
-                _signal(pid, signal.SIGKILL)
+                _signal(pid, signals.SIGKILL)
             self.wait(0.02)
             self.reap()
             alive = self.live_processes()
@@ -377,7 +402,7 @@ class Supervisor:
         if self.cwd:
             os.chdir(self.cwd)  # the routine's working directory: posix_spawn has no option for it
         return os.posix_spawnp(self.argv[0], self.argv, os.environ, setsid=True,
-                               setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                               setsigdef=(signals.SIGPIPE, signals.SIGXFSZ),
                                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
 
     def run(self) -> dict:
@@ -407,7 +432,7 @@ class Supervisor:
         if timed_out:
             _say(f"the routine ran longer than its timeout of {self.timeout_s:g} s: stopping its processes")
         elif self.stop_requested is not None:
-            _say(f"asked to stop ({signal.Signals(self.stop_requested).name}): stopping the routine's processes")
+            _say(f"asked to stop ({STOP_SIGNALS[self.stop_requested]}): stopping the routine's processes")
         # Stopped on request: the request came before the routine's main process ended.
         stopped = self.routine_status is None and self.stop_requested is not None and not timed_out
         leftovers = self.stop_tree()
