@@ -521,6 +521,42 @@ async def test_a_job_claimed_ahead_starts_the_moment_a_slot_frees_without_a_call
         await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'processed'")
 
 
+async def test_jobs_that_end_while_a_dispatch_call_runs_ask_for_the_next_call_once_it_returns(
+        db, database_url, pool, settings, configure):
+    # Half of what may be held ahead free (2 of 4) asks dispatch for more. Jobs that end while a call
+    # runs count as free until its claims come back: when those left exactly half free, the count
+    # never reached half again, and with no new work to announce every slot sat idle until the
+    # backstop poll (the three-step chain's last step, 2026-12-05).
+    async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=2, claim_ahead=4) as (launcher, backend):
+        for index in range(12):
+            insert_input_in_lane(db, f"/in/{index:02d}", "archive")
+        await launcher.dispatch()  # 2 in the backend, 4 held
+        await wait_until_true(lambda: len(backend.submitted) == 2)
+        assert "dispatch" not in launcher._dirty, "nothing free: nothing to ask"
+        for path in list(backend.submitted):
+            backend.end(path)  # two held jobs take their slots: 2 free
+        await wait_until_true(lambda: len(backend.submitted) == 4)
+        assert "dispatch" in launcher._dirty, "half of what may be held ahead is free"
+        launcher._dirty.clear()
+        blocker = await asyncpg.connect(database_url)
+        try:
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE hrwsi.job IN EXCLUSIVE MODE")  # the call's claim waits for it
+                call = asyncio.create_task(launcher.dispatch())
+                await wait_until(database_url, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted")
+                for path in backend.submitted[2:4]:
+                    backend.end(path)  # the last two held jobs take these slots
+                await wait_until_true(lambda: len(backend.submitted) == 6)
+                assert "dispatch" not in launcher._dirty, "asked once until the call returns"
+            await call
+        finally:
+            await blocker.close()
+        assert launcher.free_slots() == 2, "the call claimed 2, and 2 more ended while it ran"
+        assert "dispatch" in launcher._dirty, "the call returned with half free: the next one is asked for"
+        for path in backend.submitted[4:6]:
+            backend.end(path)
+
+
 async def test_an_urgent_job_claimed_later_takes_the_next_slot_before_the_jobs_held_before_it(
         db, pool, settings, configure):
     async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=1, claim_ahead=2) as (launcher, backend):
