@@ -229,6 +229,20 @@ def test_a_supervisor_starts_from_its_cached_bytecode_and_loads_none_of_the_modu
     assert not imported & {"signal", "enum", "datetime", "collections", "functools", "__future__", "json"}
 
 
+def test_a_supervisor_started_as_the_local_backend_starts_it_is_known_by_its_command_line(tmp_path):
+    # Stop requests go only to a process whose command line names the supervisor and its attempt
+    # (a recycled pid is never signalled): the command line of the import through `-c` must still.
+    supervisor = start(tmp_path / "attempt")
+    try:
+        pids(tmp_path / "attempt")
+        assert local_supervisor.is_supervisor_of(supervisor.pid, str(tmp_path / "attempt"))
+        assert not local_supervisor.is_supervisor_of(supervisor.pid, str(tmp_path / "another"))
+        assert not local_supervisor.is_supervisor_of(os.getpid(), str(tmp_path / "attempt"))
+    finally:
+        (tmp_path / "attempt" / "release").touch()
+        assert supervisor.wait(GUARD_S) == 0
+
+
 def test_the_supervisors_times_are_utc_iso_8601_that_datetime_reads_and_that_sort_as_they_happened():
     before = datetime.now(UTC)
     first = local_supervisor._now()

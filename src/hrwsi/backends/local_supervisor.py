@@ -175,14 +175,8 @@ class Settled:
                  started: dict | None = None):
         self.state, self.pid, self.outcome, self.started = state, pid, outcome, started
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Settled) and self._fields() == other._fields()
-
     def __repr__(self) -> str:
         return f"Settled(state={self.state!r}, pid={self.pid!r}, outcome={self.outcome!r}, started={self.started!r})"
-
-    def _fields(self) -> tuple:
-        return self.state, self.pid, self.outcome, self.started
 
 
 def settle(attempt_dir: str, tombstone_reason: str) -> Settled:
