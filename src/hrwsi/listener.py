@@ -2,6 +2,11 @@
 
 A notification is only a wake-up call (the tables are the truth), so after every (re)connect the
 listener reports `reconnected` and the service catches up on what it may have missed.
+
+A channel can be made quiet for a while (`set_quiet`, then `apply`): it is not listened to until it
+is wanted again, so that its notifications wake neither this connection's server process nor this
+process. The service does so while the only step a channel wakes is due anyway (Service.wake_later),
+and listens again before that step runs, so that it misses nothing it would not read then.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -76,6 +81,38 @@ class Listener:
         self._pong = asyncio.Event()
         self._stopping = asyncio.Event()
         self.reconnects = 0
+        self.quiet: frozenset[str] = frozenset()  # channels not to listen to for now
+        self._conn: asyncpg.Connection | None = None
+        self._listening: set[str] = set()  # what the current connection listens to
+        # One statement at a time on the connection: LISTEN, UNLISTEN and the ping.
+        self._statements = asyncio.Lock()
+
+    def set_quiet(self, channels: Iterable[str]) -> None:
+        """Which channels not to listen to from now on; `apply` makes it so on the connection (a
+        new connection starts so)."""
+        self.quiet = frozenset(channels) & frozenset(self.channels)
+
+    async def apply(self) -> None:
+        """LISTEN to every channel that is not quiet and UNLISTEN the quiet ones, on the current
+        connection. Once it returns, a notification committed on a channel that is not quiet is
+        delivered. A connection that fails here is dropped: the listener reconnects, and the
+        service catches up as after any reconnect."""
+        async with self._statements:
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                return  # the next connection listens as wanted
+            try:
+                for channel in self.channels:
+                    # (bounded, as the ping: a statement on a dead connection must not hold the others)
+                    if channel in self.quiet and channel in self._listening:
+                        await asyncio.wait_for(conn.remove_listener(channel, self._deliver), self.ping_timeout_s)
+                        self._listening.discard(channel)
+                    elif channel not in self.quiet and channel not in self._listening:
+                        await asyncio.wait_for(conn.add_listener(channel, self._deliver), self.ping_timeout_s)
+                        self._listening.add(channel)
+            except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:  # (a timeout too)
+                logger.warning("listener: LISTEN or UNLISTEN failed (%s); reconnecting", str(error) or "no answer")
+                conn.terminate()
 
     def _deliver(self, _conn, _pid, channel: str, payload: str) -> None:
         if channel == self._ping_channel:
@@ -103,6 +140,7 @@ class Listener:
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 logger.warning("listener: connection failed (%s); reconnecting", error)
             finally:
+                self._conn = None
                 if not conn.is_closed():
                     try:
                         await asyncio.wait_for(conn.close(), 2)
@@ -113,8 +151,13 @@ class Listener:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
         try:
-            for channel in (*self.channels, self._ping_channel):
-                await conn.add_listener(channel, self._deliver)
+            async with self._statements:
+                self._conn, self._listening = conn, set()
+                await conn.add_listener(self._ping_channel, self._deliver)
+                for channel in self.channels:
+                    if channel not in self.quiet:
+                        await conn.add_listener(channel, self._deliver)
+                        self._listening.add(channel)
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
             logger.warning("listener: LISTEN failed (%s); reconnecting", error)
             return
@@ -137,8 +180,9 @@ class Listener:
     async def _ping(self, conn: asyncpg.Connection) -> bool:
         self._pong.clear()
         try:
-            await asyncio.wait_for(conn.execute("SELECT pg_notify($1, '')", self._ping_channel),
-                                   self.ping_timeout_s)
+            async with self._statements:
+                await asyncio.wait_for(conn.execute("SELECT pg_notify($1, '')", self._ping_channel),
+                                       self.ping_timeout_s)
             await asyncio.wait_for(self._pong.wait(), self.ping_timeout_s)
             return True
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError):

@@ -3,7 +3,8 @@
 Tasks are created with their inputs, by the input table's trigger (ADR 0009). Flow: `hrwsi_task`
 with new pending tasks -> step "plan" (once they are PLAN_AFTER_S old, so that a burst is planned
 once and the launcher's fast path takes what can start at once; while a launcher can start the most urgent
-pending task at once, planning waits, at most PLAN_POSTPONE_MAX_S): send planned tasks of inactive workers
+pending task at once, planning waits, at most PLAN_POSTPONE_MAX_S; while the step is due, `hrwsi_task` is
+not listened to): send planned tasks of inactive workers
 back to pending; read, in one snapshot and without locks, the pending tasks, what holds capacity
 and the plan generation; run the planner off the event loop; validate the plan; store it with ONE
 call of `hrwsi.store_plan`, which refuses it if another orchestrator stored a plan meanwhile (then
@@ -64,12 +65,14 @@ class Orchestrator(Service):
         self.plan_after_s = PLAN_AFTER_S
         # New pending tasks are planned once they are old enough: the step wakes then, not at once
         # (it would find them too young, after four queries per input: on the database's CPU,
-        # beside the launcher's fast path that is starting them).
+        # beside the launcher's fast path that is starting them). While the step is due (young tasks
+        # wait, or their planning is left to the fast path), this channel is not listened to
+        # (Service.wake_later): inputs coming every few milliseconds wake the orchestrator at most once
+        # per PLAN_AFTER_S, not at every input.
         self.router.on("hrwsi_task", "plan", when=lambda n: n.counts.get("pending", 0) > 0,
                        debounce_s=lambda: self.plan_after_s + PLAN_DEBOUNCE_S)
         self.last_plan: planner.Plan | None = None
         self._postponed_since: float | None = None
-        self._plan_timer: asyncio.TimerHandle | None = None
         self.alerts = AlertSender(AlertSettings.from_env())
 
     def side_tasks(self):
@@ -159,28 +162,21 @@ class Orchestrator(Service):
             if plan.assignments:  # metrics hook (issue 13)
                 metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
                 metrics.PLANNED_TASKS.inc(len(plan.assignments))
-        return not stored or more_levels or len(pending) == batch
+        again = not stored or more_levels or len(pending) == batch
+        if not again:
+            # Tasks too young for this round are planned when they are old enough: their inputs'
+            # notifications may not come (not listened to while this step was due).
+            async with self.pool.acquire() as conn:
+                await self._plan_young_tasks_later(conn)
+        return again
 
     async def _plan_young_tasks_later(self, conn) -> None:
         """Pending tasks too young to plan: plan them when they are old enough (unless dispatched)."""
         age = await conn.fetchval(query("youngest_pending_age"), self.plan_after_s)
         if age is not None:
-            self._plan_later(max(0.0, self.plan_after_s - age) + PLAN_DEBOUNCE_S)
-
-    def _plan_later(self, delay_s: float) -> None:
-        """Wake the plan step in `delay_s`, unless it is due to wake sooner. One timer at most: every
-        run that found young tasks used to add one, and a chain of 1,500 jobs ran the step 376 times."""
-        loop = asyncio.get_running_loop()
-        at = loop.time() + delay_s
-        if self._plan_timer is not None:
-            if self._plan_timer.when() <= at:
-                return
-            self._plan_timer.cancel()
-        self._plan_timer = loop.call_at(at, self._plan_timer_fired)
-
-    def _plan_timer_fired(self) -> None:
-        self._plan_timer = None
-        self.wake("plan")
+            # (One timer at most, wake_later: every run that found young tasks used to add one, and a
+            # chain of 1,500 jobs ran the step 376 times.)
+            self.wake_later("plan", max(0.0, self.plan_after_s - age) + PLAN_DEBOUNCE_S)
 
     async def _left_to_the_fast_path(self, conn) -> bool:
         """True (and planning is tried again later) while a launcher can start the most urgent pending
@@ -194,7 +190,7 @@ class Orchestrator(Service):
         elif loop.time() - self._postponed_since >= PLAN_POSTPONE_MAX_S:
             self._postponed_since = None
             return False
-        self._plan_later(self.plan_after_s + PLAN_DEBOUNCE_S)
+        self.wake_later("plan", self.plan_after_s + PLAN_DEBOUNCE_S)
         return True
 
     @staticmethod

@@ -21,6 +21,8 @@ from tests.integration.conftest import (
     running,
     single_routine_configuration,
     wait_until,
+    wait_until_listening,
+    wait_until_true,
 )
 
 NOW = datetime.now(UTC)
@@ -70,6 +72,35 @@ async def test_planning_left_to_the_launchers_fast_path_reads_none_of_the_tasks_
         assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'planned'").fetchone()[0] == 3000
     finally:
         await pool.close()
+
+
+async def test_an_orchestrator_whose_plan_is_due_is_not_woken_by_each_new_input_and_misses_none(
+        db, database_url, settings, configure):
+    """While its plan step is due, the orchestrator does not listen to hrwsi_task: inputs a few
+    milliseconds apart woke it (and its listener's server process) at every one, on the core the
+    launcher's reaction needed. It listens again before the step runs: every task is planned, and
+    once idle it reacts to the next input's notification (no poll: the backstop is a minute)."""
+    configure(single_routine_configuration(["true"], workers=2, budget=False))
+    settings = dataclasses.replace(settings, backstop_poll_s=60.0)
+    async with running(database_url, ["orchestrator"], settings) as services:
+        orchestrator = services[0]
+        orchestrator.plan_after_s = 0.4
+        await wait_until_listening(database_url, "orchestrator")
+        heard = []
+        steps_for = orchestrator.router.steps_for
+        orchestrator.router.steps_for = lambda n: heard.append(n) or steps_for(n)
+        for index in range(40):
+            insert_inputs(db, 1, start=index)
+            await asyncio.sleep(0.02)
+        await wait_until(database_url, "SELECT count(*) = 40 FROM hrwsi.processing_task WHERE state = 'planned'",
+                         timeout=10)
+        assert 1 <= len(heard) <= 5, len(heard)  # every one of the 40 before
+        await wait_until_true(lambda: not orchestrator._due, 5)  # idle: nothing to plan, none due
+        heard.clear()
+        insert_inputs(db, 1, start=40)
+        await wait_until(database_url, "SELECT count(*) = 41 FROM hrwsi.processing_task WHERE state = 'planned'",
+                         timeout=5)
+        assert [n.counts.get("pending", 0) for n in heard][:1] == [1]  # (then its own plan's, "planned")
 
 
 async def test_time_series_routine_chains_tasks_of_a_tile(db, database_url, settings, configure):

@@ -1,0 +1,79 @@
+"""The listener: what it listens to, as the service asks (quiet channels), on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from hrwsi.listener import Listener, Notification
+
+CHANNELS = ("hrwsi_test_a", "hrwsi_test_b")
+
+
+async def _notify(conn: asyncpg.Connection, channel: str, payload: str) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+
+async def _heard_within(heard: list[Notification], payload: str, timeout_s: float = 5.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if any(n.op == payload for n in heard):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def _started(listener: Listener, connected: asyncio.Event) -> asyncio.Task:
+    task = asyncio.create_task(listener.run())
+    await asyncio.wait_for(connected.wait(), 10)
+    return task
+
+
+async def test_a_quiet_channel_is_not_delivered_and_is_from_the_moment_it_is_wanted_again(db, database_url):
+    heard: list[Notification] = []
+    connected = asyncio.Event()
+    listener = Listener(database_url, CHANNELS, heard.append, connected.set, ping_interval_s=0.2)
+    task = await _started(listener, connected)
+    sender = await asyncpg.connect(database_url)
+    try:
+        await _notify(sender, "hrwsi_test_a", '{"op": "a1"}')
+        assert await _heard_within(heard, "a1")
+
+        listener.set_quiet({"hrwsi_test_a"})
+        await listener.apply()
+        await _notify(sender, "hrwsi_test_a", '{"op": "a2"}')
+        await _notify(sender, "hrwsi_test_b", '{"op": "b2"}')  # sent after a2: once b2 is here, a2 would be
+        assert await _heard_within(heard, "b2")
+        await asyncio.sleep(0.5)  # (and the self-ping goes on beside it)
+        assert not any(n.op == "a2" for n in heard)
+
+        listener.set_quiet(())
+        await listener.apply()
+        await _notify(sender, "hrwsi_test_a", '{"op": "a3"}')  # right after: LISTEN has taken effect
+        assert await _heard_within(heard, "a3")
+        assert [n.op for n in heard if n.channel == "hrwsi_test_a"] == ["a1", "a3"]
+    finally:
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+        await sender.close()
+
+
+async def test_a_channel_quiet_before_the_connection_is_made_is_not_listened_to_on_it(db, database_url):
+    heard: list[Notification] = []
+    connected = asyncio.Event()
+    listener = Listener(database_url, CHANNELS, heard.append, connected.set)
+    listener.set_quiet({"hrwsi_test_a", "hrwsi_test_other"})  # (a channel it has not is no concern of it)
+    assert listener.quiet == {"hrwsi_test_a"}
+    task = await _started(listener, connected)
+    sender = await asyncpg.connect(database_url)
+    try:
+        await _notify(sender, "hrwsi_test_a", '{"op": "a1"}')
+        await _notify(sender, "hrwsi_test_b", '{"op": "b1"}')
+        assert await _heard_within(heard, "b1")
+        await asyncio.sleep(0.2)
+        assert [n.op for n in heard] == ["b1"]
+    finally:
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+        await sender.close()
