@@ -5,7 +5,8 @@
 - step "multi_input": conditions that need several inputs (same tile and day, a 7-day composite)
   get their one input once the group is complete (rules as data: hrwsi.multi_input_rule). New
   inputs, products and ended tasks wake it only while a rule is active (as its last run found):
-  otherwise it would find nothing. A rule added meanwhile is found by the backstop poll.
+  otherwise it would find nothing, and `hrwsi_input` and `hrwsi_task` are not listened to. A rule
+  added meanwhile is found by the backstop poll.
 - side task "harvest_sources": starts every source (landing directory, catalogue) due by its
   schedule, each in a task of its own with its own timeout, a few at once
   (hrwsi.harvest.sources.SourceRunner); a slow or failing source never holds up the others.
@@ -40,10 +41,12 @@ class Harvester(Service):
         # Whether a multi-input rule was active at the step's last run (True until it has run).
         self.multi_input_rules = True
         self.router.on("hrwsi_product", "chain")
-        self.router.on("hrwsi_input", "multi_input", when=lambda n: self.multi_input_rules)
-        self.router.on("hrwsi_task", "multi_input",
-                       when=lambda n: self.multi_input_rules
-                       and any(s in n.counts for s in ("processed", "terminated", "cancelled")))
+        # While no rule is active, `hrwsi_input` and `hrwsi_task` are not listened to at all: each
+        # input woke the harvester (and its listener's server process) two or three times for
+        # nothing, beside the launcher's reaction to the same commit (Service.listen_as_routes_need).
+        self.router.on("hrwsi_input", "multi_input", active=lambda: self.multi_input_rules)
+        self.router.on("hrwsi_task", "multi_input", active=lambda: self.multi_input_rules,
+                       when=lambda n: any(s in n.counts for s in ("processed", "terminated", "cancelled")))
 
     async def chain(self) -> bool:
         batch = self.chain_batch.size
@@ -63,10 +66,14 @@ class Harvester(Service):
 
     async def multi_input(self) -> bool:
         created, rules = await multi_input.evaluate_multi_input_conditions(self.pool)
-        self.multi_input_rules = rules > 0
         if created:
             logger.info("created %d input(s) for multi-input conditions whose group is complete", created)
-        return False
+        if self.multi_input_rules == (rules > 0):
+            return False
+        self.multi_input_rules = rules > 0
+        await self.listen_as_routes_need()
+        # A rule is active now: run again, listening, for what came between this run's read and the LISTEN.
+        return self.multi_input_rules
 
     async def harvest_sources(self) -> None:
         await self.sources.start_due()  # each run logs its outcome when it ends

@@ -121,6 +121,9 @@ class Route:
     # Wake the step this long after the first notification (a burst costs one round); a function
     # when the delay follows a setting that may change while the service runs.
     debounce_s: float | Callable[[], float] = 0.0
+    # Whether the route wakes anything now (False: as if it were not there). A service whose step
+    # makes a route active again listens again before it relies on it (Service.listen_as_routes_need).
+    active: Callable[[], bool] = lambda: True
 
     def delay(self) -> float:
         return self.debounce_s() if callable(self.debounce_s) else self.debounce_s
@@ -133,8 +136,8 @@ class Router:
         self.routes: list[Route] = []
 
     def on(self, channel: str, step: str, when: Callable[[Notification], bool] = lambda _n: True,
-           debounce_s: float | Callable[[], float] = 0.0) -> None:
-        self.routes.append(Route(channel, step, when, debounce_s))
+           debounce_s: float | Callable[[], float] = 0.0, active: Callable[[], bool] = lambda: True) -> None:
+        self.routes.append(Route(channel, step, when, debounce_s, active))
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -144,7 +147,7 @@ class Router:
         """The steps a notification wakes, each with its debounce delay."""
         steps: dict[str, float] = {}
         for route in self.routes:
-            if route.channel == notification.channel and route.when(notification):
+            if route.channel == notification.channel and route.active() and route.when(notification):
                 delay = route.delay()
                 steps[route.step] = min(steps.get(route.step, delay), delay)
         return steps
@@ -212,20 +215,28 @@ class Service:
                 return
             timer.cancel()
         self._due[step] = loop.call_at(at, self._fell_due, step)
-        self._listen_as_due_steps_allow()
+        self._listen_as_routes_need()
 
     def _fell_due(self, step: str) -> None:
         del self._due[step]
-        self._listen_first = self._listen_as_due_steps_allow() or self._listen_first
+        self._listen_first = self._listen_as_routes_need() or self._listen_first
         self.wake(step)
 
-    def _listen_as_due_steps_allow(self) -> bool:
-        """Quiet the channels whose routes all wake steps that are due; True when a channel is to be
-        listened to again (which the caller awaits before the step runs)."""
+    async def listen_as_routes_need(self) -> None:
+        """After a step made a route active or inactive: quiet or listen again as the routes need
+        now; returns once a channel to listen to again is listened to (the step then wakes itself, to
+        read what came before)."""
+        if self._listen_as_routes_need() and self.listener is not None:
+            await self.listener.apply()
+
+    def _listen_as_routes_need(self) -> bool:
+        """Quiet the channels whose routes are all inactive or wake steps that are due; True when a
+        channel is to be listened to again (which the caller awaits before the step runs)."""
         if self.listener is None:
             return False
         quiet = {channel for channel in self.router.channels
-                 if all(route.step in self._due for route in self.router.routes if route.channel == channel)}
+                 if all(route.step in self._due or not route.active()
+                        for route in self.router.routes if route.channel == channel)}
         if quiet == self.listener.quiet:
             return False
         louder = bool(self.listener.quiet - quiet)
@@ -290,7 +301,7 @@ class Service:
         self.listener = Listener(url, self.router.channels, self.notify, lambda: self.wake(),
                                  ping_interval_s=self.settings.heartbeat_s,
                                  application_name=f"hrwsi-{self.kind}-listener")
-        self._listen_as_due_steps_allow()  # (a step made due before it runs)
+        self._listen_as_routes_need()  # (a step made due before it runs)
         await self._register()
         await self.start()
         try:

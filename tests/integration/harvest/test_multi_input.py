@@ -12,7 +12,7 @@ from hrwsi.app import App
 from hrwsi.database import create_pool
 from hrwsi.harvest.multi_input import evaluate_multi_input_conditions
 from hrwsi.harvester import Harvester
-from tests.integration.conftest import wait_until, wait_until_listening
+from tests.integration.conftest import wait_until, wait_until_listening, wait_until_true
 
 DAY = (datetime.now(UTC) - timedelta(days=10)).replace(hour=10, minute=30, second=0, microsecond=0)
 
@@ -199,16 +199,36 @@ async def test_without_an_active_rule_new_inputs_products_and_ended_tasks_do_not
         chain, database_url, settings, monkeypatch):
     # It would find nothing. No backstop poll within the test: only notifications run steps.
     runs = multi_input_runs_counted(monkeypatch)
-    async with App(database_url, ["harvester"], dataclasses.replace(settings, backstop_poll_s=60.0), pool_size=3):
+    async with App(database_url, ["harvester"], dataclasses.replace(settings, backstop_poll_s=60.0),
+                   pool_size=3) as app:
         await wait_until_listening(database_url, "harvester", settle_s=0.5)
         before = len(runs)
         assert before >= 1
+        # (not even listened to: only the products' channel, which the chain step needs)
+        assert app.services[0].listener.quiet == {"hrwsi_input", "hrwsi_task"}
         member(chain, "FSC", state="pending")  # a new input and its task
         chain.execute("UPDATE hrwsi.processing_task SET state = 'cancelled'")  # an ended task
         member(chain, "SWS")  # a product, chained by the harvester
         await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.product WHERE chained_at IS NULL")
         await asyncio.sleep(0.3)  # the notifications have arrived by now
         assert len(runs) == before
+
+
+async def test_once_a_rule_is_active_the_harvester_listens_to_new_inputs_and_ended_tasks_again(
+        chain, database_url, settings, monkeypatch):
+    runs = multi_input_runs_counted(monkeypatch)
+    async with App(database_url, ["harvester"], dataclasses.replace(settings, backstop_poll_s=60.0),
+                   pool_size=3) as app:
+        harvester = app.services[0]
+        await wait_until_listening(database_url, "harvester", settle_s=0.5)
+        assert harvester.listener.quiet == {"hrwsi_input", "hrwsi_task"}
+        gfsc_rule(chain)
+        harvester.wake("multi_input")  # as the backstop poll does (here a minute away)
+        await wait_until_true(lambda: not harvester.listener.quiet, 5)
+        await asyncio.sleep(0.3)  # its runs after the LISTEN are over
+        before = len(runs)
+        member(chain, "FSC", state="pending")  # a new input: its notification runs the step
+        await wait_until_true(lambda: len(runs) > before, 5)
 
 
 async def test_a_rule_added_while_the_harvester_runs_is_found_by_the_backstop_poll(chain, database_url, settings):
