@@ -72,7 +72,8 @@ class Harvester(Service):
             return False
         self.multi_input_rules = rules > 0
         await self.listen_as_routes_need()
-        # A rule is active now: run again, listening, for what came between this run's read and the LISTEN.
+        # Listened to again (a rule is active now): run again, for what came between this run's read
+        # and the LISTEN. (Quiet now: nothing to run.)
         return self.multi_input_rules
 
     async def harvest_sources(self) -> None:

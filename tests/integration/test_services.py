@@ -94,7 +94,10 @@ async def test_an_orchestrator_whose_plan_is_due_is_not_woken_by_each_new_input_
             await asyncio.sleep(0.02)
         await wait_until(database_url, "SELECT count(*) = 40 FROM hrwsi.processing_task WHERE state = 'planned'",
                          timeout=10)
-        assert 1 <= len(heard) <= 5, len(heard)  # every one of the 40 before
+        # The inputs' notifications it heard (every one of the 40 before); its own plans' ("planned")
+        # come while it listens between rounds, one or two a round.
+        inputs_heard = [n for n in heard if n.counts.get("pending", 0) > 0]
+        assert 1 <= len(inputs_heard) <= 10, [n.counts for n in heard]
         await wait_until_true(lambda: not orchestrator._due, 5)  # idle: nothing to plan, none due
         heard.clear()
         insert_inputs(db, 1, start=40)
