@@ -625,8 +625,18 @@ BEGIN
               HINT = 'the workers are configuration: `hrwsi config show` lists them';
 END $$;
 
+-- The states of work under way (migration 0043): a task dispatched, queued or running, a job submitted,
+-- queued or running. A change to one of them gives no service work (the launcher that made it
+-- follows the job already; what ends it is told on the table's channel), so it is told on the
+-- table's channel `_progress` (hrwsi_task_progress, hrwsi_job_progress), which only observers (the
+-- dashboard) listen to: the launcher heard each of its own claims and progress marks on the channels
+-- it listens to, at the moment it was handing the job to its backend (issue 15: the reaction
+-- latency). An SQL function of one expression: inlined into the queries that call it.
+CREATE FUNCTION hrwsi.state_is_under_way(state text) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN state IN ('dispatched', 'submitted', 'queued', 'running');
+
 -- After tasks are inserted or updated, once per statement (migration 0032): their history, the
--- wake-up call on hrwsi_task, and, for an UPDATE that ends tasks terminated or cancelled or retries
+-- wake-up call on hrwsi_task (hrwsi_task_progress for the states of work under way, migration 0043), and, for an UPDATE that ends tasks terminated or cancelled or retries
 -- them from there, their dependents blocked or unblocked and ops alerted. One trigger, not the
 -- four it replaces (history, notification, dependents, alert): each trigger is a call of PL/pgSQL
 -- with its transition tables set up, and the alerts and the dependents ran a query each to learn
@@ -662,7 +672,8 @@ CREATE FUNCTION hrwsi.after_task_changes() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on
 SET enable_mergejoin = on AS $$
 DECLARE
-    counts json;           -- rows per new state: every row inserted, the rows updated to another state
+    counts json;           -- rows per new state: every row inserted, the rows updated to another state ...
+    progress json;         -- ... but those of work under way (hrwsi.state_is_under_way), told apart
     new_states text[];     -- (of an UPDATE) the states tasks went to
     named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
     locked integer;
@@ -673,7 +684,9 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO task_event (task_id, state, reason, attempts, worker)
         SELECT id, state, state_reason, attempts, worker FROM new_rows;
-        SELECT json_object_agg(state, n) INTO counts
+        SELECT json_object_agg(state, n) FILTER (WHERE NOT hrwsi.state_is_under_way(state)),
+               json_object_agg(state, n) FILTER (WHERE hrwsi.state_is_under_way(state))
+        INTO counts, progress
         FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
         SELECT array_agg(DISTINCT worker) INTO named_workers FROM new_rows WHERE worker IS NOT NULL;
     ELSE
@@ -696,9 +709,11 @@ BEGIN
             -- statement since migration 0037: a claim's UPDATE paid a statement more)
             SELECT 1 FROM worker w WHERE w.name = ANY ((SELECT n.workers FROM named n)::text[]) FOR KEY SHARE OF w
         )
-        SELECT (SELECT json_object_agg(p.state, p.n) FROM per_state p), (SELECT array_agg(p.state) FROM per_state p),
+        SELECT (SELECT json_object_agg(p.state, p.n) FILTER (WHERE NOT hrwsi.state_is_under_way(p.state)) FROM per_state p),
+               (SELECT json_object_agg(p.state, p.n) FILTER (WHERE hrwsi.state_is_under_way(p.state)) FROM per_state p),
+               (SELECT array_agg(p.state) FROM per_state p),
                (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers)
-        INTO counts, new_states, named_workers, locked;
+        INTO counts, progress, new_states, named_workers, locked;
     END IF;
     -- A task names an existing worker (migration 0036): each worker a statement put tasks on is
     -- locked once, as the key locked it for every task, then must be there.
@@ -711,12 +726,14 @@ BEGIN
             PERFORM hrwsi.refuse_a_missing_worker(named_workers);
         END IF;
     END IF;
-    IF counts IS NULL THEN
-        RETURN NULL;  -- no task changed its state
-    END IF;
     -- A wake-up call (docs/adr/0001), sent at commit: {"op": "update", "counts": {"planned": 3}}.
-    PERFORM pg_notify('hrwsi_task', json_build_object('op', lower(TG_OP), 'counts', counts)::text);
-    IF TG_OP = 'INSERT' OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending'] THEN
+    IF counts IS NOT NULL THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', lower(TG_OP), 'counts', counts)::text);
+    END IF;
+    IF progress IS NOT NULL THEN
+        PERFORM pg_notify('hrwsi_task_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
+    END IF;
+    IF TG_OP = 'INSERT' OR new_states IS NULL OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending'] THEN
         RETURN NULL;
     END IF;
     PERFORM set_config('enable_nestloop', 'on', true);  -- until this call returns (its SET clause)
@@ -1402,21 +1419,23 @@ END $$;
 -- session's settings (see hrwsi.after_task_changes).
 CREATE FUNCTION hrwsi.notify_state_counts() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on SET enable_mergejoin = on AS $$
--- TG_ARGV[0]: the channel. Payload: {"op": "update", "counts": {"planned": 3}}: rows per new state,
--- counting on UPDATE only the rows whose state changed.
+-- TG_ARGV[0]: the channel. Payload: {"op": "update", "counts": {"processed": 3}}: rows per new state,
+-- counting only the rows whose state changed; the states of work under way on the channel's
+-- `_progress` (hrwsi.state_is_under_way, migration 0043). For UPDATEs (job_notify_update).
 DECLARE
     counts json;
+    progress json;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT json_object_agg(state, n) INTO counts
-        FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
-    ELSE
-        SELECT json_object_agg(state, n) INTO counts
-        FROM (SELECT n.state, count(*) AS n FROM new_rows n JOIN old_rows o USING (id)
-              WHERE n.state IS DISTINCT FROM o.state GROUP BY n.state) c;
-    END IF;
+    SELECT json_object_agg(state, n) FILTER (WHERE NOT hrwsi.state_is_under_way(state)),
+           json_object_agg(state, n) FILTER (WHERE hrwsi.state_is_under_way(state))
+    INTO counts, progress
+    FROM (SELECT n.state, count(*) AS n FROM new_rows n JOIN old_rows o USING (id)
+          WHERE n.state IS DISTINCT FROM o.state GROUP BY n.state) c;
     IF counts IS NOT NULL THEN
         PERFORM pg_notify(TG_ARGV[0], json_build_object('op', lower(TG_OP), 'counts', counts)::text);
+    END IF;
+    IF progress IS NOT NULL THEN
+        PERFORM pg_notify(TG_ARGV[0] || '_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
     END IF;
     RETURN NULL;
 END $$;
@@ -1652,6 +1671,7 @@ SET enable_seqscan = off AS $$
 DECLARE
     missing bigint;
     counts json;
+    progress json;
 BEGIN
     IF current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: its jobs name the tasks it has just claimed; it notifies itself
@@ -1665,16 +1685,23 @@ BEGIN
     SELECT (SELECT n.task_id FROM new_rows n
             WHERE (SELECT t.id FROM processing_task t WHERE t.id = n.task_id) IS NULL
             LIMIT 1),
-           (SELECT json_object_agg(c.state, c.n) FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c)
-    INTO missing, counts;
+           (SELECT json_object_agg(c.state, c.n) FILTER (WHERE NOT hrwsi.state_is_under_way(c.state))
+            FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c),
+           (SELECT json_object_agg(c.state, c.n) FILTER (WHERE hrwsi.state_is_under_way(c.state))
+            FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c)
+    INTO missing, counts, progress;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'insert or update on table "job" violates foreign key constraint "job_task_must_exist"'
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'job_task_must_exist',
                   DETAIL = format('Key (task_id)=(%s) is not present in table "processing_task".', missing);
     END IF;
+    -- A wake-up call (docs/adr/0001), sent at commit: {"op": "insert", "counts": {"submitted": 3}}, on
+    -- hrwsi_job_progress for jobs under way (a job is inserted submitted), on hrwsi_job otherwise.
     IF counts IS NOT NULL THEN
-        -- A wake-up call (docs/adr/0001), sent at commit: {"op": "insert", "counts": {"submitted": 3}}.
         PERFORM pg_notify('hrwsi_job', json_build_object('op', 'insert', 'counts', counts)::text);
+    END IF;
+    IF progress IS NOT NULL THEN
+        PERFORM pg_notify('hrwsi_job_progress', json_build_object('op', 'insert', 'counts', progress)::text);
     END IF;
     RETURN NULL;
 END $$;
@@ -2220,10 +2247,11 @@ BEGIN
         PERFORM hrwsi.refuse_a_missing_worker(chosen_workers);  -- removed since this call read the active ones
     END IF;
     IF new_jobs IS NOT NULL THEN
-        -- The wake-up calls the triggers send (docs/adr/0001), at commit.
-        ignored := pg_notify('hrwsi_task', json_build_object(
+        -- The wake-up calls the triggers send (docs/adr/0001), at commit: work under way, on the
+        -- `_progress` channels, which the launcher does not listen to (migration 0043).
+        ignored := pg_notify('hrwsi_task_progress', json_build_object(
             'op', 'update', 'counts', json_build_object('dispatched', cardinality(new_jobs)))::text);
-        ignored := pg_notify('hrwsi_job', json_build_object(
+        ignored := pg_notify('hrwsi_job_progress', json_build_object(
             'op', 'insert', 'counts', json_build_object('submitted', cardinality(new_jobs)))::text);
     END IF;
     work_waiting := seen > coalesce(cardinality(new_jobs), 0);
@@ -2684,7 +2712,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.refuse_future_input_dates(), hrwsi.notify_count(
     hrwsi.enforce_job_transition(), hrwsi.refuse_history_change(), hrwsi.apply_failure_policy(),
     hrwsi.hold_routine_tasks(), hrwsi.refuse_truncate(),
     hrwsi.task_transition_is_allowed(text, text), hrwsi.task_state_is_final(text),
-    hrwsi.job_transition_is_allowed(text, text)
+    hrwsi.job_transition_is_allowed(text, text), hrwsi.state_is_under_way(text)
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- Lanes, leases and one-statement claims (ADR 0009): the planner's generation, the claim and

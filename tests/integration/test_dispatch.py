@@ -263,7 +263,8 @@ def test_a_claim_writes_each_tasks_history_and_one_wake_up_call_per_channel(worl
     tasks = add(world, count=3)
     plan(world, tasks[:1], "w2")
     listener = listen(database_url, "hrwsi_task")
-    listener.execute("LISTEN hrwsi_job")
+    for channel in ("hrwsi_job", "hrwsi_task_progress", "hrwsi_job_progress"):
+        listener.execute(f"LISTEN {channel}")
     world.execute("SET ROLE hrwsi_service")  # as the launcher runs: the history is the owner's to write
     assert sorted(task for task, _ in dispatch(world)) == tasks
     world.execute("RESET ROLE")
@@ -272,8 +273,9 @@ def test_a_claim_writes_each_tasks_history_and_one_wake_up_call_per_channel(worl
     assert history == world.execute("""SELECT id, state, state_reason, attempts, worker FROM hrwsi.processing_task
                                         ORDER BY id""").fetchall()
     assert [reason for _, _, reason, _, _ in history] == [None] + ["dispatched at once: capacity was free"] * 2
-    assert sorted(drain(listener), key=str) == [("hrwsi_job", {"op": "insert", "counts": {"submitted": 3}}),
-                                                ("hrwsi_task", {"op": "update", "counts": {"dispatched": 3}})]
+    # (on the channels of work under way, migration 0043: the launcher, which made the claim, does not hear them)
+    assert sorted(drain(listener), key=str) == [("hrwsi_job_progress", {"op": "insert", "counts": {"submitted": 3}}),
+                                                ("hrwsi_task_progress", {"op": "update", "counts": {"dispatched": 3}})]
     listener.close()
 
 

@@ -74,6 +74,30 @@ async def test_jobs_seen_running_together_are_marked_running_in_one_write(db, da
     assert all(states == ["pending", "dispatched", "running", "processed"] for states in history(db).values())
 
 
+async def test_a_launcher_does_not_hear_its_own_claims_and_progress_marks(db, database_url, settings, configure):
+    """Its claims (dispatched, submitted) and progress marks (running) are told on the channels of
+    work under way, which it does not listen to (migration 0043): each claim's two notifications
+    came back to it as it handed the job to its backend. It still hears the work it must start."""
+    configure(single_routine_configuration(["true"], workers=2))
+    backend = ReportingBackend(hold=True)
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
+        launcher = app.service("launcher")
+        await wait_until_listening(database_url, "launcher")
+        heard: list[Notification] = []
+        steps_for = launcher.router.steps_for
+        launcher.router.steps_for = lambda n: heard.append(n) or steps_for(n)
+        for index in range(4):
+            insert_inputs(db, 1, start=index)
+            await wait_until(database_url, f"SELECT count(*) = {index + 1} FROM hrwsi.job WHERE state = 'running'")
+        backend.release.set()
+        await wait_until(database_url, "SELECT count(*) = 4 FROM hrwsi.processing_task WHERE state = 'processed'")
+        await wait_until_true(lambda: sum(n.counts.get("processed", 0) for n in heard) >= 8, 5)  # the tasks' and jobs'
+    assert sorted(launcher.listener.channels) == ["hrwsi_job", "hrwsi_task"]
+    assert [n.counts for n in heard if n.counts.get("pending")] == [{"pending": 1}] * 4, "each input's task"
+    under_way = [n for n in heard if {"dispatched", "submitted", "queued", "running"} & set(n.counts)]
+    assert under_way == [], "its own claims and progress marks"
+
+
 async def test_a_job_that_ends_before_its_progress_is_written_goes_from_dispatched_to_its_end(
         db, database_url, settings, configure):
     configure(single_routine_configuration(["true"], workers=2))

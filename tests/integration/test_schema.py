@@ -175,16 +175,48 @@ def test_task_and_job_notifications_carry_counts_per_state(configured, database_
     insert_input(configured)  # its task is created with it
     configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
     configured.execute("UPDATE hrwsi.processing_task SET state_reason = 'no state change'")  # no notification
-    configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
-                          SELECT id, 1, 'local', 'hrwsi-maja-' || id || '-1' FROM hrwsi.processing_task""")
-    configured.execute("UPDATE hrwsi.job SET state = 'running'")
+    configured.execute("""UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL""")
     notes = drain(listener)
     listener.close()
     assert notes == [
         ("hrwsi_task", {"op": "insert", "counts": {"pending": 1}}),
         ("hrwsi_task", {"op": "update", "counts": {"planned": 1}}),
-        ("hrwsi_job", {"op": "insert", "counts": {"submitted": 1}}),
-        ("hrwsi_job", {"op": "update", "counts": {"running": 1}}),
+        ("hrwsi_task", {"op": "update", "counts": {"pending": 1}}),
+    ]
+
+
+def test_work_under_way_is_told_on_its_tables_progress_channel_which_services_do_not_listen_to(configured, database_url):
+    """Migration 0043: a task dispatched, queued or running, a job submitted, queued or running, gives no
+    service work; it is told on hrwsi_task_progress and hrwsi_job_progress (the dashboard's), and
+    one statement's other changes on the table's channel, as before."""
+    listener = listen(database_url, "hrwsi_task")
+    for channel in ("hrwsi_task_progress", "hrwsi_job", "hrwsi_job_progress"):
+        listener.execute(f"LISTEN {channel}")
+    insert_input(configured, "/data/a.SAFE")
+    insert_input(configured, "/data/b.SAFE")
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now()")
+    first = configured.execute("SELECT min(id) FROM hrwsi.processing_task").fetchone()[0]
+    configured.execute("""UPDATE hrwsi.processing_task
+                          SET state = CASE WHEN id = %(first)s THEN 'dispatched' ELSE 'pending' END,
+                              worker = CASE WHEN id = %(first)s THEN worker END,
+                              planned_start = CASE WHEN id = %(first)s THEN planned_start END""", {"first": first})
+    configured.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                          VALUES (%s, 1, 'local', 'hrwsi-maja-1-1')""", (first,))
+    configured.execute("UPDATE hrwsi.job SET state = 'running'")
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'running' WHERE id = %s", (first,))
+    configured.execute("UPDATE hrwsi.job SET state = 'processed', exit_code = 0")
+    notes = drain(listener)
+    listener.close()
+    assert notes == [
+        ("hrwsi_task", {"op": "insert", "counts": {"pending": 1}}),
+        ("hrwsi_task", {"op": "insert", "counts": {"pending": 1}}),
+        ("hrwsi_task", {"op": "update", "counts": {"planned": 2}}),
+        ("hrwsi_task", {"op": "update", "counts": {"pending": 1}}),  # one statement, told on both
+        ("hrwsi_task_progress", {"op": "update", "counts": {"dispatched": 1}}),
+        ("hrwsi_job_progress", {"op": "insert", "counts": {"submitted": 1}}),
+        ("hrwsi_job_progress", {"op": "update", "counts": {"running": 1}}),
+        ("hrwsi_task_progress", {"op": "update", "counts": {"running": 1}}),
+        ("hrwsi_job", {"op": "update", "counts": {"processed": 1}}),
     ]
 
 

@@ -59,7 +59,21 @@ def test_after_a_reconnect_pages_hear_that_everything_may_have_changed():
     hub.subscribers.add(page)
     hub.collect_everything()
     hub.flush(now=50.0)
-    assert sent(page)["channels"] == sorted(CHANNELS)
+    assert sent(page)["channels"] == ["hrwsi_input", "hrwsi_job", "hrwsi_product", "hrwsi_task"]
+
+
+def test_work_under_way_told_on_its_own_channels_is_a_change_of_its_table_to_a_page():
+    # (migration 0043: dispatched, submitted, queued and running are told on hrwsi_task_progress and
+    # hrwsi_job_progress, which no service listens to; a page that shows tasks must still refresh)
+    assert {"hrwsi_task_progress", "hrwsi_job_progress"} <= set(CHANNELS), "the dashboard listens to them"
+    hub = LiveHub()
+    page = Subscriber()
+    hub.subscribers.add(page)
+    hub.collect(Notification("hrwsi_task_progress", "update", 2, {"dispatched": 2}))
+    hub.collect(Notification("hrwsi_job_progress", "insert", 2, {"submitted": 2}))
+    hub.flush(now=70.0)
+    assert sent(page) == {"channels": ["hrwsi_job", "hrwsi_task"], "counts": {"dispatched": 2, "submitted": 2},
+                          "tick": True}
 
 
 def test_a_slow_page_gets_the_merge_of_what_it_missed():

@@ -21,8 +21,13 @@ from aiohttp import web
 
 from hrwsi.listener import Notification
 
-# Every channel the schema's triggers notify on (sql/schema.sql, "notification triggers").
-CHANNELS = ("hrwsi_input", "hrwsi_task", "hrwsi_job", "hrwsi_product")
+# A channel per table the schema's triggers notify on (sql/schema.sql, "notification triggers"): what a
+# page names in its data-channels and a change event in its `channels`.
+TABLE_CHANNELS = ("hrwsi_input", "hrwsi_task", "hrwsi_job", "hrwsi_product")
+# Work under way (a task dispatched or running, a job submitted or running) is told on a channel of its
+# own that no service listens to (migration 0043); to a page it is a change of its table.
+PROGRESS_CHANNELS = {"hrwsi_task_progress": "hrwsi_task", "hrwsi_job_progress": "hrwsi_job"}
+CHANNELS = TABLE_CHANNELS + tuple(PROGRESS_CHANNELS)  # every channel the dashboard listens to
 MIN_INTERVAL_S = 0.5
 TICK_S = 5.0
 KEEPALIVE_S = 15.0
@@ -76,13 +81,13 @@ class LiveHub:
         self.sent = 0
 
     def collect(self, notification: Notification) -> None:
-        self._collected.channels.add(notification.channel)
+        self._collected.channels.add(PROGRESS_CHANNELS.get(notification.channel, notification.channel))
         for state, n in notification.counts.items():
             self._collected.counts[state] = self._collected.counts.get(state, 0) + n
 
     def collect_everything(self) -> None:
         """After a (re)connect: everything may have changed."""
-        self._collected.channels.update(CHANNELS)
+        self._collected.channels.update(TABLE_CHANNELS)
 
     def due_in(self, now: float | None = None) -> float:
         """Seconds before the next flush may send (0: now)."""
