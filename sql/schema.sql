@@ -636,8 +636,9 @@ CREATE FUNCTION hrwsi.state_is_under_way(state text) RETURNS boolean LANGUAGE sq
 RETURN state IN ('dispatched', 'submitted', 'queued', 'running');
 
 -- After tasks are inserted or updated, once per statement (migration 0032): their history, the
--- wake-up call on hrwsi_task (hrwsi_task_progress for the states of work under way, migration 0043), and, for an UPDATE that ends tasks terminated or cancelled or retries
--- them from there, their dependents blocked or unblocked and ops alerted. One trigger, not the
+-- wake-up call on hrwsi_task (hrwsi_task_progress for the states of work under way, migration
+-- 0043), and, for an UPDATE that ends tasks terminated or cancelled or retries them from there,
+-- their dependents blocked or unblocked and ops alerted. One trigger, not the
 -- four it replaces (history, notification, dependents, alert): each trigger is a call of PL/pgSQL
 -- with its transition tables set up, and the alerts and the dependents ran a query each to learn
 -- they had nothing to do; with the transition trigger's condition (above), 95 us less of the
@@ -1685,11 +1686,10 @@ BEGIN
     SELECT (SELECT n.task_id FROM new_rows n
             WHERE (SELECT t.id FROM processing_task t WHERE t.id = n.task_id) IS NULL
             LIMIT 1),
-           (SELECT json_object_agg(c.state, c.n) FILTER (WHERE NOT hrwsi.state_is_under_way(c.state))
-            FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c),
-           (SELECT json_object_agg(c.state, c.n) FILTER (WHERE hrwsi.state_is_under_way(c.state))
-            FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c)
-    INTO missing, counts, progress;
+           json_object_agg(c.state, c.n) FILTER (WHERE NOT hrwsi.state_is_under_way(c.state)),
+           json_object_agg(c.state, c.n) FILTER (WHERE hrwsi.state_is_under_way(c.state))
+    INTO missing, counts, progress
+    FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'insert or update on table "job" violates foreign key constraint "job_task_must_exist"'
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'job_task_must_exist',

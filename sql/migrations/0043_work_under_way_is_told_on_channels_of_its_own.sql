@@ -177,11 +177,10 @@ BEGIN
     SELECT (SELECT n.task_id FROM new_rows n
             WHERE (SELECT t.id FROM processing_task t WHERE t.id = n.task_id) IS NULL
             LIMIT 1),
-           (SELECT json_object_agg(c.state, c.n) FILTER (WHERE NOT hrwsi.state_is_under_way(c.state))
-            FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c),
-           (SELECT json_object_agg(c.state, c.n) FILTER (WHERE hrwsi.state_is_under_way(c.state))
-            FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c)
-    INTO missing, counts, progress;
+           json_object_agg(c.state, c.n) FILTER (WHERE NOT hrwsi.state_is_under_way(c.state)),
+           json_object_agg(c.state, c.n) FILTER (WHERE hrwsi.state_is_under_way(c.state))
+    INTO missing, counts, progress
+    FROM (SELECT r.state, count(*) AS n FROM new_rows r GROUP BY r.state) c;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'insert or update on table "job" violates foreign key constraint "job_task_must_exist"'
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'job_task_must_exist',
