@@ -24,8 +24,9 @@ from hrwsi.listener import Notification
 # A channel per table the schema's triggers notify on (sql/schema.sql, "notification triggers"): what a
 # page names in its data-channels and a change event in its `channels`.
 TABLE_CHANNELS = ("hrwsi_input", "hrwsi_task", "hrwsi_job", "hrwsi_product")
-# Work under way (a task dispatched or running, a job submitted or running) is told on a channel of its
-# own that no service listens to (migration 0043); to a page it is a change of its table.
+# Work under way (hrwsi.state_is_under_way: a task dispatched, queued or running, a job submitted, queued
+# or running) is told on a channel of its own that no service listens to (migration 0043); to a page it
+# is a change of its table.
 PROGRESS_CHANNELS = {"hrwsi_task_progress": "hrwsi_task", "hrwsi_job_progress": "hrwsi_job"}
 CHANNELS = TABLE_CHANNELS + tuple(PROGRESS_CHANNELS)  # every channel the dashboard listens to
 MIN_INTERVAL_S = 0.5
