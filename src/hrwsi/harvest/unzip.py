@@ -103,6 +103,7 @@ def extract(path: str, into: Path, limits: UnzipLimits, *, password: bytes | Non
 
 def _extract(path: str, into: Path, limits: UnzipLimits, password: bytes | None, password_hint: str,
              stopped: Callable[[], bool]) -> None:
+    encrypted = False
     try:
         with _open_archive(path) as archive:
             check_limits(archive, os.fstat(archive.fp.fileno()).st_size, limits)
@@ -120,6 +121,11 @@ def _extract(path: str, into: Path, limits: UnzipLimits, password: bytes | None,
             message = f"wrong zip password (from environment variable {password_hint}): {message}"
         raise UnsafeArchive(message) from None
     except (zipfile.BadZipFile, NotImplementedError, EOFError) as error:
+        if encrypted and password is not None and "CRC" in str(error):
+            # Traditional PKWARE encryption checks a password against one byte of a random header:
+            # one wrong password in 256 passes the check, and the member then fails its CRC.
+            raise UnsafeArchive(f"wrong zip password (from environment variable {password_hint}) or a damaged "
+                                f"archive: {error}") from None
         raise UnsafeArchive(f"cannot unzip: {error}") from None
     except OSError as error:
         raise UnsafeArchive(f"cannot unzip into {into.parent}: {error}") from None

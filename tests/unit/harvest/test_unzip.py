@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hrwsi.harvest.unzip import UnsafeArchive, UnzipLimits, extract
+from tests.integration.harvest.test_landing import zipcrypto_zip
 
 LIMITS = UnzipLimits(max_bytes=50 * 2**20, max_ratio=100, max_members=100)
 
@@ -82,3 +83,28 @@ def test_an_extraction_asked_to_stop_stops_and_leaves_nothing(tmp_path):
     with pytest.raises(UnsafeArchive, match="ran out of time"):
         extract(str(path), tmp_path / "out", LIMITS, stopped=lambda: True)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_wrong_password_that_passes_the_archives_one_byte_check_is_still_called_a_wrong_password(tmp_path):
+    """Traditional zip encryption checks a password against one byte of a random header: about one
+    wrong password in 256 passes it, and the member then fails its CRC. The message still says that
+    the password may be wrong (the landing test's wrong password read "Bad CRC-32" once in a while)."""
+    path = tmp_path / "p.zip"
+    zipcrypto_zip(path, {"P.SAFE/manifest.safe": b"<m/>"}, b"s3cret")
+    caught, passed = [], []  # wrong passwords the check byte caught, and one it let through (1 in 256)
+    with zipfile.ZipFile(path) as handle:
+        for n in range(20_000):
+            try:
+                handle.read("P.SAFE/manifest.safe", pwd=f"wrong{n}".encode())
+            except RuntimeError:  # "Bad password"
+                caught.append(f"wrong{n}".encode())
+            except zipfile.BadZipFile:  # "Bad CRC-32"
+                passed.append(f"wrong{n}".encode())
+                break
+    assert caught and passed, "no wrong password passed the check byte"
+    with pytest.raises(UnsafeArchive, match=r"wrong zip password \(from environment variable ZIP_PW\) or a damaged "
+                                            r"archive: Bad CRC-32"):
+        extract(str(path), tmp_path / "out", LIMITS, password=passed[0], password_hint="ZIP_PW")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UnsafeArchive, match=r"wrong zip password \(from environment variable ZIP_PW\): Bad password"):
+        extract(str(path), tmp_path / "out", LIMITS, password=caught[0], password_hint="ZIP_PW")
