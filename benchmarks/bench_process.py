@@ -334,11 +334,19 @@ ROLES = {
 
 
 def event_loop_runner(role: str):
-    """asyncio.run, except for pgqueuer's consumer: `pgq run` runs consumers on uvloop when it is
-    installed (pgqueuer/adapters/cli/cli.py, asyncio_run), so the peer runs as its users run it.
-    Not in the chain: there every system runs the same subprocesses the same way, and uvloop starts
-    subprocesses 3-6x slower than asyncio here (300 spawns, 16 at once: 2.9-3.2 s against 0.5-1.1 s),
-    which would measure the event loop rather than the engine (and flatter hrwsi)."""
+    """Each system's processes on the event loop its users run them on. pgqueuer's consumer: `pgq
+    run` runs consumers on uvloop when it is installed (pgqueuer/adapters/cli/cli.py, asyncio_run).
+    hrwsi's services: as `hrwsi orchestrator|harvester|launcher` choose it (hrwsi.event_loop: uvloop,
+    except for a launcher with the local backend). Not in the chain's consumers of pgqueuer and the
+    floor: there every system runs the same subprocesses the same way (hrwsi's local backend, on
+    asyncio), and uvloop starts subprocesses 3-6x slower than asyncio here (300 spawns, 16 at once:
+    2.9-3.2 s against 0.5-1.1 s), which would measure the event loop rather than the engine."""
+    if role.startswith("hrwsi-"):
+        from hrwsi import event_loop
+
+        service = role.removeprefix("hrwsi-").removesuffix("-local")
+        backend = "local" if role == "hrwsi-launcher-local" else "dry-run"
+        return event_loop.runner(event_loop.choose("auto", [service], backend))
     if role == "pgqueuer":
         try:
             import uvloop

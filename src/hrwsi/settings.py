@@ -91,6 +91,9 @@ class Settings:
 
     http_port: int | None = None  # each process's /metrics, /healthz, /readyz (None: off; 0: any free port)
     http_host: str = "127.0.0.1"
+    # The services' event loop (hrwsi.event_loop): auto (uvloop, except where a launcher starts local
+    # jobs), asyncio or uvloop.
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work (a zero poll is a busy loop, no parallel job stalls every
@@ -109,6 +112,8 @@ class Settings:
         if self.claim_ahead is not None and self.claim_ahead < 0:
             raise SettingsError(f"HRWSI_CLAIM_AHEAD={self.claim_ahead} must be a number of jobs >= 0 "
                                 "(0: claim only jobs that start at once)")
+        if self.event_loop not in ("auto", "asyncio", "uvloop"):
+            raise SettingsError(f"HRWSI_EVENT_LOOP={self.event_loop!r} must be auto, asyncio or uvloop")
         if self.lease_timeout_s < 2 * self.heartbeat_s:
             raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
                                 f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")
@@ -135,6 +140,7 @@ class Settings:
             harvest_concurrency=_count("HRWSI_HARVEST_CONCURRENCY", 4),
             http_port=port_setting("HRWSI_HTTP_PORT"),
             http_host=os.environ.get("HRWSI_HTTP_HOST") or "127.0.0.1",
+            event_loop=os.environ.get("HRWSI_EVENT_LOOP") or "auto",
         )
 
     @property

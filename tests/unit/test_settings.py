@@ -16,6 +16,7 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_MAX_PARALLEL_JOBS", "2.5", "HRWSI_MAX_PARALLEL_JOBS='2.5' is not a whole number"),
     ("HRWSI_CLAIM_AHEAD", "two", "HRWSI_CLAIM_AHEAD='two' is not a whole number"),
     ("HRWSI_UNZIP_MAX_MEMBERS", "1e5", "HRWSI_UNZIP_MAX_MEMBERS='1e5' is not a whole number"),
+    ("HRWSI_EVENT_LOOP", "tokio", "HRWSI_EVENT_LOOP='tokio' must be auto, asyncio or uvloop"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)

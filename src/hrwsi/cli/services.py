@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 
 import typer
 
+from hrwsi import event_loop
 from hrwsi.cli.common import CliError, app, console, settings, setup_logging, url
 from hrwsi.database import connect
 from hrwsi.sql_files import query
+
+logger = logging.getLogger(__name__)
 
 _BACKEND_HELP = "local (default, HRWSI_BACKEND), nomad or dry-run"
 
@@ -18,15 +21,20 @@ def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
 
     setup_logging(verbose)
     current = settings()
+    try:
+        loop = event_loop.choose(current.event_loop, kinds, backend or current.backend)
+    except event_loop.EventLoopError as error:
+        raise CliError(str(error), 2) from None
     database_url = url()
 
     async def serve() -> None:
+        logger.info("%s on the %s event loop (HRWSI_EVENT_LOOP=%s)", ", ".join(kinds), loop, current.event_loop)
         async with App(database_url, kinds, current, backend=backend, migrate=True, handle_signals=True,
                        freeze_startup_objects=True) as running:
             await running.wait()
 
     try:
-        asyncio.run(serve())
+        event_loop.runner(loop)(serve())
     except SchemaNotReady as error:
         raise CliError(str(error), 2) from None
 
