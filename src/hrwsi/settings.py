@@ -9,6 +9,8 @@ from pathlib import Path
 
 import platformdirs
 
+from hrwsi.event_loop import CHOICES as EVENT_LOOPS
+
 
 class SettingsError(ValueError):
     """A setting that cannot work; the message names it and says what is expected (one line)."""
@@ -112,8 +114,9 @@ class Settings:
         if self.claim_ahead is not None and self.claim_ahead < 0:
             raise SettingsError(f"HRWSI_CLAIM_AHEAD={self.claim_ahead} must be a number of jobs >= 0 "
                                 "(0: claim only jobs that start at once)")
-        if self.event_loop not in ("auto", "asyncio", "uvloop"):
-            raise SettingsError(f"HRWSI_EVENT_LOOP={self.event_loop!r} must be auto, asyncio or uvloop")
+        if self.event_loop not in EVENT_LOOPS:
+            raise SettingsError(f"HRWSI_EVENT_LOOP={self.event_loop!r} must be {', '.join(EVENT_LOOPS[:-1])} "
+                                f"or {EVENT_LOOPS[-1]}")
         if self.lease_timeout_s < 2 * self.heartbeat_s:
             raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
                                 f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")
