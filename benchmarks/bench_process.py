@@ -140,11 +140,16 @@ class ReportingLocalBackend(LocalBackend):
         return outcome
 
 
+def hrwsi_service(role: str) -> str:
+    """The hrwsi service a role runs ("hrwsi-launcher-local": the launcher, with the local backend)."""
+    return role.removeprefix("hrwsi-").removesuffix("-local")
+
+
 async def run_hrwsi(args: argparse.Namespace, reporter: Reporter) -> None:
     from hrwsi.app import App
     from hrwsi.settings import Settings
 
-    service = args.role.removeprefix("hrwsi-").removesuffix("-local")
+    service = hrwsi_service(args.role)
     settings = Settings(home=Path(args.home), max_parallel_jobs=args.parallel)
     backend = None
     if args.role == "hrwsi-launcher":
@@ -344,9 +349,8 @@ def event_loop_runner(role: str):
     if role.startswith("hrwsi-"):
         from hrwsi import event_loop
 
-        service = role.removeprefix("hrwsi-").removesuffix("-local")
-        backend = "local" if role == "hrwsi-launcher-local" else "dry-run"
-        return event_loop.runner(event_loop.choose("auto", [service], backend))
+        backend = "local" if role == "hrwsi-launcher-local" else "dry-run"  # (as run_hrwsi gives them)
+        return event_loop.runner(event_loop.choose("auto", [hrwsi_service(role)], backend))
     if role == "pgqueuer":
         try:
             import uvloop
