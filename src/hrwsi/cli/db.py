@@ -14,13 +14,14 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("start")
 def db_start() -> None:
-    """Start (or reuse) the embedded PostgreSQL server and print its URL."""
+    """Start (or reuse) the embedded PostgreSQL server and print its URL. A server that runs from an
+    installation replaced or removed since is restarted from this one."""
     current = settings()
     if current.database_url:
         console.print(f"HRWSI_DATABASE_URL is set ({redact(current.database_url)}): no embedded server needed")
         return
-    started = start_embedded(current.pgdata)
-    console.print(f"embedded PostgreSQL running; data in {current.pgdata}", style="green", highlight=False)
+    started = start_embedded(current.pgdata, restart_stale=True)  # (a restart is logged: a warning)
+    console.print(f"embedded PostgreSQL running; data in {current.pgdata}", style="green", highlight=False, markup=False)
     print(started)
 
 
