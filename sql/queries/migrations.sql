@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS public.hrwsi_schema_migration (
 SELECT to_regclass('public.hrwsi_schema_migration') IS NOT NULL;
 
 -- name: applied_migrations
-SELECT version, checksum FROM public.hrwsi_schema_migration;
+SELECT version, name, checksum, applied_at FROM public.hrwsi_schema_migration ORDER BY version;
 
 -- name: record_migration
 INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s);

@@ -81,9 +81,13 @@ def build_services(kinds: Sequence[str], pool: asyncpg.Pool, settings: Settings,
 
 def ensure_schema(url: str) -> list[str]:
     """Apply pending migrations (synchronous, psycopg); the names applied. A role that may not
-    apply them gets SchemaNotReady naming what is missing and who must run `hrwsi db init`."""
+    apply them gets SchemaNotReady naming what is missing and who must run `hrwsi db init`; so does
+    a database a newer hrwsi upgraded (migrations.NewerSchema)."""
     with connect(url) as conn:
-        missing = migrations.pending(conn)
+        try:
+            missing = migrations.pending(conn)
+        except migrations.NewerSchema as error:
+            raise SchemaNotReady(str(error)) from None
         if not missing:
             return []
         try:

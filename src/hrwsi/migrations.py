@@ -7,12 +7,17 @@ proves that the two paths build the same schema (docs/adr/0008-schema-sql-and-mi
 
 Concurrent `hrwsi db init` calls are serialised by an advisory lock, so two services starting at
 once do not both install the schema or apply a migration.
+
+A database that records a migration this installation does not ship was upgraded by a newer hrwsi:
+nothing is applied to it and no service of this installation starts on it (NewerSchema), since its
+SQL calls were written for the schema it knows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -29,18 +34,37 @@ class UnrecordedSchema(RuntimeError):
     """Schema hrwsi has objects but no migration is recorded: hrwsi did not install it."""
 
 
+class NewerSchema(RuntimeError):
+    """The database records migrations this installation does not ship: a newer hrwsi upgraded it."""
+
+
 def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_text().encode()).hexdigest()
 
 
-def applied_versions(conn: psycopg.Connection) -> dict[int, str]:
-    """{version: checksum} of the migrations recorded as applied."""
+def _recorded(conn: psycopg.Connection) -> list[tuple[int, str, str, datetime]]:
+    """(version, name, checksum, applied_at) of every migration recorded as applied, in order."""
     # In a transaction of its own, so that a caller may ask, then migrate on the same connection
     # (migrate needs autocommit, which cannot be set while a transaction is open).
     with conn.transaction():
         if not conn.execute(query("migration_bookkeeping_exists")).fetchone()[0]:
-            return {}
-        return dict(conn.execute(query("applied_migrations")).fetchall())
+            return []
+        return conn.execute(query("applied_migrations")).fetchall()
+
+
+def _refuse_a_newer_schema(recorded: list[tuple[int, str, str, datetime]]) -> None:
+    shipped = {version for version, _, _ in migrations()}
+    newer = [f"{version:04d}_{name} (applied {applied_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+             for version, name, _, applied_at in recorded if version not in shipped]
+    if newer:
+        raise NewerSchema(
+            f"the database was upgraded by a newer hrwsi: it records migration(s) this installation does not ship "
+            f"({', '.join(newer)}); upgrade this installation to that version, or run it against another database")
+
+
+def applied_versions(conn: psycopg.Connection) -> dict[int, str]:
+    """{version: checksum} of the migrations recorded as applied."""
+    return {version: digest for version, _, digest, _ in _recorded(conn)}
 
 
 def migrate(conn: psycopg.Connection, *, replay: bool = False) -> list[str]:
@@ -54,7 +78,9 @@ def migrate(conn: psycopg.Connection, *, replay: bool = False) -> list[str]:
     conn.execute(query("lock_migrations"), {"key": MIGRATION_LOCK_KEY})
     try:
         conn.execute(query("create_migration_bookkeeping"))
-        done = applied_versions(conn)
+        recorded = _recorded(conn)
+        _refuse_a_newer_schema(recorded)
+        done = {version: digest for version, _, digest, _ in recorded}
         if not done:
             if conn.execute(query("hrwsi_schema_relations")).fetchone()[0]:
                 raise UnrecordedSchema(
@@ -95,5 +121,8 @@ def _apply_pending(conn: psycopg.Connection, done: dict[int, str]) -> list[str]:
 
 
 def pending(conn: psycopg.Connection) -> list[str]:
-    done = applied_versions(conn)
+    """The migrations this installation would apply; NewerSchema if the database is ahead of it."""
+    recorded = _recorded(conn)
+    _refuse_a_newer_schema(recorded)
+    done = {version for version, _, _, _ in recorded}
     return [f"{v:04d}_{n}" for v, n, _ in migrations() if v not in done]

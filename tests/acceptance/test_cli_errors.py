@@ -29,6 +29,16 @@ def test_a_database_without_the_schema_says_to_run_db_init(env, empty_database_u
     one_line_error(result, "has no hrwsi schema", "run `hrwsi db init`", code=2)
 
 
+def test_a_database_a_newer_hrwsi_upgraded_is_refused_by_db_init_and_the_services(env, db):
+    db.execute("INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (9999, 'from_the_future', 'x')")
+    one_line_error(run(["db", "init"], env, check=False), "upgraded by a newer hrwsi", "9999_from_the_future",
+                   "upgrade this installation", code=2)
+    service = run(["orchestrator"], env, check=False)  # (its log says first which event loop it runs on)
+    assert service.returncode == 2 and "Traceback" not in service.stderr, service.stderr
+    last = service.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the database was upgraded by a newer hrwsi") and "9999_from_the_future" in last
+
+
 def test_a_bad_environment_variable_is_named(env):
     result = run(["status"], {**env, "HRWSI_BACKSTOP_POLL_S": "abc"}, check=False)
     one_line_error(result, "HRWSI_BACKSTOP_POLL_S='abc' is not a number", "fix or unset", code=2)

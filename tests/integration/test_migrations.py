@@ -108,3 +108,35 @@ def test_concurrent_inits_install_once(empty_database_url):
     assert errors == []
     assert sorted(len(names) for names in recorded_by) == [0, 0, len(migration_files())]
     assert recorded(empty_database_url) == every_migration_with_its_checksum()
+
+
+def record_a_migration_from_a_newer_hrwsi(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO public.hrwsi_schema_migration (version, name, checksum, applied_at) "
+                     "VALUES (9999, 'from_a_newer_hrwsi', 'x', '2026-12-05 13:40:00+00')")
+
+
+def test_a_database_a_newer_hrwsi_upgraded_is_refused_and_left_as_it_is(database_url, tmp_path, monkeypatch):
+    """An older installation would apply its own pending migrations on top of a schema it does not
+    know, and its services would run their calls against it: both are refused, naming what is newer."""
+    record_a_migration_from_a_newer_hrwsi(database_url)
+    missing_here = tmp_path / "9998_shipped_here_only.sql"
+    missing_here.write_text("CREATE TABLE hrwsi.shipped_here_only (id integer);")
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [*shipped, (9998, "shipped_here_only", missing_here)])
+    newer = r"upgraded by a newer hrwsi: .*9999_from_a_newer_hrwsi \(applied 2026-12-05 13:40 UTC\)"
+    with psycopg.connect(database_url) as conn:
+        with pytest.raises(migrations.NewerSchema, match=newer):
+            migrations.pending(conn)
+        with pytest.raises(migrations.NewerSchema, match=newer):
+            migrations.migrate(conn)
+        assert conn.execute("SELECT to_regclass('hrwsi.shipped_here_only') IS NULL").fetchone()[0]
+    assert [version for version, _, _ in recorded(database_url)][-1] == 9999
+
+
+def test_a_service_does_not_start_on_a_database_a_newer_hrwsi_upgraded(database_url):
+    from hrwsi.app import SchemaNotReady, ensure_schema
+
+    record_a_migration_from_a_newer_hrwsi(database_url)
+    with pytest.raises(SchemaNotReady, match="9999_from_a_newer_hrwsi"):
+        ensure_schema(database_url)

@@ -48,7 +48,7 @@ def db_init() -> None:
         fresh = not migrations.applied_versions(conn)
         try:
             applied = migrations.migrate(conn)
-        except migrations.UnrecordedSchema as error:
+        except (migrations.UnrecordedSchema, migrations.NewerSchema) as error:
             raise CliError(str(error), 2) from None
     if not applied:
         console.print("schema up to date")
