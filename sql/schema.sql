@@ -797,7 +797,11 @@ CREATE TABLE hrwsi.service_instance (
     host         text NOT NULL,
     pid          integer NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    -- (migration 0044) During an upgrade, services of two versions may run side by side on one
+    -- database; ops see which runs what in `hrwsi status` and on the dashboard. NULL: registered
+    -- by a version before this column.
+    version      text
 );
 
 -- =============================================================================================

@@ -157,7 +157,7 @@ SELECT hrwsi.mark_jobs_progress($1, $2, $3, $4, $5);
 -- name: register_instance
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).
 -- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
-INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ($1, $2, $3, $4)
+INSERT INTO hrwsi.service_instance (id, kind, host, pid, version) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: renew_lease

@@ -96,7 +96,7 @@ WHERE t.state = 'on_hold' AND NOT r.on_hold
 ORDER BY t.id LIMIT %(limit)s;
 
 -- name: report_services
-SELECT id, kind, host, pid, started_at, heartbeat_at,
+SELECT id, kind, host, pid, version, started_at, heartbeat_at,
        extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
 FROM hrwsi.service_instance ORDER BY kind, heartbeat_at DESC;
 

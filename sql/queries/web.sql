@@ -71,7 +71,7 @@ ORDER BY routine, state_reason, id
 LIMIT $1;
 
 -- name: web_services
-SELECT id, kind, host, pid, started_at, heartbeat_at,
+SELECT id, kind, host, pid, version, started_at, heartbeat_at,
        extract(epoch FROM now() - heartbeat_at)::float8 AS age_s
 FROM hrwsi.service_instance
 ORDER BY kind, started_at;

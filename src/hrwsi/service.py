@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+import hrwsi
 from hrwsi.backoff import START_UP_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.listener import Listener, Notification
@@ -414,7 +415,7 @@ class Service:
     async def _register_once(self) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(query("register_instance"), self.instance_id, self.kind,
-                               socket.gethostname(), os.getpid())
+                               socket.gethostname(), os.getpid(), hrwsi.__version__)
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
     async def _register(self) -> None:

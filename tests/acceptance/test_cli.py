@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import psycopg
 import pytest
 
+import hrwsi
 from hrwsi.configuration import load
 from tests.acceptance.conftest import HRWSI, run, wait_for
 from tests.integration.conftest import single_routine_configuration
@@ -151,3 +153,13 @@ def test_the_demo_is_quiet_and_every_hint_it_prints_runs_as_printed(tmp_path):
     finally:
         run(["db", "stop"], quiet_env, check=False)
         subprocess.run(["rm", "-rf", str(home)])
+
+
+def test_version_names_the_installation_and_the_last_migration_it_ships():
+    from hrwsi.sql_files import migrations
+
+    version, name, _ = migrations()[-1]
+    result = run(["--version"], dict(os.environ))
+    assert result.stdout.strip() == f"hrwsi {hrwsi.__version__} (schema {version:04d}_{name})"
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["version"] == hrwsi.__version__, "one version, in pyproject.toml and hrwsi.__version__"

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+import hrwsi
 from hrwsi.configuration import load
 from tests.acceptance.conftest import HRWSI, run, wait_for
 from tests.integration.conftest import chain_configuration, single_routine_configuration
@@ -61,6 +62,24 @@ def test_a_nomad_log_not_saved_yet_is_said_so(db, env, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "the Nomad log of" in result.stderr and "is not available yet" in result.stderr
     assert "when the job ends" in result.stderr and "nomad alloc logs -job hrwsi-work-n-1" in result.stderr
+
+
+def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
+    process = services(env)
+    try:
+        wait_for(db, "SELECT count(*) >= 3 FROM hrwsi.service_instance")  # (harvester, orchestrator, launcher...)
+        running = db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0]
+        lines = [line for line in run(["status"], env).stdout.splitlines() if "│" in line]
+        assert sum(f"│ {hrwsi.__version__} " in line for line in lines) == running, lines
+        assert "different hrwsi versions" not in run(["status"], env).stdout
+        db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, version) VALUES "
+                   "('launcher-old-1-x', 'launcher', 'old', 1, '0.0.9'), ('launcher-older-2-y', 'launcher', 'older', 2, NULL)")
+        status = run(["status"], env).stdout
+        assert f"services run different hrwsi versions: 0.0.9, {hrwsi.__version__}, not recorded" in status
+        versions = [s["version"] for s in json.loads(run(["status", "--json"], env).stdout)["services"]]
+        assert sorted(versions, key=str) == sorted([hrwsi.__version__] * running + ["0.0.9", None], key=str)
+    finally:
+        stop(process)
 
 
 def test_status_names_a_held_routine_with_why_and_what_happens_next_and_alerts_list_the_outbox(db, env):

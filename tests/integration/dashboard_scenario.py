@@ -151,10 +151,11 @@ def build(db: psycopg.Connection, data_dir: Path, now: datetime | None = None) -
                    ("no worker can ever run it: it needs 64 CPU and the largest flavour has 4", task))
         unplannable.append(task)
 
-    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at) VALUES
-                  ('orchestrator-ops1-100-aaaaaa', 'orchestrator', 'ops1', 100, now() - interval '2 hours', now()),
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at, version) VALUES
+                  ('orchestrator-ops1-100-aaaaaa', 'orchestrator', 'ops1', 100, now() - interval '2 hours', now(),
+                   '0.1.0'),
                   ('launcher-ops2-200-bbbbbb', 'launcher', 'ops2', 200, now() - interval '3 hours',
-                   now() - interval '10 minutes')""")
+                   now() - interval '10 minutes', NULL)""")
     db.execute("""INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at, last_run_at)
                   VALUES ('landing-l1c', 'landing_directory', 'L1C', %s, now() + interval '20 seconds',
                           now() - interval '40 seconds')""",

@@ -6,6 +6,7 @@ import gc
 import asyncpg
 import pytest
 
+import hrwsi
 from hrwsi.app import App, build_services
 from hrwsi.backends.dry_run import DryRunBackend
 from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
@@ -33,6 +34,8 @@ async def test_an_app_runs_its_services_until_asked_to_stop_and_unregisters_them
         insert_inputs(db, 3)
         await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.job WHERE state = 'processed'")
         assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 2
+        assert db.execute("SELECT array_agg(DISTINCT version) FROM hrwsi.service_instance").fetchone()[0] == \
+            [hrwsi.__version__], "each instance records the version it runs (migration 0044)"
     assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 0
     assert app.pool is None  # closed
 

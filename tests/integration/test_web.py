@@ -73,6 +73,7 @@ async def test_the_overview_names_held_routines_with_their_reason_and_what_canno
     assert "no worker can ever run it: it needs 64 CPU and the largest flavour has 4" in page
     assert f"hrwsi: task {scenario.terminated} (atmospheric_correction) terminated" in page, "its alert"
     assert "1/2 services alive" in page, "the launcher's heartbeat is stale"
+    assert "ops1 / 100 0.1.0" in page and "ops2 / 200 not recorded" in page, "each service's version (migration 0044)"
     assert "landing-l1c" in page
     assert "routine lane tile day products p50_from_sensing_s" in page, "the timeliness view's section (ADR 0010)"
 

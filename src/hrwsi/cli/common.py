@@ -73,8 +73,26 @@ app = HrwsiTyper(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Ear
                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 
+def version_line() -> str:
+    """This installation's version and the last migration its schema has, as `hrwsi --version`
+    prints them: what `hrwsi status`, the dashboard and a refused upgrade name."""
+    import hrwsi
+    from hrwsi.sql_files import migrations
+
+    version, name, _ = migrations()[-1]
+    return f"hrwsi {hrwsi.__version__} (schema {version:04d}_{name})"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(version_line())
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error"),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="print hrwsi's version and its schema's, and exit")) -> None:
     if debug:
         state.debug = True
 

@@ -97,13 +97,17 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
     if not services:
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
-    table = _table("services", ("kind", "instance", "host", "pid", "started", "heartbeat"))
+    table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"))
     for s in services:
         stale = s["heartbeat_age_s"] is not None and s["heartbeat_age_s"] > stale_after_s
         beat = Text(_age(s["heartbeat_age_s"]) + (" (stale: dead or hung?)" if stale else ""),
                     style="red" if stale else "")
-        table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), time(s["started_at"]), beat)
+        table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
+                      time(s["started_at"]), beat)
     console.print(table)
+    versions = sorted({s["version"] or "not recorded" for s in services})
+    if len(versions) > 1:  # (an upgrade under way, or one left half done)
+        console.print(Text(visible(f"services run different hrwsi versions: {', '.join(versions)}"), style="yellow"))
 
 
 # -- tasks ---------------------------------------------------------------------------------------
