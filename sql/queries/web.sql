@@ -97,7 +97,10 @@ LIMIT $2;
 SELECT to_regclass('hrwsi.timeliness') IS NOT NULL;
 
 -- name: web_timeliness
-SELECT * FROM hrwsi.timeliness LIMIT $1;
+-- The latest days first (the view's rows per routine, lane, tile and day).
+SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_sensing_s, p50_from_publication_s,
+       p95_from_publication_s, on_time, with_deadline
+FROM hrwsi.timeliness ORDER BY day DESC, routine, lane, tile LIMIT $1;
 
 -- ============================================================================================
 -- tasks

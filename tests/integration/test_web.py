@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
+from hrwsi import timeliness
 from hrwsi.database import create_pool
 from hrwsi.sql_files import query
 from hrwsi.web.app import Dashboard
@@ -75,17 +76,20 @@ async def test_the_overview_names_held_routines_with_their_reason_and_what_canno
     assert "1/2 services alive" in page, "the launcher's heartbeat is stale"
     assert "ops1 / 100 0.1.0" in page and "ops2 / 200 not recorded" in page, "each service's version (migration 0044)"
     assert "landing-l1c" in page
-    assert "routine lane tile day products p50_from_sensing_s" in page, "the timeliness view's section (ADR 0010)"
+    assert "routine lane tile day products after sensing" in page, "the timeliness view's section (ADR 0010)"
 
 
 async def test_the_timeliness_section_shows_the_timeliness_view(database_url, scenario, data_dir, db):
-    rows = db.execute("SELECT routine, lane, tile, day, products FROM hrwsi.timeliness WHERE routine = 'snow_cover'"
-                      ).fetchall()
+    rows = db.execute("SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_publication_s "
+                      "FROM hrwsi.timeliness WHERE routine = 'snow_cover'").fetchall()
     assert rows, "the scenario's snow-cover products are in the view"
     async with dashboard(database_url, data_dir) as client:
         page = visible(await text_of(client, "/"))
-    for routine, lane, tile, day, products in rows:
-        assert f"{routine} {lane} {tile} {day} {products} " in page
+    assert "delays to registration, p50 / p95" in page and "after sensing after publication on time" in page
+    for routine, lane, tile, day, products, p50_from_sensing_s, p95_from_publication_s in rows:
+        assert f"{routine} {lane} {tile} {day} {products} {timeliness.duration_text(p50_from_sensing_s)} / " in page
+        assert f" / {timeliness.duration_text(p95_from_publication_s)} " in page
+        assert str(p50_from_sensing_s) not in page, "delays read as people read them, not as raw seconds"
 
 
 async def test_user_supplied_text_is_escaped_wherever_it_is_shown(database_url, scenario, data_dir, db):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
+from hrwsi import timeliness
 from hrwsi.harvest.sources import describe_source
 from hrwsi.sql_files import query
 
@@ -133,13 +134,24 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
     return overview
 
 
+TIMELINESS_COLUMNS = ("routine", "lane", "tile", "day", "products", "after sensing", "after publication", "on time")
+
+
 async def read_timeliness(conn: asyncpg.Connection, limit: int = 50) -> dict | None:
-    """The rows of the timeliness view (issue 12) as {columns, rows}, or None while it does not exist."""
+    """The rows of the timeliness view (issue 12), newest day first, as {columns, rows} of text as
+    `hrwsi timeliness` prints them (delays as 3.5 h, the share on time as 97.0 % (97/100)), or None
+    while the view does not exist."""
     if not await conn.fetchval(query("web_timeliness_view")):
         return None
-    records = await conn.fetch(query("web_timeliness"), limit)
-    columns = list(records[0].keys()) if records else []
-    return {"columns": columns, "rows": [list(r.values()) for r in records]}
+    def delays(p50: float | None, p95: float | None) -> str:
+        return f"{timeliness.duration_text(p50)} / {timeliness.duration_text(p95)}"
+
+    rows = [[r["routine"], r["lane"], r["tile"], r["day"].isoformat() if r["day"] else None, r["products"],
+             delays(r["p50_from_sensing_s"], r["p95_from_sensing_s"]),
+             delays(r["p50_from_publication_s"], r["p95_from_publication_s"]),
+             timeliness.share_text(r["on_time"], r["with_deadline"])]
+            for r in await conn.fetch(query("web_timeliness"), limit)]
+    return {"columns": list(TIMELINESS_COLUMNS), "rows": rows}
 
 
 def _record(record) -> dict | None:
