@@ -6,8 +6,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from hrwsi.event_loop import CHOICES as EVENT_LOOPS
 
@@ -68,6 +71,17 @@ def default_home() -> Path:
     return Path(os.environ.get("HRWSI_HOME") or platformdirs.user_data_dir("hrwsi")).expanduser()
 
 
+def _is_postgresql_url(url: str) -> bool:
+    """A postgresql:// (or postgres://) URL both drivers read: asyncpg, which the services use, reads
+    no key=value connection string."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        return parts.scheme in ("postgresql", "postgres") and bool(conninfo_to_dict(url))
+    except (ValueError, psycopg.Error):
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=default_home)
@@ -117,6 +131,12 @@ class Settings:
         if self.event_loop not in EVENT_LOOPS:
             raise SettingsError(f"HRWSI_EVENT_LOOP={self.event_loop!r} must be {', '.join(EVENT_LOOPS[:-1])} "
                                 f"or {EVENT_LOOPS[-1]}")
+        if self.database_url is not None and not _is_postgresql_url(self.database_url):
+            # (the value is not repeated: it may hold a password)
+            raise SettingsError("HRWSI_DATABASE_URL is not a PostgreSQL URL: it must read "
+                                "postgresql://user[:password]@host[:port]/database[?option=value...]")
+        if self.home.exists() and not self.home.is_dir():
+            raise SettingsError(f"HRWSI_HOME={str(self.home)!r} is not a directory")
         if self.lease_timeout_s < 2 * self.heartbeat_s:
             raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
                                 f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")

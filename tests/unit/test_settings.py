@@ -17,12 +17,24 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_CLAIM_AHEAD", "two", "HRWSI_CLAIM_AHEAD='two' is not a whole number"),
     ("HRWSI_UNZIP_MAX_MEMBERS", "1e5", "HRWSI_UNZIP_MAX_MEMBERS='1e5' is not a whole number"),
     ("HRWSI_EVENT_LOOP", "tokio", "HRWSI_EVENT_LOOP='tokio' must be auto, asyncio or uvloop"),
+    ("HRWSI_DATABASE_URL", "host=db password=hunter2", "HRWSI_DATABASE_URL is not a PostgreSQL URL: it must read"),
+    ("HRWSI_DATABASE_URL", "mysql://me:hunter2@db/x", "HRWSI_DATABASE_URL is not a PostgreSQL URL"),
+    ("HRWSI_DATABASE_URL", "postgresql://me:hunter2@db:port/x", "HRWSI_DATABASE_URL is not a PostgreSQL URL"),
+    ("HRWSI_HOME", "/dev/null", "HRWSI_HOME='/dev/null' is not a directory"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=message) as refused:
         Settings.from_env()
     assert "\n" not in str(refused.value)
+    assert "hunter2" not in str(refused.value), "a URL's password is never repeated"
+
+
+@pytest.mark.parametrize("url", ["postgresql://hrwsi@db.example.org/hrwsi", "postgres://u:p@127.0.0.1:5433/x?sslmode=require",
+                                 "postgresql://postgres@/hrwsi?host=/tmp/socket%20dir"])
+def test_a_postgresql_url_is_accepted(monkeypatch, url):
+    monkeypatch.setenv("HRWSI_DATABASE_URL", url)
+    assert Settings.from_env().database_url == url
 
 
 def test_the_defaults_are_valid(monkeypatch):
