@@ -163,9 +163,11 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 -- name: renew_lease
 -- Renew only a lease that has not lapsed; no row back means it lapsed (or was removed): the
 -- instance may have been declared dead and its work adopted, so it must not act under this id.
+-- And the newest migration the database records: one a newer hrwsi applied while this service
+-- runs is told in its log (hrwsi.service.Service._heartbeat_once).
 UPDATE hrwsi.service_instance SET heartbeat_at = now()
 WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)
-RETURNING heartbeat_at;
+RETURNING heartbeat_at, (SELECT max(version) FROM public.hrwsi_schema_migration) AS newest_migration;
 
 -- name: unregister_instance
 DELETE FROM hrwsi.service_instance WHERE id = $1;

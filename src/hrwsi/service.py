@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -33,7 +34,7 @@ from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.settings import Settings
-from hrwsi.sql_files import query
+from hrwsi.sql_files import migrations, query
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,12 @@ async def timed_statement(name: str) -> AsyncIterator[None]:
 
 def step_error_kind(error: BaseException) -> str:  # metrics hook (issue 13): hrwsi_step_errors_total{kind}
     return "statement_timeout" if isinstance(error, StatementTimedOut) else error_kind(error)
+
+
+@functools.cache
+def newest_shipped_migration() -> int:
+    """The version of the last migration this installation ships."""
+    return migrations()[-1][0]
 
 
 def new_instance_id(kind: str) -> str:
@@ -171,6 +178,7 @@ class Service:
         self.rounds = 0
         self.listener: Listener | None = None
         self._lease_lock = asyncio.Lock()
+        self._newer_schema_told: int | None = None  # the newest migration of a newer hrwsi, once logged
         self._due: dict[str, asyncio.TimerHandle] = {}  # steps woken later (wake_later), by name
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
@@ -380,11 +388,25 @@ class Service:
         identity: drop in-flight claims (others may have adopted them) and register anew."""
         self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
         async with self.pool.acquire() as conn:
-            renewed = await conn.fetchval(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s)
+            renewed = await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s)
         if renewed is None:
             await self.lease_lost()
         else:
             self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
+            self._tell_a_newer_schema(renewed["newest_migration"])
+
+    def _tell_a_newer_schema(self, newest: int | None) -> None:
+        """A newer hrwsi migrated the database while this service runs (an upgrade under way): its
+        calls were written for the schema it knows. Said once per migration, as an error; the
+        service goes on (a migration may well keep what it uses), ops stop and upgrade it."""
+        shipped = newest_shipped_migration()
+        if newest is None or newest <= shipped or newest == self._newer_schema_told:
+            return
+        self._newer_schema_told = newest
+        logger.error("%s (hrwsi %s) runs on a database that a newer hrwsi upgraded (it records migration %04d; this "
+                     "installation ships migrations up to %04d): its calls were written for the schema it knows; "
+                     "stop it and start the new version (`hrwsi status` lists each service's version)",
+                     self.kind, hrwsi.__version__, newest, shipped)
 
     async def lease_lost(self) -> None:
         """The lease lapsed: forget this identity's claims, then register a new identity."""

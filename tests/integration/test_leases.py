@@ -91,3 +91,25 @@ async def test_a_service_whose_lease_lapsed_drops_its_claims_and_takes_a_new_ide
         assert db.execute("SELECT count(*) FROM hrwsi.job WHERE owner = %s", (old,)).fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state IN ('submitted', 'queued', 'running')"
                           ).fetchone()[0] <= 1, "never two attempts of the task at once"
+
+
+async def test_a_service_tells_once_that_a_newer_hrwsi_migrated_the_database_under_it(db, database_url, settings,
+                                                                                      caplog):
+    caplog.set_level("ERROR", logger="hrwsi.service")
+    newer = db.execute("SELECT max(version) + 1 FROM public.hrwsi_schema_migration").fetchone()[0]
+
+    def told() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "a newer hrwsi upgraded" in r.getMessage()]
+
+    async with running(database_url, ["orchestrator"], settings):
+        await asyncio.sleep(3 * settings.heartbeat_s)
+        assert told() == [], "the schema this installation ships: nothing to tell"
+        db.execute("INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (%s, 'newer', 'x')",
+                   (newer,))
+        for _ in range(40):
+            if told():
+                break
+            await asyncio.sleep(settings.heartbeat_s / 2)
+        await asyncio.sleep(3 * settings.heartbeat_s)  # more heartbeats: told once
+    assert len(told()) == 1, told()
+    assert f"it records migration {newer:04d}" in told()[0] and "orchestrator (hrwsi " in told()[0]
