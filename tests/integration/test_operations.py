@@ -123,6 +123,25 @@ def test_data_engineer_inserts_inputs_but_cannot_touch_tasks_or_jobs(db, configu
                 engineer.execute(statement)
 
 
+def test_a_data_engineer_loads_a_file_of_inputs_with_copy_and_a_bad_line_refuses_the_whole_file(db, configure,
+                                                                                                   login_role):
+    configure(single_routine_configuration(["true"]))
+    columns = "COPY hrwsi.input (processing_condition, input_path, tile, measured_at) FROM STDIN WITH (FORMAT csv)"
+    with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
+        with engineer.cursor().copy(columns) as copy:
+            copy.write(b"in,/eodata/a.SAFE,32TLR,2026-12-01T10:00:00Z\nin,/eodata/b.SAFE,32TNT,2026-12-01T10:00:00Z\n")
+        assert engineer.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 2, "created with them"
+        with pytest.raises(psycopg.errors.CheckViolation, match="measured in the future") as refused:
+            with engineer.cursor().copy(columns) as copy:
+                copy.write(b"in,/eodata/c.SAFE,32TLR,2026-12-01T10:00:00Z\nin,/eodata/d.SAFE,32TLR,2126-12-01T10:00:00Z\n")
+        assert "COPY input, line 2" in str(refused.value.diag.context)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="input_processing_condition_must_exist"):
+            with engineer.cursor().copy(columns) as copy:
+                copy.write(b"in,/eodata/e.SAFE,32TLR,2026-12-01T10:00:00Z\nnope,/eodata/f.SAFE,32TLR,2026-12-01T10:00:00Z\n")
+        assert engineer.execute("SELECT array_agg(input_path ORDER BY id) FROM hrwsi.input").fetchone()[0] == \
+            ["/eodata/a.SAFE", "/eodata/b.SAFE"], "nothing of a refused file is kept"
+
+
 async def test_services_run_as_the_service_role_without_superuser(db, database_url, settings, configure,
                                                                   login_role):
     configure(single_routine_configuration(["true"]))
