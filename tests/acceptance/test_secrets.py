@@ -440,6 +440,8 @@ ALLOWED = {
     ("tests/contract/test_nomad_api.py", "s3cr3t-acl-token"): "the emulator's ACL token in the ACL contract test",
     ("tests/integration/harvest/test_harvest_constraints.py", "s3cret"):
         "a secret in a harvest source's configuration: the database must refuse it",
+    ("tests/unit/test_settings.py", "hunter2"): "a fake password: a refused HRWSI_DATABASE_URL must not repeat it",
+    ("tests/unit/test_settings.py", "fake-pw"): "a fake password in a URL the settings accept",
 }
 
 

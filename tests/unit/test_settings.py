@@ -30,7 +30,7 @@ def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, 
     assert "hunter2" not in str(refused.value), "a URL's password is never repeated"
 
 
-@pytest.mark.parametrize("url", ["postgresql://hrwsi@db.example.org/hrwsi", "postgres://u:p@127.0.0.1:5433/x?sslmode=require",
+@pytest.mark.parametrize("url", ["postgresql://hrwsi@db.example.org/hrwsi", "postgres://u:fake-pw@127.0.0.1:5433/x?sslmode=require",
                                  "postgresql://postgres@/hrwsi?host=/tmp/socket%20dir"])
 def test_a_postgresql_url_is_accepted(monkeypatch, url):
     monkeypatch.setenv("HRWSI_DATABASE_URL", url)
