@@ -79,11 +79,11 @@ def stale_embedded_server(pgdata: Path) -> tuple[int, str] | None:
         directory = os.readlink(f"/proc/{pid}/cwd")
     except (OSError, ValueError):
         return None
-    gone = executable.endswith(" (deleted)")
     program = executable.removesuffix(" (deleted)")
-    if not (gone or not os.path.exists(program)) or os.path.basename(program) != "postgres":
-        return None
-    return (pid, executable) if Path(directory.removesuffix(" (deleted)")) == pgdata else None
+    if os.path.basename(program) != "postgres" or Path(directory.removesuffix(" (deleted)")) != pgdata:
+        return None  # not the postmaster of pgdata
+    gone = program != executable or not os.path.exists(program)
+    return (pid, executable) if gone else None
 
 
 def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_running: bool = True,
