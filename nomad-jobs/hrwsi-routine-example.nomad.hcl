@@ -14,7 +14,8 @@ job "hrwsi-snow_cover-42-1" {
   node_pool   = "default" # HRWSI_NOMAD_NODE_POOL; Nomad puts a job without one in "default"
   priority    = 50
 
-  # Shown in Nomad's UI: which hrwsi task, input and attempt this job is.
+  # Shown in Nomad's UI: which hrwsi task, input and attempt this job is, and the hrwsi version that
+  # registered it.
   meta {
     hrwsi_task_id    = "42"
     hrwsi_input_path = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
@@ -22,6 +23,7 @@ job "hrwsi-snow_cover-42-1" {
     hrwsi_condition  = "l2a_for_snow"
     hrwsi_tile       = "32TPR"
     hrwsi_attempt    = "1"
+    hrwsi_version    = "0.1.0"
   }
 
   group "hrwsi" {

@@ -16,8 +16,9 @@
   rotation is sized to stay below it, since Nomad refuses log storage (MaxFiles x MaxFileSizeMB)
   that is not less than the disk (structs.go LogConfig.Validate).
 - NodePool from HRWSI_NOMAD_NODE_POOL (Nomad puts a job without one in "default").
-- Meta shows the task in Nomad's UI; Env is spec.environment() minus anything named like a
-  secret (use HRWSI_NOMAD_SECRETS_VARIABLE: a Nomad Variable rendered by a template).
+- Meta shows the task in Nomad's UI (and the hrwsi version that registered it); Env is
+  spec.environment() minus anything named like a secret (use HRWSI_NOMAD_SECRETS_VARIABLE: a
+  Nomad Variable rendered by a template).
 - Driver: docker when the routine has an image, else raw_exec (or exec) running spec.argv(). The
   data reaches the task through the host volume HRWSI_NOMAD_HOST_VOLUME when set (any driver);
   otherwise docker mounts host paths, which clients allow only with `volumes { enabled = true }`
@@ -36,6 +37,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import hrwsi
 from hrwsi.backends.base import SECRET_NAME, JobSpec
 from hrwsi.backends.nomad.config import NomadConfig
 
@@ -43,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000  # Nomad durations are integer nanoseconds
 GROUP_NAME = "hrwsi"
-META_KEYS = ("hrwsi_task_id", "hrwsi_input_path", "hrwsi_routine", "hrwsi_condition", "hrwsi_tile", "hrwsi_attempt")
+META_KEYS = ("hrwsi_task_id", "hrwsi_input_path", "hrwsi_routine", "hrwsi_condition", "hrwsi_tile", "hrwsi_attempt",
+             "hrwsi_version")
 MIN_DISK_MB = 10  # structs.go EphemeralDisk.Validate: "minimum DiskMB value is 10"
 MAX_LOG_FILES, MAX_LOG_FILE_MB = 5, 20
 DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
@@ -243,6 +246,7 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
             "hrwsi_condition": spec.condition,
             "hrwsi_tile": spec.tile or "",
             "hrwsi_attempt": str(spec.attempt),
+            "hrwsi_version": hrwsi.__version__,  # the launcher's that registered it (an upgrade under way)
         },
         "TaskGroups": [group],
     }
