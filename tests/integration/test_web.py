@@ -67,7 +67,7 @@ def visible(html: str) -> str:
 
 
 async def test_the_overview_names_held_routines_with_their_reason_and_what_cannot_be_planned(database_url, scenario,
-                                                                                           data_dir):
+                                                                                           data_dir, db):
     async with dashboard(database_url, data_dir) as client:
         page = visible(await text_of(client, "/"))
     assert "quicklook on hold 6 task(s) held held by ops: the quicklook bucket is full" in page
@@ -75,6 +75,10 @@ async def test_the_overview_names_held_routines_with_their_reason_and_what_canno
     assert f"hrwsi: task {scenario.terminated} (atmospheric_correction) terminated" in page, "its alert"
     assert "1/2 services alive" in page, "the launcher's heartbeat is stale"
     assert "ops1 / 100 0.1.0" in page and "ops2 / 200 not recorded" in page, "each service's version (migration 0044)"
+    assert "Services run different hrwsi versions: 0.1.0, not recorded" in page
+    db.execute("UPDATE hrwsi.service_instance SET version = '0.1.0'")
+    async with dashboard(database_url, data_dir) as client:
+        assert "different hrwsi versions" not in visible(await text_of(client, "/")), "one version: nothing to say"
     assert "landing-l1c" in page
     assert "routine lane tile day products after sensing" in page, "the timeliness view's section (ADR 0010)"
 
