@@ -15,6 +15,7 @@ SQL calls were written for the schema it knows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -36,6 +37,14 @@ class UnrecordedSchema(RuntimeError):
 
 class NewerSchema(RuntimeError):
     """The database records migrations this installation does not ship: a newer hrwsi upgraded it."""
+
+
+@functools.cache
+def newest_shipped() -> tuple[int, str]:
+    """(version, name) of the last migration this installation ships: what `hrwsi --version` names
+    and what a running service compares the database's newest migration with."""
+    version, name, _ = migrations()[-1]
+    return version, name
 
 
 def checksum(path: Path) -> str:

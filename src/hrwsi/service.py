@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -33,8 +32,9 @@ from hrwsi.backoff import START_UP_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
+from hrwsi.migrations import newest_shipped
 from hrwsi.settings import Settings
-from hrwsi.sql_files import migrations, query
+from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +97,6 @@ async def timed_statement(name: str) -> AsyncIterator[None]:
 
 def step_error_kind(error: BaseException) -> str:  # metrics hook (issue 13): hrwsi_step_errors_total{kind}
     return "statement_timeout" if isinstance(error, StatementTimedOut) else error_kind(error)
-
-
-@functools.cache
-def newest_shipped_migration() -> int:
-    """The version of the last migration this installation ships."""
-    return migrations()[-1][0]
 
 
 def new_instance_id(kind: str) -> str:
@@ -399,7 +393,7 @@ class Service:
         """A newer hrwsi migrated the database while this service runs (an upgrade under way): its
         calls were written for the schema it knows. Said once per migration, as an error; the
         service goes on (a migration may well keep what it uses), ops stop and upgrade it."""
-        shipped = newest_shipped_migration()
+        shipped, _ = newest_shipped()
         if newest is None or newest <= shipped or newest == self._newer_schema_told:
             return
         self._newer_schema_told = newest

@@ -77,9 +77,9 @@ def version_line() -> str:
     """This installation's version and the last migration its schema has, as `hrwsi --version`
     prints them: what `hrwsi status`, the dashboard and a refused upgrade name."""
     import hrwsi
-    from hrwsi.sql_files import migrations
+    from hrwsi.migrations import newest_shipped
 
-    version, name, _ = migrations()[-1]
+    version, name = newest_shipped()
     return f"hrwsi {hrwsi.__version__} (schema {version:04d}_{name})"
 
 

@@ -143,15 +143,16 @@ async def read_timeliness(conn: asyncpg.Connection, limit: int = 50) -> dict | N
     while the view does not exist."""
     if not await conn.fetchval(query("web_timeliness_view")):
         return None
-    def delays(p50: float | None, p95: float | None) -> str:
-        return f"{timeliness.duration_text(p50)} / {timeliness.duration_text(p95)}"
-
     rows = [[r["routine"], r["lane"], r["tile"], r["day"].isoformat() if r["day"] else None, r["products"],
-             delays(r["p50_from_sensing_s"], r["p95_from_sensing_s"]),
-             delays(r["p50_from_publication_s"], r["p95_from_publication_s"]),
+             _delays(r["p50_from_sensing_s"], r["p95_from_sensing_s"]),
+             _delays(r["p50_from_publication_s"], r["p95_from_publication_s"]),
              timeliness.share_text(r["on_time"], r["with_deadline"])]
             for r in await conn.fetch(query("web_timeliness"), limit)]
     return {"columns": list(TIMELINESS_COLUMNS), "rows": rows}
+
+
+def _delays(p50: float | None, p95: float | None) -> str:
+    return f"{timeliness.duration_text(p50)} / {timeliness.duration_text(p95)}"
 
 
 def _record(record) -> dict | None:
