@@ -29,6 +29,7 @@ from pathlib import Path
 import asyncpg
 
 from bench_sql import bench_query
+from hrwsi import service_logging
 from hrwsi.backends.base import JobOutcome, JobSpec
 from hrwsi.backends.dry_run import DryRunBackend
 from hrwsi.backends.local import LocalBackend
@@ -369,9 +370,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=16, help="subprocesses at once (local backend)")
     parser.add_argument("--batch-size", type=int, default=10, help="pgqueuer's dequeue batch size")
     args = parser.parse_args()
-    logging.basicConfig(level=os.environ.get("HRWSI_LOG_LEVEL", "INFO"), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    # Every role logs as hrwsi's services do (hrwsi.service_logging: UTC times, messages kept to one line).
+    service_logging.configure(os.environ.get("HRWSI_LOG_LEVEL", "INFO").upper(), "text")
     reporter = Reporter()
     try:
         event_loop_runner(args.role)(ROLES[args.role](args, reporter))

@@ -35,6 +35,12 @@ variable "mhz_per_core" {
   default     = "1000"
 }
 
+variable "log_format" {
+  description = "the service's log on the allocation's stderr: text, or json (one JSON object a line) for a log shipper"
+  type        = string
+  default     = "text"
+}
+
 variable "hrwsi_home" {
   description = "where hrwsi keeps data (a shared filesystem in production)"
   type        = string
@@ -83,6 +89,7 @@ job "hrwsi-launcher" {
 
       env {
         HRWSI_HOME               = var.hrwsi_home
+        HRWSI_LOG_FORMAT         = var.log_format
         HRWSI_BACKEND            = "nomad"
         HRWSI_BACKSTOP_POLL_S    = "2"
         HRWSI_HEARTBEAT_S        = "5"

@@ -17,6 +17,12 @@ variable "hrwsi_bin" {
   default     = "/opt/hrwsi/venv/bin/hrwsi"
 }
 
+variable "log_format" {
+  description = "the service's log on the allocation's stderr: text, or json (one JSON object a line) for a log shipper"
+  type        = string
+  default     = "text"
+}
+
 variable "hrwsi_home" {
   description = "where hrwsi keeps data (a shared filesystem in production)"
   type        = string
@@ -64,6 +70,7 @@ job "hrwsi-orchestrator" {
 
       env {
         HRWSI_HOME            = var.hrwsi_home
+        HRWSI_LOG_FORMAT      = var.log_format
         HRWSI_BACKSTOP_POLL_S = "2"
         HRWSI_HEARTBEAT_S     = "5"
         HRWSI_HTTP_PORT       = "${NOMAD_PORT_http}"

@@ -31,6 +31,7 @@ from hrwsi.app import SERVICE_KINDS, App
 from hrwsi.configuration import load_file
 from hrwsi.database import create_database, start_embedded
 from hrwsi.routines.raster import Raster, product_name
+from hrwsi.service_logging import TextFormatter
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -196,7 +197,7 @@ def logs_to_file(path: Path, verbose: bool):
     root = logging.getLogger()
     saved = (root.level, root.handlers[:])
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(TextFormatter())
     root.handlers = [handler]
     if verbose:
         stderr = logging.StreamHandler()

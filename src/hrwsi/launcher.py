@@ -43,10 +43,17 @@ from hrwsi.service import (
     SideTask,
     timed_statement,
 )
+from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
+
+
+def _fields(spec: JobSpec, **more) -> dict:
+    """A job's record fields for a JSON log (hrwsi.service_logging): its task, job, routine and attempt."""
+    return task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt, **more)
+
 
 # At most this many tasks per dispatch call. Each call reads the work in flight once (to know what
 # is free); at 500 a burst of 100,000 on free capacity took 200 calls, each slower than the last.
@@ -330,7 +337,8 @@ class Launcher(Service):
         if submit and self.claim_ahead:
             not_started = await self._wait_for_a_backend_slot(job_id, spec)
             if not_started == _CANCELLED_WHILE_HELD:
-                logger.info("task %d: job %s cancelled by an operator before it started", spec.task_id, spec.job_id)
+                logger.info("task %d: job %s cancelled by an operator before it started", spec.task_id, spec.job_id,
+                            extra=_fields(spec, outcome="cancelled"))
                 await self._record(job_id, spec, JobOutcome("cancelled", None, "cancelled before it started"))
                 return
             if not_started == _STOPPING_WHILE_HELD:
@@ -346,12 +354,13 @@ class Launcher(Service):
             except asyncio.CancelledError:
                 raise
             except AttemptLost as lost:  # it may have run: not started again, retried as a new attempt
-                logger.error("task %d: job %s is lost: %s", spec.task_id, spec.job_id, lost)
+                logger.error("task %d: job %s is lost: %s", spec.task_id, spec.job_id, lost,
+                             extra=_fields(spec, outcome="lost"))
                 await self._record(job_id, spec, JobOutcome("lost", None, str(lost), fault=lost.fault))
                 return
             except Exception as error:  # the backend refused it: that attempt failed, the task goes on
                 logger.error("task %d: the %s backend refused job %s: %s", spec.task_id, self.backend.name,
-                             spec.job_id, error)
+                             spec.job_id, error, extra=_fields(spec, outcome="internal_error"))
                 await self._record(job_id, spec, JobOutcome("internal_error", None,
                                                              f"the backend refused the job: {error}"))
                 return
@@ -367,7 +376,8 @@ class Launcher(Service):
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            logger.exception("task %d: following job %s failed; recording it as lost", spec.task_id, spec.job_id)
+            logger.exception("task %d: following job %s failed; recording it as lost", spec.task_id, spec.job_id,
+                             extra=_fields(spec, outcome="lost"))
             outcome = JobOutcome("lost", None, f"the launcher could not follow the job: {error}",
                                  fault="backend_lost_track")
         stranded = self._stranded.pop(job_id, None)
@@ -401,7 +411,7 @@ class Launcher(Service):
         if result is None:
             logger.warning("task %d (%s): the outcome of job %s (%s) was not recorded: the job is final already "
                            "or owned by another launcher now", spec.task_id, spec.routine, spec.job_id,
-                           outcome.state)
+                           outcome.state, extra=_fields(spec))
             return
         try:  # (the writer logged the outcome as it recorded it)
             await self.backend.forget(spec.job_id)
@@ -518,7 +528,8 @@ class Launcher(Service):
                 logger.info("%d task(s) of routine %s processed: %d product(s); tasks %s; logs in %s", len(items),
                             routine, sum(len(item.products) for item in items),
                             task_ranges(item.spec.task_id for item in items),
-                            common_directory(item.spec.log_path for item in items))
+                            common_directory(item.spec.log_path for item in items),
+                            extra=task_fields(routine=routine, outcome="processed", task_count=len(items)))
             recorded = [(item, row) for item, row in recorded if row["job_state"] != "processed"]
         for item, row in recorded:
             cls._log_outcome(item.spec, item.outcome, row, len(item.products))
@@ -526,19 +537,22 @@ class Launcher(Service):
     @staticmethod
     def _log_outcome(spec: JobSpec, outcome: JobOutcome, result: asyncpg.Record, products: int) -> None:
         if result["job_state"] == "cancelled":
-            logger.info("task %d (%s): job %s cancelled by an operator", spec.task_id, spec.routine, spec.job_id)
+            logger.info("task %d (%s): job %s cancelled by an operator", spec.task_id, spec.routine, spec.job_id,
+                        extra=_fields(spec, outcome="cancelled"))
         elif result["job_state"] == "processed":
             logger.info("task %d (%s) processed: %d product(s); log %s", spec.task_id, spec.routine, products,
-                        spec.log_path)
+                        spec.log_path, extra=_fields(spec, outcome="processed", products=products))
         elif result["job_state"] == "lost":
             logger.warning("task %d (%s) attempt %d lost (%s): %s; retried with backoff (%d attempt(s) lost so "
                            "far, not counted as failures); log %s", spec.task_id, spec.routine, spec.attempt,
-                           outcome.fault, outcome.message, result["lost_count"] or 0, spec.log_path)
+                           outcome.fault, outcome.message, result["lost_count"] or 0, spec.log_path,
+                           extra=_fields(spec, outcome="lost", fault=outcome.fault, task_state=result["task_state"]))
         else:
             what_next = (f"terminated after {result['failures']} failure(s) of {result['max_attempts']} allowed"
                          if result["task_state"] == "terminated" else "it will be replanned and retried")
             logger.warning("task %d (%s) attempt %d %s: %s; %s; log %s", spec.task_id, spec.routine,
-                           spec.attempt, result["job_state"], outcome.message, what_next, spec.log_path)
+                           spec.attempt, result["job_state"], outcome.message, what_next, spec.log_path,
+                           extra=_fields(spec, outcome=result["job_state"], task_state=result["task_state"]))
 
     async def _write_outcomes(self) -> None:
         """The one writer of outcomes: everything that ended meanwhile goes in one call (after

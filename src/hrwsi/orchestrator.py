@@ -29,6 +29,7 @@ from hrwsi import metrics, planner, retention
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
 from hrwsi.planning_input import PlanningInput, demand_from_row, screen
 from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
+from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -246,7 +247,7 @@ class Orchestrator(Service):
         if row["reasons_changed"]:
             for item in plan.unplannable[:20]:
                 logger.warning("cannot plan task %d: %s; it stays pending until the configuration changes",
-                               item.task_id, item.reason)
+                               item.task_id, item.reason, extra=task_fields(item.task_id, failure=item.reason))
             if len(plan.unplannable) > 20:
                 logger.warning("... and %d more task(s) that cannot be planned", len(plan.unplannable) - 20)
         return True

@@ -13,6 +13,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from hrwsi.event_loop import CHOICES as EVENT_LOOPS
+from hrwsi.service_logging import FORMATS as LOG_FORMATS
+from hrwsi.service_logging import LEVELS as LOG_LEVELS
 
 
 class SettingsError(ValueError):
@@ -110,6 +112,9 @@ class Settings:
     # The services' event loop (hrwsi.event_loop): auto (uvloop, except where a launcher starts local
     # jobs), asyncio or uvloop.
     event_loop: str = "auto"
+    # How the services log (hrwsi.service_logging): the least level written, and text or JSON lines.
+    log_level: str = "INFO"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work (a zero poll is a busy loop, no parallel job stalls every
@@ -131,6 +136,10 @@ class Settings:
         if self.event_loop not in EVENT_LOOPS:
             raise SettingsError(f"HRWSI_EVENT_LOOP={self.event_loop!r} must be {', '.join(EVENT_LOOPS[:-1])} "
                                 f"or {EVENT_LOOPS[-1]}")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"HRWSI_LOG_LEVEL={self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"HRWSI_LOG_FORMAT={self.log_format!r} must be {' or '.join(LOG_FORMATS)}")
         if self.database_url is not None and not _is_postgresql_url(self.database_url):
             # (the value is not repeated: it may hold a password)
             raise SettingsError("HRWSI_DATABASE_URL is not a PostgreSQL URL: it must read "
@@ -164,6 +173,8 @@ class Settings:
             http_port=port_setting("HRWSI_HTTP_PORT"),
             http_host=os.environ.get("HRWSI_HTTP_HOST") or "127.0.0.1",
             event_loop=os.environ.get("HRWSI_EVENT_LOOP") or "auto",
+            log_level=(os.environ.get("HRWSI_LOG_LEVEL") or "INFO").strip().upper(),
+            log_format=(os.environ.get("HRWSI_LOG_FORMAT") or "text").strip().lower(),
         )
 
     @property

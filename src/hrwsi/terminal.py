@@ -12,8 +12,20 @@ from __future__ import annotations
 import re
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# (a line break too, and Unicode's line and paragraph separators, which some viewers break lines at)
+_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def visible(value: object) -> str:
     """`value` as text, its control characters shown as their escape (`\\x1b`), not obeyed."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
+    return _CONTROL.sub(_escape, "" if value is None else str(value))
+
+
+def one_line(value: object) -> str:
+    """`value` as one line of text: as `visible`, its line breaks shown as their escape (`\\x0a`) too."""
+    return _LINE_BREAKING.sub(_escape, "" if value is None else str(value))

@@ -44,6 +44,14 @@ def test_a_bad_environment_variable_is_named(env):
     one_line_error(result, "HRWSI_BACKSTOP_POLL_S='abc' is not a number", "fix or unset", code=2)
 
 
+@pytest.mark.parametrize("variable, value, says", [
+    ("HRWSI_LOG_LEVEL", "loud", "HRWSI_LOG_LEVEL='LOUD' must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("HRWSI_LOG_FORMAT", "xml", "HRWSI_LOG_FORMAT='xml' must be text or json")])
+def test_a_log_level_or_format_that_does_not_exist_stops_a_service_in_one_line(env, variable, value, says):
+    """(Python's logging said "error: Unknown level: 'LOUD'", naming no variable.)"""
+    one_line_error(run(["launcher"], {**env, variable: value}, check=False), says, "fix or unset", code=2)
+
+
 def test_an_unreachable_database_says_where_and_what_to_check(env):
     url = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=3"
     result = run(["tasks"], {**env, "HRWSI_DATABASE_URL": url}, check=False)

@@ -67,8 +67,10 @@ def test_a_nomad_log_not_saved_yet_is_said_so(db, env, tmp_path):
 def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
     process = services(env)
     try:
-        wait_for(db, "SELECT count(*) >= 3 FROM hrwsi.service_instance")  # (harvester, orchestrator, launcher...)
-        running = db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0]
+        # `hrwsi up` runs four services; counted once all four have registered (with three, the web's could
+        # come between the count and `hrwsi status`: it did, 2026-12-05)
+        wait_for(db, "SELECT count(*) = 4 FROM hrwsi.service_instance")
+        running = 4
         lines = [line for line in run(["status"], env).stdout.splitlines() if "│" in line]
         assert sum(f"│ {hrwsi.__version__} " in line for line in lines) == running, lines
         assert "different hrwsi versions" not in run(["status"], env).stdout

@@ -19,6 +19,8 @@ import psycopg
 import typer
 from rich.console import Console
 
+import hrwsi
+from hrwsi import service_logging
 from hrwsi.cli.errors import CliError, explain
 from hrwsi.database import connect, resolve_url
 from hrwsi.settings import Settings
@@ -97,10 +99,11 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show the traceback 
         state.debug = True
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else os.environ.get("HRWSI_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("asyncio").setLevel(logging.WARNING)
+def setup_logging(current: Settings, kinds: list[str], verbose: bool = False) -> None:
+    """The process's log (hrwsi.service_logging): HRWSI_LOG_LEVEL (DEBUG with --verbose), HRWSI_LOG_FORMAT;
+    a JSON record names the services the process runs and their version."""
+    service_logging.configure("DEBUG" if verbose else current.log_level, current.log_format,
+                              {"service": ",".join(kinds), "hrwsi_version": hrwsi.__version__})
 
 
 def settings() -> Settings:

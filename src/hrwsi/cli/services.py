@@ -20,8 +20,8 @@ _BACKEND_HELP = "local (default, HRWSI_BACKEND), nomad or dry-run"
 def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
     from hrwsi.app import App, SchemaNotReady
 
-    setup_logging(verbose)
     current = settings()
+    setup_logging(current, kinds, verbose)
     try:
         loop = event_loop.choose(current.event_loop, kinds, backend or current.backend)
     except event_loop.EventLoopError as error:

@@ -31,6 +31,7 @@ import asyncpg
 
 from hrwsi.harvest import schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
+from hrwsi.service_logging import task_fields
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -494,7 +495,8 @@ async def _harvest_window(pool: asyncpg.Pool, client: CatalogueClient, product_q
             problem = _unusable(candidate, now)
             if problem:
                 report.skipped += 1
-                logger.warning("catalogue %s: product %s skipped: %s", row["name"], product.get("Name"), problem)
+                logger.warning("catalogue %s: product %s skipped: %s", row["name"], product.get("Name"), problem,
+                               extra=task_fields(source=row["name"], product=product.get("Name"), failure=problem))
                 continue
             candidates.append(candidate)
         if not candidates:

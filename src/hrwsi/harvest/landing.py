@@ -49,6 +49,7 @@ from hrwsi.harvest.landing_files import (
 from hrwsi.harvest.landing_source import LandingSource
 from hrwsi.harvest.product_names import SceneName, UnreadableProductName, parse_product_name
 from hrwsi.harvest.unzip import UnzipLimits
+from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -199,7 +200,8 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
         report.add(outcome)
         if outcome.state == "failed":
             logger.warning("landing %s: %s: %s; marked failed and left where it is (fix the cause and touch "
-                           "the file to retry)", source.name, outcome.path, outcome.message)
+                           "the file to retry)", source.name, outcome.path, outcome.message,
+                           extra=task_fields(source=source.name, path=str(outcome.path), failure=outcome.message))
     return report
 
 
@@ -315,11 +317,13 @@ async def _record_redeliveries(pool: asyncpg.Pool, source: LandingSource,
         except (OSError, PreparationFailed) as error:
             # Left in place, it is seen again at the next scan and recorded again: say so once per scan.
             logger.warning("landing %s: %s was received before but cannot be moved aside (%s); it stays in the "
-                           "landing directory and is skipped again at the next scan", source.name, path, error)
+                           "landing directory and is skipped again at the next scan", source.name, path, error,
+                           extra=task_fields(source=source.name, path=str(path)))
             continue
         outcome = FileOutcome(path, "previously_received", message, aside)
         report.add(outcome)
-        logger.info("landing %s: %s: %s; moved to %s", source.name, path, message, aside)
+        logger.info("landing %s: %s: %s; moved to %s", source.name, path, message, aside,
+                    extra=task_fields(source=source.name, path=str(path)))
         if row["state"] == "prepared":
             inserted.append((row, outcome))
         else:

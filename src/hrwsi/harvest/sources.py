@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from hrwsi.harvest import catalogue, confinement, landing, schedules
 from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -208,15 +209,15 @@ class SourceRunner:
                                            counts_as_success, now, row["claim_token"])
         except (OSError, asyncpg.PostgresError) as error:
             logger.warning("source %s: its run could not be recorded (%s); its claim lapses on its own and it runs "
-                           "again then", row["name"], error)
+                           "again then", row["name"], error, extra=task_fields(source=row["name"]))
             return run
         finally:
             self._tokens.pop(row["name"], None)
         if kept is None:
             logger.warning("source %s: its claim lapsed during the run and another harvester took it over: this "
-                           "run's outcome is not recorded", row["name"])
+                           "run's outcome is not recorded", row["name"], extra=task_fields(source=row["name"]))
         elif run.ok:
-            logger.info("source %s: %s", row["name"], run.summary())
+            logger.info("source %s: %s", row["name"], run.summary(), extra=task_fields(source=row["name"]))
         return run
 
 
@@ -252,11 +253,12 @@ def _log_failure(row: asyncpg.Record, message: str, retry_at: datetime, error: E
     """An error is logged in full once; the same error again, run after run, in one quieter line."""
     if message == row["last_error"]:
         logger.info("source %s (%s) still failing: %s; next try at %s", row["name"], row["kind"], message,
-                    f"{retry_at:%Y-%m-%d %H:%M:%S}Z")
+                    f"{retry_at:%Y-%m-%d %H:%M:%S}Z", extra=task_fields(source=row["name"], failure=message))
         return
     verb = "refused" if isinstance(error, confinement.SourceRefused) else "failed"
     logger.error("source %s (%s) %s: %s; recorded as its last error, next try at %s", row["name"], row["kind"],
-                 verb, message, f"{retry_at:%Y-%m-%d %H:%M:%S}Z", exc_info=not isinstance(error, _EXPECTED_FAILURES))
+                 verb, message, f"{retry_at:%Y-%m-%d %H:%M:%S}Z", exc_info=not isinstance(error, _EXPECTED_FAILURES),
+                 extra=task_fields(source=row["name"], failure=message))
 
 
 def _retry_at(row: asyncpg.Record, now: datetime) -> datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import struct
 import zipfile
@@ -17,6 +18,7 @@ import pytest
 
 from hrwsi.harvest import landing, landing_files, landing_source
 from hrwsi.harvest.confinement import LandingRoots, SourceRefused
+from hrwsi.service_logging import JsonLineFormatter, TextFormatter
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 MEASURED = (NOW - timedelta(days=2)).replace(hour=10, minute=34, second=21)
@@ -483,3 +485,21 @@ async def test_a_scan_that_overran_its_claim_cannot_turn_a_prepared_file_into_a_
                            NOW)
     assert routines.execute("SELECT state, prepared_path FROM hrwsi.landing_file").fetchone() == \
         ("prepared", "/w/a.json")
+
+
+async def test_a_landing_file_s_hostile_name_stays_inside_its_line_and_its_record_names_source_and_path(
+        routines, tmp_path, pool, policy, caplog):
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    directory, _ = add_source(routines, tmp_path)
+    name = "photo.jpg\n2026-12-05T15:10:34.022Z ERROR hrwsi.launcher: task 1 terminated\x1b[31m"
+    drop(directory, name)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy,
+                                                  now=datetime.now(UTC) + timedelta(seconds=1))
+    assert report.failed == 1
+    (failed,) = [r for r in caplog.records if r.name == "hrwsi.harvest.landing" and "marked failed" in r.getMessage()]
+    text = TextFormatter().format(failed)
+    assert "\n" not in text and "\x1b" not in text
+    assert "photo.jpg\\x0a2026-12-05T15:10:34.022Z ERROR hrwsi.launcher: task 1 terminated\\x1b[31m: " in text
+    fields = json.loads(JsonLineFormatter().format(failed))
+    assert (fields["source"], fields["path"]) == ("landing", str(directory / name))
+    assert "not a product name hrwsi can read" in fields["failure"]

@@ -1,0 +1,100 @@
+"""How hrwsi's processes log: one line per record, its time in UTC, as text or as JSON lines.
+
+`HRWSI_LOG_FORMAT=text` (the default) is for a terminal and `journalctl`; `json` is for a log
+collector (Loki, Elasticsearch, Nomad's log shippers): one JSON object per line, written by
+python-json-logger, with the process's services and hrwsi version in every record, and the task,
+job, routine or source of a record in fields of their own where the code names them
+(`extra=task_fields(...)`), so that a task's lines are found by a query, not by a regex.
+
+Why UTC with its zone: a log line is read beside the database's `timestamptz` columns, `hrwsi status`
+and Nomad's events, all in UTC; Python's default formatter writes the machine's local time with no
+zone, which on an operator's machine outside UTC was off by hours and did not say so.
+
+Why every message is kept to one line: paths, file names and messages in records come from landing
+directories, catalogues, routines and remote services. A newline in a landing file's name started a
+line that a reader (or a collector splitting on newlines) took for hrwsi's own, and an escape
+sequence in a product's name reached the terminal of whoever tailed the log. In text, the message's
+control characters are written as their escapes (`\\n`, `\\x1b`); a traceback keeps its line breaks
+and loses its other control characters. JSON escapes them all by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from hrwsi.terminal import one_line, visible
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS = ("text", "json")
+TEXT_LINE = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def utc_time(created: float) -> str:
+    """ISO 8601 in UTC to the millisecond, with its zone: 2026-12-05T15:10:34.022Z."""
+    whole = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((created - whole) * 1000):03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """`<UTC time> <level> <logger>: <message>`, the message on one line."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_LINE)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_time(record.created)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:
+        return visible(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return visible(super().formatStack(stack_info))
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per record: time (UTC), level, logger, message, pid, the process's fields
+    (`service`, `hrwsi_version`), the record's own (`task_id`, `job_id`, `routine`, `source`...),
+    and `exc_info` (the traceback) when there is one."""
+
+    def __init__(self, static_fields: dict[str, Any] | None = None) -> None:
+        super().__init__("{asctime}{levelname}{name}{message}{process}", style="{",
+                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+                         static_fields=static_fields or {})
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_time(record.created)
+
+
+def formatter(log_format: str, static_fields: dict[str, Any] | None = None) -> logging.Formatter:
+    """The formatter of HRWSI_LOG_FORMAT; `static_fields` go in every JSON record (text leaves them out)."""
+    if log_format not in FORMATS:
+        raise ValueError(f"log format {log_format!r} is not one of {', '.join(FORMATS)}")
+    return JsonLineFormatter(static_fields) if log_format == "json" else TextFormatter()
+
+
+def configure(level: str, log_format: str, static_fields: dict[str, Any] | None = None,
+              stream: IO[str] | None = None) -> logging.Handler:
+    """Every record of the process, at `level` and above, to `stream` (stderr) in `log_format`; asyncio's
+    own debug and info chatter left out. Replaces the root logger's handlers: a process logs one way."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter(log_format, static_fields))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    return handler
+
+
+def task_fields(task_id: int | None = None, job_id: str | None = None, routine: str | None = None,
+                **more: Any) -> dict[str, Any]:
+    """A record's own fields (`extra=`): what a collector indexes the line by. None values are left out."""
+    fields = {"task_id": task_id, "job_id": job_id, "routine": routine, **more}
+    return {key: value for key, value in fields.items() if value is not None}

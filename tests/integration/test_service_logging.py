@@ -1,0 +1,54 @@
+"""The services' records as ops' log collector reads them (hrwsi.service_logging): the launcher's lines
+name their task, job, routine, attempt and outcome in fields of their own (a landing file's hostile
+name in a line: tests/integration/harvest/test_landing.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from hrwsi.app import App
+from hrwsi.backends.base import JobOutcome
+from hrwsi.backends.dry_run import DryRunBackend
+from hrwsi.service_logging import JsonLineFormatter
+from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
+
+
+class FailingOneBackend(DryRunBackend):
+    """Dry run, except that the attempts of one task fail with exit code 3."""
+
+    def __init__(self, failing_task: int):
+        super().__init__()
+        self.failing_task = failing_task
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        if spec.task_id == self.failing_task:
+            return JobOutcome("external_error", 3, "exit code 3", datetime.now(UTC), datetime.now(UTC))
+        return await super().wait(spec, backend_job_id, on_progress)
+
+
+def json_records(caplog, logger: str) -> list[dict]:
+    formatter = JsonLineFormatter({"service": "launcher"})
+    return [json.loads(formatter.format(r)) for r in caplog.records if r.name == logger]
+
+
+async def test_the_launcher_s_lines_carry_the_task_job_routine_attempt_and_outcome(db, database_url, settings,
+                                                                                    configure, caplog):
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    configure(single_routine_configuration(["true"], max_attempts=1))
+    insert_inputs(db, 2)
+    processed_task, failing_task = (row[0] for row in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id"))
+    async with App(database_url, ["launcher"], settings, backend=FailingOneBackend(failing_task), pool_size=5):
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.processing_task WHERE state IN "
+                                       "('processed', 'terminated')")
+    by_task = {r["task_id"]: r for r in json_records(caplog, "hrwsi.launcher") if "outcome" in r}
+    assert by_task[processed_task] | {"time": None, "pid": None, "message": None} == {
+        "time": None, "level": "INFO", "logger": "hrwsi.launcher", "message": None, "pid": None,
+        "service": "launcher", "task_id": processed_task, "job_id": f"hrwsi-work-{processed_task}-1",
+        "routine": "work", "attempt": 1, "outcome": "processed", "products": 0}
+    failed = by_task[failing_task]
+    assert (failed["level"], failed["job_id"], failed["outcome"], failed["task_state"]) == (
+        "WARNING", f"hrwsi-work-{failing_task}-1", "external_error", "terminated")
+    assert failed["message"].startswith(f"task {failing_task} (work) attempt 1 external_error: exit code 3; terminated after")
+

@@ -1,0 +1,117 @@
+"""How a process logs (hrwsi.service_logging): one line per record whatever its message holds, its time
+in UTC with its zone, as text or as JSON lines with the process's and the record's own fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+import time
+
+import pytest
+
+from hrwsi import service_logging
+from hrwsi.service_logging import JsonLineFormatter, TextFormatter, task_fields, utc_time
+from hrwsi.terminal import one_line
+
+# 2026-12-05 15:10:34.022 UTC
+CREATED = 1796483434.022
+
+
+def record(message: str = "task %d processed", *args, level: int = logging.INFO, exc_info=None, **extra):
+    made = logging.LogRecord("hrwsi.launcher", level, __file__, 1, message, args or (42,), exc_info)
+    made.created, made.msecs = CREATED, 22.0
+    made.__dict__.update(extra)
+    return made
+
+
+def raised() -> tuple:
+    try:
+        raise RuntimeError("boom\x1b[2J in /landing/a\nb")
+    except RuntimeError:
+        return sys.exc_info()
+
+
+def test_times_are_utc_to_the_millisecond_with_their_zone_whatever_the_machine_s_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        assert utc_time(CREATED) == "2026-12-05T15:10:34.022Z"
+        assert TextFormatter().format(record()) == "2026-12-05T15:10:34.022Z INFO hrwsi.launcher: task 42 processed"
+        assert json.loads(JsonLineFormatter().format(record()))["time"] == "2026-12-05T15:10:34.022Z"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_text_message_stays_on_one_line_and_its_control_characters_are_shown_not_obeyed():
+    forged = "a.jpg\n2026-12-05T15:10:34.022Z ERROR hrwsi.launcher: task 1 terminated\x1b[31m\r\u2028"
+    line = TextFormatter().format(record("landing in: %s: not a product name", forged))
+    assert "\n" not in line and "\x1b" not in line and "\r" not in line and "\u2028" not in line
+    assert line == ("2026-12-05T15:10:34.022Z INFO hrwsi.launcher: landing in: a.jpg\\x0a2026-12-05T15:10:34.022Z "
+                    "ERROR hrwsi.launcher: task 1 terminated\\x1b[31m\\x0d\\u2028: not a product name")
+
+
+def test_a_text_traceback_keeps_its_lines_and_loses_its_escape_sequences():
+    text = TextFormatter().format(record("following job %s failed", "j", level=logging.ERROR, exc_info=raised()))
+    first, *rest = text.split("\n")
+    assert first == "2026-12-05T15:10:34.022Z ERROR hrwsi.launcher: following job j failed"
+    assert rest[0] == "Traceback (most recent call last):" and "\x1b" not in text
+    assert "RuntimeError: boom\\x1b[2J in /landing/a" in text
+
+
+def test_a_json_record_is_one_line_with_the_process_s_fields_and_its_own():
+    formatter = JsonLineFormatter({"service": "launcher", "hrwsi_version": "9.9"})
+    text = formatter.format(record("task %d (%s) processed\nsecond line", 42, "snow_cover",
+                                   **task_fields(42, "hrwsi-snow_cover-42-1", "snow_cover", attempt=1,
+                                                 outcome="processed", worker=None)))
+    assert "\n" not in text
+    fields = json.loads(text)
+    assert fields == {"time": "2026-12-05T15:10:34.022Z", "level": "INFO", "logger": "hrwsi.launcher",
+                      "message": "task 42 (snow_cover) processed\nsecond line", "pid": os.getpid(),
+                      "service": "launcher", "hrwsi_version": "9.9", "task_id": 42,
+                      "job_id": "hrwsi-snow_cover-42-1", "routine": "snow_cover", "attempt": 1, "outcome": "processed"}
+
+
+def test_a_json_record_carries_its_traceback_and_escapes_every_control_character():
+    text = JsonLineFormatter().format(record("following job %s failed", "j", level=logging.ERROR, exc_info=raised()))
+    assert "\n" not in text and "\x1b" not in text
+    fields = json.loads(text)
+    assert fields["level"] == "ERROR" and fields["exc_info"].startswith("Traceback (most recent call last):")
+    assert fields["exc_info"].endswith("RuntimeError: boom\x1b[2J in /landing/a\nb")
+
+
+def test_configure_sends_every_record_of_the_level_and_above_one_way_and_replaces_what_was_there():
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    try:
+        service_logging.configure("WARNING", "json", {"service": "harvester"}, stream=stream)
+        assert len(root.handlers) == 1
+        logging.getLogger("hrwsi.harvester").info("not written")
+        logging.getLogger("hrwsi.harvester").warning("source %s failed", "s2", extra=task_fields(source="s2"))
+        logging.getLogger("asyncio").warning("asyncio's warnings are kept")
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [(line["logger"], line["message"], line.get("source")) for line in lines] == [
+            ("hrwsi.harvester", "source s2 failed", "s2"), ("asyncio", "asyncio's warnings are kept", None)]
+        assert all(line["service"] == "harvester" for line in lines)
+    finally:
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+
+
+def test_an_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="'xml' is not one of text, json"):
+        service_logging.formatter("xml")
+
+
+def test_a_record_s_fields_leave_out_what_it_does_not_know():
+    assert task_fields(7) == {"task_id": 7}
+    assert task_fields(routine="r", source=None, path="/p") == {"routine": "r", "path": "/p"}
+
+
+def test_one_line_escapes_line_breaks_and_keeps_tabs_and_text():
+    assert one_line("a\tb\nc\r\x85é\u2029") == "a\tb\\x0ac\\x0d\\x85é\\u2029"
+    assert one_line(None) == ""
