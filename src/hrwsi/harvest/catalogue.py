@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from hrwsi.harvest import schedules
+from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
 from hrwsi.service_logging import task_fields
 from hrwsi.sql_files import query
@@ -520,6 +520,8 @@ def _unusable(candidate: InputCandidate, now: datetime) -> str | None:
     if candidate.measured_at > now + timedelta(hours=1) or (
             candidate.published_at is not None and candidate.published_at > now + timedelta(hours=1)):
         return "sensed or published in the future"
-    if candidate.measured_at.year < 1950 or len(candidate.path) > 4096:
-        return "sensing date before 1950 or a path longer than 4096 characters"
+    if candidate.measured_at.year < 1950:
+        return "sensing date before 1950"
+    if (unstorable := input_checks.path_problem(candidate.path)) is not None:
+        return f"{unstorable}: {input_checks.escaped(candidate.path)!r}"
     return None

@@ -52,6 +52,7 @@ from hrwsi.harvest.unzip import UnzipLimits
 from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
+from hrwsi.terminal import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -274,34 +275,75 @@ async def _prepare(item: _Pending, source: LandingSource, policy: LandingPolicy,
     return True
 
 
+# What the database says of an input it will not store (a check, a key, a value out of range): that
+# file's failure, not the scan's.
+_REFUSED_INPUT = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+
+
 async def _register(pool: asyncpg.Pool, source: LandingSource, prepared: list[_Pending],
                     outcomes: dict[int, FileOutcome], now: datetime) -> None:
-    """Inputs for the prepared files and the files' outcomes, in one transaction."""
-    async with pool.acquire() as conn, conn.transaction():
-        if prepared:
-            counts = await conn.fetch(
-                query("harvest_register_inputs"), [p.target for p in prepared], [p.scene.tile for p in prepared],
-                [p.scene.mission for p in prepared], [p.scene.measured_at for p in prepared],
-                [p.first_seen_at for p in prepared], [p.scene.scene_id for p in prepared], source.product_type,
-                now, source.name)
-            for item, count in zip(prepared, counts):
-                if count["created"]:
-                    outcomes[item.id] = FileOutcome(item.path, "prepared", f"{count['created']} input(s) registered",
-                                                    item.target, count["created"])
-                elif count["matching"]:
-                    outcomes[item.id] = FileOutcome(
-                        item.path, "previously_received",
-                        f"scene {item.scene.scene_id} is already registered for all {count['matching']} matching "
-                        "condition(s) (from this or another source): no new input", item.target)
-                else:
-                    outcomes[item.id] = FileOutcome(
-                        item.path, "prepared", f"no active condition takes it (product type {source.product_type}, "
-                        f"tile {item.scene.tile or '-'}, windows): no input", item.target)
-        if outcomes:
-            ids = list(outcomes)
-            await conn.execute(query("landing_record_outcomes"), ids, [outcomes[i].state for i in ids],
-                               [outcomes[i].message for i in ids], [outcomes[i].prepared_path for i in ids],
-                               [None] * len(ids), [outcomes[i].inputs for i in ids], now)
+    """Inputs for the prepared files and the files' outcomes, in one transaction. If the database
+    refuses an input, each file is registered in a transaction of its own, and the one it refuses
+    is failed with its message: the others' inputs are made (one refused row failed the whole
+    statement, scan after scan, and no file of the directory became an input)."""
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                registered = await _register_inputs(conn, source, prepared, now)
+                await _record_outcomes(conn, {**outcomes, **registered}, now)
+            outcomes.update(registered)
+            return
+        except _REFUSED_INPUT as error:
+            logger.warning("landing %s: the database refused an input of this scan (%s); registering its %d "
+                           "file(s) one by one", source.name, error, len(prepared),
+                           extra=task_fields(source=source.name))
+        for item in prepared:  # each with its outcome, in a transaction of its own
+            try:
+                async with conn.transaction():
+                    registered = await _register_inputs(conn, source, [item], now)
+                    await _record_outcomes(conn, registered, now)
+                outcomes.update(registered)
+            except _REFUSED_INPUT as error:
+                outcomes[item.id] = FileOutcome(item.path, "failed", f"prepared as {item.target}, but the database "
+                                                f"refused its input: {one_line(error)}", item.target)
+        recorded = {item.id for item in prepared if outcomes[item.id].state != "failed"}
+        async with conn.transaction():
+            await _record_outcomes(conn, {i: o for i, o in outcomes.items() if i not in recorded}, now)
+
+
+async def _register_inputs(conn: asyncpg.Connection, source: LandingSource, prepared: list[_Pending],
+                           now: datetime) -> dict[int, FileOutcome]:
+    """The inputs of prepared files (one statement), and what became of each file."""
+    if not prepared:
+        return {}
+    counts = await conn.fetch(
+        query("harvest_register_inputs"), [p.target for p in prepared], [p.scene.tile for p in prepared],
+        [p.scene.mission for p in prepared], [p.scene.measured_at for p in prepared],
+        [p.first_seen_at for p in prepared], [p.scene.scene_id for p in prepared], source.product_type,
+        now, source.name)
+    outcomes = {}
+    for item, count in zip(prepared, counts):
+        if count["created"]:
+            outcomes[item.id] = FileOutcome(item.path, "prepared", f"{count['created']} input(s) registered",
+                                            item.target, count["created"])
+        elif count["matching"]:
+            outcomes[item.id] = FileOutcome(
+                item.path, "previously_received",
+                f"scene {item.scene.scene_id} is already registered for all {count['matching']} matching "
+                "condition(s) (from this or another source): no new input", item.target)
+        else:
+            outcomes[item.id] = FileOutcome(
+                item.path, "prepared", f"no active condition takes it (product type {source.product_type}, "
+                f"tile {item.scene.tile or '-'}, windows): no input", item.target)
+    return outcomes
+
+
+async def _record_outcomes(conn: asyncpg.Connection, outcomes: dict[int, FileOutcome], now: datetime) -> None:
+    if outcomes:
+        ids = list(outcomes)
+        await conn.execute(query("landing_record_outcomes"), ids, [outcomes[i].state for i in ids],
+                           [outcomes[i].message for i in ids], [outcomes[i].prepared_path for i in ids],
+                           [None] * len(ids), [outcomes[i].inputs for i in ids], now)
 
 
 async def _record_redeliveries(pool: asyncpg.Pool, source: LandingSource,

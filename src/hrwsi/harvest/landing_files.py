@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hrwsi.harvest import unzip
+from hrwsi.harvest import input_checks, unzip
 from hrwsi.harvest.confinement import is_within
 from hrwsi.harvest.landing_source import LandingSource
 from hrwsi.harvest.product_names import scene_id_of
@@ -137,6 +137,8 @@ def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
         if escaped:
             problem = ("its name is not valid UTF-8 (shown here with \\x escapes): refused, rename it with a "
                        "UTF-8 name")
+        elif (unstorable := input_checks.path_problem(name)) is not None:
+            text, problem = str(path.parent / input_checks.escaped(name)), f"{unstorable}: refused, rename it"
         # Two entries can print the same (an escaped name and a name with a backslash): one row.
         entries.setdefault((text, size, newest), ListedEntry(text, size, datetime.fromtimestamp(newest, UTC), problem))
     return list(entries.values())
@@ -150,7 +152,10 @@ def planned_target(path: str, source: LandingSource) -> str:
     """Where the prepared product will be in the work directory (read from the archive for a zip)."""
     work = Path(source.work_directory)
     if not _is_zip(path, source):
-        return str(work / Path(path).name)
+        target = str(work / Path(path).name)
+        if (unstorable := input_checks.path_problem(target)) is not None:
+            raise PreparationFailed(f"in the work directory: {unstorable}")
+        return target
     try:
         tops = unzip.top_level_names(path)
     except unzip.UnsafeArchive as error:
@@ -158,7 +163,11 @@ def planned_target(path: str, source: LandingSource) -> str:
     if not tops:
         raise PreparationFailed("the archive is empty")
     # A Sentinel zip holds one X.SAFE directory: that is the product. Otherwise a directory named after the zip.
-    return str(work / (tops.pop() if len(tops) == 1 else scene_id_of(Path(path).name)))
+    product = tops.pop() if len(tops) == 1 else scene_id_of(Path(path).name)
+    target = str(work / product)
+    if (unstorable := input_checks.path_problem(target)) is not None:
+        raise PreparationFailed(f"the archive's product {input_checks.escaped(product)!r}: {unstorable}")
+    return target
 
 
 def _still_there(path: str) -> None:

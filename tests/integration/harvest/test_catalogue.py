@@ -375,3 +375,19 @@ async def test_the_same_scene_from_the_catalogue_and_a_landing_directory_is_one_
     runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(minutes=1))}
     assert runs["cdse"].report.inputs + runs["ftp"].report.inputs == 1
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
+
+
+async def test_products_whose_paths_the_database_would_refuse_are_skipped_and_their_page_is_taken(
+        routine, fake, pool, harvest_options):
+    """A control character, white space at the end, a `..` segment or more than 2,000 bytes in a
+    product's path: the input's checks refuse it, and it would sink its whole page's statement (the
+    harvester used to check 4,096 characters and nothing else)."""
+    bad = [product(i) for i in range(4)]
+    for item, path in zip(bad, ["/eodata/a\tb.SAFE", "/eodata/a.SAFE ", "/eodata/../etc/a.SAFE", "/eodata/" + "é" * 1000]):
+        item["S3Path"] = path
+    fake.products = [*bad, product(9)]
+    catalogue_source(routine, fake, config={"top": 10})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok, run.error
+    assert (run.report.products, run.report.skipped, run.report.inputs) == (5, 4, 1)
+    assert routine.execute("SELECT input_path FROM hrwsi.input").fetchall() == [(product(9)["S3Path"],)]

@@ -501,5 +501,45 @@ async def test_a_landing_file_s_hostile_name_stays_inside_its_line_and_its_recor
     assert "\n" not in text and "\x1b" not in text
     assert "photo.jpg\\x0a2026-12-05T15:10:34.022Z ERROR hrwsi.launcher: task 1 terminated\\x1b[31m: " in text
     fields = json.loads(JsonLineFormatter().format(failed))
-    assert (fields["source"], fields["path"]) == ("landing", str(directory / name))
-    assert "not a product name hrwsi can read" in fields["failure"]
+    shown = "photo.jpg\\x0a2026-12-05T15:10:34.022Z ERROR hrwsi.launcher: task 1 terminated\\x1b[31m"
+    assert (fields["source"], fields["path"]) == ("landing", str(directory / shown))
+    assert fields["failure"].startswith("its name holds a control character")
+
+
+async def test_a_name_the_database_cannot_store_is_failed_and_the_rest_of_the_directory_is_taken(
+        routines, tmp_path, pool, policy):
+    """A tab or an escape in a name, or white space at its end: the database refuses such an input path;
+    found only at the inputs' INSERT, it failed the whole scan's registration, scan after scan."""
+    directory, work = add_source(routines, tmp_path)
+    hostile = [f"{S2_NAME}_\tx.json", f"{S2_NAME}_\x1b[31m.json", f"{S2_NAME}.json "]
+    for name in [*hostile, f"{S2_NAME}.json"]:
+        drop(directory, name)
+    for _ in range(2):  # and again: recorded once, the good file's input made once
+        report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert [row[1] for row in inputs(routines)] == [str(work / f"{S2_NAME}.json")]
+    failed = {name: message for name, (state, message) in files(routines).items() if state == "failed"}
+    assert failed == {f"{S2_NAME}_\\x09x.json": "its name holds a control character (shown here as its \\x escape): "
+                                                "refused, rename it",
+                      f"{S2_NAME}_\\x1b[31m.json": "its name holds a control character (shown here as its \\x "
+                                                    "escape): refused, rename it",
+                      f"{S2_NAME}.json ": "its name begins or ends with white space: refused, rename it"}
+    assert all((directory / name).exists() for name in hostile)  # left for a person to rename
+    assert report.failed == 0
+
+
+async def test_an_input_the_database_refuses_fails_its_file_and_the_others_become_inputs(routines, tmp_path, pool,
+                                                                                         policy):
+    """A refusal the harvester does not foresee (here a sensing time before 1950, which the name allows
+    and the input's check does not): that file is failed with the database's message; the rest of the
+    scan's files are registered, each in a transaction of its own."""
+    directory, work = add_source(routines, tmp_path)
+    ancient = S2_NAME.replace(STAMP, "19490101T103021").replace(f"_{STAMP[:8]}T", "_19490101T")
+    drop(directory, f"{ancient}.json")
+    drop(directory, f"{S2_NAME}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 1)
+    assert [row[1] for row in inputs(routines)] == [str(work / f"{S2_NAME}.json")]
+    state, message = files(routines)[f"{ancient}.json"]
+    assert state == "failed" and message.startswith(f"prepared as {work / ancient}.json, but the database refused "
+                                                    "its input: ") and "1950" in message
+    assert files(routines)[f"{S2_NAME}.json"] == ("prepared", "1 input(s) registered")
