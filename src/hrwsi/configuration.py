@@ -32,7 +32,16 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from hrwsi.sql_files import query
 
@@ -42,7 +51,22 @@ MAX_DURATION_S = 30 * 86_400  # a routine's expected duration and timeout: at mo
 MAX_WINDOW_DAYS = 36_525      # a condition's windows: at most 100 years (archives go back to 1972)
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+# No white space around it and no control character (an escape sequence in a flavour's name reached
+# every terminal that listed it): a name is shown in tables, logs and the dashboard.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                        pattern=r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
+
+
+def _plain_routine_name(value: str) -> str:
+    if ".." in value:
+        raise ValueError(f"{value!r} is not a plain routine name like snow_cover: it holds '..'")
+    return value
+
+
+# The database's check (routine_name_is_a_plain_name_like_snow_cover): a routine's name becomes
+# directory names and Nomad job IDs.
+RoutineName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"),
+                        AfterValidator(_plain_routine_name)]
 Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
 Cpu = Annotated[float, Field(gt=0, le=4096)]
 Megabytes = Annotated[int, Field(gt=0, le=MAX_INT4)]
@@ -118,7 +142,8 @@ class Worker(_Entry):
 class Routine(_Entry):
     """[[routine]]: a processing step."""
 
-    name: Name = Field(description="the routine's name")
+    name: RoutineName = Field(description="the routine's name (letters, digits, _ . -; it names directories and "
+                                          "Nomad jobs)")
     cpu: Cpu = Field(description="CPUs one task needs")
     ram_mb: Megabytes = Field(description="RAM one task needs (MB)")
     storage_mb: Megabytes = Field(description="storage one task needs (MB)")
@@ -297,7 +322,10 @@ def _message(error: dict) -> str:  # noqa: C901 - one sentence per kind of schem
             return f"{value!r} is not an MGRS tile code like 32TLR"
         if "env" in loc:
             return f"{value!r} is not an environment variable name"
-        return f"{value!r} must not be empty or start or end with spaces"
+        if loc[:1] == ("routine",) and loc[-1:] == ("name",):
+            return (f"{value!r} is not a plain routine name like snow_cover: letters, digits, _ . - (at most 100, "
+                    "the first a letter or digit); it names directories and Nomad jobs")
+        return f"{value!r} must not be empty, start or end with spaces, or hold control characters"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
     if kind == "value_error":
@@ -383,13 +411,58 @@ def _references(document: dict, known: dict[str, set[str]]) -> list[str]:
     return problems
 
 
+def _chain_cycle(routines: dict[str, tuple[str, str]], consuming: set[str]) -> list[str] | None:
+    """The shortest cycle of chaining (routine names, the first again at the end), or None. Routine A
+    chains into B when B reads A's output type and has an active condition that is not multi-input
+    (`consuming`); sql/queries/configuration.sql, config_chain_cycle, asks the same of the database."""
+    edges = {a: sorted(b for b, (b_in, _) in routines.items() if b in consuming and b_in == a_out)
+             for a, (_, a_out) in routines.items()}
+    best: list[str] | None = None
+    for start in sorted(routines):  # breadth first from each routine, while a shorter cycle can be found
+        frontier = [[start]]
+        while frontier and (best is None or len(frontier[0]) + 1 < len(best)):
+            longer = []
+            for path in frontier:
+                for target in edges[path[-1]]:
+                    if target == start and (best is None or len(path) + 1 < len(best)):
+                        best = [*path, start]
+                    elif target not in path:
+                        longer.append([*path, target])
+            frontier = longer
+    return best
+
+
+def _chain_cycles(document: dict) -> list[str]:
+    """A routine whose products chain back into itself, within the file."""
+    routines = {e["name"]: (e["input_product_type"], e["output_product_type"]) for e in document.get("routine") or []
+                if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in
+                                               ("name", "input_product_type", "output_product_type"))}
+    consuming = {e["routine"] for e in document.get("condition") or [] if isinstance(e, dict)
+                 and e.get("active", True) is not False and e.get("multi_input") is None and isinstance(e.get("routine"), str)}
+    cycle = _chain_cycle(routines, consuming)
+    return [] if cycle is None else [chain_cycle_problem(cycle)]
+
+
+def chain_cycle_problem(cycle: list[str]) -> str:
+    """One line naming a cycle of chaining and what to change."""
+    turns = " -> ".join(cycle)
+    if len(cycle) == 2:
+        return (f"routine {cycle[0]!r} chains into itself for ever ({turns}): it reads the product type it writes, "
+                "so each of its products would make a new input; give it another output_product_type or make its "
+                "condition inactive")
+    return (f"routines {', '.join(repr(name) for name in cycle[:-1])} chain into each other for ever ({turns}): each "
+            "reads the product type the one before writes, so each product would make a new input; give one of them "
+            "another output_product_type or make its condition inactive")
+
+
 def problems(document: Any, known: dict[str, set[str]] | None = None) -> list[str]:
     """Every problem of a configuration document, one line each; [] when it can be loaded.
     `known` holds the names the database already has ({"flavour": {...}, "routine": {...}})."""
     if not isinstance(document, dict):
         return ["(top level): must be a table of [budget], [[flavour]], [[worker]], [[routine]], [[condition]], "
                 "[retention]"]
-    found = _schema_problems(document) + _duplicates(document) + _references(document, known or {})
+    found = _schema_problems(document) + _duplicates(document) + _references(document, known or {}) + \
+        _chain_cycles(document)
     return list(dict.fromkeys(found))
 
 
@@ -463,7 +536,19 @@ def load(conn: psycopg.Connection, document: dict, source: str | None = None) ->
             counts["conditions"] += 1
         if config.retention is not None:
             _write(conn, "update_retention_policy", config.retention.model_dump(), "retention", source)
+        # With what the database had: a cycle through a routine of this file and one loaded before.
+        cycle = conn.execute(query("config_chain_cycle")).fetchone()
+        if cycle is not None:
+            raise ConfigurationError([chain_cycle_problem(cycle[0])], source)
     return counts
+
+
+def check_against(conn: psycopg.Connection, document: dict, source: str | None = None) -> Configuration:
+    """Everything `load` checks, the database's own checks and a cycle of chaining through what it
+    already has included, then rolled back: nothing is written (`hrwsi config validate`)."""
+    with conn.transaction(force_rollback=True):
+        load(conn, document, source)
+    return Configuration.model_validate(document)
 
 
 def _write_multi_input(conn: psycopg.Connection, condition: Condition, where: str, source: str | None) -> None:

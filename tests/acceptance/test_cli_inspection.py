@@ -182,6 +182,19 @@ def test_config_validate_reports_every_problem_and_config_show_loads_back(db, en
     shown = tmp_path / "shown.toml"
     shown.write_text(run(["config", "show"], env).stdout)
     assert run(["config", "validate", "--offline", str(shown)], env).stdout.strip() == f"{shown}: valid"
+    # Online, validate runs load's checks in a transaction it rolls back: the database's too (a cycle
+    # of chaining through a routine loaded before), and a valid file is written nowhere.
+    back = tmp_path / "back.toml"
+    back.write_text('[[routine]]\nname = "fsc_to_l2a"\ncpu = 1\nram_mb = 1\nstorage_mb = 1\nexpected_duration_s = 1\n'
+                    'command = ["x"]\ninput_product_type = "FSC"\noutput_product_type = "L2A"\n'
+                    '[[condition]]\nname = "fsc_back"\nroutine = "fsc_to_l2a"\n')
+    assert run(["config", "validate", "--offline", str(back)], env).returncode == 0  # the file alone has no cycle
+    result = run(["config", "validate", str(back)], env, check=False)
+    assert result.returncode == 2 and "routines 'fsc_to_l2a', 'snow_cover' chain into each other" in result.stderr
+    assert "Traceback" not in result.stderr
+    back.write_text(back.read_text().replace('"L2A"', '"QL2"'))
+    assert run(["config", "validate", str(back)], env).stdout.strip() == f"{back}: valid"
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_routine WHERE name = 'fsc_to_l2a'").fetchone()[0] == 0
 
 
 def test_prune_deletes_old_finished_work_and_a_dry_run_only_counts(db, env):

@@ -39,6 +39,38 @@ def test_a_condition_names_a_lane_the_database_has(db):
         configuration.load(db, document)
 
 
+def test_a_routine_that_chains_into_itself_is_refused_and_nothing_is_written(db):
+    """It reads the type it writes: each product would be a new input, for ever (600 tasks in 15 s)."""
+    document = demo_document()
+    document["routine"][4]["output_product_type"] = "FSC"  # quicklook reads FSC
+    assert configuration.problems(document) == [
+        "routine 'quicklook' chains into itself for ever (quicklook -> quicklook): it reads the product type it "
+        "writes, so each of its products would make a new input; give it another output_product_type or make its "
+        "condition inactive"]
+    with pytest.raises(configuration.ConfigurationError, match="chains into itself"):
+        configuration.load(db, document)
+    assert table_counts(db)["processing_routine"] == 0
+    document["condition"][4]["active"] = False  # its condition inactive: no product becomes its input
+    assert configuration.problems(document) == []
+
+
+def test_a_cycle_through_routines_loaded_before_is_refused_by_the_database_s_check(db):
+    """The file alone has no cycle; with what the database has, L2A -> FSC -> L2A would chain for ever.
+    A multi-input condition makes one input per complete group, not per product: no cycle through it."""
+    configuration.load(db, demo_document())
+    back = {"routine": [{"name": "fsc_to_l2a", "cpu": 1, "ram_mb": 100, "storage_mb": 10, "expected_duration_s": 1,
+                         "command": ["true"], "input_product_type": "FSC", "output_product_type": "L2A"}],
+            "condition": [{"name": "fsc_back", "routine": "fsc_to_l2a"}]}
+    assert configuration.problems(back) == []
+    with pytest.raises(configuration.ConfigurationError, match=r"routines 'fsc_to_l2a', 'snow_cover' chain into each "
+                                                                r"other for ever \(fsc_to_l2a -> snow_cover -> fsc_to_l2a\)"):
+        configuration.load(db, back)
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_routine WHERE name = 'fsc_to_l2a'").fetchone()[0] == 0
+    gfsc_back = {**back, "condition": [{"name": "fsc_back", "routine": "fsc_to_l2a", "multi_input": {
+        "requires": [{"product_type": "FSC"}]}}]}
+    assert configuration.load(db, gfsc_back)["routines"] == 1
+
+
 def test_a_file_may_refer_to_what_the_database_already_has(db):
     configuration.load(db, {"flavour": demo_document()["flavour"]})
     counts = configuration.load(db, {"worker": [{"name": "extra", "flavour": "eo1.small"}]})

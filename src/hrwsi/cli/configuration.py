@@ -28,14 +28,13 @@ def config_validate(path: Path,
                     offline: bool = typer.Option(False, help="check the file alone: every flavour and routine it "
                                                              "refers to must be in it (no database needed)")) -> None:
     """Check a TOML file as `config load` would, writing nothing: one line per problem with its key path.
-    References to flavours and routines may be to the database's (unless --offline)."""
+    References to flavours and routines may be to the database's, and its own checks apply (unless --offline)."""
     document = configuration.read_file(path)
     if offline:
-        known = None
-    else:
+        configuration.validate(document, None, str(path))
+    else:  # as `config load` would: loaded in a transaction that is rolled back
         with database() as conn:
-            known = configuration.known_names(conn)
-    configuration.validate(document, known, str(path))
+            configuration.check_against(conn, document, str(path))
     console.print(f"{path}: valid", highlight=False, markup=False)
 
 
