@@ -211,6 +211,21 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         ("held by alice (api)",), "the routine says who held it"
 
 
+async def test_a_nul_character_in_an_address_is_a_bad_request_not_a_server_error(database_url, scenario, data_dir,
+                                                                                  db):
+    """PostgreSQL's text cannot hold a NUL: every filter with %00 in it was a 500 and a traceback."""
+    async with dashboard(database_url, data_dir) as client:
+        for path in ("/tasks?q=%00", "/tasks?state=%00", "/tasks?routine=a%00b", "/tasks?tile=%00", "/api/tasks?routine=%00",
+                     "/tasks?%00=x"):
+            response = await client.get(path)
+            body = await response.text()
+            assert response.status == 400 and "NUL character" in body, (path, response.status, body[:300])
+        action = await client.post("/api/routines/a%00b/hold", headers={"Authorization": f"Bearer {ALICE}"})
+        assert action.status == 400 and "NUL character" in (await action.json())["error"]
+        assert (await client.get("/tasks?q=S2B")).status == 200  # and the dashboard goes on
+    assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0
+
+
 async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, scenario, data_dir, db):
     task = f"/tasks/{scenario.planned[0]}"
     async with dashboard(database_url, data_dir) as client:

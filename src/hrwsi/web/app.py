@@ -144,7 +144,17 @@ class Dashboard:
     @web.middleware
     async def _errors_and_headers(self, request: web.Request, handler) -> web.StreamResponse:
         try:
+            if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in request.query.items()):
+                # (PostgreSQL's text cannot hold it: the query that took it failed with a 500)
+                raise web.HTTPBadRequest(text="The address holds a NUL character (%00), which no name, path or "
+                                              "filter can contain.")
             response = await handler(request)
+        except asyncpg.DataError as error:
+            # A value from the request that the database cannot take (a NUL in a form field, a number
+            # out of range): the request's fault, said as such.
+            logger.info("web: %s %s: the database refused a value of the request: %s", request.method, request.path,
+                        error)
+            response = self._error(request, 400, f"The database cannot take a value of this request: {error}")
         except TRANSIENT_DATABASE_ERRORS as error:
             logger.warning("web: %s %s: the database is unreachable (%s)", request.method, request.path,
                            type(error).__name__)
