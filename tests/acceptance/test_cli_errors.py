@@ -97,6 +97,22 @@ def test_an_unknown_task_id_is_one_line(env, command):
     one_line_error(run(command, env, check=False), "no task 999999", "hrwsi tasks", code=1)
 
 
+@pytest.mark.parametrize("command", [["retry"], ["cancel"], ["hold"], ["release"], ["task", "show"], ["logs"]])
+def test_a_task_id_beyond_what_a_table_holds_is_no_task(env, command):
+    """(beyond a bigint, retry said the database had no hrwsi schema: its function was not found for a numeric)"""
+    one_line_error(run([*command, str(2**63)], env, check=False), f"no task {2**63}", "hrwsi tasks", code=1)
+
+
+@pytest.mark.parametrize("command", [["logs", "1", "--attempt", str(2**31)], ["campaigns", "--id", str(2**63)],
+                                     ["campaigns", "--cancel", str(2**63)], ["plan", "show", "--id", str(2**63)],
+                                     ["tasks", "--limit", "-1"], ["timeliness", "--days", "99999999999"]])
+def test_a_number_out_of_its_range_is_refused_before_any_query(env, command):
+    """(they reached the database and came back as "integer out of range", "LIMIT must not be negative")"""
+    result = run(command, env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "out of range" not in result.stderr
+    assert f"Invalid value for '{command[-2]}'" in result.stderr, result.stderr
+
+
 def test_debug_shows_the_traceback(env, empty_database_url):
     result = run(["--debug", "status"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)
     assert result.returncode == 2

@@ -30,6 +30,7 @@ error_console = Console(stderr=True, highlight=False)
 logger = logging.getLogger("hrwsi")
 
 JSON_HELP = "print JSON instead of tables"
+ID_MAX = 2**63 - 1  # the largest id (bigint) a table holds; a larger one is refused before any query
 
 
 @dataclass

@@ -9,7 +9,7 @@ import typer
 
 import hrwsi.cli.views as views
 from hrwsi import reports
-from hrwsi.cli.common import JSON_HELP, CliError, app, console, database, error_console, print_json, settings
+from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, error_console, print_json, settings
 
 task_app = typer.Typer(help="One task.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
@@ -18,7 +18,7 @@ app.add_typer(plan_app, name="plan")
 
 
 @app.command()
-def status(failures: int = typer.Option(10, help="how many recent failures to show"),
+def status(failures: int = typer.Option(10, min=0, max=1_000_000, help="how many recent failures to show"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Counts per state, held routines (why, and what happens next), tasks that cannot be planned,
     services and their heartbeats, the alert outbox, recent failures."""
@@ -33,7 +33,7 @@ def status(failures: int = typer.Option(10, help="how many recent failures to sh
 
 @app.command()
 def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Option(None),
-          tile: str | None = typer.Option(None), limit: int = typer.Option(50),
+          tile: str | None = typer.Option(None), limit: int = typer.Option(50, min=1, max=1_000_000),
           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List tasks, newest first, filtered by state, routine or tile."""
     with database() as conn:
@@ -95,7 +95,7 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
 
 @app.command()
 def alerts(status: str | None = typer.Option(None, help="only sent, unsent or failed alerts"),
-           limit: int = typer.Option(50, help="how many to show, newest first"),
+           limit: int = typer.Option(50, min=1, max=1_000_000, help="how many to show, newest first"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The alert outbox (terminated tasks, held routines): sent, unsent, and failed with their errors."""
     from hrwsi.alerts import AlertSettings
@@ -130,7 +130,8 @@ def sources(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> No
 
 
 @plan_app.command("show")
-def plan_show(plan_id: int | None = typer.Option(None, "--id", help="a stored plan (default: the current schedule)"),
+def plan_show(plan_id: int | None = typer.Option(None, "--id", min=1, max=ID_MAX,
+                                                help="a stored plan (default: the current schedule)"),
               plot: Path | None = typer.Option(None, help="write a Gantt chart (PNG) here"),
               as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The current schedule (every task planned, dispatched or running, with its worker and times), or a

@@ -54,7 +54,8 @@ def _copy(path: Path, offset: int) -> int:
 
 @app.command()
 def logs(task_id: int = typer.Argument(..., help="a task id"),
-         attempt: int | None = typer.Option(None, "--attempt", "-a", help="which attempt (default: the latest)"),
+         attempt: int | None = typer.Option(None, "--attempt", "-a", min=1, max=2**31 - 1,
+                                            help="which attempt (default: the latest)"),
          follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the attempt ends")) -> None:
     """Print a task's log (its latest attempt, or --attempt N); --follow waits for more until it ends."""
     with database(autocommit=True) as conn:

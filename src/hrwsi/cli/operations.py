@@ -6,12 +6,14 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from hrwsi.cli.common import CliError, app, console, database
+from hrwsi.cli.common import ID_MAX, CliError, app, console, database
 
 _WHERE_TO_LOOK = {"task": "`hrwsi tasks` lists the tasks", "routine": "`hrwsi config show` lists the routines"}
 
 
 def _operator_action(sql_text: str, argument, kind: str) -> None:
+    if kind == "task" and not 0 < argument <= ID_MAX:  # (beyond a bigint, the SQL function was not even found)
+        raise CliError(f"no task {argument}: {_WHERE_TO_LOOK[kind]}")
     with database(autocommit=True) as conn:
         try:
             console.print(conn.execute(sql_text, (argument,)).fetchone()[0], highlight=False, markup=False)

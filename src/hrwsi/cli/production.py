@@ -5,12 +5,12 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from hrwsi.cli.common import JSON_HELP, CliError, app, console, database
+from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database
 
 
 @app.command()
 def timeliness(routine: str | None = typer.Option(None), lane: str | None = typer.Option(None, help="nrt or archive"),
-               tile: str | None = typer.Option(None), days: int = typer.Option(7, min=1, help="the last N days"),
+               tile: str | None = typer.Option(None), days: int = typer.Option(7, min=1, max=36_500, help="the last N days"),
                as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Products' delays from sensing and from publication (p50, p95) and share on time, per routine,
     lane, tile and day; open tasks late or planned to end after their deadline."""
@@ -53,8 +53,9 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
 
 
 @app.command("campaigns")
-def campaigns_command(campaign: int | None = typer.Option(None, "--id", help="one campaign"),
-                      cancel: int | None = typer.Option(None, help="cancel this campaign's open tasks first"),
+def campaigns_command(campaign: int | None = typer.Option(None, "--id", min=1, max=ID_MAX, help="one campaign"),
+                      cancel: int | None = typer.Option(None, min=1, max=ID_MAX,
+                                                        help="cancel this campaign's open tasks first"),
                       as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Reprocessing campaigns: tasks per state and products, per routine, started and finished."""
     from hrwsi import campaigns
