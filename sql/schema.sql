@@ -171,8 +171,15 @@ CREATE TABLE hrwsi.campaign (
     chain         boolean NOT NULL DEFAULT true,
     created_at    timestamptz NOT NULL DEFAULT now(),
     created_by    text NOT NULL DEFAULT session_user,   -- who asked (not the definer of hrwsi.reprocess)
+    -- Its own failure count and hold (migration 0045): a campaign's failures never hold production.
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    on_hold       boolean NOT NULL DEFAULT false,
+    hold_reason   text,
     CONSTRAINT campaign_measured_from_is_before_measured_to CHECK (measured_from < measured_to)
 );
+-- (NOT VALID, as migration 0045 added it: rows written before it are not checked again.)
+ALTER TABLE hrwsi.campaign
+    ADD CONSTRAINT campaign_sensing_range_is_finite CHECK (isfinite(measured_from) AND isfinite(measured_to)) NOT VALID;
 
 -- =============================================================================================
 -- Inputs: one thing to process under one condition (plain SQL, a harvest source, or chaining).
@@ -822,7 +829,7 @@ CREATE TABLE hrwsi.alert (
     last_error text,
     CONSTRAINT alert_kind_is_known CHECK (kind IN (
         'task_terminated', 'routine_on_hold', 'task_lost_repeatedly', 'task_blocked', 'deadline_at_risk',
-        'deadline_missed'))
+        'deadline_missed', 'campaign_on_hold'))
 );
 CREATE INDEX alert_unsent_idx ON hrwsi.alert (id) WHERE sent_at IS NULL;
 -- Deadline alerts, each kind once per task.
@@ -880,29 +887,47 @@ $$;
 CREATE FUNCTION hrwsi.apply_failure_policy() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_hashjoin = on SET enable_mergejoin = on
 SET enable_material = on AS $$
--- After job outcomes: count consecutive failures per routine; hold a routine that reached its limit.
+-- After job outcomes: count consecutive failures per routine (production) and per campaign; hold a
+-- routine or a campaign that reached the routine's limit.
 DECLARE
     r record;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state IN ('processed', 'internal_error', 'external_error')) THEN
         RETURN NULL;
     END IF;
-    -- Successes only, and no routine has failures to forget: nothing to count. (The usual outcome;
-    -- the query below is planned at each call, 0.3 ms, most of the cost of recording one outcome.)
+    -- Successes only, and no routine or campaign has failures to forget: nothing to count. (The usual
+    -- outcome; the query below is planned at each call, 0.3 ms, most of the cost of recording one outcome.)
     IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state IN ('internal_error', 'external_error') AND fault IS NULL)
-       AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE consecutive_failures <> 0) THEN
+       AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE consecutive_failures <> 0)
+       AND NOT EXISTS (SELECT 1 FROM hrwsi.campaign WHERE consecutive_failures <> 0) THEN
         RETURN NULL;
     END IF;
     FOR r IN EXECUTE $q$
-        SELECT t.routine,
+        SELECT t.routine, t.campaign_id,
                bool_or(n.state = 'processed') AS any_success,
                count(*) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL) AS failures,
                max(n.message) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL)
                    AS last_message
         FROM new_rows n JOIN old_rows o USING (id) JOIN hrwsi.processing_task t ON t.id = n.task_id
         WHERE n.state IS DISTINCT FROM o.state AND n.state IN ('processed', 'internal_error', 'external_error')
-        GROUP BY t.routine $q$
+        GROUP BY t.routine, t.campaign_id $q$
     LOOP
+        IF r.campaign_id IS NOT NULL THEN
+            -- Reprocessing (another version, archive inputs) says nothing of production: the campaign's own count.
+            UPDATE hrwsi.campaign
+            SET consecutive_failures = CASE WHEN r.failures = 0 THEN 0
+                                            WHEN r.any_success THEN r.failures
+                                            ELSE consecutive_failures + r.failures END
+            WHERE id = r.campaign_id AND (r.failures > 0 OR (r.any_success AND consecutive_failures <> 0));
+            UPDATE hrwsi.campaign k
+            SET on_hold = true,
+                hold_reason = format('%s consecutive failures (limit %s of routine %s); last: %s',
+                                     k.consecutive_failures, p.hold_after_failures, p.name, r.last_message)
+            FROM hrwsi.processing_routine p
+            WHERE k.id = r.campaign_id AND p.name = r.routine AND r.failures > 0 AND NOT k.on_hold
+              AND k.consecutive_failures >= p.hold_after_failures;
+            CONTINUE;
+        END IF;
         IF r.failures = 0 THEN
             IF r.any_success THEN
                 UPDATE hrwsi.processing_routine SET consecutive_failures = 0
@@ -942,6 +967,27 @@ BEGIN
 END $$;
 CREATE TRIGGER processing_routine_hold AFTER UPDATE OF on_hold ON hrwsi.processing_routine
     FOR EACH ROW EXECUTE FUNCTION hrwsi.hold_routine_tasks();
+
+CREATE FUNCTION hrwsi.hold_campaign_tasks() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- A campaign put on hold: its waiting tasks are held too, and ops are told; production goes on.
+BEGIN
+    IF NEW.on_hold AND NOT OLD.on_hold THEN
+        UPDATE hrwsi.processing_task
+        SET state = 'on_hold', state_reason = format('campaign %s on hold: %s', NEW.id, NEW.hold_reason)
+        WHERE campaign_id = NEW.id AND state IN ('pending', 'planned');
+        INSERT INTO hrwsi.alert (kind, subject, body, routine)
+        VALUES ('campaign_on_hold', format('hrwsi: campaign %s (routine %s) is on hold', NEW.id, NEW.routine),
+                format('Reprocessing campaign %s of routine %s was put on hold: %s. Its waiting tasks are held; the '
+                       'production of routine %s goes on. Fix the cause, then run `hrwsi campaigns --release %s`, '
+                       'or end it with `hrwsi campaigns --cancel %s`.', NEW.id, NEW.routine,
+                       coalesce(NEW.hold_reason, 'by an operator'), NEW.routine, NEW.id, NEW.id),
+                NEW.routine);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER campaign_hold AFTER UPDATE OF on_hold ON hrwsi.campaign
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.hold_campaign_tasks();
 
 -- =============================================================================================
 -- Harvest sources: where inputs come from (a landing directory, a catalogue), each with its
@@ -1046,6 +1092,10 @@ CREATE TABLE hrwsi.harvest_source (
                    AND NOT jsonb_path_exists(
                        config, '$.tiles[*] ? (@.type() != "string" || !(@ like_regex "^[0-9]{2}[A-Z]{3}$"))')))
 );
+-- (Migration 0045; NOT VALID there: an infinite date made every listing of the sources fail.)
+ALTER TABLE hrwsi.harvest_source
+    ADD CONSTRAINT harvest_source_backfill_dates_are_finite
+        CHECK (isfinite(backfill_from) AND isfinite(backfill_to)) NOT VALID;
 -- The harvester's question, every round: which active sources are due?
 CREATE INDEX harvest_source_due_idx ON hrwsi.harvest_source (next_run_at) WHERE active;
 
@@ -1400,6 +1450,26 @@ BEGIN
     GET DIAGNOSTICS cancelled = ROW_COUNT;
     RETURN format('campaign %s: %s open task(s) cancelled, %s running job(s) being stopped; its products are kept',
                   cancel_campaign.campaign, cancelled, stopping);
+END $$;
+
+-- Start a held campaign again: its held tasks are planned (those of a routine on hold stay held).
+CREATE FUNCTION hrwsi.release_campaign(campaign bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    released integer;
+BEGIN
+    PERFORM 1 FROM hrwsi.campaign k WHERE k.id = release_campaign.campaign FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no campaign %', release_campaign.campaign USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE hrwsi.campaign SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
+    WHERE id = release_campaign.campaign;
+    UPDATE hrwsi.processing_task t SET state = 'pending', state_reason = 'campaign released by an operator',
+        worker = NULL, planned_start = NULL, planned_end = NULL
+    WHERE t.campaign_id = release_campaign.campaign AND t.state = 'on_hold'
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine p WHERE p.name = t.routine AND p.on_hold);
+    GET DIAGNOSTICS released = ROW_COUNT;
+    RETURN format('campaign %s released; %s held task(s) will be planned', release_campaign.campaign, released);
 END $$;
 
 -- =============================================================================================
@@ -2654,7 +2724,8 @@ SELECT k.id AS campaign_id, k.name, k.routine AS campaign_routine, k.condition, 
        min(x.started_at) AS started_at,
        CASE WHEN count(t.id) > 0 AND bool_and(t.state IN ('processed', 'terminated', 'cancelled'))
                  AND coalesce(sum(x.unchained), 0) = 0
-            THEN max(greatest(t.updated_at, x.chained_at)) END AS finished_at
+            THEN max(greatest(t.updated_at, x.chained_at)) END AS finished_at,
+       k.on_hold, k.hold_reason
 FROM hrwsi.campaign k
 LEFT JOIN hrwsi.processing_task t ON t.campaign_id = k.id
 LEFT JOIN LATERAL (SELECT count(*) AS products, count(*) FILTER (WHERE p.chained_at IS NULL) AS unchained,
@@ -2755,6 +2826,7 @@ GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, text[], text[], text, boolean, text),
     hrwsi.cancel_campaign(bigint), hrwsi.raise_deadline_alerts()
     TO hrwsi_service;
+GRANT EXECUTE ON FUNCTION hrwsi.release_campaign(bigint) TO hrwsi_service;
 -- =============================================================================================
 -- Retention (README.md, Retention; hrwsi.retention): the policy, and the maintenance functions,
 -- owned by the schema owner, that alone delete history, applying the policy.

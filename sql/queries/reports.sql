@@ -88,11 +88,23 @@ FROM hrwsi.processing_routine r
 WHERE r.on_hold
 ORDER BY r.name;
 
+-- name: report_held_campaigns
+-- Reprocessing campaigns on hold (their failures reached the routine's hold_after_failures), with
+-- how many of their tasks wait held.
+SELECT k.id AS campaign, k.routine, k.hold_reason AS reason,
+       (SELECT count(*) FROM hrwsi.processing_task t WHERE t.campaign_id = k.id AND t.state = 'on_hold') AS held_tasks,
+       (SELECT max(a.created_at) FROM hrwsi.alert a
+        WHERE a.routine = k.routine AND a.kind = 'campaign_on_hold' AND a.created_at >= k.created_at) AS held_at
+FROM hrwsi.campaign k
+WHERE k.on_hold
+ORDER BY k.id;
+
 -- name: report_held_tasks
--- Tasks held one by one (not through their routine).
+-- Tasks held one by one (not through their routine or their campaign).
 SELECT t.id, t.routine, t.state_reason AS reason
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-WHERE t.state = 'on_hold' AND NOT r.on_hold
+LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
+WHERE t.state = 'on_hold' AND NOT r.on_hold AND NOT coalesce(k.on_hold, false)
 ORDER BY t.id LIMIT %(limit)s;
 
 -- name: report_services

@@ -78,6 +78,11 @@ def cancel(conn: psycopg.Connection, campaign: int) -> str:
     return conn.execute(query("cancel_campaign"), {"campaign": campaign}).fetchone()[0]
 
 
+def release(conn: psycopg.Connection, campaign: int) -> str:
+    """Start a campaign its failures put on hold again (hrwsi.release_campaign)."""
+    return conn.execute(query("release_campaign"), {"campaign": campaign}).fetchone()[0]
+
+
 @dataclass
 class Campaign:
     """One campaign with its progress per routine, and its totals."""
@@ -98,8 +103,11 @@ class Campaign:
     @property
     def status(self) -> str:
         """waiting (nothing started), running, or, once every task is final and every product chained:
-        finished, finished with N terminated, or cancelled."""
+        finished, finished with N terminated, or cancelled; on hold (and why) first."""
         totals = self.totals
+        if self.header["on_hold"]:
+            return f"on hold ({self.header['hold_reason'] or 'held'}; `hrwsi campaigns --release " \
+                   f"{self.header['campaign_id']}` starts it again)"
         if totals["finished_at"] is None:
             return "running" if totals["started_at"] else "waiting"
         if totals["cancelled"]:
@@ -108,7 +116,7 @@ class Campaign:
 
 
 HEADER_KEYS = ("campaign_id", "name", "campaign_routine", "condition", "measured_from", "measured_to", "tiles",
-               "version", "lane", "chain", "created_at", "created_by")
+               "version", "lane", "chain", "created_at", "created_by", "on_hold", "hold_reason")
 
 
 def group_rows(rows: list[dict]) -> list[Campaign]:
@@ -149,7 +157,7 @@ def print_campaigns(console: Console, campaigns: list[Campaign]) -> None:
         what = h["campaign_routine"] + (f" (condition {h['condition']})" if h["condition"] else "")
         tiles = ", ".join(h["tiles"]) if h["tiles"] else "every tile"
         console.print(f"[bold]campaign {h['campaign_id']}[/bold]" + (f" {escape(visible(h['name']))}" if h["name"] else "")
-                      + f": {campaign.status}", highlight=False)
+                      + f": {escape(visible(campaign.status))}", highlight=False)
         console.print(escape(visible(f"  {what}, sensed {_time(h['measured_from'])} to {_time(h['measured_to'])}, {tiles}; "
                              f"version {h['version'] or 'the routine’s own'}; lane {h['lane']}; "
                              f"{'chains downstream' if h['chain'] else 'does not chain'}; "

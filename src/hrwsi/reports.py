@@ -37,6 +37,12 @@ def held_routine_next_step(routine: str) -> str:
             f"`hrwsi release {routine}`; running jobs finish")
 
 
+def held_campaign_next_step(campaign: int) -> str:
+    """What happens to a held campaign, in words (status)."""
+    return (f"its waiting tasks stay on hold; production goes on. Fix the cause, then `hrwsi campaigns --release "
+            f"{campaign}`, or end it: `hrwsi campaigns --cancel {campaign}`")
+
+
 def status(conn: psycopg.Connection, failures: int = 10) -> dict:
     """Counts per state, held routines and tasks with their reasons, tasks that cannot be planned,
     recent failures, services and their heartbeats, and the alert outbox in numbers."""
@@ -47,6 +53,8 @@ def status(conn: psycopg.Connection, failures: int = 10) -> dict:
         "tasks": state_counts(conn),
         "jobs": dict(conn.execute(query("report_job_counts")).fetchall()),
         "held_routines": held,
+        "held_campaigns": [row | {"next": held_campaign_next_step(row["campaign"])}
+                           for row in _rows(conn, "report_held_campaigns")],
         "held_tasks": _rows(conn, "report_held_tasks", {"limit": 20}),
         "unplannable": [{"task_id": task_id, "routine": routine, "reason": reason} for task_id, routine, reason
                         in conn.execute(query("report_unplannable"), {"limit": 10})],

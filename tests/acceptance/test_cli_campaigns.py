@@ -60,3 +60,21 @@ def test_reprocess_refuses_with_one_line_that_says_why(processed, env, arguments
     result = run(["reprocess", *arguments], env, check=False)
     assert result.returncode == code and message in result.stderr and result.stderr.count("\n") == 1
     assert "campaign 1" not in run(["campaigns"], env).stdout
+
+
+def test_a_held_campaign_is_shown_by_status_and_campaigns_and_released_with_one_option(processed, env):  # noqa: F811
+    run(["reprocess", "--routine", "work", "--from", "2020-01-01", "--to", "2100-01-01", "--command", "x"], env)
+    # (as the failure policy does it, at the routine's hold_after_failures: tests/integration/test_operations.py)
+    processed.execute("UPDATE hrwsi.campaign SET on_hold = true, consecutive_failures = 5, hold_reason = "
+                      "'5 consecutive failures (limit 5 of routine work); last: cannot start the routine ''x'' [red]'")
+    status = run(["status"], env).stdout
+    assert "campaign on hold: 1 (routine work, 1 task(s) held" in status
+    assert "why: 5 consecutive failures (limit 5 of routine work); last: cannot start the routine 'x' [red]" in status
+    assert "hrwsi campaigns --release 1" in status and "production goes on" in status
+    assert "routine on hold" not in status and "tasks on hold one by one" not in status
+    shown = run(["campaigns"], env).stdout
+    assert "campaign 1: on hold (5 consecutive failures" in shown and "`hrwsi campaigns --release 1` starts it" in shown
+    released = run(["campaigns", "--release", "1"], env).stdout
+    assert "campaign 1 released; 1 held task(s) will be planned" in released and "campaign 1: waiting" in released
+    missing = run(["campaigns", "--release", "9"], env, check=False)
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: no campaign 9"

@@ -43,6 +43,42 @@ async def test_routine_goes_on_hold_after_consecutive_failures(db, database_url,
     assert db.execute("SELECT consecutive_failures FROM hrwsi.processing_routine").fetchone()[0] == 0
 
 
+async def test_a_campaign_s_failures_hold_the_campaign_and_production_goes_on(db, database_url, settings, configure):
+    """A campaign running a version that cannot start held the routine, and its production with it."""
+    configure(single_routine_configuration(["true"], max_attempts=1, workers=1, cpu=4))  # one task at a time
+    db.execute("UPDATE hrwsi.processing_routine SET hold_after_failures = 3")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, measured_at)
+                  SELECT 'in', '/in/old' || g, '2026-01-01T10:00Z' FROM generate_series(1, 8) g""")
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        await wait_until(database_url, "SELECT count(*) = 8 FROM hrwsi.processing_task WHERE state = 'processed'")
+        [(campaign, tasks)] = db.execute("""SELECT campaign_id, tasks FROM hrwsi.reprocess(routine => 'work',
+                measured_from => '2026-01-01', measured_to => '2026-01-02', command => %s)""", (FAIL,)).fetchall()
+        assert tasks == 8
+        await wait_until(database_url, "SELECT on_hold FROM hrwsi.campaign")
+        await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.processing_task "
+                                       "WHERE campaign_id IS NOT NULL AND state IN ('dispatched', 'queued', 'running')")
+        routine = db.execute("SELECT on_hold, consecutive_failures FROM hrwsi.processing_routine").fetchone()
+        assert routine == (False, 0), "the routine's production is not held"
+        reason = db.execute("SELECT hold_reason FROM hrwsi.campaign").fetchone()[0]
+        assert reason.startswith("3 consecutive failures (limit 3 of routine work); last: ") and "exit code 4" in reason
+        held = db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE campaign_id = %s AND state = 'on_hold'",
+                          (campaign,)).fetchone()[0]
+        assert held >= 4 and db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'terminated'"
+                                        ).fetchone()[0] == 8 - held
+        alerts = [r[0] for r in db.execute("SELECT kind FROM hrwsi.alert WHERE kind LIKE '%on_hold'")]
+        assert alerts == ["campaign_on_hold"]
+        insert_inputs(db, 1, prefix="/in/fresh")  # production goes on meanwhile
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task t JOIN hrwsi.input i "
+                                       "ON i.id = t.input_id WHERE i.input_path = '/in/fresh0'")
+        # The cause fixed, the campaign released: its held tasks run.
+        db.execute("UPDATE hrwsi.campaign SET command = ARRAY['true']")
+        assert db.execute("SELECT hrwsi.release_campaign(%s)", (campaign,)).fetchone()[0] == \
+            f"campaign {campaign} released; {held} held task(s) will be planned"
+        await wait_until(database_url, "SELECT count(*) = $1 FROM hrwsi.processing_task WHERE campaign_id = $2 "
+                                       "AND state = 'processed'", held, campaign)
+    assert db.execute("SELECT on_hold, consecutive_failures FROM hrwsi.campaign").fetchone() == (False, 0)
+
+
 async def test_retry_a_terminated_task(db, database_url, settings, configure):
     configure(single_routine_configuration(FAIL, max_attempts=1))
     async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):

@@ -87,6 +87,12 @@ def _held(console: Console, data: dict) -> None:
                                     + (f", since {time(routine['held_at'])}" if routine["held_at"] else "") + ")"))
         line(console, "  why: ", routine["reason"] or "held by an operator")
         line(console, "  next: ", routine["next"])
+    for campaign in data.get("held_campaigns", []):
+        console.print(Text.assemble(("campaign on hold: ", "bold yellow"), f"{campaign['campaign']} (routine ",
+                                    visible(campaign["routine"]), f", {campaign['held_tasks']} task(s) held"
+                                    + (f", since {time(campaign['held_at'])}" if campaign["held_at"] else "") + ")"))
+        line(console, "  why: ", campaign["reason"] or "held")
+        line(console, "  next: ", campaign["next"])
     if data["held_tasks"]:
         line(console, f"tasks on hold one by one ({len(data['held_tasks'])} shown; `hrwsi release ID` releases one):")
         for item in data["held_tasks"]:
