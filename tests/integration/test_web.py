@@ -195,6 +195,10 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         assert refused.status == 409 and "can be retried" in (await refused.json())["message"]
         held = await client.post("/api/routines/quicklook/release", headers={"Authorization": f"Bearer {ALICE}"})
         assert held.status == 200 and "6 held task(s)" in (await held.json())["message"]
+        missing = await client.post("/api/tasks/999999/cancel", headers={"Authorization": f"Bearer {ALICE}"})
+        assert missing.status == 404 and (await missing.json())["message"].startswith("no task 999999")
+        nosuch = await client.post("/api/routines/nosuch/hold", headers={"Authorization": f"Bearer {ALICE}"})
+        assert nosuch.status == 404 and (await nosuch.json())["message"] == "no routine nosuch"
         unknown = await client.post(f"/api/tasks/{scenario.terminated}/explode",
                                     headers={"Authorization": f"Bearer {ALICE}"})
         assert unknown.status == 404 and (await unknown.json())["error"] == "No such action."
@@ -206,6 +210,8 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
     assert audit == [("alice", "api", "retry_task", str(scenario.terminated), True),
                      ("alice", "api", "retry_task", str(scenario.processed[0]), False),
                      ("alice", "api", "release_routine", "quicklook", True),
+                     ("alice", "api", "cancel_task", "999999", False),
+                     ("alice", "api", "hold_routine", "nosuch", False),
                      ("alice", "api", "hold_routine", "snow_cover", True)]
     assert db.execute("SELECT hold_reason FROM hrwsi.processing_routine WHERE name = 'snow_cover'").fetchone() == \
         ("held by alice (api)",), "the routine says who held it"
