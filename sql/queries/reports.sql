@@ -252,3 +252,7 @@ SELECT count(*), max(makespan_s), max(lower_bound_s), max(vms) FROM hrwsi.plan;
 
 -- name: demo_a_quicklook
 SELECT path FROM hrwsi.product WHERE product_type = 'QUICKLOOK' ORDER BY id LIMIT 1;
+
+-- name: report_task_state_names
+-- The task states the database knows, in the order of its state machine's table.
+SELECT name FROM hrwsi.task_state;

@@ -482,10 +482,16 @@ def read_file(path: str | Path) -> dict:
         raise ConfigurationError([f"no such file: {path}"], checked=False) from None
     except OSError as error:
         raise ConfigurationError([f"cannot read {path}: {error.strerror}"], checked=False) from None
+    except UnicodeDecodeError as error:
+        raise ConfigurationError([f"not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset {error.start} "
+                                  "(TOML files are UTF-8)"], str(path), checked=False) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError([f"not valid TOML: {error}"], str(path), checked=False) from None
+    except RecursionError:  # (tomllib reads nested arrays and tables by recursion)
+        raise ConfigurationError(["not a configuration: its arrays or tables are nested too deeply"], str(path),
+                                 checked=False) from None
 
 
 def validate(document: Any, known: dict[str, set[str]] | None = None, source: str | None = None) -> Configuration:

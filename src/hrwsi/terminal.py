@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters, and Unicode's directional formatting characters: a right-to-left override in a
+# path shows its end first ("Trojan Source", CVE-2021-42574), so what an operator reads is not the name.
+_BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
 # (a line break too, and Unicode's line and paragraph separators, which some viewers break lines at)
-_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_LINE_BREAKING = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{_BIDI}\u2028\u2029]")
 
 
 def _escape(match: re.Match) -> str:

@@ -113,6 +113,24 @@ def test_a_number_out_of_its_range_is_refused_before_any_query(env, command):
     assert f"Invalid value for '{command[-2]}'" in result.stderr, result.stderr
 
 
+def test_an_unknown_task_state_is_named_with_the_states_there_are(env):
+    """(`hrwsi tasks --state bogus` listed no task, as if none were in that state)"""
+    one_line_error(run(["tasks", "--state", "bogus"], env, check=False), "no task state 'bogus': one of pending",
+                   "terminated", code=2)
+
+
+@pytest.mark.parametrize("plot, says", [("", "--plot takes a file name, like plan.png"),
+                                        (".", "--plot takes a file name, like plan.png")])
+def test_a_chart_path_that_is_no_file_name_is_one_line(env, plot, says):
+    """(`--plot ''` wrote a hidden ./.png and said "written to .")"""
+    assert one_line_error(run(["plan", "show", "--plot", plot], env, check=False), says, code=1) == f"error: {says}"
+
+
+def test_a_chart_path_that_is_a_directory_is_one_line(env, tmp_path):
+    one_line_error(run(["plan", "show", "--plot", str(tmp_path)], env, check=False),
+                   f"--plot takes a file name, like plan.png: '{tmp_path}' is a directory", code=1)
+
+
 def test_debug_shows_the_traceback(env, empty_database_url):
     result = run(["--debug", "status"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)
     assert result.returncode == 2

@@ -144,6 +144,15 @@ def test_a_file_that_is_not_toml_or_not_there_is_one_clear_error(tmp_path):
         configuration.read_file(broken)
     with pytest.raises(configuration.ConfigurationError, match="no such file: .*absent.toml"):
         configuration.read_file(tmp_path / "absent.toml")
+    # A file of another encoding named no file, and a deeply nested one crashed the command.
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('name = "Bâle"\n'.encode("latin-1"))
+    with pytest.raises(configuration.ConfigurationError, match=r"latin.toml: not UTF-8 text: byte 0xe2 at offset 9"):
+        configuration.read_file(latin)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(configuration.ConfigurationError, match="deep.toml: not a configuration: .* nested too deeply"):
+        configuration.read_file(deep)
 
 
 def test_the_error_lists_every_problem_and_says_nothing_was_written():

@@ -10,6 +10,8 @@ import typer
 import hrwsi.cli.views as views
 from hrwsi import reports
 from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, error_console, print_json, settings
+from hrwsi.sql_files import query
+from hrwsi.terminal import visible
 
 task_app = typer.Typer(help="One task.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
@@ -37,6 +39,10 @@ def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Op
           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List tasks, newest first, filtered by state, routine or tile."""
     with database() as conn:
+        if state is not None:
+            states = [row[0] for row in conn.execute(query("report_task_state_names"))]
+            if state not in states:  # (it listed no task, as if none were in that state)
+                raise CliError(f"no task state {visible(state)!r}: one of {', '.join(states)}", 2)
         rows = reports.tasks(conn, state=state, routine=routine, tile=tile, limit=limit)
     if as_json:
         print_json(rows)
@@ -129,6 +135,16 @@ def sources(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> No
         views.sources(console, rows)
 
 
+def _chart_path(plot: Path | None) -> Path | None:
+    """Where --plot writes: a file name (`.png` added when it has no suffix, as matplotlib does)."""
+    if plot is None:
+        return None
+    if str(plot) in ("", ".") or plot.is_dir():
+        raise CliError("--plot takes a file name, like plan.png" + ("" if str(plot) in ("", ".")
+                                                                     else f": {str(plot)!r} is a directory"))
+    return plot if plot.suffix else plot.with_name(plot.name + ".png")
+
+
 @plan_app.command("show")
 def plan_show(plan_id: int | None = typer.Option(None, "--id", min=1, max=ID_MAX,
                                                 help="a stored plan (default: the current schedule)"),
@@ -138,6 +154,7 @@ def plan_show(plan_id: int | None = typer.Option(None, "--id", min=1, max=ID_MAX
     stored plan's figures with --id; --plot draws it as a Gantt chart with the resources in use."""
     from hrwsi.plan_chart import render_gantt
 
+    plot = _chart_path(plot)
     with database() as conn:
         if plan_id is None:
             data = reports.schedule(conn)
