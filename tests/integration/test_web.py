@@ -217,7 +217,7 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         ("held by alice (api)",), "the routine says who held it"
 
 
-async def test_a_nul_character_in_an_address_is_a_bad_request_not_a_server_error(database_url, scenario, data_dir,
+async def test_a_nul_character_or_an_unknown_state_in_an_address_is_a_bad_request(database_url, scenario, data_dir,
                                                                                   db):
     """PostgreSQL's text cannot hold a NUL: every filter with %00 in it was a 500 and a traceback."""
     async with dashboard(database_url, data_dir) as client:
@@ -229,6 +229,9 @@ async def test_a_nul_character_in_an_address_is_a_bad_request_not_a_server_error
         action = await client.post("/api/routines/a%00b/hold", headers={"Authorization": f"Bearer {ALICE}"})
         assert action.status == 400 and "NUL character" in (await action.json())["error"]
         assert (await client.get("/tasks?q=S2B")).status == 200  # and the dashboard goes on
+        for path in ("/tasks?state=bogus", "/api/tasks?state=bogus"):  # (it showed no task, as if none were)
+            response = await client.get(path)
+            assert response.status == 400 and "No task state 'bogus': one of pending" in unescape(await response.text())
     assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0
 
 

@@ -219,7 +219,7 @@ class Dashboard:
         search = (request.query.get("q") or "").strip()
         if search.isdigit() and len(search) <= 18:
             raise web.HTTPFound(f"/tasks/{int(search)}")
-        filters = data.TaskFilters.from_query(request.query)
+        filters = _filters(request)
         async with self.pool.acquire() as conn:
             rows = await data.read_tasks(conn, filters, data.PAGE_SIZE + 1)
             choices = await data.read_filter_choices(conn)
@@ -356,7 +356,7 @@ class Dashboard:
                       "read_s": overview.read_s})
 
     async def api_tasks(self, request: web.Request) -> web.Response:
-        filters = data.TaskFilters.from_query(request.query)
+        filters = _filters(request)
         async with self.pool.acquire() as conn:
             rows = await data.read_tasks(conn, filters, data.PAGE_SIZE + 1)
         rows, older = data.page_of(rows)
@@ -379,6 +379,13 @@ def _safe_next(value: Any) -> str:
     """Only a path on this dashboard (never //host or a scheme): no open redirect after sign-in."""
     text = str(value or "/")
     return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"
+
+
+def _filters(request: web.Request) -> data.TaskFilters:
+    try:
+        return data.TaskFilters.from_query(request.query)
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
 
 
 def _referer_path(request: web.Request) -> str:

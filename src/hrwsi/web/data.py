@@ -213,8 +213,10 @@ class TaskFilters:
             tile, search = search.upper(), None
         elif search and "/" in search:
             path, search = search, None
-        before = text("before")
-        return cls(state=text("state"), routine=text("routine"), tile=tile, worker=text("worker"), lane=text("lane"),
+        before, state = text("before"), text("state")
+        if state is not None and state not in TASK_STATES:  # (it showed no task, as if none were in that state)
+            raise ValueError(f"No task state {state!r}: one of {', '.join(TASK_STATES)}.")
+        return cls(state=state, routine=text("routine"), tile=tile, worker=text("worker"), lane=text("lane"),
                    search=search, path=path,
                    before=int(before) if before and before.isdigit() and len(before) <= 18 else None)
 
