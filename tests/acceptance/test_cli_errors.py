@@ -103,6 +103,11 @@ def test_a_task_id_beyond_what_a_table_holds_is_no_task(env, command):
     one_line_error(run([*command, str(2**63)], env, check=False), f"no task {2**63}", "hrwsi tasks", code=1)
 
 
+@pytest.mark.parametrize("command", [["hold"], ["release"]])
+def test_a_negative_task_id_is_no_task_not_a_routine(env, command):
+    one_line_error(run([*command, "--", "-1"], env, check=False), "no task -1", "hrwsi tasks", code=1)
+
+
 @pytest.mark.parametrize("command", [["logs", "1", "--attempt", str(2**31)], ["campaigns", "--id", str(2**63)],
                                      ["campaigns", "--cancel", str(2**63)], ["plan", "show", "--id", str(2**63)],
                                      ["tasks", "--limit", "-1"], ["timeliness", "--days", "99999999999"]])

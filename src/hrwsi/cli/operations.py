@@ -38,7 +38,7 @@ def cancel(task_id: int) -> None:
 @app.command()
 def hold(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
     """Hold a task, or a routine (its new and waiting tasks), until released."""
-    if target.isdigit():
+    if target.lstrip("-").isdigit():  # (a negative number is no task, not a routine named "-1")
         _operator_action("SELECT hrwsi.hold_task(%s)", int(target), "task")
     else:
         _operator_action("SELECT hrwsi.hold_routine(%s)", target, "routine")
@@ -47,7 +47,7 @@ def hold(target: str = typer.Argument(..., help="a task id, or a routine name"))
 @app.command()
 def release(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
     """Release a held task, or a held routine and its tasks."""
-    if target.isdigit():
+    if target.lstrip("-").isdigit():  # (a negative number is no task, not a routine named "-1")
         _operator_action("SELECT hrwsi.release_task(%s)", int(target), "task")
     else:
         _operator_action("SELECT hrwsi.release_routine(%s)", target, "routine")
