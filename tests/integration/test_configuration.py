@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import tomllib
 
+import psycopg
 import pytest
 
 from hrwsi import configuration
 from hrwsi.demo import CONFIGURATION
+from tests.integration.test_operations import login_role  # noqa: F401 - a fixture
 
 
 def demo_document() -> dict:
@@ -69,6 +71,17 @@ def test_a_cycle_through_routines_loaded_before_is_refused_by_the_database_s_che
     gfsc_back = {**back, "condition": [{"name": "fsc_back", "routine": "fsc_to_l2a", "multi_input": {
         "requires": [{"product_type": "FSC"}]}}]}
     assert configuration.load(db, gfsc_back)["routines"] == 1
+
+
+def test_validating_writes_nothing_and_a_read_only_role_gets_the_file_s_checks(db, login_role):  # noqa: F811
+    document = demo_document()
+    assert configuration.check_against(db, document).routine[0].name == "atmospheric_correction"
+    assert table_counts(db)["processing_routine"] == 0, "checked as load would, in a transaction rolled back"
+    with psycopg.connect(login_role("hrwsi_readonly")) as reader:
+        assert len(configuration.check_against(reader, document).routine) == 5
+        document["routine"][4]["output_product_type"] = "FSC"
+        with pytest.raises(configuration.ConfigurationError, match="chains into itself"):
+            configuration.check_against(reader, document)
 
 
 def test_a_file_may_refer_to_what_the_database_already_has(db):
