@@ -2944,7 +2944,12 @@ BEGIN
     RETURN QUERY SELECT * FROM hrwsi.delete_history_and_attempts(ids);
     WITH gone AS (DELETE FROM hrwsi.processing_task WHERE id = ANY (ids) RETURNING input_id)
     SELECT array_agg(input_id) INTO inputs FROM gone;
-    WITH gone AS (DELETE FROM hrwsi.input WHERE id = ANY (inputs) RETURNING input_path)
+    -- An input another task still names stays: a campaign's task reprocesses the production task's
+    -- input (deleting it failed every run of retention once a campaign task had ended terminated or
+    -- cancelled; migration 0046).
+    WITH gone AS (DELETE FROM hrwsi.input i WHERE i.id = ANY (inputs)
+                    AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task t WHERE t.input_id = i.id)
+                  RETURNING i.input_path)
     SELECT array_agg(DISTINCT input_path) INTO paths FROM gone;
     RETURN QUERY SELECT 'task', NULL::text, NULL::text FROM unnest(ids);
     -- The landing files those inputs were prepared from, unless another input still reads the file.

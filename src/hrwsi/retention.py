@@ -57,16 +57,18 @@ class PruneReport:
     rows: Counter = field(default_factory=Counter)
     files_removed: int = 0
     file_errors: list[str] = field(default_factory=list)
+    rule_errors: dict[str, str] = field(default_factory=dict)  # a rule the database refused: the others ran
     seconds: float = 0.0
 
     def as_json(self) -> dict:
         return {"rows": dict(self.rows), "files_removed": self.files_removed,
-                "file_errors": self.file_errors[:20], "seconds": round(self.seconds, 3)}
+                "file_errors": self.file_errors[:20], "rule_errors": self.rule_errors, "seconds": round(self.seconds, 3)}
 
     def summary(self) -> str:
         rows = ", ".join(f"{n} {rule.replace('_', ' ')}" for rule, n in sorted(self.rows.items()) if n) or "no rows"
         errors = f"; {len(self.file_errors)} file(s) could not be removed" if self.file_errors else ""
-        return f"pruned {rows}; {self.files_removed} file(s) removed{errors} in {self.seconds:.1f} s"
+        failed = "".join(f"; rule {rule} failed: {error}" for rule, error in self.rule_errors.items())
+        return f"pruned {rows}; {self.files_removed} file(s) removed{errors}{failed} in {self.seconds:.1f} s"
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -113,7 +115,14 @@ class Pruner:
     async def run(self, batch_size: int) -> PruneReport:
         started = time.monotonic()
         for rule, name, counted in RULES:
-            await self._rule(rule, name, counted, batch_size)
+            try:
+                await self._rule(rule, name, counted, batch_size)
+            except asyncpg.PostgresError as error:
+                # One rule the database refuses (a row it cannot delete) must not stop the others: each
+                # run took the same batch first and failed on it, and no later rule ever ran again.
+                self.report.rule_errors[rule] = f"{type(error).__name__}: {error}"
+                logger.error("retention: rule %s failed (%s: %s); the other rules run, and this one again at the "
+                             "next run", rule, type(error).__name__, error)
         self.report.rows["dead_services"] += len(await self.conn.fetch(query("retention_prune_dead_services")))
         await self._sweep_files()
         self.report.seconds = time.monotonic() - started

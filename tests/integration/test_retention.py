@@ -123,6 +123,38 @@ async def test_old_terminated_and_cancelled_tasks_go_with_their_inputs_and_alert
         "the kept old task's history went too; the young tasks' stays"
 
 
+async def test_a_campaign_task_that_ended_goes_and_the_input_its_production_task_names_stays(
+        db, database_url, chain, tmp_path):
+    """A campaign's task names the production task's input: deleting the input with it was refused,
+    and every run of retention failed on that same oldest batch after that."""
+    production = make_task(db, "/l1c/reprocessed")
+    db.execute("UPDATE hrwsi.input SET measured_at = '2026-01-01T10:00Z' WHERE input_path = '/l1c/reprocessed'")
+    campaign = db.execute("""SELECT campaign_id FROM hrwsi.reprocess(routine => 'atmospheric_correction',
+                             measured_from => '2026-01-01', measured_to => '2026-01-02')""").fetchone()[0]
+    redo = db.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s", (campaign,)).fetchone()[0]
+    db.execute("SELECT hrwsi.cancel_campaign(%s)", (campaign,))
+    db.execute("UPDATE hrwsi.processing_task SET finished_at = now() - interval '40 days' WHERE id = %s", (redo,))
+    gone = make_task(db, "/l1c/gone", state="terminated")
+    report = await prune(database_url, tmp_path / "data")
+    assert report.rule_errors == {} and report.rows["finished_tasks"] == 2
+    assert {r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task")} == {production}
+    assert [r[0] for r in db.execute("SELECT input_path FROM hrwsi.input")] == ["/l1c/reprocessed"]
+    assert gone not in {r[0] for r in db.execute("SELECT task_id FROM hrwsi.task_event")}
+
+
+async def test_a_rule_the_database_refuses_is_reported_and_the_other_rules_run(db, database_url, chain, tmp_path):
+    set_policy(db, alert_days=1)
+    make_task(db, "/l1c/old-bad", state="terminated")
+    db.execute("UPDATE hrwsi.alert SET created_at = now() - interval '40 days', sent_at = now()")
+    db.execute("""CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'check_violation'; END $$""")
+    db.execute("CREATE TRIGGER refuse BEFORE DELETE ON hrwsi.processing_task FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()")
+    report = await prune(database_url, tmp_path / "data")
+    assert report.rule_errors == {"finished_tasks": "CheckViolationError: refused for the test"}
+    assert report.rows["alerts"] == 1, "the rules after it ran"
+    assert "rule finished_tasks failed: CheckViolationError: refused for the test" in report.summary()
+
+
 async def test_a_kept_product_keeps_its_whole_lineage_and_leaves_go_first(db, database_url, chain, tmp_path):
     set_policy(db, product_days=1, finished_task_days=1)
     t1 = make_task(db, "/l1c/a", condition="l1c")

@@ -89,3 +89,7 @@ def prune(dry_run: bool = typer.Option(False, "--dry-run", help="count what woul
                       f"{result['seconds']:.1f} s", highlight=False)
         for error in result["file_errors"]:
             console.print(f"could not remove {error}", style="yellow", markup=False)
+        for rule, error in result["rule_errors"].items():
+            console.print(f"rule {rule} failed: {error}; the other rules ran", style="red", markup=False)
+    if not dry_run and result["rule_errors"]:
+        raise typer.Exit(1)
