@@ -1448,6 +1448,9 @@ BEGIN
         state_reason = format('its campaign %s was cancelled by an operator', cancel_campaign.campaign)
     WHERE campaign_id = cancel_campaign.campaign AND state NOT IN ('processed', 'terminated', 'cancelled');
     GET DIAGNOSTICS cancelled = ROW_COUNT;
+    -- Ended: no longer on hold (it said "on hold ... --release" after its cancel; migration 0047).
+    UPDATE hrwsi.campaign SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
+    WHERE id = cancel_campaign.campaign AND (on_hold OR consecutive_failures <> 0);
     RETURN format('campaign %s: %s open task(s) cancelled, %s running job(s) being stopped; its products are kept',
                   cancel_campaign.campaign, cancelled, stopping);
 END $$;
@@ -1461,6 +1464,10 @@ BEGIN
     PERFORM 1 FROM hrwsi.campaign k WHERE k.id = release_campaign.campaign FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no campaign %', release_campaign.campaign USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT (SELECT k.on_hold FROM hrwsi.campaign k WHERE k.id = release_campaign.campaign) THEN
+        RAISE EXCEPTION 'campaign % is not on hold: only a campaign its failures held can be released',
+            release_campaign.campaign USING ERRCODE = 'check_violation';
     END IF;
     UPDATE hrwsi.campaign SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
     WHERE id = release_campaign.campaign;
@@ -2500,6 +2507,23 @@ BEGIN
     INTO done_jobs, done_states, done_tasks
     FROM finished f;  -- (processed, failed and alerted run all the same: a WITH that modifies data
                       -- always runs to completion, read or not)
+
+    -- A failed attempt's task goes back to pending for its retry; when its routine or its campaign
+    -- is on hold (by an operator, or by the failure policy in an earlier call) it is held instead.
+    -- (The hold held the tasks waiting then; a task whose attempt ended later went back to pending:
+    -- a held campaign's tasks were planned, run and terminated one by one, and a held routine's sat
+    -- pending, counted as held and shown as "cannot be planned"; migration 0047.)
+    IF 'internal_error' = ANY (done_states) OR 'external_error' = ANY (done_states) OR 'lost' = ANY (done_states) THEN
+        UPDATE processing_task t
+        SET state = 'on_hold',
+            state_reason = CASE WHEN r.on_hold THEN 'routine on hold: ' || coalesce(r.hold_reason, 'held by an operator')
+                                ELSE (SELECT format('campaign %s on hold: %s', k.id, k.hold_reason)
+                                      FROM campaign k WHERE k.id = t.campaign_id) END
+        FROM processing_routine r
+        WHERE t.id = ANY (done_tasks) AND t.state = 'pending' AND r.name = ANY (ARRAY[t.routine])
+          AND (r.on_hold OR (t.campaign_id IS NOT NULL
+                             AND EXISTS (SELECT 1 FROM campaign k WHERE k.id = t.campaign_id AND k.on_hold)));
+    END IF;
 
     -- The tasks as this call left them, read by primary key in a statement of its own (it sees the
     -- updates above). Joining the updates' own results instead was planned as a nested loop of

@@ -549,7 +549,9 @@ class Launcher(Service):
                            extra=_fields(spec, outcome="lost", fault=outcome.fault, task_state=result["task_state"]))
         else:
             what_next = (f"terminated after {result['failures']} failure(s) of {result['max_attempts']} allowed"
-                         if result["task_state"] == "terminated" else "it will be replanned and retried")
+                         if result["task_state"] == "terminated" else
+                         "held, not retried: its routine or its campaign is on hold (`hrwsi status` says why)"
+                         if result["task_state"] == "on_hold" else "it will be replanned and retried")
             logger.warning("task %d (%s) attempt %d %s: %s; %s; log %s", spec.task_id, spec.routine,
                            spec.attempt, result["job_state"], outcome.message, what_next, spec.log_path,
                            extra=_fields(spec, outcome=result["job_state"], task_state=result["task_state"]))

@@ -78,3 +78,11 @@ def test_a_held_campaign_is_shown_by_status_and_campaigns_and_released_with_one_
     assert "campaign 1 released; 1 held task(s) will be planned" in released and "campaign 1: waiting" in released
     missing = run(["campaigns", "--release", "9"], env, check=False)
     assert missing.returncode == 1 and missing.stderr.strip() == "error: no campaign 9"
+    again = run(["campaigns", "--release", "1"], env, check=False)  # (it said "released; 0 held task(s)")
+    assert again.returncode == 1 and again.stderr.strip() == \
+        "error: campaign 1 is not on hold: only a campaign its failures held can be released"
+    # Held again, then cancelled: ended, no longer "on hold ... --release" (it still said so after its cancel).
+    processed.execute("UPDATE hrwsi.campaign SET on_hold = true, hold_reason = 'held again'")
+    cancelled = run(["campaigns", "--cancel", "1"], env).stdout
+    assert "campaign 1: cancelled" in cancelled and "on hold" not in cancelled
+    assert "campaign on hold" not in run(["status"], env).stdout

@@ -161,3 +161,39 @@ def keyed_reads(plan: str, table: str) -> bool:
         if not any("Index Cond: (id = " in line or "Recheck Cond: (id = " in line for line in block):
             return False
     return bool(reads)
+
+
+def fail(db, jobs: list[int]) -> dict[int, str]:
+    """Record every job failed (exit code 3); the task state per job."""
+    rows = db.execute(
+        """SELECT job_id, task_state FROM hrwsi.record_outcomes(
+               %s, %s, 1, %s::bigint[], %s::text[], %s::integer[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+               %s::text[], '{}'::bigint[], '{}'::text[], '{}'::bigint[])""",
+        (ME, LEASE, jobs, ["external_error"] * len(jobs), [3] * len(jobs), ["exit code 3"] * len(jobs),
+         [None] * len(jobs), [None] * len(jobs), [None] * len(jobs))).fetchall()
+    return dict(rows)
+
+
+def test_a_failed_attempt_of_a_held_routine_is_held_not_sent_back_to_be_retried(world):
+    """The hold held the tasks waiting then; one whose attempt ended later went back to pending."""
+    first, second = dispatched_jobs(world, 2)
+    world.execute("SELECT hrwsi.hold_routine('work', 'held by ops')")
+    assert fail(world, [first]) == {first: "on_hold"}
+    assert reason_of(world, first) == "routine on hold: held by ops"
+    world.execute("SELECT hrwsi.release_routine('work')")
+    assert fail(world, [second]) == {second: "pending"}, "once released, a failed attempt is retried again"
+
+
+def test_a_failed_attempt_of_a_held_campaign_is_held_and_production_s_is_retried(world):
+    [production] = dispatched_jobs(world, 1)
+    world.execute("UPDATE hrwsi.input SET measured_at = '2026-01-01T10:00Z'")
+    record(world, [production], [])
+    campaign = world.execute("""SELECT campaign_id FROM hrwsi.reprocess(routine => 'work',
+                                measured_from => '2026-01-01', measured_to => '2026-01-02')""").fetchone()[0]
+    [redo] = [r[0] for r in world.execute("""SELECT (job).job_id FROM hrwsi.dispatch(%s, 'dry-run', %s, 1000, '/data')
+                                             WHERE (job).job_id IS NOT NULL""", (ME, LEASE))]
+    [fresh] = dispatched_jobs(world, 1)
+    world.execute("UPDATE hrwsi.campaign SET on_hold = true, hold_reason = '5 consecutive failures'")
+    assert fail(world, [redo, fresh]) == {redo: "on_hold", fresh: "pending"}
+    assert reason_of(world, redo) == f"campaign {campaign} on hold: 5 consecutive failures"
+

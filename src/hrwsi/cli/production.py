@@ -67,7 +67,7 @@ def campaigns_command(campaign: int | None = typer.Option(None, "--id", min=1, m
             if campaign_id is not None:
                 try:
                     console.print(action(conn, campaign_id), highlight=False, markup=False)
-                except psycopg.errors.NoDataFound as error:
+                except (psycopg.errors.NoDataFound, psycopg.errors.CheckViolation) as error:
                     raise CliError(error.diag.message_primary) from None
         shown = campaigns.load(conn, campaign)
     if as_json:
