@@ -47,6 +47,8 @@ LEASE_LAPSED_SQLSTATE = "HW001"
 # pg_try_advisory_xact_lock refused: another replica does this step right now.
 BUSY_SQLSTATE = "55P03"
 BUSY_RETRY_S = 0.05
+# While a step cannot reach the database, it says so again this often (its first failure at once).
+UNREACHABLE_LOG_EVERY_S = 30.0
 
 
 # A statement that runs longer than this is logged with its name and duration.
@@ -174,6 +176,8 @@ class Service:
         self._lease_lock = asyncio.Lock()
         self._newer_schema_told: int | None = None  # the newest migration of a newer hrwsi, once logged
         self._due: dict[str, asyncio.TimerHandle] = {}  # steps woken later (wake_later), by name
+        # Steps that cannot reach the database: since when (monotonic), attempts, when last logged.
+        self._unreachable: dict[str, tuple[float, int, float | None]] = {}
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
@@ -255,14 +259,15 @@ class Service:
     async def run_step(self, name: str) -> bool:
         """Run one step once; a failure is logged and retried later, never fatal to the service."""
         try:
-            return await self.health.timed_step(name, self.steps[name])  # metrics hook (issue 13)
+            more = await self.health.timed_step(name, self.steps[name])  # metrics hook (issue 13)
+            self._reached_again(name)
+            return more
         except StatementTimedOut as timed_out:
             logger.error("%s: step %s: %s; %s", self.kind, name, timed_out, self.on_statement_timeout(timed_out.name))
             self.wake(name)
             return False
         except TRANSIENT_DATABASE_ERRORS as error:
-            logger.warning("%s: step %s could not reach the database (%s); retrying in %.1f s",
-                           self.kind, name, error, self.settings.backstop_poll_s)
+            self._tell_unreachable(name, error)
         except asyncpg.PostgresError as error:
             return await self._step_refused(name, error)
         except Exception:
@@ -286,8 +291,33 @@ class Service:
         return False
 
     def _retry_later(self, name: str) -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.settings.backstop_poll_s, self.wake, name)
+        # One timer per step (wake_later): a timer per failure piled up while the database was away,
+        # each wake-up of the step (the backstop poll, a notification) adding one more: a step ran,
+        # failed and logged 1, 2, 3 ... 9 times per poll after 30 s of an outage (2026-12-05).
+        self.wake_later(name, self.settings.backstop_poll_s)
+
+    def _tell_unreachable(self, name: str, error: BaseException) -> None:
+        """The first failure of a step to reach the database is a warning; while it lasts, one line
+        every UNREACHABLE_LOG_EVERY_S says so again, with how long and how many attempts."""
+        now = time.monotonic()
+        since, attempts, told = self._unreachable.get(name, (now, 0, None))
+        attempts += 1
+        if told is None or now - told >= UNREACHABLE_LOG_EVERY_S:
+            if told is None:
+                logger.warning("%s: step %s could not reach the database (%s); retrying every %g s",
+                               self.kind, name, error, self.settings.backstop_poll_s)
+            else:
+                logger.warning("%s: step %s still cannot reach the database (%s): %d attempts in %.0f s; retrying "
+                               "every %g s", self.kind, name, error, attempts, now - since,
+                               self.settings.backstop_poll_s)
+            told = now
+        self._unreachable[name] = (since, attempts, told)
+
+    def _reached_again(self, name: str) -> None:
+        if name in self._unreachable:
+            since, attempts, _ = self._unreachable.pop(name)
+            logger.info("%s: step %s reaches the database again (after %d failed attempt(s) in %.0f s)",
+                        self.kind, name, attempts, time.monotonic() - since)
 
     async def run_dirty_steps(self) -> None:
         while self._dirty and not self.stopping.is_set():

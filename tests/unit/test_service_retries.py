@@ -1,0 +1,69 @@
+"""A service's step that cannot reach the database (hrwsi.service): one retry at a time, and a log that
+says so once, then every UNREACHABLE_LOG_EVERY_S, then says when the database is reached again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hrwsi import service as service_module
+from hrwsi.service import Service
+from hrwsi.settings import Settings
+
+
+class Flaky(Service):
+    kind = "tester"
+
+    def __init__(self, tmp_path):
+        super().__init__(None, Settings(home=tmp_path, backstop_poll_s=0.05, heartbeat_s=1.0, lease_timeout_s=3.0))
+        self.reachable = False
+        self.runs = 0
+        self.steps["work"] = self.work
+
+    async def work(self) -> bool:
+        self.runs += 1
+        if not self.reachable:
+            raise OSError("connection refused")
+        return False
+
+
+async def serve(flaky: Flaky, seconds: float, woken_every_s: float) -> None:
+    """Its loop of steps for `seconds`, the step woken from outside (as the backstop poll and
+    notifications do) every `woken_every_s`."""
+    async def wake_up_calls():
+        while True:
+            await asyncio.sleep(woken_every_s)
+            flaky.wake("work")
+
+    caller = asyncio.create_task(wake_up_calls())
+    deadline = asyncio.get_running_loop().time() + seconds
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                await asyncio.wait_for(flaky._wake.wait(), 0.01)
+            except TimeoutError:
+                continue
+            flaky._wake.clear()
+            await flaky.run_dirty_steps()
+    finally:
+        caller.cancel()
+
+
+async def test_retries_do_not_pile_up_and_the_outage_is_told_once_then_its_end(tmp_path, caplog, monkeypatch):
+    """A timer per failure piled up: each outside wake-up added one, and after 30 s of an outage a
+    step ran and logged 9 times per poll."""
+    monkeypatch.setattr(service_module, "UNREACHABLE_LOG_EVERY_S", 0.5)
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    flaky = Flaky(tmp_path)
+    await serve(flaky, 1.2, woken_every_s=0.013)
+    # Woken from outside about 90 times, and retried every 0.05 s (24 times): each outside wake-up
+    # started one more chain of retries on the code before (500 runs here), one run each now.
+    assert flaky.runs <= 150, flaky.runs
+    assert len(flaky._due) <= 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "tester: step work could not reach the database (connection refused); retrying every 0.05 s"
+    again = [line for line in lines if "still cannot reach the database" in line]
+    assert 1 <= len(again) <= 3 and len(lines) == 1 + len(again), lines
+    flaky.reachable = True
+    await serve(flaky, 0.2, woken_every_s=0.05)
+    assert caplog.records[-1].getMessage().startswith("tester: step work reaches the database again (after ")
