@@ -705,7 +705,8 @@ class Launcher(Service):
             if row["id"] in self._held_waits:
                 self._release_held([row["id"]], _CANCELLED_WHILE_HELD)  # never handed to the backend
             elif spec is not None:
-                logger.info("task %d: stopping job %s as an operator asked", spec.task_id, spec.job_id)
+                logger.info("task %d: stopping job %s as an operator asked", spec.task_id, spec.job_id,
+                            extra=_fields(spec))
                 await self.backend.cancel(spec, spec.job_id)
         return False
 
@@ -727,7 +728,8 @@ class Launcher(Service):
             self._stranded[row["id"]] = (f"its worker {row['worker']} was no longer active before the job started; "
                                          f"planned again")
             logger.warning("task %d: job %s waits for worker %s, which is no longer active: stopping it; "
-                           "the task will be planned onto another worker", spec.task_id, spec.job_id, row["worker"])
+                           "the task will be planned onto another worker", spec.task_id, spec.job_id, row["worker"],
+                           extra=_fields(spec, worker=row["worker"]))
             await self.backend.cancel(spec, spec.job_id)
         return False
 
@@ -756,9 +758,10 @@ class Launcher(Service):
                                      [*self._following, *self._starting])
         for row in specs:
             resubmit = row["state"] == "submitted" and self.backend.resubmit_is_idempotent
+            spec = spec_from_row(row)
             logger.warning("adopting job %s of task %d (state %s) from a launcher that is gone",
-                           row["backend_job_id"], row["task_id"], row["state"])
-            self._start_following(row["job_id"], spec_from_row(row), submit=resubmit)
+                           row["backend_job_id"], row["task_id"], row["state"], extra=_fields(spec))
+            self._start_following(row["job_id"], spec, submit=resubmit)
         return False
 
     async def drop_claims(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -246,7 +247,8 @@ async def test_whole_loop_from_plain_sql_inserts(db, database_url, settings, con
     assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 13
 
 
-async def test_launcher_adopts_jobs_of_a_dead_launcher(db, database_url, settings, configure, tmp_path):
+async def test_launcher_adopts_jobs_of_a_dead_launcher(db, database_url, settings, configure, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="hrwsi")
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 1)
     db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w01', planned_start = now()")
@@ -264,6 +266,9 @@ async def test_launcher_adopts_jobs_of_a_dead_launcher(db, database_url, setting
     jobs = db.execute("SELECT attempt, state, fault FROM hrwsi.job ORDER BY attempt").fetchall()
     assert jobs == [(1, "lost", "launcher_gone"), (2, "processed", None)]
     assert db.execute("SELECT failures FROM hrwsi.processing_task").fetchone()[0] == 0, "lost is not a failure"
+    task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    (adopted,) = [r for r in caplog.records if r.getMessage().startswith("adopting job")]
+    assert (adopted.task_id, adopted.job_id, adopted.routine, adopted.attempt) == (task, f"hrwsi-work-{task}-1", "work", 1)
 
 
 async def test_graceful_stop_finishes_running_jobs(db, database_url, settings, configure):

@@ -23,6 +23,7 @@ from hrwsi.backends.nomad.config import NomadConfig
 from hrwsi.backends.nomad.following import JobFollowing
 from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job, register_body
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
+from hrwsi.service_logging import task_fields
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class NomadBackend(Backend):
             answer = response.json() or {}
             # (the jobs table's index is at least this while Nomad's state lasts)
             self._jobs_index_floor = int(answer.get("JobModifyIndex") or 0)
-            logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id))
+            logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id),
+                        extra=task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt))
             warnings = answer.get("Warnings")
             if warnings:  # deprecated or ignored settings (nomad/job_endpoint.go, Job.Warnings)
                 logger.warning("Nomad registered job %s with warnings: %s", spec.job_id, warnings.strip())
