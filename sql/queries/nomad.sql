@@ -13,3 +13,11 @@ ON CONFLICT (name) DO UPDATE SET flavour = EXCLUDED.flavour, active = EXCLUDED.a
 UPDATE hrwsi.worker SET active = false, updated_at = now()
 WHERE node_id IS NOT NULL AND active AND NOT (node_id = ANY(%(node_ids)s::text[]))
 RETURNING name;
+
+-- name: active_workers_without_a_node
+-- Active workers defined by hand (node_id NULL) that no Nomad node of the pool is named after: with
+-- the Nomad backend and pin placement, a task planned on one waits queued for ever ("Constraint
+-- ${node.unique.name} = ... filtered N nodes"). `hrwsi workers sync` names them; it changes nothing.
+SELECT name FROM hrwsi.worker
+WHERE node_id IS NULL AND active AND NOT (name = ANY(%(names)s::text[]))
+ORDER BY name;

@@ -52,3 +52,18 @@ async def test_only_nodes_of_the_jobs_node_pool_become_workers(nomad: Target, db
         everywhere = await asyncio.to_thread(sync_workers, db, listed, node_pool="all")
         assert everywhere.active == ["pool-default", "pool-gpu"]
         assert await target.backend(node_pool="all").worker_activity() == {"pool-default": True, "pool-gpu": True}
+
+
+async def test_sync_names_active_workers_defined_by_hand_that_no_nomad_node_is_named_after(nomad: Target, db):
+    """Planned on one, a task waited queued for ever ("Constraint ${node.unique.name} = ... filtered")
+    and the sync said nothing of it."""
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('hand', 4, 16000, 50000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour, active) VALUES ('worker-large-01', 'hand', true), "
+               "('worker-large-02', 'hand', false)")
+    report = await asyncio.to_thread(sync_workers, db, await fetch_nodes(nomad.config()))
+    assert report.lines()[-1:] == [
+        "1 active worker(s) defined by hand have no Nomad node of that name (worker-large-01): the Nomad backend "
+        "can run nothing planned on them (tasks would wait queued); set `active = false` for them in the "
+        "configuration if they are not Nomad nodes"]
+    assert db.execute("SELECT active FROM hrwsi.worker WHERE name = 'worker-large-01'").fetchone() == (True,), \
+        "it changes nothing: they are the configuration's"

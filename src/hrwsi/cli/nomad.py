@@ -17,10 +17,13 @@ def workers_sync() -> None:
     from hrwsi.backends.nomad.workers import sync_from_nomad
 
     with connect(url()) as conn:
-        console.print(sync_from_nomad(conn).summary(), highlight=False)
+        report = sync_from_nomad(conn)
+    for line in report.lines():
+        console.print(line, highlight=False, markup=False)
 
 
-@app.command("nomad-emulator", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("nomad-emulator", add_help_option=False,  # (its --help is the emulator's own, with its options)
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def nomad_emulator(ctx: typer.Context) -> None:
     """Run the Nomad API emulator (a test double, for machines without Nomad); --help for its options."""
     from hrwsi.testing.nomad_emulator.__main__ import main

@@ -36,6 +36,10 @@ class SyncReport:
     skipped: list[str] = field(default_factory=list)        # nodes that could not become workers, and why
     notes: list[str] = field(default_factory=list)
 
+    def lines(self) -> list[str]:
+        """The summary, then why each skipped node was skipped, then the notes."""
+        return [self.summary(), *(f"skipped {reason}" for reason in self.skipped), *self.notes]
+
     def summary(self) -> str:
         parts = [f"{len(self.flavours)} flavour(s)", f"{len(self.active)} active worker(s)"]
         if self.inactive:
@@ -129,6 +133,13 @@ def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: f
                 cursor.execute(query("upsert_node_worker"), worker)
             cursor.execute(query("deactivate_vanished_node_workers"), {"node_ids": [w["node_id"] for w in workers]})
             report.vanished = sorted(row[0] for row in cursor.fetchall())
+            cursor.execute(query("active_workers_without_a_node"), {"names": [w["name"] for w in workers]})
+            without = [row[0] for row in cursor.fetchall()]
+    if without:
+        report.notes.append(
+            f"{len(without)} active worker(s) defined by hand have no Nomad node of that name ({', '.join(without)}): "
+            "the Nomad backend can run nothing planned on them (tasks would wait queued); set `active = false` "
+            "for them in the configuration if they are not Nomad nodes")
     return report
 
 
