@@ -143,6 +143,17 @@ def stop_embedded(pgdata: Path) -> bool:
     return True
 
 
+def names_embedded_server(url: str, pgdata: Path) -> bool:
+    """Whether `url` reaches the embedded server of `pgdata` (through its socket directory, as the URL
+    `hrwsi db url` and the demo print does)."""
+    try:
+        host = psycopg.conninfo.conninfo_to_dict(url).get("host") or ""
+    except psycopg.ProgrammingError:
+        return False
+    return any(part and Path(part).is_absolute() and Path(part).resolve() == pgdata.resolve()
+               for part in str(host).split(","))
+
+
 def resolve_url(settings: Settings, *, start: bool = True) -> str:
     """HRWSI_DATABASE_URL if set, else the embedded server (started when `start`)."""
     if settings.database_url:

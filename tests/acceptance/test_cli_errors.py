@@ -136,6 +136,23 @@ def test_a_chart_path_that_is_a_directory_is_one_line(env, tmp_path):
                    f"--plot takes a file name, like plan.png: '{tmp_path}' is a directory", code=1)
 
 
+def test_db_stop_leaves_a_server_the_url_names_that_is_not_the_embedded_one(env, db):
+    """(it stopped the embedded server of HRWSI_HOME, under services that used it, whatever the URL named)"""
+    result = run(["db", "stop"], env)
+    assert "is not the embedded server of" in result.stdout and "nothing stopped" in result.stdout
+    assert db.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_url_names_the_embedded_server_by_its_socket_directory(tmp_path):
+    from hrwsi.database import names_embedded_server
+
+    pgdata = tmp_path / "pgdata"
+    assert names_embedded_server(f"postgresql://postgres@/hrwsi?host={pgdata}", pgdata)
+    assert names_embedded_server(f"host={pgdata}/ dbname=hrwsi", pgdata)
+    assert not names_embedded_server("postgresql://postgres@db.internal:5432/hrwsi", pgdata)
+    assert not names_embedded_server(f"postgresql://postgres@/hrwsi?host={tmp_path}/other", pgdata)
+
+
 def test_debug_shows_the_traceback(env, empty_database_url):
     result = run(["--debug", "status"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)
     assert result.returncode == 2

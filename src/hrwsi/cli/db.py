@@ -6,7 +6,7 @@ import typer
 
 from hrwsi import migrations
 from hrwsi.cli.common import CliError, app, console, settings, url
-from hrwsi.database import connect, redact, start_embedded, stop_embedded
+from hrwsi.database import connect, names_embedded_server, redact, start_embedded, stop_embedded
 
 db_app = typer.Typer(help="The database: start, stop, migrate, check.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -17,7 +17,7 @@ def db_start() -> None:
     """Start (or reuse) the embedded PostgreSQL server and print its URL. A server that runs from an
     installation replaced or removed since is restarted from this one."""
     current = settings()
-    if current.database_url:
+    if current.database_url and not names_embedded_server(current.database_url, current.pgdata):
         console.print(f"HRWSI_DATABASE_URL is set ({redact(current.database_url)}): no embedded server needed")
         return
     started = start_embedded(current.pgdata, restart_stale=True)  # (a restart is logged: a warning)
@@ -29,6 +29,12 @@ def db_start() -> None:
 def db_stop() -> None:
     """Stop the embedded PostgreSQL server."""
     current = settings()
+    if current.database_url and not names_embedded_server(current.database_url, current.pgdata):
+        # (it stopped the embedded server under services that used it, while the URL named another)
+        console.print(f"HRWSI_DATABASE_URL is set ({redact(current.database_url)}), and it is not the embedded "
+                      f"server of {current.pgdata}: hrwsi does not stop it; nothing stopped", highlight=False,
+                      markup=False)
+        return
     if stop_embedded(current.pgdata):
         console.print(f"stopped the embedded server in {current.pgdata}")
     else:
