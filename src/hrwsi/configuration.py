@@ -529,6 +529,7 @@ def load(conn: psycopg.Connection, document: dict, source: str | None = None) ->
                 counts["workers"] += 1
         if config.budget is not None:
             _write(conn, "update_budget", config.budget.model_dump(), "budget", source)
+            counts["budget"] = 1
         for index, routine in enumerate(config.routine):
             params = routine.model_dump()
             params.update(command=_expand(routine.command), env=json.dumps(routine.env))
@@ -542,6 +543,7 @@ def load(conn: psycopg.Connection, document: dict, source: str | None = None) ->
             counts["conditions"] += 1
         if config.retention is not None:
             _write(conn, "update_retention_policy", config.retention.model_dump(), "retention", source)
+            counts["retention policy"] = 1  # (a file of only [retention] said "0 flavours, ..." and no more)
         # With what the database had: a cycle through a routine of this file and one loaded before.
         cycle = conn.execute(query("config_chain_cycle")).fetchone()
         if cycle is not None:

@@ -120,12 +120,13 @@ def test_every_routine_and_condition_key_reaches_the_database(db):
 
 
 def test_the_retention_section_sets_the_policy(db):
-    configuration.load(db, {"retention": {"task_history_days": 2, "product_days": 90, "finished_task_days": "forever",
+    counts = configuration.load(db, {"retention": {"task_history_days": 2, "product_days": 90, "finished_task_days": "forever",
                                           "batch_size": 50, "interval_s": 60, "enabled": False}})
     row = db.execute("SELECT enabled, extract(epoch FROM task_history)::int, extract(epoch FROM products)::int, "
                      "finished_tasks, batch_size, extract(epoch FROM run_every)::int, "
                      "extract(epoch FROM plans)::int FROM hrwsi.retention_policy").fetchone()
     assert row == (False, 2 * 86400, 90 * 86400, None, 50, 60, 7 * 86400), "a key left out takes its default"
+    assert counts["retention policy"] == 1, "`config load` says it set the policy"
 
 
 def test_config_show_loads_back_to_the_same_configuration(db):
