@@ -305,16 +305,16 @@ class Dashboard:
     async def form_action(self, request: web.Request) -> web.Response:
         actor = await self._form_actor(request)
         action, target = self._action_of(request)
-        ok, message, _ = await self.act(actor, "web", request.remote, action, target)
+        status, message = await self.act(actor, "web", request.remote, action, target)
         response = web.HTTPSeeOther(f"/tasks/{target}" if action.endswith("_task") else _referer_path(request))
-        _set_flash(response, ok, message)
+        _set_flash(response, status == 200, message)
         raise response
 
     async def act(self, actor: str, via: str, client: str | None, action: str,
-                  target: int | str) -> tuple[bool, str, int]:
+                  target: int | str) -> tuple[int, str]:
         """Run one operator function and record it, with who asked, in hrwsi.operator_action: the
-        action and its record commit together; a refusal is recorded too. The HTTP status says which:
-        200, 404 (no such task or routine) or 409 (the action is not allowed in its state)."""
+        action and its record commit together; a refusal is recorded too. Returns the HTTP status (200
+        done, 404 no such task or routine, 409 not allowed in its state) and the database's message."""
         arguments = (target, f"held by {actor} ({via})") if action == "hold_routine" else (target,)
         async with self.pool.acquire() as conn:
             try:
@@ -322,13 +322,13 @@ class Dashboard:
                     message = await conn.fetchval(query(ACTION_QUERIES[action]), *arguments)
                     await conn.execute(query("web_record_action"), actor, via, action, str(target), True, message,
                                        client)
-                ok, status = True, 200
+                status = 200
             except (asyncpg.CheckViolationError, asyncpg.NoDataFoundError) as error:
                 message = str(error)
                 await conn.execute(query("web_record_action"), actor, via, action, str(target), False, message, client)
-                ok, status = False, 404 if isinstance(error, asyncpg.NoDataFoundError) else 409
+                status = 404 if isinstance(error, asyncpg.NoDataFoundError) else 409
         logger.info("web: %s (%s) %s %s: %s", actor, via, action, target, message)
-        return ok, message, status
+        return status, message
 
     # -- the JSON API ----------------------------------------------------------------------------
     def _api_actor(self, request: web.Request) -> str:
@@ -344,8 +344,8 @@ class Dashboard:
     async def api_action(self, request: web.Request) -> web.Response:
         actor = self._api_actor(request)
         action, target = self._action_of(request)
-        ok, message, status = await self.act(actor, "api", request.remote, action, target)
-        return web.json_response({"ok": ok, "message": message}, status=status)
+        status, message = await self.act(actor, "api", request.remote, action, target)
+        return web.json_response({"ok": status == 200, "message": message}, status=status)
 
     async def api_overview(self, _request: web.Request) -> web.Response:
         overview = await self.overview.get()
