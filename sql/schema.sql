@@ -1595,8 +1595,11 @@ BEGIN
     SELECT n.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
            CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason END,
            l.name, l.priority,
-           -- A campaign's input (a product it made, chained) is reprocessing: it has no deadline.
-           CASE WHEN n.campaign_id IS NULL THEN
+           -- A campaign's input (a product it made, chained) is reprocessing, and an input in a lane
+           -- less urgent than its condition's is back-fill: neither has a deadline. (A back-fill's
+           -- deadline, counted from a sensing months ago, was missed the moment its task existed: it
+           -- was served before fresh scenes, earliest deadline first, and alerted; migration 0048.)
+           CASE WHEN n.campaign_id IS NULL AND l.priority <= cl.priority THEN
                coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
                         n.created_at) + c.deadline END,
            CASE WHEN r.sequential_per_tile AND n.measured_at IS NOT NULL THEN n.tile END,
@@ -1606,16 +1609,22 @@ BEGIN
     JOIN processing_condition c ON c.name = n.processing_condition
     JOIN processing_routine r ON r.name = c.routine
     JOIN lane l ON l.name = coalesce(n.lane, c.lane)
+    JOIN lane cl ON cl.name = c.lane
     ORDER BY n.id;
 
     -- A time-series task depends on the task just before it in its series, by (series_at, id). One
     -- window over the new tasks of each series, the tasks already there between its first and last
-    -- new one (a late input lands between them), and the one task just before its first new one
-    -- (one index probe per series): O(n log n) in the new tasks whatever the table statistics, and
-    -- a series' older history is never read. (Probing once per new task, skipping the other new
-    -- tasks, was quadratic in the new tasks of a series: 3.1 s for 10,000 over 200 tiles.) A
-    -- campaign's tasks form series of their own: production tasks never wait for reprocessing,
-    -- nor the other way round.
+    -- new one (a late input lands between them), the one task just before its first new one and the
+    -- one just after its last (one index probe each per series): O(n log n) in the new tasks
+    -- whatever the table statistics, and a series' older history is never read. A task already
+    -- there whose place in the series changed (a late scene landed just before it) depends on the
+    -- late one from now on, if it has not started: planned, it goes back to be planned again;
+    -- blocked by the end of the task it waited for, it waits for the late one instead (before
+    -- migration 0048, it kept depending on the scene before the late one, and both ran at
+    -- once: found by exploratory testing). One that started keeps what it ran with. (Probing once
+    -- per new task, skipping the other new tasks, was quadratic in the new tasks of a series: 3.1 s
+    -- for 10,000 over 200 tiles.) A campaign's tasks form series of their own: production tasks
+    -- never wait for reprocessing, nor the other way round.
     IF sequential THEN
         EXECUTE $q$
             WITH fresh AS (
@@ -1642,14 +1651,31 @@ BEGIN
                     WHERE p.routine = g.routine AND p.series_tile = g.series_tile AND p.series_at < g.first_at
                       AND p.campaign_id IS NOT DISTINCT FROM g.campaign_id AND p.state <> 'cancelled'
                     ORDER BY p.series_at DESC, p.id DESC LIMIT 1) e
+                UNION ALL
+                SELECT e.id, g.routine, g.series_tile, e.series_at, g.campaign_id, false
+                FROM span g CROSS JOIN LATERAL (
+                    SELECT p.id, p.series_at FROM processing_task p
+                    WHERE p.routine = g.routine AND p.series_tile = g.series_tile AND p.series_at > g.last_at
+                      AND p.campaign_id IS NOT DISTINCT FROM g.campaign_id AND p.state <> 'cancelled'
+                    ORDER BY p.series_at, p.id LIMIT 1) e
             ), link AS (
                 SELECT s.id, s.fresh, lag(s.id) OVER (PARTITION BY s.routine, s.series_tile, s.campaign_id
                                                       ORDER BY s.series_at, s.id) AS previous
                 FROM series s
             )
-            UPDATE processing_task t SET depends_on = link.previous
+            UPDATE processing_task t
+            SET depends_on = link.previous,
+                state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                worker = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
+                                    ELSE format('a scene sensed before it arrived late (task %s): it runs after it',
+                                                link.previous) END
             FROM link
-            WHERE t.id = link.id AND link.fresh AND link.previous IS NOT NULL $q$;
+            WHERE t.id = link.id AND link.previous IS NOT NULL
+              AND (link.fresh OR (t.depends_on IS DISTINCT FROM link.previous AND NOT t.dependency_waived
+                                  AND t.state IN ('pending', 'planned', 'on_hold', 'blocked'))) $q$;
     END IF;
     RETURN NULL;
 END $$;

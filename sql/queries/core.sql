@@ -193,7 +193,10 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- Turn up to $1 new products into inputs of every condition whose routine consumes their type.
 -- The product is marked chained in the same statement: exactly once, even with two harvesters.
 -- A campaign's product becomes an input of the same campaign, in its lane (ADR 0010), and only
--- when the campaign chains; measurement windows are for fresh scenes, not for reprocessing.
+-- when the campaign chains. A back-fill's product (its task in a lane less urgent than the next
+-- condition's) stays in its lane: it has no deadline there, and never competes with fresh scenes
+-- (ADR 0009; in the next condition's lane, with a deadline from a sensing months old, it was
+-- served before them). Measurement windows are for fresh scenes, not for reprocessing or back-fill.
 WITH claimed AS (
     UPDATE hrwsi.product p SET chained_at = now()
     WHERE p.id IN (SELECT id FROM hrwsi.product WHERE chained_at IS NULL ORDER BY id
@@ -202,16 +205,19 @@ WITH claimed AS (
 ), inserted AS (
     INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
                              source, product_id, lane, campaign_id)
-    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id, k.lane, k.id
+    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id,
+           CASE WHEN k.id IS NOT NULL THEN k.lane WHEN upstream.priority > downstream.priority THEN t.lane END, k.id
     FROM claimed cl
     JOIN hrwsi.processing_routine r ON r.input_product_type = cl.product_type
     JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
+    JOIN hrwsi.lane downstream ON downstream.name = c.lane
     LEFT JOIN hrwsi.processing_task t ON t.id = cl.task_id
+    LEFT JOIN hrwsi.lane upstream ON upstream.name = t.lane
     LEFT JOIN hrwsi.input i ON i.id = t.input_id
     LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
     WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
-      AND (k.id IS NOT NULL OR c.measurement_window IS NULL OR i.measured_at IS NULL
-           OR i.measured_at >= now() - c.measurement_window)
+      AND (k.id IS NOT NULL OR upstream.priority > downstream.priority OR c.measurement_window IS NULL
+           OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
       AND (t.campaign_id IS NULL OR k.chain)
       -- a multi-input condition gets one input per complete group (triggering.py), not one per product
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)

@@ -10,6 +10,10 @@
 -- One input per candidate and per active single-input condition whose routine consumes the
 -- source's product type ($7), honouring the condition's tile allow-list and its publication and
 -- measurement windows (measured from $8, the harvest's "now"). Set-based: one statement per batch.
+-- A back-fill ($10 true: a catalogue source in back-fill mode) harvests old scenes: no window
+-- applies, and its inputs go to the least urgent lane (`archive` as installed), where they have no
+-- deadline and use what fresh scenes leave (ADR 0009). In their condition's lane they were overdue
+-- from the start and served before fresh scenes, and a window refused them all.
 -- The same path, or the same scene (scene_id), is one input per condition: duplicates are skipped
 -- by the unique constraints, so a scene seen twice, or from two sources, creates nothing new.
 -- Returns, per candidate (its 1-based position), how many conditions matched and how many inputs
@@ -24,14 +28,15 @@ WITH candidate AS (
     JOIN hrwsi.processing_routine r ON r.input_product_type = $7
     JOIN hrwsi.processing_condition pc ON pc.routine = r.name AND pc.active
     WHERE (pc.tiles IS NULL OR c.tile = ANY (pc.tiles))
-      AND (pc.publication_window IS NULL OR c.published_at >= $8::timestamptz - pc.publication_window)
-      AND (pc.measurement_window IS NULL OR c.measured_at >= $8::timestamptz - pc.measurement_window)
+      AND ($10::boolean OR pc.publication_window IS NULL OR c.published_at >= $8::timestamptz - pc.publication_window)
+      AND ($10::boolean OR pc.measurement_window IS NULL OR c.measured_at >= $8::timestamptz - pc.measurement_window)
       -- A multi-input condition gets its inputs from evaluate_multi_input_conditions, per group.
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = pc.name)
 ), inserted AS (
     INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at, source,
-                             scene_id)
-    SELECT condition, input_path, tile, mission, measured_at, published_at, $9, scene_id
+                             scene_id, lane)
+    SELECT condition, input_path, tile, mission, measured_at, published_at, $9, scene_id,
+           CASE WHEN $10::boolean THEN (SELECT l.name FROM hrwsi.lane l ORDER BY l.priority DESC LIMIT 1) END
     FROM matching
     ORDER BY position, condition
     ON CONFLICT DO NOTHING

@@ -178,6 +178,24 @@ def test_a_production_product_still_chains_into_production_with_its_deadline(cha
     assert row == (None, None, "nrt", True, None)
 
 
+def test_a_back_fill_product_chains_in_its_back_fill_lane_without_deadline_or_window(chain):
+    # A scene a year old, back-filled into the archive lane (README's recipe) by its nrt condition l2a.
+    old = DAY - timedelta(days=365)  # far outside condition fsc's 30-day measurement window
+    row = chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                           VALUES ('l2a', '/l2a/backfill', '32TLR', %s, 'archive') RETURNING id""", (old,)).fetchone()
+    task, deadline = chain.execute("SELECT id, deadline_at FROM hrwsi.processing_task WHERE input_id = %s",
+                                   row).fetchone()
+    assert deadline is None
+    finish(chain, task, [("/fsc/backfill", "FSC")])
+    chain_products(chain)
+    chained = chain.execute("""SELECT i.lane, t.lane, t.priority, t.deadline_at FROM hrwsi.input i
+                               JOIN hrwsi.processing_task t ON t.input_id = i.id
+                               WHERE i.input_path = '/fsc/backfill'""").fetchall()
+    # In condition fsc's own lane (nrt) it was overdue from the start (its 1-hour deadline counted
+    # from a year ago) and was served before fresh scenes; before that, fsc's window dropped it.
+    assert chained == [("archive", "archive", 1, None)]
+
+
 def test_cancelling_a_campaign_cancels_its_open_tasks_and_keeps_its_products(chain):
     for n in range(3):
         finish(chain, add_input(chain, "l2a", f"/l2a/{n}", measured=DAY + timedelta(minutes=n)))

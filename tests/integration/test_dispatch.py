@@ -148,28 +148,68 @@ def previous_of(db) -> dict:
     return dict(rows)
 
 
-def test_new_inputs_of_a_time_series_are_linked_among_themselves_and_to_the_tasks_already_there(world):
+def test_new_inputs_of_a_time_series_take_their_place_in_date_order_among_the_tasks_already_there(world):
     routine(world, sequential=True)
     for day in ("01", "03", "04", "09"):
         series_input(world, f"2026-01-{day}T00:00Z")
     cancelled = world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-04T00:00Z'").fetchone()
     world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", cancelled)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE series_at = '2026-01-09T00:00Z'").fetchone() \
+        == ("blocked",)
     # One INSERT: a late input between tasks already there, one before them all, two after them.
     world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
                      SELECT 'work_c', '/in/series/late/' || d, '32TPR', ('2026-01-' || d || 'T00:00Z')::timestamptz
                      FROM unnest(ARRAY['05', '02', '10', '11', '00'::text]) d WHERE d <> '00'
                      UNION ALL SELECT 'work_c', '/in/series/first', '32TPR', '2025-12-31T00:00Z'""")
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE series_at = '2026-01-09T00:00Z'").fetchone() \
+        == ("pending",)
     assert previous_of(world) == {
         "31": None,                    # the first of the series
-        "01": None,                    # already there: it keeps its link (it had none)
+        "01": "31",                    # already there, not started: now after the new first one
         "02": "01",                    # new, after a task already there
-        "03": "01",                    # already there: not linked again
-        "04": "03",
+        "03": "02",                    # already there, not started: after the late input of the 2nd
+        "04": "03",                    # cancelled: left as it was
         "05": "03",                    # new: the cancelled task of the 4th is skipped
-        "09": "04",
+        "09": "05",                    # already there, blocked by the cancelled 4th: after the new 5th
         "10": "09",                    # new, after the last task already there
         "11": "10",                    # new, after another new one
     }
+
+
+def test_a_late_scene_of_a_time_series_comes_before_the_later_scenes_that_have_not_started(world):
+    routine(world, sequential=True)
+    for day in ("01", "04", "07"):
+        series_input(world, f"2026-01-{day}T00:00Z", tile="32TPR")
+    for day in ("01", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z", tile="31TGL")
+    task_of = dict(world.execute("""SELECT series_tile || '/' || to_char(series_at, 'DD'), id
+                                    FROM hrwsi.processing_task""").fetchall())
+    # On 32TPR the 1st ran and the 4th is planned; on 31TGL the 4th has started already.
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s",
+                  (task_of["32TPR/01"],))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task_of["32TPR/01"],))
+    plan(world, [task_of["32TPR/04"]], "w1")
+    world.execute("UPDATE hrwsi.processing_task SET depends_on = NULL WHERE id = %s", (task_of["31TGL/04"],))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w2', planned_start = now() "
+                  "WHERE id = %s",
+                  (task_of["31TGL/04"],))
+    series_input(world, "2026-01-03T00:00Z", tile="32TPR")
+    series_input(world, "2026-01-02T00:00Z", tile="31TGL")
+    late = dict(world.execute("""SELECT series_tile || '/' || to_char(series_at, 'DD'), id
+                                 FROM hrwsi.processing_task WHERE id <> ALL (%s)""", (list(task_of.values()),)).fetchall())
+    rows = {key: world.execute("SELECT depends_on, state, worker, planned_start, state_reason FROM hrwsi.processing_task "
+                               "WHERE id = %s", (task_id,)).fetchone() for key, task_id in task_of.items()}
+    # The planned 4th waits for the late 3rd now, and goes back to be planned again, saying why.
+    assert rows["32TPR/04"][:4] == (late["32TPR/03"], "pending", None, None)
+    assert f"task {late['32TPR/03']}" in rows["32TPR/04"][4] and "arrived late" in rows["32TPR/04"][4]
+    assert rows["32TPR/07"][0] == task_of["32TPR/04"]   # the rest of the series is unchanged
+    # The 4th of 31TGL started: it keeps what it ran with; the late 2nd still comes after the 1st.
+    assert rows["31TGL/04"][:2] == (None, "dispatched")
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s",
+                         (late["31TGL/02"],)).fetchone()[0] == task_of["31TGL/01"]
+    started = [task for task, _ in dispatch(world)]
+    assert late["32TPR/03"] in started and task_of["32TPR/04"] not in started and late["31TGL/02"] not in started
 
 
 def test_near_real_time_work_goes_before_archive_work(world):

@@ -119,3 +119,18 @@ async def test_the_orchestrator_alerts_a_task_past_its_deadline_once(db, databas
     assert kinds == ["routine_on_hold", "deadline_missed"]
     body = db.execute("SELECT body FROM hrwsi.alert WHERE kind = 'deadline_missed'").fetchone()[0]
     assert "is still on_hold (routine on hold: held for the test)" in body
+
+
+def test_an_input_back_filled_into_a_less_urgent_lane_has_no_deadline_and_raises_no_alert(world):
+    # README's back-fill recipe: the nrt condition's input, named into the archive lane.
+    world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, measured_at, lane)
+                     VALUES ('nrt', '/old-scene', %s, 'archive'), ('nrt', '/fresh-scene', %s, NULL),
+                            ('nrt', '/old-in-nrt', %s, 'nrt')""",
+                  (NOW - timedelta(days=300), NOW, NOW - timedelta(days=300)))
+    deadlines = dict(world.execute("""SELECT i.input_path, t.deadline_at IS NOT NULL FROM hrwsi.processing_task t
+                                      JOIN hrwsi.input i ON i.id = t.input_id""").fetchall())
+    # An old scene inserted into its condition's own lane is late, and said to be.
+    assert deadlines == {"/old-scene": False, "/fresh-scene": True, "/old-in-nrt": True}
+    world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()")
+    assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE body LIKE '%/old-scene%'").fetchone()[0] == 0
+    assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE body LIKE '%/old-in-nrt%'").fetchone()[0] == 1

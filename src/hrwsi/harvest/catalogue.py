@@ -506,7 +506,7 @@ async def _harvest_window(pool: asyncpg.Pool, client: CatalogueClient, product_q
                 query("harvest_register_inputs"), [c.path for c in candidates], [c.tile for c in candidates],
                 [c.mission for c in candidates], [c.measured_at for c in candidates],
                 [c.published_at for c in candidates], [c.scene_id for c in candidates], row["product_type"], now,
-                row["name"])
+                row["name"], row["mode"] == "backfill")
         report.inputs += sum(c["created"] for c in counts)
 
 

@@ -320,7 +320,7 @@ async def _register_inputs(conn: asyncpg.Connection, source: LandingSource, prep
         query("harvest_register_inputs"), [p.target for p in prepared], [p.scene.tile for p in prepared],
         [p.scene.mission for p in prepared], [p.scene.measured_at for p in prepared],
         [p.first_seen_at for p in prepared], [p.scene.scene_id for p in prepared], source.product_type,
-        now, source.name)
+        now, source.name, False)  # (fresh files: the windows apply)
     outcomes = {}
     for item, count in zip(prepared, counts):
         if count["created"]:

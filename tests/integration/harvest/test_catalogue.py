@@ -357,6 +357,23 @@ async def test_a_backfill_goes_day_by_day_and_resumes(routine, fake, pool, harve
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=2))
     assert run.report.windows == [] and len(fake.requests) == 3  # complete: nothing more is asked
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
+    # Back-fill: in the least urgent lane, without a deadline, whatever its condition's windows say.
+    assert routine.execute("""SELECT i.lane, t.lane, t.deadline_at FROM hrwsi.input i
+                              JOIN hrwsi.processing_task t ON t.input_id = i.id""").fetchall() == [
+        ("archive", "archive", None)]
+
+
+async def test_a_backfill_harvests_scenes_older_than_its_conditions_windows(routine, fake, pool, harvest_options):
+    routine.execute("UPDATE hrwsi.processing_condition SET measurement_window = '2 days', "
+                    "publication_window = '2 days', deadline = '3 hours'")
+    day = (NOW - timedelta(days=60)).date()
+    catalogue_source(routine, fake, mode="backfill", backfill_from=day, backfill_to=day)
+    sensed = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
+    fake.products = [product(0, sensed=sensed)]
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok and run.report.inputs == 1, run
+    assert routine.execute("""SELECT i.lane, t.deadline_at FROM hrwsi.input i
+                              JOIN hrwsi.processing_task t ON t.input_id = i.id""").fetchall() == [("archive", None)]
 
 
 async def test_the_same_scene_from_the_catalogue_and_a_landing_directory_is_one_input(routine, fake, pool, tmp_path,

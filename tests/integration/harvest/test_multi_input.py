@@ -174,7 +174,7 @@ async def test_sources_register_no_single_inputs_for_multi_input_conditions(chai
         from hrwsi.sql_files import query
         counts = await conn.fetch(query("harvest_register_inputs"), ["/landing/fsc.tif"], ["32TPR"], ["S2A"],
                                   [DAY], [DAY + timedelta(hours=1)], ["fsc"], "FSC", datetime.now(UTC),
-                                  "test")
+                                  "test", False)
     # fsc_weekly (no rule here) takes it as a single input; gfsc_daily (a rule) does not.
     assert [(r["matching"], r["created"]) for r in counts] == [(1, 1)]
     assert chain.execute("SELECT processing_condition FROM hrwsi.input").fetchall() == [("fsc_weekly",)]
