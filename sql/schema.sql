@@ -499,7 +499,8 @@ CREATE TABLE hrwsi.job (
         'launcher_gone',       -- its launcher stopped or lost its lease before the job ended
         'worker_gone',         -- its worker (Nomad node) went away or became inactive
         'backend_lost_track',  -- the backend no longer knows the job (state loss, garbage collected early)
-        'stopped_by_hrwsi'     -- hrwsi stopped it (shutdown, a stranded job) without an operator asking
+        'stopped_by_hrwsi',    -- hrwsi stopped it (shutdown, a stranded job) without an operator asking
+        'backend_unavailable'  -- the backend could not be reached, or refused the launcher's credentials (0049)
     )),
     routine_version  text,            -- the command or image the attempt ran (reprocessing keeps them apart)
     CONSTRAINT job_is_unique_per_task_attempt UNIQUE (task_id, attempt),

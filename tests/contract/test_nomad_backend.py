@@ -723,3 +723,46 @@ async def test_a_docker_routine_waits_for_a_node_that_allows_host_mounts(nomad: 
     assert '${attr.driver.docker.volumes.enabled} = true' in reason
     await backend.cancel(spec, spec.job_id)
     assert (await following).state == "cancelled"
+
+
+async def test_a_nomad_out_of_reach_loses_the_attempt_without_charging_the_routine(nomad: Target):
+    # Found by exploratory testing (2026-12-05): a Nomad outage of two minutes was recorded as the
+    # routine's internal_error, and its tasks were terminated and the routine put on hold.
+    backend = nomad.backend(address="http://127.0.0.1:9", retry_for_s=0.3)  # (port 9: nothing listens)
+    with pytest.raises(AttemptLost, match="cannot reach Nomad") as lost:
+        await backend.submit(nomad.spec("out-of-reach", "exit 0"))
+    assert lost.value.fault == "backend_unavailable"
+    assert "not the routine's fault" in str(lost.value)
+
+
+async def test_a_token_nomad_refuses_loses_the_attempt_and_names_nomad_token(nomad: Target, tmp_path):
+    nomad.require_emulator("ACLs enabled with known tokens")
+    async with open_emulator(tmp_path, "wrong-token", acl_token=MANAGEMENT_TOKEN) as target:
+        backend = target.backend(token="00000000-0000-0000-0000-000000000000", retry_for_s=0.3)
+        spec = target.spec("wrong-token", "exit 0")
+        with pytest.raises(AttemptLost, match="NOMAD_TOKEN") as lost:
+            await backend.submit(spec)
+        assert lost.value.fault == "backend_unavailable"
+        assert "00000000-0000" not in str(lost.value)  # the token itself is never said
+        assert (await target.ahttp("GET", f"/v1/job/{Target.path_id(spec.job_id)}")).status_code == 404
+
+
+async def test_a_job_nomad_refuses_as_invalid_is_still_the_attempts_failure(nomad: Target):
+    backend = nomad.backend()
+    spec = nomad.spec("invalid", "exit 0", ram_mb=0)  # Nomad: "minimum MemoryMB value is 10"
+    with pytest.raises(NomadError, match=r"refused job .*HTTP 400|refused job .*HTTP 500") as refused:
+        await backend.submit(spec)
+    assert refused.value.status in (400, 500)
+
+
+async def test_a_tasks_output_is_kept_as_it_wrote_it_whatever_its_characters(nomad: Target):
+    if nomad.kind == "replay":
+        pytest.skip("recorded before this test existed: runs against the emulator and a real agent")
+    backend = nomad.backend()
+    spec = nomad.spec("unicode-log", "echo 'snow: ünïcødé ✓ 雪'; echo 'neige: é' >&2")
+    await backend.submit(spec)
+    assert (await follow(backend, spec)).state == "processed"
+    # UTF-8 was kept as if it were Latin-1 ("Ã¼nÃ¯cÃ¸dÃ©"): found by exploratory testing, 2026-12-05
+    kept = Path(spec.log_path).read_text(encoding="utf-8")
+    assert "snow: ünïcødé ✓ 雪" in kept and "neige: é" in kept
+    await backend.forget(spec.job_id)

@@ -13,6 +13,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from hrwsi import launcher as launcher_module
 from hrwsi.app import App
@@ -460,26 +461,36 @@ async def test_a_few_jobs_recorded_at_once_are_logged_in_a_line_each(db, pool, s
 
 
 class LosingBackend(DryRunBackend):
-    """The dry-run backend, except that a first attempt's submission cannot tell whether it ran (as
-    the Nomad backend after a registration whose answer was lost with Nomad's state)."""
+    """The dry-run backend, except that a first attempt's submission is lost with `fault`: it cannot
+    tell whether it ran (as the Nomad backend after a registration whose answer was lost with Nomad's
+    state), or could not be taken (Nomad out of reach, or refusing the launcher's token)."""
+
+    def __init__(self, fault="backend_lost_track", message="the test's backend cannot tell whether it ran"):
+        super().__init__()
+        self.fault, self.message = fault, message
 
     async def submit(self, spec, *, first_start=False):
         if spec.attempt == 1:
-            raise AttemptLost("backend_lost_track", "the test's backend cannot tell whether it ran")
+            raise AttemptLost(self.fault, self.message)
         return await super().submit(spec, first_start=first_start)
 
 
-async def test_an_attempt_the_backend_cannot_tell_ran_is_lost_and_retried_as_a_new_attempt(db, database_url, settings,
-                                                                                           configure):
+@pytest.mark.parametrize("fault, message", [
+    ("backend_lost_track", "the test's backend cannot tell whether it ran"),
+    ("backend_unavailable", "could not register Nomad job: cannot reach Nomad; not the routine's fault"),
+])
+async def test_an_attempt_the_backend_cannot_tell_ran_or_could_not_take_is_lost_and_retried_as_a_new_attempt(
+        db, database_url, settings, configure, fault, message):
     configure(single_routine_configuration(["true"], max_attempts=1))  # a lost attempt is no failure of it
     insert_inputs(db, 1)
-    async with App(database_url, ["launcher"], settings, backend=LosingBackend(), pool_size=5):
+    async with App(database_url, ["launcher"], settings, backend=LosingBackend(fault, message), pool_size=5):
         await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
     jobs = db.execute("SELECT attempt, state, fault, message FROM hrwsi.job ORDER BY attempt").fetchall()
     assert [(attempt, state, fault) for attempt, state, fault, _ in jobs] == [
-        (1, "lost", "backend_lost_track"), (2, "processed", None)]
-    assert "cannot tell whether it ran" in jobs[0][3]
+        (1, "lost", fault), (2, "processed", None)]
+    assert message in jobs[0][3]
     assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)
+    assert db.execute("SELECT consecutive_failures, on_hold FROM hrwsi.processing_routine").fetchone() == (0, False)
 
 
 class SlotBackend(DryRunBackend):

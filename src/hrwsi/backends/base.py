@@ -157,8 +157,9 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
 
 class AttemptLost(Exception):
     """Raised by `submit` when the backend cannot tell whether the attempt already ran, and starting
-    it again might run it twice (a registration whose answer was lost with the backend's state): the
-    attempt is recorded lost with `fault`, and the task retried as a new attempt."""
+    it again might run it twice (a registration whose answer was lost with the backend's state), or
+    could not take it for a cause that is not the routine's (out of reach, refusing the launcher's
+    credentials): the attempt is recorded lost with `fault`, and the task retried as a new attempt."""
 
     def __init__(self, fault: str, message: str):
         super().__init__(message)
@@ -175,7 +176,8 @@ class JobOutcome:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # Why a 'lost' attempt was lost (hrwsi.job.fault): launcher_gone, worker_gone, backend_lost_track,
-    # stopped_by_hrwsi. Lost attempts are infrastructure faults: retried, never a failure of the routine.
+    # stopped_by_hrwsi, backend_unavailable. Lost attempts are infrastructure faults: retried, never a
+    # failure of the routine.
     fault: str | None = None
     # A processed attempt's products and what was refused as one (discover_products), when the backend
     # found them itself in a thread it uses anyway; None: not looked for (the launcher looks).

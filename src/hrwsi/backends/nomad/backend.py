@@ -19,13 +19,18 @@ from urllib.parse import quote
 from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, ProgressCallback, prepare_attempt
 from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, is_transient, quote_id
-from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.backends.nomad.config import NomadConfig, public_address
 from hrwsi.backends.nomad.following import JobFollowing
 from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job, register_body
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 from hrwsi.service_logging import task_fields
 
 logger = logging.getLogger(__name__)
+
+
+# Nomad's answers that say the launcher cannot be served now (its token refused, overloaded), whatever
+# the job: not the routine's fault.
+UNAVAILABLE_STATUSES = (401, 403, 429)
 
 
 class _AlreadyRegistered(Exception):
@@ -52,7 +57,20 @@ class NomadBackend(Backend):
 
     # -- the Backend contract ----------------------------------------------------------------------
     async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
-        """Register the attempt's job unless a job with its ID exists (then nothing is re-run)."""
+        """Register the attempt's job unless a job with its ID exists (then nothing is re-run). Nomad
+        out of reach for `retry_for_s`, overloaded, or refusing the launcher's token is no fault of the
+        routine's: the attempt is lost (`backend_unavailable`), retried as a new one without counting
+        as a failure (charged to the routine, such an outage terminated its tasks and put it on hold:
+        found by exploratory testing, 2026-12-05). A job Nomad refuses (a validation error) fails."""
+        try:
+            return await self._register(spec, first_start)
+        except NomadError as error:
+            if error.unavailable:
+                raise AttemptLost("backend_unavailable", f"{error}; not the routine's fault: retried as a new "
+                                  "attempt") from None
+            raise
+
+    async def _register(self, spec: JobSpec, first_start: bool) -> str:
         if first_start:  # an attempt directory that cannot be prepared fails the attempt, as locally
             await asyncio.to_thread(prepare_attempt, spec)
         else:
@@ -91,7 +109,14 @@ class NomadBackend(Backend):
                 logger.info("Nomad job %s already exists (status %s): not registered again", spec.job_id,
                             (existing.json() or {}).get("Status"))
                 return spec.job_id
-        raise NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): {text}")
+        if response.status in (401, 403):
+            refused = NomadError(response.status, f"Nomad refused the launcher's token (HTTP {response.status}: "
+                                 f"{text}) registering job {spec.job_id}: check NOMAD_TOKEN and its ACL policy")
+        else:
+            refused = NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): {text}")
+        # (a validation error is a 500 too: only what is_transient names is Nomad's state, not the job's)
+        refused.unavailable = response.status in UNAVAILABLE_STATUSES or is_transient("post", response)
+        raise refused
 
     async def read_jobs_index(self) -> None:
         """Nomad's index of jobs now, the floor a retried registration compares with
@@ -164,7 +189,7 @@ class NomadBackend(Backend):
                 if n.get("Name") and in_pool(n, self.config.node_pool)}
 
     def ui_link(self, backend_job_id: str) -> str | None:
-        return f"{self.config.address}/ui/jobs/{quote(backend_job_id, safe='')}@{self.config.namespace}"
+        return f"{public_address(self.config.address)}/ui/jobs/{quote(backend_job_id, safe='')}@{self.config.namespace}"
 
     async def close(self) -> None:
         if self.client.closed:

@@ -19,14 +19,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import nomad
 import requests
 from nomad.api.base import Requester
 from nomad.api.exceptions import BaseNomadException
 
-from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.backends.nomad.config import NomadConfig, public_address
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class NomadError(Exception):
     def __init__(self, status: int | None, message: str):
         super().__init__(message)
         self.status = status
+        # Nomad could not serve the call whatever it asked (out of reach, overloaded, the token refused)
+        self.unavailable = status is None
 
 
 @dataclass
@@ -69,6 +71,13 @@ class NomadResponse:
             return int(self.headers.get("X-Nomad-Index") or 0)
         except ValueError:
             return 0
+
+
+def _text(response: requests.Response) -> str:
+    """The body as UTF-8, which Nomad's API speaks (JSON, and the tasks' logs as the tasks wrote
+    them). requests decodes a text/plain body without a charset as Latin-1 (RFC 2616), so a task's
+    "ünïcødé" was kept in its log file as "Ã¼nÃ¯cÃ¸dÃ©" (found by exploratory testing)."""
+    return response.content.decode("utf-8", errors="replace")
 
 
 def quote_id(job_id: str) -> str:
@@ -133,11 +142,20 @@ class NomadClient:
         except BaseNomadException as error:
             raw = error.nomad_resp
             if isinstance(raw, requests.Response):
-                return NomadResponse(raw.status_code, raw.headers, raw.text)
-            raise NomadError(None, f"cannot reach Nomad at {self.config.address}: {raw}") from None
+                return NomadResponse(raw.status_code, raw.headers, _text(raw))
+            raise NomadError(None, self.unreachable(raw)) from None
         except requests.RequestException as error:
-            raise NomadError(None, f"cannot reach Nomad at {self.config.address}: {error}") from None
-        return NomadResponse(response.status_code, response.headers, response.text)
+            raise NomadError(None, self.unreachable(error)) from None
+        return NomadResponse(response.status_code, response.headers, _text(response))
+
+    def unreachable(self, error: object) -> str:
+        """Why Nomad could not be reached, without the token or the address's password (requests
+        quotes a header's value and the URL in some of its errors)."""
+        text = f"cannot reach Nomad at {public_address(self.config.address)}: {error}"
+        for secret in (self.config.token, urlsplit(self.config.address).password):
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        return text.replace(self.config.address, public_address(self.config.address))
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:

@@ -6,9 +6,12 @@ never shown (repr) and never goes into a job spec.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 # What the exec driver's chroot holds on a client without chroot_env (client/config/config.go DefaultChrootEnv).
 DEFAULT_EXEC_CHROOT = ("/bin", "/etc", "/lib", "/lib32", "/lib64", "/run/resolvconf", "/sbin", "/usr",
@@ -24,6 +27,52 @@ def _env_flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name}={raw!r}: expected true or false")
+
+
+# Nomad's namespace names (nomad/structs/structs.go, validNamespaceName).
+NAMESPACE_NAME = re.compile(r"[a-zA-Z0-9-]{1,128}")
+# The longest duration a setting may give: Nomad reads durations as int64 nanoseconds (292 years);
+# a year is more than any of them needs.
+LONGEST_S = 366 * 86400.0
+
+
+def _env_number(environ: Mapping[str, str], name: str, default: float, *, whole: bool = False,
+                positive: bool = False) -> float:
+    """A number setting, refused in one line naming its variable (not "could not convert string to
+    float: 'abc'", which named nothing), and refused if infinite, not a number or negative: `inf`
+    reached a job spec as "cannot convert float infinity to integer", charged to the routine."""
+    raw = environ.get(name) or ""
+    if not raw.strip():
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected {'a whole number' if whole else 'a number'}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0) or value > LONGEST_S:
+        raise ValueError(f"{name}={raw!r}: expected a {'positive' if positive else 'non-negative'} number, "
+                         f"at most {LONGEST_S:.0f}")
+    return value
+
+
+def public_address(address: str) -> str:
+    """The address without the user and password a URL may carry, for messages, logs and UI links."""
+    parts = urlsplit(address)
+    if parts.username is None and parts.password is None:
+        return address
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, netloc + (f":{parts.port}" if parts.port else ""), parts.path, parts.query,
+                       parts.fragment))
+
+
+def _checked_token(token: str | None) -> str | None:
+    """The token, refused (never said) when it cannot be sent as a header: white space around it or
+    a control character in it, as a token read from a file with its newline has. requests refused it
+    at every call with a message that quoted it, and that message went to the logs."""
+    if token is not None and (token != token.strip() or any(ord(c) < 32 or ord(c) == 127 for c in token)):
+        raise ValueError("NOMAD_TOKEN has white space around it or a control character in it (a newline read "
+                         "from a file?): give the token alone")
+    return token
 
 
 @dataclass(frozen=True)
@@ -61,6 +110,13 @@ class NomadConfig:
     retry_for_s: float = 120.0                       # how long a transient Nomad error is retried per call
 
     def __post_init__(self) -> None:
+        _checked_token(self.token)
+        if urlsplit(self.address).scheme not in ("http", "https") or not urlsplit(self.address).netloc:
+            raise ValueError(f"NOMAD_ADDR={public_address(self.address)!r}: expected http://host:port or "
+                             "https://host:port")
+        if not NAMESPACE_NAME.fullmatch(self.namespace):
+            raise ValueError(f"NOMAD_NAMESPACE={self.namespace!r}: a Nomad namespace is 1-128 letters, digits "
+                             "and hyphens")
         if self.placement not in ("pin", "flavour"):
             raise ValueError(f"HRWSI_NOMAD_PLACEMENT={self.placement!r}: choose pin or flavour")
         if self.exec_driver not in ("raw_exec", "exec"):
@@ -105,11 +161,11 @@ class NomadConfig:
             client_cert=get("NOMAD_CLIENT_CERT"),
             client_key=get("NOMAD_CLIENT_KEY"),
             skip_verify=_env_flag(env, "NOMAD_SKIP_VERIFY", False),
-            mhz_per_core=float(get("HRWSI_NOMAD_MHZ_PER_CORE") or 1000),
+            mhz_per_core=_env_number(env, "HRWSI_NOMAD_MHZ_PER_CORE", 1000, positive=True),
             placement=get("HRWSI_NOMAD_PLACEMENT") or "pin",
             purge=_env_flag(env, "HRWSI_NOMAD_PURGE", True),
-            purge_delay_s=float(get("HRWSI_NOMAD_PURGE_DELAY_S") or 60),
-            max_connections=int(get("HRWSI_NOMAD_MAX_CONNECTIONS") or 8),
+            purge_delay_s=_env_number(env, "HRWSI_NOMAD_PURGE_DELAY_S", 60),
+            max_connections=int(_env_number(env, "HRWSI_NOMAD_MAX_CONNECTIONS", 8, whole=True, positive=True)),
             exec_driver=get("HRWSI_NOMAD_EXEC_DRIVER") or "raw_exec",
             datacenters=datacenters or ("*",),
             node_pool=get("HRWSI_NOMAD_NODE_POOL") or "default",
@@ -118,7 +174,7 @@ class NomadConfig:
             or DEFAULT_EXEC_CHROOT,
             secrets_variable=get("HRWSI_NOMAD_SECRETS_VARIABLE"),
             event_stream=_env_flag(env, "HRWSI_NOMAD_EVENT_STREAM", True),
-            stop_after_disconnect_s=float(get("HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S") or 60),
-            kill_timeout_s=float(get("HRWSI_NOMAD_KILL_TIMEOUT_S") or 30),
-            request_timeout_s=float(get("HRWSI_NOMAD_REQUEST_TIMEOUT_S") or 15),
+            stop_after_disconnect_s=_env_number(env, "HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S", 60, positive=True),
+            kill_timeout_s=_env_number(env, "HRWSI_NOMAD_KILL_TIMEOUT_S", 30),
+            request_timeout_s=_env_number(env, "HRWSI_NOMAD_REQUEST_TIMEOUT_S", 15, positive=True),
         )

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.backends.nomad.config import NomadConfig, public_address
 
 READ_SIZE = 64 * 1024
 MAX_ERROR_BODY = 64 * 1024
@@ -232,7 +232,8 @@ class EventStream:
                 reader, writer = await asyncio.open_connection(
                     url.hostname, port, ssl=ssl_context(self.config) if tls else None, limit=READ_SIZE * 4)
         except (OSError, TimeoutError) as error:
-            raise ConnectionError(f"cannot reach Nomad's event stream at {self.config.address}: {error}") from None
+            raise ConnectionError(f"cannot reach Nomad's event stream at {public_address(self.config.address)}: "
+                                  f"{error}") from None
         try:
             writer.write(self._request(url.path.rstrip("/") + "/v1/event/stream", params, url.netloc))
             await writer.drain()

@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
 from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
+from hrwsi.backends.nomad.config import public_address
 from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRefused, StreamUnavailable
 from hrwsi.backends.nomad.outcomes import (
     allocation_outcome,
@@ -453,8 +454,8 @@ class JobFollowing:
                   "topic": ["Job:*", "Allocation:*", "Evaluation:*"], "namespace": self.config.namespace}
         connection = await self._events.connect(params)
         try:
-            logger.info("following Nomad jobs through the event stream of %s (%s %d)", self.config.address,
-                        connection.response.version, connection.response.status)
+            logger.info("following Nomad jobs through the event stream of %s (%s %d)",
+                        public_address(self.config.address), connection.response.version, connection.response.status)
             self._reconcile_all()  # events before this connection are not retained: read the state
             async for frame in connection.frames():
                 if self.client.closed:
