@@ -2591,13 +2591,17 @@ BEGIN
         -- worth reading; this plan was not read). The state tests are wrapped as in
         -- hrwsi.record_outcomes, so that no index of states serves them.
         WHERE j.id = ANY (ARRAY[m.job_id]) AND j.owner = m.owner
-          AND coalesce(j.state IN ('submitted', 'queued', 'running'), false) AND j.state <> m.state
+          AND coalesce(j.state IN ('submitted', 'queued', 'running'), false)
+          -- (a new reason in the same state too: "its node is disconnected ... retried at 17:42 UTC"
+          -- was logged, while status and the dashboard kept "running on node-a"; migration 0050)
+          AND (j.state <> m.state OR j.message IS DISTINCT FROM m.reason)
         RETURNING j.task_id, j.attempt, m.state, m.reason
     )
     -- (updated_at as the transition triggers would set it: they are not called for these rows)
     UPDATE processing_task t SET state = j.state, state_reason = j.reason, updated_at = now()
     FROM j WHERE t.id = ANY (ARRAY[j.task_id]) AND t.attempts = j.attempt
-      AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false) AND t.state <> j.state;
+      AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
+      AND (t.state <> j.state OR t.state_reason IS DISTINCT FROM j.reason);
 END $$;
 
 -- =============================================================================================

@@ -536,3 +536,24 @@ def test_a_launcher_whose_first_call_comes_while_an_unanalyzed_burst_waits_reads
     read = tasks_and_jobs_read(world, lambda: started.extend(dispatch(world, max_jobs=1)))
     assert len(started) == 1, started
     assert read["processing_task"] <= 20 and read["job"] <= 5, read
+
+
+def test_a_new_reason_in_the_same_state_is_recorded_for_the_job_and_its_task(world):
+    # The Nomad backend says why a running attempt is in doubt ("its node is disconnected ...
+    # retried at ..."): before migration 0050 only a change of state was written, and status and
+    # the dashboard kept "running on w1" (found by exploratory testing).
+    routine(world)
+    add(world)
+    [(task, _)] = dispatch(world)
+    job = world.execute("SELECT id FROM hrwsi.job WHERE task_id = %s", (task,)).fetchone()[0]
+
+    def progress(state: str, reason: str) -> tuple:
+        world.execute("SELECT hrwsi.mark_jobs_progress(%s::bigint[], %s, %s, ARRAY[now()], %s)",
+                      ([job], [state], [reason], [ME]))
+        return world.execute("""SELECT j.state, j.message, t.state, t.state_reason FROM hrwsi.job j
+                                JOIN hrwsi.processing_task t ON t.id = j.task_id WHERE j.id = %s""", (job,)).fetchone()
+
+    assert progress("running", "running on w1") == ("running", "running on w1", "running", "running on w1")
+    doubt = "its node is disconnected (unknown); if it is not back by 17:42:24 UTC it is retried then"
+    assert progress("running", doubt) == ("running", doubt, "running", doubt)
+    assert progress("running", "running on w1") == ("running", "running on w1", "running", "running on w1")
