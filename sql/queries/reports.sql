@@ -256,3 +256,19 @@ SELECT path FROM hrwsi.product WHERE product_type = 'QUICKLOOK' ORDER BY id LIMI
 -- name: report_task_state_names
 -- The task states the database knows, in the order of its state machine's table.
 SELECT name FROM hrwsi.task_state;
+
+-- name: report_sessions_blocking_hrwsi
+-- Sessions that hold a lock a service of hrwsi waits for, most often a transaction left open in a
+-- SQL client: an INSERT of inputs of a time series holds its series' lock until it commits, and
+-- the harvester's chaining of every tile waits behind it (found by exploratory testing, 2026-12-05).
+-- The services wait `lock_timeout` (10 s), then try again: without this, nothing said why chaining
+-- stood still. Sessions of other roles are seen only by a role with pg_read_all_stats.
+SELECT b.pid, b.usename AS role, b.application_name AS application, b.state,
+       extract(epoch FROM now() - b.xact_start)::float8 AS transaction_s,
+       array_agg(DISTINCT w.application_name ORDER BY w.application_name) AS waiting
+FROM pg_stat_activity w
+CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS x(pid)
+JOIN pg_stat_activity b ON b.pid = x.pid
+WHERE w.datname = current_database() AND starts_with(w.application_name, 'hrwsi-')
+GROUP BY b.pid, b.usename, b.application_name, b.state, b.xact_start
+ORDER BY b.xact_start NULLS LAST, b.pid;

@@ -45,7 +45,8 @@ def held_campaign_next_step(campaign: int) -> str:
 
 def status(conn: psycopg.Connection, failures: int = 10) -> dict:
     """Counts per state, held routines and tasks with their reasons, tasks that cannot be planned,
-    recent failures, services and their heartbeats, and the alert outbox in numbers."""
+    recent failures, services and their heartbeats, sessions holding a lock a service waits for,
+    and the alert outbox in numbers."""
     held = _rows(conn, "report_held_routines")
     for routine in held:
         routine["next"] = held_routine_next_step(routine["routine"])
@@ -63,8 +64,16 @@ def status(conn: psycopg.Connection, failures: int = 10) -> dict:
              "finished_at": r[6], "log_path": r[7]}
             for r in conn.execute(query("report_recent_failures"), {"limit": failures})],
         "services": _rows(conn, "report_services"),
+        "blocking_sessions": [row | {"next": blocking_session_next_step(row["pid"])}
+                              for row in _rows(conn, "report_sessions_blocking_hrwsi")],
         "alerts": _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS}),
     }
+
+
+def blocking_session_next_step(pid: int) -> str:
+    """What to do about a session that holds a lock hrwsi waits for, in words (status)."""
+    return (f"hrwsi waits until it commits or rolls back; if it was forgotten, end it: "
+            f"SELECT pg_terminate_backend({pid})")
 
 
 def tasks(conn: psycopg.Connection, *, state=None, routine=None, tile=None, limit: int = 50) -> list[dict]:

@@ -44,7 +44,8 @@ Step = Callable[[], Awaitable[bool]]
 
 # The fencing error raised by the database (hrwsi.require_lease) when a caller's lease lapsed.
 LEASE_LAPSED_SQLSTATE = "HW001"
-# pg_try_advisory_xact_lock refused: another replica does this step right now.
+# pg_try_advisory_xact_lock refused: another replica does this step right now (hrwsi.dispatch says
+# so); or a lock wait ran out (lock_timeout, service_session_settings), the same SQLSTATE.
 BUSY_SQLSTATE = "55P03"
 BUSY_RETRY_S = 0.05
 # While a step cannot reach the database, it says so again this often (its first failure at once).
@@ -53,6 +54,12 @@ UNREACHABLE_LOG_EVERY_S = 30.0
 
 # A statement that runs longer than this is logged with its name and duration.
 SLOW_STATEMENT_S = 5.0
+
+
+def is_lock_timeout(error: asyncpg.PostgresError) -> bool:
+    """A lock wait that ran out (the server's lock_timeout), not a refusal raised by hrwsi's own SQL.
+    Told apart by where the server raised it, which no locale translates."""
+    return getattr(error, "server_source_function", None) == "ProcessInterrupts"
 
 
 class StatementTimedOut(Exception):
@@ -178,6 +185,7 @@ class Service:
         self._due: dict[str, asyncio.TimerHandle] = {}  # steps woken later (wake_later), by name
         # Steps that cannot reach the database: since when (monotonic), attempts, when last logged.
         self._unreachable: dict[str, tuple[float, int, float | None]] = {}
+        self._lock_waits: dict[str, tuple[float, int, float | None]] = {}  # step -> its lock waits, as above
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
@@ -279,7 +287,10 @@ class Service:
 
     async def _step_refused(self, name: str, error: asyncpg.PostgresError) -> bool:
         if error.sqlstate == BUSY_SQLSTATE:
-            # Another replica runs this step right now; its commit wakes us, this is the backstop.
+            if is_lock_timeout(error):
+                self._tell_lock_wait(name)
+            # Another replica runs this step right now (its commit wakes us, this is the backstop), or
+            # a lock wait ran out (lock_timeout): try again at once.
             asyncio.get_running_loop().call_later(BUSY_RETRY_S, self.wake, name)
             return False
         if error.sqlstate == LEASE_LAPSED_SQLSTATE:
@@ -313,7 +324,27 @@ class Service:
             told = now
         self._unreachable[name] = (since, attempts, told)
 
+    def _tell_lock_wait(self, name: str) -> None:
+        """A step whose statement waited `lock_timeout` for a lock another session holds says so at
+        once, then every UNREACHABLE_LOG_EVERY_S while it lasts. (It was taken for another replica
+        running the step, and retried without a word: one transaction left open in a SQL client
+        stopped the chaining of every tile for as long as it stayed open.)"""
+        now = time.monotonic()
+        since, attempts, told = self._lock_waits.get(name, (now, 0, None))
+        attempts += 1
+        if told is None or now - told >= UNREACHABLE_LOG_EVERY_S:
+            logger.warning("%s: step %s %s a lock another session holds (a transaction left open? `hrwsi status` "
+                           "names the session); trying again", self.kind, name,
+                           "could not get, within lock_timeout," if told is None
+                           else f"still waits ({attempts} waits in {now - since:.0f} s) for")
+            told = now
+        self._lock_waits[name] = (since, attempts, told)
+
     def _reached_again(self, name: str) -> None:
+        if name in self._lock_waits:
+            since, attempts, _ = self._lock_waits.pop(name)
+            logger.info("%s: step %s got its lock (after %d wait(s) in %.0f s)", self.kind, name, attempts,
+                        time.monotonic() - since)
         if name in self._unreachable:
             since, attempts, _ = self._unreachable.pop(name)
             logger.info("%s: step %s reaches the database again (after %d failed attempt(s) in %.0f s)",

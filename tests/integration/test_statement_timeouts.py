@@ -1,7 +1,10 @@
 """No step livelocks on a statement timeout: the statement is named in the log, the batch shrinks,
 the step goes on."""
 
+import asyncio
 import logging
+
+import psycopg
 
 from hrwsi.database import create_pool
 from hrwsi.harvester import Harvester
@@ -36,3 +39,48 @@ async def test_a_step_whose_statement_times_out_shrinks_its_batch_and_finishes(d
     messages = [r.getMessage() for r in caplog.records]
     assert any("statement chain_products was cancelled after" in m and "product(s) at a time" in m
                for m in messages), messages
+
+
+async def test_a_transaction_left_open_on_a_time_series_is_named_while_chaining_waits_for_it(
+        db, database_url, settings, configure, caplog):
+    # Found by exploratory testing (2026-12-05): a data engineer's INSERT on a time series, left
+    # uncommitted in a SQL client, holds the series' lock; the harvester's chaining of every tile
+    # waited behind it, retried every lock_timeout without a word, and `hrwsi status` said nothing.
+    from hrwsi import reports
+    configure(chain_configuration())
+    db.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true WHERE name = 'snow_cover'")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                  VALUES ('l1c', '/l1c/a', '32TLR', '2026-11-01T10:00Z')""")
+    db.execute("""INSERT INTO hrwsi.product (task_id, path, product_type)
+                  SELECT t.id, '/l2a/a', 'L2A' FROM hrwsi.processing_task t""")
+    forgotten = psycopg.connect(database_url)  # the data engineer's session: an INSERT, and no COMMIT yet
+    forgotten.execute("SET application_name = 'psql'")
+    forgotten.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                         VALUES ('l2a', '/manual/m2.dat', '32TLR', '2026-11-02T10:00Z')""")
+    pool = await create_pool(database_url, application_name="hrwsi-harvester-pool",
+                             server_settings={"lock_timeout": "300"})
+    try:
+        harvester = Harvester(pool, settings)
+        caplog.set_level(logging.INFO, "hrwsi.service")
+        waiting = asyncio.create_task(harvester.run_step("chain"))
+        blocking = []
+        for _ in range(100):  # while the step waits for the lock, status names who holds it
+            blocking = reports.status(db)["blocking_sessions"]
+            if blocking:
+                break
+            await asyncio.sleep(0.01)
+        await waiting
+        assert [(s["application"], s["state"], s["waiting"]) for s in blocking] == [
+            ("psql", "idle in transaction", ["hrwsi-harvester-pool"])]
+        assert f"pg_terminate_backend({blocking[0]['pid']})" in blocking[0]["next"]
+        forgotten.commit()
+        await harvester.run_step("chain")
+    finally:
+        forgotten.close()
+        await pool.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("step chain could not get, within lock_timeout, a lock another session holds" in m
+               and "hrwsi status" in m
+               for m in messages), messages
+    assert any("step chain got its lock (after 1 wait(s)" in m for m in messages), messages
+    assert db.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/l2a/a'").fetchone()[0] == 1

@@ -66,6 +66,15 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         for item in data["unplannable"]:
             line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
     _services(console, data["services"], stale_after_s)
+    for session in data.get("blocking_sessions", []):
+        opened = session["transaction_s"]
+        console.print(Text.assemble(("a session holds a lock hrwsi waits for: ", "bold yellow"),
+                                    visible(f"pid {session['pid']} (role {session['role'] or '?'}, "
+                                            f"{session['application'] or 'no application name'}, {session['state'] or '?'}"
+                                            + (f", transaction open {opened:.0f} s" if opened is not None else "")
+                                            + ")")))
+        line(console, "  waiting: ", ", ".join(session["waiting"]))
+        line(console, "  next: ", session["next"])
     counts = data["alerts"] or {}
     if counts.get("unsent") or counts.get("failed"):
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
