@@ -80,12 +80,60 @@ def formatter(log_format: str, static_fields: dict[str, Any] | None = None) -> l
     return JsonLineFormatter(static_fields) if log_format == "json" else TextFormatter()
 
 
+# The lines said again at every retry while the database is away, whose repeats say nothing new:
+# (logger, message template) -> how many of their arguments tell one from another.
+OUTAGE_LINES = {
+    ("asyncpg.pool", "Failed to restore the pool connection floor; retrying"): 0,
+    ("hrwsi.listener", "listener: cannot connect to %s (%s); retrying in %.1f s"): 1,
+    ("hrwsi.service", "%s: %s could not reach the database (%s); trying again in %.1f s"): 2,
+}
+OUTAGE_LINE_EVERY_S = 30.0
+
+
+class OutageLines(logging.Filter):
+    """While the database is away, each retry of the pool, the listener and the side tasks said so
+    again, asyncpg's pool with a traceback of about 20 lines at each: 260 lines in 30 s of one
+    orchestrator (found by exploratory testing, 2026-12-05), where the steps say it once, then once
+    every 30 s. These lines now do the same: the first is written, the next within
+    OUTAGE_LINE_EVERY_S are counted, and the one after says how many were left out; asyncpg's
+    traceback becomes the exception's one line."""
+
+    def __init__(self, every_s: float = OUTAGE_LINE_EVERY_S, clock=time.monotonic) -> None:
+        super().__init__()
+        self.every_s, self.clock = every_s, clock
+        self._said: dict[tuple, tuple[float, int]] = {}  # what -> (when last written, left out since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        told_apart = OUTAGE_LINES.get((record.name, record.msg))
+        if told_apart is None:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        what = (record.name, record.msg, *map(str, args[:told_apart]))
+        now = self.clock()
+        last, left_out = self._said.get(what, (None, 0))
+        if last is not None and now - last < self.every_s:
+            self._said[what] = (last, left_out + 1)
+            return False
+        self._said[what] = (now, 0)
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message = f"{message} ({type(error).__name__}: {error})"
+            record.exc_info, record.exc_text = None, None
+        if left_out:
+            message += f" (said {left_out} more time(s) in the last {now - last:.0f} s)"
+        record.msg, record.args = message, ()
+        return True
+
+
 def configure(level: str, log_format: str, static_fields: dict[str, Any] | None = None,
               stream: IO[str] | None = None) -> logging.Handler:
     """Every record of the process, at `level` and above, to `stream` (stderr) in `log_format`; asyncio's
-    own debug and info chatter left out. Replaces the root logger's handlers: a process logs one way."""
+    own debug and info chatter left out, and the lines an outage repeats at every retry said once every
+    30 s (OutageLines). Replaces the root logger's handlers: a process logs one way."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter(log_format, static_fields))
+    handler.addFilter(OutageLines())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from hrwsi import service_logging
-from hrwsi.service_logging import JsonLineFormatter, TextFormatter, task_fields, utc_time
+from hrwsi.service_logging import JsonLineFormatter, OutageLines, TextFormatter, task_fields, utc_time
 from hrwsi.terminal import one_line
 
 # 2026-12-05 15:10:34.022 UTC
@@ -115,3 +115,42 @@ def test_a_record_s_fields_leave_out_what_it_does_not_know():
 def test_one_line_escapes_line_breaks_and_keeps_tabs_and_text():
     assert one_line("a\tb\nc\r\x85é\u2029") == "a\tb\\x0ac\\x0d\\x85é\\u2029"
     assert one_line(None) == ""
+
+
+def test_lines_an_outage_repeats_at_every_retry_are_said_once_every_30_s_with_how_many_were_left_out():
+    # Found by exploratory testing (2026-12-05): 30 s without the database, one orchestrator wrote
+    # about 260 lines, asyncpg's pool a 20-line traceback at each of its retries.
+    now = [0.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(OutageLines(clock=lambda: now[0]))
+    pool, listener, service = (logging.getLogger(name) for name in ("asyncpg.pool", "hrwsi.listener", "hrwsi.service"))
+    for logger in (pool, listener, service):
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        for second in range(0, 61, 2):  # a retry every 2 s for a minute, of each
+            now[0] = float(second)
+            try:
+                raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+            except ConnectionRefusedError:
+                pool.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+            listener.warning("listener: cannot connect to %s (%s); retrying in %.1f s", "db", "refused", 2.0)
+            service.warning("%s: %s could not reach the database (%s); trying again in %.1f s", "launcher",
+                            "heartbeat", "refused", 5.0)
+            service.warning("%s: %s could not reach the database (%s); trying again in %.1f s", "launcher",
+                            "raise_deadline_alerts", "refused", 10.0)
+            service.warning("statement %s took %.1f s", "dispatch", 6.0)  # not an outage line: every one kept
+    finally:
+        for logger in (pool, listener, service):
+            logger.removeHandler(handler)
+            logger.propagate = True
+    lines = stream.getvalue().splitlines()
+    assert sum("statement dispatch took" in line for line in lines) == 31
+    for what in ("pool connection floor", "listener: cannot connect", "heartbeat could not", "raise_deadline_alerts"):
+        said = [line for line in lines if what in line]
+        assert len(said) == 3, said  # at 0, 30 and 60 s
+        assert "(said 14 more time(s) in the last 30 s)" in said[1]
+    assert not any(line.startswith(("Traceback", "  File")) for line in lines)
+    assert "(ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 5432))" in lines[0]
