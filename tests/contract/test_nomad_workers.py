@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hrwsi.backends.nomad.workers import fetch_nodes, sync_workers
+from hrwsi.backends.nomad.workers import NoNodeInPool, fetch_nodes, sync_from_nomad, sync_workers
 from hrwsi.testing.nomad_emulator import EmulatedNode
 from tests.contract.conftest import NODE_1, NODE_2, Target, open_emulator
 
@@ -67,3 +67,31 @@ async def test_sync_names_active_workers_defined_by_hand_that_no_nomad_node_is_n
         "configuration if they are not Nomad nodes"]
     assert db.execute("SELECT active FROM hrwsi.worker WHERE name = 'worker-large-01'").fetchone() == (True,), \
         "it changes nothing: they are the configuration's"
+
+
+async def test_a_node_pool_with_no_node_changes_nothing_and_says_which_pools_there_are(nomad: Target, db):
+    # Found by exploratory testing (2026-12-05): HRWSI_NOMAD_NODE_POOL=nopool deactivated every worker
+    # ("1 gone from Nomad") and `workers sync` exited 0.
+    await asyncio.to_thread(sync_from_nomad, db, nomad.config())
+    before = db.execute("SELECT name, active FROM hrwsi.worker ORDER BY name").fetchall()
+    assert before and all(active for _, active in before)
+    with pytest.raises(NoNodeInPool, match=r"no Nomad node is in node pool 'nopool' \(HRWSI_NOMAD_NODE_POOL; "
+                                           r"Nomad lists \d+ node\(s\) in default.*\): nothing changed"):
+        await asyncio.to_thread(sync_from_nomad, db, nomad.config(node_pool="nopool"))
+    assert db.execute("SELECT name, active FROM hrwsi.worker ORDER BY name").fetchall() == before
+
+
+async def test_a_nomad_out_of_reach_or_refusing_the_token_is_one_line_for_workers_sync(nomad: Target, db, tmp_path):
+    from hrwsi.backends.nomad.client import NomadError
+    from hrwsi.cli.errors import explain
+    with pytest.raises(NomadError) as unreachable:
+        await asyncio.to_thread(sync_from_nomad, db, nomad.config(address="http://127.0.0.1:9"))
+    said, code = explain(unreachable.value)
+    assert said.startswith("could not list Nomad nodes: cannot reach Nomad at http://127.0.0.1:9") and code == 1
+    if nomad.is_emulator:
+        async with open_emulator(tmp_path, "acl", acl_token="the-management-token") as target:
+            with pytest.raises(NomadError) as refused:
+                await asyncio.to_thread(sync_from_nomad, db, target.config(token="a-wrong-token"))
+            said, code = explain(refused.value)
+            assert "Nomad refused to list its nodes (HTTP 403" in said and "check NOMAD_TOKEN" in said
+            assert "a-wrong-token" not in said and "\n" not in said

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +147,12 @@ def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: f
 async def list_nodes(client: NomadClient) -> list[dict]:
     """GET /v1/nodes?resources=true: every client node with NodeResources and ReservedResources."""
     response = await client.call("list Nomad nodes", "nodes", params={"resources": "true"})
+    if response.status in (401, 403):
+        raise NomadError(response.status, f"Nomad refused to list its nodes (HTTP {response.status}: "
+                         f"{response.text.strip()[:200]}): check NOMAD_TOKEN; its policy needs node read")
     if response.status != 200:
-        raise NomadError(response.status, f"could not list Nomad nodes: {response.text.strip()}")
+        raise NomadError(response.status, f"could not list Nomad nodes (HTTP {response.status}): "
+                         f"{response.text.strip()[:200]}")
     return response.json() or []
 
 
@@ -160,8 +165,24 @@ async def fetch_nodes(config: NomadConfig | None = None) -> list[dict]:
         client.close()
 
 
+# How long `hrwsi workers sync` retries a Nomad out of reach: a person waits for it (the services' 120 s
+# printed 27 warnings before "unexpected error ... report it").
+SYNC_RETRY_FOR_S = 10.0
+
+
+class NoNodeInPool(ValueError):
+    """No Nomad node is in the node pool: syncing would deactivate every worker for a typo."""
+
+
 def sync_from_nomad(conn: psycopg.Connection, config: NomadConfig | None = None) -> SyncReport:
-    """For `hrwsi workers sync` (not inside a running event loop): fetch the nodes, then sync them."""
-    config = config or NomadConfig.from_env()
+    """For `hrwsi workers sync` (not inside a running event loop): fetch the nodes, then sync them.
+    Nothing is changed when no node is in the node pool (a mistyped HRWSI_NOMAD_NODE_POOL made every
+    worker inactive, "gone from Nomad", and succeeded: found by exploratory testing)."""
+    config = dataclasses.replace(config or NomadConfig.from_env(), retry_for_s=SYNC_RETRY_FOR_S)
     nodes = asyncio.run(fetch_nodes(config))
+    if not any(in_pool(node, config.node_pool) for node in nodes):
+        pools = sorted({node.get("NodePool") or "default" for node in nodes})
+        raise NoNodeInPool(f"no Nomad node is in node pool {config.node_pool!r} (HRWSI_NOMAD_NODE_POOL; Nomad lists "
+                           + (f"{len(nodes)} node(s) in {', '.join(pools)}" if nodes else "no node at all")
+                           + "): nothing changed")
     return sync_workers(conn, nodes, mhz_per_core=config.mhz_per_core, node_pool=config.node_pool)
