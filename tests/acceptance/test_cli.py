@@ -49,6 +49,8 @@ def test_reports_after_a_run(db, env, tmp_path):
         wait_for(db, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'processed'")
         health = run(["health", "launcher"], env)
         assert "healthy" in health.stdout
+        misspelt = run(["health", "lanucher"], env, check=False)  # (read as an outage: a check failing for ever)
+        assert misspelt.returncode == 2 and "'lanucher' is no service: choose from harvester" in misspelt.stderr
     finally:
         service.send_signal(signal.SIGTERM)
         _, stderr = service.communicate(timeout=30)

@@ -232,6 +232,12 @@ async def test_a_nul_character_or_an_unknown_state_in_an_address_is_a_bad_reques
         for path in ("/tasks?state=bogus", "/api/tasks?state=bogus"):  # (it showed no task, as if none were)
             response = await client.get(path)
             assert response.status == 400 and "No task state 'bogus': one of pending" in unescape(await response.text())
+        # A cursor that is not an id answered the first page: a script following it read that page for ever.
+        for path in ("/api/tasks?before=abc", "/api/tasks?before=-5", "/tasks?before=1e3", "/alerts?before=x",
+                     "/audit?before=%20-1"):
+            response = await client.get(path)
+            assert response.status == 400 and "is not an id" in unescape(await response.text()), path
+        assert (await client.get("/api/tasks?before=")).status == 200  # (empty: the first page)
     assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0
 
 

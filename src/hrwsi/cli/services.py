@@ -98,9 +98,14 @@ def web_dashboard(verbose: bool = typer.Option(False, "--verbose", "-v")) -> Non
 
 
 @app.command()
-def health(service: str = typer.Argument(..., help="harvester, orchestrator or launcher"),
+def health(service: str = typer.Argument(..., help="harvester, orchestrator, launcher or web"),
            fresh_s: float = typer.Option(30.0, help="a heartbeat older than this is stale")) -> None:
     """Exit 0 when an instance of SERVICE has a fresh heartbeat (for Nomad script checks)."""
+    from hrwsi.app import SERVICE_KINDS
+
+    if service not in SERVICE_KINDS:  # (a misspelt name read as an outage: a check that failed for ever)
+        raise typer.BadParameter(f"{service!r} is no service: choose from {', '.join(SERVICE_KINDS)}",
+                                 param_hint="SERVICE")
     with connect(url(start=False)) as conn:
         rows = conn.execute(query("report_service_health"), {"kind": service, "fresh_s": fresh_s}).fetchall()
     if not any(r[5] for r in rows):

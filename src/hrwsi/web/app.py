@@ -371,8 +371,10 @@ class Dashboard:
 
 
 def _cursor(request: web.Request) -> int | None:
-    value = request.query.get("before", "")
-    return int(value) if value.isdigit() and len(value) <= 18 else None
+    try:
+        return data.page_cursor(request.query.get("before", "").strip())
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
 
 
 def _safe_next(value: Any) -> str:

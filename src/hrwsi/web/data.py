@@ -217,8 +217,7 @@ class TaskFilters:
         if state is not None and state not in TASK_STATES:  # (it showed no task, as if none were in that state)
             raise ValueError(f"No task state {state!r}: one of {', '.join(TASK_STATES)}.")
         return cls(state=state, routine=text("routine"), tile=tile, worker=text("worker"), lane=text("lane"),
-                   search=search, path=path,
-                   before=int(before) if before and before.isdigit() and len(before) <= 18 else None)
+                   search=search, path=path, before=page_cursor(before))
 
     def query_string(self, **changes) -> dict[str, str]:
         values = {"state": self.state, "routine": self.routine, "tile": self.tile, "worker": self.worker,
@@ -328,6 +327,17 @@ async def read_schedule(conn: asyncpg.Connection, limit: int = SCHEDULE_LIMIT) -
         budget=_record(await conn.fetchrow(query("web_budget"))),
         total=await conn.fetchval(query("web_schedule_size")),
         latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
+
+
+def page_cursor(before: str | None) -> int | None:
+    """?before=ID, the id a page of a list read newest first starts below; refused when it is not one
+    (it was read as none: `before=abc` or `before=-5` answered the first page, and a script following
+    a mangled cursor read that page for ever; found by exploratory testing)."""
+    if before is None or before == "":
+        return None
+    if not (before.isdigit() and len(before) <= 18):
+        raise ValueError(f"before={before[:40]!r} is not an id: give the id of the last row of the page before")
+    return int(before)
 
 
 async def read_alerts(conn: asyncpg.Connection, before: int | None, limit: int = PAGE_SIZE) -> list[dict]:
