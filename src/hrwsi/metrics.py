@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
-import hrwsi
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
+from hrwsi.migrations import build_version
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def _instance_families(instances: list) -> Iterable:
     # The Prometheus convention for a version: one series of value 1, the version as its label (ops
     # see an upgrade half done as two versions at once: `count by (version) (hrwsi_build_info)`).
     build = GaugeMetricFamily("hrwsi_build_info", "The hrwsi version this process runs", labels=["version"])
-    build.add_metric([hrwsi.__version__], 1.0)
+    build.add_metric([build_version()], 1.0)
     yield from (info, reconnects, loop_age, heartbeat_age, dispatched, build)
 
 

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-import hrwsi
 from hrwsi.backoff import START_UP_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
-from hrwsi.migrations import newest_shipped
+from hrwsi.migrations import build_version, newest_shipped
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -461,7 +460,7 @@ class Service:
         logger.error("%s (hrwsi %s) runs on a database that a newer hrwsi upgraded (it records migration %04d; this "
                      "installation ships migrations up to %04d): its calls were written for the schema it knows; "
                      "stop it and start the new version (`hrwsi status` lists each service's version)",
-                     self.kind, hrwsi.__version__, newest, shipped)
+                     self.kind, build_version(), newest, shipped)
 
     async def lease_lost(self) -> None:
         """The lease lapsed: forget this identity's claims, then register a new identity."""
@@ -492,7 +491,7 @@ class Service:
     async def _register_once(self) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(query("register_instance"), self.instance_id, self.kind,
-                               socket.gethostname(), os.getpid(), hrwsi.__version__)
+                               socket.gethostname(), os.getpid(), build_version())
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
     async def _register(self) -> None:

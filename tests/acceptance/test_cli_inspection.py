@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-import hrwsi
 from hrwsi.configuration import load
+from hrwsi.migrations import build_version
 from tests.acceptance.conftest import HRWSI, run, wait_for
 from tests.integration.conftest import chain_configuration, single_routine_configuration
 from tests.integration.test_retention import add_product, make_task
@@ -72,14 +72,19 @@ def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
         wait_for(db, "SELECT count(*) = 4 FROM hrwsi.service_instance")
         running = 4
         lines = [line for line in run(["status"], env).stdout.splitlines() if "│" in line]
-        assert sum(f"│ {hrwsi.__version__} " in line for line in lines) == running, lines
+        assert sum(f"│ {build_version()} " in line for line in lines) == running, lines
         assert "different hrwsi versions" not in run(["status"], env).stdout
         db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, version) VALUES "
                    "('launcher-old-1-x', 'launcher', 'old', 1, '0.0.9'), ('launcher-older-2-y', 'launcher', 'older', 2, NULL)")
         status = run(["status"], env).stdout
-        assert f"services run different hrwsi versions: 0.0.9, {hrwsi.__version__}, not recorded" in status
+        assert f"services run different hrwsi versions: 0.0.9, {build_version()}, not recorded" in status
         versions = [s["version"] for s in json.loads(run(["status", "--json"], env).stdout)["services"]]
-        assert sorted(versions, key=str) == sorted([hrwsi.__version__] * running + ["0.0.9", None], key=str)
+        assert sorted(versions, key=str) == sorted([build_version()] * running + ["0.0.9", None], key=str)
+        # Stopped before the upgrade (stale rows): listed, but no upgrade is under way any more.
+        db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '16 minutes' "
+                   "WHERE id IN ('launcher-old-1-x', 'launcher-older-2-y')")
+        status = run(["status"], env).stdout
+        assert "0.0.9" in status and "different hrwsi versions" not in status
     finally:
         stop(process)
 

@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
-import hrwsi
+from hrwsi.migrations import build_version
 
 
 def fetch(url: str) -> tuple[int, str]:
@@ -50,4 +50,4 @@ def test_a_service_started_with_an_http_port_answers_for_itself_and_stops_cleanl
         assert process.wait(30) == 0, log.read_text()
     assert "orchestrator-" in log.read_text() and "stopped" in log.read_text()
     # On uvloop (hrwsi.event_loop): it served, and stopped cleanly on SIGTERM, there.
-    assert f"orchestrator (hrwsi {hrwsi.__version__}) on the uvloop event loop (HRWSI_EVENT_LOOP=auto)" in log.read_text()
+    assert f"orchestrator (hrwsi {build_version()}) on the uvloop event loop (HRWSI_EVENT_LOOP=auto)" in log.read_text()

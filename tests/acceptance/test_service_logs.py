@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-import hrwsi
+from hrwsi.migrations import build_version
 
 
 def test_a_service_started_with_json_logs_writes_only_json_lines_in_utc(tmp_path, database_url):
@@ -31,8 +31,8 @@ def test_a_service_started_with_json_logs_writes_only_json_lines_in_utc(tmp_path
         assert process.wait(30) == 0, log.read_text()
     records = [json.loads(line) for line in log.read_text().splitlines()]  # every line is one JSON object
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records)
-    assert all((r["service"], r["hrwsi_version"], r["pid"]) == ("harvester", hrwsi.__version__, process.pid)
+    assert all((r["service"], r["hrwsi_version"], r["pid"]) == ("harvester", build_version(), process.pid)
                for r in records)
     started = [r for r in records if r["logger"] == "hrwsi.cli.services"]
-    assert started[0]["message"].startswith(f"harvester (hrwsi {hrwsi.__version__}) on the uvloop event loop")
+    assert started[0]["message"].startswith(f"harvester (hrwsi {build_version()}) on the uvloop event loop")
     assert any(r["message"].endswith("stopped") for r in records)

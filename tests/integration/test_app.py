@@ -6,9 +6,9 @@ import gc
 import asyncpg
 import pytest
 
-import hrwsi
 from hrwsi.app import App, build_services
 from hrwsi.backends.dry_run import DryRunBackend
+from hrwsi.migrations import build_version
 from tests.integration.conftest import insert_inputs, single_routine_configuration, wait_until
 
 
@@ -35,7 +35,7 @@ async def test_an_app_runs_its_services_until_asked_to_stop_and_unregisters_them
         await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.job WHERE state = 'processed'")
         assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 2
         assert db.execute("SELECT array_agg(DISTINCT version) FROM hrwsi.service_instance").fetchone()[0] == \
-            [hrwsi.__version__], "each instance records the version it runs (migration 0044)"
+            [build_version()], "each instance records the version it runs (migration 0044)"
     assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 0
     assert app.pool is None  # closed
 

@@ -7,9 +7,9 @@ import asyncio
 import asyncpg
 import pytest
 
-import hrwsi
 from hrwsi import metrics
 from hrwsi.metrics import DatabaseSnapshot, InstanceHealth, exposition
+from hrwsi.migrations import build_version
 
 
 def sample(name: str, labels: dict) -> float:
@@ -106,7 +106,7 @@ def test_the_exposition_has_the_process_the_instances_and_the_database():
                  'hrwsi_listener_reconnects_total{service="orchestrator"} 0.0',
                  'hrwsi_dispatched_tasks_total{service="launcher"} 9.0', "hrwsi_database_up 1.0",
                  'hrwsi_instance{instance="launcher-x",service="launcher"} 1.0',
-                 f'hrwsi_build_info{{version="{hrwsi.__version__}"}} 1.0'):
+                 f'hrwsi_build_info{{version="{build_version()}"}} 1.0'):
         assert line in text, line
     assert "# TYPE hrwsi_step_seconds histogram" in text
     assert "# TYPE hrwsi_dispatch_latency_seconds histogram" in text

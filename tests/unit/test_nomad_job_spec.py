@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-import hrwsi
 from hrwsi.backends.base import JobSpec, job_id_for
 from hrwsi.backends.nomad.config import NomadConfig
 from hrwsi.backends.nomad.job_spec import META_KEYS, assert_no_secrets, build_job, nomad_cpu_mhz
+from hrwsi.migrations import build_version
 
 NS = 1_000_000_000
 
@@ -102,7 +102,7 @@ def test_meta_shows_the_task_in_nomads_ui(config):
     job = build_job(make_spec(), config)
     assert job["Meta"] == {"hrwsi_task_id": "42", "hrwsi_input_path": "/data/L2A/S2A_L2A_20240501_T32TPR.json",
                            "hrwsi_routine": "snow_cover", "hrwsi_condition": "l2a_for_snow", "hrwsi_tile": "32TPR",
-                           "hrwsi_attempt": "2", "hrwsi_version": hrwsi.__version__}
+                           "hrwsi_attempt": "2", "hrwsi_version": build_version()}
     assert tuple(job["Meta"]) == META_KEYS
     assert build_job(make_spec(tile=None), config)["Meta"]["hrwsi_tile"] == ""
     assert all(isinstance(v, str) for v in job["Meta"].values())  # Nomad's Meta is a string map

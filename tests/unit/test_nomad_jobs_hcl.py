@@ -158,7 +158,11 @@ def test_the_example_routine_job_is_what_build_job_registers():
     assert job["datacenters"] == built["Datacenters"] and job["namespace"] == built["Namespace"]
     assert job["node_pool"] == built["NodePool"]
     assert job["priority"] == built["Priority"]
-    assert single(job, "meta") == built["Meta"] and tuple(single(job, "meta")) == META_KEYS
+    # (the version: the release's with its schema's, as the example names it: "0.1.0+schema0050")
+    example_version = single(job, "meta")["hrwsi_version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+\+schema\d{4}", example_version), example_version
+    assert single(job, "meta") | {"hrwsi_version": built["Meta"]["hrwsi_version"]} == built["Meta"]
+    assert tuple(single(job, "meta")) == META_KEYS
     (group_name, group), = labelled(job, "group").items()
     assert group_name == built_group["Name"] and group["count"] == built_group["Count"]
     constraint = single(group, "constraint")

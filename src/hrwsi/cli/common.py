@@ -23,6 +23,7 @@ import hrwsi
 from hrwsi import service_logging
 from hrwsi.cli.errors import CliError, explain
 from hrwsi.database import connect, resolve_url
+from hrwsi.migrations import build_version
 from hrwsi.settings import Settings
 
 console = Console()
@@ -79,7 +80,6 @@ app = HrwsiTyper(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Ear
 def version_line() -> str:
     """This installation's version and the last migration its schema has, as `hrwsi --version`
     prints them: what `hrwsi status`, the dashboard and a refused upgrade name."""
-    import hrwsi
     from hrwsi.migrations import newest_shipped
 
     version, name = newest_shipped()
@@ -104,7 +104,7 @@ def setup_logging(current: Settings, kinds: list[str], verbose: bool = False) ->
     """The process's log (hrwsi.service_logging): HRWSI_LOG_LEVEL (DEBUG with --verbose), HRWSI_LOG_FORMAT;
     a JSON record names the services the process runs and their version."""
     service_logging.configure("DEBUG" if verbose else current.log_level, current.log_format,
-                              {"service": ",".join(kinds), "hrwsi_version": hrwsi.__version__})
+                              {"service": ",".join(kinds), "hrwsi_version": build_version()})
 
 
 def settings() -> Settings:

@@ -6,10 +6,10 @@ import logging
 
 import typer
 
-import hrwsi
 from hrwsi import event_loop
 from hrwsi.cli.common import CliError, app, console, settings, setup_logging, url
 from hrwsi.database import connect
+from hrwsi.migrations import build_version
 from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
     database_url = url()
 
     async def serve() -> None:
-        logger.info("%s (hrwsi %s) on the %s event loop (HRWSI_EVENT_LOOP=%s)", ", ".join(kinds), hrwsi.__version__,
+        logger.info("%s (hrwsi %s) on the %s event loop (HRWSI_EVENT_LOOP=%s)", ", ".join(kinds), build_version(),
                     loop, current.event_loop)
         async with App(database_url, kinds, current, backend=backend, migrate=True, handle_signals=True,
                        freeze_startup_objects=True) as running:

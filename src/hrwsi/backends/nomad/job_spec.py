@@ -37,9 +37,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import hrwsi
 from hrwsi.backends.base import SECRET_NAME, JobSpec
 from hrwsi.backends.nomad.config import NomadConfig
+from hrwsi.migrations import build_version
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
             "hrwsi_condition": spec.condition,
             "hrwsi_tile": spec.tile or "",
             "hrwsi_attempt": str(spec.attempt),
-            "hrwsi_version": hrwsi.__version__,  # the launcher's that registered it (an upgrade under way)
+            "hrwsi_version": build_version(),  # the launcher's that registered it (an upgrade under way)
         },
         "TaskGroups": [group],
     }
