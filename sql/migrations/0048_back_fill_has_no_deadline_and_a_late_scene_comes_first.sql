@@ -73,7 +73,10 @@ BEGIN
            -- less urgent than its condition's is back-fill: neither has a deadline. (A back-fill's
            -- deadline, counted from a sensing months ago, was missed the moment its task existed: it
            -- was served before fresh scenes, earliest deadline first, and alerted; migration 0048.)
-           CASE WHEN n.campaign_id IS NULL AND l.priority <= cl.priority THEN
+           -- (the condition's lane read only for an input naming another: a burst's rows name none)
+           CASE WHEN n.campaign_id IS NULL
+                     AND (n.lane IS NULL OR n.lane = c.lane
+                          OR l.priority <= (SELECT cl.priority FROM lane cl WHERE cl.name = c.lane)) THEN
                coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
                         n.created_at) + c.deadline END,
            CASE WHEN r.sequential_per_tile AND n.measured_at IS NOT NULL THEN n.tile END,
@@ -83,7 +86,6 @@ BEGIN
     JOIN processing_condition c ON c.name = n.processing_condition
     JOIN processing_routine r ON r.name = c.routine
     JOIN lane l ON l.name = coalesce(n.lane, c.lane)
-    JOIN lane cl ON cl.name = c.lane
     ORDER BY n.id;
 
     -- A time-series task depends on the task just before it in its series, by (series_at, id). One
