@@ -19,17 +19,26 @@ WHERE state = 'pending' AND state_reason IS NOT NULL ORDER BY id LIMIT %(limit)s
 
 -- name: report_tasks
 SELECT t.id, t.routine, t.state, i.tile, t.worker, t.attempts, t.failures, t.planned_start, t.updated_at,
-       i.input_path, t.state_reason
+       i.input_path, t.state_reason, t.lane, t.priority, t.deadline_at,
+       (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE (%(state)s::text IS NULL OR t.state = %(state)s)
   AND (%(routine)s::text IS NULL OR t.routine = %(routine)s)
   AND (%(tile)s::text IS NULL OR i.tile = %(tile)s)
+  AND (%(lane)s::text IS NULL OR t.lane = %(lane)s)
 ORDER BY t.id DESC
 LIMIT %(limit)s;
+
+-- name: report_known_names
+-- The routines and lanes there are: a filter naming another is refused, not answered with nothing.
+SELECT (SELECT coalesce(array_agg(name ORDER BY name), '{}') FROM hrwsi.processing_routine) AS routines,
+       (SELECT coalesce(array_agg(name ORDER BY priority), '{}') FROM hrwsi.lane) AS lanes;
 
 -- name: report_task
 SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.planned_end, t.depends_on,
        t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.finished_at,
+       t.lane, t.priority, t.deadline_at, t.campaign_id,
+       (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority,
        t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.id = %(task_id)s;

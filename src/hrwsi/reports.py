@@ -76,11 +76,11 @@ def blocking_session_next_step(pid: int) -> str:
             f"SELECT pg_terminate_backend({pid})")
 
 
-def tasks(conn: psycopg.Connection, *, state=None, routine=None, tile=None, limit: int = 50) -> list[dict]:
-    rows = conn.execute(query("report_tasks"), {"state": state, "routine": routine, "tile": tile,
+def tasks(conn: psycopg.Connection, *, state=None, routine=None, tile=None, lane=None, limit: int = 50) -> list[dict]:
+    rows = conn.execute(query("report_tasks"), {"state": state, "routine": routine, "tile": tile, "lane": lane,
                                                "limit": limit}).fetchall()
     columns = ("id", "routine", "state", "tile", "worker", "attempts", "failures", "planned_start", "updated_at",
-               "input_path", "state_reason")
+               "input_path", "state_reason", "lane", "priority", "deadline_at", "lane_priority")
     return [dict(zip(columns, row)) for row in rows]
 
 

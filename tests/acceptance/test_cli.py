@@ -59,11 +59,14 @@ def test_reports_after_a_run(db, env, tmp_path):
     status = run(["status"], env).stdout
     assert "processed" in status
     tasks = run(["tasks", "--tile", "32TLR"], env).stdout
-    assert "/a" in tasks and "work" in tasks
+    assert "/a" in tasks and "work" in tasks and "nrt" in tasks  # (its lane; it has no deadline: "-")
+    assert "/a" in run(["tasks", "--tile", "32tlr", "--lane", "nrt"], env).stdout  # (lower case found nothing)
     assert "/a" not in run(["tasks", "--tile", "31TGL"], env).stdout
+    assert "/a" not in run(["tasks", "--lane", "archive"], env).stdout
     task_id = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
     shown = run(["task", "show", str(task_id)], env).stdout
-    for expected in ("pending", "planned", "dispatched", "running", "processed", "hrwsi-work-", ".log"):
+    for expected in ("pending", "planned", "dispatched", "running", "processed", "hrwsi-work-", ".log",
+                     "lane nrt, priority 0, deadline none"):
         assert expected in shown
     missing = run(["task", "show", "999999"], env, check=False)
     assert missing.returncode == 1 and "no task 999999" in missing.stderr and "Traceback" not in missing.stderr

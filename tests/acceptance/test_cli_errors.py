@@ -124,6 +124,12 @@ def test_an_unknown_task_state_is_named_with_the_states_there_are(env):
                    "terminated", code=2)
 
 
+def test_an_unknown_routine_or_lane_is_named_with_those_there_are(env):
+    """(`hrwsi tasks --routine nope` listed no task, as if that routine had none; found by exploratory testing)"""
+    one_line_error(run(["tasks", "--routine", "nope"], env, check=False), "no routine 'nope': one of", code=2)
+    one_line_error(run(["tasks", "--lane", "bogus"], env, check=False), "no lane 'bogus': one of nrt, archive", code=2)
+
+
 @pytest.mark.parametrize("plot, says", [("", "--plot takes a file name, like plan.png"),
                                         (".", "--plot takes a file name, like plan.png")])
 def test_a_chart_path_that_is_no_file_name_is_one_line(env, plot, says):

@@ -131,12 +131,19 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
 # -- tasks ---------------------------------------------------------------------------------------
 def tasks(console: Console, rows: list[dict]) -> None:
     table = _table(f"tasks ({len(rows)} shown, newest first)",
-                   ("id", "routine", "state", "tile", "worker", "attempts", "planned start", "input", "reason"))
+                   ("id", "routine", "state", "lane", "deadline", "tile", "worker", "attempts", "planned start",
+                    "input", "reason"))
     for r in rows:
-        table.add_row(str(r["id"]), text(r["routine"]), r["state"], text(r["tile"]), text(r["worker"]),
-                      f"{r['attempts']} ({r['failures']} failed)", time(r["planned_start"]), text(r["input_path"]),
-                      text(r["state_reason"], 60))
+        table.add_row(str(r["id"]), text(r["routine"]), r["state"], lane_text(r), time(r["deadline_at"]),
+                      text(r["tile"]), text(r["worker"]), f"{r['attempts']} ({r['failures']} failed)",
+                      time(r["planned_start"]), text(r["input_path"]), text(r["state_reason"], 60))
     console.print(table)
+
+
+def lane_text(row: dict) -> Text:
+    """A task's lane, with the priority it is served at when ageing raised it ("archive, served as 0 (aged)")."""
+    raised = row.get("lane_priority") is not None and row.get("priority", 0) < row["lane_priority"]
+    return text(f"{row.get('lane') or '-'}" + (f", served as {row['priority']} (aged)" if raised else ""))
 
 
 def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None] | None = None) -> None:
@@ -145,6 +152,9 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     line(console, f"  input {data['input_id']} ({data['processing_condition']}): ", data["input_path"])
     line(console, f"  tile {data['tile'] or '-'}, mission {data['mission'] or '-'}, measured "
                   f"{time(data['measured_at'])}, published {time(data['published_at'])}")
+    line(console, "  lane ", lane_text(data).plain, f", priority {data['priority']}, deadline ",
+         time(data["deadline_at"]) if data["deadline_at"] else "none",
+         f", campaign {data['campaign_id']}" if data["campaign_id"] else "")
     line(console, f"  worker {data['worker'] or '-'}, planned {time(data['planned_start'])} -> "
                   f"{time(data['planned_end'])}, depends on {data['depends_on'] or 'nothing'}, "
                   f"attempts {data['attempts']} ({data['failures']} failed)")
