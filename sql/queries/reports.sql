@@ -14,7 +14,8 @@ ORDER BY j.finished_at DESC NULLS LAST, j.id DESC
 LIMIT %(limit)s;
 
 -- name: report_unplannable
-SELECT id, routine, state_reason FROM hrwsi.processing_task
+-- The oldest pending tasks with a reason, and how many there are in all (status shows a few of them).
+SELECT id, routine, state_reason, count(*) OVER () AS total FROM hrwsi.processing_task
 WHERE state = 'pending' AND state_reason IS NOT NULL ORDER BY id LIMIT %(limit)s;
 
 -- name: report_tasks

@@ -62,12 +62,16 @@ SELECT count(*)::bigint AS unsent, extract(epoch FROM now() - min(created_at))::
 FROM hrwsi.alert WHERE sent_at IS NULL;
 
 -- name: web_unplannable
--- Pending tasks the planner cannot place, with its reason (one example per routine and reason).
-SELECT DISTINCT ON (routine, state_reason) routine, state_reason, id
+-- Pending tasks the planner cannot place, with its reason: one line per routine and reason, with how
+-- many tasks it holds and its oldest as the example. A reason names its own task ("task 100000
+-- (routine huge) needs 64 CPU ..."): grouped as it reads with the task ids left out (grouped by
+-- the text itself, 10,000 tasks made 10,000 lines, and sorted as text, task 100000 before 90532).
+SELECT routine, (array_agg(state_reason ORDER BY id))[1] AS state_reason, min(id) AS id, count(*) AS tasks
 FROM hrwsi.dashboard_task
 WHERE state = 'pending' AND state_reason IS NOT NULL AND state_reason NOT LIKE 'retried%'
   AND state_reason NOT LIKE '%released%' AND state_reason NOT LIKE 'attempt %'
-ORDER BY routine, state_reason, id
+GROUP BY routine, regexp_replace(state_reason, 'task [0-9]+', 'task N', 'g')
+ORDER BY routine, min(id)
 LIMIT $1;
 
 -- name: web_services

@@ -50,6 +50,9 @@ def status(conn: psycopg.Connection, failures: int = 10) -> dict:
     held = _rows(conn, "report_held_routines")
     for routine in held:
         routine["next"] = held_routine_next_step(routine["routine"])
+    unplannable_rows = conn.execute(query("report_unplannable"), {"limit": 10}).fetchall()
+    unplannable = [{"task_id": task_id, "routine": routine, "reason": reason}
+                   for task_id, routine, reason, _ in unplannable_rows]
     return {
         "tasks": state_counts(conn),
         "jobs": dict(conn.execute(query("report_job_counts")).fetchall()),
@@ -57,8 +60,8 @@ def status(conn: psycopg.Connection, failures: int = 10) -> dict:
         "held_campaigns": [row | {"next": held_campaign_next_step(row["campaign"])}
                            for row in _rows(conn, "report_held_campaigns")],
         "held_tasks": _rows(conn, "report_held_tasks", {"limit": 20}),
-        "unplannable": [{"task_id": task_id, "routine": routine, "reason": reason} for task_id, routine, reason
-                        in conn.execute(query("report_unplannable"), {"limit": 10})],
+        "unplannable": unplannable,
+        "unplannable_total": unplannable_rows[0][3] if unplannable_rows else 0,
         "recent_failures": [
             {"task_id": r[0], "routine": r[1], "attempt": r[2], "state": r[3], "exit_code": r[4], "message": r[5],
              "finished_at": r[6], "log_path": r[7]}

@@ -147,8 +147,9 @@ def build(db: psycopg.Connection, data_dir: Path, now: datetime | None = None) -
     for n in range(2):
         task = _task(db, _input(db, "l1c", f"/eodata/S2A_MSIL1C_HUGE_{n}.SAFE", "31TGL", measured),
                      "atmospheric_correction")
-        db.execute("UPDATE hrwsi.processing_task SET state_reason = %s WHERE id = %s",
-                   ("no worker can ever run it: it needs 64 CPU and the largest flavour has 4", task))
+        db.execute("UPDATE hrwsi.processing_task SET state_reason = %s WHERE id = %s",  # (as the planner says it)
+                   (f"task {task} (routine atmospheric_correction) needs 64 CPU but the largest flavour has 4 CPU",
+                    task))
         unplannable.append(task)
 
     db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at, version) VALUES

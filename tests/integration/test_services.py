@@ -133,12 +133,26 @@ async def test_unplannable_task_is_explained_and_the_rest_goes_on(db, database_u
     document["condition"].append({"name": "huge", "routine": "huge"})
     configure(document)
     async with running(database_url, ["orchestrator"], settings):
-        insert_inputs(db, 1, condition="huge", prefix="/huge/")
+        insert_inputs(db, 12, condition="huge", prefix="/huge/")
         insert_inputs(db, 3)
         await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'planned'")
-        reason = await wait_until(database_url, "SELECT state_reason FROM hrwsi.processing_task WHERE routine = 'huge'")
-    assert "huge" in reason or "64" in reason
+        await wait_until(database_url, "SELECT count(*) = 12 FROM hrwsi.processing_task WHERE routine = 'huge' "
+                                       "AND state_reason IS NOT NULL")
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task WHERE routine = 'huge' ORDER BY id").fetchone()[0]
+    assert "huge" in reason and "64" in reason
     assert "CPU" in reason.upper()
+    # `hrwsi status` shows the oldest ten and says how many there are (it showed ten, and no total).
+    from io import StringIO
+
+    from rich.console import Console
+
+    from hrwsi import reports
+    from hrwsi.cli import views
+    data = reports.status(db)
+    assert (len(data["unplannable"]), data["unplannable_total"]) == (10, 12)
+    out = StringIO()
+    views.status(Console(file=out, width=200), data, stale_after_s=30)
+    assert "tasks that cannot be planned (the oldest 10 of 12):" in out.getvalue()
 
 
 async def test_launcher_runs_the_command_and_records_products(db, database_url, settings, configure, tmp_path):

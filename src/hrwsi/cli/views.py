@@ -62,7 +62,9 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
     console.print(table)
     _held(console, data)
     if data["unplannable"]:
-        console.print("[yellow]tasks that cannot be planned:[/yellow]")
+        total, shown = data.get("unplannable_total", 0), len(data["unplannable"])
+        console.print("[yellow]tasks that cannot be planned"
+                      + (f" (the oldest {shown} of {total:,}):" if total > shown else ":") + "[/yellow]")
         for item in data["unplannable"]:
             line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
     _services(console, data["services"], stale_after_s)
