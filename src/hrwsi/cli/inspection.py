@@ -158,6 +158,8 @@ def _chart_path(plot: Path | None) -> Path | None:
 def plan_show(plan_id: int | None = typer.Option(None, "--id", min=1, max=ID_MAX,
                                                 help="a stored plan (default: the current schedule)"),
               plot: Path | None = typer.Option(None, help="write a Gantt chart (PNG) here"),
+              limit: int = typer.Option(200, min=1, max=10_000_000,
+                                        help="the schedule's table shows this many tasks (the figures count all)"),
               as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The current schedule (every task planned, dispatched or running, with its worker and times), or a
     stored plan's figures with --id; --plot draws it as a Gantt chart with the resources in use."""
@@ -179,7 +181,7 @@ def plan_show(plan_id: int | None = typer.Option(None, "--id", min=1, max=ID_MAX
     if as_json:
         print_json(data)
     elif plan_id is None:
-        views.schedule(console, data)
+        views.schedule(console, data, limit)
     else:
         views.stored_plan(console, data)
     if plot and chart:

@@ -218,18 +218,25 @@ def alerts(console: Console, data: dict, delivery: str) -> None:
 
 
 # -- schedules and plans -------------------------------------------------------------------------
-def schedule(console: Console, data: dict) -> None:
+def schedule(console: Console, data: dict, limit: int | None = None) -> None:
+    """The schedule's figures, and its first `limit` tasks (30,000 planned tasks printed 30,006 lines
+    in 18 s of CPU: found by exploratory testing)."""
     per_state = ", ".join(f"{n} {s}" for s, n in sorted(data["per_state"].items())) or "nothing"
     line(console, f"current schedule at {time(data['at'])}: {per_state} on {data['workers']} worker(s); "
                   f"expected to end {time(data['expected_end'])}")
-    table = _table("tasks holding a worker (by worker, then start)",
+    shown = data["tasks"][:limit] if limit is not None else data["tasks"]
+    more = len(data["tasks"]) - len(shown)
+    table = _table("tasks holding a worker (by worker, then start"
+                   + (f"; the first {len(shown):,} of {len(data['tasks']):,})" if more else ")"),
                    ("worker", "task", "routine", "state", "planned start", "planned end", "started", "expected end",
                     "plan"))
-    for t in data["tasks"]:
+    for t in shown:
         table.add_row(text(t["worker"]), str(t["task_id"]), text(t["routine"]), t["state"], time(t["planned_start"]),
                       time(t["planned_end"]), time(t["started_at"]), time(t["expected_end"]),
                       str(t["plan_id"] or "-"))
     console.print(table)
+    if more:
+        line(console, f"... and {more:,} more task(s): --limit shows more, --json lists them all")
 
 
 def stored_plan(console: Console, data: dict) -> None:
