@@ -23,7 +23,7 @@ SELECT t.id, t.routine, t.state, i.tile, t.worker, t.attempts, t.failures, t.pla
        i.input_path, t.state_reason, t.lane, t.priority, t.deadline_at,
        (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
-WHERE (%(state)s::text IS NULL OR t.state = %(state)s)
+WHERE (%(states)s::text[] IS NULL OR t.state = ANY (%(states)s::text[]))
   AND (%(routine)s::text IS NULL OR t.routine = %(routine)s)
   AND (%(tile)s::text IS NULL OR i.tile = %(tile)s)
   AND (%(lane)s::text IS NULL OR t.lane = %(lane)s)

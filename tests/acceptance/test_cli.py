@@ -63,6 +63,8 @@ def test_reports_after_a_run(db, env, tmp_path):
     assert "/a" in run(["tasks", "--tile", "32tlr", "--lane", "nrt"], env).stdout  # (lower case found nothing)
     assert "/a" not in run(["tasks", "--tile", "31TGL"], env).stdout
     assert "/a" not in run(["tasks", "--lane", "archive"], env).stdout
+    assert "/a" in run(["tasks", "--state", "running", "--state", "processed"], env).stdout  # (any of them)
+    assert "/a" not in run(["tasks", "--state", "running", "--state", "pending"], env).stdout
     task_id = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
     shown = run(["task", "show", str(task_id)], env).stdout
     for expected in ("pending", "planned", "dispatched", "running", "processed", "hrwsi-work-", ".log",

@@ -34,7 +34,8 @@ def status(failures: int = typer.Option(10, min=0, max=1_000_000, help="how many
 
 
 @app.command()
-def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Option(None),
+def tasks(state: list[str] | None = typer.Option(None, help="repeat it for several states (any of them)"),
+          routine: str | None = typer.Option(None),
           tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
           lane: str | None = typer.Option(None, help="nrt, archive, or another lane of hrwsi.lane"),
           limit: int = typer.Option(50, min=1, max=1_000_000),
@@ -42,10 +43,11 @@ def tasks(state: str | None = typer.Option(None), routine: str | None = typer.Op
     """List tasks, newest first, filtered by state, routine, tile or lane."""
     with database() as conn:
         # A filter naming nothing there is refused, not answered with an empty list as if no task matched.
-        if state is not None:
-            states = [row[0] for row in conn.execute(query("report_task_state_names"))]
-            if state not in states:  # (it listed no task, as if none were in that state)
-                raise CliError(f"no task state {visible(state)!r}: one of {', '.join(states)}", 2)
+        # (--state given twice kept the last one only: `--state dispatched --state running` listed no running task)
+        states = [row[0] for row in conn.execute(query("report_task_state_names"))]
+        for name in state or []:
+            if name not in states:  # (it listed no task, as if none were in that state)
+                raise CliError(f"no task state {visible(name)!r}: one of {', '.join(states)}", 2)
         routines, lanes = conn.execute(query("report_known_names")).fetchone()
         if routine is not None and routine not in routines:
             raise CliError(f"no routine {visible(routine)!r}: one of {', '.join(routines) or '(none configured)'}", 2)

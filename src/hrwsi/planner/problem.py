@@ -262,7 +262,10 @@ class Problem:
 
     def _why_never(self, cpu: float, ram: float, st: float, flavour: str | None) -> str | None:
         if not self.workers:
-            return "cannot be planned: there are no workers"
+            # (the planner sees the active workers only: "there are no workers" was said while two were
+            # configured, their Nomad nodes ineligible; found by exploratory testing)
+            return ("cannot be planned: no worker is active (none is configured, or every one is inactive: "
+                    "set so, or its Nomad node down, ineligible or draining)")
         if self.vm_max <= 0:
             return "cannot be planned: vm_max is 0"
         if flavour is not None and flavour not in self.by_flavour:

@@ -49,7 +49,7 @@ def test_reason_for_a_task_above_every_flavour():
 def test_no_workers_and_vm_max_zero():
     plan = plan_tasks([task(1), task(2, deps=[1])], [], Budgets())
     assert {u.task_id for u in plan.unplannable} == {1, 2}
-    assert "no workers" in plan.unplannable[0].reason
+    assert "no worker is active (none is configured, or every one is inactive" in plan.unplannable[0].reason
     assert plan.figures.makespan_s == 0.0
     plan = plan_tasks([task(1)], workers(1), Budgets(vm_max=0))
     assert "vm_max is 0" in plan.unplannable[0].reason
