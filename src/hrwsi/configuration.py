@@ -170,6 +170,14 @@ class Routine(_Entry):
         if secrets:
             raise ValueError(f"env {', '.join(secrets)} looks like a secret: routine environments are written into "
                              "job specs; give the job the secret through the backend (e.g. Nomad Variables)")
+        # Nomad replaces ${...} in a job's environment (client/taskenv), and the Nomad backend refuses to
+        # submit such a value: every job of the routine failed, charged to it, until it was held
+        # (found by exploratory testing, 2026-12-05). Refused here, where the value is written.
+        interpolated = sorted(k for k, v in self.env.items() if "${" in v)
+        if interpolated:
+            raise ValueError(f"env {', '.join(interpolated)} holds '${{', which Nomad would replace with a node "
+                             "attribute or a runtime variable: give the value itself (HRWSI_* variables name the "
+                             "attempt's paths)")
         return self
 
 

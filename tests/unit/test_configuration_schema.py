@@ -122,6 +122,16 @@ def test_a_routine_needs_a_command_or_an_image_and_no_secret_in_its_environment(
     assert found[1].startswith("routine[1]: env CDSE_PASSWORD looks like a secret")
 
 
+def test_a_routine_environment_value_nomad_would_interpolate_is_refused_naming_the_variable():
+    # It passed validation and load, then the Nomad backend refused every job of the routine, each
+    # charged to it, until it was held (found by exploratory testing).
+    def change(d):
+        d["routine"][1]["env"] = {"SNOW_HOME": "${HOME}/snow", "LEVEL": "2", "PRICE": "$5"}
+
+    [found] = problems_of(change)
+    assert found.startswith("routine[1]: env SNOW_HOME holds '${', which Nomad would replace"), found
+
+
 def test_a_worker_is_named_one_way():
     assert problems_of(lambda d: d["worker"][0].update(name="w")) == [
         "worker[0]: give either name, or prefix and count, not both"]
