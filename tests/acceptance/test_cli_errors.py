@@ -170,3 +170,21 @@ def test_the_environment_variable_debug_switch_works_too(env, empty_database_url
     result = run(["status"], {**env, "HRWSI_DATABASE_URL": empty_database_url, "HRWSI_DEBUG": "1"}, check=False)
     assert "Traceback" in result.stderr
     assert os.environ.get("HRWSI_DEBUG") is None
+
+
+def test_db_init_by_a_role_that_may_only_run_the_services_says_to_run_it_as_the_schema_owner(env, db,
+                                                                                               empty_database_url):
+    """(it advised "the schema owner, or one granted hrwsi_service": the role that had just failed)"""
+    import uuid
+
+    import psycopg
+    name = f"hrwsi_test_{uuid.uuid4().hex[:8]}"
+    db.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN IN ROLE hrwsi_service").format(psycopg.sql.Identifier(name)))
+    try:
+        as_service = empty_database_url.replace("postgresql://postgres@", f"postgresql://{name}@")
+        line = one_line_error(run(["db", "init"], {**env, "HRWSI_DATABASE_URL": as_service}, check=False),
+                              "not allowed: permission denied for schema public", "run it as the schema's owner",
+                              code=1)
+        assert "not as a role granted hrwsi_service" in line
+    finally:
+        db.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(name)))

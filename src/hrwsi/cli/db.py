@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import typer
 
 from hrwsi import migrations
@@ -56,6 +57,12 @@ def db_init() -> None:
             applied = migrations.migrate(conn)
         except (migrations.UnrecordedSchema, migrations.NewerSchema) as error:
             raise CliError(str(error), 2) from None
+        except psycopg.errors.InsufficientPrivilege as error:
+            # (the general advice named hrwsi_service, which may run the services but not install them:
+            # found by exploratory testing)
+            raise CliError(f"not allowed: {error.diag.message_primary or error}; `hrwsi db init` creates and changes "
+                           "the schema: run it as the schema's owner (for a new database, a role that may create "
+                           "in it), not as a role granted hrwsi_service or hrwsi_data_engineer", 1) from None
     if not applied:
         console.print("schema up to date")
     elif fresh:  # soft_wrap: a migration's name is not broken over two lines
