@@ -188,3 +188,13 @@ def test_db_init_by_a_role_that_may_only_run_the_services_says_to_run_it_as_the_
         assert "not as a role granted hrwsi_service" in line
     finally:
         db.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(name)))
+
+
+def test_a_reading_command_on_a_database_that_lacks_migrations_names_them(env, db):
+    """(status said "has no hrwsi schema, or lacks a migration (column k.hold_reason does not exist)"; the
+    services named the migrations; found by exploratory testing)"""
+    db.execute("DELETE FROM public.hrwsi_schema_migration WHERE version >= 45")
+    db.execute("ALTER TABLE hrwsi.campaign DROP COLUMN hold_reason CASCADE")  # (what 0045 added)
+    line = one_line_error(run(["status"], env, check=False), "lacks", "0045_a_campaign_s_failures_hold_the_campaign",
+                          "run `hrwsi db init` as the schema's owner", code=2)
+    assert "0049_an_unavailable_backend_loses_the_attempt" in line

@@ -35,6 +35,20 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def _pending_migrations(url: str | None) -> list[str]:
+    """The migrations this installation ships that the database at `url` has not applied, when that can
+    be told (the database reached, its migrations recorded); [] otherwise."""
+    if not url:
+        return []
+    from hrwsi import migrations
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return migrations.pending(conn) if migrations.applied_versions(conn) else []
+    except Exception:  # (a second failure says no more than the first: the sentence without the names)
+        return []
+
+
 def _where(url: str | None) -> str:
     return f" ({redact(url)})" if url else ""
 
@@ -62,6 +76,10 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
         return _one_line(error) + advice, 2
     if isinstance(error, _NO_SCHEMA):
         primary, _, _ = _database_message(error)
+        missing = _pending_migrations(url)
+        if missing:  # (the services named them; the reading commands said only "or lacks a migration")
+            return (f"the database{_where(url)} lacks {len(missing)} migration(s) of this installation "
+                    f"({', '.join(missing)}; {_one_line(primary)}): run `hrwsi db init` as the schema's owner"), 2
         return (f"the database{_where(url)} has no hrwsi schema, or lacks a migration ({_one_line(primary)}): "
                 "run `hrwsi db init`"), 2
     if isinstance(error, _NOT_ALLOWED):
