@@ -2820,8 +2820,10 @@ GRANT SELECT ON ALL TABLES IN SCHEMA hrwsi TO hrwsi_readonly, hrwsi_data_enginee
 GRANT SELECT ON public.hrwsi_schema_migration TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- Data engineers add inputs and configure harvest sources and multi-input rules; they cannot
--- change tasks, jobs or the history.
-GRANT INSERT ON hrwsi.input TO hrwsi_data_engineer;
+-- change tasks, jobs or the history. Of an input, they give what it is, never what hrwsi records
+-- (when it came, from which source or product, for which campaign: migration 0051).
+GRANT INSERT (processing_condition, input_path, tile, mission, measured_at, published_at, scene_id, lane)
+    ON hrwsi.input TO hrwsi_data_engineer;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.harvest_source, hrwsi.multi_input_rule, hrwsi.multi_input_requirement
     TO hrwsi_data_engineer;
 

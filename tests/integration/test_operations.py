@@ -154,9 +154,24 @@ def test_data_engineer_inserts_inputs_but_cannot_touch_tasks_or_jobs(db, configu
                           "INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id) VALUES (1, 1, 'x', 'y')",
                           "UPDATE hrwsi.processing_routine SET cpu = 100",
                           "DROP TABLE hrwsi.input",
-                          "SELECT hrwsi.cancel_task(1)"):
+                          "SELECT hrwsi.cancel_task(1)",
+                          # what hrwsi records of an input, not what it is (migration 0051): a created_at of
+                          # 2099 set its deadline, and a made-up product made its lineage lie
+                          "INSERT INTO hrwsi.input (processing_condition, input_path, created_at) "
+                          "VALUES ('in', '/later', '2099-01-01T00:00Z')",
+                          "INSERT INTO hrwsi.input (processing_condition, input_path, source, product_id) "
+                          "VALUES ('in', '/chained', 'chaining', 999999)",
+                          "INSERT INTO hrwsi.input (processing_condition, input_path, campaign_id) "
+                          "VALUES ('in', '/campaign', 1)"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 engineer.execute(statement)
+        # Everything that says what an input is, with RETURNING, and ON CONFLICT as README shows it.
+        engineer.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at,
+                                                     published_at, scene_id, lane)
+                            VALUES ('in', '/full', '32TLR', 'S2A', '2026-12-01T10:00Z', '2026-12-01T11:00Z', 's1',
+                                    'archive') ON CONFLICT DO NOTHING RETURNING id""").fetchone()
+        assert db.execute("SELECT source, product_id, campaign_id FROM hrwsi.input WHERE input_path = '/full'"
+                          ).fetchone() == ("sql", None, None)
 
 
 def test_a_data_engineer_loads_a_file_of_inputs_with_copy_and_a_bad_line_refuses_the_whole_file(db, configure,
