@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
 from hrwsi.backends.nomad.workers import NoNodeInPool, fetch_nodes, sync_from_nomad, sync_workers
 from hrwsi.testing.nomad_emulator import EmulatedNode
-from tests.contract.conftest import NODE_1, NODE_2, Target, open_emulator
+from tests.contract.conftest import MANAGEMENT_TOKEN, NODE_1, NODE_2, Target, open_emulator
 
 pytestmark = pytest.mark.contract
 
@@ -89,9 +90,10 @@ async def test_a_nomad_out_of_reach_or_refusing_the_token_is_one_line_for_worker
     said, code = explain(unreachable.value)
     assert said.startswith("could not list Nomad nodes: cannot reach Nomad at http://127.0.0.1:9") and code == 1
     if nomad.is_emulator:
-        async with open_emulator(tmp_path, "acl", acl_token="the-management-token") as target:
+        wrong = str(uuid.uuid4())
+        async with open_emulator(tmp_path, "acl", acl_token=MANAGEMENT_TOKEN) as target:
             with pytest.raises(NomadError) as refused:
-                await asyncio.to_thread(sync_from_nomad, db, target.config(token="a-wrong-token"))
+                await asyncio.to_thread(sync_from_nomad, db, target.config(token=wrong))
             said, code = explain(refused.value)
             assert "Nomad refused to list its nodes (HTTP 403" in said and "check NOMAD_TOKEN" in said
-            assert "a-wrong-token" not in said and "\n" not in said
+            assert wrong not in said and "\n" not in said

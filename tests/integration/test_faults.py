@@ -61,8 +61,13 @@ async def test_two_orchestrators_and_two_launchers_create_no_duplicates(db, data
     configure(single_routine_configuration(["true"], workers=3))
     kinds = ["orchestrator", "orchestrator", "launcher", "launcher"]
     async with running(database_url, kinds, settings):
+        # Both launchers registered (and so listening) before the first input, and the batches a turn
+        # apart: under a loaded machine, a launcher that started late found every task claimed (once,
+        # in `make test`, 2026-12-05), which proves nothing about duplicates.
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.service_instance WHERE kind = 'launcher'")
         for batch in range(10):
             insert_inputs(db, 30, start=batch * 30)
+            await asyncio.sleep(0.05)
         await wait_until(database_url, "SELECT count(*) = 300 FROM hrwsi.processing_task WHERE state = 'processed'",
                          timeout=60)
     assert db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 300

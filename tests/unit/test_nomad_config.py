@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from hrwsi.backends.nomad.config import NomadConfig
@@ -70,10 +72,11 @@ def test_a_token_that_cannot_be_sent_is_refused_without_being_said(token):
 def test_an_address_with_a_password_is_never_said_with_it():
     from hrwsi.backends.nomad import NomadBackend
     from hrwsi.backends.nomad.client import NomadClient
-    config = NomadConfig.from_env({"NOMAD_ADDR": "http://user:pa55word@127.0.0.1:9", "NOMAD_TOKEN": "tok-secret-1"})
+    password, token = uuid.uuid4().hex, str(uuid.uuid4())
+    config = NomadConfig.from_env({"NOMAD_ADDR": f"http://user:{password}@127.0.0.1:9", "NOMAD_TOKEN": token})
     client = NomadClient(config)
-    said = client.unreachable("Failed to connect to http://user:pa55word@127.0.0.1:9 with header tok-secret-1")
-    assert "pa55word" not in said and "tok-secret-1" not in said and "127.0.0.1:9" in said
+    said = client.unreachable(f"Failed to connect to http://user:{password}@127.0.0.1:9 with header {token}")
+    assert password not in said and token not in said and "127.0.0.1:9" in said
     backend = NomadBackend(config)
     try:
         assert backend.ui_link("hrwsi-a-1-1") == "http://127.0.0.1:9/ui/jobs/hrwsi-a-1-1@default"
