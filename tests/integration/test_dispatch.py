@@ -578,3 +578,25 @@ def test_the_schedule_counts_every_task_and_shows_as_many_as_asked(world):
     assert "5 planned on 1 worker(s)" in shown and "the first 2 of 5" in shown
     assert "... and 3 more task(s): --limit shows more, --json lists them all" in shown
     assert sum(" w1 " in row for row in shown.splitlines()) == 2
+
+
+def test_an_urgent_scene_of_a_time_series_makes_the_back_fill_before_it_as_urgent(world):
+    # Found by exploratory testing (2026-12-05): a near-real-time scene waited for the archive tasks
+    # before it in its series, served after every other near-real-time task (78 s for 8 s of work).
+    routine(world, sequential=True)
+    add(world, count=3, tile="32TPR", measured="2026-01-01T00:00Z", lane="archive")  # this tile's back-fill
+    other = add(world, count=2, tile="31TGL", measured="2026-01-01T00:00Z", lane="archive")
+    first, *rest = world.execute("SELECT id FROM hrwsi.processing_task WHERE series_tile = '32TPR' ORDER BY series_at"
+                                 ).fetchall()
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", first)  # the first already runs: nothing to raise there
+    [fresh] = add(world, count=1, tile="32TPR", measured="2026-06-01T00:00Z")  # a fresh scene, in nrt
+    priority = dict(world.execute("SELECT id, priority FROM hrwsi.processing_task").fetchall())
+    assert priority[fresh] == 0
+    assert [priority[row[0]] for row in rest] == [0, 0], "the archive tasks it waits for: served as urgently"
+    assert priority[first[0]] == 1 and [priority[t] for t in other] == [1, 1], "the rest of the back-fill: as it was"
+    lanes = {row[0] for row in world.execute("SELECT lane FROM hrwsi.processing_task WHERE id = ANY (%s)",
+                                              ([row[0] for row in rest],)).fetchall()}
+    assert lanes == {"archive"}  # (they stay back-fill: no deadline, their lane's products)
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", first)
+    assert dispatch(world, max_jobs=1) == [(rest[0][0], "w1")], "before the other tile's back-fill"

@@ -143,9 +143,10 @@ def tasks(console: Console, rows: list[dict]) -> None:
 
 
 def lane_text(row: dict) -> Text:
-    """A task's lane, with the priority it is served at when ageing raised it ("archive, served as 0 (aged)")."""
+    """A task's lane, with the priority it is served at when raised: by ageing, or because an urgent task
+    of its series waits for it ("archive, served as 0")."""
     raised = row.get("lane_priority") is not None and row.get("priority", 0) < row["lane_priority"]
-    return text(f"{row.get('lane') or '-'}" + (f", served as {row['priority']} (aged)" if raised else ""))
+    return text(f"{row.get('lane') or '-'}" + (f", served as {row['priority']}" if raised else ""))
 
 
 def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None] | None = None) -> None:
