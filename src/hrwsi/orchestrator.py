@@ -32,6 +32,7 @@ from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
 from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
+from hrwsi.timeliness import duration_text
 
 logger = logging.getLogger(__name__)
 
@@ -204,9 +205,10 @@ class Orchestrator(Service):
             plan = planner.plan_tasks(problem.tasks, problem.workers, problem.budgets, problem.fixed,
                                       horizon_s=horizon_s, mode=mode)
             if plan.late:
+                # (the lateness as people read it: "698.3 d late", not "60331739 s late")
                 logger.warning("the plan ends %d task(s) after their deadline (they are alerted as at risk): "
-                               "e.g. task %d, %.0f s late", len(plan.late), plan.late[0].task_id,
-                               plan.late[0].planned_end_s - plan.late[0].deadline_s)
+                               "e.g. task %d, %s late", len(plan.late), plan.late[0].task_id,
+                               duration_text(plan.late[0].planned_end_s - plan.late[0].deadline_s))
             if plan.figures.horizon_missed_by_s:
                 logger.warning("no plan ends within the %.0f s horizon: %s", horizon_s, plan.figures.horizon_note)
             violations = planner.validate_plan(plan, problem.tasks, problem.workers, problem.budgets, problem.fixed)

@@ -4,6 +4,8 @@ the orchestrator before a task is late when its plan already says so, and once i
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -89,7 +91,8 @@ def quick_deadline_checks(monkeypatch):
 
 
 async def test_the_orchestrator_alerts_a_task_its_plan_ends_after_its_deadline_before_it_is_late(
-        db, database_url, settings, configure, quick_deadline_checks):
+        db, database_url, settings, configure, quick_deadline_checks, caplog):
+    caplog.set_level(logging.WARNING, "hrwsi.orchestrator")
     document = single_routine_configuration(["true"], workers=1)
     document["routine"][0]["expected_duration_s"] = 3600  # the plan ends it an hour after it starts
     document["condition"][0].update({"deadline_hours": 0.5, "deadline_from": "measurement"})
@@ -102,6 +105,9 @@ async def test_the_orchestrator_alerts_a_task_its_plan_ends_after_its_deadline_b
     assert row[:3] == (True, "planned", True), "alerted before it is late, because of its plan"
     assert "but its plan ends it at" in row[3] and "late)" in row[3]
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'deadline_missed'").fetchone()[0] == 0
+    # the lateness as people read it (a back-fill's said "60331739 s late")
+    said = [r.getMessage() for r in caplog.records if "after their deadline" in r.getMessage()]
+    assert said and re.search(r"e\.g\. task \d+, (29|30)\.\d min late$", said[0]), said
 
 
 async def test_the_orchestrator_alerts_a_task_past_its_deadline_once(db, database_url, settings, configure,
