@@ -1682,8 +1682,8 @@ BEGIN
         -- An urgent task waits for the tasks before it in its series: those less urgent (a back-fill
         -- of the same tile) are served as urgently as it, down the series to the first that runs or
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served
-        -- after every other near-real-time task (found by exploratory testing: 78 s for a task of
-        -- 8 s behind three archive tasks; migration 0052). From the new tasks and the tasks now
+        -- after every other near-real-time task (found by exploratory testing: 78 s, where the three
+        -- archive tasks before it took 24 s; migration 0052). From the new tasks and the tasks now
         -- after them; a statement of its own, so that it follows the links just made.
         EXECUTE $q$
             WITH RECURSIVE waiting AS (

@@ -3,8 +3,8 @@
 --
 -- A back-fill into the archive lane shares its tile's production series (a campaign has series of
 -- its own). A near-real-time scene of that tile then depended on archive tasks, served at priority 1,
--- after every other near-real-time task: 78 s for a task of 8 s behind three archive tasks (found by
--- exploratory testing, 2026-12-05). hrwsi.create_tasks_for_new_inputs now raises the priority of the
+-- after every other near-real-time task: it took 78 s, where the three archive tasks before it in its
+-- series ran for 24 s (found by exploratory testing, 2026-12-05). hrwsi.create_tasks_for_new_inputs now raises the priority of the
 -- pending or planned tasks an urgent task waits for, down its series to the first that runs or ran.
 
 CREATE OR REPLACE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
@@ -148,8 +148,8 @@ BEGIN
         -- An urgent task waits for the tasks before it in its series: those less urgent (a back-fill
         -- of the same tile) are served as urgently as it, down the series to the first that runs or
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served
-        -- after every other near-real-time task (found by exploratory testing: 78 s for a task of
-        -- 8 s behind three archive tasks; migration 0052). From the new tasks and the tasks now
+        -- after every other near-real-time task (found by exploratory testing: 78 s, where the three
+        -- archive tasks before it took 24 s; migration 0052). From the new tasks and the tasks now
         -- after them; a statement of its own, so that it follows the links just made.
         EXECUTE $q$
             WITH RECURSIVE waiting AS (
