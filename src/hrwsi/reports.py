@@ -79,11 +79,10 @@ def blocking_session_next_step(pid: int) -> str:
             f"SELECT pg_terminate_backend({pid})")
 
 
-def tasks(conn: psycopg.Connection, *, state: str | list[str] | None = None, routine=None, tile=None, lane=None,
+def tasks(conn: psycopg.Connection, *, states: list[str] | None = None, routine=None, tile=None, lane=None,
           limit: int = 50) -> list[dict]:
-    """Tasks, newest first; `state` one state or a list of them (any of them)."""
-    states = [state] if isinstance(state, str) else (list(state) if state else None)
-    rows = conn.execute(query("report_tasks"), {"states": states, "routine": routine, "tile": tile, "lane": lane,
+    """Tasks, newest first, in any of `states` (None: every state)."""
+    rows = conn.execute(query("report_tasks"), {"states": states or None, "routine": routine, "tile": tile, "lane": lane,
                                                "limit": limit}).fetchall()
     columns = ("id", "routine", "state", "tile", "worker", "attempts", "failures", "planned_start", "updated_at",
                "input_path", "state_reason", "lane", "priority", "deadline_at", "lane_priority")

@@ -61,6 +61,24 @@ def is_lock_timeout(error: asyncpg.PostgresError) -> bool:
     return getattr(error, "server_source_function", None) == "ProcessInterrupts"
 
 
+@dataclass
+class _Streak:
+    """Failures of one kind of one step in a row: since when (monotonic), how many, when last said.
+    The first is said at once, then one line every UNREACHABLE_LOG_EVERY_S while it lasts."""
+
+    since: float
+    attempts: int = 0
+    told: float | None = None
+
+    def another(self, now: float) -> bool:
+        """Count one more; whether to say so now."""
+        self.attempts += 1
+        if self.told is not None and now - self.told < UNREACHABLE_LOG_EVERY_S:
+            return False
+        self.told = now
+        return True
+
+
 class StatementTimedOut(Exception):
     """A step's statement was cancelled by the server's statement_timeout."""
 
@@ -182,9 +200,9 @@ class Service:
         self._lease_lock = asyncio.Lock()
         self._newer_schema_told: int | None = None  # the newest migration of a newer hrwsi, once logged
         self._due: dict[str, asyncio.TimerHandle] = {}  # steps woken later (wake_later), by name
-        # Steps that cannot reach the database: since when (monotonic), attempts, when last logged.
-        self._unreachable: dict[str, tuple[float, int, float | None]] = {}
-        self._lock_waits: dict[str, tuple[float, int, float | None]] = {}  # step -> its lock waits, as above
+        # Steps that cannot reach the database, and steps whose statements wait for a lock: step -> streak.
+        self._unreachable: dict[str, _Streak] = {}
+        self._lock_waits: dict[str, _Streak] = {}
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
@@ -310,18 +328,16 @@ class Service:
         """The first failure of a step to reach the database is a warning; while it lasts, one line
         every UNREACHABLE_LOG_EVERY_S says so again, with how long and how many attempts."""
         now = time.monotonic()
-        since, attempts, told = self._unreachable.get(name, (now, 0, None))
-        attempts += 1
-        if told is None or now - told >= UNREACHABLE_LOG_EVERY_S:
-            if told is None:
-                logger.warning("%s: step %s could not reach the database (%s); retrying every %g s",
-                               self.kind, name, error, self.settings.backstop_poll_s)
-            else:
-                logger.warning("%s: step %s still cannot reach the database (%s): %d attempts in %.0f s; retrying "
-                               "every %g s", self.kind, name, error, attempts, now - since,
-                               self.settings.backstop_poll_s)
-            told = now
-        self._unreachable[name] = (since, attempts, told)
+        streak = self._unreachable.setdefault(name, _Streak(now))
+        if not streak.another(now):
+            return
+        if streak.attempts == 1:
+            logger.warning("%s: step %s could not reach the database (%s); retrying every %g s",
+                           self.kind, name, error, self.settings.backstop_poll_s)
+        else:
+            logger.warning("%s: step %s still cannot reach the database (%s): %d attempts in %.0f s; retrying "
+                           "every %g s", self.kind, name, error, streak.attempts, now - streak.since,
+                           self.settings.backstop_poll_s)
 
     def _tell_lock_wait(self, name: str) -> None:
         """A step whose statement waited `lock_timeout` for a lock another session holds says so at
@@ -329,25 +345,20 @@ class Service:
         running the step, and retried without a word: one transaction left open in a SQL client
         stopped the chaining of every tile for as long as it stayed open.)"""
         now = time.monotonic()
-        since, attempts, told = self._lock_waits.get(name, (now, 0, None))
-        attempts += 1
-        if told is None or now - told >= UNREACHABLE_LOG_EVERY_S:
+        streak = self._lock_waits.setdefault(name, _Streak(now))
+        if streak.another(now):
             logger.warning("%s: step %s %s a lock another session holds (a transaction left open? `hrwsi status` "
                            "names the session); trying again", self.kind, name,
-                           "could not get, within lock_timeout," if told is None
-                           else f"still waits ({attempts} waits in {now - since:.0f} s) for")
-            told = now
-        self._lock_waits[name] = (since, attempts, told)
+                           "could not get, within lock_timeout," if streak.attempts == 1
+                           else f"still waits ({streak.attempts} waits in {now - streak.since:.0f} s) for")
 
     def _reached_again(self, name: str) -> None:
-        if name in self._lock_waits:
-            since, attempts, _ = self._lock_waits.pop(name)
-            logger.info("%s: step %s got its lock (after %d wait(s) in %.0f s)", self.kind, name, attempts,
-                        time.monotonic() - since)
-        if name in self._unreachable:
-            since, attempts, _ = self._unreachable.pop(name)
+        if (waits := self._lock_waits.pop(name, None)) is not None:
+            logger.info("%s: step %s got its lock (after %d wait(s) in %.0f s)", self.kind, name, waits.attempts,
+                        time.monotonic() - waits.since)
+        if (outage := self._unreachable.pop(name, None)) is not None:
             logger.info("%s: step %s reaches the database again (after %d failed attempt(s) in %.0f s)",
-                        self.kind, name, attempts, time.monotonic() - since)
+                        self.kind, name, outage.attempts, time.monotonic() - outage.since)
 
     async def run_dirty_steps(self) -> None:
         while self._dirty and not self.stopping.is_set():

@@ -44,16 +44,19 @@ def tasks(state: list[str] | None = typer.Option(None, help="repeat it for sever
     with database() as conn:
         # A filter naming nothing there is refused, not answered with an empty list as if no task matched.
         # (--state given twice kept the last one only: `--state dispatched --state running` listed no running task)
-        states = [row[0] for row in conn.execute(query("report_task_state_names"))]
-        for name in state or []:
-            if name not in states:  # (it listed no task, as if none were in that state)
-                raise CliError(f"no task state {visible(name)!r}: one of {', '.join(states)}", 2)
-        routines, lanes = conn.execute(query("report_known_names")).fetchone()
-        if routine is not None and routine not in routines:
-            raise CliError(f"no routine {visible(routine)!r}: one of {', '.join(routines) or '(none configured)'}", 2)
-        if lane is not None and lane not in lanes:
-            raise CliError(f"no lane {visible(lane)!r}: one of {', '.join(lanes)}", 2)
-        rows = reports.tasks(conn, state=state, routine=routine, tile=tile.upper() if tile else None, lane=lane,
+        if state:
+            states = [row[0] for row in conn.execute(query("report_task_state_names"))]
+            for name in state:
+                if name not in states:  # (it listed no task, as if none were in that state)
+                    raise CliError(f"no task state {visible(name)!r}: one of {', '.join(states)}", 2)
+        if routine is not None or lane is not None:
+            routines, lanes = conn.execute(query("report_known_names")).fetchone()
+            if routine is not None and routine not in routines:
+                raise CliError(f"no routine {visible(routine)!r}: one of {', '.join(routines) or '(none configured)'}",
+                               2)
+            if lane is not None and lane not in lanes:
+                raise CliError(f"no lane {visible(lane)!r}: one of {', '.join(lanes)}", 2)
+        rows = reports.tasks(conn, states=state, routine=routine, tile=tile.upper() if tile else None, lane=lane,
                              limit=limit)
     if as_json:
         print_json(rows)

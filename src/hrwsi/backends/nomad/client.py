@@ -155,7 +155,7 @@ class NomadClient:
         for secret in (self.config.token, urlsplit(self.config.address).password):
             if secret:
                 text = text.replace(secret, "<redacted>")
-        return text.replace(self.config.address, public_address(self.config.address))
+        return text
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:

@@ -65,14 +65,13 @@ def public_address(address: str) -> str:
                        parts.fragment))
 
 
-def _checked_token(token: str | None) -> str | None:
-    """The token, refused (never said) when it cannot be sent as a header: white space around it or
-    a control character in it, as a token read from a file with its newline has. requests refused it
+def _refuse_an_unsendable_token(token: str | None) -> None:
+    """Refuse (never saying it) a token that cannot be sent as a header: white space around it or a
+    control character in it, as a token read from a file with its newline has. requests refused it
     at every call with a message that quoted it, and that message went to the logs."""
     if token is not None and (token != token.strip() or any(ord(c) < 32 or ord(c) == 127 for c in token)):
         raise ValueError("NOMAD_TOKEN has white space around it or a control character in it (a newline read "
                          "from a file?): give the token alone")
-    return token
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,9 @@ class NomadConfig:
     retry_for_s: float = 120.0                       # how long a transient Nomad error is retried per call
 
     def __post_init__(self) -> None:
-        _checked_token(self.token)
-        if urlsplit(self.address).scheme not in ("http", "https") or not urlsplit(self.address).netloc:
+        _refuse_an_unsendable_token(self.token)
+        address = urlsplit(self.address)
+        if address.scheme not in ("http", "https") or not address.netloc:
             raise ValueError(f"NOMAD_ADDR={public_address(self.address)!r}: expected http://host:port or "
                              "https://host:port")
         if not NAMESPACE_NAME.fullmatch(self.namespace):
