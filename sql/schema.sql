@@ -809,7 +809,12 @@ CREATE TABLE hrwsi.service_instance (
     -- (migration 0044) During an upgrade, services of two versions may run side by side on one
     -- database; ops see which runs what in `hrwsi status` and on the dashboard. NULL: registered
     -- by a version before this column.
-    version      text
+    version      text,
+    -- (migration 0053) What the service cannot do now, in its own words, written at each heartbeat
+    -- (the launcher: Nomad out of reach or refusing its token, and what happens to its jobs
+    -- meanwhile), and since when; NULL: nothing. `hrwsi status` and the dashboard show it.
+    problem       text,
+    problem_since timestamptz
 );
 
 -- =============================================================================================

@@ -164,8 +164,9 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 -- Renew only a lease that has not lapsed; no row back means it lapsed (or was removed): the
 -- instance may have been declared dead and its work adopted, so it must not act under this id.
 -- And the newest migration the database records: one a newer hrwsi applied while this service
--- runs is told in its log (hrwsi.service.Service._heartbeat_once).
-UPDATE hrwsi.service_instance SET heartbeat_at = now()
+-- runs is told in its log (hrwsi.service.Service._heartbeat_once). $3, $4: what the service cannot
+-- do now and since when (NULL: nothing), for `hrwsi status` and the dashboard (migration 0053).
+UPDATE hrwsi.service_instance SET heartbeat_at = now(), problem = $3, problem_since = $4
 WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)
 RETURNING heartbeat_at, (SELECT max(version) FROM public.hrwsi_schema_migration) AS newest_migration;
 

@@ -119,7 +119,7 @@ ORDER BY t.id LIMIT %(limit)s;
 
 -- name: report_services
 SELECT id, kind, host, pid, version, started_at, heartbeat_at,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s, problem, problem_since
 FROM hrwsi.service_instance ORDER BY kind, heartbeat_at DESC;
 
 -- name: report_alert_counts

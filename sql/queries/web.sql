@@ -76,7 +76,7 @@ LIMIT $1;
 
 -- name: web_services
 SELECT id, kind, host, pid, version, started_at, heartbeat_at,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS age_s
+       extract(epoch FROM now() - heartbeat_at)::float8 AS age_s, problem, problem_since
 FROM hrwsi.service_instance
 ORDER BY kind, started_at;
 

@@ -240,6 +240,9 @@ class Launcher(Service):
         running = len(self._following) - len(self._ended) + len(self._starting)
         return self.backend.max_concurrent_jobs + self.claim_ahead - running
 
+    def problem(self) -> tuple[str, datetime] | None:
+        return self.backend.problem()  # (Nomad out of reach, say: `hrwsi status` says so beside its jobs)
+
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "dispatch":
             return f"it runs again claiming at most {self.dispatch_batch.shrink()} task(s) at a time"

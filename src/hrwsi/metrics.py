@@ -258,6 +258,9 @@ def _instance_families(instances: list) -> Iterable:
                                       "database", labels=["service"])
     dispatched = CounterMetricFamily("hrwsi_dispatched_tasks", "Tasks dispatched by this process's launchers",
                                      labels=["service"])
+    problem = GaugeMetricFamily("hrwsi_service_problem", "1 while the service cannot work as it should (the "
+                                "launcher's backend out of reach or refusing it; `hrwsi status` says why)",
+                                labels=["service"])
     for service in instances:
         health: InstanceHealth = service.health
         info.add_metric([service.kind, service.instance_id], 1.0)
@@ -270,11 +273,12 @@ def _instance_families(instances: list) -> Iterable:
             heartbeat_age.add_metric([service.kind], ages["heartbeat_ok_age_s"])
         if hasattr(service, "dispatched"):
             dispatched.add_metric([service.kind], service.dispatched)
+        problem.add_metric([service.kind], 0.0 if service.problem() is None else 1.0)
     # The Prometheus convention for a version: one series of value 1, the version as its label (ops
     # see an upgrade half done as two versions at once: `count by (version) (hrwsi_build_info)`).
     build = GaugeMetricFamily("hrwsi_build_info", "The hrwsi version this process runs", labels=["version"])
     build.add_metric([build_version()], 1.0)
-    yield from (info, reconnects, loop_age, heartbeat_age, dispatched, build)
+    yield from (info, reconnects, loop_age, heartbeat_age, dispatched, problem, build)
 
 
 class _Families:

@@ -24,6 +24,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -453,12 +455,23 @@ class Service:
         identity: drop in-flight claims (others may have adopted them) and register anew."""
         self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
         async with self.pool.acquire() as conn:
-            renewed = await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s)
+            renewed = await self._renew_lease(conn)
         if renewed is None:
             await self.lease_lost()
         else:
             self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
             self._tell_a_newer_schema(renewed["newest_migration"])
+
+    async def _renew_lease(self, conn) -> Any:
+        """Renew the lease, with what this service cannot do now (None: nothing); None back: it lapsed."""
+        problem = self.problem()
+        return await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s,
+                                   *(problem or (None, None)))
+
+    def problem(self) -> tuple[str, datetime] | None:
+        """Hook: what this service cannot do now and since when, written at each heartbeat for
+        `hrwsi status` and the dashboard (the launcher: its backend out of reach, say); None: nothing."""
+        return None
 
     def _tell_a_newer_schema(self, newest: int | None) -> None:
         """A newer hrwsi migrated the database while this service runs (an upgrade under way): its
@@ -477,8 +490,7 @@ class Service:
         """The lease lapsed: forget this identity's claims, then register a new identity."""
         async with self._lease_lock:
             async with self.pool.acquire() as conn:
-                if await conn.fetchval(query("renew_lease"), self.instance_id,
-                                       self.settings.lease_timeout_s) is not None:
+                if await self._renew_lease(conn) is not None:
                     return  # another path registered anew meanwhile
             await self._renew_identity()
 

@@ -86,12 +86,14 @@ OUTAGE_LINES = {
     ("asyncpg.pool", "Failed to restore the pool connection floor; retrying"): 0,
     ("hrwsi.listener", "listener: cannot connect to %s (%s); retrying in %.1f s"): 1,
     ("hrwsi.service", "%s: %s could not reach the database (%s); trying again in %.1f s"): 2,
+    # (Nomad away: each call's retries, 0.2 s apart at first; told apart by the call, a job's registration say)
+    ("hrwsi.backends.nomad.client", "could not %s (%s); retrying in %.1f s"): 1,
 }
 OUTAGE_LINE_EVERY_S = 30.0
 
 
 class OutageLines(logging.Filter):
-    """While the database is away, each retry of the pool, the listener and the side tasks said so
+    """While the database (or Nomad) is away, each retry of the pool, the listener and the side tasks said so
     again, asyncpg's pool with a traceback of about 20 lines at each: 260 lines in 30 s of one
     orchestrator (found by exploratory testing, 2026-12-05), where the steps say it once, then once
     every 30 s. These lines now do the same: the first is written, the next within

@@ -89,6 +89,26 @@ def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
         stop(process)
 
 
+def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):
+    # Found by exploratory testing (2026-12-05): with Nomad out of reach, only the launcher's log said
+    # so; status showed the task dispatched and its job submitted, as though all were well.
+    process = services({**env, "HRWSI_BACKEND": "nomad", "NOMAD_ADDR": "http://127.0.0.1:9"})  # (nothing listens)
+    try:
+        wait_for(db, "SELECT EXISTS (SELECT FROM hrwsi.service_instance WHERE kind = 'launcher' AND problem IS NOT NULL)")
+        status = run(["status"], env).stdout
+        said = " ".join(status.split())  # (rich wraps the line at the terminal's width)
+        assert "launcher cannot work as it should (launcher-" in said
+        assert "cannot reach Nomad at http://127.0.0.1:9: Failed to establish a new connection" in said
+        assert "lost (backend_unavailable) and its task retried, not charged to the routine" in said
+        launcher = next(s for s in json.loads(run(["status", "--json"], env).stdout)["services"]
+                        if s["kind"] == "launcher")
+        assert launcher["problem"].startswith("cannot reach Nomad") and launcher["problem_since"]
+        assert all(s["problem"] is None for s in json.loads(run(["status", "--json"], env).stdout)["services"]
+                   if s["kind"] != "launcher")
+    finally:
+        stop(process)
+
+
 def test_status_names_a_held_routine_with_why_and_what_happens_next_and_alerts_list_the_outbox(db, env):
     document = single_routine_configuration([sys.executable, "-c", "import sys; sys.exit(3)"], max_attempts=1)
     document["routine"][0]["hold_after_failures"] = 2

@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -734,6 +735,26 @@ async def test_a_nomad_out_of_reach_loses_the_attempt_without_charging_the_routi
         await backend.submit(nomad.spec("out-of-reach", "exit 0"))
     assert lost.value.fault == "backend_unavailable"
     assert "not the routine's fault" in str(lost.value)
+    # ... and the launcher's heartbeat tells `hrwsi status` what it cannot do, in one short line
+    said, since = backend.problem()
+    assert said.startswith("cannot reach Nomad at http://127.0.0.1:9: Failed to establish a new connection")
+    assert "Max retries" not in said and "HTTPConnectionPool" not in said  # (urllib3's wrapping)
+    assert "lost (backend_unavailable) and its task retried" in said
+    assert timedelta(0) <= datetime.now(UTC) - since < timedelta(minutes=1)
+
+
+async def test_what_kept_nomad_from_serving_is_said_until_it_serves_again(nomad: Target):
+    emulator = nomad.require_emulator("answer 503 twice")
+    backend = nomad.backend(retry_for_s=0.3)
+    assert backend.problem() is None
+    emulator.inject_errors(2, 503, "rpc error: No cluster leader", path_prefix="/v1/jobs", method="GET")
+    assert (await backend.client.jobs_index(retry=False)).status == 503
+    said, since = backend.problem()
+    assert "answers HTTP 503: rpc error: No cluster leader" in said
+    assert (await backend.client.jobs_index(retry=False)).status == 503
+    assert backend.problem()[1] == since  # (since the first call it met)
+    assert (await backend.client.jobs_index(retry=False)).status == 200
+    assert backend.problem() is None
 
 
 async def test_a_token_nomad_refuses_loses_the_attempt_and_names_nomad_token(nomad: Target, tmp_path):
@@ -746,6 +767,9 @@ async def test_a_token_nomad_refuses_loses_the_attempt_and_names_nomad_token(nom
             await backend.submit(spec)
         assert lost.value.fault == "backend_unavailable"
         assert wrong not in str(lost.value)  # the token itself is never said
+        said, _ = backend.problem()
+        assert said.startswith("Nomad refuses the launcher's token (HTTP 403") and "check NOMAD_TOKEN" in said
+        assert wrong not in said
         assert (await target.ahttp("GET", f"/v1/job/{Target.path_id(spec.job_id)}")).status_code == 404
 
 

@@ -87,6 +87,15 @@ async def test_the_overview_names_held_routines_with_their_reason_and_what_canno
     db.execute("UPDATE hrwsi.service_instance SET version = '0.1.0'")
     async with dashboard(database_url, data_dir) as client:
         assert "different hrwsi versions" not in visible(await text_of(client, "/")), "one version: nothing to say"
+    # What a live service cannot do (migration 0053: the launcher's Nomad out of reach, say), escaped.
+    db.execute("UPDATE hrwsi.service_instance SET problem = %s, problem_since = '2026-12-05 20:31:07+00' "
+               "WHERE host = 'ops2'", ("cannot reach Nomad at http://nomad:4646 <b>x</b>; each call is retried",))
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+    assert ("Cannot work as it should since 2026-12-05 20:31:07Z: cannot reach Nomad at http://nomad:4646 <b>x</b>; "
+            "each call is retried") in visible(html)
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    assert "2/2 services alive 1 cannot work as it should" in visible(html)
     assert "landing-l1c" in page
     assert "routine lane tile day products after sensing" in page, "the timeliness view's section (ADR 0010)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -78,7 +79,7 @@ def test_a_hung_loop_or_heartbeat_is_named():
 class FakeService:
     """Just what the exposition reads of a live service object."""
 
-    def __init__(self, kind, reconnects, dispatched=None):
+    def __init__(self, kind, reconnects, dispatched=None, problem=None):
         self.kind = kind
         self.instance_id = f"{kind}-x"
         self.health = InstanceHealth(kind)
@@ -86,6 +87,10 @@ class FakeService:
         self.listener = type("L", (), {"reconnects": reconnects})()
         if dispatched is not None:
             self.dispatched = dispatched
+        self._problem = problem
+
+    def problem(self):
+        return self._problem
 
 
 def test_the_exposition_has_the_process_the_instances_and_the_database():
@@ -96,7 +101,9 @@ def test_the_exposition_has_the_process_the_instances_and_the_database():
                                 backlog=[{"routine": "maja", "lane": "all", "waiting": 2, "oldest_s": 12.5}],
                                 alert_queue=(1, 60.0),
                                 routines=[{"name": "maja", "on_hold": True, "consecutive_failures": 5}])
-    text = exposition([FakeService("launcher", 3, dispatched=9), FakeService("orchestrator", 1)], snapshot).decode()
+    nomad_away = ("cannot reach Nomad at http://nomad:4646: Connection refused", datetime.now(UTC))
+    text = exposition([FakeService("launcher", 3, dispatched=9, problem=nomad_away), FakeService("orchestrator", 1)],
+                      snapshot).decode()
     for line in ('hrwsi_tasks{lane="all",routine="maja",state="running"} 3.0',
                  'hrwsi_jobs_active{lane="all",routine="maja",state="running"} 3.0',
                  'hrwsi_jobs_finished_last_hour{lane="all",routine="maja",state="processed"} 7.0',
@@ -105,6 +112,7 @@ def test_the_exposition_has_the_process_the_instances_and_the_database():
                  'hrwsi_listener_reconnects_total{service="launcher"} 2.0',
                  'hrwsi_listener_reconnects_total{service="orchestrator"} 0.0',
                  'hrwsi_dispatched_tasks_total{service="launcher"} 9.0', "hrwsi_database_up 1.0",
+                 'hrwsi_service_problem{service="launcher"} 1.0', 'hrwsi_service_problem{service="orchestrator"} 0.0',
                  'hrwsi_instance{instance="launcher-x",service="launcher"} 1.0',
                  f'hrwsi_build_info{{version="{build_version()}"}} 1.0'):
         assert line in text, line

@@ -125,8 +125,9 @@ def test_lines_an_outage_repeats_at_every_retry_are_said_once_every_30_s_with_ho
     handler = logging.StreamHandler(stream)
     handler.setFormatter(TextFormatter())
     handler.addFilter(OutageLines(clock=lambda: now[0]))
-    pool, listener, service = (logging.getLogger(name) for name in ("asyncpg.pool", "hrwsi.listener", "hrwsi.service"))
-    for logger in (pool, listener, service):
+    pool, listener, service, nomad = (logging.getLogger(name) for name in ("asyncpg.pool", "hrwsi.listener",
+                                                                         "hrwsi.service", "hrwsi.backends.nomad.client"))
+    for logger in (pool, listener, service, nomad):
         logger.addHandler(handler)
         logger.propagate = False
     try:
@@ -142,13 +143,15 @@ def test_lines_an_outage_repeats_at_every_retry_are_said_once_every_30_s_with_ho
             service.warning("%s: %s could not reach the database (%s); trying again in %.1f s", "launcher",
                             "raise_deadline_alerts", "refused", 10.0)
             service.warning("statement %s took %.1f s", "dispatch", 6.0)  # not an outage line: every one kept
+            nomad.warning("could not %s (%s); retrying in %.1f s", "list Nomad nodes", "cannot reach Nomad", 2.0)
     finally:
-        for logger in (pool, listener, service):
+        for logger in (pool, listener, service, nomad):
             logger.removeHandler(handler)
             logger.propagate = True
     lines = stream.getvalue().splitlines()
     assert sum("statement dispatch took" in line for line in lines) == 31
-    for what in ("pool connection floor", "listener: cannot connect", "heartbeat could not", "raise_deadline_alerts"):
+    for what in ("pool connection floor", "listener: cannot connect", "heartbeat could not", "raise_deadline_alerts",
+                 "could not list Nomad nodes"):
         said = [line for line in lines if what in line]
         assert len(said) == 3, said  # at 0, 30 and 60 s
         assert "(said 14 more time(s) in the last 30 s)" in said[1]

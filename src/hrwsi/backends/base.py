@@ -6,7 +6,7 @@ bounded thread pool so the launcher's event loop never blocks.
 
 `Backend` declares everything the launcher uses, so the launcher never has to ask a backend what it
 can do (no getattr): what a backend has nothing to do for has a default here (forget, stop_all,
-worker_activity, ui_link, close), and a backend inherits it by subclassing `Backend` explicitly.
+worker_activity, ui_link, problem, close), and a backend inherits it by subclassing `Backend` explicitly.
 tests/contract/test_backends.py checks every backend against this contract.
 
 It also holds what a backend that runs routines does with an attempt's directory: `prepare_attempt`
@@ -251,6 +251,11 @@ class Backend(Protocol):
 
     def ui_link(self, backend_job_id: str) -> str | None:
         """Where an admin sees this job (Nomad UI), if anywhere."""
+        return None
+
+    def problem(self) -> tuple[str, datetime] | None:
+        """What keeps the backend from serving the launcher now (out of reach, refusing its
+        credentials), and since when; None: nothing known. `hrwsi status` shows it."""
         return None
 
     async def close(self) -> None:

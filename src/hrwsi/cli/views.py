@@ -122,10 +122,15 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
         table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
                       time(s["started_at"]), beat)
     console.print(table)
+    alive = [s for s in services if s["heartbeat_age_s"] is None or s["heartbeat_age_s"] <= stale_after_s]
+    for s in alive:  # (what a live service cannot do now: the launcher's Nomad out of reach, say)
+        if s.get("problem"):
+            console.print(Text.assemble((f"{s['kind']} cannot work as it should", "bold red"),
+                                        visible(f" ({s['id']}, since {time(s['problem_since'])}): {s['problem']}")),
+                          soft_wrap=True)
     # (of the services alive: a stale row of a service stopped before an upgrade warned of an upgrade
     # under way long after it was done)
-    versions = sorted({s["version"] or "not recorded" for s in services
-                       if s["heartbeat_age_s"] is None or s["heartbeat_age_s"] <= stale_after_s})
+    versions = sorted({s["version"] or "not recorded" for s in alive})
     if len(versions) > 1:  # (an upgrade under way, or one left half done)
         console.print(Text(visible(f"services run different hrwsi versions: {', '.join(versions)}"), style="yellow"))
 

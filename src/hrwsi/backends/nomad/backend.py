@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from datetime import datetime
 from urllib.parse import quote
 
 from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, ProgressCallback, prepare_attempt
@@ -187,6 +188,20 @@ class NomadBackend(Backend):
         """{node name: ready, eligible and not draining} of the nodes in our node pool: a worker is its node."""
         return {n["Name"]: node_is_active(n) for n in await self.nodes()
                 if n.get("Name") and in_pool(n, self.config.node_pool)}
+
+    def problem(self) -> tuple[str, datetime] | None:
+        """Nomad out of reach, overloaded or refusing the token, and what happens to the jobs meanwhile."""
+        found = self.client.problem()
+        if found is None:
+            return None
+        if found.refused_endpoint is not None:
+            meanwhile = ("an attempt it refuses is lost (backend_unavailable) and its task retried, "
+                         "not charged to the routine")
+        else:
+            meanwhile = (f"each call is retried for {self.config.retry_for_s:.0f} s; an attempt not registered by "
+                         "then is lost (backend_unavailable) and its task retried, not charged to the routine; "
+                         "running jobs are followed again once Nomad answers")
+        return f"{found.text}; {meanwhile}", found.since
 
     def ui_link(self, backend_job_id: str) -> str | None:
         return f"{public_address(self.config.address)}/ui/jobs/{quote(backend_job_id, safe='')}@{self.config.namespace}"

@@ -14,10 +14,13 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -80,6 +83,19 @@ def _text(response: requests.Response) -> str:
     return response.content.decode("utf-8", errors="replace")
 
 
+# urllib3's wrapping of a cause ("HTTPConnectionPool(host='h', port=4646): Max retries exceeded with url:
+# /v1/nodes (Caused by NewConnectionError(...))"): the address is said already, the cause is what ops need
+CONNECTION_PREFIX = re.compile(r"^HTTPS?Connection(Pool)?\(host=[^)]*\): ")
+
+
+def _cause(error: object) -> str:
+    """A connection error's cause in one short line: "Failed to establish a new connection: [Errno 111]
+    Connection refused", "Read timed out. (read timeout=30)"."""
+    args = getattr(error, "args", None)
+    reason = getattr(args[0], "reason", None) if args else None
+    return CONNECTION_PREFIX.sub("", str(reason if reason is not None else error))
+
+
 def quote_id(job_id: str) -> str:
     """A job ID as one path segment (dispatched job IDs contain '/')."""
     return quote(job_id, safe="")
@@ -104,6 +120,22 @@ def is_transient(method: str, response: NomadResponse) -> bool:
     return False
 
 
+@dataclass
+class NomadProblem:
+    """What kept Nomad from serving the latest calls: out of reach, overloaded, or refusing the token."""
+
+    text: str
+    since: datetime
+    seen: float  # (monotonic) when last met
+    # A refused token is Nomad's answer for one endpoint (an ACL policy may allow jobs but not nodes):
+    # only a call of that endpoint served clears it. Out of reach or overloaded: any call served.
+    refused_endpoint: str | None = None
+
+
+# A problem not met again for this long is no longer said (the call that met it may not be made again).
+PROBLEM_FORGOTTEN_S = 600.0
+
+
 class NomadClient:
     """Nomad API calls in a bounded thread pool (created on first use), retried while transient."""
 
@@ -112,6 +144,29 @@ class NomadClient:
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self.closed = False
+        self._problem: NomadProblem | None = None
+
+    def problem(self) -> NomadProblem | None:
+        """What kept Nomad from serving the latest calls (None: they were served)."""
+        found = self._problem
+        if found is not None and time.monotonic() - found.seen > PROBLEM_FORGOTTEN_S:
+            return None
+        return found
+
+    def _note(self, endpoint: str, response: NomadResponse | None, problem: str, method: str) -> None:
+        """Keep what a call met for `hrwsi status` (the launcher's heartbeat writes it)."""
+        if response is not None and response.status in (401, 403):
+            text = (f"Nomad refuses the launcher's token (HTTP {response.status}: {error_text(response.text)[:200]}): "
+                    "check NOMAD_TOKEN and its ACL policy")
+            refused: str | None = endpoint
+        elif response is None or is_transient(method, response):
+            text, refused = problem, None
+        else:  # served (an answer of its own, a 404 say, is the call's business)
+            if self._problem is not None and self._problem.refused_endpoint in (None, endpoint):
+                self._problem = None
+            return
+        since = self._problem.since if self._problem is not None else datetime.now(UTC)
+        self._problem = NomadProblem(text, since, time.monotonic(), refused)
 
     def session_client(self) -> nomad.Nomad:
         """This thread's python-nomad client, configured from our config only."""
@@ -151,7 +206,7 @@ class NomadClient:
     def unreachable(self, error: object) -> str:
         """Why Nomad could not be reached, without the token or the address's password (requests
         quotes a header's value and the URL in some of its errors)."""
-        text = f"cannot reach Nomad at {public_address(self.config.address)}: {error}"
+        text = f"cannot reach Nomad at {public_address(self.config.address)}: {_cause(error)}"
         for secret in (self.config.token, urlsplit(self.config.address).password):
             if secret:
                 text = text.replace(secret, "<redacted>")
@@ -180,9 +235,11 @@ class NomadClient:
             except NomadError as error:
                 problem, response = str(error), None
             else:
-                if not is_transient(method, response):
-                    return response
                 problem = f"HTTP {response.status}: {response.text.strip()[:200]}"
+            self._note(endpoint, response, f"Nomad at {public_address(self.config.address)} answers {problem}"
+                       if response is not None else problem, method)
+            if response is not None and not is_transient(method, response):
+                return response
             if not retry or loop.time() + delay > deadline:
                 if response is not None:
                     return response
