@@ -500,7 +500,8 @@ CREATE TABLE hrwsi.job (
         'worker_gone',         -- its worker (Nomad node) went away or became inactive
         'backend_lost_track',  -- the backend no longer knows the job (state loss, garbage collected early)
         'stopped_by_hrwsi',    -- hrwsi stopped it (shutdown, a stranded job) without an operator asking
-        'backend_unavailable'  -- the backend could not be reached, or refused the launcher's credentials (0049)
+        'backend_unavailable', -- the backend could not be reached, or refused the launcher's credentials (0049)
+        'storage_unavailable'  -- the attempt's directory could not be made (disk full, read-only; 0054)
     )),
     routine_version  text,            -- the command or image the attempt ran (reprocessing keeps them apart)
     CONSTRAINT job_is_unique_per_task_attempt UNIQUE (task_id, attempt),
@@ -974,6 +975,44 @@ END $$;
 CREATE TRIGGER processing_routine_hold AFTER UPDATE OF on_hold ON hrwsi.processing_routine
     FOR EACH ROW EXECUTE FUNCTION hrwsi.hold_routine_tasks();
 
+-- A routine's needs, a flavour's size or a worker's flavour changed (`hrwsi config load`): the
+-- tasks planned with the old figures go back to pending, to be planned again or named among what
+-- cannot be planned. Planned on a worker they no longer fit, they waited there for ever, without a
+-- reason (found by exploratory testing, 2026-12-05; migration 0054).
+CREATE FUNCTION hrwsi.plan_again_what_no_longer_fits() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'processing_routine' THEN
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('routine %s changed (CPU, RAM, storage or flavour): planned again', NEW.name)
+        WHERE routine = NEW.name AND state = 'planned';
+    ELSIF TG_TABLE_NAME = 'flavour' THEN
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('the flavour %s of its worker %s changed: planned again', NEW.name, worker)
+        WHERE state = 'planned' AND worker IN (SELECT w.name FROM worker w WHERE w.flavour = NEW.name);
+    ELSE
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('its worker %s changed flavour: planned again', NEW.name)
+        WHERE state = 'planned' AND worker = NEW.name;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER processing_routine_needs_changed
+    AFTER UPDATE OF cpu, ram_mb, storage_mb, flavour ON hrwsi.processing_routine FOR EACH ROW
+    WHEN (OLD.cpu IS DISTINCT FROM NEW.cpu OR OLD.ram_mb IS DISTINCT FROM NEW.ram_mb
+          OR OLD.storage_mb IS DISTINCT FROM NEW.storage_mb OR OLD.flavour IS DISTINCT FROM NEW.flavour)
+    EXECUTE FUNCTION hrwsi.plan_again_what_no_longer_fits();
+CREATE TRIGGER flavour_size_changed
+    AFTER UPDATE OF cpu, ram_mb, disk_mb ON hrwsi.flavour FOR EACH ROW
+    WHEN (OLD.cpu IS DISTINCT FROM NEW.cpu OR OLD.ram_mb IS DISTINCT FROM NEW.ram_mb
+          OR OLD.disk_mb IS DISTINCT FROM NEW.disk_mb)
+    EXECUTE FUNCTION hrwsi.plan_again_what_no_longer_fits();
+CREATE TRIGGER worker_flavour_changed
+    AFTER UPDATE OF flavour ON hrwsi.worker FOR EACH ROW
+    WHEN (OLD.flavour IS DISTINCT FROM NEW.flavour)
+    EXECUTE FUNCTION hrwsi.plan_again_what_no_longer_fits();
+
 CREATE FUNCTION hrwsi.hold_campaign_tasks() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 -- A campaign put on hold: its waiting tasks are held too, and ops are told; production goes on.
@@ -1323,6 +1362,9 @@ END $$;
 
 CREATE FUNCTION hrwsi.hold_routine(routine_name text, reason text DEFAULT 'held by an operator')
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    held bigint;
+    under_way bigint;
 BEGIN
     UPDATE hrwsi.processing_routine SET on_hold = true, hold_reason = reason WHERE name = routine_name AND NOT on_hold;
     IF NOT FOUND THEN
@@ -1331,7 +1373,13 @@ BEGIN
         END IF;
         RETURN format('routine %s was already on hold', routine_name);
     END IF;
-    RETURN format('routine %s is on hold: its new and waiting tasks are held', routine_name);
+    -- (how many it holds, and what goes on: "its new and waiting tasks are held" said neither; 0054)
+    SELECT count(*) FILTER (WHERE t.state = 'on_hold'), count(*) FILTER (WHERE t.state <> 'on_hold')
+    INTO held, under_way
+    FROM hrwsi.processing_task t
+    WHERE t.routine = routine_name AND t.state IN ('on_hold', 'dispatched', 'queued', 'running');
+    RETURN format('routine %s is on hold: %s waiting task(s) held, and its new tasks will be until it is released; '
+                  '%s dispatched or running go on', routine_name, held, under_way);
 END $$;
 
 CREATE FUNCTION hrwsi.release_routine(routine_name text) RETURNS text LANGUAGE plpgsql
@@ -2906,6 +2954,9 @@ GRANT EXECUTE ON FUNCTION hrwsi.promote_aged_tasks(), hrwsi.lease_is_fresh(text,
                      double precision[], bigint[], text[])
     TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.mark_jobs_progress(bigint[], text[], text[], timestamptz[], text[]) TO hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() FROM PUBLIC;
+-- (a trigger function: callable by whoever writes the tables that fire it)
+GRANT EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- The web dashboard (0007): it reads tasks through dashboard_task; the audit is append-only for the services.
 GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

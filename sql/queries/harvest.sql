@@ -196,13 +196,33 @@ RETURNING name;
 -- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once. Products
 -- and tasks of reprocessing campaigns are neither members nor open work here (ADR 0010). Also
 -- returns how many rules are active: without one, nothing can make a group.
-WITH rule AS (
+WITH RECURSIVE rule AS (
     SELECT m.processing_condition AS condition, m.window_days, m.every_day_of_window, m.wait_for_open_tasks,
            c.measurement_window, c.tiles
     FROM hrwsi.multi_input_rule m
     JOIN hrwsi.processing_condition c ON c.name = m.processing_condition AND c.active
 ), wanted AS (
     SELECT DISTINCT q.product_type FROM hrwsi.multi_input_requirement q JOIN rule r ON r.condition = q.processing_condition
+), maker AS (
+    -- The routines whose tasks would make a member of a rule's group: those that output a member's
+    -- type (depth 0), and those upstream, whose products chain into one (depth 1 and more: an L2A
+    -- task makes the FSC of a daily group through the snow routine). Only the makers of depth 0
+    -- were waited for: a group was made from a tile's first scene while the L2A of its second
+    -- scene ran, and the members that L2A made never joined a group (found by exploratory testing,
+    -- 2026-12-05). A product chains only into a routine with an active single-input condition
+    -- (chain_products); the depth bounds a cycle of routines.
+    SELECT q.processing_condition AS condition, pr.name AS routine, pr.input_product_type, 0 AS depth
+    FROM hrwsi.multi_input_requirement q
+    JOIN rule r ON r.condition = q.processing_condition
+    JOIN hrwsi.processing_routine pr ON pr.output_product_type = q.product_type
+    UNION
+    SELECT m.condition, up.name, up.input_product_type, m.depth + 1
+    FROM maker m
+    JOIN hrwsi.processing_routine up ON up.output_product_type = m.input_product_type
+    WHERE m.depth < 8
+      AND EXISTS (SELECT 1 FROM hrwsi.processing_condition c
+                  WHERE c.routine = m.routine AND c.active
+                    AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = c.name))
 ), member AS (
     -- Products, with the tile and time of the input their task processed ...
     SELECT p.path, p.product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date AS day
@@ -247,19 +267,21 @@ WITH rule AS (
                            WHERE m.product_type = q.product_type AND m.tile = a.tile
                              AND m.day BETWEEN a.day - (r.window_days - 1) AND a.day) < q.min_count
                 END)
-      -- "once all are processed": no work that would make such a member is still waiting or running
+      -- "once all are processed": no work that would make such a member, itself or through what it
+      -- makes, is still waiting or running; upstream, a product not chained yet is work to come
       AND NOT (r.wait_for_open_tasks AND EXISTS (
           SELECT 1
-          FROM hrwsi.multi_input_requirement q
-          JOIN hrwsi.processing_routine pr ON pr.output_product_type = q.product_type
-          JOIN hrwsi.processing_condition pc ON pc.routine = pr.name
+          FROM maker mk
+          JOIN hrwsi.processing_condition pc ON pc.routine = mk.routine
           JOIN hrwsi.input i ON i.processing_condition = pc.name
           LEFT JOIN hrwsi.processing_task t ON t.input_id = i.id
-          WHERE q.processing_condition = a.condition AND i.tile = a.tile AND i.campaign_id IS NULL
+          WHERE mk.condition = a.condition AND i.tile = a.tile AND i.campaign_id IS NULL
             AND (t.id IS NULL OR t.campaign_id IS NULL)
             AND i.measured_at >= (a.day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
             AND i.measured_at < (a.day + 1)::timestamp AT TIME ZONE 'UTC'
-            AND (t.id IS NULL OR t.state NOT IN ('processed', 'terminated', 'cancelled'))))
+            AND (t.id IS NULL OR t.state NOT IN ('processed', 'terminated', 'cancelled')
+                 OR (mk.depth > 0 AND t.state = 'processed'
+                     AND EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = t.id AND p.chained_at IS NULL)))))
 ), grouped AS (
     SELECT c.condition, c.group_path, c.tile, c.day, c.window_days, m.path, m.product_type, m.measured_at
     FROM complete c

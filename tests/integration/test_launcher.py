@@ -478,6 +478,7 @@ class LosingBackend(DryRunBackend):
 @pytest.mark.parametrize("fault, message", [
     ("backend_lost_track", "the test's backend cannot tell whether it ran"),
     ("backend_unavailable", "could not register Nomad job: cannot reach Nomad; not the routine's fault"),
+    ("storage_unavailable", "could not prepare the attempt's directory /p: No space left on device"),
 ])
 async def test_an_attempt_the_backend_cannot_tell_ran_or_could_not_take_is_lost_and_retried_as_a_new_attempt(
         db, database_url, settings, configure, fault, message):

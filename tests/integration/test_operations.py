@@ -250,6 +250,17 @@ async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, confi
     assert len(mails) == 1 and "Subject: hrwsi: routine work is on hold" in mails[0]
 
 
+def test_holding_a_routine_says_how_many_waiting_tasks_it_held_and_how_many_under_way_go_on(db, configure):
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 4)
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w01', planned_start = now() "
+               "WHERE id = (SELECT min(id) FROM hrwsi.processing_task)")
+    said = db.execute("SELECT hrwsi.hold_routine('work')").fetchone()[0]
+    assert said == ("routine work is on hold: 3 waiting task(s) held, and its new tasks will be until it is released; "
+                    "1 dispatched or running go on")
+    assert db.execute("SELECT hrwsi.hold_routine('work')").fetchone()[0] == "routine work was already on hold"
+
+
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
     configure(single_routine_configuration(["true"]))
     db.execute("SELECT hrwsi.hold_routine('work')")

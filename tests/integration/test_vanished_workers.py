@@ -157,3 +157,24 @@ async def test_jobs_wait_for_a_worker_that_is_away_for_a_moment(db, database_url
         assert backend.stopped == []
         for event in backend.waiting.values():
             event.set()
+
+
+async def test_planned_tasks_a_changed_configuration_no_longer_fits_are_planned_again_or_named(
+        db, database_url, settings, configure):
+    # Found by exploratory testing (2026-12-05): a routine's CPU raised beyond every flavour left its
+    # planned tasks planned for ever, without a reason, and status did not list them (migration 0054).
+    configure(single_routine_configuration(["true"], workers=2))
+    insert_inputs(db, 3)
+    all_three = "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE "
+    async with running(database_url, ["orchestrator"], settings):
+        await wait_until(database_url, all_three + "state = 'planned'")
+        await execute(database_url, "UPDATE hrwsi.processing_routine SET cpu = 8 WHERE name = 'work'")
+        await wait_until(database_url, all_three + "state = 'pending' AND state_reason LIKE '%needs 8 CPU but the "
+                                                   "largest flavour has 4 CPU%'")
+        await execute(database_url, "UPDATE hrwsi.processing_routine SET cpu = 1 WHERE name = 'work'")
+        await wait_until(database_url, all_three + "state = 'planned'")
+        await execute(database_url, "UPDATE hrwsi.flavour SET cpu = 0.5")
+        await wait_until(database_url, all_three + "state = 'pending' AND state_reason LIKE '%needs 1 CPU%'")
+    said = dict(db.execute("SELECT reason, count(*) FROM hrwsi.task_event WHERE state = 'pending' GROUP BY reason"))
+    assert said["routine work changed (CPU, RAM, storage or flavour): planned again"] == 3
+    assert sum(n for reason, n in said.items() if reason and reason.startswith("the flavour f of its worker w")) == 3

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hrwsi.backends import local_supervisor
-from hrwsi.backends.base import JobSpec
+from hrwsi.backends.base import AttemptLost, JobSpec
 from hrwsi.backends.local import LocalBackend
 
 GUARD_S = 30.0  # a liveness guard against hangs, not a timing assertion
@@ -177,3 +177,17 @@ async def test_a_submit_given_up_while_its_supervisor_starts_leaves_it_to_the_ad
     async with asyncio.timeout(GUARD_S):
         while Path(f"/proc/{pid}").exists():  # reaped by the first backend: no zombie left behind
             await asyncio.sleep(0.02)
+
+
+async def test_an_attempt_whose_directory_cannot_be_made_is_lost_not_failed_and_nothing_runs(tmp_path):
+    # Found by exploratory testing (2026-12-05): a full products disk made each attempt the
+    # routine's failure ("the backend refused the job: [Errno 28] No space left on device"); its
+    # tasks were terminated and the routine held. A file where the task's directory goes fails alike.
+    (tmp_path / "task-1").write_text("not a directory")
+    backend = LocalBackend()
+    with pytest.raises(AttemptLost) as lost:
+        await backend.submit(spec_in(tmp_path), first_start=True)
+    assert lost.value.fault == "storage_unavailable"
+    assert "could not prepare the attempt's directory" in str(lost.value) and "not the routine's fault" in str(lost.value)
+    assert not (tmp_path / "runs").exists()
+    await backend.close()

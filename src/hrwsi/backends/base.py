@@ -115,12 +115,19 @@ def prepare_attempt(spec: JobSpec) -> None:
     if output.exists() and any(output.iterdir()):
         raise RuntimeError(f"the output directory {output} of a new attempt is not empty; refusing to run "
                            f"the attempt there (its files would become products of the wrong attempt)")
-    output.mkdir(parents=True, exist_ok=True)
-    Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
-    if spec.manifest is not None:
-        temporary = Path(spec.manifest_path + ".tmp")
-        temporary.write_text(json.dumps(json.loads(spec.manifest), indent=2, sort_keys=True))
-        os.replace(temporary, spec.manifest_path)  # whole or not at all
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        if spec.manifest is not None:
+            temporary = Path(spec.manifest_path + ".tmp")
+            temporary.write_text(json.dumps(json.loads(spec.manifest), indent=2, sort_keys=True))
+            os.replace(temporary, spec.manifest_path)  # whole or not at all
+    except OSError as error:
+        # A full or read-only disk is no fault of the routine, which has not run: every attempt failed
+        # so, its tasks were terminated and the routine held (found by exploratory testing, 2026-12-05).
+        raise AttemptLost("storage_unavailable", f"could not prepare the attempt's directory "
+                          f"{spec.attempt_dir}: {error.strerror or error} ({error.filename or 'its files'}); "
+                          "nothing ran, not the routine's fault: it is retried") from None
 
 
 def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
@@ -176,7 +183,7 @@ class JobOutcome:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # Why a 'lost' attempt was lost (hrwsi.job.fault): launcher_gone, worker_gone, backend_lost_track,
-    # stopped_by_hrwsi, backend_unavailable. Lost attempts are infrastructure faults: retried, never a
+    # stopped_by_hrwsi, backend_unavailable, storage_unavailable. Lost attempts are infrastructure faults: retried, never a
     # failure of the routine.
     fault: str | None = None
     # A processed attempt's products and what was refused as one (discover_products), when the backend

@@ -104,6 +104,33 @@ async def test_a_group_waits_until_every_task_that_would_add_a_member_is_done(ch
     assert (await evaluate_multi_input_conditions(pool)).inputs == 1
 
 
+async def test_a_group_waits_for_a_task_upstream_whose_product_would_chain_into_a_member(chain, pool):
+    # Found by exploratory testing (2026-12-05): a daily group was made from a tile's first scene
+    # while the L2A of its second scene ran; the FSC and SWS it then made never joined a group.
+    gfsc_rule(chain)
+    member(chain, "FSC")
+    member(chain, "SWS")
+    # A GRD of the same tile and day: its sig0 task (GRD -> SIG0) makes what sws (SIG0 -> SWS) reads.
+    grd = chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                           VALUES ('grd', '/in/grd-second', '32TPR', %s, %s) RETURNING id""",
+                        (DAY + timedelta(minutes=5), DAY + timedelta(hours=1))).fetchone()[0]
+    upstream = chain.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (grd,)).fetchone()[0]
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0, "its task is open"
+    # Processed, its SIG0 not chained yet (the harvester's chaining runs as a step of its own): still open.
+    chain.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (upstream,))
+    chain.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    chain.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, '/products/SIG0_2.tif', 'SIG0')",
+                  (upstream,))
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0, "its product is not chained yet"
+    # Chained: the sws input it made is the open work now (pending), then done.
+    chain.execute("UPDATE hrwsi.product SET chained_at = now() WHERE task_id = %s", (upstream,))
+    sws = member(chain, "SWS", measured=DAY + timedelta(minutes=5), state="pending")
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 0
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (sws,))
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
+
+
 async def test_without_waiting_a_group_is_made_as_soon_as_the_counts_are_met(chain, pool):
     gfsc_rule(chain, wait_for_open_tasks=False)
     member(chain, "FSC")
