@@ -282,3 +282,24 @@ JOIN pg_stat_activity b ON b.pid = x.pid
 WHERE w.datname = current_database() AND starts_with(w.application_name, 'hrwsi-')
 GROUP BY b.pid, b.usename, b.application_name, b.state, b.xact_start
 ORDER BY b.xact_start NULLS LAST, b.pid;
+
+-- name: report_sources_needing_attention
+-- Active harvest sources ops should look at (`hrwsi status`): the last run failed; held by a
+-- harvester that is not alive (killed: its claim holds until it lapses); or overdue with no
+-- harvester running it. A source is said once, under the first of these that applies.
+SELECT s.name, s.kind, s.last_error, s.last_run_at, s.next_run_at, s.claimed_by, s.claimed_until,
+       held.by_the_gone AS held_by_the_gone,
+       s.next_run_at < now() - make_interval(secs => %(overdue_s)s)
+           AND (s.claimed_until IS NULL OR s.claimed_until <= now()) AS overdue
+FROM hrwsi.harvest_source s
+CROSS JOIN LATERAL (
+    SELECT s.claimed_until > now() AND NOT EXISTS (
+               SELECT 1 FROM hrwsi.service_instance i
+               WHERE i.id = s.claimed_by AND i.heartbeat_at > now() - make_interval(secs => %(fresh_s)s))
+           AS by_the_gone) held
+WHERE s.active
+  AND (s.last_error IS NOT NULL OR held.by_the_gone
+       OR (s.next_run_at < now() - make_interval(secs => %(overdue_s)s)
+           AND (s.claimed_until IS NULL OR s.claimed_until <= now())))
+ORDER BY s.name
+LIMIT %(limit)s;

@@ -43,10 +43,15 @@ def held_campaign_next_step(campaign: int) -> str:
             f"{campaign}`, or end it: `hrwsi campaigns --cancel {campaign}`")
 
 
-def status(conn: psycopg.Connection, failures: int = 10) -> dict:
+# A source this long past its next run, that no harvester runs, is overdue (`hrwsi status`): longer
+# than a harvester's scan for due sources (HRWSI_LANDING_SCAN_S) and a busy round of them.
+SOURCE_OVERDUE_S = 120.0
+
+
+def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 30.0) -> dict:
     """Counts per state, held routines and tasks with their reasons, tasks that cannot be planned,
     recent failures, services and their heartbeats, sessions holding a lock a service waits for,
-    and the alert outbox in numbers."""
+    harvest sources needing attention, and the alert outbox in numbers."""
     held = _rows(conn, "report_held_routines")
     for routine in held:
         routine["next"] = held_routine_next_step(routine["routine"])
@@ -69,8 +74,23 @@ def status(conn: psycopg.Connection, failures: int = 10) -> dict:
         "services": _rows(conn, "report_services"),
         "blocking_sessions": [row | {"next": blocking_session_next_step(row["pid"])}
                               for row in _rows(conn, "report_sessions_blocking_hrwsi")],
+        "sources": [row | {"next": source_next_step(row)}
+                    for row in _rows(conn, "report_sources_needing_attention",
+                                     {"overdue_s": SOURCE_OVERDUE_S, "fresh_s": stale_after_s, "limit": 20})],
         "alerts": _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS}),
     }
+
+
+def source_next_step(source: dict) -> str:
+    """What is wrong with a harvest source and what happens next, in words (status)."""
+    if source["held_by_the_gone"]:
+        return (f"held by {source['claimed_by']}, which is not alive (killed?): it runs again once that claim "
+                f"lapses, at {source['claimed_until']:%H:%M:%S} UTC")
+    if source["last_error"] is not None:
+        when = f" at {source['next_run_at']:%H:%M:%S} UTC" if source["next_run_at"] else ""
+        return f"its last run failed: {source['last_error']}; it is tried again{when} (`hrwsi sources`)"
+    return (f"due since {source['next_run_at']:%H:%M:%S} UTC and no harvester runs it: is a harvester running "
+            "(`hrwsi health harvester`), or are all its slots taken (HRWSI_HARVEST_CONCURRENCY)?")
 
 
 def blocking_session_next_step(pid: int) -> str:

@@ -109,6 +109,32 @@ def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_it
         stop(process)
 
 
+def test_status_names_the_harvest_sources_that_fail_are_held_by_a_dead_harvester_or_are_overdue(db, env):
+    # Found by exploratory testing (2026-12-05): with eight sources failing and four starved, status
+    # showed only tasks and services; `hrwsi sources` had no column for who runs a source.
+    for name, active, extra in (
+            ("failing", True, "last_error = 'HTTP 503 from the catalogue <b>', next_run_at = now() + interval '1 min'"),
+            ("orphaned", True, "claimed_by = 'harvester-gone-1', claimed_until = now() + interval '5 min', "
+                               "claim_token = gen_random_uuid(), next_run_at = now() - interval '4 min'"),
+            ("forgotten", True, "next_run_at = now() - interval '10 min'"),
+            ("fine", True, "next_run_at = now() + interval '1 hour'"),
+            ("sleeping", False, "last_error = 'old error', next_run_at = now() - interval '1 day'")):
+        db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, cron, active) VALUES "
+                   "(%s, 'catalogue', 'L1C', '{\"url\": \"http://cat.example/odata\", \"collection\": \"S2\"}', "
+                   "'* * * * *', %s)", (name, active))
+        db.execute(f"UPDATE hrwsi.harvest_source SET {extra} WHERE name = %s", (name,))
+    said = " ".join(run(["status"], env).stdout.split())
+    assert ("harvest source needs attention: failing (catalogue) its last run failed: HTTP 503 from the catalogue "
+            "<b>; it is tried again at") in said
+    assert ("harvest source needs attention: orphaned (catalogue) held by harvester-gone-1, which is not alive "
+            "(killed?): it runs again once that claim lapses") in said
+    assert "harvest source needs attention: forgotten (catalogue) due since" in said
+    assert "and no harvester runs it" in said
+    assert "fine (catalogue)" not in said and "sleeping" not in said
+    listed = " ".join(run(["sources"], env).stdout.split())
+    assert "running on harvester-gone-1" in listed and "inactive" in listed
+
+
 def test_status_names_a_held_routine_with_why_and_what_happens_next_and_alerts_list_the_outbox(db, env):
     document = single_routine_configuration([sys.executable, "-c", "import sys; sys.exit(3)"], max_attempts=1)
     document["routine"][0]["hold_after_failures"] = 2

@@ -23,10 +23,10 @@ app.add_typer(plan_app, name="plan")
 def status(failures: int = typer.Option(10, min=0, max=1_000_000, help="how many recent failures to show"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Counts per state, held routines (why, and what happens next), tasks that cannot be planned,
-    services and their heartbeats, the alert outbox, recent failures."""
+    services and their heartbeats, harvest sources needing attention, the alert outbox, recent failures."""
     current = settings()
     with database() as conn:
-        data = reports.status(conn, failures)
+        data = reports.status(conn, failures, stale_after_s=current.lease_timeout_s)
     if as_json:
         print_json(data)
     else:

@@ -77,6 +77,10 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                                             + ")")))
         line(console, "  waiting: ", ", ".join(session["waiting"]))
         line(console, "  next: ", session["next"])
+    for source in data.get("sources", []):  # (failing, held by a harvester that is gone, or overdue)
+        console.print(Text.assemble(("harvest source needs attention: ", "bold yellow"),
+                                    visible(f"{source['name']} ({source['kind']})")))
+        line(console, "  ", source["next"])
     counts = data["alerts"] or {}
     if counts.get("unsent") or counts.get("failed"):
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
@@ -257,9 +261,17 @@ def stored_plan(console: Console, data: dict) -> None:
     console.print(table)
 
 
-def sources(console: Console, rows: list[dict]) -> None:
-    columns = ("name", "kind", "product_type", "schedule", "mode", "last_run_at", "next_run_at", "last_error")
-    table = _table(f"{len(rows)} source(s)", tuple(c.replace("_", " ") for c in columns))
+def sources(console: Console, rows: list[dict], now: datetime | None = None) -> None:
+    now = now or datetime.now(UTC)
+    table = _table(f"{len(rows)} source(s)", ("name", "kind", "product type", "schedule", "mode", "state",
+                                              "last run at", "next run at", "files", "last error"))
     for row in rows:
-        table.add_row(*(time(row.get(c)) if c.endswith("_at") else text(row.get(c)) for c in columns))
+        # (an inactive source's next run read as overdue, and which harvester ran one was only in --json)
+        running = row.get("claimed_until") is not None and row["claimed_until"] > now
+        state = ("inactive" if not row.get("active") else
+                 f"running on {row['running_on']} (claim until {time(row['claimed_until'])})" if running else "active")
+        files = ", ".join(f"{n} {name}" for name, n in sorted((row.get("files") or {}).items()))
+        table.add_row(text(row["name"]), text(row["kind"]), text(row["product_type"]), text(row["schedule"]),
+                      text(row["mode"]), text(state), time(row.get("last_run_at")),
+                      time(row.get("next_run_at")) if row.get("active") else "-", text(files), text(row.get("last_error")))
     console.print(table)
