@@ -142,3 +142,22 @@ WITH RECURSIVE edge AS (
     WHERE w.node <> w.start AND e.target <> ALL (w.path[2:])
 )
 SELECT path FROM walk WHERE node = start ORDER BY cardinality(path), path LIMIT 1;
+
+-- name: config_names_held
+-- What the database holds of each kind a file names (`config load` upserts and never removes):
+-- what a file leaves out is said after a load or a validate.
+SELECT 'flavour' AS kind, name, true AS active FROM hrwsi.flavour
+UNION ALL SELECT 'worker', name, active FROM hrwsi.worker
+UNION ALL SELECT 'routine', name, true FROM hrwsi.processing_routine
+UNION ALL SELECT 'condition', name, active FROM hrwsi.processing_condition
+ORDER BY 1, 2;
+
+-- name: config_routines_no_worker_fits
+-- Routines no active worker can run (CPU, RAM or storage beyond its flavour, or only a flavour no
+-- active worker has): their tasks cannot be planned until one can.
+SELECT r.name, r.cpu, r.ram_mb, r.storage_mb, r.flavour
+FROM hrwsi.processing_routine r
+WHERE NOT EXISTS (SELECT 1 FROM hrwsi.worker w JOIN hrwsi.flavour f ON f.name = w.flavour
+                  WHERE w.active AND f.cpu >= r.cpu AND f.ram_mb >= r.ram_mb AND f.disk_mb >= r.storage_mb
+                    AND (r.flavour IS NULL OR f.name = r.flavour))
+ORDER BY r.name;

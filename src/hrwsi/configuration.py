@@ -559,12 +559,40 @@ def load(conn: psycopg.Connection, document: dict, source: str | None = None) ->
     return counts
 
 
-def check_against(conn: psycopg.Connection, document: dict, source: str | None = None) -> Configuration:
+def notes(conn: psycopg.Connection, document: dict) -> list[str]:
+    """What ops should know once the file is loaded: what the database keeps that the file does not
+    name (for each kind the file names at least one of: a load adds and updates, never removes; a
+    renamed routine stayed beside the new one, and "1 workers" was said while two were active), and
+    the routines no active worker can run (found by exploratory testing, 2026-12-05)."""
+    config = Configuration.model_validate(document)
+    named = {"flavour": {f.name for f in config.flavour}, "worker": {n for w in config.worker for n in w.names()},
+             "routine": {r.name for r in config.routine}, "condition": {c.name for c in config.condition}}
+    kept: dict[str, list[str]] = {}
+    for kind, name, active in conn.execute(query("config_names_held")):
+        if named[kind] and name not in named[kind] and (active or kind != "worker"):
+            kept.setdefault(kind, []).append(name if active else f"{name} (inactive)")
+    what_to_do = {"flavour": "", "worker": ": still planned on (list it with active = false to stop that)",
+                  "routine": ": a routine with no active condition gets no new tasks",
+                  "condition": ": set active = false to stop one"}
+    said = [f"the database keeps {len(names)} {kind}(s) this file does not name: {', '.join(names)}{what_to_do[kind]}"
+            for kind, names in kept.items()]
+    for name, cpu, ram_mb, storage_mb, flavour in conn.execute(query("config_routines_no_worker_fits")):
+        only = f" on flavour {flavour}" if flavour else ""
+        said.append(f"routine {name} ({cpu:g} CPU, {ram_mb} MB RAM, {storage_mb} MB storage{only}) fits no active "
+                    "worker: its tasks cannot be planned until one fits")
+    return said
+
+
+def check_against(conn: psycopg.Connection, document: dict, source: str | None = None,
+                  said: list[str] | None = None) -> Configuration:
     """Everything `load` checks, the database's own checks and a cycle of chaining through what it
-    already has included, then rolled back: nothing is written (`hrwsi config validate`)."""
+    already has included, then rolled back: nothing is written (`hrwsi config validate`). `said`
+    receives what `notes` says of the database as the file would leave it."""
     try:
         with conn.transaction(force_rollback=True):
             load(conn, document, source)
+            if said is not None:
+                said.extend(notes(conn, document))
     except psycopg.errors.InsufficientPrivilege:
         # A role that may read the configuration but not write it: the checks of the file and its names.
         return validate(document, known_names(conn), source)

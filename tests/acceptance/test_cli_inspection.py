@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from hrwsi.configuration import load
+from hrwsi.configuration import load, to_toml
 from hrwsi.migrations import build_version
 from tests.acceptance.conftest import HRWSI, run, wait_for
 from tests.integration.conftest import chain_configuration, single_routine_configuration
@@ -244,8 +244,30 @@ def test_config_validate_reports_every_problem_and_config_show_loads_back(db, en
     assert result.returncode == 2 and "routines 'fsc_to_l2a', 'snow_cover' chain into each other" in result.stderr
     assert "Traceback" not in result.stderr
     back.write_text(back.read_text().replace('"L2A"', '"QL2"'))
-    assert run(["config", "validate", str(back)], env).stdout.strip() == f"{back}: valid"
+    said = run(["config", "validate", str(back)], env).stdout.splitlines()
+    assert said[0] == f"{back}: valid"
+    # (a partial file: what the database keeps beside it is said, in one line per kind)
+    assert any(note.startswith("note: the database keeps 5 routine(s) this file does not name: atmospheric_correction")
+               for note in said[1:])
     assert db.execute("SELECT count(*) FROM hrwsi.processing_routine WHERE name = 'fsc_to_l2a'").fetchone()[0] == 0
+
+
+def test_config_load_says_what_the_database_keeps_beside_the_file_and_what_no_worker_fits(db, env, tmp_path):
+    # Found by exploratory testing (2026-12-05): a routine renamed in the file stayed in the database
+    # beside the new one, a worker left out stayed active, and load said only "1 workers"; a routine
+    # raised beyond every flavour was loaded without a word.
+    load(db, single_routine_configuration(["true"], workers=2))
+    changed = single_routine_configuration(["true"], workers=1, cpu=8)
+    changed["routine"][0]["name"] = "work2"
+    changed["condition"][0]["routine"] = "work2"
+    changed["condition"].append({"name": "in_old", "routine": "work", "active": False})
+    path = tmp_path / "changed.toml"
+    path.write_text(to_toml(changed))
+    said = " ".join(run(["config", "load", str(path)], env).stdout.split())
+    assert ("note: the database keeps 1 worker(s) this file does not name: w02: still planned on (list it with "
+            "active = false to stop that)") in said
+    assert "note: the database keeps 1 routine(s) this file does not name: work: a routine with no active" in said
+    assert "note: routine work2 (8 CPU, 1000 MB RAM, 100 MB storage) fits no active worker" in said
 
 
 def test_prune_deletes_old_finished_work_and_a_dry_run_only_counts(db, env):

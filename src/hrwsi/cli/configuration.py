@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from hrwsi import configuration
 from hrwsi.cli.common import JSON_HELP, app, console, database, print_json
+from hrwsi.terminal import visible
 
 config_app = typer.Typer(help="Configuration as data: budget, flavours, workers, routines, conditions, retention.",
                          no_args_is_help=True)
@@ -20,7 +22,10 @@ def config_load(path: Path) -> None:
     written if anything is wrong."""
     with database(start=True) as conn:
         counts = configuration.load_file(conn, path)
+        said = configuration.notes(conn, configuration.read_file(path))
     console.print(", ".join(f"{n} {kind}" for kind, n in counts.items()), highlight=False)
+    for note in said:
+        console.print(Text(f"note: {visible(note)}", style="yellow"), soft_wrap=True)
 
 
 @config_app.command("validate")
@@ -30,12 +35,15 @@ def config_validate(path: Path,
     """Check a TOML file as `config load` would, writing nothing: one line per problem with its key path.
     References to flavours and routines may be to the database's, and its own checks apply (unless --offline)."""
     document = configuration.read_file(path)
+    said: list[str] = []
     if offline:
         configuration.validate(document, None, str(path))
     else:  # as `config load` would: loaded in a transaction that is rolled back
         with database() as conn:
-            configuration.check_against(conn, document, str(path))
+            configuration.check_against(conn, document, str(path), said)
     console.print(f"{path}: valid", highlight=False, markup=False)
+    for note in said:
+        console.print(Text(f"note: {visible(note)}", style="yellow"), soft_wrap=True)
 
 
 @config_app.command("show")
