@@ -1188,6 +1188,27 @@ BEGIN
            OR starts_with(rtrim(s.config ->> 'work_directory', '/') || '/', landing))
     ORDER BY s.name
     LIMIT 1;
+    IF NOT FOUND THEN
+        -- (two sources on one landing directory, taking the same files: which source, product type and
+        -- work directory a file got was a race; migration 0055, found by exploratory testing)
+        SELECT s.name, rtrim(s.config ->> 'work_directory', '/') || '/' AS work, landing AS landing
+        INTO other
+        FROM hrwsi.harvest_source s
+        WHERE s.kind = 'landing_directory' AND s.active AND s.name <> NEW.name
+          AND (TG_OP = 'INSERT' OR s.name <> OLD.name)
+          AND rtrim(s.config ->> 'directory', '/') || '/' = landing
+          AND (coalesce(s.config ->> 'pattern', '*') IN ('*', coalesce(NEW.config ->> 'pattern', '*'))
+               OR coalesce(NEW.config ->> 'pattern', '*') = '*')
+        ORDER BY s.name
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'landing source %: its landing directory % is the landing directory of source %, and '
+                            'their patterns take the same files: the two would race for each file (which source, '
+                            'product type and work directory it gets); give each a pattern of its own (e.g. '
+                            '"S2*.zip" and "S1*.zip"), or one source', NEW.name, landing, other.name
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'landing_source_work_directory_is_its_own';
+        END IF;
+    END IF;
     IF FOUND THEN
         RAISE EXCEPTION 'landing source %: its directories (landing %, work %) overlap those of source % '
                         '(landing %, work %): two sources would take or overwrite each other''s files; give each '

@@ -148,7 +148,16 @@ def test_two_landing_sources_cannot_share_or_nest_their_work_directories(db):
         message = refused(db, "landing_source_work_directory_is_its_own", lambda c=config: insert_source(
             db, name="second", config=c))
         assert "overlap those of source first" in message and "a work directory of its own" in message
-    insert_source(db, name="second", config={"directory": "/data/landing", "work_directory": "/data/work-b"})
+    # The same landing directory taking the same files (every file, the default pattern): refused, since
+    # which source took a file was a race (migration 0055; found by exploratory testing) ...
+    same = {"directory": "/data/landing/", "work_directory": "/data/work-b"}
+    message = refused(db, "landing_source_work_directory_is_its_own",
+                      lambda: insert_source(db, name="second", config=same | {"pattern": "S1*.zip"}))
+    assert "is the landing directory of source first, and their patterns take the same files" in message
+    # ... each with a pattern of its own, accepted.
+    db.execute("UPDATE hrwsi.harvest_source SET config = config || '{\"pattern\": \"S2*.zip\"}' WHERE name = 'first'")
+    refused(db, "landing_source_work_directory_is_its_own", lambda: insert_source(db, name="second", config=same))
+    insert_source(db, name="second", config=same | {"pattern": "S1*.zip"})
     # Changing a source into a clash is refused too; an inactive source clashes with nobody.
     refused(db, "landing_source_work_directory_is_its_own", lambda: db.execute(
         "UPDATE hrwsi.harvest_source SET config = config || '{\"work_directory\": \"/data/work/\"}' "
