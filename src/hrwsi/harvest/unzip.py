@@ -53,7 +53,19 @@ def _open_archive(path: str) -> zipfile.ZipFile:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as error:
         raise UnsafeArchive(f"cannot read the archive: {error.strerror or error}") from None
-    handle = os.fdopen(descriptor, "rb")
+    # Until a file object owns the descriptor, it is ours to close: os.fdopen refusing a directory
+    # (IsADirectoryError) left it open, one descriptor leaked per scan of a directory named X.zip.
+    try:
+        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            raise UnsafeArchive("is a directory named like an archive: refused (rename it, or drop the archive "
+                                "itself)")
+        handle = os.fdopen(descriptor, "rb")
+    except UnsafeArchive:
+        os.close(descriptor)
+        raise
+    except OSError as error:
+        os.close(descriptor)
+        raise UnsafeArchive(f"cannot read the archive: {error.strerror or error}") from None
     try:
         return zipfile.ZipFile(handle)
     except zipfile.BadZipFile as error:

@@ -445,6 +445,22 @@ async def test_a_fifo_is_failed_not_waited_on(routines, tmp_path, pool, policy):
     assert "not a regular file" in failed_reasons(routines)[f"{S2_NAME}.zip"]
 
 
+async def test_a_directory_named_like_an_archive_is_failed_with_a_one_line_reason(routines, tmp_path, pool, policy,
+                                                                                 caplog):
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    directory, _ = add_source(routines, tmp_path)
+    folder = directory / f"{S2_NAME}.SAFE.zip"
+    (folder / f"{S2_NAME}.SAFE").mkdir(parents=True)
+    drop(folder / f"{S2_NAME}.SAFE", "manifest.safe")
+    old(folder / f"{S2_NAME}.SAFE")
+    old(folder)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (0, 1)
+    assert failed_reasons(routines)[folder.name].startswith("is a directory named like an archive: refused")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no traceback: nothing unexpected
+    assert folder.is_dir()
+
+
 async def test_a_pattern_that_reaches_outside_through_a_linked_directory_takes_nothing_there(
         routines, tmp_path, pool, policy):
     outside = tmp_path.parent / f"{tmp_path.name}-outside"  # not under the landing root (tmp_path)

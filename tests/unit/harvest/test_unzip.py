@@ -3,13 +3,14 @@ unsafe paths are refused with their reason, and nothing half-extracted is left."
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from hrwsi.harvest.unzip import UnsafeArchive, UnzipLimits, extract
+from hrwsi.harvest.unzip import UnsafeArchive, UnzipLimits, extract, top_level_names
 from tests.integration.harvest.test_landing import zipcrypto_zip
 
 LIMITS = UnzipLimits(max_bytes=50 * 2**20, max_ratio=100, max_members=100)
@@ -76,6 +77,21 @@ def test_an_archive_that_is_a_symbolic_link_is_not_followed(tmp_path):
     (tmp_path / "link.zip").symlink_to(real)
     with pytest.raises(UnsafeArchive, match="cannot read the archive"):
         extract(str(tmp_path / "link.zip"), tmp_path / "out", LIMITS)
+
+
+def test_a_directory_named_like_an_archive_is_refused_in_one_line_and_leaks_no_file_descriptor(tmp_path):
+    """os.open takes a directory, os.fdopen then refuses it: the descriptor was never closed (one leaked
+    per scan) and the file failed with "unexpected IsADirectoryError: [Errno 21] Is a directory: 18"."""
+    directory = tmp_path / "P.SAFE.zip"
+    (directory / "P.SAFE").mkdir(parents=True)
+    open_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        with pytest.raises(UnsafeArchive, match=r"^is a directory named like an archive: refused"):
+            top_level_names(str(directory))
+        with pytest.raises(UnsafeArchive, match=r"^is a directory named like an archive: refused"):
+            extract(str(directory), tmp_path / "out", LIMITS)
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_extraction_asked_to_stop_stops_and_leaves_nothing(tmp_path):
