@@ -22,7 +22,7 @@ from pathlib import Path
 from hrwsi.harvest import input_checks, unzip
 from hrwsi.harvest.confinement import is_within
 from hrwsi.harvest.landing_source import LandingSource
-from hrwsi.harvest.product_names import scene_id_of
+from hrwsi.harvest.product_names import UnreadableProductName, parse_product_name, scene_id_of
 
 # Names a writer uses for a file it has not finished yet: never taken, whatever the pattern says.
 _UNFINISHED_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart")
@@ -162,12 +162,40 @@ def planned_target(path: str, source: LandingSource) -> str:
         raise PreparationFailed(str(error)) from None
     if not tops:
         raise PreparationFailed("the archive is empty")
-    # A Sentinel zip holds one X.SAFE directory: that is the product. Otherwise a directory named after the zip.
-    product = tops.pop() if len(tops) == 1 else scene_id_of(Path(path).name)
+    product = _archive_product(Path(path).name, tops)
     target = str(work / product)
     if (unstorable := input_checks.path_problem(target)) is not None:
         raise PreparationFailed(f"the archive's product {input_checks.escaped(product)!r}: {unstorable}")
     return target
+
+
+def _archive_product(archive_name: str, tops: set[str]) -> str:
+    """The name the archive's product gets in the work directory, or PreparationFailed.
+
+    The input is registered under the scene the archive's name says (tile, sensing time, scene
+    id): a zip holding another scene is refused, never registered under the wrong name (a T32TLR
+    zip holding a T30TXN .SAFE became an input whose path was the T30TXN product and whose tile,
+    time and scene were T32TLR's, and the real T30TXN delivery then failed on the path taken).
+    - One top-level entry that is the scene (`X.SAFE/` in `X.SAFE.zip`, `X.json` in `X.json.zip`):
+      that is the product.
+    - A top-level entry named as another product: refused with the reason.
+    - Otherwise the members are the product's content (`manifest.safe`, `GRANULE/`, a lone
+      `payload.bin`): extracted into a directory named after the archive's scene, so that two such
+      archives never share a path.
+    """
+    scene = scene_id_of(archive_name)
+    if len(tops) == 1 and scene_id_of(next(iter(tops))) == scene:
+        return next(iter(tops))
+    for top in sorted(tops):
+        try:
+            other = parse_product_name(top).scene_id
+        except UnreadableProductName:
+            continue  # not a product name: part of the content
+        if other != scene and not other.startswith(f"{scene}_"):  # X_QUICKLOOK.tif is a part of X
+            raise PreparationFailed(f"the archive holds {input_checks.escaped(top)!r}, another product than the scene "
+                                    f"its name says ({scene}): refused, nothing extracted (rename the archive after "
+                                    "what it holds, or fix its content, and drop it again)")
+    return scene
 
 
 def _still_there(path: str) -> None:

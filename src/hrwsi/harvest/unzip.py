@@ -87,8 +87,7 @@ def check_limits(archive: zipfile.ZipFile, archive_bytes: int, limits: UnzipLimi
     if len(members) > limits.max_members:
         raise UnsafeArchive(f"the archive holds {len(members)} members, more than the limit of "
                             f"{limits.max_members} (HRWSI_UNZIP_MAX_MEMBERS): refused")
-    for info in members:
-        _member_parts(info.filename)
+    _refuse_duplicates(members)
     total = sum(info.file_size for info in members)
     if total > limits.max_bytes:
         raise UnsafeArchive(f"the archive would expand to {total} bytes, more than the limit of {limits.max_bytes} "
@@ -97,6 +96,28 @@ def check_limits(archive: zipfile.ZipFile, archive_bytes: int, limits: UnzipLimi
     if ratio > limits.max_ratio:
         raise UnsafeArchive(f"the archive would expand {ratio:.0f} times its size of {archive_bytes} bytes, more than "
                             f"the limit of {limits.max_ratio:g} (HRWSI_UNZIP_MAX_RATIO): a zip bomb? refused")
+
+
+def _refuse_duplicates(members: list[zipfile.ZipInfo]) -> None:
+    """Every member path is safe and names one thing: two members with one path, or a path that is
+    a file in one member and a directory in another, cannot both be extracted (they failed half-way
+    with "cannot unzip into <work directory>: File exists", blaming the work directory)."""
+    files: dict[tuple[str, ...], str] = {}
+    directories: dict[tuple[str, ...], str] = {}
+    for info in members:
+        parts = _member_parts(info.filename)
+        if not info.is_dir():
+            if parts in files:
+                raise UnsafeArchive(f"the archive holds {info.filename!r} twice: refused, nothing extracted")
+            files[parts] = info.filename
+        else:
+            directories.setdefault(parts, info.filename)
+        for depth in range(1, len(parts)):
+            directories.setdefault(parts[:depth], info.filename)
+    for parts, name in files.items():
+        if parts in directories:
+            raise UnsafeArchive(f"the archive holds {name!r} both as a file and as a directory "
+                                f"({directories[parts]!r}): refused, nothing extracted")
 
 
 def extract(path: str, into: Path, limits: UnzipLimits, *, password: bytes | None = None,

@@ -237,6 +237,65 @@ async def test_an_archive_with_an_unsafe_path_is_refused(routines, tmp_path, poo
     assert not (tmp_path / "escape.txt").exists()
 
 
+def zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    old(path)
+    return path
+
+
+async def test_a_zip_holding_another_scene_is_refused_and_that_scene_is_taken_when_it_comes(routines, tmp_path, pool,
+                                                                                             policy):
+    """A T32TLR zip holding a T30TXN .SAFE became an input whose path was the T30TXN product and whose
+    tile, time and scene were the zip name's; the real T30TXN scene then failed on the path taken."""
+    directory, work = add_source(routines, tmp_path)
+    named = S2_NAME.replace("T32TPR", "T32TLR")
+    held = S2_NAME.replace("T32TPR", "T30TXN").replace(f"_{STAMP}_N", f"_{STAMP[:-1]}9_N")
+    zip_of(directory / f"{named}.SAFE.zip", {f"{held}.SAFE/MTD.xml": b"<m/>"})
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    outcome = report.outcome(f"{named}.SAFE.zip")
+    assert outcome.state == "failed" and outcome.message.startswith(
+        f"the archive holds '{held}.SAFE', another product than the scene its name says ({named}): refused")
+    assert inputs(routines) == [] and not (work / f"{held}.SAFE").exists()
+    assert (directory / f"{named}.SAFE.zip").exists()  # left for a person to look at
+    safe = directory / f"{held}.SAFE"
+    safe.mkdir()
+    drop(safe, "MTD.xml")
+    old(safe)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed) == (1, 0)
+    [(_condition, path, tile, _mission, _measured, scene_id, _source)] = inputs(routines)
+    assert (path, tile, scene_id) == (str(work / f"{held}.SAFE"), "30TXN", held)
+
+
+async def test_a_zip_of_loose_content_is_extracted_into_a_directory_named_after_its_scene(routines, tmp_path, pool,
+                                                                                          policy):
+    """Two zips whose only member was payload.bin both became the input work/payload.bin (the second failed)."""
+    directory, work = add_source(routines, tmp_path)
+    zip_of(directory / f"{S2_NAME}.zip", {"payload.bin": b"one"})
+    zip_of(directory / f"{S2_OTHER}.zip", {"payload.bin": b"two"})
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs, report.failed) == (2, 2, 0), report.outcomes
+    assert sorted(row[1] for row in inputs(routines)) == sorted([str(work / S2_NAME), str(work / S2_OTHER)])
+    assert (work / S2_NAME / "payload.bin").read_bytes() == b"one"
+    assert (work / S2_OTHER / "payload.bin").read_bytes() == b"two"
+
+
+async def test_a_zip_holding_one_member_path_twice_is_refused_for_what_it_is(routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        zip_of(directory / f"{S2_NAME}.SAFE.zip", {f"{S2_NAME}.SAFE/MTD.xml": b"a"})
+        with zipfile.ZipFile(directory / f"{S2_NAME}.SAFE.zip", "a") as archive:
+            archive.writestr(f"{S2_NAME}.SAFE/MTD.xml", b"b")
+    old(directory / f"{S2_NAME}.SAFE.zip")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    outcome = report.outcome(f"{S2_NAME}.SAFE.zip")
+    assert outcome.state == "failed"
+    assert outcome.message == f"the archive holds '{S2_NAME}.SAFE/MTD.xml' twice: refused, nothing extracted"
+    assert not any(work.iterdir())
+
+
 async def test_a_file_received_again_is_previously_received_and_makes_no_second_input(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     source = await source_named(pool)

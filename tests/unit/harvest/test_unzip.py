@@ -72,6 +72,13 @@ def test_a_member_path_leaving_the_target_is_refused(tmp_path, member):
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
 
 
+def test_a_path_that_is_a_file_in_one_member_and_a_directory_in_another_is_refused_before_extraction(tmp_path):
+    path = archive(tmp_path / "p.zip", {"P.SAFE/a": b"file", "P.SAFE/a/b": b"under a"})
+    with pytest.raises(UnsafeArchive, match=r"holds 'P.SAFE/a' both as a file and as a directory \('P.SAFE/a/b'\)"):
+        extract(str(path), tmp_path / "out", LIMITS)
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_archive_that_is_a_symbolic_link_is_not_followed(tmp_path):
     real = archive(tmp_path / "real.zip", {"P.SAFE/m": b"x"})
     (tmp_path / "link.zip").symlink_to(real)
