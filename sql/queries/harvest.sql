@@ -99,6 +99,14 @@ SELECT t.*,
 FROM (SELECT * FROM tracked UNION ALL SELECT * FROM interrupted) t
 ORDER BY t.path, t.id;
 
+-- name: landing_scenes_prepared_before
+-- Of the scenes $2 about to be prepared by source $1, those a file of the source was prepared as
+-- already (in any form: X.SAFE, X.SAFE.zip, X.zip), with the latest such file.
+SELECT DISTINCT ON (f.scene_id) f.scene_id, f.id, f.prepared_path
+FROM hrwsi.landing_file f
+WHERE f.source = $1 AND f.state = 'prepared' AND f.scene_id = ANY ($2::text[])
+ORDER BY f.scene_id, f.id DESC;
+
 -- name: landing_mark_ready
 -- Settled files about to be prepared, with the path they will have in the work directory: a scan
 -- that stops half-way finds them `ready` and finishes the job.

@@ -17,8 +17,10 @@ One scan of a source (a hrwsi.harvest_source row of kind landing_directory):
    optional password from an environment variable, within the ops' size and ratio limits) or
    move it there;
 5. register one hrwsi.input per matching active condition, in the same transaction that marks the
-   file `prepared`. A path already prepared from this source, or a scene already registered, is
-   `previously_received` and creates no second input.
+   file `prepared`. A path or a scene (in any form: `X.SAFE`, then `X.SAFE.zip`) already prepared
+   from this source is `previously_received` before anything is moved or unzipped, and moved to
+   work/previously_received/; a scene already registered from another source is
+   `previously_received` once prepared; neither creates a second input.
 
 One bad file never stops the others: whatever goes wrong with one file makes that file `failed`
 with the reason. A scan stopped half-way (crash, restart, the source's timeout) resumes at the
@@ -141,6 +143,7 @@ class _Pending:
     target: str
     listed: bool        # still in the landing directory (False: an interrupted scan moved it already)
     resume: bool        # an earlier scan began preparing it (`ready`): its leftovers are replaced
+    row: asyncpg.Record
 
 
 @dataclass
@@ -187,6 +190,7 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
                                 [e.size_bytes for e in listing], [e.modified_at for e in listing], now)
     problems = {e.path: e.problem for e in listing if e.problem}
     rows_by_next_step = await _sort_rows(rows, problems, source, now, report)
+    await _set_aside_scenes_received_before(pool, source, rows_by_next_step)
     outcomes = rows_by_next_step.outcomes
     pending = rows_by_next_step.pending
     if pending:
@@ -233,6 +237,36 @@ async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], sourc
     return result
 
 
+async def _set_aside_scenes_received_before(pool: asyncpg.Pool, source: LandingSource, rows: _Sorted) -> None:
+    """A scene already prepared from this source, in whatever form (`X.SAFE`, then `X.SAFE.zip`), is a
+    re-delivery: received before, moved aside, nothing unzipped. Checked before preparing: the
+    second form's product has the first one's path in the work directory, and the collision failed
+    it ("already in the work directory ... not overwritten"), left in the landing directory for ever.
+    Two forms of one scene in the same scan: the first is prepared, the others wait for the next
+    scan, which finds the scene prepared (or, if the first failed, takes the next)."""
+    fresh = [p for p in rows.pending if p.listed and not p.resume]
+    if not fresh:
+        return
+    async with pool.acquire() as conn:
+        before = {r["scene_id"]: r for r in await conn.fetch(query("landing_scenes_prepared_before"), source.name,
+                                                             list({p.scene.scene_id for p in fresh}))}
+    fresh_ids = {p.id for p in fresh}
+    taken: set[str] = set()
+    kept: list[_Pending] = []
+    for item in rows.pending:
+        scene = item.scene.scene_id
+        if item.id in fresh_ids and (earlier := before.get(scene)) is not None:
+            rows.redeliveries.append((item.row, item.path, f"received before: scene {scene} was prepared from this "
+                                                           f"source as {earlier['prepared_path']} (landing file "
+                                                           f"{earlier['id']}); no new input"))
+        elif scene in taken and item.id in fresh_ids:
+            continue  # another form of a scene this scan prepares: the next scan finds it received
+        else:
+            taken.add(scene)
+            kept.append(item)
+    rows.pending = kept
+
+
 async def _plan(row: asyncpg.Record, source: LandingSource, outcomes: dict[int, FileOutcome]) -> _Pending | None:
     """The scene and work-directory path of a settled file, or None (and its failure in outcomes)."""
     path, resume = row["path"], row["state"] == "ready"
@@ -250,7 +284,7 @@ async def _plan(row: asyncpg.Record, source: LandingSource, outcomes: dict[int, 
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
         outcomes[row["id"]] = FileOutcome(path, "failed", _unexpected(path, error))
         return None
-    return _Pending(row["id"], path, row["first_seen_at"], scene, target, row["listed"], resume)
+    return _Pending(row["id"], path, row["first_seen_at"], scene, target, row["listed"], resume, row)
 
 
 async def _prepare(item: _Pending, source: LandingSource, policy: LandingPolicy, outcomes: dict[int, FileOutcome],

@@ -316,6 +316,40 @@ async def test_a_file_received_again_is_previously_received_and_makes_no_second_
     assert states == ["prepared", "previously_received"]
 
 
+async def test_a_scene_prepared_before_and_delivered_again_in_another_form_is_previously_received(
+        routines, tmp_path, pool, policy):
+    """X.SAFE prepared, then X.SAFE.zip holding X.SAFE/: its product has the path of the first, and it
+    was failed ("already in the work directory ... not overwritten") and left in place for ever."""
+    directory, work = add_source(routines, tmp_path)
+    safe = directory / f"{S2_NAME}.SAFE"
+    safe.mkdir()
+    drop(safe, "MTD.xml", b"first")
+    old(safe)
+    assert (await landing.scan_landing_directory(pool, await source_named(pool), policy)).inputs == 1
+    zip_of(directory / f"{S2_NAME}.SAFE.zip", {f"{S2_NAME}.SAFE/MTD.xml": b"second"})
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.previously_received, report.failed, report.inputs) == (1, 0, 0)
+    outcome = report.outcome(f"{S2_NAME}.SAFE.zip")
+    assert outcome.message.startswith(f"received before: scene {S2_NAME} was prepared from this source as "
+                                      f"{work / S2_NAME}.SAFE")
+    assert Path(outcome.prepared_path).parent == work / landing_files.PREVIOUSLY_RECEIVED_DIRECTORY
+    assert not (directory / f"{S2_NAME}.SAFE.zip").exists()
+    assert (work / f"{S2_NAME}.SAFE" / "MTD.xml").read_bytes() == b"first"
+    assert len(inputs(routines)) == 1
+
+
+async def test_two_forms_of_one_scene_in_one_scan_make_one_input_and_the_other_is_received_before(
+        routines, tmp_path, pool, policy):
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json", b"{}")
+    zip_of(directory / f"{S2_NAME}.json.zip", {f"{S2_NAME}.json": b"{}"})
+    first = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    second = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (first.prepared, first.failed, second.previously_received, second.failed) == (1, 0, 1, 0)
+    assert len(inputs(routines)) == 1
+    assert sorted(state for state, _ in files(routines).values()) == ["prepared", "previously_received"]
+
+
 async def test_an_identical_copy_of_a_prepared_file_is_recorded_as_received_again(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     source = await source_named(pool)
