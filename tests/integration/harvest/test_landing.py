@@ -118,6 +118,26 @@ async def test_an_unreadable_name_fails_with_a_message_and_the_others_go_on(rout
     assert (report.failed, report.prepared) == (0, 0)
 
 
+async def test_files_left_in_the_landing_directory_are_not_rewritten_at_every_scan(routines, tmp_path, pool, policy):
+    """Every scan rewrote the row of every file it listed (last_seen_at): 3,000 rejected files left in an
+    idle directory made 34 MB of WAL a minute. A row is written when something about it changes."""
+    directory, _ = add_source(routines, tmp_path)
+    for n in range(20):
+        drop(directory, f"junk-{n}.bin")                    # failed: not a product name
+    drop(directory, f"{S2_NAME}.json", age_s=0)             # seen: still settling
+    source = await source_named(pool)
+    await landing.scan_landing_directory(pool, source, policy, now=NOW)
+    versions = routines.execute("SELECT id, state, xmin::text FROM hrwsi.landing_file ORDER BY id").fetchall()
+    assert sorted({state for _, state, _ in versions}) == ["failed", "seen"] and len(versions) == 21
+    for later in (10, 20):
+        report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=later))
+        assert (report.seen, report.waiting, report.failed) == (21, 1, 0)
+    assert routines.execute("SELECT id, state, xmin::text FROM hrwsi.landing_file ORDER BY id").fetchall() == versions
+    # The settling file is taken once it has settled: its first sighting counted, though never rewritten.
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=61))
+    assert (report.prepared, report.inputs) == (1, 1)
+
+
 async def test_a_sentinel_zip_is_unzipped_into_the_work_directory(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     with zipfile.ZipFile(directory / f"{S2_NAME}.SAFE.zip", "w") as archive:
