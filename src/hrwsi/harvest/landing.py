@@ -207,7 +207,35 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
             logger.warning("landing %s: %s: %s; marked failed and left where it is (fix the cause and touch "
                            "the file to retry)", source.name, outcome.path, outcome.message,
                            extra=task_fields(source=source.name, path=str(outcome.path), failure=outcome.message))
+    _log_no_input(source, [o for o in outcomes.values() if o.state == "prepared" and not o.inputs])
     return report
+
+
+_NO_INPUT_LINES = 5  # files named one by one; more are summarised in one line
+
+
+def _log_no_input(source: LandingSource, outcomes: list[FileOutcome]) -> None:
+    """Files moved into the work directory that made no input (no active condition takes their type,
+    tile or time): said in the log, where nothing said why a dropped file was never processed."""
+    if len(outcomes) <= _NO_INPUT_LINES:
+        for outcome in outcomes:
+            logger.info("landing %s: %s: prepared as %s, but %s", source.name, outcome.path, outcome.prepared_path,
+                        outcome.message, extra=task_fields(source=source.name, path=str(outcome.path)))
+        return
+    tiles = sorted({tile for o in outcomes if (tile := _tile_of(o.path))})
+    shown = ", ".join(Path(o.path).name for o in outcomes[:_NO_INPUT_LINES])
+    logger.info("landing %s: %d files prepared into %s made no input: no active condition takes them (product "
+                "type %s, tiles %s, or the conditions' windows); e.g. %s (each in hrwsi.landing_file)",
+                source.name, len(outcomes), source.work_directory, source.product_type,
+                ", ".join(tiles[:20]) + (" ..." if len(tiles) > 20 else "") if tiles else "-", shown,
+                extra=task_fields(source=source.name))
+
+
+def _tile_of(path: str) -> str | None:
+    try:
+        return parse_product_name(Path(path).name).tile
+    except UnreadableProductName:
+        return None
 
 
 async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], source: LandingSource, now: datetime,

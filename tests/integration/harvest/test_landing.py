@@ -414,6 +414,28 @@ async def test_conditions_decide_which_inputs_are_made(routines, tmp_path, pool,
     assert report.outcome(f"{S1_NAME}.zip").state == "failed"
 
 
+async def test_a_file_no_condition_takes_is_said_in_the_log_and_many_such_files_in_one_line(routines, tmp_path, pool,
+                                                                                          policy, caplog):
+    """Moved into the work directory as prepared with "no active condition takes it", and nothing logged."""
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    routines.execute("UPDATE hrwsi.processing_condition SET tiles = ARRAY['31TCH'] WHERE name = 'l1c'")
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs) == (1, 0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hrwsi.harvest.landing"]
+    assert lines == [f"landing landing: {directory / S2_NAME}.json: prepared as {work / S2_NAME}.json, but no active "
+                     "condition takes it (product type L1C, tile 32TPR, windows): no input"]
+    caplog.clear()
+    for n in range(8):
+        drop(directory, S2_NAME.replace("_R108_", f"_R10{n}_") + ".json")
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs) == (8, 0)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "hrwsi.harvest.landing"]
+    assert line.startswith(f"landing landing: 8 files prepared into {work} made no input: no active condition takes "
+                           "them (product type L1C, tiles 32TPR, or the conditions' windows); e.g. S2A_MSIL1C_")
+
+
 async def test_a_source_of_another_product_type_feeds_its_own_routines(routines, tmp_path, pool, policy):
     directory, _ = add_source(routines, tmp_path, name="grd", product_type="GRD", unzip=False)
     drop(directory, f"{S1_NAME}.zip")
