@@ -11,8 +11,8 @@ One scan of a source (a hrwsi.harvest_source row of kind landing_directory):
    only once it has settled (unchanged for settle_s: its mtime is that old, or an earlier scan saw
    the same version that long ago), so a file still being written is left alone;
 3. read tile, mission and sensing time from the Sentinel product name; a name that cannot be read,
-   or an entry listed with a reason, is `failed` with the reason, and the file stays where it is
-   (touch it to retry);
+   an entry listed with a reason, or a settled file or directory with no byte in it, is `failed`
+   with the reason, and the file stays where it is (touch it to retry);
 4. mark the file `ready` with the path it will have in the work directory, then unzip it (.zip,
    optional password from an environment variable, within the ops' size and ratio limits) or
    move it there;
@@ -189,7 +189,8 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
         rows = await conn.fetch(query("landing_track_listing"), source.name, [e.path for e in listing],
                                 [e.size_bytes for e in listing], [e.modified_at for e in listing], now)
     problems = {e.path: e.problem for e in listing if e.problem}
-    rows_by_next_step = await _sort_rows(rows, problems, source, now, report)
+    empty = {e.path for e in listing if e.empty}
+    rows_by_next_step = await _sort_rows(rows, problems, empty, source, now, report)
     await _set_aside_scenes_received_before(pool, source, rows_by_next_step)
     outcomes = rows_by_next_step.outcomes
     pending = rows_by_next_step.pending
@@ -238,8 +239,14 @@ def _tile_of(path: str) -> str | None:
         return None
 
 
-async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], source: LandingSource, now: datetime,
-                     report: LandingScanReport) -> _Sorted:
+# A file (or directory) with no byte in it is not a product: it became an input (an empty `.SAFE`).
+# Refused only once settled, so a transfer that is starting is not failed; one that writes later
+# is a new version, taken then; a person touches it to retry.
+EMPTY = "empty (a transfer that failed or has not started?)"
+
+
+async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], empty: set[str], source: LandingSource,
+                     now: datetime, report: LandingScanReport) -> _Sorted:
     result = _Sorted()
     for row in rows:
         state, path = row["state"], row["path"]
@@ -255,6 +262,8 @@ async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], sourc
                                                    f"prepared as {row['prepared_path']}"))
         elif state == "seen" and not _settled(row, now, source.settle_s):
             report.waiting += 1
+        elif state == "seen" and path in empty:
+            result.outcomes[row["id"]] = FileOutcome(path, "failed", EMPTY)
         elif row["prepared_before_id"] is not None:
             result.redeliveries.append((row, path, f"received before: {Path(path).name} was prepared from this "
                                                    f"source (landing file {row['prepared_before_id']}); no new input"))

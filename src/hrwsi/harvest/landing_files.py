@@ -41,6 +41,7 @@ class ListedEntry:
     size_bytes: int
     modified_at: datetime
     problem: str | None = None   # why it cannot be taken: recorded `failed` at once, the others go on
+    empty: bool = False          # no byte in it (a file, or a directory whose files are all empty)
 
 
 class _Changing(Exception):
@@ -62,11 +63,12 @@ def _shown(path: Path | str) -> str:
     return _printable(path)[0]
 
 
-def _walk_product_directory(path: Path) -> tuple[int, float]:
-    """Size (sum of its files) and newest mtime of a directory product, without following links.
-    Raises PreparationFailed for a link or unreadable part inside, _Changing if a part vanished."""
+def _walk_product_directory(path: Path) -> tuple[int, float, int]:
+    """Size (sum of its entries), newest mtime and bytes of its files of a directory product, without
+    following links. Raises PreparationFailed for a link or unreadable part inside, _Changing if a
+    part vanished."""
     info = os.lstat(path)
-    size, newest = info.st_size, info.st_mtime
+    size, newest, content = info.st_size, info.st_mtime, 0
     errors: list[OSError] = []
     for folder, directories, files in os.walk(path, onerror=errors.append):
         for name in directories + files:
@@ -82,37 +84,39 @@ def _walk_product_directory(path: Path) -> tuple[int, float]:
                 raise PreparationFailed(f"{_shown(child.relative_to(path))} inside it cannot be read (permission denied)")
             size += child_info.st_size
             newest = max(newest, child_info.st_mtime)
+            if stat.S_ISREG(child_info.st_mode):
+                content += child_info.st_size
     for error in errors:
         if isinstance(error, FileNotFoundError):
             raise _Changing
         raise PreparationFailed(f"cannot read {_shown(error.filename or path)}: {error.strerror or error}")
-    return size, newest
+    return size, newest, content
 
 
-def _describe(path: Path, directory: Path) -> tuple[int, float, str | None]:
-    """(size, mtime, problem) of one entry the pattern matched; _Changing when it vanished."""
+def _describe(path: Path, directory: Path) -> tuple[int, float, str | None, bool]:
+    """(size, mtime, problem, empty) of one entry the pattern matched; _Changing when it vanished."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         raise _Changing from None
-    size, newest = info.st_size, info.st_mtime
+    size, newest, content = info.st_size, info.st_mtime, info.st_size
     if stat.S_ISLNK(info.st_mode):
         return size, newest, ("a symbolic link: refused, only regular files and directories inside the landing "
-                              "directory are taken (drop the file itself)")
+                              "directory are taken (drop the file itself)"), False
     if not is_within(Path(os.path.realpath(path)), directory):
-        return size, newest, "reached through a symbolic link to outside the landing directory: refused"
+        return size, newest, "reached through a symbolic link to outside the landing directory: refused", False
     try:
         if stat.S_ISDIR(info.st_mode):
-            size, newest = _walk_product_directory(path)
+            size, newest, content = _walk_product_directory(path)
         elif not stat.S_ISREG(info.st_mode):
-            return size, newest, "not a regular file or a directory (a fifo, socket or device): refused"
+            return size, newest, "not a regular file or a directory (a fifo, socket or device): refused", False
         elif not os.access(path, os.R_OK):
-            return size, newest, "cannot be read by the harvester (permission denied)"
+            return size, newest, "cannot be read by the harvester (permission denied)", False
     except PreparationFailed as problem:
-        return size, newest, str(problem)
+        return size, newest, str(problem), False
     except OSError as error:
-        return size, newest, f"cannot be read: {error.strerror or type(error).__name__}"
-    return size, newest, None
+        return size, newest, f"cannot be read: {error.strerror or type(error).__name__}", False
+    return size, newest, None, content == 0
 
 
 def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
@@ -130,7 +134,7 @@ def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
         if path == root or name.startswith(".") or name.endswith(_UNFINISHED_SUFFIXES) or is_within(path, work):
             continue
         try:
-            size, newest, problem = _describe(path, root)
+            size, newest, problem, empty = _describe(path, root)
         except _Changing:
             continue  # removed while listing: the next scan will tell
         text, escaped = _printable(path)
@@ -140,7 +144,8 @@ def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
         elif (unstorable := input_checks.path_problem(name)) is not None:
             text, problem = str(path.parent / input_checks.escaped(name)), f"{unstorable}: refused, rename it"
         # Two entries can print the same (an escaped name and a name with a backslash): one row.
-        entries.setdefault((text, size, newest), ListedEntry(text, size, datetime.fromtimestamp(newest, UTC), problem))
+        entries.setdefault((text, size, newest),
+                           ListedEntry(text, size, datetime.fromtimestamp(newest, UTC), problem, empty and not problem))
     return list(entries.values())
 
 

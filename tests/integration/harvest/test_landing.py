@@ -138,6 +138,31 @@ async def test_files_left_in_the_landing_directory_are_not_rewritten_at_every_sc
     assert (report.prepared, report.inputs) == (1, 1)
 
 
+async def test_an_empty_file_or_directory_is_failed_once_settled_and_taken_once_it_has_content(routines, tmp_path,
+                                                                                                pool, policy):
+    """An empty `.SAFE` file became an input."""
+    directory, work = add_source(routines, tmp_path)
+    source = await source_named(pool)
+    empty_file = drop(directory, f"{S2_NAME}.SAFE", b"", age_s=0)
+    empty_safe = directory / f"{S2_OTHER}.SAFE"
+    (empty_safe / "GRANULE").mkdir(parents=True)
+    old(empty_safe / "GRANULE")
+    old(empty_safe)
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW)
+    assert (report.waiting, report.failed) == (1, 1)  # a transfer just starting is not failed
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=61))
+    assert (report.failed, report.prepared) == (1, 0) and inputs(routines) == []
+    assert set(failed_reasons(routines).items()) == {
+        (f"{S2_NAME}.SAFE", "empty (a transfer that failed or has not started?)"),
+        (f"{S2_OTHER}.SAFE", "empty (a transfer that failed or has not started?)")}
+    assert empty_file.exists() and empty_safe.is_dir()  # left in place: touch to retry
+    # The transfer is done again: a new version, taken.
+    drop(directory, f"{S2_NAME}.SAFE", b"scene")
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert (report.prepared, report.inputs, report.failed) == (1, 1, 0)
+    assert (work / f"{S2_NAME}.SAFE").read_bytes() == b"scene"
+
+
 async def test_a_sentinel_zip_is_unzipped_into_the_work_directory(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     with zipfile.ZipFile(directory / f"{S2_NAME}.SAFE.zip", "w") as archive:

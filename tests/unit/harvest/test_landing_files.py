@@ -149,3 +149,17 @@ def test_move_aside_of_a_vanished_file_says_so(tmp_path):
     landing = source(tmp_path)
     with pytest.raises(PreparationFailed, match="vanished"):
         landing_files.move_aside(str(Path(landing.directory) / f"{NAME}.json"), landing, 1)
+
+
+def test_an_empty_file_or_a_directory_with_no_byte_in_it_is_listed_as_empty(tmp_path):
+    landing = source(tmp_path)
+    directory = Path(landing.directory)
+    (directory / f"{NAME}.SAFE").write_bytes(b"")
+    (directory / f"{OTHER}.SAFE" / "GRANULE").mkdir(parents=True)
+    (directory / f"{OTHER}.SAFE" / "MTD.xml").write_bytes(b"")
+    (directory / f"{NAME}.json").write_bytes(b"{}")
+    (directory / f"{OTHER}.json").mkdir()
+    (directory / f"{OTHER}.json" / "x").write_bytes(b"x")
+    listed = {Path(e.path).name: (e.empty, e.problem) for e in list_landing_directory(landing)}
+    assert listed == {f"{NAME}.SAFE": (True, None), f"{OTHER}.SAFE": (True, None),
+                      f"{NAME}.json": (False, None), f"{OTHER}.json": (False, None)}
