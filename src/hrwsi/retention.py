@@ -17,6 +17,7 @@ when the policy's period is over, so one replica prunes at a time. `hrwsi prune`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -97,10 +98,27 @@ def _remove(path: Path, root: Path | None, report: PruneReport) -> None:
 
 def _remove_files(items: list[tuple[str, str, str | None]], data_dir: Path, report: PruneReport) -> None:
     for kind, path, root in items:
-        if kind in ("log", "output_dir"):
+        if kind == "log":
             _remove(Path(path), data_dir, report)
+        elif kind == "output_dir":
+            _remove_attempt(Path(path), data_dir, report)
         elif kind == "work_file":
             _remove(Path(path), Path(root) if root else None, report)
+
+
+def _remove_attempt(output: Path, data_dir: Path, report: PruneReport) -> None:
+    """A failed attempt's output directory, with the attempt directory around it (its manifest, which
+    names the input, and the launcher's bookkeeping files), then its task's directory once empty. Only
+    the output was removed: four files and two directories a failed attempt stayed on disk for ever
+    (found by exploratory testing, 2026-12-05)."""
+    attempt = output.parent
+    if output.name != "output" or not attempt.name.startswith("attempt-") or not attempt.parent.name.startswith("task-"):
+        _remove(output, data_dir, report)  # (a layout this version did not make: only what the row names)
+        return
+    _remove(attempt, data_dir, report)
+    with contextlib.suppress(OSError):  # (not empty: another attempt of the task, or its products)
+        if _inside(attempt.parent, data_dir):
+            attempt.parent.rmdir()
 
 
 class Pruner:

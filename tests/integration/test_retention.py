@@ -41,12 +41,14 @@ def make_task(db, path: str, *, condition: str = "l1c", state: str = "processed"
             if failed_first else [("processed" if state == "processed" else "internal_error", 1)]
         for job_state, attempt in attempts:
             log = logs / f"hrwsi-{task_id}-{attempt}.log" if logs else None
-            output = logs.parent / "products" / f"task-{task_id}" / f"attempt-{attempt}" if logs else None
+            # (the launcher's layout: the attempt's directory holds its output, manifest and bookkeeping)
+            output = logs.parent / "products" / f"task-{task_id}" / f"attempt-{attempt}" / "output" if logs else None
             if log:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(f"attempt {attempt}\n")
                 output.mkdir(parents=True)
                 (output / "out.dat").write_text("x")
+                (output.parent / "manifest.json").write_text("{}")
             db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, log_path, "
                        "output_dir) VALUES (%s, %s, 'local', %s, 'w01', %s, %s, %s)",
                        (task_id, attempt, f"hrwsi-{task_id}-{attempt}", job_state, str(log) if log else None,
@@ -94,10 +96,22 @@ async def test_old_history_and_attempts_go_and_the_task_and_its_products_stay(db
                      "AND history_pruned_at IS NOT NULL", old) == 1
     assert count(db, "SELECT count(*) FROM hrwsi.product WHERE task_id = %s", old) == 1
     assert not (data / "logs" / f"hrwsi-{old}-1.log").exists() and not (data / "logs" / f"hrwsi-{old}-2.log").exists()
-    assert not (data / "products" / f"task-{old}" / "attempt-1").exists(), "the failed attempt's output went"
-    assert (data / "products" / f"task-{old}" / "attempt-2" / "out.dat").exists(), "the product's directory stays"
+    # The failed attempt's output went, with its manifest and bookkeeping (found by exploratory testing).
+    assert not (data / "products" / f"task-{old}" / "attempt-1").exists(), "the failed attempt's directory went"
+    assert (data / "products" / f"task-{old}" / "attempt-2" / "output" / "out.dat").exists(), "the product stays"
     assert count(db, "SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s", young) > 0
     assert (data / "logs" / f"hrwsi-{young}-1.log").exists()
+
+
+async def test_a_deleted_task_leaves_no_directory_behind(db, database_url, chain, tmp_path):
+    # Found by exploratory testing (2026-12-05): a terminated task's attempt directories (manifest,
+    # bookkeeping) stayed on disk for ever; only their output directories were removed.
+    data = tmp_path / "data"
+    failed = make_task(db, "/l1c/failed", state="terminated", logs=data / "logs", failed_first=True)
+    assert (data / "products" / f"task-{failed}" / "attempt-2" / "manifest.json").exists()
+    await prune(database_url, data)
+    assert count(db, "SELECT count(*) FROM hrwsi.processing_task WHERE id = %s", failed) == 0
+    assert not (data / "products" / f"task-{failed}").exists()
 
 
 async def test_old_terminated_and_cancelled_tasks_go_with_their_inputs_and_alerts_keep_their_text(
