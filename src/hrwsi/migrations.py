@@ -141,7 +141,13 @@ def _apply_pending(conn: psycopg.Connection, done: dict[int, str]) -> list[str]:
 
 def pending(conn: psycopg.Connection) -> list[str]:
     """The migrations this installation would apply; NewerSchema if the database is ahead of it."""
-    recorded = _recorded(conn)
+    return missing_from(_recorded(conn))
+
+
+def missing_from(recorded: list[tuple[int, str, str, datetime]]) -> list[str]:
+    """The migrations this installation ships that are not in `recorded` (rows of applied_migrations,
+    read by either driver: hrwsi.notebook checks with asyncpg); NewerSchema if it records one it does
+    not ship."""
     _refuse_a_newer_schema(recorded)
     done = {version for version, _, _, _ in recorded}
     return [f"{v:04d}_{n}" for v, n, _ in migrations() if v not in done]

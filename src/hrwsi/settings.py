@@ -84,6 +84,15 @@ def _is_postgresql_url(url: str) -> bool:
         return False
 
 
+def check_database_url(url: str, name: str = "HRWSI_DATABASE_URL") -> None:
+    """Refuse a URL that is not a postgresql:// one, in one sentence naming where it came from
+    (`name`): the environment, or an argument (hrwsi.notebook). The value is not repeated: it may
+    hold a password."""
+    if not isinstance(url, str) or not _is_postgresql_url(url):
+        raise SettingsError(f"{name} is not a PostgreSQL URL: it must read "
+                            "postgresql://user[:password]@host[:port]/database[?option=value...]")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=default_home)
@@ -140,10 +149,8 @@ class Settings:
             raise SettingsError(f"HRWSI_LOG_LEVEL={self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
             raise SettingsError(f"HRWSI_LOG_FORMAT={self.log_format!r} must be {' or '.join(LOG_FORMATS)}")
-        if self.database_url is not None and not _is_postgresql_url(self.database_url):
-            # (the value is not repeated: it may hold a password)
-            raise SettingsError("HRWSI_DATABASE_URL is not a PostgreSQL URL: it must read "
-                                "postgresql://user[:password]@host[:port]/database[?option=value...]")
+        if self.database_url is not None:
+            check_database_url(self.database_url)
         if self.home.exists() and not self.home.is_dir():
             raise SettingsError(f"HRWSI_HOME={str(self.home)!r} is not a directory")
         if self.lease_timeout_s < 2 * self.heartbeat_s:
