@@ -14,9 +14,18 @@ SELECT hrwsi.release_campaign(%(campaign)s);
 
 -- name: report_campaigns
 -- Each campaign's progress per routine (hrwsi.campaign_progress), newest campaign first.
-SELECT campaign_id, name, campaign_routine, condition, measured_from, measured_to, tiles, version, lane, chain,
-       created_at, created_by, routine, tasks, waiting, running, processed, terminated, cancelled, products,
-       unchained_products, started_at, finished_at, on_hold, hold_reason
-FROM hrwsi.campaign_progress
-WHERE %(campaign)s::bigint IS NULL OR campaign_id = %(campaign)s
-ORDER BY campaign_id DESC, routine = campaign_routine DESC, routine;
+-- campaign_cancelled: the campaign itself was cancelled (`hrwsi campaigns --cancel`), not one of its
+-- tasks by hand (`hrwsi cancel`). hrwsi.cancel_campaign records it nowhere but in the reason it
+-- gives the tasks it cancels, so that reason, word for word, is what tells the two apart
+-- (tests/integration/test_campaigns.py keeps both in step).
+SELECT p.campaign_id, p.name, p.campaign_routine, p.condition, p.measured_from, p.measured_to, p.tiles, p.version,
+       p.lane, p.chain, p.created_at, p.created_by, p.routine, p.tasks, p.waiting, p.running, p.processed,
+       p.terminated, p.cancelled, p.products, p.unchained_products, p.started_at, p.finished_at, p.on_hold,
+       p.hold_reason,
+       EXISTS (SELECT 1 FROM hrwsi.processing_task t
+               WHERE t.campaign_id = p.campaign_id AND t.state = 'cancelled'
+                 AND t.state_reason = format('its campaign %%s was cancelled by an operator', p.campaign_id))
+           AS campaign_cancelled
+FROM hrwsi.campaign_progress p
+WHERE %(campaign)s::bigint IS NULL OR p.campaign_id = %(campaign)s
+ORDER BY p.campaign_id DESC, p.routine = p.campaign_routine DESC, p.routine;

@@ -74,7 +74,24 @@ def start(conn: psycopg.Connection, request: CampaignRequest) -> dict:
     return conn.cursor(row_factory=dict_row).execute(query("reprocess"), request.params()).fetchone()
 
 
+class NothingToCancel(Exception):
+    """The campaign had already finished (or was cancelled): `hrwsi campaigns --cancel` refuses, as
+    `hrwsi cancel` refuses a finished task."""
+
+
 def cancel(conn: psycopg.Connection, campaign: int) -> str:
+    """Cancel the campaign's open tasks (hrwsi.cancel_campaign); NothingToCancel when it had finished.
+
+    Why: on a finished campaign the cancel said "0 open task(s) cancelled" and the campaign went on
+    showing "finished", as if the command had been lost (found by exploratory testing). A campaign
+    whose last tasks ended but whose products are not chained yet is not finished: downstream tasks
+    may still come, and it is cancelled as before."""
+    shown = load(conn, campaign)
+    if shown and shown[0].totals["finished_at"] is not None:
+        status = shown[0].status
+        if status == "cancelled":
+            raise NothingToCancel(f"campaign {campaign} was already cancelled: nothing was cancelled")
+        raise NothingToCancel(f"campaign {campaign} had already finished ({status}): nothing was cancelled")
     return conn.execute(query("cancel_campaign"), {"campaign": campaign}).fetchone()[0]
 
 
@@ -103,20 +120,24 @@ class Campaign:
     @property
     def status(self) -> str:
         """waiting (nothing started), running, or, once every task is final and every product chained:
-        finished, finished with N terminated, or cancelled; on hold (and why) first."""
+        finished, finished with N terminated (and/or N cancelled: tasks cancelled one by one), or
+        cancelled (the campaign itself, `hrwsi campaigns --cancel`); on hold (and why) first."""
         totals = self.totals
         if self.header["on_hold"]:
             return f"on hold ({self.header['hold_reason'] or 'held'}; `hrwsi campaigns --release " \
                    f"{self.header['campaign_id']}` starts it again)"
         if totals["finished_at"] is None:
             return "running" if totals["started_at"] else "waiting"
-        if totals["cancelled"]:
+        # (One task cancelled by hand among 6 processed said the whole campaign was "cancelled":
+        # found by exploratory testing.)
+        if self.header["campaign_cancelled"]:
             return "cancelled"
-        return f"finished with {totals['terminated']} terminated" if totals["terminated"] else "finished"
+        ended = [f"{totals[state]} {state}" for state in ("terminated", "cancelled") if totals[state]]
+        return f"finished with {', '.join(ended)}" if ended else "finished"
 
 
 HEADER_KEYS = ("campaign_id", "name", "campaign_routine", "condition", "measured_from", "measured_to", "tiles",
-               "version", "lane", "chain", "created_at", "created_by", "on_hold", "hold_reason")
+               "version", "lane", "chain", "created_at", "created_by", "on_hold", "hold_reason", "campaign_cancelled")
 
 
 def group_rows(rows: list[dict]) -> list[Campaign]:

@@ -86,3 +86,15 @@ def test_a_held_campaign_is_shown_by_status_and_campaigns_and_released_with_one_
     cancelled = run(["campaigns", "--cancel", "1"], env).stdout
     assert "campaign 1: cancelled" in cancelled and "on hold" not in cancelled
     assert "campaign on hold" not in run(["status"], env).stdout
+
+
+def test_campaigns_says_finished_with_a_task_cancelled_by_hand_and_refuses_to_cancel_it(processed, env):  # noqa: F811
+    run(["reprocess", "--routine", "work", "--from", "2020-01-01", "--to", "2100-01-01", "--no-chain"], env)
+    [task] = [r[0] for r in processed.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = 1")]
+    run(["cancel", str(task)], env)  # one task by hand: the campaign itself goes on (and here, ends)
+    shown = run(["campaigns"], env).stdout
+    assert "campaign 1: finished with 1 cancelled" in shown  # it said "campaign 1: cancelled"
+    assert json.loads(run(["campaigns", "--json"], env).stdout)[0]["status"] == "finished with 1 cancelled"
+    refused = run(["campaigns", "--cancel", "1"], env, check=False)  # it said "0 open task(s) cancelled", exit 0
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == "error: campaign 1 had already finished (finished with 1 cancelled): nothing was cancelled\n"

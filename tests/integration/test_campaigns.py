@@ -236,6 +236,62 @@ def test_campaign_progress_counts_tasks_per_state_products_and_says_when_it_fini
     assert shown.header["name"] == "v2" and shown.header["lane"] == "archive"
 
 
+def finished_campaign(db, inputs):
+    """A campaign of routine snow over `inputs` processed inputs that does not chain; its task ids."""
+    for n in range(inputs):
+        finish(db, add_input(db, "l2a", f"/l2a/{n}", measured=DAY + timedelta(minutes=n)))
+    campaign_id, _, _ = reprocess(db, routine="snow", chain=False)
+    tasks = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s ORDER BY id",
+                                      (campaign_id,))]
+    return campaign_id, tasks
+
+
+def test_a_campaign_with_a_task_cancelled_by_hand_finished_and_says_how_many(chain):
+    campaign_id, tasks = finished_campaign(chain, 4)
+    chain.execute("SELECT hrwsi.cancel_task(%s)", (tasks[0],))  # `hrwsi cancel`: that task, not the campaign
+    for task in tasks[1:]:
+        finish(chain, task)
+    [shown] = campaigns.load(chain, campaign_id)
+    assert shown.totals["finished_at"] is not None
+    assert shown.status == "finished with 1 cancelled"  # it said "cancelled", as if the campaign had been
+    assert json.loads(campaigns.to_json([shown]))[0]["status"] == "finished with 1 cancelled"
+    second, _, _ = reprocess(chain, routine="snow", chain=False)
+    failing, cancelled, *done = [r[0] for r in chain.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s ORDER BY id", (second,))]
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (failing,))
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (failing,))
+    chain.execute("SELECT hrwsi.cancel_task(%s)", (cancelled,))
+    for task in done:
+        finish(chain, task)
+    [shown] = campaigns.load(chain, second)
+    assert shown.status == "finished with 1 terminated, 1 cancelled"
+
+
+def test_a_campaign_cancelled_as_a_whole_says_cancelled_even_with_tasks_processed_before(chain):
+    campaign_id, tasks = finished_campaign(chain, 3)
+    finish(chain, tasks[0])
+    campaigns.cancel(chain, campaign_id)
+    [shown] = campaigns.load(chain, campaign_id)
+    assert (shown.status, shown.header["campaign_cancelled"]) == ("cancelled", True)
+
+
+def test_cancelling_a_finished_campaign_is_refused_and_cancels_nothing(chain):
+    campaign_id, tasks = finished_campaign(chain, 2)
+    chain.execute("SELECT hrwsi.cancel_task(%s)", (tasks[0],))
+    finish(chain, tasks[1])
+    with pytest.raises(campaigns.NothingToCancel) as refused:  # it said "0 open task(s) cancelled"
+        campaigns.cancel(chain, campaign_id)
+    assert str(refused.value) == (f"campaign {campaign_id} had already finished (finished with 1 cancelled): "
+                                  "nothing was cancelled")
+    [shown] = campaigns.load(chain, campaign_id)
+    assert shown.status == "finished with 1 cancelled"
+    other, _, _ = reprocess(chain, routine="snow", chain=False)  # the same inputs again: cancelled, then again
+    campaigns.cancel(chain, other)
+    with pytest.raises(campaigns.NothingToCancel, match=f"^campaign {other} was already cancelled: nothing was cancelled$"):
+        campaigns.cancel(chain, other)
+
+
 def test_multi_input_groups_take_no_member_from_a_campaign(chain):
     chain.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
                      input_product_type, output_product_type) VALUES ('gfsc', 1, 100, 10, '1 min', ARRAY['g'], 'FSC',

@@ -69,6 +69,8 @@ def campaigns_command(campaign: int | None = typer.Option(None, "--id", min=1, m
                     console.print(action(conn, campaign_id), highlight=False, markup=False)
                 except (psycopg.errors.NoDataFound, psycopg.errors.CheckViolation) as error:
                     raise CliError(error.diag.message_primary) from None
+                except campaigns.NothingToCancel as error:  # (exit 1, as `hrwsi cancel` of a finished task)
+                    raise CliError(str(error)) from None
         shown = campaigns.load(conn, campaign)
     if as_json:
         print(campaigns.to_json(shown))
