@@ -68,10 +68,32 @@ def split_command(text: str | None) -> tuple[str, ...]:
     return tuple(part.replace("{python}", sys.executable) for part in shlex.split(text))
 
 
-def start(conn: psycopg.Connection, request: CampaignRequest) -> dict:
+class SameCampaignOpen(Exception):
+    """An open campaign already reprocesses what the request asks; the message names it and how to
+    start another anyway."""
+
+
+def start(conn: psycopg.Connection, request: CampaignRequest, *, again: bool = False) -> dict:
     """Create the campaign and its tasks in one call; returns campaign_id, tasks and a summary sentence.
-    psycopg errors (no such routine, nothing to reprocess, a bad range) carry the database's sentence."""
-    return conn.cursor(row_factory=dict_row).execute(query("reprocess"), request.params()).fetchone()
+    psycopg errors (no such routine, nothing to reprocess, a bad range) carry the database's sentence.
+
+    SameCampaignOpen when an open campaign (not finished, not cancelled) reprocesses the same routine
+    or condition, range and tiles with the same version, unless `again`. Why: `hrwsi reprocess` run
+    twice (a command repeated from the shell's history) started a second campaign silently, and both
+    ran: twice the work on the cluster for the same products (found by exploratory testing)."""
+    with conn.transaction():
+        conn.execute(query("lock_campaign_starts"))
+        if not again:
+            twin = conn.execute(query("open_twin_campaign"),
+                                {**request.params(), "tiles": sorted(set(request.tiles)) or None}).fetchone()
+            if twin is not None:
+                [campaign] = load(conn, twin[0])
+                label = f" ({campaign.header['name']!r})" if campaign.header["name"] else ""
+                raise SameCampaignOpen(
+                    f"campaign {twin[0]}{label} already reprocesses these inputs with this version and is "
+                    f"{campaign.status}: `hrwsi campaigns --id {twin[0]}` shows it; add --again to start another "
+                    "one anyway (both run)")
+        return conn.cursor(row_factory=dict_row).execute(query("reprocess"), request.params()).fetchone()
 
 
 class NothingToCancel(Exception):

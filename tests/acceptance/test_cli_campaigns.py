@@ -98,3 +98,14 @@ def test_campaigns_says_finished_with_a_task_cancelled_by_hand_and_refuses_to_ca
     refused = run(["campaigns", "--cancel", "1"], env, check=False)  # it said "0 open task(s) cancelled", exit 0
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr == "error: campaign 1 had already finished (finished with 1 cancelled): nothing was cancelled\n"
+
+
+def test_reprocess_refuses_to_start_an_open_campaign_twice_unless_told_again(processed, env):  # noqa: F811
+    request = ["reprocess", "--routine", "work", "--from", "2020-01-01", "--to", "2100-01-01", "--tile", "32TLR"]
+    run(request, env)
+    twice = run(request, env, check=False)  # it started campaign 2 silently: both ran
+    assert twice.returncode == 1 and twice.stdout == "" and twice.stderr.count("\n") == 1
+    assert twice.stderr.startswith("error: campaign 1 already reprocesses these inputs with this version and is waiting: "
+                                   "`hrwsi campaigns --id 1` shows it; add --again to start another one anyway")
+    assert "campaign 2" not in run(["campaigns"], env).stdout
+    assert run([*request, "--again"], env).stdout.startswith("campaign 2: 1 task(s) of routine work")

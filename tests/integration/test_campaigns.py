@@ -292,6 +292,56 @@ def test_cancelling_a_finished_campaign_is_refused_and_cancels_nothing(chain):
         campaigns.cancel(chain, other)
 
 
+def request(**changes):
+    """What `hrwsi reprocess --routine snow --from ... --to ... --tile 32TLR --tile 31TCH` asks."""
+    return campaigns.CampaignRequest(**{"measured_from": DAY - timedelta(days=1), "measured_to": DAY + timedelta(days=1),
+                                        "routine": "snow", "tiles": ("32TLR", "31TCH"), **changes})
+
+
+def campaign_count(db):
+    return db.execute("SELECT count(*) FROM hrwsi.campaign").fetchone()[0]
+
+
+def test_starting_the_same_campaign_again_while_it_is_open_is_refused_naming_it(chain):
+    for n, tile in enumerate(["32TLR", "31TCH"]):
+        finish(chain, add_input(chain, "l2a", f"/l2a/{n}", tile=tile))
+    first = campaigns.start(chain, request(name="NDSI fix"))["campaign_id"]
+    with pytest.raises(campaigns.SameCampaignOpen) as refused:  # it made a second campaign: the work twice
+        campaigns.start(chain, request(tiles=("31TCH", "32TLR", "31TCH"), name="again", chain=False))
+    assert str(refused.value) == (f"campaign {first} ('NDSI fix') already reprocesses these inputs with this version and "
+                                  f"is waiting: `hrwsi campaigns --id {first}` shows it; add --again to start another one "
+                                  "anyway (both run)")
+    assert campaign_count(chain) == 1
+    second = campaigns.start(chain, request(), again=True)["campaign_id"]
+    assert second != first and campaign_count(chain) == 2
+
+
+@pytest.mark.parametrize("other", [
+    {"tiles": ("32TLR",)}, {"tiles": ()}, {"measured_to": DAY + timedelta(days=2)}, {"command": ("snow-v3",)},
+    {"image": "registry/snow:2.1"}, {"routine": None, "condition": "l2a"},
+])
+def test_a_campaign_of_other_inputs_or_another_version_starts_beside_an_open_one(chain, other):
+    for n, tile in enumerate(["32TLR", "31TCH"]):
+        finish(chain, add_input(chain, "l2a", f"/l2a/{n}", tile=tile))
+    campaigns.start(chain, request())
+    campaigns.start(chain, request(**other))
+    assert campaign_count(chain) == 2
+
+
+def test_the_same_campaign_starts_again_once_the_first_finished_or_was_cancelled(chain):
+    for n, tile in enumerate(["32TLR", "31TCH"]):
+        finish(chain, add_input(chain, "l2a", f"/l2a/{n}", tile=tile))
+    first = campaigns.start(chain, request(chain=False))["campaign_id"]
+    for [task] in chain.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s", (first,)).fetchall():
+        finish(chain, task)
+    chain_products(chain)
+    assert campaigns.load(chain, first)[0].status == "finished"
+    second = campaigns.start(chain, request())["campaign_id"]
+    campaigns.cancel(chain, second)
+    campaigns.start(chain, request())
+    assert campaign_count(chain) == 3
+
+
 def test_multi_input_groups_take_no_member_from_a_campaign(chain):
     chain.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
                      input_product_type, output_product_type) VALUES ('gfsc', 1, 100, 10, '1 min', ARRAY['g'], 'FSC',
@@ -317,6 +367,8 @@ def test_an_operator_with_the_service_role_starts_a_campaign_under_their_own_nam
         campaign_id, _, _ = reprocess(conn, routine="snow")
         assert conn.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() is not None
         assert conn.execute("SELECT count(*) FROM hrwsi.campaign_progress").fetchone()[0] == 1
+        with pytest.raises(campaigns.SameCampaignOpen):  # (it may read what the check reads, and take its lock)
+            campaigns.start(conn, campaigns.CampaignRequest(DAY - timedelta(days=1), DAY + timedelta(days=1), "snow"))
     assert chain.execute("SELECT created_by FROM hrwsi.campaign WHERE id = %s", (campaign_id,)).fetchone()[0] == operator
     with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
         assert engineer.execute("SELECT count(*) FROM hrwsi.product_timeliness").fetchone()[0] == 0

@@ -33,7 +33,10 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
               command: str | None = typer.Option(None, help="run this version of the routine ({python}: hrwsi's)"),
               image: str | None = typer.Option(None, help="run this image of the routine"),
               chain: bool = typer.Option(True, help="its products chain downstream within the campaign"),
-              name: str | None = typer.Option(None, help="a label")) -> None:
+              name: str | None = typer.Option(None, help="a label"),
+              again: bool = typer.Option(False, "--again",
+                                         help="start it even if an open campaign reprocesses the same inputs "
+                                              "with the same version (both run)")) -> None:
     """Start a reprocessing campaign: a new task (archive lane) per input already processed; old
     products are kept, new ones are written beside them."""
     from hrwsi import campaigns
@@ -46,9 +49,11 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
         raise CliError(str(error), exit_code=2) from None
     with database(autocommit=True) as conn:
         try:
-            started = campaigns.start(conn, request)
+            started = campaigns.start(conn, request, again=again)
         except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound, psycopg.errors.ForeignKeyViolation) as error:
             raise CliError(error.diag.message_primary) from None
+        except campaigns.SameCampaignOpen as error:  # (refused: exit 1)
+            raise CliError(str(error)) from None
     console.print(started["summary"], highlight=False, markup=False, soft_wrap=True)
 
 
