@@ -134,7 +134,9 @@ SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_sta
        t.depends_on, t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.deadline_at,
        r.max_attempts, r.on_hold AS routine_on_hold, r.expected_duration,
        i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at,
-       i.published_at, i.source, i.product_id AS chained_from_product
+       i.published_at, i.source, i.product_id AS chained_from_product,
+       -- when retention deleted its history and attempts (the page says so rather than "no attempt yet")
+       (SELECT p.history_pruned_at FROM hrwsi.processing_task p WHERE p.id = t.id) AS history_pruned_at
 FROM hrwsi.dashboard_task t
 JOIN hrwsi.input i ON i.id = t.input_id
 JOIN hrwsi.processing_routine r ON r.name = t.routine

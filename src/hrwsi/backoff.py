@@ -16,6 +16,9 @@ from dataclasses import dataclass
 DATABASE_CAP_S = 10.0  # a step, an outcome write, a heartbeat: the database is away for a moment
 START_UP_CAP_S = 30.0  # a service starting while its database is away
 LISTENER_CAP_S = 60.0  # the LISTEN connection (ADR 0001)
+# The dashboard's LISTEN connection: its pages say they are not live until it is back, so it comes back
+# within seconds of the database (one connection per dashboard: no herd of replicas to spread).
+DASHBOARD_LISTENER_CAP_S = 2.0
 
 
 @dataclass

@@ -81,6 +81,9 @@ class Listener:
         self._pong = asyncio.Event()
         self._stopping = asyncio.Event()
         self.reconnects = 0
+        # True while a connection listens (from on_connected until it is lost): the dashboard tells its
+        # pages, which learn of changes only through it (hrwsi.web.live).
+        self.connected = False
         self.quiet: frozenset[str] = frozenset()  # channels not to listen to for now
         self._conn: asyncpg.Connection | None = None
         self._listening: set[str] = set()  # what the current connection listens to
@@ -141,6 +144,7 @@ class Listener:
                 logger.warning("listener: connection failed (%s); reconnecting", error)
             finally:
                 self._conn = None
+                self.connected = False
                 if not conn.is_closed():
                     try:
                         await asyncio.wait_for(conn.close(), 2)
@@ -164,6 +168,7 @@ class Listener:
         if self.reconnects:
             logger.info("listener: reconnected; catching up on missed work")
         self.reconnects += 1
+        self.connected = True
         self.on_connected()  # catch up: notifications sent while we were away are gone
         while not self._stopping.is_set() and not lost.is_set():
             await self._sleep(self.ping_interval_s, lost)

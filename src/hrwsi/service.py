@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from hrwsi.backoff import START_UP_CAP_S, Backoff
+from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
@@ -187,6 +187,7 @@ class Service:
     """Base of harvester, orchestrator and launcher. Subclasses fill `steps`, `router`, `side_tasks`."""
 
     kind = "service"
+    listener_cap_s = LISTENER_CAP_S  # the longest wait before the LISTEN connection tries again
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         self.pool = pool
@@ -376,7 +377,7 @@ class Service:
     async def run(self, url: str) -> None:
         """Serve until stop is requested (SIGINT/SIGTERM through hrwsi.app, or request_stop())."""
         self.listener = Listener(url, self.router.channels, self.notify, lambda: self.wake(),
-                                 ping_interval_s=self.settings.heartbeat_s,
+                                 ping_interval_s=self.settings.heartbeat_s, backoff_max_s=self.listener_cap_s,
                                  application_name=f"hrwsi-{self.kind}-listener")
         self._listen_as_routes_need()  # (a step made due before it runs)
         await self._register()

@@ -13,10 +13,15 @@ import re
 
 # Control characters, and Unicode's directional formatting characters: a right-to-left override in a
 # path shows its end first ("Trojan Source", CVE-2021-42574), so what an operator reads is not the name.
-_BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# (The marks too: U+200E, U+200F and the Arabic letter mark U+061C.)
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
 # (a line break too, and Unicode's line and paragraph separators, which some viewers break lines at)
 _LINE_BREAKING = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{_BIDI}\u2028\u2029]")
+# In a web page (the dashboard): a line break and a tab are the text's own layout (a log's lines), and so
+# is a carriage return before a line break (a log written with CRLF); a carriage return alone is shown,
+# not taken as one more line break (a page shows "ok\rFAILED" as two lines, where a terminal overwrites).
+_IN_PAGE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_BIDI}]|\\r(?!\\n)")
 
 
 def _escape(match: re.Match) -> str:
@@ -32,3 +37,9 @@ def visible(value: object) -> str:
 def one_line(value: object) -> str:
     """`value` as one line of text: as `visible`, its line breaks shown as their escape (`\\x0a`) too."""
     return _LINE_BREAKING.sub(_escape, "" if value is None else str(value))
+
+
+def in_page(value: str) -> str:
+    """`value` for a web page (the dashboard, before its HTML escaping): as `visible`, with its line
+    breaks and tabs kept."""
+    return _IN_PAGE.sub(_escape, value)

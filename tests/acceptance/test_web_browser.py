@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.dashboard_scenario import build
+from tests.integration.database_door import DatabaseDoor, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -64,10 +65,10 @@ def words(text: str) -> str:
 
 
 @contextmanager
-def dashboard_process(database_url: str, home: Path, token: str | None):
-    """`hrwsi web` on a free port; yields its base URL."""
+def dashboard_process(database_url: str, home: Path, token: str | None, port: int = 0):
+    """`hrwsi web` on `port` (0: a free one); yields its base URL."""
     log = home / "web.log"
-    env = {**os.environ, "HRWSI_DATABASE_URL": database_url, "HRWSI_HOME": str(home), "HRWSI_WEB_PORT": "0",
+    env = {**os.environ, "HRWSI_DATABASE_URL": database_url, "HRWSI_HOME": str(home), "HRWSI_WEB_PORT": str(port),
            "HRWSI_HEARTBEAT_S": "1", "HRWSI_BACKSTOP_POLL_S": "1"}
     env.pop("HRWSI_WEB_TOKEN", None)
     if token:
@@ -199,3 +200,50 @@ def test_without_a_token_setting_the_dashboard_is_read_only(page, db, database_u
         assert page.locator("text=Retry").count() == 0
         page.goto(f"{base}/login")
         assert "Operator actions are off on this dashboard" in page.inner_text("main")
+
+
+def test_pages_say_when_the_database_is_away_and_come_back_by_themselves(page, page_errors, db, database_url,
+                                                                         tmp_path):
+    """Found by exploratory testing: a task page kept its green "live" while the database was down; the
+    503 page ("comes back by itself") was still there 30 s after the database was back; an overview
+    reloaded during the outage stayed on "connecting…" 18 s after it. The database goes away here
+    through a door in front of it (tests/integration/database_door.py), as in a restart."""
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    door = DatabaseDoor(database_url)
+    try:
+        with dashboard_process(door.url, home, None, port=free_port()) as base:
+            page.goto(f"{base}/tasks/{scenario.terminated}")
+            page.wait_for_selector("#live.ok")
+            overview = page.context.new_page()
+            overview.goto(base + "/")
+            overview.wait_for_selector("#live.ok")
+
+            door.close()
+            page.wait_for_selector("#live.bad", timeout=5_000)
+            assert page.inner_text("#live") == "database unreachable · may be out of date"
+            shoot(page, "task-database-away")
+            opened = page.context.new_page()
+            assert opened.goto(f"{base}/tasks/{scenario.running}").status == 503
+            assert "comes back by itself" in opened.inner_text("main")
+            overview.reload()  # (the overview read before, or the 503 page: either comes back)
+            shoot(opened, "database-away-503")
+
+            door.open()
+            back = time.monotonic()
+            opened.wait_for_selector(f"h1:has-text('Task {scenario.running}')", timeout=15_000)
+            opened.wait_for_selector("#live.ok", timeout=10_000)
+            page.wait_for_selector("#live.ok", timeout=10_000)
+            overview.wait_for_selector("#live.ok", timeout=10_000)
+            assert time.monotonic() - back < 10, "within a few seconds of the database"
+            assert page.inner_text("#live").startswith("live")
+
+            # And the live updates flow again: a change made now reaches the open task page.
+            db.execute("SELECT hrwsi.retry_task(%s)", (scenario.terminated,))
+            page.locator("[data-live=head] h1", has_text="pending").wait_for(timeout=10_000)
+        # An update the page asked for while the database was away was answered 503: that was the point.
+        page_errors[:] = [e for e in page_errors if "status of 503 (Service Unavailable)" not in e]
+    finally:
+        door.open()
+        door.close()
+

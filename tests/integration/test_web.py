@@ -7,26 +7,30 @@ import asyncio
 import json
 import re
 from contextlib import asynccontextmanager
+from datetime import UTC
 from html import unescape
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
-from hrwsi import timeliness
+from hrwsi import retention, timeliness
+from hrwsi.backoff import DASHBOARD_LISTENER_CAP_S
 from hrwsi.database import create_pool
 from hrwsi.sql_files import query
-from hrwsi.web.app import Dashboard
+from hrwsi.web.app import ERROR_RETRY_S, Dashboard
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
 from hrwsi.web.config import WebSettings
 from hrwsi.web.data import OverviewCache
-from hrwsi.web.live import LiveHub
+from hrwsi.web.live import TABLE_CHANNELS, LiveHub
 from hrwsi.web.service import WebService
-from tests.integration.conftest import single_routine_configuration
+from tests.integration.conftest import single_routine_configuration, wait_until_true
 from tests.integration.dashboard_scenario import build
+from tests.integration.database_door import DatabaseDoor, free_port
 
 ALICE = "alice-token-0123456789"
 WRONG = "not-the-token-at-all"
@@ -159,6 +163,7 @@ async def test_filters_and_the_search_box_find_the_right_tasks(database_url, sce
         assert await ids("q=/eodata/S2A_MSIL1C_HUGE_1.SAFE") == [scenario.unplannable[1]], "a whole path"
         tile = await ids("q=31tgl")
         assert tile and tile == await ids("tile=31TGL"), "a tile code in the search box is the tile"
+        assert await ids("tile=31tgl") == tile, "the tile field takes lower case too, as the CLI's --tile"
         assert await ids("worker=w02&state=running") == [scenario.running]
         assert await ids("state=cancelled") == []
         response = await client.get(f"/tasks?q={scenario.running}", allow_redirects=False)
@@ -191,6 +196,63 @@ async def test_a_log_outside_the_data_directory_is_never_read(database_url, scen
     async with dashboard(database_url, data_dir) as client:
         page = visible(await text_of(client, f"/tasks/{scenario.running}"))
     assert "outside this dashboard's data directory" in page and "root:" not in page
+
+
+async def test_a_task_whose_attempts_retention_pruned_says_so_on_its_page_and_in_the_api(database_url, scenario,
+                                                                                       data_dir, db):
+    """It said "No attempt yet." and "No attempt yet, so no log.", and the API "jobs": [] alone, as for a
+    task that never ran (found by exploratory testing); `hrwsi task show` says they were pruned."""
+    db.execute("UPDATE hrwsi.retention_policy SET task_history = interval '1 day'")
+    db.execute("UPDATE hrwsi.processing_task SET finished_at = now() - interval '2 days' WHERE id = %s",
+               (scenario.terminated,))
+    conn = await asyncpg.connect(database_url)
+    try:
+        report = await retention.prune(conn, data_dir)
+    finally:
+        await conn.close()
+    assert report.rows["task_history"] == 1
+    pruned_at = db.execute("SELECT history_pruned_at FROM hrwsi.processing_task WHERE id = %s",
+                           (scenario.terminated,)).fetchone()[0]
+    said = f"history and attempts pruned {pruned_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z by the retention policy"
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, f"/tasks/{scenario.terminated}"))
+        assert "No attempt yet" not in page
+        assert page.count(said) == 3, "in the attempts, the log and the history"
+        assert f"Log No log: {said}" in page
+        task = await (await client.get(f"/api/tasks/{scenario.terminated}")).json()
+        assert task["jobs"] == [] and task["history_pruned"].startswith(said)
+        assert task["history_pruned_at"] == task["task"]["history_pruned_at"] is not None
+        never_ran = visible(await text_of(client, f"/tasks/{scenario.unplannable[0]}"))
+        assert "No attempt yet, so no log." in never_ran and "pruned" not in never_ran, "a task that never ran"
+        assert (await (await client.get(f"/api/tasks/{scenario.unplannable[0]}")).json())["history_pruned"] is None
+
+
+async def test_directional_and_control_characters_are_shown_as_their_escape(database_url, scenario, data_dir, db):
+    """A right-to-left override in a file name showed it reversed on /tasks (CVE-2021-42574, "Trojan Source"),
+    and a carriage return in a log made a line of its own (found by exploratory testing): the dashboard
+    shows them as the CLI does (hrwsi.terminal)."""
+    name = "S2B_MSIL1C_\u202eCOLF.SAFE\u2066x\u200fy"  # (the database refuses a control character in a path)
+    db.execute("UPDATE hrwsi.input SET input_path = %s WHERE id = (SELECT input_id FROM hrwsi.processing_task "
+               "WHERE id = %s)", ("/eodata/" + name, scenario.terminated))
+    db.execute("UPDATE hrwsi.job SET message = %s WHERE task_id = %s", ("bad \u202etxt.exe", scenario.terminated))
+    db.execute("SELECT hrwsi.hold_routine('snow_cover', %s)", ("held \u202eby\u2069 ops",))
+    log = Path(db.execute("SELECT log_path FROM hrwsi.job WHERE task_id = %s ORDER BY attempt DESC LIMIT 1",
+                          (scenario.terminated,)).fetchone()[0])
+    log.write_text("line one\r\nprogress 10%\rprogress 100%\nERROR \u202ereversed \x1b[2J\n")
+    escaped = "S2B_MSIL1C_\\u202eCOLF.SAFE\\u2066x\\u200fy"
+    async with dashboard(database_url, data_dir) as client:
+        pages = {path: await text_of(client, path) for path in
+                 ("/", "/tasks", f"/tasks/{scenario.terminated}", "/alerts", f"/tasks?q={name[:12]}")}
+        fragments = await (await client.get(f"/tasks/{scenario.terminated}",
+                                            headers={"X-HRWSI-Fragments": "1"})).json()
+    for path, html in [*pages.items(), ("fragments", json.dumps(fragments, ensure_ascii=False))]:
+        assert not re.search("[\u202a-\u202e\u2066-\u2069\u200e\u200f\x1b]", html), path
+    assert escaped in pages["/tasks"] and f'title="/eodata/{escaped}"' in pages["/tasks"]
+    task = pages[f"/tasks/{scenario.terminated}"]
+    assert escaped in task and "bad \\u202etxt.exe" in task
+    assert "line one\r\nprogress 10%\\x0dprogress 100%\nERROR \\u202ereversed \\x1b[2J" in task, \
+        "a carriage return alone is shown; one before a line break is the line's end"
+    assert "held \\u202eby\\u2069 ops" in pages["/"]
 
 
 async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_them(database_url, scenario, data_dir,
@@ -288,10 +350,22 @@ async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, s
 
 
 async def test_signing_in_never_sends_anyone_off_the_dashboard(database_url, scenario, data_dir):
+    # A tab, a line break or a carriage return is dropped by URL parsers: "/<TAB>/evil.example/x" left as
+    # "Location: //evil.example/x" (found by exploratory testing). So is any white space or control
+    # or format character: not a plain path of the dashboard.
+    hostile = ("//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example/x", "/\n/evil.example/x",
+               "/\r/evil.example/x", "/ /evil.example", "/\u202e/evil.example", "/\x00/evil", "javascript:alert(1)")
     async with dashboard(database_url, data_dir) as client:
-        for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        for target in hostile:
             response = await client.post("/login", data={"token": ALICE, "next": target}, allow_redirects=False)
-            assert response.headers["Location"] == "/", target
+            assert response.headers["Location"] == "/", repr(target)
+        for query_string in ("next=/%09/evil.example", "next=/%0a/evil.example", "next=/%0d/evil.example",
+                             "next=%2F%2Fevil.example"):
+            page = await text_of(client, f"/login?{query_string}")
+            assert re.search(r'name="next" value="/"', page) and "evil.example" not in page, query_string
+        good = await client.post("/login", data={"token": ALICE, "next": "/tasks?state=terminated&q=S2B"},
+                                 allow_redirects=False)
+        assert good.headers["Location"] == "/tasks?state=terminated&q=S2B", "a path of the dashboard is kept"
 
 
 async def test_live_sections_come_alone_for_the_pages_script(database_url, scenario, data_dir):
@@ -344,11 +418,12 @@ async def test_an_open_page_hears_of_a_change_from_the_database_notifications(da
             await asyncio.sleep(0.05)
             assert not running.done(), running
         base = f"http://127.0.0.1:{service.port}"
+        await wait_until_true(lambda: service.hub.database is True)  # (its listener is connected)
         async with aiohttp.ClientSession() as http:
             before = await (await http.get(f"{base}/api/overview")).json()
             async with http.get(f"{base}/events") as events:
                 assert events.headers["Content-Type"] == "text/event-stream"
-                assert await anext_event(events) == ("hello", {})
+                assert await anext_event(events) == ("hello", {"database": True})
                 db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('l1c', '/eodata/new')")
                 change = await wait_for_channel(events, "hrwsi_input")
                 assert change["channels"] == ["hrwsi_input"] or "hrwsi_input" in change["channels"]
@@ -362,10 +437,69 @@ async def test_an_open_page_hears_of_a_change_from_the_database_notifications(da
         await service.pool.close()
 
 
-async def anext_event(response: aiohttp.ClientResponse) -> tuple[str, dict]:
+async def test_open_pages_hear_at_once_when_the_listener_loses_the_database_and_when_it_is_back(
+        database_url, scenario, data_dir, settings):
+    """No notification arrives while the database is away: a task page kept its green "live" through an
+    outage (found by exploratory testing). The stream says so, then says when it is back (within seconds:
+    the dashboard's listener waits at most DASHBOARD_LISTENER_CAP_S), with a change on every channel."""
+    door = DatabaseDoor(database_url)
+    service = WebService(await create_pool(door.url, max_size=3), settings,
+                         WebSettings(port=free_port(), auth=Authenticator(parse_tokens(TOKENS))))
+    running = asyncio.create_task(service.run(door.url))
+    try:
+        await wait_until_true(lambda: service.hub.database is True or running.done())
+        assert not running.done(), running
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service.port}/events") as events:
+            assert await anext_event(events) == ("hello", {"database": True})
+            door.close()
+            started = asyncio.get_running_loop().time()
+            assert await next_named(events, "database") == {"up": False}
+            assert asyncio.get_running_loop().time() - started < 3
+            door.open()
+            started = asyncio.get_running_loop().time()
+            assert await next_named(events, "database", timeout=DASHBOARD_LISTENER_CAP_S + 5) == {"up": True}
+            assert asyncio.get_running_loop().time() - started < DASHBOARD_LISTENER_CAP_S + 3
+            change = await wait_for_channel(events, "hrwsi_task")
+            assert set(TABLE_CHANNELS) <= set(change["channels"]), "the pages catch up on what they missed"
+    finally:
+        door.open()
+        service.request_stop()
+        await asyncio.wait_for(running, 10)
+        await service.pool.close()
+        door.close()
+
+
+async def test_a_page_the_database_could_not_be_read_for_asks_for_itself_again(tmp_path):
+    """The 503 page said it "comes back by itself" but declared nothing for the script to do: a tab
+    showed it 30 s after the database was back (found by exploratory testing). A page read with GET
+    carries data-retry (app.js asks for it again every few seconds and reloads once it can be read);
+    a form's POST is never sent again behind the operator's back."""
+    async with dashboard("postgresql://postgres@127.0.0.1:9/none", tmp_path) as client:
+        page = await text_of(client, "/tasks/12", status=503)
+        assert f'data-retry="{ERROR_RETRY_S}"' in page and "comes back by itself" in page
+        login = await client.post("/login", data={"token": ALICE, "next": "/"}, allow_redirects=False)
+        csrf = Authenticator(parse_tokens(TOKENS)).csrf_for(login.cookies[SESSION_COOKIE].value)
+        form = await client.post("/tasks/12/hold", data={"csrf": csrf}, allow_redirects=False)
+        html = await form.text()
+        assert form.status == 503 and 'data-retry=""' in html, "a POST is not sent again"
+        assert "go back and try again in a moment" in html
+    script = (Path(__file__).resolve().parents[2] / "src/hrwsi/web/static/app.js").read_text()
+    assert "dataset.retry" in script and "location.reload()" in script
+
+
+async def next_named(response: aiohttp.ClientResponse, name: str, timeout: float = 5) -> dict:
+    """The data of the next event called `name` (the others skipped) within `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            found, data = await anext_event(response, timeout=timeout)
+            if found == name:
+                return data
+
+
+async def anext_event(response: aiohttp.ClientResponse, timeout: float = 5) -> tuple[str, dict]:
     name, data = None, None
     while True:
-        line = (await asyncio.wait_for(response.content.readline(), 5)).decode().rstrip("\n")
+        line = (await asyncio.wait_for(response.content.readline(), timeout)).decode().rstrip("\n")
         if line.startswith("event: "):
             name = line[len("event: "):]
         elif line.startswith("data: "):

@@ -12,18 +12,21 @@ import base64
 import hashlib
 import json
 import logging
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import asyncpg
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.sql_files import query
+from hrwsi.terminal import in_page
 from hrwsi.web import data, gantt
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, bearer_token
 from hrwsi.web.live import LiveHub
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 FLASH_COOKIE = "hrwsi_flash"
+ERROR_RETRY_S = 3  # a page the database could not be read for asks for itself again this often
 TASK_ACTIONS = {"retry": "retry_task", "cancel": "cancel_task", "hold": "hold_task", "release": "release_task"}
 ROUTINE_ACTIONS = {"hold": "hold_routine", "release": "release_routine"}
 # Each action (as recorded in hrwsi.operator_action) and the query that calls its SQL function.
@@ -84,10 +88,20 @@ def _number(value: int | float | None) -> str:
     return "-" if value is None else f"{value:,}".replace(",", "\u202f")
 
 
+def _shown(value: Any) -> Any:
+    """Every value a page prints, before its HTML escaping: control and directional formatting
+    characters shown as their escape (`\\u202e`), as the CLI shows them (hrwsi.terminal). A right-to-left
+    override in an input path showed the file name reversed on /tasks (found by exploratory testing)."""
+    if isinstance(value, Markup):  # (a macro's output: its values went through here already)
+        return Markup(in_page(value))
+    return in_page(value) if isinstance(value, str) else value
+
+
 def make_environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=True,  # every value is escaped: paths, reasons, messages and names come from users
+        finalize=_shown,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(ago=_ago, time=_time, size=_size, number=_number,
                                basename=lambda path: (path or "").rstrip("/").rsplit("/", 1)[-1])
@@ -158,8 +172,11 @@ class Dashboard:
         except TRANSIENT_DATABASE_ERRORS as error:
             logger.warning("web: %s %s: the database is unreachable (%s)", request.method, request.path,
                            type(error).__name__)
-            response = self._error(request, 503, "The database cannot be reached right now; this page comes back "
-                                                 "by itself when it can.")
+            if request.method == "GET":  # (the page asks for itself again: app.js, data-retry)
+                message = "The database cannot be reached right now; this page comes back by itself when it can."
+            else:  # (a form's POST is never sent again behind the operator's back)
+                message = "The database cannot be reached right now; go back and try again in a moment."
+            response = self._error(request, 503, message, retry_s=ERROR_RETRY_S if request.method == "GET" else None)
         except web.HTTPException as error:
             if error.status >= 400 and error.content_type != "application/json":
                 response = self._error(request, error.status, error.text or error.reason)
@@ -173,11 +190,11 @@ class Dashboard:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    def _error(self, request: web.Request, status: int, message: str) -> web.Response:
+    def _error(self, request: web.Request, status: int, message: str, retry_s: int | None = None) -> web.Response:
         if request.path.startswith("/api/") or request.headers.get("X-HRWSI-Fragments"):
             return web.json_response({"error": message}, status=status)
         text = self.environment.get_template("error.html").render(self._base(request) | {
-            "status": status, "message": message, "page": "error"})
+            "status": status, "message": message, "page": "error", "retry": retry_s})
         return web.Response(text=text, status=status, content_type="text/html")
 
     # -- rendering -------------------------------------------------------------------------------
@@ -237,7 +254,8 @@ class Dashboard:
                                         and len(attempt) < 6 else None, self.ui_link)
         if page is None:
             raise web.HTTPNotFound(text=f"There is no task {task_id}.")
-        return self.render(request, "task.html", {"page": "tasks", "p": page, "t": page.task})
+        return self.render(request, "task.html", {"page": "tasks", "p": page, "t": page.task,
+                                                  "pruned": _pruned(page.history_pruned_at)})
 
     async def page_plan(self, request: web.Request) -> web.Response:
         async with self.pool.acquire() as conn:
@@ -367,7 +385,15 @@ class Dashboard:
             page = await data.read_task(conn, int(request.match_info["task_id"]), self.data_dir, None, self.ui_link)
         if page is None:
             raise web.HTTPNotFound(text=json.dumps({"error": "no such task"}), content_type="application/json")
-        return _json(vars(page))
+        # (with "jobs": [] alone, a pruned task read as one that never ran)
+        return _json(vars(page) | {"history_pruned": _pruned(page.history_pruned_at)})
+
+
+def _pruned(at: datetime | None) -> str | None:
+    """What retention did to a task's history and attempts, as `hrwsi task show` says it; None: nothing."""
+    if at is None:
+        return None
+    return f"history and attempts pruned {_time(at)} by the retention policy, their logs with them (README.md, Retention)"
 
 
 def _cursor(request: web.Request) -> int | None:
@@ -378,9 +404,21 @@ def _cursor(request: web.Request) -> int | None:
 
 
 def _safe_next(value: Any) -> str:
-    """Only a path on this dashboard (never //host or a scheme): no open redirect after sign-in."""
+    """Only a plain path on this dashboard (never //host or a scheme): no open redirect after sign-in.
+
+    Anything else is "/": a backslash (browsers read `/\\host` as `//host`), white space and control
+    or format characters. Why all of them: URL parsers drop a tab or a line break where they find
+    one, so `/<TAB>/evil.example` passed a check for `//` and left as `Location: //evil.example`
+    (found by exploratory testing)."""
     text = str(value or "/")
-    return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"
+    if not text.startswith("/") or "\\" in text or len(text) > 2048:
+        return "/"
+    if any(c.isspace() or unicodedata.category(c)[0] == "C" for c in text):
+        return "/"
+    parts = urlsplit(text)
+    if parts.scheme or parts.netloc or text.startswith("//"):
+        return "/"
+    return text
 
 
 def _filters(request: web.Request) -> data.TaskFilters:

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -208,7 +209,8 @@ class TaskFilters:
             value = (params.get(name) or "").strip()
             return value[:limit] or None
 
-        search, tile, path = text("q", 4096), text("tile"), None
+        # A tile code is upper case in the inputs (32TLR); the form takes what is typed, as the CLI's --tile does.
+        search, tile, path = text("q", 4096), (text("tile") or "").upper() or None, None
         if search and len(search) == 5 and search[:2].isdigit() and search[2:].isalpha() and not tile:
             tile, search = search.upper(), None
         elif search and "/" in search:
@@ -254,6 +256,9 @@ class TaskPage:
     down: list
     audit: list
     log: dict | None
+    # When retention deleted the task's history and attempts (README, Retention): with no jobs left,
+    # the page and the API say so, as `hrwsi task show` does, rather than "no attempt yet".
+    history_pruned_at: datetime | None = None
 
 
 async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, attempt: int | None = None,
@@ -276,7 +281,7 @@ async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, atte
         up=_nearest(await conn.fetch(query("web_lineage_up"), task_id, LINEAGE_DEPTH, LINEAGE_ROWS)),
         down=_nearest(await conn.fetch(query("web_lineage_down"), task_id, LINEAGE_DEPTH, LINEAGE_ROWS)),
         audit=[dict(r) for r in await conn.fetch(query("web_task_audit"), str(task_id), 20)],
-        log=log)
+        log=log, history_pruned_at=task["history_pruned_at"])
 
 
 def _nearest(rows) -> list[dict]:

@@ -8,6 +8,12 @@ depend on them. A listener reconnect sends a change on every channel (notificati
 was away are gone: pages catch up, as services do). Heartbeats and schedules change without a
 notification, so every `TICK_S` the change carries `tick`, on which the pages that show them
 (the overview, the plan's "now" line) refresh; nothing else is polled.
+
+While the listener has no connection (the database is away), no notification can arrive, so a page
+would show what it last read as live: the stream says `database` {"up": false} at once, and again
+{"up": true} when the listener is back (the `hello` and every `alive` event carry it too), and the
+page says that what it shows may be out of date. `alive` comes every `ALIVE_S`: a page that hears
+nothing for a few of them opens its stream again (a stream stuck half-open, behind a proxy say).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ PROGRESS_CHANNELS = {"hrwsi_task_progress": "hrwsi_task", "hrwsi_job_progress": 
 CHANNELS = TABLE_CHANNELS + tuple(PROGRESS_CHANNELS)  # every channel the dashboard listens to
 MIN_INTERVAL_S = 0.5
 TICK_S = 5.0
-KEEPALIVE_S = 15.0
+ALIVE_S = 5.0  # an `alive` event this often (it also keeps proxies from closing a silent stream)
+RETRY_MS = 2000  # how soon a browser opens a lost stream again (the SSE `retry` field)
 
 
 @dataclass
@@ -39,16 +46,24 @@ class Change:
     channels: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     tick: bool = False
+    database: bool | None = None  # the listener lost (False) or regained (True) the database; None: no news
 
     def merge(self, other: Change) -> None:
         self.channels |= other.channels
         for state, n in other.counts.items():
             self.counts[state] = self.counts.get(state, 0) + n
         self.tick = self.tick or other.tick
+        if other.database is not None:
+            self.database = other.database
 
     def event(self) -> bytes:
-        data = json.dumps({"channels": sorted(self.channels), "counts": self.counts, "tick": self.tick})
-        return f"event: change\ndata: {data}\n\n".encode()
+        text = ""
+        if self.database is not None:
+            text += f"event: database\ndata: {json.dumps({'up': self.database})}\n\n"
+        if self.channels or self.tick:
+            data = json.dumps({"channels": sorted(self.channels), "counts": self.counts, "tick": self.tick})
+            text += f"event: change\ndata: {data}\n\n"
+        return text.encode()
 
 
 class Subscriber:
@@ -80,6 +95,15 @@ class LiveHub:
         self._last_tick = float("-inf")
         self.closing = asyncio.Event()
         self.sent = 0
+        self.database: bool | None = None  # whether the listener has the database; None: not known yet
+
+    def set_database(self, up: bool) -> None:
+        """The listener has (up) or lost the database: every open page is told at once, on a change."""
+        if up == self.database:
+            return
+        self.database = up
+        for subscriber in list(self.subscribers):
+            subscriber.offer(Change(database=up))
 
     def collect(self, notification: Notification) -> None:
         self._collected.channels.add(PROGRESS_CHANNELS.get(notification.channel, notification.channel))
@@ -118,13 +142,13 @@ class LiveHub:
         subscriber = Subscriber()
         self.subscribers.add(subscriber)
         try:
-            await response.write(b"retry: 3000\nevent: hello\ndata: {}\n\n")
+            await response.write(f"retry: {RETRY_MS}\nevent: hello\ndata: {self._status()}\n\n".encode())
             while not self.closing.is_set():
                 try:
-                    async with asyncio.timeout(KEEPALIVE_S):  # (not wait_for: see the launcher's outcome writer)
+                    async with asyncio.timeout(ALIVE_S):  # (not wait_for: see the launcher's outcome writer)
                         await self._wait(subscriber)
                 except TimeoutError:
-                    await response.write(b": keepalive\n\n")  # proxies close silent streams
+                    await response.write(f"event: alive\ndata: {self._status()}\n\n".encode())
                     continue
                 change = subscriber.take()
                 if change is not None:
@@ -134,6 +158,9 @@ class LiveHub:
         finally:
             self.subscribers.discard(subscriber)
         return response
+
+    def _status(self) -> str:
+        return json.dumps({"database": self.database})
 
     async def _wait(self, subscriber: Subscriber) -> None:
         closing = asyncio.ensure_future(self.closing.wait())

@@ -15,10 +15,11 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from hrwsi.backoff import DASHBOARD_LISTENER_CAP_S
 from hrwsi.database import create_pool
 from hrwsi.instance_server import InstanceEndpoints, liveness_limit_s
 from hrwsi.listener import Notification
-from hrwsi.service import Service
+from hrwsi.service import Service, SideTask
 from hrwsi.settings import Settings
 from hrwsi.web.app import Dashboard
 from hrwsi.web.config import WebSettings
@@ -26,6 +27,8 @@ from hrwsi.web.data import OverviewCache
 from hrwsi.web.live import CHANNELS, LiveHub
 
 logger = logging.getLogger(__name__)
+
+LISTENER_WATCH_S = 0.5  # how soon the pages hear that the listener lost or regained the database
 
 
 class DashboardUnavailable(RuntimeError):
@@ -54,6 +57,7 @@ class UiLinks:
 
 class WebService(Service):
     kind = "web"
+    listener_cap_s = DASHBOARD_LISTENER_CAP_S  # pages are not live without it: back within seconds
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, web_settings: WebSettings | None = None,
                  *, required: bool = True):
@@ -73,6 +77,18 @@ class WebService(Service):
         self.overview: OverviewCache | None = None
         self.endpoints: InstanceEndpoints | None = None
 
+    def side_tasks(self) -> list[SideTask]:
+        return [SideTask("watch the listener", self.watch_listener, LISTENER_WATCH_S)]
+
+    async def watch_listener(self) -> None:
+        """Tell the open pages when the listener loses or regains the database: without it no change
+        reaches them, and a task page kept its green "live" through an outage (found by exploratory
+        testing). (It only reads the listener's state: no query.)"""
+        listener = getattr(self, "listener", None)
+        if listener is None or (listener.reconnects == 0 and not listener.connected):
+            return  # starting: not known yet (the pages say nothing rather than "unreachable" for a moment)
+        self.hub.set_database(listener.connected)
+
     def notify(self, notification: Notification) -> None:
         self.hub.collect(notification)
         super().notify(notification)
@@ -81,6 +97,7 @@ class WebService(Service):
         listener = getattr(self, "listener", None)
         if listener is not None and listener.reconnects != self._seen_reconnects:
             self._seen_reconnects = listener.reconnects
+            self.hub.set_database(True)  # (said before the change that follows: the pages are live again)
             self.hub.collect_everything()  # what was missed while away: pages catch up
         wait = self.hub.due_in()
         if wait > 0:

@@ -3,19 +3,30 @@
 // naming the channels that moved; when one of them is among this page's data-channels (or the
 // change carries a tick and the page shows clock-driven figures), the page asks its own URL for
 // its live sections (header X-HRWSI-Fragments) and swaps them in. No polling, no reload.
+// While the server's listener has lost the database ("database" event, and in "hello" and "alive"),
+// no change can arrive: the page says that what it shows may be out of date, and catches up when
+// it is back. A page the database could not be read for (503, data-retry) asks for itself again
+// every few seconds and reloads when the database answers.
 (() => {
   "use strict";
   const body = document.body;
   const channels = new Set((body.dataset.channels || "").split(/\s+/).filter(Boolean));
   const wantsTick = body.dataset.tick === "1";
+  const retryS = Number(body.dataset.retry || 0);
   const live = document.getElementById("live");
+  const HELLO_MS = 5000;   // a stream that has not said hello by then is opened again
+  const SILENT_MS = 12000; // the server says "alive" every 5 s: silence this long is a dead stream
+  const REOPEN_MS = 2000;  // a stream the browser gave up on (an error answer) is opened again
+  const AWAY = "database unreachable · may be out of date";
   let inFlight = false;
   let again = false;
   let connectedOnce = false;
   let updates = 0;
+  let databaseUp = true;
 
   function show(state, text) {
     if (!live) return;
+    live.hidden = false;
     live.className = "live " + state;
     live.textContent = text;
   }
@@ -31,7 +42,7 @@
       const response = await fetch(location.pathname + location.search, {
         headers: { "X-HRWSI-Fragments": "1" }, credentials: "same-origin", cache: "no-store",
       });
-      if (!response.ok) { show("bad", "update failed (" + response.status + ")"); return; }
+      if (!response.ok) { show("bad", databaseUp ? "update failed (" + response.status + ")" : AWAY); return; }
       const parts = await response.json();
       for (const [name, html] of Object.entries(parts)) {
         const section = document.querySelector('[data-live="' + name + '"]');
@@ -39,12 +50,25 @@
       }
       updates += 1;
       body.dataset.updates = String(updates);
-      show("ok", "live · updated " + clock());
+      if (databaseUp) show("ok", "live · updated " + clock());
     } catch (error) {
-      show("bad", "update failed");
+      show("bad", databaseUp ? "update failed" : AWAY);
     } finally {
       inFlight = false;
       if (again) { again = false; setTimeout(refresh, 250); }
+    }
+  }
+
+  // The listener lost (false) or has (true) the database; null: the server does not know yet.
+  function database(up) {
+    if (up === false) {
+      databaseUp = false;
+      body.dataset.database = "away";
+      show("bad", AWAY);
+    } else if (up === true && !databaseUp) {
+      databaseUp = true;
+      body.dataset.database = "up";
+      show("ok", "live");  // (the server sends a change on every channel next: the page catches up)
     }
   }
 
@@ -53,16 +77,65 @@
     if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
   });
 
+  if (retryS > 0) {
+    // (a fetch, not a <meta> refresh: it reloads only once the page can be read, and the CSP allows it)
+    show("bad", "database unreachable · trying again every " + retryS + " s");
+    setInterval(async () => {
+      try {
+        const response = await fetch(location.pathname + location.search, {
+          headers: { "X-HRWSI-Fragments": "1" }, credentials: "same-origin", cache: "no-store",
+        });
+        if (response.status !== 503) location.reload();
+      } catch (error) { /* the dashboard itself is away: try again */ }
+    }, retryS * 1000);
+    return;
+  }
   if (!channels.size || !window.EventSource) { if (live) live.hidden = true; return; }
-  const events = new EventSource("/events");
-  events.addEventListener("hello", () => {
-    show("ok", "live");
-    if (connectedOnce) refresh();  // back after a disconnection: catch up on what was missed
-    connectedOnce = true;
-  });
-  events.addEventListener("change", (event) => {
-    const change = JSON.parse(event.data);
-    if (change.channels.some((c) => channels.has(c)) || (change.tick && wantsTick)) refresh();
-  });
-  events.onerror = () => show("bad", "reconnecting…");
+
+  let events = null;
+  let heard = 0;        // when the stream last said anything (or was opened)
+  let greeted = false;  // whether this stream said hello
+
+  function heardFrom(event) {
+    heard = Date.now();
+    return event.data ? JSON.parse(event.data) : {};
+  }
+
+  function open() {
+    if (events) events.close();
+    events = new EventSource("/events");
+    heard = Date.now();
+    greeted = false;
+    events.addEventListener("hello", (event) => {
+      const data = heardFrom(event);
+      greeted = true;
+      if (data.database !== false) show("ok", "live");
+      database(data.database);
+      if (connectedOnce) refresh();  // back after a disconnection: catch up on what was missed
+      connectedOnce = true;
+    });
+    events.addEventListener("alive", (event) => database(heardFrom(event).database));
+    events.addEventListener("database", (event) => database(heardFrom(event).up));
+    events.addEventListener("change", (event) => {
+      const change = heardFrom(event);
+      if (change.channels.some((c) => channels.has(c)) || (change.tick && wantsTick)) refresh();
+    });
+    events.onerror = () => {
+      show("bad", "reconnecting…");
+      greeted = false;
+      heard = Date.now();
+      // The browser tries again by itself after a lost connection, but never after an error answer
+      // (a proxy's 502 while the dashboard restarts): then it is this script's to do.
+      if (events.readyState === EventSource.CLOSED) {
+        setTimeout(() => { if (events.readyState === EventSource.CLOSED) open(); }, REOPEN_MS);
+      }
+    };
+  }
+
+  // A stream that never says hello, or falls silent, is opened again: an overview reloaded during an
+  // outage stayed on "connecting…" for 18 s after the database came back (found by exploratory testing).
+  setInterval(() => {
+    if (Date.now() - heard > (greeted ? SILENT_MS : HELLO_MS)) open();
+  }, 1000);
+  open();
 })();
