@@ -1638,6 +1638,21 @@ BEGIN
                                   missing),
                   HINT = 'the conditions are configuration: `hrwsi config show` lists them';
     END IF;
+    -- An input of a condition ops stopped (`active = false`) is refused, unless a campaign reprocesses
+    -- it: a data engineer's INSERT ran all the same, while the harvester and chaining give such a
+    -- condition nothing (migration 0056). One probe per condition; the rows only when one is inactive.
+    IF EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = ANY (conditions) AND NOT c.active) THEN
+        SELECT n.processing_condition INTO missing
+        FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition AND NOT c.active
+        WHERE n.campaign_id IS NULL
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'condition % is inactive: ops stopped it (active = false), so it takes no new input', missing
+                USING ERRCODE = 'check_violation',
+                      HINT = 'insert into an active condition (`hrwsi config show` lists them), or ask ops to set it '
+                             'active again';
+        END IF;
+    END IF;
     sequential := EXISTS (SELECT 1 FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
                           WHERE c.name = ANY (conditions) AND r.sequential_per_tile);
 

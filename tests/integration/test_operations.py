@@ -250,6 +250,24 @@ async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, confi
     assert len(mails) == 1 and "Subject: hrwsi: routine work is on hold" in mails[0]
 
 
+def test_a_data_engineer_s_input_for_an_inactive_condition_is_refused_and_a_campaign_s_is_not(db, configure,
+                                                                                             login_role):
+    # Found by exploratory testing (2026-12-04): ops set a condition inactive to stop it, and a data
+    # engineer's INSERT into it still made a task that ran (migration 0056).
+    configure(single_routine_configuration(["true"]))
+    db.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'in'")
+    with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
+        with pytest.raises(psycopg.errors.CheckViolation, match="condition in is inactive: ops stopped it") as refused:
+            engineer.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/eodata/x.SAFE')")
+        assert "insert into an active condition" in refused.value.diag.message_hint
+    assert db.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
+    campaign = db.execute("INSERT INTO hrwsi.campaign (routine, measured_from, measured_to) "
+                          "VALUES ('work', now() - interval '1 day', now()) RETURNING id").fetchone()[0]
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, campaign_id) VALUES ('in', '/eodata/x.SAFE', %s)",
+               (campaign,))
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1, "a campaign reprocesses it"
+
+
 def test_holding_a_routine_says_how_many_waiting_tasks_it_held_and_how_many_under_way_go_on(db, configure):
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 4)
