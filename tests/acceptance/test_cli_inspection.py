@@ -52,6 +52,47 @@ def test_logs_prints_an_attempt_and_follows_a_running_one_to_its_end(db, env):
     assert missing.returncode == 1 and f"task {task} has no attempt 7" in missing.stderr
 
 
+HOSTILE_LOG = b"ok\x1b[2J\x1b]52;c;ZXZpbA==\x07 caf\xc3\xa9 \xe2\x80\xaeevil\r\nline\rover\n"
+
+
+def test_logs_shows_a_routines_escape_sequences_escaped_on_a_terminal_and_as_they_are_in_a_pipe(db, env, tmp_path):
+    # Found by exploratory testing (2026-12-05): a routine's log cleared the operator's screen, set
+    # its window title and wrote its clipboard (OSC 52) through `hrwsi logs`.
+    load(db, single_routine_configuration(["true"]))
+    task = make_task(db, "/in/e", condition="in", logs=tmp_path / "logs")
+    (tmp_path / "logs" / f"hrwsi-{task}-1.log").write_bytes(HOSTILE_LOG)
+    piped = subprocess.run([*HRWSI, "logs", str(task)], env=env, capture_output=True, timeout=60, check=True)
+    assert piped.stdout == HOSTILE_LOG, "a file or a pipe gets the bytes as they are"
+    shown = _on_a_terminal([*HRWSI, "logs", str(task)], env)
+    assert b"\x1b" not in shown and b"\x07" not in shown and "\u202e".encode() not in shown
+    assert b"ok\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07 caf\xc3\xa9 \\u202eevil" in shown
+    assert b"line\\x0dover" in shown, "a carriage return alone is shown, not obeyed"
+    assert _on_a_terminal([*HRWSI, "logs", str(task), "--raw"], env).count(b"\x1b") == 2
+
+
+def _on_a_terminal(command: list[str], env: dict) -> bytes:
+    """What `command` writes to stdout when stdout is a terminal (a pseudo-terminal read here)."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        subprocess.run(command, env=env, stdout=follower, stderr=subprocess.DEVNULL, timeout=60, check=True)
+    finally:
+        os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # (EIO: the terminal's other end is closed and everything was read)
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    return out
+
+
 def test_a_nomad_log_not_saved_yet_is_said_so(db, env, tmp_path):
     load(db, single_routine_configuration(["true"]))
     task = make_task(db, "/in/n", condition="in", state="planned")

@@ -3,12 +3,16 @@
 Every backend's log ends up in the job's `log_path`: the local backend writes the routine's stdout
 and stderr there while it runs; the Nomad backend appends the allocation's stdout and stderr there
 (read from Nomad) when the job ends, so a Nomad job's log is not available before. The log goes to
-stdout byte for byte (it is the routine's output, not markup); what the command says about it goes
-to stderr.
+stdout byte for byte when stdout is a file or a pipe (it is the routine's output, for tools to read).
+To a terminal, its control characters are shown escaped (`\x1b`), as every other command shows what
+users and routines wrote: a routine's log could clear the screen, set the window's title or write the
+clipboard (OSC 52) of the operator reading it (found by exploratory testing, 2026-12-05); `--raw`
+passes them through. What the command says about the log goes to stderr.
 """
 
 from __future__ import annotations
 
+import codecs
 import shutil
 import sys
 import time
@@ -18,6 +22,7 @@ import typer
 
 from hrwsi import reports
 from hrwsi.cli.common import CliError, app, database, error_console
+from hrwsi.terminal import in_page
 
 FOLLOW_POLL_S = 0.5
 
@@ -39,12 +44,33 @@ def _not_available(task_id: int, job: dict) -> str:
             f"the machine of launcher {job['owner'] or '?'}")
 
 
-def _copy(path: Path, offset: int) -> int:
-    """Write the file from `offset` to stdout; the new offset."""
+class _ShownEscaped:
+    """A log for a terminal: UTF-8 text, its control characters escaped (`terminal.in_page`: line
+    breaks, tabs and CRLF kept), in pieces as they come (a character or a CRLF cut between two reads
+    is written whole with the next)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""  # a carriage return at the end of a piece: a CRLF's first half, or alone
+
+    def write(self, data: bytes, final: bool = False) -> None:
+        text = self._held + self._decoder.decode(data, final)
+        self._held = "" if final or not text.endswith("\r") else "\r"
+        text = text[: len(text) - len(self._held)]
+        sys.stdout.write(in_page(text))
+        sys.stdout.flush()
+
+
+def _copy(path: Path, offset: int, shown: _ShownEscaped | None) -> int:
+    """Write the file from `offset` to stdout (raw, or through `shown`); the new offset."""
     try:
         with path.open("rb") as log:
             log.seek(offset)
-            shutil.copyfileobj(log, sys.stdout.buffer)
+            if shown is None:
+                shutil.copyfileobj(log, sys.stdout.buffer)
+            else:
+                while chunk := log.read(1 << 16):
+                    shown.write(chunk)
             offset = log.tell()
     except FileNotFoundError:
         return offset
@@ -56,7 +82,9 @@ def _copy(path: Path, offset: int) -> int:
 def logs(task_id: int = typer.Argument(..., help="a task id"),
          attempt: int | None = typer.Option(None, "--attempt", "-a", min=1, max=2**31 - 1,
                                             help="which attempt (default: the latest)"),
-         follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the attempt ends")) -> None:
+         follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the attempt ends"),
+         raw: bool = typer.Option(False, "--raw", help="to a terminal too, the routine's bytes as they are (escape "
+                                                      "sequences obeyed); to a file or a pipe they always are")) -> None:
     """Print a task's log (its latest attempt, or --attempt N); --follow waits for more until it ends."""
     with database(autocommit=True) as conn:
         task = reports.task_state(conn, task_id)
@@ -74,22 +102,27 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
         error_console.print(f"==> task {task_id} attempt {job['attempt']} ({job['backend']} job "
                             f"{job['backend_job_id']}, {job['state']}): {job['log_path'] or '-'}",
                             style="dim", markup=False)
+        shown = None if raw or not sys.stdout.isatty() else _ShownEscaped()
         if not follow:
             if path is None or not path.is_file():
                 raise CliError(_not_available(task_id, job))
-            _copy(path, 0)
+            _copy(path, 0, shown)
+            if shown is not None:
+                shown.write(b"", final=True)
             return
         if job["backend"] == "dry-run" or path is None:
             raise CliError(_not_available(task_id, job))
-        _follow(conn, task_id, job["attempt"], path)
+        _follow(conn, task_id, job["attempt"], path, shown)
 
 
-def _follow(conn, task_id: int, attempt: int, path: Path) -> None:
+def _follow(conn, task_id: int, attempt: int, path: Path, shown: _ShownEscaped | None) -> None:
     offset = 0
     while True:
         final = reports.job_is_final(conn, task_id, attempt)
-        offset = _copy(path, offset)
+        offset = _copy(path, offset, shown)
         if final:
+            if shown is not None:
+                shown.write(b"", final=True)
             # The attempt ended before this read: everything it wrote is in the file now.
             if not path.is_file():
                 raise CliError(f"task {task_id} attempt {attempt} ended and left no log at {path}")
