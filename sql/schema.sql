@@ -1541,7 +1541,7 @@ BEGIN
         RAISE EXCEPTION 'no campaign %', release_campaign.campaign USING ERRCODE = 'no_data_found';
     END IF;
     IF NOT (SELECT k.on_hold FROM hrwsi.campaign k WHERE k.id = release_campaign.campaign) THEN
-        RAISE EXCEPTION 'campaign % is not on hold: only a campaign its failures held can be released',
+        RAISE EXCEPTION 'campaign % is not on hold: only a held campaign can be released',
             release_campaign.campaign USING ERRCODE = 'check_violation';
     END IF;
     UPDATE hrwsi.campaign SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
@@ -1552,6 +1552,32 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine p WHERE p.name = t.routine AND p.on_hold);
     GET DIAGNOSTICS released = ROW_COUNT;
     RETURN format('campaign %s released; %s held task(s) will be planned', release_campaign.campaign, released);
+END $$;
+
+-- A campaign held by hand (`hrwsi campaigns --hold`), to let production catch up: its waiting tasks
+-- are held (hrwsi.hold_campaign_tasks), what runs goes on; production is not held. Only a routine
+-- could be held by hand, which holds production too (migration 0057).
+CREATE FUNCTION hrwsi.hold_campaign(campaign bigint, reason text DEFAULT 'held by an operator') RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    held bigint;
+    under_way bigint;
+BEGIN
+    PERFORM 1 FROM hrwsi.campaign k WHERE k.id = hold_campaign.campaign FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no campaign %', hold_campaign.campaign USING ERRCODE = 'no_data_found';
+    END IF;
+    IF (SELECT k.on_hold FROM hrwsi.campaign k WHERE k.id = hold_campaign.campaign) THEN
+        RETURN format('campaign %s was already on hold', hold_campaign.campaign);
+    END IF;
+    UPDATE hrwsi.campaign SET on_hold = true, hold_reason = hold_campaign.reason WHERE id = hold_campaign.campaign;
+    SELECT count(*) FILTER (WHERE t.state = 'on_hold'), count(*) FILTER (WHERE t.state <> 'on_hold')
+    INTO held, under_way
+    FROM hrwsi.processing_task t
+    WHERE t.campaign_id = hold_campaign.campaign AND t.state IN ('on_hold', 'dispatched', 'queued', 'running');
+    RETURN format('campaign %s is on hold: %s waiting task(s) held, %s dispatched or running go on; production goes '
+                  'on. `hrwsi campaigns --release %s` starts it again', hold_campaign.campaign, held, under_way,
+                  hold_campaign.campaign);
 END $$;
 
 -- =============================================================================================
@@ -3002,7 +3028,7 @@ GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, text[], text[], text, boolean, text),
     hrwsi.cancel_campaign(bigint), hrwsi.raise_deadline_alerts()
     TO hrwsi_service;
-GRANT EXECUTE ON FUNCTION hrwsi.release_campaign(bigint) TO hrwsi_service;
+GRANT EXECUTE ON FUNCTION hrwsi.release_campaign(bigint), hrwsi.hold_campaign(bigint, text) TO hrwsi_service;
 -- =============================================================================================
 -- Retention (README.md, Retention; hrwsi.retention): the policy, and the maintenance functions,
 -- owned by the schema owner, that alone delete history, applying the policy.

@@ -39,6 +39,9 @@ SELECT hrwsi.cancel_campaign(%(campaign)s);
 -- name: release_campaign
 SELECT hrwsi.release_campaign(%(campaign)s);
 
+-- name: hold_campaign
+SELECT hrwsi.hold_campaign(%(campaign)s);
+
 -- name: report_campaigns
 -- Each campaign's progress per routine (hrwsi.campaign_progress), newest campaign first.
 -- campaign_cancelled: the campaign itself was cancelled (`hrwsi campaigns --cancel`), not one of its

@@ -118,8 +118,13 @@ def cancel(conn: psycopg.Connection, campaign: int) -> str:
 
 
 def release(conn: psycopg.Connection, campaign: int) -> str:
-    """Start a campaign its failures put on hold again (hrwsi.release_campaign)."""
+    """Start a held campaign again (hrwsi.release_campaign)."""
     return conn.execute(query("release_campaign"), {"campaign": campaign}).fetchone()[0]
+
+
+def hold(conn: psycopg.Connection, campaign: int) -> str:
+    """Hold a campaign's waiting tasks; what runs goes on, production too (hrwsi.hold_campaign)."""
+    return conn.execute(query("hold_campaign"), {"campaign": campaign}).fetchone()[0]
 
 
 @dataclass

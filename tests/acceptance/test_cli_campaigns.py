@@ -80,9 +80,14 @@ def test_a_held_campaign_is_shown_by_status_and_campaigns_and_released_with_one_
     assert missing.returncode == 1 and missing.stderr.strip() == "error: no campaign 9"
     again = run(["campaigns", "--release", "1"], env, check=False)  # (it said "released; 0 held task(s)")
     assert again.returncode == 1 and again.stderr.strip() == \
-        "error: campaign 1 is not on hold: only a campaign its failures held can be released"
-    # Held again, then cancelled: ended, no longer "on hold ... --release" (it still said so after its cancel).
-    processed.execute("UPDATE hrwsi.campaign SET on_hold = true, hold_reason = 'held again'")
+        "error: campaign 1 is not on hold: only a held campaign can be released"
+    # Held by hand (found by exploratory testing: only its failures, or its routine's hold, could hold it),
+    # then cancelled: ended, no longer "on hold ... --release" (it still said so after its cancel).
+    held = run(["campaigns", "--hold", "1"], env).stdout
+    assert ("campaign 1 is on hold: 1 waiting task(s) held, 0 dispatched or running go on; production goes on. "
+            "`hrwsi campaigns --release 1` starts it again") in " ".join(held.split())
+    assert "campaign 1: on hold (held by an operator" in held
+    assert "campaign 1 was already on hold" in run(["campaigns", "--hold", "1"], env).stdout
     cancelled = run(["campaigns", "--cancel", "1"], env).stdout
     assert "campaign 1: cancelled" in cancelled and "on hold" not in cancelled
     assert "campaign on hold" not in run(["status"], env).stdout

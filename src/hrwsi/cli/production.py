@@ -61,14 +61,16 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
 def campaigns_command(campaign: int | None = typer.Option(None, "--id", min=1, max=ID_MAX, help="one campaign"),
                       cancel: int | None = typer.Option(None, min=1, max=ID_MAX,
                                                         help="cancel this campaign's open tasks first"),
+                      hold: int | None = typer.Option(None, min=1, max=ID_MAX,
+                                                      help="hold this campaign's waiting tasks (production goes on)"),
                       release: int | None = typer.Option(None, min=1, max=ID_MAX,
-                                                         help="start this campaign again after its failures held it"),
+                                                         help="start this held campaign again"),
                       as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Reprocessing campaigns: tasks per state and products, per routine, started and finished."""
     from hrwsi import campaigns
 
     with database(autocommit=True) as conn:
-        for action, campaign_id in ((campaigns.cancel, cancel), (campaigns.release, release)):
+        for action, campaign_id in ((campaigns.cancel, cancel), (campaigns.hold, hold), (campaigns.release, release)):
             if campaign_id is not None:
                 try:
                     console.print(action(conn, campaign_id), highlight=False, markup=False)
