@@ -45,7 +45,10 @@ def test_a_campaign_is_finished_only_when_every_routine_of_it_is():
     ({"tasks": 1, "waiting": 1}, "waiting"),
     ({"tasks": 2, "processed": 2, "started_at": T1, "finished_at": T2}, "finished"),
     ({"tasks": 2, "processed": 1, "terminated": 1, "started_at": T1, "finished_at": T2}, "finished with 1 terminated"),
-    ({"tasks": 2, "processed": 1, "cancelled": 1, "started_at": T1, "finished_at": T2}, "cancelled"),
+    # (a task cancelled by hand: the campaign finished; the campaign itself cancelled: cancelled)
+    ({"tasks": 2, "processed": 1, "cancelled": 1, "started_at": T1, "finished_at": T2}, "finished with 1 cancelled"),
+    ({"tasks": 2, "processed": 1, "cancelled": 1, "started_at": T1, "finished_at": T2, "campaign_cancelled": True},
+     "cancelled"),
 ])
 def test_a_campaign_says_where_it_is(counts, status):
     [campaign] = group_rows([row(7, "snow", **counts)])
