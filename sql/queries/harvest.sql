@@ -17,9 +17,10 @@
 -- The same path, or the same scene (scene_id), is one input per condition: duplicates are skipped
 -- by the unique constraints, so a scene seen twice, or from two sources, creates nothing new.
 -- Returns, per candidate (its 1-based position), how many conditions matched and how many inputs
--- were created.
+-- were created; a path listed twice counts its inputs at its first position only (a page listing a
+-- product twice said "4 new input(s)" where 3 were made).
 WITH candidate AS (
-    SELECT *
+    SELECT c.*, row_number() OVER (PARTITION BY c.input_path ORDER BY c.position) AS nth
     FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[])
          WITH ORDINALITY AS c(input_path, tile, mission, measured_at, published_at, scene_id, position)
 ), matching AS (
@@ -44,7 +45,8 @@ WITH candidate AS (
 )
 SELECT c.position::int AS position,
        (SELECT count(*) FROM matching m WHERE m.position = c.position)::int AS matching,
-       (SELECT count(*) FROM inserted i WHERE i.input_path = c.input_path)::int AS created
+       CASE WHEN c.nth = 1 THEN (SELECT count(*) FROM inserted i WHERE i.input_path = c.input_path) ELSE 0 END::int
+           AS created
 FROM candidate c
 ORDER BY c.position;
 
@@ -203,6 +205,13 @@ UPDATE hrwsi.harvest_source
 SET last_success_at = coalesce($2::timestamptz, last_success_at), backfill_cursor = coalesce($3::date, backfill_cursor)
 WHERE name = $1 AND claim_token = $4
 RETURNING name;
+
+-- name: harvest_source_run_goes_on
+-- Between two pages of a catalogue run under claim $2: whether source $1 is still active and still
+-- this run's. No row: the source was deleted, the run must stop.
+SELECT active, claim_token IS NOT DISTINCT FROM $2::uuid AS ours
+FROM hrwsi.harvest_source
+WHERE name = $1;
 
 -- ============================================================================================
 -- multi-input triggering rules (hrwsi.multi_input_rule, hrwsi.multi_input_requirement)

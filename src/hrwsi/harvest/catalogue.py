@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import asyncpg
@@ -53,6 +54,29 @@ class CatalogueAuthError(CatalogueError):
 
 class ClaimLost(RuntimeError):
     """The run's claim on its source lapsed and another harvester took the source over."""
+
+
+class SourceWithdrawn(RuntimeError):
+    """The source was deactivated or deleted while it ran: the run stops between two pages."""
+
+    def __init__(self, message: str, *, deleted: bool):
+        super().__init__(message)
+        self.deleted = deleted
+
+
+class ProductUnusable(ValueError):
+    """One catalogue product the harvest cannot take. `reason` is the same for every product refused
+    alike (what a summary counts); the message adds what this product had."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+# Pages one run asks for at most, unless the source's config says `max_pages_per_run`: a catalogue
+# whose paging never ends (a broken server, 4,610 inputs in one run found by exploratory testing)
+# stops there; at 100 products a page, 100,000 products, more than a day of Sentinel-2 L1C.
+MAX_PAGES_PER_RUN = 1000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,17 +302,52 @@ class InputCandidate:
     product_id: str | None = None
 
 
-def product_to_candidate(product: dict, *, path_field: str = "S3Path") -> InputCandidate:
-    """Map one OData product: path = S3Path (or Name), tile and mission from the name, measured_at
-    = ContentDate.Start, published_at = PublicationDate."""
+def _shown(value: Any) -> str:
+    """A value of the catalogue's answer as the log shows it: short, control characters escaped."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return repr(_excerpt(input_checks.escaped(text), 120))
+
+
+def _time_field(value: Any, label: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ProductUnusable(f"its {label} is not a date", _shown(value))
+    try:
+        return _parse_time(value)
+    except ValueError:
+        raise ProductUnusable(f"its {label} is not a date", _shown(value)) from None
+
+
+def product_to_candidate(product: Any, *, path_field: str = "S3Path") -> InputCandidate:
+    """Map one OData product: path = S3Path, tile and mission from the Name, measured_at =
+    ContentDate.Start, published_at = PublicationDate. Raises ProductUnusable when the product is
+    not what the OData API describes (not an object, no Name or path, a date that is not one): one
+    such product is skipped, its page and window go on."""
+    if not isinstance(product, dict):
+        raise ProductUnusable("not a product (a JSON object)", _shown(product))
     name = product.get("Name")
-    if not name:
-        raise CatalogueError(f"a product without a Name: {_excerpt(json.dumps(product))}")
+    if not isinstance(name, str) or not name.strip():
+        if name is None:
+            raise ProductUnusable("no Name", f"Id {_shown(product.get('Id'))}")
+        raise ProductUnusable("its Name is not a text", _shown(name))
+    # No fallback to the Name: it is relative, and the database takes absolute paths only.
+    path = product.get(path_field)
+    if not isinstance(path, str) or not path:
+        raise ProductUnusable(f"no {path_field}" if path is None else f"its {path_field} is not a text",
+                              "" if path is None else _shown(path))
+    content = product.get("ContentDate")
+    if content is not None and not isinstance(content, dict):
+        raise ProductUnusable("its ContentDate is not an object", _shown(content))
+    measured_at = _time_field((content or {}).get("Start"), "ContentDate.Start")
+    published_at = _time_field(product.get("PublicationDate"), "PublicationDate")
+    scene_id = scene_id_of(name)
+    if not scene_id.strip():
+        raise ProductUnusable("its Name has no scene in it", _shown(name))
     tile, mission = tile_and_mission(name)
-    content = product.get("ContentDate") or {}
-    return InputCandidate(path=product.get(path_field) or name, scene_id=scene_id_of(name), tile=tile,
-                          mission=mission, measured_at=_parse_time(content.get("Start")),
-                          published_at=_parse_time(product.get("PublicationDate")), product_id=product.get("Id"))
+    product_id = product.get("Id")
+    return InputCandidate(path=path, scene_id=scene_id, tile=tile, mission=mission, measured_at=measured_at,
+                          published_at=published_at, product_id=None if product_id is None else str(product_id))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,6 +384,17 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the default port made explicit; a port that is not a number is None."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
 def _excerpt(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
@@ -352,18 +422,44 @@ class CatalogueClient:
         self.retry = retry or RetryPolicy()
         self.requests = 0
 
+    def origin(self) -> str:
+        """Scheme, host and port of the source's URL: the only place its credentials are sent."""
+        scheme, host, port = _origin(self.base_url)
+        return f"{scheme}://{host}:{port}"
+
     async def products(self, product_query: ProductQuery) -> AsyncIterator[list[dict]]:
-        """The matching products, page by page, following @odata.nextLink to the end."""
-        url, params = f"{self.base_url}/Products", product_query.params()
+        """The matching products, page by page, following @odata.nextLink to the end.
+
+        A next link to another origin than the source's URL is refused (CatalogueError naming it):
+        the auth headers go with every request, and a catalogue (or whoever wrote its answer) must
+        not be able to send the source's credentials elsewhere; browsers and HTTP clients drop them
+        on a redirect to another host for the same reason. A next link already followed is a loop:
+        refused too, rather than asked again until the run's timeout."""
+        url: str | None = f"{self.base_url}/Products"
+        params: dict[str, str] | None = product_query.params()
+        asked: set[str] = set()
         while url:
             page = await self.get_json(url, params)
-            items = page.get("value")
+            items = page.get("value") if isinstance(page, dict) else None
             if not isinstance(items, list):
                 raise CatalogueError(f"{url} answered without a 'value' list: {_excerpt(json.dumps(page))}")
             yield items
-            url, params = page.get("@odata.nextLink"), None  # the next link carries the query
+            asked.add(url)
+            link = page.get("@odata.nextLink")
+            if link is None:
+                return
+            if not isinstance(link, str) or not link:
+                raise CatalogueError(f"{url} answered an @odata.nextLink that is not a URL: {_shown(link)}")
+            following = urljoin(url, link)  # a relative link is relative to the page it is on
+            if _origin(following) != _origin(self.base_url):
+                raise CatalogueError(f"{url} names a next page at another origin, {_shown(following)}: not "
+                                     f"followed, so that the source's credentials go to {self.origin()} only")
+            url, params = following, None  # the next link carries the query
+            if url in asked:
+                raise CatalogueError(f"the catalogue's @odata.nextLink names a page already asked for in this window, "
+                                     f"{_shown(url)} (a paging loop): stopped")
 
-    async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict:
+    async def get_json(self, url: str, params: dict[str, str] | None = None) -> Any:
         reauthenticated = False
         last = "no answer"
         for attempt in range(self.retry.attempts):
@@ -419,11 +515,35 @@ class CatalogueHarvestReport:
     inputs: int = 0
     skipped: int = 0
     more_backfill_days: bool = False
+    skip_reasons: dict[str, int] = field(default_factory=dict)   # reason -> products skipped for it
+    skip_examples: list[str] = field(default_factory=list)       # the first few, with what they had
 
     def summary(self) -> str:
         more = "; the backfill goes on" if self.more_backfill_days else ""
         return (f"{self.products} product(s) in {self.pages} page(s) for {', '.join(self.windows) or 'nothing'}, "
                 f"{self.inputs} new input(s), {self.skipped} skipped{more}")
+
+    def skip(self, product: Any, reason: str, message: str) -> None:
+        self.skipped += 1
+        self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + 1
+        if len(self.skip_examples) < SKIPPED_EXAMPLES:
+            name = product.get("Name") if isinstance(product, dict) else None
+            self.skip_examples.append(f"{_shown(name) if isinstance(name, str) else 'a product'}: {message}")
+
+    def log_skipped(self) -> None:
+        """The products skipped in the run, in one line: a catalogue that answers thousands of
+        broken products must not write thousands of lines."""
+        if not self.skipped:
+            return
+        reasons = "; ".join(f"{count} {reason}" for reason, count in
+                            sorted(self.skip_reasons.items(), key=lambda item: -item[1]))
+        logger.warning("catalogue %s: %d product(s) skipped (%s), e.g. %s; the others are registered", self.source,
+                       self.skipped, reasons, "; ".join(self.skip_examples),
+                       extra=task_fields(source=self.source, failure=reasons))
+
+
+# Skipped products shown by name in the run's one line; the others are counted by reason.
+SKIPPED_EXAMPLES = 3
 
 
 def _config(row: Any) -> dict:
@@ -436,6 +556,19 @@ def _client_options(config: dict) -> RetryPolicy:
                        max_delay_s=float(config.get("retry_max_s", 60.0)), timeout_s=float(config.get("timeout_s", 60.0)))
 
 
+@dataclass
+class _Run:
+    """What one harvest run shares between its windows."""
+    pool: asyncpg.Pool
+    client: CatalogueClient
+    row: Any
+    config: dict
+    now: datetime
+    claim_token: uuid.UUID
+    report: CatalogueHarvestReport
+    max_pages: int
+
+
 async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetime,
                                    session_factory: Callable[[], aiohttp.ClientSession] | None = None,
                                    retry: RetryPolicy | None = None,
@@ -444,34 +577,42 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
     success - overlap, now] by publication date, or the next backfill day(s) by sensing date. Each
     page becomes inputs in one statement (committed at once: a failure later loses nothing, and the
     window asked again creates no duplicates); each complete window is recorded as progress under
-    the run's claim (hrwsi.harvest.sources): a run whose claim was taken over stops (ClaimLost)."""
+    the run's claim (hrwsi.harvest.sources): a run whose claim was taken over stops (ClaimLost),
+    and so does a run whose source was deactivated or deleted (SourceWithdrawn), between pages.
+    A product the harvest cannot take is skipped with its reason; the run's skipped products are
+    logged in one line. A run asks `max_pages_per_run` pages at most (MAX_PAGES_PER_RUN)."""
     name, config = row["name"], _config(row)
     report = CatalogueHarvestReport(name)
     base = dict(collection=config["collection"], product_type=config.get("product_type"),
                 tiles=tuple(config.get("tiles") or ()), area_wkt=config.get("area_wkt"),
                 top=int(config.get("top", 100)))
     auth = auth_from_config(config.get("auth"), name)
-    async with (session_factory or aiohttp.ClientSession)() as session:
-        client = CatalogueClient(config["url"], session, auth=auth, retry=retry or _client_options(config))
-        if row["mode"] == "backfill":
-            per_run = int(config.get("backfill_days_per_run", 1))
-            days = schedules.backfill_days(row["backfill_cursor"], row["backfill_from"], row["backfill_to"], per_run)
-            for day in days:
-                start, end = schedules.day_window(day)
-                await _harvest_window(pool, client, ProductQuery(**base, sensed_after=start, sensed_before=end,
-                                                                 order_by="ContentDate/Start asc"),
-                                      row, config, now, report)
-                report.windows.append(f"sensed on {day}")
-                await _record_progress(pool, claim_token, name, None, day + timedelta(days=1))
-            next_day = (days[-1] + timedelta(days=1)) if days else (row["backfill_cursor"] or row["backfill_from"])
-            report.more_backfill_days = next_day <= row["backfill_to"]
-        else:
-            start, end = schedules.near_real_time_window(now, row["last_success_at"], row["overlap"],
-                                                         row["first_lookback"])
-            await _harvest_window(pool, client, ProductQuery(**base, published_after=start, published_before=end),
-                                  row, config, now, report)
-            report.windows.append(f"published {start:%Y-%m-%dT%H:%M:%SZ} to {end:%Y-%m-%dT%H:%M:%SZ}")
-            await _record_progress(pool, claim_token, name, end, None)
+    try:
+        async with (session_factory or aiohttp.ClientSession)() as session:
+            client = CatalogueClient(config["url"], session, auth=auth, retry=retry or _client_options(config))
+            run = _Run(pool, client, row, config, now, claim_token, report,
+                       int(config.get("max_pages_per_run", MAX_PAGES_PER_RUN)))
+            if row["mode"] == "backfill":
+                per_run = int(config.get("backfill_days_per_run", 1))
+                days = schedules.backfill_days(row["backfill_cursor"], row["backfill_from"], row["backfill_to"],
+                                               per_run)
+                for day in days:
+                    start, end = schedules.day_window(day)
+                    await _harvest_window(run, ProductQuery(**base, sensed_after=start, sensed_before=end,
+                                                            order_by="ContentDate/Start asc"))
+                    report.windows.append(f"sensed on {day}")
+                    await _record_progress(pool, claim_token, name, None, day + timedelta(days=1))
+                next_day = (days[-1] + timedelta(days=1)) if days else (row["backfill_cursor"] or row["backfill_from"])
+                report.more_backfill_days = next_day <= row["backfill_to"]
+            else:
+                start, end = schedules.near_real_time_window(now, row["last_success_at"], row["overlap"],
+                                                             row["first_lookback"])
+                await _harvest_window(run, ProductQuery(**base, published_after=start, published_before=end),
+                                      progress_up_to=end)
+                report.windows.append(f"published {start:%Y-%m-%dT%H:%M:%SZ} to {end:%Y-%m-%dT%H:%M:%SZ}")
+                await _record_progress(pool, claim_token, name, end, None)
+    finally:
+        report.log_skipped()  # a run that failed or stopped half-way says what it skipped too
     return report
 
 
@@ -483,45 +624,79 @@ async def _record_progress(pool: asyncpg.Pool, claim_token: uuid.UUID, name: str
                             "without recording its progress")
 
 
-async def _harvest_window(pool: asyncpg.Pool, client: CatalogueClient, product_query: ProductQuery, row: Any,
-                          config: dict, now: datetime, report: CatalogueHarvestReport) -> None:
-    path_field = config.get("path_field", "S3Path")
-    async for page in client.products(product_query):
+async def _still_ours(conn: asyncpg.Connection, run: _Run) -> None:
+    """Between two pages: the source is still active, still there, and still this run's."""
+    state = await conn.fetchrow(query("harvest_source_run_goes_on"), run.row["name"], run.claim_token)
+    done = f"stopped after {run.report.pages} page(s); the {run.report.inputs} input(s) it registered stay"
+    if state is None:
+        raise SourceWithdrawn(f"source {run.row['name']} was deleted during its run: {done}", deleted=True)
+    if not state["active"]:
+        raise SourceWithdrawn(f"source {run.row['name']} was deactivated during its run: {done}", deleted=False)
+    if not state["ours"]:
+        raise ClaimLost(f"source {run.row['name']}: its claim lapsed and another harvester runs it now; this run "
+                        "stops")
+
+
+async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to: datetime | None = None) -> None:
+    """Register the window's products, page by page. `progress_up_to`: a near-real-time window,
+    asked in order of publication: when the run reaches its page limit, the products published up
+    to the last page's newest are all registered, and that is recorded as its progress, so that
+    the next run goes on from there instead of asking the same pages again."""
+    row, report = run.row, run.report
+    path_field = run.config.get("path_field", "S3Path")
+    newest: datetime | None = None
+    async for page in run.client.products(product_query):
+        if report.pages >= run.max_pages:
+            # Only forward: a catalogue that ignored the filter must not move the source's progress back.
+            floor = row["last_success_at"] or product_query.published_after
+            if progress_up_to is not None and newest is not None and (floor is None or newest > floor) \
+                    and newest < progress_up_to:
+                await _record_progress(run.pool, run.claim_token, row["name"], newest, None)
+                went_on = (f"the next run asks from {newest:%Y-%m-%dT%H:%M:%S}Z (the newest publication registered) "
+                           "minus the overlap")
+            else:
+                went_on = "the next run asks this window again, from its start"
+            raise CatalogueError(f"stopped after {run.max_pages} page(s), the most one run asks for "
+                                 f"(config max_pages_per_run); the {report.inputs} input(s) registered stay, {went_on}")
         report.pages += 1
         report.products += len(page)
         candidates = []
         for product in page:
-            candidate = product_to_candidate(product, path_field=path_field)
-            problem = _unusable(candidate, now)
+            try:
+                candidate = product_to_candidate(product, path_field=path_field)
+            except ProductUnusable as problem:
+                report.skip(product, problem.reason, str(problem))
+                continue
+            if candidate.published_at is not None:
+                newest = max(newest or candidate.published_at, candidate.published_at)
+            problem = _unusable(candidate, run.now)
             if problem:
-                report.skipped += 1
-                logger.warning("catalogue %s: product %s skipped: %s", row["name"], product.get("Name"), problem,
-                               extra=task_fields(source=row["name"], product=product.get("Name"), failure=problem))
+                report.skip(product, problem[0], f"{problem[0]}{problem[1]}")
                 continue
             candidates.append(candidate)
-        if not candidates:
-            continue
-        async with pool.acquire() as conn:
-            counts = await conn.fetch(
-                query("harvest_register_inputs"), [c.path for c in candidates], [c.tile for c in candidates],
-                [c.mission for c in candidates], [c.measured_at for c in candidates],
-                [c.published_at for c in candidates], [c.scene_id for c in candidates], row["product_type"], now,
-                row["name"], row["mode"] == "backfill")
-        report.inputs += sum(c["created"] for c in counts)
+        async with run.pool.acquire() as conn:
+            if candidates:
+                counts = await conn.fetch(
+                    query("harvest_register_inputs"), [c.path for c in candidates], [c.tile for c in candidates],
+                    [c.mission for c in candidates], [c.measured_at for c in candidates],
+                    [c.published_at for c in candidates], [c.scene_id for c in candidates], row["product_type"],
+                    run.now, row["name"], row["mode"] == "backfill")
+                report.inputs += sum(c["created"] for c in counts)
+            await _still_ours(conn, run)
 
 
-def _unusable(candidate: InputCandidate, now: datetime) -> str | None:
+def _unusable(candidate: InputCandidate, now: datetime) -> tuple[str, str] | None:
     """Why the database would refuse this product as an input (checked first, so that one bad
-    product does not sink its page's statement)."""
+    product does not sink its page's statement): the reason, and what the product had."""
     if candidate.measured_at is None:
-        return "no ContentDate.Start"
+        return "no ContentDate.Start", ""
     if candidate.published_at is not None and candidate.measured_at > candidate.published_at:
-        return "sensed after its publication date"
+        return "sensed after its publication date", ""
     if candidate.measured_at > now + timedelta(hours=1) or (
             candidate.published_at is not None and candidate.published_at > now + timedelta(hours=1)):
-        return "sensed or published in the future"
+        return "sensed or published in the future", ""
     if candidate.measured_at.year < 1950:
-        return "sensing date before 1950"
+        return "sensing date before 1950", ""
     if (unstorable := input_checks.path_problem(candidate.path)) is not None:
-        return f"{unstorable}: {input_checks.escaped(candidate.path)!r}"
+        return unstorable, f": {input_checks.escaped(candidate.path)!r}"
     return None

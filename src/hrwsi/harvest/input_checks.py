@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 
 # The checks of hrwsi.input.input_path (sql/schema.sql): at most 2,000 bytes, no control character
-# ([[:cntrl:]], a tab too), no white space around it, no `..` segment.
+# ([[:cntrl:]], a tab too), no white space around it, no `..` segment, absolute (only a
+# multi-input group, which no harvest source makes, may be relative).
 MAX_PATH_BYTES = 2000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DOT_DOT = re.compile(r"(^|/)\.\.(/|$)")
@@ -19,14 +20,26 @@ def escaped(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def name_problem(name: str) -> str | None:
+    """Why the database would refuse a path with this file name in it (its characters, its
+    length), or None: for a name listed in a directory, before its path is known."""
+    if _CONTROL.search(name):
+        return "its name holds a control character (shown here as its \\x escape)"
+    if name != name.strip():
+        return "its name begins or ends with white space"
+    if _DOT_DOT.search(name):
+        return "its path has a `..` segment"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        return f"its path is longer than {MAX_PATH_BYTES} bytes"
+    return None
+
+
 def path_problem(path: str) -> str | None:
     """Why the database would refuse `path` as an input's path, or None."""
-    if _CONTROL.search(path):
-        return "its name holds a control character (shown here as its \\x escape)"
-    if path != path.strip():
-        return "its name begins or ends with white space"
-    if _DOT_DOT.search(path):
-        return "its path has a `..` segment"
-    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
-        return f"its path is longer than {MAX_PATH_BYTES} bytes"
+    if (problem := name_problem(path)) is not None:
+        return problem
+    if not path.startswith("/"):
+        # A catalogue product without an S3Path had its relative Name taken as its path: refused by
+        # the CHECK input_path_is_absolute_or_a_multi_input_group, it failed its whole page.
+        return "its path is not absolute"
     return None

@@ -141,7 +141,7 @@ def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
         if escaped:
             problem = ("its name is not valid UTF-8 (shown here with \\x escapes): refused, rename it with a "
                        "UTF-8 name")
-        elif (unstorable := input_checks.path_problem(name)) is not None:
+        elif (unstorable := input_checks.name_problem(name)) is not None:
             text, problem = str(path.parent / input_checks.escaped(name)), f"{unstorable}: refused, rename it"
         # Two entries can print the same (an escaped name and a name with a backslash): one row.
         entries.setdefault((text, size, newest),

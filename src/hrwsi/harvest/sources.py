@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,7 @@ class SourceRun:
     next_run_at: datetime | None
     report: Any = None        # a LandingScanReport or a CatalogueHarvestReport
     error: str | None = None
+    deleted: bool = False     # the source was deleted during the run: there is no row to record it in
 
     def summary(self) -> str:
         when = f"; next run {self.next_run_at:%Y-%m-%d %H:%M:%S}Z" if self.next_run_at else ""
@@ -101,9 +103,20 @@ class HarvestOptions:
 class SourceContext:
     pool: asyncpg.Pool
     row: asyncpg.Record
-    now: datetime
+    now: datetime                 # when the run started, as the caller tells time
     schedule: schedules.Schedule | None
     options: HarvestOptions
+    started: float = field(default_factory=time.monotonic)
+
+    def finished(self) -> datetime:
+        """Now, on the run's clock: its start plus the time it took. The next run is reckoned from
+        here: reckoned from the start, a run that took longer than its interval (a catalogue that
+        hung until its timeout) was due again at once, ahead of the sources waiting for a slot."""
+        return _finished(self.now, self.started)
+
+
+def _finished(now: datetime, started: float) -> datetime:
+    return now + timedelta(seconds=time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -118,9 +131,11 @@ class SourceKind:
 async def _run_landing_directory(context: SourceContext) -> tuple[Any, datetime]:
     row, now = context.row, context.now
     source = LandingSource.from_row(row["name"], row["product_type"], row["config"])
-    next_run_at = (schedules.next_run(context.schedule, now) if context.schedule
-                   else now + timedelta(seconds=source.rescan_after_s))
-    return await landing.scan_landing_directory(context.pool, source, context.options.landing, now=now), next_run_at
+    report = await landing.scan_landing_directory(context.pool, source, context.options.landing, now=now)
+    finished = context.finished()
+    next_run_at = (schedules.next_run(context.schedule, finished) if context.schedule
+                   else finished + timedelta(seconds=source.rescan_after_s))
+    return report, next_run_at
 
 
 async def _run_catalogue(context: SourceContext) -> tuple[Any, datetime]:
@@ -129,7 +144,8 @@ async def _run_catalogue(context: SourceContext) -> tuple[Any, datetime]:
         context.pool, context.row, now=now, session_factory=context.options.catalogue_session_factory,
         claim_token=context.row["claim_token"])
     # A backfill goes on, day after day, at the next harvester round.
-    return report, now if report.more_backfill_days else schedules.next_run(context.schedule, now)
+    finished = context.finished()
+    return report, finished if report.more_backfill_days else schedules.next_run(context.schedule, finished)
 
 
 # The kinds hrwsi.harvest_source allows (its CHECK harvest_source_kind_is_catalogue_or_landing_directory).
@@ -140,7 +156,7 @@ SOURCE_KINDS: dict[str, SourceKind] = {
 
 # Failures that are one line in the log (anything else gets its traceback).
 _EXPECTED_FAILURES = (OSError, ValueError, asyncpg.PostgresError, catalogue.CatalogueError, catalogue.ClaimLost,
-                      TimeoutError)
+                      catalogue.SourceWithdrawn, TimeoutError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +229,9 @@ class SourceRunner:
             return run
         finally:
             self._tokens.pop(row["name"], None)
-        if kept is None:
+        if kept is None and run.deleted:
+            pass  # said when it stopped; there is nothing left to record it in
+        elif kept is None:
             logger.warning("source %s: its claim lapsed during the run and another harvester took it over: this "
                            "run's outcome is not recorded", row["name"], extra=task_fields(source=row["name"]))
         elif run.ok:
@@ -234,19 +252,36 @@ async def run_due_sources(pool: asyncpg.Pool, options: HarvestOptions, *, now: d
 
 async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, options: HarvestOptions) -> SourceRun:
     name, kind = row["name"], row["kind"]
+    started = time.monotonic()
     try:
         async with asyncio.timeout(options.source_timeout_s) as deadline:
-            context = SourceContext(pool, row, now, schedule_of(row), options)
+            context = SourceContext(pool, row, now, schedule_of(row), options, started)
             report, next_run_at = await SOURCE_KINDS[kind].run(context)
+    except catalogue.SourceWithdrawn as withdrawn:
+        message = str(withdrawn)
+        logger.info("%s", message, extra=task_fields(source=name, failure=message))
+        return SourceRun(name, kind, False, _retry_at(row, _finished(now, started)), error=message,
+                         deleted=withdrawn.deleted)
     except Exception as error:  # noqa: BLE001 - one source's failure must not stop the others
         timed_out = isinstance(error, TimeoutError) and deadline.expired()
-        message = (f"did not finish within {options.source_timeout_s:g} s (HRWSI_SOURCE_TIMEOUT_S): stopped; its "
-                   "next run goes on from where it stopped") if timed_out else \
+        message = (f"did not finish within {options.source_timeout_s:g} s (HRWSI_SOURCE_TIMEOUT_S): stopped; "
+                   f"{_after_a_timeout(row)}") if timed_out else \
             f"{type(error).__name__}: {str(error) or 'no detail given'}"
-        retry_at = _retry_at(row, now)
+        retry_at = _retry_at(row, _finished(now, started))
         _log_failure(row, message, retry_at, error)
         return SourceRun(name, kind, False, retry_at, error=message)
     return SourceRun(name, kind, True, next_run_at, report=report)
+
+
+def _after_a_timeout(row: asyncpg.Record) -> str:
+    """What a run stopped by its timeout leaves, and what the next run does, for the source's kind
+    and mode: what it registered commits as it goes, but a window counts only once complete."""
+    if row["kind"] == "landing_directory":
+        return "the files it prepared stay prepared, and its next run scans the directory again"
+    if row["mode"] == "backfill":
+        return "the inputs it registered stay, and its next run asks again for the first day it did not finish"
+    return ("the inputs it registered stay, and its next run asks again for all that was published since its last "
+            "complete window")
 
 
 def _log_failure(row: asyncpg.Record, message: str, retry_at: datetime, error: Exception) -> None:
@@ -262,8 +297,8 @@ def _log_failure(row: asyncpg.Record, message: str, retry_at: datetime, error: E
 
 
 def _retry_at(row: asyncpg.Record, now: datetime) -> datetime:
-    """A failed source runs again at its next scheduled time (continuous ones after 30 s: a missing
-    directory need not be looked at every second)."""
+    """A failed source runs again at its next scheduled time after `now`, the end of the failed run
+    (continuous ones 30 s after it: a missing directory need not be looked at every second)."""
     try:
         schedule = schedule_of(row)
     except schedules.InvalidSchedule:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,9 +62,15 @@ class FakeCatalogue:
     grants: list[str] = field(default_factory=list)
     issued: int = 0
     basic: str | None = None
+    answer: object = None       # an async function of the request: answers instead of the products
+    on_request: object = None   # an async function of the request's number (1 for the first), called first
 
     async def odata_products(self, request: web.Request) -> web.Response:
         self.requests.append({"query": dict(request.query), "authorization": request.headers.get("Authorization")})
+        if self.on_request is not None:
+            await self.on_request(len(self.requests))
+        if self.answer is not None:
+            return await self.answer(request)
         if self.failures:
             failure = self.failures.pop(0)
             if failure == "slow":
@@ -264,9 +271,10 @@ def test_a_product_becomes_an_input_candidate():
     assert candidate.published_at == datetime.fromisoformat(item["PublicationDate"].replace("Z", "+00:00"))
     assert candidate.scene_id == item["Name"][:-len(".SAFE")]
     grd = {"Name": "S1A_IW_GRDH_1SDV_20240105T053012_20240105T053037_051934_064624_ABCD.SAFE",
+           "S3Path": "/eodata/Sentinel-1/S1A_IW_GRDH_1SDV_20240105T053012_20240105T053037_051934_064624_ABCD.SAFE",
            "ContentDate": {"Start": "2024-01-05T05:30:12.000Z"}, "PublicationDate": "2024-01-05T08:00:00.000Z"}
     candidate = catalogue.product_to_candidate(grd)
-    assert (candidate.path, candidate.tile, candidate.mission) == (grd["Name"], None, "S1A")
+    assert (candidate.path, candidate.tile, candidate.mission) == (grd["S3Path"], None, "S1A")
 
 
 def test_auth_comes_from_environment_variables_named_in_the_config(monkeypatch):
@@ -342,13 +350,14 @@ async def test_a_backfill_goes_day_by_day_and_resumes(routine, fake, pool, harve
     fake.products = [product(0, sensed=datetime(first_day.year, first_day.month, first_day.day, 10,
                                                 tzinfo=UTC))]
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
-    assert run.ok and run.report.more_backfill_days and run.next_run_at == NOW  # goes on at the next round
+    # Goes on at the next round: due from the end of this run.
+    assert run.ok and run.report.more_backfill_days and NOW < run.next_run_at < NOW + timedelta(seconds=10)
     assert "ContentDate/Start ge " + f"{first_day:%Y-%m-%d}T00:00:00.000Z" in fake.requests[0]["query"]["$filter"]
     assert routine.execute("SELECT backfill_cursor FROM hrwsi.harvest_source").fetchone()[0] == \
         first_day + timedelta(days=1)
     fake.products = []
-    await sources.run_due_sources(pool, harvest_options, now=NOW)
-    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))
+    await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=10))
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=20))
     assert run.ok and not run.report.more_backfill_days and run.next_run_at > NOW
     assert routine.execute("SELECT backfill_cursor FROM hrwsi.harvest_source").fetchone()[0] == \
         first_day + timedelta(days=3)
@@ -408,3 +417,176 @@ async def test_products_whose_paths_the_database_would_refuse_are_skipped_and_th
     assert run.ok, run.error
     assert (run.report.products, run.report.skipped, run.report.inputs) == (5, 4, 1)
     assert routine.execute("SELECT input_path FROM hrwsi.input").fetchall() == [(product(9)["S3Path"],)]
+
+
+# ---------------------------------------------------------------------------------------------
+# what a catalogue answers cannot stop its source (found by exploratory testing)
+# ---------------------------------------------------------------------------------------------
+
+def malformed_products() -> list:
+    """The products a fake catalogue served that each failed the whole source, run after run."""
+    items = [product(i) for i in range(1, 8)]
+    del items[0]["S3Path"]                                # its relative Name became its path
+    items[1]["Name"] = 42
+    del items[2]["Name"]
+    items[3]["ContentDate"]["Start"] = "yesterday"
+    items[4]["PublicationDate"] = 1704067200
+    items[5]["S3Path"] = ["/eodata/a.SAFE"]
+    items[6]["ContentDate"] = "2024-01-05T05:30:12Z"
+    return ["S2A_MSIL1C_a_string_where_a_product_should_be", *items]
+
+
+async def test_malformed_products_are_skipped_in_one_line_and_the_rest_is_registered_and_the_window_advances(
+        routine, fake, pool, harvest_options, caplog):
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    fake.products = [product(10), *malformed_products(), product(11)]
+    catalogue_source(routine, fake, config={"top": 20})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok, run.error
+    assert (run.report.products, run.report.skipped, run.report.inputs) == (10, 8, 2)
+    assert sorted(routine.execute("SELECT input_path FROM hrwsi.input").fetchall()) == \
+        [(product(10)["S3Path"],), (product(11)["S3Path"],)]
+    assert routine.execute("SELECT last_success_at, last_error FROM hrwsi.harvest_source").fetchone() == (NOW, None)
+    said = [r for r in caplog.records if r.name.startswith("hrwsi.harvest")]
+    assert not [r for r in said if r.exc_info]  # no traceback
+    [skipped] = [r.getMessage() for r in said if r.name == "hrwsi.harvest.catalogue"]
+    for reason in ("1 not a product (a JSON object)", "1 no S3Path", "1 its Name is not a text", "1 no Name",
+                   "1 its ContentDate.Start is not a date", "1 its PublicationDate is not a date",
+                   "1 its S3Path is not a text", "1 its ContentDate is not an object"):
+        assert reason in skipped
+    assert skipped.startswith("catalogue cdse: 8 product(s) skipped") and "'yesterday'" not in skipped  # 3 examples
+    assert skipped.count("; ") < 8 + 3 + 1
+
+
+async def test_a_product_whose_path_is_relative_is_skipped_with_that_reason(routine, fake, pool, harvest_options):
+    relative = product(1)
+    relative["S3Path"] = relative["Name"]
+    fake.products = [relative, product(2)]
+    catalogue_source(routine, fake, config={"top": 20})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok and (run.report.skipped, run.report.inputs) == (1, 1)
+    assert run.report.skip_examples == [f"{relative['Name']!r}: its path is not absolute: {relative['Name']!r}"]
+
+
+async def test_a_catalogue_answering_a_json_array_says_it_answered_without_a_value_list(fake):
+    async def array(request):
+        return web.json_response([product(0)])
+
+    fake.answer = array
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(CatalogueError, match="answered without a 'value' list"):
+            await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2"))
+
+
+@pytest.fixture
+async def elsewhere():
+    """Another server (another port: another origin), recording the Authorization headers it is sent."""
+    seen = []
+
+    async def products(request):
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"value": []})
+
+    app = web.Application()
+    app.router.add_get("/odata/v1/Products", products)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/odata/v1/Products", seen
+    await runner.cleanup()
+
+
+async def test_a_next_link_to_another_origin_is_refused_and_the_credentials_never_go_there(fake, elsewhere):
+    url, seen = elsewhere
+
+    async def send_elsewhere(request):
+        return web.json_response({"value": [product(0)], "@odata.nextLink": f"{url}?$skip=1"})
+
+    fake.answer = send_elsewhere
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, auth=BasicAuth("ana", "pw"), retry=fast_retry())
+        with pytest.raises(CatalogueError, match=r"names a next page at another origin, .*127\.0\.0\.1:\d+.*: not "
+                                                 r"followed, so that the source's credentials go to http://127"):
+            await fetch_all(client, ProductQuery("SENTINEL-2"))
+    assert seen == [] and fake.requests[0]["authorization"].startswith("Basic ")
+
+
+async def test_a_next_link_to_the_same_origin_is_followed_relative_or_not(fake):
+    async def pages(request):
+        skip = int(request.query.get("$skip", 0))
+        link = {0: "Products?$skip=1", 1: f"{fake.url}/Products?$skip=2"}.get(skip)
+        return web.json_response({"value": [product(skip)], **({"@odata.nextLink": link} if link else {})})
+
+    fake.answer = pages
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, auth=BasicAuth("ana", "pw"), retry=fast_retry())
+        assert [p["Id"] for p in await fetch_all(client, ProductQuery("SENTINEL-2"))] == ["id-0", "id-1", "id-2"]
+    assert all(r["authorization"].startswith("Basic ") for r in fake.requests)
+
+
+async def test_a_next_link_naming_a_page_already_asked_for_is_a_paging_loop(fake):
+    async def itself(request):
+        return web.json_response({"value": [product(0)], "@odata.nextLink": str(request.url)})
+
+    fake.answer = itself
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(CatalogueError, match=r"names a page already asked for in this window.*a paging loop"):
+            # Bounded: without the check it asks the same page until the source's timeout.
+            await asyncio.wait_for(fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()),
+                                             ProductQuery("SENTINEL-2")), 20)
+    assert len(fake.requests) == 2  # the first page, and the one its link names (itself)
+
+
+async def test_paging_that_never_ends_stops_at_the_page_limit_and_the_next_run_goes_on_after_it(
+        routine, fake, pool, harvest_options):
+    def published(index):  # within the window asked, in order of publication
+        return product(index, published=NOW - timedelta(hours=2) + timedelta(minutes=index))
+
+    async def endless(request):
+        skip = int(request.query.get("$skip", 0))
+        return web.json_response({"value": [published(skip)],
+                                  "@odata.nextLink": f"{fake.url}/Products?$skip={skip + 1}"})
+
+    fake.answer = endless
+    catalogue_source(routine, fake, config={"top": 1, "max_pages_per_run": 3})
+    [run] = await asyncio.wait_for(sources.run_due_sources(pool, harvest_options, now=NOW), 20)
+    assert not run.ok and len(fake.requests) == 4
+    newest = NOW - timedelta(hours=2) + timedelta(minutes=2)
+    assert f"stopped after 3 page(s), the most one run asks for (config max_pages_per_run); the 3 input(s) " \
+           f"registered stay, the next run asks from {newest:%Y-%m-%dT%H:%M:%S}Z" in run.error
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 3
+    assert routine.execute("SELECT last_success_at FROM hrwsi.harvest_source").fetchone()[0] == newest
+
+
+@pytest.mark.parametrize("change", ["deactivated", "deleted"])
+async def test_a_source_deactivated_or_deleted_during_its_run_stops_at_the_next_page(
+        routine, fake, pool, harvest_options, caplog, change):
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    fake.products = [product(i) for i in range(6)]  # three pages of two
+
+    async def withdraw(number):
+        if number == 2:
+            async with pool.acquire() as conn:
+                await conn.execute("UPDATE hrwsi.harvest_source SET active = false" if change == "deactivated"
+                                   else "DELETE FROM hrwsi.harvest_source")
+
+    fake.on_request = withdraw
+    catalogue_source(routine, fake)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert not run.ok and len(fake.requests) == 2
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 4
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("hrwsi.harvest")]
+    stopped = f"source cdse was {change} during its run: stopped after 2 page(s); the 4 input(s) it registered stay"
+    assert said == [stopped]  # one line: no "failed", no "claim lapsed"
+    if change == "deactivated":
+        assert routine.execute("SELECT last_error, claim_token FROM hrwsi.harvest_source").fetchone() == (stopped, None)
+
+
+async def test_a_product_listed_twice_on_a_page_is_counted_once(routine, fake, pool, harvest_options):
+    fake.products = [product(0), product(1), product(0), product(2)]
+    catalogue_source(routine, fake, config={"top": 10})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok and run.report.inputs == 3
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 3
