@@ -65,8 +65,10 @@ def words(text: str) -> str:
 
 
 @contextmanager
-def dashboard_process(database_url: str, home: Path, token: str | None, port: int = 0):
-    """`hrwsi web` on `port` (0: a free one); yields its base URL."""
+def dashboard_process(database_url: str, home: Path, token: str | None, port: int = 0, *, page=None):
+    """`hrwsi web` on `port` (0: a free one); yields its base URL. `page` leaves the dashboard before it
+    stops: an open page's live stream tries again at once, and its refused connection was a page error
+    (ERR_CONNECTION_REFUSED) whenever it came before the page's context closed."""
     log = home / "web.log"
     env = {**os.environ, "HRWSI_DATABASE_URL": database_url, "HRWSI_HOME": str(home), "HRWSI_WEB_PORT": str(port),
            "HRWSI_HEARTBEAT_S": "1", "HRWSI_BACKSTOP_POLL_S": "1"}
@@ -83,6 +85,8 @@ def dashboard_process(database_url: str, home: Path, token: str | None, port: in
             time.sleep(0.1)
         yield found.group(1)
     finally:
+        if page is not None:
+            page.goto("about:blank")
         process.terminate()
         assert process.wait(20) == 0, log.read_text()
         if token:
@@ -100,7 +104,7 @@ def shoot(page, name: str) -> Path:
 def test_ops_read_the_main_pages_and_see_changes_live(page, db, database_url, tmp_path):
     home = tmp_path / "home"
     scenario = build(db, home / "data")
-    with dashboard_process(database_url, home, ALICE) as base:
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
         page.goto(base + "/")
         page.wait_for_selector("#live.ok")
         assert "held by ops: the quicklook bucket is full" in page.inner_text("#held")
@@ -159,7 +163,7 @@ def test_an_operator_action_needs_the_token_and_is_recorded_with_who_did_it(page
     def state() -> str:
         return db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()[0]
 
-    with dashboard_process(database_url, home, ALICE) as base:
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
         page.goto(f"{base}/tasks/{task}")
         assert page.locator("form button", has_text="Retry").count() == 0, "no action button before signing in"
         page.click("a.btn:has-text('Retry')")
@@ -194,7 +198,7 @@ def test_an_operator_action_needs_the_token_and_is_recorded_with_who_did_it(page
 def test_without_a_token_setting_the_dashboard_is_read_only(page, db, database_url, tmp_path):
     home = tmp_path / "home"
     scenario = build(db, home / "data")
-    with dashboard_process(database_url, home, None) as base:
+    with dashboard_process(database_url, home, None, page=page) as base:
         page.goto(f"{base}/tasks/{scenario.terminated}")
         assert "read-only" in page.inner_text(".who")
         assert page.locator("text=Retry").count() == 0
@@ -212,7 +216,7 @@ def test_pages_say_when_the_database_is_away_and_come_back_by_themselves(page, p
     scenario = build(db, home / "data")
     door = DatabaseDoor(database_url)
     try:
-        with dashboard_process(door.url, home, None, port=free_port()) as base:
+        with dashboard_process(door.url, home, None, port=free_port(), page=page) as base:
             page.goto(f"{base}/tasks/{scenario.terminated}")
             page.wait_for_selector("#live.ok")
             overview = page.context.new_page()
