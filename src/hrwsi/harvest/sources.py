@@ -15,6 +15,7 @@ done survives a failure later in the run.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import logging
 import time
@@ -154,6 +155,30 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     "catalogue": SourceKind(_run_catalogue, run_is_success=False),
 }
 
+# The keys of a source's config each kind reads (landing_source.LandingSource.from_row; catalogue.py).
+# Any other is ignored by the run: a typo ("setle_s") ran with the default and nothing said so (found
+# by exploratory testing, 2026-12-05), so it is said, once per harvester and source.
+CONFIG_KEYS: dict[str, frozenset[str]] = {
+    "landing_directory": frozenset({"directory", "work_directory", "settle_s", "unzip", "pattern",
+                                    "zip_password_env", "scan_interval_s"}),
+    "catalogue": frozenset({"url", "collection", "product_type", "tiles", "area_wkt", "top", "auth", "max_attempts",
+                            "retry_base_s", "retry_max_s", "timeout_s", "max_pages_per_run", "backfill_days_per_run",
+                            "path_field"}),
+}
+
+
+def unknown_config_keys(kind: str, config: Any) -> list[str]:
+    """Each key of a source's config its kind does not read, with the key it may have meant."""
+    known = CONFIG_KEYS.get(kind)
+    if known is None or not isinstance(config, dict):
+        return []
+    said = []
+    for key in sorted(set(config) - known):
+        close = difflib.get_close_matches(key, known, n=1)
+        said.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return said
+
+
 # Failures that are one line in the log (anything else gets its traceback).
 _EXPECTED_FAILURES = (OSError, ValueError, asyncpg.PostgresError, catalogue.CatalogueError, catalogue.ClaimLost,
                       catalogue.SourceWithdrawn, TimeoutError)
@@ -174,6 +199,7 @@ class SourceRunner:
         self.harvester = harvester  # who claims, for people (`hrwsi sources`): the service's current identity
         self.running: dict[str, asyncio.Task[SourceRun]] = {}
         self._tokens: dict[str, uuid.UUID] = {}
+        self._told_unknown_keys: set[tuple[str, tuple[str, ...]]] = set()
 
     async def start_due(self, now: datetime | None = None, exclude: Iterable[str] = ()) -> list[str]:
         """Claim due sources into the free slots and start them; returns their names."""
@@ -187,8 +213,23 @@ class SourceRunner:
                                     self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S)
         for row in rows:
             self._tokens[row["name"]] = row["claim_token"]
+            self._tell_unknown_keys(row)
             self.running[row["name"]] = asyncio.create_task(self._run(row, claimed_at), name=f"source {row['name']}")
         return [row["name"] for row in rows]
+
+    def _tell_unknown_keys(self, row: Any) -> None:
+        """Keys of the source's config that nothing reads, said once per source and config."""
+        try:
+            config = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
+        except ValueError:
+            return
+        unknown = unknown_config_keys(row["kind"], config)
+        told = (row["name"], tuple(unknown))
+        if unknown and told not in self._told_unknown_keys:
+            self._told_unknown_keys.add(told)
+            logger.warning("source %s: its config has key(s) a %s source does not read, ignored: %s; it reads %s",
+                           row["name"], row["kind"], ", ".join(unknown), ", ".join(sorted(CONFIG_KEYS[row["kind"]])),
+                           extra=task_fields(source=row["name"]))
 
     async def run_round(self, now: datetime | None = None) -> list[SourceRun]:
         """Run every source due now once (concurrently, within the slots) and return what each did."""

@@ -61,6 +61,29 @@ async def test_due_sources_run_once_and_get_their_next_run(routine, tmp_path, po
     assert await sources.run_due_sources(pool, harvest_options, now=NOW) == []
 
 
+async def test_a_key_of_a_source_config_that_nothing_reads_is_said_once_with_the_key_it_may_mean(
+        routine, tmp_path, pool, harvest_options, caplog):
+    # Found by exploratory testing (2026-12-05): "setle_s" ran with the default settle time, "tiels"
+    # without a tile filter, and nothing said so.
+    drop(landing_source(routine, tmp_path, "typo"))
+    routine.execute("""UPDATE hrwsi.harvest_source SET config = config || '{"setle_s": 600, "colour": "blue"}'
+                       WHERE name = 'typo'""")
+    runner = sources.SourceRunner(pool, harvest_options, lambda: "harvester-test")
+    try:
+        await runner.run_round(NOW)
+        routine.execute("UPDATE hrwsi.harvest_source SET next_run_at = %s WHERE name = 'typo'", (NOW,))
+        await runner.run_round(NOW + timedelta(seconds=10))
+    finally:
+        await runner.stop()
+    assert source_row(routine, "typo")[0] == NOW + timedelta(seconds=10), "it ran twice"
+    said = [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()]
+    assert said == ["source typo: its config has key(s) a landing_directory source does not read, ignored: 'colour', "
+                    "'setle_s' (did you mean 'settle_s'?); it reads directory, pattern, scan_interval_s, settle_s, "
+                    "unzip, work_directory, zip_password_env"], "said once, not at every run"
+    assert sources.unknown_config_keys("catalogue", {"url": "u", "collection": "c", "tiels": ["32TLR"]}) == \
+        ["'tiels' (did you mean 'tiles'?)"]
+
+
 async def test_a_failing_source_records_its_error_and_the_others_go_on(routine, tmp_path, pool, harvest_options):
     broken = landing_source(routine, tmp_path, "broken")
     broken.rmdir()
