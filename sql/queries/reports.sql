@@ -288,18 +288,15 @@ ORDER BY b.xact_start NULLS LAST, b.pid;
 -- harvester that is not alive (killed: its claim holds until it lapses); or overdue with no
 -- harvester running it. A source is said once, under the first of these that applies.
 SELECT s.name, s.kind, s.last_error, s.last_run_at, s.next_run_at, s.claimed_by, s.claimed_until,
-       held.by_the_gone AS held_by_the_gone,
-       s.next_run_at < now() - make_interval(secs => %(overdue_s)s)
-           AND (s.claimed_until IS NULL OR s.claimed_until <= now()) AS overdue
+       flag.held_by_the_gone, flag.overdue
 FROM hrwsi.harvest_source s
 CROSS JOIN LATERAL (
     SELECT s.claimed_until > now() AND NOT EXISTS (
                SELECT 1 FROM hrwsi.service_instance i
                WHERE i.id = s.claimed_by AND i.heartbeat_at > now() - make_interval(secs => %(fresh_s)s))
-           AS by_the_gone) held
-WHERE s.active
-  AND (s.last_error IS NOT NULL OR held.by_the_gone
-       OR (s.next_run_at < now() - make_interval(secs => %(overdue_s)s)
-           AND (s.claimed_until IS NULL OR s.claimed_until <= now())))
+           AS held_by_the_gone,
+           s.next_run_at < now() - make_interval(secs => %(overdue_s)s)
+           AND (s.claimed_until IS NULL OR s.claimed_until <= now()) AS overdue) flag
+WHERE s.active AND (s.last_error IS NOT NULL OR flag.held_by_the_gone OR flag.overdue)
 ORDER BY s.name
 LIMIT %(limit)s;

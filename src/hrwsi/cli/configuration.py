@@ -20,9 +20,10 @@ app.add_typer(config_app, name="config")
 def config_load(path: Path) -> None:
     """Check a TOML file against the schema, then load it (upsert) in one transaction; nothing is
     written if anything is wrong."""
+    document = configuration.read_file(path)  # (once: the load and its notes read the same document)
     with database(start=True) as conn:
-        counts = configuration.load_file(conn, path)
-        said = configuration.notes(conn, configuration.read_file(path))
+        counts = configuration.load(conn, document, source=str(path))
+        said = configuration.notes(conn, document)
     console.print(", ".join(f"{n} {kind}" for kind, n in counts.items()), highlight=False)
     for note in said:
         console.print(Text(f"note: {visible(note)}", style="yellow"), soft_wrap=True)
