@@ -175,6 +175,10 @@ CREATE TABLE hrwsi.campaign (
     consecutive_failures integer NOT NULL DEFAULT 0,
     on_hold       boolean NOT NULL DEFAULT false,
     hold_reason   text,
+    -- Cancelled as a whole (`hrwsi campaigns --cancel`, hrwsi.cancel_campaign; migration 0058): its
+    -- cancel was recorded only in its tasks' reasons.
+    cancelled_at  timestamptz,
+    cancelled_by  text,
     CONSTRAINT campaign_measured_from_is_before_measured_to CHECK (measured_from < measured_to)
 );
 -- (NOT VALID, as migration 0045 added it: rows written before it are not checked again.)
@@ -1425,10 +1429,15 @@ END $$;
 -- already, in the campaign's lane (archive) and without a deadline. A production input only: the
 -- inputs an earlier campaign chained stay that campaign's. The routine runs the campaign's
 -- command or image when given. Old tasks and products are kept.
+-- A campaign still open (not finished, not cancelled) that reprocesses the same routine or condition,
+-- range and tiles (in any order; NULL: every tile) with the same version (command and image) is not
+-- started again unless `again`: a request repeated (from a shell's history, or a script run twice)
+-- started a second campaign and both ran, the same programs on the same inputs. Its name and whether
+-- it chains do not matter. (The check was in `hrwsi reprocess` alone until migration 0058.)
 CREATE FUNCTION hrwsi.reprocess(
     routine text DEFAULT NULL, condition text DEFAULT NULL, measured_from timestamptz DEFAULT NULL,
     measured_to timestamptz DEFAULT NULL, tiles text[] DEFAULT NULL, command text[] DEFAULT NULL,
-    image text DEFAULT NULL, chain boolean DEFAULT true, name text DEFAULT NULL)
+    image text DEFAULT NULL, chain boolean DEFAULT true, name text DEFAULT NULL, again boolean DEFAULT false)
 RETURNS TABLE (campaign_id bigint, tasks integer, summary text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 #variable_conflict use_column
@@ -1436,6 +1445,7 @@ DECLARE
     target text := reprocess.routine;
     new_campaign bigint;
     created integer;
+    twin bigint;
 BEGIN
     IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
         RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
@@ -1451,6 +1461,28 @@ BEGIN
         END IF;
     ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
         RAISE EXCEPTION 'no routine %', target USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Two starts of one request at once would both find no twin: starts are serialised until the
+    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
+    PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"
+    IF NOT reprocess.again THEN
+        SELECT k.id INTO twin
+        FROM campaign k
+        WHERE k.routine = target AND k.condition IS NOT DISTINCT FROM reprocess.condition
+          AND k.measured_from = reprocess.measured_from AND k.measured_to = reprocess.measured_to
+          AND (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(k.tiles) x)
+              IS NOT DISTINCT FROM (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(reprocess.tiles) x)
+          AND k.command IS NOT DISTINCT FROM reprocess.command AND k.image IS NOT DISTINCT FROM reprocess.image
+          AND k.cancelled_at IS NULL
+          AND EXISTS (SELECT 1 FROM campaign_progress p WHERE p.campaign_id = k.id AND p.finished_at IS NULL)
+        ORDER BY k.id DESC
+        LIMIT 1;
+        IF twin IS NOT NULL THEN
+            RAISE EXCEPTION 'campaign % already reprocesses these inputs with this version and has not finished', twin
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'campaign_is_not_started_twice',
+                      HINT = format('SELECT * FROM hrwsi.campaign_progress WHERE campaign_id = %s shows it; call '
+                                    'hrwsi.reprocess with again => true to start another one anyway (both run)', twin);
+        END IF;
     END IF;
     INSERT INTO campaign (name, routine, condition, measured_from, measured_to, tiles, command, image, chain)
     VALUES (reprocess.name, target, reprocess.condition, reprocess.measured_from, reprocess.measured_to,
@@ -1523,9 +1555,11 @@ BEGIN
         state_reason = format('its campaign %s was cancelled by an operator', cancel_campaign.campaign)
     WHERE campaign_id = cancel_campaign.campaign AND state NOT IN ('processed', 'terminated', 'cancelled');
     GET DIAGNOSTICS cancelled = ROW_COUNT;
-    -- Ended: no longer on hold (it said "on hold ... --release" after its cancel; migration 0047).
-    UPDATE hrwsi.campaign SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
-    WHERE id = cancel_campaign.campaign AND (on_hold OR consecutive_failures <> 0);
+    -- Ended: no longer on hold (it said "on hold ... --release" after its cancel; migration 0047), and
+    -- cancelled as a whole, by whom and when, the first time (migration 0058).
+    UPDATE hrwsi.campaign SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
+        cancelled_at = coalesce(cancelled_at, now()), cancelled_by = coalesce(cancelled_by, session_user)
+    WHERE id = cancel_campaign.campaign;
     RETURN format('campaign %s: %s open task(s) cancelled, %s running job(s) being stopped; its products are kept',
                   cancel_campaign.campaign, cancelled, stopping);
 END $$;
@@ -2922,7 +2956,7 @@ SELECT k.id AS campaign_id, k.name, k.routine AS campaign_routine, k.condition, 
        CASE WHEN count(t.id) > 0 AND bool_and(t.state IN ('processed', 'terminated', 'cancelled'))
                  AND coalesce(sum(x.unchained), 0) = 0
             THEN max(greatest(t.updated_at, x.chained_at)) END AS finished_at,
-       k.on_hold, k.hold_reason
+       k.on_hold, k.hold_reason, k.cancelled_at, k.cancelled_by
 FROM hrwsi.campaign k
 LEFT JOIN hrwsi.processing_task t ON t.campaign_id = k.id
 LEFT JOIN LATERAL (SELECT count(*) AS products, count(*) FILTER (WHERE p.chained_at IS NULL) AS unchained,
@@ -3025,7 +3059,7 @@ GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, h
 GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
 
 -- Timeliness and reprocessing campaigns (ADR 0010): the operator functions and the deadline check.
-GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, text[], text[], text, boolean, text),
+GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, text[], text[], text, boolean, text, boolean),
     hrwsi.cancel_campaign(bigint), hrwsi.raise_deadline_alerts()
     TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.release_campaign(bigint), hrwsi.hold_campaign(bigint, text) TO hrwsi_service;

@@ -194,8 +194,8 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- Turn up to $1 new products into inputs of every condition whose routine consumes their type.
 -- The product is marked chained in the same statement: exactly once, even with two harvesters.
 -- A campaign's product becomes an input of the same campaign, in its lane (ADR 0010), and only
--- when the campaign chains. A back-fill's product (its task in a lane less urgent than the next
--- condition's) stays in its lane: it has no deadline there, and never competes with fresh scenes
+-- when the campaign chains and was not cancelled. A back-fill's product (its task in a lane less
+-- urgent than the next condition's) stays in its lane: it has no deadline there, and never competes with fresh scenes
 -- (ADR 0009; in the next condition's lane, with a deadline from a sensing months old, it was
 -- served before them). Measurement windows are for fresh scenes, not for reprocessing or back-fill.
 WITH claimed AS (
@@ -219,7 +219,8 @@ WITH claimed AS (
     WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
       AND (k.id IS NOT NULL OR upstream.priority > downstream.priority OR c.measurement_window IS NULL
            OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
-      AND (t.campaign_id IS NULL OR k.chain)
+      -- (a cancelled campaign's products made before its cancel made new tasks of it after; migration 0058)
+      AND (t.campaign_id IS NULL OR (k.chain AND k.cancelled_at IS NULL))
       -- a multi-input condition gets one input per complete group (triggering.py), not one per product
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
     ON CONFLICT (processing_condition, input_path) DO NOTHING

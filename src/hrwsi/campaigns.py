@@ -80,20 +80,27 @@ def start(conn: psycopg.Connection, request: CampaignRequest, *, again: bool = F
     SameCampaignOpen when an open campaign (not finished, not cancelled) reprocesses the same routine
     or condition, range and tiles with the same version, unless `again`. Why: `hrwsi reprocess` run
     twice (a command repeated from the shell's history) started a second campaign silently, and both
-    ran: twice the work on the cluster for the same products (found by exploratory testing)."""
-    with conn.transaction():
-        conn.execute(query("lock_campaign_starts"))
-        if not again:
-            twin = conn.execute(query("open_twin_campaign"),
-                                {**request.params(), "tiles": sorted(set(request.tiles)) or None}).fetchone()
-            if twin is not None:
-                [campaign] = load(conn, twin[0])
-                label = f" ({campaign.header['name']!r})" if campaign.header["name"] else ""
-                raise SameCampaignOpen(
-                    f"campaign {twin[0]}{label} already reprocesses these inputs with this version and is "
-                    f"{campaign.status}: `hrwsi campaigns --id {twin[0]}` shows it; add --again to start another "
-                    "one anyway (both run)")
-        return conn.cursor(row_factory=dict_row).execute(query("reprocess"), request.params()).fetchone()
+    ran: twice the work on the cluster for the same products (found by exploratory testing). The
+    check is hrwsi.reprocess's own (migration 0058), so a campaign started in SQL keeps it too; this
+    names the campaign as `hrwsi campaigns` shows it, and the command's option."""
+    try:
+        with conn.transaction():
+            return conn.cursor(row_factory=dict_row).execute(query("reprocess"),
+                                                             {**request.params(), "again": again}).fetchone()
+    except psycopg.errors.UniqueViolation as error:
+        if error.diag.constraint_name != TWIN_REFUSED:
+            raise
+        twin = int(error.diag.message_primary.split()[1])  # "campaign N already reprocesses ..."
+    shown = load(conn, twin)
+    label = f" ({shown[0].header['name']!r})" if shown and shown[0].header["name"] else ""
+    status = shown[0].status if shown else "open"
+    raise SameCampaignOpen(
+        f"campaign {twin}{label} already reprocesses these inputs with this version and is {status}: "
+        f"`hrwsi campaigns --id {twin}` shows it; add --again to start another one anyway (both run)")
+
+
+# The constraint named by hrwsi.reprocess's refusal of a campaign already open (sql/schema.sql).
+TWIN_REFUSED = "campaign_is_not_started_twice"
 
 
 class NothingToCancel(Exception):
@@ -109,11 +116,10 @@ def cancel(conn: psycopg.Connection, campaign: int) -> str:
     whose last tasks ended but whose products are not chained yet is not finished: downstream tasks
     may still come, and it is cancelled as before."""
     shown = load(conn, campaign)
+    if shown and shown[0].header["campaign_cancelled"]:
+        raise NothingToCancel(f"campaign {campaign} was already cancelled: nothing was cancelled")
     if shown and shown[0].totals["finished_at"] is not None:
-        status = shown[0].status
-        if status == "cancelled":
-            raise NothingToCancel(f"campaign {campaign} was already cancelled: nothing was cancelled")
-        raise NothingToCancel(f"campaign {campaign} had already finished ({status}): nothing was cancelled")
+        raise NothingToCancel(f"campaign {campaign} had already finished ({shown[0].status}): nothing was cancelled")
     return conn.execute(query("cancel_campaign"), {"campaign": campaign}).fetchone()[0]
 
 
@@ -153,18 +159,20 @@ class Campaign:
         if self.header["on_hold"]:
             return f"on hold ({self.header['hold_reason'] or 'held'}; `hrwsi campaigns --release " \
                    f"{self.header['campaign_id']}` starts it again)"
-        if totals["finished_at"] is None:
-            return "running" if totals["started_at"] else "waiting"
         # (One task cancelled by hand among 6 processed said the whole campaign was "cancelled":
-        # found by exploratory testing.)
+        # found by exploratory testing.) Cancelled as soon as it is, not once its last products are
+        # set aside (it said "running" until then).
         if self.header["campaign_cancelled"]:
             return "cancelled"
+        if totals["finished_at"] is None:
+            return "running" if totals["started_at"] else "waiting"
         ended = [f"{totals[state]} {state}" for state in ("terminated", "cancelled") if totals[state]]
         return f"finished with {', '.join(ended)}" if ended else "finished"
 
 
 HEADER_KEYS = ("campaign_id", "name", "campaign_routine", "condition", "measured_from", "measured_to", "tiles",
-               "version", "lane", "chain", "created_at", "created_by", "on_hold", "hold_reason", "campaign_cancelled")
+               "version", "lane", "chain", "created_at", "created_by", "on_hold", "hold_reason", "campaign_cancelled",
+               "cancelled_at", "cancelled_by")
 
 
 def group_rows(rows: list[dict]) -> list[Campaign]:
@@ -210,7 +218,9 @@ def print_campaigns(console: Console, campaigns: list[Campaign]) -> None:
                              f"version {h['version'] or 'the routine’s own'}; lane {h['lane']}; "
                              f"{'chains downstream' if h['chain'] else 'does not chain'}; "
                              f"created {_time(h['created_at'])} by {h['created_by']}; "
-                             f"started {_time(totals['started_at'])}, finished {_time(totals['finished_at'])}")),
+                             f"started {_time(totals['started_at'])}, finished {_time(totals['finished_at'])}"
+                             + (f"; cancelled {_time(h['cancelled_at'])} by {h['cancelled_by'] or 'an operator'}"
+                                if h["cancelled_at"] else ""))),
                       highlight=False, soft_wrap=True)
         table = Table()
         for column in ("routine", "tasks", *STATE_COLUMNS, "products"):

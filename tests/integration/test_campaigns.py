@@ -56,7 +56,7 @@ def finish(db, task_id, products=()):
 def reprocess(db, **arguments):
     defaults = {"routine": None, "condition": None, "measured_from": DAY - timedelta(days=1),
                 "measured_to": DAY + timedelta(days=1), "tiles": None, "command": None, "image": None,
-                "chain": True, "name": None}
+                "chain": True, "name": None, "again": False}
     return db.execute(query("reprocess"), {**defaults, **arguments}).fetchone()
 
 
@@ -340,6 +340,46 @@ def test_the_same_campaign_starts_again_once_the_first_finished_or_was_cancelled
     campaigns.cancel(chain, second)
     campaigns.start(chain, request())
     assert campaign_count(chain) == 3
+
+
+def test_a_campaign_started_twice_in_sql_is_refused_by_the_database_naming_it(chain):
+    """README shows data engineers hrwsi.reprocess in SQL: the refusal was `hrwsi reprocess`'s alone,
+    and the same call made twice started two campaigns, both of which ran."""
+    for n, tile in enumerate(["32TLR", "31TCH"]):
+        finish(chain, add_input(chain, "l2a", f"/l2a/{n}", tile=tile))
+    first, _, _ = reprocess(chain, routine="snow", tiles=["32TLR", "31TCH"])
+    with pytest.raises(psycopg.errors.UniqueViolation) as refused:
+        reprocess(chain, routine="snow", tiles=["31TCH", "32TLR"], name="again")
+    assert refused.value.diag.message_primary == (f"campaign {first} already reprocesses these inputs with this version "
+                                                  "and has not finished")
+    assert refused.value.diag.constraint_name == campaigns.TWIN_REFUSED
+    assert "again => true" in refused.value.diag.message_hint
+    assert campaign_count(chain) == 1
+    assert reprocess(chain, routine="snow", tiles=["31TCH", "32TLR"], again=True)[0] != first
+    assert campaign_count(chain) == 2
+
+
+def test_a_cancelled_campaign_says_who_cancelled_it_and_when_and_its_products_chain_no_further(chain):
+    """A product the campaign made before its cancel, not chained yet, made a task of the cancelled
+    campaign downstream, which then ran; and the cancel was recorded only in its tasks' reasons."""
+    finish(chain, add_input(chain, "l2a", "/l2a/a"))
+    campaign_id, _, _ = reprocess(chain, routine="snow")
+    [task] = [r[0] for r in chain.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s",
+                                           (campaign_id,))]
+    finish(chain, task, [("/fsc/a-v2", "FSC")])
+    message = campaigns.cancel(chain, campaign_id)
+    assert message.startswith(f"campaign {campaign_id}: 0 open task(s) cancelled")
+    [shown] = campaigns.load(chain, campaign_id)
+    assert shown.status == "cancelled", "not 'running' until its products are set aside"
+    assert shown.header["cancelled_by"] == chain.execute("SELECT session_user").fetchone()[0]
+    cancelled_at = shown.header["cancelled_at"]
+    assert cancelled_at is not None
+    assert chain_products(chain) == (1, 0)
+    assert campaign_tasks(chain, campaign_id) == [("snow", "/l2a/a", "archive", 1, None, "processed")]
+    with pytest.raises(campaigns.NothingToCancel, match="was already cancelled"):
+        campaigns.cancel(chain, campaign_id)
+    chain.execute("SELECT hrwsi.cancel_campaign(%s)", (campaign_id,))  # in SQL: the first cancel is kept
+    assert campaigns.load(chain, campaign_id)[0].header["cancelled_at"] == cancelled_at
 
 
 def test_multi_input_groups_take_no_member_from_a_campaign(chain):

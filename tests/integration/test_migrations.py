@@ -140,3 +140,35 @@ def test_a_service_does_not_start_on_a_database_a_newer_hrwsi_upgraded(database_
     record_a_migration_from_a_newer_hrwsi(database_url)
     with pytest.raises(SchemaNotReady, match="9999_from_a_newer_hrwsi"):
         ensure_schema(database_url)
+
+
+def test_a_campaign_cancelled_before_migration_0058_is_recorded_as_cancelled(empty_database_url, monkeypatch):
+    """Migration 0058 records a campaign's cancel on the campaign (it was only in the reason its tasks
+    were given): one cancelled before it says "cancelled" after it, one open stays open."""
+    from hrwsi import campaigns
+
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 58])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+        conn.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type) VALUES ('snow', 1, 100, 10, '1 min', ARRAY['s'],
+                        'L2A', 'FSC')""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l2a', 'snow')")
+        conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                        VALUES ('l2a', '/l2a/a', '32TLR', '2026-03-01T10:00Z')""")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                     "attempts = 1")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
+        reprocess = """SELECT campaign_id FROM hrwsi.reprocess(routine => 'snow', measured_from => '2026-03-01',
+                       measured_to => '2026-03-02', name => %s)"""
+        cancelled = conn.execute(reprocess, ("cancelled",)).fetchone()[0]
+        still_open = conn.execute(reprocess, ("open",)).fetchone()[0]  # (0057: no refusal in SQL)
+        conn.execute("SELECT hrwsi.cancel_campaign(%s)", (cancelled,))
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert migrations.migrate(conn)[0].startswith("0058_")
+        shown = {c.header["campaign_id"]: c for c in campaigns.load(conn)}
+    assert shown[cancelled].status == "cancelled" and shown[cancelled].header["cancelled_at"] is not None
+    assert shown[still_open].status == "waiting" and shown[still_open].header["cancelled_at"] is None
