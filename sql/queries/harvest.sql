@@ -159,11 +159,18 @@ FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
 -- fresh claim token, harvester $4 and a lease until $1 + $5 seconds; committed at once, so no
 -- transaction stays open while they run (SKIP LOCKED: two harvesters claiming at once take
 -- different sources). Returns what a run needs, with the error of the previous run.
+-- A claim held by a harvester whose lease lapsed ($6 seconds without a heartbeat; NULL: not
+-- looked at) is taken over too: a killed harvester's sources waited for their claim, the source
+-- timeout + 60 s (16 minutes by default). Only a harvester service's: a claimant that is no
+-- service (run_due_sources) has no lease, and its claim is left to lapse.
 WITH due AS (
     SELECT name
     FROM hrwsi.harvest_source
     WHERE active AND (next_run_at IS NULL OR next_run_at <= $1)
-      AND (claimed_until IS NULL OR claimed_until <= $1)
+      AND (claimed_until IS NULL OR claimed_until <= $1
+           OR ($6::double precision IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM hrwsi.service_instance i
+                   WHERE i.id = harvest_source.claimed_by AND i.heartbeat_at <= now() - make_interval(secs => $6::double precision))))
       AND NOT (name = ANY ($2::text[]))
     ORDER BY next_run_at NULLS FIRST, name
     LIMIT $3

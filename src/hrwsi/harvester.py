@@ -35,7 +35,8 @@ class Harvester(Service):
         super().__init__(pool, settings)
         # Validated here, at start-up: a wrong landing root or limit stops the harvester with its reason.
         self.sources = sources.SourceRunner(pool, sources.HarvestOptions.from_settings(settings),
-                                            lambda: self.instance_id)
+                                            lambda: self.instance_id, lease_held=self.lease_held,
+                                            lease_s=settings.lease_timeout_s)
         self.chain_batch = AdaptiveBatch(BATCH)
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         # Whether a multi-input rule was active at the step's last run (True until it has run).
@@ -81,6 +82,10 @@ class Harvester(Service):
 
     async def stop(self) -> None:
         await self.sources.stop()
+
+    async def drop_claims(self) -> None:
+        # Paused past its lease: another harvester may run its sources now.
+        self.sources.abandon()
 
     def side_tasks(self):
         return [SideTask("harvest_sources", self.harvest_sources, self.settings.landing_scan_s)]

@@ -84,8 +84,9 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
 def source_next_step(source: dict) -> str:
     """What is wrong with a harvest source and what happens next, in words (status)."""
     if source["held_by_the_gone"]:
-        return (f"held by {source['claimed_by']}, which is not alive (killed?): it runs again once that claim "
-                f"lapses, at {source['claimed_until']:%H:%M:%S} UTC")
+        return (f"held by {source['claimed_by']}, which is not alive (killed?): a running harvester takes it over "
+                f"at its next round (`hrwsi health harvester`), or it waits until that claim lapses at "
+                f"{source['claimed_until']:%H:%M:%S} UTC")
     if source["last_error"] is not None:
         when = f" at {source['next_run_at']:%H:%M:%S} UTC" if source["next_run_at"] else ""
         return f"its last run failed: {source['last_error']}; it is tried again{when} (`hrwsi sources`)"

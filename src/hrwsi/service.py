@@ -201,6 +201,9 @@ class Service:
         self.rounds = 0
         self.listener: Listener | None = None
         self._lease_lock = asyncio.Lock()
+        # When the database last confirmed the lease (monotonic, taken before the statement was sent):
+        # what `lease_held` reckons from. Never confirmed: not held.
+        self._lease_confirmed_at: float | None = None
         self._newer_schema_told: int | None = None  # the newest migration of a newer hrwsi, once logged
         self._due: dict[str, asyncio.TimerHandle] = {}  # steps woken later (wake_later), by name
         # Steps that cannot reach the database, and steps whose statements wait for a lock: step -> streak.
@@ -455,11 +458,13 @@ class Service:
         """Renew the lease; if it lapsed (a pause longer than the lease), stop acting under this
         identity: drop in-flight claims (others may have adopted them) and register anew."""
         self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
+        sent = time.monotonic()
         async with self.pool.acquire() as conn:
             renewed = await self._renew_lease(conn)
         if renewed is None:
             await self.lease_lost()
         else:
+            self._lease_confirmed_at = sent
             self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
             self._tell_a_newer_schema(renewed["newest_migration"])
 
@@ -490,8 +495,10 @@ class Service:
     async def lease_lost(self) -> None:
         """The lease lapsed: forget this identity's claims, then register a new identity."""
         async with self._lease_lock:
+            sent = time.monotonic()
             async with self.pool.acquire() as conn:
                 if await self._renew_lease(conn) is not None:
+                    self._lease_confirmed_at = sent
                     return  # another path registered anew meanwhile
             await self._renew_identity()
 
@@ -512,10 +519,21 @@ class Service:
     async def drop_claims(self) -> None:
         """Hook: forget in-flight work claimed under a lapsed lease, without recording anything."""
 
+    def lease_held(self) -> bool:
+        """Whether this process still holds its lease by its own clock: the database confirmed it
+        less than the lease's length ago. A local check, no statement: work that acts outside the
+        database (a landing run moving files) asks it before each step, so a process paused past
+        its lease, whose work another may have taken over, stops at once when it resumes, before
+        its next heartbeat says so. (The monotonic clock runs on while a process is stopped.)"""
+        confirmed = self._lease_confirmed_at
+        return confirmed is not None and time.monotonic() - confirmed < self.settings.lease_timeout_s
+
     async def _register_once(self) -> None:
+        sent = time.monotonic()
         async with self.pool.acquire() as conn:
             await conn.execute(query("register_instance"), self.instance_id, self.kind,
                                socket.gethostname(), os.getpid(), build_version())
+        self._lease_confirmed_at = sent
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
     async def _register(self) -> None:

@@ -168,7 +168,7 @@ def test_status_names_the_harvest_sources_that_fail_are_held_by_a_dead_harvester
     assert ("harvest source needs attention: failing (catalogue) its last run failed: HTTP 503 from the catalogue "
             "<b>; it is tried again at") in said
     assert ("harvest source needs attention: orphaned (catalogue) held by harvester-gone-1, which is not alive "
-            "(killed?): it runs again once that claim lapses") in said
+            "(killed?): a running harvester takes it over at its next round") in said
     assert "harvest source needs attention: forgotten (catalogue) due since" in said
     assert "and no harvester runs it" in said
     assert "fine (catalogue)" not in said and "sleeping" not in said

@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,21 +168,23 @@ def _unexpected(path: str, error: Exception) -> str:
 
 
 async def scan_landing_directory(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy, *,
-                                 now: datetime | None = None) -> LandingScanReport:
+                                 now: datetime | None = None,
+                                 lease_held: Callable[[], bool] | None = None) -> LandingScanReport:
     """Scan one landing directory once; see the module docstring. Raises SourceRefused when ops do
     not allow its directories, FileNotFoundError when the directory does not exist (the caller
-    records it as the source's error)."""
+    records it as the source's error), LeaseLapsed when `lease_held` says the harvester no longer
+    holds its lease (asked before each file is moved and before the inputs are registered)."""
     now = now or datetime.now(UTC)
     source = await confine_source(pool, source, policy.roots)
     stop = threading.Event()
     try:
-        return await _scan(pool, source, policy, now, stop)
+        return await _scan(pool, source, policy, now, stop, lease_held or (lambda: True))
     finally:
         stop.set()  # cancelled (the source's timeout): an extraction still running in its thread stops too
 
 
 async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy, now: datetime,
-                stop: threading.Event) -> LandingScanReport:
+                stop: threading.Event, lease_held: Callable[[], bool]) -> LandingScanReport:
     report = LandingScanReport(source.name)
     listing = await asyncio.to_thread(list_landing_directory, source)
     report.seen = len(listing)
@@ -195,10 +198,16 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
     outcomes = rows_by_next_step.outcomes
     pending = rows_by_next_step.pending
     if pending:
+        _require_lease(lease_held, source)
         async with pool.acquire() as conn:
             await conn.execute(query("landing_mark_ready"), [p.id for p in pending], [p.target for p in pending],
                                [p.scene.scene_id for p in pending], now)
-    prepared = [item for item in pending if await _prepare(item, source, policy, outcomes, stop)]
+    prepared = []
+    for item in pending:
+        _require_lease(lease_held, source)
+        if await _prepare(item, source, policy, outcomes, stop):
+            prepared.append(item)
+    _require_lease(lease_held, source)
     await _register(pool, source, prepared, outcomes, now)
     await _record_redeliveries(pool, source, rows_by_next_step.redeliveries, report, now)
 
@@ -213,6 +222,18 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
 
 
 _NO_INPUT_LINES = 5  # files named one by one; more are summarised in one line
+
+
+class LeaseLapsed(RuntimeError):
+    """The harvester running the scan no longer holds its lease (paused past it): another harvester
+    may run the source now, and two scans moving the same files would fail each other's."""
+
+
+def _require_lease(lease_held: Callable[[], bool], source: LandingSource) -> None:
+    if not lease_held():
+        raise LeaseLapsed(f"landing {source.name}: this harvester no longer holds its lease (paused or cut off for "
+                          "longer than HRWSI_LEASE_TIMEOUT_S), so another may scan the directory now: this scan stops "
+                          "before the next file; what it prepared is registered by the next scan")
 
 
 def _log_no_input(source: LandingSource, outcomes: list[FileOutcome]) -> None:

@@ -7,9 +7,11 @@ accepts connections and never answers holds its own slot until its timeout, neve
 source or the landing scans. A source that fails (its directories refused by the ops' roots, a
 catalogue down, a timeout) records its reason in last_error and runs again later; the others go
 on. The run's writes about the source carry its claim token, so a harvester that lost its claim
-(paused past the lease, the source taken over) changes nothing; a crashed harvester's claim
-lapses on its own. The run's own writes (landing files, inputs) commit as they go, so what was
-done survives a failure later in the run.
+(paused past the lease, the source taken over) changes nothing. A crashed harvester's sources are
+taken over as soon as its lease lapsed (HRWSI_LEASE_TIMEOUT_S; they waited for the claim, the
+source timeout + 60 s), and a landing run stops before the next file it would move once its
+harvester no longer holds its lease by its own clock. The run's own writes (landing files,
+inputs) commit as they go, so what was done survives a failure later in the run.
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ class SourceContext:
     schedule: schedules.Schedule | None
     options: HarvestOptions
     started: float = field(default_factory=time.monotonic)
+    # Whether the harvester still holds its lease (Service.lease_held): a landing run asks before
+    # each file it moves, and stops once it does not (paused past it: another may run the source).
+    lease_held: Callable[[], bool] = field(default=lambda: True)
 
     def finished(self) -> datetime:
         """Now, on the run's clock: its start plus the time it took. The next run is reckoned from
@@ -132,7 +137,8 @@ class SourceKind:
 async def _run_landing_directory(context: SourceContext) -> tuple[Any, datetime]:
     row, now = context.row, context.now
     source = LandingSource.from_row(row["name"], row["product_type"], row["config"])
-    report = await landing.scan_landing_directory(context.pool, source, context.options.landing, now=now)
+    report = await landing.scan_landing_directory(context.pool, source, context.options.landing, now=now,
+                                                  lease_held=context.lease_held)
     finished = context.finished()
     next_run_at = (schedules.next_run(context.schedule, finished) if context.schedule
                    else finished + timedelta(seconds=source.rescan_after_s))
@@ -181,7 +187,7 @@ def unknown_config_keys(kind: str, config: Any) -> list[str]:
 
 # Failures that are one line in the log (anything else gets its traceback).
 _EXPECTED_FAILURES = (OSError, ValueError, asyncpg.PostgresError, catalogue.CatalogueError, catalogue.ClaimLost,
-                      catalogue.SourceWithdrawn, TimeoutError)
+                      catalogue.SourceWithdrawn, TimeoutError, landing.LeaseLapsed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,10 +199,16 @@ class SourceRunner:
     `options.concurrency` at once. The harvester calls `start_due` every round; a round of its own
     (`run_round`, for `run_due_sources`) runs every due source once and waits for them all."""
 
-    def __init__(self, pool: asyncpg.Pool, options: HarvestOptions, harvester: Callable[[], str]):
+    def __init__(self, pool: asyncpg.Pool, options: HarvestOptions, harvester: Callable[[], str], *,
+                 lease_held: Callable[[], bool] = lambda: True, lease_s: float | None = None):
         self.pool = pool
         self.options = options
         self.harvester = harvester  # who claims, for people (`hrwsi sources`): the service's current identity
+        # A harvester service's lease: by its own clock (lease_held), and its length, after which a
+        # source held by a harvester that stopped renewing its lease is taken over (None: never
+        # before the claim lapses; run_due_sources is no service and has no lease).
+        self.lease_held = lease_held
+        self.lease_s = lease_s
         self.running: dict[str, asyncio.Task[SourceRun]] = {}
         self._tokens: dict[str, uuid.UUID] = {}
         self._told_unknown_keys: set[tuple[str, tuple[str, ...]]] = set()
@@ -210,7 +222,7 @@ class SourceRunner:
         claimed_at = now or datetime.now(UTC)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(query("harvest_claim_due_sources"), claimed_at, [*self.running, *exclude], free,
-                                    self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S)
+                                    self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S, self.lease_s)
         for row in rows:
             self._tokens[row["name"]] = row["claim_token"]
             self._tell_unknown_keys(row)
@@ -257,8 +269,16 @@ class SourceRunner:
                 await conn.execute(query("harvest_release_claims"), tokens)
         self.running.clear()
 
+    def abandon(self) -> None:
+        """The harvester's lease lapsed (paused past it): its runs stop and record nothing, and their
+        claims are left as they are, another harvester's now or lapsing on their own."""
+        for task in self.running.values():
+            task.cancel()
+        self.running.clear()
+        self._tokens.clear()
+
     async def _run(self, row: asyncpg.Record, now: datetime) -> SourceRun:
-        run = await _run_one(self.pool, row, now, self.options)
+        run = await _run_one(self.pool, row, now, self.options, self.lease_held)
         counts_as_success = run.ok and SOURCE_KINDS[row["kind"]].run_is_success
         try:
             async with self.pool.acquire() as conn:
@@ -291,12 +311,13 @@ async def run_due_sources(pool: asyncpg.Pool, options: HarvestOptions, *, now: d
         await runner.stop()  # a cancelled round leaves no run behind: they stop, their sources are handed back
 
 
-async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, options: HarvestOptions) -> SourceRun:
+async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, options: HarvestOptions,
+                   lease_held: Callable[[], bool] = lambda: True) -> SourceRun:
     name, kind = row["name"], row["kind"]
     started = time.monotonic()
     try:
         async with asyncio.timeout(options.source_timeout_s) as deadline:
-            context = SourceContext(pool, row, now, schedule_of(row), options, started)
+            context = SourceContext(pool, row, now, schedule_of(row), options, started, lease_held)
             report, next_run_at = await SOURCE_KINDS[kind].run(context)
     except catalogue.SourceWithdrawn as withdrawn:
         message = str(withdrawn)

@@ -314,3 +314,74 @@ async def test_the_default_landing_root_is_under_hrwsi_home(pool, settings):
 
     harvester = Harvester(pool, settings)
     assert harvester.sources.options.landing.roots.paths == ((settings.home / "harvest").resolve(),)
+
+
+async def test_a_source_held_by_a_harvester_whose_lease_lapsed_is_taken_over_without_waiting_for_its_claim(
+        routine, tmp_path, pool, harvest_options):
+    """A killed harvester's sources waited for their claim to lapse: the source timeout + 60 s, 16
+    minutes by default (left alone 2026-12-05). A harvester that stopped renewing its lease is dead
+    to its sources too; a live one, or a claimant that is no service (run_due_sources), is not."""
+    for name, heartbeat in (("harvester-killed", "now() - interval '45 s'"), ("harvester-alive", "now()")):
+        routine.execute(f"INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at) "
+                        f"VALUES (%s, 'harvester', 'here', 1, {heartbeat})", (name,))
+    for name, claimant in (("orphaned", "harvester-killed"), ("busy", "harvester-alive"), ("by_hand", "run_due_sources")):
+        drop(landing_source(routine, tmp_path, name))
+        routine.execute("UPDATE hrwsi.harvest_source SET claim_token = gen_random_uuid(), claimed_by = %s, "
+                        "claimed_until = %s WHERE name = %s", (claimant, NOW + timedelta(minutes=15), name))
+    runner = sources.SourceRunner(pool, harvest_options, lambda: "harvester-new", lease_s=30.0)
+    try:
+        runs = await runner.run_round(NOW)
+    finally:
+        await runner.stop()
+    assert [(r.source, r.ok, r.report.inputs) for r in runs] == [("orphaned", True, 1)]
+    claims = dict(routine.execute("SELECT name, claimed_by FROM hrwsi.harvest_source").fetchall())
+    assert claims == {"orphaned": None, "busy": "harvester-alive", "by_hand": "run_due_sources"}
+
+
+async def test_a_landing_scan_stops_before_its_next_file_once_its_harvester_lost_its_lease_and_loses_nothing(
+        routine, tmp_path, pool, harvest_options):
+    """A harvester paused past its lease, whose source another harvester may now scan, moved files on
+    until its next heartbeat said so: two scans moving the same files fail each other's."""
+    directory = landing_source(routine, tmp_path, "drops")
+    for tile in ("32TPR", "31TCH", "30TXN"):
+        drop(directory, tile)
+    asked = []
+
+    def lease_held():  # held for the scan's first file, lost before the second
+        asked.append(True)
+        return len(asked) <= 2
+
+    paused = sources.SourceRunner(pool, harvest_options, lambda: "harvester-paused", lease_held=lease_held)
+    try:
+        [run] = await paused.run_round(NOW)
+    finally:
+        await paused.stop()
+    assert not run.ok and "this harvester no longer holds its lease" in run.error
+    assert len(list(directory.iterdir())) == 2, "one file moved, then the scan stopped"
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
+    routine.execute("UPDATE hrwsi.harvest_source SET next_run_at = %s", (NOW,))
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=5))
+    assert run.ok and run.report.inputs == 3 and list(directory.iterdir()) == []
+    states = routine.execute("SELECT state, count(*) FROM hrwsi.landing_file GROUP BY 1").fetchall()
+    assert states == [("prepared", 3)]
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 3
+
+
+async def test_a_harvester_whose_lease_lapsed_stops_its_runs_and_takes_its_sources_back_as_its_new_self(
+        routine, database_url, settings, silent_catalogue):
+    silent_catalogue_source(routine, silent_catalogue)
+    async with running(database_url, ["harvester"], settings) as [harvester]:
+        old = harvester.instance_id
+        await wait_until(database_url, "SELECT claimed_by = $1 FROM hrwsi.harvest_source", old)
+        assert harvester.lease_held() and list(harvester.sources.running) == ["a_silent_catalogue"]
+        # Paused for longer than its lease, by its own clock and by the database's.
+        harvester._lease_confirmed_at -= settings.lease_timeout_s
+        assert not harvester.lease_held()
+        routine.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
+                        (old,))
+        await wait_until(database_url, "SELECT claimed_by NOT IN ($1, '') FROM hrwsi.harvest_source", old)
+        assert harvester.instance_id != old and harvester.lease_held()
+        # Its old run was stopped, not recorded; its new self took the source over (the old claim
+        # holds for the source's timeout + 60 s).
+        assert routine.execute("SELECT claimed_by, last_error FROM hrwsi.harvest_source").fetchone() == (
+            harvester.instance_id, None)
