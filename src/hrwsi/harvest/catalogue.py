@@ -675,14 +675,23 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
                 continue
             candidates.append(candidate)
         async with run.pool.acquire() as conn:
-            if candidates:
+            for start in range(0, len(candidates), REGISTER_BATCH):
+                batch = candidates[start:start + REGISTER_BATCH]
                 counts = await conn.fetch(
-                    query("harvest_register_inputs"), [c.path for c in candidates], [c.tile for c in candidates],
-                    [c.mission for c in candidates], [c.measured_at for c in candidates],
-                    [c.published_at for c in candidates], [c.scene_id for c in candidates], row["product_type"],
+                    query("harvest_register_inputs"), [c.path for c in batch], [c.tile for c in batch],
+                    [c.mission for c in batch], [c.measured_at for c in batch],
+                    [c.published_at for c in batch], [c.scene_id for c in batch], row["product_type"],
                     run.now, row["name"], row["mode"] == "backfill")
                 report.inputs += sum(c["created"] for c in counts)
             await _still_ours(conn, run)
+
+
+# The most products one statement registers. A catalogue's page of 100,000 products was one
+# statement that made 100,000 inputs and their tasks: past the pool's 60 s command timeout, it
+# failed the run ("TimeoutError: no detail given") at every try (found by exploratory testing,
+# 2026-12-05). Batches commit one by one; a run stopped between them leaves its window to be asked
+# again, and what was registered is found registered (the insert is idempotent).
+REGISTER_BATCH = 2_000
 
 
 def _unusable(candidate: InputCandidate, now: datetime) -> tuple[str, str] | None:

@@ -590,3 +590,19 @@ async def test_a_product_listed_twice_on_a_page_is_counted_once(routine, fake, p
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert run.ok and run.report.inputs == 3
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 3
+
+
+async def test_a_page_of_more_products_than_one_statement_registers_is_registered_in_batches_every_one_once(
+        routine, fake, pool, harvest_options, monkeypatch):
+    """A page of 100,000 products was one statement past the pool's command timeout, at every try
+    (found by exploratory testing): a page is registered a batch at a time (here 3 a statement)."""
+    monkeypatch.setattr(catalogue, "REGISTER_BATCH", 3)
+    fake.products = [product(i, tile=t) for i, t in enumerate(["32TPR", "31TCH", "30TYN", "32TPR", "31TCH",
+                                                               "30TYN", "32TPR"])]
+    expected = {p["S3Path"] for p in fake.products}
+    catalogue_source(routine, fake, config={"top": 7})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok, run.error
+    assert (run.report.pages, run.report.products, run.report.inputs) == (1, 7, 7)
+    paths = {r[0] for r in routine.execute("SELECT input_path FROM hrwsi.input").fetchall()}
+    assert paths == expected
