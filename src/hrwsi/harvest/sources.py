@@ -31,6 +31,7 @@ import asyncpg
 import psycopg
 from psycopg.rows import dict_row
 
+from hrwsi.database import COMMAND_TIMEOUT_S
 from hrwsi.harvest import catalogue, confinement, landing, schedules
 from hrwsi.harvest.landing_source import LandingSource
 from hrwsi.service_logging import task_fields
@@ -326,9 +327,16 @@ async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, optio
                          deleted=withdrawn.deleted)
     except Exception as error:  # noqa: BLE001 - one source's failure must not stop the others
         timed_out = isinstance(error, TimeoutError) and deadline.expired()
-        message = (f"did not finish within {options.source_timeout_s:g} s (HRWSI_SOURCE_TIMEOUT_S): stopped; "
-                   f"{_after_a_timeout(row)}") if timed_out else \
-            f"{type(error).__name__}: {str(error) or 'no detail given'}"
+        if timed_out:
+            message = (f"did not finish within {options.source_timeout_s:g} s (HRWSI_SOURCE_TIMEOUT_S): stopped; "
+                       f"{_after_a_timeout(row)}")
+        elif isinstance(error, TimeoutError) and not str(error):
+            # asyncpg's command timeout says nothing ("TimeoutError: no detail given", found by
+            # exploratory testing): a statement of the run took longer than the pool allows.
+            message = (f"a database statement of the run did not finish within the pool's {COMMAND_TIMEOUT_S:g} s: "
+                       f"stopped; {_after_a_timeout(row)}")
+        else:
+            message = f"{type(error).__name__}: {str(error) or 'no detail given'}"
         retry_at = _retry_at(row, _finished(now, started))
         _log_failure(row, message, retry_at, error)
         return SourceRun(name, kind, False, retry_at, error=message)

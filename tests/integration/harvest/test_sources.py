@@ -385,3 +385,16 @@ async def test_a_harvester_whose_lease_lapsed_stops_its_runs_and_takes_its_sourc
         # holds for the source's timeout + 60 s).
         assert routine.execute("SELECT claimed_by, last_error FROM hrwsi.harvest_source").fetchone() == (
             harvester.instance_id, None)
+
+
+async def test_a_statement_past_the_pools_command_timeout_is_said_as_such_not_as_no_detail_given(
+        routine, tmp_path, pool, harvest_options, monkeypatch):
+    async def a_statement_too_long(*args, **kwargs):
+        raise TimeoutError()  # what asyncpg raises at its command timeout: nothing in it
+
+    drop(landing_source(routine, tmp_path, "big"))
+    monkeypatch.setattr(sources.landing, "scan_landing_directory", a_statement_too_long)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.error == ("a database statement of the run did not finish within the pool's 60 s: stopped; the files "
+                         "it prepared stay prepared, and its next run scans the directory again")
+    assert source_row(routine, "big")[2] == run.error
