@@ -19,6 +19,7 @@ SELECT id, routine, state_reason, count(*) OVER () AS total FROM hrwsi.processin
 WHERE state = 'pending' AND state_reason IS NOT NULL ORDER BY id LIMIT %(limit)s;
 
 -- name: report_tasks
+-- Newest first; %(before)s: only older tasks than that id (the next page of `hrwsi tasks`).
 SELECT t.id, t.routine, t.state, i.tile, t.worker, t.attempts, t.failures, t.planned_start, t.updated_at,
        i.input_path, t.state_reason, t.lane, t.priority, t.deadline_at,
        (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority
@@ -27,6 +28,7 @@ WHERE (%(states)s::text[] IS NULL OR t.state = ANY (%(states)s::text[]))
   AND (%(routine)s::text IS NULL OR t.routine = %(routine)s)
   AND (%(tile)s::text IS NULL OR i.tile = %(tile)s)
   AND (%(lane)s::text IS NULL OR t.lane = %(lane)s)
+  AND (%(before)s::bigint IS NULL OR t.id < %(before)s)
 ORDER BY t.id DESC
 LIMIT %(limit)s;
 

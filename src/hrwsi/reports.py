@@ -101,10 +101,11 @@ def blocking_session_next_step(pid: int) -> str:
 
 
 def tasks(conn: psycopg.Connection, *, states: list[str] | None = None, routine=None, tile=None, lane=None,
-          limit: int = 50) -> list[dict]:
-    """Tasks, newest first, in any of `states` (None: every state)."""
+          limit: int = 50, before: int | None = None) -> list[dict]:
+    """Tasks, newest first, in any of `states` (None: every state); only those older than task
+    `before` when given (the next page)."""
     rows = conn.execute(query("report_tasks"), {"states": states or None, "routine": routine, "tile": tile, "lane": lane,
-                                               "limit": limit}).fetchall()
+                                               "limit": limit, "before": before}).fetchall()
     columns = ("id", "routine", "state", "tile", "worker", "attempts", "failures", "planned_start", "updated_at",
                "input_path", "state_reason", "lane", "priority", "deadline_at", "lane_priority")
     return [dict(zip(columns, row)) for row in rows]

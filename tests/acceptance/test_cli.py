@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,3 +172,24 @@ def test_version_names_the_installation_and_the_last_migration_it_ships():
     assert result.stdout.strip() == f"hrwsi {hrwsi.__version__} (schema {version:04d}_{name})"
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert pyproject["project"]["version"] == hrwsi.__version__, "one version, in pyproject.toml and hrwsi.__version__"
+
+
+def test_tasks_are_listed_a_page_at_a_time_and_say_how_to_get_the_next(db, env):
+    """`hrwsi tasks` showed the newest 50 of 30,000 and said nothing of the others (left alone in an
+    earlier session): it says older tasks follow, and --before gives the next page."""
+    load(db, single_routine_configuration(["true"]))
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) SELECT 'in', '/in/' || n "
+               "FROM generate_series(1, 5) n")
+    ids = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id DESC")]
+    pages, before = [], None
+    while True:
+        shown = run(["tasks", "--limit", "2", *(["--before", str(before)] if before else [])], env).stdout
+        pages.append(sorted({int(n) for n in re.findall(r"/in/(\d)", shown)}, reverse=True))
+        follow = re.search(r"older tasks follow: add --before (\d+) for the next page", " ".join(shown.split()))
+        if follow is None:
+            break
+        before = int(follow.group(1))
+    assert pages == [[5, 4], [3, 2], [1]]
+    assert before == ids[3]
+    as_json = json.loads(run(["tasks", "--limit", "2", "--before", str(ids[1]), "--json"], env).stdout)
+    assert [t["id"] for t in as_json] == ids[2:4]

@@ -39,8 +39,10 @@ def tasks(state: list[str] | None = typer.Option(None, help="repeat it for sever
           tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
           lane: str | None = typer.Option(None, help="nrt, archive, or another lane of hrwsi.lane"),
           limit: int = typer.Option(50, min=1, max=1_000_000),
+          before: int | None = typer.Option(None, min=1, max=ID_MAX,
+                                            help="only tasks older than this task id (the next page)"),
           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """List tasks, newest first, filtered by state, routine, tile or lane."""
+    """List tasks, newest first, filtered by state, routine, tile or lane; a page at a time."""
     with database() as conn:
         # A filter naming nothing there is refused, not answered with an empty list as if no task matched.
         # (--state given twice kept the last one only: `--state dispatched --state running` listed no running task)
@@ -56,12 +58,15 @@ def tasks(state: list[str] | None = typer.Option(None, help="repeat it for sever
                                2)
             if lane is not None and lane not in lanes:
                 raise CliError(f"no lane {visible(lane)!r}: one of {', '.join(lanes)}", 2)
+        # One more than the page: whether older tasks follow (a page of 50 among 30,000 said nothing of them).
         rows = reports.tasks(conn, states=state, routine=routine, tile=tile.upper() if tile else None, lane=lane,
-                             limit=limit)
+                             limit=limit + 1, before=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
     if as_json:
         print_json(rows)
     else:
-        views.tasks(console, rows)
+        views.tasks(console, rows, next_before=rows[-1]["id"] if more else None)
 
 
 def _ui_links():

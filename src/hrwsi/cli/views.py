@@ -140,7 +140,7 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
 
 
 # -- tasks ---------------------------------------------------------------------------------------
-def tasks(console: Console, rows: list[dict]) -> None:
+def tasks(console: Console, rows: list[dict], next_before: int | None = None) -> None:
     table = _table(f"tasks ({len(rows)} shown, newest first)",
                    ("id", "routine", "state", "lane", "deadline", "tile", "worker", "attempts", "planned start",
                     "input", "reason"))
@@ -149,6 +149,8 @@ def tasks(console: Console, rows: list[dict]) -> None:
                       text(r["tile"]), text(r["worker"]), f"{r['attempts']} ({r['failures']} failed)",
                       time(r["planned_start"]), text(r["input_path"]), text(r["state_reason"], 60))
     console.print(table)
+    if next_before is not None:
+        console.print(f"older tasks follow: add --before {next_before} for the next page", highlight=False)
 
 
 def lane_text(row: dict) -> Text:
