@@ -847,6 +847,26 @@ CREATE INDEX alert_unsent_idx ON hrwsi.alert (id) WHERE sent_at IS NULL;
 CREATE UNIQUE INDEX alert_deadline_is_raised_once_per_task ON hrwsi.alert (task_id, kind)
     WHERE kind IN ('deadline_at_risk', 'deadline_missed');
 
+-- Times and durations in the sentences the database writes (alerts, a campaign's summary), as
+-- every other time hrwsi shows: UTC with a Z, to the second, whatever the session's TimeZone (a
+-- server whose zone followed the shell's TZ wrote alert texts in +01, and PostgreSQL's own format,
+-- "2026-12-05 23:18:42.74337+00"); and a lateness people read ("8 min 41 s", where 17 ms read
+-- "00:00:00 late"). Migration 0059, found by exploratory testing.
+CREATE FUNCTION hrwsi.utc_text(moment timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+    SELECT to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"')
+$$;
+
+CREATE FUNCTION hrwsi.duration_text(span interval) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+    SELECT CASE WHEN s < 1 THEN 'less than a second'
+                WHEN s < 60 THEN format('%s s', floor(s))
+                WHEN s < 3600 THEN format('%s min %s s', floor(s / 60), floor(s)::bigint % 60)
+                WHEN s < 86400 THEN format('%s h %s min', floor(s / 3600), floor(s / 60)::bigint % 60)
+                ELSE format('%s d %s h', floor(s / 86400), floor(s / 3600)::bigint % 24) END
+    FROM (SELECT abs(extract(epoch FROM span)) AS s) x
+$$;
+
 -- Called by the orchestrator's side task `raise_deadline_alerts`: `deadline_at_risk` when the
 -- plan already ends a task after its deadline (before it is late), `deadline_missed` when an open
 -- task is past its deadline. A terminated task has its own alert; a cancelled one was an
@@ -859,8 +879,8 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         SELECT 'deadline_missed', format('hrwsi: task %s (%s) missed its deadline', t.id, t.routine),
                format('Task %s (routine %s, lane %s, tile %s, input %s) was due at %s and is still %s%s. '
                       '`hrwsi task show %s` tells why; `hrwsi timeliness` shows how late products are.',
-                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, t.deadline_at, t.state,
-                      coalesce(' (' || t.state_reason || ')', ''), t.id),
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at),
+                      t.state, coalesce(' (' || t.state_reason || ')', ''), t.id),
                t.id, t.routine
         FROM processing_task t JOIN input i ON i.id = t.input_id
         WHERE t.deadline_at <= now() AND t.state NOT IN ('processed', 'terminated', 'cancelled')
@@ -873,8 +893,8 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
                format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
                       '(%s late); it is %s. Add capacity, or hold less urgent work.',
-                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, t.deadline_at, t.planned_end,
-                      date_trunc('second', t.planned_end - t.deadline_at), t.state),
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at),
+                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.deadline_at), t.state),
                t.id, t.routine
         FROM processing_task t JOIN input i ON i.id = t.input_id
         WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at
@@ -1528,7 +1548,8 @@ BEGIN
     WHERE t.id = s.id AND s.previous IS NOT NULL;
     RETURN QUERY SELECT new_campaign, created,
         format('campaign %s: %s task(s) of routine %s for inputs sensed from %s to %s%s, in the %s lane, running %s%s',
-               new_campaign, created, target, reprocess.measured_from, reprocess.measured_to,
+               new_campaign, created, target, hrwsi.utc_text(reprocess.measured_from),
+               hrwsi.utc_text(reprocess.measured_to),
                CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' on tiles ' || array_to_string(reprocess.tiles, ', ') END,
                k.lane, CASE WHEN k.command IS NULL AND k.image IS NULL THEN 'the routine''s own version'
                             ELSE concat_ws(' ', k.image, array_to_string(k.command, ' ')) END,
@@ -3063,6 +3084,9 @@ GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, 
     hrwsi.cancel_campaign(bigint), hrwsi.raise_deadline_alerts()
     TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.release_campaign(bigint), hrwsi.hold_campaign(bigint, text) TO hrwsi_service;
+-- Times and durations in the database's sentences (migration 0059): whoever reads them may call them.
+GRANT EXECUTE ON FUNCTION hrwsi.utc_text(timestamptz), hrwsi.duration_text(interval)
+    TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- =============================================================================================
 -- Retention (README.md, Retention; hrwsi.retention): the policy, and the maintenance functions,
 -- owned by the schema owner, that alone delete history, applying the policy.

@@ -157,8 +157,10 @@ SELECT hrwsi.mark_jobs_progress($1, $2, $3, $4, $5);
 -- name: register_instance
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).
 -- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
+-- Returns the database's now(), which the service measures its clock against (DatabaseClock).
 INSERT INTO hrwsi.service_instance (id, kind, host, pid, version) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+RETURNING heartbeat_at;
 
 -- name: renew_lease
 -- Renew only a lease that has not lapsed; no row back means it lapsed (or was removed): the

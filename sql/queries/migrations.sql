@@ -30,3 +30,8 @@ INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (%(ve
 -- Tables and other relations already in schema hrwsi: a database with some and no migration
 -- recorded was not installed by hrwsi, and is not installed over.
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'hrwsi';
+
+-- name: session_in_utc
+-- A time without a zone in the schema (a CHECK's '1950-01-01') is read in the session's zone: the
+-- migrations run, and `hrwsi db check` shows definitions, in UTC whatever the server's zone.
+SET TIME ZONE 'UTC';

@@ -117,6 +117,12 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
         if not exists:
             # CREATE DATABASE takes an identifier, not a parameter; quote it as one.
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
+        # Its sessions read a time without a zone as UTC, as every time in hrwsi: initdb had taken
+        # the shell's TZ, so a data engineer's '2026-11-20 10:34:21' was stored as 09:34:21Z and
+        # every delay after it was an hour off (found by exploratory testing). A session that
+        # sets its own zone (PGTZ) keeps it.
+        conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET timezone TO 'UTC'").format(
+            psycopg.sql.Identifier(database)))
     return embedded_url(server, database)
 
 
@@ -269,8 +275,9 @@ def service_session_settings(lease_timeout_s: float) -> dict[str, str]:
     it holds stops the other replicas for the whole pause; a lock wait or a statement never hangs
     a step for ever (the step logs it and runs again)."""
     idle_ms = int(max(2.0, lease_timeout_s / 3) * 1000)
+    # (TimeZone: what a service's statements make of times and days is UTC whatever the server's zone.)
     return {"idle_in_transaction_session_timeout": str(idle_ms), "lock_timeout": "10000",
-            "statement_timeout": "120000"}
+            "statement_timeout": "120000", "TimeZone": "UTC"}
 
 
 def with_database(url: str, database: str) -> str:

@@ -36,7 +36,7 @@ class Harvester(Service):
         # Validated here, at start-up: a wrong landing root or limit stops the harvester with its reason.
         self.sources = sources.SourceRunner(pool, sources.HarvestOptions.from_settings(settings),
                                             lambda: self.instance_id, lease_held=self.lease_held,
-                                            lease_s=settings.lease_timeout_s)
+                                            lease_s=settings.lease_timeout_s, clock=self.clock.now)
         self.chain_batch = AdaptiveBatch(BATCH)
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         # Whether a multi-input rule was active at the step's last run (True until it has run).
@@ -66,7 +66,7 @@ class Harvester(Service):
         return super().on_statement_timeout(statement)
 
     async def multi_input(self) -> bool:
-        created, rules = await multi_input.evaluate_multi_input_conditions(self.pool)
+        created, rules = await multi_input.evaluate_multi_input_conditions(self.pool, now=self.clock.now())
         if created:
             logger.info("created %d input(s) for multi-input conditions whose group is complete", created)
         if self.multi_input_rules == (rules > 0):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -28,7 +29,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -371,7 +372,7 @@ class Launcher(Service):
         owner = self.instance_id
 
         async def on_progress(state: str, reason: str) -> None:
-            self._progress[job_id] = _Progress(state, reason, datetime.now(UTC), owner)
+            self._progress[job_id] = _Progress(state, reason, self.clock.now(), owner)
             self._progress_seen.set()
 
         try:
@@ -404,6 +405,11 @@ class Launcher(Service):
         if outcome.state == "lost" and outcome.fault is None:
             outcome = JobOutcome(outcome.state, outcome.exit_code, outcome.message, outcome.started_at,
                                  outcome.finished_at, fault="backend_lost_track")
+        if self.backend.times_from_this_host and self.clock.offset_s:
+            # Its attempt "started" ten minutes before it was submitted on a host ten minutes slow.
+            shift = timedelta(seconds=self.clock.offset_s)
+            outcome = dataclasses.replace(outcome, started_at=outcome.started_at and outcome.started_at + shift,
+                                          finished_at=outcome.finished_at and outcome.finished_at + shift)
         stored: asyncio.Future = asyncio.get_running_loop().create_future()
         self._progress.pop(job_id, None)  # its end says more
         self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored, self.instance_id))
@@ -445,7 +451,7 @@ class Launcher(Service):
         if job_id in self._held_waits:
             self._progress[job_id] = _Progress(
                 "queued", f"claimed ahead: waits for one of the {self.backend.name} backend's "
-                f"{self.backend.max_concurrent_jobs} slots", datetime.now(UTC), self.instance_id)
+                f"{self.backend.max_concurrent_jobs} slots", self.clock.now(), self.instance_id)
             self._progress_seen.set()
 
     def _hand_out_backend_slots(self) -> None:

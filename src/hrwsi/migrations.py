@@ -94,6 +94,10 @@ def migrate(conn: psycopg.Connection, *, replay: bool = False) -> list[str]:
     long ago took, which the schema test compares with schema.sql.
     """
     conn.autocommit = True
+    # A time without a zone in the schema (a CHECK's '1950-01-01') is read in the session's zone: an
+    # install in a session in Europe/Paris made another constraint than one in UTC, and `hrwsi db
+    # check` told them apart. Installed in UTC, whatever the server's or the client's zone.
+    conn.execute(query("session_in_utc"))
     conn.execute(query("lock_migrations"), {"key": MIGRATION_LOCK_KEY})
     try:
         conn.execute(query("create_migration_bookkeeping"))

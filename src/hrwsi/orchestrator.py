@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 
@@ -119,7 +119,7 @@ class Orchestrator(Service):
             for worker, count in Counter(r["worker"] for r in released).items():
                 logger.warning("worker %s is no longer active: its %d planned task(s) are planned again",
                                worker, count)
-            now = datetime.now(UTC)
+            now = self.clock.now()  # the database's time: a host minutes off planned minutes off
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 # Asked before the pending tasks are read: in a burst of 100,000 on free capacity,
                 # the tasks waiting their turn were read 20,000 at a time, every 2 s, to be dropped.

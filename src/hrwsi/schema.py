@@ -49,6 +49,7 @@ def describe(url: str) -> Description:
     """A comparable description of every object of the hrwsi schema in the database at `url`."""
     description: Description = {}
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(query("session_in_utc"))  # definitions shown with their times in one zone
         for name, key in _PER_OBJECT:
             # Rows come ordered by object; within one, in the query's order (columns: column order).
             for obj, rows in groupby(_rows(conn, name), key=lambda row: row[0]):

@@ -24,13 +24,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
+from hrwsi.database_clock import DatabaseClock
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.migrations import build_version, newest_shipped
@@ -201,6 +202,9 @@ class Service:
         self.rounds = 0
         self.listener: Listener | None = None
         self._lease_lock = asyncio.Lock()
+        # The database's time as this host reckons it: what the service sends as "now" (plans,
+        # claims, progress), measured at every heartbeat (hrwsi.database_clock).
+        self.clock = DatabaseClock(self.kind)
         # When the database last confirmed the lease (monotonic, taken before the statement was sent):
         # what `lease_held` reckons from. Never confirmed: not held.
         self._lease_confirmed_at: float | None = None
@@ -469,10 +473,15 @@ class Service:
             self._tell_a_newer_schema(renewed["newest_migration"])
 
     async def _renew_lease(self, conn) -> Any:
-        """Renew the lease, with what this service cannot do now (None: nothing); None back: it lapsed."""
-        problem = self.problem()
-        return await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s,
-                                   *(problem or (None, None)))
+        """Renew the lease, with what this service cannot do now (None: nothing); None back: it lapsed.
+        Each renewal reads the database's clock too (DatabaseClock)."""
+        problem = self.problem() or self.clock.problem()
+        sent = datetime.now(UTC)
+        renewed = await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s,
+                                      *(problem or (None, None)))
+        if renewed is not None:
+            self.clock.observe(sent, datetime.now(UTC), renewed["heartbeat_at"])
+        return renewed
 
     def problem(self) -> tuple[str, datetime] | None:
         """Hook: what this service cannot do now and since when, written at each heartbeat for
@@ -529,11 +538,12 @@ class Service:
         return confirmed is not None and time.monotonic() - confirmed < self.settings.lease_timeout_s
 
     async def _register_once(self) -> None:
-        sent = time.monotonic()
+        sent, sent_at = time.monotonic(), datetime.now(UTC)
         async with self.pool.acquire() as conn:
-            await conn.execute(query("register_instance"), self.instance_id, self.kind,
-                               socket.gethostname(), os.getpid(), build_version())
+            registered_at = await conn.fetchval(query("register_instance"), self.instance_id, self.kind,
+                                                socket.gethostname(), os.getpid(), build_version())
         self._lease_confirmed_at = sent
+        self.clock.observe(sent_at, datetime.now(UTC), registered_at)
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
     async def _register(self) -> None:

@@ -23,6 +23,8 @@ from tests.integration.conftest import single_routine_configuration
 def test_embedded_database_lifecycle(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HRWSI_DATABASE_URL"}
     env["HRWSI_HOME"] = str(Path("/tmp") / f"hrwsi-acc-{os.getpid()}")
+    env["TZ"] = "Europe/Paris"  # initdb took the shell's zone for the server's (found by exploratory testing)
+    env.pop("PGTZ", None)
     try:
         started = run(["db", "start"], env)
         url = started.stdout.strip().splitlines()[-1]
@@ -33,6 +35,8 @@ def test_embedded_database_lifecycle(tmp_path):
         assert "equals a fresh install" in run(["db", "check"], env).stdout
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT count(*) FROM hrwsi.task_state").fetchone()[0] >= 9
+            # A data engineer's time without a zone is UTC, as every time in hrwsi.
+            assert conn.execute("SELECT '2026-11-20 10:34:21'::timestamptz = '2026-11-20T10:34:21Z'").fetchone()[0]
         assert "stopped" in run(["db", "stop"], env).stdout
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(url, connect_timeout=2)

@@ -414,3 +414,10 @@ def test_an_operator_with_the_service_role_starts_a_campaign_under_their_own_nam
         assert engineer.execute("SELECT count(*) FROM hrwsi.product_timeliness").fetchone()[0] == 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reprocess(engineer, routine="snow")
+
+
+def test_a_campaigns_summary_says_its_range_in_utc_whatever_the_sessions_zone(chain):
+    finish(chain, add_input(chain, "l2a", "/l2a/a"))
+    chain.execute("SET TIME ZONE 'Europe/Paris'")  # (it said "2026-02-28 11:00:00+01")
+    _, _, summary = reprocess(chain, routine="snow")
+    assert "sensed from 2026-02-28 10:00:00Z to 2026-03-02 10:00:00Z" in summary

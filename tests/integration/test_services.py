@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -360,3 +361,51 @@ async def test_dispatching_pauses_while_the_outcome_writer_is_behind_and_resumes
             "no more jobs start while 3 outcomes wait for the writer"
         writer_may_go.set()
         await wait_until(database_url, "SELECT count(*) = 10 FROM hrwsi.processing_task WHERE state = 'processed'")
+
+
+async def test_an_orchestrator_on_a_host_ten_minutes_fast_plans_by_the_databases_clock_and_says_its_clock_is_off(
+        db, database_url, settings, configure, monkeypatch):
+    """It planned every task ten minutes ahead and raised false deadline alerts ("00:08:41 late"),
+    and the plan misled the orchestrators with good clocks (found by exploratory testing)."""
+    from hrwsi import database_clock, orchestrator, service
+
+    class TenMinutesFast(datetime):  # the host's clock, whichever module reads it
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(minutes=10)
+
+    monkeypatch.setattr(database_clock, "datetime", TenMinutesFast)
+    monkeypatch.setattr(service, "datetime", TenMinutesFast)
+    monkeypatch.setattr(orchestrator, "datetime", TenMinutesFast)
+    configure(single_routine_configuration(["true"], workers=2, budget=False))
+    async with running(database_url, ["orchestrator"], settings) as [the_orchestrator]:
+        insert_inputs(db, 3)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'planned'")
+        assert -610 < the_orchestrator.clock.offset_s < -590
+        said = await wait_until(database_url, "SELECT problem FROM hrwsi.service_instance WHERE kind = 'orchestrator'",
+                                timeout=settings.heartbeat_s * 3)
+    assert re.match(r"this host's clock is (59\d|60\d)\.\d s ahead of the database's", said), said
+    late = db.execute("SELECT max(planned_start - now()) FROM hrwsi.processing_task").fetchone()[0]
+    assert late < timedelta(minutes=1), f"planned {late} ahead"
+
+
+async def test_a_launcher_on_a_host_ten_minutes_slow_records_its_attempts_times_by_the_databases_clock(
+        db, database_url, settings, configure, monkeypatch):
+    """An attempt "started" ten minutes before it was submitted: the times of a local (or dry-run)
+    attempt come from the launcher's host (found by exploratory testing)."""
+    from hrwsi import database_clock, service
+    from hrwsi.backends import dry_run
+
+    class TenMinutesSlow(datetime):  # the host's clock, whichever module reads it
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) - timedelta(minutes=10)
+
+    for module in (database_clock, service, dry_run):
+        monkeypatch.setattr(module, "datetime", TenMinutesSlow)
+    configure(single_routine_configuration(["true"], workers=2, budget=False))
+    async with running(database_url, ["orchestrator", "launcher"], settings):
+        insert_inputs(db, 2)
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'processed'")
+    for submitted, started, finished in db.execute("SELECT submitted_at, started_at, finished_at FROM hrwsi.job"):
+        assert abs((started - submitted).total_seconds()) < 60 and abs((finished - submitted).total_seconds()) < 60

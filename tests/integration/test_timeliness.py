@@ -140,3 +140,27 @@ def test_an_input_back_filled_into_a_less_urgent_lane_has_no_deadline_and_raises
     world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()")
     assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE body LIKE '%/old-scene%'").fetchone()[0] == 0
     assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE body LIKE '%/old-in-nrt%'").fetchone()[0] == 1
+
+
+def test_alert_texts_say_times_in_utc_and_lateness_as_people_read_it_whatever_the_sessions_zone(world):
+    """Alert texts carried times in the session's zone and PostgreSQL's format ("2026-12-05
+    23:18:42.74337+00", "+01" on a server whose zone followed the shell's TZ), and 17 ms past a
+    deadline read "00:00:00 late" (found by exploratory testing)."""
+    deadline = NOW + timedelta(minutes=10)
+    world.execute("INSERT INTO hrwsi.input (processing_condition, input_path, measured_at) VALUES ('nrt', '/x', %s)",
+                  (deadline - timedelta(hours=1),))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now(), "
+                  "planned_end = %s", (deadline + timedelta(minutes=8, seconds=41),))
+    world.execute("SET TIME ZONE 'Europe/Paris'")
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (1, 0)
+    body = world.execute("SELECT body FROM hrwsi.alert WHERE kind = 'deadline_at_risk'").fetchone()[0]
+    assert f"is due at {deadline:%Y-%m-%d %H:%M:%S}Z, but its plan ends it at " \
+           f"{deadline + timedelta(minutes=8, seconds=41):%Y-%m-%d %H:%M:%S}Z (8 min 41 s late)" in body
+
+
+@pytest.mark.parametrize(("span", "said"), [
+    ("17 milliseconds", "less than a second"), ("59.9 seconds", "59 s"), ("8 minutes 41 seconds", "8 min 41 s"),
+    ("3 hours 5 minutes 59 seconds", "3 h 5 min"), ("700 days 5 hours", "700 d 5 h"), ("-90 seconds", "1 min 30 s"),
+])
+def test_a_duration_in_the_databases_sentences_reads_as_people_say_it(db, span, said):
+    assert db.execute("SELECT hrwsi.duration_text(%s::interval)", (span,)).fetchone()[0] == said

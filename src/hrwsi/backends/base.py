@@ -225,6 +225,10 @@ class Backend(Protocol):
     reports_worker_activity: ClassVar[bool] = False
     # False when nothing runs (dry run): the launcher then prepares no attempt directory.
     runs_routines: ClassVar[bool] = True
+    # True when the times of its outcomes come from the launcher's own host (local processes, dry
+    # run): the launcher then corrects them by its clock's offset to the database's
+    # (hrwsi.database_clock). Nomad's come from its clients' clocks, left as they are.
+    times_from_this_host: ClassVar[bool] = False
     # How many jobs one launcher may run at once here (None: no limit of the backend's own); the
     # launcher claims no more than that, so no claimed job ever waits inside the backend.
     max_concurrent_jobs: int | None = None

@@ -16,6 +16,7 @@ class DryRunBackend(Backend):
     resubmit_is_idempotent = True
     jobs_outlive_launcher = True  # nothing runs: a stopping launcher has nothing to wait for
     runs_routines = False  # nothing runs: the launcher prepares no attempt directory
+    times_from_this_host = True
 
     # It keeps nothing per job: a launcher runs for months, and a list of every job submitted held
     # 100,000 ids after one burst, never freed.

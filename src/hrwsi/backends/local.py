@@ -184,6 +184,7 @@ def reap_when_started(starting: asyncio.Future) -> None:
 
 class LocalBackend(Backend):
     name = "local"
+    times_from_this_host = True
     resubmit_is_idempotent = False  # never start a supervisor twice: the first one may have run it
     jobs_outlive_launcher = False  # a stopping launcher waits for its jobs, then stops them
     def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5,

@@ -201,7 +201,8 @@ class SourceRunner:
     (`run_round`, for `run_due_sources`) runs every due source once and waits for them all."""
 
     def __init__(self, pool: asyncpg.Pool, options: HarvestOptions, harvester: Callable[[], str], *,
-                 lease_held: Callable[[], bool] = lambda: True, lease_s: float | None = None):
+                 lease_held: Callable[[], bool] = lambda: True, lease_s: float | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.pool = pool
         self.options = options
         self.harvester = harvester  # who claims, for people (`hrwsi sources`): the service's current identity
@@ -210,6 +211,10 @@ class SourceRunner:
         # before the claim lapses; run_due_sources is no service and has no lease).
         self.lease_held = lease_held
         self.lease_s = lease_s
+        # "Now" as the database tells it (a service's DatabaseClock): claims are compared with the
+        # database's times; a harvester two hours slow took claims that had lapsed and ran a source
+        # another harvester was running, and recorded files as first seen two hours ago.
+        self.clock = clock
         self.running: dict[str, asyncio.Task[SourceRun]] = {}
         self._tokens: dict[str, uuid.UUID] = {}
         self._told_unknown_keys: set[tuple[str, tuple[str, ...]]] = set()
@@ -220,7 +225,7 @@ class SourceRunner:
         free = self.options.concurrency - len(self.running)
         if free <= 0:
             return []
-        claimed_at = now or datetime.now(UTC)
+        claimed_at = now or self.clock()
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(query("harvest_claim_due_sources"), claimed_at, [*self.running, *exclude], free,
                                     self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S, self.lease_s)

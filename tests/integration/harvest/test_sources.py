@@ -398,3 +398,30 @@ async def test_a_statement_past_the_pools_command_timeout_is_said_as_such_not_as
     assert run.error == ("a database statement of the run did not finish within the pool's 60 s: stopped; the files "
                          "it prepared stay prepared, and its next run scans the directory again")
     assert source_row(routine, "big")[2] == run.error
+
+
+async def test_a_harvester_on_a_host_two_hours_slow_claims_and_records_by_the_databases_clock(
+        routine, tmp_path, database_url, settings, monkeypatch):
+    """It took claims that had lapsed two hours before (another harvester then ran the same source
+    beside it), recorded a fresh scene as first seen two hours ago and failed it as "sensed after
+    the file arrived" (found by exploratory testing)."""
+    from hrwsi import database_clock, service
+
+    class TwoHoursSlow(datetime):  # the host's clock, whichever module reads it
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) - timedelta(hours=2)
+
+    for module in (database_clock, service, sources):
+        monkeypatch.setattr(module, "datetime", TwoHoursSlow)
+    directory = landing_source(routine, tmp_path, "fresh")
+    scene = directory / f"S2A_L1C_{(datetime.now(UTC) - timedelta(minutes=30)):%Y%m%dT%H%M%S}_T32TPR.json"
+    scene.write_text("{}")
+    os.utime(scene, ((datetime.now(UTC) - timedelta(minutes=5)).timestamp(),) * 2)
+    async with running(database_url, ["harvester"], dataclasses.replace(settings, landing_roots=(tmp_path,))):
+        await wait_until(database_url, "SELECT state <> 'seen' FROM hrwsi.landing_file")
+        claimed_until = routine.execute("SELECT claimed_until - now() FROM hrwsi.harvest_source").fetchone()[0]
+    state, first_seen_late = routine.execute("SELECT state, now() - first_seen_at FROM hrwsi.landing_file").fetchone()
+    assert state == "prepared", routine.execute("SELECT message FROM hrwsi.landing_file").fetchone()
+    assert first_seen_late < timedelta(minutes=1)
+    assert claimed_until is None or claimed_until > timedelta(minutes=10), "a claim in the database's future"
