@@ -60,6 +60,12 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200,
 def _plain_routine_name(value: str) -> str:
     if ".." in value:
         raise ValueError(f"{value!r} is not a plain routine name like snow_cover: it holds '..'")
+    if value.lower() == "alloc":
+        # The Nomad backend names a routine's task after it, lower-cased, and Nomad refuses a task named
+        # "alloc" (nomad/structs/structs.go Task.Validate: the allocation's shared directory is alloc/):
+        # every attempt was refused and charged to the routine (found by exploratory testing).
+        raise ValueError(f"{value!r} cannot name a routine (in any case): Nomad refuses a task named 'alloc', "
+                         "and a routine's Nomad task is named after it; choose another name")
     return value
 
 
@@ -142,8 +148,8 @@ class Worker(_Entry):
 class Routine(_Entry):
     """[[routine]]: a processing step."""
 
-    name: RoutineName = Field(description="the routine's name (letters, digits, _ . -; it names directories and "
-                                          "Nomad jobs)")
+    name: RoutineName = Field(description="the routine's name (letters, digits, _ . -; not alloc, a task name Nomad "
+                                          "refuses; it names directories and Nomad jobs)")
     cpu: Cpu = Field(description="CPUs one task needs")
     ram_mb: Megabytes = Field(description="RAM one task needs (MB)")
     storage_mb: Megabytes = Field(description="storage one task needs (MB)")

@@ -132,6 +132,18 @@ def test_a_routine_environment_value_nomad_would_interpolate_is_refused_naming_t
     assert found.startswith("routine[1]: env SNOW_HOME holds '${', which Nomad would replace"), found
 
 
+@pytest.mark.parametrize("name", ["alloc", "Alloc", "ALLOC"])
+def test_a_routine_named_alloc_in_any_case_is_refused_saying_nomad_would_refuse_its_task(name):
+    # Found by exploratory testing: the Nomad backend lower-cases a routine into its task's name, and
+    # Nomad refuses a task named "alloc", so every attempt of the routine was refused and charged to it.
+    def change(d):
+        d["routine"][0]["name"] = name
+
+    found = problems_of(change)
+    assert f"routine[0].name: {name!r} cannot name a routine (in any case): Nomad refuses a task named " \
+           "'alloc'" in "\n".join(found), found
+
+
 def test_a_worker_is_named_one_way():
     assert problems_of(lambda d: d["worker"][0].update(name="w")) == [
         "worker[0]: give either name, or prefix and count, not both"]
