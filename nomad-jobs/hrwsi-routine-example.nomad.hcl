@@ -14,16 +14,17 @@ job "hrwsi-snow_cover-42-1" {
   node_pool   = "default" # HRWSI_NOMAD_NODE_POOL; Nomad puts a job without one in "default"
   priority    = 50
 
-  # Shown in Nomad's UI: which hrwsi task, input and attempt this job is, and the hrwsi version that
-  # registered it.
+  # Shown in Nomad's UI: which hrwsi task, input and attempt this job is, and the hrwsi version and
+  # installation that registered it (a launcher follows a job on its attempt's ID only if it is its own).
   meta {
-    hrwsi_task_id    = "42"
-    hrwsi_input_path = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
-    hrwsi_routine    = "snow_cover"
-    hrwsi_condition  = "l2a_for_snow"
-    hrwsi_tile       = "32TPR"
-    hrwsi_attempt    = "1"
-    hrwsi_version    = "0.1.0+schema0059"
+    hrwsi_task_id      = "42"
+    hrwsi_input_path   = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
+    hrwsi_routine      = "snow_cover"
+    hrwsi_condition    = "l2a_for_snow"
+    hrwsi_tile         = "32TPR"
+    hrwsi_attempt      = "1"
+    hrwsi_version      = "0.1.0+schema0059"
+    hrwsi_installation = "installation-uuid"  # (hrwsi.installation's id: a UUID)
   }
 
   group "hrwsi" {
@@ -76,8 +77,8 @@ job "hrwsi-snow_cover-42-1" {
         args = [
           "-m", "hrwsi.routines.snow_cover",
           "--input", "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json",
-          "--output-dir", "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1",
-          "--manifest", "/srv/hrwsi/data/products/snow_cover/task-42/manifest.json",
+          "--output-dir", "/srv/hrwsi/data/products/installation-uuid/snow_cover/task-42/attempt-1/output",
+          "--manifest", "/srv/hrwsi/data/products/installation-uuid/snow_cover/task-42/attempt-1/manifest.json",
         ]
       }
 
@@ -90,9 +91,9 @@ job "hrwsi-snow_cover-42-1" {
         HRWSI_ROUTINE    = "snow_cover"
         HRWSI_CONDITION  = "l2a_for_snow"
         HRWSI_INPUT_PATH = "/srv/hrwsi/data/products/atmospheric_correction/task-41/attempt-1/S2A_L2A_20240501T103021_T32TPR.json"
-        HRWSI_OUTPUT_DIR = "/srv/hrwsi/data/products/snow_cover/task-42/attempt-1"
+        HRWSI_OUTPUT_DIR = "/srv/hrwsi/data/products/installation-uuid/snow_cover/task-42/attempt-1/output"
         HRWSI_TILE       = "32TPR"
-        HRWSI_MANIFEST   = "/srv/hrwsi/data/products/snow_cover/task-42/manifest.json"
+        HRWSI_MANIFEST   = "/srv/hrwsi/data/products/installation-uuid/snow_cover/task-42/attempt-1/manifest.json"
       }
 
       # 1 planned core = 1000 MHz (HRWSI_NOMAD_MHZ_PER_CORE), rounded up; memory in MB.

@@ -166,6 +166,8 @@ class App:
                                             server_settings=service_session_settings(self.settings.lease_timeout_s))
             if self.pool is not None:  # else stopped (a signal) while waiting for the database
                 self.services = build_services(self.kinds, self.pool, self.settings, self.backend)
+                for service in self.services:  # (a launcher whose Nomad namespace does not exist, say)
+                    await service.preflight()
                 self.http = await start_instance_server(self.services)  # metrics hook (issue 13)
         except BaseException:
             await self._close()

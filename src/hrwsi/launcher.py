@@ -801,6 +801,15 @@ class Launcher(Service):
             tasks.append(SideTask("follow_node_status", self.follow_node_status, every, delay_first=True))
         return tasks
 
+    async def preflight(self) -> None:
+        """The backend's settings name what it has (Nomad: the namespace, node pool and region exist):
+        otherwise every attempt would be refused, each recorded lost and retried for ever."""
+        try:
+            await self.backend.check_settings()
+        except BaseException:
+            await self.backend.close()
+            raise
+
     async def start(self) -> None:
         self._dispatch_connection.open()
         if self.claim_ahead:

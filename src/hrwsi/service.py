@@ -218,6 +218,10 @@ class Service:
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
 
     # -- hooks -----------------------------------------------------------------------------
+    async def preflight(self) -> None:
+        """Before any service of the process starts (hrwsi.app.App): raise what makes this one unable to
+        work (a setting naming what does not exist), so that the process stops at once in one line."""
+
     async def start(self) -> None:
         """Before the loop: e.g. adopt orphaned work."""
 

@@ -517,3 +517,60 @@ async def test_exec_sees_only_its_chroot_and_mounted_host_volumes(nomad: Target,
                         return evaluation["FailedTGAllocs"]["g"]["ConstraintFiltered"]
                 await asyncio.sleep(0.05)
         assert "missing compatible host volumes" in await asyncio.wait_for(filtered(), GUARD_S)
+
+
+# -- what the cluster has: namespaces, node pools, regions (found by exploratory testing) ---------------
+async def test_a_job_in_a_namespace_that_does_not_exist_is_refused_and_the_namespace_reads_not_found(nomad: Target):
+    missing = f"hrwsi-contract-{nomad.run_id}-missing"
+    job = minimal_job(nomad.job_id("no-namespace"))
+    job["Namespace"] = missing
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    # nomad/job_endpoint_validators.go jobNamespaceConstraintCheckHook.Validate
+    assert response.status_code == 500, response.text
+    assert f'job "{job["ID"]}" is in nonexistent namespace "{missing}"' in response.text
+    assert (await nomad.ahttp("GET", f"/v1/namespace/{missing}")).status_code == 404
+    default = await nomad.ahttp("GET", "/v1/namespace/default")
+    assert default.status_code == 200 and default.json()["Name"] == "default"
+    assert "default" in [n["Name"] for n in (await nomad.ahttp("GET", "/v1/namespaces")).json()]
+
+
+async def test_the_namespace_of_the_query_comes_before_the_jobs_own(nomad: Target):
+    # command/agent/job_endpoint.go namespaceForJob: ?namespace= first, then the body's, then the job's.
+    missing = f"hrwsi-contract-{nomad.run_id}-query"
+    job = minimal_job(nomad.job_id("query-namespace"))
+    job["Namespace"] = "default"
+    response = await nomad.ahttp("POST", "/v1/jobs", params={"namespace": missing}, json={"Job": job})
+    assert response.status_code == 500 and f'nonexistent namespace "{missing}"' in response.text
+
+
+async def test_a_job_in_a_node_pool_that_does_not_exist_is_refused_and_the_pool_reads_not_found(nomad: Target):
+    missing = f"hrwsi-contract-{nomad.run_id}-nopool"
+    job = minimal_job(nomad.job_id("no-pool"))
+    job["NodePool"] = missing
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    # nomad/job_endpoint_hook_node_pool.go jobNodePoolValidatingHook.Validate
+    assert response.status_code == 500, response.text
+    assert f'job "{job["ID"]}" is in nonexistent node pool "{missing}"' in response.text
+    assert (await nomad.ahttp("GET", f"/v1/node/pool/{missing}")).status_code == 404
+    for pool in ("default", "all"):  # built in (nomad/structs/node_pool.go)
+        answer = await nomad.ahttp("GET", f"/v1/node/pool/{pool}")
+        assert answer.status_code == 200 and answer.json()["Name"] == pool
+
+
+async def test_a_region_no_server_knows_has_no_path(nomad: Target):
+    regions = (await nomad.ahttp("GET", "/v1/regions")).json()
+    assert regions and all(isinstance(r, str) for r in regions)
+    missing = f"hrwsi-contract-{nomad.run_id}-nowhere"
+    response = await nomad.ahttp("GET", "/v1/jobs", params={"prefix": "hrwsi-contract-", "region": missing})
+    assert response.status_code == 500 and "No path to region" in response.text  # nomad/rpc.go ErrNoRegionPath
+    job = minimal_job(nomad.job_id("no-region"))
+    job["Region"] = missing
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert response.status_code == 500 and "No path to region" in response.text
+
+
+async def test_a_task_may_not_be_named_alloc(nomad: Target):
+    job = minimal_job(nomad.job_id("alloc-task"))
+    job["TaskGroups"][0]["Tasks"][0]["Name"] = "alloc"
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert response.status_code == 500 and 'Task cannot be named "alloc"' in response.text  # structs.go Task.Validate

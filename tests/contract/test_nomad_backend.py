@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hrwsi.backends.base import AttemptLost
+from hrwsi.backends.base import AttemptLost, BackendSettingError, JobSpec
 from hrwsi.backends.nomad import NomadError, build_job
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from hrwsi.testing.nomad_emulator.acl import AclPolicy
@@ -792,3 +792,88 @@ async def test_a_tasks_output_is_kept_as_it_wrote_it_whatever_its_characters(nom
     kept = Path(spec.log_path).read_text(encoding="utf-8")
     assert "snow: ünïcødé ✓ 雪" in kept and "neige: é" in kept
     await backend.forget(spec.job_id)
+
+
+# -- settings naming what Nomad does not have (found by exploratory testing) ------------------------------
+async def test_a_namespace_node_pool_or_region_nomad_does_not_have_stops_the_launcher_at_start(nomad: Target):
+    missing = f"hrwsi-contract-{nomad.run_id}-absent"
+    await nomad.backend().check_settings()  # default namespace, default pool, the agent's region
+    for setting, overrides in (("NOMAD_NAMESPACE", {"namespace": missing}),
+                               ("HRWSI_NOMAD_NODE_POOL", {"node_pool": missing}),
+                               ("NOMAD_REGION", {"region": missing})):
+        with pytest.raises(BackendSettingError) as refused:
+            await nomad.backend(**overrides).check_settings()
+        said = str(refused.value)
+        assert said.startswith(f"{setting}={missing!r}: Nomad at ") and "\n" not in said, said
+        assert "would refuse every" in said
+
+
+async def test_settings_that_cannot_be_checked_now_let_the_launcher_start(nomad: Target):
+    # Nomad out of reach at start: registrations tell later (lost, not charged), as before.
+    await nomad.backend(address="http://127.0.0.1:9", namespace="whatever").check_settings()
+
+
+async def test_a_namespace_deleted_while_the_launcher_runs_loses_the_attempt_and_says_so(nomad: Target, tmp_path):
+    nomad.require_emulator("an admin deletes a namespace")
+    async with open_emulator(tmp_path, "deleted-namespace", namespaces=["hrwsi-staging"]) as target:
+        backend = target.backend(namespace="hrwsi-staging", retry_for_s=0.3)
+        await backend.check_settings()
+        target.emulator.delete_namespace("hrwsi-staging")
+        with pytest.raises(AttemptLost, match="nonexistent namespace") as lost:
+            await backend.submit(target.spec("deleted-namespace", "exit 0"))
+        # charged to the routine, it was an internal_error and the routine was held
+        assert lost.value.fault == "backend_unavailable" and "not the routine's fault" in str(lost.value)
+        said, _ = backend.problem()
+        assert "NOMAD_NAMESPACE names what Nomad does not have" in said
+        assert "not charged to the routine" in said
+        target.emulator.add_namespace("hrwsi-staging")
+        spec = target.spec("namespace-back", "exit 0")
+        assert await backend.submit(spec) == spec.job_id
+        assert backend.problem() is None
+
+
+async def test_a_node_pool_deleted_while_the_launcher_runs_loses_the_attempt(nomad: Target, tmp_path):
+    nomad.require_emulator("an admin deletes a node pool")
+    async with open_emulator(tmp_path, "deleted-pool", node_pools=["batch"]) as target:
+        backend = target.backend(node_pool="batch", retry_for_s=0.3)
+        await backend.check_settings()
+        target.emulator.delete_node_pool("batch")
+        with pytest.raises(AttemptLost, match="nonexistent node pool") as lost:
+            await backend.submit(target.spec("deleted-pool", "exit 0"))
+        assert lost.value.fault == "backend_unavailable"
+        assert "HRWSI_NOMAD_NODE_POOL names what Nomad does not have" in backend.problem()[0]
+
+
+def installation_spec(target: Target, name: str, installation: str):
+    """A spec whose output directory is laid out as hrwsi.dispatch lays it, under `installation`."""
+    spec = target.spec(name, "sleep 0.2")
+    output = target.work / name / "products" / installation / spec.routine / f"task-{spec.task_id}" / \
+        f"attempt-{spec.attempt}" / "output"
+    return JobSpec(**{**spec.__dict__, "output_dir": str(output)})
+
+
+async def test_another_installations_job_on_the_same_id_is_neither_followed_nor_purged(nomad: Target):
+    # Found by exploratory testing: staging (sharing prod's namespace) found prod's job on its own
+    # job ID, recorded prod's outcome as its own task's, and then purged prod's job.
+    prod, staging = str(uuid.uuid4()), str(uuid.uuid4())
+    prod_backend, staging_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)
+    prods = installation_spec(nomad, "shared-namespace", prod)
+    assert prods.installation == prod
+    await prod_backend.submit(prods)
+    stored = (await nomad.ahttp("GET", f"/v1/job/{prods.job_id}")).json()
+    assert stored["Meta"]["hrwsi_installation"] == prod
+    stagings = installation_spec(nomad, "shared-namespace", staging)
+    assert stagings.job_id == prods.job_id
+    with pytest.raises(AttemptLost, match="belongs to another hrwsi installation") as lost:
+        await staging_backend.submit(stagings)
+    assert lost.value.fault == "backend_unavailable"
+    assert "needs a Nomad namespace of its own" in str(lost.value) and "'default'" in str(lost.value)
+    assert "another hrwsi installation's jobs are in namespace 'default'" in staging_backend.problem()[0]
+    await staging_backend.forget(stagings.job_id)  # (the launcher forgets a lost attempt too)
+    await asyncio.sleep(0.2)
+    assert (await nomad.ahttp("GET", f"/v1/job/{prods.job_id}")).status_code == 200  # not purged
+    assert (await follow(prod_backend, prods)).state == "processed"
+    # the same installation resubmitting (a launcher restarted) follows its own job, as before
+    again = nomad.backend()
+    assert await again.submit(prods) == prods.job_id
+    await prod_backend.forget(prods.job_id)

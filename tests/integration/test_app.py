@@ -89,3 +89,24 @@ async def test_a_service_that_dies_is_reported_on_exit(database_url, settings):
 async def test_an_unknown_service_kind_is_refused_with_the_known_ones(pool, settings):
     with pytest.raises(ValueError, match="harvester, orchestrator, launcher"):
         build_services(["scheduler"], pool, settings)
+
+
+async def test_a_launcher_whose_nomad_namespace_does_not_exist_stops_at_start_in_one_line(db, database_url, settings,
+                                                                                          tmp_path):
+    # Found by exploratory testing: the launcher started, and Nomad refused each job ("nonexistent
+    # namespace"), recorded as the routine's internal_error until the routine was held.
+    from hrwsi.backends.base import BackendSettingError
+    from hrwsi.backends.nomad import NomadBackend, NomadConfig
+    from hrwsi.cli.errors import explain
+    from hrwsi.testing.nomad_emulator import NomadEmulator
+
+    async with NomadEmulator(work_dir=tmp_path / "nomad") as emulator:
+        backend = NomadBackend(NomadConfig(address=emulator.address, namespace="hrwsi-prod", retry_for_s=0.3))
+        with pytest.raises(BackendSettingError) as refused:
+            async with App(database_url, ["launcher"], settings, backend=backend):
+                pass
+    message, exit_code = explain(refused.value)
+    assert message.startswith("NOMAD_NAMESPACE='hrwsi-prod': Nomad at http://127.0.0.1:") and exit_code == 2
+    assert "nomad namespace apply hrwsi-prod" in message and "\n" not in message
+    assert backend.client.closed
+    assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 0

@@ -102,10 +102,14 @@ def test_meta_shows_the_task_in_nomads_ui(config):
     job = build_job(make_spec(), config)
     assert job["Meta"] == {"hrwsi_task_id": "42", "hrwsi_input_path": "/data/L2A/S2A_L2A_20240501_T32TPR.json",
                            "hrwsi_routine": "snow_cover", "hrwsi_condition": "l2a_for_snow", "hrwsi_tile": "32TPR",
-                           "hrwsi_attempt": "2", "hrwsi_version": build_version()}
+                           "hrwsi_attempt": "2", "hrwsi_version": build_version(),
+                           "hrwsi_installation": ""}  # (make_spec's output directory names none)
     assert tuple(job["Meta"]) == META_KEYS
     assert build_job(make_spec(tile=None), config)["Meta"]["hrwsi_tile"] == ""
     assert all(isinstance(v, str) for v in job["Meta"].values())  # Nomad's Meta is a string map
+    laid_out = make_spec(output_dir="/data/products/3f2b8c1e-5d4a-4e7b-9a61-0c8d2e4f7a19/snow_cover/task-42/attempt-2/output")
+    # whose job it is: two installations sharing a namespace make the same job IDs (found by exploratory testing)
+    assert build_job(laid_out, config)["Meta"]["hrwsi_installation"] == "3f2b8c1e-5d4a-4e7b-9a61-0c8d2e4f7a19"
 
 
 def test_env_is_the_task_environment(config):

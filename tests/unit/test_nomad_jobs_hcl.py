@@ -144,7 +144,7 @@ def example_spec() -> JobSpec:
                     "S2A_L2A_20240501T103021_T32TPR.json"),
         tile="32TPR", worker="worker-large-01",
         command=("/opt/hrwsi/venv/bin/python", "-m", "hrwsi.routines.snow_cover"), image=None, cpu=1, ram_mb=3000,
-        storage_mb=5000, output_dir="/srv/hrwsi/data/products/snow_cover/task-42/attempt-1",
+        storage_mb=5000, output_dir="/srv/hrwsi/data/products/installation-uuid/snow_cover/task-42/attempt-1/output",
         log_path="/srv/hrwsi/data/logs/snow_cover/hrwsi-snow_cover-42-1.log", timeout_s=300)
 
 

@@ -5,8 +5,8 @@ how it ended. Every I/O method is a coroutine: a backend built on a synchronous 
 bounded thread pool so the launcher's event loop never blocks.
 
 `Backend` declares everything the launcher uses, so the launcher never has to ask a backend what it
-can do (no getattr): what a backend has nothing to do for has a default here (forget, stop_all,
-worker_activity, ui_link, problem, close), and a backend inherits it by subclassing `Backend` explicitly.
+can do (no getattr): what a backend has nothing to do for has a default here (check_settings, forget,
+stop_all, worker_activity, ui_link, problem, close), and a backend inherits it by subclassing `Backend` explicitly.
 tests/contract/test_backends.py checks every backend against this contract.
 
 It also holds what a backend that runs routines does with an attempt's directory: `prepare_attempt`
@@ -75,6 +75,17 @@ class JobSpec:
     def attempt_dir(self) -> str:
         """The attempt's own directory: its output directory, manifest and bookkeeping files."""
         return os.path.dirname(self.output_dir.rstrip("/"))
+
+    @property
+    def installation(self) -> str | None:
+        """The id of the installation that dispatched the attempt (hrwsi.installation), read from where
+        hrwsi.dispatch placed its outputs: <data>/products/<installation>/<routine>/task-<id>/attempt-<n>/output.
+        None for an output directory laid out otherwise (a test's)."""
+        parts = self.output_dir.rstrip("/").split("/")
+        if len(parts) >= 6 and parts[-6] == "products" and parts[-4:] == [self.routine, f"task-{self.task_id}",
+                                                                            f"attempt-{self.attempt}", "output"]:
+            return parts[-5] or None
+        return None
 
     @property
     def manifest_path(self) -> str:
@@ -162,6 +173,11 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
     return sorted(found), refused
 
 
+class BackendSettingError(ValueError):
+    """A backend's setting names what the backend does not have (a Nomad namespace, node pool or region
+    that does not exist there): the launcher stops at start with this one line (what to do included)."""
+
+
 class AttemptLost(Exception):
     """Raised by `submit` when the backend cannot tell whether the attempt already ran, and starting
     it again might run it twice (a registration whose answer was lost with the backend's state), or
@@ -247,6 +263,12 @@ class Backend(Protocol):
     async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
         """Stop the attempt if it still runs; no error if it is already gone."""
         ...
+
+    async def check_settings(self) -> None:
+        """At the launcher's start, before it claims anything: raise BackendSettingError when a setting
+        names what the backend does not have, so that every attempt would be refused. What cannot be
+        told now (the backend out of reach, a token not allowed to look) is let through."""
+        return None
 
     async def forget(self, backend_job_id: str) -> None:
         """The launcher stored the attempt's outcome: the backend may clean the job up."""

@@ -28,7 +28,7 @@ READS: dict[str, tuple[str, ...]] = {
                    "FailedTGAllocs.*.DimensionExhausted", "FailedTGAllocs.*.ConstraintFiltered",
                    "FailedTGAllocs.*.QuotaExhausted"),
     # GET /v1/job/:id and Job events
-    "Job": ("ID", "Namespace", "Status"),
+    "Job": ("ID", "Namespace", "Status", "Meta"),  # (Meta: whose job it is, hrwsi_installation)
     # GET /v1/jobs (the blocking query without the event stream, list_jobs)
     "JobListStub": ("ID", "Status", "ModifyIndex", "JobSummary"),
     # POST /v1/jobs (JobModifyIndex: where the index of jobs stands while Nomad's state lasts)

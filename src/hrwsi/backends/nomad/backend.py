@@ -14,15 +14,32 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from urllib.parse import quote
 
-from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, ProgressCallback, prepare_attempt
+from hrwsi.backends.base import (
+    AttemptLost,
+    Backend,
+    BackendSettingError,
+    JobOutcome,
+    JobSpec,
+    ProgressCallback,
+    prepare_attempt,
+)
 from hrwsi.backends.nomad.background import BackgroundTasks
-from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, is_transient, quote_id
+from hrwsi.backends.nomad.client import (
+    PROBLEM_FORGOTTEN_S,
+    NomadClient,
+    NomadError,
+    NomadResponse,
+    error_text,
+    is_transient,
+    quote_id,
+)
 from hrwsi.backends.nomad.config import NomadConfig, public_address
 from hrwsi.backends.nomad.following import JobFollowing
-from hrwsi.backends.nomad.job_spec import assert_no_secrets, build_job, register_body
+from hrwsi.backends.nomad.job_spec import INSTALLATION_META, assert_no_secrets, build_job, register_body
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 from hrwsi.service_logging import task_fields
 
@@ -32,6 +49,18 @@ logger = logging.getLogger(__name__)
 # Nomad's answers that say the launcher cannot be served now (its token refused, overloaded), whatever
 # the job: not the routine's fault.
 UNAVAILABLE_STATUSES = (401, 403, 429)
+
+# What Nomad answers (HTTP 500) for a job in a namespace, node pool or region that does not exist: the
+# launcher's setting, not the routine (nomad/job_endpoint_validators.go jobNamespaceConstraintCheckHook,
+# nomad/job_endpoint_hook_node_pool.go jobNodePoolValidatingHook, nomad/rpc.go structs.ErrNoRegionPath).
+SETTING_REFUSALS = (("is in nonexistent namespace", "NOMAD_NAMESPACE"),
+                    ("is in nonexistent node pool", "HRWSI_NOMAD_NODE_POOL"),
+                    ("No path to region", "NOMAD_REGION"))
+
+
+def refused_setting(text: str) -> str | None:
+    """The setting a refusal of Nomad's names as missing (NOMAD_NAMESPACE ...), or None."""
+    return next((setting for marker, setting in SETTING_REFUSALS if marker in text), None)
 
 
 class _AlreadyRegistered(Exception):
@@ -55,6 +84,53 @@ class NomadBackend(Backend):
         # Nomad's index of jobs when this backend last knew it: the JobModifyIndex of its last
         # registration, or the index read before its first (_may_register_again)
         self._jobs_index_floor = 0
+        # Why Nomad refused the latest registrations for a cause of the launcher's (a namespace deleted
+        # since the start, another installation's job on our ID): (text, since, monotonic when last met).
+        # A registration served clears it; `problem` says it (hrwsi status).
+        self._refusal: tuple[str, datetime, float] | None = None
+        # Jobs of another installation found on our IDs: never followed, never purged (forget).
+        self._not_ours: set[str] = set()
+
+    # -- at start ----------------------------------------------------------------------------------
+    async def check_settings(self) -> None:
+        """NOMAD_REGION, NOMAD_NAMESPACE and HRWSI_NOMAD_NODE_POOL name what Nomad has: Nomad refuses every
+        job in a region, namespace or node pool that does not exist (an HTTP 500), which the launcher
+        would meet only at each registration. Nomad out of reach, or a token not allowed to look
+        (a node pool needs a `node_pool` read rule), is let through: registrations say it then."""
+        cfg, where = self.config, public_address(self.config.address)
+        if cfg.region:
+            answer = await self._look("list Nomad's regions", "regions")
+            regions = (answer.json() or []) if answer is not None and answer.status == 200 else None
+            if regions is not None and cfg.region not in regions:
+                raise BackendSettingError(
+                    f"NOMAD_REGION={cfg.region!r}: Nomad at {where} knows no such region (its regions: "
+                    f"{', '.join(map(str, regions)) or 'none'}) and would refuse every call ('No path to region'); "
+                    "set NOMAD_REGION to one of them, or unset it for the agent's own")
+        answer = await self._look(f"read Nomad namespace {cfg.namespace}", "namespace", cfg.namespace)
+        if answer is not None and answer.status == 404:
+            raise BackendSettingError(
+                f"NOMAD_NAMESPACE={cfg.namespace!r}: Nomad at {where} has no such namespace and would refuse "
+                f"every job in it; create it (nomad namespace apply {cfg.namespace}) or set NOMAD_NAMESPACE to "
+                "an existing one (each hrwsi installation needs one of its own)")
+        answer = await self._look(f"read Nomad node pool {cfg.node_pool}", "node", "pool", quote_id(cfg.node_pool))
+        if answer is not None and answer.status == 404:
+            raise BackendSettingError(
+                f"HRWSI_NOMAD_NODE_POOL={cfg.node_pool!r}: Nomad at {where} has no such node pool and would refuse "
+                "every job in it; set HRWSI_NOMAD_NODE_POOL to the pool of the workers' nodes (nomad node pool "
+                "list), or create it (nomad node pool apply)")
+
+    async def _look(self, what: str, endpoint: str, *path: str) -> NomadResponse | None:
+        """One read of check_settings, not retried: None when Nomad cannot answer it now."""
+        try:
+            answer = await self.client.call(what, endpoint, *path, retry=False)
+        except NomadError as error:
+            logger.warning("could not %s at start (%s): the launcher starts; each registration tells", what, error)
+            return None
+        if answer.status in (401, 403):
+            logger.info("could not %s at start (HTTP %d: %s): the launcher starts; each registration tells",
+                        what, answer.status, error_text(answer.text)[:200])
+            return None
+        return answer
 
     # -- the Backend contract ----------------------------------------------------------------------
     async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
@@ -64,12 +140,19 @@ class NomadBackend(Backend):
         as a failure (charged to the routine, such an outage terminated its tasks and put it on hold:
         found by exploratory testing, 2026-12-05). A job Nomad refuses (a validation error) fails."""
         try:
-            return await self._register(spec, first_start)
+            registered = await self._register(spec, first_start)
         except NomadError as error:
             if error.unavailable:
                 raise AttemptLost("backend_unavailable", f"{error}; not the routine's fault: retried as a new "
                                   "attempt") from None
             raise
+        self._refusal = None  # (Nomad took a job of ours: what refused the earlier ones is over)
+        return registered
+
+    def _refused_for_the_launcher(self, text: str) -> None:
+        """Keep why Nomad refuses the launcher's jobs whatever the routine, for `hrwsi status`."""
+        since = self._refusal[1] if self._refusal is not None else datetime.now(UTC)
+        self._refusal = (text, since, time.monotonic())
 
     async def _register(self, spec: JobSpec, first_start: bool) -> str:
         if first_start:  # an attempt directory that cannot be prepared fails the attempt, as locally
@@ -90,6 +173,9 @@ class NomadBackend(Backend):
                                               body=register_body(job),
                                               before_retry=functools.partial(self._may_register_again, spec.job_id))
         except _AlreadyRegistered:
+            existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
+            if existing.status == 200 and not self._is_ours(existing.json() or {}, spec):
+                self._refuse_another_installations_job(existing.json() or {}, spec)
             logger.info("Nomad job %s was registered by a try whose answer was lost: not registered again",
                         spec.job_id)
             return spec.job_id
@@ -107,9 +193,23 @@ class NomadBackend(Backend):
         if response.status == 500 and text.startswith("Enforcing job modify index"):
             existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
             if existing.status == 200:
+                found = existing.json() or {}
+                if not self._is_ours(found, spec):
+                    self._refuse_another_installations_job(found, spec)
                 logger.info("Nomad job %s already exists (status %s): not registered again", spec.job_id,
-                            (existing.json() or {}).get("Status"))
+                            found.get("Status"))
                 return spec.job_id
+        setting = refused_setting(text) if response.status == 500 else None
+        if setting is not None:
+            # The namespace, node pool or region checked at start was deleted since: every job is refused,
+            # whatever the routine (charged to it, the routine was held: found by exploratory testing).
+            one_line = " ".join(text.split())
+            self._refused_for_the_launcher(
+                f"Nomad refuses every job of the launcher: {one_line} ({setting} names what Nomad does not have "
+                f"now); create it again or change {setting} and restart the launcher")
+            raise AttemptLost("backend_unavailable", f"Nomad refused job {spec.job_id}: {one_line}; {setting} names "
+                              "what Nomad does not have (deleted since the launcher started?): not the routine's "
+                              "fault, retried as a new attempt")
         if response.status in (401, 403):
             refused = NomadError(response.status, f"Nomad refused the launcher's token (HTTP {response.status}: "
                                  f"{text}) registering job {spec.job_id}: check NOMAD_TOKEN and its ACL policy")
@@ -118,6 +218,32 @@ class NomadBackend(Backend):
         # (a validation error is a 500 too: only what is_transient names is Nomad's state, not the job's)
         refused.unavailable = response.status in UNAVAILABLE_STATUSES or is_transient("post", response)
         raise refused
+
+    def _is_ours(self, job: dict, spec: JobSpec) -> bool:
+        """Whether a job found on this attempt's ID was registered by this installation (its Meta names
+        it). One without the key was registered by an hrwsi before it (a launcher of the previous version
+        left it running, this one adopts it): ours when its task, attempt and input are this attempt's, or
+        when this attempt names no installation either (its output directory not laid out by hrwsi.dispatch)."""
+        meta = job.get("Meta") or {}
+        if INSTALLATION_META in meta:
+            return (meta.get(INSTALLATION_META) or "") == (spec.installation or "")
+        return spec.installation is None or \
+            (meta.get("hrwsi_task_id"), meta.get("hrwsi_attempt"), meta.get("hrwsi_input_path")) == \
+            (str(spec.task_id), str(spec.attempt), spec.input_path)
+
+    def _refuse_another_installations_job(self, job: dict, spec: JobSpec) -> None:
+        """Another installation's job holds this attempt's ID in our namespace (job IDs name no installation):
+        following it would record its outcome as ours, and purging it would delete its job. Neither: the
+        attempt is lost, and the namespace shared is said where ops look."""
+        self._not_ours.add(spec.job_id)
+        theirs = (job.get("Meta") or {}).get(INSTALLATION_META) or "an hrwsi installation that did not name itself"
+        ns = self.config.namespace
+        message = (f"Nomad job {spec.job_id} in namespace {ns!r} belongs to another hrwsi installation "
+                   f"({theirs}; this one is {spec.installation or 'unnamed'}): not followed nor purged; each "
+                   "installation needs a Nomad namespace of its own (NOMAD_NAMESPACE)")
+        self._refused_for_the_launcher(f"another hrwsi installation's jobs are in namespace {ns!r}: {message}")
+        raise AttemptLost("backend_unavailable", f"{message}; this attempt is lost, not the routine's fault, and "
+                          "retried as a new one")
 
     async def read_jobs_index(self) -> None:
         """Nomad's index of jobs now, the floor a retried registration compares with
@@ -179,6 +305,9 @@ class NomadBackend(Backend):
         if backend_job_id in self._following.followers:
             logger.warning("not purging Nomad job %s: it is still being followed", backend_job_id)
             return
+        if backend_job_id in self._not_ours:  # another installation's job on our ID: never ours to purge
+            self._not_ours.discard(backend_job_id)
+            return
         self._following.forget(backend_job_id)
         if not self.config.purge:
             return
@@ -190,8 +319,13 @@ class NomadBackend(Backend):
                 if n.get("Name") and in_pool(n, self.config.node_pool)}
 
     def problem(self) -> tuple[str, datetime] | None:
-        """Nomad out of reach, overloaded or refusing the token, and what happens to the jobs meanwhile."""
+        """Nomad out of reach, overloaded or refusing the token, or refusing every job for a setting of the
+        launcher's, and what happens to the jobs meanwhile."""
         found = self.client.problem()
+        refusal = self._refusal
+        if found is None and refusal is not None and time.monotonic() - refusal[2] <= PROBLEM_FORGOTTEN_S:
+            return (f"{refusal[0]}; meanwhile each attempt it refuses is lost (backend_unavailable) and its task "
+                    "retried, not charged to the routine"), refusal[1]
         if found is None:
             return None
         if found.refused_endpoint is not None:

@@ -16,7 +16,7 @@
   rotation is sized to stay below it, since Nomad refuses log storage (MaxFiles x MaxFileSizeMB)
   that is not less than the disk (structs.go LogConfig.Validate).
 - NodePool from HRWSI_NOMAD_NODE_POOL (Nomad puts a job without one in "default").
-- Meta shows the task in Nomad's UI (and the hrwsi version that registered it); Env is
+- Meta shows the task in Nomad's UI (and the hrwsi version and installation that registered it); Env is
   spec.environment() minus anything named like a secret (use HRWSI_NOMAD_SECRETS_VARIABLE: a
   Nomad Variable rendered by a template).
 - Driver: docker when the routine has an image, else raw_exec (or exec) running spec.argv(). The
@@ -46,7 +46,10 @@ logger = logging.getLogger(__name__)
 NS = 1_000_000_000  # Nomad durations are integer nanoseconds
 GROUP_NAME = "hrwsi"
 META_KEYS = ("hrwsi_task_id", "hrwsi_input_path", "hrwsi_routine", "hrwsi_condition", "hrwsi_tile", "hrwsi_attempt",
-             "hrwsi_version")
+             "hrwsi_version", "hrwsi_installation")
+# The Meta key naming the installation that registered a job: job IDs (made in SQL) carry none, so two
+# installations sharing a namespace make the same IDs, and only this tells whose a job is.
+INSTALLATION_META = "hrwsi_installation"
 MIN_DISK_MB = 10  # structs.go EphemeralDisk.Validate: "minimum DiskMB value is 10"
 MAX_LOG_FILES, MAX_LOG_FILE_MB = 5, 20
 DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
@@ -247,6 +250,7 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
             "hrwsi_tile": spec.tile or "",
             "hrwsi_attempt": str(spec.attempt),
             "hrwsi_version": build_version(),  # the launcher's that registered it (an upgrade under way)
+            INSTALLATION_META: spec.installation or "",  # whose job it is (NomadBackend._is_ours)
         },
         "TaskGroups": [group],
     }

@@ -15,7 +15,7 @@ from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
 DESCRIPTION = """Nomad API emulator (test double): an HTTP server implementing the subset of
 HashiCorp Nomad's API that hrwsi uses (jobs, allocations, evaluations, nodes, blocking queries,
-event stream, dispatch, ACL token, GC), scheduling on emulated nodes and running each task's
+event stream, dispatch, ACL token, GC, namespaces, node pools, regions), scheduling on emulated nodes and running each task's
 command as a local process. It is NOT Nomad: use it for demos and tests where no agent exists."""
 
 
@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer as a client agent or a follower server: RPC errors read 'rpc error: ...'")
     p.add_argument("--node-docker-volumes", action="store_true",
                    help="the nodes' docker plugin allows host paths (volumes { enabled = true })")
+    p.add_argument("--namespace", action="append", default=[], metavar="NAME",
+                   help="a namespace besides 'default' (repeatable); a job in another one is refused, as Nomad does")
+    p.add_argument("--extra-node-pool", action="append", default=[], metavar="NAME",
+                   help="a node pool besides 'default', 'all' and the nodes' own (repeatable)")
+    p.add_argument("--region", action="append", default=[], metavar="NAME",
+                   help="the servers' region(s), the first the agent's own (default: global); a request for "
+                        "another one is refused ('No path to region'), as Nomad does")
     p.add_argument("--work-dir", default=None, help="allocation directories and task logs (default: a temp dir)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -83,7 +90,9 @@ async def serve(args: argparse.Namespace) -> None:
     emulator = NomadEmulator(nodes_from_args(args), acl_token=args.acl_token, gc_interval=args.gc_interval,
                              job_gc_threshold=args.job_gc_threshold, work_dir=args.work_dir, host=args.host,
                              port=args.port, event_heartbeat=args.event_heartbeat,
-                             event_stream_framing=args.event_stream_framing, forwarded=args.forwarded)
+                             event_stream_framing=args.event_stream_framing, forwarded=args.forwarded,
+                             namespaces=args.namespace, node_pools=args.extra_node_pool,
+                             regions=args.region or ("global",))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -33,6 +33,7 @@ class AclPolicy:
     namespaces: tuple[str, ...] = ("default",)
     node: str = ""                                      # "", "read" or "write"
     variables: dict[str, frozenset[str]] = field(default_factory=dict)  # path glob -> read/write/list/destroy
+    node_pools: tuple[str, ...] = ()                    # pools with `node_pool "NAME" { policy = "read" }`
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Need:
 
 def need_for(method: str, path: str) -> Need | None:
     """The permission a request needs; None: anyone may (status endpoints)."""
-    if path.startswith("/v1/status/") or path == "/v1/agent/health":
+    if path.startswith("/v1/status/") or path in ("/v1/agent/health", "/v1/regions"):
+        # (nomad/regions_endpoint.go Region.List: "intentionally throwing away any auth error")
         return None
     if path == "/v1/system/gc":
         return Need(management=True)

@@ -109,8 +109,15 @@ class Cluster:
     def __init__(self, nodes: Iterable[EmulatedNode], *, work_dir: Path, job_gc_threshold_s: float = 4 * 3600,
                  gc_interval_s: float = 300.0, event_buffer_size: int = 100, acl_enabled: bool = False,
                  workload_variable_paths: tuple[str, ...] = (), deprecated_event_fields: bool = True,
-                 version: str = "2.0.5"):
+                 version: str = "2.0.5", namespaces: Iterable[str] = (), node_pools: Iterable[str] = ()):
         self.work_dir = Path(work_dir)
+        # Namespaces: "default" always exists (nomad/state/state_store.go, the default namespace is
+        # created with the state); others only once an admin applied them.
+        self.namespaces: set[str] = {"default", *namespaces}
+        # Node pools: the built-in "all" and "default" (nomad/structs/node_pool.go), those applied by an
+        # admin, and those a node registered in (nomad/node_endpoint.go Register creates a node's pool
+        # when it does not exist).
+        self.node_pools: set[str] = {"all", "default", *node_pools}
         self.version = version
         self.acl_enabled = acl_enabled
         # Variables a namespace-wide workload policy lets every task read (globs), beyond the implicit ones.
@@ -407,6 +414,7 @@ class Cluster:
             "HostVolumes": {name: {"Path": path, "ReadOnly": False} for name, path in spec.host_volumes.items()} or None,
         }
         self.node_specs[node["ID"]] = spec
+        self.node_pools.add(spec.node_pool)
         with self.txn("NodeRegistration") as t:
             t.put("nodes", node)
         self._unblock()
@@ -512,7 +520,14 @@ class Cluster:
     def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
                      job_modify_index: int = 0) -> dict:
         job = canonicalize_job(raw, namespace)
-        validate_job(job)
+        admission_errors = []
+        if job["Namespace"] not in self.namespaces:
+            # nomad/job_endpoint_validators.go jobNamespaceConstraintCheckHook.Validate
+            admission_errors.append(f'job "{job["ID"]}" is in nonexistent namespace "{job["Namespace"]}"')
+        if job["NodePool"] not in self.node_pools:
+            # nomad/job_endpoint_hook_node_pool.go jobNodePoolValidatingHook.Validate
+            admission_errors.append(f'job "{job["ID"]}" is in nonexistent node pool "{job["NodePool"]}"')
+        validate_job(job, admission_errors)
         key = (job["Namespace"], job["ID"])
         existing = self.jobs.get(key)
         if enforce_index:

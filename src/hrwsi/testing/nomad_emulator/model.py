@@ -125,9 +125,12 @@ def canonicalize_job(raw: dict, namespace: str) -> dict:
     return job
 
 
-def validate_job(job: dict) -> None:
-    """Raise CodedError(500, multierror text) as Nomad's Job.Validate does."""
-    errors: list[str] = []
+def validate_job(job: dict, admission_errors: list[str] | None = None) -> None:
+    """Raise CodedError(500, multierror text) as Nomad's Job.Validate does. `admission_errors` are
+    those of the validators Nomad runs before Job.Validate (the namespace's and the node pool's
+    existence): nomad/job_endpoint_hooks.go admissionValidators appends every validator's errors to
+    one multierror, flattened, so they come first in the same text."""
+    errors: list[str] = list(admission_errors or [])
     job_id = job.get("ID") or ""
     if " " in job_id:
         errors.append("Job ID contains a space")
@@ -220,6 +223,10 @@ def _group_errors(group: dict, job: dict) -> list[str]:
 
 def _task_errors(task: dict) -> list[str]:
     errors: list[str] = []
+    if task.get("Name") == "alloc":
+        # nomad/structs/structs.go Task.Validate: the name would clash with the allocation's shared
+        # "alloc" directory (task filesystem isolation).
+        errors.append('Task cannot be named "alloc"')
     if not task.get("Driver"):
         errors.append("Missing task driver")
     resources = task["Resources"]

@@ -86,7 +86,8 @@ class NomadEmulator:
                  event_heartbeat: float = 30.0, event_buffer_size: int = 100,
                  event_stream_framing: str = FRAMING_RAW, acl_policies: dict[str, AclPolicy] | None = None,
                  forwarded: bool = False, workload_variable_paths: tuple[str, ...] = (),
-                 deprecated_event_fields: bool = True):
+                 deprecated_event_fields: bool = True, namespaces: Iterable[str] = (),
+                 node_pools: Iterable[str] = (), regions: Iterable[str] = ("global",)):
         if event_stream_framing not in FRAMINGS:
             raise ValueError(f"event_stream_framing {event_stream_framing!r}: one of {', '.join(FRAMINGS)}")
         self.event_stream_framing = event_stream_framing
@@ -97,6 +98,12 @@ class NomadEmulator:
         self.forwarded = forwarded  # answer as a client agent or a follower server does (RPC errors wrapped)
         self.workload_variable_paths = workload_variable_paths  # a namespace-wide workload policy's Variables
         self.deprecated_event_fields = deprecated_event_fields
+        # Namespaces and node pools an admin applied, beyond "default" (and "all", and the nodes' pools):
+        # kept across restart_with_fresh_state as the cluster's configuration.
+        self.namespaces = tuple(namespaces)
+        self.node_pools = tuple(node_pools)
+        # The regions this cluster's servers know (Region.List); the first is the agent's own.
+        self.known_regions = tuple(regions) or ("global",)
         self.gc_interval = gc_interval
         self.job_gc_threshold = job_gc_threshold
         self.host = host
@@ -130,7 +137,8 @@ class NomadEmulator:
         return Cluster(self._nodes, work_dir=self.work_dir, job_gc_threshold_s=self.job_gc_threshold,
                        gc_interval_s=self.gc_interval, event_buffer_size=self.event_buffer_size,
                        acl_enabled=bool(self.acl_token), workload_variable_paths=self.workload_variable_paths,
-                       deprecated_event_fields=self.deprecated_event_fields, version=self.version)
+                       deprecated_event_fields=self.deprecated_event_fields, version=self.version,
+                       namespaces=self.namespaces, node_pools=self.node_pools)
 
     async def _listen(self) -> None:
         app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
@@ -231,6 +239,19 @@ class NomadEmulator:
         await self._listen()
         logger.warning("emulator (test double): restarted with a fresh state; index back to %d", self.cluster.index)
 
+    def add_namespace(self, name: str) -> None:
+        """An admin applies a namespace (`nomad namespace apply NAME`)."""
+        self.cluster.namespaces.add(name)
+
+    def delete_namespace(self, name: str) -> None:
+        """An admin deletes a namespace (`nomad namespace delete NAME`); its jobs are not touched here
+        (Nomad refuses to delete a namespace with non-terminal jobs: not emulated)."""
+        self.cluster.namespaces.discard(name)
+
+    def delete_node_pool(self, name: str) -> None:
+        """An admin deletes a node pool (`nomad node pool delete NAME`)."""
+        self.cluster.node_pools.discard(name)
+
     def clear_faults(self) -> None:
         self._faults.clear()
 
@@ -263,6 +284,11 @@ class NomadEmulator:
         refusal = self._acl_refusal(request)
         if refusal is not None:
             return web.Response(status=403, text=refusal, content_type="text/plain")
+        if self._no_path_to_region(request):
+            # nomad/rpc.go forwardRegion: a region no server knows is structs.ErrNoRegionPath, a plain
+            # 500 through command/agent/http.go wrap. Region.List (nomad/regions_endpoint.go) and the
+            # agent's own endpoints do not forward; the event stream says it in its own framing.
+            return web.Response(status=500, text="No path to region", content_type="text/plain")
         try:
             return await handler(request)
         except CodedError as error:
@@ -278,6 +304,17 @@ class NomadEmulator:
             if error.status == 404:
                 return web.Response(status=404, text="Invalid URL", content_type="text/plain")
             raise
+
+    def _request_region(self, request: web.Request) -> str:
+        """The region a request is for (command/agent/http.go parseRegion: ?region=, else the agent's)."""
+        return request.query.get("region") or self.known_regions[0]
+
+    def _no_path_to_region(self, request: web.Request) -> bool:
+        if request.path in ("/v1/regions", "/v1/event/stream") or request.path.startswith("/v1/agent/"):
+            return False
+        if request.method in ("POST", "PUT") and request.path == "/v1/jobs":
+            return False  # (registration reads its region from the body too: register_job)
+        return self._request_region(request) not in self.known_regions
 
     @staticmethod
     def _token_of(request: web.Request) -> str:
@@ -302,6 +339,14 @@ class NomadEmulator:
         policy = self.acl_policies.get(token)
         if policy is None:
             return "ACL token not found"
+        if request.path.startswith("/v1/namespace/"):
+            # nomad/namespace_endpoint.go GetNamespace: aclObj.AllowNamespace(name), any capability there
+            name = request.path.removeprefix("/v1/namespace/")
+            return None if name in policy.namespaces and policy.capabilities else "Permission denied"
+        if request.path.startswith("/v1/node/pool/"):
+            # nomad/node_pool_endpoint.go GetNodePool: AllowNodePoolOperation(name, read), a node_pool rule
+            name = request.path.removeprefix("/v1/node/pool/")
+            return None if name in policy.node_pools else "Permission denied"
         variable = request.path.removeprefix("/v1/var/") if request.path.startswith("/v1/var/") else ""
         capability = {"GET": "read", "PUT": "write", "POST": "write", "DELETE": "destroy"}.get(request.method, "read")
         if not allows(policy, need, self._namespace(request), variable, capability):
@@ -328,6 +373,10 @@ class NomadEmulator:
         r.add_route("GET", "/v1/evaluation/{id}", self.get_evaluation)
         r.add_route("GET", "/v1/evaluation/{id}/allocations", self.evaluation_allocations)
         r.add_route("GET", "/v1/nodes", self.list_nodes)
+        r.add_route("GET", "/v1/node/pools", self.list_node_pools)
+        r.add_route("GET", "/v1/node/pool/{name}", self.get_node_pool)
+        r.add_route("GET", "/v1/namespaces", self.list_namespaces)
+        r.add_route("GET", "/v1/namespace/{name}", self.get_namespace)
         r.add_route("GET", "/v1/node/{id}", self.get_node)
         r.add_route("GET", "/v1/node/{id}/allocations", self.node_allocations)
         r.add_route("POST", "/v1/node/{id}/eligibility", self.node_eligibility)
@@ -406,7 +455,19 @@ class NomadEmulator:
             raise CodedError(400, "Job ID hasn't been provided")
         if path_id is not None and job["ID"] != path_id:
             raise CodedError(400, "Job ID does not match name")
-        namespace = job.get("Namespace") or self._namespace(request)
+        # command/agent/job_endpoint.go namespaceForJob: ?namespace= first, then the request body's
+        # Namespace, then the job's own, then "default"; the job is registered in that namespace.
+        namespace = (request.query.get("namespace") or body.get("Namespace") or job.get("Namespace")
+                     or "default")
+        job["Namespace"] = namespace
+        # command/agent/job_endpoint.go regionForJob: ?region=, the body's Region, the job's own; "global"
+        # (or none) is the agent's region. A region no server knows: nomad/rpc.go forwardRegion.
+        region = request.query.get("region") or body.get("Region") or job.get("Region") or ""
+        if region in ("", "global"):
+            region = self.known_regions[0]
+        if region not in self.known_regions:
+            raise CodedError(500, "No path to region")
+        job["Region"] = region
         try:
             result = self.cluster.register_job(job, namespace, enforce_index=bool(body.get("EnforceIndex")),
                                                job_modify_index=int(body.get("JobModifyIndex") or 0))
@@ -600,15 +661,46 @@ class NomadEmulator:
         return _json(["127.0.0.1:4647"], self.cluster.index)
 
     async def regions(self, request: web.Request) -> web.Response:
-        return _json(["global"], self.cluster.index)
+        return _json(sorted(self.known_regions), self.cluster.index)
+
+    # -- namespaces and node pools (nomad/namespace_endpoint.go, nomad/node_pool_endpoint.go) ------------
+    async def list_namespaces(self, request: web.Request) -> web.Response:
+        return _json([self._namespace_view(n) for n in sorted(self.cluster.namespaces)], self.cluster.index)
+
+    async def get_namespace(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.cluster.namespaces:
+            raise CodedError(404, "Namespace not found")  # command/agent/namespace_endpoint.go namespaceQuery
+        return _json(self._namespace_view(name), self.cluster.index)
+
+    @staticmethod
+    def _namespace_view(name: str) -> dict:
+        return {"Name": name, "Description": "Default shared namespace" if name == "default" else "",
+                "Quota": "", "Meta": None, "Capabilities": None, "NodePoolConfiguration": None,
+                "CreateIndex": 1, "ModifyIndex": 1}
+
+    async def list_node_pools(self, request: web.Request) -> web.Response:
+        return _json([self._node_pool_view(p) for p in sorted(self.cluster.node_pools)], self.cluster.index)
+
+    async def get_node_pool(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.cluster.node_pools:
+            raise CodedError(404, "node pool not found")  # command/agent/node_pool_endpoint.go nodePoolQuery
+        return _json(self._node_pool_view(name), self.cluster.index)
+
+    @staticmethod
+    def _node_pool_view(name: str) -> dict:
+        description = {"all": "Node pool with all nodes in the cluster.", "default": "Default node pool."}
+        return {"Name": name, "Description": description.get(name, ""), "Meta": None,
+                "SchedulerConfiguration": None, "CreateIndex": 1, "ModifyIndex": 1}
 
     async def agent_health(self, request: web.Request) -> web.Response:
         return _json({"server": {"ok": True, "message": "ok"}}, self.cluster.index)
 
     async def agent_self(self, request: web.Request) -> web.Response:
-        return _json({"config": {"Region": "global", "Datacenter": "dc1", "ACL": {"Enabled": bool(self.acl_token)},
+        return _json({"config": {"Region": self.known_regions[0], "Datacenter": "dc1", "ACL": {"Enabled": bool(self.acl_token)},
                                  "Version": {"Version": self.version, "VersionMetadata": "emulated"}},
-                      "member": {"Name": "nomad-emulator (test double)", "Tags": {"region": "global"}},
+                      "member": {"Name": "nomad-emulator (test double)", "Tags": {"region": self.known_regions[0]}},
                       "stats": {}}, self.cluster.index)
 
     # -- logs --------------------------------------------------------------------------------
@@ -691,6 +783,8 @@ class NomadEmulator:
         self.event_stream_connections += 1
         failing = self._stream_failures > 0
         self._stream_failures = max(0, self._stream_failures - 1)
+        # A region no server knows (nomad/rpc.go forwardRegion) fails the subscription as any RPC error does.
+        failing = failing or self._request_region(request) not in self.known_regions
         denied = self.acl_token is not None and not self._token_allows(request)
         if self.event_stream_framing == FRAMING_CHUNKED_GZIP and (failing or denied):
             # <= 1.11.1: the RPC's error comes before the first line, so it is the answer's status.
