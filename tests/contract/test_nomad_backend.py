@@ -877,3 +877,23 @@ async def test_another_installations_job_on_the_same_id_is_neither_followed_nor_
     again = nomad.backend()
     assert await again.submit(prods) == prods.job_id
     await prod_backend.forget(prods.job_id)
+
+
+@pytest.mark.parametrize("event_stream", [True, False])
+async def test_a_job_an_admin_stopped_in_nomad_is_lost_saying_so_and_what_stops_the_work(nomad: Target,
+                                                                                         event_stream: bool):
+    # Found by exploratory testing: an admin's `nomad job stop` came back as attempt N+1, and the lost
+    # attempt's message did not say why nor what stops the work.
+    backend = nomad.backend(event_stream=event_stream)
+    spec = nomad.spec(f"admin-stop-{event_stream}", "sleep 60")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    assert (await nomad.ahttp("DELETE", f"/v1/job/{Target.path_id(spec.job_id)}")).status_code == 200  # nomad job stop
+    outcome = await following
+    assert outcome.state == "lost", outcome.message
+    assert outcome.message.startswith("the Nomad job was stopped in Nomad by someone other than hrwsi"), outcome.message
+    assert f"it runs again as a new attempt; to stop the work, `hrwsi cancel {spec.task_id}`" in outcome.message
+    assert "`hrwsi hold contract`" in outcome.message
+    await backend.forget(spec.job_id)

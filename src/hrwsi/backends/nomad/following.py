@@ -84,6 +84,7 @@ class Follower:
     refresh_again: bool = False
     final_alloc: dict | None = None
     restore_failures: int = 0  # Failed Restoring Task events seen: each time the routine ran again
+    stopped_in_nomad: bool = False  # the job's Stop flag seen set (a Job event, the job list): `nomad job stop`
 
     def cancel_timers(self) -> None:
         for handle in (self.timeout_handle, self.away_handle):
@@ -214,7 +215,8 @@ class JobFollowing:
             follower.final_alloc = current
             self._resolve(follower, allocation_outcome(current, follower.spec,
                                                        cancelled=follower.job_id in self._cancelled,
-                                                       timed_out=follower.timed_out))
+                                                       timed_out=follower.timed_out,
+                                                       job_stopped=follower.stopped_in_nomad))
         elif status == "running" or rerun:  # (pending again until a client that lost it runs it again)
             self._progress(follower, "running", rerun or where(current))
             self._start_timeout(follower)
@@ -509,6 +511,8 @@ class JobFollowing:
         follower = self.followers.get(job.get("ID", ""))
         if follower is None or follower.done:
             return
+        if job.get("Stop"):  # (before its allocation's end: the servers stop the job, then its allocations)
+            follower.stopped_in_nomad = True
         if event_type in ("JobDeregistered", "JobBatchDeregistered") or \
                 (job.get("Status") == "dead" and not follower.has_live_alloc()):
             self._schedule_refresh(follower)
@@ -530,6 +534,8 @@ class JobFollowing:
         listing = {job["ID"]: job for job in response.json() or []}
         for follower in list(self.followers.values()):
             stub = listing.get(follower.job_id)
+            if stub is not None and stub.get("Stop"):
+                follower.stopped_in_nomad = True
             key = None if stub is None else (stub.get("Status"), stub.get("ModifyIndex"),
                                              json.dumps(stub.get("JobSummary"), sort_keys=True))
             if key is None or key != follower.last_listing or not follower.job_id.startswith(prefix):

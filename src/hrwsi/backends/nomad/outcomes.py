@@ -6,7 +6,8 @@
   fails the task (a template that failed: "Template failed: ...", client/allocrunner/taskrunner/
   template/template.go): internal_error with Nomad's message, so a broken routine is counted.
 - Killed otherwise: cancelled (the launcher asked), internal_error (over its timeout) or lost
-  (stopped in Nomad by someone else).
+  (stopped in Nomad by someone else: it runs again as a new attempt, and the message says what stops
+  the work, `hrwsi cancel` or `hrwsi hold`).
 - Failed Restoring Task is not an end: a client that restarted and could not reattach to its task
   sets it back to pending and, still wanted by the servers, runs it again from the start
   (client/allocrunner/taskrunner/task_runner.go, Restore). The outcome is the last run's, and says
@@ -143,14 +144,17 @@ def rerun_note(alloc: Mapping[str, Any], routine: str | None = None) -> str:
             f"{starts} time(s) in {where(alloc)} (a task its client cannot restore runs again from the start)")
 
 
-def allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool) -> JobOutcome:
-    """The outcome of an allocation that is complete or failed (with the note of rerun_note)."""
-    outcome = _allocation_outcome(alloc, spec, cancelled=cancelled, timed_out=timed_out)
+def allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool,
+                       job_stopped: bool = False) -> JobOutcome:
+    """The outcome of an allocation that is complete or failed (with the note of rerun_note). `job_stopped`:
+    the job's Stop flag was seen set, and not by hrwsi (an admin's `nomad job stop`)."""
+    outcome = _allocation_outcome(alloc, spec, cancelled=cancelled, timed_out=timed_out, job_stopped=job_stopped)
     note = rerun_note(alloc, spec.routine)
     return dataclasses.replace(outcome, message=f"{outcome.message}; {note}") if note else outcome
 
 
-def _allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool) -> JobOutcome:
+def _allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool,
+                        job_stopped: bool) -> JobOutcome:
     events = task_state(alloc, spec.routine).get("Events") or []
     started, finished = task_times(alloc, spec.routine)
     finished = finished or datetime.now(UTC)
@@ -163,7 +167,8 @@ def _allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: b
                           f"Nomad {failure.get('Type')}: {_failure_message(failure)} ({where(alloc)})",
                           started, finished)
     if "Killed" in types or "Killing" in types or (alloc.get("DesiredStatus") == "stop" and terminated is None):
-        return _killed(alloc, spec, terminated, started, finished, cancelled=cancelled, timed_out=timed_out)
+        return _killed(alloc, spec, terminated, started, finished, cancelled=cancelled, timed_out=timed_out,
+                       job_stopped=job_stopped)
     if terminated is not None:
         return _terminated(alloc, spec, terminated, started, finished)
     return JobOutcome("internal_error", None, f"{where(alloc)} ended {alloc.get('ClientStatus')} without a task exit "
@@ -188,16 +193,31 @@ def waiting_reason(alloc: Mapping[str, Any], routine: str | None = None) -> str:
     return ""
 
 
+def stop_the_work(spec: JobSpec) -> str:
+    """What stops an attempt's work for good: a job stopped in Nomad is hrwsi's lost attempt, run again."""
+    return (f"it runs again as a new attempt; to stop the work, `hrwsi cancel {spec.task_id}` (this task) or "
+            f"`hrwsi hold {spec.routine}` (the routine)")
+
+
 def _killed(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str, Any] | None,
-            started: datetime | None, finished: datetime, *, cancelled: bool, timed_out: bool) -> JobOutcome:
+            started: datetime | None, finished: datetime, *, cancelled: bool, timed_out: bool,
+            job_stopped: bool) -> JobOutcome:
     if cancelled:
         return JobOutcome("cancelled", _int_detail(terminated, "exit_code", "ExitCode") if terminated else None,
                           f"cancelled: the Nomad job was stopped ({where(alloc)})", started, finished)
     if timed_out:
         return JobOutcome("internal_error", None, f"timed out after {spec.timeout_s:.0f} s; the Nomad job was stopped",
                           started, finished)
-    return JobOutcome("lost", None, f"{where(alloc)} was stopped in Nomad before it ended "
-                                    f"({alloc.get('DesiredDescription') or 'killed'})", started, finished)
+    # Not hrwsi: an admin's `nomad job stop` (the job's Stop flag), or a drain or preemption. hrwsi owns the
+    # retries (RestartPolicy and ReschedulePolicy 0), so the attempt is lost and the task runs again:
+    # found by exploratory testing, the admin saw the job back as attempt N+1 and nothing said why.
+    if job_stopped:
+        return JobOutcome("lost", None, f"the Nomad job was stopped in Nomad by someone other than hrwsi (`nomad job "
+                                        f"stop`?) before it ended ({where(alloc)}); {stop_the_work(spec)}",
+                          started, finished)
+    return JobOutcome("lost", None, f"{where(alloc)} was stopped in Nomad, not by hrwsi, before it ended "
+                                    f"({alloc.get('DesiredDescription') or 'killed'}); {stop_the_work(spec)}",
+                      started, finished)
 
 
 def _terminated(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str, Any],
