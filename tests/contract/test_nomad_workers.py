@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from hrwsi.backends.nomad.workers import NoNodeInPool, fetch_nodes, sync_from_nomad, sync_workers
+from hrwsi.backends.nomad.workers import NoNodeInPool, fetch_nodes, flavour_of, sync_from_nomad, sync_workers
 from hrwsi.testing.nomad_emulator import EmulatedNode
 from tests.contract.conftest import MANAGEMENT_TOKEN, NODE_1, NODE_2, Target, open_emulator
 
@@ -26,7 +26,8 @@ async def test_nodes_expose_capacity_and_sync_into_workers(nomad: Target, db):
     if nomad.is_emulator:
         flavours = {r[0]: (float(r[1]), r[2], r[3]) for r in
                     db.execute("SELECT name, cpu, ram_mb, disk_mb FROM hrwsi.flavour")}
-        assert flavours == {"nomad-default": (4.0, 2048, 20_000), "contract.small": (2.0, 1000, 10_000)}
+        # the nodes' own cores (4000 and 2000 MHz at the emulator's 2000 MHz a core), not MHz / 1000
+        assert flavours == {"nomad-default": (2.0, 2048, 20_000), "contract.small": (1.0, 1000, 10_000)}
         assert workers[NODE_2][0] == "contract.small" and report.active == sorted(workers)
         without_node_2 = await asyncio.to_thread(sync_workers, db, [n for n in nodes if n["Name"] != NODE_2])
         assert without_node_2.vanished == [NODE_2]
@@ -97,3 +98,29 @@ async def test_a_nomad_out_of_reach_or_refusing_the_token_is_one_line_for_worker
             said, code = explain(refused.value)
             assert "Nomad refused to list its nodes (HTTP 403" in said and "check NOMAD_TOKEN" in said
             assert wrong not in said and "\n" not in said
+
+
+async def test_a_flavour_counts_the_nodes_own_cores_and_the_sync_says_when_mhz_per_core_is_far_off(nomad: Target, db,
+                                                                                                   tmp_path):
+    # Found by exploratory testing: a 4-core 2600 MHz node (CpuShares 10400, client/fingerprint/cpu.go)
+    # became a flavour of 10.4 cores at HRWSI_NOMAD_MHZ_PER_CORE=1000.
+    if not nomad.is_emulator:  # a real agent's nodes: at most their own cores, whatever their clock
+        nodes = await fetch_nodes(nomad.config())
+        report = await asyncio.to_thread(sync_workers, db, nodes, mhz_per_core=1000.0)
+        flavours = {r[0]: float(r[1]) for r in db.execute("SELECT name, cpu FROM hrwsi.flavour")}
+        for node in nodes:
+            cores = node["NodeResources"]["Cpu"].get("TotalCpuCores")
+            if cores and node["Name"] in report.active + report.inactive:
+                assert flavours[flavour_of(node)] <= cores, node["Name"]
+        return
+    nodes = [EmulatedNode("fast-node", cpu_mhz=10_400, cpu_cores=4, reserved_cpu_mhz=2600, node_class="eo.fast")]
+    async with open_emulator(tmp_path, "cores", nodes) as target:
+        listed = await fetch_nodes(target.config())
+        assert listed[0]["NodeResources"]["Cpu"]["TotalCpuCores"] == 4
+        report = await asyncio.to_thread(sync_workers, db, listed, mhz_per_core=1000.0)
+        assert db.execute("SELECT cpu FROM hrwsi.flavour WHERE name = 'eo.fast'").fetchone()[0] == 3  # 4 - 2600 MHz
+        [said] = [n for n in report.lines() if "MHZ_PER_CORE" in n]
+        assert said.startswith("HRWSI_NOMAD_MHZ_PER_CORE is 1000 but Nomad gives 2600 MHz per core on fast-node"), said
+        assert "HRWSI_NOMAD_MHZ_PER_CORE=2600" in said
+        matching = await asyncio.to_thread(sync_workers, db, listed, mhz_per_core=2600.0)
+        assert not [n for n in matching.lines() if "MHZ_PER_CORE" in n]

@@ -37,7 +37,8 @@ READS: dict[str, tuple[str, ...]] = {
     "Events": ("Index", "Events.*.Topic", "Events.*.Type", "Events.*.Payload"),
     # GET /v1/nodes?resources=true
     "NodeListStub": ("ID", "Name", "Status", "SchedulingEligibility", "Drain", "NodeClass", "NodePool",
-                     "NodeResources.Cpu.CpuShares", "NodeResources.Memory.MemoryMB", "NodeResources.Disk.DiskMB",
+                     "NodeResources.Cpu.CpuShares", "NodeResources.Cpu.TotalCpuCores",
+                     "NodeResources.Memory.MemoryMB", "NodeResources.Disk.DiskMB",
                      "ReservedResources.Cpu.CpuShares", "ReservedResources.Memory.MemoryMB",
                      "ReservedResources.Disk.DiskMB"),
     # a node read whole (older agents list nodes without NodeResources)

@@ -4,8 +4,12 @@
   worker.node_id = node ID, worker.active = the node is ready, eligible and not draining.
 - One flavour per node class (flavour placement constrains `${node.class}`); a node without a
   class gets the flavour of its node pool, "nomad-<pool>". A flavour's capacity is what Nomad
-  can place on its smallest node: NodeResources minus ReservedResources, CPU in cores =
-  CpuShares / MHz per core (HRWSI_NOMAD_MHZ_PER_CORE), disk from Disk.DiskMB.
+  can place on its smallest node: NodeResources minus ReservedResources, disk from Disk.DiskMB, and
+  CPU in the node's own cores (NodeResources.Cpu.TotalCpuCores, less the reserved share of its MHz);
+  a node that does not give its cores (an agent before 1.1) counts CpuShares / HRWSI_NOMAD_MHZ_PER_CORE.
+  Nomad reports a node's MHz as cores x the CPU's clock (client/fingerprint/cpu.go): a 4-core 2600 MHz
+  node has CpuShares 10400, which the setting's 1000 made 10.4 cores. A job asks cores x the setting
+  in MHz (job_spec), so the sync says once when the nodes' MHz per core is far from the setting.
 - Workers synced earlier whose node is gone from Nomad become inactive; workers defined by hand
   (node_id NULL) are left alone. Everything is written in one transaction (sql/queries/nomad.sql).
 - Only nodes of the node pool jobs go to (HRWSI_NOMAD_NODE_POOL, default "default"; "all": every
@@ -63,11 +67,25 @@ def _number(mapping: Any, *path: str) -> float:
         return 0.0
 
 
+# The nodes' MHz per core that far from HRWSI_NOMAD_MHZ_PER_CORE (either way) is said by the sync.
+MHZ_PER_CORE_TOLERANCE = 0.25
+
+
+def node_mhz_per_core(node: dict) -> float | None:
+    """The node's MHz per core (CpuShares / TotalCpuCores), or None when it does not give its cores."""
+    total = node.get("NodeResources") or {}
+    cores, shares = _number(total, "Cpu", "TotalCpuCores"), _number(total, "Cpu", "CpuShares")
+    return shares / cores if cores > 0 and shares > 0 else None
+
+
 def node_capacity(node: dict, mhz_per_core: float = 1000.0) -> tuple[float, int, int] | None:
-    """(cores, ram_mb, disk_mb) Nomad can place on the node, or None when the node lists no resources."""
+    """(cores, ram_mb, disk_mb) Nomad can place on the node, or None when the node lists no resources.
+    Cores are the node's own when it gives them (less what its reserved MHz take), else its MHz divided by
+    mhz_per_core."""
     total, reserved = node.get("NodeResources"), node.get("ReservedResources") or {}
     if total:
         cpu = _number(total, "Cpu", "CpuShares") - _number(reserved, "Cpu", "CpuShares")
+        mhz_per_core = node_mhz_per_core(node) or mhz_per_core
         ram = _number(total, "Memory", "MemoryMB") - _number(reserved, "Memory", "MemoryMB")
         disk = _number(total, "Disk", "DiskMB") - _number(reserved, "Disk", "DiskMB")
     elif node.get("Resources"):  # Nomad before 0.9 / a node read without ?resources=true on old agents
@@ -100,6 +118,7 @@ def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: f
     """Upsert one flavour per node class (or pool) and one worker per node of node_pool; deactivate vanished ones."""
     report = SyncReport()
     workers: list[dict[str, Any]] = []
+    far_off: list[tuple[str, float]] = []  # (node, its MHz per core) far from mhz_per_core
     for node in sorted(nodes, key=lambda n: n.get("Name") or ""):
         name, node_id = node.get("Name"), node.get("ID")
         if not name or not node_id:
@@ -123,6 +142,9 @@ def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: f
             report.notes.append(f"flavour {flavour}: nodes differ in size; using the smallest {smallest}")
             capacity = smallest
         report.flavours[flavour] = capacity
+        own = node_mhz_per_core(node)
+        if own is not None and abs(own - mhz_per_core) > MHZ_PER_CORE_TOLERANCE * mhz_per_core:
+            far_off.append((name, own))
         active = node_is_active(node)
         (report.active if active else report.inactive).append(name)
         workers.append({"name": name, "flavour": flavour, "active": active, "node_id": node_id})
@@ -136,6 +158,14 @@ def sync_workers(conn: psycopg.Connection, nodes: list[dict], *, mhz_per_core: f
             report.vanished = sorted(row[0] for row in cursor.fetchall())
             cursor.execute(query("active_workers_without_a_node"), {"names": [w["name"] for w in workers]})
             without = [row[0] for row in cursor.fetchall()]
+    if far_off:
+        speeds = sorted({round(mhz) for _, mhz in far_off})
+        names = ", ".join(name for name, _ in far_off[:5]) + (f" and {len(far_off) - 5} more" if len(far_off) > 5 else "")
+        report.notes.append(
+            f"HRWSI_NOMAD_MHZ_PER_CORE is {mhz_per_core:g} but Nomad gives {'-'.join(map(str, speeds))} MHz per core "
+            f"on {names}: flavours count the nodes' own cores, and a job asks its cores x {mhz_per_core:g} MHz, "
+            f"so a routine gets about {mhz_per_core / speeds[0]:.2g} of the cores it names; set "
+            f"HRWSI_NOMAD_MHZ_PER_CORE={speeds[0]} (the launcher's too) for a job to ask whole cores")
     if without:
         report.notes.append(
             f"{len(without)} active worker(s) defined by hand have no Nomad node of that name ({', '.join(without)}): "

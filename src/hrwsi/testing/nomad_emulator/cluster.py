@@ -60,6 +60,8 @@ __all__ = ["AllocRunner", "Cluster", "EmulatedNode", "is_terminal_alloc"]
 
 logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 
+EMULATED_MHZ_PER_CORE = 2000  # an emulated node's clock when EmulatedNode.cpu_cores is not given
+
 MAX_DISPATCH_PAYLOAD = 16 * 1024
 
 
@@ -379,7 +381,9 @@ class Cluster:
 
     # -- nodes -------------------------------------------------------------------------------
     def add_node(self, spec: EmulatedNode) -> dict:
-        cores = spec.cpu_cores or max(1, spec.cpu_mhz // 1000)
+        # Nomad's CpuShares is cores x the CPU's clock (client/fingerprint/cpu.go): 2000 MHz a core unless
+        # given, so that a node's cores and its MHz / HRWSI_NOMAD_MHZ_PER_CORE (1000) are not one number.
+        cores = spec.cpu_cores or max(1, round(spec.cpu_mhz / EMULATED_MHZ_PER_CORE))
         drivers = {d: {"Attributes": {f"driver.{d}": "1"}, "Detected": True, "Healthy": True,
                        "HealthDescription": "Healthy", "UpdateTime": rfc3339(now_ns())} for d in spec.drivers}
         attributes = {"unique.hostname": spec.name, "kernel.name": "linux", "os.name": "emulated",

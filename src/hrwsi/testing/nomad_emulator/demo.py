@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from hrwsi.testing.nomad_emulator.cluster import EmulatedNode
 from hrwsi.testing.nomad_emulator.server import NomadEmulator
 
-MHZ_PER_CORE = 1000
+MHZ_PER_CORE = 2600  # a realistic clock: Nomad's CpuShares is cores x MHz (client/fingerprint/cpu.go)
 
 # (worker, flavour, cores, ram_mb, disk_mb): as in hrwsi/demo_data/configuration.toml.
 DEMO_WORKERS = (
@@ -26,7 +26,8 @@ DEMO_WORKERS = (
 
 
 def demo_nodes() -> list[EmulatedNode]:
-    return [EmulatedNode(name, cpu_mhz=cores * MHZ_PER_CORE, memory_mb=ram, disk_mb=disk, node_class=flavour)
+    return [EmulatedNode(name, cpu_mhz=cores * MHZ_PER_CORE, cpu_cores=cores, memory_mb=ram, disk_mb=disk,
+                         node_class=flavour)
             for name, flavour, cores, ram, disk in DEMO_WORKERS]
 
 
