@@ -574,3 +574,50 @@ async def test_a_task_may_not_be_named_alloc(nomad: Target):
     job["TaskGroups"][0]["Tasks"][0]["Name"] = "alloc"
     response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
     assert response.status_code == 500 and 'Task cannot be named "alloc"' in response.text  # structs.go Task.Validate
+
+
+async def test_a_wait_without_a_unit_or_an_index_that_is_no_number_is_refused(nomad: Target):
+    # command/agent/http.go parseWait: Go's time.ParseDuration refuses "30" (only "0" needs no unit).
+    response = await nomad.ahttp("GET", "/v1/jobs", params={"index": "1", "wait": "30"})
+    assert response.status_code == 400 and response.text.strip() == "Invalid wait time"
+    response = await nomad.ahttp("GET", "/v1/jobs", params={"index": "one", "wait": "1s"})
+    assert response.status_code == 400 and response.text.strip() == "Invalid index"
+    assert (await nomad.ahttp("GET", "/v1/jobs", params={"index": "1", "wait": "10ms"})).status_code == 200
+
+
+async def test_purging_a_job_needs_submit_job_or_purge_job_not_deregister_job(nomad: Target, tmp_path):
+    nomad.require_emulator("ACL tokens with a policy")
+    stopper = AclPolicy(capabilities=frozenset({"deregister-job", "read-job", "list-jobs"}))
+    async with open_emulator(tmp_path, "purge-acl", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={READER_TOKEN: stopper}) as target:
+        job = minimal_job(target.job_id("purged"), "sleep 30")
+        await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=MANAGEMENT_TOKEN)
+        path = f"/v1/job/{job['ID']}"
+        # nomad/job_endpoint.go Job.Deregister: deregister-job may stop a job, never purge it
+        refused = await target.ahttp("DELETE", path, params={"purge": "true"}, token=READER_TOKEN)
+        assert refused.status_code == 403
+        assert (await target.ahttp("DELETE", path, token=READER_TOKEN)).status_code == 200
+
+
+async def test_a_task_keeps_its_last_ten_events(nomad: Target, tmp_path):
+    emulator = nomad.require_emulator("restart a node's Nomad agent again and again")
+    job = minimal_job(nomad.job_id("many-events"), "sleep 30")
+    await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+
+    async def started_after(time: int) -> dict:
+        """The allocation once its task last started after `time` (its last event, Started)."""
+        while True:
+            for stub in (await nomad.ahttp("GET", f"/v1/job/{job['ID']}/allocations")).json() or []:
+                events = task_events(stub) if stub.get("TaskStates") else []
+                if events and events[-1]["Type"] == "Started" and events[-1]["Time"] > time:
+                    return stub
+            await asyncio.sleep(0.05)
+    stub = await asyncio.wait_for(started_after(0), GUARD_S)
+    for _ in range(6):  # each: Failed Restoring Task, then the task started again
+        emulator.restart_client(stub["NodeName"], restore_fails=True)
+        stub = await asyncio.wait_for(started_after(task_events(stub)[-1]["Time"]), GUARD_S)
+    alloc = (await nomad.ahttp("GET", f"/v1/allocation/{stub['ID']}")).json()
+    # client/allocrunner/taskrunner/task_runner.go appendTaskEvent: defaultMaxEvents, the oldest dropped
+    events = task_events(alloc)
+    assert len(events) == 10 and events[0]["Type"] != "Received"
+    await nomad.purge(job["ID"])

@@ -45,7 +45,7 @@ class Need:
     management: bool = False
 
 
-def need_for(method: str, path: str) -> Need | None:
+def need_for(method: str, path: str, *, purge: bool = False) -> Need | None:
     """The permission a request needs; None: anyone may (status endpoints)."""
     if path.startswith("/v1/status/") or path in ("/v1/agent/health", "/v1/regions"):
         # (nomad/regions_endpoint.go Region.List: "intentionally throwing away any auth error")
@@ -67,7 +67,8 @@ def need_for(method: str, path: str) -> Need | None:
     if method in ("POST", "PUT"):
         return Need(any_of=("submit-job", "register-job"))
     if method == "DELETE":
-        return Need(any_of=("submit-job", "purge-job", "deregister-job"))
+        # nomad/job_endpoint.go Job.Deregister: submit-job or purge-job; deregister-job only to stop, not purge
+        return Need(any_of=("submit-job", "purge-job") if purge else ("submit-job", "purge-job", "deregister-job"))
     return Need(any_of=("read-job",))
 
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 
+MAX_TASK_EVENTS = 10  # client/allocrunner/taskrunner/task_runner.go defaultMaxEvents
+
 # Nomad's client env.denylist default, plus the emulator's own token: never passed to tasks.
 ENV_DENYLIST = {"CONSUL_TOKEN", "CONSUL_HTTP_TOKEN", "VAULT_TOKEN", "NOMAD_LICENSE", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "NOMAD_TOKEN"}
@@ -147,7 +149,9 @@ class AllocRunner:
 
         def mutate(alloc: dict) -> None:
             task_state = alloc["TaskStates"][task]
-            task_state["Events"].append(event)
+            # client/allocrunner/taskrunner/task_runner.go appendTaskEvent: at most defaultMaxEvents (10),
+            # the oldest dropped first (the first ones, Received and Task Setup, are gone from a long story)
+            task_state["Events"] = [*task_state["Events"], event][-MAX_TASK_EVENTS:]
             task_state.update(state)
             if state.get("State") == "running" and alloc["ClientStatus"] == "pending":
                 alloc["ClientStatus"] = "running"

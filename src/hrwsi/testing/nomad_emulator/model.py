@@ -275,8 +275,8 @@ _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "
 def parse_duration(text: str) -> float:
     """Go's time.ParseDuration, in seconds ('30s', '5m', '1m30s', '100ms')."""
     text = text.strip()
-    if re.fullmatch(r"\d+", text):
-        return float(text)  # Nomad accepts a bare number of seconds for ?wait
+    if text == "0":
+        return 0.0  # (the one duration Go reads without a unit)
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"invalid duration {text!r}")

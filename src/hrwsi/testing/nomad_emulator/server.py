@@ -328,7 +328,7 @@ class NomadEmulator:
         """Why ACL refuses the request (the 403 text), or None. The event stream checks its own (see there)."""
         if not self.acl_token or request.path == "/v1/event/stream":
             return None
-        need = need_for(request.method, request.path)
+        need = need_for(request.method, request.path, purge=_flag(request.query.get("purge")))
         if need is None:
             return None
         token = self._token_of(request)
@@ -396,11 +396,21 @@ class NomadEmulator:
                         not_found: str | None = None) -> web.Response:
         """Nomad's blocking query: answer when the result's index passes ?index, or when ?wait ends."""
         query = request.query
+        # command/agent/http.go parseWait: ?wait is Go's time.ParseDuration ("30" without a unit is refused,
+        # only "0" goes without one), ?index an unsigned integer; each refused in its own words.
+        wait_text = query.get("wait") or ""
+        try:
+            if wait_text.isdigit() and wait_text != "0":
+                raise ValueError(wait_text)
+            wait = min(parse_duration(wait_text), MAX_QUERY_TIME_S) if wait_text else DEFAULT_QUERY_TIME_S
+        except ValueError:
+            raise CodedError(400, "Invalid wait time") from None
         try:
             min_index = int(query.get("index") or 0)
-            wait = min(parse_duration(query["wait"]), MAX_QUERY_TIME_S) if query.get("wait") else DEFAULT_QUERY_TIME_S
-        except ValueError as error:
-            raise CodedError(400, f"Invalid query parameter: {error}") from None
+            if min_index < 0:
+                raise ValueError(min_index)
+        except ValueError:
+            raise CodedError(400, "Invalid index") from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
