@@ -35,6 +35,10 @@ TRANSIENT_DATABASE_ERRORS = (
     asyncpg.exceptions.OperatorInterventionError,  # the server shuts down or restarts
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
+    # Too many connections (a role's CONNECTION LIMIT, max_connections), out of memory or disk: the
+    # server's resources, which free again. A limit reached for longer than the lease ended the
+    # whole `hrwsi up` process ("too many connections for role", found by exploratory testing).
+    asyncpg.exceptions.InsufficientResourcesError,
 )
 
 

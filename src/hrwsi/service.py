@@ -325,7 +325,12 @@ class Service:
             asyncio.get_running_loop().call_later(BUSY_RETRY_S, self.wake, name)
             return False
         if error.sqlstate == LEASE_LAPSED_SQLSTATE:
-            await self.lease_lost()
+            try:
+                await self.lease_lost()
+            except TRANSIENT_DATABASE_ERRORS as unreachable:  # (raised here, it ended the service)
+                self._tell_unreachable(name, unreachable)
+                self._retry_later(name)
+                return False
             return True  # act again, as the new identity
         logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
                      self.kind, name, error, self.settings.backstop_poll_s)

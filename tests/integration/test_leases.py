@@ -113,3 +113,30 @@ async def test_a_service_tells_once_that_a_newer_hrwsi_migrated_the_database_und
         await asyncio.sleep(3 * settings.heartbeat_s)  # more heartbeats: told once
     assert len(told()) == 1, told()
     assert f"it records migration {newer:04d}" in told()[0] and "orchestrator (hrwsi " in told()[0]
+
+
+async def test_a_step_whose_lease_lapsed_while_the_server_refuses_connections_is_retried_not_fatal(
+        pool, settings, monkeypatch, caplog):
+    """A role's connection limit reached for longer than the lease ended the whole `hrwsi up`
+    process: the new identity could not be registered, and the error escaped the step (found by
+    exploratory testing). It is waited out as the database being away is."""
+    import asyncpg
+
+    from hrwsi.service import Service
+
+    class Fenced(Service):
+        kind = "orchestrator"
+
+    service = Fenced(pool, settings)
+
+    async def fenced_step():
+        async with pool.acquire() as conn:  # the lease of an identity the database does not know: HW001
+            await conn.execute("SELECT hrwsi.require_lease($1, 30)", service.instance_id)
+
+    async def no_connection_left():
+        raise asyncpg.TooManyConnectionsError('too many connections for role "svc"')
+
+    service.steps = {"fenced": fenced_step}
+    monkeypatch.setattr(service, "lease_lost", no_connection_left)
+    assert await service.run_step("fenced") is False
+    assert any("too many connections" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
