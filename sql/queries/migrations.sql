@@ -35,3 +35,12 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WH
 -- A time without a zone in the schema (a CHECK's '1950-01-01') is read in the session's zone: the
 -- migrations run, and `hrwsi db check` shows definitions, in UTC whatever the server's zone.
 SET TIME ZONE 'UTC';
+
+-- name: session_settings
+-- What hrwsi's own sessions read and write times in, whatever the server, database or role sets
+-- (hrwsi.database.SESSION_SETTINGS, the same for its asyncpg pools): a DateStyle of 'German, DMY'
+-- on the database stopped every service and most commands ("can't parse timestamptz"), and a
+-- TimeZone or IntervalStyle of the database's changed what `hrwsi db check` read (found by
+-- exploratory testing). A psycopg connection sets them with this, one statement.
+SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('IntervalStyle', 'postgres', false),
+       set_config('TimeZone', 'UTC', false);

@@ -18,6 +18,7 @@ import asyncpg
 import psycopg
 
 from hrwsi.settings import Settings
+from hrwsi.sql_files import query
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +182,26 @@ def resolve_url(settings: Settings, *, start: bool = True) -> str:
     return start_embedded(settings.pgdata)
 
 
+# How hrwsi's sessions read and write times, whatever the server, database or role sets: psycopg
+# cannot read a timestamptz in another DateStyle (a database set to 'German, DMY' stopped every
+# service), and times and durations in the database's text (alerts, definitions) follow TimeZone
+# and IntervalStyle. Asyncpg pools send them at connection; psycopg sets them (query
+# session_settings) once connected.
+SESSION_SETTINGS = {"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "TimeZone": "UTC"}
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     try:
-        return psycopg.connect(url, autocommit=autocommit)
+        conn = psycopg.connect(url, autocommit=True)
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {error}") from error
+    try:
+        conn.execute(query("session_settings"))
+    except BaseException:
+        conn.close()
+        raise
+    conn.autocommit = autocommit
+    return conn
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
@@ -194,7 +210,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
     return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=COMMAND_TIMEOUT_S,
                                      timeout=10,
                                      reset=keep_session_state,
-                                     server_settings={"application_name": application_name,
+                                     server_settings={"application_name": application_name, **SESSION_SETTINGS,
                                                       **(server_settings or {})})
 
 
@@ -279,9 +295,10 @@ def service_session_settings(lease_timeout_s: float) -> dict[str, str]:
     it holds stops the other replicas for the whole pause; a lock wait or a statement never hangs
     a step for ever (the step logs it and runs again)."""
     idle_ms = int(max(2.0, lease_timeout_s / 3) * 1000)
-    # (TimeZone: what a service's statements make of times and days is UTC whatever the server's zone.)
+    # (idle_session_timeout off: a pooled session idles between steps by design; set on the role, it
+    # cut them again and again.)
     return {"idle_in_transaction_session_timeout": str(idle_ms), "lock_timeout": "10000",
-            "statement_timeout": "120000", "TimeZone": "UTC"}
+            "statement_timeout": "120000", "idle_session_timeout": "0"}
 
 
 def with_database(url: str, database: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from hrwsi.backoff import LISTENER_CAP_S, Backoff
-from hrwsi.database import TRANSIENT_DATABASE_ERRORS, redact
+from hrwsi.database import SESSION_SETTINGS, TRANSIENT_DATABASE_ERRORS, redact
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +128,12 @@ class Listener:
         while not self._stopping.is_set():
             try:
                 # Bounded: a connection cut during its handshake must not hang us for asyncpg's 60 s default.
+                # (A role's idle_session_timeout cut this connection, idle by design, again and again,
+                # and a role's tiny statement_timeout failed its LISTEN: found by exploratory testing.)
                 conn = await asyncpg.connect(self.url, timeout=self.ping_timeout_s,
-                                             server_settings={"application_name": self.application_name})
+                                             server_settings={"application_name": self.application_name,
+                                                              **SESSION_SETTINGS, "idle_session_timeout": "0",
+                                                              "statement_timeout": "0"})
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 # (A connection cut during its handshake raises InterfaceError.)
                 delay = backoff.next()

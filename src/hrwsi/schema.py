@@ -19,7 +19,7 @@ from itertools import groupby
 import psycopg
 
 from hrwsi import migrations
-from hrwsi.database import create_database, drop_database
+from hrwsi.database import connect, create_database, drop_database
 from hrwsi.sql_files import query
 
 Description = dict[str, object]
@@ -48,8 +48,9 @@ def _rows(conn: psycopg.Connection, name: str) -> list[tuple]:
 def describe(url: str) -> Description:
     """A comparable description of every object of the hrwsi schema in the database at `url`."""
     description: Description = {}
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(query("session_in_utc"))  # definitions shown with their times in one zone
+    # (Its settings make definitions read alike whatever a database sets: a database's TimeZone or
+    # IntervalStyle made `hrwsi db check` report drift that was not there.)
+    with connect(url, autocommit=True) as conn:
         for name, key in _PER_OBJECT:
             # Rows come ordered by object; within one, in the query's order (columns: column order).
             for obj, rows in groupby(_rows(conn, name), key=lambda row: row[0]):
@@ -110,7 +111,7 @@ def fresh_install(url: str, *, replay: bool = False) -> Iterator[str]:
     scratch = f"hrwsi_fresh_install_{uuid.uuid4().hex[:8]}"
     scratch_url = create_database(url, scratch)
     try:
-        with psycopg.connect(scratch_url) as conn:
+        with connect(scratch_url) as conn:
             migrations.migrate(conn, replay=replay)
         yield scratch_url
     finally:

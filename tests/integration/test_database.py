@@ -85,3 +85,29 @@ async def test_a_dedicated_connection_not_opened_lends_a_pooled_connection_per_c
         assert await conn.fetchval("SELECT 1") == 1
         assert pool.get_size() - pool.get_idle_size() == 1
     assert pool.get_size() - pool.get_idle_size() == 0
+
+
+async def test_a_database_set_to_other_date_interval_and_time_styles_changes_nothing_hrwsi_reads_or_writes(
+        database_url, db, settings, configure):
+    """A database (or role) set to DateStyle 'German, DMY' stopped every service and most commands
+    ("can't parse timestamptz with DateStyle 'German, DMY'"), and its TimeZone or IntervalStyle made
+    `hrwsi db check` report drift that was not there (found by exploratory testing)."""
+    from psycopg import sql
+
+    from hrwsi.database import connect
+    from hrwsi.schema import compare_with_fresh_install
+    from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
+
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    for setting, value in (("DateStyle", "German, DMY"), ("IntervalStyle", "sql_standard"),
+                           ("TimeZone", "Asia/Kathmandu")):
+        db.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(sql.Identifier(name), sql.Identifier(setting),
+                                                                     sql.Literal(value)))
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT now() - interval '1 day' < now()").fetchone()[0]  # read, not refused
+        assert conn.execute("SELECT '2026-11-20 10:34:21'::timestamptz").fetchone()[0].utcoffset().total_seconds() == 0
+    assert compare_with_fresh_install(database_url) == []
+    configure(single_routine_configuration(["true"], workers=2, budget=False))
+    async with running(database_url, ["orchestrator", "launcher"], settings):
+        insert_inputs(db, 3)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'processed'")
