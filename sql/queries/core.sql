@@ -168,9 +168,21 @@ RETURNING heartbeat_at;
 -- And the newest migration the database records: one a newer hrwsi applied while this service
 -- runs is told in its log (hrwsi.service.Service._heartbeat_once). $3, $4: what the service cannot
 -- do now and since when (NULL: nothing), for `hrwsi status` and the dashboard (migration 0053).
+-- And how full the server's notification queue is (0-1): full, every write of hrwsi fails.
 UPDATE hrwsi.service_instance SET heartbeat_at = now(), problem = $3, problem_since = $4
 WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)
-RETURNING heartbeat_at, (SELECT max(version) FROM public.hrwsi_schema_migration) AS newest_migration;
+RETURNING heartbeat_at, (SELECT max(version) FROM public.hrwsi_schema_migration) AS newest_migration,
+          pg_notification_queue_usage() AS notification_queue_usage;
+
+-- name: oldest_open_transaction
+-- The session whose transaction has been open longest (not this one): a session that LISTENs
+-- and stays in a transaction holds the notification queue's tail (PostgreSQL frees the queue up to
+-- what every listener has read, and a listener reads between transactions).
+SELECT pid, usename AS role, application_name, now() - xact_start AS open_for
+FROM pg_stat_activity
+WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+ORDER BY xact_start
+LIMIT 1;
 
 -- name: unregister_instance
 DELETE FROM hrwsi.service_instance WHERE id = $1;

@@ -50,6 +50,8 @@ LEASE_LAPSED_SQLSTATE = "HW001"
 # so); or a lock wait ran out (lock_timeout, service_session_settings), the same SQLSTATE.
 BUSY_SQLSTATE = "55P03"
 BUSY_RETRY_S = 0.05
+# The notification queue this full (0-1) is said: PostgreSQL itself warns from half full on.
+NOTIFICATION_QUEUE_SAID = 0.5
 # While a step cannot reach the database, it says so again this often (its first failure at once).
 UNREACHABLE_LOG_EVERY_S = 30.0
 
@@ -205,6 +207,8 @@ class Service:
         # The database's time as this host reckons it: what the service sends as "now" (plans,
         # claims, progress), measured at every heartbeat (hrwsi.database_clock).
         self.clock = DatabaseClock(self.kind)
+        # The notification queue past NOTIFICATION_QUEUE_SAID, as said (and since when); None: not.
+        self._queue_problem: tuple[str, datetime] | None = None
         # When the database last confirmed the lease (monotonic, taken before the statement was sent):
         # what `lease_held` reckons from. Never confirmed: not held.
         self._lease_confirmed_at: float | None = None
@@ -484,13 +488,35 @@ class Service:
     async def _renew_lease(self, conn) -> Any:
         """Renew the lease, with what this service cannot do now (None: nothing); None back: it lapsed.
         Each renewal reads the database's clock too (DatabaseClock)."""
-        problem = self.problem() or self.clock.problem()
+        problem = self.problem() or self._queue_problem or self.clock.problem()
         sent = datetime.now(UTC)
         renewed = await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s,
                                       *(problem or (None, None)))
         if renewed is not None:
             self.clock.observe(sent, datetime.now(UTC), renewed["heartbeat_at"])
+            await self._watch_notification_queue(conn, renewed["notification_queue_usage"])
         return renewed
+
+    async def _watch_notification_queue(self, conn: Any, usage: float) -> None:
+        """The server's notification queue filling: a session that LISTENs and stays in a transaction
+        holds it, and once full every write of hrwsi fails ("too many notifications in the NOTIFY
+        queue"): production stopped and `hrwsi status` showed nothing wrong (found by exploratory
+        testing). Past half full it is this service's problem (status, the dashboard), naming the
+        oldest open transaction, and said in the log once."""
+        if usage < NOTIFICATION_QUEUE_SAID:
+            if self._queue_problem is not None:
+                logger.info("%s: the database's notification queue is emptying (%.0f %% full)", self.kind, usage * 100)
+            self._queue_problem = None
+            return
+        oldest = await conn.fetchrow(query("oldest_open_transaction"))
+        holder = (f"the oldest open transaction is pid {oldest['pid']} (role {oldest['role']}, application "
+                  f"{oldest['application_name'] or '-'}, open {oldest['open_for']}): end it if it was forgotten "
+                  f"(SELECT pg_terminate_backend({oldest['pid']}))") if oldest else "no transaction is open now"
+        text = (f"the database's notification queue is {usage:.0%} full: a session that LISTENs and stays in a "
+                f"transaction holds it, and once it is full every write of hrwsi fails; {holder}")
+        if self._queue_problem is None:
+            logger.warning("%s: %s", self.kind, text)
+        self._queue_problem = (text, self._queue_problem[1] if self._queue_problem else self.clock.now())
 
     def problem(self) -> tuple[str, datetime] | None:
         """Hook: what this service cannot do now and since when, written at each heartbeat for

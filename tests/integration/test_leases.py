@@ -140,3 +140,30 @@ async def test_a_step_whose_lease_lapsed_while_the_server_refuses_connections_is
     monkeypatch.setattr(service, "lease_lost", no_connection_left)
     assert await service.run_step("fenced") is False
     assert any("too many connections" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+async def test_a_notification_queue_past_half_full_is_the_services_problem_naming_the_oldest_open_transaction(
+        pool, settings, database_url, caplog):
+    """A session that LISTENs and stays in a transaction filled the queue: every write of hrwsi then
+    failed, production stopped, and `hrwsi status` showed nothing wrong (found by exploratory
+    testing; the queue itself is gigabytes, so its reading is given here)."""
+    from hrwsi.service import Service
+
+    class Watching(Service):
+        kind = "launcher"
+
+    service = Watching(pool, settings)
+    await service._register_once()
+    with psycopg.connect(database_url) as holder:
+        holder.execute("LISTEN other_app_channel")
+        holder.execute("SELECT 1")  # (a transaction left open)
+        pid = holder.info.backend_pid
+        async with pool.acquire() as conn:
+            await service._watch_notification_queue(conn, 0.73)
+            await service._heartbeat_once()  # writes what the last reading said, then reads the queue again
+            problem = await conn.fetchval("SELECT problem FROM hrwsi.service_instance WHERE id = $1",
+                                          service.instance_id)
+    assert problem.startswith("the database's notification queue is 73% full: a session that LISTENs")
+    assert f"the oldest open transaction is pid {pid}" in problem and f"pg_terminate_backend({pid})" in problem
+    assert [r.levelname for r in caplog.records if "notification queue is 73%" in r.getMessage()] == ["WARNING"]
+    assert service._queue_problem is None, "emptied (its real reading): said no more"
