@@ -120,9 +120,15 @@ WHERE t.state = 'on_hold' AND NOT r.on_hold AND NOT coalesce(k.on_hold, false)
 ORDER BY t.id LIMIT %(limit)s;
 
 -- name: report_services
-SELECT id, kind, host, pid, version, started_at, heartbeat_at,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s, problem, problem_since
-FROM hrwsi.service_instance ORDER BY kind, heartbeat_at DESC;
+-- replaced_by: the identity the same process (kind, host, pid) took since: a service whose lease
+-- lapsed (paused, cut off) goes on under a new identity, and its old one, kept an hour, read "stale:
+-- dead or hung?" beside the live process (found by exploratory testing).
+SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, s.heartbeat_at,
+       extract(epoch FROM now() - s.heartbeat_at)::float8 AS heartbeat_age_s, s.problem, s.problem_since,
+       (SELECT n.id FROM hrwsi.service_instance n
+        WHERE n.kind = s.kind AND n.host = s.host AND n.pid = s.pid AND n.started_at > s.started_at
+        ORDER BY n.started_at DESC LIMIT 1) AS replaced_by
+FROM hrwsi.service_instance s ORDER BY s.kind, s.heartbeat_at DESC;
 
 -- name: report_alert_counts
 -- The alert outbox in three numbers; a failed alert is one that gave up (max_attempts reached).

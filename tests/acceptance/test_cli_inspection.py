@@ -126,6 +126,18 @@ def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
                    "WHERE id IN ('launcher-old-1-x', 'launcher-older-2-y')")
         status = run(["status"], env).stdout
         assert "0.0.9" in status and "different hrwsi versions" not in status
+        # A live launcher whose lease lapsed goes on under a new identity: its old one is the same
+        # process, not a dead one (it read "stale: dead or hung?" for an hour beside the live one).
+        db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, started_at, heartbeat_at) "
+                   "SELECT 'launcher-before-lapse', kind, host, pid, version, started_at - interval '1 hour', "
+                   "now() - interval '5 minutes' FROM hrwsi.service_instance WHERE kind = 'launcher' AND host "
+                   "NOT IN ('old', 'older')")
+        live = db.execute("SELECT id FROM hrwsi.service_instance WHERE kind = 'launcher' AND host NOT IN "
+                          "('old', 'older') AND id <> 'launcher-before-lapse'").fetchone()[0]
+        replaced = {s["id"]: s["replaced_by"] for s in json.loads(run(["status", "--json"], env).stdout)["services"]}
+        assert replaced["launcher-before-lapse"] == live and replaced[live] is None
+        shown = " ".join(run(["status"], env).stdout.split())
+        assert shown.count("dead or hung?") == 2, "the two stopped before the upgrade, not the one replaced"
     finally:
         stop(process)
 

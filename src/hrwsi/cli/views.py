@@ -121,8 +121,10 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
     table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"))
     for s in services:
         stale = s["heartbeat_age_s"] is not None and s["heartbeat_age_s"] > stale_after_s
-        beat = Text(_age(s["heartbeat_age_s"]) + (" (stale: dead or hung?)" if stale else ""),
-                    style="red" if stale else "")
+        replaced = stale and s.get("replaced_by")
+        said = (f" (replaced by {visible(s['replaced_by'])}: the same process, after its lease lapsed)" if replaced
+                else " (stale: dead or hung?)" if stale else "")
+        beat = Text(_age(s["heartbeat_age_s"]) + said, style="red" if stale and not replaced else "")
         table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
                       time(s["started_at"]), beat)
     console.print(table)
