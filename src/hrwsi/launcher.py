@@ -155,6 +155,10 @@ def common_directory(paths: Iterable[str]) -> str:
     return os.path.commonpath({os.path.dirname(path) for path in paths})
 
 
+# A host clock off the database's by more than this has its local attempts' times corrected; less is
+# what measuring it cannot tell apart (the round trip), not worth a copy of every outcome.
+CLOCK_CORRECTED_FROM_S = 0.05
+
 class Launcher(Service):
     kind = "launcher"
 
@@ -405,7 +409,7 @@ class Launcher(Service):
         if outcome.state == "lost" and outcome.fault is None:
             outcome = JobOutcome(outcome.state, outcome.exit_code, outcome.message, outcome.started_at,
                                  outcome.finished_at, fault="backend_lost_track")
-        if self.backend.times_from_this_host and self.clock.offset_s:
+        if self.backend.times_from_this_host and abs(self.clock.offset_s) > CLOCK_CORRECTED_FROM_S:
             # Its attempt "started" ten minutes before it was submitted on a host ten minutes slow.
             shift = timedelta(seconds=self.clock.offset_s)
             outcome = dataclasses.replace(outcome, started_at=outcome.started_at and outcome.started_at + shift,
