@@ -159,6 +159,7 @@ def common_directory(paths: Iterable[str]) -> str:
 # what measuring it cannot tell apart (the round trip), not worth a copy of every outcome.
 CLOCK_CORRECTED_FROM_S = 0.05
 
+
 class Launcher(Service):
     kind = "launcher"
 
