@@ -8,9 +8,7 @@ delays, share on time). This module reads them with the user's filters and print
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import date
 
 import psycopg
 from psycopg.rows import dict_row
@@ -64,15 +62,6 @@ def report(conn: psycopg.Connection, filters: Filters) -> dict:
     summary = cursor.execute(query("report_timeliness_summary"), filters.params()).fetchall()
     open_tasks = cursor.execute(query("report_open_deadlines"), filters.params()).fetchone()
     return {"filters": filters.params(), "summary": summary, "per_day": rows, "open_tasks": open_tasks}
-
-
-def to_json(data: dict) -> str:
-    def default(value):
-        if isinstance(value, date):
-            return value.isoformat()
-        raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-    return json.dumps(data, default=default, indent=2)
 
 
 def _table(title: str, rows: list[dict], keys: tuple[str, ...]) -> Table:

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from hrwsi import campaigns
+from hrwsi.cli.common import to_json
 from hrwsi.sql_files import query
 from tests.integration.test_operations import login_role  # noqa: F401 - a fixture
 
@@ -254,7 +255,7 @@ def test_a_campaign_with_a_task_cancelled_by_hand_finished_and_says_how_many(cha
     [shown] = campaigns.load(chain, campaign_id)
     assert shown.totals["finished_at"] is not None
     assert shown.status == "finished with 1 cancelled"  # it said "cancelled", as if the campaign had been
-    assert json.loads(campaigns.to_json([shown]))[0]["status"] == "finished with 1 cancelled"
+    assert json.loads(to_json(campaigns.as_json([shown])))[0]["status"] == "finished with 1 cancelled"
     second, _, _ = reprocess(chain, routine="snow", chain=False)
     failing, cancelled, *done = [r[0] for r in chain.execute(
         "SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s ORDER BY id", (second,))]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hrwsi import campaigns, timeliness
+from hrwsi.cli.common import to_json
 from hrwsi.demo import synthetic_scene
 from hrwsi.routines.raster import Raster, product_name
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
@@ -157,4 +158,4 @@ def check_the_campaign(db, campaign_id: int, script: str) -> None:
     by_lane = {row["lane"]: row for row in report["summary"]}
     assert by_lane["nrt"]["products"] == 3 and by_lane["nrt"]["with_deadline"] == 3
     assert by_lane["archive"]["products"] == 3 and by_lane["archive"]["with_deadline"] == 0
-    assert json.loads(timeliness.to_json(report))["filters"]["routine"] == "snow_cover"
+    assert json.loads(to_json(report))["filters"]["routine"] == "snow_cover"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hrwsi import orchestrator, timeliness
+from hrwsi.cli.common import to_json
 from tests.integration.conftest import running, single_routine_configuration, wait_until
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -70,7 +71,7 @@ def test_the_report_gives_count_percentiles_and_share_on_time_per_routine_lane_t
     assert timeliness.share_text(nrt["on_time"], nrt["with_deadline"]) == "75.0 % (3/4)"
     only_archive = timeliness.report(world, timeliness.Filters(lane="archive"))
     assert [r["lane"] for r in only_archive["summary"]] == ["archive"]
-    assert '"products": 1' in timeliness.to_json(only_archive)
+    assert '"products": 1' in to_json(only_archive)
 
 
 def test_each_deadline_alert_is_raised_once_per_task(world):

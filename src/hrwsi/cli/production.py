@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database
+from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, print_json
 
 
 @app.command()
@@ -19,7 +19,7 @@ def timeliness(routine: str | None = typer.Option(None), lane: str | None = type
     with database() as conn:
         data = report.report(conn, report.Filters(routine, lane, tile, days))
     if as_json:
-        print(report.to_json(data))
+        print_json(data)
     else:
         report.print_report(console, data)
 
@@ -80,6 +80,6 @@ def campaigns_command(campaign: int | None = typer.Option(None, "--id", min=1, m
                     raise CliError(str(error)) from None
         shown = campaigns.load(conn, campaign)
     if as_json:
-        print(campaigns.to_json(shown))
+        print_json(campaigns.as_json(shown))
     else:
         campaigns.print_campaigns(console, shown)

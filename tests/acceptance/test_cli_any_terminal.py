@@ -1,0 +1,71 @@
+"""The reading commands on whatever terminal ops have: times in UTC whatever the client's zone, on a
+terminal that is not UTF-8, in 80 columns (the width when piped), durations as people read them.
+Found by exploratory testing (round 5b)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from hrwsi.configuration import load
+from tests.acceptance.conftest import run
+from tests.integration.conftest import single_routine_configuration
+
+LONG_PATH = "/in/d/a/quite/long/path/S2B_MSIL1C_20260101T103421_N0510_R008_T32TLR_20260101T120000.SAFE"
+# A time as --json writes it (ISO 8601), with the zone it says: Z, or an offset such as +13:00.
+JSON_TIME = re.compile(r'"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(Z|[+-]\d\d:\d\d)"')
+
+
+@pytest.fixture
+def production(db, env):
+    """Processed tasks with products (one of a scene sensed in 1950, one of a scene whose times were
+    given later than its product was made), a planned task, a campaign, alerts, a source and services."""
+    document = single_routine_configuration(["true"])
+    document["condition"][0].update({"deadline_hours": 3})
+    load(db, document)
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                  VALUES ('in', '/in/a', '32TLR', now() - interval '2 hours', now() - interval '1 hour'),
+                         ('in', '/in/1950', '32TLR', '1950-01-01T00:00Z', '1950-01-02T00:00Z'),
+                         ('in', '/in/later', '32TLR', now() + interval '50 minutes', now() + interval '55 minutes')""")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w01', planned_start = now()")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) SELECT id, '/out/' || id, 'OUT' "
+               "FROM hrwsi.processing_task")
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at) "
+               "VALUES ('in', %s, '32TLR', now() - interval '1 hour', now())", (LONG_PATH,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w02', planned_start = now(), "
+               "planned_end = now() + interval '1 minute', state_reason = 'waiting for w02 to finish what it runs "
+               "before this task can start' WHERE state = 'pending'")
+    run(["reprocess", "--routine", "work", "--from", "2020-01-01", "--to", "2100-01-01", "--name", "v2"], env)
+    db.execute("""INSERT INTO hrwsi.alert (kind, subject, body, sent_at, attempts)
+                  VALUES ('task_terminated', 'task 2 (work) terminated after 3 attempts', 'b', now(), 1)""")
+    db.execute("""INSERT INTO hrwsi.alert (kind, subject, body, attempts, last_error)
+                  VALUES ('deadline_missed', 'task 4 (work) missed its deadline', 'b', 3,
+                          'https://hooks.example.org/services/T000/B000/XXXX answered 500 Internal Server Error')""")
+    db.execute("""INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, cron, last_run_at, next_run_at)
+                  VALUES ('copernicus-s2-l1c', 'catalogue', 'IN',
+                          '{"url": "https://catalogue.dataspace.copernicus.eu/odata/v1/Products",
+                            "collection": "SENTINEL-2"}', '0 * * * *', now() - interval '1 hour',
+                          now() + interval '1 hour')""")
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, version)
+                  VALUES ('orchestrator-prod-orchestrator-01-1234', 'orchestrator', 'prod-orchestrator-01.example.org',
+                          1234, '0.1.0')""")
+    return db
+
+
+READING = [["status"], ["tasks"], ["task", "show", "1"], ["lineage", "1"], ["alerts"], ["sources"], ["plan", "show"],
+           ["timeliness"], ["campaigns"], ["campaigns", "--id", "1"]]
+
+
+@pytest.mark.parametrize("command", READING, ids=" ".join)
+def test_every_json_writes_times_in_utc_with_a_z_whatever_the_clients_time_zone(production, env, command):
+    # `hrwsi campaigns --json` wrote "2026-01-01T13:00:00+13:00" under PGTZ=Pacific/Auckland.
+    out = run([*command, "--json"], {**env, "PGTZ": "Pacific/Auckland"}).stdout
+    zones = {match.group(1) for match in JSON_TIME.finditer(out)}
+    assert zones <= {"Z"}, out
+    if command[0] == "campaigns":
+        [campaign] = json.loads(out)
+        assert (campaign["measured_from"], campaign["measured_to"]) == ("2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
+        assert campaign["created_at"].endswith("Z")
