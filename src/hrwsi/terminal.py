@@ -9,7 +9,9 @@ control codes but passes ESC through. Everything the CLI prints from the databas
 
 from __future__ import annotations
 
+import codecs
 import re
+import unicodedata
 
 # Control characters, and Unicode's directional formatting characters: a right-to-left override in a
 # path shows its end first ("Trojan Source", CVE-2021-42574), so what an operator reads is not the name.
@@ -43,3 +45,43 @@ def in_page(value: str) -> str:
     """`value` for a web page (the dashboard, before its HTML escaping): as `visible`, with its line
     breaks and tabs kept."""
     return _IN_PAGE.sub(_escape, value)
+
+
+# What hrwsi's own text prints that a terminal which is not UTF-8 may lack, in the ASCII form it shows
+# instead: a table cell cut short (rou… as rou.), dashes, apostrophes, the lineage's marks. One
+# character each, as wide as what it replaces: rich laid the tables out with the originals' widths.
+_ASCII_FORMS = {"\u2026": ".", "\u2014": "-", "\u2013": "-", "\u2019": "'", "\u2018": "'", "\u201c": '"',
+                "\u201d": '"', "\u25b2": "^", "\u25bc": "v", "\u25cf": "*", "\u2192": ">", "\u2190": "<",
+                "\u00d7": "x", "\u00a0": " "}
+ANY_TERMINAL = "hrwsi-any-terminal"  # the codecs error handler `print_anywhere` gives the streams
+
+
+def _ascii_form(error: UnicodeError) -> tuple[str | bytes, int]:
+    """A character the stream's encoding lacks: its ASCII form, else `?` (`??` for a wide one), as
+    `ls` shows a name it cannot print, so that a table's columns stay aligned; `--json` keeps every
+    character (hrwsi.cli.common.print_json). (A byte a file name could not be decoded with, kept by
+    Python as a surrogate, is written back as that byte, as the `surrogateescape` handler these
+    streams have in the C locale does.)"""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    lacking = error.object[error.start:error.end]
+    if all("\udc80" <= c <= "\udcff" for c in lacking):
+        return bytes(ord(c) - 0xDC00 for c in lacking), error.end
+    return "".join(_ASCII_FORMS.get(c) or "?" * (2 if unicodedata.east_asian_width(c) in "WF" else 1)
+                   for c in lacking), error.end
+
+
+codecs.register_error(ANY_TERMINAL, _ascii_form)
+
+
+def print_anywhere(*streams) -> None:
+    """Let `streams` (stdout, stderr) print any text, whatever their encoding.
+
+    Why: on a terminal or pipe that is not UTF-8 (PYTHONIOENCODING=iso-8859-15, LC_ALL=C without
+    UTF-8 mode), the first character it lacks (the … of a cut cell, the ’ of a campaign) ended the
+    command with "'charmap' codec can't encode character" and exit 2, `hrwsi status` half printed
+    (found by exploratory testing). Such a character is now replaced (`_ascii_form`)."""
+    for stream in streams:
+        reconfigure = getattr(stream, "reconfigure", None)  # (a TextIOWrapper; not every test's stand-in)
+        if reconfigure is not None:
+            reconfigure(errors=ANY_TERMINAL)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 
 from hrwsi.configuration import load
-from tests.acceptance.conftest import run
+from tests.acceptance.conftest import HRWSI, run
 from tests.integration.conftest import single_routine_configuration
 
 LONG_PATH = "/in/d/a/quite/long/path/S2B_MSIL1C_20260101T103421_N0510_R008_T32TLR_20260101T120000.SAFE"
@@ -37,7 +38,7 @@ def production(db, env):
                "VALUES ('in', %s, '32TLR', now() - interval '1 hour', now())", (LONG_PATH,))
     db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w02', planned_start = now(), "
                "planned_end = now() + interval '1 minute', state_reason = 'waiting for w02 to finish what it runs "
-               "before this task can start' WHERE state = 'pending'")
+               "before this task can start (café ☃ 雪)' WHERE state = 'pending'")
     run(["reprocess", "--routine", "work", "--from", "2020-01-01", "--to", "2100-01-01", "--name", "v2"], env)
     db.execute("""INSERT INTO hrwsi.alert (kind, subject, body, sent_at, attempts)
                   VALUES ('task_terminated', 'task 2 (work) terminated after 3 attempts', 'b', now(), 1)""")
@@ -69,3 +70,28 @@ def test_every_json_writes_times_in_utc_with_a_z_whatever_the_clients_time_zone(
         [campaign] = json.loads(out)
         assert (campaign["measured_from"], campaign["measured_to"]) == ("2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
         assert campaign["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("encoding", ["iso-8859-15", "ascii"])
+@pytest.mark.parametrize("command", [*READING, ["task", "show", "4"]], ids=" ".join)
+def test_every_reading_command_prints_on_a_terminal_that_is_not_utf8(production, env, command, encoding):
+    # Each of them ended with "'charmap' codec can't encode character '\u2026'" (a cell cut short),
+    # '\u2019' (campaigns), '\u2014' (task show), exit 2; `status` after 15 lines.
+    result = subprocess.run([*HRWSI, *command], env={**env, "COLUMNS": "80", "PYTHONIOENCODING": encoding},
+                            capture_output=True, timeout=120)
+    assert (result.returncode, result.stderr) == (0, b"")
+    shown = " ".join(result.stdout.decode(encoding).split())  # (as one line: a long line wraps at 80 columns)
+    if command == ["task", "show", "4"]:
+        assert "task 4 (work): planned - waiting for w02" in shown
+        assert "(caf" + ("\u00e9" if encoding != "ascii" else "?") + " ? ??)" in shown
+    if command[0] == "campaigns":
+        assert "version the routine's own" in shown
+
+
+@pytest.mark.parametrize("encoding", ["iso-8859-15", "ascii"])
+def test_json_on_a_terminal_that_is_not_utf8_holds_every_character(production, env, encoding):
+    result = subprocess.run([*HRWSI, "task", "show", "4", "--json"], env={**env, "PYTHONIOENCODING": encoding},
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.decode(encoding))
+    assert data["state_reason"].endswith("(café ☃ 雪)")

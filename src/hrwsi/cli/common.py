@@ -50,6 +50,9 @@ class HrwsiTyper(typer.Typer):
     traceback), instead of a traceback."""
 
     def __call__(self, *args, **kwargs):
+        from hrwsi.terminal import print_anywhere
+
+        print_anywhere(sys.stdout, sys.stderr)
         try:
             return super().__call__(*args, **kwargs)
         except KeyboardInterrupt:
@@ -142,10 +145,18 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def to_json(data) -> str:
-    return json.dumps(data, default=_json_default, indent=2, ensure_ascii=False)
+def to_json(data, ascii_only: bool = False) -> str:
+    return json.dumps(data, default=_json_default, indent=2, ensure_ascii=ascii_only)
 
 
 def print_json(data) -> None:
-    """JSON on stdout, plain (no markup, no colour): for scripts and `jq`."""
-    print(to_json(data))
+    """JSON on stdout, plain (no markup, no colour): for scripts and `jq`. Its characters as they are,
+    or, when stdout's encoding lacks one (LC_ALL=C), every non-ASCII one as JSON's own escape
+    (`\\u2026`), which a JSON reader reads back as the same text: a replaced character would change
+    the data, and a `\\xe9` is no JSON."""
+    text = to_json(data)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = to_json(data, ascii_only=True)
+    print(text)
