@@ -67,7 +67,7 @@ def report(conn: psycopg.Connection, filters: Filters) -> dict:
 def _table(title: str, rows: list[dict], keys: tuple[str, ...]) -> Table:
     table = Table(title=title)
     for key in keys:
-        table.add_column(key)
+        table.add_column(key, no_wrap=key == "day")  # (a day is never cut: `2026-12…` at 80 columns)
     for heading in ("products", "p50 / p95 from sensing", "p50 / p95 from publication", "on time"):
         table.add_column(heading, justify="right")
     for row in rows:

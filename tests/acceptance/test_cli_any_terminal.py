@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from datetime import datetime
 
 import pytest
 
@@ -95,3 +96,31 @@ def test_json_on_a_terminal_that_is_not_utf8_holds_every_character(production, e
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout.decode(encoding))
     assert data["state_reason"].endswith("(café ☃ 雪)")
+
+
+def _as_printed(value: str) -> str:
+    """A --json time as the tables print it (2026-01-31 10:00:00.000Z), or a day as it is."""
+    if len(value) == 10:
+        return value
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+# The times each command's table shows, as --json has them.
+SHOWN_TIMES = {
+    "tasks": lambda data: [row[key] for row in data for key in ("deadline_at", "planned_start") if row[key]],
+    "alerts": lambda data: [row[key] for row in data["alerts"] for key in ("created_at", "sent_at") if row[key]],
+    "status": lambda data: [service["started_at"] for service in data["services"]],
+    "sources": lambda data: [row[key] for row in data for key in ("last_run_at", "next_run_at")],
+    "timeliness": lambda data: [row["day"] for row in data["per_day"]],
+    "plan show": lambda data: [row[key] for row in data["tasks"] for key in ("planned_start", "planned_end")],
+    "task show 1": lambda data: [row["at"] for row in data["history"]],
+}
+
+
+@pytest.mark.parametrize("command", list(SHOWN_TIMES))
+def test_in_80_columns_every_time_is_printed_whole(production, env, command):
+    # At 80 columns (the width when piped) `hrwsi tasks` showed a deadline as 202…/00:…, `hrwsi
+    # timeliness` a day as 2026-12…, `hrwsi alerts` and `hrwsi status` lost their times' Z.
+    times = SHOWN_TIMES[command](json.loads(run([*command.split(), "--json"], env).stdout))
+    printed = run(command.split(), {**env, "COLUMNS": "80"}).stdout
+    assert times and all(_as_printed(value) in printed for value in times), printed

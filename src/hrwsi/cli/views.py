@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -37,11 +38,64 @@ def line(console: Console, *parts) -> None:
     console.print(Text("".join(visible(p) for p in parts)), soft_wrap=True)
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
+def _table(title: str, columns: tuple[str, ...], times: tuple[str, ...] = ()) -> Table:
+    """A table whose `times` columns are never wrapped nor cut (`show`)."""
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in times)
     return table
+
+
+# The fewest characters a column other than a time's is left, at the least, in a table: fewer, and
+# the rows are printed as blocks (`show`).
+NARROWEST_COLUMN = 6
+
+
+def show(console: Console, table: Table) -> None:
+    """Print `table` with its times whole: rich narrows and wraps the other columns (paths, reasons)
+    to fit the terminal; when even that leaves some column fewer than NARROWEST_COLUMN characters,
+    each row is printed as a block of "column  value" lines instead (as psql's `\\x auto`).
+
+    Why: at 80 columns (a terminal's, and the width when piped), rich cut every column alike, times
+    too: `hrwsi tasks` showed a deadline as `202…`/`00:…`, `hrwsi alerts` and `hrwsi status` lost
+    the `Z` of their times (found by exploratory testing). A time column is one made `no_wrap`
+    (`_table`'s `times`), which rich never narrows."""
+    if not table.row_count or _narrowest_width(console, table) <= console.width:
+        console.print(table)
+        return
+    console.print(Text(f"{table.title or 'rows'}, a block per row: the table is wider than the terminal's "
+                       f"{console.width} columns", style="italic"), soft_wrap=True)
+    headers = [str(column.header) for column in table.columns]
+    cells = [list(column.cells) for column in table.columns]
+    indent = max(map(len, headers)) + 2
+    for row in range(table.row_count):
+        if row:
+            console.print()
+        for header, column in zip(headers, cells, strict=True):
+            # (each line whole, wrapped by the terminal: a path is not cut; a cell's own lines indented)
+            lines = _as_text(console, column[row]).split("\n")
+            for at, shown in enumerate(lines):
+                line = Text.assemble((header.ljust(indent), "bold") if at == 0 else " " * indent, shown)
+                line.rstrip()
+                console.print(line, soft_wrap=True)
+
+
+def _as_text(console: Console, cell) -> Text:
+    """A cell as the table shows it: a Text as it is, a str with its markup (hrwsi's own, never user data)."""
+    return cell if isinstance(cell, Text) else console.render_str(str(cell))
+
+
+def _narrowest_width(console: Console, table: Table) -> int:
+    """The width `table` needs with its time columns whole and every other column at most
+    NARROWEST_COLUMN characters wide: its cells' and headers' widths, padding and borders."""
+    def width(cell) -> int:
+        return max((cell_len(line) for line in _as_text(console, cell).plain.split("\n")), default=0)
+
+    needed = len(table.columns) + 1 if table.box else 0  # the vertical lines
+    for column in table.columns:
+        widest = max((width(c) for c in (column.header, *column.cells)), default=0)
+        needed += 2 + (widest if column.no_wrap else min(widest, NARROWEST_COLUMN))  # (padding: 1 each side)
+    return needed
 
 
 def _age(seconds: float | None) -> str:
@@ -87,12 +141,12 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                       f"{counts.get('sent', 0)} sent: `hrwsi alerts` lists them")
     if data["recent_failures"]:
         table = _table("recent failures", ("task", "routine", "attempt", "state", "exit", "message", "finished",
-                                           "log"))
+                                           "log"), times=("finished",))
         for f in data["recent_failures"]:
             table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
                           "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
                           time(f["finished_at"]), text(f["log_path"]))
-        console.print(table)
+        show(console, table)
 
 
 def _held(console: Console, data: dict) -> None:
@@ -118,7 +172,7 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
     if not services:
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
-    table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"))
+    table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"), times=("started",))
     for s in services:
         stale = s["heartbeat_age_s"] is not None and s["heartbeat_age_s"] > stale_after_s
         replaced = stale and s.get("replaced_by")
@@ -127,7 +181,7 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
         beat = Text(_age(s["heartbeat_age_s"]) + said, style="red" if stale and not replaced else "")
         table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
                       time(s["started_at"]), beat)
-    console.print(table)
+    show(console, table)
     alive = [s for s in services if s["heartbeat_age_s"] is None or s["heartbeat_age_s"] <= stale_after_s]
     for s in alive:  # (what a live service cannot do now: the launcher's Nomad out of reach, say)
         if s.get("problem"):
@@ -145,12 +199,12 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
 def tasks(console: Console, rows: list[dict], next_before: int | None = None) -> None:
     table = _table(f"tasks ({len(rows)} shown, newest first)",
                    ("id", "routine", "state", "lane", "deadline", "tile", "worker", "attempts", "planned start",
-                    "input", "reason"))
+                    "input", "reason"), times=("deadline", "planned start"))
     for r in rows:
         table.add_row(str(r["id"]), text(r["routine"]), r["state"], lane_text(r), time(r["deadline_at"]),
                       text(r["tile"]), text(r["worker"]), f"{r['attempts']} ({r['failures']} failed)",
                       time(r["planned_start"]), text(r["input_path"]), text(r["state_reason"], 60))
-    console.print(table)
+    show(console, table)
     if next_before is not None:
         console.print(f"older tasks follow: add --before {next_before} for the next page", highlight=False)
 
@@ -177,11 +231,12 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     if data.get("history_pruned_at"):
         line(console, f"  history and attempts pruned {time(data['history_pruned_at'])} by the retention policy "
                       "(README.md, Retention)")
-    history = _table("history", ("at", "state", "attempts", "worker", "reason"))
+    history = _table("history", ("at", "state", "attempts", "worker", "reason"), times=("at",))
     for h in data["history"]:
         history.add_row(time(h["at"]), h["state"], str(h["attempts"]), text(h["worker"]), text(h["reason"]))
-    console.print(history)
-    jobs = _table("attempts", ("attempt", "backend", "job", "state", "exit", "submitted", "started", "finished"))
+    show(console, history)
+    jobs = _table("attempts", ("attempt", "backend", "job", "state", "exit", "submitted", "started", "finished"),
+                  times=("submitted", "started", "finished"))
     where = []
     for j in data["jobs"]:
         jobs.add_row(str(j["attempt"]), j["backend"], text(j["backend_job_id"]),
@@ -189,7 +244,7 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
                      "" if j["exit_code"] is None else str(j["exit_code"]), time(j["submitted_at"]),
                      time(j["started_at"]), time(j["finished_at"]))
         where.append((j["attempt"], j["log_path"], ui_link(j["backend"], j["backend_job_id"]) if ui_link else None))
-    console.print(jobs)
+    show(console, jobs)
     for attempt, log, link in where:
         line(console, f"  attempt {attempt} log: ", log or "-", f" (`hrwsi logs {data['id']} --attempt {attempt}`)")
         if link:
@@ -222,13 +277,13 @@ def alerts(console: Console, data: dict, delivery: str) -> None:
     line(console, f"alert outbox: {counts.get('sent', 0)} sent, {counts.get('unsent', 0)} unsent, "
                   f"{counts.get('failed', 0)} failed; delivery: {delivery}")
     table = _table(f"alerts ({len(data['alerts'])} shown, newest first)",
-                   ("id", "created", "kind", "status", "attempts", "subject", "last error"))
+                   ("id", "created", "kind", "status", "attempts", "subject", "last error"), times=("created", "status"))
     for a in data["alerts"]:
-        status = a["status"] + (f" {time(a['sent_at'])}" if a["sent_at"] else "")
+        status = a["status"] + (f"\n{time(a['sent_at'])}" if a["sent_at"] else "")  # (its time whole, below)
         table.add_row(str(a["id"]), time(a["created_at"]), a["kind"],
                       Text(status, style={"sent": "green", "failed": "red"}.get(a["status"], "yellow")),
                       str(a["attempts"]), text(a["subject"]), text(a["last_error"], 80))
-    console.print(table)
+    show(console, table)
 
 
 # -- schedules and plans -------------------------------------------------------------------------
@@ -243,12 +298,12 @@ def schedule(console: Console, data: dict, limit: int | None = None) -> None:
     table = _table("tasks holding a worker (by worker, then start"
                    + (f"; the first {len(shown):,} of {len(data['tasks']):,})" if more else ")"),
                    ("worker", "task", "routine", "state", "planned start", "planned end", "started", "expected end",
-                    "plan"))
+                    "plan"), times=("planned start", "planned end", "started", "expected end"))
     for t in shown:
         table.add_row(text(t["worker"]), str(t["task_id"]), text(t["routine"]), t["state"], time(t["planned_start"]),
                       time(t["planned_end"]), time(t["started_at"]), time(t["expected_end"]),
                       str(t["plan_id"] or "-"))
-    console.print(table)
+    show(console, table)
     if more:
         line(console, f"... and {more:,} more task(s): --limit shows more, --json lists them all")
 
@@ -268,14 +323,15 @@ def stored_plan(console: Console, data: dict) -> None:
 def sources(console: Console, rows: list[dict], now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
     table = _table(f"{len(rows)} source(s)", ("name", "kind", "product type", "schedule", "mode", "state",
-                                              "last run at", "next run at", "files", "last error"))
+                                              "last run at", "next run at", "files", "last error"),
+                   times=("state", "last run at", "next run at"))
     for row in rows:
         # (an inactive source's next run read as overdue, and which harvester ran one was only in --json)
         running = row.get("claimed_until") is not None and row["claimed_until"] > now
         state = ("inactive" if not row.get("active") else
-                 f"running on {row['running_on']} (claim until {time(row['claimed_until'])})" if running else "active")
+                 f"running on {row['running_on']}\nclaim until {time(row['claimed_until'])}" if running else "active")
         files = ", ".join(f"{n} {name}" for name, n in sorted((row.get("files") or {}).items()))
         table.add_row(text(row["name"]), text(row["kind"]), text(row["product_type"]), text(row["schedule"]),
                       text(row["mode"]), text(state), time(row.get("last_run_at")),
                       time(row.get("next_run_at")) if row.get("active") else "-", text(files), text(row.get("last_error")))
-    console.print(table)
+    show(console, table)
