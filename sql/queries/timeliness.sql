@@ -2,14 +2,23 @@
 -- Placeholders: psycopg (%(name)s).
 
 -- name: report_timeliness
--- Per routine, lane, tile and day (UTC, of registration), the last %(days)s days, filtered.
-SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_sensing_s, p50_from_publication_s,
-       p95_from_publication_s, with_deadline, on_time, share_on_time
-FROM hrwsi.timeliness
+-- Per routine, lane, tile and day (UTC, of registration), the last %(days)s days, filtered: the view
+-- hrwsi.timeliness's figures, and how many products have a negative delay (registered before their
+-- scene's sensing or publication time: times given wrong, e.g. without a zone), which the figures count.
+SELECT routine, lane, tile, day, count(*) AS products,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY from_sensing_s) AS p50_from_sensing_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY from_sensing_s) AS p95_from_sensing_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY from_publication_s) AS p50_from_publication_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY from_publication_s) AS p95_from_publication_s,
+       count(deadline_at) AS with_deadline, count(*) FILTER (WHERE on_time) AS on_time,
+       (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time,
+       count(*) FILTER (WHERE from_sensing_s < 0 OR from_publication_s < 0) AS negative_delays
+FROM hrwsi.product_timeliness
 WHERE day > (now() AT TIME ZONE 'UTC')::date - %(days)s::int
   AND (%(routine)s::text IS NULL OR routine = %(routine)s)
   AND (%(lane)s::text IS NULL OR lane = %(lane)s)
   AND (%(tile)s::text IS NULL OR tile = %(tile)s)
+GROUP BY routine, lane, tile, day
 ORDER BY day DESC, routine, lane, tile NULLS LAST;
 
 -- name: report_timeliness_summary
@@ -20,7 +29,8 @@ SELECT routine, lane, count(*) AS products,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY from_publication_s) AS p50_from_publication_s,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY from_publication_s) AS p95_from_publication_s,
        count(deadline_at) AS with_deadline, count(*) FILTER (WHERE on_time) AS on_time,
-       (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time
+       (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time,
+       count(*) FILTER (WHERE from_sensing_s < 0 OR from_publication_s < 0) AS negative_delays
 FROM hrwsi.product_timeliness
 WHERE day > (now() AT TIME ZONE 'UTC')::date - %(days)s::int
   AND (%(routine)s::text IS NULL OR routine = %(routine)s)

@@ -124,3 +124,22 @@ def test_in_80_columns_every_time_is_printed_whole(production, env, command):
     times = SHOWN_TIMES[command](json.loads(run([*command.split(), "--json"], env).stdout))
     printed = run(command.split(), {**env, "COLUMNS": "80"}).stdout
     assert times and all(_as_printed(value) in printed for value in times), printed
+
+
+def test_timeliness_says_years_and_marks_and_counts_negative_delays(production, env):
+    # A scene sensed in 1950 showed as 23755.4 d; a scene "sensed" after its product was made (times
+    # inserted without a zone) was shown and averaged without a mark.
+    printed = run(["timeliness"], env).stdout
+    assert re.search(r"\d+\.\d years", printed) and not re.search(r"\d{3,}\.\d d", printed), printed
+    assert "3 (1 negative)" in printed
+    assert "1 product(s) have a negative delay: registered before their input was sensed or published" in printed
+    data = json.loads(run(["timeliness", "--json"], env).stdout)
+    assert [row["negative_delays"] for row in data["summary"]] == [1]
+    assert [row["negative_delays"] for row in data["per_day"]] == [1]
+
+
+def test_status_never_says_a_heartbeat_came_a_negative_time_ago(production, env):
+    # (a service whose clock is ahead of the database's; the dashboard already said 0 s)
+    production.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() + interval '30 seconds'")
+    printed = run(["status"], env).stdout
+    assert "0 s ago" in printed and not re.search(r"-\d+ s ago", printed), printed

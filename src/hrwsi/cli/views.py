@@ -99,8 +99,11 @@ def _narrowest_width(console: Console, table: Table) -> int:
 
 
 def _age(seconds: float | None) -> str:
+    """How long ago, never negative: a heartbeat written by a clock a little ahead of the database's
+    is "0 s ago", as the dashboard says it, not "-3 s ago" (found by exploratory testing)."""
     if seconds is None:
         return "-"
+    seconds = max(0.0, seconds)
     if seconds < 120:
         return f"{seconds:.0f} s ago"
     if seconds < 7200:
