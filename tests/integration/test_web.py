@@ -396,6 +396,7 @@ async def test_the_current_schedule_draws_every_planned_and_running_task(databas
         html = await text_of(client, "/plan")
     bars = re.findall(r'<a href="/tasks/(\d+)"><rect class="bar', html)
     assert sorted(map(int, bars)) == sorted([*scenario.planned, scenario.running])
+    assert '<text class="axis-zone" x="6" y="12">time (UTC)</text>' in html, "the axis says its zone, as the titles"
     for worker in ("w01", "w02", "w03"):
         assert f">{worker}" in html
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -72,3 +72,15 @@ def test_an_empty_schedule_still_draws_the_workers_and_the_time_axis():
     chart = layout([], WORKERS, None, NOW)
     assert [lane.worker for lane in chart.lanes] == ["w1", "w2"] and chart.bars == []
     assert chart.ticks and chart.height > 0
+
+
+def test_the_axis_and_the_titles_are_in_utc_and_say_so_whatever_the_zone_of_the_times_given():
+    # (the labels were in the zone of the earliest time given, the titles said UTC: found by exploratory testing)
+    auckland = timezone(timedelta(hours=13))
+    row = {**schedule_row(1, "w1", 0, 10), "start_at": NOW.astimezone(auckland),
+           "end_at": (NOW + timedelta(minutes=10)).astimezone(auckland)}
+    chart = layout([row], WORKERS, None, NOW.astimezone(auckland) - timedelta(minutes=1))
+    assert chart.zone == "UTC"
+    assert "12:00:00 - 12:10:00 UTC" in chart.bars[0].title
+    labels = [label for _, label in chart.ticks]
+    assert labels[:2] == ["11:55", "12:00"], labels  # (they said 00:55, 01:00: the times given were at +13:00)

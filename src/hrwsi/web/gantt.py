@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from hrwsi import planner
 
@@ -83,6 +83,9 @@ class Chart:
     usage: dict[str, str] = field(default_factory=dict)  # resource -> SVG polyline points
     usage_peak: dict[str, float] = field(default_factory=dict)  # resource -> peak share of capacity
     routines: list[str] = field(default_factory=list)
+    # The zone of the axis's labels and of the bars' titles, said on the axis: its labels read as
+    # local times otherwise, when the titles said UTC (found by exploratory testing).
+    zone: str = "UTC"
 
 
 def _tick_step(span_s: float) -> float:
@@ -142,16 +145,17 @@ def layout(schedule: Sequence, workers: Sequence, budget, now: datetime, width: 
             chart.bars.append(Bar(r["id"], r["routine"], r["state"], x0, y + rows[r["id"]] * (ROW_H + ROW_GAP),
                                   max(x1 - x0, 2.0), colour[r["routine"]],
                                   f"task {r['id']} {r['routine']} ({r['state']}) on {name}: "
-                                  f"{r['start_at']:%H:%M:%S} - {r['end_at']:%H:%M:%S} UTC, {r['cpu']:g} CPU, "
-                                  f"{r['ram_mb']} MB"))
+                                  f"{r['start_at'].astimezone(UTC):%H:%M:%S} - {r['end_at'].astimezone(UTC):%H:%M:%S} "
+                                  f"UTC, {r['cpu']:g} CPU, {r['ram_mb']} MB"))
         y += height + LANE_GAP
     chart.usage_y = y + 6
     _usage(chart, items, start, demands, _capacity(workers, budget), x_of)
     chart.height = int(chart.usage_y + USAGE_H + AXIS_H)
     step = _tick_step(span)
     first = start.timestamp() // step * step + step
-    chart.ticks = [(x_of(datetime.fromtimestamp(t, start.tzinfo)),
-                    datetime.fromtimestamp(t, start.tzinfo).strftime("%H:%M" if step < 86400 else "%m-%d"))
+    # (in UTC whatever the zone of `now` or of the rows: they were in that of the earliest)
+    chart.ticks = [(x_of(datetime.fromtimestamp(t, UTC)),
+                    datetime.fromtimestamp(t, UTC).strftime("%H:%M" if step < 86400 else "%m-%d"))
                    for t in _frange(first, end.timestamp(), step)]
     return chart
 
