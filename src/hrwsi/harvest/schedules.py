@@ -42,10 +42,12 @@ class Schedule:
         if self.cron is not None:
             return f"cron {self.cron} (UTC)"
         unit = {"hourly": "hour", "daily": "day", "weekly": "week"}[self.frequency]
+        # (days and weeks begin at 00:00 UTC, 01:00 or 02:00 in Paris: said, as for cron)
+        zone = {"hourly": "", "daily": " (at 00:00 UTC)", "weekly": " (Mondays at 00:00 UTC)"}[self.frequency]
         if self.interval == 1:
-            return f"every {unit}"
+            return f"every {unit}{zone}"
         ordinal = {2: "2nd", 3: "3rd"}.get(self.interval, f"{self.interval}th")
-        return f"every {ordinal} {unit}"
+        return f"every {ordinal} {unit}{zone}"
 
 
 def _utc(moment: datetime) -> datetime:

@@ -71,8 +71,8 @@ def test_invalid_schedules_say_what_is_wrong(kwargs, message):
 
 def test_schedules_in_words():
     assert Schedule("hourly", 2).describe() == "every 2nd hour"
-    assert Schedule("daily").describe() == "every day"
-    assert Schedule("weekly", 4).describe() == "every 4th week"
+    assert Schedule("daily").describe() == "every day (at 00:00 UTC)"  # (01:00 or 02:00 in Paris)
+    assert Schedule("weekly", 4).describe() == "every 4th week (Mondays at 00:00 UTC)"
     assert Schedule(cron="0 6 * * 1").describe() == "cron 0 6 * * 1 (UTC)"
 
 
