@@ -280,14 +280,32 @@ SELECT name FROM hrwsi.task_state;
 -- SQL client: an INSERT of inputs of a time series holds its series' lock until it commits, and
 -- the harvester's chaining of every tile waits behind it (found by exploratory testing, 2026-12-05).
 -- The services wait `lock_timeout` (10 s), then try again: without this, nothing said why chaining
--- stood still. Sessions of other roles are seen only by a role with pg_read_all_stats.
+-- stood still. Also the sessions holding an ACCESS EXCLUSIVE lock on a table of hrwsi (a LOCK
+-- TABLE, an ALTER TABLE left open), which every read waits for, whether or not a service waits
+-- right now: `hrwsi status` could not read behind one and named nobody (found by exploratory
+-- testing). It reads only pg_stat_activity and pg_locks (views of the server's memory) and the
+-- catalogs, which such a lock does not block. Sessions of other roles are seen only by a role
+-- with pg_read_all_stats (their state and transaction start; their pid and role show to all).
+WITH blocker AS (
+    SELECT x.pid, w.application_name AS waiter, NULL::text AS locked
+    FROM pg_stat_activity w
+    CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS x(pid)
+    WHERE w.datname = current_database() AND starts_with(w.application_name, 'hrwsi-')
+    UNION ALL
+    SELECT l.pid, NULL, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    FROM pg_locks l
+    JOIN pg_class c ON c.oid = l.relation
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'AccessExclusiveLock' AND n.nspname = 'hrwsi'
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.pid IS DISTINCT FROM pg_backend_pid()
+)
 SELECT b.pid, b.usename AS role, b.application_name AS application, b.state,
        extract(epoch FROM now() - b.xact_start)::float8 AS transaction_s,
-       array_agg(DISTINCT w.application_name ORDER BY w.application_name) AS waiting
-FROM pg_stat_activity w
-CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS x(pid)
-JOIN pg_stat_activity b ON b.pid = x.pid
-WHERE w.datname = current_database() AND starts_with(w.application_name, 'hrwsi-')
+       coalesce(array_agg(DISTINCT k.waiter ORDER BY k.waiter) FILTER (WHERE k.waiter IS NOT NULL), '{}') AS waiting,
+       coalesce(array_agg(DISTINCT k.locked ORDER BY k.locked) FILTER (WHERE k.locked IS NOT NULL), '{}') AS locked
+FROM blocker k
+JOIN pg_stat_activity b ON b.pid = k.pid
 GROUP BY b.pid, b.usename, b.application_name, b.state, b.xact_start
 ORDER BY b.xact_start NULLS LAST, b.pid;
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import psycopg
+import psycopg.errors
 from psycopg.rows import dict_row
 
 from hrwsi.sql_files import query
@@ -48,37 +49,71 @@ def held_campaign_next_step(campaign: int) -> str:
 SOURCE_OVERDUE_S = 120.0
 
 
-def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 30.0) -> dict:
+# How long `hrwsi status` waits for a lock on what it reads before it says it could not read it.
+STATUS_LOCK_WAIT_S = 2.0
+# Once one read gave up on a lock, the others wait this long (milliseconds): the time is spent once.
+LOCKED_READ_WAIT_MS = 100
+
+
+def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 30.0,
+           lock_wait_s: float = STATUS_LOCK_WAIT_S) -> dict:
     """Counts per state, held routines and tasks with their reasons, tasks that cannot be planned,
-    recent failures, services and their heartbeats, sessions holding a lock a service waits for,
-    harvest sources needing attention, and the alert outbox in numbers."""
-    held = _rows(conn, "report_held_routines")
-    for routine in held:
-        routine["next"] = held_routine_next_step(routine["routine"])
-    unplannable_rows = conn.execute(query("report_unplannable"), {"limit": 10}).fetchall()
-    unplannable = [{"task_id": task_id, "routine": routine, "reason": reason}
-                   for task_id, routine, reason, _ in unplannable_rows]
-    return {
-        "tasks": state_counts(conn),
-        "jobs": dict(conn.execute(query("report_job_counts")).fetchall()),
-        "held_routines": held,
-        "held_campaigns": [row | {"next": held_campaign_next_step(row["campaign"])}
-                           for row in _rows(conn, "report_held_campaigns")],
-        "held_tasks": _rows(conn, "report_held_tasks", {"limit": 20}),
-        "unplannable": unplannable,
-        "unplannable_total": unplannable_rows[0][3] if unplannable_rows else 0,
-        "recent_failures": [
-            {"task_id": r[0], "routine": r[1], "attempt": r[2], "state": r[3], "exit_code": r[4], "message": r[5],
-             "finished_at": r[6], "log_path": r[7]}
-            for r in conn.execute(query("report_recent_failures"), {"limit": failures})],
-        "services": _rows(conn, "report_services"),
-        "blocking_sessions": [row | {"next": blocking_session_next_step(row["pid"])}
-                              for row in _rows(conn, "report_sessions_blocking_hrwsi")],
-        "sources": [row | {"next": source_next_step(row)}
-                    for row in _rows(conn, "report_sources_needing_attention",
-                                     {"overdue_s": SOURCE_OVERDUE_S, "fresh_s": stale_after_s, "limit": 20})],
-        "alerts": _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS}),
-    }
+    recent failures, services and their heartbeats, sessions holding a lock hrwsi waits for,
+    harvest sources needing attention, and the alert outbox in numbers.
+
+    The reads wait at most `lock_wait_s` in all for a lock (lock_timeout, for this transaction only); what
+    it could not read is named in "unread" and left empty. Why: a session holding a lock on a
+    table (a LOCK TABLE, an ALTER TABLE left open in psql) made status hang, printing nothing,
+    while it was the one command that names that session (found by exploratory testing). The
+    blocking sessions are read from the server's views, which no such lock blocks."""
+    unread: list[str] = []
+
+    def read(what: str, default, reader):
+        try:
+            with conn.transaction():  # (a savepoint: a read that gave up leaves the others to go on)
+                return reader()
+        except psycopg.errors.LockNotAvailable:
+            if not unread:  # (the rest wait no more: four reads of a locked table took 8 s)
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{LOCKED_READ_WAIT_MS}ms",))
+            unread.append(what)
+            return default
+
+    with conn.transaction():
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{round(lock_wait_s * 1000)}ms",))
+        held = read("the held routines", [], lambda: _rows(conn, "report_held_routines"))
+        for routine in held:
+            routine["next"] = held_routine_next_step(routine["routine"])
+        unplannable_rows = read("the tasks that cannot be planned", [],
+                                lambda: conn.execute(query("report_unplannable"), {"limit": 10}).fetchall())
+        data = {
+            "tasks": read("the tasks", {}, lambda: state_counts(conn)),
+            "jobs": read("the jobs", {}, lambda: dict(conn.execute(query("report_job_counts")).fetchall())),
+            "held_routines": held,
+            "held_campaigns": read("the held campaigns", [], lambda: [
+                row | {"next": held_campaign_next_step(row["campaign"])}
+                for row in _rows(conn, "report_held_campaigns")]),
+            "held_tasks": read("the held tasks", [], lambda: _rows(conn, "report_held_tasks", {"limit": 20})),
+            "unplannable": [{"task_id": task_id, "routine": routine, "reason": reason}
+                            for task_id, routine, reason, _ in unplannable_rows],
+            "unplannable_total": unplannable_rows[0][3] if unplannable_rows else 0,
+            "recent_failures": read("the recent failures", [], lambda: [
+                {"task_id": r[0], "routine": r[1], "attempt": r[2], "state": r[3], "exit_code": r[4], "message": r[5],
+                 "finished_at": r[6], "log_path": r[7]}
+                for r in conn.execute(query("report_recent_failures"), {"limit": failures})]),
+            "services": read("the services", [], lambda: _rows(conn, "report_services")),
+            "sources": read("the harvest sources", [], lambda: [
+                row | {"next": source_next_step(row)}
+                for row in _rows(conn, "report_sources_needing_attention",
+                                 {"overdue_s": SOURCE_OVERDUE_S, "fresh_s": stale_after_s, "limit": 20})]),
+            "alerts": read("the alert outbox", None,
+                           lambda: _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS})),
+        }
+        # Last: the sessions that held a lock a read above gave up on are still there to be named.
+        data["blocking_sessions"] = [row | {"next": blocking_session_next_step(row["pid"])}
+                                     for row in _rows(conn, "report_sessions_blocking_hrwsi")]
+    data["unread"] = unread
+    data["lock_wait_s"] = lock_wait_s
+    return data
 
 
 def source_next_step(source: dict) -> str:

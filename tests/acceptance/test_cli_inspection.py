@@ -142,6 +142,32 @@ def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
         stop(process)
 
 
+def test_status_answers_within_seconds_while_a_session_locks_a_table_and_names_that_session(db, env, database_url):
+    # Found by exploratory testing: with `LOCK TABLE hrwsi.job IN ACCESS EXCLUSIVE MODE` left open in psql,
+    # status printed nothing for 40 s (killed), while the services' log sent ops to it to name the session.
+    import time
+
+    import psycopg
+
+    with psycopg.connect(database_url) as locker:
+        locker.execute("SET application_name = 'psql'")
+        locker.execute("LOCK TABLE hrwsi.job IN ACCESS EXCLUSIVE MODE")
+        pid = locker.info.backend_pid
+        started = time.monotonic()
+        result = run(["status"], env, timeout=30)
+        took = time.monotonic() - started
+        data = json.loads(run(["status", "--json"], env, timeout=30).stdout)
+        locker.rollback()
+    assert took < 8, took
+    out = " ".join(result.stdout.split())
+    assert "could not read the jobs, the recent failures within 2 s: a lock is held; see below" in out, out
+    assert f"a session holds a lock hrwsi waits for: pid {pid} (role" in out and "psql" in out, out
+    assert "holds an ACCESS EXCLUSIVE lock on: hrwsi.job" in out and f"pg_terminate_backend({pid})" in out, out
+    assert data["unread"] == ["the jobs", "the recent failures"] and data["tasks"] == {}
+    assert [(s["pid"], s["locked"]) for s in data["blocking_sessions"]] == [(pid, ["hrwsi.job"])]
+    assert "could not read" not in run(["status"], env).stdout
+
+
 def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):
     # Found by exploratory testing (2026-12-05): with Nomad out of reach, only the launcher's log said
     # so; status showed the task dispatched and its job submitted, as though all were well.

@@ -113,6 +113,10 @@ def _age(seconds: float | None) -> str:
 
 # -- status --------------------------------------------------------------------------------------
 def status(console: Console, data: dict, stale_after_s: float) -> None:
+    if data.get("unread"):  # (what a lock held by another session kept from being read: shown empty below)
+        console.print(Text(f"could not read {', '.join(data['unread'])} within {data['lock_wait_s']:g} s: a lock is "
+                           "held" + ("; see below" if data.get("blocking_sessions") else " (it was let go since)"),
+                           style="bold yellow"), soft_wrap=True)
     table = _table("tasks and jobs per state", ("state", "tasks", "jobs"))
     for state in sorted(set(data["tasks"]) | set(data["jobs"])):
         table.add_row(state, str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
@@ -132,7 +136,10 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                                             f"{session['application'] or 'no application name'}, {session['state'] or '?'}"
                                             + (f", transaction open {opened:.0f} s" if opened is not None else "")
                                             + ")")))
-        line(console, "  waiting: ", ", ".join(session["waiting"]))
+        if session["waiting"]:
+            line(console, "  waiting: ", ", ".join(session["waiting"]))
+        if session.get("locked"):  # (ACCESS EXCLUSIVE: every read of these waits, `hrwsi status`'s too)
+            line(console, "  holds an ACCESS EXCLUSIVE lock on: ", ", ".join(session["locked"]))
         line(console, "  next: ", session["next"])
     for source in data.get("sources", []):  # (failing, held by a harvester that is gone, or overdue)
         console.print(Text.assemble(("harvest source needs attention: ", "bold yellow"),
