@@ -34,6 +34,7 @@ from hrwsi.database import (
     redact,
     service_session_settings,
 )
+from hrwsi.database_trouble import UnusablePooler, describe, pooler_refusal
 from hrwsi.instance_server import InstanceServer, start_instance_server
 from hrwsi.service import Service
 from hrwsi.settings import Settings
@@ -127,9 +128,11 @@ async def wait_for_pool(url: str, max_size: int, stopping: asyncio.Event, name: 
             return await create_pool(url, min_size=1, max_size=max_size, application_name=name,
                                      server_settings=server_settings)
         except TRANSIENT_DATABASE_ERRORS as error:
+            if (pooler := pooler_refusal(error)) is not None:  # (it was retried for ever: it never changes by itself)
+                raise UnusablePooler(pooler) from None
             delay = backoff.next()
             logger.warning("cannot open connections to %s (%s); hrwsi waits %.1f s and tries again",
-                           redact(url), error, delay)
+                           redact(url), describe(error), delay)
             await backoff.sleep(delay, stopping)
     return None
 

@@ -247,7 +247,8 @@ class Launcher(Service):
         return self.backend.max_concurrent_jobs + self.claim_ahead - running
 
     def problem(self) -> tuple[str, datetime] | None:
-        return self.backend.problem()  # (Nomad out of reach, say: `hrwsi status` says so beside its jobs)
+        # (Nomad out of reach, say: `hrwsi status` says so beside its jobs; or a pooler, Service.problem)
+        return self.backend.problem() or super().problem()
 
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "dispatch":

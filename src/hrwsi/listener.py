@@ -23,6 +23,7 @@ import asyncpg
 
 from hrwsi.backoff import LISTENER_CAP_S, Backoff
 from hrwsi.database import SESSION_SETTINGS, TRANSIENT_DATABASE_ERRORS, redact
+from hrwsi.database_trouble import describe, pooler_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ class Listener:
     ):
         self.url = url
         self.application_name = application_name
+        # Its log lines' name: `hrwsi up` runs one listener per service, and three identical lines
+        # "listener: the database closed our connection" did not say whose (found by exploratory testing).
+        self._pooler_told = False
+        self.name = application_name.removeprefix("hrwsi-").replace("-listener", " listener")
         self.channels = channels
         self.on_notification = on_notification
         self.on_connected = on_connected
@@ -114,7 +119,7 @@ class Listener:
                         await asyncio.wait_for(conn.add_listener(channel, self._deliver), self.ping_timeout_s)
                         self._listening.add(channel)
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:  # (a timeout too)
-                logger.warning("listener: LISTEN or UNLISTEN failed (%s); reconnecting", str(error) or "no answer")
+                logger.warning("%s: LISTEN or UNLISTEN failed (%s); reconnecting", self.name, describe(error))
                 conn.terminate()
 
     def _deliver(self, _conn, _pid, channel: str, payload: str) -> None:
@@ -137,15 +142,16 @@ class Listener:
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 # (A connection cut during its handshake raises InterfaceError.)
                 delay = backoff.next()
-                logger.warning("listener: cannot connect to %s (%s); retrying in %.1f s",
-                               redact(self.url), error, delay)
+                self._tell_a_pooler(error)
+                logger.warning("%s: cannot connect to %s (%s); retrying in %.1f s",
+                               self.name, redact(self.url), describe(error), delay)
                 await self._sleep(delay)
                 continue
             backoff.reset()
             try:
                 await self._listen(conn)
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
-                logger.warning("listener: connection failed (%s); reconnecting", error)
+                logger.warning("%s: connection failed (%s); reconnecting", self.name, describe(error))
             finally:
                 self._conn = None
                 self.connected = False
@@ -167,10 +173,11 @@ class Listener:
                         await conn.add_listener(channel, self._deliver)
                         self._listening.add(channel)
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
-            logger.warning("listener: LISTEN failed (%s); reconnecting", error)
+            self._tell_a_pooler(error)
+            logger.warning("%s: LISTEN failed (%s); reconnecting", self.name, describe(error))
             return
         if self.reconnects:
-            logger.info("listener: reconnected; catching up on missed work")
+            logger.info("%s: reconnected; catching up on missed work", self.name)
         self.reconnects += 1
         self.connected = True
         self.on_connected()  # catch up: notifications sent while we were away are gone
@@ -179,12 +186,19 @@ class Listener:
             if self._stopping.is_set() or lost.is_set():
                 break
             if not await self._ping(conn):
-                logger.warning("listener: no answer to our own NOTIFY within %.1f s; reconnecting",
-                               self.ping_timeout_s)
+                logger.warning("%s: no answer to our own NOTIFY within %.1f s; reconnecting",
+                               self.name, self.ping_timeout_s)
                 conn.terminate()
                 return
         if lost.is_set() and not self._stopping.is_set():
-            logger.warning("listener: the database closed our connection; reconnecting")
+            logger.warning("%s: the database closed our connection; reconnecting", self.name)
+
+    def _tell_a_pooler(self, error: BaseException) -> None:
+        """A pooler that refuses what a listener needs is said once, as an error (it retries for ever)."""
+        pooler = pooler_refusal(error)
+        if pooler is not None and not self._pooler_told:
+            self._pooler_told = True
+            logger.error("%s: %s", self.name, pooler)
 
     async def _ping(self, conn: asyncpg.Connection) -> bool:
         self._pong.clear()

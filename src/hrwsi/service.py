@@ -32,6 +32,7 @@ import asyncpg
 from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.database_clock import DatabaseClock
+from hrwsi.database_trouble import describe, is_conflict, pooler_refusal
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.migrations import build_version, newest_shipped
@@ -217,6 +218,7 @@ class Service:
         # Steps that cannot reach the database, and steps whose statements wait for a lock: step -> streak.
         self._unreachable: dict[str, _Streak] = {}
         self._lock_waits: dict[str, _Streak] = {}
+        self._pooler: tuple[str, datetime] | None = None  # a pooler hrwsi cannot work through, once met
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
@@ -336,6 +338,13 @@ class Service:
                 self._retry_later(name)
                 return False
             return True  # act again, as the new identity
+        if (pooler := pooler_refusal(error)) is not None:
+            # Said once: it fails at every step and every retry until the pooler or the URL changes.
+            if self._pooler is None:
+                self._pooler = (pooler, datetime.now(UTC))
+                logger.error("%s: %s", self.kind, pooler)
+            self._retry_later(name)
+            return False
         logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
                      self.kind, name, error, self.settings.backstop_poll_s)
         self._retry_later(name)
@@ -354,12 +363,17 @@ class Service:
         streak = self._unreachable.setdefault(name, _Streak(now))
         if not streak.another(now):
             return
-        if streak.attempts == 1:
+        if is_conflict(error):  # (a serialization failure or a deadlock: it reached the database)
+            logger.warning("%s: step %s %s another transaction (%s); retrying every %g s", self.kind, name,
+                           "conflicted with" if streak.attempts == 1 else
+                           f"still conflicts ({streak.attempts} attempts in {now - streak.since:.0f} s) with",
+                           describe(error), self.settings.backstop_poll_s)
+        elif streak.attempts == 1:
             logger.warning("%s: step %s could not reach the database (%s); retrying every %g s",
-                           self.kind, name, error, self.settings.backstop_poll_s)
+                           self.kind, name, describe(error), self.settings.backstop_poll_s)
         else:
             logger.warning("%s: step %s still cannot reach the database (%s): %d attempts in %.0f s; retrying "
-                           "every %g s", self.kind, name, error, streak.attempts, now - streak.since,
+                           "every %g s", self.kind, name, describe(error), streak.attempts, now - streak.since,
                            self.settings.backstop_poll_s)
 
     def _tell_lock_wait(self, name: str) -> None:
@@ -461,8 +475,12 @@ class Service:
             try:
                 await task.run()
             except TRANSIENT_DATABASE_ERRORS as error:
-                logger.warning("%s: %s could not reach the database (%s); trying again in %.1f s",
-                               self.kind, task.name, error, task.interval_s)
+                if is_conflict(error):  # (it reached the database: another transaction won)
+                    logger.warning("%s: %s conflicted with another transaction (%s); trying again in %.1f s",
+                                   self.kind, task.name, describe(error), task.interval_s)
+                else:
+                    logger.warning("%s: %s could not reach the database (%s); trying again in %.1f s",
+                                   self.kind, task.name, describe(error), task.interval_s)
             except Exception:
                 logger.exception("%s: %s failed; it runs again in %.1f s", self.kind, task.name, task.interval_s)
             if not await self._sleep(task.interval_s):
@@ -520,8 +538,9 @@ class Service:
 
     def problem(self) -> tuple[str, datetime] | None:
         """Hook: what this service cannot do now and since when, written at each heartbeat for
-        `hrwsi status` and the dashboard (the launcher: its backend out of reach, say); None: nothing."""
-        return None
+        `hrwsi status` and the dashboard (the launcher: its backend out of reach, say); None: nothing.
+        Here: a connection pooler hrwsi cannot work through, once a step met it."""
+        return self._pooler
 
     def _tell_a_newer_schema(self, newest: int | None) -> None:
         """A newer hrwsi migrated the database while this service runs (an upgrade under way): its

@@ -84,7 +84,7 @@ def formatter(log_format: str, static_fields: dict[str, Any] | None = None) -> l
 # (logger, message template) -> how many of their arguments tell one from another.
 OUTAGE_LINES = {
     ("asyncpg.pool", "Failed to restore the pool connection floor; retrying"): 0,
-    ("hrwsi.listener", "listener: cannot connect to %s (%s); retrying in %.1f s"): 1,
+    ("hrwsi.listener", "%s: cannot connect to %s (%s); retrying in %.1f s"): 2,  # (which listener, where)
     ("hrwsi.service", "%s: %s could not reach the database (%s); trying again in %.1f s"): 2,
     # (Nomad away: each call's retries, 0.2 s apart at first; told apart by the call, a job's registration say)
     ("hrwsi.backends.nomad.client", "could not %s (%s); retrying in %.1f s"): 1,

@@ -77,3 +77,26 @@ async def test_a_channel_quiet_before_the_connection_is_made_is_not_listened_to_
         listener.stop()
         await asyncio.wait_for(task, 10)
         await sender.close()
+
+
+async def test_a_listener_says_whose_it_is_when_the_database_closes_its_connection(db, database_url, caplog):
+    # Found by exploratory testing: `hrwsi up` wrote three identical lines "listener: the database
+    # closed our connection; reconnecting", one per service, and none said whose.
+    import logging
+
+    caplog.set_level(logging.INFO, "hrwsi.listener")
+    connected = asyncio.Event()
+    listener = Listener(database_url, CHANNELS, lambda _n: None, connected.set, ping_interval_s=0.2,
+                        application_name="hrwsi-orchestrator-listener")
+    task = await _started(listener, connected)
+    try:
+        connected.clear()
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   "WHERE application_name = 'hrwsi-orchestrator-listener'")
+        await asyncio.wait_for(connected.wait(), 10)
+    finally:
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "orchestrator listener: the database closed our connection; reconnecting" in messages, messages
+    assert "orchestrator listener: reconnected; catching up on missed work" in messages, messages

@@ -137,7 +137,8 @@ def test_lines_an_outage_repeats_at_every_retry_are_said_once_every_30_s_with_ho
                 raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
             except ConnectionRefusedError:
                 pool.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
-            listener.warning("listener: cannot connect to %s (%s); retrying in %.1f s", "db", "refused", 2.0)
+            listener.warning("%s: cannot connect to %s (%s); retrying in %.1f s", "orchestrator listener", "db", "refused",
+                             2.0)
             service.warning("%s: %s could not reach the database (%s); trying again in %.1f s", "launcher",
                             "heartbeat", "refused", 5.0)
             service.warning("%s: %s could not reach the database (%s); trying again in %.1f s", "launcher",

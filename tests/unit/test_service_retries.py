@@ -67,3 +67,36 @@ async def test_retries_do_not_pile_up_and_the_outage_is_told_once_then_its_end(t
     flaky.reachable = True
     await serve(flaky, 0.2, woken_every_s=0.05)
     assert caplog.records[-1].getMessage().startswith("tester: step work reaches the database again (after ")
+
+
+class Failing(Flaky):
+    def __init__(self, tmp_path, error: BaseException):
+        super().__init__(tmp_path)
+        self.error = error
+
+    async def work(self) -> bool:
+        raise self.error
+
+
+async def test_a_serialization_failure_is_said_to_conflict_with_another_transaction_not_to_miss_the_database(
+        tmp_path, caplog):
+    # Found by exploratory testing: with default_transaction_isolation = serializable on the role, a
+    # serialization failure was logged as "step dispatch could not reach the database (could not serialize ...)".
+    import asyncpg
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    failing = Failing(tmp_path, asyncpg.SerializationError("could not serialize access due to concurrent update"))
+    await failing.run_step("work")
+    assert [r.getMessage() for r in caplog.records] == [
+        "tester: step work conflicted with another transaction (could not serialize access due to concurrent "
+        "update); retrying every 0.05 s"]
+
+
+async def test_a_timeout_without_a_message_says_no_answer_came_in_time(tmp_path, caplog):
+    # Found by exploratory testing: asyncpg's timeout has no message, and the line read
+    # "could not reach the database ()".
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    await Failing(tmp_path, TimeoutError()).run_step("work")
+    message = caplog.records[0].getMessage()
+    assert message.startswith("tester: step work could not reach the database (no answer within the client's "
+                              "timeout (TimeoutError: 60 s for a statement, 10 s for a new connection)); "), message

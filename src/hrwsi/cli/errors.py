@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncpg
 import psycopg
 import psycopg.errors
+import psycopg.sql
 
 from hrwsi.database import DatabaseUnavailable, redact
 
@@ -21,6 +22,11 @@ _REFUSED = (psycopg.errors.IntegrityError, psycopg.errors.RaiseException, psycop
 _NOT_ALLOWED = (psycopg.errors.InsufficientPrivilege, asyncpg.InsufficientPrivilegeError)
 _UNREACHABLE = (psycopg.OperationalError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
                 ConnectionError, TimeoutError)
+
+# A statement the server cancelled (statement_timeout, lock_timeout): it was reached.
+_TIMED_OUT = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable, asyncpg.QueryCanceledError,
+              asyncpg.LockNotAvailableError)
+_READ_ONLY = (psycopg.errors.ReadOnlySqlTransaction, asyncpg.ReadOnlySQLTransactionError)
 
 
 class CliError(Exception):
@@ -49,6 +55,47 @@ def _pending_migrations(url: str | None) -> list[str]:
         return []
 
 
+def _session_setting(url: str | None, setting: str) -> str:
+    """" (30ms for role x)": the setting's value where the failure came from, when it can be read; "" otherwise."""
+    if not url:
+        return ""
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            role, value = conn.execute(f"SELECT current_user, current_setting('{setting}')").fetchone()
+    except Exception:  # (a second failure says no more than the first: the sentence without the value)
+        return ""
+    return f" ({value} for role {role})"
+
+
+def _read_only_why(url: str | None) -> str:
+    """Why this role's transactions are read-only, and what to do, as far as it can be told."""
+    fallback = ("default_transaction_read_only is on for this role or database, or the server is a standby: "
+                "connect to the primary with a role that may write (ALTER ROLE ... SET default_transaction_read_only "
+                "= off)")
+    if not url:
+        return fallback
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            role, read_only, standby = conn.execute(
+                "SELECT current_user, current_setting('default_transaction_read_only'), pg_is_in_recovery()").fetchone()
+    except Exception:  # (a second failure says no more than the first)
+        return fallback
+    quoted = sql_name(role)
+    if standby:
+        return "the server is a standby (in recovery): point HRWSI_DATABASE_URL at the primary"
+    if read_only == "on":
+        return (f"default_transaction_read_only is on for role {role} (or its database): "
+                f"ALTER ROLE {quoted} SET default_transaction_read_only = off, or connect as a role that may write")
+    return fallback
+
+
+def sql_name(name: str) -> str:
+    """A role's name as SQL takes it in a command to copy: as it is when plain, quoted otherwise."""
+    import re
+
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else psycopg.sql.Identifier(name).as_string(None)
+
+
 def _where(url: str | None) -> str:
     return f" ({redact(url)})" if url else ""
 
@@ -71,7 +118,9 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
     if isinstance(error, ConfigurationError):
         return str(error), 2
     if isinstance(error, DatabaseUnavailable):
-        advice = "" if "hrwsi db start" in str(error) else \
+        from hrwsi.database_trouble import UnusablePooler
+
+        advice = "" if "hrwsi db start" in str(error) or isinstance(error, UnusablePooler) else \
             "; check that the server runs and that HRWSI_DATABASE_URL names it (or unset it for the embedded server)"
         return _one_line(error) + advice, 2
     if isinstance(error, _NO_SCHEMA):
@@ -94,6 +143,15 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
         if hint:
             text += f"; {_one_line(hint)}"
         return text, 1
+    if isinstance(error, _TIMED_OUT):  # (an OperationalError too: it was said "cannot reach the database")
+        primary, _, _ = _database_message(error)
+        setting = "lock_timeout" if "lock timeout" in primary else "statement_timeout"
+        return (f"the database{_where(url)} cancelled a statement: {_one_line(primary)}; it ran past {setting}"
+                f"{_session_setting(url, setting)}: raise it for this role (ALTER ROLE ... SET {setting} = ...) "
+                "or for this database, or run it when the server is less busy"), 2
+    if isinstance(error, _READ_ONLY):
+        primary, _, _ = _database_message(error)
+        return (f"the database{_where(url)} refused a write: {_one_line(primary)}; {_read_only_why(url)}"), 2
     if isinstance(error, _UNREACHABLE):
         return (f"cannot reach the database{_where(url)}: {_one_line(error)}; check HRWSI_DATABASE_URL, or run "
                 "`hrwsi db start` for the embedded server"), 2

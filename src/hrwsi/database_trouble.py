@@ -1,0 +1,62 @@
+"""What a failed database call means, in words for a log line: a connection pooler hrwsi cannot
+work through, a transaction that conflicted with another, a timeout that says nothing by itself.
+
+Why: the services said "could not reach the database" of all of these. A serialization failure
+(the role's default_transaction_isolation = serializable) read as an outage; a timeout read as
+"could not reach the database ()"; behind pgbouncer in transaction mode every step failed every
+2 s on "prepared statement __asyncpg_stmt_1c__ does not exist", and with pgbouncer's default
+settings the connection was refused ("unsupported startup parameter") and retried for ever, and
+nothing said that hrwsi cannot work there (found by exploratory testing).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from hrwsi.database import COMMAND_TIMEOUT_S, DatabaseUnavailable
+
+# What hrwsi needs of its connections, for the lines that say a pooler does not give it.
+SESSION_NEEDS = "hrwsi needs session-level connections (LISTEN, prepared statements, session settings)"
+
+# The errors that mean this transaction and another could not both commit: retried, not an outage.
+CONFLICTS = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
+class UnusablePooler(DatabaseUnavailable):
+    """A connection pooler between hrwsi and PostgreSQL refuses what hrwsi needs; the message says what to do."""
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def pooler_refusal(error: BaseException) -> str | None:
+    """The one line that says a connection pooler stands between hrwsi and PostgreSQL in a way hrwsi
+    cannot work through, naming what to do; None for any other error."""
+    message = _one_line(getattr(error, "message", None) or error)
+    hint = str(getattr(error, "hint", None) or "")
+    if "unsupported startup parameter" in message:  # (pgbouncer's refusal of a setting given at connect)
+        return (f"a connection pooler refused the connection ({message}): {SESSION_NEEDS}; connect to PostgreSQL "
+                "directly, or run pgbouncer in session mode (pool_mode = session) with the parameter in its "
+                "ignore_startup_parameters and the session timeouts set for the role instead "
+                "(README.md, Connection poolers)")
+    if "pgbouncer" in hint or "pgbouncer" in message:  # (asyncpg's note on a prepared statement gone)
+        return (f"a connection pooler in transaction or statement mode stands before the database ({message}): "
+                f"{SESSION_NEEDS}; set pool_mode = session for hrwsi's database, or connect to PostgreSQL "
+                "directly (README.md, Connection poolers)")
+    return None
+
+
+def is_conflict(error: BaseException) -> bool:
+    return isinstance(error, CONFLICTS)
+
+
+def describe(error: BaseException) -> str:
+    """The error in a few words for a log line: its message, or, when it has none (a timeout), what it is."""
+    text = _one_line(error)
+    if text:
+        return text
+    if isinstance(error, TimeoutError):
+        return (f"no answer within the client's timeout ({type(error).__name__}: {COMMAND_TIMEOUT_S:g} s for a "
+                "statement, 10 s for a new connection)")
+    return type(error).__name__
