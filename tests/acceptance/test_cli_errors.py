@@ -198,3 +198,86 @@ def test_a_reading_command_on_a_database_that_lacks_migrations_names_them(env, d
     line = one_line_error(run(["status"], env, check=False), "lacks", "0045_a_campaign_s_failures_hold_the_campaign",
                           "run `hrwsi db init` as the schema's owner", code=2)
     assert "0049_an_unavailable_backend_loses_the_attempt" in line
+
+
+@pytest.fixture
+def login_role(db):
+    """A login role of its own (dropped after the test), its name; the test gives it what it needs."""
+    import uuid
+
+    import psycopg
+    name = f"hrwsi_test_{uuid.uuid4().hex[:8]}"
+    db.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(name)))
+    yield name
+    db.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(psycopg.sql.Identifier(name)))
+    db.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(name)))
+
+
+def as_role(url: str, role: str) -> str:
+    return url.replace("postgresql://postgres@", f"postgresql://{role}@")
+
+
+def test_db_init_by_a_non_superuser_owner_names_the_grant_of_the_custom_parameter_it_needs(env, db, server_url,
+                                                                                           login_role):
+    # Found by exploratory testing: the database's owner was told to "run it as the schema's owner".
+    import psycopg
+
+    from hrwsi.database import create_database, drop_database
+    version = db.execute("SHOW server_version_num").fetchone()[0]
+    if int(version) < 150000:
+        pytest.skip("GRANT SET ON PARAMETER is PostgreSQL 15+")
+    db.execute(psycopg.sql.SQL("ALTER ROLE {} CREATEROLE").format(psycopg.sql.Identifier(login_role)))
+    name = f"{login_role}_db"
+    url = create_database(server_url, name)
+    try:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("ALTER DATABASE {} OWNER TO {}").format(psycopg.sql.Identifier(name),
+                                                                                  psycopg.sql.Identifier(login_role)))
+        line = one_line_error(run(["db", "init"], {**env, "HRWSI_DATABASE_URL": as_role(url, login_role)}, check=False),
+                              'not allowed: permission denied to set parameter "hrwsi.in_dispatch_claim"',
+                              f"a superuser must run GRANT SET ON PARAMETER hrwsi.in_dispatch_claim TO {login_role}",
+                              code=1)
+        assert "schema's owner" not in line
+    finally:
+        drop_database(server_url, name)
+
+
+def test_db_check_by_a_role_without_createdb_says_it_needs_createdb(env, db, database_url, login_role):
+    # Found by exploratory testing: it advised a role granted hrwsi_service, which may not either.
+    line = one_line_error(run(["db", "check"], {**env, "HRWSI_DATABASE_URL": as_role(database_url, login_role)},
+                              check=False),
+                          "not allowed: permission denied to create database", "run it as a role with CREATEDB",
+                          code=1)
+    assert "hrwsi_service" not in line
+
+
+def test_a_statement_timeout_of_the_role_is_named_not_taken_for_an_unreachable_database(env, db, database_url,
+                                                                                        login_role):
+    # Found by exploratory testing: with a role statement_timeout of 30 ms, `hrwsi db check` said "cannot
+    # reach the database ... check HRWSI_DATABASE_URL, or run `hrwsi db start`".
+    import psycopg
+    db.execute(psycopg.sql.SQL("ALTER ROLE {} CREATEDB").format(psycopg.sql.Identifier(login_role)))
+    db.execute(psycopg.sql.SQL("ALTER ROLE {} SET statement_timeout = 30").format(psycopg.sql.Identifier(login_role)))
+    line = one_line_error(run(["db", "check"], {**env, "HRWSI_DATABASE_URL": as_role(database_url, login_role)},
+                              check=False),
+                          "cancelled a statement: canceling statement due to statement timeout",
+                          f"it ran past statement_timeout (30ms for role {login_role}): raise it for this role",
+                          code=2)
+    assert "cannot reach" not in line and "hrwsi db start" not in line
+
+
+def test_a_service_role_whose_transactions_are_read_only_stops_the_services_naming_the_setting_and_the_role(
+        env, db, database_url, login_role):
+    # Found by exploratory testing: `hrwsi up` exited with "database error: cannot execute INSERT in a
+    # read-only transaction".
+    import psycopg
+    db.execute(psycopg.sql.SQL("GRANT hrwsi_service TO {}").format(psycopg.sql.Identifier(login_role)))
+    db.execute(psycopg.sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+        psycopg.sql.Identifier(login_role)))
+    result = run(["up", "--no-web"], {**env, "HRWSI_DATABASE_URL": as_role(database_url, login_role)}, check=False,
+                 timeout=60)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert "refused a write: cannot execute INSERT in a read-only transaction" in errors[0], errors
+    assert (f"default_transaction_read_only is on for role {login_role} (or its database): ALTER ROLE {login_role} "
+            "SET default_transaction_read_only = off") in errors[0], errors

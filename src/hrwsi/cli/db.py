@@ -7,6 +7,7 @@ import typer
 
 from hrwsi import migrations
 from hrwsi.cli.common import CliError, app, console, settings, url
+from hrwsi.cli.errors import sql_name
 from hrwsi.database import connect, names_embedded_server, redact, start_embedded, stop_embedded
 
 db_app = typer.Typer(help="The database: start, stop, migrate, check.", no_args_is_help=True)
@@ -58,11 +59,7 @@ def db_init() -> None:
         except (migrations.UnrecordedSchema, migrations.NewerSchema) as error:
             raise CliError(str(error), 2) from None
         except psycopg.errors.InsufficientPrivilege as error:
-            # (the general advice named hrwsi_service, which may run the services but not install them:
-            # found by exploratory testing)
-            raise CliError(f"not allowed: {error.diag.message_primary or error}; `hrwsi db init` creates and changes "
-                           "the schema: run it as the schema's owner (for a new database, a role that may create "
-                           "in it), not as a role granted hrwsi_service or hrwsi_data_engineer", 1) from None
+            raise CliError(_init_refusal(error.diag.message_primary or str(error), conn.info.user), 1) from None
     if not applied:
         console.print("schema up to date")
     elif fresh:  # soft_wrap: a migration's name is not broken over two lines
@@ -72,12 +69,43 @@ def db_init() -> None:
         console.print(f"applied {', '.join(applied)}", soft_wrap=True)
 
 
+def _init_refusal(primary: str, role: str) -> str:
+    """What `hrwsi db init` refused by the database needs, in one line (README.md, Roles: what a schema
+    owner that is not a superuser needs)."""
+    who = sql_name(role) if role else "ROLE"
+    if primary.startswith("permission denied to set parameter"):
+        # (it told the database's owner to "run it as the schema's owner": it was; a function of the
+        # schema SETs a custom parameter, which PostgreSQL 15+ lets only a superuser or a grantee do;
+        # found by exploratory testing)
+        parameter = primary.split('"')[1] if primary.count('"') >= 2 else "hrwsi.in_dispatch_claim"
+        return (f"not allowed: {primary}; a function of the schema sets it: a superuser must run "
+                f"GRANT SET ON PARAMETER {parameter} TO {who}; then run `hrwsi db init` again (README.md, Roles)")
+    if primary.startswith("permission denied to create role"):
+        return (f"not allowed: {primary}; the schema creates the roles hrwsi_readonly, hrwsi_data_engineer and "
+                f"hrwsi_service when they are missing: give {who} CREATEROLE, or have a superuser create those three "
+                "(NOLOGIN); then run `hrwsi db init` again (README.md, Roles)")
+    # (the general advice named hrwsi_service, which may run the services but not install them:
+    # found by exploratory testing)
+    return (f"not allowed: {primary}; `hrwsi db init` creates and changes the schema: run it as the schema's owner "
+            "(for a new database, a role that may create in it and in schema public: README.md, Roles), not as a "
+            "role granted hrwsi_service or hrwsi_data_engineer")
+
+
 @db_app.command("check")
 def db_check() -> None:
     """Compare this database's schema with a fresh install of sql/schema.sql."""
     from hrwsi.schema import compare_with_fresh_install
 
-    differences = compare_with_fresh_install(url())
+    try:
+        differences = compare_with_fresh_install(url())
+    except psycopg.errors.InsufficientPrivilege as error:
+        primary = error.diag.message_primary or str(error)
+        if "create database" not in primary:
+            raise
+        # (it advised a role granted hrwsi_service, which may not either; found by exploratory testing)
+        raise CliError(f"not allowed: {primary}; `hrwsi db check` builds a scratch database from sql/schema.sql on "
+                       "the same server to compare with: run it as a role with CREATEDB (ALTER ROLE ... CREATEDB)",
+                       1) from None
     if differences:
         for line in differences:  # definitions hold brackets (TG_ARGV[0]) that are not markup
             console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
