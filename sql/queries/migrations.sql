@@ -38,7 +38,7 @@ SET TIME ZONE 'UTC';
 
 -- name: session_settings
 -- What hrwsi's own sessions read and write times in, whatever the server, database or role sets
--- (hrwsi.database.SESSION_SETTINGS, the same for its asyncpg pools): a DateStyle of 'German, DMY'
+-- (hrwsi.database.SESSION_SETTINGS, DateStyle and TimeZone, for its asyncpg pools): a DateStyle of 'German, DMY'
 -- on the database stopped every service and most commands ("can't parse timestamptz"), and a
 -- TimeZone or IntervalStyle of the database's changed what `hrwsi db check` read (found by
 -- exploratory testing). A psycopg connection sets them with this, one statement.

@@ -183,11 +183,12 @@ def resolve_url(settings: Settings, *, start: bool = True) -> str:
 
 
 # How hrwsi's sessions read and write times, whatever the server, database or role sets: psycopg
-# cannot read a timestamptz in another DateStyle (a database set to 'German, DMY' stopped every
-# service), and times and durations in the database's text (alerts, definitions) follow TimeZone
-# and IntervalStyle. Asyncpg pools send them at connection; psycopg sets them (query
-# session_settings) once connected.
-SESSION_SETTINGS = {"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "TimeZone": "UTC"}
+# cannot read a timestamptz in another DateStyle, nor an interval in another IntervalStyle (a
+# database set to 'German, DMY' stopped every service), and times in the database's text follow
+# TimeZone. psycopg connections set the three (query session_settings) once connected; asyncpg's,
+# which read values in binary, send DateStyle and TimeZone at connection (pgbouncer passes these two
+# and refuses IntervalStyle as a startup parameter).
+SESSION_SETTINGS = {"DateStyle": "ISO, MDY", "TimeZone": "UTC"}
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
