@@ -262,3 +262,8 @@ UPDATE hrwsi.alert SET sent_at = now(), attempts = attempts + 1, last_error = NU
 
 -- name: alert_failed
 UPDATE hrwsi.alert SET attempts = attempts + 1, last_error = $2 WHERE id = $1;
+
+-- name: job_as_recorded
+-- A job's state and owner as the database has them: what the launcher says when the outcome it
+-- wrote was not taken (recorded already, its answer lost with a restart; or another's now).
+SELECT state, owner, exit_code FROM hrwsi.job WHERE id = $1;

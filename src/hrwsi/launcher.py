@@ -396,6 +396,27 @@ class Launcher(Service):
             outcome = JobOutcome("lost", outcome.exit_code, stranded, fault="worker_gone")
         await self._record(job_id, spec, outcome)
 
+    async def _recorded_already(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> bool:
+        """The outcome was not taken: say why, from what the database has. True when it has this very
+        outcome already (a write that committed but whose answer was lost, the server restarted):
+        then the job is cleaned up as any recorded one. It said "was not recorded: the job is final
+        already or owned by another launcher now" of its own outcome (found by exploratory testing)."""
+        try:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(query("job_as_recorded"), job_id)
+        except TRANSIENT_DATABASE_ERRORS:
+            row = None
+        if row is not None and row["state"] == outcome.state and row["exit_code"] == outcome.exit_code:
+            logger.info("task %d (%s): the outcome of job %s (%s) was recorded already (the database's answer to "
+                        "its write was lost)", spec.task_id, spec.routine, spec.job_id, outcome.state,
+                        extra=_fields(spec))
+            return True
+        recorded = (f"the database has it {row['state']}, followed by {row['owner'] or 'no launcher'}" if row is not None
+                    else "the database could not be read to say why")
+        logger.warning("task %d (%s): the outcome of job %s (%s) was not recorded: %s", spec.task_id, spec.routine,
+                       spec.job_id, outcome.state, recorded, extra=_fields(spec))
+        return False
+
     async def _record(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> None:
         """Hand the outcome to the writer and wait until it is stored; then log and clean up."""
         self._job_left_the_backend(job_id)
@@ -424,10 +445,8 @@ class Launcher(Service):
             self._write_outcomes_now.set()
         result = await stored
         if result is None:
-            logger.warning("task %d (%s): the outcome of job %s (%s) was not recorded: the job is final already "
-                           "or owned by another launcher now", spec.task_id, spec.routine, spec.job_id,
-                           outcome.state, extra=_fields(spec))
-            return
+            if not await self._recorded_already(job_id, spec, outcome):
+                return
         try:  # (the writer logged the outcome as it recorded it)
             await self.backend.forget(spec.job_id)
         except Exception as error:  # cleaning up is best effort; the outcome is already stored

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -672,3 +673,28 @@ def test_with_jobs_claimed_ahead_an_end_wakes_dispatch_only_for_work_waiting_in_
     ahead.work_waits_for_outcomes = True  # what waits is in the database: an outcome may free it
     assert all("dispatch" in ahead.router.steps_for(n) for n in ended)
     assert "dispatch" in ahead.router.steps_for(Notification("hrwsi_task", "insert", counts={"pending": 1}))
+
+
+async def test_an_outcome_not_taken_says_whether_the_database_has_it_already_or_what_it_has(
+        db, pool, settings, configure, caplog):
+    """A launcher whose outcome write committed but whose answer was lost (the server restarted)
+    said its own outcome "was not recorded: the job is final already or owned by another launcher
+    now" (found by exploratory testing)."""
+    from hrwsi.backends.base import JobSpec
+
+    caplog.set_level(logging.INFO, "hrwsi.launcher")
+    configure(single_routine_configuration(["true"], workers=1, budget=False))
+    insert_inputs(db, 1)
+    launcher = await a_registered_launcher(pool, settings, DryRunBackend())
+    db.execute("SELECT hrwsi.dispatch(%s, 'dry-run', 30, 10, '/data')", (launcher.instance_id,))
+    job_id, task_id = db.execute("SELECT id, task_id FROM hrwsi.job").fetchone()
+    spec = JobSpec(job_id="hrwsi-work-1-1", task_id=task_id, attempt=1, routine="work", condition="in",
+                   input_path="/in", tile=None, worker="w01", command=("true",), image=None, cpu=1, ram_mb=1,
+                   storage_mb=1, output_dir="/tmp/out", log_path="/tmp/log", timeout_s=60)
+    db.execute("UPDATE hrwsi.job SET state = 'processed', exit_code = 0 WHERE id = %s", (job_id,))
+    assert await launcher._recorded_already(job_id, spec, JobOutcome("processed", 0, "done")) is True
+    assert await launcher._recorded_already(job_id, spec, JobOutcome("failed", 3, "exit 3")) is False
+    said = [r.getMessage() for r in caplog.records if "the outcome of job hrwsi-work-1-1" in r.getMessage()]
+    assert said[0].endswith("(processed) was recorded already (the database's answer to its write was lost)")
+    assert said[1].endswith("(failed) was not recorded: the database has it processed, followed by "
+                            f"{db.execute('SELECT owner FROM hrwsi.job').fetchone()[0] or 'no launcher'}")
