@@ -61,7 +61,7 @@ def _session_setting(url: str | None, setting: str) -> str:
         return ""
     try:
         with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-            role, value = conn.execute(f"SELECT current_user, current_setting('{setting}')").fetchone()
+            role, value = conn.execute("SELECT current_user, current_setting(%s)", (setting,)).fetchone()
     except Exception:  # (a second failure says no more than the first: the sentence without the value)
         return ""
     return f" ({value} for role {role})"
