@@ -14,9 +14,17 @@ ORDER BY j.finished_at DESC NULLS LAST, j.id DESC
 LIMIT %(limit)s;
 
 -- name: report_unplannable
--- The oldest pending tasks with a reason, and how many there are in all (status shows a few of them).
+-- The oldest pending tasks the planner cannot place, with its reason, and how many there are in all
+-- (status shows a few of them). A pending task's reason may also say why it is pending again, which
+-- is no planning problem: retried, released, back from a failed attempt (waiting out its backoff:
+-- status listed every routine failure as a task that "cannot be planned", found by exploratory
+-- testing), a campaign's, planned again after a change. The same filter as web_unplannable (web.sql).
 SELECT id, routine, state_reason, count(*) OVER () AS total FROM hrwsi.processing_task
-WHERE state = 'pending' AND state_reason IS NOT NULL ORDER BY id LIMIT %(limit)s;
+WHERE state = 'pending' AND state_reason IS NOT NULL AND state_reason NOT LIKE 'retried%%'
+  AND state_reason NOT LIKE '%%released%%' AND state_reason NOT LIKE 'attempt %%'
+  AND state_reason NOT LIKE 'reprocessing campaign %%' AND state_reason NOT LIKE '%%planned again%%'
+  AND state_reason NOT LIKE '%%was retried' AND (not_before IS NULL OR not_before <= now())
+ORDER BY id LIMIT %(limit)s;
 
 -- name: report_tasks
 -- Newest first; %(before)s: only older tasks than that id (the next page of `hrwsi tasks`).
