@@ -55,7 +55,9 @@ class Harvester(Service):
             row = await conn.fetchrow(query("chain_products"), batch)
         self.chain_batch.succeeded()
         if row["products"]:
-            logger.info("chained %d product(s) into %d new input(s)", row["products"], row["inputs"])
+            # (a product nothing consumes, every leaf routine's, said "into 0 new input(s)": debug)
+            logger.log(logging.INFO if row["inputs"] else logging.DEBUG, "chained %d product(s) into %d new input(s)",
+                       row["products"], row["inputs"])
             if self.multi_input_rules:
                 self.wake("multi_input")
         return row["products"] == batch

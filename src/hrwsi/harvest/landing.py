@@ -111,6 +111,13 @@ class LandingScanReport:
     failed: int = 0
     outcomes: list[FileOutcome] = field(default_factory=list)
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing came of the scan: no file prepared, received again or failed (an idle directory, or
+        files still settling). Its line is not worth the log: an idle source wrote one every 5 s, 720
+        an hour, always the same (found by exploratory testing)."""
+        return not (self.prepared or self.previously_received or self.failed)
+
     def add(self, outcome: FileOutcome) -> None:
         self.outcomes.append(outcome)
         if outcome.state == "prepared":

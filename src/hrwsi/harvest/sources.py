@@ -302,7 +302,8 @@ class SourceRunner:
             logger.warning("source %s: its claim lapsed during the run and another harvester took it over: this "
                            "run's outcome is not recorded", row["name"], extra=task_fields(source=row["name"]))
         elif run.ok:
-            logger.info("source %s: %s", row["name"], run.summary(), extra=task_fields(source=row["name"]))
+            level = logging.DEBUG if getattr(run.report, "quiet", False) else logging.INFO
+            logger.log(level, "source %s: %s", row["name"], run.summary(), extra=task_fields(source=row["name"]))
         return run
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import re
 import time
@@ -425,3 +426,17 @@ async def test_a_harvester_on_a_host_two_hours_slow_claims_and_records_by_the_da
     assert state == "prepared", routine.execute("SELECT message FROM hrwsi.landing_file").fetchone()
     assert first_seen_late < timedelta(minutes=1)
     assert claimed_until is None or claimed_until > timedelta(minutes=10), "a claim in the database's future"
+
+
+async def test_a_landing_scan_that_finds_nothing_to_do_is_not_said_at_info_one_that_prepares_a_file_is(
+        routine, tmp_path, pool, harvest_options, caplog):
+    """An idle landing source wrote the same line every 5 s, 720 an hour (found by exploratory testing)."""
+    caplog.set_level(logging.INFO, logger="hrwsi.harvest.sources")
+    directory = landing_source(routine, tmp_path, "idle")
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok and not [r for r in caplog.records if r.getMessage().startswith("source idle:")]
+    drop(directory)
+    routine.execute("UPDATE hrwsi.harvest_source SET next_run_at = %s", (NOW,))
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=5))
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("source idle:")]
+    assert run.report.inputs == 1 and len(said) == 1 and "1 prepared into 1 input(s)" in said[0]
