@@ -55,7 +55,15 @@ SELECT name, config ->> 'work_directory' AS work_directory
 FROM hrwsi.harvest_source WHERE kind = 'landing_directory';
 
 -- name: retention_preview
--- What a run would delete now (hrwsi prune --dry-run), per rule.
+-- What a run would delete now (hrwsi prune --dry-run), per rule. A run prunes products before
+-- finished tasks, so a processed task whose products all go in this run goes too: counted here (the
+-- dry run said 0 finished tasks where the run then deleted 271, found by exploratory testing).
+WITH doomed_products AS (
+    SELECT p.id, p.task_id FROM hrwsi.product p
+    WHERE p.created_at < now() - (SELECT products FROM hrwsi.retention_policy) AND p.chained_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)
+)
 SELECT
     (SELECT count(*) FROM hrwsi.processing_task
      WHERE finished_at < now() - (SELECT task_history FROM hrwsi.retention_policy)
@@ -64,13 +72,11 @@ SELECT
      WHERE t.finished_at < now() - (SELECT finished_tasks FROM hrwsi.retention_policy)
        AND (t.state IN ('terminated', 'cancelled')
             OR (t.state = 'processed' AND (SELECT products IS NOT NULL FROM hrwsi.retention_policy)
-                AND NOT EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = t.id)))
+                AND NOT EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = t.id
+                                AND p.id NOT IN (SELECT d.id FROM doomed_products d WHERE d.task_id = t.id))))
        AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task d WHERE d.depends_on = t.id AND d.finished_at IS NULL))
         AS finished_tasks,
-    (SELECT count(*) FROM hrwsi.product p
-     WHERE p.created_at < now() - (SELECT products FROM hrwsi.retention_policy) AND p.chained_at IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
-       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)) AS products,
+    (SELECT count(*) FROM doomed_products) AS products,
     (SELECT count(*) FROM hrwsi.plan p
      WHERE p.created_at < now() - (SELECT plans FROM hrwsi.retention_policy)
        AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task t WHERE t.plan_id = p.id AND t.finished_at IS NULL))

@@ -346,6 +346,25 @@ async def test_a_dry_run_counts_and_deletes_nothing(db, database_url, chain):
     assert count(db, "SELECT count(*) FROM hrwsi.processing_task") == 2
 
 
+async def test_a_dry_run_counts_the_tasks_whose_products_the_same_run_prunes(db, database_url, chain, tmp_path):
+    """A run prunes products before finished tasks, and a processed task whose products are gone goes
+    in the same run: the dry run said 0 finished tasks where the run deleted 271 (found by exploratory
+    testing)."""
+    set_policy(db, product_days=1, finished_task_days=1)
+    leaf = make_task(db, "/l1c/leaf")
+    add_product(db, leaf, "/p/leaf.L2A")  # no input was made from it: it goes, and then its task
+    kept = make_task(db, "/l1c/kept")
+    add_product(db, kept, "/p/kept.L2A", age=None)  # young: it stays, and so does its task
+    conn = await asyncpg.connect(database_url)
+    try:
+        counts = await retention.preview(conn)
+    finally:
+        await conn.close()
+    report = await prune(database_url, tmp_path / "data")
+    assert (counts["products"], counts["finished_tasks"]) == (1, 1)
+    assert (report.rows["products"], report.rows["finished_tasks"]) == (1, 1)
+
+
 async def test_the_orchestrator_prunes_as_a_side_task_once_per_period(db, database_url, chain, settings, monkeypatch):
     monkeypatch.setattr(retention, "CHECK_INTERVAL_S", 0.2)
     make_task(db, "/l1c/gone", state="terminated")
