@@ -747,7 +747,8 @@ BEGIN
     IF progress IS NOT NULL THEN
         PERFORM pg_notify('hrwsi_task_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
     END IF;
-    IF TG_OP = 'INSERT' OR new_states IS NULL OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending'] THEN
+    IF TG_OP = 'INSERT' OR new_states IS NULL
+            OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked'] THEN
         RETURN NULL;
     END IF;
     PERFORM set_config('enable_nestloop', 'on', true);  -- until this call returns (its SET clause)
@@ -782,14 +783,44 @@ BEGIN
             SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', id, routine), state_reason, id, routine
             FROM blocked $q$;
     END IF;
-    -- ... and, retried, unblocks them.
-    IF 'pending' = ANY (new_states) AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled')) THEN
+    -- ... and, blocked, the tasks after them in their chain (a time series' later scenes of the tile),
+    -- all at once, without an alert of their own: they stayed planned, at a time long past and with
+    -- no reason, for as long as the blocked task waited (found by exploratory testing; migration
+    -- 0060). One statement for the whole chain: a trigger per link would nest as deep as the series
+    -- is long. (This trigger then runs for the rows it blocked, and finds nothing left to block.)
+    IF 'blocked' = ANY (new_states) THEN
         EXECUTE $q$
+            WITH RECURSIVE after_it (id, root) AS (
+                SELECT t.id, b.id FROM new_rows b JOIN old_rows o USING (id)
+                JOIN processing_task t ON t.depends_on = b.id
+                WHERE b.state = 'blocked' AND o.state <> 'blocked'
+                  AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+                UNION ALL
+                SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
+                WHERE t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+            )
+            UPDATE processing_task t
+            SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
+                state_reason = format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it '
+                                      'runs once that task has run', a.root, a.root)
+            FROM after_it a WHERE t.id = a.id $q$;
+    END IF;
+    -- ... and, retried (or released), unblocks them and the tasks after them in their chain.
+    IF 'pending' = ANY (new_states)
+            AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked')) THEN
+        EXECUTE $q$
+            WITH RECURSIVE after_it (id, root) AS (
+                SELECT t.id, d.id FROM new_rows d JOIN old_rows o USING (id)
+                JOIN processing_task t ON t.depends_on = d.id
+                WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked')
+                  AND t.state = 'blocked'
+                UNION ALL
+                SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
+                WHERE t.state = 'blocked'
+            )
             UPDATE processing_task t SET state = 'pending',
-                state_reason = format('its dependency, task %s, was retried', d.id)
-            FROM new_rows d JOIN old_rows o USING (id)
-            WHERE t.depends_on = d.id AND d.state = 'pending' AND o.state IN ('terminated', 'cancelled')
-              AND t.state = 'blocked' $q$;
+                state_reason = format('its dependency, task %s, was retried or released', a.root)
+            FROM after_it a WHERE t.id = a.id $q$;
     END IF;
     RETURN NULL;
 END $$;

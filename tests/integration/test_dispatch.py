@@ -600,3 +600,32 @@ def test_an_urgent_scene_of_a_time_series_makes_the_back_fill_before_it_as_urgen
     assert lanes == {"archive"}  # (they stay back-fill: no deadline, their lane's products)
     world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", first)
     assert dispatch(world, max_jobs=1) == [(rest[0][0], "w1")], "before the other tile's back-fill"
+
+
+@pytest.mark.parametrize("unblocked_by", ["retry", "release"])
+def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unblocked_with_it(world, unblocked_by):
+    """They stayed planned, at a time long past and with no reason, while the task before them was
+    blocked: the whole tile stopped and looked planned (found by exploratory testing)."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second, third, fourth = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now() "
+                  "WHERE id IN (%s, %s)", (third, fourth))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+    rows = dict((r[0], r[1:]) for r in world.execute(
+        "SELECT id, state, state_reason, planned_start FROM hrwsi.processing_task ORDER BY id"))
+    assert rows[second][0] == "blocked" and f"its dependency, task {first}, ended cancelled" in rows[second][1]
+    for later in (third, fourth):
+        assert rows[later] == ("blocked", f"waits for task {second}, which is blocked (`hrwsi task show {second}` "
+                                          "says why): it runs once that task has run", None)
+    alerts = [r[0] for r in world.execute("SELECT task_id FROM hrwsi.alert WHERE kind = 'task_blocked'")]
+    assert alerts == [second], "one alert, for the task that needs an operator"
+    if unblocked_by == "retry":
+        world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    else:
+        world.execute("SELECT hrwsi.release_task(%s)", (second,))
+    states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
+                                (second, third, fourth)).fetchall())
+    assert states == {second: "pending", third: "pending", fourth: "pending"}
