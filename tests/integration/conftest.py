@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
@@ -141,3 +142,15 @@ def configure(db):
 def insert_inputs(db, count, condition="in", prefix="/in/scene", start=0):
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
                   SELECT %s, %s || g FROM generate_series(%s::int, %s::int) g""", (condition, prefix, start, start + count - 1))
+
+
+def skew_the_host_clock(monkeypatch, by: timedelta, *modules) -> None:
+    """The host's clock `by` off the database's, as each of `modules` reads it (datetime.now): what a
+    host without NTP does to a service (hrwsi.database_clock)."""
+    class Skewed(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + by
+
+    for module in modules:
+        monkeypatch.setattr(module, "datetime", Skewed)

@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     insert_inputs,
     running,
     single_routine_configuration,
+    skew_the_host_clock,
     wait_until,
     wait_until_listening,
     wait_until_true,
@@ -379,14 +380,7 @@ async def test_an_orchestrator_on_a_host_ten_minutes_fast_plans_by_the_databases
     and the plan misled the orchestrators with good clocks (found by exploratory testing)."""
     from hrwsi import database_clock, orchestrator, service
 
-    class TenMinutesFast(datetime):  # the host's clock, whichever module reads it
-        @classmethod
-        def now(cls, tz=None):
-            return datetime.now(tz) + timedelta(minutes=10)
-
-    monkeypatch.setattr(database_clock, "datetime", TenMinutesFast)
-    monkeypatch.setattr(service, "datetime", TenMinutesFast)
-    monkeypatch.setattr(orchestrator, "datetime", TenMinutesFast)
+    skew_the_host_clock(monkeypatch, timedelta(minutes=10), database_clock, service, orchestrator)
     configure(single_routine_configuration(["true"], workers=2, budget=False))
     async with running(database_url, ["orchestrator"], settings) as [the_orchestrator]:
         insert_inputs(db, 3)
@@ -406,13 +400,7 @@ async def test_a_launcher_on_a_host_ten_minutes_slow_records_its_attempts_times_
     from hrwsi import database_clock, service
     from hrwsi.backends import dry_run
 
-    class TenMinutesSlow(datetime):  # the host's clock, whichever module reads it
-        @classmethod
-        def now(cls, tz=None):
-            return datetime.now(tz) - timedelta(minutes=10)
-
-    for module in (database_clock, service, dry_run):
-        monkeypatch.setattr(module, "datetime", TenMinutesSlow)
+    skew_the_host_clock(monkeypatch, -timedelta(minutes=10), database_clock, service, dry_run)
     configure(single_routine_configuration(["true"], workers=2, budget=False))
     async with running(database_url, ["orchestrator", "launcher"], settings):
         insert_inputs(db, 2)

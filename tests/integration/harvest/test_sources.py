@@ -17,7 +17,7 @@ from hrwsi.database import create_pool
 from hrwsi.harvest import sources
 from hrwsi.harvest.landing_source import register_source
 
-from ..conftest import running, wait_until
+from ..conftest import running, skew_the_host_clock, wait_until
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 STAMP = (NOW - timedelta(days=1)).strftime("%Y%m%dT%H%M%S")
@@ -408,13 +408,7 @@ async def test_a_harvester_on_a_host_two_hours_slow_claims_and_records_by_the_da
     the file arrived" (found by exploratory testing)."""
     from hrwsi import database_clock, service
 
-    class TwoHoursSlow(datetime):  # the host's clock, whichever module reads it
-        @classmethod
-        def now(cls, tz=None):
-            return datetime.now(tz) - timedelta(hours=2)
-
-    for module in (database_clock, service, sources):
-        monkeypatch.setattr(module, "datetime", TwoHoursSlow)
+    skew_the_host_clock(monkeypatch, -timedelta(hours=2), database_clock, service, sources)
     directory = landing_source(routine, tmp_path, "fresh")
     scene = directory / f"S2A_L1C_{(datetime.now(UTC) - timedelta(minutes=30)):%Y%m%dT%H%M%S}_T32TPR.json"
     scene.write_text("{}")
