@@ -31,16 +31,14 @@ INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (%(ve
 -- recorded was not installed by hrwsi, and is not installed over.
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'hrwsi';
 
--- name: session_in_utc
--- A time without a zone in the schema (a CHECK's '1950-01-01') is read in the session's zone: the
--- migrations run, and `hrwsi db check` shows definitions, in UTC whatever the server's zone.
-SET TIME ZONE 'UTC';
-
 -- name: session_settings
 -- What hrwsi's own sessions read and write times in, whatever the server, database or role sets
 -- (hrwsi.database.SESSION_SETTINGS, DateStyle and TimeZone, for its asyncpg pools): a DateStyle of 'German, DMY'
 -- on the database stopped every service and most commands ("can't parse timestamptz"), and a
 -- TimeZone or IntervalStyle of the database's changed what `hrwsi db check` read (found by
--- exploratory testing). A psycopg connection sets them with this, one statement.
+-- exploratory testing). A psycopg connection sets them with this, one statement; so do the
+-- migrations on the caller's connection: a time without a zone in the schema (a CHECK's
+-- '1950-01-01') is read in the session's zone, and an install in Europe/Paris made another
+-- constraint than one in UTC.
 SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('IntervalStyle', 'postgres', false),
        set_config('TimeZone', 'UTC', false);

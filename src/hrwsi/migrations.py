@@ -97,7 +97,7 @@ def migrate(conn: psycopg.Connection, *, replay: bool = False) -> list[str]:
     # A time without a zone in the schema (a CHECK's '1950-01-01') is read in the session's zone: an
     # install in a session in Europe/Paris made another constraint than one in UTC, and `hrwsi db
     # check` told them apart. Installed in UTC, whatever the server's or the client's zone.
-    conn.execute(query("session_in_utc"))
+    conn.execute(query("session_settings"))
     conn.execute(query("lock_migrations"), {"key": MIGRATION_LOCK_KEY})
     try:
         conn.execute(query("create_migration_bookkeeping"))

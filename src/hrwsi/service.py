@@ -341,7 +341,7 @@ class Service:
         if (pooler := pooler_refusal(error)) is not None:
             # Said once: it fails at every step and every retry until the pooler or the URL changes.
             if self._pooler is None:
-                self._pooler = (pooler, datetime.now(UTC))
+                self._pooler = (pooler, self.clock.now())
                 logger.error("%s: %s", self.kind, pooler)
             self._retry_later(name)
             return False
@@ -493,25 +493,25 @@ class Service:
         """Renew the lease; if it lapsed (a pause longer than the lease), stop acting under this
         identity: drop in-flight claims (others may have adopted them) and register anew."""
         self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
-        sent = time.monotonic()
         async with self.pool.acquire() as conn:
             renewed = await self._renew_lease(conn)
         if renewed is None:
             await self.lease_lost()
         else:
-            self._lease_confirmed_at = sent
             self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
             self._tell_a_newer_schema(renewed["newest_migration"])
 
     async def _renew_lease(self, conn) -> Any:
         """Renew the lease, with what this service cannot do now (None: nothing); None back: it lapsed.
-        Each renewal reads the database's clock too (DatabaseClock)."""
+        Each renewal confirms the lease by this process's clock (lease_held) and reads the database's
+        clock (DatabaseClock)."""
         problem = self.problem() or self._queue_problem or self.clock.problem()
-        sent = datetime.now(UTC)
+        sent, sent_at = time.monotonic(), datetime.now(UTC)
         renewed = await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s,
                                       *(problem or (None, None)))
         if renewed is not None:
-            self.clock.observe(sent, datetime.now(UTC), renewed["heartbeat_at"])
+            self._lease_confirmed_at = sent
+            self.clock.observe(sent_at, datetime.now(UTC), renewed["heartbeat_at"])
             await self._watch_notification_queue(conn, renewed["notification_queue_usage"])
         return renewed
 
@@ -558,10 +558,8 @@ class Service:
     async def lease_lost(self) -> None:
         """The lease lapsed: forget this identity's claims, then register a new identity."""
         async with self._lease_lock:
-            sent = time.monotonic()
             async with self.pool.acquire() as conn:
                 if await self._renew_lease(conn) is not None:
-                    self._lease_confirmed_at = sent
                     return  # another path registered anew meanwhile
             await self._renew_identity()
 

@@ -319,7 +319,7 @@ async def run_due_sources(pool: asyncpg.Pool, options: HarvestOptions, *, now: d
 
 
 async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, options: HarvestOptions,
-                   lease_held: Callable[[], bool] = lambda: True) -> SourceRun:
+                   lease_held: Callable[[], bool]) -> SourceRun:
     name, kind = row["name"], row["kind"]
     started = time.monotonic()
     try:
