@@ -814,6 +814,9 @@ BEGIN
                 JOIN processing_task t ON t.depends_on = d.id
                 WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked')
                   AND t.state = 'blocked'
+                  -- (still pending: a task a late scene's link unblocked and the block above
+                  -- blocked again, behind the late one, keeps the tasks after it blocked)
+                  AND EXISTS (SELECT 1 FROM processing_task c WHERE c.id = d.id AND c.state = 'pending')
                 UNION ALL
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state = 'blocked'
@@ -1828,7 +1831,10 @@ BEGIN
     -- once: found by exploratory testing). One that started keeps what it ran with. (Probing once
     -- per new task, skipping the other new tasks, was quadratic in the new tasks of a series: 3.1 s
     -- for 10,000 over 200 tiles.) A campaign's tasks form series of their own: production tasks
-    -- never wait for reprocessing, nor the other way round.
+    -- never wait for reprocessing, nor the other way round. A task whose previous task is blocked
+    -- or ended terminated is blocked at once, as it would have been had it been there then, and
+    -- so are the tasks after it (hrwsi.after_task_changes): a late scene landed behind a blocked
+    -- one waited `pending`, with no reason, for ever (found by exploratory testing; migration 0061).
     IF sequential THEN
         EXECUTE $q$
             WITH fresh AS (
@@ -1866,20 +1872,35 @@ BEGIN
                 SELECT s.id, s.fresh, lag(s.id) OVER (PARTITION BY s.routine, s.series_tile, s.campaign_id
                                                       ORDER BY s.series_at, s.id) AS previous
                 FROM series s
+            ), linked AS (
+                UPDATE processing_task t
+                SET depends_on = link.previous,
+                    state = CASE WHEN p.state IN ('terminated', 'blocked') THEN 'blocked'
+                                 WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                    worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+                    planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+                    planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+                    state_reason = CASE
+                        WHEN p.state = 'terminated' THEN
+                            format('its dependency, task %s, ended terminated; `hrwsi retry %s` runs the dependency '
+                                   'again, `hrwsi release %s` runs this task without it', p.id, p.id, t.id)
+                        WHEN p.state = 'blocked' THEN
+                            format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it runs '
+                                   'once that task has run', p.id, p.id)
+                        WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
+                        ELSE format('a scene sensed before it arrived late (task %s): it runs after it',
+                                    link.previous) END
+                FROM link JOIN processing_task p ON p.id = link.previous
+                WHERE t.id = link.id
+                  AND (link.fresh OR (t.depends_on IS DISTINCT FROM link.previous AND NOT t.dependency_waived
+                                      AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')))
+                RETURNING t.id, t.routine, t.state_reason, p.state AS previous_state
             )
-            UPDATE processing_task t
-            SET depends_on = link.previous,
-                state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
-                worker = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.worker END,
-                planned_start = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_start END,
-                planned_end = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_end END,
-                state_reason = CASE WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
-                                    ELSE format('a scene sensed before it arrived late (task %s): it runs after it',
-                                                link.previous) END
-            FROM link
-            WHERE t.id = link.id AND link.previous IS NOT NULL
-              AND (link.fresh OR (t.depends_on IS DISTINCT FROM link.previous AND NOT t.dependency_waived
-                                  AND t.state IN ('pending', 'planned', 'on_hold', 'blocked'))) $q$;
+            -- (ops are told of a task blocked by a terminated dependency, as when it ends so)
+            INSERT INTO alert (kind, subject, body, task_id, routine)
+            SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', l.id, l.routine), l.state_reason,
+                   l.id, l.routine
+            FROM linked l WHERE l.previous_state = 'terminated' $q$;
         -- An urgent task waits for the tasks before it in its series: those less urgent (a back-fill
         -- of the same tile) are served as urgently as it, down the series to the first that runs or
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served

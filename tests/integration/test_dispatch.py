@@ -629,3 +629,52 @@ def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unbl
     states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
                                 (second, third, fourth)).fetchall())
     assert states == {second: "pending", third: "pending", fourth: "pending"}
+
+
+def test_a_scene_that_arrives_after_a_blocked_task_of_its_series_is_blocked_with_it(world):
+    """A new scene of a tile whose last task is blocked was created pending and waited behind it for
+    ever, with no reason (found by exploratory testing)."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second, third = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+    series_input(world, "2026-01-04T00:00Z")  # the next scene of the tile
+    [(fourth, state, reason)] = world.execute(
+        "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE series_at = '2026-01-04T00:00Z'").fetchall()
+    assert (state, reason) == ("blocked", f"waits for task {third}, which is blocked (`hrwsi task show {third}` "
+                                          "says why): it runs once that task has run")
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
+                                (second, third, fourth)).fetchall())
+    assert states == {second: "pending", third: "pending", fourth: "pending"}
+
+
+def test_a_late_scene_behind_a_terminated_task_is_blocked_and_the_tasks_after_it_stay_blocked(world):
+    """A late scene landed just after a terminated task, before the tasks blocked behind it: it was
+    created pending behind the terminated one, for ever; now it is blocked, with an alert, and the
+    tasks after it (relinked to it) stay blocked until the terminated task is retried."""
+    routine(world, sequential=True)
+    for day in ("01", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, third, fourth = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (first,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    assert dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s)", (third, fourth))
+                ) == {third: "blocked", fourth: "blocked"}
+    series_input(world, "2026-01-02T00:00Z")  # sensed on the 2nd, arrived late
+    rows = dict((r[0], r[1:]) for r in world.execute(
+        "SELECT id, state, depends_on, state_reason FROM hrwsi.processing_task WHERE series_tile IS NOT NULL"))
+    [late] = [task for task in rows if task not in (first, third, fourth)]
+    assert rows[late][:2] == ("blocked", first)
+    assert rows[late][2].startswith(f"its dependency, task {first}, ended terminated; `hrwsi retry {first}`")
+    assert rows[third][:2] == ("blocked", late) and rows[fourth][:2] == ("blocked", third)
+    alerts = [r[0] for r in world.execute("SELECT task_id FROM hrwsi.alert WHERE kind = 'task_blocked' ORDER BY id")]
+    assert alerts == [third, late], "an alert for each task blocked by the terminated one"
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
+                                (late, third, fourth)).fetchall())
+    assert states == {late: "pending", third: "pending", fourth: "pending"}
