@@ -877,6 +877,20 @@ CREATE TABLE hrwsi.alert (
         'deadline_missed', 'campaign_on_hold'))
 );
 CREATE INDEX alert_unsent_idx ON hrwsi.alert (id) WHERE sent_at IS NULL;
+-- A pending task the planner cannot place: its reason is the planner's. A pending task's reason may
+-- also say why it is pending again, which is no planning problem: retried, released, back from a
+-- failed attempt (waiting out its backoff: status listed every routine failure as a task that
+-- "cannot be planned", found by exploratory testing), a campaign's, planned again after a change.
+-- One definition for `hrwsi status` and the dashboard (they filtered differently; migration 0062).
+-- (No SET clause, so that it is inlined into the queries that filter with it.)
+CREATE FUNCTION hrwsi.cannot_be_planned(state text, reason text, not_before timestamptz) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT state = 'pending' AND reason IS NOT NULL AND reason NOT LIKE 'retried%'
+       AND reason NOT LIKE '%released%' AND reason NOT LIKE 'attempt %'
+       AND reason NOT LIKE 'reprocessing campaign %' AND reason NOT LIKE '%planned again%'
+       AND reason NOT LIKE '%was retried' AND (not_before IS NULL OR not_before <= now())
+$$;
+
 -- Deadline alerts, each kind once per task.
 CREATE UNIQUE INDEX alert_deadline_is_raised_once_per_task ON hrwsi.alert (task_id, kind)
     WHERE kind IN ('deadline_at_risk', 'deadline_missed');
@@ -3138,6 +3152,8 @@ GRANT EXECUTE ON FUNCTION hrwsi.reprocess(text, text, timestamptz, timestamptz, 
 GRANT EXECUTE ON FUNCTION hrwsi.release_campaign(bigint), hrwsi.hold_campaign(bigint, text) TO hrwsi_service;
 -- Times and durations in the database's sentences (migration 0059): whoever reads them may call them.
 GRANT EXECUTE ON FUNCTION hrwsi.utc_text(timestamptz), hrwsi.duration_text(interval)
+    TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT EXECUTE ON FUNCTION hrwsi.cannot_be_planned(text, text, timestamptz)
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- =============================================================================================
 -- Retention (README.md, Retention; hrwsi.retention): the policy, and the maintenance functions,

@@ -15,15 +15,9 @@ LIMIT %(limit)s;
 
 -- name: report_unplannable
 -- The oldest pending tasks the planner cannot place, with its reason, and how many there are in all
--- (status shows a few of them). A pending task's reason may also say why it is pending again, which
--- is no planning problem: retried, released, back from a failed attempt (waiting out its backoff:
--- status listed every routine failure as a task that "cannot be planned", found by exploratory
--- testing), a campaign's, planned again after a change. The same filter as web_unplannable (web.sql).
+-- (status shows a few of them; hrwsi.cannot_be_planned says which, as for web_unplannable).
 SELECT id, routine, state_reason, count(*) OVER () AS total FROM hrwsi.processing_task
-WHERE state = 'pending' AND state_reason IS NOT NULL AND state_reason NOT LIKE 'retried%%'
-  AND state_reason NOT LIKE '%%released%%' AND state_reason NOT LIKE 'attempt %%'
-  AND state_reason NOT LIKE 'reprocessing campaign %%' AND state_reason NOT LIKE '%%planned again%%'
-  AND state_reason NOT LIKE '%%was retried' AND (not_before IS NULL OR not_before <= now())
+WHERE state = 'pending' AND hrwsi.cannot_be_planned(state, state_reason, not_before)
 ORDER BY id LIMIT %(limit)s;
 
 -- name: report_tasks

@@ -68,10 +68,7 @@ FROM hrwsi.alert WHERE sent_at IS NULL;
 -- the text itself, 10,000 tasks made 10,000 lines, and sorted as text, task 100000 before 90532).
 SELECT routine, (array_agg(state_reason ORDER BY id))[1] AS state_reason, min(id) AS id, count(*) AS tasks
 FROM hrwsi.dashboard_task
-WHERE state = 'pending' AND state_reason IS NOT NULL AND state_reason NOT LIKE 'retried%'
-  AND state_reason NOT LIKE '%released%' AND state_reason NOT LIKE 'attempt %'
-  AND state_reason NOT LIKE 'reprocessing campaign %' AND state_reason NOT LIKE '%planned again%'
-  AND state_reason NOT LIKE '%was retried' AND (not_before IS NULL OR not_before <= now())
+WHERE state = 'pending' AND hrwsi.cannot_be_planned(state, state_reason, not_before)
 GROUP BY routine, regexp_replace(state_reason, 'task [0-9]+', 'task N', 'g')
 ORDER BY routine, min(id)
 LIMIT $1;
