@@ -1139,7 +1139,8 @@ CREATE TABLE hrwsi.harvest_source (
     first_lookback     interval NOT NULL DEFAULT interval '1 day'
         CONSTRAINT harvest_source_first_lookback_is_positive CHECK (first_lookback > interval '0'),
     -- Backfill: day by day from backfill_from to backfill_to (both included); the cursor is the
-    -- next day to harvest, so an interrupted backfill resumes where it stopped.
+    -- next day to harvest, so an interrupted backfill resumes where it stopped (and within a day,
+    -- backfill_resume_at below).
     backfill_from      date,
     backfill_to        date,
     backfill_cursor    date,
@@ -1154,6 +1155,11 @@ CREATE TABLE hrwsi.harvest_source (
     claim_token        uuid,
     claimed_by         text,
     claimed_until      timestamptz,
+    -- A backfill day with more products than a run asks pages for (max_pages_per_run) goes on from
+    -- the sensing time of the last product registered, if it is within the cursor's day (migration
+    -- 0063): each run asked the day again from its start, registered the same pages and stopped,
+    -- for ever.
+    backfill_resume_at timestamptz,
     CONSTRAINT harvest_source_claim_has_a_token_a_harvester_and_an_end
         CHECK ((claim_token IS NULL) = (claimed_by IS NULL) AND (claim_token IS NULL) = (claimed_until IS NULL)),
     CONSTRAINT harvest_source_has_a_frequency_or_a_cron_expression_not_both
@@ -3096,7 +3102,7 @@ GRANT UPDATE ON hrwsi.processing_task TO hrwsi_service;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.service_instance TO hrwsi_service;
 GRANT UPDATE (active, node_id, updated_at) ON hrwsi.worker TO hrwsi_service;
 GRANT UPDATE (last_run_at, last_success_at, next_run_at, last_error, backfill_cursor, claim_token, claimed_by,
-              claimed_until) ON hrwsi.harvest_source TO hrwsi_service;
+              claimed_until, backfill_resume_at) ON hrwsi.harvest_source TO hrwsi_service;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.landing_file, hrwsi.multi_input_member TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.retry_task(bigint), hrwsi.cancel_task(bigint), hrwsi.hold_task(bigint),
     hrwsi.release_task(bigint), hrwsi.hold_routine(text, text), hrwsi.release_routine(text) TO hrwsi_service;

@@ -182,8 +182,8 @@ SET claim_token = gen_random_uuid(), claimed_by = $4,
 FROM due
 WHERE s.name = due.name
 RETURNING s.name, s.kind, s.product_type, s.config::text AS config, s.frequency, s.frequency_interval, s.cron,
-          s.mode, s.overlap, s.first_lookback, s.backfill_from, s.backfill_to, s.backfill_cursor, s.last_success_at,
-          s.last_error, s.claim_token;
+          s.mode, s.overlap, s.first_lookback, s.backfill_from, s.backfill_to, s.backfill_cursor, s.backfill_resume_at,
+          s.last_success_at, s.last_error, s.claim_token;
 
 -- name: harvest_source_ran
 -- After a run at $2 under claim $7: when it runs next, its error (NULL: it worked), and the claim
@@ -206,10 +206,12 @@ WHERE claim_token = ANY ($1::uuid[]);
 
 -- name: harvest_source_progress
 -- A catalogue harvested a window up to $2 (near real time) or a day (backfill: $3 is the next
--- day to do), under claim $4. Committed as soon as the window is done, so an interrupted run
--- resumes after it. No row returned: the claim is no longer this run's, the run must stop.
+-- day to do), or part of a backfill day, up to the sensing time $5 (a run stopped by its page
+-- limit), under claim $4. Committed as soon as the window is done, so an interrupted run resumes
+-- after it. No row returned: the claim is no longer this run's, the run must stop.
 UPDATE hrwsi.harvest_source
-SET last_success_at = coalesce($2::timestamptz, last_success_at), backfill_cursor = coalesce($3::date, backfill_cursor)
+SET last_success_at = coalesce($2::timestamptz, last_success_at), backfill_cursor = coalesce($3::date, backfill_cursor),
+    backfill_resume_at = CASE WHEN $3::date IS NOT NULL THEN NULL ELSE coalesce($5::timestamptz, backfill_resume_at) END
 WHERE name = $1 AND claim_token = $4
 RETURNING name;
 

@@ -598,8 +598,11 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
                                                per_run)
                 for day in days:
                     start, end = schedules.day_window(day)
+                    resume_at = row["backfill_resume_at"]
+                    if resume_at is not None and start < resume_at < end and day == days[0]:
+                        start = resume_at  # where the day's last run stopped at its page limit
                     await _harvest_window(run, ProductQuery(**base, sensed_after=start, sensed_before=end,
-                                                            order_by="ContentDate/Start asc"))
+                                                            order_by="ContentDate/Start asc"), resume_day=True)
                     report.windows.append(f"sensed on {day}")
                     await _record_progress(pool, claim_token, name, None, day + timedelta(days=1))
                 next_day = (days[-1] + timedelta(days=1)) if days else (row["backfill_cursor"] or row["backfill_from"])
@@ -617,9 +620,10 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
 
 
 async def _record_progress(pool: asyncpg.Pool, claim_token: uuid.UUID, name: str, success_at: datetime | None,
-                           next_day: date | None) -> None:
+                           next_day: date | None, resume_at: datetime | None = None) -> None:
     async with pool.acquire() as conn:
-        if await conn.fetchval(query("harvest_source_progress"), name, success_at, next_day, claim_token) is None:
+        if await conn.fetchval(query("harvest_source_progress"), name, success_at, next_day, claim_token,
+                               resume_at) is None:
             raise ClaimLost(f"source {name}: its claim lapsed and another harvester runs it now; this run stops "
                             "without recording its progress")
 
@@ -637,27 +641,23 @@ async def _still_ours(conn: asyncpg.Connection, run: _Run) -> None:
                         "stops")
 
 
-async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to: datetime | None = None) -> None:
-    """Register the window's products, page by page. `progress_up_to`: a near-real-time window,
-    asked in order of publication: when the run reaches its page limit, the products published up
-    to the last page's newest are all registered, and that is recorded as its progress, so that
-    the next run goes on from there instead of asking the same pages again."""
+async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to: datetime | None = None,
+                          resume_day: bool = False) -> None:
+    """Register the window's products, page by page. When the run reaches its page limit, the
+    products up to the last page's newest are all registered (the window is asked in that order),
+    and that is recorded, so that the next run goes on from there instead of asking the same pages
+    again: `progress_up_to`, a near-real-time window, by publication; `resume_day`, a backfill
+    day, by sensing time."""
     row, report = run.row, run.report
     path_field = run.config.get("path_field", "S3Path")
     newest: datetime | None = None
+    newest_sensed: datetime | None = None
     async for page in run.client.products(product_query):
         if report.pages >= run.max_pages:
-            # Only forward: a catalogue that ignored the filter must not move the source's progress back.
-            floor = row["last_success_at"] or product_query.published_after
-            if progress_up_to is not None and newest is not None and (floor is None or newest > floor) \
-                    and newest < progress_up_to:
-                await _record_progress(run.pool, run.claim_token, row["name"], newest, None)
-                went_on = (f"the next run asks from {newest:%Y-%m-%dT%H:%M:%S}Z (the newest publication registered) "
-                           "minus the overlap")
-            else:
-                went_on = "the next run asks this window again, from its start"
             raise CatalogueError(f"stopped after {run.max_pages} page(s), the most one run asks for "
-                                 f"(config max_pages_per_run); the {report.inputs} input(s) registered stay, {went_on}")
+                                 f"(config max_pages_per_run); the {report.inputs} input(s) registered stay, "
+                                 + await _went_on(run, product_query, progress_up_to, newest,
+                                                  newest_sensed if resume_day else None))
         report.pages += 1
         report.products += len(page)
         candidates = []
@@ -669,6 +669,8 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
                 continue
             if candidate.published_at is not None:
                 newest = max(newest or candidate.published_at, candidate.published_at)
+            if candidate.measured_at is not None:
+                newest_sensed = max(newest_sensed or candidate.measured_at, candidate.measured_at)
             problem = _unusable(candidate, run.now)
             if problem:
                 report.skip(product, problem[0], f"{problem[0]}{problem[1]}")
@@ -684,6 +686,30 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
                     run.now, row["name"], row["mode"] == "backfill")
                 report.inputs += sum(c["created"] for c in counts)
             await _still_ours(conn, run)
+
+
+async def _went_on(run: _Run, product_query: ProductQuery, progress_up_to: datetime | None,
+                   newest_published: datetime | None, newest_sensed: datetime | None) -> str:
+    """A run stopped at its page limit: records how far it got, if it got further than where it
+    started (only forward: a catalogue that ignored the filter must not move progress back), and
+    says where the next run asks from."""
+    name = run.row["name"]
+    floor = run.row["last_success_at"] or product_query.published_after
+    if progress_up_to is not None and newest_published is not None \
+            and (floor is None or newest_published > floor) and newest_published < progress_up_to:
+        await _record_progress(run.pool, run.claim_token, name, newest_published, None)
+        return (f"the next run asks from {newest_published:%Y-%m-%dT%H:%M:%S}Z (the newest publication registered) "
+                "minus the overlap")
+    start, end = product_query.sensed_after, product_query.sensed_before
+    if newest_sensed is not None and start is not None and end is not None:
+        if start < newest_sensed < end:
+            await _record_progress(run.pool, run.claim_token, name, None, None, newest_sensed)
+            return (f"the next run asks the day again from {newest_sensed:%Y-%m-%dT%H:%M:%S}Z (the sensing time of "
+                    "the last product registered)")
+        if newest_sensed == start:
+            return (f"more products than {run.max_pages} page(s) hold were all sensed at {start:%Y-%m-%dT%H:%M:%S}Z: "
+                    "the next run asks the same again; raise max_pages_per_run")
+    return "the next run asks this window again, from its start"
 
 
 # The most products one statement registers. A catalogue's page of 100,000 products was one

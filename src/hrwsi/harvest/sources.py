@@ -401,6 +401,11 @@ def describe_source(row: Any) -> dict:
         cursor: date | None = row["backfill_cursor"]
         progress = "not started" if cursor is None else (
             "complete" if cursor > row["backfill_to"] else f"next day {cursor}")
+        resume_at, day = row["backfill_resume_at"], max(cursor or row["backfill_from"], row["backfill_from"])
+        if resume_at is not None and day <= row["backfill_to"] \
+                and schedules.day_window(day)[0] < resume_at < schedules.day_window(day)[1]:
+            # (its last run stopped at its page limit, part of the way through the day)
+            progress = f"next day {day}, from {resume_at.astimezone(UTC):%H:%M:%S}Z"
         mode = f"backfill {row['backfill_from']} to {row['backfill_to']} ({progress})"
     files = row["files"] or {}
     return {"name": row["name"], "kind": row["kind"], "product_type": row["product_type"],

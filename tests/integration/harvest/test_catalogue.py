@@ -372,6 +372,40 @@ async def test_a_backfill_goes_day_by_day_and_resumes(routine, fake, pool, harve
         ("archive", "archive", None)]
 
 
+async def test_a_backfill_day_with_more_products_than_a_run_asks_pages_for_goes_on_where_its_last_run_stopped(
+        routine, fake, pool, harvest_options):
+    """Every run asked the day again from its start, registered the same pages and stopped at its
+    page limit: the back-fill never got past that day (noticed in session 60)."""
+    day = (NOW - timedelta(days=20)).date()
+    catalogue_source(routine, fake, mode="backfill", backfill_from=day, backfill_to=day,
+                     config={"top": 2, "max_pages_per_run": 2})
+    morning = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
+    fake.products = [product(i, sensed=morning + timedelta(minutes=i)) for i in range(7)]
+
+    async def sensed_from(request):  # the catalogue honours "ContentDate/Start ge ...", in sensing order
+        start = request.query["$filter"].split("ContentDate/Start ge ")[1].split(" ")[0]
+        fake.products_asked = [p for p in fake.products if p["ContentDate"]["Start"] >= start]
+        top, skip = int(request.query["$top"]), int(request.query.get("$skip", 0))
+        answer = {"value": fake.products_asked[skip:skip + top]}
+        if skip + top < len(fake.products_asked):
+            answer["@odata.nextLink"] = f"{request.url.with_query(None)}?{urlencode({**request.query, '$skip': skip + top})}"
+        return web.json_response(answer)
+
+    fake.answer = sensed_from
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert not run.ok and "the 4 input(s) registered stay, the next run asks the day again from " \
+                          f"{morning + timedelta(minutes=3):%Y-%m-%dT%H:%M:%S}Z" in run.error
+    [described] = sources.list_sources(routine)
+    assert described["mode"] == f"backfill {day} to {day} (next day {day}, from 10:03:00Z)"
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=2))
+    assert run.ok, run.error
+    assert f"ContentDate/Start ge {morning + timedelta(minutes=3):%Y-%m-%dT%H:%M:%S}.000Z" in \
+        fake.requests[-1]["query"]["$filter"]
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 7
+    assert routine.execute("SELECT backfill_cursor, backfill_resume_at FROM hrwsi.harvest_source").fetchone() == \
+        (day + timedelta(days=1), None)
+
+
 async def test_a_backfill_harvests_scenes_older_than_its_conditions_windows(routine, fake, pool, harvest_options):
     routine.execute("UPDATE hrwsi.processing_condition SET measurement_window = '2 days', "
                     "publication_window = '2 days', deadline = '3 hours'")
