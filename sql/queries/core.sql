@@ -185,7 +185,9 @@ ORDER BY xact_start
 LIMIT 1;
 
 -- name: unregister_instance
-DELETE FROM hrwsi.service_instance WHERE id = $1;
+-- A service that stops: its identity, and those it held before its lease lapsed (a paused process
+-- goes on under a new one; its jobs were adopted, by itself or another launcher).
+DELETE FROM hrwsi.service_instance WHERE id = ANY ($1::text[]);
 
 -- name: adopt_orphaned_jobs
 -- Active jobs whose launcher is gone (no fresh lease): take them over, atomically, only while our

@@ -55,6 +55,8 @@ BUSY_RETRY_S = 0.05
 NOTIFICATION_QUEUE_SAID = 0.5
 # While a step cannot reach the database, it says so again this often (its first failure at once).
 UNREACHABLE_LOG_EVERY_S = 30.0
+# A heartbeat that could not reach the database tries again this soon (at most every heartbeat_s).
+HEARTBEAT_RETRY_S = 1.0
 
 
 # A statement that runs longer than this is logged with its name and duration.
@@ -145,6 +147,9 @@ class SideTask:
     run: Callable[[], Awaitable[object]]
     interval_s: float
     delay_first: bool = False
+    # After a run that could not reach the database, the next try comes this soon (None: at the
+    # next interval), and the log says so once, not at every try.
+    retry_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,9 @@ class Service:
         self.pool = pool
         self.settings = settings
         self.instance_id = new_instance_id(self.kind)
+        # Identities this process held before its lease lapsed: removed with its own when it stops
+        # (they showed as "stale: dead or hung?" in status for an hour after a graceful stop).
+        self.earlier_ids: list[str] = []
         self.router = Router()
         self.steps: dict[str, Step] = {}
         self._dirty: set[str] = set()
@@ -443,7 +451,10 @@ class Service:
     async def _background(self) -> AsyncIterator[None]:
         """Every background lifetime of this service: listener, heartbeat, backstop, side tasks."""
         assert self.listener is not None
-        periodic = [SideTask("heartbeat", self._heartbeat_once, self.settings.heartbeat_s, delay_first=True),
+        # The heartbeat tries again within a second of the database coming back: at its interval, a
+        # 10 s outage cost every service its 15 s lease (found by exploratory testing).
+        periodic = [SideTask("heartbeat", self._heartbeat_once, self.settings.heartbeat_s, delay_first=True,
+                             retry_s=min(HEARTBEAT_RETRY_S, self.settings.heartbeat_s)),
                     SideTask("backstop", self._backstop_once, self.settings.backstop_poll_s, delay_first=True),
                     *self.side_tasks()]
         background = [asyncio.create_task(self.listener.run(), name=f"{self.kind}-listener")]
@@ -471,19 +482,28 @@ class Service:
         lease run out and other replicas adopt work this one still does (ADR 0006)."""
         if task.delay_first and not await self._sleep(task.interval_s):
             return
+        unreachable = False  # the last run could not reach the database
         while not self.stopping.is_set():
+            pause = task.interval_s
             try:
                 await task.run()
+                if unreachable:
+                    logger.info("%s: %s reaches the database again", self.kind, task.name)
+                unreachable = False
             except TRANSIENT_DATABASE_ERRORS as error:
                 if is_conflict(error):  # (it reached the database: another transaction won)
                     logger.warning("%s: %s conflicted with another transaction (%s); trying again in %.1f s",
                                    self.kind, task.name, describe(error), task.interval_s)
                 else:
-                    logger.warning("%s: %s could not reach the database (%s); trying again in %.1f s",
-                                   self.kind, task.name, describe(error), task.interval_s)
+                    pause = task.retry_s or task.interval_s
+                    if not unreachable:
+                        logger.warning("%s: %s could not reach the database (%s); trying again %s", self.kind,
+                                       task.name, describe(error),
+                                       f"every {pause:.1f} s" if task.retry_s else f"in {pause:.1f} s")
+                    unreachable = bool(task.retry_s)
             except Exception:
                 logger.exception("%s: %s failed; it runs again in %.1f s", self.kind, task.name, task.interval_s)
-            if not await self._sleep(task.interval_s):
+            if not await self._sleep(pause):
                 return
 
     async def _backstop_once(self) -> None:
@@ -565,6 +585,7 @@ class Service:
 
     async def _renew_identity(self) -> None:
         old = self.instance_id
+        self.earlier_ids.append(old)
         self.instance_id = new_instance_id(self.kind)
         logger.error("%s %s: its lease lapsed (paused or cut off for more than %.0f s); other replicas may "
                      "have taken over its work, so it drops what it held and goes on as %s", self.kind, old,
@@ -613,7 +634,7 @@ class Service:
     async def _unregister(self) -> None:
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(query("unregister_instance"), self.instance_id)
+                await conn.execute(query("unregister_instance"), [*self.earlier_ids, self.instance_id])
         except TRANSIENT_DATABASE_ERRORS as error:
             logger.warning("%s: could not unregister (%s); its lease expires on its own", self.kind, error)
 

@@ -91,6 +91,9 @@ async def test_a_service_whose_lease_lapsed_drops_its_claims_and_takes_a_new_ide
         assert db.execute("SELECT count(*) FROM hrwsi.job WHERE owner = %s", (old,)).fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state IN ('submitted', 'queued', 'running')"
                           ).fetchone()[0] <= 1, "never two attempts of the task at once"
+    # Stopped: its old identity goes with its new one (it showed as "stale: dead or hung?" for an
+    # hour after the stop; found by exploratory testing).
+    assert db.execute("SELECT id FROM hrwsi.service_instance").fetchall() == []
 
 
 async def test_a_service_tells_once_that_a_newer_hrwsi_migrated_the_database_under_it(db, database_url, settings,

@@ -100,3 +100,29 @@ async def test_a_timeout_without_a_message_says_no_answer_came_in_time(tmp_path,
     message = caplog.records[0].getMessage()
     assert message.startswith("tester: step work could not reach the database (no answer within the client's "
                               "timeout (TimeoutError: 60 s for a statement, 10 s for a new connection)); "), message
+
+
+async def test_a_heartbeat_that_could_not_reach_the_database_tries_again_within_a_second_and_says_so_once(
+        tmp_path, caplog):
+    """At its interval (5 s), a 10 s outage cost every service its 15 s lease: the heartbeat that
+    failed at the outage's start tried again after it had lapsed (found by exploratory testing)."""
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    flaky = Flaky(tmp_path)
+    tries: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def beat():
+        tries.append(loop.time())
+        if len(tries) <= 3:
+            raise OSError("connection refused")
+
+    side = service_module.SideTask("heartbeat", beat, interval_s=5.0, retry_s=0.1)
+    running = asyncio.create_task(flaky._every(side))
+    await asyncio.sleep(0.6)
+    flaky.request_stop()
+    await running
+    assert len(tries) == 4, "three failures 0.1 s apart, then the heartbeat that got through (then 5 s)"
+    assert all(0.09 <= later - earlier < 0.5 for earlier, later in zip(tries, tries[1:]))
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["tester: heartbeat could not reach the database (connection refused); trying again every 0.1 s",
+                    "tester: heartbeat reaches the database again"]
