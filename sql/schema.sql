@@ -1050,7 +1050,10 @@ CREATE TRIGGER processing_routine_hold AFTER UPDATE OF on_hold ON hrwsi.processi
 -- A routine's needs, a flavour's size or a worker's flavour changed (`hrwsi config load`): the
 -- tasks planned with the old figures go back to pending, to be planned again or named among what
 -- cannot be planned. Planned on a worker they no longer fit, they waited there for ever, without a
--- reason (found by exploratory testing, 2026-12-05; migration 0054).
+-- reason (found by exploratory testing, 2026-12-05; migration 0054). So do every planned task when
+-- the budget changes or a worker is added or comes back (migration 0064): a smaller budget left a
+-- plan that missed its deadlines with no at-risk alert, and a worker added to catch up stayed
+-- idle while the work waited on the old ones (found by exploratory testing, 2026-12-06).
 CREATE FUNCTION hrwsi.plan_again_what_no_longer_fits() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
@@ -1062,6 +1065,14 @@ BEGIN
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('the flavour %s of its worker %s changed: planned again', NEW.name, worker)
         WHERE state = 'planned' AND worker IN (SELECT w.name FROM worker w WHERE w.flavour = NEW.name);
+    ELSIF TG_TABLE_NAME = 'budget' THEN
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = 'the budget changed: planned again'
+        WHERE state = 'planned';
+    ELSIF TG_OP = 'INSERT' OR NOT OLD.active THEN
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('worker %s was added: planned again', NEW.name)
+        WHERE state = 'planned';
     ELSE
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('its worker %s changed flavour: planned again', NEW.name)
@@ -1083,6 +1094,15 @@ CREATE TRIGGER flavour_size_changed
 CREATE TRIGGER worker_flavour_changed
     AFTER UPDATE OF flavour ON hrwsi.worker FOR EACH ROW
     WHEN (OLD.flavour IS DISTINCT FROM NEW.flavour)
+    EXECUTE FUNCTION hrwsi.plan_again_what_no_longer_fits();
+CREATE TRIGGER worker_added AFTER INSERT ON hrwsi.worker FOR EACH ROW WHEN (NEW.active)
+    EXECUTE FUNCTION hrwsi.plan_again_what_no_longer_fits();
+CREATE TRIGGER worker_back AFTER UPDATE OF active ON hrwsi.worker FOR EACH ROW WHEN (NEW.active AND NOT OLD.active)
+    EXECUTE FUNCTION hrwsi.plan_again_what_no_longer_fits();
+CREATE TRIGGER budget_changed AFTER UPDATE ON hrwsi.budget FOR EACH ROW
+    WHEN (OLD.cpu_max IS DISTINCT FROM NEW.cpu_max OR OLD.ram_max_mb IS DISTINCT FROM NEW.ram_max_mb
+          OR OLD.storage_max_mb IS DISTINCT FROM NEW.storage_max_mb OR OLD.vm_max IS DISTINCT FROM NEW.vm_max
+          OR OLD.plan_mode IS DISTINCT FROM NEW.plan_mode OR OLD.plan_horizon IS DISTINCT FROM NEW.plan_horizon)
     EXECUTE FUNCTION hrwsi.plan_again_what_no_longer_fits();
 
 CREATE FUNCTION hrwsi.hold_campaign_tasks() RETURNS trigger LANGUAGE plpgsql
@@ -2483,7 +2503,13 @@ BEGIN
                OR (b_ram IS NOT NULL AND total_ram + c.ram > b_ram)
                OR (b_disk IS NOT NULL AND total_disk + c.disk > b_disk) THEN
                 misses := misses + 1;
-                IF prio = 0 THEN budget_reserved := true; END IF;
+                -- An urgent task waits for the budget, and nothing less urgent starts meanwhile;
+                -- unless it needs more than the whole budget: it never starts, and it held every
+                -- back-fill with it (found by exploratory testing; migration 0064).
+                IF prio = 0 AND NOT ((b_cpu IS NOT NULL AND c.cpu > b_cpu + 1e-9) OR (b_ram IS NOT NULL AND c.ram > b_ram)
+                                     OR (b_disk IS NOT NULL AND c.disk > b_disk)) THEN
+                    budget_reserved := true;
+                END IF;
                 CONTINUE;
             END IF;
             chosen := NULL;

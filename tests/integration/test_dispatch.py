@@ -86,6 +86,25 @@ def test_global_budgets_hold_across_workers(world):
     assert dispatch(world) == [(tasks[0], "w1")]
 
 
+def test_an_urgent_task_waiting_for_the_budget_holds_less_urgent_work_but_not_one_that_exceeds_the_whole_budget(
+        world):
+    """An urgent task that needs more than the whole budget can never start: it held every back-fill
+    task with it, for ever (found by exploratory testing)."""
+    world.execute("UPDATE hrwsi.budget SET cpu_max = 4")
+    routine(world, name="big", cpu=3)  # nrt: priority 0
+    routine(world, name="back", cpu=1, lane="archive")
+    running = add(world, "back", count=2)
+    assert sorted(t for t, _ in dispatch(world)) == running  # 2 of the 4 CPU in use
+    urgent = add(world, "big")
+    waiting = add(world, "back", count=2)
+    assert dispatch(world) == [], "the urgent task waits for 3 CPU: nothing less urgent takes the 2 free"
+    world.execute("SELECT hrwsi.cancel_task(%s)", (urgent[0],))
+    world.execute("UPDATE hrwsi.processing_routine SET cpu = 5 WHERE name = 'big'")  # more than the budget of 4
+    never = add(world, "big")
+    assert sorted(t for t, _ in dispatch(world)) == waiting, "it never fits the budget: the back-fill goes on"
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", never).fetchone()[0] == "pending"
+
+
 def test_vm_max_limits_the_workers_in_use(world):
     world.execute("UPDATE hrwsi.budget SET vm_max = 1")
     routine(world, lane="archive")

@@ -635,8 +635,9 @@ def test_a_worker_that_tasks_name_is_neither_removed_nor_renamed_and_one_no_task
         configured, statement, message):
     for n in range(2):
         insert_input(configured, f"/data/{n}")
-    configured.execute(PUT_ON, ("w1", [row[0] for row in configured.execute("SELECT id FROM hrwsi.processing_task")]))
+    # (the spare worker first: a worker added sends the planned tasks back to be planned again)
     configured.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('spare', 'f')")
+    configured.execute(PUT_ON, ("w1", [row[0] for row in configured.execute("SELECT id FROM hrwsi.processing_task")]))
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match=re.escape(message)) as refused:
         configured.execute(statement)
     assert refused.value.diag.constraint_name == "task_worker_must_exist"

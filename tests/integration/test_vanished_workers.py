@@ -50,12 +50,39 @@ async def test_planned_tasks_of_a_deactivated_worker_are_planned_again(db, datab
     async with running(database_url, ["orchestrator"], settings):
         await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task "
                                        "WHERE state = 'planned' AND worker = $1", first)
-        await execute(database_url, "UPDATE hrwsi.worker SET active = (name = $1)", second)
+        await execute(database_url, "UPDATE hrwsi.worker SET active = false WHERE name = $1", first)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.task_event WHERE state = 'pending' "
+                         "AND reason = $1", f"its worker {first} is no longer active; planned again")
+        # (then another worker comes: a worker added or back plans every planned task again itself)
+        await execute(database_url, "UPDATE hrwsi.worker SET active = true WHERE name = $1", second)
         await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task "
                                        "WHERE state = 'planned' AND worker = $1", second)
-    released = db.execute("SELECT count(*) FROM hrwsi.task_event WHERE state = 'pending' AND reason = %s",
-                          (f"its worker {first} is no longer active; planned again",)).fetchone()[0]
-    assert released == 3
+
+
+async def test_every_planned_task_is_planned_again_when_a_worker_is_added_or_the_budget_changes(
+        db, database_url, settings, configure):
+    """A worker added to catch up stayed idle while the planned work waited on the old ones, and a
+    smaller budget left a plan made for the larger one, which missed its deadlines with no at-risk
+    alert (found by exploratory testing)."""
+    configure(single_routine_configuration(["true"], workers=2))
+    first, second = worker_names(db)
+    db.execute("UPDATE hrwsi.worker SET active = (name = %s)", (first,))
+    insert_inputs(db, 4)
+    db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = %s, planned_start = now(), "
+               "planned_end = now() + interval '1 min'", (first,))
+    db.execute("UPDATE hrwsi.budget SET cpu_max = cpu_max")  # unchanged: nothing is planned again
+    db.execute("INSERT INTO hrwsi.worker (name, flavour, active) SELECT 'idle', flavour, false FROM hrwsi.worker "
+               "LIMIT 1")  # added inactive: nothing either
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'planned'").fetchone()[0] == 4
+    db.execute("UPDATE hrwsi.worker SET active = true WHERE name = %s", (second,))
+    assert db.execute("SELECT DISTINCT state, worker, state_reason FROM hrwsi.processing_task").fetchall() == [
+        ("pending", None, f"worker {second} was added: planned again")]
+    db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = %s, planned_start = now(), "
+               "planned_end = now() + interval '1 min'", (first,))
+    db.execute("UPDATE hrwsi.budget SET cpu_max = 1")
+    assert db.execute("SELECT DISTINCT state, worker, state_reason FROM hrwsi.processing_task").fetchall() == [
+        ("pending", None, "the budget changed: planned again")]
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 4
 
 
 async def test_a_nomad_job_waiting_for_a_deactivated_worker_runs_elsewhere(db, database_url, settings,
