@@ -853,7 +853,13 @@ CREATE TABLE hrwsi.service_instance (
     -- (the launcher: Nomad out of reach or refusing its token, and what happens to its jobs
     -- meanwhile), and since when; NULL: nothing. `hrwsi status` and the dashboard show it.
     problem       text,
-    problem_since timestamptz
+    problem_since timestamptz,
+    -- (migration 0065) A launcher of the local backend: the data directory its attempts live in
+    -- (an id kept there), since only a launcher that shares it can follow them; NULL: another
+    -- backend, or a version before this column. A launcher on another host adopted such jobs it
+    -- could not see, recorded them "lost: never started" and ran them again beside the first run
+    -- (found by exploratory testing, 2026-12-06).
+    site          text
 );
 
 -- =============================================================================================

@@ -158,7 +158,7 @@ SELECT hrwsi.mark_jobs_progress($1, $2, $3, $4, $5);
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).
 -- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
 -- Returns the database's now(), which the service measures its clock against (DatabaseClock).
-INSERT INTO hrwsi.service_instance (id, kind, host, pid, version) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, site) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 RETURNING heartbeat_at;
 
@@ -191,12 +191,16 @@ DELETE FROM hrwsi.service_instance WHERE id = ANY ($1::text[]);
 
 -- name: adopt_orphaned_jobs
 -- Active jobs whose launcher is gone (no fresh lease): take them over, atomically, only while our
--- own lease is fresh; returns their hrwsi.job_spec rows.
+-- own lease is fresh; returns their hrwsi.job_spec rows. $5, our site (the local backend): only the
+-- jobs of a launcher of the same site, whose attempts' files we see (a launcher whose row is gone,
+-- pruned after dead_service_hours, or of a version that records no site, is anyone's).
 WITH adopted AS (
     UPDATE hrwsi.job j SET owner = $1
     WHERE j.state IN ('submitted', 'queued', 'running') AND j.backend = $3
       AND hrwsi.lease_is_fresh($1, $2)
       AND (j.owner IS NULL OR j.owner = $1 OR NOT hrwsi.lease_is_fresh(j.owner, $2))
+      AND ($5::text IS NULL OR j.owner IS NULL
+           OR NOT EXISTS (SELECT 1 FROM hrwsi.service_instance o WHERE o.id = j.owner AND o.site <> $5))
       AND j.id NOT IN (SELECT unnest($4::bigint[]))
     RETURNING j.id
 )

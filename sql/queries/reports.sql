@@ -129,8 +129,17 @@ SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, s.heartbeat_at,
        extract(epoch FROM now() - s.heartbeat_at)::float8 AS heartbeat_age_s, s.problem, s.problem_since,
        (SELECT n.id FROM hrwsi.service_instance n
         WHERE n.kind = s.kind AND n.host = s.host AND n.pid = s.pid AND n.started_at > s.started_at
-        ORDER BY n.started_at DESC LIMIT 1) AS replaced_by
+        ORDER BY n.started_at DESC LIMIT 1) AS replaced_by, s.site
 FROM hrwsi.service_instance s ORDER BY s.kind, s.heartbeat_at DESC;
+
+-- name: report_local_jobs_held
+-- The jobs each local launcher (one that records its site) owns: once it is gone, only a launcher
+-- of its site, sharing its data directory, adopts them (migration 0065). A read of its own, so
+-- that the services are listed while the job table is locked.
+SELECT j.owner, count(*) AS jobs
+FROM hrwsi.job j JOIN hrwsi.service_instance s ON s.id = j.owner AND s.site IS NOT NULL
+WHERE j.state IN ('submitted', 'queued', 'running')
+GROUP BY j.owner;
 
 -- name: report_alert_counts
 -- The alert outbox in three numbers; a failed alert is one that gave up (max_attempts reached).

@@ -246,6 +246,9 @@ class Launcher(Service):
         running = len(self._following) - len(self._ended) + len(self._starting)
         return self.backend.max_concurrent_jobs + self.claim_ahead - running
 
+    async def site(self) -> str | None:
+        return await self.backend.site()
+
     def problem(self) -> tuple[str, datetime] | None:
         # (Nomad out of reach, say: `hrwsi status` says so beside its jobs; or a pooler, Service.problem)
         return self.backend.problem() or super().problem()
@@ -789,7 +792,7 @@ class Launcher(Service):
         async with self.pool.acquire() as conn:
             specs = await conn.fetch(query("adopt_orphaned_jobs"), self.instance_id,
                                      self.settings.lease_timeout_s, self.backend.name,
-                                     [*self._following, *self._starting])
+                                     [*self._following, *self._starting], await self.backend.site())
         for row in specs:
             resubmit = row["state"] == "submitted" and self.backend.resubmit_is_idempotent
             spec = spec_from_row(row)

@@ -108,6 +108,11 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
             "alerts": read("the alert outbox", None,
                            lambda: _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS})),
         }
+        if any(service["site"] for service in data["services"]):  # (launchers of the local backend)
+            held_jobs = dict(read("the jobs of the local launchers", [],
+                                  lambda: conn.execute(query("report_local_jobs_held")).fetchall()))
+            for service in data["services"]:
+                service["jobs_held"] = held_jobs.get(service["id"], 0)
         # Last: the sessions that held a lock a read above gave up on are still there to be named.
         data["blocking_sessions"] = [row | {"next": blocking_session_next_step(row["pid"])}
                                      for row in _rows(conn, "report_sessions_blocking_hrwsi")]

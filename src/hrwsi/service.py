@@ -610,11 +610,17 @@ class Service:
         confirmed = self._lease_confirmed_at
         return confirmed is not None and time.monotonic() - confirmed < self.settings.lease_timeout_s
 
+    async def site(self) -> str | None:
+        """Hook: the site recorded with the lease (the launcher's local backend: where its attempts'
+        files are); None: none."""
+        return None
+
     async def _register_once(self) -> None:
+        site = await self.site()
         sent, sent_at = time.monotonic(), datetime.now(UTC)
         async with self.pool.acquire() as conn:
             registered_at = await conn.fetchval(query("register_instance"), self.instance_id, self.kind,
-                                                socket.gethostname(), os.getpid(), build_version())
+                                                socket.gethostname(), os.getpid(), build_version(), site)
         self._lease_confirmed_at = sent
         self.clock.observe(sent_at, datetime.now(UTC), registered_at)
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease

@@ -12,9 +12,9 @@ from tests.integration.conftest import insert_inputs, running, single_routine_co
 LEASE = 30.0
 
 
-def register(db, instance, age="0 s"):
-    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at)
-                  VALUES (%s, 'launcher', 'here', 1, now() - %s::interval)""", (instance, age))
+def register(db, instance, age="0 s", site=None):
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at, site)
+                  VALUES (%s, 'launcher', 'here', 1, now() - %s::interval, %s)""", (instance, age, site))
 
 
 def a_dispatched_job(db, owner):
@@ -61,13 +61,47 @@ def test_adoption_needs_a_fresh_lease_of_the_adopter_and_a_stale_one_of_the_owne
     from hrwsi.sql_files import query
 
     adopt = query("adopt_orphaned_jobs").replace("$1", "%(me)s").replace("$2", "%(lease)s") \
-        .replace("$3", "'local'").replace("$4", "%(mine)s")
+        .replace("$3", "'local'").replace("$4", "%(mine)s").replace("$5", "NULL")
     assert db.execute(adopt, {"me": "zombie", "lease": LEASE, "mine": []}).fetchall() == []  # no fresh lease
     register(db, "c")
     assert db.execute(adopt, {"me": "c", "lease": LEASE, "mine": []}).fetchall() == []  # a is alive
     db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = 'a'")
     assert [r[0] for r in db.execute(adopt, {"me": "c", "lease": LEASE, "mine": []})] == [job]
     assert db.execute("SELECT owner FROM hrwsi.job").fetchone()[0] == "c"
+
+
+def test_a_local_job_is_adopted_only_by_a_launcher_of_its_site(db):
+    """A launcher on another host adopted a local job whose files it could not see, recorded it
+    "lost: it will never start" and ran it again while it ran, or had run, on the first host (found
+    by exploratory testing)."""
+    register(db, "a", site="site-1")
+    job = a_dispatched_job(db, "a")
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = 'a'")
+    register(db, "elsewhere", site="site-2")
+    register(db, "beside", site="site-1")
+    from hrwsi.sql_files import query
+
+    adopt = query("adopt_orphaned_jobs").replace("$1", "%(me)s").replace("$2", "%(lease)s") \
+        .replace("$3", "'local'").replace("$4", "%(mine)s").replace("$5", "%(site)s")
+    assert db.execute(adopt, {"me": "elsewhere", "lease": LEASE, "mine": [], "site": "site-2"}).fetchall() == []
+    assert [r[0] for r in db.execute(adopt, {"me": "beside", "lease": LEASE, "mine": [], "site": "site-1"})] == [job]
+    # `hrwsi status` says what such jobs wait for.
+    from io import StringIO
+
+    from rich.console import Console
+
+    from hrwsi import reports
+    from hrwsi.cli import views
+    db.execute("UPDATE hrwsi.job SET owner = 'a'")
+    out = StringIO()
+    views.status(Console(file=out, width=1000), reports.status(db), stale_after_s=30)
+    assert "; its 1 local job(s) wait for a launcher sharing its data directory on here " \
+           "(or for its row to be pruned after dead_service_hours)" in out.getvalue()
+    # Its owner's row gone (pruned after dead_service_hours): anyone's, as before sites were kept.
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = 'beside'")
+    db.execute("DELETE FROM hrwsi.service_instance WHERE id IN ('beside', 'a')")
+    assert [r[0] for r in db.execute(adopt, {"me": "elsewhere", "lease": LEASE, "mine": [], "site": "site-2"})] \
+        == [job]
 
 
 async def test_a_service_whose_lease_lapsed_drops_its_claims_and_takes_a_new_identity(db, database_url, settings,
@@ -77,6 +111,8 @@ async def test_a_service_whose_lease_lapsed_drops_its_claims_and_takes_a_new_ide
         insert_inputs(db, 1)
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'")
         old = launcher.instance_id
+        site = (settings.data_dir / ".hrwsi-local-site").read_text().strip()
+        assert db.execute("SELECT site FROM hrwsi.service_instance WHERE id = %s", (old,)).fetchone()[0] == site
         # As if the process had been paused for longer than its lease: another launcher would
         # now adopt its job. Its next heartbeat finds the lease lapsed.
         db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (old,))

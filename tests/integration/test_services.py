@@ -62,8 +62,9 @@ async def test_planning_left_to_the_launchers_fast_path_reads_none_of_the_tasks_
     try:
         orchestrator = Orchestrator(pool, settings)
         orchestrator.plan_after_s = 0.0  # every pending task is old enough to plan
-        await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test")
-        await pool.execute(query("register_instance"), "launcher-1", "launcher", "here", 1, "test")  # a fresh lease
+        await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
+                           None)
+        await pool.execute(query("register_instance"), "launcher-1", "launcher", "here", 1, "test", None)  # a fresh lease
         assert await orchestrator.plan() is False
         assert sum(rows_read) < 10, rows_read
         assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'pending'").fetchone()[0] == 3000

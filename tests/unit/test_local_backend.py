@@ -191,3 +191,18 @@ async def test_an_attempt_whose_directory_cannot_be_made_is_lost_not_failed_and_
     assert "could not prepare the attempt's directory" in str(lost.value) and "not the routine's fault" in str(lost.value)
     assert not (tmp_path / "runs").exists()
     await backend.close()
+
+
+def test_launchers_sharing_a_data_directory_share_its_site_and_others_do_not(tmp_path):
+    """The site a launcher records with its lease: only launchers that see the same attempts' files
+    adopt each other's local jobs. Made once, also by launchers starting at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hrwsi.backends.local import SITE_FILE, local_site
+
+    shared, other = tmp_path / "shared", tmp_path / "other"
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda _: local_site(str(shared)), range(16)))
+    assert len(ids) == 1 and ids == {(shared / SITE_FILE).read_text().strip()}
+    assert local_site(str(other)) not in ids
+    assert sorted(p.name for p in shared.iterdir()) == [SITE_FILE], "nothing left aside"

@@ -20,7 +20,7 @@ def make_backend(name: str, settings: Settings) -> Backend:
     if name == "local":
         from hrwsi.backends.local import LocalBackend
 
-        return LocalBackend(settings.max_parallel_jobs)
+        return LocalBackend(settings.max_parallel_jobs, site_dir=settings.data_dir)
     if name == "dry-run":
         from hrwsi.backends.dry_run import DryRunBackend
 

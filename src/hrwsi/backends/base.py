@@ -286,6 +286,12 @@ class Backend(Protocol):
         """Where an admin sees this job (Nomad UI), if anywhere."""
         return None
 
+    async def site(self) -> str | None:
+        """Where this backend's jobs run when only a launcher there can follow them (the local
+        backend: the data directory its attempts' files are in), as an id recorded with the
+        launcher's lease: a launcher adopts only the jobs of its own site. None: anywhere (Nomad)."""
+        return None
+
     def problem(self) -> tuple[str, datetime] | None:
         """What keeps the backend from serving the launcher now (out of reach, refusing its
         credentials), and since when; None: nothing known. `hrwsi status` shows it."""

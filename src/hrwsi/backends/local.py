@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 
 import psutil
@@ -188,8 +189,10 @@ class LocalBackend(Backend):
     resubmit_is_idempotent = False  # never start a supervisor twice: the first one may have run it
     jobs_outlive_launcher = False  # a stopping launcher waits for its jobs, then stops them
     def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5,
-                 finds_products: bool = True):
+                 finds_products: bool = True, site_dir: str | os.PathLike | None = None):
         self.max_concurrent_jobs = max_parallel_jobs
+        self._site_dir = site_dir  # the data directory the attempts' files are in (None: no site kept)
+        self._site: str | None = None
         # A processed attempt's outcome carries its products, found in the thread that reads the
         # outcome (the launcher records them; a caller that records none turns it off).
         self.finds_products = finds_products
@@ -200,6 +203,13 @@ class LocalBackend(Backend):
         self._adopted: dict[str, str] = {}  # job ID -> attempt directory, followed without being our child
         self._cancelled: set[str] = set()
         self._abandoned: set[str] = set()  # stopped because the launcher shuts down
+
+    async def site(self) -> str | None:
+        # An attempt runs on this host, its files in the data directory: a launcher elsewhere can
+        # neither see them nor signal its supervisor, so only a launcher sharing the directory adopts it.
+        if self._site is None and self._site_dir is not None:
+            self._site = await asyncio.to_thread(local_site, os.fspath(self._site_dir))
+        return self._site
 
     async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
         if spec.job_id in self._supervisors:
@@ -364,6 +374,35 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+SITE_FILE = ".hrwsi-local-site"
+
+
+def local_site(data_dir: str) -> str:
+    """The id of the site whose attempts' files `data_dir` holds, made once and kept there: the
+    launchers that share the directory (on one host, or on hosts that mount it) share the id.
+    Made aside and linked into place, so that two launchers starting at once read the same id."""
+    path = os.path.join(data_dir, SITE_FILE)
+    try:
+        with open(path, encoding="ascii") as kept:
+            return kept.read().strip()
+    except FileNotFoundError:
+        pass
+    os.makedirs(data_dir, exist_ok=True)
+    aside = f"{path}.{os.getpid()}.{uuid.uuid4().hex}"
+    with open(aside, "w", encoding="ascii") as made:
+        made.write(f"{uuid.uuid4()}\n")
+        made.flush()
+        os.fsync(made.fileno())
+    try:
+        os.link(aside, path)  # (fails if another launcher linked its id first: that one is kept)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(aside)
+    with open(path, encoding="ascii") as kept:
+        return kept.read().strip()
 
 
 def signal_supervisor(attempt_dir: str, number: int) -> bool:

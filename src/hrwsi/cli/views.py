@@ -188,6 +188,10 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
         replaced = stale and s.get("replaced_by")
         said = (f" (replaced by {visible(s['replaced_by'])}: the same process, after its lease lapsed)" if replaced
                 else " (stale: dead or hung?)" if stale else "")
+        if stale and s.get("jobs_held"):
+            # (the local backend's jobs: adopted only by a launcher sharing its data directory)
+            said += (f"; its {s['jobs_held']} local job(s) wait for a launcher sharing its data directory on "
+                     f"{visible(s['host'])} (or for its row to be pruned after dead_service_hours)")
         beat = Text(_age(s["heartbeat_age_s"]) + said, style="red" if stale and not replaced else "")
         table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
                       time(s["started_at"]), beat)
