@@ -84,15 +84,34 @@ SELECT hrwsi.promote_aged_tasks();
 SELECT at_risk, missed FROM hrwsi.raise_deadline_alerts();
 
 -- name: tasks_holding_capacity
--- Dispatched and running tasks, and planned tasks at least as urgent as $2 (the priority being
--- planned): they keep their worker and time in a new plan. Less urgent planned tasks do not hold
--- capacity against more urgent work: it takes their queue position (ADR 0009).
-SELECT t.id, t.worker, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
-       greatest(0, extract(epoch FROM coalesce(j.started_at, t.planned_start) - $1::timestamptz))::float8 AS start_s,
-       extract(epoch FROM coalesce(j.started_at, t.planned_start) + r.expected_duration - $1::timestamptz)::float8 AS end_s
+-- Dispatched and running tasks, and planned tasks at least as urgent as $2 (the least urgent priority
+-- being planned): they keep their worker and time in a new plan. Less urgent planned tasks do not hold
+-- capacity against more urgent work: it takes their queue position (ADR 0009; the orchestrator keeps,
+-- for each priority it plans, the planned tasks at least as urgent as it). Seconds from $1 (the plan's
+-- time zero), each task for as long as it is expected to take:
+-- - a planned task from its planned start, or from now if that has passed (it has not started: it needs
+--   its whole expected duration still); a dispatched or queued one that has not started, from now;
+-- - a running task until its expected end; past it, it is still running and holds its capacity from
+--   now for as long again as it has overrun so far, at least a tenth of its expected duration (and a
+--   second), never beyond its routine's timeout, when it is stopped. (All of them were squeezed into
+--   the plan's first second once their planned start or expected end had passed, and new work was
+--   planned on capacity they held: peak use 42 CPU on a budget of 8.)
+SELECT t.id, t.worker, t.state, t.priority, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+       x.start_s,
+       CASE WHEN x.ran_s IS NULL THEN x.start_s + x.duration_s
+            WHEN x.ran_s < x.duration_s THEN x.duration_s - x.ran_s
+            ELSE least(greatest(x.ran_s - x.duration_s, x.duration_s / 10, 1.0),
+                       greatest(coalesce(x.timeout_s, 'infinity') - x.ran_s, 1.0)) END AS end_s
 FROM hrwsi.processing_task t
 JOIN hrwsi.processing_routine r ON r.name = t.routine
 LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.attempt = t.attempts AND t.state IN ('queued', 'running')
+CROSS JOIN LATERAL (
+    SELECT extract(epoch FROM r.expected_duration)::float8 AS duration_s,
+           extract(epoch FROM $1::timestamptz - j.started_at)::float8 AS ran_s,
+           extract(epoch FROM r.timeout)::float8 AS timeout_s,
+           CASE WHEN t.state = 'planned'
+                THEN greatest(0, extract(epoch FROM t.planned_start - $1::timestamptz))::float8
+                ELSE 0::float8 END AS start_s) x
 WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS NOT NULL
   AND (t.state <> 'planned' OR t.priority <= $2);
 

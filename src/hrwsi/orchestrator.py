@@ -112,8 +112,8 @@ class Orchestrator(Service):
                            "(`hrwsi timeliness`)", row["missed"])
 
     async def plan(self) -> bool:
-        """Plan pending tasks; True when the plan was stale (stored by another orchestrator) and
-        planning must run again."""
+        """Plan pending tasks; True when planning must run again at once (the plan was stale, stored by
+        another orchestrator; less urgent levels or a full batch wait for the next round)."""
         async with self.pool.acquire() as conn:
             released = await conn.fetch(query("release_tasks_of_inactive_workers"))
             for worker, count in Counter(r["worker"] for r in released).items():
@@ -130,33 +130,35 @@ class Orchestrator(Service):
                 if not pending:
                     await self._plan_young_tasks_later(conn)
                     return False
-                # One priority per round, the most urgent first: its plan ignores the queue
-                # positions of less urgent planned work (which it takes), and the next round plans
-                # the less urgent work behind it (ADR 0009).
-                level = pending[0]["priority"]
-                more_levels = pending[-1]["priority"] != level
-                pending = [row for row in pending if row["priority"] == level]
                 generation = await conn.fetchval(query("plan_generation"))
                 workers = await conn.fetch(query("planning_workers"))
                 budget = await conn.fetchrow(query("planning_budget"))
-                holding = await conn.fetch(query("tasks_holding_capacity"), now, level)
-        tasks = [demand_from_row(row, now) for row in pending]
-        fixed = [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"],
-                                   r["start_s"], max(r["end_s"], r["start_s"] + 1.0)) for r in holding]
-        flavours: dict[str, planner.Flavour] = {}
-        pool = []
-        for w in workers:
-            flavour = flavours.setdefault(
-                w["flavour"], planner.Flavour(w["flavour"], w["cpu"], w["ram_mb"], w["disk_mb"]))
-            pool.append(planner.Worker(w["name"], flavour))
+                # Read once for every level of the batch (a level's plan keeps the planned tasks at
+                # least as urgent as it: _holding_at).
+                holding = await conn.fetch(query("tasks_holding_capacity"), now, pending[-1]["priority"])
+        pool = self._planning_pool(workers)
         budgets = planner.Budgets(budget["cpu_max"], budget["ram_max_mb"], budget["storage_max_mb"],
                                   budget["vm_max"])
-        problem = screen(tasks, pool, budgets, fixed)
-        # CPU-bound: run it off the event loop so the listener and heartbeat stay responsive.
-        plan = await asyncio.to_thread(self._plan_and_check, problem, budget["plan_mode"], budget["plan_horizon_s"])
-        if plan is None:
-            self._retry_later("plan")
-            return False
+        # One priority per plan, the most urgent first: its plan ignores the queue positions of less
+        # urgent planned work (which it takes), and the next round plans the less urgent work behind it
+        # (ADR 0009). A level whose tasks can none be planned (a routine above a budget: ADR 0003) is set
+        # aside with its reasons and the next level is planned in the same round: it used to be the
+        # whole round, picked again at once and for ever (hundreds of rounds a second, nothing stored).
+        levels = sorted({row["priority"] for row in pending})
+        set_aside: list[planner.Unplannable] = []
+        for level in levels:
+            tasks = [demand_from_row(row, now) for row in pending if row["priority"] == level]
+            problem = screen(tasks, pool, budgets, self._holding_at(holding, level))
+            # CPU-bound: run it off the event loop so the listener and heartbeat stay responsive.
+            plan = await asyncio.to_thread(self._plan_and_check, problem, budget["plan_mode"],
+                                           budget["plan_horizon_s"])
+            if plan is None:
+                self._retry_later("plan")
+                return False
+            plan.unplannable[:0] = set_aside
+            if plan.assignments or level == levels[-1]:
+                break
+            set_aside = plan.unplannable
         stored = await self._store(plan, now, generation)
         if stored:
             self.last_plan = plan
@@ -164,13 +166,32 @@ class Orchestrator(Service):
             if plan.assignments:  # metrics hook (issue 13)
                 metrics.PLAN_SECONDS.observe(plan.figures.planning_s)
                 metrics.PLANNED_TASKS.inc(len(plan.assignments))
-        again = not stored or more_levels or len(pending) == batch
+        # Again at once only after progress: a round that planned nothing (a full batch of tasks that
+        # cannot be planned) would read the same batch again. Those tasks wait for the next change.
+        again = not stored or (bool(plan.assignments) and (level != levels[-1] or len(pending) == batch))
         if not again:
             # Tasks too young for this round are planned when they are old enough: their inputs'
             # notifications may not come (not listened to while this step was due).
             async with self.pool.acquire() as conn:
                 await self._plan_young_tasks_later(conn)
         return again
+
+    @staticmethod
+    def _planning_pool(workers) -> list[planner.Worker]:
+        flavours: dict[str, planner.Flavour] = {}
+        pool = []
+        for w in workers:
+            flavour = flavours.setdefault(
+                w["flavour"], planner.Flavour(w["flavour"], w["cpu"], w["ram_mb"], w["disk_mb"]))
+            pool.append(planner.Worker(w["name"], flavour))
+        return pool
+
+    @staticmethod
+    def _holding_at(holding, level: int) -> list[planner.FixedTask]:
+        """What holds capacity against the tasks of this priority: tasks under way, and planned tasks at
+        least as urgent (less urgent planned tasks give their queue position to it)."""
+        return [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"], r["start_s"], r["end_s"])
+                for r in holding if r["state"] != "planned" or r["priority"] <= level]
 
     async def _plan_young_tasks_later(self, conn) -> None:
         """Pending tasks too young to plan: plan them when they are old enough (unless dispatched)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 
+from hrwsi.configuration import load
 from hrwsi.database import create_pool
 from hrwsi.demo import write_scenes
 from hrwsi.orchestrator import Orchestrator
@@ -408,3 +409,55 @@ async def test_a_launcher_on_a_host_ten_minutes_slow_records_its_attempts_times_
         await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'processed'")
     for submitted, started, finished in db.execute("SELECT submitted_at, started_at, finished_at FROM hrwsi.job"):
         assert abs((started - submitted).total_seconds()) < 60 and abs((finished - submitted).total_seconds()) < 60
+
+
+async def _planned_start_of_new_work_after(db, pool, settings, held_since: str, state: str) -> float:
+    """One 4-CPU worker; a task of a 60 s routine holds it (`state`, planned or started `held_since`
+    ago); a new task is planned: seconds from now to its planned start, and the plan's peak CPU."""
+    document = single_routine_configuration(["true"], cpu=4, workers=1)
+    document["routine"][0]["expected_duration_s"] = 60
+    load(db, document)
+    insert_inputs(db, 1)
+    db.execute("""UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w01',
+                  planned_start = now() - %s::interval, planned_end = now() - %s::interval + interval '60 s'""",
+               (held_since, held_since))
+    if state != "planned":
+        db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1")
+        db.execute("UPDATE hrwsi.processing_task SET state = %s", (state,))
+        db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, started_at)
+                      SELECT id, 1, 'dry-run', 'hrwsi-work-' || id || '-1', 'w01', %s,
+                             CASE WHEN %s = 'running' THEN now() - %s::interval END
+                      FROM hrwsi.processing_task""", (state, state, held_since))
+    insert_inputs(db, 1, start=1)
+    orchestrator = Orchestrator(pool, settings)
+    orchestrator.plan_after_s = 0.0
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test")
+    while await orchestrator.plan():
+        pass
+    start = db.execute("""SELECT extract(epoch FROM planned_start - now()) FROM hrwsi.processing_task
+                          WHERE state = 'planned' AND input_id = (SELECT max(id) FROM hrwsi.input)""").fetchone()[0]
+    assert orchestrator.last_plan.figures.peak_use["cpu"] <= 4, orchestrator.last_plan.figures.peak_use
+    return float(start)
+
+
+async def test_a_planned_task_whose_start_has_passed_holds_its_whole_expected_duration_from_now(
+        db, pool, settings):
+    """It has not started: it needs its 60 s still. Tasks behind their planned start were squeezed into
+    the plan's first second, and new work planned on what they hold (peak use 42 CPU on a budget of 8;
+    found by exploratory testing)."""
+    assert await _planned_start_of_new_work_after(db, pool, settings, "2 min", "planned") >= 58
+
+
+async def test_a_queued_task_that_has_not_started_holds_its_whole_expected_duration_from_now(db, pool, settings):
+    assert await _planned_start_of_new_work_after(db, pool, settings, "2 min", "queued") >= 58
+
+
+async def test_a_running_task_past_its_expected_end_holds_its_capacity_for_as_long_again_as_it_overran(
+        db, pool, settings):
+    """It is still running (10 min into its expected 60 s): it holds its worker from now for the 9 min it has
+    overrun, not for the first second of the plan."""
+    assert await _planned_start_of_new_work_after(db, pool, settings, "10 min", "running") >= 9 * 60 - 5
+
+
+async def test_a_running_task_within_its_expected_duration_holds_until_its_expected_end(db, pool, settings):
+    assert 20 - 5 <= await _planned_start_of_new_work_after(db, pool, settings, "40 s", "running") <= 20 + 1
