@@ -118,11 +118,19 @@ WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS 
 -- name: release_tasks_of_inactive_workers
 -- Planned tasks whose worker was deactivated (its Nomad node went down, `hrwsi workers sync`, an
 -- operator) or removed go back to pending, to be planned onto the workers that remain.
+-- Worker and planned times are cleared, as every other way back to pending does (a pending task
+-- named the worker it no longer has); the worker is returned as the locked row had it.
+WITH gone AS (
+    SELECT t.id, t.worker FROM hrwsi.processing_task t
+    WHERE t.state = 'planned' AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = t.worker AND w.active)
+    FOR UPDATE OF t
+)
 UPDATE hrwsi.processing_task t
-SET state = 'pending', state_reason = 'its worker ' || t.worker || ' is no longer active; planned again'
-WHERE t.state = 'planned'
-  AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = t.worker AND w.active)
-RETURNING t.id, t.worker;
+SET state = 'pending', state_reason = 'its worker ' || g.worker || ' is no longer active; planned again',
+    worker = NULL, planned_start = NULL, planned_end = NULL
+FROM gone g
+WHERE t.id = g.id
+RETURNING t.id, g.worker;
 
 -- ============================================================================================
 -- launcher

@@ -13,6 +13,7 @@ import pytest
 from hrwsi.app import App
 from hrwsi.backends.base import JobOutcome
 from hrwsi.backends.dry_run import DryRunBackend
+from hrwsi.sql_files import query
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
 
@@ -205,3 +206,18 @@ async def test_planned_tasks_a_changed_configuration_no_longer_fits_are_planned_
     said = dict(db.execute("SELECT reason, count(*) FROM hrwsi.task_event WHERE state = 'pending' GROUP BY reason"))
     assert said["routine work changed (CPU, RAM, storage or flavour): planned again"] == 3
     assert sum(n for reason, n in said.items() if reason and reason.startswith("the flavour f of its worker w")) == 3
+
+
+def test_a_task_sent_back_to_pending_from_a_deactivated_worker_names_no_worker_and_no_planned_time(db, configure):
+    """As every other way back to pending (a pending task showed `pending | L02`; found by exploratory testing)."""
+    configure(single_routine_configuration(["true"], workers=2))
+    first, _second = worker_names(db)
+    insert_inputs(db, 2)
+    db.execute("""UPDATE hrwsi.processing_task SET state = 'planned', worker = %s, planned_start = now(),
+                  planned_end = now() + interval '1 s'""", (first,))
+    db.execute("UPDATE hrwsi.worker SET active = false WHERE name = %s", (first,))
+    released = db.execute(query("release_tasks_of_inactive_workers")).fetchall()
+    assert sorted(w for _id, w in released) == [first, first], "the worker it left is still said"
+    assert db.execute("""SELECT DISTINCT state, worker, planned_start, planned_end, state_reason
+                         FROM hrwsi.processing_task""").fetchall() == \
+        [("pending", None, None, None, f"its worker {first} is no longer active; planned again")]
