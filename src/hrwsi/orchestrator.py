@@ -226,10 +226,7 @@ class Orchestrator(Service):
             plan = planner.plan_tasks(problem.tasks, problem.workers, problem.budgets, problem.fixed,
                                       horizon_s=horizon_s, mode=mode)
             if plan.late:
-                # (the lateness as people read it: "698.3 d late", not "60331739 s late")
-                logger.warning("the plan ends %d task(s) after their deadline (they are alerted as at risk): "
-                               "e.g. task %d, %s late", len(plan.late), plan.late[0].task_id,
-                               duration_text(plan.late[0].planned_end_s - plan.late[0].deadline_s))
+                Orchestrator._say_late(plan.late)
             if plan.figures.horizon_missed_by_s:
                 logger.warning("no plan ends within the %.0f s horizon: %s", horizon_s, plan.figures.horizon_note)
             violations = planner.validate_plan(plan, problem.tasks, problem.workers, problem.budgets, problem.fixed)
@@ -241,6 +238,23 @@ class Orchestrator(Service):
             plan = planner.Plan({}, [], planner.PlanFigures(0, 0.0, 0.0, 0, 0.0, {}, {}, 0.0))
         plan.unplannable.extend(problem.set_aside)
         return plan
+
+    @staticmethod
+    def _say_late(late: list[planner.LateTask]) -> None:
+        """What the deadline check does about the tasks the plan ends late: deadline_at_risk while the
+        deadline is ahead, deadline_missed once it has passed (it said "alerted as at risk" of tasks
+        already past their deadline, which hrwsi.raise_deadline_alerts never alerts so)."""
+        # (the lateness as people read it: "698.3 d late", not "60331739 s late")
+        ahead = [t for t in late if t.deadline_s > 0]
+        past = [t for t in late if t.deadline_s <= 0]
+        if ahead:
+            logger.warning("the plan ends %d task(s) after their deadline, which is still ahead: e.g. task %d, %s late "
+                           "(the deadline check alerts each once, deadline_at_risk)", len(ahead), ahead[0].task_id,
+                           duration_text(ahead[0].planned_end_s - ahead[0].deadline_s))
+        if past:
+            logger.warning("%d task(s) planned are already past their deadline: e.g. task %d, due %s ago (the deadline "
+                           "check alerts each once, deadline_missed)", len(past), past[0].task_id,
+                           duration_text(-past[0].deadline_s))
 
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "store_plan":
