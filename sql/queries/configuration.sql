@@ -161,3 +161,14 @@ WHERE NOT EXISTS (SELECT 1 FROM hrwsi.worker w JOIN hrwsi.flavour f ON f.name = 
                   WHERE w.active AND f.cpu >= r.cpu AND f.ram_mb >= r.ram_mb AND f.disk_mb >= r.storage_mb
                     AND (r.flavour IS NULL OR f.name = r.flavour))
 ORDER BY r.name;
+
+-- name: config_routines_beyond_budget
+-- Routines that ask for more CPU, RAM or storage than the budget allows (NULL: no limit), with the
+-- limits: the planner can never plan their tasks.
+SELECT r.name, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+       CASE WHEN r.cpu > b.cpu_max THEN b.cpu_max::float8 END AS cpu_max,
+       CASE WHEN r.ram_mb > b.ram_max_mb THEN b.ram_max_mb END AS ram_max_mb,
+       CASE WHEN r.storage_mb > b.storage_max_mb THEN b.storage_max_mb END AS storage_max_mb
+FROM hrwsi.processing_routine r CROSS JOIN hrwsi.budget b
+WHERE r.cpu > b.cpu_max OR r.ram_mb > b.ram_max_mb OR r.storage_mb > b.storage_max_mb
+ORDER BY r.name;

@@ -569,7 +569,8 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
     """What ops should know once the file is loaded: what the database keeps that the file does not
     name (for each kind the file names at least one of: a load adds and updates, never removes; a
     renamed routine stayed beside the new one, and "1 workers" was said while two were active), and
-    the routines no active worker can run (found by exploratory testing, 2026-12-05)."""
+    the routines no active worker can run (found by exploratory testing, 2026-12-05), and those the budget
+    cannot hold (a routine above cpu_max was loaded as valid, its tasks then refused by the planner)."""
     config = Configuration.model_validate(document)
     named = {"flavour": {f.name for f in config.flavour}, "worker": {n for w in config.worker for n in w.names()},
              "routine": {r.name for r in config.routine}, "condition": {c.name for c in config.condition}}
@@ -586,6 +587,13 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
         only = f" on flavour {flavour}" if flavour else ""
         said.append(f"routine {name} ({cpu:g} CPU, {ram_mb} MB RAM, {storage_mb} MB storage{only}) fits no active "
                     "worker: its tasks cannot be planned until one fits")
+    for name, cpu, ram_mb, storage_mb, cpu_max, ram_max_mb, storage_max_mb in conn.execute(
+            query("config_routines_beyond_budget")):
+        over = [f"{what} budget is {limit:g}{unit}" for what, limit, unit in
+                (("the CPU", cpu_max, ""), ("the RAM", ram_max_mb, " MB"), ("the storage", storage_max_mb, " MB"))
+                if limit is not None]
+        said.append(f"routine {name} ({cpu:g} CPU, {ram_mb} MB RAM, {storage_mb} MB storage) exceeds the budget "
+                    f"({', '.join(over)}): its tasks cannot be planned until the budget or the routine changes")
     return said
 
 

@@ -141,3 +141,21 @@ def test_config_show_loads_back_to_the_same_configuration(db):
     assert configuration.current(db) == shown
     assert table_counts(db) == {"flavour": 2, "worker": 4, "processing_routine": len(document["routine"]),
                                 "processing_condition": len(document["condition"])}
+
+
+def test_validating_a_routine_the_budget_cannot_hold_says_so_as_a_note(db):
+    """cpu = 4 against cpu_max = 3 was `valid` without a word; the planner then refused every task of it
+    (found by exploratory testing)."""
+    document = {
+        "budget": {"cpu_max": 3, "ram_max_mb": 2000, "storage_max_mb": 100_000, "vm_max": 2},
+        "flavour": [{"name": "f", "cpu": 8, "ram_mb": 16000, "disk_mb": 50000}],
+        "worker": [{"prefix": "w", "count": 2, "flavour": "f"}],
+        "routine": [{"name": name, "cpu": cpu, "ram_mb": ram_mb, "storage_mb": 100, "expected_duration_s": 1,
+                     "command": ["true"], "input_product_type": kind, "output_product_type": kind + "_OUT"}
+                    for name, cpu, ram_mb, kind in (("big", 4, 3000, "A"), ("small", 1, 1000, "B"))],
+        "condition": [{"name": "a", "routine": "big"}, {"name": "b", "routine": "small"}],
+    }
+    said: list[str] = []
+    configuration.check_against(db, document, said=said)
+    assert said == ["routine big (4 CPU, 3000 MB RAM, 100 MB storage) exceeds the budget (the CPU budget is 3, the "
+                    "RAM budget is 2000 MB): its tasks cannot be planned until the budget or the routine changes"]
