@@ -431,7 +431,7 @@ async def _planned_start_of_new_work_after(db, pool, settings, held_since: str, 
     insert_inputs(db, 1, start=1)
     orchestrator = Orchestrator(pool, settings)
     orchestrator.plan_after_s = 0.0
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test")
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None)
     while await orchestrator.plan():
         pass
     start = db.execute("""SELECT extract(epoch FROM planned_start - now()) FROM hrwsi.processing_task
