@@ -199,9 +199,13 @@ CREATE TABLE hrwsi.input (
         CONSTRAINT input_path_is_at_most_2000_bytes CHECK (octet_length(input_path) <= 2000)
         CONSTRAINT input_path_has_no_surrounding_white_space CHECK (btrim(input_path) = '' OR input_path = btrim(input_path))
         CONSTRAINT input_path_has_no_control_characters CHECK (input_path !~ '[[:cntrl:]]')
-        CONSTRAINT input_path_has_no_dot_dot_segment CHECK (input_path !~ '(^|/)\.\.(/|$)'),
+        CONSTRAINT input_path_has_no_dot_dot_segment CHECK (input_path !~ '(^|/)\.\.(/|$)')
+        -- (Nomad reads `${...}` in a job's arguments as its own variables: such a path cannot run
+        -- there, and was charged to the routine; migration 0066)
+        CONSTRAINT input_path_has_no_dollar_brace CHECK (strpos(input_path, '${') = 0),
     tile                 text CONSTRAINT input_tile_is_an_mgrs_code_like_32tpr CHECK (tile ~ '^[0-9]{2}[A-Z]{3}$'),
-    mission              text CONSTRAINT input_mission_is_not_empty CHECK (btrim(mission) <> ''),
+    mission              text CONSTRAINT input_mission_is_not_empty CHECK (btrim(mission) <> '')
+        CONSTRAINT input_mission_is_at_most_100_bytes CHECK (octet_length(mission) <= 100),
     measured_at          timestamptz,
     published_at         timestamptz,
     created_at           timestamptz NOT NULL DEFAULT now(),
@@ -209,7 +213,8 @@ CREATE TABLE hrwsi.input (
     product_id           bigint,                        -- the product this input was chained from
     -- The same scene from two sources (a catalogue and a landing directory), or under two paths,
     -- is one input per condition: the scene identifier is the product name without its extension.
-    scene_id             text CONSTRAINT input_scene_id_is_not_empty CHECK (btrim(scene_id) <> ''),
+    scene_id             text CONSTRAINT input_scene_id_is_not_empty CHECK (btrim(scene_id) <> '')
+        CONSTRAINT input_scene_id_is_at_most_500_bytes CHECK (octet_length(scene_id) <= 500),
     -- An input may name its lane (a back-fill source inserts into 'archive'); else its condition's.
     lane                 text CONSTRAINT input_lane_must_exist REFERENCES hrwsi.lane (name),
     -- A product a campaign made becomes an input of the campaign (chained), never of production.
@@ -554,7 +559,9 @@ CREATE TABLE hrwsi.product (
     path         text NOT NULL CONSTRAINT product_path_is_not_empty CHECK (btrim(path) <> '')
         CONSTRAINT product_path_is_at_most_2000_bytes CHECK (octet_length(path) <= 2000)
         CONSTRAINT product_path_is_absolute_without_control_characters
-        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]]' AND path !~ '(^|/)\.\.(/|$)'),
+        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]]' AND path !~ '(^|/)\.\.(/|$)')
+        -- (a product becomes the next step's input, whose path may not hold `${`; migration 0066)
+        CONSTRAINT product_path_has_no_dollar_brace CHECK (strpos(path, '${') = 0),
     product_type text NOT NULL CONSTRAINT product_type_is_not_empty CHECK (btrim(product_type) <> ''),
     size_bytes   bigint,
     created_at   timestamptz NOT NULL DEFAULT now(),
@@ -942,6 +949,23 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         ORDER BY t.deadline_at, t.id
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
         RETURNING id
+    ), processed_late AS (
+        -- A task processed after its deadline between two checks was never told (found by
+        -- exploratory testing; migration 0066): within the hour after it ended, through the index of
+        -- finished tasks.
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'deadline_missed', format('hrwsi: task %s (%s) missed its deadline', t.id, t.routine),
+               format('Task %s (routine %s, lane %s, tile %s, input %s) was due at %s and was processed at %s, %s '
+                      'late. `hrwsi timeliness` shows how late products are.',
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at),
+                      hrwsi.utc_text(t.finished_at), hrwsi.duration_text(t.finished_at - t.deadline_at)),
+               t.id, t.routine
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.state = 'processed' AND t.finished_at > now() - interval '1 hour' AND t.finished_at > t.deadline_at
+          AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_missed')
+        ORDER BY t.deadline_at, t.id
+        ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
+        RETURNING id
     ), at_risk AS (
         INSERT INTO alert (kind, subject, body, task_id, routine)
         SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
@@ -959,7 +983,8 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
         RETURNING id
     )
-    SELECT (SELECT count(*) FROM at_risk)::integer, (SELECT count(*) FROM missed)::integer
+    SELECT (SELECT count(*) FROM at_risk)::integer,
+           ((SELECT count(*) FROM missed) + (SELECT count(*) FROM processed_late))::integer
 $$;
 
 -- The failure policy (as the terminated-task alert, in hrwsi.after_task_changes) joins the
@@ -3123,8 +3148,15 @@ GRANT SELECT ON public.hrwsi_schema_migration TO hrwsi_readonly, hrwsi_data_engi
 -- (when it came, from which source or product, for which campaign: migration 0051).
 GRANT INSERT (processing_condition, input_path, tile, mission, measured_at, published_at, scene_id, lane)
     ON hrwsi.input TO hrwsi_data_engineer;
-GRANT INSERT, UPDATE, DELETE ON hrwsi.harvest_source, hrwsi.multi_input_rule, hrwsi.multi_input_requirement
-    TO hrwsi_data_engineer;
+GRANT INSERT, UPDATE, DELETE ON hrwsi.multi_input_rule, hrwsi.multi_input_requirement TO hrwsi_data_engineer;
+-- Of a harvest source, what it is, not the harvester's bookkeeping (its claim, last run and error):
+-- a data engineer's claim stopped a source for a day, status said a harvester would take it over,
+-- and a planted last_error read as hrwsi's (found by exploratory testing; migration 0066).
+GRANT INSERT (name, kind, product_type, config, frequency, frequency_interval, cron, mode, overlap, first_lookback,
+              backfill_from, backfill_to, backfill_cursor, last_success_at, next_run_at, active),
+      UPDATE (name, kind, product_type, config, frequency, frequency_interval, cron, mode, overlap, first_lookback,
+              backfill_from, backfill_to, backfill_cursor, last_success_at, next_run_at, active),
+      DELETE ON hrwsi.harvest_source TO hrwsi_data_engineer;
 
 -- Services change the work tables and run the sources; they create no tables and change no
 -- configuration. The history (task_event) is written by its trigger alone, as the owner; tasks

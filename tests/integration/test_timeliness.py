@@ -85,6 +85,20 @@ def test_each_deadline_alert_is_raised_once_per_task(world):
     assert "/late" in body and "is still pending" in body
 
 
+def test_a_task_processed_after_its_deadline_between_two_checks_is_told_once(world):
+    """It ended late before the periodic check saw it open: no alert of any kind came (found by
+    exploratory testing)."""
+    measured = NOW - timedelta(hours=2)  # due an hour ago
+    product(world, "nrt", "/ended-late", measured, measured, NOW)
+    product(world, "nrt", "/on-time", NOW - timedelta(minutes=10), NOW - timedelta(minutes=5), NOW)
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 1)
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 0)
+    [(kind, body)] = world.execute("SELECT kind, body FROM hrwsi.alert").fetchall()
+    assert kind == "deadline_missed" and "/ended-late" in body
+    assert f"was due at {measured + timedelta(hours=1):%Y-%m-%d %H:%M:%S}Z and was processed at " in body
+    assert re.search(r"Z, (59 min \d+ s|1 h 0 min) late\.", body), body
+
+
 @pytest.fixture
 def quick_deadline_checks(monkeypatch):
     """The orchestrator checks deadlines every 0.2 s instead of every 10 s."""
