@@ -10,25 +10,41 @@ control codes but passes ESC through. Everything the CLI prints from the databas
 from __future__ import annotations
 
 import codecs
+import json
 import re
 import unicodedata
 
 # Control characters, and Unicode's directional formatting characters: a right-to-left override in a
 # path shows its end first ("Trojan Source", CVE-2021-42574), so what an operator reads is not the name.
 # (The marks too: U+200E, U+200F and the Arabic letter mark U+061C.)
-_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
+# And the invisible ones, which make two names that differ look the same ("/X.SAFE" and
+# "/X\u200b.SAFE"; found by exploratory testing): the zero-width space, joiners and word joiner, the
+# invisible operators, the soft hyphen, the byte order mark, and the tag characters.
+_UNSEEN = ("\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+         "\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff\U000e0000-\U000e007f")
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_UNSEEN}]")
 # (a line break too, and Unicode's line and paragraph separators, which some viewers break lines at)
-_LINE_BREAKING = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{_BIDI}\u2028\u2029]")
+_LINE_BREAKING = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{_UNSEEN}\u2028\u2029]")
 # In a web page (the dashboard): a line break and a tab are the text's own layout (a log's lines), and so
 # is a carriage return before a line break (a log written with CRLF); a carriage return alone is shown,
 # not taken as one more line break (a page shows "ok\rFAILED" as two lines, where a terminal overwrites).
-_IN_PAGE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_BIDI}]|\\r(?!\\n)")
+_IN_PAGE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_UNSEEN}]|\\r(?!\\n)")
 
 
 def _escape(match: re.Match) -> str:
     code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+_UNSEEN_ALONE = re.compile(f"[{_UNSEEN}]")
+
+
+def json_unseen_escaped(text: str) -> str:
+    """JSON text with its directional and invisible characters written as JSON's own escapes
+    (`\\u202e`), which a reader reads back as the same text: printed raw, `hrwsi sources --json` on
+    a terminal reordered what followed a right-to-left override. (Control characters are escaped
+    by JSON itself; outside its strings JSON text is ASCII.)"""
+    return _UNSEEN_ALONE.sub(lambda match: json.dumps(match.group())[1:-1], text)
 
 
 def visible(value: object) -> str:

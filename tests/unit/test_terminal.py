@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from hrwsi.terminal import one_line, print_anywhere, visible
+from hrwsi.terminal import in_page, one_line, print_anywhere, visible
 
 
 def test_control_characters_are_shown_as_their_escapes_and_text_is_kept():
@@ -40,3 +40,23 @@ def test_a_stream_that_lacks_a_character_prints_one_as_wide_instead_of_failing()
 
 def test_a_byte_kept_as_a_surrogate_is_written_back_as_that_byte():
     assert _written("x\udce9y", "ascii") == b"x\xe9y"
+
+
+def test_invisible_characters_are_shown_so_that_two_names_that_differ_look_different():
+    """"/eodata/X.SAFE" and "/eodata/X\u200b.SAFE" looked the same in `hrwsi tasks` and on the
+    dashboard (found by exploratory testing)."""
+    assert visible("/eodata/X\u200b.SAFE") == "/eodata/X\\u200b.SAFE"
+    assert visible("\ufeff/a\u2060b\u00adc") == "\\ufeff/a\\u2060b\\xadc"
+    assert visible("/tag\U000e0041") == "/tag\\U000e0041"
+    assert in_page("/x\u200d.SAFE\nnext") == "/x\\u200d.SAFE\nnext"
+    assert visible("/data/snow_cover_é.tif") == "/data/snow_cover_é.tif", "letters are kept"
+
+
+def test_json_says_directional_and_invisible_characters_as_its_own_escapes_and_reads_back_the_same():
+    import json
+
+    from hrwsi.terminal import json_unseen_escaped
+    data = {"name": "evil\u202egnp.exe", "tag": "x\U000e0041", "plain": "é\n"}
+    text = json_unseen_escaped(json.dumps(data, ensure_ascii=False))
+    assert "\u202e" not in text and "\\u202e" in text and "\\udb40\\udc41" in text and "é" in text
+    assert json.loads(text) == data

@@ -25,6 +25,7 @@ from hrwsi.cli.errors import CliError, explain
 from hrwsi.database import connect, resolve_url
 from hrwsi.migrations import build_version
 from hrwsi.settings import Settings
+from hrwsi.terminal import json_unseen_escaped
 
 console = Console()
 error_console = Console(stderr=True, highlight=False)
@@ -154,7 +155,7 @@ def print_json(data) -> None:
     or, when stdout's encoding lacks one (LC_ALL=C), every non-ASCII one as JSON's own escape
     (`\\u2026`), which a JSON reader reads back as the same text: a replaced character would change
     the data, and a `\\xe9` is no JSON."""
-    text = to_json(data)
+    text = json_unseen_escaped(to_json(data))
     try:
         text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
     except (UnicodeEncodeError, LookupError):
