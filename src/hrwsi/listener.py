@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,24 @@ from hrwsi.database import SESSION_SETTINGS, TRANSIENT_DATABASE_ERRORS, redact
 from hrwsi.database_trouble import describe, pooler_refusal
 
 logger = logging.getLogger(__name__)
+
+# Payloads hrwsi cannot read are said at most this often, with how many came: any role may NOTIFY on
+# hrwsi's channels, and a read-only one's 1,000 pg_notify calls wrote 4,000 warnings (one per
+# listener; found by exploratory testing).
+UNREADABLE_SAID_EVERY_S = 60.0
+_unreadable = {"said_at": None, "since": 0}
+
+
+def _tell_unreadable(channel: str, payload: str) -> None:
+    now = time.monotonic()
+    _unreadable["since"] += 1
+    if _unreadable["said_at"] is not None and now - _unreadable["said_at"] < UNREADABLE_SAID_EVERY_S:
+        return
+    logger.warning("ignoring %d unreadable payload(s) on hrwsi's channels since this was last said, e.g. %r on "
+                   "%s (a notification hrwsi did not send?); waking up anyway", _unreadable["since"], payload[:200],
+                   channel)
+    _unreadable.update(said_at=now, since=0)
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -40,7 +59,7 @@ class Notification:
         try:
             data = json.loads(payload) if payload else {}
         except json.JSONDecodeError:
-            logger.warning("ignoring the unreadable payload %r on %s; waking up anyway", payload[:200], channel)
+            _tell_unreadable(channel, payload)
             data = {}
         if not isinstance(data, dict):
             data = {}

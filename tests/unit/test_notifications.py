@@ -42,3 +42,20 @@ def test_named_blocks():
 
 def test_every_shipped_query_is_loadable():
     assert {"dispatch", "record_outcomes", "store_plan", "chain_products"} <= set(queries())
+
+
+def test_unreadable_payloads_are_said_once_a_minute_with_how_many_came(caplog, monkeypatch):
+    """Any role may NOTIFY on hrwsi's channels: a read-only one's 1,000 pg_notify calls wrote 4,000
+    warnings (found by exploratory testing)."""
+    import logging
+
+    from hrwsi import listener
+    monkeypatch.setattr(listener, "_unreadable", {"said_at": None, "since": 0})
+    caplog.set_level(logging.WARNING, logger="hrwsi.listener")
+    for n in range(1000):
+        assert Notification.parse("hrwsi_task", f"junk {n}").count == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("ignoring 1 unreadable payload(s)") and "'junk 0'" in said[0]
+    monkeypatch.setattr(listener, "UNREADABLE_SAID_EVERY_S", 0.0)
+    Notification.parse("hrwsi_job", "junk again")
+    assert caplog.records[-1].getMessage().startswith("ignoring 1000 unreadable payload(s)")
