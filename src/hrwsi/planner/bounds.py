@@ -2,8 +2,8 @@
 
 planning.md's terms, extended soundly: resource work / capacity (the budget or the ``vm_max`` largest
 workers), fixed tasks' remaining work included but clipped to capacity; total duration / the most tasks
-that can run at once; the longest chain with earliest starts and fixed predecessors; the last fixed task's
-end. Two terms see more of the structure:
+that can run at once, or the rounds whole tasks take at that many at once; the longest chain with
+earliest starts and fixed predecessors; the last fixed task's end. Two terms see more of the structure:
 - "flavour": for every set of worker kinds, the tasks that fit only those kinds (by their restriction or
   their size) must run there: their work over the most of it those workers, and the budgets, can hold at
   once (a knapsack per kind, ``capacity.most_held``: one 3-CPU task at a time on a 4-CPU worker);
@@ -111,12 +111,31 @@ def _most_tasks_at_once(prob: Problem, budgets: Sequence[float], k: int, kinds: 
 
 def _concurrency_part(prob: Problem, budgets: Sequence[float], k: int, kinds: list[Kind]) -> float:
     """Total duration / how many tasks can run at once at most (planning.md's sum(duration)/vm_max,
-    generalised to workers that hold several tasks)."""
+    generalised to workers that hold several tasks), and, since tasks are whole, the rounds they
+    take (_rounds_part)."""
     conc = _most_tasks_at_once(prob, budgets, k, kinds)
     total = sum(t for _d, _fl, t, _q in kinds)
     if not math.isfinite(conc) or total <= 0:
         return 0.0
-    return total / conc if conc > 0 else math.inf
+    if conc <= 0:
+        return math.inf
+    return max(total / conc, _rounds_part([prob.dur[i] for i in prob.plannable], int(conc)))
+
+
+def _rounds_part(durations: list[float], m: int) -> float:
+    """Tasks are whole: with at most m running at once, they can be laid on m lines (the intervals of
+    a schedule with at most m at once colour with m colours), so of the km + 1 longest, k + 1 share a
+    line and run one after the other: at least the k + 1 shortest of them. Twenty 20 s tasks, six at
+    once, take four rounds, 80 s, where the total over six said 67 s (found by exploratory testing:
+    plans read 1.17x their bound when they were as good as can be)."""
+    n = len(durations)
+    if m <= 0 or n <= m:
+        return 0.0  # (the longest task alone: the chain term)
+    longest = sorted(durations, reverse=True)
+    prefix = [0.0]
+    for d in longest:
+        prefix.append(prefix[-1] + d)
+    return max(prefix[k * m + 1] - prefix[k * m - k] for k in range(1, (n - 1) // m + 1))
 
 
 def _restricted_flavour_part(prob: Problem, budgets: Sequence[float], k: int, kinds: list[Kind]) -> float:
@@ -367,7 +386,8 @@ def lower_bound_parts(
 ) -> dict[str, float]:
     """Each term of the lower bound, by name: "cpu", "ram_mb", "storage_mb" (work / capacity, capacity
     being the budget or the ``vm_max`` largest workers), "tasks" (total duration / the most tasks that
-    can run at once; planning.md's sum(duration)/vm_max when a worker holds one task at a time),
+    can run at once; planning.md's sum(duration)/vm_max when a worker holds one task at a time; or,
+    tasks being whole, the rounds they take at that many at once),
     "flavour" (work of tasks restricted to one flavour / that flavour's capacity), "chain" (longest
     dependency chain, with earliest starts and fixed predecessors), "fixed" (the last fixed task's end).
     Unplannable tasks are left out."""
@@ -392,7 +412,7 @@ _BOUND_WORDS = {
     "cpu": "the CPU work divided by the CPU capacity (budget or largest workers)",
     "ram_mb": "the RAM work divided by the RAM capacity",
     "storage_mb": "the storage work divided by the storage capacity",
-    "tasks": "the total duration divided by the most tasks that can run at once",
+    "tasks": "the total duration divided by the most tasks that can run at once, or the rounds they take",
     "flavour": "the work of tasks that fit only some flavours divided by what those flavours' workers can hold of it",
     "window": "the work of tasks between their chains before and after, divided by the capacity, plus those chains",
     "chain": "the longest dependency chain",
