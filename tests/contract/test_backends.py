@@ -106,7 +106,7 @@ async def test_submit_prepares_the_output_and_log_directories(adapter: Adapter):
     await asyncio.wait_for(adapter.backend.wait(spec, spec.job_id, Progress()), GUARD_S)
 
 
-async def test_a_first_start_prepares_the_attempt_and_refuses_an_output_directory_in_use(adapter: Adapter):
+async def test_a_first_start_prepares_the_attempt_and_never_runs_in_an_output_directory_in_use(adapter: Adapter):
     # The launcher's only preparation of an attempt is the backend's submit on its first start.
     if not adapter.runs_commands:
         pytest.skip("the dry-run backend writes nothing")
@@ -119,8 +119,14 @@ async def test_a_first_start_prepares_the_attempt_and_refuses_an_output_director
     again = adapter.spec("exit 0")
     Path(again.output_dir).mkdir(parents=True)
     (Path(again.output_dir) / "left-over.txt").write_text("another attempt's file")
-    with pytest.raises(RuntimeError, match="is not empty"):
-        await adapter.backend.submit(again, first_start=True)
+    # Another timeline's attempt (a database restored into the same HRWSI_HOME reuses task ids): its
+    # files are moved aside, kept, and the new attempt runs in an empty output directory of its own.
+    await adapter.backend.submit(again, first_start=True)
+    outcome = await asyncio.wait_for(adapter.backend.wait(again, again.job_id, Progress()), GUARD_S)
+    assert outcome.state == "processed", outcome.message
+    assert not (Path(again.output_dir) / "left-over.txt").exists()
+    [aside] = Path(again.attempt_dir).parent.glob(Path(again.attempt_dir).name + ".moved-*")
+    assert (aside / Path(again.output_dir).name / "left-over.txt").read_text() == "another attempt's file"
 
 
 async def test_products_a_backend_reports_are_those_found_in_the_output_directory(adapter: Adapter):

@@ -206,3 +206,30 @@ def test_launchers_sharing_a_data_directory_share_its_site_and_others_do_not(tmp
     assert len(ids) == 1 and ids == {(shared / SITE_FILE).read_text().strip()}
     assert local_site(str(other)) not in ids
     assert sorted(p.name for p in shared.iterdir()) == [SITE_FILE], "nothing left aside"
+
+
+async def test_a_new_attempt_on_paths_another_timeline_left_moves_them_aside_and_runs(tmp_path, caplog):
+    # Found by exploratory testing: after pg_restore of an older dump into the same HRWSI_HOME, new
+    # tasks reuse task ids whose attempt directories exist; "the output directory ... of a new
+    # attempt is not empty; refusing to run the attempt there" was charged to the routine, five in
+    # a row put it on hold. The old files are kept (renamed, a warning names both paths) and it runs.
+    spec = spec_in(tmp_path)
+    Path(spec.output_dir).mkdir(parents=True)
+    (Path(spec.output_dir) / "old-product.txt").write_text("another timeline's")
+    (Path(spec.attempt_dir) / local_supervisor.EXIT_FILE).write_text('{"exit_code": 0}')
+    Path(spec.log_path).parent.mkdir(parents=True)
+    Path(spec.log_path).write_text("another timeline's log\n")
+    (tmp_path / "task-1" / "release").touch()
+    backend = LocalBackend()
+    await backend.submit(spec, first_start=True)
+    outcome = await asyncio.wait_for(backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+    await backend.close()
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert sorted(p.name for p in Path(spec.output_dir).iterdir()) == ["product.txt"]
+    assert "another timeline's log" not in Path(spec.log_path).read_text()
+    [aside] = (tmp_path / "task-1").glob("attempt-1.moved-*")
+    assert (aside / "output" / "old-product.txt").read_text() == "another timeline's"
+    [log_aside] = (tmp_path / "logs").glob("attempt-1.log.moved-*")
+    assert log_aside.read_text() == "another timeline's log\n"
+    moved = [r.getMessage() for r in caplog.records if "moved aside" in r.getMessage()]
+    assert len(moved) == 2 and str(aside) in moved[0] and spec.attempt_dir in moved[0]

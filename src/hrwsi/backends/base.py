@@ -17,14 +17,17 @@ outcome that carries no products).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol, runtime_checkable
+
+logger = logging.getLogger(__name__)
 
 # Final states of one attempt, as stored in hrwsi.job.state.
 OutcomeState = Literal["processed", "internal_error", "external_error", "lost", "cancelled"]
@@ -121,13 +124,11 @@ class JobSpec:
 def prepare_attempt(spec: JobSpec) -> None:
     """Before an attempt first starts: an EMPTY output directory of its own, its log directory, and
     its manifest beside the output directory. A non-empty output directory is never reused: only
-    files an attempt writes itself may become its products."""
-    output = Path(spec.output_dir)
-    if output.exists() and any(output.iterdir()):
-        raise RuntimeError(f"the output directory {output} of a new attempt is not empty; refusing to run "
-                           f"the attempt there (its files would become products of the wrong attempt)")
+    files an attempt writes itself may become its products. What another timeline left on this
+    attempt's paths (set_aside_another_timelines_files) is moved aside first, never deleted."""
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        set_aside_another_timelines_files(spec)
+        Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
         Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
         if spec.manifest is not None:
             temporary = Path(spec.manifest_path + ".tmp")
@@ -139,6 +140,41 @@ def prepare_attempt(spec: JobSpec) -> None:
         raise AttemptLost("storage_unavailable", f"could not prepare the attempt's directory "
                           f"{spec.attempt_dir}: {error.strerror or error} ({error.filename or 'its files'}); "
                           "nothing ran, not the routine's fault: it is retried") from None
+
+
+def _holds_anything(directory: Path, output: Path) -> bool:
+    """Whether an attempt directory holds more than an empty output directory (blocking)."""
+    for entry in directory.iterdir():
+        if entry.name != output.name or entry.is_symlink() or not entry.is_dir() or any(entry.iterdir()):
+            return True
+    return False
+
+
+def set_aside_another_timelines_files(spec: JobSpec) -> list[tuple[str, str]]:
+    """Rename what is already on a new attempt's paths (its attempt directory holding files, its log)
+    to `<path>.moved-<UTC time>`, with a warning naming both paths; [(path, moved to)].
+
+    A new attempt (claimed now) has paths no attempt of this database used: what is there was left
+    by another timeline of the installation, whose task ids and attempts this one reuses (a database
+    restored from an older dump into the same HRWSI_HOME, a copy of HRWSI_HOME with its data
+    directory). Refusing to run there was charged to the routine, which every such task then put on
+    hold (found by exploratory testing); deleting it would lose that timeline's products. The files
+    are kept for the operator, and the attempt runs in a directory of its own."""
+    moved: list[tuple[str, str]] = []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    attempt_dir, log = Path(spec.attempt_dir), Path(spec.log_path)
+    for path, in_use in ((attempt_dir, attempt_dir.is_dir() and _holds_anything(attempt_dir, Path(spec.output_dir))),
+                         (log, log.is_file() and log.stat().st_size > 0)):
+        if not in_use:
+            continue
+        aside = f"{path}.moved-{stamp}"
+        os.rename(path, aside)
+        moved.append((str(path), aside))
+        logger.warning("job %s: %s was left by another timeline of this installation (a database restored from an "
+                       "older dump, or a copy of HRWSI_HOME, reuses task ids and attempts): moved aside to %s, kept "
+                       "for you to look at or remove; the new attempt starts with paths of its own",
+                       spec.job_id, path, aside)
+    return moved
 
 
 def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
