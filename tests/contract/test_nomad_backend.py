@@ -900,3 +900,32 @@ async def test_a_job_an_admin_stopped_in_nomad_is_lost_saying_so_and_what_stops_
     assert f"it runs again as a new attempt; to stop the work, `hrwsi cancel {spec.task_id}`" in outcome.message
     assert "`hrwsi hold contract`" in outcome.message
     await backend.forget(spec.job_id)
+
+
+async def test_a_job_of_another_timeline_of_the_installation_on_the_same_id_is_not_taken_for_the_new_attempt(
+        nomad: Target):
+    # Found by exploratory testing: after pg_restore of an older dump (task ids reused), or with a
+    # copy of HRWSI_HOME on the same Nomad, the launcher found "Nomad job hrwsi-step1-3832-1 already
+    # exists (status dead): not registered again" and recorded the new task processed with 0
+    # products from the old run, which the installation's id in its Meta could not tell apart.
+    installation = str(uuid.uuid4())
+    old_backend, new_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)
+    old = installation_spec(nomad, "another-timeline", installation)
+    await old_backend.submit(old, first_start=True)
+    assert (await follow(old_backend, old)).state == "processed"
+    # the restored database's new task on the same id, for another input
+    new = JobSpec(**{**old.__dict__, "input_path": old.input_path + ".new"})
+    with pytest.raises(AttemptLost, match=f"Nomad job {old.job_id} .* is not this attempt's") as lost:
+        await new_backend.submit(new, first_start=True)
+    assert lost.value.fault == "backend_unavailable" and "not the routine's fault" in str(lost.value)
+    assert f"hrwsi_input_path '{old.input_path}' (this attempt's: '{new.input_path}')" in str(lost.value)
+    assert "another timeline of this installation" in new_backend.problem()[0]
+    # the same task, attempt and input: still not the new attempt's, which its first start registers itself
+    with pytest.raises(AttemptLost, match="registered at .* before this attempt was claimed"):
+        await new_backend.submit(old, first_start=True)
+    await new_backend.forget(old.job_id)
+    await asyncio.sleep(0.2)
+    assert (await nomad.ahttp("GET", f"/v1/job/{old.job_id}")).status_code == 200  # not purged
+    # an adoption of the attempt (a launcher restarted, not its first start) follows its own job
+    assert await nomad.backend().submit(old) == old.job_id
+    await old_backend.forget(old.job_id)

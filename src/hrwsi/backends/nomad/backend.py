@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -61,6 +62,17 @@ SETTING_REFUSALS = (("is in nonexistent namespace", "NOMAD_NAMESPACE"),
 def refused_setting(text: str) -> str | None:
     """The setting a refusal of Nomad's names as missing (NOMAD_NAMESPACE ...), or None."""
     return next((setting for marker, setting in SETTING_REFUSALS if marker in text), None)
+
+
+# The Meta key of a registration: a random value made by the submit of an attempt's first start (claimed
+# now). Job IDs are deterministic, and another timeline of the installation (a database restored from an
+# older dump, a copy of HRWSI_HOME on the same Nomad) reuses task ids, attempts and the installation's id:
+# only this tells a job that first start registered from one that was on its ID already.
+REGISTRATION_META = "hrwsi_registration"
+# What a job's Meta says of its attempt, against the spec's (_timeline_differences).
+ATTEMPT_META = (("hrwsi_task_id", lambda s: str(s.task_id)), ("hrwsi_attempt", lambda s: str(s.attempt)),
+                ("hrwsi_input_path", lambda s: s.input_path), ("hrwsi_routine", lambda s: s.routine),
+                ("hrwsi_condition", lambda s: s.condition), ("hrwsi_tile", lambda s: s.tile or ""))
 
 
 class _AlreadyRegistered(Exception):
@@ -165,6 +177,9 @@ class NomadBackend(Backend):
                              spec.job_id, error)
         flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
         job = build_job(spec, self.config, flavour=flavour)
+        registration = uuid.uuid4().hex if first_start else None
+        if registration is not None:
+            job["Meta"][REGISTRATION_META] = registration
         if not self._jobs_index_floor:
             await self.read_jobs_index()
         assert_no_secrets(job, self.config)
@@ -174,8 +189,8 @@ class NomadBackend(Backend):
                                               before_retry=functools.partial(self._may_register_again, spec.job_id))
         except _AlreadyRegistered:
             existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
-            if existing.status == 200 and not self._is_ours(existing.json() or {}, spec):
-                self._refuse_another_installations_job(existing.json() or {}, spec)
+            if existing.status == 200:
+                self._refuse_unless_ours(existing.json() or {}, spec, registration)
             logger.info("Nomad job %s was registered by a try whose answer was lost: not registered again",
                         spec.job_id)
             return spec.job_id
@@ -194,8 +209,7 @@ class NomadBackend(Backend):
             existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
             if existing.status == 200:
                 found = existing.json() or {}
-                if not self._is_ours(found, spec):
-                    self._refuse_another_installations_job(found, spec)
+                self._refuse_unless_ours(found, spec, registration)
                 logger.info("Nomad job %s already exists (status %s): not registered again", spec.job_id,
                             found.get("Status"))
                 return spec.job_id
@@ -218,6 +232,55 @@ class NomadBackend(Backend):
         # (a validation error is a 500 too: only what is_transient names is Nomad's state, not the job's)
         refused.unavailable = response.status in UNAVAILABLE_STATUSES or is_transient("post", response)
         raise refused
+
+    def _refuse_unless_ours(self, job: dict, spec: JobSpec, registration: str | None) -> None:
+        """A job found on this attempt's ID: AttemptLost unless it is this attempt's, registered by this
+        installation (_is_ours) in this timeline of it (_timeline_differences)."""
+        if not self._is_ours(job, spec):
+            self._refuse_another_installations_job(job, spec)
+        differences = self._timeline_differences(job, spec, registration)
+        if differences:
+            self._refuse_another_timelines_job(job, spec, differences)
+
+    @staticmethod
+    def _timeline_differences(job: dict, spec: JobSpec, registration: str | None) -> list[str]:
+        """On an attempt's first start (`registration` made by this submit), how a job found on its ID,
+        of this installation, tells it is not this attempt's: it was not registered by this submit, and
+        its Meta may name another task, attempt, input, routine, condition or tile. Found by exploratory
+        testing: after pg_restore of an older dump, or with two copies of HRWSI_HOME on one Nomad, new
+        tasks were recorded 'processed: 0 product(s)' from the old timeline's dead jobs on the same IDs,
+        without ever running (17 of 22). An adoption (no `registration`) follows the job on its ID: its
+        job row was in the database before the timelines parted (a dump, a copy), so that job is the
+        attempt's own, whichever timeline follows it."""
+        if registration is None:
+            return []
+        meta = job.get("Meta") or {}
+        found = [f"{key} {meta[key]!r} (this attempt's: {ours(spec)!r})" for key, ours in ATTEMPT_META
+                 if key in meta and meta[key] != ours(spec)]
+        if meta.get(REGISTRATION_META) != registration:
+            submitted = job.get("SubmitTime")
+            when = (f" at {datetime.fromtimestamp(submitted / 1e9, UTC):%Y-%m-%d %H:%M:%S} UTC"
+                    if isinstance(submitted, int) and submitted > 0 else "")
+            found.append(f"it was registered{when} before this attempt was claimed (its {REGISTRATION_META} "
+                         f"{meta.get(REGISTRATION_META) or 'missing'}, not this registration's)")
+        return found
+
+    def _refuse_another_timelines_job(self, job: dict, spec: JobSpec, differences: list[str]) -> None:
+        """A job of another timeline of this installation holds this attempt's ID: following it would record
+        its old outcome as this attempt's, without running it; purging it would delete another timeline's
+        job. Neither: the attempt is lost (not the routine's fault), and the task retried as a new attempt."""
+        self._not_ours.add(spec.job_id)
+        ns = self.config.namespace
+        message = (f"Nomad job {spec.job_id} (status {job.get('Status') or 'unknown'}) in namespace {ns!r} is not "
+                   f"this attempt's: {'; '.join(differences)}. Another timeline of this installation registered it "
+                   "(a database restored from an older dump, or a copy of HRWSI_HOME using the same Nomad namespace, "
+                   "reuses task ids and so job IDs): not followed nor purged")
+        self._refused_for_the_launcher(
+            f"jobs of another timeline of this installation hold job IDs in namespace {ns!r}: {message}; a copy of "
+            "HRWSI_HOME needs a Nomad namespace of its own (NOMAD_NAMESPACE)")
+        raise AttemptLost("backend_unavailable", f"{message}; this attempt is lost, not the routine's fault, and "
+                          "the task is retried as a new attempt (whose job ID may be taken too: each such attempt "
+                          "is lost alike until the task reaches an attempt the other timeline did not make)")
 
     def _is_ours(self, job: dict, spec: JobSpec) -> bool:
         """Whether a job found on this attempt's ID was registered by this installation (its Meta names
