@@ -284,3 +284,23 @@ def test_a_service_role_whose_transactions_are_read_only_stops_the_services_nami
     assert "refused a write: cannot execute INSERT in a read-only transaction" in errors[0], errors
     assert (f"default_transaction_read_only is on for role {login_role} (or its database): ALTER ROLE {login_role} "
             "SET default_transaction_read_only = off") in errors[0], errors
+
+
+def test_db_init_refuses_a_template_database_and_names_the_database_it_installs_into(env, server_url,
+                                                                                   empty_database_url):
+    # Found by exploratory testing: with HRWSI_DATABASE_URL naming template1 (or postgres), `db init`
+    # printed "installed the current schema ..." without naming where; template1 then gave every new
+    # database hrwsi's schema.
+    import psycopg
+
+    from hrwsi.database import with_database
+
+    template1 = with_database(server_url, "template1")
+    one_line_error(run(["db", "init"], {**env, "HRWSI_DATABASE_URL": template1}, check=False),
+                   "refusing to install hrwsi into database template1", "template database", "--force", code=2)
+    installed = run(["db", "init"], {**env, "HRWSI_DATABASE_URL": empty_database_url}).stdout
+    name = psycopg.conninfo.conninfo_to_dict(empty_database_url)["dbname"]
+    assert f"installed the current schema (sql/schema.sql) into database {name} (" in " ".join(installed.split())
+    assert "password" not in installed
+    again = run(["db", "init"], {**env, "HRWSI_DATABASE_URL": empty_database_url}).stdout
+    assert f"schema up to date in database {name}" in " ".join(again.split())

@@ -49,10 +49,28 @@ def db_url() -> None:
     print(url())
 
 
+# Databases `hrwsi db init` refuses unless forced: every new database of the server is a copy of
+# template1 (a schema installed there is given to each), and template0 must stay as initdb made it.
+TEMPLATE_DATABASES = ("template0", "template1")
+
+
 @db_app.command("init")
-def db_init() -> None:
-    """Install the schema (sql/schema.sql) in an empty database, or apply the pending migrations (idempotent)."""
-    with connect(url()) as conn:
+def db_init(force: bool = typer.Option(False, "--force", help="install into template0 or template1 all the same")) -> None:
+    """Install the schema (sql/schema.sql) in an empty database, or apply the pending migrations (idempotent).
+    It names the server and database it installs into; it refuses template0 and template1 unless --force."""
+    target = url()
+    with connect(target) as conn:
+        # (it installed silently into template1 and postgres, which HRWSI_DATABASE_URL named by mistake:
+        # found by exploratory testing)
+        where = f"database {conn.info.dbname} ({redact(target)})"
+        if conn.info.dbname in TEMPLATE_DATABASES and not force:
+            raise CliError(f"refusing to install hrwsi into {where}: {conn.info.dbname} is a template database (every "
+                           "new database of the server would be created with hrwsi's schema); name hrwsi's own "
+                           "database in HRWSI_DATABASE_URL, or pass --force", 2)
+        if conn.info.dbname == "postgres":
+            console.print(f"warning: installing into {where}, the server's maintenance database; hrwsi is meant to "
+                          "have a database of its own (CREATE DATABASE hrwsi)", style="yellow", highlight=False,
+                          markup=False, soft_wrap=True)
         fresh = not migrations.applied_versions(conn)
         try:
             applied = migrations.migrate(conn)
@@ -61,12 +79,12 @@ def db_init() -> None:
         except psycopg.errors.InsufficientPrivilege as error:
             raise CliError(_init_refusal(error.diag.message_primary or str(error), conn.info.user), 1) from None
     if not applied:
-        console.print("schema up to date")
+        console.print(f"schema up to date in {where}", highlight=False, markup=False, soft_wrap=True)
     elif fresh:  # soft_wrap: a migration's name is not broken over two lines
-        console.print(f"installed the current schema (sql/schema.sql) and recorded as applied {', '.join(applied)}",
-                      soft_wrap=True)
+        console.print(f"installed the current schema (sql/schema.sql) into {where} and recorded as applied "
+                      f"{', '.join(applied)}", soft_wrap=True, highlight=False, markup=False)
     else:
-        console.print(f"applied {', '.join(applied)}", soft_wrap=True)
+        console.print(f"applied {', '.join(applied)} to {where}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _init_refusal(primary: str, role: str) -> str:
