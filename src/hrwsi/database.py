@@ -191,10 +191,21 @@ def resolve_url(settings: Settings, *, start: bool = True) -> str:
 SESSION_SETTINGS = {"DateStyle": "ISO, MDY", "TimeZone": "UTC"}
 
 
+# How long a command's connection may take to be made, unless the URL sets connect_timeout: a server
+# that accepts connections but does not answer them (its postmaster SIGSTOPped) held `hrwsi status`
+# silently, with no limit, until it went on (found by exploratory testing).
+CONNECT_TIMEOUT_S = 5
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    timeout = {} if "connect_timeout" in psycopg.conninfo.conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        conn = psycopg.connect(url, autocommit=True)
+        conn = psycopg.connect(url, autocommit=True, **timeout)
     except psycopg.OperationalError as error:
+        if "timeout expired" in str(error) or "timed out" in str(error):
+            raise DatabaseUnavailable(f"the database does not answer: {redact(url)} made no connection within "
+                                      f"{timeout.get('connect_timeout', 'its connect_timeout')} s (its server "
+                                      "stopped or overloaded?)") from error
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {error}") from error
     try:
         conn.execute(query("session_settings"))

@@ -111,3 +111,22 @@ async def test_a_database_set_to_other_date_interval_and_time_styles_changes_not
     async with running(database_url, ["orchestrator", "launcher"], settings):
         insert_inputs(db, 3)
         await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'processed'")
+
+
+def test_a_connection_to_a_server_that_does_not_answer_gives_up_saying_so():
+    # Found by exploratory testing: `hrwsi status` hung silently, with no timeout, while the
+    # postmaster was SIGSTOPped (it accepts connections and never answers them).
+    import socket
+    import time
+
+    from hrwsi.database import CONNECT_TIMEOUT_S, DatabaseUnavailable, connect
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        began = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="the database does not answer") as error:
+            connect(f"postgresql://nobody@127.0.0.1:{port}/hrwsi")
+        assert time.monotonic() - began < CONNECT_TIMEOUT_S * 2 + 2
+        assert "\n" not in str(error.value)
