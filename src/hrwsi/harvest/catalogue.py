@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fnmatch
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -79,6 +80,66 @@ class ProductUnusable(ValueError):
 MAX_PAGES_PER_RUN = 1000
 
 
+# The largest page a catalogue may answer, unless the source's config says `max_page_mb`: an answer
+# is read piece by piece and refused past it. Read whole, an endless `{"value": [` drove the
+# harvester (all the services, in `hrwsi up`) to 23 GB until the OOM killer took them (found by
+# exploratory testing). A CDSE page of 100 products is about 200 kB.
+MAX_PAGE_MB = 32.0
+# A token endpoint's answer is a few hundred bytes; an error answer is read this far, for its message.
+TOKEN_ANSWER_MAX_BYTES = 64 * 1024
+ERROR_ANSWER_MAX_BYTES = 64 * 1024
+# Products mapped between two yields to the event loop: a page of millions of products (within the
+# size limit) must not hold the loop, and with it the other services of the process, for minutes.
+PRODUCTS_PER_YIELD = 500
+# A page larger than this is parsed in a thread (the JSON decoder still holds the GIL, but the
+# loop's other tasks get their turn between the thread's switch intervals less rarely than never).
+PARSE_IN_THREAD_BYTES = 1024 * 1024
+
+
+def shown_url(url: str) -> str:
+    """A URL as messages, the log and last_error show it: no user or password (`svc:pw@` is `***@`),
+    and the value of every query parameter but OData's own ($filter, $top, $skip...) replaced by
+    `***` (`?apikey=***`): a catalogue URL may carry credentials, and last_error is read by every
+    reader of the database, the dashboard and `hrwsi status`."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "<a URL that cannot be read>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = ("***@" if "@" in parts.netloc else "") + host + port
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = "&".join(f"{key}={value if key.startswith('$') else '***'}" for key, value in pairs)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def scrubbed(text: str, secrets: list[str]) -> str:
+    """`text` with each secret value replaced by `***`: a server may echo back what it was sent."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+class PageTooLarge(CatalogueError):
+    """An answer larger than the source's limit (max_page_mb)."""
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """The body, read piece by piece up to `limit` bytes: (what was read, whether it is all)."""
+    if response.content_length is not None and response.content_length > limit:
+        return b"", False
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+    return b"".join(chunks), True
+
+
 # ---------------------------------------------------------------------------------------------
 # Authentication handlers
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +154,14 @@ class Auth:
         """The server answered 401: forget any token, so the next request gets a new one."""
 
     def describe(self) -> str:
+        """How the requests authenticate, for messages: never a credential's value (the username
+        included: it came from a variable, and whatever that variable holds must not reach
+        last_error, which every reader of the database sees), at most the variables' names."""
         return type(self).__name__
+
+    def secrets(self) -> list[str]:
+        """The values a message must never show (a server may echo them back: scrubbed)."""
+        return []
 
 
 class NoAuth(Auth):
@@ -101,16 +169,20 @@ class NoAuth(Auth):
 
 
 class BasicAuth(Auth):
-    def __init__(self, username: str, password: str):
+    def __init__(self, username: str, password: str, *, username_env: str | None = None):
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         self._header = {"Authorization": f"Basic {token}"}
-        self.username = username
+        self._secrets = [username, password, token]
+        self.username_env = username_env
 
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
         return dict(self._header)
 
     def describe(self) -> str:
-        return f"basic auth as {self.username}"
+        return "basic auth" + (f" (the username in {self.username_env})" if self.username_env else "")
+
+    def secrets(self) -> list[str]:
+        return list(self._secrets)
 
 
 class OAuth2TokenAuth(Auth):
@@ -142,6 +214,12 @@ class OAuth2TokenAuth(Auth):
     def invalidate(self) -> None:
         self._access_token = None
 
+    def secrets(self) -> list[str]:
+        return [value for value in (*self.grant_secrets(), self._access_token, self._refresh_token) if value]
+
+    def grant_secrets(self) -> list[str]:
+        return []
+
     async def _fetch(self, session: aiohttp.ClientSession) -> None:
         use_refresh = (self._refresh_token is not None and self._access_token is not None
                        and self.clock() < self._refresh_expires_at - self.refresh_margin_s)
@@ -150,30 +228,34 @@ class OAuth2TokenAuth(Auth):
         try:
             async with session.post(self.token_url, data=form,
                                     timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as response:
-                text = await response.text()
+                body, complete = await _read_at_most(response, TOKEN_ANSWER_MAX_BYTES)
+                text = body.decode("utf-8", "replace")
                 if response.status != 200:
                     if use_refresh:  # an expired or revoked refresh token: start over with the grant
                         self._refresh_token = None
                         return await self._fetch(session)
                     raise CatalogueAuthError(
-                        f"the token endpoint {self.token_url} refused the {form['grant_type']} grant: "
-                        f"{response.status} {_excerpt(text)}")
+                        f"the token endpoint {shown_url(self.token_url)} refused the {form['grant_type']} grant: "
+                        f"{response.status} {scrubbed(_excerpt(text), self.secrets())}")
+                if not complete:
+                    raise CatalogueAuthError(f"the token endpoint {shown_url(self.token_url)} answered more than "
+                                             f"{TOKEN_ANSWER_MAX_BYTES // 1024} kB: not a token")
                 answer = json.loads(text)
         except (TimeoutError, aiohttp.ClientError) as error:
-            raise CatalogueAuthError(f"cannot reach the token endpoint {self.token_url}: "
-                                     f"{type(error).__name__} {error}") from error
+            raise CatalogueAuthError(f"cannot reach the token endpoint {shown_url(self.token_url)}: "
+                                     f"{type(error).__name__} {scrubbed(str(error), [self.token_url])}") from error
         except json.JSONDecodeError:
-            raise CatalogueAuthError(f"the token endpoint {self.token_url} answered no JSON: {_excerpt(text)}") \
-                from None
-        if "access_token" not in answer:
-            raise CatalogueAuthError(f"the token endpoint {self.token_url} answered no access_token")
+            raise CatalogueAuthError(f"the token endpoint {shown_url(self.token_url)} answered no JSON: "
+                                     f"{scrubbed(_excerpt(text), self.secrets())}") from None
+        if not isinstance(answer, dict) or "access_token" not in answer:
+            raise CatalogueAuthError(f"the token endpoint {shown_url(self.token_url)} answered no access_token")
         now = self.clock()
         self._access_token = answer["access_token"]
         self._expires_at = now + float(answer.get("expires_in", 300))
         self._refresh_token = answer.get("refresh_token")
         self._refresh_expires_at = now + float(answer.get("refresh_expires_in", 0))
         self.tokens_fetched += 1
-        logger.debug("catalogue: new token from %s (%s), valid %s s", self.token_url, form["grant_type"],
+        logger.debug("catalogue: new token from %s (%s), valid %s s", shown_url(self.token_url), form["grant_type"],
                      answer.get("expires_in"))
 
 
@@ -181,16 +263,20 @@ class OAuth2PasswordAuth(OAuth2TokenAuth):
     """CDSE style: grant_type=password with the public client `cdse-public`."""
 
     def __init__(self, username: str, password: str, *, token_url: str = CDSE_TOKEN_URL,
-                 client_id: str = "cdse-public", **options: Any):
+                 client_id: str = "cdse-public", username_env: str | None = None, **options: Any):
         super().__init__(token_url, **options)
         self.username, self._password, self.client_id = username, password, client_id
+        self.username_env = username_env
 
     def grant(self) -> dict[str, str]:
         return {"grant_type": "password", "client_id": self.client_id, "username": self.username,
                 "password": self._password}
 
     def describe(self) -> str:
-        return f"OAuth2 password grant as {self.username}"
+        return "OAuth2 password grant" + (f" (the username in {self.username_env})" if self.username_env else "")
+
+    def grant_secrets(self) -> list[str]:
+        return [self.username, self._password]
 
 
 class OAuth2ClientCredentialsAuth(OAuth2TokenAuth):
@@ -202,14 +288,51 @@ class OAuth2ClientCredentialsAuth(OAuth2TokenAuth):
         return {"grant_type": "client_credentials", "client_id": self.client_id,
                 "client_secret": self._client_secret}
 
+    def grant_secrets(self) -> list[str]:
+        return [self._client_secret]
+
     def describe(self) -> str:
         return f"OAuth2 client credentials of {self.client_id}"
 
 
+# The environment variables a source's config may name (auth.*_env): ops' HRWSI_SOURCE_SECRETS,
+# names or shell patterns separated by commas, by default CDSE_* (the Copernicus Data Space
+# credentials). The harvester's environment also holds hrwsi's own secrets (the database URL with
+# its password, the dashboard's token, NOMAD_TOKEN...), and the data engineer who writes the row is
+# not who may read them: a source naming HRWSI_DATABASE_URL as its password had it sent to its url
+# and written in last_error (found by exploratory testing). Names of hrwsi's own settings and of the
+# tools it talks to are refused even when a pattern matches them (HRWSI_SOURCE_SECRETS=*).
+SOURCE_SECRETS_SETTING = "HRWSI_SOURCE_SECRETS"
+DEFAULT_SOURCE_SECRETS = "CDSE_*"
+NEVER_SOURCE_SECRETS = ("HRWSI_*", "NOMAD_*", "PG*", "DATABASE_URL", "VAULT_*", "CONSUL_*", "AWS_*",
+                        "GOOGLE_*", "AZURE_*")
+
+
+def source_secret_patterns(environ: dict[str, str] | None = None) -> list[str]:
+    raw = (environ if environ is not None else os.environ).get(SOURCE_SECRETS_SETTING)
+    raw = DEFAULT_SOURCE_SECRETS if raw is None or not raw.strip() else raw
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def source_may_read(variable: str, environ: dict[str, str] | None = None) -> str | None:
+    """None when a source's config may name this environment variable; else why not."""
+    if any(fnmatch.fnmatchcase(variable, pattern) for pattern in NEVER_SOURCE_SECRETS):
+        return (f"{variable} is hrwsi's own setting or another tool's, never a source's (sources may not name "
+                f"{', '.join(NEVER_SOURCE_SECRETS)})")
+    patterns = source_secret_patterns(environ)
+    if not any(fnmatch.fnmatchcase(variable, pattern) for pattern in patterns):
+        return (f"{variable} is not among the variables sources may read ({SOURCE_SECRETS_SETTING}="
+                f"{','.join(patterns)}; ops add names or patterns there)")
+    return None
+
+
 def _secret(config: dict, key: str, source: str) -> str:
     variable = config.get(key)
-    if not variable:
+    if not variable or not isinstance(variable, str):
         raise CatalogueAuthError(f"source {source}: auth.{key} must name the environment variable holding the secret")
+    refused = source_may_read(variable)
+    if refused is not None:
+        raise CatalogueAuthError(f"source {source}: auth.{key} refused: {refused}")
     value = os.environ.get(variable)
     if value is None:
         raise CatalogueAuthError(f"source {source}: environment variable {variable} (auth.{key}) is not set")
@@ -223,11 +346,13 @@ def auth_from_config(config: dict | None, source: str = "?") -> Auth:
     if kind == "none":
         return NoAuth()
     if kind == "basic":
-        return BasicAuth(_secret(config, "username_env", source), _secret(config, "password_env", source))
+        return BasicAuth(_secret(config, "username_env", source), _secret(config, "password_env", source),
+                         username_env=config["username_env"])
     options = {"token_url": config.get("token_url", CDSE_TOKEN_URL)}
     if kind == "oauth2_password":
         return OAuth2PasswordAuth(_secret(config, "username_env", source), _secret(config, "password_env", source),
-                                  client_id=config.get("client_id", "cdse-public"), **options)
+                                  client_id=config.get("client_id", "cdse-public"), username_env=config["username_env"],
+                                  **options)
     if kind == "oauth2_client_credentials":
         return OAuth2ClientCredentialsAuth(config.get("client_id") or _secret(config, "client_id_env", source),
                                            _secret(config, "client_secret_env", source), **options)
@@ -415,17 +540,34 @@ def _error_message(text: str) -> str:
 
 class CatalogueClient:
     def __init__(self, base_url: str, session: aiohttp.ClientSession, *, auth: Auth | None = None,
-                 retry: RetryPolicy | None = None):
+                 retry: RetryPolicy | None = None, max_page_bytes: int = int(MAX_PAGE_MB * 2**20)):
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.auth = auth or NoAuth()
         self.retry = retry or RetryPolicy()
+        self.max_page_bytes = max_page_bytes
         self.requests = 0
 
     def origin(self) -> str:
         """Scheme, host and port of the source's URL: the only place its credentials are sent."""
         scheme, host, port = _origin(self.base_url)
         return f"{scheme}://{host}:{port}"
+
+    def shown(self, url: str) -> str:
+        """A URL for a message: redacted (shown_url), and no credential the server echoed in it."""
+        return scrubbed(shown_url(url), self.auth.secrets())
+
+    def _said(self, text: str) -> str:
+        """What the server said, for a message: without any credential it echoed back."""
+        return scrubbed(text, [*self.auth.secrets(), *_url_secrets(self.base_url)])
+
+    def products_url(self, product_query: ProductQuery) -> tuple[str, dict[str, str]]:
+        """The URL of the Products collection and its query: `/Products` goes at the end of the
+        source URL's path, and a query the source URL has (`?apikey=...`) is kept beside the
+        OData one (it was appended after it: `?apikey=X/Products&$filter=...`)."""
+        parts = urlsplit(self.base_url)
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/Products", "", ""))
+        return url, {**dict(parse_qsl(parts.query, keep_blank_values=True)), **product_query.params()}
 
     async def products(self, product_query: ProductQuery) -> AsyncIterator[list[dict]]:
         """The matching products, page by page, following @odata.nextLink to the end.
@@ -435,33 +577,37 @@ class CatalogueClient:
         not be able to send the source's credentials elsewhere; browsers and HTTP clients drop them
         on a redirect to another host for the same reason. A next link already followed is a loop:
         refused too, rather than asked again until the run's timeout."""
-        url: str | None = f"{self.base_url}/Products"
-        params: dict[str, str] | None = product_query.params()
+        url, query_params = self.products_url(product_query)
+        params: dict[str, str] | None = query_params
         asked: set[str] = set()
         while url:
             page = await self.get_json(url, params)
             items = page.get("value") if isinstance(page, dict) else None
             if not isinstance(items, list):
-                raise CatalogueError(f"{url} answered without a 'value' list: {_excerpt(json.dumps(page))}")
+                raise CatalogueError(f"{self.shown(url)} answered without a 'value' list: "
+                                     f"{self._said(_excerpt(json.dumps(page)[:1000]))}")
             yield items
             asked.add(url)
             link = page.get("@odata.nextLink")
             if link is None:
                 return
             if not isinstance(link, str) or not link:
-                raise CatalogueError(f"{url} answered an @odata.nextLink that is not a URL: {_shown(link)}")
-            following = urljoin(url, link)  # a relative link is relative to the page it is on
+                raise CatalogueError(f"{self.shown(url)} answered an @odata.nextLink that is not a URL: "
+                                     f"{self._said(_shown(link))}")
+            following = urljoin(url if params is None else f"{url}?{urlencode(params)}", link)
             if _origin(following) != _origin(self.base_url):
-                raise CatalogueError(f"{url} names a next page at another origin, {_shown(following)}: not "
-                                     f"followed, so that the source's credentials go to {self.origin()} only")
+                raise CatalogueError(f"{self.shown(url)} names a next page at another origin, "
+                                     f"{_shown(self.shown(following))}: not followed, so that the source's "
+                                     f"credentials go to {self.origin()} only")
             url, params = following, None  # the next link carries the query
             if url in asked:
                 raise CatalogueError(f"the catalogue's @odata.nextLink names a page already asked for in this window, "
-                                     f"{_shown(url)} (a paging loop): stopped")
+                                     f"{_shown(self.shown(url))} (a paging loop): stopped")
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> Any:
         reauthenticated = False
         last = "no answer"
+        shown = self.shown(url)
         for attempt in range(self.retry.attempts):
             self.requests += 1
             headers = {"Accept": "application/json", **await self.auth.headers(self.session)}
@@ -469,12 +615,10 @@ class CatalogueClient:
             try:
                 async with self.session.get(url, params=params, headers=headers,
                                             timeout=aiohttp.ClientTimeout(total=self.retry.timeout_s)) as response:
-                    text = await response.text()
                     if response.status == 200:
-                        try:
-                            return json.loads(text)
-                        except json.JSONDecodeError:
-                            raise CatalogueError(f"{url} answered 200 but no JSON: {_excerpt(text)}") from None
+                        return await self._page(response, shown)
+                    body, _ = await _read_at_most(response, ERROR_ANSWER_MAX_BYTES)
+                    text = self._said(body.decode("utf-8", "replace"))
                     if response.status == 401 and not reauthenticated:
                         # An expired or revoked token: a new one, at once, once.
                         self.auth.invalidate()
@@ -482,10 +626,10 @@ class CatalogueClient:
                         last = f"401 {_error_message(text)}"
                         continue
                     if response.status == 401 or response.status == 403:
-                        raise CatalogueAuthError(f"{url} refused the credentials ({self.auth.describe()}): "
+                        raise CatalogueAuthError(f"{shown} refused the credentials ({self.auth.describe()}): "
                                                  f"{response.status} {_error_message(text)}")
                     if response.status != 429 and response.status < 500:
-                        raise CatalogueError(f"{url} refused the request: {response.status} {response.reason}: "
+                        raise CatalogueError(f"{shown} refused the request: {response.status} {response.reason}: "
                                              f"{_error_message(text)}")
                     last = f"{response.status} {response.reason}: {_error_message(text)}"
                     if response.status == 429:
@@ -493,13 +637,39 @@ class CatalogueClient:
             except TimeoutError:
                 last = f"no answer within {self.retry.timeout_s:g} s"
             except aiohttp.ClientConnectionError as error:
-                last = f"connection failed: {error}"
+                last = f"connection failed: {self._said(scrubbed(str(error), [url]))}"
             if attempt + 1 < self.retry.attempts:
                 delay = self.retry.delay(attempt, retry_after)
-                logger.warning("catalogue %s: %s (attempt %d of %d); retrying in %.1f s", url, last, attempt + 1,
+                logger.warning("catalogue %s: %s (attempt %d of %d); retrying in %.1f s", shown, last, attempt + 1,
                                self.retry.attempts, delay)
                 await self.retry.sleep(delay)
-        raise CatalogueUnavailable(f"{url} failed {self.retry.attempts} time(s); last: {last}")
+        raise CatalogueUnavailable(f"{shown} failed {self.retry.attempts} time(s); last: {last}")
+
+    async def _page(self, response: aiohttp.ClientResponse, shown: str) -> Any:
+        """A 200 answer, read up to the page limit and parsed; larger, it is refused (PageTooLarge),
+        not retried: it would be as large again."""
+        body, complete = await _read_at_most(response, self.max_page_bytes)
+        if not complete:
+            raise PageTooLarge(f"{shown} answered a page larger than {self.max_page_bytes / 2**20:g} MB (config "
+                               "max_page_mb): refused, not read further; ask smaller pages (config top) or raise "
+                               "max_page_mb")
+        try:
+            if len(body) > PARSE_IN_THREAD_BYTES:
+                return await asyncio.to_thread(json.loads, body)
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            text = self._said(body[:2000].decode("utf-8", "replace"))
+            raise CatalogueError(f"{shown} answered 200 but no JSON: {_excerpt(text)}") from None
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The credentials a URL carries (its password, its query's values but OData's), to scrub."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.username or "", parts.password or ""]
+    except ValueError:
+        return []
+    return found + [value for key, value in parse_qsl(parts.query) if not key.startswith("$")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,6 +721,17 @@ def _config(row: Any) -> dict:
     return config if isinstance(config, dict) else json.loads(config)
 
 
+def _max_page_bytes(config: dict) -> int:
+    value = config.get("max_page_mb", MAX_PAGE_MB)
+    try:
+        megabytes = float(value)
+    except (TypeError, ValueError):
+        megabytes = float("nan")
+    if not 0 < megabytes < float("inf"):
+        raise CatalogueError(f"config max_page_mb = {_shown(value)} is not a positive number of megabytes")
+    return int(megabytes * 2**20)
+
+
 def _client_options(config: dict) -> RetryPolicy:
     return RetryPolicy(attempts=int(config.get("max_attempts", 5)), base_delay_s=float(config.get("retry_base_s", 1.0)),
                        max_delay_s=float(config.get("retry_max_s", 60.0)), timeout_s=float(config.get("timeout_s", 60.0)))
@@ -589,7 +770,8 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
     auth = auth_from_config(config.get("auth"), name)
     try:
         async with (session_factory or aiohttp.ClientSession)() as session:
-            client = CatalogueClient(config["url"], session, auth=auth, retry=retry or _client_options(config))
+            client = CatalogueClient(config["url"], session, auth=auth, retry=retry or _client_options(config),
+                                     max_page_bytes=_max_page_bytes(config))
             run = _Run(pool, client, row, config, now, claim_token, report,
                        int(config.get("max_pages_per_run", MAX_PAGES_PER_RUN)))
             if row["mode"] == "backfill":
@@ -661,7 +843,9 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
         report.pages += 1
         report.products += len(page)
         candidates = []
-        for product in page:
+        for index, product in enumerate(page):
+            if index % PRODUCTS_PER_YIELD == PRODUCTS_PER_YIELD - 1:
+                await asyncio.sleep(0)  # the other tasks of the process (services in `hrwsi up`) go on
             try:
                 candidate = product_to_candidate(product, path_field=path_field)
             except ProductUnusable as problem:

@@ -170,7 +170,7 @@ CONFIG_KEYS: dict[str, frozenset[str]] = {
                                     "zip_password_env", "scan_interval_s"}),
     "catalogue": frozenset({"url", "collection", "product_type", "tiles", "area_wkt", "top", "auth", "max_attempts",
                             "retry_base_s", "retry_max_s", "timeout_s", "max_pages_per_run", "backfill_days_per_run",
-                            "path_field"}),
+                            "path_field", "max_page_mb"}),
 }
 
 

@@ -640,3 +640,148 @@ async def test_a_page_of_more_products_than_one_statement_registers_is_registere
     assert (run.report.pages, run.report.products, run.report.inputs) == (1, 7, 7)
     paths = {r[0] for r in routine.execute("SELECT input_path FROM hrwsi.input").fetchall()}
     assert paths == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# what a source may read, and what messages never show (found by exploratory testing)
+# ---------------------------------------------------------------------------------------------
+
+DB_SECRET = "postgresql://postgres:SuperSecretPW123@/hrwsi?host=/tmp"
+
+
+def logged(caplog) -> str:
+    return "\n".join(record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("key", ["username_env", "password_env"])
+async def test_a_source_naming_one_of_hrwsis_own_variables_is_refused_and_its_value_goes_nowhere(
+        routine, fake, pool, harvest_options, monkeypatch, caplog, key):
+    monkeypatch.setenv("HRWSI_DATABASE_URL", DB_SECRET)
+    monkeypatch.setenv("CDSE_USER", "ana")
+    monkeypatch.setenv("CDSE_PASSWORD", "pw")
+    auth = {"type": "basic", "username_env": "CDSE_USER", "password_env": "CDSE_PASSWORD", key: "HRWSI_DATABASE_URL"}
+    catalogue_source(routine, fake, config={"auth": auth})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    error = routine.execute("SELECT last_error FROM hrwsi.harvest_source").fetchone()[0]
+    assert not run.ok and f"auth.{key} refused: HRWSI_DATABASE_URL is hrwsi's own setting" in error
+    assert fake.requests == [], "nothing is sent"
+    assert "SuperSecret" not in error + logged(caplog)
+
+
+def test_sources_read_only_the_variables_ops_allow_and_never_hrwsis_own():
+    assert catalogue.source_may_read("CDSE_PASSWORD", {}) is None  # the default, CDSE_*
+    assert "HRWSI_SOURCE_SECRETS=CDSE_*" in catalogue.source_may_read("HOME", {})
+    ops = {"HRWSI_SOURCE_SECRETS": "S3_KEY, ACME_*"}
+    assert catalogue.source_may_read("ACME_PW", ops) is None and catalogue.source_may_read("S3_KEY", ops) is None
+    assert catalogue.source_may_read("CDSE_PASSWORD", ops) is not None
+    for name in ("HRWSI_WEB_TOKEN", "NOMAD_TOKEN", "HRWSI_ALERT_SMTP_PASSWORD", "PGPASSWORD"):
+        assert "never a source's" in catalogue.source_may_read(name, {"HRWSI_SOURCE_SECRETS": "*"})
+
+
+async def test_refused_credentials_name_no_username_and_what_the_server_echoes_is_scrubbed(fake):
+    async def echo(request):  # a server that says back what it was sent
+        return web.json_response({"detail": f"refused {request.headers.get('Authorization')} for ana"}, status=403)
+
+    fake.answer = echo
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, auth=BasicAuth("ana-the-user", "pw-9f8e7d", username_env="CDSE_USER"),
+                                 retry=fast_retry())
+        with pytest.raises(CatalogueAuthError) as refused:
+            await fetch_all(client, ProductQuery("SENTINEL-2"))
+    said = str(refused.value)
+    assert "refused the credentials (basic auth (the username in CDSE_USER)): 403 refused Basic ***" in said
+    assert "ana-the-user" not in said and "pw-9f8e7d" not in said
+
+
+async def test_a_client_secret_echoed_by_the_token_endpoint_is_scrubbed(fake):
+    async def echo_token(request):
+        form = await request.post()
+        return web.json_response({"error": f"bad secret {form.get('client_secret')}"}, status=400)
+
+    app_fake = web.Application()
+    app_fake.router.add_post("/token", echo_token)
+    runner = web.AppRunner(app_fake)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            auth = OAuth2ClientCredentialsAuth("svc", "the-client-secret-42", token_url=f"http://127.0.0.1:{port}/token")
+            with pytest.raises(CatalogueAuthError, match=r"bad secret \*\*\*") as refused:
+                await fetch_all(CatalogueClient(fake.url, session, auth=auth), ProductQuery("SENTINEL-2"))
+        assert "the-client-secret-42" not in str(refused.value)
+    finally:
+        await runner.cleanup()
+
+
+def test_a_catalogue_url_is_shown_without_its_user_password_and_query_values():
+    shown = catalogue.shown_url("https://svc:UrlPwAgain88@cat.example:8443/odata/v1/Products?apikey=QueryKeySecret77"
+                                "&$top=2&$filter=Collection/Name eq 'S2'")
+    assert shown == "https://***@cat.example:8443/odata/v1/Products?apikey=***&$top=2&$filter=Collection/Name eq 'S2'"
+
+
+async def test_a_catalogue_url_with_credentials_and_a_query_is_asked_properly_and_shown_redacted(
+        routine, fake, pool, harvest_options, caplog):
+    async def failing(request):
+        fake.requests[-1]["path"] = request.path
+        return web.json_response({"detail": "down"}, status=503)
+
+    fake.answer = failing
+    url = fake.url.replace("http://", "http://svc:UrlPwAgain88@") + "?apikey=QueryKeySecret77"
+    catalogue_source(routine, fake, config={"url": url, "max_attempts": 2})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    asked = fake.requests[0]
+    assert asked["path"] == "/odata/v1/Products" and asked["query"]["apikey"] == "QueryKeySecret77"
+    assert "$filter" in asked["query"] and asked["authorization"].startswith("Basic ")
+    error = routine.execute("SELECT last_error FROM hrwsi.harvest_source").fetchone()[0]
+    assert "http://***@127.0.0.1" in error and "/odata/v1/Products?apikey=***" not in error  # (params apart)
+    for secret in ("UrlPwAgain88", "QueryKeySecret77"):
+        assert secret not in error and secret not in logged(caplog)
+
+
+async def test_a_page_larger_than_the_limit_is_refused_without_being_read_whole(routine, fake, pool, harvest_options):
+    sent = []
+
+    async def endless(request):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b'{"value": [')
+        chunk = (json.dumps(product(0)) + ",").encode() * 100
+        for _ in range(2000):  # ~150 MB, unless the reader stops
+            sent.append(len(chunk))
+            await response.write(chunk)
+        return response
+
+    fake.answer = endless
+    catalogue_source(routine, fake, config={"max_page_mb": 1})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert not run.ok and "answered a page larger than 1 MB (config max_page_mb): refused" in run.error
+    assert routine.execute("SELECT last_error FROM hrwsi.harvest_source").fetchone()[0] == run.error
+    assert sum(sent) < 50 * 2**20
+
+
+async def test_a_page_of_many_products_lets_the_event_loop_go_on(routine, fake, pool, harvest_options):
+    body = json.dumps({"value": ["not a product"] * 600_000}).encode()  # (made once: the server shares the loop)
+
+    async def huge(request):
+        return web.Response(body=body, content_type="application/json")
+
+    fake.answer = huge
+    catalogue_source(routine, fake)
+    gaps, running = [], True
+
+    async def ticker():
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while running:
+            await asyncio.sleep(0.001)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    ticking = asyncio.create_task(ticker())
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    running = False
+    await ticking
+    assert run.ok and run.report.skipped == 600_000
+    assert max(gaps) < 0.4, f"the loop was held {max(gaps):.2f} s"  # (some 0.9 s when not yielding)
