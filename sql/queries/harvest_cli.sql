@@ -9,7 +9,8 @@ ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, product_type = EXCLUDED.p
     config = EXCLUDED.config, next_run_at = now(), active = true;
 
 -- name: cli_list_sources
-SELECT s.name, s.kind, s.product_type, s.config, s.frequency, s.frequency_interval, s.cron, s.mode,
+-- config as text: hrwsi.harvest.source_config reads it, and sets aside one nested deeper than Python reads.
+SELECT s.name, s.kind, s.product_type, s.config::text AS config, s.frequency, s.frequency_interval, s.cron, s.mode,
        s.backfill_from, s.backfill_to, s.backfill_cursor, s.backfill_resume_at, s.last_run_at, s.next_run_at, s.last_error, s.active,
        s.claimed_by, s.claimed_until,
        (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f

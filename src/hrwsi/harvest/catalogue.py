@@ -33,6 +33,7 @@ import asyncpg
 
 from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
+from hrwsi.harvest.source_config import config_of
 from hrwsi.service_logging import task_fields
 from hrwsi.sql_files import query
 
@@ -717,8 +718,7 @@ SKIPPED_EXAMPLES = 3
 
 
 def _config(row: Any) -> dict:
-    config = row["config"]
-    return config if isinstance(config, dict) else json.loads(config)
+    return config_of(row["config"])
 
 
 def _max_page_bytes(config: dict) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 
+from hrwsi.harvest.source_config import config_of
 from hrwsi.sql_files import query
 
 
@@ -29,8 +30,7 @@ class LandingSource:
 
     @classmethod
     def from_row(cls, name: str, product_type: str, config: dict | str) -> LandingSource:
-        if isinstance(config, str):
-            config = json.loads(config)
+        config = config_of(config)
         password_env = config.get("zip_password_env")
         return cls(name=name, directory=config["directory"], work_directory=config["work_directory"],
                    product_type=product_type, settle_s=float(config.get("settle_s", 2.0)),

@@ -34,6 +34,7 @@ from psycopg.rows import dict_row
 from hrwsi.database import COMMAND_TIMEOUT_S
 from hrwsi.harvest import catalogue, confinement, landing, schedules
 from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.harvest.source_config import ConfigUnreadable, config_of
 from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
@@ -72,7 +73,7 @@ def describe_schedule(row: Any) -> str:
     schedule = schedule_of(row)
     if schedule is not None:
         return schedule.describe()
-    config = row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
+    config = config_of(row["config"])
     every = config.get("scan_interval_s") or max(float(config.get("settle_s", 2.0)), 1.0)
     return f"continuously (every {every:g} s)"
 
@@ -238,9 +239,9 @@ class SourceRunner:
     def _tell_unknown_keys(self, row: Any) -> None:
         """Keys of the source's config that nothing reads, said once per source and config."""
         try:
-            config = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
+            config = config_of(row["config"])
         except ValueError:
-            return
+            return  # the run says why, in last_error
         unknown = unknown_config_keys(row["kind"], config)
         told = (row["name"], tuple(unknown))
         if unknown and told not in self._told_unknown_keys:
@@ -396,6 +397,14 @@ def describe_source(row: Any) -> dict:
         schedule = describe_schedule(row)
     except schedules.InvalidSchedule as error:
         schedule = f"invalid: {error}"
+    except ConfigUnreadable:
+        schedule = "continuously"
+    last_error = row["last_error"]
+    try:
+        config_of(row["config"])
+    except ConfigUnreadable as error:
+        # (the harvester records the same at the source's next run; until then, this says it)
+        last_error = last_error or f"{type(error).__name__}: {error}"
     mode = row["mode"]
     if mode == "backfill":
         cursor: date | None = row["backfill_cursor"]
@@ -410,6 +419,6 @@ def describe_source(row: Any) -> dict:
     files = row["files"] or {}
     return {"name": row["name"], "kind": row["kind"], "product_type": row["product_type"],
             "schedule": schedule, "mode": mode, "last_run_at": row["last_run_at"],
-            "next_run_at": row["next_run_at"], "last_error": row["last_error"], "active": row["active"],
+            "next_run_at": row["next_run_at"], "last_error": last_error, "active": row["active"],
             "running_on": row["claimed_by"], "claimed_until": row["claimed_until"],
             "files": json.loads(files) if isinstance(files, str) else files}

@@ -434,3 +434,30 @@ async def test_a_landing_scan_that_finds_nothing_to_do_is_not_said_at_info_one_t
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=5))
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("source idle:")]
     assert run.report.inputs == 1 and len(said) == 1 and "1 prepared into 1 input(s)" in said[0]
+
+
+async def test_a_source_whose_config_is_nested_too_deep_is_set_aside_with_its_reason_and_the_others_are_listed(
+        routine, tmp_path, pool, harvest_options, caplog):
+    deep = "[" * 5000 + "]" * 5000
+    directory = landing_source(routine, tmp_path, "fine")
+    drop(directory)
+    for name, kind in (("deep-catalogue", "catalogue"), ("deep-landing", "landing_directory")):
+        config = ({"url": "http://127.0.0.1:47830/odata/v1", "collection": "SENTINEL-2"} if kind == "catalogue"
+                  else {"directory": str(tmp_path / name), "work_directory": str(tmp_path / f"{name}-w")})
+        text = json.dumps({**config, "x": "DEEP"}).replace('"DEEP"', deep)
+        routine.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency) "
+                        "VALUES (%s, %s, 'L1C', %s::jsonb, %s)", (name, kind, text, "hourly" if kind == "catalogue"
+                                                                   else None))
+    listed = {s["name"]: s for s in sources.list_sources(routine)}
+    assert listed["fine"]["last_error"] is None and listed["fine"]["schedule"].startswith("continuously")
+    for name in ("deep-catalogue", "deep-landing"):
+        assert "its config is nested too deeply to be read" in listed[name]["last_error"]
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    runs = {run.source: run for run in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert runs["fine"].ok and runs["fine"].report.inputs == 1
+    for name in ("deep-catalogue", "deep-landing"):
+        assert not runs[name].ok
+        assert source_row(routine, name)[2] == ("ConfigUnreadable: its config is nested too deeply to be read (more "
+                                                "than about a thousand levels of arrays or objects): fix or remove "
+                                                "the source")
+    assert not any(record.exc_info for record in caplog.records), "one line each, no traceback"
