@@ -719,3 +719,19 @@ async def test_an_input_the_database_refuses_fails_its_file_and_the_others_becom
     assert state == "failed" and message.startswith(f"prepared as {work / ancient}.json, but the database refused "
                                                     "its input: ") and "1950" in message
     assert files(routines)[f"{S2_NAME}.json"] == ("prepared", "1 input(s) registered")
+
+
+async def test_many_failed_files_in_one_scan_are_said_a_few_by_name_and_the_rest_in_one_line(routines, tmp_path, pool,
+                                                                                             policy, caplog):
+    caplog.set_level(logging.INFO, logger="hrwsi")
+    directory, _ = add_source(routines, tmp_path)
+    for n in range(40):
+        link = directory / (S2_NAME.replace("_R108_", f"_R1{n:02d}_") + ".json")
+        link.symlink_to("/etc/passwd")
+        old(link)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert report.failed == 40
+    lines = [r.getMessage() for r in caplog.records if r.name == "hrwsi.harvest.landing" and r.levelno == logging.WARNING]
+    assert len(lines) == 6, lines
+    assert lines[-1].startswith("landing landing: 35 more file(s) failed in this scan (35 ")
+    assert "symbolic link" in lines[-1] and "hrwsi.landing_file" in lines[-1]
