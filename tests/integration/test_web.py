@@ -24,7 +24,7 @@ from hrwsi.database import create_pool
 from hrwsi.sql_files import query
 from hrwsi.web.app import ERROR_RETRY_S, Dashboard
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
-from hrwsi.web.config import WebSettings
+from hrwsi.web.config import HostPolicy, WebSettings
 from hrwsi.web.data import OverviewCache
 from hrwsi.web.live import TABLE_CHANNELS, LiveHub
 from hrwsi.web.service import WebService
@@ -48,9 +48,10 @@ def scenario(db, data_dir):
 
 
 @asynccontextmanager
-async def dashboard(url: str, data_dir: Path, tokens: str = TOKENS):
+async def dashboard(url: str, data_dir: Path, tokens: str = TOKENS, hosts: HostPolicy | None = None):
     pool = await create_pool(url, min_size=0, max_size=3, server_settings={"plan_cache_mode": "force_custom_plan"})
-    app = Dashboard(pool, LiveHub(), OverviewCache(pool, 30.0), Authenticator(parse_tokens(tokens)), data_dir)
+    app = Dashboard(pool, LiveHub(), OverviewCache(pool, 30.0), Authenticator(parse_tokens(tokens)), data_dir,
+                    hosts=hosts)
     try:
         async with TestClient(TestServer(app.application())) as client:
             yield client
@@ -550,3 +551,28 @@ def test_a_rare_state_or_file_name_among_many_tasks_is_an_index_range_not_a_scan
     assert "processing_task_state_id_idx" in plan(state="terminated")
     assert "input_file_name_trigram_idx" in plan(search="msil1c_12345_")
     assert "processing_task_pkey" in plan(), "the first page walks the newest tasks"
+
+
+async def test_a_request_naming_another_host_is_refused_so_that_no_rebinding_page_reads_the_dashboard(
+        database_url, scenario, data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        for host in ("evil.example:47401", "evil.example", "127.0.0.1.evil.example"):
+            response = await client.get("/api/overview", headers={"Host": host})
+            assert response.status == 421, host
+            assert "HRWSI_WEB_ALLOWED_HOSTS" in (await response.json())["error"]
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert (await client.get("/", headers={"Host": host})).status == 421
+        for host in ("127.0.0.1:47401", "localhost:8470", "[::1]:8470", "LOCALHOST"):
+            assert (await client.get("/api/overview", headers={"Host": host})).status == 200, host
+    async with dashboard(database_url, data_dir, hosts=HostPolicy("127.0.0.1", (".example.org",))) as client:
+        assert (await client.get("/api/overview", headers={"Host": "hrwsi.example.org"})).status == 200
+        assert (await client.get("/api/overview", headers={"Host": "evil.example"})).status == 421
+
+
+async def test_a_refused_api_action_carries_the_same_security_headers_as_every_answer(database_url, scenario,
+                                                                                      data_dir):
+    async with dashboard(database_url, data_dir) as client:
+        response = await client.post(f"/api/tasks/{scenario.terminated}/retry")
+        assert response.status == 401
+        for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+            assert name in response.headers, name

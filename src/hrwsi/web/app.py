@@ -29,6 +29,7 @@ from hrwsi.sql_files import query
 from hrwsi.terminal import in_page
 from hrwsi.web import data, gantt
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, bearer_token
+from hrwsi.web.config import HostPolicy
 from hrwsi.web.live import LiveHub
 
 logger = logging.getLogger(__name__)
@@ -121,8 +122,9 @@ class Dashboard:
 
     def __init__(self, read_pool: asyncpg.Pool, hub: LiveHub, overview: data.OverviewCache, auth: Authenticator,
                  data_dir: Path, ui_link: Callable[[str, str], str | None] | None = None,
-                 extra_routes: list[web.RouteDef] = ()):
+                 extra_routes: list[web.RouteDef] = (), hosts: HostPolicy | None = None):
         self.pool = read_pool
+        self.hosts = hosts or HostPolicy()
         self.hub = hub
         self.overview = overview
         self.auth = auth
@@ -158,6 +160,11 @@ class Dashboard:
     @web.middleware
     async def _errors_and_headers(self, request: web.Request, handler) -> web.StreamResponse:
         try:
+            if not self.hosts.allows(request.headers.get("Host")):
+                # DNS rebinding (HostPolicy): 421, "not the server this name is for", said without
+                # echoing the name.
+                raise web.HTTPMisdirectedRequest(text="This dashboard does not answer to the name in the request's "
+                                                      "Host header; ops allow more names with HRWSI_WEB_ALLOWED_HOSTS.")
             if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in request.query.items()):
                 # (PostgreSQL's text cannot hold it: the query that took it failed with a 500)
                 raise web.HTTPBadRequest(text="The address holds a NUL character (%00), which no name, path or "
@@ -181,6 +188,10 @@ class Dashboard:
             if error.status >= 400 and error.content_type != "application/json":
                 response = self._error(request, error.status, error.text or error.reason)
             else:
+                # (a JSON refusal, a 401 to the API, or a redirect: the same headers as every answer)
+                for name, value in SECURITY_HEADERS.items():
+                    error.headers.setdefault(name, value)
+                error.headers.setdefault("Cache-Control", "no-store")
                 raise
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
