@@ -5,6 +5,7 @@ and its products, and nothing runs twice."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -42,8 +43,8 @@ async def test_a_job_finished_after_its_launcher_was_killed_is_recorded_processe
         db, database_url, settings, configure, tmp_path, monkeypatch):
     flags = tmp_path / "flags"
     flags.mkdir()
-    home = tmp_path / "killed-launcher"
-    home.mkdir()
+    home = settings.home  # (restarted with the same HRWSI_HOME: only a launcher sharing its data directory adopts)
+    home.mkdir(parents=True, exist_ok=True)
     configure(single_routine_configuration([sys.executable, "-c", ROUTINE]))
     first = launcher_process(database_url, home, flags)
     try:
@@ -64,6 +65,14 @@ async def test_a_job_finished_after_its_launcher_was_killed_is_recorded_processe
     assert os.path.exists(exit_file), "the supervisor outlived its launcher and wrote the outcome"
 
     monkeypatch.setenv("ADOPTION_FLAGS", str(flags))
+    # A launcher whose data directory is another (another host's, which cannot see the attempt's
+    # files) leaves the job alone: it took it for never started and ran it again (found by
+    # exploratory testing).
+    owner = db.execute("SELECT owner FROM hrwsi.job").fetchone()[0]
+    elsewhere = dataclasses.replace(settings, home=tmp_path / "another-host")
+    async with running(database_url, ["launcher"], elsewhere, backend="local"):
+        await asyncio.sleep(4 * settings.lease_timeout_s)
+        assert db.execute("SELECT owner, state FROM hrwsi.job").fetchone() == (owner, "running")
     async with running(database_url, ["launcher"], settings, backend="local"):
         await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task", timeout=60)
     assert db.execute("SELECT attempt, state, exit_code, fault FROM hrwsi.job").fetchall() == [
