@@ -36,6 +36,7 @@ import asyncpg
 from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, discover_products
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.database import DedicatedConnection
+from hrwsi.harvest.input_checks import escaped
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
     TRANSIENT_DATABASE_ERRORS,
@@ -120,6 +121,12 @@ class _Progress:
     reason: str
     seen_at: datetime
     owner: str
+
+
+def _refused_for_good(error: asyncpg.PostgresError) -> bool:
+    """Whether the database refuses what was written whatever the retry: a value it cannot hold
+    (class 22, data exception) or one a constraint refuses (class 23, integrity violation)."""
+    return (error.sqlstate or "")[:2] in ("22", "23")
 
 
 def spec_from_row(row: asyncpg.Record) -> JobSpec:
@@ -691,10 +698,33 @@ class Launcher(Service):
             try:
                 results.update(await self._store_fenced([item], owner))
             except asyncpg.PostgresError as single_error:
+                if _refused_for_good(single_error) and await self._store_refused_as_failed(item, owner, single_error,
+                                                                                           results):
+                    continue
                 logger.error("task %d: the outcome of job %s (%s) could not be recorded: %s; "
                              "the job stays active and will be adopted and reconciled",
                              item.spec.task_id, item.spec.job_id, item.outcome.state, single_error)
         return results
+
+    async def _store_refused_as_failed(self, item: _Finished, owner: str, error: asyncpg.PostgresError,
+                                       results: dict) -> bool:
+        """An outcome the database refuses whatever the retry (a product's path its CHECK refuses, a
+        value it cannot hold) ends the attempt as failed, with the refusal as its reason and no
+        product. Left active, the job was adopted, found to have ended the same way and refused
+        again, every 2 s for ever, its task dispatched and holding capacity (found by exploratory
+        testing). True when that was recorded."""
+        item.outcome = JobOutcome("internal_error", item.outcome.exit_code,
+                                  escaped(f"the database refused the attempt's outcome ({item.outcome.state}, "
+                                          f"{len(item.products)} product(s)): {error}"),
+                                  item.outcome.started_at, item.outcome.finished_at)
+        item.products = []
+        try:
+            results.update(await self._store_fenced([item], owner))
+        except asyncpg.PostgresError as still:
+            logger.error("task %d: job %s could not be recorded as failed either: %s", item.spec.task_id,
+                         item.spec.job_id, still)
+            return False
+        return True
 
     async def _store_fenced(self, batch: list[_Finished], owner: str) -> dict:
         """record_outcomes as `owner`, until the database answers; when owner's lease lapsed, a new

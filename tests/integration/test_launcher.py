@@ -698,3 +698,33 @@ async def test_an_outcome_not_taken_says_whether_the_database_has_it_already_or_
     assert said[0].endswith("(processed) was recorded already (the database's answer to its write was lost)")
     assert said[1].endswith("(failed) was not recorded: the database has it processed, followed by "
                             f"{db.execute('SELECT owner FROM hrwsi.job').fetchone()[0] or 'no launcher'}")
+
+
+class ForgingBackend(DryRunBackend):
+    """Runs routines (as the local and Nomad backends): each job ends processed with `products` as
+    the products it found itself, which the launcher does not look at again."""
+
+    runs_routines = True
+
+    def __init__(self, products):
+        super().__init__()
+        self.products = products
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC), products=(self.products, []))
+
+
+async def test_an_outcome_the_database_refuses_for_good_fails_the_attempt_with_the_refusal_and_never_loops(
+        db, database_url, settings, configure):
+    """A product path the database's CHECK refuses: the outcome was refused at every write, the job
+    left active, adopted by its own launcher, refused again, every 2 s for ever (found by exploratory
+    testing)."""
+    configure(single_routine_configuration(["true"], max_attempts=1))
+    insert_inputs(db, 1)
+    backend = ForgingBackend([("/data/out/prod\n2026 ERROR forged\x1b[2J.tif", 1)])
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5):
+        await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")
+    jobs = db.execute("SELECT state, message FROM hrwsi.job").fetchall()
+    assert len(jobs) == 1 and jobs[0][0] == "internal_error"
+    assert "product_path_is_absolute_without_control_characters" in jobs[0][1] and "\x1b" not in jobs[0][1]
+    assert db.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 0

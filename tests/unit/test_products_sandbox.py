@@ -38,3 +38,21 @@ def test_a_missing_or_symlinked_output_directory_has_no_products(tmp_path):
     assert discover_products(str(tmp_path / "missing")) == ([], [])
     os.symlink("/etc", tmp_path / "linked")
     assert discover_products(str(tmp_path / "linked")) == ([], [])
+
+
+def test_a_file_whose_name_holds_a_control_character_is_refused_with_its_name_escaped(tmp_path):
+    """The database refuses such a product's path (product_path_is_absolute_without_control_characters);
+    registered, its outcome was refused at every try and the task stalled (found by exploratory testing)."""
+    (tmp_path / "prod\n2026-12-06T00:00:00.000Z ERROR forged\x1b[2J.tif").write_text("x")
+    (tmp_path / "good.tif").write_text("x")
+    found, refused = discover_products(str(tmp_path))
+    assert [path for path, _ in found] == [str(tmp_path / "good.tif")]
+    assert len(refused) == 1 and "control character" in refused[0]
+    assert "\\n2026-12-06" in refused[0] and "\\x1b[2J" in refused[0] and "\n" not in refused[0]
+
+
+def test_a_file_whose_name_is_not_utf8_is_refused(tmp_path):
+    with open(os.path.join(os.fsencode(tmp_path), b"latin-\xe9.tif"), "w") as file:
+        file.write("x")
+    found, refused = discover_products(str(tmp_path))
+    assert found == [] and "not valid UTF-8" in refused[0]

@@ -40,6 +40,35 @@ EXTERNAL_ERROR_EXIT_CODE = 210
 # Environment variable names that carry credentials: never passed to a routine, never in a job spec.
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
+# hrwsi.product's product_path_is_absolute_without_control_characters ([[:cntrl:]], as the harvester's
+# hrwsi.harvest.input_checks): a product named so was refused by the database at every try of its
+# outcome's write, and the attempt stalled (found by exploratory testing).
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown_path(path: str) -> str:
+    """A path as a refusal shows it: quoted, its control characters and undecodable bytes escaped."""
+    return ascii(path) if _CONTROL_CHARACTER.search(path) or not _is_utf8(path) else repr(path)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a name's bytes that are not UTF-8 (os.fsdecode's surrogate escapes)
+        return False
+    return True
+
+
+def product_path_problem(path: str) -> str | None:
+    """Why the database would refuse `path` (absolute) as a product's path (sql/schema.sql, hrwsi.product's
+    CHECKs), or None."""
+    if not _is_utf8(path):
+        return "its name is not valid UTF-8"
+    if _CONTROL_CHARACTER.search(path):
+        return "its name holds a control character (shown escaped)"
+    if len(path.encode()) > MAX_PRODUCT_PATH_BYTES:
+        return f"its path is longer than {MAX_PRODUCT_PATH_BYTES} bytes"
+    return None
 
 
 def job_id_for(routine: str, task_id: int, attempt: int) -> str:
@@ -179,8 +208,9 @@ def set_aside_another_timelines_files(spec: JobSpec) -> list[tuple[str, str]]:
 
 def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
     """The products of an attempt: every REGULAR file physically inside its output directory, as
-    (absolute path, size). Symbolic links (to a file or a directory), devices, sockets and anything
-    whose real path leaves the directory are refused and listed with the reason."""
+    (absolute path, size). Symbolic links (to a file or a directory), devices, sockets, anything
+    whose real path leaves the directory and any path the database would refuse as a product's
+    (a control character, bytes that are not UTF-8, too long) are refused and listed with the reason."""
     root = Path(output_dir)
     if not root.is_dir() or root.is_symlink():
         return [], []
@@ -190,20 +220,20 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
     for directory, subdirectories, files in os.walk(root, followlinks=False):
         for name in subdirectories:
             if os.path.islink(os.path.join(directory, name)):
-                refused.append(f"{os.path.join(directory, name)!r} is a symbolic link")
+                refused.append(f"{shown_path(os.path.join(directory, name))} is a symbolic link")
         for name in files:
             path = os.path.join(directory, name)
             try:
                 info = os.lstat(path)
             except OSError as error:
-                refused.append(f"{path!r} cannot be read: {error.strerror}")
+                refused.append(f"{shown_path(path)} cannot be read: {error.strerror}")
                 continue
             if not stat.S_ISREG(info.st_mode):
-                refused.append(f"{path!r} is not a regular file")
+                refused.append(f"{shown_path(path)} is not a regular file")
             elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-                refused.append(f"{path!r} lies outside the output directory")
-            elif len(os.path.abspath(path).encode()) > MAX_PRODUCT_PATH_BYTES:
-                refused.append(f"{path[:80]!r}... is longer than {MAX_PRODUCT_PATH_BYTES} bytes")
+                refused.append(f"{shown_path(path)} lies outside the output directory")
+            elif (problem := product_path_problem(os.path.abspath(path))) is not None:
+                refused.append(f"{shown_path(path[:200])}{'...' if len(path) > 200 else ''} cannot be a product: {problem}")
             else:
                 found.append((os.path.abspath(path), info.st_size))
     return sorted(found), refused
