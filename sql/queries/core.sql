@@ -150,6 +150,29 @@ SELECT name, priority FROM hrwsi.lane;
 -- How attempts ended, their products and their tasks' next states, in one call fenced by the lease.
 SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
 
+-- name: end_task_refused_by_backend
+-- A job the backend refused for the task's own data (a path Nomad would interpolate): no attempt of
+-- it can ever run. The attempt ends internal_error with fault stopped_by_hrwsi (hrwsi would not start
+-- it; the failure policy, hrwsi.apply_failure_policy, counts no outcome with a fault, so its routine
+-- is not charged) and its task is terminated with the reason in the same statement (a task sent back
+-- to pending cannot be terminated), without a failure. Fenced by the lease: $1 the launcher's
+-- identity, $2 the lease (s), $3 the job, $4 the reason. No row back: not this launcher's job any more.
+WITH lease AS (
+    SELECT hrwsi.require_lease($1, $2)
+), ended AS (
+    UPDATE hrwsi.job j SET state = 'internal_error', message = $4, fault = 'stopped_by_hrwsi',
+                           finished_at = now(), updated_at = now()
+    FROM lease
+    WHERE j.id = $3 AND j.owner = $1 AND j.state IN ('submitted', 'queued', 'running')
+    RETURNING j.task_id, j.attempt
+)
+UPDATE hrwsi.processing_task t
+SET state = 'terminated', state_reason = format('attempt %s refused by the backend: %s', ended.attempt, $4::text),
+    worker = NULL, planned_start = NULL, planned_end = NULL
+FROM ended
+WHERE t.id = ended.task_id AND t.attempts = ended.attempt AND t.state IN ('dispatched', 'queued', 'running')
+RETURNING t.id, t.state;
+
 -- name: retry_due_in
 -- Seconds until the first of these tasks' retries may start (the end of its backoff, not_before);
 -- NULL when none waits for one.

@@ -184,6 +184,12 @@ class Routine(_Entry):
             raise ValueError(f"env {', '.join(interpolated)} holds '${{', which Nomad would replace with a node "
                              "attribute or a runtime variable: give the value itself (HRWSI_* variables name the "
                              "attempt's paths)")
+        # And in a task's arguments and driver config, the command and the image (helper/args.ReplaceEnv,
+        # client/taskenv): `command` with '${' was valid and every job of the routine refused.
+        if any("${" in argument for argument in self.command or ()) or "${" in (self.image or ""):
+            raise ValueError("command or image holds '${', which Nomad would replace with a node attribute or a "
+                             "runtime variable in the job's arguments: give the value itself (HRWSI_* variables "
+                             "name the attempt's paths)")
         return self
 
 

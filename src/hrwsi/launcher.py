@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, discover_products
+from hrwsi.backends.base import AttemptLost, Backend, JobOutcome, JobSpec, TaskRefused, discover_products
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.database import DedicatedConnection
 from hrwsi.harvest.input_checks import escaped
@@ -378,6 +378,9 @@ class Launcher(Service):
                              extra=_fields(spec, outcome="lost"))
                 await self._record(job_id, spec, JobOutcome("lost", None, str(lost), fault=lost.fault))
                 return
+            except TaskRefused as refused:  # the task's own data: no attempt of it can run, no routine's failure
+                await self._end_task_refused(job_id, spec, refused)
+                return
             except Exception as error:  # the backend refused it: that attempt failed, the task goes on
                 logger.error("task %d: the %s backend refused job %s: %s", spec.task_id, self.backend.name,
                              spec.job_id, error, extra=_fields(spec, outcome="internal_error"))
@@ -405,6 +408,33 @@ class Launcher(Service):
             # not an operator's cancel: retried elsewhere
             outcome = JobOutcome("lost", outcome.exit_code, stranded, fault="worker_gone")
         await self._record(job_id, spec, outcome)
+
+    async def _end_task_refused(self, job_id: int, spec: JobSpec, refused: TaskRefused) -> None:
+        """The backend refused the job for the task's own data (TaskRefused): the attempt ends and the
+        task is terminated with the reason, in one statement fenced by the lease, charged to no routine.
+        Recorded as a failure of the attempt, five such inputs put their routine on hold, and a
+        legitimate task of it with them (found by exploratory testing)."""
+        self._job_left_the_backend(job_id)
+        reason = escaped(f"the {self.backend.name} backend refused it for the task's own data: {refused}; "
+                         "terminated, not counted as a failure of the routine")
+        owner = self.instance_id
+        try:
+            async with self._writing:
+                rows = await self._with_database_retry(
+                    lambda conn: conn.fetch(query("end_task_refused_by_backend"), owner, self.settings.lease_timeout_s,
+                                            job_id, reason), f"end job {spec.job_id}, refused by the backend")
+        except asyncpg.PostgresError as error:
+            if error.sqlstate == LEASE_LAPSED_SQLSTATE:
+                await self.lease_lost()
+                return
+            logger.error("task %d: job %s, refused by the backend, could not be ended: %s; the job stays active "
+                         "and will be adopted", spec.task_id, spec.job_id, error, extra=_fields(spec))
+            return
+        logger.warning("task %d (%s) attempt %d: %s", spec.task_id, spec.routine, spec.attempt, reason,
+                       extra=_fields(spec, outcome="internal_error",
+                                     task_state=rows[0]["state"] if rows else None))
+        if rows:
+            self.wake("dispatch")  # (capacity it held is free: nothing else tells dispatch)
 
     async def _recorded_already(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> bool:
         """The outcome was not taken: say why, from what the database has. True when it has this very

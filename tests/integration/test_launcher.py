@@ -728,3 +728,28 @@ async def test_an_outcome_the_database_refuses_for_good_fails_the_attempt_with_t
     assert len(jobs) == 1 and jobs[0][0] == "internal_error"
     assert "product_path_is_absolute_without_control_characters" in jobs[0][1] and "\x1b" not in jobs[0][1]
     assert db.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 0
+
+
+class DataRefusingBackend(DryRunBackend):
+    """Refuses every job for the task's own data, as the Nomad backend an input path with '${'."""
+
+    async def submit(self, spec, *, first_start=False):
+        from hrwsi.backends.base import TaskRefused
+
+        raise TaskRefused(f"job {spec.job_id}: the task's data path {spec.input_path!r} contains '${{'")
+
+
+async def test_a_job_refused_for_the_tasks_own_data_terminates_the_task_and_is_no_failure_of_the_routine(
+        db, database_url, settings, configure):
+    """Five inputs with '${' put their routine on hold, a legitimate waiting task held with it (found by
+    exploratory testing)."""
+    configure(single_routine_configuration(["true"], max_attempts=3, workers=8))
+    insert_inputs(db, 6)
+    async with App(database_url, ["launcher"], settings, backend=DataRefusingBackend(), pool_size=5):
+        await wait_until(database_url, "SELECT bool_and(state = 'terminated') FROM hrwsi.processing_task")
+    assert db.execute("SELECT consecutive_failures, on_hold FROM hrwsi.processing_routine").fetchone() == (0, False)
+    assert db.execute("SELECT DISTINCT attempts, failures FROM hrwsi.processing_task").fetchall() == [(1, 0)]
+    jobs = db.execute("SELECT state, fault, message FROM hrwsi.job").fetchall()
+    assert len(jobs) == 6 and {(state, fault) for state, fault, _ in jobs} == {("internal_error", "stopped_by_hrwsi")}
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task LIMIT 1").fetchone()[0]
+    assert reason.startswith("attempt 1 refused by the backend: the dry-run backend refused it for the task's own data")

@@ -200,3 +200,13 @@ def test_every_key_has_a_meaning_and_readme_lists_every_key_as_the_schema_says()
     assert table in readme, ("README.md's configuration table differs from the schema: paste the output of "
                              "`hrwsi config keys --markdown` into it")
     assert re.search(r"`\[\[routine\]\]` \| `max_attempts` \| integer \| 3 \|", table)
+
+
+def test_a_routine_command_argument_nomad_would_interpolate_is_refused():
+    # env was refused, command accepted: Nomad replaces ${...} in a task's args too (helper/args.ReplaceEnv),
+    # and the Nomad backend refused every job of the routine (found by exploratory testing).
+    def change(d):
+        d["routine"][1]["command"] = ["snow", "--home", "${HOME}/snow"]
+
+    [found] = problems_of(change)
+    assert found.startswith("routine[1]: command or image holds '${', which Nomad would replace"), found

@@ -270,3 +270,18 @@ def test_a_member_that_nomad_would_interpolate_is_refused(config):
     spec = make_spec(manifest=json.dumps({"members": [{"path": "/data/${NOMAD_TASK_DIR}/m.tif"}]}))
     with pytest.raises(ValueError, match="which Nomad would interpolate"):
         build_job(spec, config)
+
+
+def test_a_path_of_the_tasks_own_data_nomad_would_interpolate_refuses_the_task_not_the_routine(config):
+    """Charged to the routine, five such inputs put it on hold with a legitimate task (found by exploratory
+    testing): the task's own data raises TaskRefused, what comes from the routine a plain refusal."""
+    from hrwsi.backends.base import TaskRefused
+
+    with pytest.raises(TaskRefused, match="task's data path"):
+        build_job(make_spec(input_path="/data/in/${node.unique.name}.tif"), config)
+    member = json.dumps({"members": [{"path": "/data/in/${attr.x}"}]})
+    with pytest.raises(TaskRefused):
+        build_job(make_spec(manifest=member), config)
+    with pytest.raises(ValueError) as routine_refused:
+        build_job(make_spec(command=("run", "--at", "${NOMAD_ALLOC_DIR}")), config)
+    assert not isinstance(routine_refused.value, TaskRefused)

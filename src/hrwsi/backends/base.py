@@ -244,6 +244,13 @@ class BackendSettingError(ValueError):
     that does not exist there): the launcher stops at start with this one line (what to do included)."""
 
 
+class TaskRefused(ValueError):
+    """Raised by `submit` when the backend cannot run the task whatever the attempt, because of the
+    task's own data (an input path, a member's or a previous product's path), not its routine's: the
+    launcher ends the attempt and terminates the task with the reason, charged to no routine (a data
+    engineer's five such inputs put a routine on hold and held a legitimate task with it)."""
+
+
 class AttemptLost(Exception):
     """Raised by `submit` when the backend cannot tell whether the attempt already ran, and starting
     it again might run it twice (a registration whose answer was lost with the backend's state), or

@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from hrwsi.backends.base import SECRET_NAME, JobSpec
+from hrwsi.backends.base import SECRET_NAME, JobSpec, TaskRefused
 from hrwsi.backends.nomad.config import NomadConfig
 from hrwsi.migrations import build_version
 
@@ -164,8 +164,14 @@ def data_paths(spec: JobSpec) -> list[str]:
 def refuse_interpolation(spec: JobSpec) -> None:
     """Nomad replaces `${...}` in a task's args, env and mounts with node attributes and runtime
     variables (client/taskenv, helper/args.ReplaceEnv): data that carries `${` could steer what a job
-    reads or writes. The database refuses such input paths; this refuses whatever reaches a spec."""
-    for value in (spec.input_path, spec.output_dir, spec.log_path, *data_paths(spec), *spec.env.values()):
+    reads or writes. The database refuses new such input paths; this refuses whatever reaches a spec
+    (rows older than that check, chained products). A path of the task's own data raises TaskRefused:
+    no attempt of that task can run, and it is no failure of its routine."""
+    for value in (spec.input_path, *data_paths(spec)):
+        if "${" in value:
+            raise TaskRefused(f"job {spec.job_id}: the task's data path {value!r} contains '${{', which Nomad would "
+                              f"interpolate (a node attribute or a runtime variable); refusing to submit it")
+    for value in (spec.output_dir, spec.log_path, spec.image or "", *spec.command, *spec.env.values()):
         if "${" in value:
             raise ValueError(f"job {spec.job_id}: {value!r} contains '${{', which Nomad would interpolate "
                              f"(a node attribute or a runtime variable); refusing to submit it")
