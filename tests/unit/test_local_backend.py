@@ -233,3 +233,22 @@ async def test_a_new_attempt_on_paths_another_timeline_left_moves_them_aside_and
     assert log_aside.read_text() == "another timeline's log\n"
     moved = [r.getMessage() for r in caplog.records if "moved aside" in r.getMessage()]
     assert len(moved) == 2 and str(aside) in moved[0] and spec.attempt_dir in moved[0]
+
+
+def test_a_routine_inherits_no_setting_that_may_hold_a_credential(tmp_path, monkeypatch):
+    """NOMAD_ADDR with a password reached a local routine, its job log and the dashboard (found by
+    exploratory testing): the settings that hold one, names of an authentication, and URLs with userinfo
+    stay out, whatever their names; the rest is inherited."""
+    from hrwsi.backends.local import routine_environment
+
+    monkeypatch.setenv("NOMAD_ADDR", "http://nuser:NomadAddrPW@127.0.0.1:47405")
+    monkeypatch.setenv("NOMAD_HTTP_AUTH", "nuser:NomadAuthPW")
+    monkeypatch.setenv("HRWSI_WEB_TOKEN", "alice:WebTokenValue")
+    monkeypatch.setenv("HTTPS_PROXY", "http://puser:ProxyPW@proxy:3128")
+    monkeypatch.setenv("MIRROR", "https://ghp_SomeToken@example.org/data")
+    monkeypatch.setenv("PLAIN_URL", "https://example.org/data?a=b@c")
+    monkeypatch.setenv("GDAL_CACHEMAX", "512")
+    environment = routine_environment(spec_in(tmp_path))
+    assert not {"NOMAD_ADDR", "NOMAD_HTTP_AUTH", "HRWSI_WEB_TOKEN", "HTTPS_PROXY", "MIRROR"} & set(environment)
+    assert not any("PW" in value or "ghp_" in value for value in environment.values())
+    assert environment["GDAL_CACHEMAX"] == "512" and environment["PLAIN_URL"] == "https://example.org/data?a=b@c"

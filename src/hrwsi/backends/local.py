@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,8 +46,15 @@ from hrwsi.backends.base import (
 
 logger = logging.getLogger(__name__)
 
-# The launcher's settings that carry credentials without being named like a secret.
-LAUNCHER_SECRETS = ("HRWSI_DATABASE_URL", "HRWSI_ALERT_WEBHOOK_URL")
+# The launcher's settings that carry credentials without being named like a secret: its database and
+# webhook URLs, and Nomad's (a password in NOMAD_ADDR's userinfo, NOMAD_HTTP_AUTH's user:password)
+# whichever backend runs: a local routine printing its environment put NOMAD_ADDR's password in its
+# job log and the dashboard (found by exploratory testing).
+LAUNCHER_SECRETS = ("HRWSI_DATABASE_URL", "HRWSI_ALERT_WEBHOOK_URL", "NOMAD_ADDR", "NOMAD_HTTP_AUTH")
+# Names of a credential without a secret's name (HTTP_AUTH, PROXY_AUTHORIZATION, ...).
+AUTHENTICATION_NAME = re.compile(r"AUTH", re.IGNORECASE)
+# A URL with userinfo (scheme://user:password@host, or a token as the user): whatever its variable's name.
+URL_WITH_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")
 # -I: no user site, no PYTHON* variables; -S: no site-packages. The supervisor needs the standard
 # library only, and starts in milliseconds. It is imported, not run as a script: its file's path
 # (which names it in `ps` and to is_supervisor_of) goes last on the module path, after the standard
@@ -422,9 +430,15 @@ def routine_environment(spec: JobSpec) -> dict[str, str]:
     """The launcher's environment without its secrets (the database URL holds its password; anything named
     like a secret, as Nomad job specs leave out), plus the task's: a routine that prints its environment
     must not put them in its job log."""
-    inherited = {name: value for name, value in os.environ.items()
-                 if name not in LAUNCHER_SECRETS and not SECRET_NAME.search(name)}
+    inherited = {name: value for name, value in os.environ.items() if not holds_a_credential(name, value)}
     return {**inherited, **spec.environment()}
+
+
+def holds_a_credential(name: str, value: str) -> bool:
+    """Whether an inherited variable may carry a credential: one of the launcher's settings that does,
+    a name like a secret's or an authentication's, or a URL with userinfo."""
+    return (name in LAUNCHER_SECRETS or bool(SECRET_NAME.search(name)) or bool(AUTHENTICATION_NAME.search(name))
+            or bool(URL_WITH_USERINFO.search(value)))
 
 
 def stop_orphans(job_id: str, grace_s: float = 3.0) -> list[int]:
