@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -710,8 +712,35 @@ class ForgingBackend(DryRunBackend):
         super().__init__()
         self.products = products
 
+    async def submit(self, spec, *, first_start=False):
+        os.makedirs(spec.output_dir, exist_ok=True)
+        return await super().submit(spec, first_start=first_start)
+
     async def wait(self, spec, backend_job_id, on_progress):
         return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC), products=(self.products, []))
+
+
+class VanishingBackend(ForgingBackend):
+    """Its routines end processed after their output directory was taken away (`mv` of the products)."""
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        if spec.attempt == 1:
+            shutil.rmtree(spec.attempt_dir)
+        return JobOutcome("processed", 0, "done", STARTED, datetime.now(UTC))
+
+
+async def test_an_attempt_whose_output_directory_vanished_while_it_ran_is_lost_to_the_storage_and_retried(
+        db, database_url, settings, configure):
+    """It was recorded "processed: 0 product(s)" at INFO and the chain stopped without a word (found by
+    exploratory testing)."""
+    configure(single_routine_configuration(["true"], max_attempts=1))
+    insert_inputs(db, 1)
+    async with App(database_url, ["launcher"], settings, backend=VanishingBackend([]), pool_size=5):
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+    jobs = db.execute("SELECT attempt, state, fault, message FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert [job[:3] for job in jobs] == [(1, "lost", "storage_unavailable"), (2, "processed", None)]
+    assert "its output directory" in jobs[0][3] and "is gone" in jobs[0][3]
+    assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)
 
 
 async def test_an_outcome_the_database_refuses_for_good_fails_the_attempt_with_the_refusal_and_never_loops(

@@ -252,3 +252,22 @@ def test_a_routine_inherits_no_setting_that_may_hold_a_credential(tmp_path, monk
     assert not {"NOMAD_ADDR", "NOMAD_HTTP_AUTH", "HRWSI_WEB_TOKEN", "HTTPS_PROXY", "MIRROR"} & set(environment)
     assert not any("PW" in value or "ghp_" in value for value in environment.values())
     assert environment["GDAL_CACHEMAX"] == "512" and environment["PLAIN_URL"] == "https://example.org/data?a=b@c"
+
+
+async def test_an_attempt_whose_directory_vanished_while_it_ran_is_lost_to_the_storage_not_to_its_launcher(tmp_path):
+    """`mv data/products elsewhere` while jobs ran: it was "lost (launcher_gone): its launcher stopped before
+    starting it; it will never start (tombstoned)" although the routine had run, and its directory was
+    made again for the tombstone (found by exploratory testing)."""
+    spec = spec_in(tmp_path)
+    backend = LocalBackend()
+    await backend.submit(spec, first_start=True)
+    follower = asyncio.ensure_future(backend.wait(spec, spec.job_id, Progress()))
+    await wait_for_file(tmp_path / "task-1" / "runs")
+    os.rename(tmp_path / "task-1" / "attempt-1", tmp_path / "moved")
+    (tmp_path / "task-1" / "release").write_text("")
+    async with asyncio.timeout(GUARD_S):
+        outcome = await follower
+    await backend.close()
+    assert (outcome.state, outcome.fault) == ("lost", "storage_unavailable"), outcome
+    assert "vanished while it ran" in outcome.message and "launcher" not in outcome.message
+    assert not (tmp_path / "task-1" / "attempt-1").exists()

@@ -206,6 +206,16 @@ def set_aside_another_timelines_files(spec: JobSpec) -> list[tuple[str, str]]:
     return moved
 
 
+def output_directory_problem(output_dir: str) -> str | None:
+    """Why the output directory an attempt was given cannot be where it left its products (gone:
+    moved, deleted, a mount taken away; or no longer writable: a read-only mount), or None. Blocking."""
+    if not os.path.isdir(output_dir):
+        return f"its output directory {output_dir} is gone (moved, deleted or unmounted while it ran)"
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        return f"its output directory {output_dir} is no longer writable (a read-only or full storage?)"
+    return None
+
+
 def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
     """The products of an attempt: every REGULAR file physically inside its output directory, as
     (absolute path, size). Symbolic links (to a file or a directory), devices, sockets, anything

@@ -297,6 +297,14 @@ class LocalBackend(Backend):
             # Adopted and settled by another launcher while this one was paused (see the job log).
             return JobOutcome("lost", None, "its supervisor refused to start it: another launcher settled this "
                               "attempt meanwhile (see the job log)", None, _now(), fault="launcher_gone")
+        if not await asyncio.to_thread(os.path.isdir, spec.attempt_dir):
+            # Our supervisor ran, and its directory (outcome, started.json, products) was taken away
+            # meanwhile: settle would make it again and call the attempt one its launcher never started
+            # (found by exploratory testing, `mv` of data/products while jobs ran).
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+            return JobOutcome("lost", None, f"its attempt directory {spec.attempt_dir} vanished while it ran (moved, "
+                              f"deleted or unmounted; its supervisor ended with {how}): its outcome and products are "
+                              "gone; not the routine's fault: it is retried", None, _now(), fault="storage_unavailable")
         found = await asyncio.to_thread(local_supervisor.settle, os.path.abspath(spec.attempt_dir),
                                         f"its supervisor ended with code {code} and no outcome")
         if found.state == "finished":  # written between our read and the settle: not lost after all
