@@ -51,6 +51,14 @@ def test_a_file_whose_name_holds_a_control_character_is_refused_with_its_name_es
     assert "\\n2026-12-06" in refused[0] and "\\x1b[2J" in refused[0] and "\n" not in refused[0]
 
 
+def test_a_file_whose_name_holds_a_dollar_brace_is_refused_as_the_database_refuses_its_path(tmp_path):
+    """product_path_has_no_dollar_brace: a product becomes the next step's input, and Nomad reads
+    `${...}` in a job's arguments as its own variable."""
+    (tmp_path / "out_${attr.unique.hostname}.tif").write_text("x")
+    found, refused = discover_products(str(tmp_path))
+    assert found == [] and len(refused) == 1 and "'${'" in refused[0]
+
+
 def test_a_file_whose_name_is_not_utf8_is_refused(tmp_path):
     with open(os.path.join(os.fsencode(tmp_path), b"latin-\xe9.tif"), "w") as file:
         file.write("x")

@@ -68,6 +68,8 @@ def product_path_problem(path: str) -> str | None:
         return "its name holds a control character (shown escaped)"
     if len(path.encode()) > MAX_PRODUCT_PATH_BYTES:
         return f"its path is longer than {MAX_PRODUCT_PATH_BYTES} bytes"
+    if "${" in path:  # (the next step's input path: Nomad would read it as its own variable)
+        return "its name holds '${', which Nomad would read as its own variable"
     return None
 
 
