@@ -88,9 +88,10 @@ def test_each_deadline_alert_is_raised_once_per_task(world):
 def test_a_task_processed_after_its_deadline_between_two_checks_is_told_once(world):
     """It ended late before the periodic check saw it open: no alert of any kind came (found by
     exploratory testing)."""
-    measured = NOW - timedelta(hours=2)  # due an hour ago
-    product(world, "nrt", "/ended-late", measured, measured, NOW)
-    product(world, "nrt", "/on-time", NOW - timedelta(minutes=10), NOW - timedelta(minutes=5), NOW)
+    now = datetime.now(UTC).replace(microsecond=0)  # (not the module's NOW: processed now, by the database)
+    measured = now - timedelta(hours=2)  # due an hour ago
+    product(world, "nrt", "/ended-late", measured, measured, now)
+    product(world, "nrt", "/on-time", now - timedelta(minutes=10), now - timedelta(minutes=5), now)
     assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 1)
     assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 0)
     [(kind, body)] = world.execute("SELECT kind, body FROM hrwsi.alert").fetchall()
@@ -161,7 +162,8 @@ def test_alert_texts_say_times_in_utc_and_lateness_as_people_read_it_whatever_th
     """Alert texts carried times in the session's zone and PostgreSQL's format ("2026-12-05
     23:18:42.74337+00", "+01" on a server whose zone followed the shell's TZ), and 17 ms past a
     deadline read "00:00:00 late" (found by exploratory testing)."""
-    deadline = NOW + timedelta(minutes=10)
+    # (from now, not the module's NOW: in a long run this test came more than 10 minutes after it)
+    deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
     world.execute("INSERT INTO hrwsi.input (processing_condition, input_path, measured_at) VALUES ('nrt', '/x', %s)",
                   (deadline - timedelta(hours=1),))
     world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now(), "

@@ -414,7 +414,8 @@ async def test_a_harvester_on_a_host_two_hours_slow_claims_and_records_by_the_da
     scene.write_text("{}")
     os.utime(scene, ((datetime.now(UTC) - timedelta(minutes=5)).timestamp(),) * 2)
     async with running(database_url, ["harvester"], dataclasses.replace(settings, landing_roots=(tmp_path,))):
-        await wait_until(database_url, "SELECT state <> 'seen' FROM hrwsi.landing_file")
+        # (until the file's end: 'ready' comes between, and a loaded machine stopped the harvester there)
+        await wait_until(database_url, "SELECT state NOT IN ('seen', 'ready') FROM hrwsi.landing_file")
         claimed_until = routine.execute("SELECT claimed_until - now() FROM hrwsi.harvest_source").fetchone()[0]
     state, first_seen_late = routine.execute("SELECT state, now() - first_seen_at FROM hrwsi.landing_file").fetchone()
     assert state == "prepared", routine.execute("SELECT message FROM hrwsi.landing_file").fetchone()
