@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import asyncpg
 
 from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
-from hrwsi.harvest.source_config import config_of
+from hrwsi.harvest.source_config import config_of, source_may_read
 from hrwsi.service_logging import task_fields
 from hrwsi.sql_files import query
 
@@ -294,37 +293,6 @@ class OAuth2ClientCredentialsAuth(OAuth2TokenAuth):
 
     def describe(self) -> str:
         return f"OAuth2 client credentials of {self.client_id}"
-
-
-# The environment variables a source's config may name (auth.*_env): ops' HRWSI_SOURCE_SECRETS,
-# names or shell patterns separated by commas, by default CDSE_* (the Copernicus Data Space
-# credentials). The harvester's environment also holds hrwsi's own secrets (the database URL with
-# its password, the dashboard's token, NOMAD_TOKEN...), and the data engineer who writes the row is
-# not who may read them: a source naming HRWSI_DATABASE_URL as its password had it sent to its url
-# and written in last_error (found by exploratory testing). Names of hrwsi's own settings and of the
-# tools it talks to are refused even when a pattern matches them (HRWSI_SOURCE_SECRETS=*).
-SOURCE_SECRETS_SETTING = "HRWSI_SOURCE_SECRETS"
-DEFAULT_SOURCE_SECRETS = "CDSE_*"
-NEVER_SOURCE_SECRETS = ("HRWSI_*", "NOMAD_*", "PG*", "DATABASE_URL", "VAULT_*", "CONSUL_*", "AWS_*",
-                        "GOOGLE_*", "AZURE_*")
-
-
-def source_secret_patterns(environ: dict[str, str] | None = None) -> list[str]:
-    raw = (environ if environ is not None else os.environ).get(SOURCE_SECRETS_SETTING)
-    raw = DEFAULT_SOURCE_SECRETS if raw is None or not raw.strip() else raw
-    return [part.strip() for part in raw.split(",") if part.strip()]
-
-
-def source_may_read(variable: str, environ: dict[str, str] | None = None) -> str | None:
-    """None when a source's config may name this environment variable; else why not."""
-    if any(fnmatch.fnmatchcase(variable, pattern) for pattern in NEVER_SOURCE_SECRETS):
-        return (f"{variable} is hrwsi's own setting or another tool's, never a source's (sources may not name "
-                f"{', '.join(NEVER_SOURCE_SECRETS)})")
-    patterns = source_secret_patterns(environ)
-    if not any(fnmatch.fnmatchcase(variable, pattern) for pattern in patterns):
-        return (f"{variable} is not among the variables sources may read ({SOURCE_SECRETS_SETTING}="
-                f"{','.join(patterns)}; ops add names or patterns there)")
-    return None
 
 
 def _secret(config: dict, key: str, source: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 
-from hrwsi.harvest.source_config import config_of
+from hrwsi.harvest.source_config import ConfigUnreadable, config_of, source_may_read
 from hrwsi.sql_files import query
 
 
@@ -32,6 +32,9 @@ class LandingSource:
     def from_row(cls, name: str, product_type: str, config: dict | str) -> LandingSource:
         config = config_of(config)
         password_env = config.get("zip_password_env")
+        refused = source_may_read(password_env) if password_env else None
+        if refused is not None:  # (the rule of a catalogue's auth: one for every source)
+            raise ConfigUnreadable(f"zip_password_env refused: {refused}")
         return cls(name=name, directory=config["directory"], work_directory=config["work_directory"],
                    product_type=product_type, settle_s=float(config.get("settle_s", 2.0)),
                    unzip=bool(config.get("unzip", True)),

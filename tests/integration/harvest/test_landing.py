@@ -239,6 +239,7 @@ def zipcrypto_zip(path: Path, members: dict[str, bytes], password: bytes) -> Non
 
 async def test_a_password_protected_zip_is_opened_with_the_password_from_the_environment(
         routines, tmp_path, pool, monkeypatch, policy):
+    monkeypatch.setenv("HRWSI_SOURCE_SECRETS", "TEST_LANDING_*")  # (ops allow the sources' variables)
     directory, work = add_source(routines, tmp_path, zip_password_env="TEST_LANDING_ZIP_PASSWORD")
     monkeypatch.setenv("TEST_LANDING_ZIP_PASSWORD", "s3cret")
     zipcrypto_zip(directory / f"{S2_NAME}.zip", {f"{S2_NAME}.SAFE/manifest.safe": b"<m/>"}, b"s3cret")
@@ -251,8 +252,21 @@ async def test_a_password_protected_zip_is_opened_with_the_password_from_the_env
     assert "s3cret" not in stored
 
 
+async def test_a_zip_password_variable_ops_do_not_allow_is_refused_as_a_catalogues_secret_is(
+        routines, tmp_path, pool, monkeypatch):
+    """The rule of a catalogue's auth, for every source: a data engineer's row may not name hrwsi's own
+    settings (found by exploratory testing: a catalogue's auth sent HRWSI_DATABASE_URL away)."""
+    from hrwsi.harvest.source_config import ConfigUnreadable
+
+    monkeypatch.setenv("HRWSI_SOURCE_SECRETS", "*")
+    add_source(routines, tmp_path, zip_password_env="HRWSI_DATABASE_URL")
+    with pytest.raises(ConfigUnreadable, match="zip_password_env refused: HRWSI_DATABASE_URL is hrwsi's own setting"):
+        await source_named(pool)
+
+
 async def test_a_wrong_or_missing_zip_password_fails_the_file_with_a_clear_message(
         routines, tmp_path, pool, monkeypatch, policy):
+    monkeypatch.setenv("HRWSI_SOURCE_SECRETS", "TEST_LANDING_*")
     directory, work = add_source(routines, tmp_path, zip_password_env="TEST_LANDING_ZIP_PASSWORD")
     zipcrypto_zip(directory / f"{S2_NAME}.zip", {f"{S2_NAME}.SAFE/manifest.safe": b"<m/>"}, b"s3cret")
     zipcrypto_zip(directory / f"{S1_NAME}.zip", {f"{S1_NAME}.SAFE/manifest.safe": b"<m/>"}, b"s3cret")
