@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -169,17 +170,128 @@ def names_embedded_server(url: str, pgdata: Path) -> bool:
                for part in str(host).split(","))
 
 
+# What starts the embedded server, said wherever hrwsi finds it not running.
+EMBEDDED_START_HINT = "`hrwsi db start` starts it"
+
+# pg_control's DBState (src/include/catalog/pg_control.h), the 4 bytes after the system identifier
+# (8 bytes) and the control and catalog version numbers (4 each), in the machine's byte order: a
+# layout unchanged since PostgreSQL 9.
+_CONTROL_STATE_OFFSET = 16
+_CONTROL_STATES = {0: "starting up", 1: "shut down", 2: "shut down in recovery", 3: "shutting down",
+                   4: "in crash recovery", 5: "in archive recovery", 6: "in production"}
+_CLEAN_STATES = ("shut down", "shut down in recovery")
+
+
+def _postmaster_pid(pgdata: Path) -> tuple[int | None, list[str]] | None:
+    """(pid, lines) of pgdata's postmaster.pid (pid None when unreadable); None when there is none."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None, []
+    try:
+        return int(lines[0]), lines
+    except (IndexError, ValueError):
+        return None, lines
+
+
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
+    """Whether process `pid` runs and is a postgres (as far as this system lets us tell): a pid left in
+    postmaster.pid by a server that was killed may belong to another process since."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it runs, as another user (the server of a root installation runs as embedded_postgres)
+    try:  # a killed postmaster stays a zombie until its parent (often init) reaps it: it is gone
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    try:
+        executable = os.readlink(f"/proc/{pid}/exe")
+        directory = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return True  # no /proc, or not allowed to look: it runs, and may be it
+    return (os.path.basename(executable.removesuffix(" (deleted)")) == "postgres"
+            and Path(directory.removesuffix(" (deleted)")) == pgdata)
+
+
+def _control_state(pgdata: Path) -> str | None:
+    """The cluster state pg_control records (what pg_controldata prints), None if unreadable."""
+    try:
+        with open(pgdata / "global" / "pg_control", "rb") as control:
+            control.seek(_CONTROL_STATE_OFFSET)
+            raw = control.read(4)
+    except OSError:
+        return None
+    return _CONTROL_STATES.get(int.from_bytes(raw, sys.byteorder)) if len(raw) == 4 else None
+
+
+def embedded_server_down(pgdata: Path) -> str | None:
+    """Why the embedded server of `pgdata` does not run, in words naming the directory and whether it
+    stopped cleanly; None when it runs, or when pgdata holds no database (then it is not the server
+    hrwsi uses). Reads files only: it starts nothing and connects to nothing.
+
+    Why: after a kill -9 (or a crash, a PANIC on a full disk) its postmaster.pid stays, and a reading
+    command took that for a running server and called embedded-postgres, which starts the server
+    whenever the pid in that file is gone: `hrwsi status` restarted the server silently; and the
+    services said only "could not reach the database ([Errno 111] Connection refused)" (found by
+    exploratory testing)."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    if not (pgdata / "PG_VERSION").exists():
+        return None
+    where = f"the embedded PostgreSQL server in {pgdata} is not running"
+    log = f"its log: {pgdata / 'log'}"
+    found = _postmaster_pid(pgdata)
+    if found is not None:
+        pid = found[0]
+        if pid is None or _is_postmaster_of(pid, pgdata):
+            return None
+        return (f"{where}: it did not stop cleanly (pid {pid}, which its postmaster.pid names, is gone: "
+                f"killed, or it crashed; {log})")
+    state = _control_state(pgdata)
+    if state is not None and state not in _CLEAN_STATES:
+        return f"{where}: it did not stop cleanly (it stopped while {state}; {log})"
+    return f"{where}: it was stopped (`hrwsi db stop`, or its host shut it down)"
+
+
+def _running_embedded_url(pgdata: Path, database: str) -> str | None:
+    """The URL of the embedded server that runs on pgdata, read from its postmaster.pid (its socket
+    directory and port); None when that file does not say."""
+    found = _postmaster_pid(pgdata)
+    if found is None or len(found[1]) < 5 or not found[1][4].strip():
+        return None
+    socket_dir, port = found[1][4].strip(), found[1][3].strip()
+    return f"postgresql://postgres@/{database}?host={quote(socket_dir)}" + (f"&port={port}" if port not in ("", "5432")
+                                                                            else "")
+
+
 def resolve_url(settings: Settings, *, start: bool = True) -> str:
-    """HRWSI_DATABASE_URL if set, else the embedded server (started when `start`)."""
+    """HRWSI_DATABASE_URL if set, else the embedded server: started when `start` (`hrwsi db start`, the
+    services, `db init`); otherwise (the reading commands) the one that runs, or DatabaseUnavailable
+    saying it does not run, why, and what starts it. A reading command never starts it."""
     if settings.database_url:
         return settings.database_url
-    if not start:
-        if not (settings.pgdata / "postmaster.pid").exists():
-            raise DatabaseUnavailable(
-                f"the embedded database in {settings.pgdata} is not running: run `hrwsi db start` "
-                "or set HRWSI_DATABASE_URL"
-            )
-    return start_embedded(settings.pgdata)
+    if start:
+        return start_embedded(settings.pgdata)
+    pgdata = Path(settings.pgdata).expanduser().resolve()
+    if not (pgdata / "PG_VERSION").exists():
+        raise DatabaseUnavailable(f"the embedded PostgreSQL server in {pgdata} is not running: there is no database "
+                                  "there yet; `hrwsi db start` creates and starts it, `hrwsi db init` installs the "
+                                  "schema (or set HRWSI_DATABASE_URL)")
+    stale = stale_embedded_server(pgdata)
+    if stale is not None:
+        _restart_or_refuse(pgdata, *stale, restart=False)
+    down = embedded_server_down(pgdata)
+    if down is not None:
+        raise DatabaseUnavailable(f"{down}; {EMBEDDED_START_HINT} (or set HRWSI_DATABASE_URL to use another server)")
+    url = _running_embedded_url(pgdata, EMBEDDED_DATABASE)
+    if url is None:  # (a postmaster.pid being written: the server is starting)
+        raise DatabaseUnavailable(f"the embedded PostgreSQL server in {pgdata} is starting; try again in a moment")
+    return url
 
 
 # How hrwsi's sessions read and write times, whatever the server, database or role sets: psycopg

@@ -5,7 +5,8 @@ instances only (never "some replica of the kind": each replica answers for itsel
   task runs. A database outage is not a liveness failure (the loop and the heartbeat go on
   trying), so Nomad does not restart services that are waiting for the database.
 - `/readyz` (readiness): 200 when, in addition, every instance has started, is not stopping, its
-  heartbeat reached the database within its lease, and a query answers within 2 s.
+  heartbeat reached the database within its lease and its last heartbeat did, and a query answers
+  within 2 s (asked at each request: never an older answer).
 - `/metrics`: the Prometheus exposition (`hrwsi.metrics`).
 
 One server per process (`hrwsi up` runs several services in one process): HRWSI_HTTP_PORT (unset:
@@ -23,7 +24,7 @@ import asyncpg
 from aiohttp import web
 
 from hrwsi import metrics
-from hrwsi.database import TRANSIENT_DATABASE_ERRORS
+from hrwsi.database import EMBEDDED_START_HINT, TRANSIENT_DATABASE_ERRORS, embedded_server_down, names_embedded_server
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,18 @@ class InstanceEndpoints:
         except TimeoutError:
             return f"no answer within {DATABASE_CHECK_TIMEOUT_S:.0f} s"
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
-            return f"unreachable: {type(error).__name__}"  # not str(error): it may name the server
+            # not str(error): it may name the server
+            return f"unreachable: {type(error).__name__}" + self._embedded_server_down()
+
+    def _embedded_server_down(self) -> str:
+        """What to add when the database is the embedded server and it does not run (no path: this
+        answer may be read from another host; the services' log names it)."""
+        settings = self.settings
+        if settings.database_url is not None and not names_embedded_server(settings.database_url, settings.pgdata):
+            return ""
+        if embedded_server_down(settings.pgdata) is None:
+            return ""
+        return f"; the embedded PostgreSQL server is not running ({EMBEDDED_START_HINT})"
 
     async def metrics(self, _request: web.Request) -> web.Response:
         snapshot = await self.figures.refresh()

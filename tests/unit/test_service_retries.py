@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 
 from hrwsi import service as service_module
 from hrwsi.service import Service
@@ -126,3 +127,51 @@ async def test_a_heartbeat_that_could_not_reach_the_database_tries_again_within_
     said = [r.getMessage() for r in caplog.records]
     assert said == ["tester: heartbeat could not reach the database (connection refused); trying again every 0.1 s",
                     "tester: heartbeat reaches the database again"]
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+async def test_a_service_on_an_embedded_server_that_died_says_so_once_then_every_while_it_lasts(tmp_path, caplog,
+                                                                                                  monkeypatch):
+    """It said only "could not reach the database ([Errno 111] Connection refused)", naming neither the
+    embedded server nor `hrwsi db start` (found by exploratory testing)."""
+    monkeypatch.setattr(service_module, "UNREACHABLE_LOG_EVERY_S", 0.5)
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    flaky = Flaky(tmp_path)  # no HRWSI_DATABASE_URL: the embedded server of tmp_path/pgdata
+    pgdata = flaky.settings.pgdata
+    pgdata.mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("18\n")
+    pid = dead_pid()
+    (pgdata / "postmaster.pid").write_text(f"{pid}\n{pgdata}\n")
+    await serve(flaky, 1.2, woken_every_s=0.013)
+    said = [r for r in caplog.records if "is not running" in r.getMessage()]
+    assert said[0].levelno == logging.ERROR
+    assert said[0].getMessage() == (
+        f"tester: the embedded PostgreSQL server in {pgdata.resolve()} is not running: it did not stop cleanly (pid "
+        f"{pid}, which its postmaster.pid names, is gone: killed, or it crashed; its log: {pgdata.resolve() / 'log'}); "
+        "`hrwsi db start` starts it, and this service reconnects by itself")
+    assert 2 <= len(said) <= 3, [r.getMessage() for r in said]  # once, then every 0.5 s
+    assert "(the database unreachable for " in said[1].getMessage()
+
+    # Stopped cleanly: said so.
+    caplog.clear()
+    (pgdata / "postmaster.pid").unlink()
+    flaky._embedded_down = None
+    await serve(flaky, 0.7, woken_every_s=0.05)  # (said with the step's next line)
+    assert [r.getMessage() for r in caplog.records if "is not running" in r.getMessage()][:1] == [
+        f"tester: the embedded PostgreSQL server in {pgdata.resolve()} is not running: it was stopped (`hrwsi db stop`, "
+        "or its host shut it down); `hrwsi db start` starts it, and this service reconnects by itself"]
+
+
+async def test_a_service_on_another_server_says_nothing_of_the_embedded_one(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    flaky = Flaky(tmp_path)
+    flaky._embedded_pgdata = None  # (as with HRWSI_DATABASE_URL naming another server)
+    (tmp_path / "pgdata").mkdir()
+    (tmp_path / "pgdata" / "PG_VERSION").write_text("18\n")
+    await serve(flaky, 0.3, woken_every_s=0.05)
+    assert not [r for r in caplog.records if "embedded" in r.getMessage()]

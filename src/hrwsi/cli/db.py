@@ -115,11 +115,11 @@ def db_check() -> None:
     from hrwsi.schema import compare_with_fresh_install
 
     try:
-        differences = compare_with_fresh_install(url())
+        differences = compare_with_fresh_install(url(start=False))  # (an inspection: it starts no server)
     except psycopg.errors.InsufficientPrivilege as error:
         primary = error.diag.message_primary or str(error)
         if primary.startswith("permission denied to set parameter"):  # (its scratch install needs the same GRANT)
-            raise CliError(_init_refusal(primary, psycopg.conninfo.conninfo_to_dict(url()).get("user", "")), 1) from None
+            raise CliError(_init_refusal(primary, psycopg.conninfo.conninfo_to_dict(url(start=False)).get("user", "")), 1) from None
         if "create database" not in primary:
             raise
         # (it advised a role granted hrwsi_service, which may not either; found by exploratory testing)
