@@ -42,3 +42,8 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WH
 -- constraint than one in UTC.
 SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('IntervalStyle', 'postgres', false),
        set_config('TimeZone', 'UTC', false);
+
+-- name: hrwsi_roles_present
+-- Which of the roles schema.sql grants to exist on the server (roles belong to the server: a
+-- pg_dump of the database holds none of them).
+SELECT rolname FROM pg_roles WHERE rolname IN ('hrwsi_readonly', 'hrwsi_data_engineer', 'hrwsi_service') ORDER BY 1;

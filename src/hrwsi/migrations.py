@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -141,6 +143,74 @@ def _apply_pending(conn: psycopg.Connection, done: dict[int, str]) -> list[str]:
         logger.info("applied migration %04d_%s", version, name)
         applied.append(f"{version:04d}_{name}")
     return applied
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What `repair_privileges` re-applied: roles it created, privileges it granted and revoked
+    (each `object: privilege to grantee`)."""
+
+    roles: list[str]
+    granted: list[str]
+    revoked: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.roles or self.granted or self.revoked)
+
+
+@functools.cache
+def privilege_statements() -> str:
+    """The roles and privileges sql/schema.sql gives, as it gives them: its DO block that creates the
+    three roles when they are missing, then every GRANT and REVOKE statement in its order (each starts a
+    line and ends with the first line ending in `;`). All are idempotent; run on an installed schema
+    they give it a fresh install's privileges, and change nothing else."""
+    text = schema_sql()
+    start = text.index("DO $$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_roles")
+    statements = [text[start:text.index("END $$;", start) + len("END $$;")]]
+    current: list[str] = []
+    for line in text.splitlines():
+        if current or re.match(r"(GRANT|REVOKE)\s", line):
+            current.append(line)
+            if line.rstrip().endswith(";"):
+                statements.append("\n".join(current))
+                current = []
+    return "\n".join(statements)
+
+
+def _privileges(conn: psycopg.Connection) -> set[tuple]:
+    return {tuple(row) for row in conn.execute(query("describe_privileges")).fetchall()}
+
+
+def repair_privileges(conn: psycopg.Connection) -> Repair:
+    """Re-apply the roles and privileges of sql/schema.sql on an installed schema and say what that
+    changed (nothing changed: nothing is kept, the transaction is rolled back).
+
+    Why: a pg_dump holds a database's objects and their grants, but not the roles, which belong to
+    the server: restored on a server without them, every grant to hrwsi_service, hrwsi_data_engineer
+    and hrwsi_readonly was dropped (pg_restore: 'role "hrwsi_service" does not exist', 99 errors),
+    `hrwsi db check` listed 381 missing privileges, and `hrwsi db init` said "schema up to date" and
+    repaired nothing (found by exploratory testing)."""
+    conn.autocommit = True
+    with conn.transaction() as transaction:
+        roles = {row[0] for row in conn.execute(query("hrwsi_roles_present")).fetchall()}
+        before = _privileges(conn)
+        conn.execute(privilege_statements())
+        after = _privileges(conn)
+        created = sorted({row[0] for row in conn.execute(query("hrwsi_roles_present")).fetchall()} - roles)
+        repair = Repair(created, [_privilege(row) for row in sorted(after - before)],
+                        [_privilege(row) for row in sorted(before - after)])
+        if not repair:
+            raise psycopg.Rollback(transaction)  # (nothing to keep: no catalog row rewritten)
+    if not repair:
+        return repair
+    logger.info("re-applied the privileges of sql/schema.sql: roles created %s; %d granted, %d revoked",
+                ", ".join(repair.roles) or "none", len(repair.granted), len(repair.revoked))
+    return repair
+
+
+def _privilege(row: tuple) -> str:
+    obj, grantee, privilege, grantable = row
+    return f"{obj}: {privilege} to {grantee}" + (" WITH GRANT OPTION" if grantable else "")
 
 
 def pending(conn: psycopg.Connection) -> list[str]:

@@ -197,3 +197,27 @@ def test_tasks_are_listed_a_page_at_a_time_and_say_how_to_get_the_next(db, env):
     assert before == ids[3]
     as_json = json.loads(run(["tasks", "--limit", "2", "--before", str(ids[1]), "--json"], env).stdout)
     assert [t["id"] for t in as_json] == ids[2:4]
+
+
+def test_db_init_re_applies_the_grants_a_restore_without_the_roles_lost_and_says_so(env, db):
+    from tests.integration.test_migrations import LOST_GRANTS
+
+    db.execute(LOST_GRANTS)
+    said = run(["db", "init"], env).stdout
+    assert "repaired hrwsi's roles and grants in database " in said and "granted " in said and "revoked " in said
+    assert "schema up to date" in said
+    assert "repaired" not in run(["db", "init"], env).stdout
+    assert run(["db", "check"], env).stdout.strip() == "schema equals a fresh install"
+
+
+def test_db_bindir_prints_the_embedded_servers_own_programs(env):
+    """The system's pg_dump (15) refused the embedded server (18): backups need the server's own."""
+    import subprocess as sp
+    from pathlib import Path
+
+    directory = Path(run(["db", "bindir"], env).stdout.strip())
+    version = sp.run([str(directory / "pg_dump"), "--version"], capture_output=True, text=True, check=True).stdout
+    server = (directory.parent / "share" / "postgres.bki").exists() and sp.run(
+        [str(directory / "postgres"), "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.split()[-1] == server.split()[-1]
+    assert all((directory / program).exists() for program in ("pg_restore", "pg_dumpall", "psql"))

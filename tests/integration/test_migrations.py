@@ -172,3 +172,40 @@ def test_a_campaign_cancelled_before_migration_0058_is_recorded_as_cancelled(emp
         shown = {c.header["campaign_id"]: c for c in campaigns.load(conn)}
     assert shown[cancelled].status == "cancelled" and shown[cancelled].header["cancelled_at"] is not None
     assert shown[still_open].status == "waiting" and shown[still_open].header["cancelled_at"] is None
+
+
+# What a pg_restore onto a server without hrwsi's roles leaves: no grant to the three roles, and each
+# function's EXECUTE for PUBLIC (its REVOKE went with the failed GRANTs of the same ACL entry).
+LOST_GRANTS = """
+REVOKE ALL ON SCHEMA hrwsi FROM hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+REVOKE ALL ON ALL TABLES IN SCHEMA hrwsi FROM hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+REVOKE ALL ON public.hrwsi_schema_migration FROM hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA hrwsi FROM hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA hrwsi TO PUBLIC;
+"""
+
+
+def test_grants_a_restore_lost_are_re_applied_and_said_and_nothing_when_none_is_missing(database_url):
+    """`hrwsi db init` said "schema up to date" and repaired nothing after a pg_restore without the roles
+    (381 privileges missing in `hrwsi db check`; found by exploratory testing)."""
+    from hrwsi.schema import compare_with_fresh_install
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert not migrations.repair_privileges(conn), "a fresh install lacks nothing"
+        conn.execute(LOST_GRANTS)
+    assert any(line.startswith("privileges on") for line in compare_with_fresh_install(database_url))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        repair = migrations.repair_privileges(conn)
+        assert repair.roles == []  # (they exist on this server: roles belong to the server)
+        assert "table hrwsi.processing_task: UPDATE to hrwsi_service" in repair.granted
+        assert "schema hrwsi: USAGE to hrwsi_data_engineer" in repair.granted
+        assert "function hrwsi.dispatch(text,text,double precision,integer,text): EXECUTE to PUBLIC" in repair.revoked
+        assert migrations.migrate(conn) == [] and not migrations.repair_privileges(conn)
+    assert compare_with_fresh_install(database_url) == []
+
+
+def test_the_privilege_statements_are_schema_sqls_roles_grants_and_revokes():
+    statements = migrations.privilege_statements()
+    assert statements.startswith("DO $$") and "CREATE ROLE hrwsi_service NOLOGIN;" in statements
+    assert "GRANT UPDATE ON hrwsi.processing_task TO hrwsi_service;" in statements
+    assert "CREATE TABLE" not in statements and "CREATE FUNCTION" not in statements

@@ -8,7 +8,7 @@ import typer
 from hrwsi import migrations
 from hrwsi.cli.common import CliError, app, console, settings, url
 from hrwsi.cli.errors import sql_name
-from hrwsi.database import connect, names_embedded_server, redact, start_embedded, stop_embedded
+from hrwsi.database import connect, embedded_bin_dir, names_embedded_server, redact, start_embedded, stop_embedded
 
 db_app = typer.Typer(help="The database: start, stop, migrate, check.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -49,6 +49,13 @@ def db_url() -> None:
     print(url())
 
 
+@db_app.command("bindir")
+def db_bindir() -> None:
+    """Print the directory of the embedded server's programs (pg_dump, pg_restore, pg_dumpall, psql, of the
+    server's own version): for backups (README.md, Backup and restore). It starts nothing."""
+    print(embedded_bin_dir())
+
+
 # Databases `hrwsi db init` refuses unless forced: every new database of the server is a copy of
 # template1 (a schema installed there is given to each), and template0 must stay as initdb made it.
 TEMPLATE_DATABASES = ("template0", "template1")
@@ -56,7 +63,8 @@ TEMPLATE_DATABASES = ("template0", "template1")
 
 @db_app.command("init")
 def db_init(force: bool = typer.Option(False, "--force", help="install into template0 or template1 all the same")) -> None:
-    """Install the schema (sql/schema.sql) in an empty database, or apply the pending migrations (idempotent).
+    """Install the schema (sql/schema.sql) in an empty database, or apply the pending migrations (idempotent),
+    and re-apply hrwsi's roles and grants where some are missing (a restored dump), saying what it repaired.
     It names the server and database it installs into; it refuses template0 and template1 unless --force."""
     target = url()
     with connect(target) as conn:
@@ -74,10 +82,15 @@ def db_init(force: bool = typer.Option(False, "--force", help="install into temp
         fresh = not migrations.applied_versions(conn)
         try:
             applied = migrations.migrate(conn)
+            # The roles and grants schema.sql gives, again when some are missing (a database restored
+            # from a pg_dump onto a server without hrwsi's roles has none of its grants).
+            repaired = migrations.repair_privileges(conn) if not fresh else migrations.Repair([], [], [])
         except (migrations.UnrecordedSchema, migrations.NewerSchema) as error:
             raise CliError(str(error), 2) from None
         except psycopg.errors.InsufficientPrivilege as error:
             raise CliError(_init_refusal(error.diag.message_primary or str(error), conn.info.user), 1) from None
+    if repaired:
+        _say_repaired(repaired, where)
     if not applied:
         console.print(f"schema up to date in {where}", highlight=False, markup=False, soft_wrap=True)
     elif fresh:  # soft_wrap: a migration's name is not broken over two lines
@@ -85,6 +98,17 @@ def db_init(force: bool = typer.Option(False, "--force", help="install into temp
                       f"{', '.join(applied)}", soft_wrap=True, highlight=False, markup=False)
     else:
         console.print(f"applied {', '.join(applied)} to {where}", soft_wrap=True, highlight=False, markup=False)
+
+
+def _say_repaired(repaired: migrations.Repair, where: str) -> None:
+    """What `hrwsi db init` re-applied of schema.sql's roles and grants: counts, and the first few."""
+    parts = [f"created role(s) {', '.join(repaired.roles)}"] if repaired.roles else []
+    for verb, items in (("granted", repaired.granted), ("revoked", repaired.revoked)):
+        if items:
+            shown = "; ".join(items[:3]) + (f"; and {len(items) - 3} more" if len(items) > 3 else "")
+            parts.append(f"{verb} {len(items)} privilege(s) ({shown})")
+    console.print(f"repaired hrwsi's roles and grants in {where} (as sql/schema.sql gives them; a pg_dump holds no "
+                  f"roles): {', '.join(parts)}", style="yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 def _init_refusal(primary: str, role: str) -> str:
