@@ -108,6 +108,10 @@ OUTCOME_WRITE_AT_ONCE = 100
 # as queued, with the reason (a shorter wait is not worth a write: in the three-step chain most
 # start within a tenth of a second).
 SHOW_HELD_AS_QUEUED_AFTER_S = 1.0
+# While its backend is out of reach (Backend.out_of_reach), a launcher claims no new work and asks the
+# backend this often whether it answers again (Backend.probe, bounded by its own timeout, in a task of
+# its own: no step waits for it); the moment it does, dispatch claims again.
+REACH_PROBE_S = 2.0
 # Why a job claimed ahead was never handed to the backend (the result of its wait for a slot).
 _CANCELLED_WHILE_HELD = "cancelled"
 _STOPPING_WHILE_HELD = "stopping"
@@ -237,6 +241,8 @@ class Launcher(Service):
         self.work_waits_for_outcomes = True
         # With jobs claimed ahead: ending jobs asked dispatch for more, and no call has returned since.
         self._refill_asked = False
+        # Asks the backend, while it is out of reach, whether it answers again (_probe_until_reached).
+        self._reach_probe: asyncio.Task | None = None
 
     # -- dispatch ----------------------------------------------------------------------------
     def _an_end_may_start_work(self) -> bool:
@@ -265,8 +271,48 @@ class Launcher(Service):
         return await self.backend.site()
 
     def problem(self) -> tuple[str, datetime] | None:
-        # (Nomad out of reach, say: `hrwsi status` says so beside its jobs; or a pooler, Service.problem)
-        return self.backend.problem() or super().problem()
+        """Its backend's problem (Nomad out of reach, say), a pooler (Service.problem): each said, since
+        the first of them."""
+        found = [p for p in (self._backend_problem(), super().problem()) if p is not None]
+        if not found:
+            return None
+        return "; and ".join(text for text, _ in found), min(since for _, since in found)
+
+    def _backend_problem(self) -> tuple[str, datetime] | None:
+        problem = self.backend.problem()
+        if problem is None or not self.backend.out_of_reach():
+            return problem
+        return (f"{problem[0]}; meanwhile this launcher claims no new work (launchers that reach their backend "
+                f"take it), asks every {REACH_PROBE_S:.0f} s whether the backend answers again and claims again "
+                "as soon as it does"), problem[1]
+
+    def _backend_out_of_reach(self) -> bool:
+        """Whether the backend is known out of reach: then this launcher claims no new work, and a probe
+        asks the backend every REACH_PROBE_S whether it answers again, which wakes dispatch and adopt.
+        A launcher that could not reach Nomad claimed task after task, each lost once its registration's
+        retries ran out, while another launcher that reached Nomad had free slots (found by exploratory
+        testing)."""
+        if not self.backend.out_of_reach():
+            return False
+        if self._reach_probe is None or self._reach_probe.done():
+            logger.warning("the %s backend is out of reach: this launcher claims no new work until it answers "
+                           "again (launchers that reach theirs take it)", self.backend.name)
+            self._reach_probe = asyncio.create_task(self._probe_until_reached(), name="launcher-reach-probe")
+        return True
+
+    async def _probe_until_reached(self) -> None:
+        while not self.stopping.is_set():
+            await asyncio.sleep(REACH_PROBE_S)
+            if self.backend.out_of_reach():  # (another call of the launcher's may have reached it meanwhile)
+                try:
+                    await self.backend.probe()
+                except Exception:  # (a probe raises nothing, by the contract: never let this task end on one)
+                    logger.exception("probing the %s backend failed; trying again in %.0f s", self.backend.name,
+                                     REACH_PROBE_S)
+            if not self.backend.out_of_reach():
+                logger.info("the %s backend answers again: this launcher claims work again", self.backend.name)
+                self.wake("dispatch", "adopt")
+                return
 
     def on_statement_timeout(self, statement: str) -> str:
         if statement == "dispatch":
@@ -278,6 +324,8 @@ class Launcher(Service):
         # Work waits until a call says otherwise: a call skipped for want of slots, or one that
         # fails, leaves it so, and a job that ends wakes this step again.
         self.work_waiting = True
+        if self._backend_out_of_reach():
+            return False  # (the probe wakes this step when the backend answers again)
         slots = self.free_slots()
         if slots == 0:
             self._refill_asked = False  # (ending jobs ask again once half the slots are free)
@@ -872,6 +920,8 @@ class Launcher(Service):
     # -- recovery ----------------------------------------------------------------------------
     async def adopt(self) -> bool:
         """Take over active jobs whose launcher is gone, and follow them to their end."""
+        if self._backend_out_of_reach():
+            return False  # (left to launchers that reach their backend; the probe wakes this step)
         async with self.pool.acquire() as conn:
             specs = await conn.fetch(query("adopt_orphaned_jobs"), self.instance_id,
                                      self.settings.lease_timeout_s, self.backend.name,
@@ -929,8 +979,9 @@ class Launcher(Service):
         self._progress_writer = asyncio.create_task(self._write_progress(), name="launcher-progress-writer")
 
     async def stop(self) -> None:
-        if self._lanes_reading is not None:
-            self._lanes_reading.cancel()
+        for task in (self._lanes_reading, self._reach_probe):
+            if task is not None:
+                task.cancel()
         self._write_outcomes_now.set()  # the jobs' followers wait for their outcomes to be stored
         try:
             await self._stop_following()

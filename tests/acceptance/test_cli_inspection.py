@@ -179,6 +179,8 @@ def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_it
         assert "launcher cannot work as it should (launcher-" in said
         assert "cannot reach Nomad at http://127.0.0.1:9: Failed to establish a new connection" in said
         assert "lost (backend_unavailable) and its task retried, not charged to the routine" in said
+        # (it claimed task after task meanwhile, each lost, while launchers reaching Nomad had room)
+        assert "meanwhile this launcher claims no new work (launchers that reach their backend take it)" in said
         launcher = next(s for s in json.loads(run(["status", "--json"], env).stdout)["services"]
                         if s["kind"] == "launcher")
         assert launcher["problem"].startswith("cannot reach Nomad") and launcher["problem_since"]

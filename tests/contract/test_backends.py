@@ -87,6 +87,13 @@ def test_every_backend_declares_the_whole_contract(adapter: Adapter):
         assert isinstance(getattr(backend, flag), bool), flag
 
 
+async def test_a_backend_that_answers_is_not_out_of_reach_and_a_probe_of_it_changes_nothing(adapter: Adapter):
+    # (the launcher claims no new work while its backend is out of reach: Backend.out_of_reach)
+    assert adapter.backend.out_of_reach() is False
+    await asyncio.wait_for(adapter.backend.probe(), GUARD_S)
+    assert adapter.backend.out_of_reach() is False and adapter.backend.problem() is None
+
+
 async def test_a_successful_attempt_ends_processed_with_its_times(adapter: Adapter):
     progress = Progress()
     spec, outcome = await run(adapter, 'echo made > "$HRWSI_OUTPUT_DIR/product.txt"', progress)

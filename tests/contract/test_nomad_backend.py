@@ -760,6 +760,40 @@ async def test_what_kept_nomad_from_serving_is_said_until_it_serves_again(nomad:
     assert backend.problem() is None
 
 
+async def test_a_nomad_that_answers_no_call_is_out_of_reach_until_a_probe_is_answered(nomad: Target):
+    # A launcher whose Nomad was out of reach kept claiming tasks, each lost once its registration's
+    # retries ran out, while another launcher reached Nomad (found by exploratory testing): the
+    # launcher now claims nothing while its backend is out of reach, and probes it.
+    emulator = nomad.require_emulator("answer later than the client waits, as a blackholing proxy")
+    backend = nomad.backend(request_timeout_s=0.3, retry_for_s=0.3)
+    assert not backend.out_of_reach()
+    emulator.inject_delays(1, 2.0, path_prefix="/v1/jobs", method="GET")
+    await asyncio.wait_for(backend.probe(), GUARD_S)  # (raises nothing)
+    assert backend.out_of_reach()
+    said, _ = backend.problem()
+    assert said.startswith("cannot reach Nomad at ") and "Read timed out" in said
+    await backend.probe()  # answered: reached again
+    assert not backend.out_of_reach() and backend.problem() is None
+    # An answer of Nomad's own says it is reached, however it answers; a gateway's that cannot reach it does not.
+    emulator.inject_errors(1, 503, "rpc error: No cluster leader", path_prefix="/v1/jobs", method="GET")
+    await backend.probe()
+    assert backend.problem() is not None and not backend.out_of_reach()
+    emulator.inject_errors(1, 502, "Bad Gateway", path_prefix="/v1/jobs", method="GET")
+    await backend.probe()
+    assert backend.out_of_reach()
+    await backend.probe()
+    assert not backend.out_of_reach()
+
+
+async def test_a_nomad_refusing_the_token_is_reached_not_out_of_reach(nomad: Target, tmp_path):
+    nomad.require_emulator("ACLs enabled with known tokens")
+    async with open_emulator(tmp_path, "refused-reached", acl_token=MANAGEMENT_TOKEN) as target:
+        backend = target.backend(token=str(uuid.uuid4()), retry_for_s=0.3)
+        await backend.probe()
+        assert backend.problem()[0].startswith("Nomad refuses the launcher's token")
+        assert not backend.out_of_reach()  # (its registrations say it: lost, backend_unavailable)
+
+
 async def test_a_token_nomad_refuses_loses_the_attempt_and_names_nomad_token(nomad: Target, tmp_path):
     nomad.require_emulator("ACLs enabled with known tokens")
     async with open_emulator(tmp_path, "wrong-token", acl_token=MANAGEMENT_TOKEN) as target:

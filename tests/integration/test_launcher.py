@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -22,10 +23,12 @@ from hrwsi import launcher as launcher_module
 from hrwsi.app import App
 from hrwsi.backends.base import AttemptLost, JobOutcome
 from hrwsi.backends.dry_run import DryRunBackend
+from hrwsi.backends.nomad import NomadBackend, NomadConfig
 from hrwsi.launcher import Launcher
 from hrwsi.listener import Notification
 from hrwsi.service import AdaptiveBatch
 from hrwsi.sql_files import query
+from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from tests.integration.conftest import (
     insert_inputs,
     single_routine_configuration,
@@ -782,3 +785,88 @@ async def test_a_job_refused_for_the_tasks_own_data_terminates_the_task_and_is_n
     assert len(jobs) == 6 and {(state, fault) for state, fault, _ in jobs} == {("internal_error", "stopped_by_hrwsi")}
     reason = db.execute("SELECT state_reason FROM hrwsi.processing_task LIMIT 1").fetchone()[0]
     assert reason.startswith("attempt 1 refused by the backend: the dry-run backend refused it for the task's own data")
+
+
+class BlackholingProxy:
+    """A TCP proxy to `upstream` which, while `blackholed`, takes connections and forwards nothing: a
+    client waits for its answers until its own timeout (the exploratory tester's cut-off Nomad)."""
+
+    def __init__(self, upstream: str):
+        parts = urlsplit(upstream)
+        self.host, self.port = parts.hostname, parts.port
+        self.blackholed = True
+        self._handlers: set[asyncio.Task] = set()
+
+    async def __aenter__(self) -> BlackholingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.address = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+        for handler in list(self._handlers):
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        self._handlers.add(handler)
+        try:
+            if self.blackholed:
+                while await reader.read(65536):
+                    pass
+                return
+            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
+
+            async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await source.read(65536):
+                        sink.write(data)
+                        await sink.drain()
+                finally:
+                    sink.close()
+
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
+        finally:
+            writer.close()
+            self._handlers.discard(handler)
+
+
+async def test_a_launcher_whose_nomad_is_out_of_reach_claims_nothing_and_claims_again_once_it_answers(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """A launcher that could not reach Nomad kept claiming tasks, each waiting for its registration's
+    retries and then lost, while another launcher that reached Nomad had free slots (found by
+    exploratory testing)."""
+    configure(single_routine_configuration(["true"], workers=2))
+    names = [row[0] for row in db.execute("SELECT name FROM hrwsi.worker ORDER BY name")]
+    nodes = [EmulatedNode(name, cpu_mhz=4000, memory_mb=16000, disk_mb=50000) for name in names]
+    monkeypatch.setenv("HRWSI_NOMAD_MHZ_PER_CORE", "1000")
+    monkeypatch.delenv("NOMAD_TOKEN", raising=False)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator, \
+            BlackholingProxy(emulator.address) as proxy:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        cut_off = NomadBackend(dataclasses.replace(NomadConfig.from_env(), address=proxy.address,
+                                                   request_timeout_s=0.3, retry_for_s=0.5))
+        async with App(database_url, ["launcher"], settings, backend=cut_off, pool_size=5) as cut_off_app:
+            launcher = cut_off_app.services[0]
+            # (its start's look at its settings got no answer; its heartbeat says so)
+            await wait_until(database_url, "SELECT problem LIKE 'cannot reach Nomad at %' FROM hrwsi.service_instance "
+                             "WHERE id = $1", launcher.instance_id)
+            insert_inputs(db, 3)
+            await asyncio.sleep(1.5)  # (its dispatch woken by the inputs, then by three backstop polls)
+            assert launcher.dispatched == 0
+            assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 0
+            await wait_until(database_url, "SELECT problem LIKE '%this launcher claims no new work%' "
+                             "FROM hrwsi.service_instance WHERE id = $1", launcher.instance_id)
+            async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+                await wait_until(database_url, "SELECT bool_and(state = 'processed') FROM hrwsi.processing_task")
+            # another launcher took the work at once: no attempt lost to the one out of reach
+            assert db.execute("SELECT DISTINCT state, attempt FROM hrwsi.job").fetchall() == [("processed", 1)]
+            insert_inputs(db, 2, start=3)
+            await asyncio.sleep(0.5)
+            assert launcher.dispatched == 0
+            proxy.blackholed = False  # Nomad answers again: its probe finds it, and it claims at once
+            await wait_until(database_url, "SELECT count(*) = 5 FROM hrwsi.processing_task WHERE state = 'processed'")
+            assert launcher.dispatched == 2
+            await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance WHERE id = $1",
+                             launcher.instance_id)

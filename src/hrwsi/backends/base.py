@@ -6,7 +6,8 @@ bounded thread pool so the launcher's event loop never blocks.
 
 `Backend` declares everything the launcher uses, so the launcher never has to ask a backend what it
 can do (no getattr): what a backend has nothing to do for has a default here (check_settings, forget,
-stop_all, worker_activity, ui_link, problem, close), and a backend inherits it by subclassing `Backend` explicitly.
+stop_all, worker_activity, ui_link, problem, out_of_reach, probe, close), and a backend inherits it by
+subclassing `Backend` explicitly.
 tests/contract/test_backends.py checks every backend against this contract.
 
 It also holds what a backend that runs routines does with an attempt's directory: `prepare_attempt`
@@ -380,6 +381,20 @@ class Backend(Protocol):
     def problem(self) -> tuple[str, datetime] | None:
         """What keeps the backend from serving the launcher now (out of reach, refusing its
         credentials), and since when; None: nothing known. `hrwsi status` shows it."""
+        return None
+
+    def out_of_reach(self) -> bool:
+        """Whether the backend is known out of reach now: its latest calls got no answer (Nomad: a
+        connection refused or timed out, a gateway that cannot reach it). The launcher then claims no
+        new work, which launchers that reach their backend take instead (a launcher out of reach
+        claimed task after task, each waiting for its registration's retries to run out and then
+        lost, while another launcher had free slots: found by exploratory testing), and calls `probe`
+        every few seconds until this is False. A backend on this machine is never out of reach."""
+        return False
+
+    async def probe(self) -> None:
+        """One cheap call that tells whether the backend answers again (out_of_reach() says it after),
+        bounded by a short timeout of its own; raises nothing."""
         return None
 
     async def close(self) -> None:

@@ -30,6 +30,7 @@ from hrwsi.backends.base import (
 )
 from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import (
+    PROBE_TIMEOUT_S,
     PROBLEM_FORGOTTEN_S,
     NomadClient,
     NomadError,
@@ -399,6 +400,20 @@ class NomadBackend(Backend):
                          "then is lost (backend_unavailable) and its task retried, not charged to the routine; "
                          "running jobs are followed again once Nomad answers")
         return f"{found.text}; {meanwhile}", found.since
+
+    def out_of_reach(self) -> bool:
+        """Nomad's latest calls got no answer (NomadProblem.unreachable): a refused token or a setting
+        Nomad refuses is an answer, said by `problem` and handled where it is met."""
+        found = self.client.problem()
+        return found is not None and found.unreachable
+
+    async def probe(self) -> None:
+        """Whether Nomad answers again: its index of jobs, not retried, within PROBE_TIMEOUT_S (an
+        answer clears the client's problem, no answer renews it)."""
+        try:
+            await self.client.jobs_index(retry=False, timeout=min(PROBE_TIMEOUT_S, self.config.request_timeout_s))
+        except NomadError as error:
+            logger.debug("Nomad is still out of reach: %s", error)
 
     def ui_link(self, backend_job_id: str) -> str | None:
         return f"{public_address(self.config.address)}/ui/jobs/{quote(backend_job_id, safe='')}@{self.config.namespace}"

@@ -130,10 +130,19 @@ class NomadProblem:
     # A refused token is Nomad's answer for one endpoint (an ACL policy may allow jobs but not nodes):
     # only a call of that endpoint served clears it. Out of reach or overloaded: any call served.
     refused_endpoint: str | None = None
+    # Nomad out of reach: the call got no answer (a connection refused, reset or timed out), or only a
+    # gateway's that cannot reach Nomad (502, 504). An answer of Nomad's own (503 "No cluster leader",
+    # a 429) is not: it is reached, and its answers are retried.
+    unreachable: bool = False
 
 
 # A problem not met again for this long is no longer said (the call that met it may not be made again).
 PROBLEM_FORGOTTEN_S = 600.0
+# What a proxy or load balancer in front of Nomad answers when it cannot reach it (Bad Gateway, Gateway Timeout).
+GATEWAY_CANNOT_REACH = (502, 504)
+# The longest a probe of whether Nomad answers again waits for its answer (NomadBackend.probe): a Nomad
+# that answers at all answers its index of jobs at once.
+PROBE_TIMEOUT_S = 5.0
 
 
 class NomadClient:
@@ -166,7 +175,8 @@ class NomadClient:
                 self._problem = None
             return
         since = self._problem.since if self._problem is not None else datetime.now(UTC)
-        self._problem = NomadProblem(text, since, time.monotonic(), refused)
+        unreachable = response is None or response.status in GATEWAY_CANNOT_REACH
+        self._problem = NomadProblem(text, since, time.monotonic(), refused, unreachable)
 
     def session_client(self) -> nomad.Nomad:
         """This thread's python-nomad client, configured from our config only."""
@@ -253,11 +263,14 @@ class NomadClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def jobs_index(self, *, retry: bool = True) -> NomadResponse:
+    async def jobs_index(self, *, retry: bool = True, timeout: float | None = None) -> NomadResponse:
         """Nomad's index of jobs (X-Nomad-Index; the jobs table's whatever the prefix) from a list
-        whose prefix names no job, so that it lists nothing."""
+        whose prefix names no job, so that it lists nothing: the cheapest read Nomad serves (the
+        agent's jobListRequest, command/agent/job_endpoint.go, forwards it to Job.List,
+        nomad/job_endpoint.go, which walks its state store's jobs by that prefix only)."""
         return await self.call("read Nomad's index of jobs", "jobs",
-                               params={"prefix": f"{self.config.job_prefix}index-probe-"}, retry=retry)
+                               params={"prefix": f"{self.config.job_prefix}index-probe-"}, retry=retry,
+                               timeout=timeout)
 
     def close(self) -> None:
         self.closed = True
