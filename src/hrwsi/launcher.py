@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -112,6 +113,9 @@ SHOW_HELD_AS_QUEUED_AFTER_S = 1.0
 # backend this often whether it answers again (Backend.probe, bounded by its own timeout, in a task of
 # its own: no step waits for it); the moment it does, dispatch claims again.
 REACH_PROBE_S = 2.0
+# An attempt that lost its storage (storage_unavailable) makes it the launcher's problem until an attempt
+# gets its storage again, or until none has been lost so for this long.
+STORAGE_PROBLEM_FORGOTTEN_S = 600.0
 # Why a job claimed ahead was never handed to the backend (the result of its wait for a slot).
 _CANCELLED_WHILE_HELD = "cancelled"
 _STOPPING_WHILE_HELD = "stopping"
@@ -125,6 +129,16 @@ class _Finished:
     products: list[tuple[str, int]]
     stored: asyncio.Future
     owner: str  # the identity that followed the job: only it may record the outcome
+
+
+@dataclass
+class _StorageTrouble:
+    """Attempts lost to the storage (storage_unavailable) since `since`, none given storage since."""
+
+    since: datetime
+    count: int
+    last: str  # the latest one's reason
+    seen: float  # (monotonic) when the latest one was lost
 
 
 @dataclass
@@ -243,6 +257,7 @@ class Launcher(Service):
         self._refill_asked = False
         # Asks the backend, while it is out of reach, whether it answers again (_probe_until_reached).
         self._reach_probe: asyncio.Task | None = None
+        self._storage_trouble: _StorageTrouble | None = None
 
     # -- dispatch ----------------------------------------------------------------------------
     def _an_end_may_start_work(self) -> bool:
@@ -271,9 +286,9 @@ class Launcher(Service):
         return await self.backend.site()
 
     def problem(self) -> tuple[str, datetime] | None:
-        """Its backend's problem (Nomad out of reach, say), a pooler (Service.problem): each said, since
-        the first of them."""
-        found = [p for p in (self._backend_problem(), super().problem()) if p is not None]
+        """Its backend's problem (Nomad out of reach, say), attempts losing their storage, a pooler
+        (Service.problem): each said, since the first of them."""
+        found = [p for p in (self._backend_problem(), self._storage_problem(), super().problem()) if p is not None]
         if not found:
             return None
         return "; and ".join(text for text, _ in found), min(since for _, since in found)
@@ -285,6 +300,33 @@ class Launcher(Service):
         return (f"{problem[0]}; meanwhile this launcher claims no new work (launchers that reach their backend "
                 f"take it), asks every {REACH_PROBE_S:.0f} s whether the backend answers again and claims again "
                 "as soon as it does"), problem[1]
+
+    def _storage_problem(self) -> tuple[str, datetime] | None:
+        trouble = self._storage_trouble
+        if trouble is None:
+            return None
+        if time.monotonic() - trouble.seen > STORAGE_PROBLEM_FORGOTTEN_S:
+            self._storage_trouble = None
+            return None
+        return (f"attempts lose their storage: {trouble.count} attempt(s) lost (storage_unavailable) and none "
+                f"given its storage since; the last: {trouble.last}; each is retried as a new attempt, not charged "
+                "to the routine (a full or read-only products storage?)"), trouble.since
+
+    def _lost_to_the_storage(self, reason: str) -> None:
+        trouble = self._storage_trouble
+        if trouble is None or time.monotonic() - trouble.seen > STORAGE_PROBLEM_FORGOTTEN_S:
+            trouble = self._storage_trouble = _StorageTrouble(self.clock.now(), 0, reason, 0.0)
+        trouble.count += 1
+        trouble.last = reason
+        trouble.seen = time.monotonic()
+
+    def _storage_served(self) -> None:
+        """An attempt got its storage (its directory prepared, or checked as it ended): the storage's
+        trouble, if any, is over."""
+        if self._storage_trouble is not None:
+            logger.info("attempts get their storage again (%d attempt(s) lost to it before, retried)",
+                        self._storage_trouble.count)
+            self._storage_trouble = None
 
     def _backend_out_of_reach(self) -> bool:
         """Whether the backend is known out of reach: then this launcher claims no new work, and a probe
@@ -427,6 +469,8 @@ class Launcher(Service):
         if submit:
             try:
                 await self.backend.submit(spec, first_start=fresh)
+                if fresh and self.backend.runs_routines:
+                    self._storage_served()  # (its directory was prepared)
             except asyncio.CancelledError:
                 raise
             except AttemptLost as lost:  # it may have run: not started again, retried as a new attempt
@@ -530,6 +574,10 @@ class Launcher(Service):
         if outcome.state == "lost" and outcome.fault is None:
             outcome = JobOutcome(outcome.state, outcome.exit_code, outcome.message, outcome.started_at,
                                  outcome.finished_at, fault="backend_lost_track")
+        if outcome.fault == "storage_unavailable":
+            self._lost_to_the_storage(outcome.message)  # (a launcher's problem while it lasts: status, dashboard)
+        elif outcome.exit_code is not None and self.backend.runs_routines:
+            self._storage_served()  # (its output directory was there and writable as it ended)
         if self.backend.times_from_this_host and abs(self.clock.offset_s) > CLOCK_CORRECTED_FROM_S:
             # Its attempt "started" ten minutes before it was submitted on a host ten minutes slow.
             shift = timedelta(seconds=self.clock.offset_s)

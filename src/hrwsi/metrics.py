@@ -272,7 +272,8 @@ def _instance_families(instances: list) -> Iterable:
     dispatched = CounterMetricFamily("hrwsi_dispatched_tasks", "Tasks dispatched by this process's launchers",
                                      labels=["service"])
     problem = GaugeMetricFamily("hrwsi_service_problem", "1 while the service cannot work as it should (the "
-                                "launcher's backend out of reach or refusing it; `hrwsi status` says why)",
+                                "launcher's backend out of reach or refusing it, its attempts losing their storage; `hrwsi status` "
+                                "says why)",
                                 labels=["service"])
     for service in instances:
         health: InstanceHealth = service.health

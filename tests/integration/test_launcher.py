@@ -787,6 +787,58 @@ async def test_a_job_refused_for_the_tasks_own_data_terminates_the_task_and_is_n
     assert reason.startswith("attempt 1 refused by the backend: the dry-run backend refused it for the task's own data")
 
 
+class StorageLosingBackend(ForgingBackend):
+    """Its attempts' directories cannot be prepared while `full` (a full or read-only products storage),
+    as prepare_attempt says it; then they run and end processed."""
+
+    def __init__(self):
+        super().__init__([])
+        self.full = True
+
+    async def submit(self, spec, *, first_start=False):
+        if self.full:
+            raise AttemptLost("storage_unavailable", f"could not prepare the attempt's directory {spec.attempt_dir}: "
+                              "No space left on device (its files); nothing ran, not the routine's fault: it is retried")
+        return await super().submit(spec, first_start=first_start)
+
+
+async def test_attempts_losing_their_storage_are_the_launchers_problem_until_one_gets_it_again(
+        db, database_url, settings, configure):
+    """Attempts were lost (storage_unavailable) and retried, but `hrwsi status`, /api/overview and
+    hrwsi_service_problem said nothing was wrong with the launcher (found by exploratory testing)."""
+    configure(single_routine_configuration(["true"], max_attempts=1))
+    insert_inputs(db, 1)
+    backend = StorageLosingBackend()
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
+        launcher = app.services[0]
+        await wait_until(database_url, "SELECT lost_count >= 2 FROM hrwsi.processing_task")
+        await wait_until(database_url, "SELECT problem IS NOT NULL FROM hrwsi.service_instance WHERE id = $1",
+                         launcher.instance_id)
+        problem, since = db.execute("SELECT problem, problem_since FROM hrwsi.service_instance WHERE id = %s",
+                                    (launcher.instance_id,)).fetchone()
+        assert problem.startswith("attempts lose their storage: ") and "lost (storage_unavailable)" in problem
+        assert "the last: could not prepare the attempt's directory" in problem and "No space left on device" in problem
+        assert "retried as a new attempt, not charged to the routine" in problem
+        first_lost = db.execute("SELECT min(finished_at) FROM hrwsi.job").fetchone()[0]
+        assert abs((since - first_lost).total_seconds()) < 1
+        count = int(launcher.problem()[0].split(": ")[1].split(" ")[0])
+        assert count >= 2
+        backend.full = False  # room again: the next attempt gets its storage, and the problem is over
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+        assert launcher.problem() is None
+        await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance WHERE id = $1",
+                         launcher.instance_id)
+    assert db.execute("SELECT failures FROM hrwsi.processing_task").fetchone()[0] == 0
+
+
+def test_attempts_lost_to_the_storage_long_ago_are_no_longer_the_launchers_problem(settings, monkeypatch):
+    launcher = Launcher(None, settings, DryRunBackend())
+    launcher._lost_to_the_storage("could not prepare the attempt's directory /p: Read-only file system")
+    assert "Read-only file system" in launcher.problem()[0]
+    monkeypatch.setattr(launcher_module, "STORAGE_PROBLEM_FORGOTTEN_S", 0.0)
+    assert launcher.problem() is None
+
+
 class BlackholingProxy:
     """A TCP proxy to `upstream` which, while `blackholed`, takes connections and forwards nothing: a
     client waits for its answers until its own timeout (the exploratory tester's cut-off Nomad)."""
