@@ -442,6 +442,10 @@ ALLOWED = {
         "a secret in a harvest source's configuration: the database must refuse it",
     ("tests/unit/test_settings.py", "hunter2"): "a fake password: a refused HRWSI_DATABASE_URL must not repeat it",
     ("tests/unit/test_settings.py", "fake-pw"): "a fake password in a URL the settings accept",
+    ("tests/integration/harvest/test_catalogue.py", "UrlPwAgain88"):
+        "a fake password in a catalogue URL: messages must show it as ***",
+    ("tests/unit/test_local_backend.py", "NomadAddrPW"): "a fake password in NOMAD_ADDR: routines must not inherit it",
+    ("tests/unit/test_local_backend.py", "ProxyPW"): "a fake password in a proxy URL: likewise",
 }
 
 

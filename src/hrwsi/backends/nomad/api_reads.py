@@ -28,7 +28,9 @@ READS: dict[str, tuple[str, ...]] = {
                    "FailedTGAllocs.*.DimensionExhausted", "FailedTGAllocs.*.ConstraintFiltered",
                    "FailedTGAllocs.*.QuotaExhausted"),
     # GET /v1/job/:id and Job events
-    "Job": ("ID", "Namespace", "Status", "Meta", "Stop"),  # (Meta: whose job it is, hrwsi_installation)
+    # (Meta: whose job it is, hrwsi_installation, and which registration made it; SubmitTime: when,
+    # said of a job another timeline of the installation registered on an attempt's ID)
+    "Job": ("ID", "Namespace", "Status", "Meta", "Stop", "SubmitTime"),
     # GET /v1/jobs (the blocking query without the event stream, list_jobs)
     "JobListStub": ("ID", "Status", "ModifyIndex", "JobSummary", "Stop"),
     # POST /v1/jobs (JobModifyIndex: where the index of jobs stands while Nomad's state lasts)
