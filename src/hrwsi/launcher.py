@@ -41,6 +41,7 @@ from hrwsi.backends.base import (
     JobSpec,
     TaskRefused,
     discover_products,
+    lost_with_its_directory,
     output_directory_problem,
 )
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
@@ -561,8 +562,11 @@ class Launcher(Service):
         """Hand the outcome to the writer and wait until it is stored; then log and clean up."""
         self._job_left_the_backend(job_id)
         products: list[tuple[str, int]] = []
-        if outcome.exit_code is not None and self.backend.runs_routines:
-            outcome = await self._lost_with_its_directory(spec, outcome)
+        if outcome.exit_code is not None and self.backend.runs_routines \
+                and not self.backend.checks_its_output_directory:
+            problem = await asyncio.to_thread(output_directory_problem, spec.output_dir)
+            if problem is not None:
+                outcome = lost_with_its_directory(outcome, problem)
         if outcome.state == "processed" and self.backend.runs_routines:
             products, refused = outcome.products if outcome.products is not None else \
                 await asyncio.to_thread(discover_products, spec.output_dir)
@@ -597,19 +601,6 @@ class Launcher(Service):
             await self.backend.forget(spec.job_id)
         except Exception as error:  # cleaning up is best effort; the outcome is already stored
             logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
-
-    @staticmethod
-    async def _lost_with_its_directory(spec: JobSpec, outcome: JobOutcome) -> JobOutcome:
-        """A routine that ran, whose output directory is gone or unwritable now: the attempt is lost
-        (storage_unavailable, retried, not the routine's fault), as one whose directory could not be
-        made. A routine that could not write its products and exited 0 was recorded "processed: 0
-        product(s)" at INFO, and the chain stopped there without a word (found by exploratory testing)."""
-        problem = await asyncio.to_thread(output_directory_problem, spec.output_dir)
-        if problem is None:
-            return outcome
-        return JobOutcome("lost", outcome.exit_code, f"the routine ended ({outcome.message}) but {problem}: what it "
-                          "wrote there is lost; not the routine's fault: it is retried", outcome.started_at,
-                          outcome.finished_at, fault="storage_unavailable")
 
     async def _wait_for_a_backend_slot(self, job_id: int, spec: JobSpec) -> str | None:
         """Wait until one of the backend's slots is ours (None), or why the job will not start."""

@@ -209,6 +209,16 @@ def set_aside_another_timelines_files(spec: JobSpec) -> list[tuple[str, str]]:
     return moved
 
 
+def lost_with_its_directory(outcome: JobOutcome, problem: str) -> JobOutcome:
+    """A routine that ran, whose output directory is gone or unwritable now: the attempt is lost
+    (storage_unavailable, retried, not the routine's fault), as one whose directory could not be
+    made. A routine that could not write its products and exited 0 was recorded "processed: 0
+    product(s)" at INFO, and the chain stopped there without a word (found by exploratory testing)."""
+    return JobOutcome("lost", outcome.exit_code, f"the routine ended ({outcome.message}) but {problem}: what it "
+                      "wrote there is lost; not the routine's fault: it is retried", outcome.started_at,
+                      outcome.finished_at, fault="storage_unavailable")
+
+
 def output_directory_problem(output_dir: str) -> str | None:
     """Why the output directory an attempt was given cannot be where it left its products (gone:
     moved, deleted, a mount taken away; or no longer writable: a read-only mount), or None. Blocking."""
@@ -327,6 +337,10 @@ class Backend(Protocol):
     reports_worker_activity: ClassVar[bool] = False
     # False when nothing runs (dry run): the launcher then prepares no attempt directory.
     runs_routines: ClassVar[bool] = True
+    # True when its outcome of a routine that ran already says whether the output directory was
+    # still there and writable (the local backend, in the thread that reads it); else the launcher
+    # checks it (output_directory_problem).
+    checks_its_output_directory: ClassVar[bool] = False
     # True when the times of its outcomes come from the launcher's own host (local processes, dry
     # run): the launcher then corrects them by its clock's offset to the database's
     # (hrwsi.database_clock). Nomad's come from its clients' clocks, left as they are.
