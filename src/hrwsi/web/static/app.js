@@ -42,7 +42,12 @@
       const response = await fetch(location.pathname + location.search, {
         headers: { "X-HRWSI-Fragments": "1" }, credentials: "same-origin", cache: "no-store",
       });
-      if (!response.ok) { show("bad", databaseUp ? "update failed (" + response.status + ")" : AWAY); return; }
+      // (503: this dashboard's answer while the database is away, which a refresh may meet before
+      // the stream says so)
+      if (!response.ok) {
+        show("bad", databaseUp && response.status !== 503 ? "update failed (" + response.status + ")" : AWAY);
+        return;
+      }
       const parts = await response.json();
       for (const [name, html] of Object.entries(parts)) {
         const section = document.querySelector('[data-live="' + name + '"]');
