@@ -382,6 +382,15 @@ CREATE TABLE hrwsi.processing_task (
     campaign_id    bigint CONSTRAINT task_campaign_must_exist REFERENCES hrwsi.campaign (id),
     finished_at    timestamptz,   -- when it reached a final state (NULL while open); kept by the trigger below
     history_pruned_at timestamptz,  -- when retention deleted its history and attempts
+    -- What its attempt `held_attempt` holds on its worker when its routine's CPU, RAM or storage
+    -- changed while it was in flight: the sizes it was dispatched with (migration 0067). Otherwise
+    -- (NULL, or an earlier attempt) it holds what its routine asks. Counted at the new size, a
+    -- routine made smaller let dispatch put more on a worker than it has, and plans showed peak use
+    -- above the budget. Written when the routine changes (rare), never by the claim (hot).
+    held_cpu        numeric,
+    held_ram_mb     integer,
+    held_storage_mb integer,
+    held_attempt    integer,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
@@ -1092,6 +1101,13 @@ BEGIN
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('routine %s changed (CPU, RAM, storage or flavour): planned again', NEW.name)
         WHERE routine = NEW.name AND state = 'planned';
+        -- Its attempts in flight keep what they were dispatched with (migration 0067): the sizes
+        -- before this change, unless an earlier change already recorded theirs.
+        UPDATE processing_task SET held_cpu = OLD.cpu, held_ram_mb = OLD.ram_mb, held_storage_mb = OLD.storage_mb,
+            held_attempt = attempts
+        WHERE routine = NEW.name AND state IN ('dispatched', 'queued', 'running')
+          AND held_attempt IS DISTINCT FROM attempts
+          AND (OLD.cpu, OLD.ram_mb, OLD.storage_mb) IS DISTINCT FROM (NEW.cpu, NEW.ram_mb, NEW.storage_mb);
     ELSIF TG_TABLE_NAME = 'flavour' THEN
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('the flavour %s of its worker %s changed: planned again', NEW.name, worker)
@@ -2348,7 +2364,11 @@ LEFT JOIN LATERAL (SELECT k.command, k.image FROM hrwsi.campaign k
 CREATE VIEW hrwsi.job_spec AS
 SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.state, j.log_path, j.output_dir,
        t.routine, i.processing_condition AS condition, i.input_path, i.tile, j.worker, t.lane,
-       p.command, p.image, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+       p.command, p.image,
+       -- (what its attempt was dispatched with, if its routine changed since: migration 0067)
+       CASE WHEN t.held_attempt = j.attempt THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
+       CASE WHEN t.held_attempt = j.attempt THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,
+       CASE WHEN t.held_attempt = j.attempt THEN t.held_storage_mb ELSE r.storage_mb END AS storage_mb,
        extract(epoch FROM r.timeout)::float8 AS timeout_s, r.env::text AS env, r.output_product_type,
        json_build_object(
            'task', t.id, 'attempt', j.attempt, 'routine', t.routine, 'condition', i.processing_condition,
@@ -2458,9 +2478,12 @@ BEGIN
         -- 0), where no order of the tasks serves anything (migration 0038). Grouped by worker in
         -- the same query, a plan made while the table held a task or two read every task, in the
         -- order of the workers' index, in every call (40,002 to find none in flight).
-        SELECT a.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram, sum(r.storage_mb)::float8 AS disk
-        FROM (SELECT t.worker, t.routine FROM processing_task t
-              WHERE t.state IN ('dispatched', 'queued', 'running') OFFSET 0) a
+        -- Each at what it was dispatched with, if its routine changed since (migration 0067).
+        SELECT a.worker, sum(CASE WHEN a.held_attempt = a.attempts THEN a.held_cpu ELSE r.cpu END)::float8 AS cpu,
+               sum(CASE WHEN a.held_attempt = a.attempts THEN a.held_ram_mb ELSE r.ram_mb END)::float8 AS ram,
+               sum(CASE WHEN a.held_attempt = a.attempts THEN a.held_storage_mb ELSE r.storage_mb END)::float8 AS disk
+        FROM (SELECT t.worker, t.routine, t.attempts, t.held_attempt, t.held_cpu, t.held_ram_mb, t.held_storage_mb
+              FROM processing_task t WHERE t.state IN ('dispatched', 'queued', 'running') OFFSET 0) a
         JOIN processing_routine r ON r.name = a.routine GROUP BY a.worker
     )
     SELECT array_agg(w.name ORDER BY w.name), array_agg(w.flavour ORDER BY w.name),
@@ -2994,7 +3017,7 @@ END $$;
 CREATE VIEW hrwsi.dashboard_task AS
 SELECT t.id, t.input_id, t.routine, t.worker, t.planned_start, t.planned_end, t.depends_on, t.state,
        t.state_reason, t.attempts, t.failures, t.not_before, t.plan_id, t.created_at, t.updated_at,
-       t.lane, t.deadline_at
+       t.lane, t.deadline_at, t.held_cpu, t.held_ram_mb, t.held_storage_mb, t.held_attempt
 FROM hrwsi.processing_task t;
 
 -- ---------------------------------------------------------------------------------------------

@@ -44,7 +44,11 @@ WITH head AS (
     ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
     LIMIT 1
 ), usage AS (
-    SELECT t.worker, sum(r.cpu)::float8 AS cpu, sum(r.ram_mb)::float8 AS ram, sum(r.storage_mb)::float8 AS disk
+    -- (each task in flight at what it was dispatched with, if its routine changed since, as hrwsi.dispatch
+    -- counts it: migration 0067)
+    SELECT t.worker, sum(CASE WHEN t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END)::float8 AS cpu,
+           sum(CASE WHEN t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END)::float8 AS ram,
+           sum(CASE WHEN t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END)::float8 AS disk
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
     WHERE t.state IN ('dispatched', 'queued', 'running') GROUP BY t.worker
 ), total AS (
@@ -96,7 +100,12 @@ SELECT at_risk, missed FROM hrwsi.raise_deadline_alerts();
 --   second), never beyond its routine's timeout, when it is stopped. (All of them were squeezed into
 --   the plan's first second once their planned start or expected end had passed, and new work was
 --   planned on capacity they held: peak use 42 CPU on a budget of 8.)
-SELECT t.id, t.worker, t.state, t.priority, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+-- A task in flight holds what it was dispatched with if its routine changed since (migration 0067), a
+-- planned one what its routine asks now.
+SELECT t.id, t.worker, t.state, t.priority,
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END AS storage_mb,
        x.start_s,
        CASE WHEN x.ran_s IS NULL THEN x.start_s + x.duration_s
             WHEN x.ran_s < x.duration_s THEN x.duration_s - x.ran_s

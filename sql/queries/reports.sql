@@ -252,7 +252,11 @@ ORDER BY c.depth, t.id;
 -- The current schedule: every task that holds a worker (planned, dispatched, queued, running), with
 -- its planned times, its attempt's start, and when it is expected to end.
 SELECT t.id AS task_id, t.routine, t.state, t.worker, t.planned_start, t.planned_end, t.depends_on, t.attempts,
-       t.plan_id, j.started_at, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
+       t.plan_id, j.started_at,
+       -- (a task in flight holds what it was dispatched with, if its routine changed since: migration 0067)
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END AS storage_mb,
        extract(epoch FROM r.expected_duration)::float8 AS duration_s,
        coalesce(j.started_at + r.expected_duration, t.planned_end) AS expected_end
 FROM hrwsi.processing_task t

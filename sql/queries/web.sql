@@ -215,7 +215,10 @@ SELECT t.id, t.routine, t.lane, t.state, t.worker,
        coalesce(j.started_at, t.planned_start) AS start_at,
        greatest(coalesce(j.started_at + r.expected_duration, t.planned_end),
                 CASE WHEN t.state <> 'planned' THEN now() END) AS end_at,
-       r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb
+       -- (a task in flight holds what it was dispatched with, if its routine changed since: migration 0067)
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,
+       CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END AS storage_mb
 FROM hrwsi.dashboard_task t
 JOIN hrwsi.processing_routine r ON r.name = t.routine
 LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.attempt = t.attempts AND t.state IN ('queued', 'running')

@@ -77,6 +77,34 @@ def test_what_already_runs_counts_and_ram_and_storage_limit_too(world):
     assert dispatch(world) == []
 
 
+def test_a_task_in_flight_holds_what_it_was_dispatched_with_when_its_routine_is_made_smaller_or_larger(world):
+    # A routine's size changed while its tasks ran: counted at the new size, 4 CPU made 1 let a
+    # second call put four more on a 4-CPU worker that was full (found by exploratory testing).
+    routine(world, cpu=4, lane="archive")
+    first = add(world, count=1)
+    plan(world, first, "w1")
+    assert dispatch(world) == [(first[0], "w1")]
+    world.execute("UPDATE hrwsi.processing_routine SET cpu = 1 WHERE name = 'work'")
+    assert world.execute("""SELECT held_cpu, held_ram_mb, held_storage_mb, held_attempt FROM hrwsi.processing_task
+                            WHERE id = %s""", first).fetchone() == (4, 1000, 100, 1)
+    more = add(world, count=4)
+    plan(world, more, "w1")
+    assert dispatch(world) == []  # w1 still runs the 4-CPU attempt
+    (spec_cpu,) = world.execute("SELECT cpu FROM hrwsi.job_spec WHERE task_id = %s", first).fetchone()
+    assert spec_cpu == 4  # its job, adopted again, asks what it was started with
+    world.execute("UPDATE hrwsi.processing_routine SET cpu = 3 WHERE name = 'work'")  # changed again: still 4
+    assert world.execute("SELECT held_cpu FROM hrwsi.processing_task WHERE id = %s", first).fetchone() == (4,)
+    world.execute("UPDATE hrwsi.processing_routine SET cpu = 1 WHERE name = 'work'")
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", first)
+    assert dispatch(world) == [(t, "w1") for t in more]
+    world.execute("UPDATE hrwsi.processing_routine SET cpu = 2 WHERE name = 'work'")
+    # the four 1-CPU attempts do not grow to 8 CPU with their routine: w1 is full, not over; a 2-CPU
+    # task goes to w2, and their jobs ask what they were started with
+    later = add(world, count=1)
+    assert dispatch(world) == [(later[0], "w2")]
+    assert {cpu for (cpu,) in world.execute("SELECT cpu FROM hrwsi.job_spec WHERE task_id = ANY(%s)", (more,))} == {1}
+
+
 def test_global_budgets_hold_across_workers(world):
     world.execute("UPDATE hrwsi.budget SET cpu_max = 4")
     routine(world, cpu=3, lane="archive")

@@ -461,3 +461,32 @@ async def test_a_running_task_past_its_expected_end_holds_its_capacity_for_as_lo
 
 async def test_a_running_task_within_its_expected_duration_holds_until_its_expected_end(db, pool, settings):
     assert 20 - 5 <= await _planned_start_of_new_work_after(db, pool, settings, "40 s", "running") <= 20 + 1
+
+
+async def test_a_running_task_holds_the_size_it_was_dispatched_with_in_the_next_plan_when_its_routine_shrinks(
+        db, pool, settings):
+    """A 4-CPU attempt runs on the 4-CPU worker; its routine is made 1 CPU. Counted at the new size, the
+    next plan put three new tasks beside it at once on a worker it fills (found by exploratory testing)."""
+    document = single_routine_configuration(["true"], cpu=4, workers=1)
+    document["routine"][0]["expected_duration_s"] = 60
+    load(db, document)
+    insert_inputs(db, 1)
+    db.execute("""UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w01',
+                  planned_start = now() - interval '40 s', planned_end = now() + interval '20 s'""")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'running'")
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, started_at)
+                  SELECT id, 1, 'dry-run', 'hrwsi-work-' || id || '-1', 'w01', 'running', now() - interval '40 s'
+                  FROM hrwsi.processing_task""")
+    document["routine"][0]["cpu"] = 1
+    load(db, document)
+    insert_inputs(db, 3, start=1)
+    orchestrator = Orchestrator(pool, settings)
+    orchestrator.plan_after_s = 0.0
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None)
+    while await orchestrator.plan():
+        pass
+    starts = [row[0] for row in db.execute("""SELECT extract(epoch FROM planned_start - now())::float8
+                                               FROM hrwsi.processing_task WHERE state = 'planned'""")]
+    assert len(starts) == 3 and min(starts) >= 20 - 5, starts
+    assert orchestrator.last_plan.figures.peak_use["cpu"] <= 4, orchestrator.last_plan.figures.peak_use
