@@ -257,14 +257,18 @@ async def test_directional_and_control_characters_are_shown_as_their_escape(data
 
 
 async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_them(database_url, scenario, data_dir,
-                                                                                   db):
+                                                                                   db, caplog):
     url = f"/api/tasks/{scenario.terminated}/retry"
     async with dashboard(database_url, data_dir, tokens="") as client:
         response = await client.post(url, headers={"Authorization": f"Bearer {ALICE}"})
         assert response.status == 403 and "HRWSI_WEB_TOKEN" in (await response.json())["error"]
     async with dashboard(database_url, data_dir) as client:
         assert (await client.post(url)).status == 401
-        assert (await client.post(url, headers={"Authorization": f"Bearer {WRONG}"})).status == 401
+        with caplog.at_level("WARNING", logger="hrwsi.web.app"):
+            assert (await client.post(url, headers={"Authorization": f"Bearer {WRONG}"})).status == 401
+        said = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("web: an API call with a wrong token from 127.0.0.1"), said
+        assert WRONG not in caplog.text
         state = db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (scenario.terminated,)).fetchone()
         assert state == ("terminated",), "nothing happened without the token"
         response = await client.post(url, headers={"Authorization": f"Bearer {ALICE}"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hrwsi.web.auth import Authenticator, TokenSettingError, bearer_token, parse_tokens
+from hrwsi.web.auth import Authenticator, TokenSettingError, WrongTokens, bearer_token, parse_tokens
 
 ALICE = "alice-token-0123456789"
 BOB = "bob-token-abcdefghijkl"
@@ -81,3 +81,23 @@ def test_bearer_tokens_are_read_from_the_authorization_header():
     assert bearer_token(f"bearer  {ALICE} ") == ALICE
     assert bearer_token(f"Basic {ALICE}") is None
     assert bearer_token("Bearer ") is None and bearer_token(None) is None
+
+
+def test_wrong_tokens_are_said_once_a_minute_per_address_with_how_many_came_since():
+    now = [0.0]
+    wrong = WrongTokens(clock=lambda: now[0])
+    assert wrong.count("10.0.0.1") == 1  # the first at once
+    assert [wrong.count("10.0.0.1") for _ in range(5)] == [None] * 5
+    assert wrong.count("10.0.0.2") == 1  # another address is its own
+    now[0] = 61.0
+    assert wrong.count("10.0.0.1") == 6  # the five unsaid and this one
+    assert wrong.count("10.0.0.1") is None
+
+
+def test_wrong_tokens_remember_a_bounded_number_of_addresses():
+    now = [0.0]
+    wrong = WrongTokens(clock=lambda: now[0])
+    for n in range(WrongTokens.MAX_CLIENTS + 50):
+        now[0] += 0.001
+        wrong.count(f"10.1.{n // 256}.{n % 256}")
+    assert len(wrong.said_at) == WrongTokens.MAX_CLIENTS and len(wrong.unsaid) <= WrongTokens.MAX_CLIENTS

@@ -28,7 +28,7 @@ from hrwsi.database import TRANSIENT_DATABASE_ERRORS
 from hrwsi.sql_files import query
 from hrwsi.terminal import in_page
 from hrwsi.web import data, gantt
-from hrwsi.web.auth import SESSION_COOKIE, Authenticator, bearer_token
+from hrwsi.web.auth import SESSION_COOKIE, Authenticator, WrongTokens, bearer_token
 from hrwsi.web.config import HostPolicy
 from hrwsi.web.live import LiveHub
 
@@ -128,6 +128,7 @@ class Dashboard:
         self.hub = hub
         self.overview = overview
         self.auth = auth
+        self.wrong_tokens = WrongTokens()
         self.data_dir = data_dir
         self.ui_link = ui_link
         self.extra_routes = list(extra_routes)
@@ -296,7 +297,7 @@ class Dashboard:
         target = _safe_next(form.get("next"))
         actor = self.auth.actor_for_token(str(form.get("token") or ""))
         if actor is None:
-            logger.warning("web: a sign-in with a wrong token from %s", request.remote)
+            self._say_wrong_token("a sign-in", request)
             return self.render(request, "login.html", {"page": "login", "next": target, "failed": True}, status=403)
         logger.info("web: %s signed in from %s", actor, request.remote)
         response = web.HTTPSeeOther(target)
@@ -360,9 +361,18 @@ class Dashboard:
         return status, message
 
     # -- the JSON API ----------------------------------------------------------------------------
+    def _say_wrong_token(self, what: str, request: web.Request) -> None:
+        count = self.wrong_tokens.count(request.remote)
+        if count is not None:
+            logger.warning("web: %s with a wrong token from %s%s", what, request.remote,
+                           f" ({count} since this address was last said)" if count > 1 else "")
+
     def _api_actor(self, request: web.Request) -> str:
-        actor = self.auth.actor_for_token(bearer_token(request.headers.get("Authorization")))
+        presented = bearer_token(request.headers.get("Authorization"))
+        actor = self.auth.actor_for_token(presented)
         if actor is None:
+            if presented and self.auth.enabled:
+                self._say_wrong_token("an API call", request)
             if not self.auth.enabled:
                 raise web.HTTPForbidden(text=json.dumps({"error": "operator actions are off: set HRWSI_WEB_TOKEN"}),
                                         content_type="application/json")

@@ -119,6 +119,34 @@ class Authenticator:
         return hmac.compare_digest(presented.encode(), self.csrf_for(cookie).encode())
 
 
+class WrongTokens:
+    """Wrong tokens presented, said in the log per client address: the first at once, then at most
+    once a minute with how many came since, so that a client guessing tokens is seen without one
+    line per guess (a token of 16 characters or more is not guessed; the log says someone tries)."""
+
+    SAY_EVERY_S = 60.0
+    MAX_CLIENTS = 1000  # addresses remembered; the oldest are forgotten first
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self.said_at: dict[str, float] = {}
+        self.unsaid: dict[str, int] = {}
+
+    def count(self, client: str | None) -> int | None:
+        """Count one wrong token from `client`; how many to say now (this one included), or None."""
+        key, now = client or "?", self.clock()
+        self.unsaid[key] = self.unsaid.get(key, 0) + 1
+        said = self.said_at.get(key)
+        if said is not None and now - said < self.SAY_EVERY_S:
+            return None
+        if len(self.said_at) >= self.MAX_CLIENTS and key not in self.said_at:
+            oldest = min(self.said_at, key=self.said_at.__getitem__)
+            del self.said_at[oldest]
+            self.unsaid.pop(oldest, None)
+        self.said_at[key] = now
+        return self.unsaid.pop(key)
+
+
 def bearer_token(header: str | None) -> str | None:
     if not header:
         return None
