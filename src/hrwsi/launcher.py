@@ -564,7 +564,8 @@ class Launcher(Service):
         products: list[tuple[str, int]] = []
         if outcome.exit_code is not None and self.backend.runs_routines \
                 and not self.backend.checks_its_output_directory:
-            problem = await asyncio.to_thread(output_directory_problem, spec.output_dir)
+            problem = await asyncio.to_thread(output_directory_problem, spec.output_dir,
+                                              spec.log_path if outcome.exit_code != 0 else None)
             if problem is not None:
                 outcome = lost_with_its_directory(outcome, problem)
         if outcome.state == "processed" and self.backend.runs_routines:

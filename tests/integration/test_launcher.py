@@ -746,6 +746,37 @@ async def test_an_attempt_whose_output_directory_vanished_while_it_ran_is_lost_t
     assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)
 
 
+class FailingOnAFullStorageBackend(ForgingBackend):
+    """Its routines fail (exit code 1) on the first attempt."""
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        if spec.attempt == 1:
+            return JobOutcome("internal_error", 1, "exit code 1", STARTED, datetime.now(UTC))
+        return await super().wait(spec, backend_job_id, on_progress)
+
+
+async def test_a_routine_that_failed_on_a_full_storage_is_lost_to_the_storage_and_retried_uncharged(
+        db, database_url, settings, configure, monkeypatch):
+    """A backend that does not check the storage itself (Nomad): the launcher does, for a failed attempt."""
+    real, full = os.statvfs, str(settings.data_dir)
+
+    def statvfs(path):
+        found = real(path)
+        if str(path).startswith(full):
+            return os.statvfs_result((*found[:3], 0, 0, *found[5:]))
+        return found
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    configure(single_routine_configuration(["true"], max_attempts=1))
+    insert_inputs(db, 1)
+    async with App(database_url, ["launcher"], settings, backend=FailingOnAFullStorageBackend([]), pool_size=5):
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+    jobs = db.execute("SELECT attempt, state, fault, message FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert [job[:3] for job in jobs] == [(1, "lost", "storage_unavailable"), (2, "processed", None)]
+    assert "is full (0 bytes free), which most likely failed it" in jobs[0][3]
+    assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)
+
+
 async def test_an_outcome_the_database_refuses_for_good_fails_the_attempt_with_the_refusal_and_never_loops(
         db, database_url, settings, configure):
     """A product path the database's CHECK refuses: the outcome was refused at every write, the job

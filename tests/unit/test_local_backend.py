@@ -271,3 +271,51 @@ async def test_an_attempt_whose_directory_vanished_while_it_ran_is_lost_to_the_s
     assert (outcome.state, outcome.fault) == ("lost", "storage_unavailable"), outcome
     assert "vanished while it ran" in outcome.message and "launcher" not in outcome.message
     assert not (tmp_path / "task-1" / "attempt-1").exists()
+
+
+def storage_full_under(monkeypatch, full_dir: Path) -> None:
+    """os.statvfs says the storage under `full_dir` has 4 KiB left (a real full disk needs a mount)."""
+    real = os.statvfs
+
+    def statvfs(path):
+        found = real(path)
+        if Path(path).resolve().is_relative_to(full_dir.resolve()):
+            return os.statvfs_result((found.f_bsize, found.f_frsize, found.f_blocks, 1, 1, found.f_files,
+                                      found.f_ffree, found.f_favail, found.f_flag, found.f_namemax))
+        return found
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+@pytest.mark.parametrize("exit_code, expected", [(1, ("lost", "storage_unavailable")), (0, ("processed", None))])
+async def test_a_routine_that_fails_on_a_full_storage_is_lost_to_the_storage_not_charged_and_one_that_succeeds_stands(
+        tmp_path, monkeypatch, exit_code, expected):
+    """Its products' (or its log's) storage full, a routine fails writing: the failure was charged to the
+    routine, and three such put it on hold, where the storage was ops' to free (found by exploratory
+    testing). A routine that says it succeeded keeps its products."""
+    spec = spec_in(tmp_path)
+    spec = JobSpec(**{**vars(spec), "command": (sys.executable, "-c",
+                                                 f"import pathlib, os; (pathlib.Path(os.environ['HRWSI_OUTPUT_DIR']) / "
+                                                 f"'p.txt').write_text('x'); raise SystemExit({exit_code})")})
+    storage_full_under(monkeypatch, tmp_path / "task-1")
+    backend = LocalBackend()
+    await backend.submit(spec, first_start=True)
+    async with asyncio.timeout(GUARD_S):
+        outcome = await backend.wait(spec, spec.job_id, Progress())
+    await backend.close()
+    assert (outcome.state, outcome.fault) == expected, outcome
+    if exit_code:
+        assert "is full (4096 bytes free), which most likely failed it" in outcome.message
+        assert "not the routine's fault: it is retried" in outcome.message
+
+
+def test_a_full_storage_is_told_only_for_a_routine_that_failed_and_a_full_log_storage_too(tmp_path, monkeypatch):
+    from hrwsi.backends.base import output_directory_problem
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "logs").mkdir()
+    storage_full_under(monkeypatch, tmp_path / "logs")
+    assert output_directory_problem(str(tmp_path / "out")) is None
+    assert output_directory_problem(str(tmp_path / "out"), str(tmp_path / "out" / "x.log")) is None
+    problem = output_directory_problem(str(tmp_path / "out"), str(tmp_path / "logs" / "x.log"))
+    assert problem == f"the storage of {tmp_path / 'logs'} is full (4096 bytes free), which most likely failed it"

@@ -219,13 +219,44 @@ def lost_with_its_directory(outcome: JobOutcome, problem: str) -> JobOutcome:
                       outcome.finished_at, fault="storage_unavailable")
 
 
-def output_directory_problem(output_dir: str) -> str | None:
+# Below this much free space (or with no free inode) a storage is full: a routine that failed there
+# most likely failed to write its products or its log.
+FULL_STORAGE_BYTES = 1024 * 1024
+
+
+def output_directory_problem(output_dir: str, failed_log_path: str | None = None) -> str | None:
     """Why the output directory an attempt was given cannot be where it left its products (gone:
-    moved, deleted, a mount taken away; or no longer writable: a read-only mount), or None. Blocking."""
+    moved, deleted, a mount taken away; or no longer writable: a read-only mount), or None. Blocking.
+    For an attempt whose routine failed (`failed_log_path`, its log), also a full storage under its
+    output directory or its log: a routine whose writes failed for want of space was charged with the
+    failure, and three such put its routine on hold, where the storage is ops' to free (found by
+    exploratory testing)."""
     if not os.path.isdir(output_dir):
         return f"its output directory {output_dir} is gone (moved, deleted or unmounted while it ran)"
     if not os.access(output_dir, os.W_OK | os.X_OK):
         return f"its output directory {output_dir} is no longer writable (a read-only or full storage?)"
+    if failed_log_path is not None:
+        for path in dict.fromkeys((output_dir, os.path.dirname(failed_log_path) or ".")):
+            full = _full_storage(path)
+            if full is not None:
+                return f"the storage of {path} is full ({full}), which most likely failed it"
+    return None
+
+
+def _full_storage(path: str) -> str | None:
+    """How full the storage under `path` (or its nearest existing parent: a log not written yet) is,
+    if it is full, else None (also when it cannot be read)."""
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        found = os.statvfs(path)
+    except OSError:
+        return None
+    free = found.f_bavail * found.f_frsize
+    if free < FULL_STORAGE_BYTES:
+        return f"{free} bytes free"
+    if found.f_files and found.f_favail == 0:
+        return "no free inode"
     return None
 
 

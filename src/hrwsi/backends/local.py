@@ -122,7 +122,7 @@ def read_attempt_end(spec: JobSpec, find_products: bool) -> tuple[dict | None, t
     found = local_supervisor.read_json(os.path.join(spec.attempt_dir, local_supervisor.EXIT_FILE))
     if found is None or found.get("exit_code") is None:
         return found, None, None
-    problem = output_directory_problem(spec.output_dir)
+    problem = output_directory_problem(spec.output_dir, spec.log_path if found.get("exit_code") != 0 else None)
     if find_products and problem is None and found.get("exit_code") == 0:
         return found, discover_products(spec.output_dir), None
     return found, None, problem
