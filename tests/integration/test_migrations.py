@@ -174,6 +174,45 @@ def test_a_campaign_cancelled_before_migration_0058_is_recorded_as_cancelled(emp
     assert shown[still_open].status == "waiting" and shown[still_open].header["cancelled_at"] is None
 
 
+def test_tasks_left_waiting_behind_a_task_that_cannot_run_before_migration_0060_are_blocked_by_the_upgrade(
+        empty_database_url, monkeypatch):
+    """An upgrade from 0056: a series' later scenes stayed planned, long past and without a reason, behind
+    a blocked task, and new scenes of the tile queued behind them (found by exploratory testing)."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 60])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+        conn.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type, sequential_per_tile)
+                        VALUES ('series', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l2a', 'series')")
+        conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                        SELECT 'l2a', '/l2a/' || g, '31TAA', '2026-12-01T10:00Z'::timestamptz + g * interval '1 day'
+                        FROM generate_series(1, 4) g""")
+        first, second, third, fourth = [r[0] for r in conn.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+        conn.execute("""UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1',
+                        planned_start = now() - interval '1 hour'""")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (first,))
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+        # as 0059 left it: the first's dependent blocked, the rest planned long ago without a reason
+        assert conn.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == \
+            ("blocked",)
+        assert conn.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'planned'").fetchone() == (2,)
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        migrations.migrate(conn)
+        rows = conn.execute("SELECT id, state, state_reason FROM hrwsi.processing_task ORDER BY id").fetchall()
+        assert [state for _, state, _ in rows] == ["terminated", "blocked", "blocked", "blocked"]
+        assert rows[2][2].startswith(f"waits for task {second}, which is blocked")
+        assert rows[3][2].startswith(f"waits for task {third}, which is blocked")
+        # a new scene of the tile is blocked at once behind them
+        conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                        VALUES ('l2a', '/l2a/5', '31TAA', '2026-12-05T10:00Z')""")
+        assert conn.execute("SELECT state, depends_on FROM hrwsi.processing_task ORDER BY id DESC LIMIT 1").fetchone() \
+            == ("blocked", fourth)
+
+
 # What a pg_restore onto a server without hrwsi's roles leaves: no grant to the three roles, and each
 # function's EXECUTE for PUBLIC (its REVOKE went with the failed GRANTs of the same ACL entry).
 LOST_GRANTS = """
