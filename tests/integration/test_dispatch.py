@@ -725,3 +725,38 @@ def test_a_late_scene_behind_a_terminated_task_is_blocked_and_the_tasks_after_it
     states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
                                 (late, third, fourth)).fetchall())
     assert states == {late: "pending", third: "pending", fourth: "pending"}
+
+
+def test_a_retried_task_of_a_series_runs_after_the_late_scene_processed_meanwhile_or_is_blocked_behind_one_that_cannot(
+        world):
+    """A terminated task kept the link it ran with: a late scene sensed before it was processed
+    meanwhile, yet the retried task ran as the series' first, reading no previous product (found by
+    exploratory testing)."""
+    routine(world, sequential=True)
+    for day in ("02", "03"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    second, third = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (second,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (second,))
+    series_input(world, "2026-01-01T00:00Z")  # sensed before it, arrived late: the series' first now
+    [first] = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-01T00:00Z'")]
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == (None,)
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (first,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    message = world.execute("SELECT hrwsi.retry_task(%s)", (second,)).fetchone()[0]
+    assert message == f"task {second} was terminated; it waits behind task {first} of its series, which is " \
+                      "terminated: it is blocked"
+    row = world.execute("SELECT state, depends_on, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                        (second,)).fetchone()
+    assert row[:2] == ("blocked", first) and f"its dependency, task {first}, ended terminated" in row[2]
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone() == ("blocked",)
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))  # the first runs again, and the series after it
+    states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s)", (second, third)))
+    assert states == {second: "pending", third: "pending"}
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 2 WHERE id = %s", (first,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (first,))
+    assert [task for task, _ in dispatch(world)] == [second], "it runs after the first, with its product"
