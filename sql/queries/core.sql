@@ -213,6 +213,11 @@ RETURNING w.name, w.active;
 -- $3 reasons, $4 when each was seen, $5 the launcher identity that followed each (hrwsi.mark_jobs_progress).
 SELECT hrwsi.mark_jobs_progress($1, $2, $3, $4, $5);
 
+-- name: take_backend_scope
+-- Where this installation's jobs are (Nomad: its region and namespace), taken by a launcher at start,
+-- or refused while jobs or launchers are elsewhere (migration 0070); returns what to say, or NULL.
+SELECT hrwsi.take_backend_scope($1, $2, $3);
+
 -- name: register_instance
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).
 -- Idempotent: an INSERT whose answer was lost with its connection is simply done again.

@@ -37,6 +37,7 @@ import asyncpg
 from hrwsi.backends.base import (
     AttemptLost,
     Backend,
+    BackendSettingError,
     JobOutcome,
     JobSpec,
     TaskRefused,
@@ -1007,9 +1008,25 @@ class Launcher(Service):
         otherwise every attempt would be refused, each recorded lost and retried for ever."""
         try:
             await self.backend.check_settings()
+            if self.backend.one_site_per_installation:
+                await self._take_the_installations_site()
         except BaseException:
             await self.backend.close()
             raise
+
+    async def _take_the_installations_site(self) -> None:
+        """Every launcher of the installation puts its jobs where the others do (Nomad: one namespace),
+        or it does not start: in another, it would not find theirs when it adopts them, nor they its
+        own, and attempts would run twice (found by exploratory testing; migration 0070)."""
+        site = await self.backend.site()
+        async with self.pool.acquire() as conn:
+            try:
+                said = await conn.fetchval(query("take_backend_scope"), self.backend.name, site,
+                                           self.settings.lease_timeout_s)
+            except asyncpg.CheckViolationError as error:
+                raise BackendSettingError(f"{error.args[0] if error.args else error}; {error.hint}") from None
+        if said:
+            logger.warning("%s", said)
 
     async def start(self) -> None:
         self._dispatch_connection.open()

@@ -110,3 +110,36 @@ async def test_a_launcher_whose_nomad_namespace_does_not_exist_stops_at_start_in
     assert "nomad namespace apply hrwsi-prod" in message and "\n" not in message
     assert backend.client.closed
     assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone()[0] == 0
+
+
+async def test_a_nomad_launcher_in_another_namespace_than_the_installations_jobs_stops_at_start_in_one_line(
+        db, database_url, settings, tmp_path):
+    """A launcher started without NOMAD_NAMESPACE put its jobs in `default` beside launchers whose jobs
+    were in the installation's namespace; once it stopped, they adopted its jobs, found none, and ran
+    their attempts again while the first runs went on (found by exploratory testing). The Nomad here is
+    hrwsi's emulator, the project's one test double for Nomad."""
+    from hrwsi.backends.base import BackendSettingError
+    from hrwsi.backends.nomad import NomadBackend, NomadConfig
+    from hrwsi.cli.errors import explain
+    from hrwsi.testing.nomad_emulator import NomadEmulator
+
+    async with NomadEmulator(work_dir=tmp_path / "nomad", namespaces=["hrwsi"]) as emulator:
+        def backend(namespace):
+            return NomadBackend(NomadConfig(address=emulator.address, namespace=namespace, retry_for_s=0.3))
+
+        async with App(database_url, ["launcher"], settings, backend=backend("hrwsi")):
+            await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance")
+            assert db.execute("SELECT backend_scope FROM hrwsi.installation").fetchone() == ("nomad namespace hrwsi",)
+            forgot = backend("default")
+            with pytest.raises(BackendSettingError) as refused:
+                async with App(database_url, ["launcher"], settings, backend=forgot):
+                    pass
+            message, exit_code = explain(refused.value)
+            assert message.startswith("this installation's nomad jobs are in nomad namespace hrwsi, and this "
+                                      "launcher would put its own in nomad namespace default") and exit_code == 2
+            assert "launcher(s) there: launcher-" in message and "set NOMAD_NAMESPACE" in message
+            assert "\n" not in message and forgot.client.closed
+        # no launcher there now and no job active: the installation moves, saying so
+        async with App(database_url, ["launcher"], settings, backend=backend("default")):
+            pass
+    assert db.execute("SELECT backend_scope FROM hrwsi.installation").fetchone() == ("nomad namespace default",)

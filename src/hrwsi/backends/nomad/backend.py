@@ -87,6 +87,9 @@ class NomadBackend(Backend):
     resubmit_is_idempotent = True
     jobs_outlive_launcher = True  # a Nomad job runs on without its launcher; another launcher adopts it
     reports_worker_activity = True
+    # Every launcher of an installation registers its jobs in one namespace, where each looks for
+    # them when it adopts them (migration 0070).
+    one_site_per_installation = True
 
     def __init__(self, config: NomadConfig | None = None, *, finished_memory: int = 10_000):
         self.config = config or NomadConfig.from_env()
@@ -105,6 +108,10 @@ class NomadBackend(Backend):
         self._not_ours: set[str] = set()
 
     # -- at start ----------------------------------------------------------------------------------
+    async def site(self) -> str | None:
+        # The namespace its jobs are in: a launcher looks for the jobs it adopts in its own.
+        return f"nomad namespace {self.config.namespace}"
+
     async def check_settings(self) -> None:
         """NOMAD_REGION, NOMAD_NAMESPACE and HRWSI_NOMAD_NODE_POOL name what Nomad has: Nomad refuses every
         job in a region, namespace or node pool that does not exist (an HTTP 500), which the launcher
