@@ -97,6 +97,12 @@ def test_a_local_job_is_adopted_only_by_a_launcher_of_its_site(db):
     views.status(Console(file=out, width=1000), reports.status(db), stale_after_s=30)
     assert "; its 1 local job(s) wait for a launcher sharing its data directory on here " \
            "(or for its row to be pruned after dead_service_hours)" in out.getvalue()
+    # A Nomad launcher's, for a launcher whose jobs are in its namespace (migration 0070).
+    db.execute("UPDATE hrwsi.service_instance SET site = 'nomad namespace hrwsi' WHERE id = 'a'")
+    out = StringIO()
+    views.status(Console(file=out, width=1000), reports.status(db), stale_after_s=30)
+    assert "; its 1 Nomad job(s) wait for a launcher whose jobs are in namespace hrwsi " \
+           "(or for its row to be pruned after dead_service_hours)" in out.getvalue()
     # Its owner's row gone (pruned after dead_service_hours): anyone's, as before sites were kept.
     db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = 'beside'")
     db.execute("DELETE FROM hrwsi.service_instance WHERE id IN ('beside', 'a')")

@@ -178,6 +178,17 @@ def _held(console: Console, data: dict) -> None:
             line(console, f"  task {item['id']} ({item['routine']}): ", item["reason"] or "held")
 
 
+def _jobs_held_said(service: dict) -> str:
+    """What a stale launcher's jobs wait for: only a launcher of its site adopts them (migrations 0065, 0070)."""
+    site = service.get("site") or ""
+    if site.startswith("nomad namespace "):
+        return (f"; its {service['jobs_held']} Nomad job(s) wait for a launcher whose jobs are in {visible(site[6:])} "
+                "(or for its row to be pruned after dead_service_hours)")
+    # (the local backend's jobs: adopted only by a launcher sharing its data directory)
+    return (f"; its {service['jobs_held']} local job(s) wait for a launcher sharing its data directory on "
+            f"{visible(service['host'])} (or for its row to be pruned after dead_service_hours)")
+
+
 def _services(console: Console, services: list[dict], stale_after_s: float) -> None:
     if not services:
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
@@ -189,9 +200,7 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
         said = (f" (replaced by {visible(s['replaced_by'])}: the same process, after its lease lapsed)" if replaced
                 else " (stale: dead or hung?)" if stale else "")
         if stale and s.get("jobs_held"):
-            # (the local backend's jobs: adopted only by a launcher sharing its data directory)
-            said += (f"; its {s['jobs_held']} local job(s) wait for a launcher sharing its data directory on "
-                     f"{visible(s['host'])} (or for its row to be pruned after dead_service_hours)")
+            said += _jobs_held_said(s)
         beat = Text(_age(s["heartbeat_age_s"]) + said, style="red" if stale and not replaced else "")
         table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
                       time(s["started_at"]), beat)
