@@ -179,27 +179,42 @@ SELECT s.is_final FROM hrwsi.job j JOIN hrwsi.job_state s ON s.name = j.state
 WHERE j.task_id = %(task_id)s AND j.attempt = %(attempt)s;
 
 -- name: report_find_lineage_start
--- The task a lineage starts from: a product or an input with this exact path (indexed).
-SELECT t.id AS task_id, p.id AS product_id
-FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
-WHERE p.path = %(target)s
-UNION ALL
-SELECT t.id, NULL
-FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
-WHERE i.input_path = %(target)s
-LIMIT 1;
+-- The tasks a lineage starts from: those that made a product with this exact path (indexed), or,
+-- when no product has it, those of an input with it (production's task and each campaign's on the
+-- same input). Every match, by task id, at most %(limit)s: one was picked at random (LIMIT 1
+-- without ORDER BY), and a campaign's task on an input was never shown (found by exploratory
+-- testing). A product path that is also its chained child's input is the product's lineage only:
+-- the child is in it, downstream.
+WITH made AS (
+    SELECT t.id AS task_id, min(p.id) AS product_id, t.campaign_id
+    FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
+    WHERE p.path = %(target)s
+    GROUP BY t.id
+), fed AS (
+    SELECT t.id AS task_id, NULL::bigint AS product_id, t.campaign_id
+    FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+    WHERE i.input_path = %(target)s AND NOT EXISTS (SELECT 1 FROM made)
+)
+SELECT task_id, product_id, campaign_id FROM (SELECT * FROM made UNION ALL SELECT * FROM fed) m
+ORDER BY task_id
+LIMIT %(limit)s;
 
 -- name: report_find_lineage_start_by_name
 -- The same by file name (a scan): the end of the path is compared, so no LIKE pattern is built
 -- from user text.
-SELECT t.id AS task_id, p.id AS product_id
-FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
-WHERE right(p.path, length(%(target)s) + 1) = '/' || %(target)s
-UNION ALL
-SELECT t.id, NULL
-FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
-WHERE right(i.input_path, length(%(target)s) + 1) = '/' || %(target)s
-LIMIT 1;
+WITH made AS (
+    SELECT t.id AS task_id, min(p.id) AS product_id, t.campaign_id
+    FROM hrwsi.product p JOIN hrwsi.processing_task t ON t.id = p.task_id
+    WHERE right(p.path, length(%(target)s) + 1) = '/' || %(target)s
+    GROUP BY t.id
+), fed AS (
+    SELECT DISTINCT t.id AS task_id, NULL::bigint AS product_id, t.campaign_id
+    FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+    WHERE right(i.input_path, length(%(target)s) + 1) = '/' || %(target)s AND NOT EXISTS (SELECT 1 FROM made)
+)
+SELECT task_id, product_id, campaign_id FROM (SELECT * FROM made UNION ALL SELECT * FROM fed) m
+ORDER BY task_id
+LIMIT %(limit)s;
 
 -- name: report_lineage
 -- Tasks up the chain (the tasks whose products a task's input was made from: chaining through
@@ -238,7 +253,7 @@ WITH RECURSIVE up (task_id, depth) AS (
     UNION ALL
     SELECT task_id, min(depth) FROM down WHERE depth > 0 GROUP BY task_id
 )
-SELECT c.depth, t.id AS task_id, t.routine, t.state, t.finished_at, i.id AS input_id, i.processing_condition,
+SELECT c.depth, t.id AS task_id, t.routine, t.state, t.campaign_id, t.finished_at, i.id AS input_id, i.processing_condition,
        i.input_path, i.source AS input_source,
        coalesce((SELECT jsonb_agg(jsonb_build_object('id', p.id, 'path', p.path, 'product_type', p.product_type,
                                                      'size_bytes', p.size_bytes) ORDER BY p.id)

@@ -175,22 +175,30 @@ def task_exists(conn: psycopg.Connection, task_id: int) -> bool:
     return task_state(conn, task_id) is not None
 
 
-def find_lineage_start(conn: psycopg.Connection, target: str) -> tuple[int, int | None] | None:
-    """The task a lineage starts from: TARGET is a task id, or a product's or an input's path or file
-    name. Returns (task id, product id or None), or None when nothing matches."""
+LINEAGE_MATCHES = 10  # the lineages one target shows at most; the rest are counted, picked by task id
+
+
+def find_lineage_starts(conn: psycopg.Connection, target: str, limit: int = LINEAGE_MATCHES) -> list[dict]:
+    """The tasks a lineage starts from, by task id: TARGET is a task id, or a product's or an input's
+    path or file name. Each is {task_id, product_id or None, campaign_id or None}; at most limit + 1
+    (one more says there are more). Every match: a name two products share, or an input that
+    production and a campaign both processed, is several lineages, not one picked at random."""
     if target.isdigit():
-        return (int(target), None) if task_exists(conn, int(target)) else None
+        # (its campaign is read with its lineage)
+        return [{"task_id": int(target), "product_id": None, "campaign_id": None}] if task_exists(conn, int(target)) else []
     for name in ("report_find_lineage_start", "report_find_lineage_start_by_name"):
-        row = conn.execute(query(name), {"target": target}).fetchone()
-        if row:
-            return row[0], row[1]
-    return None
+        rows = _rows(conn, name, {"target": target, "limit": limit + 1})
+        if rows:
+            return rows
+    return []
 
 
 def lineage(conn: psycopg.Connection, task_id: int, product_id: int | None = None) -> dict:
-    """The chain through a task: upstream tasks (depth < 0), the task (0), downstream tasks (> 0)."""
+    """The chain through a task: upstream tasks (depth < 0), the task (0), downstream tasks (> 0);
+    campaign_id says whose it is (None: production)."""
     chain = _rows(conn, "report_lineage", {"task_id": task_id})
-    return {"task_id": task_id, "product_id": product_id, "chain": chain}
+    campaign_id = next((node["campaign_id"] for node in chain if node["depth"] == 0), None)
+    return {"task_id": task_id, "product_id": product_id, "campaign_id": campaign_id, "chain": chain}
 
 
 def alerts(conn: psycopg.Connection, status: str | None = None, limit: int = 50) -> dict:

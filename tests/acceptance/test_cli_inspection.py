@@ -15,6 +15,7 @@ from hrwsi.configuration import load, to_toml
 from hrwsi.migrations import build_version
 from tests.acceptance.conftest import HRWSI, run, wait_for
 from tests.integration.conftest import chain_configuration, single_routine_configuration
+from tests.integration.test_campaigns import add_input, finish, reprocess
 from tests.integration.test_retention import add_product, make_task
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -368,3 +369,30 @@ def test_prune_deletes_old_finished_work_and_a_dry_run_only_counts(db, env):
     gone = run(["logs", str(done)], env, check=False)
     assert gone.returncode == 1 and "were deleted by the retention policy" in gone.stderr
     assert db.execute("SELECT last_report IS NOT NULL FROM hrwsi.retention_policy").fetchone()[0]
+
+
+def test_lineage_shows_every_match_by_task_id_and_says_production_or_campaign(db, env):
+    # Found by exploratory testing: two products named snow_fixed.dat showed one lineage, picked at
+    # random; an input production and a campaign both processed showed production's only; neither
+    # said whose a lineage was.
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+    db.execute("INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command, "
+               "input_product_type, output_product_type) VALUES ('snow', 1, 100, 10, '1 min', ARRAY['true'], 'L2A', 'FSC')")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l2a', 'snow')")
+    first = add_input(db, "l2a", "/in/a.SAFE")
+    finish(db, first, [("/p/a/snow_fixed.dat", "FSC")])
+    second = add_input(db, "l2a", "/in/b.SAFE")
+    finish(db, second, [("/p/b/snow_fixed.dat", "FSC")])
+    campaign = reprocess(db, routine="snow", chain=False)[0]
+    again = db.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s ORDER BY id", (campaign,)).fetchone()[0]
+    by_name = json.loads(run(["lineage", "snow_fixed.dat", "--json"], env).stdout)
+    assert [one["task_id"] for one in by_name["lineages"]] == [first, second] and by_name["task_id"] == first
+    assert [one["campaign_id"] for one in by_name["lineages"]] == [None, None] and not by_name["more_matches"]
+    shown = run(["lineage", "snow_fixed.dat"], env).stdout
+    assert f"2 tasks match snow_fixed.dat: tasks {first}, {second}" in shown
+    assert f"lineage of task {first} (production)" in shown and f"lineage of task {second} (production)" in shown
+    by_input = json.loads(run(["lineage", "/in/a.SAFE", "--json"], env).stdout)
+    assert [(one["task_id"], one["campaign_id"]) for one in by_input["lineages"]] == [(first, None), (again, campaign)]
+    assert f"lineage of task {again} (campaign {campaign})" in run(["lineage", "/in/a.SAFE"], env).stdout
+    assert json.loads(run(["lineage", str(again), "--json"], env).stdout)["campaign_id"] == campaign

@@ -107,15 +107,19 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
             as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The chain through a task or product: the tasks and products it came from, and those made from it."""
     with database() as conn:
-        start = reports.find_lineage_start(conn, target)
-        if start is None:
+        starts = reports.find_lineage_starts(conn, target)
+        if not starts:
             what = f"no task {target}" if target.isdigit() else f"no product or input with path or name {target!r}"
             raise CliError(f"{what}: `hrwsi tasks` lists tasks and inputs, `hrwsi task show ID` a task's products")
-        data = reports.lineage(conn, *start)
+        more = len(starts) > reports.LINEAGE_MATCHES
+        lineages = [reports.lineage(conn, s["task_id"], s["product_id"]) for s in starts[:reports.LINEAGE_MATCHES]]
+    # The first lineage stays at the top (a script written for one match reads it as before); every
+    # match is in "lineages", by task id.
+    data = {**lineages[0], "lineages": lineages, "more_matches": more}
     if as_json:
         print_json(data)
     else:
-        views.lineage(console, data)
+        views.lineages(console, data, target)
 
 
 @app.command()

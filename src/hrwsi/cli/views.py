@@ -277,16 +277,34 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
 
 
 # -- lineage -------------------------------------------------------------------------------------
+def lineages(console: Console, data: dict, target: str) -> None:
+    """Every lineage a target matched (a name two products share, an input production and a campaign
+    both processed), by task id, each saying whose it is."""
+    shown = data["lineages"]
+    if len(shown) > 1:
+        more = " (more match: only these are shown)" if data["more_matches"] else ""
+        line(console, f"{len(shown)} tasks match ", target, f"{more}: tasks "
+             f"{', '.join(str(one['task_id']) for one in shown)}; `hrwsi lineage TASK_ID` shows one")
+    for one in shown:
+        lineage(console, one)
+
+
+def _owner(campaign_id: int | None) -> str:
+    return "production" if campaign_id is None else f"campaign {campaign_id}"
+
+
 def lineage(console: Console, data: dict) -> None:
     chain = data["chain"]
     console.print(Text.assemble(("lineage of task ", "bold"), (str(data["task_id"]), "bold"),
+                                f" ({_owner(data.get('campaign_id'))})"
                                 f": {sum(1 for c in chain if c['depth'] < 0)} task(s) upstream, "
                                 f"{sum(1 for c in chain if c['depth'] > 0)} downstream"))
     for node in chain:
         depth = node["depth"]
         marker = "▲" if depth < 0 else ("▼" if depth > 0 else "●")
         indent = "  " * (abs(depth) if depth > 0 else 0) if depth >= 0 else ""
-        head = f"{indent}{marker} {depth:+d} task {node['task_id']} {node['routine']} ({node['state']})"
+        owner = f" campaign {node['campaign_id']}" if node.get("campaign_id") is not None else ""
+        head = f"{indent}{marker} {depth:+d} task {node['task_id']} {node['routine']} ({node['state']}){owner}"
         line(console, head, f"  input ({node['processing_condition']}, from {node['input_source']}): ",
              node["input_path"])
         for product in node["products"]:
