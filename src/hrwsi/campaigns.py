@@ -164,14 +164,40 @@ class Campaign:
         if self.header["campaign_cancelled"]:
             return "cancelled"
         if totals["finished_at"] is None:
+            stalled = self._stalled(totals)
+            if stalled:
+                return f"stalled ({stalled})"
             return "running" if totals["started_at"] else "waiting"
         ended = [f"{totals[state]} {state}" for state in ("terminated", "cancelled") if totals[state]]
         return f"finished with {', '.join(ended)}" if ended else "finished"
 
 
+    def _stalled(self, totals: dict) -> str | None:
+        """What holds a campaign none of whose tasks runs or can be planned: tasks blocked behind one
+        that ended terminated or cancelled, tasks held (by a routine on hold, or one by one). None
+        while something runs or can run, or nothing waits (its last products are being chained)."""
+        h = self.header
+        if totals["running"] or h.get("ready") or not (h.get("blocked") or h.get("held")):
+            return None
+        reasons = []
+        if h.get("blocked"):
+            behind = h.get("blocked_behind")
+            state = h.get("blocked_behind_state")
+            again = f"`hrwsi retry {behind}` runs it again" if state == "terminated" else \
+                "`hrwsi release TASK` runs a blocked task without it"
+            reasons.append(f"{h['blocked']} blocked behind task {behind} ({state}: {again})" if behind
+                           else f"{h['blocked']} blocked")
+        if h.get("held"):
+            routines = h.get("held_by_routines") or []
+            reasons.append(f"{h['held']} held by routine {', '.join(routines)} (on hold: `hrwsi release "
+                           f"{routines[0]}`)" if routines else f"{h['held']} held one by one (`hrwsi release TASK`)")
+        return "; ".join(reasons)
+
+
 HEADER_KEYS = ("campaign_id", "name", "campaign_routine", "condition", "measured_from", "measured_to", "tiles",
                "version", "lane", "chain", "created_at", "created_by", "on_hold", "hold_reason", "campaign_cancelled",
-               "cancelled_at", "cancelled_by")
+               "cancelled_at", "cancelled_by", "ready", "blocked", "blocked_behind", "blocked_behind_state", "held",
+               "held_by_routines")
 
 
 def group_rows(rows: list[dict]) -> list[Campaign]:

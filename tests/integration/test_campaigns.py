@@ -422,3 +422,24 @@ def test_a_campaigns_summary_says_its_range_in_utc_whatever_the_sessions_zone(ch
     chain.execute("SET TIME ZONE 'Europe/Paris'")  # (it said "2026-02-28 11:00:00+01")
     _, _, summary = reprocess(chain, routine="snow")
     assert "sensed from 2026-02-28 10:00:00Z to 2026-03-02 10:00:00Z" in summary
+
+
+def test_a_campaign_none_of_whose_tasks_can_run_says_what_holds_it_not_running(chain):
+    # Found by exploratory testing: a campaign whose tasks waited behind a terminated one, and one
+    # whose routine was on hold, both said "running".
+    for hour in range(4):
+        finish(chain, add_input(chain, "l1c", f"/l1c/{hour}", measured=DAY + timedelta(hours=hour)))
+    series, _, _ = reprocess(chain, routine="maja")
+    first = chain.execute("SELECT min(id) FROM hrwsi.processing_task WHERE campaign_id = %s", (series,)).fetchone()[0]
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (first,))
+    assert campaigns.load(chain, series)[0].status == "waiting", "its first task runs: the others wait for it"
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    shown = campaigns.load(chain, series)[0]
+    assert shown.totals["waiting"] == 3 and shown.totals["terminated"] == 1
+    assert shown.status == f"stalled (3 blocked behind task {first} (terminated: `hrwsi retry {first}` runs it again))"
+    finish(chain, add_input(chain, "l2a", "/l2a/a"))
+    held, _, _ = reprocess(chain, routine="snow")
+    assert campaigns.load(chain, held)[0].status == "waiting"
+    chain.execute("SELECT hrwsi.hold_routine('snow', 'a bad version')")
+    assert campaigns.load(chain, held)[0].status == "stalled (1 held by routine snow (on hold: `hrwsi release snow`))"
