@@ -172,3 +172,38 @@ SELECT r.name, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
 FROM hrwsi.processing_routine r CROSS JOIN hrwsi.budget b
 WHERE r.cpu > b.cpu_max OR r.ram_mb > b.ram_max_mb OR r.storage_mb > b.storage_max_mb
 ORDER BY r.name;
+
+-- name: config_remove_multi_input_rule
+-- A condition the file lists without [condition.multi_input] is single-input: its rule goes (the file
+-- is the truth; the rule was kept, silently, and the file's cycle check read the condition as
+-- single-input while the database kept it multi-input: found by exploratory testing). Returns what
+-- was removed, and the group tasks still open (they go on with the members listed for them), or no row.
+WITH rule AS (
+    SELECT m.processing_condition, m.window_days,
+           (SELECT string_agg(q.product_type || ' x' || q.min_count, ', ' ORDER BY q.product_type)
+            FROM hrwsi.multi_input_requirement q WHERE q.processing_condition = m.processing_condition) AS requires,
+           (SELECT count(*) FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+            WHERE i.processing_condition = m.processing_condition AND i.source = 'multi_input'
+              AND t.state NOT IN ('processed', 'terminated', 'cancelled')) AS open_tasks
+    FROM hrwsi.multi_input_rule m WHERE m.processing_condition = %(condition)s
+), gone AS (
+    DELETE FROM hrwsi.multi_input_rule m USING rule r WHERE m.processing_condition = r.processing_condition
+    RETURNING m.processing_condition
+)
+SELECT r.window_days, r.requires, r.open_tasks FROM rule r JOIN gone g USING (processing_condition);
+
+-- name: config_requirements_nobody_meets
+-- Requirements of active multi-input conditions that nothing can meet: no routine with an active
+-- condition writes the type, and no active single-input condition reads it (its inputs, harvested or
+-- inserted, count as members of the type their routine reads). Such a group never completes: a
+-- requirement "NOPE", or a routine's output type changed from FSC to FSC2, was loaded without a word
+-- (found by exploratory testing).
+SELECT q.processing_condition AS condition, q.product_type
+FROM hrwsi.multi_input_requirement q
+JOIN hrwsi.processing_condition mc ON mc.name = q.processing_condition AND mc.active
+WHERE NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine r JOIN hrwsi.processing_condition c ON c.routine = r.name
+                  WHERE r.output_product_type = q.product_type AND c.active)
+  AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine r JOIN hrwsi.processing_condition c ON c.routine = r.name
+                  WHERE r.input_product_type = q.product_type AND c.active
+                    AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = c.name))
+ORDER BY 1, 2;

@@ -227,7 +227,8 @@ class Condition(_Entry):
         None, description="its products are due this many hours after sensing (or publication); earliest first")
     deadline_from: Literal["measurement", "publication"] = Field("measurement", description="what the deadline "
                                                                                              "counts from")
-    multi_input: MultiInput | None = Field(None, description="a multi-input rule (left as it is when absent)")
+    multi_input: MultiInput | None = Field(None, description="a multi-input rule (absent: single-input; a rule "
+                                                                   "the database had is removed, with a note)")
 
 
 class Retention(_Entry):
@@ -533,9 +534,11 @@ def load_file(conn: psycopg.Connection, path: str | Path) -> dict[str, int]:
     return load(conn, read_file(path), source=str(path))
 
 
-def load(conn: psycopg.Connection, document: dict, source: str | None = None) -> dict[str, int]:
+def load(conn: psycopg.Connection, document: dict, source: str | None = None,
+         said: list[str] | None = None) -> dict[str, int]:
     """Check the whole document, then upsert everything in it in one transaction; all or nothing.
-    Returns how many entries of each kind were loaded."""
+    Returns how many entries of each kind were loaded; `said` receives what the load removed (a
+    multi-input rule of a condition the file lists without one)."""
     config = validate(document, known_names(conn), source)
     counts = {"flavours": 0, "workers": 0, "routines": 0, "conditions": 0}
     with conn.transaction():
@@ -560,6 +563,8 @@ def load(conn: psycopg.Connection, document: dict, source: str | None = None) ->
                    source)
             if condition.multi_input is not None:
                 _write_multi_input(conn, condition, f"condition[{index}].multi_input", source)
+            else:
+                _remove_multi_input(conn, condition.name, said)
             counts["conditions"] += 1
         if config.retention is not None:
             _write(conn, "update_retention_policy", config.retention.model_dump(), "retention", source)
@@ -600,6 +605,10 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
                 if limit is not None]
         said.append(f"routine {name} ({cpu:g} CPU, {ram_mb} MB RAM, {storage_mb} MB storage) exceeds the budget "
                     f"({', '.join(over)}): its tasks cannot be planned until the budget or the routine changes")
+    for condition, product_type in conn.execute(query("config_requirements_nobody_meets")):
+        said.append(f"condition {condition} requires product type {product_type}, which no routine with an active "
+                    f"condition writes (output_product_type) and no active single-input condition reads (its "
+                    f"harvested or inserted inputs would count): none of its groups can complete until one does")
     return said
 
 
@@ -610,7 +619,7 @@ def check_against(conn: psycopg.Connection, document: dict, source: str | None =
     receives what `notes` says of the database as the file would leave it."""
     try:
         with conn.transaction(force_rollback=True):
-            load(conn, document, source)
+            load(conn, document, source, said)
             if said is not None:
                 said.extend(notes(conn, document))
     except psycopg.errors.InsufficientPrivilege:
@@ -627,6 +636,20 @@ def _write_multi_input(conn: psycopg.Connection, condition: Condition, where: st
     _write(conn, "replace_multi_input_requirements",
            {"condition": condition.name, "product_types": [r.product_type for r in rule.requires],
             "min_counts": [r.min_count for r in rule.requires]}, f"{where}.requires", source)
+
+
+def _remove_multi_input(conn: psycopg.Connection, condition: str, said: list[str] | None) -> None:
+    """The file is the truth: a condition it lists without [condition.multi_input] is single-input.
+    (A load kept the rule, silently, while the file's cycle check read the condition as single-input.)
+    Its open group tasks go on: their members are listed with their inputs, not in the rule."""
+    removed = conn.execute(query("config_remove_multi_input_rule"), {"condition": condition}).fetchone()
+    if removed is None or said is None:
+        return
+    window_days, requires, open_tasks = removed
+    going_on = f"; its {open_tasks} open group task(s) go on with their members" if open_tasks else ""
+    said.append(f"condition {condition}: its multi-input rule ({requires or 'no requirement'} over {window_days} "
+                f"day(s)) was removed, as the file has no [condition.multi_input] for it: it is single-input now, "
+                f"one input per product of the type its routine reads{going_on}")
 
 
 def _write(conn: psycopg.Connection, name: str, params: dict, where: str, source: str | None) -> None:

@@ -84,6 +84,57 @@ def test_validating_writes_nothing_and_a_read_only_role_gets_the_file_s_checks(d
             configuration.check_against(reader, document)
 
 
+def test_a_condition_listed_without_its_multi_input_block_is_single_input_after_the_load_with_a_note(db):
+    """The rule was kept, silently ("6 conditions"), and the file's cycle check read the condition as
+    single-input while the database kept it multi-input (found by exploratory testing)."""
+    document = demo_document()
+    configuration.load(db, document)
+    gfsc = next(c for c in document["condition"] if c["name"] == "gfsc_daily")
+    del gfsc["multi_input"]
+    said: list[str] = []
+    configuration.check_against(db, document, said=said)
+    assert db.execute("SELECT count(*) FROM hrwsi.multi_input_rule WHERE processing_condition = 'gfsc_daily'"
+                      ).fetchone()[0] == 1, "validating removes nothing"
+    removed = ("condition gfsc_daily: its multi-input rule (FSC x1, SWS x1 over 1 day(s)) was removed, as the file "
+               "has no [condition.multi_input] for it: it is single-input now, one input per product of the type "
+               "its routine reads")
+    assert said[0] == removed
+    said = []
+    configuration.load(db, document, said=said)
+    assert said == [removed]
+    assert db.execute("SELECT count(*) FROM hrwsi.multi_input_requirement").fetchone()[0] == 0
+    # The file and the database agree: GFSC -> FSC chains for ever through gfsc, single-input now.
+    back = {"routine": [{"name": "back2", "cpu": 1, "ram_mb": 100, "storage_mb": 10, "expected_duration_s": 1,
+                         "command": ["true"], "input_product_type": "GFSC", "output_product_type": "FSC"}],
+            "condition": [{"name": "back2", "routine": "back2"}]}
+    with pytest.raises(configuration.ConfigurationError, match="'back2', 'gfsc' chain into each other for ever"):
+        configuration.load(db, back)
+
+
+def test_a_multi_input_requirement_nothing_can_meet_is_said_as_a_note(db):
+    """A requirement "NOPE", or FSC once the routine writing it wrote FSC2, was "valid" without a word,
+    and the condition then never completed a group (found by exploratory testing)."""
+    document = demo_document()
+    gfsc = next(c for c in document["condition"] if c["name"] == "gfsc_daily")
+    gfsc["multi_input"]["requires"].append({"product_type": "NOPE"})
+    said: list[str] = []
+    configuration.check_against(db, document, said=said)
+    assert said == ["condition gfsc_daily requires product type NOPE, which no routine with an active condition writes "
+                    "(output_product_type) and no active single-input condition reads (its harvested or inserted "
+                    "inputs would count): none of its groups can complete until one does"]
+    gfsc["multi_input"]["requires"].pop()
+    next(r for r in document["routine"] if r["name"] == "snow_cover")["output_product_type"] = "FSC2"
+    next(r for r in document["routine"] if r["name"] == "quicklook")["input_product_type"] = "FSC2"
+    said = []
+    configuration.load(db, document, said=said)
+    said += configuration.notes(db, document)
+    assert [note.split(",")[0] for note in said] == ["condition gfsc_daily requires product type FSC"]
+    document["condition"].append({"name": "fsc_harvested", "routine": "gfsc"})  # (its inputs would be FSC)
+    said = []
+    configuration.check_against(db, document, said=said)
+    assert said == [], "an active single-input condition reading FSC gets FSC inputs from a harvest"
+
+
 def test_a_file_may_refer_to_what_the_database_already_has(db):
     configuration.load(db, {"flavour": demo_document()["flavour"]})
     counts = configuration.load(db, {"worker": [{"name": "extra", "flavour": "eo1.small"}]})

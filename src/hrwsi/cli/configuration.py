@@ -22,8 +22,9 @@ def config_load(path: Path) -> None:
     written if anything is wrong."""
     document = configuration.read_file(path)  # (once: the load and its notes read the same document)
     with database(start=True) as conn:
-        counts = configuration.load(conn, document, source=str(path))
-        said = configuration.notes(conn, document)
+        said: list[str] = []
+        counts = configuration.load(conn, document, source=str(path), said=said)
+        said += configuration.notes(conn, document)
     console.print(", ".join(f"{n} {kind}" for kind, n in counts.items()), highlight=False)
     for note in said:
         console.print(Text(f"note: {visible(note)}", style="yellow"), soft_wrap=True)
