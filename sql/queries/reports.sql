@@ -356,3 +356,122 @@ CROSS JOIN LATERAL (
 WHERE s.active AND (s.last_error IS NOT NULL OR flag.held_by_the_gone OR flag.overdue)
 ORDER BY s.name
 LIMIT %(limit)s;
+
+-- name: report_incomplete_groups
+-- The multi-input groups (a tile and the window_days days ending on an anchor day) that have some
+-- members but no input yet: per requirement what they have and what they need, whether they still
+-- wait for open work upstream (a task that would make a member, itself or through what it makes, as
+-- hrwsi.multi_input_create_complete_groups reads it) or cannot complete now (nothing open: a
+-- member's task ended terminated, the condition is inactive, no routine makes the type). A group that
+-- never completed was seen nowhere (found by exploratory testing). %(condition)s and %(tile)s filter
+-- (NULL: all); %(stale_only)s keeps those whose window ended before today (UTC) and that nothing open
+-- upstream can complete (`hrwsi status`); at most %(limit)s rows, newest anchor day first, each with
+-- the total count.
+WITH RECURSIVE rule AS (
+    SELECT m.processing_condition AS condition, m.window_days, m.every_day_of_window, m.wait_for_open_tasks,
+           c.active, c.measurement_window, c.tiles
+    FROM hrwsi.multi_input_rule m
+    JOIN hrwsi.processing_condition c ON c.name = m.processing_condition
+    WHERE %(condition)s::text IS NULL OR m.processing_condition = %(condition)s
+), wanted AS (
+    SELECT DISTINCT q.product_type FROM hrwsi.multi_input_requirement q JOIN rule r ON r.condition = q.processing_condition
+), maker AS (
+    SELECT q.processing_condition AS condition, pr.name AS routine, pr.input_product_type, 0 AS depth
+    FROM hrwsi.multi_input_requirement q
+    JOIN rule r ON r.condition = q.processing_condition
+    JOIN hrwsi.processing_routine pr ON pr.output_product_type = q.product_type
+    UNION
+    SELECT m.condition, up.name, up.input_product_type, m.depth + 1
+    FROM maker m
+    JOIN hrwsi.processing_routine up ON up.output_product_type = m.input_product_type
+    WHERE m.depth < 8
+      AND EXISTS (SELECT 1 FROM hrwsi.processing_condition c
+                  WHERE c.routine = m.routine AND c.active
+                    AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = c.name))
+), member AS (
+    SELECT p.path, p.product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date AS day
+    FROM hrwsi.product p
+    JOIN hrwsi.processing_task t ON t.id = p.task_id
+    JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+      AND t.campaign_id IS NULL AND (%(tile)s::text IS NULL OR i.tile = upper(%(tile)s))
+    UNION
+    SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
+    FROM hrwsi.input i
+    JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
+    JOIN hrwsi.processing_routine r ON r.name = c.routine
+    WHERE i.product_id IS NULL AND r.input_product_type IN (SELECT product_type FROM wanted)
+      AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL AND (%(tile)s::text IS NULL OR i.tile = upper(%(tile)s))
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = i.processing_condition)
+), anchor AS (
+    SELECT DISTINCT r.condition, m.tile, m.day
+    FROM rule r
+    JOIN hrwsi.multi_input_requirement q ON q.processing_condition = r.condition
+    JOIN member m ON m.product_type = q.product_type
+    WHERE (r.tiles IS NULL OR m.tile = ANY (r.tiles))
+      AND (r.measurement_window IS NULL OR m.measured_at >= now() - r.measurement_window)
+), group_state AS (
+    SELECT a.condition, a.tile, a.day, r.window_days, r.every_day_of_window, r.wait_for_open_tasks, r.active,
+           (SELECT jsonb_agg(jsonb_build_object(
+                       'product_type', q.product_type, 'min_count', q.min_count, 'have', have.n,
+                       'days_met', have.days_met, 'days_needed', CASE WHEN r.every_day_of_window THEN r.window_days END,
+                       'met', CASE WHEN r.every_day_of_window THEN have.days_met = r.window_days
+                                   ELSE have.n >= q.min_count END,
+                       'made_by', (SELECT coalesce(jsonb_agg(DISTINCT mk.routine), '[]'::jsonb) FROM maker mk
+                                   WHERE mk.condition = a.condition AND mk.depth = 0
+                                     AND EXISTS (SELECT 1 FROM hrwsi.processing_routine pr
+                                                 WHERE pr.name = mk.routine AND pr.output_product_type = q.product_type)))
+                   ORDER BY q.product_type)
+            FROM hrwsi.multi_input_requirement q
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS n,
+                       (SELECT count(*) FROM (SELECT m.day FROM member m
+                                              WHERE m.product_type = q.product_type AND m.tile = a.tile
+                                                AND m.day BETWEEN a.day - (r.window_days - 1) AND a.day
+                                              GROUP BY m.day HAVING count(*) >= q.min_count) d) AS days_met
+                FROM member m
+                WHERE m.product_type = q.product_type AND m.tile = a.tile
+                  AND m.day BETWEEN a.day - (r.window_days - 1) AND a.day) have
+            WHERE q.processing_condition = a.condition) AS requirements,
+           (SELECT count(DISTINCT i.id)
+            FROM maker mk
+            JOIN hrwsi.processing_condition pc ON pc.routine = mk.routine
+            JOIN hrwsi.input i ON i.processing_condition = pc.name
+            LEFT JOIN hrwsi.processing_task t ON t.input_id = i.id
+            WHERE mk.condition = a.condition AND i.tile = a.tile AND i.campaign_id IS NULL
+              AND (t.id IS NULL OR t.campaign_id IS NULL)
+              AND i.measured_at >= (a.day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
+              AND i.measured_at < (a.day + 1)::timestamp AT TIME ZONE 'UTC'
+              AND (t.id IS NULL OR t.state NOT IN ('processed', 'terminated', 'cancelled')
+                   OR (mk.depth > 0 AND t.state = 'processed'
+                       AND EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = t.id AND p.chained_at IS NULL))))
+               AS open_upstream
+    FROM anchor a
+    JOIN rule r ON r.condition = a.condition
+    WHERE NOT EXISTS (SELECT 1 FROM hrwsi.input done
+                      WHERE done.processing_condition = a.condition
+                        AND done.input_path = 'multi_input/' || a.condition || '/' || a.tile || '/'
+                                              || to_char(a.day, 'YYYY-MM-DD'))
+), judged AS (
+    SELECT g.*, NOT EXISTS (SELECT 1 FROM jsonb_array_elements(g.requirements) e WHERE NOT (e ->> 'met')::boolean) AS met,
+           CASE WHEN NOT g.active THEN 'cannot complete: its condition is inactive'
+                WHEN g.open_upstream > 0 AND (g.wait_for_open_tasks
+                     OR EXISTS (SELECT 1 FROM jsonb_array_elements(g.requirements) e WHERE NOT (e ->> 'met')::boolean))
+                    THEN 'waits for open work upstream'
+                WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(g.requirements) e WHERE NOT (e ->> 'met')::boolean)
+                    THEN 'cannot complete now: nothing open upstream'
+                ELSE 'complete: the harvester makes its input at its next pass' END AS state
+    FROM group_state g
+), kept AS (
+    SELECT j.* FROM judged j
+    WHERE NOT %(stale_only)s::boolean
+       OR (left(j.state, 15) = 'cannot complete' AND j.day < (now() AT TIME ZONE 'UTC')::date)
+)
+SELECT condition, tile, day, window_days, (day - (window_days - 1)) AS window_from, active, wait_for_open_tasks,
+       every_day_of_window, requirements, open_upstream, state, count(*) OVER () AS total
+FROM kept
+ORDER BY day DESC, condition, tile
+LIMIT %(limit)s;
+
+-- name: report_multi_input_condition_names
+SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;

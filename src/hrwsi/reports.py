@@ -105,6 +105,8 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 row | {"next": source_next_step(row)}
                 for row in _rows(conn, "report_sources_needing_attention",
                                  {"overdue_s": SOURCE_OVERDUE_S, "fresh_s": stale_after_s, "limit": 20})]),
+            "stale_groups": read("the multi-input groups", None, lambda: incomplete_groups(conn, limit=5,
+                                                                                              stale_only=True)),
             "alerts": read("the alert outbox", None,
                            lambda: _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS})),
         }
@@ -199,6 +201,24 @@ def lineage(conn: psycopg.Connection, task_id: int, product_id: int | None = Non
     chain = _rows(conn, "report_lineage", {"task_id": task_id})
     campaign_id = next((node["campaign_id"] for node in chain if node["depth"] == 0), None)
     return {"task_id": task_id, "product_id": product_id, "campaign_id": campaign_id, "chain": chain}
+
+
+GROUPS_SHOWN = 50  # `hrwsi groups` at most; the total is said
+
+
+def incomplete_groups(conn: psycopg.Connection, condition: str | None = None, tile: str | None = None,
+                      limit: int = GROUPS_SHOWN, stale_only: bool = False) -> dict:
+    """The multi-input groups with some members and no input yet, newest anchor day first: per
+    requirement what they have and need, and whether they wait for open work upstream or cannot
+    complete now. A group that never completed (a member's task terminated, the condition made
+    inactive, a type no routine writes) was seen nowhere: status said "terminated 1", the
+    dashboard "waiting 0" (found by exploratory testing)."""
+    rows = _rows(conn, "report_incomplete_groups", {"condition": condition, "tile": tile, "limit": limit,
+                                                    "stale_only": stale_only})
+    total = rows[0]["total"] if rows else 0
+    for row in rows:
+        del row["total"]
+    return {"groups": rows, "total": total}
 
 
 def alerts(conn: psycopg.Connection, status: str | None = None, limit: int = 50) -> dict:

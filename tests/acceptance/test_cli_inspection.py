@@ -15,6 +15,7 @@ from hrwsi.configuration import load, to_toml
 from hrwsi.migrations import build_version
 from tests.acceptance.conftest import HRWSI, run, wait_for
 from tests.integration.conftest import chain_configuration, single_routine_configuration
+from tests.integration.harvest.test_multi_input import chain, gfsc_rule, member  # noqa: F401 - a fixture
 from tests.integration.test_campaigns import add_input, finish, reprocess
 from tests.integration.test_retention import add_product, make_task
 
@@ -396,3 +397,15 @@ def test_lineage_shows_every_match_by_task_id_and_says_production_or_campaign(db
     assert [(one["task_id"], one["campaign_id"]) for one in by_input["lineages"]] == [(first, None), (again, campaign)]
     assert f"lineage of task {again} (campaign {campaign})" in run(["lineage", "/in/a.SAFE"], env).stdout
     assert json.loads(run(["lineage", str(again), "--json"], env).stdout)["campaign_id"] == campaign
+
+
+def test_groups_lists_a_multi_input_group_that_cannot_complete_and_refuses_an_unknown_condition(db, env, chain):  # noqa: F811
+    # Found by exploratory testing: a group that never completed was listed nowhere.
+    gfsc_rule(db)
+    member(db, "SWS", tile="31TCH")
+    data = json.loads(run(["groups", "--json"], env).stdout)
+    assert data["total"] == 1 and data["groups"][0]["state"] == "cannot complete now: nothing open upstream"
+    assert "lacks FSC: 0 of 1" in run(["groups", "--tile", "31tch", "--condition", "gfsc_daily"], env).stdout
+    assert "multi-input groups that cannot complete" in run(["status"], env).stdout
+    unknown = run(["groups", "--condition", "nope"], env, check=False)
+    assert unknown.returncode == 2 and "no multi-input condition 'nope': one of gfsc_daily" in unknown.stderr

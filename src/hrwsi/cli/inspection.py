@@ -1,4 +1,4 @@
-"""The reading commands: status, tasks, task show, lineage, alerts, sources, plan show. Each has
+"""The reading commands: status, tasks, task show, lineage, groups, alerts, sources, plan show. Each has
 `--json`, which prints the same data as JSON (times in UTC, ISO 8601)."""
 
 from __future__ import annotations
@@ -120,6 +120,26 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
         print_json(data)
     else:
         views.lineages(console, data, target)
+
+
+@app.command()
+def groups(condition: str | None = typer.Option(None, help="one multi-input condition"),
+           tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
+           limit: int = typer.Option(reports.GROUPS_SHOWN, min=1, max=100_000, help="how many to show, newest first"),
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """The multi-input groups (a tile and a window) that have members but no input yet: what each has and
+    lacks per requirement, and whether it waits for open work upstream or cannot complete now."""
+    with database() as conn:
+        if condition is not None:
+            rules = [row[0] for row in conn.execute(query("report_multi_input_condition_names"))]
+            if condition not in rules:
+                raise CliError(f"no multi-input condition {visible(condition)!r}: one of "
+                               f"{', '.join(rules) or '(none configured)'}", 2)
+        data = reports.incomplete_groups(conn, condition, tile, limit)
+    if as_json:
+        print_json(data)
+    else:
+        views.groups(console, data)
 
 
 @app.command()

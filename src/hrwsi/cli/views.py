@@ -145,6 +145,16 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         console.print(Text.assemble(("harvest source needs attention: ", "bold yellow"),
                                     visible(f"{source['name']} ({source['kind']})")))
         line(console, "  ", source["next"])
+    stale = data.get("stale_groups") or {}
+    if stale.get("total"):  # (a group that never completes was seen nowhere: found by exploratory testing)
+        conditions = sorted({g["condition"] for g in stale["groups"]})
+        console.print(Text.assemble(("multi-input groups that cannot complete: ", "bold yellow"),
+                                    visible(f"{stale['total']} past their window with nothing open upstream "
+                                            f"(condition {', '.join(conditions)}"
+                                            + (", ..." if stale["total"] > len(stale["groups"]) else "") + ")")),
+                      soft_wrap=True)
+        line(console, "  next: `hrwsi groups` says what each lacks (retry a member's terminated task, or make its "
+                      "condition active)")
     counts = data["alerts"] or {}
     if counts.get("unsent") or counts.get("failed"):
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
@@ -310,6 +320,30 @@ def lineage(console: Console, data: dict) -> None:
         for product in node["products"]:
             mark = " <- asked" if data.get("product_id") == product["id"] else ""
             line(console, f"{indent}      product {product['product_type']}: ", product["path"], mark)
+
+
+# -- multi-input groups ----------------------------------------------------------------------------
+def _requirement(req: dict) -> str:
+    if req.get("days_needed"):
+        return f"{req['product_type']}: {req['days_met']} of {req['days_needed']} day(s) with {req['min_count']}"
+    return f"{req['product_type']}: {req['have']} of {req['min_count']}"
+
+
+def groups(console: Console, data: dict) -> None:
+    shown, total = len(data["groups"]), data["total"]
+    if not total:
+        console.print("no multi-input group waits: every group with members has its input")
+        return
+    table = _table(f"incomplete multi-input groups ({shown} of {total:,} shown, newest first)" if total > shown
+                   else f"incomplete multi-input groups ({total})",
+                   ("condition", "tile", "window", "has / needs", "open upstream", "state"))
+    for g in data["groups"]:
+        window = str(g["day"]) if g["window_days"] == 1 else f"{g['window_from']} to {g['day']}"
+        needs = "\n".join(("" if r["met"] else "lacks ") + _requirement(r) for r in g["requirements"])
+        style = "yellow" if g["state"].startswith("cannot") else ""
+        table.add_row(text(g["condition"]), text(g["tile"]), window, needs, str(g["open_upstream"]),
+                      Text(g["state"], style=style))
+    show(console, table)
 
 
 # -- alerts --------------------------------------------------------------------------------------
