@@ -475,3 +475,12 @@ LIMIT %(limit)s;
 
 -- name: report_multi_input_condition_names
 SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;
+
+-- name: report_tasks_to_retry
+-- The tasks of a routine in a state `hrwsi retry --routine R --state S` retries, oldest first, at
+-- most %(limit)s, each row with how many there are in all.
+SELECT id, count(*) OVER () AS total
+FROM hrwsi.processing_task
+WHERE routine = %(routine)s AND state = %(state)s
+ORDER BY id
+LIMIT %(limit)s;

@@ -221,3 +221,25 @@ def test_db_bindir_prints_the_embedded_servers_own_programs(env):
         [str(directory / "postgres"), "--version"], capture_output=True, text=True, check=True).stdout
     assert version.split()[-1] == server.split()[-1]
     assert all((directory / program).exists() for program in ("pg_restore", "pg_dumpall", "psql"))
+
+
+def test_retry_routine_retries_each_of_its_terminated_tasks_through_retry_task_and_says_how_many(db, env):
+    # Found by exploratory testing: restarting a middle step's terminated tasks took SQL.
+    from tests.integration.test_retention import make_task
+    load(db, single_routine_configuration(["true"]))
+    ended = [make_task(db, f"/in/t{i}", condition="in", state="terminated", age=None) for i in range(3)]
+    done = make_task(db, "/in/done", condition="in", age=None)
+    first = run(["retry", "--routine", "work", "--state", "terminated", "--limit", "2"], env).stdout
+    assert f"task {ended[0]} was terminated; it is pending again" in first
+    assert "2 of 3 terminated task(s) of routine work retried; 1 more remain (--limit)" in first
+    rest = run(["retry", "--routine", "work"], env).stdout
+    assert "1 of 1 terminated task(s) of routine work retried" in rest
+    states = dict(db.execute("SELECT id, state FROM hrwsi.processing_task").fetchall())
+    assert [states[t] for t in ended] == ["pending"] * 3 and states[done] == "processed"
+    reasons = {r[0] for r in db.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = ANY(%s)", (ended,))}
+    assert reasons == {"retried by an operator"}
+    assert "0 of 0 terminated task(s)" in run(["retry", "--routine", "work"], env).stdout
+    for args, said in ((["retry"], "give a task id, or --routine"), (["retry", "--routine", "nope"], "no routine 'nope'"),
+                       (["retry", "--routine", "work", "--state", "processed"], "--state 'processed' cannot be retried")):
+        refused = run(args, env, check=False)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
