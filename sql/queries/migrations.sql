@@ -47,3 +47,9 @@ SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('IntervalStyle', '
 -- Which of the roles schema.sql grants to exist on the server (roles belong to the server: a
 -- pg_dump of the database holds none of them).
 SELECT rolname FROM pg_roles WHERE rolname IN ('hrwsi_readonly', 'hrwsi_data_engineer', 'hrwsi_service') ORDER BY 1;
+
+-- name: newest_migration_recorded
+-- The database's schema, as the last migration recorded: what `hrwsi status` and the dashboard
+-- compare each service's version with (migrations.service_versions). No placeholder: read by
+-- psycopg (status) and asyncpg (the dashboard) alike.
+SELECT version, name FROM public.hrwsi_schema_migration ORDER BY version DESC LIMIT 1;

@@ -59,6 +59,55 @@ def build_version() -> str:
     return f"{hrwsi.__version__}+schema{newest_shipped()[0]:04d}"
 
 
+# The schema part of what a service records as its version (build_version): `0.1.0+schema0056`.
+_SCHEMA_PART = re.compile(r"\+schema(\d+)$")
+NOT_RECORDED = "not recorded"
+
+
+def schema_of(version: str | None) -> int | None:
+    """The last migration the hrwsi that recorded `version` shipped (build_version); None when it is
+    not recorded, or recorded by an hrwsi older than the schema part (`0.1.0`)."""
+    found = _SCHEMA_PART.search(version or "")
+    return int(found.group(1)) if found else None
+
+
+def _version_order(version: str) -> tuple:
+    """Oldest first: the release's numbers, then the schema; what is not recorded last."""
+    if version == NOT_RECORDED:
+        return (1,)
+    release = version.split("+", 1)[0]
+    return (0, tuple(int(n) for n in re.findall(r"\d+", release)), schema_of(version) or -1, version)
+
+
+def service_versions(alive: list[dict], database_migration: int | None, database_migration_name: str | None = None) -> dict:
+    """What the versions of the services alive say against each other and against the database's
+    schema (its newest migration recorded): for `hrwsi status`, its --json and the dashboard.
+
+    Why: a service of an older hrwsi left running while a newer one migrated the database logs it
+    once (Service._tell_a_newer_schema), but status listed it with a fresh heartbeat and no warning,
+    and "services run different hrwsi versions: A, B" did not say which side was out of date (found
+    by exploratory testing). Returns {"database_migration", "older_than_database" (each {id, kind,
+    version}), "versions" (oldest first), "newest" (when they differ), "said" (lines to print)}."""
+    older = [{"id": s["id"], "kind": s["kind"], "version": s["version"]} for s in alive
+             if database_migration is not None and (schema := schema_of(s["version"])) is not None
+             and schema < database_migration]
+    versions = sorted({s["version"] or NOT_RECORDED for s in alive}, key=_version_order)
+    recorded = [v for v in versions if v != NOT_RECORDED]
+    newest = recorded[-1] if len(versions) > 1 and recorded else None
+    said = []
+    if older:
+        migration = f"{database_migration:04d}" + (f"_{database_migration_name}" if database_migration_name else "")
+        names = ", ".join(f"{s['kind']} {s['id']} ({s['version']})" for s in older)
+        said.append(f"{len(older)} service(s) run an hrwsi older than the database's schema (it records migration "
+                    f"{migration}): {names}; their SQL was written for the schema they know: stop them and start the "
+                    "new version (README.md, Upgrading)")
+    if len(versions) > 1:  # (an upgrade under way, or one left half done)
+        said.append(f"services run different hrwsi versions: {', '.join(versions)}"
+                    + (f"; the newest is {newest}" if newest else "") + " (an upgrade under way, or one left half done)")
+    return {"database_migration": database_migration, "older_than_database": older, "versions": versions,
+            "newest": newest, "said": said}
+
+
 def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_text().encode()).hexdigest()
 

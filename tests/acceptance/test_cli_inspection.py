@@ -119,8 +119,10 @@ def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
         assert "different hrwsi versions" not in run(["status"], env).stdout
         db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, version) VALUES "
                    "('launcher-old-1-x', 'launcher', 'old', 1, '0.0.9'), ('launcher-older-2-y', 'launcher', 'older', 2, NULL)")
-        status = run(["status"], env).stdout
-        assert f"services run different hrwsi versions: 0.0.9, {build_version()}, not recorded" in status
+        # (read with a lease of 10 minutes: the two rows above beat no more, and with the test's 1.5 s they were
+        # stale by the time a slow `hrwsi status` read them)
+        status = run(["status"], env | {"HRWSI_LEASE_TIMEOUT_S": "600"}).stdout
+        assert f"services run different hrwsi versions: 0.0.9, {build_version()}, not recorded" in status, status
         versions = [s["version"] for s in json.loads(run(["status", "--json"], env).stdout)["services"]]
         assert sorted(versions, key=str) == sorted([build_version()] * running + ["0.0.9", None], key=str)
         # Stopped before the upgrade (stale rows): listed, but no upgrade is under way any more.
@@ -142,6 +144,30 @@ def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
         assert shown.count("dead or hung?") == 2, "the two stopped before the upgrade, not the one replaced"
     finally:
         stop(process)
+
+
+def test_status_names_the_services_older_than_the_databases_schema_and_the_newest_version(db, env):
+    env = env | {"HRWSI_LEASE_TIMEOUT_S": "600"}  # (the rows below beat no more: alive for this test)
+    # Found by exploratory testing: old services left running while a newer hrwsi migrated the database
+    # each logged so and sent ops to `hrwsi status`, which listed them with fresh heartbeats and no word.
+    newest, name = db.execute("SELECT version, name FROM public.hrwsi_schema_migration ORDER BY version DESC "
+                              "LIMIT 1").fetchone()
+    old = f"0.1.0+schema{newest - 1:04d}"
+    db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, version) VALUES "
+               "('launcher-old', 'launcher', 'h', 1, %s), ('orchestrator-new', 'orchestrator', 'h', 2, %s)",
+               (old, build_version()))
+    shown = " ".join(run(["status"], env).stdout.split())
+    assert (f"1 service(s) run an hrwsi older than the database's schema (it records migration {newest:04d}_{name}): "
+            f"launcher launcher-old ({old}); their SQL was written for the schema they know: stop them and start "
+            "the new version (README.md, Upgrading)") in shown, shown
+    assert f"services run different hrwsi versions: {old}, {build_version()}; the newest is {build_version()}" in shown
+    versions = json.loads(run(["status", "--json"], env).stdout)["versions"]
+    assert versions["database_migration"] == newest and versions["newest"] == build_version()
+    assert versions["older_than_database"] == [{"id": "launcher-old", "kind": "launcher", "version": old}]
+    # Upgraded: nothing older, one version, nothing to say.
+    db.execute("UPDATE hrwsi.service_instance SET version = %s", (build_version(),))
+    shown = run(["status"], env).stdout
+    assert "older than the database" not in shown and "different hrwsi versions" not in shown
 
 
 def test_status_answers_within_seconds_while_a_session_locks_a_table_and_names_that_session(db, env, database_url):

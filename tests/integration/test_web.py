@@ -92,6 +92,19 @@ async def test_the_overview_names_held_routines_with_their_reason_and_what_canno
     db.execute("UPDATE hrwsi.service_instance SET version = '0.1.0'")
     async with dashboard(database_url, data_dir) as client:
         assert "different hrwsi versions" not in visible(await text_of(client, "/")), "one version: nothing to say"
+    # A service older than the database's schema (left running while a newer hrwsi migrated it) is named, with
+    # what to do; of two versions, the newer is said (found by exploratory testing: neither was).
+    newest, name = db.execute("SELECT version, name FROM public.hrwsi_schema_migration ORDER BY version DESC "
+                              "LIMIT 1").fetchone()
+    old, new = f"0.1.0+schema{newest - 1:04d}", f"0.1.0+schema{newest:04d}"
+    db.execute("UPDATE hrwsi.service_instance SET version = CASE host WHEN 'ops1' THEN %s ELSE %s END", (old, new))
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+        versions = json.loads(await text_of(client, "/api/overview"))["versions"]
+    assert (f"1 service(s) run an hrwsi older than the database's schema (it records migration {newest:04d}_{name}): "
+            f"orchestrator orchestrator-ops1-100-aaaaaa ({old})") in page and f"; the newest is {new}" in page, page
+    assert versions["older_than_database"][0]["version"] == old and versions["newest"] == new
+    db.execute("UPDATE hrwsi.service_instance SET version = '0.1.0'")
     # What a live service cannot do (migration 0053: the launcher's Nomad out of reach, say), escaped.
     db.execute("UPDATE hrwsi.service_instance SET problem = %s, problem_since = '2026-12-05 20:31:07+00' "
                "WHERE host = 'ops2'", ("cannot reach Nomad at http://nomad:4646 <b>x</b>; each call is retried",))

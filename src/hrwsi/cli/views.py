@@ -128,7 +128,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                       + (f" (the oldest {shown} of {total:,}):" if total > shown else ":") + "[/yellow]")
         for item in data["unplannable"]:
             line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
-    _services(console, data["services"], stale_after_s)
+    _services(console, data["services"], stale_after_s, data.get("versions"))
     for session in data.get("blocking_sessions", []):
         opened = session["transaction_s"]
         console.print(Text.assemble(("a session holds a lock hrwsi waits for: ", "bold yellow"),
@@ -199,7 +199,7 @@ def _jobs_held_said(service: dict) -> str:
             f"{visible(service['host'])} (or for its row to be pruned after dead_service_hours)")
 
 
-def _services(console: Console, services: list[dict], stale_after_s: float) -> None:
+def _services(console: Console, services: list[dict], stale_after_s: float, versions: dict | None = None) -> None:
     if not services:
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
@@ -221,11 +221,11 @@ def _services(console: Console, services: list[dict], stale_after_s: float) -> N
             console.print(Text.assemble((f"{s['kind']} cannot work as it should", "bold red"),
                                         visible(f" ({s['id']}, since {time(s['problem_since'])}): {s['problem']}")),
                           soft_wrap=True)
-    # (of the services alive: a stale row of a service stopped before an upgrade warned of an upgrade
-    # under way long after it was done)
-    versions = sorted({s["version"] or "not recorded" for s in alive})
-    if len(versions) > 1:  # (an upgrade under way, or one left half done)
-        console.print(Text(visible(f"services run different hrwsi versions: {', '.join(versions)}"), style="yellow"))
+    # (of the services alive, reports.status: a stale row of a service stopped before an upgrade warned of
+    # an upgrade under way long after it was done)
+    for said in (versions or {}).get("said", []):
+        console.print(Text(visible(said), style="bold red" if "older than the database" in said else "yellow"),
+                      soft_wrap=True)
 
 
 # -- tasks ---------------------------------------------------------------------------------------

@@ -392,7 +392,7 @@ class Dashboard:
                       "processed_last_hour": overview.processed_1h, "failed_last_hour": overview.failed_1h,
                       "routines": [vars(r) for r in overview.routines],
                       "alert_queue": overview.alert_queue, "services": overview.services, "sources": overview.sources,
-                      "read_s": overview.read_s})
+                      "versions": overview.versions, "read_s": overview.read_s})
 
     async def api_tasks(self, request: web.Request) -> web.Response:
         filters = _filters(request)

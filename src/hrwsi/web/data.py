@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
-from hrwsi import timeliness
+from hrwsi import migrations, timeliness
 from hrwsi.harvest.sources import describe_source
 from hrwsi.sql_files import query
 
@@ -67,6 +67,7 @@ class Overview:
     unplannable: list
     timeliness: dict | None
     latest_plan: dict | None
+    versions: dict = field(default_factory=dict)  # migrations.service_versions of the services alive
 
     @property
     def waiting(self) -> int:
@@ -131,6 +132,9 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
         unplannable=[dict(r) for r in await conn.fetch(query("web_unplannable"), 20)],
         timeliness=await read_timeliness(conn),
         latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
+    newest = await conn.fetchrow(query("newest_migration_recorded"))
+    overview.versions = migrations.service_versions([s for s in services if s["fresh"]],
+                                                    *(tuple(newest) if newest else (None, None)))
     overview.read_s = time.perf_counter() - started
     return overview
 
