@@ -53,3 +53,18 @@ SELECT rolname FROM pg_roles WHERE rolname IN ('hrwsi_readonly', 'hrwsi_data_eng
 -- compare each service's version with (migrations.service_versions). No placeholder: read by
 -- psycopg (status) and asyncpg (the dashboard) alike.
 SELECT version, name FROM public.hrwsi_schema_migration ORDER BY version DESC LIMIT 1;
+
+-- name: rules_not_valid
+-- The rules (CHECK constraints) of schema hrwsi kept NOT VALID: a migration that adds one keeps rows
+-- already there that break it (0066), and the rule then holds for new rows only.
+SELECT n.nspname AS schema, c.relname AS relation, k.conname AS rule, pg_get_expr(k.conbin, k.conrelid) AS condition
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'hrwsi' AND k.contype = 'c' AND NOT k.convalidated
+ORDER BY relation, rule;
+
+-- name: rows_breaking_a_rule
+-- Composed by migrations.rules_not_valid with psycopg.sql: {relation} an identifier, {condition} a rule's
+-- own condition as pg_catalog prints it (never a value). One scan of the table, for such rules only.
+SELECT count(*) FROM {relation} WHERE NOT ({condition});

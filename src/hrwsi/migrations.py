@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 import hrwsi
 from hrwsi.sql_files import migrations, query, schema_sql
@@ -192,6 +193,41 @@ def _apply_pending(conn: psycopg.Connection, done: dict[int, str]) -> list[str]:
         logger.info("applied migration %04d_%s", version, name)
         applied.append(f"{version:04d}_{name}")
     return applied
+
+
+@dataclass(frozen=True)
+class RuleNotValid:
+    """A rule (CHECK constraint) of schema hrwsi kept NOT VALID: rows already there when a migration
+    added it break it; it holds for new rows only."""
+
+    relation: str
+    rule: str
+    condition: str
+    breaking_rows: int
+
+    def said(self) -> str:
+        """The rule, how many rows break it, how to find them and what makes it whole, in a sentence
+        (`hrwsi db init` and `hrwsi db check` say it alike)."""
+        rows = ("no row breaks it now" if not self.breaking_rows else
+                f"{self.breaking_rows} row(s) break it, listed by SELECT * FROM {self.relation} WHERE NOT {self.condition}")
+        return (f"rule {self.rule} on {self.relation} is kept NOT VALID, {self.condition} holds for new rows only "
+                f"({rows}): {'fix or delete them, then ' if self.breaking_rows else ''}run ALTER TABLE {self.relation} "
+                f"VALIDATE CONSTRAINT {self.rule} as the schema's owner (README.md, Upgrading)")
+
+
+def rules_not_valid(conn: psycopg.Connection) -> list[RuleNotValid]:
+    """The rules of schema hrwsi kept NOT VALID, with the rows that break each now (one scan of its table
+    per such rule). Why: migration 0066 kept four rules NOT VALID where old rows broke them, and `hrwsi db
+    init` said nothing of it while `hrwsi db check` printed them as raw tuples (found by exploratory testing)."""
+    found = []
+    with conn.transaction():
+        for schema, relation, rule, condition in conn.execute(query("rules_not_valid")).fetchall():
+            # (a statement per rule, composed from the catalog: the rule's condition is SQL the database
+            # printed, and no parameter can stand for a condition)
+            count = psycopg.sql.SQL(query("rows_breaking_a_rule")).format(
+                relation=psycopg.sql.Identifier(schema, relation), condition=psycopg.sql.SQL(condition))
+            found.append(RuleNotValid(f"{schema}.{relation}", rule, condition, conn.execute(count).fetchone()[0]))
+    return found
 
 
 @dataclass(frozen=True)

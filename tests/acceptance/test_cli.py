@@ -210,6 +210,32 @@ def test_db_init_re_applies_the_grants_a_restore_without_the_roles_lost_and_says
     assert run(["db", "check"], env).stdout.strip() == "schema equals a fresh install"
 
 
+def test_db_init_and_db_check_say_each_rule_kept_not_valid_with_its_rows_and_what_to_do(env, db):
+    # Found by exploratory testing: inputs older than migration 0066 that break its rules kept them NOT VALID;
+    # `db init` said only what it applied and `db check` printed "only in this database: ('input_mission_...',
+    # 'CHECK ((octet_length(mission) <= 100)) NOT VALID')" and exited 1. Here as 0066 leaves such a database.
+    load(db, single_routine_configuration(["true"]))
+    db.execute("ALTER TABLE hrwsi.input DROP CONSTRAINT input_mission_is_at_most_100_bytes")
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, mission) VALUES ('in', '/a', repeat('M', 150)),"
+               " ('in', '/b', repeat('M', 101)), ('in', '/c', 'S2A')")
+    db.execute("ALTER TABLE hrwsi.input ADD CONSTRAINT input_mission_is_at_most_100_bytes "
+               "CHECK (octet_length(mission) <= 100) NOT VALID")
+    said = ("rule input_mission_is_at_most_100_bytes on hrwsi.input is kept NOT VALID, (octet_length(mission) <= 100) "
+            "holds for new rows only (2 row(s) break it, listed by SELECT * FROM hrwsi.input WHERE NOT "
+            "(octet_length(mission) <= 100)): fix or delete them, then run ALTER TABLE hrwsi.input VALIDATE CONSTRAINT "
+            "input_mission_is_at_most_100_bytes as the schema's owner (README.md, Upgrading)")
+    init = " ".join(run(["db", "init"], env).stdout.split())
+    assert "schema up to date" in init and said in init, init
+    check = run(["db", "check"], env)
+    shown = " ".join(check.stdout.split())
+    assert check.returncode == 0 and said in shown and "('" not in shown, shown
+    assert shown.endswith("schema equals a fresh install, but for 1 rule(s) kept NOT VALID (above)"), shown
+    db.execute("UPDATE hrwsi.input SET mission = left(mission, 3) WHERE octet_length(mission) > 100")
+    db.execute("ALTER TABLE hrwsi.input VALIDATE CONSTRAINT input_mission_is_at_most_100_bytes")
+    assert "NOT VALID" not in run(["db", "init"], env).stdout
+    assert run(["db", "check"], env).stdout.strip() == "schema equals a fresh install"
+
+
 def test_db_bindir_prints_the_embedded_servers_own_programs(env):
     """The system's pg_dump (15) refused the embedded server (18): backups need the server's own."""
     import subprocess as sp
