@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -83,13 +84,18 @@ async def test_a_node_pool_with_no_node_changes_nothing_and_says_which_pools_the
     assert db.execute("SELECT name, active FROM hrwsi.worker ORDER BY name").fetchall() == before
 
 
-async def test_a_nomad_out_of_reach_or_refusing_the_token_is_one_line_for_workers_sync(nomad: Target, db, tmp_path):
+async def test_a_nomad_out_of_reach_or_refusing_the_token_is_one_line_for_workers_sync(nomad: Target, db, tmp_path,
+                                                                                         caplog):
     from hrwsi.backends.nomad.client import NomadError
     from hrwsi.cli.errors import explain
+    caplog.set_level(logging.DEBUG, logger="hrwsi.backends.nomad.client")
     with pytest.raises(NomadError) as unreachable:
         await asyncio.to_thread(sync_from_nomad, db, nomad.config(address="http://127.0.0.1:9"))
     said, code = explain(unreachable.value)
     assert said.startswith("could not list Nomad nodes: cannot reach Nomad at http://127.0.0.1:9") and code == 1
+    # Retried all the same, at DEBUG: the error is the one line (five "retrying in ..." warnings came first).
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert retries and all(r.levelno == logging.DEBUG for r in retries), [(r.levelname, r.getMessage()) for r in retries]
     if nomad.is_emulator:
         wrong = str(uuid.uuid4())
         async with open_emulator(tmp_path, "acl", acl_token=MANAGEMENT_TOKEN) as target:

@@ -154,6 +154,9 @@ class NomadClient:
         self._local = threading.local()
         self.closed = False
         self._problem: NomadProblem | None = None
+        # How each retry is logged: a warning in a service (ops read its log); a command a person waits
+        # for says the outcome in one line and sets DEBUG (`hrwsi workers sync` printed five retries).
+        self.retry_log_level = logging.WARNING
 
     def problem(self) -> NomadProblem | None:
         """What kept Nomad from serving the latest calls (None: they were served)."""
@@ -254,7 +257,7 @@ class NomadClient:
                 if response is not None:
                     return response
                 raise NomadError(None, f"could not {what}: {problem}")
-            logger.warning("could not %s (%s); retrying in %.1f s", what, problem, delay)
+            logger.log(self.retry_log_level, "could not %s (%s); retrying in %.1f s", what, problem, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             while before_retry is not None and not await before_retry():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,9 +187,10 @@ async def list_nodes(client: NomadClient) -> list[dict]:
     return response.json() or []
 
 
-async def fetch_nodes(config: NomadConfig | None = None) -> list[dict]:
+async def fetch_nodes(config: NomadConfig | None = None, *, retry_log_level: int = logging.WARNING) -> list[dict]:
     """The nodes of the Nomad at config (None: NomadConfig.from_env()), with a client of its own."""
     client = NomadClient(config or NomadConfig.from_env())
+    client.retry_log_level = retry_log_level
     try:
         return await list_nodes(client)
     finally:
@@ -209,7 +211,8 @@ def sync_from_nomad(conn: psycopg.Connection, config: NomadConfig | None = None)
     Nothing is changed when no node is in the node pool (a mistyped HRWSI_NOMAD_NODE_POOL made every
     worker inactive, "gone from Nomad", and succeeded: found by exploratory testing)."""
     config = dataclasses.replace(config or NomadConfig.from_env(), retry_for_s=SYNC_RETRY_FOR_S)
-    nodes = asyncio.run(fetch_nodes(config))
+    # (the retries at DEBUG: a Nomad out of reach is the one line of the error that ends them)
+    nodes = asyncio.run(fetch_nodes(config, retry_log_level=logging.DEBUG))
     if not any(in_pool(node, config.node_pool) for node in nodes):
         pools = sorted({node.get("NodePool") or "default" for node in nodes})
         raise NoNodeInPool(f"no Nomad node is in node pool {config.node_pool!r} (HRWSI_NOMAD_NODE_POOL; Nomad lists "
