@@ -269,3 +269,13 @@ def test_retry_routine_retries_each_of_its_terminated_tasks_through_retry_task_a
                        (["retry", "--routine", "work", "--state", "processed"], "--state 'processed' cannot be retried")):
         refused = run(args, env, check=False)
         assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+
+
+def test_retry_help_and_readme_name_the_states_the_database_lets_retry(env):
+    # `hrwsi retry --help` said "terminated, cancelled or held", README and hrwsi.retry_task also blocked.
+    schema = (Path(__file__).resolve().parents[2] / "sql" / "schema.sql").read_text()
+    accepted = re.search(r"IF current NOT IN \(([^)]*)\) THEN\s+RAISE EXCEPTION [^;]*can be retried", schema)
+    assert accepted and accepted.group(1) == "'terminated', 'cancelled', 'on_hold', 'blocked'", accepted
+    said = "a terminated, cancelled, held or blocked task"
+    assert said in " ".join(run(["retry", "--help"], env).stdout.split()).lower()
+    assert said in (Path(__file__).resolve().parents[2] / "README.md").read_text()

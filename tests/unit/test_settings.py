@@ -1,5 +1,8 @@
 """Settings are refused at start-up, in one line naming the variable, when they cannot work."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from hrwsi.settings import Settings, SettingsError
@@ -48,3 +51,39 @@ def test_jobs_are_claimed_ahead_as_many_as_the_backends_slots_unless_told(monkey
     assert Settings.from_env().claim_ahead is None  # the launcher takes the backend's slots
     monkeypatch.setenv("HRWSI_CLAIM_AHEAD", "0")
     assert Settings.from_env().claim_ahead == 0
+
+
+# Read in src/ but set by hrwsi itself for its own chaos routine (benchmarks/chaos), never by a person.
+SET_BY_HRWSI_ITSELF = {"HRWSI_CHAOS_LEDGER", "HRWSI_CHAOS_WORK_S"}
+
+
+def _setting_names_in_src() -> set[str]:
+    import ast
+
+    source = Path(__file__).resolve().parents[2] / "src" / "hrwsi"
+    names = set()
+    for path in source.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.update(re.findall(r"\bHRWSI_[A-Z0-9_]*[A-Z0-9]\b", node.value))
+    return names - SET_BY_HRWSI_ITSELF
+
+
+def test_every_setting_read_in_src_is_in_readme_and_every_one_readme_names_is_read():
+    # Found by exploratory testing: HRWSI_NOMAD_DATACENTERS, _EXEC_DRIVER, _SECRETS_VARIABLE (only in
+    # nomad-jobs/README.md) and the emulator's HRWSI_NOMAD_EMULATOR_ACL_TOKEN were read but not in README.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    in_readme = set(re.findall(r"\bHRWSI_[A-Z0-9_]*[A-Z0-9]\b", readme))
+    in_src = _setting_names_in_src()
+    assert sorted(in_src - in_readme) == [], "read in src/ but not in README.md"
+    assert sorted(in_readme - in_src) == [], "in README.md but read nowhere in src/"
+
+
+def test_the_versions_readme_shows_are_this_installations():
+    # README showed `hrwsi --version  # ... (schema 0057_...)` while the text said 0.1.0+schema0066.
+    from hrwsi.migrations import build_version
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert set(re.findall(r"\d+\.\d+\.\d+\+schema\d{4}", readme)) <= {build_version()}
+    shown = re.findall(r"hrwsi --version .*# .*", readme)
+    assert shown and all(not re.search(r"schema \d{4}", line) for line in shown), shown
