@@ -45,6 +45,16 @@ SELECT kind, path, root FROM hrwsi.prune_dead_services();
 SELECT b FROM unnest($1::text[]) AS b
 WHERE NOT EXISTS (SELECT 1 FROM hrwsi.job j WHERE j.backend IN ('local', 'nomad', 'dry-run') AND j.backend_job_id = b);
 
+-- name: retention_installation
+-- The directory under <data>/products that hrwsi.dispatch puts this installation's attempts in.
+SELECT installation_id::text FROM hrwsi.installation WHERE id;
+
+-- name: retention_unknown_attempts
+-- Of these attempts (task id, attempt number; attempt directories on disk), those no job row has any
+-- more: retention deleted it (one probe of job_is_unique_per_task_attempt each).
+SELECT a.task_id, a.attempt FROM unnest($1::bigint[], $2::integer[]) AS a(task_id, attempt)
+WHERE NOT EXISTS (SELECT 1 FROM hrwsi.job j WHERE j.task_id = a.task_id AND j.attempt = a.attempt);
+
 -- name: retention_unknown_landing_paths
 -- Of these paths in a work directory's previously_received/, those no landing-file row holds any more.
 SELECT p FROM unnest($1::text[]) AS p

@@ -5,7 +5,8 @@ One run goes rule by rule (task history and attempts, products, finished tasks a
 plans, alerts, landing files, dead service instances), each in batches of `batch_size` rows, each
 batch its own short transaction whose rows are taken with SKIP LOCKED, then removes the files the
 deleted rows owned (job logs, output directories of failed attempts, prepared and moved-aside
-landing files) and sweeps log files no job refers to any more. Files are removed off the event loop
+landing files) and sweeps log files and attempt directories no job refers to any more (of an
+attempt, its products stay: README.md, Retention). Files are removed off the event loop
 and only inside the directories hrwsi owns: this process's HRWSI_HOME/data, and the work
 directories of landing sources.
 
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -174,8 +176,30 @@ class Pruner:
                                                                  [p.stem for p in chunk])}
                 await asyncio.to_thread(_remove_files, [("log", str(p), None) for p in chunk if p.stem in unknown],
                                         self.data_dir, self.report)
+        await self._sweep_attempt_directories(policy)
         for source in await self.conn.fetch(query("retention_landing_work_directories")):
             await self._sweep_work_directory(source["name"], Path(source["work_directory"]), policy)
+
+    async def _sweep_attempt_directories(self, policy) -> None:
+        """The bookkeeping of attempts whose job rows retention deleted: hrwsi.delete_history_and_attempts
+        returns the directories of failed attempts only, and a processed attempt's exit.json,
+        started.json, supervisor.lock and manifest.json stayed on disk for ever, one directory and five
+        inodes per task (found by exploratory testing). Its products (under output/) stay: the operators
+        own them (README.md, Retention). Found on disk rather than per batch, so that what an earlier
+        version left behind goes too; only attempts older than the policy's shortest period are asked."""
+        periods = [p for p in (policy["task_history"], policy["finished_tasks"]) if p is not None]
+        if not periods:
+            return
+        installation = await self.conn.fetchval(query("retention_installation"))
+        cutoff = time.time() - min(periods).total_seconds()
+        found = await asyncio.to_thread(_old_attempt_directories, self.data_dir / "products" / installation, cutoff)
+        for start in range(0, len(found), SWEEP_CHUNK):
+            chunk = found[start:start + SWEEP_CHUNK]
+            unknown = {(r["task_id"], r["attempt"]) for r in await self.conn.fetch(
+                query("retention_unknown_attempts"), [task for task, _, _ in chunk], [n for _, n, _ in chunk])}
+            gone = [path for task, n, path in chunk if (task, n) in unknown]
+            if gone:
+                await asyncio.to_thread(_remove_bookkeeping, gone, self.data_dir, self.report)
 
     async def _sweep_work_directory(self, source: str, work: Path, policy) -> None:
         partials = await asyncio.to_thread(_old_files, work, time.time() - PARTIAL_AGE_S, f"{_PARTIAL_PREFIX}*",
@@ -191,6 +215,36 @@ class Pruner:
                                                                  source)}
                 items += [("work_file", p, str(work)) for p in chunk if p in unknown]
         await asyncio.to_thread(_remove_files, items, self.data_dir, self.report)
+
+
+def _old_attempt_directories(root: Path, cutoff: float) -> list[tuple[int, int, Path]]:
+    """(task id, attempt, directory) of the attempt directories under <data>/products/<installation>
+    (<routine>/task-<id>/attempt-<n>, hrwsi.dispatch's layout) that hold more than their output and
+    were last changed before `cutoff`."""
+    found = []
+    for attempt in root.glob("*/task-*/attempt-*"):
+        try:
+            task_id, n = int(attempt.parent.name.removeprefix("task-")), int(attempt.name.removeprefix("attempt-"))
+            if attempt.is_symlink() or attempt.lstat().st_mtime >= cutoff:
+                continue
+            if any(entry.name != "output" for entry in os.scandir(attempt)):
+                found.append((task_id, n, attempt))
+        except (ValueError, OSError):
+            continue  # (not hrwsi's name, or gone meanwhile)
+    return found
+
+
+def _remove_bookkeeping(attempts: list[Path], data_dir: Path, report: PruneReport) -> None:
+    """Everything in these attempt directories but their output (the products), then the output, the
+    attempt's and the task's directories if that left them empty."""
+    for attempt in attempts:
+        for entry in list(attempt.iterdir()) if attempt.is_dir() else []:
+            if entry.name != "output":
+                _remove(entry, data_dir, report)
+        for directory in (attempt / "output", attempt, attempt.parent):
+            with contextlib.suppress(OSError):  # (not empty: products, or another attempt of the task)
+                if _inside(directory, data_dir):
+                    directory.rmdir()
 
 
 def _old_files(directory: Path, cutoff: float, pattern: str, recursive: bool = True) -> list[Path]:

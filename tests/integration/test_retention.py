@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,13 @@ import pytest
 
 from hrwsi import retention
 from hrwsi.configuration import load
-from tests.integration.conftest import chain_configuration, running, wait_until
+from tests.integration.conftest import (
+    chain_configuration,
+    insert_inputs,
+    running,
+    single_routine_configuration,
+    wait_until,
+)
 
 OLD = "40 days"
 
@@ -112,6 +119,40 @@ async def test_a_deleted_task_leaves_no_directory_behind(db, database_url, chain
     await prune(database_url, data)
     assert count(db, "SELECT count(*) FROM hrwsi.processing_task WHERE id = %s", failed) == 0
     assert not (data / "products" / f"task-{failed}").exists()
+
+
+async def test_a_processed_attempt_whose_history_went_leaves_only_its_products_on_disk(
+        db, database_url, configure, settings, tmp_path):
+    # Found by exploratory testing: after retention deleted a processed task's attempts, its attempt
+    # directory (exit.json, manifest.json, started.json, supervisor.lock) stayed for ever, five inodes
+    # per task. The local backend's real files: a routine that writes one product and one that writes none.
+    script = tmp_path / "routine.py"
+    script.write_text("import os, pathlib\n"
+                      "if not os.environ['HRWSI_INPUT_PATH'].endswith('0'):\n"
+                      "    (pathlib.Path(os.environ['HRWSI_OUTPUT_DIR']) / 'out.txt').write_text('product')\n")
+    configure(single_routine_configuration([sys.executable, str(script)]))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 3)
+        await wait_until(database_url, "SELECT count(*) = 3 FROM hrwsi.processing_task WHERE state = 'processed'")
+    attempts = {Path(d).parent: t for d, t in db.execute("SELECT output_dir, task_id FROM hrwsi.job").fetchall()}
+    young = max(attempts.values())
+    assert all((a / "exit.json").exists() and (a / "manifest.json").exists() for a in attempts)
+    db.execute("UPDATE hrwsi.processing_task SET finished_at = now() - interval '40 days' WHERE id <> %s", (young,))
+    for attempt, task in attempts.items():
+        if task != young:
+            os.utime(attempt, (time.time() - 40 * 86_400,) * 2)
+    report = await prune(database_url, settings.data_dir)
+    assert report.rows["task_history"] == 2 and not report.file_errors
+    for attempt, task in attempts.items():
+        if task == young:
+            assert (attempt / "exit.json").exists(), "a task whose history is kept keeps its attempt's files"
+        elif (attempt / "output" / "out.txt").exists():
+            assert sorted(p.name for p in attempt.parent.rglob("*")) == ["attempt-1", "out.txt", "output"], \
+                "only the product (and the directories above it) stays"
+        else:
+            assert not attempt.parent.exists(), "an attempt without products leaves no directory"
+    assert sum(1 for a in attempts if (a / "output" / "out.txt").exists()) == 2
+    assert count(db, "SELECT count(*) FROM hrwsi.product") == 2
 
 
 async def test_old_terminated_and_cancelled_tasks_go_with_their_inputs_and_alerts_keep_their_text(
