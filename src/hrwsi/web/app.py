@@ -117,6 +117,16 @@ def _static_version() -> str:
     return digest.hexdigest()[:10]
 
 
+
+CLIENT_CLOSED_REQUEST = 499  # (nginx's: never sent, the client is gone; what the access log shows)
+
+
+def _the_client_left(request: web.Request, error: BaseException) -> bool:
+    """A reset of the request's own connection (aiohttp's ClientConnectionResetError "Cannot write to
+    closing transport" is a ConnectionResetError), not of the database's: its transport is closing."""
+    transport = request.transport
+    return isinstance(error, ConnectionResetError) and (transport is None or transport.is_closing())
+
 class Dashboard:
     """The handlers. `read_pool` is the dashboard's own pool (see WebSettings.pool_size)."""
 
@@ -178,6 +188,11 @@ class Dashboard:
                         error)
             response = self._error(request, 400, f"The database cannot take a value of this request: {error}")
         except TRANSIENT_DATABASE_ERRORS as error:
+            if _the_client_left(request, error):
+                # (OSError is among the database's errors: a page closed while its answer was written
+                # was logged as "the database is unreachable", and an alert on that line fired)
+                logger.debug("web: %s %s: the client went away (%s)", request.method, request.path, type(error).__name__)
+                return web.Response(status=CLIENT_CLOSED_REQUEST, reason="Client Closed Request")
             logger.warning("web: %s %s: the database is unreachable (%s)", request.method, request.path,
                            type(error).__name__)
             if request.method == "GET":  # (the page asks for itself again: app.js, data-retry)

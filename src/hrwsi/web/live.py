@@ -138,10 +138,10 @@ class LiveHub:
         """GET /events: a text/event-stream until the page goes away or the dashboard stops."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
-        await response.prepare(request)
         subscriber = Subscriber()
         self.subscribers.add(subscriber)
         try:
+            await response.prepare(request)  # (a page closed as it opened: the client is gone, not the database)
             await response.write(f"retry: {RETRY_MS}\nevent: hello\ndata: {self._status()}\n\n".encode())
             while not self.closing.is_set():
                 try:
