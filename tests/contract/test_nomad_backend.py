@@ -831,6 +831,19 @@ async def test_a_tasks_output_is_kept_as_it_wrote_it_whatever_its_characters(nom
     await backend.forget(spec.job_id)
 
 
+async def test_a_task_that_writes_nothing_has_a_log_that_says_so(nomad: Target):
+    # Found by exploratory testing: no output, no log file, and `hrwsi logs` blamed the retention policy.
+    if nomad.kind == "replay":
+        pytest.skip("recorded before this test existed: runs against the emulator and a real agent")
+    backend = nomad.backend()
+    spec = nomad.spec("silent", "exit 0")
+    await backend.submit(spec)
+    assert (await follow(backend, spec)).state == "processed"
+    kept = Path(spec.log_path).read_text(encoding="utf-8")
+    assert kept.startswith(f"=== Nomad job {spec.job_id}, allocation ") and kept.rstrip().endswith(": no stdout, no stderr ===")
+    await backend.forget(spec.job_id)
+
+
 # -- settings naming what Nomad does not have (found by exploratory testing) ------------------------------
 async def test_a_namespace_node_pool_or_region_nomad_does_not_have_stops_the_launcher_at_start(nomad: Target):
     missing = f"hrwsi-contract-{nomad.run_id}-absent"

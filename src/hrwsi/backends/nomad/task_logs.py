@@ -50,10 +50,11 @@ class TaskLogs:
                     return
                 if response.status == 200 and response.text:
                     parts.append((kind, response.text))
-            if parts:
-                header = (f"Nomad job {spec.job_id}, allocation {alloc['ID']} on node "
-                          f"{alloc.get('NodeName') or alloc.get('NodeID')}")
-                await asyncio.to_thread(_append_log, spec.log_path, header, parts)
+            header = (f"Nomad job {spec.job_id}, allocation {alloc['ID']} on node "
+                      f"{alloc.get('NodeName') or alloc.get('NodeID')}")
+            # A task that wrote nothing still has its log (the header alone), as on the local backend:
+            # without a file, `hrwsi logs` said it was pruned by retention (found by exploratory testing).
+            await asyncio.to_thread(_append_log, spec.log_path, header, parts or [("no stdout, no stderr", "")])
         except (TimeoutError, NomadError, OSError) as error:
             logger.warning("could not keep the logs of %s in %s: %s", spec.job_id, spec.log_path, error)
 
