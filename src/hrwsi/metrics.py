@@ -182,8 +182,12 @@ class DatabaseFigures:
             try:
                 self.snapshot = await asyncio.wait_for(self._read(), SNAPSHOT_TIMEOUT_S)
             except (TimeoutError, *TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
-                logger.warning("metrics: cannot read the database's figures (%s); serving hrwsi_database_up 0",
-                               error)
+                # A TimeoutError says nothing (its text is empty: the log read "figures ()"). A read
+                # slower than SNAPSHOT_TIMEOUT_S is a failed read, so up 0 (README.md: alert on it), and
+                # the log says it was slow rather than that the database is down.
+                reason = (f"it did not answer within {SNAPSHOT_TIMEOUT_S:g} s" if isinstance(error, TimeoutError)
+                          else f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+                logger.warning("metrics: cannot read the database's figures (%s); serving hrwsi_database_up 0", reason)
                 self.snapshot = DatabaseSnapshot(taken_at=time.monotonic(), up=False)
             return self.snapshot
 

@@ -136,3 +136,23 @@ def test_an_instance_whose_last_heartbeat_failed_is_not_ready_though_its_lease_s
         "its last heartbeat could not reach the database (5 s ago; the last that did was 10 s ago)"]
     health.heartbeat_ok_at = 98.0  # one reached it again
     assert health.readiness_problems(30, now=100) == []
+
+
+async def test_a_database_too_slow_to_answer_the_read_is_said_so_and_reads_as_down(database_url, monkeypatch, caplog):
+    # Found by exploratory testing: a read past SNAPSHOT_TIMEOUT_S was logged "cannot read the
+    # database's figures ()", the TimeoutError's empty text. A read that slow is a failed read (up 0,
+    # what README says to alert on), and the log says how slow, not that the database is down.
+    from hrwsi.database import create_pool
+
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        figures = metrics.DatabaseFigures(pool)
+        monkeypatch.setattr(metrics, "SNAPSHOT_TIMEOUT_S", 0.000_001)  # (a real read cannot be that quick)
+        with caplog.at_level("WARNING", logger="hrwsi.metrics"):
+            assert (await figures.refresh()).up is False
+        assert "cannot read the database's figures (it did not answer within 1e-06 s)" in caplog.text
+        monkeypatch.setattr(metrics, "SNAPSHOT_TIMEOUT_S", 5.0)
+        figures.snapshot = DatabaseSnapshot()
+        assert (await figures.refresh()).up is True
+    finally:
+        await pool.close()
