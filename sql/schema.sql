@@ -3361,8 +3361,12 @@ INSERT INTO hrwsi.retention_policy (id) VALUES (true);
 CREATE FUNCTION hrwsi.delete_history_and_attempts(ids bigint[]) RETURNS TABLE (kind text, path text, root text)
 LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
 -- The one place that deletes history: the given tasks' events and jobs; returned are the attempts'
--- log files and the output directories of attempts that did not succeed. Callable by its owner only
--- (the two maintenance functions below, which run as the owner and choose the tasks by the policy).
+-- log files, the output directories of attempts that did not succeed ('output_dir': the caller
+-- removes the attempt's directory) and those of processed attempts ('processed_output_dir': the
+-- caller removes the attempt's bookkeeping and keeps its products; migration 0071: a processed
+-- attempt's exit.json, started.json, supervisor.lock and manifest.json stayed on disk for ever,
+-- found by exploratory testing). Callable by its owner only (the two maintenance functions below,
+-- which run as the owner and choose the tasks by the policy).
 #variable_conflict use_column
 BEGIN
     PERFORM set_config('hrwsi.pruning_history', 'on', true);
@@ -3371,7 +3375,8 @@ BEGIN
     RETURN QUERY
         WITH gone AS (DELETE FROM hrwsi.job WHERE task_id = ANY (ids) RETURNING log_path, output_dir, state)
         SELECT 'log', log_path, NULL::text FROM gone WHERE log_path IS NOT NULL
-        UNION ALL SELECT 'output_dir', output_dir, NULL FROM gone WHERE state <> 'processed' AND output_dir IS NOT NULL;
+        UNION ALL SELECT CASE WHEN state = 'processed' THEN 'processed_output_dir' ELSE 'output_dir' END, output_dir,
+                         NULL FROM gone WHERE output_dir IS NOT NULL;
 END $$;
 
 CREATE FUNCTION hrwsi.prune_task_history(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql

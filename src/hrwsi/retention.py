@@ -50,7 +50,7 @@ RULES = (("task_history", "retention_prune_task_history", "task"),
          ("plans", "retention_prune_plans", "plan"),
          ("alerts", "retention_prune_alerts", "alert"),
          ("landing_files", "retention_prune_landing_files", "landing_file"))
-_FILE_KINDS = ("log", "output_dir", "work_file")
+_FILE_KINDS = ("log", "output_dir", "processed_output_dir", "work_file")
 
 
 @dataclass
@@ -104,6 +104,9 @@ def _remove_files(items: list[tuple[str, str, str | None]], data_dir: Path, repo
             _remove(Path(path), data_dir, report)
         elif kind == "output_dir":
             _remove_attempt(Path(path), data_dir, report)
+        elif kind == "processed_output_dir":
+            if Path(path).name == "output":  # (a layout this version made: <...>/attempt-<n>/output)
+                _remove_bookkeeping([Path(path).parent], data_dir, report)
         elif kind == "work_file":
             _remove(Path(path), Path(root) if root else None, report)
 
@@ -121,6 +124,15 @@ def _remove_attempt(output: Path, data_dir: Path, report: PruneReport) -> None:
     with contextlib.suppress(OSError):  # (not empty: another attempt of the task, or its products)
         if _inside(attempt.parent, data_dir):
             attempt.parent.rmdir()
+
+
+# The attempts' directories on disk are looked at for bookkeeping whose job rows are gone (left by a
+# version before migration 0071, which returned failed attempts' directories only) at a process's
+# first run and then once a day: the look lists every attempt directory the products tree holds, and
+# products stay for ever (README.md, Retention), so it grows with the installation; each batch's
+# attempts are cleaned with their rows (hrwsi.delete_history_and_attempts).
+ATTEMPT_SWEEP_EVERY_S = 24 * 3600.0
+_attempts_swept_at: float | None = None
 
 
 class Pruner:
@@ -176,7 +188,11 @@ class Pruner:
                                                                  [p.stem for p in chunk])}
                 await asyncio.to_thread(_remove_files, [("log", str(p), None) for p in chunk if p.stem in unknown],
                                         self.data_dir, self.report)
-        await self._sweep_attempt_directories(policy)
+        global _attempts_swept_at
+        if _attempts_swept_at is None or time.monotonic() - _attempts_swept_at >= ATTEMPT_SWEEP_EVERY_S:
+            # (a look at every attempt directory on disk: once a process and then daily, not every run)
+            await self._sweep_attempt_directories(policy)
+            _attempts_swept_at = time.monotonic()
         for source in await self.conn.fetch(query("retention_landing_work_directories")):
             await self._sweep_work_directory(source["name"], Path(source["work_directory"]), policy)
 
@@ -186,7 +202,8 @@ class Pruner:
         started.json, supervisor.lock and manifest.json stayed on disk for ever, one directory and five
         inodes per task (found by exploratory testing). Its products (under output/) stay: the operators
         own them (README.md, Retention). Found on disk rather than per batch, so that what an earlier
-        version left behind goes too; only attempts older than the policy's shortest period are asked."""
+        version left behind goes too (before migration 0071); only attempts older than the policy's shortest
+        period are asked."""
         periods = [p for p in (policy["task_history"], policy["finished_tasks"]) if p is not None]
         if not periods:
             return

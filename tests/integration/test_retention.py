@@ -155,6 +155,34 @@ async def test_a_processed_attempt_whose_history_went_leaves_only_its_products_o
     assert count(db, "SELECT count(*) FROM hrwsi.product") == 2
 
 
+async def test_bookkeeping_an_earlier_version_left_is_cleaned_at_a_processs_first_run_then_daily(
+        db, database_url, settings, monkeypatch):
+    """Before migration 0071 a processed attempt's directory stayed when retention deleted its job: the
+    products tree is looked at for such leftovers at a process's first run and then once a day (it
+    lists every attempt directory, and products stay for ever)."""
+    from hrwsi import retention
+
+    installation = db.execute("SELECT installation_id::text FROM hrwsi.installation").fetchone()[0]
+    def leftover(task):
+        attempt = settings.data_dir / "products" / installation / "work" / f"task-{task}" / "attempt-1"
+        (attempt / "output").mkdir(parents=True)
+        (attempt / "output" / "product.tif").write_text("p")
+        (attempt / "exit.json").write_text("{}")
+        os.utime(attempt, (time.time() - 40 * 86_400,) * 2)
+        return attempt
+
+    first = leftover(900001)
+    monkeypatch.setattr(retention, "_attempts_swept_at", None)
+    await prune(database_url, settings.data_dir)
+    assert sorted(p.name for p in first.rglob("*")) == ["output", "product.tif"], "its product stays, alone"
+    second = leftover(900002)
+    await prune(database_url, settings.data_dir)
+    assert (second / "exit.json").exists(), "not looked at again the same day"
+    monkeypatch.setattr(retention, "_attempts_swept_at", time.monotonic() - retention.ATTEMPT_SWEEP_EVERY_S)
+    await prune(database_url, settings.data_dir)
+    assert not (second / "exit.json").exists() and (second / "output" / "product.tif").exists()
+
+
 async def test_old_terminated_and_cancelled_tasks_go_with_their_inputs_and_alerts_keep_their_text(
         db, database_url, chain, tmp_path):
     terminated = make_task(db, "/l1c/bad", state="terminated")
