@@ -75,6 +75,38 @@ async def test_a_process_running_the_services_freezes_its_startup_objects_and_a_
         gc.set_threshold(*thresholds)
 
 
+async def test_a_process_running_the_services_collects_cyclic_garbage_periodically(database_url, settings, monkeypatch):
+    """With the young generation collected after 50,000 allocations, the oldest was collected so rarely that
+    cyclic garbage made slowly (a dashboard's clients, a launcher's manifests) grew for hours (found by
+    exploratory testing): a full collection comes every FULL_COLLECTION_EVERY_S."""
+    import weakref
+
+    from hrwsi import app as app_module
+
+    class Node:
+        pass
+
+    monkeypatch.setattr(app_module, "FULL_COLLECTION_EVERY_S", 0.05)
+    thresholds = gc.get_threshold()
+    try:
+        async with App(database_url, ["harvester"], settings, freeze_startup_objects=True):
+            gc.disable()  # (only the periodic collection may find it)
+            node = Node()
+            node.self = node  # a cycle, unreachable once dropped
+            gone = weakref.ref(node)
+            del node
+            for _ in range(100):
+                if gone() is None:
+                    break
+                await asyncio.sleep(0.02)
+            gc.enable()
+            assert gone() is None, "the cycle was collected by the periodic full collection"
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 async def test_a_service_that_dies_is_reported_on_exit(database_url, settings):
     with pytest.raises(RuntimeError, match="boom"):
         async with App(database_url, ["orchestrator"], settings) as app:
