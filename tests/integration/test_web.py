@@ -613,3 +613,38 @@ async def test_a_page_closed_as_its_events_open_is_no_database_outage(database_u
             await text_of(client, "/")  # (and the dashboard answers the next page)
     warnings = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     assert not warnings, warnings[:3]
+
+
+async def test_a_page_that_never_reads_its_stream_is_closed_and_live_pages_are_bounded(database_url, data_dir,
+                                                                                      monkeypatch):
+    """A client that never read its stream held its socket and task for good, and nothing bounded how many
+    did (found by exploratory testing)."""
+    from hrwsi.web import live
+
+    monkeypatch.setattr(live, "WRITE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(live, "MAX_STREAMS", 2)
+    monkeypatch.setattr(live.Change, "event", lambda self: b": " + b"x" * 8_000_000 + b"\n\n")  # big
+    # (the kernel's buffers on loopback take a few MB before a write waits)
+    hub = LiveHub()
+    pool = await create_pool(database_url, min_size=0, max_size=3)
+    app = Dashboard(pool, hub, OverviewCache(pool, 30.0), Authenticator(parse_tokens(TOKENS)), data_dir)
+    try:
+        async with TestClient(TestServer(app.application())) as client:
+            stuck = socket.socket()
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.connect(("127.0.0.1", client.port))
+            stuck.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")  # and never reads
+            await wait_until_true(lambda: len(hub.subscribers) == 1)
+            async with client.get("/events") as reading:
+                assert reading.status == 200
+                await wait_until_true(lambda: len(hub.subscribers) == 2)
+                refused = await client.get("/events")
+                assert refused.status == 503 and "live pages are open" in await refused.text()
+                for _ in range(3):
+                    for subscriber in list(hub.subscribers):
+                        subscriber.offer(live.Change(channels={"hrwsi_task"}))
+                    await reading.content.readexactly(8_000_004)  # the reading page takes each
+                await wait_until_true(lambda: len(hub.subscribers) <= 1)  # the stuck one is closed
+            stuck.close()
+    finally:
+        await pool.close()

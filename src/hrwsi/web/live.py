@@ -39,6 +39,12 @@ MIN_INTERVAL_S = 0.5
 TICK_S = 5.0
 ALIVE_S = 5.0  # an `alive` event this often (it also keeps proxies from closing a silent stream)
 RETRY_MS = 2000  # how soon a browser opens a lost stream again (the SSE `retry` field)
+# A page whose stream takes nothing for this long (a client that never reads: its socket's buffers
+# full) is closed; and at most MAX_STREAMS pages are open at once (beyond, a 503 says so). A client
+# that never read held its socket and its task for good, and nothing bounded how many did (found by
+# exploratory testing).
+WRITE_TIMEOUT_S = 30.0
+MAX_STREAMS = 200
 
 
 @dataclass
@@ -136,25 +142,31 @@ class LiveHub:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """GET /events: a text/event-stream until the page goes away or the dashboard stops."""
+        if len(self.subscribers) >= MAX_STREAMS:
+            raise web.HTTPServiceUnavailable(text=f"{MAX_STREAMS} live pages are open on this dashboard already: "
+                                                  "close some, or reload later", headers={"Retry-After": "30"})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
         subscriber = Subscriber()
         self.subscribers.add(subscriber)
         try:
             await response.prepare(request)  # (a page closed as it opened: the client is gone, not the database)
-            await response.write(f"retry: {RETRY_MS}\nevent: hello\ndata: {self._status()}\n\n".encode())
+            await _send(response, f"retry: {RETRY_MS}\nevent: hello\ndata: {self._status()}\n\n".encode())
             while not self.closing.is_set():
                 try:
                     async with asyncio.timeout(ALIVE_S):  # (not wait_for: see the launcher's outcome writer)
                         await self._wait(subscriber)
                 except TimeoutError:
-                    await response.write(f"event: alive\ndata: {self._status()}\n\n".encode())
+                    await _send(response, f"event: alive\ndata: {self._status()}\n\n".encode())
                     continue
                 change = subscriber.take()
                 if change is not None:
-                    await response.write(change.event())
+                    await _send(response, change.event())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        except _Stuck:
+            if request.transport is not None:  # (a clean end would wait for the same full buffers)
+                request.transport.abort()
         finally:
             self.subscribers.discard(subscriber)
         return response
@@ -173,3 +185,15 @@ class LiveHub:
 
     def close(self) -> None:
         self.closing.set()
+
+
+class _Stuck(Exception):
+    """A page's stream took nothing for WRITE_TIMEOUT_S."""
+
+
+async def _send(response: web.StreamResponse, data: bytes) -> None:
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await response.write(data)
+    except TimeoutError:
+        raise _Stuck from None
