@@ -107,6 +107,23 @@ def test_a_nomad_log_not_saved_yet_is_said_so(db, env, tmp_path):
     assert "when the job ends" in result.stderr and "nomad alloc logs -job hrwsi-work-n-1" in result.stderr
 
 
+def test_a_nomad_log_never_kept_is_not_blamed_on_retention(db, env, tmp_path):
+    # Found by exploratory testing: Nomad had refused the logs, and `hrwsi logs` said the log "was pruned
+    # by the retention policy", which had not run (it deletes a log only with its attempt's row).
+    load(db, single_routine_configuration(["true"]))
+    task = make_task(db, "/in/k", condition="in", state="planned")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (task,))
+    db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, log_path) "
+               "VALUES (%s, 1, 'nomad', 'hrwsi-work-k-1', 'running', %s)", (task, str(tmp_path / "k.log")))
+    db.execute("UPDATE hrwsi.job SET state = 'processed', exit_code = 0, finished_at = now() WHERE task_id = %s",
+               (task,))
+    result = run(["logs", str(task)], env, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert "pruned by the retention policy" not in message, message
+    assert "it was never kept there" in message and "Nomad refused or failed to show the task's output" in message
+
+
 def test_status_shows_each_services_version_and_says_when_they_differ(db, env):
     process = services(env)
     try:

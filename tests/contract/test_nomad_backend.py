@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -704,6 +705,30 @@ async def test_without_read_logs_the_backend_says_so_once(nomad: Target, tmp_pat
             assert (await follow(backend, spec)).state == "processed"  # the outcome does not need the logs
         said = [r for r in caplog.records if "read-logs" in r.getMessage()]
         assert len(said) == 1 and said[0].levelname == "WARNING"
+
+
+async def test_logs_refused_for_a_while_are_asked_for_again_and_the_attempts_log_says_why_it_holds_no_output(
+        nomad: Target, caplog):
+    # Found by exploratory testing: after one 403 of an ACL blip, no log was kept until the launcher
+    # restarted (65 attempts without their output), and nothing said why the log files were missing.
+    emulator = nomad.require_emulator("refuse the logs endpoint for a moment")
+    caplog.set_level(logging.INFO, logger="hrwsi.backends.nomad.task_logs")
+    backend = nomad.backend()
+    backend._following.task_logs.forbidden_retry_s = 0.5
+    emulator.inject_errors(1, 403, "Permission denied", path_prefix="/v1/client/fs/logs", method="GET")
+    refused = nomad.spec("logs-blip-1", "echo kept-or-not")
+    await backend.submit(refused)
+    assert (await follow(backend, refused)).state == "processed"
+    note = Path(refused.log_path).read_text()
+    assert "hrwsi could not keep the task's stdout and stderr: Nomad refused to show them (HTTP 403" in note, note
+    await asyncio.sleep(0.6)
+    served = nomad.spec("logs-blip-2", "echo kept-again")
+    await backend.submit(served)
+    assert (await follow(backend, served)).state == "processed"
+    assert "kept-again" in Path(served.log_path).read_text()
+    assert any("Nomad shows task logs again" in r.getMessage() for r in caplog.records)
+    for spec in (refused, served):
+        await backend.forget(spec.job_id)
 
 
 async def test_registration_warnings_are_logged(nomad: Target, caplog):

@@ -40,8 +40,17 @@ def _not_available(task_id: int, job: dict) -> str:
                     f"stderr to {job['log_path']} when the job ends; until then `nomad alloc logs -job "
                     f"{job['backend_job_id']}` shows them, and `hrwsi logs {task_id} --follow` waits for it")
         return (f"the log of {which} is not written yet; `hrwsi logs {task_id} --follow` waits for it")
-    return (f"the log of {which} is not at {job['log_path']}: it was pruned by the retention policy, or it is on "
-            f"the machine of launcher {job['owner'] or '?'}")
+    # Retention deletes a log only with its attempt's row (retention.py): this one's row is here, so its log
+    # was never kept where this machine sees it. Blaming retention sent the tester after a policy that had
+    # not run, when Nomad had refused the logs (found by exploratory testing).
+    where = f"it is on the machine of launcher {job['owner'] or '?'} (not shared with this one)"
+    if job["backend"] == "nomad":
+        return (f"the log of {which} is not at {job['log_path']}: it was never kept there (the launcher that "
+                f"followed the job logs why: Nomad refused or failed to show the task's output, or the launcher "
+                f"stopped before the job ended; `nomad alloc logs -job {job['backend_job_id']}` shows it while "
+                f"Nomad keeps the job), or {where}; retention deletes a log only with its attempt's record")
+    return (f"the log of {which} is not at {job['log_path']}: it was never written there, or {where}; retention "
+            "deletes a log only with its attempt's record")
 
 
 class _ShownEscaped:

@@ -25,18 +25,46 @@ def _append_log(path: str, header: str, parts: list[tuple[str, str]]) -> None:
                 log.write("\n")
 
 
+def _append_text(path: str, text: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8", errors="replace") as log:
+        log.write(text)
+
+
+# After Nomad refused the logs (HTTP 403), how long before they are asked for again: an ACL policy being
+# edited, or a token renewed, refuses for a moment only. Never asked again (until a restart), one 60 s
+# blip left 65 attempts without their output: found by exploratory testing.
+FORBIDDEN_RETRY_S = 60.0
+
+
+def not_kept_note(spec: JobSpec, alloc: Mapping[str, Any], why: str) -> str:
+    """The line a log file gets instead of the task's output, so that `hrwsi logs` says why it is missing."""
+    return (f"=== Nomad job {spec.job_id}, allocation {alloc.get('ID')}: hrwsi could not keep the task's stdout "
+            f"and stderr: {why}; while Nomad keeps the allocation, `nomad alloc logs {alloc.get('ID')}` shows "
+            "them ===\n")
+
+
 class TaskLogs:
     """Keeps finished tasks' stdout and stderr (GET /v1/client/fs/logs/:alloc) in their attempts' log files."""
 
-    def __init__(self, client: NomadClient):
+    def __init__(self, client: NomadClient, *, forbidden_retry_s: float = FORBIDDEN_RETRY_S):
         self.client = client
-        self.forbidden = False  # the token lacks read-logs: said once, then not asked again
+        self.forbidden_retry_s = forbidden_retry_s
+        # (loop time, Nomad's text) of the latest refusal while logs are refused: said once, asked again
+        # forbidden_retry_s later, and said again once they are served.
+        self.forbidden: tuple[float, str] | None = None
 
     async def save(self, spec: JobSpec, alloc: Mapping[str, Any]) -> None:
-        """Append the task's stdout and stderr to spec.log_path; best effort, failures are logged."""
+        """Append the task's stdout and stderr to spec.log_path; best effort, failures are logged, and the
+        log file says why it holds no output (a line of not_kept_note)."""
         states = alloc.get("TaskStates") or {}
         task = task_name(spec.routine) if task_name(spec.routine) in states else next(iter(states), None)
-        if task is None or self.forbidden:
+        if task is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self.forbidden is not None and now - self.forbidden[0] < self.forbidden_retry_s:
+            await self._note(spec, alloc, self._forbidden_why(self.forbidden[1]))
             return
         parts = []
         try:
@@ -47,9 +75,11 @@ class TaskLogs:
                             "follow": "false"}, retry=False), 60)
                 if response.status == 403:
                     self._refused(response.text)
+                    await self._note(spec, alloc, self._forbidden_why(response.text))
                     return
                 if response.status == 200 and response.text:
                     parts.append((kind, response.text))
+            self._served()
             header = (f"Nomad job {spec.job_id}, allocation {alloc['ID']} on node "
                       f"{alloc.get('NodeName') or alloc.get('NodeID')}")
             # A task that wrote nothing still has its log (the header alone), as on the local backend:
@@ -57,10 +87,31 @@ class TaskLogs:
             await asyncio.to_thread(_append_log, spec.log_path, header, parts or [("no stdout, no stderr", "")])
         except (TimeoutError, NomadError, OSError) as error:
             logger.warning("could not keep the logs of %s in %s: %s", spec.job_id, spec.log_path, error)
+            if not isinstance(error, OSError):
+                await self._note(spec, alloc, f"reading them from Nomad failed ({error})")
+
+    @staticmethod
+    def _forbidden_why(text: str) -> str:
+        return (f"Nomad refused to show them (HTTP 403: {' '.join(text.split())[:200]}); the launcher's token "
+                "needs the read-logs capability")
+
+    async def _note(self, spec: JobSpec, alloc: Mapping[str, Any], why: str) -> None:
+        try:
+            await asyncio.to_thread(_append_text, spec.log_path, not_kept_note(spec, alloc, why))
+        except OSError as error:
+            logger.debug("could not write in %s why the logs of %s were not kept: %s", spec.log_path, spec.job_id,
+                         error)
 
     def _refused(self, text: str) -> None:
         # The fs logs endpoint needs read-logs (or read-fs) in the job's namespace (client/fs_endpoint.go).
-        self.forbidden = True
-        logger.warning("Nomad refused to show task logs (HTTP 403: %s): the launcher's token needs the "
-                       "read-logs capability (see nomad-jobs/README.md); job logs will not hold the tasks' "
-                       "output until the launcher restarts with such a token", text.strip()[:200])
+        if self.forbidden is None:
+            logger.warning("Nomad refused to show task logs (HTTP 403: %s): the launcher's token needs the "
+                           "read-logs capability (see nomad-jobs/README.md); until it has, each job's log says "
+                           "its output was not kept, and the logs are asked for again every %g s",
+                           text.strip()[:200], self.forbidden_retry_s)
+        self.forbidden = (asyncio.get_running_loop().time(), text)
+
+    def _served(self) -> None:
+        if self.forbidden is not None:
+            logger.info("Nomad shows task logs again: job logs hold the tasks' output again")
+            self.forbidden = None
