@@ -6,6 +6,17 @@ SELECT state, count(*) AS n FROM hrwsi.processing_task GROUP BY state ORDER BY s
 -- name: report_job_counts
 SELECT state, count(*) AS n FROM hrwsi.job GROUP BY state ORDER BY state;
 
+-- name: report_jobs_queued_long
+-- Jobs the backend has held queued (not started) for more than after_s since their submission, the
+-- oldest first, with the backend's reason (its message): Nomad's "cannot place it yet: ..." was
+-- shown only per task, and status said only how many were queued (found by exploratory testing).
+SELECT j.task_id, t.routine, j.attempt, j.backend, j.backend_job_id, j.worker, j.message,
+       extract(epoch FROM now() - j.submitted_at)::float8 AS queued_s, count(*) OVER () AS total
+FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id
+WHERE j.state = 'queued' AND j.submitted_at < now() - make_interval(secs => %(after_s)s)
+ORDER BY j.submitted_at, j.id
+LIMIT %(limit)s;
+
 -- name: report_recent_failures
 SELECT j.task_id, t.routine, j.attempt, j.state, j.exit_code, j.message, j.finished_at, j.log_path
 FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id

@@ -73,6 +73,15 @@ GROUP BY routine, regexp_replace(state_reason, 'task [0-9]+', 'task N', 'g')
 ORDER BY routine, min(id)
 LIMIT $1;
 
+-- name: web_jobs_queued_long
+-- As report_jobs_queued_long: jobs queued in the backend for more than $1 seconds, the oldest first.
+SELECT j.task_id, t.routine, j.attempt, j.backend_job_id, j.worker, j.message,
+       extract(epoch FROM now() - j.submitted_at)::float8 AS queued_s, count(*) OVER () AS total
+FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id
+WHERE j.state = 'queued' AND j.submitted_at < now() - make_interval(secs => $1)
+ORDER BY j.submitted_at, j.id
+LIMIT $2;
+
 -- name: web_services
 SELECT id, kind, host, pid, version, started_at, heartbeat_at,
        extract(epoch FROM now() - heartbeat_at)::float8 AS age_s, problem, problem_since

@@ -56,6 +56,12 @@ STATUS_LOCK_WAIT_S = 2.0
 LOCKED_READ_WAIT_MS = 100
 
 
+# Jobs queued in the backend longer than this are named in status and on the dashboard, with the backend's
+# reason (a Nomad job waits a few seconds for its placement; one not placed in a minute is worth a look).
+QUEUED_LONG_AFTER_S = 60.0
+QUEUED_LONG_SHOWN = 10
+
+
 def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 30.0,
            lock_wait_s: float = STATUS_LOCK_WAIT_S) -> dict:
     """Counts per state, held routines and tasks with their reasons, tasks that cannot be planned,
@@ -101,6 +107,8 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 {"task_id": r[0], "routine": r[1], "attempt": r[2], "state": r[3], "exit_code": r[4], "message": r[5],
                  "finished_at": r[6], "log_path": r[7]}
                 for r in conn.execute(query("report_recent_failures"), {"limit": failures})]),
+            "queued_long": read("the jobs queued in the backend", [], lambda: _rows(
+                conn, "report_jobs_queued_long", {"after_s": QUEUED_LONG_AFTER_S, "limit": QUEUED_LONG_SHOWN})),
             "services": read("the services", [], lambda: _rows(conn, "report_services")),
             "sources": read("the harvest sources", [], lambda: [
                 row | {"next": source_next_step(row)}

@@ -5,6 +5,7 @@ prune. Real processes, real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -211,6 +212,25 @@ def test_status_answers_within_seconds_while_a_session_locks_a_table_and_names_t
     assert data["unread"] == ["the jobs", "the recent failures"] and data["tasks"] == {}
     assert [(s["pid"], s["locked"]) for s in data["blocking_sessions"]] == [(pid, ["hrwsi.job"])]
     assert "could not read" not in run(["status"], env).stdout
+
+
+def test_status_names_the_jobs_queued_in_the_backend_for_over_a_minute_with_the_backends_reason(db, env, tmp_path):
+    # Found by exploratory testing: four jobs Nomad could not place stayed queued; status showed only counts.
+    load(db, single_routine_configuration(["true"]))
+    reason = 'Nomad cannot place it yet: Resources exhausted on 1 nodes: cpu; Constraint "${node.unique.name} = node-02"'
+    tasks = [make_task(db, f"/in/q{n}", condition="in", state="planned") for n in range(2)]
+    for n, task in enumerate(tasks):
+        db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (task,))
+        db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, worker, message, "
+                   "submitted_at) VALUES (%s, 1, 'nomad', %s, 'queued', 'node-02', %s, now() - %s * interval '1 s')",
+                   (task, f"hrwsi-work-q{n}-1", reason, 300 if n == 0 else 5))
+    said = " ".join(run(["status"], env).stdout.split())
+    assert "jobs queued in the backend for over a minute:" in said, said
+    assert re.search(rf"task {tasks[0]} \(work\) attempt 1, job hrwsi-work-q0-1 on node-02, queued 30[0-9] s: "
+                     + re.escape(reason), said), said
+    assert "hrwsi-work-q1-1" not in said  # (queued for seconds: placing it is under way)
+    queued = json.loads(run(["status", "--json"], env).stdout)["queued_long"]
+    assert [job["backend_job_id"] for job in queued] == ["hrwsi-work-q0-1"]
 
 
 def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):

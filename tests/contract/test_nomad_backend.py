@@ -693,6 +693,23 @@ async def test_a_missing_variable_is_reported_as_waiting(nomad: Target, tmp_path
         assert (await following).state == "processed"
 
 
+async def test_a_job_nomad_does_not_place_in_time_is_purged_and_its_attempt_lost_saying_why(nomad: Target):
+    # Found by exploratory testing: a job pinned to a node whose CPU another team's job had taken stayed
+    # queued for ever, newer inputs overtook it, and production stopped when the other node went away.
+    backend = nomad.backend(unplaced_limit_s=1.0)
+    free = await nomad.free_memory_mb(nomad.node)
+    spec = nomad.spec("never-placed", "exit 0", ram_mb=free + 1000)
+    await backend.submit(spec)
+    progress = Progress()
+    outcome = await follow(backend, spec, progress)
+    assert [s for s, _ in progress.calls][:1] == ["queued"]
+    assert outcome.state == "lost" and outcome.fault == "backend_unavailable", outcome
+    assert outcome.message.startswith(f"Nomad could not place job {spec.job_id} for 1 s"), outcome.message
+    assert "Resources exhausted on 1 nodes: memory" in outcome.message and "retried as a new attempt" in outcome.message
+    assert (await nomad.ahttp("GET", f"/v1/job/{Target.path_id(spec.job_id)}")).status_code == 404  # purged
+    await backend.forget(spec.job_id)
+
+
 async def test_without_read_logs_the_backend_says_so_once(nomad: Target, tmp_path, caplog):
     nomad.require_emulator("a token without read-logs")
     policy = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")

@@ -120,6 +120,22 @@ async def test_the_overview_names_held_routines_with_their_reason_and_what_canno
     assert "routine lane tile day products after sensing" in page, "the timeliness view's section (ADR 0010)"
 
 
+async def test_the_overview_names_jobs_queued_in_the_backend_for_over_a_minute_with_the_backends_reason(
+        database_url, scenario, data_dir, db):
+    # Found by exploratory testing: the dashboard said "4 queued in the backend" and not why; Nomad's
+    # reason was only on each task's page.
+    reason = 'Nomad cannot place it yet: Resources exhausted on 1 nodes: cpu; Constraint "${node.unique.name} = w02"'
+    db.execute("UPDATE hrwsi.job SET state = 'queued', message = %s, submitted_at = now() - interval '5 minutes' "
+               "WHERE task_id = %s", (reason, scenario.running))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'queued' WHERE id = %s", (scenario.running,))
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert "1 queued in the backend, 1 for over a minute" in page, page
+    assert "Jobs queued in the backend for over a minute" in page
+    assert re.search(rf"atmospheric_correction {scenario.running} attempt 1 on w02, queued 30[0-9] s: "
+                     + re.escape(reason), page), page
+
+
 async def test_the_timeliness_section_shows_the_timeliness_view(database_url, scenario, data_dir, db):
     rows = db.execute("SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_publication_s "
                       "FROM hrwsi.timeliness WHERE routine = 'snow_cover'").fetchall()

@@ -128,6 +128,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                       + (f" (the oldest {shown} of {total:,}):" if total > shown else ":") + "[/yellow]")
         for item in data["unplannable"]:
             line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
+    _queued_long(console, data.get("queued_long") or [])
     _services(console, data["services"], stale_after_s, data.get("versions"))
     for session in data.get("blocking_sessions", []):
         opened = session["transaction_s"]
@@ -167,6 +168,19 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                           "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
                           time(f["finished_at"]), text(f["log_path"]))
         show(console, table)
+
+
+def _queued_long(console: Console, jobs: list[dict]) -> None:
+    """Jobs the backend has held queued for over a minute, each with its reason (Nomad's, in one line)."""
+    if not jobs:
+        return
+    total = jobs[0]["total"]
+    console.print("[yellow]jobs queued in the backend for over a minute"
+                  + (f" (the oldest {len(jobs)} of {total:,}):" if total > len(jobs) else ":") + "[/yellow]")
+    for job in jobs:
+        line(console, f"  task {job['task_id']} ({job['routine']}) attempt {job['attempt']}, job {job['backend_job_id']}"
+                      f" on {job['worker'] or '?'}, queued {job['queued_s']:.0f} s: ",
+             " ".join((job["message"] or "no reason given").split())[:300])
 
 
 def _held(console: Console, data: dict) -> None:

@@ -18,6 +18,7 @@ import asyncpg
 
 from hrwsi import migrations, timeliness
 from hrwsi.harvest.sources import describe_source
+from hrwsi.reports import QUEUED_LONG_AFTER_S, QUEUED_LONG_SHOWN
 from hrwsi.sql_files import query
 
 # The order states are shown in: the flow of a task, then the ends.
@@ -65,6 +66,7 @@ class Overview:
     sources: list
     failures: list
     unplannable: list
+    queued_long: list  # jobs queued in the backend over a minute, with its reason (reports.QUEUED_LONG_AFTER_S)
     timeliness: dict | None
     latest_plan: dict | None
     versions: dict = field(default_factory=dict)  # migrations.service_versions of the services alive
@@ -130,6 +132,8 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
         sources=[describe_source(r) for r in await conn.fetch(query("cli_list_sources"))],
         failures=[dict(r) for r in await conn.fetch(query("web_recent_failures"), 10)],
         unplannable=[dict(r) for r in await conn.fetch(query("web_unplannable"), 20)],
+        queued_long=[dict(r) for r in await conn.fetch(query("web_jobs_queued_long"), QUEUED_LONG_AFTER_S,
+                                                      QUEUED_LONG_SHOWN)],
         timeliness=await read_timeliness(conn),
         latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
     newest = await conn.fetchrow(query("newest_migration_recorded"))

@@ -102,6 +102,10 @@ class NomadConfig:
     # disconnect.stop_on_client_after); hrwsi retries an attempt whose node is away only then.
     stop_after_disconnect_s: float = 60.0            # HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S
     kill_timeout_s: float = 30.0                     # HRWSI_NOMAD_KILL_TIMEOUT_S: stop signal -> SIGKILL (kill_timeout)
+    # A job Nomad has not placed this long (a blocked evaluation: no node fits it, e.g. another team's job
+    # took the CPU of the node it is pinned to) is purged and its attempt lost (not charged), so that the
+    # task is planned again; 0: wait for ever.
+    unplaced_limit_s: float = 600.0                  # HRWSI_NOMAD_UNPLACED_LIMIT_S
     job_prefix: str = "hrwsi-"
     request_timeout_s: float = 15.0                  # HRWSI_NOMAD_REQUEST_TIMEOUT_S: one HTTP call (not a blocking query)
     blocking_wait_s: float = 30.0
@@ -176,5 +180,6 @@ class NomadConfig:
             event_stream=_env_flag(env, "HRWSI_NOMAD_EVENT_STREAM", True),
             stop_after_disconnect_s=_env_number(env, "HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S", 60, positive=True),
             kill_timeout_s=_env_number(env, "HRWSI_NOMAD_KILL_TIMEOUT_S", 30),
+            unplaced_limit_s=_env_number(env, "HRWSI_NOMAD_UNPLACED_LIMIT_S", 600),
             request_timeout_s=_env_number(env, "HRWSI_NOMAD_REQUEST_TIMEOUT_S", 15, positive=True),
         )

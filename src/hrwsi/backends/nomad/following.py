@@ -9,6 +9,9 @@ unavailable (4xx, or disabled with HRWSI_NOMAD_EVENT_STREAM=false) one blocking 
 (Nomad allows 100 per client).
 
 - No allocation and a blocked evaluation: progress "queued" with Nomad's reason, never a failure.
+  Not placed within HRWSI_NOMAD_UNPLACED_LIMIT_S of the first such evaluation, the job is purged and
+  the attempt lost (backend_unavailable: not charged), so that the task is planned again rather than
+  wait for ever behind a node Nomad will not give it (another team's job on its CPU, say).
 - An allocation whose node went away ("unknown": Disconnect.Replace false; or "lost") may still
   run there: a node cut off from the servers keeps its allocations running. It is reported
   running, with the reason, until its client must have stopped it: the job's
@@ -79,6 +82,7 @@ class Follower:
     timed_out: bool = False
     timeout_handle: asyncio.TimerHandle | None = None
     away_handle: asyncio.TimerHandle | None = None  # while an allocation's node is disconnected
+    unplaced_handle: asyncio.TimerHandle | None = None  # while Nomad cannot place it (a blocked evaluation)
     away_until: datetime | None = None
     refreshing: bool = False
     refresh_again: bool = False
@@ -87,7 +91,7 @@ class Follower:
     stopped_in_nomad: bool = False  # the job's Stop flag seen set (a Job event, the job list): `nomad job stop`
 
     def cancel_timers(self) -> None:
-        for handle in (self.timeout_handle, self.away_handle):
+        for handle in (self.timeout_handle, self.away_handle, self.unplaced_handle):
             if handle is not None:
                 handle.cancel()
 
@@ -203,6 +207,9 @@ class JobFollowing:
             follower.away_handle = None
         if not allocs:
             return
+        if follower.unplaced_handle is not None:  # Nomad placed it
+            follower.unplaced_handle.cancel()
+            follower.unplaced_handle = None
         current = allocs[-1]
         status = current.get("ClientStatus")
         failures = restore_failures(current, follower.spec.routine) if status in LIVE else 0
@@ -371,9 +378,43 @@ class JobFollowing:
         reason = describe_placement_failure(evaluation.get("FailedTGAllocs"))
         if reason:
             follower.last_reason = reason
-            self._progress(follower, "queued", f"Nomad cannot place it yet: {reason}")
-        elif evaluation.get("Status") == "blocked" and follower.last_reason:
-            self._progress(follower, "queued", f"Nomad cannot place it yet: {follower.last_reason}")
+        elif not (evaluation.get("Status") == "blocked" and follower.last_reason):
+            return
+        self._progress(follower, "queued", f"Nomad cannot place it yet: {follower.last_reason}")
+        limit = self.config.unplaced_limit_s
+        if limit and follower.unplaced_handle is None:
+            follower.unplaced_handle = asyncio.get_running_loop().call_later(
+                limit, lambda: self.background.spawn(self._unplaced_too_long(follower), f"unplaced-{follower.job_id}"))
+
+    async def _unplaced_too_long(self, follower: Follower) -> None:
+        """Nomad has not placed the job for unplaced_limit_s: purge it and lose the attempt (not charged).
+        Found by exploratory testing: a job pinned to a node whose CPU another team's job took stayed
+        queued for ever while newer inputs ran elsewhere, and with the other node ineligible production
+        stopped. Purged, not only stopped: the task's next attempt has a job of its own, and nothing is left
+        for an admin to start again."""
+        if follower.done or follower.allocs or follower.job_id in self._cancelled:
+            return
+        limit = self.config.unplaced_limit_s
+        try:
+            response = await self.client.call(f"purge unplaced Nomad job {follower.job_id}", "job",
+                                              quote_id(follower.job_id), method="delete", params={"purge": "true"})
+        except NomadError as error:
+            logger.warning("could not purge Nomad job %s, unplaced for %g s: %s; tried again", follower.job_id, limit,
+                           error)
+            follower.unplaced_handle = asyncio.get_running_loop().call_later(
+                min(limit, 60.0), lambda: self.background.spawn(self._unplaced_too_long(follower),
+                                                                f"unplaced-{follower.job_id}"))
+            return
+        if response.status not in (200, 404):
+            logger.warning("Nomad refused to purge job %s, unplaced for %g s (HTTP %d: %s); it stays queued",
+                           follower.job_id, limit, response.status, response.text.strip()[:200])
+            return
+        if follower.done or any(a.get("ClientStatus") in LIVE + ("complete", "failed") for a in follower.allocs.values()):
+            return  # placed meanwhile: the purge stops it, and its allocation says how it ended
+        message = (f"Nomad could not place job {follower.job_id} for {limit:g} s (HRWSI_NOMAD_UNPLACED_LIMIT_S): "
+                   f"{follower.last_reason}; hrwsi purged it: not the routine's fault, retried as a new attempt")
+        logger.warning("%s", message)
+        self._resolve(follower, JobOutcome("lost", None, message, None, _now(), fault="backend_unavailable"))
 
     def _reconcile_all(self) -> None:
         for follower in list(self.followers.values()):
