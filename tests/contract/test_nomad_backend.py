@@ -991,6 +991,36 @@ async def test_a_job_an_admin_stopped_in_nomad_is_lost_saying_so_and_what_stops_
     await backend.forget(spec.job_id)
 
 
+@pytest.mark.parametrize("event_stream", [True, False])
+async def test_a_job_an_admin_stopped_then_started_again_is_purged_so_the_attempt_does_not_run_twice(
+        nomad: Target, event_stream: bool, caplog):
+    # Found by exploratory testing: `nomad job stop` then `nomad job run` of the same spec (the UI's Start)
+    # ran the attempt recorded lost to its end, beside its retry, writing the old attempt's directory.
+    backend = nomad.backend(event_stream=event_stream)
+    spec = nomad.spec(f"stop-start-{event_stream}", "sleep 60")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    path = f"/v1/job/{Target.path_id(spec.job_id)}"
+    job = (await nomad.ahttp("GET", path)).json()
+    assert (await nomad.ahttp("DELETE", path)).status_code == 200  # nomad job stop
+    outcome = await following
+    assert outcome.state == "lost", outcome.message
+    await backend.forget(spec.job_id)
+
+    async def gone() -> None:
+        while (await nomad.ahttp("GET", path)).status_code != 404:
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(gone(), GUARD_S)  # purged at once: nothing left for the UI to start
+    job["Stop"] = False
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200  # nomad job run
+    await asyncio.wait_for(gone(), GUARD_S)  # started again: stopped and purged by hrwsi
+    assert any("an attempt already recorded ended was started again in Nomad" in r.getMessage()
+               and spec.job_id in r.getMessage() for r in caplog.records)
+
+
 async def test_a_job_of_another_timeline_of_the_installation_on_the_same_id_is_not_taken_for_the_new_attempt(
         nomad: Target):
     # Found by exploratory testing: after pg_restore of an older dump (task ids reused), or with a

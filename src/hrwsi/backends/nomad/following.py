@@ -110,6 +110,10 @@ class JobFollowing:
         self._finished: OrderedDict[str, JobOutcome] = OrderedDict()
         self._finished_memory = finished_memory
         self._cancelled: set[str] = set()
+        # Jobs whose end this backend saw: {job ID: the allocations it knew then}. A live allocation of one
+        # that is not among them is the attempt run again behind hrwsi's back (_started_again).
+        self._ended: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._stopping_again: set[str] = set()
         self._watch_task: asyncio.Task | None = None
         self._events = EventStream(client.config)
         self.task_logs = TaskLogs(client)
@@ -182,6 +186,13 @@ class JobFollowing:
         self._finished[follower.job_id] = outcome
         while len(self._finished) > self._finished_memory:
             self._finished.popitem(last=False)
+        self._ended[follower.job_id] = frozenset(follower.allocs)
+        while len(self._ended) > self._finished_memory:
+            self._ended.popitem(last=False)
+        if outcome.state == "lost" and follower.stopped_in_nomad and follower.job_id not in self._cancelled:
+            # Stopped by an admin: purged at once, so that the UI's Start (or `nomad job run` of its spec)
+            # has nothing to run the attempt again with beside its retry (found by exploratory testing).
+            self.background.spawn(self._purge_quietly(follower.job_id), f"purge-stopped-{follower.job_id}")
         follower.queue.put_nowait(outcome)
         logger.debug("Nomad job %s ended: %s (%s)", follower.job_id, outcome.state, outcome.message)
 
@@ -547,6 +558,45 @@ class JobFollowing:
         if follower is not None and not follower.done:
             self._merge_alloc(follower, alloc)
             self._assess(follower)
+        elif alloc.get("ClientStatus") in LIVE and alloc.get("DesiredStatus") == "run" and \
+                alloc.get("ID") not in self._ended.get(alloc.get("JobID", ""), frozenset({alloc.get("ID")})):
+            self._started_again(alloc["JobID"], where(alloc))
+
+    def _started_again(self, job_id: str, what: str) -> None:
+        """A job whose end hrwsi recorded runs again: an admin's `nomad job stop` then `nomad job run` (or
+        the UI's Start) of its spec. Its attempt is over in hrwsi (retried as a new one): stopped and purged,
+        or it would run beside its retry and write the old attempt's output directory (found by
+        exploratory testing)."""
+        if job_id in self._stopping_again or job_id in self.followers:
+            return
+        self._stopping_again.add(job_id)
+        logger.warning("Nomad job %s (%s): an attempt already recorded ended was started again in Nomad (not by "
+                       "hrwsi): stopped and purged; its task runs as a new attempt", job_id, what)
+        self.background.spawn(self._purge_quietly(job_id), f"purge-again-{job_id}")
+
+    async def _check_started_again(self, job_id: str) -> None:
+        """A job whose end hrwsi recorded is listed live: started again if it has an allocation hrwsi did not
+        know at its end (a job hrwsi is stopping, its node away, is live with the old one only)."""
+        try:
+            response = await self.client.call(f"read allocations of {job_id}", "job", quote_id(job_id), "allocations")
+        except NomadError as error:
+            logger.debug("could not read the allocations of Nomad job %s: %s", job_id, error)
+            return
+        for alloc in (response.json() or []) if response.status == 200 else []:
+            if job_id not in self.followers:
+                self._on_allocation_event(alloc)
+
+    async def _purge_quietly(self, job_id: str) -> None:
+        try:
+            response = await self.client.call(f"purge Nomad job {job_id}", "job", quote_id(job_id), method="delete",
+                                              params={"purge": "true"})
+            if response.status not in (200, 404):
+                logger.warning("Nomad refused to purge job %s (HTTP %d: %s)", job_id, response.status,
+                               response.text.strip()[:200])
+        except NomadError as error:
+            logger.warning("could not purge Nomad job %s: %s", job_id, error)
+        finally:
+            self._stopping_again.discard(job_id)
 
     def _on_job_event(self, event_type: str | None, job: dict) -> None:
         follower = self.followers.get(job.get("ID", ""))
@@ -573,6 +623,10 @@ class JobFollowing:
             index = 0  # the index went backwards (a new cluster, a restore): start over
         self._poll_index = index
         listing = {job["ID"]: job for job in response.json() or []}
+        for job_id, stub in listing.items():
+            if job_id in self._ended and job_id not in self.followers and not stub.get("Stop") and \
+                    stub.get("Status") in ("pending", "running"):
+                self.background.spawn(self._check_started_again(job_id), f"check-again-{job_id}")
         for follower in list(self.followers.values()):
             stub = listing.get(follower.job_id)
             if stub is not None and stub.get("Stop"):
