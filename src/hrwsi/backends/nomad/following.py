@@ -89,6 +89,7 @@ class Follower:
     final_alloc: dict | None = None
     restore_failures: int = 0  # Failed Restoring Task events seen: each time the routine ran again
     stopped_in_nomad: bool = False  # the job's Stop flag seen set (a Job event, the job list): `nomad job stop`
+    state_went_back: bool = False  # Nomad's index went backwards while it was followed (a reset, a restore)
 
     def cancel_timers(self) -> None:
         for handle in (self.timeout_handle, self.away_handle, self.unplaced_handle):
@@ -352,7 +353,7 @@ class JobFollowing:
                 return
         response = await self.client.call(f"read Nomad job {job_id}", "job", quote_id(job_id))
         if response.status == 404:
-            self._resolve(follower, self._unknown_job_outcome(job_id))
+            self._resolve(follower, self._unknown_job_outcome(job_id, follower.state_went_back))
             return
         if response.status != 200:
             raise NomadError(response.status, f"job {job_id}: HTTP {response.status} {response.text}")
@@ -367,12 +368,17 @@ class JobFollowing:
             for evaluation in sorted(response.json() or [], key=lambda e: int(e.get("CreateIndex") or 0)):
                 self._on_evaluation(follower, evaluation)
 
-    def _unknown_job_outcome(self, job_id: str) -> JobOutcome:
+    def _unknown_job_outcome(self, job_id: str, state_went_back: bool = False) -> JobOutcome:
         remembered = self._finished.get(job_id)
         if remembered is not None:
             return remembered  # it ended and was then collected: not lost
         if job_id in self._cancelled:
             return JobOutcome("cancelled", None, "cancelled; the Nomad job is gone", None, _now())
+        if state_went_back:  # (said as garbage collection, it sent the reader after the GC settings)
+            return JobOutcome("lost", None, f"Nomad does not know job {job_id}: Nomad's state went back while it was "
+                                            "followed (its index went backwards: the cluster was reset, rebuilt or "
+                                            "restored from an older snapshot), and the job was lost with it", None,
+                              _now())
         return JobOutcome("lost", None, f"Nomad does not know job {job_id} and it was never seen ending (purged or "
                                         "garbage-collected before its outcome was recorded)", None, _now())
 
@@ -530,6 +536,7 @@ class JobFollowing:
                        index, self._stream_index)
         self._stream_index = 0
         for follower in self.followers.values():
+            follower.state_went_back = True
             follower.allocs.clear()
             follower.last_listing = None
 
@@ -621,6 +628,8 @@ class JobFollowing:
         index = response.index
         if index < self._poll_index:
             index = 0  # the index went backwards (a new cluster, a restore): start over
+            for follower in self.followers.values():
+                follower.state_went_back = True
         self._poll_index = index
         listing = {job["ID"]: job for job in response.json() or []}
         for job_id, stub in listing.items():
