@@ -206,10 +206,11 @@ def test_status_answers_within_seconds_while_a_session_locks_a_table_and_names_t
         locker.rollback()
     assert took < 8, took
     out = " ".join(result.stdout.split())
-    assert "could not read the jobs, the recent failures within 2 s: a lock is held; see below" in out, out
+    assert ("could not read the jobs, the recent failures, the jobs queued in the backend within 2 s: a lock is held; "
+            "see below") in out, out
     assert f"a session holds a lock hrwsi waits for: pid {pid} (role" in out and "psql" in out, out
     assert "holds an ACCESS EXCLUSIVE lock on: hrwsi.job" in out and f"pg_terminate_backend({pid})" in out, out
-    assert data["unread"] == ["the jobs", "the recent failures"] and data["tasks"] == {}
+    assert data["unread"] == ["the jobs", "the recent failures", "the jobs queued in the backend"] and data["tasks"] == {}
     assert [(s["pid"], s["locked"]) for s in data["blocking_sessions"]] == [(pid, ["hrwsi.job"])]
     assert "could not read" not in run(["status"], env).stdout
 
