@@ -72,10 +72,14 @@ SELECT EXISTS (SELECT 1 FROM hrwsi.service_instance s
       AND (b.vm_max IS NULL OR u.worker IS NOT NULL OR tot.busy < b.vm_max));
 
 -- name: youngest_pending_age
--- How long the most recently pending task has waited (NULL: none is younger than $1 seconds).
-SELECT extract(epoch FROM now() - max(t.updated_at))::float8
+-- How long, at $2 (the time tasks_to_plan was given), the most recently pending task has waited
+-- (NULL: none is younger than $1 seconds). By the same clock as tasks_to_plan: read by the server's
+-- now(), a task tasks_to_plan found too young by the orchestrator's clock (a few milliseconds behind
+-- the server's) could be old enough here, and no later round was set for it: the last inputs of a
+-- series waited for the backstop poll (a minute; a CI run of the orchestrator's test).
+SELECT extract(epoch FROM $2::timestamptz - max(t.updated_at))::float8
 FROM hrwsi.processing_task t
-WHERE t.state = 'pending' AND t.updated_at > now() - make_interval(secs => $1);
+WHERE t.state = 'pending' AND t.updated_at > $2::timestamptz - make_interval(secs => $1);
 
 -- name: store_plan
 SELECT * FROM hrwsi.store_plan($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17);

@@ -128,7 +128,7 @@ class Orchestrator(Service):
                 batch = self.plan_batch.size
                 pending = await conn.fetch(query("tasks_to_plan"), now, batch, self.plan_after_s)
                 if not pending:
-                    await self._plan_young_tasks_later(conn)
+                    await self._plan_young_tasks_later(conn, now)
                     return False
                 generation = await conn.fetchval(query("plan_generation"))
                 workers = await conn.fetch(query("planning_workers"))
@@ -173,7 +173,7 @@ class Orchestrator(Service):
             # Tasks too young for this round are planned when they are old enough: their inputs'
             # notifications may not come (not listened to while this step was due).
             async with self.pool.acquire() as conn:
-                await self._plan_young_tasks_later(conn)
+                await self._plan_young_tasks_later(conn, self.clock.now())
         return again
 
     @staticmethod
@@ -193,9 +193,10 @@ class Orchestrator(Service):
         return [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"], r["start_s"], r["end_s"])
                 for r in holding if r["state"] != "planned" or r["priority"] <= level]
 
-    async def _plan_young_tasks_later(self, conn) -> None:
-        """Pending tasks too young to plan: plan them when they are old enough (unless dispatched)."""
-        age = await conn.fetchval(query("youngest_pending_age"), self.plan_after_s)
+    async def _plan_young_tasks_later(self, conn, now) -> None:
+        """Pending tasks too young to plan at `now` (this service's clock, as tasks_to_plan reads them):
+        plan them when they are old enough (unless dispatched)."""
+        age = await conn.fetchval(query("youngest_pending_age"), self.plan_after_s, now)
         if age is not None:
             # (One timer at most, wake_later: every run that found young tasks used to add one, and a
             # chain of 1,500 jobs ran the step 376 times.)

@@ -490,3 +490,23 @@ async def test_a_running_task_holds_the_size_it_was_dispatched_with_in_the_next_
                                                FROM hrwsi.processing_task WHERE state = 'planned'""")]
     assert len(starts) == 3 and min(starts) >= 20 - 5, starts
     assert orchestrator.last_plan.figures.peak_use["cpu"] <= 4, orchestrator.last_plan.figures.peak_use
+
+
+async def test_a_task_too_young_for_a_plan_by_the_orchestrators_clock_gets_a_later_round_whatever_the_servers(
+        db, pool, settings):
+    """tasks_to_plan reads a task's age by the orchestrator's clock (the database's as the host reckons
+    it); the check for young tasks read it by the server's now(): with the clock a little behind, a task
+    too young for the one was old enough for the other, no later round was set, and the last inputs of a
+    series waited for the backstop poll (found in a CI run)."""
+    configure_document = single_routine_configuration(["true"], workers=2, budget=False)
+    load(db, configure_document)
+    orchestrator = Orchestrator(pool, settings)
+    orchestrator.plan_after_s = 0.4
+    orchestrator.clock.offset_s = -0.3  # its clock 300 ms behind the server's
+    insert_inputs(db, 1)
+    await asyncio.sleep(0.5)  # 0.5 s old by the server, 0.2 s by the orchestrator's clock
+    assert not await orchestrator.plan()
+    assert db.execute("SELECT state FROM hrwsi.processing_task").fetchone() == ("pending",)
+    assert "plan" in orchestrator._due, "a later round is set for it"
+    for timer in orchestrator._due.values():
+        timer.cancel()
