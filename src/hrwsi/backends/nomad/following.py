@@ -353,7 +353,8 @@ class JobFollowing:
                 return
         response = await self.client.call(f"read Nomad job {job_id}", "job", quote_id(job_id))
         if response.status == 404:
-            self._resolve(follower, self._unknown_job_outcome(job_id, follower.state_went_back))
+            went_back = follower.state_went_back or await self._index_is_behind()
+            self._resolve(follower, self._unknown_job_outcome(job_id, went_back))
             return
         if response.status != 200:
             raise NomadError(response.status, f"job {job_id}: HTTP {response.status} {response.text}")
@@ -528,6 +529,27 @@ class JobFollowing:
             raise StreamEnded(f"the event stream ended after {connection.lines} line(s)")
         finally:
             connection.close()
+
+    async def _index_is_behind(self) -> bool:
+        """Whether Nomad's index is below the last one this backend saw, asked when a followed job is
+        unknown: read before the stream or the poll saw the index go back, the job looked purged,
+        where it was lost with Nomad's state (a reset, a restore; a CI run read it first)."""
+        seen = max(self._stream_index, self._poll_index)
+        if not seen:
+            return False
+        try:
+            probe = await self.client.jobs_index(retry=False)
+        except (TimeoutError, NomadError, OSError):
+            return False
+        if probe.status != 200 or not probe.index or probe.index >= seen:
+            return False
+        if self._stream_index:
+            self._index_went_backwards(probe.index)
+        else:
+            self._poll_index = 0  # (as the poll does when it sees it)
+            for other in self.followers.values():
+                other.state_went_back = True
+        return True
 
     def _index_went_backwards(self, index: int) -> None:
         """Nomad lost its state (its index is below one we saw): what we knew of allocations is void."""
