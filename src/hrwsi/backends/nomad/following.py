@@ -90,6 +90,7 @@ class Follower:
     restore_failures: int = 0  # Failed Restoring Task events seen: each time the routine ran again
     stopped_in_nomad: bool = False  # the job's Stop flag seen set (a Job event, the job list): `nomad job stop`
     state_went_back: bool = False  # Nomad's index went backwards while it was followed (a reset, a restore)
+    seen_index: int = 0  # the highest ModifyIndex of its allocations seen (never lowered: _index_is_behind)
 
     def cancel_timers(self) -> None:
         for handle in (self.timeout_handle, self.away_handle, self.unplaced_handle):
@@ -200,7 +201,9 @@ class JobFollowing:
     @staticmethod
     def _merge_alloc(follower: Follower, alloc: dict) -> None:
         known = follower.allocs.get(alloc["ID"])
-        if known is None or int(alloc.get("ModifyIndex") or 0) >= int(known.get("ModifyIndex") or 0):
+        index = int(alloc.get("ModifyIndex") or 0)
+        follower.seen_index = max(follower.seen_index, index)
+        if known is None or index >= int(known.get("ModifyIndex") or 0):
             follower.allocs[alloc["ID"]] = alloc
 
     def _assess(self, follower: Follower) -> None:
@@ -353,7 +356,7 @@ class JobFollowing:
                 return
         response = await self.client.call(f"read Nomad job {job_id}", "job", quote_id(job_id))
         if response.status == 404:
-            went_back = follower.state_went_back or await self._index_is_behind()
+            went_back = follower.state_went_back or await self._index_is_behind(follower.seen_index)
             self._resolve(follower, self._unknown_job_outcome(job_id, went_back))
             return
         if response.status != 200:
@@ -530,11 +533,12 @@ class JobFollowing:
         finally:
             connection.close()
 
-    async def _index_is_behind(self) -> bool:
-        """Whether Nomad's index is below the last one this backend saw, asked when a followed job is
-        unknown: read before the stream or the poll saw the index go back, the job looked purged,
-        where it was lost with Nomad's state (a reset, a restore; a CI run read it first)."""
-        seen = max(self._stream_index, self._poll_index)
+    async def _index_is_behind(self, job_seen_index: int = 0) -> bool:
+        """Whether Nomad's index is below the last one this backend saw (the stream's, the poll's, or
+        one of the job's own allocations: the stream may not have had one yet), asked when a followed
+        job is unknown: read before the stream or the poll saw the index go back, the job looked
+        purged, where it was lost with Nomad's state (a reset, a restore; a CI run read it first)."""
+        seen = max(self._stream_index, self._poll_index, job_seen_index)
         if not seen:
             return False
         try:
