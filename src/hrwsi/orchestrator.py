@@ -173,7 +173,9 @@ class Orchestrator(Service):
             # Tasks too young for this round are planned when they are old enough: their inputs'
             # notifications may not come (not listened to while this step was due).
             async with self.pool.acquire() as conn:
-                await self._plan_young_tasks_later(conn, self.clock.now())
+                # (at the round's own time: a task too young for it and old enough by the time the
+                # round ended was in neither, and waited for the backstop poll)
+                await self._plan_young_tasks_later(conn, now)
         return again
 
     @staticmethod

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import re
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -508,5 +509,32 @@ async def test_a_task_too_young_for_a_plan_by_the_orchestrators_clock_gets_a_lat
     assert not await orchestrator.plan()
     assert db.execute("SELECT state FROM hrwsi.processing_task").fetchone() == ("pending",)
     assert "plan" in orchestrator._due, "a later round is set for it"
+    for timer in orchestrator._due.values():
+        timer.cancel()
+
+
+async def test_a_task_too_young_for_a_round_and_old_enough_when_it_ends_gets_a_later_round(db, pool, settings,
+                                                                                          monkeypatch):
+    """The check for young tasks at a round's end read their age at the end: a task too young for the round
+    and old enough by its end was in neither, and waited for the backstop poll (found in a CI run)."""
+    load(db, single_routine_configuration(["true"], workers=2, budget=False))
+    orchestrator = Orchestrator(pool, settings)
+    orchestrator.plan_after_s = 0.4
+    planning = Orchestrator._plan_and_check
+
+    def slow_planning(*args, **kwargs):
+        time.sleep(0.3)  # (in its thread: the round takes this long)
+        return planning(*args, **kwargs)
+
+    monkeypatch.setattr(Orchestrator, "_plan_and_check", staticmethod(slow_planning))
+    insert_inputs(db, 1)
+    await asyncio.sleep(0.45)
+    insert_inputs(db, 1, start=1)  # 0.2 s old when the round starts, 0.5 s when it ends
+    await asyncio.sleep(0.2)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None)
+    assert not await orchestrator.plan()
+    states = [state for (state,) in db.execute("SELECT state FROM hrwsi.processing_task ORDER BY id")]
+    assert states == ["planned", "pending"]
+    assert "plan" in orchestrator._due, "a later round is set for the young one"
     for timer in orchestrator._due.values():
         timer.cancel()
