@@ -8,7 +8,7 @@
 
 ALTER TABLE hrwsi.installation ADD COLUMN backend_scope text;
 
--- A launcher of a backend whose jobs must all be in one place (Nomad: a region and namespace) takes
+-- A launcher of a backend whose jobs must all be in one place (Nomad: one namespace) takes
 -- that place for the installation at start, or is refused while jobs or launchers are in another:
 -- a launcher started without NOMAD_NAMESPACE put its jobs in `default` while the others' were in
 -- the installation's namespace; when it stopped, another launcher adopted its jobs, found none of
@@ -38,7 +38,7 @@ BEGIN
                             take_backend_scope.backend, recorded, take_backend_scope.scope, active,
                             CASE WHEN launchers IS NULL THEN '' ELSE '; launcher(s) there: ' || launchers END
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'installation_jobs_are_in_one_place',
-                      HINT = 'set NOMAD_NAMESPACE and NOMAD_REGION as the other launchers have them; to move the '
+                      HINT = 'set NOMAD_NAMESPACE as the other launchers have it; to move the '
                              'installation, stop its launchers and let its active jobs end first';
         END IF;
     END IF;

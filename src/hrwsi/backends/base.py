@@ -418,13 +418,13 @@ class Backend(Protocol):
         return None
 
     # Whether every launcher of an installation must have the same site (Nomad: its jobs are in one
-    # region and namespace, where every launcher looks for them), taken at start (migration 0070).
+    # namespace, where every launcher looks for them), taken at start (migration 0070).
     one_site_per_installation: ClassVar[bool] = False
 
     async def site(self) -> str | None:
         """Where this backend's jobs are when only a launcher there can follow them (the local
-        backend: the data directory its attempts' files are in; Nomad: the region and namespace its
-        jobs are registered in), as an id recorded with the launcher's lease: a launcher adopts
+        backend: the data directory its attempts' files are in; Nomad: the namespace its jobs are
+        registered in), as an id recorded with the launcher's lease: a launcher adopts
         only the jobs of its own site. None: anywhere."""
         return None
 
