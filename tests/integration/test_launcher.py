@@ -953,3 +953,31 @@ async def test_a_launcher_whose_nomad_is_out_of_reach_claims_nothing_and_claims_
             assert launcher.dispatched == 2
             await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance WHERE id = $1",
                              launcher.instance_id)
+
+
+async def test_a_chained_input_whose_product_file_was_deleted_terminates_its_task_charging_no_routine(
+        db, database_url, settings, configure, tmp_path):
+    """Ops deleted a product file (they own them): the next routine failed on the missing file, every
+    such task was charged to it, and enough of them put it on hold (found by exploratory testing)."""
+    from hrwsi.demo import write_scenes
+    from tests.integration.conftest import chain_configuration
+
+    configure(chain_configuration())
+    db.execute("SELECT hrwsi.hold_routine('snow_cover')")
+    scene = write_scenes(tmp_path / "l1c", 1, datetime.now(UTC))[0]
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at)
+                  VALUES ('l1c', %(path)s, %(tile)s, %(mission)s, %(measured_at)s, %(published_at)s)""", scene)
+    async with App(database_url, ["harvester", "orchestrator", "launcher"], settings, backend="local", pool_size=10):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.input WHERE source = 'chaining'")
+        (product,) = db.execute("SELECT path FROM hrwsi.product").fetchone()
+        os.remove(product)  # ops (or a disk cleanup) removed it
+        db.execute("SELECT hrwsi.release_routine('snow_cover')")
+        await wait_until(database_url, "SELECT state IN ('terminated', 'processed') FROM hrwsi.processing_task "
+                                       "WHERE routine = 'snow_cover'")
+    state, failures, reason = db.execute("SELECT state, failures, state_reason FROM hrwsi.processing_task "
+                                         "WHERE routine = 'snow_cover'").fetchone()
+    assert (state, failures) == ("terminated", 0), reason
+    assert product in reason and "is missing" in reason and "hrwsi retry" in reason
+    assert db.execute("SELECT consecutive_failures, on_hold FROM hrwsi.processing_routine "
+                      "WHERE name = 'snow_cover'").fetchone() == (0, False)
+    assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 1

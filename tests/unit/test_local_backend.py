@@ -6,6 +6,7 @@ gone (its follower never runs again, as after kill -9), the second adopts the jo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -319,3 +320,26 @@ def test_a_full_storage_is_told_only_for_a_routine_that_failed_and_a_full_log_st
     assert output_directory_problem(str(tmp_path / "out"), str(tmp_path / "out" / "x.log")) is None
     problem = output_directory_problem(str(tmp_path / "out"), str(tmp_path / "logs" / "x.log"))
     assert problem == f"the storage of {tmp_path / 'logs'} is full (4096 bytes free), which most likely failed it"
+
+
+async def test_a_task_whose_product_inputs_are_gone_is_refused_for_its_own_data_and_nothing_runs(tmp_path):
+    """A product file ops deleted failed the routine that read it, charged to it (found by exploratory
+    testing). Only the installation's product files are checked: any other path is the routine's."""
+    import json
+
+    from hrwsi.backends.base import TaskRefused
+
+    products = tmp_path / "data" / "products" / "inst"
+    kept, gone = products / "a" / "kept.json", products / "a" / "gone.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    attempt_dir = products / "adoption" / "task-1" / "attempt-1"
+    manifest = {"members": [{"path": str(kept)}, {"path": str(gone)}],
+                "series": {"previous_products": [{"path": str(products / "b" / "previous.json")}]}}
+    spec = dataclasses.replace(spec_in(tmp_path), input_path="/elsewhere/not/checked", output_dir=str(attempt_dir / "output"),
+                               manifest=json.dumps(manifest))
+    with pytest.raises(TaskRefused) as refused:
+        await LocalBackend(max_parallel_jobs=1).submit(spec, first_start=True)
+    assert f"{gone}" in str(refused.value) and "previous.json" in str(refused.value)
+    assert "kept.json" not in str(refused.value) and "/elsewhere" not in str(refused.value)
+    assert "hrwsi retry 1" in str(refused.value) and not attempt_dir.exists(), "nothing ran"

@@ -174,6 +174,46 @@ def prepare_attempt(spec: JobSpec) -> None:
                           "nothing ran, not the routine's fault: it is retried") from None
 
 
+def products_root(spec: JobSpec) -> str | None:
+    """The `products` directory hrwsi.dispatch placed the attempt's output under (<data>/products/...),
+    where this installation's product files are; None for an output directory laid out otherwise."""
+    if spec.installation is None:
+        return None
+    return spec.output_dir.rstrip("/").rsplit("/", 5)[0] + "/"
+
+
+def missing_product_inputs(spec: JobSpec) -> list[str]:
+    """The paths of the task's own data (its input, a multi-input task's members, a time series'
+    previous products) that are product files under this attempt's products directory and are not
+    there (blocking: stats them). Ops own the product files and may delete or move one (a disk
+    cleanup): the routine then failed on a missing file, charged to it, and enough such tasks put it
+    on hold (found by exploratory testing). Only these paths are checked: they are hrwsi's own,
+    where the attempt runs; any other path (a landing file, a remote URL, a path of a routine's own
+    convention) is the routine's to read."""
+    root = products_root(spec)
+    if root is None:
+        return []
+    paths = [spec.input_path]
+    if spec.manifest is not None:
+        manifest = json.loads(spec.manifest)
+        paths += [m.get("path") for m in manifest.get("members") or ()]
+        paths += [p.get("path") for p in (manifest.get("series") or {}).get("previous_products") or ()]
+    return [path for path in dict.fromkeys(paths)
+            if isinstance(path, str) and path.startswith(root) and not os.path.lexists(path)]
+
+
+def refuse_missing_product_inputs(spec: JobSpec) -> None:
+    """TaskRefused naming the task's product files that are gone (missing_product_inputs), if any:
+    the task is terminated with the reason, charged to no routine, and alerted; nothing runs."""
+    missing = missing_product_inputs(spec)
+    if missing:
+        shown = ", ".join(shown_path(path) for path in missing[:3]) + (f" and {len(missing) - 3} more"
+                                                                        if len(missing) > 3 else "")
+        what = (f"its input product file {shown} is missing (deleted or moved after it was made)" if len(missing) == 1
+                else f"its input product files {shown} are missing (deleted or moved after they were made)")
+        raise TaskRefused(f"job {spec.job_id}: {what}; put it back and `hrwsi retry {spec.task_id}`")
+
+
 def _holds_anything(directory: Path, output: Path) -> bool:
     """Whether an attempt directory holds more than an empty output directory (blocking)."""
     for entry in directory.iterdir():

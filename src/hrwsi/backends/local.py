@@ -44,6 +44,7 @@ from hrwsi.backends.base import (
     lost_with_its_directory,
     output_directory_problem,
     prepare_attempt,
+    refuse_missing_product_inputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def start_supervisor(spec: JobSpec, grace_s: float, first_start: bool) -> tuple[
     lets go of the GIL while the new process starts, posix_spawn holds it until the exec, which on a
     busy machine stalled the launcher's event loop for milliseconds per job."""
     if first_start:
+        refuse_missing_product_inputs(spec)  # (a product file ops deleted: the task's, not the routine's fault)
         prepare_attempt(spec)
     else:
         spec.prepare_paths()
