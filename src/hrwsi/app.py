@@ -36,6 +36,7 @@ from hrwsi.database import (
     service_session_settings,
 )
 from hrwsi.database_trouble import UnusablePooler, describe, pooler_refusal
+from hrwsi.home import moved_data_dir
 from hrwsi.instance_server import InstanceServer, start_instance_server
 from hrwsi.service import Service
 from hrwsi.settings import Settings
@@ -177,6 +178,10 @@ class App:
             self.pool = await wait_for_pool(self.url, self.pool_size, self._stopping, pool_name(self.kinds),
                                             server_settings=service_session_settings(self.settings.lease_timeout_s))
             if self.pool is not None:  # else stopped (a signal) while waiting for the database
+                # (once per process, not per service: `hrwsi up` said it four times)
+                moved = await asyncio.to_thread(moved_data_dir, self.settings.data_dir)
+                if moved is not None:
+                    logger.warning("%s", moved)
                 self.services = build_services(self.kinds, self.pool, self.settings, self.backend)
                 for service in self.services:  # (a launcher whose Nomad namespace does not exist, say)
                     await service.preflight()

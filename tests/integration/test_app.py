@@ -175,3 +175,21 @@ async def test_a_nomad_launcher_in_another_namespace_than_the_installations_jobs
         async with App(database_url, ["launcher"], settings, backend=backend("default")):
             pass
     assert db.execute("SELECT backend_scope FROM hrwsi.installation").fetchone() == ("nomad namespace default",)
+
+
+async def test_services_started_from_a_moved_home_say_it_once_in_one_line(database_url, settings, caplog):
+    """Ops moved HRWSI_HOME: the recorded product and log paths named the old place and nothing said
+    so (found by exploratory testing). `hrwsi up` runs four services in one process: one line."""
+    import dataclasses
+    import logging
+    import os
+
+    async with App(database_url, ["orchestrator"], settings, backend=DryRunBackend()):
+        pass  # records where the data directory is
+    moved = dataclasses.replace(settings, home=settings.home.parent / "moved-home")
+    os.rename(settings.home, moved.home)
+    caplog.set_level(logging.WARNING, logger="hrwsi")
+    async with App(database_url, ["harvester", "orchestrator", "launcher", "web"], moved, backend=DryRunBackend()):
+        pass
+    said = [r.getMessage() for r in caplog.records if "HRWSI_HOME moved" in r.getMessage()]
+    assert len(said) == 1 and f"was {settings.data_dir} and is {moved.data_dir} now" in said[0], said

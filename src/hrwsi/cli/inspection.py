@@ -10,6 +10,7 @@ import typer
 import hrwsi.cli.views as views
 from hrwsi import reports
 from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, error_console, print_json, settings
+from hrwsi.home import moved_data_dir
 from hrwsi.sql_files import query
 from hrwsi.terminal import visible
 
@@ -27,6 +28,7 @@ def status(failures: int = typer.Option(10, min=0, max=1_000_000, help="how many
     current = settings()
     with database() as conn:
         data = reports.status(conn, failures, stale_after_s=current.lease_timeout_s)
+    data["home_moved"] = moved_data_dir(current.data_dir, record=False)  # (this host's HRWSI_HOME)
     if as_json:
         print_json(data)
     else:

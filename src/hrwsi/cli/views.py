@@ -117,6 +117,8 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         console.print(Text(f"could not read {', '.join(data['unread'])} within {data['lock_wait_s']:g} s: a lock is "
                            "held" + ("; see below" if data.get("blocking_sessions") else " (it was let go since)"),
                            style="bold yellow"), soft_wrap=True)
+    if data.get("home_moved"):
+        console.print(Text(visible(data["home_moved"]), style="bold yellow"), soft_wrap=True)
     table = _table("tasks and jobs per state", ("state", "tasks", "jobs"))
     for state in sorted(set(data["tasks"]) | set(data["jobs"])):
         table.add_row(state, str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
