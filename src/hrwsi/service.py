@@ -22,6 +22,7 @@ import os
 import socket
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,6 +86,27 @@ class _Streak:
             return False
         self.told = now
         return True
+
+
+@dataclass
+class _EmbeddedWatch:
+    """The embedded server of one data directory, as the services of this process that use it found it:
+    since when it does not run, and when that was last said. Shared: `hrwsi up` runs four services,
+    and each said its own "the embedded PostgreSQL server ... is not running" line, with each of its
+    steps' own "could not reach the database" lines (found by exploratory testing)."""
+
+    services: weakref.WeakSet
+    streak: _Streak | None = None
+
+    def kinds(self) -> list[str]:
+        return sorted({service.kind for service in self.services})
+
+
+_EMBEDDED_WATCHES: dict[str, _EmbeddedWatch] = {}
+
+
+def _embedded_watch(pgdata: os.PathLike) -> _EmbeddedWatch:
+    return _EMBEDDED_WATCHES.setdefault(os.fspath(pgdata), _EmbeddedWatch(weakref.WeakSet()))
 
 
 class StatementTimedOut(Exception):
@@ -229,9 +251,10 @@ class Service:
         self._pooler: tuple[str, datetime] | None = None  # a pooler hrwsi cannot work through, once met
         # The embedded server found not running (said once, then every UNREACHABLE_LOG_EVERY_S), and its
         # data directory when this service's database is the embedded server (None: another server).
-        self._embedded_down: _Streak | None = None
         self._embedded_pgdata = settings.pgdata if settings.database_url is None or names_embedded_server(
             settings.database_url, settings.pgdata) else None
+        self._embedded_watch = _embedded_watch(settings.pgdata)  # (shared with this process's other services)
+        self._embedded_watch.services.add(self)
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
@@ -382,7 +405,8 @@ class Service:
                            f"still conflicts ({streak.attempts} attempts in {now - streak.since:.0f} s) with",
                            describe(error), self.settings.backstop_poll_s)
             return
-        self._tell_embedded_server_down(now)
+        if self._tell_embedded_server_down(now):
+            return  # (what every step would say, the embedded server's line said for them all)
         if streak.attempts == 1:
             logger.warning("%s: step %s could not reach the database (%s); retrying every %g s",
                            self.kind, name, describe(error), self.settings.backstop_poll_s)
@@ -391,25 +415,31 @@ class Service:
                            "every %g s", self.kind, name, describe(error), streak.attempts, now - streak.since,
                            self.settings.backstop_poll_s)
 
-    def _tell_embedded_server_down(self, now: float) -> None:
+    def _tell_embedded_server_down(self, now: float) -> bool:
         """When this service's database is the embedded server and that server does not run (killed,
-        crashed, stopped), say so, whether it stopped cleanly and what starts it: once, then every
-        UNREACHABLE_LOG_EVERY_S while it lasts. (The services said only "could not reach the database
-        ([Errno 111] Connection refused)", naming neither the embedded server nor `hrwsi db start`, while
-        production stood still: found by exploratory testing.) It reads two files, no more often than
-        it may say so."""
-        streak = self._embedded_down
-        if self._embedded_pgdata is None or (
-                streak is not None and streak.told is not None and now - streak.told < UNREACHABLE_LOG_EVERY_S):
-            return
+        crashed, stopped), say so, whether it stopped cleanly and what starts it: once for all the
+        services of the process, then every UNREACHABLE_LOG_EVERY_S while it lasts; whether it is down
+        (then the step's own line would say nothing more). (The services said only "could not reach
+        the database ([Errno 111] Connection refused)", naming neither the embedded server nor `hrwsi
+        db start`, while production stood still: found by exploratory testing.) It reads two files, no
+        more often than it may say so."""
+        watch = self._embedded_watch
+        streak = watch.streak
+        if self._embedded_pgdata is None:
+            return False
+        if streak is not None and streak.told is not None and now - streak.told < UNREACHABLE_LOG_EVERY_S:
+            return True  # (said lately, by this service or another of the process)
         down = embedded_server_down(self._embedded_pgdata)
         if down is None:  # it runs: the trouble is elsewhere (the step's own line says what)
-            self._embedded_down = None
-            return
-        streak = self._embedded_down = streak or _Streak(now)
+            watch.streak = None
+            return False
+        streak = watch.streak = streak or _Streak(now)
         streak.another(now)
-        logger.error("%s: %s; %s, and this service reconnects by itself%s", self.kind, down, EMBEDDED_START_HINT,
+        kinds = watch.kinds()
+        logger.error("%s: %s; %s, and %s%s", ", ".join(kinds) or self.kind, down, EMBEDDED_START_HINT,
+                     "this service reconnects by itself" if len(kinds) <= 1 else "these services reconnect by themselves",
                      "" if streak.attempts == 1 else f" (the database unreachable for {now - streak.since:.0f} s)")
+        return True
 
     def _tell_lock_wait(self, name: str) -> None:
         """A step whose statement waited `lock_timeout` for a lock another session holds says so at
@@ -523,7 +553,8 @@ class Service:
                                    self.kind, task.name, describe(error), task.interval_s)
                 else:
                     pause = task.retry_s or task.interval_s
-                    self._tell_embedded_server_down(time.monotonic())
+                    if self._tell_embedded_server_down(time.monotonic()):
+                        unreachable = True  # (the embedded server's line said it for every service)
                     if not unreachable:
                         logger.warning("%s: %s could not reach the database (%s); trying again %s", self.kind,
                                        task.name, describe(error),
@@ -552,7 +583,7 @@ class Service:
             await self.lease_lost()
         else:
             self.health.heartbeat_ok()  # metrics hook (issue 13): /readyz
-            self._embedded_down = None  # (a step that reads nothing succeeds whether the server runs or not)
+            self._embedded_watch.streak = None  # (a step that reads nothing succeeds whether the server runs or not)
             self._tell_a_newer_schema(renewed["newest_migration"])
 
     async def _renew_lease(self, conn) -> Any:

@@ -160,7 +160,7 @@ async def test_a_service_on_an_embedded_server_that_died_says_so_once_then_every
     # Stopped cleanly: said so.
     caplog.clear()
     (pgdata / "postmaster.pid").unlink()
-    flaky._embedded_down = None
+    flaky._embedded_watch.streak = None
     await serve(flaky, 0.7, woken_every_s=0.05)  # (said with the step's next line)
     assert [r.getMessage() for r in caplog.records if "is not running" in r.getMessage()][:1] == [
         f"tester: the embedded PostgreSQL server in {pgdata.resolve()} is not running: it was stopped (`hrwsi db stop`, "
@@ -175,3 +175,24 @@ async def test_a_service_on_another_server_says_nothing_of_the_embedded_one(tmp_
     (tmp_path / "pgdata" / "PG_VERSION").write_text("18\n")
     await serve(flaky, 0.3, woken_every_s=0.05)
     assert not [r for r in caplog.records if "embedded" in r.getMessage()]
+
+
+class Other(Flaky):
+    kind = "other"
+
+
+async def test_the_services_of_one_process_say_once_together_that_the_embedded_server_is_not_running(
+        tmp_path, caplog, monkeypatch):
+    """`hrwsi up` said "the embedded PostgreSQL server ... is not running" once per service, and each step
+    its own "could not reach the database" beside it (found by exploratory testing)."""
+    monkeypatch.setattr(service_module, "UNREACHABLE_LOG_EVERY_S", 30.0)
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    services = [Flaky(tmp_path), Other(tmp_path)]
+    pgdata = services[0].settings.pgdata
+    pgdata.mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("18\n")
+    await asyncio.gather(*(serve(service, 0.5, woken_every_s=0.05) for service in services))
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"other, tester: the embedded PostgreSQL server in {pgdata.resolve()} is not running: it was stopped "
+                    "(`hrwsi db stop`, or its host shut it down); `hrwsi db start` starts it, and these services "
+                    "reconnect by themselves"], said
