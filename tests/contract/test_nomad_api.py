@@ -621,3 +621,32 @@ async def test_a_task_keeps_its_last_ten_events(nomad: Target, tmp_path):
     events = task_events(alloc)
     assert len(events) == 10 and events[0]["Type"] != "Received"
     await nomad.purge(job["ID"])
+
+
+async def test_scaling_a_job_up_places_another_allocation_and_scaling_down_stops_the_highest_index(nomad: Target):
+    # nomad/job_endpoint.go Job.Scale: the group's Count changes in a new job version, evaluated ("job-scaling");
+    # scheduler/reconciler/reconcile_cluster.go computeStop: a lower Count stops the highest name indexes.
+    job = minimal_job(nomad.job_id("scaled"), "sleep 120")
+    await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    path = f"/v1/job/{Target.path_id(job['ID'])}"
+
+    async def allocs(wanted) -> list[dict]:
+        while not wanted(found := (await nomad.ahttp("GET", f"{path}/allocations")).json() or []):
+            await asyncio.sleep(0.05)
+        return found
+    await asyncio.wait_for(allocs(lambda a: any(x["ClientStatus"] == "running" for x in a)), GUARD_S)
+    before = (await nomad.ahttp("GET", path)).json()
+    up = await nomad.ahttp("POST", f"{path}/scale", json={"Count": 2, "Target": {"Job": job["ID"], "Group": "g"}})
+    assert up.status_code == 200, up.text
+    assert up.json()["EvalID"] and up.json()["JobModifyIndex"] > before["JobModifyIndex"]
+    scaled = (await nomad.ahttp("GET", path)).json()
+    assert scaled["Version"] == before["Version"] + 1 and scaled["TaskGroups"][0]["Count"] == 2
+    two = await asyncio.wait_for(allocs(lambda a: len(a) == 2), GUARD_S)
+    assert sorted(a["Name"] for a in two) == [f"{job['ID']}.g[0]", f"{job['ID']}.g[1]"]
+    unknown_group = await nomad.ahttp("POST", f"{path}/scale", json={"Count": 1, "Target": {"Group": "nope"}})
+    assert unknown_group.status_code == 400
+    down = await nomad.ahttp("POST", f"{path}/scale", json={"Count": 1, "Target": {"Job": job["ID"], "Group": "g"}})
+    assert down.status_code == 200, down.text
+    after = await asyncio.wait_for(allocs(lambda a: any(x["DesiredStatus"] == "stop" for x in a)), GUARD_S)
+    assert {a["Name"].rsplit(".", 1)[1]: a["DesiredStatus"] for a in after} == {"g[0]": "run", "g[1]": "stop"}
+    await nomad.purge(job["ID"])

@@ -1048,3 +1048,42 @@ async def test_a_job_of_another_timeline_of_the_installation_on_the_same_id_is_n
     # an adoption of the attempt (a launcher restarted, not its first start) follows its own job
     assert await nomad.backend().submit(old) == old.job_id
     await old_backend.forget(old.job_id)
+
+
+@pytest.mark.parametrize("event_stream", [True, False])
+async def test_a_job_an_admin_scaled_to_two_is_scaled_back_and_the_attempt_runs_once_to_its_end(
+        nomad: Target, event_stream: bool, caplog):
+    # Found by exploratory testing: `nomad job scale <job> 2` ran the attempt a second time into the same
+    # output directory, and nothing said so.
+    backend = nomad.backend(event_stream=event_stream)
+    flag = nomad.work / f"scaled-{event_stream}.go"
+    spec = nomad.spec(f"scaled-{event_stream}", f"while [ ! -e {flag} ]; do sleep 0.1; done")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    path = f"/v1/job/{Target.path_id(spec.job_id)}"
+    scaled = await nomad.ahttp("POST", f"{path}/scale", json={"Count": 2, "Target": {"Group": "hrwsi"}})
+    assert scaled.status_code == 200, scaled.text  # nomad job scale <job> hrwsi 2
+
+    async def scaled_back() -> list[dict]:
+        while True:
+            job = (await nomad.ahttp("GET", path)).json()
+            allocs = (await nomad.ahttp("GET", f"{path}/allocations")).json() or []
+            if job["TaskGroups"][0]["Count"] == 1 and any(a["Name"].endswith("[1]") and a["DesiredStatus"] == "stop"
+                                                          for a in allocs):
+                return allocs
+            await asyncio.sleep(0.1)
+    allocs = await asyncio.wait_for(scaled_back(), GUARD_S)
+    first = next(a for a in allocs if a["Name"].endswith("[0]"))
+    assert first["DesiredStatus"] == "run" and first["ClientStatus"] == "running"  # the attempt runs on
+    flag.write_text("")
+    outcome = await following
+    assert outcome.state == "processed", outcome.message
+    assert "an admin raised the Nomad job's count" in outcome.message and "scaled the job back to 1" in outcome.message
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and "raised the Nomad job's count" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert f"task {spec.task_id}" in warnings[0] and spec.job_id in warnings[0] and "nomad job scale" in warnings[0]
+    assert any("raised the Nomad job's count" in reason for _, reason in progress.calls)
+    await backend.forget(spec.job_id)

@@ -31,8 +31,10 @@ unavailable (4xx, or disabled with HRWSI_NOMAD_EVENT_STREAM=false) one blocking 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +44,7 @@ from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
 from hrwsi.backends.nomad.config import public_address
 from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRefused, StreamUnavailable
+from hrwsi.backends.nomad.job_spec import GROUP_NAME
 from hrwsi.backends.nomad.outcomes import (
     allocation_outcome,
     describe_placement_failure,
@@ -65,6 +68,16 @@ STREAM_RETRY_S = 600.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_NAME_INDEX = re.compile(r"\[(\d+)\]$")
+
+
+def name_index(alloc: dict) -> int:
+    """The allocation's index in its group, from its Name "<job>.<group>[<index>]" (nomad/structs/funcs.go AllocName);
+    a replacement keeps its predecessor's (scheduler/reconciler/allocs.go AllocNameIndex)."""
+    match = _NAME_INDEX.search(alloc.get("Name") or "")
+    return int(match.group(1)) if match else 0
 
 
 @dataclass
@@ -91,6 +104,10 @@ class Follower:
     stopped_in_nomad: bool = False  # the job's Stop flag seen set (a Job event, the job list): `nomad job stop`
     state_went_back: bool = False  # Nomad's index went backwards while it was followed (a reset, a restore)
     seen_index: int = 0  # the highest ModifyIndex of its allocations seen (never lowered: _index_is_behind)
+    # An admin raised the group's Count (`nomad job scale`, a re-registration): the job versions with a
+    # Count above 1 (seen in a Job event or on an extra allocation) already scaled back.
+    scaled_versions: set[int] = field(default_factory=set)
+    scaled_note: str = ""  # said in the outcome's message
 
     def cancel_timers(self) -> None:
         for handle in (self.timeout_handle, self.away_handle, self.unplaced_handle):
@@ -183,6 +200,8 @@ class JobFollowing:
     def _resolve(self, follower: Follower, outcome: JobOutcome) -> None:
         if follower.done:
             return
+        if follower.scaled_note:  # (the attempt's history says an admin's scale ran it twice for a while)
+            outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {follower.scaled_note}")
         follower.done = True
         follower.cancel_timers()
         self._finished[follower.job_id] = outcome
@@ -210,6 +229,12 @@ class JobFollowing:
         if follower.done:
             return
         allocs = sorted(follower.allocs.values(), key=lambda a: int(a.get("CreateIndex") or 0))
+        # The attempt is the group's allocation of name index 0 (and its replacements, which keep the
+        # name): one of a higher index is an admin's raised Count, never the attempt's outcome.
+        extra = [a for a in allocs if name_index(a) > 0]
+        if extra:
+            self._extra_allocations(follower, extra)
+            allocs = [a for a in allocs if name_index(a) == 0]
         # Its node went away: unknown (Disconnect.Replace false, build_job: left in place, not replaced,
         # until the node is back) or lost (one not yet running; or a group Nomad replaces). Either may
         # still run there until its client stops it (scheduler/reconciler/filters.go).
@@ -244,6 +269,57 @@ class JobFollowing:
             self._start_timeout(follower)
         elif status == "pending" and (reason := waiting_reason(current, follower.spec.routine)):
             self._progress(follower, "queued", f"Nomad placed it ({where(current)}) but {reason}")
+
+    def _extra_allocations(self, follower: Follower, extra: list[dict]) -> None:
+        """Allocations beyond the attempt's own: an admin raised the group's Count. Each live one runs the
+        same attempt into the same output directory: the job is scaled back to 1, once per job version."""
+        new = [a for a in extra if a.get("ClientStatus") in LIVE and a.get("DesiredStatus") == "run"
+               and int(a.get("JobVersion") or 0) not in follower.scaled_versions]
+        if not new:
+            return
+        follower.scaled_versions.update(int(a.get("JobVersion") or 0) for a in new)
+        self._scale_back(follower, f"a second allocation of its group ({where(new[0])})")
+
+    def _scaled_by_admin(self, follower: Follower, job: dict) -> None:
+        """A Job event or read whose group Count is above 1: scaled back before a second allocation runs
+        (or while it waits for room). Said once per job version."""
+        group = next((g for g in job.get("TaskGroups") or [] if g.get("Name") == GROUP_NAME), None)
+        count = int((group or {}).get("Count") or 0)
+        version = int(job.get("Version") or 0)
+        if count <= 1 or job.get("Stop") or version in follower.scaled_versions:
+            return
+        follower.scaled_versions.add(version)
+        self._scale_back(follower, f"its group's count set to {count} (job version {version})")
+
+    def _scale_back(self, follower: Follower, what: str) -> None:
+        spec = follower.spec
+        note = (f"an admin raised the Nomad job's count (`nomad job scale` or a re-registration): {what} would run "
+                f"attempt {spec.attempt} a second time into the same output directory; hrwsi scaled the job back to "
+                "1, and Nomad stops the allocation of the highest index, never the attempt's own")
+        follower.scaled_note = note
+        logger.warning("task %d: Nomad job %s: %s", spec.task_id, follower.job_id, note)
+        self.background.spawn(self._scale_to_one(follower), f"scale-back-{follower.job_id}")
+        current = follower.last_progress
+        if current is not None:  # (said with the progress, so that `hrwsi status` and the history show it)
+            self._progress(follower, current[0], f"{current[1]}; {note}")
+
+    async def _scale_to_one(self, follower: Follower) -> None:
+        """POST /v1/job/:id/scale with Count 1: Nomad's reconciler stops the allocations of the highest
+        name indexes (scheduler/reconciler/reconcile_cluster.go computeStop), so the attempt's own,
+        index 0, runs on. Stopping the extra allocation instead would have Nomad replace it (Count 2)."""
+        body = {"Count": 1, "Target": {"Job": follower.job_id, "Group": GROUP_NAME},
+                "Message": f"hrwsi: attempt {follower.spec.attempt} of task {follower.spec.task_id} runs once"}
+        try:
+            response = await self.client.call(f"scale Nomad job {follower.job_id} back to 1", "job",
+                                              quote_id(follower.job_id), "scale", method="post", body=body)
+        except NomadError as error:
+            logger.warning("could not scale Nomad job %s back to 1: %s; stop the extra allocation by hand "
+                           "(nomad job scale %s %s 1)", follower.job_id, error, follower.job_id, GROUP_NAME)
+            return
+        if response.status != 200:
+            logger.warning("Nomad refused to scale job %s back to 1 (HTTP %d: %s): the launcher's token needs "
+                           "scale-job or submit-job; scale it by hand (nomad job scale %s %s 1)", follower.job_id,
+                           response.status, response.text.strip()[:200], follower.job_id, GROUP_NAME)
 
     def _node_away(self, follower: Follower, alloc: dict) -> None:
         """Its node went away: the attempt may run on there until its client stops it."""
@@ -637,6 +713,7 @@ class JobFollowing:
             return
         if job.get("Stop"):  # (before its allocation's end: the servers stop the job, then its allocations)
             follower.stopped_in_nomad = True
+        self._scaled_by_admin(follower, job)
         if event_type in ("JobDeregistered", "JobBatchDeregistered") or \
                 (job.get("Status") == "dead" and not follower.has_live_alloc()):
             self._schedule_refresh(follower)

@@ -64,6 +64,9 @@ def need_for(method: str, path: str, *, purge: bool = False) -> Need | None:
         return Need(any_of=("list-jobs",))
     if path.endswith("/dispatch"):
         return Need(any_of=("dispatch-job",))
+    if path.startswith("/v1/job/") and path.endswith("/scale") and method in ("POST", "PUT"):
+        # nomad/job_endpoint.go Job.Scale: scale-job or submit-job
+        return Need(any_of=("scale-job", "submit-job"))
     if method in ("POST", "PUT"):
         return Need(any_of=("submit-job", "register-job"))
     if method == "DELETE":

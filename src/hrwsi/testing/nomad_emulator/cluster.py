@@ -599,6 +599,34 @@ class Cluster:
         return {"EvalID": evaluation["ID"], "EvalCreateIndex": t.index, "JobModifyIndex": t.index,
                 "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": t.index, "LastContact": 0, "KnownLeader": False}
 
+    def scale_job(self, namespace: str, job_id: str, group_name: str, count: int) -> dict:
+        """`nomad job scale` (POST /v1/job/:id/scale): the group's Count changes, the job is written again
+        (a new Version and JobModifyIndex, a JobRegistered event) and an evaluation triggered by
+        "job-scaling" places the new allocations or stops the extra ones (nomad/job_endpoint.go Job.Scale)."""
+        job = self.jobs.get((namespace, job_id))
+        if job is None:
+            raise CodedError(404, f"job {job_id!r} not found")
+        group = next((g for g in job["TaskGroups"] if g["Name"] == group_name), None)
+        if group is None:
+            raise CodedError(400, f"task group {group_name!r} specified for scaling does not exist in job")
+        if count < 0:
+            raise CodedError(400, "scaling action count can't be negative")
+        with self.txn("JobRegistered") as t:
+            group["Count"] = count
+            job["Version"] += 1
+            job["JobModifyIndex"] = t.index
+            job["SubmitTime"] = now_ns()
+            job["Stable"] = False
+            t.put("jobs", job)
+            evaluation = None
+            if not job["Stop"]:  # (a stopped job is scaled without an evaluation: Job.Scale's !job.Stop)
+                evaluation = self._new_eval(job, "job-scaling")
+                t.put("evals", evaluation)
+        if evaluation is not None:
+            self._enqueue(evaluation["ID"])
+        return {"EvalID": evaluation["ID"] if evaluation else "", "EvalCreateIndex": t.index if evaluation else 0,
+                "JobModifyIndex": t.index, "Warnings": "", "Index": t.index, "LastContact": 0, "KnownLeader": False}
+
     def dispatch_job(self, namespace: str, parent_id: str, body: dict, idempotency_token: str) -> dict:
         parent = self.jobs.get((namespace, parent_id))
         if parent is None:
@@ -715,9 +743,11 @@ class Cluster:
             return
         now = now_ns()
         placements: list[tuple[dict, dict | None, int]] = []
+        extra: list[dict] = []
         for group in job["TaskGroups"]:
             group_allocs = [a for a in allocs if a["TaskGroup"] == group["Name"] and not a["NextAllocation"]]
-            placements += self._group_placements(job, group, group_allocs, now)
+            placements += self._group_placements(job, group, group_allocs, now, extra)
+        self._stop_allocs(extra, "alloc not needed due to job update")
         failed, queued, placed = self._place(job, evaluation, placements)
         if queued:
             self._queued_allocs[key] = queued
@@ -727,9 +757,10 @@ class Cluster:
         for alloc, _ in placed:
             self._start_runner(alloc)
 
-    def _group_placements(self, job: dict, group: dict, group_allocs: list[dict],
-                          now: int) -> list[tuple[dict, dict | None, int]]:
-        """What the reconciler asks for one group: (group, allocation it replaces or None, name index)."""
+    def _group_placements(self, job: dict, group: dict, group_allocs: list[dict], now: int,
+                          extra: list[dict]) -> list[tuple[dict, dict | None, int]]:
+        """What the reconciler asks for one group: (group, allocation it replaces or None, name index);
+        the allocations beyond the group's Count (a scale-down) are added to `extra`, to be stopped."""
         live, replace = [], []
         for alloc in group_allocs:
             status = alloc["ClientStatus"]
@@ -748,6 +779,12 @@ class Cluster:
                 replace.append(alloc)
         used_indexes = {self._name_index(a) for a in live}
         missing = int(group["Count"]) - len(live)
+        if missing < 0:
+            # Count lowered: the allocations with the highest name indexes stop, the others run on
+            # (scheduler/reconciler/reconcile_cluster.go computeStop: nameIndex.Highest(remove); allocations
+            # the servers already stopped are not stopped again).
+            highest = sorted(live, key=self._name_index, reverse=True)[:-missing]
+            extra += [a for a in highest if a["DesiredStatus"] == "run" and not is_terminal_alloc(a)]
         free_indexes = (i for i in range(10**6) if i not in used_indexes)
         placements = []
         for i in range(max(0, missing)):

@@ -494,7 +494,8 @@ class NomadEmulator:
                                  ("/evaluations", {"GET": self.job_evaluations}),
                                  ("/summary", {"GET": self.job_summary}),
                                  ("/dispatch", {"POST": self.dispatch_job, "PUT": self.dispatch_job}),
-                                 ("/versions", {"GET": self.job_versions})):
+                                 ("/versions", {"GET": self.job_versions}),
+                                 ("/scale", {"POST": self.scale_job, "PUT": self.scale_job})):
             if tail.endswith(suffix) and len(tail) > len(suffix):
                 handler = handlers.get(request.method)
                 if handler is None:
@@ -554,6 +555,26 @@ class NomadEmulator:
     async def deregister_job(self, request: web.Request, job_id: str) -> web.Response:
         result = self.cluster.deregister_job(self._namespace(request), job_id, _flag(request.query.get("purge")))
         return _json(result, result["Index"] or self.cluster.index)
+
+    async def scale_job(self, request: web.Request, job_id: str) -> web.Response:
+        """POST /v1/job/:id/scale {"Count": n, "Target": {"Job": id, "Group": name}} (command/agent/job_endpoint.go
+        jobScaleAction; a group the job lacks is a 400 from nomad/job_endpoint.go Job.Scale)."""
+        body = await self._body(request)
+        target = body.get("Target") if isinstance(body.get("Target"), dict) else {}
+        if target.get("Job") not in (None, job_id):
+            raise CodedError(400, "job ID in payload did not match URL")
+        group = str(target.get("Group") or "")
+        count = body.get("Count")
+        if count is not None and not isinstance(count, int):
+            raise CodedError(400, "Failed to decode request body: Count must be a number")
+        if count is None:  # (a scaling event without a count changes nothing: Job.Scale)
+            job = self.cluster.jobs.get((self._namespace(request), job_id))
+            if job is None:
+                raise CodedError(404, f"job {job_id!r} not found")
+            return _json({"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": job["JobModifyIndex"],
+                          "Warnings": "", "Index": self.cluster.index}, self.cluster.index)
+        result = self.cluster.scale_job(self._namespace(request), job_id, group, count)
+        return _json(result, result["Index"])
 
     async def dispatch_job(self, request: web.Request, job_id: str) -> web.Response:
         body = await self._body(request, allow_empty=True)
