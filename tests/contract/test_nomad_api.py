@@ -8,10 +8,16 @@ are bounded only by a liveness guard.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from hrwsi.backends.nomad import NomadError
 from hrwsi.backends.nomad.event_stream import EventStream
@@ -650,3 +656,52 @@ async def test_scaling_a_job_up_places_another_allocation_and_scaling_down_stops
     after = await asyncio.wait_for(allocs(lambda a: any(x["DesiredStatus"] == "stop" for x in a)), GUARD_S)
     assert {a["Name"].rsplit(".", 1)[1]: a["DesiredStatus"] for a in after} == {"g[0]": "run", "g[1]": "stop"}
     await nomad.purge(job["ID"])
+
+
+async def test_the_emulator_stopped_by_sigterm_leaves_no_task_process_behind(tmp_path):
+    # Found by exploratory testing: processes of the emulator's allocations outlived it. A `nomad agent -dev`
+    # destroys its allocations on exit (client/client.go Shutdown), and a task's executor kills what the task
+    # left in its process group when it ends (drivers/shared/executor/executor.go Shutdown, killProcessTree).
+    port = 47603
+    emulator = subprocess.Popen([sys.executable, "-m", "hrwsi.testing.nomad_emulator", "--port", str(port),
+                                 "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        async def up() -> None:
+            while True:
+                try:
+                    await asyncio.to_thread(requests.get, f"{address}/v1/status/leader", timeout=1)
+                    return
+                except requests.ConnectionError:
+                    await asyncio.sleep(0.1)
+        await asyncio.wait_for(up(), GUARD_S)
+        pids = {name: tmp_path / f"{name}.pid" for name in ("running", "left-behind")}
+        scripts = {"running": f"echo $$ > {pids['running']}; sleep 300",
+                   "left-behind": f"sleep 300 & echo $! > {pids['left-behind']}; exit 0"}
+        for name, script in scripts.items():
+            job = minimal_job(f"orphan-{name}", script)
+            await asyncio.to_thread(requests.post, f"{address}/v1/jobs", json={"Job": job}, timeout=30)
+
+        async def written() -> None:
+            while not all(p.is_file() and p.read_text().strip() for p in pids.values()):
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(written(), GUARD_S)
+        await asyncio.sleep(0.5)  # (the left-behind task has ended by now)
+        emulator.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.to_thread(emulator.wait), GUARD_S)
+
+        def alive(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            stat = Path(f"/proc/{pid}/stat")
+            return not (stat.is_file() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+        left = {name: int(p.read_text()) for name, p in pids.items() if alive(int(p.read_text()))}
+        for pid in left.values():
+            os.kill(pid, signal.SIGKILL)  # (this test's own leftovers, by pid)
+        assert left == {}
+    finally:
+        if emulator.poll() is None:
+            emulator.kill()
+            emulator.wait()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 
 import pytest
 
 from hrwsi.backends.nomad.workers import NoNodeInPool, fetch_nodes, flavour_of, sync_from_nomad, sync_workers
 from hrwsi.testing.nomad_emulator import EmulatedNode
-from tests.contract.conftest import MANAGEMENT_TOKEN, NODE_1, NODE_2, Target, open_emulator
+from tests.contract.conftest import GUARD_S, MANAGEMENT_TOKEN, NODE_1, NODE_2, Progress, Target, follow, open_emulator
 
 pytestmark = pytest.mark.contract
 
@@ -130,3 +131,42 @@ async def test_a_flavour_counts_the_nodes_own_cores_and_the_sync_says_when_mhz_p
         assert "HRWSI_NOMAD_MHZ_PER_CORE=2600" in said
         matching = await asyncio.to_thread(sync_workers, db, listed, mhz_per_core=2600.0)
         assert not [n for n in matching.lines() if "MHZ_PER_CORE" in n]
+
+
+async def test_a_drained_node_is_no_active_worker_and_its_batch_job_runs_until_the_deadline_then_is_lost(
+        nomad: Target):
+    # An admin's most common action, `nomad node drain -enable -deadline 1s` (POST /v1/node/:id/drain): the node
+    # becomes ineligible and draining (nomad/node_endpoint.go Node.UpdateDrain), so its worker is inactive;
+    # a batch allocation runs until the deadline, then is stopped and not replaced (nomad/drainer/drainer.go
+    # handleDeadlinedNodes, drainAllocs: MigrateDisablePlacement); the drain then completes, the node ineligible.
+    if not nomad.is_emulator and os.environ.get("NOMAD_CONTRACT_DRAIN") != "1":
+        pytest.skip("drains a node of the cluster at NOMAD_ADDR; set NOMAD_CONTRACT_DRAIN=1 to allow")
+    backend = nomad.backend()
+    spec = nomad.spec("drained", "sleep 600")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    node_id = next(n["ID"] for n in (await nomad.ahttp("GET", "/v1/nodes")).json() if n["Name"] == nomad.node)
+    try:
+        drained = await nomad.ahttp("POST", f"/v1/node/{node_id}/drain",
+                                    json={"DrainSpec": {"Deadline": 1_000_000_000, "IgnoreSystemJobs": False},
+                                          "MarkEligible": False})
+        assert drained.status_code == 200, drained.text
+        assert (await backend.worker_activity())[nomad.node] is False
+        outcome = await following
+        assert outcome.state == "lost", outcome.message
+        allocs = (await nomad.ahttp("GET", f"/v1/job/{Target.path_id(spec.job_id)}/allocations")).json()
+        assert len(allocs) == 1 and allocs[0]["DesiredTransition"].get("Migrate") is True  # not replaced
+
+        async def drain_complete() -> dict:
+            while (node := (await nomad.ahttp("GET", f"/v1/node/{node_id}")).json())["DrainStrategy"] is not None:
+                await asyncio.sleep(0.1)
+            return node
+        node = await asyncio.wait_for(drain_complete(), GUARD_S)
+        assert node["SchedulingEligibility"] == "ineligible" and (await backend.worker_activity())[nomad.node] is False
+    finally:
+        undone = await nomad.ahttp("POST", f"/v1/node/{node_id}/drain", json={"DrainSpec": None, "MarkEligible": True})
+        assert undone.status_code == 200, undone.text
+    assert (await backend.worker_activity())[nomad.node] is True
+    await backend.forget(spec.job_id)

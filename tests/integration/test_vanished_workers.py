@@ -118,6 +118,11 @@ async def test_workers_follow_their_nomad_nodes_status(db, database_url, setting
         await wait_until(database_url, "SELECT active FROM hrwsi.worker WHERE name = $1", first, timeout=15)
         emulated_nomad.set_eligibility(second, False)
         await wait_until(database_url, "SELECT NOT active FROM hrwsi.worker WHERE name = $1", second, timeout=15)
+        # an admin's `nomad node drain -enable` (POST /v1/node/:id/drain), then `-disable -keep-ineligible=false`
+        emulated_nomad.drain(first, deadline_s=3600)
+        await wait_until(database_url, "SELECT NOT active FROM hrwsi.worker WHERE name = $1", first, timeout=15)
+        emulated_nomad.drain(first, None, mark_eligible=True)
+        await wait_until(database_url, "SELECT active FROM hrwsi.worker WHERE name = $1", first, timeout=15)
 
 
 class WaitingBackend(DryRunBackend):

@@ -116,10 +116,18 @@ class AllocRunner:
         return bool(running)  # (whether a task will run again)
 
     def abandon(self) -> None:
-        """The emulator stops: kill the processes, report nothing."""
+        """The emulator stops: kill the processes, report nothing (as a `nomad agent -dev` does on exit:
+        client/client.go Shutdown destroys every allocation runner in dev mode)."""
         self.abandoned = True
         self._signal_all(signal.SIGKILL)
         self.killed.set()
+
+    @staticmethod
+    def _kill_group(process: asyncio.subprocess.Process) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _signal_all(self, sig: int) -> None:
         for process in self.processes.values():
@@ -369,7 +377,13 @@ class AllocRunner:
         self.processes[name] = process
         self._task_event(name, task_event("Started", "Task started by client"), State="running",
                          StartedAt=rfc3339(now_ns()))
-        outcome = await self._supervise(name, task, process)
+        try:
+            outcome = await self._supervise(name, task, process)
+        finally:
+            # Whatever the task left behind in its process group dies with it: Nomad's executor kills the
+            # task's process tree once it ends (drivers/shared/executor/executor.go Shutdown,
+            # killProcessTree); an emulator stopped meanwhile (this task cancelled) leaves nothing running.
+            self._kill_group(process)
         if self.silent:
             return "lost"
         if name in self._restore_failed:

@@ -156,6 +156,7 @@ class Cluster:
         self._runners: dict[str, AllocRunner] = {}
         self._background: set[asyncio.Task] = set()
         self._timers: list[asyncio.TimerHandle] = []
+        self._drain_timers: dict[str, asyncio.TimerHandle] = {}  # node ID -> its drain's deadline
         self._closing = False
         # Test bookkeeping that survives purge and GC: allocations of each job whose tasks all succeeded.
         self.completed_runs: Counter[str] = Counter()
@@ -170,7 +171,7 @@ class Cluster:
 
     async def close(self) -> None:
         self._closing = True
-        for timer in self._timers:
+        for timer in [*self._timers, *self._drain_timers.values()]:
             timer.cancel()
         for runner in list(self._runners.values()):
             runner.abandon()
@@ -465,6 +466,102 @@ class Cluster:
         if eligible:
             self._unblock()
         return node
+
+    def drain_node(self, name_or_id: str, deadline_ns: int | None, *, mark_eligible: bool = False,
+                   ignore_system_jobs: bool = False) -> dict:
+        """`nomad node drain` (POST /v1/node/:id/drain). With a DrainSpec (deadline_ns not None) the node is
+        ineligible and draining (nomad/node_endpoint.go Node.UpdateDrain, nomad/state/state_store.go
+        updateNodeDrainImpl); without one the drain stops, and MarkEligible makes the node eligible again.
+        The drainer lets batch allocations run until the deadline and then stops them without a replacement
+        (nomad/drainer/watch_jobs.go handleTaskGroup, drainer.go handleDeadlinedNodes and drainAllocs:
+        MigrateDisablePlacement); other jobs' allocations are migrated (stopped, placed elsewhere). Deadline
+        below 0 is a forced drain, now; 0 none (nomad/structs/structs.go DrainStrategy.DeadlineTime). The drain
+        is complete when nothing but system jobs is left: DrainStrategy cleared, the node left ineligible
+        (drainer.go handleMigratedAllocs)."""
+        node = self.find_node(name_or_id)
+        timer = self._drain_timers.pop(node["ID"], None)
+        if timer is not None:
+            timer.cancel()
+        with self.txn("NodeDrain") as t:
+            if deadline_ns is not None:
+                started = node["DrainStrategy"]["StartedAt"] if node["DrainStrategy"] else rfc3339(now_ns())
+                message = "Node drain strategy set" if node["DrainStrategy"] is None else "Node drain updated"
+                node["DrainStrategy"] = {"Deadline": deadline_ns, "IgnoreSystemJobs": ignore_system_jobs,
+                                         "ForceDeadline": rfc3339(now_ns() + deadline_ns) if deadline_ns > 0
+                                         else ZERO_TIME, "StartedAt": started}
+                node["Drain"] = True
+                node["SchedulingEligibility"] = "ineligible"
+                node["LastDrain"] = {"Status": "draining", "StartedAt": started, "UpdatedAt": rfc3339(now_ns()),
+                                     "AccessorID": "", "Meta": None}
+            else:
+                message = "Node drain disabled" if node["DrainStrategy"] is not None else ""
+                if node["LastDrain"] and node["DrainStrategy"] is not None:
+                    node["LastDrain"]["Status"] = "canceled"
+                node["DrainStrategy"], node["Drain"] = None, False
+                if mark_eligible:
+                    node["SchedulingEligibility"] = "eligible"
+            if message:
+                node["Events"].append({"Message": message, "Subsystem": "Drain", "Details": None,
+                                       "Timestamp": rfc3339(now_ns()), "CreateIndex": t.index})
+            t.put("nodes", node)
+        if deadline_ns is None:
+            if mark_eligible:
+                self._unblock()
+            return node
+        self._migrate(node, batch=False)
+        if deadline_ns < 0:
+            self._drain_deadline(node["ID"])
+        elif deadline_ns > 0:
+            self._drain_timers[node["ID"]] = asyncio.get_running_loop().call_later(
+                deadline_ns / NS, self._drain_deadline, node["ID"])
+        self._drain_done(node)
+        return node
+
+    def _draining_allocs(self, node: dict) -> list[dict]:
+        return [a for a in self._allocs_by_node.get(node["ID"], {}).values()
+                if not is_terminal_alloc(a) and a["DesiredStatus"] == "run" and a["Job"].get("Type") != "system"]
+
+    def _migrate(self, node: dict, *, batch: bool) -> None:
+        """Stop the draining node's allocations of non-batch jobs (batch ones too at the deadline, without a
+        replacement); the others are placed elsewhere by an evaluation (drainer.go drainAllocs)."""
+        allocs = [a for a in self._draining_allocs(node) if batch or a["Job"].get("Type") != "batch"]
+        if not allocs:
+            return
+        with self.txn("AllocUpdateDesiredTransition") as t:
+            for alloc in allocs:
+                alloc["DesiredTransition"] = {"Migrate": True}
+                if alloc["Job"].get("Type") == "batch":
+                    alloc["DesiredTransition"]["MigrateDisablePlacement"] = True
+                t.put("allocs", alloc)
+        self._stop_allocs(allocs, "alloc is being migrated")
+        for key in {(a["Namespace"], a["JobID"]) for a in allocs}:
+            job = self.jobs.get(key)
+            if job is not None and not job["Stop"]:
+                self._create_eval(job, "node-drain", node_id=node["ID"])
+
+    def _drain_deadline(self, node_id: str) -> None:
+        self._drain_timers.pop(node_id, None)
+        node = self.nodes.get(node_id)
+        if node is None or node["DrainStrategy"] is None:
+            return
+        self._migrate(node, batch=True)
+        self._drain_done(node)
+
+    def _drain_done(self, node: dict) -> None:
+        """The drain is complete once nothing but system jobs runs there: the node stays ineligible."""
+        if node["DrainStrategy"] is None or self._draining_allocs(node):
+            return
+        timer = self._drain_timers.pop(node["ID"], None)
+        if timer is not None:
+            timer.cancel()
+        with self.txn("NodeDrain") as t:
+            node["DrainStrategy"], node["Drain"] = None, False
+            if node["LastDrain"]:
+                node["LastDrain"]["Status"] = "complete"
+                node["LastDrain"]["UpdatedAt"] = rfc3339(now_ns())
+            node["Events"].append({"Message": "Node drain complete", "Subsystem": "Drain", "Details": None,
+                                   "Timestamp": rfc3339(now_ns()), "CreateIndex": t.index})
+            t.put("nodes", node)
 
     def _lose_node_allocs(self, node: dict, processes_survive: bool = False) -> None:
         """A node down: its allocations are lost and replaced, or, for a group whose Disconnect.Replace is
@@ -764,6 +861,10 @@ class Cluster:
         live, replace = [], []
         for alloc in group_allocs:
             status = alloc["ClientStatus"]
+            if (alloc.get("DesiredTransition") or {}).get("MigrateDisablePlacement"):
+                # a drained batch allocation keeps its slot: never replaced (scheduler/reconciler/filters.go)
+                live.append(alloc)
+                continue
             if alloc["DesiredStatus"] in ("stop", "evict") and status != "lost":
                 continue
             if status in ("pending", "running", "complete"):
@@ -1030,6 +1131,9 @@ class Cluster:
 
     def alloc_terminal(self, alloc: dict) -> None:
         """A client reported an allocation ended: reschedule if the policy says so, and free capacity."""
+        node = self.nodes.get(alloc["NodeID"])
+        if node is not None and node["DrainStrategy"] is not None:
+            self._drain_done(node)
         job = self.jobs.get((alloc["Namespace"], alloc["JobID"]))
         if alloc["ClientStatus"] == "failed" and job is not None and not job["Stop"]:
             group = next((g for g in job["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), None)

@@ -186,6 +186,11 @@ class NomadEmulator:
         allocations whose tasks run again."""
         return self.cluster.restart_client(name, restore_fails=restore_fails)
 
+    def drain(self, name: str, deadline_s: float | None = -1.0, *, mark_eligible: bool = False) -> None:
+        """`nomad node drain -enable -deadline <deadline_s>` (below 0: -force); None: `-disable`."""
+        self.cluster.drain_node(name, None if deadline_s is None else int(deadline_s * 1e9),
+                                mark_eligible=mark_eligible)
+
     def set_eligibility(self, name: str, eligible: bool) -> None:
         self.cluster.set_node_eligibility(name, eligible)
 
@@ -381,6 +386,8 @@ class NomadEmulator:
         r.add_route("GET", "/v1/node/{id}/allocations", self.node_allocations)
         r.add_route("POST", "/v1/node/{id}/eligibility", self.node_eligibility)
         r.add_route("PUT", "/v1/node/{id}/eligibility", self.node_eligibility)
+        r.add_route("POST", "/v1/node/{id}/drain", self.node_drain)
+        r.add_route("PUT", "/v1/node/{id}/drain", self.node_drain)
         r.add_route("*", "/v1/system/gc", self.system_gc)
         r.add_route("GET", "/v1/status/leader", self.status_leader)
         r.add_route("GET", "/v1/status/peers", self.status_peers)
@@ -676,6 +683,26 @@ class NomadEmulator:
             raise CodedError(400, f"invalid scheduling eligibility {eligibility!r}")
         node = self.cluster.set_node_eligibility(node_id, eligibility == "eligible")
         return _json({"EvalIDs": [], "EvalCreateIndex": 0, "NodeModifyIndex": node["ModifyIndex"],
+                      "Index": node["ModifyIndex"]}, node["ModifyIndex"])
+
+    async def node_drain(self, request: web.Request) -> web.Response:
+        """POST /v1/node/:id/drain {"DrainSpec": {"Deadline": ns, "IgnoreSystemJobs": b} | null, "MarkEligible": b}
+        (command/agent/node_endpoint.go nodeToggleDrain; api/nodes.go NodeUpdateDrainRequest)."""
+        node_id = request.match_info["id"]
+        _check_uuid("node", node_id)
+        if node_id not in self.cluster.nodes:
+            raise CodedError(404, "node not found")
+        body = await self._body(request)
+        spec = body.get("DrainSpec")
+        if spec is not None and not isinstance(spec, dict):
+            raise CodedError(400, "Failed to decode request body: DrainSpec must be an object")
+        try:
+            deadline = None if spec is None else int(spec.get("Deadline") or 0)
+        except (TypeError, ValueError):
+            raise CodedError(400, "Failed to decode request body: Deadline must be a number") from None
+        node = self.cluster.drain_node(node_id, deadline, mark_eligible=bool(body.get("MarkEligible")),
+                                       ignore_system_jobs=bool((spec or {}).get("IgnoreSystemJobs")))
+        return _json({"EvalIDs": None, "EvalCreateIndex": 0, "NodeModifyIndex": node["ModifyIndex"],
                       "Index": node["ModifyIndex"]}, node["ModifyIndex"])
 
     # -- system, status, agent ---------------------------------------------------------------
