@@ -7,6 +7,7 @@ Runs against the emulator (a test double) always and against a real agent when N
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -1087,3 +1088,27 @@ async def test_a_job_an_admin_scaled_to_two_is_scaled_back_and_the_attempt_runs_
     assert f"task {spec.task_id}" in warnings[0] and spec.job_id in warnings[0] and "nomad job scale" in warnings[0]
     assert any("raised the Nomad job's count" in reason for _, reason in progress.calls)
     await backend.forget(spec.job_id)
+
+
+async def test_a_token_without_node_read_is_said_once_while_workers_activity_is_not_followed_and_when_it_is_over(
+        nomad: Target, tmp_path, caplog, monkeypatch):
+    # Found by exploratory testing: follow_node_status logged a traceback every 15 s while Nomad answered 403.
+    nomad.require_emulator("a token without node:read")
+    caplog.set_level(logging.INFO, logger="hrwsi.backends.nomad")
+    policy = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}))
+    async with open_emulator(tmp_path, "no-node-read", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: policy}) as target:
+        backend = target.backend(token=SUBMITTER_TOKEN)
+        for _ in range(3):
+            assert await backend.worker_activity() == {}  # nothing changes meanwhile
+        said = [r for r in caplog.records if "node:read" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "WARNING", [r.getMessage() for r in said]
+        assert "workers' activity is not followed" in said[0].getMessage()
+        problem = backend.problem()
+        assert problem is not None and "node:read" in problem[0] and "workers' activity is not followed" in problem[0]
+        monkeypatch.setattr("hrwsi.backends.nomad.backend.NODES_REFUSED_REPEAT_S", 0.0)
+        await backend.worker_activity()  # (said again once the repeat interval has passed)
+        assert len([r for r in caplog.records if "node:read" in r.getMessage()]) == 2
+        target.emulator.acl_policies[SUBMITTER_TOKEN] = dataclasses.replace(policy, node="read")  # (policy fixed)
+        assert await backend.worker_activity() == {target.node: True}
+        assert any("Nomad lists its nodes again" in r.getMessage() for r in caplog.records)

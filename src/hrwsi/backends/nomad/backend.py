@@ -69,6 +69,9 @@ def refused_setting(text: str) -> str | None:
 # now). Job IDs are deterministic, and another timeline of the installation (a database restored from an
 # older dump, a copy of HRWSI_HOME on the same Nomad) reuses task ids, attempts and the installation's id:
 # only this tells a job that first start registered from one that was on its ID already.
+# While Nomad refuses to list its nodes (a token without node:read), how often that is said again.
+NODES_REFUSED_REPEAT_S = 300.0
+
 REGISTRATION_META = "hrwsi_registration"
 # What a job's Meta says of its attempt, against the spec's (_timeline_differences).
 ATTEMPT_META = (("hrwsi_task_id", lambda s: str(s.task_id)), ("hrwsi_attempt", lambda s: str(s.attempt)),
@@ -106,6 +109,8 @@ class NomadBackend(Backend):
         self._refusal: tuple[str, datetime, float] | None = None
         # Jobs of another installation found on our IDs: never followed, never purged (forget).
         self._not_ours: set[str] = set()
+        # While Nomad refuses to list its nodes: (monotonic time it was last said, since when)
+        self._nodes_refused: tuple[float, datetime] | None = None
 
     # -- at start ----------------------------------------------------------------------------------
     async def site(self) -> str | None:
@@ -385,9 +390,29 @@ class NomadBackend(Backend):
         self._background.spawn(self._purge_later(backend_job_id), f"purge-{backend_job_id}")
 
     async def worker_activity(self) -> dict[str, bool]:
-        """{node name: ready, eligible and not draining} of the nodes in our node pool: a worker is its node."""
-        return {n["Name"]: node_is_active(n) for n in await self.nodes()
-                if n.get("Name") and in_pool(n, self.config.node_pool)}
+        """{node name: ready, eligible and not draining} of the nodes in our node pool: a worker is its node.
+        A token without node:read (HTTP 401/403) is said in one warning, again at most every
+        NODES_REFUSED_REPEAT_S while it lasts, and when it is over; meanwhile nothing changes (an empty
+        answer): a traceback every 15 s said nothing of the cause (found by exploratory testing)."""
+        try:
+            nodes = await self.nodes()
+        except NomadError as error:
+            if error.status not in (401, 403):
+                raise
+            now = time.monotonic()
+            if self._nodes_refused is None or now - self._nodes_refused[0] >= NODES_REFUSED_REPEAT_S:
+                since = self._nodes_refused[1] if self._nodes_refused is not None else datetime.now(UTC)
+                logger.warning("Nomad refuses to list its nodes (HTTP %d, since %s UTC): the launcher's token needs "
+                               "node:read (a `node { policy = \"read\" }` rule); meanwhile workers' activity is not "
+                               "followed (a node that goes down or is drained stays an active worker, its planned "
+                               "tasks wait)", error.status, f"{since:%H:%M:%S}")
+                self._nodes_refused = (now, since)
+            return {}
+        if self._nodes_refused is not None:
+            logger.info("Nomad lists its nodes again (refused since %s UTC): workers' activity is followed again",
+                        f"{self._nodes_refused[1]:%H:%M:%S}")
+            self._nodes_refused = None
+        return {n["Name"]: node_is_active(n) for n in nodes if n.get("Name") and in_pool(n, self.config.node_pool)}
 
     def problem(self) -> tuple[str, datetime] | None:
         """Nomad out of reach, overloaded or refusing the token, or refusing every job for a setting of the
@@ -399,6 +424,9 @@ class NomadBackend(Backend):
                     "retried, not charged to the routine"), refusal[1]
         if found is None:
             return None
+        if found.refused_endpoint == "nodes":
+            return (f"{found.text}; it needs node:read to list the nodes: meanwhile workers' activity is not "
+                    "followed (a node down or drained stays an active worker)"), found.since
         if found.refused_endpoint is not None:
             meanwhile = ("an attempt it refuses is lost (backend_unavailable) and its task retried, "
                          "not charged to the routine")
