@@ -1112,3 +1112,24 @@ async def test_a_token_without_node_read_is_said_once_while_workers_activity_is_
         target.emulator.acl_policies[SUBMITTER_TOKEN] = dataclasses.replace(policy, node="read")  # (policy fixed)
         assert await backend.worker_activity() == {target.node: True}
         assert any("Nomad lists its nodes again" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_attempt_on_a_node_disconnected_without_lost_after_is_lost_not_unknown_and_handled_alike(
+        nomad: Target):
+    # scheduler/reconciler/filters.go: on a "disconnected" node an allocation of a group without lost_after is
+    # lost; on a "down" one, a running allocation of a group with Disconnect.Replace false is unknown. hrwsi
+    # treats both alike: running until its client must have stopped it, then lost, its job stopped.
+    emulator = nomad.require_emulator("disconnect a node")
+    backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)
+    spec = nomad.spec("disconnected", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    emulator.cluster.set_node_status(NODE_2, "disconnected")
+    allocs = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert [a["ClientStatus"] for a in allocs] == ["lost"]
+    await progress.reached("running", "its node is disconnected (lost)")
+    outcome = await following
+    assert outcome.state == "lost" and NODE_2 in outcome.message, outcome.message
+    emulator.node_up(NODE_2)

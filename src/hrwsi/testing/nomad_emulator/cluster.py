@@ -44,6 +44,7 @@ from hrwsi.testing.nomad_emulator.model import (
     constraint_text,
     datacenter_matches,
     is_terminal_alloc,
+    lost_after_ns,
     new_alloc_metric,
     new_id,
     now_ns,
@@ -573,9 +574,16 @@ class Cluster:
         if not allocs:
             return
         known_to_client = {a["ID"]: a["ClientStatus"] for a in allocs}
+        # A node "disconnected" (only one with an allocation of lost_after above 0 gets that status from
+        # the servers: nomad/heartbeat.go disconnectState; "down" otherwise) loses the allocations whose
+        # group has no lost_after (scheduler/reconciler/filters.go: "Disconnected allocs with nil disconnect
+        # block or lost_after=0 are lost"); on a node "down", a running one of a group with Replace false is
+        # unknown ("Terminal node allocations that can't be replaced but still need to be updated to unknown").
+        disconnected = node["Status"] == "disconnected"
         with self.txn("PlanResult") as t:
             for alloc in allocs:
-                if replace_on_disconnect(alloc) or alloc["ClientStatus"] != "running":
+                if (disconnected and lost_after_ns(alloc) == 0) or replace_on_disconnect(alloc) or \
+                        alloc["ClientStatus"] != "running":
                     alloc["ClientStatus"] = "lost"
                     alloc["ClientDescription"] = alloc["DesiredDescription"] = "alloc is lost since its node is down"
                     alloc["DesiredStatus"] = "stop"

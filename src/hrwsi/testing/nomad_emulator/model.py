@@ -489,6 +489,13 @@ def stop_on_client_after_s(alloc: dict) -> float | None:
     return stop_after / NS if stop_after > 0 else None
 
 
+def lost_after_ns(alloc: dict) -> int:
+    """The group's Disconnect.LostAfter (or the older max_client_disconnect): 0 unless set
+    (nomad/structs/alloc.go DisconnectTimeout)."""
+    group = next((g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), {})
+    return int((group.get("Disconnect") or {}).get("LostAfter") or group.get("MaxClientDisconnect") or 0)
+
+
 def replace_on_disconnect(alloc: dict) -> bool:
     """The group's Disconnect.Replace, true unless set false (nomad/structs/structs.go TaskGroup.Replace)."""
     group = next((g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), {})
