@@ -395,6 +395,13 @@ CREATE TABLE hrwsi.processing_task (
     held_ram_mb     integer,
     held_storage_mb integer,
     held_attempt    integer,
+    -- (a time-series task of a chained step, migration 0072) The task of the routine upstream (its
+    -- output is this routine's input) of a scene of the tile sensed before this one, in the same
+    -- scope (production, or this task's campaign), that is still open or processed with products
+    -- not chained yet: this task is neither planned nor dispatched until it is NULL. Set and cleared
+    -- by hrwsi.wait_for_upstream when this task is created, and when that upstream task is created,
+    -- ends, is retried, or has its products chained.
+    waits_for_upstream bigint,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
@@ -419,6 +426,10 @@ CREATE INDEX processing_task_finished_idx ON hrwsi.processing_task (state, finis
 CREATE INDEX processing_task_history_to_prune_idx ON hrwsi.processing_task (finished_at)
     WHERE finished_at IS NOT NULL AND history_pruned_at IS NULL;
 CREATE INDEX processing_task_plan_idx ON hrwsi.processing_task (plan_id) WHERE plan_id IS NOT NULL;
+-- The tasks that wait for an upstream task (hrwsi.wait_for_upstream_after, when that task ends or its
+-- products are chained): empty but for time series of chained steps whose earlier scenes are on their way.
+CREATE INDEX processing_task_waits_for_upstream_idx ON hrwsi.processing_task (waits_for_upstream)
+    WHERE waits_for_upstream IS NOT NULL;
 
 CREATE FUNCTION hrwsi.enforce_task_transition() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
@@ -711,6 +722,7 @@ DECLARE
     new_states text[];     -- (of an UPDATE) the states tasks went to
     named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
     locked integer;
+    upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended or were retried
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -726,7 +738,7 @@ BEGIN
     ELSE
         -- The history, the counts and the workers named from one join of the transition tables.
         WITH changed AS MATERIALIZED (
-            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker,
+            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker, n.routine, o.state AS old_state,
                    n.state IS DISTINCT FROM o.state AS state_changed,
                    n.worker IS DISTINCT FROM o.worker AS worker_changed
             FROM new_rows n JOIN old_rows o USING (id)
@@ -746,8 +758,15 @@ BEGIN
         SELECT (SELECT json_object_agg(p.state, p.n) FILTER (WHERE NOT hrwsi.state_is_under_way(p.state)) FROM per_state p),
                (SELECT json_object_agg(p.state, p.n) FILTER (WHERE hrwsi.state_is_under_way(p.state)) FROM per_state p),
                (SELECT array_agg(p.state) FROM per_state p),
-               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers)
-        INTO counts, progress, new_states, named_workers, locked;
+               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers),
+               -- (migration 0072) tasks that ended, or were retried from their end, of a routine whose
+               -- output a time-series routine reads: the series' tasks after their scene may wait no
+               -- more, or again. A routine no time series reads pays the test of its rows' states.
+               (SELECT array_agg(c.id) FROM changed c
+                WHERE c.state_changed AND (hrwsi.task_state_is_final(c.state) OR hrwsi.task_state_is_final(c.old_state))
+                  AND c.routine IN (SELECT r.name FROM processing_routine r JOIN processing_routine d
+                                    ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile))
+        INTO counts, progress, new_states, named_workers, locked, upstream;
     END IF;
     -- A task names an existing worker (migration 0036): each worker a statement put tasks on is
     -- locked once, as the key locked it for every task, then must be there.
@@ -766,6 +785,11 @@ BEGIN
     END IF;
     IF progress IS NOT NULL THEN
         PERFORM pg_notify('hrwsi_task_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
+    END IF;
+    -- The time-series tasks that wait for these upstream tasks wait no more, or for the next open
+    -- scene before them; those after a retried one's scene wait for it again (migration 0072).
+    IF upstream IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream_after(upstream);
     END IF;
     IF TG_OP = 'INSERT' OR new_states IS NULL
             OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked'] THEN
@@ -1504,6 +1528,12 @@ BEGIN
             ELSE format('retried by an operator; waits for task %s, which is blocked (`hrwsi task show %s` says '
                         'why): it runs once that task has run', previous, previous) END
         WHERE id = task;
+    END IF;
+    -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
+    -- open, as a new task would (migration 0072), under its series' lock.
+    PERFORM pg_advisory_xact_lock(7250010, hashtext(t.routine || '/' || t.series_tile)), hrwsi.wait_for_upstream(ARRAY[t.id])
+    FROM hrwsi.processing_task t WHERE t.id = task AND t.series_tile IS NOT NULL AND NOT t.dependency_waived;
+    IF previous_state IN ('blocked', 'terminated') THEN
         RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
                       current, previous, previous_state);
     END IF;
@@ -1855,6 +1885,8 @@ DECLARE
     missing text;
     conditions text[];
     sequential boolean;
+    upstream boolean;  -- a time-series routine of the new inputs reads what another routine makes
+    feeds boolean;     -- a routine of the new inputs makes what a time-series routine reads
 BEGIN
     -- The conditions the new inputs name, each locked once, as the input's key locked it for every
     -- row (migration 0027), then checked: an input naming a condition that does not exist is
@@ -1886,12 +1918,37 @@ BEGIN
                              'active again';
         END IF;
     END IF;
-    sequential := EXISTS (SELECT 1 FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
-                          WHERE c.name = ANY (conditions) AND r.sequential_per_tile);
+    -- (one statement for the three, per condition named: migration 0072)
+    SELECT coalesce(bool_or(r.sequential_per_tile), false),
+           coalesce(bool_or(r.sequential_per_tile AND EXISTS (
+               SELECT 1 FROM processing_routine up WHERE up.output_product_type = r.input_product_type)), false),
+           coalesce(bool_or(EXISTS (SELECT 1 FROM processing_routine d
+                                    WHERE d.input_product_type = r.output_product_type AND d.sequential_per_tile)), false)
+    INTO sequential, upstream, feeds
+    FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
+    WHERE c.name = ANY (conditions);
 
     -- Two INSERTs on one time series (routine, tile) chain their tasks one after the other: the
-    -- second waits here until the first commits, then sees its tasks. Locks in a fixed order.
-    IF sequential THEN
+    -- second waits here until the first commits, then sees its tasks. Locks in a fixed order. An
+    -- upstream task of a time series (feeds) takes the lock of the series downstream of its tile too,
+    -- in the same order (migration 0072): it makes the series' tasks after its scene wait for it.
+    IF feeds THEN
+        FOR series IN
+            SELECT c.routine, n.tile
+            FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+            JOIN processing_routine r ON r.name = c.routine
+            WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+            UNION
+            SELECT d.name, n.tile
+            FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+            JOIN processing_routine r ON r.name = c.routine
+            JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+            WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+            ORDER BY 1, 2
+        LOOP
+            PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+        END LOOP;
+    ELSIF sequential THEN
         FOR series IN
             SELECT DISTINCT c.routine, n.tile
             FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
@@ -2044,6 +2101,22 @@ BEGIN
             UPDATE processing_task t SET priority = w.priority
             FROM (SELECT id, min(priority) AS priority FROM waiting GROUP BY id) w
             WHERE t.id = w.id AND t.priority > w.priority $q$;
+        -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
+        -- before it whose upstream work is still open (migration 0072). A series whose routine has
+        -- no routine upstream (a back-fill of harvested inputs) pays nothing more.
+        IF upstream THEN
+            PERFORM hrwsi.wait_for_upstream(ARRAY(SELECT t.id FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                                                  WHERE t.series_tile IS NOT NULL));
+        END IF;
+    END IF;
+    -- New upstream tasks of a time series: the series' tasks after their scenes wait for them.
+    IF feeds THEN
+        PERFORM hrwsi.wait_for_upstream_after(ARRAY(
+            SELECT t.id FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+            JOIN processing_routine r ON r.name = t.routine
+            WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+              AND EXISTS (SELECT 1 FROM processing_routine d
+                          WHERE d.input_product_type = r.output_product_type AND d.sequential_per_tile)));
     END IF;
     RETURN NULL;
 END $$;
@@ -2051,6 +2124,166 @@ END $$;
 CREATE TRIGGER input_create_tasks AFTER INSERT ON hrwsi.input
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.create_tasks_for_new_inputs();
+
+-- =============================================================================================
+-- A time series of a chained step runs in sensing order (migration 0072). A time-series task reads
+-- the products of the task of the scene sensed just before it; when its inputs are the products of
+-- an upstream routine (L1C -> L2A -> time series), a scene whose upstream work ended first made its
+-- task first: a later scene's ran as the series' first, reading nothing, and the earlier scene's
+-- came after it (found by exploratory testing). A time-series task now waits (waits_for_upstream)
+-- while a scene of its tile sensed before it, after the task it depends on, has an open task of an
+-- upstream routine in its scope, or a processed one whose products are not chained yet: chaining
+-- then makes that scene's task, which takes its place before it (hrwsi.create_tasks_for_new_inputs).
+--
+-- Decided where the work changes, never in dispatch or the plan (they read the column): when a
+-- time-series task is created or retried, and when an upstream task is created, ends, is retried or
+-- has its products chained. Each of these takes the series' lock (the one two INSERTs of a series
+-- take: 7250010, routine/tile) before it reads or after it writes, so that what one wrote the other
+-- reads: a task created while the upstream task ended sees it ended, or is seen waiting by the end's
+-- own look.
+-- =============================================================================================
+
+-- The first open upstream work (by sensing time) of time-series routine p_routine on tile p_tile,
+-- in scope p_campaign (NULL: production), sensed in [p_from, p_before): p_from is the sensing time
+-- of the task the series task depends on (NULL: none), since the scenes before that one come before
+-- that task, not between the two. Through input_condition_tile_measured_idx (one range per upstream
+-- condition), the tasks' (input_id, campaign_id) key and product_task_idx.
+CREATE FUNCTION hrwsi.open_upstream_work(p_routine text, p_tile text, p_campaign bigint, p_from timestamptz,
+                                         p_before timestamptz)
+RETURNS TABLE (task_id bigint, input_id bigint, routine text, state text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi AS $$
+    SELECT u.id, i.id, u.routine, u.state
+    FROM processing_routine r
+    JOIN processing_routine up ON up.output_product_type = r.input_product_type
+    JOIN processing_condition c ON c.routine = up.name
+    JOIN input i ON i.processing_condition = c.name AND i.tile = p_tile
+     AND i.measured_at >= coalesce(p_from, '-infinity') AND i.measured_at < p_before
+    JOIN processing_task u ON u.input_id = i.id AND u.campaign_id IS NOT DISTINCT FROM p_campaign
+    WHERE r.name = p_routine
+      AND (u.state NOT IN ('processed', 'terminated', 'cancelled')
+           OR (u.state = 'processed' AND EXISTS (SELECT 1 FROM product p WHERE p.task_id = u.id AND p.chained_at IS NULL)))
+    ORDER BY i.measured_at, u.id
+    LIMIT 1
+$$;
+
+-- Decide again what the given time-series tasks wait for, those that have not started (pending,
+-- planned, held or blocked) and were not released by an operator: the first open upstream work
+-- before them, or nothing. A planned task that waits goes back to pending; a pending one says why in
+-- its reason and its history (a held or blocked one keeps its own reason); one that waits no more
+-- says what it waited for, and the orchestrator and the launchers are woken (hrwsi_task pending).
+-- The caller holds the series' locks.
+CREATE FUNCTION hrwsi.wait_for_upstream(p_tasks bigint[]) RETURNS void LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    released integer;
+BEGIN
+    WITH target AS (
+        SELECT t.id, t.state, w.task_id AS wait,
+               format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
+                      'scene''s own task in its series', w.input_id, w.routine, w.task_id,
+                      CASE w.state WHEN 'processed' THEN 'is processed but its products are not chained yet'
+                           WHEN 'pending' THEN 'has not run yet' WHEN 'planned' THEN 'has not run yet'
+                           WHEN 'on_hold' THEN 'is on hold' WHEN 'blocked' THEN 'is blocked'
+                           ELSE 'is still running' END) AS wait_reason
+        FROM processing_task t
+        LEFT JOIN processing_task p ON p.id = t.depends_on
+        LEFT JOIN LATERAL hrwsi.open_upstream_work(t.routine, t.series_tile, t.campaign_id, p.series_at,
+                                                   t.series_at) w ON true
+        WHERE t.id = ANY (p_tasks) AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ), changed AS (
+        UPDATE processing_task t
+        SET waits_for_upstream = x.wait,
+            state = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE
+                WHEN t.state IN ('on_hold', 'blocked') THEN t.state_reason
+                WHEN x.wait IS NOT NULL THEN x.wait_reason
+                ELSE (SELECT format('no longer waits for the scene sensed before it, input %s: its %s task %s %s',
+                                    o.input_id, o.routine, o.id,
+                                    CASE WHEN o.state = 'processed' THEN 'was processed and its products chained'
+                                         WHEN o.state IN ('terminated', 'cancelled')
+                                         THEN 'ended ' || o.state || ': it runs without that scene'
+                                         ELSE 'is ' || o.state END)
+                      FROM processing_task o WHERE o.id = t.waits_for_upstream)
+            END
+        FROM target x
+        -- (and a pending one that waits for the same task, whose state its reason told, says the new one)
+        WHERE t.id = x.id AND (t.waits_for_upstream IS DISTINCT FROM x.wait
+                               OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
+        RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.state AS old_state, x.wait
+    ), history AS (
+        -- (what it waits for, or waited for, in its history; a change of state writes its own row)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c
+        WHERE c.state = c.old_state AND c.state = 'pending'
+    )
+    SELECT count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'pending') INTO released FROM changed c;
+    IF released > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
+                                                          json_build_object('pending', released))::text);
+    END IF;
+END $$;
+
+-- After upstream tasks were created, ended, retried or had their products chained: the time-series
+-- tasks concerned decide again what they wait for, under their series' locks (taken in order). Those
+-- are the tasks that waited for one of them and, per downstream series, the first task after its
+-- scene (a task after that one waits for it through its dependency; a started one keeps what it ran
+-- with).
+CREATE FUNCTION hrwsi.wait_for_upstream_after(p_upstream bigint[]) RETURNS void LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    series record;
+BEGIN
+    FOR series IN
+        SELECT DISTINCT d.name AS routine, i.tile
+        FROM processing_task u JOIN input i ON i.id = u.input_id
+        JOIN processing_routine r ON r.name = u.routine
+        JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+        WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+        ORDER BY 1, 2
+    LOOP
+        PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+    END LOOP;
+    PERFORM hrwsi.wait_for_upstream(ARRAY(
+        SELECT t.id FROM processing_task t WHERE t.waits_for_upstream = ANY (p_upstream)
+        UNION
+        SELECT n.id
+        FROM processing_task u JOIN input i ON i.id = u.input_id
+        JOIN processing_routine r ON r.name = u.routine
+        JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+        CROSS JOIN LATERAL (
+            SELECT t.id FROM processing_task t
+            WHERE t.routine = d.name AND t.series_tile = i.tile AND t.series_at > i.measured_at
+              AND t.campaign_id IS NOT DISTINCT FROM u.campaign_id AND t.state <> 'cancelled'
+            ORDER BY t.series_at, t.id LIMIT 1) n
+        WHERE u.id = ANY (p_upstream)));
+END $$;
+
+-- Products chained (the harvester's chain_products): the time-series tasks that waited for their
+-- tasks decide again, in the chaining's own statement, so that the task of the scene they waited
+-- for is linked before them (by the input trigger) before either can be dispatched.
+CREATE FUNCTION hrwsi.after_products_chained() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    upstream bigint[];
+BEGIN
+    SELECT array_agg(DISTINCT n.task_id) INTO upstream
+    FROM new_rows n JOIN old_rows o USING (id)
+    WHERE n.chained_at IS NOT NULL AND o.chained_at IS NULL AND n.task_id IS NOT NULL
+      AND n.product_type IN (SELECT r.input_product_type FROM processing_routine r WHERE r.sequential_per_tile);
+    IF upstream IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream_after(upstream);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER product_chained AFTER UPDATE ON hrwsi.product
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.after_products_chained();
 
 -- A task names its routine and its lane without a foreign key (migration 0022): the key probed and
 -- locked the routine and the lane for every task created, about a fifth of inserting a burst.
@@ -2488,7 +2721,9 @@ SET enable_material = on SET enable_sort = on
 -- (and the claim's statement says that it does the task and job triggers' work itself: migration 0040)
 SET hrwsi.in_dispatch_claim = off AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
--- then planned tasks by planned start, then pending tasks by age. A planned task starts on its
+-- then planned tasks by planned start, then pending tasks by age. A task is ready when its dependency
+-- is processed and it waits for no upstream work of an earlier scene (waits_for_upstream, migration
+-- 0072: a column of the row the cursor reads, no probe), or an operator released it. A planned task starts on its
 -- planned worker; a pending task whose dependency is over starts at once where it fits now (the
 -- fast path: capacity is free, nothing planned waits for it); an urgent task (priority 0) may take
 -- any worker where it fits. An urgent task that fits nowhere reserves capacity: no less urgent
@@ -2502,8 +2737,9 @@ DECLARE
     planned_tasks CURSOR (p smallint, lim integer) FOR
         SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
                r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
-               (t.depends_on IS NULL OR t.dependency_waived
-                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+               ((t.waits_for_upstream IS NULL OR t.dependency_waived)
+                AND (t.depends_on IS NULL OR t.dependency_waived
+                     OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on))) AS ready
         FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
         WHERE t.state = 'planned' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
         ORDER BY t.priority, t.deadline_at NULLS LAST, t.planned_start, t.id
@@ -2511,8 +2747,9 @@ DECLARE
     pending_tasks CURSOR (p smallint, lim integer) FOR
         SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
                r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
-               (t.depends_on IS NULL OR t.dependency_waived
-                OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on)) AS ready
+               ((t.waits_for_upstream IS NULL OR t.dependency_waived)
+                AND (t.depends_on IS NULL OR t.dependency_waived
+                     OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on))) AS ready
         FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
         WHERE t.state = 'pending' AND t.priority = p AND (t.not_before IS NULL OR t.not_before <= now())
         ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
@@ -3321,6 +3558,13 @@ GRANT EXECUTE ON FUNCTION hrwsi.utc_text(timestamptz), hrwsi.duration_text(inter
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.cannot_be_planned(text, text, timestamptz)
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- A time series of a chained step (migration 0072): the functions that decide what its tasks wait
+-- for run as the owner, called by the trigger functions and hrwsi.retry_task alone; the trigger
+-- function of chained products stays callable by whoever writes products.
+REVOKE EXECUTE ON FUNCTION hrwsi.open_upstream_work(text, text, bigint, timestamptz, timestamptz),
+    hrwsi.wait_for_upstream(bigint[]), hrwsi.wait_for_upstream_after(bigint[]), hrwsi.after_products_chained()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.after_products_chained() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- =============================================================================================
 -- Retention (README.md, Retention; hrwsi.retention): the policy, and the maintenance functions,
 -- owned by the schema owner, that alone delete history, applying the policy.

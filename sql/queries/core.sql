@@ -21,13 +21,16 @@ SELECT generation FROM hrwsi.plan_generation;
 -- name: tasks_to_plan
 -- Pending tasks that waited at least $3 seconds (younger ones are the launcher's fast path's: they
 -- start at once where capacity is free), with what the planner needs to know of them (read in a
--- snapshot, no lock held: hrwsi.store_plan updates only those still pending).
+-- snapshot, no lock held: hrwsi.store_plan updates only those still pending). A time-series task
+-- that waits for the upstream work of a scene sensed before it (waits_for_upstream, migration 0072)
+-- is not planned: it stays pending with its reason, unless an operator released it.
 SELECT t.id, t.routine, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        extract(epoch FROM r.expected_duration)::float8 AS duration_s,
        CASE WHEN t.dependency_waived THEN NULL ELSE t.depends_on END AS depends_on, t.not_before, r.flavour,
        t.state_reason, t.priority, extract(epoch FROM t.deadline_at - $1::timestamptz)::float8 AS deadline_s
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
 WHERE t.state = 'pending' AND NOT r.on_hold AND t.updated_at <= $1::timestamptz - make_interval(secs => $3)
+  AND (t.waits_for_upstream IS NULL OR t.dependency_waived)
 ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
 LIMIT $2;
 
@@ -40,7 +43,7 @@ WITH head AS (
     SELECT r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram, r.storage_mb::float8 AS disk, r.flavour
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
     WHERE t.state = 'pending' AND NOT r.on_hold AND (t.not_before IS NULL OR t.not_before <= now())
-      AND (t.depends_on IS NULL OR t.dependency_waived)
+      AND (t.depends_on IS NULL OR t.dependency_waived) AND (t.waits_for_upstream IS NULL OR t.dependency_waived)
     ORDER BY t.priority, t.deadline_at NULLS LAST, t.id
     LIMIT 1
 ), usage AS (

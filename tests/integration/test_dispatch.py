@@ -5,6 +5,7 @@ import functools
 import psycopg
 import pytest
 
+from hrwsi.sql_files import query
 from tests.integration.test_schema import drain, listen, removal_waiting_for
 
 LEASE = 30.0
@@ -760,3 +761,186 @@ def test_a_retried_task_of_a_series_runs_after_the_late_scene_processed_meanwhil
                   "attempts = 2 WHERE id = %s", (first,))
     world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (first,))
     assert [task for task, _ in dispatch(world)] == [second], "it runs after the first, with its product"
+
+
+# -- a time series of a chained step (migration 0072) --------------------------------------------
+
+def chained_series(db, prep_attempts=3):
+    """prep (L1C -> L2A) and ts (L2A -> TS, a time series of its tile), one condition each."""
+    for name, reads, makes, sequential, attempts in (("prep", "L1C", "L2A", False, prep_attempts),
+                                                     ("ts", "L2A", "TS", True, 3)):
+        db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                      input_product_type, output_product_type, sequential_per_tile, max_attempts)
+                      VALUES (%s, 1, 100, 10, '1 min', ARRAY['true'], %s, %s, %s, %s)""",
+                   (name, reads, makes, sequential, attempts))
+        db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, %s)", (name, name))
+
+
+def scene(db, condition, path, hour, tile="31TCH"):
+    """An input of `condition` sensed on 2026-01-05 at `hour`: (its input id, its production task id)."""
+    input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                             VALUES (%s, %s, %s, %s) RETURNING id""",
+                          (condition, path, tile, f"2026-01-05T{hour:02d}:00Z")).fetchone()[0]
+    return input_id, db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s AND campaign_id IS NULL",
+                                (input_id,)).fetchone()[0]
+
+
+def job_of(db, task):
+    return db.execute("SELECT max(id) FROM hrwsi.job WHERE task_id = %s", (task,)).fetchone()[0]
+
+
+def outcome(db, task, state="processed", products=()):
+    """The outcome of the task's attempt in flight, as the launcher records it, with its products."""
+    job = job_of(db, task)
+    db.execute("""SELECT * FROM hrwsi.record_outcomes(%s, %s, 1, ARRAY[%s]::bigint[], ARRAY[%s], ARRAY[%s],
+                  ARRAY['m'], ARRAY[NULL]::timestamptz[], ARRAY[NULL]::timestamptz[], ARRAY[NULL]::text[],
+                  %s::bigint[], %s::text[], %s::bigint[])""",
+               (ME, LEASE, job, state, 0 if state == "processed" else 1, [job] * len(products), list(products),
+                [1] * len(products)))
+
+
+def chain(db):
+    return db.execute(query("chain_products").replace("$1", "%(batch)s"), {"batch": 100}).fetchone()
+
+
+def ts_task(db, l2a_path):
+    row = db.execute("""SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                        WHERE i.input_path = %s AND t.routine = 'ts'""", (l2a_path,)).fetchone()
+    return row and row[0]
+
+
+def plannable(db):
+    """The tasks the orchestrator's plan query reads now (as old as it wants them)."""
+    return {r[0] for r in db.execute(query("tasks_to_plan").replace("$1", "(now() + interval '1 hour')")
+                                     .replace("$2", "1000").replace("$3", "0"))}
+
+
+def test_a_time_series_of_a_chained_step_runs_in_sensing_order_whatever_order_its_upstream_work_ends(world):
+    chained_series(world)
+    input_a, prep_a = scene(world, "prep", "/l1c/A", 10)
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    assert {task for task, _ in dispatch(world)} == {prep_a, prep_b}
+    # prep(B) ends first: its product is chained, ts(B) is made; prep(A) still runs.
+    outcome(world, prep_b, products=["/l2a/B"])
+    assert chain(world) == (1, 1)
+    ts_b = ts_task(world, "/l2a/B")
+    assert dispatch(world) == [] and ts_b not in plannable(world)
+    state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (ts_b,)).fetchone()
+    assert state == "pending"
+    assert f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} is still running" in reason
+    history = [r[0] for r in world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s", (ts_b,))]
+    assert history[-1] == reason
+    # prep(A) ends: until its product is chained, ts(B) still waits (no window before the chaining).
+    outcome(world, prep_a, products=["/l2a/A"])
+    assert dispatch(world) == [] and ts_b not in plannable(world)
+    assert "products are not chained yet" in world.execute(
+        "SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0]
+    # Chained: ts(A) comes before ts(B), which depends on it and runs after it.
+    listener = listen(world.info.dsn, "hrwsi_task")
+    assert chain(world) == (1, 1)
+    ts_a = ts_task(world, "/l2a/A")
+    assert world.execute("SELECT depends_on, waits_for_upstream FROM hrwsi.processing_task WHERE id = %s",
+                         (ts_b,)).fetchone() == (ts_a, None)
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_a,)).fetchone()[0] is None
+    assert any(payload.get("counts", {}).get("pending") for _, payload in drain(listener))
+    assert [task for task, _ in dispatch(world)] == [ts_a]
+    outcome(world, ts_a, products=["/ts/A"])
+    assert [task for task, _ in dispatch(world)] == [ts_b]
+
+
+def test_a_series_task_waits_no_more_for_a_scene_whose_upstream_task_terminated_and_says_what_it_waited_for(world):
+    chained_series(world, prep_attempts=1)
+    input_a, prep_a = scene(world, "prep", "/l1c/A", 10)
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    dispatch(world)
+    outcome(world, prep_b, products=["/l2a/B"])
+    chain(world)
+    ts_b = ts_task(world, "/l2a/B")
+    assert dispatch(world) == []
+    listener = listen(world.info.dsn, "hrwsi_task")
+    outcome(world, prep_a, state="internal_error")
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (prep_a,)).fetchone()[0] == "terminated"
+    reason = world.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0]
+    assert reason == (f"no longer waits for the scene sensed before it, input {input_a}: its prep task {prep_a} "
+                      "ended terminated: it runs without that scene")
+    history = [r[0] for r in world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id",
+                                           (ts_b,))]
+    assert any(f"prep task {prep_a} is still running" in (h or "") for h in history) and history[-1] == reason
+    assert any(payload.get("counts", {}).get("pending") for _, payload in drain(listener))
+    assert ts_b in plannable(world)
+    assert [task for task, _ in dispatch(world)] == [ts_b]
+    # Retried, the upstream task is open again: a series task after its scene that has not started waits again.
+    _, ts_c = scene(world, "ts", "/l2a/C", 12)
+    world.execute("SELECT hrwsi.retry_task(%s)", (prep_a,))
+    assert world.execute("SELECT waits_for_upstream FROM hrwsi.processing_task WHERE id = %s", (ts_c,)).fetchone()[0] \
+        is None, "ts(C) depends on ts(B), which started: the scene of A comes before ts(B), not before ts(C)"
+
+
+def test_a_processed_upstream_task_whose_product_is_not_chained_yet_is_waited_for(world):
+    chained_series(world)
+    input_a, prep_a = scene(world, "prep", "/l1c/A", 10)
+    dispatch(world)
+    outcome(world, prep_a, products=["/l2a/A"])  # not chained yet
+    # A scene sensed after it comes straight as L2A (not from prep): it waits for A's product to be chained.
+    _, ts_b = scene(world, "ts", "/l2a/direct-B", 11)
+    assert dispatch(world) == [] and ts_b not in plannable(world)
+    assert (f"input {input_a}, whose prep task {prep_a} is processed but its products are not chained yet"
+            in world.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0])
+    chain(world)
+    ts_a = ts_task(world, "/l2a/A")
+    assert [task for task, _ in dispatch(world)] == [ts_a]
+
+
+def test_a_late_upstream_scene_makes_the_series_task_after_it_wait_and_a_planned_one_is_planned_again(world):
+    chained_series(world)
+    _, ts_b = scene(world, "ts", "/l2a/direct-B", 11)
+    plan(world, [ts_b], "w1")
+    input_a, prep_a = scene(world, "prep", "/l1c/A", 10)
+    state, worker, reason = world.execute("SELECT state, worker, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                          (ts_b,)).fetchone()
+    assert (state, worker) == ("pending", None)
+    assert f"input {input_a}, whose prep task {prep_a} has not run yet" in reason
+    assert [task for task, _ in dispatch(world)] == [prep_a]
+    # Released by an operator (a blocked task), a task does not wait.
+    world.execute("UPDATE hrwsi.processing_task SET dependency_waived = true WHERE id = %s", (ts_b,))
+    assert ts_b in plannable(world)
+
+
+def test_a_series_whose_routine_has_no_routine_upstream_pays_nothing_for_it(world):
+    routine(world, sequential=True)  # reads IN, which no routine makes
+    world.execute("SET track_functions = 'all'")
+    with world.transaction():
+        for day in (3, 1, 2):
+            series_input(world, f"2026-01-0{day}T00:00Z")
+        dispatch(world)
+        calls = world.execute("""SELECT pg_stat_get_xact_function_calls('hrwsi.wait_for_upstream(bigint[])'::regprocedure),
+                                        pg_stat_get_xact_function_calls('hrwsi.wait_for_upstream_after(bigint[])'::regprocedure)
+                              """).fetchone()
+    assert calls == (None, None)
+    assert world.execute("SELECT count(*) FROM hrwsi.processing_task WHERE waits_for_upstream IS NOT NULL").fetchone()[0] == 0
+    assert [r[0] for r in world.execute("SELECT state FROM hrwsi.processing_task ORDER BY series_at")] == \
+        ["dispatched", "pending", "pending"]
+
+
+def test_a_campaigns_time_series_waits_for_the_campaigns_upstream_work_and_production_does_not(world):
+    chained_series(world)
+    input_a, prep_a = scene(world, "prep", "/l1c/A", 10)
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    dispatch(world)
+    outcome(world, prep_a, products=["/l2a/A"])
+    outcome(world, prep_b, products=["/l2a/B"])
+    chain(world)
+    campaign = world.execute("""SELECT campaign_id FROM hrwsi.reprocess(routine => 'prep',
+                                measured_from => '2026-01-05T00:00Z', measured_to => '2026-01-06T00:00Z')""").fetchone()[0]
+    k_a, k_b = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s ORDER BY id",
+                                            (campaign,))]
+    # Production's series does not wait for the campaign's upstream work.
+    assert {task for task, _ in dispatch(world)} == {ts_task(world, "/l2a/A"), k_a, k_b}
+    outcome(world, k_b, products=["/l2a/B-v2"])
+    chain(world)
+    k_ts_b = world.execute("""SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                              WHERE i.input_path = '/l2a/B-v2'""").fetchone()[0]
+    assert world.execute("SELECT campaign_id, waits_for_upstream FROM hrwsi.processing_task WHERE id = %s",
+                         (k_ts_b,)).fetchone() == (campaign, k_a)
+    assert k_ts_b not in {task for task, _ in dispatch(world)}
