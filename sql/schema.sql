@@ -738,7 +738,7 @@ BEGIN
     ELSE
         -- The history, the counts and the workers named from one join of the transition tables.
         WITH changed AS MATERIALIZED (
-            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker, n.routine, o.state AS old_state,
+            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker,
                    n.state IS DISTINCT FROM o.state AS state_changed,
                    n.worker IS DISTINCT FROM o.worker AS worker_changed
             FROM new_rows n JOIN old_rows o USING (id)
@@ -758,15 +758,21 @@ BEGIN
         SELECT (SELECT json_object_agg(p.state, p.n) FILTER (WHERE NOT hrwsi.state_is_under_way(p.state)) FROM per_state p),
                (SELECT json_object_agg(p.state, p.n) FILTER (WHERE hrwsi.state_is_under_way(p.state)) FROM per_state p),
                (SELECT array_agg(p.state) FROM per_state p),
-               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers),
-               -- (migration 0072) tasks that ended, or were retried from their end, of a routine whose
-               -- output a time-series routine reads: the series' tasks after their scene may wait no
-               -- more, or again. A routine no time series reads pays the test of its rows' states.
-               (SELECT array_agg(c.id) FROM changed c
-                WHERE c.state_changed AND (hrwsi.task_state_is_final(c.state) OR hrwsi.task_state_is_final(c.old_state))
-                  AND c.routine IN (SELECT r.name FROM processing_routine r JOIN processing_routine d
-                                    ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile))
-        INTO counts, progress, new_states, named_workers, locked, upstream;
+               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers)
+        INTO counts, progress, new_states, named_workers, locked;
+        -- (migration 0072) Tasks that ended, or were retried from their end, of a routine whose output
+        -- a time-series routine reads: the series' tasks after their scene may wait no more, or again.
+        -- Read only where some time series reads another routine's output: elsewhere a statement pays
+        -- one look at the routines, not a test of every changed row.
+        IF EXISTS (SELECT 1 FROM processing_routine r JOIN processing_routine d
+                   ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile) THEN
+            SELECT array_agg(n.id) INTO upstream
+            FROM new_rows n JOIN old_rows o USING (id)
+            WHERE n.state IS DISTINCT FROM o.state
+              AND (hrwsi.task_state_is_final(n.state) OR hrwsi.task_state_is_final(o.state))
+              AND n.routine IN (SELECT r.name FROM processing_routine r JOIN processing_routine d
+                                ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile);
+        END IF;
     END IF;
     -- A task names an existing worker (migration 0036): each worker a statement put tasks on is
     -- locked once, as the key locked it for every task, then must be there.
