@@ -909,7 +909,13 @@ CREATE TABLE hrwsi.service_instance (
     -- backend, or a version before this column. A launcher on another host adopted such jobs it
     -- could not see, recorded them "lost: never started" and ran them again beside the first run
     -- (found by exploratory testing, 2026-12-06).
-    site          text
+    site          text,
+    -- (migration 0075) Where the service's hrwsi package is and a fingerprint of its files at start
+    -- (hrwsi.installed_code): `make install` is editable, and a `git pull` replaced the code under
+    -- running services without a word; `hrwsi status` and the dashboard compute it again on their host
+    -- and say "code on disk changed since SERVICE started: restart it". NULL: a version before them.
+    code_dir         text,
+    code_fingerprint text
 );
 
 -- =============================================================================================

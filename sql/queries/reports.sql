@@ -140,7 +140,7 @@ SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, s.heartbeat_at,
        extract(epoch FROM now() - s.heartbeat_at)::float8 AS heartbeat_age_s, s.problem, s.problem_since,
        (SELECT n.id FROM hrwsi.service_instance n
         WHERE n.kind = s.kind AND n.host = s.host AND n.pid = s.pid AND n.started_at > s.started_at
-        ORDER BY n.started_at DESC LIMIT 1) AS replaced_by, s.site
+        ORDER BY n.started_at DESC LIMIT 1) AS replaced_by, s.site, s.code_dir, s.code_fingerprint
 FROM hrwsi.service_instance s ORDER BY s.kind, s.heartbeat_at DESC;
 
 -- name: report_local_jobs_held

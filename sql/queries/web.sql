@@ -84,7 +84,7 @@ LIMIT $2;
 
 -- name: web_services
 SELECT id, kind, host, pid, version, started_at, heartbeat_at,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS age_s, problem, problem_since
+       extract(epoch FROM now() - heartbeat_at)::float8 AS age_s, problem, problem_since, code_dir, code_fingerprint
 FROM hrwsi.service_instance
 ORDER BY kind, started_at;
 

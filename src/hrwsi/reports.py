@@ -14,6 +14,7 @@ import psycopg.errors
 from psycopg.rows import dict_row
 
 from hrwsi import migrations
+from hrwsi.installed_code import mark_changed
 from hrwsi.sql_files import query
 
 # The alert sender gives up after this many attempts (hrwsi.alerts.AlertSettings.max_attempts).
@@ -125,9 +126,10 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
             for service in data["services"]:
                 service["jobs_held"] = held_jobs.get(service["id"], 0)
         newest = read("the database's schema", None, lambda: conn.execute(query("newest_migration_recorded")).fetchone())
-        data["versions"] = migrations.service_versions(
-            [s for s in data["services"] if s["heartbeat_age_s"] is None or s["heartbeat_age_s"] <= stale_after_s],
-            *(newest or (None, None)))
+        alive = [s for s in data["services"] if s["heartbeat_age_s"] is None or s["heartbeat_age_s"] <= stale_after_s]
+        data["versions"] = migrations.service_versions(alive, *(newest or (None, None)))
+        # (the code on disk where status runs, against what each service of this host started with)
+        mark_changed(alive)
         # Last: the sessions that held a lock a read above gave up on are still there to be named.
         data["blocking_sessions"] = [row | {"next": blocking_session_next_step(row["pid"])}
                                      for row in _rows(conn, "report_sessions_blocking_hrwsi")]

@@ -34,6 +34,7 @@ from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import EMBEDDED_START_HINT, TRANSIENT_DATABASE_ERRORS, embedded_server_down, names_embedded_server
 from hrwsi.database_clock import DatabaseClock
 from hrwsi.database_trouble import describe, is_conflict, pooler_refusal
+from hrwsi.installed_code import CHECK_EVERY_S, code_dir, fingerprint
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.migrations import build_version, newest_shipped
@@ -107,6 +108,41 @@ _EMBEDDED_WATCHES: dict[str, _EmbeddedWatch] = {}
 
 def _embedded_watch(pgdata: os.PathLike) -> _EmbeddedWatch:
     return _EMBEDDED_WATCHES.setdefault(os.fspath(pgdata), _EmbeddedWatch(weakref.WeakSet()))
+
+
+@dataclass
+class _CodeWatch:
+    """The code this process started with (its hrwsi package's directory and fingerprint, taken once by
+    its first service) and whether its change on disk was said. Shared: `hrwsi up` runs four services,
+    and one line says it for all of them."""
+
+    services: weakref.WeakSet
+    started: tuple[str, str | None] | None = None
+    told: bool = False
+
+    async def start(self) -> tuple[str, str | None]:
+        if self.started is None:
+            directory = code_dir()
+            taken = (directory, await asyncio.to_thread(fingerprint, directory))  # (a walk of the files: not on the loop)
+            self.started = self.started or taken
+        return self.started
+
+    async def check(self) -> None:
+        """Said once, as a warning: `make install` is editable, and a `git pull` replaced the code under
+        running services, whose lazy imports then mixed two versions (found by exploratory testing)."""
+        if self.told or self.started is None:
+            return
+        directory, started = self.started
+        now = await asyncio.to_thread(fingerprint, directory)
+        if now == started or self.told:
+            return
+        self.told = True
+        kinds = ", ".join(sorted({service.kind for service in self.services}))
+        logger.warning("code on disk changed since %s started (%s%s): restart %s to run the new code", kinds,
+                       directory, ", now gone" if now is None else "", "it" if "," not in kinds else "them")
+
+
+_CODE_WATCH = _CodeWatch(weakref.WeakSet())
 
 
 class StatementTimedOut(Exception):
@@ -255,6 +291,8 @@ class Service:
             settings.database_url, settings.pgdata) else None
         self._embedded_watch = _embedded_watch(settings.pgdata)  # (shared with this process's other services)
         self._embedded_watch.services.add(self)
+        self._code_watch = _CODE_WATCH  # (the code this process started with: shared by its services)
+        self._code_watch.services.add(self)
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
         self._quieting: set[asyncio.Task] = set()
         self.health = InstanceHealth(self.kind, step_error_kind)  # metrics hook (issue 13): /healthz, /metrics
@@ -513,6 +551,7 @@ class Service:
         periodic = [SideTask("heartbeat", self._heartbeat_once, self.settings.heartbeat_s, delay_first=True,
                              retry_s=min(HEARTBEAT_RETRY_S, self.settings.heartbeat_s)),
                     SideTask("backstop", self._backstop_once, self.settings.backstop_poll_s, delay_first=True),
+                    SideTask("code check", self._code_watch.check, CHECK_EVERY_S, delay_first=True),
                     *self.side_tasks()]
         background = [asyncio.create_task(self.listener.run(), name=f"{self.kind}-listener")]
         background += [asyncio.create_task(self._every(task), name=f"{self.kind}-{task.name}") for task in periodic]
@@ -682,10 +721,11 @@ class Service:
 
     async def _register_once(self) -> None:
         site = await self.site()
+        code = await self._code_watch.start()
         sent, sent_at = time.monotonic(), datetime.now(UTC)
         async with self.pool.acquire() as conn:
             registered_at = await conn.fetchval(query("register_instance"), self.instance_id, self.kind,
-                                                socket.gethostname(), os.getpid(), build_version(), site)
+                                                socket.gethostname(), os.getpid(), build_version(), site, *code)
         self._lease_confirmed_at = sent
         self.clock.observe(sent_at, datetime.now(UTC), registered_at)
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import socket
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import asyncpg
 import psycopg
+from rich.console import Console
 
+from hrwsi import reports, service
+from hrwsi.cli import views
 from hrwsi.configuration import load
 from hrwsi.database import create_pool
 from hrwsi.demo import write_scenes
@@ -65,8 +69,9 @@ async def test_planning_left_to_the_launchers_fast_path_reads_none_of_the_tasks_
         orchestrator = Orchestrator(pool, settings)
         orchestrator.plan_after_s = 0.0  # every pending task is old enough to plan
         await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
-                           None)
-        await pool.execute(query("register_instance"), "launcher-1", "launcher", "here", 1, "test", None)  # a fresh lease
+                           None, None, None)
+        await pool.execute(query("register_instance"), "launcher-1", "launcher", "here", 1, "test",  # a fresh lease
+                           None, None, None)
         assert await orchestrator.plan() is False
         assert sum(rows_read) < 10, rows_read
         assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'pending'").fetchone()[0] == 3000
@@ -432,7 +437,7 @@ async def _planned_start_of_new_work_after(db, pool, settings, held_since: str, 
     insert_inputs(db, 1, start=1)
     orchestrator = Orchestrator(pool, settings)
     orchestrator.plan_after_s = 0.0
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None, None, None)
     while await orchestrator.plan():
         pass
     start = db.execute("""SELECT extract(epoch FROM planned_start - now()) FROM hrwsi.processing_task
@@ -484,7 +489,7 @@ async def test_a_running_task_holds_the_size_it_was_dispatched_with_in_the_next_
     insert_inputs(db, 3, start=1)
     orchestrator = Orchestrator(pool, settings)
     orchestrator.plan_after_s = 0.0
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None, None, None)
     while await orchestrator.plan():
         pass
     starts = [row[0] for row in db.execute("""SELECT extract(epoch FROM planned_start - now())::float8
@@ -531,10 +536,56 @@ async def test_a_task_too_young_for_a_round_and_old_enough_when_it_ends_gets_a_l
     await asyncio.sleep(0.45)
     insert_inputs(db, 1, start=1)  # 0.2 s old when the round starts, 0.5 s when it ends
     await asyncio.sleep(0.2)
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None, None, None)
     assert not await orchestrator.plan()
     states = [state for (state,) in db.execute("SELECT state FROM hrwsi.processing_task ORDER BY id")]
     assert states == ["planned", "pending"]
     assert "plan" in orchestrator._due, "a later round is set for the young one"
     for timer in orchestrator._due.values():
         timer.cancel()
+
+
+def _a_package(root: Path) -> Path:
+    """An hrwsi package laid out as an editable install's: src/hrwsi beside sql/."""
+    (root / "src" / "hrwsi").mkdir(parents=True)
+    (root / "src" / "hrwsi" / "orchestrator.py").write_text("PLAN = 1\n")
+    (root / "sql").mkdir()
+    (root / "sql" / "schema.sql").write_text("SELECT 1;\n")
+    return root / "src" / "hrwsi"
+
+
+async def test_services_whose_code_on_disk_changed_since_they_started_are_said_by_status_and_in_their_log_once(
+        db, database_url, settings, configure, tmp_path, monkeypatch, caplog):
+    """`make install` is editable: a `git pull` replaced the code under running services, whose lazy imports
+    then mixed two versions, and nothing said so (found by exploratory testing)."""
+    package = _a_package(tmp_path)
+    monkeypatch.setattr(service, "code_dir", lambda: str(package))
+    monkeypatch.setattr(service, "_CODE_WATCH", service._CodeWatch(service.weakref.WeakSet()))
+    configure(single_routine_configuration(["true"]))
+    async with running(database_url, ["orchestrator", "launcher"], settings):
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.service_instance")
+        recorded = db.execute("SELECT DISTINCT code_dir, code_fingerprint FROM hrwsi.service_instance").fetchall()
+        assert len(recorded) == 1 and recorded[0][0] == str(package) and recorded[0][1]
+        assert not any(s["code_changed"] for s in reports.status(db)["services"])
+        await service._CODE_WATCH.check()
+        assert "code on disk changed" not in caplog.text
+
+        (tmp_path / "sql" / "schema.sql").write_text("SELECT 2; -- pulled\n")  # (a git pull)
+        with caplog.at_level(logging.WARNING):
+            await service._CODE_WATCH.check()
+            await service._CODE_WATCH.check()
+        said = [r.getMessage() for r in caplog.records if "code on disk changed" in r.getMessage()]
+        assert said == [f"code on disk changed since launcher, orchestrator started ({package}): restart them to run "
+                        "the new code"]
+        status = reports.status(db)
+        changed = {s["kind"]: s["code_changed"] for s in status["services"]}
+        assert set(changed) == {"orchestrator", "launcher"} and all(
+            text.startswith(f"code on disk changed since {kind} ") and "restart it to run the new code" in text
+            for kind, text in changed.items())
+        console = Console(width=200, record=True)
+        views.status(console, status, stale_after_s=30.0)
+        assert console.export_text().count("code on disk changed since") == 2
+        # A service of another host: its files are not here to compare (its own log says it there).
+        db.execute("UPDATE hrwsi.service_instance SET host = 'elsewhere' WHERE kind = 'launcher'")
+        assert {s["kind"]: s["code_changed"] for s in reports.status(db)["services"]}["launcher"] is None
+        db.execute("UPDATE hrwsi.service_instance SET host = %s WHERE kind = 'launcher'", (socket.gethostname(),))

@@ -23,6 +23,7 @@ from psycopg import sql
 from hrwsi import retention, timeliness
 from hrwsi.backoff import DASHBOARD_LISTENER_CAP_S
 from hrwsi.database import create_pool
+from hrwsi.installed_code import fingerprint
 from hrwsi.sql_files import query
 from hrwsi.web.app import ERROR_RETRY_S, Dashboard
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
@@ -664,3 +665,20 @@ async def test_a_page_that_never_reads_its_stream_is_closed_and_live_pages_are_b
             stuck.close()
     finally:
         await pool.close()
+
+
+async def test_the_overview_says_a_service_of_its_host_whose_code_on_disk_changed_since_it_started(
+        database_url, scenario, data_dir, db, tmp_path):
+    # Found by exploratory testing: `make install` is editable, and a `git pull` replaced the code under
+    # running services without a word.
+    package = tmp_path / "src" / "hrwsi"
+    package.mkdir(parents=True)
+    (package / "launcher.py").write_text("A = 1\n")
+    db.execute("UPDATE hrwsi.service_instance SET host = %s, code_dir = %s, code_fingerprint = %s, "
+               "heartbeat_at = now()", (socket.gethostname(), str(package), fingerprint(package)))
+    async with dashboard(database_url, data_dir) as client:
+        assert "code on disk changed since" not in visible(await text_of(client, "/"))
+    (package / "launcher.py").write_text("A = 2  # pulled\n")
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert re.search(r"code on disk changed since \w+ \S+ started: restart it to run the new code", page), page

@@ -237,6 +237,8 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
             console.print(Text.assemble((f"{s['kind']} cannot work as it should", "bold red"),
                                         visible(f" ({s['id']}, since {time(s['problem_since'])}): {s['problem']}")),
                           soft_wrap=True)
+        if s.get("code_changed"):  # (`make install` is editable: a `git pull` replaced the code under it)
+            console.print(Text(visible(s["code_changed"]), style="bold yellow"), soft_wrap=True)
     # (of the services alive, reports.status: a stale row of a service stopped before an upgrade warned of
     # an upgrade under way long after it was done)
     for said in (versions or {}).get("said", []):

@@ -18,6 +18,7 @@ import asyncpg
 
 from hrwsi import migrations, timeliness
 from hrwsi.harvest.sources import describe_source
+from hrwsi.installed_code import mark_changed
 from hrwsi.reports import QUEUED_LONG_AFTER_S, QUEUED_LONG_SHOWN
 from hrwsi.sql_files import query
 
@@ -124,6 +125,8 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
     count = SERIES_WINDOW_S // SERIES_BUCKET_S
     series = [buckets.get(b, {"bucket": b, "processed": 0, "failed": 0, "other": 0}) for b in range(count - 1, -1, -1)]
     services = [dict(r) | {"fresh": r["age_s"] <= stale_after_s} for r in await conn.fetch(query("web_services"))]
+    # (the code on disk where the dashboard runs, against what each service of this host started with)
+    await asyncio.to_thread(mark_changed, [s for s in services if s["fresh"]])
     overview = Overview(
         read_s=0.0, totals=totals, routines=ordered, held=[r for r in ordered if r.on_hold], series=series,
         alert_queue=dict(await conn.fetchrow(query("web_alert_queue"))),
