@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import ijson
 
 from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
@@ -91,9 +92,13 @@ ERROR_ANSWER_MAX_BYTES = 64 * 1024
 # Products mapped between two yields to the event loop: a page of millions of products (within the
 # size limit) must not hold the loop, and with it the other services of the process, for minutes.
 PRODUCTS_PER_YIELD = 500
-# A page larger than this is parsed in a thread (the JSON decoder still holds the GIL, but the
-# loop's other tasks get their turn between the thread's switch intervals less rarely than never).
-PARSE_IN_THREAD_BYTES = 1024 * 1024
+# A page larger than this is parsed as it streams in (_StreamedPage), a chunk at a time between turns
+# of the event loop. json.loads in a thread held the GIL for the whole parse (it never releases it):
+# a 28.8 MB page stalled the loop, and in `hrwsi up` every service with it, 266 ms (found by
+# exploratory testing); fed to ijson's C parser chunk by chunk, the loop's worst stall is a chunk's.
+STREAM_PARSE_FROM_BYTES = 1024 * 1024
+# What one feed of the parser takes at most (a read may hand over more): about a millisecond of parsing.
+STREAM_PARSE_CHUNK_BYTES = 64 * 1024
 
 
 def shown_url(url: str) -> str:
@@ -124,6 +129,56 @@ def scrubbed(text: str, secrets: list[str]) -> str:
 
 class PageTooLarge(CatalogueError):
     """An answer larger than the source's limit (max_page_mb)."""
+
+
+class _StreamedPage:
+    """A JSON answer parsed as it is read. Up to STREAM_PARSE_FROM_BYTES it is only kept (json.loads
+    parses it at the end, as fast as anything); past it, an object is fed to ijson's C parser
+    (yajl2_c) chunk by chunk, which builds its members as they complete, and the caller yields to the
+    event loop between chunks. An answer that is not an object is kept whole and parsed in a thread
+    (an error answer; the pages are objects). ValueError: not JSON."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()  # the answer up to where streaming began (all of it, when it did not)
+        self._members: list | None = None
+        self._parser: Any = None
+
+    async def feed(self, chunk: bytes) -> None:
+        """One piece of the answer; once streaming, the loop gets its turn after each parsed chunk (a read
+        of data already received does not yield, and the answer's first STREAM_PARSE_FROM_BYTES are
+        parsed at once)."""
+        if self._parser is None:
+            self.head += chunk
+            if (len(self.head) <= STREAM_PARSE_FROM_BYTES or _STREAMING_BACKEND is None
+                    or not self.head.lstrip().startswith(b"{")):
+                return
+            self._members = ijson.sendable_list()
+            # use_float: numbers as json.loads gives them (ijson's default is Decimal)
+            self._parser = _STREAMING_BACKEND.kvitems_coro(self._members, "", use_float=True)
+            chunk = bytes(self.head)
+        for start in range(0, len(chunk), STREAM_PARSE_CHUNK_BYTES):
+            try:
+                self._parser.send(chunk[start:start + STREAM_PARSE_CHUNK_BYTES])
+            except ijson.JSONError as error:
+                raise ValueError(str(error)) from None
+            await asyncio.sleep(0)
+
+    async def parsed(self) -> Any:
+        if self._parser is None:
+            if len(self.head) > STREAM_PARSE_FROM_BYTES:
+                return await asyncio.to_thread(json.loads, bytes(self.head))
+            return json.loads(self.head)
+        try:
+            self._parser.close()
+        except ijson.JSONError as error:
+            raise ValueError(str(error)) from None
+        return dict(self._members or ())
+
+
+try:  # (the C parser: ijson's pure-Python one would take the loop longer per chunk than the thread did)
+    _STREAMING_BACKEND: Any = ijson.get_backend("yajl2_c")
+except ImportError:  # pragma: no cover - ijson's wheels carry it for every platform hrwsi runs on
+    _STREAMING_BACKEND = None
 
 
 async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
@@ -617,17 +672,21 @@ class CatalogueClient:
     async def _page(self, response: aiohttp.ClientResponse, shown: str) -> Any:
         """A 200 answer, read up to the page limit and parsed; larger, it is refused (PageTooLarge),
         not retried: it would be as large again."""
-        body, complete = await _read_at_most(response, self.max_page_bytes)
-        if not complete:
-            raise PageTooLarge(f"{shown} answered a page larger than {self.max_page_bytes / 2**20:g} MB (config "
-                               "max_page_mb): refused, not read further; ask smaller pages (config top) or raise "
-                               "max_page_mb")
+        too_large = PageTooLarge(f"{shown} answered a page larger than {self.max_page_bytes / 2**20:g} MB (config "
+                                 "max_page_mb): refused, not read further; ask smaller pages (config top) or raise "
+                                 "max_page_mb")
+        if response.content_length is not None and response.content_length > self.max_page_bytes:
+            raise too_large
+        page, size = _StreamedPage(), 0
         try:
-            if len(body) > PARSE_IN_THREAD_BYTES:
-                return await asyncio.to_thread(json.loads, body)
-            return json.loads(body)
+            async for chunk in response.content.iter_chunked(STREAM_PARSE_CHUNK_BYTES):
+                size += len(chunk)
+                if size > self.max_page_bytes:
+                    raise too_large
+                await page.feed(chunk)
+            return await page.parsed()
         except (ValueError, RecursionError):
-            text = self._said(body[:2000].decode("utf-8", "replace"))
+            text = self._said(bytes(page.head[:2000]).decode("utf-8", "replace"))
             raise CatalogueError(f"{shown} answered 200 but no JSON: {_excerpt(text)}") from None
 
 
