@@ -123,25 +123,11 @@ FROM hrwsi.retention_policy;
 SELECT name FROM hrwsi.lane;
 
 -- name: config_chain_cycle
--- The shortest cycle of chaining among the routines as loaded, or no row: routine A's products
--- (its output type) become inputs of routine B when B reads that type and has an active condition
--- that is not multi-input (chain_products). A cycle chains for ever: each turn's products are new
--- inputs (a routine writing the type it reads made 600 tasks in 15 s, 2026-12-05).
-WITH RECURSIVE edge AS (
-    SELECT a.name AS source, b.name AS target
-    FROM hrwsi.processing_routine a
-    JOIN hrwsi.processing_routine b ON b.input_product_type = a.output_product_type
-    WHERE EXISTS (SELECT 1 FROM hrwsi.processing_condition c
-                  WHERE c.routine = b.name AND c.active
-                    AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name))
-), walk (start, node, path) AS (
-    SELECT source, target, ARRAY[source, target] FROM edge
-    UNION ALL
-    SELECT w.start, e.target, w.path || e.target
-    FROM walk w JOIN edge e ON e.source = w.node
-    WHERE w.node <> w.start AND e.target <> ALL (w.path[2:])
-)
-SELECT path FROM walk WHERE node = start ORDER BY cardinality(path), path LIMIT 1;
+-- The shortest cycle of chaining among the routines as loaded, or no row (hrwsi.chain_cycle: the
+-- same definition as the guard that refuses a plain SQL statement closing one, migration 0073). A
+-- cycle chains for ever: each turn's products are new inputs (a routine writing the type it reads
+-- made 600 tasks in 15 s, 2026-12-05).
+SELECT path FROM (SELECT hrwsi.chain_cycle() AS path) c WHERE path IS NOT NULL;
 
 -- name: config_names_held
 -- What the database holds of each kind a file names (`config load` upserts and never removes):

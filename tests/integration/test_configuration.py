@@ -73,6 +73,73 @@ def test_a_cycle_through_routines_loaded_before_is_refused_by_the_database_s_che
     assert configuration.load(db, gfsc_back)["routines"] == 1
 
 
+BACK = {"name": "fsc_to_l2a", "cpu": 1, "ram_mb": 100, "storage_mb": 10, "expected_duration_s": 1,
+        "command": ["true"], "input_product_type": "FSC", "output_product_type": "L2A"}
+TWO_ROUTINES = ["fsc_to_l2a", "snow_cover", "fsc_to_l2a"]
+GFSC_BACK = {**BACK, "name": "gfsc_to_fsc", "input_product_type": "GFSC", "output_product_type": "FSC"}
+
+# Each statement a data engineer may send that closes a cycle of chaining: (what the database has
+# first, the statement, the cycle it closes, the same change as a file for `config load`).
+CYCLE_SHAPES = {
+    "a condition activated": (
+        {"routine": [BACK], "condition": [{"name": "fsc_back", "routine": "fsc_to_l2a", "active": False}]},
+        "UPDATE hrwsi.processing_condition SET active = true WHERE name = 'fsc_back'", TWO_ROUTINES,
+        {"routine": [BACK], "condition": [{"name": "fsc_back", "routine": "fsc_to_l2a"}]}),
+    "a condition inserted": (
+        {"routine": [BACK]},
+        "INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('fsc_back', 'fsc_to_l2a')", TWO_ROUTINES,
+        {"condition": [{"name": "fsc_back", "routine": "fsc_to_l2a"}]}),
+    "a condition moved to another routine": (
+        {"routine": [BACK]},
+        "UPDATE hrwsi.processing_condition SET routine = 'fsc_to_l2a' WHERE name = 'fsc_quicklook'", TWO_ROUTINES,
+        {"condition": [{"name": "fsc_quicklook", "routine": "fsc_to_l2a"}]}),
+    "a routine's output type changed": (
+        {},
+        "UPDATE hrwsi.processing_routine SET output_product_type = 'FSC' WHERE name = 'quicklook'",
+        ["quicklook", "quicklook"],
+        {"routine": [{**demo_document()["routine"][4], "output_product_type": "FSC"}]}),
+    "a routine's input type changed": (
+        {"routine": [{**BACK, "input_product_type": "S1_GRD"}], "condition": [{"name": "back", "routine": "fsc_to_l2a"}]},
+        "UPDATE hrwsi.processing_routine SET input_product_type = 'FSC' WHERE name = 'fsc_to_l2a'", TWO_ROUTINES,
+        {"routine": [BACK]}),
+    "a multi-input rule removed": (
+        {"routine": [GFSC_BACK], "condition": [{"name": "back", "routine": "gfsc_to_fsc"}]},
+        "DELETE FROM hrwsi.multi_input_rule WHERE processing_condition = 'gfsc_daily'",
+        ["gfsc", "gfsc_to_fsc", "gfsc"],
+        {"condition": [{k: v for k, v in demo_document()["condition"][3].items() if k != "multi_input"}]}),
+}
+
+
+@pytest.mark.parametrize("shape", CYCLE_SHAPES)
+def test_a_statement_that_closes_a_cycle_of_chaining_is_refused_by_the_database_as_config_load_refuses_it(db, shape):
+    """`config load` refused a cycle; plain SQL closed one, and each product chained into a new input for
+    ever (found by exploratory testing). The database refuses it with the sentence config load says."""
+    before, statement, cycle, as_file = CYCLE_SHAPES[shape]
+    configuration.load(db, demo_document())
+    if before:
+        configuration.load(db, before)
+    said = configuration.chain_cycle_problem(cycle)
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        db.execute(statement)
+    assert refused.value.diag.message_primary == said
+    assert refused.value.diag.constraint_name == "routines_do_not_chain_for_ever"
+    assert db.execute("SELECT hrwsi.chain_cycle()").fetchone()[0] is None, "nothing of the statement was kept"
+    with pytest.raises(configuration.ConfigurationError) as file_refused:
+        configuration.load(db, as_file)
+    assert said in str(file_refused.value)
+
+
+def test_a_transaction_may_pass_through_a_cycle_that_it_leaves_before_it_commits(db):
+    """The guard reads the state at commit: swapping what two conditions do is one transaction's business."""
+    configuration.load(db, demo_document())
+    configuration.load(db, {"routine": [BACK], "condition": [{"name": "fsc_back", "routine": "fsc_to_l2a",
+                                                               "active": False}]})
+    with db.transaction():
+        db.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'fsc_back'")
+        db.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'l2a_for_snow'")
+    assert db.execute("SELECT active FROM hrwsi.processing_condition WHERE name = 'fsc_back'").fetchone()[0]
+
+
 def test_validating_writes_nothing_and_a_read_only_role_gets_the_file_s_checks(db, login_role):  # noqa: F811
     document = demo_document()
     assert configuration.check_against(db, document).routine[0].name == "atmospheric_correction"
