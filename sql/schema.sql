@@ -849,11 +849,24 @@ BEGIN
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
             )
+            -- (the reason names the task it waits for directly, and the root cause: the task that
+            -- ended, behind which the chain waits; it named the chain's first blocked task alone, so
+            -- that a task three links down named a task it did not wait for: migration 0073)
             UPDATE processing_task t
             SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
-                state_reason = format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it '
-                                      'runs once that task has run', a.root, a.root)
-            FROM after_it a WHERE t.id = a.id $q$;
+                state_reason = CASE
+                    WHEN cause.id IS NOT NULL THEN
+                        format('waits for task %s, which is blocked behind task %s, which ended %s: `hrwsi retry %s` '
+                               'runs that task again, and the tasks after it then run in order', t.depends_on,
+                               cause.id, cause.state, cause.id)
+                    WHEN t.depends_on = a.root THEN
+                        format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it runs once '
+                               'that task has run', a.root, a.root)
+                    ELSE format('waits for task %s, which is blocked behind task %s (`hrwsi task show %s` says why): '
+                                'it runs once those have run', t.depends_on, a.root, a.root) END
+            FROM after_it a JOIN processing_task r ON r.id = a.root
+            LEFT JOIN processing_task cause ON cause.id = r.depends_on AND cause.state IN ('terminated', 'cancelled')
+            WHERE t.id = a.id $q$;
     END IF;
     -- ... and, retried (or released), unblocks them and the tasks after them in their chain.
     IF 'pending' = ANY (new_states)
