@@ -1140,6 +1140,41 @@ END $$;
 CREATE TRIGGER processing_routine_hold AFTER UPDATE OF on_hold ON hrwsi.processing_routine
     FOR EACH ROW EXECUTE FUNCTION hrwsi.hold_routine_tasks();
 
+-- A routine that is no longer a time series (sequential_per_tile turned off, by `hrwsi config load`
+-- or by SQL): its tasks that have not started no longer wait for the task before them on their tile
+-- (migration 0073). They kept their links, so pending and planned tasks waited, and blocked ones
+-- stayed blocked, for a series that no longer was one (found by exploratory testing). The link is
+-- waived, not cleared (as `hrwsi release` waives it): the history keeps what it was. Blocked and
+-- planned tasks go back to pending, to be planned without it; each says why in its history. Turned
+-- on, a routine links the tasks created from then on; its open tasks run as they are.
+CREATE FUNCTION hrwsi.end_a_routines_series() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes: its own here)
+    INSERT INTO task_event (task_id, state, reason, attempts, worker)
+    SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
+                                 'waits for task %s', NEW.name, t.depends_on), t.attempts, t.worker
+    FROM processing_task t
+    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
+      AND t.state IN ('pending', 'on_hold');
+    UPDATE processing_task t
+    SET dependency_waived = true,
+        state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+        worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+        planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+        planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+        state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                            ELSE format('routine %s is no longer a time series (sequential_per_tile off): it no '
+                                        'longer waits for task %s', NEW.name, t.depends_on) END
+    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
+      AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER processing_routine_series_ended
+    AFTER UPDATE OF sequential_per_tile ON hrwsi.processing_routine FOR EACH ROW
+    WHEN (OLD.sequential_per_tile AND NOT NEW.sequential_per_tile)
+    EXECUTE FUNCTION hrwsi.end_a_routines_series();
+
 -- A routine's needs, a flavour's size or a worker's flavour changed (`hrwsi config load`): the
 -- tasks planned with the old figures go back to pending, to be planned again or named among what
 -- cannot be planned. Planned on a worker they no longer fit, they waited there for ever, without a
@@ -3661,6 +3696,8 @@ GRANT EXECUTE ON FUNCTION hrwsi.take_backend_scope(text, text, double precision)
 REVOKE EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() FROM PUBLIC;
 -- (a trigger function: callable by whoever writes the tables that fire it)
 GRANT EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.end_a_routines_series() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.end_a_routines_series() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- The web dashboard (0007): it reads tasks through dashboard_task; the audit is append-only for the services.
 GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

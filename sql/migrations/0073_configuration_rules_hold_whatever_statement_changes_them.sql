@@ -9,6 +9,9 @@
 --
 -- A task blocked behind a blocked task of its series named the chain's first blocked task, not the
 -- one it waits for, nor the task whose end blocked them all: hrwsi.after_task_changes names both now.
+--
+-- A routine whose sequential_per_tile was turned off kept its tasks' links: they went on waiting for
+-- the task before them. Its tasks that have not started no longer wait (hrwsi.end_a_routines_series).
 
 -- The shortest cycle of chaining among the routines as they are (routine names, the first again at
 -- the end), or NULL. Routine A's products (its output type) become inputs of routine B when B reads
@@ -270,3 +273,41 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+
+-- A routine that is no longer a time series (sequential_per_tile turned off, by `hrwsi config load`
+-- or by SQL): its tasks that have not started no longer wait for the task before them on their tile
+-- (migration 0073). They kept their links, so pending and planned tasks waited, and blocked ones
+-- stayed blocked, for a series that no longer was one (found by exploratory testing). The link is
+-- waived, not cleared (as `hrwsi release` waives it): the history keeps what it was. Blocked and
+-- planned tasks go back to pending, to be planned without it; each says why in its history. Turned
+-- on, a routine links the tasks created from then on; its open tasks run as they are.
+CREATE FUNCTION hrwsi.end_a_routines_series() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes: its own here)
+    INSERT INTO task_event (task_id, state, reason, attempts, worker)
+    SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
+                                 'waits for task %s', NEW.name, t.depends_on), t.attempts, t.worker
+    FROM processing_task t
+    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
+      AND t.state IN ('pending', 'on_hold');
+    UPDATE processing_task t
+    SET dependency_waived = true,
+        state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+        worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+        planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+        planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+        state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                            ELSE format('routine %s is no longer a time series (sequential_per_tile off): it no '
+                                        'longer waits for task %s', NEW.name, t.depends_on) END
+    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
+      AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER processing_routine_series_ended
+    AFTER UPDATE OF sequential_per_tile ON hrwsi.processing_routine FOR EACH ROW
+    WHEN (OLD.sequential_per_tile AND NOT NEW.sequential_per_tile)
+    EXECUTE FUNCTION hrwsi.end_a_routines_series();
+-- (a trigger function: callable by whoever writes the table that fires it)
+REVOKE EXECUTE ON FUNCTION hrwsi.end_a_routines_series() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.end_a_routines_series() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

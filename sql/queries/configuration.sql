@@ -193,3 +193,16 @@ WHERE NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine r JOIN hrwsi.processing
                   WHERE r.input_product_type = q.product_type AND c.active
                     AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = c.name))
 ORDER BY 1, 2;
+
+-- name: config_routine_series
+-- Whether routine %(name)s is a time series as the database has it, how many of its tasks that have
+-- not started wait for the task before them (what turning it off releases), and how many are open
+-- (what turning it on leaves as it is). No row: a new routine.
+SELECT r.sequential_per_tile,
+       (SELECT count(*) FROM hrwsi.processing_task t
+        WHERE t.routine = r.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
+          AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')) AS linked,
+       (SELECT count(*) FROM hrwsi.processing_task t
+        WHERE t.routine = r.name AND t.state NOT IN ('processed', 'terminated', 'cancelled')) AS open
+FROM hrwsi.processing_routine r
+WHERE r.name = %(name)s;

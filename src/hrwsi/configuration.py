@@ -556,7 +556,9 @@ def load(conn: psycopg.Connection, document: dict, source: str | None = None,
         for index, routine in enumerate(config.routine):
             params = routine.model_dump()
             params.update(command=_expand(routine.command), env=json.dumps(routine.env))
+            series = conn.execute(query("config_routine_series"), {"name": routine.name}).fetchone()
             _write(conn, "upsert_routine", params, f"routine[{index}]", source)
+            _say_series_change(routine.name, routine.sequential_per_tile, series, said)
             counts["routines"] += 1
         for index, condition in enumerate(config.condition):
             _write(conn, "upsert_condition", condition.model_dump(exclude={"multi_input"}), f"condition[{index}]",
@@ -636,6 +638,22 @@ def _write_multi_input(conn: psycopg.Connection, condition: Condition, where: st
     _write(conn, "replace_multi_input_requirements",
            {"condition": condition.name, "product_types": [r.product_type for r in rule.requires],
             "min_counts": [r.min_count for r in rule.requires]}, f"{where}.requires", source)
+
+
+def _say_series_change(name: str, sequential: bool, before: tuple | None, said: list[str] | None) -> None:
+    """What a routine turned into or out of a time series does to its open tasks (migration 0073: turned
+    off, the tasks kept waiting for the task before them, and nothing said so)."""
+    if before is None or said is None or before[0] == sequential:
+        return
+    _, linked, open_tasks = before
+    if not sequential:
+        said.append(f"routine {name} is no longer a time series (sequential_per_tile = false): its {linked} task(s) "
+                    "that had not started no longer wait for the task before them (blocked and planned ones are "
+                    "pending again, to be planned; each one's history says so)")
+    else:
+        said.append(f"routine {name} is a time series now (sequential_per_tile = true): its tasks created from now on "
+                    f"run one after the other per tile, in date order; its {open_tasks} open task(s) run as they are "
+                    "(those created while it was not one are in no series: no new task waits for them)")
 
 
 def _remove_multi_input(conn: psycopg.Connection, condition: str, said: list[str] | None) -> None:

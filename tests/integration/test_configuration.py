@@ -140,6 +140,32 @@ def test_a_transaction_may_pass_through_a_cycle_that_it_leaves_before_it_commits
     assert db.execute("SELECT active FROM hrwsi.processing_condition WHERE name = 'fsc_back'").fetchone()[0]
 
 
+def test_config_load_says_what_turning_a_routine_s_series_off_and_on_does_to_its_open_tasks(db):
+    """Turned off, its tasks kept waiting for the task before them, and the load said nothing (found by
+    exploratory testing): they no longer wait, and the load says how many."""
+    document = demo_document()
+    configuration.load(db, document)
+    for day in ("01", "02", "03"):
+        db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES "
+                   "('l1c_recent', %s, '32TLR', %s)", (f"/in/{day}.SAFE", f"2026-11-{day}T10:00Z"))
+    routine = next(r for r in document["routine"] if r["name"] == "atmospheric_correction")
+    routine["sequential_per_tile"] = False
+    said: list[str] = []
+    configuration.load(db, {"routine": [routine]}, said=said)
+    assert said == ["routine atmospheric_correction is no longer a time series (sequential_per_tile = false): its 2 "
+                    "task(s) that had not started no longer wait for the task before them (blocked and planned ones "
+                    "are pending again, to be planned; each one's history says so)"]
+    waiting = db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE depends_on IS NOT NULL AND NOT "
+                         "dependency_waived").fetchone()[0]
+    assert waiting == 0
+    routine["sequential_per_tile"] = True
+    said = []
+    configuration.load(db, {"routine": [routine]}, said=said)
+    assert said == ["routine atmospheric_correction is a time series now (sequential_per_tile = true): its tasks "
+                    "created from now on run one after the other per tile, in date order; its 3 open task(s) run as they "
+                    "are (those created while it was not one are in no series: no new task waits for them)"]
+
+
 def test_validating_writes_nothing_and_a_read_only_role_gets_the_file_s_checks(db, login_role):  # noqa: F811
     document = demo_document()
     assert configuration.check_against(db, document).routine[0].name == "atmospheric_correction"

@@ -947,3 +947,31 @@ def test_a_campaigns_time_series_waits_for_the_campaigns_upstream_work_and_produ
     assert world.execute("SELECT campaign_id, waits_for_upstream FROM hrwsi.processing_task WHERE id = %s",
                          (k_ts_b,)).fetchone() == (campaign, k_a)
     assert k_ts_b not in {task for task, _ in dispatch(world)}
+def test_a_routine_that_is_no_longer_a_time_series_releases_its_tasks_that_have_not_started(world):
+    """Its tasks kept their links: pending and planned ones waited for the task before them, blocked
+    ones stayed blocked, for a series that no longer was one (found by exploratory testing)."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03"):
+        series_input(world, f"2026-01-{day}T00:00Z", tile="32TPR")
+        series_input(world, f"2026-01-{day}T00:00Z", tile="31TGL")
+    a1, a2, a3 = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile = '32TPR' ORDER BY series_at")]
+    b1, b2, b3 = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile = '31TGL' ORDER BY series_at")]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (a1,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w2', planned_start = now() "
+                  "WHERE id = %s", (a3,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (b1,))
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (b3,)).fetchone()[0] == "blocked"
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'work'")
+    rows = dict((r[0], r[1:]) for r in world.execute(
+        "SELECT id, state, state_reason, dependency_waived FROM hrwsi.processing_task"))
+    for task, before in ((a2, a1), (a3, a2), (b2, b1), (b3, b2)):
+        assert rows[task] == ("pending", f"routine work is no longer a time series (sequential_per_tile off): it no "
+                                         f"longer waits for task {before}", True), task
+        [last] = world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                               (task,)).fetchall()
+        assert last[0] == rows[task][1], "its history says why"
+    assert rows[a1][0] == "dispatched", "what started keeps what it runs with"
+    assert a2 in [task for task, _ in dispatch(world, max_jobs=4)], "it no longer waits for the task before it"
