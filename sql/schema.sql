@@ -1533,6 +1533,56 @@ CREATE TABLE hrwsi.multi_input_member (
     CONSTRAINT multi_input_member_is_listed_once_per_input PRIMARY KEY (input_id, member_path)
 );
 
+-- The members a campaign's task of a multi-input condition reads (migration 0073): those its group
+-- has when the campaign starts (hrwsi.multi_input_members_now), not production's record of the
+-- members there were when the group was made. A member that arrived after its group's composite ran
+-- was in no composite, and a campaign on the condition reran the composite without it (found by
+-- exploratory testing). Production's record (multi_input_member) stays what its composite read.
+CREATE TABLE hrwsi.multi_input_campaign_member (
+    task_id      bigint NOT NULL CONSTRAINT multi_input_campaign_member_task_must_exist
+        REFERENCES hrwsi.processing_task (id) ON DELETE CASCADE,
+    member_path  text NOT NULL,
+    product_type text NOT NULL,
+    measured_at  timestamptz,
+    CONSTRAINT multi_input_campaign_member_is_listed_once_per_task PRIMARY KEY (task_id, member_path)
+);
+-- (lineage and retention find the composites a product is a member of by its path)
+CREATE INDEX multi_input_campaign_member_path_idx ON hrwsi.multi_input_campaign_member (member_path);
+
+-- The members a group of a multi-input condition has now: a tile and the window_days days ending on
+-- the anchor day, as the harvester's statement reads them (multi_input_create_complete_groups:
+-- production products of a required type, with the tile and time of the input their task processed,
+-- and inputs not chained from a product, as the type their routine reads), with when each arrived
+-- (the product's or the input's registration). Read by hrwsi.reprocess for a campaign's composite
+-- and by `hrwsi groups` for the members that arrived after their group's composite was made.
+CREATE FUNCTION hrwsi.multi_input_members_now(group_condition text, group_tile text, anchor_day date)
+RETURNS TABLE (member_path text, product_type text, measured_at timestamptz, arrived_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi
+BEGIN ATOMIC
+    SELECT p.path, p.product_type, i.measured_at, p.created_at
+    FROM hrwsi.multi_input_rule r
+    JOIN hrwsi.input i ON i.tile = group_tile
+    JOIN hrwsi.processing_task t ON t.input_id = i.id AND t.campaign_id IS NULL
+    JOIN hrwsi.product p ON p.task_id = t.id
+    WHERE r.processing_condition = group_condition
+      AND i.measured_at >= (anchor_day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
+      AND i.measured_at < (anchor_day + 1)::timestamp AT TIME ZONE 'UTC'
+      AND p.product_type IN (SELECT q.product_type FROM hrwsi.multi_input_requirement q
+                             WHERE q.processing_condition = group_condition)
+    UNION
+    SELECT i.input_path, ro.input_product_type, i.measured_at, i.created_at
+    FROM hrwsi.multi_input_rule r
+    JOIN hrwsi.input i ON i.tile = group_tile
+    JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
+    JOIN hrwsi.processing_routine ro ON ro.name = c.routine
+    WHERE r.processing_condition = group_condition AND i.product_id IS NULL
+      AND i.measured_at >= (anchor_day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
+      AND i.measured_at < (anchor_day + 1)::timestamp AT TIME ZONE 'UTC'
+      AND ro.input_product_type IN (SELECT q.product_type FROM hrwsi.multi_input_requirement q
+                                    WHERE q.processing_condition = group_condition)
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = i.processing_condition);
+END;
+
 -- The shortest cycle of chaining among the routines as they are (routine names, the first again at
 -- the end), or NULL. Routine A's products (its output type) become inputs of routine B when B reads
 -- that type and has an active condition that is not multi-input (the harvester's chain_products; a
@@ -1881,6 +1931,18 @@ BEGIN
     FROM (SELECT x.id, lag(x.id) OVER (PARTITION BY x.series_tile ORDER BY x.series_at, x.id) AS previous
           FROM processing_task x WHERE x.campaign_id = new_campaign AND x.series_tile IS NOT NULL) s
     WHERE t.id = s.id AND s.previous IS NOT NULL;
+    -- A composite (a task of a multi-input condition) is made again from the members its group has
+    -- now, recorded for the campaign's task (migration 0073): production's record is the members
+    -- there were when the group was made, and a member that arrived after its composite ran was in
+    -- no composite, the campaign's neither (found by exploratory testing).
+    INSERT INTO multi_input_campaign_member (task_id, member_path, product_type, measured_at)
+    SELECT t.id, m.member_path, min(m.product_type), min(m.measured_at)
+    FROM processing_task t
+    JOIN input g ON g.id = t.input_id
+    CROSS JOIN LATERAL multi_input_members_now(g.processing_condition, g.tile,
+                                               substring(g.input_path FROM '[0-9]{4}-[0-9]{2}-[0-9]{2}$')::date) m
+    WHERE t.campaign_id = new_campaign AND g.source = 'multi_input' AND g.tile IS NOT NULL
+    GROUP BY t.id, m.member_path;
     RETURN QUERY SELECT new_campaign, created,
         format('campaign %s: %s task(s) of routine %s for inputs sensed from %s to %s%s, in the %s lane, running %s%s',
                new_campaign, created, target, hrwsi.utc_text(reprocess.measured_from),
@@ -2834,7 +2896,17 @@ SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.stat
            'input', json_build_object('path', i.input_path, 'tile', i.tile, 'mission', i.mission,
                                        'measured_at', i.measured_at, 'published_at', i.published_at,
                                        'product_type', r.input_product_type),
-           'members', coalesce((SELECT json_agg(json_build_object(
+           -- (a campaign's composite reads the members recorded for its task when the campaign
+           -- started, those its group had then; production's, those recorded with its group:
+           -- migration 0073. A campaign's task started before has none of its own: production's.)
+           'members', coalesce(CASE WHEN t.campaign_id IS NOT NULL THEN
+                                   (SELECT json_agg(json_build_object(
+                                               'path', m.member_path, 'product_type', m.product_type,
+                                               'tile', i.tile, 'measured_at', m.measured_at)
+                                           ORDER BY m.measured_at, m.member_path)
+                                    FROM (SELECT m.* FROM hrwsi.multi_input_campaign_member m
+                                          WHERE m.task_id = t.id OFFSET 0) m) END,
+                               (SELECT json_agg(json_build_object(
                                            'path', m.member_path, 'product_type', m.product_type,
                                            'tile', i.tile, 'measured_at', m.measured_at)
                                        ORDER BY m.measured_at, m.member_path)
@@ -3698,6 +3770,9 @@ REVOKE EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.end_a_routines_series() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.end_a_routines_series() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (the members a multi-input group has now: `hrwsi groups` reads it, as any role)
+REVOKE EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- The web dashboard (0007): it reads tasks through dashboard_task; the audit is append-only for the services.
 GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
@@ -3870,8 +3945,8 @@ END $$;
 CREATE FUNCTION hrwsi.prune_products(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 -- One batch of product rows older than products that no input was made from (chaining) and no
--- group input lists: a kept product's ancestors always have a child, so they stay. Only chained
--- products (the harvester has seen them). Their files are not touched: they are the archive's.
+-- group input lists, nor a campaign's composite (migration 0073): a kept product's ancestors always
+-- have a child, so they stay. Only chained products (the harvester has seen them). Their files are not touched: they are the archive's.
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -3881,6 +3956,7 @@ BEGIN
               AND p.chained_at IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
               AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_campaign_member m WHERE m.member_path = p.path)
             ORDER BY p.id LIMIT batch
             FOR UPDATE OF p SKIP LOCKED),
         gone AS (DELETE FROM hrwsi.product p USING doomed WHERE p.id = doomed.id RETURNING p.id)

@@ -12,6 +12,10 @@
 --
 -- A routine whose sequential_per_tile was turned off kept its tasks' links: they went on waiting for
 -- the task before them. Its tasks that have not started no longer wait (hrwsi.end_a_routines_series).
+--
+-- A member of a multi-input group that arrived after its group's composite was made was in no
+-- composite, and a campaign on the condition reran the composite without it: a campaign's composite
+-- reads the members its group has when the campaign starts (hrwsi.multi_input_campaign_member).
 
 -- The shortest cycle of chaining among the routines as they are (routine names, the first again at
 -- the end), or NULL. Routine A's products (its output type) become inputs of routine B when B reads
@@ -311,3 +315,248 @@ CREATE TRIGGER processing_routine_series_ended
 -- (a trigger function: callable by whoever writes the table that fires it)
 REVOKE EXECUTE ON FUNCTION hrwsi.end_a_routines_series() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.end_a_routines_series() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
+-- A member of a multi-input group that arrived after its group's composite was made was in no
+-- composite, and a campaign on the condition reran the composite from production's record of its
+-- members, without it (found by exploratory testing). A campaign's composite now reads the members
+-- its group has when the campaign starts, recorded for its task; `hrwsi groups` lists the members
+-- that arrived late, with the command that makes a composite with them.
+-- The members a campaign's task of a multi-input condition reads (migration 0073): those its group
+-- has when the campaign starts (hrwsi.multi_input_members_now), not production's record of the
+-- members there were when the group was made. A member that arrived after its group's composite ran
+-- was in no composite, and a campaign on the condition reran the composite without it (found by
+-- exploratory testing). Production's record (multi_input_member) stays what its composite read.
+CREATE TABLE hrwsi.multi_input_campaign_member (
+    task_id      bigint NOT NULL CONSTRAINT multi_input_campaign_member_task_must_exist
+        REFERENCES hrwsi.processing_task (id) ON DELETE CASCADE,
+    member_path  text NOT NULL,
+    product_type text NOT NULL,
+    measured_at  timestamptz,
+    CONSTRAINT multi_input_campaign_member_is_listed_once_per_task PRIMARY KEY (task_id, member_path)
+);
+-- (lineage and retention find the composites a product is a member of by its path)
+CREATE INDEX multi_input_campaign_member_path_idx ON hrwsi.multi_input_campaign_member (member_path);
+
+-- The members a group of a multi-input condition has now: a tile and the window_days days ending on
+-- the anchor day, as the harvester's statement reads them (multi_input_create_complete_groups:
+-- production products of a required type, with the tile and time of the input their task processed,
+-- and inputs not chained from a product, as the type their routine reads), with when each arrived
+-- (the product's or the input's registration). Read by hrwsi.reprocess for a campaign's composite
+-- and by `hrwsi groups` for the members that arrived after their group's composite was made.
+CREATE FUNCTION hrwsi.multi_input_members_now(group_condition text, group_tile text, anchor_day date)
+RETURNS TABLE (member_path text, product_type text, measured_at timestamptz, arrived_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi
+BEGIN ATOMIC
+    SELECT p.path, p.product_type, i.measured_at, p.created_at
+    FROM hrwsi.multi_input_rule r
+    JOIN hrwsi.input i ON i.tile = group_tile
+    JOIN hrwsi.processing_task t ON t.input_id = i.id AND t.campaign_id IS NULL
+    JOIN hrwsi.product p ON p.task_id = t.id
+    WHERE r.processing_condition = group_condition
+      AND i.measured_at >= (anchor_day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
+      AND i.measured_at < (anchor_day + 1)::timestamp AT TIME ZONE 'UTC'
+      AND p.product_type IN (SELECT q.product_type FROM hrwsi.multi_input_requirement q
+                             WHERE q.processing_condition = group_condition)
+    UNION
+    SELECT i.input_path, ro.input_product_type, i.measured_at, i.created_at
+    FROM hrwsi.multi_input_rule r
+    JOIN hrwsi.input i ON i.tile = group_tile
+    JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
+    JOIN hrwsi.processing_routine ro ON ro.name = c.routine
+    WHERE r.processing_condition = group_condition AND i.product_id IS NULL
+      AND i.measured_at >= (anchor_day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
+      AND i.measured_at < (anchor_day + 1)::timestamp AT TIME ZONE 'UTC'
+      AND ro.input_product_type IN (SELECT q.product_type FROM hrwsi.multi_input_requirement q
+                                    WHERE q.processing_condition = group_condition)
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = i.processing_condition);
+END;
+
+-- hrwsi.reprocess records them for each task of a multi-input condition it creates.
+CREATE OR REPLACE FUNCTION hrwsi.reprocess(
+    routine text DEFAULT NULL, condition text DEFAULT NULL, measured_from timestamptz DEFAULT NULL,
+    measured_to timestamptz DEFAULT NULL, tiles text[] DEFAULT NULL, command text[] DEFAULT NULL,
+    image text DEFAULT NULL, chain boolean DEFAULT true, name text DEFAULT NULL, again boolean DEFAULT false)
+RETURNS TABLE (campaign_id bigint, tasks integer, summary text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    target text := reprocess.routine;
+    new_campaign bigint;
+    created integer;
+    twin bigint;
+BEGIN
+    IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
+        RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.measured_from IS NULL OR reprocess.measured_to IS NULL THEN
+        RAISE EXCEPTION 'give the sensing times to reprocess: measured_from and measured_to'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.condition IS NOT NULL THEN
+        SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
+        IF target IS NULL THEN
+            RAISE EXCEPTION 'no condition %', reprocess.condition USING ERRCODE = 'no_data_found';
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
+        RAISE EXCEPTION 'no routine %', target USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Two starts of one request at once would both find no twin: starts are serialised until the
+    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
+    PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"
+    IF NOT reprocess.again THEN
+        SELECT k.id INTO twin
+        FROM campaign k
+        WHERE k.routine = target AND k.condition IS NOT DISTINCT FROM reprocess.condition
+          AND k.measured_from = reprocess.measured_from AND k.measured_to = reprocess.measured_to
+          AND (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(k.tiles) x)
+              IS NOT DISTINCT FROM (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(reprocess.tiles) x)
+          AND k.command IS NOT DISTINCT FROM reprocess.command AND k.image IS NOT DISTINCT FROM reprocess.image
+          AND k.cancelled_at IS NULL
+          AND EXISTS (SELECT 1 FROM campaign_progress p WHERE p.campaign_id = k.id AND p.finished_at IS NULL)
+        ORDER BY k.id DESC
+        LIMIT 1;
+        IF twin IS NOT NULL THEN
+            RAISE EXCEPTION 'campaign % already reprocesses these inputs with this version and has not finished', twin
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'campaign_is_not_started_twice',
+                      HINT = format('SELECT * FROM hrwsi.campaign_progress WHERE campaign_id = %s shows it; call '
+                                    'hrwsi.reprocess with again => true to start another one anyway (both run)', twin);
+        END IF;
+    END IF;
+    INSERT INTO campaign (name, routine, condition, measured_from, measured_to, tiles, command, image, chain)
+    VALUES (reprocess.name, target, reprocess.condition, reprocess.measured_from, reprocess.measured_to,
+            reprocess.tiles, reprocess.command, reprocess.image, reprocess.chain)
+    RETURNING id INTO new_campaign;
+
+    INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, series_tile, series_at,
+                                 campaign_id)
+    SELECT i.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
+                ELSE format('reprocessing campaign %s', new_campaign) END,
+           l.name, l.priority,
+           CASE WHEN r.sequential_per_tile AND i.measured_at IS NOT NULL THEN i.tile END,
+           CASE WHEN r.sequential_per_tile AND i.tile IS NOT NULL THEN i.measured_at END,
+           new_campaign
+    FROM input i
+    JOIN processing_condition c ON c.name = i.processing_condition
+    JOIN processing_routine r ON r.name = c.routine
+    JOIN campaign k ON k.id = new_campaign
+    JOIN lane l ON l.name = k.lane
+    WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+      AND i.campaign_id IS NULL
+      AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+      AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+      AND EXISTS (SELECT 1 FROM processing_task d WHERE d.input_id = i.id AND d.state = 'processed')
+    ORDER BY i.measured_at, i.id
+    -- Each input locked, as the tasks' key to their input locked it (migration 0026): none of them
+    -- can be removed before this transaction ends (hrwsi.refuse_removing_inputs_tasks_name).
+    FOR KEY SHARE OF i;
+    GET DIAGNOSTICS created = ROW_COUNT;
+    IF created = 0 THEN
+        RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
+            CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
+            coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
+            CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' (tiles ' || array_to_string(reprocess.tiles, ', ') || ')' END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- A time-series routine reads the previous product of its tile: the campaign's tasks of a tile
+    -- form a series of their own, in sensing order.
+    UPDATE processing_task t SET depends_on = s.previous
+    FROM (SELECT x.id, lag(x.id) OVER (PARTITION BY x.series_tile ORDER BY x.series_at, x.id) AS previous
+          FROM processing_task x WHERE x.campaign_id = new_campaign AND x.series_tile IS NOT NULL) s
+    WHERE t.id = s.id AND s.previous IS NOT NULL;
+    -- A composite (a task of a multi-input condition) is made again from the members its group has
+    -- now, recorded for the campaign's task (migration 0073): production's record is the members
+    -- there were when the group was made, and a member that arrived after its composite ran was in
+    -- no composite, the campaign's neither (found by exploratory testing).
+    INSERT INTO multi_input_campaign_member (task_id, member_path, product_type, measured_at)
+    SELECT t.id, m.member_path, min(m.product_type), min(m.measured_at)
+    FROM processing_task t
+    JOIN input g ON g.id = t.input_id
+    CROSS JOIN LATERAL multi_input_members_now(g.processing_condition, g.tile,
+                                               substring(g.input_path FROM '[0-9]{4}-[0-9]{2}-[0-9]{2}$')::date) m
+    WHERE t.campaign_id = new_campaign AND g.source = 'multi_input' AND g.tile IS NOT NULL
+    GROUP BY t.id, m.member_path;
+    RETURN QUERY SELECT new_campaign, created,
+        format('campaign %s: %s task(s) of routine %s for inputs sensed from %s to %s%s, in the %s lane, running %s%s',
+               new_campaign, created, target, hrwsi.utc_text(reprocess.measured_from),
+               hrwsi.utc_text(reprocess.measured_to),
+               CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' on tiles ' || array_to_string(reprocess.tiles, ', ') END,
+               k.lane, CASE WHEN k.command IS NULL AND k.image IS NULL THEN 'the routine''s own version'
+                            ELSE concat_ws(' ', k.image, array_to_string(k.command, ' ')) END,
+               CASE WHEN k.chain THEN '; its products chain downstream within the campaign' ELSE '' END)
+        FROM campaign k WHERE k.id = new_campaign;
+END $$;
+
+-- The manifest of a campaign's composite lists the members recorded for its task.
+CREATE OR REPLACE VIEW hrwsi.job_spec AS
+SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.state, j.log_path, j.output_dir,
+       t.routine, i.processing_condition AS condition, i.input_path, i.tile, j.worker, t.lane,
+       p.command, p.image,
+       -- (what its attempt was dispatched with, if its routine changed since: migration 0067)
+       CASE WHEN t.held_attempt = j.attempt THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
+       CASE WHEN t.held_attempt = j.attempt THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,
+       CASE WHEN t.held_attempt = j.attempt THEN t.held_storage_mb ELSE r.storage_mb END AS storage_mb,
+       extract(epoch FROM r.timeout)::float8 AS timeout_s, r.env::text AS env, r.output_product_type,
+       json_build_object(
+           'task', t.id, 'attempt', j.attempt, 'routine', t.routine, 'condition', i.processing_condition,
+           'lane', t.lane, 'deadline_at', t.deadline_at, 'campaign', t.campaign_id,
+           'routine_version', j.routine_version,
+           'input', json_build_object('path', i.input_path, 'tile', i.tile, 'mission', i.mission,
+                                       'measured_at', i.measured_at, 'published_at', i.published_at,
+                                       'product_type', r.input_product_type),
+           -- (a campaign's composite reads the members recorded for its task when the campaign
+           -- started, those its group had then; production's, those recorded with its group:
+           -- migration 0073. A campaign's task started before has none of its own: production's.)
+           'members', coalesce(CASE WHEN t.campaign_id IS NOT NULL THEN
+                                   (SELECT json_agg(json_build_object(
+                                               'path', m.member_path, 'product_type', m.product_type,
+                                               'tile', i.tile, 'measured_at', m.measured_at)
+                                           ORDER BY m.measured_at, m.member_path)
+                                    FROM (SELECT m.* FROM hrwsi.multi_input_campaign_member m
+                                          WHERE m.task_id = t.id OFFSET 0) m) END,
+                               (SELECT json_agg(json_build_object(
+                                           'path', m.member_path, 'product_type', m.product_type,
+                                           'tile', i.tile, 'measured_at', m.measured_at)
+                                       ORDER BY m.measured_at, m.member_path)
+                                FROM (SELECT m.* FROM hrwsi.multi_input_member m WHERE m.input_id = i.id OFFSET 0) m),
+                             '[]'::json),
+           'series', CASE WHEN t.series_tile IS NULL THEN NULL ELSE json_build_object(
+               'tile', t.series_tile, 'first', t.depends_on IS NULL, 'previous_task', t.depends_on,
+               'previous_products', coalesce((SELECT json_agg(json_build_object(
+                                                  'path', p.path, 'product_type', p.product_type) ORDER BY p.path)
+                                              FROM (SELECT p.* FROM hrwsi.product p WHERE p.task_id = t.depends_on OFFSET 0) p),
+                                             '[]'::json))
+           END
+       )::text AS manifest
+FROM hrwsi.job j
+CROSS JOIN LATERAL (SELECT t.* FROM hrwsi.processing_task t WHERE t.id = j.task_id OFFSET 0) t
+CROSS JOIN LATERAL (SELECT i.* FROM hrwsi.input i WHERE i.id = t.input_id OFFSET 0) i
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+CROSS JOIN LATERAL (SELECT p.command, p.image FROM hrwsi.task_program p WHERE p.task_id = t.id OFFSET 0) p;
+
+-- A product a campaign's composite lists is kept, as one a group input lists.
+CREATE OR REPLACE FUNCTION hrwsi.prune_products(batch integer) RETURNS TABLE (kind text, path text, root text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- One batch of product rows older than products that no input was made from (chaining) and no
+-- group input lists, nor a campaign's composite (migration 0073): a kept product's ancestors always
+-- have a child, so they stay. Only chained products (the harvester has seen them). Their files are not touched: they are the archive's.
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH doomed AS (
+            SELECT p.id FROM hrwsi.product p
+            WHERE p.created_at < now() - (SELECT products FROM hrwsi.retention_policy)
+              AND p.chained_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_campaign_member m WHERE m.member_path = p.path)
+            ORDER BY p.id LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED),
+        gone AS (DELETE FROM hrwsi.product p USING doomed WHERE p.id = doomed.id RETURNING p.id)
+        SELECT 'product', NULL::text, NULL::text FROM gone;
+END $$;
+
+GRANT SELECT ON hrwsi.multi_input_campaign_member TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (the members a multi-input group has now: `hrwsi groups` reads it, as any role)
+REVOKE EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

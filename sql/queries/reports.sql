@@ -243,6 +243,10 @@ WITH RECURSIVE up (task_id, depth) AS (
         UNION
         SELECT p.task_id FROM hrwsi.multi_input_member m JOIN hrwsi.product p ON p.path = m.member_path
         WHERE m.input_id = i.id
+        UNION
+        -- (a campaign's composite: the members recorded for its task, migration 0073)
+        SELECT p.task_id FROM hrwsi.multi_input_campaign_member m JOIN hrwsi.product p ON p.path = m.member_path
+        WHERE m.task_id = t.id
     ) parent ON parent.task_id IS NOT NULL
     WHERE up.depth > -100
 ), down (task_id, depth) AS (
@@ -257,6 +261,8 @@ WITH RECURSIVE up (task_id, depth) AS (
         UNION
         SELECT ct.id FROM hrwsi.multi_input_member m JOIN hrwsi.processing_task ct ON ct.input_id = m.input_id
         WHERE m.member_path = p.path
+        UNION
+        SELECT m.task_id FROM hrwsi.multi_input_campaign_member m WHERE m.member_path = p.path
     ) child ON true
     WHERE down.depth < 100
 ), chain AS (
@@ -482,6 +488,49 @@ SELECT condition, tile, day, window_days, (day - (window_days - 1)) AS window_fr
        every_day_of_window, requirements, open_upstream, state, count(*) OVER () AS total
 FROM kept
 ORDER BY day DESC, condition, tile
+LIMIT %(limit)s;
+
+-- name: report_late_group_members
+-- The groups whose composite was made (their production input exists) and that have members now
+-- that it does not list: members that arrived after it (hrwsi.multi_input_members_now against
+-- multi_input_member), and that no campaign's composite of the group lists either (one not ended in
+-- terminated or cancelled). A group is made once: such a member was in no composite and nobody was
+-- told (found by exploratory testing). Bounded: the groups whose composite's sensing time is in the
+-- last %(days)s days, one index range per condition. %(condition)s and %(tile)s filter (NULL: all);
+-- at most %(limit)s rows, newest anchor day first, each with the total count.
+WITH grp AS (
+    SELECT g.id AS input_id, g.processing_condition AS condition, g.tile, g.input_path, g.created_at AS made_at,
+           substring(g.input_path FROM '[0-9]{4}-[0-9]{2}-[0-9]{2}$')::date AS day, r.window_days
+    FROM hrwsi.multi_input_rule r
+    JOIN hrwsi.input g ON g.processing_condition = r.processing_condition
+    WHERE (%(condition)s::text IS NULL OR r.processing_condition = %(condition)s)
+      AND (%(tile)s::text IS NULL OR g.tile = upper(%(tile)s))
+      AND g.source = 'multi_input' AND g.campaign_id IS NULL AND g.tile IS NOT NULL
+      AND g.measured_at >= now() - make_interval(days => %(days)s)
+), late AS (
+    SELECT grp.input_id, n.member_path, n.product_type, n.measured_at, n.arrived_at
+    FROM grp
+    CROSS JOIN LATERAL hrwsi.multi_input_members_now(grp.condition, grp.tile, grp.day) n
+    WHERE NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member x
+                      WHERE x.input_id = grp.input_id AND x.member_path = n.member_path)
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_task ct
+                      JOIN hrwsi.multi_input_campaign_member cm ON cm.task_id = ct.id
+                      WHERE ct.input_id = grp.input_id AND ct.campaign_id IS NOT NULL
+                        AND ct.state NOT IN ('terminated', 'cancelled') AND cm.member_path = n.member_path)
+), late_group AS (
+    SELECT l.input_id, jsonb_agg(jsonb_build_object('path', l.member_path, 'product_type', l.product_type,
+                                                    'measured_at', l.measured_at, 'arrived_at', l.arrived_at)
+                                 ORDER BY l.arrived_at, l.member_path) AS late_members
+    FROM late l GROUP BY l.input_id
+)
+SELECT grp.condition, grp.tile, grp.day, grp.window_days, (grp.day - (grp.window_days - 1)) AS window_from,
+       grp.input_path, grp.made_at, t.id AS task_id, t.state AS task_state, t.finished_at AS task_finished_at,
+       (SELECT count(*) FROM hrwsi.multi_input_member x WHERE x.input_id = grp.input_id) AS members,
+       lg.late_members, count(*) OVER () AS total
+FROM late_group lg
+JOIN grp ON grp.input_id = lg.input_id
+LEFT JOIN hrwsi.processing_task t ON t.input_id = grp.input_id AND t.campaign_id IS NULL
+ORDER BY grp.day DESC, grp.condition, grp.tile
 LIMIT %(limit)s;
 
 -- name: report_multi_input_condition_names

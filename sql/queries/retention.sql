@@ -73,6 +73,7 @@ WITH doomed_products AS (
     WHERE p.created_at < now() - (SELECT products FROM hrwsi.retention_policy) AND p.chained_at IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM hrwsi.input i WHERE i.product_id = p.id)
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_member m WHERE m.member_path = p.path)
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_campaign_member m WHERE m.member_path = p.path)
 )
 SELECT
     (SELECT count(*) FROM hrwsi.processing_task

@@ -7,7 +7,8 @@ JSON (`hrwsi ... --json`) as they are; `hrwsi.cli.views` draws the same data as 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import shlex
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import psycopg.errors
@@ -117,6 +118,8 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                                  {"overdue_s": SOURCE_OVERDUE_S, "fresh_s": stale_after_s, "limit": 20})]),
             "stale_groups": read("the multi-input groups", None, lambda: incomplete_groups(conn, limit=5,
                                                                                               stale_only=True)),
+            "late_groups": read("the multi-input groups' late members", None, lambda: late_group_members(
+                conn, days=STATUS_LATE_MEMBER_DAYS, limit=5)),
             "alerts": read("the alert outbox", None,
                            lambda: _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS})),
         }
@@ -234,6 +237,44 @@ def incomplete_groups(conn: psycopg.Connection, condition: str | None = None, ti
     for row in rows:
         del row["total"]
     return {"groups": rows, "total": total}
+
+
+LATE_MEMBER_DAYS = 30  # `hrwsi groups`: the groups whose composite was sensed in the last days
+STATUS_LATE_MEMBER_DAYS = 7  # `hrwsi status`: a bounded count of recent windows
+
+
+def late_group_members(conn: psycopg.Connection, condition: str | None = None, tile: str | None = None,
+                       days: int = LATE_MEMBER_DAYS, limit: int = GROUPS_SHOWN) -> dict:
+    """The multi-input groups whose composite was made and that have members it does not list, those
+    that arrived after it (and that no campaign's composite lists): a group is made once, so such a
+    member was in no composite and nobody was told (found by exploratory testing). Each group says
+    its composite task, and `next`: the command that makes a composite with every member it has now."""
+    rows = _rows(conn, "report_late_group_members", {"condition": condition, "tile": tile, "days": days,
+                                                     "limit": limit})
+    total = rows[0]["total"] if rows else 0
+    for row in rows:
+        del row["total"]
+        row["next"] = late_members_next_step(row)
+    return {"groups": rows, "total": total, "days": days}
+
+
+def late_members_next_step(group: dict) -> str:
+    """What makes a composite of a group with its late members, in words: a campaign on the group's
+    condition, tile and anchor day (hrwsi.reprocess reads the members the group has when it starts;
+    the range is the anchor day: a composite's sensing time is its latest member's, on that day)."""
+    day = group["day"]
+    command = (f"`hrwsi reprocess --condition {shlex.quote(group['condition'])} --tile {group['tile']} "
+               f"--from {day.isoformat()} --to {(day + timedelta(days=1)).isoformat()}`")
+    task, state = group["task_id"], group["task_state"]
+    if task is None:
+        return f"its composite has no task: {command} once it has one"
+    if state == "processed":
+        return f"{command} makes a composite with every member it has now (beside the old one)"
+    if state in ("terminated", "cancelled"):
+        return (f"its composite task {task} ended {state}: `hrwsi retry {task}` runs it with the members it was made "
+                f"with; once processed, {command} makes one with these too")
+    return (f"its composite task {task} is {state} with the members it was made with: once processed, {command} "
+            f"makes one with these too")
 
 
 def alerts(conn: psycopg.Connection, status: str | None = None, limit: int = 50) -> dict:

@@ -469,7 +469,10 @@ def test_groups_lists_a_multi_input_group_that_cannot_complete_and_refuses_an_un
     member(db, "SWS", tile="31TCH")
     data = json.loads(run(["groups", "--json"], env).stdout)
     assert data["total"] == 1 and data["groups"][0]["state"] == "cannot complete now: nothing open upstream"
-    assert "lacks FSC: 0 of 1" in run(["groups", "--tile", "31tch", "--condition", "gfsc_daily"], env).stdout
+    assert data["late"] == {"groups": [], "total": 0, "days": 30}
+    shown = run(["groups", "--tile", "31tch", "--condition", "gfsc_daily", "--days", "3"], env).stdout
+    assert "lacks FSC: 0 of 1" in shown
+    assert "no member arrived after its group's composite was made (groups sensed in the last 3 days)" in shown
     assert "multi-input groups that cannot complete" in run(["status"], env).stdout
     unknown = run(["groups", "--condition", "nope"], env, check=False)
     assert unknown.returncode == 2 and "no multi-input condition 'nope': one of gfsc_daily" in unknown.stderr

@@ -443,3 +443,41 @@ def test_a_campaign_none_of_whose_tasks_can_run_says_what_holds_it_not_running(c
     assert campaigns.load(chain, held)[0].status == "waiting"
     chain.execute("SELECT hrwsi.hold_routine('snow', 'a bad version')")
     assert campaigns.load(chain, held)[0].status == "stalled (1 held by routine snow (on hold: `hrwsi release snow`))"
+
+
+def gfsc_daily(db):
+    """gfsc (FSC -> GFSC), one composite per tile and day of at least one FSC."""
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES ('gfsc', 1, 100, 10, '1 min', ARRAY['g'], 'FSC',
+                  'GFSC')""")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('gfsc_daily', 'gfsc')")
+    db.execute("INSERT INTO hrwsi.multi_input_rule (processing_condition) VALUES ('gfsc_daily')")
+    db.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('gfsc_daily', 'FSC', 1)")
+
+
+def make_groups(db):
+    return db.execute(query("multi_input_create_complete_groups").replace("$1", "%(now)s"),
+                      {"now": datetime.now(UTC)}).fetchone()
+
+
+def test_a_reprocessed_composite_reads_the_members_its_group_has_now_and_production_keeps_its_own(chain):
+    # Found by exploratory testing: daily(32TLR) ran with the first FSC of the day; an FSC of the same
+    # day made after it was in no composite, and a campaign on the condition reran the composite from
+    # production's record, without it.
+    gfsc_daily(chain)
+    finish(chain, add_input(chain, "l2a", "/l2a/a"), [("/fsc/a", "FSC")])
+    assert make_groups(chain)[:2] == (1, 1)
+    [(group_task,)] = chain.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                                    "WHERE i.source = 'multi_input'").fetchall()
+    finish(chain, group_task, [("/gfsc/a", "GFSC")])
+    finish(chain, add_input(chain, "l2a", "/l2a/b", measured=DAY + timedelta(hours=2)), [("/fsc/b", "FSC")])
+    assert make_groups(chain)[:2] == (0, 0), "a group is made once"
+    campaign_id, tasks, _ = reprocess(chain, condition="gfsc_daily")
+    assert tasks == 1
+    [(manifest,)] = chain.execute("""SELECT (job).manifest FROM hrwsi.dispatch(%s, 'dry-run', 30, 10, '/d')
+                                     WHERE (job).job_id IS NOT NULL""", (OWNER,)).fetchall()
+    written = json.loads(manifest)
+    assert written["campaign"] == campaign_id
+    assert [m["path"] for m in written["members"]] == ["/fsc/a", "/fsc/b"]
+    # Production's record of what its composite read stays true.
+    assert chain.execute("SELECT member_path FROM hrwsi.multi_input_member").fetchall() == [("/fsc/a",)]

@@ -3,12 +3,13 @@ cannot complete (`hrwsi groups`, and the line of `hrwsi status`)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
 from hrwsi import reports
 from hrwsi.cli import views
+from hrwsi.sql_files import query
 from tests.integration.harvest.test_multi_input import DAY, chain, gfsc_rule, member  # noqa: F401 - a fixture
 
 
@@ -63,3 +64,51 @@ def test_a_complete_group_and_one_made_already_are_not_said_to_wait(chain):  # n
                   (f"multi_input/gfsc_daily/31TCH/{DAY.date()}", DAY, DAY + timedelta(hours=1)))
     assert reports.incomplete_groups(chain) == {"groups": [], "total": 0}
     assert reports.status(chain)["stale_groups"]["total"] == 0
+
+
+def make_groups(db):
+    return db.execute(query("multi_input_create_complete_groups").replace("$1", "%(now)s"),
+                      {"now": datetime.now(UTC)}).fetchone()
+
+
+def test_a_member_that_arrived_after_its_groups_composite_is_listed_with_the_command_that_adds_it(chain):  # noqa: F811
+    # Found by exploratory testing: daily(31TCH) ran with an FSC and an SWS; a second SWS of that day
+    # arrived after it: it was in no composite, `hrwsi groups` did not list it, nobody was told.
+    recent = (datetime.now(UTC) - timedelta(days=1)).replace(hour=10, minute=30, second=0, microsecond=0)
+    day = recent.date()
+    gfsc_rule(chain)
+    member(chain, "FSC", tile="31TCH", measured=recent)
+    member(chain, "SWS", tile="31TCH", measured=recent)
+    assert make_groups(chain)[:2] == (1, 2)
+    assert reports.late_group_members(chain)["total"] == 0
+    [(composite,)] = chain.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                                   "WHERE i.source = 'multi_input'").fetchall()
+    member(chain, "SWS", tile="31TCH", measured=recent + timedelta(hours=1))      # (arrives late)
+    late = reports.late_group_members(chain)
+    assert late["total"] == 1
+    [group] = late["groups"]
+    assert (group["condition"], group["tile"], group["day"], group["task_id"], group["members"]) == (
+        "gfsc_daily", "31TCH", day, composite, 2)
+    assert [m["product_type"] for m in group["late_members"]] == ["SWS"]
+    command = f"`hrwsi reprocess --condition gfsc_daily --tile 31TCH --from {day} --to {day + timedelta(days=1)}`"
+    assert group["next"].startswith(f"its composite task {composite} is pending with the members it was made with: "
+                                    f"once processed, {command}")
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (composite,))
+    chain.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+    chain.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (composite,))
+    chain.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    [group] = reports.late_group_members(chain)["groups"]
+    assert group["next"] == f"{command} makes a composite with every member it has now (beside the old one)"
+    shown = drawn(views.groups, {**reports.incomplete_groups(chain), "late": reports.late_group_members(chain)})
+    assert "members that arrived after their group's composite (1 groups" in shown and "SWS /products/SWS_" in shown
+    status = reports.status(chain)
+    assert status["late_groups"]["total"] == 1
+    assert "multi-input groups with members their composite lacks: 1 sensed in the last 7 days" in drawn(
+        views.status, status, 30.0)
+    assert reports.late_group_members(chain, condition="fsc_weekly")["total"] == 0
+    assert reports.late_group_members(chain, tile="32tpr")["total"] == 0
+    # The command's campaign makes a composite with every member there is: none is late any more.
+    chain.execute("SELECT * FROM hrwsi.reprocess(condition => 'gfsc_daily', measured_from => %s, measured_to => %s, "
+                  "tiles => ARRAY['31TCH'])", (day, day + timedelta(days=1)))
+    assert reports.late_group_members(chain)["total"] == 0
+    assert chain.execute("SELECT count(*) FROM hrwsi.multi_input_campaign_member").fetchone()[0] == 3

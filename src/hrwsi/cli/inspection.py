@@ -128,9 +128,13 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
 def groups(condition: str | None = typer.Option(None, help="one multi-input condition"),
            tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
            limit: int = typer.Option(reports.GROUPS_SHOWN, min=1, max=100_000, help="how many to show, newest first"),
+           days: int = typer.Option(reports.LATE_MEMBER_DAYS, min=1, max=36_600,
+                                    help="late members: of the groups sensed in the last days"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The multi-input groups (a tile and a window) that have members but no input yet: what each has and
-    lacks per requirement, and whether it waits for open work upstream or cannot complete now."""
+    lacks per requirement, and whether it waits for open work upstream or cannot complete now; then the
+    groups whose composite was made and that have members that arrived after it, with the command that
+    makes a composite with them."""
     with database() as conn:
         if condition is not None:
             rules = [row[0] for row in conn.execute(query("report_multi_input_condition_names"))]
@@ -138,6 +142,7 @@ def groups(condition: str | None = typer.Option(None, help="one multi-input cond
                 raise CliError(f"no multi-input condition {visible(condition)!r}: one of "
                                f"{', '.join(rules) or '(none configured)'}", 2)
         data = reports.incomplete_groups(conn, condition, tile, limit)
+        data["late"] = reports.late_group_members(conn, condition, tile, days, limit)
     if as_json:
         print_json(data)
     else:

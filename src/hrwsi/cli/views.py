@@ -158,6 +158,15 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                       soft_wrap=True)
         line(console, "  next: `hrwsi groups` says what each lacks (retry a member's terminated task, or make its "
                       "condition active)")
+    late = data.get("late_groups") or {}
+    if late.get("total"):  # (a member that arrived after its composite was in none: found by exploratory testing)
+        conditions = sorted({g["condition"] for g in late["groups"]})
+        console.print(Text.assemble(("multi-input groups with members their composite lacks: ", "bold yellow"),
+                                    visible(f"{late['total']} sensed in the last {late['days']} days, members that "
+                                            f"arrived after their composite was made (condition {', '.join(conditions)}"
+                                            + (", ..." if late["total"] > len(late["groups"]) else "") + ")")),
+                      soft_wrap=True)
+        line(console, "  next: `hrwsi groups` lists them with the command that makes a composite with them")
     counts = data["alerts"] or {}
     if counts.get("unsent") or counts.get("failed"):
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
@@ -351,16 +360,45 @@ def groups(console: Console, data: dict) -> None:
     shown, total = len(data["groups"]), data["total"]
     if not total:
         console.print("no multi-input group waits: every group with members has its input")
-        return
+    else:
+        _incomplete_groups(console, data["groups"], shown, total)
+    if data.get("late") is not None:
+        late_groups(console, data["late"])
+
+
+def _incomplete_groups(console: Console, groups: list[dict], shown: int, total: int) -> None:
     table = _table(f"incomplete multi-input groups ({shown} of {total:,} shown, newest first)" if total > shown
                    else f"incomplete multi-input groups ({total})",
                    ("condition", "tile", "window", "has / needs", "open upstream", "state"))
-    for g in data["groups"]:
+    for g in groups:
         window = str(g["day"]) if g["window_days"] == 1 else f"{g['window_from']} to {g['day']}"
         needs = "\n".join(("" if r["met"] else "lacks ") + _requirement(r) for r in g["requirements"])
         style = "yellow" if g["state"].startswith("cannot") else ""
         table.add_row(text(g["condition"]), text(g["tile"]), window, needs, str(g["open_upstream"]),
                       Text(g["state"], style=style))
+    show(console, table)
+
+
+def late_groups(console: Console, late: dict) -> None:
+    """The groups whose composite lacks members that arrived after it was made, each with the command
+    that makes a composite with them."""
+    shown, total = len(late["groups"]), late["total"]
+    if not total:
+        console.print(f"no member arrived after its group's composite was made (groups sensed in the last "
+                      f"{late['days']} days)")
+        return
+    table = _table(f"members that arrived after their group's composite ({shown} of {total:,} groups shown, sensed in "
+                   f"the last {late['days']} days)" if total > shown else
+                   f"members that arrived after their group's composite ({total} groups, sensed in the last "
+                   f"{late['days']} days)",
+                   ("condition", "tile", "window", "composite", "arrived late", "next"))
+    for g in late["groups"]:
+        window = str(g["day"]) if g["window_days"] == 1 else f"{g['window_from']} to {g['day']}"
+        composite = (f"task {g['task_id']} ({g['task_state']}), made {time(g['made_at'])} of {g['members']} member(s)"
+                     if g["task_id"] is not None else f"made {time(g['made_at'])}, no task")
+        members = "\n".join(f"{m['product_type']} {m['path']} (arrived {time(datetime.fromisoformat(m['arrived_at']))})"
+                             for m in g["late_members"])
+        table.add_row(text(g["condition"]), text(g["tile"]), window, composite, text(members), text(g["next"]))
     show(console, table)
 
 
