@@ -16,6 +16,10 @@
 -- A member of a multi-input group that arrived after its group's composite was made was in no
 -- composite, and a campaign on the condition reran the composite without it: a campaign's composite
 -- reads the members its group has when the campaign starts (hrwsi.multi_input_campaign_member).
+--
+-- A routine renamed in the configuration file is a new routine beside the old one: the old one's
+-- open tasks went on running its command, held ones stayed on it, and nothing said so.
+-- hrwsi.move_tasks moves those that have not started to a routine that reads the same type.
 
 -- The shortest cycle of chaining among the routines as they are (routine names, the first again at
 -- the end), or NULL. Routine A's products (its output type) become inputs of routine B when B reads
@@ -560,3 +564,78 @@ GRANT SELECT ON hrwsi.multi_input_campaign_member TO hrwsi_readonly, hrwsi_data_
 -- (the members a multi-input group has now: `hrwsi groups` reads it, as any role)
 REVOKE EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
+-- Move a routine's production tasks that have not started (pending, planned, blocked, on hold) to
+-- another routine that reads the same input type (migration 0073). `hrwsi config load` never
+-- removes a routine: a routine renamed in the file is a new routine beside the old one, its
+-- conditions move to the new one, and the old one's open tasks went on running the old command,
+-- held ones stayed held on it, and nothing said so (found by exploratory testing). Tasks under way
+-- (dispatched, queued, running) end on the routine they started on; a campaign's tasks stay with
+-- their campaign's routine. A planned task is planned again; a task held because its old routine is
+-- on hold is released when the new one is not, and one moved to a routine on hold is held; a task
+-- held by hand stays held. A blocked task still waits for its task. Each says so in its history.
+CREATE FUNCTION hrwsi.move_tasks(from_routine text, to_routine text) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    source processing_routine;
+    target processing_routine;
+    moved bigint;
+    stay_under_way bigint;
+    stay_campaign bigint;
+    moved_reason text := format('moved from routine %s to routine %s by an operator', from_routine, to_routine);
+BEGIN
+    SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
+    SELECT * INTO target FROM processing_routine r WHERE r.name = to_routine FOR KEY SHARE;
+    IF source.name IS NULL OR target.name IS NULL THEN
+        RAISE EXCEPTION 'no routine %', CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF source.name = target.name THEN
+        RAISE EXCEPTION 'routine %: give another routine to move its tasks to', from_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF source.input_product_type IS DISTINCT FROM target.input_product_type THEN
+        RAISE EXCEPTION 'routine % reads %, routine % reads %: the tasks of % cannot run on %', from_routine,
+            source.input_product_type, to_routine, target.input_product_type, from_routine, to_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- (a task whose state stays gets no history row from hrwsi.after_task_changes: its own here)
+    INSERT INTO task_event (task_id, state, reason, attempts, worker)
+    SELECT t.id, t.state, moved_reason, t.attempts, t.worker
+    FROM processing_task t
+    WHERE t.routine = from_routine AND t.campaign_id IS NULL
+      AND (t.state = 'blocked'
+           OR (t.state = 'pending' AND NOT target.on_hold)
+           OR (t.state = 'on_hold' AND (target.on_hold OR t.state_reason NOT LIKE 'routine on hold: %')));
+    UPDATE processing_task t
+    SET routine = to_routine,
+        state = CASE WHEN t.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
+                     WHEN t.state = 'planned' THEN 'pending'
+                     WHEN t.state = 'on_hold' AND NOT target.on_hold AND t.state_reason LIKE 'routine on hold: %'
+                         THEN 'pending'
+                     ELSE t.state END,
+        worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+        planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+        planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+        state_reason = CASE WHEN t.state IN ('pending', 'planned') AND target.on_hold
+                                THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
+                            WHEN t.state = 'on_hold' AND (target.on_hold OR t.state_reason NOT LIKE 'routine on hold: %')
+                                THEN moved_reason || '; ' || t.state_reason
+                            WHEN t.state = 'blocked' THEN moved_reason || '; ' || t.state_reason
+                            ELSE moved_reason END
+    WHERE t.routine = from_routine AND t.campaign_id IS NULL
+      AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
+           count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state))
+    INTO stay_under_way, stay_campaign
+    FROM processing_task t WHERE t.routine = from_routine;
+    RETURN format('%s task(s) of routine %s moved to routine %s%s%s', moved, from_routine, to_routine,
+                  CASE WHEN stay_under_way > 0
+                       THEN format('; %s under way end on %s', stay_under_way, from_routine) ELSE '' END,
+                  CASE WHEN stay_campaign > 0
+                       THEN format('; %s open task(s) of campaigns stay on %s, their campaign''s routine',
+                                   stay_campaign, from_routine) ELSE '' END);
+END $$;
+REVOKE EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) TO hrwsi_service;

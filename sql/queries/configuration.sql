@@ -206,3 +206,32 @@ SELECT r.sequential_per_tile,
         WHERE t.routine = r.name AND t.state NOT IN ('processed', 'terminated', 'cancelled')) AS open
 FROM hrwsi.processing_routine r
 WHERE r.name = %(name)s;
+
+-- name: config_routines_open_tasks
+-- The routines of %(names)s (those the database keeps and the file does not name) that open tasks
+-- still name: how many, held, under way; the routines that read the same input type and that the
+-- conditions of those tasks' inputs name now (where the file moved them: a renamed routine's), and
+-- the routines of %(file_routines)s that read it (`hrwsi move-tasks` moves the tasks that have not
+-- started to one of them). A renamed routine's tasks stayed on the old routine and nothing said so
+-- (found by exploratory testing).
+SELECT r.name, r.input_product_type,
+       count(t.id) AS open_tasks,
+       count(t.id) FILTER (WHERE t.state = 'on_hold') AS held,
+       count(t.id) FILTER (WHERE t.state IN ('dispatched', 'queued', 'running')) AS under_way,
+       count(t.id) FILTER (WHERE t.campaign_id IS NOT NULL) AS of_campaigns,
+       ARRAY(SELECT DISTINCT c.routine
+             FROM hrwsi.processing_task x
+             JOIN hrwsi.input i ON i.id = x.input_id
+             JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
+             JOIN hrwsi.processing_routine o ON o.name = c.routine
+             WHERE x.routine = r.name AND x.state NOT IN ('processed', 'terminated', 'cancelled')
+               AND o.name <> r.name AND o.input_product_type = r.input_product_type
+             ORDER BY c.routine) AS moved_to,
+       ARRAY(SELECT o.name FROM hrwsi.processing_routine o
+             WHERE o.name = ANY (%(file_routines)s::text[]) AND o.input_product_type = r.input_product_type
+             ORDER BY o.name) AS same_type
+FROM hrwsi.processing_routine r
+JOIN hrwsi.processing_task t ON t.routine = r.name AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+WHERE r.name = ANY (%(names)s::text[])
+GROUP BY r.name, r.input_product_type
+ORDER BY r.name;

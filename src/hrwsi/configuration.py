@@ -596,6 +596,8 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
                   "condition": ": set active = false to stop one"}
     said = [f"the database keeps {len(names)} {kind}(s) this file does not name: {', '.join(names)}{what_to_do[kind]}"
             for kind, names in kept.items()]
+    said += _open_tasks_of_routines_left_out(conn, [n.removesuffix(" (inactive)") for n in kept.get("routine", [])],
+                                             sorted(named["routine"]))
     for name, cpu, ram_mb, storage_mb, flavour in conn.execute(query("config_routines_no_worker_fits")):
         only = f" on flavour {flavour}" if flavour else ""
         said.append(f"routine {name} ({cpu:g} CPU, {ram_mb} MB RAM, {storage_mb} MB storage{only}) fits no active "
@@ -611,6 +613,33 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
         said.append(f"condition {condition} requires product type {product_type}, which no routine with an active "
                     f"condition writes (output_product_type) and no active single-input condition reads (its "
                     f"harvested or inserted inputs would count): none of its groups can complete until one does")
+    return said
+
+
+def _open_tasks_of_routines_left_out(conn: psycopg.Connection, names: list[str], file_routines: list[str]) -> list[str]:
+    """A routine the file no longer names (a load never removes one: a routine renamed is a new one
+    beside it) whose open tasks still name it: they run on it, its command and resources; and how to
+    move those not started to a routine of the file that reads the same type (found by exploratory
+    testing: a renamed routine's held tasks stayed on the old one, and nothing said so)."""
+    if not names:
+        return []
+    said = []
+    for row in conn.execute(query("config_routines_open_tasks"), {"names": names, "file_routines": file_routines}):
+        name, product_type, open_tasks, held, under_way, of_campaigns, moved_to, same_type = row
+        same_type = moved_to if len(moved_to) == 1 else same_type  # (its conditions' routine now: a rename's)
+        counted = ", ".join(f"{n} {what}" for n, what in ((held, "held"), (under_way, "under way"),
+                                                          (of_campaigns, "of campaigns")) if n)
+        head = (f"routine {name} is no longer in the file but {open_tasks} open task(s){f' ({counted})' if counted else ''} "
+                f"name it: they keep running on {name} (its command and resources)")
+        if same_type:
+            target = same_type[0] if len(same_type) == 1 else "NEW"
+            choice = "" if len(same_type) == 1 else f" (NEW one of {', '.join(same_type)}, which read {product_type} too)"
+            said.append(f"{head}; `hrwsi move-tasks {name} {target}`{choice} moves those not started"
+                        + (f" to {target}, which reads {product_type} too" if len(same_type) == 1 else "")
+                        + " (held by hand stay held; a campaign's stay with it)")
+        else:
+            said.append(f"{head}; no routine of the file reads {product_type}: `hrwsi hold {name}` holds those not "
+                        f"started, `hrwsi cancel ID` cancels one")
     return said
 
 

@@ -303,3 +303,37 @@ def test_validating_a_routine_the_budget_cannot_hold_says_so_as_a_note(db):
     configuration.check_against(db, document, said=said)
     assert said == ["routine big (4 CPU, 3000 MB RAM, 100 MB storage) exceeds the budget (the CPU budget is 3, the "
                     "RAM budget is 2000 MB): its tasks cannot be planned until the budget or the routine changes"]
+
+
+def test_config_load_says_a_renamed_routine_s_open_tasks_stay_on_it_and_move_tasks_moves_them(db):
+    """A load never removes a routine: renamed in the file, it is a new routine beside the old one, the
+    conditions move to the new one, and the old one's open and held tasks stayed on it, running its
+    command, while the load said only that the database keeps it (found by exploratory testing)."""
+    document = demo_document()
+    configuration.load(db, document)
+    for day in ("01", "02", "03"):
+        db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES "
+                   "('l2a_for_snow', %s, '32TLR', %s)", (f"/in/{day}.SAFE", f"2026-11-{day}T10:00Z"))
+    tasks = [row[0] for row in db.execute("SELECT id FROM hrwsi.processing_task WHERE routine = 'snow_cover' "
+                                          "ORDER BY id")]
+    db.execute("SELECT hrwsi.hold_task(%s)", (tasks[0],))              # held by hand
+    db.execute("SELECT hrwsi.hold_routine('snow_cover', 'a bad version')")  # the others held with it
+    routine = next(r for r in document["routine"] if r["name"] == "snow_cover")
+    routine["name"] = "snow_cover_v2"
+    next(c for c in document["condition"] if c["name"] == "l2a_for_snow")["routine"] = "snow_cover_v2"
+    configuration.load(db, document)
+    said = configuration.notes(db, document)
+    assert ("routine snow_cover is no longer in the file but 3 open task(s) (3 held) name it: they keep running on "
+            "snow_cover (its command and resources); `hrwsi move-tasks snow_cover snow_cover_v2` moves those not "
+            "started to snow_cover_v2, which reads L2A too (held by hand stay held; a campaign's stay with it)") in said
+    moved = db.execute("SELECT hrwsi.move_tasks('snow_cover', 'snow_cover_v2')").fetchone()[0]
+    assert moved == "3 task(s) of routine snow_cover moved to routine snow_cover_v2"
+    states = db.execute("SELECT routine, state FROM hrwsi.processing_task WHERE id = ANY (%s) ORDER BY id",
+                        (tasks,)).fetchall()
+    assert states == [("snow_cover_v2", "on_hold"), ("snow_cover_v2", "pending"), ("snow_cover_v2", "pending")]
+    history = db.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                         (tasks[1],)).fetchone()[0]
+    assert history.startswith("moved from routine snow_cover to routine snow_cover_v2 by an operator")
+    assert not any("routine snow_cover is no longer" in note for note in configuration.notes(db, document))
+    with pytest.raises(psycopg.errors.CheckViolation, match="routine snow_cover_v2 reads L2A, routine gfsc reads FSC"):
+        db.execute("SELECT hrwsi.move_tasks('snow_cover_v2', 'gfsc')")

@@ -1,4 +1,4 @@
-"""Operator actions: `hrwsi retry|cancel|hold|release` (SQL functions, moved from cli.py; `retry --routine`
+"""Operator actions: `hrwsi retry|cancel|hold|release|move-tasks` (SQL functions, moved from cli.py; `retry --routine`
 for many at once) and `hrwsi prune` (the retention policy, hrwsi.retention)."""
 
 from __future__ import annotations
@@ -94,6 +94,21 @@ def release(target: str = typer.Argument(..., help="a task id, or a routine name
         _operator_action("SELECT hrwsi.release_task(%s)", int(target), "task")
     else:
         _operator_action("SELECT hrwsi.release_routine(%s)", target, "routine")
+
+
+@app.command("move-tasks")
+def move_tasks(from_routine: str = typer.Argument(..., help="the routine whose tasks move (e.g. one renamed in the file)"),
+               to_routine: str = typer.Argument(..., help="the routine they move to: it reads the same input type")) -> None:
+    """Move a routine's production tasks that have not started (pending, planned, blocked, held) to
+    another routine that reads the same input type; those under way end where they started."""
+    with database(autocommit=True) as conn:
+        try:
+            said = conn.execute("SELECT hrwsi.move_tasks(%s, %s)", (from_routine, to_routine)).fetchone()[0]
+        except psycopg.errors.NoDataFound as error:
+            raise CliError(f"{error.diag.message_primary}: {_WHERE_TO_LOOK['routine']}") from None
+        except psycopg.errors.CheckViolation as error:
+            raise CliError(error.diag.message_primary) from None
+    console.print(Text(visible(said)), soft_wrap=True)
 
 
 @app.command()
