@@ -1902,6 +1902,84 @@ BEGIN
                                    stay_campaign, from_routine) ELSE '' END);
 END $$;
 
+-- Chain to a condition the products of the type it reads that were made while it was inactive (or
+-- before it existed) and so were never chained to it (migration 0073): the harvester chains a product
+-- once, into the conditions active then, and marks it chained; a condition made active again got
+-- nothing of what was made meanwhile, and nothing said so (found by exploratory testing). The rules
+-- are chain_products' for production (sql/queries/core.sql): production products (a campaign's chain
+-- within it), the condition's tiles, a back-fill's lane kept, and its measurement window: a product
+-- whose scene is older than the window is not chained, only counted (`hrwsi reprocess` of the routine
+-- upstream makes such products again, chained within a campaign). Bounded (at most max_products
+-- inputs a call, oldest products first; made_since: products made from then on) and idempotent (an
+-- input is unique per condition and path: a product chained already is skipped). dry_run counts only.
+CREATE FUNCTION hrwsi.chain_missed_products(condition text, made_since timestamptz DEFAULT NULL,
+                                            max_products integer DEFAULT 10000, dry_run boolean DEFAULT false)
+RETURNS TABLE (chained integer, missed bigint, outside_window bigint, summary text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    c processing_condition;
+    reads text;
+    made integer := 0;
+    in_window bigint;
+    too_old bigint;
+BEGIN
+    SELECT * INTO c FROM processing_condition x WHERE x.name = chain_missed_products.condition;
+    IF c.name IS NULL THEN
+        RAISE EXCEPTION 'no condition %', chain_missed_products.condition USING ERRCODE = 'no_data_found';
+    END IF;
+    IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = c.name) THEN
+        RAISE EXCEPTION 'condition % is multi-input: the harvester makes its groups from the products there are '
+                        '(`hrwsi groups` lists them)', c.name USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT c.active AND NOT dry_run THEN
+        RAISE EXCEPTION 'condition % is inactive: make it active first (its products would make no task)', c.name
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF max_products IS NULL OR max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
+    WITH candidate AS (
+        SELECT p.id, p.path, i.tile, i.mission, i.measured_at, p.created_at,
+               CASE WHEN upstream.priority > downstream.priority THEN t.lane END AS lane,
+               (upstream.priority > downstream.priority OR c.measurement_window IS NULL OR i.measured_at IS NULL
+                OR i.measured_at >= now() - c.measurement_window) IS TRUE AS in_window
+        FROM product p
+        JOIN lane downstream ON downstream.name = c.lane
+        LEFT JOIN processing_task t ON t.id = p.task_id
+        LEFT JOIN lane upstream ON upstream.name = t.lane
+        LEFT JOIN input i ON i.id = t.input_id
+        WHERE p.product_type = reads AND p.chained_at IS NOT NULL AND t.campaign_id IS NULL
+          AND (made_since IS NULL OR p.created_at >= made_since)
+          AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
+          AND NOT EXISTS (SELECT 1 FROM input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
+    ), inserted AS (
+        INSERT INTO input (processing_condition, input_path, tile, mission, measured_at, published_at, source,
+                           product_id, lane)
+        SELECT c.name, m.path, m.tile, m.mission, m.measured_at, m.created_at, 'chaining', m.id, m.lane
+        FROM candidate m
+        WHERE m.in_window AND NOT dry_run
+        ORDER BY m.id
+        LIMIT max_products
+        ON CONFLICT (processing_condition, input_path) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted), count(*) FILTER (WHERE m.in_window), count(*) FILTER (WHERE NOT m.in_window)
+    INTO made, in_window, too_old
+    FROM candidate m;
+    RETURN QUERY SELECT made, in_window, too_old,
+        CASE WHEN dry_run THEN format('condition %s: %s product(s) of type %s not chained to it', c.name, in_window, reads)
+             ELSE format('condition %s: %s product(s) of type %s chained to it%s', c.name, made, reads,
+                         CASE WHEN in_window > made THEN format('; %s more: run it again', in_window - made) ELSE '' END)
+        END
+        || CASE WHEN too_old > 0
+                THEN format('; %s older than its measurement window (%s) are not chained: `hrwsi reprocess` of the '
+                            'routine that makes %s chains their products again, within a campaign', too_old,
+                            c.measurement_window, reads)
+                ELSE '' END;
+END $$;
+
 -- A reprocessing campaign: one new task per input of a routine (or of one condition of it) sensed
 -- in [measured_from, measured_to), on the given tiles (NULL: every tile), that was processed
 -- already, in the campaign's lane (archive) and without a deadline. A production input only: the
@@ -3801,6 +3879,9 @@ GRANT EXECUTE ON FUNCTION hrwsi.retry_task(bigint), hrwsi.cancel_task(bigint), h
     hrwsi.release_task(bigint), hrwsi.hold_routine(text, text), hrwsi.release_routine(text) TO hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) TO hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
+    TO hrwsi_data_engineer, hrwsi_service;
 
 -- Trigger functions must stay callable by whoever writes the tables that fire them.
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_future_input_dates(), hrwsi.notify_count(),

@@ -235,3 +235,12 @@ JOIN hrwsi.processing_task t ON t.routine = r.name AND t.state NOT IN ('processe
 WHERE r.name = ANY (%(names)s::text[])
 GROUP BY r.name, r.input_product_type
 ORDER BY r.name;
+
+-- name: config_condition_active
+SELECT active FROM hrwsi.processing_condition WHERE name = %(name)s;
+
+-- name: config_missed_products
+-- The products of the type a condition reads that were never chained to it (made while it was
+-- inactive, or before it existed), counted by hrwsi.chain_missed_products itself: within its
+-- measurement window, and older.
+SELECT missed, outside_window FROM hrwsi.chain_missed_products(%(name)s, dry_run => true);

@@ -561,12 +561,15 @@ def load(conn: psycopg.Connection, document: dict, source: str | None = None,
             _say_series_change(routine.name, routine.sequential_per_tile, series, said)
             counts["routines"] += 1
         for index, condition in enumerate(config.condition):
+            was = conn.execute(query("config_condition_active"), {"name": condition.name}).fetchone()
             _write(conn, "upsert_condition", condition.model_dump(exclude={"multi_input"}), f"condition[{index}]",
                    source)
             if condition.multi_input is not None:
                 _write_multi_input(conn, condition, f"condition[{index}].multi_input", source)
             else:
                 _remove_multi_input(conn, condition.name, said)
+                if condition.active and not (was and was[0]):
+                    _say_missed_products(conn, condition.name, was is None, said)
             counts["conditions"] += 1
         if config.retention is not None:
             _write(conn, "update_retention_policy", config.retention.model_dump(), "retention", source)
@@ -683,6 +686,25 @@ def _say_series_change(name: str, sequential: bool, before: tuple | None, said: 
         said.append(f"routine {name} is a time series now (sequential_per_tile = true): its tasks created from now on "
                     f"run one after the other per tile, in date order; its {open_tasks} open task(s) run as they are "
                     "(those created while it was not one are in no series: no new task waits for them)")
+
+
+def _say_missed_products(conn: psycopg.Connection, name: str, new: bool, said: list[str] | None) -> None:
+    """A condition made active (or added): the products of its type made while it was inactive (or
+    before it existed) were chained once, into the conditions active then, and never will be to it
+    (found by exploratory testing); how many, and the command that chains them."""
+    if said is None:
+        return
+    missed, too_old = conn.execute(query("config_missed_products"), {"name": name}).fetchone()
+    if not missed and not too_old:
+        return
+    when = "before it existed" if new else "while it was inactive"
+    note = f"condition {name} is active: {missed} product(s) of the type it reads were made {when} and are not chained to it"
+    if missed:
+        note += f"; `hrwsi chain-missed {name}` chains them (at most 10,000 a run; run it again for more)"
+    if too_old:
+        note += (f"; {too_old} more are older than its measurement window and are not chained by it (`hrwsi reprocess` "
+                 f"of the routine that makes them chains new ones within a campaign)")
+    said.append(note)
 
 
 def _remove_multi_input(conn: psycopg.Connection, condition: str, said: list[str] | None) -> None:

@@ -337,3 +337,42 @@ def test_config_load_says_a_renamed_routine_s_open_tasks_stay_on_it_and_move_tas
     assert not any("routine snow_cover is no longer" in note for note in configuration.notes(db, document))
     with pytest.raises(psycopg.errors.CheckViolation, match="routine snow_cover_v2 reads L2A, routine gfsc reads FSC"):
         db.execute("SELECT hrwsi.move_tasks('snow_cover_v2', 'gfsc')")
+
+
+def test_a_condition_made_active_again_is_told_the_products_made_meanwhile_and_chain_missed_chains_them_once(db):
+    """The harvester chains a product once, into the conditions active then: a condition made active
+    again never got the products made while it was inactive, and nothing said so (found by
+    exploratory testing)."""
+    from hrwsi.sql_files import query
+
+    document = demo_document()
+    quicklook = next(c for c in document["condition"] if c["name"] == "fsc_quicklook")
+    quicklook["active"] = False
+    configuration.load(db, document)
+    for n in (1, 2):
+        db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES "
+                   "('l2a_for_snow', %s, '32TLR', now() - interval '1 day')", (f"/in/{n}.SAFE",))
+    db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE routine = 'snow_cover'")
+    db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) SELECT id, '/p/fsc_' || id, 'FSC' "
+               "FROM hrwsi.processing_task WHERE routine = 'snow_cover'")
+    assert db.execute(query("chain_products").replace("$1", "100")).fetchone() == (2, 0)  # (inactive: no input)
+    quicklook["active"] = True
+    said: list[str] = []
+    configuration.load(db, {"condition": [quicklook]}, said=said)
+    assert said == ["condition fsc_quicklook is active: 2 product(s) of the type it reads were made while it was "
+                    "inactive and are not chained to it; `hrwsi chain-missed fsc_quicklook` chains them (at most "
+                    "10,000 a run; run it again for more)"]
+    summary = db.execute("SELECT summary FROM hrwsi.chain_missed_products('fsc_quicklook', max_products => 1)")
+    assert summary.fetchone()[0] == "condition fsc_quicklook: 1 product(s) of type FSC chained to it; 1 more: run it again"
+    summary = db.execute("SELECT summary FROM hrwsi.chain_missed_products('fsc_quicklook')").fetchone()[0]
+    assert summary == "condition fsc_quicklook: 1 product(s) of type FSC chained to it"
+    summary = db.execute("SELECT summary FROM hrwsi.chain_missed_products('fsc_quicklook')").fetchone()[0]
+    assert summary == "condition fsc_quicklook: 0 product(s) of type FSC chained to it"
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE routine = 'quicklook'").fetchone()[0] == 2
+    said = []
+    configuration.load(db, {"condition": [quicklook]}, said=said)
+    assert said == [], "an active condition loaded again says nothing"
+    with pytest.raises(psycopg.errors.CheckViolation, match="condition gfsc_daily is multi-input"):
+        db.execute("SELECT hrwsi.chain_missed_products('gfsc_daily')")

@@ -1,4 +1,4 @@
-"""Operator actions: `hrwsi retry|cancel|hold|release|move-tasks` (SQL functions, moved from cli.py; `retry --routine`
+"""Operator actions: `hrwsi retry|cancel|hold|release|move-tasks|chain-missed` (SQL functions, moved from cli.py; `retry --routine`
 for many at once) and `hrwsi prune` (the retention policy, hrwsi.retention)."""
 
 from __future__ import annotations
@@ -106,6 +106,31 @@ def move_tasks(from_routine: str = typer.Argument(..., help="the routine whose t
             said = conn.execute("SELECT hrwsi.move_tasks(%s, %s)", (from_routine, to_routine)).fetchone()[0]
         except psycopg.errors.NoDataFound as error:
             raise CliError(f"{error.diag.message_primary}: {_WHERE_TO_LOOK['routine']}") from None
+        except psycopg.errors.CheckViolation as error:
+            raise CliError(error.diag.message_primary) from None
+    console.print(Text(visible(said)), soft_wrap=True)
+
+
+@app.command("chain-missed")
+def chain_missed(condition: str = typer.Argument(..., help="an active single-input condition"),
+                 since: str | None = typer.Option(None, help="only products made from then on (2026-11-01, UTC)"),
+                 limit: int = typer.Option(10_000, min=1, max=1_000_000, help="at most this many inputs a run"),
+                 dry_run: bool = typer.Option(False, "--dry-run", help="count them; chain nothing")) -> None:
+    """Chain to a condition the products of the type it reads that were made while it was inactive (or
+    before it existed): the harvester chains a product once, into the conditions active then. Its
+    rules (tiles, measurement window, lanes); idempotent: a product chained to it already is skipped."""
+    from hrwsi import campaigns
+
+    try:
+        made_since = campaigns.parse_time(since) if since is not None else None
+    except ValueError as error:
+        raise CliError(str(error), 2) from None
+    with database(autocommit=True) as conn:
+        try:
+            said = conn.execute("SELECT summary FROM hrwsi.chain_missed_products(%s, %s, %s, %s)",
+                                (condition, made_since, limit, dry_run)).fetchone()[0]
+        except psycopg.errors.NoDataFound as error:
+            raise CliError(f"{error.diag.message_primary}: `hrwsi config show` lists the conditions") from None
         except psycopg.errors.CheckViolation as error:
             raise CliError(error.diag.message_primary) from None
     console.print(Text(visible(said)), soft_wrap=True)
