@@ -923,7 +923,7 @@ CREATE TABLE hrwsi.service_instance (
     -- could not see, recorded them "lost: never started" and ran them again beside the first run
     -- (found by exploratory testing, 2026-12-06).
     site          text,
-    -- (migration 0075) Where the service's hrwsi package is and a fingerprint of its files at start
+    -- (migration 0074) Where the service's hrwsi package is and a fingerprint of its files at start
     -- (hrwsi.installed_code): `make install` is editable, and a `git pull` replaced the code under
     -- running services without a word; `hrwsi status` and the dashboard compute it again on their host
     -- and say "code on disk changed since SERVICE started: restart it". NULL: a version before them.
@@ -1153,21 +1153,24 @@ BEGIN
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes: its own here)
     INSERT INTO task_event (task_id, state, reason, attempts, worker)
     SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
-                                 'waits for task %s', NEW.name, t.depends_on), t.attempts, t.worker
+                                 'waits for task %s', NEW.name, coalesce(t.depends_on, t.waits_for_upstream)),
+           t.attempts, t.worker
     FROM processing_task t
-    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
-      AND t.state IN ('pending', 'on_hold');
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold');
     UPDATE processing_task t
     SET dependency_waived = true,
+        waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
         state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
         worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
         planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
         planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
         state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
                             ELSE format('routine %s is no longer a time series (sequential_per_tile off): it no '
-                                        'longer waits for task %s', NEW.name, t.depends_on) END
-    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
-      AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+                                        'longer waits for task %s', NEW.name,
+                                        coalesce(t.depends_on, t.waits_for_upstream)) END
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
     RETURN NULL;
 END $$;
 CREATE TRIGGER processing_routine_series_ended

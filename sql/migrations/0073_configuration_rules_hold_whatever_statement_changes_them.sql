@@ -135,6 +135,7 @@ DECLARE
     new_states text[];     -- (of an UPDATE) the states tasks went to
     named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
     locked integer;
+    upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended or were retried
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -172,6 +173,19 @@ BEGIN
                (SELECT array_agg(p.state) FROM per_state p),
                (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers)
         INTO counts, progress, new_states, named_workers, locked;
+        -- (migration 0072) Tasks that ended, or were retried from their end, of a routine whose output
+        -- a time-series routine reads: the series' tasks after their scene may wait no more, or again.
+        -- Read only where some time series reads another routine's output: elsewhere a statement pays
+        -- one look at the routines, not a test of every changed row.
+        IF EXISTS (SELECT 1 FROM processing_routine r JOIN processing_routine d
+                   ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile) THEN
+            SELECT array_agg(n.id) INTO upstream
+            FROM new_rows n JOIN old_rows o USING (id)
+            WHERE n.state IS DISTINCT FROM o.state
+              AND (hrwsi.task_state_is_final(n.state) OR hrwsi.task_state_is_final(o.state))
+              AND n.routine IN (SELECT r.name FROM processing_routine r JOIN processing_routine d
+                                ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile);
+        END IF;
     END IF;
     -- A task names an existing worker (migration 0036): each worker a statement put tasks on is
     -- locked once, as the key locked it for every task, then must be there.
@@ -190,6 +204,11 @@ BEGIN
     END IF;
     IF progress IS NOT NULL THEN
         PERFORM pg_notify('hrwsi_task_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
+    END IF;
+    -- The time-series tasks that wait for these upstream tasks wait no more, or for the next open
+    -- scene before them; those after a retried one's scene wait for it again (migration 0072).
+    IF upstream IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream_after(upstream);
     END IF;
     IF TG_OP = 'INSERT' OR new_states IS NULL
             OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked'] THEN
@@ -298,21 +317,24 @@ BEGIN
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes: its own here)
     INSERT INTO task_event (task_id, state, reason, attempts, worker)
     SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
-                                 'waits for task %s', NEW.name, t.depends_on), t.attempts, t.worker
+                                 'waits for task %s', NEW.name, coalesce(t.depends_on, t.waits_for_upstream)),
+           t.attempts, t.worker
     FROM processing_task t
-    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
-      AND t.state IN ('pending', 'on_hold');
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold');
     UPDATE processing_task t
     SET dependency_waived = true,
+        waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
         state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
         worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
         planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
         planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
         state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
                             ELSE format('routine %s is no longer a time series (sequential_per_tile off): it no '
-                                        'longer waits for task %s', NEW.name, t.depends_on) END
-    WHERE t.routine = NEW.name AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
-      AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+                                        'longer waits for task %s', NEW.name,
+                                        coalesce(t.depends_on, t.waits_for_upstream)) END
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
     RETURN NULL;
 END $$;
 CREATE TRIGGER processing_routine_series_ended

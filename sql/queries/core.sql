@@ -229,7 +229,7 @@ SELECT hrwsi.take_backend_scope($1, $2, $3);
 -- A new lease: every start, and every time a lease lapsed (a paused process gets a new identity).
 -- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
 -- Returns the database's now(), which the service measures its clock against (DatabaseClock).
--- $7, $8: where its hrwsi package is and the fingerprint of its files at start (migration 0075).
+-- $7, $8: where its hrwsi package is and the fingerprint of its files at start (migration 0074).
 INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, site, code_dir, code_fingerprint)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()

@@ -66,7 +66,7 @@ def fingerprint(directory: str | os.PathLike | None = None) -> str | None:
 def changed_since_start(service: dict, on_disk: dict[str, str | None] | None = None, here: str | None = None) -> str | None:
     """What a reader on this host says of one service row (host, kind, code_dir, code_fingerprint): "code
     on disk changed since SERVICE started: restart it to run the new code", or None: the same code, not
-    recorded (a version before migration 0075), or a service on another host (its files are not here:
+    recorded (a version before migration 0074), or a service on another host (its files are not here:
     the service's own periodic check says it in its log). `on_disk` caches the fingerprints computed."""
     recorded, directory = service.get("code_fingerprint"), service.get("code_dir")
     if not recorded or not directory or service.get("host") != (here or socket.gethostname()):

@@ -975,3 +975,21 @@ def test_a_routine_that_is_no_longer_a_time_series_releases_its_tasks_that_have_
         assert last[0] == rows[task][1], "its history says why"
     assert rows[a1][0] == "dispatched", "what started keeps what it runs with"
     assert a2 in [task for task, _ in dispatch(world, max_jobs=4)], "it no longer waits for the task before it"
+
+
+def test_a_series_task_that_waits_for_upstream_work_runs_once_its_routine_is_no_longer_a_time_series(world):
+    chained_series(world)
+    _, prep_a = scene(world, "prep", "/l1c/A", 10)
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    dispatch(world)
+    outcome(world, prep_b, products=["/l2a/B"])
+    chain(world)
+    ts_b = ts_task(world, "/l2a/B")  # the series' first task: no dependency, it waits for prep(A)
+    assert world.execute("SELECT depends_on, waits_for_upstream FROM hrwsi.processing_task WHERE id = %s",
+                         (ts_b,)).fetchone() == (None, prep_a)
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'ts'")
+    waits, reason = world.execute("SELECT waits_for_upstream, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (ts_b,)).fetchone()
+    assert waits is None and f"no longer a time series (sequential_per_tile off): it no longer waits for task {prep_a}" \
+        in reason
+    assert [task for task, _ in dispatch(world)] == [ts_b]

@@ -38,6 +38,6 @@ def test_a_reader_says_a_service_of_its_host_runs_older_code_and_leaves_other_ho
     assert changed_since_start(row, here="h1") == (
         f"code on disk changed since launcher launcher-1 started: restart it to run the new code ({package})")
     assert changed_since_start(row, here="h2") is None  # (its files are not on this host)
-    assert changed_since_start(row | {"code_fingerprint": None}, here="h1") is None  # (before migration 0075)
+    assert changed_since_start(row | {"code_fingerprint": None}, here="h1") is None  # (before migration 0074)
     gone = changed_since_start(row | {"code_dir": str(tmp_path / "moved")}, here="h1")
     assert gone is not None and "started (its directory is gone): restart it" in gone

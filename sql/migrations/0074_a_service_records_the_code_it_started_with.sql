@@ -1,4 +1,4 @@
--- hrwsi schema, version 75: each service instance records the code it started with.
+-- hrwsi schema, version 74: each service instance records the code it started with.
 --
 -- `make install` is editable: a `git pull` replaced the code under services that were still running,
 -- their lazy imports then mixed two versions, and nothing said so (found by exploratory testing). A
