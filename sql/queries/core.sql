@@ -221,8 +221,10 @@ RETURNING w.name, w.active;
 SELECT hrwsi.mark_jobs_progress($1, $2, $3, $4, $5);
 
 -- name: take_backend_scope
--- Where this installation's jobs are (Nomad: its region and namespace), taken by a launcher at start,
--- or refused while jobs or launchers are elsewhere (migration 0070); returns what to say, or NULL.
+-- Where this installation's jobs are (Nomad: its namespace), taken by a launcher at start, or refused
+-- while jobs or launchers are elsewhere (migration 0070); returns what to say, or NULL. Called in the
+-- transaction that registers the launcher (register_instance): the installation's row it locks stays
+-- locked until that launcher is visible, so two launchers starting at once cannot both pass.
 SELECT hrwsi.take_backend_scope($1, $2, $3);
 
 -- name: register_instance

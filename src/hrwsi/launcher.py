@@ -47,6 +47,7 @@ from hrwsi.backends.base import (
 )
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.database import DedicatedConnection
+from hrwsi.database_trouble import CONFLICTS
 from hrwsi.harvest.input_checks import escaped
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
@@ -1009,22 +1010,31 @@ class Launcher(Service):
         try:
             await self.backend.check_settings()
             if self.backend.one_site_per_installation:
-                await self._take_the_installations_site()
+                for tries_left in reversed(range(3)):
+                    try:
+                        await self._register_once(check=self._take_the_installations_site)
+                        break
+                    except CONFLICTS:  # (serializable by the role's default: the other launcher's commit won)
+                        if not tries_left:
+                            raise
         except BaseException:
             await self.backend.close()
             raise
 
-    async def _take_the_installations_site(self) -> None:
+    async def _take_the_installations_site(self, conn, site: str | None) -> None:
         """Every launcher of the installation puts its jobs where the others do (Nomad: one namespace),
         or it does not start: in another, it would not find theirs when it adopts them, nor they its
-        own, and attempts would run twice (found by exploratory testing; migration 0070)."""
-        site = await self.backend.site()
-        async with self.pool.acquire() as conn:
-            try:
-                said = await conn.fetchval(query("take_backend_scope"), self.backend.name, site,
-                                           self.settings.lease_timeout_s)
-            except asyncpg.CheckViolationError as error:
-                raise BackendSettingError(f"{error.args[0] if error.args else error}; {error.hint}") from None
+        own, and attempts would run twice (found by exploratory testing; migration 0070).
+        Run in the transaction that registers this launcher (Service._register_once, from preflight):
+        hrwsi.take_backend_scope locks the installation's row until this launcher's lease is visible,
+        so a launcher of another namespace starting at the same moment waits, then finds this one
+        there and is refused. Checked, then registered in two steps, both passed the check (found by
+        exploratory testing)."""
+        try:
+            said = await conn.fetchval(query("take_backend_scope"), self.backend.name, site,
+                                       self.settings.lease_timeout_s)
+        except asyncpg.CheckViolationError as error:
+            raise BackendSettingError(f"{error.args[0] if error.args else error}; {error.hint}") from None
         if said:
             logger.warning("%s", said)
 

@@ -719,11 +719,16 @@ class Service:
         files are); None: none."""
         return None
 
-    async def _register_once(self) -> None:
+    async def _register_once(self, check: Callable[[Any, str | None], Awaitable[None]] | None = None) -> None:
+        """Register (or renew) this identity's lease; `check(conn, site)`, if given, runs first in the same
+        transaction: what it locks stays locked until the lease is visible to others (a launcher's one
+        namespace per installation: two started at once both passed a check made before either registered)."""
         site = await self.site()
         code = await self._code_watch.start()
         sent, sent_at = time.monotonic(), datetime.now(UTC)
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, (conn.transaction() if check else contextlib.nullcontext()):
+            if check is not None:
+                await check(conn, site)
             registered_at = await conn.fetchval(query("register_instance"), self.instance_id, self.kind,
                                                 socket.gethostname(), os.getpid(), build_version(), site, *code)
         self._lease_confirmed_at = sent

@@ -193,3 +193,74 @@ async def test_services_started_from_a_moved_home_say_it_once_in_one_line(databa
         pass
     said = [r.getMessage() for r in caplog.records if "HRWSI_HOME moved" in r.getMessage()]
     assert len(said) == 1 and f"was {settings.data_dir} and is {moved.data_dir} now" in said[0], said
+def _two_launchers(pool, settings, address):
+    """Launchers of one installation, one with NOMAD_NAMESPACE=hrwsi and one that forgot it."""
+    from hrwsi.backends.nomad import NomadBackend, NomadConfig
+
+    def launcher(namespace):
+        backend = NomadBackend(NomadConfig(address=address, namespace=namespace, retry_for_s=0.3))
+        return build_services(["launcher"], pool, settings, backend)[0]
+
+    return launcher("hrwsi"), launcher("default")
+
+
+async def test_a_nomad_launcher_of_another_namespace_starting_before_the_first_has_registered_is_refused(
+        db, pool, settings, tmp_path):
+    """Two launchers with different NOMAD_NAMESPACE started at the same moment both passed the check,
+    each made before either registered: the second saw no launcher in the first's namespace, moved the
+    installation, and both ran, neither finding the other's jobs (found by exploratory testing). Forced
+    here: the second starts after the first's start-up check, before its service loop runs."""
+    from hrwsi.backends.base import BackendSettingError
+    from hrwsi.cli.errors import explain
+    from hrwsi.testing.nomad_emulator import NomadEmulator
+
+    async with NomadEmulator(work_dir=tmp_path / "nomad", namespaces=["hrwsi"]) as emulator:
+        first, second = _two_launchers(pool, settings, emulator.address)
+        try:
+            await first.preflight()
+            with pytest.raises(BackendSettingError) as refused:
+                await second.preflight()
+        finally:
+            await first.backend.close()
+    message, exit_code = explain(refused.value)
+    assert message.startswith("this installation's nomad jobs are in nomad namespace hrwsi") and exit_code == 2
+    assert f"launcher(s) there: {first.instance_id}" in message and "\n" not in message
+    assert second.backend.client.closed
+    assert db.execute("SELECT backend_scope FROM hrwsi.installation").fetchone() == ("nomad namespace hrwsi",)
+    assert db.execute("SELECT array_agg(id) FROM hrwsi.service_instance").fetchone()[0] == [first.instance_id]
+
+
+async def test_a_nomad_launcher_of_another_namespace_waits_for_the_first_launchers_registration_then_is_refused(
+        db, pool, database_url, settings, tmp_path):
+    """The check and the registration are one transaction: held open between them (forced here), the
+    installation's row stays locked, and a launcher of another namespace waits for it rather than pass."""
+    from hrwsi.backends.base import BackendSettingError
+    from hrwsi.testing.nomad_emulator import NomadEmulator
+
+    async with NomadEmulator(work_dir=tmp_path / "nomad", namespaces=["hrwsi"]) as emulator:
+        first, second = _two_launchers(pool, settings, emulator.address)
+        checked, release = asyncio.Event(), asyncio.Event()
+        check = first._take_the_installations_site
+
+        async def check_then_hold(conn, site):
+            await check(conn, site)
+            checked.set()
+            await release.wait()
+
+        first._take_the_installations_site = check_then_hold
+        starting = asyncio.create_task(first.preflight())
+        try:
+            await asyncio.wait_for(checked.wait(), 30)
+            refusing = asyncio.create_task(second.preflight())
+            await wait_until(database_url, "SELECT count(*) = 1 FROM pg_stat_activity "
+                                           "WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            assert not refusing.done()
+            release.set()
+            await starting
+            with pytest.raises(BackendSettingError, match="launcher\\(s\\) there: " + first.instance_id):
+                await refusing
+        finally:
+            release.set()
+            await first.backend.close()
+    assert db.execute("SELECT backend_scope FROM hrwsi.installation").fetchone() == ("nomad namespace hrwsi",)
+    assert db.execute("SELECT array_agg(id) FROM hrwsi.service_instance").fetchone()[0] == [first.instance_id]
