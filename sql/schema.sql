@@ -149,6 +149,13 @@ CREATE TABLE hrwsi.processing_condition (
     deadline_from      text NOT NULL DEFAULT 'measurement'
         CONSTRAINT condition_deadline_from_is_measurement_or_publication
         CHECK (deadline_from IN ('measurement', 'publication')),
+    -- (migration 0073) What it missed, by when the harvester chained the products it reads: from
+    -- missed_since (made inactive; -infinity: before it existed) to missed_until (made active again;
+    -- NULL: still inactive); both NULL: nothing (or all chained since by hrwsi.chain_missed_products).
+    -- Kept by hrwsi.keep_a_conditions_missed_range. Counted by whether an input of the condition has
+    -- the product's path, a product whose task retention pruned (and its input) was chained again.
+    missed_since       timestamptz,
+    missed_until       timestamptz,
     CONSTRAINT condition_windows_are_finite
         CHECK (publication_window < interval '100 years' AND measurement_window < interval '100 years')
 );
@@ -1905,6 +1912,30 @@ BEGIN
                                    stay_campaign, from_routine) ELSE '' END);
 END $$;
 
+CREATE FUNCTION hrwsi.keep_a_conditions_missed_range() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+-- A condition's range of missed products (migration 0073): opened when it is made inactive (or is
+-- made: what came before it), closed when it is made active again; written by nobody else, but
+-- cleared by hrwsi.chain_missed_products once it chained them all.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.missed_since := '-infinity';
+        NEW.missed_until := CASE WHEN NEW.active THEN now() END;
+    ELSIF OLD.active AND NOT NEW.active THEN
+        NEW.missed_since := now();
+        NEW.missed_until := NULL;
+    ELSIF NEW.active AND NOT OLD.active THEN
+        NEW.missed_since := coalesce(OLD.missed_since, now());
+        NEW.missed_until := now();
+    ELSIF current_setting('hrwsi.clearing_missed_range', true) IS DISTINCT FROM 'on' THEN
+        NEW.missed_since := OLD.missed_since;
+        NEW.missed_until := OLD.missed_until;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER processing_condition_missed_range BEFORE INSERT OR UPDATE ON hrwsi.processing_condition
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.keep_a_conditions_missed_range();
+
 -- Chain to a condition the products of the type it reads that were made while it was inactive (or
 -- before it existed) and so were never chained to it (migration 0073): the harvester chains a product
 -- once, into the conditions active then, and marks it chained; a condition made active again got
@@ -1955,6 +1986,9 @@ BEGIN
         LEFT JOIN input i ON i.id = t.input_id
         WHERE p.product_type = reads AND p.chained_at IS NOT NULL AND t.campaign_id IS NULL
           AND (made_since IS NULL OR p.created_at >= made_since)
+          -- (chained while it missed them: a product whose input of this condition retention pruned
+          -- is not chained again, nor one chained to it before it was made inactive)
+          AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
           AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
           AND NOT EXISTS (SELECT 1 FROM input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
     ), inserted AS (
@@ -1971,6 +2005,12 @@ BEGIN
     SELECT (SELECT count(*) FROM inserted), count(*) FILTER (WHERE m.in_window), count(*) FILTER (WHERE NOT m.in_window)
     INTO made, in_window, too_old
     FROM candidate m;
+    -- All chained (those older than its window are not, and are said below): it misses nothing now.
+    IF NOT dry_run AND in_window <= made THEN
+        PERFORM set_config('hrwsi.clearing_missed_range', 'on', true);
+        UPDATE processing_condition x SET missed_since = NULL, missed_until = NULL WHERE x.name = c.name;
+        PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
+    END IF;
     RETURN QUERY SELECT made, in_window, too_old,
         CASE WHEN dry_run THEN format('condition %s: %s product(s) of type %s not chained to it', c.name, in_window, reads)
              ELSE format('condition %s: %s product(s) of type %s chained to it%s', c.name, made, reads,
@@ -3882,6 +3922,8 @@ GRANT EXECUTE ON FUNCTION hrwsi.retry_task(bigint), hrwsi.cancel_task(bigint), h
     hrwsi.release_task(bigint), hrwsi.hold_routine(text, text), hrwsi.release_routine(text) TO hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) TO hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;

@@ -665,6 +665,37 @@ END $$;
 REVOKE EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) TO hrwsi_service;
 
+-- A condition's range of missed products: a product whose input of the condition retention pruned
+-- was counted missed and chained again (found by review). Conditions inactive at this upgrade missed
+-- what came from now on; active ones, nothing.
+ALTER TABLE hrwsi.processing_condition ADD COLUMN missed_since timestamptz, ADD COLUMN missed_until timestamptz;
+UPDATE hrwsi.processing_condition SET missed_since = now() WHERE NOT active;
+CREATE FUNCTION hrwsi.keep_a_conditions_missed_range() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+-- A condition's range of missed products (migration 0073): opened when it is made inactive (or is
+-- made: what came before it), closed when it is made active again; written by nobody else, but
+-- cleared by hrwsi.chain_missed_products once it chained them all.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.missed_since := '-infinity';
+        NEW.missed_until := CASE WHEN NEW.active THEN now() END;
+    ELSIF OLD.active AND NOT NEW.active THEN
+        NEW.missed_since := now();
+        NEW.missed_until := NULL;
+    ELSIF NEW.active AND NOT OLD.active THEN
+        NEW.missed_since := coalesce(OLD.missed_since, now());
+        NEW.missed_until := now();
+    ELSIF current_setting('hrwsi.clearing_missed_range', true) IS DISTINCT FROM 'on' THEN
+        NEW.missed_since := OLD.missed_since;
+        NEW.missed_until := OLD.missed_until;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER processing_condition_missed_range BEFORE INSERT OR UPDATE ON hrwsi.processing_condition
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.keep_a_conditions_missed_range();
+REVOKE EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
 -- Chain to a condition the products of the type it reads that were made while it was inactive (or
 -- before it existed) and so were never chained to it (migration 0073): the harvester chains a product
 -- once, into the conditions active then, and marks it chained; a condition made active again got
@@ -715,6 +746,9 @@ BEGIN
         LEFT JOIN input i ON i.id = t.input_id
         WHERE p.product_type = reads AND p.chained_at IS NOT NULL AND t.campaign_id IS NULL
           AND (made_since IS NULL OR p.created_at >= made_since)
+          -- (chained while it missed them: a product whose input of this condition retention pruned
+          -- is not chained again, nor one chained to it before it was made inactive)
+          AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
           AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
           AND NOT EXISTS (SELECT 1 FROM input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
     ), inserted AS (
@@ -731,6 +765,12 @@ BEGIN
     SELECT (SELECT count(*) FROM inserted), count(*) FILTER (WHERE m.in_window), count(*) FILTER (WHERE NOT m.in_window)
     INTO made, in_window, too_old
     FROM candidate m;
+    -- All chained (those older than its window are not, and are said below): it misses nothing now.
+    IF NOT dry_run AND in_window <= made THEN
+        PERFORM set_config('hrwsi.clearing_missed_range', 'on', true);
+        UPDATE processing_condition x SET missed_since = NULL, missed_until = NULL WHERE x.name = c.name;
+        PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
+    END IF;
     RETURN QUERY SELECT made, in_window, too_old,
         CASE WHEN dry_run THEN format('condition %s: %s product(s) of type %s not chained to it', c.name, in_window, reads)
              ELSE format('condition %s: %s product(s) of type %s chained to it%s', c.name, made, reads,

@@ -376,3 +376,29 @@ def test_a_condition_made_active_again_is_told_the_products_made_meanwhile_and_c
     assert said == [], "an active condition loaded again says nothing"
     with pytest.raises(psycopg.errors.CheckViolation, match="condition gfsc_daily is multi-input"):
         db.execute("SELECT hrwsi.chain_missed_products('gfsc_daily')")
+
+
+def test_chain_missed_never_chains_again_a_product_whose_input_retention_pruned(db):
+    """chain-missed counted a product missed when no input of the condition had its path: once
+    retention pruned a finished task and its input, the product was chained again and its work done
+    twice (found by review). It chains what the harvester chained while the condition missed it."""
+    from hrwsi.sql_files import query
+
+    document = demo_document()
+    configuration.load(db, document)  # fsc_quicklook active: chained as they come
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES "
+               "('l2a_for_snow', '/in/1.SAFE', '32TLR', now() - interval '1 day')")
+    db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE routine = 'snow_cover'")
+    db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) SELECT id, '/p/fsc_' || id, 'FSC' "
+               "FROM hrwsi.processing_task WHERE routine = 'snow_cover'")
+    assert db.execute(query("chain_products").replace("$1", "100")).fetchone() == (1, 1)
+    # Retention pruned the quicklook task and its input (as hrwsi.prune_finished_tasks does, long after).
+    db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER USER")
+    db.execute("DELETE FROM hrwsi.processing_task WHERE routine = 'quicklook'")
+    db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER USER")
+    db.execute("DELETE FROM hrwsi.input WHERE processing_condition = 'fsc_quicklook'")
+    summary = db.execute("SELECT summary FROM hrwsi.chain_missed_products('fsc_quicklook')").fetchone()[0]
+    assert summary == "condition fsc_quicklook: 0 product(s) of type FSC chained to it"
+    assert db.execute("SELECT count(*) FROM hrwsi.input WHERE processing_condition = 'fsc_quicklook'").fetchone()[0] == 0
