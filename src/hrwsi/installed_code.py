@@ -23,6 +23,9 @@ import hrwsi
 
 # How often a service compares the code on disk with the code it started with.
 CHECK_EVERY_S = 300.0
+# The fingerprint of a directory that is not an hrwsi package, or that this reader cannot read whole:
+# nothing is said of it.
+CANNOT_TELL = "cannot tell"
 
 
 def code_dir() -> str:
@@ -46,9 +49,14 @@ def fingerprint(directory: str | os.PathLike | None = None) -> str | None:
     package = Path(directory).resolve() if directory is not None else Path(code_dir())
     if not package.is_dir():
         return None
+    # Only an hrwsi package is walked: a service row naming another directory (`/`) made every status
+    # and dashboard page walk it (found by review).
+    if not (package / "installed_code.py").is_file():
+        return CANNOT_TELL
     entries = []
+    unreadable: list[OSError] = []
     for root in _roots(package):
-        for parent, dirs, files in os.walk(root):
+        for parent, dirs, files in os.walk(root, onerror=unreadable.append):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in files:
                 if name.endswith((".pyc", ".pyo")):
@@ -59,6 +67,8 @@ def fingerprint(directory: str | os.PathLike | None = None) -> str | None:
                 except OSError:  # (removed while walked: the next check sees what is left)
                     continue
                 entries.append(f"{os.path.relpath(path, root.parent)}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    if unreadable:  # (a reader without the services' permissions: another hash, not another code)
+        return CANNOT_TELL
     digest = hashlib.sha256("\n".join(sorted(entries)).encode())
     return digest.hexdigest()[:16]
 
@@ -75,7 +85,7 @@ def changed_since_start(service: dict, on_disk: dict[str, str | None] | None = N
     if directory not in cache:
         cache[directory] = fingerprint(directory)
     now = cache[directory]
-    if now == recorded:
+    if now == recorded or now == CANNOT_TELL:
         return None
     gone = " (its directory is gone)" if now is None else ""
     who = " ".join(str(part) for part in (service["kind"], service.get("id")) if part)

@@ -34,7 +34,7 @@ from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import EMBEDDED_START_HINT, TRANSIENT_DATABASE_ERRORS, embedded_server_down, names_embedded_server
 from hrwsi.database_clock import DatabaseClock
 from hrwsi.database_trouble import describe, is_conflict, pooler_refusal
-from hrwsi.installed_code import CHECK_EVERY_S, code_dir, fingerprint
+from hrwsi.installed_code import CANNOT_TELL, CHECK_EVERY_S, code_dir, fingerprint
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.migrations import build_version, newest_shipped
@@ -134,7 +134,7 @@ class _CodeWatch:
             return
         directory, started = self.started
         now = await asyncio.to_thread(fingerprint, directory)
-        if now == started or self.told:
+        if now in (started, CANNOT_TELL) or self.told:
             return
         self.told = True
         kinds = ", ".join(sorted({service.kind for service in self.services}))

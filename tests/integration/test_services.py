@@ -549,6 +549,7 @@ def _a_package(root: Path) -> Path:
     """An hrwsi package laid out as an editable install's: src/hrwsi beside sql/."""
     (root / "src" / "hrwsi").mkdir(parents=True)
     (root / "src" / "hrwsi" / "orchestrator.py").write_text("PLAN = 1\n")
+    (root / "src" / "hrwsi" / "installed_code.py").write_text("CHECK_EVERY_S = 300.0\n")
     (root / "sql").mkdir()
     (root / "sql" / "schema.sql").write_text("SELECT 1;\n")
     return root / "src" / "hrwsi"

@@ -674,6 +674,7 @@ async def test_the_overview_says_a_service_of_its_host_whose_code_on_disk_change
     package = tmp_path / "src" / "hrwsi"
     package.mkdir(parents=True)
     (package / "launcher.py").write_text("A = 1\n")
+    (package / "installed_code.py").write_text("CHECK_EVERY_S = 300.0\n")
     db.execute("UPDATE hrwsi.service_instance SET host = %s, code_dir = %s, code_fingerprint = %s, "
                "heartbeat_at = now()", (socket.gethostname(), str(package), fingerprint(package)))
     async with dashboard(database_url, data_dir) as client:

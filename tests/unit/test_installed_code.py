@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 
-from hrwsi.installed_code import changed_since_start, fingerprint
+from hrwsi.installed_code import CANNOT_TELL, changed_since_start, fingerprint
 
 
 def _package(root):
     (root / "src" / "hrwsi" / "__pycache__").mkdir(parents=True)
     (root / "src" / "hrwsi" / "launcher.py").write_text("A = 1\n")
+    (root / "src" / "hrwsi" / "installed_code.py").write_text("B = 1\n")
     (root / "sql" / "queries").mkdir(parents=True)
     (root / "sql" / "queries" / "core.sql").write_text("SELECT 1;\n")
     return root / "src" / "hrwsi"
@@ -41,3 +42,26 @@ def test_a_reader_says_a_service_of_its_host_runs_older_code_and_leaves_other_ho
     assert changed_since_start(row | {"code_fingerprint": None}, here="h1") is None  # (before migration 0074)
     gone = changed_since_start(row | {"code_dir": str(tmp_path / "moved")}, here="h1")
     assert gone is not None and "started (its directory is gone): restart it" in gone
+
+
+def test_a_directory_that_is_no_hrwsi_package_or_that_the_reader_cannot_read_whole_is_not_said_changed(
+        tmp_path, monkeypatch):
+    """A service row naming `/` made every status page walk the whole file system, and a reader without
+    the services' permissions hashed less and said "restart it" of code that had not changed (found by
+    review): neither is walked to the end nor said."""
+    from hrwsi import installed_code
+
+    package = _package(tmp_path)
+    row = {"kind": "launcher", "id": "launcher-1", "host": "h1", "code_dir": str(package),
+           "code_fingerprint": fingerprint(package)}
+    assert fingerprint(tmp_path) == CANNOT_TELL  # (no hrwsi package there: not walked)
+    assert changed_since_start(row | {"code_dir": str(tmp_path)}, here="h1") is None
+    walk = os.walk
+
+    def walk_without_permission(top, onerror=None, **kwargs):  # (as a reader without the modes meets it)
+        onerror(PermissionError(13, "Permission denied", os.path.join(top, "__pycache__")))
+        yield from walk(top, onerror=onerror, **kwargs)
+
+    monkeypatch.setattr(installed_code.os, "walk", walk_without_permission)
+    assert fingerprint(package) == CANNOT_TELL
+    assert changed_since_start(row, here="h1") is None
