@@ -593,10 +593,23 @@ END $$;
 CREATE OR REPLACE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
-    current text := hrwsi.lock_task(task);
+    current text;
     previous bigint;       -- (a time series' task) the task of the scene sensed last before it
     previous_state text;
+    series text;           -- (a time series' task) its routine/tile: the series' lock
 BEGIN
+    -- A task of a time series takes its series' lock first, then its row (migration 0072, amended):
+    -- the task before it is read under the lock the INSERTs and the chaining of its series take, so a
+    -- scene being chained meanwhile is seen once it commits, and both locks are taken in their order
+    -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
+    -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
+    -- same tile that held the series and wanted the row (found by review).
+    SELECT t.routine || '/' || t.series_tile INTO series FROM hrwsi.processing_task t
+    WHERE t.id = task AND t.series_tile IS NOT NULL;
+    IF series IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(7250010, hashtext(series));
+    END IF;
+    current := hrwsi.lock_task(task);
     IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
             USING ERRCODE = 'check_violation';
@@ -629,7 +642,8 @@ BEGIN
         WHERE id = task;
     END IF;
     -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
-    -- open, as a new task would (migration 0072), under its series' lock.
+    -- open, as a new task would (migration 0072), under its series' lock (taken above; again here if
+    -- an operator moved the task to another routine meanwhile).
     PERFORM pg_advisory_xact_lock(7250010, hashtext(t.routine || '/' || t.series_tile)), hrwsi.wait_for_upstream(ARRAY[t.id])
     FROM hrwsi.processing_task t WHERE t.id = task AND t.series_tile IS NOT NULL AND NOT t.dependency_waived;
     IF previous_state IN ('blocked', 'terminated') THEN

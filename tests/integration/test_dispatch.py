@@ -1,6 +1,7 @@
 """hrwsi.dispatch: one call claims the ready tasks that fit now, in serving order (ADR 0009)."""
 
 import functools
+import threading
 
 import psycopg
 import pytest
@@ -993,3 +994,89 @@ def test_a_series_task_that_waits_for_upstream_work_runs_once_its_routine_is_no_
     assert waits is None and f"no longer a time series (sequential_per_tile off): it no longer waits for task {prep_a}" \
         in reason
     assert [task for task, _ in dispatch(world)] == [ts_b]
+
+
+def waiting_on_a_lock(db, conn) -> None:
+    """Returns once the backend of `conn` waits for a lock (a condition, not a delay)."""
+    pid = conn.info.backend_pid
+    for _ in range(2000):
+        if db.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+def in_a_thread(work) -> tuple[threading.Thread, dict]:
+    """`work()` in a thread of its own: its result, or its error, in the dict once joined."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = work()
+        except psycopg.Error as error:
+            outcome["error"] = error
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def a_series_behind_x_and_b_and_a_late_scene_a(world, x_ends):
+    """ts(X) ended `x_ends`, ts(B) after it; A, sensed between them, has its L2A made, not chained yet."""
+    chained_series(world, prep_attempts=1)
+    world.execute("UPDATE hrwsi.processing_routine SET max_attempts = 1 WHERE name = 'ts'")
+    _, prep_x = scene(world, "prep", "/l1c/X", 8)
+    _, prep_b = scene(world, "prep", "/l1c/B", 12)
+    dispatch(world)
+    outcome(world, prep_x, products=["/l2a/X"])
+    outcome(world, prep_b, products=["/l2a/B"])
+    chain(world)
+    ts_x, ts_b = ts_task(world, "/l2a/X"), ts_task(world, "/l2a/B")
+    assert [task for task, _ in dispatch(world)] == [ts_x]
+    if x_ends == "processed":
+        outcome(world, ts_x, products=["/ts/X"])
+        assert [task for task, _ in dispatch(world)] == [ts_b]
+        outcome(world, ts_b, state="internal_error")  # ts(B) terminated (one attempt)
+    else:
+        outcome(world, ts_x, state="internal_error")
+    _, prep_a = scene(world, "prep", "/l1c/A", 10)
+    assert [task for task, _ in dispatch(world)] == [prep_a]
+    outcome(world, prep_a, products=["/l2a/A"])
+    return ts_x, ts_b
+
+
+def test_a_retried_series_task_reads_the_task_before_it_under_its_series_lock_so_a_scene_being_chained_comes_first(
+        world, database_url):
+    """A retry read the task before it, then took the series' lock: while the chaining of an earlier
+    scene's product was in flight, it kept the task before that scene, and both ran at once (found by review)."""
+    ts_x, ts_b = a_series_behind_x_and_b_and_a_late_scene_a(world, "processed")
+    with psycopg.connect(database_url) as harvester, psycopg.connect(database_url, autocommit=True) as operator:
+        chain(harvester)  # not committed: it holds the series' lock, ts(A) is not there yet for others
+        retry, said = in_a_thread(lambda: operator.execute("SELECT hrwsi.retry_task(%s)", (ts_b,)).fetchone())
+        waiting_on_a_lock(world, operator)
+        harvester.commit()
+        retry.join()
+    assert "error" not in said, said
+    ts_a = ts_task(world, "/l2a/A")
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == ts_a
+    assert [task for task, _ in dispatch(world)] == [ts_a], "ts(B) runs after ts(A), not beside it"
+
+
+def test_a_retry_and_the_chaining_of_a_scene_on_its_tile_do_not_deadlock(world, database_url):
+    """A retry held its task's row, then wanted the series' lock, which a chaining on the same tile held
+    while it wanted the row to link the task behind its new scene (found by review)."""
+    ts_x, ts_b = a_series_behind_x_and_b_and_a_late_scene_a(world, "terminated")
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == "blocked"
+    with (psycopg.connect(database_url) as holder, psycopg.connect(database_url) as harvester,
+          psycopg.connect(database_url) as operator):
+        holder.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR UPDATE", (ts_b,))
+        retry, retried = in_a_thread(lambda: (operator.execute("SELECT hrwsi.retry_task(%s)", (ts_b,)),
+                                              operator.commit()))
+        waiting_on_a_lock(world, operator)
+        chaining, chained = in_a_thread(lambda: (chain(harvester), harvester.commit()))
+        waiting_on_a_lock(world, harvester)
+        holder.commit()
+        retry.join()
+        chaining.join()
+    assert "error" not in retried and "error" not in chained, (retried, chained)
+    ts_a = ts_task(world, "/l2a/A")
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == ts_a
