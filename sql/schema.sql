@@ -1646,17 +1646,14 @@ RETURN CASE WHEN cardinality(cycle) = 2 THEN
 -- pass through a cycle (swapping two routines' types) and `hrwsi config load`, which checks before
 -- it commits, explains a cycle in its file's terms first. It fires only for the rows that can close
 -- one (an active condition, a changed product type, a removed rule), on configuration tables alone,
--- and checks once per statement: the tables are small and rarely written.
+-- and checks at each: the tables are small and rarely written. (It checked once per statement,
+-- remembered in a setting, which anyone may set: a data engineer who set it skipped the check;
+-- found by review.)
 CREATE FUNCTION hrwsi.refuse_a_chain_cycle() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     cycle text[];
 BEGIN
-    -- (one check per statement: the rows of one statement fire it at the same moment, on one state)
-    IF current_setting('hrwsi.chain_checked_at', true) = statement_timestamp()::text THEN
-        RETURN NULL;
-    END IF;
-    PERFORM set_config('hrwsi.chain_checked_at', statement_timestamp()::text, true);
     cycle := hrwsi.chain_cycle();
     IF cycle IS NOT NULL THEN
         RAISE EXCEPTION '%', hrwsi.chain_cycle_problem(cycle)

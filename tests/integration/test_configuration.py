@@ -129,6 +129,21 @@ def test_a_statement_that_closes_a_cycle_of_chaining_is_refused_by_the_database_
     assert said in str(file_refused.value)
 
 
+def test_a_data_engineer_cannot_skip_the_cycle_guard_by_setting_what_it_once_read(db, login_role):  # noqa: F811 - the fixture
+    """The guard checked once per statement, remembering it in a setting anyone may set: a data engineer
+    who set it in the statement that removed a multi-input rule closed a cycle (found by review)."""
+    before, _, cycle, _ = CYCLE_SHAPES["a multi-input rule removed"]
+    configuration.load(db, demo_document())
+    configuration.load(db, before)
+    with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
+        with pytest.raises(psycopg.errors.CheckViolation) as refused:
+            # (one message: statement_timestamp() is the same for all of them)
+            engineer.execute("BEGIN; DELETE FROM hrwsi.multi_input_rule WHERE processing_condition = 'gfsc_daily'; "
+                             "SELECT set_config('hrwsi.chain_checked_at', statement_timestamp()::text, true); COMMIT;")
+    assert refused.value.diag.message_primary == configuration.chain_cycle_problem(cycle)
+    assert db.execute("SELECT hrwsi.chain_cycle()").fetchone()[0] is None
+
+
 def test_a_transaction_may_pass_through_a_cycle_that_it_leaves_before_it_commits(db):
     """The guard reads the state at commit: swapping what two conditions do is one transaction's business."""
     configuration.load(db, demo_document())
