@@ -729,7 +729,8 @@ DECLARE
     new_states text[];     -- (of an UPDATE) the states tasks went to
     named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
     locked integer;
-    upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended or were retried
+    upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended ...
+    reopened bigint[];     -- ... or were retried from their end
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -773,7 +774,9 @@ BEGIN
         -- one look at the routines, not a test of every changed row.
         IF EXISTS (SELECT 1 FROM processing_routine r JOIN processing_routine d
                    ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile) THEN
-            SELECT array_agg(n.id) INTO upstream
+            SELECT array_agg(n.id) FILTER (WHERE hrwsi.task_state_is_final(n.state)),
+                   array_agg(n.id) FILTER (WHERE NOT hrwsi.task_state_is_final(n.state))
+            INTO upstream, reopened
             FROM new_rows n JOIN old_rows o USING (id)
             WHERE n.state IS DISTINCT FROM o.state
               AND (hrwsi.task_state_is_final(n.state) OR hrwsi.task_state_is_final(o.state))
@@ -800,9 +803,15 @@ BEGIN
         PERFORM pg_notify('hrwsi_task_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
     END IF;
     -- The time-series tasks that wait for these upstream tasks wait no more, or for the next open
-    -- scene before them; those after a retried one's scene wait for it again (migration 0072).
+    -- scene before them; those after a retried one's scene wait for it again (migration 0072). An end
+    -- only releases: a series whose lock another transaction holds is left to the orchestrator's sweep,
+    -- not waited for (the launcher's outcome writer waited, then failed: found by review); a retry
+    -- adds waits, and waits for the locks.
     IF upstream IS NOT NULL THEN
-        PERFORM hrwsi.wait_for_upstream_after(upstream);
+        PERFORM hrwsi.wait_for_upstream_after(upstream, false);
+    END IF;
+    IF reopened IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream_after(reopened, true);
     END IF;
     IF TG_OP = 'INSERT' OR new_states IS NULL
             OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked'] THEN
@@ -1156,15 +1165,21 @@ CREATE TRIGGER processing_routine_hold AFTER UPDATE OF on_hold ON hrwsi.processi
 -- on, a routine links the tasks created from then on; its open tasks run as they are.
 CREATE FUNCTION hrwsi.end_a_routines_series() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    released integer;
 BEGIN
-    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes: its own here)
+    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
+    -- wake-up call: its own here, below)
+    WITH event AS (
     INSERT INTO task_event (task_id, state, reason, attempts, worker)
     SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
                                  'waits for task %s', NEW.name, coalesce(t.depends_on, t.waits_for_upstream)),
            t.attempts, t.worker
     FROM processing_task t
     WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
-      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold');
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold')
+    RETURNING state)
+    SELECT count(*) FILTER (WHERE state = 'pending') INTO released FROM event;
     UPDATE processing_task t
     SET dependency_waived = true,
         waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
@@ -1178,6 +1193,12 @@ BEGIN
                                         coalesce(t.depends_on, t.waits_for_upstream)) END
     WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
       AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+    -- (those that stayed pending: a planned or blocked one went to pending, and that trigger said so;
+    -- they waited, unannounced, for the next plan or dispatch: found by review)
+    IF released > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
+                                                          json_build_object('pending', released))::text);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER processing_routine_series_ended
@@ -2536,7 +2557,7 @@ BEGIN
             JOIN processing_routine r ON r.name = t.routine
             WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL
               AND EXISTS (SELECT 1 FROM processing_routine d
-                          WHERE d.input_product_type = r.output_product_type AND d.sequential_per_tile)));
+                          WHERE d.input_product_type = r.output_product_type AND d.sequential_per_tile)), true);
     END IF;
     RETURN NULL;
 END $$;
@@ -2590,13 +2611,16 @@ $$;
 -- planned, held or blocked) and were not released by an operator: the first open upstream work
 -- before them, or nothing. A planned task that waits goes back to pending; a pending one says why in
 -- its reason and its history (a held or blocked one keeps its own reason); one that waits no more
--- says what it waited for, and the orchestrator and the launchers are woken (hrwsi_task pending).
--- The caller holds the series' locks.
-CREATE FUNCTION hrwsi.wait_for_upstream(p_tasks bigint[]) RETURNS void LANGUAGE plpgsql
+-- says what it waited for, and the orchestrator and the launchers are woken (hrwsi_task pending, or
+-- planned: a planned task released is dispatched on its plan). The caller holds the series' locks.
+-- Returns how many wait no more.
+CREATE FUNCTION hrwsi.wait_for_upstream(p_tasks bigint[]) RETURNS integer LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
 SET enable_mergejoin = on AS $$
 DECLARE
     released integer;
+    released_pending integer;
+    released_planned integer;
 BEGIN
     WITH target AS (
         SELECT t.id, t.state, w.task_id AS wait,
@@ -2634,6 +2658,10 @@ BEGIN
         -- (and a pending one that waits for the same task, whose state its reason told, says the new one)
         WHERE t.id = x.id AND (t.waits_for_upstream IS DISTINCT FROM x.wait
                                OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
+          -- (the row as it is when this UPDATE locks it: a dispatch that claimed it meanwhile, or an
+          -- operator's release, left it dispatched, or waived, with a wait and a "waits for" reason;
+          -- found by review)
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived
         RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.state AS old_state, x.wait
     ), history AS (
         -- (what it waits for, or waited for, in its history; a change of state writes its own row)
@@ -2641,11 +2669,15 @@ BEGIN
         SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c
         WHERE c.state = c.old_state AND c.state = 'pending'
     )
-    SELECT count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'pending') INTO released FROM changed c;
-    IF released > 0 THEN
-        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
-                                                          json_build_object('pending', released))::text);
+    SELECT count(*) FILTER (WHERE c.wait IS NULL), count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'pending'),
+           count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'planned')
+    INTO released, released_pending, released_planned FROM changed c;
+    -- (a planned task released runs on its plan: the launchers are told too; found by review)
+    IF released_pending + released_planned > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts', json_strip_nulls(json_build_object(
+            'pending', nullif(released_pending, 0), 'planned', nullif(released_planned, 0))))::text);
     END IF;
+    RETURN released;
 END $$;
 
 -- After upstream tasks were created, ended, retried or had their products chained: the time-series
@@ -2653,24 +2685,40 @@ END $$;
 -- are the tasks that waited for one of them and, per downstream series, the first task after its
 -- scene (a task after that one waits for it through its dependency; a started one keeps what it ran
 -- with).
-CREATE FUNCTION hrwsi.wait_for_upstream_after(p_upstream bigint[]) RETURNS void LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
-SET enable_mergejoin = on AS $$
+-- p_may_add_waits: the upstream tasks were created or retried, so tasks may wait from now on: the
+-- locks are waited for. Otherwise they ended or their products were chained, which only releases
+-- waits: a series whose lock another transaction holds is skipped, not waited for (its tasks keep
+-- waiting, safely, until hrwsi.recheck_upstream_waits, the orchestrator's sweep, decides them). The
+-- launcher's outcome writer waited here, up to its lock timeout, for any transaction holding one (a
+-- data engineer's INSERT of upstream inputs not committed), then failed, and dispatch paused with it
+-- (found by review). A lock this transaction holds already is granted again.
+CREATE FUNCTION hrwsi.wait_for_upstream_after(p_upstream bigint[], p_may_add_waits boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on
+SET enable_hashjoin = on SET enable_mergejoin = on AS $$
 DECLARE
     series record;
+    skipped text[] := '{}';  -- routine/tile of the series whose lock was busy
 BEGIN
     FOR series IN
-        SELECT DISTINCT d.name AS routine, i.tile
+        SELECT d.name AS routine, i.tile
         FROM processing_task u JOIN input i ON i.id = u.input_id
         JOIN processing_routine r ON r.name = u.routine
         JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
         WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+        UNION
+        -- (and the series of the tasks that wait for them, whatever the routines read now)
+        SELECT t.routine, t.series_tile FROM processing_task t WHERE t.waits_for_upstream = ANY (p_upstream)
         ORDER BY 1, 2
     LOOP
-        PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+        IF p_may_add_waits THEN
+            PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+        ELSIF NOT pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile)) THEN
+            skipped := skipped || (series.routine || '/' || series.tile);
+        END IF;
     END LOOP;
     PERFORM hrwsi.wait_for_upstream(ARRAY(
-        SELECT t.id FROM processing_task t WHERE t.waits_for_upstream = ANY (p_upstream)
+        SELECT t.id FROM processing_task t
+        WHERE t.waits_for_upstream = ANY (p_upstream) AND t.routine || '/' || t.series_tile <> ALL (skipped)
         UNION
         SELECT n.id
         FROM processing_task u JOIN input i ON i.id = u.input_id
@@ -2681,7 +2729,7 @@ BEGIN
             WHERE t.routine = d.name AND t.series_tile = i.tile AND t.series_at > i.measured_at
               AND t.campaign_id IS NOT DISTINCT FROM u.campaign_id AND t.state <> 'cancelled'
             ORDER BY t.series_at, t.id LIMIT 1) n
-        WHERE u.id = ANY (p_upstream)));
+        WHERE u.id = ANY (p_upstream) AND d.name || '/' || i.tile <> ALL (skipped)));
 END $$;
 
 -- Products chained (the harvester's chain_products): the time-series tasks that waited for their
@@ -2697,13 +2745,49 @@ BEGIN
     WHERE n.chained_at IS NOT NULL AND o.chained_at IS NULL AND n.task_id IS NOT NULL
       AND n.product_type IN (SELECT r.input_product_type FROM processing_routine r WHERE r.sequential_per_tile);
     IF upstream IS NOT NULL THEN
-        PERFORM hrwsi.wait_for_upstream_after(upstream);
+        PERFORM hrwsi.wait_for_upstream_after(upstream, false);  -- (only releases: no lock waited for)
     END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER product_chained AFTER UPDATE ON hrwsi.product
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.after_products_chained();
+
+-- The orchestrator's sweep (its periodic step with lane ageing): the time-series tasks, not started,
+-- that wait for an upstream task that is over (ended, or processed with its products chained) decide
+-- again, under their series' locks, those it gets (try-locks: it never waits). A wait was never
+-- cleared when the upstream task's routine no longer fed the series as it ended (`hrwsi move-tasks`
+-- to a routine that writes another type, a routine's types changed) or when its end skipped a series
+-- whose lock was busy (hrwsi.wait_for_upstream_after; found by review). Bounded (p_limit tasks a
+-- call, through the partial index of the waits: one probe when nothing waits). Returns how many wait
+-- no more.
+CREATE FUNCTION hrwsi.recheck_upstream_waits(p_limit integer DEFAULT 1000) RETURNS integer LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    series record;
+    tasks bigint[] := '{}';
+BEGIN
+    FOR series IN
+        SELECT w.routine, w.series_tile, array_agg(w.id) AS ids
+        FROM (SELECT t.id, t.routine, t.series_tile
+              FROM processing_task t JOIN processing_task u ON u.id = t.waits_for_upstream
+              WHERE t.waits_for_upstream IS NOT NULL AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+                AND NOT t.dependency_waived AND hrwsi.task_state_is_final(u.state)
+                AND NOT (u.state = 'processed'
+                         AND EXISTS (SELECT 1 FROM product p WHERE p.task_id = u.id AND p.chained_at IS NULL))
+              ORDER BY t.waits_for_upstream, t.id LIMIT p_limit) w
+        GROUP BY w.routine, w.series_tile ORDER BY 1, 2
+    LOOP
+        IF pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.series_tile)) THEN
+            tasks := tasks || series.ids;
+        END IF;
+    END LOOP;
+    IF cardinality(tasks) = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN hrwsi.wait_for_upstream(tasks);
+END $$;
 
 -- A task names its routine and its lane without a foreign key (migration 0022): the key probed and
 -- locked the routine and the lane for every task created, about a fifth of inserting a burst.
@@ -3711,7 +3795,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
 #variable_conflict use_column
 -- Optimistic: the plan was computed from what the database held at generation p_generation. If
 -- another orchestrator stored a plan since, nothing is stored (the caller plans again), so two
--- plans never overlap each other's capacity. No lock is held while the planner computes.
+-- plans never overlap each other's capacity. No lock is held while the planner computes. A task that
+-- started to wait for an earlier scene's upstream work after the plan's snapshot (waits_for_upstream,
+-- migration 0072) is neither planned nor given a reason: planned, it was never dispatched and held its
+-- worker in later plans (found by review).
 DECLARE
     new_plan bigint;
     n_stored integer := 0;
@@ -3730,13 +3817,14 @@ BEGIN
         SET state = 'planned', worker = a.worker, planned_start = p_planned_at + make_interval(secs => a.start_s),
             planned_end = p_planned_at + make_interval(secs => a.end_s), plan_id = new_plan, state_reason = NULL
         FROM unnest(p_ids, p_workers, p_starts, p_ends) AS a(id, worker, start_s, end_s)
-        WHERE t.id = a.id AND t.state = 'pending';
+        WHERE t.id = a.id AND t.state = 'pending' AND (t.waits_for_upstream IS NULL OR t.dependency_waived);
         GET DIAGNOSTICS n_stored = ROW_COUNT;
     END IF;
     IF cardinality(p_unplannable) > 0 THEN
         UPDATE processing_task t SET state_reason = u.reason
         FROM unnest(p_unplannable, p_reasons) AS u(id, reason)
-        WHERE t.id = u.id AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason;
+        WHERE t.id = u.id AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason
+          AND (t.waits_for_upstream IS NULL OR t.dependency_waived);
         GET DIAGNOSTICS n_reasons = ROW_COUNT;
     END IF;
     RETURN QUERY SELECT new_plan, n_stored, n_reasons;
@@ -4004,8 +4092,10 @@ GRANT EXECUTE ON FUNCTION hrwsi.cannot_be_planned(text, text, timestamptz)
 -- for run as the owner, called by the trigger functions and hrwsi.retry_task alone; the trigger
 -- function of chained products stays callable by whoever writes products.
 REVOKE EXECUTE ON FUNCTION hrwsi.open_upstream_work(text, text, bigint, timestamptz, timestamptz),
-    hrwsi.wait_for_upstream(bigint[]), hrwsi.wait_for_upstream_after(bigint[]), hrwsi.after_products_chained()
+    hrwsi.wait_for_upstream(bigint[]), hrwsi.wait_for_upstream_after(bigint[], boolean), hrwsi.after_products_chained(),
+    hrwsi.recheck_upstream_waits(integer)
     FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.recheck_upstream_waits(integer) TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.after_products_chained() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- Cycles of chaining (migration 0073): the check `hrwsi config load` and the guard share.
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_cycle(), hrwsi.chain_cycle_problem(text[]), hrwsi.refuse_a_chain_cycle()

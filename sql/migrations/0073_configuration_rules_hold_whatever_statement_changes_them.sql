@@ -132,7 +132,8 @@ DECLARE
     new_states text[];     -- (of an UPDATE) the states tasks went to
     named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
     locked integer;
-    upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended or were retried
+    upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended ...
+    reopened bigint[];     -- ... or were retried from their end
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -176,7 +177,9 @@ BEGIN
         -- one look at the routines, not a test of every changed row.
         IF EXISTS (SELECT 1 FROM processing_routine r JOIN processing_routine d
                    ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile) THEN
-            SELECT array_agg(n.id) INTO upstream
+            SELECT array_agg(n.id) FILTER (WHERE hrwsi.task_state_is_final(n.state)),
+                   array_agg(n.id) FILTER (WHERE NOT hrwsi.task_state_is_final(n.state))
+            INTO upstream, reopened
             FROM new_rows n JOIN old_rows o USING (id)
             WHERE n.state IS DISTINCT FROM o.state
               AND (hrwsi.task_state_is_final(n.state) OR hrwsi.task_state_is_final(o.state))
@@ -203,9 +206,15 @@ BEGIN
         PERFORM pg_notify('hrwsi_task_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
     END IF;
     -- The time-series tasks that wait for these upstream tasks wait no more, or for the next open
-    -- scene before them; those after a retried one's scene wait for it again (migration 0072).
+    -- scene before them; those after a retried one's scene wait for it again (migration 0072). An end
+    -- only releases: a series whose lock another transaction holds is left to the orchestrator's sweep,
+    -- not waited for (the launcher's outcome writer waited, then failed: found by review); a retry
+    -- adds waits, and waits for the locks.
     IF upstream IS NOT NULL THEN
-        PERFORM hrwsi.wait_for_upstream_after(upstream);
+        PERFORM hrwsi.wait_for_upstream_after(upstream, false);
+    END IF;
+    IF reopened IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream_after(reopened, true);
     END IF;
     IF TG_OP = 'INSERT' OR new_states IS NULL
             OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked'] THEN
@@ -310,15 +319,21 @@ END $$;
 -- on, a routine links the tasks created from then on; its open tasks run as they are.
 CREATE FUNCTION hrwsi.end_a_routines_series() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    released integer;
 BEGIN
-    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes: its own here)
+    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
+    -- wake-up call: its own here, below)
+    WITH event AS (
     INSERT INTO task_event (task_id, state, reason, attempts, worker)
     SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
                                  'waits for task %s', NEW.name, coalesce(t.depends_on, t.waits_for_upstream)),
            t.attempts, t.worker
     FROM processing_task t
     WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
-      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold');
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold')
+    RETURNING state)
+    SELECT count(*) FILTER (WHERE state = 'pending') INTO released FROM event;
     UPDATE processing_task t
     SET dependency_waived = true,
         waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
@@ -332,6 +347,12 @@ BEGIN
                                         coalesce(t.depends_on, t.waits_for_upstream)) END
     WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
       AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+    -- (those that stayed pending: a planned or blocked one went to pending, and that trigger said so;
+    -- they waited, unannounced, for the next plan or dispatch: found by review)
+    IF released > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
+                                                          json_build_object('pending', released))::text);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER processing_routine_series_ended

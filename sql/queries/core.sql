@@ -90,6 +90,11 @@ SELECT * FROM hrwsi.store_plan($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jso
 -- name: promote_aged_tasks
 SELECT hrwsi.promote_aged_tasks();
 
+-- name: recheck_upstream_waits
+-- The time-series tasks whose upstream task is over but still wait (its routine no longer feeds the
+-- series, or its end found the series' lock busy) decide again; how many wait no more (migration 0072).
+SELECT hrwsi.recheck_upstream_waits();
+
 -- name: raise_deadline_alerts
 -- deadline_at_risk (the plan ends a task after its deadline) and deadline_missed, once per task.
 SELECT at_risk, missed FROM hrwsi.raise_deadline_alerts();

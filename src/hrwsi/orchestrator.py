@@ -93,11 +93,18 @@ class Orchestrator(Service):
             logger.info("sent %d alert(s)", sent)
 
     async def promote_aged_tasks(self) -> None:
-        """Ageing: archive work waiting longer than its lane allows is served as near-real-time."""
+        """Ageing: archive work waiting longer than its lane allows is served as near-real-time. And the
+        sweep of time-series tasks that wait for upstream work that is over (an index probe when none
+        waits): a wait the end of the upstream task could not clear (its routine no longer feeds the
+        series, or the series' lock was busy: the outcome writer does not wait for it) ends here."""
         async with self.pool.acquire() as conn:
             promoted = await conn.fetchval(query("promote_aged_tasks"))
+            released = await conn.fetchval(query("recheck_upstream_waits"))
         if promoted:
             logger.info("%d task(s) waited longer than their lane allows: now served as near-real-time", promoted)
+        if released:
+            logger.info("%d time-series task(s) no longer wait for an earlier scene's upstream work, which is over "
+                        "(`hrwsi task show` says which)", released)
 
     async def raise_deadline_alerts(self) -> None:
         """Deadlines: alert (once per task) when the plan already ends a task after its deadline, and when

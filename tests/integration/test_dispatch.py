@@ -919,7 +919,7 @@ def test_a_series_whose_routine_has_no_routine_upstream_pays_nothing_for_it(worl
             series_input(world, f"2026-01-0{day}T00:00Z")
         dispatch(world)
         calls = world.execute("""SELECT pg_stat_get_xact_function_calls('hrwsi.wait_for_upstream(bigint[])'::regprocedure),
-                                        pg_stat_get_xact_function_calls('hrwsi.wait_for_upstream_after(bigint[])'::regprocedure)
+                                        pg_stat_get_xact_function_calls('hrwsi.wait_for_upstream_after(bigint[],boolean)'::regprocedure)
                               """).fetchone()
     assert calls == (None, None)
     assert world.execute("SELECT count(*) FROM hrwsi.processing_task WHERE waits_for_upstream IS NOT NULL").fetchone()[0] == 0
@@ -1080,3 +1080,124 @@ def test_a_retry_and_the_chaining_of_a_scene_on_its_tile_do_not_deadlock(world, 
     assert "error" not in retried and "error" not in chained, (retried, chained)
     ts_a = ts_task(world, "/l2a/A")
     assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == ts_a
+
+
+def waits_for(db, task):
+    return db.execute("SELECT waits_for_upstream FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()[0]
+
+
+def a_series_task_waiting_for_prep_a(world):
+    """ts(B) made (prep(B) processed, chained), waiting for prep(A), dispatched and in flight."""
+    chained_series(world, prep_attempts=1)
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    dispatch(world)
+    outcome(world, prep_b, products=["/l2a/B"])
+    chain(world)
+    _, prep_a = scene(world, "prep", "/l1c/A", 10)
+    ts_b = ts_task(world, "/l2a/B")
+    assert waits_for(world, ts_b) == prep_a
+    assert [task for task, _ in dispatch(world)] == [prep_a]
+    return prep_a, ts_b
+
+
+def test_the_outcome_of_an_upstream_task_does_not_wait_for_a_transaction_holding_its_series_and_the_sweep_releases_it(
+        world, database_url):
+    """The outcome writer waited for the series' lock a data engineer's INSERT of an upstream input held,
+    up to its lock timeout, then failed; dispatch paused with it (found by review)."""
+    prep_a, ts_b = a_series_task_waiting_for_prep_a(world)
+    with psycopg.connect(database_url) as engineer:
+        scene(engineer, "prep", "/l1c/C", 12)  # not committed: it holds the series' lock
+        world.execute("SET lock_timeout = '3s'")  # (a bound on the failure; the fix waits for nothing)
+        outcome(world, prep_a, state="internal_error")  # prep(A) terminated: ts(B) could wait no more
+        assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (prep_a,)).fetchone()[0] == \
+            "terminated"
+        assert waits_for(world, ts_b) == prep_a, "its series' lock was busy: left to the sweep"
+        assert world.execute("SELECT hrwsi.recheck_upstream_waits()").fetchone()[0] == 0, "the sweep waits for nothing"
+    assert world.execute("SELECT hrwsi.recheck_upstream_waits()").fetchone()[0] == 1
+    assert waits_for(world, ts_b) is None
+    assert ts_b in [task for task, _ in dispatch(world)]  # (beside prep(C), which the engineer committed)
+
+
+def test_a_wait_for_an_upstream_task_moved_to_a_routine_that_no_longer_feeds_the_series_is_released_by_the_sweep(world):
+    prep_a, ts_b = a_series_task_waiting_for_prep_a(world)
+    world.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                     input_product_type, output_product_type) VALUES ('other', 1, 100, 10, '1 min', ARRAY['true'],
+                     'L1C', 'QL')""")
+    _, prep_c = scene(world, "prep", "/l1c/C", 12)  # not started: it moves
+    world.execute("SELECT hrwsi.move_tasks('prep', 'other')")
+    dispatch(world)
+    outcome(world, prep_c, products=["/ql/C"])
+    chain(world)
+    _, ts_d = scene(world, "ts", "/l2a/direct-D", 13)
+    assert waits_for(world, ts_d) is None
+    world.execute("UPDATE hrwsi.processing_task SET routine = 'other' WHERE id = %s", (prep_a,))  # as moved in flight
+    outcome(world, prep_a, products=["/ql/A"])
+    chain(world)
+    assert waits_for(world, ts_b) == prep_a, "its end no longer feeds the series: nothing decided it"
+    listener = listen(world.info.dsn, "hrwsi_task")
+    assert world.execute("SELECT hrwsi.recheck_upstream_waits()").fetchone()[0] == 1
+    assert waits_for(world, ts_b) is None
+    assert any(payload.get("counts", {}).get("pending") for _, payload in drain(listener))
+
+
+def test_a_dispatch_that_claims_a_series_task_while_an_upstream_scene_arrives_leaves_it_dispatched_without_a_wait(
+        world, database_url):
+    """wait_for_upstream's UPDATE did not look at the row it locked: a task a dispatch claimed meanwhile
+    ended dispatched with a wait and a "waits for" reason (found by review)."""
+    chained_series(world)
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    dispatch(world)
+    outcome(world, prep_b, products=["/l2a/B"])
+    chain(world)
+    ts_b = ts_task(world, "/l2a/B")
+    with psycopg.connect(database_url) as launcher, psycopg.connect(database_url, autocommit=True) as engineer:
+        launcher.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR UPDATE", (ts_b,))
+        late, made = in_a_thread(lambda: scene(engineer, "prep", "/l1c/A", 10))
+        waiting_on_a_lock(world, engineer)
+        dispatch(launcher)
+        launcher.commit()
+        late.join()
+    assert "error" not in made, made
+    state, waits, reason = world.execute("SELECT state, waits_for_upstream, state_reason FROM hrwsi.processing_task "
+                                         "WHERE id = %s", (ts_b,)).fetchone()
+    assert (state, waits) == ("dispatched", None) and "waits for" not in reason
+
+
+def test_a_plan_stores_no_task_that_started_to_wait_after_its_snapshot(world):
+    """Planned with its wait, it was never dispatched and held its worker in later plans (found by review)."""
+    chained_series(world)
+    world.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ('orch', 'orchestrator', 'here', 1)")
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    dispatch(world)
+    outcome(world, prep_b, products=["/l2a/B"])
+    chain(world)
+    ts_b = ts_task(world, "/l2a/B")
+    generation = world.execute("SELECT generation FROM hrwsi.plan_generation").fetchone()[0]  # the plan's snapshot
+    _, prep_a = scene(world, "prep", "/l1c/A", 10)  # ts(B) waits from now on
+    stored = world.execute("""SELECT stored FROM hrwsi.store_plan('orch', 60, %s, now(), 1, 60, 60, 1, 0.1, 0.01,
+                              '{}'::jsonb, ARRAY[%s]::bigint[], ARRAY['w1'], ARRAY[0.0]::float8[],
+                              ARRAY[60.0]::float8[], '{}'::bigint[], '{}'::text[])""", (generation, ts_b)).fetchone()[0]
+    assert stored == 0
+    state, waits = world.execute("SELECT state, waits_for_upstream FROM hrwsi.processing_task WHERE id = %s",
+                                 (ts_b,)).fetchone()
+    assert (state, waits) == ("pending", prep_a)
+
+
+def test_a_planned_series_task_whose_wait_clears_wakes_the_launchers(world):
+    """A planned task that waited (as a plan stored before it could not) was released without a wake-up
+    call: it counted pending ones alone (found by review)."""
+    prep_a, ts_b = a_series_task_waiting_for_prep_a(world)
+    plan(world, [ts_b], "w1")
+    world.execute("UPDATE hrwsi.processing_task SET waits_for_upstream = %s WHERE id = %s", (prep_a, ts_b))
+    listener = listen(world.info.dsn, "hrwsi_task")
+    outcome(world, prep_a, state="internal_error")
+    assert waits_for(world, ts_b) is None
+    assert any(payload.get("counts", {}).get("planned") for _, payload in drain(listener))
+
+
+def test_a_routine_that_is_no_longer_a_time_series_wakes_the_planner_for_the_pending_tasks_it_releases(world):
+    prep_a, ts_b = a_series_task_waiting_for_prep_a(world)
+    listener = listen(world.info.dsn, "hrwsi_task")
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'ts'")
+    assert waits_for(world, ts_b) is None
+    assert {"op": "update", "counts": {"pending": 1}} in [payload for _, payload in drain(listener)]
