@@ -16,7 +16,7 @@ import pytest
 from hrwsi.backends.nomad import api_reads
 from hrwsi.backends.nomad.api_reads import NOT_FIELDS, READS
 from hrwsi.backends.nomad.config import NomadConfig
-from hrwsi.backends.nomad.job_spec import build_job, register_body
+from hrwsi.backends.nomad.job_spec import build_job, register_body, scale_body
 from hrwsi.testing.nomad_api_schema import PINNED_VERSIONS, check_json, check_read, pinned
 from tests.unit.test_nomad_job_spec import make_spec
 
@@ -85,3 +85,8 @@ def test_the_pinned_api_is_nomads_own_and_says_so():
         structs = pinned(version)
         assert {"Job", "TaskGroup", "Task", "AllocationListStub", "Evaluation", "NodeListStub"} <= set(structs)
         assert structs["TaskGroup"]["Disconnect"]["hcl"] == "disconnect"
+
+
+@pytest.mark.parametrize("version", PINNED_VERSIONS)
+def test_the_scale_request_that_brings_an_admins_count_back_to_one_has_nomads_field_names(version):
+    assert sorted(check_json(scale_body("hrwsi-snow-42-1", 1, "runs once"), "ScalingRequest", version)) == []

@@ -13,6 +13,9 @@ READS: dict[str, tuple[str, ...]] = {
     # GET /v1/job/:id/allocations; Allocation events carry the same fields (and more)
     "AllocationListStub": ("ID", "JobID", "Namespace", "NodeID", "NodeName", "ClientStatus", "ClientDescription",
                            "DesiredStatus", "DesiredDescription", "CreateIndex", "ModifyIndex",
+                           # (Name's [index]: the attempt's allocation is index 0; JobVersion: an admin's
+                           # raised Count is scaled back once per job version)
+                           "Name", "JobVersion",
                            "TaskStates.*.StartedAt", "TaskStates.*.FinishedAt", "TaskStates.*.Events.*.Type",
                            "TaskStates.*.Events.*.Time", "TaskStates.*.Events.*.Details",
                            "TaskStates.*.Events.*.DisplayMessage", "TaskStates.*.Events.*.Message",
@@ -30,7 +33,9 @@ READS: dict[str, tuple[str, ...]] = {
     # GET /v1/job/:id and Job events
     # (Meta: whose job it is, hrwsi_installation, and which registration made it; SubmitTime: when,
     # said of a job another timeline of the installation registered on an attempt's ID)
-    "Job": ("ID", "Namespace", "Status", "Meta", "Stop", "SubmitTime"),
+    # (Version, TaskGroups' Name and Count: an admin raised the group's count, `nomad job scale`)
+    "Job": ("ID", "Namespace", "Status", "Meta", "Stop", "SubmitTime", "Version", "TaskGroups.*.Name",
+            "TaskGroups.*.Count"),
     # GET /v1/jobs (the blocking query without the event stream, list_jobs)
     "JobListStub": ("ID", "Status", "ModifyIndex", "JobSummary", "Stop"),
     # POST /v1/jobs (JobModifyIndex: where the index of jobs stands while Nomad's state lasts)

@@ -44,7 +44,7 @@ from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
 from hrwsi.backends.nomad.config import public_address
 from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRefused, StreamUnavailable
-from hrwsi.backends.nomad.job_spec import GROUP_NAME
+from hrwsi.backends.nomad.job_spec import GROUP_NAME, scale_body
 from hrwsi.backends.nomad.outcomes import (
     allocation_outcome,
     describe_placement_failure,
@@ -307,8 +307,8 @@ class JobFollowing:
         """POST /v1/job/:id/scale with Count 1: Nomad's reconciler stops the allocations of the highest
         name indexes (scheduler/reconciler/reconcile_cluster.go computeStop), so the attempt's own,
         index 0, runs on. Stopping the extra allocation instead would have Nomad replace it (Count 2)."""
-        body = {"Count": 1, "Target": {"Job": follower.job_id, "Group": GROUP_NAME},
-                "Message": f"hrwsi: attempt {follower.spec.attempt} of task {follower.spec.task_id} runs once"}
+        body = scale_body(follower.job_id, 1, f"hrwsi: attempt {follower.spec.attempt} of task "
+                                               f"{follower.spec.task_id} runs once")
         try:
             response = await self.client.call(f"scale Nomad job {follower.job_id} back to 1", "job",
                                               quote_id(follower.job_id), "scale", method="post", body=body)

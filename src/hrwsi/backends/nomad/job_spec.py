@@ -56,6 +56,11 @@ DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
 HOST_VOLUME_KEY = "hrwsi-data"
 
 
+def scale_body(job_id: str, count: int, message: str) -> dict:
+    """POST /v1/job/:id/scale: the group's count (api.ScalingRequest, nomad/job_endpoint.go Job.Scale)."""
+    return {"Count": count, "Target": {"Job": job_id, "Group": GROUP_NAME}, "Message": message}
+
+
 def disk_mb(storage_mb: int) -> int:
     return max(MIN_DISK_MB, int(storage_mb))
 
