@@ -343,3 +343,19 @@ async def test_a_task_whose_product_inputs_are_gone_is_refused_for_its_own_data_
     assert f"{gone}" in str(refused.value) and "previous.json" in str(refused.value)
     assert "kept.json" not in str(refused.value) and "/elsewhere" not in str(refused.value)
     assert "hrwsi retry 1" in str(refused.value) and not attempt_dir.exists(), "nothing ran"
+
+
+async def test_an_attempt_settled_while_its_launcher_was_paused_before_its_first_start_never_runs(tmp_path):
+    # Found by chaos (a paused launcher): another launcher adopted the claimed job and tombstoned its
+    # attempt; the launcher resumed, its first start moved the tombstone aside as another timeline's
+    # files, and the routine ran after its attempt was recorded lost, beside the retry.
+    spec = spec_in(tmp_path)
+    outcome = await LocalBackend().wait(spec, spec.job_id, Progress())  # adopted before its launcher started it
+    assert (outcome.state, outcome.fault) == ("lost", "launcher_gone"), outcome.message
+    late = LocalBackend()  # the paused launcher resumes: its attempt's first start
+    await late.submit(spec, first_start=True)
+    outcome = await asyncio.wait_for(late.wait(spec, spec.job_id, Progress()), GUARD_S)
+    await late.close()
+    assert outcome.state == "lost" and "refused" in outcome.message, outcome.message
+    assert not (tmp_path / "task-1" / "runs").exists(), "the attempt never ran"
+    assert not list((tmp_path / "task-1").glob("attempt-1.moved-*")), "its tombstone stays where the supervisor reads it"

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
+from hrwsi.backends.local_supervisor import TOMBSTONE_FILE
+
 logger = logging.getLogger(__name__)
 
 # Final states of one attempt, as stored in hrwsi.job.state.
@@ -235,6 +237,12 @@ def set_aside_another_timelines_files(spec: JobSpec) -> list[tuple[str, str]]:
     moved: list[tuple[str, str]] = []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     attempt_dir, log = Path(spec.attempt_dir), Path(spec.log_path)
+    # A tombstone is this attempt's own: another launcher settled it while its launcher was paused
+    # between the claim and this start, and the supervisor must find it and refuse (local_supervisor).
+    # Moved aside as another timeline's, the attempt ran after it was recorded lost, beside its retry
+    # (chaos, a paused launcher: found 2026-12-06). Another timeline's tombstone costs one lost attempt.
+    if (attempt_dir / TOMBSTONE_FILE).exists():
+        return moved
     for path, in_use in ((attempt_dir, attempt_dir.is_dir() and _holds_anything(attempt_dir, Path(spec.output_dir))),
                          (log, log.is_file() and log.stat().st_size > 0)):
         if not in_use:
