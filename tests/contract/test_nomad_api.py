@@ -705,3 +705,26 @@ async def test_the_emulator_stopped_by_sigterm_leaves_no_task_process_behind(tmp
         if emulator.poll() is None:
             emulator.kill()
             emulator.wait()
+
+
+async def test_a_task_starts_with_default_signal_handling_whatever_the_process_running_the_emulator_ignores(
+        nomad: Target, tmp_path):
+    # ci56, ci57, ci64: in the full suite the test runner's SIGINT was ignored or blocked, the tasks
+    # inherited it, Nomad's stop signal (SIGINT) did nothing, and every stop waited its whole
+    # KillTimeout (30 s; seven contract tests). A Nomad client run by an init system starts its tasks
+    # with every signal deliverable and handled by default.
+    nomad.require_emulator("the signal handling of the process it runs in")
+    status = tmp_path / "status"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        async with open_emulator(tmp_path, "signals") as target:
+            job = minimal_job(target.job_id("signals"), f"grep -E '^Sig(Blk|Ign):' /proc/self/status > {status}")
+            await target.ahttp("POST", "/v1/jobs", json={"Job": job})
+            assert (await target.final_allocation(job["ID"]))["ClientStatus"] == "complete"
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
+    masks = dict(line.split(":\t") for line in status.read_text().splitlines())
+    sigint = 1 << (signal.SIGINT - 1)
+    assert not int(masks["SigBlk"], 16) & sigint and not int(masks["SigIgn"], 16) & sigint, masks

@@ -43,6 +43,18 @@ ENV_DENYLIST = {"CONSUL_TOKEN", "CONSUL_HTTP_TOKEN", "VAULT_TOKEN", "NOMAD_LICEN
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "NOMAD_TOKEN"}
 
 
+
+def _default_signal_handling() -> None:
+    """(In the task's process, before its command runs.) A task starts with every signal deliverable and
+    handled by default, as a Nomad client run by an init system starts it: a test runner's SIGINT,
+    ignored or blocked where the emulator runs in-process (inherited by whatever it starts: a
+    background job of a non-interactive shell, a thread that blocked it), made the client's stop
+    signal (SIGINT, Nomad's default kill_signal) do nothing, and every stop waited the whole
+    KillTimeout, 30 s, in the full suite only (ci56, ci57 and ci64: seven contract tests)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for number in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
 class AllocRunner:
     """The client side of one allocation: runs its tasks as real processes and reports their events."""
 
@@ -368,7 +380,7 @@ class AllocRunner:
                         open(self.cluster.log_path(self.alloc["ID"], name, "stderr"), "ab") as err:
                     process = await asyncio.create_subprocess_exec(
                         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                        cwd=str(task_dir), start_new_session=True)
+                        cwd=str(task_dir), start_new_session=True, preexec_fn=_default_signal_handling)
             except OSError as error:
                 problem = f"failed to launch command with executor: {error.strerror or error}: {argv[0]}"
         if process is None:
