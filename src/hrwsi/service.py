@@ -119,6 +119,7 @@ class _CodeWatch:
     services: weakref.WeakSet
     started: tuple[str, str | None] | None = None
     told: bool = False
+    checked_at: float = float("-inf")  # (monotonic) each service's side task calls check: one walk serves them all
 
     async def start(self) -> tuple[str, str | None]:
         if self.started is None:
@@ -130,8 +131,9 @@ class _CodeWatch:
     async def check(self) -> None:
         """Said once, as a warning: `make install` is editable, and a `git pull` replaced the code under
         running services, whose lazy imports then mixed two versions (found by exploratory testing)."""
-        if self.told or self.started is None:
+        if self.told or self.started is None or time.monotonic() - self.checked_at < CHECK_EVERY_S / 2:
             return
+        self.checked_at = time.monotonic()
         directory, started = self.started
         now = await asyncio.to_thread(fingerprint, directory)
         if now in (started, CANNOT_TELL) or self.told:

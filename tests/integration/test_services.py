@@ -572,6 +572,7 @@ async def test_services_whose_code_on_disk_changed_since_they_started_are_said_b
         assert "code on disk changed" not in caplog.text
 
         (tmp_path / "sql" / "schema.sql").write_text("SELECT 2; -- pulled\n")  # (a git pull)
+        service._CODE_WATCH.checked_at = float("-inf")  # (a later period: the services' checks are one per period)
         with caplog.at_level(logging.WARNING):
             await service._CODE_WATCH.check()
             await service._CODE_WATCH.check()
