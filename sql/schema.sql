@@ -900,8 +900,11 @@ BEGIN
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state = 'blocked'
             )
+            -- (one that still waits for upstream work says so too: migration 0078)
             UPDATE processing_task t SET state = 'pending',
                 state_reason = format('its dependency, task %s, was retried or released', a.root)
+                    || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                            THEN coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '') ELSE '' END
             FROM after_it a WHERE t.id = a.id $q$;
     END IF;
     RETURN NULL;
@@ -1168,6 +1171,9 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     released integer;
 BEGIN
+    -- (alone: a retry of one of its tasks holds this lock shared while it links the task in its series,
+    -- and the tasks it releases below are read once that retry committed: migration 0078)
+    PERFORM pg_advisory_xact_lock(7250078, hashtext(NEW.name));
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
     -- wake-up call: its own here, below)
     WITH event AS (
@@ -1709,6 +1715,22 @@ CREATE CONSTRAINT TRIGGER multi_input_rule_moved_closes_no_chain_cycle
 -- did, and refuses what makes no sense.
 -- =============================================================================================
 
+-- What a time-series task that waits for upstream work waits for (its waits_for_upstream), said as
+-- hrwsi.wait_for_upstream says it, with that task's state now; NULL if there is no such task. For the
+-- paths that release or move a task without deciding its wait again (migration 0078): a held task
+-- released, a blocked one unblocked, a task moved to another routine said only that, and a task that
+-- still waited looked ready (found by review).
+CREATE FUNCTION hrwsi.upstream_wait_reason(upstream bigint) RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
+                  'scene''s own task in its series', o.input_id, o.routine, o.id,
+                  CASE o.state WHEN 'processed' THEN 'is processed but its products are not chained yet'
+                       WHEN 'pending' THEN 'has not run yet' WHEN 'planned' THEN 'has not run yet'
+                       WHEN 'on_hold' THEN 'is on hold' WHEN 'blocked' THEN 'is blocked'
+                       ELSE 'is still running' END)
+    FROM hrwsi.processing_task o WHERE o.id = upstream
+$$;
+
 CREATE FUNCTION hrwsi.lock_task(task bigint) RETURNS text LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
 -- The operator actions' first step: lock the task and return its state, or say it does not exist.
@@ -1728,7 +1750,10 @@ DECLARE
     current text;
     previous bigint;       -- (a time series' task) the task of the scene sensed last before it
     previous_state text;
-    series text;           -- (a time series' task) its routine/tile: the series' lock
+    series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
+    series_now text;
+    routine_was text;
+    routine_now text;
 BEGIN
     -- A task of a time series takes its series' lock first, then its row (migration 0072, amended):
     -- the task before it is read under the lock the INSERTs and the chaining of its series take, so a
@@ -1736,12 +1761,38 @@ BEGIN
     -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
     -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
     -- same tile that held the series and wanted the row (found by review).
-    SELECT t.routine || '/' || t.series_tile INTO series FROM hrwsi.processing_task t
-    WHERE t.id = task AND t.series_tile IS NOT NULL;
-    IF series IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(7250010, hashtext(series));
-    END IF;
-    current := hrwsi.lock_task(task);
+    -- Its series is its routine's while that routine is a time series, read under locks (migration 0078):
+    -- a shared lock of the routine's series, which hrwsi.end_a_routines_series takes alone when
+    -- sequential_per_tile is turned off, so that it releases this task too once this retry commits; then
+    -- the series' lock; then the row, and the task's routine and series read again. They were read from
+    -- the task alone, before any lock: a task of a routine no longer a time series was linked again
+    -- behind the task before it (and blocked behind one that could not run); and a task moved to another
+    -- routine in between (`hrwsi move-tasks`) read the task before it in a series whose lock it did not
+    -- hold, then took that lock with its row held (found by review). Moved in between, the first try is
+    -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
+    -- series it is in now, in the same order.
+    LOOP
+        SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
+            SELECT t.routine || '/' || t.series_tile INTO series
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+            WHERE t.id = task AND t.series_tile IS NOT NULL;
+            IF series IS NOT NULL THEN
+                PERFORM pg_advisory_xact_lock(7250010, hashtext(series));
+            END IF;
+            current := hrwsi.lock_task(task);
+            SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
+                                   THEN t.routine || '/' || t.series_tile END
+            INTO routine_now, series_now
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+            WHERE t.id = task;
+            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series;
+            RAISE EXCEPTION 'task % moved to another series while it was retried', task USING ERRCODE = 'HR078';
+        EXCEPTION WHEN SQLSTATE 'HR078' THEN
+            NULL;  -- (its locks released with the subtransaction: again, in the series the task is in now)
+        END;
+    END LOOP;
     IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
             USING ERRCODE = 'check_violation';
@@ -1756,11 +1807,18 @@ BEGIN
         WHERE p.routine = t.routine AND p.series_tile = t.series_tile AND p.state <> 'cancelled'
           AND p.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (p.series_at, p.id) < (t.series_at, t.id)
         ORDER BY p.series_at DESC, p.id DESC LIMIT 1) p
-    WHERE t.id = task AND t.series_tile IS NOT NULL AND NOT t.dependency_waived;
+    WHERE t.id = task AND series IS NOT NULL AND NOT t.dependency_waived;
+    -- (a task of a routine that is no longer a time series runs without the link it ran with, as the
+    -- routine's open tasks do since it was turned off: hrwsi.end_a_routines_series)
     UPDATE hrwsi.processing_task
     SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
         not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL,
-        state_reason = 'retried by an operator'
+        dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
+        waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
+        state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived
+                            THEN format('retried by an operator; routine %s is no longer a time series: it no longer '
+                                        'waits for task %s', routine, depends_on)
+                            ELSE 'retried by an operator' END
     WHERE id = task;
     -- Behind a task that cannot run (blocked, or ended terminated), it is blocked, saying so, and so
     -- are the tasks after it (hrwsi.after_task_changes), as a new task there would be (migration 0061).
@@ -1774,10 +1832,11 @@ BEGIN
         WHERE id = task;
     END IF;
     -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
-    -- open, as a new task would (migration 0072), under its series' lock (taken above; again here if
-    -- an operator moved the task to another routine meanwhile).
-    PERFORM pg_advisory_xact_lock(7250010, hashtext(t.routine || '/' || t.series_tile)), hrwsi.wait_for_upstream(ARRAY[t.id])
-    FROM hrwsi.processing_task t WHERE t.id = task AND t.series_tile IS NOT NULL AND NOT t.dependency_waived;
+    -- open, as a new task would (migration 0072), under its series' lock (taken above).
+    IF series IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream(ARRAY[t.id]) FROM hrwsi.processing_task t
+        WHERE t.id = task AND NOT t.dependency_waived;
+    END IF;
     IF previous_state IN ('blocked', 'terminated') THEN
         RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
                       current, previous, previous_state);
@@ -1822,9 +1881,14 @@ BEGIN
         RAISE EXCEPTION 'task % is %: only a held or blocked task can be released', task, current
             USING ERRCODE = 'check_violation';
     END IF;
+    -- (a blocked task runs without what it waited for, upstream work included; a held one that still
+    -- waits for upstream work says so, not only that it was released: migration 0078)
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         dependency_waived = dependency_waived OR current = 'blocked',
+        waits_for_upstream = CASE WHEN current = 'blocked' THEN NULL ELSE waits_for_upstream END,
         state_reason = CASE WHEN current = 'blocked' THEN 'released by an operator: runs without its dependency'
+                            WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
+                                THEN 'released by an operator' || coalesce('; ' || hrwsi.upstream_wait_reason(waits_for_upstream), '')
                             ELSE 'released by an operator' END
     WHERE id = task;
     RETURN CASE WHEN current = 'blocked'
@@ -1864,8 +1928,11 @@ BEGIN
     END IF;
     UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
     WHERE name = routine_name;
-    UPDATE hrwsi.processing_task SET state = 'pending', state_reason = 'routine released by an operator',
-        worker = NULL, planned_start = NULL, planned_end = NULL
+    UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+        state_reason = CASE WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
+                                THEN 'routine released by an operator'
+                                     || coalesce('; ' || hrwsi.upstream_wait_reason(waits_for_upstream), '')
+                            ELSE 'routine released by an operator' END
     WHERE routine = routine_name AND state = 'on_hold';
     GET DIAGNOSTICS released = ROW_COUNT;
     RETURN format('routine %s released; %s held task(s) will be planned', routine_name, released);
@@ -1905,33 +1972,43 @@ BEGIN
             source.input_product_type, to_routine, target.input_product_type, from_routine, to_routine
             USING ERRCODE = 'check_violation';
     END IF;
-    -- (a task whose state stays gets no history row from hrwsi.after_task_changes: its own here)
-    INSERT INTO task_event (task_id, state, reason, attempts, worker)
-    SELECT t.id, t.state, moved_reason, t.attempts, t.worker
-    FROM processing_task t
-    WHERE t.routine = from_routine AND t.campaign_id IS NULL
-      AND (t.state = 'blocked'
-           OR (t.state = 'pending' AND NOT target.on_hold)
-           OR (t.state = 'on_hold' AND (target.on_hold OR t.state_reason NOT LIKE 'routine on hold: %')));
-    UPDATE processing_task t
-    SET routine = to_routine,
-        state = CASE WHEN t.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
-                     WHEN t.state = 'planned' THEN 'pending'
-                     WHEN t.state = 'on_hold' AND NOT target.on_hold AND t.state_reason LIKE 'routine on hold: %'
-                         THEN 'pending'
-                     ELSE t.state END,
-        worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
-        planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
-        planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
-        state_reason = CASE WHEN t.state IN ('pending', 'planned') AND target.on_hold
-                                THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
-                            WHEN t.state = 'on_hold' AND (target.on_hold OR t.state_reason NOT LIKE 'routine on hold: %')
-                                THEN moved_reason || '; ' || t.state_reason
-                            WHEN t.state = 'blocked' THEN moved_reason || '; ' || t.state_reason
-                            ELSE moved_reason END
-    WHERE t.routine = from_routine AND t.campaign_id IS NULL
-      AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
-    GET DIAGNOSTICS moved = ROW_COUNT;
+    -- One statement moves the tasks and writes the history of those whose state stays (a task whose state
+    -- changes gets its row from hrwsi.after_task_changes), from the rows it locked and moved (migration
+    -- 0078). The history was written by a statement before the move, from what that statement saw: a task
+    -- dispatched meanwhile, which the move then left where it was, had a history row saying it moved
+    -- (found by review). A task that still waits for upstream work says so after why it moved.
+    WITH chosen AS (
+        SELECT t.id, t.state, t.state_reason FROM processing_task t
+        WHERE t.routine = from_routine AND t.campaign_id IS NULL
+          AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+        FOR UPDATE
+    ), changed AS (
+        UPDATE processing_task t
+        SET routine = to_routine,
+            state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
+                         WHEN c.state = 'planned' THEN 'pending'
+                         WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
+                             THEN 'pending'
+                         ELSE c.state END,
+            worker = CASE WHEN c.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold
+                                    THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
+                                WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
+                                    THEN moved_reason || '; ' || c.state_reason
+                                WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
+                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                                    THEN moved_reason || coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '')
+                                ELSE moved_reason END
+        FROM chosen c
+        WHERE t.id = c.id
+        RETURNING t.id, t.state, t.attempts, t.worker, c.state AS old_state
+    ), history AS (
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT m.id, m.state, moved_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
+    )
+    SELECT count(*) INTO moved FROM changed;
     SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
            count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state))
     INTO stay_under_way, stay_campaign
@@ -4091,6 +4168,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.cannot_be_planned(text, text, timestamptz)
 -- A time series of a chained step (migration 0072): the functions that decide what its tasks wait
 -- for run as the owner, called by the trigger functions and hrwsi.retry_task alone; the trigger
 -- function of chained products stays callable by whoever writes products.
+REVOKE EXECUTE ON FUNCTION hrwsi.upstream_wait_reason(bigint) FROM PUBLIC;  -- (migration 0078: for the functions above)
 REVOKE EXECUTE ON FUNCTION hrwsi.open_upstream_work(text, text, bigint, timestamptz, timestamptz),
     hrwsi.wait_for_upstream(bigint[]), hrwsi.wait_for_upstream_after(bigint[], boolean), hrwsi.after_products_chained(),
     hrwsi.recheck_upstream_waits(integer)

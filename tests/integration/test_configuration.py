@@ -354,6 +354,45 @@ def test_config_load_says_a_renamed_routine_s_open_tasks_stay_on_it_and_move_tas
         db.execute("SELECT hrwsi.move_tasks('snow_cover_v2', 'gfsc')")
 
 
+
+def test_a_task_that_move_tasks_leaves_where_it_is_gets_no_history_of_a_move(db, database_url):
+    """move_tasks wrote the tasks' history in a statement before the one that moved them: a task dispatched
+    in between, which the move then left on its routine, had a history row saying it moved (found by
+    review). Forced here: a launcher holds the task while the move runs, and dispatches it."""
+    import threading
+
+    configuration.load(db, demo_document())
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES "
+               "('l2a_for_snow', '/in/01.SAFE', '32TLR', '2026-11-01T10:00Z')")
+    task, worker = db.execute("SELECT t.id, w.name FROM hrwsi.processing_task t, hrwsi.worker w "
+                              "WHERE t.routine = 'snow_cover' ORDER BY w.name LIMIT 1").fetchone()
+    db.execute("INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command, "
+               "input_product_type, output_product_type) SELECT 'snow_cover_v2', cpu, ram_mb, storage_mb, "
+               "expected_duration, command, input_product_type, output_product_type FROM hrwsi.processing_routine "
+               "WHERE name = 'snow_cover'")
+    said = {}
+    with psycopg.connect(database_url) as launcher, psycopg.connect(database_url, autocommit=True) as operator:
+        launcher.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR UPDATE", (task,))
+
+        def move():
+            said["result"] = operator.execute("SELECT hrwsi.move_tasks('snow_cover', 'snow_cover_v2')").fetchone()[0]
+        mover = threading.Thread(target=move)
+        mover.start()
+        pid = operator.info.backend_pid
+        for _ in range(2000):
+            if db.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:
+                break
+            threading.Event().wait(0.005)
+        launcher.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = %s, planned_start = now() "
+                         "WHERE id = %s", (worker, task))
+        launcher.commit()
+        mover.join()
+    assert said["result"] == ("0 task(s) of routine snow_cover moved to routine snow_cover_v2; 1 under way end on "
+                              "snow_cover")
+    assert db.execute("SELECT routine FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone() == ("snow_cover",)
+    assert db.execute("SELECT count(*) FROM hrwsi.task_event WHERE task_id = %s AND reason LIKE 'moved %%'",
+                      (task,)).fetchone() == (0,)
+
 def test_a_condition_made_active_again_is_told_the_products_made_meanwhile_and_chain_missed_chains_them_once(db):
     """The harvester chains a product once, into the conditions active then: a condition made active
     again never got the products made while it was inactive, and nothing said so (found by

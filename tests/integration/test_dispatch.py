@@ -767,6 +767,75 @@ def test_a_retried_task_of_a_series_runs_after_the_late_scene_processed_meanwhil
     assert [task for task, _ in dispatch(world)] == [second], "it runs after the first, with its product"
 
 
+def test_a_retried_task_of_a_routine_that_is_no_longer_a_time_series_runs_without_the_task_before_it(world):
+    """Retry read the task's series from the task alone: a routine no longer a time series linked the
+    retried task again behind the task before it, and blocked it behind one that ended terminated (found
+    by review)."""
+    routine(world, sequential=True)
+    for day in ("01", "02"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (first,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    world.execute("SELECT hrwsi.cancel_task(%s)", (second,))  # (blocked behind it)
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'work'")
+    assert world.execute("SELECT hrwsi.retry_task(%s)", (second,)).fetchone()[0] == \
+        f"task {second} was cancelled; it is pending again and will be replanned"
+    state, waived, reason = world.execute("SELECT state, dependency_waived, state_reason FROM hrwsi.processing_task "
+                                          "WHERE id = %s", (second,)).fetchone()
+    assert (state, waived) == ("pending", True)
+    assert reason == (f"retried by an operator; routine work is no longer a time series: it no longer waits for "
+                      f"task {first}")
+    assert [task for task, _ in dispatch(world)] == [second]
+
+
+def waiting_on_an_advisory_lock(db, conn) -> None:
+    """Returns once the backend of `conn` waits for an advisory lock (a series')."""
+    pid = conn.info.backend_pid
+    for _ in range(2000):
+        if db.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'advisory' "
+                      "AND NOT granted)", (pid,)).fetchone()[0]:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"backend {pid} never waited for an advisory lock")
+
+
+def test_a_task_moved_to_another_series_while_it_is_retried_is_linked_under_the_lock_of_the_series_it_is_in_now(
+        world, database_url):
+    """Retry read the task's routine before it locked the task: moved to another routine in between, it
+    read the task before it in the new series without that series' lock, so a scene being chained there
+    meanwhile was not seen and both ran at once (found by review)."""
+    chained_series(world)
+    _, ts_b = scene(world, "ts", "/l2a/direct-B", 12)
+    world.execute("SELECT hrwsi.hold_task(%s)", (ts_b,))
+    # ts2 is a time series of L2A too; ts takes no new input.
+    world.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                     input_product_type, output_product_type, sequential_per_tile)
+                     VALUES ('ts2', 1, 100, 10, '1 min', ARRAY['true'], 'L2A', 'TS2', true)""")
+    world.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('ts2', 'ts2')")
+    world.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'ts'")
+    _, prep_a = scene(world, "prep", "/l1c/A", 10)
+    assert [task for task, _ in dispatch(world)] == [prep_a]
+    outcome(world, prep_a, products=["/l2a/A"])
+    with (psycopg.connect(database_url) as mover, psycopg.connect(database_url) as harvester,
+          psycopg.connect(database_url, autocommit=True) as operator):
+        mover.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")  # not committed: it holds ts(B)'s row
+        retry, said = in_a_thread(lambda: operator.execute("SELECT hrwsi.retry_task(%s)", (ts_b,)).fetchone())
+        waiting_on_a_lock(world, operator)
+        chain(harvester)  # not committed: it holds the series ts2/31TCH, where it made the task of A
+        mover.commit()
+        waiting_on_an_advisory_lock(world, operator)
+        harvester.commit()
+        retry.join()
+    assert "error" not in said, said
+    ts2_a = world.execute("""SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                             WHERE i.input_path = '/l2a/A' AND t.routine = 'ts2'""").fetchone()[0]
+    assert world.execute("SELECT routine, depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone() \
+        == ("ts2", ts2_a), "it runs after the scene sensed before it in its new series, not beside it"
+
+
 # -- a time series of a chained step (migration 0072) --------------------------------------------
 
 def chained_series(db, prep_attempts=3):
@@ -1201,3 +1270,43 @@ def test_a_routine_that_is_no_longer_a_time_series_wakes_the_planner_for_the_pen
     world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'ts'")
     assert waits_for(world, ts_b) is None
     assert {"op": "update", "counts": {"pending": 1}} in [payload for _, payload in drain(listener)]
+
+
+def test_a_series_task_that_still_waits_for_upstream_work_says_so_when_it_is_released_moved_or_unblocked(world):
+    """A task released, moved or unblocked said only that, and looked ready while it still waited for an
+    earlier scene's upstream work (found by review)."""
+    prep_a, ts_b = a_series_task_waiting_for_prep_a(world)
+    input_a = world.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s", (prep_a,)).fetchone()[0]
+    waits = (f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} is still running: it "
+             "runs after that scene's own task in its series")
+
+    def reason():
+        return world.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0]
+
+    world.execute("SELECT hrwsi.hold_task(%s)", (ts_b,))
+    world.execute("SELECT hrwsi.release_task(%s)", (ts_b,))
+    assert reason() == f"released by an operator; {waits}"
+    world.execute("SELECT hrwsi.hold_routine('ts')")
+    world.execute("SELECT hrwsi.release_routine('ts')")
+    assert reason() == f"routine released by an operator; {waits}"
+    # Unblocked: a scene sensed before A came straight to ts, ended terminated, and was retried.
+    _, ts_x = scene(world, "ts", "/l2a/direct-X", 9)
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == ts_x
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (ts_x,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (ts_x,))
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == "blocked"
+    world.execute("SELECT hrwsi.retry_task(%s)", (ts_x,))
+    assert reason() == f"its dependency, task {ts_x}, was retried or released; {waits}"
+    world.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                     input_product_type, output_product_type, sequential_per_tile)
+                     VALUES ('ts2', 1, 100, 10, '1 min', ARRAY['true'], 'L2A', 'TS', true)""")
+    world.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
+    assert reason() == f"moved from routine ts to routine ts2 by an operator; {waits}"
+    # Released from blocked, it runs without what it waited for, upstream work included.
+    world.execute("UPDATE hrwsi.processing_task SET state = 'blocked', state_reason = 'blocked' WHERE id = %s", (ts_b,))
+    assert ts_b not in plannable(world)
+    world.execute("SELECT hrwsi.release_task(%s)", (ts_b,))
+    assert world.execute("SELECT waits_for_upstream, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                         (ts_b,)).fetchone() == (None, "released by an operator: runs without its dependency")
+    assert ts_b in plannable(world)
