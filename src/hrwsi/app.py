@@ -187,6 +187,11 @@ class App:
                     await service.preflight()
                 self.http = await start_instance_server(self.services)  # metrics hook (issue 13)
         except BaseException:
+            # A service registered by its start-up check (a Nomad launcher's) that never ran: its row
+            # showed in `hrwsi status` until its lease expired (found by review).
+            for service in self.services:
+                if service.registered:
+                    await service.unregister()
             await self._close()
             raise
         if self.freeze_startup_objects:

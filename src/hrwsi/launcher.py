@@ -1012,7 +1012,7 @@ class Launcher(Service):
             if self.backend.one_site_per_installation:
                 for tries_left in reversed(range(3)):
                     try:
-                        await self._register_once(check=self._take_the_installations_site)
+                        await self._register_once(check=self.registration_check())
                         break
                     except CONFLICTS:  # (serializable by the role's default: the other launcher's commit won)
                         if not tries_left:
@@ -1020,6 +1020,10 @@ class Launcher(Service):
         except BaseException:
             await self.backend.close()
             raise
+
+    def registration_check(self):
+        """At its start and when it registers anew after its lease lapsed (a launcher paused past it)."""
+        return self._take_the_installations_site if self.backend.one_site_per_installation else None
 
     async def _take_the_installations_site(self, conn, site: str | None) -> None:
         """Every launcher of the installation puts its jobs where the others do (Nomad: one namespace),

@@ -265,6 +265,10 @@ class Service:
         # Identities this process held before its lease lapsed: removed with its own when it stops
         # (they showed as "stale: dead or hung?" in status for an hour after a graceful stop).
         self.earlier_ids: list[str] = []
+        self.registered = False  # its lease was written once: a failed start removes it (unregister)
+        # Why it may not register anew (its registration check refused it after its lease lapsed): it
+        # stops, and run() raises this, so that the process ends with it as at a refused start.
+        self.refused: Exception | None = None
         self.router = Router()
         self.steps: dict[str, Step] = {}
         self._dirty: set[str] = set()
@@ -520,7 +524,11 @@ class Service:
                                  application_name=f"hrwsi-{self.kind}-listener")
         self._listen_as_routes_need()  # (a step made due before it runs)
         await self._register()
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.unregister()  # (a service that never ran showed in status until its lease expired)
+            raise
         try:
             async with self._background():
                 logger.info("%s %s started; listening on %s", self.kind, self.instance_id,
@@ -541,8 +549,10 @@ class Service:
                 timer.cancel()
             self._due.clear()
             await self.stop()
-            await self._unregister()
+            await self.unregister()
             logger.info("%s %s stopped", self.kind, self.instance_id)
+        if self.refused is not None:
+            raise self.refused
 
     @contextlib.asynccontextmanager
     async def _background(self) -> AsyncIterator[None]:
@@ -697,7 +707,17 @@ class Service:
                      "have taken over its work, so it drops what it held and goes on as %s", self.kind, old,
                      self.settings.lease_timeout_s, self.instance_id)
         await self.drop_claims()
-        await self._register_once()
+        try:
+            # (with the check of its first registration: a launcher paused past its lease came back
+            # without it, beside a launcher of another Nomad namespace started meanwhile; found by review)
+            await self._register_once(check=self.registration_check())
+        except TRANSIENT_DATABASE_ERRORS:
+            raise  # (the heartbeat tries again, as a new identity)
+        except Exception as error:
+            logger.error("%s: it may not register anew after its lease lapsed, and stops: %s", self.kind, error)
+            self.refused = error
+            self.request_stop()
+            return
         self.wake()  # catch up as the new identity
 
     def on_statement_timeout(self, statement: str) -> str:
@@ -721,6 +741,12 @@ class Service:
         files are); None: none."""
         return None
 
+    def registration_check(self) -> Callable[[Any, str | None], Awaitable[None]] | None:
+        """Hook: what must hold for this service to register, checked in the transaction that registers
+        it, at its start and again when it registers anew after its lease lapsed (the launcher: one Nomad
+        namespace per installation); None: nothing. An exception it raises refuses the registration."""
+        return None
+
     async def _register_once(self, check: Callable[[Any, str | None], Awaitable[None]] | None = None) -> None:
         """Register (or renew) this identity's lease; `check(conn, site)`, if given, runs first in the same
         transaction: what it locks stays locked until the lease is visible to others (a launcher's one
@@ -734,6 +760,7 @@ class Service:
             registered_at = await conn.fetchval(query("register_instance"), self.instance_id, self.kind,
                                                 socket.gethostname(), os.getpid(), build_version(), site, *code)
         self._lease_confirmed_at = sent
+        self.registered = True
         self.clock.observe(sent_at, datetime.now(UTC), registered_at)
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
@@ -749,7 +776,7 @@ class Service:
                                self.kind, error, delay)
                 await backoff.sleep(delay)
 
-    async def _unregister(self) -> None:
+    async def unregister(self) -> None:
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(query("unregister_instance"), [*self.earlier_ids, self.instance_id])

@@ -264,3 +264,53 @@ async def test_a_nomad_launcher_of_another_namespace_waits_for_the_first_launche
             await first.backend.close()
     assert db.execute("SELECT backend_scope FROM hrwsi.installation").fetchone() == ("nomad namespace hrwsi",)
     assert db.execute("SELECT array_agg(id) FROM hrwsi.service_instance").fetchone()[0] == [first.instance_id]
+
+
+async def test_a_nomad_launcher_paused_past_its_lease_registers_anew_only_if_its_namespace_is_the_installations(
+        db, pool, settings, tmp_path):
+    """A launcher whose lease lapsed (SIGSTOP) registered anew without the one-namespace check of its
+    start: a launcher of another namespace started meanwhile had moved the installation, and both ran,
+    neither finding the other's jobs (found by review). It stops, with the refusal of a start."""
+    from hrwsi.backends.base import BackendSettingError
+    from hrwsi.testing.nomad_emulator import NomadEmulator
+
+    async with NomadEmulator(work_dir=tmp_path / "nomad", namespaces=["hrwsi"]) as emulator:
+        paused, other = _two_launchers(pool, settings, emulator.address)
+        try:
+            await paused.preflight()
+            # Paused past its lease: the launcher of the other namespace starts, and moves the installation.
+            db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
+                       (paused.instance_id,))
+            await other.preflight()
+            assert db.execute("SELECT backend_scope FROM hrwsi.installation").fetchone() == \
+                ("nomad namespace default",)
+            await paused._heartbeat_once()  # resumed: its lease lapsed
+        finally:
+            await paused.backend.close()
+            await other.backend.close()
+    live = db.execute("SELECT array_agg(id) FROM hrwsi.service_instance WHERE heartbeat_at > now() - interval '1 min'")
+    assert live.fetchone()[0] == [other.instance_id], "its new identity is not registered"
+    assert isinstance(paused.refused, BackendSettingError) and paused.stopping.is_set()
+    assert "this installation's nomad jobs are in nomad namespace default" in str(paused.refused)
+
+
+async def test_a_launcher_whose_process_fails_to_start_leaves_no_service_row(db, database_url, settings, tmp_path):
+    """A Nomad launcher registers at its start-up check; when the start failed after it (the process's
+    HTTP port taken), its row stayed, and `hrwsi status` showed a launcher that never ran until its lease
+    expired (found by review)."""
+    import dataclasses
+    import socket
+
+    from hrwsi.backends.nomad import NomadBackend, NomadConfig
+    from hrwsi.testing.nomad_emulator import NomadEmulator
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = dataclasses.replace(settings, http_host="127.0.0.1", http_port=taken.getsockname()[1])
+        async with NomadEmulator(work_dir=tmp_path / "nomad", namespaces=["hrwsi"]) as emulator:
+            backend = NomadBackend(NomadConfig(address=emulator.address, namespace="hrwsi", retry_for_s=0.3))
+            with pytest.raises(OSError, match="address already in use"):
+                async with App(database_url, ["launcher"], busy, backend=backend):
+                    pass
+    assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone() == (0,)
