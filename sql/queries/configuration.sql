@@ -244,3 +244,23 @@ SELECT active FROM hrwsi.processing_condition WHERE name = %(name)s;
 -- inactive, or before it existed), counted by hrwsi.chain_missed_products itself: within its
 -- measurement window, and older.
 SELECT missed, outside_window FROM hrwsi.chain_missed_products(%(name)s, dry_run => true);
+
+-- name: config_series_fed_from_two_steps_up
+-- Time-series routines (with an active condition) fed by a routine that is itself fed by another:
+-- a series task waits for the open work of the step just before it (upstream) on the scenes of its
+-- tile sensed before it, not for the work further up (README, "Time series"), and `config load` said
+-- nothing of it (found by review). One row per series and routine just before it, with the routines
+-- that feed that one (further).
+SELECT s.name AS series, u.name AS upstream, u.input_product_type AS upstream_reads,
+       array_agg(DISTINCT f.name ORDER BY f.name) AS further
+FROM hrwsi.processing_routine s
+JOIN hrwsi.processing_routine u ON u.output_product_type = s.input_product_type AND u.name <> s.name
+JOIN hrwsi.processing_routine f ON f.output_product_type = u.input_product_type AND f.name NOT IN (u.name, s.name)
+WHERE s.sequential_per_tile
+  AND EXISTS (SELECT 1 FROM hrwsi.processing_condition c WHERE c.routine = s.name AND c.active
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name))
+  AND EXISTS (SELECT 1 FROM hrwsi.processing_condition c WHERE c.routine = u.name AND c.active
+              AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name))
+  AND EXISTS (SELECT 1 FROM hrwsi.processing_condition c WHERE c.routine = f.name AND c.active)
+GROUP BY s.name, u.name, u.input_product_type
+ORDER BY s.name, u.name;

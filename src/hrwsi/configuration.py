@@ -586,7 +586,8 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
     name (for each kind the file names at least one of: a load adds and updates, never removes; a
     renamed routine stayed beside the new one, and "1 workers" was said while two were active), and
     the routines no active worker can run (found by exploratory testing, 2026-12-05), and those the budget
-    cannot hold (a routine above cpu_max was loaded as valid, its tasks then refused by the planner)."""
+    cannot hold (a routine above cpu_max was loaded as valid, its tasks then refused by the planner), and the
+    time series whose waits do not reach the whole chain that feeds them."""
     config = Configuration.model_validate(document)
     named = {"flavour": {f.name for f in config.flavour}, "worker": {n for w in config.worker for n in w.names()},
              "routine": {r.name for r in config.routine}, "condition": {c.name for c in config.condition}}
@@ -612,6 +613,12 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
                 if limit is not None]
         said.append(f"routine {name} ({cpu:g} CPU, {ram_mb} MB RAM, {storage_mb} MB storage) exceeds the budget "
                     f"({', '.join(over)}): its tasks cannot be planned until the budget or the routine changes")
+    for series, upstream, reads, further in conn.execute(query("config_series_fed_from_two_steps_up")):
+        said.append(f"routine {series} is a time series fed by a chain of more than one step ({', '.join(further)} -> "
+                    f"{upstream} -> {series}): each task waits for the open work of {upstream} on the scenes of its tile "
+                    f"sensed before it, not for that of {', '.join(further)} (which makes the {reads} {upstream} "
+                    f"reads): a scene late by two steps comes in as a late scene, before the next task of its tile if "
+                    f"that one has not started, else after it")
     for condition, product_type in conn.execute(query("config_requirements_nobody_meets")):
         said.append(f"condition {condition} requires product type {product_type}, which no routine with an active "
                     f"condition writes (output_product_type) and no active single-input condition reads (its "

@@ -456,3 +456,27 @@ def test_chain_missed_never_chains_again_a_product_whose_input_retention_pruned(
     summary = db.execute("SELECT summary FROM hrwsi.chain_missed_products('fsc_quicklook')").fetchone()[0]
     assert summary == "condition fsc_quicklook: 0 product(s) of type FSC chained to it"
     assert db.execute("SELECT count(*) FROM hrwsi.input WHERE processing_condition = 'fsc_quicklook'").fetchone()[0] == 0
+
+
+def test_config_load_says_which_work_a_time_series_fed_by_a_chain_of_two_steps_waits_for_and_which_not(db):
+    """A time series waits for the open work of the step just before it only (README), and `config load`
+    said nothing when it loaded a series two steps from its harvested inputs (found by review)."""
+    from tests.integration.conftest import chain_configuration
+
+    one_step = chain_configuration(sequential=False)
+    next(r for r in one_step["routine"] if r["name"] == "snow_cover")["sequential_per_tile"] = True
+    configuration.load(db, one_step)
+    assert not any("time series fed by a chain" in note for note in configuration.notes(db, one_step)), \
+        "snow_cover reads the L2A of atmospheric_correction, which reads harvested L1C: one step"
+    two_steps = chain_configuration(sequential=False)
+    next(r for r in two_steps["routine"] if r["name"] == "quicklook")["sequential_per_tile"] = True
+    configuration.load(db, two_steps)
+    notes = [note for note in configuration.notes(db, two_steps) if "time series fed by a chain" in note]
+    assert notes == ["routine quicklook is a time series fed by a chain of more than one step (atmospheric_correction "
+                     "-> snow_cover -> quicklook): each task waits for the open work of snow_cover on the scenes of "
+                     "its tile sensed before it, not for that of atmospheric_correction (which makes the L2A "
+                     "snow_cover reads): a scene late by two steps comes in as a late scene, before the next task of "
+                     "its tile if that one has not started, else after it"]
+    db.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'l1c'")
+    assert not any("time series fed by a chain" in note for note in configuration.notes(db, two_steps)), \
+        "atmospheric_correction makes nothing now"
