@@ -2132,6 +2132,26 @@ BEGIN
                 ELSE '' END;
 END $$;
 
+-- The active single-input conditions with products chain_missed_products would chain to them (made while
+-- they were inactive, or before they existed), how many, and how many are older than their window: what
+-- `hrwsi status` says, however the condition was made active. A plain `UPDATE ... SET active = true` got
+-- no note of them, where `hrwsi config load` counts them (found by review; migration 0078). Only the
+-- conditions whose missed range is still open are counted (chain_missed_products clears it once it
+-- chained them all, and `config load` when there is none), each with chain_missed_products' own rules.
+CREATE FUNCTION hrwsi.conditions_missing_products()
+RETURNS TABLE (condition text, product_type text, missed bigint, outside_window bigint) LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+    SELECT c.name, c.reads, m.missed, m.outside_window
+    FROM (SELECT x.name, r.input_product_type AS reads FROM processing_condition x
+          JOIN processing_routine r ON r.name = x.routine
+          WHERE x.active AND x.missed_until IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = x.name)
+          OFFSET 0) c  -- (only those: chain_missed_products refuses a multi-input condition)
+    CROSS JOIN LATERAL chain_missed_products(c.name, NULL, 1, true) m
+    WHERE m.missed > 0
+    ORDER BY c.name
+$$;
+
 -- A reprocessing campaign: one new task per input of a routine (or of one condition of it) sensed
 -- in [measured_from, measured_to), on the given tiles (NULL: every tile), that was processed
 -- already, in the campaign's lane (archive) and without a deadline. A production input only: the
@@ -4103,6 +4123,8 @@ GRANT EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() TO hrwsi_readon
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0078: `hrwsi status`)
+GRANT EXECUTE ON FUNCTION hrwsi.conditions_missing_products() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- Trigger functions must stay callable by whoever writes the tables that fire them.
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_future_input_dates(), hrwsi.notify_count(),

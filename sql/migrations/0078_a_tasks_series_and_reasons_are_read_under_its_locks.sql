@@ -13,6 +13,10 @@
 -- A time-series task that still waited for upstream work said only that it was released, unblocked or
 -- moved (hrwsi.release_task, hrwsi.release_routine, hrwsi.after_task_changes, hrwsi.move_tasks): it
 -- says what it waits for too (hrwsi.upstream_wait_reason).
+--
+-- A condition made active by a plain `UPDATE ... SET active = true` got no note of the products it
+-- missed, where `hrwsi config load` counts them: hrwsi.conditions_missing_products lists them for
+-- `hrwsi status`, whatever made the condition active.
 
 CREATE FUNCTION hrwsi.upstream_wait_reason(upstream bigint) RETURNS text LANGUAGE sql STABLE
 SET search_path = pg_catalog, hrwsi AS $$
@@ -475,4 +479,20 @@ BEGIN
                                    stay_campaign, from_routine) ELSE '' END);
 END $$;
 
+CREATE FUNCTION hrwsi.conditions_missing_products()
+RETURNS TABLE (condition text, product_type text, missed bigint, outside_window bigint) LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+    SELECT c.name, c.reads, m.missed, m.outside_window
+    FROM (SELECT x.name, r.input_product_type AS reads FROM processing_condition x
+          JOIN processing_routine r ON r.name = x.routine
+          WHERE x.active AND x.missed_until IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = x.name)
+          OFFSET 0) c  -- (only those: chain_missed_products refuses a multi-input condition)
+    CROSS JOIN LATERAL chain_missed_products(c.name, NULL, 1, true) m
+    WHERE m.missed > 0
+    ORDER BY c.name
+$$;
+
 REVOKE EXECUTE ON FUNCTION hrwsi.upstream_wait_reason(bigint) FROM PUBLIC;  -- (migration 0078: for the functions above)
+REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0078: `hrwsi status`)
+GRANT EXECUTE ON FUNCTION hrwsi.conditions_missing_products() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

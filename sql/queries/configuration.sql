@@ -264,3 +264,9 @@ WHERE s.sequential_per_tile
   AND EXISTS (SELECT 1 FROM hrwsi.processing_condition c WHERE c.routine = f.name AND c.active)
 GROUP BY s.name, u.name, u.input_product_type
 ORDER BY s.name, u.name;
+
+-- name: config_close_missed_range
+-- A condition made active (or added) that missed no product it could chain: its missed range is closed,
+-- as hrwsi.chain_missed_products closes it once it chained them all, so that `hrwsi status` does not
+-- count it again at every call.
+SELECT chained FROM hrwsi.chain_missed_products(%(name)s, max_products => 1);

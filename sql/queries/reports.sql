@@ -544,3 +544,8 @@ FROM hrwsi.processing_task
 WHERE routine = %(routine)s AND state = %(state)s
 ORDER BY id
 LIMIT %(limit)s;
+
+-- name: report_conditions_missing_products
+-- The active conditions with products made while they were inactive (or before they existed) and never
+-- chained to them, however they were made active (status: a plain UPDATE got no note; migration 0078).
+SELECT condition, product_type, missed, outside_window FROM hrwsi.conditions_missing_products();

@@ -702,6 +702,8 @@ def _say_missed_products(conn: psycopg.Connection, name: str, new: bool, said: l
     if said is None:
         return
     missed, too_old = conn.execute(query("config_missed_products"), {"name": name}).fetchone()
+    if not missed:
+        conn.execute(query("config_close_missed_range"), {"name": name})  # (nothing for `hrwsi status` to count)
     if not missed and not too_old:
         return
     when = "before it existed" if new else "while it was inactive"

@@ -112,3 +112,34 @@ def test_a_member_that_arrived_after_its_groups_composite_is_listed_with_the_com
                   "tiles => ARRAY['31TCH'])", (day, day + timedelta(days=1)))
     assert reports.late_group_members(chain)["total"] == 0
     assert chain.execute("SELECT count(*) FROM hrwsi.multi_input_campaign_member").fetchone()[0] == 3
+
+
+def test_status_names_a_condition_made_active_by_plain_sql_that_missed_products_with_the_command_to_chain_them(db):
+    """A data engineer's `UPDATE ... SET active = true` got no note of the products the condition missed
+    while it was inactive, where `hrwsi config load` counts them (found by review)."""
+    from hrwsi import configuration
+    from tests.integration.test_configuration import demo_document
+
+    document = demo_document()
+    next(c for c in document["condition"] if c["name"] == "fsc_quicklook")["active"] = False
+    configuration.load(db, document)
+    assert reports.status(db)["missed_products"] == [], "added by config load, with nothing to chain: closed"
+    for n in (1, 2):
+        db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES "
+                   "('l2a_for_snow', %s, '32TLR', now() - interval '1 day')", (f"/in/{n}.SAFE",))
+    db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE routine = 'snow_cover'")
+    db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) SELECT id, '/p/fsc_' || id, 'FSC' "
+               "FROM hrwsi.processing_task WHERE routine = 'snow_cover'")
+    db.execute(query("chain_products").replace("$1", "100"))  # (inactive: no input for it)
+    db.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'fsc_quicklook'")
+    status = reports.status(db)
+    assert [(c["condition"], c["product_type"], c["missed"]) for c in status["missed_products"]] == \
+        [("fsc_quicklook", "FSC", 2)]
+    shown = " ".join(drawn(views.status, status, 30.0).split())
+    assert ("condition missed products: fsc_quicklook: 2 product(s) of type FSC made while it was inactive (or "
+            "before it existed) are not chained to it next: `hrwsi chain-missed fsc_quicklook` chains them (at "
+            "most 10,000 a run; run it again until it says 0)") in shown
+    db.execute("SELECT * FROM hrwsi.chain_missed_products('fsc_quicklook')")
+    assert reports.status(db)["missed_products"] == []

@@ -167,6 +167,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                                             + (", ..." if late["total"] > len(late["groups"]) else "") + ")")),
                       soft_wrap=True)
         line(console, "  next: `hrwsi groups` lists them with the command that makes a composite with them")
+    _missed_products(console, data.get("missed_products") or [])
     counts = data["alerts"] or {}
     if counts.get("unsent") or counts.get("failed"):
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
@@ -179,6 +180,16 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                           "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
                           time(f["finished_at"]), text(f["log_path"]))
         show(console, table)
+
+
+def _missed_products(console: Console, conditions: list[dict]) -> None:
+    """Active conditions with products never chained to them (made active by a plain UPDATE too: found by review)."""
+    for condition in conditions:
+        console.print(Text.assemble(("condition missed products: ", "bold yellow"),
+                                    visible(f"{condition['condition']}: {condition['missed']} product(s) of type "
+                                            f"{condition['product_type']} made while it was inactive (or before it "
+                                            "existed) are not chained to it")), soft_wrap=True)
+        line(console, "  next: ", condition["next"])
 
 
 def _queued_long(console: Console, jobs: list[dict]) -> None:
