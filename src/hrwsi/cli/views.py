@@ -148,25 +148,15 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         console.print(Text.assemble(("harvest source needs attention: ", "bold yellow"),
                                     visible(f"{source['name']} ({source['kind']})")))
         line(console, "  ", source["next"])
-    stale = data.get("stale_groups") or {}
-    if stale.get("total"):  # (a group that never completes was seen nowhere: found by exploratory testing)
-        conditions = sorted({g["condition"] for g in stale["groups"]})
-        console.print(Text.assemble(("multi-input groups that cannot complete: ", "bold yellow"),
-                                    visible(f"{stale['total']} past their window with nothing open upstream "
-                                            f"(condition {', '.join(conditions)}"
-                                            + (", ..." if stale["total"] > len(stale["groups"]) else "") + ")")),
-                      soft_wrap=True)
-        line(console, "  next: `hrwsi groups` says what each lacks (retry a member's terminated task, or make its "
-                      "condition active)")
-    late = data.get("late_groups") or {}
-    if late.get("total"):  # (a member that arrived after its composite was in none: found by exploratory testing)
-        conditions = sorted({g["condition"] for g in late["groups"]})
-        console.print(Text.assemble(("multi-input groups with members their composite lacks: ", "bold yellow"),
-                                    visible(f"{late['total']} sensed in the last {late['days']} days, members that "
-                                            f"arrived after their composite was made (condition {', '.join(conditions)}"
-                                            + (", ..." if late["total"] > len(late["groups"]) else "") + ")")),
-                      soft_wrap=True)
-        line(console, "  next: `hrwsi groups` lists them with the command that makes a composite with them")
+    # (a group that never completes, and a member that arrived after its composite was made, were seen
+    # nowhere: found by exploratory testing)
+    _groups_said(console, data.get("stale_groups"), "multi-input groups that cannot complete: ",
+                 lambda groups: f"{groups['total']} past their window with nothing open upstream",
+                 "`hrwsi groups` says what each lacks (retry a member's terminated task, or make its condition active)")
+    _groups_said(console, data.get("late_groups"), "multi-input groups with members their composite lacks: ",
+                 lambda groups: (f"{groups['total']} sensed in the last {groups['days']} days, members that arrived "
+                                 "after their composite was made"),
+                 "`hrwsi groups` lists them with the command that makes a composite with them")
     _missed_products(console, data.get("missed_products") or [])
     counts = data["alerts"] or {}
     if counts.get("unsent") or counts.get("failed"):
@@ -180,6 +170,18 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                           "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
                           time(f["finished_at"]), text(f["log_path"]))
         show(console, table)
+
+
+def _groups_said(console: Console, groups: dict | None, title: str, what, next_step: str) -> None:
+    """One kind of multi-input groups needing attention (status): how many and what (`what(groups)`), their
+    conditions (the first few, "..." when there are more), and what to do next."""
+    if not groups or not groups.get("total"):
+        return
+    conditions = sorted({g["condition"] for g in groups["groups"]})
+    more = ", ..." if groups["total"] > len(groups["groups"]) else ""
+    console.print(Text.assemble((title, "bold yellow"),
+                                visible(f"{what(groups)} (condition {', '.join(conditions)}{more})")), soft_wrap=True)
+    line(console, "  next: ", next_step)
 
 
 def _missed_products(console: Console, conditions: list[dict]) -> None:

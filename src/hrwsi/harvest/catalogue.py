@@ -181,17 +181,33 @@ except ImportError:  # pragma: no cover - ijson's wheels carry it for every plat
     _STREAMING_BACKEND = None
 
 
-async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """The body, read piece by piece up to `limit` bytes: (what was read, whether it is all)."""
+class _OverLimit(Exception):
+    """A body larger than the limit its reader was given (_chunks_within)."""
+
+
+async def _chunks_within(response: aiohttp.ClientResponse, limit: int,
+                         chunk_bytes: int = 64 * 1024) -> AsyncIterator[bytes]:
+    """The body's chunks as they come, while they add up to at most `limit` bytes (a declared length
+    over it is refused before any is read); past it, _OverLimit. The one size check of every bounded
+    read: a token's or an error's answer (_read_at_most) and a page (_page)."""
     if response.content_length is not None and response.content_length > limit:
-        return b"", False
-    chunks: list[bytes] = []
+        raise _OverLimit
     size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
+    async for chunk in response.content.iter_chunked(chunk_bytes):
         size += len(chunk)
         if size > limit:
-            return b"".join(chunks), False
-        chunks.append(chunk)
+            raise _OverLimit
+        yield chunk
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """The body, read piece by piece up to `limit` bytes: (what was read, whether it is all)."""
+    chunks: list[bytes] = []
+    try:
+        async for chunk in _chunks_within(response, limit):
+            chunks.append(chunk)
+    except _OverLimit:
+        return b"".join(chunks), False
     return b"".join(chunks), True
 
 
@@ -675,16 +691,13 @@ class CatalogueClient:
         too_large = PageTooLarge(f"{shown} answered a page larger than {self.max_page_bytes / 2**20:g} MB (config "
                                  "max_page_mb): refused, not read further; ask smaller pages (config top) or raise "
                                  "max_page_mb")
-        if response.content_length is not None and response.content_length > self.max_page_bytes:
-            raise too_large
-        page, size = _StreamedPage(), 0
+        page = _StreamedPage()
         try:
-            async for chunk in response.content.iter_chunked(STREAM_PARSE_CHUNK_BYTES):
-                size += len(chunk)
-                if size > self.max_page_bytes:
-                    raise too_large
+            async for chunk in _chunks_within(response, self.max_page_bytes, STREAM_PARSE_CHUNK_BYTES):
                 await page.feed(chunk)
             return await page.parsed()
+        except _OverLimit:
+            raise too_large from None
         except (ValueError, RecursionError):
             text = self._said(bytes(page.head[:2000]).decode("utf-8", "replace"))
             raise CatalogueError(f"{shown} answered 200 but no JSON: {_excerpt(text)}") from None
