@@ -2416,11 +2416,40 @@ CREATE TRIGGER product_notify AFTER INSERT ON hrwsi.product
 -- =============================================================================================
 -- Tasks are created with their input, in the INSERT's own statement (no backlog, no round trip).
 -- =============================================================================================
+-- An INSERT into a time series whose lock another transaction holds (a data engineer's INSERT not
+-- committed yet) waits for it, as before; it first says for what and for whom, in a notice psql
+-- shows at once: the wait said nothing, and a lock_timeout said only "canceling statement due to
+-- lock timeout" at an advisory lock (found by exploratory testing). Called only when the lock is busy.
+CREATE FUNCTION hrwsi.wait_for_a_series(series_routine text, series_tile text) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    key integer := hashtext(series_routine || '/' || series_tile);
+    holders text;
+BEGIN
+    SELECT string_agg(format('pid %s (role %s, %s%s)', a.pid, coalesce(a.usename::text, '?'),
+                             coalesce(nullif(a.application_name, ''), 'no application name'),
+                             coalesce(', transaction open ' || round(extract(epoch FROM clock_timestamp() - a.xact_start))
+                                      || ' s', '')), ', ' ORDER BY a.pid)
+    INTO holders
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 7250010::oid AND l.objsubid = 2
+      AND l.objid::bigint = (key::bigint & 4294967295)
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database());
+    RAISE NOTICE 'waiting for the time series of routine % on tile %: another transaction inserted into it and has not '
+                 'committed: %', series_routine, series_tile, coalesce(holders, 'a session that has just ended')
+        USING HINT = 'two INSERTs into one time series run one after the other, so that the second links its tasks '
+                     'after the first''s; the other transaction should commit or roll back (a forgotten one: '
+                     'SELECT pg_terminate_backend(pid))';
+    PERFORM pg_advisory_xact_lock(7250010, key);
+END $$;
+
 CREATE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     series record;
     missing text;
+    first_path text;   -- (the first row naming what is refused: a COPY's line is not known here)
+    named bigint;
     conditions text[];
     sequential boolean;
     upstream boolean;  -- a time-series routine of the new inputs reads what another routine makes
@@ -2435,10 +2464,15 @@ BEGIN
     WHERE NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = x.name)
     LIMIT 1;
     IF FOUND THEN
+        -- (which row: the statement's first naming it, and how many do; checked once per statement,
+        -- after its rows, the refusal could not name a COPY's line; found by exploratory testing)
+        SELECT n.input_path, count(*) OVER () INTO first_path, named
+        FROM new_rows n WHERE n.processing_condition = missing ORDER BY n.id LIMIT 1;
         RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
-                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition".',
-                                  missing),
+                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition". '
+                                  'The first row naming it has input_path %s (%s row(s) of the statement name it).',
+                                  missing, first_path, named),
                   HINT = 'the conditions are configuration: `hrwsi config show` lists them';
     END IF;
     -- An input of a condition ops stopped (`active = false`) is refused, unless a campaign reprocesses
@@ -2450,8 +2484,12 @@ BEGIN
         WHERE n.campaign_id IS NULL
         LIMIT 1;
         IF FOUND THEN
+            SELECT n.input_path, count(*) OVER () INTO first_path, named
+            FROM new_rows n WHERE n.processing_condition = missing AND n.campaign_id IS NULL ORDER BY n.id LIMIT 1;
             RAISE EXCEPTION 'condition % is inactive: ops stopped it (active = false), so it takes no new input', missing
                 USING ERRCODE = 'check_violation',
+                      DETAIL = format('The first row naming it has input_path %s (%s row(s) of the statement name it).',
+                                      first_path, named),
                       HINT = 'insert into an active condition (`hrwsi config show` lists them), or ask ops to set it '
                              'active again';
         END IF;
@@ -2465,6 +2503,28 @@ BEGIN
     INTO sequential, upstream, feeds
     FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
     WHERE c.name = ANY (conditions);
+    -- A time series is linked by what the INSERT sees of it once it holds the series' lock: under
+    -- REPEATABLE READ or SERIALIZABLE its snapshot misses the tasks another transaction added
+    -- meanwhile, and two INSERTs linked their tasks to the same previous task, out of sensing order
+    -- (found by exploratory testing). Refused there, as removing an input is.
+    IF (sequential OR feeds) AND current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT format('condition %s feeds the time series of routine %s (sequential_per_tile)', c.name,
+                      CASE WHEN r.sequential_per_tile THEN r.name ELSE d.name END)
+        INTO missing
+        FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+        JOIN processing_routine r ON r.name = c.routine
+        LEFT JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+        WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL AND (r.sequential_per_tile OR d.name IS NOT NULL)
+        ORDER BY n.id LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'inputs of a time series are inserted only in a READ COMMITTED transaction (the default), '
+                            'not in a % one', upper(current_setting('transaction_isolation'))
+                USING ERRCODE = 'feature_not_supported', DETAIL = missing,
+                      HINT = 'under a stricter isolation the INSERT cannot see the tasks other transactions added to the '
+                             'series meanwhile, and would link its tasks out of sensing order: insert without BEGIN '
+                             'ISOLATION LEVEL ..., or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first';
+        END IF;
+    END IF;
 
     -- Two INSERTs on one time series (routine, tile) chain their tasks one after the other: the
     -- second waits here until the first commits, then sees its tasks. Locks in a fixed order. An
@@ -2484,7 +2544,9 @@ BEGIN
             WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL
             ORDER BY 1, 2
         LOOP
-            PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+            IF NOT pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile)) THEN
+                PERFORM hrwsi.wait_for_a_series(series.routine, series.tile);
+            END IF;
         END LOOP;
     ELSIF sequential THEN
         FOR series IN
@@ -2494,7 +2556,9 @@ BEGIN
             WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
             ORDER BY 1, 2
         LOOP
-            PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+            IF NOT pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile)) THEN
+                PERFORM hrwsi.wait_for_a_series(series.routine, series.tile);
+            END IF;
         END LOOP;
     END IF;
 
@@ -3136,6 +3200,34 @@ CREATE TRIGGER input_named_by_tasks_removed AFTER DELETE ON hrwsi.input
 CREATE TRIGGER input_named_by_tasks_renumbered AFTER UPDATE OF id ON hrwsi.input
     FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
     EXECUTE FUNCTION hrwsi.refuse_removing_inputs_tasks_name();
+
+-- An input names the product it was chained from (product_id) without a foreign key, as a task
+-- names its input: a product removed by hand (DELETE) left its inputs naming a product that no
+-- longer exists, and the lineage of everything made from it ended there, silently (found by
+-- exploratory testing). Retention never removes such a product (hrwsi.prune_products): refused here.
+CREATE FUNCTION hrwsi.refuse_removing_products_inputs_name() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+SET enable_seqscan = off AS $$
+DECLARE
+    named_product bigint;
+    named bigint;
+BEGIN
+    -- One probe per removed product (input_product_id_idx), as for inputs.
+    SELECT o.id, (SELECT count(*) FROM input i WHERE i.product_id = o.id) INTO named_product, named
+    FROM old_rows o
+    WHERE (SELECT i.id FROM input i WHERE i.product_id = o.id LIMIT 1) IS NOT NULL
+    ORDER BY o.id LIMIT 1;
+    IF named_product IS NOT NULL THEN
+        RAISE EXCEPTION 'product % cannot be removed while % input(s) were made from it', named_product, named
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_product_must_exist',
+                  HINT = 'products are the lineage of what was made from them: retention (`hrwsi prune`) removes a '
+                         'product once nothing made from it is kept';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER product_named_by_inputs_removed AFTER DELETE ON hrwsi.product
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.refuse_removing_products_inputs_name();
 
 -- A task's input, routine or lane changed by hand must still name one that exists, as the keys
 -- required (migrations 0025, 0026); locked until the transaction ends, as a key locks it. hrwsi
@@ -4197,6 +4289,10 @@ REVOKE EXECUTE ON FUNCTION hrwsi.open_upstream_work(text, text, bigint, timestam
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.recheck_upstream_waits(integer) TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.after_products_chained() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (migration 0077) The wait for a busy time series runs inside hrwsi.create_tasks_for_new_inputs, as
+-- its owner; the refusal to remove a product inputs name is a trigger function.
+REVOKE EXECUTE ON FUNCTION hrwsi.wait_for_a_series(text, text), hrwsi.refuse_removing_products_inputs_name() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.refuse_removing_products_inputs_name() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- Cycles of chaining (migration 0073): the check `hrwsi config load` and the guard share.
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_cycle(), hrwsi.chain_cycle_problem(text[]), hrwsi.refuse_a_chain_cycle()
     FROM PUBLIC;

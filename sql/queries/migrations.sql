@@ -39,9 +39,10 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WH
 -- exploratory testing). A psycopg connection sets them with this, one statement; so do the
 -- migrations on the caller's connection: a time without a zone in the schema (a CHECK's
 -- '1950-01-01') is read in the session's zone, and an install in Europe/Paris made another
--- constraint than one in UTC.
+-- constraint than one in UTC. READ COMMITTED whatever the role sets: `hrwsi chain-missed` inserts
+-- inputs, which a stricter isolation refuses for a time series (migration 0077).
 SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('IntervalStyle', 'postgres', false),
-       set_config('TimeZone', 'UTC', false);
+       set_config('TimeZone', 'UTC', false), set_config('default_transaction_isolation', 'read committed', false);
 
 -- name: hrwsi_roles_present
 -- Which of the roles schema.sql grants to exist on the server (roles belong to the server: a

