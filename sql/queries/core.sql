@@ -328,6 +328,59 @@ WITH claimed AS (
 )
 SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserted) AS inputs;
 
+-- name: chain_products_around_busy_series
+-- chain_products, but leaving for later each product whose time series another transaction holds
+-- (the lock, 7250010 routine/tile, that the INSERT of its inputs takes: a data engineer's INSERT not
+-- yet committed): the statement tries each series' lock without waiting and claims only products
+-- whose series it got. Run only after chain_products waited lock_timeout for such a lock, and until
+-- no product waits: chain_products took products in id order, so one busy series held the chaining
+-- of every tile and routine for as long as that transaction stayed open (found by exploratory
+-- testing). `waiting`: the products it left unchained (a busy series, or past its batch).
+WITH candidate AS (
+    SELECT p.id FROM hrwsi.product p
+    LEFT JOIN hrwsi.processing_task t ON t.id = p.task_id
+    LEFT JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE p.chained_at IS NULL
+      -- the series the INSERT of its inputs locks (hrwsi.create_tasks_for_new_inputs): a routine
+      -- reading it that is a time series, and each time series reading what such a routine writes
+      AND NOT EXISTS (
+          SELECT 1 FROM hrwsi.processing_routine r
+          JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
+          LEFT JOIN hrwsi.processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+          CROSS JOIN LATERAL (VALUES (CASE WHEN r.sequential_per_tile THEN r.name END), (d.name)) s(routine)
+          WHERE r.input_product_type = p.product_type AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+            AND s.routine IS NOT NULL
+            AND NOT pg_try_advisory_xact_lock(7250010, hashtext(s.routine || '/' || i.tile)))
+    ORDER BY p.id LIMIT $1
+    FOR UPDATE OF p SKIP LOCKED
+), claimed AS (
+    UPDATE hrwsi.product p SET chained_at = now()
+    WHERE p.id IN (SELECT id FROM candidate)
+    RETURNING p.id, p.path, p.product_type, p.task_id, p.created_at
+), inserted AS (
+    INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
+                             source, product_id, lane, campaign_id)
+    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id,
+           CASE WHEN k.id IS NOT NULL THEN k.lane WHEN upstream.priority > downstream.priority THEN t.lane END, k.id
+    FROM claimed cl
+    JOIN hrwsi.processing_routine r ON r.input_product_type = cl.product_type
+    JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
+    JOIN hrwsi.lane downstream ON downstream.name = c.lane
+    LEFT JOIN hrwsi.processing_task t ON t.id = cl.task_id
+    LEFT JOIN hrwsi.lane upstream ON upstream.name = t.lane
+    LEFT JOIN hrwsi.input i ON i.id = t.input_id
+    LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
+    WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
+      AND (k.id IS NOT NULL OR upstream.priority > downstream.priority OR c.measurement_window IS NULL
+           OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
+      AND (t.campaign_id IS NULL OR (k.chain AND k.cancelled_at IS NULL))
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
+    ON CONFLICT (processing_condition, input_path) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserted) AS inputs,
+       (SELECT count(*) FROM hrwsi.product WHERE chained_at IS NULL) - (SELECT count(*) FROM claimed) AS waiting;
+
 -- name: jobs_to_cancel
 -- Active jobs of this launcher whose task an operator cancelled.
 SELECT id FROM hrwsi.job

@@ -325,7 +325,7 @@ SELECT name FROM hrwsi.task_state;
 -- name: report_sessions_blocking_hrwsi
 -- Sessions that hold a lock a service of hrwsi waits for, most often a transaction left open in a
 -- SQL client: an INSERT of inputs of a time series holds its series' lock until it commits, and
--- the harvester's chaining of every tile waits behind it (found by exploratory testing, 2026-12-05).
+-- the products of its series wait to be chained (found by exploratory testing, 2026-12-05).
 -- The services wait `lock_timeout` (10 s), then try again: without this, nothing said why chaining
 -- stood still. Also the sessions holding an ACCESS EXCLUSIVE lock on a table of hrwsi (a LOCK
 -- TABLE, an ALTER TABLE left open), which every read waits for, whether or not a service waits
@@ -346,6 +346,18 @@ WITH blocker AS (
     WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'AccessExclusiveLock' AND n.nspname = 'hrwsi'
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND l.pid IS DISTINCT FROM pg_backend_pid()
+    UNION ALL
+    -- A time series' lock (7250010, routine/tile) held by a session of no service, in a transaction
+    -- open over 2 s (an INSERT under way holds it for less), while products wait to be chained: the
+    -- harvester chains around such a series (query chain_products_around_busy_series) without
+    -- waiting for it, so nothing else names the session.
+    SELECT l.pid, 'hrwsi-harvester (the chaining of its time series'' products)', NULL
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 7250010::oid AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.pid IS DISTINCT FROM pg_backend_pid() AND NOT starts_with(a.application_name, 'hrwsi-')
+      AND coalesce(a.xact_start < now() - interval '2 s', true)
+      AND EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.chained_at IS NULL)
 )
 SELECT b.pid, b.usename AS role, b.application_name AS application, b.state,
        extract(epoch FROM now() - b.xact_start)::float8 AS transaction_s,

@@ -15,11 +15,20 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import asyncpg
 
 from hrwsi.harvest import multi_input, sources
-from hrwsi.service import AdaptiveBatch, Service, SideTask, timed_statement
+from hrwsi.service import (
+    BUSY_SQLSTATE,
+    UNREACHABLE_LOG_EVERY_S,
+    AdaptiveBatch,
+    Service,
+    SideTask,
+    is_lock_timeout,
+    timed_statement,
+)
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -38,6 +47,10 @@ class Harvester(Service):
                                             lambda: self.instance_id, lease_held=self.lease_held,
                                             lease_s=settings.lease_timeout_s, clock=self.clock.now)
         self.chain_batch = AdaptiveBatch(BATCH)
+        # Since when (monotonic) products wait for a time series another transaction holds, and when
+        # that was last said: chaining goes around such series until none waits (None: no series busy).
+        self.busy_series_since: float | None = None
+        self.busy_series_told = 0.0
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         # Whether a multi-input rule was active at the step's last run (True until it has run).
         self.multi_input_rules = True
@@ -51,8 +64,21 @@ class Harvester(Service):
 
     async def chain(self) -> bool:
         batch = self.chain_batch.size
-        async with self.pool.acquire() as conn, timed_statement("chain_products"):
-            row = await conn.fetchrow(query("chain_products"), batch)
+        if self.busy_series_since is None:
+            started = time.monotonic()
+            try:
+                row = await self._chain("chain_products", batch)
+            except asyncpg.PostgresError as error:
+                if error.sqlstate != BUSY_SQLSTATE or not is_lock_timeout(error):
+                    raise
+                # A lock another transaction holds, most often a time series' (a data engineer's INSERT
+                # not committed yet): its products wait, every other product is chained meanwhile.
+                self.busy_series_since = started
+                row = await self._chain("chain_products_around_busy_series", batch)
+        else:
+            row = await self._chain("chain_products_around_busy_series", batch)
+        if self.busy_series_since is not None:
+            self._tell_busy_series(row["waiting"])
         self.chain_batch.succeeded()
         if row["products"]:
             # (a product nothing consumes, every leaf routine's, said "into 0 new input(s)": debug)
@@ -62,8 +88,29 @@ class Harvester(Service):
                 self.wake("multi_input")
         return row["products"] == batch
 
+    async def _chain(self, statement: str, batch: int) -> asyncpg.Record:
+        async with self.pool.acquire() as conn, timed_statement(statement):
+            return await conn.fetchrow(query(statement), batch)
+
+    def _tell_busy_series(self, waiting: int) -> None:
+        """While products wait for a time series another transaction holds, say so at once and then
+        every UNREACHABLE_LOG_EVERY_S, and look again at the backstop poll; once none waits, say so."""
+        now = time.monotonic()
+        if waiting == 0:
+            logger.info("harvester: no product waits for a time series any more (after %.0f s)",
+                        now - self.busy_series_since)
+            self.busy_series_since = None
+            return
+        if self.busy_series_told < self.busy_series_since or now - self.busy_series_told >= UNREACHABLE_LOG_EVERY_S:
+            self.busy_series_told = now
+            logger.warning("harvester: %d product(s) wait to be chained: another transaction holds the time series "
+                           "their inputs join, for %.0f s now (a data engineer's INSERT not committed? `hrwsi status` "
+                           "names the session); the other products are chained meanwhile", waiting,
+                           now - self.busy_series_since)
+        self.wake_later("chain", self.settings.backstop_poll_s)
+
     def on_statement_timeout(self, statement: str) -> str:
-        if statement == "chain_products":
+        if statement in ("chain_products", "chain_products_around_busy_series"):
             return f"it runs again on {self.chain_batch.shrink()} product(s) at a time"
         return super().on_statement_timeout(statement)
 

@@ -41,18 +41,22 @@ async def test_a_step_whose_statement_times_out_shrinks_its_batch_and_finishes(d
                for m in messages), messages
 
 
-async def test_a_transaction_left_open_on_a_time_series_is_named_while_chaining_waits_for_it(
+async def test_a_transaction_left_open_on_a_time_series_holds_only_its_series_chaining_and_is_named(
         db, database_url, settings, configure, caplog):
     # Found by exploratory testing (2026-12-05): a data engineer's INSERT on a time series, left
     # uncommitted in a SQL client, holds the series' lock; the harvester's chaining of every tile
     # waited behind it, retried every lock_timeout without a word, and `hrwsi status` said nothing.
+    # Then (2026-12-06) it was said, but the products of every other tile and routine still waited
+    # for as long as that transaction stayed open: chaining took products in id order, the first
+    # of the busy series first. Now it goes around the busy series.
     from hrwsi import reports
     configure(chain_configuration())
     db.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true WHERE name = 'snow_cover'")
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
-                  VALUES ('l1c', '/l1c/a', '32TLR', '2026-11-01T10:00Z')""")
+                  VALUES ('l1c', '/l1c/a', '32TLR', '2026-11-01T10:00Z'), ('l1c', '/l1c/b', '33UUP', '2026-11-01T10:00Z')""")
     db.execute("""INSERT INTO hrwsi.product (task_id, path, product_type)
-                  SELECT t.id, '/l2a/a', 'L2A' FROM hrwsi.processing_task t""")
+                  SELECT t.id, replace(i.input_path, 'l1c', 'l2a'), 'L2A' FROM hrwsi.processing_task t
+                  JOIN hrwsi.input i ON i.id = t.input_id ORDER BY i.input_path""")
     forgotten = psycopg.connect(database_url)  # the data engineer's session: an INSERT, and no COMMIT yet
     forgotten.execute("SET application_name = 'psql'")
     forgotten.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
@@ -61,26 +65,24 @@ async def test_a_transaction_left_open_on_a_time_series_is_named_while_chaining_
                              server_settings={"lock_timeout": "300"})
     try:
         harvester = Harvester(pool, settings)
-        caplog.set_level(logging.INFO, "hrwsi.service")
-        waiting = asyncio.create_task(harvester.run_step("chain"))
-        blocking = []
-        for _ in range(100):  # while the step waits for the lock, status names who holds it
-            blocking = reports.status(db)["blocking_sessions"]
-            if blocking:
-                break
-            await asyncio.sleep(0.01)
-        await waiting
+        caplog.set_level(logging.INFO, "hrwsi")
+        assert not await harvester.run_step("chain")
+        chained = db.execute("SELECT input_path FROM hrwsi.input WHERE source = 'chaining'").fetchall()
+        assert chained == [("/l2a/b",)], "the other tile's product is chained; the busy series' waits"
+        await asyncio.sleep(2.1)  # (a transaction open this long is named: an INSERT under way is not)
+        blocking = reports.status(db)["blocking_sessions"]
         assert [(s["application"], s["state"], s["waiting"]) for s in blocking] == [
-            ("psql", "idle in transaction", ["hrwsi-harvester-pool"])]
+            ("psql", "idle in transaction", ["hrwsi-harvester (the chaining of its time series' products)"])]
         assert f"pg_terminate_backend({blocking[0]['pid']})" in blocking[0]["next"]
         forgotten.commit()
         await harvester.run_step("chain")
+        assert reports.status(db)["blocking_sessions"] == []
     finally:
         forgotten.close()
         await pool.close()
     messages = [r.getMessage() for r in caplog.records]
-    assert any("step chain could not get, within lock_timeout, a lock another session holds" in m
-               and "hrwsi status" in m
+    assert any("harvester: 1 product(s) wait to be chained: another transaction holds the time series" in m
+               and "hrwsi status" in m and "the other products are chained meanwhile" in m
                for m in messages), messages
-    assert any("step chain got its lock (after 1 wait(s)" in m for m in messages), messages
+    assert any("harvester: no product waits for a time series any more" in m for m in messages), messages
     assert db.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/l2a/a'").fetchone()[0] == 1
