@@ -201,6 +201,17 @@ def test_a_routine_that_cannot_start_has_an_outcome_that_says_why(tmp_path):
     assert "cannot start the routine" in written["error"]
 
 
+def test_a_routine_whose_program_is_empty_has_an_outcome_that_says_why_not_a_dead_supervisor(tmp_path):
+    # Found by exploratory testing: a routine's command ARRAY[''] (an UPDATE by hand; the database
+    # takes it) made posix_spawnp raise ValueError, the supervisor died without an outcome, and each
+    # attempt was recorded lost (never the routine's failure), retried without limit.
+    argv = [*SUPERVISOR_ARGV, "--attempt-dir", str(tmp_path), "--", ""]
+    assert subprocess.run(argv, capture_output=True, timeout=GUARD_S).returncode == 0
+    written = outcome(tmp_path)
+    assert written["exit_code"] == local_supervisor.CANNOT_START_EXIT_CODE
+    assert written["error"].startswith("cannot start the routine '': "), written["error"]
+
+
 @pytest.mark.parametrize("name", [local_supervisor.TOMBSTONE_FILE, local_supervisor.EXIT_FILE])
 def test_the_module_runs_with_python_minus_m_too(tmp_path, name):
     (tmp_path / name).write_text("{}")

@@ -392,7 +392,8 @@ class Supervisor:
         """Start the routine in a session (and process group) of its own, stdin from /dev/null, in
         `cwd`, with SIGPIPE and SIGXFSZ back to their defaults (Python ignores them; what
         subprocess.Popen does too). posix_spawn reports a program that cannot be executed as OSError
-        here. The supervisor's own descriptors (its lock, its wake-up pipe) are close-on-exec."""
+        here, an empty program name as ValueError. The supervisor's own descriptors (its lock, its
+        wake-up pipe) are close-on-exec."""
         if self.cwd:
             os.chdir(self.cwd)  # the routine's working directory: posix_spawn has no option for it
         return os.posix_spawnp(self.argv[0], self.argv, os.environ, setsid=True,
@@ -407,7 +408,9 @@ class Supervisor:
                     "timed_out": False, "stopped": True, "error": None}
         try:
             self.routine = self.spawn()
-        except OSError as error:
+        except (OSError, ValueError) as error:
+            # (ValueError: an empty program name, ARRAY[''] set by hand: the supervisor died without an
+            # outcome, and each attempt was recorded lost, retried without limit)
             return {"exit_code": CANNOT_START_EXIT_CODE, "signal": None, "started_at": started,
                     "finished_at": _now(), "timed_out": False, "stopped": False,
                     "error": f"cannot start the routine {self.argv[0]!r}: {error}"}
