@@ -313,7 +313,7 @@ class Launcher(Service):
             return None
         return (f"attempts lose their storage: {trouble.count} attempt(s) lost (storage_unavailable) and none "
                 f"given its storage since; the last: {trouble.last}; each is retried as a new attempt, not charged "
-                "to the routine (a full or read-only products storage?)"), trouble.since
+                "to the routine (a full or read-only products or logs storage?)"), trouble.since
 
     def _lost_to_the_storage(self, reason: str) -> None:
         trouble = self._storage_trouble

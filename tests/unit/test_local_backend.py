@@ -194,6 +194,26 @@ async def test_an_attempt_whose_directory_cannot_be_made_is_lost_not_failed_and_
     await backend.close()
 
 
+@pytest.mark.parametrize("first_start", [True, False])
+async def test_an_attempt_whose_log_cannot_be_opened_is_lost_to_the_storage_not_failed_and_nothing_runs(tmp_path,
+                                                                                                       first_start):
+    # Found by exploratory testing (2026-12-06): with the log storage read-only, each attempt was
+    # the routine's failure ("the backend refused the job: [Errno 30] Read-only file system: '...log'"),
+    # its tasks were terminated and the routine held, where README promises a lost attempt, retried
+    # and never charged. (A directory where the log goes fails to open alike, whoever runs the test.)
+    spec = spec_in(tmp_path)
+    Path(spec.log_path).mkdir(parents=True)
+    backend = LocalBackend()
+    with pytest.raises(AttemptLost) as lost:
+        await backend.submit(spec, first_start=first_start)
+    assert lost.value.fault == "storage_unavailable"
+    assert f"could not open the attempt's log {spec.log_path}" in str(lost.value)
+    assert "not the routine's fault" in str(lost.value)
+    assert not (tmp_path / "task-1" / "runs").exists()
+    assert backend._slots._value == backend.max_concurrent_jobs  # (its process slot given back)
+    await backend.close()
+
+
 def test_launchers_sharing_a_data_directory_share_its_site_and_others_do_not(tmp_path):
     """The site a launcher records with its lease: only launchers that see the same attempts' files
     adopt each other's local jobs. Made once, also by launchers starting at once."""

@@ -36,6 +36,7 @@ import psutil
 import hrwsi.backends.local_supervisor as local_supervisor
 from hrwsi.backends.base import (
     SECRET_NAME,
+    AttemptLost,
     Backend,
     JobOutcome,
     JobSpec,
@@ -106,7 +107,15 @@ def start_supervisor(spec: JobSpec, grace_s: float, first_start: bool) -> tuple[
         prepare_attempt(spec)
     else:
         spec.prepare_paths()
-    with open(spec.log_path, "ab") as log:
+    try:
+        log = open(spec.log_path, "ab")  # noqa: SIM115 - closed below, once the supervisor has it
+    except OSError as error:
+        # A read-only or full log storage (or a directory where the log goes) is no fault of the
+        # routine, which has not run: it was "the backend refused the job", charged to the routine,
+        # and its tasks were terminated and the routine held (found by exploratory testing).
+        raise AttemptLost("storage_unavailable", f"could not open the attempt's log {spec.log_path}: "
+                          f"{error.strerror or error}; nothing ran, not the routine's fault: it is retried") from None
+    with log:
         process = subprocess.Popen(supervisor_argv(spec, grace_s), stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, env=routine_environment(spec), cwd=spec.output_dir,
                                    start_new_session=True)
