@@ -28,7 +28,7 @@ from hrwsi.sql_files import query
 from hrwsi.web.app import ERROR_RETRY_S, Dashboard
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
 from hrwsi.web.config import HostPolicy, WebSettings
-from hrwsi.web.data import OverviewCache
+from hrwsi.web.data import LOCK_WAIT_S, SESSION_SETTINGS, OverviewCache
 from hrwsi.web.live import TABLE_CHANNELS, LiveHub
 from hrwsi.web.service import WebService
 from tests.integration.conftest import single_routine_configuration, wait_until_true
@@ -52,7 +52,7 @@ def scenario(db, data_dir):
 
 @asynccontextmanager
 async def dashboard(url: str, data_dir: Path, tokens: str = TOKENS, hosts: HostPolicy | None = None):
-    pool = await create_pool(url, min_size=0, max_size=3, server_settings={"plan_cache_mode": "force_custom_plan"})
+    pool = await create_pool(url, min_size=0, max_size=3, server_settings=SESSION_SETTINGS)  # (the service's)
     app = Dashboard(pool, LiveHub(), OverviewCache(pool, 30.0), Authenticator(parse_tokens(tokens)), data_dir,
                     hosts=hosts)
     try:
@@ -444,6 +444,30 @@ async def test_an_unreachable_database_is_a_page_that_says_so(tmp_path):
         assert "The database cannot be reached right now" in page
         response = await client.get("/api/tasks")
         assert response.status == 503 and "cannot be reached" in (await response.json())["error"]
+
+
+async def test_a_table_locked_by_another_session_is_a_page_that_names_it_within_seconds(database_url, scenario,
+                                                                                           data_dir):
+    # Found by exploratory testing (2026-12-06): behind a DBA's LOCK TABLE ... IN ACCESS EXCLUSIVE MODE
+    # left open in psql, the overview answered nothing for 45 s, until the lock went, and then as if
+    # nothing had happened; `hrwsi status` named the session within 2 s.
+    with psycopg.connect(database_url) as dba:
+        dba.execute("SET application_name = 'psql'")
+        dba.execute("LOCK TABLE hrwsi.job IN ACCESS EXCLUSIVE MODE")
+        pid = dba.info.backend_pid
+        async with dashboard(database_url, data_dir) as client:
+            for path in ("/", "/api/overview", "/tasks/1"):
+                async with asyncio.timeout(LOCK_WAIT_S + 10):
+                    response = await client.get(path)
+                body = await response.text()
+                assert response.status == 503, (path, response.status, body[:500])
+                said = visible(body) if not path.startswith("/api/") else json.loads(body)["error"]
+                assert f"pid {pid} (role " in said and "psql" in said, said
+                assert "ACCESS EXCLUSIVE lock on hrwsi.job" in said, said
+                assert f"SELECT pg_terminate_backend({pid})" in said, said
+            assert f'data-retry="{ERROR_RETRY_S}"' in await text_of(client, "/", status=503)
+            dba.rollback()
+            await text_of(client, "/")  # (200 once the lock is let go)
 
 
 async def test_an_open_page_hears_of_a_change_from_the_database_notifications(database_url, scenario, data_dir,

@@ -25,6 +25,8 @@ from aiohttp import web
 from markupsafe import Markup
 
 from hrwsi.database import TRANSIENT_DATABASE_ERRORS
+from hrwsi.reports import blocking_session_next_step
+from hrwsi.service import is_lock_timeout
 from hrwsi.sql_files import query
 from hrwsi.terminal import in_page
 from hrwsi.web import data, gantt
@@ -187,6 +189,10 @@ class Dashboard:
             logger.info("web: %s %s: the database refused a value of the request: %s", request.method, request.path,
                         error)
             response = self._error(request, 400, f"The database cannot take a value of this request: {error}")
+        except asyncpg.LockNotAvailableError as error:
+            if not is_lock_timeout(error):
+                raise
+            response = await self._locked(request)
         except TRANSIENT_DATABASE_ERRORS as error:
             if _the_client_left(request, error):
                 # (OSError is among the database's errors: a page closed while its answer was written
@@ -216,6 +222,31 @@ class Dashboard:
         else:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    async def _locked(self, request: web.Request) -> web.Response:
+        """A read that waited data.LOCK_WAIT_S for a lock another session holds: 503, naming the
+        sessions holding such locks and what to do, as `hrwsi status` does. They are read from the
+        server's views, which no table lock blocks."""
+        try:
+            async with self.pool.acquire() as conn:
+                sessions = [dict(r) for r in await conn.fetch(query("report_sessions_blocking_hrwsi"))]
+        except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError):
+            sessions = []
+        said = "; ".join(
+            f"pid {s['pid']} (role {s['role'] or '?'}, {s['application'] or 'no application name'}"
+            + (f", transaction open {s['transaction_s']:.0f} s" if s["transaction_s"] is not None else "") + ")"
+            + (f" holds an ACCESS EXCLUSIVE lock on {', '.join(s['locked'])}" if s["locked"] else " holds a lock")
+            + f": {blocking_session_next_step(s['pid'])}" for s in sessions)
+        logger.warning("web: %s %s: a lock another session holds kept it from being read within %g s (%s)",
+                       request.method, request.path, data.LOCK_WAIT_S,
+                       ", ".join(f"pid {s['pid']}" for s in sessions) or "the session let it go since")
+        message = (f"hrwsi's tables could not be read within {data.LOCK_WAIT_S:g} s: another session holds a lock on "
+                   "them" + (f". {said}." if said else " (it was let go since)."))
+        if request.method == "GET":
+            message += " This page comes back by itself when the lock is let go."
+        else:  # (a form's POST is never sent again behind the operator's back)
+            message += " Nothing was done: go back and try again once the lock is let go."
+        return self._error(request, 503, message, retry_s=ERROR_RETRY_S if request.method == "GET" else None)
 
     def _error(self, request: web.Request, status: int, message: str, retry_s: int | None = None) -> web.Response:
         if request.path.startswith("/api/") or request.headers.get("X-HRWSI-Fragments"):

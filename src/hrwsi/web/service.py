@@ -23,7 +23,7 @@ from hrwsi.service import Service, SideTask
 from hrwsi.settings import Settings
 from hrwsi.web.app import Dashboard
 from hrwsi.web.config import WebSettings
-from hrwsi.web.data import OverviewCache
+from hrwsi.web.data import SESSION_SETTINGS, OverviewCache
 from hrwsi.web.live import CHANNELS, LiveHub
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class WebService(Service):
         # min_size=0: the pages answer "database unreachable" while it is, rather than not at all.
         self._read_pool = await create_pool(url, min_size=0, max_size=self.web_settings.pool_size,
                                             application_name="hrwsi-web",
-                                            server_settings={"plan_cache_mode": "force_custom_plan"})
+                                            server_settings=SESSION_SETTINGS)
         self.overview = OverviewCache(self._read_pool, liveness_limit_s(self.settings))
         self.endpoints = endpoints = InstanceEndpoints(self.instances, self.pool, self.settings)
         dashboard = Dashboard(self._read_pool, self.hub, self.overview, self.web_settings.auth,
