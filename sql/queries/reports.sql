@@ -17,6 +17,23 @@ WHERE j.state = 'queued' AND j.submitted_at < now() - make_interval(secs => %(af
 ORDER BY j.submitted_at, j.id
 LIMIT %(limit)s;
 
+-- name: report_jobs_running_long
+-- Jobs running longer than `factor` times their routine's expected duration and at least `min_s`
+-- seconds, the longest first, with the routine's timeout (NULL: nothing stops it): a job running ten
+-- times its expected time (a routine hung on a stalled mount, say) was said nowhere, while the plan
+-- counted on its worker at its expected end (found by exploratory testing). job_active_idx.
+SELECT j.task_id, t.routine, j.attempt, j.backend_job_id, j.worker,
+       extract(epoch FROM now() - j.started_at)::float8 AS running_s,
+       extract(epoch FROM r.expected_duration)::float8 AS expected_s,
+       extract(epoch FROM r.timeout)::float8 AS timeout_s, count(*) OVER () AS total
+FROM hrwsi.job j
+JOIN hrwsi.processing_task t ON t.id = j.task_id
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+WHERE j.state = 'running'
+  AND j.started_at < now() - greatest(r.expected_duration * %(factor)s, make_interval(secs => %(min_s)s))
+ORDER BY j.started_at, j.id
+LIMIT %(limit)s;
+
 -- name: report_recent_failures
 SELECT j.task_id, t.routine, j.attempt, j.state, j.exit_code, j.message, j.finished_at, j.log_path
 FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id

@@ -82,6 +82,20 @@ WHERE j.state = 'queued' AND j.submitted_at < now() - make_interval(secs => $1)
 ORDER BY j.submitted_at, j.id
 LIMIT $2;
 
+-- name: web_jobs_running_long
+-- As report_jobs_running_long: running longer than $1 times the expected duration and at least $2 s.
+SELECT j.task_id, t.routine, j.attempt, j.backend_job_id, j.worker,
+       extract(epoch FROM now() - j.started_at)::float8 AS running_s,
+       extract(epoch FROM r.expected_duration)::float8 AS expected_s,
+       extract(epoch FROM r.timeout)::float8 AS timeout_s, count(*) OVER () AS total
+FROM hrwsi.job j
+JOIN hrwsi.processing_task t ON t.id = j.task_id
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+WHERE j.state = 'running'
+  AND j.started_at < now() - greatest(r.expected_duration * $1::float8, make_interval(secs => $2))
+ORDER BY j.started_at, j.id
+LIMIT $3;
+
 -- name: web_services
 SELECT id, kind, host, pid, version, started_at, heartbeat_at,
        extract(epoch FROM now() - heartbeat_at)::float8 AS age_s, problem, problem_since, code_dir, code_fingerprint

@@ -62,6 +62,13 @@ LOCKED_READ_WAIT_MS = 100
 # reason (a Nomad job waits a few seconds for its placement; one not placed in a minute is worth a look).
 QUEUED_LONG_AFTER_S = 60.0
 QUEUED_LONG_SHOWN = 10
+# Jobs running longer than this many times their routine's expected duration (and at least
+# RUNNING_LONG_MIN_S) are named in status and on the dashboard: a routine hung on a stalled mount
+# ran on, said nowhere, while the plan counted on its worker at its expected end. The floor keeps
+# a routine of seconds, whose start-up alone may triple it, out of the list.
+RUNNING_LONG_FACTOR = 3.0
+RUNNING_LONG_MIN_S = 60.0
+RUNNING_LONG_SHOWN = 10
 
 
 def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 30.0,
@@ -111,6 +118,11 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 for r in conn.execute(query("report_recent_failures"), {"limit": failures})]),
             "queued_long": read("the jobs queued in the backend", [], lambda: _rows(
                 conn, "report_jobs_queued_long", {"after_s": QUEUED_LONG_AFTER_S, "limit": QUEUED_LONG_SHOWN})),
+            "running_long": read("the jobs running long", [], lambda: [
+                row | {"next": running_long_next_step(row)}
+                for row in _rows(conn, "report_jobs_running_long", {"factor": RUNNING_LONG_FACTOR,
+                                                                    "min_s": RUNNING_LONG_MIN_S,
+                                                                    "limit": RUNNING_LONG_SHOWN})]),
             "services": read("the services", [], lambda: _rows(conn, "report_services")),
             "sources": read("the harvest sources", [], lambda: [
                 row | {"next": source_next_step(row)}
@@ -167,6 +179,17 @@ def source_next_step(source: dict) -> str:
         return f"its last run failed: {source['last_error']}; it is tried again{when} (`hrwsi sources`)"
     return (f"due since {source['next_run_at']:%H:%M:%S} UTC and no harvester runs it: is a harvester running "
             "(`hrwsi health harvester`), or are all its slots taken (HRWSI_HARVEST_CONCURRENCY)?")
+
+
+def running_long_next_step(job: dict) -> str:
+    """What happens to a job running far past its expected duration, and what ops may do, in words."""
+    task = job["task_id"]
+    if job["timeout_s"] is None:
+        ends = f"routine {job['routine']} has no timeout_s: nothing stops it"
+    else:
+        ends = f"it is stopped and failed at its routine's timeout_s ({job['timeout_s']:g} s)"
+    return (f"{ends}; read its log (`hrwsi logs {task} --follow`), and if it hangs, `hrwsi cancel {task}` stops it "
+            f"(then `hrwsi retry {task}`)")
 
 
 def blocking_session_next_step(pid: int) -> str:

@@ -206,11 +206,12 @@ def test_status_answers_within_seconds_while_a_session_locks_a_table_and_names_t
         locker.rollback()
     assert took < 8, took
     out = " ".join(result.stdout.split())
-    assert ("could not read the jobs, the recent failures, the jobs queued in the backend within 2 s: a lock is held; "
-            "see below") in out, out
+    assert ("could not read the jobs, the recent failures, the jobs queued in the backend, the jobs running long within "
+            "2 s: a lock is held; see below") in out, out
     assert f"a session holds a lock hrwsi waits for: pid {pid} (role" in out and "psql" in out, out
     assert "holds an ACCESS EXCLUSIVE lock on: hrwsi.job" in out and f"pg_terminate_backend({pid})" in out, out
-    assert data["unread"] == ["the jobs", "the recent failures", "the jobs queued in the backend"] and data["tasks"] == {}
+    assert data["unread"] == ["the jobs", "the recent failures", "the jobs queued in the backend",
+                              "the jobs running long"] and data["tasks"] == {}
     assert [(s["pid"], s["locked"]) for s in data["blocking_sessions"]] == [(pid, ["hrwsi.job"])]
     assert "could not read" not in run(["status"], env).stdout
 
@@ -232,6 +233,28 @@ def test_status_names_the_jobs_queued_in_the_backend_for_over_a_minute_with_the_
     assert "hrwsi-work-q1-1" not in said  # (queued for seconds: placing it is under way)
     queued = json.loads(run(["status", "--json"], env).stdout)["queued_long"]
     assert [job["backend_job_id"] for job in queued] == ["hrwsi-work-q0-1"]
+
+
+def test_status_names_a_job_running_far_longer_than_its_routine_is_expected_to_and_what_happens_next(db, env):
+    # Found by exploratory testing (2026-12-06): a job running ten times its expected time (a routine
+    # hung on a stalled mount, with no timeout) was said nowhere: status counted it running.
+    load(db, single_routine_configuration(["true"]))  # (expected_duration_s = 1)
+    tasks = [make_task(db, f"/in/r{n}", condition="in", state="planned") for n in range(3)]
+    for n, (task, running_s) in enumerate(zip(tasks, (600, 30, 50), strict=True)):
+        db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (task,))
+        db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, worker, submitted_at, "
+                   "started_at) VALUES (%s, 1, 'local', %s, 'running', 'w01', now() - %s * interval '1 s', "
+                   "now() - %s * interval '1 s')", (task, f"hrwsi-work-r{n}-1", running_s, running_s))
+    said = " ".join(run(["status"], env).stdout.split())
+    assert "jobs running far longer than expected:" in said, said
+    assert re.search(rf"task {tasks[0]} \(work\) attempt 1, job hrwsi-work-r0-1 on w01: running 10 min, expected 1 s "
+                     rf"\(60[0-9]x\) next: routine work has no timeout_s: nothing stops it; read its log "
+                     rf"\(`hrwsi logs {tasks[0]} --follow`\), and if it hangs, `hrwsi cancel {tasks[0]}` stops it", said), said
+    assert "hrwsi-work-r1-1" not in said and "hrwsi-work-r2-1" not in said  # (under a minute: start-up may triple it)
+    db.execute("UPDATE hrwsi.processing_routine SET timeout = interval '2 hours'")
+    running = json.loads(run(["status", "--json"], env).stdout)["running_long"]
+    assert [(job["backend_job_id"], job["timeout_s"]) for job in running] == [("hrwsi-work-r0-1", 7200.0)]
+    assert running[0]["next"].startswith("it is stopped and failed at its routine's timeout_s (7200 s)")
 
 
 def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):

@@ -137,6 +137,22 @@ async def test_the_overview_names_jobs_queued_in_the_backend_for_over_a_minute_w
                      + re.escape(reason), page), page
 
 
+async def test_the_overview_names_a_job_running_far_longer_than_its_routine_is_expected_to_with_what_next(
+        database_url, scenario, data_dir, db):
+    # Found by exploratory testing (2026-12-06): a job running ten times its expected time (a routine
+    # hung on a stalled mount, with no timeout_s) was said nowhere; the overview counted it running.
+    db.execute("UPDATE hrwsi.job SET started_at = now() - interval '10 hours' WHERE task_id = %s", (scenario.running,))
+    db.execute("UPDATE hrwsi.processing_routine SET timeout = NULL WHERE name = 'atmospheric_correction'")
+    expected_s = db.execute("SELECT extract(epoch FROM expected_duration) FROM hrwsi.processing_routine "
+                            "WHERE name = 'atmospheric_correction'").fetchone()[0]
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert "Jobs running far longer than expected" in page, page
+    assert re.search(rf"atmospheric_correction {scenario.running} attempt 1 on w02, running 3600[0-9] s, expected "
+                     rf"{float(expected_s):g} s: routine atmospheric_correction has no timeout_s: nothing stops it; ", page), page
+    assert f"`hrwsi cancel {scenario.running}` stops it" in page
+
+
 async def test_the_timeliness_section_shows_the_timeliness_view(database_url, scenario, data_dir, db):
     rows = db.execute("SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_publication_s "
                       "FROM hrwsi.timeliness WHERE routine = 'snow_cover'").fetchall()

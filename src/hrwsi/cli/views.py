@@ -131,6 +131,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         for item in data["unplannable"]:
             line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
     _queued_long(console, data.get("queued_long") or [])
+    _running_long(console, data.get("running_long") or [])
     _services(console, data["services"], stale_after_s, data.get("versions"))
     for session in data.get("blocking_sessions", []):
         opened = session["transaction_s"]
@@ -205,6 +206,28 @@ def _queued_long(console: Console, jobs: list[dict]) -> None:
         line(console, f"  task {job['task_id']} ({job['routine']}) attempt {job['attempt']}, job {job['backend_job_id']}"
                       f" on {job['worker'] or '?'}, queued {job['queued_s']:.0f} s: ",
              " ".join((job["message"] or "no reason given").split())[:300])
+
+
+def _running_long(console: Console, jobs: list[dict]) -> None:
+    """Jobs running far past their routine's expected duration (reports.RUNNING_LONG_FACTOR), with what happens next."""
+    if not jobs:
+        return
+    total = jobs[0]["total"]
+    console.print("[yellow]jobs running far longer than expected"
+                  + (f" (the longest {len(jobs)} of {total:,}):" if total > len(jobs) else ":") + "[/yellow]")
+    for job in jobs:
+        line(console, f"  task {job['task_id']} ({job['routine']}) attempt {job['attempt']}, job {job['backend_job_id']}"
+                      f" on {job['worker'] or '?'}: running {_duration(job['running_s'])}, expected "
+                      f"{_duration(job['expected_s'])} ({job['running_s'] / job['expected_s']:.0f}x)")
+        line(console, "    next: ", job["next"])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _held(console: Console, data: dict) -> None:

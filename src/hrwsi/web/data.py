@@ -19,7 +19,14 @@ import asyncpg
 from hrwsi import migrations, timeliness
 from hrwsi.harvest.sources import describe_source
 from hrwsi.installed_code import mark_changed
-from hrwsi.reports import QUEUED_LONG_AFTER_S, QUEUED_LONG_SHOWN
+from hrwsi.reports import (
+    QUEUED_LONG_AFTER_S,
+    QUEUED_LONG_SHOWN,
+    RUNNING_LONG_FACTOR,
+    RUNNING_LONG_MIN_S,
+    RUNNING_LONG_SHOWN,
+    running_long_next_step,
+)
 from hrwsi.sql_files import query
 
 # The order states are shown in: the flow of a task, then the ends.
@@ -74,6 +81,7 @@ class Overview:
     failures: list
     unplannable: list
     queued_long: list  # jobs queued in the backend over a minute, with its reason (reports.QUEUED_LONG_AFTER_S)
+    running_long: list  # jobs running far past their expected duration (reports.RUNNING_LONG_FACTOR), with what next
     timeliness: dict | None
     latest_plan: dict | None
     versions: dict = field(default_factory=dict)  # migrations.service_versions of the services alive
@@ -143,6 +151,9 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
         unplannable=[dict(r) for r in await conn.fetch(query("web_unplannable"), 20)],
         queued_long=[dict(r) for r in await conn.fetch(query("web_jobs_queued_long"), QUEUED_LONG_AFTER_S,
                                                       QUEUED_LONG_SHOWN)],
+        running_long=[dict(r) | {"next": running_long_next_step(r)}
+                      for r in await conn.fetch(query("web_jobs_running_long"), RUNNING_LONG_FACTOR, RUNNING_LONG_MIN_S,
+                                                RUNNING_LONG_SHOWN)],
         timeliness=await read_timeliness(conn),
         latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
     newest = await conn.fetchrow(query("newest_migration_recorded"))
