@@ -52,6 +52,10 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or started; the message says what to do."""
 
 
+class ConnectionsFull(DatabaseUnavailable):
+    """The server refused a connection for want of a slot; the message says what to do."""
+
+
 # The longest a service's statement may take on the pool (asyncpg's command_timeout), in seconds.
 COMMAND_TIMEOUT_S = 60.0
 
@@ -380,6 +384,21 @@ SESSION_SETTINGS = {"DateStyle": "ISO, MDY", "TimeZone": "UTC"}
 CONNECT_TIMEOUT_S = 5
 
 
+# The server's refusals of a connection for want of a slot (SQLSTATE 53300, which libpq does not hand
+# psycopg at connect: told by its text), and what to do. Such a refusal was said as "check that the
+# server runs and that HRWSI_DATABASE_URL names it", true of neither (found by exploratory testing).
+CONNECTIONS_FULL = ("too many clients already", "remaining connection slots are reserved",
+                    "too many connections for role", "too many connections for database")
+CONNECTIONS_FULL_NEXT = ("max_connections, or a role's or database's CONNECTION LIMIT, is reached; see who holds them "
+                         "(SELECT application_name, usename, count(*) FROM pg_stat_activity GROUP BY 1, 2: hrwsi's are "
+                         "hrwsi-...), end what need not run, or raise the limit (README.md, Connections)")
+
+
+def one_line(error: BaseException) -> str:
+    """An error's text on one line (libpq's messages span several)."""
+    return " ".join(str(error).split())
+
+
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     timeout = {} if "connect_timeout" in psycopg.conninfo.conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
@@ -389,6 +408,9 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
             raise DatabaseUnavailable(f"the database does not answer: {redact(url)} made no connection within "
                                       f"{timeout.get('connect_timeout', 'its connect_timeout')} s (its server "
                                       "stopped or overloaded?)") from error
+        if any(refusal in str(error) for refusal in CONNECTIONS_FULL):
+            raise ConnectionsFull(f"the database server of {redact(url)} runs but takes no more connections "
+                                      f"({one_line(error)}): {CONNECTIONS_FULL_NEXT}") from error
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {error}") from error
     try:
         conn.execute(query("session_settings"))

@@ -304,3 +304,17 @@ def test_db_init_refuses_a_template_database_and_names_the_database_it_installs_
     assert "password" not in installed
     again = run(["db", "init"], {**env, "HRWSI_DATABASE_URL": empty_database_url}).stdout
     assert f"schema up to date in database {name}" in " ".join(again.split())
+
+
+def test_a_server_that_takes_no_more_connections_is_said_so_not_taken_for_one_that_does_not_run(env, db, database_url,
+                                                                                                 login_role):
+    # Found by exploratory testing (2026-12-06): with max_connections reached, `hrwsi status` said "FATAL:
+    # sorry, too many clients already; check that the server runs and that HRWSI_DATABASE_URL names it",
+    # true of neither. A role's CONNECTION LIMIT is refused alike ("too many connections for role").
+    import psycopg
+    db.execute(psycopg.sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(psycopg.sql.Identifier(login_role)))
+    line = one_line_error(run(["status"], {**env, "HRWSI_DATABASE_URL": as_role(database_url, login_role)}, check=False),
+                          "runs but takes no more connections", f'too many connections for role "{login_role}"',
+                          "max_connections, or a role's or database's CONNECTION LIMIT, is reached", "pg_stat_activity",
+                          code=2)
+    assert "check that the server runs" not in line

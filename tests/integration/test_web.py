@@ -486,6 +486,22 @@ async def test_a_table_locked_by_another_session_is_a_page_that_names_it_within_
             await text_of(client, "/")  # (200 once the lock is let go)
 
 
+async def test_a_server_that_takes_no_more_connections_is_a_page_that_says_so_not_an_unreachable_one(database_url,
+                                                                                                     data_dir, db):
+    # Found by exploratory testing (2026-12-06): with max_connections reached the dashboard said "The
+    # database cannot be reached right now", and logged "the database is unreachable", of a server that ran.
+    role = "hrwsi_test_full_role"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 0").format(sql.Identifier(role)))
+    try:
+        async with dashboard(database_url.replace("postgresql://postgres@", f"postgresql://{role}@"), data_dir) as client:
+            page = visible(await text_of(client, "/", status=503))
+            assert "The database server takes no more connections right now (max_connections, or a CONNECTION " \
+                   "LIMIT, is reached" in page, page
+            assert "cannot be reached" not in page
+    finally:
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 async def test_an_open_page_hears_of_a_change_from_the_database_notifications(database_url, scenario, data_dir,
                                                                               settings, db):
     service = WebService(await create_pool(database_url, max_size=3), settings,

@@ -12,7 +12,7 @@ import psycopg
 import psycopg.errors
 import psycopg.sql
 
-from hrwsi.database import DatabaseUnavailable, redact
+from hrwsi.database import ConnectionsFull, DatabaseUnavailable, redact
 
 _NO_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction,
               psycopg.errors.UndefinedColumn, asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError,
@@ -120,7 +120,8 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
     if isinstance(error, DatabaseUnavailable):
         from hrwsi.database_trouble import UnusablePooler
 
-        advice = "" if "hrwsi db start" in str(error) or isinstance(error, UnusablePooler) else \
+        said = "hrwsi db start" in str(error) or isinstance(error, (UnusablePooler, ConnectionsFull))
+        advice = "" if said else \
             "; check that the server runs and that HRWSI_DATABASE_URL names it (or unset it for the embedded server)"
         return _one_line(error) + advice, 2
     if isinstance(error, _NO_SCHEMA):

@@ -24,7 +24,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from hrwsi.database import TRANSIENT_DATABASE_ERRORS
+from hrwsi.database import CONNECTIONS_FULL_NEXT, TRANSIENT_DATABASE_ERRORS
 from hrwsi.reports import blocking_session_next_step
 from hrwsi.service import is_lock_timeout
 from hrwsi.sql_files import query
@@ -199,12 +199,19 @@ class Dashboard:
                 # was logged as "the database is unreachable", and an alert on that line fired)
                 logger.debug("web: %s %s: the client went away (%s)", request.method, request.path, type(error).__name__)
                 return web.Response(status=CLIENT_CLOSED_REQUEST, reason="Client Closed Request")
-            logger.warning("web: %s %s: the database is unreachable (%s)", request.method, request.path,
-                           type(error).__name__)
+            # (a server out of connection slots runs: "unreachable" sent ops to look for it; found by
+            # exploratory testing)
+            full = isinstance(error, asyncpg.TooManyConnectionsError)
+            logger.warning("web: %s %s: %s (%s)", request.method, request.path,
+                           f"the database takes no more connections: {CONNECTIONS_FULL_NEXT}" if full
+                           else "the database is unreachable", type(error).__name__)
+            what = ("The database server takes no more connections right now (max_connections, or a CONNECTION LIMIT, "
+                    "is reached: the dashboard's log says what to do)" if full
+                    else "The database cannot be reached right now")
             if request.method == "GET":  # (the page asks for itself again: app.js, data-retry)
-                message = "The database cannot be reached right now; this page comes back by itself when it can."
+                message = f"{what}; this page comes back by itself when it can."
             else:  # (a form's POST is never sent again behind the operator's back)
-                message = "The database cannot be reached right now; go back and try again in a moment."
+                message = f"{what}; go back and try again in a moment."
             response = self._error(request, 503, message, retry_s=ERROR_RETRY_S if request.method == "GET" else None)
         except web.HTTPException as error:
             if error.status >= 400 and error.content_type != "application/json":
