@@ -126,6 +126,24 @@ def test_in_80_columns_every_time_is_printed_whole(production, env, command):
     assert times and all(_as_printed(value) in printed for value in times), printed
 
 
+@pytest.mark.parametrize("command, names", [
+    ("status", ("orchestrator-prod-orchestrator-01-1234", "prod-orchestrator-01.example.org", "launcher-prod-2-99",
+                "0.1.0+schema0074")),
+    ("alerts", ("task_terminated", "deadline_missed", "task 4 (work) missed its deadline"))])
+def test_in_80_columns_every_name_that_tells_rows_apart_is_printed_whole(production, env, command, names):
+    # Found by exploratory testing (2026-12-06): at 80 columns (an ssh terminal's, and the width when
+    # piped) `hrwsi status` cut each service's kind, instance and version to six characters, `harve…`,
+    # `launc…`, `0.1.0…`, and its stale-heartbeat sentence to a column of words; `hrwsi alerts` its kinds.
+    production.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, heartbeat_at)
+                          VALUES ('launcher-prod-2-99', 'launcher', 'prod-2', 99, '0.1.0+schema0074',
+                                  now() - interval '5 minutes')""")
+    production.execute("UPDATE hrwsi.alert SET sent_at = NULL")  # (none sent: the table fitted, its kinds cut)
+    printed = run(command.split(), {**env, "COLUMNS": "80"}).stdout
+    assert all(name in printed for name in names), printed
+    if command == "status":
+        assert "(stale: dead or hung?)" in printed, printed
+
+
 def test_timeliness_says_years_and_marks_and_counts_negative_delays(production, env):
     # A scene sensed in 1950 showed as 23755.4 d; a scene "sensed" after its product was made (times
     # inserted without a zone) was shown and averaged without a mark.

@@ -38,11 +38,14 @@ def line(console: Console, *parts) -> None:
     console.print(Text("".join(visible(p) for p in parts)), soft_wrap=True)
 
 
-def _table(title: str, columns: tuple[str, ...], times: tuple[str, ...] = ()) -> Table:
-    """A table whose `times` columns are never wrapped nor cut (`show`)."""
+def _table(title: str, columns: tuple[str, ...], times: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> Table:
+    """A table whose `times` and `names` columns are never wrapped nor cut (`show`). Names are what
+    tells one row from another (a service's kind and instance, an alert's kind): at 80 columns rich
+    cut each to six characters, `harve…` and `launc…` for every service of `hrwsi status`, and the
+    stale one could not be told (found by exploratory testing); such a table is printed as blocks."""
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, no_wrap=column in times)
+        table.add_column(column, no_wrap=column in times or column in names)
     return table
 
 
@@ -165,7 +168,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                       f"{counts.get('sent', 0)} sent: `hrwsi alerts` lists them")
     if data["recent_failures"]:
         table = _table("recent failures", ("task", "routine", "attempt", "state", "exit", "message", "finished",
-                                           "log"), times=("finished",))
+                                           "log"), times=("finished",), names=("routine", "state"))
         for f in data["recent_failures"]:
             table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
                           "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
@@ -264,7 +267,8 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
     if not services:
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
-    table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"), times=("started",))
+    table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"), times=("started",),
+                   names=("kind", "instance", "host", "version"))
     for s in services:
         stale = s["heartbeat_age_s"] is not None and s["heartbeat_age_s"] > stale_after_s
         replaced = stale and s.get("replaced_by")
@@ -444,7 +448,8 @@ def alerts(console: Console, data: dict, delivery: str) -> None:
     line(console, f"alert outbox: {counts.get('sent', 0)} sent, {counts.get('unsent', 0)} unsent, "
                   f"{counts.get('failed', 0)} failed; delivery: {delivery}")
     table = _table(f"alerts ({len(data['alerts'])} shown, newest first)",
-                   ("id", "created", "kind", "status", "attempts", "subject", "last error"), times=("created", "status"))
+                   ("id", "created", "kind", "status", "attempts", "subject", "last error"), times=("created", "status"),
+                   names=("kind",))
     for a in data["alerts"]:
         status = a["status"] + (f"\n{time(a['sent_at'])}" if a["sent_at"] else "")  # (its time whole, below)
         table.add_row(str(a["id"]), time(a["created_at"]), a["kind"],
