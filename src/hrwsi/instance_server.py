@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import asyncpg
@@ -112,6 +113,11 @@ class InstanceEndpoints:
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+class EndpointsUnavailable(RuntimeError):
+    """The endpoints cannot listen where HRWSI_HTTP_HOST and HRWSI_HTTP_PORT say (the message says
+    where, why and what to do)."""
+
+
 class InstanceServer:
     def __init__(self, endpoints: InstanceEndpoints, host: str, port: int):
         self.endpoints = endpoints
@@ -125,7 +131,17 @@ class InstanceServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            # (it said "error while attempting to bind on address ('127.0.0.1', 9471): address already in
+            # use", naming no setting, where the dashboard's port names HRWSI_WEB_PORT; found by
+            # exploratory testing)
+            await self.stop()
+            why = os.strerror(error.errno).lower() if error.errno else str(error)  # (aiohttp's text repeats the address)
+            raise EndpointsUnavailable(f"the /metrics, /healthz and /readyz endpoints cannot listen on {self.host}:"
+                                       f"{self.port}: {why}; choose another port with HRWSI_HTTP_PORT (0 picks a free "
+                                       "one), or unset it to serve none") from None
         self.port = self._runner.addresses[0][1]  # the real one when 0 was asked for
         await self.endpoints.figures.start()
         return self.port

@@ -318,3 +318,21 @@ def test_a_server_that_takes_no_more_connections_is_said_so_not_taken_for_one_th
                           "max_connections, or a role's or database's CONNECTION LIMIT, is reached", "pg_stat_activity",
                           code=2)
     assert "check that the server runs" not in line
+
+
+def test_a_metrics_port_already_taken_stops_a_service_in_one_line_naming_the_setting(env):
+    # Found by exploratory testing (2026-12-06): "error: error while attempting to bind on address
+    # ('127.0.0.1', 47512): address already in use", naming no setting (the dashboard's names HRWSI_WEB_PORT).
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(["launcher"], {**env, "HRWSI_HTTP_PORT": str(port), "HRWSI_LOG_LEVEL": "ERROR"}, check=False,
+                     timeout=60)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert lines[-1] == (f"error: the /metrics, /healthz and /readyz endpoints cannot listen on 127.0.0.1:{port}: address "
+                         "already in use; choose another port with HRWSI_HTTP_PORT (0 picks a free one), or unset it to "
+                         "serve none"), result.stderr

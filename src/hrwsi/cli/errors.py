@@ -169,6 +169,8 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
         return f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), 2
     if isinstance(error, ValueError):
         return _one_line(error), 2
+    if type(error).__name__ == "EndpointsUnavailable":  # (hrwsi.instance_server: a setting's, said whole)
+        return _one_line(error), 2
     if type(error).__name__ == "NomadError":  # (hrwsi.backends.nomad, imported only by the commands that use it)
         return _one_line(error), 1
     return (f"unexpected error ({type(error).__name__}: {_one_line(error)}); run again with --debug to see the "
