@@ -214,6 +214,30 @@ async def test_an_attempt_whose_log_cannot_be_opened_is_lost_to_the_storage_not_
     await backend.close()
 
 
+@pytest.mark.parametrize("script, code, says", [
+    ("kill -9 $$", -9, "killed by signal SIGKILL (the kernel's OOM killer sends it when memory runs out (or someone's "
+                       "kill -9): the system log (`journalctl -k | grep -i oom`) says which; is its routine's ram_mb enough?)"),
+    ("exit 137", 137, "exit code 137 (128 + 9: as a shell says of a command SIGKILL ended; the kernel's OOM killer "
+                      "sends it when memory runs out"),
+    ("exit 143", 143, "exit code 143 (128 + 15: as a shell says of a command SIGTERM ended)"),
+    ("exit 3", 3, "exit code 3")])
+async def test_a_routine_killed_as_the_oom_killer_kills_says_what_its_signal_or_exit_code_most_often_means(
+        tmp_path, script, code, says):
+    # Found by exploratory testing (2026-12-06): a routine killed by SIGKILL, or a shell wrapper that
+    # exited 137 for it, read "killed by signal SIGKILL" / "exit code 137" and nothing more, where on
+    # a local worker nothing else tells that memory ran out.
+    spec = dataclasses.replace(spec_in(tmp_path), command=("/bin/sh", "-c", script))
+    backend = LocalBackend()
+    await backend.submit(spec, first_start=True)
+    async with asyncio.timeout(GUARD_S):
+        outcome = await backend.wait(spec, spec.job_id, Progress())
+    assert (outcome.state, outcome.exit_code) == ("internal_error", code), outcome
+    assert outcome.message.startswith(says), outcome.message
+    if code == 3:
+        assert outcome.message == "exit code 3"
+    await backend.close()
+
+
 def test_launchers_sharing_a_data_directory_share_its_site_and_others_do_not(tmp_path):
     """The site a launcher records with its lease: only launchers that see the same attempts' files
     adopt each other's local jobs. Made once, also by launchers starting at once."""

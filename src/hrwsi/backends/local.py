@@ -358,9 +358,10 @@ class LocalBackend(Backend):
                               "processes were stopped", started, finished)
         if signal_number:
             return JobOutcome("internal_error", -signal_number,
-                              f"killed by signal {_signal_name(signal_number)}{note}", started, finished)
+                              f"killed by signal {_signal_name(signal_number)}{_signal_note(signal_number)}{note}",
+                              started, finished)
         return JobOutcome.from_exit_code(int(code), started_at=started, finished_at=finished,
-                                         detail=f"exit code {code}{note}")
+                                         detail=f"exit code {code}{_shell_signal_note(int(code))}{note}")
 
     def _forget_flags(self, job_id: str) -> None:
         self._cancelled.discard(job_id)
@@ -404,6 +405,28 @@ class LocalBackend(Backend):
                 process.kill()
         except ProcessLookupError:
             pass
+
+
+# Why: "killed by signal SIGKILL" and "exit code 137" (a shell's, or a container's, for a command
+# that SIGKILL ended) are what a routine out of memory ends with on a local worker, where nothing
+# else tells; read as an ordinary failure, ops raised no ram_mb (found by exploratory testing).
+# The local backend cannot tell the kernel's OOM killer from a `kill -9`; the system log can.
+OOM_HINT = ("the kernel's OOM killer sends it when memory runs out (or someone's kill -9): the system log "
+            "(`journalctl -k | grep -i oom`) says which; is its routine's ram_mb enough?")
+
+
+def _signal_note(number: int) -> str:
+    return f" ({OOM_HINT})" if number == signal.SIGKILL else ""
+
+
+def _shell_signal_note(code: int) -> str:
+    """What an exit code above 128 most often means: a shell (or a container) reporting a command
+    that a signal ended, as 128 + its number (137: SIGKILL, 143: SIGTERM)."""
+    number = code - 128
+    if not 0 < number < 65:
+        return ""
+    said = f" (128 + {number}: as a shell says of a command {_signal_name(number)} ended"
+    return said + (f"; {OOM_HINT})" if number == signal.SIGKILL else ")")
 
 
 def _signal_name(number: int) -> str:
