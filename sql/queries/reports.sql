@@ -35,7 +35,9 @@ ORDER BY j.started_at, j.id
 LIMIT %(limit)s;
 
 -- name: report_recent_failures
-SELECT j.task_id, t.routine, j.attempt, j.state, j.exit_code, j.message, j.finished_at, j.log_path
+-- With the task's state now: a failure of a task processed since (a lost attempt retried, say) read
+-- as one to act on (found by exploratory testing).
+SELECT j.task_id, t.routine, j.attempt, j.state, j.exit_code, j.message, j.finished_at, j.log_path, t.state
 FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id
 WHERE j.state IN ('internal_error', 'external_error', 'lost')
 ORDER BY j.finished_at DESC NULLS LAST, j.id DESC

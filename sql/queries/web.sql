@@ -103,8 +103,8 @@ FROM hrwsi.service_instance
 ORDER BY kind, started_at;
 
 -- name: web_recent_failures
--- The latest failed or lost attempts (job_finished_at_idx, newest first).
-SELECT j.task_id, t.routine, t.lane, j.attempt, j.state, j.exit_code, j.message, j.finished_at
+-- The latest failed or lost attempts (job_finished_at_idx, newest first), with the task's state now.
+SELECT j.task_id, t.routine, t.lane, j.attempt, j.state, j.exit_code, j.message, j.finished_at, t.state AS task_state
 FROM hrwsi.job j JOIN hrwsi.dashboard_task t ON t.id = j.task_id
 WHERE j.finished_at IS NOT NULL AND j.state IN ('internal_error', 'external_error', 'lost')
 ORDER BY j.finished_at DESC, j.id DESC

@@ -257,6 +257,23 @@ def test_status_names_a_job_running_far_longer_than_its_routine_is_expected_to_a
     assert running[0]["next"].startswith("it is stopped and failed at its routine's timeout_s (7200 s)")
 
 
+def test_status_says_the_state_each_recently_failed_task_is_in_now(db, env):
+    # Found by exploratory testing (2026-12-06): a task's lost attempts (its storage read-only a while)
+    # stayed at the top of the recent failures after the task was processed, read as work to act on.
+    load(db, single_routine_configuration(["true"]))
+    task = make_task(db, "/in/lost-then-processed", condition="in", state="planned")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (task,))
+    db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, message, submitted_at, "
+               "finished_at) VALUES (%s, 1, 'local', 'hrwsi-work-l-1', 'lost', 'could not prepare the attempt''s "
+               "directory: Read-only file system', now(), now())", (task,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task,))
+    failures = json.loads(run(["status", "--json"], env).stdout)["recent_failures"]
+    assert [(f["task_id"], f["state"], f["task_state"]) for f in failures] == [(task, "lost", "processed")]
+    for columns in ("80", "250"):
+        said = run(["status"], {**env, "COLUMNS": columns}).stdout
+        assert "task now" in said and "processed" in said.split("recent failures")[1], said
+
+
 def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):
     # Found by exploratory testing (2026-12-05): with Nomad out of reach, only the launcher's log said
     # so; status showed the task dispatched and its job submitted, as though all were well.

@@ -153,6 +153,16 @@ async def test_the_overview_names_a_job_running_far_longer_than_its_routine_is_e
     assert f"`hrwsi cancel {scenario.running}` stops it" in page
 
 
+async def test_the_recent_failures_say_the_state_each_task_is_in_now(database_url, scenario, data_dir):
+    # Found by exploratory testing (2026-12-06): a task's lost attempts (its storage read-only a while)
+    # stayed at the top of the recent failures after the task was processed, read as work to act on.
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+    failures = html[html.index("<h2>Recent failures</h2>"):html.index("<h2>Timeliness")]
+    assert "<th>task now</th>" in failures
+    assert failures.count('<span class="state s-terminated">terminated</span>') == 3, failures
+
+
 async def test_the_timeliness_section_shows_the_timeliness_view(database_url, scenario, data_dir, db):
     rows = db.execute("SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_publication_s "
                       "FROM hrwsi.timeliness WHERE routine = 'snow_cover'").fetchall()

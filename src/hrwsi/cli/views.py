@@ -168,11 +168,12 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
                       f"{counts.get('sent', 0)} sent: `hrwsi alerts` lists them")
     if data["recent_failures"]:
         table = _table("recent failures", ("task", "routine", "attempt", "state", "exit", "message", "finished",
-                                           "log"), times=("finished",), names=("routine", "state"))
+                                           "log", "task now"), times=("finished",),
+                       names=("routine", "state", "task now"))
         for f in data["recent_failures"]:
             table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
                           "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
-                          time(f["finished_at"]), text(f["log_path"]))
+                          time(f["finished_at"]), text(f["log_path"]), f["task_state"])
         show(console, table)
 
 
