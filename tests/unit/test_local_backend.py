@@ -354,6 +354,31 @@ async def test_a_routine_that_fails_on_a_full_storage_is_lost_to_the_storage_not
         assert "not the routine's fault: it is retried" in outcome.message
 
 
+@pytest.mark.parametrize("log_storage_full", [True, False])
+async def test_a_routine_that_succeeds_while_its_logs_storage_is_full_stands_and_says_its_log_may_be_cut_short(
+        tmp_path, monkeypatch, caplog, log_storage_full):
+    # Found by exploratory testing (2026-12-06): with the logs' storage full, a routine that succeeded
+    # was recorded processed with an empty log, and nothing said why: `hrwsi logs` showed nothing.
+    spec = spec_in(tmp_path)
+    spec = JobSpec(**{**vars(spec), "command": (sys.executable, "-c",
+                                                 "import pathlib, os; (pathlib.Path(os.environ['HRWSI_OUTPUT_DIR']) / "
+                                                 "'p.txt').write_text('x')")})
+    if log_storage_full:
+        storage_full_under(monkeypatch, tmp_path / "logs")
+    backend = LocalBackend()
+    await backend.submit(spec, first_start=True)
+    async with asyncio.timeout(GUARD_S):
+        outcome = await backend.wait(spec, spec.job_id, Progress())
+    await backend.close()
+    assert (outcome.state, outcome.fault) == ("processed", None), outcome
+    said = f"its log may be cut short: the storage of {tmp_path / 'logs'} is full (4096 bytes free)"
+    if log_storage_full:
+        assert outcome.message == f"exit code 0; {said}", outcome.message
+        assert any(said in r.getMessage() and r.levelname == "WARNING" for r in caplog.records), caplog.text
+    else:
+        assert outcome.message == "exit code 0" and "cut short" not in caplog.text
+
+
 def test_a_full_storage_is_told_only_for_a_routine_that_failed_and_a_full_log_storage_too(tmp_path, monkeypatch):
     from hrwsi.backends.base import output_directory_problem
 

@@ -285,13 +285,13 @@ def output_directory_problem(output_dir: str, failed_log_path: str | None = None
         return f"its output directory {output_dir} is no longer writable (a read-only or full storage?)"
     if failed_log_path is not None:
         for path in dict.fromkeys((output_dir, os.path.dirname(failed_log_path) or ".")):
-            full = _full_storage(path)
+            full = full_storage(path)
             if full is not None:
                 return f"the storage of {path} is full ({full}), which most likely failed it"
     return None
 
 
-def _full_storage(path: str) -> str | None:
+def full_storage(path: str) -> str | None:
     """How full the storage under `path` (or its nearest existing parent: a log not written yet) is,
     if it is full, else None (also when it cannot be read)."""
     while not os.path.isdir(path) and os.path.dirname(path) != path:

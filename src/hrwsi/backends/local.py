@@ -42,6 +42,7 @@ from hrwsi.backends.base import (
     JobSpec,
     ProgressCallback,
     discover_products,
+    full_storage,
     lost_with_its_directory,
     output_directory_problem,
     prepare_attempt,
@@ -134,6 +135,13 @@ def read_attempt_end(spec: JobSpec, find_products: bool) -> tuple[dict | None, t
     if found is None or found.get("exit_code") is None:
         return found, None, None
     problem = output_directory_problem(spec.output_dir, spec.log_path if found.get("exit_code") != 0 else None)
+    if problem is None and found.get("exit_code") == 0:
+        # A routine that succeeded while its log's storage was full wrote a log cut short, or none,
+        # and nothing said so: `hrwsi logs` showed an empty file (found by exploratory testing).
+        log_dir = os.path.dirname(spec.log_path) or "."
+        full = full_storage(log_dir)
+        if full is not None:
+            found["log_cut"] = f"its log may be cut short: the storage of {log_dir} is full ({full})"
     if find_products and problem is None and found.get("exit_code") == 0:
         return found, discover_products(spec.output_dir), None
     return found, None, problem
@@ -272,6 +280,9 @@ class LocalBackend(Backend):
             outcome = self._outcome(backend_job_id, found)
             if problem is not None:
                 return lost_with_its_directory(outcome, problem)
+            if found.get("log_cut"):
+                logger.warning("task %d (%s) attempt %d: %s; %s", spec.task_id, spec.routine, spec.attempt,
+                               found["log_cut"], spec.log_path)
             return dataclasses.replace(outcome, products=products) if outcome.state == "processed" else outcome
         finally:
             self._supervisors.pop(backend_job_id, None)
@@ -360,8 +371,9 @@ class LocalBackend(Backend):
             return JobOutcome("internal_error", -signal_number,
                               f"killed by signal {_signal_name(signal_number)}{_signal_note(signal_number)}{note}",
                               started, finished)
+        cut = f"; {found['log_cut']}" if found.get("log_cut") else ""
         return JobOutcome.from_exit_code(int(code), started_at=started, finished_at=finished,
-                                         detail=f"exit code {code}{_shell_signal_note(int(code))}{note}")
+                                         detail=f"exit code {code}{_shell_signal_note(int(code))}{note}{cut}")
 
     def _forget_flags(self, job_id: str) -> None:
         self._cancelled.discard(job_id)
