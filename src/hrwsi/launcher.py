@@ -55,6 +55,7 @@ from hrwsi.service import (
     AdaptiveBatch,
     Service,
     SideTask,
+    is_lock_timeout,
     timed_statement,
 )
 from hrwsi.service_logging import task_fields
@@ -242,6 +243,7 @@ class Launcher(Service):
         self._writer: asyncio.Task | None = None
         self._progress: dict[int, _Progress] = {}  # job -> how it progressed, not written yet (the latest)
         self._progress_seen = asyncio.Event()
+        self._progress_waits = 0  # the progress writes a lock held elsewhere ran out in a row (said once)
         self._progress_writer: asyncio.Task | None = None
         # One write at a time (outcomes or progress): a job's progress never lands after its end,
         # and two statements never lock the same jobs in different orders.
@@ -807,8 +809,26 @@ class Launcher(Service):
                     await self._with_database_retry(functools.partial(self._store_progress, marks=marks),
                                                     f"record how {len(marks)} job(s) progressed")
                 except asyncpg.PostgresError as error:
-                    logger.error("could not record how %d job(s) progressed (%s); each one's outcome is still "
-                                 "recorded when it ends", len(marks), error)
+                    if not is_lock_timeout(error):
+                        logger.error("could not record how %d job(s) progressed (%s); each one's outcome is still "
+                                     "recorded when it ends", len(marks), error)
+                        continue
+                    # A lock another session holds (a LOCK TABLE left open in psql): these marks were
+                    # dropped, and a job that started meanwhile showed `dispatched`, never started,
+                    # for as long as it ran (found by exploratory testing). They are tried again, the
+                    # newer marks of the same jobs first; the SQL writes none of a job that has ended.
+                    self._progress = marks | self._progress
+                    self._progress_seen.set()
+                    if not self._progress_waits:
+                        logger.warning("could not record how %d job(s) progressed: a lock another session holds (a "
+                                       "transaction left open? `hrwsi status` names the session); trying again",
+                                       len(marks))
+                    self._progress_waits += 1
+                else:
+                    if self._progress_waits:
+                        logger.info("recorded how %d job(s) progressed (after %d lock wait(s))", len(marks),
+                                    self._progress_waits)
+                    self._progress_waits = 0
 
     @staticmethod
     async def _store_progress(conn: asyncpg.Connection, marks: dict[int, _Progress]) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import asyncpg
+import psycopg
 import pytest
 
 from hrwsi import launcher as launcher_module
@@ -200,6 +201,42 @@ async def test_progress_not_written_yet_is_written_when_the_launcher_stops(db, d
         await wait_until_true(lambda: len(app.services[0]._progress) == 2)
         assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'running'").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'running'").fetchone()[0] == 2
+
+
+async def test_progress_a_lock_held_elsewhere_kept_from_being_written_is_written_once_the_lock_is_let_go(
+        db, database_url, settings, configure, monkeypatch, caplog):
+    # Found by exploratory testing (2026-12-06): with a DBA's lock on hrwsi.job for a few seconds, the
+    # launcher logged "could not record how 1 job(s) progressed (canceling statement due to lock
+    # timeout)" and dropped the mark: the job, running for minutes, showed `dispatched` / `submitted`.
+    from hrwsi import app as app_module
+    from hrwsi.database import service_session_settings
+
+    caplog.set_level("INFO", logger="hrwsi.launcher")
+    monkeypatch.setattr(app_module, "service_session_settings",
+                        lambda lease_s: service_session_settings(lease_s) | {"lock_timeout": "300"})
+    configure(single_routine_configuration(["true"], workers=1))
+    insert_inputs(db, 1)
+    report = asyncio.Event()
+
+    class ReportingWhenTold(ReportingBackend):
+        async def wait(self, spec, backend_job_id, on_progress):
+            await report.wait()
+            return await super().wait(spec, backend_job_id, on_progress)
+
+    backend = ReportingWhenTold(hold=True)
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'submitted'")
+        with psycopg.connect(database_url) as dba:  # (a transaction left open, holding the job's row)
+            dba.execute("SELECT * FROM hrwsi.job FOR UPDATE")
+            report.set()
+            await wait_until_true(lambda: "could not record how 1 job(s) progressed" in caplog.text)
+            await asyncio.sleep(1.0)  # (several writes run out meanwhile: said once)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'")
+        backend.release.set()
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'processed'")
+    assert caplog.text.count("could not record how 1 job(s) progressed") == 1, caplog.text
+    assert "recorded how 1 job(s) progressed (after" in caplog.text
+    assert list(history(db).values()) == [["pending", "dispatched", "running", "processed"]]
 
 
 class HoldingBackend(DryRunBackend):
