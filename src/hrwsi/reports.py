@@ -143,6 +143,7 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 service["jobs_held"] = held_jobs.get(service["id"], 0)
         newest = read("the database's schema", None, lambda: conn.execute(query("newest_migration_recorded")).fetchone())
         alive = [s for s in data["services"] if s["heartbeat_age_s"] is None or s["heartbeat_age_s"] <= stale_after_s]
+        data["services_gone"] = services_gone(data["services"], alive)
         data["versions"] = migrations.service_versions(alive, *(newest or (None, None)))
         # (the code on disk where status runs, against what each service of this host started with)
         mark_changed(alive)
@@ -179,6 +180,33 @@ def source_next_step(source: dict) -> str:
         return f"its last run failed: {source['last_error']}; it is tried again{when} (`hrwsi sources`)"
     return (f"due since {source['next_run_at']:%H:%M:%S} UTC and no harvester runs it: is a harvester running "
             "(`hrwsi health harvester`), or are all its slots taken (HRWSI_HARVEST_CONCURRENCY)?")
+
+
+# What stops while no instance of a service kind is alive (services_gone).
+SERVICE_STOPS = {
+    "harvester": "nothing is harvested from landing directories or catalogues, and no product is chained",
+    "orchestrator": "nothing is planned, no alert is sent and retention does not run",
+    "launcher": "nothing is dispatched and ended jobs are not recorded (local jobs run on under their supervisors "
+                "and the next launcher sharing their data directory adopts them)",
+}
+
+
+def services_gone(services: list[dict], alive: list[dict]) -> list[dict]:
+    """The kinds of service that have rows but no instance alive, each with its last instance and
+    what stops meanwhile. Why: after a kill -9 of `hrwsi up`, status showed a table of rows each
+    "(stale: dead or hung?)", and said nowhere that nothing was dispatched nor what to start (found by
+    exploratory testing). The dashboard's rows come and go with its own process: not counted."""
+    alive_kinds = {s["kind"] for s in alive}
+    gone = []
+    for kind, stops in SERVICE_STOPS.items():
+        rows = [s for s in services if s["kind"] == kind]
+        if rows and kind not in alive_kinds:
+            last = min(rows, key=lambda s: s["heartbeat_age_s"] if s["heartbeat_age_s"] is not None else float("inf"))
+            gone.append({"kind": kind, "last": last["id"], "host": last["host"], "pid": last["pid"],
+                         "heartbeat_age_s": last["heartbeat_age_s"],
+                         "next": f"{stops} until one runs: start it (`hrwsi {kind}`, or `hrwsi up`), after checking "
+                                 f"why pid {last['pid']} on {last['host']} stopped (its log)"})
+    return gone
 
 
 def running_long_next_step(job: dict) -> str:

@@ -274,6 +274,24 @@ def test_status_says_the_state_each_recently_failed_task_is_in_now(db, env):
         assert "task now" in said and "processed" in said.split("recent failures")[1], said
 
 
+def test_status_says_which_service_has_no_instance_alive_what_stops_and_what_to_start(db, env):
+    # Found by exploratory testing (2026-12-06): after a kill -9 of `hrwsi up`, status showed rows each
+    # "(stale: dead or hung?)" and said nowhere that nothing was dispatched, nor what to start.
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, heartbeat_at) VALUES
+                  ('launcher-a-1', 'launcher', 'a', 1, '0.1.0', now() - interval '10 minutes'),
+                  ('launcher-a-2', 'launcher', 'a', 2, '0.1.0', now() - interval '5 minutes'),
+                  ('orchestrator-b-3', 'orchestrator', 'b', 3, '0.1.0', now()),
+                  ('harvester-b-4', 'harvester', 'b', 4, '0.1.0', now() - interval '2 hours')""")
+    said = " ".join(run(["status"], {**env, "COLUMNS": "200"}).stdout.split())
+    assert ("no launcher is alive (the last, launcher-a-2, beat 5 min ago): next: nothing is dispatched and ended jobs "
+            "are not recorded") in said, said
+    assert "start it (`hrwsi launcher`, or `hrwsi up`), after checking why pid 2 on a stopped (its log)" in said, said
+    assert "no harvester is alive (the last, harvester-b-4, beat 2.0 h ago)" in said, said
+    assert "no orchestrator is alive" not in said
+    gone = json.loads(run(["status", "--json"], env).stdout)["services_gone"]
+    assert [(g["kind"], g["last"]) for g in gone] == [("harvester", "harvester-b-4"), ("launcher", "launcher-a-2")]
+
+
 def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):
     # Found by exploratory testing (2026-12-05): with Nomad out of reach, only the launcher's log said
     # so; status showed the task dispatched and its job submitted, as though all were well.

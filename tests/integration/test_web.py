@@ -163,6 +163,21 @@ async def test_the_recent_failures_say_the_state_each_task_is_in_now(database_ur
     assert failures.count('<span class="state s-terminated">terminated</span>') == 3, failures
 
 
+async def test_the_overview_says_which_service_has_no_instance_alive_what_stops_and_what_to_start(
+        database_url, scenario, data_dir, db):
+    # Found by exploratory testing (2026-12-06): after a kill -9 of `hrwsi up`, each row was a red dot,
+    # and nothing said that nothing was dispatched, nor what to start.
+    db.execute("DELETE FROM hrwsi.service_instance")
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, heartbeat_at) VALUES
+                  ('launcher-a-2', 'launcher', 'a', 2, '0.1.0', now() - interval '5 minutes'),
+                  ('orchestrator-b-3', 'orchestrator', 'b', 3, '0.1.0', now())""")
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert ("No launcher is alive (the last, launcher-a-2, beat 5 min ago): nothing is dispatched and ended jobs are "
+            "not recorded") in page, page
+    assert "start it (`hrwsi launcher`, or `hrwsi up`)" in page and "No orchestrator is alive" not in page
+
+
 async def test_the_timeliness_section_shows_the_timeliness_view(database_url, scenario, data_dir, db):
     rows = db.execute("SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_publication_s "
                       "FROM hrwsi.timeliness WHERE routine = 'snow_cover'").fetchall()

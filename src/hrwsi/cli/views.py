@@ -135,7 +135,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
             line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
     _queued_long(console, data.get("queued_long") or [])
     _running_long(console, data.get("running_long") or [])
-    _services(console, data["services"], stale_after_s, data.get("versions"))
+    _services(console, data["services"], stale_after_s, data.get("versions"), data.get("services_gone"))
     for session in data.get("blocking_sessions", []):
         opened = session["transaction_s"]
         console.print(Text.assemble(("a session holds a lock hrwsi waits for: ", "bold yellow"),
@@ -264,10 +264,16 @@ def _jobs_held_said(service: dict) -> str:
             f"{visible(service['host'])} (or for its row to be pruned after dead_service_hours)")
 
 
-def _services(console: Console, services: list[dict], stale_after_s: float, versions: dict | None = None) -> None:
+def _services(console: Console, services: list[dict], stale_after_s: float, versions: dict | None = None,
+              gone_kinds: list[dict] | None = None) -> None:
     if not services:
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
+    for gone in gone_kinds or []:  # (before the table: it may be long, of rows of the gone)
+        console.print(Text.assemble((f"no {gone['kind']} is alive", "bold red"),
+                                    visible(f" (the last, {gone['last']}, beat {_age(gone['heartbeat_age_s'])}): ")),
+                      soft_wrap=True)
+        line(console, "  next: ", gone["next"])
     table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"), times=("started",),
                    names=("kind", "instance", "host", "version"))
     for s in services:

@@ -26,6 +26,7 @@ from hrwsi.reports import (
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
     running_long_next_step,
+    services_gone,
 )
 from hrwsi.sql_files import query
 
@@ -85,6 +86,7 @@ class Overview:
     timeliness: dict | None
     latest_plan: dict | None
     versions: dict = field(default_factory=dict)  # migrations.service_versions of the services alive
+    services_gone: list = field(default_factory=list)  # reports.services_gone: kinds with no instance alive
 
     @property
     def waiting(self) -> int:
@@ -159,6 +161,8 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
     newest = await conn.fetchrow(query("newest_migration_recorded"))
     overview.versions = migrations.service_versions([s for s in services if s["fresh"]],
                                                     *(tuple(newest) if newest else (None, None)))
+    overview.services_gone = services_gone([s | {"heartbeat_age_s": s["age_s"]} for s in services],
+                                           [s for s in services if s["fresh"]])
     overview.read_s = time.perf_counter() - started
     return overview
 
