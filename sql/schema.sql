@@ -900,7 +900,7 @@ BEGIN
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state = 'blocked'
             )
-            -- (one that still waits for upstream work says so too: migration 0078)
+            -- (one that still waits for upstream work says so too: migration 0077)
             UPDATE processing_task t SET state = 'pending',
                 state_reason = format('its dependency, task %s, was retried or released', a.root)
                     || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
@@ -1172,7 +1172,7 @@ DECLARE
     released integer;
 BEGIN
     -- (alone: a retry of one of its tasks holds this lock shared while it links the task in its series,
-    -- and the tasks it releases below are read once that retry committed: migration 0078)
+    -- and the tasks it releases below are read once that retry committed: migration 0077)
     PERFORM pg_advisory_xact_lock(7250078, hashtext(NEW.name));
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
     -- wake-up call: its own here, below)
@@ -1717,7 +1717,7 @@ CREATE CONSTRAINT TRIGGER multi_input_rule_moved_closes_no_chain_cycle
 
 -- What a time-series task that waits for upstream work waits for (its waits_for_upstream), said as
 -- hrwsi.wait_for_upstream says it, with that task's state now; NULL if there is no such task. For the
--- paths that release or move a task without deciding its wait again (migration 0078): a held task
+-- paths that release or move a task without deciding its wait again (migration 0077): a held task
 -- released, a blocked one unblocked, a task moved to another routine said only that, and a task that
 -- still waited looked ready (found by review).
 CREATE FUNCTION hrwsi.upstream_wait_reason(upstream bigint) RETURNS text LANGUAGE sql STABLE
@@ -1761,7 +1761,7 @@ BEGIN
     -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
     -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
     -- same tile that held the series and wanted the row (found by review).
-    -- Its series is its routine's while that routine is a time series, read under locks (migration 0078):
+    -- Its series is its routine's while that routine is a time series, read under locks (migration 0077):
     -- a shared lock of the routine's series, which hrwsi.end_a_routines_series takes alone when
     -- sequential_per_tile is turned off, so that it releases this task too once this retry commits; then
     -- the series' lock; then the row, and the task's routine and series read again. They were read from
@@ -1882,7 +1882,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     -- (a blocked task runs without what it waited for, upstream work included; a held one that still
-    -- waits for upstream work says so, not only that it was released: migration 0078)
+    -- waits for upstream work says so, not only that it was released: migration 0077)
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         dependency_waived = dependency_waived OR current = 'blocked',
         waits_for_upstream = CASE WHEN current = 'blocked' THEN NULL ELSE waits_for_upstream END,
@@ -1974,7 +1974,7 @@ BEGIN
     END IF;
     -- One statement moves the tasks and writes the history of those whose state stays (a task whose state
     -- changes gets its row from hrwsi.after_task_changes), from the rows it locked and moved (migration
-    -- 0078). The history was written by a statement before the move, from what that statement saw: a task
+    -- 0077). The history was written by a statement before the move, from what that statement saw: a task
     -- dispatched meanwhile, which the move then left where it was, had a history row saying it moved
     -- (found by review). A task that still waits for upstream work says so after why it moved.
     WITH chosen AS (
@@ -2135,7 +2135,7 @@ END $$;
 -- The active single-input conditions with products chain_missed_products would chain to them (made while
 -- they were inactive, or before they existed), how many, and how many are older than their window: what
 -- `hrwsi status` says, however the condition was made active. A plain `UPDATE ... SET active = true` got
--- no note of them, where `hrwsi config load` counts them (found by review; migration 0078). Only the
+-- no note of them, where `hrwsi config load` counts them (found by review; migration 0077). Only the
 -- conditions whose missed range is still open are counted (chain_missed_products clears it once it
 -- chained them all, and `config load` when there is none), each with chain_missed_products' own rules.
 CREATE FUNCTION hrwsi.conditions_missing_products()
@@ -4215,7 +4215,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() TO hrwsi_readon
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;
-REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0078: `hrwsi status`)
+REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0077: `hrwsi status`)
 GRANT EXECUTE ON FUNCTION hrwsi.conditions_missing_products() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- Trigger functions must stay callable by whoever writes the tables that fire them.
@@ -4282,14 +4282,14 @@ GRANT EXECUTE ON FUNCTION hrwsi.cannot_be_planned(text, text, timestamptz)
 -- A time series of a chained step (migration 0072): the functions that decide what its tasks wait
 -- for run as the owner, called by the trigger functions and hrwsi.retry_task alone; the trigger
 -- function of chained products stays callable by whoever writes products.
-REVOKE EXECUTE ON FUNCTION hrwsi.upstream_wait_reason(bigint) FROM PUBLIC;  -- (migration 0078: for the functions above)
+REVOKE EXECUTE ON FUNCTION hrwsi.upstream_wait_reason(bigint) FROM PUBLIC;  -- (migration 0077: for the functions above)
 REVOKE EXECUTE ON FUNCTION hrwsi.open_upstream_work(text, text, bigint, timestamptz, timestamptz),
     hrwsi.wait_for_upstream(bigint[]), hrwsi.wait_for_upstream_after(bigint[], boolean), hrwsi.after_products_chained(),
     hrwsi.recheck_upstream_waits(integer)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.recheck_upstream_waits(integer) TO hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.after_products_chained() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
--- (migration 0077) The wait for a busy time series runs inside hrwsi.create_tasks_for_new_inputs, as
+-- (migration 0076) The wait for a busy time series runs inside hrwsi.create_tasks_for_new_inputs, as
 -- its owner; the refusal to remove a product inputs name is a trigger function.
 REVOKE EXECUTE ON FUNCTION hrwsi.wait_for_a_series(text, text), hrwsi.refuse_removing_products_inputs_name() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_removing_products_inputs_name() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

@@ -40,7 +40,7 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WH
 -- migrations on the caller's connection: a time without a zone in the schema (a CHECK's
 -- '1950-01-01') is read in the session's zone, and an install in Europe/Paris made another
 -- constraint than one in UTC. READ COMMITTED whatever the role sets: `hrwsi chain-missed` inserts
--- inputs, which a stricter isolation refuses for a time series (migration 0077).
+-- inputs, which a stricter isolation refuses for a time series (migration 0076).
 SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('IntervalStyle', 'postgres', false),
        set_config('TimeZone', 'UTC', false), set_config('default_transaction_isolation', 'read committed', false);
 

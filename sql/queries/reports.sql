@@ -578,5 +578,5 @@ LIMIT %(limit)s;
 
 -- name: report_conditions_missing_products
 -- The active conditions with products made while they were inactive (or before they existed) and never
--- chained to them, however they were made active (status: a plain UPDATE got no note; migration 0078).
+-- chained to them, however they were made active (status: a plain UPDATE got no note; migration 0077).
 SELECT condition, product_type, missed, outside_window FROM hrwsi.conditions_missing_products();

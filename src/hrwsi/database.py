@@ -515,7 +515,7 @@ def service_session_settings(lease_timeout_s: float) -> dict[str, str]:
     # (idle_session_timeout off: a pooled session idles between steps by design; set on the role, it
     # cut them again and again.) READ COMMITTED whatever the role or database sets: the chaining's
     # INSERT into a time series is refused under a stricter isolation (its snapshot would miss the
-    # series' newest tasks; migration 0077), and so is the removal of an input or a task.
+    # series' newest tasks; migration 0076), and so is the removal of an input or a task.
     return {"idle_in_transaction_session_timeout": str(idle_ms), "lock_timeout": "10000",
             "statement_timeout": "120000", "idle_session_timeout": "0",
             "default_transaction_isolation": "read committed"}

@@ -182,7 +182,7 @@ def test_a_pid_file_whose_pid_another_process_took_is_moved_aside_with_its_socke
 
 async def test_hrwsis_sessions_are_read_committed_whatever_the_database_or_role_sets(database_url, db):
     """An INSERT into a time series is refused under a stricter isolation (its snapshot missed the
-    series' newest tasks; migration 0077): the harvester's chaining and `hrwsi chain-missed` insert
+    series' newest tasks; migration 0076): the harvester's chaining and `hrwsi chain-missed` insert
     inputs, and a database or role set to SERIALIZABLE would have stopped them."""
     from psycopg import sql
 

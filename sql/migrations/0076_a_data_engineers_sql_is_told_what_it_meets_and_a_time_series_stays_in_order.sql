@@ -1,4 +1,4 @@
--- hrwsi schema, version 77: what a data engineer's plain SQL meets is said, and a time series stays in order.
+-- hrwsi schema, version 76: what a data engineer's plain SQL meets is said, and a time series stays in order.
 --
 -- Found by exploratory testing, two data engineers inserting with plain SQL while production ran:
 -- * an INSERT into a time series under REPEATABLE READ or SERIALIZABLE linked its tasks by a snapshot

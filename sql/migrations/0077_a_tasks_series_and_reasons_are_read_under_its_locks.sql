@@ -1,4 +1,4 @@
--- hrwsi schema, version 78: what a retry, a move and a release read and say hold under their locks.
+-- hrwsi schema, version 77: what a retry, a move and a release read and say hold under their locks.
 --
 -- `hrwsi retry` read a task's routine and series before it took any lock: a task of a routine that was
 -- no longer a time series was linked again behind the task before it (blocked behind one that could not
@@ -209,7 +209,7 @@ BEGIN
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state = 'blocked'
             )
-            -- (one that still waits for upstream work says so too: migration 0078)
+            -- (one that still waits for upstream work says so too: migration 0077)
             UPDATE processing_task t SET state = 'pending',
                 state_reason = format('its dependency, task %s, was retried or released', a.root)
                     || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
@@ -225,7 +225,7 @@ DECLARE
     released integer;
 BEGIN
     -- (alone: a retry of one of its tasks holds this lock shared while it links the task in its series,
-    -- and the tasks it releases below are read once that retry committed: migration 0078)
+    -- and the tasks it releases below are read once that retry committed: migration 0077)
     PERFORM pg_advisory_xact_lock(7250078, hashtext(NEW.name));
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
     -- wake-up call: its own here, below)
@@ -278,7 +278,7 @@ BEGIN
     -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
     -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
     -- same tile that held the series and wanted the row (found by review).
-    -- Its series is its routine's while that routine is a time series, read under locks (migration 0078):
+    -- Its series is its routine's while that routine is a time series, read under locks (migration 0077):
     -- a shared lock of the routine's series, which hrwsi.end_a_routines_series takes alone when
     -- sequential_per_tile is turned off, so that it releases this task too once this retry commits; then
     -- the series' lock; then the row, and the task's routine and series read again. They were read from
@@ -371,7 +371,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     -- (a blocked task runs without what it waited for, upstream work included; a held one that still
-    -- waits for upstream work says so, not only that it was released: migration 0078)
+    -- waits for upstream work says so, not only that it was released: migration 0077)
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         dependency_waived = dependency_waived OR current = 'blocked',
         waits_for_upstream = CASE WHEN current = 'blocked' THEN NULL ELSE waits_for_upstream END,
@@ -432,7 +432,7 @@ BEGIN
     END IF;
     -- One statement moves the tasks and writes the history of those whose state stays (a task whose state
     -- changes gets its row from hrwsi.after_task_changes), from the rows it locked and moved (migration
-    -- 0078). The history was written by a statement before the move, from what that statement saw: a task
+    -- 0077). The history was written by a statement before the move, from what that statement saw: a task
     -- dispatched meanwhile, which the move then left where it was, had a history row saying it moved
     -- (found by review). A task that still waits for upstream work says so after why it moved.
     WITH chosen AS (
@@ -493,6 +493,6 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
     ORDER BY c.name
 $$;
 
-REVOKE EXECUTE ON FUNCTION hrwsi.upstream_wait_reason(bigint) FROM PUBLIC;  -- (migration 0078: for the functions above)
-REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0078: `hrwsi status`)
+REVOKE EXECUTE ON FUNCTION hrwsi.upstream_wait_reason(bigint) FROM PUBLIC;  -- (migration 0077: for the functions above)
+REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0077: `hrwsi status`)
 GRANT EXECUTE ON FUNCTION hrwsi.conditions_missing_products() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
