@@ -2683,25 +2683,38 @@ BEGIN
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served
         -- after every other near-real-time task (found by exploratory testing: 78 s, where the three
         -- archive tasks before it took 24 s; migration 0052). From the new tasks and the tasks now
-        -- after them; a statement of its own, so that it follows the links just made.
+        -- after them; a statement of its own, so that it follows the links just made. A planned one is
+        -- planned again: its plan was made for its old lane, behind the rest of that lane's work, and
+        -- the urgent task was planned after it (found by exploratory testing: "40 min late" alerted
+        -- at risk for a scene that ended on time; migration 0075).
         EXECUTE $q$
             WITH RECURSIVE waiting AS (
-                SELECT d.id, u.priority
-                FROM (SELECT t.priority, t.depends_on FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                SELECT d.id, u.priority, u.waiter
+                FROM (SELECT t.id AS waiter, t.priority, t.depends_on
+                      FROM processing_task t JOIN new_rows n ON n.id = t.input_id
                       WHERE t.depends_on IS NOT NULL
                       UNION ALL
-                      SELECT s.priority, s.depends_on
+                      SELECT s.id, s.priority, s.depends_on
                       FROM processing_task f JOIN new_rows n ON n.id = f.input_id
                       JOIN processing_task s ON s.depends_on = f.id) u
                 JOIN processing_task d ON d.id = u.depends_on
                 WHERE d.priority > u.priority AND d.state IN ('pending', 'planned')
                 UNION
-                SELECT d.id, w.priority
+                SELECT d.id, w.priority, w.waiter
                 FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
                 WHERE d.priority > w.priority AND d.state IN ('pending', 'planned')
             )
-            UPDATE processing_task t SET priority = w.priority
-            FROM (SELECT id, min(priority) AS priority FROM waiting GROUP BY id) w
+            UPDATE processing_task t
+            SET priority = w.priority,
+                state = 'pending',
+                worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'planned'
+                                    THEN format('near-real-time task %s of its time series waits for it: served as '
+                                                'urgently, planned again', w.waiter)
+                                    ELSE t.state_reason END
+            FROM (SELECT id, min(priority) AS priority, min(waiter) AS waiter FROM waiting GROUP BY id) w
             WHERE t.id = w.id AND t.priority > w.priority $q$;
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
@@ -3257,11 +3270,23 @@ CREATE TRIGGER processing_task_names_what_exists BEFORE UPDATE OF input_id, rout
                        OR NEW.lane IS DISTINCT FROM OLD.lane)
     EXECUTE FUNCTION hrwsi.refuse_a_task_naming_what_does_not_exist();
 
--- Ageing: archive work waiting longer than its lane's promote_after is served as nrt.
+-- Ageing: archive work waiting longer than its lane's promote_after is served as nrt. A planned
+-- task is planned again: its plan was made behind the rest of its lane, and kept, it was fixed
+-- there when the near-real-time work was planned, which then planned fresh scenes after it and
+-- alerted them at risk (found by exploratory testing; migration 0075).
 CREATE FUNCTION hrwsi.promote_aged_tasks() RETURNS integer LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
     WITH promoted AS (
-        UPDATE processing_task t SET priority = 0
+        UPDATE processing_task t
+        SET priority = 0,
+            state = 'pending',
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('waited longer than lane %s allows (%s): served as near-real-time, '
+                                            'planned again', l.name, hrwsi.duration_text(l.promote_after))
+                                ELSE t.state_reason END
         FROM lane l
         WHERE l.name = t.lane AND l.promote_after IS NOT NULL AND t.priority > 0
           AND t.state IN ('pending', 'planned') AND t.created_at < now() - l.promote_after

@@ -651,6 +651,49 @@ def test_an_urgent_scene_of_a_time_series_makes_the_back_fill_before_it_as_urgen
     assert dispatch(world, max_jobs=1) == [(rest[0][0], "w1")], "before the other tile's back-fill"
 
 
+def test_back_fill_made_as_urgent_as_a_fresh_scene_of_its_series_is_planned_again(world):
+    # Found by exploratory testing (2026-12-06): the archive tasks a fresh scene waits for kept the plan
+    # made for them as back-fill, behind the rest of the archive lane (40 min ahead); the fresh scene was
+    # planned after them and alerted deadline_at_risk "40 min 56 s late", and ended on time (4 min).
+    routine(world, sequential=True)
+    back = add(world, count=3, tile="32TPR", measured="2026-01-01T00:00Z", lane="archive")
+    other = add(world, count=2, tile="31TGL", measured="2026-01-01T00:00Z", lane="archive")
+    plan(world, back + other, "w1", start="now() + interval '40 minutes'")
+    [fresh] = add(world, count=1, tile="32TPR", measured="2026-06-01T00:00Z")
+    rows = {r[0]: r[1:] for r in world.execute(
+        "SELECT id, state, priority, worker, planned_start, state_reason FROM hrwsi.processing_task")}
+    for task in back:
+        state, priority, worker, start, reason = rows[task]
+        assert (state, priority, worker, start) == ("pending", 0, None, None), rows[task]
+        assert reason == (f"near-real-time task {fresh} of its time series waits for it: served as urgently, "
+                          "planned again"), reason
+    assert [rows[t][:2] for t in other] == [("planned", 1)] * 2, "the rest of the back-fill keeps its plan"
+    said = world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                         (back[0],)).fetchone()[0]
+    assert said == rows[back[0]][4], "its history says why it is pending again"
+    assert all(not world.execute("SELECT hrwsi.cannot_be_planned(state, state_reason, NULL) FROM "
+                                 "hrwsi.processing_task WHERE id = %s", (t,)).fetchone()[0] for t in back)
+
+
+def test_archive_work_aged_to_near_real_time_is_planned_again(world):
+    # Found by exploratory testing (2026-12-06): tasks promoted after their lane's promote_after kept their
+    # plan behind the archive lane and were fixed there when the near-real-time work was planned, so a
+    # fresh scene was planned after them (36 min late, alerted at risk) and ran within 6 s.
+    routine(world, lane="archive")
+    old = add(world, count=3)
+    young = add(world, count=1)
+    plan(world, old + young, "w1", start="now() + interval '40 minutes'")
+    world.execute("UPDATE hrwsi.processing_task SET created_at = now() - interval '7 hours' WHERE id = ANY(%s)",
+                  (old,))
+    assert world.execute(query("promote_aged_tasks")).fetchone()[0] == 3
+    rows = {r[0]: r[1:] for r in world.execute(
+        "SELECT id, state, priority, planned_start, state_reason FROM hrwsi.processing_task")}
+    for task in old:
+        assert rows[task] == ("pending", 0, None, "waited longer than lane archive allows (6 h 0 min): served as "
+                                                  "near-real-time, planned again"), rows[task]
+    assert rows[young[0]][:2] == ("planned", 1)
+
+
 @pytest.mark.parametrize("unblocked_by", ["retry", "release"])
 def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unblocked_with_it(world, unblocked_by):
     """They stayed planned, at a time long past and with no reason, while the task before them was
