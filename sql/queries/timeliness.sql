@@ -49,3 +49,41 @@ WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', '
   AND (%(routine)s::text IS NULL OR t.routine = %(routine)s)
   AND (%(lane)s::text IS NULL OR t.lane = %(lane)s)
   AND (%(tile)s::text IS NULL OR i.tile = %(tile)s);
+
+-- name: report_deadlines_now
+-- `hrwsi status` and the dashboard: the open tasks with a deadline, how many are past it (and of
+-- those, how many were more than a day past it when their input arrived: a back-fill inserted in a
+-- near-real-time lane, most likely), how many the plan ends after it, how many cannot progress (held,
+-- blocked) before it, each with its most urgent task; and the next deadline. Through the index of
+-- open tasks with a deadline (processing_task_deadline_idx).
+WITH open AS (
+    SELECT t.id, t.routine, t.state, t.state_reason, t.deadline_at, t.planned_end, i.created_at AS arrived_at
+    FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+)
+SELECT (SELECT count(*) FROM open) AS open,
+       (SELECT count(*) FROM open WHERE deadline_at <= now()) AS past,
+       (SELECT count(*) FROM open WHERE deadline_at <= now() AND deadline_at < arrived_at - interval '1 day')
+           AS arrived_over_a_day_late,
+       past_task.id AS past_task, past_task.routine AS past_routine, past_task.past_s,
+       (SELECT count(*) FROM open WHERE deadline_at > now() AND planned_end > deadline_at
+                                    AND state IN ('planned', 'dispatched', 'queued', 'running')) AS at_risk,
+       risk_task.id AS risk_task, risk_task.routine AS risk_routine, risk_task.late_s AS risk_late_s,
+       risk_task.due_in_s AS risk_due_in_s,
+       (SELECT count(*) FROM open WHERE deadline_at > now() AND state IN ('on_hold', 'blocked')) AS stuck,
+       stuck_task.id AS stuck_task, stuck_task.routine AS stuck_routine, stuck_task.state AS stuck_state,
+       stuck_task.state_reason AS stuck_reason, stuck_task.due_in_s AS stuck_due_in_s,
+       next_task.id AS next_task, next_task.routine AS next_routine, next_task.due_in_s AS next_due_in_s
+FROM (SELECT 1) one
+LEFT JOIN LATERAL (SELECT id, routine, extract(epoch FROM now() - deadline_at)::float8 AS past_s FROM open
+                   WHERE deadline_at <= now() ORDER BY deadline_at DESC, id LIMIT 1) past_task ON true
+LEFT JOIN LATERAL (SELECT id, routine, extract(epoch FROM planned_end - deadline_at)::float8 AS late_s,
+                          extract(epoch FROM deadline_at - now())::float8 AS due_in_s FROM open
+                   WHERE deadline_at > now() AND planned_end > deadline_at
+                     AND state IN ('planned', 'dispatched', 'queued', 'running')
+                   ORDER BY deadline_at, id LIMIT 1) risk_task ON true
+LEFT JOIN LATERAL (SELECT id, routine, state, state_reason, extract(epoch FROM deadline_at - now())::float8 AS due_in_s
+                   FROM open WHERE deadline_at > now() AND state IN ('on_hold', 'blocked')
+                   ORDER BY deadline_at, id LIMIT 1) stuck_task ON true
+LEFT JOIN LATERAL (SELECT id, routine, extract(epoch FROM deadline_at - now())::float8 AS due_in_s FROM open
+                   WHERE deadline_at > now() ORDER BY deadline_at, id LIMIT 1) next_task ON true;

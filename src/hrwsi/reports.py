@@ -109,6 +109,7 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 row | {"next": held_campaign_next_step(row["campaign"])}
                 for row in _rows(conn, "report_held_campaigns")]),
             "held_tasks": read("the held tasks", [], lambda: _rows(conn, "report_held_tasks", {"limit": 20})),
+            "deadlines": read("the deadlines", None, lambda: _row(conn, "report_deadlines_now")),
             "unplannable": [{"task_id": task_id, "routine": routine, "reason": reason}
                             for task_id, routine, reason, _ in unplannable_rows],
             "unplannable_total": unplannable_rows[0][3] if unplannable_rows else 0,

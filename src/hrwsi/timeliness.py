@@ -61,6 +61,44 @@ def share_text(on_time: int, with_deadline: int) -> str:
     return f"{100.0 * on_time / with_deadline:.1f} % ({on_time}/{with_deadline})"
 
 
+def deadline_sentences(row: dict | None) -> list[tuple[str, str]]:
+    """What `hrwsi status` and the dashboard say of the open tasks with a deadline (query
+    report_deadlines_now), as (level, sentence): "bad" for deadlines missed, "warn" for those at risk
+    or that cannot progress, "ok" when none is. Empty when no open task has a deadline.
+
+    Why: neither said anything of deadlines; a production manager learnt that near-real-time work
+    was late from the alert outbox's count, and not at all that 3,000 scenes sensed in 2019, inserted
+    without lane 'archive', had deadlines from 2019 and went before every fresh scene, earliest
+    deadline first (found by exploratory testing)."""
+    if not row or not row["open"]:
+        return []
+    said = []
+    if row["past"]:
+        sentence = (f"{row['past']:,} open task(s) past their deadline, not processed (the latest: task "
+                    f"{row['past_task']} ({row['past_routine']}), due {duration_text(row['past_s'])} ago)")
+        if row["arrived_over_a_day_late"]:
+            sentence += (f"; {row['arrived_over_a_day_late']:,} of them were more than a day past it when their input "
+                         "arrived: a back-fill inserted in a near-real-time lane? Served earliest deadline first, they "
+                         "go before every fresh scene of their lane; back-fill goes in with lane 'archive' (no "
+                         "deadline, after near-real-time work)")
+        said.append(("bad", sentence))
+    if row["at_risk"]:
+        said.append(("warn", f"{row['at_risk']:,} open task(s) planned to end after their deadline, still ahead (the "
+                             f"first: task {row['risk_task']} ({row['risk_routine']}), due in "
+                             f"{duration_text(row['risk_due_in_s'])}, planned to end "
+                             f"{duration_text(row['risk_late_s'])} late)"))
+    if row["stuck"]:
+        said.append(("warn", f"{row['stuck']:,} open task(s) held or blocked before their deadline (the first: task "
+                             f"{row['stuck_task']} ({row['stuck_routine']}), due in "
+                             f"{duration_text(row['stuck_due_in_s'])}, {row['stuck_state']}: "
+                             f"{row['stuck_reason'] or 'held by an operator'})"))
+    if row["next_task"] is not None and not said:
+        said.append(("ok", f"{row['open']:,} open task(s) with a deadline, none past it, planned to end after it, held "
+                           f"or blocked; the next due in {duration_text(row['next_due_in_s'])} (task "
+                           f"{row['next_task']} ({row['next_routine']}))"))
+    return said
+
+
 def report(conn: psycopg.Connection, filters: Filters) -> dict:
     """Per routine, lane, tile and day; per routine and lane over the window; open tasks late or at risk."""
     cursor = conn.cursor(row_factory=dict_row)

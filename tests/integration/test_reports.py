@@ -143,3 +143,50 @@ def test_status_names_a_condition_made_active_by_plain_sql_that_missed_products_
             "most 10,000 a run; run it again until it says 0)") in shown
     db.execute("SELECT * FROM hrwsi.chain_missed_products('fsc_quicklook')")
     assert reports.status(db)["missed_products"] == []
+def deadline_world(db) -> None:
+    """A near-real-time routine with a 3-hour deadline on one worker."""
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('f', 4, 8000, 1000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+    db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                  input_product_type, output_product_type) VALUES ('fsc', 1, 1000, 10, '1 min', ARRAY['true'], 'L1C', 'FSC')""")
+    db.execute("""INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('fsc_nrt', 'fsc', '3 hours')""")
+
+
+def scene(db, path: str, sensed: str) -> int:
+    db.execute(f"""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                   VALUES ('fsc_nrt', %s, '32TLR', {sensed}, {sensed} + interval '1 minute')""", (path,))
+    return db.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                      "WHERE i.input_path = %s", (path,)).fetchone()[0]
+
+
+def test_status_says_which_deadlines_are_missed_at_risk_or_held_and_what_arrived_over_a_day_late(db):
+    # Found by exploratory testing (2026-12-06): neither `hrwsi status` nor the dashboard said anything
+    # of deadlines; 3,000 scenes of 2019 inserted without lane 'archive' had deadlines from 2019 and went
+    # before every fresh scene (earliest deadline first), and all status said was "alerts: 3000 unsent".
+    deadline_world(db)
+    assert reports.status(db)["deadlines"]["open"] == 0 and "deadlines:" not in drawn(views.status, reports.status(db),
+                                                                                         30.0)
+    fresh = scene(db, "/eodata/fresh.SAFE", "now() - interval '10 minutes'")
+    shown = drawn(views.status, reports.status(db), 30.0)
+    assert (f"deadlines: 1 open task(s) with a deadline, none past it, planned to end after it, held or blocked; the "
+            f"next due in 2.8 h (task {fresh} (fsc))") in shown
+    for year in range(3):  # a back-fill of 2019 inserted in the near-real-time lane
+        scene(db, f"/eodata/2019-{year}.SAFE", f"timestamptz '2019-0{year + 1}-01Z'")
+    late = scene(db, "/eodata/late.SAFE", "now() - interval '3 hours 5 minutes'")  # a scene late by 5 minutes
+    risky = scene(db, "/eodata/risky.SAFE", "now() - interval '2 hours 50 minutes'")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now() + interval "
+               "'1 hour', planned_end = now() + interval '1 hour 1 minute' WHERE id = %s", (risky,))
+    held = scene(db, "/eodata/held.SAFE", "now() - interval '1 hour'")
+    db.execute("SELECT hrwsi.hold_task(%s)", (held,))
+    data = reports.status(db)["deadlines"]
+    assert (data["open"], data["past"], data["arrived_over_a_day_late"], data["at_risk"], data["stuck"]) == (7, 4, 3, 1, 1)
+    assert (data["past_task"], data["risk_task"], data["stuck_task"]) == (late, risky, held)
+    shown = " ".join(drawn(views.status, reports.status(db), 30.0).split())
+    assert (f"deadlines: 4 open task(s) past their deadline, not processed (the latest: task {late} (fsc), due 5.0 "
+            "min ago); 3 of them were more than a day past it when their input arrived: a back-fill inserted in "
+            "a near-real-time lane?") in shown
+    assert "back-fill goes in with lane 'archive'" in shown
+    assert (f"deadlines: 1 open task(s) planned to end after their deadline, still ahead (the first: task {risky} "
+            "(fsc), due in 10.0 min, planned to end 51.0 min late)") in shown
+    assert f"deadlines: 1 open task(s) held or blocked before their deadline (the first: task {held} (fsc)" in shown
+    assert "none past it" not in shown

@@ -191,6 +191,21 @@ async def test_the_timeliness_section_shows_the_timeliness_view(database_url, sc
         assert str(p50_from_sensing_s) not in page, "delays read as people read them, not as raw seconds"
 
 
+async def test_the_overview_says_which_deadlines_are_missed_and_what_arrived_over_a_day_late(database_url, data_dir,
+                                                                                             db):
+    # Found by exploratory testing (2026-12-06): the dashboard said nothing of deadlines; a back-fill of
+    # 2019 inserted without lane 'archive' went before every fresh scene, unsaid.
+    from tests.integration.test_reports import deadline_world, scene
+    deadline_world(db)
+    for year in range(2):
+        scene(db, f"/eodata/2019-{year}.SAFE", f"timestamptz '2019-0{year + 1}-01Z'")
+    async with dashboard(database_url, data_dir) as client:
+        page = " ".join(visible(await text_of(client, "/")).split())
+    assert "Deadlines: 2 open task(s) past their deadline, not processed (the latest: task 2 (fsc), due " in page
+    assert ("years ago); 2 of them were more than a day past it when their input arrived: a back-fill inserted in a "
+            "near-real-time lane?") in page
+
+
 async def test_user_supplied_text_is_escaped_wherever_it_is_shown(database_url, scenario, data_dir, db):
     attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     db.execute("SELECT hrwsi.hold_routine('snow_cover', %s)", (attack,))

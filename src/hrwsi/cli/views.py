@@ -127,6 +127,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         table.add_row(state, str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
     console.print(table)
     _held(console, data)
+    _deadlines(console, data.get("deadlines"))
     if data["unplannable"]:
         total, shown = data.get("unplannable_total", 0), len(data["unplannable"])
         console.print("[yellow]tasks that cannot be planned"
@@ -197,6 +198,12 @@ def _missed_products(console: Console, conditions: list[dict]) -> None:
                                             f"{condition['product_type']} made while it was inactive (or before it "
                                             "existed) are not chained to it")), soft_wrap=True)
         line(console, "  next: ", condition["next"])
+def _deadlines(console: Console, row: dict | None) -> None:
+    """The open tasks with a deadline: missed, at risk, held or blocked before it (timeliness.deadline_sentences)."""
+    from hrwsi.timeliness import deadline_sentences
+    style = {"bad": "bold red", "warn": "bold yellow", "ok": ""}
+    for level, sentence in deadline_sentences(row):
+        console.print(Text.assemble(("deadlines: ", style[level]), visible(sentence)), soft_wrap=True)
 
 
 def _queued_long(console: Console, jobs: list[dict]) -> None:

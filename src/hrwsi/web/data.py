@@ -85,6 +85,7 @@ class Overview:
     running_long: list  # jobs running far past their expected duration (reports.RUNNING_LONG_FACTOR), with what next
     timeliness: dict | None
     latest_plan: dict | None
+    deadlines: list = field(default_factory=list)  # (level, sentence): timeliness.deadline_sentences
     versions: dict = field(default_factory=dict)  # migrations.service_versions of the services alive
     services_gone: list = field(default_factory=list)  # reports.services_gone: kinds with no instance alive
 
@@ -157,6 +158,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
                       for r in await conn.fetch(query("web_jobs_running_long"), RUNNING_LONG_FACTOR, RUNNING_LONG_MIN_S,
                                                 RUNNING_LONG_SHOWN)],
         timeliness=await read_timeliness(conn),
+        deadlines=timeliness.deadline_sentences(await conn.fetchrow(query("report_deadlines_now"))),
         latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
     newest = await conn.fetchrow(query("newest_migration_recorded"))
     overview.versions = migrations.service_versions([s for s in services if s["fresh"]],
