@@ -124,6 +124,11 @@ CREATE TABLE hrwsi.processing_routine (
     consecutive_failures integer NOT NULL DEFAULT 0,
     hold_after_failures  integer DEFAULT 5
         CONSTRAINT routine_hold_after_failures_is_positive CHECK (hold_after_failures > 0),
+    -- Its back-fill's failures (production tasks in a lane less urgent than near-real-time, priority
+    -- above 0) are counted apart, and put its back-fill alone on hold (migration 0075): NULL while
+    -- its back-fill is not held.
+    backfill_consecutive_failures integer NOT NULL DEFAULT 0,
+    backfill_hold_reason text,
     CONSTRAINT routine_has_an_image_or_a_command
         CHECK (image IS NOT NULL OR coalesce(cardinality(command), 0) > 0),
     -- Routine names become directory names and Nomad job IDs: refuse what could escape a directory.
@@ -1078,8 +1083,8 @@ $$;
 CREATE FUNCTION hrwsi.apply_failure_policy() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_hashjoin = on SET enable_mergejoin = on
 SET enable_material = on AS $$
--- After job outcomes: count consecutive failures per routine (production) and per campaign; hold a
--- routine or a campaign that reached the routine's limit.
+-- After job outcomes: count consecutive failures per routine (production), per routine's back-fill
+-- and per campaign; hold a routine, its back-fill or a campaign that reached the routine's limit.
 DECLARE
     r record;
 BEGIN
@@ -1089,19 +1094,21 @@ BEGIN
     -- Successes only, and no routine or campaign has failures to forget: nothing to count. (The usual
     -- outcome; the query below is planned at each call, 0.3 ms, most of the cost of recording one outcome.)
     IF NOT EXISTS (SELECT 1 FROM new_rows WHERE state IN ('internal_error', 'external_error') AND fault IS NULL)
-       AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE consecutive_failures <> 0)
+       AND NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine
+                       WHERE consecutive_failures <> 0 OR backfill_consecutive_failures <> 0)
        AND NOT EXISTS (SELECT 1 FROM hrwsi.campaign WHERE consecutive_failures <> 0) THEN
         RETURN NULL;
     END IF;
     FOR r IN EXECUTE $q$
-        SELECT t.routine, t.campaign_id,
+        SELECT t.routine, t.campaign_id, coalesce(t.campaign_id IS NULL AND l.priority > 0, false) AS backfill,
                bool_or(n.state = 'processed') AS any_success,
                count(*) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL) AS failures,
                max(n.message) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL)
                    AS last_message
         FROM new_rows n JOIN old_rows o USING (id) JOIN hrwsi.processing_task t ON t.id = n.task_id
+        LEFT JOIN hrwsi.lane l ON l.name = t.lane
         WHERE n.state IS DISTINCT FROM o.state AND n.state IN ('processed', 'internal_error', 'external_error')
-        GROUP BY t.routine, t.campaign_id $q$
+        GROUP BY 1, 2, 3 $q$
     LOOP
         IF r.campaign_id IS NOT NULL THEN
             -- Reprocessing (another version, archive inputs) says nothing of production: the campaign's own count.
@@ -1117,6 +1124,22 @@ BEGIN
             FROM hrwsi.processing_routine p
             WHERE k.id = r.campaign_id AND p.name = r.routine AND r.failures > 0 AND NOT k.on_hold
               AND k.consecutive_failures >= p.hold_after_failures;
+            CONTINUE;
+        END IF;
+        IF r.backfill THEN
+            -- A back-fill's failures (archive inputs of another format, say) say little of the routine's
+            -- near-real-time work: they held the routine, and with it the fresh scenes (found by
+            -- exploratory testing; migration 0075). They hold the back-fill alone.
+            UPDATE hrwsi.processing_routine
+            SET backfill_consecutive_failures = CASE WHEN r.failures = 0 THEN 0
+                                                     WHEN r.any_success THEN r.failures
+                                                     ELSE backfill_consecutive_failures + r.failures END
+            WHERE name = r.routine AND (r.failures > 0 OR (r.any_success AND backfill_consecutive_failures <> 0));
+            UPDATE hrwsi.processing_routine
+            SET backfill_hold_reason = format('%s consecutive failures of back-fill tasks (limit %s); last: %s',
+                                              backfill_consecutive_failures, hold_after_failures, r.last_message)
+            WHERE name = r.routine AND r.failures > 0 AND backfill_hold_reason IS NULL
+              AND backfill_consecutive_failures >= hold_after_failures;
             CONTINUE;
         END IF;
         IF r.failures = 0 THEN
@@ -1158,6 +1181,31 @@ BEGIN
 END $$;
 CREATE TRIGGER processing_routine_hold AFTER UPDATE OF on_hold ON hrwsi.processing_routine
     FOR EACH ROW EXECUTE FUNCTION hrwsi.hold_routine_tasks();
+
+-- A routine's back-fill put on hold by its failures (migration 0075): its waiting production tasks in
+-- a lane less urgent than near-real-time are held; its near-real-time work goes on. Ops are told.
+CREATE FUNCTION hrwsi.hold_routine_back_fill() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    held bigint;
+BEGIN
+    UPDATE hrwsi.processing_task t
+    SET state = 'on_hold', state_reason = format('back-fill of routine %s on hold: %s', NEW.name, NEW.backfill_hold_reason)
+    FROM hrwsi.lane l
+    WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
+      AND l.name = t.lane AND l.priority > 0;
+    GET DIAGNOSTICS held = ROW_COUNT;
+    INSERT INTO hrwsi.alert (kind, subject, body, routine)
+    VALUES ('routine_on_hold', format('hrwsi: the back-fill of routine %s is on hold', NEW.name),
+            format('The back-fill of routine %s (its tasks in the archive lane) was put on hold: %s. %s waiting '
+                   'task(s) held, and its new back-fill tasks will be; its near-real-time work goes on. Fix the '
+                   'cause, then `hrwsi release %s`.', NEW.name, NEW.backfill_hold_reason, held, NEW.name),
+            NEW.name);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER processing_routine_back_fill_hold AFTER UPDATE OF backfill_hold_reason ON hrwsi.processing_routine
+    FOR EACH ROW WHEN (OLD.backfill_hold_reason IS NULL AND NEW.backfill_hold_reason IS NOT NULL)
+    EXECUTE FUNCTION hrwsi.hold_routine_back_fill();
 
 -- A routine that is no longer a time series (sequential_per_tile turned off, by `hrwsi config load`
 -- or by SQL): its tasks that have not started no longer wait for the task before them on their tile
@@ -1926,7 +1974,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
         RAISE EXCEPTION 'no routine %', routine_name USING ERRCODE = 'no_data_found';
     END IF;
-    UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
+    UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
+        backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
     WHERE name = routine_name;
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         state_reason = CASE WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
@@ -2574,8 +2623,13 @@ BEGIN
 
     INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, deadline_at,
                                  series_tile, series_at, campaign_id)
-    SELECT n.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
-           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason END,
+    SELECT n.id, c.routine,
+           CASE WHEN r.on_hold OR (r.backfill_hold_reason IS NOT NULL AND n.campaign_id IS NULL AND l.priority > 0)
+                THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
+                -- (a back-fill held by its failures: migration 0075)
+                WHEN r.backfill_hold_reason IS NOT NULL AND n.campaign_id IS NULL AND l.priority > 0
+                THEN format('back-fill of routine %s on hold: %s', r.name, r.backfill_hold_reason) END,
            l.name, l.priority,
            -- A campaign's input (a product it made, chained) is reprocessing, and an input in a lane
            -- less urgent than its condition's is back-fill: neither has a deadline. (A back-fill's
@@ -3929,12 +3983,17 @@ BEGIN
         UPDATE processing_task t
         SET state = 'on_hold',
             state_reason = CASE WHEN r.on_hold THEN 'routine on hold: ' || coalesce(r.hold_reason, 'held by an operator')
+                                WHEN t.campaign_id IS NULL
+                                THEN format('back-fill of routine %s on hold: %s', r.name, r.backfill_hold_reason)
                                 ELSE (SELECT format('campaign %s on hold: %s', k.id, k.hold_reason)
                                       FROM campaign k WHERE k.id = t.campaign_id) END
         FROM processing_routine r
         WHERE t.id = ANY (done_tasks) AND t.state = 'pending' AND r.name = ANY (ARRAY[t.routine])
           AND (r.on_hold OR (t.campaign_id IS NOT NULL
-                             AND EXISTS (SELECT 1 FROM campaign k WHERE k.id = t.campaign_id AND k.on_hold)));
+                             AND EXISTS (SELECT 1 FROM campaign k WHERE k.id = t.campaign_id AND k.on_hold))
+               -- (a back-fill task of a routine whose back-fill is on hold: migration 0075)
+               OR (t.campaign_id IS NULL AND r.backfill_hold_reason IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM lane l WHERE l.name = t.lane AND l.priority > 0)));
     END IF;
 
     -- The tasks as this call left them, read by primary key in a statement of its own (it sees the
@@ -4286,6 +4345,9 @@ REVOKE EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.plan_again_what_no_longer_fits() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.end_a_routines_series() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.end_a_routines_series() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.hold_routine_back_fill() FROM PUBLIC;
+-- (a trigger function: callable by whoever writes the table that fires it)
+GRANT EXECUTE ON FUNCTION hrwsi.hold_routine_back_fill() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- (the members a multi-input group has now: `hrwsi groups` reads it, as any role)
 REVOKE EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

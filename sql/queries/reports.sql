@@ -124,12 +124,16 @@ ORDER BY t.id;
 SELECT id FROM hrwsi.plan ORDER BY task_count DESC, id DESC LIMIT 1;
 
 -- name: report_held_routines
--- Routines on hold (by an operator or by the failure policy), with how many of their tasks wait.
-SELECT r.name AS routine, r.hold_reason AS reason, r.consecutive_failures, r.hold_after_failures,
+-- Routines on hold (by an operator or by the failure policy), with how many of their tasks wait; and
+-- routines whose back-fill alone is on hold (its failures: migration 0075), `backfill_only`.
+SELECT r.name AS routine, coalesce(r.hold_reason, r.backfill_hold_reason) AS reason,
+       NOT r.on_hold AS backfill_only,
+       CASE WHEN r.on_hold THEN r.consecutive_failures ELSE r.backfill_consecutive_failures END AS consecutive_failures,
+       r.hold_after_failures,
        (SELECT count(*) FROM hrwsi.processing_task t WHERE t.routine = r.name AND t.state = 'on_hold') AS held_tasks,
        (SELECT max(a.created_at) FROM hrwsi.alert a WHERE a.routine = r.name AND a.kind = 'routine_on_hold') AS held_at
 FROM hrwsi.processing_routine r
-WHERE r.on_hold
+WHERE r.on_hold OR r.backfill_hold_reason IS NOT NULL
 ORDER BY r.name;
 
 -- name: report_held_campaigns

@@ -26,7 +26,10 @@ SELECT id, created_at, task_count, makespan_s, lower_bound_s, vms, vm_hours, pla
 FROM hrwsi.plan ORDER BY id DESC LIMIT 1;
 
 -- name: web_routines
-SELECT name, on_hold, hold_reason, consecutive_failures, hold_after_failures, max_attempts
+-- (with its back-fill's hold, and the lanes that are back-fill, less urgent than near-real-time: migration 0075)
+SELECT name, on_hold, hold_reason, consecutive_failures, hold_after_failures, max_attempts,
+       backfill_hold_reason, backfill_consecutive_failures,
+       ARRAY(SELECT l.name FROM hrwsi.lane l WHERE l.priority > 0) AS backfill_lanes
 FROM hrwsi.processing_routine
 ORDER BY name;
 

@@ -162,7 +162,8 @@ class Routine(_Entry):
     output_product_type: Name = Field(description="the product type of the files it writes (e.g. L2A)")
     max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(3, description="failures before a task is terminated")
     hold_after_failures: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        5, description="consecutive failures (any inputs) that put the routine on hold")
+        5, description="consecutive failures that put the routine on hold; its back-fill's, counted apart, "
+                       "hold its back-fill alone")
     flavour: Name | None = Field(None, description="run only on workers of this flavour; none: any that fits")
     sequential_per_tile: bool = Field(False, description="a tile's tasks run one after the other, in date order")
     env: dict[EnvName, str] = Field(default_factory=dict,

@@ -35,8 +35,11 @@ def state_counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(conn.execute(query("report_task_counts")).fetchall())
 
 
-def held_routine_next_step(routine: str) -> str:
-    """What happens to a held routine, in words (status, alerts)."""
+def held_routine_next_step(routine: str, backfill_only: bool = False) -> str:
+    """What happens to a held routine, or to its back-fill alone, in words (status, alerts)."""
+    if backfill_only:
+        return (f"its new and waiting back-fill tasks (archive lane) stay on hold until an operator runs "
+                f"`hrwsi release {routine}`; its near-real-time tasks and running jobs go on")
     return (f"its new and waiting tasks stay on hold (not planned) until an operator runs "
             f"`hrwsi release {routine}`; running jobs finish")
 
@@ -98,7 +101,7 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{round(lock_wait_s * 1000)}ms",))
         held = read("the held routines", [], lambda: _rows(conn, "report_held_routines"))
         for routine in held:
-            routine["next"] = held_routine_next_step(routine["routine"])
+            routine["next"] = held_routine_next_step(routine["routine"], routine["backfill_only"])
         unplannable_rows = read("the tasks that cannot be planned", [],
                                 lambda: conn.execute(query("report_unplannable"), {"limit": 10}).fetchall())
         data = {

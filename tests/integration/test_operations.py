@@ -9,9 +9,12 @@ import psycopg
 import pytest
 from aiohttp import web
 
+from hrwsi import reports
 from hrwsi.alerts import AlertSender, AlertSettings, send_pending_alerts
+from hrwsi.cli import views
 from hrwsi.database import create_pool
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
+from tests.integration.test_reports import drawn
 
 FAIL = [sys.executable, "-c", "import sys; sys.exit(4)"]
 
@@ -77,6 +80,52 @@ async def test_a_campaign_s_failures_hold_the_campaign_and_production_goes_on(db
         await wait_until(database_url, "SELECT count(*) = $1 FROM hrwsi.processing_task WHERE campaign_id = $2 "
                                        "AND state = 'processed'", held, campaign)
     assert db.execute("SELECT on_hold, consecutive_failures FROM hrwsi.campaign").fetchone() == (False, 0)
+
+
+FAIL_OLD = [sys.executable, "-c", "import os, sys; sys.exit(4 if '/old' in os.environ['HRWSI_INPUT_PATH'] else 0)"]
+
+
+async def test_a_back_fill_s_failures_hold_the_back_fill_and_near_real_time_work_goes_on(db, database_url, settings,
+                                                                                       configure):
+    """Found by exploratory testing (2026-12-06): archive inputs the routine could not read (70 % failed)
+    put the routine on hold after 5 failures, and the fresh scenes of the same routine with it: near-real-time
+    production stopped for a back-fill's sake."""
+    configure(single_routine_configuration(FAIL_OLD, max_attempts=1, workers=1, cpu=4))  # one task at a time
+    db.execute("UPDATE hrwsi.processing_routine SET hold_after_failures = 3")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, lane)
+                  SELECT 'in', '/in/old' || g, 'archive' FROM generate_series(1, 8) g""")
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        await wait_until(database_url, "SELECT backfill_hold_reason IS NOT NULL FROM hrwsi.processing_routine")
+        await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.processing_task "
+                                       "WHERE state IN ('dispatched', 'queued', 'running', 'pending', 'planned')")
+        routine = db.execute("SELECT on_hold, backfill_hold_reason FROM hrwsi.processing_routine").fetchone()
+        assert routine[0] is False, "the routine's near-real-time work is not held"
+        assert routine[1].startswith("3 consecutive failures of back-fill tasks (limit 3); last: ") and \
+            "exit code 4" in routine[1]
+        held = db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'on_hold' AND state_reason = %s",
+                          (f"back-fill of routine work on hold: {routine[1]}",)).fetchone()[0]
+        assert held >= 4 and held + db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'terminated'"
+                                               ).fetchone()[0] == 8
+        [(subject, body)] = db.execute("SELECT subject, body FROM hrwsi.alert WHERE kind = 'routine_on_hold'").fetchall()
+        assert subject == "hrwsi: the back-fill of routine work is on hold" and "near-real-time work goes on" in body
+        insert_inputs(db, 1, prefix="/in/fresh")  # a fresh scene runs meanwhile
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task t JOIN hrwsi.input i "
+                                       "ON i.id = t.input_id WHERE i.input_path = '/in/fresh0'")
+        db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, lane) VALUES ('in', '/in/old-9', "
+                   "'archive')")  # new back-fill waits held
+        assert db.execute("SELECT state FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                          "WHERE i.input_path = '/in/old-9'").fetchone()[0] == "on_hold"
+        status = reports.status(db)
+        [said] = status["held_routines"]
+        assert said["backfill_only"] and said["held_tasks"] == held + 1
+        assert "routine's back-fill on hold: work" in " ".join(drawn(views.status, status, 30.0).split())
+        # The cause fixed, the routine released: its back-fill runs.
+        db.execute("UPDATE hrwsi.processing_routine SET command = ARRAY['true']")
+        assert db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0] == \
+            f"routine work released; {held + 1} held task(s) will be planned"
+        await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.processing_task WHERE state = 'on_hold'")
+    assert db.execute("SELECT backfill_hold_reason, backfill_consecutive_failures FROM hrwsi.processing_routine"
+                      ).fetchone() == (None, 0)
 
 
 async def test_retry_a_terminated_task(db, database_url, settings, configure):

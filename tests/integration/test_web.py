@@ -206,6 +206,22 @@ async def test_the_overview_says_which_deadlines_are_missed_and_what_arrived_ove
             "near-real-time lane?") in page
 
 
+async def test_the_overview_shows_a_routine_whose_back_fill_alone_is_on_hold(database_url, data_dir, db):
+    # (migration 0075: a back-fill's failures hold the back-fill, and near-real-time work goes on)
+    from tests.integration.test_reports import deadline_world, scene
+    deadline_world(db)
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine, lane) VALUES ('fsc_old', 'fsc', 'archive')")
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('fsc_old', '/eodata/old.SAFE')")
+    scene(db, "/eodata/fresh.SAFE", "now()")
+    db.execute("UPDATE hrwsi.processing_routine SET backfill_hold_reason = '5 consecutive failures of back-fill tasks "
+               "(limit 5); last: exit code 1'")
+    async with dashboard(database_url, data_dir) as client:
+        page = " ".join(visible(await text_of(client, "/")).split())
+    assert "back-fill on hold: 5 consecutive failures of back-fill tasks (limit 5); last: exit code 1" in page
+    states = dict(db.execute("SELECT lane, state FROM hrwsi.processing_task").fetchall())
+    assert states == {"archive": "on_hold", "nrt": "pending"}
+
+
 async def test_user_supplied_text_is_escaped_wherever_it_is_shown(database_url, scenario, data_dir, db):
     attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     db.execute("SELECT hrwsi.hold_routine('snow_cover', %s)", (attack,))

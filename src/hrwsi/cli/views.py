@@ -243,9 +243,13 @@ def _duration(seconds: float) -> str:
 
 def _held(console: Console, data: dict) -> None:
     for routine in data["held_routines"]:
-        console.print(Text.assemble(("routine on hold: ", "bold yellow"), visible(routine["routine"]),
+        # (its back-fill alone: the archive lane's tasks; its near-real-time work goes on, migration 0075)
+        backfill = routine.get("backfill_only")
+        console.print(Text.assemble(("routine's back-fill on hold: " if backfill else "routine on hold: ", "bold yellow"),
+                                    visible(routine["routine"]),
                                     f" ({routine['held_tasks']} task(s) held"
-                                    + (f", since {time(routine['held_at'])}" if routine["held_at"] else "") + ")"))
+                                    + (f", since {time(routine['held_at'])}" if routine["held_at"] else "")
+                                    + ("; its near-real-time work goes on" if backfill else "") + ")"))
         line(console, "  why: ", routine["reason"] or "held by an operator")
         line(console, "  next: ", routine["next"])
     for campaign in data.get("held_campaigns", []):

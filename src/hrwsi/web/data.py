@@ -136,6 +136,10 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
         if info is not None:
             row.on_hold, row.hold_reason = info["on_hold"], info["hold_reason"]
             row.consecutive_failures, row.hold_after_failures = info["consecutive_failures"], info["hold_after_failures"]
+            if not row.on_hold and info["backfill_hold_reason"] and row.lane in info["backfill_lanes"]:
+                # (its back-fill alone is held, by its failures: its near-real-time rows are not; migration 0075)
+                row.on_hold, row.hold_reason = True, "back-fill on hold: " + info["backfill_hold_reason"]
+                row.consecutive_failures = info["backfill_consecutive_failures"]
     ordered = sorted(rows.values(), key=lambda r: (r.routine, r.lane))
     buckets = {r["bucket"]: dict(r) for r in await conn.fetch(query("web_throughput_series"), float(SERIES_WINDOW_S),
                                                               float(SERIES_BUCKET_S))}
