@@ -1,5 +1,6 @@
--- hrwsi schema, version 75: work made as urgent as near-real-time work is planned again, and a
--- back-fill's failures hold the back-fill alone.
+-- hrwsi schema, version 75: work made as urgent as near-real-time work is planned again, a
+-- back-fill's failures hold the back-fill alone, and an input more than a day past its deadline when
+-- it arrives is back-fill.
 --
 -- Archive tasks raised to priority 0 kept the plan made for them in their own lane, behind the rest
 -- of that lane's back-fill: those a fresh scene of their time series waits for (priority inheritance,
@@ -17,10 +18,31 @@
 -- (processing_routine.backfill_consecutive_failures), and at the routine's hold_after_failures hold the
 -- back-fill alone (backfill_hold_reason): its waiting and new archive tasks, and those whose attempt
 -- fails meanwhile, are held; an alert routine_on_hold says so; `hrwsi release ROUTINE` releases it.
+--
+-- An input without a lane of its own got its condition's lane and a deadline counted from its
+-- sensing: 3,000 scenes of 2019 inserted without lane 'archive' had deadlines from 2019, went before
+-- every fresh scene (earliest deadline first: fresh scenes waited 50-97 s instead of 0.1-0.3 s) and
+-- raised 3,000 deadline_missed alerts (found by exploratory testing). Such an input, more than a day
+-- past its deadline when it arrives (not a chained product, not a campaign's), now goes to the least
+-- urgent lane without a deadline, its reason saying so (hrwsi.arrives_as_back_fill); an input given
+-- its lane keeps it. hrwsi.cannot_be_planned does not count that reason as a planning problem.
 
 ALTER TABLE hrwsi.processing_routine
     ADD COLUMN backfill_consecutive_failures integer NOT NULL DEFAULT 0,
     ADD COLUMN backfill_hold_reason text;
+
+-- An input that arrives more than a day past the deadline its condition gives it, without a lane of
+-- its own, is back-fill: it goes to the least urgent lane, without a deadline (migration 0075). Given
+-- its condition's lane, it was served earliest deadline first before every fresh scene: 3,000 scenes
+-- of 2019 inserted without lane 'archive' held fresh scenes of the same routine back 50-97 s each,
+-- and raised 3,000 deadline_missed alerts (found by exploratory testing). An input given its lane
+-- keeps it; a chained product (product_id) and a campaign's input have theirs already.
+CREATE FUNCTION hrwsi.arrives_as_back_fill(given_lane text, product_id bigint, campaign_id bigint, due timestamptz,
+                                           arrived timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(given_lane IS NULL AND product_id IS NULL AND campaign_id IS NULL
+                    AND due < arrived - interval '1 day', false)
+$$;
 
 CREATE OR REPLACE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
@@ -108,7 +130,13 @@ BEGIN
     -- for every row (hrwsi.refuse_removing_what_tasks_name): none of them can be removed before
     -- this transaction ends. They exist: the tasks are made by joining them.
     PERFORM 1
-    FROM (SELECT DISTINCT c.routine, coalesce(n.lane, c.lane) AS lane
+    FROM (SELECT DISTINCT c.routine,
+                 CASE WHEN hrwsi.arrives_as_back_fill(n.lane, n.product_id, n.campaign_id,
+                                                      coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at
+                                                                    ELSE n.measured_at END, n.created_at) + c.deadline,
+                                                      n.created_at)
+                      THEN (SELECT bl.name FROM lane bl ORDER BY bl.priority DESC, bl.name LIMIT 1)
+                      ELSE coalesce(n.lane, c.lane) END AS lane
           FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition) x
     JOIN processing_routine r ON r.name = x.routine
     JOIN lane l ON l.name = x.lane
@@ -122,25 +150,34 @@ BEGIN
            CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
                 -- (a back-fill held by its failures: migration 0075)
                 WHEN r.backfill_hold_reason IS NOT NULL AND n.campaign_id IS NULL AND l.priority > 0
-                THEN format('back-fill of routine %s on hold: %s', r.name, r.backfill_hold_reason) END,
+                THEN format('back-fill of routine %s on hold: %s', r.name, r.backfill_hold_reason)
+                -- (an input more than a day past its deadline: back-fill, migration 0075)
+                WHEN e.back_fill
+                THEN format('arrived %s after its deadline (%s): served as back-fill, in lane %s without a deadline; '
+                            'an input given lane %s is served as near-real-time', hrwsi.duration_text(n.created_at - e.due),
+                            hrwsi.utc_text(e.due), l.name, c.lane) END,
            l.name, l.priority,
            -- A campaign's input (a product it made, chained) is reprocessing, and an input in a lane
            -- less urgent than its condition's is back-fill: neither has a deadline. (A back-fill's
            -- deadline, counted from a sensing months ago, was missed the moment its task existed: it
            -- was served before fresh scenes, earliest deadline first, and alerted; migration 0048.)
            -- (the condition's lane read only for an input naming another: a burst's rows name none)
-           CASE WHEN n.campaign_id IS NULL
+           CASE WHEN n.campaign_id IS NULL AND NOT e.back_fill
                      AND (n.lane IS NULL OR n.lane = c.lane
                           OR l.priority <= (SELECT cl.priority FROM lane cl WHERE cl.name = c.lane)) THEN
-               coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
-                        n.created_at) + c.deadline END,
+               e.due END,
            CASE WHEN r.sequential_per_tile AND n.measured_at IS NOT NULL THEN n.tile END,
            CASE WHEN r.sequential_per_tile AND n.tile IS NOT NULL THEN n.measured_at END,
            n.campaign_id
     FROM new_rows n
     JOIN processing_condition c ON c.name = n.processing_condition
     JOIN processing_routine r ON r.name = c.routine
-    JOIN lane l ON l.name = coalesce(n.lane, c.lane)
+    CROSS JOIN LATERAL (
+        SELECT d.due, hrwsi.arrives_as_back_fill(n.lane, n.product_id, n.campaign_id, d.due, n.created_at) AS back_fill
+        FROM (SELECT coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
+                              n.created_at) + c.deadline AS due) d) e
+    JOIN lane l ON l.name = CASE WHEN e.back_fill THEN (SELECT bl.name FROM lane bl ORDER BY bl.priority DESC, bl.name LIMIT 1)
+                                 ELSE coalesce(n.lane, c.lane) END
     ORDER BY n.id;
 
     -- A time-series task depends on the task just before it in its series, by (series_at, id). One
@@ -619,3 +656,15 @@ END $$;
 REVOKE EXECUTE ON FUNCTION hrwsi.hold_routine_back_fill() FROM PUBLIC;
 -- (a trigger function: callable by whoever writes the table that fires it)
 GRANT EXECUTE ON FUNCTION hrwsi.hold_routine_back_fill() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
+CREATE OR REPLACE FUNCTION hrwsi.cannot_be_planned(state text, reason text, not_before timestamptz) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT state = 'pending' AND reason IS NOT NULL AND reason NOT LIKE 'retried%'
+       AND reason NOT LIKE '%released%' AND reason NOT LIKE 'attempt %'
+       AND reason NOT LIKE 'reprocessing campaign %' AND reason NOT LIKE '%planned again%'
+       AND reason NOT LIKE '%was retried' AND reason NOT LIKE 'arrived % after its deadline %: served as back-fill%'
+       AND (not_before IS NULL OR not_before <= now())
+$$;
+REVOKE EXECUTE ON FUNCTION hrwsi.arrives_as_back_fill(text, bigint, bigint, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.arrives_as_back_fill(text, bigint, bigint, timestamptz, timestamptz)
+    TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

@@ -77,6 +77,8 @@ def deadline_sentences(row: dict | None) -> list[tuple[str, str]]:
         sentence = (f"{row['past']:,} open task(s) past their deadline, not processed (the latest: task "
                     f"{row['past_task']} ({row['past_routine']}), due {duration_text(row['past_s'])} ago)")
         if row["arrived_over_a_day_late"]:
+            # (an input without a lane of its own is back-fill then, without a deadline: one given the
+            # near-real-time lane, or inserted before migration 0075)
             sentence += (f"; {row['arrived_over_a_day_late']:,} of them were more than a day past it when their input "
                          "arrived: a back-fill inserted in a near-real-time lane? Served earliest deadline first, they "
                          "go before every fresh scene of their lane; back-fill goes in with lane 'archive' (no "

@@ -152,9 +152,9 @@ def deadline_world(db) -> None:
     db.execute("""INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('fsc_nrt', 'fsc', '3 hours')""")
 
 
-def scene(db, path: str, sensed: str) -> int:
-    db.execute(f"""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
-                   VALUES ('fsc_nrt', %s, '32TLR', {sensed}, {sensed} + interval '1 minute')""", (path,))
+def scene(db, path: str, sensed: str, lane: str | None = None) -> int:
+    db.execute(f"""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at, lane)
+                   VALUES ('fsc_nrt', %s, '32TLR', {sensed}, {sensed} + interval '1 minute', %s)""", (path, lane))
     return db.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
                       "WHERE i.input_path = %s", (path,)).fetchone()[0]
 
@@ -170,8 +170,8 @@ def test_status_says_which_deadlines_are_missed_at_risk_or_held_and_what_arrived
     shown = drawn(views.status, reports.status(db), 30.0)
     assert (f"deadlines: 1 open task(s) with a deadline, none past it, planned to end after it, held or blocked; the "
             f"next due in 2.8 h (task {fresh} (fsc))") in shown
-    for year in range(3):  # a back-fill of 2019 inserted in the near-real-time lane
-        scene(db, f"/eodata/2019-{year}.SAFE", f"timestamptz '2019-0{year + 1}-01Z'")
+    for year in range(3):  # a back-fill of 2019 given the near-real-time lane (without a lane, it is back-fill)
+        scene(db, f"/eodata/2019-{year}.SAFE", f"timestamptz '2019-0{year + 1}-01Z'", lane="nrt")
     late = scene(db, "/eodata/late.SAFE", "now() - interval '3 hours 5 minutes'")  # a scene late by 5 minutes
     risky = scene(db, "/eodata/risky.SAFE", "now() - interval '2 hours 50 minutes'")
     db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now() + interval "

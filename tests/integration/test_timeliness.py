@@ -158,6 +158,32 @@ def test_an_input_back_filled_into_a_less_urgent_lane_has_no_deadline_and_raises
     assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE body LIKE '%/old-in-nrt%'").fetchone()[0] == 1
 
 
+def test_an_input_more_than_a_day_past_its_deadline_when_it_arrives_is_back_fill_unless_given_its_lane(world):
+    # Found by exploratory testing (2026-12-06): 3,000 scenes of 2019 inserted without lane 'archive'
+    # got deadlines from 2019 and, earliest deadline first, went before every fresh scene (held back 50-97 s
+    # each behind 8 workers) and raised 3,000 deadline_missed alerts at once.
+    world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, measured_at)
+                     VALUES ('nrt', '/2019', '2019-01-01T02:00Z'), ('nrt', '/fresh', %s), ('nrt', '/late-by-hours', %s),
+                            ('nrt', '/late-by-two-days', %s)""",
+                  (NOW - timedelta(minutes=10), NOW - timedelta(hours=5), NOW - timedelta(days=2)))
+    world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, measured_at, lane)
+                     VALUES ('nrt', '/2019-as-nrt', '2019-01-01T02:00Z', 'nrt')""")  # the data engineer's choice
+    rows = {r[0]: r[1:] for r in world.execute("""
+        SELECT i.input_path, t.lane, t.priority, t.deadline_at IS NOT NULL, t.state, t.state_reason
+        FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id""")}
+    assert rows["/fresh"][:4] == ("nrt", 0, True, "pending")
+    assert rows["/late-by-hours"][:3] == ("nrt", 0, True), "a late delivery is still near-real-time work"
+    assert rows["/2019-as-nrt"][:3] == ("nrt", 0, True), "a lane given is kept"
+    for path in ("/2019", "/late-by-two-days"):
+        assert rows[path][:4] == ("archive", 1, False, "pending"), (path, rows[path])
+    assert rows["/2019"][4].startswith("arrived ") and rows["/2019"][4].endswith(
+        " after its deadline (2019-01-01 03:00:00Z): served as back-fill, in lane archive without a deadline; an "
+        "input given lane nrt is served as near-real-time"), rows["/2019"][4]
+    assert not world.execute("SELECT bool_or(hrwsi.cannot_be_planned(state, state_reason, NULL)) "
+                             "FROM hrwsi.processing_task").fetchone()[0]
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 2)  # late-by-hours, as-nrt
+
+
 def test_alert_texts_say_times_in_utc_and_lateness_as_people_read_it_whatever_the_sessions_zone(world):
     """Alert texts carried times in the session's zone and PostgreSQL's format ("2026-12-05
     23:18:42.74337+00", "+01" on a server whose zone followed the shell's TZ), and 17 ms past a

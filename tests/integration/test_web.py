@@ -198,7 +198,7 @@ async def test_the_overview_says_which_deadlines_are_missed_and_what_arrived_ove
     from tests.integration.test_reports import deadline_world, scene
     deadline_world(db)
     for year in range(2):
-        scene(db, f"/eodata/2019-{year}.SAFE", f"timestamptz '2019-0{year + 1}-01Z'")
+        scene(db, f"/eodata/2019-{year}.SAFE", f"timestamptz '2019-0{year + 1}-01Z'", lane="nrt")
     async with dashboard(database_url, data_dir) as client:
         page = " ".join(visible(await text_of(client, "/")).split())
     assert "Deadlines: 2 open task(s) past their deadline, not processed (the latest: task 2 (fsc), due " in page
