@@ -148,11 +148,14 @@ WHERE k.on_hold
 ORDER BY k.id;
 
 -- name: report_held_tasks
--- Tasks held one by one (not through their routine or their campaign).
+-- Tasks held one by one (not through their routine, its back-fill or their campaign).
 SELECT t.id, t.routine, t.state_reason AS reason
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
 LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
 WHERE t.state = 'on_hold' AND NOT r.on_hold AND NOT coalesce(k.on_hold, false)
+  -- (held with its routine's back-fill, migration 0075: said once, in the routine's line)
+  AND NOT (r.backfill_hold_reason IS NOT NULL AND t.campaign_id IS NULL
+           AND starts_with(t.state_reason, 'back-fill of routine '))
 ORDER BY t.id LIMIT %(limit)s;
 
 -- name: report_services

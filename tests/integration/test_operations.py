@@ -118,6 +118,7 @@ async def test_a_back_fill_s_failures_hold_the_back_fill_and_near_real_time_work
         status = reports.status(db)
         [said] = status["held_routines"]
         assert said["backfill_only"] and said["held_tasks"] == held + 1
+        assert status["held_tasks"] == [], "held with the back-fill, not one by one"
         assert "routine's back-fill on hold: work" in " ".join(drawn(views.status, status, 30.0).split())
         # The cause fixed, the routine released: its back-fill runs.
         db.execute("UPDATE hrwsi.processing_routine SET command = ARRAY['true']")
