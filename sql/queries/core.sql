@@ -396,11 +396,12 @@ WHERE sent_at IS NULL AND attempts < $2
 ORDER BY id LIMIT $1
 FOR UPDATE SKIP LOCKED;
 
--- name: alert_sent
-UPDATE hrwsi.alert SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1;
+-- name: alerts_sent
+-- (one alert, or the alerts of one digest: alerts.send_pending_alerts)
+UPDATE hrwsi.alert SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY ($1::bigint[]);
 
--- name: alert_failed
-UPDATE hrwsi.alert SET attempts = attempts + 1, last_error = $2 WHERE id = $1;
+-- name: alerts_failed
+UPDATE hrwsi.alert SET attempts = attempts + 1, last_error = $2 WHERE id = ANY ($1::bigint[]);
 
 -- name: job_as_recorded
 -- A job's state and owner as the database has them: what the launcher says when the outcome it

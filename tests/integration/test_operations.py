@@ -300,6 +300,51 @@ async def test_alerts_reach_a_webhook_and_an_smtp_server(db, database_url, confi
     assert len(mails) == 1 and "Subject: hrwsi: routine work is on hold" in mails[0]
 
 
+async def test_many_alerts_of_one_kind_are_sent_as_one_message_and_do_not_hold_the_others_back(
+        db, database_url, configure, unused_tcp_port_factory):
+    # Found by exploratory testing (2026-12-06): 3,000 deadline_missed alerts went out one webhook call
+    # (and one e-mail) each, 20 every 2 s: five minutes of deliveries, a routine put on hold after them
+    # waiting behind them.
+    configure(single_routine_configuration(["true"]))
+    db.execute("""INSERT INTO hrwsi.alert (kind, subject, body)
+                  SELECT 'deadline_missed', 'hrwsi: task ' || g || ' (work) missed its deadline', 'Task ' || g || ' ...'
+                  FROM generate_series(1, 3000) g""")
+    db.execute("SELECT hrwsi.hold_routine('work', 'broken image')")
+    db.execute("""INSERT INTO hrwsi.alert (kind, subject, body) VALUES ('task_blocked', 'hrwsi: task 7 is blocked', 'b1'),
+                  ('task_blocked', 'hrwsi: task 8 is blocked', 'b2')""")
+    received: list[dict] = []
+
+    async def hook(request):
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = unused_tcp_port_factory()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pool = await create_pool(database_url)
+    try:
+        sender = AlertSender(AlertSettings(webhook_url=f"http://127.0.0.1:{port}/hook"))
+        assert await send_pending_alerts(pool, sender) == 1000
+        assert [m["kind"] for m in received] == ["deadline_missed"], "1,000 claimed, one message"
+        assert await send_pending_alerts(pool, sender) == 1000
+        assert await send_pending_alerts(pool, sender) == 1000
+        assert await send_pending_alerts(pool, sender) == 3  # a round after them (2 s), not 150 rounds
+        assert await send_pending_alerts(pool, sender) == 0
+    finally:
+        await pool.close()
+        await runner.cleanup()
+    assert [m["kind"] for m in received] == ["deadline_missed"] * 3 + ["routine_on_hold", "task_blocked", "task_blocked"]
+    first = received[0]
+    assert first["subject"] == "hrwsi: 1000 alerts deadline_missed: task 1 (work) missed its deadline, and 999 more"
+    assert "- task 10 (work) missed its deadline\n- ... and 990 more" in first["text"]
+    assert "The first in full: Task 1 ..." in first["text"] and "`hrwsi alerts` lists them all" in first["text"]
+    assert received[3]["subject"] == "hrwsi: routine work is on hold", "a few of a kind: each its own message"
+    assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE sent_at IS NULL").fetchone()[0] == 0
+
+
 def test_a_data_engineer_s_input_for_an_inactive_condition_is_refused_and_a_campaign_s_is_not(db, configure,
                                                                                              login_role):
     # Found by exploratory testing (2026-12-04): ops set a condition inactive to stop it, and a data
