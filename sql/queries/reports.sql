@@ -78,6 +78,24 @@ SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.pl
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.id = %(task_id)s;
 
+-- name: report_task_series_ahead
+-- The open tasks a task of a time series waits for, down its series (each waits for the one sensed
+-- before it), and how many of them are back-fill (a lane less urgent than near-real-time): a fresh
+-- scene behind 200 archive scenes of its tile said only "depends on 24014" (found by exploratory
+-- testing).
+WITH RECURSIVE ahead AS (
+    SELECT p.id, p.lane, p.depends_on, p.dependency_waived, 1 AS n
+    FROM hrwsi.processing_task t JOIN hrwsi.processing_task p ON p.id = t.depends_on
+    WHERE t.id = %(task_id)s AND NOT t.dependency_waived AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+      AND p.state NOT IN ('processed', 'terminated', 'cancelled')
+    UNION ALL
+    SELECT p.id, p.lane, p.depends_on, p.dependency_waived, a.n + 1
+    FROM ahead a JOIN hrwsi.processing_task p ON p.id = a.depends_on
+    WHERE NOT a.dependency_waived AND a.n < 100000 AND p.state NOT IN ('processed', 'terminated', 'cancelled')
+)
+SELECT count(*) AS open, count(*) FILTER (WHERE l.priority > 0) AS back_fill
+FROM ahead a JOIN hrwsi.lane l ON l.name = a.lane;
+
 -- name: report_task_history
 SELECT state, reason, attempts, worker, at FROM hrwsi.task_event WHERE task_id = %(task_id)s ORDER BY id;
 

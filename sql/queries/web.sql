@@ -154,6 +154,21 @@ WHERE ($1::text IS NULL OR t.state = $1)
 ORDER BY t.id DESC
 LIMIT $8;
 
+-- name: web_task_series_ahead
+-- (as report_task_series_ahead)
+WITH RECURSIVE ahead AS (
+    SELECT p.id, p.lane, p.depends_on, p.dependency_waived, 1 AS n
+    FROM hrwsi.processing_task t JOIN hrwsi.processing_task p ON p.id = t.depends_on
+    WHERE t.id = $1 AND NOT t.dependency_waived AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+      AND p.state NOT IN ('processed', 'terminated', 'cancelled')
+    UNION ALL
+    SELECT p.id, p.lane, p.depends_on, p.dependency_waived, a.n + 1
+    FROM ahead a JOIN hrwsi.processing_task p ON p.id = a.depends_on
+    WHERE NOT a.dependency_waived AND a.n < 100000 AND p.state NOT IN ('processed', 'terminated', 'cancelled')
+)
+SELECT count(*) AS open, count(*) FILTER (WHERE l.priority > 0) AS back_fill
+FROM ahead a JOIN hrwsi.lane l ON l.name = a.lane;
+
 -- name: web_task
 SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_start, t.planned_end,
        t.depends_on, t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.deadline_at,

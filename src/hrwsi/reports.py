@@ -253,7 +253,19 @@ def task(conn: psycopg.Connection, task_id: int) -> dict | None:
                      for r in conn.execute(query("report_task_jobs"), {"task_id": task_id})]
     found["products"] = [dict(zip(("path", "product_type", "size_bytes", "created_at"), r))
                          for r in conn.execute(query("report_task_products"), {"task_id": task_id})]
+    found["series_ahead"] = _row(conn, "report_task_series_ahead", {"task_id": task_id})
     return found
+
+
+def series_ahead_text(ahead: dict | None) -> str | None:
+    """What a task of a time series waits for down its series, in words; None when nothing."""
+    if not ahead or not ahead["open"]:
+        return None
+    said = f"waits in its time series behind {ahead['open']:,} open task(s) of its tile sensed before it"
+    if ahead["back_fill"]:
+        said += (f", {ahead['back_fill']:,} of them back-fill (served as urgently as the near-real-time task "
+                 "after them, one after the other)")
+    return said
 
 
 def task_state(conn: psycopg.Connection, task_id: int) -> dict | None:

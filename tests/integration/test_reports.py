@@ -190,3 +190,22 @@ def test_status_says_which_deadlines_are_missed_at_risk_or_held_and_what_arrived
             "(fsc), due in 10.0 min, planned to end 51.0 min late)") in shown
     assert f"deadlines: 1 open task(s) held or blocked before their deadline (the first: task {held} (fsc)" in shown
     assert "none past it" not in shown
+
+
+def test_task_show_says_how_many_back_fill_scenes_of_its_series_a_fresh_scene_waits_behind(db):
+    # Found by exploratory testing (2026-12-06): a fresh scene behind the 200 archive scenes of its tile's
+    # time series (4 minutes of work, one after the other) said only "depends on 24014", no reason.
+    deadline_world(db)
+    db.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                  SELECT 'fsc_nrt', '/eodata/old-' || g, '32TLR', timestamptz '2020-01-01Z' + g * interval '1 day',
+                         'archive' FROM generate_series(1, 3) g""")
+    fresh = scene(db, "/eodata/fresh.SAFE", "now() - interval '1 hour'")
+    data = reports.task(db, fresh)
+    assert data["series_ahead"] == {"open": 3, "back_fill": 3}
+    assert ("waits in its time series behind 3 open task(s) of its tile sensed before it, 3 of them back-fill "
+            "(served as urgently as the near-real-time task after them, one after the other)") in " ".join(
+        drawn(views.task, data).split())
+    first = db.execute("SELECT min(id) FROM hrwsi.processing_task").fetchone()[0]
+    assert reports.task(db, first)["series_ahead"] == {"open": 0, "back_fill": 0}
+    assert "waits in its time series" not in drawn(views.task, reports.task(db, first))

@@ -222,6 +222,19 @@ async def test_the_overview_shows_a_routine_whose_back_fill_alone_is_on_hold(dat
     assert states == {"archive": "on_hold", "nrt": "pending"}
 
 
+async def test_a_task_page_says_how_many_back_fill_scenes_of_its_series_it_waits_behind(database_url, data_dir, db):
+    from tests.integration.test_reports import deadline_world, scene
+    deadline_world(db)
+    db.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                  SELECT 'fsc_nrt', '/eodata/old-' || g, '32TLR', timestamptz '2020-01-01Z' + g * interval '1 day',
+                         'archive' FROM generate_series(1, 2) g""")
+    fresh = scene(db, "/eodata/fresh.SAFE", "now() - interval '1 hour'")
+    async with dashboard(database_url, data_dir) as client:
+        page = " ".join(visible(await text_of(client, f"/tasks/{fresh}")).split())
+    assert "waits in its time series behind 2 open task(s) of its tile sensed before it, 2 of them back-fill" in page
+
+
 async def test_user_supplied_text_is_escaped_wherever_it_is_shown(database_url, scenario, data_dir, db):
     attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     db.execute("SELECT hrwsi.hold_routine('snow_cover', %s)", (attack,))

@@ -346,6 +346,9 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     line(console, f"  worker {data['worker'] or '-'}, planned {time(data['planned_start'])} -> "
                   f"{time(data['planned_end'])}, depends on {data['depends_on'] or 'nothing'}, "
                   f"attempts {data['attempts']} ({data['failures']} failed)")
+    from hrwsi.reports import series_ahead_text
+    if said := series_ahead_text(data.get("series_ahead")):
+        line(console, "  ", said)
     if data.get("history_pruned_at"):
         line(console, f"  history and attempts pruned {time(data['history_pruned_at'])} by the retention policy "
                       "(README.md, Retention)")
