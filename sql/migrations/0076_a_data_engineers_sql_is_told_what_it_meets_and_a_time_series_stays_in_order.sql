@@ -159,7 +159,13 @@ BEGIN
     -- for every row (hrwsi.refuse_removing_what_tasks_name): none of them can be removed before
     -- this transaction ends. They exist: the tasks are made by joining them.
     PERFORM 1
-    FROM (SELECT DISTINCT c.routine, coalesce(n.lane, c.lane) AS lane
+    FROM (SELECT DISTINCT c.routine,
+                 CASE WHEN hrwsi.arrives_as_back_fill(n.lane, n.product_id, n.campaign_id,
+                                                      coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at
+                                                                    ELSE n.measured_at END, n.created_at) + c.deadline,
+                                                      n.created_at)
+                      THEN (SELECT bl.name FROM lane bl ORDER BY bl.priority DESC, bl.name LIMIT 1)
+                      ELSE coalesce(n.lane, c.lane) END AS lane
           FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition) x
     JOIN processing_routine r ON r.name = x.routine
     JOIN lane l ON l.name = x.lane
@@ -167,26 +173,40 @@ BEGIN
 
     INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, deadline_at,
                                  series_tile, series_at, campaign_id)
-    SELECT n.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
-           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason END,
+    SELECT n.id, c.routine,
+           CASE WHEN r.on_hold OR (r.backfill_hold_reason IS NOT NULL AND n.campaign_id IS NULL AND l.priority > 0)
+                THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
+                -- (a back-fill held by its failures: migration 0075)
+                WHEN r.backfill_hold_reason IS NOT NULL AND n.campaign_id IS NULL AND l.priority > 0
+                THEN format('back-fill of routine %s on hold: %s', r.name, r.backfill_hold_reason)
+                -- (an input more than a day past its deadline: back-fill, migration 0075)
+                WHEN e.back_fill
+                THEN format('arrived %s after its deadline (%s): served as back-fill, in lane %s without a deadline; '
+                            'an input given lane %s is served as near-real-time', hrwsi.duration_text(n.created_at - e.due),
+                            hrwsi.utc_text(e.due), l.name, c.lane) END,
            l.name, l.priority,
            -- A campaign's input (a product it made, chained) is reprocessing, and an input in a lane
            -- less urgent than its condition's is back-fill: neither has a deadline. (A back-fill's
            -- deadline, counted from a sensing months ago, was missed the moment its task existed: it
            -- was served before fresh scenes, earliest deadline first, and alerted; migration 0048.)
            -- (the condition's lane read only for an input naming another: a burst's rows name none)
-           CASE WHEN n.campaign_id IS NULL
+           CASE WHEN n.campaign_id IS NULL AND NOT e.back_fill
                      AND (n.lane IS NULL OR n.lane = c.lane
                           OR l.priority <= (SELECT cl.priority FROM lane cl WHERE cl.name = c.lane)) THEN
-               coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
-                        n.created_at) + c.deadline END,
+               e.due END,
            CASE WHEN r.sequential_per_tile AND n.measured_at IS NOT NULL THEN n.tile END,
            CASE WHEN r.sequential_per_tile AND n.tile IS NOT NULL THEN n.measured_at END,
            n.campaign_id
     FROM new_rows n
     JOIN processing_condition c ON c.name = n.processing_condition
     JOIN processing_routine r ON r.name = c.routine
-    JOIN lane l ON l.name = coalesce(n.lane, c.lane)
+    CROSS JOIN LATERAL (
+        SELECT d.due, hrwsi.arrives_as_back_fill(n.lane, n.product_id, n.campaign_id, d.due, n.created_at) AS back_fill
+        FROM (SELECT coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
+                              n.created_at) + c.deadline AS due) d) e
+    JOIN lane l ON l.name = CASE WHEN e.back_fill THEN (SELECT bl.name FROM lane bl ORDER BY bl.priority DESC, bl.name LIMIT 1)
+                                 ELSE coalesce(n.lane, c.lane) END
     ORDER BY n.id;
 
     -- A time-series task depends on the task just before it in its series, by (series_at, id). One
@@ -276,25 +296,38 @@ BEGIN
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served
         -- after every other near-real-time task (found by exploratory testing: 78 s, where the three
         -- archive tasks before it took 24 s; migration 0052). From the new tasks and the tasks now
-        -- after them; a statement of its own, so that it follows the links just made.
+        -- after them; a statement of its own, so that it follows the links just made. A planned one is
+        -- planned again: its plan was made for its old lane, behind the rest of that lane's work, and
+        -- the urgent task was planned after it (found by exploratory testing: "40 min late" alerted
+        -- at risk for a scene that ended on time; migration 0075).
         EXECUTE $q$
             WITH RECURSIVE waiting AS (
-                SELECT d.id, u.priority
-                FROM (SELECT t.priority, t.depends_on FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                SELECT d.id, u.priority, u.waiter
+                FROM (SELECT t.id AS waiter, t.priority, t.depends_on
+                      FROM processing_task t JOIN new_rows n ON n.id = t.input_id
                       WHERE t.depends_on IS NOT NULL
                       UNION ALL
-                      SELECT s.priority, s.depends_on
+                      SELECT s.id, s.priority, s.depends_on
                       FROM processing_task f JOIN new_rows n ON n.id = f.input_id
                       JOIN processing_task s ON s.depends_on = f.id) u
                 JOIN processing_task d ON d.id = u.depends_on
                 WHERE d.priority > u.priority AND d.state IN ('pending', 'planned')
                 UNION
-                SELECT d.id, w.priority
+                SELECT d.id, w.priority, w.waiter
                 FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
                 WHERE d.priority > w.priority AND d.state IN ('pending', 'planned')
             )
-            UPDATE processing_task t SET priority = w.priority
-            FROM (SELECT id, min(priority) AS priority FROM waiting GROUP BY id) w
+            UPDATE processing_task t
+            SET priority = w.priority,
+                state = 'pending',
+                worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'planned'
+                                    THEN format('near-real-time task %s of its time series waits for it: served as '
+                                                'urgently, planned again', w.waiter)
+                                    ELSE t.state_reason END
+            FROM (SELECT id, min(priority) AS priority, min(waiter) AS waiter FROM waiting GROUP BY id) w
             WHERE t.id = w.id AND t.priority > w.priority $q$;
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has

@@ -393,7 +393,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
         RAISE EXCEPTION 'no routine %', routine_name USING ERRCODE = 'no_data_found';
     END IF;
-    UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
+    UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
+        backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
     WHERE name = routine_name;
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         state_reason = CASE WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
