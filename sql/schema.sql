@@ -1803,7 +1803,34 @@ DECLARE
     series_now text;
     routine_was text;
     routine_now text;
+    refused text;
 BEGIN
+    -- A task of a time series, or one whose products a time series reads, is linked (or makes the series'
+    -- tasks wait) by what the retry sees once it holds the series' locks: under REPEATABLE READ or
+    -- SERIALIZABLE its snapshot missed a scene another transaction had inserted meanwhile, and the retried
+    -- task and that scene's both depended on the task before them and ran side by side (found by review;
+    -- migration 0078). Refused there, as an INSERT into a time series is (hrwsi.create_tasks_for_new_inputs).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT CASE WHEN r.sequential_per_tile
+                    THEN format('task %s is in the time series of routine %s on tile %s (sequential_per_tile)',
+                                t.id, r.name, t.series_tile)
+                    ELSE format('task %s of routine %s feeds the time series of routine %s (sequential_per_tile)',
+                                t.id, r.name, d.name) END
+        INTO refused
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        LEFT JOIN LATERAL (SELECT x.name FROM hrwsi.processing_routine x
+                           WHERE x.input_product_type = r.output_product_type AND x.sequential_per_tile
+                           ORDER BY x.name LIMIT 1) d ON true
+        WHERE t.id = task AND ((r.sequential_per_tile AND t.series_tile IS NOT NULL) OR d.name IS NOT NULL);
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'a task of a time series is retried only in a READ COMMITTED transaction (the default), '
+                            'not in a % one', upper(current_setting('transaction_isolation'))
+                USING ERRCODE = 'feature_not_supported', DETAIL = refused,
+                      HINT = 'under a stricter isolation the retry cannot see the tasks other transactions added to '
+                             'the series meanwhile, and would link the task out of sensing order: retry without BEGIN '
+                             'ISOLATION LEVEL ..., or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first';
+        END IF;
+    END IF;
     -- A task of a time series takes its series' lock first, then its row (migration 0072, amended):
     -- the task before it is read under the lock the INSERTs and the chaining of its series take, so a
     -- scene being chained meanwhile is seen once it commits, and both locks are taken in their order

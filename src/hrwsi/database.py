@@ -374,8 +374,12 @@ def resolve_url(settings: Settings, *, start: bool = True) -> str:
 # database set to 'German, DMY' stopped every service), and times in the database's text follow
 # TimeZone. psycopg connections set the three (query session_settings) once connected; asyncpg's,
 # which read values in binary, send DateStyle and TimeZone at connection (pgbouncer passes these two
-# and refuses IntervalStyle as a startup parameter).
-SESSION_SETTINGS = {"DateStyle": "ISO, MDY", "TimeZone": "UTC"}
+# and refuses IntervalStyle as a startup parameter). And READ COMMITTED whatever the role or database
+# sets, as the query does: an INSERT into a time series, a retry of one of its tasks and the removal of
+# an input or a task are refused under a stricter isolation (migrations 0076, 0078); the dashboard's
+# pool and `hrwsi prune` ran under the role's default (found by review). Every asyncpg session of
+# hrwsi's takes these: create_pool, connect_once.
+SESSION_SETTINGS = {"DateStyle": "ISO, MDY", "TimeZone": "UTC", "default_transaction_isolation": "read committed"}
 
 
 # How long a command's connection may take to be made, unless the URL sets connect_timeout: a server
@@ -429,6 +433,12 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
                                      reset=keep_session_state,
                                      server_settings={"application_name": application_name, **SESSION_SETTINGS,
                                                       **(server_settings or {})})
+
+
+async def connect_once(url: str, *, application_name: str) -> asyncpg.Connection:
+    """One asyncpg connection of a command (`hrwsi prune`), with hrwsi's session settings."""
+    return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S,
+                                 server_settings={"application_name": application_name, **SESSION_SETTINGS})
 
 
 async def keep_session_state(_conn: asyncpg.Connection) -> None:
@@ -513,12 +523,9 @@ def service_session_settings(lease_timeout_s: float) -> dict[str, str]:
     a step for ever (the step logs it and runs again)."""
     idle_ms = int(max(2.0, lease_timeout_s / 3) * 1000)
     # (idle_session_timeout off: a pooled session idles between steps by design; set on the role, it
-    # cut them again and again.) READ COMMITTED whatever the role or database sets: the chaining's
-    # INSERT into a time series is refused under a stricter isolation (its snapshot would miss the
-    # series' newest tasks; migration 0076), and so is the removal of an input or a task.
+    # cut them again and again.) READ COMMITTED: SESSION_SETTINGS, which every pool takes.
     return {"idle_in_transaction_session_timeout": str(idle_ms), "lock_timeout": "10000",
-            "statement_timeout": "120000", "idle_session_timeout": "0",
-            "default_transaction_isolation": "read committed"}
+            "statement_timeout": "120000", "idle_session_timeout": "0"}
 
 
 def with_database(url: str, database: str) -> str:

@@ -197,3 +197,28 @@ async def test_hrwsis_sessions_are_read_committed_whatever_the_database_or_role_
         assert await pool.fetchval("SHOW transaction_isolation") == "read committed"
     finally:
         await pool.close()
+
+
+async def test_the_dashboards_pool_and_prunes_connection_are_read_committed_whatever_the_database_sets(database_url, db):
+    """The dashboard's pool (its own settings only) and `hrwsi prune` (a plain connection) ran under the
+    role's or database's default isolation: under SERIALIZABLE, prune's removal of inputs is refused
+    (found by review)."""
+    from psycopg import sql
+
+    from hrwsi.database import connect_once
+    from hrwsi.web.data import SESSION_SETTINGS as WEB_SESSION_SETTINGS
+
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    db.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_isolation = 'serializable'").format(sql.Identifier(name)))
+    pool = await create_pool(database_url, min_size=0, max_size=1, application_name="hrwsi-web",
+                             server_settings=WEB_SESSION_SETTINGS)
+    try:
+        assert await pool.fetchval("SHOW transaction_isolation") == "read committed"
+    finally:
+        await pool.close()
+    conn = await connect_once(database_url, application_name="hrwsi-prune")
+    try:
+        assert await conn.fetchval("SHOW transaction_isolation") == "read committed"
+        assert await conn.fetchval("SHOW TimeZone") == "UTC"
+    finally:
+        await conn.close()

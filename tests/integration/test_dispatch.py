@@ -1173,6 +1173,28 @@ def test_a_retried_series_task_reads_the_task_before_it_under_its_series_lock_so
     assert [task for task, _ in dispatch(world)] == [ts_a], "ts(B) runs after ts(A), not beside it"
 
 
+def test_a_retry_under_a_stricter_isolation_is_refused_so_a_scene_being_chained_still_comes_first(world, database_url):
+    """Under REPEATABLE READ the retry waited for the series' lock, then read the series through its
+    snapshot, older than the chaining that held the lock: both ts(A) and ts(B) depended on ts(X) and
+    ran side by side (found by review). It is refused, as an INSERT into a time series is."""
+    ts_x, ts_b = a_series_behind_x_and_b_and_a_late_scene_a(world, "processed")
+    with psycopg.connect(database_url) as harvester, psycopg.connect(database_url) as operator:
+        chain(harvester)  # not committed: it holds the series' lock, ts(A) is not there yet for others
+        operator.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        retry, said = in_a_thread(lambda: operator.execute("SELECT hrwsi.retry_task(%s)", (ts_b,)).fetchone())
+        retry.join(5)  # (refused at once; before the fix it waited for the series' lock, then linked ts(B) behind ts(X))
+        harvester.commit()
+        retry.join()
+        operator.rollback()
+    assert "a task of a time series is retried only in a READ COMMITTED transaction (the default), not in a " \
+           "REPEATABLE READ one" in str(said.get("error")), said
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == "terminated"
+    world.execute("SELECT hrwsi.retry_task(%s)", (ts_b,))  # (READ COMMITTED: the default)
+    ts_a = ts_task(world, "/l2a/A")
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == ts_a
+    assert [task for task, _ in dispatch(world)] == [ts_a], "ts(B) runs after ts(A), not beside it"
+
+
 def test_a_retry_and_the_chaining_of_a_scene_on_its_tile_do_not_deadlock(world, database_url):
     """A retry held its task's row, then wanted the series' lock, which a chaining on the same tile held
     while it wanted the row to link the task behind its new scene (found by review)."""

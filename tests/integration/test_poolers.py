@@ -83,7 +83,8 @@ async def test_a_pooler_in_transaction_mode_is_said_once_by_a_step_and_shows_as_
     # Each transaction's server connection forgets prepared statements, as one served from another
     # server connection does in transaction mode: the statement asyncpg prepared is gone at once.
     process, url, directory = start_pgbouncer(database_url, pool_mode="transaction",
-                                              ignore_startup_parameters=",".join(service_session_settings(30.0)),
+                                              ignore_startup_parameters=",".join([*service_session_settings(30.0),
+                                                                                  "default_transaction_isolation"]),
                                               server_reset_query="DEALLOCATE ALL", server_reset_query_always="1")
     try:
         pool = await create_pool(url, max_size=2, server_settings=service_session_settings(30.0))

@@ -143,16 +143,15 @@ def prune(dry_run: bool = typer.Option(False, "--dry-run", help="count what woul
     README.md, Retention), in small batches that do not block running services."""
     import asyncio
 
-    import asyncpg
-
     from hrwsi import retention
     from hrwsi.cli.common import print_json, settings, url
+    from hrwsi.database import connect_once
 
     current = settings()
     database_url = url(start=False)
 
     async def run():
-        conn = await asyncpg.connect(database_url)
+        conn = await connect_once(database_url, application_name="hrwsi-prune")  # (READ COMMITTED, UTC: hrwsi's)
         try:
             if dry_run:
                 return await retention.preview(conn)
