@@ -2122,6 +2122,36 @@ END $$;
 CREATE TRIGGER processing_condition_missed_range BEFORE INSERT OR UPDATE ON hrwsi.processing_condition
     FOR EACH ROW EXECUTE FUNCTION hrwsi.keep_a_conditions_missed_range();
 
+-- The products chain_missed_products would chain to a condition (missed: chained while it was inactive,
+-- or before it existed, and never to it), with the lane and the window it keeps: one definition for it,
+-- `hrwsi status` (hrwsi.conditions_missing_products, a capped count) and `hrwsi config load`
+-- (hrwsi.close_a_missed_range), migration 0078. A plain SQL function without SET or SECURITY DEFINER, so
+-- that the planner inlines it into its caller's statement: a LIMIT there stops its scan (status counted
+-- every missed product with a dry run of chain_missed_products, 150 ms a condition per 300,000 products,
+-- at every call; found by review). Not in order: callers order (or only count) what they take.
+CREATE FUNCTION hrwsi.missed_products(p_condition text)
+RETURNS TABLE (id bigint, path text, tile text, mission text, measured_at timestamptz, created_at timestamptz,
+               lane text, in_window boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT p.id, p.path, i.tile, i.mission, i.measured_at, p.created_at,
+           CASE WHEN upstream.priority > downstream.priority THEN t.lane END,
+           (upstream.priority > downstream.priority OR c.measurement_window IS NULL OR i.measured_at IS NULL
+            OR i.measured_at >= now() - c.measurement_window) IS TRUE
+    FROM hrwsi.processing_condition c
+    JOIN hrwsi.processing_routine r ON r.name = c.routine
+    JOIN hrwsi.lane downstream ON downstream.name = c.lane
+    JOIN hrwsi.product p ON p.product_type = r.input_product_type
+    LEFT JOIN hrwsi.processing_task t ON t.id = p.task_id
+    LEFT JOIN hrwsi.lane upstream ON upstream.name = t.lane
+    LEFT JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE c.name = p_condition AND p.chained_at IS NOT NULL AND t.campaign_id IS NULL
+      -- (chained while it missed them: a product whose input of this condition retention pruned
+      -- is not chained again, nor one chained to it before it was made inactive)
+      AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
+      AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
+$$;
+
 -- Chain to a condition the products of the type it reads that were made while it was inactive (or
 -- before it existed) and so were never chained to it (migration 0073): the harvester chains a product
 -- once, into the conditions active then, and marks it chained; a condition made active again got
@@ -2160,31 +2190,22 @@ BEGIN
         RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
     END IF;
     SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
+    -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
+    -- inputs name them: retention (hrwsi.prune_products) skips a locked product, and one it removed
+    -- meanwhile is not chained. Unlocked, a product retention removed while this statement ran was named by
+    -- the input it made, which no check saw (found by review; migration 0078).
     WITH candidate AS (
-        SELECT p.id, p.path, i.tile, i.mission, i.measured_at, p.created_at,
-               CASE WHEN upstream.priority > downstream.priority THEN t.lane END AS lane,
-               (upstream.priority > downstream.priority OR c.measurement_window IS NULL OR i.measured_at IS NULL
-                OR i.measured_at >= now() - c.measurement_window) IS TRUE AS in_window
-        FROM product p
-        JOIN lane downstream ON downstream.name = c.lane
-        LEFT JOIN processing_task t ON t.id = p.task_id
-        LEFT JOIN lane upstream ON upstream.name = t.lane
-        LEFT JOIN input i ON i.id = t.input_id
-        WHERE p.product_type = reads AND p.chained_at IS NOT NULL AND t.campaign_id IS NULL
-          AND (made_since IS NULL OR p.created_at >= made_since)
-          -- (chained while it missed them: a product whose input of this condition retention pruned
-          -- is not chained again, nor one chained to it before it was made inactive)
-          AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
-          AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
-          AND NOT EXISTS (SELECT 1 FROM input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
+        SELECT m.* FROM missed_products(c.name) m WHERE made_since IS NULL OR m.created_at >= made_since
+    ), chosen AS (
+        SELECT m.* FROM candidate m WHERE m.in_window AND NOT dry_run ORDER BY m.id LIMIT max_products
+    ), kept AS (
+        SELECT p.id FROM product p WHERE p.id IN (SELECT h.id FROM chosen h) FOR KEY SHARE OF p
     ), inserted AS (
         INSERT INTO input (processing_condition, input_path, tile, mission, measured_at, published_at, source,
                            product_id, lane)
         SELECT c.name, m.path, m.tile, m.mission, m.measured_at, m.created_at, 'chaining', m.id, m.lane
-        FROM candidate m
-        WHERE m.in_window AND NOT dry_run
+        FROM chosen m JOIN kept k ON k.id = m.id
         ORDER BY m.id
-        LIMIT max_products
         ON CONFLICT (processing_condition, input_path) DO NOTHING
         RETURNING 1
     )
@@ -2214,7 +2235,10 @@ END $$;
 -- `hrwsi status` says, however the condition was made active. A plain `UPDATE ... SET active = true` got
 -- no note of them, where `hrwsi config load` counts them (found by review; migration 0077). Only the
 -- conditions whose missed range is still open are counted (chain_missed_products clears it once it
--- chained them all, and `config load` when there is none), each with chain_missed_products' own rules.
+-- chained them all, and `config load` when there is none), each by chain_missed_products' own rules
+-- (hrwsi.missed_products). Each count stops at 10,001 ("more than 10,000"), and it only reads (migration
+-- 0078): it ran a dry run of chain_missed_products per condition, a full count (150 ms per 300,000
+-- products, at every call, for as long as ops left the old products unchained) and a zero-row INSERT.
 CREATE FUNCTION hrwsi.conditions_missing_products()
 RETURNS TABLE (condition text, product_type text, missed bigint, outside_window bigint) LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
@@ -2224,10 +2248,30 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
           WHERE x.active AND x.missed_until IS NOT NULL
             AND NOT EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = x.name)
           OFFSET 0) c  -- (only those: chain_missed_products refuses a multi-input condition)
-    CROSS JOIN LATERAL chain_missed_products(c.name, NULL, 1, true) m
+    CROSS JOIN LATERAL (
+        SELECT (SELECT count(*) FROM (SELECT 1 FROM missed_products(c.name) p WHERE p.in_window LIMIT 10001) n) AS missed,
+               (SELECT count(*) FROM (SELECT 1 FROM missed_products(c.name) p WHERE NOT p.in_window LIMIT 10001) o)
+                   AS outside_window) m
     WHERE m.missed > 0
     ORDER BY c.name
 $$;
+
+-- A condition made active (or added) by `hrwsi config load` that misses no product it could chain: its
+-- missed range is closed, as chain_missed_products closes it once it chained them all, so that `hrwsi
+-- status` does not count it again (true: closed). It only reads the products (migration 0078): config load
+-- called chain_missed_products(max_products => 1), which chained a product made meanwhile.
+CREATE FUNCTION hrwsi.close_a_missed_range(condition text) RETURNS boolean LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM missed_products(close_a_missed_range.condition) m WHERE m.in_window) THEN
+        RETURN false;
+    END IF;
+    PERFORM set_config('hrwsi.clearing_missed_range', 'on', true);
+    UPDATE processing_condition x SET missed_since = NULL, missed_until = NULL
+    WHERE x.name = close_a_missed_range.condition AND x.active AND x.missed_until IS NOT NULL;
+    PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
+    RETURN FOUND;
+END $$;
 
 -- A reprocessing campaign: one new task per input of a routine (or of one condition of it) sensed
 -- in [measured_from, measured_to), on the given tiles (NULL: every tile), that was processed
@@ -3338,14 +3382,26 @@ DECLARE
     named_product bigint;
     named bigint;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
+    -- After the rows' locks were taken: inputs of a transaction that held one (chain_missed_products locks
+    -- the products it chains) are committed and seen. A stricter isolation would not see them (its snapshot
+    -- is older): refused there, as removing an input is (migration 0078).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'a product is removed only in a READ COMMITTED transaction (the default)'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'under a stricter isolation the check for the inputs made from it cannot see inputs made meanwhile';
+    END IF;
     -- One probe per removed product (input_product_id_idx), as for inputs.
     SELECT o.id, (SELECT count(*) FROM input i WHERE i.product_id = o.id) INTO named_product, named
     FROM old_rows o
     WHERE (SELECT i.id FROM input i WHERE i.product_id = o.id LIMIT 1) IS NOT NULL
     ORDER BY o.id LIMIT 1;
     IF named_product IS NOT NULL THEN
+        -- (no constraint named: an input names its product without one; it named one that does not exist)
         RAISE EXCEPTION 'product % cannot be removed while % input(s) were made from it', named_product, named
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_product_must_exist',
+            USING ERRCODE = 'foreign_key_violation',
                   HINT = 'products are the lineage of what was made from them: retention (`hrwsi prune`) removes a '
                          'product once nothing made from it is kept';
     END IF;
@@ -4358,6 +4414,8 @@ GRANT EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() TO hrwsi_readon
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.missed_products(text), hrwsi.close_a_missed_range(text) FROM PUBLIC;  -- (migration 0078)
+GRANT EXECUTE ON FUNCTION hrwsi.close_a_missed_range(text) TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0077: `hrwsi status`)
 GRANT EXECUTE ON FUNCTION hrwsi.conditions_missing_products() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 

@@ -132,3 +132,170 @@ BEGIN
     RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
 END $$;
 
+
+-- * a product retention removed while `hrwsi chain-missed` chained it was named by the input it made,
+--   which no check saw: hrwsi.chain_missed_products locks the products it chains (FOR KEY SHARE), and
+--   removing a product is refused under a stricter isolation, whose snapshot would miss such an input,
+--   as removing an input is; its refusal named a constraint that does not exist, and names none now;
+-- * `hrwsi status` counted each condition's missed products with a full dry run of chain_missed_products
+--   (150 ms per condition per 300,000 products, at every call, and a zero-row INSERT): a read-only count,
+--   capped at 10,001, by the same rules (hrwsi.missed_products, their one definition); `hrwsi config
+--   load` closed a missed range with chain_missed_products(max_products => 1), which chained a product
+--   made meanwhile: hrwsi.close_a_missed_range only reads.
+
+CREATE FUNCTION hrwsi.missed_products(p_condition text)
+RETURNS TABLE (id bigint, path text, tile text, mission text, measured_at timestamptz, created_at timestamptz,
+               lane text, in_window boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT p.id, p.path, i.tile, i.mission, i.measured_at, p.created_at,
+           CASE WHEN upstream.priority > downstream.priority THEN t.lane END,
+           (upstream.priority > downstream.priority OR c.measurement_window IS NULL OR i.measured_at IS NULL
+            OR i.measured_at >= now() - c.measurement_window) IS TRUE
+    FROM hrwsi.processing_condition c
+    JOIN hrwsi.processing_routine r ON r.name = c.routine
+    JOIN hrwsi.lane downstream ON downstream.name = c.lane
+    JOIN hrwsi.product p ON p.product_type = r.input_product_type
+    LEFT JOIN hrwsi.processing_task t ON t.id = p.task_id
+    LEFT JOIN hrwsi.lane upstream ON upstream.name = t.lane
+    LEFT JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE c.name = p_condition AND p.chained_at IS NOT NULL AND t.campaign_id IS NULL
+      -- (chained while it missed them: a product whose input of this condition retention pruned
+      -- is not chained again, nor one chained to it before it was made inactive)
+      AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
+      AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
+      AND NOT EXISTS (SELECT 1 FROM hrwsi.input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
+$$;
+
+CREATE OR REPLACE FUNCTION hrwsi.chain_missed_products(condition text, made_since timestamptz DEFAULT NULL,
+                                            max_products integer DEFAULT 10000, dry_run boolean DEFAULT false)
+RETURNS TABLE (chained integer, missed bigint, outside_window bigint, summary text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    c processing_condition;
+    reads text;
+    made integer := 0;
+    in_window bigint;
+    too_old bigint;
+BEGIN
+    SELECT * INTO c FROM processing_condition x WHERE x.name = chain_missed_products.condition;
+    IF c.name IS NULL THEN
+        RAISE EXCEPTION 'no condition %', chain_missed_products.condition USING ERRCODE = 'no_data_found';
+    END IF;
+    IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = c.name) THEN
+        RAISE EXCEPTION 'condition % is multi-input: the harvester makes its groups from the products there are '
+                        '(`hrwsi groups` lists them)', c.name USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT c.active AND NOT dry_run THEN
+        RAISE EXCEPTION 'condition % is inactive: make it active first (its products would make no task)', c.name
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF max_products IS NULL OR max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
+    -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
+    -- inputs name them: retention (hrwsi.prune_products) skips a locked product, and one it removed
+    -- meanwhile is not chained. Unlocked, a product retention removed while this statement ran was named by
+    -- the input it made, which no check saw (found by review; migration 0078).
+    WITH candidate AS (
+        SELECT m.* FROM missed_products(c.name) m WHERE made_since IS NULL OR m.created_at >= made_since
+    ), chosen AS (
+        SELECT m.* FROM candidate m WHERE m.in_window AND NOT dry_run ORDER BY m.id LIMIT max_products
+    ), kept AS (
+        SELECT p.id FROM product p WHERE p.id IN (SELECT h.id FROM chosen h) FOR KEY SHARE OF p
+    ), inserted AS (
+        INSERT INTO input (processing_condition, input_path, tile, mission, measured_at, published_at, source,
+                           product_id, lane)
+        SELECT c.name, m.path, m.tile, m.mission, m.measured_at, m.created_at, 'chaining', m.id, m.lane
+        FROM chosen m JOIN kept k ON k.id = m.id
+        ORDER BY m.id
+        ON CONFLICT (processing_condition, input_path) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted), count(*) FILTER (WHERE m.in_window), count(*) FILTER (WHERE NOT m.in_window)
+    INTO made, in_window, too_old
+    FROM candidate m;
+    -- All chained (those older than its window are not, and are said below): it misses nothing now.
+    IF NOT dry_run AND in_window <= made THEN
+        PERFORM set_config('hrwsi.clearing_missed_range', 'on', true);
+        UPDATE processing_condition x SET missed_since = NULL, missed_until = NULL WHERE x.name = c.name;
+        PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
+    END IF;
+    RETURN QUERY SELECT made, in_window, too_old,
+        CASE WHEN dry_run THEN format('condition %s: %s product(s) of type %s not chained to it', c.name, in_window, reads)
+             ELSE format('condition %s: %s product(s) of type %s chained to it%s', c.name, made, reads,
+                         CASE WHEN in_window > made THEN format('; %s more: run it again', in_window - made) ELSE '' END)
+        END
+        || CASE WHEN too_old > 0
+                THEN format('; %s older than its measurement window (%s) are not chained: `hrwsi reprocess` of the '
+                            'routine that makes %s chains their products again, within a campaign', too_old,
+                            c.measurement_window, reads)
+                ELSE '' END;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.conditions_missing_products()
+RETURNS TABLE (condition text, product_type text, missed bigint, outside_window bigint) LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+    SELECT c.name, c.reads, m.missed, m.outside_window
+    FROM (SELECT x.name, r.input_product_type AS reads FROM processing_condition x
+          JOIN processing_routine r ON r.name = x.routine
+          WHERE x.active AND x.missed_until IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = x.name)
+          OFFSET 0) c  -- (only those: chain_missed_products refuses a multi-input condition)
+    CROSS JOIN LATERAL (
+        SELECT (SELECT count(*) FROM (SELECT 1 FROM missed_products(c.name) p WHERE p.in_window LIMIT 10001) n) AS missed,
+               (SELECT count(*) FROM (SELECT 1 FROM missed_products(c.name) p WHERE NOT p.in_window LIMIT 10001) o)
+                   AS outside_window) m
+    WHERE m.missed > 0
+    ORDER BY c.name
+$$;
+
+CREATE FUNCTION hrwsi.close_a_missed_range(condition text) RETURNS boolean LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM missed_products(close_a_missed_range.condition) m WHERE m.in_window) THEN
+        RETURN false;
+    END IF;
+    PERFORM set_config('hrwsi.clearing_missed_range', 'on', true);
+    UPDATE processing_condition x SET missed_since = NULL, missed_until = NULL
+    WHERE x.name = close_a_missed_range.condition AND x.active AND x.missed_until IS NOT NULL;
+    PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
+    RETURN FOUND;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.refuse_removing_products_inputs_name() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+SET enable_seqscan = off AS $$
+DECLARE
+    named_product bigint;
+    named bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
+    -- After the rows' locks were taken: inputs of a transaction that held one (chain_missed_products locks
+    -- the products it chains) are committed and seen. A stricter isolation would not see them (its snapshot
+    -- is older): refused there, as removing an input is (migration 0078).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'a product is removed only in a READ COMMITTED transaction (the default)'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'under a stricter isolation the check for the inputs made from it cannot see inputs made meanwhile';
+    END IF;
+    -- One probe per removed product (input_product_id_idx), as for inputs.
+    SELECT o.id, (SELECT count(*) FROM input i WHERE i.product_id = o.id) INTO named_product, named
+    FROM old_rows o
+    WHERE (SELECT i.id FROM input i WHERE i.product_id = o.id LIMIT 1) IS NOT NULL
+    ORDER BY o.id LIMIT 1;
+    IF named_product IS NOT NULL THEN
+        -- (no constraint named: an input names its product without one; it named one that does not exist)
+        RAISE EXCEPTION 'product % cannot be removed while % input(s) were made from it', named_product, named
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'products are the lineage of what was made from them: retention (`hrwsi prune`) removes a '
+                         'product once nothing made from it is kept';
+    END IF;
+    RETURN NULL;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION hrwsi.missed_products(text), hrwsi.close_a_missed_range(text) FROM PUBLIC;  -- (migration 0078)
+GRANT EXECUTE ON FUNCTION hrwsi.close_a_missed_range(text) TO hrwsi_data_engineer, hrwsi_service;

@@ -268,5 +268,6 @@ ORDER BY s.name, u.name;
 -- name: config_close_missed_range
 -- A condition made active (or added) that missed no product it could chain: its missed range is closed,
 -- as hrwsi.chain_missed_products closes it once it chained them all, so that `hrwsi status` does not
--- count it again at every call.
-SELECT chained FROM hrwsi.chain_missed_products(%(name)s, max_products => 1);
+-- count it again at every call. It only reads the products (migration 0078: chain_missed_products with
+-- max_products => 1 chained one made meanwhile, during config load).
+SELECT hrwsi.close_a_missed_range(%(name)s);

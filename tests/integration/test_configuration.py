@@ -432,6 +432,57 @@ def test_a_condition_made_active_again_is_told_the_products_made_meanwhile_and_c
         db.execute("SELECT hrwsi.chain_missed_products('gfsc_daily')")
 
 
+def missed_fsc_products(db, count: int) -> None:
+    """fsc_quicklook made inactive, `count` FSC products made and chained meanwhile, then made active by a
+    plain UPDATE: each is missed."""
+    from hrwsi.sql_files import query
+
+    document = demo_document()
+    next(c for c in document["condition"] if c["name"] == "fsc_quicklook")["active"] = False
+    configuration.load(db, document)
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) SELECT 'l2a_for_snow', "
+               "'/in/' || n || '.SAFE', '32TLR', now() - interval '1 day' FROM generate_series(1, %s) n", (count,))
+    db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE routine = 'snow_cover'")
+    db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) SELECT id, '/p/fsc_' || id, 'FSC' "
+               "FROM hrwsi.processing_task WHERE routine = 'snow_cover'")
+    db.execute(query("chain_products").replace("$1", str(count)))  # (inactive: no input for it)
+    db.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'fsc_quicklook'")
+
+
+def test_retention_does_not_remove_a_product_chain_missed_is_chaining(db, database_url):
+    """chain_missed_products inserted inputs naming products it had not locked: retention removed one
+    meanwhile, and the input named a product that was gone (found by review)."""
+    missed_fsc_products(db, 1)
+    db.execute("UPDATE hrwsi.retention_policy SET products = '1 hour'")
+    db.execute("UPDATE hrwsi.product SET created_at = now() - interval '1 day'")
+    with psycopg.connect(database_url) as operator, psycopg.connect(database_url) as retention:
+        said = operator.execute("SELECT summary FROM hrwsi.chain_missed_products('fsc_quicklook')").fetchone()[0]
+        assert said == "condition fsc_quicklook: 1 product(s) of type FSC chained to it"  # (not committed yet)
+        assert retention.execute("SELECT count(*) FROM hrwsi.prune_products(100)").fetchone()[0] == 0, \
+            "a product being chained is skipped"
+        retention.commit()
+        operator.commit()
+    orphans = db.execute("""SELECT count(*) FROM hrwsi.input i WHERE i.product_id IS NOT NULL AND NOT EXISTS
+                            (SELECT 1 FROM hrwsi.product p WHERE p.id = i.product_id)""").fetchone()[0]
+    assert orphans == 0
+    assert db.execute("SELECT count(*) FROM hrwsi.prune_products(100)").fetchone()[0] == 0, "an input names it now"
+
+
+def test_config_load_of_a_condition_with_nothing_missed_chains_nothing_made_meanwhile(db):
+    """config load closed a condition's missed range with chain_missed_products(max_products => 1): a
+    product made between its count and that call was chained during config load (found by review)."""
+    missed_fsc_products(db, 1)
+    closed = db.execute("SELECT hrwsi.close_a_missed_range('fsc_quicklook')").fetchone()[0]
+    assert closed is False, "a product is missed: the range stays open"
+    assert db.execute("SELECT count(*) FROM hrwsi.input WHERE processing_condition = 'fsc_quicklook'").fetchone()[0] == 0
+    db.execute("SELECT hrwsi.chain_missed_products('fsc_quicklook')")
+    db.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'fsc_quicklook'")
+    db.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'fsc_quicklook'")
+    assert db.execute("SELECT hrwsi.close_a_missed_range('fsc_quicklook')").fetchone()[0] is True
+
+
 def test_chain_missed_never_chains_again_a_product_whose_input_retention_pruned(db):
     """chain-missed counted a product missed when no input of the condition had its path: once
     retention pruned a finished task and its input, the product was chained again and its work done

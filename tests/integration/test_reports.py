@@ -143,6 +143,22 @@ def test_status_names_a_condition_made_active_by_plain_sql_that_missed_products_
             "most 10,000 a run; run it again until it says 0)") in shown
     db.execute("SELECT * FROM hrwsi.chain_missed_products('fsc_quicklook')")
     assert reports.status(db)["missed_products"] == []
+
+
+def test_status_counts_a_conditions_missed_products_only_reading_and_at_most_past_10_000(db):
+    """status ran a full dry run of chain_missed_products per condition, a count of every missed product
+    at every call and a zero-row INSERT (found by review): a read-only count that stops at 10,001."""
+    from tests.integration.test_configuration import missed_fsc_products
+
+    missed_fsc_products(db, 10_002)
+    db.execute("SET default_transaction_read_only = on")  # (a standby's session: an INSERT is refused)
+    try:
+        status = reports.status(db)
+    finally:
+        db.execute("SET default_transaction_read_only = off")
+    assert [(c["condition"], c["missed"]) for c in status["missed_products"]] == [("fsc_quicklook", 10_001)]
+    shown = " ".join(drawn(views.status, status, 30.0).split())
+    assert "fsc_quicklook: more than 10,000 product(s) of type FSC made while it was inactive" in shown
 def deadline_world(db) -> None:
     """A near-real-time routine with a 3-hour deadline on one worker."""
     db.execute("INSERT INTO hrwsi.flavour VALUES ('f', 4, 8000, 1000)")

@@ -190,11 +190,16 @@ def _groups_said(console: Console, groups: dict | None, title: str, what, next_s
     line(console, "  next: ", next_step)
 
 
+def missed_count(missed: int) -> str:
+    """A condition's missed products as status counts them: at most 10,001 (hrwsi.conditions_missing_products)."""
+    return "more than 10,000" if missed > 10_000 else str(missed)
+
+
 def _missed_products(console: Console, conditions: list[dict]) -> None:
     """Active conditions with products never chained to them (made active by a plain UPDATE too: found by review)."""
     for condition in conditions:
         console.print(Text.assemble(("condition missed products: ", "bold yellow"),
-                                    visible(f"{condition['condition']}: {condition['missed']} product(s) of type "
+                                    visible(f"{condition['condition']}: {missed_count(condition['missed'])} product(s) of type "
                                             f"{condition['product_type']} made while it was inactive (or before it "
                                             "existed) are not chained to it")), soft_wrap=True)
         line(console, "  next: ", condition["next"])
