@@ -1773,9 +1773,15 @@ CREATE FUNCTION hrwsi.upstream_wait_reason(upstream bigint) RETURNS text LANGUAG
 SET search_path = pg_catalog, hrwsi AS $$
     SELECT format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
                   'scene''s own task in its series', o.input_id, o.routine, o.id,
-                  CASE o.state WHEN 'processed' THEN 'is processed but its products are not chained yet'
-                       WHEN 'pending' THEN 'has not run yet' WHEN 'planned' THEN 'has not run yet'
-                       WHEN 'on_hold' THEN 'is on hold' WHEN 'blocked' THEN 'is blocked'
+                  CASE WHEN o.state = 'processed'
+                            AND EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = o.id AND p.chained_at IS NULL)
+                       THEN 'is processed but its products are not chained yet'
+                       -- (a wait its end left to the orchestrator's sweep, the series' lock being busy then:
+                       -- "is still running" of a task that had ended; found by review, migration 0078)
+                       WHEN o.state IN ('processed', 'terminated', 'cancelled')
+                       THEN format('ended %s; the orchestrator releases this wait within a minute', o.state)
+                       WHEN o.state IN ('pending', 'planned') THEN 'has not run yet'
+                       WHEN o.state = 'on_hold' THEN 'is on hold' WHEN o.state = 'blocked' THEN 'is blocked'
                        ELSE 'is still running' END)
     FROM hrwsi.processing_task o WHERE o.id = upstream
 $$;

@@ -1375,3 +1375,27 @@ def test_a_series_task_that_still_waits_for_upstream_work_says_so_when_it_is_rel
     assert world.execute("SELECT waits_for_upstream, state_reason FROM hrwsi.processing_task WHERE id = %s",
                          (ts_b,)).fetchone() == (None, "released by an operator: runs without its dependency")
     assert ts_b in plannable(world)
+
+
+def test_a_series_tasks_reason_says_an_upstream_task_that_ended_has_ended(world):
+    """A wait an end left to the orchestrator's sweep (the series' lock busy) was said "is still running"
+    of a task that had ended terminated or cancelled, and "not chained yet" of one whose products were
+    (found by review)."""
+    prep_a, ts_b = a_series_task_waiting_for_prep_a(world)
+
+    def said() -> str:
+        return world.execute("SELECT hrwsi.upstream_wait_reason(%s)", (prep_a,)).fetchone()[0]
+
+    assert "is still running" in said()
+    world.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER USER")  # (the end alone, as a busy lock leaves it)
+    try:
+        for state in ("terminated", "cancelled"):
+            world.execute("UPDATE hrwsi.processing_task SET state = %s WHERE id = %s", (state, prep_a))
+            assert f"ended {state}; the orchestrator releases this wait within a minute" in said()
+        world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (prep_a,))
+        world.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, '/l2a/A', 'L2A')", (prep_a,))
+        assert "is processed but its products are not chained yet" in said()
+        world.execute("UPDATE hrwsi.product SET chained_at = now() WHERE task_id = %s", (prep_a,))
+        assert "ended processed; the orchestrator releases this wait within a minute" in said()
+    finally:
+        world.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER USER")
