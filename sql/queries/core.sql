@@ -335,27 +335,62 @@ SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserte
 -- whose series it got. Run only after chain_products waited lock_timeout for such a lock, and until
 -- no product waits: chain_products took products in id order, so one busy series held the chaining
 -- of every tile and routine for as long as that transaction stayed open (found by exploratory
--- testing). `waiting`: the products it left unchained (a busy series, or past its batch).
-WITH candidate AS (
-    SELECT p.id FROM hrwsi.product p
+-- testing).
+-- The batch is picked first (MATERIALIZED, ordered, with the LIMIT), and only its products' series
+-- are tried: try-locks in the candidates' WHERE clause were taken for as many products as the plan
+-- read (with small statistics a hash join and a Sort over every unchained product), each held to
+-- the end of the transaction, blocking data engineers' INSERTs into those series meanwhile (found
+-- by review). The batch leaves out the products of series another session holds now (pg_locks, a
+-- view of the server's memory that takes no lock), so that a busy series whose products come first
+-- does not fill every batch; a series taken between that read and the try-lock leaves its products
+-- for later too.
+-- `waiting`: the products that wait for a series another session holds: in the batch, those whose
+-- try-lock failed; past it, those of a series held by a session of no service of hrwsi (a data
+-- engineer's). Not those past the batch otherwise, nor those another harvester replica claims (SKIP
+-- LOCKED), nor those of a series a service holds for the length of its statement: counted, they
+-- kept the harvester saying that products waited, and in this mode, while a replica simply chained
+-- (found by review).
+WITH held AS MATERIALIZED (
+    SELECT l.objid::bigint AS key, bool_and(starts_with(a.application_name, 'hrwsi-')) AS by_services
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 7250010::oid AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.pid <> pg_backend_pid()
+    GROUP BY l.objid
+), unchained AS NOT MATERIALIZED (
+    -- each unchained product's series, as the lock keys the INSERT of its inputs takes
+    -- (hrwsi.create_tasks_for_new_inputs, hrwsi.wait_for_a_series): a routine reading it that is a
+    -- time series, and each time series reading what such a routine writes
+    SELECT p.id, ARRAY(
+               SELECT DISTINCT hashtext(s.routine || '/' || i.tile)
+               FROM hrwsi.processing_routine r
+               JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
+               LEFT JOIN hrwsi.processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+               CROSS JOIN LATERAL (VALUES (CASE WHEN r.sequential_per_tile THEN r.name END), (d.name)) s(routine)
+               WHERE r.input_product_type = p.product_type AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+                 AND s.routine IS NOT NULL) AS series
+    FROM hrwsi.product p
     LEFT JOIN hrwsi.processing_task t ON t.id = p.task_id
     LEFT JOIN hrwsi.input i ON i.id = t.input_id
     WHERE p.chained_at IS NULL
-      -- the series the INSERT of its inputs locks (hrwsi.create_tasks_for_new_inputs): a routine
-      -- reading it that is a time series, and each time series reading what such a routine writes
-      AND NOT EXISTS (
-          SELECT 1 FROM hrwsi.processing_routine r
-          JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
-          LEFT JOIN hrwsi.processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
-          CROSS JOIN LATERAL (VALUES (CASE WHEN r.sequential_per_tile THEN r.name END), (d.name)) s(routine)
-          WHERE r.input_product_type = p.product_type AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
-            AND s.routine IS NOT NULL
-            AND NOT pg_try_advisory_xact_lock(7250010, hashtext(s.routine || '/' || i.tile)))
-    ORDER BY p.id LIMIT $1
+), batch AS MATERIALIZED (
+    -- (only reads: it may read every unchained product, whatever the plan)
+    SELECT u.id, u.series FROM unchained u
+    WHERE NOT EXISTS (SELECT 1 FROM unnest(u.series) k(key) JOIN held h ON h.key = (k.key::bigint & 4294967295))
+    ORDER BY u.id LIMIT $1
+), locked AS MATERIALIZED (
+    -- the batch's products that no other harvester claims (nor chained since the statement began)
+    SELECT p.id FROM hrwsi.product p
+    WHERE p.id IN (SELECT id FROM batch) AND p.chained_at IS NULL
     FOR UPDATE OF p SKIP LOCKED
+), tried AS MATERIALIZED (
+    -- every series of every product locked, each tried once (an aggregate does not stop early)
+    SELECT b.id, coalesce(bool_and(pg_try_advisory_xact_lock(7250010, k.key)), true) AS got
+    FROM batch b JOIN locked USING (id) LEFT JOIN LATERAL unnest(b.series) k(key) ON true
+    GROUP BY b.id
 ), claimed AS (
     UPDATE hrwsi.product p SET chained_at = now()
-    WHERE p.id IN (SELECT id FROM candidate)
+    WHERE p.id IN (SELECT id FROM tried WHERE got)
     RETURNING p.id, p.path, p.product_type, p.task_id, p.created_at
 ), inserted AS (
     INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
@@ -379,7 +414,13 @@ WITH candidate AS (
     RETURNING id
 )
 SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserted) AS inputs,
-       (SELECT count(*) FROM hrwsi.product WHERE chained_at IS NULL) - (SELECT count(*) FROM claimed) AS waiting;
+       (SELECT count(*) FROM tried WHERE NOT got)
+       + CASE WHEN EXISTS (SELECT 1 FROM held WHERE NOT by_services) THEN (
+             SELECT count(*) FROM unchained u
+             WHERE EXISTS (SELECT 1 FROM unnest(u.series) k(key)
+                           JOIN held h ON h.key = (k.key::bigint & 4294967295) AND NOT h.by_services)
+               AND u.id NOT IN (SELECT id FROM batch))
+         ELSE 0 END AS waiting;
 
 -- name: jobs_to_cancel
 -- Active jobs of this launcher whose task an operator cancelled.

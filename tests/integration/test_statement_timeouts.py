@@ -8,6 +8,7 @@ import psycopg
 
 from hrwsi.database import create_pool
 from hrwsi.harvester import Harvester
+from hrwsi.sql_files import query
 from tests.integration.conftest import chain_configuration
 
 
@@ -86,3 +87,88 @@ async def test_a_transaction_left_open_on_a_time_series_holds_only_its_series_ch
                for m in messages), messages
     assert any("harvester: no product waits for a time series any more" in m for m in messages), messages
     assert db.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/l2a/a'").fetchone()[0] == 1
+
+
+def _series_configuration(configure, db, tiles):
+    """snow_cover a time series (sequential_per_tile); one L1C input of l1c per tile given (in that
+    order), each with its task: products of these tasks chain into snow_cover's series of the tile."""
+    configure(chain_configuration())
+    db.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true WHERE name = 'snow_cover'")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                  SELECT 'l1c', '/l1c/' || g.n, g.tile, '2026-11-01T10:00Z'
+                  FROM unnest(%s::text[]) WITH ORDINALITY g(tile, n)""", (tiles,))
+
+
+def _make_products(db, paths):
+    """One L2A product per /l1c/N path given, of that input's task (ids in the order given)."""
+    for path in paths:
+        db.execute("""INSERT INTO hrwsi.product (task_id, path, product_type)
+                      SELECT t.id, replace(i.input_path, 'l1c', 'l2a'), 'L2A' FROM hrwsi.processing_task t
+                      JOIN hrwsi.input i ON i.id = t.input_id WHERE i.input_path = %s""", (path,))
+
+
+def _hold_series_of(database_url, tile):
+    """A data engineer's session: an INSERT into snow_cover's series of `tile`, not committed."""
+    forgotten = psycopg.connect(database_url)
+    forgotten.execute("SET application_name = 'psql'")
+    forgotten.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                         VALUES ('l2a', '/manual/' || %s, %s, '2026-11-02T10:00Z')""", (tile, tile))
+    return forgotten
+
+
+def _around_busy_series(database_url, batch):
+    """chain_products_around_busy_series on `batch` products, in a transaction left open: its row,
+    and the series locks (7250010) its session holds at its end."""
+    conn = psycopg.connect(database_url)
+    row = conn.execute(query("chain_products_around_busy_series").replace("$1", "%(batch)s"), {"batch": batch}).fetchone()
+    locks = conn.execute("""SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7250010
+                            AND pid = pg_backend_pid()""").fetchone()[0]
+    return conn, row, locks
+
+
+def test_chaining_around_a_busy_series_counts_as_waiting_only_the_products_of_a_busy_series(db, database_url, configure):
+    # Found by review: `waiting` was every unchained product not claimed by the call, those past its
+    # batch and those another harvester replica held (SKIP LOCKED) too, so the harvester said they
+    # waited for a time series and stayed in its around-busy mode while a replica simply chained.
+    _series_configuration(configure, db, ["32TLR", "33UUP", "33UUQ", "33UUR"])
+    _make_products(db, ["/l1c/1", "/l1c/2", "/l1c/3", "/l1c/4"])
+    replica = psycopg.connect(database_url)  # another harvester, chaining /l2a/4 right now
+    replica.execute("SELECT id FROM hrwsi.product WHERE path = '/l2a/4' FOR UPDATE")
+    forgotten = _hold_series_of(database_url, "32TLR")
+    try:
+        conn, row, _ = _around_busy_series(database_url, 1)
+        conn.commit()
+        assert row == (1, 1, 1), "/l2a/2 chained; /l2a/1 waits for its series; /l2a/3 (past the batch) and /l2a/4 do not"
+        conn, row, _ = _around_busy_series(database_url, 1)
+        conn.commit()
+        assert row == (1, 1, 1), "/l2a/3 chained; /l2a/1 still waits; /l2a/4 is the replica's"
+        forgotten.commit()
+        conn, row, _ = _around_busy_series(database_url, 5)
+        conn.commit()
+        assert row == (1, 1, 0), "/l2a/1 chained; /l2a/4, the replica's, waits for no series"
+    finally:
+        forgotten.close()
+        replica.close()
+
+
+def test_chaining_around_a_busy_series_takes_series_locks_only_for_its_batch(db, database_url, configure):
+    # Found by review: the series' try-locks were in the candidates' WHERE clause, so they were taken
+    # for as many products as the plan read (a hash join and a Sort over every unchained product,
+    # with small statistics), each held to the transaction's end and blocking a data engineer's
+    # INSERT into that series meanwhile. Now at most one per series of each product of the batch.
+    tiles = [f"3{n // 26}T{chr(65 + n % 26)}A" for n in range(40)]
+    _series_configuration(configure, db, ["32TLR"] * 5 + tiles)
+    _make_products(db, [f"/l1c/{n}" for n in range(1, 46)])
+    forgotten = _hold_series_of(database_url, "32TLR")
+    try:
+        for analysed in (False, True):
+            if analysed:
+                db.execute("ANALYZE hrwsi.product, hrwsi.processing_task, hrwsi.input")
+            conn, row, locks = _around_busy_series(database_url, 2)
+            conn.rollback()
+            conn.close()
+            assert row[:2] == (2, 2), f"the busy series' 5 products come first; 2 others are chained ({analysed=})"
+            assert locks <= 2, f"{locks} series locks taken for a batch of 2 ({analysed=})"
+    finally:
+        forgotten.close()
+
