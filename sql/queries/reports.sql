@@ -392,16 +392,33 @@ WITH blocker AS (
       AND l.pid IS DISTINCT FROM pg_backend_pid()
     UNION ALL
     -- A time series' lock (7250010, routine/tile) held by a session of no service, in a transaction
-    -- open over 2 s (an INSERT under way holds it for less), while products wait to be chained: the
-    -- harvester chains around such a series (query chain_products_around_busy_series) without
-    -- waiting for it, so nothing else names the session.
-    SELECT l.pid, 'hrwsi-harvester (the chaining of its time series'' products)', NULL
-    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    -- open over 2 s (an INSERT under way holds it for less), while products of that series wait to
+    -- be chained: the harvester chains around such a series (query chain_products_around_busy_series)
+    -- without waiting for it, so nothing else names the session. The held lock's key is matched
+    -- against the series of the unchained products (the key the INSERT of their inputs takes,
+    -- hrwsi.wait_for_a_series): any series lock was named whenever any product was unchained, of
+    -- whatever series (found by review). Two series of one key (hashtext) wait for it alike.
+    SELECT l.pid, 'hrwsi-harvester (the chaining of ' || w.products || ' product(s) of the time series of '
+                  || w.series || ')', NULL
+    FROM pg_locks l
+    JOIN pg_stat_activity a ON a.pid = l.pid
+    JOIN (SELECT s.key, count(DISTINCT s.product) AS products,
+                 string_agg(DISTINCT s.routine || ' on ' || s.tile, ', ') AS series
+          FROM (SELECT p.id AS product, x.routine, i.tile, hashtext(x.routine || '/' || i.tile)::bigint & 4294967295 AS key
+                FROM hrwsi.product p
+                JOIN hrwsi.processing_task t ON t.id = p.task_id
+                JOIN hrwsi.input i ON i.id = t.input_id
+                JOIN hrwsi.processing_routine r ON r.input_product_type = p.product_type
+                JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
+                LEFT JOIN hrwsi.processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+                CROSS JOIN LATERAL (VALUES (CASE WHEN r.sequential_per_tile THEN r.name END), (d.name)) x(routine)
+                WHERE p.chained_at IS NULL AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+                  AND x.routine IS NOT NULL) s
+          GROUP BY s.key) w ON w.key = l.objid::bigint
     WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 7250010::oid AND l.objsubid = 2
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND l.pid IS DISTINCT FROM pg_backend_pid() AND NOT starts_with(a.application_name, 'hrwsi-')
       AND coalesce(a.xact_start < now() - interval '2 s', true)
-      AND EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.chained_at IS NULL)
 )
 SELECT b.pid, b.usename AS role, b.application_name AS application, b.state,
        extract(epoch FROM now() - b.xact_start)::float8 AS transaction_s,

@@ -3,6 +3,7 @@ the step goes on."""
 
 import asyncio
 import logging
+import time
 
 import psycopg
 
@@ -73,7 +74,8 @@ async def test_a_transaction_left_open_on_a_time_series_holds_only_its_series_ch
         await asyncio.sleep(2.1)  # (a transaction open this long is named: an INSERT under way is not)
         blocking = reports.status(db)["blocking_sessions"]
         assert [(s["application"], s["state"], s["waiting"]) for s in blocking] == [
-            ("psql", "idle in transaction", ["hrwsi-harvester (the chaining of its time series' products)"])]
+            ("psql", "idle in transaction",
+             ["hrwsi-harvester (the chaining of 1 product(s) of the time series of snow_cover on 32TLR)"])]
         assert f"pg_terminate_backend({blocking[0]['pid']})" in blocking[0]["next"]
         forgotten.commit()
         await harvester.run_step("chain")
@@ -172,3 +174,21 @@ def test_chaining_around_a_busy_series_takes_series_locks_only_for_its_batch(db,
     finally:
         forgotten.close()
 
+
+def test_status_names_a_session_holding_a_series_lock_only_while_products_of_that_series_wait(
+        db, database_url, configure):
+    # Found by review: any session of no service holding any series lock over 2 s was named as
+    # holding up the chaining whenever any product was unchained, of whatever series.
+    from hrwsi import reports
+    _series_configuration(configure, db, ["32TLR", "33UUP"])
+    _make_products(db, ["/l1c/2"])  # (33UUP's series, which nobody holds)
+    forgotten = _hold_series_of(database_url, "32TLR")
+    try:
+        time.sleep(2.1)  # (a transaction open this long is named: an INSERT under way is not)
+        assert reports.status(db)["blocking_sessions"] == [], "no product waits for 32TLR's series"
+        _make_products(db, ["/l1c/1"])  # 32TLR's
+        blocking = reports.status(db)["blocking_sessions"]
+        assert [(s["application"], s["waiting"]) for s in blocking] == [
+            ("psql", ["hrwsi-harvester (the chaining of 1 product(s) of the time series of snow_cover on 32TLR)"])]
+    finally:
+        forgotten.close()
