@@ -290,6 +290,32 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- harvester
 -- ============================================================================================
 
+-- name: inputs_of_chained_products
+-- Part of chain_products and chain_products_around_busy_series (the CTE `inserted`, after `claimed`,
+-- the products a statement took): the inputs made of them, by the rules of chaining. Written once:
+-- the two statements kept it in step by hand.
+INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
+                         source, product_id, lane, campaign_id)
+SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id,
+       CASE WHEN k.id IS NOT NULL THEN k.lane WHEN upstream.priority > downstream.priority THEN t.lane END, k.id
+FROM claimed cl
+JOIN hrwsi.processing_routine r ON r.input_product_type = cl.product_type
+JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
+JOIN hrwsi.lane downstream ON downstream.name = c.lane
+LEFT JOIN hrwsi.processing_task t ON t.id = cl.task_id
+LEFT JOIN hrwsi.lane upstream ON upstream.name = t.lane
+LEFT JOIN hrwsi.input i ON i.id = t.input_id
+LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
+WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
+  AND (k.id IS NOT NULL OR upstream.priority > downstream.priority OR c.measurement_window IS NULL
+       OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
+  -- (a cancelled campaign's products made before its cancel made new tasks of it after; migration 0058)
+  AND (t.campaign_id IS NULL OR (k.chain AND k.cancelled_at IS NULL))
+  -- a multi-input condition gets one input per complete group (triggering.py), not one per product
+  AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
+ON CONFLICT (processing_condition, input_path) DO NOTHING
+RETURNING id
+
 -- name: chain_products
 -- Turn up to $1 new products into inputs of every condition whose routine consumes their type.
 -- The product is marked chained in the same statement: exactly once, even with two harvesters.
@@ -304,27 +330,7 @@ WITH claimed AS (
                    LIMIT $1 FOR UPDATE SKIP LOCKED)
     RETURNING p.id, p.path, p.product_type, p.task_id, p.created_at
 ), inserted AS (
-    INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
-                             source, product_id, lane, campaign_id)
-    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id,
-           CASE WHEN k.id IS NOT NULL THEN k.lane WHEN upstream.priority > downstream.priority THEN t.lane END, k.id
-    FROM claimed cl
-    JOIN hrwsi.processing_routine r ON r.input_product_type = cl.product_type
-    JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
-    JOIN hrwsi.lane downstream ON downstream.name = c.lane
-    LEFT JOIN hrwsi.processing_task t ON t.id = cl.task_id
-    LEFT JOIN hrwsi.lane upstream ON upstream.name = t.lane
-    LEFT JOIN hrwsi.input i ON i.id = t.input_id
-    LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
-    WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
-      AND (k.id IS NOT NULL OR upstream.priority > downstream.priority OR c.measurement_window IS NULL
-           OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
-      -- (a cancelled campaign's products made before its cancel made new tasks of it after; migration 0058)
-      AND (t.campaign_id IS NULL OR (k.chain AND k.cancelled_at IS NULL))
-      -- a multi-input condition gets one input per complete group (triggering.py), not one per product
-      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
-    ON CONFLICT (processing_condition, input_path) DO NOTHING
-    RETURNING id
+    -- include: inputs_of_chained_products
 )
 SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserted) AS inputs;
 
@@ -393,25 +399,7 @@ WITH held AS MATERIALIZED (
     WHERE p.id IN (SELECT id FROM tried WHERE got)
     RETURNING p.id, p.path, p.product_type, p.task_id, p.created_at
 ), inserted AS (
-    INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at,
-                             source, product_id, lane, campaign_id)
-    SELECT c.name, cl.path, i.tile, i.mission, i.measured_at, cl.created_at, 'chaining', cl.id,
-           CASE WHEN k.id IS NOT NULL THEN k.lane WHEN upstream.priority > downstream.priority THEN t.lane END, k.id
-    FROM claimed cl
-    JOIN hrwsi.processing_routine r ON r.input_product_type = cl.product_type
-    JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
-    JOIN hrwsi.lane downstream ON downstream.name = c.lane
-    LEFT JOIN hrwsi.processing_task t ON t.id = cl.task_id
-    LEFT JOIN hrwsi.lane upstream ON upstream.name = t.lane
-    LEFT JOIN hrwsi.input i ON i.id = t.input_id
-    LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
-    WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
-      AND (k.id IS NOT NULL OR upstream.priority > downstream.priority OR c.measurement_window IS NULL
-           OR i.measured_at IS NULL OR i.measured_at >= now() - c.measurement_window)
-      AND (t.campaign_id IS NULL OR (k.chain AND k.cancelled_at IS NULL))
-      AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
-    ON CONFLICT (processing_condition, input_path) DO NOTHING
-    RETURNING id
+    -- include: inputs_of_chained_products
 )
 SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserted) AS inputs,
        (SELECT count(*) FROM tried WHERE NOT got)

@@ -5,7 +5,9 @@ All SQL lives in `sql/` (at the repository root, and inside the wheel as `hrwsi/
 - `sql/migrations/NNNN_name.sql`: the changes, in order, for databases installed before them;
 - `sql/queries/*.sql`: named blocks, each introduced by a line `-- name: some_query`, loaded by
   name; names are unique across the files. Each file uses one placeholder style: asyncpg's `$1`
-  (the services) or psycopg's `%(name)s` (the CLI and other synchronous callers).
+  (the services) or psycopg's `%(name)s` (the CLI and other synchronous callers). A line
+  `-- include: other_block` stands for that block's text (indented as the line is): rules two
+  statements share are written once (a part of a statement, which no caller loads alone).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from pathlib import Path
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_INCLUDE_LINE = re.compile(r"^([ \t]*)--\s*include:\s*([a-z_][a-z0-9_]*)[ \t]*$", re.MULTILINE)
 
 ASYNCPG = "asyncpg"  # $1, $2 ...
 PSYCOPG = "psycopg"  # %(name)s or %s
@@ -61,7 +64,24 @@ def queries() -> dict[str, str]:
             if name in found:
                 raise ValueError(f"query {name!r} is defined twice (again in {path.name})")
             found[name] = text
-    return found
+    return expand_includes(found)
+
+
+def expand_includes(blocks: dict[str, str]) -> dict[str, str]:
+    """Each block with its `-- include: other` lines replaced by that block's own (expanded) text."""
+    return {name: _with_includes(blocks, name, (name,)) for name in blocks}
+
+
+def _with_includes(blocks: dict[str, str], name: str, seen: tuple[str, ...]) -> str:
+    def included(line: re.Match) -> str:
+        indent, other = line.group(1), line.group(2)
+        if other not in blocks:
+            raise ValueError(f"query {name!r} includes {other!r}, which no file defines")
+        if other in seen:
+            raise ValueError(f"queries include each other: {' -> '.join((*seen, other))}")
+        return "\n".join(indent + text if text else text
+                         for text in _with_includes(blocks, other, (*seen, other)).split("\n"))
+    return _INCLUDE_LINE.sub(included, blocks[name])
 
 
 def query(name: str) -> str:

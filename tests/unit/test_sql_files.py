@@ -3,7 +3,9 @@
 import re
 from pathlib import Path
 
-from hrwsi.sql_files import migrations, queries, schema_sql
+import pytest
+
+from hrwsi.sql_files import expand_includes, migrations, queries, query_files, schema_sql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -13,6 +15,8 @@ def test_every_named_query_is_used():
     code = "\n".join(path.read_text() for folder in ("src", "benchmarks") for path in (ROOT / folder).rglob("*.py"))
     # Any string literal naming it counts: some callers pick the name from a table (hrwsi.schema).
     used = set(re.findall(r"""["']([a-z_][a-z0-9_]*)["']""", code))
+    # (and a block another includes: a part of a statement)
+    used |= {m for path in query_files() for m in re.findall(r"--\s*include:\s*([a-z_][a-z0-9_]*)", path.read_text())}
     assert sorted(set(queries()) - used) == []
 
 
@@ -20,3 +24,15 @@ def test_the_schema_and_the_migrations_are_found():
     assert "CREATE TABLE hrwsi.processing_task" in schema_sql()
     versions = [version for version, _, _ in migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+def test_a_block_included_by_another_stands_in_it_indented_as_the_line_that_includes_it():
+    """chain_products and chain_products_around_busy_series make inputs by the same rules: written once."""
+    blocks = {"part": "SELECT 1\n-- a comment\nFROM t", "whole": "WITH x AS (\n    -- include: part\n)\nSELECT * FROM x"}
+    assert expand_includes(blocks)["whole"] == "WITH x AS (\n    SELECT 1\n    -- a comment\n    FROM t\n)\nSELECT * FROM x"
+    assert "-- include" not in queries()["chain_products"]
+    assert queries()["chain_products"].count("ON CONFLICT (processing_condition, input_path) DO NOTHING") == 1
+    with pytest.raises(ValueError, match="includes 'gone', which no file defines"):
+        expand_includes({"a": "-- include: gone"})
+    with pytest.raises(ValueError, match="queries include each other: a -> b -> a"):
+        expand_includes({"a": "-- include: b", "b": "-- include: a"})
