@@ -27,10 +27,13 @@ def production(db, env):
     document = single_routine_configuration(["true"])
     document["condition"][0].update({"deadline_hours": 3})
     load(db, document)
-    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
-                  VALUES ('in', '/in/a', '32TLR', now() - interval '2 hours', now() - interval '1 hour'),
-                         ('in', '/in/1950', '32TLR', '1950-01-01T00:00Z', '1950-01-02T00:00Z'),
-                         ('in', '/in/later', '32TLR', now() + interval '50 minutes', now() + interval '55 minutes')""")
+    # (the scene of 1950 in lane nrt, as a data engineer may keep it: given no lane, an input more than a
+    # day past its deadline is back-fill, and timeliness would count it in its own row)
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at, lane)
+                  VALUES ('in', '/in/a', '32TLR', now() - interval '2 hours', now() - interval '1 hour', NULL),
+                         ('in', '/in/1950', '32TLR', '1950-01-01T00:00Z', '1950-01-02T00:00Z', 'nrt'),
+                         ('in', '/in/later', '32TLR', now() + interval '50 minutes', now() + interval '55 minutes',
+                          NULL)""")
     db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w01', planned_start = now()")
     db.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
     db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) SELECT id, '/out/' || id, 'OUT' "

@@ -302,6 +302,7 @@ async def test_a_launcher_whose_process_fails_to_start_leaves_no_service_row(db,
     import socket
 
     from hrwsi.backends.nomad import NomadBackend, NomadConfig
+    from hrwsi.instance_server import EndpointsUnavailable
     from hrwsi.testing.nomad_emulator import NomadEmulator
 
     with socket.socket() as taken:
@@ -310,7 +311,7 @@ async def test_a_launcher_whose_process_fails_to_start_leaves_no_service_row(db,
         busy = dataclasses.replace(settings, http_host="127.0.0.1", http_port=taken.getsockname()[1])
         async with NomadEmulator(work_dir=tmp_path / "nomad", namespaces=["hrwsi"]) as emulator:
             backend = NomadBackend(NomadConfig(address=emulator.address, namespace="hrwsi", retry_for_s=0.3))
-            with pytest.raises(OSError, match="address already in use"):
+            with pytest.raises(EndpointsUnavailable, match="address already in use; choose another port with HRWSI_HTTP_PORT"):
                 async with App(database_url, ["launcher"], busy, backend=backend):
                     pass
     assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone() == (0,)

@@ -19,10 +19,11 @@ def test_a_condition_sets_its_lane_and_deadline_and_a_routine_its_hold_limit(db)
     assert db.execute("SELECT lane, deadline, deadline_from FROM hrwsi.processing_condition").fetchone() == \
         ("archive", timedelta(hours=1.5), "publication")
     assert db.execute("SELECT hold_after_failures FROM hrwsi.processing_routine").fetchone()[0] == 2
+    # (published recently: one more than a day past its deadline when it arrives is back-fill, without one)
     db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, published_at) "
-               "VALUES ('in', '/a', '2026-01-01T00:00Z')")
-    assert db.execute("SELECT lane, priority, deadline_at - '2026-01-01T00:00Z'::timestamptz "
-                      "FROM hrwsi.processing_task").fetchone() == ("archive", 1, timedelta(hours=1.5))
+               "VALUES ('in', '/a', now() - interval '10 minutes')")
+    assert db.execute("SELECT t.lane, t.priority, t.deadline_at - i.published_at FROM hrwsi.processing_task t "
+                      "JOIN hrwsi.input i ON i.id = t.input_id").fetchone() == ("archive", 1, timedelta(hours=1.5))
     # Left out, they go back to their defaults.
     load(db, single_routine_configuration(["true"]))
     assert db.execute("SELECT lane, deadline, deadline_from FROM hrwsi.processing_condition").fetchone() == \
