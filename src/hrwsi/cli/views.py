@@ -203,6 +203,8 @@ def _missed_products(console: Console, conditions: list[dict]) -> None:
                                             f"{condition['product_type']} made while it was inactive (or before it "
                                             "existed) are not chained to it")), soft_wrap=True)
         line(console, "  next: ", condition["next"])
+
+
 def _deadlines(console: Console, row: dict | None) -> None:
     """The open tasks with a deadline: missed, at risk, held or blocked before it (timeliness.deadline_sentences)."""
     from hrwsi.timeliness import deadline_sentences
@@ -211,13 +213,18 @@ def _deadlines(console: Console, row: dict | None) -> None:
         console.print(Text.assemble(("deadlines: ", style[level]), visible(sentence)), soft_wrap=True)
 
 
+def _jobs_heading(console: Console, jobs: list[dict], title: str, first: str) -> None:
+    """A list of jobs' heading: how many of how many (`total`, each row's) it shows, the `first` of them."""
+    total = jobs[0]["total"]
+    console.print(f"[yellow]{title}" + (f" (the {first} {len(jobs)} of {total:,}):" if total > len(jobs) else ":")
+                  + "[/yellow]")
+
+
 def _queued_long(console: Console, jobs: list[dict]) -> None:
     """Jobs the backend has held queued for over a minute, each with its reason (Nomad's, in one line)."""
     if not jobs:
         return
-    total = jobs[0]["total"]
-    console.print("[yellow]jobs queued in the backend for over a minute"
-                  + (f" (the oldest {len(jobs)} of {total:,}):" if total > len(jobs) else ":") + "[/yellow]")
+    _jobs_heading(console, jobs, "jobs queued in the backend for over a minute", "oldest")
     for job in jobs:
         line(console, f"  task {job['task_id']} ({job['routine']}) attempt {job['attempt']}, job {job['backend_job_id']}"
                       f" on {job['worker'] or '?'}, queued {job['queued_s']:.0f} s: ",
@@ -228,9 +235,7 @@ def _running_long(console: Console, jobs: list[dict]) -> None:
     """Jobs running far past their routine's expected duration (reports.RUNNING_LONG_FACTOR), with what happens next."""
     if not jobs:
         return
-    total = jobs[0]["total"]
-    console.print("[yellow]jobs running far longer than expected"
-                  + (f" (the longest {len(jobs)} of {total:,}):" if total > len(jobs) else ":") + "[/yellow]")
+    _jobs_heading(console, jobs, "jobs running far longer than expected", "longest")
     for job in jobs:
         line(console, f"  task {job['task_id']} ({job['routine']}) attempt {job['attempt']}, job {job['backend_job_id']}"
                       f" on {job['worker'] or '?'}: running {_duration(job['running_s'])}, expected "
