@@ -16,6 +16,9 @@ from hrwsi.event_loop import CHOICES as EVENT_LOOPS
 from hrwsi.service_logging import FORMATS as LOG_FORMATS
 from hrwsi.service_logging import LEVELS as LOG_LEVELS
 
+# A job log's cap below this would keep too little of a routine's start and end to explain it.
+SMALLEST_JOB_LOG_CAP = 2**20
+
 
 class SettingsError(ValueError):
     """A setting that cannot work; the message names it and says what is expected (one line)."""
@@ -107,6 +110,8 @@ class Settings:
     # the moment a slot frees; None: as many as the backend has slots. 0: claim only what starts now.
     claim_ahead: int | None = None
     shutdown_grace_s: float = 20.0  # how long a stopping launcher waits for running local jobs
+    # Local backend: the most one attempt's log keeps (its start and its most recent output; 0: no cap).
+    job_log_max_bytes: int = 100 * 2**20
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
     # Harvest: where landing sources may move files (None: home/harvest), unzip limits, source runs.
     landing_roots: tuple[Path, ...] | None = None
@@ -139,6 +144,9 @@ class Settings:
         if self.max_parallel_jobs < 1:
             raise SettingsError(f"HRWSI_MAX_PARALLEL_JOBS={self.max_parallel_jobs} must be at least 1: "
                                 "with no job at a time, no task would ever run")
+        if self.job_log_max_bytes != 0 and self.job_log_max_bytes < SMALLEST_JOB_LOG_CAP:
+            raise SettingsError(f"HRWSI_JOB_LOG_MAX_BYTES={self.job_log_max_bytes} must be 0 (no cap) or at least "
+                                f"{SMALLEST_JOB_LOG_CAP} bytes (1 MiB)")
         if self.claim_ahead is not None and self.claim_ahead < 0:
             raise SettingsError(f"HRWSI_CLAIM_AHEAD={self.claim_ahead} must be a number of jobs >= 0 "
                                 "(0: claim only jobs that start at once)")
@@ -170,6 +178,7 @@ class Settings:
             max_parallel_jobs=_count("HRWSI_MAX_PARALLEL_JOBS", 64),
             claim_ahead=_count("HRWSI_CLAIM_AHEAD", None),
             shutdown_grace_s=_float("HRWSI_SHUTDOWN_GRACE_S", 20.0),
+            job_log_max_bytes=_count("HRWSI_JOB_LOG_MAX_BYTES", 100 * 2**20),
             retry_backoff_s=_float("HRWSI_RETRY_BACKOFF_S", 5.0),
             landing_roots=_paths("HRWSI_LANDING_ROOTS"),
             unzip_max_bytes=_count("HRWSI_UNZIP_MAX_BYTES", 32 * 2**30),

@@ -428,3 +428,32 @@ async def test_an_attempt_settled_while_its_launcher_was_paused_before_its_first
     assert outcome.state == "lost" and "refused" in outcome.message, outcome.message
     assert not (tmp_path / "task-1" / "runs").exists(), "the attempt never ran"
     assert not list((tmp_path / "task-1").glob("attempt-1.moved-*")), "its tombstone stays where the supervisor reads it"
+
+
+async def test_an_attempt_whose_log_reached_its_cap_says_how_many_bytes_were_dropped(tmp_path):
+    spec = dataclasses.replace(spec_in(tmp_path), command=(
+        sys.executable, "-c", "import sys\nfor n in range(100_000): print(f'line {n:09d} of the output')"))
+    backend = LocalBackend(log_cap=2**20)
+    await backend.submit(spec)
+    outcome = await asyncio.wait_for(backend.wait(spec, spec.job_id, Progress()), GUARD_S)
+    assert outcome.state == "processed", outcome.message
+    assert "its log reached its cap: " in outcome.message and "of the 2900000 bytes it wrote" in outcome.message
+    log = Path(spec.log_path).read_text()
+    assert Path(spec.log_path).stat().st_size < 2**20 + 1024
+    assert log.startswith("line 000000000 ") and "line 000099999 of the output\n" in log
+    assert "bytes of the routine's output were dropped here" in log
+
+
+async def test_an_attempt_of_a_supervisor_from_before_log_caps_is_followed_by_a_launcher_with_one(tmp_path):
+    # Its documents as a supervisor of protocol 1 wrote them: no "protocol", no log fields.
+    spec = spec_in(tmp_path)
+    attempt = Path(spec.attempt_dir)
+    (attempt / "output").mkdir(parents=True)
+    (attempt / local_supervisor.STARTED_FILE).write_text('{"supervisor_pid": 1, "started_at": '
+                                                         '"2026-12-06T10:00:00.000000+00:00"}')
+    (attempt / local_supervisor.EXIT_FILE).write_text(
+        '{"exit_code": 0, "signal": null, "started_at": "2026-12-06T10:00:00.000000+00:00", "finished_at": '
+        '"2026-12-06T10:00:01.000000+00:00", "timed_out": false, "timeout_s": null, "stopped": false, '
+        '"routine_pid": 2, "leftover_processes": 0, "error": null}')
+    outcome = await LocalBackend(log_cap=2**20).wait(spec, spec.job_id, Progress())
+    assert (outcome.state, outcome.exit_code, outcome.message) == ("processed", 0, "exit code 0")

@@ -397,3 +397,98 @@ def test_a_pid_listed_as_a_child_that_is_now_another_process_is_not_part_of_the_
     finally:
         stranger.kill()
         stranger.wait(GUARD_S)
+
+
+# Writes `lines` numbered lines (to stdout, and every 1000th to stderr), then waits for `release`.
+CHATTY = r"""
+import os, sys, time
+here, lines = sys.argv[1], int(sys.argv[2])
+open(os.path.join(here, "routine.pid"), "w").write(str(os.getpid()))
+for number in range(lines):
+    print(f"line {number:09d} of the routine's output")
+    if number % 1000 == 0:
+        print(f"line {number:09d} to stderr", file=sys.stderr)
+sys.stdout.flush()
+open(os.path.join(here, "written"), "w").close()
+while not os.path.exists(os.path.join(here, "release")):
+    time.sleep(0.05)
+print("the last line", flush=True)
+"""
+
+
+def start_capped(attempt: Path, cap: int | None, lines: int) -> subprocess.Popen:
+    attempt.mkdir(parents=True, exist_ok=True)
+    argv = [*SUPERVISOR_ARGV, "--attempt-dir", str(attempt), "--grace", "1"]
+    if cap is not None:
+        argv += ["--log-cap", str(cap)]
+    with open(attempt / "job.log", "ab") as log:
+        return subprocess.Popen([*argv, "--", sys.executable, "-c", CHATTY, str(attempt), str(lines)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_a_log_past_its_cap_keeps_its_start_and_its_most_recent_output_with_a_line_saying_how_many_bytes_were_dropped(
+        tmp_path):
+    cap, lines = 256 * 1024, 100_000  # about 3.9 MB of output
+    supervisor = start_capped(tmp_path, cap, lines)
+    wait_for(lambda: (tmp_path / "written").exists(), "the routine's output")
+    # While it runs the log is never much above its cap (a read of the pipe at most), and reads as it is.
+    wait_for(lambda: b"the routine's output were dropped" in (tmp_path / "job.log").read_bytes(), "the first cut")
+    assert (tmp_path / "job.log").stat().st_size <= cap + local_supervisor.READ_SIZE
+    (tmp_path / "release").touch()
+    assert supervisor.wait(GUARD_S) == 0
+    log = (tmp_path / "job.log").read_bytes()
+    assert len(log) <= cap + 1024
+    text = log.decode()
+    assert text.startswith("line 000000000 ") and "\nline 000000001 of the routine's output\n" in text, \
+        "its start is kept"
+    assert text.splitlines()[-2:-1] == ["the last line"], "its most recent output is kept, then the summary"
+    kept = [line for line in text.splitlines() if line.startswith("line ")]
+    assert all(line.endswith(("output", "stderr")) for line in kept), "cut at lines' ends"
+    numbers = [int(line.split()[1]) for line in kept if line.endswith("output")]
+    gaps = [(a, b) for a, b in zip(numbers, numbers[1:], strict=False) if b != a + 1]
+    assert len(gaps) == 1, "one cut, between the start and the most recent output"
+    markers = [line for line in text.splitlines() if "were dropped here" in line]
+    assert len(markers) == 1 and markers[0].startswith("[hrwsi supervisor ")
+    assert text.index(markers[0]) == text.index(f"line {gaps[0][1]:09d}") - len(markers[0]) - 1, \
+        "the line is where the bytes were dropped"
+    everything = "".join(f"line {n:09d} of the routine's output\n" + (f"line {n:09d} to stderr\n" if n % 1000 == 0
+                                                                           else "") for n in range(lines))
+    written = len(everything) + len("the last line\n")
+    found = outcome(tmp_path)
+    kept_bytes = len(text.encode()) - len(markers[0]) - 1 - len(text.splitlines()[-1]) - 1
+    assert found["log_bytes"] == written and found["log_dropped_bytes"] == written - kept_bytes
+    assert f"{found['log_dropped_bytes']} bytes of the routine's output were dropped here" in markers[0]
+    assert found["protocol"] == local_supervisor.PROTOCOL and found["exit_code"] == 0
+    assert f"the routine wrote {written} bytes" in text.splitlines()[-1], "the log ends saying what it kept"
+
+
+def test_a_routine_writing_far_past_the_cap_is_never_held_up_by_it(tmp_path):
+    # 39 MB through a 64 KiB cap: the pipe is always read (the routine would block on a full pipe, and
+    # die of SIGPIPE on a closed one), and what is not kept is dropped.
+    supervisor = start_capped(tmp_path, 64 * 1024, 1_000_000)
+    wait_for(lambda: (tmp_path / "written").exists(), "the routine's output")
+    (tmp_path / "release").touch()
+    assert supervisor.wait(GUARD_S) == 0
+    found = outcome(tmp_path)
+    assert (found["exit_code"], found["signal"]) == (0, None)
+    assert found["log_bytes"] > 38_000_000 and found["log_dropped_bytes"] > found["log_bytes"] - 70_000
+    assert (tmp_path / "job.log").stat().st_size < 70_000
+
+
+def test_without_a_cap_the_routine_writes_the_log_itself_as_a_supervisor_before_caps_did(tmp_path):
+    # What an older launcher starts (no --log-cap): no pipe between the routine and its log.
+    script = ("import os, sys; print(os.readlink('/proc/self/fd/1')); print(os.readlink('/proc/self/fd/2'))")
+    log = tmp_path / "job.log"
+    with open(log, "ab") as out:
+        subprocess.run([*SUPERVISOR_ARGV, "--attempt-dir", str(tmp_path), "--", sys.executable, "-c", script],
+                       stdout=out, stderr=subprocess.STDOUT, check=True, timeout=GUARD_S)
+    assert log.read_text().splitlines() == [str(log), str(log)]
+    assert "log_bytes" not in outcome(tmp_path)
+
+
+@pytest.mark.parametrize("cap", ["12", "-1", "lots", "4095"])
+def test_a_log_cap_that_is_not_a_number_of_bytes_gets_the_usage(tmp_path, cap):
+    result = subprocess.run([*SUPERVISOR_ARGV, "--attempt-dir", str(tmp_path), "--log-cap", cap, "--", "true"],
+                            capture_output=True, text=True, timeout=GUARD_S)
+    assert result.returncode == 2 and "argument --log-cap" in result.stderr
+    assert not (tmp_path / local_supervisor.STARTED_FILE).exists()

@@ -24,6 +24,8 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_DATABASE_URL", "mysql://me:hunter2@db/x", "HRWSI_DATABASE_URL is not a PostgreSQL URL"),
     ("HRWSI_DATABASE_URL", "postgresql://me:hunter2@db:port/x", "HRWSI_DATABASE_URL is not a PostgreSQL URL"),
     ("HRWSI_HOME", "/dev/null", "HRWSI_HOME='/dev/null' is not a directory"),
+    ("HRWSI_JOB_LOG_MAX_BYTES", "4096", r"HRWSI_JOB_LOG_MAX_BYTES=4096 must be 0 \(no cap\) or at least 1048576 bytes"),
+    ("HRWSI_JOB_LOG_MAX_BYTES", "100MB", "HRWSI_JOB_LOG_MAX_BYTES='100MB' is not a whole number"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
@@ -44,6 +46,13 @@ def test_the_defaults_are_valid(monkeypatch):
     for name in ("HRWSI_BACKSTOP_POLL_S", "HRWSI_HEARTBEAT_S", "HRWSI_LEASE_TIMEOUT_S", "HRWSI_MAX_PARALLEL_JOBS"):
         monkeypatch.delenv(name, raising=False)
     assert Settings.from_env().max_parallel_jobs >= 1
+
+
+def test_a_local_attempts_log_is_capped_at_100_mib_unless_told(monkeypatch):
+    monkeypatch.delenv("HRWSI_JOB_LOG_MAX_BYTES", raising=False)
+    assert Settings.from_env().job_log_max_bytes == 100 * 2**20
+    monkeypatch.setenv("HRWSI_JOB_LOG_MAX_BYTES", "0")
+    assert Settings.from_env().job_log_max_bytes == 0
 
 
 def test_jobs_are_claimed_ahead_as_many_as_the_backends_slots_unless_told(monkeypatch):

@@ -20,7 +20,8 @@ def make_backend(name: str, settings: Settings) -> Backend:
     if name == "local":
         from hrwsi.backends.local import LocalBackend
 
-        return LocalBackend(settings.max_parallel_jobs, site_dir=settings.data_dir)
+        return LocalBackend(settings.max_parallel_jobs, site_dir=settings.data_dir,
+                            log_cap=settings.job_log_max_bytes)
     if name == "dry-run":
         from hrwsi.backends.dry_run import DryRunBackend
 

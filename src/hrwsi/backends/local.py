@@ -83,11 +83,13 @@ def _time(text: str | None) -> datetime | None:
         return None
 
 
-def supervisor_argv(spec: JobSpec, grace_s: float) -> list[str]:
+def supervisor_argv(spec: JobSpec, grace_s: float, log_cap: int | None = None) -> list[str]:
     argv = [*SUPERVISOR_ARGV, "--attempt-dir", os.path.abspath(spec.attempt_dir), "--grace", f"{grace_s:g}",
             "--cwd", os.path.abspath(spec.output_dir)]
     if spec.timeout_s:
         argv += ["--timeout", f"{spec.timeout_s:g}"]
+    if log_cap:
+        argv += ["--log-cap", str(log_cap)]
     return [*argv, "--", *spec.argv()]
 
 
@@ -96,7 +98,8 @@ def supervisor_argv(spec: JobSpec, grace_s: float) -> list[str]:
 EXIT_POLL_S = 0.05
 
 
-def start_supervisor(spec: JobSpec, grace_s: float, first_start: bool) -> tuple[subprocess.Popen, int | None]:
+def start_supervisor(spec: JobSpec, grace_s: float, first_start: bool,
+                     log_cap: int | None = None) -> tuple[subprocess.Popen, int | None]:
     """Start the attempt's supervisor (blocking: call it in a thread): its directories (on its first
     start the whole attempt directory: prepare_attempt), the job log as its stdout and stderr, stdin
     from /dev/null, a session of its own (a signal to the launcher's group does not reach it). The
@@ -117,7 +120,7 @@ def start_supervisor(spec: JobSpec, grace_s: float, first_start: bool) -> tuple[
         raise AttemptLost("storage_unavailable", f"could not open the attempt's log {spec.log_path}: "
                           f"{error.strerror or error}; nothing ran, not the routine's fault: it is retried") from None
     with log:
-        process = subprocess.Popen(supervisor_argv(spec, grace_s), stdin=subprocess.DEVNULL, stdout=log,
+        process = subprocess.Popen(supervisor_argv(spec, grace_s, log_cap), stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, env=routine_environment(spec), cwd=spec.output_dir,
                                    start_new_session=True)
     try:
@@ -224,8 +227,10 @@ class LocalBackend(Backend):
     jobs_outlive_launcher = False  # a stopping launcher waits for its jobs, then stops them
     checks_its_output_directory = True  # (with the outcome, in the thread that reads it: read_attempt_end)
     def __init__(self, max_parallel_jobs: int = 64, *, grace_s: float = 5.0, adopted_poll_s: float = 0.5,
-                 finds_products: bool = True, site_dir: str | os.PathLike | None = None):
+                 finds_products: bool = True, site_dir: str | os.PathLike | None = None,
+                 log_cap: int | None = None):
         self.max_concurrent_jobs = max_parallel_jobs
+        self.log_cap = log_cap  # the most an attempt's log keeps (None or 0: no cap; HRWSI_JOB_LOG_MAX_BYTES)
         self._site_dir = site_dir  # the data directory the attempts' files are in (None: no site kept)
         self._site: str | None = None
         # A processed attempt's outcome carries its products, found in the thread that reads the
@@ -256,7 +261,8 @@ class LocalBackend(Backend):
         # wake-up and a handover of the GIL, about 0.25 ms of CPU here: in the three-step chain, the
         # launcher's five turns a job and asyncio's waiting thread per process were about a third of
         # its time holding the GIL, 2026-12-03).
-        starting = asyncio.ensure_future(asyncio.to_thread(start_supervisor, spec, self.grace_s, first_start))
+        starting = asyncio.ensure_future(asyncio.to_thread(start_supervisor, spec, self.grace_s, first_start,
+                                                      self.log_cap))
         try:
             process, pidfd = await asyncio.shield(starting)
         except BaseException:
@@ -372,6 +378,9 @@ class LocalBackend(Backend):
                               f"killed by signal {_signal_name(signal_number)}{_signal_note(signal_number)}{note}",
                               started, finished)
         cut = f"; {found['log_cut']}" if found.get("log_cut") else ""
+        if found.get("log_dropped_bytes"):  # (protocol 2; an older supervisor's outcome has no such field)
+            cut += (f"; its log reached its cap: {found['log_dropped_bytes']} of the {found.get('log_bytes')} bytes it "
+                    "wrote were dropped between its start and its most recent output")
         return JobOutcome.from_exit_code(int(code), started_at=started, finished_at=finished,
                                          detail=f"exit code {code}{_shell_signal_note(int(code))}{note}{cut}")
 

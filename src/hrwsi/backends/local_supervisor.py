@@ -23,6 +23,13 @@ directory (beside `output/` and `manifest.json`) it keeps:
   (its launcher died before starting it). It is written under the lock, so a supervisor started late
   (a paused launcher that resumes) finds it and refuses: no attempt runs after it was recorded lost.
 
+With `--log-cap BYTES` (the launcher passes HRWSI_JOB_LOG_MAX_BYTES, 100 MiB by default) the routine's
+stdout and stderr are one pipe the supervisor reads into the log (CappedLog): past the cap the log
+keeps the routine's first quarter and its most recent output, with one line where bytes were dropped
+saying how many, and ends with a line saying what it kept; the pipe is always read, so the routine
+never blocks nor dies because of the cap. (Nomad rotates a task's log, MaxFiles x MaxFileSizeMB,
+keeping only its most recent part.) Without the option the routine writes the log itself, as before.
+
 The supervisor is a child subreaper (prctl PR_SET_CHILD_SUBREAPER): a process of the routine that
 detaches (double fork, setsid) is re-parented to it, not to init, so on timeout, on a stop request
 (SIGTERM, SIGINT, SIGHUP) and when the routine's main process ends, it finds and stops the attempt's
@@ -59,6 +66,12 @@ TOMBSTONE_FILE = "tombstone.json"
 # The supervisor did not run the routine (tombstoned, started before, or another process holds the
 # attempt): EX_TEMPFAIL. When it did run it, it exits 0 and the outcome is in exit.json.
 REFUSED_EXIT_CODE = 75
+# What started.json and exit.json say of the protocol between launcher and supervisor. 1 (written by
+# none: their documents have no "protocol"): before log caps. 2: `--log-cap BYTES` (the launcher passes
+# it; without it a supervisor logs as version 1 did), and exit.json may say log_bytes,
+# log_dropped_bytes and log_failed_bytes. Every field added since 1 is optional to whoever reads them:
+# a launcher follows and settles an attempt of either version.
+PROTOCOL = 2
 CANNOT_START_EXIT_CODE = 127
 PR_SET_CHILD_SUBREAPER = 36
 STOP_SIGNALS = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT", signals.SIGHUP: "SIGHUP"}
@@ -312,9 +325,137 @@ def _signal_group(pgid: int | None, number: int) -> None:
         pass
 
 
+# -- the routine's output, capped ---------------------------------------------------------------------
+# Below this a cap is refused (the head, the marker and two halves of a tail must fit in it).
+SMALLEST_LOG_CAP = 4096
+# Room kept for the line that says where bytes were dropped (it is rewritten at each cut).
+MARKER_ROOM = 512
+# Reads of the routine's pipe: as large as what the pipe holds, in one system call each.
+READ_SIZE = 1 << 20
+# How far a cut looks for a line's end, so that the head ends and the tail starts at a line.
+LINE_SEARCH = 1 << 16
+
+
+def _is_regular_file(descriptor: int) -> bool:
+    return (os.fstat(descriptor).st_mode & 0o170000) == 0o100000  # (stat.S_ISREG, without importing stat)
+
+
+class CappedLog:
+    """The job log as the routine writes it through a pipe, kept to about `cap` bytes: its head (the
+    first quarter: what the routine set out to do) and its most recent output (the rest: what explains
+    how it ended), with one line where bytes were dropped saying how many.
+
+    Bytes are appended to the log (`out`, the supervisor's own stdout, opened for appending by the
+    launcher) as they come, in large reads and writes; no per-line work. When the log reaches the cap,
+    it is cut in place: the line at the head's end says how many bytes were dropped so far, the most
+    recent half of the tail's room is copied after it (copy_file_range: in the kernel), and the file is
+    truncated there. So the log on disk is always readable as it is (`hrwsi logs --follow` and the
+    dashboard read it while the routine runs), never more than about `cap` bytes, and each byte is
+    copied at most once more. A write that fails (a full disk) drops its bytes and is counted: the
+    routine's pipe is always read, so a routine never blocks nor dies because its log is capped."""
+
+    def __init__(self, out: int, cap: int):
+        self.out = out
+        # Appended to, whatever opened it (the launcher does; a shell's `>` does not): a cut truncates the
+        # file under this descriptor, and what comes next must go to its new end, not leave a hole.
+        fcntl.fcntl(out, fcntl.F_SETFL, fcntl.fcntl(out, fcntl.F_GETFL) | os.O_APPEND)
+        self.cap = cap
+        self.head = cap // 4
+        self.keep = (cap - self.head - MARKER_ROOM) // 2  # the tail kept at a cut (at least)
+        self.base = os.fstat(out).st_size  # what the log held before the routine started
+        self.size = self.base  # the log's size as this process last knew it
+        self.head_end: int | None = None  # where the head ends, once cut
+        self.marker_length = 0
+        self.written = 0  # bytes the routine wrote
+        self.dropped = 0  # bytes of them no longer in the log
+        self.failed = 0  # bytes a write could not keep (full or failing storage)
+        self.failure: str | None = None
+        self._rewriter: int | None = None  # the log opened again, not for appending (pwrite, truncate)
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        try:
+            view = memoryview(data)
+            while view:
+                count = os.write(self.out, view)
+                self.size += count
+                view = view[count:]
+        except OSError as error:
+            self.failed += len(view)
+            self.failure = self.failure or (error.strerror or str(error))
+            return
+        if self.size - self.base >= self.cap:
+            self.size = os.fstat(self.out).st_size  # (with the supervisor's own lines)
+            if self.size - self.base >= self.cap:
+                self._cut()
+
+    def _cut(self) -> None:
+        if self._rewriter is None:
+            try:  # (pwrite on a descriptor opened for appending appends, and copy_file_range refuses one)
+                self._rewriter = os.open(f"/proc/self/fd/{self.out}", os.O_RDWR | os.O_CLOEXEC)
+            except OSError as error:
+                self.failure = self.failure or f"the log cannot be cut: {error.strerror or error}"
+                self.cap = 1 << 62  # (nothing more can be done: it grows, as without a cap)
+                return
+        rewriter, size = self._rewriter, self.size
+        if self.head_end is None:  # the first cut: the head ends after the last whole line in it
+            end = self.base + self.head
+            start = max(self.base, end - LINE_SEARCH)
+            found = os.pread(rewriter, end - start, start).rfind(b"\n")
+            self.head_end = start + found + 1 if found >= 0 else end
+        kept_from = size - self.keep  # the kept tail starts at a line, if one starts soon enough
+        found = os.pread(rewriter, min(LINE_SEARCH, self.keep), kept_from).find(b"\n")
+        if found >= 0:
+            kept_from += found + 1
+        self.dropped += kept_from - (self.head_end + self.marker_length)
+        marker = (f"[hrwsi supervisor {_now()}] the log reached its cap of {self.cap} bytes "
+                  f"(HRWSI_JOB_LOG_MAX_BYTES): {self.dropped} bytes of the routine's output were dropped here; "
+                  "above: the start of its output, below: its most recent output\n").encode()[:MARKER_ROOM]
+        os.pwrite(rewriter, marker, self.head_end)
+        _copy_within(rewriter, kept_from, self.head_end + len(marker), size - kept_from)
+        self.marker_length = len(marker)
+        self.size = self.head_end + len(marker) + size - kept_from
+        os.ftruncate(rewriter, self.size)
+
+    def summary(self) -> str | None:
+        """The line that ends a capped log (None when nothing was dropped)."""
+        said = []
+        if self.dropped:
+            said.append(f"the routine wrote {self.written} bytes; its log kept the start and the most recent "
+                        f"(cap {self.cap} bytes): {self.dropped} bytes were dropped after its first "
+                        f"{self.head_end - self.base} bytes, where a line says so")
+        if self.failed:
+            said.append(f"{self.failed} bytes of the routine's output could not be written to its log: {self.failure}")
+        return "; ".join(said) or None
+
+    def close(self) -> None:
+        if self._rewriter is not None:
+            os.close(self._rewriter)
+            self._rewriter = None
+
+
+def _copy_within(descriptor: int, source: int, target: int, count: int) -> None:
+    """Copy `count` bytes of a file from `source` to `target` (not overlapping): in the kernel where it
+    can, else through a buffer, a megabyte at a time."""
+    try:
+        while count > 0:
+            copied = os.copy_file_range(descriptor, descriptor, count, source, target)
+            if copied == 0:
+                break
+            source, target, count = source + copied, target + copied, count - copied
+    except (AttributeError, OSError):
+        pass
+    while count > 0:
+        data = os.pread(descriptor, min(count, READ_SIZE), source)
+        if not data:
+            return
+        os.pwrite(descriptor, data, target)
+        source, target, count = source + len(data), target + len(data), count - len(data)
+
+
 class Supervisor:
     def __init__(self, attempt_dir: str, argv: list[str], *, timeout_s: float | None, grace_s: float,
-                 cwd: str | None):
+                 cwd: str | None, log_cap: int | None = None):
         self.attempt_dir = attempt_dir
         self.argv = argv
         self.timeout_s = timeout_s
@@ -323,6 +464,10 @@ class Supervisor:
         self.routine: int | None = None  # the routine's pid, which is also its process group's
         self.routine_status: int | None = None  # its wait status, once collected
         self.stop_requested: int | None = None
+        # With a cap, the routine writes to a pipe this process reads into the log (CappedLog); without
+        # one, or when the log is not a file, it writes to the log itself, as before caps.
+        self.log = CappedLog(1, log_cap) if log_cap and _is_regular_file(1) else None
+        self.output: int | None = None  # the pipe's end this process reads, while it is open
         self._wakeup_read, wakeup_write = os.pipe()
         os.set_blocking(self._wakeup_read, False)
         os.set_blocking(wakeup_write, False)
@@ -348,13 +493,44 @@ class Supervisor:
                 self.routine_status = status
 
     def wait(self, seconds: float) -> None:
-        ready, _, _ = select.select([self._wakeup_read], [], [], max(0.0, seconds))
-        if ready:
+        """Until a signal comes, the routine writes (what it wrote is logged), or `seconds` pass."""
+        watched = [self._wakeup_read] if self.output is None else [self._wakeup_read, self.output]
+        ready, _, _ = select.select(watched, [], [], max(0.0, seconds))
+        if self.output is not None and self.output in ready:
+            self.read_output()
+        if self._wakeup_read in ready:
             try:
                 while os.read(self._wakeup_read, 512):
                     pass
             except BlockingIOError:
                 pass
+
+    def read_output(self, reads: int = 16) -> None:
+        """Log what the routine wrote: up to `reads` reads (a routine that never stops writing does not
+        keep the supervisor from its timeout), until the pipe is empty or closed."""
+        for _ in range(reads):
+            try:
+                data = os.read(self.output, READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:  # every writer closed it
+                os.close(self.output)
+                self.output = None
+                return
+            self.log.write(data)
+
+    def finish_output(self) -> None:
+        """After the attempt's processes have all ended: log what is left in the pipe, close it."""
+        while self.output is not None:
+            before = self.output
+            self.read_output(reads=1)
+            if self.output is before and not select.select([self.output], [], [], 0)[0]:
+                os.close(self.output)  # (a writer outside the attempt's tree holds it open: let go)
+                self.output = None
+        summary = self.log.summary()
+        if summary:
+            _say(summary)
+        self.log.close()
 
     def live_processes(self) -> list[int]:
         return descendants(os.getpid())
@@ -396,9 +572,21 @@ class Supervisor:
         wake-up pipe) are close-on-exec."""
         if self.cwd:
             os.chdir(self.cwd)  # the routine's working directory: posix_spawn has no option for it
-        return os.posix_spawnp(self.argv[0], self.argv, os.environ, setsid=True,
-                               setsigdef=(signals.SIGPIPE, signals.SIGXFSZ),
-                               file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+        if self.log is None:
+            return os.posix_spawnp(self.argv[0], self.argv, os.environ, setsid=True,
+                                   setsigdef=(signals.SIGPIPE, signals.SIGXFSZ), file_actions=actions)
+        # Its stdout and stderr: one pipe (their lines interleave as they did in the file). Both ends are
+        # close-on-exec; dup2 makes the routine's copies its own.
+        self.output, writer = os.pipe()
+        try:
+            return os.posix_spawnp(self.argv[0], self.argv, os.environ, setsid=True,
+                                   setsigdef=(signals.SIGPIPE, signals.SIGXFSZ),
+                                   file_actions=[*actions, (os.POSIX_SPAWN_DUP2, writer, 1),
+                                                 (os.POSIX_SPAWN_DUP2, writer, 2)])
+        finally:
+            os.close(writer)
+            os.set_blocking(self.output, False)
 
     def run(self) -> dict:
         started = _now()
@@ -409,6 +597,9 @@ class Supervisor:
         try:
             self.routine = self.spawn()
         except (OSError, ValueError) as error:
+            if self.output is not None:
+                os.close(self.output)
+                self.output = None
             # (ValueError: an empty program name, ARRAY[''] set by hand: the supervisor died without an
             # outcome, and each attempt was recorded lost, retried without limit)
             return {"exit_code": CANNOT_START_EXIT_CODE, "signal": None, "started_at": started,
@@ -440,7 +631,12 @@ class Supervisor:
         code = os.waitstatus_to_exitcode(self.routine_status)  # as subprocess says it: -N when killed by N
         if leftovers and not timed_out and not stopped:
             _say(f"the routine ended but left {leftovers} process(es) running: stopped them")
-        return {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
+        capped = {}
+        if self.log is not None:
+            self.finish_output()
+            capped = {"log_bytes": self.log.written, "log_dropped_bytes": self.log.dropped,
+                      "log_failed_bytes": self.log.failed}
+        return {"protocol": PROTOCOL, **capped, "exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
                 "started_at": started, "finished_at": _now(), "timed_out": timed_out, "timeout_s": self.timeout_s,
                 "stopped": stopped,
                 "routine_pid": self.routine, "leftover_processes": leftovers, "error": None}
@@ -466,7 +662,7 @@ def _refusal(attempt_dir: str) -> str | None:
 
 
 def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, grace_s: float,
-              cwd: str | None) -> int:
+              cwd: str | None, log_cap: int | None = None) -> int:
     descriptor = _try_lock(attempt_dir)
     if descriptor is None:
         _say(f"refusing to run the attempt in {attempt_dir}: another process holds it")
@@ -480,9 +676,9 @@ def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, gra
     if not become_subreaper():
         _say("cannot become a child subreaper (not Linux?): processes that leave the routine's process "
              "group may outlive a timeout or a stop")
-    supervisor = Supervisor(attempt_dir, argv, timeout_s=timeout_s, grace_s=grace_s, cwd=cwd)
+    supervisor = Supervisor(attempt_dir, argv, timeout_s=timeout_s, grace_s=grace_s, cwd=cwd, log_cap=log_cap)
     write_json_atomically(os.path.join(attempt_dir, STARTED_FILE), {"supervisor_pid": os.getpid(),
-                                                                    "started_at": _now()})
+                                                                    "started_at": _now(), "protocol": PROTOCOL})
     outcome = supervisor.run()
     if outcome.get("error"):
         _say(outcome["error"])
@@ -491,8 +687,8 @@ def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, gra
 
 
 USAGE = ("usage: local_supervisor.py --attempt-dir DIR [--timeout SECONDS] [--grace SECONDS] [--cwd DIR] "
-         "-- COMMAND [ARG ...]")
-OPTIONS = ("--attempt-dir", "--timeout", "--grace", "--cwd")
+         "[--log-cap BYTES] -- COMMAND [ARG ...]")
+OPTIONS = ("--attempt-dir", "--timeout", "--grace", "--cwd", "--log-cap")
 
 
 class UsageError(Exception):
@@ -537,7 +733,8 @@ def main(arguments: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if arguments is None else arguments
     if arguments[:1] in (["-h"], ["--help"]):
         print(f"{USAGE}\n\nRun one attempt of a routine under supervision (timeout and grace in seconds; "
-              "no timeout by default, grace 5 s between SIGTERM and SIGKILL).")
+              "no timeout by default, grace 5 s between SIGTERM and SIGKILL; the log capped at --log-cap "
+              "bytes, keeping its start and its most recent output; no cap by default).")
         return 0
     try:
         options, command = parse_arguments(arguments)
@@ -546,12 +743,21 @@ def main(arguments: list[str] | None = None) -> int:
         if not command:
             raise UsageError("no routine command after --")
         timeout, grace = _seconds(options, "--timeout", None), _seconds(options, "--grace", 5.0)
+        log_cap = _log_cap(options.get("--log-cap"))
     except UsageError as error:  # as argparse says it: the usage, the error, exit status 2
         sys.stderr.write(f"{USAGE}\nlocal_supervisor.py: error: {error}\n")
         return 2
     return supervise(os.path.abspath(options["--attempt-dir"]), command,
                      timeout_s=timeout if timeout and timeout > 0 else None, grace_s=grace,
-                     cwd=options.get("--cwd"))
+                     cwd=options.get("--cwd"), log_cap=log_cap)
+
+
+def _log_cap(text: str | None) -> int | None:
+    if text is None or text.strip() == "0":
+        return None  # (no option: as a supervisor before caps, which an older launcher may start)
+    if not text.strip().isdigit() or int(text) < SMALLEST_LOG_CAP:
+        raise UsageError(f"argument --log-cap: not a number of bytes >= {SMALLEST_LOG_CAP} (or 0: none): {text!r}")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 Every backend's log ends up in the job's `log_path`: the local backend writes the routine's stdout
 and stderr there while it runs; the Nomad backend appends the allocation's stdout and stderr there
-(read from Nomad) when the job ends, so a Nomad job's log is not available before. The log goes to
+(read from Nomad) when the job ends, so a Nomad job's log is not available before. A local log past
+its cap (HRWSI_JOB_LOG_MAX_BYTES) keeps its start and its most recent output, with a line between them
+saying how many bytes were dropped; it is cut in place while the routine runs, and --follow goes on
+from that line when it finds the log shorter than what it read. The log goes to
 stdout byte for byte when stdout is a file or a pipe (it is the routine's output, for tools to read).
 To a terminal, its control characters are shown escaped (`\x1b`), as every other command shows what
 users and routines wrote: a routine's log could clear the screen, set the window's title or write the
@@ -13,6 +16,7 @@ passes them through. What the command says about the log goes to stderr.
 from __future__ import annotations
 
 import codecs
+import os
 import shutil
 import sys
 import time
@@ -70,10 +74,35 @@ class _ShownEscaped:
         sys.stdout.flush()
 
 
+# The line the local backend's supervisor writes where it dropped bytes of a log past its cap
+# (local_supervisor.CappedLog): the log is cut in place, so a follower finds it shorter than it read.
+CAP_LINE = b"] the log reached its cap of "
+
+
+def _where_the_cap_cut(log) -> int:
+    """The offset of the line where a capped log's bytes were dropped (0 if none is found)."""
+    log.seek(0)
+    start, carried = 0, b""
+    while chunk := log.read(1 << 20):
+        found = (carried + chunk).find(CAP_LINE)
+        if found >= 0:
+            at = start - len(carried) + found
+            log.seek(max(0, at - 4096))
+            before = log.read(at - max(0, at - 4096))
+            return max(0, at - 4096) + before.rfind(b"\n") + 1
+        start, carried = start + len(chunk), chunk[-len(CAP_LINE):]
+    return 0
+
+
 def _copy(path: Path, offset: int, shown: _ShownEscaped | None) -> int:
     """Write the file from `offset` to stdout (raw, or through `shown`); the new offset."""
     try:
         with path.open("rb") as log:
+            if offset > os.fstat(log.fileno()).st_size:  # cut to its cap since the last read
+                offset = _where_the_cap_cut(log)
+                error_console.print("(the log reached its cap and was cut while followed: it goes on from the line "
+                                    "that says how many bytes were dropped; lines shown above may show again)",
+                                    style="dim", markup=False)
             log.seek(offset)
             if shown is None:
                 shutil.copyfileobj(log, sys.stdout.buffer)
