@@ -479,8 +479,8 @@ class Launcher(Service):
             except asyncio.CancelledError:
                 raise
             except AttemptLost as lost:  # it may have run: not started again, retried as a new attempt
-                logger.error("task %d: job %s is lost: %s", spec.task_id, spec.job_id, lost,
-                             extra=_fields(spec, outcome="lost"))
+                # (logged once, with its fault and what happens next, when recorded: _log_outcome; an
+                # error here too said each lost attempt twice, found by exploratory testing)
                 await self._record(job_id, spec, JobOutcome("lost", None, str(lost), fault=lost.fault))
                 return
             except TaskRefused as refused:  # the task's own data: no attempt of it can run, no routine's failure

@@ -524,7 +524,8 @@ class LosingBackend(DryRunBackend):
     ("storage_unavailable", "could not prepare the attempt's directory /p: No space left on device"),
 ])
 async def test_an_attempt_the_backend_cannot_tell_ran_or_could_not_take_is_lost_and_retried_as_a_new_attempt(
-        db, database_url, settings, configure, fault, message):
+        db, database_url, settings, configure, fault, message, caplog):
+    caplog.set_level(logging.INFO, "hrwsi.launcher")
     configure(single_routine_configuration(["true"], max_attempts=1))  # a lost attempt is no failure of it
     insert_inputs(db, 1)
     async with App(database_url, ["launcher"], settings, backend=LosingBackend(fault, message), pool_size=5):
@@ -533,6 +534,9 @@ async def test_an_attempt_the_backend_cannot_tell_ran_or_could_not_take_is_lost_
     assert [(attempt, state, fault) for attempt, state, fault, _ in jobs] == [
         (1, "lost", fault), (2, "processed", None)]
     assert message in jobs[0][3]
+    said = [r for r in caplog.records if message in r.getMessage()]
+    assert [(r.levelname, "attempt 1 lost (" in r.getMessage()) for r in said] == [("WARNING", True)], \
+        "a lost attempt is logged once"
     assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)
     assert db.execute("SELECT consecutive_failures, on_hold FROM hrwsi.processing_routine").fetchone() == (0, False)
 
