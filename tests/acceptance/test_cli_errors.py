@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -302,6 +303,9 @@ def test_db_init_refuses_a_template_database_and_names_the_database_it_installs_
     name = psycopg.conninfo.conninfo_to_dict(empty_database_url)["dbname"]
     assert f"installed the current schema (sql/schema.sql) into database {name} (" in " ".join(installed.split())
     assert "password" not in installed
+    names = sorted(path.stem for path in (Path(__file__).parents[2] / "sql" / "migrations").glob("*.sql"))
+    assert f"recorded as applied the {len(names)} migrations {names[0]} to {names[-1]}" in " ".join(installed.split())
+    assert names[1] not in installed, "the range, not every migration's name"
     again = run(["db", "init"], {**env, "HRWSI_DATABASE_URL": empty_database_url}).stdout
     assert f"schema up to date in database {name}" in " ".join(again.split())
 
