@@ -126,6 +126,10 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
     for state in sorted(set(data["tasks"]) | set(data["jobs"])):
         table.add_row(state, str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
     console.print(table)
+    if data["tasks"].get("terminated"):  # (a count alone left ops to find what to do with them)
+        line(console, f"  {data['tasks']['terminated']} terminated: `hrwsi tasks --state terminated` lists them, "
+                      "`hrwsi task show ID` says why each ended, `hrwsi retry ID` (or `hrwsi retry --routine NAME`) "
+                      "plans them again")
     _held(console, data)
     _deadlines(console, data.get("deadlines"))
     if data["unplannable"]:
@@ -168,14 +172,22 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
                       f"{counts.get('sent', 0)} sent: `hrwsi alerts` lists them")
     if data["recent_failures"]:
-        table = _table("recent failures", ("task", "routine", "attempt", "state", "exit", "message", "finished",
-                                           "log", "task now"), times=("finished",),
-                       names=("routine", "state", "task now"))
-        for f in data["recent_failures"]:
-            table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
-                          "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], 80),
-                          time(f["finished_at"]), text(f["log_path"]), f["task_state"])
+        # Printed as blocks (a narrow terminal), a message is wrapped whole; in a table, its first 80 characters
+        # (cut to 80 in blocks too, the end of a failure's message was lost: found by exploratory testing).
+        table = _recent_failures(data["recent_failures"], None)
+        if _narrowest_width(console, table) <= console.width:
+            table = _recent_failures(data["recent_failures"], 80)
         show(console, table)
+
+
+def _recent_failures(failures: list[dict], message_limit: int | None) -> Table:
+    table = _table("recent failures", ("task", "routine", "attempt", "state", "exit", "message", "finished",
+                                       "log", "task now"), times=("finished",), names=("routine", "state", "task now"))
+    for f in failures:
+        table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
+                      "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], message_limit),
+                      time(f["finished_at"]), text(f["log_path"]), f["task_state"])
+    return table
 
 
 def _groups_said(console: Console, groups: dict | None, title: str, what, next_step: str) -> None:

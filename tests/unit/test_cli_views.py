@@ -1,0 +1,41 @@
+"""hrwsi.cli.views: what `hrwsi status` prints, from the data reports.status gathers (made by hand here)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+from rich.console import Console
+
+from hrwsi.cli import views
+
+
+def status_data(**more) -> dict:
+    return {"tasks": {}, "jobs": {}, "unplannable": [], "services": [], "alerts": {}, "recent_failures": [],
+            "held_routines": [], "held_tasks": [], **more}
+
+
+def drawn(data: dict, width: int = 80) -> str:
+    out = io.StringIO()
+    views.status(Console(file=out, width=width, color_system=None), data, 30.0)
+    return out.getvalue()
+
+
+def test_status_says_what_to_do_with_terminated_tasks_where_it_counts_them():
+    said = " ".join(drawn(status_data(tasks={"terminated": 3, "processed": 10})).split())
+    assert ("3 terminated: `hrwsi tasks --state terminated` lists them, `hrwsi task show ID` says why each ended, "
+            "`hrwsi retry ID` (or `hrwsi retry --routine NAME`) plans them again") in said
+    assert "terminated:" not in drawn(status_data(tasks={"processed": 10}))
+
+
+def test_a_recent_failures_message_is_wrapped_whole_in_blocks_and_escaped():
+    message = "the routine failed: " + " ".join(f"word{n}" for n in range(40)) + " \x1b[2J the end"
+    failure = {"task_id": 7, "routine": "snow_cover", "attempt": 2, "state": "internal_error", "exit_code": 1,
+               "message": message, "finished_at": datetime(2026, 12, 6, 12, tzinfo=UTC),
+               "log_path": "/data/logs/a-long-path/" + "x" * 60 + ".log", "task_state": "terminated"}
+    blocks = drawn(status_data(recent_failures=[failure]), width=80)
+    assert "a block per row" in blocks
+    said = " ".join(blocks.split())
+    assert "word39 \\x1b[2J the end" in said and "…" not in said, "whole, its control characters escaped"
+    table = drawn(status_data(recent_failures=[failure]), width=400)
+    assert "a block per row" not in table and "…" in table, "a table keeps its first 80 characters"
