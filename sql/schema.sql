@@ -211,10 +211,16 @@ CREATE TABLE hrwsi.input (
     processing_condition text NOT NULL,
     -- Paths are absolute, without surrounding white space, control characters or '..' segments,
     -- and short enough for the unique index that guards them (a btree entry holds ~2,700 bytes).
+    -- Nor invisible characters (migration 0079): Unicode's line and paragraph separators, which logs
+    -- and pages show as line breaks, and its format characters, shown as nothing (zero-width space
+    -- and joiners, directional marks and overrides, soft hyphen, byte order mark, tags), which made two
+    -- paths that look the same differ. One regular expression with [[:cntrl:]], the C1 controls named
+    -- (a server in the C locale leaves them out of [[:cntrl:]]): the INSERT of inputs is a hot path.
     input_path           text NOT NULL CONSTRAINT input_path_is_not_empty CHECK (btrim(input_path) <> '')
         CONSTRAINT input_path_is_at_most_2000_bytes CHECK (octet_length(input_path) <= 2000)
         CONSTRAINT input_path_has_no_surrounding_white_space CHECK (btrim(input_path) = '' OR input_path = btrim(input_path))
-        CONSTRAINT input_path_has_no_control_characters CHECK (input_path !~ '[[:cntrl:]]')
+        CONSTRAINT input_path_has_no_control_or_invisible_characters
+        CHECK (input_path !~ '[[:cntrl:]\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]')
         CONSTRAINT input_path_has_no_dot_dot_segment CHECK (input_path !~ '(^|/)\.\.(/|$)')
         -- (Nomad reads `${...}` in a job's arguments as its own variables: such a path cannot run
         -- there, and was charged to the routine; migration 0066)
@@ -270,6 +276,15 @@ END $$;
 CREATE TRIGGER input_refuse_future_dates BEFORE INSERT OR UPDATE OF published_at, measured_at ON hrwsi.input
     FOR EACH ROW WHEN (NEW.published_at > now() + interval '1 hour' OR NEW.measured_at > now() + interval '1 hour')
     EXECUTE FUNCTION hrwsi.refuse_future_input_dates();
+
+-- A scene's identifier as the harvester gives it (hrwsi.harvest.product_names.scene_id_of): the
+-- file name without its extensions, `/eodata/X.SAFE.zip` -> `X` (NULL if nothing is left). For a
+-- data engineer's INSERT, which gives scene_id only when asked to (migration 0079): with it, the
+-- same scene under another path is the same input of a condition, as the harvester's are.
+CREATE FUNCTION hrwsi.scene_id_of(path text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog
+RETURN nullif(regexp_replace(substring(rtrim(path, '/') FROM '[^/]*$'),
+                             '(\.(safe|sen3|zip|json|tif|tiff|nc|tar|tgz|gz|h5|xml|jp2))+$', '', 'i'), '');
 
 
 -- =============================================================================================
@@ -594,12 +609,14 @@ CREATE TABLE hrwsi.product (
     task_id      bigint CONSTRAINT product_task_must_exist REFERENCES hrwsi.processing_task (id),
     path         text NOT NULL CONSTRAINT product_path_is_not_empty CHECK (btrim(path) <> '')
         CONSTRAINT product_path_is_at_most_2000_bytes CHECK (octet_length(path) <= 2000)
+        -- (nor invisible characters, as an input's path: it becomes the next step's; migration 0079)
         CONSTRAINT product_path_is_absolute_without_control_characters
-        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]]' AND path !~ '(^|/)\.\.(/|$)')
+        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]'
+               AND path !~ '(^|/)\.\.(/|$)')
         -- (a product becomes the next step's input, whose path may not hold `${`; migration 0066)
         CONSTRAINT product_path_has_no_dollar_brace CHECK (strpos(path, '${') = 0),
     product_type text NOT NULL CONSTRAINT product_type_is_not_empty CHECK (btrim(product_type) <> ''),
-    size_bytes   bigint,
+    size_bytes   bigint CONSTRAINT product_size_bytes_is_not_negative CHECK (size_bytes >= 0),  -- (migration 0079)
     created_at   timestamptz NOT NULL DEFAULT now(),
     chained_at   timestamptz,   -- when the harvester turned it into inputs (NULL: not yet)
     CONSTRAINT product_path_is_unique UNIQUE (path)
@@ -3327,6 +3344,50 @@ CREATE TRIGGER input_names_a_condition_that_exists BEFORE UPDATE OF processing_c
     FOR EACH ROW WHEN (NEW.processing_condition IS DISTINCT FROM OLD.processing_condition)
     EXECUTE FUNCTION hrwsi.refuse_an_input_naming_what_does_not_exist();
 
+-- What a task was made from stays what its input says (migration 0079): an input's condition, path,
+-- tile, times or lane rewritten after its task existed left the task in its old time series and
+-- place (linked by the old tile and time), with its old deadline, and its products named the old
+-- path (found by exploratory testing). A correction is a new input; the old task is cancelled.
+-- Only for an UPDATE that changes one of them (its WHEN condition); hrwsi itself never does. (Named
+-- to fire after the check that the condition exists, which says the more basic thing.)
+CREATE FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    task record;
+    changed text[];
+BEGIN
+    SELECT t.id, t.routine, t.state, t.campaign_id, (SELECT count(*) FROM processing_task x WHERE x.input_id = OLD.id) AS n
+        INTO task
+    FROM processing_task t WHERE t.input_id = OLD.id ORDER BY t.id LIMIT 1;
+    IF task.id IS NULL THEN
+        RETURN NEW;  -- (no task yet: nothing was made from it)
+    END IF;
+    changed := array_remove(ARRAY[
+        CASE WHEN NEW.processing_condition IS DISTINCT FROM OLD.processing_condition THEN 'processing_condition' END,
+        CASE WHEN NEW.input_path IS DISTINCT FROM OLD.input_path THEN 'input_path' END,
+        CASE WHEN NEW.tile IS DISTINCT FROM OLD.tile THEN 'tile' END,
+        CASE WHEN NEW.measured_at IS DISTINCT FROM OLD.measured_at THEN 'measured_at' END,
+        CASE WHEN NEW.published_at IS DISTINCT FROM OLD.published_at THEN 'published_at' END,
+        CASE WHEN NEW.lane IS DISTINCT FROM OLD.lane THEN 'lane' END], NULL);
+    RAISE EXCEPTION 'input % (%) cannot change its %: task % (routine %, %) was made from it%',
+            OLD.id, OLD.input_path, array_to_string(changed, ', '), task.id, task.routine, task.state,
+            CASE WHEN task.n > 1 THEN format(', and %s other task(s)', task.n - 1) ELSE '' END
+        USING ERRCODE = 'restrict_violation', CONSTRAINT = 'input_is_not_changed_once_a_task_is_made_from_it',
+              DETAIL = 'A task keeps what its input was when it was made: its time series and place in it, its '
+                       'deadline, the path its job reads and its products name.',
+              HINT = format('insert the corrected input as a new row (INSERT INTO hrwsi.input ...; a path is one input '
+                            'per condition, so give the corrected file''s path), then cancel the old task if it should '
+                            'not run: `hrwsi cancel %s` (or SELECT hrwsi.cancel_task(%s)). A mission or scene_id may '
+                            'still be corrected.', task.id, task.id);
+END $$;
+CREATE TRIGGER input_what_a_task_was_made_from_stays
+    BEFORE UPDATE OF processing_condition, input_path, tile, measured_at, published_at, lane ON hrwsi.input
+    FOR EACH ROW WHEN (NEW.processing_condition IS DISTINCT FROM OLD.processing_condition
+                       OR NEW.input_path IS DISTINCT FROM OLD.input_path OR NEW.tile IS DISTINCT FROM OLD.tile
+                       OR NEW.measured_at IS DISTINCT FROM OLD.measured_at
+                       OR NEW.published_at IS DISTINCT FROM OLD.published_at OR NEW.lane IS DISTINCT FROM OLD.lane)
+    EXECUTE FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from();
+
 -- A task names its input without a foreign key (migration 0026): the key probed and locked the
 -- input for every task created, about a seventh of inserting a burst. Tasks are made only by
 -- hrwsi.create_tasks_for_new_inputs, for the inputs its statement inserted, and by hrwsi.reprocess,
@@ -4507,6 +4568,11 @@ GRANT EXECUTE ON FUNCTION hrwsi.after_products_chained() TO hrwsi_readonly, hrws
 -- its owner; the refusal to remove a product inputs name is a trigger function.
 REVOKE EXECUTE ON FUNCTION hrwsi.wait_for_a_series(text, text), hrwsi.refuse_removing_products_inputs_name() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_removing_products_inputs_name() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
+-- whoever writes inputs; scene_id_of is for every role's INSERT.
+REVOKE EXECUTE ON FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from(), hrwsi.scene_id_of(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from(), hrwsi.scene_id_of(text)
+    TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- Cycles of chaining (migration 0073): the check `hrwsi config load` and the guard share.
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_cycle(), hrwsi.chain_cycle_problem(text[]), hrwsi.refuse_a_chain_cycle()
     FROM PUBLIC;

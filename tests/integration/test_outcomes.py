@@ -19,10 +19,10 @@ def world(db):
     return db
 
 
-def dispatched_jobs(db, count: int) -> list[int]:
+def dispatched_jobs(db, count: int, measured_at: str | None = None) -> list[int]:
     """`count` new tasks, dispatched: their job ids, in the order of their tasks."""
-    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
-                  SELECT 'work_c', '/in/' || gen_random_uuid() FROM generate_series(1, %s)""", (count,))
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, measured_at)
+                  SELECT 'work_c', '/in/' || gen_random_uuid(), %s FROM generate_series(1, %s)""", (measured_at, count))
     rows = db.execute("""SELECT (job).job_id FROM hrwsi.dispatch(%s, 'dry-run', %s, 1000, '/data')
                          WHERE (job).job_id IS NOT NULL ORDER BY (job).task_id""", (ME, LEASE)).fetchall()
     assert len(rows) == count
@@ -185,8 +185,7 @@ def test_a_failed_attempt_of_a_held_routine_is_held_not_sent_back_to_be_retried(
 
 
 def test_a_failed_attempt_of_a_held_campaign_is_held_and_production_s_is_retried(world):
-    [production] = dispatched_jobs(world, 1)
-    world.execute("UPDATE hrwsi.input SET measured_at = '2026-01-01T10:00Z'")
+    [production] = dispatched_jobs(world, 1, measured_at="2026-01-01T10:00Z")
     record(world, [production], [])
     campaign = world.execute("""SELECT campaign_id FROM hrwsi.reprocess(routine => 'work',
                                 measured_from => '2026-01-01', measured_to => '2026-01-02')""").fetchone()[0]

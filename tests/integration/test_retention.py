@@ -32,10 +32,11 @@ def chain(configure):
 
 
 def make_task(db, path: str, *, condition: str = "l1c", state: str = "processed", product_id: int | None = None,
-              age: str | None = OLD, logs: Path | None = None, failed_first: bool = False) -> int:
+              age: str | None = OLD, logs: Path | None = None, failed_first: bool = False,
+              measured_at: str | None = None) -> int:
     """A task that went through the real transitions to `state` (planned ones stop there), with its jobs."""
-    input_id = db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, product_id) VALUES (%s, %s, %s) "
-                          "RETURNING id", (condition, path, product_id)).fetchone()[0]
+    input_id = db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, product_id, measured_at) "
+                          "VALUES (%s, %s, %s, %s) RETURNING id", (condition, path, product_id, measured_at)).fetchone()[0]
     # The input's trigger created its task (pending) in the same statement.
     task_id = db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
     if state == "cancelled":
@@ -210,8 +211,7 @@ async def test_a_campaign_task_that_ended_goes_and_the_input_its_production_task
         db, database_url, chain, tmp_path):
     """A campaign's task names the production task's input: deleting the input with it was refused,
     and every run of retention failed on that same oldest batch after that."""
-    production = make_task(db, "/l1c/reprocessed")
-    db.execute("UPDATE hrwsi.input SET measured_at = '2026-01-01T10:00Z' WHERE input_path = '/l1c/reprocessed'")
+    production = make_task(db, "/l1c/reprocessed", measured_at="2026-01-01T10:00Z")
     campaign = db.execute("""SELECT campaign_id FROM hrwsi.reprocess(routine => 'atmospheric_correction',
                              measured_from => '2026-01-01', measured_to => '2026-01-02')""").fetchone()[0]
     redo = db.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s", (campaign,)).fetchone()[0]

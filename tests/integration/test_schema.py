@@ -158,7 +158,7 @@ def test_describe_reads_triggers(database_url):
     names = {trigger[0] for trigger in describe(database_url)["hrwsi.input triggers"]}
     assert names == {"input_notify", "input_create_tasks", "input_refuse_future_dates", "input_refuses_truncate",
                      "input_named_by_tasks_removed", "input_named_by_tasks_renumbered",
-                     "input_names_a_condition_that_exists"}
+                     "input_names_a_condition_that_exists", "input_what_a_task_was_made_from_stays"}
 
 
 def test_one_small_notification_for_a_large_insert(configured, database_url):
@@ -264,8 +264,18 @@ def test_status_history_is_written_and_append_only(configured):
         ({"input_path": "/x" * 1001}, "input_path_is_at_most_2000_bytes"),
         ({"input_path": "/é" * 700}, "input_path_is_at_most_2000_bytes"),  # 2,100 bytes, 1,400 characters
         ({"input_path": " /data/a.SAFE"}, "input_path_has_no_surrounding_white_space"),
-        ({"input_path": "/data/a.SAFE\n"}, "input_path_has_no_control_characters"),
-        ({"input_path": "/data/\x1b[31ma.SAFE"}, "input_path_has_no_control_characters"),
+        ({"input_path": "/data/a.SAFE\n"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/\x1b[31ma.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
+        # (found by exploratory testing: shown as a line break, or as nothing, in logs and the dashboard,
+        # and two paths that look the same differed)
+        ({"input_path": "/data/a\u2028b.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/a\u2029b.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/a\u200b.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/\u202eFAS.a"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/\ufeffa.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/a\u00ad.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/a\U000e0041.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
+        ({"input_path": "/data/a\x85.SAFE"}, "input_path_has_no_control_or_invisible_characters"),
         ({"input_path": "data/a.SAFE"}, "input_path_is_absolute_or_a_multi_input_group"),
         ({"input_path": "multi_input/x/32TPR/2026-01-01"}, "input_path_is_absolute_or_a_multi_input_group"),
         ({"input_path": "/data/../etc/passwd"}, "input_path_has_no_dot_dot_segment"),
@@ -282,6 +292,90 @@ def test_bad_inputs_are_refused_with_a_clear_message(configured, overrides, mess
     with pytest.raises((psycopg.errors.IntegrityError, psycopg.errors.CheckViolation), match=message):
         insert_input(configured, **overrides)
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
+
+
+def test_a_path_of_visible_characters_of_any_script_is_accepted(configured):
+    """The invisible characters refused are Unicode's format characters and separators, not letters."""
+    for path in ("/data/Été/S2A.SAFE", "/data/中文/a b.SAFE", "/data/😀.SAFE", "/data/a\u00a0b.SAFE"):
+        insert_input(configured, path)
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 4
+
+
+@pytest.mark.parametrize("path", ["/out/a\u2028b.tif", "/out/a\u200b.tif"])
+def test_a_product_path_with_an_invisible_character_is_refused(configured, path):
+    """A product's path becomes the next step's input path: refused there, the chaining would fail."""
+    insert_input(configured)
+    task = configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    with pytest.raises(psycopg.errors.CheckViolation, match="product_path_is_absolute_without_control_characters"):
+        configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, %s, 'L2A')",
+                           (task, path))
+
+
+def test_the_harvester_refuses_the_characters_the_database_refuses(configured):
+    """hrwsi.harvest.input_checks sets aside a landing file or catalogue product whose path the database
+    would refuse: its list of invisible characters is the constraint's, character for character."""
+    from hrwsi.harvest.input_checks import REFUSED_CHARACTER
+    refused = configured.execute("""SELECT array_agg(c ORDER BY c) FROM generate_series(1, 1114111) c
+                                    WHERE (c < 55296 OR c > 57343) AND chr(c) ~ (
+                                    SELECT substring(pg_get_constraintdef(oid) FROM '!~ ''(.*)''::text')
+                                    FROM pg_constraint
+                                    WHERE conname = 'input_path_has_no_control_or_invisible_characters')""").fetchone()[0]
+    ours = [c for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF and REFUSED_CHARACTER.match(chr(c))]
+    assert refused == ours
+
+
+def test_a_product_s_size_is_not_negative(configured):
+    insert_input(configured)
+    task = configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    with pytest.raises(psycopg.errors.CheckViolation, match="product_size_bytes_is_not_negative"):
+        configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, size_bytes) "
+                           "VALUES (%s, '/out/a.tif', 'L2A', -5)", (task,))
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, size_bytes) "
+                       "VALUES (%s, '/out/a.tif', 'L2A', 0)", (task,))
+
+
+@pytest.mark.parametrize("change", [
+    "tile = '31TCH'", "measured_at = measured_at - interval '1 hour'", "input_path = '/data/b.SAFE'",
+    "published_at = published_at - interval '1 hour'", "lane = 'archive'"])
+def test_what_a_task_was_made_from_cannot_be_rewritten_on_its_input(configured, change):
+    """The schema's owner rewrote an input's tile, time or path after its task existed: the task stayed in
+    its old time series and place, and its products named the old path (found by exploratory testing)."""
+    insert_input(configured)
+    task = configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    with pytest.raises(psycopg.errors.RestrictViolation) as refused:
+        configured.execute(f"UPDATE hrwsi.input SET {change}")
+    column = change.split(" ")[0]
+    assert str(refused.value.diag.message_primary) == (
+        f"input 1 (/data/a.SAFE) cannot change its {column}: task {task} (routine maja, pending) was made from it")
+    assert refused.value.diag.constraint_name == "input_is_not_changed_once_a_task_is_made_from_it"
+    assert "insert the corrected input as a new row" in refused.value.diag.message_hint
+    assert f"`hrwsi cancel {task}`" in refused.value.diag.message_hint
+    assert configured.execute("SELECT tile, input_path FROM hrwsi.input").fetchone() == ("32TPR", "/data/a.SAFE")
+
+
+def test_an_input_s_description_may_be_corrected_after_its_task_exists(configured):
+    insert_input(configured)
+    configured.execute("UPDATE hrwsi.input SET mission = 'S2B', scene_id = 'a', tile = tile")  # (tile unchanged)
+    assert configured.execute("SELECT mission, scene_id FROM hrwsi.input").fetchone() == ("S2B", "a")
+
+
+def test_scene_id_of_is_the_harvester_s_scene_identifier(configured):
+    """A data engineer's INSERT gives scene_id with hrwsi.scene_id_of(path), the harvester's rule: the same
+    scene under another path is then refused for the condition (or skipped, ON CONFLICT DO NOTHING)."""
+    from hrwsi.harvest.product_names import scene_id_of
+    names = ["/eodata/S2A_MSIL1C_20261120T103421_N0511_R108_T32TLR_20261120T123456.SAFE",
+             "/landing/S2A_MSIL1C_20261120T103421_N0511_R108_T32TLR_20261120T123456.SAFE.zip",
+             "/x/FSC_20240105T103421_S2A_T32TPR_V100_1.TIF", "/x/a.tar.gz", "/x/dir.SAFE/", "/x/noext", "/x/.zip"]
+    for name in names:
+        ours = configured.execute("SELECT hrwsi.scene_id_of(%s)", (name,)).fetchone()[0]
+        assert ours == (scene_id_of(name) or None), name
+    insert_input(configured, names[1], scene_id=scene_id_of(names[1]))
+    with pytest.raises(psycopg.errors.UniqueViolation, match="input_scene_is_registered_once_per_condition"):
+        configured.execute("INSERT INTO hrwsi.input (processing_condition, input_path, scene_id) "
+                           "VALUES ('l1c', %(p)s, hrwsi.scene_id_of(%(p)s))", {"p": names[0]})
+    configured.execute("INSERT INTO hrwsi.input (processing_condition, input_path, scene_id) "
+                       "VALUES ('l1c', %(p)s, hrwsi.scene_id_of(%(p)s)) ON CONFLICT DO NOTHING", {"p": names[0]})
+    assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
 
 
 def test_duplicate_input_is_refused(configured):

@@ -64,3 +64,15 @@ def test_a_file_whose_name_is_not_utf8_is_refused(tmp_path):
         file.write("x")
     found, refused = discover_products(str(tmp_path))
     assert found == [] and "not valid UTF-8" in refused[0]
+
+
+def test_a_file_whose_name_holds_an_invisible_character_is_refused_as_the_database_refuses_its_path(tmp_path):
+    """Migration 0079: a product's path with U+2028 or U+200B is refused by the database (and would be the
+    next step's input path, refused there too); registered, its outcome would be refused at every try."""
+    (tmp_path / "prod\u2028x.tif").write_text("x")
+    (tmp_path / "prod\u200b.tif").write_text("x")
+    (tmp_path / "good.tif").write_text("x")
+    found, refused = discover_products(str(tmp_path))
+    assert [path for path, _ in found] == [str(tmp_path / "good.tif")]
+    assert len(refused) == 2 and all("invisible" in line for line in refused)
+    assert not any("\u2028" in line or "\u200b" in line for line in refused)

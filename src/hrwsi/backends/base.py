@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from hrwsi.backends.local_supervisor import TOMBSTONE_FILE
+from hrwsi.harvest.input_checks import REFUSED_CHARACTER
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_by
 # hrwsi.product's product_path_is_absolute_without_control_characters ([[:cntrl:]], as the harvester's
 # hrwsi.harvest.input_checks): a product named so was refused by the database at every try of its
 # outcome's write, and the attempt stalled (found by exploratory testing).
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# (and invisible characters, as an input's path: the product becomes the next step's input; migration 0079)
+_CONTROL_CHARACTER = REFUSED_CHARACTER
 
 
 def shown_path(path: str) -> str:
@@ -68,7 +70,7 @@ def product_path_problem(path: str) -> str | None:
     if not _is_utf8(path):
         return "its name is not valid UTF-8"
     if _CONTROL_CHARACTER.search(path):
-        return "its name holds a control character (shown escaped)"
+        return "its name holds a control character or an invisible one (shown escaped)"
     if len(path.encode()) > MAX_PRODUCT_PATH_BYTES:
         return f"its path is longer than {MAX_PRODUCT_PATH_BYTES} bytes"
     if "${" in path:  # (the next step's input path: Nomad would read it as its own variable)

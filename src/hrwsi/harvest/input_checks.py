@@ -8,23 +8,35 @@ from __future__ import annotations
 import re
 
 # The checks of hrwsi.input.input_path (sql/schema.sql): at most 2,000 bytes, no control character
-# ([[:cntrl:]], a tab too), no white space around it, no `..` segment, absolute (only a
-# multi-input group, which no harvest source makes, may be relative).
+# ([[:cntrl:]], a tab too) nor invisible one (Unicode's line and paragraph separators and its format
+# characters: input_path_has_no_control_or_invisible_characters, migration 0079), no white space
+# around it, no `..` segment, absolute (only a multi-input group, which no harvest source makes, may
+# be relative). INVISIBLE is that constraint's list beyond [[:cntrl:]], character for character.
 MAX_PATH_BYTES = 2000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+INVISIBLE = ("\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+             "\U000e0000-\U000e007f")
+REFUSED_CHARACTER = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{INVISIBLE}]")
 _DOT_DOT = re.compile(r"(^|/)\.\.(/|$)")
 
 
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def escaped(text: str) -> str:
-    """`text` with its control characters as \\x escapes (a tab too): how a refused path is shown."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """`text` with its control and invisible characters as escapes (`\\x09`, `\\u200b`): how a refused path
+    is shown."""
+    return REFUSED_CHARACTER.sub(_escape, text)
 
 
 def name_problem(name: str) -> str | None:
     """Why the database would refuse a path with this file name in it (its characters, its
     length), or None: for a name listed in a directory, before its path is known."""
-    if _CONTROL.search(name):
-        return "its name holds a control character (shown here as its \\x escape)"
+    if (found := REFUSED_CHARACTER.search(name)) is not None:
+        if ord(found.group()) < 0x100 and found.group() != "\u00ad":
+            return "its name holds a control character (shown here as its \\x escape)"
+        return "its name holds an invisible character (shown here as its \\u escape)"
     if name != name.strip():
         return "its name begins or ends with white space"
     if _DOT_DOT.search(name):

@@ -14,3 +14,12 @@ def test_a_file_name_is_checked_for_its_characters_only():
     assert input_checks.name_problem("S2A.SAFE") is None  # relative, as a name in a directory is
     assert input_checks.name_problem("a\tb.SAFE").startswith("its name holds a control character")
     assert input_checks.path_problem("/eodata/a.SAFE ") == "its name begins or ends with white space"
+
+
+def test_a_name_with_an_invisible_character_is_refused_as_the_database_does():
+    """Migration 0079 refuses Unicode's line and paragraph separators and its format characters in a
+    path: a landing file named so would fail the harvester's whole INSERT unless set aside first."""
+    for name in ("a\u2028b.SAFE", "a\u2029b.SAFE", "a\u200b.SAFE", "\u202eFAS.a", "a\ufeff.SAFE", "a\U000e0041.SAFE"):
+        assert input_checks.name_problem(name) == "its name holds an invisible character (shown here as its \\u escape)"
+    assert input_checks.escaped("a\u2028b\tc\U000e0041") == "a\\u2028b\\x09c\\U000e0041"
+    assert input_checks.name_problem("Été 中文 😀 a\u00a0b.SAFE") is None
