@@ -164,8 +164,11 @@ SOURCE_KINDS: dict[str, SourceKind] = {
 }
 
 # The keys of a source's config each kind reads (landing_source.LandingSource.from_row; catalogue.py).
-# Any other is ignored by the run: a typo ("setle_s") ran with the default and nothing said so (found
-# by exploratory testing, 2026-12-05), so it is said, once per harvester and source.
+# A typo ("setle_s") ran with the default and nothing said so (found by exploratory testing,
+# 2026-12-05); then it was only logged, and the source ran on with the default where a setting was
+# meant (a settle time of 5 s for files still being written). A source with any other key is set
+# aside, as a bad source is: its run is refused, naming the key, the one it may have meant and the
+# keys it reads, recorded as its last error (`hrwsi sources`, `hrwsi status`); the others go on.
 CONFIG_KEYS: dict[str, frozenset[str]] = {
     "landing_directory": frozenset({"directory", "work_directory", "settle_s", "unzip", "pattern",
                                     "zip_password_env", "scan_interval_s"}),
@@ -185,6 +188,29 @@ def unknown_config_keys(kind: str, config: Any) -> list[str]:
         close = difflib.get_close_matches(key, known, n=1)
         said.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return said
+
+
+class UnknownConfigKeys(confinement.SourceRefused):
+    """A source's config has keys its kind does not read; the message names them and the keys it reads."""
+
+
+def refuse_unknown_config_keys(kind: str, config: Any) -> None:
+    """Raise UnknownConfigKeys if the config has a key a source of this kind does not read."""
+    unknown = unknown_config_keys(kind, config)
+    if unknown:
+        raise UnknownConfigKeys(
+            f"its config has key(s) a {kind} source does not read: {', '.join(unknown)}; it reads "
+            f"{', '.join(sorted(CONFIG_KEYS[kind]))}: correct or remove them (the source is set aside until then, "
+            "rather than run with a default where a setting was meant)")
+
+
+def config_problem(row: Any) -> str | None:
+    """Why the harvester sets this source's config aside, as its run would record it, or None."""
+    try:
+        refuse_unknown_config_keys(row["kind"], config_of(row["config"]))
+    except (ConfigUnreadable, UnknownConfigKeys) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 # Failures that are one line in the log (anything else gets its traceback).
@@ -218,7 +244,6 @@ class SourceRunner:
         self.clock = clock
         self.running: dict[str, asyncio.Task[SourceRun]] = {}
         self._tokens: dict[str, uuid.UUID] = {}
-        self._told_unknown_keys: set[tuple[str, tuple[str, ...]]] = set()
 
     async def start_due(self, now: datetime | None = None, exclude: Iterable[str] = ()) -> list[str]:
         """Claim due sources into the free slots and start them; returns their names."""
@@ -232,23 +257,8 @@ class SourceRunner:
                                     self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S, self.lease_s)
         for row in rows:
             self._tokens[row["name"]] = row["claim_token"]
-            self._tell_unknown_keys(row)
             self.running[row["name"]] = asyncio.create_task(self._run(row, claimed_at), name=f"source {row['name']}")
         return [row["name"] for row in rows]
-
-    def _tell_unknown_keys(self, row: Any) -> None:
-        """Keys of the source's config that nothing reads, said once per source and config."""
-        try:
-            config = config_of(row["config"])
-        except ValueError:
-            return  # the run says why, in last_error
-        unknown = unknown_config_keys(row["kind"], config)
-        told = (row["name"], tuple(unknown))
-        if unknown and told not in self._told_unknown_keys:
-            self._told_unknown_keys.add(told)
-            logger.warning("source %s: its config has key(s) a %s source does not read, ignored: %s; it reads %s",
-                           row["name"], row["kind"], ", ".join(unknown), ", ".join(sorted(CONFIG_KEYS[row["kind"]])),
-                           extra=task_fields(source=row["name"]))
 
     async def run_round(self, now: datetime | None = None) -> list[SourceRun]:
         """Run every source due now once (concurrently, within the slots) and return what each did."""
@@ -326,6 +336,7 @@ async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, optio
     try:
         async with asyncio.timeout(options.source_timeout_s) as deadline:
             context = SourceContext(pool, row, now, schedule_of(row), options, started, lease_held)
+            refuse_unknown_config_keys(kind, config_of(row["config"]))
             report, next_run_at = await SOURCE_KINDS[kind].run(context)
     except catalogue.SourceWithdrawn as withdrawn:
         message = str(withdrawn)
@@ -399,12 +410,8 @@ def describe_source(row: Any) -> dict:
         schedule = f"invalid: {error}"
     except ConfigUnreadable:
         schedule = "continuously"
-    last_error = row["last_error"]
-    try:
-        config_of(row["config"])
-    except ConfigUnreadable as error:
-        # (the harvester records the same at the source's next run; until then, this says it)
-        last_error = last_error or f"{type(error).__name__}: {error}"
+    # (the harvester records the same at the source's next run; until then, this says it)
+    last_error = row["last_error"] or config_problem(row)
     mode = row["mode"]
     if mode == "backfill":
         cursor: date | None = row["backfill_cursor"]
