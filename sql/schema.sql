@@ -538,7 +538,7 @@ CREATE TABLE hrwsi.job (
     task_id          bigint NOT NULL,  -- no foreign key (migration 0028): hrwsi.refuse_a_job_of_a_missing_task
     attempt          integer NOT NULL CONSTRAINT job_attempt_is_positive CHECK (attempt >= 1),
     backend          text NOT NULL,
-    backend_job_id   text NOT NULL,   -- deterministic: hrwsi-<routine>-<task>-<attempt>
+    backend_job_id   text NOT NULL,   -- hrwsi-<routine>-<task>-<attempt>[-c<claim_token's first 8 hex>] (ADR 0002)
     worker           text,
     -- One of hrwsi.job_state (a test keeps the two lists equal); a check, as the task's state.
     state            text NOT NULL DEFAULT 'submitted' CONSTRAINT job_state_must_exist CHECK (state IN (
@@ -564,6 +564,11 @@ CREATE TABLE hrwsi.job (
         'storage_unavailable'  -- the attempt's directory could not be made (disk full, read-only; 0054)
     )),
     routine_version  text,            -- the command or image the attempt ran (reprocessing keeps them apart)
+    -- Unique per claim (each claim inserts its own row), put in the Nomad job's Meta (hrwsi_claim): a job
+    -- found on the attempt's ID is this claim's own registration only when it carries it (migration 0079:
+    -- after a restore from an older backup, the jobs of the work done since hold the reused IDs). NULL
+    -- on rows claimed before 0079.
+    claim_token      uuid DEFAULT gen_random_uuid(),
     CONSTRAINT job_is_unique_per_task_attempt UNIQUE (task_id, attempt),
     CONSTRAINT job_backend_job_id_is_unique UNIQUE (backend, backend_job_id)
 );
@@ -3658,7 +3663,8 @@ SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.stat
                                               FROM (SELECT p.* FROM hrwsi.product p WHERE p.task_id = t.depends_on OFFSET 0) p),
                                              '[]'::json))
            END
-       )::text AS manifest
+       )::text AS manifest,
+       j.claim_token
 FROM hrwsi.job j
 CROSS JOIN LATERAL (SELECT t.* FROM hrwsi.processing_task t WHERE t.id = j.task_id OFFSET 0) t
 CROSS JOIN LATERAL (SELECT i.* FROM hrwsi.input i WHERE i.id = t.input_id OFFSET 0) i

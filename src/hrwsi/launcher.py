@@ -165,7 +165,8 @@ def spec_from_row(row: asyncpg.Record) -> JobSpec:
         condition=row["condition"], input_path=row["input_path"], tile=row["tile"], worker=row["worker"],
         command=tuple(row["command"] or ()), image=row["image"], cpu=row["cpu"], ram_mb=row["ram_mb"],
         storage_mb=row["storage_mb"], output_dir=row["output_dir"], log_path=row["log_path"],
-        timeout_s=row["timeout_s"], env=routine_env(row["env"]), manifest=row["manifest"], lane=row["lane"])
+        timeout_s=row["timeout_s"], env=routine_env(row["env"]), manifest=row["manifest"], lane=row["lane"],
+        claim=str(row["claim_token"]) if row["claim_token"] is not None else None)
 
 
 def routine_env(text: str | None) -> dict[str, str]:
@@ -472,26 +473,10 @@ class Launcher(Service):
         elif submit:
             self._in_backend.add(job_id)
         if submit:
-            try:
-                await self.backend.submit(spec, first_start=fresh)
-                if fresh and self.backend.runs_routines:
-                    self._storage_served()  # (its directory was prepared)
-            except asyncio.CancelledError:
-                raise
-            except AttemptLost as lost:  # it may have run: not started again, retried as a new attempt
-                # (logged once, with its fault and what happens next, when recorded: _log_outcome; an
-                # error here too said each lost attempt twice, found by exploratory testing)
-                await self._record(job_id, spec, JobOutcome("lost", None, str(lost), fault=lost.fault))
+            submitted = await self._submit(job_id, spec, fresh)
+            if submitted is None:
                 return
-            except TaskRefused as refused:  # the task's own data: no attempt of it can run, no routine's failure
-                await self._end_task_refused(job_id, spec, refused)
-                return
-            except Exception as error:  # the backend refused it: that attempt failed, the task goes on
-                logger.error("task %d: the %s backend refused job %s: %s", spec.task_id, self.backend.name,
-                             spec.job_id, error, extra=_fields(spec, outcome="internal_error"))
-                await self._record(job_id, spec, JobOutcome("internal_error", None,
-                                                             f"the backend refused the job: {error}"))
-                return
+            spec = submitted
 
         owner = self.instance_id
 
@@ -513,6 +498,57 @@ class Launcher(Service):
             # not an operator's cancel: retried elsewhere
             outcome = JobOutcome("lost", outcome.exit_code, stranded, fault="worker_gone")
         await self._record(job_id, spec, outcome)
+
+    async def _submit(self, job_id: int, spec: JobSpec, fresh: bool) -> JobSpec | None:
+        """Hand the job to the backend: the spec to follow (under the job ID the backend registered), or
+        None when the attempt ended here (recorded)."""
+        try:
+            registered = await self.backend.submit(spec, first_start=fresh)
+            if fresh and self.backend.runs_routines:
+                self._storage_served()  # (its directory was prepared)
+        except asyncio.CancelledError:
+            raise
+        except AttemptLost as lost:  # it may have run: not started again, retried as a new attempt
+            # (logged once, with its fault and what happens next, when recorded: _log_outcome; an
+            # error here too said each lost attempt twice, found by exploratory testing)
+            await self._record(job_id, spec, JobOutcome("lost", None, str(lost), fault=lost.fault))
+            return None
+        except TaskRefused as refused:  # the task's own data: no attempt of it can run, no routine's failure
+            await self._end_task_refused(job_id, spec, refused)
+            return None
+        except Exception as error:  # the backend refused it: that attempt failed, the task goes on
+            logger.error("task %d: the %s backend refused job %s: %s", spec.task_id, self.backend.name,
+                         spec.job_id, error, extra=_fields(spec, outcome="internal_error"))
+            await self._record(job_id, spec, JobOutcome("internal_error", None,
+                                                         f"the backend refused the job: {error}"))
+            return None
+        if registered != spec.job_id:
+            return await self._runs_under(job_id, spec, registered)
+        return spec
+
+    async def _runs_under(self, job_id: int, spec: JobSpec, backend_job_id: str) -> JobSpec:
+        """The backend runs the attempt under another job ID than dispatch made (a job this database does not
+        know held that one: the Nomad backend said which, and why, in one line): recorded in the job row, so
+        that status, logs, cancel and an adopter name the job the attempt runs as, fenced by our lease; the
+        spec followed from now on is the attempt's under that ID. Not recorded (the lease lapsed, the job
+        ended meanwhile), an adopter finds the job again from the row's claim token (ADR 0002)."""
+        spec = dataclasses.replace(spec, job_id=backend_job_id)
+        if self._specs.get(job_id) is not None:
+            self._specs[job_id] = spec
+        try:
+            rows = await self._with_database_retry(
+                lambda conn: conn.fetch(query("record_backend_job_id"), self.instance_id,
+                                        self.settings.lease_timeout_s, job_id, backend_job_id),
+                f"record the job ID {backend_job_id} of task {spec.task_id}")
+        except asyncpg.PostgresError as error:
+            rows = None
+            logger.warning("task %d: could not record that it runs as job %s: %s", spec.task_id, backend_job_id, error,
+                           extra=_fields(spec))
+        if rows == []:
+            logger.warning("task %d: job %s was not recorded as the attempt's: the job row is no longer this launcher's "
+                           "active job (its lease lapsed, or it ended); its owner finds it by its claim token",
+                           spec.task_id, backend_job_id, extra=_fields(spec))
+        return spec
 
     async def _end_task_refused(self, job_id: int, spec: JobSpec, refused: TaskRefused) -> None:
         """The backend refused the job for the task's own data (TaskRefused): the attempt ends and the

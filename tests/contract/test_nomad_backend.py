@@ -945,31 +945,123 @@ def installation_spec(target: Target, name: str, installation: str):
     return JobSpec(**{**spec.__dict__, "output_dir": str(output)})
 
 
-async def test_another_installations_job_on_the_same_id_is_neither_followed_nor_purged(nomad: Target):
+def claimed(spec: JobSpec, **changes) -> JobSpec:
+    """`spec` as a job row claims it: with a claim token of its own (hrwsi.job.claim_token)."""
+    return dataclasses.replace(spec, claim=str(uuid.uuid4()), **changes)
+
+
+async def registration_of(nomad: Target, job_id: str) -> tuple:
+    job = (await nomad.ahttp("GET", f"/v1/job/{Target.path_id(job_id)}")).json()
+    return job["JobModifyIndex"], job["Version"], job["Stop"], job["Meta"]
+
+
+async def test_another_installations_job_on_the_same_id_is_left_alone_and_the_attempt_runs_under_its_own(
+        nomad: Target, caplog):
     # Found by exploratory testing: staging (sharing prod's namespace) found prod's job on its own
-    # job ID, recorded prod's outcome as its own task's, and then purged prod's job.
+    # job ID, recorded prod's outcome as its own task's, and then purged prod's job. Then its attempt was
+    # lost instead, and the next one too while prod's job held its ID; now it runs under an ID of its own.
     prod, staging = str(uuid.uuid4()), str(uuid.uuid4())
     prod_backend, staging_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)
-    prods = installation_spec(nomad, "shared-namespace", prod)
+    prods = claimed(installation_spec(nomad, "shared-namespace", prod))
     assert prods.installation == prod
-    await prod_backend.submit(prods)
-    stored = (await nomad.ahttp("GET", f"/v1/job/{prods.job_id}")).json()
-    assert stored["Meta"]["hrwsi_installation"] == prod
-    stagings = installation_spec(nomad, "shared-namespace", staging)
+    assert await prod_backend.submit(prods, first_start=True) == prods.job_id
+    before = await registration_of(nomad, prods.job_id)
+    assert before[3]["hrwsi_installation"] == prod and before[3]["hrwsi_claim"] == prods.claim
+    stagings = claimed(installation_spec(nomad, "shared-namespace", staging))
     assert stagings.job_id == prods.job_id
-    with pytest.raises(AttemptLost, match="belongs to another hrwsi installation") as lost:
-        await staging_backend.submit(stagings)
-    assert lost.value.fault == "backend_unavailable"
-    assert "needs a Nomad namespace of its own" in str(lost.value) and "'default'" in str(lost.value)
-    assert "another hrwsi installation's jobs are in namespace 'default'" in staging_backend.problem()[0]
-    await staging_backend.forget(stagings.job_id)  # (the launcher forgets a lost attempt too)
+    own = await staging_backend.submit(stagings, first_start=True)
+    assert own == f"{stagings.job_id}-c{stagings.claim.replace('-', '')[:8]}"
+    said = [r.getMessage() for r in caplog.records if "was already taken" in r.getMessage()]
+    assert len(said) == 1 and f"Nomad job ID {prods.job_id} in namespace 'default'" in said[0], said
+    assert f"by another hrwsi installation ({prod})" in said[0] and "needs a Nomad namespace of its own" in said[0]
+    assert f"runs as Nomad job {own} instead" in said[0]
+    assert staging_backend.problem() is None  # (nothing refused: the attempt runs)
+    staging_run = dataclasses.replace(stagings, job_id=own)
+    assert (await follow(staging_backend, staging_run)).state == "processed"
+    await staging_backend.forget(own)
     await asyncio.sleep(0.2)
-    assert (await nomad.ahttp("GET", f"/v1/job/{prods.job_id}")).status_code == 200  # not purged
+    assert await registration_of(nomad, prods.job_id) == before  # neither registered again, stopped nor purged
     assert (await follow(prod_backend, prods)).state == "processed"
     # the same installation resubmitting (a launcher restarted) follows its own job, as before
     again = nomad.backend()
     assert await again.submit(prods) == prods.job_id
+    assert await registration_of(nomad, prods.job_id) == before
     await prod_backend.forget(prods.job_id)
+
+
+async def test_a_job_of_another_timeline_of_the_installation_on_the_same_id_is_left_alone_and_the_attempt_runs_under_its_own(
+        nomad: Target, caplog):
+    # Found by exploratory testing: after pg_restore of an older dump (task ids reused), or with a
+    # copy of HRWSI_HOME on the same Nomad, the launcher found "Nomad job hrwsi-step1-3832-1 already
+    # exists (status dead): not registered again" and recorded the new task processed with 0
+    # products from the old run. Then the attempt was lost instead, and each next one whose ID the other
+    # timeline had made too; now it runs under the ID of its claim, the old job left alone.
+    installation = str(uuid.uuid4())
+    old_backend, new_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)
+    old = claimed(installation_spec(nomad, "another-timeline", installation))
+    await old_backend.submit(old, first_start=True)
+    assert (await follow(old_backend, old)).state == "processed"
+    before = await registration_of(nomad, old.job_id)
+    # the restored database's new claim of the same task and attempt (another input, or the same)
+    for new in (claimed(old, input_path=old.input_path + ".new"), claimed(old)):
+        own = await new_backend.submit(new, first_start=True)
+        assert own == f"{old.job_id}-c{new.claim.replace('-', '')[:8]}"
+        assert (await registration_of(nomad, own))[3]["hrwsi_claim"] == new.claim
+        assert (await follow(new_backend, dataclasses.replace(new, job_id=own))).state == "processed"
+        await new_backend.forget(own)
+    said = [r.getMessage() for r in caplog.records if "was already taken" in r.getMessage()]
+    assert len(said) == 2 and all("restored from a backup older than that job" in line for line in said), said
+    assert f"of input {old.input_path!r}" in said[0]
+    await new_backend.forget(old.job_id)  # (even asked to, never purges a job it did not register)
+    await asyncio.sleep(0.2)
+    assert await registration_of(nomad, old.job_id) == before  # neither registered again, stopped nor purged
+    await old_backend.forget(old.job_id)
+
+
+async def test_an_adopter_follows_the_job_its_claim_registered_on_either_id_and_registers_nothing_again(
+        nomad: Target, caplog):
+    # ADR 0002: a launcher that crashed between registering an attempt's job and recording it; its adopter
+    # resubmits the attempt from the job row (its ID as dispatch made it, its claim token) and must find
+    # that very job, on the deterministic ID or on the claim's own, without running the attempt twice.
+    installation = str(uuid.uuid4())
+    crashed = nomad.backend()
+    spec = claimed(installation_spec(nomad, "adopted", installation))
+    assert await crashed.submit(spec, first_start=True) == spec.job_id
+    registered = await registration_of(nomad, spec.job_id)
+    assert await nomad.backend().submit(spec) == spec.job_id  # adopted: its own registration, as before
+    assert await registration_of(nomad, spec.job_id) == registered
+    # a claim whose ID another timeline's job held: it ran under its own; the crash came before the
+    # launcher recorded that ID, so its row still names the first one
+    taken = claimed(spec)
+    own = await crashed.submit(taken, first_start=True)
+    assert own != taken.job_id
+    own_registered = await registration_of(nomad, own)
+    adopter = nomad.backend()
+    assert await adopter.submit(taken) == own
+    assert await nomad.backend().submit(dataclasses.replace(taken, job_id=own)) == own  # the ID recorded
+    assert await registration_of(nomad, own) == own_registered and await registration_of(nomad, spec.job_id) == registered
+    assert (await follow(adopter, dataclasses.replace(taken, job_id=own))).state == "processed"
+    for job_id in (spec.job_id, own):
+        await crashed.forget(job_id)
+
+
+async def test_an_attempt_without_a_claim_token_is_lost_on_a_job_it_did_not_register(nomad: Target):
+    # A spec without a claim token (a job row claimed before migration 0079) has no ID of its own to go to:
+    # a job on its ID that its first start did not register is neither followed nor purged, the attempt lost.
+    installation = str(uuid.uuid4())
+    old_backend, new_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)
+    old = installation_spec(nomad, "claimless", installation)
+    await old_backend.submit(old, first_start=True)
+    before = await registration_of(nomad, old.job_id)
+    with pytest.raises(AttemptLost, match=f"Nomad job {old.job_id} in namespace 'default' is not this attempt's") as lost:
+        await new_backend.submit(old, first_start=True)
+    assert lost.value.fault == "backend_unavailable" and "not the routine's fault" in str(lost.value)
+    await new_backend.forget(old.job_id)
+    await asyncio.sleep(0.2)
+    assert await registration_of(nomad, old.job_id) == before
+    assert await nomad.backend().submit(old) == old.job_id  # adopted (no token either): judged as before
+    assert (await follow(old_backend, old)).state == "processed"
+    await old_backend.forget(old.job_id)
 
 
 @pytest.mark.parametrize("event_stream", [True, False])
@@ -1020,35 +1112,6 @@ async def test_a_job_an_admin_stopped_then_started_again_is_purged_so_the_attemp
     await asyncio.wait_for(gone(), GUARD_S)  # started again: stopped and purged by hrwsi
     assert any("an attempt already recorded ended was started again in Nomad" in r.getMessage()
                and spec.job_id in r.getMessage() for r in caplog.records)
-
-
-async def test_a_job_of_another_timeline_of_the_installation_on_the_same_id_is_not_taken_for_the_new_attempt(
-        nomad: Target):
-    # Found by exploratory testing: after pg_restore of an older dump (task ids reused), or with a
-    # copy of HRWSI_HOME on the same Nomad, the launcher found "Nomad job hrwsi-step1-3832-1 already
-    # exists (status dead): not registered again" and recorded the new task processed with 0
-    # products from the old run, which the installation's id in its Meta could not tell apart.
-    installation = str(uuid.uuid4())
-    old_backend, new_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)
-    old = installation_spec(nomad, "another-timeline", installation)
-    await old_backend.submit(old, first_start=True)
-    assert (await follow(old_backend, old)).state == "processed"
-    # the restored database's new task on the same id, for another input
-    new = JobSpec(**{**old.__dict__, "input_path": old.input_path + ".new"})
-    with pytest.raises(AttemptLost, match=f"Nomad job {old.job_id} .* is not this attempt's") as lost:
-        await new_backend.submit(new, first_start=True)
-    assert lost.value.fault == "backend_unavailable" and "not the routine's fault" in str(lost.value)
-    assert f"hrwsi_input_path '{old.input_path}' (this attempt's: '{new.input_path}')" in str(lost.value)
-    assert "another timeline of this installation" in new_backend.problem()[0]
-    # the same task, attempt and input: still not the new attempt's, which its first start registers itself
-    with pytest.raises(AttemptLost, match="registered at .* before this attempt was claimed"):
-        await new_backend.submit(old, first_start=True)
-    await new_backend.forget(old.job_id)
-    await asyncio.sleep(0.2)
-    assert (await nomad.ahttp("GET", f"/v1/job/{old.job_id}")).status_code == 200  # not purged
-    # an adoption of the attempt (a launcher restarted, not its first start) follows its own job
-    assert await nomad.backend().submit(old) == old.job_id
-    await old_backend.forget(old.job_id)
 
 
 @pytest.mark.parametrize("event_stream", [True, False])

@@ -1022,3 +1022,120 @@ async def test_a_chained_input_whose_product_file_was_deleted_terminates_its_tas
     assert db.execute("SELECT consecutive_failures, on_hold FROM hrwsi.processing_routine "
                       "WHERE name = 'snow_cover'").fetchone() == (0, False)
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 1
+
+
+def dump_database(url: str, path) -> None:
+    """A backup as README.md's "Backup and restore" takes it (pg_dump -Fc of the server's own version)."""
+    import subprocess
+
+    from hrwsi.database import embedded_bin_dir
+
+    subprocess.run([str(embedded_bin_dir() / "pg_dump"), "-Fc", "-d", url, "-f", str(path)], check=True)
+
+
+def restore_database(url: str, path) -> None:
+    """README.md's restore over the same database, the services stopped."""
+    import subprocess
+
+    from hrwsi.database import embedded_bin_dir
+
+    subprocess.run([str(embedded_bin_dir() / "pg_restore"), "--clean", "--if-exists", "--single-transaction",
+                    "-d", url, str(path)], check=True, capture_output=True)
+
+
+def nomad_nodes(db, monkeypatch) -> list[EmulatedNode]:
+    names = [row[0] for row in db.execute("SELECT name FROM hrwsi.worker ORDER BY name")]
+    monkeypatch.setenv("HRWSI_NOMAD_MHZ_PER_CORE", "1000")
+    monkeypatch.setenv("HRWSI_NOMAD_PURGE", "0")  # (the later work's dead jobs stay in Nomad, as for a while they do)
+    monkeypatch.delenv("NOMAD_TOKEN", raising=False)
+    return [EmulatedNode(name, cpu_mhz=4000, memory_mb=16000, disk_mb=50000) for name in names]
+
+
+async def restored_from_a_backup_older_than_work_on_nomad(db, database_url, settings, tmp_path, emulator,
+                                                          inputs: int) -> dict[str, dict]:
+    """The database restored from a backup taken before `inputs` inputs were processed on Nomad (tasks 1...):
+    the Nomad jobs of that later work, {job ID: the job as Nomad has it}."""
+    backup = tmp_path / "hrwsi.dump"
+    dump_database(database_url, backup)
+    async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+        insert_inputs(db, inputs, prefix="/in/later-work-")
+        await wait_until(database_url, "SELECT count(*) = $1 FROM hrwsi.processing_task WHERE state = 'processed'",
+                         inputs)
+    taken = {job_id: emulator.cluster.jobs[("default", job_id)].copy()
+             for (job_id,) in db.execute("SELECT backend_job_id FROM hrwsi.job")}
+    assert len(taken) == inputs
+    restore_database(database_url, backup)
+    assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 0
+    return taken
+
+
+def untouched(emulator, taken: dict[str, dict]) -> bool:
+    """Whether the jobs `taken` are as they were: not registered again, stopped nor purged."""
+    fields = ("JobModifyIndex", "Version", "Stop", "Status")
+    return all(tuple(emulator.cluster.jobs[("default", job_id)][f] for f in fields) == tuple(before[f] for f in fields)
+               for job_id, before in taken.items())
+
+
+async def test_a_nomad_job_id_taken_after_a_restore_runs_the_attempt_under_an_id_of_its_own_leaving_that_job_alone(
+        db, database_url, settings, configure, tmp_path, monkeypatch, caplog):
+    """After a restore from a backup older than some work, new attempts reuse the task ids and attempts
+    of that work, and so its Nomad job IDs: each such attempt was lost (not charged) and the next tried,
+    lost alike while the later work's jobs held the IDs (found by exploratory testing). Now the attempt
+    runs under an ID of its own, the job that held the ID is neither followed, stopped nor purged, and
+    one line says which job ID was taken and why."""
+    configure(single_routine_configuration(["true"], workers=1))
+    nodes = nomad_nodes(db, monkeypatch)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        taken = await restored_from_a_backup_older_than_work_on_nomad(db, database_url, settings, tmp_path, emulator, 2)
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            insert_inputs(db, 2, prefix="/in/after-the-restore-")
+            await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.processing_task WHERE state = 'processed'")
+        jobs = db.execute("SELECT task_id, attempt, state, backend_job_id, claim_token::text FROM hrwsi.job "
+                          "ORDER BY task_id").fetchall()
+        # each task's first attempt ran, under an ID of its own (that of its claim), charged to nothing
+        assert [(attempt, state) for _, attempt, state, _, _ in jobs] == [(1, "processed"), (1, "processed")]
+        for task_id, _, _, backend_job_id, claim in jobs:
+            assert backend_job_id == f"hrwsi-work-{task_id}-1-c{claim.replace('-', '')[:8]}"
+            assert f"hrwsi-work-{task_id}-1" in taken
+            assert emulator.cluster.jobs[("default", backend_job_id)]["Meta"]["hrwsi_claim"] == claim
+        assert untouched(emulator, taken)
+    said = [r.getMessage() for r in caplog.records if "was already taken" in r.getMessage()]
+    assert len(said) == 2, said
+    assert all("\n" not in line and "restored from a backup older than that job" in line
+               and "namespace 'default'" in line for line in said), said
+    assert db.execute("SELECT consecutive_failures FROM hrwsi.processing_routine").fetchone()[0] == 0
+
+
+async def test_an_attempt_whose_launcher_crashed_before_recording_the_id_it_runs_under_is_adopted_from_its_claim(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """ADR 0002 after a restore: the launcher registered the attempt under its claim's own ID (its first
+    one taken) and stopped before recording that ID; the adopter, from the job row (the first ID, the
+    claim token), follows that job: not registered again, the attempt not run twice."""
+    configure(single_routine_configuration(["true"], workers=1))
+    nodes = nomad_nodes(db, monkeypatch)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        taken = await restored_from_a_backup_older_than_work_on_nomad(db, database_url, settings, tmp_path, emulator, 1)
+        registered = asyncio.Event()
+
+        async def crash(self, job_id, spec, backend_job_id):  # the launcher stops before it records the ID
+            registered.set()
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(Launcher, "_runs_under", crash)
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            insert_inputs(db, 1, prefix="/in/after-the-restore-")
+            await asyncio.wait_for(registered.wait(), 30)
+        monkeypatch.undo()
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        nomad_nodes(db, monkeypatch)
+        state, backend_job_id, claim = db.execute("SELECT state, backend_job_id, claim_token::text FROM hrwsi.job").fetchone()
+        assert (state, backend_job_id) == ("submitted", "hrwsi-work-1-1")
+        own = f"hrwsi-work-1-1-c{claim.replace('-', '')[:8]}"
+        before = emulator.cluster.jobs[("default", own)]["JobModifyIndex"]
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+        assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
+        assert emulator.cluster.jobs[("default", own)]["JobModifyIndex"] == before  # followed, not registered again
+        assert untouched(emulator, taken)

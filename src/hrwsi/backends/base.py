@@ -84,6 +84,15 @@ def job_id_for(routine: str, task_id: int, attempt: int) -> str:
     return f"hrwsi-{safe_routine}-{task_id}-{attempt}"
 
 
+def claims_own_job_id(job_id: str, claim: str) -> str:
+    """The job ID an attempt runs under when a job this database does not know holds its deterministic
+    one (a restore from an older backup, another installation on the same Nomad namespace): that ID
+    followed by "-c" and the first 8 hex digits of the attempt's claim token (hrwsi.job.claim_token),
+    as deterministic as the first, so that a launcher adopting the attempt after a crash finds it
+    again from the job row alone (ADR 0002)."""
+    return f"{job_id}-c{claim.replace('-', '')[:8]}"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a backend needs to run one attempt of one task."""
@@ -109,6 +118,9 @@ class JobSpec:
     # product of a time series. Written beside the output directory before the job starts.
     manifest: str | None = None
     lane: str | None = None
+    # The job row's claim token (hrwsi.job.claim_token), unique per claim: a backend that finds a job on
+    # `job_id` tells its own registration of this very attempt by it. None: a row claimed before 0079.
+    claim: str | None = None
 
     @property
     def attempt_dir(self) -> str:
@@ -434,7 +446,8 @@ class Backend(Protocol):
         """Start the attempt; return the backend's job ID. Idempotent per spec.job_id. On its
         `first_start` (claimed now, not adopted), a backend that runs routines prepares the attempt's
         directory first (prepare_attempt: an empty output directory, the manifest); never after,
-        since the attempt may have run and written there."""
+        since the attempt may have run and written there. The ID returned is spec.job_id unless a job
+        this database does not know holds it (Nomad: claims_own_job_id); the launcher then records it."""
         ...
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:

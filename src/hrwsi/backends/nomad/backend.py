@@ -4,7 +4,10 @@ Submission registers `build_job(spec)` with `EnforceIndex` / `JobModifyIndex 0`,
 check-and-set "create only if absent": resubmitting the same attempt (after a launcher crash)
 never re-runs a job that already exists, running or dead; a retried registration first looks for
 the job, and one whose try may have run in a Nomad state that is gone since is lost instead of
-registered again (`_may_register_again`). Following is `following.JobFollowing`;
+registered again (`_may_register_again`). A job found on the ID is followed only when it is this
+claim's own registration (its Meta's `hrwsi_claim`, the job row's claim token); one this database does not
+know (a restore from an older backup, another installation on the namespace) is left alone, and the attempt
+registered under the ID of its claim (`claims_own_job_id`). Following is `following.JobFollowing`;
 outcomes are read from allocations by `outcomes`. No secret ever goes into a job spec: the token
 travels only as X-Nomad-Token.
 """
@@ -12,6 +15,7 @@ travels only as X-Nomad-Token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -26,6 +30,7 @@ from hrwsi.backends.base import (
     JobOutcome,
     JobSpec,
     ProgressCallback,
+    claims_own_job_id,
     prepare_attempt,
 )
 from hrwsi.backends.nomad.background import BackgroundTasks
@@ -65,18 +70,15 @@ def refused_setting(text: str) -> str | None:
     return next((setting for marker, setting in SETTING_REFUSALS if marker in text), None)
 
 
-# The Meta key of a registration: a random value made by the submit of an attempt's first start (claimed
-# now). Job IDs are deterministic, and another timeline of the installation (a database restored from an
-# older dump, a copy of HRWSI_HOME on the same Nomad) reuses task ids, attempts and the installation's id:
-# only this tells a job that first start registered from one that was on its ID already.
 # While Nomad refuses to list its nodes (a token without node:read), how often that is said again.
 NODES_REFUSED_REPEAT_S = 300.0
 
-REGISTRATION_META = "hrwsi_registration"
-# What a job's Meta says of its attempt, against the spec's (_timeline_differences).
-ATTEMPT_META = (("hrwsi_task_id", lambda s: str(s.task_id)), ("hrwsi_attempt", lambda s: str(s.attempt)),
-                ("hrwsi_input_path", lambda s: s.input_path), ("hrwsi_routine", lambda s: s.routine),
-                ("hrwsi_condition", lambda s: s.condition), ("hrwsi_tile", lambda s: s.tile or ""))
+# The Meta key of an attempt's registration: its job row's claim token (hrwsi.job.claim_token, unique per
+# claim; a random one for a spec without it, on its first start). Job IDs are deterministic, and a database
+# restored from an older backup (or a copy of HRWSI_HOME, another installation on the same namespace) makes
+# IDs that jobs it does not know hold: only this tells this claim's own registration, which an adopter
+# after a crash follows, from such a job, which is left alone while the attempt runs under an ID of its own.
+CLAIM_META = "hrwsi_claim"
 
 
 class _AlreadyRegistered(Exception):
@@ -104,7 +106,7 @@ class NomadBackend(Backend):
         # registration, or the index read before its first (_may_register_again)
         self._jobs_index_floor = 0
         # Why Nomad refused the latest registrations for a cause of the launcher's (a namespace deleted
-        # since the start, another installation's job on our ID): (text, since, monotonic when last met).
+        # since the start): (text, since, monotonic when last met).
         # A registration served clears it; `problem` says it (hrwsi status).
         self._refusal: tuple[str, datetime, float] | None = None
         # Jobs of another installation found on our IDs: never followed, never purged (forget).
@@ -180,6 +182,9 @@ class NomadBackend(Backend):
         self._refusal = (text, since, time.monotonic())
 
     async def _register(self, spec: JobSpec, first_start: bool) -> str:
+        """Register the attempt's job on its ID, or follow this claim's own registration found there; a job
+        this database does not know on it is left alone and the attempt registered under the ID of its
+        claim (claims_own_job_id). The ID registered or followed is returned."""
         if first_start:  # an attempt directory that cannot be prepared fails the attempt, as locally
             await asyncio.to_thread(prepare_attempt, spec)
         else:
@@ -189,12 +194,30 @@ class NomadBackend(Backend):
                 logger.debug("could not create the directories of %s here (not a shared filesystem?): %s",
                              spec.job_id, error)
         flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
-        job = build_job(spec, self.config, flavour=flavour)
-        registration = uuid.uuid4().hex if first_start else None
-        if registration is not None:
-            job["Meta"][REGISTRATION_META] = registration
+        # (a spec without a claim token, a row claimed before migration 0079 or a test's: a random one
+        # on its first start, which an adopter cannot know; adopted, such a job is judged by _is_ours)
+        claim = spec.claim or (uuid.uuid4().hex if first_start else None)
         if not self._jobs_index_floor:
             await self.read_jobs_index()
+        foreign = await self._register_as(spec, claim, flavour)
+        if foreign is None:
+            return spec.job_id
+        own_id = claims_own_job_id(spec.job_id, spec.claim) if spec.claim else None
+        if own_id is None or spec.job_id == own_id:  # (no ID of its own to go to, or that one is taken too)
+            self._refuse_a_job_not_ours(foreign, spec)
+        self._say_taken(foreign, spec, own_id)
+        own = dataclasses.replace(spec, job_id=own_id)
+        taken_too = await self._register_as(own, claim, flavour)
+        if taken_too is not None:
+            self._refuse_a_job_not_ours(taken_too, own)
+        return own_id
+
+    async def _register_as(self, spec: JobSpec, claim: str | None, flavour: str | None) -> dict | None:
+        """Register the attempt's job on spec.job_id unless a job holds that ID (EnforceIndex). None: it was
+        registered, or the job on the ID is this claim's own registration (_is_this_claims); else that job."""
+        job = build_job(spec, self.config, flavour=flavour)
+        if claim is not None:
+            job["Meta"][CLAIM_META] = claim
         assert_no_secrets(job, self.config)
         try:
             response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
@@ -202,11 +225,11 @@ class NomadBackend(Backend):
                                               before_retry=functools.partial(self._may_register_again, spec.job_id))
         except _AlreadyRegistered:
             existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
-            if existing.status == 200:
-                self._refuse_unless_ours(existing.json() or {}, spec, registration)
+            if existing.status == 200 and not self._is_this_claims(found := existing.json() or {}, spec, claim):
+                return found
             logger.info("Nomad job %s was registered by a try whose answer was lost: not registered again",
                         spec.job_id)
-            return spec.job_id
+            return None
         if response.status == 200:
             answer = response.json() or {}
             # (the jobs table's index is at least this while Nomad's state lasts)
@@ -216,16 +239,22 @@ class NomadBackend(Backend):
             warnings = answer.get("Warnings")
             if warnings:  # deprecated or ignored settings (nomad/job_endpoint.go, Job.Warnings)
                 logger.warning("Nomad registered job %s with warnings: %s", spec.job_id, warnings.strip())
-            return spec.job_id
+            return None
         text = error_text(response.text)
         if response.status == 500 and text.startswith("Enforcing job modify index"):
             existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
             if existing.status == 200:
                 found = existing.json() or {}
-                self._refuse_unless_ours(found, spec, registration)
+                if not self._is_this_claims(found, spec, claim):
+                    return found
                 logger.info("Nomad job %s already exists (status %s): not registered again", spec.job_id,
                             found.get("Status"))
-                return spec.job_id
+                return None
+        raise self._refusal_of(spec, response, text)
+
+    def _refusal_of(self, spec: JobSpec, response: NomadResponse, text: str) -> Exception:
+        """What a registration Nomad refused raises: AttemptLost for a setting of the launcher's, else a
+        NomadError (`unavailable` when it is Nomad's state, not the job's)."""
         setting = refused_setting(text) if response.status == 500 else None
         if setting is not None:
             # The namespace, node pool or region checked at start was deleted since: every job is refused,
@@ -234,9 +263,9 @@ class NomadBackend(Backend):
             self._refused_for_the_launcher(
                 f"Nomad refuses every job of the launcher: {one_line} ({setting} names what Nomad does not have "
                 f"now); create it again or change {setting} and restart the launcher")
-            raise AttemptLost("backend_unavailable", f"Nomad refused job {spec.job_id}: {one_line}; {setting} names "
-                              "what Nomad does not have (deleted since the launcher started?): not the routine's "
-                              "fault, retried as a new attempt")
+            return AttemptLost("backend_unavailable", f"Nomad refused job {spec.job_id}: {one_line}; {setting} names "
+                               "what Nomad does not have (deleted since the launcher started?): not the routine's "
+                               "fault, retried as a new attempt")
         if response.status in (401, 403):
             refused = NomadError(response.status, f"Nomad refused the launcher's token (HTTP {response.status}: "
                                  f"{text}) registering job {spec.job_id}: check NOMAD_TOKEN and its ACL policy")
@@ -244,62 +273,23 @@ class NomadBackend(Backend):
             refused = NomadError(response.status, f"Nomad refused job {spec.job_id} (HTTP {response.status}): {text}")
         # (a validation error is a 500 too: only what is_transient names is Nomad's state, not the job's)
         refused.unavailable = response.status in UNAVAILABLE_STATUSES or is_transient("post", response)
-        raise refused
+        return refused
 
-    def _refuse_unless_ours(self, job: dict, spec: JobSpec, registration: str | None) -> None:
-        """A job found on this attempt's ID: AttemptLost unless it is this attempt's, registered by this
-        installation (_is_ours) in this timeline of it (_timeline_differences)."""
-        if not self._is_ours(job, spec):
-            self._refuse_another_installations_job(job, spec)
-        differences = self._timeline_differences(job, spec, registration)
-        if differences:
-            self._refuse_another_timelines_job(job, spec, differences)
-
-    @staticmethod
-    def _timeline_differences(job: dict, spec: JobSpec, registration: str | None) -> list[str]:
-        """On an attempt's first start (`registration` made by this submit), how a job found on its ID,
-        of this installation, tells it is not this attempt's: it was not registered by this submit, and
-        its Meta may name another task, attempt, input, routine, condition or tile. Found by exploratory
-        testing: after pg_restore of an older dump, or with two copies of HRWSI_HOME on one Nomad, new
-        tasks were recorded 'processed: 0 product(s)' from the old timeline's dead jobs on the same IDs,
-        without ever running (17 of 22). An adoption (no `registration`) follows the job on its ID: its
-        job row was in the database before the timelines parted (a dump, a copy), so that job is the
-        attempt's own, whichever timeline follows it."""
-        if registration is None:
-            return []
-        meta = job.get("Meta") or {}
-        found = [f"{key} {meta[key]!r} (this attempt's: {ours(spec)!r})" for key, ours in ATTEMPT_META
-                 if key in meta and meta[key] != ours(spec)]
-        if meta.get(REGISTRATION_META) != registration:
-            submitted = job.get("SubmitTime")
-            when = (f" at {datetime.fromtimestamp(submitted / 1e9, UTC):%Y-%m-%d %H:%M:%S} UTC"
-                    if isinstance(submitted, int) and submitted > 0 else "")
-            found.append(f"it was registered{when} before this attempt was claimed (its {REGISTRATION_META} "
-                         f"{meta.get(REGISTRATION_META) or 'missing'}, not this registration's)")
-        return found
-
-    def _refuse_another_timelines_job(self, job: dict, spec: JobSpec, differences: list[str]) -> None:
-        """A job of another timeline of this installation holds this attempt's ID: following it would record
-        its old outcome as this attempt's, without running it; purging it would delete another timeline's
-        job. Neither: the attempt is lost (not the routine's fault), and the task retried as a new attempt."""
-        self._not_ours.add(spec.job_id)
-        ns = self.config.namespace
-        message = (f"Nomad job {spec.job_id} (status {job.get('Status') or 'unknown'}) in namespace {ns!r} is not "
-                   f"this attempt's: {'; '.join(differences)}. Another timeline of this installation registered it "
-                   "(a database restored from an older dump, or a copy of HRWSI_HOME using the same Nomad namespace, "
-                   "reuses task ids and so job IDs): not followed nor purged")
-        self._refused_for_the_launcher(
-            f"jobs of another timeline of this installation hold job IDs in namespace {ns!r}: {message}; a copy of "
-            "HRWSI_HOME needs a Nomad namespace of its own (NOMAD_NAMESPACE)")
-        raise AttemptLost("backend_unavailable", f"{message}; this attempt is lost, not the routine's fault, and "
-                          "the task is retried as a new attempt (whose job ID may be taken too: each such attempt "
-                          "is lost alike until the task reaches an attempt the other timeline did not make)")
+    def _is_this_claims(self, job: dict, spec: JobSpec, claim: str | None) -> bool:
+        """Whether a job found on spec.job_id is this claim's own registration: a launcher that crashed
+        between registering it and recording it, a registration whose answer was lost, an adoption (ADR
+        0002): when it carries this claim's token. An adoption of a row claimed before migration 0079
+        (no token; its job registered by the hrwsi before, which left it running) judges it as that
+        hrwsi did (_is_ours)."""
+        if claim is None:
+            return self._is_ours(job, spec)
+        return (job.get("Meta") or {}).get(CLAIM_META) == claim
 
     def _is_ours(self, job: dict, spec: JobSpec) -> bool:
-        """Whether a job found on this attempt's ID was registered by this installation (its Meta names
-        it). One without the key was registered by an hrwsi before it (a launcher of the previous version
-        left it running, this one adopts it): ours when its task, attempt and input are this attempt's, or
-        when this attempt names no installation either (its output directory not laid out by hrwsi.dispatch)."""
+        """Whether a job without a claim token found on an attempt's ID that has none either was registered
+        by this installation (its Meta names it). One without that key was registered by an hrwsi before it:
+        ours when its task, attempt and input are this attempt's, or when this attempt names no installation
+        either (its output directory not laid out by hrwsi.dispatch)."""
         meta = job.get("Meta") or {}
         if INSTALLATION_META in meta:
             return (meta.get(INSTALLATION_META) or "") == (spec.installation or "")
@@ -307,19 +297,44 @@ class NomadBackend(Backend):
             (meta.get("hrwsi_task_id"), meta.get("hrwsi_attempt"), meta.get("hrwsi_input_path")) == \
             (str(spec.task_id), str(spec.attempt), spec.input_path)
 
-    def _refuse_another_installations_job(self, job: dict, spec: JobSpec) -> None:
-        """Another installation's job holds this attempt's ID in our namespace (job IDs name no installation):
-        following it would record its outcome as ours, and purging it would delete its job. Neither: the
-        attempt is lost, and the namespace shared is said where ops look."""
+    def _whose(self, job: dict, spec: JobSpec) -> str:
+        """What a job this database does not know, found on an attempt's ID, most likely is, for ops."""
+        meta = job.get("Meta") or {}
+        submitted = job.get("SubmitTime")
+        when = (f", registered {datetime.fromtimestamp(submitted / 1e9, UTC):%Y-%m-%d %H:%M:%S} UTC"
+                if isinstance(submitted, int) and submitted > 0 else "")
+        what = f"status {job.get('Status') or 'unknown'}{when}"
+        theirs = meta.get(INSTALLATION_META)
+        if theirs and theirs != (spec.installation or ""):
+            return (f"{what}, by another hrwsi installation ({theirs}) that registers its jobs in this namespace: "
+                    "each installation needs a Nomad namespace of its own (NOMAD_NAMESPACE)")
+        if theirs or "hrwsi_task_id" in meta:
+            return (f"{what}, by this installation for task {meta.get('hrwsi_task_id', '?')} attempt "
+                    f"{meta.get('hrwsi_attempt', '?')} of input {meta.get('hrwsi_input_path', '?')!r}: the database "
+                    "was restored from a backup older than that job (or a copy of HRWSI_HOME uses this namespace)")
+        return (f"{what}, not by hrwsi: the database was restored from a backup older than that job, or "
+                "something else registers jobs named so in this namespace")
+
+    def _say_taken(self, job: dict, spec: JobSpec, own_id: str) -> None:
+        """One line for ops: which Nomad job ID a job this database does not know holds, what that means,
+        and the ID the attempt runs under instead."""
         self._not_ours.add(spec.job_id)
-        theirs = (job.get("Meta") or {}).get(INSTALLATION_META) or "an hrwsi installation that did not name itself"
-        ns = self.config.namespace
-        message = (f"Nomad job {spec.job_id} in namespace {ns!r} belongs to another hrwsi installation "
-                   f"({theirs}; this one is {spec.installation or 'unnamed'}): not followed nor purged; each "
-                   "installation needs a Nomad namespace of its own (NOMAD_NAMESPACE)")
-        self._refused_for_the_launcher(f"another hrwsi installation's jobs are in namespace {ns!r}: {message}")
-        raise AttemptLost("backend_unavailable", f"{message}; this attempt is lost, not the routine's fault, and "
-                          "retried as a new one")
+        logger.warning("task %d (%s) attempt %d: Nomad job ID %s in namespace %r was already taken by a job this "
+                       "database does not know (%s); that job is left untouched (neither followed, stopped nor "
+                       "purged) and the attempt runs as Nomad job %s instead, charged to nothing",
+                       spec.task_id, spec.routine, spec.attempt, spec.job_id, self.config.namespace,
+                       self._whose(job, spec), own_id,
+                       extra=task_fields(spec.task_id, own_id, spec.routine, attempt=spec.attempt))
+
+    def _refuse_a_job_not_ours(self, job: dict, spec: JobSpec) -> None:
+        """A job this database does not know holds the attempt's ID, and the attempt has no ID of its own
+        to go to (no claim token: a spec claimed before migration 0079), or that one is taken too.
+        Following it would record its outcome as this attempt's, purging it would delete a job not ours:
+        neither; the attempt is lost (not the routine's fault) and the task retried as a new attempt."""
+        self._not_ours.add(spec.job_id)
+        raise AttemptLost("backend_unavailable", f"Nomad job {spec.job_id} in namespace {self.config.namespace!r} "
+                          f"is not this attempt's ({self._whose(job, spec)}): neither followed nor purged; this "
+                          "attempt is lost, not the routine's fault, and the task is retried as a new attempt")
 
     async def read_jobs_index(self) -> None:
         """Nomad's index of jobs now, the floor a retried registration compares with
@@ -381,7 +396,7 @@ class NomadBackend(Backend):
         if backend_job_id in self._following.followers:
             logger.warning("not purging Nomad job %s: it is still being followed", backend_job_id)
             return
-        if backend_job_id in self._not_ours:  # another installation's job on our ID: never ours to purge
+        if backend_job_id in self._not_ours:  # a job this database does not know on our ID: never ours to purge
             self._not_ours.discard(backend_job_id)
             return
         self._following.forget(backend_job_id)

@@ -640,6 +640,9 @@ class Cluster:
         key = (job["Namespace"], job["ID"])
         existing = self.jobs.get(key)
         if enforce_index:
+            # nomad/structs/job.go Job.EnforceIndex, checked by nomad/job_endpoint.go Register before anything is
+            # written: a job of the ID, running or dead, is left as it is (without EnforceIndex, a changed spec
+            # becomes its next version and runs again)
             prefix = "Enforcing job modify index"
             if existing is not None:
                 if job_modify_index == 0:
