@@ -11,6 +11,10 @@
 -- database's, left untouched, and the attempt runs as hrwsi-<routine>-<task>-<attempt>-c<the token's
 -- first 8 hex digits>, recorded in backend_job_id. Rows claimed before this migration keep no token
 -- (NULL, nothing rewritten): their jobs are judged as before.
+--
+-- And hrwsi.raise_deadline_alerts writes its deadline_missed alerts in one INSERT (two, of a task still
+-- not done and of one processed late, kept the alert's subject, its body's task line and the rule of one
+-- alert per task in step by hand); what it writes is unchanged.
 
 ALTER TABLE hrwsi.job ADD COLUMN claim_token uuid;
 -- (set after the column is added: as ADD COLUMN's default, a volatile one, it rewrote every job row)
@@ -62,3 +66,51 @@ CROSS JOIN LATERAL (SELECT t.* FROM hrwsi.processing_task t WHERE t.id = j.task_
 CROSS JOIN LATERAL (SELECT i.* FROM hrwsi.input i WHERE i.id = t.input_id OFFSET 0) i
 JOIN hrwsi.processing_routine r ON r.name = t.routine
 CROSS JOIN LATERAL (SELECT p.command, p.image FROM hrwsi.task_program p WHERE p.task_id = t.id OFFSET 0) p;
+
+CREATE OR REPLACE FUNCTION hrwsi.raise_deadline_alerts() RETURNS TABLE (at_risk integer, missed integer)
+LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
+    WITH missed AS (
+        -- One INSERT (migration 0079: two kept the alert's subject, its body's task line and the rule of
+        -- one alert per task in step by hand) for the tasks of two reads, each through its own index: a task
+        -- not done past its deadline, and one processed after its deadline between two checks, never told
+        -- otherwise (found by exploratory testing; migration 0066), within the hour after it ended.
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'deadline_missed', format('hrwsi: task %s (%s) missed its deadline', t.id, t.routine),
+               format('Task %s (routine %s, lane %s, tile %s, input %s) was due at %s and ',
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at))
+               || CASE WHEN t.state = 'processed'
+                       THEN format('was processed at %s, %s late. `hrwsi timeliness` shows how late products are.',
+                                   hrwsi.utc_text(t.finished_at), hrwsi.duration_text(t.finished_at - t.deadline_at))
+                       ELSE format('is still %s%s. `hrwsi task show %s` tells why; `hrwsi timeliness` shows how late '
+                                   'products are.', t.state, coalesce(' (' || t.state_reason || ')', ''), t.id) END,
+               t.id, t.routine
+        FROM (SELECT t.* FROM processing_task t
+              WHERE t.deadline_at <= now() AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+              UNION ALL
+              SELECT t.* FROM processing_task t
+              WHERE t.state = 'processed' AND t.finished_at > now() - interval '1 hour'
+                AND t.finished_at > t.deadline_at) t
+        JOIN input i ON i.id = t.input_id
+        WHERE NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_missed')
+        ORDER BY t.deadline_at, t.id
+        ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
+        RETURNING id
+    ), at_risk AS (
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
+               format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
+                      '(%s late); it is %s. Add capacity, or hold less urgent work.',
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at),
+                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.deadline_at), t.state),
+               t.id, t.routine
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at
+          AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+          AND t.state IN ('planned', 'dispatched', 'queued', 'running')
+          AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_at_risk')
+        ORDER BY t.deadline_at, t.id
+        ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM at_risk)::integer, (SELECT count(*) FROM missed)::integer
+$$;

@@ -220,3 +220,11 @@ def test_alert_texts_say_times_in_utc_and_lateness_as_people_read_it_whatever_th
 ])
 def test_a_duration_in_the_databases_sentences_reads_as_people_say_it(db, span, said):
     assert db.execute("SELECT hrwsi.duration_text(%s::interval)", (span,)).fetchone()[0] == said
+
+
+def test_the_deadline_missed_alert_is_written_by_one_insert(world):
+    """Two INSERTs (a task still not done, one processed late) kept the alert's subject, its body's task
+    line and the rule of one alert per task in step by hand."""
+    (source,) = world.execute("SELECT prosrc FROM pg_proc WHERE oid = 'hrwsi.raise_deadline_alerts()'::regprocedure"
+                              ).fetchone()
+    assert source.count("INSERT INTO alert") == 2 and source.count("'deadline_missed', format(") == 1
