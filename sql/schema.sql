@@ -565,9 +565,9 @@ CREATE TABLE hrwsi.job (
     )),
     routine_version  text,            -- the command or image the attempt ran (reprocessing keeps them apart)
     -- Unique per claim (each claim inserts its own row), put in the Nomad job's Meta (hrwsi_claim): a job
-    -- found on the attempt's ID is this claim's own registration only when it carries it (migration 0079:
+    -- found on the attempt's ID is this claim's own registration only when it carries it (migration 0080:
     -- after a restore from an older backup, the jobs of the work done since hold the reused IDs). NULL
-    -- on rows claimed before 0079.
+    -- on rows claimed before 0080.
     claim_token      uuid DEFAULT gen_random_uuid(),
     CONSTRAINT job_is_unique_per_task_attempt UNIQUE (task_id, attempt),
     CONSTRAINT job_backend_job_id_is_unique UNIQUE (backend, backend_job_id)
@@ -1045,7 +1045,7 @@ $$;
 CREATE FUNCTION hrwsi.raise_deadline_alerts() RETURNS TABLE (at_risk integer, missed integer)
 LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
     WITH missed AS (
-        -- One INSERT (migration 0079: two kept the alert's subject, its body's task line and the rule of
+        -- One INSERT (migration 0080: two kept the alert's subject, its body's task line and the rule of
         -- one alert per task in step by hand) for the tasks of two reads, each through its own index: a task
         -- not done past its deadline, and one processed after its deadline between two checks, never told
         -- otherwise (found by exploratory testing; migration 0066), within the hour after it ended.

@@ -164,7 +164,7 @@ SELECT job, work_waiting FROM hrwsi.dispatch($1, $2, $3, $4, $5);
 
 -- name: record_backend_job_id
 -- The backend runs a claimed attempt under another job ID than dispatch made (a job this database does
--- not know held that one: NomadBackend, migration 0079): recorded while the job is active and ours,
+-- not know held that one: NomadBackend, migration 0080): recorded while the job is active and ours,
 -- fenced by our lease; no row when it is not.
 UPDATE hrwsi.job SET backend_job_id = $4
 WHERE id = $3 AND owner = $1 AND state IN ('submitted', 'queued', 'running') AND hrwsi.lease_is_fresh($1, $2)

@@ -1046,7 +1046,7 @@ async def test_an_adopter_follows_the_job_its_claim_registered_on_either_id_and_
 
 
 async def test_an_attempt_without_a_claim_token_is_lost_on_a_job_it_did_not_register(nomad: Target):
-    # A spec without a claim token (a job row claimed before migration 0079) has no ID of its own to go to:
+    # A spec without a claim token (a job row claimed before migration 0080) has no ID of its own to go to:
     # a job on its ID that its first start did not register is neither followed nor purged, the attempt lost.
     installation = str(uuid.uuid4())
     old_backend, new_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)

@@ -119,7 +119,7 @@ class JobSpec:
     manifest: str | None = None
     lane: str | None = None
     # The job row's claim token (hrwsi.job.claim_token), unique per claim: a backend that finds a job on
-    # `job_id` tells its own registration of this very attempt by it. None: a row claimed before 0079.
+    # `job_id` tells its own registration of this very attempt by it. None: a row claimed before 0080.
     claim: str | None = None
 
     @property

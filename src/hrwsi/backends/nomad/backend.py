@@ -194,7 +194,7 @@ class NomadBackend(Backend):
                 logger.debug("could not create the directories of %s here (not a shared filesystem?): %s",
                              spec.job_id, error)
         flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
-        # (a spec without a claim token, a row claimed before migration 0079 or a test's: a random one
+        # (a spec without a claim token, a row claimed before migration 0080 or a test's: a random one
         # on its first start, which an adopter cannot know; adopted, such a job is judged by _is_ours)
         claim = spec.claim or (uuid.uuid4().hex if first_start else None)
         if not self._jobs_index_floor:
@@ -278,7 +278,7 @@ class NomadBackend(Backend):
     def _is_this_claims(self, job: dict, spec: JobSpec, claim: str | None) -> bool:
         """Whether a job found on spec.job_id is this claim's own registration: a launcher that crashed
         between registering it and recording it, a registration whose answer was lost, an adoption (ADR
-        0002): when it carries this claim's token. An adoption of a row claimed before migration 0079
+        0002): when it carries this claim's token. An adoption of a row claimed before migration 0080
         (no token; its job registered by the hrwsi before, which left it running) judges it as that
         hrwsi did (_is_ours)."""
         if claim is None:
@@ -328,7 +328,7 @@ class NomadBackend(Backend):
 
     def _refuse_a_job_not_ours(self, job: dict, spec: JobSpec) -> None:
         """A job this database does not know holds the attempt's ID, and the attempt has no ID of its own
-        to go to (no claim token: a spec claimed before migration 0079), or that one is taken too.
+        to go to (no claim token: a spec claimed before migration 0080), or that one is taken too.
         Following it would record its outcome as this attempt's, purging it would delete a job not ours:
         neither; the attempt is lost (not the routine's fault) and the task retried as a new attempt."""
         self._not_ours.add(spec.job_id)

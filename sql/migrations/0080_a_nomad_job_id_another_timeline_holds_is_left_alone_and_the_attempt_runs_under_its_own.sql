@@ -1,4 +1,4 @@
--- hrwsi schema, version 79: a Nomad job ID taken by a job this database does not know is left alone,
+-- hrwsi schema, version 80: a Nomad job ID taken by a job this database does not know is left alone,
 -- and the attempt runs under an ID of its own.
 --
 -- Job IDs are deterministic (hrwsi-<routine>-<task>-<attempt>, ADR 0002), so that a launcher that
@@ -70,7 +70,7 @@ CROSS JOIN LATERAL (SELECT p.command, p.image FROM hrwsi.task_program p WHERE p.
 CREATE OR REPLACE FUNCTION hrwsi.raise_deadline_alerts() RETURNS TABLE (at_risk integer, missed integer)
 LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
     WITH missed AS (
-        -- One INSERT (migration 0079: two kept the alert's subject, its body's task line and the rule of
+        -- One INSERT (migration 0080: two kept the alert's subject, its body's task line and the rule of
         -- one alert per task in step by hand) for the tasks of two reads, each through its own index: a task
         -- not done past its deadline, and one processed after its deadline between two checks, never told
         -- otherwise (found by exploratory testing; migration 0066), within the hour after it ended.
