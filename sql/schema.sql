@@ -974,7 +974,13 @@ CREATE TABLE hrwsi.service_instance (
     -- running services without a word; `hrwsi status` and the dashboard compute it again on their host
     -- and say "code on disk changed since SERVICE started: restart it". NULL: a version before them.
     code_dir         text,
-    code_fingerprint text
+    code_fingerprint text,
+    -- (migration 0079) The identity of its process (hrwsi.process_identity): "BOOT_ID PIDNS TIMENS
+    -- START_TICKS". A new instance of the same kind on the same host, in the same kernel and namespaces,
+    -- that finds this pid not alive or another process ends the lease at once, as its expiry would: a
+    -- launcher restarted after a kill -9 waited the dead one's lease (30 s) before its jobs, which held
+    -- their workers' capacity, were adopted (found by exploratory testing). NULL: no lease is taken over.
+    process_identity text
 );
 
 -- =============================================================================================

@@ -245,10 +245,29 @@ SELECT hrwsi.take_backend_scope($1, $2, $3);
 -- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
 -- Returns the database's now(), which the service measures its clock against (DatabaseClock).
 -- $7, $8: where its hrwsi package is and the fingerprint of its files at start (migration 0074).
-INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, site, code_dir, code_fingerprint)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+-- $9: the identity of its process (hrwsi.process_identity, migration 0079).
+INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, site, code_dir, code_fingerprint, process_identity)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 RETURNING heartbeat_at;
+
+-- name: leases_of_this_host
+-- The other instances of kind $1 on host $2 whose lease ($4 s) is fresh and whose process is identified
+-- (migration 0079): a new instance checks whether each is alive (hrwsi.process_identity.verdict). $3:
+-- the caller's own identity.
+SELECT id, pid, process_identity, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
+FROM hrwsi.service_instance
+WHERE kind = $1 AND host = $2 AND id <> $3 AND process_identity IS NOT NULL
+  AND heartbeat_at > now() - make_interval(secs => $4);
+
+-- name: take_over_dead_lease
+-- End the lease of an instance proven dead (hrwsi.process_identity.verdict), as its expiry would: its
+-- heartbeat set back by the lease ($4 s), so that every check of a lease (adoption, fencing, the harvest
+-- sources it claimed, status) finds it lapsed. Only while it is the process that was judged ($2 its pid,
+-- $3 its identity) and still fresh. One row back: taken over.
+UPDATE hrwsi.service_instance SET heartbeat_at = now() - make_interval(secs => $4)
+WHERE id = $1 AND pid = $2 AND process_identity = $3 AND heartbeat_at > now() - make_interval(secs => $4)
+RETURNING id;
 
 -- name: renew_lease
 -- Renew only a lease that has not lapsed; no row back means it lapsed (or was removed): the

@@ -80,7 +80,8 @@ async def test_a_level_whose_tasks_cannot_be_planned_is_set_aside_and_the_next_l
                   SELECT 'old', '/old/' || g FROM generate_series(1, 50) g""")
     orchestrator = Orchestrator(pool, settings)
     orchestrator.plan_after_s = 0.0
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None, None, None)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
+                       None, None, None, None)
     rounds = 1
     while await orchestrator.plan():
         rounds += 1

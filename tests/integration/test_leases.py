@@ -212,3 +212,33 @@ async def test_a_notification_queue_past_half_full_is_the_services_problem_namin
     assert f"the oldest open transaction is pid {pid}" in problem and f"pg_terminate_backend({pid})" in problem
     assert [r.levelname for r in caplog.records if "notification queue is 73%" in r.getMessage()] == ["WARNING"]
     assert service._queue_problem is None, "emptied (its real reading): said no more"
+
+
+async def test_a_new_instance_takes_over_only_the_leases_of_this_hosts_instances_proven_dead(db, database_url, settings):
+    """A launcher restarted after a kill -9 waited the dead one's lease (found by exploratory testing): a
+    new instance of the same kind on the same host takes over the lease of one whose pid is another
+    process now (reused), never that of a live one, nor one whose process cannot be identified."""
+    import dataclasses
+    import socket
+    import subprocess
+
+    from hrwsi import process_identity
+    if process_identity.identity() is None:
+        pytest.skip("this platform's /proc cannot tell")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        place, started = process_identity._place(), process_identity._stat(live.pid)[1]
+        rows = {"live": f"{place} {started}", "reused": f"{place} {int(started) - 100}", "unidentified": None}
+        for instance, identity in rows.items():
+            db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, process_identity)
+                          VALUES (%s, 'launcher', %s, %s, %s)""", (instance, socket.gethostname(), live.pid, identity))
+        long_lease = dataclasses.replace(settings, lease_timeout_s=60.0, heartbeat_s=5.0)
+        async with running(database_url, ["launcher"], long_lease):
+            await wait_until(database_url, "SELECT NOT hrwsi.lease_is_fresh('reused', 60)", timeout=10)
+            await asyncio.sleep(0.5)  # (its registration is over: it took over what it would)
+            fresh = dict(db.execute("SELECT id, hrwsi.lease_is_fresh(id, 60) FROM hrwsi.service_instance "
+                                    "WHERE id = ANY (%s)", (list(rows),)).fetchall())
+        assert fresh == {"live": True, "reused": False, "unidentified": True}
+    finally:
+        live.kill()
+        live.wait()

@@ -27,9 +27,9 @@ while not (flags / 'release').exists():
 """
 
 
-def launcher_process(database_url: str, home, flags) -> subprocess.Popen:
+def launcher_process(database_url: str, home, flags, lease_s: float = 2) -> subprocess.Popen:
     env = {**os.environ, "HRWSI_DATABASE_URL": database_url, "HRWSI_HOME": str(home), "HRWSI_BACKEND": "local",
-           "HRWSI_HEARTBEAT_S": "0.5", "HRWSI_LEASE_TIMEOUT_S": "2", "HRWSI_BACKSTOP_POLL_S": "0.5",
+           "HRWSI_HEARTBEAT_S": "0.5", "HRWSI_LEASE_TIMEOUT_S": str(lease_s), "HRWSI_BACKSTOP_POLL_S": "0.5",
            "HRWSI_RETRY_BACKOFF_S": "0.05", "ADOPTION_FLAGS": str(flags)}
     log = open(home / "launcher.log", "ab")
     try:
@@ -113,3 +113,36 @@ async def test_an_outcome_queued_under_a_lapsed_identity_is_dropped_not_recorded
         await asyncio.gather(launcher._writer, return_exceptions=True)
     assert db.execute("SELECT state, owner FROM hrwsi.job").fetchall() == [("processed", "new")]
     assert db.execute("SELECT path FROM hrwsi.product").fetchall() == [("/data/p.txt",)]
+
+
+async def test_a_launcher_restarted_after_a_kill_takes_the_dead_ones_jobs_without_waiting_for_its_lease(
+        db, database_url, settings, configure, tmp_path, monkeypatch, caplog):
+    """A launcher killed with kill -9 and restarted at once waited the dead one's lease (30 s) before it
+    adopted its jobs, which held their workers' capacity meanwhile: near-real-time inputs waited behind
+    them (found by exploratory testing). The dead one's process is gone: its lease is taken over at once,
+    its job adopted, and its attempt runs once."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    configure(single_routine_configuration([sys.executable, "-c", ROUTINE]))
+    first = launcher_process(database_url, home, flags, lease_s=60)  # (long: waiting for it fails the test)
+    try:
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'", timeout=60)
+        dead = db.execute("SELECT owner FROM hrwsi.job").fetchone()[0]
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    monkeypatch.setenv("ADOPTION_FLAGS", str(flags))
+    restarted = dataclasses.replace(settings, lease_timeout_s=60.0, heartbeat_s=5.0)
+    started = time.monotonic()
+    async with running(database_url, ["launcher"], restarted, backend="local") as (launcher,):
+        await wait_until(database_url, "SELECT bool_and(owner = $1) FROM hrwsi.job", launcher.instance_id, timeout=10)
+        assert time.monotonic() - started < 10, "taken over at once, not after the 60 s lease"
+        (flags / "release").touch()
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task", timeout=30)
+    assert db.execute("SELECT attempt, state FROM hrwsi.job").fetchall() == [(1, "processed")]
+    assert (flags / "runs").read_text().count("\n") == 1, "the routine ran once"
+    said = [r.getMessage() for r in caplog.records if "took over the lease" in r.getMessage()]
+    assert len(said) == 1 and dead in said[0] and "no process has its pid" in said[0], said

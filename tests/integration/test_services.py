@@ -69,9 +69,9 @@ async def test_planning_left_to_the_launchers_fast_path_reads_none_of_the_tasks_
         orchestrator = Orchestrator(pool, settings)
         orchestrator.plan_after_s = 0.0  # every pending task is old enough to plan
         await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
-                           None, None, None)
+                           None, None, None, None)
         await pool.execute(query("register_instance"), "launcher-1", "launcher", "here", 1, "test",  # a fresh lease
-                           None, None, None)
+                           None, None, None, None)
         assert await orchestrator.plan() is False
         assert sum(rows_read) < 10, rows_read
         assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'pending'").fetchone()[0] == 3000
@@ -437,7 +437,8 @@ async def _planned_start_of_new_work_after(db, pool, settings, held_since: str, 
     insert_inputs(db, 1, start=1)
     orchestrator = Orchestrator(pool, settings)
     orchestrator.plan_after_s = 0.0
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None, None, None)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
+                       None, None, None, None)
     while await orchestrator.plan():
         pass
     start = db.execute("""SELECT extract(epoch FROM planned_start - now()) FROM hrwsi.processing_task
@@ -489,7 +490,8 @@ async def test_a_running_task_holds_the_size_it_was_dispatched_with_in_the_next_
     insert_inputs(db, 3, start=1)
     orchestrator = Orchestrator(pool, settings)
     orchestrator.plan_after_s = 0.0
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None, None, None)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
+                       None, None, None, None)
     while await orchestrator.plan():
         pass
     starts = [row[0] for row in db.execute("""SELECT extract(epoch FROM planned_start - now())::float8
@@ -536,7 +538,8 @@ async def test_a_task_too_young_for_a_round_and_old_enough_when_it_ends_gets_a_l
     await asyncio.sleep(0.45)
     insert_inputs(db, 1, start=1)  # 0.2 s old when the round starts, 0.5 s when it ends
     await asyncio.sleep(0.2)
-    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test", None, None, None)
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
+                       None, None, None, None)
     assert not await orchestrator.plan()
     states = [state for (state,) in db.execute("SELECT state FROM hrwsi.processing_task ORDER BY id")]
     assert states == ["planned", "pending"]
