@@ -2871,26 +2871,36 @@ BEGIN
         -- after them; a statement of its own, so that it follows the links just made. A planned one is
         -- planned again: its plan was made for its old lane, behind the rest of that lane's work, and
         -- the urgent task was planned after it (found by exploratory testing: "40 min late" alerted
-        -- at risk for a scene that ended on time; migration 0075).
+        -- at risk for a scene that ended on time; migration 0075). They take its deadline too, when it
+        -- has one and theirs is later or none (migration 0079): they must run first for it to run at
+        -- all, and without one they were served after every urgent task with a deadline and, among
+        -- back-fill aged to priority 0 (promote_aged_tasks), by age: a fresh scene behind 20 aged
+        -- archive scenes missed its deadline (found by exploratory testing). So a task already as urgent
+        -- (aged) passes the deadline on down the series too. Aged work without a deadline stays behind
+        -- work with one (the serving order's deadline_at NULLS LAST).
         EXECUTE $q$
             WITH RECURSIVE waiting AS (
-                SELECT d.id, u.priority, u.waiter
-                FROM (SELECT t.id AS waiter, t.priority, t.depends_on
+                SELECT d.id, u.priority, u.deadline_at, u.waiter
+                FROM (SELECT t.id AS waiter, t.priority, t.deadline_at, t.depends_on
                       FROM processing_task t JOIN new_rows n ON n.id = t.input_id
                       WHERE t.depends_on IS NOT NULL
                       UNION ALL
-                      SELECT s.id, s.priority, s.depends_on
+                      SELECT s.id, s.priority, s.deadline_at, s.depends_on
                       FROM processing_task f JOIN new_rows n ON n.id = f.input_id
                       JOIN processing_task s ON s.depends_on = f.id) u
                 JOIN processing_task d ON d.id = u.depends_on
-                WHERE d.priority > u.priority AND d.state IN ('pending', 'planned')
+                WHERE (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
+                  AND d.state IN ('pending', 'planned')
                 UNION
-                SELECT d.id, w.priority, w.waiter
+                SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter
                 FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
-                WHERE d.priority > w.priority AND d.state IN ('pending', 'planned')
+                WHERE (d.priority > least(w.priority, p.priority)
+                       OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
+                  AND d.state IN ('pending', 'planned')
             )
             UPDATE processing_task t
-            SET priority = w.priority,
+            SET priority = least(t.priority, w.priority),
+                deadline_at = least(t.deadline_at, w.deadline_at),
                 state = 'pending',
                 worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
                 planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
@@ -2899,8 +2909,9 @@ BEGIN
                                     THEN format('near-real-time task %s of its time series waits for it: served as '
                                                 'urgently, planned again', w.waiter)
                                     ELSE t.state_reason END
-            FROM (SELECT id, min(priority) AS priority, min(waiter) AS waiter FROM waiting GROUP BY id) w
-            WHERE t.id = w.id AND t.priority > w.priority $q$;
+            FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter
+                  FROM waiting GROUP BY id) w
+            WHERE t.id = w.id AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
         -- no routine upstream (a back-fill of harvested inputs) pays nothing more.

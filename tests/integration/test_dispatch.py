@@ -2,6 +2,7 @@
 
 import functools
 import threading
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -1399,3 +1400,24 @@ def test_a_series_tasks_reason_says_an_upstream_task_that_ended_has_ended(world)
         assert "ended processed; the orchestrator releases this wait within a minute" in said()
     finally:
         world.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER USER")
+
+
+@pytest.mark.parametrize("predecessor", ["back-fill", "aged back-fill"])
+def test_the_back_fill_a_fresh_scene_waits_for_takes_its_deadline_and_goes_before_aged_back_fill(world, predecessor):
+    """Found by exploratory testing: a fresh scene of a series waited behind 20 archive scenes aged to priority 0
+    and missed its deadline. The back-fill before it in its series took its priority and no deadline (or,
+    aged itself, nothing): served as aged back-fill is, by age, after the 20. It takes the fresh scene's
+    deadline (it must run first for the scene to run at all); aged work without a deadline stays behind."""
+    routine(world, sequential=True)
+    routine(world, name="bulk")  # (other back-fill, not a series: every task of it ready at once)
+    world.execute("UPDATE hrwsi.processing_condition SET deadline = interval '3 hours'")
+    aged = add(world, "bulk", count=20, measured="2026-01-01T00:00Z", lane="archive")
+    before = add(world, count=1, tile="32TPR", measured="2026-01-01T00:00Z", lane="archive")
+    world.execute("UPDATE hrwsi.processing_task SET created_at = now() - interval '7 hours' WHERE id = ANY (%s)",
+                  (aged + (before if predecessor == "aged back-fill" else []),))
+    world.execute(query("promote_aged_tasks"))
+    [fresh] = add(world, count=1, tile="32TPR", measured=datetime.now(UTC) - timedelta(minutes=5))
+    rows = {r[0]: r[1:] for r in world.execute("SELECT id, priority, deadline_at FROM hrwsi.processing_task")}
+    assert rows[before[0]] == rows[fresh], "the fresh scene's priority and deadline"
+    assert {rows[t] for t in aged} == {(0, None)}, "aged back-fill: urgent, without a deadline"
+    assert dispatch(world, max_jobs=1) == [(before[0], "w1")], "before the aged back-fill"
