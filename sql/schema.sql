@@ -975,7 +975,7 @@ CREATE TABLE hrwsi.service_instance (
     -- and say "code on disk changed since SERVICE started: restart it". NULL: a version before them.
     code_dir         text,
     code_fingerprint text,
-    -- (migration 0079) The identity of its process (hrwsi.process_identity): "BOOT_ID PIDNS TIMENS
+    -- (migration 0081) The identity of its process (hrwsi.process_identity): "BOOT_ID PIDNS TIMENS
     -- START_TICKS". A new instance of the same kind on the same host, in the same kernel and namespaces,
     -- that finds this pid not alive or another process ends the lease at once, as its expiry would: a
     -- launcher restarted after a kill -9 waited the dead one's lease (30 s) before its jobs, which held
@@ -2872,7 +2872,7 @@ BEGIN
         -- planned again: its plan was made for its old lane, behind the rest of that lane's work, and
         -- the urgent task was planned after it (found by exploratory testing: "40 min late" alerted
         -- at risk for a scene that ended on time; migration 0075). They take its deadline too, when it
-        -- has one and theirs is later or none (migration 0079): they must run first for it to run at
+        -- has one and theirs is later or none (migration 0081): they must run first for it to run at
         -- all, and without one they were served after every urgent task with a deadline and, among
         -- back-fill aged to priority 0 (promote_aged_tasks), by age: a fresh scene behind 20 aged
         -- archive scenes missed its deadline (found by exploratory testing). So a task already as urgent

@@ -245,7 +245,7 @@ SELECT hrwsi.take_backend_scope($1, $2, $3);
 -- Idempotent: an INSERT whose answer was lost with its connection is simply done again.
 -- Returns the database's now(), which the service measures its clock against (DatabaseClock).
 -- $7, $8: where its hrwsi package is and the fingerprint of its files at start (migration 0074).
--- $9: the identity of its process (hrwsi.process_identity, migration 0079).
+-- $9: the identity of its process (hrwsi.process_identity, migration 0081).
 INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, site, code_dir, code_fingerprint, process_identity)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
@@ -253,7 +253,7 @@ RETURNING heartbeat_at;
 
 -- name: leases_of_this_host
 -- The other instances of kind $1 on host $2 whose lease ($4 s) is fresh and whose process is identified
--- (migration 0079): a new instance checks whether each is alive (hrwsi.process_identity.verdict). $3:
+-- (migration 0081): a new instance checks whether each is alive (hrwsi.process_identity.verdict). $3:
 -- the caller's own identity.
 SELECT id, pid, process_identity, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age_s
 FROM hrwsi.service_instance

@@ -1,4 +1,4 @@
--- hrwsi schema, version 79: a service instance records the identity of its process, so that a new
+-- hrwsi schema, version 81: a service instance records the identity of its process, so that a new
 -- instance of its kind on its host can prove it dead and take its lease over at once; and the tasks a
 -- near-real-time scene waits for in its time series take its deadline with its priority.
 --
@@ -287,7 +287,7 @@ BEGIN
         -- planned again: its plan was made for its old lane, behind the rest of that lane's work, and
         -- the urgent task was planned after it (found by exploratory testing: "40 min late" alerted
         -- at risk for a scene that ended on time; migration 0075). They take its deadline too, when it
-        -- has one and theirs is later or none (migration 0079): they must run first for it to run at
+        -- has one and theirs is later or none (migration 0081): they must run first for it to run at
         -- all, and without one they were served after every urgent task with a deadline and, among
         -- back-fill aged to priority 0 (promote_aged_tasks), by age: a fresh scene behind 20 aged
         -- archive scenes missed its deadline (found by exploratory testing). So a task already as urgent
