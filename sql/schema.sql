@@ -22,6 +22,20 @@
 --   services, alerts and the failure policy, harvest sources and landing files, multi-input
 --   rules, operator functions, notification triggers, timeliness and campaigns, roles and grants.
 
+-- hrwsi needs a UTF-8 database (migration 0079): paths are Unicode text, and the rules refusing invisible
+-- characters in them name Unicode's code points; in a single-byte encoding (SQL_ASCII, LATIN1, WIN1252)
+-- those code points are bytes of other characters, and valid paths (a German or Polish place name) were refused (found by
+-- review).
+DO $$
+BEGIN
+    IF getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'database % is encoded %: hrwsi needs a UTF8 database', current_database(), getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'create one with ENCODING ''UTF8'' (CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0), '
+                         'then pg_dump this one and restore it there (README.md, "Backup and restore")';
+    END IF;
+END $$;
+
 CREATE SCHEMA IF NOT EXISTS hrwsi;
 
 -- =============================================================================================
@@ -2911,7 +2925,12 @@ BEGIN
                                     ELSE t.state_reason END
             FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter
                   FROM waiting GROUP BY id) w
-            WHERE t.id = w.id AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
+            -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
+            -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
+            -- without it the claimed task went back to pending and ran a second attempt beside the first,
+            -- and a cancelled or held one was made pending: found by review, migration 0081)
+            WHERE t.id = w.id AND t.state IN ('pending', 'planned')
+              AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
         -- no routine upstream (a back-fill of harvested inputs) pays nothing more.

@@ -16,6 +16,38 @@
 -- Rows already there that break a new rule are kept: the rule then holds for new rows only (NOT
 -- VALID), and `hrwsi db init` and `hrwsi db check` say so (migration 0066).
 
+-- hrwsi needs a UTF-8 database (migration 0079): paths are Unicode text, and the rules refusing invisible
+-- characters in them name Unicode's code points; in a single-byte encoding (SQL_ASCII, LATIN1, WIN1252)
+-- those code points are bytes of other characters, and valid paths (a German or Polish place name) were refused (found by
+-- review).
+DO $$
+BEGIN
+    IF getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'database % is encoded %: hrwsi needs a UTF8 database', current_database(), getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'create one with ENCODING ''UTF8'' (CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0), '
+                         'then pg_dump this one and restore it there (README.md, "Backup and restore")';
+    END IF;
+END $$;
+
+-- Products made before this migration that break its rules and were not chained yet: the chaining's
+-- UPDATE of chained_at checks every rule of the row, kept NOT VALID or not, and one such row failed each
+-- batch it was in, for ever (found by review). A negative size says nothing: it becomes unknown (NULL);
+-- a path with an invisible character could not become an input: it is set aside as chained, and said.
+UPDATE hrwsi.product SET size_bytes = NULL WHERE size_bytes < 0;
+DO $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE hrwsi.product SET chained_at = now()
+    WHERE chained_at IS NULL
+      AND path ~ '[[:cntrl:]\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        RAISE NOTICE '% product(s) whose path holds an invisible character will not be chained into inputs (an input''s path may not hold one); they are marked chained: SELECT id, path FROM hrwsi.product WHERE path ~ ''[\u200b-\u200f\u2028-\u202e]'' lists most', n;
+    END IF;
+END $$;
+
 ALTER TABLE hrwsi.input DROP CONSTRAINT input_path_has_no_control_characters;
 ALTER TABLE hrwsi.input ADD CONSTRAINT input_path_has_no_control_or_invisible_characters
     CHECK (input_path !~ '[[:cntrl:]\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]') NOT VALID;

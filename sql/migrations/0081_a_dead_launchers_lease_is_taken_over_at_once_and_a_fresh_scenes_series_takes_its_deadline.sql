@@ -326,7 +326,12 @@ BEGIN
                                     ELSE t.state_reason END
             FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter
                   FROM waiting GROUP BY id) w
-            WHERE t.id = w.id AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
+            -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
+            -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
+            -- without it the claimed task went back to pending and ran a second attempt beside the first,
+            -- and a cancelled or held one was made pending: found by review, migration 0081)
+            WHERE t.id = w.id AND t.state IN ('pending', 'planned')
+              AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
         -- no routine upstream (a back-fill of harvested inputs) pays nothing more.

@@ -1421,3 +1421,32 @@ def test_the_back_fill_a_fresh_scene_waits_for_takes_its_deadline_and_goes_befor
     assert rows[before[0]] == rows[fresh], "the fresh scene's priority and deadline"
     assert {rows[t] for t in aged} == {(0, None)}, "aged back-fill: urgent, without a deadline"
     assert dispatch(world, max_jobs=1) == [(before[0], "w1")], "before the aged back-fill"
+
+
+def test_a_task_dispatch_claims_while_a_fresh_scene_makes_its_series_urgent_stays_claimed_and_runs_once(
+        world, database_url):
+    """Found by review (migration 0081): the INSERT of a fresh scene makes the back-fill before it in its
+    series as urgent as itself, and a task it reads as pending in its snapshot may be claimed by dispatch
+    meanwhile. Its UPDATE waited for the claim's lock, then checked the claimed row against its condition
+    of priority alone and put it back to pending: dispatch ran a second attempt beside the first."""
+    routine(world, sequential=True)
+    world.execute("UPDATE hrwsi.processing_condition SET deadline = interval '3 hours'")
+    [first] = add(world, count=1, tile="32TPR", measured="2026-01-01T00:00Z", lane="archive")
+    add(world, count=1, tile="31TCH", measured="2026-01-01T00:00Z", lane="archive")  # (the row the claim reads next)
+    [second] = add(world, count=1, tile="32TPR", measured="2026-01-01T01:00Z", lane="archive")
+    with psycopg.connect(database_url) as claiming:
+        with claiming.transaction():
+            assert dispatch(claiming, max_jobs=1) == [(first, "w1")]  # its claim, not committed yet
+            racer = threading.Thread(target=add, args=(world,),
+                                     kwargs=dict(count=1, tile="32TPR", measured=datetime.now(UTC) - timedelta(minutes=5)))
+            racer.start()
+            racer.join(0.5)
+            assert racer.is_alive(), "the fresh scene's INSERT waits for the claim's lock on the task it makes urgent"
+        racer.join(10)
+    assert not racer.is_alive()
+    state, attempts = world.execute("SELECT state, attempts FROM hrwsi.processing_task WHERE id = %s", (first,)).fetchone()
+    assert (state, attempts) == ("dispatched", 1), "claimed, and left so"
+    dispatch(world)
+    assert world.execute("SELECT count(*) FROM hrwsi.job WHERE task_id = %s", (first,)).fetchone()[0] == 1
+    second_row = world.execute("SELECT state, priority FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone()
+    assert second_row == ("pending", 0), "the task still waiting is as urgent as the fresh scene"

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from hrwsi import migrations
+from hrwsi.database import with_database
 from hrwsi.sql_files import migrations as migration_files
 
 
@@ -248,3 +249,57 @@ def test_the_privilege_statements_are_schema_sqls_roles_grants_and_revokes():
     assert statements.startswith("DO $$") and "CREATE ROLE hrwsi_service NOLOGIN;" in statements
     assert "GRANT UPDATE ON hrwsi.processing_task TO hrwsi_service;" in statements
     assert "CREATE TABLE" not in statements and "CREATE FUNCTION" not in statements
+
+
+def test_products_made_before_migration_0079_that_break_its_rules_do_not_stop_the_chaining(
+        empty_database_url, monkeypatch):
+    """Found by review: migration 0079's new rules of products are kept NOT VALID where old rows break
+    them, yet the chaining's UPDATE of chained_at checks every rule of the row: one old product with a
+    negative size, or an invisible character in its path, failed every batch of the chaining it was in."""
+    from hrwsi.sql_files import query
+
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 79])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+        conn.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+        for name, reads, makes in (("l2a", "L1C", "L2A"), ("snow", "L2A", "FSC")):
+            conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration,
+                            command, input_product_type, output_product_type) VALUES (%s, 1, 100, 10, '1 min',
+                            ARRAY['s'], %s, %s)""", (name, reads, makes))
+            conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, %s)", (reads.lower(), name))
+        conn.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('l1c', '/l1c/a')")
+        task = conn.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+        conn.execute("""INSERT INTO hrwsi.product (task_id, path, product_type, size_bytes) VALUES
+                        (%s, '/out/negative', 'L2A', -1), (%s, '/out/in\u2028visible', 'L2A', 10),
+                        (%s, '/out/good', 'L2A', 10)""", (task, task, task))
+        conn.commit()
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert migrations.migrate(conn)[0].startswith("0079_")
+        conn.commit()
+        conn.execute(query("chain_products").replace("$1", "1000")).fetchone()
+        conn.commit()
+        inputs = {row[0] for row in conn.execute("SELECT input_path FROM hrwsi.input WHERE processing_condition = 'l2a'")}
+        products = dict(conn.execute("SELECT path, size_bytes FROM hrwsi.product").fetchall())
+    assert inputs == {"/out/negative", "/out/good"}, "chained; the invisible one set aside"
+    assert products["/out/negative"] is None, "a negative size is unknown"
+
+
+def test_a_database_that_is_not_utf8_is_refused_with_what_to_do(server_url, tmp_path):
+    """Found by review: migration 0079's rule of invisible characters names Unicode's code points; in a
+    SQL_ASCII or single-byte database they are bytes of other characters, and valid paths (Straße, Łódź)
+    were refused. hrwsi needs UTF8, and says so, whether it installs or upgrades."""
+    from psycopg import sql
+
+    name = f"hrwsi_ascii_{tmp_path.name[-8:].lower()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                     .format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(with_database(server_url, name)) as conn:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="is encoded SQL_ASCII: hrwsi needs a UTF8"):
+                migrations.migrate(conn)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

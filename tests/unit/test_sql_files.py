@@ -36,3 +36,13 @@ def test_a_block_included_by_another_stands_in_it_indented_as_the_line_that_incl
         expand_includes({"a": "-- include: gone"})
     with pytest.raises(ValueError, match="queries include each other: a -> b -> a"):
         expand_includes({"a": "-- include: b", "b": "-- include: a"})
+
+
+def test_the_schema_and_the_migrations_are_ascii_so_that_a_database_of_another_encoding_hears_why_it_is_refused():
+    """schema.sql and migration 0079 refuse a database that is not UTF8 in their first statement; the text
+    after it reaches the server only as its client encoding allows (a SQL_ASCII session could not be sent
+    a comment's "ß"), so they are ASCII: code points are written as escapes."""
+    from hrwsi.sql_files import sql_dir
+
+    for path in [sql_dir() / "schema.sql", *sorted((sql_dir() / "migrations").glob("*.sql"))]:
+        assert path.read_bytes().isascii(), path.name
