@@ -457,3 +457,16 @@ async def test_an_attempt_of_a_supervisor_from_before_log_caps_is_followed_by_a_
         '"routine_pid": 2, "leftover_processes": 0, "error": null}')
     outcome = await LocalBackend(log_cap=2**20).wait(spec, spec.job_id, Progress())
     assert (outcome.state, outcome.exit_code, outcome.message) == ("processed", 0, "exit code 0")
+
+
+def test_an_attempt_whose_log_lost_bytes_to_its_storage_says_how_many_with_its_exit_status():
+    # Found by review: with the log's storage failing, the supervisor now writes the outcome anyway, and
+    # the bytes its log could not keep are counted there.
+    found = {"protocol": 2, "log_bytes": 4_000_000, "log_dropped_bytes": 0, "log_failed_bytes": 3_000_000,
+             "exit_code": 3, "signal": None, "started_at": "2026-12-06T10:00:00.000000+00:00",
+             "finished_at": "2026-12-06T10:00:01.000000+00:00", "timed_out": False, "timeout_s": None,
+             "stopped": False, "routine_pid": 2, "leftover_processes": 0, "error": None}
+    outcome = LocalBackend()._outcome("job", found)
+    assert (outcome.state, outcome.exit_code) == ("internal_error", 3), outcome
+    assert outcome.message.endswith("; 3000000 of the 4000000 bytes it wrote could not be kept in its log: its storage "
+                                    "failed"), outcome.message

@@ -492,3 +492,71 @@ def test_a_log_cap_that_is_not_a_number_of_bytes_gets_the_usage(tmp_path, cap):
                             capture_output=True, text=True, timeout=GUARD_S)
     assert result.returncode == 2 and "argument --log-cap" in result.stderr
     assert not (tmp_path / local_supervisor.STARTED_FILE).exists()
+
+
+# Writes `size` bytes of numbered lines to stdout, then exits with `code`.
+WRITES_AND_EXITS = r"""
+import sys
+size, code = int(sys.argv[1]), int(sys.argv[2])
+line = 0
+while size > 0:
+    text = f"line {line:09d} of the routine's output\n"
+    sys.stdout.write(text)
+    size, line = size - len(text), line + 1
+sys.stdout.flush()
+sys.exit(code)
+"""
+
+
+def run_capped(attempt: Path, cap: int, size: int, code: int, *, prelude: str = "", **popen) -> int:
+    """A supervisor of WRITES_AND_EXITS, `prelude` run before its module is imported; its exit status."""
+    attempt.mkdir(parents=True, exist_ok=True)
+    *python, code_of_main, module = SUPERVISOR_ARGV  # (python -I -S -c CODE PATH)
+    argv = [*python, prelude + code_of_main, module, "--attempt-dir", str(attempt), "--grace", "1",
+            "--log-cap", str(cap), "--", sys.executable, "-c", WRITES_AND_EXITS, str(size), str(code)]
+    with open(attempt / "job.log", "ab") as log:
+        return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, timeout=GUARD_S,
+                              **popen).returncode
+
+
+def test_an_attempt_whose_log_hits_a_file_size_limit_still_writes_its_exit_status(tmp_path):
+    # Found by review: with RLIMIT_FSIZE at 1 MiB on the log, a 4 MiB cap and a routine writing 4 MB then
+    # exiting 3, the write of the summary line raised out of the supervisor (exit status 120, no exit.json):
+    # the attempt was recorded lost and retried, again and again.
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    assert run_capped(tmp_path, 4 << 20, 4_000_000, 3, preexec_fn=limited) == 0
+    found = outcome(tmp_path)
+    assert (found["exit_code"], found["signal"], found["error"]) == (3, None, None)
+    assert found["log_bytes"] >= 4_000_000 and found["log_failed_bytes"] > 2_900_000
+    assert (tmp_path / "job.log").stat().st_size == 1 << 20
+
+
+def test_a_cut_that_fails_on_full_storage_keeps_the_logs_start_and_the_attempts_exit_status(tmp_path):
+    # Found by review: rewriting a log in place takes new blocks on copy-on-write storage and under quotas;
+    # pwrite or copy_file_range failing with ENOSPC inside a cut left the supervisor, which died with the
+    # log half cut and no exit.json. Here both fail as they would on such full storage.
+    full = ("import errno, os\n"
+            "def full(*_):\n    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+            "os.pwrite = os.copy_file_range = full\n")
+    cap, size = 256 * 1024, 4_000_000
+    assert run_capped(tmp_path, cap, size, 3, prelude=full) == 0
+    found = outcome(tmp_path)
+    assert (found["exit_code"], found["signal"], found["error"]) == (3, None, None)
+    lines = (tmp_path / "job.log").read_text().splitlines()
+    head = [line for line in lines if line.startswith("line ")]
+    assert [int(line.split()[1]) for line in head] == list(range(len(head))), "its start, whole lines"
+    assert sum(len(line) + 1 for line in head) <= cap // 4
+    said = lines[len(head):]
+    assert len(said) == 2 and all(line.startswith("[hrwsi supervisor ") for line in said), said
+    assert "the log reached its cap of 262144 bytes (HRWSI_JOB_LOG_MAX_BYTES) and could not be cut (No space " \
+           "left on device)" in said[0], "a line says where and why the rest is not kept"
+    kept = sum(len(line) + 1 for line in head)
+    line = len("line 000000000 of the routine's output\n")
+    assert found["log_bytes"] == -(-size // line) * line
+    assert (found["log_dropped_bytes"], found["log_failed_bytes"]) == (0, found["log_bytes"] - kept)
+    assert f"{found['log_failed_bytes']} bytes of the routine's output could not be written to its log: the log " \
+           "could not be cut at its cap (No space left on device)" in said[1]

@@ -381,6 +381,9 @@ class LocalBackend(Backend):
         if found.get("log_dropped_bytes"):  # (protocol 2; an older supervisor's outcome has no such field)
             cut += (f"; its log reached its cap: {found['log_dropped_bytes']} of the {found.get('log_bytes')} bytes it "
                     "wrote were dropped between its start and its most recent output")
+        if found.get("log_failed_bytes"):  # (protocol 2: a write to the log, or a cut of it, failed)
+            cut += (f"; {found['log_failed_bytes']} of the {found.get('log_bytes')} bytes it wrote could not be kept in "
+                    "its log: its storage failed")
         return JobOutcome.from_exit_code(int(code), started_at=started, finished_at=finished,
                                          detail=f"exit code {code}{_shell_signal_note(int(code))}{note}{cut}")
 

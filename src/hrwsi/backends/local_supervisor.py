@@ -85,9 +85,14 @@ def _now() -> str:
 
 
 def _say(message: str) -> None:
-    """One line in the job log, marked as the supervisor's."""
-    sys.stderr.write(f"[hrwsi supervisor {_now()}] {message}\n")
-    sys.stderr.flush()
+    """One line in the job log, marked as the supervisor's, if its storage takes it: one write(2) to
+    the log's descriptor, whose failure (a full disk, a file size limit) is not the attempt's. (Through
+    sys.stderr, a failed write raised out of the supervisor, and stayed in its buffer to fail again as
+    the interpreter ended: the supervisor died without writing the attempt's outcome, found by review.)"""
+    try:
+        os.write(2, f"[hrwsi supervisor {_now()}] {message}\n".encode(errors="backslashreplace"))
+    except OSError:
+        pass
 
 
 # JSON's escapes for the characters it may not hold as they are; every other character outside
@@ -352,7 +357,13 @@ class CappedLog:
     truncated there. So the log on disk is always readable as it is (`hrwsi logs --follow` and the
     dashboard read it while the routine runs), never more than about `cap` bytes, and each byte is
     copied at most once more. A write that fails (a full disk) drops its bytes and is counted: the
-    routine's pipe is always read, so a routine never blocks nor dies because its log is capped."""
+    routine's pipe is always read, so a routine never blocks nor dies because its log is capped.
+
+    A cut that fails (rewriting in place takes new blocks on copy-on-write storage and under quotas:
+    ENOSPC from pwrite or copy_file_range, found by review) raises nothing: the log is truncated to its
+    head and one line saying why the rest is not kept, the cuts stop, and every later byte is dropped
+    and counted as failed. Its error had left the supervisor, which died with the log half cut and no
+    outcome: the attempt was recorded lost and retried, again and again while the disk stayed full."""
 
     def __init__(self, out: int, cap: int):
         self.out = out
@@ -370,10 +381,14 @@ class CappedLog:
         self.dropped = 0  # bytes of them no longer in the log
         self.failed = 0  # bytes a write could not keep (full or failing storage)
         self.failure: str | None = None
+        self.cut_failed = False  # a cut failed: the log keeps its head, and the routine's output is dropped
         self._rewriter: int | None = None  # the log opened again, not for appending (pwrite, truncate)
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
+        if self.cut_failed:
+            self.failed += len(data)
+            return
         try:
             view = memoryview(data)
             while view:
@@ -385,52 +400,94 @@ class CappedLog:
             self.failure = self.failure or (error.strerror or str(error))
             return
         if self.size - self.base >= self.cap:
-            self.size = os.fstat(self.out).st_size  # (with the supervisor's own lines)
-            if self.size - self.base >= self.cap:
-                self._cut()
+            try:
+                self.size = os.fstat(self.out).st_size  # (with the supervisor's own lines)
+                if self.size - self.base >= self.cap:
+                    self._cut()
+            except OSError as error:
+                self._stop_cutting(error)
+
+    def _find_head_end(self) -> int:
+        """Where the head ends: after the last whole line in the cap's first quarter (read through the
+        rewriter: the log's own descriptor may be open for writing only)."""
+        end = self.base + self.head
+        if self._rewriter is None:
+            return end
+        start = max(self.base, end - LINE_SEARCH)
+        found = os.pread(self._rewriter, end - start, start).rfind(b"\n")
+        return start + found + 1 if found >= 0 else end
 
     def _cut(self) -> None:
-        if self._rewriter is None:
-            try:  # (pwrite on a descriptor opened for appending appends, and copy_file_range refuses one)
-                self._rewriter = os.open(f"/proc/self/fd/{self.out}", os.O_RDWR | os.O_CLOEXEC)
-            except OSError as error:
-                self.failure = self.failure or f"the log cannot be cut: {error.strerror or error}"
-                self.cap = 1 << 62  # (nothing more can be done: it grows, as without a cap)
-                return
+        if self._rewriter is None:  # (pwrite on a descriptor opened for appending appends, and
+            # copy_file_range refuses one)
+            self._rewriter = os.open(f"/proc/self/fd/{self.out}", os.O_RDWR | os.O_CLOEXEC)
         rewriter, size = self._rewriter, self.size
-        if self.head_end is None:  # the first cut: the head ends after the last whole line in it
-            end = self.base + self.head
-            start = max(self.base, end - LINE_SEARCH)
-            found = os.pread(rewriter, end - start, start).rfind(b"\n")
-            self.head_end = start + found + 1 if found >= 0 else end
+        if self.head_end is None:  # the first cut
+            self.head_end = self._find_head_end()
         kept_from = size - self.keep  # the kept tail starts at a line, if one starts soon enough
         found = os.pread(rewriter, min(LINE_SEARCH, self.keep), kept_from).find(b"\n")
         if found >= 0:
             kept_from += found + 1
-        self.dropped += kept_from - (self.head_end + self.marker_length)
+        dropped = self.dropped + kept_from - (self.head_end + self.marker_length)
         marker = (f"[hrwsi supervisor {_now()}] the log reached its cap of {self.cap} bytes "
-                  f"(HRWSI_JOB_LOG_MAX_BYTES): {self.dropped} bytes of the routine's output were dropped here; "
+                  f"(HRWSI_JOB_LOG_MAX_BYTES): {dropped} bytes of the routine's output were dropped here; "
                   "above: the start of its output, below: its most recent output\n").encode()[:MARKER_ROOM]
         os.pwrite(rewriter, marker, self.head_end)
         _copy_within(rewriter, kept_from, self.head_end + len(marker), size - kept_from)
-        self.marker_length = len(marker)
+        os.ftruncate(rewriter, self.head_end + len(marker) + size - kept_from)
+        self.dropped, self.marker_length = dropped, len(marker)  # (once the cut is whole: _stop_cutting counts)
         self.size = self.head_end + len(marker) + size - kept_from
-        os.ftruncate(rewriter, self.size)
+
+    def _stop_cutting(self, error: OSError) -> None:
+        """A cut failed: keep the head and one line saying why nothing more is kept; cut no more."""
+        self.cut_failed = True
+        why = error.strerror or str(error)
+        self.failure = f"the log could not be cut at its cap ({why}): it keeps its start only"
+        try:
+            if self.head_end is None:
+                try:
+                    self.head_end = self._find_head_end()
+                except OSError:
+                    self.head_end = self.base + self.head
+            os.ftruncate(self.out, self.head_end)  # (frees what the cut needed, whatever it left)
+        except OSError as also:
+            self.failure = (f"the log could not be cut at its cap ({why}) nor truncated to its start "
+                            f"({also.strerror or also}): what it holds past its cap is not known")
+            return
+        # Bytes the log no longer holds: those of earlier cuts stay dropped; the rest failed.
+        self.failed = max(self.failed, self.written - self.dropped - (self.head_end - self.base))
+        self.marker_length = 0
+        self.size = self.head_end
+        marker = (f"[hrwsi supervisor {_now()}] the log reached its cap of {self.cap} bytes "
+                  f"(HRWSI_JOB_LOG_MAX_BYTES) and could not be cut ({why}): the routine's output is not kept "
+                  f"from here on ({self.dropped + self.failed} bytes so far; {self.dropped} of them dropped "
+                  "by earlier cuts); above: the start of its output\n").encode()[:MARKER_ROOM]
+        try:
+            self.size += os.write(self.out, marker)  # (appended: at the head's end)
+            self.marker_length = len(marker)
+        except OSError:
+            pass
 
     def summary(self) -> str | None:
         """The line that ends a capped log (None when nothing was dropped)."""
         said = []
-        if self.dropped:
+        if self.dropped and not self.cut_failed:
             said.append(f"the routine wrote {self.written} bytes; its log kept the start and the most recent "
                         f"(cap {self.cap} bytes): {self.dropped} bytes were dropped after its first "
                         f"{self.head_end - self.base} bytes, where a line says so")
+        elif self.cut_failed:
+            said.append(f"the routine wrote {self.written} bytes; its log reached its cap of {self.cap} bytes and keeps "
+                        f"its start only, where a line says so ({self.dropped} bytes dropped by the cuts before)")
         if self.failed:
             said.append(f"{self.failed} bytes of the routine's output could not be written to its log: {self.failure}")
         return "; ".join(said) or None
 
     def close(self) -> None:
         if self._rewriter is not None:
-            os.close(self._rewriter)
+            try:
+                os.close(self._rewriter)
+            except OSError:  # (a deferred write error on network storage: the log's, not the attempt's)
+                pass
             self._rewriter = None
 
 
