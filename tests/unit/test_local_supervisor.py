@@ -560,3 +560,37 @@ def test_a_cut_that_fails_on_full_storage_keeps_the_logs_start_and_the_attempts_
     assert (found["log_dropped_bytes"], found["log_failed_bytes"]) == (0, found["log_bytes"] - kept)
     assert f"{found['log_failed_bytes']} bytes of the routine's output could not be written to its log: the log " \
            "could not be cut at its cap (No space left on device)" in said[1]
+
+
+
+def test_a_writer_outside_the_attempt_that_never_pauses_keeps_its_output_read_for_the_grace_period_at_most(
+        tmp_path, monkeypatch, capfd):
+    # Found by review: after the attempt's processes had all ended, the supervisor read its pipe for as long
+    # as it stayed readable, and a writer outside the attempt's tree (a descriptor the routine passed on, or
+    # any process without a subreaper) that never paused kept it so: no outcome, and no timeout checked there.
+    # Here the pipe is written to again after each of the supervisor's reads, so it is never found empty.
+    reader, writer = os.pipe()
+    os.set_blocking(reader, False)
+    log = os.open(tmp_path / "job.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    supervisor = local_supervisor.Supervisor.__new__(local_supervisor.Supervisor)  # (no signal handlers here)
+    supervisor.output, supervisor.grace_s = reader, 0.5
+    supervisor.log = local_supervisor.CappedLog(log, 1 << 20)
+    read_output, began = supervisor.read_output, time.monotonic()
+
+    def read_then_written_to(reads: int = 16) -> None:
+        read_output(reads)
+        assert time.monotonic() - began < 10 * supervisor.grace_s, "still reading the pipe"
+        os.write(writer, b"x" * 4095 + b"\n")
+
+    monkeypatch.setattr(supervisor, "read_output", read_then_written_to)
+    try:
+        supervisor.finish_output()
+        assert supervisor.output is None, "the pipe is closed"
+        assert supervisor.grace_s <= time.monotonic() - began < 5 * supervisor.grace_s
+        with pytest.raises(BrokenPipeError):
+            os.write(writer, b"x")  # (its writer gets EPIPE)
+        assert "] a process outside the attempt still wrote to the routine's output 0.5 s after the attempt's " \
+               "processes had ended: stopped reading it\n" in capfd.readouterr().err, "the log says so (its stderr)"
+    finally:
+        os.close(writer)
+        os.close(log)

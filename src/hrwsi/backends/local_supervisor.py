@@ -577,13 +577,26 @@ class Supervisor:
             self.log.write(data)
 
     def finish_output(self) -> None:
-        """After the attempt's processes have all ended: log what is left in the pipe, close it."""
+        """After the attempt's processes have all ended: log what is left in the pipe, close it.
+
+        A writer outside the attempt's tree may still hold the pipe (a process the routine passed its
+        descriptor to, or any descendant where there is no subreaper): once it is empty the pipe is let
+        go, and one that stays readable is read for the grace period at most (found by review: a writer
+        that never paused kept the supervisor reading, with no outcome, for as long as it wrote)."""
+        deadline = time.monotonic() + self.grace_s
         while self.output is not None:
             before = self.output
             self.read_output(reads=1)
-            if self.output is before and not select.select([self.output], [], [], 0)[0]:
+            if self.output is not before:
+                break  # every writer closed it
+            if not select.select([self.output], [], [], 0)[0]:
                 os.close(self.output)  # (a writer outside the attempt's tree holds it open: let go)
                 self.output = None
+            elif time.monotonic() >= deadline:
+                os.close(self.output)  # (its writer gets EPIPE, or SIGPIPE)
+                self.output = None
+                _say(f"a process outside the attempt still wrote to the routine's output {self.grace_s:g} s after "
+                     "the attempt's processes had ended: stopped reading it")
         summary = self.log.summary()
         if summary:
             _say(summary)
