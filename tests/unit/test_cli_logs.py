@@ -4,20 +4,75 @@ from __future__ import annotations
 
 from hrwsi.cli import logs
 
+CAP_LINE = (b"[hrwsi supervisor 2026-12-06T12:00:00.000000+00:00] the log reached its cap of 4096 bytes "
+            b"(HRWSI_JOB_LOG_MAX_BYTES): 9000 bytes of the routine's output were dropped here\n")
+
+
+def lines(first: int, last: int) -> bytes:
+    return b"".join(b"line %d\n" % n for n in range(first, last))
+
 
 def test_a_followed_log_cut_to_its_cap_goes_on_from_the_line_that_says_how_many_bytes_were_dropped(tmp_path, capsys):
     path = tmp_path / "job.log"
-    head = b"".join(b"line %d\n" % n for n in range(100))
-    path.write_bytes(head + b"".join(b"line %d\n" % n for n in range(100, 2000)))
-    offset = logs._copy(path, 0, None)
-    assert offset == path.stat().st_size
+    path.write_bytes(lines(0, 2000))
+    followed = logs._Followed()
+    logs._copy(path, followed, None)
+    assert followed.offset == path.stat().st_size
     capsys.readouterr()
-    cap_line = (b"[hrwsi supervisor 2026-12-06T12:00:00.000000+00:00] the log reached its cap of 4096 bytes "
-                b"(HRWSI_JOB_LOG_MAX_BYTES): 9000 bytes of the routine's output were dropped here\n")
-    tail = b"".join(b"line %d\n" % n for n in range(1990, 2010))
-    path.write_bytes(head + cap_line + tail)  # cut in place by the supervisor, then written on
-    offset = logs._copy(path, offset, None)
+    tail = lines(1990, 2010)
+    path.write_bytes(lines(0, 100) + CAP_LINE + tail)  # cut in place by the supervisor, then written on
+    logs._copy(path, followed, None)
     shown = capsys.readouterr()
-    assert shown.out.encode() == cap_line + tail
+    assert shown.out.encode() == CAP_LINE + tail
     assert "the log reached its cap and was cut while followed" in shown.err
-    assert offset == path.stat().st_size
+    assert followed.offset == path.stat().st_size
+
+
+def test_a_followed_log_cut_and_written_on_past_what_was_read_between_two_polls_goes_on_from_the_cap_line(
+        tmp_path, capsys):
+    # Found by review: a routine writing faster than about 75 MB/s regrows a log cut to its cap past the
+    # follower's offset between two polls; judged by its size alone, the follower went on mid-line in other
+    # output without saying so.
+    path = tmp_path / "job.log"
+    path.write_bytes(lines(0, 2000))
+    followed = logs._Followed()
+    logs._copy(path, followed, None)
+    read = followed.offset
+    capsys.readouterr()
+    tail = lines(1990, 5000)
+    path.write_bytes(lines(0, 100) + CAP_LINE + tail)
+    assert path.stat().st_size > read, "longer than what was read"
+    logs._copy(path, followed, None)
+    shown = capsys.readouterr()
+    assert shown.out.encode() == CAP_LINE + tail
+    assert "the log reached its cap and was cut while followed" in shown.err
+
+
+def test_a_second_cut_of_a_followed_log_whose_output_repeats_is_told_by_its_cap_line(tmp_path, capsys):
+    # The bytes before the follower's offset are the same after this cut (the output repeats): the cap's
+    # line, rewritten at each cut with the bytes dropped so far, tells it.
+    path = tmp_path / "job.log"
+    same = b"the same line\n" * 2000
+    path.write_bytes(lines(0, 100) + CAP_LINE + same)
+    followed = logs._Followed()
+    logs._copy(path, followed, None)
+    capsys.readouterr()
+    again = CAP_LINE.replace(b"9000 bytes", b"9100 bytes").replace(b"12:00:00", b"12:00:01")  # (as long)
+    path.write_bytes(lines(0, 100) + again + same + b"the same line\n" * 100)
+    logs._copy(path, followed, None)
+    shown = capsys.readouterr()
+    assert shown.out.encode() == again + same + b"the same line\n" * 100
+    assert "the log reached its cap and was cut while followed" in shown.err
+
+
+def test_a_log_written_on_without_a_cut_is_followed_from_where_it_was_read(tmp_path, capsys):
+    path = tmp_path / "job.log"
+    path.write_bytes(lines(0, 100) + CAP_LINE + lines(100, 200))
+    followed = logs._Followed()
+    logs._copy(path, followed, None)
+    capsys.readouterr()
+    with path.open("ab") as log:
+        log.write(lines(200, 300))
+    logs._copy(path, followed, None)
+    shown = capsys.readouterr()
+    assert shown.out.encode() == lines(200, 300) and shown.err == ""

@@ -5,7 +5,7 @@ and stderr there while it runs; the Nomad backend appends the allocation's stdou
 (read from Nomad) when the job ends, so a Nomad job's log is not available before. A local log past
 its cap (HRWSI_JOB_LOG_MAX_BYTES) keeps its start and its most recent output, with a line between them
 saying how many bytes were dropped; it is cut in place while the routine runs, and --follow goes on
-from that line when it finds the log shorter than what it read. The log goes to
+from that line when it finds the log cut under it (`_Followed`). The log goes to
 stdout byte for byte when stdout is a file or a pipe (it is the routine's output, for tools to read).
 To a terminal, its control characters are shown escaped (`\x1b`), as every other command shows what
 users and routines wrote: a routine's log could clear the screen, set the window's title or write the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -75,8 +74,60 @@ class _ShownEscaped:
 
 
 # The line the local backend's supervisor writes where it dropped bytes of a log past its cap
-# (local_supervisor.CappedLog): the log is cut in place, so a follower finds it shorter than it read.
+# (local_supervisor.CappedLog): the log is cut in place, so a follower finds it changed under what it read.
 CAP_LINE = b"] the log reached its cap of "
+SUPERVISOR_LINE = b"[hrwsi supervisor "
+# The bytes a follower read last, checked again before it reads on.
+CHECKED_BYTES = 4096
+
+
+class _Followed:
+    """Where a follower is in a log, and what it checks there before it reads on, to tell that the log
+    was cut in place under it: the log shorter than what it read; the bytes it read last no longer
+    there; the cap's line (rewritten at each cut, with the bytes dropped so far) no longer the one it
+    read. A writer faster than about 75 MB/s regrows a cut log past the follower's offset between two
+    polls, and the size alone went unnoticed: the follower went on mid-line in other output, without
+    saying so (found by review). What remains: before the follower has read a cap's line (the log's
+    first cut), a cut is seen only by the bytes it read last, so a log whose output repeats exactly
+    (the same bytes at the same offsets after the cut) is read on without the notice; and a cut while
+    the follower reads mixes what it shows of that read (the next poll sees the cut)."""
+
+    __slots__ = ("offset", "last", "cap_line_at", "cap_line")
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.last = b""  # the bytes just before `offset`, as read
+        self.cap_line_at: int | None = None  # where the cap's line starts, once read
+        self.cap_line = b""
+
+    def was_cut(self, descriptor: int) -> bool:
+        if self.offset > os.fstat(descriptor).st_size:
+            return True
+        if self.last and os.pread(descriptor, len(self.last), self.offset - len(self.last)) != self.last:
+            return True
+        return self.cap_line_at is not None and \
+            os.pread(descriptor, len(self.cap_line), self.cap_line_at) != self.cap_line
+
+    def went_on_from(self, offset: int) -> None:
+        self.offset, self.last, self.cap_line_at, self.cap_line = offset, b"", None, b""
+
+    def read(self, descriptor: int, chunk: bytes) -> None:
+        """`chunk`, read at `offset`: the cap's line noted if it starts in it."""
+        if self.cap_line_at is None:
+            window = self.last[-(len(CAP_LINE) - 1):] + chunk
+            found = window.find(CAP_LINE)
+            if found >= 0:
+                self._note_cap_line(descriptor, self.offset - (len(window) - len(chunk)) + found)
+        self.offset += len(chunk)
+        self.last = (self.last + chunk)[-CHECKED_BYTES:]
+
+    def _note_cap_line(self, descriptor: int, at: int) -> None:
+        start = max(0, at - 512)
+        line_start = start + os.pread(descriptor, at - start, start).rfind(b"\n") + 1
+        line = os.pread(descriptor, 1024, line_start)
+        end = line.find(b"\n")
+        if end >= 0 and line.startswith(SUPERVISOR_LINE):  # (not a routine's line that quotes it)
+            self.cap_line_at, self.cap_line = line_start, line[:end + 1]
 
 
 def _where_the_cap_cut(log) -> int:
@@ -94,26 +145,26 @@ def _where_the_cap_cut(log) -> int:
     return 0
 
 
-def _copy(path: Path, offset: int, shown: _ShownEscaped | None) -> int:
-    """Write the file from `offset` to stdout (raw, or through `shown`); the new offset."""
+def _copy(path: Path, followed: _Followed, shown: _ShownEscaped | None) -> None:
+    """Write the file from where `followed` is to stdout (raw, or through `shown`)."""
     try:
         with path.open("rb") as log:
-            if offset > os.fstat(log.fileno()).st_size:  # cut to its cap since the last read
-                offset = _where_the_cap_cut(log)
+            descriptor = log.fileno()
+            if followed.offset and followed.was_cut(descriptor):  # cut to its cap since the last read
+                followed.went_on_from(_where_the_cap_cut(log))
                 error_console.print("(the log reached its cap and was cut while followed: it goes on from the line "
                                     "that says how many bytes were dropped; lines shown above may show again)",
                                     style="dim", markup=False)
-            log.seek(offset)
-            if shown is None:
-                shutil.copyfileobj(log, sys.stdout.buffer)
-            else:
-                while chunk := log.read(1 << 16):
+            log.seek(followed.offset)
+            while chunk := log.read(1 << 16):
+                if shown is None:
+                    sys.stdout.buffer.write(chunk)
+                else:
                     shown.write(chunk)
-            offset = log.tell()
+                followed.read(descriptor, chunk)
     except FileNotFoundError:
-        return offset
+        return
     sys.stdout.buffer.flush()
-    return offset
 
 
 @app.command()
@@ -144,7 +195,7 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
         if not follow:
             if path is None or not path.is_file():
                 raise CliError(_not_available(task_id, job))
-            _copy(path, 0, shown)
+            _copy(path, _Followed(), shown)
             if shown is not None:
                 shown.write(b"", final=True)
             return
@@ -154,10 +205,10 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
 
 
 def _follow(conn, task_id: int, attempt: int, path: Path, shown: _ShownEscaped | None) -> None:
-    offset = 0
+    followed = _Followed()
     while True:
         final = reports.job_is_final(conn, task_id, attempt)
-        offset = _copy(path, offset, shown)
+        _copy(path, followed, shown)
         if final:
             if shown is not None:
                 shown.write(b"", final=True)
