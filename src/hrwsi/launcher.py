@@ -485,6 +485,10 @@ class Launcher(Service):
             self._progress_seen.set()
 
         try:
+            if not submit:  # adopted as it runs: under the ID its launcher may not have recorded (ADR 0002)
+                adopted = await self.backend.adopted_job_id(spec)
+                if adopted != spec.job_id:
+                    spec = await self._runs_under(job_id, spec, adopted)
             outcome = await self.backend.wait(spec, spec.job_id, on_progress)
         except asyncio.CancelledError:
             raise

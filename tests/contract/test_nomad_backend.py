@@ -1045,6 +1045,83 @@ async def test_an_adopter_follows_the_job_its_claim_registered_on_either_id_and_
         await crashed.forget(job_id)
 
 
+async def job_status(nomad: Target, job_id: str) -> int:
+    return (await nomad.ahttp("GET", f"/v1/job/{Target.path_id(job_id)}")).status_code
+
+
+async def test_an_adopter_follows_the_job_on_its_claims_own_id_and_never_registers_the_first_again_once_it_is_free(
+        nomad: Target):
+    # Found by review: the adopter tried the first ID first and went to the claim's own only while a job it
+    # did not know still held the first. Its launcher had crashed before recording the claim's ID; once that
+    # job was gone (purged by its installation, Nomad's GC), the adopter registered the first ID with the same
+    # token, and the attempt ran under both IDs.
+    foreign = claimed(installation_spec(nomad, "freed-first-id", str(uuid.uuid4())))
+    assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
+    taken = claimed(installation_spec(nomad, "freed-first-id", str(uuid.uuid4())))
+    own = await nomad.backend().submit(taken, first_start=True)
+    assert own != taken.job_id
+    own_registered = await registration_of(nomad, own)
+    await nomad.purge(taken.job_id)  # the job this database did not know is gone from the first ID
+    assert await job_status(nomad, taken.job_id) == 404
+    adopter = nomad.backend()
+    assert await adopter.submit(taken) == own  # (from the row: the first ID, the claim token)
+    assert await job_status(nomad, taken.job_id) == 404, "the attempt was registered a second time"
+    assert await registration_of(nomad, own) == own_registered
+    assert (await follow(adopter, dataclasses.replace(taken, job_id=own))).state == "processed"
+    await adopter.forget(own)
+
+
+async def test_an_attempt_adopted_as_it_runs_is_followed_under_its_claims_id_and_never_on_a_job_without_its_token(
+        nomad: Target):
+    # Found by review: an attempt whose launcher could not record the claim's own ID it ran under, and that
+    # was seen running, was adopted without a new registration on the row's first ID: the adopter followed
+    # the job this database did not know there, recorded its outcome as the attempt's and purged it.
+    foreign = claimed(installation_spec(nomad, "adopted-running", str(uuid.uuid4())))
+    assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
+    taken = claimed(installation_spec(nomad, "adopted-running", str(uuid.uuid4())))
+    own = await nomad.backend().submit(taken, first_start=True)
+    assert own != taken.job_id
+    adopter = nomad.backend()
+    assert await adopter.adopted_job_id(taken) == own
+    assert (await follow(adopter, dataclasses.replace(taken, job_id=own))).state == "processed"
+    await adopter.forget(own)
+    await nomad.purge(own)  # the attempt's own job gone too: only the one it does not know is left
+    foreigns = await registration_of(nomad, foreign.job_id)
+    other = nomad.backend(purge_delay_s=0.0)
+    assert await other.adopted_job_id(taken) == taken.job_id
+    outcome = await follow(other, taken)
+    assert (outcome.state, outcome.fault) == ("lost", "backend_lost_track"), outcome
+    assert f"Nomad job {taken.job_id} in namespace 'default' is not this attempt's" in outcome.message
+    await other.forget(taken.job_id)
+    await asyncio.sleep(0.2)
+    assert await registration_of(nomad, foreign.job_id) == foreigns  # neither registered again, stopped nor purged
+    assert await job_status(nomad, foreign.job_id) == 200
+
+
+async def test_a_job_of_another_installation_on_an_id_whose_attempt_ended_here_is_not_purged_as_started_again(
+        nomad: Target):
+    # Found by review: a job on the ID of an attempt whose end this backend saw, live with an allocation it did
+    # not know, was purged as that attempt started again behind hrwsi's back; once the attempt's own job was
+    # purged, the ID is free, and another installation's job on the same namespace may hold it.
+    prod = nomad.backend(purge_delay_s=0.0)
+    prods = claimed(installation_spec(nomad, "freed-id", str(uuid.uuid4())))
+    assert await prod.submit(prods, first_start=True) == prods.job_id
+    assert (await follow(prod, prods)).state == "processed"
+    await prod.forget(prods.job_id)
+
+    async def purged() -> None:
+        while await job_status(nomad, prods.job_id) != 404:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(purged(), GUARD_S)
+    staging = nomad.backend()
+    stagings = claimed(installation_spec(nomad, "freed-id", str(uuid.uuid4())), command=("/bin/sh", "-c", "sleep 1"))
+    assert await staging.submit(stagings, first_start=True) == stagings.job_id  # (the ID was free)
+    assert (await follow(staging, stagings)).state == "processed"
+    assert (await registration_of(nomad, stagings.job_id))[3]["hrwsi_claim"] == stagings.claim
+    await staging.forget(stagings.job_id)
+
+
 async def test_an_attempt_without_a_claim_token_is_lost_on_a_job_it_did_not_register(nomad: Target):
     # A spec without a claim token (a job row claimed before migration 0080) has no ID of its own to go to:
     # a job on its ID that its first start did not register is neither followed nor purged, the attempt lost.

@@ -1139,3 +1139,38 @@ async def test_an_attempt_whose_launcher_crashed_before_recording_the_id_it_runs
         assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
         assert emulator.cluster.jobs[("default", own)]["JobModifyIndex"] == before  # followed, not registered again
         assert untouched(emulator, taken)
+
+
+async def test_an_attempt_adopted_as_it_runs_under_an_id_its_launcher_did_not_record_is_followed_and_recorded_there(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """Found by review: the launcher registered the attempt under its claim's own ID (its first one taken by
+    the later work's job) and could not record that ID, and the attempt was seen running. Adopted without a
+    new registration, it was followed on the row's first ID: the later work's job, whose outcome was recorded
+    as this attempt's. Now the adopter follows the job carrying the row's claim token and records its ID."""
+    configure(single_routine_configuration(["/bin/sh", "-c", "sleep 1", "routine"], workers=1))
+    nodes = nomad_nodes(db, monkeypatch)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        taken = await restored_from_a_backup_older_than_work_on_nomad(db, database_url, settings, tmp_path, emulator, 1)
+
+        async def not_recorded(self, job_id, spec, backend_job_id):  # (the record refused: the row keeps the first ID)
+            spec = dataclasses.replace(spec, job_id=backend_job_id)
+            self._specs[job_id] = spec
+            return spec
+
+        monkeypatch.setattr(Launcher, "_runs_under", not_recorded)
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            insert_inputs(db, 1, prefix="/in/after-the-restore-")
+            await wait_until(database_url, "SELECT state = 'running' FROM hrwsi.job")
+        monkeypatch.undo()
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        nomad_nodes(db, monkeypatch)
+        state, backend_job_id, claim = db.execute("SELECT state, backend_job_id, claim_token::text FROM hrwsi.job").fetchone()
+        assert (state, backend_job_id) == ("running", "hrwsi-work-1-1")
+        own = f"hrwsi-work-1-1-c{claim.replace('-', '')[:8]}"
+        before = emulator.cluster.jobs[("default", own)]["JobModifyIndex"]
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+        assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
+        assert emulator.cluster.jobs[("default", own)]["JobModifyIndex"] == before  # followed, not registered again
+        assert untouched(emulator, taken)

@@ -454,6 +454,12 @@ class Backend(Protocol):
         """Follow the attempt to its end. A job the backend no longer knows ends as 'lost'."""
         ...
 
+    async def adopted_job_id(self, spec: JobSpec) -> str:
+        """The backend job ID an adopted attempt that is not submitted again (it was seen running) runs under:
+        spec.job_id, the row's, unless the backend ran it under another that its launcher may not have
+        recorded (Nomad: the claim's own ID, claims_own_job_id); the launcher then records it."""
+        return spec.job_id
+
     async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
         """Stop the attempt if it still runs; no error if it is already gone."""
         ...

@@ -46,7 +46,13 @@ from hrwsi.backends.nomad.client import (
 )
 from hrwsi.backends.nomad.config import NomadConfig, public_address
 from hrwsi.backends.nomad.following import JobFollowing
-from hrwsi.backends.nomad.job_spec import INSTALLATION_META, assert_no_secrets, build_job, register_body
+from hrwsi.backends.nomad.job_spec import (
+    CLAIM_META,
+    INSTALLATION_META,
+    assert_no_secrets,
+    build_job,
+    register_body,
+)
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 from hrwsi.service_logging import task_fields
 
@@ -72,13 +78,6 @@ def refused_setting(text: str) -> str | None:
 
 # While Nomad refuses to list its nodes (a token without node:read), how often that is said again.
 NODES_REFUSED_REPEAT_S = 300.0
-
-# The Meta key of an attempt's registration: its job row's claim token (hrwsi.job.claim_token, unique per
-# claim; a random one for a spec without it, on its first start). Job IDs are deterministic, and a database
-# restored from an older backup (or a copy of HRWSI_HOME, another installation on the same namespace) makes
-# IDs that jobs it does not know hold: only this tells this claim's own registration, which an adopter
-# after a crash follows, from such a job, which is left alone while the attempt runs under an ID of its own.
-CLAIM_META = "hrwsi_claim"
 
 
 class _AlreadyRegistered(Exception):
@@ -111,6 +110,9 @@ class NomadBackend(Backend):
         self._refusal: tuple[str, datetime, float] | None = None
         # Jobs of another installation found on our IDs: never followed, never purged (forget).
         self._not_ours: set[str] = set()
+        # Job IDs this backend registered, or found carrying their attempt's claim token, not followed yet: `wait`
+        # reads any other's Meta before following it.
+        self._checked: set[str] = set()
         # While Nomad refuses to list its nodes: (monotonic time it was last said, since when)
         self._nodes_refused: tuple[float, datetime] | None = None
 
@@ -197,10 +199,13 @@ class NomadBackend(Backend):
         # (a spec without a claim token, a row claimed before migration 0080 or a test's: a random one
         # on its first start, which an adopter cannot know; adopted, such a job is judged by _is_ours)
         claim = spec.claim or (uuid.uuid4().hex if first_start else None)
+        if not first_start and spec.claim and (own := await self._claims_own_job(spec)) is not None:
+            return own
         if not self._jobs_index_floor:
             await self.read_jobs_index()
         foreign = await self._register_as(spec, claim, flavour)
         if foreign is None:
+            self._checked.add(spec.job_id)
             return spec.job_id
         own_id = claims_own_job_id(spec.job_id, spec.claim) if spec.claim else None
         if own_id is None or spec.job_id == own_id:  # (no ID of its own to go to, or that one is taken too)
@@ -210,7 +215,58 @@ class NomadBackend(Backend):
         taken_too = await self._register_as(own, claim, flavour)
         if taken_too is not None:
             self._refuse_a_job_not_ours(taken_too, own)
+        self._checked.add(own_id)
         return own_id
+
+    async def _claims_own_job(self, spec: JobSpec, read=None) -> str | None:
+        """An attempt adopted from its job row (not its first start): the claim's own ID when the job there
+        carries the row's token, else None. The row names the first ID until its launcher recorded the other;
+        a launcher that crashed (or whose lease lapsed) before that left the row on the first ID, and once the
+        job this database does not know was gone from it (purged by its installation, Nomad's GC), registering
+        the first ID again ran the attempt a second time beside its job on the claim's own ID (found by
+        review). So the claim's own ID is looked at first: its job is this attempt's, and nothing is
+        registered."""
+        assert spec.claim is not None
+        own_id = claims_own_job_id(spec.job_id, spec.claim)
+        job = await (read or self._read_job)(own_id)
+        if job is None or not self._is_this_claims(job, spec, spec.claim):
+            return None
+        logger.info("task %d attempt %d runs as Nomad job %s, which carries its claim: followed, nothing registered",
+                    spec.task_id, spec.attempt, own_id,
+                    extra=task_fields(spec.task_id, own_id, spec.routine, attempt=spec.attempt))
+        self._checked.add(own_id)
+        return own_id
+
+    async def adopted_job_id(self, spec: JobSpec) -> str:
+        """The job an attempt adopted without a new registration (seen running) runs as: the claim's own ID
+        when its job carries the row's token (its launcher did not record that ID), else spec.job_id, which
+        `wait` follows only if its job is this claim's."""
+        if not spec.claim:
+            return spec.job_id
+        return await self._claims_own_job(spec, self._read_job_when_answered) or spec.job_id
+
+    async def _read_job(self, job_id: str) -> dict | None:
+        """GET /v1/job/:id: the job, or None when Nomad has none of that ID. An error is Nomad's, never the
+        routine's (`unavailable`: a submit loses the attempt, not charged)."""
+        response = await self.client.call(f"read Nomad job {job_id}", "job", quote_id(job_id))
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            error = NomadError(response.status, f"could not read Nomad job {job_id} (HTTP {response.status}): "
+                               f"{error_text(response.text)}")
+            error.unavailable = True
+            raise error
+        return response.json() or {}
+
+    async def _read_job_when_answered(self, job_id: str) -> dict | None:
+        """_read_job, asked again every 2 s until Nomad answers: for an attempt that may be running, which a
+        follower waits for as long rather than lose it (the launcher would retry it beside itself)."""
+        while True:
+            try:
+                return await self._read_job(job_id)
+            except NomadError as error:
+                logger.warning("%s; asked again in 2 s", error)
+                await asyncio.sleep(2.0)
 
     async def _register_as(self, spec: JobSpec, claim: str | None, flavour: str | None) -> dict | None:
         """Register the attempt's job on spec.job_id unless a job holds that ID (EnforceIndex). None: it was
@@ -377,6 +433,22 @@ class NomadBackend(Backend):
         return True
 
     async def wait(self, spec: JobSpec, backend_job_id: str, on_progress: ProgressCallback) -> JobOutcome:
+        """Follow the attempt's job. One this backend did not register nor find with the row's claim token (an
+        adoption without a new registration) is read first: a job without the token is one this database does
+        not know (the attempt's own runs elsewhere, or is gone), and following it would record its outcome as
+        this attempt's and then purge it (found by review). It is left alone and the attempt lost."""
+        checked = backend_job_id in self._checked
+        self._checked.discard(backend_job_id)
+        if spec.claim and not checked:
+            job = await self._read_job_when_answered(backend_job_id)
+            if job is not None and not self._is_this_claims(job, spec, spec.claim):
+                self._not_ours.add(backend_job_id)
+                message = (f"Nomad job {backend_job_id} in namespace {self.config.namespace!r} is not this attempt's "
+                           f"({self._whose(job, spec)}): neither followed, stopped nor purged; no job of Nomad's "
+                           "carries this attempt's claim: lost, retried as a new attempt")
+                logger.warning("task %d (%s) attempt %d: %s", spec.task_id, spec.routine, spec.attempt, message,
+                               extra=task_fields(spec.task_id, backend_job_id, spec.routine, attempt=spec.attempt))
+                return JobOutcome("lost", None, message, None, datetime.now(UTC), fault="backend_lost_track")
         return await self._following.follow(spec, backend_job_id, on_progress)
 
     async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
@@ -396,6 +468,7 @@ class NomadBackend(Backend):
         if backend_job_id in self._following.followers:
             logger.warning("not purging Nomad job %s: it is still being followed", backend_job_id)
             return
+        self._checked.discard(backend_job_id)
         if backend_job_id in self._not_ours:  # a job this database does not know on our ID: never ours to purge
             self._not_ours.discard(backend_job_id)
             return

@@ -44,7 +44,7 @@ from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
 from hrwsi.backends.nomad.config import public_address
 from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRefused, StreamUnavailable
-from hrwsi.backends.nomad.job_spec import GROUP_NAME, scale_body
+from hrwsi.backends.nomad.job_spec import CLAIM_META, GROUP_NAME, scale_body
 from hrwsi.backends.nomad.outcomes import (
     allocation_outcome,
     describe_placement_failure,
@@ -129,9 +129,10 @@ class JobFollowing:
         self._finished: OrderedDict[str, JobOutcome] = OrderedDict()
         self._finished_memory = finished_memory
         self._cancelled: set[str] = set()
-        # Jobs whose end this backend saw: {job ID: the allocations it knew then}. A live allocation of one
-        # that is not among them is the attempt run again behind hrwsi's back (_started_again).
-        self._ended: OrderedDict[str, frozenset[str]] = OrderedDict()
+        # Jobs whose end this backend saw: {job ID: (the allocations it knew then, its attempt's claim token)}.
+        # A live allocation of one that is not among them is the attempt run again behind hrwsi's back
+        # (_started_again), if the job still carries that token.
+        self._ended: OrderedDict[str, tuple[frozenset[str], str | None]] = OrderedDict()
         self._stopping_again: set[str] = set()
         self._watch_task: asyncio.Task | None = None
         self._events = EventStream(client.config)
@@ -207,7 +208,7 @@ class JobFollowing:
         self._finished[follower.job_id] = outcome
         while len(self._finished) > self._finished_memory:
             self._finished.popitem(last=False)
-        self._ended[follower.job_id] = frozenset(follower.allocs)
+        self._ended[follower.job_id] = (frozenset(follower.allocs), follower.spec.claim)
         while len(self._ended) > self._finished_memory:
             self._ended.popitem(last=False)
         if outcome.state == "lost" and follower.stopped_in_nomad and follower.job_id not in self._cancelled:
@@ -668,7 +669,7 @@ class JobFollowing:
             self._merge_alloc(follower, alloc)
             self._assess(follower)
         elif alloc.get("ClientStatus") in LIVE and alloc.get("DesiredStatus") == "run" and \
-                alloc.get("ID") not in self._ended.get(alloc.get("JobID", ""), frozenset({alloc.get("ID")})):
+                alloc.get("ID") not in self._ended.get(alloc.get("JobID", ""), (frozenset({alloc.get("ID")}),))[0]:
             self._started_again(alloc["JobID"], where(alloc))
 
     def _started_again(self, job_id: str, what: str) -> None:
@@ -679,9 +680,28 @@ class JobFollowing:
         if job_id in self._stopping_again or job_id in self.followers:
             return
         self._stopping_again.add(job_id)
+        self.background.spawn(self._purge_started_again(job_id, what), f"purge-again-{job_id}")
+
+    async def _purge_started_again(self, job_id: str, what: str) -> None:
+        """Purge a job started again, if it is still the attempt's: once purged, its ID is free, and another
+        installation's job (or another timeline's) may hold it now, which must be left alone (found by review)."""
+        claim = self._ended.get(job_id, (frozenset(), None))[1]
+        if claim is not None:
+            try:
+                response = await self.client.call(f"read Nomad job {job_id}", "job", quote_id(job_id))
+            except NomadError as error:
+                logger.debug("could not read Nomad job %s: %s", job_id, error)
+                self._stopping_again.discard(job_id)
+                return
+            if response.status != 200 or ((response.json() or {}).get("Meta") or {}).get(CLAIM_META) != claim:
+                logger.debug("Nomad job %s runs, but not as the attempt hrwsi recorded ended: left alone", job_id)
+                if response.status == 200:
+                    self._ended.pop(job_id, None)  # (that ID is another's now: not looked at again)
+                self._stopping_again.discard(job_id)
+                return
         logger.warning("Nomad job %s (%s): an attempt already recorded ended was started again in Nomad (not by "
                        "hrwsi): stopped and purged; its task runs as a new attempt", job_id, what)
-        self.background.spawn(self._purge_quietly(job_id), f"purge-again-{job_id}")
+        await self._purge_quietly(job_id)
 
     async def _check_started_again(self, job_id: str) -> None:
         """A job whose end hrwsi recorded is listed live: started again if it has an allocation hrwsi did not

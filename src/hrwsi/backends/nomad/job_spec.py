@@ -50,6 +50,12 @@ META_KEYS = ("hrwsi_task_id", "hrwsi_input_path", "hrwsi_routine", "hrwsi_condit
 # The Meta key naming the installation that registered a job: job IDs (made in SQL) carry none, so two
 # installations sharing a namespace make the same IDs, and only this tells whose a job is.
 INSTALLATION_META = "hrwsi_installation"
+# The Meta key of an attempt's registration: its job row's claim token (hrwsi.job.claim_token, unique per
+# claim; a random one for a spec without it, on its first start). Job IDs are deterministic, and a database
+# restored from an older backup (or a copy of HRWSI_HOME, another installation on the same namespace) makes
+# IDs that jobs it does not know hold: only this tells this claim's own registration, which an adopter
+# after a crash follows, from such a job, which is left alone while the attempt runs under an ID of its own.
+CLAIM_META = "hrwsi_claim"
 MIN_DISK_MB = 10  # structs.go EphemeralDisk.Validate: "minimum DiskMB value is 10"
 MAX_LOG_FILES, MAX_LOG_FILE_MB = 5, 20
 DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
