@@ -1122,6 +1122,32 @@ async def test_a_job_of_another_installation_on_an_id_whose_attempt_ended_here_i
     await staging.forget(stagings.job_id)
 
 
+async def test_a_stop_naming_an_id_a_job_this_database_does_not_know_holds_stops_only_the_attempts_own_job(
+        nomad: Target):
+    # Found by review: the launcher's spec names the row's first ID until the attempt is known to run under
+    # its claim's own; an operator's cancel (or a stranded job's stop) meanwhile stopped the job that held it.
+    foreign = claimed(installation_spec(nomad, "stop-taken", str(uuid.uuid4())),
+                      command=("/bin/sh", "-c", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done'))
+    assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
+    foreigns = await registration_of(nomad, foreign.job_id)
+    taken = claimed(installation_spec(nomad, "stop-taken", str(uuid.uuid4())), command=foreign.command)
+    backend = nomad.backend()
+    await backend.cancel(taken, taken.job_id)  # before its registration: nothing of the attempt's to stop
+    assert await registration_of(nomad, foreign.job_id) == foreigns
+    own = await backend.submit(taken, first_start=True)
+    assert own != taken.job_id
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, dataclasses.replace(taken, job_id=own), progress))
+    await progress.reached("running")
+    await backend.cancel(taken, taken.job_id)  # (the spec as it was before the launcher learnt the ID)
+    assert (await following).state == "cancelled"
+    assert await registration_of(nomad, foreign.job_id) == foreigns  # not stopped
+    await nomad.backend().cancel(taken, taken.job_id)  # another launcher's (it read the job): not stopped either
+    assert await registration_of(nomad, foreign.job_id) == foreigns
+    await backend.forget(own)
+    await nomad.purge(foreign.job_id)
+
+
 async def test_an_attempt_without_a_claim_token_is_lost_on_a_job_it_did_not_register(nomad: Target):
     # A spec without a claim token (a job row claimed before migration 0080) has no ID of its own to go to:
     # a job on its ID that its first start did not register is neither followed nor purged, the attempt lost.

@@ -452,13 +452,41 @@ class NomadBackend(Backend):
         return await self._following.follow(spec, backend_job_id, on_progress)
 
     async def cancel(self, spec: JobSpec, backend_job_id: str) -> None:
-        """Stop the job (deregister without purge); its follower then ends 'cancelled'."""
+        """Stop the attempt's job (deregister without purge); its follower then ends 'cancelled'. Never a job this
+        database does not know: the launcher's spec names the row's first ID until the attempt is known to run
+        under the claim's own (during its registration, the retries, the read that finds that job), and an
+        operator's cancel or a stranded job's stop then stopped the job that held it (found by review)."""
+        attempts = await self._attempts_job(spec, backend_job_id)
+        if attempts is None:
+            logger.warning("task %d attempt %d: not stopping Nomad job %s: a job this database does not know holds "
+                           "that ID (left alone), and none carrying this attempt's claim was found",
+                           spec.task_id, spec.attempt, backend_job_id,
+                           extra=task_fields(spec.task_id, backend_job_id, spec.routine, attempt=spec.attempt))
+            return
+        backend_job_id = attempts
         self._following.note_cancelled(backend_job_id)
         response = await self.client.call(f"stop Nomad job {backend_job_id}", "job", quote_id(backend_job_id),
                                           method="delete")
         if response.status not in (200, 404):
             raise NomadError(response.status, f"Nomad refused to stop {backend_job_id}: {response.text.strip()}")
         self._following.refresh(backend_job_id)  # read its end now that the stop is registered
+
+    async def _attempts_job(self, spec: JobSpec, backend_job_id: str) -> str | None:
+        """The job ID the attempt's stop goes to: backend_job_id, unless a job this database does not know holds
+        it (found so by the registration, or without the row's claim token now); then the claim's own ID if its
+        job carries the token, else None. Nothing on the ID: backend_job_id (the stop is harmless)."""
+        if spec.claim is None:
+            return None if backend_job_id in self._not_ours else backend_job_id
+        if backend_job_id not in self._not_ours:
+            job = await self._read_job(backend_job_id)
+            if job is None or self._is_this_claims(job, spec, spec.claim):
+                return backend_job_id
+        own_id = claims_own_job_id(backend_job_id, spec.claim)
+        if own_id != backend_job_id:
+            job = await self._read_job(own_id)
+            if job is not None and self._is_this_claims(job, spec, spec.claim):
+                return own_id
+        return None
 
     async def forget(self, backend_job_id: str) -> None:
         """The launcher stored the outcome: purge the finished job from Nomad (HRWSI_NOMAD_PURGE), after
