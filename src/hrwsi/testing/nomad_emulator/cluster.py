@@ -640,9 +640,13 @@ class Cluster:
         key = (job["Namespace"], job["ID"])
         existing = self.jobs.get(key)
         if enforce_index:
-            # nomad/structs/job.go Job.EnforceIndex, checked by nomad/job_endpoint.go Register before anything is
-            # written: a job of the ID, running or dead, is left as it is (without EnforceIndex, a changed spec
-            # becomes its next version and runs again)
+            # The request's EnforceIndex (nomad/structs/structs.go JobRegisterRequest.EnforceIndex, with its
+            # JobModifyIndex), checked by nomad/job_endpoint.go Register before anything is written (inline up to
+            # 2.0.0; since 2.0.1 through nomad/structs/job.go Job.EnforceIndex, checked again where the write is
+            # applied, nomad/state/state_store.go upsertJobImpl, hashicorp/nomad#27832): a job of the ID, running
+            # or dead, is left as it is (without EnforceIndex, a changed spec becomes its next version and runs
+            # again). Checked and written here in one step, as 2.0.1 and later do; up to 2.0.0 two registrations
+            # of one ID at the same moment could both pass the check.
             prefix = "Enforcing job modify index"
             if existing is not None:
                 if job_modify_index == 0:
