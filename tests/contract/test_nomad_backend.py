@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from hrwsi.backends.base import AttemptLost, BackendSettingError, JobSpec
-from hrwsi.backends.nomad import NomadError, build_job
+from hrwsi.backends.base import AttemptLost, BackendSettingError, JobSpec, claims_own_job_id
+from hrwsi.backends.nomad import NomadBackend, NomadError, build_job
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from hrwsi.testing.nomad_emulator.acl import AclPolicy
 from hrwsi.testing.nomad_emulator.event_stream import FRAMINGS
@@ -1146,6 +1146,45 @@ async def test_a_stop_naming_an_id_a_job_this_database_does_not_know_holds_stops
     assert await registration_of(nomad, foreign.job_id) == foreigns
     await backend.forget(own)
     await nomad.purge(foreign.job_id)
+
+
+async def test_an_attempt_whose_recorded_claims_own_id_is_taken_too_is_lost_and_goes_to_no_third_id(nomad: Target):
+    # Found by review: "or that one is taken too" could never be true (the claim's own ID of the claim's own ID
+    # was a third, longer one), so such an attempt registered as <ID>-c<token>-c<token>.
+    taken = claimed(installation_spec(nomad, "own-taken", str(uuid.uuid4())))
+    recorded = dataclasses.replace(taken, job_id=claims_own_job_id(taken.job_id, taken.claim))
+    assert claims_own_job_id(recorded.job_id, taken.claim) == recorded.job_id
+    holder = claimed(recorded)  # a job this database does not know on the very ID the row recorded
+    assert await nomad.backend().submit(holder, first_start=True) == recorded.job_id
+    with pytest.raises(AttemptLost, match=f"Nomad job {recorded.job_id} in namespace 'default' is not this attempt's"):
+        await nomad.backend().submit(recorded)
+    listed = (await nomad.ahttp("GET", "/v1/jobs", params={"prefix": recorded.job_id})).json()
+    assert [job["ID"] for job in listed] == [recorded.job_id]  # registered under no third ID
+    await nomad.purge(recorded.job_id)
+
+
+async def test_the_ids_jobs_not_ours_hold_are_kept_within_a_bound_and_never_purged_while_kept(nomad: Target):
+    # Found by review: the IDs found held by a job this database does not know were only ever added to (an
+    # attempt that ran under its claim's own ID is forgotten by that ID, never by the first): a launcher runs
+    # for months.
+    taken = [claimed(installation_spec(nomad, f"kept-{n}", str(uuid.uuid4()))) for n in range(4)]
+    for spec in taken:
+        assert await nomad.backend().submit(claimed(spec), first_start=True) == spec.job_id  # the job not ours
+    backend = NomadBackend(nomad.config(purge_delay_s=0.0), finished_memory=2)
+    nomad.backends.append(backend)
+    own = await backend.submit(taken[0], first_start=True)
+    assert (await follow(backend, dataclasses.replace(taken[0], job_id=own))).state == "processed"
+    await backend.forget(own)
+    before = await registration_of(nomad, taken[0].job_id)
+    await backend.forget(taken[0].job_id)  # (even asked to, it purges no job not ours)
+    await asyncio.sleep(0.2)
+    assert await registration_of(nomad, taken[0].job_id) == before
+    for spec in taken[1:]:  # attempts never forgotten here (their launcher's lease lapsed, say)
+        assert await backend.submit(spec, first_start=True) != spec.job_id
+    assert list(backend._not_ours) == [spec.job_id for spec in taken[2:]]  # at most finished_memory: the newest
+    assert len(backend._checked) == 2
+    for spec in taken:
+        await nomad.purge(spec.job_id)
 
 
 async def test_an_attempt_without_a_claim_token_is_lost_on_a_job_it_did_not_register(nomad: Target):

@@ -89,8 +89,11 @@ def claims_own_job_id(job_id: str, claim: str) -> str:
     one (a restore from an older backup, another installation on the same Nomad namespace): that ID
     followed by "-c" and the first 8 hex digits of the attempt's claim token (hrwsi.job.claim_token),
     as deterministic as the first, so that a launcher adopting the attempt after a crash finds it
-    again from the job row alone (ADR 0002)."""
-    return f"{job_id}-c{claim.replace('-', '')[:8]}"
+    again from the job row alone (ADR 0002). The ID of a job ID that is already its claim's own is itself (a
+    row that recorded it): `spec.job_id == claims_own_job_id(spec.job_id, spec.claim)` says the attempt has no
+    other ID to go to."""
+    suffix = f"-c{claim.replace('-', '')[:8]}"
+    return job_id if job_id.endswith(suffix) else f"{job_id}{suffix}"
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,15 @@ class NomadBackend(Backend):
         # A registration served clears it; `problem` says it (hrwsi status).
         self._refusal: tuple[str, datetime, float] | None = None
         # Jobs of another installation found on our IDs: never followed, never purged (forget).
-        self._not_ours: set[str] = set()
+        # Each table per job below keeps at most `finished_memory` IDs, the oldest forgotten first: a launcher runs
+        # for months, and an ID is not always forgotten with its attempt (found by review): one a job not ours
+        # holds is named by forget only if the attempt was lost on it (an attempt run under its claim's own ID is
+        # forgotten by that one), and an attempt whose lease lapsed here is not forgotten here at all.
+        self._memory = finished_memory
+        self._not_ours: dict[str, None] = {}
         # Job IDs this backend registered, or found carrying their attempt's claim token, not followed yet: `wait`
         # reads any other's Meta before following it.
-        self._checked: set[str] = set()
+        self._checked: dict[str, None] = {}
         # While Nomad refuses to list its nodes: (monotonic time it was last said, since when)
         self._nodes_refused: tuple[float, datetime] | None = None
 
@@ -205,18 +210,26 @@ class NomadBackend(Backend):
             await self.read_jobs_index()
         foreign = await self._register_as(spec, claim, flavour)
         if foreign is None:
-            self._checked.add(spec.job_id)
+            self._remember(self._checked, spec.job_id)
             return spec.job_id
         own_id = claims_own_job_id(spec.job_id, spec.claim) if spec.claim else None
-        if own_id is None or spec.job_id == own_id:  # (no ID of its own to go to, or that one is taken too)
+        # (no ID of its own to go to, or the spec names it already, the ID recorded: that one is taken too)
+        if own_id is None or spec.job_id == own_id:
             self._refuse_a_job_not_ours(foreign, spec)
         self._say_taken(foreign, spec, own_id)
         own = dataclasses.replace(spec, job_id=own_id)
         taken_too = await self._register_as(own, claim, flavour)
         if taken_too is not None:
             self._refuse_a_job_not_ours(taken_too, own)
-        self._checked.add(own_id)
+        self._remember(self._checked, own_id)
         return own_id
+
+    def _remember(self, table: dict[str, None], job_id: str) -> None:
+        """Keep job_id in one of the tables per job, at most `finished_memory` IDs (the oldest go first)."""
+        table.pop(job_id, None)
+        table[job_id] = None
+        while len(table) > self._memory:
+            del table[next(iter(table))]
 
     async def _claims_own_job(self, spec: JobSpec, read=None) -> str | None:
         """An attempt adopted from its job row (not its first start): the claim's own ID when the job there
@@ -228,13 +241,15 @@ class NomadBackend(Backend):
         registered."""
         assert spec.claim is not None
         own_id = claims_own_job_id(spec.job_id, spec.claim)
+        if own_id == spec.job_id:  # (the row names it: recorded)
+            return None
         job = await (read or self._read_job)(own_id)
         if job is None or not self._is_this_claims(job, spec, spec.claim):
             return None
         logger.info("task %d attempt %d runs as Nomad job %s, which carries its claim: followed, nothing registered",
                     spec.task_id, spec.attempt, own_id,
                     extra=task_fields(spec.task_id, own_id, spec.routine, attempt=spec.attempt))
-        self._checked.add(own_id)
+        self._remember(self._checked, own_id)
         return own_id
 
     async def adopted_job_id(self, spec: JobSpec) -> str:
@@ -374,7 +389,7 @@ class NomadBackend(Backend):
     def _say_taken(self, job: dict, spec: JobSpec, own_id: str) -> None:
         """One line for ops: which Nomad job ID a job this database does not know holds, what that means,
         and the ID the attempt runs under instead."""
-        self._not_ours.add(spec.job_id)
+        self._remember(self._not_ours, spec.job_id)
         logger.warning("task %d (%s) attempt %d: Nomad job ID %s in namespace %r was already taken by a job this "
                        "database does not know (%s); that job is left untouched (neither followed, stopped nor "
                        "purged) and the attempt runs as Nomad job %s instead, charged to nothing",
@@ -387,7 +402,7 @@ class NomadBackend(Backend):
         to go to (no claim token: a spec claimed before migration 0080), or that one is taken too.
         Following it would record its outcome as this attempt's, purging it would delete a job not ours:
         neither; the attempt is lost (not the routine's fault) and the task retried as a new attempt."""
-        self._not_ours.add(spec.job_id)
+        self._remember(self._not_ours, spec.job_id)
         raise AttemptLost("backend_unavailable", f"Nomad job {spec.job_id} in namespace {self.config.namespace!r} "
                           f"is not this attempt's ({self._whose(job, spec)}): neither followed nor purged; this "
                           "attempt is lost, not the routine's fault, and the task is retried as a new attempt")
@@ -438,11 +453,11 @@ class NomadBackend(Backend):
         not know (the attempt's own runs elsewhere, or is gone), and following it would record its outcome as
         this attempt's and then purge it (found by review). It is left alone and the attempt lost."""
         checked = backend_job_id in self._checked
-        self._checked.discard(backend_job_id)
+        self._checked.pop(backend_job_id, None)
         if spec.claim and not checked:
             job = await self._read_job_when_answered(backend_job_id)
             if job is not None and not self._is_this_claims(job, spec, spec.claim):
-                self._not_ours.add(backend_job_id)
+                self._remember(self._not_ours, backend_job_id)
                 message = (f"Nomad job {backend_job_id} in namespace {self.config.namespace!r} is not this attempt's "
                            f"({self._whose(job, spec)}): neither followed, stopped nor purged; no job of Nomad's "
                            "carries this attempt's claim: lost, retried as a new attempt")
@@ -496,9 +511,9 @@ class NomadBackend(Backend):
         if backend_job_id in self._following.followers:
             logger.warning("not purging Nomad job %s: it is still being followed", backend_job_id)
             return
-        self._checked.discard(backend_job_id)
+        self._checked.pop(backend_job_id, None)
         if backend_job_id in self._not_ours:  # a job this database does not know on our ID: never ours to purge
-            self._not_ours.discard(backend_job_id)
+            del self._not_ours[backend_job_id]
             return
         self._following.forget(backend_job_id)
         if not self.config.purge:
