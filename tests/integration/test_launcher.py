@@ -1107,6 +1107,23 @@ async def test_a_nomad_job_id_taken_after_a_restore_runs_the_attempt_under_an_id
     assert db.execute("SELECT consecutive_failures FROM hrwsi.processing_routine").fetchone()[0] == 0
 
 
+async def adopted_on_its_claims_own_id(db, database_url, settings, emulator, monkeypatch, left_as: str, taken) -> None:
+    """A launcher started after the one that registered the attempt under its claim's own ID and could not
+    record it (the row left `left_as`, naming the first ID): it follows the job carrying the row's claim
+    token, records its ID, registers nothing again, and leaves the later work's jobs alone."""
+    monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+    nomad_nodes(db, monkeypatch)
+    state, backend_job_id, claim = db.execute("SELECT state, backend_job_id, claim_token::text FROM hrwsi.job").fetchone()
+    assert (state, backend_job_id) == (left_as, "hrwsi-work-1-1")
+    own = f"hrwsi-work-1-1-c{claim.replace('-', '')[:8]}"
+    before = emulator.cluster.jobs[("default", own)]["JobModifyIndex"]
+    async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+    assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
+    assert emulator.cluster.jobs[("default", own)]["JobModifyIndex"] == before  # followed, not registered again
+    assert untouched(emulator, taken)
+
+
 async def test_an_attempt_whose_launcher_crashed_before_recording_the_id_it_runs_under_is_adopted_from_its_claim(
         db, database_url, settings, configure, tmp_path, monkeypatch):
     """ADR 0002 after a restore: the launcher registered the attempt under its claim's own ID (its first
@@ -1128,17 +1145,7 @@ async def test_an_attempt_whose_launcher_crashed_before_recording_the_id_it_runs
             insert_inputs(db, 1, prefix="/in/after-the-restore-")
             await asyncio.wait_for(registered.wait(), 30)
         monkeypatch.undo()
-        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
-        nomad_nodes(db, monkeypatch)
-        state, backend_job_id, claim = db.execute("SELECT state, backend_job_id, claim_token::text FROM hrwsi.job").fetchone()
-        assert (state, backend_job_id) == ("submitted", "hrwsi-work-1-1")
-        own = f"hrwsi-work-1-1-c{claim.replace('-', '')[:8]}"
-        before = emulator.cluster.jobs[("default", own)]["JobModifyIndex"]
-        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
-            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
-        assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
-        assert emulator.cluster.jobs[("default", own)]["JobModifyIndex"] == before  # followed, not registered again
-        assert untouched(emulator, taken)
+        await adopted_on_its_claims_own_id(db, database_url, settings, emulator, monkeypatch, "submitted", taken)
 
 
 async def test_an_attempt_adopted_as_it_runs_under_an_id_its_launcher_did_not_record_is_followed_and_recorded_there(
@@ -1163,14 +1170,4 @@ async def test_an_attempt_adopted_as_it_runs_under_an_id_its_launcher_did_not_re
             insert_inputs(db, 1, prefix="/in/after-the-restore-")
             await wait_until(database_url, "SELECT state = 'running' FROM hrwsi.job")
         monkeypatch.undo()
-        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
-        nomad_nodes(db, monkeypatch)
-        state, backend_job_id, claim = db.execute("SELECT state, backend_job_id, claim_token::text FROM hrwsi.job").fetchone()
-        assert (state, backend_job_id) == ("running", "hrwsi-work-1-1")
-        own = f"hrwsi-work-1-1-c{claim.replace('-', '')[:8]}"
-        before = emulator.cluster.jobs[("default", own)]["JobModifyIndex"]
-        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
-            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
-        assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
-        assert emulator.cluster.jobs[("default", own)]["JobModifyIndex"] == before  # followed, not registered again
-        assert untouched(emulator, taken)
+        await adopted_on_its_claims_own_id(db, database_url, settings, emulator, monkeypatch, "running", taken)
