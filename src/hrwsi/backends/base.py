@@ -44,16 +44,15 @@ EXTERNAL_ERROR_EXIT_CODE = 210
 # Environment variable names that carry credentials: never passed to a routine, never in a job spec.
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 MAX_PRODUCT_PATH_BYTES = 2000  # hrwsi.product's product_path_is_at_most_2000_bytes
-# hrwsi.product's product_path_is_absolute_without_control_characters ([[:cntrl:]], as the harvester's
-# hrwsi.harvest.input_checks): a product named so was refused by the database at every try of its
-# outcome's write, and the attempt stalled (found by exploratory testing).
-# (and invisible characters, as an input's path: the product becomes the next step's input; migration 0079)
-_CONTROL_CHARACTER = REFUSED_CHARACTER
+# A product path with a character hrwsi.product's product_path_is_absolute_without_control_characters
+# refuses (input_checks.REFUSED_CHARACTER, the harvester's list: control characters, and since migration 0079
+# invisible ones, as an input's path: the product becomes the next step's input) was refused by the database
+# at every try of its outcome's write, and the attempt stalled (found by exploratory testing).
 
 
 def shown_path(path: str) -> str:
     """A path as a refusal shows it: quoted, its control characters and undecodable bytes escaped."""
-    return ascii(path) if _CONTROL_CHARACTER.search(path) or not _is_utf8(path) else repr(path)
+    return ascii(path) if REFUSED_CHARACTER.search(path) or not _is_utf8(path) else repr(path)
 
 
 def _is_utf8(text: str) -> bool:
@@ -69,7 +68,7 @@ def product_path_problem(path: str) -> str | None:
     CHECKs), or None."""
     if not _is_utf8(path):
         return "its name is not valid UTF-8"
-    if _CONTROL_CHARACTER.search(path):
+    if REFUSED_CHARACTER.search(path):
         return "its name holds a control character or an invisible one (shown escaped)"
     if len(path.encode()) > MAX_PRODUCT_PATH_BYTES:
         return f"its path is longer than {MAX_PRODUCT_PATH_BYTES} bytes"
