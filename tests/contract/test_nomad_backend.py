@@ -1226,6 +1226,35 @@ async def test_a_job_an_admin_stopped_in_nomad_is_lost_saying_so_and_what_stops_
     await backend.forget(spec.job_id)
 
 
+async def test_a_job_an_admin_stopped_is_said_so_when_its_allocations_are_read_before_the_job_list_shows_it(
+        nomad: Target):
+    # Found by CI: without the event stream, a read of the allocations already on its way saw the one
+    # Nomad stopped before the job list showed the Stop flag, and the outcome blamed "a job update".
+    emulator = nomad.require_emulator("hold the job list back")
+    backend = nomad.backend(event_stream=False, blocking_wait_s=0.2)
+    spec = nomad.spec("admin-stop-listed-late", "sleep 60")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    emulator.inject_delays(1_000, 3.0, path_prefix="/v1/jobs", method="GET")
+    await asyncio.sleep(0.6)  # the blocking query in flight has returned; the next one is held back
+    path = f"/v1/job/{Target.path_id(spec.job_id)}"
+    assert (await nomad.ahttp("DELETE", path)).status_code == 200  # nomad job stop
+
+    async def stopped() -> None:
+        while not any(a["ClientStatus"] == "complete" for a in (await nomad.ahttp("GET", f"{path}/allocations")).json()):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(stopped(), GUARD_S)
+    backend._following.refresh(spec.job_id)  # the read already on its way
+    outcome = await asyncio.wait_for(following, 2.0)  # before the job list's next answer
+    emulator.clear_faults()
+    assert outcome.state == "lost", outcome.message
+    assert outcome.message.startswith("the Nomad job was stopped in Nomad by someone other than hrwsi"), outcome.message
+    await backend.forget(spec.job_id)
+
+
 @pytest.mark.parametrize("event_stream", [True, False])
 async def test_a_job_an_admin_stopped_then_started_again_is_purged_so_the_attempt_does_not_run_twice(
         nomad: Target, event_stream: bool, caplog):

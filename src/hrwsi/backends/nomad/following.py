@@ -427,6 +427,8 @@ class JobFollowing:
             follower.allocs.pop(alloc_id, None)
         for alloc in listed:
             self._merge_alloc(follower, alloc)
+        if self._stop_flag_unknown(follower):
+            await self._read_stop_flag(follower)
         if follower.allocs:
             self._assess(follower)
             if follower.done or follower.has_live_alloc():
@@ -726,6 +728,26 @@ class JobFollowing:
             logger.warning("could not purge Nomad job %s: %s", job_id, error)
         finally:
             self._stopping_again.discard(job_id)
+
+    def _stop_flag_unknown(self, follower: Follower) -> bool:
+        """The attempt's allocation ended stopped by Nomad, and neither hrwsi nor a seen Stop flag says why.
+
+        Without the event stream, the job list that would show the Stop flag may come after this read of
+        the allocations: `nomad job stop` sets the flag, then the scheduler stops the allocation
+        (scheduler/reconciler/reconcile_cluster.go, handleStop) with the words of a job update
+        (scheduler/structs/const.go, StatusAllocNotNeeded). Found by CI, where the listing lost that race."""
+        if follower.stopped_in_nomad or follower.timed_out or follower.job_id in self._cancelled:
+            return False
+        own = [a for a in follower.allocs.values() if name_index(a) == 0]
+        if not own:
+            return False
+        current = max(own, key=lambda a: int(a.get("CreateIndex") or 0))
+        return current.get("ClientStatus") in ("complete", "failed") and current.get("DesiredStatus") == "stop"
+
+    async def _read_stop_flag(self, follower: Follower) -> None:
+        response = await self.client.call(f"read Nomad job {follower.job_id}", "job", quote_id(follower.job_id))
+        if response.status == 200 and (response.json() or {}).get("Stop"):
+            follower.stopped_in_nomad = True
 
     def _on_job_event(self, event_type: str | None, job: dict) -> None:
         follower = self.followers.get(job.get("ID", ""))
