@@ -85,3 +85,48 @@ async def test_a_replay_answers_in_recorded_order_then_repeats_the_last(tmp_path
         await replay.close()
     assert again == [404, 200, 200]  # ?index= is a blocking-query parameter: the same question
     assert unknown.status_code == 404 and replay.unmatched == ["GET /v1/job/never-recorded"]
+
+
+async def test_a_replayed_event_waits_for_the_write_it_was_recorded_after(tmp_path):
+    # Found by CI: on a loaded machine the replay, keeping only the recorded timing, delivered an
+    # allocation's stop before the test's own DELETE of its job, and the backend judged it an admin's.
+    async with NomadEmulator([EmulatedNode("recorded")], event_heartbeat=60, work_dir=tmp_path / "emulator") as emulator:
+        cassette = tmp_path / "causal.jsonl.gz"
+        proxy = RecordingProxy(emulator.address, cassette, {"agent_version": "x", "run_id": "r"})
+        address = await proxy.start()
+        job = minimal_job("hrwsi-causal-1")
+        await asyncio.to_thread(requests.post, f"{address}/v1/jobs", json={"Job": job}, timeout=30)
+        types = await registered_then_deregistered(address, job["ID"], pause_s=0.0)
+        await proxy.close()
+    assert types == ["JobRegistered", "JobDeregistered"]
+    replay = ReplayServer(load_cassette(cassette)[1])
+    address = await replay.start()
+    try:
+        await asyncio.to_thread(requests.post, f"{address}/v1/jobs", json={"Job": job}, timeout=30)
+        assert await registered_then_deregistered(address, job["ID"], pause_s=0.5) == types
+    finally:
+        await replay.close()
+
+
+async def registered_then_deregistered(address: str, job_id: str, *, pause_s: float) -> list[str]:
+    """The job's event types: its registration, then, once it is stopped (`DELETE` after pause_s, in which
+    nothing more may arrive), its deregistration."""
+    connection = await EventStream(NomadConfig(address=address)).connect({"topic": f"Job:{job_id}", "index": "0"})
+    frames = connection.frames()
+
+    async def next_of(wanted: str) -> str:
+        while not any(event["Type"] == wanted for event in (await frames.__anext__()).get("Events") or []):
+            pass  # the stream's opening heartbeat; the job's placement (PlanResult) and other updates
+        return wanted
+
+    try:
+        types = [await asyncio.wait_for(next_of("JobRegistered"), GUARD_S)]
+        deregistered = asyncio.ensure_future(next_of("JobDeregistered"))
+        if pause_s:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(deregistered), pause_s)
+        await asyncio.to_thread(requests.delete, f"{address}/v1/job/{job_id}", timeout=30)
+        types.append(await asyncio.wait_for(deregistered, GUARD_S))
+        return types
+    finally:
+        connection.close()

@@ -41,6 +41,12 @@ RECORD_ENV = "HRWSI_NOMAD_RECORD"  # a directory: record the contract suite's ag
 VOLATILE_QUERY = {"index", "wait", "stale"}  # blocking-query parameters: not part of what is asked
 SECRET_HEADERS = {"x-nomad-token", "authorization"}
 MAX_REPLAY_GAP_S = 2.0  # replay keeps the timing of what arrived on a connection, not long silences
+# An event frame recorded after a write took effect waits, in replay, for that write to be asked again; at
+# most this long, as a test whose code no longer makes the write must still end.
+MAX_CAUSAL_HOLD_S = 15.0
+_FRAME_INDEX = re.compile(rb'\{"Index": ?(\d+), ?"Events"')  # a plain (not gzip) event frame's start
+_RESPONSE_INDEX = re.compile(rb"\r\nX-Nomad-Index: (\d+)\r\n", re.IGNORECASE)
+_WRITES = {"POST", "PUT", "DELETE"}
 
 
 @dataclass
@@ -214,8 +220,15 @@ class ReplayServer(_LoopbackServer):
 
     def __init__(self, exchanges: list[Exchange]):
         self._by_key: dict[tuple, list[Exchange]] = {}
+        # (key, position among its key's answers, the index Nomad answered) of every recorded write: an
+        # event of that index or later was caused by it, or came after it.
+        self._writes: list[tuple[tuple, int, int]] = []
         for exchange in exchanges:
-            self._by_key.setdefault(exchange.key, []).append(exchange)
+            answers = self._by_key.setdefault(exchange.key, [])
+            index = _RESPONSE_INDEX.search(exchange.response_bytes()[:4096])
+            if exchange.method.upper() in _WRITES and index:
+                self._writes.append((exchange.key, len(answers), int(index.group(1))))
+            answers.append(exchange)
         self._next: dict[tuple, int] = {}
         self.unmatched: list[str] = []
         super().__init__()
@@ -237,14 +250,35 @@ class ReplayServer(_LoopbackServer):
             writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nConnection: close\r\n"
                          + f"Content-Length: {len(text)}\r\n\r\n".encode() + text)
             return
-        previous = 0.0
+        stream = exchange.target.startswith("/v1/event/stream")
+        previous, tail = 0.0, b""
         for at, data in exchange.response:
             await asyncio.sleep(min(max(0.0, at - previous), MAX_REPLAY_GAP_S))
             previous = at
+            if stream:
+                await self._after_the_writes_before(tail + data)
+                tail = data[-40:]  # (a frame's start split between two pieces)
             writer.write(data)
             await writer.drain()
-        if exchange.target.startswith("/v1/event/stream"):
+        if stream:
             await reader.read(1)  # a stream stays open, silent, until its client hangs up
+
+    async def _after_the_writes_before(self, frames: bytes) -> None:
+        """Hold the stream's next piece until the writes it was recorded after have been asked again.
+
+        The recorded timing alone let a replay slower than its recording (a loaded CI machine) deliver an
+        allocation's stop before the test's own `DELETE` of its job, and the backend, rightly, judged the
+        stop not its own (found by CI). Nomad's event at index I comes from the write Nomad answered
+        with index I, or follows it: a piece carrying events up to index I waits for every recorded write
+        answered at I or before. Gzip framings are not read: their pieces keep their timing only."""
+        indexes = [int(found) for found in _FRAME_INDEX.findall(frames)]
+        if not indexes:
+            return
+        highest, waited = max(indexes), 0.0
+        while waited < MAX_CAUSAL_HOLD_S and any(self._next.get(key, 0) <= position
+                                                 for key, position, index in self._writes if index <= highest):
+            await asyncio.sleep(0.01)
+            waited += 0.01
 
 
 def agent_version(address: str, token: str | None, tls: ssl.SSLContext | None) -> str:
