@@ -579,6 +579,32 @@ async def test_a_server_that_takes_no_more_connections_is_a_page_that_says_so_no
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+async def test_a_dashboard_port_already_taken_is_one_line_naming_the_port_the_setting_and_who_holds_it(
+        database_url, settings):
+    """It said "the dashboard cannot listen on 127.0.0.1:8470: error while attempting to bind on address
+    ('127.0.0.1', 8470): address already in use": aiohttp's text, the address twice, and no one named (found by
+    exploratory testing). This process holds the port here: it is named, with its command."""
+    import os
+
+    from hrwsi.web.service import DashboardUnavailable
+
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        service = WebService(await create_pool(database_url, max_size=1), settings, WebSettings(port=port))
+        try:
+            with pytest.raises(DashboardUnavailable) as raised:
+                await service.run(database_url)
+        finally:
+            await service.pool.close()
+    said = str(raised.value)
+    assert said.startswith(f"the dashboard cannot listen on 127.0.0.1:{port}: port {port} is taken (held by pid "
+                           f"{os.getpid()}: "), said
+    assert said.endswith("); set HRWSI_WEB_PORT to another port (0 picks a free one), or stop what holds it"), said
+    assert "\n" not in said and "error while attempting to bind" not in said and "python" in said
+
+
 async def test_an_open_page_hears_of_a_change_from_the_database_notifications(database_url, scenario, data_dir,
                                                                               settings, db):
     service = WebService(await create_pool(database_url, max_size=3), settings,

@@ -68,3 +68,17 @@ def test_a_process_of_another_pid_namespace_or_kernel_is_never_judged():
 
 def test_a_process_recorded_without_an_identity_is_never_judged():
     assert not verdict(2 ** 22 + 1, None).dead
+
+
+def test_the_holder_of_a_port_is_this_process_when_it_listens_there_and_no_one_when_none_does():
+    import socket
+
+    from hrwsi.process_identity import port_holder
+    from tests.integration.database_door import free_port  # (a port of the tests' range, 47700-47799)
+
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        assert port_holder(port).startswith(f"pid {os.getpid()}: ")
+    assert port_holder(port) is None

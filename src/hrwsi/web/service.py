@@ -10,17 +10,21 @@ instances of its process.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 
 import asyncpg
 from aiohttp import web
 
+from hrwsi import process_identity
 from hrwsi.backoff import DASHBOARD_LISTENER_CAP_S
 from hrwsi.database import create_pool
 from hrwsi.instance_server import InstanceEndpoints, liveness_limit_s
 from hrwsi.listener import Notification
 from hrwsi.service import Service, SideTask
 from hrwsi.settings import Settings
+from hrwsi.terminal import one_line
 from hrwsi.web.app import Dashboard
 from hrwsi.web.config import WebSettings
 from hrwsi.web.data import SESSION_SETTINGS, OverviewCache
@@ -53,6 +57,26 @@ class UiLinks:
     async def close(self) -> None:
         for backend in self._backends.values():
             await backend.close()
+
+
+async def cannot_listen(host: str, port: int, error: OSError) -> str:
+    """Why the dashboard cannot listen on host:port, in one line naming the port, the setting that changes it
+    and, when the port is taken, who holds it if this host tells. (It said "the dashboard cannot listen on
+    127.0.0.1:8470: error while attempting to bind on address ('127.0.0.1', 8470): address already in use":
+    aiohttp's text, repeating the address and naming no one; found by exploratory testing.)"""
+    where = f"the dashboard cannot listen on {host}:{port}"
+    change = "set HRWSI_WEB_PORT to another port (0 picks a free one)"
+    if error.errno == errno.EADDRINUSE:
+        holder = await asyncio.to_thread(process_identity.port_holder, port)
+        held = (f"held by {one_line(holder)}" if holder is not None else
+                f"held by a process this user cannot see (`ss -ltnp 'sport = :{port}'` as root names it)")
+        return f"{where}: port {port} is taken ({held}); {change}, or stop what holds it"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: port {port} needs privileges hrwsi does not have; {change}, above 1023"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: no interface of this host has the address {host}; set HRWSI_WEB_HOST to one it has"
+    why = os.strerror(error.errno).lower() if error.errno else one_line(error)
+    return f"{where}: {why}; check HRWSI_WEB_HOST and HRWSI_WEB_PORT"
 
 
 class WebService(Service):
@@ -130,8 +154,7 @@ class WebService(Service):
             await web.TCPSite(self._runner, host, port).start()
         except OSError as error:
             await self._close()
-            message = (f"the dashboard cannot listen on {host}:{port}: {error.strerror or error}; "
-                       "choose another with HRWSI_WEB_PORT (0 picks a free one)")
+            message = await cannot_listen(host, port, error)
             if self.required:
                 raise DashboardUnavailable(message) from None
             logger.error("%s; the other services go on without it", message)
