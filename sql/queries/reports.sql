@@ -622,3 +622,32 @@ LIMIT %(limit)s;
 -- The active conditions with products made while they were inactive (or before they existed) and never
 -- chained to them, however they were made active (status: a plain UPDATE got no note; migration 0077).
 SELECT condition, product_type, missed, outside_window FROM hrwsi.conditions_missing_products();
+
+-- name: report_connection_slots
+-- How many of the server's connection slots are taken: client sessions against max_connections less the
+-- slots kept for superusers (and, PostgreSQL 16 on, for pg_use_reserved_connections); hrwsi's own sessions
+-- by their application name (hrwsi-...). A server out of slots refuses hrwsi's new connections ("too many
+-- clients already"), which the services said as "could not reach the database" (found by exploratory testing).
+SELECT count(*) FILTER (WHERE a.backend_type = 'client backend') AS in_use,
+       count(*) FILTER (WHERE a.backend_type = 'client backend' AND starts_with(a.application_name, 'hrwsi')) AS hrwsi,
+       current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+       - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS slots
+FROM pg_stat_activity a;
+
+-- name: report_long_transactions
+-- Sessions whose transaction has been open longer than after_s seconds (not this one), oldest first: an
+-- idle-in-transaction session or a long read that holds a snapshot (or a transaction id), and VACUUM keeps
+-- every row version it might see, in every table of the database: the dead rows of hrwsi's busy tables (tasks, jobs, the alert outbox)
+-- pile up, and its reads slow down while the transaction lasts; a LISTENing session in a transaction holds the
+-- notification queue too. Nothing said so (found by exploratory testing). Sessions of other roles show their
+-- state and transaction start only to a role with pg_read_all_stats.
+SELECT a.pid, a.usename AS role, a.application_name AS application, a.state,
+       extract(epoch FROM now() - a.xact_start)::float8 AS transaction_s,
+       -- (a snapshot kept (REPEATABLE READ, a running statement) or a transaction id (a write): what VACUUM
+       -- must respect; an idle READ COMMITTED transaction that only read holds neither, but its locks)
+       a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL AS holds_back_vacuum
+FROM pg_stat_activity a
+WHERE a.xact_start < now() - make_interval(secs => %(after_s)s) AND a.pid <> pg_backend_pid()
+  AND a.backend_type = 'client backend' AND a.datname = current_database()  -- (another database's: not ours to keep)
+ORDER BY a.xact_start
+LIMIT %(limit)s;

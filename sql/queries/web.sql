@@ -338,3 +338,23 @@ JOIN hrwsi.input i ON i.id = t.input_id
 WHERE j.id > $2
 ORDER BY j.id
 LIMIT $3;
+
+-- name: web_long_transactions
+-- The transactions open longer than $1 s, as `hrwsi status` names them (query report_long_transactions,
+-- which says why): at most $2, oldest first.
+SELECT a.pid, a.usename AS role, a.application_name AS application, a.state,
+       extract(epoch FROM now() - a.xact_start)::float8 AS transaction_s,
+       a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL AS holds_back_vacuum
+FROM pg_stat_activity a
+WHERE a.xact_start < now() - make_interval(secs => $1) AND a.pid <> pg_backend_pid()
+  AND a.backend_type = 'client backend' AND a.datname = current_database()
+ORDER BY a.xact_start
+LIMIT $2;
+
+-- name: web_connection_slots
+-- The server's connection slots taken, as `hrwsi status` counts them (query report_connection_slots).
+SELECT count(*) FILTER (WHERE a.backend_type = 'client backend') AS in_use,
+       count(*) FILTER (WHERE a.backend_type = 'client backend' AND starts_with(a.application_name, 'hrwsi')) AS hrwsi,
+       current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+       - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS slots
+FROM pg_stat_activity a;

@@ -156,7 +156,7 @@ class App:
         self.kinds = list(kinds)
         self.settings = settings
         self.backend = backend
-        self.pool_size = pool_size or 4 * len(self.kinds) + 2
+        self.pool_size = pool_size or settings.pool_size or 4 * len(self.kinds) + 2
         self.migrate = migrate
         self.handle_signals = handle_signals
         self.freeze_startup_objects = freeze_startup_objects

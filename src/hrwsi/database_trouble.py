@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from hrwsi.database import COMMAND_TIMEOUT_S, DatabaseUnavailable
+from hrwsi.database import COMMAND_TIMEOUT_S, CONNECTIONS_FULL, DatabaseUnavailable
 
 # What hrwsi needs of its connections, for the lines that say a pooler does not give it.
 SESSION_NEEDS = "hrwsi needs session-level connections (LISTEN, prepared statements, session settings)"
@@ -47,12 +47,36 @@ def pooler_refusal(error: BaseException) -> str | None:
     return None
 
 
+# What to do when the server refuses hrwsi a connection for want of a slot (SQLSTATE 53300).
+CONNECTIONS_REFUSED_NEXT = (
+    "raise max_connections (postgresql.conf; a server restart) or the role's or database's CONNECTION LIMIT, or "
+    "lower hrwsi's pools: HRWSI_POOL_SIZE (each service process's; default 4 per service it runs plus 2) and "
+    "HRWSI_WEB_POOL_SIZE (the dashboard's; default 4); SELECT application_name, usename, count(*) FROM "
+    "pg_stat_activity GROUP BY 1, 2 says who holds them (README.md, Connections)")
+
+
+def connections_refused(error: BaseException) -> str | None:
+    """The words for a connection the server refused because max_connections (or a role's or database's
+    CONNECTION LIMIT) is reached, naming what to do; None for any other error. Why: the services said "step
+    plan could not reach the database (sorry, too many clients already)": the server was there and answered,
+    and nothing said which limit, nor which settings of hrwsi's hold connections (found by exploratory
+    testing)."""
+    message = _one_line(getattr(error, "message", None) or error)
+    if not (isinstance(error, asyncpg.TooManyConnectionsError) or any(full in message for full in CONNECTIONS_FULL)):
+        return None
+    return (f"the database server refuses new connections ({message}): it runs, but max_connections or a "
+            f"CONNECTION LIMIT is reached; {CONNECTIONS_REFUSED_NEXT}")
+
+
 def is_conflict(error: BaseException) -> bool:
     return isinstance(error, CONFLICTS)
 
 
 def describe(error: BaseException) -> str:
-    """The error in a few words for a log line: its message, or, when it has none (a timeout), what it is."""
+    """The error in a few words for a log line: its message, or, when it has none (a timeout), what it is; a
+    connection refused for want of a slot, said as such with what to do (connections_refused)."""
+    if (refused := connections_refused(error)) is not None:
+        return refused
     text = _one_line(error)
     if text:
         return text

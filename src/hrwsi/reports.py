@@ -15,6 +15,7 @@ import psycopg.errors
 from psycopg.rows import dict_row
 
 from hrwsi import migrations
+from hrwsi.database_trouble import CONNECTIONS_REFUSED_NEXT
 from hrwsi.installed_code import mark_changed
 from hrwsi.sql_files import query
 
@@ -74,8 +75,19 @@ RUNNING_LONG_MIN_S = 60.0
 RUNNING_LONG_SHOWN = 10
 
 
+# The server's connection slots are said in status when this share of them is taken (a new connection is
+# refused past them: "too many clients already"), with what to do (database_trouble.CONNECTIONS_REFUSED_NEXT).
+CONNECTIONS_SAID_AT = 0.9
+# A transaction open longer than this is named in status and on the dashboard: it holds back VACUUM in every
+# table of the database (report_long_transactions). hrwsi's own transactions last seconds; a report or a
+# pg_dump may take minutes, so the line says what it is rather than that it is wrong.
+LONG_TRANSACTION_AFTER_S = 600.0
+LONG_TRANSACTIONS_SHOWN = 5
+
+
 def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 30.0,
-           lock_wait_s: float = STATUS_LOCK_WAIT_S) -> dict:
+           lock_wait_s: float = STATUS_LOCK_WAIT_S, *, connections_said_at: float = CONNECTIONS_SAID_AT,
+           long_transaction_after_s: float = LONG_TRANSACTION_AFTER_S) -> dict:
     """Counts per state, held routines and tasks with their reasons, tasks that cannot be planned,
     recent failures, services and their heartbeats, sessions holding a lock hrwsi waits for,
     harvest sources needing attention, and the alert outbox in numbers.
@@ -154,6 +166,8 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
         # Last: the sessions that held a lock a read above gave up on are still there to be named.
         data["blocking_sessions"] = [row | {"next": blocking_session_next_step(row["pid"])}
                                      for row in _rows(conn, "report_sessions_blocking_hrwsi")]
+        data["long_transactions"] = long_transactions(conn, long_transaction_after_s)
+        data["connections"] = connection_slots(conn, connections_said_at)
     data["unread"] = unread
     data["lock_wait_s"] = lock_wait_s
     return data
@@ -216,6 +230,40 @@ def running_long_next_step(job: dict) -> str:
         ends = f"it is stopped and failed at its routine's timeout_s ({job['timeout_s']:g} s)"
     return (f"{ends}; read its log (`hrwsi logs {task} --follow`), and if it hangs, `hrwsi cancel {task}` stops it "
             f"(then `hrwsi retry {task}`)")
+
+
+def long_transactions(conn: psycopg.Connection, after_s: float = LONG_TRANSACTION_AFTER_S) -> list[dict]:
+    """The sessions whose transaction has been open longer than `after_s`, oldest first, each with what it
+    holds back and what to do (status; the dashboard reads the same query)."""
+    return [row | {"next": long_transaction_next_step(row)}
+            for row in _rows(conn, "report_long_transactions", {"after_s": after_s, "limit": LONG_TRANSACTIONS_SHOWN})]
+
+
+def long_transaction_next_step(row: dict) -> str:
+    """What a long transaction holds back and what to do, in words (status, the dashboard)."""
+    idle = (row.get("state") or "").startswith("idle in transaction")
+    what = ("idle in its transaction: a client that began one and waits (a SQL client left open, a program that "
+            "forgot to commit)" if idle else "a long statement or a long read-only transaction (a report, a pg_dump)")
+    holds = ("while it lasts VACUUM keeps every row version it might see, in every table: hrwsi's dead task, job and "
+             "outbox rows pile up and its reads slow down" if row.get("holds_back_vacuum") else
+             "it holds no snapshot now (READ COMMITTED, between statements), but keeps its locks (a migration, an "
+             "ALTER waits for them) and its connection slot, and its next statement takes a snapshot again")
+    return (f"{what}; {holds}; end it in its client (COMMIT or ROLLBACK), or, if it was forgotten, SELECT "
+            f"pg_terminate_backend({row['pid']}); idle_in_transaction_session_timeout (for its role) ends such "
+            "sessions by itself")
+
+
+def connection_slots(conn: psycopg.Connection, said_at: float = CONNECTIONS_SAID_AT) -> dict | None:
+    """The server's connection slots when `said_at` of them or more are taken (None: fewer), with what to do."""
+    return short_of_connections(_row(conn, "report_connection_slots"), said_at)
+
+
+def short_of_connections(row: dict | None, said_at: float = CONNECTIONS_SAID_AT) -> dict | None:
+    """The slots counted (query report_connection_slots, web_connection_slots) when `said_at` of them or more
+    are taken, with what to do; None: fewer."""
+    if row is None or row["slots"] <= 0 or row["in_use"] < said_at * row["slots"]:
+        return None
+    return dict(row) | {"next": CONNECTIONS_REFUSED_NEXT}
 
 
 def blocking_session_next_step(pid: int) -> str:

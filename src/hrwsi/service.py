@@ -34,7 +34,7 @@ from hrwsi import process_identity
 from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import EMBEDDED_START_HINT, TRANSIENT_DATABASE_ERRORS, embedded_server_down, names_embedded_server
 from hrwsi.database_clock import DatabaseClock
-from hrwsi.database_trouble import describe, is_conflict, pooler_refusal
+from hrwsi.database_trouble import connections_refused, describe, is_conflict, pooler_refusal
 from hrwsi.installed_code import CANNOT_TELL, CHECK_EVERY_S, code_dir, fingerprint
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
@@ -292,6 +292,9 @@ class Service:
         self._unreachable: dict[str, _Streak] = {}
         self._lock_waits: dict[str, _Streak] = {}
         self._pooler: tuple[str, datetime] | None = None  # a pooler hrwsi cannot work through, once met
+        # The server refused a connection for want of a slot (max_connections), and since when: this service's
+        # problem (status, the dashboard) until one of its steps or side tasks reaches the database again.
+        self._connections_refused: tuple[str, datetime] | None = None
         # The embedded server found not running (said once, then every UNREACHABLE_LOG_EVERY_S), and its
         # data directory when this service's database is the embedded server (None: another server).
         self._embedded_pgdata = settings.pgdata if settings.database_url is None or names_embedded_server(
@@ -445,6 +448,12 @@ class Service:
         streak = self._unreachable.setdefault(name, _Streak(now))
         if not streak.another(now):
             return
+        if (refused := self._refused_a_connection(error)) is not None:  # (the server answered: it is no outage)
+            logger.warning("%s: step %s %s: %s; retrying every %g s", self.kind, name,
+                           "was refused a connection" if streak.attempts == 1 else
+                           f"is still refused connections ({streak.attempts} attempts in {now - streak.since:.0f} s)",
+                           refused, self.settings.backstop_poll_s)
+            return
         if is_conflict(error):  # (a serialization failure or a deadlock: it reached the database)
             logger.warning("%s: step %s %s another transaction (%s); retrying every %g s", self.kind, name,
                            "conflicted with" if streak.attempts == 1 else
@@ -500,7 +509,17 @@ class Service:
                            "could not get, within lock_timeout," if streak.attempts == 1
                            else f"still waits ({streak.attempts} waits in {now - streak.since:.0f} s) for")
 
+    def _refused_a_connection(self, error: BaseException) -> str | None:
+        """The words for a connection refused for want of a slot (database_trouble.connections_refused), kept
+        as this service's problem from the first refusal on; None for any other error."""
+        refused = connections_refused(error)
+        if refused is not None:
+            self._connections_refused = (refused, self._connections_refused[1] if self._connections_refused
+                                         else self.clock.now())
+        return refused
+
     def _reached_again(self, name: str) -> None:
+        self._connections_refused = None  # (it got a connection)
         if (waits := self._lock_waits.pop(name, None)) is not None:
             logger.info("%s: step %s got its lock (after %d wait(s) in %.0f s)", self.kind, name, waits.attempts,
                         time.monotonic() - waits.since)
@@ -601,7 +620,13 @@ class Service:
                     logger.info("%s: %s reaches the database again", self.kind, task.name)
                 unreachable = False
             except TRANSIENT_DATABASE_ERRORS as error:
-                if is_conflict(error):  # (it reached the database: another transaction won)
+                if (refused := self._refused_a_connection(error)) is not None:
+                    pause = task.retry_s or task.interval_s
+                    if not unreachable:
+                        logger.warning("%s: %s was refused a connection: %s; trying again %s", self.kind, task.name,
+                                       refused, f"every {pause:.1f} s" if task.retry_s else f"in {pause:.1f} s")
+                    unreachable = bool(task.retry_s)
+                elif is_conflict(error):  # (it reached the database: another transaction won)
                     logger.warning("%s: %s conflicted with another transaction (%s); trying again in %.1f s",
                                    self.kind, task.name, describe(error), task.interval_s)
                 else:
@@ -677,8 +702,9 @@ class Service:
     def problem(self) -> tuple[str, datetime] | None:
         """Hook: what this service cannot do now and since when, written at each heartbeat for
         `hrwsi status` and the dashboard (the launcher: its backend out of reach, say); None: nothing.
-        Here: a connection pooler hrwsi cannot work through, once a step met it."""
-        return self._pooler
+        Here: a connection pooler hrwsi cannot work through, once a step met it; or the server refusing
+        connections for want of a slot (max_connections), while it lasts."""
+        return self._pooler or self._connections_refused
 
     def _tell_a_newer_schema(self, newest: int | None) -> None:
         """A newer hrwsi migrated the database while this service runs (an upgrade under way): its

@@ -121,6 +121,9 @@ class Settings:
     source_timeout_s: float = 900.0  # one run of one harvest source
     harvest_concurrency: int = 4  # harvest sources run at once per harvester
 
+    # The most connections one process's pool opens (its services' steps and side tasks; each listener has its
+    # own); None: 4 per service it runs plus 2. Lowered where max_connections is short (README.md, Connections).
+    pool_size: int | None = None
     http_port: int | None = None  # each process's /metrics, /healthz, /readyz (None: off; 0: any free port)
     http_host: str = "127.0.0.1"
     # The services' event loop (hrwsi.event_loop): auto (uvloop, except where a launcher starts local
@@ -150,6 +153,9 @@ class Settings:
         if self.claim_ahead is not None and self.claim_ahead < 0:
             raise SettingsError(f"HRWSI_CLAIM_AHEAD={self.claim_ahead} must be a number of jobs >= 0 "
                                 "(0: claim only jobs that start at once)")
+        if self.pool_size is not None and self.pool_size < 2:
+            raise SettingsError(f"HRWSI_POOL_SIZE={self.pool_size} must be at least 2 (a heartbeat and a step at once), "
+                                "or unset for 4 per service plus 2")
         if self.event_loop not in EVENT_LOOPS:
             raise SettingsError(f"HRWSI_EVENT_LOOP={self.event_loop!r} must be {', '.join(EVENT_LOOPS[:-1])} "
                                 f"or {EVENT_LOOPS[-1]}")
@@ -186,6 +192,7 @@ class Settings:
             unzip_max_members=_count("HRWSI_UNZIP_MAX_MEMBERS", 100_000),
             source_timeout_s=_float("HRWSI_SOURCE_TIMEOUT_S", 900.0),
             harvest_concurrency=_count("HRWSI_HARVEST_CONCURRENCY", 4),
+            pool_size=_count("HRWSI_POOL_SIZE", None),
             http_port=port_setting("HRWSI_HTTP_PORT"),
             http_host=os.environ.get("HRWSI_HTTP_HOST") or "127.0.0.1",
             event_loop=os.environ.get("HRWSI_EVENT_LOOP") or "auto",

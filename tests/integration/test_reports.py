@@ -225,3 +225,40 @@ def test_task_show_says_how_many_back_fill_scenes_of_its_series_a_fresh_scene_wa
     first = db.execute("SELECT min(id) FROM hrwsi.processing_task").fetchone()[0]
     assert reports.task(db, first)["series_ahead"] == {"open": 0, "back_fill": 0}
     assert "waits in its time series" not in drawn(views.task, reports.task(db, first))
+
+
+def test_a_transaction_left_open_is_named_in_status_with_its_age_what_it_holds_back_and_what_to_do(db, database_url):
+    """A session idle in transaction (a SQL client left open) holds its snapshot: VACUUM keeps every row version
+    it might see, and hrwsi's busy tables bloat; status said nothing of it (found by exploratory testing)."""
+    import psycopg
+
+    with psycopg.connect(database_url, application_name="forgotten-psql") as other:
+        other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        other.execute("SELECT count(*) FROM hrwsi.processing_task")  # (its snapshot is kept until it ends)
+        pid = other.info.backend_pid
+        assert [s["pid"] for s in reports.status(db)["long_transactions"]] == [], "younger than the threshold"
+        data = reports.status(db, long_transaction_after_s=0.0)
+        [session] = [s for s in data["long_transactions"] if s["pid"] == pid]
+        assert (session["application"], session["state"], session["holds_back_vacuum"]) == (
+            "forgotten-psql", "idle in transaction", True)
+        assert session["transaction_s"] >= 0
+        assert f"SELECT pg_terminate_backend({pid})" in session["next"]
+        assert "VACUUM keeps every row version it might see" in session["next"]
+        shown = " ".join(drawn(views.status, data, 30.0).split())
+        assert f"a transaction has been open long: pid {pid} (role " in shown and "forgotten-psql, idle in transaction" \
+            in shown, shown
+    assert [s for s in reports.status(db, long_transaction_after_s=0.0)["long_transactions"] if s["pid"] == pid] == []
+
+
+def test_a_server_short_of_connections_is_said_in_status_with_the_settings_that_free_some(db):
+    """A server out of slots refuses hrwsi's new connections ("too many clients already"); status says how many
+    are taken, hrwsi's among them, and names max_connections and hrwsi's pool sizes (found by exploratory
+    testing). (Said from CONNECTIONS_SAID_AT of the slots; here from none, the test server having many free.)"""
+    assert reports.status(db)["connections"] is None
+    slots = reports.status(db, connections_said_at=0.0)["connections"]
+    assert slots["in_use"] >= 1 and slots["slots"] > slots["in_use"] and slots["hrwsi"] >= 0
+    for setting in ("max_connections", "CONNECTION LIMIT", "HRWSI_POOL_SIZE", "HRWSI_WEB_POOL_SIZE", "pg_stat_activity"):
+        assert setting in slots["next"]
+    shown = " ".join(drawn(views.status, reports.status(db, connections_said_at=0.0), 30.0).split())
+    assert f"the database server is short of connections: {slots['in_use']} of its {slots['slots']} slots are taken" \
+        in shown, shown

@@ -594,3 +594,48 @@ async def test_services_whose_code_on_disk_changed_since_they_started_are_said_b
         db.execute("UPDATE hrwsi.service_instance SET host = 'elsewhere' WHERE kind = 'launcher'")
         assert {s["kind"]: s["code_changed"] for s in reports.status(db)["services"]}["launcher"] is None
         db.execute("UPDATE hrwsi.service_instance SET host = %s WHERE kind = 'launcher'", (socket.gethostname(),))
+
+
+async def test_a_step_refused_a_connection_for_want_of_a_slot_says_so_and_what_to_do_and_it_is_its_problem(
+        db, database_url, settings, caplog):
+    """A server at max_connections refuses a new connection ("sorry, too many clients already"): the steps said
+    "could not reach the database", of a server that runs and answered (found by exploratory testing). A role's
+    CONNECTION LIMIT is refused alike (SQLSTATE 53300), and is what a test can reach without filling the server."""
+    role = "hrwsi_test_no_slot_role"
+    db.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 0").format(psycopg.sql.Identifier(role)))
+    pool = await create_pool(database_url.replace("postgresql://postgres@", f"postgresql://{role}@"), min_size=0,
+                             max_size=2)
+
+    class Probe(service.Service):
+        kind = "prober"
+
+        def __init__(self):
+            super().__init__(pool, settings)
+            self.steps["probe"] = self.probe
+
+        async def probe(self) -> bool:
+            async with self.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+            return False
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    probe = Probe()
+    try:
+        await probe.run_step("probe")
+        [said] = [r.getMessage() for r in caplog.records if "probe" in r.getMessage()]
+        assert said.startswith(f'prober: step probe was refused a connection: the database server refuses new '
+                               f'connections (too many connections for role "{role}"): it runs, but max_connections '
+                               "or a CONNECTION LIMIT is reached; raise max_connections"), said
+        for named in ("HRWSI_POOL_SIZE", "HRWSI_WEB_POOL_SIZE", "pg_stat_activity"):
+            assert named in said
+        assert "could not reach" not in said
+        problem, since = probe.problem()
+        assert problem.startswith("the database server refuses new connections") and since is not None
+        db.execute(psycopg.sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(psycopg.sql.Identifier(role)))
+        db.execute(psycopg.sql.SQL("GRANT USAGE ON SCHEMA hrwsi TO {}").format(psycopg.sql.Identifier(role)))
+        await probe.run_step("probe")
+        assert probe.problem() is None, "said while it lasts"
+    finally:
+        await pool.close()
+        db.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(psycopg.sql.Identifier(role)))
+        db.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))

@@ -579,6 +579,30 @@ async def test_a_server_that_takes_no_more_connections_is_a_page_that_says_so_no
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+async def test_the_overview_names_a_transaction_open_long_and_a_server_short_of_connections_as_status_does(
+        database_url, scenario, data_dir, monkeypatch):
+    """A session idle in a REPEATABLE READ transaction holds back VACUUM in every table; the dashboard's health
+    said nothing of it, nor of a server short of connection slots (found by exploratory testing). (Both said
+    here from no age and no share of the slots at all, the test server having many free.)"""
+    from hrwsi.web import data
+
+    monkeypatch.setattr(data, "LONG_TRANSACTION_AFTER_S", 0.0)
+    monkeypatch.setattr(data, "CONNECTIONS_SAID_AT", 0.0)
+    with psycopg.connect(database_url, application_name="forgotten-<b>psql") as other:
+        other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        other.execute("SELECT count(*) FROM hrwsi.processing_task")
+        pid = other.info.backend_pid
+        async with dashboard(database_url, data_dir) as client:
+            html = await text_of(client, "/")
+    page = visible(html)
+    assert f"A transaction has been open long: pid {pid} (role postgres, forgotten-<b>psql, idle in transaction, open " \
+        in page, page
+    assert "forgotten-&lt;b&gt;psql" in html  # (a name any client chooses: escaped)
+    assert f"SELECT pg_terminate_backend({pid})" in page and "VACUUM keeps every row version it might see" in page
+    assert "The database server is short of connections: " in page and "HRWSI_POOL_SIZE" in page
+    assert "the database needs a look (below)" in page
+
+
 async def test_a_dashboard_port_already_taken_is_one_line_naming_the_port_the_setting_and_who_holds_it(
         database_url, settings):
     """It said "the dashboard cannot listen on 127.0.0.1:8470: error while attempting to bind on address

@@ -26,6 +26,7 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_HOME", "/dev/null", "HRWSI_HOME='/dev/null' is not a directory"),
     ("HRWSI_JOB_LOG_MAX_BYTES", "4096", r"HRWSI_JOB_LOG_MAX_BYTES=4096 must be 0 \(no cap\) or at least 1048576 bytes"),
     ("HRWSI_JOB_LOG_MAX_BYTES", "100MB", "HRWSI_JOB_LOG_MAX_BYTES='100MB' is not a whole number"),
+    ("HRWSI_POOL_SIZE", "1", r"HRWSI_POOL_SIZE=1 must be at least 2 \(a heartbeat and a step at once\)"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
@@ -96,3 +97,14 @@ def test_the_versions_readme_shows_are_this_installations():
     assert set(re.findall(r"\d+\.\d+\.\d+\+schema\d{4}", readme)) <= {build_version()}
     shown = re.findall(r"hrwsi --version .*# .*", readme)
     assert shown and all(not re.search(r"schema \d{4}", line) for line in shown), shown
+
+
+def test_a_process_pool_is_4_connections_per_service_plus_2_unless_hrwsi_pool_size_says_fewer(monkeypatch):
+    """What ops lower where max_connections is short: the steps named no setting to lower (found by
+    exploratory testing)."""
+    from hrwsi.app import App
+
+    monkeypatch.delenv("HRWSI_POOL_SIZE", raising=False)
+    assert App("postgresql:///x", ["harvester", "launcher"], Settings.from_env()).pool_size == 10
+    monkeypatch.setenv("HRWSI_POOL_SIZE", "5")
+    assert App("postgresql:///x", ["harvester", "launcher"], Settings.from_env()).pool_size == 5

@@ -29,3 +29,13 @@ def test_an_allowed_host_that_is_not_a_name_stops_the_dashboard_at_start(monkeyp
     monkeypatch.setenv("HRWSI_WEB_ALLOWED_HOSTS", "https://hrwsi.example.org/")
     with pytest.raises(SettingsError, match="HRWSI_WEB_ALLOWED_HOSTS: https://hrwsi.example.org/ is not a host name"):
         WebSettings.from_env()
+
+
+def test_the_dashboards_pool_is_4_connections_unless_hrwsi_web_pool_size_says_otherwise(monkeypatch):
+    monkeypatch.delenv("HRWSI_WEB_POOL_SIZE", raising=False)
+    assert WebSettings.from_env().pool_size == 4
+    monkeypatch.setenv("HRWSI_WEB_POOL_SIZE", "2")
+    assert WebSettings.from_env().pool_size == 2
+    monkeypatch.setenv("HRWSI_WEB_POOL_SIZE", "0")
+    with pytest.raises(SettingsError, match=r"HRWSI_WEB_POOL_SIZE='0' must be a whole number of connections >= 1"):
+        WebSettings.from_env()

@@ -153,6 +153,7 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         if session.get("locked"):  # (ACCESS EXCLUSIVE: every read of these waits, `hrwsi status`'s too)
             line(console, "  holds an ACCESS EXCLUSIVE lock on: ", ", ".join(session["locked"]))
         line(console, "  next: ", session["next"])
+    _database_trouble(console, data)
     for source in data.get("sources", []):  # (failing, held by a harvester that is gone, or overdue)
         console.print(Text.assemble(("harvest source needs attention: ", "bold yellow"),
                                     visible(f"{source['name']} ({source['kind']})")))
@@ -178,6 +179,22 @@ def status(console: Console, data: dict, stale_after_s: float) -> None:
         if _narrowest_width(console, table) <= console.width:
             table = _recent_failures(data["recent_failures"], 80)
         show(console, table)
+
+
+def _database_trouble(console: Console, data: dict) -> None:
+    """Transactions open long (reports.long_transactions) and a server short of connections (connection_slots)."""
+    for session in data.get("long_transactions") or []:  # (it holds back VACUUM: reports.long_transactions)
+        console.print(Text.assemble(("a transaction has been open long: ", "bold yellow"),
+                                    visible(f"pid {session['pid']} (role {session['role'] or '?'}, "
+                                            f"{session['application'] or 'no application name'}, "
+                                            f"{session['state'] or '?'}, open {_duration(session['transaction_s'])})")),
+                      soft_wrap=True)
+        line(console, "  next: ", session["next"])
+    if (slots := data.get("connections")) is not None:  # (near or at max_connections: reports.connection_slots)
+        console.print(Text.assemble(("the database server is short of connections: ", "bold red"),
+                                    f"{slots['in_use']} of its {slots['slots']} slots are taken (hrwsi's sessions: "
+                                    f"{slots['hrwsi']}); past them it refuses new ones, hrwsi's too"), soft_wrap=True)
+        line(console, "  next: ", slots["next"])
 
 
 def _recent_failures(failures: list[dict], message_limit: int | None) -> Table:

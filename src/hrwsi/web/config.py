@@ -81,4 +81,14 @@ class WebSettings:
         port = port_setting("HRWSI_WEB_PORT")
         host = os.environ.get("HRWSI_WEB_HOST") or "127.0.0.1"
         return cls(host=host, port=DEFAULT_PORT if port is None else port, auth=Authenticator.from_env(),
-                   hosts=HostPolicy.from_env(host))
+                   hosts=HostPolicy.from_env(host), pool_size=_pool_size())
+
+
+def _pool_size() -> int:
+    """HRWSI_WEB_POOL_SIZE: the dashboard's own connections (default 4), lowered where max_connections is short."""
+    raw = (os.environ.get("HRWSI_WEB_POOL_SIZE") or "").strip()
+    if not raw:
+        return WebSettings.pool_size
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"HRWSI_WEB_POOL_SIZE={raw!r} must be a whole number of connections >= 1 (default 4)")
+    return int(raw)

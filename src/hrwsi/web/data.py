@@ -20,13 +20,18 @@ from hrwsi import migrations, timeliness
 from hrwsi.harvest.sources import describe_source
 from hrwsi.installed_code import mark_changed
 from hrwsi.reports import (
+    CONNECTIONS_SAID_AT,
+    LONG_TRANSACTION_AFTER_S,
+    LONG_TRANSACTIONS_SHOWN,
     QUEUED_LONG_AFTER_S,
     QUEUED_LONG_SHOWN,
     RUNNING_LONG_FACTOR,
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
+    long_transaction_next_step,
     running_long_next_step,
     services_gone,
+    short_of_connections,
 )
 from hrwsi.sql_files import query
 
@@ -88,6 +93,10 @@ class Overview:
     deadlines: list = field(default_factory=list)  # (level, sentence): timeliness.deadline_sentences
     versions: dict = field(default_factory=dict)  # migrations.service_versions of the services alive
     services_gone: list = field(default_factory=list)  # reports.services_gone: kinds with no instance alive
+    # The database's own trouble, as `hrwsi status` says it: transactions open long (reports.long_transactions)
+    # and the server short of connection slots (reports.short_of_connections; None: it is not)
+    long_transactions: list = field(default_factory=list)
+    connections: dict | None = None
 
     @property
     def waiting(self) -> int:
@@ -169,6 +178,9 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
                                                     *(tuple(newest) if newest else (None, None)))
     overview.services_gone = services_gone([s | {"heartbeat_age_s": s["age_s"]} for s in services],
                                            [s for s in services if s["fresh"]])
+    overview.long_transactions = [dict(r) | {"next": long_transaction_next_step(r)} for r in await conn.fetch(
+        query("web_long_transactions"), LONG_TRANSACTION_AFTER_S, LONG_TRANSACTIONS_SHOWN)]
+    overview.connections = short_of_connections(await conn.fetchrow(query("web_connection_slots")), CONNECTIONS_SAID_AT)
     overview.read_s = time.perf_counter() - started
     return overview
 
