@@ -994,7 +994,15 @@ CREATE TABLE hrwsi.service_instance (
     -- that finds this pid not alive or another process ends the lease at once, as its expiry would: a
     -- launcher restarted after a kill -9 waited the dead one's lease (30 s) before its jobs, which held
     -- their workers' capacity, were adopted (found by exploratory testing). NULL: no lease is taken over.
-    process_identity text
+    process_identity text,
+    -- (migration 0082) An instance whose lease another took over, its process proven dead: which instance,
+    -- when, the proof it had, and the real last heartbeat (heartbeat_at is set back by the lease, so that
+    -- every check of a lease finds it lapsed): status showed a last heartbeat 30 s older than the real
+    -- one, and not that it was found dead and replaced (found by exploratory testing). NULL: not taken over.
+    taken_over_by     text,
+    taken_over_at     timestamptz,
+    taken_over_why    text,
+    last_heartbeat_at timestamptz
 );
 
 -- =============================================================================================

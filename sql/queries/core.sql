@@ -263,9 +263,13 @@ WHERE kind = $1 AND host = $2 AND id <> $3 AND process_identity IS NOT NULL
 -- name: take_over_dead_lease
 -- End the lease of an instance proven dead (hrwsi.process_identity.verdict), as its expiry would: its
 -- heartbeat set back by the lease ($4 s), so that every check of a lease (adoption, fencing, the harvest
--- sources it claimed, status) finds it lapsed. Only while it is the process that was judged ($2 its pid,
--- $3 its identity) and still fresh. One row back: taken over.
-UPDATE hrwsi.service_instance SET heartbeat_at = now() - make_interval(secs => $4)
+-- sources it claimed) finds it lapsed. Only while it is the process that was judged ($2 its pid, $3 its
+-- identity) and still fresh. Its real last heartbeat is kept, with the instance that took it over ($5),
+-- when, and why ($6), for status and the dashboard (migration 0082: they showed a heartbeat a lease older
+-- than the real one, and nothing of the takeover). One row back: taken over.
+UPDATE hrwsi.service_instance
+SET heartbeat_at = now() - make_interval(secs => $4), last_heartbeat_at = heartbeat_at, taken_over_by = $5,
+    taken_over_at = now(), taken_over_why = $6
 WHERE id = $1 AND pid = $2 AND process_identity = $3 AND heartbeat_at > now() - make_interval(secs => $4)
 RETURNING id;
 

@@ -179,13 +179,17 @@ ORDER BY t.id LIMIT %(limit)s;
 -- name: report_services
 -- replaced_by: the identity the same process (kind, host, pid) took since: a service whose lease
 -- lapsed (paused, cut off) goes on under a new identity, and its old one, kept an hour, read "stale:
--- dead or hung?" beside the live process (found by exploratory testing).
-SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, s.heartbeat_at,
-       extract(epoch FROM now() - s.heartbeat_at)::float8 AS heartbeat_age_s, s.problem, s.problem_since,
+-- dead or hung?" beside the live process (found by exploratory testing). The heartbeat is the real last
+-- one: an instance taken over as dead has its heartbeat_at set back by the lease (migration 0082), and
+-- taken_over_by, _at, _why say by which instance, when and why.
+SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, coalesce(s.last_heartbeat_at, s.heartbeat_at) AS heartbeat_at,
+       extract(epoch FROM now() - coalesce(s.last_heartbeat_at, s.heartbeat_at))::float8 AS heartbeat_age_s,
+       s.problem, s.problem_since,
        (SELECT n.id FROM hrwsi.service_instance n
         WHERE n.kind = s.kind AND n.host = s.host AND n.pid = s.pid AND n.started_at > s.started_at
-        ORDER BY n.started_at DESC LIMIT 1) AS replaced_by, s.site, s.code_dir, s.code_fingerprint
-FROM hrwsi.service_instance s ORDER BY s.kind, s.heartbeat_at DESC;
+        ORDER BY n.started_at DESC LIMIT 1) AS replaced_by, s.site, s.code_dir, s.code_fingerprint,
+       s.taken_over_by, s.taken_over_at, s.taken_over_why
+FROM hrwsi.service_instance s ORDER BY s.kind, coalesce(s.last_heartbeat_at, s.heartbeat_at) DESC;
 
 -- name: report_local_jobs_held
 -- The jobs each local launcher (one that records its site) owns: once it is gone, only a launcher

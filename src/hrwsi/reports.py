@@ -158,7 +158,8 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
             for service in data["services"]:
                 service["jobs_held"] = held_jobs.get(service["id"], 0)
         newest = read("the database's schema", None, lambda: conn.execute(query("newest_migration_recorded")).fetchone())
-        alive = [s for s in data["services"] if s["heartbeat_age_s"] is None or s["heartbeat_age_s"] <= stale_after_s]
+        alive = [s for s in data["services"] if is_alive(s, stale_after_s)]
+        replaced_by_newer(data["services"], alive)
         data["services_gone"] = services_gone(data["services"], alive)
         data["versions"] = migrations.service_versions(alive, *(newest or (None, None)))
         # (the code on disk where status runs, against what each service of this host started with)
@@ -219,6 +220,30 @@ def services_gone(services: list[dict], alive: list[dict]) -> list[dict]:
                          "next": f"{stops} until one runs: start it (`hrwsi {kind}`, or `hrwsi up`), after checking "
                                  f"why pid {last['pid']} on {last['host']} stopped (its log)"})
     return gone
+
+
+def is_alive(service: dict, stale_after_s: float) -> bool:
+    """A fresh heartbeat, and not taken over as dead by another instance (whose real last heartbeat may be
+    fresh: migration 0082)."""
+    if service.get("taken_over_by"):
+        return False
+    return service["heartbeat_age_s"] is None or service["heartbeat_age_s"] <= stale_after_s
+
+
+def replaced_by_newer(services: list[dict], alive: list[dict]) -> None:
+    """Mark each instance that is not alive and that a newer live instance of its kind on its host replaced
+    (replaced_by; the query marks those the same process replaced, after its lease lapsed). Why: after a
+    restart of the database (every lease lapsed) or of the services, each left a stale row per service,
+    listed until dead_service_hours, crowding `hrwsi status` (found by exploratory testing); views folds them
+    into one line unless they hold jobs or were found dead."""
+    for service in services:
+        if service in alive or service.get("replaced_by"):
+            continue
+        newer = [a for a in alive if a["kind"] == service["kind"] and a["host"] == service["host"]
+                 and a["started_at"] > service["started_at"]]
+        if newer:
+            service["replaced_by"] = max(newer, key=lambda a: a["started_at"])["id"]
+            service["replaced_by_newer"] = True  # (another process: not the same one under a new identity)
 
 
 def running_long_next_step(job: dict) -> str:

@@ -814,7 +814,8 @@ class Service:
                 lambda: [(row, process_identity.verdict(row["pid"], row["process_identity"])) for row in others])
             for row, verdict in verdicts:
                 if verdict.dead and await conn.fetchval(query("take_over_dead_lease"), row["id"], row["pid"],
-                                                        row["process_identity"], self.settings.lease_timeout_s):
+                                                        row["process_identity"], self.settings.lease_timeout_s,
+                                                        self.instance_id, verdict.why):
                     logger.warning("%s %s took over the lease of %s (last heartbeat %.1f s ago) without waiting for "
                                    "it to lapse: %s; what it held is taken over as after a lapsed lease",
                                    self.kind, self.instance_id, row["id"], row["heartbeat_age_s"], verdict.why)

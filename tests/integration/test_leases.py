@@ -242,3 +242,46 @@ async def test_a_new_instance_takes_over_only_the_leases_of_this_hosts_instances
     finally:
         live.kill()
         live.wait()
+
+
+async def test_status_shows_the_real_last_heartbeat_of_an_instance_taken_over_as_dead_and_by_whom_and_when(
+        db, database_url, settings):
+    """Its lease is ended by setting its heartbeat back by the lease: status showed a last heartbeat a lease
+    older than the real one, and nothing of the takeover (found by exploratory testing). Now the real one, and
+    "found dead and replaced by" the instance that took it over, when, and its proof; not alive for all that."""
+    import dataclasses
+    import socket
+    import subprocess
+
+    from rich.console import Console
+
+    from hrwsi import process_identity, reports
+    from hrwsi.cli import views
+    if process_identity.identity() is None:
+        pytest.skip("this platform's /proc cannot tell")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        reused = f"{process_identity._place()} {int(process_identity._stat(live.pid)[1]) - 100}"
+        db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, process_identity, started_at, heartbeat_at)
+                      VALUES ('launcher-dead', 'launcher', %s, %s, %s, now() - interval '1 hour',
+                              now() - interval '2 seconds')""", (socket.gethostname(), live.pid, reused))
+        long_lease = dataclasses.replace(settings, lease_timeout_s=60.0, heartbeat_s=5.0)
+        async with running(database_url, ["launcher"], long_lease) as (launcher,):
+            await wait_until(database_url, "SELECT NOT hrwsi.lease_is_fresh('launcher-dead', 60)", timeout=10)
+            data = reports.status(db, stale_after_s=60.0)
+            [dead] = [s for s in data["services"] if s["id"] == "launcher-dead"]
+            assert dead["heartbeat_age_s"] < 30, "the real last heartbeat, not one set back by the 60 s lease"
+            assert dead["taken_over_by"] == launcher.instance_id and dead["taken_over_at"] is not None
+            assert dead["taken_over_why"] == f"its pid {live.pid} is another process now (its start time differs: the pid " \
+                "was reused)"
+            assert dead["heartbeat_at"] < dead["taken_over_at"]
+            console = Console(record=True, width=400)
+            views.status(console, data, 60.0)
+            shown = " ".join(console.export_text().split())
+            assert f"found dead and replaced by {launcher.instance_id} at " in shown, shown
+            assert "dead or hung?" not in shown
+            assert launcher.instance_id in [s["id"] for s in data["services"] if reports.is_alive(s, 60.0)]
+            assert "launcher-dead" not in [s["id"] for s in data["services"] if reports.is_alive(s, 60.0)]
+    finally:
+        live.kill()
+        live.wait()

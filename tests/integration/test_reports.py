@@ -262,3 +262,39 @@ def test_a_server_short_of_connections_is_said_in_status_with_the_settings_that_
     shown = " ".join(drawn(views.status, reports.status(db, connections_said_at=0.0), 30.0).split())
     assert f"the database server is short of connections: {slots['in_use']} of its {slots['slots']} slots are taken" \
         in shown, shown
+
+
+def test_instances_a_newer_live_one_replaced_are_counted_in_one_line_of_status_and_listed_on_demand(db):
+    """After a database restart every lease lapsed and each service went on under a new identity; restarted
+    services leave their old rows too: each was a row of `hrwsi status` until dead_service_hours (found by
+    exploratory testing). Those a newer live instance of their kind on their host replaced are one line; a
+    stale instance nothing replaced is still listed as such (a real problem is never folded)."""
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at) VALUES
+                  ('orchestrator-h-10-now', 'orchestrator', 'h', 10, now() - interval '1 minute', now()),
+                  ('orchestrator-h-10-lapsed', 'orchestrator', 'h', 10, now() - interval '2 hours',
+                   now() - interval '3 minutes'),
+                  ('orchestrator-h-9-restarted', 'orchestrator', 'h', 9, now() - interval '3 hours',
+                   now() - interval '2 hours'),
+                  ('harvester-h-10-now', 'harvester', 'h', 10, now() - interval '1 minute', now()),
+                  ('harvester-h-10-lapsed', 'harvester', 'h', 10, now() - interval '2 hours',
+                   now() - interval '3 minutes'),
+                  ('orchestrator-elsewhere-5', 'orchestrator', 'elsewhere', 5, now() - interval '3 hours',
+                   now() - interval '10 minutes'),
+                  ('launcher-h-7', 'launcher', 'h', 7, now() - interval '3 hours', now() - interval '10 minutes')""")
+    data = reports.status(db, stale_after_s=30.0)
+    replaced = {s["id"]: s["replaced_by"] for s in data["services"]}
+    assert replaced["orchestrator-h-9-restarted"] == replaced["orchestrator-h-10-lapsed"] == "orchestrator-h-10-now"
+    assert replaced["orchestrator-elsewhere-5"] is None and replaced["launcher-h-7"] is None
+    shown = " ".join(drawn(views.status, data, 30.0).split())
+    for folded in ("orchestrator-h-10-lapsed", "orchestrator-h-9-restarted", "harvester-h-10-lapsed"):
+        assert folded not in shown, shown
+    assert ("and 3 replaced instance(s) not listed (1 harvester, 2 orchestrator): stale rows of a kind and host where "
+            "a newer instance is alive") in shown, shown
+    assert "`hrwsi status --all-services` lists them" in shown
+    for listed in ("orchestrator-h-10-now", "harvester-h-10-now", "orchestrator-elsewhere-5", "launcher-h-7"):
+        assert listed in shown
+    assert shown.count("(stale: dead or hung?)") == 2, "the two nothing replaced"
+    everything = " ".join(drawn(views.status, data, 30.0, True).split())
+    assert "orchestrator-h-9-restarted" in everything and "replaced by orchestrator-h-10-now, a newer instance on its " \
+        "host" in everything and "not listed" not in everything
+    assert "orchestrator-h-10-lapsed" in everything and "replaced by orchestrator-h-10-now: the same process" in everything

@@ -603,6 +603,21 @@ async def test_the_overview_names_a_transaction_open_long_and_a_server_short_of_
     assert "the database needs a look (below)" in page
 
 
+async def test_the_overview_shows_an_instance_taken_over_as_dead_with_its_real_heartbeat_and_who_replaced_it(
+        database_url, scenario, data_dir, db):
+    """Its heartbeat is set back by the lease when it is taken over: the page showed a heartbeat a lease older
+    than the real one, and nothing of the takeover (found by exploratory testing)."""
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, heartbeat_at, last_heartbeat_at,
+                                                      taken_over_by, taken_over_at, taken_over_why)
+                  VALUES ('launcher-killed', 'launcher', 'h', 42, now() - interval '1 hour 2 seconds',
+                          now() - interval '2 seconds', 'launcher-restarted', now(), 'no process has its pid 42')""")
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert "Found dead and replaced by launcher-restarted at " in page and ": no process has its pid 42" in page, page
+    row = page[page.index("launcher-killed"):page.index("Found dead and replaced by")]
+    assert re.search(r" [2-9]\.\d s ago", row) and " h ago" not in row and "min ago" not in row, row
+
+
 async def test_a_dashboard_port_already_taken_is_one_line_naming_the_port_the_setting_and_who_holds_it(
         database_url, settings):
     """It said "the dashboard cannot listen on 127.0.0.1:8470: error while attempting to bind on address

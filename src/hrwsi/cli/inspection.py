@@ -22,6 +22,9 @@ app.add_typer(plan_app, name="plan")
 
 @app.command()
 def status(failures: int = typer.Option(10, min=0, max=1_000_000, help="how many recent failures to show"),
+           all_services: bool = typer.Option(False, "--all-services",
+                                             help="also list the stale instances a newer one replaced (else counted "
+                                                  "in one line)"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Counts per state, held routines (why, and what happens next), tasks that cannot be planned,
     services and their heartbeats, harvest sources needing attention, the alert outbox, recent failures."""
@@ -32,7 +35,7 @@ def status(failures: int = typer.Option(10, min=0, max=1_000_000, help="how many
     if as_json:
         print_json(data)
     else:
-        views.status(console, data, stale_after_s=current.lease_timeout_s)
+        views.status(console, data, stale_after_s=current.lease_timeout_s, all_services=all_services)
 
 
 @app.command()

@@ -154,7 +154,9 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
                                                               float(SERIES_BUCKET_S))}
     count = SERIES_WINDOW_S // SERIES_BUCKET_S
     series = [buckets.get(b, {"bucket": b, "processed": 0, "failed": 0, "other": 0}) for b in range(count - 1, -1, -1)]
-    services = [dict(r) | {"fresh": r["age_s"] <= stale_after_s} for r in await conn.fetch(query("web_services"))]
+    # (an instance taken over as dead is not fresh, whatever its real last heartbeat: migration 0082)
+    services = [dict(r) | {"fresh": r["age_s"] <= stale_after_s and r["taken_over_by"] is None}
+                for r in await conn.fetch(query("web_services"))]
     # (the code on disk where the dashboard runs, against what each service of this host started with)
     await asyncio.to_thread(mark_changed, [s for s in services if s["fresh"]])
     overview = Overview(
