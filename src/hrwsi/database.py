@@ -395,7 +395,8 @@ CONNECTIONS_FULL = ("too many clients already", "remaining connection slots are 
                     "too many connections for role", "too many connections for database")
 CONNECTIONS_FULL_NEXT = ("max_connections, or a role's or database's CONNECTION LIMIT, is reached; see who holds them "
                          "(SELECT application_name, usename, count(*) FROM pg_stat_activity GROUP BY 1, 2: hrwsi's are "
-                         "hrwsi-...), end what need not run, or raise the limit (README.md, Connections)")
+                         "hrwsi-...), end what need not run, raise the limit, or lower hrwsi's pools (HRWSI_POOL_SIZE, "
+                         "HRWSI_WEB_POOL_SIZE) (README.md, Connections)")
 
 
 def one_line(error: BaseException) -> str:

@@ -320,7 +320,7 @@ def test_a_server_that_takes_no_more_connections_is_said_so_not_taken_for_one_th
     line = one_line_error(run(["status"], {**env, "HRWSI_DATABASE_URL": as_role(database_url, login_role)}, check=False),
                           "runs but takes no more connections", f'too many connections for role "{login_role}"',
                           "max_connections, or a role's or database's CONNECTION LIMIT, is reached", "pg_stat_activity",
-                          code=2)
+                          "lower hrwsi's pools (HRWSI_POOL_SIZE, HRWSI_WEB_POOL_SIZE)", code=2)
     assert "check that the server runs" not in line
 
 
