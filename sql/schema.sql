@@ -228,13 +228,16 @@ CREATE TABLE hrwsi.input (
     -- Nor invisible characters (migration 0079): Unicode's line and paragraph separators, which logs
     -- and pages show as line breaks, and its format characters, shown as nothing (zero-width space
     -- and joiners, directional marks and overrides, soft hyphen, byte order mark, tags), which made two
-    -- paths that look the same differ. One regular expression with [[:cntrl:]], the C1 controls named
+    -- paths that look the same differ. Nor (migration 0082) the characters that look like a space or
+    -- nothing though they are not the ASCII space: the no-break space U+00A0, Unicode's other spaces
+    -- (U+2000-U+200A, U+202F, U+205F, U+3000) and the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0).
+    -- One regular expression with [[:cntrl:]], the C1 controls named
     -- (a server in the C locale leaves them out of [[:cntrl:]]): the INSERT of inputs is a hot path.
     input_path           text NOT NULL CONSTRAINT input_path_is_not_empty CHECK (btrim(input_path) <> '')
         CONSTRAINT input_path_is_at_most_2000_bytes CHECK (octet_length(input_path) <= 2000)
         CONSTRAINT input_path_has_no_surrounding_white_space CHECK (btrim(input_path) = '' OR input_path = btrim(input_path))
         CONSTRAINT input_path_has_no_control_or_invisible_characters
-        CHECK (input_path !~ '[[:cntrl:]\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]')
+        CHECK (input_path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]')
         CONSTRAINT input_path_has_no_dot_dot_segment CHECK (input_path !~ '(^|/)\.\.(/|$)')
         -- (Nomad reads `${...}` in a job's arguments as its own variables: such a path cannot run
         -- there, and was charged to the routine; migration 0066)
@@ -292,12 +295,14 @@ CREATE TRIGGER input_refuse_future_dates BEFORE INSERT OR UPDATE OF published_at
     EXECUTE FUNCTION hrwsi.refuse_future_input_dates();
 
 -- A scene's identifier as the harvester gives it (hrwsi.harvest.product_names.scene_id_of): the
--- file name without its extensions, `/eodata/X.SAFE.zip` -> `X` (NULL if nothing is left). For a
+-- file name without its extensions, `/eodata/X.SAFE.zip` -> `X` (NULL if nothing is left); `.` and
+-- empty segments name nothing, as the harvester reads a path (`/a/X.SAFE/.` -> `X`, where it gave `.`
+-- before migration 0082: found by exploratory testing). For a
 -- data engineer's INSERT, which gives scene_id only when asked to (migration 0079): with it, the
 -- same scene under another path is the same input of a condition, as the harvester's are.
 CREATE FUNCTION hrwsi.scene_id_of(path text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog
-RETURN nullif(regexp_replace(substring(rtrim(path, '/') FROM '[^/]*$'),
+RETURN nullif(regexp_replace(substring(path FROM '([^/.][^/]*|\.[^/]+)(/+\.)*/*$'),
                              '(\.(safe|sen3|zip|json|tif|tiff|nc|tar|tgz|gz|h5|xml|jp2))+$', '', 'i'), '');
 
 
@@ -628,9 +633,10 @@ CREATE TABLE hrwsi.product (
     task_id      bigint CONSTRAINT product_task_must_exist REFERENCES hrwsi.processing_task (id),
     path         text NOT NULL CONSTRAINT product_path_is_not_empty CHECK (btrim(path) <> '')
         CONSTRAINT product_path_is_at_most_2000_bytes CHECK (octet_length(path) <= 2000)
-        -- (nor invisible characters, as an input's path: it becomes the next step's; migration 0079)
+        -- (nor invisible characters, as an input's path: it becomes the next step's; migration 0079; nor
+        -- those that look like a space or nothing: migration 0082)
         CONSTRAINT product_path_is_absolute_without_control_characters
-        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]'
+        CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'
                AND path !~ '(^|/)\.\.(/|$)')
         -- (a product becomes the next step's input, whose path may not hold `${`; migration 0066)
         CONSTRAINT product_path_has_no_dollar_brace CHECK (strpos(path, '${') = 0),

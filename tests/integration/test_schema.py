@@ -296,9 +296,22 @@ def test_bad_inputs_are_refused_with_a_clear_message(configured, overrides, mess
 
 def test_a_path_of_visible_characters_of_any_script_is_accepted(configured):
     """The invisible characters refused are Unicode's format characters and separators, not letters."""
-    for path in ("/data/Été/S2A.SAFE", "/data/中文/a b.SAFE", "/data/😀.SAFE", "/data/a\u00a0b.SAFE"):
+    for path in ("/data/Été/S2A.SAFE", "/data/中文/a b.SAFE", "/data/😀.SAFE", "/data/한글/a.SAFE"):
         insert_input(configured, path)
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 4
+
+
+@pytest.mark.parametrize("character", ["\u00a0", "\u115f", "\u1160", "\u3164", "\uffa0", "\u2007", "\u202f", "\u3000"])
+def test_a_path_with_a_character_that_looks_like_a_space_or_nothing_is_refused(configured, character):
+    """Found by exploratory testing: a no-break space looks like a space and a Hangul filler like nothing, and
+    two paths that looked the same differed. Refused in inputs and in products (the next step's inputs)."""
+    with pytest.raises(psycopg.errors.CheckViolation, match="input_path_has_no_control_or_invisible_characters"):
+        insert_input(configured, f"/data/a{character}b.SAFE")
+    insert_input(configured)
+    task = configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    with pytest.raises(psycopg.errors.CheckViolation, match="product_path_is_absolute_without_control_characters"):
+        configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, %s, 'L2A')",
+                           (task, f"/out/a{character}.tif"))
 
 
 @pytest.mark.parametrize("path", ["/out/a\u2028b.tif", "/out/a\u200b.tif"])
@@ -376,6 +389,20 @@ def test_scene_id_of_is_the_harvester_s_scene_identifier(configured):
     configured.execute("INSERT INTO hrwsi.input (processing_condition, input_path, scene_id) "
                        "VALUES ('l1c', %(p)s, hrwsi.scene_id_of(%(p)s)) ON CONFLICT DO NOTHING", {"p": names[0]})
     assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
+
+
+SCENE_PATHS = [
+    "/a/X.SAFE/.", "/a/X.SAFE/./", "/a/X.SAFE/./.", "/a/X.SAFE//", "/a//X.SAFE", "//a/X.zip", "/a/./X.SAFE", "/a/X.SAFE/",
+    "/", "/.", "//", "", ".", "./", "X.SAFE", "./X.SAFE", "/a/.hidden", "/a/...", "/a/b/..", "/a/.zip", "/a/.zip/.",
+    "/a/b.c.SAFE.zip", "/a/b.TIF/.//./", "/a/ b /.", "/a/Été.SAFE/."]
+
+
+@pytest.mark.parametrize("path", SCENE_PATHS)
+def test_scene_id_of_agrees_with_the_harvester_on_dot_and_empty_segments(configured, path):
+    """Found by exploratory testing: hrwsi.scene_id_of('/a/X.SAFE/.') gave '.', the harvester 'X': a path's `.`
+    and empty segments name nothing (PurePosixPath), in SQL as in Python. (Empty in Python is NULL in SQL.)"""
+    from hrwsi.harvest.product_names import scene_id_of
+    assert configured.execute("SELECT hrwsi.scene_id_of(%s)", (path,)).fetchone()[0] == (scene_id_of(path) or None)
 
 
 def test_duplicate_input_is_refused(configured):

@@ -13,15 +13,18 @@ import re
 # around it, no `..` segment, absolute (only a multi-input group, which no harvest source makes, may
 # be relative). INVISIBLE is that constraint's list beyond [[:cntrl:]], character for character.
 MAX_PATH_BYTES = 2000
-INVISIBLE = ("\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
-             "\U000e0000-\U000e007f")
+# And the characters that look like a space or nothing though they are not the ASCII space (migration
+# 0082): the no-break space U+00A0 and Unicode's other spaces, and the Hangul fillers.
+INVISIBLE = ("\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000"
+             "\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f")
 REFUSED_CHARACTER = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{INVISIBLE}]")
+SPACE_LIKE = re.compile("[\u00a0\u115f\u1160\u2000-\u200a\u202f\u205f\u3000\u3164\uffa0]")
 _DOT_DOT = re.compile(r"(^|/)\.\.(/|$)")
 
 
 def _escape(match: re.Match) -> str:
     code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return f"\\x{code:02x}" if code < 0xa0 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def escaped(text: str) -> str:
@@ -34,8 +37,10 @@ def name_problem(name: str) -> str | None:
     """Why the database would refuse a path with this file name in it (its characters, its
     length), or None: for a name listed in a directory, before its path is known."""
     if (found := REFUSED_CHARACTER.search(name)) is not None:
-        if ord(found.group()) < 0x100 and found.group() != "\u00ad":
+        if ord(found.group()) < 0xa0:
             return "its name holds a control character (shown here as its \\x escape)"
+        if SPACE_LIKE.match(found.group()):
+            return "its name holds a character that looks like a space or nothing (shown here as its \\u escape)"
         return "its name holds an invisible character (shown here as its \\u escape)"
     if name != name.strip():
         return "its name begins or ends with white space"

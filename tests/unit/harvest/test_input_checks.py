@@ -22,4 +22,13 @@ def test_a_name_with_an_invisible_character_is_refused_as_the_database_does():
     for name in ("a\u2028b.SAFE", "a\u2029b.SAFE", "a\u200b.SAFE", "\u202eFAS.a", "a\ufeff.SAFE", "a\U000e0041.SAFE"):
         assert input_checks.name_problem(name) == "its name holds an invisible character (shown here as its \\u escape)"
     assert input_checks.escaped("a\u2028b\tc\U000e0041") == "a\\u2028b\\x09c\\U000e0041"
-    assert input_checks.name_problem("Été 中文 😀 a\u00a0b.SAFE") is None
+    assert input_checks.name_problem("Été 中文 한글 😀 a b.SAFE") is None
+
+
+def test_a_name_with_a_character_that_looks_like_a_space_or_nothing_is_refused_as_the_database_does():
+    """Found by exploratory testing: a no-break space (U+00A0) looks like a space, a Hangul filler like
+    nothing; the database refuses them (migration 0082), so a landing file named so is set aside."""
+    for character in ("\u00a0", "\u115f", "\u1160", "\u3164", "\uffa0", "\u2007", "\u3000"):
+        assert input_checks.name_problem(f"a{character}b.SAFE") == (
+            "its name holds a character that looks like a space or nothing (shown here as its \\u escape)")
+    assert input_checks.escaped("a\u00a0b\u3164") == "a\\u00a0b\\u3164"
