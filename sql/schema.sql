@@ -448,6 +448,13 @@ CREATE TABLE hrwsi.processing_task (
     -- by hrwsi.wait_for_upstream when this task is created, and when that upstream task is created,
     -- ends, is retried, or has its products chained.
     waits_for_upstream bigint,
+    -- (migration 0082) The near-real-time task of its time series whose deadline deadline_at is, taken
+    -- because that task cannot run before this one (hrwsi.create_tasks_for_new_inputs), and the
+    -- deadline this task had of its own then (NULL: none, an archive task). NULL: deadline_at is its
+    -- own. Dispatch serves it by deadline_at; alerts and timeliness count its lateness against its own.
+    -- (No key: a task retention removes leaves the id said.)
+    deadline_inherited_from bigint,
+    own_deadline_at timestamptz,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
@@ -1075,7 +1082,12 @@ $$;
 -- plan already ends a task after its deadline (before it is late), `deadline_missed` when an open
 -- task is past its deadline. A terminated task has its own alert; a cancelled one was an
 -- operator's decision. The NOT EXISTS keeps a repeated check from trying again (each try would
--- take an identity value); the ON CONFLICT settles two orchestrators checking at once.
+-- take an identity value); the ON CONFLICT settles two orchestrators checking at once. A task
+-- counts against its own deadline (migration 0082): one that took the deadline of a near-real-time
+-- task after it in its time series (deadline_inherited_from) is served by it but not alerted by it,
+-- only by its own (own_deadline_at; none for an archive task); the near-real-time task, alerted when
+-- it misses its deadline, names the task it still waits for. (One late fresh scene raised an alert
+-- for each archive task before it: found by exploratory testing.)
 CREATE FUNCTION hrwsi.raise_deadline_alerts() RETURNS TABLE (at_risk integer, missed integer)
 LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
     WITH missed AS (
@@ -1086,25 +1098,39 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         INSERT INTO alert (kind, subject, body, task_id, routine)
         SELECT 'deadline_missed', format('hrwsi: task %s (%s) missed its deadline', t.id, t.routine),
                format('Task %s (routine %s, lane %s, tile %s, input %s) was due at %s and ',
-                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at))
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.due))
                || CASE WHEN t.state = 'processed'
                        THEN format('was processed at %s, %s late. `hrwsi timeliness` shows how late products are.',
-                                   hrwsi.utc_text(t.finished_at), hrwsi.duration_text(t.finished_at - t.deadline_at))
-                       ELSE format('is still %s%s. `hrwsi task show %s` tells why; `hrwsi timeliness` shows how late '
-                                   'products are.', t.state, coalesce(' (' || t.state_reason || ')', ''), t.id) END,
+                                   hrwsi.utc_text(t.finished_at), hrwsi.duration_text(t.finished_at - t.due))
+                       ELSE format('is still %s%s.%s `hrwsi task show %s` tells why; `hrwsi timeliness` shows how late '
+                                   'products are.', t.state, coalesce(' (' || t.state_reason || ')', ''),
+                                   CASE WHEN w.id IS NOT NULL
+                                        THEN format(' It waits for task %s (routine %s, %s), before it in its time series%s.',
+                                                    w.id, w.routine, w.state,
+                                                    CASE WHEN w.deadline_inherited_from IS NOT NULL
+                                                         THEN ', served with this deadline (it is not alerted itself)'
+                                                         ELSE '' END)
+                                        ELSE '' END, t.id) END,
                t.id, t.routine
-        FROM (SELECT t.* FROM processing_task t
+        FROM (SELECT t.*, CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at ELSE t.own_deadline_at END AS due
+              FROM processing_task t
               WHERE t.deadline_at <= now() AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+                AND (t.deadline_inherited_from IS NULL OR t.own_deadline_at <= now())
               UNION ALL
-              SELECT t.* FROM processing_task t
+              SELECT t.*, CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at ELSE t.own_deadline_at END
+              FROM processing_task t
               WHERE t.state = 'processed' AND t.finished_at > now() - interval '1 hour'
-                AND t.finished_at > t.deadline_at) t
+                AND t.finished_at > CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                         ELSE t.own_deadline_at END) t
         JOIN input i ON i.id = t.input_id
+        LEFT JOIN processing_task w ON w.id = t.depends_on AND w.state NOT IN ('processed', 'terminated', 'cancelled')
+                                   AND NOT t.dependency_waived
         WHERE NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_missed')
-        ORDER BY t.deadline_at, t.id
+        ORDER BY t.due, t.id
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
         RETURNING id
     ), at_risk AS (
+        -- (not a task whose deadline is another's: that task is planned after it, and alerted itself)
         INSERT INTO alert (kind, subject, body, task_id, routine)
         SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
                format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
@@ -1115,7 +1141,7 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         FROM processing_task t JOIN input i ON i.id = t.input_id
         WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at
           AND t.state NOT IN ('processed', 'terminated', 'cancelled')
-          AND t.state IN ('planned', 'dispatched', 'queued', 'running')
+          AND t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.deadline_inherited_from IS NULL
           AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_at_risk')
         ORDER BY t.deadline_at, t.id
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
@@ -2905,15 +2931,19 @@ BEGIN
         -- back-fill aged to priority 0 (promote_aged_tasks), by age: a fresh scene behind 20 aged
         -- archive scenes missed its deadline (found by exploratory testing). So a task already as urgent
         -- (aged) passes the deadline on down the series too. Aged work without a deadline stays behind
-        -- work with one (the serving order's deadline_at NULLS LAST).
+        -- work with one (the serving order's deadline_at NULLS LAST). Such a task remembers whose deadline
+        -- it took (deadline_inherited_from) and its own (own_deadline_at), and lateness is counted against
+        -- its own (migration 0082): the deadline it took serves it early, but it is not a near-real-time
+        -- deadline of its own. One late fresh scene raised a deadline_missed alert for each archive task
+        -- before it, and `hrwsi timeliness` counted their products late (found by exploratory testing).
         EXECUTE $q$
             WITH RECURSIVE waiting AS (
                 SELECT d.id, u.priority, u.deadline_at, u.waiter
-                FROM (SELECT t.id AS waiter, t.priority, t.deadline_at, t.depends_on
+                FROM (SELECT coalesce(t.deadline_inherited_from, t.id) AS waiter, t.priority, t.deadline_at, t.depends_on
                       FROM processing_task t JOIN new_rows n ON n.id = t.input_id
                       WHERE t.depends_on IS NOT NULL
                       UNION ALL
-                      SELECT s.id, s.priority, s.deadline_at, s.depends_on
+                      SELECT coalesce(s.deadline_inherited_from, s.id), s.priority, s.deadline_at, s.depends_on
                       FROM processing_task f JOIN new_rows n ON n.id = f.input_id
                       JOIN processing_task s ON s.depends_on = f.id) u
                 JOIN processing_task d ON d.id = u.depends_on
@@ -2929,6 +2959,11 @@ BEGIN
             UPDATE processing_task t
             SET priority = least(t.priority, w.priority),
                 deadline_at = least(t.deadline_at, w.deadline_at),
+                deadline_inherited_from = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity') THEN w.deadline_from
+                                               ELSE t.deadline_inherited_from END,
+                own_deadline_at = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity')
+                                            AND t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                       ELSE t.own_deadline_at END,
                 state = 'pending',
                 worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
                 planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
@@ -2937,7 +2972,8 @@ BEGIN
                                     THEN format('near-real-time task %s of its time series waits for it: served as '
                                                 'urgently, planned again', w.waiter)
                                     ELSE t.state_reason END
-            FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter
+            FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
+                         (array_agg(waiter ORDER BY deadline_at NULLS LAST, waiter))[1] AS deadline_from
                   FROM waiting GROUP BY id) w
             -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
             -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
@@ -4413,20 +4449,24 @@ CREATE INDEX operator_action_target_idx ON hrwsi.operator_action (target, id);
 
 -- One row per product: seconds from its input's sensing time (measured_at) and publication time
 -- (published_at) to its registration (product.created_at, when the launcher recorded it), and
--- whether it met its task's deadline (NULL: the task had none). A chained input carries the
+-- whether it met its task's own deadline (NULL: the task had none; a deadline it took from a
+-- near-real-time task after it in its time series, to be served first, is not its own: migration
+-- 0082, an archive product was counted late for a fresh scene's deadline). A chained input carries the
 -- original scene's sensing time and, as publication, the upstream product's registration: so
 -- from_sensing_s is the delay from the satellite, from_publication_s the delay of this step.
 -- day is the UTC day of registration.
 CREATE VIEW hrwsi.product_timeliness AS
 SELECT p.id AS product_id, p.product_type, p.path, p.task_id, t.routine, t.lane, t.campaign_id,
        i.processing_condition AS condition, i.tile, (p.created_at AT TIME ZONE 'UTC')::date AS day,
-       i.measured_at, i.published_at, p.created_at AS registered_at, t.deadline_at,
+       i.measured_at, i.published_at, p.created_at AS registered_at, d.deadline_at,
        extract(epoch FROM p.created_at - i.measured_at)::float8 AS from_sensing_s,
        extract(epoch FROM p.created_at - i.published_at)::float8 AS from_publication_s,
-       p.created_at <= t.deadline_at AS on_time
+       p.created_at <= d.deadline_at AS on_time
 FROM hrwsi.product p
 JOIN hrwsi.processing_task t ON t.id = p.task_id
-JOIN hrwsi.input i ON i.id = t.input_id;
+JOIN hrwsi.input i ON i.id = t.input_id
+CROSS JOIN LATERAL (SELECT CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                ELSE t.own_deadline_at END AS deadline_at) d;
 
 -- Per routine, lane, tile and day: products, the median and 95th percentile of both delays, and
 -- the share on time among the products that had a deadline (NULL: none had one).

@@ -74,7 +74,8 @@ SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.pl
        t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.finished_at,
        t.lane, t.priority, t.deadline_at, t.campaign_id,
        (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority,
-       t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at
+       t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at,
+       t.deadline_inherited_from, t.own_deadline_at
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.id = %(task_id)s;
 

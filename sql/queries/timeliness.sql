@@ -40,12 +40,16 @@ GROUP BY routine, lane
 ORDER BY routine, lane;
 
 -- name: report_open_deadlines
--- Open tasks with a deadline, with the same filters: how many are late already, and how many
--- the plan ends after their deadline.
-SELECT count(*) FILTER (WHERE t.deadline_at <= now()) AS late,
-       count(*) FILTER (WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at) AS at_risk
+-- Open tasks with a deadline of their own, with the same filters: how many are late already, and how
+-- many the plan ends after their deadline. (A task that took the deadline of a near-real-time task
+-- after it in its time series is counted against its own, if any: migration 0082.)
+SELECT count(*) FILTER (WHERE d.due <= now()) AS late,
+       count(*) FILTER (WHERE d.due > now() AND t.planned_end > d.due) AS at_risk
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+CROSS JOIN LATERAL (SELECT CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                ELSE t.own_deadline_at END AS due) d
 WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+  AND (t.deadline_inherited_from IS NULL OR t.own_deadline_at IS NOT NULL)
   AND (%(routine)s::text IS NULL OR t.routine = %(routine)s)
   AND (%(lane)s::text IS NULL OR t.lane = %(lane)s)
   AND (%(tile)s::text IS NULL OR i.tile = %(tile)s);
@@ -55,11 +59,16 @@ WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', '
 -- those, how many were more than a day past it when their input arrived: a back-fill inserted in a
 -- near-real-time lane, most likely), how many the plan ends after it, how many cannot progress (held,
 -- blocked) before it, each with its most urgent task; and the next deadline. Through the index of
--- open tasks with a deadline (processing_task_deadline_idx).
+-- open tasks with a deadline (processing_task_deadline_idx). Each against its own deadline: one a task
+-- took from a near-real-time task after it in its time series serves it first, but is not its own
+-- (migration 0082).
 WITH open AS (
-    SELECT t.id, t.routine, t.state, t.state_reason, t.deadline_at, t.planned_end, i.created_at AS arrived_at
+    SELECT t.id, t.routine, t.state, t.state_reason,
+           CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at ELSE t.own_deadline_at END AS deadline_at,
+           t.planned_end, i.created_at AS arrived_at
     FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
     WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+      AND (t.deadline_inherited_from IS NULL OR t.own_deadline_at IS NOT NULL)
 )
 SELECT (SELECT count(*) FROM open) AS open,
        (SELECT count(*) FROM open WHERE deadline_at <= now()) AS past,

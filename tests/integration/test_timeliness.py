@@ -228,3 +228,43 @@ def test_the_deadline_missed_alert_is_written_by_one_insert(world):
     (source,) = world.execute("SELECT prosrc FROM pg_proc WHERE oid = 'hrwsi.raise_deadline_alerts()'::regprocedure"
                               ).fetchone()
     assert source.count("INSERT INTO alert") == 2 and source.count("'deadline_missed', format(") == 1
+
+
+def test_archive_tasks_that_took_a_late_fresh_scenes_deadline_are_not_counted_or_alerted_late(world):
+    """Found by exploratory testing: every archive task before a late fresh scene in its time series took
+    that scene's deadline (to be served first, migration 0081), so one late scene raised a deadline_missed
+    alert for each of them, and `hrwsi timeliness` counted their products late. They are served by it still,
+    but counted against their own deadline (none); the scene's alert names the task it waits for."""
+    from hrwsi.sql_files import query
+
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    for day in (3, 2, 1):
+        world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                         VALUES ('nrt', %s, '32TLR', %s, 'archive')""", (f"/old-{day}", NOW - timedelta(days=day)))
+    world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                     VALUES ('nrt', '/fresh', '32TLR', %s)""", (NOW - timedelta(hours=2),))
+    by_path = dict(world.execute("""SELECT i.input_path, t.id FROM hrwsi.processing_task t
+                                    JOIN hrwsi.input i ON i.id = t.input_id""").fetchall())
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 1), "one alert, not four"
+    [(task_id, body)] = world.execute("SELECT task_id, body FROM hrwsi.alert").fetchall()
+    assert task_id == by_path["/fresh"]
+    assert f"It waits for task {by_path['/old-1']} (routine snow, pending), before it in its time series" in body
+    tasks = dict(world.execute("""SELECT t.id, (t.deadline_at, t.deadline_inherited_from, t.own_deadline_at)::text
+                                  FROM hrwsi.processing_task t""").fetchall())
+    fresh = by_path["/fresh"]
+    assert {tasks[by_path[f"/old-{d}"]] for d in (3, 2, 1)} == {tasks[fresh].replace(",,)", f",{fresh},)")}, \
+        "served by the fresh scene's deadline, said whose, no deadline of their own"
+    assert world.execute(query("report_open_deadlines"), timeliness.Filters().params()).fetchone() == (1, 0)
+    assert world.execute(query("report_deadlines_now")).fetchone()[:2] == (1, 1), "open with a deadline, past it"
+    for day in (3, 2, 1):  # the archive tasks end, after the deadline they took
+        task = by_path[f"/old-{day}"]
+        world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                      "WHERE id = %s", (task,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task,))
+        world.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, %s, 'FSC')",
+                      (task, f"/old-{day}.fsc"))
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 0)
+    counted = world.execute("SELECT deadline_at, on_time FROM hrwsi.product_timeliness").fetchall()
+    assert counted == [(None, None)] * 3, "no deadline of their own: not counted late"
+    [archive] = timeliness.report(world, timeliness.Filters())["summary"]
+    assert (archive["products"], archive["with_deadline"]) == (3, 0)

@@ -401,6 +401,16 @@ def lane_text(row: dict) -> Text:
     return text(f"{row.get('lane') or '-'}" + (f", served as {row['priority']}" if raised else ""))
 
 
+def _inherited_text(data: dict) -> str:
+    """A deadline taken from a near-real-time task after it in its time series (migration 0082): served by
+    it, but counted late against its own only."""
+    if data.get("deadline_inherited_from") is None:
+        return ""
+    own = time(data["own_deadline_at"]) if data.get("own_deadline_at") else "none"
+    return (f" (task {data['deadline_inherited_from']}'s, which waits for it: served by it, counted late against "
+            f"its own, {own})")
+
+
 def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None] | None = None) -> None:
     console.print(Text.assemble((f"task {data['id']}", "bold"), visible(f" ({data['routine']}): {data['state']}"),
                                 visible(f" — {data['state_reason']}") if data["state_reason"] else ""))
@@ -408,7 +418,7 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     line(console, f"  tile {data['tile'] or '-'}, mission {data['mission'] or '-'}, measured "
                   f"{time(data['measured_at'])}, published {time(data['published_at'])}")
     line(console, "  lane ", lane_text(data).plain, f", priority {data['priority']}, deadline ",
-         time(data["deadline_at"]) if data["deadline_at"] else "none",
+         time(data["deadline_at"]) if data["deadline_at"] else "none", _inherited_text(data),
          f", campaign {data['campaign_id']}" if data["campaign_id"] else "")
     line(console, f"  worker {data['worker'] or '-'}, planned {time(data['planned_start'])} -> "
                   f"{time(data['planned_end'])}, depends on {data['depends_on'] or 'nothing'}, "
