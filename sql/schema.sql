@@ -258,17 +258,26 @@ CREATE TABLE hrwsi.input (
     lane                 text CONSTRAINT input_lane_must_exist REFERENCES hrwsi.lane (name),
     -- A product a campaign made becomes an input of the campaign (chained), never of production.
     campaign_id          bigint CONSTRAINT input_campaign_must_exist REFERENCES hrwsi.campaign (id),
+    -- The input that corrects this one (hrwsi.correct_input, migration 0082): this one's tasks were
+    -- cancelled, and it no longer holds its path nor its scene for its condition. NULL: not corrected.
+    superseded_by        bigint,
     CONSTRAINT input_measured_at_is_not_after_published_at CHECK (measured_at <= published_at),
     CONSTRAINT input_measured_at_is_after_1950 CHECK (measured_at >= timestamptz '1950-01-01 00:00Z'),
     CONSTRAINT input_published_at_is_after_1950 CHECK (published_at >= timestamptz '1950-01-01 00:00Z'),
     CONSTRAINT input_path_is_absolute_or_a_multi_input_group
         CHECK (btrim(input_path) = '' OR left(input_path, 1) = '/'
-               OR (source = 'multi_input' AND input_path LIKE 'multi_input/%')),
-    CONSTRAINT input_is_unique_per_condition_and_path UNIQUE (processing_condition, input_path)
+               OR (source = 'multi_input' AND input_path LIKE 'multi_input/%'))
 );
+-- A path is one input per condition, and so is a scene; an input a correction superseded holds
+-- neither (migration 0082: a correction that kept the path could not be inserted until retention
+-- removed the old input, found by exploratory testing). An INSERT's ON CONFLICT naming the columns
+-- names the index's predicate too: ON CONFLICT (processing_condition, input_path) WHERE superseded_by
+-- IS NULL (ON CONFLICT DO NOTHING needs neither).
+CREATE UNIQUE INDEX input_is_unique_per_condition_and_path ON hrwsi.input (processing_condition, input_path)
+    WHERE superseded_by IS NULL;
 CREATE INDEX input_product_id_idx ON hrwsi.input (product_id) WHERE product_id IS NOT NULL;
 CREATE UNIQUE INDEX input_scene_is_registered_once_per_condition
-    ON hrwsi.input (processing_condition, scene_id) WHERE scene_id IS NOT NULL;
+    ON hrwsi.input (processing_condition, scene_id) WHERE scene_id IS NOT NULL AND superseded_by IS NULL;
 -- Finding the members of multi-input groups fast: inputs by condition and tile.
 CREATE INDEX input_condition_tile_measured_idx ON hrwsi.input (processing_condition, tile, measured_at);
 
@@ -1955,6 +1964,15 @@ BEGIN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
             USING ERRCODE = 'check_violation';
     END IF;
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0082)
+    SELECT format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) INTO refused
+    FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE t.id = task AND i.superseded_by IS NOT NULL;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
+    END IF;
     -- A task of a time series runs again after the scene sensed last before it, as a new task
     -- would: one that ended (or was held) kept the link it ran with, and a late scene that came
     -- meanwhile was processed before it, yet the retried task ran as the series' first, reading no
@@ -2015,6 +2033,117 @@ BEGIN
     WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
     RETURN format('task %s was %s; it is cancelled%s', task, current,
                   CASE WHEN current IN ('dispatched', 'queued', 'running') THEN ' and its job is being stopped' ELSE '' END);
+END $$;
+
+-- A data engineer's correction of an input a task was made from (migration 0082): README told them to
+-- insert the corrected input and cancel the old task, but an input that keeps the path could not be
+-- inserted until retention removed the old one (found by exploratory testing). This cancels the old
+-- input's open tasks, marks it superseded (it keeps its tasks, attempts, products and history, and no
+-- longer holds its path or scene) and inserts the corrected input, whose task is made as any input's.
+-- A NULL argument keeps the old input's value. Refused while an attempt made from the old input runs
+-- (a job submitted, queued or running, cancelled or not): the corrected input's attempt would run
+-- beside it. Tasks of its time series that waited for a cancelled task wait for the corrected one when
+-- it takes its place, else for the task before it, as a retry would link them. Returns the new input's id.
+CREATE FUNCTION hrwsi.correct_input(input_id bigint, tile text DEFAULT NULL, measured_at timestamptz DEFAULT NULL,
+                                    published_at timestamptz DEFAULT NULL, lane text DEFAULT NULL,
+                                    input_path text DEFAULT NULL, mission text DEFAULT NULL, scene_id text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    was hrwsi.input;      -- (the input corrected)
+    busy record;
+    series record;
+    cancelled bigint[];
+    waiting bigint;
+    new_id bigint;
+BEGIN
+    SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no input %', correct_input.input_id USING ERRCODE = 'no_data_found';
+    END IF;
+    -- The series locks of its tasks, and of the series the corrected input goes to, before any row
+    -- (the order the INSERT of inputs and a retry take them in).
+    FOR series IN
+        SELECT DISTINCT t.routine, x.tile
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+        CROSS JOIN LATERAL (VALUES (was.tile), (coalesce(correct_input.tile, was.tile))) x(tile)
+        WHERE t.input_id = was.id AND x.tile IS NOT NULL
+        ORDER BY 1, 2
+    LOOP
+        PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+    END LOOP;
+    SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id FOR UPDATE;
+    IF was.superseded_by IS NOT NULL THEN
+        RAISE EXCEPTION 'input % was corrected already: input % replaces it', was.id, was.superseded_by
+            USING ERRCODE = 'check_violation',
+                  HINT = format('correct input %s instead: SELECT hrwsi.correct_input(%s, ...)', was.superseded_by,
+                                was.superseded_by);
+    END IF;
+    PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id ORDER BY t.id FOR UPDATE;
+    SELECT t.id, t.routine, t.state, j.backend_job_id, j.state AS job_state INTO busy
+    FROM hrwsi.processing_task t LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.state IN ('submitted', 'queued', 'running')
+    WHERE t.input_id = was.id AND (t.state IN ('dispatched', 'queued', 'running') OR j.id IS NOT NULL)
+    ORDER BY t.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'input % cannot be corrected now: task % (routine %) made from it is %', was.id, busy.id,
+                        busy.routine, busy.state || CASE WHEN busy.backend_job_id IS NOT NULL
+                                                         THEN format(', its job %s still %s', busy.backend_job_id, busy.job_state)
+                                                         ELSE '' END
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = 'The corrected input''s task would run beside the attempt made from the old input.',
+                  HINT = format('wait until it ends (`hrwsi task show %s`), or cancel it (`hrwsi cancel %s`) and wait until '
+                                'its job has stopped; then correct the input again', busy.id, busy.id);
+    END IF;
+    IF (correct_input.tile IS NULL OR correct_input.tile = was.tile)
+       AND (correct_input.measured_at IS NULL OR correct_input.measured_at = was.measured_at)
+       AND (correct_input.published_at IS NULL OR correct_input.published_at = was.published_at)
+       AND (correct_input.lane IS NULL OR correct_input.lane = was.lane)
+       AND (correct_input.input_path IS NULL OR correct_input.input_path = was.input_path)
+       AND (correct_input.mission IS NULL OR correct_input.mission = was.mission)
+       AND (correct_input.scene_id IS NULL OR correct_input.scene_id = was.scene_id) THEN
+        RAISE EXCEPTION 'input %: nothing to correct (every value given is its own)', was.id
+            USING ERRCODE = 'check_violation',
+                  HINT = 'name what changes: SELECT hrwsi.correct_input(id, tile => ''32TLR'', measured_at => ''...Z'')';
+    END IF;
+    new_id := nextval(pg_get_serial_sequence('hrwsi.input', 'id'));
+    -- Its open tasks are cancelled (a running one was refused above), saying why.
+    WITH open AS (
+        SELECT t.id FROM hrwsi.processing_task t
+        WHERE t.input_id = was.id AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ), done AS (
+        UPDATE hrwsi.processing_task t
+        SET state = 'cancelled', state_reason = format('its input %s was corrected: input %s replaces it', was.id, new_id)
+        FROM open WHERE t.id = open.id
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM done;
+    UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
+    INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
+                             product_id, scene_id, lane, campaign_id)
+    OVERRIDING SYSTEM VALUE
+    VALUES (new_id, was.processing_condition, coalesce(correct_input.input_path, was.input_path),
+            coalesce(correct_input.tile, was.tile), coalesce(correct_input.mission, was.mission),
+            coalesce(correct_input.measured_at, was.measured_at), coalesce(correct_input.published_at, was.published_at),
+            was.source, was.product_id,
+            -- (a scene id the old path gave follows a new path)
+            CASE WHEN correct_input.scene_id IS NOT NULL THEN correct_input.scene_id
+                 WHEN correct_input.input_path IS NOT NULL AND was.scene_id = hrwsi.scene_id_of(was.input_path)
+                 THEN hrwsi.scene_id_of(correct_input.input_path)
+                 ELSE was.scene_id END,
+            coalesce(correct_input.lane, was.lane), was.campaign_id);
+    -- A task of its time series still waiting for a cancelled one (the corrected input went elsewhere in
+    -- time or tile) waits for the task before it now, as a retry links it: else blocked for an operator.
+    FOR waiting IN
+        SELECT t.id FROM hrwsi.processing_task t
+        WHERE t.depends_on = ANY (cancelled) AND t.state = 'blocked' AND NOT t.dependency_waived
+        ORDER BY t.id
+    LOOP
+        PERFORM hrwsi.retry_task(waiting);
+        UPDATE hrwsi.processing_task
+        SET state_reason = format('relinked: the task it waited for was cancelled by the correction of input %s', was.id)
+        WHERE id = waiting AND state = 'pending';
+    END LOOP;
+    RETURN new_id;
 END $$;
 
 CREATE FUNCTION hrwsi.hold_task(task bigint) RETURNS text LANGUAGE plpgsql
@@ -2288,7 +2417,7 @@ BEGIN
         SELECT c.name, m.path, m.tile, m.mission, m.measured_at, m.created_at, 'chaining', m.id, m.lane
         FROM chosen m JOIN kept k ON k.id = m.id
         ORDER BY m.id
-        ON CONFLICT (processing_condition, input_path) DO NOTHING
+        ON CONFLICT (processing_condition, input_path) WHERE superseded_by IS NULL DO NOTHING
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM inserted), count(*) FILTER (WHERE m.in_window), count(*) FILTER (WHERE NOT m.in_window)
@@ -3460,10 +3589,11 @@ BEGIN
         USING ERRCODE = 'restrict_violation', CONSTRAINT = 'input_is_not_changed_once_a_task_is_made_from_it',
               DETAIL = 'A task keeps what its input was when it was made: its time series and place in it, its '
                        'deadline, the path its job reads and its products name.',
-              HINT = format('insert the corrected input as a new row (INSERT INTO hrwsi.input ...; a path is one input '
-                            'per condition, so give the corrected file''s path), then cancel the old task if it should '
-                            'not run: `hrwsi cancel %s` (or SELECT hrwsi.cancel_task(%s)). A mission or scene_id may '
-                            'still be corrected.', task.id, task.id);
+              HINT = format('correct it with SELECT hrwsi.correct_input(%s, tile => ..., measured_at => ..., '
+                            'published_at => ..., lane => ..., input_path => ...): it cancels the task(s) made from it '
+                            'and inserts the corrected input, under the same path or another (migration 0082); for '
+                            'another condition, insert the input there and cancel the task: `hrwsi cancel %s`. A '
+                            'mission or scene_id may still be corrected.', OLD.id, task.id);
 END $$;
 CREATE TRIGGER input_what_a_task_was_made_from_stays
     BEFORE UPDATE OF processing_condition, input_path, tile, measured_at, published_at, lane ON hrwsi.input
@@ -4660,6 +4790,9 @@ REVOKE EXECUTE ON FUNCTION hrwsi.wait_for_a_series(text, text), hrwsi.refuse_rem
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_removing_products_inputs_name() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
 -- whoever writes inputs; scene_id_of is for every role's INSERT.
+REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text)
+    TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from(), hrwsi.scene_id_of(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from(), hrwsi.scene_id_of(text)
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;

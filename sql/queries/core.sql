@@ -344,7 +344,7 @@ WHERE (c.tiles IS NULL OR i.tile = ANY (c.tiles))
   AND (t.campaign_id IS NULL OR (k.chain AND k.cancelled_at IS NULL))
   -- a multi-input condition gets one input per complete group (triggering.py), not one per product
   AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule m WHERE m.processing_condition = c.name)
-ON CONFLICT (processing_condition, input_path) DO NOTHING
+ON CONFLICT (processing_condition, input_path) WHERE superseded_by IS NULL DO NOTHING
 RETURNING id
 
 -- name: chain_products

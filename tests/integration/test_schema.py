@@ -361,7 +361,7 @@ def test_what_a_task_was_made_from_cannot_be_rewritten_on_its_input(configured, 
     assert str(refused.value.diag.message_primary) == (
         f"input 1 (/data/a.SAFE) cannot change its {column}: task {task} (routine maja, pending) was made from it")
     assert refused.value.diag.constraint_name == "input_is_not_changed_once_a_task_is_made_from_it"
-    assert "insert the corrected input as a new row" in refused.value.diag.message_hint
+    assert "SELECT hrwsi.correct_input(1, tile => ..." in refused.value.diag.message_hint
     assert f"`hrwsi cancel {task}`" in refused.value.diag.message_hint
     assert configured.execute("SELECT tile, input_path FROM hrwsi.input").fetchone() == ("32TPR", "/data/a.SAFE")
 
@@ -389,6 +389,76 @@ def test_scene_id_of_is_the_harvester_s_scene_identifier(configured):
     configured.execute("INSERT INTO hrwsi.input (processing_condition, input_path, scene_id) "
                        "VALUES ('l1c', %(p)s, hrwsi.scene_id_of(%(p)s)) ON CONFLICT DO NOTHING", {"p": names[0]})
     assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
+
+
+def test_an_input_is_corrected_under_the_same_path_and_its_old_task_cancelled(configured):
+    """Found by exploratory testing: README told data engineers to insert the corrected input and cancel the old
+    task, but an input that kept its path was refused until retention removed the old one. hrwsi.correct_input
+    cancels the old task, keeps the old input (superseded) with its history, and inserts the corrected one."""
+    insert_input(configured, scene_id="a")
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (old_input,)).fetchone()[0]
+    rows = configured.execute("""SELECT i.id, i.input_path, i.tile, i.scene_id, i.superseded_by, t.state, t.state_reason
+                                 FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+                                 ORDER BY i.id""").fetchall()
+    assert rows == [(old_input, "/data/a.SAFE", "32TPR", "a", new_input, "cancelled",
+                     f"its input {old_input} was corrected: input {new_input} replaces it"),
+                    (new_input, "/data/a.SAFE", "31TCH", "a", None, "pending", None)]
+    with pytest.raises(psycopg.errors.UniqueViolation, match="input_is_unique_per_condition_and_path"):
+        insert_input(configured)  # (the path is the corrected input's now)
+    with pytest.raises(psycopg.errors.CheckViolation, match=f"input {new_input} replaces it") as again:
+        configured.execute("SELECT hrwsi.correct_input(%s, tile => '32TLR')", (old_input,))
+    assert f"hrwsi.correct_input({new_input}, ...)" in again.value.diag.message_hint
+    with pytest.raises(psycopg.errors.CheckViolation, match=f"which input {new_input} corrects: it is not retried"):
+        configured.execute("SELECT hrwsi.retry_task(%s)", (old_task,))
+    with pytest.raises(psycopg.errors.CheckViolation, match="nothing to correct"):
+        configured.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (new_input,))
+    newest = configured.execute("SELECT hrwsi.correct_input(%s, input_path => '/data/b.SAFE')", (new_input,)).fetchone()[0]
+    assert configured.execute("SELECT input_path, scene_id FROM hrwsi.input WHERE id = %s", (newest,)).fetchone() == \
+        ("/data/b.SAFE", "b"), "the scene id the old path gave follows the new path"
+
+
+def test_an_input_whose_attempt_runs_is_not_corrected_and_says_what_to_do(configured):
+    """No attempt runs twice: while one made from the old input runs (or its cancelled job has not stopped yet),
+    the corrected input's would run beside it."""
+    insert_input(configured)
+    [(old_input, task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                       "attempts = 1 WHERE id = %s", (task,))
+    configured.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state) "
+                       "VALUES (%s, 1, 'local', 'hrwsi-maja-1-1', 'running')", (task,))
+    configured.execute("SELECT hrwsi.cancel_task(%s)", (task,))
+    with pytest.raises(psycopg.errors.ObjectInUse) as refused:
+        configured.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (old_input,))
+    assert str(refused.value.diag.message_primary) == (
+        f"input {old_input} cannot be corrected now: task {task} (routine maja) made from it is cancelled, "
+        "its job hrwsi-maja-1-1 still running")
+    assert "wait until its job has stopped; then correct the input again" in refused.value.diag.message_hint.replace(
+        "and wait", "wait").replace(f"cancel it (`hrwsi cancel {task}`) ", "")
+    assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE superseded_by IS NULL").fetchone()[0] == 1
+    configured.execute("UPDATE hrwsi.job SET state = 'cancelled', finished_at = now()")
+    configured.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (old_input,))
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_the_tasks_of_a_time_series_after_a_corrected_input_wait_for_the_corrected_one_or_the_one_before(
+        configured, moved):
+    """The correction cancels the old task; the next scene of its series, blocked by that, waits for the corrected
+    input's task when it takes its place, else (moved to another tile) for the task before it."""
+    configured.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    for hours in (3, 2, 1):
+        insert_input(configured, f"/data/{hours}.SAFE", measured_at=NOW - timedelta(hours=hours),
+                     published_at=NOW - timedelta(minutes=30))
+    tasks = dict(configured.execute("SELECT i.input_path, t.id FROM hrwsi.processing_task t "
+                                    "JOIN hrwsi.input i ON i.id = t.input_id").fetchall())
+    middle = configured.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s", (tasks["/data/2.SAFE"],))
+    correction = "tile => '31TCH'" if moved else "measured_at => %s"
+    args = () if moved else (NOW - timedelta(hours=2, minutes=5),)
+    new_input = configured.execute(f"SELECT hrwsi.correct_input({middle.fetchone()[0]}, {correction})", args).fetchone()[0]
+    new_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
+    last = configured.execute("SELECT depends_on, state FROM hrwsi.processing_task WHERE id = %s",
+                              (tasks["/data/1.SAFE"],)).fetchone()
+    assert last == ((tasks["/data/3.SAFE"] if moved else new_task), "pending")
 
 
 SCENE_PATHS = [

@@ -31,7 +31,8 @@ def test_a_block_included_by_another_stands_in_it_indented_as_the_line_that_incl
     blocks = {"part": "SELECT 1\n-- a comment\nFROM t", "whole": "WITH x AS (\n    -- include: part\n)\nSELECT * FROM x"}
     assert expand_includes(blocks)["whole"] == "WITH x AS (\n    SELECT 1\n    -- a comment\n    FROM t\n)\nSELECT * FROM x"
     assert "-- include" not in queries()["chain_products"]
-    assert queries()["chain_products"].count("ON CONFLICT (processing_condition, input_path) DO NOTHING") == 1
+    conflict = "ON CONFLICT (processing_condition, input_path) WHERE superseded_by IS NULL DO NOTHING"
+    assert queries()["chain_products"].count(conflict) == 1
     with pytest.raises(ValueError, match="includes 'gone', which no file defines"):
         expand_includes({"a": "-- include: gone"})
     with pytest.raises(ValueError, match="queries include each other: a -> b -> a"):

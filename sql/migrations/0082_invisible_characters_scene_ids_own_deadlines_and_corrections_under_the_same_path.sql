@@ -1,6 +1,7 @@
 -- hrwsi schema, version 82: paths refuse the characters that look like a space or nothing;
 -- hrwsi.scene_id_of gives the harvester's scene id for every path; a task that took the deadline of a
--- near-real-time task after it in its time series is counted late against its own.
+-- near-real-time task after it in its time series is counted late against its own; an input is
+-- corrected under the same path by hrwsi.correct_input.
 --
 -- Found by exploratory testing (2026-12-06):
 -- - a path could hold a no-break space (U+00A0) or a Hangul filler (U+115F, U+1160, U+3164, U+FFA0):
@@ -487,3 +488,372 @@ JOIN hrwsi.input i ON i.id = t.input_id
 CROSS JOIN LATERAL (SELECT CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at
                                 ELSE t.own_deadline_at END AS deadline_at) d;
 
+-- A correction that keeps the path can be made: hrwsi.correct_input.
+--
+-- README told data engineers to correct an input a task was made from by inserting the corrected input
+-- and cancelling the old task; with the same path the INSERT was refused (a path is one input per
+-- condition) until retention removed the old input (found by exploratory testing).
+-- hrwsi.correct_input(id, tile => ..., measured_at => ..., ...) cancels the old input's open tasks
+-- (refused, saying what to do, while an attempt made from it runs), marks it superseded_by the new
+-- one, which it inserts: the old input keeps its tasks, attempts, products and history, and no longer
+-- holds its path or scene for its condition (the unique rules become partial unique indexes of the
+-- same names). A superseded input's task is not retried. The chaining's ON CONFLICT names the index's
+-- predicate.
+ALTER TABLE hrwsi.input ADD COLUMN superseded_by bigint;
+ALTER TABLE hrwsi.input DROP CONSTRAINT input_is_unique_per_condition_and_path;
+CREATE UNIQUE INDEX input_is_unique_per_condition_and_path ON hrwsi.input (processing_condition, input_path)
+    WHERE superseded_by IS NULL;
+DROP INDEX hrwsi.input_scene_is_registered_once_per_condition;
+CREATE UNIQUE INDEX input_scene_is_registered_once_per_condition
+    ON hrwsi.input (processing_condition, scene_id) WHERE scene_id IS NOT NULL AND superseded_by IS NULL;
+
+CREATE OR REPLACE FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    task record;
+    changed text[];
+BEGIN
+    SELECT t.id, t.routine, t.state, t.campaign_id, (SELECT count(*) FROM processing_task x WHERE x.input_id = OLD.id) AS n
+        INTO task
+    FROM processing_task t WHERE t.input_id = OLD.id ORDER BY t.id LIMIT 1;
+    IF task.id IS NULL THEN
+        RETURN NEW;  -- (no task yet: nothing was made from it)
+    END IF;
+    changed := array_remove(ARRAY[
+        CASE WHEN NEW.processing_condition IS DISTINCT FROM OLD.processing_condition THEN 'processing_condition' END,
+        CASE WHEN NEW.input_path IS DISTINCT FROM OLD.input_path THEN 'input_path' END,
+        CASE WHEN NEW.tile IS DISTINCT FROM OLD.tile THEN 'tile' END,
+        CASE WHEN NEW.measured_at IS DISTINCT FROM OLD.measured_at THEN 'measured_at' END,
+        CASE WHEN NEW.published_at IS DISTINCT FROM OLD.published_at THEN 'published_at' END,
+        CASE WHEN NEW.lane IS DISTINCT FROM OLD.lane THEN 'lane' END], NULL);
+    RAISE EXCEPTION 'input % (%) cannot change its %: task % (routine %, %) was made from it%',
+            OLD.id, OLD.input_path, array_to_string(changed, ', '), task.id, task.routine, task.state,
+            CASE WHEN task.n > 1 THEN format(', and %s other task(s)', task.n - 1) ELSE '' END
+        USING ERRCODE = 'restrict_violation', CONSTRAINT = 'input_is_not_changed_once_a_task_is_made_from_it',
+              DETAIL = 'A task keeps what its input was when it was made: its time series and place in it, its '
+                       'deadline, the path its job reads and its products name.',
+              HINT = format('correct it with SELECT hrwsi.correct_input(%s, tile => ..., measured_at => ..., '
+                            'published_at => ..., lane => ..., input_path => ...): it cancels the task(s) made from it '
+                            'and inserts the corrected input, under the same path or another (migration 0082); for '
+                            'another condition, insert the input there and cancel the task: `hrwsi cancel %s`. A '
+                            'mission or scene_id may still be corrected.', OLD.id, task.id);
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text;
+    previous bigint;       -- (a time series' task) the task of the scene sensed last before it
+    previous_state text;
+    series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
+    series_now text;
+    routine_was text;
+    routine_now text;
+    refused text;
+BEGIN
+    -- A task of a time series, or one whose products a time series reads, is linked (or makes the series'
+    -- tasks wait) by what the retry sees once it holds the series' locks: under REPEATABLE READ or
+    -- SERIALIZABLE its snapshot missed a scene another transaction had inserted meanwhile, and the retried
+    -- task and that scene's both depended on the task before them and ran side by side (found by review;
+    -- migration 0078). Refused there, as an INSERT into a time series is (hrwsi.create_tasks_for_new_inputs).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT CASE WHEN r.sequential_per_tile
+                    THEN format('task %s is in the time series of routine %s on tile %s (sequential_per_tile)',
+                                t.id, r.name, t.series_tile)
+                    ELSE format('task %s of routine %s feeds the time series of routine %s (sequential_per_tile)',
+                                t.id, r.name, d.name) END
+        INTO refused
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        LEFT JOIN LATERAL (SELECT x.name FROM hrwsi.processing_routine x
+                           WHERE x.input_product_type = r.output_product_type AND x.sequential_per_tile
+                           ORDER BY x.name LIMIT 1) d ON true
+        WHERE t.id = task AND ((r.sequential_per_tile AND t.series_tile IS NOT NULL) OR d.name IS NOT NULL);
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'a task of a time series is retried only in a READ COMMITTED transaction (the default), '
+                            'not in a % one', upper(current_setting('transaction_isolation'))
+                USING ERRCODE = 'feature_not_supported', DETAIL = refused,
+                      HINT = 'under a stricter isolation the retry cannot see the tasks other transactions added to '
+                             'the series meanwhile, and would link the task out of sensing order: retry without BEGIN '
+                             'ISOLATION LEVEL ..., or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first';
+        END IF;
+    END IF;
+    -- A task of a time series takes its series' lock first, then its row (migration 0072, amended):
+    -- the task before it is read under the lock the INSERTs and the chaining of its series take, so a
+    -- scene being chained meanwhile is seen once it commits, and both locks are taken in their order
+    -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
+    -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
+    -- same tile that held the series and wanted the row (found by review).
+    -- Its series is its routine's while that routine is a time series, read under locks (migration 0077):
+    -- a shared lock of the routine's series, which hrwsi.end_a_routines_series takes alone when
+    -- sequential_per_tile is turned off, so that it releases this task too once this retry commits; then
+    -- the series' lock; then the row, and the task's routine and series read again. They were read from
+    -- the task alone, before any lock: a task of a routine no longer a time series was linked again
+    -- behind the task before it (and blocked behind one that could not run); and a task moved to another
+    -- routine in between (`hrwsi move-tasks`) read the task before it in a series whose lock it did not
+    -- hold, then took that lock with its row held (found by review). Moved in between, the first try is
+    -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
+    -- series it is in now, in the same order.
+    LOOP
+        SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
+            SELECT t.routine || '/' || t.series_tile INTO series
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+            WHERE t.id = task AND t.series_tile IS NOT NULL;
+            IF series IS NOT NULL THEN
+                PERFORM pg_advisory_xact_lock(7250010, hashtext(series));
+            END IF;
+            current := hrwsi.lock_task(task);
+            SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
+                                   THEN t.routine || '/' || t.series_tile END
+            INTO routine_now, series_now
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+            WHERE t.id = task;
+            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series;
+            RAISE EXCEPTION 'task % moved to another series while it was retried', task USING ERRCODE = 'HR078';
+        EXCEPTION WHEN SQLSTATE 'HR078' THEN
+            NULL;  -- (its locks released with the subtransaction: again, in the series the task is in now)
+        END;
+    END LOOP;
+    IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
+        RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0082)
+    SELECT format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) INTO refused
+    FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE t.id = task AND i.superseded_by IS NOT NULL;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
+    END IF;
+    -- A task of a time series runs again after the scene sensed last before it, as a new task
+    -- would: one that ended (or was held) kept the link it ran with, and a late scene that came
+    -- meanwhile was processed before it, yet the retried task ran as the series' first, reading no
+    -- previous product (found by exploratory testing; migration 0069).
+    SELECT p.id, p.state INTO previous, previous_state
+    FROM hrwsi.processing_task t CROSS JOIN LATERAL (
+        SELECT p.id, p.state FROM hrwsi.processing_task p
+        WHERE p.routine = t.routine AND p.series_tile = t.series_tile AND p.state <> 'cancelled'
+          AND p.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (p.series_at, p.id) < (t.series_at, t.id)
+        ORDER BY p.series_at DESC, p.id DESC LIMIT 1) p
+    WHERE t.id = task AND series IS NOT NULL AND NOT t.dependency_waived;
+    -- (a task of a routine that is no longer a time series runs without the link it ran with, as the
+    -- routine's open tasks do since it was turned off: hrwsi.end_a_routines_series)
+    UPDATE hrwsi.processing_task
+    SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
+        not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL,
+        dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
+        waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
+        state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived
+                            THEN format('retried by an operator; routine %s is no longer a time series: it no longer '
+                                        'waits for task %s', routine, depends_on)
+                            ELSE 'retried by an operator' END
+    WHERE id = task;
+    -- Behind a task that cannot run (blocked, or ended terminated), it is blocked, saying so, and so
+    -- are the tasks after it (hrwsi.after_task_changes), as a new task there would be (migration 0061).
+    IF previous_state IN ('blocked', 'terminated') THEN
+        UPDATE hrwsi.processing_task
+        SET state = 'blocked', state_reason = CASE WHEN previous_state = 'terminated' THEN
+                format('retried by an operator; its dependency, task %s, ended terminated: `hrwsi retry %s` runs '
+                       'the dependency again, `hrwsi release %s` runs this task without it', previous, previous, task)
+            ELSE format('retried by an operator; waits for task %s, which is blocked (`hrwsi task show %s` says '
+                        'why): it runs once that task has run', previous, previous) END
+        WHERE id = task;
+    END IF;
+    -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
+    -- open, as a new task would (migration 0072), under its series' lock (taken above).
+    IF series IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream(ARRAY[t.id]) FROM hrwsi.processing_task t
+        WHERE t.id = task AND NOT t.dependency_waived;
+    END IF;
+    IF previous_state IN ('blocked', 'terminated') THEN
+        RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
+                      current, previous, previous_state);
+    END IF;
+    RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.chain_missed_products(condition text, made_since timestamptz DEFAULT NULL,
+                                            max_products integer DEFAULT 10000, dry_run boolean DEFAULT false)
+RETURNS TABLE (chained integer, missed bigint, outside_window bigint, summary text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    c processing_condition;
+    reads text;
+    made integer := 0;
+    in_window bigint;
+    too_old bigint;
+BEGIN
+    SELECT * INTO c FROM processing_condition x WHERE x.name = chain_missed_products.condition;
+    IF c.name IS NULL THEN
+        RAISE EXCEPTION 'no condition %', chain_missed_products.condition USING ERRCODE = 'no_data_found';
+    END IF;
+    IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = c.name) THEN
+        RAISE EXCEPTION 'condition % is multi-input: the harvester makes its groups from the products there are '
+                        '(`hrwsi groups` lists them)', c.name USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT c.active AND NOT dry_run THEN
+        RAISE EXCEPTION 'condition % is inactive: make it active first (its products would make no task)', c.name
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF max_products IS NULL OR max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
+    -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
+    -- inputs name them: retention (hrwsi.prune_products) skips a locked product, and one it removed
+    -- meanwhile is not chained. Unlocked, a product retention removed while this statement ran was named by
+    -- the input it made, which no check saw (found by review; migration 0078).
+    WITH candidate AS (
+        SELECT m.* FROM missed_products(c.name) m WHERE made_since IS NULL OR m.created_at >= made_since
+    ), chosen AS (
+        SELECT m.* FROM candidate m WHERE m.in_window AND NOT dry_run ORDER BY m.id LIMIT max_products
+    ), kept AS (
+        SELECT p.id FROM product p WHERE p.id IN (SELECT h.id FROM chosen h) FOR KEY SHARE OF p
+    ), inserted AS (
+        INSERT INTO input (processing_condition, input_path, tile, mission, measured_at, published_at, source,
+                           product_id, lane)
+        SELECT c.name, m.path, m.tile, m.mission, m.measured_at, m.created_at, 'chaining', m.id, m.lane
+        FROM chosen m JOIN kept k ON k.id = m.id
+        ORDER BY m.id
+        ON CONFLICT (processing_condition, input_path) WHERE superseded_by IS NULL DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted), count(*) FILTER (WHERE m.in_window), count(*) FILTER (WHERE NOT m.in_window)
+    INTO made, in_window, too_old
+    FROM candidate m;
+    -- All chained (those older than its window are not, and are said below): it misses nothing now.
+    IF NOT dry_run AND in_window <= made THEN
+        PERFORM set_config('hrwsi.clearing_missed_range', 'on', true);
+        UPDATE processing_condition x SET missed_since = NULL, missed_until = NULL WHERE x.name = c.name;
+        PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
+    END IF;
+    RETURN QUERY SELECT made, in_window, too_old,
+        CASE WHEN dry_run THEN format('condition %s: %s product(s) of type %s not chained to it', c.name, in_window, reads)
+             ELSE format('condition %s: %s product(s) of type %s chained to it%s', c.name, made, reads,
+                         CASE WHEN in_window > made THEN format('; %s more: run it again', in_window - made) ELSE '' END)
+        END
+        || CASE WHEN too_old > 0
+                THEN format('; %s older than its measurement window (%s) are not chained: `hrwsi reprocess` of the '
+                            'routine that makes %s chains their products again, within a campaign', too_old,
+                            c.measurement_window, reads)
+                ELSE '' END;
+END $$;
+
+-- A data engineer's correction of an input a task was made from (migration 0082): README told them to
+-- insert the corrected input and cancel the old task, but an input that keeps the path could not be
+-- inserted until retention removed the old one (found by exploratory testing). This cancels the old
+-- input's open tasks, marks it superseded (it keeps its tasks, attempts, products and history, and no
+-- longer holds its path or scene) and inserts the corrected input, whose task is made as any input's.
+-- A NULL argument keeps the old input's value. Refused while an attempt made from the old input runs
+-- (a job submitted, queued or running, cancelled or not): the corrected input's attempt would run
+-- beside it. Tasks of its time series that waited for a cancelled task wait for the corrected one when
+-- it takes its place, else for the task before it, as a retry would link them. Returns the new input's id.
+CREATE FUNCTION hrwsi.correct_input(input_id bigint, tile text DEFAULT NULL, measured_at timestamptz DEFAULT NULL,
+                                    published_at timestamptz DEFAULT NULL, lane text DEFAULT NULL,
+                                    input_path text DEFAULT NULL, mission text DEFAULT NULL, scene_id text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    was hrwsi.input;      -- (the input corrected)
+    busy record;
+    series record;
+    cancelled bigint[];
+    waiting bigint;
+    new_id bigint;
+BEGIN
+    SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no input %', correct_input.input_id USING ERRCODE = 'no_data_found';
+    END IF;
+    -- The series locks of its tasks, and of the series the corrected input goes to, before any row
+    -- (the order the INSERT of inputs and a retry take them in).
+    FOR series IN
+        SELECT DISTINCT t.routine, x.tile
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+        CROSS JOIN LATERAL (VALUES (was.tile), (coalesce(correct_input.tile, was.tile))) x(tile)
+        WHERE t.input_id = was.id AND x.tile IS NOT NULL
+        ORDER BY 1, 2
+    LOOP
+        PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
+    END LOOP;
+    SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id FOR UPDATE;
+    IF was.superseded_by IS NOT NULL THEN
+        RAISE EXCEPTION 'input % was corrected already: input % replaces it', was.id, was.superseded_by
+            USING ERRCODE = 'check_violation',
+                  HINT = format('correct input %s instead: SELECT hrwsi.correct_input(%s, ...)', was.superseded_by,
+                                was.superseded_by);
+    END IF;
+    PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id ORDER BY t.id FOR UPDATE;
+    SELECT t.id, t.routine, t.state, j.backend_job_id, j.state AS job_state INTO busy
+    FROM hrwsi.processing_task t LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.state IN ('submitted', 'queued', 'running')
+    WHERE t.input_id = was.id AND (t.state IN ('dispatched', 'queued', 'running') OR j.id IS NOT NULL)
+    ORDER BY t.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'input % cannot be corrected now: task % (routine %) made from it is %', was.id, busy.id,
+                        busy.routine, busy.state || CASE WHEN busy.backend_job_id IS NOT NULL
+                                                         THEN format(', its job %s still %s', busy.backend_job_id, busy.job_state)
+                                                         ELSE '' END
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = 'The corrected input''s task would run beside the attempt made from the old input.',
+                  HINT = format('wait until it ends (`hrwsi task show %s`), or cancel it (`hrwsi cancel %s`) and wait until '
+                                'its job has stopped; then correct the input again', busy.id, busy.id);
+    END IF;
+    IF (correct_input.tile IS NULL OR correct_input.tile = was.tile)
+       AND (correct_input.measured_at IS NULL OR correct_input.measured_at = was.measured_at)
+       AND (correct_input.published_at IS NULL OR correct_input.published_at = was.published_at)
+       AND (correct_input.lane IS NULL OR correct_input.lane = was.lane)
+       AND (correct_input.input_path IS NULL OR correct_input.input_path = was.input_path)
+       AND (correct_input.mission IS NULL OR correct_input.mission = was.mission)
+       AND (correct_input.scene_id IS NULL OR correct_input.scene_id = was.scene_id) THEN
+        RAISE EXCEPTION 'input %: nothing to correct (every value given is its own)', was.id
+            USING ERRCODE = 'check_violation',
+                  HINT = 'name what changes: SELECT hrwsi.correct_input(id, tile => ''32TLR'', measured_at => ''...Z'')';
+    END IF;
+    new_id := nextval(pg_get_serial_sequence('hrwsi.input', 'id'));
+    -- Its open tasks are cancelled (a running one was refused above), saying why.
+    WITH open AS (
+        SELECT t.id FROM hrwsi.processing_task t
+        WHERE t.input_id = was.id AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ), done AS (
+        UPDATE hrwsi.processing_task t
+        SET state = 'cancelled', state_reason = format('its input %s was corrected: input %s replaces it', was.id, new_id)
+        FROM open WHERE t.id = open.id
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM done;
+    UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
+    INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
+                             product_id, scene_id, lane, campaign_id)
+    OVERRIDING SYSTEM VALUE
+    VALUES (new_id, was.processing_condition, coalesce(correct_input.input_path, was.input_path),
+            coalesce(correct_input.tile, was.tile), coalesce(correct_input.mission, was.mission),
+            coalesce(correct_input.measured_at, was.measured_at), coalesce(correct_input.published_at, was.published_at),
+            was.source, was.product_id,
+            -- (a scene id the old path gave follows a new path)
+            CASE WHEN correct_input.scene_id IS NOT NULL THEN correct_input.scene_id
+                 WHEN correct_input.input_path IS NOT NULL AND was.scene_id = hrwsi.scene_id_of(was.input_path)
+                 THEN hrwsi.scene_id_of(correct_input.input_path)
+                 ELSE was.scene_id END,
+            coalesce(correct_input.lane, was.lane), was.campaign_id);
+    -- A task of its time series still waiting for a cancelled one (the corrected input went elsewhere in
+    -- time or tile) waits for the task before it now, as a retry links it: else blocked for an operator.
+    FOR waiting IN
+        SELECT t.id FROM hrwsi.processing_task t
+        WHERE t.depends_on = ANY (cancelled) AND t.state = 'blocked' AND NOT t.dependency_waived
+        ORDER BY t.id
+    LOOP
+        PERFORM hrwsi.retry_task(waiting);
+        UPDATE hrwsi.processing_task
+        SET state_reason = format('relinked: the task it waited for was cancelled by the correction of input %s', was.id)
+        WHERE id = waiting AND state = 'pending';
+    END LOOP;
+    RETURN new_id;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text)
+    TO hrwsi_data_engineer, hrwsi_service;
