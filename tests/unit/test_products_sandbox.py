@@ -1,6 +1,7 @@
 """Only regular files physically inside an attempt's output directory become products."""
 
 import os
+import shutil
 
 from hrwsi.backends.base import discover_products
 
@@ -76,3 +77,34 @@ def test_a_file_whose_name_holds_an_invisible_character_is_refused_as_the_databa
     assert [path for path, _ in found] == [str(tmp_path / "good.tif")]
     assert len(refused) == 2 and all("invisible" in line for line in refused)
     assert not any("\u2028" in line or "\u200b" in line for line in refused)
+
+
+def test_a_hard_link_to_a_file_outside_the_output_directory_is_refused(tmp_path):
+    """Found by exploratory testing: a routine that hard-linked its input into its output directory made a
+    product of the input's own bytes: chained, the same data was a second input, and the product row was
+    counted and retained as the attempt's own file. It is not the attempt's own data: refused, as a
+    symbolic link is; and the input keeps its data whatever becomes of the attempt's directory."""
+    outside = tmp_path / "eodata" / "S2A.tif"
+    outside.parent.mkdir()
+    outside.write_bytes(b"scene")
+    output = tmp_path / "output"
+    output.mkdir()
+    os.link(outside, output / "S2A.tif")
+    (output / "own.tif").write_bytes(b"own")
+    found, refused = discover_products(str(output))
+    assert found == [(str(output / "own.tif"), 3)]
+    assert refused == [f"'{output / 'S2A.tif'}' is a hard link to a file outside the output directory (2 names): "
+                       "a product is a file of its own; copy it"]
+    shutil.rmtree(output)  # (retention's removal of the failed attempt's directory)
+    assert outside.read_bytes() == b"scene", "the input's data stays"
+
+
+def test_a_file_with_two_names_in_the_output_directory_is_one_product(tmp_path):
+    """Two names of one file (a hard link inside the attempt's own directory) are one product, under the first
+    name in path order: chained as two, the same bytes were processed twice downstream."""
+    (tmp_path / "b.tif").write_bytes(b"12345")
+    (tmp_path / "sub").mkdir()
+    os.link(tmp_path / "b.tif", tmp_path / "a.tif")
+    os.link(tmp_path / "b.tif", tmp_path / "sub" / "c.tif")
+    found, refused = discover_products(str(tmp_path))
+    assert found == [(str(tmp_path / "a.tif"), 5)] and refused == []

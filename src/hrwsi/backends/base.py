@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -328,18 +329,25 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
     """The products of an attempt: every REGULAR file physically inside its output directory, as
     (absolute path, size). Symbolic links (to a file or a directory), devices, sockets, anything
     whose real path leaves the directory and any path the database would refuse as a product's
-    (a control character, bytes that are not UTF-8, too long) are refused and listed with the reason."""
+    (a control character, bytes that are not UTF-8, too long) are refused and listed with the reason.
+
+    A file with more than one name (hard links) is one product, under the first of its names in path
+    order; one that has a name outside the output directory too (its link count is higher than its names
+    inside: an input, another attempt's product, any file linked in) is refused. It is not the attempt's
+    own data: chained, it was a second input of the same bytes, and its product row, counted, retained and
+    handed to operators as the attempt's own, named data an input or another product names (found by
+    exploratory testing)."""
     root = Path(output_dir)
     if not root.is_dir() or root.is_symlink():
         return [], []
     real_root = os.path.realpath(root)
-    found: list[tuple[str, int]] = []
+    files: list[tuple[str, os.stat_result]] = []
     refused: list[str] = []
-    for directory, subdirectories, files in os.walk(root, followlinks=False):
+    for directory, subdirectories, names in os.walk(root, followlinks=False):
         for name in subdirectories:
             if os.path.islink(os.path.join(directory, name)):
                 refused.append(f"{shown_path(os.path.join(directory, name))} is a symbolic link")
-        for name in files:
+        for name in names:
             path = os.path.join(directory, name)
             try:
                 info = os.lstat(path)
@@ -348,12 +356,23 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
                 continue
             if not stat.S_ISREG(info.st_mode):
                 refused.append(f"{shown_path(path)} is not a regular file")
-            elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-                refused.append(f"{shown_path(path)} lies outside the output directory")
-            elif (problem := product_path_problem(os.path.abspath(path))) is not None:
-                refused.append(f"{shown_path(path[:200])}{'...' if len(path) > 200 else ''} cannot be a product: {problem}")
             else:
-                found.append((os.path.abspath(path), info.st_size))
+                files.append((path, info))
+    names_inside = Counter((info.st_dev, info.st_ino) for _, info in files)
+    first_name: set[tuple[int, int]] = set()
+    found: list[tuple[str, int]] = []
+    for path, info in sorted(files, key=lambda item: item[0]):
+        file = (info.st_dev, info.st_ino)
+        if info.st_nlink > names_inside[file]:
+            refused.append(f"{shown_path(path)} is a hard link to a file outside the output directory ({info.st_nlink} "
+                           "names): a product is a file of its own; copy it")
+        elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+            refused.append(f"{shown_path(path)} lies outside the output directory")
+        elif (problem := product_path_problem(os.path.abspath(path))) is not None:
+            refused.append(f"{shown_path(path[:200])}{'...' if len(path) > 200 else ''} cannot be a product: {problem}")
+        elif file not in first_name:  # (another name of a file registered already: one product)
+            first_name.add(file)
+            found.append((os.path.abspath(path), info.st_size))
     return sorted(found), refused
 
 
