@@ -303,3 +303,33 @@ def test_a_database_that_is_not_utf8_is_refused_with_what_to_do(server_url, tmp_
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0082_is_counted_against_its_own(
+        empty_database_url, monkeypatch):
+    """Migration 0082 marks the back-fill tasks that took the deadline of the fresh scene after them in their
+    series under migration 0081 (a back-fill has none of its own): they are alerted and counted no more."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 82])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type, sequential_per_tile) VALUES
+                        ('snow', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('nrt', 'snow', '1 hour')")
+        conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane) VALUES
+                        ('nrt', '/old', '32TLR', now() - interval '3 days', 'archive')""")
+        conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES
+                        ('nrt', '/fresh', '32TLR', now() - interval '2 hours')""")
+        conn.commit()
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert migrations.migrate(conn)[0].startswith("0082_")
+        conn.commit()
+        rows = {r[0]: r[1:] for r in conn.execute("""SELECT i.input_path, t.deadline_at IS NOT NULL,
+                                                         t.deadline_inherited_from, t.own_deadline_at
+                                                         FROM hrwsi.processing_task t
+                                                         JOIN hrwsi.input i ON i.id = t.input_id""")}
+        fresh = conn.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                             "WHERE i.input_path = '/fresh'").fetchone()[0]
+        assert rows == {"/old": (True, fresh, None), "/fresh": (True, None, None)}
+        assert conn.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 1)

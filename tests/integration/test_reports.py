@@ -225,6 +225,10 @@ def test_task_show_says_how_many_back_fill_scenes_of_its_series_a_fresh_scene_wa
     first = db.execute("SELECT min(id) FROM hrwsi.processing_task").fetchone()[0]
     assert reports.task(db, first)["series_ahead"] == {"open": 0, "back_fill": 0}
     assert "waits in its time series" not in drawn(views.task, reports.task(db, first))
+    # (migration 0082) a back-fill task says whose deadline it serves, and that it is counted against its own
+    assert (f"(task {fresh}'s, which waits for it: served by it, counted late against its own, none)"
+            in " ".join(drawn(views.task, reports.task(db, first)).split()))
+    assert "which waits for it" not in drawn(views.task, data)
 
 
 def test_a_transaction_left_open_is_named_in_status_with_its_age_what_it_holds_back_and_what_to_do(db, database_url):
