@@ -2056,6 +2056,8 @@ DECLARE
     cancelled bigint[];
     waiting bigint;
     new_id bigint;
+    alerted bigint;       -- (the last alert before the cancellations)
+    dependents bigint[];  -- (the tasks that waited for a cancelled one)
 BEGIN
     SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
     IF NOT FOUND THEN
@@ -2106,6 +2108,7 @@ BEGIN
                   HINT = 'name what changes: SELECT hrwsi.correct_input(id, tile => ''32TLR'', measured_at => ''...Z'')';
     END IF;
     new_id := nextval(pg_get_serial_sequence('hrwsi.input', 'id'));
+    SELECT coalesce(max(a.id), 0) INTO alerted FROM hrwsi.alert a;
     -- Its open tasks are cancelled (a running one was refused above), saying why.
     WITH open AS (
         SELECT t.id FROM hrwsi.processing_task t
@@ -2117,6 +2120,7 @@ BEGIN
         RETURNING t.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM done;
+    SELECT coalesce(array_agg(t.id), '{}') INTO dependents FROM hrwsi.processing_task t WHERE t.depends_on = ANY (cancelled);
     UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
     INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
                              product_id, scene_id, lane, campaign_id)
@@ -2143,6 +2147,12 @@ BEGIN
         SET state_reason = format('relinked: the task it waited for was cancelled by the correction of input %s', was.id)
         WHERE id = waiting AND state = 'pending';
     END LOOP;
+    -- The cancellations blocked the next tasks of their series and alerted ops (task_blocked), which the
+    -- correction then linked to run: those alerts, written by this transaction and never sent, said what
+    -- is no longer true, and are withdrawn.
+    DELETE FROM hrwsi.alert a
+    WHERE a.id > alerted AND a.kind = 'task_blocked'
+      AND a.task_id IN (SELECT t.id FROM hrwsi.processing_task t WHERE t.id = ANY (dependents) AND t.state <> 'blocked');
     RETURN new_id;
 END $$;
 

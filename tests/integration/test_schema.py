@@ -459,6 +459,8 @@ def test_the_tasks_of_a_time_series_after_a_corrected_input_wait_for_the_correct
     last = configured.execute("SELECT depends_on, state FROM hrwsi.processing_task WHERE id = %s",
                               (tasks["/data/1.SAFE"],)).fetchone()
     assert last == ((tasks["/data/3.SAFE"] if moved else new_task), "pending")
+    assert configured.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_blocked'").fetchone()[0] == 0, \
+        "no alert says it is blocked"
 
 
 SCENE_PATHS = [
