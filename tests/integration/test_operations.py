@@ -407,3 +407,21 @@ def test_the_service_role_changes_no_configuration_and_deletes_no_work(db, confi
     with psycopg.connect(login_role("hrwsi_service"), autocommit=True) as service:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             service.execute(statement)
+
+
+def test_a_data_engineer_corrects_an_input_under_the_same_path_and_cannot_mark_one_superseded_by_hand(
+        db, configure, login_role):
+    """README's correction, as a data engineer (who may only insert): hrwsi.correct_input, under the same path
+    (found by exploratory testing: the INSERT was refused until retention removed the old input)."""
+    configure(single_routine_configuration(["true"]))
+    with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
+        old = engineer.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile) "
+                               "VALUES ('in', '/mine', '32TLR') RETURNING id").fetchone()[0]
+        new = engineer.execute("SELECT hrwsi.correct_input(%s, tile => '32TNT')", (old,)).fetchone()[0]
+        assert engineer.execute("SELECT input_path, tile FROM hrwsi.input WHERE id = %s", (new,)).fetchone() == \
+            ("/mine", "32TNT")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            engineer.execute("INSERT INTO hrwsi.input (processing_condition, input_path, superseded_by) "
+                             "VALUES ('in', '/other', 1)")
+    assert db.execute("SELECT state FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                      "WHERE i.id = %s", (old,)).fetchone()[0] == "cancelled"
