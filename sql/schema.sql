@@ -228,7 +228,7 @@ CREATE TABLE hrwsi.input (
     -- Nor invisible characters (migration 0079): Unicode's line and paragraph separators, which logs
     -- and pages show as line breaks, and its format characters, shown as nothing (zero-width space
     -- and joiners, directional marks and overrides, soft hyphen, byte order mark, tags), which made two
-    -- paths that look the same differ. Nor (migration 0082) the characters that look like a space or
+    -- paths that look the same differ. Nor (migration 0083) the characters that look like a space or
     -- nothing though they are not the ASCII space: the no-break space U+00A0, Unicode's other spaces
     -- (U+2000-U+200A, U+202F, U+205F, U+3000) and the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0).
     -- One regular expression with [[:cntrl:]], the C1 controls named
@@ -258,7 +258,7 @@ CREATE TABLE hrwsi.input (
     lane                 text CONSTRAINT input_lane_must_exist REFERENCES hrwsi.lane (name),
     -- A product a campaign made becomes an input of the campaign (chained), never of production.
     campaign_id          bigint CONSTRAINT input_campaign_must_exist REFERENCES hrwsi.campaign (id),
-    -- The input that corrects this one (hrwsi.correct_input, migration 0082): this one's tasks were
+    -- The input that corrects this one (hrwsi.correct_input, migration 0083): this one's tasks were
     -- cancelled, and it no longer holds its path nor its scene for its condition. NULL: not corrected.
     superseded_by        bigint,
     CONSTRAINT input_measured_at_is_not_after_published_at CHECK (measured_at <= published_at),
@@ -269,7 +269,7 @@ CREATE TABLE hrwsi.input (
                OR (source = 'multi_input' AND input_path LIKE 'multi_input/%'))
 );
 -- A path is one input per condition, and so is a scene; an input a correction superseded holds
--- neither (migration 0082: a correction that kept the path could not be inserted until retention
+-- neither (migration 0083: a correction that kept the path could not be inserted until retention
 -- removed the old input, found by exploratory testing). An INSERT's ON CONFLICT naming the columns
 -- names the index's predicate too: ON CONFLICT (processing_condition, input_path) WHERE superseded_by
 -- IS NULL (ON CONFLICT DO NOTHING needs neither).
@@ -306,7 +306,7 @@ CREATE TRIGGER input_refuse_future_dates BEFORE INSERT OR UPDATE OF published_at
 -- A scene's identifier as the harvester gives it (hrwsi.harvest.product_names.scene_id_of): the
 -- file name without its extensions, `/eodata/X.SAFE.zip` -> `X` (NULL if nothing is left); `.` and
 -- empty segments name nothing, as the harvester reads a path (`/a/X.SAFE/.` -> `X`, where it gave `.`
--- before migration 0082: found by exploratory testing). For a
+-- before migration 0083: found by exploratory testing). For a
 -- data engineer's INSERT, which gives scene_id only when asked to (migration 0079): with it, the
 -- same scene under another path is the same input of a condition, as the harvester's are.
 CREATE FUNCTION hrwsi.scene_id_of(path text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -457,7 +457,7 @@ CREATE TABLE hrwsi.processing_task (
     -- by hrwsi.wait_for_upstream when this task is created, and when that upstream task is created,
     -- ends, is retried, or has its products chained.
     waits_for_upstream bigint,
-    -- (migration 0082) The near-real-time task of its time series whose deadline deadline_at is, taken
+    -- (migration 0083) The near-real-time task of its time series whose deadline deadline_at is, taken
     -- because that task cannot run before this one (hrwsi.create_tasks_for_new_inputs), and the
     -- deadline this task had of its own then (NULL: none, an archive task). NULL: deadline_at is its
     -- own. Dispatch serves it by deadline_at; alerts and timeliness count its lateness against its own.
@@ -650,7 +650,7 @@ CREATE TABLE hrwsi.product (
     path         text NOT NULL CONSTRAINT product_path_is_not_empty CHECK (btrim(path) <> '')
         CONSTRAINT product_path_is_at_most_2000_bytes CHECK (octet_length(path) <= 2000)
         -- (nor invisible characters, as an input's path: it becomes the next step's; migration 0079; nor
-        -- those that look like a space or nothing: migration 0082)
+        -- those that look like a space or nothing: migration 0083)
         CONSTRAINT product_path_is_absolute_without_control_characters
         CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'
                AND path !~ '(^|/)\.\.(/|$)')
@@ -1092,7 +1092,7 @@ $$;
 -- task is past its deadline. A terminated task has its own alert; a cancelled one was an
 -- operator's decision. The NOT EXISTS keeps a repeated check from trying again (each try would
 -- take an identity value); the ON CONFLICT settles two orchestrators checking at once. A task
--- counts against its own deadline (migration 0082): one that took the deadline of a near-real-time
+-- counts against its own deadline (migration 0083): one that took the deadline of a near-real-time
 -- task after it in its time series (deadline_inherited_from) is served by it but not alerted by it,
 -- only by its own (own_deadline_at; none for an archive task); the near-real-time task, alerted when
 -- it misses its deadline, names the task it still waits for. (One late fresh scene raised an alert
@@ -1964,7 +1964,7 @@ BEGIN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
             USING ERRCODE = 'check_violation';
     END IF;
-    -- (a task of an input a correction superseded would run the wrong input again: migration 0082)
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0083)
     SELECT format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) INTO refused
     FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
     WHERE t.id = task AND i.superseded_by IS NOT NULL;
@@ -2035,7 +2035,7 @@ BEGIN
                   CASE WHEN current IN ('dispatched', 'queued', 'running') THEN ' and its job is being stopped' ELSE '' END);
 END $$;
 
--- A data engineer's correction of an input a task was made from (migration 0082): README told them to
+-- A data engineer's correction of an input a task was made from (migration 0083): README told them to
 -- insert the corrected input and cancel the old task, but an input that keeps the path could not be
 -- inserted until retention removed the old one (found by exploratory testing). This cancels the old
 -- input's open tasks, marks it superseded (it keeps its tasks, attempts, products and history, and no
@@ -3072,7 +3072,7 @@ BEGIN
         -- (aged) passes the deadline on down the series too. Aged work without a deadline stays behind
         -- work with one (the serving order's deadline_at NULLS LAST). Such a task remembers whose deadline
         -- it took (deadline_inherited_from) and its own (own_deadline_at), and lateness is counted against
-        -- its own (migration 0082): the deadline it took serves it early, but it is not a near-real-time
+        -- its own (migration 0083): the deadline it took serves it early, but it is not a near-real-time
         -- deadline of its own. One late fresh scene raised a deadline_missed alert for each archive task
         -- before it, and `hrwsi timeliness` counted their products late (found by exploratory testing).
         EXECUTE $q$
@@ -3601,7 +3601,7 @@ BEGIN
                        'deadline, the path its job reads and its products name.',
               HINT = format('correct it with SELECT hrwsi.correct_input(%s, tile => ..., measured_at => ..., '
                             'published_at => ..., lane => ..., input_path => ...): it cancels the task(s) made from it '
-                            'and inserts the corrected input, under the same path or another (migration 0082); for '
+                            'and inserts the corrected input, under the same path or another (migration 0083); for '
                             'another condition, insert the input there and cancel the task: `hrwsi cancel %s`. A '
                             'mission or scene_id may still be corrected.', OLD.id, task.id);
 END $$;
@@ -4591,7 +4591,7 @@ CREATE INDEX operator_action_target_idx ON hrwsi.operator_action (target, id);
 -- (published_at) to its registration (product.created_at, when the launcher recorded it), and
 -- whether it met its task's own deadline (NULL: the task had none; a deadline it took from a
 -- near-real-time task after it in its time series, to be served first, is not its own: migration
--- 0082, an archive product was counted late for a fresh scene's deadline). A chained input carries the
+-- 0083, an archive product was counted late for a fresh scene's deadline). A chained input carries the
 -- original scene's sensing time and, as publication, the upstream product's registration: so
 -- from_sensing_s is the delay from the satellite, from_publication_s the delay of this step.
 -- day is the UTC day of registration.

@@ -42,7 +42,7 @@ ORDER BY routine, lane;
 -- name: report_open_deadlines
 -- Open tasks with a deadline of their own, with the same filters: how many are late already, and how
 -- many the plan ends after their deadline. (A task that took the deadline of a near-real-time task
--- after it in its time series is counted against its own, if any: migration 0082.)
+-- after it in its time series is counted against its own, if any: migration 0083.)
 SELECT count(*) FILTER (WHERE d.due <= now()) AS late,
        count(*) FILTER (WHERE d.due > now() AND t.planned_end > d.due) AS at_risk
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
@@ -61,7 +61,7 @@ WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', '
 -- blocked) before it, each with its most urgent task; and the next deadline. Through the index of
 -- open tasks with a deadline (processing_task_deadline_idx). Each against its own deadline: one a task
 -- took from a near-real-time task after it in its time series serves it first, but is not its own
--- (migration 0082).
+-- (migration 0083).
 WITH open AS (
     SELECT t.id, t.routine, t.state, t.state_reason,
            CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at ELSE t.own_deadline_at END AS deadline_at,

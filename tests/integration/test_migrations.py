@@ -305,12 +305,12 @@ def test_a_database_that_is_not_utf8_is_refused_with_what_to_do(server_url, tmp_
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0082_is_counted_against_its_own(
+def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0083_is_counted_against_its_own(
         empty_database_url, monkeypatch):
-    """Migration 0082 marks the back-fill tasks that took the deadline of the fresh scene after them in their
+    """Migration 0083 marks the back-fill tasks that took the deadline of the fresh scene after them in their
     series under migration 0081 (a back-fill has none of its own): they are alerted and counted no more."""
     shipped = migration_files()
-    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 82])
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 83])
     with psycopg.connect(empty_database_url) as conn:
         migrations.migrate(conn, replay=True)
         conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
@@ -323,7 +323,7 @@ def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0082_is_co
                         ('nrt', '/fresh', '32TLR', now() - interval '2 hours')""")
         conn.commit()
         monkeypatch.setattr(migrations, "migrations", lambda: shipped)
-        assert migrations.migrate(conn)[0].startswith("0082_")
+        assert migrations.migrate(conn)[0].startswith("0083_")
         conn.commit()
         rows = {r[0]: r[1:] for r in conn.execute("""SELECT i.input_path, t.deadline_at IS NOT NULL,
                                                          t.deadline_inherited_from, t.own_deadline_at

@@ -225,7 +225,7 @@ def test_task_show_says_how_many_back_fill_scenes_of_its_series_a_fresh_scene_wa
     first = db.execute("SELECT min(id) FROM hrwsi.processing_task").fetchone()[0]
     assert reports.task(db, first)["series_ahead"] == {"open": 0, "back_fill": 0}
     assert "waits in its time series" not in drawn(views.task, reports.task(db, first))
-    # (migration 0082) a back-fill task says whose deadline it serves, and that it is counted against its own
+    # (migration 0083) a back-fill task says whose deadline it serves, and that it is counted against its own
     assert (f"(task {fresh}'s, which waits for it: served by it, counted late against its own, none)"
             in " ".join(drawn(views.task, reports.task(db, first)).split()))
     assert "which waits for it" not in drawn(views.task, data)

@@ -402,7 +402,7 @@ def lane_text(row: dict) -> Text:
 
 
 def _inherited_text(data: dict) -> str:
-    """A deadline taken from a near-real-time task after it in its time series (migration 0082): served by
+    """A deadline taken from a near-real-time task after it in its time series (migration 0083): served by
     it, but counted late against its own only."""
     if data.get("deadline_inherited_from") is None:
         return ""

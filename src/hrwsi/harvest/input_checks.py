@@ -14,7 +14,7 @@ import re
 # be relative). INVISIBLE is that constraint's list beyond [[:cntrl:]], character for character.
 MAX_PATH_BYTES = 2000
 # And the characters that look like a space or nothing though they are not the ASCII space (migration
-# 0082): the no-break space U+00A0 and Unicode's other spaces, and the Hangul fillers.
+# 0083): the no-break space U+00A0 and Unicode's other spaces, and the Hangul fillers.
 INVISIBLE = ("\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000"
              "\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f")
 REFUSED_CHARACTER = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{INVISIBLE}]")

@@ -27,7 +27,7 @@ def test_a_name_with_an_invisible_character_is_refused_as_the_database_does():
 
 def test_a_name_with_a_character_that_looks_like_a_space_or_nothing_is_refused_as_the_database_does():
     """Found by exploratory testing: a no-break space (U+00A0) looks like a space, a Hangul filler like
-    nothing; the database refuses them (migration 0082), so a landing file named so is set aside."""
+    nothing; the database refuses them (migration 0083), so a landing file named so is set aside."""
     for character in ("\u00a0", "\u115f", "\u1160", "\u3164", "\uffa0", "\u2007", "\u3000"):
         assert input_checks.name_problem(f"a{character}b.SAFE") == (
             "its name holds a character that looks like a space or nothing (shown here as its \\u escape)")

@@ -1,4 +1,4 @@
--- hrwsi schema, version 82: paths refuse the characters that look like a space or nothing;
+-- hrwsi schema, version 83: paths refuse the characters that look like a space or nothing;
 -- hrwsi.scene_id_of gives the harvester's scene id for every path; a task that took the deadline of a
 -- near-real-time task after it in its time series is counted late against its own; an input is
 -- corrected under the same path by hrwsi.correct_input.
@@ -345,7 +345,7 @@ BEGIN
         -- (aged) passes the deadline on down the series too. Aged work without a deadline stays behind
         -- work with one (the serving order's deadline_at NULLS LAST). Such a task remembers whose deadline
         -- it took (deadline_inherited_from) and its own (own_deadline_at), and lateness is counted against
-        -- its own (migration 0082): the deadline it took serves it early, but it is not a near-real-time
+        -- its own (migration 0083): the deadline it took serves it early, but it is not a near-real-time
         -- deadline of its own. One late fresh scene raised a deadline_missed alert for each archive task
         -- before it, and `hrwsi timeliness` counted their products late (found by exploratory testing).
         EXECUTE $q$
@@ -534,7 +534,7 @@ BEGIN
                        'deadline, the path its job reads and its products name.',
               HINT = format('correct it with SELECT hrwsi.correct_input(%s, tile => ..., measured_at => ..., '
                             'published_at => ..., lane => ..., input_path => ...): it cancels the task(s) made from it '
-                            'and inserts the corrected input, under the same path or another (migration 0082); for '
+                            'and inserts the corrected input, under the same path or another (migration 0083); for '
                             'another condition, insert the input there and cancel the task: `hrwsi cancel %s`. A '
                             'mission or scene_id may still be corrected.', OLD.id, task.id);
 END $$;
@@ -619,7 +619,7 @@ BEGIN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
             USING ERRCODE = 'check_violation';
     END IF;
-    -- (a task of an input a correction superseded would run the wrong input again: migration 0082)
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0083)
     SELECT format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) INTO refused
     FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
     WHERE t.id = task AND i.superseded_by IS NOT NULL;
@@ -743,7 +743,7 @@ BEGIN
                 ELSE '' END;
 END $$;
 
--- A data engineer's correction of an input a task was made from (migration 0082): README told them to
+-- A data engineer's correction of an input a task was made from (migration 0083): README told them to
 -- insert the corrected input and cancel the old task, but an input that keeps the path could not be
 -- inserted until retention removed the old one (found by exploratory testing). This cancels the old
 -- input's open tasks, marks it superseded (it keeps its tasks, attempts, products and history, and no
