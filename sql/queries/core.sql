@@ -164,9 +164,10 @@ SELECT job, work_waiting FROM hrwsi.dispatch($1, $2, $3, $4, $5);
 
 -- name: record_backend_job_id
 -- The backend runs a claimed attempt under another job ID than dispatch made (a job this database does
--- not know held that one: NomadBackend, migration 0080): recorded while the job is active and ours,
--- fenced by our lease; no row when it is not.
-UPDATE hrwsi.job SET backend_job_id = $4
+-- not know held that one: NomadBackend, migration 0080), with an output directory and a log of its own
+-- (claims_own_spec: that job may still write in the first ones): recorded while the job is active and ours,
+-- fenced by our lease, before that ID is registered; no row when it is not.
+UPDATE hrwsi.job SET backend_job_id = $4, output_dir = $5, log_path = $6
 WHERE id = $3 AND owner = $1 AND state IN ('submitted', 'queued', 'running') AND hrwsi.lease_is_fresh($1, $2)
 RETURNING id;
 

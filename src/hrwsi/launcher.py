@@ -41,6 +41,8 @@ from hrwsi.backends.base import (
     JobOutcome,
     JobSpec,
     TaskRefused,
+    claims_own_job_id,
+    claims_own_spec,
     discover_products,
     lost_with_its_directory,
     output_directory_problem,
@@ -225,6 +227,8 @@ class Launcher(Service):
         # (_follow_dispatched); counted as followed by every check.
         self._starting: dict[int, asyncpg.Record] = {}
         self._specs: dict[int, JobSpec] = {}
+        # (the backend records here the ID and paths of its own an attempt goes to, before registering it)
+        backend.record_runs_under = self._record_runs_under
         # Jobs claimed ahead of a slot-limited backend (the local one, claim_ahead): each waits here
         # for one of the backend's slots, urgent lanes first, then in the order claimed, and one
         # starts the moment a job ends, without a call to the database (the slot would otherwise
@@ -527,31 +531,59 @@ class Launcher(Service):
                                                          f"the backend refused the job: {error}"))
             return None
         if registered != spec.job_id:
+            recorded = self._specs.get(job_id)
+            if recorded is not None and recorded.job_id == registered:  # (recorded before it was registered)
+                return recorded
             return await self._runs_under(job_id, spec, registered)
         return spec
 
-    async def _runs_under(self, job_id: int, spec: JobSpec, backend_job_id: str) -> JobSpec:
-        """The backend runs the attempt under another job ID than dispatch made (a job this database does not
-        know held that one: the Nomad backend said which, and why, in one line): recorded in the job row, so
-        that status, logs, cancel and an adopter name the job the attempt runs as, fenced by our lease; the
-        spec followed from now on is the attempt's under that ID. Not recorded (the lease lapsed, the job
-        ended meanwhile), an adopter finds the job again from the row's claim token (ADR 0002)."""
-        spec = dataclasses.replace(spec, job_id=backend_job_id)
-        if self._specs.get(job_id) is not None:
-            self._specs[job_id] = spec
+    def _running_under(self, spec: JobSpec, backend_job_id: str) -> JobSpec:
+        """The attempt's spec under backend_job_id: the claim's own ID comes with paths of its own
+        (claims_own_spec)."""
+        if spec.claim and backend_job_id == claims_own_job_id(spec.job_id, spec.claim):
+            return claims_own_spec(spec)
+        return dataclasses.replace(spec, job_id=backend_job_id)
+
+    async def _record_running_under(self, job_id: int, spec: JobSpec) -> str | None:
+        """Record in the job row that the attempt runs as spec (its job ID, output directory and log), fenced
+        by our lease: None once recorded, else why not."""
         try:
             rows = await self._with_database_retry(
                 lambda conn: conn.fetch(query("record_backend_job_id"), self.instance_id,
-                                        self.settings.lease_timeout_s, job_id, backend_job_id),
-                f"record the job ID {backend_job_id} of task {spec.task_id}")
+                                        self.settings.lease_timeout_s, job_id, spec.job_id, spec.output_dir,
+                                        spec.log_path),
+                f"record the job ID {spec.job_id} of task {spec.task_id}")
         except asyncpg.PostgresError as error:
-            rows = None
-            logger.warning("task %d: could not record that it runs as job %s: %s", spec.task_id, backend_job_id, error,
-                           extra=_fields(spec))
-        if rows == []:
-            logger.warning("task %d: job %s was not recorded as the attempt's: the job row is no longer this launcher's "
-                           "active job (its lease lapsed, or it ended); its owner finds it by its claim token",
-                           spec.task_id, backend_job_id, extra=_fields(spec))
+            return f"the database refused it: {error}"
+        if not rows:
+            return "the job row is no longer this launcher's active job (its lease lapsed, or it ended)"
+        if self._specs.get(job_id) is not None:
+            self._specs[job_id] = spec
+        return None
+
+    async def _record_runs_under(self, spec: JobSpec) -> None:
+        """Backend.record_runs_under: the attempt goes to another job ID, with paths of its own, which the
+        backend registers once this returns; AttemptLost when it could not be recorded (nothing is registered:
+        the row's new owner, if any, submits it again)."""
+        job_id = next((j for j, s in self._specs.items() if (s.task_id, s.attempt) == (spec.task_id, spec.attempt)),
+                      None)
+        why = "this launcher does not follow it" if job_id is None else await self._record_running_under(job_id, spec)
+        if why is not None:
+            raise AttemptLost("launcher_gone", f"job {spec.job_id} was not registered: it could not be recorded as the "
+                              f"attempt's first ({why}); not the routine's fault")
+
+    async def _runs_under(self, job_id: int, spec: JobSpec, backend_job_id: str) -> JobSpec:
+        """The backend runs the attempt under another job ID than dispatch made, registered without being
+        recorded first (an adopter finding the claim's own job from the row's claim token, ADR 0002): recorded
+        in the job row with its paths, so that status, logs, cancel and an adopter name the job the attempt
+        runs as, fenced by our lease; the spec followed from now on is the attempt's under that ID."""
+        spec = self._running_under(spec, backend_job_id)
+        if self._specs.get(job_id) is not None:
+            self._specs[job_id] = spec
+        why = await self._record_running_under(job_id, spec)
+        if why is not None:
+            logger.warning("task %d: job %s was not recorded as the attempt's: %s; its owner finds it by its claim "
+                           "token", spec.task_id, backend_job_id, why, extra=_fields(spec))
         return spec
 
     async def _end_task_refused(self, job_id: int, spec: JobSpec, refused: TaskRefused) -> None:

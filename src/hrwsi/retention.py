@@ -30,6 +30,7 @@ from pathlib import Path
 
 import asyncpg
 
+from hrwsi.backends.base import ATTEMPT_DIRECTORY
 from hrwsi.harvest.landing_files import _PARTIAL_PREFIX, PREVIOUSLY_RECEIVED_DIRECTORY
 from hrwsi.service import SideTask
 from hrwsi.settings import Settings
@@ -236,12 +237,16 @@ class Pruner:
 
 def _old_attempt_directories(root: Path, cutoff: float) -> list[tuple[int, int, Path]]:
     """(task id, attempt, directory) of the attempt directories under <data>/products/<installation>
-    (<routine>/task-<id>/attempt-<n>, hrwsi.dispatch's layout) that hold more than their output and
-    were last changed before `cutoff`."""
+    (<routine>/task-<id>/attempt-<n>, hrwsi.dispatch's layout, or attempt-<n>-c<8 hex>, that of an attempt run
+    under its claim's own job ID: claims_own_spec) that hold more than their output and were last changed before
+    `cutoff`."""
     found = []
     for attempt in root.glob("*/task-*/attempt-*"):
         try:
-            task_id, n = int(attempt.parent.name.removeprefix("task-")), int(attempt.name.removeprefix("attempt-"))
+            named = ATTEMPT_DIRECTORY.fullmatch(attempt.name)
+            if named is None:
+                continue  # (not hrwsi's name: a directory moved aside, say)
+            task_id, n = int(attempt.parent.name.removeprefix("task-")), int(named[1])
             if attempt.is_symlink() or attempt.lstat().st_mtime >= cutoff:
                 continue
             if any(entry.name != "output" for entry in os.scandir(attempt)):

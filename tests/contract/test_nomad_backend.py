@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -1145,6 +1146,85 @@ async def test_a_stop_naming_an_id_a_job_this_database_does_not_know_holds_stops
     await nomad.backend().cancel(taken, taken.job_id)  # another launcher's (it read the job): not stopped either
     assert await registration_of(nomad, foreign.job_id) == foreigns
     await backend.forget(own)
+    await nomad.purge(foreign.job_id)
+
+
+async def until_exists(path: Path) -> None:
+    async def exists() -> None:
+        while not path.exists():
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(exists(), GUARD_S)
+
+
+def registered_env(job: dict) -> dict:
+    return job["TaskGroups"][0]["Tasks"][0]["Env"]
+
+
+async def test_an_attempt_whose_id_a_running_job_of_another_timeline_holds_runs_in_a_directory_and_log_of_its_own(
+        nomad: Target, caplog):
+    # Found by exploratory testing: after a restore in the same installation, the attempt that ran under its claim's
+    # own ID was given the attempt directory and log of the job that held the first ID, which may still run: its
+    # first start moved that job's directory aside from under it, and both wrote one output directory and one log.
+    # Now it has its own (named after the claim's own ID), and that job's are neither moved, used nor removed.
+    installation = str(uuid.uuid4())
+    script = 'echo old > "$HRWSI_OUTPUT_DIR/old.txt"; sleep 1; echo still old >> "$HRWSI_OUTPUT_DIR/old.txt"'
+    old = claimed(installation_spec(nomad, "own-paths", installation), command=("/bin/sh", "-c", script))
+    old_backend, new_backend = nomad.backend(), nomad.backend(purge_delay_s=0.0)
+    assert await old_backend.submit(old, first_start=True) == old.job_id
+    await until_exists(Path(old.output_dir) / "old.txt")  # it runs, and writes in its attempt directory
+    new = claimed(old, command=("/bin/sh", "-c", 'echo new > "$HRWSI_OUTPUT_DIR/new.txt"; echo a line of its own'))
+    own_id = await new_backend.submit(new, first_start=True)
+    suffix = f"-c{new.claim.replace('-', '')[:8]}"
+    assert own_id == new.job_id + suffix
+    env = registered_env((await nomad.ahttp("GET", f"/v1/job/{Target.path_id(own_id)}")).json())
+    assert env["HRWSI_OUTPUT_DIR"] == f"{old.attempt_dir}{suffix}/output"
+    assert env["HRWSI_MANIFEST"] == f"{old.attempt_dir}{suffix}/manifest.json"
+    own = dataclasses.replace(new, job_id=own_id, output_dir=env["HRWSI_OUTPUT_DIR"],
+                              log_path=old.log_path.removesuffix(".log") + f"{suffix}.log")
+    assert own.installation == installation  # (hrwsi.dispatch's layout, with the ID's suffix: _is_ours, products)
+    assert (await follow(new_backend, own)).state == "processed"
+    assert (await follow(old_backend, old)).state == "processed"
+    assert os.listdir(own.output_dir) == ["new.txt"]
+    assert os.listdir(old.output_dir) == ["old.txt"]
+    assert (Path(old.output_dir) / "old.txt").read_text() == "old\nstill old\n"
+    assert "a line of its own" in Path(own.log_path).read_text()
+    assert "a line of its own" not in Path(old.log_path).read_text()
+    assert sorted(p.name for p in Path(old.attempt_dir).parent.iterdir()) == ["attempt-1", f"attempt-1{suffix}"]
+    assert not [r for r in caplog.records if "moved aside" in r.getMessage()]
+    for backend, job_id in ((new_backend, own_id), (old_backend, old.job_id)):
+        await backend.forget(job_id)
+
+
+async def test_an_attempt_goes_to_its_claims_own_id_only_once_that_id_and_its_paths_are_recorded(nomad: Target):
+    # Found by exploratory testing: the launcher recorded the claim's own ID after registering it; one that crashed
+    # or lost its lease in between left the row on the first ID, and its adopter, finding the claim's own job
+    # collected by Nomad's GC, registered the first ID again: the attempt ran under two IDs. Now the ID and its
+    # paths are recorded first (Backend.record_runs_under), and nothing is registered when they cannot be.
+    foreign = claimed(installation_spec(nomad, "recorded-first", str(uuid.uuid4())))
+    assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
+    taken = claimed(installation_spec(nomad, "recorded-first", str(uuid.uuid4())))
+    own_id = claims_own_job_id(taken.job_id, taken.claim)
+    recorded: list[tuple[str, str, str, int]] = []
+
+    async def record(spec: JobSpec) -> None:
+        recorded.append((spec.job_id, spec.output_dir, spec.log_path, await job_status(nomad, spec.job_id)))
+
+    async def refuse(spec: JobSpec) -> None:
+        raise AttemptLost("launcher_gone", "its lease lapsed")
+
+    refusing = nomad.backend()
+    refusing.record_runs_under = refuse
+    with pytest.raises(AttemptLost, match="its lease lapsed"):
+        await refusing.submit(taken, first_start=True)
+    assert await job_status(nomad, own_id) == 404, "registered under an ID its row does not name"
+    backend = nomad.backend()
+    backend.record_runs_under = record
+    assert await backend.submit(taken) == own_id  # (its adopter: the row still names the first ID)
+    assert recorded == [(own_id, taken.output_dir.replace("/attempt-1/", f"/attempt-1{own_id[-10:]}/"),
+                         taken.log_path.removesuffix(".log") + f"{own_id[-10:]}.log", 404)]
+    own = dataclasses.replace(taken, job_id=own_id, output_dir=recorded[0][1], log_path=recorded[0][2])
+    assert (await follow(backend, own)).state == "processed"
+    await backend.forget(own_id)
     await nomad.purge(foreign.job_id)
 
 

@@ -14,11 +14,13 @@ import logging
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import psycopg
 import pytest
+import requests
 
 from hrwsi import launcher as launcher_module
 from hrwsi.app import App
@@ -1107,6 +1109,10 @@ async def test_a_nomad_job_id_taken_after_a_restore_runs_the_attempt_under_an_id
     assert db.execute("SELECT consecutive_failures FROM hrwsi.processing_routine").fetchone()[0] == 0
 
 
+async def record_nothing_first(self, spec) -> None:
+    """Launcher._record_runs_under as a launcher before it did: the ID registered is recorded after (_runs_under)."""
+
+
 async def adopted_on_its_claims_own_id(db, database_url, settings, emulator, monkeypatch, left_as: str, taken) -> None:
     """A launcher started after the one that registered the attempt under its claim's own ID and could not
     record it (the row left `left_as`, naming the first ID): it follows the job carrying the row's claim
@@ -1121,14 +1127,17 @@ async def adopted_on_its_claims_own_id(db, database_url, settings, emulator, mon
         await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
     assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
     assert emulator.cluster.jobs[("default", own)]["JobModifyIndex"] == before  # followed, not registered again
+    output_dir, log_path = db.execute("SELECT output_dir, log_path FROM hrwsi.job").fetchone()
+    assert output_dir.endswith(f"/task-1/attempt-1-{own.rsplit('-', 1)[1]}/output") and log_path.endswith(f"/{own}.log")
     assert untouched(emulator, taken)
 
 
 async def test_an_attempt_whose_launcher_crashed_before_recording_the_id_it_runs_under_is_adopted_from_its_claim(
         db, database_url, settings, configure, tmp_path, monkeypatch):
     """ADR 0002 after a restore: the launcher registered the attempt under its claim's own ID (its first
-    one taken) and stopped before recording that ID; the adopter, from the job row (the first ID, the
-    claim token), follows that job: not registered again, the attempt not run twice."""
+    one taken) and stopped before recording that ID (as a launcher before the ID was recorded ahead of its
+    registration did); the adopter, from the job row (the first ID, the claim token), follows that job: not
+    registered again, the attempt not run twice."""
     configure(single_routine_configuration(["true"], workers=1))
     nodes = nomad_nodes(db, monkeypatch)
     async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
@@ -1140,6 +1149,7 @@ async def test_an_attempt_whose_launcher_crashed_before_recording_the_id_it_runs
             registered.set()
             await asyncio.Event().wait()
 
+        monkeypatch.setattr(Launcher, "_record_runs_under", record_nothing_first)
         monkeypatch.setattr(Launcher, "_runs_under", crash)
         async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
             insert_inputs(db, 1, prefix="/in/after-the-restore-")
@@ -1165,9 +1175,83 @@ async def test_an_attempt_adopted_as_it_runs_under_an_id_its_launcher_did_not_re
             self._specs[job_id] = spec
             return spec
 
+        monkeypatch.setattr(Launcher, "_record_runs_under", record_nothing_first)
         monkeypatch.setattr(Launcher, "_runs_under", not_recorded)
         async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
             insert_inputs(db, 1, prefix="/in/after-the-restore-")
             await wait_until(database_url, "SELECT state = 'running' FROM hrwsi.job")
         monkeypatch.undo()
         await adopted_on_its_claims_own_id(db, database_url, settings, emulator, monkeypatch, "running", taken)
+
+
+async def test_after_a_restore_an_attempt_under_its_claims_own_id_has_a_directory_and_log_of_its_own(
+        db, database_url, settings, configure, tmp_path, monkeypatch, caplog):
+    """Found by exploratory testing: after a restore in the same installation, the attempt that ran under its
+    claim's own ID had the attempt directory and log of the later work's job on the first ID (which may still
+    run): its first start moved that job's directory aside, and both would write one output directory and log.
+    Now the row records paths of its own, named after that ID (hrwsi logs, the dashboard, the chaining read
+    them there), and the later work's directory and log are neither moved, used nor removed."""
+    script = 'echo made > "$HRWSI_OUTPUT_DIR/product.dat"; echo "its log line $HRWSI_JOB_ID"'
+    configure(single_routine_configuration(["/bin/sh", "-c", script, "routine"], workers=1))
+    nodes = nomad_nodes(db, monkeypatch)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        taken = await restored_from_a_backup_older_than_work_on_nomad(db, database_url, settings, tmp_path, emulator, 1)
+        later_output = Path(taken["hrwsi-work-1-1"]["TaskGroups"][0]["Tasks"][0]["Env"]["HRWSI_OUTPUT_DIR"])
+        [later_log] = settings.home.rglob("hrwsi-work-1-1.log")
+        later = {p: p.read_bytes() for p in [*later_output.parent.rglob("*"), later_log] if p.is_file()}
+        assert later_output / "product.dat" in later
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            insert_inputs(db, 1, prefix="/in/after-the-restore-")
+            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+        backend_job_id, output_dir, log_path = db.execute(
+            "SELECT backend_job_id, output_dir, log_path FROM hrwsi.job").fetchone()
+        suffix = backend_job_id.removeprefix("hrwsi-work-1-1")
+        assert suffix.startswith("-c") and len(suffix) == 10
+        assert output_dir == f"{later_output.parent}{suffix}/output"
+        assert log_path == str(later_log.with_name(f"{backend_job_id}.log"))
+        assert f"its log line {backend_job_id}" in Path(log_path).read_text()
+        assert db.execute("SELECT path FROM hrwsi.product").fetchall() == [(f"{output_dir}/product.dat",)]
+        assert {p: p.read_bytes() for p in later} == later, "the later work's files changed"
+        assert not [p for p in later_output.parent.parent.iterdir() if ".moved-" in p.name]
+        assert untouched(emulator, taken)
+    assert not [r for r in caplog.records if "moved aside" in r.getMessage()]
+
+
+async def test_an_attempt_recorded_under_its_claims_own_id_never_registers_the_first_once_nomad_collected_its_job(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """Found by exploratory testing: the launcher recorded the claim's own ID after registering it; stopped in
+    between, it left the row `submitted` on the first ID, and once Nomad had collected the attempt's job and the
+    job on the first ID was gone too, the adopter registered the first ID: the attempt ran under two IDs. Now the
+    row names the claim's own ID (and its paths) before that ID is registered, and the first is never registered
+    for it."""
+    configure(single_routine_configuration(["true"], workers=1))
+    nodes = nomad_nodes(db, monkeypatch)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        await restored_from_a_backup_older_than_work_on_nomad(db, database_url, settings, tmp_path, emulator, 1)
+        registered, seen = asyncio.Event(), []
+        register_as = NomadBackend._register_as
+
+        async def stops_once_its_own_id_is_registered(self, spec, claim, flavour):
+            found = await register_as(self, spec, claim, flavour)
+            if spec.job_id != "hrwsi-work-1-1":  # the claim's own ID: the launcher stops here
+                seen.append(db.execute("SELECT backend_job_id FROM hrwsi.job").fetchone()[0])
+                registered.set()
+                await asyncio.Event().wait()
+            return found
+
+        monkeypatch.setattr(NomadBackend, "_register_as", stops_once_its_own_id_is_registered)
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            insert_inputs(db, 1, prefix="/in/after-the-restore-")
+            await asyncio.wait_for(registered.wait(), 30)
+        monkeypatch.setattr(NomadBackend, "_register_as", register_as)
+        claim = db.execute("SELECT claim_token::text FROM hrwsi.job").fetchone()[0]
+        own = f"hrwsi-work-1-1-c{claim.replace('-', '')[:8]}"
+        assert seen == [own], "the row did not name the ID registered"
+        for job_id in (own, "hrwsi-work-1-1"):  # Nomad's GC collects the attempt's job, the later work's goes too
+            await asyncio.to_thread(requests.delete, f"{emulator.address}/v1/job/{job_id}", params={"purge": "true"})
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+        assert ("default", "hrwsi-work-1-1") not in emulator.cluster.jobs, "the first ID was registered again"
+        assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]

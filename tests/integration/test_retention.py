@@ -184,6 +184,31 @@ async def test_bookkeeping_an_earlier_version_left_is_cleaned_at_a_processs_firs
     assert not (second / "exit.json").exists() and (second / "output" / "product.tif").exists()
 
 
+async def test_the_bookkeeping_of_an_attempt_run_under_its_claims_own_id_goes_with_its_job_row(
+        db, database_url, settings, monkeypatch):
+    """An attempt that ran under its claim's own Nomad job ID (a job this database does not know held the
+    first: after a restore) has an attempt directory of its own, attempt-<n>-c<8 hex> (claims_own_spec): its
+    bookkeeping goes once its job row is gone, as attempt-<n>'s does, and its products stay. The sweep read
+    the attempt's number from the name and skipped it (found with the fix of its paths)."""
+    installation = db.execute("SELECT installation_id::text FROM hrwsi.installation").fetchone()[0]
+    task = settings.data_dir / "products" / installation / "work" / "task-900003"
+    attempts = [task / "attempt-1", task / "attempt-1-c0123abcd"]
+    for attempt in attempts:
+        (attempt / "output").mkdir(parents=True)
+        (attempt / "output" / "product.tif").write_text("p")
+        (attempt / "manifest.json").write_text("{}")
+        os.utime(attempt, (time.time() - 40 * 86_400,) * 2)
+    aside = task / "attempt-1.moved-20261206T000000.000000Z"  # (not an attempt directory: left alone)
+    (aside / "output").mkdir(parents=True)
+    (aside / "manifest.json").write_text("{}")
+    os.utime(aside, (time.time() - 40 * 86_400,) * 2)
+    monkeypatch.setattr(retention, "_attempts_swept_at", None)
+    await prune(database_url, settings.data_dir)
+    for attempt in attempts:
+        assert sorted(p.name for p in attempt.rglob("*")) == ["output", "product.tif"], "its product stays, alone"
+    assert (aside / "manifest.json").exists()
+
+
 async def test_old_terminated_and_cancelled_tasks_go_with_their_inputs_and_alerts_keep_their_text(
         db, database_url, chain, tmp_path):
     terminated = make_task(db, "/l1c/bad", state="terminated")

@@ -24,7 +24,7 @@ import re
 import stat
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol, runtime_checkable
@@ -96,6 +96,31 @@ def claims_own_job_id(job_id: str, claim: str) -> str:
     return job_id if job_id.endswith(suffix) else f"{job_id}{suffix}"
 
 
+# The name of an attempt directory hrwsi.dispatch lays out (attempt-<n>), or of the one an attempt run under
+# its claim's own job ID has (attempt-<n>-c<8 hex>, claims_own_spec): group 1 is the attempt's number.
+ATTEMPT_DIRECTORY = re.compile(r"attempt-([0-9]+)(?:-c[0-9a-f]{8})?")
+
+
+def claims_own_spec(spec: JobSpec) -> JobSpec:
+    """The attempt under its claim's own job ID (claims_own_job_id), with paths of its own: its attempt
+    directory and log named after that ID as the first ones are after the first (<...>/attempt-<n>-c<8 hex>/output,
+    <...>/<job ID>-c<8 hex>.log). The first paths are those of the job this database does not know that holds the
+    first ID: after a restore in the same installation it may still run and write there, and the attempt
+    wrote into the same output directory and log (found by exploratory testing). The same suffix as the ID
+    (hrwsi logs, the dashboard read the row's paths; retention and products_root know the name). A spec
+    already on its claim's own ID is returned as it is."""
+    assert spec.claim is not None
+    own_id = claims_own_job_id(spec.job_id, spec.claim)
+    if own_id == spec.job_id:
+        return spec
+    suffix = own_id[len(spec.job_id):]
+    output = spec.output_dir.rstrip("/")
+    attempt_dir, name = os.path.split(output)
+    log_root, log_ext = os.path.splitext(spec.log_path)
+    return replace(spec, job_id=own_id, output_dir=os.path.join(attempt_dir + suffix, name),
+                               log_path=f"{log_root}{suffix}{log_ext}")
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a backend needs to run one attempt of one task."""
@@ -136,8 +161,9 @@ class JobSpec:
         hrwsi.dispatch placed its outputs: <data>/products/<installation>/<routine>/task-<id>/attempt-<n>/output.
         None for an output directory laid out otherwise (a test's)."""
         parts = self.output_dir.rstrip("/").split("/")
-        if len(parts) >= 6 and parts[-6] == "products" and parts[-4:] == [self.routine, f"task-{self.task_id}",
-                                                                            f"attempt-{self.attempt}", "output"]:
+        attempt = ATTEMPT_DIRECTORY.fullmatch(parts[-2]) if len(parts) >= 6 else None
+        if attempt is not None and attempt[1] == str(self.attempt) and parts[-6] == "products" \
+                and (parts[-4], parts[-3], parts[-1]) == (self.routine, f"task-{self.task_id}", "output"):
             return parts[-5] or None
         return None
 
@@ -241,6 +267,15 @@ def _holds_anything(directory: Path, output: Path) -> bool:
     return False
 
 
+def attempt_paths_in_use(spec: JobSpec) -> list[Path]:
+    """The attempt's paths something is on already (its attempt directory holding more than an empty output
+    directory, a log that is not empty): what set_aside_another_timelines_files moves aside (blocking)."""
+    attempt_dir, log = Path(spec.attempt_dir), Path(spec.log_path)
+    return [path for path, in_use in ((attempt_dir, attempt_dir.is_dir() and _holds_anything(attempt_dir,
+                                                                                          Path(spec.output_dir))),
+                                      (log, log.is_file() and log.stat().st_size > 0)) if in_use]
+
+
 def set_aside_another_timelines_files(spec: JobSpec) -> list[tuple[str, str]]:
     """Rename what is already on a new attempt's paths (its attempt directory holding files, its log)
     to `<path>.moved-<UTC time>`, with a warning naming both paths; [(path, moved to)].
@@ -253,17 +288,14 @@ def set_aside_another_timelines_files(spec: JobSpec) -> list[tuple[str, str]]:
     are kept for the operator, and the attempt runs in a directory of its own."""
     moved: list[tuple[str, str]] = []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    attempt_dir, log = Path(spec.attempt_dir), Path(spec.log_path)
+    attempt_dir = Path(spec.attempt_dir)
     # A tombstone is this attempt's own: another launcher settled it while its launcher was paused
     # between the claim and this start, and the supervisor must find it and refuse (local_supervisor).
     # Moved aside as another timeline's, the attempt ran after it was recorded lost, beside its retry
     # (chaos, a paused launcher: found 2026-12-06). Another timeline's tombstone costs one lost attempt.
     if (attempt_dir / TOMBSTONE_FILE).exists():
         return moved
-    for path, in_use in ((attempt_dir, attempt_dir.is_dir() and _holds_anything(attempt_dir, Path(spec.output_dir))),
-                         (log, log.is_file() and log.stat().st_size > 0)):
-        if not in_use:
-            continue
+    for path in attempt_paths_in_use(spec):
         aside = f"{path}.moved-{stamp}"
         os.rename(path, aside)
         moved.append((str(path), aside))
@@ -462,6 +494,13 @@ class Backend(Protocol):
     # How many jobs one launcher may run at once here (None: no limit of the backend's own); the
     # launcher claims no more than that, so no claimed job ever waits inside the backend.
     max_concurrent_jobs: int | None = None
+
+    # Set by the launcher: records that the attempt runs under the spec it is given (another job ID and paths
+    # of its own: claims_own_spec) before the backend registers that ID, raising AttemptLost when it could not
+    # (its lease lapsed). Recorded only after, a launcher that crashed or lost its lease in between left the
+    # row on the first ID, and an adopter that found the claim's own job gone (Nomad's GC) registered the first
+    # ID again: the attempt ran under two IDs (found by exploratory testing). None: nothing is recorded.
+    record_runs_under: Callable[[JobSpec], Awaitable[None]] | None = None
 
     async def submit(self, spec: JobSpec, *, first_start: bool = False) -> str:
         """Start the attempt; return the backend's job ID. Idempotent per spec.job_id. On its

@@ -15,7 +15,6 @@ travels only as X-Nomad-Token.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import time
@@ -30,7 +29,9 @@ from hrwsi.backends.base import (
     JobOutcome,
     JobSpec,
     ProgressCallback,
+    attempt_paths_in_use,
     claims_own_job_id,
+    claims_own_spec,
     prepare_attempt,
 )
 from hrwsi.backends.nomad.background import BackgroundTasks
@@ -120,7 +121,6 @@ class NomadBackend(Backend):
         self._checked: dict[str, None] = {}
         # While Nomad refuses to list its nodes: (monotonic time it was last said, since when)
         self._nodes_refused: tuple[float, datetime] | None = None
-
     # -- at start ----------------------------------------------------------------------------------
     async def site(self) -> str | None:
         # The namespace its jobs are in: a launcher looks for the jobs it adopts in its own.
@@ -191,33 +191,68 @@ class NomadBackend(Backend):
     async def _register(self, spec: JobSpec, first_start: bool) -> str:
         """Register the attempt's job on its ID, or follow this claim's own registration found there; a job
         this database does not know on it is left alone and the attempt registered under the ID of its
-        claim (claims_own_job_id). The ID registered or followed is returned."""
-        if first_start:  # an attempt directory that cannot be prepared fails the attempt, as locally
-            await asyncio.to_thread(prepare_attempt, spec)
-        else:
-            try:  # where the launcher reads them; on a filesystem not shared with the workers, Nomad's own
-                await asyncio.to_thread(spec.prepare_paths)
-            except OSError as error:
-                logger.debug("could not create the directories of %s here (not a shared filesystem?): %s",
-                             spec.job_id, error)
+        claim, with paths of its own (_run_under_claims_own_id). The ID registered or followed is returned."""
         flavour = await self._flavour_of(spec.worker) if self.config.placement == "flavour" else None
         # (a spec without a claim token, a row claimed before migration 0080 or a test's: a random one
         # on its first start, which an adopter cannot know; adopted, such a job is judged by _is_ours)
         claim = spec.claim or (uuid.uuid4().hex if first_start else None)
         if not first_start and spec.claim and (own := await self._claims_own_job(spec)) is not None:
             return own
+        if first_start and spec.claim and (held := await self._job_on_paths_in_use(spec)) is not None:
+            return await self._run_under_claims_own_id(spec, held, claim, flavour)
+        await self._prepare(spec, first_start)
         if not self._jobs_index_floor:
             await self.read_jobs_index()
         foreign = await self._register_as(spec, claim, flavour)
         if foreign is None:
             self._remember(self._checked, spec.job_id)
             return spec.job_id
+        return await self._run_under_claims_own_id(spec, foreign, claim, flavour)
+
+    @staticmethod
+    async def _prepare(spec: JobSpec, first_start: bool) -> None:
+        """The attempt's directories before its registration: on its first start, prepare_attempt (one that
+        cannot be prepared fails the attempt, as locally); else its directories where the launcher reads them
+        (on a filesystem not shared with the workers, Nomad's own)."""
+        if first_start:
+            await asyncio.to_thread(prepare_attempt, spec)
+            return
+        try:
+            await asyncio.to_thread(spec.prepare_paths)
+        except OSError as error:
+            logger.debug("could not create the directories of %s here (not a shared filesystem?): %s",
+                         spec.job_id, error)
+
+    async def _job_on_paths_in_use(self, spec: JobSpec) -> dict | None:
+        """On an attempt's first start whose paths hold files already (attempt_paths_in_use: left by another
+        timeline of the installation, a restore from an older backup): the job this database does not know on
+        its ID, which may still run and write there, else None (the files are set aside, as before). Asked
+        before prepare_attempt, which would move them from under that job; not asked of paths that hold
+        nothing (almost every attempt: no call more)."""
+        if not await asyncio.to_thread(attempt_paths_in_use, spec):
+            return None
+        job = await self._read_job(spec.job_id)
+        return job if job is not None and not self._is_this_claims(job, spec, spec.claim) else None
+
+    async def _run_under_claims_own_id(self, spec: JobSpec, foreign: dict, claim: str | None,
+                                       flavour: str | None) -> str:
+        """A job this database does not know holds spec.job_id: left alone, and the attempt registered under
+        its claim's own ID with paths of its own (claims_own_spec), never the first job's directory nor log
+        (it may still run: found by exploratory testing), which is neither moved aside nor used. That ID and
+        those paths are recorded (record_runs_under) before the registration, so that once the attempt is
+        known to have gone there, nothing registers the first ID for it again."""
         own_id = claims_own_job_id(spec.job_id, spec.claim) if spec.claim else None
         # (no ID of its own to go to, or the spec names it already, the ID recorded: that one is taken too)
         if own_id is None or spec.job_id == own_id:
             self._refuse_a_job_not_ours(foreign, spec)
         self._say_taken(foreign, spec, own_id)
-        own = dataclasses.replace(spec, job_id=own_id)
+        own = claims_own_spec(spec)
+        # (the row named the first ID, so nothing ran on these paths for this claim: its first start there)
+        await asyncio.to_thread(prepare_attempt, own)
+        if self.record_runs_under is not None:
+            await self.record_runs_under(own)
+        if not self._jobs_index_floor:
+            await self.read_jobs_index()
         taken_too = await self._register_as(own, claim, flavour)
         if taken_too is not None:
             self._refuse_a_job_not_ours(taken_too, own)
