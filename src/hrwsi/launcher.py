@@ -227,6 +227,11 @@ class Launcher(Service):
         # (_follow_dispatched); counted as followed by every check.
         self._starting: dict[int, asyncpg.Record] = {}
         self._specs: dict[int, JobSpec] = {}
+        # Jobs being handed to the backend (submit), and those of them an operator cancelled meanwhile: stopped
+        # once the backend says the ID it registered. A stop sent before named no job yet, or the ID a job this
+        # database does not know holds, and the attempt ran on (found by exploratory testing).
+        self._submitting: set[int] = set()
+        self._cancel_when_registered: set[int] = set()
         # (the backend records here the ID and paths of its own an attempt goes to, before registering it)
         backend.record_runs_under = self._record_runs_under
         # Jobs claimed ahead of a slot-limited backend (the local one, claim_ahead): each waits here
@@ -509,7 +514,22 @@ class Launcher(Service):
 
     async def _submit(self, job_id: int, spec: JobSpec, fresh: bool) -> JobSpec | None:
         """Hand the job to the backend: the spec to follow (under the job ID the backend registered), or
-        None when the attempt ended here (recorded)."""
+        None when the attempt ended here (recorded). An operator's cancel that came meanwhile stops it now."""
+        self._submitting.add(job_id)
+        try:
+            followed = await self._registered(job_id, spec, fresh)
+        finally:
+            self._submitting.discard(job_id)
+            cancelled = job_id in self._cancel_when_registered
+            self._cancel_when_registered.discard(job_id)
+        if followed is not None and cancelled:
+            logger.info("task %d: stopping job %s as an operator asked while it was being registered", followed.task_id,
+                        followed.job_id, extra=_fields(followed))
+            await self.backend.cancel(followed, followed.job_id)
+        return followed
+
+    async def _registered(self, job_id: int, spec: JobSpec, fresh: bool) -> JobSpec | None:
+        """_submit's registration: the spec to follow, or None when the attempt ended here (recorded)."""
         try:
             registered = await self.backend.submit(spec, first_start=fresh)
             if fresh and self.backend.runs_routines:
@@ -1006,6 +1026,11 @@ class Launcher(Service):
             spec = self._specs.get(row["id"])
             if row["id"] in self._held_waits:
                 self._release_held([row["id"]], _CANCELLED_WHILE_HELD)  # never handed to the backend
+            elif row["id"] in self._submitting:  # (which ID it runs as is not known yet: _submit stops it)
+                if row["id"] not in self._cancel_when_registered and spec is not None:
+                    logger.info("task %d: job %s is being registered: stopped as an operator asked once its "
+                                "registration ends", spec.task_id, spec.job_id, extra=_fields(spec))
+                self._cancel_when_registered.add(row["id"])
             elif spec is not None:
                 logger.info("task %d: stopping job %s as an operator asked", spec.task_id, spec.job_id,
                             extra=_fields(spec))
@@ -1085,6 +1110,7 @@ class Launcher(Service):
         self._held.clear()
         self._held_waits.clear()
         self._in_backend.clear()
+        self._cancel_when_registered.clear()
 
     async def _adopt_periodically(self) -> None:
         self.wake("adopt")

@@ -1255,3 +1255,47 @@ async def test_an_attempt_recorded_under_its_claims_own_id_never_registers_the_f
             await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
         assert ("default", "hrwsi-work-1-1") not in emulator.cluster.jobs, "the first ID was registered again"
         assert db.execute("SELECT attempt, state, backend_job_id FROM hrwsi.job").fetchall() == [(1, "processed", own)]
+
+
+async def test_a_cancel_that_comes_while_the_attempt_goes_to_its_claims_own_id_stops_it_and_records_it_cancelled(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """Found by exploratory testing: `hrwsi cancel` after the first ID was found taken and before the attempt's
+    own was registered stopped nothing (the stop named the first ID, a job this database does not know, or the
+    claim's own before anything held it), and the attempt ran to its end. Now a cancel that comes while the job
+    is being registered stops it once it is, under whichever ID, and the attempt is recorded cancelled."""
+    # (the later work's attempt ends at once, this one runs until it is stopped)
+    script = 'case "$HRWSI_INPUT_PATH" in *after-the-restore*) sleep 30;; esac'
+    configure(single_routine_configuration(["/bin/sh", "-c", script, "routine"], workers=1))
+    nodes = nomad_nodes(db, monkeypatch)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        monkeypatch.setattr(Launcher, "__init__", remembered(Launcher.__init__, launchers := []))
+        taken = await restored_from_a_backup_older_than_work_on_nomad(db, database_url, settings, tmp_path, emulator, 1)
+        register_as = NomadBackend._register_as
+
+        async def cancelled_before_its_own_id_is_registered(self, spec, claim, flavour):
+            if spec.job_id != "hrwsi-work-1-1":
+                db.execute("SELECT hrwsi.cancel_task(1)")
+                await launchers[-1].cancel_requested_jobs()  # (what the notification wakes)
+            return await register_as(self, spec, claim, flavour)
+
+        monkeypatch.setattr(NomadBackend, "_register_as", cancelled_before_its_own_id_is_registered)
+        # (no backstop poll during the test: a later run of the cancel step would stop the job, 2 s later by
+        # default, and the test is of the cancel that came)
+        quiet = dataclasses.replace(settings, backstop_poll_s=600.0)
+        async with App(database_url, ["launcher"], quiet, backend=NomadBackend(), pool_size=5):
+            insert_inputs(db, 1, prefix="/in/after-the-restore-")
+            await wait_until(database_url, "SELECT state = 'cancelled' FROM hrwsi.job", timeout=20)
+        assert db.execute("SELECT state FROM hrwsi.processing_task").fetchone()[0] == "cancelled"
+        backend_job_id = db.execute("SELECT backend_job_id FROM hrwsi.job").fetchone()[0]
+        assert backend_job_id != "hrwsi-work-1-1"
+        assert emulator.cluster.jobs[("default", backend_job_id)]["Stop"] is True
+        assert untouched(emulator, taken)
+
+
+def remembered(init, instances: list):
+    """`init` (an __init__) that also appends each instance it makes to `instances`."""
+    def remembering(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        instances.append(self)
+    return remembering
