@@ -21,6 +21,7 @@ import requests
 
 from hrwsi.backends.base import AttemptLost, BackendSettingError, JobSpec, claims_own_job_id
 from hrwsi.backends.nomad import NomadBackend, NomadError, build_job
+from hrwsi.backends.nomad import backend as backend_module
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from hrwsi.testing.nomad_emulator.acl import AclPolicy
 from hrwsi.testing.nomad_emulator.event_stream import FRAMINGS
@@ -976,7 +977,7 @@ async def test_another_installations_job_on_the_same_id_is_left_alone_and_the_at
     assert len(said) == 1 and f"Nomad job ID {prods.job_id} in namespace 'default'" in said[0], said
     assert f"by another hrwsi installation ({prod})" in said[0] and "needs a Nomad namespace of its own" in said[0]
     assert f"runs as Nomad job {own} instead" in said[0]
-    assert staging_backend.problem() is None  # (nothing refused: the attempt runs)
+    assert f"another hrwsi installation ({prod}) registers its jobs" in staging_backend.problem()[0]  # (status)
     staging_run = dataclasses.replace(stagings, job_id=own)
     assert (await follow(staging_backend, staging_run)).state == "processed"
     await staging_backend.forget(own)
@@ -1226,6 +1227,51 @@ async def test_an_attempt_goes_to_its_claims_own_id_only_once_that_id_and_its_pa
     assert (await follow(backend, own)).state == "processed"
     await backend.forget(own_id)
     await nomad.purge(foreign.job_id)
+
+
+async def until(condition, what: str) -> None:
+    async def met() -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+    try:
+        await asyncio.wait_for(met(), GUARD_S)
+    except TimeoutError:
+        pytest.fail(f"never: {what}")
+
+
+async def test_a_namespace_shared_with_another_installation_is_said_by_status_while_its_jobs_are_there(
+        nomad: Target, monkeypatch, caplog):
+    # Found by exploratory testing: since attempts whose ID another installation's job holds run under an ID of
+    # their own, nothing refused them any more, and `hrwsi status` (and the dashboard) no longer said the
+    # namespace was shared: only each such attempt's warning did. Now the launcher's problem says it, what it
+    # means and what to do, from its first submit (the namespace's jobs listed) or the first job met on an
+    # attempt's ID, for as long as a listing of the namespace finds another installation's jobs.
+    monkeypatch.setattr(backend_module, "SHARED_NAMESPACE_CHECK_S", 0.05)
+    caplog.set_level(logging.INFO, logger=backend_module.__name__)
+    prod, staging = str(uuid.uuid4()), str(uuid.uuid4())
+    prod_backend, staging_backend = nomad.backend(), nomad.backend()
+    prods = claimed(installation_spec(nomad, "said-shared", prod))
+    assert await prod_backend.submit(prods, first_start=True) == prods.job_id
+    await asyncio.sleep(0.2)
+    assert prod_backend.problem() is None  # (its own jobs only)
+    stagings = claimed(installation_spec(nomad, "said-shared-other", staging))  # (another ID: none taken)
+    assert await staging_backend.submit(stagings, first_start=True) == stagings.job_id
+    await until(lambda: staging_backend.problem() is not None, "the staging launcher says the namespace is shared")
+    text, since = staging_backend.problem()
+    assert text.startswith(f"another hrwsi installation ({prod}) registers its jobs in Nomad namespace 'default' too "
+                           f"(job {prods.job_id}; this installation is {staging})"), text
+    assert "job IDs name no installation" in text and "NOMAD_NAMESPACE=<name>" in text and "\n" not in text
+    assert since <= datetime.now(UTC)
+    said = [r.getMessage() for r in caplog.records if "registers its jobs in Nomad namespace" in r.getMessage()]
+    assert len(said) == 1, said  # (said once in the log as it is found, not at each check)
+    assert (await follow(prod_backend, prods)).state == "processed"
+    await asyncio.sleep(0.2)
+    assert staging_backend.problem() is not None  # (its dead job is still in the namespace)
+    await nomad.purge(prods.job_id)  # the other installation's jobs are gone from the namespace
+    await until(lambda: staging_backend.problem() is None, "the problem ends once their jobs are gone")
+    assert any("holds no job of another hrwsi installation any more" in r.getMessage() for r in caplog.records)
+    assert (await follow(staging_backend, stagings)).state == "processed"
+    await staging_backend.forget(stagings.job_id)
 
 
 async def test_an_attempt_whose_recorded_claims_own_id_is_taken_too_is_lost_and_goes_to_no_third_id(nomad: Target):

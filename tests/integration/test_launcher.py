@@ -1299,3 +1299,33 @@ def remembered(init, instances: list):
         init(self, *args, **kwargs)
         instances.append(self)
     return remembering
+
+
+async def test_a_nomad_namespace_another_installation_registers_in_is_said_by_status_while_it_does(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """Found by exploratory testing: since an attempt whose ID another installation's job holds runs under an ID
+    of its own, nothing was refused any more, and `hrwsi status` (the launcher's problem, which the dashboard shows
+    too) no longer said that the namespace was shared: only each such attempt's warning did. Now the launcher's
+    problem says it, what it means and what to do, while that installation's jobs are in the namespace."""
+    from hrwsi.backends.nomad import backend as backend_module
+
+    monkeypatch.setattr(backend_module, "SHARED_NAMESPACE_CHECK_S", 0.1)
+    configure(single_routine_configuration(["true"], workers=1))
+    nodes = nomad_nodes(db, monkeypatch)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        theirs = {"ID": "hrwsi-work-1-1", "Type": "batch", "Meta": {"hrwsi_installation": "staging-0001"},
+                  "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "raw_exec",
+                                                          "Config": {"command": "/bin/true"}}]}]}
+        response = await asyncio.to_thread(requests.post, f"{emulator.address}/v1/jobs", json={"Job": theirs})
+        assert response.status_code == 200, response.text
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5):
+            insert_inputs(db, 1)
+            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+            await wait_until(database_url, "SELECT problem LIKE '%another hrwsi installation (staging-0001) registers "
+                             "its jobs in Nomad namespace ''default'' too%' FROM hrwsi.service_instance")
+            problem = db.execute("SELECT problem FROM hrwsi.service_instance").fetchone()[0]
+            assert "give each installation a namespace of its own" in problem and "NOMAD_NAMESPACE" in problem
+            await asyncio.to_thread(requests.delete, f"{emulator.address}/v1/job/hrwsi-work-1-1",
+                                    params={"purge": "true"})
+            await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance")

@@ -15,6 +15,7 @@ travels only as X-Nomad-Token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -79,6 +80,19 @@ def refused_setting(text: str) -> str | None:
 
 # While Nomad refuses to list its nodes (a token without node:read), how often that is said again.
 NODES_REFUSED_REPEAT_S = 300.0
+# While jobs of another hrwsi installation are in the launcher's namespace, how often the namespace's jobs are
+# listed again to tell whether they still are (_watch_the_namespace).
+SHARED_NAMESPACE_CHECK_S = 300.0
+
+
+@dataclasses.dataclass
+class _SharedNamespace:
+    """Another hrwsi installation's jobs found in the launcher's namespace: what `problem` says while they are."""
+
+    ours: str  # this installation's id
+    theirs: list[str]  # the other installations' ids
+    job_id: str  # one of their jobs
+    since: datetime
 
 
 class _AlreadyRegistered(Exception):
@@ -121,6 +135,11 @@ class NomadBackend(Backend):
         self._checked: dict[str, None] = {}
         # While Nomad refuses to list its nodes: (monotonic time it was last said, since when)
         self._nodes_refused: tuple[float, datetime] | None = None
+        # While jobs of another hrwsi installation are in this namespace (`problem` says it), and the task that
+        # lists the namespace's jobs to tell (at the first submit, then while they are).
+        self._shared: _SharedNamespace | None = None
+        self._namespace_watch: asyncio.Task | None = None
+
     # -- at start ----------------------------------------------------------------------------------
     async def site(self) -> str | None:
         # The namespace its jobs are in: a launcher looks for the jobs it adopts in its own.
@@ -173,6 +192,8 @@ class NomadBackend(Backend):
         routine's: the attempt is lost (`backend_unavailable`), retried as a new one without counting
         as a failure (charged to the routine, such an outage terminated its tasks and put it on hold:
         found by exploratory testing, 2026-12-05). A job Nomad refuses (a validation error) fails."""
+        if self._namespace_watch is None and spec.installation:  # (once: then while another's jobs are here)
+            self._watch_namespace(spec.installation)
         try:
             registered = await self._register(spec, first_start)
         except NomadError as error:
@@ -412,6 +433,7 @@ class NomadBackend(Backend):
         what = f"status {job.get('Status') or 'unknown'}{when}"
         theirs = meta.get(INSTALLATION_META)
         if theirs and theirs != (spec.installation or ""):
+            self._met_another_installation(spec.installation, [theirs], str(job.get("ID") or spec.job_id))
             return (f"{what}, by another hrwsi installation ({theirs}) that registers its jobs in this namespace: "
                     "each installation needs a Nomad namespace of its own (NOMAD_NAMESPACE)")
         if theirs or "hrwsi_task_id" in meta:
@@ -441,6 +463,62 @@ class NomadBackend(Backend):
         raise AttemptLost("backend_unavailable", f"Nomad job {spec.job_id} in namespace {self.config.namespace!r} "
                           f"is not this attempt's ({self._whose(job, spec)}): neither followed nor purged; this "
                           "attempt is lost, not the routine's fault, and the task is retried as a new attempt")
+
+    # -- a namespace shared with another installation ----------------------------------------------------
+    def _watch_namespace(self, ours: str) -> None:
+        """List the namespace's jobs now and, while another installation's are among them, every
+        SHARED_NAMESPACE_CHECK_S (one task at a time)."""
+        if self._namespace_watch is None or self._namespace_watch.done():
+            self._namespace_watch = self._background.spawn(self._watch_the_namespace(ours), "watch-namespace")
+
+    def _met_another_installation(self, ours: str | None, theirs: list[str], job_id: str) -> None:
+        """Another installation's job was met in our namespace (on an attempt's ID, or listed): said by `problem`
+        until a listing of the namespace finds none of another installation's jobs."""
+        if not ours:
+            return
+        if self._shared is None:
+            logger.warning("%s", self._shared_text(_SharedNamespace(ours, theirs, job_id, datetime.now(UTC))))
+        since = self._shared.since if self._shared is not None else datetime.now(UTC)
+        self._shared = _SharedNamespace(ours, theirs, job_id, since)
+        self._watch_namespace(ours)
+
+    async def _watch_the_namespace(self, ours: str) -> None:
+        # (a job list's stubs carry Meta only when asked, meta=true: command/agent/job_endpoint.go jobListRequest,
+        # nomad/structs/structs.go Job.Stub)
+        while True:
+            try:
+                response = await self.client.call("list Nomad jobs with their Meta", "jobs",
+                                                  params={"prefix": "hrwsi-", "meta": "true"}, retry=False)
+            except NomadError as error:
+                logger.debug("could not list Nomad's jobs to tell whether another installation's are here: %s", error)
+                response = None
+            if response is not None and response.status == 200:
+                theirs = {}
+                for job in response.json() or []:
+                    installation = (job.get("Meta") or {}).get(INSTALLATION_META)
+                    if installation and installation != ours:
+                        theirs.setdefault(installation, job.get("ID") or "?")
+                if theirs:
+                    self._met_another_installation(ours, sorted(theirs), next(iter(theirs.values())))
+                elif self._shared is not None:
+                    logger.info("Nomad namespace %r holds no job of another hrwsi installation any more (they were "
+                                "there since %s UTC)", self.config.namespace, f"{self._shared.since:%Y-%m-%d %H:%M:%S}")
+                    self._shared = None
+            if self._shared is None and response is not None:
+                return  # (not shared, or not allowed to list: a job met on an attempt's ID watches again)
+            await asyncio.sleep(SHARED_NAMESPACE_CHECK_S)
+
+    def _shared_text(self, shared: _SharedNamespace) -> str:
+        """What a namespace shared with another installation means, and what to do, in one line."""
+        others = ", ".join(shared.theirs)
+        one = "another hrwsi installation" if len(shared.theirs) == 1 else f"{len(shared.theirs)} other hrwsi installations"
+        return (f"{one} ({others}) registers its jobs in Nomad namespace {self.config.namespace!r} too (job "
+                f"{shared.job_id}; this installation is {shared.ours}): job IDs name no installation, so their jobs "
+                "hold IDs this installation's attempts are given (each such attempt runs under an ID of its own, "
+                "-c<8 hex digits>) and Nomad's UI, `nomad job status` and the namespace's quotas mix both; give each "
+                "installation a namespace of its own: create one (nomad namespace apply <name>), stop one "
+                "installation's launchers, let their jobs end, and start them with NOMAD_NAMESPACE=<name> (the first "
+                "moves the installation and says so)")
 
     async def read_jobs_index(self) -> None:
         """Nomad's index of jobs now, the floor a retried registration compares with
@@ -582,7 +660,19 @@ class NomadBackend(Backend):
 
     def problem(self) -> tuple[str, datetime] | None:
         """Nomad out of reach, overloaded or refusing the token, or refusing every job for a setting of the
-        launcher's, and what happens to the jobs meanwhile."""
+        launcher's, and what happens to the jobs meanwhile; and, while it is so, another installation's jobs in
+        this namespace (it was said only in the warning of each attempt whose ID one of them held: found by
+        exploratory testing)."""
+        found = [p for p in (self._nomads_problem(), self._shared_problem()) if p is not None]
+        if not found:
+            return None
+        return "; and ".join(text for text, _ in found), min(since for _, since in found)
+
+    def _shared_problem(self) -> tuple[str, datetime] | None:
+        shared = self._shared
+        return None if shared is None else (self._shared_text(shared), shared.since)
+
+    def _nomads_problem(self) -> tuple[str, datetime] | None:
         found = self.client.problem()
         refusal = self._refusal
         if found is None and refusal is not None and time.monotonic() - refusal[2] <= PROBLEM_FORGOTTEN_S:
