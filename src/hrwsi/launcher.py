@@ -41,8 +41,6 @@ from hrwsi.backends.base import (
     JobOutcome,
     JobSpec,
     TaskRefused,
-    claims_own_job_id,
-    claims_own_spec,
     discover_products,
     lost_with_its_directory,
     output_directory_problem,
@@ -557,13 +555,6 @@ class Launcher(Service):
             return await self._runs_under(job_id, spec, registered)
         return spec
 
-    def _running_under(self, spec: JobSpec, backend_job_id: str) -> JobSpec:
-        """The attempt's spec under backend_job_id: the claim's own ID comes with paths of its own
-        (claims_own_spec)."""
-        if spec.claim and backend_job_id == claims_own_job_id(spec.job_id, spec.claim):
-            return claims_own_spec(spec)
-        return dataclasses.replace(spec, job_id=backend_job_id)
-
     async def _record_running_under(self, job_id: int, spec: JobSpec) -> str | None:
         """Record in the job row that the attempt runs as spec (its job ID, output directory and log), fenced
         by our lease: None once recorded, else why not."""
@@ -597,7 +588,7 @@ class Launcher(Service):
         recorded first (an adopter finding the claim's own job from the row's claim token, ADR 0002): recorded
         in the job row with its paths, so that status, logs, cancel and an adopter name the job the attempt
         runs as, fenced by our lease; the spec followed from now on is the attempt's under that ID."""
-        spec = self._running_under(spec, backend_job_id)
+        spec = self.backend.runs_as(spec, backend_job_id)
         if self._specs.get(job_id) is not None:
             self._specs[job_id] = spec
         why = await self._record_running_under(job_id, spec)

@@ -1274,6 +1274,31 @@ async def test_a_namespace_shared_with_another_installation_is_said_by_status_wh
     await staging_backend.forget(stagings.job_id)
 
 
+async def test_an_adopter_of_a_claims_own_job_registered_before_it_had_paths_of_its_own_keeps_the_paths_it_writes_in(
+        nomad: Target):
+    # A launcher before the claim's own ID had paths of its own registered it with the row's first paths, and
+    # stopped before recording the ID. Its adopter, after the upgrade, follows that job: the row must name the
+    # paths it writes in (its products are discovered there), not the -c ones nothing writes in.
+    foreign = claimed(installation_spec(nomad, "first-paths", str(uuid.uuid4())))
+    assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
+    taken = claimed(installation_spec(nomad, "first-paths", str(uuid.uuid4())))
+    own_id = claims_own_job_id(taken.job_id, taken.claim)
+    before = build_job(dataclasses.replace(taken, job_id=own_id), nomad.config())  # (as that launcher built it)
+    before["Meta"]["hrwsi_claim"] = taken.claim
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": before, "EnforceIndex": True, "JobModifyIndex": 0})
+    assert response.status_code == 200, response.text
+    adopter = nomad.backend()
+    assert await adopter.submit(taken) == own_id
+    kept = adopter.runs_as(taken, own_id)
+    assert (kept.job_id, kept.output_dir, kept.log_path) == (own_id, taken.output_dir, taken.log_path)
+    assert (await follow(adopter, kept)).state == "processed"
+    await adopter.forget(own_id)
+    fresh = claimed(taken)  # (one its own start registered has paths of its own)
+    own = nomad.backend().runs_as(fresh, claims_own_job_id(fresh.job_id, fresh.claim))
+    assert own.output_dir != fresh.output_dir and own.log_path != fresh.log_path
+    await nomad.purge(foreign.job_id)
+
+
 async def test_an_attempt_whose_recorded_claims_own_id_is_taken_too_is_lost_and_goes_to_no_third_id(nomad: Target):
     # Found by review: "or that one is taken too" could never be true (the claim's own ID of the claim's own ID
     # was a third, longer one), so such an attempt registered as <ID>-c<token>-c<token>.

@@ -514,6 +514,13 @@ class Backend(Protocol):
         """Follow the attempt to its end. A job the backend no longer knows ends as 'lost'."""
         ...
 
+    def runs_as(self, spec: JobSpec, backend_job_id: str) -> JobSpec:
+        """The attempt's spec once it is known to run under backend_job_id, another ID than spec.job_id (submit or
+        adopted_job_id said so): its claim's own ID comes with its paths (claims_own_spec)."""
+        if spec.claim and backend_job_id == claims_own_job_id(spec.job_id, spec.claim):
+            return claims_own_spec(spec)
+        return replace(spec, job_id=backend_job_id)
+
     async def adopted_job_id(self, spec: JobSpec) -> str:
         """The backend job ID an adopted attempt that is not submitted again (it was seen running) runs under:
         spec.job_id, the row's, unless the backend ran it under another that its launcher may not have

@@ -95,6 +95,16 @@ class _SharedNamespace:
     since: datetime
 
 
+def _output_dir_of(job: dict) -> str | None:
+    """The output directory a job of an attempt was registered with (its task's HRWSI_OUTPUT_DIR), or None."""
+    for group in job.get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            found = (task.get("Env") or {}).get("HRWSI_OUTPUT_DIR")
+            if found:
+                return found
+    return None
+
+
 class _AlreadyRegistered(Exception):
     """A registration's retry found the job registered by a try whose answer was lost."""
 
@@ -133,6 +143,9 @@ class NomadBackend(Backend):
         # Job IDs this backend registered, or found carrying their attempt's claim token, not followed yet: `wait`
         # reads any other's Meta before following it.
         self._checked: dict[str, None] = {}
+        # Claims' own IDs found registered with the row's first paths (by a launcher before those IDs had paths
+        # of their own): runs_as keeps the paths the job writes in.
+        self._on_first_paths: dict[str, None] = {}
         # While Nomad refuses to list its nodes: (monotonic time it was last said, since when)
         self._nodes_refused: tuple[float, datetime] | None = None
         # While jobs of another hrwsi installation are in this namespace (`problem` says it), and the task that
@@ -302,6 +315,8 @@ class NomadBackend(Backend):
         job = await (read or self._read_job)(own_id)
         if job is None or not self._is_this_claims(job, spec, spec.claim):
             return None
+        if _output_dir_of(job) == spec.output_dir:
+            self._remember(self._on_first_paths, own_id)
         logger.info("task %d attempt %d runs as Nomad job %s, which carries its claim: followed, nothing registered",
                     spec.task_id, spec.attempt, own_id,
                     extra=task_fields(spec.task_id, own_id, spec.routine, attempt=spec.attempt))
@@ -315,6 +330,12 @@ class NomadBackend(Backend):
         if not spec.claim:
             return spec.job_id
         return await self._claims_own_job(spec, self._read_job_when_answered) or spec.job_id
+
+    def runs_as(self, spec: JobSpec, backend_job_id: str) -> JobSpec:
+        """Backend.runs_as; a claim's own job found registered with the row's first paths keeps them."""
+        if backend_job_id in self._on_first_paths:
+            return dataclasses.replace(spec, job_id=backend_job_id)
+        return super().runs_as(spec, backend_job_id)
 
     async def _read_job(self, job_id: str) -> dict | None:
         """GET /v1/job/:id: the job, or None when Nomad has none of that ID. An error is Nomad's, never the
@@ -625,6 +646,7 @@ class NomadBackend(Backend):
             logger.warning("not purging Nomad job %s: it is still being followed", backend_job_id)
             return
         self._checked.pop(backend_job_id, None)
+        self._on_first_paths.pop(backend_job_id, None)
         if backend_job_id in self._not_ours:  # a job this database does not know on our ID: never ours to purge
             del self._not_ours[backend_job_id]
             return
