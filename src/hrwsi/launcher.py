@@ -523,7 +523,11 @@ class Launcher(Service):
         if followed is not None and cancelled:
             logger.info("task %d: stopping job %s as an operator asked while it was being registered", followed.task_id,
                         followed.job_id, extra=_fields(followed))
-            await self.backend.cancel(followed, followed.job_id)
+            try:
+                await self.backend.cancel(followed, followed.job_id)
+            except Exception as error:  # (the cancel step's next pass, the backstop's, sends it again)
+                logger.warning("task %d: could not stop job %s yet: %s", followed.task_id, followed.job_id, error,
+                               extra=_fields(followed))
         return followed
 
     async def _registered(self, job_id: int, spec: JobSpec, fresh: bool) -> JobSpec | None:
@@ -580,8 +584,8 @@ class Launcher(Service):
                       None)
         why = "this launcher does not follow it" if job_id is None else await self._record_running_under(job_id, spec)
         if why is not None:
-            raise AttemptLost("launcher_gone", f"job {spec.job_id} was not registered: it could not be recorded as the "
-                              f"attempt's first ({why}); not the routine's fault")
+            raise AttemptLost("launcher_gone", f"job {spec.job_id} was not registered: the attempt could not be recorded "
+                              f"as running under it beforehand ({why}); not the routine's fault")
 
     async def _runs_under(self, job_id: int, spec: JobSpec, backend_job_id: str) -> JobSpec:
         """The backend runs the attempt under another job ID than dispatch made, registered without being

@@ -7,9 +7,10 @@ the job, and one whose try may have run in a Nomad state that is gone since is l
 registered again (`_may_register_again`). A job found on the ID is followed only when it is this
 claim's own registration (its Meta's `hrwsi_claim`, the job row's claim token); one this database does not
 know (a restore from an older backup, another installation on the namespace) is left alone, and the attempt
-registered under the ID of its claim (`claims_own_job_id`). Following is `following.JobFollowing`;
-outcomes are read from allocations by `outcomes`. No secret ever goes into a job spec: the token
-travels only as X-Nomad-Token.
+registered under the ID of its claim (`claims_own_job_id`), with paths of its own (`claims_own_spec`), recorded
+first (`record_runs_under`); while another installation's jobs are in the namespace, `problem` says so.
+Following is `following.JobFollowing`; outcomes are read from allocations by `outcomes`. No secret ever goes
+into a job spec: the token travels only as X-Nomad-Token.
 """
 
 from __future__ import annotations
