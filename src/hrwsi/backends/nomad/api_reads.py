@@ -34,10 +34,12 @@ READS: dict[str, tuple[str, ...]] = {
     # (Meta: whose job it is, hrwsi_installation, and which registration made it; SubmitTime: when,
     # said of a job another timeline of the installation registered on an attempt's ID)
     # (Version, TaskGroups' Name and Count: an admin raised the group's count, `nomad job scale`)
+    # (TaskGroups' Tasks' Env: the output directory a claim's own job was registered with, runs_as)
     "Job": ("ID", "Namespace", "Status", "Meta", "Stop", "SubmitTime", "Version", "TaskGroups.*.Name",
-            "TaskGroups.*.Count"),
-    # GET /v1/jobs (the blocking query without the event stream, list_jobs)
-    "JobListStub": ("ID", "Status", "ModifyIndex", "JobSummary", "Stop"),
+            "TaskGroups.*.Count", "TaskGroups.*.Tasks.*.Env"),
+    # GET /v1/jobs (the blocking query without the event stream, list_jobs; with meta=true, whose jobs are in
+    # the namespace: another installation's, _watch_the_namespace)
+    "JobListStub": ("ID", "Status", "ModifyIndex", "JobSummary", "Stop", "Meta"),
     # POST /v1/jobs (JobModifyIndex: where the index of jobs stands while Nomad's state lasts)
     "JobRegisterResponse": ("Warnings", "JobModifyIndex"),
     # GET /v1/event/stream
