@@ -1891,6 +1891,7 @@ DECLARE
     previous bigint;       -- (a time series' task) the task of the scene sensed last before it
     previous_state text;
     series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
+    series_key integer;    -- (its lock's key: hrwsi.series_lock_key)
     series_now text;
     routine_was text;
     routine_now text;
@@ -1942,11 +1943,11 @@ BEGIN
         SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
         BEGIN
             PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
-            SELECT t.routine || '/' || t.series_tile INTO series
+            SELECT t.routine || '/' || t.series_tile, hrwsi.series_lock_key(t.routine, t.series_tile) INTO series, series_key
             FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
             WHERE t.id = task AND t.series_tile IS NOT NULL;
             IF series IS NOT NULL THEN
-                PERFORM pg_advisory_xact_lock(7250010, hashtext(series));
+                PERFORM pg_advisory_xact_lock(7250010, series_key);
             END IF;
             current := hrwsi.lock_task(task);
             SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
@@ -2774,6 +2775,19 @@ $$;
 -- =============================================================================================
 -- Tasks are created with their input, in the INSERT's own statement (no backlog, no round trip).
 -- =============================================================================================
+-- The lock of a time series (routine, tile): advisory lock (7250010, key), where the key is one of 1024
+-- slots the series' name hashes into (migration 0082). Two transactions that insert into one series,
+-- retry or chain its tasks, or decide what its tasks wait for upstream, hold it one after the other, so
+-- that each reads the series as the other committed it (its links, in sensing order). It was one lock
+-- per series, which an INSERT or a back-fill batch holds to its end: over more tiles than the server's
+-- lock table holds (max_locks_per_transaction x max_connections, 6,400 by default; HR-WSI has thousands
+-- of tiles) it failed with "out of shared memory" (found by exploratory testing). A transaction now holds
+-- at most 1024 of them, each taken once, in the order of its key; two series of one slot are held
+-- together (a rare wait of one for the other, never a wrong link).
+CREATE FUNCTION hrwsi.series_lock_key(p_routine text, p_tile text) RETURNS integer LANGUAGE sql IMMUTABLE
+PARALLEL SAFE
+RETURN hashtext(p_routine || '/' || p_tile) & 1023;
+
 -- An INSERT into a time series whose lock another transaction holds (a data engineer's INSERT not
 -- committed yet) waits for it, as before; it first says for what and for whom, in a notice psql
 -- shows at once: the wait said nothing, and a lock_timeout said only "canceling statement due to
@@ -2781,7 +2795,7 @@ $$;
 CREATE FUNCTION hrwsi.wait_for_a_series(series_routine text, series_tile text) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
-    key integer := hashtext(series_routine || '/' || series_tile);
+    key integer := hrwsi.series_lock_key(series_routine, series_tile);
     holders text;
 BEGIN
     SELECT string_agg(format('pid %s (role %s, %s%s)', a.pid, coalesce(a.usename::text, '?'),
@@ -2796,7 +2810,8 @@ BEGIN
     RAISE NOTICE 'waiting for the time series of routine % on tile %: another transaction inserted into it and has not '
                  'committed: %', series_routine, series_tile, coalesce(holders, 'a session that has just ended')
         USING HINT = 'two INSERTs into one time series run one after the other, so that the second links its tasks '
-                     'after the first''s; the other transaction should commit or roll back (a forgotten one: '
+                     'after the first''s (rarely, the other inserted into another series sharing its lock: one of '
+                     '1024); the other transaction should commit or roll back (a forgotten one: '
                      'SELECT pg_terminate_backend(pid))';
     PERFORM pg_advisory_xact_lock(7250010, key);
 END $$;
@@ -2888,33 +2903,37 @@ BEGIN
     -- second waits here until the first commits, then sees its tasks. Locks in a fixed order. An
     -- upstream task of a time series (feeds) takes the lock of the series downstream of its tile too,
     -- in the same order (migration 0072): it makes the series' tasks after its scene wait for it.
+    -- (one lock per key, in the order of the keys, whatever series share it: hrwsi.series_lock_key)
     IF feeds THEN
         FOR series IN
-            SELECT c.routine, n.tile
-            FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
-            JOIN processing_routine r ON r.name = c.routine
-            WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
-            UNION
-            SELECT d.name, n.tile
-            FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
-            JOIN processing_routine r ON r.name = c.routine
-            JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
-            WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL
-            ORDER BY 1, 2
+            SELECT hrwsi.series_lock_key(x.routine, x.tile) AS key, (array_agg(x.routine ORDER BY x.routine, x.tile))[1] AS routine,
+                   (array_agg(x.tile ORDER BY x.routine, x.tile))[1] AS tile
+            FROM (SELECT c.routine, n.tile
+                  FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+                  JOIN processing_routine r ON r.name = c.routine
+                  WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+                  UNION
+                  SELECT d.name, n.tile
+                  FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+                  JOIN processing_routine r ON r.name = c.routine
+                  JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+                  WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL) x
+            GROUP BY 1 ORDER BY 1
         LOOP
-            IF NOT pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile)) THEN
+            IF NOT pg_try_advisory_xact_lock(7250010, series.key) THEN
                 PERFORM hrwsi.wait_for_a_series(series.routine, series.tile);
             END IF;
         END LOOP;
     ELSIF sequential THEN
         FOR series IN
-            SELECT DISTINCT c.routine, n.tile
+            SELECT hrwsi.series_lock_key(c.routine, n.tile) AS key, (array_agg(c.routine ORDER BY c.routine, n.tile))[1] AS routine,
+                   (array_agg(n.tile ORDER BY c.routine, n.tile))[1] AS tile
             FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
             JOIN processing_routine r ON r.name = c.routine
             WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
-            ORDER BY 1, 2
+            GROUP BY 1 ORDER BY 1
         LOOP
-            IF NOT pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile)) THEN
+            IF NOT pg_try_advisory_xact_lock(7250010, series.key) THEN
                 PERFORM hrwsi.wait_for_a_series(series.routine, series.tile);
             END IF;
         END LOOP;
@@ -3274,29 +3293,30 @@ CREATE FUNCTION hrwsi.wait_for_upstream_after(p_upstream bigint[], p_may_add_wai
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on
 SET enable_hashjoin = on SET enable_mergejoin = on AS $$
 DECLARE
-    series record;
-    skipped text[] := '{}';  -- routine/tile of the series whose lock was busy
+    key integer;
+    skipped integer[] := '{}';  -- the series' lock keys that were busy (hrwsi.series_lock_key)
 BEGIN
-    FOR series IN
-        SELECT d.name AS routine, i.tile
+    FOR key IN
+        SELECT hrwsi.series_lock_key(d.name, i.tile)
         FROM processing_task u JOIN input i ON i.id = u.input_id
         JOIN processing_routine r ON r.name = u.routine
         JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
         WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
         UNION
         -- (and the series of the tasks that wait for them, whatever the routines read now)
-        SELECT t.routine, t.series_tile FROM processing_task t WHERE t.waits_for_upstream = ANY (p_upstream)
-        ORDER BY 1, 2
+        SELECT hrwsi.series_lock_key(t.routine, t.series_tile) FROM processing_task t
+        WHERE t.waits_for_upstream = ANY (p_upstream)
+        ORDER BY 1
     LOOP
         IF p_may_add_waits THEN
-            PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
-        ELSIF NOT pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile)) THEN
-            skipped := skipped || (series.routine || '/' || series.tile);
+            PERFORM pg_advisory_xact_lock(7250010, key);
+        ELSIF NOT pg_try_advisory_xact_lock(7250010, key) THEN
+            skipped := skipped || key;
         END IF;
     END LOOP;
     PERFORM hrwsi.wait_for_upstream(ARRAY(
         SELECT t.id FROM processing_task t
-        WHERE t.waits_for_upstream = ANY (p_upstream) AND t.routine || '/' || t.series_tile <> ALL (skipped)
+        WHERE t.waits_for_upstream = ANY (p_upstream) AND hrwsi.series_lock_key(t.routine, t.series_tile) <> ALL (skipped)
         UNION
         SELECT n.id
         FROM processing_task u JOIN input i ON i.id = u.input_id
@@ -3307,7 +3327,7 @@ BEGIN
             WHERE t.routine = d.name AND t.series_tile = i.tile AND t.series_at > i.measured_at
               AND t.campaign_id IS NOT DISTINCT FROM u.campaign_id AND t.state <> 'cancelled'
             ORDER BY t.series_at, t.id LIMIT 1) n
-        WHERE u.id = ANY (p_upstream) AND d.name || '/' || i.tile <> ALL (skipped)));
+        WHERE u.id = ANY (p_upstream) AND hrwsi.series_lock_key(d.name, i.tile) <> ALL (skipped)));
 END $$;
 
 -- Products chained (the harvester's chain_products): the time-series tasks that waited for their
@@ -3347,7 +3367,7 @@ DECLARE
     tasks bigint[] := '{}';
 BEGIN
     FOR series IN
-        SELECT w.routine, w.series_tile, array_agg(w.id) AS ids
+        SELECT hrwsi.series_lock_key(w.routine, w.series_tile) AS key, array_agg(w.id) AS ids
         FROM (SELECT t.id, t.routine, t.series_tile
               FROM processing_task t JOIN processing_task u ON u.id = t.waits_for_upstream
               WHERE t.waits_for_upstream IS NOT NULL AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -3355,9 +3375,9 @@ BEGIN
                 AND NOT (u.state = 'processed'
                          AND EXISTS (SELECT 1 FROM product p WHERE p.task_id = u.id AND p.chained_at IS NULL))
               ORDER BY t.waits_for_upstream, t.id LIMIT p_limit) w
-        GROUP BY w.routine, w.series_tile ORDER BY 1, 2
+        GROUP BY 1 ORDER BY 1
     LOOP
-        IF pg_try_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.series_tile)) THEN
+        IF pg_try_advisory_xact_lock(7250010, series.key) THEN
             tasks := tasks || series.ids;
         END IF;
     END LOOP;
@@ -4798,6 +4818,9 @@ GRANT EXECUTE ON FUNCTION hrwsi.after_products_chained() TO hrwsi_readonly, hrws
 -- its owner; the refusal to remove a product inputs name is a trigger function.
 REVOKE EXECUTE ON FUNCTION hrwsi.wait_for_a_series(text, text), hrwsi.refuse_removing_products_inputs_name() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_removing_products_inputs_name() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (migration 0082) A time series' lock key, which the harvester's chaining and `hrwsi status` compute too.
+REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
 -- whoever writes inputs; scene_id_of is for every role's INSERT.
 REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;

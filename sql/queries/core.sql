@@ -368,7 +368,7 @@ SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserte
 
 -- name: chain_products_around_busy_series
 -- chain_products, but leaving for later each product whose time series another transaction holds
--- (the lock, 7250010 routine/tile, that the INSERT of its inputs takes: a data engineer's INSERT not
+-- (the lock, 7250010 and the key of routine/tile, that the INSERT of its inputs takes: a data engineer's INSERT not
 -- yet committed): the statement tries each series' lock without waiting and claims only products
 -- whose series it got. Run only after chain_products waited lock_timeout for such a lock, and until
 -- no product waits: chain_products took products in id order, so one busy series held the chaining
@@ -400,7 +400,7 @@ WITH held AS MATERIALIZED (
     -- (hrwsi.create_tasks_for_new_inputs, hrwsi.wait_for_a_series): a routine reading it that is a
     -- time series, and each time series reading what such a routine writes
     SELECT p.id, ARRAY(
-               SELECT DISTINCT hashtext(s.routine || '/' || i.tile)
+               SELECT DISTINCT hrwsi.series_lock_key(s.routine, i.tile)
                FROM hrwsi.processing_routine r
                JOIN hrwsi.processing_condition c ON c.routine = r.name AND c.active
                LEFT JOIN hrwsi.processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile

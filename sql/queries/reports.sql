@@ -402,14 +402,14 @@ WITH blocker AS (
     -- without waiting for it, so nothing else names the session. The held lock's key is matched
     -- against the series of the unchained products (the key the INSERT of their inputs takes,
     -- hrwsi.wait_for_a_series): any series lock was named whenever any product was unchained, of
-    -- whatever series (found by review). Two series of one key (hashtext) wait for it alike.
+    -- whatever series (found by review). Two series of one key (hrwsi.series_lock_key) wait for it alike.
     SELECT l.pid, 'hrwsi-harvester (the chaining of ' || w.products || ' product(s) of the time series of '
                   || w.series || ')', NULL
     FROM pg_locks l
     JOIN pg_stat_activity a ON a.pid = l.pid
     JOIN (SELECT s.key, count(DISTINCT s.product) AS products,
                  string_agg(DISTINCT s.routine || ' on ' || s.tile, ', ') AS series
-          FROM (SELECT p.id AS product, x.routine, i.tile, hashtext(x.routine || '/' || i.tile)::bigint & 4294967295 AS key
+          FROM (SELECT p.id AS product, x.routine, i.tile, hrwsi.series_lock_key(x.routine, i.tile)::bigint AS key
                 FROM hrwsi.product p
                 JOIN hrwsi.processing_task t ON t.id = p.task_id
                 JOIN hrwsi.input i ON i.id = t.input_id

@@ -1109,6 +1109,33 @@ def test_an_insert_waiting_for_another_transactions_time_series_says_which_serie
     assert "pg_terminate_backend" in hint
 
 
+def test_an_insert_into_more_time_series_than_the_servers_lock_table_holds_links_them_all(configured):
+    """One advisory lock per series and tile, held to the transaction's end: an INSERT (or a back-fill batch)
+    over more tiles than max_locks_per_transaction x max_connections failed with "out of shared memory"
+    (found by exploratory testing; HR-WSI covers thousands of tiles). A series' lock is one of 1024 keys."""
+    configured.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    lock_table = configured.execute("""SELECT current_setting('max_locks_per_transaction')::int
+                                              * (current_setting('max_connections')::int
+                                                 + current_setting('max_prepared_transactions')::int)""").fetchone()[0]
+    tiles = 2 * lock_table
+    assert tiles < 10 * 26 ** 3, "one MGRS-like code per tile"  # (its size plus 2,000 passed: the table grows into spare memory)
+    with configured.transaction():
+        configured.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                              SELECT 'l1c', '/data/wide/' || g || '.SAFE',
+                                     lpad((g %% 10)::text, 2, '0') || chr(65 + g / 10 %% 26) || chr(65 + g / 260 %% 26)
+                                     || chr(65 + g / 6760 %% 26), %s, %s
+                              FROM generate_series(0, %s - 1) g""", (NOW - timedelta(hours=5), NOW, tiles))
+        held = configured.execute("""SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7250010
+                                     AND pid = pg_backend_pid()""").fetchone()[0]
+        assert 0 < held <= 1024, "the series' locks it holds to its end"
+    assert configured.execute("""SELECT count(*), count(DISTINCT series_tile), count(depends_on)
+                                 FROM hrwsi.processing_task""").fetchone() == (tiles, tiles, 0)
+    insert_input(configured, "/data/next.SAFE", tile="00AAA", measured_at=NOW - timedelta(hours=4), published_at=NOW)
+    assert configured.execute("""SELECT d.input_path FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                                 JOIN hrwsi.processing_task p ON p.id = t.depends_on JOIN hrwsi.input d ON d.id = p.input_id
+                                 WHERE i.input_path = '/data/next.SAFE'""").fetchone() == ("/data/wide/0.SAFE",)
+
+
 def test_a_product_inputs_were_chained_from_cannot_be_removed(configured):
     """An input names its product without a key: a product deleted by hand left it naming nothing,
     and the lineage of what was made from it ended there (found by exploratory testing)."""

@@ -1,0 +1,567 @@
+-- hrwsi schema, version 82: a time series' lock is one of 1024 keys, so that an INSERT over thousands
+-- of tiles fits the server's lock table.
+--
+-- One advisory lock per time series (routine, tile), held to the end of the transaction, bounded an
+-- INSERT (or a back-fill batch) by the server's lock table: over more tiles than
+-- max_locks_per_transaction x max_connections (6,400 on a default server) it failed with "out of shared
+-- memory" (found by exploratory testing; HR-WSI covers thousands of tiles). The series' name is hashed
+-- into one of 1024 keys (hrwsi.series_lock_key), each taken once, in the order of the keys: a
+-- transaction holds at most 1024 series locks, whatever it inserts. What the lock protects is kept: two
+-- transactions that link tasks into one series (an INSERT, a retry, the chaining of its scenes) or decide
+-- what its tasks wait for upstream run one after the other, each reading the series as the other
+-- committed it. Two series of one key now wait for each other too (rarely: a wait, never a wrong link).
+CREATE FUNCTION hrwsi.series_lock_key(p_routine text, p_tile text) RETURNS integer LANGUAGE sql IMMUTABLE
+PARALLEL SAFE
+RETURN hashtext(p_routine || '/' || p_tile) & 1023;
+REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
+CREATE OR REPLACE FUNCTION hrwsi.wait_for_a_series(series_routine text, series_tile text) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    key integer := hrwsi.series_lock_key(series_routine, series_tile);
+    holders text;
+BEGIN
+    SELECT string_agg(format('pid %s (role %s, %s%s)', a.pid, coalesce(a.usename::text, '?'),
+                             coalesce(nullif(a.application_name, ''), 'no application name'),
+                             coalesce(', transaction open ' || round(extract(epoch FROM clock_timestamp() - a.xact_start))
+                                      || ' s', '')), ', ' ORDER BY a.pid)
+    INTO holders
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 7250010::oid AND l.objsubid = 2
+      AND l.objid::bigint = (key::bigint & 4294967295)
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database());
+    RAISE NOTICE 'waiting for the time series of routine % on tile %: another transaction inserted into it and has not '
+                 'committed: %', series_routine, series_tile, coalesce(holders, 'a session that has just ended')
+        USING HINT = 'two INSERTs into one time series run one after the other, so that the second links its tasks '
+                     'after the first''s (rarely, the other inserted into another series sharing its lock: one of '
+                     '1024); the other transaction should commit or roll back (a forgotten one: '
+                     'SELECT pg_terminate_backend(pid))';
+    PERFORM pg_advisory_xact_lock(7250010, key);
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    series record;
+    missing text;
+    first_path text;   -- (the first row naming what is refused: a COPY's line is not known here)
+    named bigint;
+    conditions text[];
+    sequential boolean;
+    upstream boolean;  -- a time-series routine of the new inputs reads what another routine makes
+    feeds boolean;     -- a routine of the new inputs makes what a time-series routine reads
+BEGIN
+    -- The conditions the new inputs name, each locked once, as the input's key locked it for every
+    -- row (migration 0027), then checked: an input naming a condition that does not exist is
+    -- refused as the key refused it, with its name and its message, and nothing is kept.
+    conditions := ARRAY(SELECT DISTINCT n.processing_condition FROM new_rows n);
+    PERFORM 1 FROM processing_condition c WHERE c.name = ANY (conditions) FOR KEY SHARE OF c;
+    SELECT x.name INTO missing FROM unnest(conditions) x(name)
+    WHERE NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = x.name)
+    LIMIT 1;
+    IF FOUND THEN
+        -- (which row: the statement's first naming it, and how many do; checked once per statement,
+        -- after its rows, the refusal could not name a COPY's line; found by exploratory testing)
+        SELECT n.input_path, count(*) OVER () INTO first_path, named
+        FROM new_rows n WHERE n.processing_condition = missing ORDER BY n.id LIMIT 1;
+        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
+                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition". '
+                                  'The first row naming it has input_path %s (%s row(s) of the statement name it).',
+                                  missing, first_path, named),
+                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+    END IF;
+    -- An input of a condition ops stopped (`active = false`) is refused, unless a campaign reprocesses
+    -- it: a data engineer's INSERT ran all the same, while the harvester and chaining give such a
+    -- condition nothing (migration 0056). One probe per condition; the rows only when one is inactive.
+    IF EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = ANY (conditions) AND NOT c.active) THEN
+        SELECT n.processing_condition INTO missing
+        FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition AND NOT c.active
+        WHERE n.campaign_id IS NULL
+        LIMIT 1;
+        IF FOUND THEN
+            SELECT n.input_path, count(*) OVER () INTO first_path, named
+            FROM new_rows n WHERE n.processing_condition = missing AND n.campaign_id IS NULL ORDER BY n.id LIMIT 1;
+            RAISE EXCEPTION 'condition % is inactive: ops stopped it (active = false), so it takes no new input', missing
+                USING ERRCODE = 'check_violation',
+                      DETAIL = format('The first row naming it has input_path %s (%s row(s) of the statement name it).',
+                                      first_path, named),
+                      HINT = 'insert into an active condition (`hrwsi config show` lists them), or ask ops to set it '
+                             'active again';
+        END IF;
+    END IF;
+    -- (one statement for the three, per condition named: migration 0072)
+    SELECT coalesce(bool_or(r.sequential_per_tile), false),
+           coalesce(bool_or(r.sequential_per_tile AND EXISTS (
+               SELECT 1 FROM processing_routine up WHERE up.output_product_type = r.input_product_type)), false),
+           coalesce(bool_or(EXISTS (SELECT 1 FROM processing_routine d
+                                    WHERE d.input_product_type = r.output_product_type AND d.sequential_per_tile)), false)
+    INTO sequential, upstream, feeds
+    FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
+    WHERE c.name = ANY (conditions);
+    -- A time series is linked by what the INSERT sees of it once it holds the series' lock: under
+    -- REPEATABLE READ or SERIALIZABLE its snapshot misses the tasks another transaction added
+    -- meanwhile, and two INSERTs linked their tasks to the same previous task, out of sensing order
+    -- (found by exploratory testing). Refused there, as removing an input is.
+    IF (sequential OR feeds) AND current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT format('condition %s feeds the time series of routine %s (sequential_per_tile)', c.name,
+                      CASE WHEN r.sequential_per_tile THEN r.name ELSE d.name END)
+        INTO missing
+        FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+        JOIN processing_routine r ON r.name = c.routine
+        LEFT JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+        WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL AND (r.sequential_per_tile OR d.name IS NOT NULL)
+        ORDER BY n.id LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'inputs of a time series are inserted only in a READ COMMITTED transaction (the default), '
+                            'not in a % one', upper(current_setting('transaction_isolation'))
+                USING ERRCODE = 'feature_not_supported', DETAIL = missing,
+                      HINT = 'under a stricter isolation the INSERT cannot see the tasks other transactions added to the '
+                             'series meanwhile, and would link its tasks out of sensing order: insert without BEGIN '
+                             'ISOLATION LEVEL ..., or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first';
+        END IF;
+    END IF;
+
+    -- Two INSERTs on one time series (routine, tile) chain their tasks one after the other: the
+    -- second waits here until the first commits, then sees its tasks. Locks in a fixed order. An
+    -- upstream task of a time series (feeds) takes the lock of the series downstream of its tile too,
+    -- in the same order (migration 0072): it makes the series' tasks after its scene wait for it.
+    -- (one lock per key, in the order of the keys, whatever series share it: hrwsi.series_lock_key)
+    IF feeds THEN
+        FOR series IN
+            SELECT hrwsi.series_lock_key(x.routine, x.tile) AS key, (array_agg(x.routine ORDER BY x.routine, x.tile))[1] AS routine,
+                   (array_agg(x.tile ORDER BY x.routine, x.tile))[1] AS tile
+            FROM (SELECT c.routine, n.tile
+                  FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+                  JOIN processing_routine r ON r.name = c.routine
+                  WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+                  UNION
+                  SELECT d.name, n.tile
+                  FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+                  JOIN processing_routine r ON r.name = c.routine
+                  JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+                  WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL) x
+            GROUP BY 1 ORDER BY 1
+        LOOP
+            IF NOT pg_try_advisory_xact_lock(7250010, series.key) THEN
+                PERFORM hrwsi.wait_for_a_series(series.routine, series.tile);
+            END IF;
+        END LOOP;
+    ELSIF sequential THEN
+        FOR series IN
+            SELECT hrwsi.series_lock_key(c.routine, n.tile) AS key, (array_agg(c.routine ORDER BY c.routine, n.tile))[1] AS routine,
+                   (array_agg(n.tile ORDER BY c.routine, n.tile))[1] AS tile
+            FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition
+            JOIN processing_routine r ON r.name = c.routine
+            WHERE r.sequential_per_tile AND n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+            GROUP BY 1 ORDER BY 1
+        LOOP
+            IF NOT pg_try_advisory_xact_lock(7250010, series.key) THEN
+                PERFORM hrwsi.wait_for_a_series(series.routine, series.tile);
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- The routines and lanes the new tasks name, each locked once, as a foreign key would lock it
+    -- for every row (hrwsi.refuse_removing_what_tasks_name): none of them can be removed before
+    -- this transaction ends. They exist: the tasks are made by joining them.
+    PERFORM 1
+    FROM (SELECT DISTINCT c.routine,
+                 CASE WHEN hrwsi.arrives_as_back_fill(n.lane, n.product_id, n.campaign_id,
+                                                      coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at
+                                                                    ELSE n.measured_at END, n.created_at) + c.deadline,
+                                                      n.created_at)
+                      THEN (SELECT bl.name FROM lane bl ORDER BY bl.priority DESC, bl.name LIMIT 1)
+                      ELSE coalesce(n.lane, c.lane) END AS lane
+          FROM new_rows n JOIN processing_condition c ON c.name = n.processing_condition) x
+    JOIN processing_routine r ON r.name = x.routine
+    JOIN lane l ON l.name = x.lane
+    FOR KEY SHARE OF r, l;
+
+    INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, deadline_at,
+                                 series_tile, series_at, campaign_id)
+    SELECT n.id, c.routine,
+           CASE WHEN r.on_hold OR (r.backfill_hold_reason IS NOT NULL AND n.campaign_id IS NULL AND l.priority > 0)
+                THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
+                -- (a back-fill held by its failures: migration 0075)
+                WHEN r.backfill_hold_reason IS NOT NULL AND n.campaign_id IS NULL AND l.priority > 0
+                THEN format('back-fill of routine %s on hold: %s', r.name, r.backfill_hold_reason)
+                -- (an input more than a day past its deadline: back-fill, migration 0075)
+                WHEN e.back_fill
+                THEN format('arrived %s after its deadline (%s): served as back-fill, in lane %s without a deadline; '
+                            'an input given lane %s is served as near-real-time', hrwsi.duration_text(n.created_at - e.due),
+                            hrwsi.utc_text(e.due), l.name, c.lane) END,
+           l.name, l.priority,
+           -- A campaign's input (a product it made, chained) is reprocessing, and an input in a lane
+           -- less urgent than its condition's is back-fill: neither has a deadline. (A back-fill's
+           -- deadline, counted from a sensing months ago, was missed the moment its task existed: it
+           -- was served before fresh scenes, earliest deadline first, and alerted; migration 0048.)
+           -- (the condition's lane read only for an input naming another: a burst's rows name none)
+           CASE WHEN n.campaign_id IS NULL AND NOT e.back_fill
+                     AND (n.lane IS NULL OR n.lane = c.lane
+                          OR l.priority <= (SELECT cl.priority FROM lane cl WHERE cl.name = c.lane)) THEN
+               e.due END,
+           CASE WHEN r.sequential_per_tile AND n.measured_at IS NOT NULL THEN n.tile END,
+           CASE WHEN r.sequential_per_tile AND n.tile IS NOT NULL THEN n.measured_at END,
+           n.campaign_id
+    FROM new_rows n
+    JOIN processing_condition c ON c.name = n.processing_condition
+    JOIN processing_routine r ON r.name = c.routine
+    CROSS JOIN LATERAL (
+        SELECT d.due, hrwsi.arrives_as_back_fill(n.lane, n.product_id, n.campaign_id, d.due, n.created_at) AS back_fill
+        FROM (SELECT coalesce(CASE c.deadline_from WHEN 'publication' THEN n.published_at ELSE n.measured_at END,
+                              n.created_at) + c.deadline AS due) d) e
+    JOIN lane l ON l.name = CASE WHEN e.back_fill THEN (SELECT bl.name FROM lane bl ORDER BY bl.priority DESC, bl.name LIMIT 1)
+                                 ELSE coalesce(n.lane, c.lane) END
+    ORDER BY n.id;
+
+    -- A time-series task depends on the task just before it in its series, by (series_at, id). One
+    -- window over the new tasks of each series, the tasks already there between its first and last
+    -- new one (a late input lands between them), the one task just before its first new one and the
+    -- one just after its last (one index probe each per series): O(n log n) in the new tasks
+    -- whatever the table statistics, and a series' older history is never read. A task already
+    -- there whose place in the series changed (a late scene landed just before it) depends on the
+    -- late one from now on, if it has not started: planned, it goes back to be planned again;
+    -- blocked by the end of the task it waited for, it waits for the late one instead (before
+    -- migration 0048, it kept depending on the scene before the late one, and both ran at
+    -- once: found by exploratory testing). One that started keeps what it ran with. (Probing once
+    -- per new task, skipping the other new tasks, was quadratic in the new tasks of a series: 3.1 s
+    -- for 10,000 over 200 tiles.) A campaign's tasks form series of their own: production tasks
+    -- never wait for reprocessing, nor the other way round. A task whose previous task is blocked
+    -- or ended terminated is blocked at once, as it would have been had it been there then, and
+    -- so are the tasks after it (hrwsi.after_task_changes): a late scene landed behind a blocked
+    -- one waited `pending`, with no reason, for ever (found by exploratory testing; migration 0061).
+    IF sequential THEN
+        EXECUTE $q$
+            WITH fresh AS (
+                SELECT t.id, t.routine, t.series_tile, t.series_at, t.campaign_id
+                FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                WHERE t.series_tile IS NOT NULL
+            ), span AS (
+                SELECT f.routine, f.series_tile, f.campaign_id, min(f.series_at) AS first_at,
+                       max(f.series_at) AS last_at
+                FROM fresh f GROUP BY f.routine, f.series_tile, f.campaign_id
+            ), series AS (
+                SELECT f.id, f.routine, f.series_tile, f.series_at, f.campaign_id, true AS fresh FROM fresh f
+                UNION ALL
+                SELECT p.id, p.routine, p.series_tile, p.series_at, p.campaign_id, false
+                FROM span g JOIN processing_task p
+                  ON p.routine = g.routine AND p.series_tile = g.series_tile
+                 AND p.series_at BETWEEN g.first_at AND g.last_at
+                WHERE p.campaign_id IS NOT DISTINCT FROM g.campaign_id AND p.state <> 'cancelled'
+                  AND p.id NOT IN (SELECT f.id FROM fresh f)
+                UNION ALL
+                SELECT e.id, g.routine, g.series_tile, e.series_at, g.campaign_id, false
+                FROM span g CROSS JOIN LATERAL (
+                    SELECT p.id, p.series_at FROM processing_task p
+                    WHERE p.routine = g.routine AND p.series_tile = g.series_tile AND p.series_at < g.first_at
+                      AND p.campaign_id IS NOT DISTINCT FROM g.campaign_id AND p.state <> 'cancelled'
+                    ORDER BY p.series_at DESC, p.id DESC LIMIT 1) e
+                UNION ALL
+                SELECT e.id, g.routine, g.series_tile, e.series_at, g.campaign_id, false
+                FROM span g CROSS JOIN LATERAL (
+                    SELECT p.id, p.series_at FROM processing_task p
+                    WHERE p.routine = g.routine AND p.series_tile = g.series_tile AND p.series_at > g.last_at
+                      AND p.campaign_id IS NOT DISTINCT FROM g.campaign_id AND p.state <> 'cancelled'
+                    ORDER BY p.series_at, p.id LIMIT 1) e
+            ), link AS (
+                SELECT s.id, s.fresh, lag(s.id) OVER (PARTITION BY s.routine, s.series_tile, s.campaign_id
+                                                      ORDER BY s.series_at, s.id) AS previous
+                FROM series s
+            ), linked AS (
+                UPDATE processing_task t
+                SET depends_on = link.previous,
+                    state = CASE WHEN p.state IN ('terminated', 'blocked') THEN 'blocked'
+                                 WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                    worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+                    planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+                    planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+                    state_reason = CASE
+                        WHEN p.state = 'terminated' THEN
+                            format('its dependency, task %s, ended terminated; `hrwsi retry %s` runs the dependency '
+                                   'again, `hrwsi release %s` runs this task without it', p.id, p.id, t.id)
+                        WHEN p.state = 'blocked' THEN
+                            format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it runs '
+                                   'once that task has run', p.id, p.id)
+                        WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
+                        ELSE format('a scene sensed before it arrived late (task %s): it runs after it',
+                                    link.previous) END
+                FROM link JOIN processing_task p ON p.id = link.previous
+                WHERE t.id = link.id
+                  AND (link.fresh OR (t.depends_on IS DISTINCT FROM link.previous AND NOT t.dependency_waived
+                                      AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')))
+                RETURNING t.id, t.routine, t.state_reason, p.state AS previous_state
+            )
+            -- (ops are told of a task blocked by a terminated dependency, as when it ends so)
+            INSERT INTO alert (kind, subject, body, task_id, routine)
+            SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', l.id, l.routine), l.state_reason,
+                   l.id, l.routine
+            FROM linked l WHERE l.previous_state = 'terminated' $q$;
+        -- An urgent task waits for the tasks before it in its series: those less urgent (a back-fill
+        -- of the same tile) are served as urgently as it, down the series to the first that runs or
+        -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served
+        -- after every other near-real-time task (found by exploratory testing: 78 s, where the three
+        -- archive tasks before it took 24 s; migration 0052). From the new tasks and the tasks now
+        -- after them; a statement of its own, so that it follows the links just made. A planned one is
+        -- planned again: its plan was made for its old lane, behind the rest of that lane's work, and
+        -- the urgent task was planned after it (found by exploratory testing: "40 min late" alerted
+        -- at risk for a scene that ended on time; migration 0075). They take its deadline too, when it
+        -- has one and theirs is later or none (migration 0081): they must run first for it to run at
+        -- all, and without one they were served after every urgent task with a deadline and, among
+        -- back-fill aged to priority 0 (promote_aged_tasks), by age: a fresh scene behind 20 aged
+        -- archive scenes missed its deadline (found by exploratory testing). So a task already as urgent
+        -- (aged) passes the deadline on down the series too. Aged work without a deadline stays behind
+        -- work with one (the serving order's deadline_at NULLS LAST).
+        EXECUTE $q$
+            WITH RECURSIVE waiting AS (
+                SELECT d.id, u.priority, u.deadline_at, u.waiter
+                FROM (SELECT t.id AS waiter, t.priority, t.deadline_at, t.depends_on
+                      FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                      WHERE t.depends_on IS NOT NULL
+                      UNION ALL
+                      SELECT s.id, s.priority, s.deadline_at, s.depends_on
+                      FROM processing_task f JOIN new_rows n ON n.id = f.input_id
+                      JOIN processing_task s ON s.depends_on = f.id) u
+                JOIN processing_task d ON d.id = u.depends_on
+                WHERE (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
+                  AND d.state IN ('pending', 'planned')
+                UNION
+                SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter
+                FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
+                WHERE (d.priority > least(w.priority, p.priority)
+                       OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
+                  AND d.state IN ('pending', 'planned')
+            )
+            UPDATE processing_task t
+            SET priority = least(t.priority, w.priority),
+                deadline_at = least(t.deadline_at, w.deadline_at),
+                state = 'pending',
+                worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'planned'
+                                    THEN format('near-real-time task %s of its time series waits for it: served as '
+                                                'urgently, planned again', w.waiter)
+                                    ELSE t.state_reason END
+            FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter
+                  FROM waiting GROUP BY id) w
+            -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
+            -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
+            -- without it the claimed task went back to pending and ran a second attempt beside the first,
+            -- and a cancelled or held one was made pending: found by review, migration 0081)
+            WHERE t.id = w.id AND t.state IN ('pending', 'planned')
+              AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
+        -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
+        -- before it whose upstream work is still open (migration 0072). A series whose routine has
+        -- no routine upstream (a back-fill of harvested inputs) pays nothing more.
+        IF upstream THEN
+            PERFORM hrwsi.wait_for_upstream(ARRAY(SELECT t.id FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                                                  WHERE t.series_tile IS NOT NULL));
+        END IF;
+    END IF;
+    -- New upstream tasks of a time series: the series' tasks after their scenes wait for them.
+    IF feeds THEN
+        PERFORM hrwsi.wait_for_upstream_after(ARRAY(
+            SELECT t.id FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+            JOIN processing_routine r ON r.name = t.routine
+            WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL
+              AND EXISTS (SELECT 1 FROM processing_routine d
+                          WHERE d.input_product_type = r.output_product_type AND d.sequential_per_tile)), true);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text;
+    previous bigint;       -- (a time series' task) the task of the scene sensed last before it
+    previous_state text;
+    series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
+    series_key integer;    -- (its lock's key: hrwsi.series_lock_key)
+    series_now text;
+    routine_was text;
+    routine_now text;
+    refused text;
+BEGIN
+    -- A task of a time series, or one whose products a time series reads, is linked (or makes the series'
+    -- tasks wait) by what the retry sees once it holds the series' locks: under REPEATABLE READ or
+    -- SERIALIZABLE its snapshot missed a scene another transaction had inserted meanwhile, and the retried
+    -- task and that scene's both depended on the task before them and ran side by side (found by review;
+    -- migration 0078). Refused there, as an INSERT into a time series is (hrwsi.create_tasks_for_new_inputs).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT CASE WHEN r.sequential_per_tile
+                    THEN format('task %s is in the time series of routine %s on tile %s (sequential_per_tile)',
+                                t.id, r.name, t.series_tile)
+                    ELSE format('task %s of routine %s feeds the time series of routine %s (sequential_per_tile)',
+                                t.id, r.name, d.name) END
+        INTO refused
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        LEFT JOIN LATERAL (SELECT x.name FROM hrwsi.processing_routine x
+                           WHERE x.input_product_type = r.output_product_type AND x.sequential_per_tile
+                           ORDER BY x.name LIMIT 1) d ON true
+        WHERE t.id = task AND ((r.sequential_per_tile AND t.series_tile IS NOT NULL) OR d.name IS NOT NULL);
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'a task of a time series is retried only in a READ COMMITTED transaction (the default), '
+                            'not in a % one', upper(current_setting('transaction_isolation'))
+                USING ERRCODE = 'feature_not_supported', DETAIL = refused,
+                      HINT = 'under a stricter isolation the retry cannot see the tasks other transactions added to '
+                             'the series meanwhile, and would link the task out of sensing order: retry without BEGIN '
+                             'ISOLATION LEVEL ..., or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first';
+        END IF;
+    END IF;
+    -- A task of a time series takes its series' lock first, then its row (migration 0072, amended):
+    -- the task before it is read under the lock the INSERTs and the chaining of its series take, so a
+    -- scene being chained meanwhile is seen once it commits, and both locks are taken in their order
+    -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
+    -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
+    -- same tile that held the series and wanted the row (found by review).
+    -- Its series is its routine's while that routine is a time series, read under locks (migration 0077):
+    -- a shared lock of the routine's series, which hrwsi.end_a_routines_series takes alone when
+    -- sequential_per_tile is turned off, so that it releases this task too once this retry commits; then
+    -- the series' lock; then the row, and the task's routine and series read again. They were read from
+    -- the task alone, before any lock: a task of a routine no longer a time series was linked again
+    -- behind the task before it (and blocked behind one that could not run); and a task moved to another
+    -- routine in between (`hrwsi move-tasks`) read the task before it in a series whose lock it did not
+    -- hold, then took that lock with its row held (found by review). Moved in between, the first try is
+    -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
+    -- series it is in now, in the same order.
+    LOOP
+        SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
+            SELECT t.routine || '/' || t.series_tile, hrwsi.series_lock_key(t.routine, t.series_tile) INTO series, series_key
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+            WHERE t.id = task AND t.series_tile IS NOT NULL;
+            IF series IS NOT NULL THEN
+                PERFORM pg_advisory_xact_lock(7250010, series_key);
+            END IF;
+            current := hrwsi.lock_task(task);
+            SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
+                                   THEN t.routine || '/' || t.series_tile END
+            INTO routine_now, series_now
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+            WHERE t.id = task;
+            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series;
+            RAISE EXCEPTION 'task % moved to another series while it was retried', task USING ERRCODE = 'HR078';
+        EXCEPTION WHEN SQLSTATE 'HR078' THEN
+            NULL;  -- (its locks released with the subtransaction: again, in the series the task is in now)
+        END;
+    END LOOP;
+    IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
+        RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- A task of a time series runs again after the scene sensed last before it, as a new task
+    -- would: one that ended (or was held) kept the link it ran with, and a late scene that came
+    -- meanwhile was processed before it, yet the retried task ran as the series' first, reading no
+    -- previous product (found by exploratory testing; migration 0069).
+    SELECT p.id, p.state INTO previous, previous_state
+    FROM hrwsi.processing_task t CROSS JOIN LATERAL (
+        SELECT p.id, p.state FROM hrwsi.processing_task p
+        WHERE p.routine = t.routine AND p.series_tile = t.series_tile AND p.state <> 'cancelled'
+          AND p.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (p.series_at, p.id) < (t.series_at, t.id)
+        ORDER BY p.series_at DESC, p.id DESC LIMIT 1) p
+    WHERE t.id = task AND series IS NOT NULL AND NOT t.dependency_waived;
+    -- (a task of a routine that is no longer a time series runs without the link it ran with, as the
+    -- routine's open tasks do since it was turned off: hrwsi.end_a_routines_series)
+    UPDATE hrwsi.processing_task
+    SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
+        not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL,
+        dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
+        waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
+        state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived
+                            THEN format('retried by an operator; routine %s is no longer a time series: it no longer '
+                                        'waits for task %s', routine, depends_on)
+                            ELSE 'retried by an operator' END
+    WHERE id = task;
+    -- Behind a task that cannot run (blocked, or ended terminated), it is blocked, saying so, and so
+    -- are the tasks after it (hrwsi.after_task_changes), as a new task there would be (migration 0061).
+    IF previous_state IN ('blocked', 'terminated') THEN
+        UPDATE hrwsi.processing_task
+        SET state = 'blocked', state_reason = CASE WHEN previous_state = 'terminated' THEN
+                format('retried by an operator; its dependency, task %s, ended terminated: `hrwsi retry %s` runs '
+                       'the dependency again, `hrwsi release %s` runs this task without it', previous, previous, task)
+            ELSE format('retried by an operator; waits for task %s, which is blocked (`hrwsi task show %s` says '
+                        'why): it runs once that task has run', previous, previous) END
+        WHERE id = task;
+    END IF;
+    -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
+    -- open, as a new task would (migration 0072), under its series' lock (taken above).
+    IF series IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream(ARRAY[t.id]) FROM hrwsi.processing_task t
+        WHERE t.id = task AND NOT t.dependency_waived;
+    END IF;
+    IF previous_state IN ('blocked', 'terminated') THEN
+        RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
+                      current, previous, previous_state);
+    END IF;
+    RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.wait_for_upstream_after(p_upstream bigint[], p_may_add_waits boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on
+SET enable_hashjoin = on SET enable_mergejoin = on AS $$
+DECLARE
+    key integer;
+    skipped integer[] := '{}';  -- the series' lock keys that were busy (hrwsi.series_lock_key)
+BEGIN
+    FOR key IN
+        SELECT hrwsi.series_lock_key(d.name, i.tile)
+        FROM processing_task u JOIN input i ON i.id = u.input_id
+        JOIN processing_routine r ON r.name = u.routine
+        JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+        WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+        UNION
+        -- (and the series of the tasks that wait for them, whatever the routines read now)
+        SELECT hrwsi.series_lock_key(t.routine, t.series_tile) FROM processing_task t
+        WHERE t.waits_for_upstream = ANY (p_upstream)
+        ORDER BY 1
+    LOOP
+        IF p_may_add_waits THEN
+            PERFORM pg_advisory_xact_lock(7250010, key);
+        ELSIF NOT pg_try_advisory_xact_lock(7250010, key) THEN
+            skipped := skipped || key;
+        END IF;
+    END LOOP;
+    PERFORM hrwsi.wait_for_upstream(ARRAY(
+        SELECT t.id FROM processing_task t
+        WHERE t.waits_for_upstream = ANY (p_upstream) AND hrwsi.series_lock_key(t.routine, t.series_tile) <> ALL (skipped)
+        UNION
+        SELECT n.id
+        FROM processing_task u JOIN input i ON i.id = u.input_id
+        JOIN processing_routine r ON r.name = u.routine
+        JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+        CROSS JOIN LATERAL (
+            SELECT t.id FROM processing_task t
+            WHERE t.routine = d.name AND t.series_tile = i.tile AND t.series_at > i.measured_at
+              AND t.campaign_id IS NOT DISTINCT FROM u.campaign_id AND t.state <> 'cancelled'
+            ORDER BY t.series_at, t.id LIMIT 1) n
+        WHERE u.id = ANY (p_upstream) AND hrwsi.series_lock_key(d.name, i.tile) <> ALL (skipped)));
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.recheck_upstream_waits(p_limit integer DEFAULT 1000) RETURNS integer LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    series record;
+    tasks bigint[] := '{}';
+BEGIN
+    FOR series IN
+        SELECT hrwsi.series_lock_key(w.routine, w.series_tile) AS key, array_agg(w.id) AS ids
+        FROM (SELECT t.id, t.routine, t.series_tile
+              FROM processing_task t JOIN processing_task u ON u.id = t.waits_for_upstream
+              WHERE t.waits_for_upstream IS NOT NULL AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+                AND NOT t.dependency_waived AND hrwsi.task_state_is_final(u.state)
+                AND NOT (u.state = 'processed'
+                         AND EXISTS (SELECT 1 FROM product p WHERE p.task_id = u.id AND p.chained_at IS NULL))
+              ORDER BY t.waits_for_upstream, t.id LIMIT p_limit) w
+        GROUP BY 1 ORDER BY 1
+    LOOP
+        IF pg_try_advisory_xact_lock(7250010, series.key) THEN
+            tasks := tasks || series.ids;
+        END IF;
+    END LOOP;
+    IF cardinality(tasks) = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN hrwsi.wait_for_upstream(tasks);
+END $$;
