@@ -1891,7 +1891,9 @@ DECLARE
     previous bigint;       -- (a time series' task) the task of the scene sensed last before it
     previous_state text;
     series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
-    series_key integer;    -- (its lock's key: hrwsi.series_lock_key)
+    keys integer[];        -- the keys of the series' locks it takes (hrwsi.series_lock_key), in order
+    keys_now integer[];
+    key integer;
     series_now text;
     routine_was text;
     routine_now text;
@@ -1939,23 +1941,33 @@ BEGIN
     -- hold, then took that lock with its row held (found by review). Moved in between, the first try is
     -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
     -- series it is in now, in the same order.
+    -- It takes, with its own series' lock and in the order of their keys, the locks of the series its
+    -- task feeds (migration 0082): a retried upstream task makes the series' next task wait again
+    -- (hrwsi.after_task_changes), and took their locks there, holding the task's row, while every other
+    -- holder of a series lock takes it before the rows: two transactions retrying two upstream tasks of
+    -- one tile, or a retry of a series task that feeds another series and an INSERT taking both series
+    -- in the order of their keys, deadlocked (found by exploratory testing). Taken again there, they are
+    -- held already.
     LOOP
         SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
         BEGIN
             PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
-            SELECT t.routine || '/' || t.series_tile, hrwsi.series_lock_key(t.routine, t.series_tile) INTO series, series_key
+            SELECT t.routine || '/' || t.series_tile INTO series
             FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
             WHERE t.id = task AND t.series_tile IS NOT NULL;
-            IF series IS NOT NULL THEN
-                PERFORM pg_advisory_xact_lock(7250010, series_key);
-            END IF;
+            keys := hrwsi.retry_series_lock_keys(task);
+            FOREACH key IN ARRAY keys LOOP
+                PERFORM pg_advisory_xact_lock(7250010, key);
+            END LOOP;
             current := hrwsi.lock_task(task);
             SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
                                    THEN t.routine || '/' || t.series_tile END
             INTO routine_now, series_now
             FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
             WHERE t.id = task;
-            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series;
+            keys_now := hrwsi.retry_series_lock_keys(task);
+            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series
+                      AND keys_now <@ keys;
             RAISE EXCEPTION 'task % moved to another series while it was retried', task USING ERRCODE = 'HR078';
         EXCEPTION WHEN SQLSTATE 'HR078' THEN
             NULL;  -- (its locks released with the subtransaction: again, in the series the task is in now)
@@ -3277,6 +3289,35 @@ BEGIN
     RETURN released;
 END $$;
 
+-- The keys of the time series' locks (hrwsi.series_lock_key) that upstream tasks concern, in order: the
+-- series downstream of their scenes' tiles, and those of the tasks that wait for them (whatever the
+-- routines read now). Taken by hrwsi.wait_for_upstream_after, and first of all by hrwsi.retry_task,
+-- before the task's row (migration 0082).
+CREATE FUNCTION hrwsi.series_lock_keys_downstream_of(p_upstream bigint[]) RETURNS integer[] LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT coalesce(array_agg(k.key ORDER BY k.key), '{}')
+    FROM (SELECT hrwsi.series_lock_key(d.name, i.tile) AS key
+          FROM processing_task u JOIN input i ON i.id = u.input_id
+          JOIN processing_routine r ON r.name = u.routine
+          JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+          WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+          UNION
+          SELECT hrwsi.series_lock_key(t.routine, t.series_tile) FROM processing_task t
+          WHERE t.waits_for_upstream = ANY (p_upstream)) k
+$$;
+
+-- The keys of the series' locks a retry of the task takes (hrwsi.retry_task), in order: its own series'
+-- (a task of a routine that is a time series, with a tile) and those of the series it feeds.
+CREATE FUNCTION hrwsi.retry_series_lock_keys(task bigint) RETURNS integer[] LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT ARRAY(SELECT DISTINCT k FROM unnest(hrwsi.series_lock_keys_downstream_of(ARRAY[task])
+                                               || (SELECT hrwsi.series_lock_key(t.routine, t.series_tile)
+                                                   FROM processing_task t
+                                                   JOIN processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+                                                   WHERE t.id = task AND t.series_tile IS NOT NULL)) k
+                 WHERE k IS NOT NULL ORDER BY k)
+$$;
+
 -- After upstream tasks were created, ended, retried or had their products chained: the time-series
 -- tasks concerned decide again what they wait for, under their series' locks (taken in order). Those
 -- are the tasks that waited for one of them and, per downstream series, the first task after its
@@ -3296,18 +3337,7 @@ DECLARE
     key integer;
     skipped integer[] := '{}';  -- the series' lock keys that were busy (hrwsi.series_lock_key)
 BEGIN
-    FOR key IN
-        SELECT hrwsi.series_lock_key(d.name, i.tile)
-        FROM processing_task u JOIN input i ON i.id = u.input_id
-        JOIN processing_routine r ON r.name = u.routine
-        JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
-        WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
-        UNION
-        -- (and the series of the tasks that wait for them, whatever the routines read now)
-        SELECT hrwsi.series_lock_key(t.routine, t.series_tile) FROM processing_task t
-        WHERE t.waits_for_upstream = ANY (p_upstream)
-        ORDER BY 1
-    LOOP
+    FOREACH key IN ARRAY hrwsi.series_lock_keys_downstream_of(p_upstream) LOOP
         IF p_may_add_waits THEN
             PERFORM pg_advisory_xact_lock(7250010, key);
         ELSIF NOT pg_try_advisory_xact_lock(7250010, key) THEN
@@ -4821,6 +4851,8 @@ GRANT EXECUTE ON FUNCTION hrwsi.refuse_removing_products_inputs_name() TO hrwsi_
 -- (migration 0082) A time series' lock key, which the harvester's chaining and `hrwsi status` compute too.
 REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (migration 0082) The series' locks a retry and the upstream functions take: called by them alone.
+REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_keys_downstream_of(bigint[]), hrwsi.retry_series_lock_keys(bigint) FROM PUBLIC;
 -- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
 -- whoever writes inputs; scene_id_of is for every role's INSERT.
 REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;

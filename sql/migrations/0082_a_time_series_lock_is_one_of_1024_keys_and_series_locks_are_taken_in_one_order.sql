@@ -16,6 +16,37 @@ RETURN hashtext(p_routine || '/' || p_tile) & 1023;
 REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
+-- And a retry takes the locks of the series its task feeds with its own, before the task's row.
+--
+-- A retried upstream task makes the series' next task wait again: hrwsi.after_task_changes took the
+-- locks of the series it feeds while the retry held the task's row, whereas every other holder of a
+-- series lock takes it before the rows: two transactions retrying two upstream tasks of one tile in
+-- opposite orders, or a retry of a series task that feeds another series and an INSERT taking both
+-- series in the order of their keys, deadlocked (found by exploratory testing). hrwsi.retry_task takes
+-- them all first, in the order of their keys (hrwsi.retry_series_lock_keys); the trigger finds them held.
+CREATE OR REPLACE FUNCTION hrwsi.series_lock_keys_downstream_of(p_upstream bigint[]) RETURNS integer[] LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT coalesce(array_agg(k.key ORDER BY k.key), '{}')
+    FROM (SELECT hrwsi.series_lock_key(d.name, i.tile) AS key
+          FROM processing_task u JOIN input i ON i.id = u.input_id
+          JOIN processing_routine r ON r.name = u.routine
+          JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
+          WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+          UNION
+          SELECT hrwsi.series_lock_key(t.routine, t.series_tile) FROM processing_task t
+          WHERE t.waits_for_upstream = ANY (p_upstream)) k
+$$;
+CREATE OR REPLACE FUNCTION hrwsi.retry_series_lock_keys(task bigint) RETURNS integer[] LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT ARRAY(SELECT DISTINCT k FROM unnest(hrwsi.series_lock_keys_downstream_of(ARRAY[task])
+                                               || (SELECT hrwsi.series_lock_key(t.routine, t.series_tile)
+                                                   FROM processing_task t
+                                                   JOIN processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+                                                   WHERE t.id = task AND t.series_tile IS NOT NULL)) k
+                 WHERE k IS NOT NULL ORDER BY k)
+$$;
+REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_keys_downstream_of(bigint[]), hrwsi.retry_series_lock_keys(bigint) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION hrwsi.wait_for_a_series(series_routine text, series_tile text) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -378,7 +409,9 @@ DECLARE
     previous bigint;       -- (a time series' task) the task of the scene sensed last before it
     previous_state text;
     series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
-    series_key integer;    -- (its lock's key: hrwsi.series_lock_key)
+    keys integer[];        -- the keys of the series' locks it takes (hrwsi.series_lock_key), in order
+    keys_now integer[];
+    key integer;
     series_now text;
     routine_was text;
     routine_now text;
@@ -426,23 +459,33 @@ BEGIN
     -- hold, then took that lock with its row held (found by review). Moved in between, the first try is
     -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
     -- series it is in now, in the same order.
+    -- It takes, with its own series' lock and in the order of their keys, the locks of the series its
+    -- task feeds (migration 0082): a retried upstream task makes the series' next task wait again
+    -- (hrwsi.after_task_changes), and took their locks there, holding the task's row, while every other
+    -- holder of a series lock takes it before the rows: two transactions retrying two upstream tasks of
+    -- one tile, or a retry of a series task that feeds another series and an INSERT taking both series
+    -- in the order of their keys, deadlocked (found by exploratory testing). Taken again there, they are
+    -- held already.
     LOOP
         SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
         BEGIN
             PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
-            SELECT t.routine || '/' || t.series_tile, hrwsi.series_lock_key(t.routine, t.series_tile) INTO series, series_key
+            SELECT t.routine || '/' || t.series_tile INTO series
             FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
             WHERE t.id = task AND t.series_tile IS NOT NULL;
-            IF series IS NOT NULL THEN
-                PERFORM pg_advisory_xact_lock(7250010, series_key);
-            END IF;
+            keys := hrwsi.retry_series_lock_keys(task);
+            FOREACH key IN ARRAY keys LOOP
+                PERFORM pg_advisory_xact_lock(7250010, key);
+            END LOOP;
             current := hrwsi.lock_task(task);
             SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
                                    THEN t.routine || '/' || t.series_tile END
             INTO routine_now, series_now
             FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
             WHERE t.id = task;
-            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series;
+            keys_now := hrwsi.retry_series_lock_keys(task);
+            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series
+                      AND keys_now <@ keys;
             RAISE EXCEPTION 'task % moved to another series while it was retried', task USING ERRCODE = 'HR078';
         EXCEPTION WHEN SQLSTATE 'HR078' THEN
             NULL;  -- (its locks released with the subtransaction: again, in the series the task is in now)
@@ -505,18 +548,7 @@ DECLARE
     key integer;
     skipped integer[] := '{}';  -- the series' lock keys that were busy (hrwsi.series_lock_key)
 BEGIN
-    FOR key IN
-        SELECT hrwsi.series_lock_key(d.name, i.tile)
-        FROM processing_task u JOIN input i ON i.id = u.input_id
-        JOIN processing_routine r ON r.name = u.routine
-        JOIN processing_routine d ON d.input_product_type = r.output_product_type AND d.sequential_per_tile
-        WHERE u.id = ANY (p_upstream) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
-        UNION
-        -- (and the series of the tasks that wait for them, whatever the routines read now)
-        SELECT hrwsi.series_lock_key(t.routine, t.series_tile) FROM processing_task t
-        WHERE t.waits_for_upstream = ANY (p_upstream)
-        ORDER BY 1
-    LOOP
+    FOREACH key IN ARRAY hrwsi.series_lock_keys_downstream_of(p_upstream) LOOP
         IF p_may_add_waits THEN
             PERFORM pg_advisory_xact_lock(7250010, key);
         ELSIF NOT pg_try_advisory_xact_lock(7250010, key) THEN

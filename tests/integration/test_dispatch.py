@@ -1217,6 +1217,45 @@ def test_a_retry_and_the_chaining_of_a_scene_on_its_tile_do_not_deadlock(world, 
     assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == ts_a
 
 
+def test_two_retries_of_upstream_tasks_of_one_tile_in_opposite_orders_do_not_deadlock(world, database_url):
+    """A retried upstream task makes the series' next task wait again: the retry took the lock of the series
+    it feeds while holding the task's row, where every other holder takes the series' lock first. Two
+    transactions retrying two upstream tasks of one tile in opposite orders each held one row and waited for
+    the other's (found by exploratory testing). The series' lock is held here by the test, so that both
+    retries wait for it at once."""
+    chained_series(world, prep_attempts=1)
+    _, prep_a = scene(world, "prep", "/l1c/A", 10)
+    _, prep_b = scene(world, "prep", "/l1c/B", 11)
+    dispatch(world)
+    outcome(world, prep_a, state="internal_error")
+    outcome(world, prep_b, state="internal_error")
+    key = world.execute("SELECT hrwsi.series_lock_key('ts', '31TCH')").fetchone()[0]
+
+    def retries(conn, first, second):
+        conn.execute("SET deadlock_timeout = '50ms'")
+        conn.execute("SELECT hrwsi.retry_task(%s)", (first,))
+        conn.execute("SELECT hrwsi.retry_task(%s)", (second,))
+        conn.commit()
+
+    with (psycopg.connect(database_url) as holder, psycopg.connect(database_url) as one,
+          psycopg.connect(database_url) as other):
+        holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+        first, first_said = in_a_thread(lambda: retries(one, prep_a, prep_b))
+        waiting_on_a_lock(world, one)
+        second, second_said = in_a_thread(lambda: retries(other, prep_b, prep_a))
+        waiting_on_a_lock(world, other)
+        holder.commit()
+        first.join()
+        second.join()
+        other.rollback()
+    errors = [said.get("error") for said in (first_said, second_said)]
+    assert not any(isinstance(error, psycopg.errors.DeadlockDetected) for error in errors), errors
+    assert errors[0] is None, "the first retries both"
+    assert isinstance(errors[1], psycopg.errors.CheckViolation) and f"task {prep_b} is pending" in str(errors[1])
+    assert world.execute("SELECT array_agg(state) FROM hrwsi.processing_task WHERE id IN (%s, %s)",
+                         (prep_a, prep_b)).fetchone()[0] == ["pending", "pending"]
+
+
 def waits_for(db, task):
     return db.execute("SELECT waits_for_upstream FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()[0]
 
