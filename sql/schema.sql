@@ -2292,6 +2292,7 @@ BEGIN
         SELECT t.id, t.state, t.state_reason FROM processing_task t
         WHERE t.routine = from_routine AND t.campaign_id IS NULL
           AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
         FOR UPDATE
     ), changed AS (
         UPDATE processing_task t
@@ -3058,6 +3059,13 @@ BEGIN
                 SELECT s.id, s.fresh, lag(s.id) OVER (PARTITION BY s.routine, s.series_tile, s.campaign_id
                                                       ORDER BY s.series_at, s.id) AS previous
                 FROM series s
+            ), locked AS MATERIALIZED (
+                -- (the tasks already there whose link changes, locked first in the order of their ids, as
+                -- every writer of many tasks locks them: migration 0082)
+                SELECT t.id FROM processing_task t JOIN link ON link.id = t.id
+                WHERE NOT link.fresh AND link.previous IS NOT NULL AND t.depends_on IS DISTINCT FROM link.previous
+                  AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+                ORDER BY t.id FOR NO KEY UPDATE OF t
             ), linked AS (
                 UPDATE processing_task t
                 SET depends_on = link.previous,
@@ -3078,8 +3086,8 @@ BEGIN
                                     link.previous) END
                 FROM link JOIN processing_task p ON p.id = link.previous
                 WHERE t.id = link.id
-                  AND (link.fresh OR (t.depends_on IS DISTINCT FROM link.previous AND NOT t.dependency_waived
-                                      AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')))
+                  AND (link.fresh OR (t.id IN (SELECT l.id FROM locked l) AND t.depends_on IS DISTINCT FROM link.previous
+                                      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')))
                 RETURNING t.id, t.routine, t.state_reason, p.state AS previous_state
             )
             -- (ops are told of a task blocked by a terminated dependency, as when it ends so)
@@ -3125,6 +3133,13 @@ BEGIN
                 WHERE (d.priority > least(w.priority, p.priority)
                        OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
                   AND d.state IN ('pending', 'planned')
+            ), locked AS MATERIALIZED (
+                -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the
+                -- join's order, the table's, this UPDATE deadlocked with the planner storing a plan, or the
+                -- ageing of a lane, that held one of them and wanted one it held; migration 0082)
+                SELECT t.id FROM processing_task t
+                WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
+                ORDER BY t.id FOR NO KEY UPDATE OF t
             )
             UPDATE processing_task t
             SET priority = least(t.priority, w.priority),
@@ -3149,7 +3164,7 @@ BEGIN
             -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
             -- without it the claimed task went back to pending and ran a second attempt beside the first,
             -- and a cancelled or held one was made pending: found by review, migration 0081)
-            WHERE t.id = w.id AND t.state IN ('pending', 'planned')
+            WHERE t.id = w.id AND t.id IN (SELECT l.id FROM locked l) AND t.state IN ('pending', 'planned')
               AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
@@ -3787,7 +3802,14 @@ CREATE TRIGGER processing_task_names_what_exists BEFORE UPDATE OF input_id, rout
 -- alerted them at risk (found by exploratory testing; migration 0075).
 CREATE FUNCTION hrwsi.promote_aged_tasks() RETURNS integer LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
-    WITH promoted AS (
+    -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the table's
+    -- order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene; migration 0082)
+    WITH locked AS MATERIALIZED (
+        SELECT t.id FROM processing_task t JOIN lane l ON l.name = t.lane
+        WHERE l.promote_after IS NOT NULL AND t.priority > 0
+          AND t.state IN ('pending', 'planned') AND t.created_at < now() - l.promote_after
+        ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), promoted AS (
         UPDATE processing_task t
         SET priority = 0,
             state = 'pending',
@@ -3799,7 +3821,7 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
                                             'planned again', l.name, hrwsi.duration_text(l.promote_after))
                                 ELSE t.state_reason END
         FROM lane l
-        WHERE l.name = t.lane AND l.promote_after IS NOT NULL AND t.priority > 0
+        WHERE l.name = t.lane AND t.id IN (SELECT k.id FROM locked k) AND l.promote_after IS NOT NULL AND t.priority > 0
           AND t.state IN ('pending', 'planned') AND t.created_at < now() - l.promote_after
         RETURNING t.id
     )
@@ -4544,6 +4566,11 @@ BEGIN
         INSERT INTO plan (task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s, figures)
         VALUES (p_task_count, p_makespan_s, p_lower_bound_s, p_vms, p_vm_hours, p_planning_s, p_figures)
         RETURNING id INTO new_plan;
+        -- (the tasks locked first, in the order of their ids, as every writer of many tasks locks them: in
+        -- the plan's order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene of
+        -- their series; migration 0082)
+        PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_ids) AND t.state = 'pending'
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task t
         SET state = 'planned', worker = a.worker, planned_start = p_planned_at + make_interval(secs => a.start_s),
             planned_end = p_planned_at + make_interval(secs => a.end_s), plan_id = new_plan, state_reason = NULL
@@ -4552,6 +4579,8 @@ BEGIN
         GET DIAGNOSTICS n_stored = ROW_COUNT;
     END IF;
     IF cardinality(p_unplannable) > 0 THEN
+        PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_unplannable) AND t.state = 'pending'
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task t SET state_reason = u.reason
         FROM unnest(p_unplannable, p_reasons) AS u(id, reason)
         WHERE t.id = u.id AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason

@@ -300,6 +300,13 @@ BEGIN
                 SELECT s.id, s.fresh, lag(s.id) OVER (PARTITION BY s.routine, s.series_tile, s.campaign_id
                                                       ORDER BY s.series_at, s.id) AS previous
                 FROM series s
+            ), locked AS MATERIALIZED (
+                -- (the tasks already there whose link changes, locked first in the order of their ids, as
+                -- every writer of many tasks locks them: migration 0082)
+                SELECT t.id FROM processing_task t JOIN link ON link.id = t.id
+                WHERE NOT link.fresh AND link.previous IS NOT NULL AND t.depends_on IS DISTINCT FROM link.previous
+                  AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+                ORDER BY t.id FOR NO KEY UPDATE OF t
             ), linked AS (
                 UPDATE processing_task t
                 SET depends_on = link.previous,
@@ -320,8 +327,8 @@ BEGIN
                                     link.previous) END
                 FROM link JOIN processing_task p ON p.id = link.previous
                 WHERE t.id = link.id
-                  AND (link.fresh OR (t.depends_on IS DISTINCT FROM link.previous AND NOT t.dependency_waived
-                                      AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')))
+                  AND (link.fresh OR (t.id IN (SELECT l.id FROM locked l) AND t.depends_on IS DISTINCT FROM link.previous
+                                      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')))
                 RETURNING t.id, t.routine, t.state_reason, p.state AS previous_state
             )
             -- (ops are told of a task blocked by a terminated dependency, as when it ends so)
@@ -363,6 +370,13 @@ BEGIN
                 WHERE (d.priority > least(w.priority, p.priority)
                        OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
                   AND d.state IN ('pending', 'planned')
+            ), locked AS MATERIALIZED (
+                -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the
+                -- join's order, the table's, this UPDATE deadlocked with the planner storing a plan, or the
+                -- ageing of a lane, that held one of them and wanted one it held; migration 0082)
+                SELECT t.id FROM processing_task t
+                WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
+                ORDER BY t.id FOR NO KEY UPDATE OF t
             )
             UPDATE processing_task t
             SET priority = least(t.priority, w.priority),
@@ -381,7 +395,7 @@ BEGIN
             -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
             -- without it the claimed task went back to pending and ran a second attempt beside the first,
             -- and a cancelled or held one was made pending: found by review, migration 0081)
-            WHERE t.id = w.id AND t.state IN ('pending', 'planned')
+            WHERE t.id = w.id AND t.id IN (SELECT l.id FROM locked l) AND t.state IN ('pending', 'planned')
               AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
@@ -596,4 +610,168 @@ BEGIN
         RETURN 0;
     END IF;
     RETURN hrwsi.wait_for_upstream(tasks);
+END $$;
+
+-- And a statement that writes many tasks locks them in the order of their ids.
+--
+-- The UPDATE of an INSERT into a time series that makes the tasks before a fresh scene as urgent as it
+-- (priority inheritance, migrations 0052 and 0081) locked them in its join's order, the table's, and so
+-- did its links (migration 0048); the planner's stored plan locked them in the plan's order, lane ageing
+-- in the table's: an INSERT and the planner each held a task the other wanted, and one was rolled back
+-- with "deadlock detected" (found by exploratory testing). They, `hrwsi move-tasks` and the release of an
+-- inactive worker's plan (a named query) now lock the tasks first, in the order of their ids; dispatch's
+-- claim skips locked rows (SKIP LOCKED) and never waits for one; an operator's action on a task locks
+-- that one task.
+CREATE OR REPLACE FUNCTION hrwsi.promote_aged_tasks() RETURNS integer LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+    -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the table's
+    -- order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene; migration 0082)
+    WITH locked AS MATERIALIZED (
+        SELECT t.id FROM processing_task t JOIN lane l ON l.name = t.lane
+        WHERE l.promote_after IS NOT NULL AND t.priority > 0
+          AND t.state IN ('pending', 'planned') AND t.created_at < now() - l.promote_after
+        ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), promoted AS (
+        UPDATE processing_task t
+        SET priority = 0,
+            state = 'pending',
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('waited longer than lane %s allows (%s): served as near-real-time, '
+                                            'planned again', l.name, hrwsi.duration_text(l.promote_after))
+                                ELSE t.state_reason END
+        FROM lane l
+        WHERE l.name = t.lane AND t.id IN (SELECT k.id FROM locked k) AND l.promote_after IS NOT NULL AND t.priority > 0
+          AND t.state IN ('pending', 'planned') AND t.created_at < now() - l.promote_after
+        RETURNING t.id
+    )
+    SELECT count(*)::integer FROM promoted
+$$;
+CREATE OR REPLACE FUNCTION hrwsi.store_plan(
+    p_owner text, p_lease_s double precision, p_generation bigint, p_planned_at timestamptz,
+    p_task_count integer, p_makespan_s double precision, p_lower_bound_s double precision, p_vms integer,
+    p_vm_hours double precision, p_planning_s double precision, p_figures jsonb,
+    p_ids bigint[], p_workers text[], p_starts double precision[], p_ends double precision[],
+    p_unplannable bigint[], p_reasons text[])
+RETURNS TABLE (plan_id bigint, stored integer, reasons_changed integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+-- Optimistic: the plan was computed from what the database held at generation p_generation. If
+-- another orchestrator stored a plan since, nothing is stored (the caller plans again), so two
+-- plans never overlap each other's capacity. No lock is held while the planner computes. A task that
+-- started to wait for an earlier scene's upstream work after the plan's snapshot (waits_for_upstream,
+-- migration 0072) is neither planned nor given a reason: planned, it was never dispatched and held its
+-- worker in later plans (found by review).
+DECLARE
+    new_plan bigint;
+    n_stored integer := 0;
+    n_reasons integer := 0;
+BEGIN
+    PERFORM hrwsi.require_lease(p_owner, p_lease_s);
+    UPDATE plan_generation SET generation = generation + 1 WHERE generation = p_generation;
+    IF NOT FOUND THEN
+        RETURN;   -- stale: no row
+    END IF;
+    IF cardinality(p_ids) > 0 THEN
+        INSERT INTO plan (task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s, figures)
+        VALUES (p_task_count, p_makespan_s, p_lower_bound_s, p_vms, p_vm_hours, p_planning_s, p_figures)
+        RETURNING id INTO new_plan;
+        -- (the tasks locked first, in the order of their ids, as every writer of many tasks locks them: in
+        -- the plan's order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene of
+        -- their series; migration 0082)
+        PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_ids) AND t.state = 'pending'
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
+        UPDATE processing_task t
+        SET state = 'planned', worker = a.worker, planned_start = p_planned_at + make_interval(secs => a.start_s),
+            planned_end = p_planned_at + make_interval(secs => a.end_s), plan_id = new_plan, state_reason = NULL
+        FROM unnest(p_ids, p_workers, p_starts, p_ends) AS a(id, worker, start_s, end_s)
+        WHERE t.id = a.id AND t.state = 'pending' AND (t.waits_for_upstream IS NULL OR t.dependency_waived);
+        GET DIAGNOSTICS n_stored = ROW_COUNT;
+    END IF;
+    IF cardinality(p_unplannable) > 0 THEN
+        PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_unplannable) AND t.state = 'pending'
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
+        UPDATE processing_task t SET state_reason = u.reason
+        FROM unnest(p_unplannable, p_reasons) AS u(id, reason)
+        WHERE t.id = u.id AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason
+          AND (t.waits_for_upstream IS NULL OR t.dependency_waived);
+        GET DIAGNOSTICS n_reasons = ROW_COUNT;
+    END IF;
+    RETURN QUERY SELECT new_plan, n_stored, n_reasons;
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.move_tasks(from_routine text, to_routine text) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    source processing_routine;
+    target processing_routine;
+    moved bigint;
+    stay_under_way bigint;
+    stay_campaign bigint;
+    moved_reason text := format('moved from routine %s to routine %s by an operator', from_routine, to_routine);
+BEGIN
+    SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
+    SELECT * INTO target FROM processing_routine r WHERE r.name = to_routine FOR KEY SHARE;
+    IF source.name IS NULL OR target.name IS NULL THEN
+        RAISE EXCEPTION 'no routine %', CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF source.name = target.name THEN
+        RAISE EXCEPTION 'routine %: give another routine to move its tasks to', from_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF source.input_product_type IS DISTINCT FROM target.input_product_type THEN
+        RAISE EXCEPTION 'routine % reads %, routine % reads %: the tasks of % cannot run on %', from_routine,
+            source.input_product_type, to_routine, target.input_product_type, from_routine, to_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- One statement moves the tasks and writes the history of those whose state stays (a task whose state
+    -- changes gets its row from hrwsi.after_task_changes), from the rows it locked and moved (migration
+    -- 0077). The history was written by a statement before the move, from what that statement saw: a task
+    -- dispatched meanwhile, which the move then left where it was, had a history row saying it moved
+    -- (found by review). A task that still waits for upstream work says so after why it moved.
+    WITH chosen AS (
+        SELECT t.id, t.state, t.state_reason FROM processing_task t
+        WHERE t.routine = from_routine AND t.campaign_id IS NULL
+          AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        FOR UPDATE
+    ), changed AS (
+        UPDATE processing_task t
+        SET routine = to_routine,
+            state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
+                         WHEN c.state = 'planned' THEN 'pending'
+                         WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
+                             THEN 'pending'
+                         ELSE c.state END,
+            worker = CASE WHEN c.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold
+                                    THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
+                                WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
+                                    THEN moved_reason || '; ' || c.state_reason
+                                WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
+                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                                    THEN moved_reason || coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '')
+                                ELSE moved_reason END
+        FROM chosen c
+        WHERE t.id = c.id
+        RETURNING t.id, t.state, t.attempts, t.worker, c.state AS old_state
+    ), history AS (
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT m.id, m.state, moved_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
+    )
+    SELECT count(*) INTO moved FROM changed;
+    SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
+           count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state))
+    INTO stay_under_way, stay_campaign
+    FROM processing_task t WHERE t.routine = from_routine;
+    RETURN format('%s task(s) of routine %s moved to routine %s%s%s', moved, from_routine, to_routine,
+                  CASE WHEN stay_under_way > 0
+                       THEN format('; %s under way end on %s', stay_under_way, from_routine) ELSE '' END,
+                  CASE WHEN stay_campaign > 0
+                       THEN format('; %s open task(s) of campaigns stay on %s, their campaign''s routine',
+                                   stay_campaign, from_routine) ELSE '' END);
 END $$;

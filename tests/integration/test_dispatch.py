@@ -652,6 +652,42 @@ def test_an_urgent_scene_of_a_time_series_makes_the_back_fill_before_it_as_urgen
     assert dispatch(world, max_jobs=1) == [(rest[0][0], "w1")], "before the other tile's back-fill"
 
 
+def test_a_fresh_scene_locks_the_back_fill_it_makes_urgent_in_the_order_of_their_ids(world, database_url):
+    """The UPDATE that makes the tasks before a fresh scene as urgent as it locked them in its join's order:
+    with another writer locking such rows in id order (the planner storing a plan, the ageing of a lane),
+    each held a row the other wanted (found by exploratory testing). The test holds the first row, as such a
+    writer would, then takes the others in id order: it must not find one the INSERT took meanwhile."""
+    routine(world, sequential=True)
+    # The table's order is not the ids' order (rows move as they are updated, space is reused): here the
+    # back-fill's later scenes come first in the table, with ids above those of its earlier ones.
+    sequence = world.execute("SELECT pg_get_serial_sequence('hrwsi.processing_task', 'id')").fetchone()[0]
+    world.execute("SELECT setval(%s, 1000)", (sequence,))
+    later = add(world, count=20, tile="32TPR", measured="2026-02-01T00:00Z", lane="archive")
+    world.execute("SELECT setval(%s, 1, false)", (sequence,))
+    earlier = add(world, count=20, tile="32TPR", measured="2026-01-01T00:00Z", lane="archive")
+    back = earlier + later
+    places = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task ORDER BY ctid")]
+    assert places.index(earlier[0]) > places.index(later[-1]), places
+    with psycopg.connect(database_url) as writer, psycopg.connect(database_url) as engineer:
+        for conn in (writer, engineer):
+            conn.execute("SET deadlock_timeout = '50ms'")
+        writer.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR NO KEY UPDATE", (back[0],))
+        inserting, inserted = in_a_thread(lambda: (add(engineer, count=1, tile="32TPR", measured="2026-06-01T00:00Z"),
+                                                   engineer.commit()))
+        waiting_on_a_lock(world, engineer)
+        try:
+            writer.execute("SELECT id FROM hrwsi.processing_task WHERE id = ANY (%s) ORDER BY id FOR NO KEY UPDATE",
+                           (back[1:],))
+            wrote = None
+        except psycopg.errors.DeadlockDetected as error:
+            wrote = error
+        writer.commit()
+        inserting.join()
+    assert wrote is None and "error" not in inserted, (wrote, inserted)
+    assert {r[0] for r in world.execute("SELECT priority FROM hrwsi.processing_task WHERE id = ANY (%s)",
+                                        (back,))} == {0}
+
+
 def test_back_fill_made_as_urgent_as_a_fresh_scene_of_its_series_is_planned_again(world):
     # Found by exploratory testing (2026-12-06): the archive tasks a fresh scene waits for kept the plan
     # made for them as back-fill, behind the rest of the archive lane (40 min ahead); the fresh scene was
