@@ -749,6 +749,106 @@ END $$;
 CREATE FUNCTION hrwsi.state_is_under_way(state text) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN state IN ('dispatched', 'submitted', 'queued', 'running');
 
+-- A task of a time series cancelled (`hrwsi cancel`): the task after it in its series, if it has not
+-- started, takes the task sensed before the cancelled one as its own, as a scene inserted now would
+-- (the series' links skip cancelled tasks), and says so in its reason and its history; behind a task
+-- that cannot run it is blocked, saying so. It was blocked behind the cancelled task for ever, waiting
+-- for a product that would never come, and its reason offered only `hrwsi retry` of what ops had
+-- cancelled or `hrwsi release`, which runs it as the series' first, without a previous product (found
+-- by exploratory testing; migration 0082). Under the series' lock: hrwsi.cancel_task takes it before
+-- the row; a cancel by another statement tries it (this runs holding the cancelled rows, and must not
+-- wait), and a series whose lock another transaction holds keeps the old way: its next task is
+-- blocked, its reason naming both commands.
+CREATE FUNCTION hrwsi.skip_cancelled_tasks(p_cancelled bigint[]) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi SET enable_nestloop = on AS $$
+DECLARE
+    key integer;
+    keys integer[] := '{}';  -- the keys of the series' locks held (hrwsi.series_lock_key)
+    relinked bigint[];
+    released integer;
+BEGIN
+    FOR key IN
+        SELECT DISTINCT hrwsi.series_lock_key(t.routine, t.series_tile)
+        FROM processing_task c JOIN processing_task t ON t.depends_on = c.id
+        WHERE c.id = ANY (p_cancelled) AND t.series_tile IS NOT NULL
+        ORDER BY 1
+    LOOP
+        IF pg_try_advisory_xact_lock(7250010, key) THEN
+            keys := keys || key;
+        END IF;
+    END LOOP;
+    IF cardinality(keys) = 0 THEN
+        RETURN;
+    END IF;
+    WITH next AS (
+        SELECT t.id, t.state AS old_state, c.id AS cancelled, p.id AS previous, p.state AS previous_state
+        FROM processing_task c JOIN processing_task t ON t.depends_on = c.id
+        JOIN processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+        LEFT JOIN LATERAL (
+            SELECT p.id, p.state FROM processing_task p
+            WHERE p.routine = t.routine AND p.series_tile = t.series_tile AND p.state <> 'cancelled'
+              AND p.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (p.series_at, p.id) < (t.series_at, t.id)
+            ORDER BY p.series_at DESC, p.id DESC LIMIT 1) p ON true
+        WHERE c.id = ANY (p_cancelled) AND c.state = 'cancelled' AND t.series_tile IS NOT NULL
+          AND c.routine = t.routine AND c.series_tile = t.series_tile AND c.campaign_id IS NOT DISTINCT FROM t.campaign_id
+          AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+          AND hrwsi.series_lock_key(t.routine, t.series_tile) = ANY (keys)
+    ), locked AS MATERIALIZED (
+        -- (in the order of their ids, as every writer of many tasks locks them)
+        SELECT t.id FROM processing_task t WHERE t.id IN (SELECT n.id FROM next n) ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), changed AS (
+        UPDATE processing_task t
+        SET depends_on = n.previous,
+            state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
+                         WHEN n.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                         WHEN t.state = 'blocked' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
+                                 ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
+                               ELSE t.planned_end END,
+            state_reason = CASE
+                WHEN t.state = 'on_hold' THEN t.state_reason
+                WHEN n.previous IS NULL THEN
+                    format('task %s before it in its time series was cancelled: it is the first of its series now, and '
+                           'runs without a previous product', n.cancelled)
+                WHEN n.previous_state = 'terminated' THEN
+                    format('task %s before it in its time series was cancelled: it waits for task %s, sensed before '
+                           'that one, which ended terminated; `hrwsi retry %s` runs that task again, `hrwsi release %s` '
+                           'runs this task without it', n.cancelled, n.previous, n.previous, t.id)
+                WHEN n.previous_state = 'blocked' THEN
+                    format('task %s before it in its time series was cancelled: it waits for task %s, sensed before '
+                           'that one, which is blocked (`hrwsi task show %s` says why): it runs once that task has run',
+                           n.cancelled, n.previous, n.previous)
+                ELSE format('task %s before it in its time series was cancelled: it runs after task %s, sensed before '
+                            'that one', n.cancelled, n.previous) END
+        FROM next n
+        WHERE t.id = n.id AND t.id IN (SELECT l.id FROM locked l) AND t.depends_on = n.cancelled
+          AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        RETURNING t.id, t.routine, t.state, t.state_reason, t.attempts, t.worker, n.old_state, n.previous_state
+    ), history AS (
+        -- (a change of state writes its own row: hrwsi.after_task_changes)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state
+    ), alerted AS (
+        -- (ops are told of a task blocked behind a terminated one, as when it ends so)
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', c.id, c.routine), c.state_reason, c.id, c.routine
+        FROM changed c WHERE c.previous_state = 'terminated' AND c.state = 'blocked'
+    )
+    SELECT array_agg(c.id), count(*) FILTER (WHERE c.state = 'pending' AND c.old_state = 'pending')
+    INTO relinked, released FROM changed c;
+    -- (a pending one that stays pending is told to no one by the trigger: its dispatch may be ready now)
+    IF released > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
+                                                          json_build_object('pending', released))::text);
+    END IF;
+    -- (the scenes before it it waits for upstream now reach back to the task before the cancelled one)
+    IF relinked IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream(relinked);
+    END IF;
+END $$;
+
 -- After tasks are inserted or updated, once per statement (migration 0032): their history, the
 -- wake-up call on hrwsi_task (hrwsi_task_progress for the states of work under way, migration
 -- 0043), and, for an UPDATE that ends tasks terminated or cancelled or retries them from there,
@@ -894,7 +994,15 @@ BEGIN
             FROM new_rows n JOIN old_rows o USING (id) JOIN input i ON i.id = n.input_id
             WHERE n.state = 'terminated' AND o.state <> 'terminated' $q$;
     END IF;
-    -- A dependency that ends terminated or cancelled blocks its dependents ...
+    -- A task of a time series cancelled: the task after it takes the one before it as its own (migration
+    -- 0082) ...
+    IF 'cancelled' = ANY (new_states) THEN
+        PERFORM hrwsi.skip_cancelled_tasks(ARRAY(SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
+                                                 WHERE d.state = 'cancelled' AND o.state <> 'cancelled'
+                                                   AND d.series_tile IS NOT NULL));
+    END IF;
+    -- A dependency that ends terminated or cancelled blocks its dependents (a time series' task that
+    -- did not take the one before a cancelled task: its series' lock was busy) ...
     IF new_states && ARRAY['terminated', 'cancelled'] THEN
         EXECUTE $q$
             WITH blocked AS (
@@ -2020,6 +2128,43 @@ BEGIN
                         'why): it runs once that task has run', previous, previous) END
         WHERE id = task;
     END IF;
+    -- The task after it in its series that has not started and waits for another (one cancelled was
+    -- skipped: hrwsi.skip_cancelled_tasks) waits for it again, as it would for a late scene; behind it
+    -- blocked, it is blocked too (migration 0082). Else both waited for the same task and ran side by side.
+    IF series IS NOT NULL THEN
+        WITH me AS (
+            SELECT t.id, t.state, t.routine, t.series_tile, t.series_at, t.campaign_id FROM hrwsi.processing_task t
+            WHERE t.id = task AND NOT t.dependency_waived
+        ), next AS (
+            SELECT n.id, n.state AS old_state, me.state AS my_state
+            FROM me CROSS JOIN LATERAL (
+                SELECT n.id, n.state, n.depends_on, n.dependency_waived FROM hrwsi.processing_task n
+                WHERE n.routine = me.routine AND n.series_tile = me.series_tile AND n.state <> 'cancelled'
+                  AND n.campaign_id IS NOT DISTINCT FROM me.campaign_id AND (n.series_at, n.id) > (me.series_at, me.id)
+                ORDER BY n.series_at, n.id LIMIT 1) n
+            WHERE n.depends_on IS DISTINCT FROM task AND NOT n.dependency_waived
+              AND n.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        ), changed AS (
+            UPDATE hrwsi.processing_task t
+            SET depends_on = task,
+                state = CASE WHEN t.state = 'on_hold' THEN 'on_hold' WHEN x.my_state = 'blocked' THEN 'blocked'
+                             WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                worker = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                                    WHEN x.my_state = 'blocked'
+                                    THEN format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it '
+                                                'runs once that task has run', task, task)
+                                    ELSE format('task %s before it in its time series was retried: it runs after it', task) END
+            FROM next x
+            WHERE t.id = x.id AND t.depends_on IS DISTINCT FROM task AND NOT t.dependency_waived
+              AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+            RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.old_state
+        )
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state;
+    END IF;
     -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
     -- open, as a new task would (migration 0072), under its series' lock (taken above).
     IF series IS NOT NULL THEN
@@ -2036,16 +2181,36 @@ END $$;
 CREATE FUNCTION hrwsi.cancel_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
-    current text := hrwsi.lock_task(task);
+    current text;
+    series_key integer;  -- (a time series' task) its series' lock (hrwsi.series_lock_key)
+    next_task bigint;    -- ... the task after it, which takes the one before it as its own
+    next_previous bigint;
 BEGIN
+    -- A task of a time series: the series' lock first, then the row, as every holder of both takes them:
+    -- the tasks after it take the task before it as theirs under that lock (hrwsi.skip_cancelled_tasks,
+    -- migration 0082), and a scene inserted meanwhile is linked around it.
+    SELECT hrwsi.series_lock_key(t.routine, t.series_tile) INTO series_key
+    FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+    WHERE t.id = task AND t.series_tile IS NOT NULL;
+    IF series_key IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(7250010, series_key);
+    END IF;
+    current := hrwsi.lock_task(task);
     IF current IN ('processed', 'terminated', 'cancelled') THEN
         RAISE EXCEPTION 'task % is already %: nothing to cancel', task, current USING ERRCODE = 'check_violation';
     END IF;
     UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'cancelled by an operator' WHERE id = task;
     UPDATE hrwsi.job SET cancel_requested = true
     WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
-    RETURN format('task %s was %s; it is cancelled%s', task, current,
-                  CASE WHEN current IN ('dispatched', 'queued', 'running') THEN ' and its job is being stopped' ELSE '' END);
+    SELECT t.id, t.depends_on INTO next_task, next_previous FROM hrwsi.processing_task t
+    WHERE t.state_reason LIKE format('task %s before it in its time series was cancelled%%', task)
+      AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ORDER BY t.series_at, t.id LIMIT 1;
+    RETURN format('task %s was %s; it is cancelled%s%s', task, current,
+                  CASE WHEN current IN ('dispatched', 'queued', 'running') THEN ' and its job is being stopped' ELSE '' END,
+                  CASE WHEN next_task IS NULL THEN ''
+                       WHEN next_previous IS NULL THEN format('; task %s after it in its time series is its first now', next_task)
+                       ELSE format('; task %s after it in its time series runs after task %s now', next_task, next_previous) END);
 END $$;
 
 -- A data engineer's correction of an input a task was made from (migration 0083): README told them to
@@ -4882,6 +5047,8 @@ REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- (migration 0082) The series' locks a retry and the upstream functions take: called by them alone.
 REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_keys_downstream_of(bigint[]), hrwsi.retry_series_lock_keys(bigint) FROM PUBLIC;
+-- (migration 0082) The tasks after a cancelled one take the one before it: called by hrwsi.after_task_changes alone.
+REVOKE EXECUTE ON FUNCTION hrwsi.skip_cancelled_tasks(bigint[]) FROM PUBLIC;
 -- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
 -- whoever writes inputs; scene_id_of is for every role's INSERT.
 REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;

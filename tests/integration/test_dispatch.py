@@ -204,8 +204,10 @@ def test_new_inputs_of_a_time_series_take_their_place_in_date_order_among_the_ta
         series_input(world, f"2026-01-{day}T00:00Z")
     cancelled = world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-04T00:00Z'").fetchone()
     world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", cancelled)
-    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE series_at = '2026-01-09T00:00Z'").fetchone() \
-        == ("blocked",)
+    third = world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-03T00:00Z'").fetchone()[0]
+    assert world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE series_at = '2026-01-09T00:00Z'"
+                         ).fetchone() == ("pending", f"task {cancelled[0]} before it in its time series was cancelled: it "
+                                                     f"runs after task {third}, sensed before that one")
     # One INSERT: a late input between tasks already there, one before them all, two after them.
     world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
                      SELECT 'work_c', '/in/series/late/' || d, '32TPR', ('2026-01-' || d || 'T00:00Z')::timestamptz
@@ -220,7 +222,7 @@ def test_new_inputs_of_a_time_series_take_their_place_in_date_order_among_the_ta
         "03": "02",                    # already there, not started: after the late input of the 2nd
         "04": "03",                    # cancelled: left as it was
         "05": "03",                    # new: the cancelled task of the 4th is skipped
-        "09": "05",                    # already there, blocked by the cancelled 4th: after the new 5th
+        "09": "05",                    # already there, after the 3rd since the 4th was cancelled: after the new 5th
         "10": "09",                    # new, after the last task already there
         "11": "10",                    # new, after another new one
     }
@@ -731,6 +733,13 @@ def test_archive_work_aged_to_near_real_time_is_planned_again(world):
     assert rows[young[0]][:2] == ("planned", 1)
 
 
+def terminate(db, task):
+    """The task dispatched, then terminated (its attempts spent), as the launcher's outcome leaves it."""
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+               "attempts = 1 WHERE id = %s", (task,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (task,))
+
+
 @pytest.mark.parametrize("unblocked_by", ["retry", "release"])
 def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unblocked_with_it(world, unblocked_by):
     """They stayed planned, at a time long past and with no reason, while the task before them was
@@ -742,15 +751,15 @@ def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unbl
         "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
     world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now() "
                   "WHERE id IN (%s, %s)", (third, fourth))
-    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+    terminate(world, first)
     rows = dict((r[0], r[1:]) for r in world.execute(
         "SELECT id, state, state_reason, planned_start FROM hrwsi.processing_task ORDER BY id"))
-    assert rows[second][0] == "blocked" and f"its dependency, task {first}, ended cancelled" in rows[second][1]
+    assert rows[second][0] == "blocked" and f"its dependency, task {first}, ended terminated" in rows[second][1]
     # Each names the task it waits for directly and the root cause (the chain's first blocked task was
     # named alone, so the fourth named the second, which it does not wait for: found by exploratory testing).
     for later, before in ((third, second), (fourth, third)):
         assert rows[later] == ("blocked", f"waits for task {before}, which is blocked behind task {first}, which "
-                                          f"ended cancelled: `hrwsi retry {first}` runs that task again, and the "
+                                          f"ended terminated: `hrwsi retry {first}` runs that task again, and the "
                                           "tasks after it then run in order", None)
     alerts = [r[0] for r in world.execute("SELECT task_id FROM hrwsi.alert WHERE kind = 'task_blocked'")]
     assert alerts == [second], "one alert, for the task that needs an operator"
@@ -763,6 +772,68 @@ def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unbl
     assert states == {second: "pending", third: "pending", fourth: "pending"}
 
 
+def test_the_task_after_a_cancelled_task_of_a_series_runs_after_the_one_before_it_and_waits_for_it_again_if_retried(
+        world):
+    """Cancelling a series task blocked the tasks after it for ever: they waited for a product that would
+    never come, and their reason offered only a retry of what ops had cancelled, or a release that runs
+    the next task as the series' first (found by exploratory testing). The next task takes the task
+    before the cancelled one as its own, as a scene inserted now would, and says so."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second, third, fourth = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    plan(world, [third], "w1")
+    said = world.execute("SELECT hrwsi.cancel_task(%s)", (second,)).fetchone()[0]
+    assert said == f"task {second} was pending; it is cancelled; task {third} after it in its time series runs after " \
+                   f"task {first} now"
+    rows = {r[0]: r[1:] for r in world.execute("SELECT id, state, depends_on, state_reason FROM hrwsi.processing_task")}
+    assert rows[third] == ("planned", first, f"task {second} before it in its time series was cancelled: it runs after "
+                                             f"task {first}, sensed before that one")
+    assert rows[fourth][:2] == ("pending", third), "the tasks after it keep their place"
+    assert world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                         (third,)).fetchone()[0] == rows[third][2], "its history says why"
+    assert not world.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_blocked'").fetchone()[0]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (first,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (first,))
+    with world.transaction():
+        assert [task for task, _ in dispatch(world)] == [third], "it runs once the task before the cancelled one ran"
+        raise psycopg.Rollback
+    # The cancelled task retried takes its place again: the task after it, not started, waits for it again.
+    world.execute("SELECT hrwsi.retry_task(%s)", (second,))
+    rows = {r[0]: r[1:] for r in world.execute("SELECT id, state, depends_on, state_reason FROM hrwsi.processing_task")}
+    assert rows[second][:2] == ("pending", first)
+    assert rows[third] == ("pending", second, f"task {second} before it in its time series was retried: it runs after it")
+    assert rows[fourth][:2] == ("pending", third)
+    assert [task for task, _ in dispatch(world)] == [second], "not beside the task after it"
+
+
+def test_the_task_after_a_cancelled_first_task_of_a_series_is_its_first_and_one_behind_a_terminated_task_is_blocked(
+        world):
+    routine(world, sequential=True)
+    for day in ("01", "02", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second, third, fourth = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    said = world.execute("SELECT hrwsi.cancel_task(%s)", (first,)).fetchone()[0]
+    assert said.endswith(f"; task {second} after it in its time series is its first now"), said
+    assert world.execute("SELECT state, depends_on, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                         (second,)).fetchone() == ("pending", None, f"task {first} before it in its time series was "
+                                                                     "cancelled: it is the first of its series now, and runs "
+                                                                     "without a previous product")
+    terminate(world, second)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (fourth,)).fetchone()[0] == "blocked"
+    world.execute("SELECT hrwsi.cancel_task(%s)", (third,))  # (blocked behind the terminated one: cancelled)
+    assert world.execute("SELECT state, depends_on, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                         (fourth,)).fetchone() == (
+        "blocked", second, f"task {third} before it in its time series was cancelled: it waits for task {second}, "
+                           f"sensed before that one, which ended terminated; `hrwsi retry {second}` runs that task again, "
+                           f"`hrwsi release {fourth}` runs this task without it")
+    world.execute("SELECT hrwsi.retry_task(%s)", (second,))
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (fourth,)).fetchone()[0] == "pending"
+
+
 def test_a_scene_that_arrives_after_a_blocked_task_of_its_series_is_blocked_with_it(world):
     """A new scene of a tile whose last task is blocked was created pending and waited behind it for
     ever, with no reason (found by exploratory testing)."""
@@ -771,7 +842,7 @@ def test_a_scene_that_arrives_after_a_blocked_task_of_its_series_is_blocked_with
         series_input(world, f"2026-01-{day}T00:00Z")
     first, second, third = [r[0] for r in world.execute(
         "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
-    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+    terminate(world, first)
     series_input(world, "2026-01-04T00:00Z")  # the next scene of the tile
     [(fourth, state, reason)] = world.execute(
         "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE series_at = '2026-01-04T00:00Z'").fetchall()
@@ -792,9 +863,7 @@ def test_a_late_scene_behind_a_terminated_task_is_blocked_and_the_tasks_after_it
         series_input(world, f"2026-01-{day}T00:00Z")
     first, third, fourth = [r[0] for r in world.execute(
         "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
-    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
-                  "attempts = 1 WHERE id = %s", (first,))
-    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    terminate(world, first)
     assert dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s)", (third, fourth))
                 ) == {third: "blocked", fourth: "blocked"}
     series_input(world, "2026-01-02T00:00Z")  # sensed on the 2nd, arrived late
@@ -828,9 +897,7 @@ def test_a_retried_task_of_a_series_runs_after_the_late_scene_processed_meanwhil
     series_input(world, "2026-01-01T00:00Z")  # sensed before it, arrived late: the series' first now
     [first] = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-01T00:00Z'")]
     assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == (None,)
-    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
-                  "attempts = 1 WHERE id = %s", (first,))
-    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    terminate(world, first)
     message = world.execute("SELECT hrwsi.retry_task(%s)", (second,)).fetchone()[0]
     assert message == f"task {second} was terminated; it waits behind task {first} of its series, which is " \
                       "terminated: it is blocked"
@@ -856,9 +923,7 @@ def test_a_retried_task_of_a_routine_that_is_no_longer_a_time_series_runs_withou
         series_input(world, f"2026-01-{day}T00:00Z")
     first, second = [r[0] for r in world.execute(
         "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
-    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
-                  "attempts = 1 WHERE id = %s", (first,))
-    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    terminate(world, first)
     world.execute("SELECT hrwsi.cancel_task(%s)", (second,))  # (blocked behind it)
     world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'work'")
     assert world.execute("SELECT hrwsi.retry_task(%s)", (second,)).fetchone()[0] == \
@@ -1112,7 +1177,7 @@ def test_a_routine_that_is_no_longer_a_time_series_releases_its_tasks_that_have_
                   "WHERE id = %s", (a1,))
     world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w2', planned_start = now() "
                   "WHERE id = %s", (a3,))
-    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (b1,))
+    terminate(world, b1)
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (b3,)).fetchone()[0] == "blocked"
     world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'work'")
     rows = dict((r[0], r[1:]) for r in world.execute(

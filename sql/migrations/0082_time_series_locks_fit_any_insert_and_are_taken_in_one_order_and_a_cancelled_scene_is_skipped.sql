@@ -1,5 +1,7 @@
 -- hrwsi schema, version 82: a time series' lock is one of 1024 keys, so that an INSERT over thousands
--- of tiles fits the server's lock table.
+-- of tiles fits the server's lock table; a retry takes the series' locks before the task's row; a
+-- statement that writes many tasks locks them in the order of their ids; and the task after a cancelled
+-- task of a time series takes the one before it as its own.
 --
 -- One advisory lock per time series (routine, tile), held to the end of the transaction, bounded an
 -- INSERT (or a back-fill batch) by the server's lock table: over more tiles than
@@ -543,6 +545,43 @@ BEGIN
                         'why): it runs once that task has run', previous, previous) END
         WHERE id = task;
     END IF;
+    -- The task after it in its series that has not started and waits for another (one cancelled was
+    -- skipped: hrwsi.skip_cancelled_tasks) waits for it again, as it would for a late scene; behind it
+    -- blocked, it is blocked too (migration 0082). Else both waited for the same task and ran side by side.
+    IF series IS NOT NULL THEN
+        WITH me AS (
+            SELECT t.id, t.state, t.routine, t.series_tile, t.series_at, t.campaign_id FROM hrwsi.processing_task t
+            WHERE t.id = task AND NOT t.dependency_waived
+        ), next AS (
+            SELECT n.id, n.state AS old_state, me.state AS my_state
+            FROM me CROSS JOIN LATERAL (
+                SELECT n.id, n.state, n.depends_on, n.dependency_waived FROM hrwsi.processing_task n
+                WHERE n.routine = me.routine AND n.series_tile = me.series_tile AND n.state <> 'cancelled'
+                  AND n.campaign_id IS NOT DISTINCT FROM me.campaign_id AND (n.series_at, n.id) > (me.series_at, me.id)
+                ORDER BY n.series_at, n.id LIMIT 1) n
+            WHERE n.depends_on IS DISTINCT FROM task AND NOT n.dependency_waived
+              AND n.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        ), changed AS (
+            UPDATE hrwsi.processing_task t
+            SET depends_on = task,
+                state = CASE WHEN t.state = 'on_hold' THEN 'on_hold' WHEN x.my_state = 'blocked' THEN 'blocked'
+                             WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                worker = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                                    WHEN x.my_state = 'blocked'
+                                    THEN format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it '
+                                                'runs once that task has run', task, task)
+                                    ELSE format('task %s before it in its time series was retried: it runs after it', task) END
+            FROM next x
+            WHERE t.id = x.id AND t.depends_on IS DISTINCT FROM task AND NOT t.dependency_waived
+              AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+            RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.old_state
+        )
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state;
+    END IF;
     -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
     -- open, as a new task would (migration 0072), under its series' lock (taken above).
     IF series IS NOT NULL THEN
@@ -774,4 +813,337 @@ BEGIN
                   CASE WHEN stay_campaign > 0
                        THEN format('; %s open task(s) of campaigns stay on %s, their campaign''s routine',
                                    stay_campaign, from_routine) ELSE '' END);
+END $$;
+
+-- And the task after a cancelled task of a time series takes the one before it as its own.
+--
+-- Cancelling a time series' task (`hrwsi cancel`) blocked the tasks after it for ever: they waited for a
+-- product that would never come, and their reason offered only `hrwsi retry` of what ops had cancelled,
+-- or `hrwsi release`, which runs the next task as the series' first, without a previous product (found by
+-- exploratory testing). The next task, if it has not started, takes the task sensed before the cancelled
+-- one as its own, as a scene inserted now would (the series' links skip cancelled tasks), saying so in its
+-- reason and its history; behind a task that cannot run it is blocked, saying so; `hrwsi cancel` names it.
+-- hrwsi.cancel_task takes the series' lock before the row; a cancel by another statement tries it, and a
+-- series whose lock another transaction holds keeps the old way (blocked, its reason naming both commands).
+-- A cancelled task retried takes its place again: the task after it waits for it again.
+CREATE OR REPLACE FUNCTION hrwsi.skip_cancelled_tasks(p_cancelled bigint[]) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi SET enable_nestloop = on AS $$
+DECLARE
+    key integer;
+    keys integer[] := '{}';  -- the keys of the series' locks held (hrwsi.series_lock_key)
+    relinked bigint[];
+    released integer;
+BEGIN
+    FOR key IN
+        SELECT DISTINCT hrwsi.series_lock_key(t.routine, t.series_tile)
+        FROM processing_task c JOIN processing_task t ON t.depends_on = c.id
+        WHERE c.id = ANY (p_cancelled) AND t.series_tile IS NOT NULL
+        ORDER BY 1
+    LOOP
+        IF pg_try_advisory_xact_lock(7250010, key) THEN
+            keys := keys || key;
+        END IF;
+    END LOOP;
+    IF cardinality(keys) = 0 THEN
+        RETURN;
+    END IF;
+    WITH next AS (
+        SELECT t.id, t.state AS old_state, c.id AS cancelled, p.id AS previous, p.state AS previous_state
+        FROM processing_task c JOIN processing_task t ON t.depends_on = c.id
+        JOIN processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+        LEFT JOIN LATERAL (
+            SELECT p.id, p.state FROM processing_task p
+            WHERE p.routine = t.routine AND p.series_tile = t.series_tile AND p.state <> 'cancelled'
+              AND p.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (p.series_at, p.id) < (t.series_at, t.id)
+            ORDER BY p.series_at DESC, p.id DESC LIMIT 1) p ON true
+        WHERE c.id = ANY (p_cancelled) AND c.state = 'cancelled' AND t.series_tile IS NOT NULL
+          AND c.routine = t.routine AND c.series_tile = t.series_tile AND c.campaign_id IS NOT DISTINCT FROM t.campaign_id
+          AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+          AND hrwsi.series_lock_key(t.routine, t.series_tile) = ANY (keys)
+    ), locked AS MATERIALIZED (
+        -- (in the order of their ids, as every writer of many tasks locks them)
+        SELECT t.id FROM processing_task t WHERE t.id IN (SELECT n.id FROM next n) ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), changed AS (
+        UPDATE processing_task t
+        SET depends_on = n.previous,
+            state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
+                         WHEN n.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                         WHEN t.state = 'blocked' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
+                                 ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
+                               ELSE t.planned_end END,
+            state_reason = CASE
+                WHEN t.state = 'on_hold' THEN t.state_reason
+                WHEN n.previous IS NULL THEN
+                    format('task %s before it in its time series was cancelled: it is the first of its series now, and '
+                           'runs without a previous product', n.cancelled)
+                WHEN n.previous_state = 'terminated' THEN
+                    format('task %s before it in its time series was cancelled: it waits for task %s, sensed before '
+                           'that one, which ended terminated; `hrwsi retry %s` runs that task again, `hrwsi release %s` '
+                           'runs this task without it', n.cancelled, n.previous, n.previous, t.id)
+                WHEN n.previous_state = 'blocked' THEN
+                    format('task %s before it in its time series was cancelled: it waits for task %s, sensed before '
+                           'that one, which is blocked (`hrwsi task show %s` says why): it runs once that task has run',
+                           n.cancelled, n.previous, n.previous)
+                ELSE format('task %s before it in its time series was cancelled: it runs after task %s, sensed before '
+                            'that one', n.cancelled, n.previous) END
+        FROM next n
+        WHERE t.id = n.id AND t.id IN (SELECT l.id FROM locked l) AND t.depends_on = n.cancelled
+          AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        RETURNING t.id, t.routine, t.state, t.state_reason, t.attempts, t.worker, n.old_state, n.previous_state
+    ), history AS (
+        -- (a change of state writes its own row: hrwsi.after_task_changes)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state
+    ), alerted AS (
+        -- (ops are told of a task blocked behind a terminated one, as when it ends so)
+        INSERT INTO alert (kind, subject, body, task_id, routine)
+        SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', c.id, c.routine), c.state_reason, c.id, c.routine
+        FROM changed c WHERE c.previous_state = 'terminated' AND c.state = 'blocked'
+    )
+    SELECT array_agg(c.id), count(*) FILTER (WHERE c.state = 'pending' AND c.old_state = 'pending')
+    INTO relinked, released FROM changed c;
+    -- (a pending one that stays pending is told to no one by the trigger: its dispatch may be ready now)
+    IF released > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
+                                                          json_build_object('pending', released))::text);
+    END IF;
+    -- (the scenes before it it waits for upstream now reach back to the task before the cancelled one)
+    IF relinked IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream(relinked);
+    END IF;
+END $$;
+REVOKE EXECUTE ON FUNCTION hrwsi.skip_cancelled_tasks(bigint[]) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION hrwsi.after_task_changes() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    counts json;           -- rows per new state: every row inserted, the rows updated to another state ...
+    progress json;         -- ... but those of work under way (hrwsi.state_is_under_way), told apart
+    new_states text[];     -- (of an UPDATE) the states tasks went to
+    named_workers text[];  -- the workers tasks were put on: each must exist (the key's check)
+    locked integer;
+    upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended ...
+    reopened bigint[];     -- ... or were retried from their end
+BEGIN
+    IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
+        RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT id, state, state_reason, attempts, worker FROM new_rows;
+        SELECT json_object_agg(state, n) FILTER (WHERE NOT hrwsi.state_is_under_way(state)),
+               json_object_agg(state, n) FILTER (WHERE hrwsi.state_is_under_way(state))
+        INTO counts, progress
+        FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
+        SELECT array_agg(DISTINCT worker) INTO named_workers FROM new_rows WHERE worker IS NOT NULL;
+    ELSE
+        -- The history, the counts and the workers named from one join of the transition tables.
+        WITH changed AS MATERIALIZED (
+            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker,
+                   n.state IS DISTINCT FROM o.state AS state_changed,
+                   n.worker IS DISTINCT FROM o.worker AS worker_changed
+            FROM new_rows n JOIN old_rows o USING (id)
+            WHERE n.state IS DISTINCT FROM o.state OR n.worker IS DISTINCT FROM o.worker
+        ), event AS (
+            INSERT INTO task_event (task_id, state, reason, attempts, worker)
+            SELECT id, state, state_reason, attempts, worker FROM changed
+        ), per_state AS (
+            SELECT state, count(*) AS n FROM changed WHERE state_changed GROUP BY state
+        ), named AS MATERIALIZED (
+            SELECT array_agg(DISTINCT c.worker) AS workers FROM changed c WHERE c.worker_changed AND c.worker IS NOT NULL
+        ), locked_workers AS (
+            -- (each worker a statement put tasks on locked once, as below for an INSERT; in this
+            -- statement since migration 0037: a claim's UPDATE paid a statement more)
+            SELECT 1 FROM worker w WHERE w.name = ANY ((SELECT n.workers FROM named n)::text[]) FOR KEY SHARE OF w
+        )
+        SELECT (SELECT json_object_agg(p.state, p.n) FILTER (WHERE NOT hrwsi.state_is_under_way(p.state)) FROM per_state p),
+               (SELECT json_object_agg(p.state, p.n) FILTER (WHERE hrwsi.state_is_under_way(p.state)) FROM per_state p),
+               (SELECT array_agg(p.state) FROM per_state p),
+               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers)
+        INTO counts, progress, new_states, named_workers, locked;
+        -- (migration 0072) Tasks that ended, or were retried from their end, of a routine whose output
+        -- a time-series routine reads: the series' tasks after their scene may wait no more, or again.
+        -- Read only where some time series reads another routine's output: elsewhere a statement pays
+        -- one look at the routines, not a test of every changed row.
+        IF EXISTS (SELECT 1 FROM processing_routine r JOIN processing_routine d
+                   ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile) THEN
+            SELECT array_agg(n.id) FILTER (WHERE hrwsi.task_state_is_final(n.state)),
+                   array_agg(n.id) FILTER (WHERE NOT hrwsi.task_state_is_final(n.state))
+            INTO upstream, reopened
+            FROM new_rows n JOIN old_rows o USING (id)
+            WHERE n.state IS DISTINCT FROM o.state
+              AND (hrwsi.task_state_is_final(n.state) OR hrwsi.task_state_is_final(o.state))
+              AND n.routine IN (SELECT r.name FROM processing_routine r JOIN processing_routine d
+                                ON d.input_product_type = r.output_product_type WHERE d.sequential_per_tile);
+        END IF;
+    END IF;
+    -- A task names an existing worker (migration 0036): each worker a statement put tasks on is
+    -- locked once, as the key locked it for every task, then must be there.
+    IF named_workers IS NOT NULL THEN
+        IF TG_OP = 'INSERT' THEN
+            SELECT count(*) INTO locked
+            FROM (SELECT 1 FROM worker w WHERE w.name = ANY (named_workers) FOR KEY SHARE OF w) l;
+        END IF;
+        IF locked < cardinality(named_workers) THEN
+            PERFORM hrwsi.refuse_a_missing_worker(named_workers);
+        END IF;
+    END IF;
+    -- A wake-up call (docs/adr/0001), sent at commit: {"op": "update", "counts": {"planned": 3}}.
+    IF counts IS NOT NULL THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', lower(TG_OP), 'counts', counts)::text);
+    END IF;
+    IF progress IS NOT NULL THEN
+        PERFORM pg_notify('hrwsi_task_progress', json_build_object('op', lower(TG_OP), 'counts', progress)::text);
+    END IF;
+    -- The time-series tasks that wait for these upstream tasks wait no more, or for the next open
+    -- scene before them; those after a retried one's scene wait for it again (migration 0072). An end
+    -- only releases: a series whose lock another transaction holds is left to the orchestrator's sweep,
+    -- not waited for (the launcher's outcome writer waited, then failed: found by review); a retry
+    -- adds waits, and waits for the locks.
+    IF upstream IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream_after(upstream, false);
+    END IF;
+    IF reopened IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream_after(reopened, true);
+    END IF;
+    IF TG_OP = 'INSERT' OR new_states IS NULL
+            OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked'] THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('enable_nestloop', 'on', true);  -- until this call returns (its SET clause)
+
+    -- A task that failed for good: ops are told, with what to do.
+    IF 'terminated' = ANY (new_states) THEN
+        EXECUTE $q$
+            INSERT INTO alert (kind, subject, body, task_id, routine)
+            SELECT 'task_terminated', format('hrwsi: task %s (%s) terminated', n.id, n.routine),
+                   format('Task %s (routine %s, input %s) failed %s time(s) and will not be retried automatically. '
+                          'Last: %s. Retry it with `hrwsi retry %s`.', n.id, n.routine, i.input_path, n.failures,
+                          coalesce(n.state_reason, '-'), n.id),
+                   n.id, n.routine
+            FROM new_rows n JOIN old_rows o USING (id) JOIN input i ON i.id = n.input_id
+            WHERE n.state = 'terminated' AND o.state <> 'terminated' $q$;
+    END IF;
+    -- A task of a time series cancelled: the task after it takes the one before it as its own (migration
+    -- 0082) ...
+    IF 'cancelled' = ANY (new_states) THEN
+        PERFORM hrwsi.skip_cancelled_tasks(ARRAY(SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
+                                                 WHERE d.state = 'cancelled' AND o.state <> 'cancelled'
+                                                   AND d.series_tile IS NOT NULL));
+    END IF;
+    -- A dependency that ends terminated or cancelled blocks its dependents (a time series' task that
+    -- did not take the one before a cancelled task: its series' lock was busy) ...
+    IF new_states && ARRAY['terminated', 'cancelled'] THEN
+        EXECUTE $q$
+            WITH blocked AS (
+                UPDATE processing_task t
+                SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
+                    state_reason = format('its dependency, task %s, ended %s; `hrwsi retry %s` runs the '
+                                          'dependency again, `hrwsi release %s` runs this task without it',
+                                          d.id, d.state, d.id, t.id)
+                FROM new_rows d JOIN old_rows o USING (id)
+                WHERE t.depends_on = d.id AND d.state IN ('terminated', 'cancelled') AND o.state <> d.state
+                  AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+                RETURNING t.id, t.routine, t.state_reason
+            )
+            INSERT INTO alert (kind, subject, body, task_id, routine)
+            SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', id, routine), state_reason, id, routine
+            FROM blocked $q$;
+    END IF;
+    -- ... and, blocked, the tasks after them in their chain (a time series' later scenes of the tile),
+    -- all at once, without an alert of their own: they stayed planned, at a time long past and with
+    -- no reason, for as long as the blocked task waited (found by exploratory testing; migration
+    -- 0060). One statement for the whole chain: a trigger per link would nest as deep as the series
+    -- is long. (This trigger then runs for the rows it blocked, and finds nothing left to block.)
+    IF 'blocked' = ANY (new_states) THEN
+        EXECUTE $q$
+            WITH RECURSIVE after_it (id, root) AS (
+                SELECT t.id, b.id FROM new_rows b JOIN old_rows o USING (id)
+                JOIN processing_task t ON t.depends_on = b.id
+                WHERE b.state = 'blocked' AND o.state <> 'blocked'
+                  AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+                UNION ALL
+                SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
+                WHERE t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+            )
+            -- (the reason names the task it waits for directly, and the root cause: the task that
+            -- ended, behind which the chain waits; it named the chain's first blocked task alone, so
+            -- that a task three links down named a task it did not wait for: migration 0073)
+            UPDATE processing_task t
+            SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
+                state_reason = CASE
+                    WHEN cause.id IS NOT NULL THEN
+                        format('waits for task %s, which is blocked behind task %s, which ended %s: `hrwsi retry %s` '
+                               'runs that task again, and the tasks after it then run in order', t.depends_on,
+                               cause.id, cause.state, cause.id)
+                    WHEN t.depends_on = a.root THEN
+                        format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it runs once '
+                               'that task has run', a.root, a.root)
+                    ELSE format('waits for task %s, which is blocked behind task %s (`hrwsi task show %s` says why): '
+                                'it runs once those have run', t.depends_on, a.root, a.root) END
+            FROM after_it a JOIN processing_task r ON r.id = a.root
+            LEFT JOIN processing_task cause ON cause.id = r.depends_on AND cause.state IN ('terminated', 'cancelled')
+            WHERE t.id = a.id $q$;
+    END IF;
+    -- ... and, retried (or released), unblocks them and the tasks after them in their chain.
+    IF 'pending' = ANY (new_states)
+            AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked')) THEN
+        EXECUTE $q$
+            WITH RECURSIVE after_it (id, root) AS (
+                SELECT t.id, d.id FROM new_rows d JOIN old_rows o USING (id)
+                JOIN processing_task t ON t.depends_on = d.id
+                WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked')
+                  AND t.state = 'blocked'
+                  -- (still pending: a task a late scene's link unblocked and the block above
+                  -- blocked again, behind the late one, keeps the tasks after it blocked)
+                  AND EXISTS (SELECT 1 FROM processing_task c WHERE c.id = d.id AND c.state = 'pending')
+                UNION ALL
+                SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
+                WHERE t.state = 'blocked'
+            )
+            -- (one that still waits for upstream work says so too: migration 0077)
+            UPDATE processing_task t SET state = 'pending',
+                state_reason = format('its dependency, task %s, was retried or released', a.root)
+                    || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                            THEN coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '') ELSE '' END
+            FROM after_it a WHERE t.id = a.id $q$;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.cancel_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text;
+    series_key integer;  -- (a time series' task) its series' lock (hrwsi.series_lock_key)
+    next_task bigint;    -- ... the task after it, which takes the one before it as its own
+    next_previous bigint;
+BEGIN
+    -- A task of a time series: the series' lock first, then the row, as every holder of both takes them:
+    -- the tasks after it take the task before it as theirs under that lock (hrwsi.skip_cancelled_tasks,
+    -- migration 0082), and a scene inserted meanwhile is linked around it.
+    SELECT hrwsi.series_lock_key(t.routine, t.series_tile) INTO series_key
+    FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+    WHERE t.id = task AND t.series_tile IS NOT NULL;
+    IF series_key IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(7250010, series_key);
+    END IF;
+    current := hrwsi.lock_task(task);
+    IF current IN ('processed', 'terminated', 'cancelled') THEN
+        RAISE EXCEPTION 'task % is already %: nothing to cancel', task, current USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'cancelled by an operator' WHERE id = task;
+    UPDATE hrwsi.job SET cancel_requested = true
+    WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
+    SELECT t.id, t.depends_on INTO next_task, next_previous FROM hrwsi.processing_task t
+    WHERE t.state_reason LIKE format('task %s before it in its time series was cancelled%%', task)
+      AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ORDER BY t.series_at, t.id LIMIT 1;
+    RETURN format('task %s was %s; it is cancelled%s%s', task, current,
+                  CASE WHEN current IN ('dispatched', 'queued', 'running') THEN ' and its job is being stopped' ELSE '' END,
+                  CASE WHEN next_task IS NULL THEN ''
+                       WHEN next_previous IS NULL THEN format('; task %s after it in its time series is its first now', next_task)
+                       ELSE format('; task %s after it in its time series runs after task %s now', next_task, next_previous) END);
 END $$;
