@@ -837,7 +837,8 @@ BEGIN
     FOR key IN
         SELECT DISTINCT hrwsi.series_lock_key(t.routine, t.series_tile)
         FROM processing_task c JOIN processing_task t ON t.depends_on = c.id
-        WHERE c.id = ANY (p_cancelled) AND t.series_tile IS NOT NULL
+        WHERE c.id = ANY (p_cancelled) AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
         ORDER BY 1
     LOOP
         IF pg_try_advisory_xact_lock(7250010, key) THEN
@@ -1068,6 +1069,10 @@ BEGIN
                 UNION ALL
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+            ), locked AS MATERIALIZED (
+                -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+                SELECT t.id FROM processing_task t WHERE t.id IN (SELECT a.id FROM after_it a)
+                ORDER BY t.id FOR NO KEY UPDATE OF t
             )
             -- (the reason names the task it waits for directly, and the root cause: the task that
             -- ended, behind which the chain waits; it named the chain's first blocked task alone, so
@@ -1086,7 +1091,7 @@ BEGIN
                                 'it runs once those have run', t.depends_on, a.root, a.root) END
             FROM after_it a JOIN processing_task r ON r.id = a.root
             LEFT JOIN processing_task cause ON cause.id = r.depends_on AND cause.state IN ('terminated', 'cancelled')
-            WHERE t.id = a.id $q$;
+            WHERE t.id = a.id AND t.id IN (SELECT l.id FROM locked l) $q$;
     END IF;
     -- ... and, retried (or released), unblocks them and the tasks after them in their chain.
     IF 'pending' = ANY (new_states)
@@ -1103,13 +1108,16 @@ BEGIN
                 UNION ALL
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state = 'blocked'
+            ), locked AS MATERIALIZED (
+                SELECT t.id FROM processing_task t WHERE t.id IN (SELECT a.id FROM after_it a)
+                ORDER BY t.id FOR NO KEY UPDATE OF t
             )
             -- (one that still waits for upstream work says so too: migration 0077)
             UPDATE processing_task t SET state = 'pending',
                 state_reason = format('its dependency, task %s, was retried or released', a.root)
                     || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
                             THEN coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '') ELSE '' END
-            FROM after_it a WHERE t.id = a.id $q$;
+            FROM after_it a WHERE t.id = a.id AND t.id IN (SELECT l.id FROM locked l) $q$;
     END IF;
     RETURN NULL;
 END $$;

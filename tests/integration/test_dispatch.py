@@ -834,6 +834,38 @@ def test_the_task_after_a_cancelled_first_task_of_a_series_is_its_first_and_one_
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (fourth,)).fetchone()[0] == "pending"
 
 
+def test_the_tasks_blocked_behind_a_terminated_task_are_locked_in_the_order_of_their_ids(world, database_url):
+    """The statement that blocks the tasks after a task that ended terminated locked them in its join's
+    order, the table's, where every other writer of many tasks locks them in id order: each held a task the
+    other wanted (found by exploratory testing, with the fix of the priority inheritance's order)."""
+    routine(world, sequential=True)
+    # (the table's order is not the ids': the series' later scenes come first in it, with higher ids)
+    sequence = world.execute("SELECT pg_get_serial_sequence('hrwsi.processing_task', 'id')").fetchone()[0]
+    world.execute("SELECT setval(%s, 1000)", (sequence,))
+    later = add(world, count=20, tile="32TPR", measured="2026-02-01T00:00Z")
+    world.execute("SELECT setval(%s, 1, false)", (sequence,))
+    first, second, *rest = add(world, count=20, tile="32TPR", measured="2026-01-01T00:00Z")
+    places = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task ORDER BY ctid")]
+    assert places.index(rest[0]) > places.index(later[-1]), places
+    with psycopg.connect(database_url) as writer, psycopg.connect(database_url) as launcher:
+        for conn in (writer, launcher):
+            conn.execute("SET deadlock_timeout = '50ms'")
+        writer.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR NO KEY UPDATE", (rest[0],))
+        ending, ended = in_a_thread(lambda: (terminate(launcher, first), launcher.commit()))
+        waiting_on_a_lock(world, launcher)
+        try:
+            writer.execute("SELECT id FROM hrwsi.processing_task WHERE id = ANY (%s) ORDER BY id FOR NO KEY UPDATE",
+                           (rest[1:] + later,))
+            wrote = None
+        except psycopg.errors.DeadlockDetected as error:
+            wrote = error
+        writer.commit()
+        ending.join()
+    assert wrote is None and "error" not in ended, (wrote, ended)
+    assert {r[0] for r in world.execute("SELECT state FROM hrwsi.processing_task WHERE id = ANY (%s)",
+                                        ([second] + rest + later,))} == {"blocked"}
+
+
 def test_a_scene_that_arrives_after_a_blocked_task_of_its_series_is_blocked_with_it(world):
     """A new scene of a tile whose last task is blocked was created pending and waited behind it for
     ever, with no reason (found by exploratory testing)."""
