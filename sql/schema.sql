@@ -1371,6 +1371,8 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 -- A routine put on hold: its waiting tasks are held too, and ops are told.
 BEGIN
     IF NEW.on_hold AND NOT OLD.on_hold THEN
+        PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = NEW.name AND t.state IN ('pending', 'planned')
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
         UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'routine on hold: ' || NEW.hold_reason
         WHERE routine = NEW.name AND state IN ('pending', 'planned');
         INSERT INTO hrwsi.alert (kind, subject, body, routine)
@@ -1391,6 +1393,9 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     held bigint;
 BEGIN
+    PERFORM 1 FROM hrwsi.processing_task t JOIN hrwsi.lane l ON l.name = t.lane AND l.priority > 0
+    WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
     UPDATE hrwsi.processing_task t
     SET state = 'on_hold', state_reason = format('back-fill of routine %s on hold: %s', NEW.name, NEW.backfill_hold_reason)
     FROM hrwsi.lane l
@@ -1424,6 +1429,10 @@ BEGIN
     -- (alone: a retry of one of its tasks holds this lock shared while it links the task in its series,
     -- and the tasks it releases below are read once that retry committed: migration 0077)
     PERFORM pg_advisory_xact_lock(7250078, hashtext(NEW.name));
+    PERFORM 1 FROM processing_task t
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
     -- wake-up call: its own here, below)
     WITH event AS (
@@ -1473,6 +1482,8 @@ CREATE FUNCTION hrwsi.plan_again_what_no_longer_fits() RETURNS trigger LANGUAGE 
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF TG_TABLE_NAME = 'processing_routine' THEN
+        PERFORM 1 FROM processing_task t WHERE t.routine = NEW.name AND t.state = 'planned'
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('routine %s changed (CPU, RAM, storage or flavour): planned again', NEW.name)
         WHERE routine = NEW.name AND state = 'planned';
@@ -1484,18 +1495,25 @@ BEGIN
           AND held_attempt IS DISTINCT FROM attempts
           AND (OLD.cpu, OLD.ram_mb, OLD.storage_mb) IS DISTINCT FROM (NEW.cpu, NEW.ram_mb, NEW.storage_mb);
     ELSIF TG_TABLE_NAME = 'flavour' THEN
+        PERFORM 1 FROM processing_task t
+        WHERE t.state = 'planned' AND t.worker IN (SELECT w.name FROM worker w WHERE w.flavour = NEW.name)
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('the flavour %s of its worker %s changed: planned again', NEW.name, worker)
         WHERE state = 'planned' AND worker IN (SELECT w.name FROM worker w WHERE w.flavour = NEW.name);
     ELSIF TG_TABLE_NAME = 'budget' THEN
+        PERFORM 1 FROM processing_task t WHERE t.state = 'planned' ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = 'the budget changed: planned again'
         WHERE state = 'planned';
     ELSIF TG_OP = 'INSERT' OR NOT OLD.active THEN
+        PERFORM 1 FROM processing_task t WHERE t.state = 'planned' ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('worker %s was added: planned again', NEW.name)
         WHERE state = 'planned';
     ELSE
+        PERFORM 1 FROM processing_task t WHERE t.state = 'planned' AND t.worker = NEW.name
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('its worker %s changed flavour: planned again', NEW.name)
         WHERE state = 'planned' AND worker = NEW.name;
@@ -2412,6 +2430,8 @@ BEGIN
     UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
         backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
     WHERE name = routine_name;
+    PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = routine_name AND t.state = 'on_hold'
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         state_reason = CASE WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
                                 THEN 'routine released by an operator'
@@ -3433,6 +3453,13 @@ BEGIN
                                                    t.series_at) w ON true
         WHERE t.id = ANY (p_tasks) AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
           AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ), locked AS MATERIALIZED (
+        -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        SELECT t.id FROM processing_task t JOIN target x ON x.id = t.id
+        WHERE (t.waits_for_upstream IS DISTINCT FROM x.wait
+               OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived
+        ORDER BY t.id FOR NO KEY UPDATE OF t
     ), changed AS (
         UPDATE processing_task t
         SET waits_for_upstream = x.wait,
@@ -3459,6 +3486,7 @@ BEGIN
           -- operator's release, left it dispatched, or waived, with a wait and a "waits for" reason;
           -- found by review)
           AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived
+          AND t.id IN (SELECT l.id FROM locked l)
         RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.state AS old_state, x.wait
     ), history AS (
         -- (what it waits for, or waited for, in its history; a change of state writes its own row)

@@ -1155,3 +1155,229 @@ BEGIN
                        WHEN next_previous IS NULL THEN format('; task %s after it in its time series is its first now', next_task)
                        ELSE format('; task %s after it in its time series runs after task %s now', next_task, next_previous) END);
 END $$;
+
+-- And so do the other writers of many tasks: a routine held, its back-fill held, released, no longer a
+-- time series, resized; a flavour, the budget or a worker changed; and the decision of what time-series
+-- tasks wait for upstream (migration 0072), each locking first, in the order of their ids, the tasks its
+-- UPDATE writes.
+CREATE OR REPLACE FUNCTION hrwsi.hold_routine_tasks() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+-- A routine put on hold: its waiting tasks are held too, and ops are told.
+BEGIN
+    IF NEW.on_hold AND NOT OLD.on_hold THEN
+        PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = NEW.name AND t.state IN ('pending', 'planned')
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'routine on hold: ' || NEW.hold_reason
+        WHERE routine = NEW.name AND state IN ('pending', 'planned');
+        INSERT INTO hrwsi.alert (kind, subject, body, routine)
+        VALUES ('routine_on_hold', format('hrwsi: routine %s is on hold', NEW.name),
+                format('Routine %s was put on hold: %s. Its new tasks wait until an operator runs '
+                       '`hrwsi release %s`.', NEW.name, coalesce(NEW.hold_reason, 'by an operator'), NEW.name),
+                NEW.name);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.hold_routine_back_fill() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    held bigint;
+BEGIN
+    PERFORM 1 FROM hrwsi.processing_task t JOIN hrwsi.lane l ON l.name = t.lane AND l.priority > 0
+    WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    UPDATE hrwsi.processing_task t
+    SET state = 'on_hold', state_reason = format('back-fill of routine %s on hold: %s', NEW.name, NEW.backfill_hold_reason)
+    FROM hrwsi.lane l
+    WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
+      AND l.name = t.lane AND l.priority > 0;
+    GET DIAGNOSTICS held = ROW_COUNT;
+    INSERT INTO hrwsi.alert (kind, subject, body, routine)
+    VALUES ('routine_on_hold', format('hrwsi: the back-fill of routine %s is on hold', NEW.name),
+            format('The back-fill of routine %s (its tasks in the archive lane) was put on hold: %s. %s waiting '
+                   'task(s) held, and its new back-fill tasks will be; its near-real-time work goes on. Fix the '
+                   'cause, then `hrwsi release %s`.', NEW.name, NEW.backfill_hold_reason, held, NEW.name),
+            NEW.name);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.end_a_routines_series() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    released integer;
+BEGIN
+    -- (alone: a retry of one of its tasks holds this lock shared while it links the task in its series,
+    -- and the tasks it releases below are read once that retry committed: migration 0077)
+    PERFORM pg_advisory_xact_lock(7250078, hashtext(NEW.name));
+    PERFORM 1 FROM processing_task t
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
+    -- wake-up call: its own here, below)
+    WITH event AS (
+    INSERT INTO task_event (task_id, state, reason, attempts, worker)
+    SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
+                                 'waits for task %s', NEW.name, coalesce(t.depends_on, t.waits_for_upstream)),
+           t.attempts, t.worker
+    FROM processing_task t
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold')
+    RETURNING state)
+    SELECT count(*) FILTER (WHERE state = 'pending') INTO released FROM event;
+    UPDATE processing_task t
+    SET dependency_waived = true,
+        waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
+        state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+        worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+        planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+        planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+        state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                            ELSE format('routine %s is no longer a time series (sequential_per_tile off): it no '
+                                        'longer waits for task %s', NEW.name,
+                                        coalesce(t.depends_on, t.waits_for_upstream)) END
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+    -- (those that stayed pending: a planned or blocked one went to pending, and that trigger said so;
+    -- they waited, unannounced, for the next plan or dispatch: found by review)
+    IF released > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
+                                                          json_build_object('pending', released))::text);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.plan_again_what_no_longer_fits() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'processing_routine' THEN
+        PERFORM 1 FROM processing_task t WHERE t.routine = NEW.name AND t.state = 'planned'
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('routine %s changed (CPU, RAM, storage or flavour): planned again', NEW.name)
+        WHERE routine = NEW.name AND state = 'planned';
+        -- Its attempts in flight keep what they were dispatched with (migration 0067): the sizes
+        -- before this change, unless an earlier change already recorded theirs.
+        UPDATE processing_task SET held_cpu = OLD.cpu, held_ram_mb = OLD.ram_mb, held_storage_mb = OLD.storage_mb,
+            held_attempt = attempts
+        WHERE routine = NEW.name AND state IN ('dispatched', 'queued', 'running')
+          AND held_attempt IS DISTINCT FROM attempts
+          AND (OLD.cpu, OLD.ram_mb, OLD.storage_mb) IS DISTINCT FROM (NEW.cpu, NEW.ram_mb, NEW.storage_mb);
+    ELSIF TG_TABLE_NAME = 'flavour' THEN
+        PERFORM 1 FROM processing_task t
+        WHERE t.state = 'planned' AND t.worker IN (SELECT w.name FROM worker w WHERE w.flavour = NEW.name)
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('the flavour %s of its worker %s changed: planned again', NEW.name, worker)
+        WHERE state = 'planned' AND worker IN (SELECT w.name FROM worker w WHERE w.flavour = NEW.name);
+    ELSIF TG_TABLE_NAME = 'budget' THEN
+        PERFORM 1 FROM processing_task t WHERE t.state = 'planned' ORDER BY t.id FOR NO KEY UPDATE OF t;
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = 'the budget changed: planned again'
+        WHERE state = 'planned';
+    ELSIF TG_OP = 'INSERT' OR NOT OLD.active THEN
+        PERFORM 1 FROM processing_task t WHERE t.state = 'planned' ORDER BY t.id FOR NO KEY UPDATE OF t;
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('worker %s was added: planned again', NEW.name)
+        WHERE state = 'planned';
+    ELSE
+        PERFORM 1 FROM processing_task t WHERE t.state = 'planned' AND t.worker = NEW.name
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
+        UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = format('its worker %s changed flavour: planned again', NEW.name)
+        WHERE state = 'planned' AND worker = NEW.name;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.release_routine(routine_name text) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    released bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
+        RAISE EXCEPTION 'no routine %', routine_name USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
+        backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
+    WHERE name = routine_name;
+    PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = routine_name AND t.state = 'on_hold'
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+        state_reason = CASE WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
+                                THEN 'routine released by an operator'
+                                     || coalesce('; ' || hrwsi.upstream_wait_reason(waits_for_upstream), '')
+                            ELSE 'routine released by an operator' END
+    WHERE routine = routine_name AND state = 'on_hold';
+    GET DIAGNOSTICS released = ROW_COUNT;
+    RETURN format('routine %s released; %s held task(s) will be planned', routine_name, released);
+END $$;
+CREATE OR REPLACE FUNCTION hrwsi.wait_for_upstream(p_tasks bigint[]) RETURNS integer LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    released integer;
+    released_pending integer;
+    released_planned integer;
+BEGIN
+    WITH target AS (
+        SELECT t.id, t.state, w.task_id AS wait,
+               format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
+                      'scene''s own task in its series', w.input_id, w.routine, w.task_id,
+                      CASE w.state WHEN 'processed' THEN 'is processed but its products are not chained yet'
+                           WHEN 'pending' THEN 'has not run yet' WHEN 'planned' THEN 'has not run yet'
+                           WHEN 'on_hold' THEN 'is on hold' WHEN 'blocked' THEN 'is blocked'
+                           ELSE 'is still running' END) AS wait_reason
+        FROM processing_task t
+        LEFT JOIN processing_task p ON p.id = t.depends_on
+        LEFT JOIN LATERAL hrwsi.open_upstream_work(t.routine, t.series_tile, t.campaign_id, p.series_at,
+                                                   t.series_at) w ON true
+        WHERE t.id = ANY (p_tasks) AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ), locked AS MATERIALIZED (
+        -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        SELECT t.id FROM processing_task t JOIN target x ON x.id = t.id
+        WHERE (t.waits_for_upstream IS DISTINCT FROM x.wait
+               OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived
+        ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), changed AS (
+        UPDATE processing_task t
+        SET waits_for_upstream = x.wait,
+            state = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE
+                WHEN t.state IN ('on_hold', 'blocked') THEN t.state_reason
+                WHEN x.wait IS NOT NULL THEN x.wait_reason
+                ELSE (SELECT format('no longer waits for the scene sensed before it, input %s: its %s task %s %s',
+                                    o.input_id, o.routine, o.id,
+                                    CASE WHEN o.state = 'processed' THEN 'was processed and its products chained'
+                                         WHEN o.state IN ('terminated', 'cancelled')
+                                         THEN 'ended ' || o.state || ': it runs without that scene'
+                                         ELSE 'is ' || o.state END)
+                      FROM processing_task o WHERE o.id = t.waits_for_upstream)
+            END
+        FROM target x
+        -- (and a pending one that waits for the same task, whose state its reason told, says the new one)
+        WHERE t.id = x.id AND (t.waits_for_upstream IS DISTINCT FROM x.wait
+                               OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
+          -- (the row as it is when this UPDATE locks it: a dispatch that claimed it meanwhile, or an
+          -- operator's release, left it dispatched, or waived, with a wait and a "waits for" reason;
+          -- found by review)
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived
+          AND t.id IN (SELECT l.id FROM locked l)
+        RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.state AS old_state, x.wait
+    ), history AS (
+        -- (what it waits for, or waited for, in its history; a change of state writes its own row)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c
+        WHERE c.state = c.old_state AND c.state = 'pending'
+    )
+    SELECT count(*) FILTER (WHERE c.wait IS NULL), count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'pending'),
+           count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'planned')
+    INTO released, released_pending, released_planned FROM changed c;
+    -- (a planned task released runs on its plan: the launchers are told too; found by review)
+    IF released_pending + released_planned > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts', json_strip_nulls(json_build_object(
+            'pending', nullif(released_pending, 0), 'planned', nullif(released_planned, 0))))::text);
+    END IF;
+    RETURN released;
+END $$;

@@ -654,40 +654,69 @@ def test_an_urgent_scene_of_a_time_series_makes_the_back_fill_before_it_as_urgen
     assert dispatch(world, max_jobs=1) == [(rest[0][0], "w1")], "before the other tile's back-fill"
 
 
-def test_a_fresh_scene_locks_the_back_fill_it_makes_urgent_in_the_order_of_their_ids(world, database_url):
-    """The UPDATE that makes the tasks before a fresh scene as urgent as it locked them in its join's order:
-    with another writer locking such rows in id order (the planner storing a plan, the ageing of a lane),
-    each held a row the other wanted (found by exploratory testing). The test holds the first row, as such a
-    writer would, then takes the others in id order: it must not find one the INSERT took meanwhile."""
-    routine(world, sequential=True)
-    # The table's order is not the ids' order (rows move as they are updated, space is reused): here the
-    # back-fill's later scenes come first in the table, with ids above those of its earlier ones.
-    sequence = world.execute("SELECT pg_get_serial_sequence('hrwsi.processing_task', 'id')").fetchone()[0]
-    world.execute("SELECT setval(%s, 1000)", (sequence,))
-    later = add(world, count=20, tile="32TPR", measured="2026-02-01T00:00Z", lane="archive")
-    world.execute("SELECT setval(%s, 1, false)", (sequence,))
-    earlier = add(world, count=20, tile="32TPR", measured="2026-01-01T00:00Z", lane="archive")
-    back = earlier + later
-    places = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task ORDER BY ctid")]
+def a_series_whose_table_order_is_not_its_ids(db):
+    """40 archive tasks of one series on 32TPR, ids in sensing order, whose later 20 come first in the table.
+    The table's order is not the ids' (rows move as they are updated, space is reused): a statement that
+    locks rows as its join reads the table takes them in neither the ids' order nor the series'."""
+    routine(db, sequential=True)
+    sequence = db.execute("SELECT pg_get_serial_sequence('hrwsi.processing_task', 'id')").fetchone()[0]
+    db.execute("SELECT setval(%s, 1000)", (sequence,))
+    later = add(db, count=20, tile="32TPR", measured="2026-02-01T00:00Z", lane="archive")
+    db.execute("SELECT setval(%s, 1, false)", (sequence,))
+    earlier = add(db, count=20, tile="32TPR", measured="2026-01-01T00:00Z", lane="archive")
+    places = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY ctid")]
     assert places.index(earlier[0]) > places.index(later[-1]), places
-    with psycopg.connect(database_url) as writer, psycopg.connect(database_url) as engineer:
-        for conn in (writer, engineer):
+    return earlier + later
+
+
+def in_id_order_beside(world, database_url, tasks, work) -> tuple[Exception | None, dict]:
+    """`work(conn)` in a transaction of its own while a writer that locks `tasks` in id order holds the first
+    and, once `work` waits for it, takes the others: (the writer's deadlock, if any; what `work` said)."""
+    with psycopg.connect(database_url) as writer, psycopg.connect(database_url) as other:
+        for conn in (writer, other):
             conn.execute("SET deadlock_timeout = '50ms'")
-        writer.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR NO KEY UPDATE", (back[0],))
-        inserting, inserted = in_a_thread(lambda: (add(engineer, count=1, tile="32TPR", measured="2026-06-01T00:00Z"),
-                                                   engineer.commit()))
-        waiting_on_a_lock(world, engineer)
+        writer.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR NO KEY UPDATE", (tasks[0],))
+        working, worked = in_a_thread(lambda: (work(other), other.commit()))
+        waiting_on_a_lock(world, other)
         try:
             writer.execute("SELECT id FROM hrwsi.processing_task WHERE id = ANY (%s) ORDER BY id FOR NO KEY UPDATE",
-                           (back[1:],))
+                           (tasks[1:],))
             wrote = None
         except psycopg.errors.DeadlockDetected as error:
             wrote = error
         writer.commit()
-        inserting.join()
+        working.join()
+    return wrote, worked
+
+
+def test_a_fresh_scene_locks_the_back_fill_it_makes_urgent_in_the_order_of_their_ids(world, database_url):
+    """The UPDATE that makes the tasks before a fresh scene as urgent as it locked them in its join's order,
+    the table's: with another writer locking such rows in id order (the planner storing a plan, the ageing
+    of a lane), each held a row the other wanted (found by exploratory testing)."""
+    back = a_series_whose_table_order_is_not_its_ids(world)
+    wrote, inserted = in_id_order_beside(world, database_url, back,
+                                         lambda conn: add(conn, count=1, tile="32TPR", measured="2026-06-01T00:00Z"))
     assert wrote is None and "error" not in inserted, (wrote, inserted)
     assert {r[0] for r in world.execute("SELECT priority FROM hrwsi.processing_task WHERE id = ANY (%s)",
                                         (back,))} == {0}
+
+
+@pytest.mark.parametrize("change", ["routine held", "back-fill held", "routine resized", "series ended"])
+def test_a_change_of_a_routine_locks_its_tasks_in_the_order_of_their_ids(world, database_url, change):
+    """A routine held, its back-fill held, resized or no longer a time series updated its tasks in the order
+    its plan read them (here an index's, which happens to be the ids': this passed before too); they now
+    lock them first in id order, beside a writer that does (an INSERT's priority inheritance, the planner),
+    whatever the plan."""
+    back = a_series_whose_table_order_is_not_its_ids(world)
+    if change == "routine resized":
+        plan(world, back, "w1")
+    statement = {"routine held": "SELECT hrwsi.hold_routine('work')",
+                 "back-fill held": "UPDATE hrwsi.processing_routine SET backfill_hold_reason = 'x' WHERE name = 'work'",
+                 "routine resized": "UPDATE hrwsi.processing_routine SET cpu = 2 WHERE name = 'work'",
+                 "series ended": "UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'work'"}[change]
+    tasks = back[1:] if change == "series ended" else back  # (the series' first task depends on none)
+    wrote, changed = in_id_order_beside(world, database_url, tasks, lambda conn: conn.execute(statement))
+    assert wrote is None and "error" not in changed, (wrote, changed)
 
 
 def test_back_fill_made_as_urgent_as_a_fresh_scene_of_its_series_is_planned_again(world):
