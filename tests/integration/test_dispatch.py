@@ -1418,6 +1418,38 @@ def test_two_retries_of_upstream_tasks_of_one_tile_in_opposite_orders_do_not_dea
                          (prep_a, prep_b)).fetchone()[0] == ["pending", "pending"]
 
 
+def test_a_retry_of_a_series_task_feeding_another_series_and_an_insert_into_both_do_not_deadlock(world, database_url):
+    """A retry took its own series' lock, then its task's row, then (its task feeding another series) that
+    series' lock; an INSERT of the routine's inputs takes both in the order of their keys: with the
+    downstream series' key first, each held the lock the other wanted (found by exploratory testing). The
+    test holds the task's row, so that the retry waits there holding its first lock."""
+    for name, reads, makes in (("a", "L1C", "L2A"), ("b", "L2A", "TS")):
+        world.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                         input_product_type, output_product_type, sequential_per_tile, max_attempts)
+                         VALUES (%s, 1, 100, 10, '1 min', ARRAY['true'], %s, %s, true, 1)""", (name, reads, makes))
+        world.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, %s)", (name, name))
+    tile = next(t for t in (f"{n:02d}TCH" for n in range(1, 61)) if world.execute(
+        "SELECT hrwsi.series_lock_key('b', %s) < hrwsi.series_lock_key('a', %s)", (t, t)).fetchone()[0])
+    _, task = scene(world, "a", "/l1c/A", 10, tile=tile)
+    terminate(world, task)
+    with (psycopg.connect(database_url) as holder, psycopg.connect(database_url) as operator,
+          psycopg.connect(database_url) as engineer):
+        for conn in (operator, engineer):
+            conn.execute("SET deadlock_timeout = '50ms'")
+        holder.execute("SELECT 1 FROM hrwsi.processing_task WHERE id = %s FOR UPDATE", (task,))
+        retry, retried = in_a_thread(lambda: (operator.execute("SELECT hrwsi.retry_task(%s)", (task,)),
+                                              operator.commit()))
+        waiting_on_a_lock(world, operator)
+        insert, inserted = in_a_thread(lambda: (scene(engineer, "a", "/l1c/B", 11, tile=tile), engineer.commit()))
+        waiting_on_a_lock(world, engineer)
+        holder.commit()
+        retry.join()
+        insert.join()
+    assert "error" not in retried and "error" not in inserted, (retried, inserted)
+    assert world.execute("SELECT t.depends_on FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                         "WHERE i.input_path = '/l1c/B'").fetchone()[0] == task
+
+
 def waits_for(db, task):
     return db.execute("SELECT waits_for_upstream FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()[0]
 
