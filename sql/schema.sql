@@ -755,7 +755,7 @@ RETURN state IN ('dispatched', 'submitted', 'queued', 'running');
 -- that cannot run it is blocked, saying so. It was blocked behind the cancelled task for ever, waiting
 -- for a product that would never come, and its reason offered only `hrwsi retry` of what ops had
 -- cancelled or `hrwsi release`, which runs it as the series' first, without a previous product (found
--- by exploratory testing; migration 0082). Under the series' lock: hrwsi.cancel_task takes it before
+-- by exploratory testing; migration 0084). Under the series' lock: hrwsi.cancel_task takes it before
 -- the row; a cancel by another statement tries it (this runs holding the cancelled rows, and must not
 -- wait), and a series whose lock another transaction holds keeps the old way: its next task is
 -- blocked, its reason naming both commands.
@@ -996,7 +996,7 @@ BEGIN
             WHERE n.state = 'terminated' AND o.state <> 'terminated' $q$;
     END IF;
     -- A task of a time series cancelled: the task after it takes the one before it as its own (migration
-    -- 0082) ...
+    -- 0084) ...
     IF 'cancelled' = ANY (new_states) THEN
         PERFORM hrwsi.skip_cancelled_tasks(ARRAY(SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
                                                  WHERE d.state = 'cancelled' AND o.state <> 'cancelled'
@@ -1037,7 +1037,7 @@ BEGIN
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
             ), locked AS MATERIALIZED (
-                -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+                -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
                 SELECT t.id FROM processing_task t WHERE t.id IN (SELECT a.id FROM after_it a)
                 ORDER BY t.id FOR NO KEY UPDATE OF t
             )
@@ -1372,7 +1372,7 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF NEW.on_hold AND NOT OLD.on_hold THEN
         PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = NEW.name AND t.state IN ('pending', 'planned')
-        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'routine on hold: ' || NEW.hold_reason
         WHERE routine = NEW.name AND state IN ('pending', 'planned');
         INSERT INTO hrwsi.alert (kind, subject, body, routine)
@@ -1395,7 +1395,7 @@ DECLARE
 BEGIN
     PERFORM 1 FROM hrwsi.processing_task t JOIN hrwsi.lane l ON l.name = t.lane AND l.priority > 0
     WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     UPDATE hrwsi.processing_task t
     SET state = 'on_hold', state_reason = format('back-fill of routine %s on hold: %s', NEW.name, NEW.backfill_hold_reason)
     FROM hrwsi.lane l
@@ -1432,7 +1432,7 @@ BEGIN
     PERFORM 1 FROM processing_task t
     WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
       AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
     -- wake-up call: its own here, below)
     WITH event AS (
@@ -1483,7 +1483,7 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF TG_TABLE_NAME = 'processing_routine' THEN
         PERFORM 1 FROM processing_task t WHERE t.routine = NEW.name AND t.state = 'planned'
-        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('routine %s changed (CPU, RAM, storage or flavour): planned again', NEW.name)
         WHERE routine = NEW.name AND state = 'planned';
@@ -2076,7 +2076,7 @@ BEGIN
     -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
     -- series it is in now, in the same order.
     -- It takes, with its own series' lock and in the order of their keys, the locks of the series its
-    -- task feeds (migration 0082): a retried upstream task makes the series' next task wait again
+    -- task feeds (migration 0084): a retried upstream task makes the series' next task wait again
     -- (hrwsi.after_task_changes), and took their locks there, holding the task's row, while every other
     -- holder of a series lock takes it before the rows: two transactions retrying two upstream tasks of
     -- one tile, or a retry of a series task that feeds another series and an INSERT taking both series
@@ -2156,7 +2156,7 @@ BEGIN
     END IF;
     -- The task after it in its series that has not started and waits for another (one cancelled was
     -- skipped: hrwsi.skip_cancelled_tasks) waits for it again, as it would for a late scene; behind it
-    -- blocked, it is blocked too (migration 0082). Else both waited for the same task and ran side by side.
+    -- blocked, it is blocked too (migration 0084). Else both waited for the same task and ran side by side.
     IF series IS NOT NULL THEN
         WITH me AS (
             SELECT t.id, t.state, t.routine, t.series_tile, t.series_at, t.campaign_id FROM hrwsi.processing_task t
@@ -2214,7 +2214,7 @@ DECLARE
 BEGIN
     -- A task of a time series: the series' lock first, then the row, as every holder of both takes them:
     -- the tasks after it take the task before it as theirs under that lock (hrwsi.skip_cancelled_tasks,
-    -- migration 0082), and a scene inserted meanwhile is linked around it.
+    -- migration 0084), and a scene inserted meanwhile is linked around it.
     SELECT hrwsi.series_lock_key(t.routine, t.series_tile) INTO series_key
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
     WHERE t.id = task AND t.series_tile IS NOT NULL;
@@ -2431,7 +2431,7 @@ BEGIN
         backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
     WHERE name = routine_name;
     PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = routine_name AND t.state = 'on_hold'
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         state_reason = CASE WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
                                 THEN 'routine released by an operator'
@@ -2485,7 +2485,7 @@ BEGIN
         SELECT t.id, t.state, t.state_reason FROM processing_task t
         WHERE t.routine = from_routine AND t.campaign_id IS NULL
           AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
-        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         FOR UPDATE
     ), changed AS (
         UPDATE processing_task t
@@ -2982,7 +2982,7 @@ $$;
 -- Tasks are created with their input, in the INSERT's own statement (no backlog, no round trip).
 -- =============================================================================================
 -- The lock of a time series (routine, tile): advisory lock (7250010, key), where the key is one of 1024
--- slots the series' name hashes into (migration 0082). Two transactions that insert into one series,
+-- slots the series' name hashes into (migration 0084). Two transactions that insert into one series,
 -- retry or chain its tasks, or decide what its tasks wait for upstream, hold it one after the other, so
 -- that each reads the series as the other committed it (its links, in sensing order). It was one lock
 -- per series, which an INSERT or a back-fill batch holds to its end: over more tiles than the server's
@@ -3254,7 +3254,7 @@ BEGIN
                 FROM series s
             ), locked AS MATERIALIZED (
                 -- (the tasks already there whose link changes, locked first in the order of their ids, as
-                -- every writer of many tasks locks them: migration 0082)
+                -- every writer of many tasks locks them: migration 0084)
                 SELECT t.id FROM processing_task t JOIN link ON link.id = t.id
                 WHERE NOT link.fresh AND link.previous IS NOT NULL AND t.depends_on IS DISTINCT FROM link.previous
                   AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -3329,7 +3329,7 @@ BEGIN
             ), locked AS MATERIALIZED (
                 -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the
                 -- join's order, the table's, this UPDATE deadlocked with the planner storing a plan, or the
-                -- ageing of a lane, that held one of them and wanted one it held; migration 0082)
+                -- ageing of a lane, that held one of them and wanted one it held; migration 0084)
                 SELECT t.id FROM processing_task t
                 WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
                 ORDER BY t.id FOR NO KEY UPDATE OF t
@@ -3454,7 +3454,7 @@ BEGIN
         WHERE t.id = ANY (p_tasks) AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
           AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
     ), locked AS MATERIALIZED (
-        -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         SELECT t.id FROM processing_task t JOIN target x ON x.id = t.id
         WHERE (t.waits_for_upstream IS DISTINCT FROM x.wait
                OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
@@ -3508,7 +3508,7 @@ END $$;
 -- The keys of the time series' locks (hrwsi.series_lock_key) that upstream tasks concern, in order: the
 -- series downstream of their scenes' tiles, and those of the tasks that wait for them (whatever the
 -- routines read now). Taken by hrwsi.wait_for_upstream_after, and first of all by hrwsi.retry_task,
--- before the task's row (migration 0082).
+-- before the task's row (migration 0084).
 CREATE FUNCTION hrwsi.series_lock_keys_downstream_of(p_upstream bigint[]) RETURNS integer[] LANGUAGE sql STABLE
 SET search_path = pg_catalog, hrwsi AS $$
     SELECT coalesce(array_agg(k.key ORDER BY k.key), '{}')
@@ -4004,7 +4004,7 @@ CREATE TRIGGER processing_task_names_what_exists BEFORE UPDATE OF input_id, rout
 CREATE FUNCTION hrwsi.promote_aged_tasks() RETURNS integer LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
     -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the table's
-    -- order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene; migration 0082)
+    -- order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene; migration 0084)
     WITH locked AS MATERIALIZED (
         SELECT t.id FROM processing_task t JOIN lane l ON l.name = t.lane
         WHERE l.promote_after IS NOT NULL AND t.priority > 0
@@ -4769,7 +4769,7 @@ BEGIN
         RETURNING id INTO new_plan;
         -- (the tasks locked first, in the order of their ids, as every writer of many tasks locks them: in
         -- the plan's order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene of
-        -- their series; migration 0082)
+        -- their series; migration 0084)
         PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_ids) AND t.state = 'pending'
         ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task t
@@ -5078,12 +5078,12 @@ GRANT EXECUTE ON FUNCTION hrwsi.after_products_chained() TO hrwsi_readonly, hrws
 -- its owner; the refusal to remove a product inputs name is a trigger function.
 REVOKE EXECUTE ON FUNCTION hrwsi.wait_for_a_series(text, text), hrwsi.refuse_removing_products_inputs_name() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.refuse_removing_products_inputs_name() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
--- (migration 0082) A time series' lock key, which the harvester's chaining and `hrwsi status` compute too.
+-- (migration 0084) A time series' lock key, which the harvester's chaining and `hrwsi status` compute too.
 REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.series_lock_key(text, text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
--- (migration 0082) The series' locks a retry and the upstream functions take: called by them alone.
+-- (migration 0084) The series' locks a retry and the upstream functions take: called by them alone.
 REVOKE EXECUTE ON FUNCTION hrwsi.series_lock_keys_downstream_of(bigint[]), hrwsi.retry_series_lock_keys(bigint) FROM PUBLIC;
--- (migration 0082) The tasks after a cancelled one take the one before it: called by hrwsi.after_task_changes alone.
+-- (migration 0084) The tasks after a cancelled one take the one before it: called by hrwsi.after_task_changes alone.
 REVOKE EXECUTE ON FUNCTION hrwsi.skip_cancelled_tasks(bigint[]) FROM PUBLIC;
 -- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
 -- whoever writes inputs; scene_id_of is for every role's INSERT.

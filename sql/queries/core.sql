@@ -144,7 +144,7 @@ WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS 
 WITH gone AS (
     SELECT t.id, t.worker FROM hrwsi.processing_task t
     WHERE t.state = 'planned' AND NOT EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = t.worker AND w.active)
-    ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     FOR UPDATE OF t
 )
 UPDATE hrwsi.processing_task t

@@ -1,4 +1,4 @@
--- hrwsi schema, version 82: a time series' lock is one of 1024 keys, so that an INSERT over thousands
+-- hrwsi schema, version 84: a time series' lock is one of 1024 keys, so that an INSERT over thousands
 -- of tiles fits the server's lock table; a retry takes the series' locks before the task's row; a
 -- statement that writes many tasks locks them in the order of their ids; and the task after a cancelled
 -- task of a time series takes the one before it as its own.
@@ -304,7 +304,7 @@ BEGIN
                 FROM series s
             ), locked AS MATERIALIZED (
                 -- (the tasks already there whose link changes, locked first in the order of their ids, as
-                -- every writer of many tasks locks them: migration 0082)
+                -- every writer of many tasks locks them: migration 0084)
                 SELECT t.id FROM processing_task t JOIN link ON link.id = t.id
                 WHERE NOT link.fresh AND link.previous IS NOT NULL AND t.depends_on IS DISTINCT FROM link.previous
                   AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -352,15 +352,19 @@ BEGIN
         -- back-fill aged to priority 0 (promote_aged_tasks), by age: a fresh scene behind 20 aged
         -- archive scenes missed its deadline (found by exploratory testing). So a task already as urgent
         -- (aged) passes the deadline on down the series too. Aged work without a deadline stays behind
-        -- work with one (the serving order's deadline_at NULLS LAST).
+        -- work with one (the serving order's deadline_at NULLS LAST). Such a task remembers whose deadline
+        -- it took (deadline_inherited_from) and its own (own_deadline_at), and lateness is counted against
+        -- its own (migration 0083): the deadline it took serves it early, but it is not a near-real-time
+        -- deadline of its own. One late fresh scene raised a deadline_missed alert for each archive task
+        -- before it, and `hrwsi timeliness` counted their products late (found by exploratory testing).
         EXECUTE $q$
             WITH RECURSIVE waiting AS (
                 SELECT d.id, u.priority, u.deadline_at, u.waiter
-                FROM (SELECT t.id AS waiter, t.priority, t.deadline_at, t.depends_on
+                FROM (SELECT coalesce(t.deadline_inherited_from, t.id) AS waiter, t.priority, t.deadline_at, t.depends_on
                       FROM processing_task t JOIN new_rows n ON n.id = t.input_id
                       WHERE t.depends_on IS NOT NULL
                       UNION ALL
-                      SELECT s.id, s.priority, s.deadline_at, s.depends_on
+                      SELECT coalesce(s.deadline_inherited_from, s.id), s.priority, s.deadline_at, s.depends_on
                       FROM processing_task f JOIN new_rows n ON n.id = f.input_id
                       JOIN processing_task s ON s.depends_on = f.id) u
                 JOIN processing_task d ON d.id = u.depends_on
@@ -375,7 +379,7 @@ BEGIN
             ), locked AS MATERIALIZED (
                 -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the
                 -- join's order, the table's, this UPDATE deadlocked with the planner storing a plan, or the
-                -- ageing of a lane, that held one of them and wanted one it held; migration 0082)
+                -- ageing of a lane, that held one of them and wanted one it held; migration 0084)
                 SELECT t.id FROM processing_task t
                 WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
                 ORDER BY t.id FOR NO KEY UPDATE OF t
@@ -383,6 +387,11 @@ BEGIN
             UPDATE processing_task t
             SET priority = least(t.priority, w.priority),
                 deadline_at = least(t.deadline_at, w.deadline_at),
+                deadline_inherited_from = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity') THEN w.deadline_from
+                                               ELSE t.deadline_inherited_from END,
+                own_deadline_at = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity')
+                                            AND t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                       ELSE t.own_deadline_at END,
                 state = 'pending',
                 worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
                 planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
@@ -391,7 +400,8 @@ BEGIN
                                     THEN format('near-real-time task %s of its time series waits for it: served as '
                                                 'urgently, planned again', w.waiter)
                                     ELSE t.state_reason END
-            FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter
+            FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
+                         (array_agg(waiter ORDER BY deadline_at NULLS LAST, waiter))[1] AS deadline_from
                   FROM waiting GROUP BY id) w
             -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
             -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
@@ -476,7 +486,7 @@ BEGIN
     -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
     -- series it is in now, in the same order.
     -- It takes, with its own series' lock and in the order of their keys, the locks of the series its
-    -- task feeds (migration 0082): a retried upstream task makes the series' next task wait again
+    -- task feeds (migration 0084): a retried upstream task makes the series' next task wait again
     -- (hrwsi.after_task_changes), and took their locks there, holding the task's row, while every other
     -- holder of a series lock takes it before the rows: two transactions retrying two upstream tasks of
     -- one tile, or a retry of a series task that feeds another series and an INSERT taking both series
@@ -510,6 +520,15 @@ BEGIN
     IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
             USING ERRCODE = 'check_violation';
+    END IF;
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0083)
+    SELECT format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) INTO refused
+    FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE t.id = task AND i.superseded_by IS NOT NULL;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
     END IF;
     -- A task of a time series runs again after the scene sensed last before it, as a new task
     -- would: one that ended (or was held) kept the link it ran with, and a late scene that came
@@ -547,7 +566,7 @@ BEGIN
     END IF;
     -- The task after it in its series that has not started and waits for another (one cancelled was
     -- skipped: hrwsi.skip_cancelled_tasks) waits for it again, as it would for a late scene; behind it
-    -- blocked, it is blocked too (migration 0082). Else both waited for the same task and ran side by side.
+    -- blocked, it is blocked too (migration 0084). Else both waited for the same task and ran side by side.
     IF series IS NOT NULL THEN
         WITH me AS (
             SELECT t.id, t.state, t.routine, t.series_tile, t.series_at, t.campaign_id FROM hrwsi.processing_task t
@@ -664,7 +683,7 @@ END $$;
 CREATE OR REPLACE FUNCTION hrwsi.promote_aged_tasks() RETURNS integer LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
     -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the table's
-    -- order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene; migration 0082)
+    -- order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene; migration 0084)
     WITH locked AS MATERIALIZED (
         SELECT t.id FROM processing_task t JOIN lane l ON l.name = t.lane
         WHERE l.promote_after IS NOT NULL AND t.priority > 0
@@ -719,7 +738,7 @@ BEGIN
         RETURNING id INTO new_plan;
         -- (the tasks locked first, in the order of their ids, as every writer of many tasks locks them: in
         -- the plan's order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene of
-        -- their series; migration 0082)
+        -- their series; migration 0084)
         PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_ids) AND t.state = 'pending'
         ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task t
@@ -774,7 +793,7 @@ BEGIN
         SELECT t.id, t.state, t.state_reason FROM processing_task t
         WHERE t.routine = from_routine AND t.campaign_id IS NULL
           AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
-        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         FOR UPDATE
     ), changed AS (
         UPDATE processing_task t
@@ -1029,7 +1048,7 @@ BEGIN
             WHERE n.state = 'terminated' AND o.state <> 'terminated' $q$;
     END IF;
     -- A task of a time series cancelled: the task after it takes the one before it as its own (migration
-    -- 0082) ...
+    -- 0084) ...
     IF 'cancelled' = ANY (new_states) THEN
         PERFORM hrwsi.skip_cancelled_tasks(ARRAY(SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
                                                  WHERE d.state = 'cancelled' AND o.state <> 'cancelled'
@@ -1070,7 +1089,7 @@ BEGIN
                 SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
             ), locked AS MATERIALIZED (
-                -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+                -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
                 SELECT t.id FROM processing_task t WHERE t.id IN (SELECT a.id FROM after_it a)
                 ORDER BY t.id FOR NO KEY UPDATE OF t
             )
@@ -1131,7 +1150,7 @@ DECLARE
 BEGIN
     -- A task of a time series: the series' lock first, then the row, as every holder of both takes them:
     -- the tasks after it take the task before it as theirs under that lock (hrwsi.skip_cancelled_tasks,
-    -- migration 0082), and a scene inserted meanwhile is linked around it.
+    -- migration 0084), and a scene inserted meanwhile is linked around it.
     SELECT hrwsi.series_lock_key(t.routine, t.series_tile) INTO series_key
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
     WHERE t.id = task AND t.series_tile IS NOT NULL;
@@ -1166,7 +1185,7 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF NEW.on_hold AND NOT OLD.on_hold THEN
         PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = NEW.name AND t.state IN ('pending', 'planned')
-        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'routine on hold: ' || NEW.hold_reason
         WHERE routine = NEW.name AND state IN ('pending', 'planned');
         INSERT INTO hrwsi.alert (kind, subject, body, routine)
@@ -1184,7 +1203,7 @@ DECLARE
 BEGIN
     PERFORM 1 FROM hrwsi.processing_task t JOIN hrwsi.lane l ON l.name = t.lane AND l.priority > 0
     WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     UPDATE hrwsi.processing_task t
     SET state = 'on_hold', state_reason = format('back-fill of routine %s on hold: %s', NEW.name, NEW.backfill_hold_reason)
     FROM hrwsi.lane l
@@ -1210,7 +1229,7 @@ BEGIN
     PERFORM 1 FROM processing_task t
     WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
       AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
     -- wake-up call: its own here, below)
     WITH event AS (
@@ -1249,7 +1268,7 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF TG_TABLE_NAME = 'processing_routine' THEN
         PERFORM 1 FROM processing_task t WHERE t.routine = NEW.name AND t.state = 'planned'
-        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         UPDATE processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
             state_reason = format('routine %s changed (CPU, RAM, storage or flavour): planned again', NEW.name)
         WHERE routine = NEW.name AND state = 'planned';
@@ -1298,7 +1317,7 @@ BEGIN
         backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
     WHERE name = routine_name;
     PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = routine_name AND t.state = 'on_hold'
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
         state_reason = CASE WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
                                 THEN 'routine released by an operator'
@@ -1331,7 +1350,7 @@ BEGIN
         WHERE t.id = ANY (p_tasks) AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
           AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
     ), locked AS MATERIALIZED (
-        -- (in the order of their ids, as every writer of many tasks locks them: migration 0082)
+        -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         SELECT t.id FROM processing_task t JOIN target x ON x.id = t.id
         WHERE (t.waits_for_upstream IS DISTINCT FROM x.wait
                OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
