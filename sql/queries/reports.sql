@@ -616,11 +616,12 @@ SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;
 
 -- name: report_tasks_to_retry
 -- The tasks of a routine in a state `hrwsi retry --routine R --state S` retries, oldest first, at
--- most %(limit)s, each row with how many there are in all.
-SELECT id, count(*) OVER () AS total
-FROM hrwsi.processing_task
-WHERE routine = %(routine)s AND state = %(state)s
-ORDER BY id
+-- most %(limit)s, each row with how many there are in all. A task of an input a correction superseded
+-- is not retried (hrwsi.retry_task refuses it: listed, it stopped the command at the first; found by review).
+SELECT t.id, count(*) OVER () AS total
+FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+WHERE t.routine = %(routine)s AND t.state = %(state)s AND i.superseded_by IS NULL
+ORDER BY t.id
 LIMIT %(limit)s;
 
 -- name: report_conditions_missing_products

@@ -272,6 +272,20 @@ def test_retry_routine_retries_each_of_its_terminated_tasks_through_retry_task_a
         assert refused.returncode == 2 and said in refused.stderr, refused.stderr
 
 
+
+def test_retry_routine_of_cancelled_tasks_leaves_out_those_of_corrected_inputs(db, env):
+    """Found by review: `hrwsi retry --routine R --state cancelled` listed the tasks a correction cancelled (their
+    input superseded), which hrwsi.retry_task refuses: each was refused, oldest first, and the command exited 1."""
+    from tests.integration.test_retention import make_task
+    load(db, single_routine_configuration(["true"]))
+    corrected = make_task(db, "/in/a", condition="in", state="pending", age=None)
+    cancelled = make_task(db, "/in/b", condition="in", state="pending", age=None)
+    db.execute("SELECT hrwsi.correct_input(input_id, tile => '31TCH') FROM hrwsi.processing_task WHERE id = %s",
+               (corrected,))
+    db.execute("SELECT hrwsi.cancel_task(%s)", (cancelled,))
+    said = run(["retry", "--routine", "work", "--state", "cancelled"], env).stdout
+    assert "1 of 1 cancelled task(s) of routine work retried" in said and f"task {corrected} " not in said
+
 def test_retry_help_and_readme_name_the_states_the_database_lets_retry(env):
     # `hrwsi retry --help` said "terminated, cancelled or held", README and hrwsi.retry_task also blocked.
     schema = (Path(__file__).resolve().parents[2] / "sql" / "schema.sql").read_text()
