@@ -237,7 +237,7 @@ CREATE TABLE hrwsi.input (
         CONSTRAINT input_path_is_at_most_2000_bytes CHECK (octet_length(input_path) <= 2000)
         CONSTRAINT input_path_has_no_surrounding_white_space CHECK (btrim(input_path) = '' OR input_path = btrim(input_path))
         CONSTRAINT input_path_has_no_control_or_invisible_characters
-        CHECK (input_path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]')
+        CHECK (superseded_by IS NOT NULL OR input_path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]')
         CONSTRAINT input_path_has_no_dot_dot_segment CHECK (input_path !~ '(^|/)\.\.(/|$)')
         -- (Nomad reads `${...}` in a job's arguments as its own variables: such a path cannot run
         -- there, and was charged to the routine; migration 0066)
@@ -260,6 +260,8 @@ CREATE TABLE hrwsi.input (
     campaign_id          bigint CONSTRAINT input_campaign_must_exist REFERENCES hrwsi.campaign (id),
     -- The input that corrects this one (hrwsi.correct_input, migration 0083): this one's tasks were
     -- cancelled, and it no longer holds its path nor its scene for its condition. NULL: not corrected.
+    -- (The path rule input_path_has_no_control_or_invisible_characters holds for the inputs not
+    -- superseded: an old input whose path a later rule refuses can be marked superseded, corrected.)
     superseded_by        bigint,
     CONSTRAINT input_measured_at_is_not_after_published_at CHECK (measured_at <= published_at),
     CONSTRAINT input_measured_at_is_after_1950 CHECK (measured_at >= timestamptz '1950-01-01 00:00Z'),
@@ -2204,6 +2206,37 @@ BEGIN
     RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
 END $$;
 
+-- A task before a near-real-time task in its time series that took that task's deadline (and its
+-- priority) to be served before it gives them back when that task is cancelled (migration 0083): the
+-- archive tasks before a fresh scene cancelled or corrected kept its deadline and raised priority, and
+-- were served ahead of real near-real-time work (found by review). It is served by its own deadline
+-- again (none: NULL), at its lane's priority (an aged one, past its lane's promote_after, stays at 0, as
+-- hrwsi.promote_aged_tasks would make it again); a planned one is planned again. Called by
+-- hrwsi.cancel_task and hrwsi.correct_input with the tasks they cancelled; returns how many gave back.
+CREATE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+    WITH given AS (
+        UPDATE processing_task t
+        SET deadline_at = t.own_deadline_at, deadline_inherited_from = NULL, own_deadline_at = NULL,
+            priority = CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                            THEN least(l.priority, 0) ELSE l.priority END,
+            state = CASE WHEN t.state = 'planned' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('task %s, whose deadline it took, was cancelled: served by its own, '
+                                            'planned again', t.deadline_inherited_from)
+                                ELSE t.state_reason END
+        FROM lane l
+        WHERE t.deadline_inherited_from = ANY (cancelled) AND l.name = t.lane
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM given
+$$;
+
+
 CREATE FUNCTION hrwsi.cancel_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -2228,6 +2261,8 @@ BEGIN
     UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'cancelled by an operator' WHERE id = task;
     UPDATE hrwsi.job SET cancel_requested = true
     WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
+    -- (the tasks before it that took its deadline give it back: migration 0083)
+    PERFORM hrwsi.give_back_taken_deadlines(ARRAY[task]);
     SELECT t.id, t.depends_on INTO next_task, next_previous FROM hrwsi.processing_task t
     WHERE t.state_reason LIKE format('task %s before it in its time series was cancelled%%', task)
       AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -2248,6 +2283,14 @@ END $$;
 -- (a job submitted, queued or running, cancelled or not): the corrected input's attempt would run
 -- beside it. Tasks of its time series that waited for a cancelled task wait for the corrected one when
 -- it takes its place, else for the task before it, as a retry would link them. Returns the new input's id.
+-- The old input's tasks, processed ones too, leave their time series (series_tile and series_at NULL:
+-- every lookup of a series' members matches on them), so that no task links behind the wrong version of
+-- the scene: the corrected input's task depended on the old one's, which it replaces (found by review).
+-- An open task that waited for a processed old one waits for the task before it instead. Tasks before a
+-- cancelled one that took its deadline give it back (hrwsi.give_back_taken_deadlines). Refused for a
+-- campaign's input (reprocessing: the campaign is made again), a multi-input group (its members are not
+-- copied: the group would run with none) and a new path for a chained input (its path is its product's):
+-- a data engineer could otherwise make inputs the column grants keep from them (found by review).
 CREATE FUNCTION hrwsi.correct_input(input_id bigint, tile text DEFAULT NULL, measured_at timestamptz DEFAULT NULL,
                                     published_at timestamptz DEFAULT NULL, lane text DEFAULT NULL,
                                     input_path text DEFAULT NULL, mission text DEFAULT NULL, scene_id text DEFAULT NULL)
@@ -2262,6 +2305,7 @@ DECLARE
     new_id bigint;
     alerted bigint;       -- (the last alert before the cancellations)
     dependents bigint[];  -- (the tasks that waited for a cancelled one)
+    old_tasks bigint[];   -- (the old input's tasks, which leave their time series)
 BEGIN
     SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
     IF NOT FOUND THEN
@@ -2284,6 +2328,26 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = format('correct input %s instead: SELECT hrwsi.correct_input(%s, ...)', was.superseded_by,
                                 was.superseded_by);
+    END IF;
+    -- What a data engineer may not insert is not made by a correction either (the function runs as its
+    -- owner; the column grants keep them from setting source, product_id and campaign_id).
+    IF was.campaign_id IS NOT NULL THEN
+        RAISE EXCEPTION 'input % is reprocessing campaign %''s: it is not corrected', was.id, was.campaign_id
+            USING ERRCODE = 'check_violation',
+                  HINT = 'correct the production input it was chained from, then reprocess again (`hrwsi reprocess`)';
+    END IF;
+    IF was.source = 'multi_input' THEN
+        RAISE EXCEPTION 'input % is a multi-input group (%): it is not corrected', was.id, was.input_path
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'The harvester makes a group from its members (`hrwsi groups` lists them); a copy would have none.',
+                  HINT = 'correct the members'' inputs or products; to drop the group''s task: `hrwsi cancel TASK`';
+    END IF;
+    IF was.product_id IS NOT NULL AND correct_input.input_path IS DISTINCT FROM was.input_path
+       AND correct_input.input_path IS NOT NULL THEN
+        RAISE EXCEPTION 'input % was chained from product %: its path is the product''s, %', was.id, was.product_id,
+                        was.input_path
+            USING ERRCODE = 'check_violation',
+                  HINT = 'correct its tile or times without input_path => ..., or insert an input of the other path';
     END IF;
     PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id ORDER BY t.id FOR UPDATE;
     SELECT t.id, t.routine, t.state, j.backend_job_id, j.state AS job_state INTO busy
@@ -2325,6 +2389,14 @@ BEGIN
     )
     SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM done;
     SELECT coalesce(array_agg(t.id), '{}') INTO dependents FROM hrwsi.processing_task t WHERE t.depends_on = ANY (cancelled);
+    PERFORM hrwsi.give_back_taken_deadlines(cancelled);
+    -- Its tasks leave their time series before the corrected input's task is linked into one.
+    WITH gone AS (
+        UPDATE hrwsi.processing_task t SET series_tile = NULL, series_at = NULL
+        WHERE t.input_id = was.id AND t.series_tile IS NOT NULL
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
     UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
     INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
                              product_id, scene_id, lane, campaign_id)
@@ -2351,6 +2423,30 @@ BEGIN
         SET state_reason = format('relinked: the task it waited for was cancelled by the correction of input %s', was.id)
         WHERE id = waiting AND state = 'pending';
     END LOOP;
+    -- A task that has not started and still waits for a processed old task (the corrected input's task
+    -- did not take its place) waits for the task before it in its series now, as a new task there would
+    -- (a held or blocked one takes it when it is released or retried).
+    WITH relink AS (
+        SELECT t.id, p.id AS previous, p.state AS previous_state
+        FROM hrwsi.processing_task t LEFT JOIN LATERAL (
+            SELECT x.id, x.state FROM hrwsi.processing_task x
+            WHERE x.routine = t.routine AND x.series_tile = t.series_tile AND x.state <> 'cancelled'
+              AND x.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (x.series_at, x.id) < (t.series_at, t.id)
+            ORDER BY x.series_at DESC, x.id DESC LIMIT 1) p ON true
+        WHERE t.depends_on = ANY (old_tasks) AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+    )
+    UPDATE hrwsi.processing_task t
+    SET depends_on = r.previous,
+        state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
+                     WHEN r.previous_state IN ('terminated', 'blocked') THEN 'blocked' ELSE 'pending' END,
+        worker = NULL, planned_start = NULL, planned_end = NULL,
+        state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                            WHEN r.previous_state IN ('terminated', 'blocked')
+                            THEN format('relinked by the correction of input %s: waits for task %s, which is %s '
+                                        '(`hrwsi task show %s` says why)', was.id, r.previous, r.previous_state, r.previous)
+                            ELSE format('relinked: the task it waited for was made from input %s, which input %s '
+                                        'corrects', was.id, new_id) END
+    FROM relink r WHERE t.id = r.id;
     -- The cancellations blocked the next tasks of their series and alerted ops (task_blocked), which the
     -- correction then linked to run: those alerts, written by this transaction and never sent, said what
     -- is no longer true, and are withdrawn.
@@ -2781,7 +2877,8 @@ BEGIN
     JOIN campaign k ON k.id = new_campaign
     JOIN lane l ON l.name = k.lane
     WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
-      AND i.campaign_id IS NULL
+      -- (an input a correction superseded is reprocessed as its correction: migration 0083, found by review)
+      AND i.campaign_id IS NULL AND i.superseded_by IS NULL
       AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
       AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
       AND EXISTS (SELECT 1 FROM processing_task d WHERE d.input_id = i.id AND d.state = 'processed')
@@ -4991,6 +5088,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() TO hrwsi_readon
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.give_back_taken_deadlines(bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION hrwsi.missed_products(text), hrwsi.close_a_missed_range(text) FROM PUBLIC;  -- (migration 0078)
 GRANT EXECUTE ON FUNCTION hrwsi.close_a_missed_range(text) TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0077: `hrwsi status`)

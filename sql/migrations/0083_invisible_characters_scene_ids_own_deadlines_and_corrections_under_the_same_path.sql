@@ -17,9 +17,12 @@
 UPDATE hrwsi.product SET chained_at = now()
 WHERE chained_at IS NULL AND path ~ '[\u00a0\u115f\u1160\u2000-\u200a\u202f\u205f\u3000\u3164\uffa0]';
 
+-- (the column hrwsi.correct_input marks a superseded input with, below: an old input kept with a path now
+-- refused can still be corrected, its UPDATE checked by the rule again; found by review)
+ALTER TABLE hrwsi.input ADD COLUMN superseded_by bigint;
 ALTER TABLE hrwsi.input DROP CONSTRAINT input_path_has_no_control_or_invisible_characters;
 ALTER TABLE hrwsi.input ADD CONSTRAINT input_path_has_no_control_or_invisible_characters
-    CHECK (input_path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]') NOT VALID;
+    CHECK (superseded_by IS NOT NULL OR input_path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]') NOT VALID;
 ALTER TABLE hrwsi.product DROP CONSTRAINT product_path_is_absolute_without_control_characters;
 ALTER TABLE hrwsi.product ADD CONSTRAINT product_path_is_absolute_without_control_characters
     CHECK (left(path, 1) = '/' AND path !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]' AND path !~ '(^|/)\.\.(/|$)') NOT VALID;
@@ -499,7 +502,6 @@ CROSS JOIN LATERAL (SELECT CASE WHEN t.deadline_inherited_from IS NULL THEN t.de
 -- holds its path or scene for its condition (the unique rules become partial unique indexes of the
 -- same names). A superseded input's task is not retried. The chaining's ON CONFLICT names the index's
 -- predicate.
-ALTER TABLE hrwsi.input ADD COLUMN superseded_by bigint;
 ALTER TABLE hrwsi.input DROP CONSTRAINT input_is_unique_per_condition_and_path;
 CREATE UNIQUE INDEX input_is_unique_per_condition_and_path ON hrwsi.input (processing_condition, input_path)
     WHERE superseded_by IS NULL;
@@ -743,6 +745,171 @@ BEGIN
                 ELSE '' END;
 END $$;
 
+-- A campaign reprocesses the inputs not superseded by a correction: it reprocessed the old version of a
+-- corrected scene beside the corrected one (found by review).
+CREATE OR REPLACE FUNCTION hrwsi.reprocess(
+    routine text DEFAULT NULL, condition text DEFAULT NULL, measured_from timestamptz DEFAULT NULL,
+    measured_to timestamptz DEFAULT NULL, tiles text[] DEFAULT NULL, command text[] DEFAULT NULL,
+    image text DEFAULT NULL, chain boolean DEFAULT true, name text DEFAULT NULL, again boolean DEFAULT false)
+RETURNS TABLE (campaign_id bigint, tasks integer, summary text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    target text := reprocess.routine;
+    new_campaign bigint;
+    created integer;
+    twin bigint;
+BEGIN
+    IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
+        RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.measured_from IS NULL OR reprocess.measured_to IS NULL THEN
+        RAISE EXCEPTION 'give the sensing times to reprocess: measured_from and measured_to'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.condition IS NOT NULL THEN
+        SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
+        IF target IS NULL THEN
+            RAISE EXCEPTION 'no condition %', reprocess.condition USING ERRCODE = 'no_data_found';
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
+        RAISE EXCEPTION 'no routine %', target USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Two starts of one request at once would both find no twin: starts are serialised until the
+    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
+    PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"
+    IF NOT reprocess.again THEN
+        SELECT k.id INTO twin
+        FROM campaign k
+        WHERE k.routine = target AND k.condition IS NOT DISTINCT FROM reprocess.condition
+          AND k.measured_from = reprocess.measured_from AND k.measured_to = reprocess.measured_to
+          AND (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(k.tiles) x)
+              IS NOT DISTINCT FROM (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(reprocess.tiles) x)
+          AND k.command IS NOT DISTINCT FROM reprocess.command AND k.image IS NOT DISTINCT FROM reprocess.image
+          AND k.cancelled_at IS NULL
+          AND EXISTS (SELECT 1 FROM campaign_progress p WHERE p.campaign_id = k.id AND p.finished_at IS NULL)
+        ORDER BY k.id DESC
+        LIMIT 1;
+        IF twin IS NOT NULL THEN
+            RAISE EXCEPTION 'campaign % already reprocesses these inputs with this version and has not finished', twin
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'campaign_is_not_started_twice',
+                      HINT = format('SELECT * FROM hrwsi.campaign_progress WHERE campaign_id = %s shows it; call '
+                                    'hrwsi.reprocess with again => true to start another one anyway (both run)', twin);
+        END IF;
+    END IF;
+    INSERT INTO campaign (name, routine, condition, measured_from, measured_to, tiles, command, image, chain)
+    VALUES (reprocess.name, target, reprocess.condition, reprocess.measured_from, reprocess.measured_to,
+            reprocess.tiles, reprocess.command, reprocess.image, reprocess.chain)
+    RETURNING id INTO new_campaign;
+
+    INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, series_tile, series_at,
+                                 campaign_id)
+    SELECT i.id, c.routine, CASE WHEN r.on_hold THEN 'on_hold' ELSE 'pending' END,
+           CASE WHEN r.on_hold THEN 'routine on hold: ' || r.hold_reason
+                ELSE format('reprocessing campaign %s', new_campaign) END,
+           l.name, l.priority,
+           CASE WHEN r.sequential_per_tile AND i.measured_at IS NOT NULL THEN i.tile END,
+           CASE WHEN r.sequential_per_tile AND i.tile IS NOT NULL THEN i.measured_at END,
+           new_campaign
+    FROM input i
+    JOIN processing_condition c ON c.name = i.processing_condition
+    JOIN processing_routine r ON r.name = c.routine
+    JOIN campaign k ON k.id = new_campaign
+    JOIN lane l ON l.name = k.lane
+    WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+      -- (an input a correction superseded is reprocessed as its correction: migration 0083, found by review)
+      AND i.campaign_id IS NULL AND i.superseded_by IS NULL
+      AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+      AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+      AND EXISTS (SELECT 1 FROM processing_task d WHERE d.input_id = i.id AND d.state = 'processed')
+    ORDER BY i.measured_at, i.id
+    -- Each input locked, as the tasks' key to their input locked it (migration 0026): none of them
+    -- can be removed before this transaction ends (hrwsi.refuse_removing_inputs_tasks_name).
+    FOR KEY SHARE OF i;
+    GET DIAGNOSTICS created = ROW_COUNT;
+    IF created = 0 THEN
+        RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
+            CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
+            coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
+            CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' (tiles ' || array_to_string(reprocess.tiles, ', ') || ')' END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- A time-series routine reads the previous product of its tile: the campaign's tasks of a tile
+    -- form a series of their own, in sensing order.
+    UPDATE processing_task t SET depends_on = s.previous
+    FROM (SELECT x.id, lag(x.id) OVER (PARTITION BY x.series_tile ORDER BY x.series_at, x.id) AS previous
+          FROM processing_task x WHERE x.campaign_id = new_campaign AND x.series_tile IS NOT NULL) s
+    WHERE t.id = s.id AND s.previous IS NOT NULL;
+    -- A composite (a task of a multi-input condition) is made again from the members its group has
+    -- now, recorded for the campaign's task (migration 0073): production's record is the members
+    -- there were when the group was made, and a member that arrived after its composite ran was in
+    -- no composite, the campaign's neither (found by exploratory testing).
+    INSERT INTO multi_input_campaign_member (task_id, member_path, product_type, measured_at)
+    SELECT t.id, m.member_path, min(m.product_type), min(m.measured_at)
+    FROM processing_task t
+    JOIN input g ON g.id = t.input_id
+    CROSS JOIN LATERAL multi_input_members_now(g.processing_condition, g.tile,
+                                               substring(g.input_path FROM '[0-9]{4}-[0-9]{2}-[0-9]{2}$')::date) m
+    WHERE t.campaign_id = new_campaign AND g.source = 'multi_input' AND g.tile IS NOT NULL
+    GROUP BY t.id, m.member_path;
+    RETURN QUERY SELECT new_campaign, created,
+        format('campaign %s: %s task(s) of routine %s for inputs sensed from %s to %s%s, in the %s lane, running %s%s',
+               new_campaign, created, target, hrwsi.utc_text(reprocess.measured_from),
+               hrwsi.utc_text(reprocess.measured_to),
+               CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' on tiles ' || array_to_string(reprocess.tiles, ', ') END,
+               k.lane, CASE WHEN k.command IS NULL AND k.image IS NULL THEN 'the routine''s own version'
+                            ELSE concat_ws(' ', k.image, array_to_string(k.command, ' ')) END,
+               CASE WHEN k.chain THEN '; its products chain downstream within the campaign' ELSE '' END)
+        FROM campaign k WHERE k.id = new_campaign;
+END $$;
+
+-- A task before a near-real-time task in its time series that took that task's deadline (and its
+-- priority) to be served before it gives them back when that task is cancelled (migration 0083): the
+-- archive tasks before a fresh scene cancelled or corrected kept its deadline and raised priority, and
+-- were served ahead of real near-real-time work (found by review). It is served by its own deadline
+-- again (none: NULL), at its lane's priority (an aged one, past its lane's promote_after, stays at 0, as
+-- hrwsi.promote_aged_tasks would make it again); a planned one is planned again. Called by
+-- hrwsi.cancel_task and hrwsi.correct_input with the tasks they cancelled; returns how many gave back.
+CREATE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+    WITH given AS (
+        UPDATE processing_task t
+        SET deadline_at = t.own_deadline_at, deadline_inherited_from = NULL, own_deadline_at = NULL,
+            priority = CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                            THEN least(l.priority, 0) ELSE l.priority END,
+            state = CASE WHEN t.state = 'planned' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('task %s, whose deadline it took, was cancelled: served by its own, '
+                                            'planned again', t.deadline_inherited_from)
+                                ELSE t.state_reason END
+        FROM lane l
+        WHERE t.deadline_inherited_from = ANY (cancelled) AND l.name = t.lane
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM given
+$$;
+
+CREATE OR REPLACE FUNCTION hrwsi.cancel_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text := hrwsi.lock_task(task);
+BEGIN
+    IF current IN ('processed', 'terminated', 'cancelled') THEN
+        RAISE EXCEPTION 'task % is already %: nothing to cancel', task, current USING ERRCODE = 'check_violation';
+    END IF;
+    UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'cancelled by an operator' WHERE id = task;
+    UPDATE hrwsi.job SET cancel_requested = true
+    WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
+    -- (the tasks before it that took its deadline give it back: migration 0083)
+    PERFORM hrwsi.give_back_taken_deadlines(ARRAY[task]);
+    RETURN format('task %s was %s; it is cancelled%s', task, current,
+                  CASE WHEN current IN ('dispatched', 'queued', 'running') THEN ' and its job is being stopped' ELSE '' END);
+END $$;
+
 -- A data engineer's correction of an input a task was made from (migration 0083): README told them to
 -- insert the corrected input and cancel the old task, but an input that keeps the path could not be
 -- inserted until retention removed the old one (found by exploratory testing). This cancels the old
@@ -752,6 +919,14 @@ END $$;
 -- (a job submitted, queued or running, cancelled or not): the corrected input's attempt would run
 -- beside it. Tasks of its time series that waited for a cancelled task wait for the corrected one when
 -- it takes its place, else for the task before it, as a retry would link them. Returns the new input's id.
+-- The old input's tasks, processed ones too, leave their time series (series_tile and series_at NULL:
+-- every lookup of a series' members matches on them), so that no task links behind the wrong version of
+-- the scene: the corrected input's task depended on the old one's, which it replaces (found by review).
+-- An open task that waited for a processed old one waits for the task before it instead. Tasks before a
+-- cancelled one that took its deadline give it back (hrwsi.give_back_taken_deadlines). Refused for a
+-- campaign's input (reprocessing: the campaign is made again), a multi-input group (its members are not
+-- copied: the group would run with none) and a new path for a chained input (its path is its product's):
+-- a data engineer could otherwise make inputs the column grants keep from them (found by review).
 CREATE FUNCTION hrwsi.correct_input(input_id bigint, tile text DEFAULT NULL, measured_at timestamptz DEFAULT NULL,
                                     published_at timestamptz DEFAULT NULL, lane text DEFAULT NULL,
                                     input_path text DEFAULT NULL, mission text DEFAULT NULL, scene_id text DEFAULT NULL)
@@ -766,6 +941,7 @@ DECLARE
     new_id bigint;
     alerted bigint;       -- (the last alert before the cancellations)
     dependents bigint[];  -- (the tasks that waited for a cancelled one)
+    old_tasks bigint[];   -- (the old input's tasks, which leave their time series)
 BEGIN
     SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
     IF NOT FOUND THEN
@@ -788,6 +964,26 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = format('correct input %s instead: SELECT hrwsi.correct_input(%s, ...)', was.superseded_by,
                                 was.superseded_by);
+    END IF;
+    -- What a data engineer may not insert is not made by a correction either (the function runs as its
+    -- owner; the column grants keep them from setting source, product_id and campaign_id).
+    IF was.campaign_id IS NOT NULL THEN
+        RAISE EXCEPTION 'input % is reprocessing campaign %''s: it is not corrected', was.id, was.campaign_id
+            USING ERRCODE = 'check_violation',
+                  HINT = 'correct the production input it was chained from, then reprocess again (`hrwsi reprocess`)';
+    END IF;
+    IF was.source = 'multi_input' THEN
+        RAISE EXCEPTION 'input % is a multi-input group (%): it is not corrected', was.id, was.input_path
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'The harvester makes a group from its members (`hrwsi groups` lists them); a copy would have none.',
+                  HINT = 'correct the members'' inputs or products; to drop the group''s task: `hrwsi cancel TASK`';
+    END IF;
+    IF was.product_id IS NOT NULL AND correct_input.input_path IS DISTINCT FROM was.input_path
+       AND correct_input.input_path IS NOT NULL THEN
+        RAISE EXCEPTION 'input % was chained from product %: its path is the product''s, %', was.id, was.product_id,
+                        was.input_path
+            USING ERRCODE = 'check_violation',
+                  HINT = 'correct its tile or times without input_path => ..., or insert an input of the other path';
     END IF;
     PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id ORDER BY t.id FOR UPDATE;
     SELECT t.id, t.routine, t.state, j.backend_job_id, j.state AS job_state INTO busy
@@ -829,6 +1025,14 @@ BEGIN
     )
     SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM done;
     SELECT coalesce(array_agg(t.id), '{}') INTO dependents FROM hrwsi.processing_task t WHERE t.depends_on = ANY (cancelled);
+    PERFORM hrwsi.give_back_taken_deadlines(cancelled);
+    -- Its tasks leave their time series before the corrected input's task is linked into one.
+    WITH gone AS (
+        UPDATE hrwsi.processing_task t SET series_tile = NULL, series_at = NULL
+        WHERE t.input_id = was.id AND t.series_tile IS NOT NULL
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
     UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
     INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
                              product_id, scene_id, lane, campaign_id)
@@ -855,6 +1059,30 @@ BEGIN
         SET state_reason = format('relinked: the task it waited for was cancelled by the correction of input %s', was.id)
         WHERE id = waiting AND state = 'pending';
     END LOOP;
+    -- A task that has not started and still waits for a processed old task (the corrected input's task
+    -- did not take its place) waits for the task before it in its series now, as a new task there would
+    -- (a held or blocked one takes it when it is released or retried).
+    WITH relink AS (
+        SELECT t.id, p.id AS previous, p.state AS previous_state
+        FROM hrwsi.processing_task t LEFT JOIN LATERAL (
+            SELECT x.id, x.state FROM hrwsi.processing_task x
+            WHERE x.routine = t.routine AND x.series_tile = t.series_tile AND x.state <> 'cancelled'
+              AND x.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (x.series_at, x.id) < (t.series_at, t.id)
+            ORDER BY x.series_at DESC, x.id DESC LIMIT 1) p ON true
+        WHERE t.depends_on = ANY (old_tasks) AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+    )
+    UPDATE hrwsi.processing_task t
+    SET depends_on = r.previous,
+        state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
+                     WHEN r.previous_state IN ('terminated', 'blocked') THEN 'blocked' ELSE 'pending' END,
+        worker = NULL, planned_start = NULL, planned_end = NULL,
+        state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                            WHEN r.previous_state IN ('terminated', 'blocked')
+                            THEN format('relinked by the correction of input %s: waits for task %s, which is %s '
+                                        '(`hrwsi task show %s` says why)', was.id, r.previous, r.previous_state, r.previous)
+                            ELSE format('relinked: the task it waited for was made from input %s, which input %s '
+                                        'corrects', was.id, new_id) END
+    FROM relink r WHERE t.id = r.id;
     -- The cancellations blocked the next tasks of their series and alerted ops (task_blocked), which the
     -- correction then linked to run: those alerts, written by this transaction and never sent, said what
     -- is no longer true, and are withdrawn.
@@ -867,3 +1095,4 @@ END $$;
 REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text)
     TO hrwsi_data_engineer, hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.give_back_taken_deadlines(bigint[]) FROM PUBLIC;

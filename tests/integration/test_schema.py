@@ -463,6 +463,110 @@ def test_the_tasks_of_a_time_series_after_a_corrected_input_wait_for_the_correct
         "no alert says it is blocked"
 
 
+def _processed(db, *tasks):
+    for task in tasks:
+        db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                   "WHERE id = %s", (task,))
+        db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (task,))
+
+
+def test_a_corrected_scenes_task_follows_the_scene_before_it_not_its_own_superseded_task(configured):
+    """Found by review: correct_input cancelled only open tasks, so a processed old task stayed in its time
+    series at the same place with a lower id, and the corrected scene's task depended on it: its previous
+    products were the wrong version of the same scene. The old input's tasks leave their series."""
+    configured.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    for hours in (3, 2):
+        insert_input(configured, f"/data/{hours}.SAFE", measured_at=NOW - timedelta(hours=hours), published_at=NOW)
+    tasks = dict(configured.execute("SELECT i.input_path, t.id FROM hrwsi.processing_task t "
+                                    "JOIN hrwsi.input i ON i.id = t.input_id").fetchall())
+    _processed(configured, tasks["/data/3.SAFE"], tasks["/data/2.SAFE"])
+    old_input = configured.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s",
+                                   (tasks["/data/2.SAFE"],)).fetchone()[0]
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    new_task = configured.execute("SELECT id, depends_on FROM hrwsi.processing_task WHERE input_id = %s", (new_input,))
+    assert new_task.fetchone()[1] == tasks["/data/3.SAFE"], "behind the scene before it, not its superseded self"
+    assert configured.execute("SELECT state, series_tile, series_at FROM hrwsi.processing_task WHERE id = %s",
+                              (tasks["/data/2.SAFE"],)).fetchone() == ("processed", None, None)
+    insert_input(configured, "/data/1.SAFE", measured_at=NOW - timedelta(hours=1), published_at=NOW)
+    later = configured.execute("SELECT t.depends_on FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                               "WHERE i.input_path = '/data/1.SAFE'").fetchone()[0]
+    new_id = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
+    assert later == new_id, "a later scene follows the corrected one"
+
+
+def test_a_task_that_waited_for_a_corrected_processed_scene_waits_for_the_one_before_when_it_moved(configured):
+    """Found by review (with the above): the next scene's task, not started, waited for the processed old task
+    of a scene whose correction moved it to another tile; it waits for the task before it now."""
+    configured.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    for hours in (3, 2, 1):
+        insert_input(configured, f"/data/{hours}.SAFE", measured_at=NOW - timedelta(hours=hours), published_at=NOW)
+    tasks = dict(configured.execute("SELECT i.input_path, t.id FROM hrwsi.processing_task t "
+                                    "JOIN hrwsi.input i ON i.id = t.input_id").fetchall())
+    _processed(configured, tasks["/data/3.SAFE"], tasks["/data/2.SAFE"])
+    old_input = configured.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s",
+                                   (tasks["/data/2.SAFE"],)).fetchone()[0]
+    configured.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (old_input,))
+    assert configured.execute("SELECT depends_on, state FROM hrwsi.processing_task WHERE id = %s",
+                              (tasks["/data/1.SAFE"],)).fetchone() == (tasks["/data/3.SAFE"], "pending")
+
+
+def test_a_campaign_reprocesses_a_corrected_scene_once_not_its_superseded_input(configured):
+    """Found by review: hrwsi.reprocess took every processed input, the superseded one too, and reprocessed
+    the old version of a corrected scene beside the corrected one."""
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    _processed(configured, configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s",
+                                              (new_input,)).fetchone()[0])
+    configured.execute("SELECT * FROM hrwsi.reprocess(routine => 'maja', measured_from => %s, measured_to => %s)",
+                       (NOW - timedelta(days=2), NOW))
+    assert configured.execute("SELECT input_id FROM hrwsi.processing_task WHERE campaign_id IS NOT NULL").fetchall() \
+        == [(new_input,)]
+
+
+@pytest.mark.parametrize("kind", ["campaign", "multi_input", "chained path"])
+def test_a_correction_makes_no_input_a_data_engineer_may_not_insert(configured, kind):
+    """Found by review: correct_input runs as its owner and copied source, product_id and campaign_id, which the
+    column grants keep data engineers from setting: a campaign's input made a new campaign task, a group's copy
+    had no members, and a chained input given another path claimed a product it does not read."""
+    if kind == "campaign":
+        configured.execute("INSERT INTO hrwsi.campaign (id, routine, measured_from, measured_to) OVERRIDING SYSTEM VALUE "
+                           "VALUES (7, 'maja', now() - interval '9 days', now())")
+        insert_input(configured, campaign_id=7)
+        correction, said = "tile => '31TCH'", "is reprocessing campaign 7's"
+    elif kind == "multi_input":
+        insert_input(configured, "multi_input/l1c/32TPR/2026-12-05", source="multi_input")
+        correction, said = "tile => '31TCH'", "is a multi-input group"
+    else:
+        configured.execute("INSERT INTO hrwsi.product (id, task_id, path, product_type) OVERRIDING SYSTEM VALUE "
+                           "VALUES (5, NULL, '/data/p.SAFE', 'L1C')")
+        insert_input(configured, "/data/p.SAFE", source="chaining", product_id=5)
+        correction, said = "input_path => '/data/other.SAFE'", "was chained from product 5"
+    [input_id] = configured.execute("SELECT id FROM hrwsi.input").fetchone()
+    with pytest.raises(psycopg.errors.CheckViolation, match=said):
+        configured.execute(f"SELECT hrwsi.correct_input(%s, {correction})", (input_id,))
+    assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1
+
+
+def test_an_old_input_whose_path_is_now_refused_can_still_be_corrected(configured):
+    """Found by review: the path rule kept NOT VALID for old rows still checked the UPDATE that marks the old input
+    superseded, so an input with a no-break space in its path could not be corrected, even to a clean path."""
+    name = "input_path_has_no_control_or_invisible_characters"
+    definition = configured.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s",
+                                    (name,)).fetchone()[0]
+    configured.execute(f"ALTER TABLE hrwsi.input DROP CONSTRAINT {name}")  # (an input from before migration 0083)
+    insert_input(configured, "/data/a\u00a0b.SAFE")
+    configured.execute(f"ALTER TABLE hrwsi.input ADD CONSTRAINT {name} {definition} NOT VALID")
+    [old_input] = configured.execute("SELECT id FROM hrwsi.input").fetchone()
+    with pytest.raises(psycopg.errors.CheckViolation, match=name):  # (the corrected input keeps no such path)
+        configured.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (old_input,))
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, input_path => '/data/a b.SAFE')",
+                                   (old_input,)).fetchone()[0]
+    assert configured.execute("SELECT superseded_by FROM hrwsi.input WHERE id = %s", (old_input,)).fetchone() == \
+        (new_input,)
+
+
 SCENE_PATHS = [
     "/a/X.SAFE/.", "/a/X.SAFE/./", "/a/X.SAFE/./.", "/a/X.SAFE//", "/a//X.SAFE", "//a/X.zip", "/a/./X.SAFE", "/a/X.SAFE/",
     "/", "/.", "//", "", ".", "./", "X.SAFE", "./X.SAFE", "/a/.hidden", "/a/...", "/a/b/..", "/a/.zip", "/a/.zip/.",

@@ -268,3 +268,33 @@ def test_archive_tasks_that_took_a_late_fresh_scenes_deadline_are_not_counted_or
     assert counted == [(None, None)] * 3, "no deadline of their own: not counted late"
     [archive] = timeliness.report(world, timeliness.Filters())["summary"]
     assert (archive["products"], archive["with_deadline"]) == (3, 0)
+
+
+@pytest.mark.parametrize("how", ["cancelled", "corrected"])
+def test_archive_tasks_give_back_the_deadline_they_took_when_the_fresh_scene_is_cancelled_or_corrected(world, how):
+    """Found by review: when the fresh scene whose deadline and priority the archive tasks before it took was
+    cancelled, or corrected to another tile, they kept them and were served ahead of real near-real-time work.
+    They are served by their own deadline (none) at their lane's priority again; a planned one is planned again."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    for day in (2, 1):
+        world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                         VALUES ('nrt', %s, '32TLR', %s, 'archive')""", (f"/old-{day}", NOW - timedelta(days=day)))
+    world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                     VALUES ('nrt', '/fresh', '32TLR', %s)""", (NOW - timedelta(hours=2),))
+    by_path = dict(world.execute("""SELECT i.input_path, t.id FROM hrwsi.processing_task t
+                                    JOIN hrwsi.input i ON i.id = t.input_id""").fetchall())
+    old = [by_path["/old-2"], by_path["/old-1"]]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (old[0],))
+    took = world.execute("SELECT deadline_at IS NOT NULL, deadline_inherited_from, priority FROM hrwsi.processing_task "
+                         "WHERE id = ANY (%s) ORDER BY id", (old,)).fetchall()
+    assert took == [(True, by_path["/fresh"], 0)] * 2
+    if how == "cancelled":
+        world.execute("SELECT hrwsi.cancel_task(%s)", (by_path["/fresh"],))
+    else:
+        world.execute("SELECT hrwsi.correct_input(input_id, tile => '31TCH') FROM hrwsi.processing_task WHERE id = %s",
+                      (by_path["/fresh"],))
+    given = world.execute("""SELECT deadline_at, deadline_inherited_from, own_deadline_at, priority, state, worker
+                             FROM hrwsi.processing_task WHERE id = ANY (%s) ORDER BY id""", (old,)).fetchall()
+    assert given == [(None, None, None, 1, "pending", None)] * 2
+
