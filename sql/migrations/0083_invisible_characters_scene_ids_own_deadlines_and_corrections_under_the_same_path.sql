@@ -508,6 +508,14 @@ CREATE UNIQUE INDEX input_is_unique_per_condition_and_path ON hrwsi.input (proce
 DROP INDEX hrwsi.input_scene_is_registered_once_per_condition;
 CREATE UNIQUE INDEX input_scene_is_registered_once_per_condition
     ON hrwsi.input (processing_condition, scene_id) WHERE scene_id IS NOT NULL AND superseded_by IS NULL;
+-- A harvester older than this migration chains with ON CONFLICT (processing_condition, input_path) DO
+-- NOTHING, which no index matches now: every chaining of it fails (found by review). Harvesters of older
+-- versions are stopped before this migration runs (README, Upgrading), and it says so.
+DO $$
+BEGIN
+    RAISE NOTICE 'migration 0083: a harvester older than 0.1.0+schema0083 can no longer chain products (its ON CONFLICT '
+                 'names no index now): stop the older harvesters and start this version''s';
+END $$;
 
 CREATE OR REPLACE FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$

@@ -4,6 +4,7 @@ database gets the pending migrations only; concurrent inits are serialised."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -304,6 +305,26 @@ def test_a_database_that_is_not_utf8_is_refused_with_what_to_do(server_url, tmp_
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+
+
+def test_migration_0083_and_readme_say_that_older_harvesters_are_stopped_first(empty_database_url, monkeypatch):
+    """Found by review: an older harvester's chaining, ON CONFLICT (processing_condition, input_path) DO NOTHING,
+    matches no index once the unique rule is a partial index, and fails while two versions run: the migration
+    and README's upgrade section say to stop older harvesters first."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 83])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.commit()
+        notices = []
+        conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert migrations.migrate(conn)[0].startswith("0083_")
+        conn.commit()
+    assert any("stop the older harvesters" in n for n in notices), notices
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    upgrading = readme[readme.index("### Upgrading"):][:1500]
+    assert "every harvester of an older version stopped first" in upgrading
 
 def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0083_is_counted_against_its_own(
         empty_database_url, monkeypatch):
