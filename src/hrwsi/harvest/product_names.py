@@ -23,7 +23,9 @@ class SceneName:
     product_type: str        # as the name says: MSIL1C, GRDH, L1C, FSC ...
 
 
-_EXTENSIONS = re.compile(r"(\.(safe|sen3|zip|json|tif|tiff|nc|tar|tgz|gz|h5|xml|jp2))+$", re.IGNORECASE)
+# (ASCII letters only, to the end of the name: as hrwsi.scene_id_of in SQL reads them; Python's IGNORECASE alone
+# also folded ſ, ı and İ into s, i and I, and `$` matched before a final newline: found by review)
+_EXTENSIONS = re.compile(r"(\.(safe|sen3|zip|json|tif|tiff|nc|tar|tgz|gz|h5|xml|jp2))+\Z", re.IGNORECASE | re.ASCII)
 _STAMP = r"(\d{8}T\d{6})"
 _NAME_FORMATS = [
     # Sentinel-2: S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456

@@ -42,3 +42,13 @@ def test_a_name_of_an_unknown_format_still_gives_the_tile_and_mission_it_carries
     assert product_names.tile_and_mission("S2A_MSIL1C_20240105T103421_N0510_R108_T32TPR_20240105T123456") == \
         ("32TPR", "S2A")
     assert product_names.tile_and_mission("auxiliary.nc") == (None, None)
+
+
+def test_scene_id_of_strips_only_ascii_extensions_at_the_very_end_as_sql_does():
+    """Found by review: Python's IGNORECASE folded ſ, ı and İ into s, i and I (hrwsi.scene_id_of in SQL does not),
+    and `$` matched before a final newline: the harvester's scene id then differed from the database's."""
+    assert product_names.scene_id_of("/x/A.\u017fAFE") == "A.\u017fAFE"
+    assert product_names.scene_id_of("/x/a.z\u0131p") == "a.z\u0131p"
+    assert product_names.scene_id_of("/x/a.T\u0130F") == "a.T\u0130F"
+    assert product_names.scene_id_of("/x/a.SAFE\n") == "a.SAFE\n"
+    assert product_names.scene_id_of("/x/a.SaFe.ZIP") == "a"
