@@ -1229,6 +1229,29 @@ async def test_an_attempt_goes_to_its_claims_own_id_only_once_that_id_and_its_pa
     await nomad.purge(foreign.job_id)
 
 
+
+async def test_a_claims_own_id_and_paths_are_recorded_before_anything_is_prepared_there(nomad: Target):
+    # Found by review: the attempt's own paths were prepared (its manifest written) before they were recorded; a
+    # launcher that crashed in between left files the row did not name, and its adopter moved them aside with a
+    # warning about "another timeline's files" that were this installation's own. Now they are recorded first.
+    foreign = claimed(installation_spec(nomad, "recorded-before-prepared", str(uuid.uuid4())))
+    assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
+    taken = claimed(installation_spec(nomad, "recorded-before-prepared", str(uuid.uuid4())))
+    seen: list[bool] = []
+
+    async def record(spec: JobSpec) -> None:
+        seen.append(Path(spec.output_dir).parent.exists())
+
+    backend = nomad.backend()
+    backend.record_runs_under = record
+    own_id = await backend.submit(taken, first_start=True)
+    assert seen == [False], "its own attempt directory existed before it was recorded"
+    own = dataclasses.replace(taken, job_id=own_id, output_dir=taken.output_dir.replace(
+        "/attempt-1/", f"/attempt-1{own_id[-10:]}/"), log_path=taken.log_path.removesuffix(".log") + f"{own_id[-10:]}.log")
+    assert (await follow(backend, own)).state == "processed"
+    await backend.forget(own_id)
+    await nomad.purge(foreign.job_id)
+
 async def until(condition, what: str) -> None:
     async def met() -> None:
         while not condition():

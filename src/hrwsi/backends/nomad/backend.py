@@ -274,7 +274,7 @@ class NomadBackend(Backend):
         """A job this database does not know holds spec.job_id: left alone, and the attempt registered under
         its claim's own ID with paths of its own (claims_own_spec), never the first job's directory nor log
         (it may still run: found by exploratory testing), which is neither moved aside nor used. That ID and
-        those paths are recorded (record_runs_under) before the registration, so that once the attempt is
+        those paths are recorded (record_runs_under) before they are prepared and registered, so that once the attempt is
         known to have gone there, nothing registers the first ID for it again."""
         own_id = claims_own_job_id(spec.job_id, spec.claim) if spec.claim else None
         # (no ID of its own to go to, or the spec names it already, the ID recorded: that one is taken too)
@@ -282,10 +282,12 @@ class NomadBackend(Backend):
             self._refuse_a_job_not_ours(foreign, spec)
         self._say_taken(foreign, spec, own_id)
         own = claims_own_spec(spec)
-        # (the row named the first ID, so nothing ran on these paths for this claim: its first start there)
-        await asyncio.to_thread(prepare_attempt, own)
+        # (recorded before its paths are prepared: a launcher that crashed in between left a manifest there that
+        # the row did not name, and its adopter moved it aside as another timeline's files; found by review)
         if self.record_runs_under is not None:
             await self.record_runs_under(own)
+        # (the row named the first ID, so nothing ran on these paths for this claim: its first start there)
+        await asyncio.to_thread(prepare_attempt, own)
         if not self._jobs_index_floor:
             await self.read_jobs_index()
         taken_too = await self._register_as(own, claim, flavour)
