@@ -159,7 +159,7 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 service["jobs_held"] = held_jobs.get(service["id"], 0)
         newest = read("the database's schema", None, lambda: conn.execute(query("newest_migration_recorded")).fetchone())
         alive = [s for s in data["services"] if is_alive(s, stale_after_s)]
-        replaced_by_newer(data["services"], alive)
+        replaced_by_newer(data["services"], alive, stale_after_s)
         data["services_gone"] = services_gone(data["services"], alive)
         data["versions"] = migrations.service_versions(alive, *(newest or (None, None)))
         # (the code on disk where status runs, against what each service of this host started with)
@@ -230,17 +230,22 @@ def is_alive(service: dict, stale_after_s: float) -> bool:
     return service["heartbeat_age_s"] is None or service["heartbeat_age_s"] <= stale_after_s
 
 
-def replaced_by_newer(services: list[dict], alive: list[dict]) -> None:
+def replaced_by_newer(services: list[dict], alive: list[dict], stale_after_s: float = 30.0) -> None:
     """Mark each instance that is not alive and that a newer live instance of its kind on its host replaced
     (replaced_by; the query marks those the same process replaced, after its lease lapsed). Why: after a
     restart of the database (every lease lapsed) or of the services, each left a stale row per service,
     listed until dead_service_hours, crowding `hrwsi status` (found by exploratory testing); views folds them
-    into one line unless they hold jobs or were found dead."""
+    into one line unless they hold jobs or were found dead. A newer instance replaced it only if it started
+    once this one had stopped, as far as its last heartbeat tells (less the lease, stale_after_s): one that
+    ran beside it (two instances of a kind on one host) replaced nothing, and the dead sibling was folded
+    away as replaced (found by review)."""
     for service in services:
         if service in alive or service.get("replaced_by"):
             continue
+        stopped_after = (service["heartbeat_at"] - timedelta(seconds=stale_after_s)
+                         if service.get("heartbeat_at") is not None else service["started_at"])
         newer = [a for a in alive if a["kind"] == service["kind"] and a["host"] == service["host"]
-                 and a["started_at"] > service["started_at"]]
+                 and a["started_at"] > max(service["started_at"], stopped_after)]
         if newer:
             service["replaced_by"] = max(newer, key=lambda a: a["started_at"])["id"]
             service["replaced_by_newer"] = True  # (another process: not the same one under a new identity)

@@ -268,6 +268,18 @@ def test_a_server_short_of_connections_is_said_in_status_with_the_settings_that_
         in shown, shown
 
 
+
+def test_a_dead_sibling_instance_that_nothing_replaced_is_listed_not_folded_away(db):
+    """Found by review: two instances of one kind on one host, the earlier-started one died holding no job: it was
+    folded into "replaced instance(s) not listed", though the newer one ran beside it and replaced nothing."""
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at) VALUES
+                  ('orchestrator-h-1', 'orchestrator', 'h', 1, now() - interval '2 hours', now() - interval '10 minutes'),
+                  ('orchestrator-h-2', 'orchestrator', 'h', 2, now() - interval '1 hour', now())""")
+    data = reports.status(db, stale_after_s=30.0)
+    assert {s["id"]: s["replaced_by"] for s in data["services"]}["orchestrator-h-1"] is None
+    shown = " ".join(drawn(views.status, data, 30.0).split())
+    assert "orchestrator-h-1" in shown and "(stale: dead or hung?)" in shown and "not listed" not in shown, shown
+
 def test_instances_a_newer_live_one_replaced_are_counted_in_one_line_of_status_and_listed_on_demand(db):
     """After a database restart every lease lapsed and each service went on under a new identity; restarted
     services leave their old rows too: each was a row of `hrwsi status` until dead_service_hours (found by
