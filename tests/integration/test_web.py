@@ -8,6 +8,8 @@ import json
 import re
 import socket
 import struct
+import threading
+import time
 from contextlib import asynccontextmanager
 from datetime import UTC
 from html import unescape
@@ -601,6 +603,39 @@ async def test_the_overview_names_a_transaction_open_long_and_a_server_short_of_
     assert f"SELECT pg_terminate_backend({pid})" in page and "VACUUM keeps every row version it might see" in page
     assert "The database server is short of connections: " in page and "HRWSI_POOL_SIZE" in page
     assert "the database needs a look (below)" in page
+    assert re.search(r'class="tile warn" href="#services"', html) is None, "short of connections: red"
+
+
+async def test_a_long_running_statement_is_listed_but_does_not_turn_the_services_tile_red(
+        database_url, scenario, data_dir, monkeypatch):
+    """Found by review: the "services alive" tile turned red for any transaction open long, a nightly pg_dump
+    included. A statement still running (a dump, a report) is listed below and colours nothing; a session idle in
+    its transaction (forgotten) makes the tile amber; dead services and a server short of slots, red."""
+    from hrwsi.web import data
+
+    monkeypatch.setattr(data, "LONG_TRANSACTION_AFTER_S", 0.0)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # (every service of the scenario alive)
+        conn.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now()")
+    with psycopg.connect(database_url, application_name="pg_dump") as dump:
+        running = threading.Thread(target=lambda: dump.execute("SELECT pg_sleep(3)"))
+        running.start()
+        try:
+            with psycopg.connect(database_url) as watch:
+                while not watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' "
+                                        "AND state = 'active'").fetchone()[0]:
+                    time.sleep(0.02)
+            async with dashboard(database_url, data_dir) as client:
+                html = await text_of(client, "/")
+        finally:
+            running.join()
+    assert "pg_dump" in visible(html), "listed below"
+    tile = re.search(r'<a class="tile ([a-z]*)\s*" href="#services">', html)
+    assert tile is not None and tile.group(1) == "", html
+    with psycopg.connect(database_url, application_name="forgotten") as other:
+        other.execute("SELECT 1")  # (idle in its transaction)
+        async with dashboard(database_url, data_dir) as client:
+            html = await text_of(client, "/")
+    assert re.search(r'<a class="tile ([a-z]*)\s*" href="#services">', html).group(1) == "warn", html
 
 
 async def test_the_overview_shows_an_instance_taken_over_as_dead_with_its_real_heartbeat_and_who_replaced_it(
