@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -885,7 +886,7 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
         report.products += len(page)
         candidates = []
         # (mapped in a thread, in the page's order: see _map_page; what is left here is bookkeeping)
-        mapped = await asyncio.to_thread(_map_page, page, path_field, run.now)
+        mapped = await _mapped_in_a_thread(page, path_field, run.now)
         for index, (product, candidate, problem) in enumerate(mapped):
             if index % PRODUCTS_PER_YIELD == PRODUCTS_PER_YIELD - 1:
                 await asyncio.sleep(0)  # the other tasks of the process (services in `hrwsi up`) go on
@@ -912,14 +913,33 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
             await _still_ours(conn, run)
 
 
-def _map_page(page: list, path_field: str, now: datetime) -> list[tuple[Any, InputCandidate | None, tuple[str, str] | None]]:
+async def _mapped_in_a_thread(page: list, path_field: str,
+                              now: datetime) -> list[tuple[Any, InputCandidate | None, tuple[str, str] | None]]:
+    """_map_page in a thread, stopped when the await is cancelled (a harvester stopping, a run given up): a
+    thread cannot be cancelled, and a page of millions of products went on being mapped after the run ended,
+    shutdown waited for it and the next run overlapped it (found by review). It looks at the event every
+    PRODUCTS_PER_YIELD products."""
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(_map_page, page, path_field, now, stop)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+
+
+def _map_page(page: list, path_field: str, now: datetime,
+              stop: threading.Event | None = None) -> list[tuple[Any, InputCandidate | None, tuple[str, str] | None]]:
     """Each product of a page, in its order, with its candidate (None: not a product hrwsi can read) and why
     it is skipped ((reason, message); None: it is registered). Run in a thread (_harvest_window): mapped on
     the event loop, PRODUCTS_PER_YIELD products held the loop, and with it every service of `hrwsi up`, some
     20-50 ms at a time (names, dates and paths parsed and checked per product; found by exploratory
-    testing). Pure Python, it lets the loop's thread take the GIL back every switch interval (5 ms)."""
+    testing). Pure Python, it lets the loop's thread take the GIL back every switch interval (5 ms). Once
+    `stop` is set (the await cancelled: _mapped_in_a_thread) it ends within PRODUCTS_PER_YIELD products,
+    returning what it mapped, which nobody reads."""
     mapped: list[tuple[Any, InputCandidate | None, tuple[str, str] | None]] = []
-    for product in page:
+    for index, product in enumerate(page):
+        if stop is not None and index % PRODUCTS_PER_YIELD == 0 and stop.is_set():
+            break
         try:
             candidate = product_to_candidate(product, path_field=path_field)
         except ProductUnusable as problem:

@@ -791,6 +791,33 @@ async def test_a_page_of_many_products_lets_the_event_loop_go_on(routine, fake, 
     assert max(gaps) < 0.4, f"the loop was held {max(gaps):.2f} s"  # (some 0.9 s when not yielding)
 
 
+
+async def test_mapping_a_page_stops_in_its_thread_when_the_run_is_cancelled():
+    """Found by review: cancelling the await left the mapping thread running to the page's end; shutdown waited for
+    it and a new run could overlap it. The thread looks at an event every PRODUCTS_PER_YIELD products, set when the
+    await is cancelled."""
+    products = [product(i, sensed=NOW - timedelta(hours=48) + timedelta(seconds=i)) for i in range(50_000)]
+    mapped = []
+    real_mapping = catalogue.product_to_candidate
+
+    def watched(*args, **kwargs):
+        mapped.append(1)
+        return real_mapping(*args, **kwargs)
+
+    catalogue.product_to_candidate = watched
+    try:
+        mapping = asyncio.create_task(catalogue._mapped_in_a_thread(products, "S3Path", NOW))
+        while len(mapped) < catalogue.PRODUCTS_PER_YIELD:
+            await asyncio.sleep(0.001)
+        mapping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await mapping
+        stopped_at = len(mapped)
+        await asyncio.sleep(0.3)
+    finally:
+        catalogue.product_to_candidate = real_mapping
+    assert len(mapped) <= stopped_at + catalogue.PRODUCTS_PER_YIELD < len(products), "it went on after the cancel"
+
 async def test_the_products_of_a_page_are_mapped_off_the_event_loop_which_keeps_turning(routine, fake, pool,
                                                                                        harvest_options):
     """Each product's name, dates and path are parsed and checked; done on the loop, PRODUCTS_PER_YIELD products
