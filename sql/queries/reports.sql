@@ -634,11 +634,27 @@ SELECT condition, product_type, missed, outside_window FROM hrwsi.conditions_mis
 -- slots kept for superusers (and, PostgreSQL 16 on, for pg_use_reserved_connections); hrwsi's own sessions
 -- by their application name (hrwsi-...). A server out of slots refuses hrwsi's new connections ("too many
 -- clients already"), which the services said as "could not reach the database" (found by exploratory testing).
-SELECT count(*) FILTER (WHERE a.backend_type = 'client backend') AS in_use,
-       count(*) FILTER (WHERE a.backend_type = 'client backend' AND starts_with(a.application_name, 'hrwsi')) AS hrwsi,
+-- A role without pg_read_all_stats sees the backend_type of its own sessions only (other roles' rows show it
+-- NULL): it counted its own sessions as the slots taken (found by review). Then the server's count per
+-- database, pg_stat_database.numbackends, which every role reads, is taken (it counts a database's
+-- background workers too: a little more, never less); application_name is seen for every session.
+SELECT CASE WHEN pg_has_role('pg_read_all_stats', 'USAGE')
+            THEN count(*) FILTER (WHERE a.backend_type = 'client backend')
+            ELSE greatest(count(*) FILTER (WHERE a.backend_type = 'client backend'),
+                          (SELECT sum(d.numbackends) FROM pg_stat_database d)) END::int AS in_use,
+       count(*) FILTER (WHERE coalesce(a.backend_type, 'client backend') = 'client backend'
+                          AND starts_with(a.application_name, 'hrwsi')) AS hrwsi,
        current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
        - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS slots
 FROM pg_stat_activity a;
+
+-- name: report_sessions_not_seen
+-- The sessions of other roles in this database whose transaction this role cannot see (without
+-- pg_read_all_stats their state and transaction start read NULL): a transaction open long among them is not
+-- named by report_long_transactions, which status says (found by review). 0 for a role that sees them all.
+SELECT count(*) FILTER (WHERE a.backend_type IS NULL AND a.usesysid IS NOT NULL)::int AS sessions, current_user AS role
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND NOT pg_has_role('pg_read_all_stats', 'USAGE');
 
 -- name: report_long_transactions
 -- Sessions whose transaction has been open longer than after_s seconds (not this one), oldest first: an

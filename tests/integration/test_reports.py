@@ -254,6 +254,35 @@ def test_a_transaction_left_open_is_named_in_status_with_its_age_what_it_holds_b
     assert [s for s in reports.status(db, long_transaction_after_s=0.0)["long_transactions"] if s["pid"] == pid] == []
 
 
+
+def test_a_role_without_pg_read_all_stats_counts_every_session_and_is_told_what_it_cannot_see(db, database_url):
+    """Found by review: for a role without pg_read_all_stats, other roles' sessions show backend_type, state and
+    xact_start as NULL: status counted only the caller's own sessions as the slots taken, and named only its own
+    long transactions, saying nothing of the rest."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    role = f"hrwsi_test_no_stats_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE hrwsi_readonly").format(sql.Identifier(role)))
+    try:
+        with psycopg.connect(database_url, application_name="hrwsi-other") as other, \
+                psycopg.connect(database_url.replace("postgresql://postgres@", f"postgresql://{role}@"),
+                                autocommit=True) as mine:
+            other.execute("SELECT 1")  # (another role's session, in a transaction)
+            data = reports.status(mine, connections_said_at=0.0)
+            everyone = db.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+            assert data["connections"]["in_use"] >= everyone.fetchone()[0] >= 3, data["connections"]
+            assert data["connections"]["hrwsi"] >= 1, "application_name is seen for every session"
+            said = data["sessions_not_seen"]
+            assert said is not None and f"cannot be seen by role {role}" in said
+            assert f"GRANT pg_read_all_stats TO {role}" in said
+            assert said in " ".join(drawn(views.status, data, 30.0).split())
+        assert reports.status(db)["sessions_not_seen"] is None, "a superuser sees every session"
+    finally:
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
 def test_a_server_short_of_connections_is_said_in_status_with_the_settings_that_free_some(db):
     """A server out of slots refuses hrwsi's new connections ("too many clients already"); status says how many
     are taken, hrwsi's among them, and names max_connections and hrwsi's pool sizes (found by exploratory

@@ -191,6 +191,8 @@ def _database_trouble(console: Console, data: dict) -> None:
                                             f"{session['state'] or '?'}, open {_duration(session['transaction_s'])})")),
                       soft_wrap=True)
         line(console, "  next: ", session["next"])
+    if data.get("sessions_not_seen"):  # (reports.sessions_not_seen_said: a role without pg_read_all_stats)
+        console.print(Text("(" + visible(data["sessions_not_seen"]) + ")", style="dim"), soft_wrap=True)
     if (slots := data.get("connections")) is not None:  # (near or at max_connections: reports.connection_slots)
         console.print(Text.assemble(("the database server is short of connections: ", "bold red"),
                                     f"{slots['in_use']} of its {slots['slots']} slots are taken (hrwsi's sessions: "

@@ -31,6 +31,7 @@ from hrwsi.reports import (
     long_transaction_next_step,
     running_long_next_step,
     services_gone,
+    sessions_not_seen_said,
     short_of_connections,
 )
 from hrwsi.sql_files import query
@@ -97,6 +98,7 @@ class Overview:
     # and the server short of connection slots (reports.short_of_connections; None: it is not)
     long_transactions: list = field(default_factory=list)
     connections: dict | None = None
+    sessions_not_seen: str | None = None  # (reports.sessions_not_seen_said: None, this role sees every session)
 
     @property
     def waiting(self) -> int:
@@ -182,6 +184,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
                                            [s for s in services if s["fresh"]])
     overview.long_transactions = [dict(r) | {"next": long_transaction_next_step(r)} for r in await conn.fetch(
         query("web_long_transactions"), LONG_TRANSACTION_AFTER_S, LONG_TRANSACTIONS_SHOWN)]
+    overview.sessions_not_seen = sessions_not_seen_said(await conn.fetchrow(query("web_sessions_not_seen")))
     overview.connections = short_of_connections(await conn.fetchrow(query("web_connection_slots")), CONNECTIONS_SAID_AT)
     overview.read_s = time.perf_counter() - started
     return overview
