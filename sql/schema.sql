@@ -1257,20 +1257,24 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
         RETURNING id
     ), at_risk AS (
-        -- (not a task whose deadline is another's: that task is planned after it, and alerted itself)
+        -- (against its own deadline, as report_open_deadlines counts it: a task that took another's and has one
+        -- of its own was counted at risk by `hrwsi status` and never alerted; found by review. One that took
+        -- another's and has none is not: that task is planned after it, and alerted itself)
         INSERT INTO alert (kind, subject, body, task_id, routine)
         SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
                format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
                       '(%s late); it is %s. Add capacity, or hold less urgent work.',
-                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at),
-                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.deadline_at), t.state),
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.due),
+                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.due), t.state),
                t.id, t.routine
-        FROM processing_task t JOIN input i ON i.id = t.input_id
-        WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at
-          AND t.state NOT IN ('processed', 'terminated', 'cancelled')
-          AND t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.deadline_inherited_from IS NULL
+        FROM (SELECT t.*, CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at ELSE t.own_deadline_at END AS due
+              FROM processing_task t
+              WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+                AND t.state IN ('planned', 'dispatched', 'queued', 'running')) t
+        JOIN input i ON i.id = t.input_id
+        WHERE t.due > now() AND t.planned_end > t.due
           AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_at_risk')
-        ORDER BY t.deadline_at, t.id
+        ORDER BY t.due, t.id
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
         RETURNING id
     )

@@ -67,15 +67,26 @@ ALTER TABLE hrwsi.processing_task
     ADD COLUMN own_deadline_at timestamptz;
 
 -- Tasks that took such a deadline before this migration, as far as can be told: a task in a lane less
--- urgent than its condition's (back-fill, which has no deadline of its own) that has a deadline, the
--- same as the task after it in its series has. (A near-real-time task that took an earlier deadline
--- than its own cannot be told from the rows; it keeps the deadline it took.)
+-- urgent than its condition's (back-fill, which has no deadline of its own) that has a deadline. It names
+-- the task after it in its series with the same deadline (the one whose it is, or one that took it too:
+-- its dependent may have been relinked, or have ended, since), else the nearest after it with a deadline.
+-- (Only those whose dependent had the same deadline were marked: found by review. A near-real-time task
+-- that took an earlier deadline than its own cannot be told from the rows; it keeps the deadline it took.)
 UPDATE hrwsi.processing_task t
-SET deadline_inherited_from = s.id, own_deadline_at = NULL
-FROM hrwsi.input i, hrwsi.processing_condition c, hrwsi.lane l, hrwsi.lane cl, hrwsi.processing_task s
+SET deadline_inherited_from = (
+        SELECT x.id FROM hrwsi.processing_task x
+        WHERE x.routine = t.routine AND x.series_tile = t.series_tile AND x.campaign_id IS NOT DISTINCT FROM t.campaign_id
+          AND (x.series_at, x.id) > (t.series_at, t.id) AND x.deadline_at IS NOT NULL
+        ORDER BY x.deadline_at = t.deadline_at DESC, x.series_at, x.id LIMIT 1),
+    own_deadline_at = NULL
+FROM hrwsi.input i, hrwsi.processing_condition c, hrwsi.lane l, hrwsi.lane cl
 WHERE t.deadline_at IS NOT NULL AND t.series_tile IS NOT NULL AND t.deadline_inherited_from IS NULL
   AND i.id = t.input_id AND c.name = i.processing_condition AND l.name = t.lane AND cl.name = c.lane
-  AND l.priority > cl.priority AND s.depends_on = t.id AND s.deadline_at = t.deadline_at;
+  AND l.priority > cl.priority
+  AND EXISTS (SELECT 1 FROM hrwsi.processing_task x
+              WHERE x.routine = t.routine AND x.series_tile = t.series_tile
+                AND x.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (x.series_at, x.id) > (t.series_at, t.id)
+                AND x.deadline_at IS NOT NULL);
 
 CREATE OR REPLACE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
@@ -458,20 +469,24 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
         RETURNING id
     ), at_risk AS (
-        -- (not a task whose deadline is another's: that task is planned after it, and alerted itself)
+        -- (against its own deadline, as report_open_deadlines counts it: a task that took another's and has one
+        -- of its own was counted at risk by `hrwsi status` and never alerted; found by review. One that took
+        -- another's and has none is not: that task is planned after it, and alerted itself)
         INSERT INTO alert (kind, subject, body, task_id, routine)
         SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
                format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
                       '(%s late); it is %s. Add capacity, or hold less urgent work.',
-                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.deadline_at),
-                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.deadline_at), t.state),
+                      t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.due),
+                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.due), t.state),
                t.id, t.routine
-        FROM processing_task t JOIN input i ON i.id = t.input_id
-        WHERE t.deadline_at > now() AND t.planned_end > t.deadline_at
-          AND t.state NOT IN ('processed', 'terminated', 'cancelled')
-          AND t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.deadline_inherited_from IS NULL
+        FROM (SELECT t.*, CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at ELSE t.own_deadline_at END AS due
+              FROM processing_task t
+              WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', 'cancelled')
+                AND t.state IN ('planned', 'dispatched', 'queued', 'running')) t
+        JOIN input i ON i.id = t.input_id
+        WHERE t.due > now() AND t.planned_end > t.due
           AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_at_risk')
-        ORDER BY t.deadline_at, t.id
+        ORDER BY t.due, t.id
         ON CONFLICT (task_id, kind) WHERE kind IN ('deadline_at_risk', 'deadline_missed') DO NOTHING
         RETURNING id
     )

@@ -354,3 +354,33 @@ def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0083_is_co
                              "WHERE i.input_path = '/fresh'").fetchone()[0]
         assert rows == {"/old": (True, fresh, None), "/fresh": (True, None, None)}
         assert conn.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (0, 1)
+
+
+def test_migration_0083_marks_back_fill_that_took_a_deadline_from_further_down_its_series(empty_database_url,
+                                                                                         monkeypatch):
+    """Found by review: the backfill marked only a task whose current dependent had the same deadline; one whose
+    dependent's deadline differed by then (relinked, changed) kept counting the deadline it took as its own."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 83])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type, sequential_per_tile) VALUES
+                        ('snow', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('nrt', 'snow', '1 hour')")
+        for path, age in (("/old-2", "3 days"), ("/old-1", "2 days")):
+            conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane) VALUES
+                            ('nrt', %s, '32TLR', now() - %s::interval, 'archive')""", (path, age))
+        conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES
+                        ('nrt', '/fresh', '32TLR', now() - interval '2 hours')""")
+        conn.execute("""UPDATE hrwsi.processing_task t SET deadline_at = NULL FROM hrwsi.input i
+                        WHERE i.id = t.input_id AND i.input_path = '/old-1'""")  # (its dependent's differs now)
+        conn.commit()
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert migrations.migrate(conn)[0].startswith("0083_")
+        conn.commit()
+        rows = dict(conn.execute("""SELECT i.input_path, t.deadline_inherited_from FROM hrwsi.processing_task t
+                                    JOIN hrwsi.input i ON i.id = t.input_id""").fetchall())
+        fresh = conn.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                             "WHERE i.input_path = '/fresh'").fetchone()[0]
+        assert rows == {"/old-2": fresh, "/old-1": None, "/fresh": None}

@@ -298,3 +298,22 @@ def test_archive_tasks_give_back_the_deadline_they_took_when_the_fresh_scene_is_
                              FROM hrwsi.processing_task WHERE id = ANY (%s) ORDER BY id""", (old,)).fetchall()
     assert given == [(None, None, None, 1, "pending", None)] * 2
 
+
+
+def test_a_task_that_took_an_earlier_deadline_is_alerted_at_risk_by_its_own_as_status_counts_it(world):
+    """Found by review: the at-risk alert skipped every task that took another's deadline, those with one of their
+    own too, while report_open_deadlines counted them at risk: `hrwsi status` said at risk, and no alert came."""
+    from hrwsi.sql_files import query
+
+    for path, hours in (("/a", 2), ("/b", 1)):
+        world.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) "
+                      "VALUES ('nrt', %s, '32TLR', %s)", (path, NOW - timedelta(minutes=30 * hours)))
+    [(took, other)] = world.execute("SELECT min(id), max(id) FROM hrwsi.processing_task").fetchall()
+    world.execute("""UPDATE hrwsi.processing_task SET deadline_at = now() + interval '10 minutes',
+                     deadline_inherited_from = %s, own_deadline_at = now() + interval '20 minutes',
+                     state = 'planned', worker = 'w1', planned_start = now() + interval '25 minutes',
+                     planned_end = now() + interval '30 minutes' WHERE id = %s""", (other, took))
+    assert world.execute(query("report_open_deadlines"), timeliness.Filters().params()).fetchone() == (0, 1)
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (1, 0)
+    [(task_id, body)] = world.execute("SELECT task_id, body FROM hrwsi.alert").fetchall()
+    assert task_id == took and "(10 min 0 s late)" in body, "late against its own deadline, not the one it took"
