@@ -87,13 +87,13 @@ def test_a_hard_link_to_a_file_outside_the_output_directory_is_refused(tmp_path)
     outside = tmp_path / "eodata" / "S2A.tif"
     outside.parent.mkdir()
     outside.write_bytes(b"scene")
-    output = tmp_path / "output"
-    output.mkdir()
+    output = tmp_path / "task-1" / "attempt-1" / "output"  # (the attempt directory, outside which the input is)
+    output.mkdir(parents=True)
     os.link(outside, output / "S2A.tif")
     (output / "own.tif").write_bytes(b"own")
     found, refused = discover_products(str(output))
     assert found == [(str(output / "own.tif"), 3)]
-    assert refused == [f"'{output / 'S2A.tif'}' is a hard link to a file outside the output directory (2 names): "
+    assert refused == [f"'{output / 'S2A.tif'}' is a hard link to a file outside the attempt directory (2 names): "
                        "a product is a file of its own; copy it"]
     shutil.rmtree(output)  # (retention's removal of the failed attempt's directory)
     assert outside.read_bytes() == b"scene", "the input's data stays"
@@ -108,3 +108,33 @@ def test_a_file_with_two_names_in_the_output_directory_is_one_product(tmp_path):
     os.link(tmp_path / "b.tif", tmp_path / "sub" / "c.tif")
     found, refused = discover_products(str(tmp_path))
     assert found == [(str(tmp_path / "a.tif"), 5)] and refused == []
+
+
+def test_a_product_hard_linked_from_the_routines_scratch_in_its_attempt_directory_is_its_own(tmp_path):
+    """Found by review: a routine that wrote its product in its own scratch directory in the attempt directory
+    and hard-linked it into the output directory had it refused as "a file outside the output directory"."""
+    output = tmp_path / "attempt-1" / "output"
+    output.mkdir(parents=True)
+    (tmp_path / "attempt-1" / "scratch").mkdir()
+    (tmp_path / "attempt-1" / "scratch" / "fsc.tif").write_bytes(b"own")
+    os.link(tmp_path / "attempt-1" / "scratch" / "fsc.tif", output / "fsc.tif")
+    assert discover_products(str(output)) == ([(str(output / "fsc.tif"), 3)], [])
+
+
+def test_files_with_one_name_each_are_products_whatever_their_inode_numbers(tmp_path, monkeypatch):
+    """Found by review: files were matched as names of one by (device, inode) even with one name each: on a
+    filesystem whose inode numbers are not unique (or 0), distinct products were dropped silently."""
+    from hrwsi.backends import base
+
+    for name in ("a.tif", "b.tif"):
+        (tmp_path / name).write_bytes(b"x")
+    real_lstat = os.lstat
+
+    def same_inode(path, *args, **kwargs):
+        info = real_lstat(path, *args, **kwargs)
+        return os.stat_result((info.st_mode, 0, info.st_dev, info.st_nlink, info.st_uid, info.st_gid, info.st_size,
+                               info.st_atime, info.st_mtime, info.st_ctime))
+
+    monkeypatch.setattr(base.os, "lstat", same_inode)
+    found, refused = discover_products(str(tmp_path))
+    assert found == [(str(tmp_path / "a.tif"), 1), (str(tmp_path / "b.tif"), 1)] and refused == []

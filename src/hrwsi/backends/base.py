@@ -364,11 +364,15 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
     (a control character, bytes that are not UTF-8, too long) are refused and listed with the reason.
 
     A file with more than one name (hard links) is one product, under the first of its names in path
-    order; one that has a name outside the output directory too (its link count is higher than its names
+    order (its other names there are not products, and stay on disk until the attempt directory goes);
+    one that has a name outside the attempt's own directory too (its link count is higher than its names
     inside: an input, another attempt's product, any file linked in) is refused. It is not the attempt's
     own data: chained, it was a second input of the same bytes, and its product row, counted, retained and
     handed to operators as the attempt's own, named data an input or another product names (found by
-    exploratory testing)."""
+    exploratory testing). Names elsewhere in the attempt directory (output_dir's parent: a routine's scratch
+    directory there) are its own, and counted as inside; a file with one name is never matched with
+    another by its inode (a filesystem whose inode numbers are not unique, or 0, had distinct files
+    dropped as names of one; found by review)."""
     root = Path(output_dir)
     if not root.is_dir() or root.is_symlink():
         return [], []
@@ -390,22 +394,41 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
                 refused.append(f"{shown_path(path)} is not a regular file")
             else:
                 files.append((path, info))
-    names_inside = Counter((info.st_dev, info.st_ino) for _, info in files)
+    names_inside = Counter((info.st_dev, info.st_ino) for _, info in files if info.st_nlink > 1)
+    in_attempt: Counter | None = None  # (the linked names in the whole attempt directory, read if needed)
     first_name: set[tuple[int, int]] = set()
     found: list[tuple[str, int]] = []
     for path, info in sorted(files, key=lambda item: item[0]):
-        file = (info.st_dev, info.st_ino)
-        if info.st_nlink > names_inside[file]:
-            refused.append(f"{shown_path(path)} is a hard link to a file outside the output directory ({info.st_nlink} "
+        file = (info.st_dev, info.st_ino) if info.st_nlink > 1 else None
+        if file is not None and info.st_nlink > names_inside[file] and in_attempt is None:
+            in_attempt = _linked_names_under(os.path.dirname(os.path.abspath(output_dir.rstrip("/"))))
+        if file is not None and in_attempt is not None and info.st_nlink > max(names_inside[file], in_attempt[file]):
+            refused.append(f"{shown_path(path)} is a hard link to a file outside the attempt directory ({info.st_nlink} "
                            "names): a product is a file of its own; copy it")
         elif os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
             refused.append(f"{shown_path(path)} lies outside the output directory")
         elif (problem := product_path_problem(os.path.abspath(path))) is not None:
             refused.append(f"{shown_path(path[:200])}{'...' if len(path) > 200 else ''} cannot be a product: {problem}")
-        elif file not in first_name:  # (another name of a file registered already: one product)
-            first_name.add(file)
+        elif file is None or file not in first_name:  # (another name of a file registered already: one product)
+            if file is not None:
+                first_name.add(file)
             found.append((os.path.abspath(path), info.st_size))
     return sorted(found), refused
+
+
+def _linked_names_under(directory: str) -> Counter:
+    """How many names each file with more than one name has under `directory` (symbolic links not followed):
+    the attempt directory, whose files outside the output directory are the routine's own."""
+    names: Counter = Counter()
+    for folder, _, files in os.walk(directory, followlinks=False):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                names[(info.st_dev, info.st_ino)] += 1
+    return names
 
 
 class BackendSettingError(ValueError):
