@@ -1164,6 +1164,8 @@ BEGIN
     UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'cancelled by an operator' WHERE id = task;
     UPDATE hrwsi.job SET cancel_requested = true
     WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
+    -- (the tasks before it that took its deadline give it back: migration 0083)
+    PERFORM hrwsi.give_back_taken_deadlines(ARRAY[task]);
     SELECT t.id, t.depends_on INTO next_task, next_previous FROM hrwsi.processing_task t
     WHERE t.state_reason LIKE format('task %s before it in its time series was cancelled%%', task)
       AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
