@@ -4881,7 +4881,12 @@ BEGIN
         GET DIAGNOSTICS n_stored = ROW_COUNT;
     END IF;
     IF cardinality(p_unplannable) > 0 THEN
-        PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_unplannable) AND t.state = 'pending'
+        -- (only those whose reason changes: the others are not written, and a plan that leaves
+        -- thousands of tasks unplaced, a back-fill waiting for capacity, locked each of them again at
+        -- every plan, a write-ahead log record apiece)
+        PERFORM 1 FROM processing_task t JOIN unnest(p_unplannable, p_reasons) AS u(id, reason) ON u.id = t.id
+        WHERE t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason
+          AND (t.waits_for_upstream IS NULL OR t.dependency_waived)
         ORDER BY t.id FOR NO KEY UPDATE OF t;
         UPDATE processing_task t SET state_reason = u.reason
         FROM unnest(p_unplannable, p_reasons) AS u(id, reason)
