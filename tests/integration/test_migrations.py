@@ -326,6 +326,7 @@ def test_migration_0083_and_readme_say_that_older_harvesters_are_stopped_first(e
     upgrading = readme[readme.index("### Upgrading"):][:1500]
     assert "every harvester of an older version stopped first" in upgrading
 
+
 def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0083_is_counted_against_its_own(
         empty_database_url, monkeypatch):
     """Migration 0083 marks the back-fill tasks that took the deadline of the fresh scene after them in their
