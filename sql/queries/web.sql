@@ -341,12 +341,6 @@ WHERE j.id > $2
 ORDER BY j.id
 LIMIT $3;
 
--- name: web_sessions_not_seen
--- As report_sessions_not_seen: the sessions of other roles whose transaction this role cannot see.
-SELECT count(*) FILTER (WHERE a.backend_type IS NULL AND a.usesysid IS NOT NULL)::int AS sessions, current_user AS role
-FROM pg_stat_activity a
-WHERE a.datname = current_database() AND NOT pg_has_role('pg_read_all_stats', 'USAGE');
-
 -- name: web_long_transactions
 -- The transactions open longer than $1 s, as `hrwsi status` names them (query report_long_transactions,
 -- which says why): at most $2, oldest first.
@@ -358,19 +352,3 @@ WHERE a.xact_start < now() - make_interval(secs => $1) AND a.pid <> pg_backend_p
   AND a.backend_type = 'client backend' AND a.datname = current_database()
 ORDER BY a.xact_start
 LIMIT $2;
-
--- name: web_connection_slots
--- The server's connection slots taken, as `hrwsi status` counts them (query report_connection_slots).
--- A role without pg_read_all_stats sees the backend_type of its own sessions only (other roles' rows show it
--- NULL): it counted its own sessions as the slots taken (found by review). Then the server's count per
--- database, pg_stat_database.numbackends, which every role reads, is taken (it counts a database's
--- background workers too: a little more, never less); application_name is seen for every session.
-SELECT CASE WHEN pg_has_role('pg_read_all_stats', 'USAGE')
-            THEN count(*) FILTER (WHERE a.backend_type = 'client backend')
-            ELSE greatest(count(*) FILTER (WHERE a.backend_type = 'client backend'),
-                          (SELECT sum(d.numbackends) FROM pg_stat_database d)) END::int AS in_use,
-       count(*) FILTER (WHERE coalesce(a.backend_type, 'client backend') = 'client backend'
-                          AND starts_with(a.application_name, 'hrwsi')) AS hrwsi,
-       current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
-       - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) AS slots
-FROM pg_stat_activity a;

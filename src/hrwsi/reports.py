@@ -301,7 +301,7 @@ def connection_slots(conn: psycopg.Connection, said_at: float = CONNECTIONS_SAID
 
 
 def short_of_connections(row: dict | None, said_at: float = CONNECTIONS_SAID_AT) -> dict | None:
-    """The slots counted (query report_connection_slots, web_connection_slots) when `said_at` of them or more
+    """The slots counted (query report_connection_slots, the dashboard's too) when `said_at` of them or more
     are taken, with what to do; None: fewer."""
     if row is None or row["slots"] <= 0 or row["in_use"] < said_at * row["slots"]:
         return None

@@ -184,8 +184,8 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
                                            [s for s in services if s["fresh"]])
     overview.long_transactions = [dict(r) | {"next": long_transaction_next_step(r)} for r in await conn.fetch(
         query("web_long_transactions"), LONG_TRANSACTION_AFTER_S, LONG_TRANSACTIONS_SHOWN)]
-    overview.sessions_not_seen = sessions_not_seen_said(await conn.fetchrow(query("web_sessions_not_seen")))
-    overview.connections = short_of_connections(await conn.fetchrow(query("web_connection_slots")), CONNECTIONS_SAID_AT)
+    overview.sessions_not_seen = sessions_not_seen_said(await conn.fetchrow(query("report_sessions_not_seen")))
+    overview.connections = short_of_connections(await conn.fetchrow(query("report_connection_slots")), CONNECTIONS_SAID_AT)
     overview.read_s = time.perf_counter() - started
     return overview
 
