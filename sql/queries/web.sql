@@ -99,14 +99,6 @@ WHERE j.state = 'running'
 ORDER BY j.started_at, j.id
 LIMIT $3;
 
--- name: web_services
--- The real last heartbeat, and the takeover of an instance found dead (migration 0082), as in report_services.
-SELECT id, kind, host, pid, version, started_at, coalesce(last_heartbeat_at, heartbeat_at) AS heartbeat_at,
-       extract(epoch FROM now() - coalesce(last_heartbeat_at, heartbeat_at))::float8 AS age_s, problem, problem_since,
-       code_dir, code_fingerprint, taken_over_by, taken_over_at, taken_over_why
-FROM hrwsi.service_instance
-ORDER BY kind, started_at;
-
 -- name: web_recent_failures
 -- The latest failed or lost attempts (job_finished_at_idx, newest first), with the task's state now.
 SELECT j.task_id, t.routine, t.lane, j.attempt, j.state, j.exit_code, j.message, j.finished_at, t.state AS task_state

@@ -252,6 +252,16 @@ def replaced_by_newer(services: list[dict], alive: list[dict], stale_after_s: fl
             service["replaced_by_newer"] = True  # (another process: not the same one under a new identity)
 
 
+def folded_away(service: dict, stale_after_s: float) -> bool:
+    """Whether a row is one of the replaced instances `hrwsi status` and the dashboard count in one line
+    rather than list (`hrwsi status --all-services`, the dashboard's "show them" list them): stale, replaced
+    (replaced_by: by the same process after its lease lapsed, or by a newer live instance of its kind on its
+    host, replaced_by_newer), holding no job and not found dead. The one rule for both: the dashboard listed
+    every row, so after a database restart its services were crowded by dead rows (found by review)."""
+    return (not is_alive(service, stale_after_s) and bool(service.get("replaced_by")) and not service.get("taken_over_by")
+            and not service.get("jobs_held"))
+
+
 def running_long_next_step(job: dict) -> str:
     """What happens to a job running far past its expected duration, and what ops may do, in words."""
     task = job["task_id"]

@@ -154,6 +154,44 @@ def test_ops_read_the_main_pages_and_see_changes_live(page, db, database_url, tm
         shoot(page, "alerts")
 
 
+def test_replaced_instances_are_one_line_of_the_services_that_shows_them_on_a_click(page, db, database_url, tmp_path):
+    """After a database restart every service left a stale row the dashboard listed, the services tile red
+    (found by review); they are one line, as in `hrwsi status`, and a click lists them (kept through live updates)."""
+    home = tmp_path / "home"
+    build(db, home / "data")
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at) VALUES
+                  ('orchestrator-ops1-100-lapsed', 'orchestrator', 'ops1', 100, now() - interval '4 hours',
+                   now() - interval '125 minutes'),
+                  ('orchestrator-ops1-90-restarted', 'orchestrator', 'ops1', 90, now() - interval '5 hours',
+                   now() - interval '3 hours')""")
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#live.ok")
+        services = page.locator("#services")
+        said = words(page.inner_text("#replaced-instances"))
+        assert said.startswith("2 replaced instance(s) not shown (2 orchestrator): stale rows"), said
+        assert "ops1-100-lapsed" not in services.inner_text() and "ops1-90-restarted" not in services.inner_text()
+        assert "2/3 services alive" in words(page.inner_text(".tiles")), "web, orchestrator; the launcher is stale"
+        shoot(page, "services-folded")
+
+        page.click("#replaced-instances a:has-text('Show them')")
+        page.wait_for_url(re.compile(r"/\?all_services=1#services$"))
+        updates = int(page.evaluate("document.body.dataset.updates || '0'"))
+        deadline = time.monotonic() + 15  # (a live update comes with the 5 s tick; the CSP forbids wait_for_function)
+        while int(page.evaluate("document.body.dataset.updates || '0'")) <= updates:
+            assert time.monotonic() < deadline, "no live update of the overview in 15 s"
+            page.wait_for_timeout(200)
+        shown = words(services.inner_text())  # (after a live update: the section asked its own URL)
+        assert "orchestrator-ops1-100-lapsed" in shown and "orchestrator-ops1-90-restarted" in shown, shown
+        assert "Replaced (the same process, after its lease lapsed) by orchestrator-ops1-100-aaaaaa" in shown
+        assert "2 replaced instance(s) listed above" in shown
+        shoot(page, "services-all")
+
+        page.click("#replaced-instances a:has-text('Hide them')")
+        page.wait_for_selector("#replaced-instances a:has-text('Show them')")
+        assert "orchestrator-ops1-90-restarted" not in words(services.inner_text())
+
+
 def test_an_operator_action_needs_the_token_and_is_recorded_with_who_did_it(page, page_errors, db, database_url,
                                                                            tmp_path):
     home = tmp_path / "home"

@@ -653,6 +653,46 @@ async def test_the_overview_shows_an_instance_taken_over_as_dead_with_its_real_h
     assert re.search(r" [2-9]\.\d s ago", row) and " h ago" not in row and "min ago" not in row, row
 
 
+async def test_the_overview_counts_replaced_instances_in_one_line_as_status_does_and_lists_them_on_demand(
+        database_url, scenario, data_dir, db):
+    """After a database restart (every lease lapsed) or a restart of the services, each left a stale row per
+    service: `hrwsi status` folded them into one line, the dashboard listed them all and its services tile turned
+    red (found by review). The same rule folds them (reports.folded_away); ?all_services=1 lists them; a row
+    found dead is always listed."""
+    from hrwsi import reports
+
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at, last_heartbeat_at,
+                                                      taken_over_by, taken_over_at, taken_over_why) VALUES
+                  ('orchestrator-ops1-90-restarted', 'orchestrator', 'ops1', 90, now() - interval '5 hours',
+                   now() - interval '3 hours', NULL, NULL, NULL, NULL),
+                  ('orchestrator-ops1-100-lapsed', 'orchestrator', 'ops1', 100, now() - interval '4 hours',
+                   now() - interval '125 minutes', NULL, NULL, NULL, NULL),
+                  ('orchestrator-ops1-80-killed', 'orchestrator', 'ops1', 80, now() - interval '6 hours',
+                   now() - interval '4 hours', now() - interval '4 hours', 'orchestrator-ops1-100-aaaaaa',
+                   now() - interval '2 hours', 'no process has its pid 80')""")
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+        everything = visible(await text_of(client, "/?all_services=1"))
+        fragment = (await (await client.get("/?all_services=1", headers={"X-HRWSI-Fragments": "1"})).json())["services"]
+        listed = json.loads(await text_of(client, "/api/overview"))["services"]
+    page = visible(html)
+    assert "2 replaced instance(s) not shown (2 orchestrator): stale rows of a kind and host where a newer instance " \
+           "is alive" in page, page
+    assert '<a href="/?all_services=1#services">Show them</a>' in html
+    assert "orchestrator-ops1-90-restarted" not in page and "orchestrator-ops1-100-lapsed" not in page
+    assert "orchestrator-ops1-80-killed" in page and "Found dead and replaced by orchestrator-ops1-100-aaaaaa" in page
+    assert "1/3 services alive" in page, "the folded rows are not counted: the launcher and the one found dead are"
+    for shown in (everything, visible(fragment)):
+        assert "orchestrator-ops1-90-restarted" in shown and "orchestrator-ops1-100-lapsed" in shown, shown
+        assert "Replaced (a newer instance on its host) by orchestrator-ops1-100-aaaaaa" in shown
+        assert "Replaced (the same process, after its lease lapsed) by orchestrator-ops1-100-aaaaaa" in shown
+        assert "2 replaced instance(s) listed above (2 orchestrator)" in shown and "Hide them" in shown
+    # The rule is status's own: the same rows are folded there.
+    folded = {s["id"] for s in listed if s["folded"]}
+    assert folded == {"orchestrator-ops1-90-restarted", "orchestrator-ops1-100-lapsed"}
+    assert folded == {s["id"] for s in reports.status(db, stale_after_s=30.0)["services"] if reports.folded_away(s, 30.0)}
+
+
 async def test_a_dashboard_port_already_taken_is_one_line_naming_the_port_the_setting_and_who_holds_it(
         database_url, settings):
     """It said "the dashboard cannot listen on 127.0.0.1:8470: error while attempting to bind on address

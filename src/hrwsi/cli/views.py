@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hrwsi.reports import is_alive
+from hrwsi.reports import folded_away, is_alive
 from hrwsi.terminal import visible
 
 
@@ -317,13 +317,6 @@ def _jobs_held_said(service: dict) -> str:
             f"{visible(service['host'])} (or for its row to be pruned after dead_service_hours)")
 
 
-def _folded(s: dict, stale_after_s: float) -> bool:
-    """A stale row that a newer live instance of its kind on its host replaced, holding no job and not found
-    dead (reports.replaced_by_newer): one line says how many, `hrwsi status --all-services` lists them."""
-    return (not is_alive(s, stale_after_s) and bool(s.get("replaced_by")) and not s.get("taken_over_by")
-            and not s.get("jobs_held"))
-
-
 def _heartbeat_said(s: dict, stale_after_s: float) -> Text:
     """A row's heartbeat: its real age, and why it is stale: found dead and replaced (by which instance, when,
     why), replaced by a newer instance, or nothing known (dead or hung?)."""
@@ -354,7 +347,7 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
         line(console, "  next: ", gone["next"])
     table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"), times=("started",),
                    names=("kind", "instance", "host", "version"))
-    folded = [] if all_services else [s for s in services if _folded(s, stale_after_s)]
+    folded = [] if all_services else [s for s in services if folded_away(s, stale_after_s)]
     for s in services:
         if not any(s is f for f in folded):
             table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),

@@ -293,7 +293,10 @@ class Dashboard:
     # -- pages -----------------------------------------------------------------------------------
     async def page_overview(self, request: web.Request) -> web.Response:
         overview = await self.overview.get()
+        # (?all_services=1: every service row, the replaced instances too, as `hrwsi status --all-services`; the
+        # page's script asks its own URL, query included, for its live sections: they stay so)
         return self.render(request, "overview.html", {"page": "overview", "o": overview,
+                                                      "all_services": request.query.get("all_services") == "1",
                                                       "series_max": max([1] + [b["processed"] + b["failed"] + b["other"]
                                                                                for b in overview.series])})
 

@@ -28,7 +28,10 @@ from hrwsi.reports import (
     RUNNING_LONG_FACTOR,
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
+    folded_away,
+    is_alive,
     long_transaction_next_step,
+    replaced_by_newer,
     running_long_next_step,
     services_gone,
     sessions_not_seen_said,
@@ -156,9 +159,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
                                                               float(SERIES_BUCKET_S))}
     count = SERIES_WINDOW_S // SERIES_BUCKET_S
     series = [buckets.get(b, {"bucket": b, "processed": 0, "failed": 0, "other": 0}) for b in range(count - 1, -1, -1)]
-    # (an instance taken over as dead is not fresh, whatever its real last heartbeat: migration 0082)
-    services = [dict(r) | {"fresh": r["age_s"] <= stale_after_s and r["taken_over_by"] is None}
-                for r in await conn.fetch(query("web_services"))]
+    services = await read_services(conn, stale_after_s)
     # (the code on disk where the dashboard runs, against what each service of this host started with)
     await asyncio.to_thread(mark_changed, [s for s in services if s["fresh"]])
     overview = Overview(
@@ -180,14 +181,29 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
     newest = await conn.fetchrow(query("newest_migration_recorded"))
     overview.versions = migrations.service_versions([s for s in services if s["fresh"]],
                                                     *(tuple(newest) if newest else (None, None)))
-    overview.services_gone = services_gone([s | {"heartbeat_age_s": s["age_s"]} for s in services],
-                                           [s for s in services if s["fresh"]])
+    overview.services_gone = services_gone(services, [s for s in services if s["fresh"]])
     overview.long_transactions = [dict(r) | {"next": long_transaction_next_step(r)} for r in await conn.fetch(
         query("web_long_transactions"), LONG_TRANSACTION_AFTER_S, LONG_TRANSACTIONS_SHOWN)]
     overview.sessions_not_seen = sessions_not_seen_said(await conn.fetchrow(query("report_sessions_not_seen")))
     overview.connections = short_of_connections(await conn.fetchrow(query("report_connection_slots")), CONNECTIONS_SAID_AT)
     overview.read_s = time.perf_counter() - started
     return overview
+
+
+async def read_services(conn: asyncpg.Connection, stale_after_s: float) -> list[dict]:
+    """The service rows as `hrwsi status` reads and judges them (reports.status: the same queries, and
+    reports.replaced_by_newer and folded_away), each with `fresh` (alive: an instance taken over as dead is
+    not, whatever its real last heartbeat, migration 0082), `age_s` (its heartbeat's age) and `folded` (a
+    replaced instance, counted in one line unless the page asks for every row)."""
+    services = [dict(r) for r in await conn.fetch(query("report_services"))]
+    if any(s["site"] for s in services):  # (launchers of the local backend: a stale one holding jobs is listed)
+        held = {r["owner"]: r["jobs"] for r in await conn.fetch(query("report_local_jobs_held"))}
+        for s in services:
+            s["jobs_held"] = held.get(s["id"], 0)
+    alive = [s for s in services if is_alive(s, stale_after_s)]
+    replaced_by_newer(services, alive, stale_after_s)
+    return [s | {"fresh": is_alive(s, stale_after_s), "age_s": s["heartbeat_age_s"], "folded": folded_away(s, stale_after_s)}
+            for s in services]
 
 
 TIMELINESS_COLUMNS = ("routine", "lane", "tile", "day", "products", "after sensing", "after publication", "on time")
