@@ -65,6 +65,43 @@ def test_a_second_cut_of_a_followed_log_whose_output_repeats_is_told_by_its_cap_
     assert "the log reached its cap and was cut while followed" in shown.err
 
 
+def test_a_first_cut_of_a_followed_log_whose_output_repeats_exactly_is_told_by_the_cap_line_it_wrote(tmp_path, capsys):
+    # Found by review: before the follower had read a cap's line, a cut was told only by the bytes it read
+    # last; a log whose output repeats exactly, at the same alignment after the cut, was read on without the
+    # notice, the dropped bytes unsaid. The cut wrote its cap's line where the follower had read: that tells it.
+    same = b"the same line\n"
+    path = tmp_path / "job.log"
+    path.write_bytes(same * 2000)
+    followed = logs._Followed()
+    logs._copy(path, followed, None)
+    read = followed.offset
+    capsys.readouterr()
+    marker = CAP_LINE[:-1] + b" " * (-len(CAP_LINE) % len(same)) + b"\n"  # (the alignment kept)
+    cut = same * 100 + marker + same * 1200
+    path.write_bytes(cut + same * (2000 - len(cut) // len(same) + 10))  # cut in place, then written on past `read`
+    assert path.stat().st_size > read and path.read_bytes()[read - 4096:read] == (same * 2000)[read - 4096:read]
+    logs._copy(path, followed, None)
+    shown = capsys.readouterr()
+    assert "the log reached its cap and was cut while followed" in shown.err
+    assert shown.out.encode() == path.read_bytes()[len(same) * 100:], "from the cap's line on"
+    logs._copy(path, followed, None)  # (and read on from there, the cap's line noted: no second notice)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_routines_line_quoting_the_cap_line_is_not_a_cut(tmp_path, capsys):
+    path = tmp_path / "job.log"
+    quoted = b"grep says: " + CAP_LINE
+    path.write_bytes(lines(0, 100) + quoted + lines(100, 200))
+    followed = logs._Followed()
+    logs._copy(path, followed, None)
+    capsys.readouterr()
+    with path.open("ab") as log:
+        log.write(lines(200, 300))
+    logs._copy(path, followed, None)
+    shown = capsys.readouterr()
+    assert shown.out.encode() == lines(200, 300) and shown.err == ""
+
+
 def test_a_log_written_on_without_a_cut_is_followed_from_where_it_was_read(tmp_path, capsys):
     path = tmp_path / "job.log"
     path.write_bytes(lines(0, 100) + CAP_LINE + lines(100, 200))

@@ -87,26 +87,34 @@ class _Followed:
     there; the cap's line (rewritten at each cut, with the bytes dropped so far) no longer the one it
     read. A writer faster than about 75 MB/s regrows a cut log past the follower's offset between two
     polls, and the size alone went unnoticed: the follower went on mid-line in other output, without
-    saying so (found by review). What remains: before the follower has read a cap's line (the log's
-    first cut), a cut is seen only by the bytes it read last, so a log whose output repeats exactly
-    (the same bytes at the same offsets after the cut) is read on without the notice; and a cut while
-    the follower reads mixes what it shows of that read (the next poll sees the cut)."""
+    saying so (found by review). Before the follower has read a cap's line, the log's first cut is
+    also told by a cap's line now standing in what it read (written there by the cut): a log whose
+    output repeats exactly (the same bytes at the same offsets after the cut) was read on without the
+    notice (found by review). That look reads what the follower read again, at most the cap (100 MiB
+    by default: tens of milliseconds), and only at a poll that finds the log changed since the last.
+    What remains: a cut while the follower reads mixes what it shows of that read (the next poll sees
+    the cut)."""
 
-    __slots__ = ("offset", "last", "cap_line_at", "cap_line")
+    __slots__ = ("offset", "last", "cap_line_at", "cap_line", "looked_at")
 
     def __init__(self) -> None:
         self.offset = 0
         self.last = b""  # the bytes just before `offset`, as read
         self.cap_line_at: int | None = None  # where the cap's line starts, once read
         self.cap_line = b""
+        self.looked_at: tuple[int, int] | None = None  # the log's (mtime, size) when last looked at for a cut
 
     def was_cut(self, descriptor: int) -> bool:
-        if self.offset > os.fstat(descriptor).st_size:
+        status = os.fstat(descriptor)
+        if self.offset > status.st_size:
             return True
         if self.last and os.pread(descriptor, len(self.last), self.offset - len(self.last)) != self.last:
             return True
-        return self.cap_line_at is not None and \
-            os.pread(descriptor, len(self.cap_line), self.cap_line_at) != self.cap_line
+        if self.cap_line_at is not None:
+            return os.pread(descriptor, len(self.cap_line), self.cap_line_at) != self.cap_line
+        looked_at, self.looked_at = self.looked_at, (status.st_mtime_ns, status.st_size)
+        # (a cut is a write: a log unchanged since the last look was not cut)
+        return looked_at != self.looked_at and _supervisor_cap_line_before(descriptor, self.offset) is not None
 
     def went_on_from(self, offset: int) -> None:
         self.offset, self.last, self.cap_line_at, self.cap_line = offset, b"", None, b""
@@ -128,6 +136,26 @@ class _Followed:
         end = line.find(b"\n")
         if end >= 0 and line.startswith(SUPERVISOR_LINE):  # (not a routine's line that quotes it)
             self.cap_line_at, self.cap_line = line_start, line[:end + 1]
+
+
+def _supervisor_cap_line_before(descriptor: int, end: int) -> int | None:
+    """Where the first supervisor's cap line starting before `end` starts, if there is one (not a routine's
+    line that quotes it). Read in pieces, not mapped: a cut truncates the file under a reader."""
+    start, carried = 0, b""
+    while start < end:
+        chunk = os.pread(descriptor, min(1 << 20, end - start), start)
+        if not chunk:
+            return None
+        window, found = carried + chunk, 0
+        while (found := window.find(CAP_LINE, found)) >= 0:
+            at = start - len(carried) + found
+            line_start = max(0, at - 512)
+            line_start += os.pread(descriptor, at - line_start, line_start).rfind(b"\n") + 1
+            if line_start < end and os.pread(descriptor, len(SUPERVISOR_LINE), line_start) == SUPERVISOR_LINE:
+                return line_start
+            found += 1
+        start, carried = start + len(chunk), window[-(len(CAP_LINE) - 1):]
+    return None
 
 
 def _where_the_cap_cut(log) -> int:
