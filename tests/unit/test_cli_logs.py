@@ -113,3 +113,28 @@ def test_a_log_written_on_without_a_cut_is_followed_from_where_it_was_read(tmp_p
     logs._copy(path, followed, None)
     shown = capsys.readouterr()
     assert shown.out.encode() == lines(200, 300) and shown.err == ""
+
+
+def test_the_look_for_a_first_cut_reads_the_log_again_at_most_once_per_period(tmp_path, monkeypatch):
+    # Found by review: the look reads the log again up to where it was followed (tens of milliseconds at
+    # 100 MiB); made at every poll of a chatty routine's log, it took a tenth of a core of the follower.
+    path = tmp_path / "job.log"
+    path.write_bytes(lines(0, 100))
+    followed = logs._Followed()
+    looks = []
+    real_look = logs._supervisor_cap_line_before
+    monkeypatch.setattr(logs, "_supervisor_cap_line_before", lambda *args: looks.append(args) or real_look(*args))
+    now = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
+    logs._copy(path, followed, None)
+    for poll in range(1, 7):
+        with path.open("ab") as log:
+            log.write(lines(100 * poll, 100 * poll + 100))
+        now[0] += logs.FOLLOW_POLL_S
+        logs._copy(path, followed, None)
+    assert len(looks) == 1, "six polls of a changing log within 3 s: one look"
+    now[0] += logs.CUT_LOOK_EVERY_S
+    with path.open("ab") as log:
+        log.write(lines(900, 1000))
+    logs._copy(path, followed, None)
+    assert len(looks) == 2, "and the next once the period is over"

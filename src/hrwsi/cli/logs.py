@@ -28,6 +28,11 @@ from hrwsi.cli.common import CliError, app, database, error_console
 from hrwsi.terminal import in_page
 
 FOLLOW_POLL_S = 0.5
+# Before a log's first cut has been seen, the follower looks for a cap line in what it read (_Followed.was_cut)
+# at most this often: the look reads the log again up to where it was read, tens of milliseconds for a log of
+# 100 MiB, and at every poll of a chatty routine's log it took a tenth of a core (found by review). The
+# cheaper checks still run at every poll; this one only catches output that repeats exactly across a cut.
+CUT_LOOK_EVERY_S = 5.0
 
 
 def _not_available(task_id: int, job: dict) -> str:
@@ -91,11 +96,12 @@ class _Followed:
     also told by a cap's line now standing in what it read (written there by the cut): a log whose
     output repeats exactly (the same bytes at the same offsets after the cut) was read on without the
     notice (found by review). That look reads what the follower read again, at most the cap (100 MiB
-    by default: tens of milliseconds), and only at a poll that finds the log changed since the last.
+    by default: tens of milliseconds), and only at a poll that finds the log changed since the last look, at most
+    every CUT_LOOK_EVERY_S.
     What remains: a cut while the follower reads mixes what it shows of that read (the next poll sees
     the cut)."""
 
-    __slots__ = ("offset", "last", "cap_line_at", "cap_line", "looked_at")
+    __slots__ = ("offset", "last", "cap_line_at", "cap_line", "looked_at", "looked_when")
 
     def __init__(self) -> None:
         self.offset = 0
@@ -103,6 +109,7 @@ class _Followed:
         self.cap_line_at: int | None = None  # where the cap's line starts, once read
         self.cap_line = b""
         self.looked_at: tuple[int, int] | None = None  # the log's (mtime, size) when last looked at for a cut
+        self.looked_when = float("-inf")  # (time.monotonic) when it was
 
     def was_cut(self, descriptor: int) -> bool:
         status = os.fstat(descriptor)
@@ -112,9 +119,12 @@ class _Followed:
             return True
         if self.cap_line_at is not None:
             return os.pread(descriptor, len(self.cap_line), self.cap_line_at) != self.cap_line
-        looked_at, self.looked_at = self.looked_at, (status.st_mtime_ns, status.st_size)
-        # (a cut is a write: a log unchanged since the last look was not cut)
-        return looked_at != self.looked_at and _supervisor_cap_line_before(descriptor, self.offset) is not None
+        now, seen = time.monotonic(), (status.st_mtime_ns, status.st_size)
+        # (a cut is a write: a log unchanged since the last look was not cut; and at most a look per CUT_LOOK_EVERY_S)
+        if seen == self.looked_at or now - self.looked_when < CUT_LOOK_EVERY_S:
+            return False
+        self.looked_at, self.looked_when = seen, now
+        return _supervisor_cap_line_before(descriptor, self.offset) is not None
 
     def went_on_from(self, offset: int) -> None:
         self.offset, self.last, self.cap_line_at, self.cap_line = offset, b"", None, b""
