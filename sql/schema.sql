@@ -3410,7 +3410,7 @@ BEGIN
         -- before it, and `hrwsi timeliness` counted their products late (found by exploratory testing).
         EXECUTE $q$
             WITH RECURSIVE waiting AS (
-                SELECT d.id, u.priority, u.deadline_at, u.waiter
+                SELECT d.id, u.priority, u.deadline_at, u.waiter, u.waiter AS deadline_from
                 FROM (SELECT coalesce(t.deadline_inherited_from, t.id) AS waiter, t.priority, t.deadline_at, t.depends_on
                       FROM processing_task t JOIN new_rows n ON n.id = t.input_id
                       WHERE t.depends_on IS NOT NULL
@@ -3422,7 +3422,13 @@ BEGIN
                 WHERE (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
                   AND d.state IN ('pending', 'planned')
                 UNION
-                SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter
+                -- (the deadline passed on is the earliest on the way, and deadline_from the task whose it is: a task on
+                -- the way with an earlier deadline than the waiter's, raised for its priority alone, passes its own;
+                -- the waiter was named, and a cancel of that task gave back a deadline that was not its own, while
+                -- the task whose it was, cancelled, left it taken: found by review, migration 0085)
+                SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
+                       CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
+                            THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END
                 FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
                 WHERE (d.priority > least(w.priority, p.priority)
                        OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
@@ -3452,7 +3458,7 @@ BEGIN
                                                 'urgently, planned again', w.waiter)
                                     ELSE t.state_reason END
             FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
-                         (array_agg(waiter ORDER BY deadline_at NULLS LAST, waiter))[1] AS deadline_from
+                         (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from
                   FROM waiting GROUP BY id) w
             -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
             -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;

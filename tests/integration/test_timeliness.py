@@ -300,6 +300,43 @@ def test_archive_tasks_give_back_the_deadline_they_took_when_the_fresh_scene_is_
 
 
 
+def test_a_task_names_the_task_whose_deadline_it_took_when_one_between_has_an_earlier_one(world):
+    """Found by review: a task took the earliest deadline of the tasks after it that wait for it, but named the
+    fresh scene that raised them all, not the one between whose deadline it was. The fresh scene's cancel gave
+    back a deadline that was not its own, and the cancel of the task whose it was left it taken."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    # An archive-lane condition with a deadline of its own: served after near-real-time work, due before it.
+    world.execute("""INSERT INTO hrwsi.processing_condition (name, routine, deadline, deadline_from, lane)
+                     VALUES ('slow', 'snow', '1 day 10 minutes', 'measurement', 'archive')""")
+
+    def insert(condition, path, measured):
+        world.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) "
+                      "VALUES (%s, %s, '32TLR', %s)", (condition, path, measured))
+        return world.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                             "WHERE i.input_path = %s", (path,)).fetchone()[0]
+
+    def deadline_of(task):
+        return world.execute("SELECT deadline_at, deadline_inherited_from, priority FROM hrwsi.processing_task "
+                             "WHERE id = %s", (task,)).fetchone()
+
+    now = datetime.now(UTC)
+    first = insert("backfill", "/old", now - timedelta(days=3))
+    # Under way when the scene after it came (so it took nothing), then lost: pending again, without a deadline.
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (first,))
+    middle = insert("slow", "/slow", now - timedelta(days=1))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL "
+                  "WHERE id = %s", (first,))
+    fresh = insert("nrt", "/fresh", now - timedelta(minutes=10))
+    middle_due = deadline_of(middle)[0]
+    assert middle_due < deadline_of(fresh)[0]
+    assert deadline_of(first) == (middle_due, middle, 0), "the middle task's deadline, under its name"
+    world.execute("SELECT hrwsi.cancel_task(%s)", (fresh,))
+    assert deadline_of(first) == (middle_due, middle, 0), "the fresh scene's cancel gives back nothing it did not give"
+    world.execute("SELECT hrwsi.cancel_task(%s)", (middle,))
+    assert deadline_of(first) == (None, None, 1), "the middle task's cancel gives its deadline back"
+
+
 def test_a_task_that_took_an_earlier_deadline_is_alerted_at_risk_by_its_own_as_status_counts_it(world):
     """Found by review: the at-risk alert skipped every task that took another's deadline, those with one of their
     own too, while report_open_deadlines counted them at risk: `hrwsi status` said at risk, and no alert came."""
