@@ -2210,16 +2210,77 @@ BEGIN
     RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
 END $$;
 
+-- The tasks given (live tasks of time series) pass their priority and deadline down their series, as a new
+-- task does (hrwsi.create_tasks_for_new_inputs, whose statement this is, from these tasks instead of the
+-- INSERT's: that one reads its transition table, and a burst's INSERT is the hot path), to the less urgent
+-- tasks they wait for, down to the first that runs or ran; each remembers whose deadline it took. Called by
+-- hrwsi.give_back_taken_deadlines (migration 0085). Returns how many took a priority or a deadline.
+CREATE FUNCTION hrwsi.pass_deadlines_down(waiters bigint[]) RETURNS integer LANGUAGE sql
+SET search_path = pg_catalog, hrwsi AS $$
+    WITH RECURSIVE waiting AS (
+        SELECT d.id, u.priority, u.deadline_at, coalesce(u.deadline_inherited_from, u.id) AS waiter,
+               coalesce(u.deadline_inherited_from, u.id) AS deadline_from
+        FROM processing_task u JOIN processing_task d ON d.id = u.depends_on
+        WHERE u.id = ANY (waiters) AND u.state IN ('pending', 'planned', 'on_hold', 'blocked')
+          AND (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
+          AND d.state IN ('pending', 'planned')
+        UNION
+        SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
+               CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
+                    THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END
+        FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
+        WHERE (d.priority > least(w.priority, p.priority)
+               OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
+          AND d.state IN ('pending', 'planned')
+    ), locked AS MATERIALIZED (
+        -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+        SELECT t.id FROM processing_task t
+        WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
+        ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), raised AS (
+        UPDATE processing_task t
+        SET priority = least(t.priority, w.priority),
+            deadline_at = least(t.deadline_at, w.deadline_at),
+            deadline_inherited_from = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity') THEN w.deadline_from
+                                           ELSE t.deadline_inherited_from END,
+            own_deadline_at = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity')
+                                        AND t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                   ELSE t.own_deadline_at END,
+            state = 'pending',
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('near-real-time task %s of its time series waits for it: served as '
+                                            'urgently, planned again', w.waiter)
+                                ELSE t.state_reason END
+        FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
+                     (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from
+              FROM waiting GROUP BY id) w
+        WHERE t.id = w.id AND t.id IN (SELECT l.id FROM locked l) AND t.state IN ('pending', 'planned')
+          AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity'))
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM raised
+$$;
+
 -- A task before a near-real-time task in its time series that took that task's deadline (and its
 -- priority) to be served before it gives them back when that task is cancelled (migration 0083): the
 -- archive tasks before a fresh scene cancelled or corrected kept its deadline and raised priority, and
 -- were served ahead of real near-real-time work (found by review). It is served by its own deadline
 -- again (none: NULL), at its lane's priority (an aged one, past its lane's promote_after, stays at 0, as
 -- hrwsi.promote_aged_tasks would make it again); a planned one is planned again. Called by
--- hrwsi.cancel_task and hrwsi.correct_input with the tasks they cancelled; returns how many gave back.
-CREATE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE sql
+-- hrwsi.cancel_task and hrwsi.correct_input with the tasks they cancelled (after the tasks after those
+-- took the task before them as their own: hrwsi.skip_cancelled_tasks); returns how many gave back. The
+-- live tasks that wait for them then pass their own priority and deadline down at once (migration 0085):
+-- a later fresh scene of the series, waiting behind them, passed its deadline on only when the series was
+-- next linked, and was served after them meanwhile, at the archive lane's priority (found by review).
+CREATE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
-    WITH given AS (
+DECLARE
+    given bigint[];
+BEGIN
+    WITH back AS (
         UPDATE processing_task t
         SET deadline_at = t.own_deadline_at, deadline_inherited_from = NULL, own_deadline_at = NULL,
             priority = CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
@@ -2228,17 +2289,24 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
             worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
             planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
             planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            -- (not "served by its own": a task after it may give it its deadline at once, below)
             state_reason = CASE WHEN t.state = 'planned'
-                                THEN format('task %s, whose deadline it took, was cancelled: served by its own, '
-                                            'planned again', t.deadline_inherited_from)
+                                THEN format('task %s, whose deadline it took, was cancelled: it gave it back, planned '
+                                            'again', t.deadline_inherited_from)
                                 ELSE t.state_reason END
         FROM lane l
         WHERE t.deadline_inherited_from = ANY (cancelled) AND l.name = t.lane
           AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
-        RETURNING 1
+        RETURNING t.id
     )
-    SELECT count(*)::integer FROM given
-$$;
+    SELECT coalesce(array_agg(b.id), '{}') INTO given FROM back b;
+    IF cardinality(given) > 0 THEN
+        PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT t.id FROM processing_task t
+                                                WHERE t.depends_on = ANY (given)
+                                                  AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')));
+    END IF;
+    RETURN cardinality(given);
+END $$;
 
 
 CREATE FUNCTION hrwsi.cancel_task(task bigint) RETURNS text LANGUAGE plpgsql
@@ -5104,6 +5172,7 @@ REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, intege
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.give_back_taken_deadlines(bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION hrwsi.pass_deadlines_down(bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION hrwsi.missed_products(text), hrwsi.close_a_missed_range(text) FROM PUBLIC;  -- (migration 0078)
 GRANT EXECUTE ON FUNCTION hrwsi.close_a_missed_range(text) TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0077: `hrwsi status`)

@@ -300,6 +300,47 @@ def test_archive_tasks_give_back_the_deadline_they_took_when_the_fresh_scene_is_
 
 
 
+@pytest.mark.parametrize("how", ["cancelled", "corrected"])
+def test_a_later_fresh_scene_passes_its_deadline_down_at_once_when_the_one_before_it_gives_its_back(world, how):
+    """Found by review: after the archive tasks gave back a cancelled fresh scene's deadline, a later fresh scene
+    of the series, which waits for them now, passed its own down only when the series was next linked: meanwhile
+    they were served at the archive lane's priority without a deadline, and it after them."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    for path, measured in (("/old-2", NOW - timedelta(days=2)), ("/old-1", NOW - timedelta(days=1))):
+        world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                         VALUES ('nrt', %s, '32TLR', %s, 'archive')""", (path, measured))
+    for path, minutes in (("/fresh", 30), ("/fresher", 10)):
+        world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                         VALUES ('nrt', %s, '32TLR', %s)""", (path, NOW - timedelta(minutes=minutes)))
+    by_path = dict(world.execute("""SELECT i.input_path, t.id FROM hrwsi.processing_task t
+                                    JOIN hrwsi.input i ON i.id = t.input_id""").fetchall())
+    old = [by_path["/old-2"], by_path["/old-1"]]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (old[0],))
+
+    def taken():
+        return world.execute("SELECT deadline_inherited_from, priority, state FROM hrwsi.processing_task "
+                             "WHERE id = ANY (%s) ORDER BY id", (old,)).fetchall()
+
+    assert taken() == [(by_path["/fresh"], 0, "planned"), (by_path["/fresh"], 0, "pending")]
+    if how == "cancelled":
+        world.execute("SELECT hrwsi.cancel_task(%s)", (by_path["/fresh"],))
+    else:
+        world.execute("SELECT hrwsi.correct_input(input_id, tile => '31TCH') FROM hrwsi.processing_task WHERE id = %s",
+                      (by_path["/fresh"],))
+    later = by_path["/fresher"]
+    assert world.execute("SELECT depends_on FROM hrwsi.processing_task WHERE id = %s", (later,)).fetchone()[0] == old[1]
+    assert taken() == [(later, 0, "pending")] * 2, "the later scene's deadline and priority, at once"
+    deadlines = world.execute("""SELECT t.deadline_at = l.deadline_at, t.own_deadline_at FROM hrwsi.processing_task t,
+                                 hrwsi.processing_task l WHERE l.id = %s AND t.id = ANY (%s)""", (later, old)).fetchall()
+    assert deadlines == [(True, None)] * 2
+    [(reason, history)] = world.execute("""SELECT t.state_reason, (SELECT e.reason FROM hrwsi.task_event e
+                                           WHERE e.task_id = t.id ORDER BY e.id DESC LIMIT 1)
+                                           FROM hrwsi.processing_task t WHERE t.id = %s""", (old[0],)).fetchall()
+    assert reason == history == f"task {by_path['/fresh']}, whose deadline it took, was cancelled: it gave it back, " \
+                                "planned again"
+
+
 def test_a_task_names_the_task_whose_deadline_it_took_when_one_between_has_an_earlier_one(world):
     """Found by review: a task took the earliest deadline of the tasks after it that wait for it, but named the
     fresh scene that raised them all, not the one between whose deadline it was. The fresh scene's cancel gave

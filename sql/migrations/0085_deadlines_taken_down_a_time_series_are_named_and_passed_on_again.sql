@@ -1,5 +1,6 @@
 -- hrwsi schema, version 85: a task that took a deadline of a task after it in its time series names the
--- task whose deadline it took.
+-- task whose deadline it took, and a later fresh scene passes its own down at once when tasks give back a
+-- cancelled scene's.
 --
 -- The less urgent tasks an urgent task waits for take its deadline, down the series, when theirs is later or
 -- none, and remember whose (deadline_inherited_from, migration 0083). Down a chain of several tasks the
@@ -371,3 +372,93 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+
+-- And the tasks that gave back a cancelled fresh scene's deadline take at once that of a later fresh scene of
+-- the series that waits for them now (hrwsi.give_back_taken_deadlines, through hrwsi.pass_deadlines_down, the
+-- statement a new task passes its own down with): it passed it on only when the series was next linked, and
+-- was served after them meanwhile, at the archive lane's priority (found by review). A planned one that gave
+-- back says "it gave it back", not "served by its own": it may take another's at once.
+
+CREATE OR REPLACE FUNCTION hrwsi.pass_deadlines_down(waiters bigint[]) RETURNS integer LANGUAGE sql
+SET search_path = pg_catalog, hrwsi AS $$
+    WITH RECURSIVE waiting AS (
+        SELECT d.id, u.priority, u.deadline_at, coalesce(u.deadline_inherited_from, u.id) AS waiter,
+               coalesce(u.deadline_inherited_from, u.id) AS deadline_from
+        FROM processing_task u JOIN processing_task d ON d.id = u.depends_on
+        WHERE u.id = ANY (waiters) AND u.state IN ('pending', 'planned', 'on_hold', 'blocked')
+          AND (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
+          AND d.state IN ('pending', 'planned')
+        UNION
+        SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
+               CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
+                    THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END
+        FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
+        WHERE (d.priority > least(w.priority, p.priority)
+               OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
+          AND d.state IN ('pending', 'planned')
+    ), locked AS MATERIALIZED (
+        -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+        SELECT t.id FROM processing_task t
+        WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
+        ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), raised AS (
+        UPDATE processing_task t
+        SET priority = least(t.priority, w.priority),
+            deadline_at = least(t.deadline_at, w.deadline_at),
+            deadline_inherited_from = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity') THEN w.deadline_from
+                                           ELSE t.deadline_inherited_from END,
+            own_deadline_at = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity')
+                                        AND t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                   ELSE t.own_deadline_at END,
+            state = 'pending',
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('near-real-time task %s of its time series waits for it: served as '
+                                            'urgently, planned again', w.waiter)
+                                ELSE t.state_reason END
+        FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
+                     (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from
+              FROM waiting GROUP BY id) w
+        WHERE t.id = w.id AND t.id IN (SELECT l.id FROM locked l) AND t.state IN ('pending', 'planned')
+          AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity'))
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM raised
+$$;
+
+CREATE OR REPLACE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    given bigint[];
+BEGIN
+    WITH back AS (
+        UPDATE processing_task t
+        SET deadline_at = t.own_deadline_at, deadline_inherited_from = NULL, own_deadline_at = NULL,
+            priority = CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                            THEN least(l.priority, 0) ELSE l.priority END,
+            state = CASE WHEN t.state = 'planned' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            -- (not "served by its own": a task after it may give it its deadline at once, below)
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('task %s, whose deadline it took, was cancelled: it gave it back, planned '
+                                            'again', t.deadline_inherited_from)
+                                ELSE t.state_reason END
+        FROM lane l
+        WHERE t.deadline_inherited_from = ANY (cancelled) AND l.name = t.lane
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(b.id), '{}') INTO given FROM back b;
+    IF cardinality(given) > 0 THEN
+        PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT t.id FROM processing_task t
+                                                WHERE t.depends_on = ANY (given)
+                                                  AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')));
+    END IF;
+    RETURN cardinality(given);
+END $$;
+
+REVOKE EXECUTE ON FUNCTION hrwsi.pass_deadlines_down(bigint[]) FROM PUBLIC;
