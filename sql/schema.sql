@@ -1062,12 +1062,22 @@ BEGIN
             LEFT JOIN processing_task cause ON cause.id = r.depends_on AND cause.state IN ('terminated', 'cancelled')
             WHERE t.id = a.id AND t.id IN (SELECT l.id FROM locked l) $q$;
     END IF;
-    -- ... and, retried (or released), unblocks them and the tasks after them in their chain.
+    -- ... and, retried, released or linked to another task (a late scene, a cancelled one skipped), unblocks
+    -- them and the tasks after them in their chain, saying which of these happened (migration 0085: "its
+    -- dependency was retried or released" was said of a task that had been neither, but now waited for
+    -- another task, or for none: found by review).
     IF 'pending' = ANY (new_states)
             AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked')) THEN
         EXECUTE $q$
-            WITH RECURSIVE after_it (id, root) AS (
-                SELECT t.id, d.id FROM new_rows d JOIN old_rows o USING (id)
+            WITH RECURSIVE after_it (id, root, what) AS (
+                SELECT t.id, d.id,
+                       CASE WHEN o.state IN ('terminated', 'cancelled') THEN 'was retried'
+                            WHEN d.dependency_waived AND NOT o.dependency_waived
+                            THEN 'was released by an operator, to run without its own'
+                            WHEN d.depends_on IS DISTINCT FROM o.depends_on
+                            THEN coalesce(format('waits for task %s now', d.depends_on), 'waits for no task now')
+                            ELSE 'is no longer blocked' END
+                FROM new_rows d JOIN old_rows o USING (id)
                 JOIN processing_task t ON t.depends_on = d.id
                 WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked')
                   AND t.state = 'blocked'
@@ -1075,7 +1085,7 @@ BEGIN
                   -- blocked again, behind the late one, keeps the tasks after it blocked)
                   AND EXISTS (SELECT 1 FROM processing_task c WHERE c.id = d.id AND c.state = 'pending')
                 UNION ALL
-                SELECT t.id, a.root FROM after_it a JOIN processing_task t ON t.depends_on = a.id
+                SELECT t.id, a.root, a.what FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state = 'blocked'
             ), locked AS MATERIALIZED (
                 SELECT t.id FROM processing_task t WHERE t.id IN (SELECT a.id FROM after_it a)
@@ -1083,7 +1093,9 @@ BEGIN
             )
             -- (one that still waits for upstream work says so too: migration 0077)
             UPDATE processing_task t SET state = 'pending',
-                state_reason = format('its dependency, task %s, was retried or released', a.root)
+                state_reason = CASE WHEN t.depends_on = a.root THEN format('its dependency, task %s, %s', a.root, a.what)
+                                    ELSE format('its dependency, task %s, is no longer blocked: task %s before it %s',
+                                                t.depends_on, a.root, a.what) END
                     || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
                             THEN coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '') ELSE '' END
             FROM after_it a WHERE t.id = a.id AND t.id IN (SELECT l.id FROM locked l) $q$;

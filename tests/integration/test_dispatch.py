@@ -799,6 +799,16 @@ def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unbl
     states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
                                 (second, third, fourth)).fetchall())
     assert states == {second: "pending", third: "pending", fourth: "pending"}
+    # Each says what happened to the task it waits for, or to the one behind which that one waited.
+    reasons = dict(world.execute("SELECT id, state_reason FROM hrwsi.processing_task WHERE id IN (%s, %s)",
+                                 (third, fourth)).fetchall())
+    if unblocked_by == "retry":
+        assert reasons == {third: f"its dependency, task {second}, is no longer blocked: task {first} before it was retried",
+                           fourth: f"its dependency, task {third}, is no longer blocked: task {first} before it was retried"}
+    else:
+        released = "was released by an operator, to run without its own"
+        assert reasons == {third: f"its dependency, task {second}, {released}",
+                           fourth: f"its dependency, task {third}, is no longer blocked: task {second} before it {released}"}
 
 
 def test_the_task_after_a_cancelled_task_of_a_series_runs_after_the_one_before_it_and_waits_for_it_again_if_retried(
@@ -913,6 +923,34 @@ def test_a_scene_that_arrives_after_a_blocked_task_of_its_series_is_blocked_with
     states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
                                 (second, third, fourth)).fetchall())
     assert states == {second: "pending", third: "pending", fourth: "pending"}
+
+
+def test_the_tasks_after_a_blocked_task_linked_to_a_late_scene_say_it_waits_for_that_scene_now(world, database_url):
+    """A blocked task that a late scene's link made pending unblocked the tasks after it saying "its dependency
+    was retried or released", which it was not (found by review). Its series' lock busy when the task before it
+    was cancelled, it was blocked behind the cancelled task, and the tasks after it with it."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second, third, fourth = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (second,))
+        holder.commit()
+    assert dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s)", (third, fourth))
+                ) == {third: "blocked", fourth: "blocked"}
+    series_input(world, "2026-01-02T12:00Z")  # sensed after the cancelled one, arrived late: third waits for it
+    [late] = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-02T12:00Z'")]
+    rows = dict((r[0], r[1:]) for r in world.execute(
+        "SELECT id, state, depends_on, state_reason FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
+        (late, third, fourth)))
+    assert rows[late][:2] == ("pending", first) and rows[third][:2] == ("pending", late)
+    assert rows[fourth] == ("pending", third, f"its dependency, task {third}, waits for task {late} now")
+    [history] = world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                              (fourth,)).fetchone()
+    assert history == rows[fourth][2]
 
 
 def test_a_late_scene_behind_a_terminated_task_is_blocked_and_the_tasks_after_it_stay_blocked(world):
@@ -1596,7 +1634,7 @@ def test_a_series_task_that_still_waits_for_upstream_work_says_so_when_it_is_rel
     world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (ts_x,))
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0] == "blocked"
     world.execute("SELECT hrwsi.retry_task(%s)", (ts_x,))
-    assert reason() == f"its dependency, task {ts_x}, was retried or released; {waits}"
+    assert reason() == f"its dependency, task {ts_x}, was retried; {waits}"
     world.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
                      input_product_type, output_product_type, sequential_per_tile)
                      VALUES ('ts2', 1, 100, 10, '1 min', ARRAY['true'], 'L2A', 'TS', true)""")
