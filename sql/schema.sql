@@ -2688,10 +2688,12 @@ BEGIN
                                 ELSE moved_reason END
         FROM chosen c
         WHERE t.id = c.id
-        RETURNING t.id, t.state, t.attempts, t.worker, c.state AS old_state
+        RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, c.state AS old_state
     ), history AS (
+        -- (with the task's whole reason, as the trigger writes it: the move alone left out the wait it names,
+        -- upstream work or a blocked task; found by review, migration 0085)
         INSERT INTO task_event (task_id, state, reason, attempts, worker)
-        SELECT m.id, m.state, moved_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
+        SELECT m.id, m.state, m.state_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
     )
     SELECT count(*) INTO moved FROM changed;
     SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),

@@ -1,6 +1,7 @@
 -- hrwsi schema, version 85: a task that took a deadline of a task after it in its time series names the
 -- task whose deadline it took, and a later fresh scene passes its own down at once when tasks give back a
--- cancelled scene's; the tasks a blocked task unblocks say what happened to it.
+-- cancelled scene's; the tasks a blocked task unblocks say what happened to it; a move's history row carries
+-- the task's reason.
 --
 -- The less urgent tasks an urgent task waits for take its deadline, down the series, when theirs is later or
 -- none, and remember whose (deadline_inherited_from, migration 0083). Down a chain of several tasks the
@@ -680,6 +681,87 @@ BEGIN
             FROM after_it a WHERE t.id = a.id AND t.id IN (SELECT l.id FROM locked l) $q$;
     END IF;
     RETURN NULL;
+END $$;
+
+-- And hrwsi.move_tasks writes, for a task whose state stays, the history row with the task's whole reason: it
+-- wrote the move alone, without the wait the task's reason names after it (upstream work, a blocked task, a
+-- hold), so that the history and the task said two things (found by review).
+
+CREATE OR REPLACE FUNCTION hrwsi.move_tasks(from_routine text, to_routine text) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    source processing_routine;
+    target processing_routine;
+    moved bigint;
+    stay_under_way bigint;
+    stay_campaign bigint;
+    moved_reason text := format('moved from routine %s to routine %s by an operator', from_routine, to_routine);
+BEGIN
+    SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
+    SELECT * INTO target FROM processing_routine r WHERE r.name = to_routine FOR KEY SHARE;
+    IF source.name IS NULL OR target.name IS NULL THEN
+        RAISE EXCEPTION 'no routine %', CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF source.name = target.name THEN
+        RAISE EXCEPTION 'routine %: give another routine to move its tasks to', from_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF source.input_product_type IS DISTINCT FROM target.input_product_type THEN
+        RAISE EXCEPTION 'routine % reads %, routine % reads %: the tasks of % cannot run on %', from_routine,
+            source.input_product_type, to_routine, target.input_product_type, from_routine, to_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- One statement moves the tasks and writes the history of those whose state stays (a task whose state
+    -- changes gets its row from hrwsi.after_task_changes), from the rows it locked and moved (migration
+    -- 0077). The history was written by a statement before the move, from what that statement saw: a task
+    -- dispatched meanwhile, which the move then left where it was, had a history row saying it moved
+    -- (found by review). A task that still waits for upstream work says so after why it moved.
+    WITH chosen AS (
+        SELECT t.id, t.state, t.state_reason FROM processing_task t
+        WHERE t.routine = from_routine AND t.campaign_id IS NULL
+          AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+        FOR UPDATE
+    ), changed AS (
+        UPDATE processing_task t
+        SET routine = to_routine,
+            state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
+                         WHEN c.state = 'planned' THEN 'pending'
+                         WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
+                             THEN 'pending'
+                         ELSE c.state END,
+            worker = CASE WHEN c.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold
+                                    THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
+                                WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
+                                    THEN moved_reason || '; ' || c.state_reason
+                                WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
+                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                                    THEN moved_reason || coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '')
+                                ELSE moved_reason END
+        FROM chosen c
+        WHERE t.id = c.id
+        RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, c.state AS old_state
+    ), history AS (
+        -- (with the task's whole reason, as the trigger writes it: the move alone left out the wait it names,
+        -- upstream work or a blocked task; found by review, migration 0085)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT m.id, m.state, m.state_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
+    )
+    SELECT count(*) INTO moved FROM changed;
+    SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
+           count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state))
+    INTO stay_under_way, stay_campaign
+    FROM processing_task t WHERE t.routine = from_routine;
+    RETURN format('%s task(s) of routine %s moved to routine %s%s%s', moved, from_routine, to_routine,
+                  CASE WHEN stay_under_way > 0
+                       THEN format('; %s under way end on %s', stay_under_way, from_routine) ELSE '' END,
+                  CASE WHEN stay_campaign > 0
+                       THEN format('; %s open task(s) of campaigns stay on %s, their campaign''s routine',
+                                   stay_campaign, from_routine) ELSE '' END);
 END $$;
 
 REVOKE EXECUTE ON FUNCTION hrwsi.pass_deadlines_down(bigint[]) FROM PUBLIC;

@@ -1640,6 +1640,9 @@ def test_a_series_task_that_still_waits_for_upstream_work_says_so_when_it_is_rel
                      VALUES ('ts2', 1, 100, 10, '1 min', ARRAY['true'], 'L2A', 'TS', true)""")
     world.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
     assert reason() == f"moved from routine ts to routine ts2 by an operator; {waits}"
+    # (its history says the same: it said the move alone, found by review)
+    assert world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                         (ts_b,)).fetchone()[0] == reason()
     # Released from blocked, it runs without what it waited for, upstream work included.
     world.execute("UPDATE hrwsi.processing_task SET state = 'blocked', state_reason = 'blocked' WHERE id = %s", (ts_b,))
     assert ts_b not in plannable(world)
