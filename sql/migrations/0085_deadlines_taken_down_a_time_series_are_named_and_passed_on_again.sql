@@ -653,9 +653,9 @@ BEGIN
                 SELECT t.id, d.id,
                        CASE WHEN o.state IN ('terminated', 'cancelled') THEN 'was retried'
                             WHEN d.dependency_waived AND NOT o.dependency_waived
-                            THEN 'was released by an operator, to run without its own'
-                            WHEN d.depends_on IS DISTINCT FROM o.depends_on
-                            THEN coalesce(format('waits for task %s now', d.depends_on), 'waits for no task now')
+                            THEN 'was released by an operator, to run without the task it waited for'
+                            WHEN d.depends_on IS NULL AND o.depends_on IS NOT NULL THEN 'waits for no task now'
+                            WHEN d.depends_on IS DISTINCT FROM o.depends_on THEN format('waits for task %s now', d.depends_on)
                             ELSE 'is no longer blocked' END
                 FROM new_rows d JOIN old_rows o USING (id)
                 JOIN processing_task t ON t.depends_on = d.id

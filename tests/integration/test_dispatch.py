@@ -806,7 +806,7 @@ def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unbl
         assert reasons == {third: f"its dependency, task {second}, is no longer blocked: task {first} before it was retried",
                            fourth: f"its dependency, task {third}, is no longer blocked: task {first} before it was retried"}
     else:
-        released = "was released by an operator, to run without its own"
+        released = "was released by an operator, to run without the task it waited for"
         assert reasons == {third: f"its dependency, task {second}, {released}",
                            fourth: f"its dependency, task {third}, is no longer blocked: task {second} before it {released}"}
 
@@ -951,6 +951,12 @@ def test_the_tasks_after_a_blocked_task_linked_to_a_late_scene_say_it_waits_for_
     [history] = world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
                               (fourth,)).fetchone()
     assert history == rows[fourth][2]
+    # Linked to no task (the series' first now, as a correction of the scene before it may leave it), it says so.
+    terminate(world, late)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (fourth,)).fetchone()[0] == "blocked"
+    world.execute("UPDATE hrwsi.processing_task SET depends_on = NULL, state = 'pending' WHERE id = %s", (third,))
+    assert world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s", (fourth,)).fetchone() \
+        == ("pending", f"its dependency, task {third}, waits for no task now")
 
 
 def test_a_late_scene_behind_a_terminated_task_is_blocked_and_the_tasks_after_it_stay_blocked(world):
