@@ -296,64 +296,13 @@ BEGIN
         -- its own (migration 0083): the deadline it took serves it early, but it is not a near-real-time
         -- deadline of its own. One late fresh scene raised a deadline_missed alert for each archive task
         -- before it, and `hrwsi timeliness` counted their products late (found by exploratory testing).
-        EXECUTE $q$
-            WITH RECURSIVE waiting AS (
-                SELECT d.id, u.priority, u.deadline_at, u.waiter, u.waiter AS deadline_from
-                FROM (SELECT coalesce(t.deadline_inherited_from, t.id) AS waiter, t.priority, t.deadline_at, t.depends_on
-                      FROM processing_task t JOIN new_rows n ON n.id = t.input_id
-                      WHERE t.depends_on IS NOT NULL
-                      UNION ALL
-                      SELECT coalesce(s.deadline_inherited_from, s.id), s.priority, s.deadline_at, s.depends_on
-                      FROM processing_task f JOIN new_rows n ON n.id = f.input_id
-                      JOIN processing_task s ON s.depends_on = f.id) u
-                JOIN processing_task d ON d.id = u.depends_on
-                WHERE (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
-                  AND d.state IN ('pending', 'planned')
-                UNION
-                -- (the deadline passed on is the earliest on the way, and deadline_from the task whose it is: a task on
-                -- the way with an earlier deadline than the waiter's, raised for its priority alone, passes its own;
-                -- the waiter was named, and a cancel of that task gave back a deadline that was not its own, while
-                -- the task whose it was, cancelled, left it taken: found by review, migration 0085)
-                SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
-                       CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
-                            THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END
-                FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
-                WHERE (d.priority > least(w.priority, p.priority)
-                       OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
-                  AND d.state IN ('pending', 'planned')
-            ), locked AS MATERIALIZED (
-                -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the
-                -- join's order, the table's, this UPDATE deadlocked with the planner storing a plan, or the
-                -- ageing of a lane, that held one of them and wanted one it held; migration 0084)
-                SELECT t.id FROM processing_task t
-                WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
-                ORDER BY t.id FOR NO KEY UPDATE OF t
-            )
-            UPDATE processing_task t
-            SET priority = least(t.priority, w.priority),
-                deadline_at = least(t.deadline_at, w.deadline_at),
-                deadline_inherited_from = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity') THEN w.deadline_from
-                                               ELSE t.deadline_inherited_from END,
-                own_deadline_at = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity')
-                                            AND t.deadline_inherited_from IS NULL THEN t.deadline_at
-                                       ELSE t.own_deadline_at END,
-                state = 'pending',
-                worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
-                planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
-                planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
-                state_reason = CASE WHEN t.state = 'planned'
-                                    THEN format('near-real-time task %s of its time series waits for it: served as '
-                                                'urgently, planned again', w.waiter)
-                                    ELSE t.state_reason END
-            FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
-                         (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from
-                  FROM waiting GROUP BY id) w
-            -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
-            -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
-            -- without it the claimed task went back to pending and ran a second attempt beside the first,
-            -- and a cancelled or held one was made pending: found by review, migration 0081)
-            WHERE t.id = w.id AND t.id IN (SELECT l.id FROM locked l) AND t.state IN ('pending', 'planned')
-              AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity')) $q$;
+        -- (hrwsi.pass_deadlines_down, from the new tasks and the tasks now after them: the same statement passes
+        -- on what a cancelled task gave back, migration 0085)
+        PERFORM hrwsi.pass_deadlines_down(ARRAY(
+            SELECT t.id FROM processing_task t JOIN new_rows n ON n.id = t.input_id WHERE t.depends_on IS NOT NULL
+            UNION ALL
+            SELECT s.id FROM processing_task f JOIN new_rows n ON n.id = f.input_id
+            JOIN processing_task s ON s.depends_on = f.id));
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
         -- no routine upstream (a back-fill of harvested inputs) pays nothing more.
@@ -390,6 +339,10 @@ SET search_path = pg_catalog, hrwsi AS $$
           AND (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
           AND d.state IN ('pending', 'planned')
         UNION
+        -- (the deadline passed on is the earliest on the way, and deadline_from the task whose it is: a task on
+        -- the way with an earlier deadline than the waiter's, raised for its priority alone, passes its own;
+        -- the waiter was named, and a cancel of that task gave back a deadline that was not its own, while
+        -- the task whose it was, cancelled, left it taken: found by review, migration 0085)
         SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
                CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
                     THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END
@@ -398,7 +351,9 @@ SET search_path = pg_catalog, hrwsi AS $$
                OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
           AND d.state IN ('pending', 'planned')
     ), locked AS MATERIALIZED (
-        -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+        -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the join's
+        -- order, the table's, this UPDATE deadlocked with the planner storing a plan, or the ageing of a lane,
+        -- that held one of them and wanted one it held; migration 0084)
         SELECT t.id FROM processing_task t
         WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
         ORDER BY t.id FOR NO KEY UPDATE OF t
@@ -422,6 +377,10 @@ SET search_path = pg_catalog, hrwsi AS $$
         FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
                      (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from
               FROM waiting GROUP BY id) w
+        -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
+        -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
+        -- without it the claimed task went back to pending and ran a second attempt beside the first,
+        -- and a cancelled or held one was made pending: found by review, migration 0081)
         WHERE t.id = w.id AND t.id IN (SELECT l.id FROM locked l) AND t.state IN ('pending', 'planned')
           AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity'))
         RETURNING 1
