@@ -2228,13 +2228,22 @@ END $$;
 -- tasks and the tasks now after them, and by hrwsi.give_back_taken_deadlines with the tasks that waited for
 -- those that gave a deadline back (migration 0085: one statement for both, where the second was a copy of
 -- the first). Returns how many took a priority or a deadline.
+--
+-- Every task is read through its key, whatever the table's statistics (a probe in a sub-query of its own,
+-- OFFSET 0, and no sequential scan: migration 0085). Planned with the statistics of a table whose rows an
+-- INSERT rolled back had left (ANALYZE counts no live row then), the first step joined each waiter with
+-- every task, and the recursion read the table once per task of a step: a back-fill of 5,000 scenes of a
+-- time series over 200 tiles, inserted again after a first INSERT was refused, ran for more than five
+-- minutes where it took half a second (found by measuring it; so did the statement before migration 0085).
 CREATE FUNCTION hrwsi.pass_deadlines_down(waiters bigint[]) RETURNS integer LANGUAGE sql
-SET search_path = pg_catalog, hrwsi AS $$
+SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
     WITH RECURSIVE waiting AS (
         SELECT d.id, u.priority, u.deadline_at, coalesce(u.deadline_inherited_from, u.id) AS waiter,
                coalesce(u.deadline_inherited_from, u.id) AS deadline_from
-        FROM processing_task u JOIN processing_task d ON d.id = u.depends_on
-        WHERE u.id = ANY (waiters) AND u.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        FROM unnest(waiters) AS x(id)
+        CROSS JOIN LATERAL (SELECT u.* FROM processing_task u WHERE u.id = x.id OFFSET 0) u
+        CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = u.depends_on OFFSET 0) d
+        WHERE u.state IN ('pending', 'planned', 'on_hold', 'blocked')
           AND (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
           AND d.state IN ('pending', 'planned')
         UNION
@@ -2245,7 +2254,9 @@ SET search_path = pg_catalog, hrwsi AS $$
         SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
                CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
                     THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END
-        FROM waiting w JOIN processing_task p ON p.id = w.id JOIN processing_task d ON d.id = p.depends_on
+        FROM waiting w
+        CROSS JOIN LATERAL (SELECT p.* FROM processing_task p WHERE p.id = w.id OFFSET 0) p
+        CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = p.depends_on OFFSET 0) d
         WHERE (d.priority > least(w.priority, p.priority)
                OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
           AND d.state IN ('pending', 'planned')
@@ -2254,7 +2265,7 @@ SET search_path = pg_catalog, hrwsi AS $$
         -- order, the table's, this UPDATE deadlocked with the planner storing a plan, or the ageing of a lane,
         -- that held one of them and wanted one it held; migration 0084)
         SELECT t.id FROM processing_task t
-        WHERE t.id IN (SELECT w.id FROM waiting w) AND t.state IN ('pending', 'planned')
+        WHERE t.id = ANY (ARRAY(SELECT w.id FROM waiting w)) AND t.state IN ('pending', 'planned')
         ORDER BY t.id FOR NO KEY UPDATE OF t
     ), raised AS (
         UPDATE processing_task t
@@ -2285,6 +2296,26 @@ SET search_path = pg_catalog, hrwsi AS $$
         RETURNING 1
     )
     SELECT count(*)::integer FROM raised
+$$;
+
+-- The tasks of a time series that may pass a priority or a deadline down after new inputs (their ids): the
+-- inputs' tasks that wait for a task, and the tasks that wait for one of them now (a late scene landed before
+-- them). For hrwsi.create_tasks_for_new_inputs, with hrwsi.pass_deadlines_down (migration 0085): each task a
+-- probe of an index by key, whatever the statistics (joined with the trigger's transition table, a plan made
+-- on the statistics of a table an INSERT rolled back had filled read every task waiting for another once per
+-- new task: 98 million rows compared for 10,000 new tasks).
+CREATE FUNCTION hrwsi.series_waiters_of(inputs bigint[]) RETURNS bigint[] LANGUAGE sql
+SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
+    SELECT ARRAY(
+        SELECT t.id FROM unnest(inputs) AS x(id)
+        -- (the dependency tested outside the probe: inside, a plan made on such statistics read the index of
+        -- dependencies whole for each input, 4 s for 5,000)
+        CROSS JOIN LATERAL (SELECT t.id, t.depends_on FROM processing_task t WHERE t.input_id = x.id OFFSET 0) t
+        WHERE t.depends_on IS NOT NULL
+        UNION ALL
+        SELECT s.id FROM unnest(inputs) AS x(id)
+        CROSS JOIN LATERAL (SELECT f.id FROM processing_task f WHERE f.input_id = x.id OFFSET 0) f
+        CROSS JOIN LATERAL (SELECT s.id FROM processing_task s WHERE s.depends_on = f.id OFFSET 0) s)
 $$;
 
 -- A task before a near-real-time task in its time series that took that task's deadline (and its
@@ -3502,12 +3533,9 @@ BEGIN
         -- deadline of its own. One late fresh scene raised a deadline_missed alert for each archive task
         -- before it, and `hrwsi timeliness` counted their products late (found by exploratory testing).
         -- (hrwsi.pass_deadlines_down, from the new tasks and the tasks now after them: the same statement passes
-        -- on what a cancelled task gave back, migration 0085)
-        PERFORM hrwsi.pass_deadlines_down(ARRAY(
-            SELECT t.id FROM processing_task t JOIN new_rows n ON n.id = t.input_id WHERE t.depends_on IS NOT NULL
-            UNION ALL
-            SELECT s.id FROM processing_task f JOIN new_rows n ON n.id = f.input_id
-            JOIN processing_task s ON s.depends_on = f.id));
+        -- on what a cancelled task gave back, migration 0085; the tasks found from the inputs' ids by
+        -- hrwsi.series_waiters_of, which reads them by key whatever the statistics)
+        PERFORM hrwsi.pass_deadlines_down(hrwsi.series_waiters_of(ARRAY(SELECT n.id FROM new_rows n)));
         -- A new task of a time series whose inputs another routine makes waits for the scenes sensed
         -- before it whose upstream work is still open (migration 0072). A series whose routine has
         -- no routine upstream (a back-fill of harvested inputs) pays nothing more.
@@ -5146,7 +5174,7 @@ REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, intege
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.give_back_taken_deadlines(bigint[]) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION hrwsi.pass_deadlines_down(bigint[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION hrwsi.pass_deadlines_down(bigint[]), hrwsi.series_waiters_of(bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION hrwsi.missed_products(text), hrwsi.close_a_missed_range(text) FROM PUBLIC;  -- (migration 0078)
 GRANT EXECUTE ON FUNCTION hrwsi.close_a_missed_range(text) TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.conditions_missing_products() FROM PUBLIC;  -- (migration 0077: `hrwsi status`)
