@@ -3248,7 +3248,9 @@ BEGIN
 END $$;
 
 CREATE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi
+-- (restored on return: the series' statements below turn them off for themselves)
+SET enable_seqscan = on SET enable_sort = on AS $$
 DECLARE
     series record;
     missing text;
@@ -3441,10 +3443,19 @@ BEGIN
     -- so are the tasks after it (hrwsi.after_task_changes): a late scene landed behind a blocked
     -- one waited `pending`, with no reason, for ever (found by exploratory testing; migration 0061).
     IF sequential THEN
+        -- Every task read by key, whatever the statistics (migration 0085): a probe in a sub-query of its
+        -- own (OFFSET 0), no sequential scan, and no sort where an index gives the order. Planned on the
+        -- statistics of a table whose rows an INSERT rolled back had left (ANALYZE counts no live row then),
+        -- this statement read the series' tasks through the index of routines and sorted them for each
+        -- tile, and its UPDATE read every task once per new task: 20,000 scenes over 200 tiles, inserted
+        -- after two INSERTs were refused, took 57 s where they take 1.5 s (found by measuring it).
+        PERFORM set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true);
         EXECUTE $q$
             WITH fresh AS (
                 SELECT t.id, t.routine, t.series_tile, t.series_at, t.campaign_id
-                FROM processing_task t JOIN new_rows n ON n.id = t.input_id
+                FROM new_rows n
+                CROSS JOIN LATERAL (SELECT t.id, t.routine, t.series_tile, t.series_at, t.campaign_id
+                                    FROM processing_task t WHERE t.input_id = n.id OFFSET 0) t
                 WHERE t.series_tile IS NOT NULL
             ), span AS (
                 SELECT f.routine, f.series_tile, f.campaign_id, min(f.series_at) AS first_at,
@@ -3454,11 +3465,14 @@ BEGIN
                 SELECT f.id, f.routine, f.series_tile, f.series_at, f.campaign_id, true AS fresh FROM fresh f
                 UNION ALL
                 SELECT p.id, p.routine, p.series_tile, p.series_at, p.campaign_id, false
-                FROM span g JOIN processing_task p
-                  ON p.routine = g.routine AND p.series_tile = g.series_tile
-                 AND p.series_at BETWEEN g.first_at AND g.last_at
+                FROM span g CROSS JOIN LATERAL (
+                    SELECT p.id, p.routine, p.series_tile, p.series_at, p.campaign_id, p.state FROM processing_task p
+                    WHERE p.routine = g.routine AND p.series_tile = g.series_tile
+                      AND p.series_at BETWEEN g.first_at AND g.last_at OFFSET 0) p
                 WHERE p.campaign_id IS NOT DISTINCT FROM g.campaign_id AND p.state <> 'cancelled'
-                  AND p.id NOT IN (SELECT f.id FROM fresh f)
+                  -- (an anti-join: a NOT IN whose list was estimated too large to hash read the new tasks
+                  -- once per task of the span)
+                  AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = p.id)
                 UNION ALL
                 SELECT e.id, g.routine, g.series_tile, e.series_at, g.campaign_id, false
                 FROM span g CROSS JOIN LATERAL (
@@ -3481,7 +3495,8 @@ BEGIN
                 -- (the tasks already there whose link changes, locked first in the order of their ids, as
                 -- every writer of many tasks locks them: migration 0084)
                 SELECT t.id FROM processing_task t JOIN link ON link.id = t.id
-                WHERE NOT link.fresh AND link.previous IS NOT NULL AND t.depends_on IS DISTINCT FROM link.previous
+                WHERE t.id = ANY (ARRAY(SELECT l.id FROM link l WHERE NOT l.fresh AND l.previous IS NOT NULL))
+                  AND NOT link.fresh AND link.previous IS NOT NULL AND t.depends_on IS DISTINCT FROM link.previous
                   AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
                 ORDER BY t.id FOR NO KEY UPDATE OF t
             ), linked AS (
@@ -3502,8 +3517,9 @@ BEGIN
                         WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
                         ELSE format('a scene sensed before it arrived late (task %s): it runs after it',
                                     link.previous) END
-                FROM link JOIN processing_task p ON p.id = link.previous
-                WHERE t.id = link.id
+                FROM link CROSS JOIN LATERAL (SELECT p.id, p.state FROM processing_task p
+                                              WHERE p.id = link.previous OFFSET 0) p
+                WHERE t.id = ANY (ARRAY[link.id])
                   AND (link.fresh OR (t.id IN (SELECT l.id FROM locked l) AND t.depends_on IS DISTINCT FROM link.previous
                                       AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')))
                 RETURNING t.id, t.routine, t.state_reason, p.state AS previous_state
@@ -3513,6 +3529,7 @@ BEGIN
             SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', l.id, l.routine), l.state_reason,
                    l.id, l.routine
             FROM linked l WHERE l.previous_state = 'terminated' $q$;
+        PERFORM set_config('enable_seqscan', 'on', true), set_config('enable_sort', 'on', true);
         -- An urgent task waits for the tasks before it in its series: those less urgent (a back-fill
         -- of the same tile) are served as urgently as it, down the series to the first that runs or
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served
