@@ -107,7 +107,7 @@ def test_a_log_written_on_without_a_cut_is_followed_from_where_it_was_read(tmp_p
 
 def test_the_look_for_a_first_cut_reads_the_log_again_at_most_once_per_period(tmp_path, monkeypatch):
     # Found by review: the look reads the log again up to where it was followed (tens of milliseconds at
-    # 100 MiB); made at every poll of a chatty routine's log, it took a tenth of a core of the follower.
+    # 100 MiB: 20-75 ms); made at every poll of a chatty routine's log, it would take 4-15 % of a core.
     path = tmp_path / "job.log"
     path.write_bytes(lines(0, 100))
     followed = logs._Followed()
