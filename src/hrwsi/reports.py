@@ -152,14 +152,12 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
             "alerts": read("the alert outbox", None,
                            lambda: _row(conn, "report_alert_counts", {"max_attempts": ALERT_MAX_ATTEMPTS})),
         }
+        held_jobs = None
         if any(service["site"] for service in data["services"]):  # (launchers of the local backend)
             held_jobs = dict(read("the jobs of the local launchers", [],
                                   lambda: conn.execute(query("report_local_jobs_held")).fetchall()))
-            for service in data["services"]:
-                service["jobs_held"] = held_jobs.get(service["id"], 0)
         newest = read("the database's schema", None, lambda: conn.execute(query("newest_migration_recorded")).fetchone())
-        alive = [s for s in data["services"] if is_alive(s, stale_after_s)]
-        replaced_by_newer(data["services"], alive, stale_after_s)
+        alive = judge_services(data["services"], held_jobs, stale_after_s)
         data["services_gone"] = services_gone(data["services"], alive)
         data["versions"] = migrations.service_versions(alive, *(newest or (None, None)))
         # (the code on disk where status runs, against what each service of this host started with)
@@ -250,6 +248,18 @@ def replaced_by_newer(services: list[dict], alive: list[dict], stale_after_s: fl
         if newer:
             service["replaced_by"] = max(newer, key=lambda a: a["started_at"])["id"]
             service["replaced_by_newer"] = True  # (another process: not the same one under a new identity)
+
+
+def judge_services(services: list[dict], held_jobs: dict | None, stale_after_s: float) -> list[dict]:
+    """The service rows (query report_services) as `hrwsi status` and the dashboard judge them: each with the
+    jobs it holds (`held_jobs`, owner -> jobs: query report_local_jobs_held, None when no launcher has a site)
+    and whether a newer instance replaced it (replaced_by_newer); returns the ones alive."""
+    if held_jobs is not None:
+        for service in services:
+            service["jobs_held"] = held_jobs.get(service["id"], 0)
+    alive = [s for s in services if is_alive(s, stale_after_s)]
+    replaced_by_newer(services, alive, stale_after_s)
+    return alive
 
 
 def folded_away(service: dict, stale_after_s: float) -> bool:

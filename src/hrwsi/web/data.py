@@ -30,8 +30,8 @@ from hrwsi.reports import (
     RUNNING_LONG_SHOWN,
     folded_away,
     is_alive,
+    judge_services,
     long_transaction_next_step,
-    replaced_by_newer,
     running_long_next_step,
     services_gone,
     sessions_not_seen_said,
@@ -191,17 +191,15 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
 
 
 async def read_services(conn: asyncpg.Connection, stale_after_s: float) -> list[dict]:
-    """The service rows as `hrwsi status` reads and judges them (reports.status: the same queries, and
-    reports.replaced_by_newer and folded_away), each with `fresh` (alive: an instance taken over as dead is
-    not, whatever its real last heartbeat, migration 0082), `age_s` (its heartbeat's age) and `folded` (a
-    replaced instance, counted in one line unless the page asks for every row)."""
+    """The service rows as `hrwsi status` reads and judges them (the same queries, reports.judge_services and
+    folded_away), each with `fresh` (alive: an instance taken over as dead is not, whatever its real last
+    heartbeat, migration 0082), `age_s` (its heartbeat's age) and `folded` (a replaced instance, counted in
+    one line unless the page asks for every row)."""
     services = [dict(r) for r in await conn.fetch(query("report_services"))]
+    held = None
     if any(s["site"] for s in services):  # (launchers of the local backend: a stale one holding jobs is listed)
         held = {r["owner"]: r["jobs"] for r in await conn.fetch(query("report_local_jobs_held"))}
-        for s in services:
-            s["jobs_held"] = held.get(s["id"], 0)
-    alive = [s for s in services if is_alive(s, stale_after_s)]
-    replaced_by_newer(services, alive, stale_after_s)
+    judge_services(services, held, stale_after_s)
     return [s | {"fresh": is_alive(s, stale_after_s), "age_s": s["heartbeat_age_s"], "folded": folded_away(s, stale_after_s)}
             for s in services]
 
