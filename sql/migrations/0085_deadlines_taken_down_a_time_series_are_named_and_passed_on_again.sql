@@ -12,11 +12,10 @@
 -- deadline (hrwsi.create_tasks_for_new_inputs).
 
 CREATE OR REPLACE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi
--- (restored on return: the series' statements below turn them off for themselves)
-SET enable_seqscan = on SET enable_sort = on AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     series record;
+    planner_settings text[];  -- the session's enable_seqscan and enable_sort, put back after the series' linking
     missing text;
     first_path text;   -- (the first row naming what is refused: a COPY's line is not known here)
     named bigint;
@@ -213,6 +212,9 @@ BEGIN
         -- this statement read the series' tasks through the index of routines and sorted them for each
         -- tile, and its UPDATE read every task once per new task: 20,000 scenes over 200 tiles, inserted
         -- after two INSERTs were refused, took 57 s where they take 1.5 s (found by measuring it).
+        -- (set for this statement alone, and put back as the session had them: a SET clause on this function
+        -- would save and restore them at every INSERT, a series or not)
+        planner_settings := ARRAY[current_setting('enable_seqscan'), current_setting('enable_sort')];
         PERFORM set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true);
         EXECUTE $q$
             WITH fresh AS (
@@ -225,18 +227,22 @@ BEGIN
                 SELECT f.routine, f.series_tile, f.campaign_id, min(f.series_at) AS first_at,
                        max(f.series_at) AS last_at
                 FROM fresh f GROUP BY f.routine, f.series_tile, f.campaign_id
-            ), series AS (
+            ), spanned AS (
                 SELECT f.id, f.routine, f.series_tile, f.series_at, f.campaign_id, true AS fresh FROM fresh f
                 UNION ALL
+                -- (the span's tasks, the new ones among them: they are told apart by grouping below, by hash;
+                -- left out here with a NOT IN, or a NOT EXISTS, the plan compared each task of the span with
+                -- every new task once the statistics were those of a table an INSERT rolled back had filled.
+                -- In the order of the series' index: no other index of the tasks gives it, sorts are off)
                 SELECT p.id, p.routine, p.series_tile, p.series_at, p.campaign_id, false
                 FROM span g CROSS JOIN LATERAL (
                     SELECT p.id, p.routine, p.series_tile, p.series_at, p.campaign_id, p.state FROM processing_task p
                     WHERE p.routine = g.routine AND p.series_tile = g.series_tile
-                      AND p.series_at BETWEEN g.first_at AND g.last_at OFFSET 0) p
+                      AND p.series_at BETWEEN g.first_at AND g.last_at ORDER BY p.series_at, p.id OFFSET 0) p
                 WHERE p.campaign_id IS NOT DISTINCT FROM g.campaign_id AND p.state <> 'cancelled'
-                  -- (an anti-join: a NOT IN whose list was estimated too large to hash read the new tasks
-                  -- once per task of the span)
-                  AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = p.id)
+            ), series AS (
+                SELECT s.id, s.routine, s.series_tile, s.series_at, s.campaign_id, bool_or(s.fresh) AS fresh
+                FROM spanned s GROUP BY s.id, s.routine, s.series_tile, s.series_at, s.campaign_id
                 UNION ALL
                 SELECT e.id, g.routine, g.series_tile, e.series_at, g.campaign_id, false
                 FROM span g CROSS JOIN LATERAL (
@@ -293,7 +299,7 @@ BEGIN
             SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', l.id, l.routine), l.state_reason,
                    l.id, l.routine
             FROM linked l WHERE l.previous_state = 'terminated' $q$;
-        PERFORM set_config('enable_seqscan', 'on', true), set_config('enable_sort', 'on', true);
+        PERFORM set_config('enable_seqscan', planner_settings[1], true), set_config('enable_sort', planner_settings[2], true);
         -- An urgent task waits for the tasks before it in its series: those less urgent (a back-fill
         -- of the same tile) are served as urgently as it, down the series to the first that runs or
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served

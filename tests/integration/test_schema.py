@@ -65,8 +65,8 @@ SCHEMA_SQL_DRIFTS = [
     pytest.param("json_build_object('op', lower(TG_OP), 'count', n)", "json_build_object('op', TG_OP, 'count', n)",
                  "function hrwsi.notify_count() differs", "+        PERFORM pg_notify(TG_ARGV[0], json_build_object"
                  "('op', TG_OP", id="a function body"),
-    pytest.param("SECURITY DEFINER SET search_path = pg_catalog, hrwsi\n-- (restored on return: the series'",
-                 "SET search_path = pg_catalog, hrwsi\n-- (restored on return: the series'",
+    pytest.param("SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$\nDECLARE\n    series record;",
+                 "SET search_path = pg_catalog, hrwsi AS $$\nDECLARE\n    series record;",
                  "function hrwsi.create_tasks_for_new_inputs() differs", "SECURITY DEFINER", id="security definer"),
     pytest.param("GRANT INSERT (processing_condition, input_path, tile, mission, measured_at, published_at, scene_id, "
                  "lane)\n    ON hrwsi.input TO hrwsi_data_engineer;\n", "",
