@@ -760,7 +760,7 @@ RETURN state IN ('dispatched', 'submitted', 'queued', 'running');
 -- by exploratory testing; migration 0084). Under the series' lock: hrwsi.cancel_task takes it before
 -- the row; a cancel by another statement tries it (this runs holding the cancelled rows, and must not
 -- wait), and a series whose lock another transaction holds keeps the old way: its next task is
--- blocked, its reason naming both commands.
+-- blocked, its reason naming both commands. A relinked task passes its urgency down (migration 0086).
 CREATE FUNCTION hrwsi.skip_cancelled_tasks(p_cancelled bigint[]) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi SET enable_nestloop = on AS $$
 DECLARE
@@ -849,6 +849,10 @@ BEGIN
     -- (the scenes before it it waits for upstream now reach back to the task before the cancelled one)
     IF relinked IS NOT NULL THEN
         PERFORM hrwsi.wait_for_upstream(relinked);
+        -- (and an urgent one passes its priority and deadline down to the less urgent tasks it waits for now,
+        -- at once, as a task linked by an INSERT does: behind a held or blocked task, or after a cancel that
+        -- gave nothing back, it passed nothing on until the series' next INSERT; migration 0086)
+        PERFORM hrwsi.pass_deadlines_down(relinked);
     END IF;
 END $$;
 
@@ -2214,6 +2218,12 @@ BEGIN
     IF series IS NOT NULL THEN
         PERFORM hrwsi.wait_for_upstream(ARRAY[t.id]) FROM hrwsi.processing_task t
         WHERE t.id = task AND NOT t.dependency_waived;
+        -- The retried task, and the tasks that wait for it again, pass their priority and deadline down to the
+        -- less urgent tasks they wait for now, at once, as a task an INSERT links does (migration 0086): a
+        -- near-real-time scene behind a retried archive task passed nothing down until the series' next INSERT,
+        -- and waited behind it at the archive lane's priority meanwhile (found by review). Each read by key.
+        PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT task UNION ALL
+                                                SELECT t.id FROM hrwsi.processing_task t WHERE t.depends_on = task));
     END IF;
     IF previous_state IN ('blocked', 'terminated') THEN
         RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
@@ -2224,10 +2234,13 @@ END $$;
 
 -- The tasks given (live tasks of time series) pass their priority and deadline down their series to the
 -- less urgent tasks they wait for, down to the first that runs or ran; each remembers whose deadline it took
--- (priority inheritance: hrwsi.create_tasks_for_new_inputs says why). Called by that trigger with the new
--- tasks and the tasks now after them, and by hrwsi.give_back_taken_deadlines with the tasks that waited for
--- those that gave a deadline back (migration 0085: one statement for both, where the second was a copy of
--- the first). Returns how many took a priority or a deadline.
+-- (priority inheritance: hrwsi.create_tasks_for_new_inputs says why). Called by that
+-- trigger with the new tasks and the tasks now after them, by hrwsi.give_back_taken_deadlines with the tasks
+-- that waited for those that gave a deadline back (migration 0085: one statement for both, where the second
+-- was a copy of the first), and by every other relinking of a series with the tasks whose dependency it
+-- changed (migration 0086: hrwsi.retry_task, hrwsi.skip_cancelled_tasks, hrwsi.correct_input; an urgent task
+-- linked behind archive work there passed nothing down until the series' next INSERT, and was served after
+-- it at the archive lane's priority meanwhile, found by review). Returns how many took a priority or a deadline.
 --
 -- Every task is read through its key, whatever the table's statistics (a probe in a sub-query of its own,
 -- OFFSET 0, and no sequential scan: migration 0085). Planned with the statistics of a table whose rows an
@@ -2432,6 +2445,7 @@ DECLARE
     alerted bigint;       -- (the last alert before the cancellations)
     dependents bigint[];  -- (the tasks that waited for a cancelled one)
     old_tasks bigint[];   -- (the old input's tasks, which leave their time series)
+    relinked bigint[];    -- (the tasks that waited for a processed old one, linked to the task before it)
 BEGIN
     SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
     IF NOT FOUND THEN
@@ -2551,7 +2565,8 @@ BEGIN
     END LOOP;
     -- A task that has not started and still waits for a processed old task (the corrected input's task
     -- did not take its place) waits for the task before it in its series now, as a new task there would
-    -- (a held or blocked one takes it when it is released or retried).
+    -- (a held or blocked one takes it when it is released or retried), and passes its priority and deadline
+    -- down to it at once, as a retried one does (migration 0086).
     WITH relink AS (
         SELECT t.id, p.id AS previous, p.state AS previous_state
         FROM hrwsi.processing_task t LEFT JOIN LATERAL (
@@ -2560,19 +2575,23 @@ BEGIN
               AND x.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (x.series_at, x.id) < (t.series_at, t.id)
             ORDER BY x.series_at DESC, x.id DESC LIMIT 1) p ON true
         WHERE t.depends_on = ANY (old_tasks) AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
+    ), moved AS (
+        UPDATE hrwsi.processing_task t
+        SET depends_on = r.previous,
+            state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
+                         WHEN r.previous_state IN ('terminated', 'blocked') THEN 'blocked' ELSE 'pending' END,
+            worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                                WHEN r.previous_state IN ('terminated', 'blocked')
+                                THEN format('relinked by the correction of input %s: waits for task %s, which is %s '
+                                            '(`hrwsi task show %s` says why)', was.id, r.previous, r.previous_state, r.previous)
+                                ELSE format('relinked: the task it waited for was made from input %s, which input %s '
+                                            'corrects', was.id, new_id) END
+        FROM relink r WHERE t.id = r.id
+        RETURNING t.id
     )
-    UPDATE hrwsi.processing_task t
-    SET depends_on = r.previous,
-        state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
-                     WHEN r.previous_state IN ('terminated', 'blocked') THEN 'blocked' ELSE 'pending' END,
-        worker = NULL, planned_start = NULL, planned_end = NULL,
-        state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
-                            WHEN r.previous_state IN ('terminated', 'blocked')
-                            THEN format('relinked by the correction of input %s: waits for task %s, which is %s '
-                                        '(`hrwsi task show %s` says why)', was.id, r.previous, r.previous_state, r.previous)
-                            ELSE format('relinked: the task it waited for was made from input %s, which input %s '
-                                        'corrects', was.id, new_id) END
-    FROM relink r WHERE t.id = r.id;
+    SELECT coalesce(array_agg(m.id), '{}') INTO relinked FROM moved m;
+    PERFORM hrwsi.pass_deadlines_down(relinked);
     -- The cancellations blocked the next tasks of their series and alerted ops (task_blocked), which the
     -- correction then linked to run: those alerts, written by this transaction and never sent, said what
     -- is no longer true, and are withdrawn.

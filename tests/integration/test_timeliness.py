@@ -395,3 +395,74 @@ def test_a_task_that_took_an_earlier_deadline_is_alerted_at_risk_by_its_own_as_s
     assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (1, 0)
     [(task_id, body)] = world.execute("SELECT task_id, body FROM hrwsi.alert").fetchall()
     assert task_id == took and "(10 min 0 s late)" in body, "late against its own deadline, not the one it took"
+
+
+def scene(db, condition, path, measured, lane=None):
+    """The task of a scene of tile 32TLR inserted now (in its condition's lane, or `lane`)."""
+    input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane)
+                             VALUES (%s, %s, '32TLR', %s, %s) RETURNING id""", (condition, path, measured, lane)).fetchone()[0]
+    return db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
+
+
+def urgency(db, task):
+    """What a task is served by: its priority, its deadline and whose it is, and what it waits for."""
+    return db.execute("SELECT priority, deadline_at, deadline_inherited_from, depends_on, state FROM hrwsi.processing_task "
+                      "WHERE id = %s", (task,)).fetchone()
+
+
+@pytest.mark.parametrize("ended", ["terminated", "cancelled"])
+def test_a_fresh_scene_passes_its_deadline_down_at_once_to_an_archive_task_retried_before_it(world, ended):
+    """Found by review: a retried task of a time series, which the scene after it waits for again, took nothing
+    from that near-real-time scene until the series' next INSERT: the scene waited behind archive work served at
+    the archive lane's priority, and missed its deadline."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(world, "nrt", "/old", NOW - timedelta(days=2), lane="archive")
+    if ended == "terminated":
+        world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                      "WHERE id = %s", (old,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (old,))
+    else:
+        world.execute("SELECT hrwsi.cancel_task(%s)", (old,))
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    due = urgency(world, fresh)[1]
+    assert due is not None and urgency(world, old)[0] == 1, "nothing to pass down to a task that ended"
+    world.execute("SELECT hrwsi.retry_task(%s)", (old,))
+    assert urgency(world, fresh)[3:] == (old, "pending"), "it waits for the retried task"
+    assert urgency(world, old) == (0, due, fresh, None, "pending"), "its priority and deadline, at once"
+
+
+def test_a_fresh_scene_linked_past_a_cancelled_task_passes_its_deadline_down_when_nothing_was_given_back(world):
+    """Found by review: the scene after a cancelled task of its time series waits for the task before that one
+    (hrwsi.skip_cancelled_tasks), but passed its priority and deadline down to it only when the cancel gave one
+    back: behind a held task, which took nothing, the archive task before it stayed at the archive lane's
+    priority, without a deadline, until the series' next INSERT."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(world, "nrt", "/old-2", NOW - timedelta(days=2), lane="archive")
+    held = scene(world, "nrt", "/old-1", NOW - timedelta(days=1), lane="archive")
+    world.execute("SELECT hrwsi.hold_task(%s)", (held,))
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    due = urgency(world, fresh)[1]
+    assert urgency(world, old)[:3] == (1, None, None), "a held task passes nothing on"
+    world.execute("SELECT hrwsi.cancel_task(%s)", (held,))
+    assert urgency(world, fresh)[3:] == (old, "pending")
+    assert urgency(world, old) == (0, due, fresh, None, "pending"), "the fresh scene's priority and deadline, at once"
+
+
+def test_a_fresh_scene_a_correction_relinks_passes_its_deadline_down_at_once(world):
+    """Found by review: when the processed task a fresh scene waited for was corrected to another tile, the scene
+    waited for the archive task before it, but passed its priority and deadline down to it only at the series'
+    next INSERT, and was served after it meanwhile, at the archive lane's priority."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(world, "nrt", "/old-2", NOW - timedelta(days=2), lane="archive")
+    done = scene(world, "nrt", "/old-1", NOW - timedelta(days=1), lane="archive")
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (done,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (done,))
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    due = urgency(world, fresh)[1]
+    assert urgency(world, old)[0] == 1 and urgency(world, fresh)[3] == done
+    world.execute("SELECT hrwsi.correct_input(input_id, tile => '31TCH') FROM hrwsi.processing_task WHERE id = %s",
+                  (done,))
+    assert urgency(world, fresh)[3:] == (old, "pending")
+    assert urgency(world, old) == (0, due, fresh, None, "pending"), "the fresh scene's priority and deadline, at once"
+
