@@ -466,6 +466,12 @@ CREATE TABLE hrwsi.processing_task (
     -- (No key: a task retention removes leaves the id said.)
     deadline_inherited_from bigint,
     own_deadline_at timestamptz,
+    -- (migration 0086) The task of its time series whose priority it took (priority is then not its lane's),
+    -- for the same reason, named apart from the deadline: a task raised for its priority alone (its own
+    -- deadline earlier than the waiter's, or the waiter with none) kept that priority when the waiter was
+    -- cancelled or corrected, and was served ahead of near-real-time work (found by review). NULL: its
+    -- priority is its own (its lane's, or 0 once aged), which hrwsi.give_back_taken_deadlines gives it again.
+    priority_inherited_from bigint,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
@@ -2234,7 +2240,7 @@ END $$;
 
 -- The tasks given (live tasks of time series) pass their priority and deadline down their series to the
 -- less urgent tasks they wait for, down to the first that runs or ran; each remembers whose deadline it took
--- (priority inheritance: hrwsi.create_tasks_for_new_inputs says why). Called by that
+-- and whose priority (priority inheritance: hrwsi.create_tasks_for_new_inputs says why). Called by that
 -- trigger with the new tasks and the tasks now after them, by hrwsi.give_back_taken_deadlines with the tasks
 -- that waited for those that gave a deadline back (migration 0085: one statement for both, where the second
 -- was a copy of the first), and by every other relinking of a series with the tasks whose dependency it
@@ -2252,7 +2258,8 @@ CREATE FUNCTION hrwsi.pass_deadlines_down(waiters bigint[]) RETURNS integer LANG
 SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
     WITH RECURSIVE waiting AS (
         SELECT d.id, u.priority, u.deadline_at, coalesce(u.deadline_inherited_from, u.id) AS waiter,
-               coalesce(u.deadline_inherited_from, u.id) AS deadline_from
+               coalesce(u.deadline_inherited_from, u.id) AS deadline_from,
+               coalesce(u.priority_inherited_from, u.id) AS priority_from
         FROM unnest(waiters) AS x(id)
         CROSS JOIN LATERAL (SELECT u.* FROM processing_task u WHERE u.id = x.id OFFSET 0) u
         CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = u.depends_on OFFSET 0) d
@@ -2263,10 +2270,12 @@ SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
         -- (the deadline passed on is the earliest on the way, and deadline_from the task whose it is: a task on
         -- the way with an earlier deadline than the waiter's, raised for its priority alone, passes its own;
         -- the waiter was named, and a cancel of that task gave back a deadline that was not its own, while
-        -- the task whose it was, cancelled, left it taken: found by review, migration 0085)
+        -- the task whose it was, cancelled, left it taken: found by review, migration 0085; the priority's name
+        -- goes with the priority in the same way, migration 0086)
         SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
                CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
-                    THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END
+                    THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END,
+               CASE WHEN p.priority < w.priority THEN coalesce(p.priority_inherited_from, p.id) ELSE w.priority_from END
         FROM waiting w
         CROSS JOIN LATERAL (SELECT p.* FROM processing_task p WHERE p.id = w.id OFFSET 0) p
         CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = p.depends_on OFFSET 0) d
@@ -2289,6 +2298,8 @@ SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
             own_deadline_at = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity')
                                         AND t.deadline_inherited_from IS NULL THEN t.deadline_at
                                    ELSE t.own_deadline_at END,
+            priority_inherited_from = CASE WHEN w.priority < t.priority THEN w.priority_from
+                                           ELSE t.priority_inherited_from END,
             state = 'pending',
             worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
             planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
@@ -2298,7 +2309,8 @@ SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
                                             'urgently, planned again', w.waiter)
                                 ELSE t.state_reason END
         FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
-                     (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from
+                     (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from,
+                     (array_agg(priority_from ORDER BY priority, priority_from))[1] AS priority_from
               FROM waiting GROUP BY id) w
         -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
         -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
@@ -2342,6 +2354,11 @@ $$;
 -- live tasks that wait for them then pass their own priority and deadline down at once (migration 0085):
 -- a later fresh scene of the series, waiting behind them, passed its deadline on only when the series was
 -- next linked, and was served after them meanwhile, at the archive lane's priority (found by review).
+-- The deadline and the priority are given back each to the task named for it (migration 0086): a task
+-- raised for its priority alone (its own deadline earlier than the waiter's, or the waiter with none) named
+-- no one, and kept the priority of a cancelled waiter for good (found by review). A task that took a
+-- deadline before migration 0086 named no one for its priority: it gives its priority back with the
+-- deadline, as it did (a task whose priority is its own gets the same priority again).
 CREATE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -2349,21 +2366,33 @@ DECLARE
 BEGIN
     WITH back AS (
         UPDATE processing_task t
-        SET deadline_at = t.own_deadline_at, deadline_inherited_from = NULL, own_deadline_at = NULL,
-            priority = CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
-                            THEN least(l.priority, 0) ELSE l.priority END,
+        SET deadline_at = CASE WHEN t.deadline_inherited_from = ANY (cancelled) THEN t.own_deadline_at
+                               ELSE t.deadline_at END,
+            deadline_inherited_from = CASE WHEN t.deadline_inherited_from = ANY (cancelled) THEN NULL
+                                           ELSE t.deadline_inherited_from END,
+            own_deadline_at = CASE WHEN t.deadline_inherited_from = ANY (cancelled) THEN NULL ELSE t.own_deadline_at END,
+            priority = CASE WHEN t.priority_inherited_from = ANY (cancelled)
+                                 OR (t.priority_inherited_from IS NULL AND t.deadline_inherited_from = ANY (cancelled))
+                            THEN CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                                      THEN least(l.priority, 0) ELSE l.priority END
+                            ELSE t.priority END,
+            priority_inherited_from = CASE WHEN t.priority_inherited_from = ANY (cancelled) THEN NULL
+                                           ELSE t.priority_inherited_from END,
             state = CASE WHEN t.state = 'planned' THEN 'pending' ELSE t.state END,
             worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
             planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
             planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
             -- (not "served by its own": a task after it may give it its deadline at once, below)
-            state_reason = CASE WHEN t.state = 'planned'
+            state_reason = CASE WHEN t.state = 'planned' AND t.deadline_inherited_from = ANY (cancelled)
                                 THEN format('task %s, whose deadline it took, was cancelled: it gave it back, planned '
                                             'again', t.deadline_inherited_from)
+                                WHEN t.state = 'planned'
+                                THEN format('task %s, whose priority it took, was cancelled: it gave it back, planned '
+                                            'again', t.priority_inherited_from)
                                 ELSE t.state_reason END
         FROM lane l
-        WHERE t.deadline_inherited_from = ANY (cancelled) AND l.name = t.lane
-          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        WHERE (t.deadline_inherited_from = ANY (cancelled) OR t.priority_inherited_from = ANY (cancelled))
+          AND l.name = t.lane AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
         RETURNING t.id
     )
     SELECT coalesce(array_agg(b.id), '{}') INTO given FROM back b;

@@ -1,4 +1,5 @@
--- hrwsi schema, version 86: every relinking of a time series passes urgency down at once.
+-- hrwsi schema, version 86: every relinking of a time series passes urgency down at once, and a task names
+-- whose priority it took, to give it back.
 --
 -- An urgent task that a relinking of its series made wait for a less urgent pending or planned task passed its
 -- priority and deadline down only when the series was next linked by an INSERT: a task retried by an operator
@@ -7,6 +8,128 @@
 -- input relinks (hrwsi.correct_input). A near-real-time scene sat behind archive work at the archive lane's
 -- priority meanwhile (found by review). Each now calls hrwsi.pass_deadlines_down with the tasks whose
 -- dependency it changed, as the INSERT and the give-back do.
+--
+-- A task raised for its priority alone (its own deadline earlier than the waiter's, or the waiter with none)
+-- named no one, and never gave the priority back when the waiter was cancelled or corrected (found by review).
+-- It names the task whose priority it took (priority_inherited_from, at the end of the table), which
+-- hrwsi.give_back_taken_deadlines gives back as it gives back a deadline. A task that took a deadline before
+-- this migration names no one for its priority: it gives it back with the deadline, as before.
+
+ALTER TABLE hrwsi.processing_task ADD COLUMN priority_inherited_from bigint;
+
+CREATE OR REPLACE FUNCTION hrwsi.pass_deadlines_down(waiters bigint[]) RETURNS integer LANGUAGE sql
+SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
+    WITH RECURSIVE waiting AS (
+        SELECT d.id, u.priority, u.deadline_at, coalesce(u.deadline_inherited_from, u.id) AS waiter,
+               coalesce(u.deadline_inherited_from, u.id) AS deadline_from,
+               coalesce(u.priority_inherited_from, u.id) AS priority_from
+        FROM unnest(waiters) AS x(id)
+        CROSS JOIN LATERAL (SELECT u.* FROM processing_task u WHERE u.id = x.id OFFSET 0) u
+        CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = u.depends_on OFFSET 0) d
+        WHERE u.state IN ('pending', 'planned', 'on_hold', 'blocked')
+          AND (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
+          AND d.state IN ('pending', 'planned')
+        UNION
+        -- (the deadline passed on is the earliest on the way, and deadline_from the task whose it is: a task on
+        -- the way with an earlier deadline than the waiter's, raised for its priority alone, passes its own;
+        -- the waiter was named, and a cancel of that task gave back a deadline that was not its own, while
+        -- the task whose it was, cancelled, left it taken: found by review, migration 0085; the priority's name
+        -- goes with the priority in the same way, migration 0086)
+        SELECT d.id, least(w.priority, p.priority), least(w.deadline_at, p.deadline_at), w.waiter,
+               CASE WHEN p.deadline_at < coalesce(w.deadline_at, 'infinity')
+                    THEN coalesce(p.deadline_inherited_from, p.id) ELSE w.deadline_from END,
+               CASE WHEN p.priority < w.priority THEN coalesce(p.priority_inherited_from, p.id) ELSE w.priority_from END
+        FROM waiting w
+        CROSS JOIN LATERAL (SELECT p.* FROM processing_task p WHERE p.id = w.id OFFSET 0) p
+        CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = p.depends_on OFFSET 0) d
+        WHERE (d.priority > least(w.priority, p.priority)
+               OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
+          AND d.state IN ('pending', 'planned')
+    ), locked AS MATERIALIZED (
+        -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the join's
+        -- order, the table's, this UPDATE deadlocked with the planner storing a plan, or the ageing of a lane,
+        -- that held one of them and wanted one it held; migration 0084)
+        SELECT t.id FROM processing_task t
+        WHERE t.id = ANY (ARRAY(SELECT w.id FROM waiting w)) AND t.state IN ('pending', 'planned')
+        ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), raised AS (
+        UPDATE processing_task t
+        SET priority = least(t.priority, w.priority),
+            deadline_at = least(t.deadline_at, w.deadline_at),
+            deadline_inherited_from = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity') THEN w.deadline_from
+                                           ELSE t.deadline_inherited_from END,
+            own_deadline_at = CASE WHEN w.deadline_at < coalesce(t.deadline_at, 'infinity')
+                                        AND t.deadline_inherited_from IS NULL THEN t.deadline_at
+                                   ELSE t.own_deadline_at END,
+            priority_inherited_from = CASE WHEN w.priority < t.priority THEN w.priority_from
+                                           ELSE t.priority_inherited_from END,
+            state = 'pending',
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN t.state = 'planned'
+                                THEN format('near-real-time task %s of its time series waits for it: served as '
+                                            'urgently, planned again', w.waiter)
+                                ELSE t.state_reason END
+        FROM (SELECT id, min(priority) AS priority, min(deadline_at) AS deadline_at, min(waiter) AS waiter,
+                     (array_agg(deadline_from ORDER BY deadline_at NULLS LAST, deadline_from))[1] AS deadline_from,
+                     (array_agg(priority_from ORDER BY priority, priority_from))[1] AS priority_from
+              FROM waiting GROUP BY id) w
+        -- (its state again here: the recursion read a snapshot, and a row this UPDATE waited for, a task
+        -- dispatch claimed meanwhile, is checked once more against this condition alone, as committed;
+        -- without it the claimed task went back to pending and ran a second attempt beside the first,
+        -- and a cancelled or held one was made pending: found by review, migration 0081)
+        WHERE t.id = w.id AND t.id IN (SELECT l.id FROM locked l) AND t.state IN ('pending', 'planned')
+          AND (t.priority > w.priority OR w.deadline_at < coalesce(t.deadline_at, 'infinity'))
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM raised
+$$;
+
+CREATE OR REPLACE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    given bigint[];
+BEGIN
+    WITH back AS (
+        UPDATE processing_task t
+        SET deadline_at = CASE WHEN t.deadline_inherited_from = ANY (cancelled) THEN t.own_deadline_at
+                               ELSE t.deadline_at END,
+            deadline_inherited_from = CASE WHEN t.deadline_inherited_from = ANY (cancelled) THEN NULL
+                                           ELSE t.deadline_inherited_from END,
+            own_deadline_at = CASE WHEN t.deadline_inherited_from = ANY (cancelled) THEN NULL ELSE t.own_deadline_at END,
+            priority = CASE WHEN t.priority_inherited_from = ANY (cancelled)
+                                 OR (t.priority_inherited_from IS NULL AND t.deadline_inherited_from = ANY (cancelled))
+                            THEN CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                                      THEN least(l.priority, 0) ELSE l.priority END
+                            ELSE t.priority END,
+            priority_inherited_from = CASE WHEN t.priority_inherited_from = ANY (cancelled) THEN NULL
+                                           ELSE t.priority_inherited_from END,
+            state = CASE WHEN t.state = 'planned' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            -- (not "served by its own": a task after it may give it its deadline at once, below)
+            state_reason = CASE WHEN t.state = 'planned' AND t.deadline_inherited_from = ANY (cancelled)
+                                THEN format('task %s, whose deadline it took, was cancelled: it gave it back, planned '
+                                            'again', t.deadline_inherited_from)
+                                WHEN t.state = 'planned'
+                                THEN format('task %s, whose priority it took, was cancelled: it gave it back, planned '
+                                            'again', t.priority_inherited_from)
+                                ELSE t.state_reason END
+        FROM lane l
+        WHERE (t.deadline_inherited_from = ANY (cancelled) OR t.priority_inherited_from = ANY (cancelled))
+          AND l.name = t.lane AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        RETURNING t.id
+    )
+    SELECT coalesce(array_agg(b.id), '{}') INTO given FROM back b;
+    IF cardinality(given) > 0 THEN
+        PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT t.id FROM processing_task t
+                                                WHERE t.depends_on = ANY (given)
+                                                  AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')));
+    END IF;
+    RETURN cardinality(given);
+END $$;
 
 CREATE OR REPLACE FUNCTION hrwsi.skip_cancelled_tasks(p_cancelled bigint[]) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi SET enable_nestloop = on AS $$

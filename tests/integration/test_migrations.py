@@ -385,3 +385,30 @@ def test_migration_0083_marks_back_fill_that_took_a_deadline_from_further_down_i
         fresh = conn.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
                              "WHERE i.input_path = '/fresh'").fetchone()[0]
         assert rows == {"/old-2": fresh, "/old-1": None, "/fresh": None}
+
+
+def test_a_task_that_took_a_fresh_scenes_deadline_before_migration_0086_gives_its_priority_back_with_it(
+        empty_database_url, monkeypatch):
+    """Before migration 0086 a task named whose deadline it took, not whose priority: a task raised then gives
+    both back when that fresh scene is cancelled, as it did (it keeps no priority for good)."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 86])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type, sequential_per_tile) VALUES
+                        ('snow', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('nrt', 'snow', '1 hour')")
+        for path, measured, lane in (("/old", "3 days", "archive"), ("/fresh", "2 hours", None)):
+            conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane) VALUES
+                            ('nrt', %s, '32TLR', now() - %s::interval, %s)""", (path, measured, lane))
+        conn.commit()
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert migrations.migrate(conn)[0].startswith("0086_")
+        conn.commit()
+        old, fresh = (r[0] for r in conn.execute("SELECT id FROM hrwsi.processing_task ORDER BY id"))
+        assert conn.execute("SELECT priority, deadline_inherited_from, priority_inherited_from FROM hrwsi.processing_task "
+                            "WHERE id = %s", (old,)).fetchone() == (0, fresh, None)
+        conn.execute("SELECT hrwsi.cancel_task(%s)", (fresh,))
+        assert conn.execute("SELECT priority, deadline_at, deadline_inherited_from FROM hrwsi.processing_task "
+                            "WHERE id = %s", (old,)).fetchone() == (1, None, None)

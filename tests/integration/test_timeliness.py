@@ -373,7 +373,9 @@ def test_a_task_names_the_task_whose_deadline_it_took_when_one_between_has_an_ea
     assert middle_due < deadline_of(fresh)[0]
     assert deadline_of(first) == (middle_due, middle, 0), "the middle task's deadline, under its name"
     world.execute("SELECT hrwsi.cancel_task(%s)", (fresh,))
-    assert deadline_of(first) == (middle_due, middle, 0), "the fresh scene's cancel gives back nothing it did not give"
+    # (the priority 0 was the fresh scene's, the middle task's own is the archive lane's: migration 0086)
+    assert deadline_of(first) == (middle_due, middle, 1), \
+        "the fresh scene's cancel gives back its priority, and no deadline it did not give"
     world.execute("SELECT hrwsi.cancel_task(%s)", (middle,))
     assert deadline_of(first) == (None, None, 1), "the middle task's cancel gives its deadline back"
 
@@ -466,3 +468,41 @@ def test_a_fresh_scene_a_correction_relinks_passes_its_deadline_down_at_once(wor
     assert urgency(world, fresh)[3:] == (old, "pending")
     assert urgency(world, old) == (0, due, fresh, None, "pending"), "the fresh scene's priority and deadline, at once"
 
+
+def test_a_task_raised_for_its_priority_alone_gives_it_back_when_no_fresh_scene_waits_for_it_any_more(world):
+    """Found by review: a task with a deadline of its own earlier than the fresh scene's after it took only that
+    scene's priority, and the give-back, which followed the deadlines taken, left it raised for good when the scene
+    was cancelled: served ahead of near-real-time work. It gives its priority back, unless another fresh scene
+    still waits for it, whose priority it takes at once."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    # An archive-lane condition with a deadline of its own: served after near-real-time work, due before it.
+    world.execute("""INSERT INTO hrwsi.processing_condition (name, routine, deadline, deadline_from, lane)
+                     VALUES ('slow', 'snow', '1 day 10 minutes', 'measurement', 'archive')""")
+    now = datetime.now(UTC)
+    slow = scene(world, "slow", "/slow", now - timedelta(days=1))
+    own = urgency(world, slow)[1]
+    fresh = [scene(world, "nrt", f"/fresh-{minutes}", now - timedelta(minutes=minutes)) for minutes in (20, 10)]
+    assert own < urgency(world, fresh[0])[1]
+    assert urgency(world, slow) == (0, own, None, None, "pending"), "raised for its priority alone"
+    world.execute("SELECT hrwsi.cancel_task(%s)", (fresh[0],))
+    assert urgency(world, fresh[1])[3] == slow
+    assert urgency(world, slow) == (0, own, None, None, "pending"), "the other fresh scene's priority, still"
+    world.execute("SELECT hrwsi.cancel_task(%s)", (fresh[1],))
+    assert urgency(world, slow) == (1, own, None, None, "pending"), "its lane's priority again"
+    assert world.execute("SELECT priority_inherited_from FROM hrwsi.processing_task WHERE id = %s",
+                         (slow,)).fetchone() == (None,)
+
+
+def test_a_task_names_the_task_whose_priority_it_took(world):
+    """A task records whose priority it took (migration 0086), as it records whose deadline: the one whose
+    cancel gives it back, not that of the task whose deadline it took."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    world.execute("""INSERT INTO hrwsi.processing_condition (name, routine, deadline, deadline_from, lane)
+                     VALUES ('slow', 'snow', '1 day 10 minutes', 'measurement', 'archive')""")
+    now = datetime.now(UTC)
+    first = scene(world, "backfill", "/old", now - timedelta(days=3))
+    middle = scene(world, "slow", "/slow", now - timedelta(days=1))
+    fresh = scene(world, "nrt", "/fresh", now - timedelta(minutes=10))
+    names = dict((t, (d, p)) for t, d, p in world.execute(
+        "SELECT id, deadline_inherited_from, priority_inherited_from FROM hrwsi.processing_task").fetchall())
+    assert names == {first: (middle, fresh), middle: (None, fresh), fresh: (None, None)}
