@@ -472,6 +472,15 @@ CREATE TABLE hrwsi.processing_task (
     -- cancelled or corrected, and was served ahead of near-real-time work (found by review). NULL: its
     -- priority is its own (its lane's, or 0 once aged), which hrwsi.give_back_taken_deadlines gives it again.
     priority_inherited_from bigint,
+    -- (migration 0087) The worker where the backend could not place its last attempt (fault not_placed:
+    -- Nomad held the job unplaced for HRWSI_NOMAD_UNPLACED_LIMIT_S, that node drained, ineligible, or its
+    -- CPU taken by another team's job). hrwsi counts that worker free, so the next attempt went back
+    -- there, 600 s a round, while another worker was idle (found by review). The planner and
+    -- hrwsi.dispatch put its next attempt on another worker of a flavour it fits, where one is active
+    -- (else there again, and the reason says so). Set by hrwsi.record_outcomes; cleared once an attempt
+    -- of the task runs (hrwsi.mark_jobs_progress) or ends otherwise than lost. No key: a worker removed
+    -- leaves the name said, and nothing avoids it.
+    avoid_worker text,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
@@ -604,7 +613,8 @@ CREATE TABLE hrwsi.job (
         'backend_lost_track',  -- the backend no longer knows the job (state loss, garbage collected early)
         'stopped_by_hrwsi',    -- hrwsi stopped it (shutdown, a stranded job) without an operator asking
         'backend_unavailable', -- the backend could not be reached, or refused the launcher's credentials (0049)
-        'storage_unavailable'  -- the attempt's directory could not be made (disk full, read-only; 0054)
+        'storage_unavailable', -- the attempt's directory could not be made (disk full, read-only; 0054)
+        'not_placed'           -- the backend could not place it on its worker in time (Nomad's unplaced limit; 0087)
     )),
     routine_version  text,            -- the command or image the attempt ran (reprocessing keeps them apart)
     -- Unique per claim (each claim inserts its own row), put in the Nomad job's Meta (hrwsi_claim): a job
@@ -4447,7 +4457,7 @@ SET hrwsi.in_dispatch_claim = off AS $$
 DECLARE
     planned_tasks CURSOR (p smallint, lim integer) FOR
         SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold, t.avoid_worker AS avoid,
                ((t.waits_for_upstream IS NULL OR t.dependency_waived)
                 AND (t.depends_on IS NULL OR t.dependency_waived
                      OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on))) AS ready
@@ -4457,7 +4467,7 @@ DECLARE
         LIMIT lim FOR UPDATE OF t SKIP LOCKED;
     pending_tasks CURSOR (p smallint, lim integer) FOR
         SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-               r.storage_mb::float8 AS disk, r.flavour, r.on_hold,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold, t.avoid_worker AS avoid,
                ((t.waits_for_upstream IS NULL OR t.dependency_waived)
                 AND (t.depends_on IS NULL OR t.dependency_waived
                      OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on))) AS ready
@@ -4472,6 +4482,7 @@ DECLARE
     total_cpu float8 := 0; total_ram float8 := 0; total_disk float8 := 0; busy integer := 0;
     reserved boolean[]; budget_reserved boolean := false;
     c record; k integer; chosen integer; misses integer; last_k integer;
+    avoid_k integer;  -- the worker the task's next attempt avoids (avoid_worker), while another fits it
     scan_limit integer := 20 * p_max_jobs + 1000;
     ids bigint[] := '{}'; chosen_workers text[] := '{}'; was_pending boolean[] := '{}'; new_jobs bigint[];
     prio smallint; from_planned boolean; seen integer := 0;
@@ -4586,11 +4597,25 @@ BEGIN
                 CONTINUE;
             END IF;
             chosen := NULL;
+            -- The backend could not place its last attempt on avoid_worker (migration 0087; rare, a column
+            -- of the row, no probe): no choice below takes that worker while an active worker of another
+            -- name and a flavour it fits exists (it waits for that one, as for any capacity); else it may
+            -- go back there. The claim's reason says which.
+            avoid_k := NULL;
+            IF c.avoid IS NOT NULL THEN
+                avoid_k := array_position(names, c.avoid);
+                IF avoid_k IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM generate_subscripts(names, 1) i
+                        WHERE i <> avoid_k AND (c.flavour IS NULL OR flavours[i] = c.flavour)
+                          AND c.cpu <= cap_cpu[i] + 1e-9 AND c.ram <= cap_ram[i] AND c.disk <= cap_disk[i]) THEN
+                    avoid_k := NULL;
+                END IF;
+            END IF;
             -- Its planned worker first; an urgent or pending task may take any worker: the one
             -- chosen last if it still fits (a burst fills one worker after the other without
             -- scanning them all), else those already busy first (fewest VMs), then idle ones
             -- while the VM budget allows.
-            IF last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0)
+            IF last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0) AND last_k IS DISTINCT FROM avoid_k
                AND (c.worker IS NULL OR c.worker = names[last_k] OR NOT c.worker = ANY (names))
                AND (c.flavour IS NULL OR flavours[last_k] = c.flavour) AND NOT (reserved[last_k] AND prio > 0)
                AND use_cpu[last_k] + c.cpu <= cap_cpu[last_k] + 1e-9 AND use_ram[last_k] + c.ram <= cap_ram[last_k]
@@ -4599,7 +4624,8 @@ BEGIN
             END IF;
             IF chosen IS NULL AND c.worker IS NOT NULL THEN
                 k := array_position(names, c.worker);  -- its planned worker, if active
-                IF k IS NOT NULL AND (c.flavour IS NULL OR flavours[k] = c.flavour) AND NOT (reserved[k] AND prio > 0)
+                IF k IS NOT NULL AND k IS DISTINCT FROM avoid_k AND (c.flavour IS NULL OR flavours[k] = c.flavour)
+                   AND NOT (reserved[k] AND prio > 0)
                    AND use_cpu[k] + c.cpu <= cap_cpu[k] + 1e-9 AND use_ram[k] + c.ram <= cap_ram[k]
                    AND use_disk[k] + c.disk <= cap_disk[k]
                    AND NOT (b_vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0 AND busy + 1 > b_vms) THEN
@@ -4616,7 +4642,7 @@ BEGIN
                     IF NOT idle THEN busy_seen := busy_seen + 1; END IF;
                     CONTINUE WHEN idle AND (idle_k IS NOT NULL OR (b_vms IS NOT NULL AND busy + 1 > b_vms));
                     CONTINUE WHEN (c.flavour IS NOT NULL AND flavours[k] <> c.flavour) OR (reserved[k] AND prio > 0)
-                               OR use_cpu[k] + c.cpu > cap_cpu[k] + 1e-9 OR use_ram[k] + c.ram > cap_ram[k]
+                               OR k = avoid_k OR use_cpu[k] + c.cpu > cap_cpu[k] + 1e-9 OR use_ram[k] + c.ram > cap_ram[k]
                                OR use_disk[k] + c.disk > cap_disk[k];
                     IF NOT idle THEN
                         chosen := k;
@@ -4632,7 +4658,7 @@ BEGIN
                     -- Reserve the worker (of a flavour it fits) with the most free CPU: it frees
                     -- enough first, as far as hrwsi can tell.
                     SELECT i INTO k FROM generate_subscripts(names, 1) i
-                    WHERE NOT reserved[i] AND (c.flavour IS NULL OR flavours[i] = c.flavour)
+                    WHERE NOT reserved[i] AND (c.flavour IS NULL OR flavours[i] = c.flavour) AND i IS DISTINCT FROM avoid_k
                       AND c.cpu <= cap_cpu[i] AND c.ram <= cap_ram[i] AND c.disk <= cap_disk[i]
                     ORDER BY cap_cpu[i] - use_cpu[i] DESC, i LIMIT 1;
                     IF k IS NOT NULL THEN reserved[k] := true; END IF;
@@ -4685,7 +4711,14 @@ BEGIN
             planned_end = CASE WHEN x.pending
                                THEN now() + (SELECT r.expected_duration FROM processing_routine r WHERE r.name = t.routine)
                                ELSE t.planned_end END,
-            state_reason = CASE WHEN x.pending THEN 'dispatched at once: capacity was free' END,
+            state_reason = nullif(concat_ws('; ', CASE WHEN x.pending THEN 'dispatched at once: capacity was free' END,
+                -- (why here, when the backend could not place its last attempt on a worker: migration 0087)
+                CASE WHEN t.avoid_worker = x.worker
+                     THEN format('back on worker %s, where its last attempt could not be placed: no other active '
+                                 'worker of a flavour it fits', x.worker)
+                     WHEN t.avoid_worker IS NOT NULL
+                     THEN format('on worker %s, not %s, where its last attempt could not be placed', x.worker,
+                                 t.avoid_worker) END), ''),
             -- (what hrwsi.enforce_task_transition would set: it is not called for these rows)
             updated_at = now(), finished_at = NULL, history_pruned_at = NULL
         FROM unnest(ids, chosen_workers, was_pending) WITH ORDINALITY AS x(id, worker, pending, n)
@@ -4839,7 +4872,8 @@ BEGIN
             FROM (SELECT (position_of ->> j.id::text)::integer AS n) x),
             updated_at = now()  -- (what hrwsi.enforce_job_transition would set: not called for these rows)
         WHERE j.id = ANY (p_jobs) AND j.owner = p_owner AND coalesce(j.state IN ('submitted', 'queued', 'running'), false)
-        RETURNING j.id, j.state, j.task_id, j.attempt, j.message, (position_of ->> j.id::text)::integer AS n
+        RETURNING j.id, j.state, j.task_id, j.attempt, j.message, (position_of ->> j.id::text)::integer AS n,
+                  j.fault, j.worker
     ), products AS (
         -- A processed attempt's products, by their positions in the product arrays.
         INSERT INTO product (task_id, path, product_type, size_bytes)
@@ -4856,7 +4890,7 @@ BEGIN
     ), processed AS (
         -- (A processed attempt registered every product it listed: a conflict fails the attempt.)
         UPDATE processing_task t
-        SET state = 'processed', state_reason = format('%s product(s)', product_count[f.n]),
+        SET state = 'processed', state_reason = format('%s product(s)', product_count[f.n]), avoid_worker = NULL,
             -- (what hrwsi.enforce_task_transition would set: it is not called for these rows)
             updated_at = now(), finished_at = now(), history_pruned_at = NULL
         FROM finished f
@@ -4876,8 +4910,19 @@ BEGIN
             lost_count = t.lost_count + CASE WHEN f.state = 'lost' THEN 1 ELSE 0 END,
             state = CASE WHEN f.state <> 'lost' AND t.failures + 1 >= r.max_attempts THEN 'terminated'
                          ELSE 'pending' END,
-            state_reason = format('attempt %s %s: %s', f.attempt, f.state, f.message),
+            state_reason = format('attempt %s %s: %s', f.attempt, f.state, f.message)
+                -- (where its next attempt goes: migration 0086; the workers read only for such an attempt)
+                || CASE WHEN f.fault IS DISTINCT FROM 'not_placed' OR f.worker IS NULL THEN ''
+                        WHEN EXISTS (SELECT 1 FROM worker w JOIN flavour fl ON fl.name = w.flavour
+                                     WHERE w.active AND w.name <> f.worker AND (r.flavour IS NULL OR w.flavour = r.flavour)
+                                       AND r.cpu <= fl.cpu AND r.ram_mb <= fl.ram_mb AND r.storage_mb <= fl.disk_mb)
+                        THEN format('; its next attempt goes to another worker than %s', f.worker)
+                        ELSE format('; no other active worker of a flavour it fits: its next attempt may go to %s again',
+                                    f.worker) END,
             worker = NULL, planned_start = NULL, planned_end = NULL,
+            -- The worker its next attempt avoids (migration 0087): where the backend could not place this
+            -- one; kept through an attempt lost otherwise (it did not run), forgotten after one that ran.
+            avoid_worker = CASE WHEN f.fault = 'not_placed' THEN f.worker WHEN f.state = 'lost' THEN t.avoid_worker END,
             not_before = now() + make_interval(secs => least(600.0, p_backoff_s * power(2, greatest(0,
                 CASE WHEN f.state = 'lost' THEN t.lost_count ELSE t.failures END)))),
             -- (what hrwsi.enforce_task_transition would set: terminated is final, pending is not)
@@ -4970,8 +5015,10 @@ BEGIN
           AND (j.state <> m.state OR j.message IS DISTINCT FROM m.reason)
         RETURNING j.task_id, j.attempt, m.state, m.reason
     )
-    -- (updated_at as the transition triggers would set it: they are not called for these rows)
-    UPDATE processing_task t SET state = j.state, state_reason = j.reason, updated_at = now()
+    -- (updated_at as the transition triggers would set it: they are not called for these rows; an attempt
+    -- that runs was placed: the worker an earlier one could not be placed on is avoided no more, migration 0087)
+    UPDATE processing_task t SET state = j.state, state_reason = j.reason, updated_at = now(),
+        avoid_worker = CASE WHEN j.state = 'running' THEN NULL ELSE t.avoid_worker END
     FROM j WHERE t.id = ANY (ARRAY[j.task_id]) AND t.attempts = j.attempt
       AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
       AND (t.state <> j.state OR t.state_reason IS DISTINCT FROM j.reason);

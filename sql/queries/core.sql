@@ -27,7 +27,8 @@ SELECT generation FROM hrwsi.plan_generation;
 SELECT t.id, t.routine, r.cpu::float8 AS cpu, r.ram_mb, r.storage_mb,
        extract(epoch FROM r.expected_duration)::float8 AS duration_s,
        CASE WHEN t.dependency_waived THEN NULL ELSE t.depends_on END AS depends_on, t.not_before, r.flavour,
-       t.state_reason, t.priority, extract(epoch FROM t.deadline_at - $1::timestamptz)::float8 AS deadline_s
+       t.state_reason, t.priority, extract(epoch FROM t.deadline_at - $1::timestamptz)::float8 AS deadline_s,
+       t.avoid_worker  -- (where its last attempt could not be placed: planned elsewhere if it fits elsewhere, 0087)
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
 WHERE t.state = 'pending' AND NOT r.on_hold AND t.updated_at <= $1::timestamptz - make_interval(secs => $3)
   AND (t.waits_for_upstream IS NULL OR t.dependency_waived)
@@ -38,9 +39,10 @@ LIMIT $2;
 -- Whether a launcher (fresh lease, $1 seconds) can start the most urgent pending task that waits for
 -- nothing now: it fits on the free capacity of an active worker of its flavour, within every budget.
 -- Then the launcher's fast path is taking the pending work (a burst on free capacity) and planning
--- it would be work thrown away.
+-- it would be work thrown away. The worker where its last attempt could not be placed (avoid_worker,
+-- migration 0087) is no room for it: dispatch does not put it there while another fits it.
 WITH head AS (
-    SELECT r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram, r.storage_mb::float8 AS disk, r.flavour
+    SELECT r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram, r.storage_mb::float8 AS disk, r.flavour, t.avoid_worker
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
     WHERE t.state = 'pending' AND NOT r.on_hold AND (t.not_before IS NULL OR t.not_before <= now())
       AND (t.depends_on IS NULL OR t.dependency_waived) AND (t.waits_for_upstream IS NULL OR t.dependency_waived)
@@ -65,6 +67,7 @@ SELECT EXISTS (SELECT 1 FROM hrwsi.service_instance s
     SELECT 1
     FROM head h CROSS JOIN total tot CROSS JOIN hrwsi.budget b
     JOIN hrwsi.worker w ON w.active AND (h.flavour IS NULL OR w.flavour = h.flavour)
+                           AND w.name IS DISTINCT FROM h.avoid_worker
     JOIN hrwsi.flavour f ON f.name = w.flavour
     LEFT JOIN usage u ON u.worker = w.name
     WHERE coalesce(u.cpu, 0) + h.cpu <= f.cpu + 1e-9 AND coalesce(u.ram, 0) + h.ram <= f.ram_mb

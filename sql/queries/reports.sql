@@ -36,8 +36,10 @@ LIMIT %(limit)s;
 
 -- name: report_recent_failures
 -- With the task's state now: a failure of a task processed since (a lost attempt retried, say) read
--- as one to act on (found by exploratory testing).
-SELECT j.task_id, t.routine, j.attempt, j.state, j.exit_code, j.message, j.finished_at, j.log_path, t.state
+-- as one to act on (found by exploratory testing). And the worker its next attempt avoids, when this
+-- attempt could not be placed there (migration 0087): status says the retry goes elsewhere.
+SELECT j.task_id, t.routine, j.attempt, j.state, j.exit_code, j.message, j.finished_at, j.log_path, t.state,
+       CASE WHEN j.fault = 'not_placed' AND t.avoid_worker = j.worker THEN t.avoid_worker END AS avoids
 FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id
 WHERE j.state IN ('internal_error', 'external_error', 'lost')
 ORDER BY j.finished_at DESC NULLS LAST, j.id DESC
@@ -75,7 +77,7 @@ SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.pl
        t.lane, t.priority, t.deadline_at, t.campaign_id,
        (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority,
        t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at,
-       t.deadline_inherited_from, t.own_deadline_at
+       t.deadline_inherited_from, t.own_deadline_at, t.avoid_worker
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.id = %(task_id)s;
 

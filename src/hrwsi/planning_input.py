@@ -10,6 +10,7 @@ numbers, is left out and logged; a budget that is not a finite number plans noth
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -46,7 +47,10 @@ def demand_from_row(row, now: datetime) -> planner.TaskDemand:
         depends_on=(row["depends_on"],) if row["depends_on"] else (),
         earliest_start_s=earliest, flavour=row["flavour"],
         # Lanes and deadlines (ADR 0009): urgent work first, earliest deadline first within a lane.
-        priority=row["priority"], deadline_s=row["deadline_s"])
+        priority=row["priority"], deadline_s=row["deadline_s"],
+        # (the worker its last attempt could not be placed on: migration 0087; screen keeps it only while
+        # another worker fits the task)
+        avoid_worker=row.get("avoid_worker"))
 
 
 def dependency_cycles(tasks: Sequence[planner.TaskDemand]) -> dict[int, list[int]]:
@@ -121,4 +125,19 @@ def screen(tasks: list[planner.TaskDemand], workers: list[planner.Worker], budge
                   f"vm_max={budgets.vm_max}): nothing is planned until it is fixed (hrwsi config load)")
         set_aside += [planner.Unplannable(t.id, reason) for t in good_tasks]
         good_tasks = []
+    good_tasks = [_avoiding_where_another_fits(t, good_workers) for t in good_tasks]
     return PlanningInput(good_tasks, good_workers, budgets, good_fixed, set_aside)
+
+
+def _avoiding_where_another_fits(task: planner.TaskDemand, workers: list[planner.Worker]) -> planner.TaskDemand:
+    """The task, avoiding the worker its last attempt could not be placed on only while another worker of a
+    flavour it fits is there (as hrwsi.dispatch decides): else it may be planned there again."""
+    if task.avoid_worker is None:
+        return task
+    for worker in workers:
+        flavour = worker.flavour
+        if worker.name != task.avoid_worker and (task.flavour is None or flavour.name == task.flavour) \
+                and task.cpu <= flavour.cpu + 1e-9 and task.ram_mb <= flavour.ram_mb \
+                and task.storage_mb <= flavour.disk_mb:
+            return task
+    return dataclasses.replace(task, avoid_worker=None)

@@ -130,7 +130,7 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
             "unplannable_total": unplannable_rows[0][3] if unplannable_rows else 0,
             "recent_failures": read("the recent failures", [], lambda: [
                 {"task_id": r[0], "routine": r[1], "attempt": r[2], "state": r[3], "exit_code": r[4], "message": r[5],
-                 "finished_at": r[6], "log_path": r[7], "task_state": r[8]}
+                 "finished_at": r[6], "log_path": r[7], "task_state": r[8], "avoids_worker": r[9]}
                 for r in conn.execute(query("report_recent_failures"), {"limit": failures})]),
             "queued_long": read("the jobs queued in the backend", [], lambda: _rows(
                 conn, "report_jobs_queued_long", {"after_s": QUEUED_LONG_AFTER_S, "limit": QUEUED_LONG_SHOWN})),

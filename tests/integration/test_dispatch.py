@@ -72,6 +72,62 @@ def test_a_planned_near_real_time_task_takes_another_worker_when_its_own_is_full
     assert dispatch(world) == [(tasks[0], "w1"), (tasks[1], "w1"), (tasks[2], "w2")]
 
 
+def lose_as_not_placed(db, task):
+    """The launcher records that the backend could not place the task's attempt on its worker (Nomad's
+    HRWSI_NOMAD_UNPLACED_LIMIT_S): lost, fault not_placed."""
+    job = db.execute("SELECT max(id) FROM hrwsi.job WHERE task_id = %s", (task,)).fetchone()[0]
+    db.execute("""SELECT * FROM hrwsi.record_outcomes(%s, %s, 0, ARRAY[%s]::bigint[], ARRAY['lost'], ARRAY[NULL]::integer[],
+                  ARRAY['Nomad could not place job'], ARRAY[NULL]::timestamptz[], ARRAY[NULL]::timestamptz[],
+                  ARRAY['not_placed'], '{}', '{}', '{}')""", (ME, LEASE, job))
+
+
+def reason_of(db, task):
+    return db.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()[0]
+
+
+def test_the_next_attempt_of_a_task_the_backend_could_not_place_goes_to_another_worker_until_one_runs(world):
+    """Nomad could not place a job on its worker (another team's job on that node): its attempt was lost and
+    the next one went back to the same worker, which hrwsi counts free, 600 s a round (found by review)."""
+    routine(world)
+    (task,) = add(world)
+    assert dispatch(world) == [(task, "w1")]  # (the first idle worker)
+    lose_as_not_placed(world, task)
+    assert world.execute("SELECT state, worker, avoid_worker FROM hrwsi.processing_task").fetchall() == [
+        ("pending", None, "w1")]
+    assert reason_of(world, task) == "attempt 1 lost: Nomad could not place job; its next attempt goes to another worker than w1"
+    assert dispatch(world) == [(task, "w2")]
+    assert reason_of(world, task) == ("dispatched at once: capacity was free; on worker w2, not w1, where its last "
+                                      "attempt could not be placed")
+    lose_as_not_placed(world, task)  # (not placed there either: back to w1, which it avoids no more)
+    assert dispatch(world) == [(task, "w1")]
+    job = world.execute("SELECT max(id) FROM hrwsi.job").fetchone()[0]
+    world.execute("SELECT hrwsi.mark_jobs_progress(%s::bigint[], %s, %s, ARRAY[now()], %s)",
+                  ([job], ["running"], ["running on w1"], [ME]))
+    assert world.execute("SELECT avoid_worker FROM hrwsi.processing_task").fetchone()[0] is None, "placed: forgotten"
+
+
+def test_a_task_the_backend_could_not_place_waits_for_another_worker_it_fits_rather_than_go_back(world):
+    routine(world, cpu=3)  # (one at a time on a big worker; none on the small one)
+    first, second = add(world, count=2)
+    assert dispatch(world) == [(first, "w1"), (second, "w2")]
+    lose_as_not_placed(world, first)
+    assert dispatch(world) == [], "w1 is free, but it waits for w2, where it fits"
+    record(world, job_of(world, second), "processed")
+    assert dispatch(world) == [(first, "w2")]
+
+
+def test_a_task_the_backend_could_not_place_goes_back_when_no_other_worker_of_its_flavour_exists(world):
+    routine(world, flavour="small")
+    (task,) = add(world)
+    assert dispatch(world) == [(task, "w3")]
+    lose_as_not_placed(world, task)
+    assert reason_of(world, task) == ("attempt 1 lost: Nomad could not place job; no other active worker of a "
+                                      "flavour it fits: its next attempt may go to w3 again")
+    assert dispatch(world) == [(task, "w3")]
+    assert reason_of(world, task) == ("dispatched at once: capacity was free; back on worker w3, where its last "
+                                      "attempt could not be placed: no other active worker of a flavour it fits")
+
+
 def test_what_already_runs_counts_and_ram_and_storage_limit_too(world):
     routine(world, name="fat", ram_mb=5000, lane="archive")
     routine(world, name="deep", storage_mb=501, lane="archive")

@@ -226,3 +226,36 @@ def test_a_task_sent_back_to_pending_from_a_deactivated_worker_names_no_worker_a
     assert db.execute("""SELECT DISTINCT state, worker, planned_start, planned_end, state_reason
                          FROM hrwsi.processing_task""").fetchall() == \
         [("pending", None, None, None, f"its worker {first} is no longer active; planned again")]
+
+
+async def test_a_task_nomad_could_not_place_on_its_worker_runs_its_next_attempt_on_another(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """Nomad could not place a job on the worker hrwsi pinned it to (another team's job had taken that
+    node's memory): after HRWSI_NOMAD_UNPLACED_LIMIT_S it was purged and its attempt lost, and the next
+    attempt went back to the same worker, which hrwsi counts free, a round of 600 s after another while
+    the other worker was idle (found by review)."""
+    configure(single_routine_configuration(["true"], workers=2))
+    first, second = worker_names(db)
+    # (the first node has less memory left than the routine's 1000 MB: what hrwsi's flavour cannot see)
+    nodes = [EmulatedNode(first, cpu_mhz=4000, memory_mb=500, disk_mb=50000),
+             EmulatedNode(second, cpu_mhz=4000, memory_mb=16000, disk_mb=50000)]
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        monkeypatch.setenv("HRWSI_NOMAD_MHZ_PER_CORE", "1000")
+        monkeypatch.setenv("HRWSI_NOMAD_UNPLACED_LIMIT_S", "1")
+        monkeypatch.delenv("NOMAD_TOKEN", raising=False)
+        insert_inputs(db, 1)
+        async with running(database_url, ["orchestrator", "launcher"], settings, backend="nomad"):
+            await wait_until(database_url, "SELECT count(*) >= 2 FROM hrwsi.job", timeout=30)
+            await wait_until(database_url, "SELECT bool_or(state NOT IN ('submitted', 'queued')) FROM hrwsi.job "
+                                           "WHERE attempt = 2", timeout=30)
+    jobs = db.execute("SELECT attempt, worker, state, fault FROM hrwsi.job ORDER BY attempt").fetchall()
+    assert jobs[:2] == [(1, first, "lost", "not_placed"), (2, second, "processed", None)], jobs
+    task, failures, avoided = db.execute("SELECT id, failures, avoid_worker FROM hrwsi.processing_task").fetchone()
+    assert failures == 0 and avoided is None, "not the routine's fault; forgotten once an attempt ran"
+    reasons = [r[0] for r in db.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id", (task,))]
+    lost = next(r for r in reasons if r and r.startswith("attempt 1 lost: Nomad could not place job"))
+    assert lost.endswith(f"; its next attempt goes to another worker than {first}"), lost
+    # (`hrwsi task show` lists these: why the next attempt went elsewhere)
+    assert any(f"on worker {second}, not {first}, where its last attempt could not be placed" in (r or "")
+               for r in reasons), reasons

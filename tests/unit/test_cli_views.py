@@ -39,3 +39,11 @@ def test_a_recent_failures_message_is_wrapped_whole_in_blocks_and_escaped():
     assert "word39 \\x1b[2J the end" in said and "…" not in said, "whole, its control characters escaped"
     table = drawn(status_data(recent_failures=[failure]), width=400)
     assert "a block per row" not in table and "…" in table, "a table keeps its first 80 characters"
+
+
+def test_a_recent_attempt_the_backend_could_not_place_says_its_tasks_next_attempt_goes_elsewhere():
+    failure = {"task_id": 7, "routine": "snow_cover", "attempt": 1, "state": "lost", "exit_code": None,
+               "message": "Nomad could not place job hrwsi-snow_cover-7-1 for 600 s", "avoids_worker": "node-\x1ba",
+               "finished_at": datetime(2026, 12, 6, 12, tzinfo=UTC), "log_path": "/l.log", "task_state": "pending"}
+    said = " ".join(drawn(status_data(recent_failures=[failure]), width=400).split())
+    assert "pending, its next attempt not on node-\\x1ba" in said

@@ -464,7 +464,8 @@ class JobOutcome:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # Why a 'lost' attempt was lost (hrwsi.job.fault): launcher_gone, worker_gone, backend_lost_track,
-    # stopped_by_hrwsi, backend_unavailable, storage_unavailable. Lost attempts are infrastructure faults: retried, never a
+    # stopped_by_hrwsi, backend_unavailable, storage_unavailable, not_placed (the backend could not place it on its worker:
+    # the task's next attempt avoids that worker). Lost attempts are infrastructure faults: retried, never a
     # failure of the routine.
     fault: str | None = None
     # A processed attempt's products and what was refused as one (discover_products), when the backend

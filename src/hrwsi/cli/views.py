@@ -206,8 +206,16 @@ def _recent_failures(failures: list[dict], message_limit: int | None) -> Table:
     for f in failures:
         table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
                       "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], message_limit),
-                      time(f["finished_at"]), text(f["log_path"]), f["task_state"])
+                      time(f["finished_at"]), text(f["log_path"]), _task_now(f))
     return table
+
+
+def _task_now(failure: dict) -> Text:
+    """The task's state now; and, when this attempt could not be placed on its worker, that its next attempt
+    goes to another (processing_task.avoid_worker, migration 0087)."""
+    if failure.get("avoids_worker"):
+        return Text(failure["task_state"]) + visible(f", its next attempt not on {failure['avoids_worker']}")
+    return Text(failure["task_state"])
 
 
 def _groups_said(console: Console, groups: dict | None, title: str, what, next_step: str) -> None:
@@ -421,6 +429,10 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     from hrwsi.reports import series_ahead_text
     if said := series_ahead_text(data.get("series_ahead")):
         line(console, "  ", said)
+    if data.get("avoid_worker") and data["state"] not in ("processed", "terminated", "cancelled"):
+        # (migration 0087; said while planned too, whose reason the plan clears)
+        line(console, f"  its next attempt avoids worker {data['avoid_worker']}, where its last one could not be placed "
+                      "(another active worker of a flavour it fits takes it, if there is one)")
     if data.get("history_pruned_at"):
         line(console, f"  history and attempts pruned {time(data['history_pruned_at'])} by the retention policy "
                       "(README.md, Retention)")

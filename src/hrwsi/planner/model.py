@@ -46,6 +46,9 @@ class TaskDemand:
     flavour: str | None = None  # only workers of this flavour may run it
     priority: int = 0  # lane: smaller is more urgent (e.g. 0 near-real-time, 1 archive back-fill)
     deadline_s: float | None = None  # should END by then (seconds after the plan's time zero); None: no deadline
+    # The worker the backend could not place its last attempt on: not planned there (the caller passes it
+    # only while another worker of a flavour it fits exists: planning_input.screen). None: any.
+    avoid_worker: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ before it or use what it leaves over, so big tasks on a long chain are not starv
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from heapq import heappop, heappush
+from typing import Any
 
 from hrwsi.planner.lanes import LaneGuard, Urgency
 from hrwsi.planner.problem import EPS, Problem
@@ -46,7 +48,7 @@ class Schedule:
 class DemandClasses:
     """Plannable tasks grouped by identical demands (CPU, RAM, storage, flavour restriction; with fixed
     tasks starting later, the duration too, since whether a task fits now then depends on it; with several
-    lanes, the lane too)."""
+    lanes, the lane too; and the worker it avoids, TaskDemand.avoid_worker)."""
 
     def __init__(self, prob: Problem, urgency: Urgency | None = None) -> None:
         self.of_task = [-1] * prob.n
@@ -57,6 +59,7 @@ class DemandClasses:
         self.flavour: list[int] = []  # flavour index, or -1 for any
         self.lane: list[int] = []  # effective priority (0 without lanes)
         self.kinds: list[int] = []  # worker kinds (bit mask) where a task of the class may ever run
+        self.avoid: list[int] = []  # the worker a task of the class is not put on, or -1
         by_duration = any(f.start_s > 0 and f.end_s > f.start_s for f in prob.fixed)
         lane_of = urgency.priority if urgency is not None and urgency.several_lanes else None
         demand_of = prob.demand_of
@@ -66,10 +69,14 @@ class DemandClasses:
                 key += (prob.dur[i],)
             if lane_of is not None:
                 key += (lane_of[i],)
+            avoid = prob.widx.get(prob.tasks[i].avoid_worker, -1) if prob.tasks[i].avoid_worker else -1
+            if avoid >= 0:
+                key += ("avoid", avoid)
             k = keys.get(key)
             if k is None:
                 k = keys[key] = len(self.cpu)
                 self._add(prob, prob.demands[demand_of[i]], 0 if lane_of is None else lane_of[i])
+                self.avoid.append(avoid)
             self.of_task[i] = k
         self.several_lanes = lane_of is not None
 
@@ -164,7 +171,7 @@ class EventScheduler:
         "idle_by_flavour", "busy", "busy_count", "external_tasks", "used_cpu", "used_ram", "used_storage",
         "fixed_events", "next_fixed_event", "future_fixed", "future_started",
         "unmet", "ready_at", "ready_by_class", "tops", "is_blocked", "blocked", "pending", "running", "start",
-        "worker_of", "greedy", "guard", "started", "peak", "momentary", "spare_kinds",
+        "worker_of", "greedy", "guard", "started", "peak", "momentary", "spare_kinds", "class_avoid",
     )
 
     def __init__(self, prob: Problem, classes: DemandClasses, order: list[int], workers: Sequence[int],
@@ -177,6 +184,7 @@ class EventScheduler:
         self.class_cpu, self.class_ram, self.class_storage = classes.cpu, classes.ram, classes.storage
         self.class_flavour = classes.flavour
         self.class_demand = list(zip(classes.cpu, classes.ram, classes.storage, classes.flavour))
+        self.class_avoid = classes.avoid if any(w >= 0 for w in classes.avoid) else None
         self.vm_cap = vm_cap
         self.reserve = reserve
         self.task_at = order  # rank -> task (best first)
@@ -398,7 +406,22 @@ class EventScheduler:
         if (self.used_cpu + c > self.cpu_max + EPS or self.used_ram + rm > self.ram_max + EPS
                 or self.used_storage + s > self.storage_max + EPS):
             return -1
+        if self.class_avoid is not None:
+            return self._avoiding(self._find_worker_within_budgets, k, t, e)
         return self._find_worker_within_budgets(k, t, e)
+
+    def _avoiding(self, find: Callable[..., Any], k: int, *args: Any) -> Any:
+        """``find(k, *args)`` (a search of workers for class ``k``), to which the worker the class avoids
+        (TaskDemand.avoid_worker: the backend could not place its task's last attempt there) looks full:
+        every search reads a worker's free CPU, and none changes it."""
+        w = self.class_avoid[k] if self.class_avoid is not None else -1
+        if w < 0:
+            return find(k, *args)
+        kept, self.free_cpu[w] = self.free_cpu[w], -math.inf
+        try:
+            return find(k, *args)
+        finally:
+            self.free_cpu[w] = kept
 
     def _find_worker_within_budgets(self, k: int, t: float, e: float) -> int:
         """find_worker once the budgets are known to have room for class ``k``."""
@@ -620,6 +643,8 @@ class EventScheduler:
         cpu_limit, ram_limit, storage_limit = self.budget_limits
         occupy, guard = self._occupy, self.guard
         find_worker = self._find_worker_within_budgets if guard is None else self._find_admitted_worker
+        if self.class_avoid is not None:  # (only then: this is the hottest loop)
+            find_worker = functools.partial(self._avoiding, find_worker)
         while True:
             t = yield
             self._begin_event()
@@ -642,7 +667,7 @@ class EventScheduler:
                     w = find_worker(k, t, t + dur[i])
                     if w >= 0 and reserved >= 0:
                         if resv is None:
-                            resv = self.reservation(reserved) or NO_RESERVATION
+                            resv = self._avoiding(self.reservation, reserved) or NO_RESERVATION
                         if t + dur[i] > resv.at + EPS and not resv.admits(w, c, rm, s, self.tasks_on[w]):
                             w = -1  # it would still run at the reservation, beyond what the reserved task leaves
                 if w < 0:

@@ -10,8 +10,9 @@ unavailable (4xx, or disabled with HRWSI_NOMAD_EVENT_STREAM=false) one blocking 
 
 - No allocation and a blocked evaluation: progress "queued" with Nomad's reason, never a failure.
   Not placed within HRWSI_NOMAD_UNPLACED_LIMIT_S of the first such evaluation, the job is purged and
-  the attempt lost (backend_unavailable: not charged), so that the task is planned again rather than
-  wait for ever behind a node Nomad will not give it (another team's job on its CPU, say).
+  the attempt lost (not_placed: not charged), so that the task is planned again rather than wait for
+  ever behind a node Nomad will not give it (another team's job on its CPU, say); its next attempt
+  goes to another worker of a flavour it fits, where one is active (processing_task.avoid_worker).
 - An allocation whose node went away ("unknown": Disconnect.Replace false; or "lost") may still
   run there: a node cut off from the servers keeps its allocations running. It is reported
   running, with the reason, until its client must have stopped it: the job's
@@ -514,7 +515,8 @@ class JobFollowing:
         message = (f"Nomad could not place job {follower.job_id} for {limit:g} s (HRWSI_NOMAD_UNPLACED_LIMIT_S): "
                    f"{follower.last_reason}; hrwsi purged it: not the routine's fault, retried as a new attempt")
         logger.warning("%s", message)
-        self._resolve(follower, JobOutcome("lost", None, message, None, _now(), fault="backend_unavailable"))
+        # (not_placed, not backend_unavailable: the database then keeps the task's next attempt off this worker)
+        self._resolve(follower, JobOutcome("lost", None, message, None, _now(), fault="not_placed"))
 
     def _reconcile_all(self) -> None:
         for follower in list(self.followers.values()):
