@@ -12,6 +12,14 @@
 -- - a function body is copied character for character from its latest migration: PostgreSQL
 --   keeps the text, and the comparison reads it.
 --
+-- A function that turns a planner method off for its statements (SET enable_seqscan = off, ...) turns
+-- JIT off too (SET jit = off, last of its SET clauses; migration 0088). Up to PostgreSQL 17 a plan that
+-- uses a method turned off costs ten billion more (disable_cost; PostgreSQL 18 counts such nodes apart),
+-- which passes jit_above_cost, and JIT, on by default where the server was built with LLVM (Debian's, the
+-- PGDG packages), compiled the statement at every call: on Debian 12's PostgreSQL 15 a lone input's
+-- reaction took 82 ms instead of 2.6 ms (found by running the bench against it). hrwsi's statements
+-- read a few rows by key; compiling them never pays.
+--
 -- Constraint names are part of the user interface: PostgreSQL prints them in every refusal, so
 -- each one says what must be true ("input_tile_is_an_mgrs_code_like_32tpr"), not where it lives.
 --
@@ -908,7 +916,7 @@ END $$;
 -- SECURITY DEFINER: whoever changes a task writes its history and its alerts.
 CREATE FUNCTION hrwsi.after_task_changes() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on
-SET enable_mergejoin = on AS $$
+SET enable_mergejoin = on SET jit = off AS $$
 DECLARE
     counts json;           -- rows per new state: every row inserted, the rows updated to another state ...
     progress json;         -- ... but those of work under way (hrwsi.state_is_under_way), told apart
@@ -2265,7 +2273,7 @@ END $$;
 -- of 5,000 scenes of a time series over 200 tiles sent again after a refused INSERT, which took half a second
 -- on a fresh table (found by measuring it).
 CREATE FUNCTION hrwsi.pass_deadlines_down(waiters bigint[]) RETURNS integer LANGUAGE sql
-SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
+SET search_path = pg_catalog, hrwsi SET enable_seqscan = off SET jit = off AS $$
     WITH RECURSIVE waiting AS (
         SELECT d.id, u.priority, u.deadline_at, coalesce(u.deadline_inherited_from, u.id) AS waiter,
                coalesce(u.deadline_inherited_from, u.id) AS deadline_from,
@@ -2340,7 +2348,7 @@ $$;
 -- on the statistics of a table an INSERT rolled back had filled read every task waiting for another once per
 -- new task: 98 million rows compared for 10,000 new tasks).
 CREATE FUNCTION hrwsi.series_waiters_of(inputs bigint[]) RETURNS bigint[] LANGUAGE sql
-SET search_path = pg_catalog, hrwsi SET enable_seqscan = off AS $$
+SET search_path = pg_catalog, hrwsi SET enable_seqscan = off SET jit = off AS $$
     SELECT ARRAY(
         SELECT t.id FROM unnest(inputs) AS x(id)
         -- (the dependency tested outside the probe: inside, a plan made on such statistics read the index of
@@ -3208,7 +3216,7 @@ END $$;
 -- Joins nothing but the transition tables: no nested loop, and the other joins on whatever the
 -- session's settings (see hrwsi.after_task_changes).
 CREATE FUNCTION hrwsi.notify_state_counts() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on SET enable_mergejoin = on AS $$
+SET search_path = pg_catalog, hrwsi SET enable_nestloop = off SET enable_hashjoin = on SET enable_mergejoin = on SET jit = off AS $$
 -- TG_ARGV[0]: the channel. Payload: {"op": "update", "counts": {"processed": 3}}: rows per new state,
 -- counting only the rows whose state changed; the states of work under way on the channel's
 -- `_progress` (hrwsi.state_is_under_way, migration 0043). For UPDATEs (job_notify_update).
@@ -3309,7 +3317,7 @@ CREATE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plp
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     series record;
-    planner_settings text[];  -- the session's enable_seqscan and enable_sort, put back after the series' linking
+    planner_settings text[];  -- the session's enable_seqscan, enable_sort and jit, put back after the series' linking
     missing text;
     first_path text;   -- (the first row naming what is refused: a COPY's line is not known here)
     named bigint;
@@ -3507,9 +3515,11 @@ BEGIN
         -- tile, and its UPDATE read every task once per new task: 20,000 scenes over 200 tiles, inserted
         -- after two INSERTs were refused, took 57 s where they take 1.5 s (found by measuring it).
         -- (set for this statement alone, and put back as the session had them: a SET clause on this function
-        -- would save and restore them at every INSERT, a series or not)
-        planner_settings := ARRAY[current_setting('enable_seqscan'), current_setting('enable_sort')];
-        PERFORM set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true);
+        -- would save and restore them at every INSERT, a series or not; and JIT off with them: on PostgreSQL
+        -- 15-17 a plan with a method turned off costs ten billion more, which passes jit_above_cost, and the
+        -- statement was compiled at every INSERT into a series, migration 0088)
+        planner_settings := ARRAY[current_setting('enable_seqscan'), current_setting('enable_sort'), current_setting('jit')];
+        PERFORM set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true), set_config('jit', 'off', true);
         EXECUTE $q$
             WITH fresh AS (
                 SELECT t.id, t.routine, t.series_tile, t.series_at, t.campaign_id
@@ -3593,7 +3603,8 @@ BEGIN
             SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', l.id, l.routine), l.state_reason,
                    l.id, l.routine
             FROM linked l WHERE l.previous_state = 'terminated' $q$;
-        PERFORM set_config('enable_seqscan', planner_settings[1], true), set_config('enable_sort', planner_settings[2], true);
+        PERFORM set_config('enable_seqscan', planner_settings[1], true), set_config('enable_sort', planner_settings[2], true),
+                set_config('jit', planner_settings[3], true);
         -- An urgent task waits for the tasks before it in its series: those less urgent (a back-fill
         -- of the same tile) are served as urgently as it, down the series to the first that runs or
         -- ran (priority inheritance). Else a near-real-time scene waited for archive tasks served
@@ -3964,7 +3975,7 @@ CREATE TRIGGER worker_named_by_tasks AFTER DELETE OR UPDATE OF name ON hrwsi.wor
 CREATE FUNCTION hrwsi.refuse_a_job_of_a_missing_task() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
 -- (and through its key, never by reading the table whole, however small it was when planned)
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM processing_task t WHERE t.id = NEW.task_id FOR KEY SHARE) THEN
         RAISE EXCEPTION 'insert or update on table "job" violates foreign key constraint "job_task_must_exist"'
@@ -3982,7 +3993,7 @@ END $$;
 CREATE FUNCTION hrwsi.after_jobs_inserted() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
 -- (and through its key, never by reading the table whole, however small it was when planned)
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     missing bigint;
     counts json;
@@ -4034,7 +4045,7 @@ CREATE FUNCTION hrwsi.refuse_removing_tasks_jobs_name() RETURNS trigger LANGUAGE
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
 -- (and through the job's key to its task, never by reading the table whole, however small it was
 -- when planned)
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     named_task bigint;
     named bigint;
@@ -4146,7 +4157,7 @@ CREATE FUNCTION hrwsi.refuse_removing_inputs_tasks_name() RETURNS trigger LANGUA
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
 -- (and through the task's key to its input, never by reading the table whole, however small it
 -- was when planned)
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     named_input bigint;
     named bigint;
@@ -4193,7 +4204,7 @@ CREATE TRIGGER input_named_by_tasks_renumbered AFTER UPDATE OF id ON hrwsi.input
 -- exploratory testing). Retention never removes such a product (hrwsi.prune_products): refused here.
 CREATE FUNCTION hrwsi.refuse_removing_products_inputs_name() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     named_product bigint;
     named bigint;
@@ -4440,7 +4451,7 @@ SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force
 SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = on SET enable_mergejoin = on
 SET enable_material = on SET enable_sort = on
 -- (and the claim's statement says that it does the task and job triggers' work itself: migration 0040)
-SET hrwsi.in_dispatch_claim = off AS $$
+SET hrwsi.in_dispatch_claim = off SET jit = off AS $$
 -- Serving order: lane priority (0 first; ageing raises archive work to 0), then earliest deadline,
 -- then planned tasks by planned start, then pending tasks by age. A task is ready when its dependency
 -- is processed and it waits for no upstream work of an earlier scene (waits_for_upstream, migration
@@ -4796,7 +4807,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force
 -- index of its key, without a materialized inner side (migration 0034): a merge join planned while
 -- the task table was small read every task up to the batch's in every call (recording one outcome
 -- read 40,000 tasks), and a nested loop may read a small table whole once and keep it.
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_material = off AS $$
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_material = off SET jit = off AS $$
 #variable_conflict use_column
 -- Only the owner of a job, holding a fresh lease, records its outcome. A product path that is
 -- already registered (or listed twice) fails its job with the reason instead of being dropped.
@@ -4911,7 +4922,7 @@ BEGIN
             state = CASE WHEN f.state <> 'lost' AND t.failures + 1 >= r.max_attempts THEN 'terminated'
                          ELSE 'pending' END,
             state_reason = format('attempt %s %s: %s', f.attempt, f.state, f.message)
-                -- (where its next attempt goes: migration 0086; the workers read only for such an attempt)
+                -- (where its next attempt goes: migration 0087; the workers read only for such an attempt)
                 || CASE WHEN f.fault IS DISTINCT FROM 'not_placed' OR f.worker IS NULL THEN ''
                         WHEN EXISTS (SELECT 1 FROM worker w JOIN flavour fl ON fl.name = w.flavour
                                      WHERE w.active AND w.name <> f.worker AND (r.flavour IS NULL OR w.flavour = r.flavour)
@@ -4994,7 +5005,7 @@ END $$;
 CREATE FUNCTION hrwsi.mark_jobs_progress(p_jobs bigint[], p_states text[], p_reasons text[],
                                          p_seen timestamptz[], p_owners text[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_material = off AS $$
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET enable_material = off SET jit = off AS $$
 BEGIN
     WITH mark AS (
         SELECT m.job_id, m.state, m.reason, m.seen_at, m.owner
