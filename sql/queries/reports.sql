@@ -77,8 +77,13 @@ SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.pl
        t.lane, t.priority, t.deadline_at, t.campaign_id,
        (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority,
        t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at,
-       t.deadline_inherited_from, t.own_deadline_at, t.avoid_worker
+       t.deadline_inherited_from, t.own_deadline_at, t.avoid_worker,
+       -- what holds it, for what happens next (reports.task_next_step)
+       r.on_hold AS routine_on_hold, r.backfill_hold_reason IS NOT NULL AS backfill_on_hold,
+       coalesce(k.on_hold, false) AS campaign_on_hold
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+JOIN hrwsi.processing_routine r ON r.name = t.routine
+LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
 WHERE t.id = %(task_id)s;
 
 -- name: report_task_series_ahead

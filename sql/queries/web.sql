@@ -167,6 +167,11 @@ FROM ahead a JOIN hrwsi.lane l ON l.name = a.lane;
 SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_start, t.planned_end,
        t.depends_on, t.attempts, t.failures, t.not_before, t.created_at, t.updated_at, t.plan_id, t.deadline_at,
        r.max_attempts, r.on_hold AS routine_on_hold, r.expected_duration,
+       -- what holds it, for what happens next (reports.task_next_step)
+       r.backfill_hold_reason IS NOT NULL AS backfill_on_hold,
+       (SELECT p.campaign_id FROM hrwsi.processing_task p WHERE p.id = t.id) AS campaign_id,
+       coalesce((SELECT k.on_hold FROM hrwsi.processing_task p JOIN hrwsi.campaign k ON k.id = p.campaign_id
+                 WHERE p.id = t.id), false) AS campaign_on_hold,
        i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at,
        i.published_at, i.source, i.product_id AS chained_from_product,
        -- when retention deleted its history and attempts (the page says so rather than "no attempt yet")

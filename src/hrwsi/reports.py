@@ -45,6 +45,29 @@ def held_routine_next_step(routine: str, backfill_only: bool = False) -> str:
             f"`hrwsi release {routine}`; running jobs finish")
 
 
+def task_next_step(task: dict) -> str | None:
+    """What moves a task that waits for an operator, in words (`hrwsi task show`, the dashboard's task page): they
+    said why it stopped ("attempt 3 internal_error: ...", "held by an operator") but neither that nothing happens by
+    itself nor what to run (found by exploratory testing). None for a task the services move on by themselves, and
+    for a blocked one, whose reason names its commands."""
+    state, task_id = task["state"], task["id"]
+    if state == "terminated":
+        return f"it is never retried by itself: `hrwsi retry {task_id}` plans it again (its failure count starts afresh)"
+    if state == "cancelled":
+        return f"it is final: `hrwsi retry {task_id}` plans it again"
+    if state != "on_hold":
+        return None
+    if task.get("campaign_on_hold"):
+        return f"its campaign {task['campaign_id']} is on hold: {held_campaign_next_step(task['campaign_id'])}"
+    if task.get("routine_on_hold"):
+        return f"its routine {task['routine']} is on hold: {held_routine_next_step(task['routine'])}"
+    # (held by its routine's back-fill hold, migration 0075: a near-real-time task of it is held one by one)
+    if task.get("backfill_on_hold") and (task.get("state_reason") or "").startswith("back-fill of routine"):
+        return (f"its routine {task['routine']}'s back-fill is on hold: "
+                f"{held_routine_next_step(task['routine'], backfill_only=True)}")
+    return f"it is not planned until an operator runs `hrwsi release {task_id}`"
+
+
 def held_campaign_next_step(campaign: int) -> str:
     """What happens to a held campaign, in words (status)."""
     return (f"its waiting tasks stay on hold; production goes on. Fix the cause, then `hrwsi campaigns --release "
@@ -358,6 +381,7 @@ def task(conn: psycopg.Connection, task_id: int) -> dict | None:
     found["products"] = [dict(zip(("path", "product_type", "size_bytes", "created_at"), r))
                          for r in conn.execute(query("report_task_products"), {"task_id": task_id})]
     found["series_ahead"] = _row(conn, "report_task_series_ahead", {"task_id": task_id})
+    found["next"] = task_next_step(found)
     return found
 
 

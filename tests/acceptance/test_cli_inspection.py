@@ -366,6 +366,33 @@ def test_status_names_a_held_routine_with_why_and_what_happens_next_and_alerts_l
     assert "1 failed" in failed
 
 
+def test_task_show_says_what_happens_next_to_a_task_that_waits_for_an_operator(db, env):
+    """Found by exploratory testing: `hrwsi task show` of a terminated or held task said why it stopped ("attempt 3
+    internal_error: ..."), not that nothing happens by itself nor which command moves it."""
+    load(db, single_routine_configuration(["true"]))
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/a'), ('in', '/b'), ('in', '/c')")
+    failed, held, cancelled = (row[0] for row in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id"))
+    db.execute("SELECT hrwsi.hold_task(%s)", (held,))
+    db.execute("SELECT hrwsi.cancel_task(%s)", (cancelled,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w01', planned_start = now() WHERE id = %s",
+               (failed,))
+    for state in ("dispatched", "running"):
+        db.execute("UPDATE hrwsi.processing_task SET state = %s WHERE id = %s", (state, failed))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'terminated', state_reason = %s WHERE id = %s",
+               ("attempt 1 internal_error: exit code 1:\nTraceback (most recent call last):\nKeyError: 'B11'", failed))
+    shown = run(["task", "show", str(failed)], env).stdout
+    assert (f"next: it is never retried by itself: `hrwsi retry {failed}` plans it again (its failure count starts "
+            "afresh)") in " ".join(shown.split()), shown
+    assert f"next: it is not planned until an operator runs `hrwsi release {held}`" in run(["task", "show", str(held)],
+                                                                                          env).stdout
+    assert f"next: it is final: `hrwsi retry {cancelled}` plans it again" in run(["task", "show", str(cancelled)],
+                                                                               env).stdout
+    db.execute("SELECT hrwsi.release_task(%s)", (held,))
+    db.execute("SELECT hrwsi.hold_routine('work', 'the bucket is full')")
+    said = json.loads(run(["task", "show", str(held), "--json"], env).stdout)["next"]
+    assert said.startswith("its routine work is on hold: its new and waiting tasks stay on hold"), said
+
+
 def test_lineage_goes_up_and_down_the_chain_from_a_task_or_a_product(db, env):
     load(db, chain_configuration(["true"]))
     t1 = make_task(db, "/l1c/S2A_L1C.SAFE", condition="l1c", age=None)

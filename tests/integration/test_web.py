@@ -320,6 +320,24 @@ async def test_the_task_page_tells_its_whole_story(database_url, scenario, data_
         await text_of(client, "/tasks/999999", status=404)
 
 
+async def test_a_task_page_says_what_happens_next_to_a_task_that_waits_for_an_operator(database_url, scenario,
+                                                                                      data_dir, db):
+    """Found by exploratory testing: a terminated or held task's page said why it stopped, not that nothing happens by
+    itself nor what moves it (read-only, it showed no button either); the same sentence as `hrwsi task show`."""
+    held = scenario.planned[0]
+    db.execute("SELECT hrwsi.hold_task(%s)", (held,))
+    async with dashboard(database_url, data_dir, tokens="") as client:
+        terminated = visible(await text_of(client, f"/tasks/{scenario.terminated}"))
+        assert (f"Next: it is never retried by itself: `hrwsi retry {scenario.terminated}` plans it again (its failure "
+                "count starts afresh)") in terminated
+        assert f"Next: it is not planned until an operator runs `hrwsi release {held}`" in \
+            visible(await text_of(client, f"/tasks/{held}"))
+        by_routine = visible(await text_of(client, f"/tasks/{scenario.grandchildren[0]}"))
+        assert ("Next: its routine quicklook is on hold: its new and waiting tasks stay on hold (not planned) until an "
+                "operator runs `hrwsi release quicklook`") in by_routine
+        assert "Next:" not in visible(await text_of(client, f"/tasks/{scenario.running}"))
+
+
 async def test_a_log_outside_the_data_directory_is_never_read(database_url, scenario, data_dir, db):
     db.execute("UPDATE hrwsi.job SET log_path = '/etc/passwd' WHERE task_id = %s", (scenario.running,))
     async with dashboard(database_url, data_dir) as client:

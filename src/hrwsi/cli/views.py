@@ -426,6 +426,8 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     line(console, f"  worker {data['worker'] or '-'}, planned {time(data['planned_start'])} -> "
                   f"{time(data['planned_end'])}, depends on {data['depends_on'] or 'nothing'}, "
                   f"attempts {data['attempts']} ({data['failures']} failed)")
+    if data.get("next"):  # (reports.task_next_step: a task that waits for an operator)
+        line(console, "  next: ", data["next"])
     from hrwsi.reports import series_ahead_text
     if said := series_ahead_text(data.get("series_ahead")):
         line(console, "  ", said)
