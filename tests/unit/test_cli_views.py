@@ -28,6 +28,15 @@ def test_status_says_what_to_do_with_terminated_tasks_where_it_counts_them():
     assert "terminated:" not in drawn(status_data(tasks={"processed": 10}))
 
 
+def test_status_says_what_to_do_with_blocked_tasks_where_it_counts_them():
+    # Found by exploratory testing: a time series blocked behind a terminated task was a count, said nowhere else.
+    said = " ".join(drawn(status_data(tasks={"blocked": 2, "terminated": 1})).split())
+    assert ("2 blocked: their dependency ended terminated or cancelled and nothing happens by itself; `hrwsi tasks "
+            "--state blocked` lists them, `hrwsi task show ID` names the dependency and the commands that retry it or "
+            "run the task without it") in said
+    assert "blocked:" not in drawn(status_data(tasks={"processed": 10}))
+
+
 def test_a_recent_failures_message_is_wrapped_whole_in_blocks_and_escaped():
     message = "the routine failed: " + " ".join(f"word{n}" for n in range(40)) + " \x1b[2J the end"
     failure = {"task_id": 7, "routine": "snow_cover", "attempt": 2, "state": "internal_error", "exit_code": 1,

@@ -131,6 +131,10 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
         line(console, f"  {data['tasks']['terminated']} terminated: `hrwsi tasks --state terminated` lists them, "
                       "`hrwsi task show ID` says why each ended, `hrwsi retry ID` (or `hrwsi retry --routine NAME`) "
                       "plans them again")
+    if data["tasks"].get("blocked"):  # (counted and said nowhere else: a blocked time series waited unseen)
+        line(console, f"  {data['tasks']['blocked']} blocked: their dependency ended terminated or cancelled and nothing "
+                      "happens by itself; `hrwsi tasks --state blocked` lists them, `hrwsi task show ID` names the "
+                      "dependency and the commands that retry it or run the task without it")
     _held(console, data)
     _deadlines(console, data.get("deadlines"))
     if data["unplannable"]:
