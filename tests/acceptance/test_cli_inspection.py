@@ -561,3 +561,16 @@ def test_groups_lists_a_multi_input_group_that_cannot_complete_and_refuses_an_un
     assert "multi-input groups that cannot complete" in run(["status"], env).stdout
     unknown = run(["groups", "--condition", "nope"], env, check=False)
     assert unknown.returncode == 2 and "no multi-input condition 'nope': one of gfsc_daily" in unknown.stderr
+
+
+def test_groups_shows_a_product_types_markup_and_escape_sequences_not_obeyed(db, env, chain):  # noqa: F811
+    # Found by exploratory testing: the "has / needs" cell was given to rich as markup, so a product type's
+    # "[bold]" vanished into bold text and its escape sequence reached the terminal.
+    hostile = "[bold]SWS[/bold]\x1b[2J\x1b[31m"
+    db.execute("INSERT INTO hrwsi.multi_input_rule (processing_condition) VALUES ('gfsc_daily')")
+    db.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('gfsc_daily', 'FSC', 1), ('gfsc_daily', %s, 1)",
+               (hostile,))
+    member(db, "FSC", tile="31TCH")
+    shown = run(["groups"], env).stdout
+    assert "\x1b[" not in shown, repr(shown)
+    assert "lacks [bold]SWS[/bold]\\x1b[2J\\x1b[31m: 0 of 1" in shown, shown

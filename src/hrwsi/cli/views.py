@@ -525,7 +525,8 @@ def _incomplete_groups(console: Console, groups: list[dict], shown: int, total: 
         window = str(g["day"]) if g["window_days"] == 1 else f"{g['window_from']} to {g['day']}"
         needs = "\n".join(("" if r["met"] else "lacks ") + _requirement(r) for r in g["requirements"])
         style = "yellow" if g["state"].startswith("cannot") else ""
-        table.add_row(text(g["condition"]), text(g["tile"]), window, needs, str(g["open_upstream"]),
+        # (the product types are data: given as a str, rich read their "[bold]" as markup and passed ESC on)
+        table.add_row(text(g["condition"]), text(g["tile"]), window, text(needs), str(g["open_upstream"]),
                       Text(g["state"], style=style))
     show(console, table)
 
