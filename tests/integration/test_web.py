@@ -165,6 +165,23 @@ async def test_the_recent_failures_say_the_state_each_task_is_in_now(database_ur
     assert failures.count('<span class="state s-terminated">terminated</span>') == 3, failures
 
 
+async def test_a_recent_failures_long_message_is_cut_with_the_whole_in_its_title(database_url, scenario, data_dir, db):
+    # Found by exploratory testing: three attempts ending in a 30-line traceback made the card three screens long.
+    message = "exit code 1: Traceback (most recent call last):\n" + '  File "/opt/x.py", line 7, in f\n' * 30 + \
+        "KeyError: 'B11' <b>end</b>"
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, exit_code, message,
+                  submitted_at, started_at, finished_at) VALUES (%s, 4, 'local', 'j-4', 'w01', 'internal_error', 1, %s,
+                  now(), now(), now())""", (scenario.terminated, message))
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+    failures = html[html.index("<h2>Recent failures</h2>"):html.index("<h2>Timeliness")]
+    cell = re.search(r'<td class="wrap" title="([^"]*)">([^<]*)</td>', failures)
+    assert cell, failures
+    assert unescape(cell.group(1)) == message, "the whole message in the title, escaped"
+    assert len(unescape(cell.group(2))) == 300 and unescape(cell.group(2)).endswith("…")
+    assert "&lt;b&gt;end&lt;/b&gt;" in cell.group(1) and "<b>end" not in failures
+
+
 async def test_the_overview_says_which_service_has_no_instance_alive_what_stops_and_what_to_start(
         database_url, scenario, data_dir, db):
     # Found by exploratory testing (2026-12-06): after a kill -9 of `hrwsi up`, each row was a red dot,
