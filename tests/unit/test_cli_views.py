@@ -37,6 +37,13 @@ def test_status_says_what_to_do_with_blocked_tasks_where_it_counts_them():
     assert "blocked:" not in drawn(status_data(tasks={"processed": 10}))
 
 
+def test_a_held_routines_reason_of_several_lines_is_indented_under_its_why():
+    # Found by exploratory testing: the second line of a hold reason began at the margin, as a line of status's own.
+    routine = {"routine": "quicklook", "backfill_only": False, "held_tasks": 2, "held_at": None,
+               "reason": "the bucket is full\nsecond line \x1b[31m", "next": "release it"}
+    assert "  why: the bucket is full\n       second line \\x1b[31m\n" in drawn(status_data(held_routines=[routine]))
+
+
 def test_a_recent_failures_message_is_wrapped_whole_in_blocks_and_escaped():
     message = "the routine failed: " + " ".join(f"word{n}" for n in range(40)) + " \x1b[2J the end"
     failure = {"task_id": 7, "routine": "snow_cover", "attempt": 2, "state": "internal_error", "exit_code": 1,

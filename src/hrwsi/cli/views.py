@@ -304,7 +304,8 @@ def _held(console: Console, data: dict) -> None:
                                     f" ({routine['held_tasks']} task(s) held"
                                     + (f", since {time(routine['held_at'])}" if routine["held_at"] else "")
                                     + ("; its near-real-time work goes on" if backfill else "") + ")"))
-        line(console, "  why: ", routine["reason"] or "held by an operator")
+        # (a reason's later lines under its first: they began at the margin, read as lines of status's own)
+        line(console, "  why: ", (routine["reason"] or "held by an operator").replace("\n", "\n       "))
         line(console, "  next: ", routine["next"])
     for campaign in data.get("held_campaigns", []):
         console.print(Text.assemble(("campaign on hold: ", "bold yellow"), f"{campaign['campaign']} (routine ",
