@@ -327,6 +327,14 @@ def test_migration_0083_and_readme_say_that_older_harvesters_are_stopped_first(e
     assert "every harvester of an older version stopped first" in upgrading
 
 
+def _a_time_series_routine_with_an_hours_deadline(conn) -> None:
+    """Routine `snow` (sequential per tile) and its condition `nrt`, whose inputs are due within the hour."""
+    conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                    input_product_type, output_product_type, sequential_per_tile) VALUES
+                    ('snow', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
+    conn.execute("INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('nrt', 'snow', '1 hour')")
+
+
 def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0083_is_counted_against_its_own(
         empty_database_url, monkeypatch):
     """Migration 0083 marks the back-fill tasks that took the deadline of the fresh scene after them in their
@@ -335,10 +343,7 @@ def test_back_fill_that_took_a_fresh_scenes_deadline_before_migration_0083_is_co
     monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 83])
     with psycopg.connect(empty_database_url) as conn:
         migrations.migrate(conn, replay=True)
-        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
-                        input_product_type, output_product_type, sequential_per_tile) VALUES
-                        ('snow', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
-        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('nrt', 'snow', '1 hour')")
+        _a_time_series_routine_with_an_hours_deadline(conn)
         conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane) VALUES
                         ('nrt', '/old', '32TLR', now() - interval '3 days', 'archive')""")
         conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES
@@ -365,10 +370,7 @@ def test_migration_0083_marks_back_fill_that_took_a_deadline_from_further_down_i
     monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 83])
     with psycopg.connect(empty_database_url) as conn:
         migrations.migrate(conn, replay=True)
-        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
-                        input_product_type, output_product_type, sequential_per_tile) VALUES
-                        ('snow', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
-        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('nrt', 'snow', '1 hour')")
+        _a_time_series_routine_with_an_hours_deadline(conn)
         for path, age in (("/old-2", "3 days"), ("/old-1", "2 days")):
             conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane) VALUES
                             ('nrt', %s, '32TLR', now() - %s::interval, 'archive')""", (path, age))
@@ -395,10 +397,7 @@ def test_a_task_that_took_a_fresh_scenes_deadline_before_migration_0086_gives_it
     monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 86])
     with psycopg.connect(empty_database_url) as conn:
         migrations.migrate(conn, replay=True)
-        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
-                        input_product_type, output_product_type, sequential_per_tile) VALUES
-                        ('snow', 1, 100, 10, '1 min', ARRAY['s'], 'L2A', 'FSC', true)""")
-        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine, deadline) VALUES ('nrt', 'snow', '1 hour')")
+        _a_time_series_routine_with_an_hours_deadline(conn)
         for path, measured, lane in (("/old", "3 days", "archive"), ("/fresh", "2 hours", None)):
             conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, lane) VALUES
                             ('nrt', %s, '32TLR', now() - %s::interval, %s)""", (path, measured, lane))
