@@ -12,7 +12,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -1026,22 +1028,30 @@ async def test_a_chained_input_whose_product_file_was_deleted_terminates_its_tas
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 1
 
 
-def dump_database(url: str, path) -> None:
-    """A backup as README.md's "Backup and restore" takes it (pg_dump -Fc of the server's own version)."""
-    import subprocess
-
+def server_bin_dir(url: str) -> Path:
+    """The programs of the server's own version, as README.md's "Backup and restore" says: the embedded
+    server's, or, against another server (HRWSI_DATABASE_URL), Debian's of its major version (the embedded
+    pg_restore, 18, restoring into a PostgreSQL 15 server stopped at a setting 15 does not know)."""
     from hrwsi.database import embedded_bin_dir
 
-    subprocess.run([str(embedded_bin_dir() / "pg_dump"), "-Fc", "-d", url, "-f", str(path)], check=True)
+    with psycopg.connect(url) as conn:
+        major = conn.info.server_version // 10000
+    for candidate in (embedded_bin_dir(), Path(f"/usr/lib/postgresql/{major}/bin")):
+        version = subprocess.run([str(candidate / "pg_dump"), "--version"], capture_output=True, text=True,
+                                 check=False).stdout if (candidate / "pg_dump").exists() else ""
+        if re.search(rf"\b{major}\.", version):
+            return candidate
+    pytest.skip(f"no pg_dump of PostgreSQL {major} on this machine")
+
+
+def dump_database(url: str, path) -> None:
+    """A backup as README.md's "Backup and restore" takes it (pg_dump -Fc of the server's own version)."""
+    subprocess.run([str(server_bin_dir(url) / "pg_dump"), "-Fc", "-d", url, "-f", str(path)], check=True)
 
 
 def restore_database(url: str, path) -> None:
     """README.md's restore over the same database, the services stopped."""
-    import subprocess
-
-    from hrwsi.database import embedded_bin_dir
-
-    subprocess.run([str(embedded_bin_dir() / "pg_restore"), "--clean", "--if-exists", "--single-transaction",
+    subprocess.run([str(server_bin_dir(url) / "pg_restore"), "--clean", "--if-exists", "--single-transaction",
                     "-d", url, str(path)], check=True, capture_output=True)
 
 

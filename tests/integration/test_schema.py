@@ -821,6 +821,11 @@ def test_a_path_as_long_as_allowed_is_taken_and_kept_unique(configured):
     ("UPDATE hrwsi.processing_routine SET name = '../escape'", "routine_name_is_a_plain_name_like_snow_cover"),
 ])
 def test_numbers_that_are_not_numbers_and_names_that_escape_are_refused(configured, statement, message):
+    if "= 'infinity'" in statement and configured.info.server_version < 170000:
+        # (before PostgreSQL 17 an interval is never infinite: the type refuses the value before the rule can)
+        with pytest.raises(psycopg.errors.InvalidDatetimeFormat, match="infinity"):
+            configured.execute(statement)
+        return
     with pytest.raises(psycopg.errors.CheckViolation, match=message):
         configured.execute(statement)
 
