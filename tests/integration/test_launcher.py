@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -1028,20 +1029,30 @@ async def test_a_chained_input_whose_product_file_was_deleted_terminates_its_tas
     assert db.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_terminated'").fetchone()[0] == 1
 
 
-def server_bin_dir(url: str) -> Path:
-    """The programs of the server's own version, as README.md's "Backup and restore" says: the embedded
-    server's, or, against another server (HRWSI_DATABASE_URL), Debian's of its major version (the embedded
-    pg_restore, 18, restoring into a PostgreSQL 15 server stopped at a setting 15 does not know)."""
+@functools.cache
+def _bin_dir_of_postgresql(major: int) -> Path | None:
+    """Where this machine has the pg_dump of that major version (asked once a session): the embedded
+    server's programs, or Debian's (/usr/lib/postgresql/<major>/bin); None: nowhere."""
     from hrwsi.database import embedded_bin_dir
 
-    with psycopg.connect(url) as conn:
-        major = conn.info.server_version // 10000
     for candidate in (embedded_bin_dir(), Path(f"/usr/lib/postgresql/{major}/bin")):
         version = subprocess.run([str(candidate / "pg_dump"), "--version"], capture_output=True, text=True,
                                  check=False).stdout if (candidate / "pg_dump").exists() else ""
         if re.search(rf"\b{major}\.", version):
             return candidate
-    pytest.skip(f"no pg_dump of PostgreSQL {major} on this machine")
+    return None
+
+
+def server_bin_dir(url: str) -> Path:
+    """The programs of the server's own version, as README.md's "Backup and restore" says: the embedded
+    server's, or, against another server (HRWSI_DATABASE_URL), Debian's of its major version (the embedded
+    pg_restore, 18, restoring into a PostgreSQL 15 server stopped at a setting 15 does not know)."""
+    with psycopg.connect(url) as conn:
+        major = conn.info.server_version // 10000
+    found = _bin_dir_of_postgresql(major)
+    if found is None:
+        pytest.skip(f"no pg_dump of PostgreSQL {major} on this machine")
+    return found
 
 
 def dump_database(url: str, path) -> None:
