@@ -91,8 +91,9 @@ def server_url(tmp_path_factory) -> str:
     server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def template_url(server_url) -> str:
+def install_template(server_url: str) -> str:
+    """The template database on the server of `server_url`, installed as `hrwsi db init` installs one; its URL.
+    (A function of its own: tests/integration/test_older_postgresql.py installs one on a server of its own.)"""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
@@ -100,6 +101,11 @@ def template_url(server_url) -> str:
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
     return url
+
+
+@pytest.fixture(scope="session")
+def template_url(server_url) -> str:
+    return install_template(server_url)
 
 
 @pytest.fixture
