@@ -277,6 +277,9 @@ def test_status_says_the_state_each_recently_failed_task_is_in_now(db, env):
 def test_status_says_which_service_has_no_instance_alive_what_stops_and_what_to_start(db, env):
     # Found by exploratory testing (2026-12-06): after a kill -9 of `hrwsi up`, status showed rows each
     # "(stale: dead or hung?)" and said nowhere that nothing was dispatched, nor what to start.
+    # (A lease of a minute: with the suite's 1.5 s, the orchestrator's heartbeat of `now()` went stale between
+    # the two commands on a loaded machine.)
+    env = {**env, "HRWSI_LEASE_TIMEOUT_S": "60"}
     db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, heartbeat_at) VALUES
                   ('launcher-a-1', 'launcher', 'a', 1, '0.1.0', now() - interval '10 minutes'),
                   ('launcher-a-2', 'launcher', 'a', 2, '0.1.0', now() - interval '5 minutes'),

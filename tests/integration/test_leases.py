@@ -267,7 +267,11 @@ async def test_status_shows_the_real_last_heartbeat_of_an_instance_taken_over_as
                               now() - interval '2 seconds')""", (socket.gethostname(), live.pid, reused))
         long_lease = dataclasses.replace(settings, lease_timeout_s=60.0, heartbeat_s=5.0)
         async with running(database_url, ["launcher"], long_lease) as (launcher,):
-            await wait_until(database_url, "SELECT NOT hrwsi.lease_is_fresh('launcher-dead', 60)", timeout=10)
+            # The takeover comes before the launcher registers its own lease (its start-up check may need
+            # the dead one's lease ended first): status read between the two showed no launcher alive (twice,
+            # on a loaded machine).
+            await wait_until(database_url, "SELECT NOT hrwsi.lease_is_fresh('launcher-dead', 60) "
+                             "AND hrwsi.lease_is_fresh($1, 60)", launcher.instance_id, timeout=10)
             data = reports.status(db, stale_after_s=60.0)
             [dead] = [s for s in data["services"] if s["id"] == "launcher-dead"]
             assert dead["heartbeat_age_s"] < 30, "the real last heartbeat, not one set back by the 60 s lease"

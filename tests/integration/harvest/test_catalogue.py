@@ -773,23 +773,26 @@ async def test_a_page_of_many_products_lets_the_event_loop_go_on(routine, fake, 
 
     fake.answer = huge
     catalogue_source(routine, fake)
-    gaps, running = [], True
+    held, running = [], True
 
     async def ticker():
-        loop = asyncio.get_running_loop()
-        last = loop.time()
+        # What one turn of the loop's thread took in CPU of its own (time.thread_time, the ticker runs in it):
+        # a hold by code on the loop. Not the wall time between turns: on a machine busy with other test
+        # sessions the process waited for a core 0.45 s once, where an absolute 0.4 s limit of wall time
+        # failed a loop that did yield.
+        last = time.thread_time()
         while running:
             await asyncio.sleep(0.001)
-            gaps.append(loop.time() - last)
-            last = loop.time()
+            held.append(time.thread_time() - last)
+            last = time.thread_time()
 
     ticking = asyncio.create_task(ticker())
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     running = False
     await ticking
     assert run.ok and run.report.skipped == 600_000
-    assert max(gaps) < 0.4, f"the loop was held {max(gaps):.2f} s"  # (some 0.9 s when not yielding)
-
+    # The page's 600,000 products counted on the loop without yielding held it 0.4 s (0.08 s yielding)
+    assert len(held) >= 20 and max(held) < 0.2, f"the loop's thread was held {max(held):.2f} s of its CPU"
 
 
 async def test_mapping_a_page_stops_in_its_thread_when_the_run_is_cancelled():
