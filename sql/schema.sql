@@ -517,6 +517,12 @@ CREATE INDEX processing_task_plan_idx ON hrwsi.processing_task (plan_id) WHERE p
 -- products are chained): empty but for time series of chained steps whose earlier scenes are on their way.
 CREATE INDEX processing_task_waits_for_upstream_idx ON hrwsi.processing_task (waits_for_upstream)
     WHERE waits_for_upstream IS NOT NULL;
+-- The tasks that took a task's deadline or priority (hrwsi.give_back_taken_deadlines, at every cancel: migration
+-- 0089): a probe by key of the few raised, where the cancel of one task read every task.
+CREATE INDEX processing_task_deadline_inherited_from_idx ON hrwsi.processing_task (deadline_inherited_from)
+    WHERE deadline_inherited_from IS NOT NULL;
+CREATE INDEX processing_task_priority_inherited_from_idx ON hrwsi.processing_task (priority_inherited_from)
+    WHERE priority_inherited_from IS NOT NULL;
 
 CREATE FUNCTION hrwsi.enforce_task_transition() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
@@ -925,6 +931,7 @@ DECLARE
     locked integer;
     upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended ...
     reopened bigint[];     -- ... or were retried from their end
+    cancelled bigint[];    -- (of an UPDATE) tasks cancelled
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -1026,11 +1033,21 @@ BEGIN
             WHERE n.state = 'terminated' AND o.state <> 'terminated' $q$;
     END IF;
     -- A task of a time series cancelled: the task after it takes the one before it as its own (migration
-    -- 0084) ...
+    -- 0084) ... and the tasks that took the cancelled ones' priority or deadline give them back (migration 0089:
+    -- whoever cancels, a campaign's cancel of its tasks or an UPDATE by hand too, not hrwsi.cancel_task and
+    -- hrwsi.correct_input alone: the tasks before a fresh scene cancelled otherwise kept its priority for good,
+    -- served ahead of near-real-time work; found by review). After the skip, as those two call them: the tasks
+    -- after a cancelled one wait for the task before it by then, and pass their own down at once. Each task
+    -- that took one is found by key (the partial indexes of the names): none found, nothing more is read.
     IF 'cancelled' = ANY (new_states) THEN
+        SELECT array_agg(d.id) INTO cancelled FROM new_rows d JOIN old_rows o USING (id)
+        WHERE d.state = 'cancelled' AND o.state <> 'cancelled';
         PERFORM hrwsi.skip_cancelled_tasks(ARRAY(SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
                                                  WHERE d.state = 'cancelled' AND o.state <> 'cancelled'
                                                    AND d.series_tile IS NOT NULL));
+        IF cancelled IS NOT NULL THEN
+            PERFORM hrwsi.give_back_taken_deadlines(cancelled);
+        END IF;
     END IF;
     -- A dependency that ends terminated or cancelled blocks its dependents (a time series' task that
     -- did not take the one before a cancelled task: its series' lock was busy) ...
@@ -1094,8 +1111,11 @@ BEGIN
     -- them and the tasks after them in their chain, saying which of these happened (migration 0085: "its
     -- dependency was retried or released" was said of a task that had been neither, but now waited for
     -- another task, or for none: found by review).
+    -- (one look at the old rows for the two steps below: a statement of the outcome writer that retries
+    -- failed tasks pays no more than before migration 0089)
     IF 'pending' = ANY (new_states)
-            AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked')) THEN
+            AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked', 'on_hold')) THEN
+      IF EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked')) THEN
         EXECUTE $q$
             WITH RECURSIVE after_it (id, root, what) AS (
                 SELECT t.id, d.id,
@@ -1127,6 +1147,18 @@ BEGIN
                     || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
                             THEN coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '') ELSE '' END
             FROM after_it a WHERE t.id = a.id AND t.id IN (SELECT l.id FROM locked l) $q$;
+      END IF;
+      -- A task that waits for a task now pending again (released from a hold, its own or its routine's, its
+      -- campaign's or its back-fill's; released or unblocked from blocked; retried) passes its priority and
+      -- deadline down to it at once (migration 0089): held or blocked, that task took nothing, and its release
+      -- passed nothing down until the series' next INSERT, a near-real-time scene waiting behind archive work
+      -- served at the archive lane's priority meanwhile (found by review). The tasks this unblocked, above, do
+      -- the same for the tasks after them in this trigger's call for their own UPDATE.
+      EXECUTE $q$
+          SELECT hrwsi.pass_deadlines_down(ARRAY(
+              SELECT t.id FROM new_rows d JOIN old_rows o USING (id) JOIN processing_task t ON t.depends_on = d.id
+              WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked', 'on_hold')
+                AND t.state IN ('pending', 'planned', 'on_hold', 'blocked'))) $q$;
     END IF;
     RETURN NULL;
 END $$;
@@ -2367,8 +2399,10 @@ $$;
 -- were served ahead of real near-real-time work (found by review). It is served by its own deadline
 -- again (none: NULL), at its lane's priority (an aged one, past its lane's promote_after, stays at 0, as
 -- hrwsi.promote_aged_tasks would make it again); a planned one is planned again. Called by
--- hrwsi.cancel_task and hrwsi.correct_input with the tasks they cancelled (after the tasks after those
--- took the task before them as their own: hrwsi.skip_cancelled_tasks); returns how many gave back. The
+-- hrwsi.after_task_changes with the tasks any UPDATE cancelled (migration 0089; hrwsi.cancel_task and
+-- hrwsi.correct_input alone called it before, and still do, finding nothing left to give back), after the
+-- tasks after those took the task before them as their own (hrwsi.skip_cancelled_tasks); returns how many
+-- gave back. The
 -- live tasks that wait for them then pass their own priority and deadline down at once (migration 0085):
 -- a later fresh scene of the series, waiting behind them, passed its deadline on only when the series was
 -- next linked, and was served after them meanwhile, at the archive lane's priority (found by review).
@@ -2378,7 +2412,7 @@ $$;
 -- deadline before migration 0086 named no one for its priority: it gives its priority back with the
 -- deadline, as it did (a task whose priority is its own gets the same priority again).
 CREATE FUNCTION hrwsi.give_back_taken_deadlines(cancelled bigint[]) RETURNS integer LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     given bigint[];
 BEGIN
@@ -2409,15 +2443,19 @@ BEGIN
                                             'again', t.priority_inherited_from)
                                 ELSE t.state_reason END
         FROM lane l
+        -- (the tasks that took one, by key through the partial indexes of the names, at every cancel since
+        -- migration 0089; the state test wrapped so that no index of states serves it: a plan made on a table
+        -- of few tasks read every pending task for it)
         WHERE (t.deadline_inherited_from = ANY (cancelled) OR t.priority_inherited_from = ANY (cancelled))
-          AND l.name = t.lane AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+          AND l.name = t.lane AND coalesce(t.state IN ('pending', 'planned', 'on_hold', 'blocked'), false)
         RETURNING t.id
     )
     SELECT coalesce(array_agg(b.id), '{}') INTO given FROM back b;
     IF cardinality(given) > 0 THEN
         PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT t.id FROM processing_task t
                                                 WHERE t.depends_on = ANY (given)
-                                                  AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')));
+                                                  AND coalesce(t.state IN ('pending', 'planned', 'on_hold', 'blocked'),
+                                                               false)));
     END IF;
     RETURN cardinality(given);
 END $$;

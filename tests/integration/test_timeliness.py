@@ -506,3 +506,55 @@ def test_a_task_names_the_task_whose_priority_it_took(world):
     names = dict((t, (d, p)) for t, d, p in world.execute(
         "SELECT id, deadline_inherited_from, priority_inherited_from FROM hrwsi.processing_task").fetchall())
     assert names == {first: (middle, fresh), middle: (None, fresh), fresh: (None, None)}
+
+
+@pytest.mark.parametrize("how", ["task held", "routine held", "task blocked"])
+def test_a_fresh_scene_passes_its_deadline_down_at_once_to_an_archive_task_released_before_it(world, how):
+    """Found by review: a held or blocked task of a time series took nothing from the near-real-time scene
+    after it (only a pending or planned task takes a priority), and its release, one by one, of its routine, or
+    of a task blocked, passed nothing down until the series' next INSERT: the scene waited behind archive work
+    served at the archive lane's priority, without a deadline."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    if how == "task blocked":
+        ended = scene(world, "nrt", "/old-3", NOW - timedelta(days=3), lane="archive")
+        world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                      "WHERE id = %s", (ended,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (ended,))
+    elif how == "routine held":
+        world.execute("SELECT hrwsi.hold_routine('snow')")
+    old = scene(world, "nrt", "/old", NOW - timedelta(days=2), lane="archive")
+    if how == "task held":
+        world.execute("SELECT hrwsi.hold_task(%s)", (old,))
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    due = urgency(world, fresh)[1]
+    assert urgency(world, old)[:3] == (1, None, None), f"{how}: nothing taken"
+    if how == "routine held":
+        world.execute("SELECT hrwsi.release_routine('snow')")
+    else:
+        world.execute("SELECT hrwsi.release_task(%s)", (old,))
+    assert urgency(world, fresh)[3:] == (old, "pending"), "it waits for the released task"
+    assert urgency(world, old)[:3] == (0, due, fresh), "the fresh scene's priority and deadline, at once"
+    assert urgency(world, old)[4] == "pending"
+
+
+@pytest.mark.parametrize("fresh_cancelled", [1, 2])
+def test_a_task_gives_back_the_priority_it_took_whoever_cancels_the_task_it_took_it_from(world, fresh_cancelled):
+    """Found by review: only hrwsi.cancel_task and hrwsi.correct_input gave back a priority and a deadline taken
+    from the task they cancelled; a cancel of many tasks in one statement (a campaign's), or an UPDATE setting a
+    task cancelled by hand, left the tasks before it raised for good, served ahead of near-real-time work."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(world, "backfill", "/old", NOW - timedelta(days=2))
+    fresh = [scene(world, "nrt", f"/fresh-{minutes}", NOW - timedelta(minutes=minutes)) for minutes in (20, 10)]
+    assert urgency(world, old)[:3] == (0, urgency(world, fresh[0])[1], fresh[0])
+    cancelled = fresh[:fresh_cancelled]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'by hand' WHERE id = ANY (%s)",
+                  (cancelled,))
+    names = world.execute("SELECT priority_inherited_from, deadline_inherited_from FROM hrwsi.processing_task "
+                          "WHERE id = %s", (old,)).fetchone()
+    if fresh_cancelled == 1:
+        assert urgency(world, fresh[1])[3] == old
+        assert urgency(world, old)[:3] == (0, urgency(world, fresh[1])[1], fresh[1]), "the other fresh scene's, at once"
+        assert names == (fresh[1], fresh[1])
+    else:
+        assert urgency(world, old)[:3] == (1, None, None), "its own again: its lane's priority, no deadline"
+        assert names == (None, None)
