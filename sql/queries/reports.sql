@@ -77,7 +77,7 @@ SELECT t.id, t.routine, t.state, t.state_reason, t.worker, t.planned_start, t.pl
        t.lane, t.priority, t.deadline_at, t.campaign_id,
        (SELECT l.priority FROM hrwsi.lane l WHERE l.name = t.lane) AS lane_priority,
        t.history_pruned_at, i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at, i.published_at,
-       t.deadline_inherited_from, t.own_deadline_at, t.avoid_worker,
+       t.deadline_inherited_from, t.own_deadline_at, t.avoid_worker, t.priority_inherited_from,
        -- what holds it, for what happens next (reports.task_next_step)
        r.on_hold AS routine_on_hold, r.backfill_hold_reason IS NOT NULL AS backfill_on_hold,
        coalesce(k.on_hold, false) AS campaign_on_hold

@@ -68,6 +68,17 @@ def task_next_step(task: dict) -> str | None:
     return f"it is not planned until an operator runs `hrwsi release {task_id}`"
 
 
+def priority_inherited_text(task: dict) -> str | None:
+    """The priority a task took from an urgent task after it in its time series, in words (`hrwsi task show`, the
+    dashboard's task page): "priority 0 inherited from task 12"; None when its priority is its own. Its deadline's
+    equivalent was said, its priority's not (migration 0086 names it): an archive task served as 0 said neither
+    why nor until when (it gives it back when that task is cancelled)."""
+    if task.get("priority_inherited_from") is None:
+        return None
+    return (f"priority {task['priority']} inherited from task {task['priority_inherited_from']}, which waits for it "
+            "(given back if that task is cancelled)")
+
+
 def held_campaign_next_step(campaign: int) -> str:
     """What happens to a held campaign, in words (status)."""
     return (f"its waiting tasks stay on hold; production goes on. Fix the cause, then `hrwsi campaigns --release "
@@ -382,6 +393,7 @@ def task(conn: psycopg.Connection, task_id: int) -> dict | None:
                          for r in conn.execute(query("report_task_products"), {"task_id": task_id})]
     found["series_ahead"] = _row(conn, "report_task_series_ahead", {"task_id": task_id})
     found["next"] = task_next_step(found)
+    found["priority_inherited"] = priority_inherited_text(found)
     return found
 
 

@@ -231,6 +231,19 @@ def test_task_show_says_how_many_back_fill_scenes_of_its_series_a_fresh_scene_wa
     assert "which waits for it" not in drawn(views.task, data)
 
 
+def test_task_show_says_whose_priority_a_task_took_beside_whose_deadline(db):
+    """Found by review: an archive task served at a fresh scene's priority said whose deadline it took (migration
+    0083), not whose priority (named since migration 0086), which it gives back when that task is cancelled."""
+    deadline_world(db)
+    db.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(db, "/eodata/old.SAFE", "timestamptz '2020-01-01Z'", lane="archive")
+    fresh = scene(db, "/eodata/fresh.SAFE", "now() - interval '1 hour'")
+    shown = " ".join(drawn(views.task, reports.task(db, old)).split())
+    assert (f"(task {fresh}'s, which waits for it: served by it, counted late against its own, none); priority 0 "
+            f"inherited from task {fresh}, which waits for it (given back if that task is cancelled)") in shown
+    assert "inherited from" not in drawn(views.task, reports.task(db, fresh))
+
+
 def test_a_transaction_left_open_is_named_in_status_with_its_age_what_it_holds_back_and_what_to_do(db, database_url):
     """A session idle in transaction (a SQL client left open) holds its snapshot: VACUUM keeps every row version
     it might see, and hrwsi's busy tables bloat; status said nothing of it (found by exploratory testing)."""

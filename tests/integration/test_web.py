@@ -254,6 +254,22 @@ async def test_a_task_page_says_how_many_back_fill_scenes_of_its_series_it_waits
     assert "waits in its time series behind 2 open task(s) of its tile sensed before it, 2 of them back-fill" in page
 
 
+async def test_a_task_page_says_whose_priority_and_deadline_the_task_took(database_url, data_dir, db):
+    """Found by review: the task page of an archive task served at a fresh scene's priority and deadline said
+    neither whose they were nor that it was raised (`hrwsi task show` said whose deadline)."""
+    from tests.integration.test_reports import deadline_world, scene
+    deadline_world(db)
+    db.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(db, "/eodata/old.SAFE", "timestamptz '2020-01-01Z'", lane="archive")
+    fresh = scene(db, "/eodata/fresh.SAFE", "now() - interval '1 hour'")
+    async with dashboard(database_url, data_dir) as client:
+        page = " ".join(visible(await text_of(client, f"/tasks/{old}")).split()).replace(" ,", ",")  # (after a link)
+        own = " ".join(visible(await text_of(client, f"/tasks/{fresh}")).split())
+    assert f"(the deadline of task {fresh}, which waits for it: served by it, counted late against its own, none)" in page
+    assert f"priority priority 0 inherited from task {fresh}, which waits for it (given back if that task" in page
+    assert "inherited from" not in own and "which waits for it" not in own
+
+
 def _path_written_before_migration_0079(db, task: int, path: str) -> None:
     """An input path as a database upgraded to 0079 may still hold (its rules kept NOT VALID for old rows,
     and the input of a task rewritten before they were refused): what the dashboard must still escape."""

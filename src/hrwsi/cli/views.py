@@ -427,6 +427,7 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
                   f"{time(data['measured_at'])}, published {time(data['published_at'])}")
     line(console, "  lane ", lane_text(data).plain, f", priority {data['priority']}, deadline ",
          time(data["deadline_at"]) if data["deadline_at"] else "none", _inherited_text(data),
+         f"; {data['priority_inherited']}" if data.get("priority_inherited") else "",
          f", campaign {data['campaign_id']}" if data["campaign_id"] else "")
     line(console, f"  worker {data['worker'] or '-'}, planned {time(data['planned_start'])} -> "
                   f"{time(data['planned_end'])}, depends on {data['depends_on'] or 'nothing'}, "

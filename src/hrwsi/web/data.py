@@ -342,10 +342,11 @@ async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, atte
     log = await asyncio.to_thread(read_log_tail, chosen["log_path"], data_dir) if chosen else None
     if log is not None:
         log["attempt"] = chosen["attempt"]
-    from hrwsi.reports import series_ahead_text, task_next_step
+    from hrwsi.reports import priority_inherited_text, series_ahead_text, task_next_step
     return TaskPage(
         task=dict(task) | {"series_ahead": series_ahead_text(
-            dict(await conn.fetchrow(query("web_task_series_ahead"), task_id))), "next": task_next_step(dict(task))},
+            dict(await conn.fetchrow(query("web_task_series_ahead"), task_id))), "next": task_next_step(dict(task)),
+            "priority_inherited": priority_inherited_text(dict(task))},
         events=[dict(r) for r in await conn.fetch(query("web_task_events"), task_id)],
         jobs=jobs,
         products=[dict(r) for r in await conn.fetch(query("web_task_products"), task_id, 200)],
