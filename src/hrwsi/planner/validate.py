@@ -35,11 +35,12 @@ def validate_plan(
     """Check ``plan`` independently of how it was made; returns violations (empty list = valid).
 
     Every task planned exactly once or reported unplannable (and only if it really cannot run), on an
-    existing worker of an allowed flavour, for its duration, not before now, its earliest start or the
-    end of its dependencies; at every instant, no worker over its flavour and no budget or ``vm_max``
-    exceeded, counting fixed tasks' usage (an instant where only fixed tasks run is not the plan's
-    fault and is not reported, nor are too many VMs when every busy worker runs a fixed task). A task
-    that ends after its deadline is not a violation, but ``plan.late`` must list exactly those."""
+    existing worker of an allowed flavour (not the one it avoids while another it fits exists), for its
+    duration, not before now, its earliest start or the end of its dependencies; at every instant, no
+    worker over its flavour and no budget or ``vm_max`` exceeded, counting fixed tasks' usage (an
+    instant where only fixed tasks run is not the plan's fault and is not reported, nor are too many
+    VMs when every busy worker runs a fixed task). A task that ends after its deadline is not a
+    violation, but ``plan.late`` must list exactly those."""
     out = _Violations()
     task_by_id: dict[int, TaskDemand] = {}
     for t in tasks:
@@ -174,6 +175,9 @@ def _check_assignments(plan: Plan, task_by_id: dict[int, TaskDemand], workers: S
             continue
         if t.flavour is not None and w.flavour.name != t.flavour:
             out.add(f"task {t.id} needs flavour {t.flavour!r} but runs on {w.name!r} ({w.flavour.name!r})")
+        if t.avoid_worker is not None and w.name == t.avoid_worker and (other := _another_worker_fitting(t, workers)):
+            out.add(f"task {t.id} is on worker {w.name!r}, which it avoids (its last attempt could not be placed "
+                    f"there), while worker {other!r} of a flavour it fits exists")
         if abs((a.end_s - a.start_s) - t.duration_s) > TOLERANCE * max(1.0, t.duration_s):
             out.add(f"task {t.id} runs {a.end_s - a.start_s:g} s instead of its duration {t.duration_s:g} s")
         if a.start_s < -TOLERANCE:
@@ -181,6 +185,18 @@ def _check_assignments(plan: Plan, task_by_id: dict[int, TaskDemand], workers: S
         if a.start_s < t.earliest_start_s - TOLERANCE:
             out.add(f"task {t.id} starts at {a.start_s:g} s before its earliest start {t.earliest_start_s:g} s")
         _check_dependencies(plan, t, a.start_s, task_by_id, fixed_end, out)
+
+
+def _another_worker_fitting(t: TaskDemand, workers: Sequence[Worker]) -> str | None:
+    """The first worker other than the one ``t`` avoids that it fits alone, of an allowed flavour; None: none, and
+    it may go back there (migration 0087's rule, as hrwsi.dispatch applies it; re-derived here, not taken from
+    planning_input.screen, which drops the avoided worker where none fits)."""
+    for w in workers:
+        if w.name != t.avoid_worker and (t.flavour is None or w.flavour.name == t.flavour) \
+                and _fits(t.cpu, w.flavour.cpu) and _fits(t.ram_mb, w.flavour.ram_mb) \
+                and _fits(t.storage_mb, w.flavour.disk_mb):
+            return w.name
+    return None
 
 
 def _check_dependencies(plan: Plan, t: TaskDemand, start: float, task_by_id: dict[int, TaskDemand],

@@ -176,3 +176,24 @@ def test_tasks_that_can_never_run_are_derived_from_the_inputs_alone():
     assert tasks_that_can_never_run(tasks, ws, Budgets(cpu_max=4)) == {1, 2, 3, 4, 5, 6}
     assert tasks_that_can_never_run(tasks, ws, Budgets(vm_max=0)) == {1, 2, 3, 4, 5, 6, 7}
     assert tasks_that_can_never_run(tasks, [], Budgets()) == {1, 2, 3, 4, 5, 6, 7}
+
+
+def test_validator_refuses_a_task_on_the_worker_it_avoids_while_another_it_fits_exists():
+    """Found by review: the validator of every stored plan did not check the avoidance rule of migration 0087 (a
+    task whose last attempt the backend could not place on a worker is not planned there while another active
+    worker of a flavour it fits exists), so a scheduler that broke it had its plan stored."""
+    import dataclasses
+
+    ws = [Worker("a", SMALL), Worker("b", BIG)]
+    avoiding = dataclasses.replace(task(1, cpu=2, dur=10), avoid_worker="a")
+    plan = plan_tasks([avoiding], ws, Budgets())
+    assert plan.assignments[1].worker == "b"
+    assert validate_plan(plan, [avoiding], ws, Budgets()) == []
+    on_a = _hand([Assignment(1, "a", 0, 10)], plan_like=plan)
+    assert validate_plan(on_a, [avoiding], ws, Budgets()) == [
+        "task 1 is on worker 'a', which it avoids (its last attempt could not be placed there), while worker 'b' of "
+        "a flavour it fits exists"]
+    # No other worker it fits (the big one's flavour only, or a task too big for it): it may go back.
+    big_only = dataclasses.replace(avoiding, flavour="small")
+    assert validate_plan(on_a, [big_only], ws, Budgets()) == []
+    assert validate_plan(on_a, [avoiding], [Worker("a", SMALL)], Budgets()) == []
