@@ -2211,9 +2211,13 @@ BEGIN
     WHERE t.id = task AND series IS NOT NULL AND NOT t.dependency_waived;
     -- (a task of a routine that is no longer a time series runs without the link it ran with, as the
     -- routine's open tasks do since it was turned off: hrwsi.end_a_routines_series)
+    -- (an operator's retry is a fresh start, its failures and losses counted from zero: the worker its last
+    -- attempt could not be placed on is avoided no more, migration 0089. Nomad's reason, a drained node or
+    -- another team's job on it, was true then, minutes or days before; and the operator who wants a worker
+    -- avoided sets it inactive (worker.active), which every attempt avoids. It was kept until an attempt ran.)
     UPDATE hrwsi.processing_task
     SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
-        not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL,
+        not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL, avoid_worker = NULL,
         dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
         waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
         state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived
@@ -5118,9 +5122,18 @@ BEGIN
         -- their series; migration 0084)
         PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_ids) AND t.state = 'pending'
         ORDER BY t.id FOR NO KEY UPDATE OF t;
+        -- (a task that avoids a worker says so, which worker and where it is planned, as its reason said before
+        -- the plan: the plan cleared it, and only `hrwsi task show` said it; migration 0089. The planner puts it
+        -- back on that worker only when no other active worker of a flavour it fits exists: planning_input.screen)
         UPDATE processing_task t
         SET state = 'planned', worker = a.worker, planned_start = p_planned_at + make_interval(secs => a.start_s),
-            planned_end = p_planned_at + make_interval(secs => a.end_s), plan_id = new_plan, state_reason = NULL
+            planned_end = p_planned_at + make_interval(secs => a.end_s), plan_id = new_plan,
+            state_reason = CASE WHEN t.avoid_worker IS NULL THEN NULL
+                                WHEN t.avoid_worker = a.worker
+                                THEN format('its last attempt could not be placed on worker %s: planned there again, no '
+                                            'other active worker of a flavour it fits', t.avoid_worker)
+                                ELSE format('its last attempt could not be placed on worker %s: planned on worker %s',
+                                            t.avoid_worker, a.worker) END
         FROM unnest(p_ids, p_workers, p_starts, p_ends) AS a(id, worker, start_s, end_s)
         WHERE t.id = a.id AND t.state = 'pending' AND (t.waits_for_upstream IS NULL OR t.dependency_waived);
         GET DIAGNOSTICS n_stored = ROW_COUNT;

@@ -10,6 +10,10 @@
 --   held or blocked, that task took nothing, and hrwsi.release_task, hrwsi.release_routine and the others
 --   passed nothing down until the series' next INSERT (found by review). hrwsi.after_task_changes does it,
 --   whoever releases.
+-- - A planned task that avoids a worker says so in its reason, and where the plan puts it (hrwsi.store_plan):
+--   the plan cleared the reason that said it, and only `hrwsi task show` did (found by review).
+-- - An operator's retry forgets the worker a task avoided (hrwsi.retry_task): a fresh start, as its failure
+--   count; a cancelled task that never ran kept it until an attempt ran.
 
 CREATE INDEX processing_task_deadline_inherited_from_idx ON hrwsi.processing_task (deadline_inherited_from)
     WHERE deadline_inherited_from IS NOT NULL;
@@ -306,5 +310,268 @@ BEGIN
                 AND t.state IN ('pending', 'planned', 'on_hold', 'blocked'))) $q$;
     END IF;
     RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text;
+    previous bigint;       -- (a time series' task) the task of the scene sensed last before it
+    previous_state text;
+    series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
+    keys integer[];        -- the keys of the series' locks it takes (hrwsi.series_lock_key), in order
+    keys_now integer[];
+    key integer;
+    series_now text;
+    routine_was text;
+    routine_now text;
+    refused text;
+BEGIN
+    -- A task of a time series, or one whose products a time series reads, is linked (or makes the series'
+    -- tasks wait) by what the retry sees once it holds the series' locks: under REPEATABLE READ or
+    -- SERIALIZABLE its snapshot missed a scene another transaction had inserted meanwhile, and the retried
+    -- task and that scene's both depended on the task before them and ran side by side (found by review;
+    -- migration 0078). Refused there, as an INSERT into a time series is (hrwsi.create_tasks_for_new_inputs).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT CASE WHEN r.sequential_per_tile
+                    THEN format('task %s is in the time series of routine %s on tile %s (sequential_per_tile)',
+                                t.id, r.name, t.series_tile)
+                    ELSE format('task %s of routine %s feeds the time series of routine %s (sequential_per_tile)',
+                                t.id, r.name, d.name) END
+        INTO refused
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        LEFT JOIN LATERAL (SELECT x.name FROM hrwsi.processing_routine x
+                           WHERE x.input_product_type = r.output_product_type AND x.sequential_per_tile
+                           ORDER BY x.name LIMIT 1) d ON true
+        WHERE t.id = task AND ((r.sequential_per_tile AND t.series_tile IS NOT NULL) OR d.name IS NOT NULL);
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'a task of a time series is retried only in a READ COMMITTED transaction (the default), '
+                            'not in a % one', upper(current_setting('transaction_isolation'))
+                USING ERRCODE = 'feature_not_supported', DETAIL = refused,
+                      HINT = 'under a stricter isolation the retry cannot see the tasks other transactions added to '
+                             'the series meanwhile, and would link the task out of sensing order: retry without BEGIN '
+                             'ISOLATION LEVEL ..., or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first';
+        END IF;
+    END IF;
+    -- A task of a time series takes its series' lock first, then its row (migration 0072, amended):
+    -- the task before it is read under the lock the INSERTs and the chaining of its series take, so a
+    -- scene being chained meanwhile is seen once it commits, and both locks are taken in their order
+    -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
+    -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
+    -- same tile that held the series and wanted the row (found by review).
+    -- Its series is its routine's while that routine is a time series, read under locks (migration 0077):
+    -- a shared lock of the routine's series, which hrwsi.end_a_routines_series takes alone when
+    -- sequential_per_tile is turned off, so that it releases this task too once this retry commits; then
+    -- the series' lock; then the row, and the task's routine and series read again. They were read from
+    -- the task alone, before any lock: a task of a routine no longer a time series was linked again
+    -- behind the task before it (and blocked behind one that could not run); and a task moved to another
+    -- routine in between (`hrwsi move-tasks`) read the task before it in a series whose lock it did not
+    -- hold, then took that lock with its row held (found by review). Moved in between, the first try is
+    -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
+    -- series it is in now, in the same order.
+    -- It takes, with its own series' lock and in the order of their keys, the locks of the series its
+    -- task feeds (migration 0084): a retried upstream task makes the series' next task wait again
+    -- (hrwsi.after_task_changes), and took their locks there, holding the task's row, while every other
+    -- holder of a series lock takes it before the rows: two transactions retrying two upstream tasks of
+    -- one tile, or a retry of a series task that feeds another series and an INSERT taking both series
+    -- in the order of their keys, deadlocked (found by exploratory testing). Taken again there, they are
+    -- held already.
+    LOOP
+        SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
+            SELECT t.routine || '/' || t.series_tile INTO series
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+            WHERE t.id = task AND t.series_tile IS NOT NULL;
+            keys := hrwsi.retry_series_lock_keys(task);
+            FOREACH key IN ARRAY keys LOOP
+                PERFORM pg_advisory_xact_lock(7250010, key);
+            END LOOP;
+            current := hrwsi.lock_task(task);
+            SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
+                                   THEN t.routine || '/' || t.series_tile END
+            INTO routine_now, series_now
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+            WHERE t.id = task;
+            keys_now := hrwsi.retry_series_lock_keys(task);
+            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series
+                      AND keys_now <@ keys;
+            RAISE EXCEPTION 'task % moved to another series while it was retried', task USING ERRCODE = 'HR078';
+        EXCEPTION WHEN SQLSTATE 'HR078' THEN
+            NULL;  -- (its locks released with the subtransaction: again, in the series the task is in now)
+        END;
+    END LOOP;
+    IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
+        RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0083)
+    SELECT format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) INTO refused
+    FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+    WHERE t.id = task AND i.superseded_by IS NOT NULL;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
+    END IF;
+    -- A task of a time series runs again after the scene sensed last before it, as a new task
+    -- would: one that ended (or was held) kept the link it ran with, and a late scene that came
+    -- meanwhile was processed before it, yet the retried task ran as the series' first, reading no
+    -- previous product (found by exploratory testing; migration 0069).
+    SELECT p.id, p.state INTO previous, previous_state
+    FROM hrwsi.processing_task t CROSS JOIN LATERAL (
+        SELECT p.id, p.state FROM hrwsi.processing_task p
+        WHERE p.routine = t.routine AND p.series_tile = t.series_tile AND p.state <> 'cancelled'
+          AND p.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (p.series_at, p.id) < (t.series_at, t.id)
+        ORDER BY p.series_at DESC, p.id DESC LIMIT 1) p
+    WHERE t.id = task AND series IS NOT NULL AND NOT t.dependency_waived;
+    -- (a task of a routine that is no longer a time series runs without the link it ran with, as the
+    -- routine's open tasks do since it was turned off: hrwsi.end_a_routines_series)
+    -- (an operator's retry is a fresh start, its failures and losses counted from zero: the worker its last
+    -- attempt could not be placed on is avoided no more, migration 0089. Nomad's reason, a drained node or
+    -- another team's job on it, was true then, minutes or days before; and the operator who wants a worker
+    -- avoided sets it inactive (worker.active), which every attempt avoids. It was kept until an attempt ran.)
+    UPDATE hrwsi.processing_task
+    SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
+        not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL, avoid_worker = NULL,
+        dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
+        waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
+        state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived
+                            THEN format('retried by an operator; routine %s is no longer a time series: it no longer '
+                                        'waits for task %s', routine, depends_on)
+                            ELSE 'retried by an operator' END
+    WHERE id = task;
+    -- Behind a task that cannot run (blocked, or ended terminated), it is blocked, saying so, and so
+    -- are the tasks after it (hrwsi.after_task_changes), as a new task there would be (migration 0061).
+    IF previous_state IN ('blocked', 'terminated') THEN
+        UPDATE hrwsi.processing_task
+        SET state = 'blocked', state_reason = CASE WHEN previous_state = 'terminated' THEN
+                format('retried by an operator; its dependency, task %s, ended terminated: `hrwsi retry %s` runs '
+                       'the dependency again, `hrwsi release %s` runs this task without it', previous, previous, task)
+            ELSE format('retried by an operator; waits for task %s, which is blocked (`hrwsi task show %s` says '
+                        'why): it runs once that task has run', previous, previous) END
+        WHERE id = task;
+    END IF;
+    -- The task after it in its series that has not started and waits for another (one cancelled was
+    -- skipped: hrwsi.skip_cancelled_tasks) waits for it again, as it would for a late scene; behind it
+    -- blocked, it is blocked too (migration 0084). Else both waited for the same task and ran side by side.
+    IF series IS NOT NULL THEN
+        WITH me AS (
+            SELECT t.id, t.state, t.routine, t.series_tile, t.series_at, t.campaign_id FROM hrwsi.processing_task t
+            WHERE t.id = task AND NOT t.dependency_waived
+        ), next AS (
+            SELECT n.id, n.state AS old_state, me.state AS my_state
+            FROM me CROSS JOIN LATERAL (
+                SELECT n.id, n.state, n.depends_on, n.dependency_waived FROM hrwsi.processing_task n
+                WHERE n.routine = me.routine AND n.series_tile = me.series_tile AND n.state <> 'cancelled'
+                  AND n.campaign_id IS NOT DISTINCT FROM me.campaign_id AND (n.series_at, n.id) > (me.series_at, me.id)
+                ORDER BY n.series_at, n.id LIMIT 1) n
+            WHERE n.depends_on IS DISTINCT FROM task AND NOT n.dependency_waived
+              AND n.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        ), changed AS (
+            UPDATE hrwsi.processing_task t
+            SET depends_on = task,
+                state = CASE WHEN t.state = 'on_hold' THEN 'on_hold' WHEN x.my_state = 'blocked' THEN 'blocked'
+                             WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                worker = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                                    WHEN x.my_state = 'blocked'
+                                    THEN format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it '
+                                                'runs once that task has run', task, task)
+                                    ELSE format('task %s before it in its time series was retried: it runs after it', task) END
+            FROM next x
+            WHERE t.id = x.id AND t.depends_on IS DISTINCT FROM task AND NOT t.dependency_waived
+              AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+            RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.old_state
+        )
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state;
+    END IF;
+    -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
+    -- open, as a new task would (migration 0072), under its series' lock (taken above).
+    IF series IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream(ARRAY[t.id]) FROM hrwsi.processing_task t
+        WHERE t.id = task AND NOT t.dependency_waived;
+        -- The retried task, and the tasks that wait for it again, pass their priority and deadline down to the
+        -- less urgent tasks they wait for now, at once, as a task an INSERT links does (migration 0086): a
+        -- near-real-time scene behind a retried archive task passed nothing down until the series' next INSERT,
+        -- and waited behind it at the archive lane's priority meanwhile (found by review). Each read by key.
+        PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT task UNION ALL
+                                                SELECT t.id FROM hrwsi.processing_task t WHERE t.depends_on = task));
+    END IF;
+    IF previous_state IN ('blocked', 'terminated') THEN
+        RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
+                      current, previous, previous_state);
+    END IF;
+    RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.store_plan(
+    p_owner text, p_lease_s double precision, p_generation bigint, p_planned_at timestamptz,
+    p_task_count integer, p_makespan_s double precision, p_lower_bound_s double precision, p_vms integer,
+    p_vm_hours double precision, p_planning_s double precision, p_figures jsonb,
+    p_ids bigint[], p_workers text[], p_starts double precision[], p_ends double precision[],
+    p_unplannable bigint[], p_reasons text[])
+RETURNS TABLE (plan_id bigint, stored integer, reasons_changed integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+-- Optimistic: the plan was computed from what the database held at generation p_generation. If
+-- another orchestrator stored a plan since, nothing is stored (the caller plans again), so two
+-- plans never overlap each other's capacity. No lock is held while the planner computes. A task that
+-- started to wait for an earlier scene's upstream work after the plan's snapshot (waits_for_upstream,
+-- migration 0072) is neither planned nor given a reason: planned, it was never dispatched and held its
+-- worker in later plans (found by review).
+DECLARE
+    new_plan bigint;
+    n_stored integer := 0;
+    n_reasons integer := 0;
+BEGIN
+    PERFORM hrwsi.require_lease(p_owner, p_lease_s);
+    UPDATE plan_generation SET generation = generation + 1 WHERE generation = p_generation;
+    IF NOT FOUND THEN
+        RETURN;   -- stale: no row
+    END IF;
+    IF cardinality(p_ids) > 0 THEN
+        INSERT INTO plan (task_count, makespan_s, lower_bound_s, vms, vm_hours, planning_s, figures)
+        VALUES (p_task_count, p_makespan_s, p_lower_bound_s, p_vms, p_vm_hours, p_planning_s, p_figures)
+        RETURNING id INTO new_plan;
+        -- (the tasks locked first, in the order of their ids, as every writer of many tasks locks them: in
+        -- the plan's order this deadlocked with an INSERT that made such tasks urgent behind a fresh scene of
+        -- their series; migration 0084)
+        PERFORM 1 FROM processing_task t WHERE t.id = ANY (p_ids) AND t.state = 'pending'
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
+        -- (a task that avoids a worker says so, which worker and where it is planned, as its reason said before
+        -- the plan: the plan cleared it, and only `hrwsi task show` said it; migration 0089. The planner puts it
+        -- back on that worker only when no other active worker of a flavour it fits exists: planning_input.screen)
+        UPDATE processing_task t
+        SET state = 'planned', worker = a.worker, planned_start = p_planned_at + make_interval(secs => a.start_s),
+            planned_end = p_planned_at + make_interval(secs => a.end_s), plan_id = new_plan,
+            state_reason = CASE WHEN t.avoid_worker IS NULL THEN NULL
+                                WHEN t.avoid_worker = a.worker
+                                THEN format('its last attempt could not be placed on worker %s: planned there again, no '
+                                            'other active worker of a flavour it fits', t.avoid_worker)
+                                ELSE format('its last attempt could not be placed on worker %s: planned on worker %s',
+                                            t.avoid_worker, a.worker) END
+        FROM unnest(p_ids, p_workers, p_starts, p_ends) AS a(id, worker, start_s, end_s)
+        WHERE t.id = a.id AND t.state = 'pending' AND (t.waits_for_upstream IS NULL OR t.dependency_waived);
+        GET DIAGNOSTICS n_stored = ROW_COUNT;
+    END IF;
+    IF cardinality(p_unplannable) > 0 THEN
+        -- (only those whose reason changes: the others are not written, and a plan that leaves
+        -- thousands of tasks unplaced, a back-fill waiting for capacity, locked each of them again at
+        -- every plan, a write-ahead log record apiece)
+        PERFORM 1 FROM processing_task t JOIN unnest(p_unplannable, p_reasons) AS u(id, reason) ON u.id = t.id
+        WHERE t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason
+          AND (t.waits_for_upstream IS NULL OR t.dependency_waived)
+        ORDER BY t.id FOR NO KEY UPDATE OF t;
+        UPDATE processing_task t SET state_reason = u.reason
+        FROM unnest(p_unplannable, p_reasons) AS u(id, reason)
+        WHERE t.id = u.id AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM u.reason
+          AND (t.waits_for_upstream IS NULL OR t.dependency_waived);
+        GET DIAGNOSTICS n_reasons = ROW_COUNT;
+    END IF;
+    RETURN QUERY SELECT new_plan, n_stored, n_reasons;
 END $$;
 

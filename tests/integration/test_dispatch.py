@@ -106,6 +106,48 @@ def test_the_next_attempt_of_a_task_the_backend_could_not_place_goes_to_another_
     assert world.execute("SELECT avoid_worker FROM hrwsi.processing_task").fetchone()[0] is None, "placed: forgotten"
 
 
+def store_plan(db, task, worker):
+    """The orchestrator stores a plan that puts `task` on `worker` (hrwsi.store_plan)."""
+    db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid) VALUES ('orch', 'orchestrator', 'here', 1) "
+               "ON CONFLICT DO NOTHING")
+    generation = db.execute("SELECT generation FROM hrwsi.plan_generation").fetchone()[0]
+    return db.execute("""SELECT stored FROM hrwsi.store_plan('orch', 60, %s, now(), 1, 60, 60, 1, 0.1, 0.01, '{}'::jsonb,
+                         ARRAY[%s]::bigint[], ARRAY[%s], ARRAY[0.0]::float8[], ARRAY[60.0]::float8[], '{}'::bigint[],
+                         '{}'::text[])""", (generation, task, worker)).fetchone()[0]
+
+
+@pytest.mark.parametrize("planned_on", ["w2", "w1"])
+def test_a_planned_task_says_which_worker_it_avoids_where_its_last_attempt_could_not_be_placed(world, planned_on):
+    """Found by review: the plan cleared the reason that said where the next attempt of a task Nomad could not
+    place goes, so `hrwsi status`, `hrwsi tasks` and the dashboard said nothing of it while it was planned."""
+    routine(world)
+    (task,) = add(world)
+    assert dispatch(world) == [(task, "w1")]
+    lose_as_not_placed(world, task)
+    assert store_plan(world, task, planned_on) == 1
+    said = {"w2": "its last attempt could not be placed on worker w1: planned on worker w2",
+            "w1": "its last attempt could not be placed on worker w1: planned there again, no other active worker "
+                  "of a flavour it fits"}
+    assert reason_of(world, task) == said[planned_on]
+    (other,) = add(world)
+    assert store_plan(world, other, "w2") == 1 and reason_of(world, other) is None, "no worker avoided: no reason"
+
+
+def test_an_operators_retry_forgets_the_worker_a_task_avoided(world):
+    """An operator's retry is a fresh start (its failures and losses count from zero): the worker its last attempt
+    could not be placed on, minutes or days ago, is avoided no more; a cancelled task that never ran kept it until
+    an attempt ran."""
+    routine(world)
+    (task,) = add(world)
+    assert dispatch(world) == [(task, "w1")]
+    lose_as_not_placed(world, task)
+    world.execute("SELECT hrwsi.cancel_task(%s)", (task,))
+    assert world.execute("SELECT avoid_worker FROM hrwsi.processing_task").fetchone()[0] == "w1"
+    world.execute("SELECT hrwsi.retry_task(%s)", (task,))
+    assert world.execute("SELECT state, avoid_worker FROM hrwsi.processing_task").fetchone() == ("pending", None)
+    assert dispatch(world) == [(task, "w1")], "the first idle worker, as any task"
+
+
 def test_a_task_the_backend_could_not_place_waits_for_another_worker_it_fits_rather_than_go_back(world):
     routine(world, cpu=3)  # (one at a time on a big worker; none on the small one)
     first, second = add(world, count=2)
