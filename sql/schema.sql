@@ -1153,12 +1153,13 @@ BEGIN
       -- deadline down to it at once (migration 0089): held or blocked, that task took nothing, and its release
       -- passed nothing down until the series' next INSERT, a near-real-time scene waiting behind archive work
       -- served at the archive lane's priority meanwhile (found by review). The tasks this unblocked, above, do
-      -- the same for the tasks after them in this trigger's call for their own UPDATE.
+      -- the same for the tasks after them in this trigger's call for their own UPDATE. (Not a task released to
+      -- run without it, dependency_waived: it waits for it no more.)
       EXECUTE $q$
           SELECT hrwsi.pass_deadlines_down(ARRAY(
               SELECT t.id FROM new_rows d JOIN old_rows o USING (id) JOIN processing_task t ON t.depends_on = d.id
               WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked', 'on_hold')
-                AND t.state IN ('pending', 'planned', 'on_hold', 'blocked'))) $q$;
+                AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived)) $q$;
     END IF;
     RETURN NULL;
 END $$;

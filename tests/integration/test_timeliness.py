@@ -558,3 +558,19 @@ def test_a_task_gives_back_the_priority_it_took_whoever_cancels_the_task_it_took
     else:
         assert urgency(world, old)[:3] == (1, None, None), "its own again: its lane's priority, no deadline"
         assert names == (None, None)
+
+
+def test_a_task_released_to_run_without_the_task_before_it_passes_nothing_down_to_it(world):
+    """A fresh scene an operator released from blocked runs without the task it waited for: that task, released
+    in its turn, is not raised to the fresh scene's priority and deadline, which no longer waits for it."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    ended = scene(world, "nrt", "/old-3", NOW - timedelta(days=3), lane="archive")
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (ended,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (ended,))
+    old = scene(world, "nrt", "/old", NOW - timedelta(days=2), lane="archive")
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    assert urgency(world, fresh)[4] == urgency(world, old)[4] == "blocked"
+    world.execute("SELECT hrwsi.release_task(%s)", (fresh,))
+    world.execute("SELECT hrwsi.release_task(%s)", (old,))
+    assert urgency(world, old)[:3] == (1, None, None) and urgency(world, old)[4] == "pending"
