@@ -244,6 +244,20 @@ def test_task_show_says_whose_priority_a_task_took_beside_whose_deadline(db):
     assert "inherited from" not in drawn(views.task, reports.task(db, fresh))
 
 
+def test_task_show_says_a_reason_in_its_history_once_where_it_changed_not_on_every_row(db, tmp_path):
+    # Found by review: a task keeps its reason from state to state (pending, planned, dispatched, running), so a task
+    # retried ten times printed its failure's reason on forty rows of `hrwsi task show`.
+    from tests.integration.dashboard_scenario import build
+
+    terminated = build(db, tmp_path / "data").terminated
+    shown = drawn(views.task, reports.task(db, terminated))
+    history = shown[shown.index(" history "):shown.index("attempt 1 log")]  # (and the attempts table)
+    assert history.count("attempt 1 external_error: exit code 210: the input cannot be read") == 1, history
+    assert history.count("attempt 2 external_error") == 1 and history.count("(same as above)") == 6, history
+    rows = [row for row in history.splitlines() if "(same as above)" in row]
+    assert [row.split()[4] for row in rows] == ["planned", "dispatched", "running"] * 2, rows
+
+
 def test_a_transaction_left_open_is_named_in_status_with_its_age_what_it_holds_back_and_what_to_do(db, database_url):
     """A session idle in transaction (a SQL client left open) holds its snapshot: VACUUM keeps every row version
     it might see, and hrwsi's busy tables bloat; status said nothing of it (found by exploratory testing)."""

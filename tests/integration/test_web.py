@@ -353,6 +353,22 @@ async def test_the_task_page_tells_its_whole_story(database_url, scenario, data_
         await text_of(client, "/tasks/999999", status=404)
 
 
+async def test_a_task_page_says_a_reason_in_its_history_once_where_it_changed_not_on_every_row(database_url, scenario,
+                                                                                                data_dir):
+    """A task keeps its reason from state to state (pending, planned, dispatched, running): a task retried ten times
+    repeated its failure's traceback on forty rows (found by review). Said once, the whole in the title of the rows
+    that repeat it."""
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, f"/tasks/{scenario.terminated}")
+    history = html[html.index("<h2>History</h2>"):]
+    history = history[:history.index("</section>")]
+    first = "attempt 1 external_error: exit code 210: the input cannot be read"
+    rows = [visible(row) for row in history.split("<tr>")[2:]]
+    assert rows[4].strip().endswith(first) and all(row.strip().endswith("w01 (same as above)") for row in rows[5:8]), rows
+    assert visible(history).count(first) == 1 and history.count(f'title="{first}"') == 3, history
+    assert visible(history).count("attempt 2 external_error") == 1
+
+
 async def test_a_task_page_says_what_happens_next_to_a_task_that_waits_for_an_operator(database_url, scenario,
                                                                                       data_dir, db):
     """Found by exploratory testing: a terminated or held task's page said why it stopped, not that nothing happens by

@@ -419,6 +419,17 @@ def _inherited_text(data: dict) -> str:
             f"its own, {own})")
 
 
+SAME_REASON = "(same as above)"
+
+
+def history_reasons(history: list[dict]) -> list[str | None]:
+    """Each history row's reason, or SAME_REASON where it is the row before's: a task keeps its reason from
+    one state to the next (pending, planned, dispatched, running), so a task retried ten times repeated a
+    traceback forty times (found by review). The dashboard's task page shows them so too."""
+    return [SAME_REASON if at and h["reason"] and h["reason"] == history[at - 1]["reason"] else h["reason"]
+            for at, h in enumerate(history)]
+
+
 def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None] | None = None) -> None:
     console.print(Text.assemble((f"task {data['id']}", "bold"), visible(f" ({data['routine']}): {data['state']}"),
                                 visible(f" — {data['state_reason']}") if data["state_reason"] else ""))
@@ -445,8 +456,9 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
         line(console, f"  history and attempts pruned {time(data['history_pruned_at'])} by the retention policy "
                       "(README.md, Retention)")
     history = _table("history", ("at", "state", "attempts", "worker", "reason"), times=("at",))
-    for h in data["history"]:
-        history.add_row(time(h["at"]), h["state"], str(h["attempts"]), text(h["worker"]), text(h["reason"]))
+    for h, said in zip(data["history"], history_reasons(data["history"]), strict=True):
+        history.add_row(time(h["at"]), text(h["state"]), str(h["attempts"]), text(h["worker"]),
+                        Text(said, style="dim") if said is SAME_REASON else text(said))
     show(console, history)
     jobs = _table("attempts", ("attempt", "backend", "job", "state", "exit", "submitted", "started", "finished"),
                   times=("submitted", "started", "finished"))
