@@ -150,6 +150,14 @@ def test_db_stop_leaves_a_server_the_url_names_that_is_not_the_embedded_one(env,
     assert db.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_db_stop_names_a_home_directory_as_it_is_never_as_markup(env, tmp_path):
+    # Found by review: the data directory was printed as rich markup: "[bold]" in HRWSI_HOME was taken as a style.
+    home = tmp_path / "[bold]home\x1b[2J"
+    result = run(["db", "stop"], {k: v for k, v in env.items() if k != "HRWSI_DATABASE_URL"} | {"HRWSI_HOME": str(home)})
+    assert f"no embedded server runs in {tmp_path}/[bold]home\\x1b[2J/" in result.stdout, result.stdout
+    assert "\x1b" not in result.stdout
+
+
 def test_a_url_names_the_embedded_server_by_its_socket_directory(tmp_path):
     from hrwsi.database import names_embedded_server
 

@@ -73,6 +73,17 @@ def test_logs_shows_a_routines_escape_sequences_escaped_on_a_terminal_and_as_the
     assert _on_a_terminal([*HRWSI, "logs", str(task), "--raw"], env).count(b"\x1b") == 2
 
 
+def test_logs_names_the_attempt_above_its_log_with_a_backends_escape_sequences_shown_not_obeyed(db, env, tmp_path):
+    # Found by review: the line naming the attempt (stderr) printed the job's backend, id and log path as they were.
+    load(db, single_routine_configuration(["true"]))
+    task = make_task(db, "/in/e", condition="in", logs=tmp_path / "logs")
+    db.execute("UPDATE hrwsi.job SET backend = 'local\x1b[2J', backend_job_id = 'job\x1b]0;owned\x07' WHERE task_id = %s",
+               (task,))
+    said = subprocess.run([*HRWSI, "logs", str(task)], env=env, capture_output=True, timeout=60, check=True).stderr
+    assert b"\x1b" not in said and b"\x07" not in said, said
+    assert b"(local\\x1b[2J job job\\x1b]0;owned\\x07, processed)" in said, said
+
+
 def _on_a_terminal(command: list[str], env: dict) -> bytes:
     """What `command` writes to stdout when stdout is a terminal (a pseudo-terminal read here)."""
     import os

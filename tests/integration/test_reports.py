@@ -258,6 +258,29 @@ def test_task_show_says_a_reason_in_its_history_once_where_it_changed_not_on_eve
     assert [row.split()[4] for row in rows] == ["planned", "dispatched", "running"] * 2, rows
 
 
+SNEAKY = "[bold red]x[/bold red]\x1b[2J\x1b]0;owned\x07"  # (rich markup, an escape that clears the screen, a title)
+SHOWN = "[bold red]x[/bold red]\\x1b[2J\\x1b]0;owned\\x07"
+
+
+def test_a_services_kind_and_a_jobs_backend_are_printed_as_text_never_obeyed(db, tmp_path):
+    # Found by review: written by services only, they were printed as rich markup (its [bold red] taken as a style
+    # and lost) and their control characters reached the terminal, where every other value is shown as text. (An
+    # alert's kind is too, tests/unit/test_cli_views.py: the database takes only the kinds it knows.)
+    from tests.integration.dashboard_scenario import build
+
+    terminated = build(db, tmp_path / "data").terminated
+    db.execute("UPDATE hrwsi.service_instance SET kind = %s, problem = 'no Nomad', problem_since = now() "
+               "WHERE kind = 'orchestrator'", (SNEAKY,))
+    db.execute("UPDATE hrwsi.job SET backend = %s WHERE task_id = %s", (SNEAKY, terminated))
+    status = drawn(lambda console: views.status(console, reports.status(db), 30.0))
+    task = drawn(views.task, reports.task(db, terminated))
+    for said in (status, task):
+        assert "\x1b" not in said and "\x07" not in said, said
+    assert f"│ {SHOWN} │ orchestrator-ops1-100-aaaaaa" in status, status
+    assert "│ [bold red]x[/bold " in task, task  # (a table's cell, wrapped)
+    assert f"{SHOWN} cannot work as it should" in status
+
+
 def test_a_transaction_left_open_is_named_in_status_with_its_age_what_it_holds_back_and_what_to_do(db, database_url):
     """A session idle in transaction (a SQL client left open) holds its snapshot: VACUUM keeps every row version
     it might see, and hrwsi's busy tables bloat; status said nothing of it (found by exploratory testing)."""

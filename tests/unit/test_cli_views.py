@@ -63,3 +63,13 @@ def test_a_recent_attempt_the_backend_could_not_place_says_its_tasks_next_attemp
                "finished_at": datetime(2026, 12, 6, 12, tzinfo=UTC), "log_path": "/l.log", "task_state": "pending"}
     said = " ".join(drawn(status_data(recent_failures=[failure]), width=400).split())
     assert "pending, its next attempt not on node-\\x1ba" in said
+
+
+def test_an_alerts_kind_is_printed_as_text_never_obeyed():
+    # Found by review: printed as rich markup (its [bold] taken as a style and lost), its control characters obeyed.
+    # (The database takes only the kinds it knows, alert_kind_is_known: shown as every other value all the same.)
+    alert = {"id": 1, "created_at": datetime(2026, 12, 6, 12, tzinfo=UTC), "kind": "[bold]task_terminated\x1b[2J",
+             "status": "unsent", "sent_at": None, "attempts": 0, "subject": "s", "last_error": None}
+    out = io.StringIO()
+    views.alerts(Console(file=out, width=200, color_system=None), {"counts": {}, "alerts": [alert]}, "none")
+    assert "[bold]task_terminated\\x1b[2J" in out.getvalue() and "\x1b" not in out.getvalue()

@@ -9,6 +9,7 @@ from hrwsi import migrations
 from hrwsi.cli.common import CliError, app, console, settings, url
 from hrwsi.cli.errors import sql_name
 from hrwsi.database import connect, embedded_bin_dir, names_embedded_server, redact, start_embedded, stop_embedded
+from hrwsi.terminal import visible
 
 db_app = typer.Typer(help="The database: start, stop, migrate, check.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -20,10 +21,12 @@ def db_start() -> None:
     installation replaced or removed since is restarted from this one."""
     current = settings()
     if current.database_url and not names_embedded_server(current.database_url, current.pgdata):
-        console.print(f"HRWSI_DATABASE_URL is set ({redact(current.database_url)}): no embedded server needed")
+        console.print(visible(f"HRWSI_DATABASE_URL is set ({redact(current.database_url)}): no embedded server needed"),
+                      highlight=False, markup=False)
         return
     started = start_embedded(current.pgdata, restart_stale=True)  # (a restart is logged: a warning)
-    console.print(f"embedded PostgreSQL running; data in {current.pgdata}", style="green", highlight=False, markup=False)
+    console.print(visible(f"embedded PostgreSQL running; data in {current.pgdata}"), style="green", highlight=False,
+                  markup=False)
     print(started)
 
 
@@ -38,9 +41,9 @@ def db_stop() -> None:
                       markup=False)
         return
     if stop_embedded(current.pgdata):
-        console.print(f"stopped the embedded server in {current.pgdata}")
+        console.print(visible(f"stopped the embedded server in {current.pgdata}"), highlight=False, markup=False)
     else:
-        console.print(f"no embedded server runs in {current.pgdata}")
+        console.print(visible(f"no embedded server runs in {current.pgdata}"), highlight=False, markup=False)
 
 
 @db_app.command("url")
@@ -70,7 +73,7 @@ def db_init(force: bool = typer.Option(False, "--force", help="install into temp
     with connect(target) as conn:
         # (it installed silently into template1 and postgres, which HRWSI_DATABASE_URL named by mistake:
         # found by exploratory testing)
-        where = f"database {conn.info.dbname} ({redact(target)})"
+        where = visible(f"database {conn.info.dbname} ({redact(target)})")  # (printed: a name may hold anything)
         if conn.info.dbname in TEMPLATE_DATABASES and not force:
             raise CliError(f"refusing to install hrwsi into {where}: {conn.info.dbname} is a template database (every "
                            "new database of the server would be created with hrwsi's schema); name hrwsi's own "

@@ -232,5 +232,5 @@ def plan_show(plan_id: int | None = typer.Option(None, "--id", min=1, max=ID_MAX
         plan, demands, workers, budgets, fixed = chart
         render_gantt(plan, demands, workers, budgets, fixed, path=str(plot), title=title)
         # With --json, stdout holds the JSON only.
-        (error_console if as_json else console).print(f"Gantt chart written to {plot}", markup=False,
+        (error_console if as_json else console).print(visible(f"Gantt chart written to {plot}"), markup=False,
                                                       highlight=False)

@@ -25,7 +25,7 @@ import typer
 
 from hrwsi import reports
 from hrwsi.cli.common import CliError, app, database, error_console
-from hrwsi.terminal import in_page
+from hrwsi.terminal import in_page, visible
 
 FOLLOW_POLL_S = 0.5
 # Before a log's first cut has been seen, the follower looks for a cap line in what it read (_Followed.was_cut)
@@ -226,8 +226,8 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
                 raise CliError(f"task {task_id} has no attempt {attempt}: `hrwsi task show {task_id}` lists them")
             raise CliError(f"task {task_id} has not run yet, so it has no log: `hrwsi task show {task_id}` says why")
         path = Path(job["log_path"]) if job["log_path"] else None
-        error_console.print(f"==> task {task_id} attempt {job['attempt']} ({job['backend']} job "
-                            f"{job['backend_job_id']}, {job['state']}): {job['log_path'] or '-'}",
+        error_console.print(visible(f"==> task {task_id} attempt {job['attempt']} ({job['backend']} job "
+                                    f"{job['backend_job_id']}, {job['state']}): {job['log_path'] or '-'}"),
                             style="dim", markup=False)
         shown = None if raw or not sys.stdout.isatty() else _ShownEscaped()
         if not follow:

@@ -6,6 +6,7 @@ import typer
 
 from hrwsi.cli.common import app, console, url
 from hrwsi.database import connect
+from hrwsi.terminal import visible
 
 workers_app = typer.Typer(help="Workers and flavours.", no_args_is_help=True)
 app.add_typer(workers_app, name="workers")
@@ -19,7 +20,7 @@ def workers_sync() -> None:
     with connect(url()) as conn:
         report = sync_from_nomad(conn)
     for line in report.lines():
-        console.print(line, highlight=False, markup=False)
+        console.print(visible(line), highlight=False, markup=False)  # (node names are Nomad's)
 
 
 @app.command("nomad-emulator", add_help_option=False,  # (its --help is the emulator's own, with its options)

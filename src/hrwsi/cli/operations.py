@@ -19,7 +19,7 @@ def _operator_action(sql_text: str, argument, kind: str) -> None:
         raise CliError(f"no task {argument}: {_WHERE_TO_LOOK[kind]}")
     with database(autocommit=True) as conn:
         try:
-            console.print(conn.execute(sql_text, (argument,)).fetchone()[0], highlight=False, markup=False)
+            console.print(visible(conn.execute(sql_text, (argument,)).fetchone()[0]), highlight=False, markup=False)
         except psycopg.errors.NoDataFound as error:
             raise CliError(f"{error.diag.message_primary}: {_WHERE_TO_LOOK[kind]}") from None
         except psycopg.errors.CheckViolation as error:
@@ -170,8 +170,8 @@ def prune(dry_run: bool = typer.Option(False, "--dry-run", help="count what woul
         console.print(f"deleted {rows or 'nothing'}; {result['files_removed']} file(s) removed in "
                       f"{result['seconds']:.1f} s", highlight=False)
         for error in result["file_errors"]:
-            console.print(f"could not remove {error}", style="yellow", markup=False)
+            console.print(visible(f"could not remove {error}"), style="yellow", markup=False)
         for rule, error in result["rule_errors"].items():
-            console.print(f"rule {rule} failed: {error}; the other rules ran", style="red", markup=False)
+            console.print(visible(f"rule {rule} failed: {error}; the other rules ran"), style="red", markup=False)
     if not dry_run and result["rule_errors"]:
         raise typer.Exit(1)

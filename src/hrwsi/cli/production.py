@@ -6,6 +6,7 @@ import psycopg
 import typer
 
 from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, print_json
+from hrwsi.terminal import visible
 
 
 @app.command()
@@ -54,7 +55,7 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
             raise CliError(error.diag.message_primary) from None
         except campaigns.SameCampaignOpen as error:  # (refused: exit 1)
             raise CliError(str(error)) from None
-    console.print(started["summary"], highlight=False, markup=False, soft_wrap=True)
+    console.print(visible(started["summary"]), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("campaigns")
@@ -73,7 +74,7 @@ def campaigns_command(campaign: int | None = typer.Option(None, "--id", min=1, m
         for action, campaign_id in ((campaigns.cancel, cancel), (campaigns.hold, hold), (campaigns.release, release)):
             if campaign_id is not None:
                 try:
-                    console.print(action(conn, campaign_id), highlight=False, markup=False)
+                    console.print(visible(action(conn, campaign_id)), highlight=False, markup=False)
                 except (psycopg.errors.NoDataFound, psycopg.errors.CheckViolation) as error:
                     raise CliError(error.diag.message_primary) from None
                 except campaigns.NothingToCancel as error:  # (exit 1, as `hrwsi cancel` of a finished task)

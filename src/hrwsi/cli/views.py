@@ -125,7 +125,7 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
         console.print(Text(visible(data["home_moved"]), style="bold yellow"), soft_wrap=True)
     table = _table("tasks and jobs per state", ("state", "tasks", "jobs"))
     for state in sorted(set(data["tasks"]) | set(data["jobs"])):
-        table.add_row(state, str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
+        table.add_row(text(state), str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
     console.print(table)
     if data["tasks"].get("terminated"):  # (a count alone left ops to find what to do with them)
         line(console, f"  {data['tasks']['terminated']} terminated: `hrwsi tasks --state terminated` lists them, "
@@ -208,7 +208,7 @@ def _recent_failures(failures: list[dict], message_limit: int | None) -> Table:
     table = _table("recent failures", ("task", "routine", "attempt", "state", "exit", "message", "finished",
                                        "log", "task now"), times=("finished",), names=("routine", "state", "task now"))
     for f in failures:
-        table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), f["state"],
+        table.add_row(str(f["task_id"]), text(f["routine"]), str(f["attempt"]), text(f["state"]),
                       "" if f["exit_code"] is None else str(f["exit_code"]), text(f["message"], message_limit),
                       time(f["finished_at"]), text(f["log_path"]), _task_now(f))
     return table
@@ -218,8 +218,8 @@ def _task_now(failure: dict) -> Text:
     """The task's state now; and, when this attempt could not be placed on its worker, that its next attempt
     goes to another (processing_task.avoid_worker, migration 0087)."""
     if failure.get("avoids_worker"):
-        return Text(failure["task_state"]) + visible(f", its next attempt not on {failure['avoids_worker']}")
-    return Text(failure["task_state"])
+        return text(failure["task_state"]) + visible(f", its next attempt not on {failure['avoids_worker']}")
+    return text(failure["task_state"])
 
 
 def _groups_said(console: Console, groups: dict | None, title: str, what, next_step: str) -> None:
@@ -354,7 +354,7 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
     for gone in gone_kinds or []:  # (before the table: it may be long, of rows of the gone)
-        console.print(Text.assemble((f"no {gone['kind']} is alive", "bold red"),
+        console.print(Text.assemble((visible(f"no {gone['kind']} is alive"), "bold red"),
                                     visible(f" (the last, {gone['last']}, beat {_age(gone['heartbeat_age_s'])}): ")),
                       soft_wrap=True)
         line(console, "  next: ", gone["next"])
@@ -363,7 +363,8 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
     folded = [] if all_services else [s for s in services if folded_away(s, stale_after_s)]
     for s in services:
         if not any(s is f for f in folded):
-            table.add_row(s["kind"], text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
+            # (a service's kind is written by the service, as its id: text, like every other value; found by review)
+            table.add_row(text(s["kind"]), text(s["id"]), text(s["host"]), str(s["pid"]), text(s["version"] or "not recorded"),
                           time(s["started_at"]), _heartbeat_said(s, stale_after_s))
     show(console, table)
     if folded:  # (after a database restart, a stale row per service: found by exploratory testing)
@@ -376,7 +377,7 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
     alive = [s for s in services if is_alive(s, stale_after_s)]
     for s in alive:  # (what a live service cannot do now: the launcher's Nomad out of reach, say)
         if s.get("problem"):
-            console.print(Text.assemble((f"{s['kind']} cannot work as it should", "bold red"),
+            console.print(Text.assemble((visible(f"{s['kind']} cannot work as it should"), "bold red"),
                                         visible(f" ({s['id']}, since {time(s['problem_since'])}): {s['problem']}")),
                           soft_wrap=True)
         if s.get("code_changed"):  # (`make install` is editable: a `git pull` replaced the code under it)
@@ -394,7 +395,7 @@ def tasks(console: Console, rows: list[dict], next_before: int | None = None) ->
                    ("id", "routine", "state", "lane", "deadline", "tile", "worker", "attempts", "planned start",
                     "input", "reason"), times=("deadline", "planned start"))
     for r in rows:
-        table.add_row(str(r["id"]), text(r["routine"]), r["state"], lane_text(r), time(r["deadline_at"]),
+        table.add_row(str(r["id"]), text(r["routine"]), text(r["state"]), lane_text(r), time(r["deadline_at"]),
                       text(r["tile"]), text(r["worker"]), f"{r['attempts']} ({r['failures']} failed)",
                       time(r["planned_start"]), text(r["input_path"]), text(r["state_reason"], 60))
     show(console, table)
@@ -464,7 +465,7 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
                   times=("submitted", "started", "finished"))
     where = []
     for j in data["jobs"]:
-        jobs.add_row(str(j["attempt"]), j["backend"], text(j["backend_job_id"]),
+        jobs.add_row(str(j["attempt"]), text(j["backend"]), text(j["backend_job_id"]),
                      text(j["state"] + (f": {j['message']}" if j["message"] else "")),
                      "" if j["exit_code"] is None else str(j["exit_code"]), time(j["submitted_at"]),
                      time(j["started_at"]), time(j["finished_at"]))
@@ -578,7 +579,7 @@ def alerts(console: Console, data: dict, delivery: str) -> None:
                    names=("kind",))
     for a in data["alerts"]:
         status = a["status"] + (f"\n{time(a['sent_at'])}" if a["sent_at"] else "")  # (its time whole, below)
-        table.add_row(str(a["id"]), time(a["created_at"]), a["kind"],
+        table.add_row(str(a["id"]), time(a["created_at"]), text(a["kind"]),
                       Text(status, style={"sent": "green", "failed": "red"}.get(a["status"], "yellow")),
                       str(a["attempts"]), text(a["subject"]), text(a["last_error"], 80))
     show(console, table)
@@ -598,7 +599,7 @@ def schedule(console: Console, data: dict, limit: int | None = None) -> None:
                    ("worker", "task", "routine", "state", "planned start", "planned end", "started", "expected end",
                     "plan"), times=("planned start", "planned end", "started", "expected end"))
     for t in shown:
-        table.add_row(text(t["worker"]), str(t["task_id"]), text(t["routine"]), t["state"], time(t["planned_start"]),
+        table.add_row(text(t["worker"]), str(t["task_id"]), text(t["routine"]), text(t["state"]), time(t["planned_start"]),
                       time(t["planned_end"]), time(t["started_at"]), time(t["expected_end"]),
                       str(t["plan_id"] or "-"))
     show(console, table)
