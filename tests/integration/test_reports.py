@@ -258,6 +258,20 @@ def test_task_show_says_a_reason_in_its_history_once_where_it_changed_not_on_eve
     assert [row.split()[4] for row in rows] == ["planned", "dispatched", "running"] * 2, rows
 
 
+def test_task_show_indents_a_reason_of_several_lines_under_its_first(db, tmp_path):
+    # Found by review: a traceback's later lines began at the margin, read as lines of task show's own.
+    from tests.integration.dashboard_scenario import build
+
+    terminated = build(db, tmp_path / "data").terminated
+    db.execute("UPDATE hrwsi.processing_task SET state_reason = %s WHERE id = %s",
+               ("attempt 3 internal_error: exit code 1:\nTraceback (most recent call last):\nKeyError: 'B11'", terminated))
+    shown = drawn(views.task, reports.task(db, terminated))
+    head = f"task {terminated} (atmospheric_correction): terminated — "
+    indent = " " * len(head)
+    assert (f"{head}attempt 3 internal_error: exit code 1:\n{indent}Traceback (most recent call last):\n"
+            f"{indent}KeyError: 'B11'\n") in shown, shown
+
+
 SNEAKY = "[bold red]x[/bold red]\x1b[2J\x1b]0;owned\x07"  # (rich markup, an escape that clears the screen, a title)
 SHOWN = "[bold red]x[/bold red]\\x1b[2J\\x1b]0;owned\\x07"
 

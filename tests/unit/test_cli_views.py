@@ -73,3 +73,19 @@ def test_an_alerts_kind_is_printed_as_text_never_obeyed():
     out = io.StringIO()
     views.alerts(Console(file=out, width=200, color_system=None), {"counts": {}, "alerts": [alert]}, "none")
     assert "[bold]task_terminated\\x1b[2J" in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def test_every_reason_of_several_lines_in_status_is_indented_under_its_first_line():
+    # Found by review: only a held routine's reason was; an unplannable task's, a task held one by one's, a held
+    # campaign's and a failing source's later lines began at the margin, read as lines of status's own.
+    reason = "first line\nsecond line \x1b[31m"
+    said = drawn(status_data(
+        unplannable=[{"task_id": 7, "routine": "snow_cover", "reason": reason}],
+        held_tasks=[{"id": 8, "routine": "quicklook", "reason": reason}],
+        held_campaigns=[{"campaign": 3, "routine": "fsc", "held_tasks": 1, "held_at": None, "reason": reason,
+                         "next": "release it"}],
+        sources=[{"name": "landing", "kind": "landing_directory", "next": "its last run failed: " + reason}]), width=200)
+    for head in ("  task 7 (snow_cover): ", "  task 8 (quicklook): "):
+        assert f"{head}first line\n{' ' * len(head)}second line \\x1b[31m\n" in said, said
+    assert "  why: first line\n       second line \\x1b[31m\n" in said, said
+    assert "  its last run failed: first line\n  second line \\x1b[31m\n" in said, said

@@ -39,6 +39,14 @@ def line(console: Console, *parts) -> None:
     console.print(Text("".join(visible(p) for p in parts)), soft_wrap=True)
 
 
+def said_under(console: Console, head: str, value) -> None:
+    """`head`, then `value` (database text, a reason) with its later lines indented under its first. Why: they
+    began at the margin, where they read as lines of the command's own (a held routine's reason in status, found
+    by exploratory testing; then every other reason: unplannable tasks, tasks held one by one, task show's)."""
+    shown = visible(head)
+    line(console, shown, visible(value).replace("\n", "\n" + " " * cell_len(shown)))
+
+
 def _table(title: str, columns: tuple[str, ...], times: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> Table:
     """A table whose `times` and `names` columns are never wrapped nor cut (`show`). Names are what
     tells one row from another (a service's kind and instance, an alert's kind): at 80 columns rich
@@ -142,7 +150,7 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
         console.print("[yellow]tasks that cannot be planned"
                       + (f" (the oldest {shown} of {total:,}):" if total > shown else ":") + "[/yellow]")
         for item in data["unplannable"]:
-            line(console, f"  task {item['task_id']} ({item['routine']}): {item['reason']}")
+            said_under(console, f"  task {item['task_id']} ({item['routine']}): ", item["reason"])
     _queued_long(console, data.get("queued_long") or [])
     _running_long(console, data.get("running_long") or [])
     _services(console, data["services"], stale_after_s, data.get("versions"), data.get("services_gone"), all_services)
@@ -162,7 +170,7 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
     for source in data.get("sources", []):  # (failing, held by a harvester that is gone, or overdue)
         console.print(Text.assemble(("harvest source needs attention: ", "bold yellow"),
                                     visible(f"{source['name']} ({source['kind']})")))
-        line(console, "  ", source["next"])
+        said_under(console, "  ", source["next"])  # (its last error may be of several lines)
     # (a group that never completes, and a member that arrived after its composite was made, were seen
     # nowhere: found by exploratory testing)
     _groups_said(console, data.get("stale_groups"), "multi-input groups that cannot complete: ",
@@ -304,19 +312,18 @@ def _held(console: Console, data: dict) -> None:
                                     f" ({routine['held_tasks']} task(s) held"
                                     + (f", since {time(routine['held_at'])}" if routine["held_at"] else "")
                                     + ("; its near-real-time work goes on" if backfill else "") + ")"))
-        # (a reason's later lines under its first: they began at the margin, read as lines of status's own)
-        line(console, "  why: ", (routine["reason"] or "held by an operator").replace("\n", "\n       "))
+        said_under(console, "  why: ", routine["reason"] or "held by an operator")
         line(console, "  next: ", routine["next"])
     for campaign in data.get("held_campaigns", []):
         console.print(Text.assemble(("campaign on hold: ", "bold yellow"), f"{campaign['campaign']} (routine ",
                                     visible(campaign["routine"]), f", {campaign['held_tasks']} task(s) held"
                                     + (f", since {time(campaign['held_at'])}" if campaign["held_at"] else "") + ")"))
-        line(console, "  why: ", campaign["reason"] or "held")
+        said_under(console, "  why: ", campaign["reason"] or "held")
         line(console, "  next: ", campaign["next"])
     if data["held_tasks"]:
         line(console, f"tasks on hold one by one ({len(data['held_tasks'])} shown; `hrwsi release ID` releases one):")
         for item in data["held_tasks"]:
-            line(console, f"  task {item['id']} ({item['routine']}): ", item["reason"] or "held")
+            said_under(console, f"  task {item['id']} ({item['routine']}): ", item["reason"] or "held")
 
 
 def _jobs_held_said(service: dict) -> str:
@@ -432,8 +439,10 @@ def history_reasons(history: list[dict]) -> list[str | None]:
 
 
 def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None] | None = None) -> None:
-    console.print(Text.assemble((f"task {data['id']}", "bold"), visible(f" ({data['routine']}): {data['state']}"),
-                                visible(f" — {data['state_reason']}") if data["state_reason"] else ""))
+    head = visible(f"task {data['id']} ({data['routine']}): {data['state']}" + (" — " if data["state_reason"] else ""))
+    reason = visible(data["state_reason"] or "").replace("\n", "\n" + " " * cell_len(head))  # (as said_under)
+    console.print(Text.assemble((f"task {data['id']}", "bold"), head[len(f"task {data['id']}"):], reason),
+                  soft_wrap=True)
     line(console, f"  input {data['input_id']} ({data['processing_condition']}): ", data["input_path"])
     line(console, f"  tile {data['tile'] or '-'}, mission {data['mission'] or '-'}, measured "
                   f"{time(data['measured_at'])}, published {time(data['published_at'])}")
