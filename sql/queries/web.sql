@@ -259,6 +259,8 @@ SELECT t.id, t.routine, t.lane, t.state, t.worker,
        coalesce(j.started_at, t.planned_start) AS start_at,
        greatest(coalesce(j.started_at + r.expected_duration, t.planned_end),
                 CASE WHEN t.state <> 'planned' THEN now() END) AS end_at,
+       -- (its bar ends now at the earliest; its title says when it was expected to end, if that passed)
+       coalesce(j.started_at + r.expected_duration, t.planned_end) AS expected_end,
        -- (a task in flight holds what it was dispatched with, if its routine changed since: migration 0067)
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,

@@ -525,9 +525,18 @@ def schedule(conn: psycopg.Connection) -> dict:
     per_state: dict[str, int] = {}
     for row in rows:
         per_state[row["state"]] = per_state.get(row["state"], 0) + 1
+        # (a task past its expected end, a running one that overran: its end is said to have passed, and by how
+        # long; it read as one expected in the past, found by review)
+        row["overdue_s"] = overdue_s(row["expected_end"], now)
     ends = [r["expected_end"] for r in rows if r["expected_end"] is not None]
+    expected_end = max(ends) if ends else None
     return {"at": now, "tasks": rows, "per_state": per_state, "workers": len({r["worker"] for r in rows}),
-            "expected_end": max(ends) if ends else None}
+            "expected_end": expected_end, "overdue_s": overdue_s(expected_end, now)}
+
+
+def overdue_s(expected_end: datetime | None, now: datetime) -> float | None:
+    """How long ago an expected end passed (seconds); None when it has not (or there is none)."""
+    return (now - expected_end).total_seconds() if expected_end is not None and expected_end < now else None
 
 
 def schedule_for_chart(conn: psycopg.Connection, current: dict):

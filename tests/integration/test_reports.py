@@ -272,6 +272,26 @@ def test_task_show_indents_a_reason_of_several_lines_under_its_first(db, tmp_pat
             f"{indent}KeyError: 'B11'\n") in shown, shown
 
 
+def test_plan_show_says_a_running_tasks_expected_end_passed_and_by_how_long_not_an_end_in_the_past(db, tmp_path):
+    # Found by review: a task running past its routine's expected duration was "expected end" at a time already
+    # past, as if it had ended.
+    from tests.integration.dashboard_scenario import build
+
+    running = build(db, tmp_path / "data").running  # (its routine is expected to take 2 s)
+    db.execute("UPDATE hrwsi.job SET started_at = now() - interval '30 minutes' WHERE task_id = %s", (running,))
+    data = reports.schedule(db)
+    row = next(t for t in data["tasks"] if t["task_id"] == running)
+    assert 1790 < row["overdue_s"] < 1810, row
+    assert all(t["overdue_s"] is None for t in data["tasks"] if t["expected_end"] > data["at"])
+    shown = drawn(views.schedule, data)
+    lines = shown.splitlines()
+    at = next(n for n, one in enumerate(lines) if f"│ {running} " in one)
+    assert "passed, overdue by 30 min" in lines[at + 1] and "passed" not in shown.replace(lines[at + 1], ""), shown
+    db.execute("UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL WHERE state = 'planned'")
+    assert "its expected end passed at " in drawn(views.schedule, reports.schedule(db))
+    assert ", overdue by 30 min" in drawn(views.schedule, reports.schedule(db))
+
+
 SNEAKY = "[bold red]x[/bold red]\x1b[2J\x1b]0;owned\x07"  # (rich markup, an escape that clears the screen, a title)
 SHOWN = "[bold red]x[/bold red]\\x1b[2J\\x1b]0;owned\\x07"
 

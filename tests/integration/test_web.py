@@ -600,6 +600,21 @@ async def test_the_current_schedule_draws_every_planned_and_running_task(databas
         assert f">{worker}" in html
 
 
+async def test_the_current_schedule_says_when_a_running_tasks_expected_end_passed_and_by_how_long(database_url,
+                                                                                                   scenario, data_dir,
+                                                                                                   db):
+    # Found by review: its bar is drawn to now, and its title gave now as its end; `hrwsi plan show` says so too.
+    db.execute("UPDATE hrwsi.job SET started_at = now() - interval '30 minutes' WHERE task_id = %s", (scenario.running,))
+    expected = db.execute("SELECT started_at + interval '2 seconds' FROM hrwsi.job WHERE task_id = %s",
+                          (scenario.running,)).fetchone()[0]
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/plan")
+    titles = dict(re.findall(r'<a href="/tasks/(\d+)"><rect [^>]*><title>([^<]*)</title>', html))
+    assert titles[str(scenario.running)].endswith(
+        f"; its expected end passed at {expected.astimezone(UTC):%H:%M:%S} UTC: overdue by 30 min"), titles
+    assert not any("overdue" in title for task, title in titles.items() if task != str(scenario.running))
+
+
 async def test_an_unreachable_database_is_a_page_that_says_so(tmp_path):
     async with dashboard("postgresql://postgres@127.0.0.1:9/none", tmp_path) as client:
         page = await text_of(client, "/", status=503)

@@ -600,7 +600,8 @@ def schedule(console: Console, data: dict, limit: int | None = None) -> None:
     in 18 s of CPU: found by exploratory testing)."""
     per_state = ", ".join(f"{n} {s}" for s, n in sorted(data["per_state"].items())) or "nothing"
     line(console, f"current schedule at {time(data['at'])}: {per_state} on {data['workers']} worker(s); "
-                  f"expected to end {time(data['expected_end'])}")
+                  + (f"its expected end passed at {time(data['expected_end'])}, overdue by {_duration(data['overdue_s'])}"
+                     if data.get("overdue_s") is not None else f"expected to end {time(data['expected_end'])}"))
     shown = data["tasks"][:limit] if limit is not None else data["tasks"]
     more = len(data["tasks"]) - len(shown)
     table = _table("tasks holding a worker (by worker, then start"
@@ -609,11 +610,17 @@ def schedule(console: Console, data: dict, limit: int | None = None) -> None:
                     "plan"), times=("planned start", "planned end", "started", "expected end"))
     for t in shown:
         table.add_row(text(t["worker"]), str(t["task_id"]), text(t["routine"]), text(t["state"]), time(t["planned_start"]),
-                      time(t["planned_end"]), time(t["started_at"]), time(t["expected_end"]),
-                      str(t["plan_id"] or "-"))
+                      time(t["planned_end"]), time(t["started_at"]), _expected_end(t), str(t["plan_id"] or "-"))
     show(console, table)
     if more:
         line(console, f"... and {more:,} more task(s): --limit shows more, --json lists them all")
+
+
+def _expected_end(task: dict) -> str:
+    """A task's expected end; one that passed (a running task that overran) says so, and by how long, below it."""
+    if task.get("overdue_s") is None:
+        return time(task["expected_end"])
+    return f"{time(task['expected_end'])}\npassed, overdue by {_duration(task['overdue_s'])}"
 
 
 def stored_plan(console: Console, data: dict) -> None:
