@@ -688,6 +688,35 @@ async def test_the_overview_names_a_transaction_open_long_and_a_server_short_of_
     assert re.search(r'class="tile warn" href="#services"', html) is None, "short of connections: red"
 
 
+async def test_the_overviews_problem_boxes_read_as_one_line_without_the_templates_line_breaks_and_indentation(
+        database_url, scenario, data_dir, db, monkeypatch):
+    """A box (.reason) keeps its text's line breaks and spaces: those of the template, inside a sentence, showed
+    as a break and a run of spaces before a name or a time (found by review). Every box the services card
+    shows: replaced, found dead, cannot work, a transaction open long, short of connections."""
+    from hrwsi.web import data
+
+    monkeypatch.setattr(data, "LONG_TRANSACTION_AFTER_S", 0.0)
+    monkeypatch.setattr(data, "CONNECTIONS_SAID_AT", 0.0)
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at, problem,
+                                                      problem_since, taken_over_by, taken_over_at, taken_over_why) VALUES
+                  ('launcher-ops2-300-cccccc', 'launcher', 'ops2', 300, now(), now(), 'Nomad cannot be reached',
+                   now(), NULL, NULL, NULL),
+                  ('harvester-ops3-1-dddddd', 'harvester', 'ops3', 1, now() - interval '1 hour',
+                   now() - interval '1 hour', NULL, NULL, 'harvester-ops3-2-eeeeee', now(), 'no process has its pid 1')""")
+    with psycopg.connect(database_url, application_name="psql") as other:
+        other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        other.execute("SELECT count(*) FROM hrwsi.processing_task")
+        async with dashboard(database_url, data_dir) as client:
+            html = await text_of(client, "/?all_services=1")
+    boxes = {unescape(re.sub(r"<[^>]+>", "", box)) for box in re.findall(r'<div class="reason[^"]*"[^>]*>(.*?)</div>',
+                                                                         html, re.DOTALL)}
+    for start in ("Replaced (", "Found dead and replaced by harvester-ops3-2-eeeeee at ", "Cannot work as it should since ",
+                  "A transaction has been open long: pid ", "The database server is short of connections: "):
+        assert any(box.startswith(start) for box in boxes), (start, boxes)
+    for box in boxes:
+        assert "\n" not in box and "  " not in box, repr(box)
+
+
 async def test_a_long_running_statement_is_listed_but_does_not_turn_the_services_tile_red(
         database_url, scenario, data_dir, monkeypatch):
     """Found by review: the "services alive" tile turned red for any transaction open long, a nightly pg_dump
