@@ -1,4 +1,4 @@
--- hrwsi schema, version 86: the next attempt of a task the backend could not place on its worker goes
+-- hrwsi schema, version 87: the next attempt of a task the backend could not place on its worker goes
 -- to another worker.
 --
 -- - Nomad could not place a job on the worker (Nomad node) hrwsi pinned it to (the node drained or
