@@ -175,13 +175,15 @@ SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_sta
        i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at,
        i.published_at, i.source, i.product_id AS chained_from_product,
        -- when retention deleted its history and attempts (the page says so rather than "no attempt yet")
-       (SELECT p.history_pruned_at FROM hrwsi.processing_task p WHERE p.id = t.id) AS history_pruned_at,
+       u.history_pruned_at,
        -- the priority it is served at, and whose priority and deadline it took (reports.priority_inherited_text)
        u.priority, u.priority_inherited_from, u.deadline_inherited_from, u.own_deadline_at
 FROM hrwsi.dashboard_task t
 JOIN hrwsi.input i ON i.id = t.input_id
 JOIN hrwsi.processing_routine r ON r.name = t.routine
-CROSS JOIN LATERAL (SELECT p.priority, p.priority_inherited_from, p.deadline_inherited_from, p.own_deadline_at
+-- (the task's own row, read once for what the dashboard's view of it leaves out)
+CROSS JOIN LATERAL (SELECT p.history_pruned_at, p.priority, p.priority_inherited_from, p.deadline_inherited_from,
+                           p.own_deadline_at
                     FROM hrwsi.processing_task p WHERE p.id = t.id) u
 WHERE t.id = $1;
 

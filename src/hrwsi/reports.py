@@ -539,6 +539,15 @@ def overdue_s(expected_end: datetime | None, now: datetime) -> float | None:
     return (now - expected_end).total_seconds() if expected_end is not None and expected_end < now else None
 
 
+def duration_said(seconds: float) -> str:
+    """A running time or a delay as the CLI and the dashboard's plan chart say it: 45 s, 30 min, 2.5 h."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def schedule_for_chart(conn: psycopg.Connection, current: dict):
     """The current schedule as the planner's objects, for the Gantt chart: planned tasks are
     assignments; dispatched, queued and running tasks are fixed (they hold their worker now).

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hrwsi.reports import folded_away, is_alive
+from hrwsi.reports import duration_said, folded_away, is_alive
 from hrwsi.terminal import visible
 
 
@@ -200,7 +200,7 @@ def _database_trouble(console: Console, data: dict) -> None:
         console.print(Text.assemble(("a transaction has been open long: ", "bold yellow"),
                                     visible(f"pid {session['pid']} (role {session['role'] or '?'}, "
                                             f"{session['application'] or 'no application name'}, "
-                                            f"{session['state'] or '?'}, open {_duration(session['transaction_s'])})")),
+                                            f"{session['state'] or '?'}, open {duration_said(session['transaction_s'])})")),
                       soft_wrap=True)
         line(console, "  next: ", session["next"])
     if data.get("sessions_not_seen"):  # (reports.sessions_not_seen_said: a role without pg_read_all_stats)
@@ -290,17 +290,9 @@ def _running_long(console: Console, jobs: list[dict]) -> None:
     _jobs_heading(console, jobs, "jobs running far longer than expected", "longest")
     for job in jobs:
         line(console, f"  task {job['task_id']} ({job['routine']}) attempt {job['attempt']}, job {job['backend_job_id']}"
-                      f" on {job['worker'] or '?'}: running {_duration(job['running_s'])}, expected "
-                      f"{_duration(job['expected_s'])} ({job['running_s'] / job['expected_s']:.0f}x)")
+                      f" on {job['worker'] or '?'}: running {duration_said(job['running_s'])}, expected "
+                      f"{duration_said(job['expected_s'])} ({job['running_s'] / job['expected_s']:.0f}x)")
         line(console, "    next: ", job["next"])
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _held(console: Console, data: dict) -> None:
@@ -600,7 +592,7 @@ def schedule(console: Console, data: dict, limit: int | None = None) -> None:
     in 18 s of CPU: found by exploratory testing)."""
     per_state = ", ".join(f"{n} {s}" for s, n in sorted(data["per_state"].items())) or "nothing"
     line(console, f"current schedule at {time(data['at'])}: {per_state} on {data['workers']} worker(s); "
-                  + (f"its expected end passed at {time(data['expected_end'])}, overdue by {_duration(data['overdue_s'])}"
+                  + (f"its expected end passed at {time(data['expected_end'])}, overdue by {duration_said(data['overdue_s'])}"
                      if data.get("overdue_s") is not None else f"expected to end {time(data['expected_end'])}"))
     shown = data["tasks"][:limit] if limit is not None else data["tasks"]
     more = len(data["tasks"]) - len(shown)
@@ -620,7 +612,7 @@ def _expected_end(task: dict) -> str:
     """A task's expected end; one that passed (a running task that overran) says so, and by how long, below it."""
     if task.get("overdue_s") is None:
         return time(task["expected_end"])
-    return f"{time(task['expected_end'])}\npassed, overdue by {_duration(task['overdue_s'])}"
+    return f"{time(task['expected_end'])}\npassed, overdue by {duration_said(task['overdue_s'])}"
 
 
 def stored_plan(console: Console, data: dict) -> None:

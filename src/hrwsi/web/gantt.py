@@ -162,13 +162,14 @@ def layout(schedule: Sequence, workers: Sequence, budget, now: datetime, width: 
 
 def _overdue(row, now: datetime) -> str:
     """A bar's title, of a task whose expected end passed (a running task that overran): when, and by how long.
-    Its bar is drawn to now, and its title gave now as its end (found by review; `hrwsi plan show` says so too)."""
-    expected = row.get("expected_end")
-    if expected is None or expected >= now:
+    Its bar is drawn to now, and its title gave now as its end (found by review; `hrwsi plan show` says so too,
+    by the same rule: reports.overdue_s)."""
+    from hrwsi.reports import duration_said, overdue_s
+
+    late = overdue_s(row.get("expected_end"), now)
+    if late is None:
         return ""
-    minutes = (now - expected).total_seconds() / 60
-    late = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
-    return f"; its expected end passed at {expected.astimezone(UTC):%H:%M:%S} UTC: overdue by {late}"
+    return f"; its expected end passed at {row['expected_end'].astimezone(UTC):%H:%M:%S} UTC: overdue by {duration_said(late)}"
 
 
 def _frange(first: float, last: float, step: float) -> Iterable[float]:
