@@ -10,6 +10,7 @@ Nothing here mocks the database.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import uuid
@@ -54,6 +55,21 @@ def sigint_left_as_found():
     """Every test (its fixtures' teardown included: set up first, this ends last) leaves SIGINT as it found it."""
     with signals_left_as_found():
         yield
+
+
+@pytest.fixture
+def server_tmp_path() -> Iterator[Path]:
+    """A fresh directory for what an embedded server of a test's own runs from (its HRWSI_HOME, a copy of
+    its installation), outside pytest's base directory, removed after the test.
+    Why: run as root, the tests' servers run as another user (PostgreSQL refuses root), which must reach
+    their files; pytest sets /tmp/pytest-of-<user> back to 0700 whenever a session starts, so a second
+    pytest session on the machine cut a running server of the first off its data directory (pg_ctl then
+    refused it; seen with two sessions side by side). Short, as the session server's: a unix socket's
+    path is limited to 107 characters."""
+    path = Path(tempfile.mkdtemp(prefix="hrwsi-t-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,9 +31,9 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/exe").exists(), reason="nee
 
 
 @pytest.fixture
-def embedded_env(tmp_path):
+def embedded_env(server_tmp_path):
     environment = {k: v for k, v in os.environ.items() if k != "HRWSI_DATABASE_URL"}
-    environment.update(HRWSI_HOME=str(tmp_path / "home"), COLUMNS="200")
+    environment.update(HRWSI_HOME=str(server_tmp_path / "home"), COLUMNS="200")
     yield environment
     run(["db", "stop"], environment, check=False)
 
@@ -49,8 +49,8 @@ def old_installation(tmp_path: Path) -> Path:
     return copy
 
 
-def test_a_server_whose_installation_was_removed_is_named_and_restarted_by_db_start(embedded_env, tmp_path):
-    old = old_installation(tmp_path)
+def test_a_server_whose_installation_was_removed_is_named_and_restarted_by_db_start(embedded_env, server_tmp_path):
+    old = old_installation(server_tmp_path)
     run(["db", "start"], {**embedded_env, "PYTHONPATH": str(old)})
     pgdata = Path(embedded_env["HRWSI_HOME"]).resolve() / "pgdata"
     pid = int((pgdata / "postmaster.pid").read_text().split()[0])
