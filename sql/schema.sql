@@ -518,7 +518,7 @@ CREATE INDEX processing_task_plan_idx ON hrwsi.processing_task (plan_id) WHERE p
 CREATE INDEX processing_task_waits_for_upstream_idx ON hrwsi.processing_task (waits_for_upstream)
     WHERE waits_for_upstream IS NOT NULL;
 -- The tasks that took a task's deadline or priority (hrwsi.give_back_taken_deadlines, at every cancel: migration
--- 0089): a probe by key of the few raised, where the cancel of one task read every task.
+-- 0089, and every hold: 0090): a probe by key of the few raised, where the cancel of one task read every task.
 CREATE INDEX processing_task_deadline_inherited_from_idx ON hrwsi.processing_task (deadline_inherited_from)
     WHERE deadline_inherited_from IS NOT NULL;
 CREATE INDEX processing_task_priority_inherited_from_idx ON hrwsi.processing_task (priority_inherited_from)
@@ -931,7 +931,8 @@ DECLARE
     locked integer;
     upstream bigint[];     -- (of an UPDATE) tasks upstream of a time series that ended ...
     reopened bigint[];     -- ... or were retried from their end
-    cancelled bigint[];    -- (of an UPDATE) tasks cancelled
+    cancelled bigint[];    -- (of an UPDATE) tasks cancelled ...
+    lenders bigint[];      -- ... or held: they lend no priority nor deadline (migration 0090)
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -1015,7 +1016,7 @@ BEGIN
         PERFORM hrwsi.wait_for_upstream_after(reopened, true);
     END IF;
     IF TG_OP = 'INSERT' OR new_states IS NULL
-            OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked'] THEN
+            OR NOT new_states && ARRAY['terminated', 'cancelled', 'pending', 'blocked', 'on_hold'] THEN
         RETURN NULL;
     END IF;
     PERFORM set_config('enable_nestloop', 'on', true);  -- until this call returns (its SET clause)
@@ -1039,14 +1040,23 @@ BEGIN
     -- served ahead of near-real-time work; found by review). After the skip, as those two call them: the tasks
     -- after a cancelled one wait for the task before it by then, and pass their own down at once. Each task
     -- that took one is found by key (the partial indexes of the names): none found, nothing more is read.
-    IF 'cancelled' = ANY (new_states) THEN
-        SELECT array_agg(d.id) INTO cancelled FROM new_rows d JOIN old_rows o USING (id)
-        WHERE d.state = 'cancelled' AND o.state <> 'cancelled';
-        PERFORM hrwsi.skip_cancelled_tasks(ARRAY(SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
-                                                 WHERE d.state = 'cancelled' AND o.state <> 'cancelled'
-                                                   AND d.series_tile IS NOT NULL));
-        IF cancelled IS NOT NULL THEN
-            PERFORM hrwsi.give_back_taken_deadlines(cancelled);
+    -- A task held (by hand, with its routine, its campaign or its back-fill) gives back in the same step what
+    -- it lent (migration 0090): it lends nothing while held (hrwsi.pass_deadlines_down), and the tasks before
+    -- an urgent scene an operator held stayed raised, served ahead of near-real-time work that could run;
+    -- released, it lends again at once (below, with the tasks pending again). The only caller of the
+    -- give-back: hrwsi.cancel_task and hrwsi.correct_input called it again after their UPDATE, which found
+    -- nothing left, two probes of the indexes for nothing.
+    IF new_states && ARRAY['cancelled', 'on_hold'] THEN
+        SELECT array_agg(d.id) FILTER (WHERE d.state = 'cancelled'), array_agg(d.id) INTO cancelled, lenders
+        FROM new_rows d JOIN old_rows o USING (id)
+        WHERE d.state IN ('cancelled', 'on_hold') AND o.state <> d.state;
+        IF 'cancelled' = ANY (new_states) THEN
+            PERFORM hrwsi.skip_cancelled_tasks(ARRAY(SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
+                                                     WHERE d.state = 'cancelled' AND o.state <> 'cancelled'
+                                                       AND d.series_tile IS NOT NULL));
+        END IF;
+        IF lenders IS NOT NULL THEN
+            PERFORM hrwsi.give_back_taken_deadlines(lenders);
         END IF;
     END IF;
     -- A dependency that ends terminated or cancelled blocks its dependents (a time series' task that
@@ -1154,12 +1164,16 @@ BEGIN
       -- passed nothing down until the series' next INSERT, a near-real-time scene waiting behind archive work
       -- served at the archive lane's priority meanwhile (found by review). The tasks this unblocked, above, do
       -- the same for the tasks after them in this trigger's call for their own UPDATE. (Not a task released to
-      -- run without it, dependency_waived: it waits for it no more.)
+      -- run without it, dependency_waived: it waits for it no more; hrwsi.pass_deadlines_down's rule.) A task
+      -- released from a hold lends its own again, to the tasks it waits for (migration 0090: held, it gave back).
       EXECUTE $q$
           SELECT hrwsi.pass_deadlines_down(ARRAY(
               SELECT t.id FROM new_rows d JOIN old_rows o USING (id) JOIN processing_task t ON t.depends_on = d.id
               WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked', 'on_hold')
-                AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived)) $q$;
+                AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+              UNION ALL
+              SELECT d.id FROM new_rows d JOIN old_rows o USING (id)
+              WHERE d.state = 'pending' AND o.state = 'on_hold' AND d.depends_on IS NOT NULL)) $q$;
     END IF;
     RETURN NULL;
 END $$;
@@ -2318,7 +2332,11 @@ SET search_path = pg_catalog, hrwsi SET enable_seqscan = off SET jit = off AS $$
         FROM unnest(waiters) AS x(id)
         CROSS JOIN LATERAL (SELECT u.* FROM processing_task u WHERE u.id = x.id OFFSET 0) u
         CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = u.depends_on OFFSET 0) d
-        WHERE u.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        -- (one rule for every caller, migration 0090: a task released to run without the task it waited for
+        -- (dependency_waived) passes nothing to it, nor through it, and a held one lends nothing until it is
+        -- released; only the trigger's step for tasks pending again followed the first, and a retry, a
+        -- relinking or an INSERT's walk raised a task no one waited for any more)
+        WHERE u.state IN ('pending', 'planned', 'blocked') AND NOT u.dependency_waived
           AND (d.priority > u.priority OR u.deadline_at < coalesce(d.deadline_at, 'infinity'))
           AND d.state IN ('pending', 'planned')
         UNION
@@ -2336,7 +2354,7 @@ SET search_path = pg_catalog, hrwsi SET enable_seqscan = off SET jit = off AS $$
         CROSS JOIN LATERAL (SELECT d.* FROM processing_task d WHERE d.id = p.depends_on OFFSET 0) d
         WHERE (d.priority > least(w.priority, p.priority)
                OR least(w.deadline_at, p.deadline_at) < coalesce(d.deadline_at, 'infinity'))
-          AND d.state IN ('pending', 'planned')
+          AND d.state IN ('pending', 'planned') AND NOT p.dependency_waived
     ), locked AS MATERIALIZED (
         -- (locked first, in the order of their ids, as every writer of many tasks locks them: in the join's
         -- order, the table's, this UPDATE deadlocked with the planner storing a plan, or the ageing of a lane,
@@ -2405,9 +2423,9 @@ $$;
 -- again (none: NULL), at its lane's priority (an aged one, past its lane's promote_after, stays at 0, as
 -- hrwsi.promote_aged_tasks would make it again); a planned one is planned again. Called by
 -- hrwsi.after_task_changes with the tasks any UPDATE cancelled (migration 0089; hrwsi.cancel_task and
--- hrwsi.correct_input alone called it before, and still do, finding nothing left to give back), after the
--- tasks after those took the task before them as their own (hrwsi.skip_cancelled_tasks); returns how many
--- gave back. The
+-- hrwsi.correct_input alone called it before) or held (migration 0090: a held task lends nothing), after the
+-- tasks after those took the task before them as their own (hrwsi.skip_cancelled_tasks), and by no one else;
+-- returns how many gave back. The
 -- live tasks that wait for them then pass their own priority and deadline down at once (migration 0085):
 -- a later fresh scene of the series, waiting behind them, passed its deadline on only when the series was
 -- next linked, and was served after them meanwhile, at the archive lane's priority (found by review).
@@ -2440,12 +2458,17 @@ BEGIN
             planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
             planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
             -- (not "served by its own": a task after it may give it its deadline at once, below)
+            -- (held or cancelled, as that task is now: migration 0090)
             state_reason = CASE WHEN t.state = 'planned' AND t.deadline_inherited_from = ANY (cancelled)
-                                THEN format('task %s, whose deadline it took, was cancelled: it gave it back, planned '
-                                            'again', t.deadline_inherited_from)
+                                THEN format('task %s, whose deadline it took, was %s: it gave it back, planned '
+                                            'again', t.deadline_inherited_from,
+                                            (SELECT CASE WHEN x.state = 'on_hold' THEN 'held' ELSE 'cancelled' END
+                                             FROM processing_task x WHERE x.id = t.deadline_inherited_from))
                                 WHEN t.state = 'planned'
-                                THEN format('task %s, whose priority it took, was cancelled: it gave it back, planned '
-                                            'again', t.priority_inherited_from)
+                                THEN format('task %s, whose priority it took, was %s: it gave it back, planned '
+                                            'again', t.priority_inherited_from,
+                                            (SELECT CASE WHEN x.state = 'on_hold' THEN 'held' ELSE 'cancelled' END
+                                             FROM processing_task x WHERE x.id = t.priority_inherited_from))
                                 ELSE t.state_reason END
         FROM lane l
         -- (the tasks that took one, by key through the partial indexes of the names, at every cancel since
@@ -2490,8 +2513,7 @@ BEGIN
     UPDATE hrwsi.processing_task SET state = 'cancelled', state_reason = 'cancelled by an operator' WHERE id = task;
     UPDATE hrwsi.job SET cancel_requested = true
     WHERE task_id = task AND state IN ('submitted', 'queued', 'running');
-    -- (the tasks before it that took its deadline give it back: migration 0083)
-    PERFORM hrwsi.give_back_taken_deadlines(ARRAY[task]);
+    -- (the tasks before it that took its deadline gave it back: hrwsi.after_task_changes, for its UPDATE)
     SELECT t.id, t.depends_on INTO next_task, next_previous FROM hrwsi.processing_task t
     WHERE t.state_reason LIKE format('task %s before it in its time series was cancelled%%', task)
       AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -2619,7 +2641,7 @@ BEGIN
     )
     SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM done;
     SELECT coalesce(array_agg(t.id), '{}') INTO dependents FROM hrwsi.processing_task t WHERE t.depends_on = ANY (cancelled);
-    PERFORM hrwsi.give_back_taken_deadlines(cancelled);
+    -- (the tasks that took a deadline or a priority from them gave it back: hrwsi.after_task_changes)
     -- Its tasks leave their time series before the corrected input's task is linked into one.
     WITH gone AS (
         UPDATE hrwsi.processing_task t SET series_tile = NULL, series_at = NULL

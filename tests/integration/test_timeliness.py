@@ -574,3 +574,87 @@ def test_a_task_released_to_run_without_the_task_before_it_passes_nothing_down_t
     world.execute("SELECT hrwsi.release_task(%s)", (fresh,))
     world.execute("SELECT hrwsi.release_task(%s)", (old,))
     assert urgency(world, old)[:3] == (1, None, None) and urgency(world, old)[4] == "pending"
+
+
+def test_a_task_released_to_run_without_the_task_before_it_lends_nothing_to_it_when_that_one_is_retried(world):
+    """Found by review: only the trigger's step for tasks pending again left out a task released to run without
+    the task it waited for (dependency_waived); the retry's own pass, and the walk down a series, raised that task
+    to the fresh scene's priority and deadline, though the scene no longer waited for it."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(world, "nrt", "/old", NOW - timedelta(days=2), lane="archive")
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (old,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (old,))
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    assert urgency(world, fresh)[3:] == (old, "blocked")
+    world.execute("SELECT hrwsi.release_task(%s)", (fresh,))
+    world.execute("SELECT hrwsi.retry_task(%s)", (old,))
+    assert urgency(world, old) == (1, None, None, None, "pending"), "the fresh scene runs without it: nothing lent"
+
+
+def test_a_fresh_scene_lends_nothing_through_a_task_released_to_run_without_the_one_before_it(world):
+    """The walk down a series stops at a task released to run without the task it waited for: the fresh scene
+    after it waits for that task alone, and the task before it, which no one waits for, is not raised."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    first = scene(world, "nrt", "/first", NOW - timedelta(days=3), lane="archive")
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (first,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    middle = scene(world, "nrt", "/middle", NOW - timedelta(days=2), lane="archive")
+    world.execute("SELECT hrwsi.release_task(%s)", (middle,))
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    assert urgency(world, middle)[3:] == (first, "pending")
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    due = urgency(world, fresh)[1]
+    assert urgency(world, middle)[:3] == (0, due, fresh), "the task it waits for is served as urgently"
+    assert urgency(world, first) == (1, None, None, None, "pending"), "not the one the middle task runs without"
+
+
+def test_cancel_and_correct_give_back_the_urgency_taken_from_their_tasks_once(world):
+    """hrwsi.cancel_task and hrwsi.correct_input called the give-back after their UPDATE, whose trigger had given
+    everything back already (migration 0089): two more probes of the indexes, for nothing. The urgency taken is
+    given back all the same."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    world.execute("SET track_functions = 'all'")
+    calls = "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = 'give_back_taken_deadlines'"
+    for how in ("cancel", "correct"):
+        old = scene(world, "backfill", f"/old-{how}", NOW - timedelta(days=2))
+        fresh = scene(world, "nrt", f"/fresh-{how}", NOW - timedelta(minutes=10))
+        assert urgency(world, old)[:3] == (0, urgency(world, fresh)[1], fresh)
+        with world.transaction():
+            before = world.execute(calls).fetchone()[0]
+            if how == "cancel":
+                world.execute("SELECT hrwsi.cancel_task(%s)", (fresh,))
+            else:
+                world.execute("SELECT hrwsi.correct_input(input_id, tile => '31TCH') FROM hrwsi.processing_task "
+                              "WHERE id = %s", (fresh,))
+            assert world.execute(calls).fetchone()[0] - before == 1, f"{how}: given back by the trigger alone"
+        assert urgency(world, old)[:3] == (1, None, None), f"{how}: its own again"
+        world.execute("SELECT hrwsi.cancel_task(%s)", (old,))
+
+
+@pytest.mark.parametrize("how", ["task", "routine"])
+def test_a_held_fresh_scene_lends_nothing_until_it_is_released(world, how):
+    """Found by review: an operator who held the urgent scene of a series left the archive tasks before it
+    raised to its priority and deadline, served ahead of near-real-time work that could run, while a cancel gave
+    them back. Held, it gives them back (a planned one is planned again, saying so); released, it lends them
+    again at once."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(world, "backfill", "/old", NOW - timedelta(days=2))
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    due = urgency(world, fresh)[1]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now(), "
+                  "planned_end = now() + interval '1 minute' WHERE id = %s", (old,))
+    assert urgency(world, old) == (0, due, fresh, None, "planned")
+    world.execute("SELECT hrwsi.hold_task(%s)" if how == "task" else "SELECT hrwsi.hold_routine('snow') WHERE %s > 0",
+                  (fresh,))
+    if how == "routine":
+        assert urgency(world, old)[4] == "on_hold"
+    else:
+        assert urgency(world, old) == (1, None, None, None, "pending"), "given back, planned again"
+        reason = world.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (old,)).fetchone()[0]
+        assert reason == f"task {fresh}, whose deadline it took, was held: it gave it back, planned again"
+    assert urgency(world, old)[:3] == (1, None, None)
+    world.execute("SELECT hrwsi.release_task(%s)" if how == "task" else "SELECT hrwsi.release_routine('snow') WHERE %s > 0",
+                  (fresh,))
+    assert urgency(world, old) == (0, due, fresh, None, "pending"), "lent again at once"
