@@ -1060,7 +1060,8 @@ BEGIN
         END IF;
     END IF;
     -- A dependency that ends terminated or cancelled blocks its dependents (a time series' task that
-    -- did not take the one before a cancelled task: its series' lock was busy) ...
+    -- did not take the one before a cancelled task: its series' lock was busy; the orchestrator's sweep,
+    -- hrwsi.recheck_upstream_waits, links it once the lock is free: migration 0090) ...
     IF new_states && ARRAY['terminated', 'cancelled'] THEN
         EXECUTE $q$
             WITH blocked AS (
@@ -2804,12 +2805,25 @@ END $$;
 -- their campaign's routine. A planned task is planned again; a task held because its old routine is
 -- on hold is released when the new one is not, and one moved to a routine on hold is held; a task
 -- held by hand stays held. A blocked task still waits for its task. Each says so in its history.
+-- A time series' tasks are linked by the rules of an INSERT into the routine they move to (migration 0090:
+-- they kept their links, so that moved into a time series that had tasks of its own on their tile they ran
+-- beside those, out of sensing order, and moved to a routine that is not one they waited for each other, or
+-- stayed blocked, for nothing; found by review): moved to a time series, each task that has not started waits
+-- for the task sensed just before it there, under that series' lock, as does each task of that series after
+-- one of them (one that has started keeps what it ran with), and urgency is passed down the series again;
+-- moved to a routine that is not one, they leave their series and wait for nothing (blocked ones are pending),
+-- as when a routine's sequential_per_tile is turned off, and give back what they lent. Tasks of a routine that
+-- is not a time series are refused by one (they were made outside any series, and are not placed in one).
 CREATE FUNCTION hrwsi.move_tasks(from_routine text, to_routine text) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     source processing_routine;
     target processing_routine;
     moved bigint;
+    moved_ids bigint[];
+    relinked bigint[];
+    key integer;
+    refused text;
     stay_under_way bigint;
     stay_campaign bigint;
     moved_reason text := format('moved from routine %s to routine %s by an operator', from_routine, to_routine);
@@ -2829,6 +2843,30 @@ BEGIN
             source.input_product_type, to_routine, target.input_product_type, from_routine, to_routine
             USING ERRCODE = 'check_violation';
     END IF;
+    IF target.sequential_per_tile THEN
+        SELECT format('task %s (input %s, tile %s)', t.id, i.id, i.tile) INTO refused
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.routine = from_routine AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+          AND t.series_tile IS NULL AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+        ORDER BY t.id LIMIT 1;
+        IF refused IS NOT NULL THEN
+            -- (all in the message: `hrwsi move-tasks` prints its first line alone)
+            RAISE EXCEPTION 'routine % is a time series (sequential_per_tile), routine % is not: its tasks cannot join '
+                            'the series of % by a move (%, made outside any series, would run beside the tasks of its '
+                            'tile there, out of sensing order); let them run on %, or cancel them (`hrwsi cancel`)',
+                            to_routine, from_routine, to_routine, refused, from_routine
+                USING ERRCODE = 'check_violation';
+        END IF;
+        -- (the series' locks first, in the order of their keys, then the rows, as every holder of both)
+        FOR key IN
+            SELECT DISTINCT hrwsi.series_lock_key(to_routine, t.series_tile) FROM processing_task t
+            WHERE t.routine = from_routine AND t.campaign_id IS NULL AND t.series_tile IS NOT NULL
+              AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+            ORDER BY 1
+        LOOP
+            PERFORM pg_advisory_xact_lock(7250010, key);
+        END LOOP;
+    END IF;
     -- One statement moves the tasks and writes the history of those whose state stays (a task whose state
     -- changes gets its row from hrwsi.after_task_changes), from the rows it locked and moved (migration
     -- 0077). The history was written by a statement before the move, from what that statement saw: a task
@@ -2847,7 +2885,14 @@ BEGIN
                          WHEN c.state = 'planned' THEN 'pending'
                          WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
                              THEN 'pending'
+                         WHEN c.state = 'blocked' AND NOT target.sequential_per_tile AND NOT t.dependency_waived
+                             THEN 'pending'
                          ELSE c.state END,
+            -- (out of its series, if the target is no time series: migration 0090)
+            series_tile = CASE WHEN target.sequential_per_tile THEN t.series_tile END,
+            series_at = CASE WHEN target.sequential_per_tile THEN t.series_at END,
+            dependency_waived = t.dependency_waived OR (NOT target.sequential_per_tile AND t.depends_on IS NOT NULL),
+            waits_for_upstream = CASE WHEN target.sequential_per_tile THEN t.waits_for_upstream END,
             worker = CASE WHEN c.state = 'planned' THEN NULL ELSE t.worker END,
             planned_start = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_start END,
             planned_end = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_end END,
@@ -2855,8 +2900,12 @@ BEGIN
                                     THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
                                 WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
                                     THEN moved_reason || '; ' || c.state_reason
+                                WHEN NOT target.sequential_per_tile AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
+                                    THEN moved_reason || format('; routine %s is not a time series: it no longer waits '
+                                                                'for task %s', to_routine, t.depends_on)
                                 WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
                                 WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                                     AND target.sequential_per_tile
                                     THEN moved_reason || coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '')
                                 ELSE moved_reason END
         FROM chosen c
@@ -2868,7 +2917,58 @@ BEGIN
         INSERT INTO task_event (task_id, state, reason, attempts, worker)
         SELECT m.id, m.state, m.state_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
     )
-    SELECT count(*) INTO moved FROM changed;
+    SELECT count(*), coalesce(array_agg(m.id), '{}') INTO moved, moved_ids FROM changed m;
+    IF NOT target.sequential_per_tile THEN
+        -- (the tasks before them that took their urgency, they no longer wait for)
+        PERFORM give_back_taken_deadlines(moved_ids);
+    ELSIF cardinality(moved_ids) > 0 THEN
+        -- Each task of the series of the moved tasks' tiles that has not started waits for the task sensed just
+        -- before it, as an INSERT links a scene (the first moved of its tile, with none before it, keeps the
+        -- task it waited for on the old routine); urgency is given back and passed down again along the links.
+        WITH members AS MATERIALIZED (
+            SELECT x.id, x.state, lag(x.id) OVER w AS previous, lag(x.state) OVER w AS previous_state
+            FROM processing_task x
+            WHERE x.routine = to_routine AND x.campaign_id IS NULL AND x.state <> 'cancelled'
+              AND x.series_tile IN (SELECT m.series_tile FROM processing_task m WHERE m.id = ANY (moved_ids))
+            WINDOW w AS (PARTITION BY x.series_tile ORDER BY x.series_at, x.id)
+        ), locked AS MATERIALIZED (
+            -- (in the order of their ids, as every writer of many tasks locks them)
+            SELECT t.id FROM processing_task t
+            WHERE t.id IN (SELECT s.id FROM members s WHERE s.previous IS NOT NULL) ORDER BY t.id FOR NO KEY UPDATE OF t
+        ), changed AS (
+            UPDATE processing_task t
+            SET depends_on = s.previous,
+                state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
+                             WHEN s.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                             WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                                    ELSE CASE WHEN t.id = ANY (moved_ids) THEN moved_reason
+                                              ELSE format('tasks of routine %s moved into its time series', from_routine) END
+                                         || CASE WHEN s.previous_state IN ('terminated', 'blocked')
+                                                 THEN format(': it waits for task %s, sensed before it, which is %s '
+                                                             '(`hrwsi task show %s` says why)', s.previous,
+                                                             s.previous_state, s.previous)
+                                                 ELSE format(': it runs after task %s, sensed before it', s.previous) END
+                               END
+            FROM members s
+            WHERE t.id = s.id AND t.id IN (SELECT l.id FROM locked l) AND s.previous IS NOT NULL
+              AND t.depends_on IS DISTINCT FROM s.previous AND NOT t.dependency_waived
+              AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+            RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, s.state AS old_state
+        ), history AS (
+            -- (a change of state writes its own row: hrwsi.after_task_changes)
+            INSERT INTO task_event (task_id, state, reason, attempts, worker)
+            SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state
+        )
+        SELECT coalesce(array_agg(c.id), '{}') INTO relinked FROM changed c;
+        IF cardinality(relinked) > 0 THEN
+            PERFORM give_back_taken_deadlines(moved_ids || relinked);
+            PERFORM pass_deadlines_down(moved_ids || relinked);
+        END IF;
+    END IF;
     SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
            count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state))
     INTO stay_under_way, stay_campaign
@@ -3945,7 +4045,22 @@ SET enable_mergejoin = on AS $$
 DECLARE
     series record;
     tasks bigint[] := '{}';
+    cancelled bigint[];
 BEGIN
+    -- (migration 0090) The task after a task of its time series cancelled while the series' lock was busy (a
+    -- cancel by plain SQL, or a campaign's, beside an INSERT into that series) was blocked behind it, and the
+    -- tasks after it with it, until an operator retried it: the series' next INSERT relinked it only if that
+    -- scene came before it (found by review). It takes the task before the cancelled one here, as the cancel
+    -- would have (hrwsi.skip_cancelled_tasks, which tries each series' lock: one still busy waits for the next
+    -- sweep). The blocked tasks read through the index of states, each dependency by key.
+    cancelled := ARRAY(SELECT DISTINCT c.id FROM processing_task t JOIN processing_task c ON c.id = t.depends_on
+                       WHERE t.state = 'blocked' AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
+                         AND c.state = 'cancelled' AND c.routine = t.routine AND c.series_tile = t.series_tile
+                         AND c.campaign_id IS NOT DISTINCT FROM t.campaign_id
+                       LIMIT p_limit);
+    IF cardinality(cancelled) > 0 THEN
+        PERFORM hrwsi.skip_cancelled_tasks(cancelled);
+    END IF;
     FOR series IN
         SELECT hrwsi.series_lock_key(w.routine, w.series_tile) AS key, array_agg(w.id) AS ids
         FROM (SELECT t.id, t.routine, t.series_tile

@@ -1,4 +1,6 @@
--- hrwsi schema, version 90: one rule for the urgency a task lends down its time series, and a held task lends none.
+-- hrwsi schema, version 90: one rule for the urgency a task lends down its time series, a held task lends none,
+-- tasks moved to another routine are linked into its time series, and a cancel that found its series' lock busy
+-- is finished by the sweep.
 --
 -- - A task released to run without the task it waited for (dependency_waived) passes no priority nor deadline to
 --   it, nor through it: only the step of hrwsi.after_task_changes for the tasks pending again (migration 0089)
@@ -11,6 +13,14 @@
 --   whether the task was held or cancelled.
 -- - hrwsi.cancel_task and hrwsi.correct_input no longer call the give-back after their UPDATE: its trigger gave
 --   everything back already, and they probed the two indexes of the names again for nothing.
+-- - hrwsi.move_tasks links a time series' tasks by the rules of an INSERT into the routine they move to: they kept
+--   their links, so that moved into a time series with tasks of its own on their tile, two chains of one tile ran
+--   side by side, and moved to a routine that is no time series they waited for each other, or stayed blocked,
+--   for nothing (found by review). Tasks of a routine that is no time series are refused by one.
+-- - The orchestrator's sweep (hrwsi.recheck_upstream_waits) links the task after a task of its series cancelled
+--   while the series' lock was busy (a cancel by plain SQL beside an INSERT into that series) to the task before
+--   the cancelled one, as the cancel would have: it stayed blocked behind the cancelled task until an operator
+--   retried it (found by review).
 
 CREATE OR REPLACE FUNCTION hrwsi.pass_deadlines_down(waiters bigint[]) RETURNS integer LANGUAGE sql
 SET search_path = pg_catalog, hrwsi SET enable_seqscan = off SET jit = off AS $$
@@ -279,7 +289,8 @@ BEGIN
         END IF;
     END IF;
     -- A dependency that ends terminated or cancelled blocks its dependents (a time series' task that
-    -- did not take the one before a cancelled task: its series' lock was busy) ...
+    -- did not take the one before a cancelled task: its series' lock was busy; the orchestrator's sweep,
+    -- hrwsi.recheck_upstream_waits, links it once the lock is free: migration 0090) ...
     IF new_states && ARRAY['terminated', 'cancelled'] THEN
         EXECUTE $q$
             WITH blocked AS (
@@ -602,4 +613,214 @@ BEGIN
     WHERE a.id > alerted AND a.kind = 'task_blocked'
       AND a.task_id IN (SELECT t.id FROM hrwsi.processing_task t WHERE t.id = ANY (dependents) AND t.state <> 'blocked');
     RETURN new_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.move_tasks(from_routine text, to_routine text) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    source processing_routine;
+    target processing_routine;
+    moved bigint;
+    moved_ids bigint[];
+    relinked bigint[];
+    key integer;
+    refused text;
+    stay_under_way bigint;
+    stay_campaign bigint;
+    moved_reason text := format('moved from routine %s to routine %s by an operator', from_routine, to_routine);
+BEGIN
+    SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
+    SELECT * INTO target FROM processing_routine r WHERE r.name = to_routine FOR KEY SHARE;
+    IF source.name IS NULL OR target.name IS NULL THEN
+        RAISE EXCEPTION 'no routine %', CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF source.name = target.name THEN
+        RAISE EXCEPTION 'routine %: give another routine to move its tasks to', from_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF source.input_product_type IS DISTINCT FROM target.input_product_type THEN
+        RAISE EXCEPTION 'routine % reads %, routine % reads %: the tasks of % cannot run on %', from_routine,
+            source.input_product_type, to_routine, target.input_product_type, from_routine, to_routine
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF target.sequential_per_tile THEN
+        SELECT format('task %s (input %s, tile %s)', t.id, i.id, i.tile) INTO refused
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.routine = from_routine AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+          AND t.series_tile IS NULL AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+        ORDER BY t.id LIMIT 1;
+        IF refused IS NOT NULL THEN
+            -- (all in the message: `hrwsi move-tasks` prints its first line alone)
+            RAISE EXCEPTION 'routine % is a time series (sequential_per_tile), routine % is not: its tasks cannot join '
+                            'the series of % by a move (%, made outside any series, would run beside the tasks of its '
+                            'tile there, out of sensing order); let them run on %, or cancel them (`hrwsi cancel`)',
+                            to_routine, from_routine, to_routine, refused, from_routine
+                USING ERRCODE = 'check_violation';
+        END IF;
+        -- (the series' locks first, in the order of their keys, then the rows, as every holder of both)
+        FOR key IN
+            SELECT DISTINCT hrwsi.series_lock_key(to_routine, t.series_tile) FROM processing_task t
+            WHERE t.routine = from_routine AND t.campaign_id IS NULL AND t.series_tile IS NOT NULL
+              AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+            ORDER BY 1
+        LOOP
+            PERFORM pg_advisory_xact_lock(7250010, key);
+        END LOOP;
+    END IF;
+    -- One statement moves the tasks and writes the history of those whose state stays (a task whose state
+    -- changes gets its row from hrwsi.after_task_changes), from the rows it locked and moved (migration
+    -- 0077). The history was written by a statement before the move, from what that statement saw: a task
+    -- dispatched meanwhile, which the move then left where it was, had a history row saying it moved
+    -- (found by review). A task that still waits for upstream work says so after why it moved.
+    WITH chosen AS (
+        SELECT t.id, t.state, t.state_reason FROM processing_task t
+        WHERE t.routine = from_routine AND t.campaign_id IS NULL
+          AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+        ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+        FOR UPDATE
+    ), changed AS (
+        UPDATE processing_task t
+        SET routine = to_routine,
+            state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
+                         WHEN c.state = 'planned' THEN 'pending'
+                         WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
+                             THEN 'pending'
+                         WHEN c.state = 'blocked' AND NOT target.sequential_per_tile AND NOT t.dependency_waived
+                             THEN 'pending'
+                         ELSE c.state END,
+            -- (out of its series, if the target is no time series: migration 0090)
+            series_tile = CASE WHEN target.sequential_per_tile THEN t.series_tile END,
+            series_at = CASE WHEN target.sequential_per_tile THEN t.series_at END,
+            dependency_waived = t.dependency_waived OR (NOT target.sequential_per_tile AND t.depends_on IS NOT NULL),
+            waits_for_upstream = CASE WHEN target.sequential_per_tile THEN t.waits_for_upstream END,
+            worker = CASE WHEN c.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold
+                                    THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
+                                WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
+                                    THEN moved_reason || '; ' || c.state_reason
+                                WHEN NOT target.sequential_per_tile AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
+                                    THEN moved_reason || format('; routine %s is not a time series: it no longer waits '
+                                                                'for task %s', to_routine, t.depends_on)
+                                WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
+                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                                     AND target.sequential_per_tile
+                                    THEN moved_reason || coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '')
+                                ELSE moved_reason END
+        FROM chosen c
+        WHERE t.id = c.id
+        RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, c.state AS old_state
+    ), history AS (
+        -- (with the task's whole reason, as the trigger writes it: the move alone left out the wait it names,
+        -- upstream work or a blocked task; found by review, migration 0085)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT m.id, m.state, m.state_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
+    )
+    SELECT count(*), coalesce(array_agg(m.id), '{}') INTO moved, moved_ids FROM changed m;
+    IF NOT target.sequential_per_tile THEN
+        -- (the tasks before them that took their urgency, they no longer wait for)
+        PERFORM give_back_taken_deadlines(moved_ids);
+    ELSIF cardinality(moved_ids) > 0 THEN
+        -- Each task of the series of the moved tasks' tiles that has not started waits for the task sensed just
+        -- before it, as an INSERT links a scene (the first moved of its tile, with none before it, keeps the
+        -- task it waited for on the old routine); urgency is given back and passed down again along the links.
+        WITH members AS MATERIALIZED (
+            SELECT x.id, x.state, lag(x.id) OVER w AS previous, lag(x.state) OVER w AS previous_state
+            FROM processing_task x
+            WHERE x.routine = to_routine AND x.campaign_id IS NULL AND x.state <> 'cancelled'
+              AND x.series_tile IN (SELECT m.series_tile FROM processing_task m WHERE m.id = ANY (moved_ids))
+            WINDOW w AS (PARTITION BY x.series_tile ORDER BY x.series_at, x.id)
+        ), locked AS MATERIALIZED (
+            -- (in the order of their ids, as every writer of many tasks locks them)
+            SELECT t.id FROM processing_task t
+            WHERE t.id IN (SELECT s.id FROM members s WHERE s.previous IS NOT NULL) ORDER BY t.id FOR NO KEY UPDATE OF t
+        ), changed AS (
+            UPDATE processing_task t
+            SET depends_on = s.previous,
+                state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
+                             WHEN s.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                             WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                                    ELSE CASE WHEN t.id = ANY (moved_ids) THEN moved_reason
+                                              ELSE format('tasks of routine %s moved into its time series', from_routine) END
+                                         || CASE WHEN s.previous_state IN ('terminated', 'blocked')
+                                                 THEN format(': it waits for task %s, sensed before it, which is %s '
+                                                             '(`hrwsi task show %s` says why)', s.previous,
+                                                             s.previous_state, s.previous)
+                                                 ELSE format(': it runs after task %s, sensed before it', s.previous) END
+                               END
+            FROM members s
+            WHERE t.id = s.id AND t.id IN (SELECT l.id FROM locked l) AND s.previous IS NOT NULL
+              AND t.depends_on IS DISTINCT FROM s.previous AND NOT t.dependency_waived
+              AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+            RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, s.state AS old_state
+        ), history AS (
+            -- (a change of state writes its own row: hrwsi.after_task_changes)
+            INSERT INTO task_event (task_id, state, reason, attempts, worker)
+            SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state
+        )
+        SELECT coalesce(array_agg(c.id), '{}') INTO relinked FROM changed c;
+        IF cardinality(relinked) > 0 THEN
+            PERFORM give_back_taken_deadlines(moved_ids || relinked);
+            PERFORM pass_deadlines_down(moved_ids || relinked);
+        END IF;
+    END IF;
+    SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
+           count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state))
+    INTO stay_under_way, stay_campaign
+    FROM processing_task t WHERE t.routine = from_routine;
+    RETURN format('%s task(s) of routine %s moved to routine %s%s%s', moved, from_routine, to_routine,
+                  CASE WHEN stay_under_way > 0
+                       THEN format('; %s under way end on %s', stay_under_way, from_routine) ELSE '' END,
+                  CASE WHEN stay_campaign > 0
+                       THEN format('; %s open task(s) of campaigns stay on %s, their campaign''s routine',
+                                   stay_campaign, from_routine) ELSE '' END);
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.recheck_upstream_waits(p_limit integer DEFAULT 1000) RETURNS integer LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    series record;
+    tasks bigint[] := '{}';
+    cancelled bigint[];
+BEGIN
+    -- (migration 0090) The task after a task of its time series cancelled while the series' lock was busy (a
+    -- cancel by plain SQL, or a campaign's, beside an INSERT into that series) was blocked behind it, and the
+    -- tasks after it with it, until an operator retried it: the series' next INSERT relinked it only if that
+    -- scene came before it (found by review). It takes the task before the cancelled one here, as the cancel
+    -- would have (hrwsi.skip_cancelled_tasks, which tries each series' lock: one still busy waits for the next
+    -- sweep). The blocked tasks read through the index of states, each dependency by key.
+    cancelled := ARRAY(SELECT DISTINCT c.id FROM processing_task t JOIN processing_task c ON c.id = t.depends_on
+                       WHERE t.state = 'blocked' AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
+                         AND c.state = 'cancelled' AND c.routine = t.routine AND c.series_tile = t.series_tile
+                         AND c.campaign_id IS NOT DISTINCT FROM t.campaign_id
+                       LIMIT p_limit);
+    IF cardinality(cancelled) > 0 THEN
+        PERFORM hrwsi.skip_cancelled_tasks(cancelled);
+    END IF;
+    FOR series IN
+        SELECT hrwsi.series_lock_key(w.routine, w.series_tile) AS key, array_agg(w.id) AS ids
+        FROM (SELECT t.id, t.routine, t.series_tile
+              FROM processing_task t JOIN processing_task u ON u.id = t.waits_for_upstream
+              WHERE t.waits_for_upstream IS NOT NULL AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+                AND NOT t.dependency_waived AND hrwsi.task_state_is_final(u.state)
+                AND NOT (u.state = 'processed'
+                         AND EXISTS (SELECT 1 FROM product p WHERE p.task_id = u.id AND p.chained_at IS NULL))
+              ORDER BY t.waits_for_upstream, t.id LIMIT p_limit) w
+        GROUP BY 1 ORDER BY 1
+    LOOP
+        IF pg_try_advisory_xact_lock(7250010, series.key) THEN
+            tasks := tasks || series.ids;
+        END IF;
+    END LOOP;
+    IF cardinality(tasks) = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN hrwsi.wait_for_upstream(tasks);
 END $$;

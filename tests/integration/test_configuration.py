@@ -355,6 +355,80 @@ def test_config_load_says_a_renamed_routine_s_open_tasks_stay_on_it_and_move_tas
 
 
 
+
+def two_routines_of_l2a(db, ts_sequential=True, ts2_sequential=True):
+    """Routines ts and ts2, both reading L2A (time series or not), a condition each; a worker w1."""
+    db.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+    for name, sequential in (("ts", ts_sequential), ("ts2", ts2_sequential)):
+        db.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                      input_product_type, output_product_type, sequential_per_tile)
+                      VALUES (%s, 1, 100, 10, '1 min', ARRAY['true'], 'L2A', %s, %s)""", (name, name.upper(), sequential))
+        db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, %s)", (name, name))
+
+
+def series_task(db, condition, day):
+    input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                             VALUES (%s, %s, '31TCH', %s) RETURNING id""",
+                          (condition, f"/l2a/{condition}-{day}", f"2026-11-0{day}T10:00Z")).fetchone()[0]
+    return db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
+
+
+def links(db, *tasks):
+    return [db.execute("SELECT routine, depends_on, state FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()
+            for task in tasks]
+
+
+def test_tasks_moved_into_a_time_series_with_tasks_of_their_tile_are_linked_in_sensing_order(db):
+    """Found by review: `hrwsi move-tasks` kept the moved tasks' links, so that moved into a time series with
+    tasks of its own on their tile, two chains of one tile ran side by side, out of sensing order. Each task
+    that has not started waits for the task sensed just before it in the series it is in now."""
+    two_routines_of_l2a(db)
+    first, third = series_task(db, "ts", 1), series_task(db, "ts", 3)
+    second = series_task(db, "ts2", 2)
+    assert links(db, third, second) == [("ts", first, "pending"), ("ts2", None, "pending")]
+    said = db.execute("SELECT hrwsi.move_tasks('ts', 'ts2')").fetchone()[0]
+    assert said == "2 task(s) of routine ts moved to routine ts2"
+    assert links(db, first, second, third) == [("ts2", None, "pending"), ("ts2", first, "pending"),
+                                               ("ts2", second, "pending")]
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone()[0]
+    assert reason == f"moved from routine ts to routine ts2 by an operator: it runs after task {second}, sensed before it"
+    fourth = series_task(db, "ts2", 4)
+    assert links(db, fourth) == [("ts2", third, "pending")], "a new scene links behind the last, as before"
+
+
+def test_tasks_of_a_time_series_moved_to_a_routine_that_is_not_one_wait_for_nothing(db):
+    """Found by review: moved to a routine that is not a time series, a series' tasks still waited for each other,
+    and one blocked behind a task that ended terminated stayed blocked, as they would not on that routine."""
+    two_routines_of_l2a(db, ts2_sequential=False)
+    first, second, third = (series_task(db, "ts", day) for day in (1, 2, 3))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+               "WHERE id = %s", (first,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    assert links(db, second, third) == [("ts", first, "blocked"), ("ts", second, "blocked")]
+    db.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
+    assert links(db, second, third) == [("ts2", first, "pending"), ("ts2", second, "pending")]
+    assert db.execute("SELECT bool_and(dependency_waived AND series_tile IS NULL) FROM hrwsi.processing_task "
+                      "WHERE id = ANY (%s)", ([second, third],)).fetchone() == (True,)
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone()[0]
+    assert reason == (f"moved from routine ts to routine ts2 by an operator; routine ts2 is not a time series: it no "
+                      f"longer waits for task {first}")
+
+
+def test_tasks_of_a_routine_that_is_not_a_time_series_are_not_moved_into_one(db):
+    """Made outside any series, they would run beside the tasks of their tile there: the move says so, and moves
+    nothing."""
+    two_routines_of_l2a(db, ts_sequential=False)
+    task = series_task(db, "ts", 1)
+    with pytest.raises(psycopg.errors.CheckViolation,
+                       match="routine ts2 is a time series \\(sequential_per_tile\\), routine ts is not: its tasks "
+                             f"cannot join the series of ts2 by a move \\(task {task} \\(input \\d+, tile 31TCH\\), made "
+                             "outside any series, would run beside the tasks of its tile there, out of sensing order\\); "
+                             "let them run on ts, or cancel them"):
+        db.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
+    assert links(db, task) == [("ts", None, "pending")]
+
+
 def test_a_task_that_move_tasks_leaves_where_it_is_gets_no_history_of_a_move(db, database_url):
     """move_tasks wrote the tasks' history in a statement before the one that moved them: a task dispatched
     in between, which the move then left on its routine, had a history row saying it moved (found by

@@ -1023,6 +1023,32 @@ def test_a_scene_that_arrives_after_a_blocked_task_of_its_series_is_blocked_with
     assert states == {second: "pending", third: "pending", fourth: "pending"}
 
 
+def test_the_task_after_a_task_cancelled_while_its_series_lock_was_busy_takes_the_one_before_it_at_the_next_sweep(
+        world, database_url):
+    """A cancel by plain SQL (or a campaign's) whose series' lock another transaction held left the task after the
+    cancelled one blocked behind it, and the tasks after it with it, until an operator retried it: its reason
+    offered a retry of the cancelled task or a release that runs it as the series' first, and the series' next
+    INSERT relinked it only if that scene came before it. The orchestrator's sweep links it, as the cancel would
+    have, once the lock is free."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second, third, fourth = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (second,))
+        world.execute(query("recheck_upstream_waits"))
+        assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone() == ("blocked",)
+        holder.commit()
+    world.execute(query("recheck_upstream_waits"))
+    rows = dict((r[0], r[1:]) for r in world.execute(
+        "SELECT id, state, depends_on, state_reason FROM hrwsi.processing_task WHERE id IN (%s, %s)", (third, fourth)))
+    assert rows[third] == ("pending", first, f"task {second} before it in its time series was cancelled: it runs after "
+                                             f"task {first}, sensed before that one")
+    assert rows[fourth][:2] == ("pending", third)
+
 def test_the_tasks_after_a_blocked_task_linked_to_a_late_scene_say_it_waits_for_that_scene_now(world, database_url):
     """A blocked task that a late scene's link made pending unblocked the tasks after it saying "its dependency
     was retried or released", which it was not (found by review). Its series' lock busy when the task before it
@@ -1154,7 +1180,9 @@ def test_a_task_moved_to_another_series_while_it_is_retried_is_linked_under_the_
         world, database_url):
     """Retry read the task's routine before it locked the task: moved to another routine in between, it
     read the task before it in the new series without that series' lock, so a scene being chained there
-    meanwhile was not seen and both ran at once (found by review)."""
+    meanwhile was not seen and both ran at once (found by review). (The move holds the lock of the series it
+    moves tasks into, migration 0090: the chaining of a scene there waits for it, and either the retry or the
+    chaining links first once it commits; the task runs after the scene sensed before it either way.)"""
     chained_series(world)
     _, ts_b = scene(world, "ts", "/l2a/direct-B", 12)
     world.execute("SELECT hrwsi.hold_task(%s)", (ts_b,))
@@ -1172,11 +1200,14 @@ def test_a_task_moved_to_another_series_while_it_is_retried_is_linked_under_the_
         mover.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")  # not committed: it holds ts(B)'s row
         retry, said = in_a_thread(lambda: operator.execute("SELECT hrwsi.retry_task(%s)", (ts_b,)).fetchone())
         waiting_on_a_lock(world, operator)
-        chain(harvester)  # not committed: it holds the series ts2/31TCH, where it made the task of A
+        # not committed once done: it holds the series ts2/31TCH, where it made the task of A
+        chaining, chained = in_a_thread(lambda: chain(harvester))
+        waiting_on_an_advisory_lock(world, harvester)  # the move holds that series' lock
         mover.commit()
-        waiting_on_an_advisory_lock(world, operator)
+        chaining.join()
         harvester.commit()
         retry.join()
+    assert "error" not in chained, chained
     assert "error" not in said, said
     ts2_a = world.execute("""SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
                              WHERE i.input_path = '/l2a/A' AND t.routine = 'ts2'""").fetchone()[0]
