@@ -400,3 +400,54 @@ def test_no_table_runs_outside_its_card_at_1024_1440_and_1920_px_with_long_value
         page.goto(base + "/")
         assert LONG_INSTANCE in page.inner_text("#services"), "the whole instance id is there, wrapped"
     assert found == [], "\n".join(found)
+
+
+
+# Where each of `needles` starts, in px from the left of its element's content box, as rendered: 0 when it starts a
+# line (a line break kept before it), more when it runs on in the line of the text before it.
+STARTS_AT = """([element, needles]) => {
+  const left = element.getBoundingClientRect().left + parseFloat(getComputedStyle(element).paddingLeft)
+               + parseFloat(getComputedStyle(element).borderLeftWidth);
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT), said = {};
+  for (let node; (node = walker.nextNode());) {
+    for (const needle of needles) {
+      const at = node.data.indexOf(needle);
+      if (at < 0 || needle in said) continue;
+      const range = document.createRange();
+      range.setStart(node, at);
+      range.setEnd(node, at + 1);
+      said[needle] = Math.round(range.getBoundingClientRect().left - left);
+    }
+  }
+  return needles.map(needle => said[needle]);
+}"""
+
+
+def test_a_multi_line_reason_keeps_its_line_breaks_wherever_the_dashboard_shows_it(page, db, database_url, tmp_path):
+    """Known fault: the overview's lists of tasks the planner cannot place (ul.reasons), a task's history and the
+    list of tasks ran a reason of three lines into one, where .reason (a held routine's, a task's own) kept them.
+    Measured: the second and third lines start at the left of their element, not in the line before."""
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    task = scenario.unplannable[0]
+    reason = f"task {task} cannot be placed:\nit needs 64 CPU\nthe largest flavour has 4"
+    db.execute("UPDATE hrwsi.processing_task SET state_reason = %s WHERE id = ANY(%s)", (reason, scenario.unplannable))
+    db.execute("INSERT INTO hrwsi.task_event (task_id, state, reason, attempts) VALUES (%s, 'pending', %s, 0)",
+               (task, reason))  # (as the trigger records a reason)
+    lines = ["it needs 64 CPU", "the largest flavour"]
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
+        page.goto(base + "/")
+        item = page.locator("ul.reasons li", has_text="it needs 64 CPU")
+        assert page.evaluate(STARTS_AT, [item.element_handle(), lines]) == [0, 0], "the overview's unplannable reason"
+        assert "(2 task(s), the oldest" in item.inner_text(), "and the rest of its sentence"
+        shoot(page, "reasons-overview")
+
+        page.goto(f"{base}/tasks/{task}")
+        cell = page.locator("[data-live=history] td", has_text="it needs 64 CPU").first
+        assert page.evaluate(STARTS_AT, [cell.element_handle(), lines]) == [0, 0], "the task's history"
+        shoot(page, "reasons-task-history")
+
+        page.goto(f"{base}/tasks?state=pending")
+        said = page.locator("[data-live=list] td div", has_text="it needs 64 CPU").first
+        assert page.evaluate(STARTS_AT, [said.element_handle(), lines]) == [0, 0], "the list of tasks"
+        shoot(page, "reasons-tasks")
