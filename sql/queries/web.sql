@@ -275,7 +275,9 @@ ORDER BY t.planned_start, t.id
 LIMIT $1;
 
 -- name: web_schedule_size
-SELECT count(*)::bigint FROM hrwsi.processing_task
+-- With the database's now(): the chart's now line and its "overdue" are told by the database's clock, as
+-- `hrwsi plan show` tells them and as web_schedule ends the bars (read in the same transaction: one now()).
+SELECT count(*)::bigint AS total, now() AS now FROM hrwsi.processing_task
 WHERE state IN ('planned', 'dispatched', 'queued', 'running') AND worker IS NOT NULL;
 
 -- name: web_workers

@@ -272,7 +272,7 @@ class Dashboard:
         actor, cookie = self._session(request)
         return {"actor": actor, "auth_enabled": self.auth.enabled,
                 "csrf": self.auth.csrf_for(cookie) if cookie else "", "flash": _read_flash(request),
-                "path": request.path_qs, "now": datetime.now(UTC)}
+                "path": request.path_qs}
 
     def render(self, request: web.Request, name: str, context: dict[str, Any], status: int = 200) -> web.Response:
         template = self.environment.get_template(name)
@@ -328,7 +328,7 @@ class Dashboard:
     async def page_plan(self, request: web.Request) -> web.Response:
         async with self.pool.acquire() as conn:
             schedule = await data.read_schedule(conn)
-        chart = gantt.layout(schedule.rows, schedule.workers, schedule.budget, datetime.now(UTC))
+        chart = gantt.layout(schedule.rows, schedule.workers, schedule.budget, schedule.now)
         return self.render(request, "plan.html", {"page": "plan", "s": schedule, "chart": chart})
 
     async def page_alerts(self, request: web.Request) -> web.Response:

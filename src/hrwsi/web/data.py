@@ -395,15 +395,21 @@ class Schedule:
     budget: dict | None
     total: int
     latest_plan: dict | None
+    now: datetime  # the database's now() (its clock rules: database_clock.py), not the web server's
 
 
 async def read_schedule(conn: asyncpg.Connection, limit: int = SCHEDULE_LIMIT) -> Schedule:
-    return Schedule(
-        rows=[dict(r) for r in await conn.fetch(query("web_schedule"), limit)],
-        workers=[dict(r) for r in await conn.fetch(query("web_workers"))],
-        budget=_record(await conn.fetchrow(query("web_budget"))),
-        total=await conn.fetchval(query("web_schedule_size")),
-        latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
+    """The current schedule, read in one transaction: the bars' ends (now() in web_schedule) and the chart's
+    now line and "overdue" (now() in web_schedule_size) are one instant of the database's clock. The web
+    server's own clock said a task overdue that `hrwsi plan show` did not, on a host whose clock was off."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        size = await conn.fetchrow(query("web_schedule_size"))
+        return Schedule(
+            rows=[dict(r) for r in await conn.fetch(query("web_schedule"), limit)],
+            workers=[dict(r) for r in await conn.fetch(query("web_workers"))],
+            budget=_record(await conn.fetchrow(query("web_budget"))),
+            total=size["total"], now=size["now"],
+            latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
 
 
 def page_cursor(before: str | None) -> int | None:
