@@ -202,7 +202,9 @@ LIMIT $2;
 
 -- name: web_lineage_up
 -- The tasks whose products this task's input came from, transitively, nearest first: through the
--- product an input was chained from, and through the members of a multi-input group input.
+-- product an input was chained from, through the members of a multi-input group input, and through
+-- the members a campaign's composite read (migration 0073), as report_lineage (`hrwsi lineage`); each
+-- task with its campaign (NULL: production).
 WITH RECURSIVE up (depth, task_id, via_product) AS (
     SELECT 0, $1::bigint, NULL::text
     UNION
@@ -215,16 +217,20 @@ WITH RECURSIVE up (depth, task_id, via_product) AS (
         UNION ALL
         SELECT p.task_id, p.path FROM hrwsi.multi_input_member m JOIN hrwsi.product p ON p.path = m.member_path
         WHERE m.input_id = t.input_id AND p.task_id IS NOT NULL
+        UNION ALL
+        SELECT p.task_id, p.path FROM hrwsi.multi_input_campaign_member m JOIN hrwsi.product p ON p.path = m.member_path
+        WHERE m.task_id = t.id AND p.task_id IS NOT NULL
     ) parent
     WHERE up.depth < $2
 )
-SELECT up.depth, up.task_id, up.via_product, t.routine, t.state, i.tile, i.input_path
+SELECT up.depth, up.task_id, up.via_product, t.routine, t.state, t.campaign_id, i.tile, i.input_path
 FROM up JOIN hrwsi.processing_task t ON t.id = up.task_id JOIN hrwsi.input i ON i.id = t.input_id
 WHERE up.depth > 0
 LIMIT $3;
 
 -- name: web_lineage_down
--- The tasks made from this task's products, transitively, nearest first.
+-- The tasks made from this task's products, transitively, nearest first (a campaign's composite that
+-- read one of them too: migration 0073); each with its campaign (NULL: production).
 WITH RECURSIVE down (depth, task_id, via_product) AS (
     SELECT 0, $1::bigint, NULL::text
     UNION
@@ -238,10 +244,14 @@ WITH RECURSIVE down (depth, task_id, via_product) AS (
         SELECT c.id, p.path FROM hrwsi.product p
         JOIN hrwsi.multi_input_member m ON m.member_path = p.path JOIN hrwsi.processing_task c ON c.input_id = m.input_id
         WHERE p.task_id = down.task_id
+        UNION ALL
+        SELECT m.task_id, p.path FROM hrwsi.product p
+        JOIN hrwsi.multi_input_campaign_member m ON m.member_path = p.path
+        WHERE p.task_id = down.task_id
     ) child
     WHERE down.depth < $2
 )
-SELECT down.depth, down.task_id, down.via_product, t.routine, t.state, i.tile, i.input_path
+SELECT down.depth, down.task_id, down.via_product, t.routine, t.state, t.campaign_id, i.tile, i.input_path
 FROM down JOIN hrwsi.processing_task t ON t.id = down.task_id JOIN hrwsi.input i ON i.id = t.input_id
 WHERE down.depth > 0
 LIMIT $3;

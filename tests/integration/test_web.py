@@ -36,6 +36,7 @@ from hrwsi.web.service import WebService
 from tests.integration.conftest import single_routine_configuration, wait_until_true
 from tests.integration.dashboard_scenario import build
 from tests.integration.database_door import DatabaseDoor, free_port
+from tests.integration.harvest.test_multi_input import chain  # noqa: F401 - a fixture
 
 ALICE = "alice-token-0123456789"
 WRONG = "not-the-token-at-all"
@@ -352,6 +353,42 @@ async def test_the_task_page_tells_its_whole_story(database_url, scenario, data_
             "downstream is followed transitively"
         await text_of(client, "/tasks/999999", status=404)
 
+
+
+async def test_a_campaigns_composite_shows_its_campaign_and_the_members_it_read_in_its_lineage(database_url, data_dir,
+                                                                                               db, chain):  # noqa: F811
+    """Known fault: the task page's lineage read production's members of a multi-input group only, not those a
+    campaign's composite read (hrwsi.multi_input_campaign_member, migration 0073), and said no campaign: the
+    composite a campaign made with a member that arrived late did not show it, nor the member's page its user,
+    where `hrwsi lineage` showed both and said "campaign N"."""
+    from datetime import datetime, timedelta
+
+    from tests.integration.harvest.test_multi_input import gfsc_rule, member
+    from tests.integration.test_reports import make_groups
+    recent = (datetime.now(UTC) - timedelta(days=1)).replace(hour=10, minute=30, second=0, microsecond=0)
+    gfsc_rule(db)
+    members = [member(db, "FSC", tile="31TCH", measured=recent), member(db, "SWS", tile="31TCH", measured=recent)]
+    make_groups(db)
+    [(made,)] = db.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                           "WHERE i.source = 'multi_input'").fetchall()
+    db.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (made,))
+    db.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER processing_task_enforce_transition")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (made,))  # (production's ran)
+    db.execute("ALTER TABLE hrwsi.processing_task ENABLE TRIGGER processing_task_enforce_transition")
+    late = member(db, "SWS", tile="31TCH", measured=recent + timedelta(hours=1))  # (after its group's composite)
+    campaign = db.execute("SELECT campaign_id FROM hrwsi.reprocess(condition => 'gfsc_daily', measured_from => %s, "
+                          "measured_to => %s, tiles => ARRAY['31TCH'])",
+                          (recent.date(), recent.date() + timedelta(days=1))).fetchone()[0]
+    composite = db.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s", (campaign,)).fetchone()[0]
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, f"/tasks/{composite}"))
+        used = visible(await text_of(client, f"/tasks/{late}"))
+    upstream = page[page.index("made from (upstream)"):page.index("used by (downstream)")]
+    for task in [*members, late]:
+        assert f" {task} " in upstream, (task, upstream)
+    assert f"made by campaign {campaign}" in page, "the task's own campaign"
+    downstream = used[used.index("used by (downstream)"):]
+    assert f" {composite} gfsc pending campaign {campaign} " in downstream, downstream
 
 async def test_a_task_page_says_a_reason_in_its_history_once_where_it_changed_not_on_every_row(database_url, scenario,
                                                                                                 data_dir):
