@@ -128,3 +128,57 @@ def test_the_look_for_a_first_cut_reads_the_log_again_at_most_once_per_period(tm
         log.write(lines(900, 1000))
     logs._copy(path, followed, None)
     assert len(looks) == 2, "and the next once the period is over"
+
+
+def test_a_first_cut_of_a_log_whose_output_repeats_exactly_is_told_at_the_next_poll(tmp_path, capsys, monkeypatch):
+    # Known fault: the look that tells such a cut (a cap's line where the follower had read) ran at most every
+    # CUT_LOOK_EVERY_S, so the notice came up to 5 s late, after output that followed the cut. Where the cut writes
+    # its line is known from the cap (the head's end, a quarter of it in): that window is read at every poll.
+    # No clock moves here: the periodic look has run once already, and only the poll after the cut may tell it.
+    monkeypatch.setattr(logs.time, "monotonic", lambda: 1000.0)
+    cap, same = 1 << 18, b"the same line\n"
+    path = tmp_path / "job.log"
+    path.write_bytes(same * 100)
+    followed = logs._Followed(cap)
+    logs._copy(path, followed, None)
+    with path.open("ab") as log:  # (a poll that looks: the periodic look is spent)
+        log.write(same * (cap // len(same) - 100))
+    logs._copy(path, followed, None)
+    read = followed.offset
+    capsys.readouterr()
+    head_end = (cap // 4) // len(same) * len(same)  # (the last line start before a quarter of the cap)
+    marker = CAP_LINE[:-1] + b" " * (-len(CAP_LINE) % len(same)) + b"\n"  # (the alignment kept)
+    cut = (same * (cap // len(same)))[:head_end] + marker
+    cut += same * ((read - len(cut)) // len(same) + 20)  # (then written on past `read`, exactly as before)
+    path.write_bytes(cut)
+    assert path.read_bytes()[read - 4096:read] == (same * (cap // len(same)))[read - 4096:read]
+    logs._copy(path, followed, None)
+    shown = capsys.readouterr()
+    assert "the log reached its cap and was cut while followed" in shown.err
+    assert shown.out.encode() == cut[head_end:], "from the cap's line on"
+
+
+# (output without a line break near a quarter of the cap is cut where it falls, mid-line: not a line's start, which
+# neither look takes for the supervisor's; the bytes read last tell that cut unless the output repeats exactly there)
+@pytest.mark.parametrize("line", [b"the same line\n", b"x" * 1000 + b"\n", b"a" * 50_000 + b"\n"])
+def test_the_window_a_follower_reads_at_every_poll_is_where_the_supervisors_first_cut_writes_its_line(tmp_path, line):
+    # (the supervisor's own CappedLog cuts the log: the follower's guess of where is checked against it)
+    import os
+
+    from hrwsi.backends.local_supervisor import CappedLog
+    cap = 1 << 18
+    path = tmp_path / "job.log"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        capped = CappedLog(descriptor, cap)
+        while not capped.dropped:
+            capped.write(line)
+    finally:
+        os.close(descriptor)
+    followed = logs._Followed(cap)
+    with path.open("rb") as log:
+        followed.offset = cap  # (read up to the cap before the cut)
+        assert followed.was_cut(log.fileno())
+        found = logs._supervisor_cap_line_before(log.fileno(), followed.head + 1,
+                                                 followed.head - logs.HEAD_LINE_SEARCH, logs.CAP_WORDS_AFTER)
+    assert found == capped.head_end

@@ -84,6 +84,21 @@ CAP_LINE = b"] the log reached its cap of "
 SUPERVISOR_LINE = b"[hrwsi supervisor "
 # The bytes a follower read last, checked again before it reads on.
 CHECKED_BYTES = 4096
+# Where a first cut writes its line: at the start of the line that ends the log's head, a quarter of the cap in,
+# found at most this far before it (local_supervisor.CappedLog, LINE_SEARCH), the log empty when the routine
+# started (a log per attempt).
+HEAD_LINE_SEARCH = 1 << 16
+# How far after its start a cap line's words end ("[hrwsi supervisor TIME] the log reached its cap of ").
+CAP_WORDS_AFTER = 128
+
+
+def expected_log_cap() -> int | None:
+    """The cap the launcher gives a local attempt's log, as this machine's HRWSI_JOB_LOG_MAX_BYTES says it (None:
+    no cap, or a value the launcher refuses). A guess: a launcher with another value is followed as before."""
+    text = os.environ.get("HRWSI_JOB_LOG_MAX_BYTES", "").strip()
+    if not text:
+        return 100 * 2**20
+    return int(text) if text.isdigit() and int(text) >= 4096 else None
 
 
 class _Followed:
@@ -98,12 +113,17 @@ class _Followed:
     notice (found by review). That look reads what the follower read again, at most the cap (100 MiB
     by default: tens of milliseconds), and only at a poll that finds the log changed since the last look, at most
     every CUT_LOOK_EVERY_S.
+    Where the log's cap is known (`cap`: this machine's setting, the launcher's as a rule), the window where a
+    first cut writes its line is read at every poll instead, a few kilobytes: the notice came up to
+    CUT_LOOK_EVERY_S late, after output that followed the cut (found by review). The periodic look stays for a
+    log whose cap is another.
     What remains: a cut while the follower reads mixes what it shows of that read (the next poll sees
     the cut)."""
 
-    __slots__ = ("offset", "last", "cap_line_at", "cap_line", "looked_at", "looked_when")
+    __slots__ = ("offset", "last", "cap_line_at", "cap_line", "looked_at", "looked_when", "head")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int | None = None) -> None:
+        self.head = cap // 4 if cap else None  # where the head of a log capped at `cap` ends, at the latest
         self.offset = 0
         self.last = b""  # the bytes just before `offset`, as read
         self.cap_line_at: int | None = None  # where the cap's line starts, once read
@@ -119,6 +139,10 @@ class _Followed:
             return True
         if self.cap_line_at is not None:
             return os.pread(descriptor, len(self.cap_line), self.cap_line_at) != self.cap_line
+        if self.head is not None and self.offset > self.head - HEAD_LINE_SEARCH:  # (the window, read: at every poll)
+            start = max(0, self.head - HEAD_LINE_SEARCH)
+            if _supervisor_cap_line_before(descriptor, min(self.offset, self.head + 1), start, CAP_WORDS_AFTER) is not None:
+                return True
         now, seen = time.monotonic(), (status.st_mtime_ns, status.st_size)
         # (a cut is a write: a log unchanged since the last look was not cut; and at most a look per CUT_LOOK_EVERY_S)
         if seen == self.looked_at or now - self.looked_when < CUT_LOOK_EVERY_S:
@@ -148,12 +172,13 @@ class _Followed:
             self.cap_line_at, self.cap_line = line_start, line[:end + 1]
 
 
-def _supervisor_cap_line_before(descriptor: int, end: int) -> int | None:
+def _supervisor_cap_line_before(descriptor: int, end: int, start: int = 0, beyond: int = 0) -> int | None:
     """Where the first supervisor's cap line starting before `end` starts, if there is one (not a routine's
-    line that quotes it). Read in pieces, not mapped: a cut truncates the file under a reader."""
-    start, carried = 0, b""
-    while start < end:
-        chunk = os.pread(descriptor, min(1 << 20, end - start), start)
+    line that quotes it), searched from `start` to `beyond` bytes past `end` (its words come a timestamp after
+    its start). Read in pieces, not mapped: a cut truncates the file under a reader."""
+    carried = b""
+    while start < end + beyond:
+        chunk = os.pread(descriptor, min(1 << 20, end + beyond - start), start)
         if not chunk:
             return None
         window, found = carried + chunk, 0
@@ -233,7 +258,7 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
         if not follow:
             if path is None or not path.is_file():
                 raise CliError(_not_available(task_id, job))
-            _copy(path, _Followed(), shown)
+            _copy(path, _Followed(), shown)  # (read once: no cut to tell)
             if shown is not None:
                 shown.write(b"", final=True)
             return
@@ -243,7 +268,7 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
 
 
 def _follow(conn, task_id: int, attempt: int, path: Path, shown: _ShownEscaped | None) -> None:
-    followed = _Followed()
+    followed = _Followed(expected_log_cap())
     while True:
         final = reports.job_is_final(conn, task_id, attempt)
         _copy(path, followed, shown)
