@@ -348,3 +348,16 @@ def test_a_metrics_port_already_taken_stops_a_service_in_one_line_naming_the_set
     assert lines[-1] == (f"error: the /metrics, /healthz and /readyz endpoints cannot listen on 127.0.0.1:{port}: address "
                          "already in use; choose another port with HRWSI_HTTP_PORT (0 picks a free one), or unset it to "
                          "serve none"), result.stderr
+
+
+NOT_UTF8 = os.fsdecode(b"snow\xffcover")  # what Python makes of an argument in Latin-1 (or of stray bytes)
+
+
+@pytest.mark.parametrize("command", [["hold", NOT_UTF8], ["release", NOT_UTF8], ["groups", "--tile", NOT_UTF8],
+                                     ["chain-missed", NOT_UTF8], ["move-tasks", NOT_UTF8, "other"],
+                                     ["timeliness", "--tile", NOT_UTF8], ["tasks", "--tile", NOT_UTF8]])
+def test_an_argument_that_is_not_utf8_is_named_with_its_bytes_in_one_line(env, command):
+    """(they said "'utf-8' codec can't encode character '\\udcff' in position 4: surrogates not allowed",
+    naming neither the argument nor what to do; found by exploratory testing)"""
+    line = one_line_error(run(command, env, check=False), "is not valid UTF-8", code=2)
+    assert "'snow\\xffcover'" in line.lower() and "\\udcff" not in line and "codec" not in line

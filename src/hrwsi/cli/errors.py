@@ -7,6 +7,8 @@ constraint); 2 the environment is not ready (no database, no schema, a bad setti
 
 from __future__ import annotations
 
+import os
+
 import asyncpg
 import psycopg
 import psycopg.errors
@@ -109,6 +111,21 @@ def _database_message(error: Exception) -> tuple[str, str | None, str | None]:
             getattr(error, "hint", None))
 
 
+def _is_undecodable_argument(error: BaseException) -> bool:
+    """Text Python decoded from bytes that are not UTF-8 (an argument typed in Latin-1, stray bytes in a
+    name): it holds lone surrogates, which no UTF-8 encoder takes, so the first query sending it failed."""
+    return isinstance(error, UnicodeEncodeError) and isinstance(error.object, str) and "surrogate" in error.reason
+
+
+def _undecodable_argument(error: UnicodeEncodeError) -> str:
+    """The sentence for such text: the text with its bytes shown (\\xff), not the codec's message, which
+    named a character ('\\udcff') the user never typed and no argument (found by exploratory testing)."""
+    text = os.fsencode(error.object).decode("utf-8", "backslashreplace")
+    text = text if len(text) <= 80 else text[:80] + "..."
+    return (f"'{text}' is not valid UTF-8 (an argument written in another encoding?): the database holds "
+            "names as UTF-8 text; give it in UTF-8")
+
+
 def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  # noqa: C901 - one branch per kind
     """The sentence for `error` and the exit code."""
     from hrwsi.configuration import ConfigurationError
@@ -167,6 +184,8 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
         return f"permission denied: {error.filename or error}", 2
     if isinstance(error, OSError):
         return f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), 2
+    if _is_undecodable_argument(error):
+        return _undecodable_argument(error), 2
     if isinstance(error, ValueError):
         return _one_line(error), 2
     if type(error).__name__ == "EndpointsUnavailable":  # (hrwsi.instance_server: a setting's, said whole)
