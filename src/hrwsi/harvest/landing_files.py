@@ -2,11 +2,12 @@
 
 Listing never fails for one entry: an entry that cannot be taken (a symbolic link, a path that
 leaves the landing directory through one, a name that is not UTF-8, a file that cannot be read,
-a fifo or a device) is listed with the reason, and the scan records it `failed` while the rest
-of the directory is taken. Only the landing directory itself missing or unreadable fails the
-whole scan (the source's error). Preparing moves a file, or extracts an archive within the ops'
-limits (hrwsi.harvest.unzip), into the work directory; a file that vanished or changed into a
-link meanwhile fails with that reason.
+a fifo or a device, a directory nested more than MAX_PRODUCT_DEPTH deep) is listed with the
+reason, and the scan records it `failed` while the rest of the directory is taken. Only the
+landing directory itself missing or unreadable fails the whole scan (the source's error).
+Preparing moves a file, or extracts an archive within the ops' limits (hrwsi.harvest.unzip),
+into the work directory; a file that vanished or changed into a link meanwhile fails with that
+reason.
 """
 
 from __future__ import annotations
@@ -63,16 +64,33 @@ def _shown(path: Path | str) -> str:
     return _printable(path)[0]
 
 
+# How deep a directory product may nest. A .SAFE is some six levels deep; os.walk recursed once a
+# level, and a tree 1,100 levels deep raised RecursionError out of the listing: every scan of the
+# source failed and none of its other files was taken (found by exploratory testing). The walk
+# below keeps its own stack, and a product deeper than this is refused with its reason.
+MAX_PRODUCT_DEPTH = 100
+
+
 def _walk_product_directory(path: Path) -> tuple[int, float, int]:
     """Size (sum of its entries), newest mtime and bytes of its files of a directory product, without
-    following links. Raises PreparationFailed for a link or unreadable part inside, _Changing if a
-    part vanished."""
+    following links. Raises PreparationFailed for a link or unreadable part inside, or a tree nested
+    more than MAX_PRODUCT_DEPTH deep, _Changing if a part vanished."""
     info = os.lstat(path)
     size, newest, content = info.st_size, info.st_mtime, 0
-    errors: list[OSError] = []
-    for folder, directories, files in os.walk(path, onerror=errors.append):
-        for name in directories + files:
-            child = Path(folder) / name
+    stack: list[tuple[Path, int]] = [(path, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        if depth > MAX_PRODUCT_DEPTH:
+            raise PreparationFailed(f"nested more than {MAX_PRODUCT_DEPTH} directories deep (at "
+                                    f"{_shown(folder.relative_to(path))[:200]}...): refused, a product is not that deep")
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            raise _Changing from None
+        except OSError as error:
+            raise PreparationFailed(f"cannot read {_shown(folder)}: {error.strerror or error}") from None
+        for name in names:
+            child = folder / name
             try:
                 child_info = os.lstat(child)
             except FileNotFoundError:
@@ -86,10 +104,8 @@ def _walk_product_directory(path: Path) -> tuple[int, float, int]:
             newest = max(newest, child_info.st_mtime)
             if stat.S_ISREG(child_info.st_mode):
                 content += child_info.st_size
-    for error in errors:
-        if isinstance(error, FileNotFoundError):
-            raise _Changing
-        raise PreparationFailed(f"cannot read {_shown(error.filename or path)}: {error.strerror or error}")
+            elif stat.S_ISDIR(child_info.st_mode):
+                stack.append((child, depth + 1))
     return size, newest, content
 
 
@@ -116,6 +132,8 @@ def _describe(path: Path, directory: Path) -> tuple[int, float, str | None, bool
         return size, newest, str(problem), False
     except OSError as error:
         return size, newest, f"cannot be read: {error.strerror or type(error).__name__}", False
+    except Exception as error:  # noqa: BLE001 - one entry never fails the listing of the others
+        return size, newest, f"cannot be listed: unexpected {type(error).__name__}: {error or 'no detail given'}", False
     return size, newest, None, content == 0
 
 

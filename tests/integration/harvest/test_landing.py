@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import struct
+import subprocess
 import zipfile
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -749,3 +750,26 @@ async def test_many_failed_files_in_one_scan_are_said_a_few_by_name_and_the_rest
     assert len(lines) == 6, lines
     assert lines[-1].startswith("landing landing: 35 more file(s) failed in this scan (35 ")
     assert "symbolic link" in lines[-1] and "hrwsi.landing_file" in lines[-1]
+
+
+async def test_a_directory_nested_deeper_than_python_recurses_is_failed_and_the_rest_of_the_directory_is_taken(
+        routines, tmp_path, pool, policy):
+    """(os.walk recursed once a level: a .SAFE 1,100 directories deep raised RecursionError out of the
+    listing, and every scan of the source failed, taking none of its other files; found by exploratory testing)"""
+    directory, _ = add_source(routines, tmp_path)
+    safe = directory / f"{S2_NAME}.SAFE"
+    try:
+        deepest = safe
+        deepest.mkdir()
+        for _ in range(1_100):  # (os.makedirs recurses too)
+            deepest = deepest / "d"
+            deepest.mkdir()
+        (deepest / "band.jp2").write_bytes(b"x")
+        old(safe)
+        drop(directory, f"{S2_OTHER}.json")
+        report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+        assert (report.prepared, report.failed) == (1, 1)
+        assert "nested more than 100 directories deep" in failed_reasons(routines)[f"{S2_NAME}.SAFE"]
+        assert safe.is_dir()  # left for a person to look at
+    finally:
+        subprocess.run(["rm", "-rf", str(safe)], check=True)  # (shutil.rmtree recurses too)
