@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import re
 import socket
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -358,6 +359,24 @@ async def test_a_routine_that_links_a_system_file_into_its_outputs_fails_and_reg
     assert db.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 0
     message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
     assert "cannot be a product" in message and "not a regular file" in message
+
+
+async def test_a_routine_that_leaves_a_directory_tree_deeper_than_python_recurses_fails_and_registers_nothing(
+        db, database_url, settings, configure):
+    """(os.walk recursed once a level: an output tree 1,100 directories deep raised RecursionError out of
+    the listing of its products, and the attempt's outcome was never recorded; found by exploratory testing)"""
+    script = ("import os, sys; d = sys.argv[sys.argv.index('--output-dir') + 1]; open(d + '/ok.tif', 'w').close()\n"
+              "for _ in range(1100):\n    d += '/d'; os.mkdir(d)\nopen(d + '/deep.tif', 'w').close()")
+    configure(single_routine_configuration([sys.executable, "-c", script], max_attempts=1))
+    try:
+        async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+            insert_inputs(db, 1)
+            await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task", timeout=30)
+        assert db.execute("SELECT count(*) FROM hrwsi.product").fetchone()[0] == 0
+        message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
+        assert "cannot be a product" in message and "nested more than 100 directories deep" in message
+    finally:
+        subprocess.run(["rm", "-rf", str(settings.home)], check=True)  # (pytest's shutil.rmtree recurses too)
 
 
 async def test_dispatching_pauses_while_the_outcome_writer_is_behind_and_resumes_when_it_catches_up(

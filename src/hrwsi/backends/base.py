@@ -23,7 +23,7 @@ import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -357,6 +357,65 @@ def full_storage(path: str) -> str | None:
     return None
 
 
+# How deep an attempt's output tree may nest. os.walk recursed once a level: a routine that left a
+# tree 1,100 directories deep raised RecursionError out of the listing of its products, its outcome
+# was never recorded, and the attempt was recorded lost and run again, without end (found by
+# exploratory testing). The walk below keeps its own stack and says where it stopped.
+MAX_OUTPUT_DEPTH = 100
+
+
+def _walk(root: str | Path, too_deep: list[str] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(root, followlinks=False) without recursion: (folder, subdirectories, other names) top
+    down; a symbolic link to a directory is among the subdirectories and not entered; an unreadable
+    folder is skipped, as os.walk does. A folder more than MAX_OUTPUT_DEPTH below root is not entered:
+    its path goes to `too_deep`."""
+    stack: list[tuple[str, int]] = [(str(root), 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = [(entry.name, entry.is_dir(), entry.is_symlink()) for entry in entries]
+        except OSError:
+            continue
+        subdirectories = [name for name, is_dir, _ in listed if is_dir]
+        yield folder, subdirectories, [name for name, is_dir, _ in listed if not is_dir]
+        for name, is_dir, is_link in reversed(listed):
+            if not is_dir or is_link:
+                continue
+            if depth + 1 > MAX_OUTPUT_DEPTH:
+                if too_deep is not None:
+                    too_deep.append(os.path.join(folder, name))
+                continue
+            stack.append((os.path.join(folder, name), depth + 1))
+
+
+def _files_under(root: Path) -> tuple[list[tuple[str, os.stat_result]], list[str]]:
+    """The regular files under root with their lstat, and what is refused there (a symbolic link, what is
+    not a regular file, what cannot be read, a tree nested too deep)."""
+    files: list[tuple[str, os.stat_result]] = []
+    refused: list[str] = []
+    too_deep: list[str] = []
+    for directory, subdirectories, names in _walk(root, too_deep):
+        for name in subdirectories:
+            if os.path.islink(os.path.join(directory, name)):
+                refused.append(f"{shown_path(os.path.join(directory, name))} is a symbolic link")
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                info = os.lstat(path)
+            except OSError as error:
+                refused.append(f"{shown_path(path)} cannot be read: {error.strerror}")
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                refused.append(f"{shown_path(path)} is not a regular file")
+            else:
+                files.append((path, info))
+    if too_deep:
+        refused.append(f"{shown_path(too_deep[0][:200])}... cannot be a product: nested more than {MAX_OUTPUT_DEPTH} "
+                       "directories deep in the output directory (nothing below that depth is looked at)")
+    return files, refused
+
+
 def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]]:
     """The products of an attempt: every REGULAR file physically inside its output directory, as
     (absolute path, size). Symbolic links (to a file or a directory), devices, sockets, anything
@@ -377,23 +436,7 @@ def discover_products(output_dir: str) -> tuple[list[tuple[str, int]], list[str]
     if not root.is_dir() or root.is_symlink():
         return [], []
     real_root = os.path.realpath(root)
-    files: list[tuple[str, os.stat_result]] = []
-    refused: list[str] = []
-    for directory, subdirectories, names in os.walk(root, followlinks=False):
-        for name in subdirectories:
-            if os.path.islink(os.path.join(directory, name)):
-                refused.append(f"{shown_path(os.path.join(directory, name))} is a symbolic link")
-        for name in names:
-            path = os.path.join(directory, name)
-            try:
-                info = os.lstat(path)
-            except OSError as error:
-                refused.append(f"{shown_path(path)} cannot be read: {error.strerror}")
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                refused.append(f"{shown_path(path)} is not a regular file")
-            else:
-                files.append((path, info))
+    files, refused = _files_under(root)
     names_inside = Counter((info.st_dev, info.st_ino) for _, info in files if info.st_nlink > 1)
     in_attempt: Counter | None = None  # (the linked names in the whole attempt directory, read if needed)
     first_name: set[tuple[int, int]] = set()
@@ -420,7 +463,7 @@ def _linked_names_under(directory: str) -> Counter:
     """How many names each file with more than one name has under `directory` (symbolic links not followed):
     the attempt directory, whose files outside the output directory are the routine's own."""
     names: Counter = Counter()
-    for folder, _, files in os.walk(directory, followlinks=False):
+    for folder, _, files in _walk(directory):
         for name in files:
             try:
                 info = os.lstat(os.path.join(folder, name))
