@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -472,3 +473,23 @@ async def test_the_orchestrator_prunes_as_a_side_task_once_per_period(db, databa
         assert await retention.run_if_due(pool, settings, asyncio.Event()) is None, "the period is not over"
     finally:
         await pool.close()
+
+
+async def test_an_attempt_directory_nested_deeper_than_python_recurses_is_removed_and_the_others_too(
+        db, database_url, chain, tmp_path):
+    """(shutil.rmtree recursed once a level: a failed attempt's output 1,100 directories deep raised
+    RecursionError out of the prune, after its rows were deleted, and the batch's other files stayed on
+    disk for good; found by exploratory testing)"""
+    data = tmp_path / "data"
+    deep = make_task(db, "/l1c/deep", state="terminated", logs=data / "logs")
+    other = make_task(db, "/l1c/other", state="terminated", logs=data / "logs")
+    folder = data / "products" / f"task-{deep}" / "attempt-1" / "output"
+    try:
+        for _ in range(1_100):
+            folder = folder / "d"
+            folder.mkdir()
+        report = await prune(database_url, data)
+        assert not (data / "products" / f"task-{deep}").exists() and not (data / "products" / f"task-{other}").exists()
+        assert report.file_errors == []
+    finally:
+        subprocess.run(["rm", "-rf", str(data)], check=True)  # (pytest's shutil.rmtree recurses too)
