@@ -73,7 +73,20 @@ def _plain_routine_name(value: str) -> str:
 # directory names and Nomad job IDs.
 RoutineName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"),
                         AfterValidator(_plain_routine_name)]
-Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+
+
+def _without_nul(value: str) -> str:
+    # No argument, environment value or image name can hold one (C strings end there): such a file was
+    # valid, and its load ended in "database error: PostgreSQL text fields cannot contain NUL (0x00)
+    # bytes" naming no key (found by exploratory testing).
+    if "\x00" in value:
+        raise ValueError("holds a NUL character (\\x00), which no program argument, environment value or image "
+                         "name can hold")
+    return value
+
+
+Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S"), AfterValidator(_without_nul)]
+EnvValue = Annotated[str, AfterValidator(_without_nul)]
 Cpu = Annotated[float, Field(gt=0, le=4096)]
 Megabytes = Annotated[int, Field(gt=0, le=MAX_INT4)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
@@ -166,7 +179,7 @@ class Routine(_Entry):
                        "hold its back-fill alone")
     flavour: Name | None = Field(None, description="run only on workers of this flavour; none: any that fits")
     sequential_per_tile: bool = Field(False, description="a tile's tasks run one after the other, in date order")
-    env: dict[EnvName, str] = Field(default_factory=dict,
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict,
                                     description="environment variables of its jobs (no secrets: they reach job specs)")
 
     @model_validator(mode="after")

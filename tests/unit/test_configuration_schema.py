@@ -210,3 +210,19 @@ def test_a_routine_command_argument_nomad_would_interpolate_is_refused():
 
     [found] = problems_of(change)
     assert found.startswith("routine[1]: command or image holds '${', which Nomad would replace"), found
+
+
+@pytest.mark.parametrize(("key", "value", "path"), [
+    ("command", ["snow", "--tile\x00"], "routine[1].command[1]"),
+    ("image", "registry/snow\x00:1", "routine[1].image"),
+    ("env", {"SNOW_MODE": "fast\x00"}, "routine[1].env.SNOW_MODE"),
+])
+def test_a_nul_character_in_a_command_image_or_environment_value_is_named_with_its_key(key, value, path):
+    """(no argument, environment value or image name can hold one: the file was valid, and the load ended
+    in "database error: PostgreSQL text fields cannot contain NUL (0x00) bytes", or "unsupported Unicode
+    escape sequence" for env, naming no key; found by exploratory testing)"""
+    def change(d):
+        d["routine"][1][key] = value
+
+    assert problems_of(change) == [f"{path}: holds a NUL character (\\x00), which no program argument, environment "
+                                   "value or image name can hold"]
