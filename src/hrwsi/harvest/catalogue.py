@@ -17,6 +17,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -258,6 +259,10 @@ class BasicAuth(Auth):
         return list(self._secrets)
 
 
+_JSON_TYPES = {type(None): "null", bool: "true or false", int: "a number", float: "a number", list: "an array",
+               dict: "an object"}
+
+
 class OAuth2TokenAuth(Auth):
     """A bearer token from an OAuth2 token endpoint, renewed before it expires (with the refresh
     token when the server gave one, else a new grant) and after a 401."""
@@ -317,19 +322,46 @@ class OAuth2TokenAuth(Auth):
         except (TimeoutError, aiohttp.ClientError) as error:
             raise CatalogueAuthError(f"cannot reach the token endpoint {shown_url(self.token_url)}: "
                                      f"{type(error).__name__} {scrubbed(str(error), [self.token_url])}") from error
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # (JSONDecodeError; or nested deeper than the decoder goes)
             raise CatalogueAuthError(f"the token endpoint {shown_url(self.token_url)} answered no JSON: "
                                      f"{scrubbed(_excerpt(text), self.secrets())}") from None
-        if not isinstance(answer, dict) or "access_token" not in answer:
-            raise CatalogueAuthError(f"the token endpoint {shown_url(self.token_url)} answered no access_token")
+        access_token, expires_in, refresh_token, refresh_expires_in = self._token_of(answer)
         now = self.clock()
-        self._access_token = answer["access_token"]
-        self._expires_at = now + float(answer.get("expires_in", 300))
-        self._refresh_token = answer.get("refresh_token")
-        self._refresh_expires_at = now + float(answer.get("refresh_expires_in", 0))
+        self._access_token = access_token
+        self._expires_at = now + expires_in
+        self._refresh_token = refresh_token
+        self._refresh_expires_at = now + refresh_expires_in
         self.tokens_fetched += 1
         logger.debug("catalogue: new token from %s (%s), valid %s s", shown_url(self.token_url), form["grant_type"],
                      answer.get("expires_in"))
+
+
+    def _token_of(self, answer: Any) -> tuple[str, float, str | None, float]:
+        """(access_token, expires_in, refresh_token, refresh_expires_in) of a token answer, or
+        CatalogueAuthError saying which field is not what OAuth2 says (RFC 6749, 5.1). Read as given, an
+        expires_in of null was a TypeError with a traceback, and an access_token of 42 went out as
+        "Bearer 42" (found by exploratory testing)."""
+        where = f"the token endpoint {shown_url(self.token_url)}"
+        if not isinstance(answer, dict) or "access_token" not in answer:
+            raise CatalogueAuthError(f"{where} answered no access_token")
+        for key in ("access_token", "refresh_token"):
+            value = answer.get(key)
+            if (value is not None or key == "access_token") and (not isinstance(value, str) or not value.strip()):
+                # (its type, never its value: it may hold a credential)
+                raise CatalogueAuthError(f"{where} answered a token that is not one: {key} is not text "
+                                         f"({_JSON_TYPES.get(type(value), 'empty text')})")
+        seconds = []
+        for key, default in (("expires_in", 300.0), ("refresh_expires_in", 0.0)):
+            value = answer.get(key, default)
+            try:  # (a number, or a number as text: some servers quote it)
+                number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+            except ValueError:
+                number = None
+            if number is None or not math.isfinite(number) or number < 0:
+                raise CatalogueAuthError(f"{where} answered a token that is not one: {key} is not a number of seconds "
+                                         f"({_excerpt(json.dumps(value), 60)})")
+            seconds.append(number)
+        return answer["access_token"], seconds[0], answer.get("refresh_token"), seconds[1]
 
 
 class OAuth2PasswordAuth(OAuth2TokenAuth):

@@ -66,6 +66,7 @@ class FakeCatalogue:
     issued: int = 0
     basic: str | None = None
     answer: object = None       # an async function of the request: answers instead of the products
+    token_answer: str | None = None  # the token endpoint's whole answer (200), instead of a token
     on_request: object = None   # an async function of the request's number (1 for the first), called first
 
     async def odata_products(self, request: web.Request) -> web.Response:
@@ -112,6 +113,8 @@ class FakeCatalogue:
             return web.json_response({"error": "unauthorized_client"}, status=401)
         if grant == "refresh_token" and not str(form.get("refresh_token", "")).startswith("refresh-"):
             return web.json_response({"error": "invalid_grant"}, status=400)
+        if self.token_answer is not None:
+            return web.Response(text=self.token_answer, content_type="application/json")
         self.issued += 1
         token = f"token-{self.issued}"
         self.valid_tokens.add(token)
@@ -247,6 +250,30 @@ async def test_refused_credentials_are_a_clear_error(fake):
                                  retry=fast_retry())
         with pytest.raises(CatalogueAuthError, match="refused the password grant: 401 .*Invalid user credentials"):
             await fetch_all(client, ProductQuery("SENTINEL-2"))
+
+
+@pytest.mark.parametrize(("answer", "says"), [
+    ('{"access_token": "t", "expires_in": null}', "expires_in is not a number of seconds (null)"),
+    ('{"access_token": "t", "expires_in": "soon"}', 'expires_in is not a number of seconds ("soon")'),
+    ('{"access_token": "t", "expires_in": 300, "refresh_token": "r", "refresh_expires_in": null}',
+     "refresh_expires_in is not a number of seconds (null)"),
+    ('{"access_token": 42}', "access_token is not text (a number)"),
+    ('{"access_token": "t", "refresh_token": {"x": 1}}', "refresh_token is not text (an object)"),
+    ('{"access_token": ' + "[" * 5000 + "]" * 5000 + "}", "answered no JSON"),
+])
+async def test_a_token_answer_that_is_not_a_token_is_a_clear_error(fake, answer, says):
+    """(an expires_in of null was "TypeError: float() argument must be a string or a real number, not
+    'NoneType'" with a traceback, a token answer nested 5,000 deep a RecursionError, and an access_token
+    of 42 went out as "Bearer 42"; found by exploratory testing)"""
+    fake.require_token = True
+    fake.token_answer = answer
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, auth=OAuth2PasswordAuth("ana", "pw", token_url=fake.token_url),
+                                 retry=fast_retry())
+        with pytest.raises(CatalogueAuthError) as refused:
+            await fetch_all(client, ProductQuery("SENTINEL-2"))
+    assert f"the token endpoint {fake.token_url}" in str(refused.value) and says in str(refused.value)
+    assert fake.requests == []  # nothing was asked with it
 
 
 async def test_client_credentials_and_basic_auth(fake):
