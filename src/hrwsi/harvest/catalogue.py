@@ -603,7 +603,7 @@ def _error_message(text: str) -> str:
     """The message of an OData error answer ({"detail": ...} or {"error": {"message": ...}})."""
     try:
         answer = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # (not JSON; or nested deeper than the decoder goes: quoted as text)
         return _excerpt(text)
     if isinstance(answer, dict):
         detail = answer.get("detail") or (answer.get("error") or {}).get("message") or answer.get("message")

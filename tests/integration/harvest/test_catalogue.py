@@ -542,6 +542,18 @@ async def test_a_catalogue_answering_a_json_array_says_it_answered_without_a_val
             await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2"))
 
 
+async def test_an_error_answer_nested_deeper_than_the_decoder_goes_is_quoted_not_a_traceback(fake):
+    """(a 400 whose body was 5,000 nested arrays raised RecursionError out of the reading of its message, and
+    the run failed with a traceback naming no answer; found by exploratory testing)"""
+    async def nested(request):
+        return web.Response(status=400, text="[" * 5000 + "]" * 5000, content_type="application/json")
+
+    fake.answer = nested
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(CatalogueError, match=r"refused the request: 400 Bad Request: \[\[\[\["):
+            await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2"))
+
+
 @pytest.fixture
 async def elsewhere():
     """Another server (another port: another origin), recording the Authorization headers it is sent."""
