@@ -89,8 +89,23 @@ Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S"), AfterValid
 EnvValue = Annotated[str, AfterValidator(_without_nul)]
 Cpu = Annotated[float, Field(gt=0, le=4096)]
 Megabytes = Annotated[int, Field(gt=0, le=MAX_INT4)]
-Seconds = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
-Days = Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS)]
+
+
+def _at_least_a_microsecond(unit_s: float, unit: str) -> AfterValidator:
+    """A duration the database keeps: it stores intervals to the microsecond, and a shorter one is 0 there,
+    which its checks refuse. Such a file was valid, and its load ended in "the database refused it: ...
+    violates check constraint routine_expected_duration_is_positive", naming no key (found by
+    exploratory testing)."""
+    def check(value: float | None) -> float | None:
+        if value is not None and value * unit_s < 0.5e-6:
+            raise ValueError(f"must be at least a microsecond (the database keeps durations to the microsecond: it "
+                             f"would be 0 there), not {value!r} {unit}")
+        return value
+    return AfterValidator(check)
+
+
+Seconds = Annotated[float, Field(gt=0, le=MAX_DURATION_S), _at_least_a_microsecond(1, "s")]
+Days = Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS), _at_least_a_microsecond(86_400, "days")]
 Tile = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}[A-Z]{3}$")]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -100,7 +115,7 @@ def _forever(value: Any) -> Any:
     return None if value == "forever" else value
 
 
-RetentionDays = Annotated[Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS)] | None, BeforeValidator(_forever)]
+RetentionDays = Annotated[Days | None, BeforeValidator(_forever)]
 
 
 class _Entry(BaseModel):
@@ -237,7 +252,8 @@ class Condition(_Entry):
                                                                                         "none: every tile")
     active: bool = Field(True, description="false: no new inputs are created for it")
     lane: Name = Field("nrt", description="the lane its tasks are served in: nrt (first) or archive (ADR 0009)")
-    deadline_hours: Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS * 24)] | None = Field(
+    deadline_hours: Annotated[float, Field(gt=0, le=MAX_WINDOW_DAYS * 24), _at_least_a_microsecond(3600, "hours")] \
+        | None = Field(
         None, description="its products are due this many hours after sensing (or publication); earliest first")
     deadline_from: Literal["measurement", "publication"] = Field("measurement", description="what the deadline "
                                                                                              "counts from")
@@ -258,7 +274,7 @@ class Retention(_Entry):
     alert_days: RetentionDays = Field(30, description="alerts, sent or not")
     landing_file_days: RetentionDays = Field(30, description="landing-file rows (and their work files) of "
                                                              "inputs gone or never made")
-    dead_service_hours: Annotated[float, Field(gt=0, le=8760)] = Field(
+    dead_service_hours: Annotated[float, Field(gt=0, le=8760), _at_least_a_microsecond(3600, "hours")] = Field(
         1, description="service_instance rows without a heartbeat for this long")
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = Field(500, description="rows per short transaction")
     interval_s: Annotated[float, Field(ge=10, le=86_400)] = Field(600, description="how often the orchestrator "

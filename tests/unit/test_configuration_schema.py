@@ -226,3 +226,24 @@ def test_a_nul_character_in_a_command_image_or_environment_value_is_named_with_i
 
     assert problems_of(change) == [f"{path}: holds a NUL character (\\x00), which no program argument, environment "
                                    "value or image name can hold"]
+
+
+@pytest.mark.parametrize(("path", "value", "unit"), [
+    (("routine", 0, "expected_duration_s"), 1e-9, "s"),
+    (("routine", 0, "timeout_s"), 1e-9, "s"),
+    (("condition", 0, "measurement_window_days"), 1e-12, "days"),
+    (("condition", 0, "deadline_hours"), 1e-12, "hours"),
+    (("retention", "task_history_days"), 1e-12, "days"),
+])
+def test_a_duration_shorter_than_the_database_keeps_is_named_with_its_key(path, value, unit):
+    """(the file was valid, and the load ended in "routine[0]: the database refused it: new row for relation
+    "processing_routine" violates check constraint "routine_expected_duration_is_positive"": the database keeps
+    durations to the microsecond, and such a value is 0 there; found by exploratory testing)"""
+    def change(d):
+        d.setdefault(path[0], {})
+        target = d[path[0]] if len(path) == 2 else d[path[0]][path[1]]
+        target[path[-1]] = value
+
+    shown = ".".join(str(p) for p in path).replace(".0.", "[0].")
+    assert problems_of(change) == [f"{shown}: must be at least a microsecond (the database keeps durations to the "
+                                   f"microsecond: it would be 0 there), not {value!r} {unit}"]
