@@ -23,6 +23,7 @@ import difflib
 import json
 import math
 import re
+import stat
 import sys
 import tomllib
 import types
@@ -525,10 +526,35 @@ def known_names(conn: psycopg.Connection) -> dict[str, set[str]]:
     return {kind: {row[0] for row in conn.execute(query(name))} for kind, name in _NAME_QUERIES.items()}
 
 
+# A configuration file is some kilobytes (the demo's: 5 kB); a path given by mistake may be anything.
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text: a regular file of at most MAX_FILE_BYTES, UTF-8, a byte order mark left out.
+    `config validate /dev/zero` read without end until memory ran out, a fifo waited for a writer for
+    ever, and a file a Windows editor saved with a mark was "Invalid statement (at line 1, column 1)"
+    (found by exploratory testing)."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):  # (a directory: said as before)
+        raise ConfigurationError(["not a regular file (a fifo, a socket or a device): give a configuration file"],
+                                 str(path), checked=False)
+    too_large = ConfigurationError([f"{max(info.st_size, MAX_FILE_BYTES + 1) / 2**20:.0f} MB, larger than a "
+                                    f"configuration file is ({MAX_FILE_BYTES // 2**20} MB at most)"], str(path),
+                                   checked=False)
+    if info.st_size > MAX_FILE_BYTES:
+        raise too_large
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)  # (a file growing meanwhile, or one whose size says nothing)
+    if len(data) > MAX_FILE_BYTES:
+        raise too_large
+    return data.decode("utf-8-sig")
+
+
 def read_file(path: str | Path) -> dict:
     """The TOML document of a file; a missing file or bad TOML is a ConfigurationError."""
     try:
-        text = Path(path).read_text()
+        text = _read_bounded(Path(path))
     except FileNotFoundError:
         raise ConfigurationError([f"no such file: {path}"], checked=False) from None
     except OSError as error:

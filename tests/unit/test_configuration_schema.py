@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -175,6 +176,30 @@ def test_a_file_that_is_not_toml_or_not_there_is_one_clear_error(tmp_path):
     deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(configuration.ConfigurationError, match="deep.toml: not a configuration: .* nested too deeply"):
         configuration.read_file(deep)
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads_as_without_one(tmp_path):
+    """(a Windows editor's UTF-8 with BOM was "not valid TOML: Invalid statement (at line 1, column 1)", the
+    mark unseen in any editor; found by exploratory testing)"""
+    marked = tmp_path / "marked.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + CONFIGURATION.read_bytes())
+    assert configuration.read_file(marked) == demo_document()
+
+
+def test_a_fifo_a_device_or_an_outsized_file_is_refused_before_it_is_read(tmp_path):
+    """(`config validate /dev/zero` read without end, growing until memory ran out, and a fifo waited for
+    a writer for ever; found by exploratory testing)"""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(configuration.ConfigurationError, match="not a regular file .*: give a configuration file"):
+            configuration.read_file(path)
+    huge = tmp_path / "huge.toml"
+    with open(huge, "wb") as handle:
+        handle.truncate(17 * 2**20)
+    with pytest.raises(configuration.ConfigurationError, match="huge.toml: 17 MB, larger than a configuration file "
+                                                               "is \\(16 MB at most\\)"):
+        configuration.read_file(huge)
 
 
 def test_the_error_lists_every_problem_and_says_nothing_was_written():
