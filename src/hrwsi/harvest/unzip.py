@@ -79,6 +79,12 @@ def _open_archive(path: str) -> zipfile.ZipFile:
         raise UnsafeArchive(f"not a readable zip archive ({error})") from None
 
 
+# How deep a member may lie (as a landing directory's product: hrwsi.harvest.landing_files). Deeper, its
+# extraction ran out of Python's recursion in mkdir ("maximum recursion depth exceeded while calling a
+# Python object"), and so could the removal of what was half-extracted (found by exploratory testing).
+MAX_MEMBER_DEPTH = 100
+
+
 def check_limits(archive: zipfile.ZipFile, archive_bytes: int, limits: UnzipLimits) -> None:
     """Refuse the archive, before extraction, if what it declares is beyond the limits."""
     members = archive.infolist()
@@ -106,6 +112,9 @@ def _refuse_duplicates(members: list[zipfile.ZipInfo]) -> None:
     directories: dict[tuple[str, ...], str] = {}
     for info in members:
         parts = _member_parts(info.filename)
+        if len(parts) > MAX_MEMBER_DEPTH + 1:
+            raise UnsafeArchive(f"the archive holds {info.filename[:200]!r}..., nested more than {MAX_MEMBER_DEPTH} "
+                                "directories deep: refused, nothing extracted (a product is not that deep)")
         if not info.is_dir():
             if parts in files:
                 raise UnsafeArchive(f"the archive holds {info.filename!r} twice: refused, nothing extracted")

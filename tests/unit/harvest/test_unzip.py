@@ -131,3 +131,13 @@ def test_a_wrong_password_that_passes_the_archives_one_byte_check_is_still_calle
     assert not (tmp_path / "out").exists()
     with pytest.raises(UnsafeArchive, match=r"wrong zip password \(from environment variable ZIP_PW\): Bad password"):
         extract(str(path), tmp_path / "out", LIMITS, password=caught[0], password_hint="ZIP_PW")
+
+
+def test_a_member_nested_deeper_than_a_product_is_refused_before_anything_is_written(tmp_path):
+    """(extracting a member 1,100 directories deep ran out of Python's recursion in mkdir: the file failed with
+    "maximum recursion depth exceeded while calling a Python object", and removing what was half-extracted
+    could raise the same; found by exploratory testing)"""
+    path = archive(tmp_path / "deep.zip", {"X.SAFE/" + "d/" * 1100 + "band.jp2": b"x"})
+    with pytest.raises(UnsafeArchive, match="nested more than 100 directories deep: refused, nothing extracted"):
+        extract(str(path), tmp_path / "out", LIMITS)
+    assert not (tmp_path / "out").exists()
