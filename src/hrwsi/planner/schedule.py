@@ -171,7 +171,9 @@ class EventScheduler:
         "idle_by_flavour", "busy", "busy_count", "external_tasks", "used_cpu", "used_ram", "used_storage",
         "fixed_events", "next_fixed_event", "future_fixed", "future_started",
         "unmet", "ready_at", "ready_by_class", "tops", "is_blocked", "blocked", "pending", "running", "start",
-        "worker_of", "greedy", "guard", "started", "peak", "momentary", "spare_kinds", "class_avoid",
+        "worker_of", "greedy", "guard", "started", "peak", "momentary", "spare_kinds", "spare_idle", "spare_kind",
+        "busy_of_kind", "worker_kind", "class_avoid",
+        "opened", "failed_at", "failed_capped",
     )
 
     def __init__(self, prob: Problem, classes: DemandClasses, order: list[int], workers: Sequence[int],
@@ -196,6 +198,15 @@ class EventScheduler:
         self._init_tasks(len(classes))
         self.guard = LaneGuard(self, classes.lane, classes.kinds) if classes.several_lanes else None
         self.spare_kinds = _spare_kinds(classes.kinds, (1 << len(prob.kinds)) - 1)
+        # the one kind a class's spare kinds are, or -1 (several, or none): its search then reads the busy
+        # workers of that kind alone (busy_of_kind), not every busy worker
+        self.spare_kind = [spare.bit_length() - 1 if spare and spare & (spare - 1) == 0 else -1
+                           for spare in self.spare_kinds]
+        # per class with spare kinds, the idle list it reads narrowed to those kinds (same order): the
+        # spare-first search read every worker of the list and tested its kind, on every call
+        kind = prob.worker_kind
+        self.spare_idle = [[w for w in (self.idle_any if f < 0 else self.idle_by_flavour.get(f, ())) if spare >> kind[w] & 1]
+                           if spare else [] for spare, (_c, _r, _s, f) in zip(self.spare_kinds, self.class_demand)]
         greedy = self._greedy_dispatcher()
         next(greedy)
         self.greedy = greedy.send
@@ -214,6 +225,8 @@ class EventScheduler:
         for j in self.idle_any:
             self.idle_by_flavour.setdefault(self.worker_flavour[j], []).append(j)
         self.busy: list[int] = []  # workers running something
+        self.worker_kind = prob.worker_kind
+        self.busy_of_kind: list[list[int]] = [[] for _ in prob.kinds]  # the busy workers of each kind, in busy's order
         self.busy_count = 0  # the same, plus workers of fixed tasks that are not among the workers
         self.external_tasks: dict[str, int] = {}  # such a worker -> fixed tasks running there
         self.used_cpu = self.used_ram = self.used_storage = 0.0
@@ -247,6 +260,14 @@ class EventScheduler:
         self.blocked: list[int] = []
         self.pending: list[tuple[float, int]] = []  # (release, task): predecessors done, not yet released
         self.running: list[tuple[float, int]] = []  # (end, task)
+        # What lets a search for a class that found no worker skip the next ones that cannot find one
+        # (_fits_nowhere_still): the workers that gained room (a task ended) or became busy, in order, and
+        # per class where that list stood at its last such search (-1: none) and whether the VMs were all
+        # in use then. A blocked class is searched again at every event, and most searches fail: each read
+        # every worker (100 of them on the ladder's 40+60-worker family, where they were half the plan).
+        self.opened: list[int] = []
+        self.failed_at = [-1] * class_count
+        self.failed_capped = [False] * class_count
         self.start: list[float | None] = [None] * n
         self.worker_of = [-1] * n
         self.started = 0
@@ -269,7 +290,7 @@ class EventScheduler:
         running, pending, events, succs = self.running, self.pending, self.fixed_events, self.prob.succs
         unmet, ready_at, worker_of, task_class = self.unmet, self.ready_at, self.worker_of, self.task_class
         class_demand, tasks_on, fc, fr, fs = self.class_demand, self.tasks_on, self.free_cpu, self.free_ram, self.free_storage
-        dispatch, make_ready = self.dispatch, self._make_ready
+        dispatch, make_ready, opened = self.dispatch, self._make_ready, self.opened
         self._apply_fixed_until(0.0)
         t = last = 0.0
         while True:
@@ -283,9 +304,11 @@ class EventScheduler:
                 fc[w] += c
                 fr[w] += rm
                 fs[w] += s
+                opened.append(w)
                 tasks_on[w] -= 1
                 if tasks_on[w] == 0:
                     self.busy.remove(w)
+                    self.busy_of_kind[self.worker_kind[w]].remove(w)
                     self.busy_count -= 1
                 for x in succs[i]:
                     unmet[x] -= 1
@@ -334,6 +357,7 @@ class EventScheduler:
 
     def _apply_fixed(self, q: int, sign: int) -> None:
         f = self.prob.fixed[q]
+        self.failed_at = [-1] * len(self.failed_at)  # (rare: what a search found no longer says anything)
         self.used_cpu += sign * f.cpu
         self.used_ram += sign * f.ram_mb
         self.used_storage += sign * f.storage_mb
@@ -347,12 +371,14 @@ class EventScheduler:
         if sign > 0:
             if self.tasks_on[j] == 0:
                 self.busy.append(j)
+                self.busy_of_kind[self.worker_kind[j]].append(j)
                 self.busy_count += 1
             self.tasks_on[j] += 1
         else:
             self.tasks_on[j] -= 1
             if self.tasks_on[j] == 0:
                 self.busy.remove(j)
+                self.busy_of_kind[self.worker_kind[j]].remove(j)
                 self.busy_count -= 1
 
     def _apply_external(self, worker: str, sign: int) -> None:
@@ -425,11 +451,41 @@ class EventScheduler:
 
     def _find_worker_within_budgets(self, k: int, t: float, e: float) -> int:
         """find_worker once the budgets are known to have room for class ``k``."""
-        c, rm, s, f = self.class_demand[k]
         if self.busy_count > self.vm_cap:  # fixed tasks alone use too many workers: wait until they end
             return -1
         if self.future_started < len(self.future_fixed) and e > t:
             return self._find_worker_around_fixed(k, t, e)
+        if self.failed_at[k] >= 0 and self._fits_nowhere_still(k):
+            return -1
+        w = self._first_fit(k)
+        if w < 0:
+            self.failed_at[k] = len(self.opened)
+            self.failed_capped[k] = self.busy_count >= self.vm_cap
+        else:
+            self.failed_at[k] = -1
+        return w
+
+    def _fits_nowhere_still(self, k: int) -> bool:
+        """Whether class ``k``, which fit on no worker at its last search, still fits on none; then that is
+        noted as its last search. Since then workers only lost room, except those that gained some (a task
+        ended) or became busy (``opened``): only those can fit it now, and the idle ones, were they
+        skipped then because the VMs were all in use and are no longer. Exact: a False leads to the full
+        search, which finds the worker it always found."""
+        if self.failed_capped[k] and self.busy_count < self.vm_cap:
+            return False
+        c, rm, s, f = self.class_demand[k]
+        wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
+        opened = self.opened
+        for w in opened[self.failed_at[k]:] if self.failed_at[k] < len(opened) else ():
+            if (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm and fs[w] + EPS >= s:
+                return False
+        self.failed_at[k] = len(opened)
+        self.failed_capped[k] = self.busy_count >= self.vm_cap
+        return True
+
+    def _first_fit(self, k: int) -> int:
+        """The worker a task of class ``k`` starts on now (the rules of the module's docstring), or -1."""
+        c, rm, s, f = self.class_demand[k]
         if self.spare_kinds[k]:
             w = self._find_spare_worker(k)
             if w >= 0:
@@ -455,17 +511,22 @@ class EventScheduler:
         some tasks fit stay free for them (3-CPU tasks on the 4-CPU workers, say, while 1-CPU tasks could
         run on 2-CPU ones)."""
         c, rm, s, f = self.class_demand[k]
-        spare, kind = self.spare_kinds[k], self.prob.worker_kind
+        spare, kind, one_kind = self.spare_kinds[k], self.worker_kind, self.spare_kind[k]
         wfl, fc, fr, fs = self.worker_flavour, self.free_cpu, self.free_ram, self.free_storage
-        for w in self.busy:
-            if spare >> kind[w] & 1 and (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm \
-                    and fs[w] + EPS >= s:
-                return w
+        if one_kind >= 0:
+            for w in self.busy_of_kind[one_kind]:
+                if (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm and fs[w] + EPS >= s:
+                    return w
+        else:
+            for w in self.busy:
+                if spare >> kind[w] & 1 and (f < 0 or wfl[w] == f) and fc[w] + EPS >= c and fr[w] + EPS >= rm \
+                        and fs[w] + EPS >= s:
+                    return w
         if self.busy_count >= self.vm_cap:
             return -1
-        for w in self.idle_any if f < 0 else self.idle_by_flavour.get(f, ()):
-            if self.tasks_on[w] == 0 and spare >> kind[w] & 1 and fc[w] + EPS >= c and fr[w] + EPS >= rm \
-                    and fs[w] + EPS >= s:
+        tasks_on = self.tasks_on
+        for w in self.spare_idle[k]:
+            if tasks_on[w] == 0 and fc[w] + EPS >= c and fr[w] + EPS >= rm and fs[w] + EPS >= s:
                 return w
         return -1
 
@@ -542,8 +603,10 @@ class EventScheduler:
         self.free_storage[w] -= s
         if self.tasks_on[w] == 0:
             self.busy.append(w)
+            self.busy_of_kind[self.worker_kind[w]].append(w)
             self.busy_count += 1
             self.used_before[w] = True
+            self.opened.append(w)  # (an idle worker a search skipped, the VMs all in use, may fit it now)
         self.tasks_on[w] += 1
         self.start[i] = t
         self.worker_of[i] = w
@@ -582,10 +645,11 @@ class EventScheduler:
         worker_of, task_class, tasks_on, wfl = self.worker_of, self.task_class, self.tasks_on, self.worker_flavour
         class_demand = self.class_demand
         fc, fr, fs = self.free_cpu, self.free_ram, self.free_storage
-        ends = sorted(self.running)
-        m = len(ends)
-        for q in range(m):
-            e, i = ends[q]
+        # The running tasks' ends in order, popped from a copy of their heap as far as needed: most
+        # reservations are found within the first few of a hundred (sorting them all was a sixth of a plan)
+        ends = self.running[:]
+        while ends:
+            e, i = heappop(ends)
             w = worker_of[i]
             dc, dr, ds, _f = class_demand[task_class[i]]
             free[0] += dc
@@ -603,7 +667,7 @@ class EventScheduler:
             if ((f < 0 or wfl[w] == f) and w not in fitting and fc[w] + u[0] + EPS >= c
                     and fr[w] + u[1] + EPS >= rm and fs[w] + u[2] + EPS >= s):
                 fitting.append(w)
-            if (q + 1 < m and ends[q + 1][0] == e) or free[0] + EPS < c or free[1] + EPS < rm or free[2] + EPS < s:
+            if (ends and ends[0][0] == e) or free[0] + EPS < c or free[1] + EPS < rm or free[2] + EPS < s:
                 continue
             for w2 in fitting:
                 idle_then = tasks_on[w2] - ended_on.get(w2, 0) == 0

@@ -4,6 +4,8 @@ the lower bound. Instances stay small and examples few so that the file runs in 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from hrwsi.planner import (
     usage_steps,
     validate_plan,
 )
+from hrwsi.planner.schedule import EventScheduler
 
 FLAVOURS = [
     Flavour("s", 2, 2000, 2000),
@@ -174,3 +177,84 @@ def test_empty_input_and_zero_workers():
     plan = plan_tasks(tasks, [], Budgets())
     check(plan, tasks, [], Budgets(), [])
     assert [u.task_id for u in plan.unplannable] == [1]
+
+
+@st.composite
+def busy_instances(draw):
+    """Several workers of unequal sizes, seldom all in use at once, and more tasks than they hold, of sizes
+    some workers cannot hold: classes find no worker while others stay idle, and workers gain room as tasks
+    end. With lanes, deadlines and avoided workers sometimes, and running tasks."""
+    workers = [Worker(f"w{i}", draw(st.sampled_from(FLAVOURS))) for i in range(draw(st.integers(2, 6)))]
+    names = [w.name for w in workers]
+    several_lanes = draw(st.booleans())
+    tasks = []
+    for i in range(draw(st.integers(10, 40))):
+        deps = draw(st.lists(st.integers(0, i - 1), max_size=2)) if i and draw(st.integers(0, 3)) == 0 else []
+        tasks.append(TaskDemand(
+            id=i, routine=draw(st.sampled_from(["A", "B", "C"])), cpu=draw(st.sampled_from([0.5, 1, 2, 3, 5, 7])),
+            ram_mb=draw(st.sampled_from([100, 1000, 3000, 9000])), storage_mb=draw(st.sampled_from([100, 1000, 3000])),
+            duration_s=draw(st.sampled_from([1.0, 2.5, 5.0, 10.0, 37.0])), depends_on=tuple(deps),
+            earliest_start_s=draw(st.sampled_from([0.0, 0.0, 3.0, 20.0])),
+            flavour=draw(st.sampled_from([None, None, None, "s", "l"])),
+            priority=draw(st.sampled_from([0, 1, 1])) if several_lanes else 0,
+            deadline_s=draw(st.sampled_from([None, None, 30.0])) if several_lanes else None,
+            avoid_worker=draw(st.sampled_from([None, None, None, *names]))))
+        # (a task avoids a worker only while another worker it fits exists: planning_input.screen)
+        if not [w for w in workers if w.name != tasks[-1].avoid_worker and _fits(tasks[-1], w)]:
+            tasks[-1] = dataclasses.replace(tasks[-1], avoid_worker=None)
+    fixed = []
+    for q in range(draw(st.integers(0, 2))):
+        start = draw(st.sampled_from([-1.0, 0.0, 6.0]))
+        fixed.append(FixedTask(500 + q, draw(st.sampled_from(names)), 1, 500, 500, start,
+                               start + draw(st.sampled_from([4.0, 12.0]))))
+    budgets = Budgets(cpu_max=draw(st.sampled_from([None, None, 12, 20])),
+                      vm_max=draw(st.sampled_from([None, None, len(workers) - 1])))
+    return tasks, workers, budgets, fixed
+
+
+def _fits(task: TaskDemand, worker: Worker) -> bool:
+    f = worker.flavour
+    return (task.flavour in (None, f.name) and task.cpu <= f.cpu and task.ram_mb <= f.ram_mb
+            and task.storage_mb <= f.disk_mb)
+
+
+@settings(PROFILE, max_examples=150)
+@given(st.one_of(instances(max_tasks=30), busy_instances()))
+def test_a_class_that_fit_nowhere_is_said_to_fit_nowhere_still_only_when_a_full_search_finds_no_worker(inst):
+    """The scheduler skips the search for a class that found no worker when none of the workers that gained
+    room or became busy since fits it (EventScheduler._fits_nowhere_still): every such skip is checked here
+    against the full search, over every rule and the packing search, with fixed tasks, lanes, deadlines,
+    avoided workers and VM limits."""
+    tasks, workers, budgets, fixed = inst
+    fits_nowhere_still = EventScheduler._fits_nowhere_still
+
+    def checked(self, k):
+        said = fits_nowhere_still(self, k)
+        if said:
+            assert self._first_fit(k) == -1, f"class {k} was said to fit nowhere, and the full search finds a worker"
+        return said
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EventScheduler, "_fits_nowhere_still", checked)
+        plan = plan_tasks(tasks, workers, budgets, fixed)
+    check(plan, tasks, workers, budgets, fixed)
+
+
+def test_the_search_of_a_class_that_fit_nowhere_is_skipped_until_a_worker_gains_room():
+    """The skip happens (the property above is not vacuous): on one 4-CPU worker, 3-CPU tasks run one at a time
+    and the 2-CPU tasks waiting beside them find no room at the events where a 3-CPU task still runs."""
+    from tests.unit.planner.conftest import assert_valid, task, workers
+    tasks = [task(i, cpu=3, dur=10.0) for i in range(10)] + [task(10 + i, cpu=2, dur=3.0) for i in range(10)]
+    skipped = []
+    fits_nowhere_still = EventScheduler._fits_nowhere_still
+
+    def counted(self, k):
+        said = fits_nowhere_still(self, k)
+        skipped.append(said)
+        return said
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EventScheduler, "_fits_nowhere_still", counted)
+        plan = plan_tasks(tasks, workers(1), Budgets())
+    assert_valid(plan, tasks, workers(1), Budgets())
+    assert any(skipped), "no search was skipped"
