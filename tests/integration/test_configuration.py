@@ -10,6 +10,7 @@ import pytest
 
 from hrwsi import configuration
 from hrwsi.demo import CONFIGURATION
+from tests.integration.test_dispatch import in_a_thread, waiting_on_an_advisory_lock
 from tests.integration.test_operations import login_role  # noqa: F401 - a fixture
 
 
@@ -427,6 +428,61 @@ def test_tasks_of_a_routine_that_is_not_a_time_series_are_not_moved_into_one(db)
                              "let them run on ts, or cancel them"):
         db.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
     assert links(db, task) == [("ts", None, "pending")]
+
+
+def test_the_first_task_moved_into_a_time_series_with_none_before_it_on_its_tile_waits_for_no_task(db):
+    """Found by review: the first moved task of a tile, with no task before it in the series it joined, kept the
+    task it waited for on the old routine, and stayed blocked behind it when that one had ended terminated. It
+    waits for nothing, as an INSERT would link it there, and runs."""
+    two_routines_of_l2a(db)
+    first, second, third = (series_task(db, "ts", day) for day in (1, 2, 3))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+               "WHERE id = %s", (first,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    assert links(db, second, third) == [("ts", first, "blocked"), ("ts", second, "blocked")]
+    assert db.execute("SELECT hrwsi.move_tasks('ts', 'ts2')").fetchone()[0] == "2 task(s) of routine ts moved to routine ts2"
+    assert links(db, second, third) == [("ts2", None, "pending"), ("ts2", second, "pending")]
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone()[0]
+    assert reason == ("moved from routine ts to routine ts2 by an operator: it is the first of its time series now, "
+                      "and waits for no task")
+
+
+def test_a_blocked_task_moved_into_a_routine_on_hold_is_held_with_it(db):
+    """Found by review: a blocked task moved into a routine on hold, linked there behind a task that may run, was
+    made pending (blocked cannot be held in one step), while the pending tasks moved with it were held with the
+    routine. It is held too, and runs when the routine is released."""
+    two_routines_of_l2a(db)
+    first, third = series_task(db, "ts", 1), series_task(db, "ts", 3)
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+               "WHERE id = %s", (first,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    db.execute("SELECT hrwsi.hold_routine('ts2', 'new version under test')")
+    second = series_task(db, "ts2", 2)
+    db.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
+    assert links(db, second, third) == [("ts2", None, "on_hold"), ("ts2", second, "on_hold")]
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone()[0]
+    assert reason == "moved from routine ts to routine ts2 by an operator; routine on hold: new version under test"
+    db.execute("SELECT hrwsi.release_routine('ts2')")
+    assert links(db, second, third) == [("ts2", None, "pending"), ("ts2", second, "pending")]
+
+
+def test_a_scene_inserted_into_the_old_routine_s_series_during_a_move_is_moved_with_its_tile(db, database_url):
+    """Found by review: the move took the locks of the series it moved tasks into, not of those they left. A scene
+    being inserted into the old routine's series meanwhile was linked behind a task the move took away, and stayed
+    on the old routine waiting for a task of the new one. The move waits for that INSERT, and moves its task too."""
+    two_routines_of_l2a(db)
+    first = series_task(db, "ts", 1)
+    with psycopg.connect(database_url) as inserter, psycopg.connect(database_url) as mover:
+        second = series_task(inserter, "ts", 2)  # not committed: it holds the series ts/31TCH
+        moving, said = in_a_thread(lambda: mover.execute("SELECT hrwsi.move_tasks('ts', 'ts2')").fetchone())
+        try:
+            waiting_on_an_advisory_lock(db, mover)
+        finally:
+            inserter.commit()
+            moving.join()
+        mover.commit()
+    assert said == {"result": ("2 task(s) of routine ts moved to routine ts2",)}
+    assert links(db, first, second) == [("ts2", None, "pending"), ("ts2", first, "pending")]
 
 
 def test_a_task_that_move_tasks_leaves_where_it_is_gets_no_history_of_a_move(db, database_url):

@@ -1049,6 +1049,7 @@ def test_the_task_after_a_task_cancelled_while_its_series_lock_was_busy_takes_th
                                              f"task {first}, sensed before that one")
     assert rows[fourth][:2] == ("pending", third)
 
+
 def test_the_tasks_after_a_blocked_task_linked_to_a_late_scene_say_it_waits_for_that_scene_now(world, database_url):
     """A blocked task that a late scene's link made pending unblocked the tasks after it saying "its dependency
     was retried or released", which it was not (found by review). Its series' lock busy when the task before it
@@ -1265,6 +1266,27 @@ def plannable(db):
     """The tasks the orchestrator's plan query reads now (as old as it wants them)."""
     return {r[0] for r in db.execute(query("tasks_to_plan").replace("$1", "(now() + interval '1 hour')")
                                      .replace("$2", "1000").replace("$3", "0"))}
+
+
+def test_a_task_moved_first_into_a_time_series_waits_for_the_open_upstream_work_of_a_scene_sensed_before_it(world):
+    """Found by review: a moved task kept the upstream wait of its place in the old series. Behind a task sensed
+    after an open scene there, it waited for nothing; moved first of its tile into a series, it ran before that
+    scene's task. What it waits for is decided again from the task it follows now."""
+    chained_series(world)
+    world.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                     input_product_type, output_product_type, sequential_per_tile)
+                     VALUES ('ts2', 1, 100, 10, '1 min', ARRAY['true'], 'L2A', 'TS2', true)""")
+    input_a, prep_a = scene(world, "prep", "/l1c/A", 10)
+    _, ts_w = scene(world, "ts", "/l2a/direct-W", 11)
+    _, ts_b = scene(world, "ts", "/l2a/direct-B", 12)
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (ts_w,))  # under way: it stays on ts
+    row = "SELECT depends_on, waits_for_upstream, state, state_reason FROM hrwsi.processing_task WHERE id = %s"
+    assert world.execute(row, (ts_b,)).fetchone()[:3] == (ts_w, None, "pending")
+    world.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
+    assert world.execute(row, (ts_b,)).fetchone() == (
+        None, prep_a, "pending", f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} has "
+                                 "not run yet: it runs after that scene's own task in its series")
 
 
 def test_a_time_series_of_a_chained_step_runs_in_sensing_order_whatever_order_its_upstream_work_ends(world):
