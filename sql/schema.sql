@@ -1047,7 +1047,16 @@ BEGIN
     -- give-back: hrwsi.cancel_task and hrwsi.correct_input called it again after their UPDATE, which found
     -- nothing left, two probes of the indexes for nothing.
     IF new_states && ARRAY['cancelled', 'on_hold'] THEN
-        SELECT array_agg(d.id) FILTER (WHERE d.state = 'cancelled'), array_agg(d.id) INTO cancelled, lenders
+        -- (a task held in the middle of a chain takes back too what passed through it, from the tasks before it:
+        -- the task it took that from waits behind it, and cannot run before it is released, so that the tasks
+        -- before it had no reason to be urgent on its behalf; they record only whose urgency it was, so that
+        -- is given back from all who took it, and passed down again as far as the held task: migration 0091,
+        -- found by review; read from the rows at hand, no statement more)
+        SELECT array_agg(d.id) FILTER (WHERE d.state = 'cancelled'),
+               array_agg(d.id)
+               || array_agg(d.deadline_inherited_from) FILTER (WHERE d.state = 'on_hold' AND d.deadline_inherited_from IS NOT NULL)
+               || array_agg(d.priority_inherited_from) FILTER (WHERE d.state = 'on_hold' AND d.priority_inherited_from IS NOT NULL)
+        INTO cancelled, lenders
         FROM new_rows d JOIN old_rows o USING (id)
         WHERE d.state IN ('cancelled', 'on_hold') AND o.state <> d.state;
         IF 'cancelled' = ANY (new_states) THEN
@@ -1067,17 +1076,28 @@ BEGIN
             WITH blocked AS (
                 UPDATE processing_task t
                 SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
-                    state_reason = format('its dependency, task %s, ended %s; `hrwsi retry %s` runs the '
-                                          'dependency again, `hrwsi release %s` runs this task without it',
-                                          d.id, d.state, d.id, t.id)
+                    -- (a task of a time series whose previous task was cancelled while the series' lock was busy,
+                    -- as the sweep finds it: the sweep links it to the task before the cancelled one, and ops are
+                    -- not alerted; its reason offered a retry of the cancelled task, or a release that would run
+                    -- it out of sensing order, until the sweep: migration 0091, found by review)
+                    state_reason = CASE WHEN d.state = 'cancelled' AND t.series_tile = d.series_tile AND t.routine = d.routine
+                                             AND t.campaign_id IS NOT DISTINCT FROM d.campaign_id
+                                        THEN format('task %s before it in its time series was cancelled while another '
+                                                    'transaction held the series'' lock: the orchestrator''s sweep links '
+                                                    'it to the task before that one within a minute', d.id)
+                                        ELSE format('its dependency, task %s, ended %s; `hrwsi retry %s` runs the '
+                                                    'dependency again, `hrwsi release %s` runs this task without it',
+                                                    d.id, d.state, d.id, t.id) END
                 FROM new_rows d JOIN old_rows o USING (id)
                 WHERE t.depends_on = d.id AND d.state IN ('terminated', 'cancelled') AND o.state <> d.state
                   AND t.state IN ('pending', 'planned', 'on_hold') AND NOT t.dependency_waived
-                RETURNING t.id, t.routine, t.state_reason
+                RETURNING t.id, t.routine, t.state_reason,
+                          d.state = 'cancelled' AND t.series_tile = d.series_tile AND t.routine = d.routine
+                          AND t.campaign_id IS NOT DISTINCT FROM d.campaign_id AS swept
             )
             INSERT INTO alert (kind, subject, body, task_id, routine)
             SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', id, routine), state_reason, id, routine
-            FROM blocked $q$;
+            FROM blocked WHERE swept IS NOT TRUE $q$;
     END IF;
     -- ... and, blocked, the tasks after them in their chain (a time series' later scenes of the tile),
     -- all at once, without an alert of their own: they stayed planned, at a time long past and with
@@ -1105,6 +1125,12 @@ BEGIN
             UPDATE processing_task t
             SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
                 state_reason = CASE
+                    -- (behind one the sweep links past a task cancelled while its series' lock was busy, above)
+                    WHEN cause.state = 'cancelled' AND r.series_tile = cause.series_tile AND r.routine = cause.routine
+                         AND r.campaign_id IS NOT DISTINCT FROM cause.campaign_id THEN
+                        format('waits for task %s, which is blocked behind task %s, cancelled while its time series'' '
+                               'lock was busy: the orchestrator''s sweep links it past that task within a minute, and '
+                               'the tasks after it then run in order', t.depends_on, cause.id)
                     WHEN cause.id IS NOT NULL THEN
                         format('waits for task %s, which is blocked behind task %s, which ended %s: `hrwsi retry %s` '
                                'runs that task again, and the tasks after it then run in order', t.depends_on,
@@ -2463,12 +2489,14 @@ BEGIN
             state_reason = CASE WHEN t.state = 'planned' AND t.deadline_inherited_from = ANY (cancelled)
                                 THEN format('task %s, whose deadline it took, was %s: it gave it back, planned '
                                             'again', t.deadline_inherited_from,
-                                            (SELECT CASE WHEN x.state = 'on_hold' THEN 'held' ELSE 'cancelled' END
+                                            (SELECT CASE x.state WHEN 'on_hold' THEN 'held' WHEN 'cancelled' THEN 'cancelled'
+                                                        ELSE 'held up by a held task, or moved' END
                                              FROM processing_task x WHERE x.id = t.deadline_inherited_from))
                                 WHEN t.state = 'planned'
                                 THEN format('task %s, whose priority it took, was %s: it gave it back, planned '
                                             'again', t.priority_inherited_from,
-                                            (SELECT CASE WHEN x.state = 'on_hold' THEN 'held' ELSE 'cancelled' END
+                                            (SELECT CASE x.state WHEN 'on_hold' THEN 'held' WHEN 'cancelled' THEN 'cancelled'
+                                                        ELSE 'held up by a held task, or moved' END
                                              FROM processing_task x WHERE x.id = t.priority_inherited_from))
                                 ELSE t.state_reason END
         FROM lane l

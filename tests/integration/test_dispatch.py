@@ -1050,6 +1050,36 @@ def test_the_task_after_a_task_cancelled_while_its_series_lock_was_busy_takes_th
     assert rows[fourth][:2] == ("pending", third)
 
 
+def test_the_task_after_a_task_cancelled_while_its_series_lock_was_busy_says_the_sweep_links_it_and_alerts_no_one(
+        world, database_url):
+    """Found by review: until the sweep linked it, the task after a task cancelled while its series' lock was busy
+    said "`hrwsi retry` <the cancelled task> runs the dependency again, `hrwsi release` runs this task without it",
+    and ops were alerted so: a retry ran the scene the cancel dropped, and a release ran the task out of sensing
+    order, while the sweep links it within a minute. Its reason says that, and the tasks after it say so too."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    first, second, third, fourth = [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (second,))
+        rows = dict((r[0], r[1:]) for r in world.execute(
+            "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id IN (%s, %s)", (third, fourth)))
+        assert rows[third] == ("blocked", f"task {second} before it in its time series was cancelled while another "
+                                          "transaction held the series' lock: the orchestrator's sweep links it to the "
+                                          "task before that one within a minute")
+        assert rows[fourth] == ("blocked", f"waits for task {third}, which is blocked behind task {second}, cancelled "
+                                           "while its time series' lock was busy: the orchestrator's sweep links it past "
+                                           "that task within a minute, and the tasks after it then run in order")
+        assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_blocked'").fetchone() == (0,)
+        holder.commit()
+    world.execute(query("recheck_upstream_waits"))
+    assert world.execute("SELECT state, depends_on FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone() \
+        == ("pending", first)
+
+
 def test_the_tasks_after_a_blocked_task_linked_to_a_late_scene_say_it_waits_for_that_scene_now(world, database_url):
     """A blocked task that a late scene's link made pending unblocked the tasks after it saying "its dependency
     was retried or released", which it was not (found by review). Its series' lock busy when the task before it

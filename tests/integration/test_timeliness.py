@@ -658,3 +658,24 @@ def test_a_held_fresh_scene_lends_nothing_until_it_is_released(world, how):
     world.execute("SELECT hrwsi.release_task(%s)" if how == "task" else "SELECT hrwsi.release_routine('snow') WHERE %s > 0",
                   (fresh,))
     assert urgency(world, old) == (0, due, fresh, None, "pending"), "lent again at once"
+
+
+def test_a_task_held_in_the_middle_of_a_chain_takes_back_the_urgency_that_passed_through_it(world):
+    """Found by review: the tasks before a held task kept the urgency a fresh scene after it had passed through it
+    (they record only whose it was), served ahead of near-real-time work, though the scene could not run before the
+    held task was released. Taken back from them; released, the held task lets it pass again at once."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    first = scene(world, "backfill", "/first", NOW - timedelta(days=3))
+    middle = scene(world, "backfill", "/middle", NOW - timedelta(days=2))
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    due = urgency(world, fresh)[1]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now(), "
+                  "planned_end = now() + interval '1 minute' WHERE id = %s", (first,))
+    assert urgency(world, first) == (0, due, fresh, None, "planned")
+    world.execute("SELECT hrwsi.hold_task(%s)", (middle,))
+    assert urgency(world, first) == (1, None, None, None, "pending"), "given back, planned again"
+    reason = world.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (first,)).fetchone()[0]
+    assert reason == (f"task {fresh}, whose deadline it took, was held up by a held task, or moved: it gave it back, "
+                      "planned again")
+    world.execute("SELECT hrwsi.release_task(%s)", (middle,))
+    assert urgency(world, middle)[:3] == (0, due, fresh) and urgency(world, first)[:3] == (0, due, fresh), "again"
