@@ -444,6 +444,9 @@ ALLOWED = {
     ("tests/unit/test_settings.py", "fake-pw"): "a fake password in a URL the settings accept",
     ("tests/integration/harvest/test_catalogue.py", "UrlPwAgain88"):
         "a fake password in a catalogue URL: messages must show it as ***",
+    ("tests/integration/harvest/test_catalogue.py", "t"):
+        "a fake token endpoint's answer whose other fields are wrong: the run must refuse it, naming the field",
+    ("tests/integration/harvest/test_catalogue.py", "r"): "likewise (a fake refresh token)",
     ("tests/unit/test_local_backend.py", "NomadAddrPW"): "a fake password in NOMAD_ADDR: routines must not inherit it",
     ("tests/unit/test_local_backend.py", "ProxyPW"): "a fake password in a proxy URL: likewise",
 }
