@@ -2779,6 +2779,9 @@ BEGIN
                 ELSE format('task %s released; it will be planned', task) END;
 END $$;
 
+-- A name an operator gives that names nothing is quoted in the refusal (quote_literal), as the CLI's own
+-- refusals quote it: `hrwsi hold ''` said "no routine : `hrwsi config show` ...", the empty name unseen
+-- (found by review; migration 0091). Likewise move_tasks, chain_missed_products and reprocess.
 CREATE FUNCTION hrwsi.hold_routine(routine_name text, reason text DEFAULT 'held by an operator')
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -2788,7 +2791,7 @@ BEGIN
     UPDATE hrwsi.processing_routine SET on_hold = true, hold_reason = reason WHERE name = routine_name AND NOT on_hold;
     IF NOT FOUND THEN
         IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
-            RAISE EXCEPTION 'no routine %', routine_name USING ERRCODE = 'no_data_found';
+            RAISE EXCEPTION 'no routine %', quote_literal(routine_name) USING ERRCODE = 'no_data_found';
         END IF;
         RETURN format('routine %s was already on hold', routine_name);
     END IF;
@@ -2807,7 +2810,7 @@ DECLARE
     released bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
-        RAISE EXCEPTION 'no routine %', routine_name USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'no routine %', quote_literal(routine_name) USING ERRCODE = 'no_data_found';
     END IF;
     UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
         backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
@@ -2864,7 +2867,7 @@ BEGIN
     SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
     SELECT * INTO target FROM processing_routine r WHERE r.name = to_routine FOR KEY SHARE;
     IF source.name IS NULL OR target.name IS NULL THEN
-        RAISE EXCEPTION 'no routine %', CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END
+        RAISE EXCEPTION 'no routine %', quote_literal(CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END)
             USING ERRCODE = 'no_data_found';
     END IF;
     IF source.name = target.name THEN
@@ -3138,7 +3141,7 @@ DECLARE
 BEGIN
     SELECT * INTO c FROM processing_condition x WHERE x.name = chain_missed_products.condition;
     IF c.name IS NULL THEN
-        RAISE EXCEPTION 'no condition %', chain_missed_products.condition USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'no condition %', quote_literal(chain_missed_products.condition) USING ERRCODE = 'no_data_found';
     END IF;
     IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = c.name) THEN
         RAISE EXCEPTION 'condition % is multi-input: the harvester makes its groups from the products there are '
@@ -3268,10 +3271,10 @@ BEGIN
     IF reprocess.condition IS NOT NULL THEN
         SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
         IF target IS NULL THEN
-            RAISE EXCEPTION 'no condition %', reprocess.condition USING ERRCODE = 'no_data_found';
+            RAISE EXCEPTION 'no condition %', quote_literal(reprocess.condition) USING ERRCODE = 'no_data_found';
         END IF;
     ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
-        RAISE EXCEPTION 'no routine %', target USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'no routine %', quote_literal(target) USING ERRCODE = 'no_data_found';
     END IF;
     -- Two starts of one request at once would both find no twin: starts are serialised until the
     -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
@@ -3329,7 +3332,8 @@ BEGIN
         RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
             CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
             coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
-            CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' (tiles ' || array_to_string(reprocess.tiles, ', ') || ')' END
+            CASE WHEN reprocess.tiles IS NULL THEN ''
+                 ELSE ' (tiles ' || (SELECT string_agg(quote_literal(t), ', ') FROM unnest(reprocess.tiles) t) || ')' END
             USING ERRCODE = 'no_data_found';
     END IF;
     -- A time-series routine reads the previous product of its tile: the campaign's tasks of a tile

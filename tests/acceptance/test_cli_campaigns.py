@@ -53,7 +53,7 @@ def test_reprocess_starts_a_campaign_and_campaigns_shows_and_cancels_it(processe
     (["--routine", "work", "--from", "2020-01-01", "--to", "2020-02-01"], 1, "nothing to reprocess"),
     (["--routine", "work", "--condition", "in", "--from", "2020-01-01", "--to", "2100-01-01"], 1,
      "give the routine or the condition"),
-    (["--routine", "nope", "--from", "2020-01-01", "--to", "2100-01-01"], 1, "no routine nope"),
+    (["--routine", "nope", "--from", "2020-01-01", "--to", "2100-01-01"], 1, "no routine 'nope'"),
     (["--routine", "work", "--from", "01/01/2020", "--to", "2100-01-01"], 2, "'01/01/2020' is not a date"),
 ])
 def test_reprocess_refuses_with_one_line_that_says_why(processed, env, arguments, code, message):  # noqa: F811

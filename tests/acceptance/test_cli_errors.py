@@ -89,7 +89,17 @@ def test_a_refused_operator_action_is_one_line(env, db):
     task = make_task(db, "/in/a", condition="in", age=None)
     one_line_error(run(["retry", str(task)], env, check=False),
                    f"task {task} is processed: only a terminated", code=1)
-    one_line_error(run(["hold", "nosuch"], env, check=False), "no routine nosuch", "hrwsi config show", code=1)
+    one_line_error(run(["hold", "nosuch"], env, check=False), "no routine 'nosuch'", "hrwsi config show", code=1)
+
+
+@pytest.mark.parametrize("command, says", [(["hold", ""], "no routine ''"), (["release", ""], "no routine ''"),
+                                           (["hold", "  "], "no routine '  '"), (["chain-missed", ""], "no condition ''"),
+                                           (["move-tasks", "", "x"], "no routine ''"),
+                                           (["reprocess", "--routine", "", "--from", "2020-01-01", "--to", "2020-01-02"],
+                                            "no routine ''")])
+def test_a_name_that_names_nothing_is_quoted_in_the_refusal(env, command, says):
+    """(`hrwsi hold ''` said "no routine : `hrwsi config show` lists the routines", the empty name unseen)"""
+    one_line_error(run(command, env, check=False), says, code=1)
 
 
 @pytest.mark.parametrize("command", [["task", "show", "999999"], ["logs", "999999"], ["lineage", "999999"],

@@ -91,12 +91,12 @@ def test_a_campaign_makes_one_archive_task_per_processed_input_in_its_range_and_
 @pytest.mark.parametrize(("arguments", "error", "message"), [
     ({}, psycopg.errors.CheckViolation, "give the routine or the condition"),
     ({"routine": "snow", "condition": "l2a"}, psycopg.errors.CheckViolation, "give the routine or the condition"),
-    ({"routine": "nope"}, psycopg.errors.NoDataFound, "no routine nope"),
-    ({"condition": "nope"}, psycopg.errors.NoDataFound, "no condition nope"),
+    ({"routine": "nope"}, psycopg.errors.NoDataFound, "no routine 'nope'"),
+    ({"condition": "nope"}, psycopg.errors.NoDataFound, "no condition 'nope'"),
     ({"routine": "snow", "measured_from": DAY, "measured_to": DAY},
      psycopg.errors.CheckViolation, "campaign_measured_from_is_before_measured_to"),
     ({"routine": "snow", "tiles": ["31TGL"]}, psycopg.errors.NoDataFound,
-     "nothing to reprocess: no input of routine snow sensed from .* was processed \\(tiles 31TGL\\)"),
+     "nothing to reprocess: no input of routine snow sensed from .* was processed \\(tiles '31TGL'\\)"),
 ])
 def test_a_campaign_that_makes_no_sense_is_refused_and_leaves_nothing(chain, arguments, error, message):
     finish(chain, add_input(chain, "l2a", "/l2a/a"))

@@ -162,7 +162,7 @@ def test_operator_actions_refuse_what_makes_no_sense(db, configure):
         db.execute("SELECT hrwsi.retry_task(%s)", (task_id,))
     with pytest.raises(psycopg.errors.NoDataFound, match="no task 424242"):
         db.execute("SELECT hrwsi.cancel_task(424242)")
-    with pytest.raises(psycopg.errors.NoDataFound, match="no routine ghost"):
+    with pytest.raises(psycopg.errors.NoDataFound, match="no routine 'ghost'"):
         db.execute("SELECT hrwsi.hold_routine('ghost')")
     assert "on hold" in db.execute("SELECT hrwsi.hold_task(%s)", (task_id,)).fetchone()[0]
     with pytest.raises(psycopg.errors.CheckViolation, match="only a pending or planned task can be held"):

@@ -526,7 +526,7 @@ async def test_operator_actions_through_the_api_need_a_token_and_record_who_did_
         missing = await client.post("/api/tasks/999999/cancel", headers={"Authorization": f"Bearer {ALICE}"})
         assert missing.status == 404 and (await missing.json())["message"].startswith("no task 999999")
         nosuch = await client.post("/api/routines/nosuch/hold", headers={"Authorization": f"Bearer {ALICE}"})
-        assert nosuch.status == 404 and (await nosuch.json())["message"] == "no routine nosuch"
+        assert nosuch.status == 404 and (await nosuch.json())["message"] == "no routine 'nosuch'"
         unknown = await client.post(f"/api/tasks/{scenario.terminated}/explode",
                                     headers={"Authorization": f"Bearer {ALICE}"})
         assert unknown.status == 404 and (await unknown.json())["error"] == "No such action."
