@@ -129,6 +129,20 @@ def test_a_number_out_of_its_range_is_refused_before_any_query(env, command):
     assert f"Invalid value for '{command[-2]}'" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("command, option", [(["tasks", "--tile", ""], "--tile"), (["tasks", "--tile", " "], "--tile"),
+                                             (["tasks", "--routine", ""], "--routine"), (["tasks", "--lane", ""], "--lane"),
+                                             (["groups", "--tile", ""], "--tile"), (["groups", "--condition", ""], "--condition"),
+                                             (["timeliness", "--tile", ""], "--tile"),
+                                             (["timeliness", "--routine", ""], "--routine"),
+                                             (["timeliness", "--lane", ""], "--lane")])
+def test_an_empty_filter_is_refused_not_taken_for_no_filter(env, db, command, option):
+    """(`hrwsi tasks --tile ''` listed every task, as if no --tile had been given)"""
+    load(db, single_routine_configuration([sys.executable, "-c", "pass"]))
+    make_task(db, "/in/a", condition="in", age=None)
+    line = one_line_error(run(command, env, check=False), f"{option} '", "is empty", f"leave {option} out", code=2)
+    assert "/in/a" not in line
+
+
 def test_an_unknown_task_state_is_named_with_the_states_there_are(env):
     """(`hrwsi tasks --state bogus` listed no task, as if none were in that state)"""
     one_line_error(run(["tasks", "--state", "bogus"], env, check=False), "no task state 'bogus': one of pending",

@@ -81,6 +81,15 @@ app = HrwsiTyper(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Ear
                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 
+def filter_given(options: dict[str, str | None]) -> None:
+    """A filter given empty (or blank) is refused: `hrwsi tasks --tile ''` listed every task, as if no
+    --tile had been given, and a script whose variable was unset read all of them as that tile's (found by
+    review). An empty name matches no routine, lane, tile or condition; leaving the option out means all."""
+    for option, value in options.items():
+        if value is not None and not value.strip():
+            raise CliError(f"{option} {value!r} is empty: give a value, or leave {option} out for all", 2)
+
+
 def version_line() -> str:
     """This installation's version and the last migration its schema has, as `hrwsi --version`
     prints them: what `hrwsi status`, the dashboard and a refused upgrade name."""

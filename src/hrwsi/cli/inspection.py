@@ -9,7 +9,18 @@ import typer
 
 import hrwsi.cli.views as views
 from hrwsi import reports
-from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, error_console, print_json, settings
+from hrwsi.cli.common import (
+    ID_MAX,
+    JSON_HELP,
+    CliError,
+    app,
+    console,
+    database,
+    error_console,
+    filter_given,
+    print_json,
+    settings,
+)
 from hrwsi.home import moved_data_dir
 from hrwsi.sql_files import query
 from hrwsi.terminal import visible
@@ -48,6 +59,7 @@ def tasks(state: list[str] | None = typer.Option(None, help="repeat it for sever
                                             help="only tasks older than this task id (the next page)"),
           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List tasks, newest first, filtered by state, routine, tile or lane; a page at a time."""
+    filter_given({"--routine": routine, "--tile": tile, "--lane": lane})
     with database() as conn:
         # A filter naming nothing there is refused, not answered with an empty list as if no task matched.
         # (--state given twice kept the last one only: `--state dispatched --state running` listed no running task)
@@ -138,6 +150,7 @@ def groups(condition: str | None = typer.Option(None, help="one multi-input cond
     lacks per requirement, and whether it waits for open work upstream or cannot complete now; then the
     groups whose composite was made and that have members that arrived after it, with the command that
     makes a composite with them."""
+    filter_given({"--condition": condition, "--tile": tile})
     with database() as conn:
         if condition is not None:
             rules = [row[0] for row in conn.execute(query("report_multi_input_condition_names"))]

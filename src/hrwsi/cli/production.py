@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, print_json
+from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, filter_given, print_json
 from hrwsi.terminal import visible
 
 
@@ -17,6 +17,7 @@ def timeliness(routine: str | None = typer.Option(None), lane: str | None = type
     lane, tile and day; open tasks late or planned to end after their deadline."""
     from hrwsi import timeliness as report
 
+    filter_given({"--routine": routine, "--lane": lane, "--tile": tile})
     with database() as conn:
         data = report.report(conn, report.Filters(routine, lane, tile, days))
     if as_json:
