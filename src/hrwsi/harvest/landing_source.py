@@ -14,6 +14,31 @@ import psycopg
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of, source_may_read
 from hrwsi.sql_files import query
 
+# The longest settle time and scan interval a landing directory takes: a week. A file that must sit
+# unchanged for longer is never taken in practice (a writer that pauses that long has stopped), and a
+# directory looked at less often than weekly wants a schedule (frequency, cron), which says when. The database's checks took any
+# positive number: scan_interval_s = 1e12 (31,700 years) was accepted, the scan did its work, and the
+# run ended in "OverflowError: date value out of range" reckoning its next run (1e400 is infinity to
+# Python); found by review. Such a source is set aside before it runs, naming the key.
+MAX_LANDING_DURATION_S = 7 * 86_400
+
+
+def refuse_absurd_durations(config: dict) -> None:
+    """Raise ConfigUnreadable naming config.settle_s or config.scan_interval_s when it is not a number of
+    seconds from 0 (settle) or above 0 (interval) to a week."""
+    for key, least in (("settle_s", 0.0), ("scan_interval_s", None)):
+        if key not in config:
+            continue
+        value = config[key]
+        number = float("nan")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value) if isinstance(value, float) or abs(value) < 2**1000 else float("inf")  # (no OverflowError)
+        if not ((number >= 0 if least is not None else number > 0) and number <= MAX_LANDING_DURATION_S):
+            bound = "from 0" if least is not None else "above 0"
+            raise ConfigUnreadable(f"config.{key} = {json.dumps(value)[:40]} is not a number of seconds {bound} to "
+                                   f"{MAX_LANDING_DURATION_S:,} (a week: a directory looked at less often wants a "
+                                   "schedule, frequency or cron): correct it (the source is set aside until then)")
+
 
 @dataclass(frozen=True)
 class LandingSource:
@@ -35,6 +60,7 @@ class LandingSource:
         refused = source_may_read(password_env) if password_env else None
         if refused is not None:  # (the rule of a catalogue's auth: one for every source)
             raise ConfigUnreadable(f"zip_password_env refused: {refused}")
+        refuse_absurd_durations(config)
         return cls(name=name, directory=config["directory"], work_directory=config["work_directory"],
                    product_type=product_type, settle_s=float(config.get("settle_s", 2.0)),
                    unzip=bool(config.get("unzip", True)),

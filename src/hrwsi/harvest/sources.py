@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 
 from hrwsi.database import COMMAND_TIMEOUT_S
 from hrwsi.harvest import catalogue, confinement, landing, schedules
-from hrwsi.harvest.landing_source import LandingSource
+from hrwsi.harvest.landing_source import LandingSource, refuse_absurd_durations
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of
 from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
@@ -74,6 +74,7 @@ def describe_schedule(row: Any) -> str:
     if schedule is not None:
         return schedule.describe()
     config = config_of(row["config"])
+    refuse_absurd_durations(config)  # (ConfigUnreadable: `hrwsi sources` says why, from config_problem)
     every = config.get("scan_interval_s") or max(float(config.get("settle_s", 2.0)), 1.0)
     return f"continuously (every {every:g} s)"
 
@@ -207,7 +208,10 @@ def refuse_unknown_config_keys(kind: str, config: Any) -> None:
 def config_problem(row: Any) -> str | None:
     """Why the harvester sets this source's config aside, as its run would record it, or None."""
     try:
-        refuse_unknown_config_keys(row["kind"], config_of(row["config"]))
+        config = config_of(row["config"])
+        refuse_unknown_config_keys(row["kind"], config)
+        if row["kind"] == "landing_directory":
+            refuse_absurd_durations(config)
     except (ConfigUnreadable, UnknownConfigKeys) as error:
         return f"{type(error).__name__}: {error}"
     return None

@@ -95,6 +95,29 @@ async def test_a_source_whose_config_has_a_key_nothing_reads_is_set_aside_naming
         sources.refuse_unknown_config_keys("catalogue", {"url": "u", "collection": "c", "tiels": ["32TLR"]})
 
 
+@pytest.mark.parametrize("key, value", [("scan_interval_s", 1e12), ("settle_s", 1e12), ("settle_s", "1e400"),
+                                        ("scan_interval_s", "1" + "0" * 400), ("scan_interval_s", 604_801)])
+async def test_an_absurd_scan_interval_or_settle_time_sets_the_source_aside_naming_the_key_before_its_scan(
+        routine, tmp_path, pool, harvest_options, key, value):
+    """(1e12 s passed the database's check; the scan took the file, then the run ended in OverflowError
+    reckoning its next run, and `hrwsi sources` could not say its schedule; found by review)"""
+    drop(landing_source(routine, tmp_path, "absurd"))
+    drop(landing_source(routine, tmp_path, "good"), tile="32TLR")
+    routine.execute(f"UPDATE hrwsi.harvest_source SET config = jsonb_set(config, '{{{key}}}', %s::jsonb) "
+                    "WHERE name = 'absurd'", (str(value),))
+    [shown] = [s for s in sources.list_sources(routine) if s["name"] == "absurd"]
+    assert f"config.{key} = " in shown["last_error"] and "is not a number of seconds" in shown["last_error"]
+    assert shown["schedule"] == "continuously"
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert not runs["absurd"].ok and f"ConfigUnreadable: config.{key} = " in runs["absurd"].error, runs["absurd"].error
+    assert runs["good"].ok and runs["good"].report.inputs == 1, "the others go on"
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1, "nothing taken from it"
+    routine.execute(f"UPDATE hrwsi.harvest_source SET config = jsonb_set(config, '{{{key}}}', '604800'), next_run_at = %s "
+                    "WHERE name = 'absurd'", (NOW,))
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))}
+    assert runs["absurd"].ok, "a week is taken"
+
+
 async def test_a_failing_source_records_its_error_and_the_others_go_on(routine, tmp_path, pool, harvest_options):
     broken = landing_source(routine, tmp_path, "broken")
     broken.rmdir()
