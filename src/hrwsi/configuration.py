@@ -88,8 +88,20 @@ def _without_nul(value: str) -> str:
 
 Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S"), AfterValidator(_without_nul)]
 EnvValue = Annotated[str, AfterValidator(_without_nul)]
-Cpu = Annotated[float, Field(gt=0, le=4096)]
+# CPUs: at least a hundredth of a core. 1e-300 was valid: the planner counted such a task as taking
+# nothing, so that any number of them fitted a worker at once, while the Nomad job builder reserved
+# ceil(cores x HRWSI_NOMAD_MHZ_PER_CORE) MHz, at least 1, for each (found by review). A hundredth (10 MHz
+# at the default 1000 MHz a core) is finer than any routine runs in, and leaves a worker of 4096 CPUs at
+# most 409,600 tasks to plan. At most 4096: more than any VM has.
+MIN_CPU = 0.01
+Cpu = Annotated[float, Field(ge=MIN_CPU, le=4096)]
 Megabytes = Annotated[int, Field(gt=0, le=MAX_INT4)]
+# A routine's RAM: at least 10 MB, Nomad's least (structs.go Resources.Validate: "minimum MemoryMB value
+# is 10"); the job builder gives it as MemoryMB as it is, so that ram_mb = 1 was valid and every job of
+# the routine was refused by Nomad, charged to it, until it was held (found by review). (Its storage is
+# given as at least Nomad's 10 MB of EphemeralDisk by the builder, and a flavour's sizes are not sent.)
+MIN_ROUTINE_RAM_MB = 10
+RoutineRam = Annotated[int, Field(ge=MIN_ROUTINE_RAM_MB, le=MAX_INT4)]
 
 
 def _at_least_a_microsecond(unit_s: float, unit: str) -> AfterValidator:
@@ -179,8 +191,8 @@ class Routine(_Entry):
 
     name: RoutineName = Field(description="the routine's name (letters, digits, _ . -; not alloc, a task name Nomad "
                                           "refuses; it names directories and Nomad jobs)")
-    cpu: Cpu = Field(description="CPUs one task needs")
-    ram_mb: Megabytes = Field(description="RAM one task needs (MB)")
+    cpu: Cpu = Field(description=f"CPUs one task needs (at least {MIN_CPU})")
+    ram_mb: RoutineRam = Field(description=f"RAM one task needs (MB, at least {MIN_ROUTINE_RAM_MB}: Nomad's least)")
     storage_mb: Megabytes = Field(description="storage one task needs (MB)")
     expected_duration_s: Seconds = Field(description="how long a task is expected to run, for planning (s)")
     timeout_s: Seconds | None = Field(None, description="a job running longer is stopped and failed (s); none: no limit")

@@ -48,8 +48,8 @@ def test_an_unknown_section_is_named_with_a_suggestion():
     (("flavour", 0, "cpu"), math.nan, "flavour[0].cpu: must be a finite number, not nan"),
     (("flavour", 0, "disk_mb"), math.inf, "flavour[0].disk_mb: must be a whole number, not a number (inf)"),
     (("budget", "cpu_max"), -math.inf, "budget.cpu_max: must be a finite number, not -inf"),
-    (("routine", 0, "cpu"), 0, "routine[0].cpu: must be greater than 0, not 0"),
-    (("routine", 0, "ram_mb"), -1, "routine[0].ram_mb: must be greater than 0, not -1"),
+    (("routine", 0, "cpu"), 0, "routine[0].cpu: must be at least 0.01, not 0"),
+    (("routine", 0, "ram_mb"), -1, "routine[0].ram_mb: must be at least 10, not -1"),
     (("routine", 0, "sequential_per_tile"), 1, "routine[0].sequential_per_tile: must be true or false, not a whole "
                                                "number (1)"),
     (("routine", 0, "expected_duration_s"), 1e9, "routine[0].expected_duration_s: must be at most 2592000, "
@@ -62,6 +62,31 @@ def test_an_unknown_section_is_named_with_a_suggestion():
 ])
 def test_a_wrong_value_is_one_line_with_its_key_path(path, value, expected):
     def change(d):
+        target = d
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    assert problems_of(change) == [expected]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("routine", 0, "cpu"), 1e-300, "routine[0].cpu: must be at least 0.01, not 1e-300"),
+    (("routine", 0, "cpu"), 0.009, "routine[0].cpu: must be at least 0.01, not 0.009"),
+    (("routine", 0, "cpu"), 1e300, "routine[0].cpu: must be at most 4096, not 1e+300"),
+    (("flavour", 0, "cpu"), 1e-300, "flavour[0].cpu: must be at least 0.01, not 1e-300"),
+    (("budget", "cpu_max"), 1e-300, "budget.cpu_max: must be at least 0.01, not 1e-300"),
+    (("routine", 0, "ram_mb"), 1, "routine[0].ram_mb: must be at least 10, not 1"),
+    (("routine", 0, "ram_mb"), 10**12, "routine[0].ram_mb: must be at most 2147483647, not 1000000000000"),
+    (("routine", 0, "storage_mb"), 10**12, "routine[0].storage_mb: must be at most 2147483647, not 1000000000000"),
+    (("routine", 0, "storage_mb"), 1e-300, "routine[0].storage_mb: must be a whole number, not a number (1e-300)"),
+])
+def test_an_absurdly_small_or_large_cpu_or_ram_is_refused_with_its_key_path(path, value, expected):
+    """(cpu = 1e-300 was valid: the planner counted such a task as taking nothing, any number of them fitting a
+    worker, and Nomad was given 1 MHz; ram_mb = 1 was valid, and Nomad refuses a job below 10 MB, every job of
+    the routine failing until it was held; found by review)"""
+    def change(d):
+        d.setdefault("budget", {})
         target = d
         for part in path[:-1]:
             target = target[part]
