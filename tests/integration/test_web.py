@@ -569,6 +569,25 @@ async def test_a_nul_character_or_an_unknown_state_in_an_address_is_a_bad_reques
     assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0
 
 
+async def test_a_digit_of_another_script_or_a_blank_routine_in_an_address_is_a_clear_answer_not_a_500(
+        database_url, scenario, data_dir, db):
+    """(str.isdigit is true of '²', which int() refuses: /tasks?q=² and /tasks/ID?attempt=² answered 500; a blank
+    routine's refusal could not be audited, its target blank, and /api/routines/%20/hold answered 500; found by
+    exploratory testing)"""
+    task = scenario.planned[0]
+    async with dashboard(database_url, data_dir) as client:
+        for path in ("/tasks?q=%C2%B2", "/tasks?q=%D9%A1%D9%A2", f"/tasks/{task}?attempt=%C2%B2"):
+            response = await client.get(path, allow_redirects=False)
+            assert response.status == 200, (path, response.status, (await response.text())[:300])
+        for path in ("/api/tasks?before=%C2%B2", "/alerts?before=%D9%A1"):
+            response = await client.get(path)
+            assert response.status == 400 and "is not an id" in unescape(await response.text()), path
+        for path in ("/api/routines/%20/hold", "/api/routines/%09/release"):
+            action = await client.post(path, headers={"Authorization": f"Bearer {ALICE}"})
+            assert action.status == 404 and "no routine with a blank name" in (await action.json())["error"], path
+    assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0
+
+
 async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, scenario, data_dir, db):
     task = f"/tasks/{scenario.planned[0]}"
     async with dashboard(database_url, data_dir) as client:

@@ -302,7 +302,9 @@ class Dashboard:
 
     async def page_tasks(self, request: web.Request) -> web.Response:
         search = (request.query.get("q") or "").strip()
-        if search.isdigit() and len(search) <= 18:
+        # (ASCII digits: str.isdigit is true of '²' and of other scripts' digits, which int() refuses or reads
+        # as another number, and ?q=² answered 500; found by exploratory testing)
+        if search.isascii() and search.isdigit() and len(search) <= 18:
             raise web.HTTPFound(f"/tasks/{int(search)}")
         filters = _filters(request)
         async with self.pool.acquire() as conn:
@@ -318,8 +320,8 @@ class Dashboard:
         task_id = int(request.match_info["task_id"])
         attempt = request.query.get("attempt")
         async with self.pool.acquire() as conn:
-            page = await data.read_task(conn, task_id, self.data_dir, int(attempt) if attempt and attempt.isdigit()
-                                        and len(attempt) < 6 else None, self.ui_link)
+            page = await data.read_task(conn, task_id, self.data_dir, int(attempt) if attempt and attempt.isascii()
+                                        and attempt.isdigit() and len(attempt) < 6 else None, self.ui_link)
         if page is None:
             raise web.HTTPNotFound(text=f"There is no task {task_id}.")
         return self.render(request, "task.html", {"page": "tasks", "p": page, "t": page.task,
@@ -386,6 +388,10 @@ class Dashboard:
             action, target = ROUTINE_ACTIONS.get(request.match_info["action"]), request.match_info["routine"]
         if action is None:
             raise web.HTTPNotFound(text="No such action.")
+        if isinstance(target, str) and not target.strip():
+            # (no routine has a blank name; the refusal's audit row, whose target must not be blank, failed
+            # and /api/routines/%20/hold answered 500; found by exploratory testing)
+            raise web.HTTPNotFound(text="There is no routine with a blank name.")
         return action, target
 
     async def form_action(self, request: web.Request) -> web.Response:

@@ -89,6 +89,6 @@ def _pool_size() -> int:
     raw = (os.environ.get("HRWSI_WEB_POOL_SIZE") or "").strip()
     if not raw:
         return WebSettings.pool_size
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise SettingsError(f"HRWSI_WEB_POOL_SIZE={raw!r} must be a whole number of connections >= 1 (default 4)")
     return int(raw)

@@ -418,7 +418,7 @@ def page_cursor(before: str | None) -> int | None:
     a mangled cursor read that page for ever; found by exploratory testing)."""
     if before is None or before == "":
         return None
-    if not (before.isdigit() and len(before) <= 18):
+    if not (before.isascii() and before.isdigit() and len(before) <= 18):  # (int() refuses '²', which isdigit takes)
         raise ValueError(f"before={before[:40]!r} is not an id: give the id of the last row of the page before")
     return int(before)
 
