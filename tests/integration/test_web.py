@@ -569,11 +569,11 @@ async def test_a_nul_character_or_an_unknown_state_in_an_address_is_a_bad_reques
     assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0
 
 
-async def test_a_digit_of_another_script_or_a_blank_routine_in_an_address_is_a_clear_answer_not_a_500(
+async def test_a_digit_of_another_script_a_blank_routine_or_an_overlong_filter_is_a_clear_answer_not_a_500(
         database_url, scenario, data_dir, db):
     """(str.isdigit is true of '²', which int() refuses: /tasks?q=² and /tasks/ID?attempt=² answered 500; a blank
-    routine's refusal could not be audited, its target blank, and /api/routines/%20/hold answered 500; found by
-    exploratory testing)"""
+    routine's refusal could not be audited, its target blank, and /api/routines/%20/hold answered 500; a filter
+    longer than any name was cut and the cut value filtered; found by exploratory testing)"""
     task = scenario.planned[0]
     async with dashboard(database_url, data_dir) as client:
         for path in ("/tasks?q=%C2%B2", "/tasks?q=%D9%A1%D9%A2", f"/tasks/{task}?attempt=%C2%B2"):
@@ -582,6 +582,9 @@ async def test_a_digit_of_another_script_or_a_blank_routine_in_an_address_is_a_c
         for path in ("/api/tasks?before=%C2%B2", "/alerts?before=%D9%A1"):
             response = await client.get(path)
             assert response.status == 400 and "is not an id" in unescape(await response.text()), path
+        for path in ("/api/tasks?worker=" + "w" * 201, "/tasks?routine=" + "r" * 5000, "/api/tasks?q=" + "S2" * 2049):
+            response = await client.get(path)  # (it was cut, and the cut value filtered)
+            assert response.status == 400 and "characters long: no" in unescape(await response.text()), path[:40]
         for path in ("/api/routines/%20/hold", "/api/routines/%09/release"):
             action = await client.post(path, headers={"Authorization": f"Bearer {ALICE}"})
             assert action.status == 404 and "no routine with a blank name" in (await action.json())["error"], path

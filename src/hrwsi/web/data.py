@@ -276,7 +276,13 @@ class TaskFilters:
 
         def text(name: str, limit: int = 200) -> str | None:
             value = (params.get(name) or "").strip()
-            return value[:limit] or None
+            if len(value) > limit:
+                # (it was cut to the limit and the cut value filtered: a worker's name of 200 characters with
+                # more after it listed that worker's tasks, and a long search piece matched what its start
+                # matched; found by exploratory testing)
+                raise ValueError(f"{name}= is {len(value):,} characters long: no {'search' if name == 'q' else name} "
+                                 f"is longer than {limit:,}.")
+            return value or None
 
         # A tile code is upper case in the inputs (32TLR); the form takes what is typed, as the CLI's --tile does.
         search, tile, path = text("q", 4096), (text("tile") or "").upper() or None, None
