@@ -425,7 +425,7 @@ def find_lineage_starts(conn: psycopg.Connection, target: str, limit: int = LINE
     path or file name. Each is {task_id, product_id or None, campaign_id or None}; at most limit + 1
     (one more says there are more). Every match: a name two products share, or an input that
     production and a campaign both processed, is several lineages, not one picked at random."""
-    if target.isdigit():
+    if target.isascii() and target.isdigit():  # (ASCII: int() refuses '\u00b2', which isdigit takes)
         # (its campaign is read with its lineage)
         return [{"task_id": int(target), "product_id": None, "campaign_id": None}] if task_exists(conn, int(target)) else []
     for name in ("report_find_lineage_start", "report_find_lineage_start_by_name"):

@@ -66,7 +66,7 @@ def port_setting(name: str) -> int | None:
     raw = os.environ.get(name, "").strip()
     if raw == "":
         return None
-    if not raw.isdigit() or int(raw) > 65535:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 65535:
         raise SettingsError(f"{name}={raw!r} is not a TCP port (0-65535, 0 picks a free one, empty turns it off)")
     return int(raw)
 

@@ -114,6 +114,16 @@ def test_a_task_id_beyond_what_a_table_holds_is_no_task(env, command):
     one_line_error(run([*command, str(2**63)], env, check=False), f"no task {2**63}", "hrwsi tasks", code=1)
 
 
+@pytest.mark.parametrize("command, says", [(["hold", "\u00b2"], "no routine '\u00b2'"),
+                                           (["release", "\u0661\u0662"], "no routine '\u0661\u0662'"),
+                                           (["lineage", "\u00b2"], "no product or input with path or name '\u00b2'"),
+                                           (["lineage", "9" * 30], f"no task {'9' * 30}")])
+def test_a_digit_of_another_script_or_an_id_beyond_a_bigint_is_one_line(env, command, says):
+    """(str.isdigit is true of '\u00b2' and of Arabic-Indic digits: `hrwsi hold \u00b2` and `hrwsi lineage \u00b2` ended
+    in "invalid literal for int()", a bug's exit; found by exploratory testing)"""
+    one_line_error(run(command, env, check=False), says, code=1)
+
+
 @pytest.mark.parametrize("command", [["hold"], ["release"]])
 def test_a_negative_task_id_is_no_task_not_a_routine(env, command):
     one_line_error(run([*command, "--", "-1"], env, check=False), "no task -1", "hrwsi tasks", code=1)

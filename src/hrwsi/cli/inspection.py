@@ -126,7 +126,8 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
     with database() as conn:
         starts = reports.find_lineage_starts(conn, target)
         if not starts:
-            what = f"no task {target}" if target.isdigit() else f"no product or input with path or name {target!r}"
+            what = (f"no task {target}" if target.isascii() and target.isdigit()
+                    else f"no product or input with path or name {target!r}")
             raise CliError(f"{what}: `hrwsi tasks` lists tasks and inputs, `hrwsi task show ID` a task's products")
         more = len(starts) > reports.LINEAGE_MATCHES
         lineages = [reports.lineage(conn, s["task_id"], s["product_id"]) for s in starts[:reports.LINEAGE_MATCHES]]

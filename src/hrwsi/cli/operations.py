@@ -26,6 +26,14 @@ def _operator_action(sql_text: str, argument, kind: str) -> None:
             raise CliError(error.diag.message_primary) from None
 
 
+def _is_id(target: str) -> bool:
+    """ASCII digits, perhaps after a minus: str.isdigit is true of '\u00b2', which int() refuses (`hrwsi hold \u00b2`
+    ended in "invalid literal for int()"), and of other scripts' digits, which int() reads as another task's
+    id (found by exploratory testing); routine names are ASCII, so such a target names no routine."""
+    digits = target.lstrip("-")
+    return digits.isascii() and digits.isdigit()
+
+
 RETRY_STATES = ("terminated", "cancelled", "on_hold", "blocked")  # (what hrwsi.retry_task takes)
 
 
@@ -81,7 +89,7 @@ def cancel(task_id: int) -> None:
 @app.command()
 def hold(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
     """Hold a task, or a routine (its new and waiting tasks), until released."""
-    if target.lstrip("-").isdigit():  # (a negative number is no task, not a routine named "-1")
+    if _is_id(target):  # (a negative number is no task, not a routine named "-1")
         _operator_action("SELECT hrwsi.hold_task(%s)", int(target), "task")
     else:
         _operator_action("SELECT hrwsi.hold_routine(%s)", target, "routine")
@@ -90,7 +98,7 @@ def hold(target: str = typer.Argument(..., help="a task id, or a routine name"))
 @app.command()
 def release(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
     """Release a held task, or a held routine and its tasks."""
-    if target.lstrip("-").isdigit():  # (a negative number is no task, not a routine named "-1")
+    if _is_id(target):  # (a negative number is no task, not a routine named "-1")
         _operator_action("SELECT hrwsi.release_task(%s)", int(target), "task")
     else:
         _operator_action("SELECT hrwsi.release_routine(%s)", target, "routine")
