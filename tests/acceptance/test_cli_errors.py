@@ -114,6 +114,11 @@ def test_a_task_id_beyond_what_a_table_holds_is_no_task(env, command):
     one_line_error(run([*command, str(2**63)], env, check=False), f"no task {2**63}", "hrwsi tasks", code=1)
 
 
+def test_an_empty_alert_status_is_quoted_in_the_refusal(env):
+    """(`hrwsi alerts --status ''` said "--status : choose sent, unsent or failed", the empty value unseen)"""
+    one_line_error(run(["alerts", "--status", ""], env, check=False), "--status '': choose sent", code=2)
+
+
 @pytest.mark.parametrize("command, says", [(["hold", "\u00b2"], "no routine '\u00b2'"),
                                            (["release", "\u0661\u0662"], "no routine '\u0661\u0662'"),
                                            (["lineage", "\u00b2"], "no product or input with path or name '\u00b2'"),

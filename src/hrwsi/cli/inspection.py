@@ -174,7 +174,7 @@ def alerts(status: str | None = typer.Option(None, help="only sent, unsent or fa
     from hrwsi.alerts import AlertSettings
 
     if status is not None and status not in reports.ALERT_STATUSES:
-        raise CliError(f"--status {status}: choose sent, unsent or failed", 2)
+        raise CliError(f"--status {visible(status)!r}: choose sent, unsent or failed", 2)  # (quoted: '' was unseen)
     alert_settings = AlertSettings.from_env()
     with database() as conn:
         data = reports.alerts(conn, status, limit)
