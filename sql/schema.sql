@@ -2781,7 +2781,7 @@ END $$;
 
 -- A name an operator gives that names nothing is quoted in the refusal (quote_literal), as the CLI's own
 -- refusals quote it: `hrwsi hold ''` said "no routine : `hrwsi config show` ...", the empty name unseen
--- (found by review; migration 0091). Likewise move_tasks, chain_missed_products and reprocess.
+-- (found by review; migration 0092). Likewise move_tasks, chain_missed_products and reprocess.
 CREATE FUNCTION hrwsi.hold_routine(routine_name text, reason text DEFAULT 'held by an operator')
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE

@@ -1,4 +1,4 @@
--- hrwsi schema, version 91: a name an operator gives that names nothing is quoted in the refusal.
+-- hrwsi schema, version 92: a name an operator gives that names nothing is quoted in the refusal.
 --
 -- - hrwsi.hold_routine, hrwsi.release_routine, hrwsi.move_tasks, hrwsi.chain_missed_products and hrwsi.reprocess
 --   said "no routine %" / "no condition %" with the name as given: `hrwsi hold ''` printed "no routine : `hrwsi
@@ -63,6 +63,8 @@ DECLARE
     refused text;
     stay_under_way bigint;
     stay_campaign bigint;
+    stay_made bigint;      -- (tasks made meanwhile on a tile whose series' locks were not taken: they stay)
+    tiles text[] := '{}';  -- (the tiles whose series' locks are held)
     moved_reason text := format('moved from routine %s to routine %s by an operator', from_routine, to_routine);
 BEGIN
     SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
@@ -94,11 +96,23 @@ BEGIN
                             to_routine, from_routine, to_routine, refused, from_routine
                 USING ERRCODE = 'check_violation';
         END IF;
-        -- (the series' locks first, in the order of their keys, then the rows, as every holder of both)
+    END IF;
+    -- The series' locks first, in the order of their keys, then the rows, as every holder of both: those of the
+    -- tiles of the tasks it moves, in the series they leave and in the one they join, in one ordered pass
+    -- (migration 0091). Only the series they joined were locked: an INSERT into the old routine's series of a
+    -- tile, in flight during the move, linked its scene behind a task the move took away, and it stayed on the
+    -- old routine waiting for a task of the new one (found by review). The tasks moved are those of the tiles
+    -- locked here: a tile whose first task was made after this pass (its series' lock not taken) keeps its
+    -- tasks on the old routine, and the answer says so (a second move takes them).
+    tiles := ARRAY(SELECT DISTINCT t.series_tile FROM processing_task t
+                   WHERE t.routine = from_routine AND t.campaign_id IS NULL AND t.series_tile IS NOT NULL
+                     AND t.state IN ('pending', 'planned', 'blocked', 'on_hold'));
+    IF source.sequential_per_tile OR target.sequential_per_tile THEN
         FOR key IN
-            SELECT DISTINCT hrwsi.series_lock_key(to_routine, t.series_tile) FROM processing_task t
-            WHERE t.routine = from_routine AND t.campaign_id IS NULL AND t.series_tile IS NOT NULL
-              AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+            SELECT DISTINCT k.key
+            FROM unnest(tiles) x(tile)
+            CROSS JOIN LATERAL (VALUES (hrwsi.series_lock_key(from_routine, x.tile)),
+                                       (hrwsi.series_lock_key(to_routine, x.tile))) k(key)
             ORDER BY 1
         LOOP
             PERFORM pg_advisory_xact_lock(7250010, key);
@@ -113,6 +127,7 @@ BEGIN
         SELECT t.id, t.state, t.state_reason FROM processing_task t
         WHERE t.routine = from_routine AND t.campaign_id IS NULL
           AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+          AND (t.series_tile IS NULL OR t.series_tile = ANY (tiles))
         ORDER BY t.id  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
         FOR UPDATE
     ), changed AS (
@@ -160,8 +175,10 @@ BEGIN
         PERFORM give_back_taken_deadlines(moved_ids);
     ELSIF cardinality(moved_ids) > 0 THEN
         -- Each task of the series of the moved tasks' tiles that has not started waits for the task sensed just
-        -- before it, as an INSERT links a scene (the first moved of its tile, with none before it, keeps the
-        -- task it waited for on the old routine); urgency is given back and passed down again along the links.
+        -- before it, as an INSERT links a scene, or for none (migration 0091: the first moved of its tile, with
+        -- none before it, kept the task it waited for on the old routine, and stayed blocked behind it if that
+        -- one had ended terminated; found by review); urgency is given back and passed down again along the
+        -- links, and what each waits for upstream is decided again, below.
         WITH members AS MATERIALIZED (
             SELECT x.id, x.state, lag(x.id) OVER w AS previous, lag(x.state) OVER w AS previous_state
             FROM processing_task x
@@ -171,7 +188,8 @@ BEGIN
         ), locked AS MATERIALIZED (
             -- (in the order of their ids, as every writer of many tasks locks them)
             SELECT t.id FROM processing_task t
-            WHERE t.id IN (SELECT s.id FROM members s WHERE s.previous IS NOT NULL) ORDER BY t.id FOR NO KEY UPDATE OF t
+            WHERE t.id IN (SELECT s.id FROM members s WHERE s.previous IS NOT NULL OR s.id = ANY (moved_ids))
+            ORDER BY t.id FOR NO KEY UPDATE OF t
         ), changed AS (
             UPDATE processing_task t
             SET depends_on = s.previous,
@@ -184,14 +202,16 @@ BEGIN
                 state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
                                     ELSE CASE WHEN t.id = ANY (moved_ids) THEN moved_reason
                                               ELSE format('tasks of routine %s moved into its time series', from_routine) END
-                                         || CASE WHEN s.previous_state IN ('terminated', 'blocked')
+                                         || CASE WHEN s.previous IS NULL
+                                                 THEN ': it is the first of its time series now, and waits for no task'
+                                                 WHEN s.previous_state IN ('terminated', 'blocked')
                                                  THEN format(': it waits for task %s, sensed before it, which is %s '
                                                              '(`hrwsi task show %s` says why)', s.previous,
                                                              s.previous_state, s.previous)
                                                  ELSE format(': it runs after task %s, sensed before it', s.previous) END
                                END
             FROM members s
-            WHERE t.id = s.id AND t.id IN (SELECT l.id FROM locked l) AND s.previous IS NOT NULL
+            WHERE t.id = s.id AND t.id IN (SELECT l.id FROM locked l) AND (s.previous IS NOT NULL OR t.id = ANY (moved_ids))
               AND t.depends_on IS DISTINCT FROM s.previous AND NOT t.dependency_waived
               AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
             RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, s.state AS old_state
@@ -205,17 +225,45 @@ BEGIN
             PERFORM give_back_taken_deadlines(moved_ids || relinked);
             PERFORM pass_deadlines_down(moved_ids || relinked);
         END IF;
+        -- What they wait for upstream, from the task before them now (migration 0091): each kept the wait of its
+        -- place in the old series, so that the first of its tile there, moved behind a task sensed later than
+        -- the open scene it waited for, still waited for that scene, and one moved first of its tile, waiting
+        -- for none, ran before a scene sensed before it whose upstream work was open (found by review). Only
+        -- those whose wait changes (hrwsi.wait_for_upstream says what it waits for then, or no longer, in its
+        -- reason and history): one whose wait stays keeps its reason, which says why it moved.
+        PERFORM wait_for_upstream(ARRAY(
+            SELECT t.id FROM processing_task t
+            LEFT JOIN processing_task p ON p.id = t.depends_on
+            LEFT JOIN LATERAL open_upstream_work(t.routine, t.series_tile, t.campaign_id, p.series_at, t.series_at) w ON true
+            WHERE t.id = ANY (moved_ids || relinked) AND NOT t.dependency_waived
+              AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+              AND t.waits_for_upstream IS DISTINCT FROM w.task_id));
+    END IF;
+    -- Moved to a routine on hold, a task made pending by the move (a blocked one that waits for nothing now, or
+    -- for a task that may run) is held with it, as a pending one is (migration 0091: it was pending, though
+    -- blocked cannot be held in one step, on a routine whose tasks wait for its release; found by review). So is
+    -- one of the series there that the relinking unblocked.
+    IF target.on_hold THEN
+        UPDATE processing_task t SET state = 'on_hold',
+            state_reason = CASE WHEN t.id = ANY (moved_ids) THEN moved_reason || '; ' ELSE '' END
+                           || 'routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
+        WHERE t.id = ANY (moved_ids || coalesce(relinked, '{}')) AND t.state = 'pending' AND t.routine = to_routine;
     END IF;
     SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
-           count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state))
-    INTO stay_under_way, stay_campaign
+           count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state)),
+           count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('pending', 'planned', 'blocked', 'on_hold'))
+    INTO stay_under_way, stay_campaign, stay_made
     FROM processing_task t WHERE t.routine = from_routine;
-    RETURN format('%s task(s) of routine %s moved to routine %s%s%s', moved, from_routine, to_routine,
+    RETURN format('%s task(s) of routine %s moved to routine %s%s%s%s', moved, from_routine, to_routine,
                   CASE WHEN stay_under_way > 0
                        THEN format('; %s under way end on %s', stay_under_way, from_routine) ELSE '' END,
                   CASE WHEN stay_campaign > 0
                        THEN format('; %s open task(s) of campaigns stay on %s, their campaign''s routine',
-                                   stay_campaign, from_routine) ELSE '' END);
+                                   stay_campaign, from_routine) ELSE '' END,
+                  CASE WHEN stay_made > 0
+                       THEN format('; %s made or reopened on %s during the move stay on it: move them again', stay_made,
+                                   from_routine)
+                       ELSE '' END);
 END $$;
 
 CREATE OR REPLACE FUNCTION hrwsi.chain_missed_products(condition text, made_since timestamptz DEFAULT NULL,
