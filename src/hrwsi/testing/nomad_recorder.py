@@ -167,6 +167,7 @@ class RecordingProxy(_LoopbackServer):
         self._lines = cassette.with_name(cassette.name.removesuffix(".gz"))  # written as it goes, gzipped at close
         self.header = header
         self.tls = tls if self.upstream.scheme == "https" else None
+        self._appends: set[asyncio.Future] = set()
         super().__init__()
 
     async def start(self) -> str:
@@ -176,6 +177,7 @@ class RecordingProxy(_LoopbackServer):
 
     async def close(self) -> None:
         await super().close()
+        await asyncio.gather(*self._appends, return_exceptions=True)
         if self._lines.exists():
             self.cassette.write_bytes(gzip.compress(self._lines.read_bytes(), mtime=0))
             self._lines.unlink()
@@ -207,8 +209,13 @@ class RecordingProxy(_LoopbackServer):
         finally:
             client_gone.cancel()
             up_writer.close()
-            # appended as each exchange ends, in the order they end (off the loop: a file write)
-            await asyncio.to_thread(self._append, json.dumps(exchange.to_json()) + "\n")
+            # Appended as each exchange ends, in the order they end (off the loop: a file write), and to the end
+            # though the exchange is cancelled: close() cancels the exchanges still open and waits for every
+            # append before it reads the file. A DELETE answered but still closing when its recording was closed
+            # was lost, and the replay did not hold the job's deregistration for it (seen in a CI run).
+            appended = asyncio.ensure_future(asyncio.to_thread(self._append, json.dumps(exchange.to_json()) + "\n"))
+            self._appends.add(appended)
+            await asyncio.shield(appended)
 
     def _append(self, line: str) -> None:
         with self._lines.open("a") as out:
