@@ -288,6 +288,15 @@ def series_input(db, when: str, tile="32TPR") -> None:
                   VALUES ('work_c', %s, %s, %s)""", (f"/in/series/{next(_paths)}", tile, when))
 
 
+def four_scenes_of_one_series(world) -> list[int]:
+    """A time series' routine and four scenes of one tile a day apart: their tasks' ids in sensing order."""
+    routine(world, sequential=True)
+    for day in ("01", "02", "03", "04"):
+        series_input(world, f"2026-01-{day}T00:00Z")
+    return [r[0] for r in world.execute(
+        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+
+
 def previous_of(db) -> dict:
     """Each series task's measurement time -> the measurement time of the task it waits for."""
     rows = db.execute("""SELECT to_char(t.series_at, 'DD'), to_char(d.series_at, 'DD')
@@ -871,11 +880,7 @@ def terminate(db, task):
 def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unblocked_with_it(world, unblocked_by):
     """They stayed planned, at a time long past and with no reason, while the task before them was
     blocked: the whole tile stopped and looked planned (found by exploratory testing)."""
-    routine(world, sequential=True)
-    for day in ("01", "02", "03", "04"):
-        series_input(world, f"2026-01-{day}T00:00Z")
-    first, second, third, fourth = [r[0] for r in world.execute(
-        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    first, second, third, fourth = four_scenes_of_one_series(world)
     world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = now() "
                   "WHERE id IN (%s, %s)", (third, fourth))
     terminate(world, first)
@@ -915,11 +920,7 @@ def test_the_task_after_a_cancelled_task_of_a_series_runs_after_the_one_before_i
     never come, and their reason offered only a retry of what ops had cancelled, or a release that runs
     the next task as the series' first (found by exploratory testing). The next task takes the task
     before the cancelled one as its own, as a scene inserted now would, and says so."""
-    routine(world, sequential=True)
-    for day in ("01", "02", "03", "04"):
-        series_input(world, f"2026-01-{day}T00:00Z")
-    first, second, third, fourth = [r[0] for r in world.execute(
-        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    first, second, third, fourth = four_scenes_of_one_series(world)
     plan(world, [third], "w1")
     said = world.execute("SELECT hrwsi.cancel_task(%s)", (second,)).fetchone()[0]
     assert said == f"task {second} was pending; it is cancelled; task {third} after it in its time series runs after " \
@@ -948,11 +949,7 @@ def test_the_task_after_a_cancelled_task_of_a_series_runs_after_the_one_before_i
 
 def test_the_task_after_a_cancelled_first_task_of_a_series_is_its_first_and_one_behind_a_terminated_task_is_blocked(
         world):
-    routine(world, sequential=True)
-    for day in ("01", "02", "03", "04"):
-        series_input(world, f"2026-01-{day}T00:00Z")
-    first, second, third, fourth = [r[0] for r in world.execute(
-        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    first, second, third, fourth = four_scenes_of_one_series(world)
     said = world.execute("SELECT hrwsi.cancel_task(%s)", (first,)).fetchone()[0]
     assert said.endswith(f"; task {second} after it in its time series is its first now"), said
     assert world.execute("SELECT state, depends_on, state_reason FROM hrwsi.processing_task WHERE id = %s",
@@ -1030,11 +1027,7 @@ def test_the_task_after_a_task_cancelled_while_its_series_lock_was_busy_takes_th
     offered a retry of the cancelled task or a release that runs it as the series' first, and the series' next
     INSERT relinked it only if that scene came before it. The orchestrator's sweep links it, as the cancel would
     have, once the lock is free."""
-    routine(world, sequential=True)
-    for day in ("01", "02", "03", "04"):
-        series_input(world, f"2026-01-{day}T00:00Z")
-    first, second, third, fourth = [r[0] for r in world.execute(
-        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    first, second, third, fourth = four_scenes_of_one_series(world)
     key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
     with psycopg.connect(database_url) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
@@ -1056,11 +1049,7 @@ def test_the_task_after_a_task_cancelled_while_its_series_lock_was_busy_says_the
     said "`hrwsi retry` <the cancelled task> runs the dependency again, `hrwsi release` runs this task without it",
     and ops were alerted so: a retry ran the scene the cancel dropped, and a release ran the task out of sensing
     order, while the sweep links it within a minute. Its reason says that, and the tasks after it say so too."""
-    routine(world, sequential=True)
-    for day in ("01", "02", "03", "04"):
-        series_input(world, f"2026-01-{day}T00:00Z")
-    first, second, third, fourth = [r[0] for r in world.execute(
-        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    first, second, third, fourth = four_scenes_of_one_series(world)
     key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
     with psycopg.connect(database_url) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
@@ -1084,11 +1073,7 @@ def test_the_tasks_after_a_blocked_task_linked_to_a_late_scene_say_it_waits_for_
     """A blocked task that a late scene's link made pending unblocked the tasks after it saying "its dependency
     was retried or released", which it was not (found by review). Its series' lock busy when the task before it
     was cancelled, it was blocked behind the cancelled task, and the tasks after it with it."""
-    routine(world, sequential=True)
-    for day in ("01", "02", "03", "04"):
-        series_input(world, f"2026-01-{day}T00:00Z")
-    first, second, third, fourth = [r[0] for r in world.execute(
-        "SELECT id FROM hrwsi.processing_task WHERE series_tile IS NOT NULL ORDER BY series_at")]
+    first, second, third, fourth = four_scenes_of_one_series(world)
     key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
     with psycopg.connect(database_url) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
