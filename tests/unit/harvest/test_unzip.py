@@ -117,13 +117,14 @@ def test_a_wrong_password_that_passes_the_archives_one_byte_check_is_still_calle
     caught, passed = [], []  # wrong passwords the check byte caught, and one it let through (1 in 256)
     with zipfile.ZipFile(path) as handle:
         for n in range(20_000):
+            if caught and passed:  # (not at the first that passes: "wrong0" did, 1 time in 256, seen in a CI run)
+                break
             try:
                 handle.read("P.SAFE/manifest.safe", pwd=f"wrong{n}".encode())
             except RuntimeError:  # "Bad password"
                 caught.append(f"wrong{n}".encode())
             except zipfile.BadZipFile:  # "Bad CRC-32"
                 passed.append(f"wrong{n}".encode())
-                break
     assert caught and passed, "no wrong password passed the check byte"
     with pytest.raises(UnsafeArchive, match=r"wrong zip password \(from environment variable ZIP_PW\) or a damaged "
                                             r"archive: Bad CRC-32"):
