@@ -24,7 +24,7 @@ from pathlib import Path
 import typer
 
 from hrwsi import reports
-from hrwsi.cli.common import CliError, app, database, error_console
+from hrwsi.cli.common import CliError, app, database, error_console, settings
 from hrwsi.terminal import in_page, visible
 
 FOLLOW_POLL_S = 0.5
@@ -90,15 +90,6 @@ CHECKED_BYTES = 4096
 HEAD_LINE_SEARCH = 1 << 16
 # How far after its start a cap line's words end ("[hrwsi supervisor TIME] the log reached its cap of ").
 CAP_WORDS_AFTER = 128
-
-
-def expected_log_cap() -> int | None:
-    """The cap the launcher gives a local attempt's log, as this machine's HRWSI_JOB_LOG_MAX_BYTES says it (None:
-    no cap, or a value the launcher refuses). A guess: a launcher with another value is followed as before."""
-    text = os.environ.get("HRWSI_JOB_LOG_MAX_BYTES", "").strip()
-    if not text:
-        return 100 * 2**20
-    return int(text) if text.isdigit() and int(text) >= 4096 else None
 
 
 class _Followed:
@@ -268,7 +259,9 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
 
 
 def _follow(conn, task_id: int, attempt: int, path: Path, shown: _ShownEscaped | None) -> None:
-    followed = _Followed(expected_log_cap())
+    # (the cap the launcher gives a local attempt's log, as this machine's settings say: the launcher's as a rule;
+    # a launcher with another cap is followed by the periodic look)
+    followed = _Followed(settings().job_log_max_bytes or None)
     while True:
         final = reports.job_is_final(conn, task_id, attempt)
         _copy(path, followed, shown)
