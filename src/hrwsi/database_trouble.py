@@ -47,6 +47,22 @@ def pooler_refusal(error: BaseException) -> str | None:
     return None
 
 
+def read_only_refusal(error: BaseException) -> str | None:
+    """The one line that says the database refuses hrwsi's writes (SQLSTATE 25006: a standby, or
+    default_transaction_read_only on for the role or database), naming what to do; None for any other
+    error. Why: a failover that left the services on a replica (or the setting turned on while they
+    ran) made every step log "failed in the database: cannot execute UPDATE in a read-only
+    transaction" every 2 s, and every heartbeat a traceback, 600 lines in 20 s, none saying why nor
+    what to do (found by exploratory testing)."""
+    if not isinstance(error, asyncpg.ReadOnlySQLTransactionError):
+        return None
+    return (f"the database refuses hrwsi's writes ({_one_line(getattr(error, 'message', None) or error)}): the server "
+            "is a standby (a failover left HRWSI_DATABASE_URL on a replica?) or default_transaction_read_only is on "
+            "for hrwsi's role or database; point HRWSI_DATABASE_URL at the primary, or ALTER ROLE (or DATABASE) ... "
+            "SET default_transaction_read_only = off; nothing is written meanwhile, and the leases lapse: each "
+            "service goes on where it stopped once the database takes writes again")
+
+
 # What to do when the server refuses hrwsi a connection for want of a slot (SQLSTATE 53300).
 CONNECTIONS_REFUSED_NEXT = (
     "raise max_connections (postgresql.conf; a server restart) or the role's or database's CONNECTION LIMIT, or "

@@ -34,7 +34,7 @@ from hrwsi import process_identity
 from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import EMBEDDED_START_HINT, TRANSIENT_DATABASE_ERRORS, embedded_server_down, names_embedded_server
 from hrwsi.database_clock import DatabaseClock
-from hrwsi.database_trouble import connections_refused, describe, is_conflict, pooler_refusal
+from hrwsi.database_trouble import connections_refused, describe, is_conflict, pooler_refusal, read_only_refusal
 from hrwsi.installed_code import CANNOT_TELL, CHECK_EVERY_S, code_dir, fingerprint
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
@@ -292,6 +292,9 @@ class Service:
         self._unreachable: dict[str, _Streak] = {}
         self._lock_waits: dict[str, _Streak] = {}
         self._pooler: tuple[str, datetime] | None = None  # a pooler hrwsi cannot work through, once met
+        # The database refusing writes (a standby, default_transaction_read_only): since when, said once
+        # and then every UNREACHABLE_LOG_EVERY_S, until a heartbeat (a write) goes through again.
+        self._read_only: _Streak | None = None
         # The server refused a connection for want of a slot (max_connections), and since when: this service's
         # problem (status, the dashboard) until one of its steps or side tasks reaches the database again.
         self._connections_refused: tuple[str, datetime] | None = None
@@ -430,10 +433,34 @@ class Service:
                 logger.error("%s: %s", self.kind, pooler)
             self._retry_later(name)
             return False
+        if (refusal := read_only_refusal(error)) is not None:
+            self._tell_read_only(refusal)
+            self._retry_later(name)
+            return False
         logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
                      self.kind, name, error, self.settings.backstop_poll_s)
         self._retry_later(name)
         return False
+
+    def _tell_read_only(self, refusal: str) -> None:
+        """The database refuses writes: one line for the whole service (every step and the heartbeat
+        meet it), then one line every UNREACHABLE_LOG_EVERY_S while it lasts."""
+        now = time.monotonic()
+        streak = self._read_only = self._read_only or _Streak(now)
+        if not streak.another(now):
+            return
+        if streak.attempts == 1:
+            logger.error("%s: %s", self.kind, refusal)
+        else:
+            logger.error("%s: the database still refuses hrwsi's writes (%d refusals in %.0f s; a standby, or "
+                         "default_transaction_read_only on): nothing is written; trying again", self.kind,
+                         streak.attempts, now - streak.since)
+
+    def _writes_again(self) -> None:
+        if (streak := self._read_only) is not None:
+            self._read_only = None
+            logger.info("%s: the database takes hrwsi's writes again (after %d refusal(s) in %.0f s)", self.kind,
+                        streak.attempts, time.monotonic() - streak.since)
 
     def _retry_later(self, name: str) -> None:
         # One timer per step (wake_later): a timer per failure piled up while the database was away,
@@ -638,8 +665,11 @@ class Service:
                                        task.name, describe(error),
                                        f"every {pause:.1f} s" if task.retry_s else f"in {pause:.1f} s")
                     unreachable = bool(task.retry_s)
-            except Exception:
-                logger.exception("%s: %s failed; it runs again in %.1f s", self.kind, task.name, task.interval_s)
+            except Exception as error:
+                if (refusal := read_only_refusal(error)) is not None:
+                    self._tell_read_only(refusal)  # (a traceback at every heartbeat said nothing more)
+                else:
+                    logger.exception("%s: %s failed; it runs again in %.1f s", self.kind, task.name, task.interval_s)
             if not await self._sleep(pause):
                 return
 
@@ -657,6 +687,10 @@ class Service:
             if not is_conflict(error):  # (a conflict reached the database)
                 self.health.heartbeat_failed()  # metrics hook: /readyz is not ready until one reaches it again
             raise
+        except asyncpg.ReadOnlySQLTransactionError:
+            self.health.heartbeat_failed()  # (the lease is not renewed: not ready either)
+            raise
+        self._writes_again()  # (the renewal, or the registration a lapsed lease leads to, is a write)
         if renewed is None:
             await self.lease_lost()
         else:

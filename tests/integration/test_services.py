@@ -658,3 +658,58 @@ async def test_a_step_refused_a_connection_for_want_of_a_slot_says_so_and_what_t
         await pool.close()
         db.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(psycopg.sql.Identifier(role)))
         db.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+
+
+async def test_a_database_that_refuses_writes_is_said_once_for_the_service_with_what_to_do_and_when_it_takes_them_again(
+        db, database_url, settings, caplog):
+    """A failover that left the services on a standby, or default_transaction_read_only turned on while they run:
+    every step logged "failed in the database: cannot execute UPDATE in a read-only transaction" every 2 s and
+    every heartbeat a traceback, 600 lines in 20 s for `hrwsi up`, none saying why nor what to do (found by
+    exploratory testing). Now one line for the service names the causes and the fix, and one says when writes
+    go through again."""
+    writable = await create_pool(database_url, min_size=0, max_size=2)
+    read_only = await create_pool(database_url, min_size=0, max_size=2,
+                                  server_settings={"default_transaction_read_only": "on"})
+
+    class Probe(service.Service):
+        kind = "prober"
+
+        def __init__(self):
+            super().__init__(writable, settings)
+            self.steps["write"] = self.write
+
+        async def write(self) -> bool:
+            async with self.pool.acquire() as conn:
+                await conn.execute("UPDATE hrwsi.service_instance SET heartbeat_at = heartbeat_at WHERE id = $1",
+                                   self.instance_id)
+            return False
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    probe = Probe()
+    try:
+        await probe._register()
+        probe.pool = read_only  # (the failover: the same URL now reaches a server that refuses writes)
+        for _ in range(3):
+            await probe.run_step("write")
+        heartbeat = asyncio.create_task(probe._every(service.SideTask("heartbeat", probe._heartbeat_once, 0.05)))
+        await asyncio.sleep(0.3)
+        said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(said) == 1, [r.getMessage() for r in said]
+        [line] = said
+        assert line.getMessage().startswith("prober: the database refuses hrwsi's writes (cannot execute UPDATE in a "
+                                            "read-only transaction): the server is a standby"), line.getMessage()
+        assert "point HRWSI_DATABASE_URL at the primary" in line.getMessage() and line.exc_info is None
+        assert probe.health.heartbeat_failed_at is not None  # (/readyz: not ready while the lease is not renewed)
+
+        probe.pool = writable
+        await asyncio.sleep(0.2)
+        probe.stopping.set()
+        await heartbeat
+        assert any(r.getMessage().startswith("prober: the database takes hrwsi's writes again (after ")
+                   for r in caplog.records), caplog.text
+        assert await probe.run_step("write") is False and "failed" not in caplog.text
+    finally:
+        probe.pool = writable
+        await probe.unregister()
+        await read_only.close()
+        await writable.close()
