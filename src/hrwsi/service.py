@@ -425,6 +425,12 @@ class Service:
                 self._tell_unreachable(name, unreachable)
                 self._retry_later(name)
                 return False
+            except asyncpg.ReadOnlySQLTransactionError as refused:  # (a fenced call reads the lease before it
+                # writes: on a standby it is told of the lapse, and the new lease is refused; raised here, it ended
+                # the service, and `hrwsi up` with it, found by exploratory testing)
+                self._tell_read_only(read_only_refusal(refused) or str(refused))
+                self._retry_later(name)
+                return False
             return True  # act again, as the new identity
         if (pooler := pooler_refusal(error)) is not None:
             # Said once: it fails at every step and every retry until the pooler or the URL changes.
@@ -773,8 +779,8 @@ class Service:
             # (with the check of its first registration: a launcher paused past its lease came back
             # without it, beside a launcher of another Nomad namespace started meanwhile; found by review)
             await self._register_once(check=self.registration_check())
-        except TRANSIENT_DATABASE_ERRORS:
-            raise  # (the heartbeat tries again, as a new identity)
+        except (*TRANSIENT_DATABASE_ERRORS, asyncpg.ReadOnlySQLTransactionError):
+            raise  # (the heartbeat tries again, as a new identity; a standby is not a refusal of this service)
         except Exception as error:
             logger.error("%s: it may not register anew after its lease lapsed, and stops: %s", self.kind, error)
             self.refused = error
@@ -870,7 +876,7 @@ class Service:
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(query("unregister_instance"), [*self.earlier_ids, self.instance_id])
-        except TRANSIENT_DATABASE_ERRORS as error:
+        except (*TRANSIENT_DATABASE_ERRORS, asyncpg.ReadOnlySQLTransactionError) as error:  # (a standby: the stop goes on)
             logger.warning("%s: could not unregister (%s); its lease expires on its own", self.kind, error)
 
     def request_stop(self) -> None:

@@ -713,3 +713,43 @@ async def test_a_database_that_refuses_writes_is_said_once_for_the_service_with_
         await probe.unregister()
         await read_only.close()
         await writable.close()
+
+
+async def test_a_lease_found_lapsed_while_the_database_refuses_writes_neither_ends_the_service_nor_its_stop(
+        db, database_url, settings, caplog):
+    """A fenced call reads the lease before it writes: on a database refusing writes (a standby after a failover),
+    once the lease had lapsed, the launcher's dispatch was told so, and the new lease it then asked for was refused
+    for being a write: that refusal escaped the step and ended the launcher, and `hrwsi up` with it, 30 s into the
+    failover; its unregistering on the way out was refused too and was the command's last word (found by
+    exploratory testing). The step now waits for writes as every step does; a stop leaves its lease to expire."""
+    writable = await create_pool(database_url, min_size=0, max_size=2)
+    read_only = await create_pool(database_url, min_size=0, max_size=2,
+                                  server_settings={"default_transaction_read_only": "on"})
+
+    class Probe(service.Service):
+        kind = "prober"
+
+        def __init__(self):
+            super().__init__(writable, settings)
+            self.steps["fenced"] = self.fenced
+
+        async def fenced(self) -> bool:
+            async with self.pool.acquire() as conn:  # (what a fenced function raises, before it writes)
+                await conn.execute(f"DO $$ BEGIN RAISE EXCEPTION 'lease lapsed' USING ERRCODE = "
+                                   f"'{service.LEASE_LAPSED_SQLSTATE}'; END $$")
+            return False
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    probe = Probe()
+    await probe._register()
+    try:
+        probe.pool = read_only
+        assert await probe.run_step("fenced") is False
+        assert "the database refuses hrwsi's writes" in caplog.text
+        await probe.unregister()
+        assert "could not unregister" in caplog.text
+    finally:
+        probe.pool = writable
+        await probe.unregister()
+        await read_only.close()
+        await writable.close()
