@@ -44,6 +44,7 @@ import asyncpg
 from hrwsi.harvest.confinement import LandingRoots, SourceDirectories, confine
 from hrwsi.harvest.landing_files import (
     PreparationFailed,
+    StorageUnavailable,
     list_landing_directory,
     move_aside,
     planned_target,
@@ -109,6 +110,7 @@ class LandingScanReport:
     inputs: int = 0
     previously_received: int = 0
     failed: int = 0
+    storage_waits: int = 0   # left `ready`: the work directory's storage full or read-only, prepared at the next scan
     outcomes: list[FileOutcome] = field(default_factory=list)
 
     @property
@@ -116,7 +118,7 @@ class LandingScanReport:
         """Nothing came of the scan: no file prepared, received again or failed (an idle directory, or
         files still settling). Its line is not worth the log: an idle source wrote one every 5 s, 720
         an hour, always the same (found by exploratory testing)."""
-        return not (self.prepared or self.previously_received or self.failed)
+        return not (self.prepared or self.previously_received or self.failed or self.storage_waits)
 
     def add(self, outcome: FileOutcome) -> None:
         self.outcomes.append(outcome)
@@ -134,7 +136,8 @@ class LandingScanReport:
 
     def summary(self) -> str:
         return (f"{self.seen} file(s) listed, {self.waiting} still settling, {self.prepared} prepared into "
-                f"{self.inputs} input(s), {self.previously_received} received before, {self.failed} failed")
+                f"{self.inputs} input(s), {self.previously_received} received before, {self.failed} failed"
+                + (f", {self.storage_waits} waiting for the work directory's storage" if self.storage_waits else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,10 +213,17 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
             await conn.execute(query("landing_mark_ready"), [p.id for p in pending], [p.target for p in pending],
                                [p.scene.scene_id for p in pending], now)
     prepared = []
+    storage_waits: list[tuple[str, str]] = []
     for item in pending:
         _require_lease(lease_held, source)
-        if await _prepare(item, source, policy, outcomes, stop):
+        if await _prepare(item, source, policy, outcomes, stop, storage_waits):
             prepared.append(item)
+    report.storage_waits = len(storage_waits)
+    if storage_waits:
+        path, why = storage_waits[0]
+        logger.warning("landing %s: %d file(s) wait for the work directory's storage, left in the landing directory "
+                       "and prepared at the next scan (%s: %s)", source.name, len(storage_waits), path, why,
+                       extra=task_fields(source=source.name, failure=why))
     _require_lease(lease_held, source)
     await _register(pool, source, prepared, outcomes, now)
     await _record_redeliveries(pool, source, rows_by_next_step.redeliveries, report, now)
@@ -380,7 +390,7 @@ async def _plan(row: asyncpg.Record, source: LandingSource, outcomes: dict[int, 
 
 
 async def _prepare(item: _Pending, source: LandingSource, policy: LandingPolicy, outcomes: dict[int, FileOutcome],
-                   stop: threading.Event) -> bool:
+                   stop: threading.Event, storage_waits: list[tuple[str, str]]) -> bool:
     """Move or unzip one file into the work directory; False (and its failure in outcomes) if not."""
     if not item.listed:
         # An earlier scan stopped after moving it: finish if the product is in the work directory.
@@ -392,6 +402,10 @@ async def _prepare(item: _Pending, source: LandingSource, policy: LandingPolicy,
     try:
         await asyncio.to_thread(prepare_file, item.path, item.target, source, item.id, policy.unzip,
                                 resume=item.resume, stopped=stop.is_set)
+    except StorageUnavailable as error:
+        # Left `ready`: the next scan prepares it again (resume), once the storage takes writes.
+        storage_waits.append((item.path, str(error)))
+        return False
     except PreparationFailed as error:
         outcomes[item.id] = FileOutcome(item.path, "failed", str(error))
         return False

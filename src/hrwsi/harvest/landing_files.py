@@ -36,6 +36,13 @@ class PreparationFailed(Exception):
     """A file could not be prepared; the message says why, for the landing_file row."""
 
 
+class StorageUnavailable(PreparationFailed):
+    """The work directory's storage is full or read-only (ENOSPC, EDQUOT, EROFS): no fault of the file, which
+    stays `ready` and is prepared again at the next scan. Why: it was failed for good, like a file that is
+    not a product, and a full disk for a minute left every file of a burst failed until someone touched
+    each one (found by exploratory testing)."""
+
+
 @dataclass(frozen=True)
 class ListedEntry:
     path: str
@@ -246,8 +253,21 @@ def prepare_file(path: str, target: str, source: LandingSource, landing_file_id:
 
     `resume`: an earlier attempt at this very file was interrupted, its leftovers at the target are
     replaced. An archive is extracted into a hidden directory first and renamed into place, so a
-    half-extracted product never looks complete; the archive is removed once extracted.
+    half-extracted product never looks complete; the archive is removed once extracted. A storage
+    full or read-only raises StorageUnavailable (what a move between file systems copied is left for
+    the retry, which replaces it).
     """
+    try:
+        return _prepare_file(path, target, source, landing_file_id, limits, resume=resume, stopped=stopped)
+    except OSError as error:
+        if error.errno not in unzip.STORAGE_FULL_OR_READ_ONLY:
+            raise
+        raise StorageUnavailable(f"cannot be prepared in {source.work_directory}: {error.strerror} (a storage full "
+                                 "or read-only); tried again at the next scan") from None
+
+
+def _prepare_file(path: str, target: str, source: LandingSource, landing_file_id: int, limits: unzip.UnzipLimits, *,
+                  resume: bool, stopped: Callable[[], bool]) -> str:
     work = Path(source.work_directory)
     work.mkdir(parents=True, exist_ok=True)
     target_path = Path(target)
@@ -259,6 +279,8 @@ def prepare_file(path: str, target: str, source: LandingSource, landing_file_id:
         except FileNotFoundError:
             raise PreparationFailed("vanished from the landing directory before it could be prepared") from None
         except OSError as error:
+            if error.errno in unzip.STORAGE_FULL_OR_READ_ONLY:
+                raise
             raise PreparationFailed(f"cannot move it to {target_path}: {error}") from None
         return str(target_path)
     partial = work / f"{_PARTIAL_PREFIX}{landing_file_id}"

@@ -12,6 +12,7 @@ it into place, so a product never looks complete before it is.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -129,6 +130,11 @@ def _refuse_duplicates(members: list[zipfile.ZipInfo]) -> None:
                                 f"({directories[parts]!r}): refused, nothing extracted")
 
 
+# What a storage says when it is full or read-only: no fault of the file being written there, which is
+# prepared again once the storage takes writes again (landing_files.StorageUnavailable).
+STORAGE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 def extract(path: str, into: Path, limits: UnzipLimits, *, password: bytes | None = None,
             password_hint: str = "zip_password_env", stopped: Callable[[], bool] = lambda: False) -> None:
     """Extract the archive at `path` into the new directory `into`, within `limits`.
@@ -170,6 +176,8 @@ def _extract(path: str, into: Path, limits: UnzipLimits, password: bytes | None,
                                 f"archive: {error}") from None
         raise UnsafeArchive(f"cannot unzip: {error}") from None
     except OSError as error:
+        if error.errno in STORAGE_FULL_OR_READ_ONLY:
+            raise  # (the work directory's storage, not the archive: prepare_file says so and it is retried)
         raise UnsafeArchive(f"cannot unzip into {into.parent}: {error}") from None
 
 

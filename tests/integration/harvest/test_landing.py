@@ -5,6 +5,7 @@ unreadable names (how names are read: tests/unit/harvest/test_product_names.py).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -117,6 +118,39 @@ async def test_an_unreadable_name_fails_with_a_message_and_the_others_go_on(rout
     # Scanned again: recorded once, not failed again and again.
     report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
     assert (report.failed, report.prepared) == (0, 0)
+
+
+async def test_a_file_the_full_work_storage_could_not_take_waits_and_is_prepared_once_it_has_room(
+        routines, tmp_path, pool, policy, monkeypatch, caplog):
+    """The work directory's storage full (or read-only) is no fault of the file: it was failed for good, like a
+    file that is not a product, and a disk full for a minute left every file of a burst failed until someone
+    touched each one (found by exploratory testing). It stays in the landing directory, `ready`, said in one line
+    per scan, and the next scan with room prepares it, replacing what a move between file systems had copied."""
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")
+    drop(directory, S1_NAME + ".json")
+    real_move = landing_files.shutil.move
+
+    def full_disk(source, target):  # (a move between file systems: the copy stops part-way)
+        Path(target).write_bytes(b"sc")
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(landing_files.shutil, "move", full_disk)
+    with caplog.at_level(logging.WARNING, logger="hrwsi.harvest.landing"):
+        report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed, report.storage_waits) == (0, 0, 2)
+    assert "2 waiting for the work directory's storage" in report.summary() and not report.quiet
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("landing landing: 2 file(s) wait for the work directory's storage, left in the landing "
+                           "directory and prepared at the next scan (") and "No space left on device" in line, line
+    assert {state for state, _ in files(routines).values()} == {"ready"} and inputs(routines) == []
+    assert (directory / f"{S2_NAME}.json").exists()
+
+    monkeypatch.setattr(landing_files.shutil, "move", real_move)  # (room again)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs, report.failed, report.storage_waits) == (2, 2, 0, 0)
+    assert (work / f"{S2_NAME}.json").read_bytes() == b"scene" and not (directory / f"{S2_NAME}.json").exists()
+    assert {state for state, _ in files(routines).values()} == {"prepared"}
 
 
 async def test_files_left_in_the_landing_directory_are_not_rewritten_at_every_scan(routines, tmp_path, pool, policy):
