@@ -47,7 +47,7 @@ from hrwsi.backends.base import (
 )
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.database import DedicatedConnection
-from hrwsi.database_trouble import CONFLICTS
+from hrwsi.database_trouble import CONFLICTS, read_only_refusal
 from hrwsi.harvest.input_checks import escaped
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
@@ -1002,7 +1002,11 @@ class Launcher(Service):
         return {r["job_id"]: r for r in rows}
 
     async def _with_database_retry(self, work, what: str):
-        """Run work(conn) until it succeeds: an outcome must never be lost to a database blip."""
+        """Run work(conn) until it succeeds: an outcome must never be lost to a database blip. A database
+        that refuses writes (a standby after a failover) is waited for too: the outcomes of jobs that ended
+        meanwhile were refused one by one, two lines each, and left to be adopted and read again from the
+        backend (found by exploratory testing); kept here, they are written once it takes writes (or, the
+        lease lapsed meanwhile, dropped for the jobs' new owner, as any outcome under a lapsed lease)."""
         backoff = Backoff(first_s=0.1, cap_s=DATABASE_CAP_S)
         while True:
             try:
@@ -1012,6 +1016,9 @@ class Launcher(Service):
                 delay = backoff.next()
                 logger.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
                 await backoff.sleep(delay)
+            except asyncpg.ReadOnlySQLTransactionError as error:
+                self._tell_read_only(read_only_refusal(error) or str(error))  # (one line for the service)
+                await backoff.sleep(backoff.next())
 
     async def cancel_requested_jobs(self) -> bool:
         """Stop the jobs of tasks an operator cancelled; their followers record them cancelled."""

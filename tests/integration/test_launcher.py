@@ -792,6 +792,53 @@ async def test_an_attempt_whose_output_directory_vanished_while_it_ran_is_lost_t
     assert db.execute("SELECT failures, lost_count FROM hrwsi.processing_task").fetchone() == (0, 1)
 
 
+class FailingOverBackend(ForgingBackend):
+    """Its first job ends while the database refuses writes: the launcher's pool is cut and comes back on a
+    server that is read-only (a failover onto a standby) for `for_s`, then writable again."""
+
+    def __init__(self, database_url: str, for_s: float):
+        super().__init__([])
+        self.database_url, self.for_s, self.done = database_url, for_s, False
+
+    def _read_only(self, on: bool) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            name = conn.execute("SELECT current_database()").fetchone()[0]
+            conn.execute("SET default_transaction_read_only = off")  # (this session may write, whatever it was given)
+            conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.SQL("on" if on else "off")))
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name LIKE 'hrwsi-launcher-pool%' AND pid <> pg_backend_pid()")
+
+    async def wait(self, spec, backend_job_id, on_progress):
+        if not self.done:
+            self.done = True
+            await asyncio.to_thread(self._read_only, True)
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.for_s, lambda: loop.run_in_executor(None, self._read_only, False))
+        return await super().wait(spec, backend_job_id, on_progress)
+
+
+async def test_an_outcome_that_ends_while_the_database_refuses_writes_is_recorded_once_it_takes_them(
+        db, database_url, settings, configure, caplog):
+    """A failover onto a standby as jobs end: their outcomes were refused, the batch then each one, two lines per
+    job ("could not be recorded ... will be adopted", "was not recorded: the database has it running"), and
+    left for adoption to read again from the backend (found by exploratory testing). Now the writer waits for
+    writes, as for an outage, and records each outcome once, as this launcher, when the database takes them."""
+    configure(single_routine_configuration(["true"], max_attempts=1))
+    insert_inputs(db, 1)
+    backend = FailingOverBackend(database_url, for_s=0.6)
+    caplog.set_level(logging.INFO)
+    try:
+        async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5):
+            await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task")
+    finally:
+        await asyncio.to_thread(backend._read_only, False)
+    assert db.execute("SELECT attempt, state FROM hrwsi.job").fetchall() == [(1, "processed")]
+    assert "the database refuses hrwsi's writes" in caplog.text
+    for never in ("could not be recorded", "was not recorded", "recording 1 outcome(s) at once failed", "adopting"):
+        assert never not in caplog.text, never
+
+
 class FailingOnAFullStorageBackend(ForgingBackend):
     """Its routines fail (exit code 1) on the first attempt."""
 
