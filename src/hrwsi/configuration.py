@@ -98,10 +98,18 @@ Cpu = Annotated[float, Field(ge=MIN_CPU, le=4096)]
 Megabytes = Annotated[int, Field(gt=0, le=MAX_INT4)]
 # A routine's RAM: at least 10 MB, Nomad's least (structs.go Resources.Validate: "minimum MemoryMB value
 # is 10"); the job builder gives it as MemoryMB as it is, so that ram_mb = 1 was valid and every job of
-# the routine was refused by Nomad, charged to it, until it was held (found by review). (Its storage is
-# given as at least Nomad's 10 MB of EphemeralDisk by the builder, and a flavour's sizes are not sent.)
+# the routine was refused by Nomad, charged to it, until it was held (found by review). (A flavour's sizes
+# are not sent.)
 MIN_ROUTINE_RAM_MB = 10
 RoutineRam = Annotated[int, Field(ge=MIN_ROUTINE_RAM_MB, le=MAX_INT4)]
+# A routine's storage: at least 10 MB, Nomad's least EphemeralDisk (nomad/structs/structs.go
+# EphemeralDisk.Validate: "minimum DiskMB value is 10"; hrwsi.backends.nomad.job_spec.MIN_DISK_MB).
+# storage_mb = 1 was valid: the job builder raised it to 10 MB, which Nomad reserved on the worker,
+# while the planner counted 1 MB, so that it put more tasks on a worker's disk than Nomad would place
+# (found by review). Refused, as ram_mb below 10 is, rather than counted as 10: the file then says what
+# the planner counts and what Nomad reserves, both.
+MIN_ROUTINE_STORAGE_MB = 10
+RoutineStorage = Annotated[int, Field(ge=MIN_ROUTINE_STORAGE_MB, le=MAX_INT4)]
 
 
 def _at_least_a_microsecond(unit_s: float, unit: str) -> AfterValidator:
@@ -193,7 +201,8 @@ class Routine(_Entry):
                                           "refuses; it names directories and Nomad jobs)")
     cpu: Cpu = Field(description=f"CPUs one task needs (at least {MIN_CPU})")
     ram_mb: RoutineRam = Field(description=f"RAM one task needs (MB, at least {MIN_ROUTINE_RAM_MB}: Nomad's least)")
-    storage_mb: Megabytes = Field(description="storage one task needs (MB)")
+    storage_mb: RoutineStorage = Field(description=f"storage one task needs (MB, at least {MIN_ROUTINE_STORAGE_MB}: "
+                                                   "Nomad's least)")
     expected_duration_s: Seconds = Field(description="how long a task is expected to run, for planning (s)")
     timeout_s: Seconds | None = Field(None, description="a job running longer is stopped and failed (s); none: no limit")
     command: Annotated[list[Text], Field(min_length=1)] | None = Field(

@@ -464,7 +464,7 @@ def test_task_show_and_lineage_print_json(db, env):
 
 def test_config_validate_reports_every_problem_and_config_show_loads_back(db, env, tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[routine]]\nname = "a"\ncpu = nan\nram_mb = 10\nstorage_mb = 1\nexpected_duration_s = 1\n'
+    bad.write_text('[[routine]]\nname = "a"\ncpu = nan\nram_mb = 10\nstorage_mb = 10\nexpected_duration_s = 1\n'
                    'command = ["x"]\ninput_product_type = "A"\noutput_product_type = "B"\nmax_attempt = 3\n')
     result = run(["config", "validate", str(bad)], env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -482,7 +482,7 @@ def test_config_validate_reports_every_problem_and_config_show_loads_back(db, en
     # Online, validate runs load's checks in a transaction it rolls back: the database's too (a cycle
     # of chaining through a routine loaded before), and a valid file is written nowhere.
     back = tmp_path / "back.toml"
-    back.write_text('[[routine]]\nname = "fsc_to_l2a"\ncpu = 1\nram_mb = 10\nstorage_mb = 1\nexpected_duration_s = 1\n'
+    back.write_text('[[routine]]\nname = "fsc_to_l2a"\ncpu = 1\nram_mb = 10\nstorage_mb = 10\nexpected_duration_s = 1\n'
                     'command = ["x"]\ninput_product_type = "FSC"\noutput_product_type = "L2A"\n'
                     '[[condition]]\nname = "fsc_back"\nroutine = "fsc_to_l2a"\n')
     assert run(["config", "validate", "--offline", str(back)], env).returncode == 0  # the file alone has no cycle

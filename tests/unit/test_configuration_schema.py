@@ -80,11 +80,14 @@ def test_a_wrong_value_is_one_line_with_its_key_path(path, value, expected):
     (("routine", 0, "ram_mb"), 10**12, "routine[0].ram_mb: must be at most 2147483647, not 1000000000000"),
     (("routine", 0, "storage_mb"), 10**12, "routine[0].storage_mb: must be at most 2147483647, not 1000000000000"),
     (("routine", 0, "storage_mb"), 1e-300, "routine[0].storage_mb: must be a whole number, not a number (1e-300)"),
+    (("routine", 0, "storage_mb"), 1, "routine[0].storage_mb: must be at least 10, not 1"),
+    (("routine", 0, "storage_mb"), 9, "routine[0].storage_mb: must be at least 10, not 9"),
 ])
 def test_an_absurdly_small_or_large_cpu_or_ram_is_refused_with_its_key_path(path, value, expected):
     """(cpu = 1e-300 was valid: the planner counted such a task as taking nothing, any number of them fitting a
     worker, and Nomad was given 1 MHz; ram_mb = 1 was valid, and Nomad refuses a job below 10 MB, every job of
-    the routine failing until it was held; found by review)"""
+    the routine failing until it was held; storage_mb = 1 was valid, and the Nomad job builder reserved Nomad's
+    least EphemeralDisk, 10 MB, while the planner counted 1 MB; found by review)"""
     def change(d):
         d.setdefault("budget", {})
         target = d

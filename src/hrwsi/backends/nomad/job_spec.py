@@ -56,7 +56,9 @@ INSTALLATION_META = "hrwsi_installation"
 # IDs that jobs it does not know hold: only this tells this claim's own registration, which an adopter
 # after a crash follows, from such a job, which is left alone while the attempt runs under an ID of its own.
 CLAIM_META = "hrwsi_claim"
-MIN_DISK_MB = 10  # structs.go EphemeralDisk.Validate: "minimum DiskMB value is 10"
+MIN_DISK_MB = 10  # nomad/structs/structs.go EphemeralDisk.Validate: "minimum DiskMB value is 10" (configuration
+# refuses a routine's storage_mb below it: MIN_ROUTINE_STORAGE_MB; disk_mb still raises a smaller one, for a job spec
+# built otherwise)
 MAX_LOG_FILES, MAX_LOG_FILE_MB = 5, 20
 DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
 HOST_VOLUME_KEY = "hrwsi-data"
