@@ -35,7 +35,7 @@ import ijson
 
 from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
-from hrwsi.harvest.source_config import config_of, source_may_read
+from hrwsi.harvest.source_config import ConfigUnreadable, config_of, source_may_read
 from hrwsi.service_logging import task_fields
 from hrwsi.sql_files import query
 
@@ -806,7 +806,44 @@ def _max_page_bytes(config: dict) -> int:
     return int(megabytes * 2**20)
 
 
+# The bounds of a catalogue source's retry settings. The database takes any JSON: timeout_s = 1e308 or
+# max_attempts = 10**12 were accepted, and a run of such a source went on (retrying a dead catalogue,
+# waiting on a silent one) until HRWSI_SOURCE_TIMEOUT_S stopped it, run after run; "1e400" (infinity to
+# Python) ended it in an OverflowError with a traceback (found by review). A source with a value outside
+# them is set aside before it runs, naming the key and the bound, as a landing directory's settle_s and
+# scan_interval_s beyond a week are (landing_source.refuse_absurd_durations). An hour is far more than a
+# request or a wait between two tries needs (a whole run is stopped after HRWSI_SOURCE_TIMEOUT_S, 900 s by
+# default), and 100 tries, as a routine's max_attempts, more than a catalogue that answers needs.
+MAX_RETRY_WAIT_S = 3600
+MAX_REQUEST_ATTEMPTS = 100
+# key: (least, whether the least itself is taken, most, whole numbers only, what it counts)
+RETRY_SETTING_BOUNDS: dict[str, tuple[float, bool, float, bool, str]] = {
+    "max_attempts": (1, True, MAX_REQUEST_ATTEMPTS, True, "a whole number of tries"),
+    "timeout_s": (0, False, MAX_RETRY_WAIT_S, False, "a number of seconds"),
+    "retry_base_s": (0, True, MAX_RETRY_WAIT_S, False, "a number of seconds"),
+    "retry_max_s": (0, True, MAX_RETRY_WAIT_S, False, "a number of seconds"),
+}
+
+
+def refuse_absurd_retry_settings(config: dict) -> None:
+    """Raise ConfigUnreadable naming config.max_attempts, timeout_s, retry_base_s or retry_max_s and its
+    bounds when it is not a JSON number within them (RETRY_SETTING_BOUNDS)."""
+    for key, (least, least_taken, most, whole, counts) in RETRY_SETTING_BOUNDS.items():
+        if key not in config:
+            continue
+        value = config[key]
+        number = float("nan")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value) if isinstance(value, float) or abs(value) < 2**1000 else float("inf")  # (no OverflowError)
+        within = (number >= least if least_taken else number > least) and number <= most
+        if not within or (whole and not number.is_integer()):
+            bound = f"{'from' if least_taken else 'above'} {least:g} to {most:,g}"
+            raise ConfigUnreadable(f"config.{key} = {json.dumps(value)[:40]} is not {counts} {bound}: correct it "
+                                   "(the source is set aside until then)")
+
+
 def _client_options(config: dict) -> RetryPolicy:
+    refuse_absurd_retry_settings(config)
     return RetryPolicy(attempts=int(config.get("max_attempts", 5)), base_delay_s=float(config.get("retry_base_s", 1.0)),
                        max_delay_s=float(config.get("retry_max_s", 60.0)), timeout_s=float(config.get("timeout_s", 60.0)))
 
@@ -837,6 +874,7 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
     A product the harvest cannot take is skipped with its reason; the run's skipped products are
     logged in one line. A run asks `max_pages_per_run` pages at most (MAX_PAGES_PER_RUN)."""
     name, config = row["name"], _config(row)
+    refuse_absurd_retry_settings(config)  # (before anything is asked, whatever retry policy is given)
     report = CatalogueHarvestReport(name)
     base = dict(collection=config["collection"], product_type=config.get("product_type"),
                 tiles=tuple(config.get("tiles") or ()), area_wkt=config.get("area_wkt"),

@@ -212,6 +212,8 @@ def config_problem(row: Any) -> str | None:
         refuse_unknown_config_keys(row["kind"], config)
         if row["kind"] == "landing_directory":
             refuse_absurd_durations(config)
+        elif row["kind"] == "catalogue":
+            catalogue.refuse_absurd_retry_settings(config)
     except (ConfigUnreadable, UnknownConfigKeys) as error:
         return f"{type(error).__name__}: {error}"
     return None

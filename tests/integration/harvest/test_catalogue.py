@@ -987,3 +987,31 @@ async def test_an_answer_that_breaks_off_past_the_streaming_threshold_is_no_json
     async with aiohttp.ClientSession() as session:
         with pytest.raises(CatalogueError, match="answered 200 but no JSON"):
             await CatalogueClient(fake.url, session, retry=fast_retry()).get_json(fake.url + "/Products")
+
+
+@pytest.mark.parametrize(("key", "value", "bound"), [
+    ("timeout_s", "1e308", "a number of seconds above 0 to 3,600"),
+    ("timeout_s", "1e400", "a number of seconds above 0 to 3,600"),
+    ("retry_base_s", "3601", "a number of seconds from 0 to 3,600"),
+    ("retry_max_s", "-1", "a number of seconds from 0 to 3,600"),
+    ("max_attempts", str(10**12), "a whole number of tries from 1 to 100"),
+    ("max_attempts", "2.5", "a whole number of tries from 1 to 100"),
+    ("max_attempts", '"3"', "a whole number of tries from 1 to 100"),
+])
+async def test_an_absurd_retry_setting_sets_a_catalogue_source_aside_naming_the_key_and_its_bound(
+        routine, fake, pool, harvest_options, key, value, bound):
+    """(timeout_s = 1e308 or max_attempts = 10**12 passed the database; a run retried or waited until
+    HRWSI_SOURCE_TIMEOUT_S stopped it, run after run, and 1e400 ended it in an OverflowError; found by review)"""
+    fake.products = [product(0)]
+    catalogue_source(routine, fake)
+    routine.execute(f"UPDATE hrwsi.harvest_source SET config = jsonb_set(config, '{{{key}}}', %s::jsonb)", (value,))
+    reason = f"ConfigUnreadable: config.{key} = "
+    [shown] = sources.list_sources(routine)  # (`hrwsi sources`: said at once, before any harvester ran it)
+    assert shown["last_error"].startswith(reason) and f"is not {bound}: correct it" in shown["last_error"], shown
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert not run.ok and run.error.startswith(reason) and f"is not {bound}" in run.error, run.error
+    assert fake.requests == [], "nothing asked of the catalogue"
+    routine.execute(f"UPDATE hrwsi.harvest_source SET config = jsonb_set(config, '{{{key}}}', %s::jsonb), "
+                    "next_run_at = %s", ("1" if key == "retry_max_s" else bound.split()[-1].replace(",", ""), NOW))
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))
+    assert run.ok and run.report.inputs == 1, "at its bound, it runs"
