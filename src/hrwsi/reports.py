@@ -15,6 +15,7 @@ import psycopg.errors
 from psycopg.rows import dict_row
 
 from hrwsi import migrations
+from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
 from hrwsi.database_trouble import CONNECTIONS_REFUSED_NEXT
 from hrwsi.installed_code import mark_changed
 from hrwsi.sql_files import query
@@ -425,9 +426,11 @@ def find_lineage_starts(conn: psycopg.Connection, target: str, limit: int = LINE
     path or file name. Each is {task_id, product_id or None, campaign_id or None}; at most limit + 1
     (one more says there are more). Every match: a name two products share, or an input that
     production and a campaign both processed, is several lineages, not one picked at random."""
-    if target.isascii() and target.isdigit():  # (ASCII: int() refuses '\u00b2', which isdigit takes)
-        # (its campaign is read with its lineage)
-        return [{"task_id": int(target), "product_id": None, "campaign_id": None}] if task_exists(conn, int(target)) else []
+    if is_ascii_decimal(target):  # (ASCII: int() refuses '\u00b2', which isdigit takes)
+        # (its campaign is read with its lineage; more digits than a bigint holds are no task)
+        task_id = ascii_decimal(target, max_digits=19)
+        return [{"task_id": task_id, "product_id": None, "campaign_id": None}] \
+            if task_id is not None and task_exists(conn, task_id) else []
     for name in ("report_find_lineage_start", "report_find_lineage_start_by_name"):
         rows = _rows(conn, name, {"target": target, "limit": limit + 1})
         if rows:

@@ -12,6 +12,7 @@ import platformdirs
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from hrwsi.backends.ascii_decimal import MAX_DIGITS, ascii_decimal
 from hrwsi.event_loop import CHOICES as EVENT_LOOPS
 from hrwsi.service_logging import FORMATS as LOG_FORMATS
 from hrwsi.service_logging import LEVELS as LOG_LEVELS
@@ -38,15 +39,19 @@ def _float(name: str, default: float) -> float:
 
 
 def _count(name: str, default: int | None) -> int | None:
-    """A whole number (of jobs, bytes, members...); unset or empty gives `default`. A fraction is
-    refused, not cut: HRWSI_MAX_PARALLEL_JOBS=2.5 ran 2 routines at once, silently."""
+    """A whole number (of jobs, bytes, members...) in ASCII digits, perhaps after a minus (which the
+    setting's own check then refuses, saying its least); unset or empty gives `default`. A fraction is
+    refused, not cut: HRWSI_MAX_PARALLEL_JOBS=2.5 ran 2 routines at once, silently. So are other
+    scripts' digits, which int() read: HRWSI_JOB_LOG_MAX_BYTES=١١١١١١١
+    (Arabic-Indic) capped job logs at 1111111 bytes (found by review); and '1_000' and 4,301 digits."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    text = raw.strip()
+    value = ascii_decimal(text.removeprefix("-"))
+    if value is None:
+        raise SettingsError(f"{name}={raw!r} is not a whole number (ASCII digits 0-9, at most {MAX_DIGITS})")
+    return -value if text.startswith("-") else value
 
 
 def _paths(name: str) -> tuple[Path, ...] | None:
@@ -66,9 +71,10 @@ def port_setting(name: str) -> int | None:
     raw = os.environ.get(name, "").strip()
     if raw == "":
         return None
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > 65535:
+    port = ascii_decimal(raw, max_digits=5)
+    if port is None or port > 65535:
         raise SettingsError(f"{name}={raw!r} is not a TCP port (0-65535, 0 picks a free one, empty turns it off)")
-    return int(raw)
+    return port
 
 
 def default_home() -> Path:

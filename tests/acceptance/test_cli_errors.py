@@ -122,10 +122,14 @@ def test_an_empty_alert_status_is_quoted_in_the_refusal(env):
 @pytest.mark.parametrize("command, says", [(["hold", "\u00b2"], "no routine '\u00b2'"),
                                            (["release", "\u0661\u0662"], "no routine '\u0661\u0662'"),
                                            (["lineage", "\u00b2"], "no product or input with path or name '\u00b2'"),
-                                           (["lineage", "9" * 30], f"no task {'9' * 30}")])
+                                           (["lineage", "9" * 30], f"no task {'9' * 30}"),
+                                           (["hold", "1" * 5000], f"no task {'1' * 5000}"),
+                                           (["release", "--", "-" + "1" * 5000], f"no task -{'1' * 5000}"),
+                                           (["lineage", "1" * 5000], f"no task {'1' * 5000}")])
 def test_a_digit_of_another_script_or_an_id_beyond_a_bigint_is_one_line(env, command, says):
     """(str.isdigit is true of '\u00b2' and of Arabic-Indic digits: `hrwsi hold \u00b2` and `hrwsi lineage \u00b2` ended
-    in "invalid literal for int()", a bug's exit; found by exploratory testing)"""
+    in "invalid literal for int()", a bug's exit; found by exploratory testing; and int() of 5,000 digits
+    said "Exceeds the limit (4300 digits) for integer string conversion"; found by review)"""
     one_line_error(run(command, env, check=False), says, code=1)
 
 

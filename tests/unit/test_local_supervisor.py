@@ -486,11 +486,13 @@ def test_without_a_cap_the_routine_writes_the_log_itself_as_a_supervisor_before_
     assert "log_bytes" not in outcome(tmp_path)
 
 
-@pytest.mark.parametrize("cap", ["12", "-1", "lots", "4095"])
+@pytest.mark.parametrize("cap", ["12", "-1", "lots", "4095", "\u00b2", "\u0661" * 7, "1_048_576", "9" * 5000])
 def test_a_log_cap_that_is_not_a_number_of_bytes_gets_the_usage(tmp_path, cap):
+    """(ASCII digits only: '\u00b2' passed str.isdigit and int() refused it, a traceback; Arabic-Indic digits
+    were read as the cap 1111111; found by review)"""
     result = subprocess.run([*SUPERVISOR_ARGV, "--attempt-dir", str(tmp_path), "--log-cap", cap, "--", "true"],
                             capture_output=True, text=True, timeout=GUARD_S)
-    assert result.returncode == 2 and "argument --log-cap" in result.stderr
+    assert result.returncode == 2 and "argument --log-cap" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / local_supervisor.STARTED_FILE).exists()
 
 
@@ -594,3 +596,21 @@ def test_a_writer_outside_the_attempt_that_never_pauses_keeps_its_output_read_fo
     finally:
         os.close(writer)
         os.close(log)
+
+
+@pytest.mark.parametrize("text", ["\u00b2\n", "\u0661\u0662\n", "9" * 5000, "12 13\n"])
+def test_a_lock_file_whose_pid_is_not_ascii_digits_names_no_holder(tmp_path, text):
+    """(str.isdigit is true of '\u00b2', which int() refused: the adopter settling the attempt raised a
+    ValueError; Arabic-Indic digits were read as pid 12, a process the attempt may not own; found by review)"""
+    (tmp_path / local_supervisor.LOCK_FILE).write_text(text)
+    assert local_supervisor.holder_pid(str(tmp_path)) is None
+    (tmp_path / local_supervisor.LOCK_FILE).write_text("12\n")
+    assert local_supervisor.holder_pid(str(tmp_path)) == 12
+
+
+def test_a_supervisor_run_as_a_script_in_isolated_mode_finds_its_own_modules(tmp_path):
+    """(`python -I` leaves a script's directory off sys.path: the supervisor finds its ascii_decimal there itself)"""
+    argv = [sys.executable, "-I", "-S", local_supervisor.__file__, "--attempt-dir", str(tmp_path), "--cwd", str(tmp_path),
+            "--", "true"]
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=GUARD_S)
+    assert ran.returncode == 0 and outcome(tmp_path)["exit_code"] == 0, ran.stderr

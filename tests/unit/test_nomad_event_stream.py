@@ -99,6 +99,26 @@ def test_what_is_not_a_status_line_ends_the_stream():
         parse_status_line(b"SSH-2.0-OpenSSH\r\n")
 
 
+@pytest.mark.parametrize("code", [b"\xb200", b"\xb9\xb2\xb3", b"2000", b"+20", b"9" * 5000])
+def test_a_status_code_that_is_not_three_ascii_digits_ends_the_stream_in_one_line(code):
+    """(the line is read as latin-1, where str.isdigit is true of '\u00b2', '\u00b9' and '\u00b3', which int()
+    refused with a ValueError, not the StreamEnded the stream's reconnection handles; 5,000 digits too;
+    found by review)"""
+    with pytest.raises(StreamEnded, match="not an HTTP status line"):
+        parse_status_line(b"HTTP/1.1 " + code + b" OK\r\n")
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"1\xb3", b"9" * 5000, b"+17"])
+async def test_a_content_length_that_is_not_ascii_digits_is_no_length_and_the_body_is_read_to_its_end(length):
+    """(a hostile server's Content-Length of '\u00b2' (latin-1) or 5,000 digits raised a ValueError from
+    int(); found by review)"""
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"HTTP/1.1 403 Forbidden\r\nContent-Length: " + length + b"\r\n\r\n" + b"Permission denied, and more")
+    reader.feed_eof()
+    response = await EventStream._read_head(reader)
+    assert await BodyReader(reader, response.headers, 1.0).read_all() == b"Permission denied, and more"
+
+
 async def test_a_stream_that_ends_without_a_line_reports_none():
     reader, connection = await open_fed(FRAMINGS["1.11.3+ raw"][0])
     reader.feed_eof()  # Nomad >= 1.11.2 after an ACL or broker error: 200, then the end

@@ -27,6 +27,11 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_JOB_LOG_MAX_BYTES", "4096", r"HRWSI_JOB_LOG_MAX_BYTES=4096 must be 0 \(no cap\) or at least 1048576 bytes"),
     ("HRWSI_JOB_LOG_MAX_BYTES", "100MB", "HRWSI_JOB_LOG_MAX_BYTES='100MB' is not a whole number"),
     ("HRWSI_POOL_SIZE", "1", r"HRWSI_POOL_SIZE=1 must be at least 2 \(a heartbeat and a step at once\)"),
+    # (int() read other scripts' digits: \u0661 x 7 capped job logs at 1111111 bytes; found by review)
+    ("HRWSI_JOB_LOG_MAX_BYTES", "\u0661" * 7, "HRWSI_JOB_LOG_MAX_BYTES='\u0661+' is not a whole number \\(ASCII digits"),
+    ("HRWSI_JOB_LOG_MAX_BYTES", "\u00b2", "HRWSI_JOB_LOG_MAX_BYTES='\u00b2' is not a whole number \\(ASCII digits"),
+    ("HRWSI_JOB_LOG_MAX_BYTES", "1_048_576", "HRWSI_JOB_LOG_MAX_BYTES='1_048_576' is not a whole number \\(ASCII"),
+    ("HRWSI_JOB_LOG_MAX_BYTES", "9" * 5000, "HRWSI_JOB_LOG_MAX_BYTES='9+' is not a whole number \\(ASCII digits"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)

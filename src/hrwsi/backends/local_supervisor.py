@@ -59,6 +59,15 @@ try:
 except ImportError:  # (an interpreter without it: the same functions, with enums)
     import signal as signals
 
+if __package__:  # imported as hrwsi.backends.local_supervisor (the launcher, `python -m`)
+    from hrwsi.backends.ascii_decimal import ascii_decimal
+else:  # the local backend's `-c "... import local_supervisor"`, which puts its directory on sys.path, or
+    # `python -I -S local_supervisor.py`, which does not (-I leaves a script's directory off); hrwsi may not be
+    # importable either way (-I -S)
+    if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+        sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+    from ascii_decimal import ascii_decimal
+
 LOCK_FILE = "supervisor.lock"
 STARTED_FILE = "started.json"
 EXIT_FILE = "exit.json"
@@ -175,7 +184,7 @@ def holder_pid(attempt_dir: str) -> int | None:
             text = handle.read().strip()
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    return ascii_decimal(text)
 
 
 # -- what an adopter sees ----------------------------------------------------------------------------
@@ -303,11 +312,12 @@ def _every_process():
     except OSError:
         entries = []
     for entry in entries:
-        if not entry.isdigit():
+        pid = ascii_decimal(entry)
+        if pid is None:
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
-                stats[int(entry)] = _state_and_parent(handle.read())
+                stats[pid] = _state_and_parent(handle.read())
         except OSError:
             continue
         children.setdefault(stats[int(entry)][1], []).append(int(entry))
@@ -825,9 +835,10 @@ def main(arguments: list[str] | None = None) -> int:
 def _log_cap(text: str | None) -> int | None:
     if text is None or text.strip() == "0":
         return None  # (no option: as a supervisor before caps, which an older launcher may start)
-    if not text.strip().isdigit() or int(text) < SMALLEST_LOG_CAP:
+    cap = ascii_decimal(text.strip())
+    if cap is None or cap < SMALLEST_LOG_CAP:
         raise UsageError(f"argument --log-cap: not a number of bytes >= {SMALLEST_LOG_CAP} (or 0: none): {text!r}")
-    return int(text)
+    return cap
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import typer
 
 import hrwsi.cli.views as views
 from hrwsi import reports
+from hrwsi.backends.ascii_decimal import is_ascii_decimal
 from hrwsi.cli.common import (
     ID_MAX,
     JSON_HELP,
@@ -126,7 +127,7 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
     with database() as conn:
         starts = reports.find_lineage_starts(conn, target)
         if not starts:
-            what = (f"no task {target}" if target.isascii() and target.isdigit()
+            what = (f"no task {target}" if is_ascii_decimal(target)
                     else f"no product or input with path or name {target!r}")
             raise CliError(f"{what}: `hrwsi tasks` lists tasks and inputs, `hrwsi task show ID` a task's products")
         more = len(starts) > reports.LINEAGE_MATCHES

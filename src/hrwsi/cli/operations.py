@@ -7,6 +7,7 @@ import psycopg
 import typer
 from rich.text import Text
 
+from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
 from hrwsi.cli.common import ID_MAX, CliError, app, console, database
 from hrwsi.sql_files import query
 from hrwsi.terminal import visible
@@ -26,12 +27,20 @@ def _operator_action(sql_text: str, argument, kind: str) -> None:
             raise CliError(error.diag.message_primary) from None
 
 
-def _is_id(target: str) -> bool:
-    """ASCII digits, perhaps after a minus: str.isdigit is true of '\u00b2', which int() refuses (`hrwsi hold \u00b2`
-    ended in "invalid literal for int()"), and of other scripts' digits, which int() reads as another task's
-    id (found by exploratory testing); routine names are ASCII, so such a target names no routine."""
-    digits = target.lstrip("-")
-    return digits.isascii() and digits.isdigit()
+def _task_id_of(target: str) -> int | None:
+    """The task id TARGET writes in ASCII digits, perhaps after a minus, or None when it writes none (a
+    routine's name). str.isdigit is true of '\u00b2', which int() refuses (`hrwsi hold \u00b2` ended in "invalid
+    literal for int()"), and of other scripts' digits, which int() reads as another task's id (found by
+    exploratory testing); routine names are ASCII, so such a target names no routine. An id of more digits
+    than a bigint holds is no task (int() of 5,000 digits said "Exceeds the limit (4300 digits) for integer
+    string conversion"; found by review)."""
+    digits = target.removeprefix("-")
+    if not is_ascii_decimal(digits):
+        return None
+    number = ascii_decimal(digits, max_digits=len(str(ID_MAX)))
+    if number is None:
+        raise CliError(f"no task {target}: {_WHERE_TO_LOOK['task']}")
+    return -number if digits != target else number
 
 
 RETRY_STATES = ("terminated", "cancelled", "on_hold", "blocked")  # (what hrwsi.retry_task takes)
@@ -89,8 +98,9 @@ def cancel(task_id: int) -> None:
 @app.command()
 def hold(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
     """Hold a task, or a routine (its new and waiting tasks), until released."""
-    if _is_id(target):  # (a negative number is no task, not a routine named "-1")
-        _operator_action("SELECT hrwsi.hold_task(%s)", int(target), "task")
+    task_id = _task_id_of(target)
+    if task_id is not None:  # (a negative number is no task, not a routine named "-1")
+        _operator_action("SELECT hrwsi.hold_task(%s)", task_id, "task")
     else:
         _operator_action("SELECT hrwsi.hold_routine(%s)", target, "routine")
 
@@ -98,8 +108,9 @@ def hold(target: str = typer.Argument(..., help="a task id, or a routine name"))
 @app.command()
 def release(target: str = typer.Argument(..., help="a task id, or a routine name")) -> None:
     """Release a held task, or a held routine and its tasks."""
-    if _is_id(target):  # (a negative number is no task, not a routine named "-1")
-        _operator_action("SELECT hrwsi.release_task(%s)", int(target), "task")
+    task_id = _task_id_of(target)
+    if task_id is not None:  # (a negative number is no task, not a routine named "-1")
+        _operator_action("SELECT hrwsi.release_task(%s)", task_id, "task")
     else:
         _operator_action("SELECT hrwsi.release_routine(%s)", target, "routine")
 

@@ -24,6 +24,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
+from hrwsi.backends.ascii_decimal import ascii_decimal
 from hrwsi.database import CONNECTIONS_FULL_NEXT, TRANSIENT_DATABASE_ERRORS
 from hrwsi.reports import blocking_session_next_step
 from hrwsi.service import is_lock_timeout
@@ -151,15 +152,15 @@ class Dashboard:
         app = web.Application(middlewares=[self._errors_and_headers], client_max_size=64 * 1024)
         app.add_routes([
             web.get("/", self.page_overview), web.get("/tasks", self.page_tasks),
-            web.get(r"/tasks/{task_id:\d{1,18}}", self.page_task), web.get("/plan", self.page_plan),
+            web.get(r"/tasks/{task_id:[0-9]{1,18}}", self.page_task), web.get("/plan", self.page_plan),
             web.get("/alerts", self.page_alerts), web.get("/audit", self.page_audit),
             web.get("/login", self.page_login), web.post("/login", self.login), web.post("/logout", self.logout),
-            web.post(r"/tasks/{task_id:\d{1,18}}/{action}", self.form_action),
+            web.post(r"/tasks/{task_id:[0-9]{1,18}}/{action}", self.form_action),
             web.post("/routines/{routine}/{action}", self.form_action),
             web.get("/events", self.hub.stream),
             web.get("/api/overview", self.api_overview), web.get("/api/tasks", self.api_tasks),
-            web.get(r"/api/tasks/{task_id:\d{1,18}}", self.api_task),
-            web.post(r"/api/tasks/{task_id:\d{1,18}}/{action}", self.api_action),
+            web.get(r"/api/tasks/{task_id:[0-9]{1,18}}", self.api_task),
+            web.post(r"/api/tasks/{task_id:[0-9]{1,18}}/{action}", self.api_action),
             web.post("/api/routines/{routine}/{action}", self.api_action),
             web.static("/static", STATIC, append_version=False),
             *self.extra_routes,
@@ -304,8 +305,8 @@ class Dashboard:
         search = (request.query.get("q") or "").strip()
         # (ASCII digits: str.isdigit is true of '²' and of other scripts' digits, which int() refuses or reads
         # as another number, and ?q=² answered 500; found by exploratory testing)
-        if search.isascii() and search.isdigit() and len(search) <= 18:
-            raise web.HTTPFound(f"/tasks/{int(search)}")
+        if (task_id := ascii_decimal(search)) is not None:
+            raise web.HTTPFound(f"/tasks/{task_id}")
         filters = _filters(request)
         async with self.pool.acquire() as conn:
             rows = await data.read_tasks(conn, filters, data.PAGE_SIZE + 1)
@@ -320,8 +321,8 @@ class Dashboard:
         task_id = int(request.match_info["task_id"])
         attempt = request.query.get("attempt")
         async with self.pool.acquire() as conn:
-            page = await data.read_task(conn, task_id, self.data_dir, int(attempt) if attempt and attempt.isascii()
-                                        and attempt.isdigit() and len(attempt) < 6 else None, self.ui_link)
+            page = await data.read_task(conn, task_id, self.data_dir, ascii_decimal(attempt or "", max_digits=5),
+                                        self.ui_link)
         if page is None:
             raise web.HTTPNotFound(text=f"There is no task {task_id}.")
         return self.render(request, "task.html", {"page": "tasks", "p": page, "t": page.task,

@@ -24,6 +24,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from hrwsi.backends.ascii_decimal import is_ascii_decimal
+
 SESSION_COOKIE = "hrwsi_session"
 SESSION_S = 12 * 3600
 MIN_TOKEN_LENGTH = 16
@@ -102,7 +104,7 @@ class Authenticator:
             return None
         actor, _, rest = cookie.partition("|")
         expiry, _, signature = rest.partition("|")
-        if not expiry.isdigit() or not hmac.compare_digest(signature.encode(), self._sign(f"{actor}|{expiry}").encode()):
+        if not is_ascii_decimal(expiry) or not hmac.compare_digest(signature.encode(), self._sign(f"{actor}|{expiry}").encode()):
             return None
         if int(expiry) < (time.time() if now is None else now):
             return None

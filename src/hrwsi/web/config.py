@@ -6,6 +6,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
+from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
 from hrwsi.settings import SettingsError, port_setting
 from hrwsi.web.auth import Authenticator
 
@@ -63,7 +64,7 @@ def _hostname(host_header: str) -> str | None:
         end = text.find("]")
         return text[1:end] if end > 0 else None
     name, _, port = text.partition(":")
-    if port and not port.isdigit():
+    if port and not is_ascii_decimal(port):
         return None
     return name.rstrip(".") or None
 
@@ -89,6 +90,7 @@ def _pool_size() -> int:
     raw = (os.environ.get("HRWSI_WEB_POOL_SIZE") or "").strip()
     if not raw:
         return WebSettings.pool_size
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+    size = ascii_decimal(raw)
+    if size is None or size < 1:
         raise SettingsError(f"HRWSI_WEB_POOL_SIZE={raw!r} must be a whole number of connections >= 1 (default 4)")
-    return int(raw)
+    return size

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from hrwsi import migrations, timeliness
+from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
 from hrwsi.harvest.sources import describe_source
 from hrwsi.installed_code import mark_changed
 from hrwsi.reports import (
@@ -286,7 +287,8 @@ class TaskFilters:
 
         # A tile code is upper case in the inputs (32TLR); the form takes what is typed, as the CLI's --tile does.
         search, tile, path = text("q", 4096), (text("tile") or "").upper() or None, None
-        if search and len(search) == 5 and search[:2].isdigit() and search[2:].isalpha() and not tile:
+        if search and len(search) == 5 and is_ascii_decimal(search[:2]) and search[2:].isascii() and search[2:].isalpha() \
+                and not tile:
             tile, search = search.upper(), None
         elif search and "/" in search:
             path, search = search, None
@@ -424,9 +426,10 @@ def page_cursor(before: str | None) -> int | None:
     a mangled cursor read that page for ever; found by exploratory testing)."""
     if before is None or before == "":
         return None
-    if not (before.isascii() and before.isdigit() and len(before) <= 18):  # (int() refuses '²', which isdigit takes)
+    cursor = ascii_decimal(before)  # (int() refuses '²', which isdigit takes)
+    if cursor is None:
         raise ValueError(f"before={before[:40]!r} is not an id: give the id of the last row of the page before")
-    return int(before)
+    return cursor
 
 
 async def read_alerts(conn: asyncpg.Connection, before: int | None, limit: int = PAGE_SIZE) -> list[dict]:

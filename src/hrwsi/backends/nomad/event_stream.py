@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from hrwsi.backends.ascii_decimal import ascii_decimal
 from hrwsi.backends.nomad.config import NomadConfig, public_address
 
 READ_SIZE = 64 * 1024
@@ -81,9 +82,10 @@ def parse_status_line(line: bytes) -> tuple[str, int, str]:
     text = line.decode("latin-1").rstrip("\r\n")
     version, _, rest = text.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/") or not code.isdigit():
+    status = ascii_decimal(code, max_digits=3)
+    if not version.startswith("HTTP/") or status is None:
         raise StreamEnded(f"not an HTTP status line: {text[:80]!r}")
-    return version, int(code), reason
+    return version, status, reason
 
 
 class BodyReader:
@@ -94,7 +96,7 @@ class BodyReader:
         self._timeout = read_timeout_s
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = headers.get("content-length")
-        self._remaining = int(length) if length is not None and length.isdigit() and not self._chunked else None
+        self._remaining = ascii_decimal(length) if length is not None and not self._chunked else None
         encoding = headers.get("content-encoding", "").lower()
         self._inflate = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
                          else zlib.decompressobj() if encoding == "deflate" else None)
