@@ -2035,19 +2035,27 @@ BEGIN ATOMIC
     SELECT walk.path FROM walk WHERE walk.node = walk.start ORDER BY cardinality(walk.path), walk.path LIMIT 1;
 END;
 
+-- A name as a refusal shows it: between single quotes, as it is, a quote in it doubled ('a''b'), as SQL
+-- writes it with standard_conforming_strings. quote_literal and format('%L') write a name holding a
+-- backslash in the E'' form, E'a\\b', which a data engineer reads as another name (found by review;
+-- migration 0093). Every refusal that quotes a name quotes it so.
+CREATE FUNCTION hrwsi.quoted_name(name text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, hrwsi
+RETURN '''' || replace(name, '''', '''''') || '''';
+
 -- The sentence that names a cycle and what to change (the same as hrwsi.configuration's
 -- chain_cycle_problem: a test keeps the two equal).
 CREATE FUNCTION hrwsi.chain_cycle_problem(cycle text[]) RETURNS text LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, hrwsi
 RETURN CASE WHEN cardinality(cycle) = 2 THEN
-           format('routine %L chains into itself for ever (%s): it reads the product type it writes, so each of its '
+           format('routine %s chains into itself for ever (%s): it reads the product type it writes, so each of its '
                   'products would make a new input; give it another output_product_type or make its condition '
-                  'inactive', cycle[1], array_to_string(cycle, ' -> '))
+                  'inactive', hrwsi.quoted_name(cycle[1]), array_to_string(cycle, ' -> '))
        ELSE
            format('routines %s chain into each other for ever (%s): each reads the product type the one before '
                   'writes, so each product would make a new input; give one of them another output_product_type or '
                   'make its condition inactive',
-                  (SELECT string_agg(quote_literal(n), ', ' ORDER BY o) FROM unnest(cycle[1:cardinality(cycle) - 1])
+                  (SELECT string_agg(hrwsi.quoted_name(n), ', ' ORDER BY o) FROM unnest(cycle[1:cardinality(cycle) - 1])
                    WITH ORDINALITY AS u(n, o)),
                   array_to_string(cycle, ' -> '))
        END;
@@ -2779,7 +2787,7 @@ BEGIN
                 ELSE format('task %s released; it will be planned', task) END;
 END $$;
 
--- A name an operator gives that names nothing is quoted in the refusal (quote_literal), as the CLI's own
+-- A name an operator gives that names nothing is quoted in the refusal (hrwsi.quoted_name), as the CLI's own
 -- refusals quote it: `hrwsi hold ''` said "no routine : `hrwsi config show` ...", the empty name unseen
 -- (found by review; migration 0092). Likewise move_tasks, chain_missed_products and reprocess.
 CREATE FUNCTION hrwsi.hold_routine(routine_name text, reason text DEFAULT 'held by an operator')
@@ -2791,7 +2799,7 @@ BEGIN
     UPDATE hrwsi.processing_routine SET on_hold = true, hold_reason = reason WHERE name = routine_name AND NOT on_hold;
     IF NOT FOUND THEN
         IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
-            RAISE EXCEPTION 'no routine %', quote_literal(routine_name) USING ERRCODE = 'no_data_found';
+            RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(routine_name) USING ERRCODE = 'no_data_found';
         END IF;
         RETURN format('routine %s was already on hold', routine_name);
     END IF;
@@ -2810,7 +2818,7 @@ DECLARE
     released bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
-        RAISE EXCEPTION 'no routine %', quote_literal(routine_name) USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(routine_name) USING ERRCODE = 'no_data_found';
     END IF;
     UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
         backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
@@ -2867,7 +2875,7 @@ BEGIN
     SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
     SELECT * INTO target FROM processing_routine r WHERE r.name = to_routine FOR KEY SHARE;
     IF source.name IS NULL OR target.name IS NULL THEN
-        RAISE EXCEPTION 'no routine %', quote_literal(CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END)
+        RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END)
             USING ERRCODE = 'no_data_found';
     END IF;
     IF source.name = target.name THEN
@@ -3141,7 +3149,7 @@ DECLARE
 BEGIN
     SELECT * INTO c FROM processing_condition x WHERE x.name = chain_missed_products.condition;
     IF c.name IS NULL THEN
-        RAISE EXCEPTION 'no condition %', quote_literal(chain_missed_products.condition) USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'no condition %', hrwsi.quoted_name(chain_missed_products.condition) USING ERRCODE = 'no_data_found';
     END IF;
     IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = c.name) THEN
         RAISE EXCEPTION 'condition % is multi-input: the harvester makes its groups from the products there are '
@@ -3271,10 +3279,10 @@ BEGIN
     IF reprocess.condition IS NOT NULL THEN
         SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
         IF target IS NULL THEN
-            RAISE EXCEPTION 'no condition %', quote_literal(reprocess.condition) USING ERRCODE = 'no_data_found';
+            RAISE EXCEPTION 'no condition %', hrwsi.quoted_name(reprocess.condition) USING ERRCODE = 'no_data_found';
         END IF;
     ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
-        RAISE EXCEPTION 'no routine %', quote_literal(target) USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(target) USING ERRCODE = 'no_data_found';
     END IF;
     -- Two starts of one request at once would both find no twin: starts are serialised until the
     -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
@@ -3333,7 +3341,7 @@ BEGIN
             CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
             coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
             CASE WHEN reprocess.tiles IS NULL THEN ''
-                 ELSE ' (tiles ' || (SELECT string_agg(quote_literal(t), ', ') FROM unnest(reprocess.tiles) t) || ')' END
+                 ELSE ' (tiles ' || (SELECT string_agg(hrwsi.quoted_name(t), ', ') FROM unnest(reprocess.tiles) t) || ')' END
             USING ERRCODE = 'no_data_found';
     END IF;
     -- A time-series routine reads the previous product of its tile: the campaign's tasks of a tile

@@ -96,9 +96,12 @@ def test_a_refused_operator_action_is_one_line(env, db):
                                            (["hold", "  "], "no routine '  '"), (["chain-missed", ""], "no condition ''"),
                                            (["move-tasks", "", "x"], "no routine ''"),
                                            (["reprocess", "--routine", "", "--from", "2020-01-01", "--to", "2020-01-02"],
-                                            "no routine ''")])
+                                            "no routine ''"),
+                                           (["hold", "a\\b"], "no routine 'a\\b'"),
+                                           (["chain-missed", "it's"], "no condition 'it''s'")])
 def test_a_name_that_names_nothing_is_quoted_in_the_refusal(env, command, says):
-    """(`hrwsi hold ''` said "no routine : `hrwsi config show` lists the routines", the empty name unseen)"""
+    """(`hrwsi hold ''` said "no routine : `hrwsi config show` lists the routines", the empty name unseen; and
+    `hrwsi hold 'a\\b'` said "no routine E'a\\\\b'", another name to a reader; found by review)"""
     one_line_error(run(command, env, check=False), says, code=1)
 
 

@@ -154,6 +154,23 @@ async def test_cancel_stops_a_running_job(db, database_url, settings, configure)
     assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 1, "a cancelled task is not retried"
 
 
+@pytest.mark.parametrize(("name", "shown"), [("a\\b", "'a\\b'"), ("it's", "'it''s'"), ("", "''")])
+@pytest.mark.parametrize(("statement", "what"), [
+    ("SELECT hrwsi.hold_routine(%s)", "no routine"), ("SELECT hrwsi.release_routine(%s)", "no routine"),
+    ("SELECT hrwsi.move_tasks(%s, 'work')", "no routine"), ("SELECT hrwsi.chain_missed_products(%s)", "no condition"),
+    ("SELECT hrwsi.reprocess(routine => %s, measured_from => now() - interval '1 day', measured_to => now())",
+     "no routine"),
+    ("SELECT hrwsi.reprocess(condition => %s, measured_from => now() - interval '1 day', measured_to => now())",
+     "no condition"),
+])
+def test_a_name_that_names_nothing_is_shown_as_it_is_in_the_refusal(db, configure, statement, what, name, shown):
+    """(quote_literal wrote a name holding a backslash as E'a\\\\b', which reads as another name; found by review)"""
+    configure(single_routine_configuration(["true"]))
+    with pytest.raises(psycopg.errors.NoDataFound) as refused:
+        db.execute(statement, (name,))
+    assert refused.value.diag.message_primary == f"{what} {shown}"
+
+
 def test_operator_actions_refuse_what_makes_no_sense(db, configure):
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 1)
