@@ -235,7 +235,7 @@ SELECT state, history_pruned_at FROM hrwsi.processing_task WHERE id = %(task_id)
 
 -- name: report_task_log
 -- One attempt of a task (the latest when %(attempt)s is NULL): where its log is and whether it ended.
-SELECT j.attempt, j.backend, j.backend_job_id, j.state, j.owner, j.log_path, j.submitted_at, j.finished_at,
+SELECT j.attempt, j.backend, j.backend_job_id, j.state, j.owner, j.log_path, j.output_dir, j.submitted_at, j.finished_at,
        s.is_final
 FROM hrwsi.job j JOIN hrwsi.job_state s ON s.name = j.state
 WHERE j.task_id = %(task_id)s AND (%(attempt)s::int IS NULL OR j.attempt = %(attempt)s)

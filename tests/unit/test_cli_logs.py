@@ -158,8 +158,8 @@ def test_a_first_cut_of_a_log_whose_output_repeats_exactly_is_told_at_the_next_p
     assert shown.out.encode() == cut[head_end:], "from the cap's line on"
 
 
-# (output without a line break near a quarter of the cap is cut where it falls, mid-line: not a line's start, which
-# neither look takes for the supervisor's; the bytes read last tell that cut unless the output repeats exactly there)
+# (output without a line break near a quarter of the cap is cut where it falls, mid-line, exactly at a quarter of the
+# cap: the looks take a line there for the supervisor's, as at a line's start)
 @pytest.mark.parametrize("line", [b"the same line\n", b"x" * 1000 + b"\n", b"a" * 50_000 + b"\n"])
 def test_the_window_a_follower_reads_at_every_poll_is_where_the_supervisors_first_cut_writes_its_line(tmp_path, line):
     # (the supervisor's own CappedLog cuts the log: the follower's guess of where is checked against it)
@@ -182,3 +182,53 @@ def test_the_window_a_follower_reads_at_every_poll_is_where_the_supervisors_firs
         found = logs._supervisor_cap_line_before(log.fileno(), followed.head + 1,
                                                  followed.head - logs.HEAD_LINE_SEARCH, logs.CAP_WORDS_AFTER)
     assert found == capped.head_end
+
+
+@pytest.mark.parametrize("cap_known", [True, False], ids=["its cap known", "its cap not known"])
+def test_a_first_cut_that_falls_mid_line_is_told_and_the_log_goes_on_from_the_supervisors_line(tmp_path, capsys,
+                                                                                                  cap_known):
+    # Found by review: output without a line break within 64 KiB before the head's end is cut there, mid-line; its
+    # line, not at a line's start, was taken for a routine's by both looks, and output that repeats exactly across
+    # the cut was read on without the notice (and a notice went on from 4 KiB before the line, mid-output).
+    import os
+
+    from hrwsi.backends.local_supervisor import CappedLog
+    cap = 1 << 18
+    path = tmp_path / "job.log"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        capped = CappedLog(descriptor, cap)
+        while not capped.dropped:
+            capped.write(b"x" * 4096)
+        while capped.size < cap * 3 // 4:  # (written on past what the follower read, no second cut)
+            capped.write(b"x" * 4096)
+    finally:
+        os.close(descriptor)
+    assert capped.head_end == cap // 4, "cut mid-line"
+    read = cap * 3 // 4 - 8192  # (read before the cut: all x, as the bytes there are now)
+    assert path.read_bytes()[read - logs.CHECKED_BYTES:read] == b"x" * logs.CHECKED_BYTES
+    followed = logs._Followed(cap if cap_known else None)
+    followed.offset, followed.last = read, b"x" * logs.CHECKED_BYTES
+    logs._copy(path, followed, None)
+    shown = capsys.readouterr()
+    assert "the log reached its cap and was cut while followed" in shown.err
+    assert shown.out.encode() == path.read_bytes()[cap // 4:], "from the supervisor's line on"
+    assert followed.cap_line_at == cap // 4, "its line noted: the next cut is told by it"
+
+
+def test_a_follower_takes_the_cap_its_supervisor_gave_the_log_not_its_own_setting(tmp_path, monkeypatch):
+    # Found by review: the follower read the window of a first cut where this machine's HRWSI_JOB_LOG_MAX_BYTES put
+    # it; a launcher with another cap cut elsewhere, told only by the periodic look, up to 5 s late.
+    import subprocess
+
+    from hrwsi.backends import local, local_supervisor
+    monkeypatch.setenv("HRWSI_JOB_LOG_MAX_BYTES", str(1 << 20))
+    attempt = tmp_path / "attempt-1"
+    (attempt / "output").mkdir(parents=True)
+    with (tmp_path / "job.log").open("ab") as log:
+        subprocess.run([*local.SUPERVISOR_ARGV, "--attempt-dir", str(attempt), "--log-cap", str(3 << 20), "--", "true"],
+                       stdout=log, stderr=subprocess.STDOUT, check=True, timeout=60)
+    assert logs._log_cap(str(attempt / "output") + "/") == (3 << 20, 0)
+    (attempt / local_supervisor.STARTED_FILE).write_text('{"supervisor_pid": 1, "started_at": "x", "protocol": 2}')
+    assert logs._log_cap(str(attempt / "output")) is None, "a supervisor that does not say it: the periodic look"
+    assert logs._log_cap(None) is None and logs._log_cap(str(tmp_path / "elsewhere" / "output")) is None

@@ -16,7 +16,9 @@ directory (beside `output/` and `manifest.json`) it keeps:
 - `supervisor.lock`: held (flock, exclusive) for as long as the supervisor lives; holds its pid.
   Held means "the attempt runs". The lock dies with the process, whatever kills it.
 - `started.json`: written once, before the routine starts. An attempt starts at most once: a
-  supervisor that finds it (or an outcome, or a tombstone) refuses to run.
+  supervisor that finds it (or an outcome, or a tombstone) refuses to run. With a log cap it says
+  the cap (`log_cap`) and the log's size when the routine started (`log_base`): where a cut writes
+  its line, for `hrwsi logs --follow`.
 - `exit.json`: the outcome (exit code, signal, times, timed out, stopped), written atomically
   (temporary file, then rename) after every process of the attempt has ended.
 - `tombstone.json`: written by whoever adopts the attempt and finds it neither running nor finished
@@ -79,7 +81,8 @@ REFUSED_EXIT_CODE = 75
 # none: their documents have no "protocol"): before log caps. 2: `--log-cap BYTES` (the launcher passes
 # it; without it a supervisor logs as version 1 did), and exit.json may say log_bytes,
 # log_dropped_bytes and log_failed_bytes. Every field added since 1 is optional to whoever reads them:
-# a launcher follows and settles an attempt of either version.
+# a launcher follows and settles an attempt of either version. started.json's log_cap and log_base (with a
+# cap) are optional too: `hrwsi logs --follow` reads them.
 PROTOCOL = 2
 CANNOT_START_EXIT_CODE = 127
 PR_SET_CHILD_SUBREAPER = 36
@@ -757,8 +760,10 @@ def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, gra
         _say("cannot become a child subreaper (not Linux?): processes that leave the routine's process "
              "group may outlive a timeout or a stop")
     supervisor = Supervisor(attempt_dir, argv, timeout_s=timeout_s, grace_s=grace_s, cwd=cwd, log_cap=log_cap)
-    write_json_atomically(os.path.join(attempt_dir, STARTED_FILE), {"supervisor_pid": os.getpid(),
-                                                                    "started_at": _now(), "protocol": PROTOCOL})
+    started = {"supervisor_pid": os.getpid(), "started_at": _now(), "protocol": PROTOCOL}
+    if supervisor.log is not None:  # (where its cuts go: `hrwsi logs --follow` reads it, whatever its own cap says)
+        started.update(log_cap=supervisor.log.cap, log_base=supervisor.log.base)
+    write_json_atomically(os.path.join(attempt_dir, STARTED_FILE), started)
     outcome = supervisor.run()
     if outcome.get("error"):
         _say(outcome["error"])

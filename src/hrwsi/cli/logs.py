@@ -5,7 +5,8 @@ and stderr there while it runs; the Nomad backend appends the allocation's stdou
 (read from Nomad) when the job ends, so a Nomad job's log is not available before. A local log past
 its cap (HRWSI_JOB_LOG_MAX_BYTES) keeps its start and its most recent output, with a line between them
 saying how many bytes were dropped; it is cut in place while the routine runs, and --follow goes on
-from that line when it finds the log cut under it (`_Followed`). The log goes to
+from that line when it finds the log cut under it (`_Followed`; the cap as the attempt's supervisor wrote it
+in started.json, not this machine's setting). The log goes to
 stdout byte for byte when stdout is a file or a pipe (it is the routine's output, for tools to read).
 To a terminal, its control characters are shown escaped (`\x1b`), as every other command shows what
 users and routines wrote: a routine's log could clear the screen, set the window's title or write the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,8 @@ from pathlib import Path
 import typer
 
 from hrwsi import reports
-from hrwsi.cli.common import CliError, app, database, error_console, settings
+from hrwsi.backends import local_supervisor
+from hrwsi.cli.common import CliError, app, database, error_console
 from hrwsi.terminal import in_page, visible
 
 FOLLOW_POLL_S = 0.5
@@ -88,8 +91,31 @@ CHECKED_BYTES = 4096
 # found at most this far before it (local_supervisor.CappedLog, LINE_SEARCH), the log empty when the routine
 # started (a log per attempt).
 HEAD_LINE_SEARCH = 1 << 16
-# How far after its start a cap line's words end ("[hrwsi supervisor TIME] the log reached its cap of ").
+# How far after its start a cap line's words end ("[hrwsi supervisor TIME] the log reached its cap of N bytes").
 CAP_WORDS_AFTER = 128
+# The supervisor's time in its lines (local_supervisor._now: microseconds always, UTC): its cap line's words come
+# exactly this far after "[hrwsi supervisor ".
+SUPERVISOR_TIME_LENGTH = len("2026-12-06T12:00:00.000000+00:00")
+CAP_NUMBER = re.compile(rb"(\d{1,19}) bytes")
+
+
+def _cap_line_start(descriptor: int, at: int, base: int = 0) -> int | None:
+    """Where the supervisor's cap line whose words (CAP_LINE) are at `at` starts; None for a routine's line that
+    quotes it. The supervisor's starts at a line's start, or, when no line ends within LINE_SEARCH before the
+    head's end (a routine's line longer than 64 KiB), exactly at the head's end, mid-line: `base` (the log's size
+    when the routine started, 0 for a log per attempt) plus a quarter of the cap its own words name. Taken for a
+    routine's before, that cut was told by neither look (found by review)."""
+    start = at - SUPERVISOR_TIME_LENGTH - len(SUPERVISOR_LINE)
+    if start < 0:
+        return None
+    text = os.pread(descriptor, CAP_WORDS_AFTER, start)
+    words = len(SUPERVISOR_LINE) + SUPERVISOR_TIME_LENGTH
+    if not text.startswith(SUPERVISOR_LINE) or text[words:words + len(CAP_LINE)] != CAP_LINE:
+        return None
+    if start == 0 or os.pread(descriptor, 1, start - 1) == b"\n":
+        return start
+    cap = CAP_NUMBER.match(text, words + len(CAP_LINE))
+    return start if cap is not None and start == base + int(cap[1]) // 4 else None
 
 
 class _Followed:
@@ -104,23 +130,31 @@ class _Followed:
     notice (found by review). That look reads what the follower read again, at most the cap (100 MiB
     by default: tens of milliseconds), and only at a poll that finds the log changed since the last look, at most
     every CUT_LOOK_EVERY_S.
-    Where the log's cap is known (`cap`: this machine's setting, the launcher's as a rule), the window where a
-    first cut writes its line is read at every poll instead, a few kilobytes: the notice came up to
-    CUT_LOOK_EVERY_S late, after output that followed the cut (found by review). The periodic look stays for a
-    log whose cap is another.
+    Where the log's cap is known (`cap` and `base`: as its supervisor wrote them in the attempt's started.json,
+    not this machine's HRWSI_JOB_LOG_MAX_BYTES, which may be another launcher's), the window where a first cut
+    writes its line is read at every poll instead, a few kilobytes: the notice came up to CUT_LOOK_EVERY_S late,
+    after output that followed the cut (found by review). The periodic look stays for a log whose cap is not
+    known (a supervisor whose started.json does not say it, from before it did, or an attempt directory this
+    machine does not see).
     What remains: a cut while the follower reads mixes what it shows of that read (the next poll sees
     the cut)."""
 
-    __slots__ = ("offset", "last", "cap_line_at", "cap_line", "looked_at", "looked_when", "head")
+    __slots__ = ("offset", "last", "cap_line_at", "cap_line", "looked_at", "looked_when", "head", "base")
 
-    def __init__(self, cap: int | None = None) -> None:
-        self.head = cap // 4 if cap else None  # where the head of a log capped at `cap` ends, at the latest
+    def __init__(self, cap: int | None = None, base: int = 0) -> None:
+        self.base = base  # the log's size when its routine started (0: a log per attempt)
+        self.head: int | None = None  # where the head of the log ends, at the latest, once its cap is known
+        self.knows_cap(cap, base)
         self.offset = 0
         self.last = b""  # the bytes just before `offset`, as read
         self.cap_line_at: int | None = None  # where the cap's line starts, once read
         self.cap_line = b""
         self.looked_at: tuple[int, int] | None = None  # the log's (mtime, size) when last looked at for a cut
         self.looked_when = float("-inf")  # (time.monotonic) when it was
+
+    def knows_cap(self, cap: int | None, base: int = 0) -> None:
+        if cap:
+            self.base, self.head = base, base + cap // 4
 
     def was_cut(self, descriptor: int) -> bool:
         status = os.fstat(descriptor)
@@ -132,14 +166,15 @@ class _Followed:
             return os.pread(descriptor, len(self.cap_line), self.cap_line_at) != self.cap_line
         if self.head is not None and self.offset > self.head - HEAD_LINE_SEARCH:  # (the window, read: at every poll)
             start = max(0, self.head - HEAD_LINE_SEARCH)
-            if _supervisor_cap_line_before(descriptor, min(self.offset, self.head + 1), start, CAP_WORDS_AFTER) is not None:
+            if _supervisor_cap_line_before(descriptor, min(self.offset, self.head + 1), start, CAP_WORDS_AFTER,
+                                           self.base) is not None:
                 return True
         now, seen = time.monotonic(), (status.st_mtime_ns, status.st_size)
         # (a cut is a write: a log unchanged since the last look was not cut; and at most a look per CUT_LOOK_EVERY_S)
         if seen == self.looked_at or now - self.looked_when < CUT_LOOK_EVERY_S:
             return False
         self.looked_at, self.looked_when = seen, now
-        return _supervisor_cap_line_before(descriptor, self.offset) is not None
+        return _supervisor_cap_line_before(descriptor, self.offset, 0, 0, self.base) is not None
 
     def went_on_from(self, offset: int) -> None:
         self.offset, self.last, self.cap_line_at, self.cap_line = offset, b"", None, b""
@@ -155,15 +190,16 @@ class _Followed:
         self.last = (self.last + chunk)[-CHECKED_BYTES:]
 
     def _note_cap_line(self, descriptor: int, at: int) -> None:
-        start = max(0, at - 512)
-        line_start = start + os.pread(descriptor, at - start, start).rfind(b"\n") + 1
+        line_start = _cap_line_start(descriptor, at, self.base)
+        if line_start is None:  # (a routine's line that quotes it)
+            return
         line = os.pread(descriptor, 1024, line_start)
         end = line.find(b"\n")
-        if end >= 0 and line.startswith(SUPERVISOR_LINE):  # (not a routine's line that quotes it)
+        if end >= 0:
             self.cap_line_at, self.cap_line = line_start, line[:end + 1]
 
 
-def _supervisor_cap_line_before(descriptor: int, end: int, start: int = 0, beyond: int = 0) -> int | None:
+def _supervisor_cap_line_before(descriptor: int, end: int, start: int = 0, beyond: int = 0, base: int = 0) -> int | None:
     """Where the first supervisor's cap line starting before `end` starts, if there is one (not a routine's
     line that quotes it), searched from `start` to `beyond` bytes past `end` (its words come a timestamp after
     its start). Read in pieces, not mapped: a cut truncates the file under a reader."""
@@ -174,29 +210,19 @@ def _supervisor_cap_line_before(descriptor: int, end: int, start: int = 0, beyon
             return None
         window, found = carried + chunk, 0
         while (found := window.find(CAP_LINE, found)) >= 0:
-            at = start - len(carried) + found
-            line_start = max(0, at - 512)
-            line_start += os.pread(descriptor, at - line_start, line_start).rfind(b"\n") + 1
-            if line_start < end and os.pread(descriptor, len(SUPERVISOR_LINE), line_start) == SUPERVISOR_LINE:
+            line_start = _cap_line_start(descriptor, start - len(carried) + found, base)
+            if line_start is not None and line_start < end:
                 return line_start
             found += 1
         start, carried = start + len(chunk), window[-(len(CAP_LINE) - 1):]
     return None
 
 
-def _where_the_cap_cut(log) -> int:
-    """The offset of the line where a capped log's bytes were dropped (0 if none is found)."""
-    log.seek(0)
-    start, carried = 0, b""
-    while chunk := log.read(1 << 20):
-        found = (carried + chunk).find(CAP_LINE)
-        if found >= 0:
-            at = start - len(carried) + found
-            log.seek(max(0, at - 4096))
-            before = log.read(at - max(0, at - 4096))
-            return max(0, at - 4096) + before.rfind(b"\n") + 1
-        start, carried = start + len(chunk), chunk[-len(CAP_LINE):]
-    return 0
+def _where_the_cap_cut(descriptor: int, base: int = 0) -> int:
+    """The offset of the supervisor's line where a capped log's bytes were dropped (0 if none is found): mid-line
+    too, where the cut fell mid-line (it went on from 4 KiB before it, in the routine's bytes)."""
+    found = _supervisor_cap_line_before(descriptor, os.fstat(descriptor).st_size, base=base)
+    return found or 0
 
 
 def _copy(path: Path, followed: _Followed, shown: _ShownEscaped | None) -> None:
@@ -205,7 +231,7 @@ def _copy(path: Path, followed: _Followed, shown: _ShownEscaped | None) -> None:
         with path.open("rb") as log:
             descriptor = log.fileno()
             if followed.offset and followed.was_cut(descriptor):  # cut to its cap since the last read
-                followed.went_on_from(_where_the_cap_cut(log))
+                followed.went_on_from(_where_the_cap_cut(descriptor, followed.base))
                 error_console.print("(the log reached its cap and was cut while followed: it goes on from the line "
                                     "that says how many bytes were dropped; lines shown above may show again)",
                                     style="dim", markup=False)
@@ -255,14 +281,29 @@ def logs(task_id: int = typer.Argument(..., help="a task id"),
             return
         if job["backend"] == "dry-run" or path is None:
             raise CliError(_not_available(task_id, job))
-        _follow(conn, task_id, job["attempt"], path, shown)
+        _follow(conn, task_id, job["attempt"], path, shown, job["output_dir"])
 
 
-def _follow(conn, task_id: int, attempt: int, path: Path, shown: _ShownEscaped | None) -> None:
-    # (the cap the launcher gives a local attempt's log, as this machine's settings say: the launcher's as a rule;
-    # a launcher with another cap is followed by the periodic look)
-    followed = _Followed(settings().job_log_max_bytes or None)
+def _log_cap(output_dir: str | None) -> tuple[int, int] | None:
+    """The cap and base the attempt's supervisor gave its log, as its started.json says (None: not said, or not
+    yet: it is written when the routine starts). Its launcher's cap, not this machine's HRWSI_JOB_LOG_MAX_BYTES:
+    the two may differ, and the window read at every poll was then the wrong one (found by review)."""
+    if not output_dir:
+        return None
+    started = local_supervisor.read_json(os.path.join(os.path.dirname(output_dir.rstrip("/")),
+                                                      local_supervisor.STARTED_FILE)) or {}
+    cap, base = started.get("log_cap"), started.get("log_base", 0)
+    if type(cap) is int and cap > 0 and type(base) is int and base >= 0:
+        return cap, base
+    return None
+
+
+def _follow(conn, task_id: int, attempt: int, path: Path, shown: _ShownEscaped | None,
+            output_dir: str | None = None) -> None:
+    followed = _Followed()
     while True:
+        if followed.head is None and followed.cap_line_at is None:  # (a small file, read until it is there)
+            followed.knows_cap(*(_log_cap(output_dir) or (None,)))
         final = reports.job_is_final(conn, task_id, attempt)
         _copy(path, followed, shown)
         if final:
