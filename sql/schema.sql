@@ -2575,8 +2575,12 @@ END $$;
 -- every lookup of a series' members matches on them), so that no task links behind the wrong version of
 -- the scene: the corrected input's task depended on the old one's, which it replaces (found by review).
 -- An open task that waited for a processed old one waits for the task before it instead. Tasks before a
--- cancelled one that took its deadline give it back (hrwsi.give_back_taken_deadlines). Refused for a
--- campaign's input (reprocessing: the campaign is made again), a multi-input group (its members are not
+-- cancelled one that took its deadline give it back (hrwsi.give_back_taken_deadlines). The tasks made
+-- down a chain from the products of the old input's tasks, step after step, are treated as its own
+-- (migration 0093): open ones cancelled (their reason names the correction), all leave their series, and
+-- the correction is refused while one runs; their inputs stay (the corrected input's products chain
+-- anew, under other paths). Refused for a campaign's input (reprocessing: the production input at the
+-- start of its chain is corrected, then reprocessed again), a multi-input group (its members are not
 -- copied: the group would run with none) and a new path for a chained input (its path is its product's):
 -- a data engineer could otherwise make inputs the column grants keep from them (found by review).
 CREATE FUNCTION hrwsi.correct_input(input_id bigint, tile text DEFAULT NULL, measured_at timestamptz DEFAULT NULL,
@@ -2595,18 +2599,34 @@ DECLARE
     dependents bigint[];  -- (the tasks that waited for a cancelled one)
     old_tasks bigint[];   -- (the old input's tasks, which leave their time series)
     relinked bigint[];    -- (the tasks that waited for a processed old one, linked to the task before it)
+    downstream bigint[];  -- (the tasks made down a chain from the products of its tasks)
 BEGIN
     SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no input %', correct_input.input_id USING ERRCODE = 'no_data_found';
     END IF;
-    -- The series locks of its tasks, and of the series the corrected input goes to, before any row
-    -- (the order the INSERT of inputs and a retry take them in).
+    -- The tasks made down a chain from the products of its tasks, step after step (migration 0093): their
+    -- inputs were chained from products of the old version, and they ran from it, as did the steps after
+    -- them, while the corrected input's task chains its own products anew (found by review).
+    WITH RECURSIVE below(id) AS (
+        SELECT t.id FROM hrwsi.processing_task o JOIN hrwsi.product p ON p.task_id = o.id
+        JOIN hrwsi.input i ON i.product_id = p.id JOIN hrwsi.processing_task t ON t.input_id = i.id
+        WHERE o.input_id = was.id
+        UNION
+        SELECT t.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
+        JOIN hrwsi.input i ON i.product_id = p.id JOIN hrwsi.processing_task t ON t.input_id = i.id
+    )
+    SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO downstream FROM below b;
+    -- The series locks of its tasks, of theirs, and of the series the corrected input goes to, before any
+    -- row (the order the INSERT of inputs and a retry take them in).
     FOR series IN
-        SELECT DISTINCT t.routine, x.tile
+        SELECT t.routine, x.tile
         FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
         CROSS JOIN LATERAL (VALUES (was.tile), (coalesce(correct_input.tile, was.tile))) x(tile)
         WHERE t.input_id = was.id AND x.tile IS NOT NULL
+        UNION
+        SELECT t.routine, t.series_tile FROM hrwsi.processing_task t
+        WHERE t.id = ANY (downstream) AND t.series_tile IS NOT NULL
         ORDER BY 1, 2
     LOOP
         PERFORM pg_advisory_xact_lock(7250010, hashtext(series.routine || '/' || series.tile));
@@ -2621,9 +2641,12 @@ BEGIN
     -- What a data engineer may not insert is not made by a correction either (the function runs as its
     -- owner; the column grants keep them from setting source, product_id and campaign_id).
     IF was.campaign_id IS NOT NULL THEN
-        RAISE EXCEPTION 'input % is reprocessing campaign %''s: it is not corrected', was.id, was.campaign_id
+        RAISE EXCEPTION 'input % is reprocessing campaign %''s, not corrected itself: correct the production input '
+                        'at the start of its chain (`hrwsi lineage %` shows it), which cancels the campaign''s tasks '
+                        'made from it, then reprocess it again (`hrwsi reprocess`)', was.id, was.campaign_id, was.input_path
             USING ERRCODE = 'check_violation',
-                  HINT = 'correct the production input it was chained from, then reprocess again (`hrwsi reprocess`)';
+                  DETAIL = 'A campaign''s input is chained from a product the campaign made: the campaign makes it, '
+                           'as the harvester makes a production one.';
     END IF;
     IF was.source = 'multi_input' THEN
         RAISE EXCEPTION 'input % is a multi-input group (%): it is not corrected', was.id, was.input_path
@@ -2638,18 +2661,21 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = 'correct its tile or times without input_path => ..., or insert an input of the other path';
     END IF;
-    PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id ORDER BY t.id FOR UPDATE;
-    SELECT t.id, t.routine, t.state, j.backend_job_id, j.state AS job_state INTO busy
+    PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id OR t.id = ANY (downstream) ORDER BY t.id FOR UPDATE;
+    SELECT t.id, t.routine, t.state, t.input_id, j.backend_job_id, j.state AS job_state INTO busy
     FROM hrwsi.processing_task t LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.state IN ('submitted', 'queued', 'running')
-    WHERE t.input_id = was.id AND (t.state IN ('dispatched', 'queued', 'running') OR j.id IS NOT NULL)
-    ORDER BY t.id LIMIT 1;
+    WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND (t.state IN ('dispatched', 'queued', 'running') OR j.id IS NOT NULL)
+    ORDER BY t.input_id <> was.id, t.id LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'input % cannot be corrected now: task % (routine %) made from it is %', was.id, busy.id,
-                        busy.routine, busy.state || CASE WHEN busy.backend_job_id IS NOT NULL
-                                                         THEN format(', its job %s still %s', busy.backend_job_id, busy.job_state)
-                                                         ELSE '' END
+        RAISE EXCEPTION 'input % cannot be corrected now: task % (routine %) made from it% is %', was.id, busy.id,
+                        busy.routine, CASE WHEN busy.input_id = was.id THEN '' ELSE ' down a chain, from its products,' END,
+                        busy.state || CASE WHEN busy.backend_job_id IS NOT NULL
+                                           THEN format(', its job %s still %s', busy.backend_job_id, busy.job_state)
+                                           ELSE '' END
             USING ERRCODE = 'object_in_use',
-                  DETAIL = 'The corrected input''s task would run beside the attempt made from the old input.',
+                  DETAIL = CASE WHEN busy.input_id = was.id
+                                THEN 'The corrected input''s task would run beside the attempt made from the old input.'
+                                ELSE 'Its attempt runs from the old input''s products, which the correction makes anew.' END,
                   HINT = format('wait until it ends (`hrwsi task show %s`), or cancel it (`hrwsi cancel %s`) and wait until '
                                 'its job has stopped; then correct the input again', busy.id, busy.id);
     END IF;
@@ -2666,23 +2692,29 @@ BEGIN
     END IF;
     new_id := nextval(pg_get_serial_sequence('hrwsi.input', 'id'));
     SELECT coalesce(max(a.id), 0) INTO alerted FROM hrwsi.alert a;
-    -- Its open tasks are cancelled (a running one was refused above), saying why.
+    -- Its open tasks, and those made down a chain from their products, are cancelled (a running one was
+    -- refused above), saying why.
     WITH open AS (
-        SELECT t.id FROM hrwsi.processing_task t
-        WHERE t.input_id = was.id AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        SELECT t.id, t.input_id FROM hrwsi.processing_task t
+        WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
     ), done AS (
         UPDATE hrwsi.processing_task t
-        SET state = 'cancelled', state_reason = format('its input %s was corrected: input %s replaces it', was.id, new_id)
+        SET state = 'cancelled',
+            state_reason = CASE WHEN open.input_id = was.id
+                                THEN format('its input %s was corrected: input %s replaces it', was.id, new_id)
+                                ELSE format('made down a chain from the products of input %s, which was corrected: input %s '
+                                            'replaces it, and its task''s products chain anew', was.id, new_id) END
         FROM open WHERE t.id = open.id
         RETURNING t.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO cancelled FROM done;
     SELECT coalesce(array_agg(t.id), '{}') INTO dependents FROM hrwsi.processing_task t WHERE t.depends_on = ANY (cancelled);
     -- (the tasks that took a deadline or a priority from them gave it back: hrwsi.after_task_changes)
-    -- Its tasks leave their time series before the corrected input's task is linked into one.
+    -- Its tasks, and those down a chain, leave their time series before the corrected input's task is
+    -- linked into one (and before the tasks its products chain anew are).
     WITH gone AS (
         UPDATE hrwsi.processing_task t SET series_tile = NULL, series_at = NULL
-        WHERE t.input_id = was.id AND t.series_tile IS NOT NULL
+        WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.series_tile IS NOT NULL
         RETURNING t.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;

@@ -543,6 +543,77 @@ def test_a_campaign_reprocesses_a_corrected_scene_once_not_its_superseded_input(
         == [(new_input,)]
 
 
+def _chain(db):
+    """maja (L1C -> L2A), then snow (L2A -> FSC), then qa (FSC -> QA): a chain of three steps."""
+    for name, reads, makes in (("snow", "L2A", "FSC"), ("qa", "FSC", "QA")):
+        db.execute("INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command, "
+                   "input_product_type, output_product_type) VALUES (%s, 1, 1000, 100, '5 min', ARRAY['true'], %s, %s)",
+                   (name, reads, makes))
+        db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, %s)", (name, name))
+
+
+def _made(db, task, path, product_type, condition):
+    """`task` processed, its product chained into `condition`: the task made from it."""
+    if db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (task,)).fetchone()[0] != "processed":
+        _processed(db, task)
+    product = db.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) VALUES (%s, %s, %s, now()) "
+                         "RETURNING id", (task, path, product_type)).fetchone()[0]
+    insert_input(db, path, processing_condition=condition, source="chaining", product_id=product)
+    return db.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                      "WHERE i.product_id = %s", (product,)).fetchone()[0]
+
+
+def test_a_correction_cancels_the_tasks_made_down_a_chain_from_the_old_inputs_products(configured):
+    """Found by review: the input chained from a product of the old input's processed task stayed, and its task
+    ran from the old version, as did the steps after it. Those tasks are cancelled, their reason naming the
+    correction; one that was processed keeps its state and history, out of its time series."""
+    _chain(configured)
+    configured.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true WHERE name = 'snow'")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    snow = _made(configured, old_task, "/p/a.L2A", "L2A", "snow")
+    qa = _made(configured, snow, "/p/a.FSC", "FSC", "qa")
+    other_snow = _made(configured, old_task, "/p/a2.L2A", "L2A", "snow")  # (a second product: not processed yet)
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    why = (f"made down a chain from the products of input {old_input}, which was corrected: input {new_input} "
+           "replaces it, and its task's products chain anew")
+    rows = configured.execute("SELECT id, state, state_reason, series_tile FROM hrwsi.processing_task "
+                              "WHERE id = ANY (%s) ORDER BY id", ([snow, qa, other_snow],)).fetchall()
+    assert rows == sorted([(snow, "processed", None, None), (qa, "cancelled", why, None),
+                           (other_snow, "cancelled", why, None)])
+    assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE product_id IS NOT NULL").fetchone()[0] == 3, \
+        "their inputs stay"
+
+
+def test_an_input_is_not_corrected_while_a_task_made_down_a_chain_from_it_runs_and_says_which(configured):
+    _chain(configured)
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    snow = _made(configured, old_task, "/p/a.L2A", "L2A", "snow")
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                       "attempts = 1 WHERE id = %s", (snow,))
+    with pytest.raises(psycopg.errors.ObjectInUse) as refused:
+        configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,))
+    assert str(refused.value.diag.message_primary) == (
+        f"input {old_input} cannot be corrected now: task {snow} (routine snow) made from it down a chain, from its "
+        "products, is dispatched")
+    assert f"cancel it (`hrwsi cancel {snow}`)" in refused.value.diag.message_hint
+    assert configured.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (snow,)).fetchone()[0] == "dispatched"
+
+
+def test_a_campaigns_input_is_refused_in_one_line_saying_what_to_do_instead(configured):
+    configured.execute("INSERT INTO hrwsi.campaign (id, routine, measured_from, measured_to) OVERRIDING SYSTEM VALUE "
+                       "VALUES (7, 'maja', now() - interval '9 days', now())")
+    insert_input(configured, campaign_id=7)
+    [input_id] = configured.execute("SELECT id FROM hrwsi.input").fetchone()
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        configured.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (input_id,))
+    assert str(refused.value.diag.message_primary) == (
+        f"input {input_id} is reprocessing campaign 7's, not corrected itself: correct the production input at the "
+        "start of its chain (`hrwsi lineage /data/a.SAFE` shows it), which cancels the campaign's tasks made from it, "
+        "then reprocess it again (`hrwsi reprocess`)")
+
+
 @pytest.mark.parametrize("kind", ["campaign", "multi_input", "chained path"])
 def test_a_correction_makes_no_input_a_data_engineer_may_not_insert(configured, kind):
     """Found by review: correct_input runs as its owner and copied source, product_id and campaign_id, which the
