@@ -2579,7 +2579,7 @@ END $$;
 -- down a chain from the products of the old input's tasks, step after step, are treated as its own
 -- (migration 0093): open ones cancelled (their reason names the correction), all leave their series, and
 -- the correction is refused while one runs; their inputs stay (the corrected input's products chain
--- anew, under other paths). Refused for a campaign's input (reprocessing: the production input at the
+-- anew, under other paths), and their products not chained yet, as the old input's tasks', never are. Refused for a campaign's input (reprocessing: the production input at the
 -- start of its chain is corrected, then reprocessed again), a multi-input group (its members are not
 -- copied: the group would run with none) and a new path for a chained input (its path is its product's):
 -- a data engineer could otherwise make inputs the column grants keep from them (found by review).
@@ -2718,6 +2718,13 @@ BEGIN
         RETURNING t.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
+    -- Their products not chained yet (a harvester stopped or behind) are not chained: made from the old
+    -- version, they would start its chain again. One a harvester is chaining now (locked) is skipped, not
+    -- waited for: this transaction holds series locks that harvester may wait for.
+    UPDATE hrwsi.product p SET chained_at = now()
+    WHERE p.id IN (SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
+                   WHERE x.chained_at IS NULL AND (t.input_id = was.id OR t.id = ANY (downstream))
+                   ORDER BY x.id FOR UPDATE OF x SKIP LOCKED);
     UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
     INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
                              product_id, scene_id, lane, campaign_id)

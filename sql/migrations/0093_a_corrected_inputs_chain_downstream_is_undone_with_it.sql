@@ -6,7 +6,9 @@
 --   chain from the old input's tasks' products, step after step, are treated as the old input's own: open
 --   ones cancelled, their reason naming the correction; every one leaves its time series (the next step of
 --   the corrected chain follows the scene before, never the old version); the correction is refused, saying
---   which task, while one of them runs. Their inputs stay: the corrected input's products chain anew.
+--   which task, while one of them runs. Their inputs stay: the corrected input's products chain anew. Their
+--   products and the old input's tasks' not chained yet (a harvester stopped or behind) are marked chained
+--   without inputs: chained after the correction, they started the old version's chain again.
 -- - A campaign's input is still refused, in one line saying what to do instead: correct the production
 --   input at the start of its chain (which now cancels the campaign's tasks made from it), then reprocess.
 
@@ -145,6 +147,13 @@ BEGIN
         RETURNING t.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
+    -- Their products not chained yet (a harvester stopped or behind) are not chained: made from the old
+    -- version, they would start its chain again. One a harvester is chaining now (locked) is skipped, not
+    -- waited for: this transaction holds series locks that harvester may wait for.
+    UPDATE hrwsi.product p SET chained_at = now()
+    WHERE p.id IN (SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
+                   WHERE x.chained_at IS NULL AND (t.input_id = was.id OR t.id = ANY (downstream))
+                   ORDER BY x.id FOR UPDATE OF x SKIP LOCKED);
     UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
     INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
                              product_id, scene_id, lane, campaign_id)

@@ -585,6 +585,23 @@ def test_a_correction_cancels_the_tasks_made_down_a_chain_from_the_old_inputs_pr
         "their inputs stay"
 
 
+def test_the_old_versions_products_a_harvester_had_not_chained_yet_start_no_chain_after_a_correction(configured):
+    """Found by review (with the above): a product of the old input's task (or of a task down its chain) that the
+    harvester had not chained when the input was corrected (stopped, or behind) was chained after, and started
+    the old version's chain again."""
+    from hrwsi.sql_files import query
+    _chain(configured)
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    snow = _made(configured, old_task, "/p/a.L2A", "L2A", "snow")
+    _processed(configured, snow)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, '/p/b.L2A', 'L2A'), "
+                       "(%s, '/p/a.FSC', 'FSC')", (old_task, snow))
+    configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,))
+    assert configured.execute(query("chain_products").replace("$1", "100")).fetchone() == (0, 0)
+    assert configured.execute("SELECT count(*) FROM hrwsi.product WHERE chained_at IS NULL").fetchone()[0] == 0
+
+
 def test_an_input_is_not_corrected_while_a_task_made_down_a_chain_from_it_runs_and_says_which(configured):
     _chain(configured)
     insert_input(configured)
