@@ -2577,7 +2577,7 @@ END $$;
 -- An open task that waited for a processed old one waits for the task before it instead. Tasks before a
 -- cancelled one that took its deadline give it back (hrwsi.give_back_taken_deadlines). The tasks made
 -- down a chain from the products of the old input's tasks, step after step, are treated as its own
--- (migration 0093): open ones cancelled (their reason names the correction), all leave their series, and
+-- (migration 0094): open ones cancelled (their reason names the correction), all leave their series, and
 -- the correction is refused while one runs; their inputs stay (the corrected input's products chain
 -- anew, under other paths), and their products not chained yet, as the old input's tasks', never are. Refused for a campaign's input (reprocessing: the production input at the
 -- start of its chain is corrected, then reprocessed again), a multi-input group (its members are not
@@ -2605,7 +2605,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no input %', correct_input.input_id USING ERRCODE = 'no_data_found';
     END IF;
-    -- The tasks made down a chain from the products of its tasks, step after step (migration 0093): their
+    -- The tasks made down a chain from the products of its tasks, step after step (migration 0094): their
     -- inputs were chained from products of the old version, and they ran from it, as did the steps after
     -- them, while the corrected input's task chains its own products anew (found by review).
     WITH RECURSIVE below(id) AS (

@@ -1,4 +1,4 @@
--- hrwsi schema, version 93: a corrected input's chain downstream is undone with it.
+-- hrwsi schema, version 94: a corrected input's chain downstream is undone with it.
 --
 -- - hrwsi.correct_input cancelled the old input's open tasks only: an input chained from a product of its
 --   processed task, for the next step of a chain, stayed, and its task ran from the old version (and so did
@@ -34,7 +34,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no input %', correct_input.input_id USING ERRCODE = 'no_data_found';
     END IF;
-    -- The tasks made down a chain from the products of its tasks, step after step (migration 0093): their
+    -- The tasks made down a chain from the products of its tasks, step after step (migration 0094): their
     -- inputs were chained from products of the old version, and they ran from it, as did the steps after
     -- them, while the corrected input's task chains its own products anew (found by review).
     WITH RECURSIVE below(id) AS (
