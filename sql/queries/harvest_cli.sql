@@ -14,6 +14,16 @@ SELECT s.name, s.kind, s.product_type, s.config::text AS config, s.frequency, s.
        s.backfill_from, s.backfill_to, s.backfill_cursor, s.backfill_resume_at, s.last_run_at, s.next_run_at, s.last_error, s.active,
        s.claimed_by, s.claimed_until,
        (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
-                                                WHERE f.source = s.name GROUP BY f.state) c) AS files
+                                                WHERE f.source = s.name GROUP BY f.state) c) AS files,
+       refused.refused, refused.refused_path, refused.refused_message, refused.refused_at
 FROM hrwsi.harvest_source s
+-- The files it refused (failed) in the last day, the newest with its reason: the dashboard says them, as
+-- `hrwsi status` does (query report_sources_needing_attention, reports.SOURCE_REFUSED_WINDOW_S: the same day).
+CROSS JOIN LATERAL (
+    SELECT count(*) AS refused,
+           (array_agg(f.path ORDER BY f.updated_at DESC, f.id DESC))[1] AS refused_path,
+           (array_agg(f.message ORDER BY f.updated_at DESC, f.id DESC))[1] AS refused_message,
+           max(f.updated_at) AS refused_at
+    FROM hrwsi.landing_file f
+    WHERE f.source = s.name AND f.state = 'failed' AND f.updated_at > now() - interval '1 day') refused
 ORDER BY s.name;

@@ -445,9 +445,14 @@ ORDER BY b.xact_start NULLS LAST, b.pid;
 -- name: report_sources_needing_attention
 -- Active harvest sources ops should look at (`hrwsi status`): the last run failed; held by a
 -- harvester that is not alive (killed: its claim holds until it lapses); or overdue with no
--- harvester running it. A source is said once, under the first of these that applies.
+-- harvester running it. A source is said once, under the first of these that applies. And, of
+-- each, the landing files it refused (failed) in the last %(refused_s)s seconds, with the newest
+-- one's path and reason: a run that refused every file it listed succeeded, so none of the above
+-- said it, and only the harvester's log and `hrwsi sources`' counts (failed ever) showed them
+-- (found by exploratory testing, 2026-12-07).
 SELECT s.name, s.kind, s.last_error, s.last_run_at, s.next_run_at, s.claimed_by, s.claimed_until,
-       flag.held_by_the_gone, flag.overdue
+       flag.held_by_the_gone, flag.overdue, refused.refused, refused.refused_path, refused.refused_message,
+       refused.refused_at
 FROM hrwsi.harvest_source s
 CROSS JOIN LATERAL (
     SELECT s.claimed_until > now() AND NOT EXISTS (
@@ -456,7 +461,15 @@ CROSS JOIN LATERAL (
            AS held_by_the_gone,
            s.next_run_at < now() - make_interval(secs => %(overdue_s)s)
            AND (s.claimed_until IS NULL OR s.claimed_until <= now()) AS overdue) flag
-WHERE s.active AND (s.last_error IS NOT NULL OR flag.held_by_the_gone OR flag.overdue)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS refused,
+           (array_agg(f.path ORDER BY f.updated_at DESC, f.id DESC))[1] AS refused_path,
+           (array_agg(f.message ORDER BY f.updated_at DESC, f.id DESC))[1] AS refused_message,
+           max(f.updated_at) AS refused_at
+    FROM hrwsi.landing_file f
+    WHERE f.source = s.name AND f.state = 'failed'
+      AND f.updated_at > now() - make_interval(secs => %(refused_s)s)) refused
+WHERE s.active AND (s.last_error IS NOT NULL OR flag.held_by_the_gone OR flag.overdue OR refused.refused > 0)
 ORDER BY s.name
 LIMIT %(limit)s;
 

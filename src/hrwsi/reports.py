@@ -89,6 +89,10 @@ def held_campaign_next_step(campaign: int) -> str:
 # A source this long past its next run, that no harvester runs, is overdue (`hrwsi status`): longer
 # than a harvester's scan for due sources (HRWSI_LANDING_SCAN_S) and a busy round of them.
 SOURCE_OVERDUE_S = 120.0
+# Landing files a source refused (failed) in this window are said by `hrwsi status` and on the dashboard: long
+# enough to be seen the next morning, short enough that files fixed and retried yesterday are not said for ever
+# (a failed row stays until retention prunes it; cli_list_sources says the same window).
+SOURCE_REFUSED_WINDOW_S = 86400.0
 
 
 # How long `hrwsi status` waits for a lock on what it reads before it says it could not read it.
@@ -178,7 +182,8 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
             "sources": read("the harvest sources", [], lambda: [
                 row | {"next": source_next_step(row)}
                 for row in _rows(conn, "report_sources_needing_attention",
-                                 {"overdue_s": SOURCE_OVERDUE_S, "fresh_s": stale_after_s, "limit": 20})]),
+                                 {"overdue_s": SOURCE_OVERDUE_S, "fresh_s": stale_after_s,
+                                  "refused_s": SOURCE_REFUSED_WINDOW_S, "limit": 20})]),
             "stale_groups": read("the multi-input groups", None, lambda: incomplete_groups(conn, limit=5,
                                                                                               stale_only=True)),
             "late_groups": read("the multi-input groups' late members", None, lambda: late_group_members(
@@ -218,6 +223,12 @@ def _missed_products(conn: psycopg.Connection) -> list[dict]:
 
 def source_next_step(source: dict) -> str:
     """What is wrong with a harvest source and what happens next, in words (status)."""
+    said = _source_run_next_step(source)
+    refused = refused_files_said(source)
+    return refused if said is None else (said if refused is None else f"{said}; and {refused}")
+
+
+def _source_run_next_step(source: dict) -> str | None:
     if source["held_by_the_gone"]:
         return (f"held by {source['claimed_by']}, which is not alive (killed?): a running harvester takes it over "
                 f"at its next round (`hrwsi health harvester`), or it waits until that claim lapses at "
@@ -225,8 +236,21 @@ def source_next_step(source: dict) -> str:
     if source["last_error"] is not None:
         when = f" at {source['next_run_at']:%H:%M:%S} UTC" if source["next_run_at"] else ""
         return f"its last run failed: {source['last_error']}; it is tried again{when} (`hrwsi sources`)"
-    return (f"due since {source['next_run_at']:%H:%M:%S} UTC and no harvester runs it: is a harvester running "
-            "(`hrwsi health harvester`), or are all its slots taken (HRWSI_HARVEST_CONCURRENCY)?")
+    if source["overdue"]:
+        return (f"due since {source['next_run_at']:%H:%M:%S} UTC and no harvester runs it: is a harvester running "
+                "(`hrwsi health harvester`), or are all its slots taken (HRWSI_HARVEST_CONCURRENCY)?")
+    return None
+
+
+def refused_files_said(source: dict) -> str | None:
+    """The landing files a source refused lately, in words (status, the dashboard), or None: how many, the newest
+    with its reason, and what to do. Refused files are left where they are and never retried by themselves."""
+    if not source.get("refused"):
+        return None
+    return (f"{source['refused']} file(s) refused in the last {SOURCE_REFUSED_WINDOW_S / 3600:.0f} h, left in its "
+            f"landing directory and not retried by themselves; the newest: {source['refused_path']}, "
+            f"{source['refused_at'].astimezone(UTC):%Y-%m-%d %H:%M:%S}Z: {source['refused_message']}; "
+            "fix the cause and `touch` the file to retry it (the harvester's log names each)")
 
 
 # What stops while no instance of a service kind is alive (services_gone).

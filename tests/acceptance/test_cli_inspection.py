@@ -354,6 +354,41 @@ def test_status_names_the_harvest_sources_that_fail_are_held_by_a_dead_harvester
     assert "running on harvester-gone-1" in listed and "inactive" in listed
 
 
+def _landing_files(db, source: str, files: list[tuple[str, str, str | None, str]]) -> None:
+    """A landing source and the files its scans tracked: (name, state, message, how long ago it got that state)."""
+    db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at) VALUES "
+               "(%s, 'landing_directory', 'L1C', %s, now() + interval '1 min')",
+               (source, json.dumps({"directory": f"/srv/{source}/in", "work_directory": f"/srv/{source}/work"})))
+    for name, state, message, ago in files:
+        db.execute("INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, message, prepared_path, "
+                   "first_seen_at, last_seen_at, updated_at) VALUES (%s, %s, 10, now() - %s::interval, %s, %s, "
+                   "CASE WHEN %s = 'prepared' THEN '/srv/prepared/' || %s END, now() - %s::interval, now() - %s::interval, "
+                   "now() - %s::interval)",
+                   (source, f"/srv/{source}/in/{name}", ago, state, message, state, name, ago, ago, ago))
+
+
+def test_status_names_a_landing_source_whose_files_were_refused_the_newest_with_its_reason(db, env):
+    # Found by exploratory testing (2026-12-07): a landing directory that refused every file dropped in it
+    # (empty, a symbolic link, a name it cannot read) ran without error; status said nothing, the dashboard
+    # nothing, and `hrwsi sources` only "4 failed" (ever), without which or why: only the harvester's log had them.
+    _landing_files(db, "landing-s2", [
+        ("S2B_MSIL1C_empty.zip", "failed", "empty (a transfer that failed or has not started?)", "3 hours"),
+        ("S2B_<b>odd</b>.zip", "failed", "S2B_<b>odd</b>.zip: not a product name hrwsi can read", "10 minutes"),
+        ("S2A_MSIL1C_20261201T101010_N0510_R108_T32TLR_20261201T120000.zip", "prepared", None, "5 minutes"),
+        ("S2B_old.zip", "failed", "a symbolic link: refused", "2 days")])
+    _landing_files(db, "landing-fine", [("S2A_fine.zip", "failed", "empty", "3 days")])
+    said = " ".join(run(["status"], env).stdout.split())
+    assert ("harvest source needs attention: landing-s2 (landing_directory) 2 file(s) refused in the last 24 h, left in "
+            "its landing directory and not retried by themselves; the newest: /srv/landing-s2/in/S2B_<b>odd</b>.zip, ") \
+        in said, said
+    assert ": S2B_<b>odd</b>.zip: not a product name hrwsi can read; fix the cause and `touch` the file to retry it" in said
+    assert "landing-fine" not in said  # (its refused file is older than a day)
+    source, = json.loads(run(["status", "--json"], env).stdout)["sources"]
+    assert (source["name"], source["refused"], source["refused_path"]) == ("landing-s2", 2,
+                                                                     "/srv/landing-s2/in/S2B_<b>odd</b>.zip")
+    assert source["refused_at"].endswith("Z")
+
+
 def test_status_names_a_held_routine_with_why_and_what_happens_next_and_alerts_list_the_outbox(db, env):
     document = single_routine_configuration([sys.executable, "-c", "import sys; sys.exit(3)"], max_attempts=1)
     document["routine"][0]["hold_after_failures"] = 2

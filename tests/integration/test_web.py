@@ -243,6 +243,30 @@ async def test_the_overview_shows_a_routine_whose_back_fill_alone_is_on_hold(dat
     assert states == {"archive": "on_hold", "nrt": "pending"}
 
 
+async def test_the_overview_names_the_landing_files_a_source_refused_the_newest_with_its_reason(database_url, scenario,
+                                                                                                data_dir, db):
+    # Found by exploratory testing (2026-12-07): files a landing directory refused were in the harvester's log
+    # only; the overview's source row said its last and next run, as though all were well. As `hrwsi status`.
+    landing = data_dir / "landing"
+    for name, message, ago in (("S2B_empty.zip", "empty (a transfer that failed or has not started?)", "2 hours"),
+                               ("S2B_<img src=x onerror=alert(1)>.zip", "not a product name hrwsi can read", "1 minute"),
+                               ("S2B_yesterday.zip", "a symbolic link: refused", "30 hours")):
+        db.execute("""INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, message, first_seen_at,
+                      last_seen_at, updated_at)
+                      VALUES ('landing-l1c', %s, 0, now(), 'failed', %s, now() - %s::interval, now() - %s::interval,
+                              now() - %s::interval)""", (str(landing / name), message, ago, ago, ago))
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+        overview = await (await client.get("/api/overview")).json()
+    page = " ".join(visible(html).split())
+    assert (f"2 file(s) refused in the last 24 h, left in its landing directory and not retried by themselves; the newest: "
+            f"{landing}/S2B_<img src=x onerror=alert(1)>.zip, ") in page, page
+    assert ": not a product name hrwsi can read; fix the cause and `touch` the file to retry it" in page
+    assert "<img src=x" not in html
+    source, = overview["sources"]
+    assert (source["refused"], source["refused_path"]) == (2, f"{landing}/S2B_<img src=x onerror=alert(1)>.zip")
+
+
 async def test_a_task_page_says_how_many_back_fill_scenes_of_its_series_it_waits_behind(database_url, data_dir, db):
     from tests.integration.test_reports import deadline_world, scene
     deadline_world(db)

@@ -434,4 +434,7 @@ def describe_source(row: Any) -> dict:
             "schedule": schedule, "mode": mode, "last_run_at": row["last_run_at"],
             "next_run_at": row["next_run_at"], "last_error": last_error, "active": row["active"],
             "running_on": row["claimed_by"], "claimed_until": row["claimed_until"],
-            "files": json.loads(files) if isinstance(files, str) else files}
+            "files": json.loads(files) if isinstance(files, str) else files,
+            # (the files it refused in the last day: reports.refused_files_said says them)
+            "refused": row["refused"], "refused_path": row["refused_path"],
+            "refused_message": row["refused_message"], "refused_at": row["refused_at"]}

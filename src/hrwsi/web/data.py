@@ -33,6 +33,7 @@ from hrwsi.reports import (
     is_alive,
     judge_services,
     long_transaction_next_step,
+    refused_files_said,
     running_long_next_step,
     services_gone,
     sessions_not_seen_said,
@@ -168,7 +169,8 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
         alert_queue=dict(await conn.fetchrow(query("web_alert_queue"))),
         alerts=[dict(r) for r in await conn.fetch(query("web_alerts"), None, 8)],
         services=services,
-        sources=[describe_source(r) for r in await conn.fetch(query("cli_list_sources"))],
+        sources=[source | {"refused_said": refused_files_said(source)}
+                 for source in map(describe_source, await conn.fetch(query("cli_list_sources")))],
         failures=[dict(r) for r in await conn.fetch(query("web_recent_failures"), 10)],
         unplannable=[dict(r) for r in await conn.fetch(query("web_unplannable"), 20)],
         queued_long=[dict(r) for r in await conn.fetch(query("web_jobs_queued_long"), QUEUED_LONG_AFTER_S,
