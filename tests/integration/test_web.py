@@ -227,6 +227,16 @@ async def test_the_overview_says_which_deadlines_are_missed_and_what_arrived_ove
             "near-real-time lane?") in page
 
 
+async def test_a_read_only_overview_says_what_happens_to_a_held_routine_and_what_releases_it(database_url, scenario,
+                                                                                             data_dir, db):
+    # Found by exploratory testing (2026-12-07): without HRWSI_WEB_TOKEN (no Release button), a held routine showed
+    # its reason alone; `hrwsi status` says what happens meanwhile and what to run. The dashboard says it as status.
+    async with dashboard(database_url, data_dir, tokens="") as client:
+        page = " ".join(visible(await text_of(client, "/")).split())
+    assert ("quicklook on hold 6 task(s) held held by ops: the quicklook bucket is full next: its new and waiting tasks "
+            "stay on hold (not planned) until an operator runs `hrwsi release quicklook`; running jobs finish") in page, page
+
+
 async def test_the_overview_shows_a_routine_whose_back_fill_alone_is_on_hold(database_url, data_dir, db):
     # (migration 0075: a back-fill's failures hold the back-fill, and near-real-time work goes on)
     from tests.integration.test_reports import deadline_world, scene
@@ -239,6 +249,8 @@ async def test_the_overview_shows_a_routine_whose_back_fill_alone_is_on_hold(dat
     async with dashboard(database_url, data_dir) as client:
         page = " ".join(visible(await text_of(client, "/")).split())
     assert "back-fill on hold: 5 consecutive failures of back-fill tasks (limit 5); last: exit code 1" in page
+    assert ("next: its new and waiting back-fill tasks (archive lane) stay on hold until an operator runs "
+            "`hrwsi release fsc`; its near-real-time tasks and running jobs go on") in page, page
     states = dict(db.execute("SELECT lane, state FROM hrwsi.processing_task").fetchall())
     assert states == {"archive": "on_hold", "nrt": "pending"}
 

@@ -30,6 +30,7 @@ from hrwsi.reports import (
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
     folded_away,
+    held_routine_next_step,
     is_alive,
     judge_services,
     long_transaction_next_step,
@@ -73,6 +74,9 @@ class RoutineRow:
     hold_reason: str | None = None
     consecutive_failures: int = 0
     hold_after_failures: int | None = None
+    # What happens to it while held and what releases it, as `hrwsi status` says it (reports.held_routine_next_step):
+    # a read-only dashboard showed the reason alone, without a Release button nor a word of what to do.
+    hold_next: str | None = None
 
     @property
     def total(self) -> int:
@@ -156,6 +160,9 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
                 # (its back-fill alone is held, by its failures: its near-real-time rows are not; migration 0075)
                 row.on_hold, row.hold_reason = True, "back-fill on hold: " + info["backfill_hold_reason"]
                 row.consecutive_failures = info["backfill_consecutive_failures"]
+                row.hold_next = held_routine_next_step(row.routine, backfill_only=True)
+            elif row.on_hold:
+                row.hold_next = held_routine_next_step(row.routine)
     ordered = sorted(rows.values(), key=lambda r: (r.routine, r.lane))
     buckets = {r["bucket"]: dict(r) for r in await conn.fetch(query("web_throughput_series"), float(SERIES_WINDOW_S),
                                                               float(SERIES_BUCKET_S))}
