@@ -348,6 +348,10 @@ def _long_values(db, scenario) -> int:
                (f"alice.{LONG_HOST}", LONG_ROUTINE, f"refused: {LONG_WORD}", "2001:db8:85a3:8d3:1319:8a2e:370:7348"))
     db.execute("""UPDATE hrwsi.harvest_source SET last_error = %s, name = %s""",
                (f"cannot list {LONG_WORD}", f"landing-{LONG_ROUTINE}"))
+    # (a file the source refused lately: its whole path and reason under the source, hrwsi status's sentence)
+    db.execute("""INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, message)
+                  VALUES (%s, %s, 0, now(), 'failed', %s)""",
+               (f"landing-{LONG_ROUTINE}", LONG_PATH + ".zip", f"{LONG_WORD}.zip: not a product name hrwsi can read"))
     return task
 
 
