@@ -7,6 +7,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist), each with an embedded PostgreSQL server of its own; TEST_WORKERS=0 runs the
+# suite in one. One when HRWSI_DATABASE_URL names a server: the tests' roles and template database are the
+# server's, which two processes would create and drop under each other.
+TEST_WORKERS ?= $(if $(HRWSI_DATABASE_URL),0,2)
 BENCH_ARGS ?=
 
 .PHONY: demo test bench chaos install clean lint nomad-record
@@ -23,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/hrwsi demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # hrwsi against pgqueuer (the `bench` extra) and a raw trigger/notify floor; BENCH_ARGS=--quick for a smoke run
 bench: $(STAMP)

@@ -8,6 +8,7 @@ on it go on. It runs in threads, so that a test's event loop and a browser test 
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -15,9 +16,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 PORTS = range(47700, 47750)
 
 
+def ports_of_this_process() -> list[int]:
+    """PORTS, starting at this test process's own share of them. Why: `make test` runs the suite in two
+    processes (pytest-xdist), and a port `free_port` found free is only taken when the test's dashboard
+    binds it; both processes scanning from the same end, the other's door could take it in between."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    share = len(PORTS) // 2 * (int(worker) % 2 if worker.isascii() and worker.isdigit() else 0)
+    return [*PORTS[share:], *PORTS[:share]]
+
+
 def free_port() -> int:
     """A port of PORTS nothing listens on now (for a dashboard a test starts)."""
-    for port in PORTS:
+    for port in ports_of_this_process():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -53,7 +63,7 @@ class DatabaseDoor:
     def _listen(self, port: int | None) -> int:
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for candidate in [port] if port else PORTS:
+        for candidate in [port] if port else ports_of_this_process():
             try:
                 server.bind(("127.0.0.1", candidate))
                 break
