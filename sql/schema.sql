@@ -385,6 +385,7 @@ INSERT INTO hrwsi.task_transition VALUES
     ('cancelled', 'pending'),    -- an operator's retry
     ('pending', 'blocked'), ('planned', 'blocked'), ('blocked', 'pending'), ('blocked', 'cancelled'),
     ('on_hold', 'blocked'),
+    ('blocked', 'on_hold'),      -- its wait ended while it, or its routine, was held (migration 0093)
     -- The fast path: a pending task whose dependency is over starts at once where capacity is free.
     ('pending', 'dispatched');
 
@@ -401,7 +402,7 @@ RETURN CASE from_state
     WHEN 'queued'     THEN to_state IN ('running', 'processed', 'pending', 'terminated', 'cancelled')
     WHEN 'running'    THEN to_state IN ('queued', 'processed', 'pending', 'terminated', 'cancelled')
     WHEN 'on_hold'    THEN to_state IN ('pending', 'blocked', 'cancelled')
-    WHEN 'blocked'    THEN to_state IN ('pending', 'cancelled')
+    WHEN 'blocked'    THEN to_state IN ('pending', 'on_hold', 'cancelled')
     WHEN 'terminated' THEN to_state = 'pending'  -- an operator's retry
     WHEN 'cancelled'  THEN to_state = 'pending'  -- an operator's retry
     ELSE false
@@ -489,6 +490,11 @@ CREATE TABLE hrwsi.processing_task (
     -- of the task runs (hrwsi.mark_jobs_progress) or ends otherwise than lost. No key: a worker removed
     -- leaves the name said, and nothing avoids it.
     avoid_worker text,
+    -- (migration 0093) An operator's hold of the task itself (`hrwsi hold <task>`), kept while the end of the task it
+    -- waits for blocks it (held -> blocked): its wait ended, it became pending, and the hold was lost (found by
+    -- review). Set by the steps of hrwsi.after_task_changes that block; read by the steps that unblock (the
+    -- trigger's, hrwsi.skip_cancelled_tasks), which hold it again, and by `hrwsi status` (held tasks).
+    held_while_blocked boolean NOT NULL DEFAULT false,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
     CONSTRAINT task_does_not_depend_on_itself CHECK (depends_on <> id),
@@ -563,7 +569,7 @@ CREATE TRIGGER processing_task_enforce_transition BEFORE UPDATE ON hrwsi.process
                        queued>running, queued>processed, queued>pending, queued>terminated, queued>cancelled,
                        running>queued, running>processed, running>pending, running>terminated, running>cancelled,
                        on_hold>pending, on_hold>blocked, on_hold>cancelled, blocked>pending, blocked>cancelled,
-                       terminated>pending, cancelled>pending}'::text[])
+                       blocked>on_hold, terminated>pending, cancelled>pending}'::text[])
                    OR NEW.finished_at IS DISTINCT FROM CASE WHEN NEW.state IN ('processed', 'terminated', 'cancelled')
                                                             THEN now() END
                    OR NEW.history_pruned_at IS NOT NULL)))
@@ -791,6 +797,28 @@ RETURN state IN ('dispatched', 'submitted', 'queued', 'running');
 -- the row; a cancel by another statement tries it (this runs holding the cancelled rows, and must not
 -- wait), and a series whose lock another transaction holds keeps the old way: its next task is
 -- blocked, its reason naming both commands. A relinked task passes its urgency down (migration 0086).
+-- (migration 0093) The hold a task of this routine, campaign and lane takes now, as a new one would: its routine's
+-- (on hold), its campaign's, or its routine's back-fill's (a production task of a lane less urgent than near-real-time);
+-- NULL when none. The steps that unblock a task hold it with it: it became pending, shown so while no new task of its
+-- routine was (found by review). Read only where a task is unblocked, never by a claim or an outcome.
+CREATE FUNCTION hrwsi.hold_a_new_task_takes(p_routine text, p_campaign bigint, p_lane text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi AS $$
+    SELECT CASE WHEN r.on_hold THEN 'routine on hold: ' || coalesce(r.hold_reason, 'held by an operator')
+                WHEN k.on_hold THEN format('campaign %s on hold: %s', k.id, k.hold_reason)
+                WHEN p_campaign IS NULL AND r.backfill_hold_reason IS NOT NULL AND l.priority > 0
+                THEN format('back-fill of routine %s on hold: %s', r.name, r.backfill_hold_reason) END
+    FROM processing_routine r
+    LEFT JOIN campaign k ON k.id = p_campaign
+    LEFT JOIN lane l ON l.name = p_lane
+    WHERE r.name = p_routine
+$$;
+
+-- (migration 0093) Whether a held task's reason is a hold of its own, an operator's (hrwsi.hold_task; kept by a move,
+-- or a block, after what it says), not its routine's, campaign's or back-fill's, which hold it again by themselves.
+CREATE FUNCTION hrwsi.hold_is_the_tasks_own(reason text) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(starts_with(reason, 'held by an operator')
+                OR reason LIKE 'moved from routine % by an operator; held by an operator%', false);
+
 CREATE FUNCTION hrwsi.skip_cancelled_tasks(p_cancelled bigint[]) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi SET enable_nestloop = on AS $$
 DECLARE
@@ -814,7 +842,8 @@ BEGIN
         RETURN;
     END IF;
     WITH next AS (
-        SELECT t.id, t.state AS old_state, c.id AS cancelled, p.id AS previous, p.state AS previous_state
+        SELECT t.id, t.state AS old_state, c.id AS cancelled, p.id AS previous, p.state AS previous_state,
+               CASE WHEN t.state = 'blocked' THEN hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) END AS group_hold
         FROM processing_task c JOIN processing_task t ON t.depends_on = c.id
         JOIN processing_routine r ON r.name = t.routine AND r.sequential_per_tile
         LEFT JOIN LATERAL (
@@ -832,15 +861,22 @@ BEGIN
     ), changed AS (
         UPDATE processing_task t
         SET depends_on = n.previous,
+            -- (a blocked one that runs now is held again if an operator held it before it was blocked, or with its
+            -- routine, campaign or back-fill if that is held: migration 0093)
             state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
                          WHEN n.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                         WHEN t.state = 'blocked' AND (t.held_while_blocked OR n.group_hold IS NOT NULL) THEN 'on_hold'
                          WHEN t.state = 'blocked' THEN 'pending' ELSE t.state END,
+            held_while_blocked = t.held_while_blocked AND t.state = 'blocked'
+                                 AND coalesce(n.previous_state IN ('terminated', 'blocked'), false),
             worker = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL ELSE t.worker END,
             planned_start = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
                                  ELSE t.planned_start END,
             planned_end = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
                                ELSE t.planned_end END,
-            state_reason = CASE
+            state_reason = CASE WHEN t.state <> 'blocked' OR n.previous_state IN ('terminated', 'blocked') THEN ''
+                                WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
+                                WHEN n.group_hold IS NOT NULL THEN n.group_hold || '; ' ELSE '' END || CASE
                 WHEN t.state = 'on_hold' THEN t.state_reason
                 WHEN n.previous IS NULL THEN
                     format('task %s before it in its time series was cancelled: it is the first of its series now, and '
@@ -1076,6 +1112,8 @@ BEGIN
             WITH blocked AS (
                 UPDATE processing_task t
                 SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
+                    -- (an operator's hold of it kept, to hold it again when its wait ends: migration 0093)
+                    held_while_blocked = t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason),
                     -- (a task of a time series whose previous task was cancelled while the series' lock was busy,
                     -- as the sweep finds it: the sweep links it to the task before the cancelled one, and ops are
                     -- not alerted; its reason offered a retry of the cancelled task, or a release that would run
@@ -1124,6 +1162,7 @@ BEGIN
             -- that a task three links down named a task it did not wait for: migration 0073)
             UPDATE processing_task t
             SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
+                held_while_blocked = t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason),
                 state_reason = CASE
                     -- (behind one the sweep links past a task cancelled while its series' lock was busy, above)
                     WHEN cause.state = 'cancelled' AND r.series_tile = cause.series_tile AND r.routine = cause.routine
@@ -1150,35 +1189,45 @@ BEGIN
     -- another task, or for none: found by review).
     -- (one look at the old rows for the two steps below: a statement of the outcome writer that retries
     -- failed tasks pays no more than before migration 0089)
-    IF 'pending' = ANY (new_states)
+    -- (and a blocked task held again as its wait ends, migration 0093: the tasks after it are no longer blocked)
+    IF new_states && ARRAY['pending', 'on_hold']
             AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked', 'on_hold')) THEN
       IF EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked')) THEN
         EXECUTE $q$
-            WITH RECURSIVE after_it (id, root, what) AS (
+            WITH RECURSIVE after_it (id, root, what, hold) AS (
                 SELECT t.id, d.id,
                        CASE WHEN o.state IN ('terminated', 'cancelled') THEN 'was retried'
                             WHEN d.dependency_waived AND NOT o.dependency_waived
                             THEN 'was released by an operator, to run without the task it waited for'
                             WHEN d.depends_on IS NULL AND o.depends_on IS NOT NULL THEN 'waits for no task now'
                             WHEN d.depends_on IS DISTINCT FROM o.depends_on THEN format('waits for task %s now', d.depends_on)
-                            ELSE 'is no longer blocked' END
+                            ELSE 'is no longer blocked' END,
+                       hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane)
                 FROM new_rows d JOIN old_rows o USING (id)
                 JOIN processing_task t ON t.depends_on = d.id
-                WHERE d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked')
+                WHERE (d.state = 'pending' AND o.state IN ('terminated', 'cancelled', 'blocked')
+                       OR d.state = 'on_hold' AND o.state = 'blocked')
                   AND t.state = 'blocked'
-                  -- (still pending: a task a late scene's link unblocked and the block above
+                  -- (still pending, or held: a task a late scene's link unblocked and the block above
                   -- blocked again, behind the late one, keeps the tasks after it blocked)
-                  AND EXISTS (SELECT 1 FROM processing_task c WHERE c.id = d.id AND c.state = 'pending')
+                  AND EXISTS (SELECT 1 FROM processing_task c WHERE c.id = d.id AND c.state = d.state)
                 UNION ALL
-                SELECT t.id, a.root, a.what FROM after_it a JOIN processing_task t ON t.depends_on = a.id
+                SELECT t.id, a.root, a.what, hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane)
+                FROM after_it a JOIN processing_task t ON t.depends_on = a.id
                 WHERE t.state = 'blocked'
             ), locked AS MATERIALIZED (
                 SELECT t.id FROM processing_task t WHERE t.id IN (SELECT a.id FROM after_it a)
                 ORDER BY t.id FOR NO KEY UPDATE OF t
             )
-            -- (one that still waits for upstream work says so too: migration 0077)
-            UPDATE processing_task t SET state = 'pending',
-                state_reason = CASE WHEN t.depends_on = a.root THEN format('its dependency, task %s, %s', a.root, a.what)
+            -- (one that still waits for upstream work says so too: migration 0077; one an operator held before it
+            -- was blocked, or whose routine, campaign or back-fill is held, is held, as a new task of it would be, and
+            -- says so first: it was pending, its hold lost, or shown pending while no new task was; migration 0093)
+            UPDATE processing_task t
+            SET state = CASE WHEN t.held_while_blocked OR a.hold IS NOT NULL THEN 'on_hold' ELSE 'pending' END,
+                held_while_blocked = false,
+                state_reason = CASE WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
+                                    WHEN a.hold IS NOT NULL THEN a.hold || '; ' ELSE '' END
+                    || CASE WHEN t.depends_on = a.root THEN format('its dependency, task %s, %s', a.root, a.what)
                                     ELSE format('its dependency, task %s, is no longer blocked: task %s before it %s',
                                                 t.depends_on, a.root, a.what) END
                     || CASE WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived

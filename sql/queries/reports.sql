@@ -174,11 +174,15 @@ WHERE k.on_hold
 ORDER BY k.id;
 
 -- name: report_held_tasks
--- Tasks held one by one (not through their routine, its back-fill or their campaign).
-SELECT t.id, t.routine, t.state_reason AS reason
+-- Tasks held one by one (not through their routine, its back-fill or their campaign), and those an operator held that
+-- the end of the task they wait for blocked since: they are held again when their wait ends (migration 0093).
+SELECT t.id, t.routine,
+       CASE WHEN t.state = 'blocked' THEN 'held by an operator, and blocked: ' || t.state_reason
+            ELSE t.state_reason END AS reason
 FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
 LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
-WHERE t.state = 'on_hold' AND NOT r.on_hold AND NOT coalesce(k.on_hold, false)
+WHERE (t.state = 'on_hold' OR (t.state = 'blocked' AND t.held_while_blocked))
+  AND NOT r.on_hold AND NOT coalesce(k.on_hold, false)
   -- (held with its routine's back-fill, migration 0075: said once, in the routine's line)
   AND NOT (r.backfill_hold_reason IS NOT NULL AND t.campaign_id IS NULL
            AND starts_with(t.state_reason, 'back-fill of routine '))

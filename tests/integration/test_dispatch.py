@@ -1921,3 +1921,73 @@ def test_a_time_series_back_fill_inserted_again_after_one_rolled_back_reads_a_fe
     linked = world.execute("""SELECT count(*) FILTER (WHERE depends_on IS NOT NULL), count(*)
                               FROM hrwsi.processing_task""").fetchone()
     assert linked == (380, 400), "each scene waits for the one before it on its tile, but the first of each tile"
+
+
+def hold_routine_while_blocked_then_unblock(world, database_url, unblocked_by) -> tuple[int, int, int, int]:
+    """The series' second scene blocked (its first terminated, or its previous task cancelled while the series'
+    lock was busy), the routine held, then the block undone by `unblocked_by`."""
+    first, second, third, fourth = four_scenes_of_one_series(world)
+    if unblocked_by == "sweep":
+        key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
+        with psycopg.connect(database_url) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+            world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+            world.execute("SELECT hrwsi.hold_routine('work', 'an operator''s check')")
+            holder.commit()
+        world.execute(query("recheck_upstream_waits"))
+    else:
+        terminate(world, first)
+        world.execute("SELECT hrwsi.hold_routine('work', 'an operator''s check')")
+        if unblocked_by == "retry":
+            world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+        else:
+            world.execute("SELECT hrwsi.release_task(%s)", (second,))
+    return first, second, third, fourth
+
+
+@pytest.mark.parametrize("unblocked_by", ["retry", "release", "sweep"])
+def test_a_blocked_task_whose_wait_ends_while_its_routine_is_held_is_held_with_it(world, database_url, unblocked_by):
+    """Found by review: a blocked task whose wait ended while its routine was on hold became pending (dispatch skips a
+    held routine, but `hrwsi status` and the dashboard showed it pending, as no new task of that routine is). It is
+    held with its routine, whichever path unblocks it, and planned when the routine is released."""
+    first, second, third, fourth = hold_routine_while_blocked_then_unblock(world, database_url, unblocked_by)
+    unblocked = [second, third, fourth] if unblocked_by != "release" else [third, fourth]
+    rows = dict((r[0], r[1:]) for r in world.execute(
+        "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id = ANY (%s)", (unblocked,)))
+    for task in unblocked:
+        assert rows[task][0] == "on_hold", (task, rows[task])
+        assert rows[task][1].startswith("routine on hold: an operator's check; "), rows[task]
+    world.execute("SELECT hrwsi.release_routine('work')")
+    assert {r[0] for r in world.execute("SELECT state FROM hrwsi.processing_task WHERE id = ANY (%s)",
+                                        (unblocked,))} == {"pending"}
+
+
+@pytest.mark.parametrize("unblocked_by", ["retry", "sweep"])
+def test_a_task_an_operator_held_keeps_its_hold_through_a_block(world, database_url, unblocked_by):
+    """Found by review: a task an operator held, blocked then by the end of the task it waits for (held -> blocked),
+    was made pending when its wait ended (the orchestrator's sweep, a retry of that task): the hold was lost. It stays
+    marked held while blocked (`hrwsi status` lists it with the held tasks) and is held again when its wait ends."""
+    first, second, third, fourth = four_scenes_of_one_series(world)
+    world.execute("SELECT hrwsi.hold_task(%s)", (second,))
+    if unblocked_by == "sweep":
+        key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
+        with psycopg.connect(database_url) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+            world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+            holder.commit()
+    else:
+        terminate(world, first)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == ("blocked",)
+    from hrwsi import reports
+    held = [(r["id"], r["reason"]) for r in reports.status(world)["held_tasks"]]
+    assert [task for task, _ in held] == [second] and held[0][1].startswith("held by an operator, and blocked: "), held
+    if unblocked_by == "sweep":
+        world.execute(query("recheck_upstream_waits"))
+    else:
+        world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (second,)).fetchone()
+    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone() == ("pending",)
+    world.execute("SELECT hrwsi.release_task(%s)", (second,))
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == ("pending",)
