@@ -2314,9 +2314,20 @@ BEGIN
     -- attempt could not be placed on is avoided no more, migration 0089. Nomad's reason, a drained node or
     -- another team's job on it, was true then, minutes or days before; and the operator who wants a worker
     -- avoided sets it inactive (worker.active), which every attempt avoids. It was kept until an attempt ran.)
-    UPDATE hrwsi.processing_task
+    -- (and it starts from the urgency it is owed now, its own, taking again only from the tasks that still wait for it
+    -- (the trigger's step for tasks pending again, and the pass below): what it took before it ended it kept, from a
+    -- task released since to run without it too, and it was planned at that task's urgency; migration 0093, found by
+    -- review. The give-back's own rule, hrwsi.give_back_taken_deadlines)
+    UPDATE hrwsi.processing_task t
     SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
         not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL, avoid_worker = NULL,
+        deadline_at = CASE WHEN t.deadline_inherited_from IS NOT NULL THEN t.own_deadline_at ELSE t.deadline_at END,
+        own_deadline_at = NULL, deadline_inherited_from = NULL, priority_inherited_from = NULL,
+        priority = CASE WHEN t.priority_inherited_from IS NOT NULL OR t.deadline_inherited_from IS NOT NULL
+                        THEN (SELECT CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                                          THEN least(l.priority, 0) ELSE l.priority END
+                              FROM hrwsi.lane l WHERE l.name = t.lane)
+                        ELSE t.priority END,
         dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
         waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
         state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived

@@ -592,6 +592,25 @@ def test_a_task_released_to_run_without_the_task_before_it_lends_nothing_to_it_w
     assert urgency(world, old) == (1, None, None, None, "pending"), "the fresh scene runs without it: nothing lent"
 
 
+def test_a_retried_task_gives_back_what_it_took_from_a_task_released_since_to_run_without_it(world):
+    """Found by review: a task that took a fresh scene's priority and deadline, then ended terminated, kept them once
+    the scene was released to run without it (dependency_waived), and a retry planned it at the scene's urgency: a
+    retry starts from what it is owed now, its own, and takes again only from the tasks that still wait for it."""
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true")
+    old = scene(world, "nrt", "/old", NOW - timedelta(days=2), lane="archive")
+    fresh = scene(world, "nrt", "/fresh", NOW - timedelta(minutes=10))
+    assert urgency(world, old)[:3] == (0, urgency(world, fresh)[1], fresh), "it took the fresh scene's urgency"
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                  "WHERE id = %s", (old,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (old,))
+    assert urgency(world, fresh)[3:] == (old, "blocked")
+    world.execute("SELECT hrwsi.release_task(%s)", (fresh,))
+    world.execute("SELECT hrwsi.retry_task(%s)", (old,))
+    assert urgency(world, old) == (1, None, None, None, "pending"), "the fresh scene runs without it: nothing lent"
+    assert world.execute("SELECT priority_inherited_from, own_deadline_at FROM hrwsi.processing_task WHERE id = %s",
+                         (old,)).fetchone() == (None, None)
+
+
 def test_a_fresh_scene_lends_nothing_through_a_task_released_to_run_without_the_one_before_it(world):
     """The walk down a series stops at a task released to run without the task it waited for: the fresh scene
     after it waits for that task alone, and the task before it, which no one waits for, is not raised."""
