@@ -2176,9 +2176,10 @@ SET search_path = pg_catalog, hrwsi AS $$
                        -- "is still running" of a task that had ended; found by review, migration 0078)
                        WHEN o.state IN ('processed', 'terminated', 'cancelled')
                        THEN format('ended %s; the orchestrator releases this wait within a minute', o.state)
-                       WHEN o.state IN ('pending', 'planned') THEN 'has not run yet'
-                       WHEN o.state = 'on_hold' THEN 'is on hold' WHEN o.state = 'blocked' THEN 'is blocked'
-                       ELSE 'is still running' END)
+                       -- (an open one: no state of it, which its next step outgrows while this reason stays, as
+                       -- "has not run yet" of a task that ran; only its end, retry or chaining decide the wait again:
+                       -- migration 0093, found by review)
+                       ELSE format('has not ended yet (`hrwsi task show %s` says where it is)', o.id) END)
     FROM hrwsi.processing_task o WHERE o.id = upstream
 $$;
 
@@ -4067,10 +4068,10 @@ BEGIN
         SELECT t.id, t.state, w.task_id AS wait,
                format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
                       'scene''s own task in its series', w.input_id, w.routine, w.task_id,
+                      -- (an open one's state not said: it outgrew it, and the reason stayed; migration 0093)
                       CASE w.state WHEN 'processed' THEN 'is processed but its products are not chained yet'
-                           WHEN 'pending' THEN 'has not run yet' WHEN 'planned' THEN 'has not run yet'
-                           WHEN 'on_hold' THEN 'is on hold' WHEN 'blocked' THEN 'is blocked'
-                           ELSE 'is still running' END) AS wait_reason
+                           ELSE format('has not ended yet (`hrwsi task show %s` says where it is)', w.task_id) END)
+                   AS wait_reason
         FROM processing_task t
         LEFT JOIN processing_task p ON p.id = t.depends_on
         LEFT JOIN LATERAL hrwsi.open_upstream_work(t.routine, t.series_tile, t.campaign_id, p.series_at,

@@ -10,6 +10,9 @@
 -- - An operator's retry starts from the urgency the task is owed now (hrwsi.retry_task): what it took from a task
 --   after it, one released since to run without it included, it kept through its end and was planned at (found by
 --   review); the tasks that still wait for it lend it again at once.
+-- - A time-series task that waits for upstream work says that task "has not ended yet", and where to look, not the
+--   state it was in when the wait was decided ("has not run yet", "is on hold"), which it outgrew while the reason
+--   stayed: only its end, its retry or its products' chaining decide the wait again (found by review).
 
 ALTER TABLE hrwsi.processing_task ADD COLUMN held_while_blocked boolean NOT NULL DEFAULT false;
 
@@ -670,6 +673,98 @@ BEGIN
                       current, previous, previous_state);
     END IF;
     RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.upstream_wait_reason(upstream bigint) RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
+                  'scene''s own task in its series', o.input_id, o.routine, o.id,
+                  CASE WHEN o.state = 'processed'
+                            AND EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = o.id AND p.chained_at IS NULL)
+                       THEN 'is processed but its products are not chained yet'
+                       -- (a wait its end left to the orchestrator's sweep, the series' lock being busy then:
+                       -- "is still running" of a task that had ended; found by review, migration 0078)
+                       WHEN o.state IN ('processed', 'terminated', 'cancelled')
+                       THEN format('ended %s; the orchestrator releases this wait within a minute', o.state)
+                       -- (an open one: no state of it, which its next step outgrows while this reason stays, as
+                       -- "has not run yet" of a task that ran; only its end, retry or chaining decide the wait again:
+                       -- migration 0093, found by review)
+                       ELSE format('has not ended yet (`hrwsi task show %s` says where it is)', o.id) END)
+    FROM hrwsi.processing_task o WHERE o.id = upstream
+$$;
+
+CREATE OR REPLACE FUNCTION hrwsi.wait_for_upstream(p_tasks bigint[]) RETURNS integer LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET enable_nestloop = on SET enable_hashjoin = on
+SET enable_mergejoin = on AS $$
+DECLARE
+    released integer;
+    released_pending integer;
+    released_planned integer;
+BEGIN
+    WITH target AS (
+        SELECT t.id, t.state, w.task_id AS wait,
+               format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
+                      'scene''s own task in its series', w.input_id, w.routine, w.task_id,
+                      -- (an open one's state not said: it outgrew it, and the reason stayed; migration 0093)
+                      CASE w.state WHEN 'processed' THEN 'is processed but its products are not chained yet'
+                           ELSE format('has not ended yet (`hrwsi task show %s` says where it is)', w.task_id) END)
+                   AS wait_reason
+        FROM processing_task t
+        LEFT JOIN processing_task p ON p.id = t.depends_on
+        LEFT JOIN LATERAL hrwsi.open_upstream_work(t.routine, t.series_tile, t.campaign_id, p.series_at,
+                                                   t.series_at) w ON true
+        WHERE t.id = ANY (p_tasks) AND t.series_tile IS NOT NULL AND NOT t.dependency_waived
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+    ), locked AS MATERIALIZED (
+        -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+        SELECT t.id FROM processing_task t JOIN target x ON x.id = t.id
+        WHERE (t.waits_for_upstream IS DISTINCT FROM x.wait
+               OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived
+        ORDER BY t.id FOR NO KEY UPDATE OF t
+    ), changed AS (
+        UPDATE processing_task t
+        SET waits_for_upstream = x.wait,
+            state = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN 'pending' ELSE t.state END,
+            worker = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.worker END,
+            planned_start = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.planned_start END,
+            planned_end = CASE WHEN x.wait IS NOT NULL AND t.state = 'planned' THEN NULL ELSE t.planned_end END,
+            state_reason = CASE
+                WHEN t.state IN ('on_hold', 'blocked') THEN t.state_reason
+                WHEN x.wait IS NOT NULL THEN x.wait_reason
+                ELSE (SELECT format('no longer waits for the scene sensed before it, input %s: its %s task %s %s',
+                                    o.input_id, o.routine, o.id,
+                                    CASE WHEN o.state = 'processed' THEN 'was processed and its products chained'
+                                         WHEN o.state IN ('terminated', 'cancelled')
+                                         THEN 'ended ' || o.state || ': it runs without that scene'
+                                         ELSE 'is ' || o.state END)
+                      FROM processing_task o WHERE o.id = t.waits_for_upstream)
+            END
+        FROM target x
+        -- (and a pending one that waits for the same task, whose state its reason told, says the new one)
+        WHERE t.id = x.id AND (t.waits_for_upstream IS DISTINCT FROM x.wait
+                               OR (x.wait IS NOT NULL AND t.state = 'pending' AND t.state_reason IS DISTINCT FROM x.wait_reason))
+          -- (the row as it is when this UPDATE locks it: a dispatch that claimed it meanwhile, or an
+          -- operator's release, left it dispatched, or waived, with a wait and a "waits for" reason;
+          -- found by review)
+          AND t.state IN ('pending', 'planned', 'on_hold', 'blocked') AND NOT t.dependency_waived
+          AND t.id IN (SELECT l.id FROM locked l)
+        RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.state AS old_state, x.wait
+    ), history AS (
+        -- (what it waits for, or waited for, in its history; a change of state writes its own row)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c
+        WHERE c.state = c.old_state AND c.state = 'pending'
+    )
+    SELECT count(*) FILTER (WHERE c.wait IS NULL), count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'pending'),
+           count(*) FILTER (WHERE c.wait IS NULL AND c.state = 'planned')
+    INTO released, released_pending, released_planned FROM changed c;
+    -- (a planned task released runs on its plan: the launchers are told too; found by review)
+    IF released_pending + released_planned > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts', json_strip_nulls(json_build_object(
+            'pending', nullif(released_pending, 0), 'planned', nullif(released_planned, 0))))::text);
+    END IF;
+    RETURN released;
 END $$;
 
 REVOKE EXECUTE ON FUNCTION hrwsi.hold_a_new_task_takes(text, bigint, text) FROM PUBLIC;

@@ -1301,7 +1301,8 @@ def test_a_task_moved_first_into_a_time_series_waits_for_the_open_upstream_work_
     world.execute("SELECT hrwsi.move_tasks('ts', 'ts2')")
     assert world.execute(row, (ts_b,)).fetchone() == (
         None, prep_a, "pending", f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} has "
-                                 "not run yet: it runs after that scene's own task in its series")
+                                 f"not ended yet (`hrwsi task show {prep_a}` says where it is): it runs after that "
+                                 "scene's own task in its series")
 
 
 def test_a_time_series_of_a_chained_step_runs_in_sensing_order_whatever_order_its_upstream_work_ends(world):
@@ -1317,7 +1318,7 @@ def test_a_time_series_of_a_chained_step_runs_in_sensing_order_whatever_order_it
     state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
                                   (ts_b,)).fetchone()
     assert state == "pending"
-    assert f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} is still running" in reason
+    assert f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} has not ended yet" in reason
     history = [r[0] for r in world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s", (ts_b,))]
     assert history[-1] == reason
     # prep(A) ends: until its product is chained, ts(B) still waits (no window before the chaining).
@@ -1355,7 +1356,7 @@ def test_a_series_task_waits_no_more_for_a_scene_whose_upstream_task_terminated_
                       "ended terminated: it runs without that scene")
     history = [r[0] for r in world.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id",
                                            (ts_b,))]
-    assert any(f"prep task {prep_a} is still running" in (h or "") for h in history) and history[-1] == reason
+    assert any(f"prep task {prep_a} has not ended yet" in (h or "") for h in history) and history[-1] == reason
     assert any(payload.get("counts", {}).get("pending") for _, payload in drain(listener))
     assert ts_b in plannable(world)
     assert [task for task, _ in dispatch(world)] == [ts_b]
@@ -1389,7 +1390,7 @@ def test_a_late_upstream_scene_makes_the_series_task_after_it_wait_and_a_planned
     state, worker, reason = world.execute("SELECT state, worker, state_reason FROM hrwsi.processing_task WHERE id = %s",
                                           (ts_b,)).fetchone()
     assert (state, worker) == ("pending", None)
-    assert f"input {input_a}, whose prep task {prep_a} has not run yet" in reason
+    assert f"input {input_a}, whose prep task {prep_a} has not ended yet" in reason
     assert [task for task, _ in dispatch(world)] == [prep_a]
     # Released by an operator (a blocked task), a task does not wait.
     world.execute("UPDATE hrwsi.processing_task SET dependency_waived = true WHERE id = %s", (ts_b,))
@@ -1786,8 +1787,8 @@ def test_a_series_task_that_still_waits_for_upstream_work_says_so_when_it_is_rel
     earlier scene's upstream work (found by review)."""
     prep_a, ts_b = a_series_task_waiting_for_prep_a(world)
     input_a = world.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s", (prep_a,)).fetchone()[0]
-    waits = (f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} is still running: it "
-             "runs after that scene's own task in its series")
+    waits = (f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} has not ended yet "
+             f"(`hrwsi task show {prep_a}` says where it is): it runs after that scene's own task in its series")
 
     def reason():
         return world.execute("SELECT state_reason FROM hrwsi.processing_task WHERE id = %s", (ts_b,)).fetchone()[0]
@@ -1833,7 +1834,7 @@ def test_a_series_tasks_reason_says_an_upstream_task_that_ended_has_ended(world)
     def said() -> str:
         return world.execute("SELECT hrwsi.upstream_wait_reason(%s)", (prep_a,)).fetchone()[0]
 
-    assert "is still running" in said()
+    assert "has not ended yet" in said()
     world.execute("ALTER TABLE hrwsi.processing_task DISABLE TRIGGER USER")  # (the end alone, as a busy lock leaves it)
     try:
         for state in ("terminated", "cancelled"):
@@ -1991,3 +1992,20 @@ def test_a_task_an_operator_held_keeps_its_hold_through_a_block(world, database_
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone() == ("pending",)
     world.execute("SELECT hrwsi.release_task(%s)", (second,))
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == ("pending",)
+
+
+def test_a_series_tasks_wait_reason_states_nothing_its_upstream_task_outgrows(world):
+    """Found by review: a series task's reason said the state its upstream task was in when the wait was decided
+    ("whose prep task 12 has not run yet"), and kept saying it while that task ran, or was held: only its end, its
+    retry or its products' chaining decide the wait again. It says what stays true until then, and where to look."""
+    chained_series(world)
+    _, ts_b = scene(world, "ts", "/l2a/direct-B", 11)
+    input_a, prep_a = scene(world, "prep", "/l1c/A", 10)
+    waits = (f"waits for the scene sensed before it, input {input_a}, whose prep task {prep_a} has not ended yet "
+             f"(`hrwsi task show {prep_a}` says where it is): it runs after that scene's own task in its series")
+    row = "SELECT state_reason FROM hrwsi.processing_task WHERE id = %s"
+    assert world.execute(row, (ts_b,)).fetchone() == (waits,)
+    assert world.execute("SELECT hrwsi.upstream_wait_reason(%s)", (prep_a,)).fetchone() == (waits,)
+    assert [task for task, _ in dispatch(world)] == [prep_a]
+    world.execute("UPDATE hrwsi.processing_task SET state = 'running' WHERE id = %s", (prep_a,))
+    assert world.execute(row, (ts_b,)).fetchone() == (waits,), "still true while it runs"
