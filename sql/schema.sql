@@ -1614,17 +1614,27 @@ BEGIN
       AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold')
     RETURNING state)
     SELECT count(*) FILTER (WHERE state = 'pending') INTO released FROM event;
+    -- (a blocked one held by an operator before it was blocked, or whose routine, campaign or back-fill is held, is
+    -- held, as every step that unblocks holds it: migration 0093, found by review)
     UPDATE processing_task t
     SET dependency_waived = true,
         waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
-        state = CASE WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+        state = CASE WHEN t.state = 'blocked'
+                          AND (t.held_while_blocked OR hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) IS NOT NULL)
+                     THEN 'on_hold'
+                     WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+        held_while_blocked = false,
         worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
         planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
         planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
         state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
-                            ELSE format('routine %s is no longer a time series (sequential_per_tile off): it no '
-                                        'longer waits for task %s', NEW.name,
-                                        coalesce(t.depends_on, t.waits_for_upstream)) END
+                            ELSE CASE WHEN t.state <> 'blocked' THEN ''
+                                      WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
+                                      ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
+                                 END
+                                 || format('routine %s is no longer a time series (sequential_per_tile off): it no '
+                                           'longer waits for task %s', NEW.name,
+                                           coalesce(t.depends_on, t.waits_for_upstream)) END
     WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
       AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
     -- (those that stayed pending: a planned or blocked one went to pending, and that trigger said so;

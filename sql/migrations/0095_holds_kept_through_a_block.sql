@@ -13,6 +13,8 @@
 -- - A time-series task that waits for upstream work says that task "has not ended yet", and where to look, not the
 --   state it was in when the wait was decided ("has not run yet", "is on hold"), which it outgrew while the reason
 --   stayed: only its end, its retry or its products' chaining decide the wait again (found by review).
+-- - A routine's series ended (sequential_per_tile off) unblocks its blocked tasks by the same rule
+--   (hrwsi.end_a_routines_series): held again, or held with their routine, not pending.
 
 ALTER TABLE hrwsi.processing_task ADD COLUMN held_while_blocked boolean NOT NULL DEFAULT false;
 
@@ -765,6 +767,62 @@ BEGIN
             'pending', nullif(released_pending, 0), 'planned', nullif(released_planned, 0))))::text);
     END IF;
     RETURN released;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.end_a_routines_series() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    released integer;
+BEGIN
+    -- (alone: a retry of one of its tasks holds this lock shared while it links the task in its series,
+    -- and the tasks it releases below are read once that retry committed: migration 0077)
+    PERFORM pg_advisory_xact_lock(7250078, hashtext(NEW.name));
+    PERFORM 1 FROM processing_task t
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
+    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+    -- (a task that stays pending or held gets no history row from hrwsi.after_task_changes, nor a
+    -- wake-up call: its own here, below)
+    WITH event AS (
+    INSERT INTO task_event (task_id, state, reason, attempts, worker)
+    SELECT t.id, t.state, format('routine %s is no longer a time series (sequential_per_tile off): it no longer '
+                                 'waits for task %s', NEW.name, coalesce(t.depends_on, t.waits_for_upstream)),
+           t.attempts, t.worker
+    FROM processing_task t
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'on_hold')
+    RETURNING state)
+    SELECT count(*) FILTER (WHERE state = 'pending') INTO released FROM event;
+    -- (a blocked one held by an operator before it was blocked, or whose routine, campaign or back-fill is held, is
+    -- held, as every step that unblocks holds it: migration 0093, found by review)
+    UPDATE processing_task t
+    SET dependency_waived = true,
+        waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
+        state = CASE WHEN t.state = 'blocked'
+                          AND (t.held_while_blocked OR hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) IS NOT NULL)
+                     THEN 'on_hold'
+                     WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+        held_while_blocked = false,
+        worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
+        planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
+        planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
+        state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                            ELSE CASE WHEN t.state <> 'blocked' THEN ''
+                                      WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
+                                      ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
+                                 END
+                                 || format('routine %s is no longer a time series (sequential_per_tile off): it no '
+                                           'longer waits for task %s', NEW.name,
+                                           coalesce(t.depends_on, t.waits_for_upstream)) END
+    WHERE t.routine = NEW.name AND (t.depends_on IS NOT NULL OR t.waits_for_upstream IS NOT NULL)
+      AND NOT t.dependency_waived AND t.state IN ('pending', 'planned', 'blocked', 'on_hold');
+    -- (those that stayed pending: a planned or blocked one went to pending, and that trigger said so;
+    -- they waited, unannounced, for the next plan or dispatch: found by review)
+    IF released > 0 THEN
+        PERFORM pg_notify('hrwsi_task', json_build_object('op', 'update', 'counts',
+                                                          json_build_object('pending', released))::text);
+    END IF;
+    RETURN NULL;
 END $$;
 
 REVOKE EXECUTE ON FUNCTION hrwsi.hold_a_new_task_takes(text, bigint, text) FROM PUBLIC;

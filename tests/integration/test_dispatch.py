@@ -1941,12 +1941,14 @@ def hold_routine_while_blocked_then_unblock(world, database_url, unblocked_by) -
         world.execute("SELECT hrwsi.hold_routine('work', 'an operator''s check')")
         if unblocked_by == "retry":
             world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+        elif unblocked_by == "series_off":
+            world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'work'")
         else:
             world.execute("SELECT hrwsi.release_task(%s)", (second,))
     return first, second, third, fourth
 
 
-@pytest.mark.parametrize("unblocked_by", ["retry", "release", "sweep"])
+@pytest.mark.parametrize("unblocked_by", ["retry", "release", "sweep", "series_off"])
 def test_a_blocked_task_whose_wait_ends_while_its_routine_is_held_is_held_with_it(world, database_url, unblocked_by):
     """Found by review: a blocked task whose wait ended while its routine was on hold became pending (dispatch skips a
     held routine, but `hrwsi status` and the dashboard showed it pending, as no new task of that routine is). It is
