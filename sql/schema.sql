@@ -2997,21 +2997,6 @@ BEGIN
             source.input_product_type, to_routine, target.input_product_type, from_routine, to_routine
             USING ERRCODE = 'check_violation';
     END IF;
-    IF target.sequential_per_tile THEN
-        SELECT format('task %s (input %s, tile %s)', t.id, i.id, i.tile) INTO refused
-        FROM processing_task t JOIN input i ON i.id = t.input_id
-        WHERE t.routine = from_routine AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned', 'blocked', 'on_hold')
-          AND t.series_tile IS NULL AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
-        ORDER BY t.id LIMIT 1;
-        IF refused IS NOT NULL THEN
-            -- (all in the message: `hrwsi move-tasks` prints its first line alone)
-            RAISE EXCEPTION 'routine % is a time series (sequential_per_tile), routine % is not: its tasks cannot join '
-                            'the series of % by a move (%, made outside any series, would run beside the tasks of its '
-                            'tile there, out of sensing order); let them run on %, or cancel them (`hrwsi cancel`)',
-                            to_routine, from_routine, to_routine, refused, from_routine
-                USING ERRCODE = 'check_violation';
-        END IF;
-    END IF;
     -- The series' locks first, in the order of their keys, then the rows, as every holder of both: those of the
     -- tiles of the tasks it moves, in the series they leave and in the one they join, in one ordered pass
     -- (migration 0091). Only the series they joined were locked: an INSERT into the old routine's series of a
@@ -3085,6 +3070,24 @@ BEGIN
         SELECT m.id, m.state, m.state_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
     )
     SELECT count(*), coalesce(array_agg(m.id), '{}') INTO moved, moved_ids FROM changed m;
+    -- Tasks made outside any series are refused by a time series, decided on the tasks moved (migration 0093): decided
+    -- in a statement before the series' locks were waited for, a task made meanwhile on a routine that is no time
+    -- series was moved unrefused, and ran beside the tasks of its tile there (found by review). The exception undoes
+    -- the move.
+    IF target.sequential_per_tile THEN
+        SELECT format('task %s (input %s, tile %s)', t.id, i.id, i.tile) INTO refused
+        FROM processing_task t JOIN input i ON i.id = t.input_id
+        WHERE t.id = ANY (moved_ids) AND t.series_tile IS NULL AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
+        ORDER BY t.id LIMIT 1;
+        IF refused IS NOT NULL THEN
+            -- (all in the message: `hrwsi move-tasks` prints its first line alone)
+            RAISE EXCEPTION 'routine % is a time series (sequential_per_tile), routine % is not: its tasks cannot join '
+                            'the series of % by a move (%, made outside any series, would run beside the tasks of its '
+                            'tile there, out of sensing order); let them run on %, or cancel them (`hrwsi cancel`)',
+                            to_routine, from_routine, to_routine, refused, from_routine
+                USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
     IF NOT target.sequential_per_tile THEN
         -- (the tasks before them that took their urgency, they no longer wait for)
         PERFORM give_back_taken_deadlines(moved_ids);

@@ -2011,3 +2011,26 @@ def test_a_series_tasks_wait_reason_states_nothing_its_upstream_task_outgrows(wo
     assert [task for task, _ in dispatch(world)] == [prep_a]
     world.execute("UPDATE hrwsi.processing_task SET state = 'running' WHERE id = %s", (prep_a,))
     assert world.execute(row, (ts_b,)).fetchone() == (waits,), "still true while it runs"
+
+
+def test_a_task_made_while_a_move_waits_for_its_series_locks_is_refused_by_the_move_as_one_made_before(
+        world, database_url):
+    """Found by review: hrwsi.move_tasks refused tasks made outside any series (to a time series) in one statement and
+    chose the tasks it moved in another, after waiting for the series' locks: a task made in between, on a routine that
+    is no time series, was moved into the series unrefused, and ran beside the tasks of its tile there. The refusal is
+    decided on the tasks it moves."""
+    routine(world, name="src", sequential=True)
+    routine(world, name="dst", sequential=True)
+    add(world, name="src", tile="32TPR", measured="2026-01-01T00:00Z")
+    world.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = false WHERE name = 'src'")
+    key = world.execute("SELECT hrwsi.series_lock_key('dst', '32TPR')").fetchone()[0]
+    with psycopg.connect(database_url) as holder, psycopg.connect(database_url) as mover:
+        holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+        moving, moved = in_a_thread(lambda: (mover.execute("SELECT hrwsi.move_tasks('src', 'dst')"), mover.commit()))
+        waiting_on_a_lock(world, mover)
+        [late] = add(world, name="src", tile="32TQR", measured="2026-01-02T00:00Z")
+        holder.commit()
+        moving.join()
+    assert "is a time series (sequential_per_tile), routine src is not" in str(moved.get("error")), moved
+    assert f"task {late} " in str(moved["error"])
+    assert world.execute("SELECT routine FROM hrwsi.processing_task WHERE id = %s", (late,)).fetchone() == ("src",)
