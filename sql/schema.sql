@@ -3037,9 +3037,11 @@ BEGIN
                          WHEN c.state = 'planned' THEN 'pending'
                          WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
                              THEN 'pending'
+                         -- (held again if an operator held it before it was blocked: migration 0093)
                          WHEN c.state = 'blocked' AND NOT target.sequential_per_tile AND NOT t.dependency_waived
-                             THEN 'pending'
+                             THEN CASE WHEN t.held_while_blocked THEN 'on_hold' ELSE 'pending' END
                          ELSE c.state END,
+            held_while_blocked = t.held_while_blocked AND (target.sequential_per_tile OR t.dependency_waived),
             -- (out of its series, if the target is no time series: migration 0090)
             series_tile = CASE WHEN target.sequential_per_tile THEN t.series_tile END,
             series_at = CASE WHEN target.sequential_per_tile THEN t.series_at END,
@@ -3053,8 +3055,10 @@ BEGIN
                                 WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
                                     THEN moved_reason || '; ' || c.state_reason
                                 WHEN NOT target.sequential_per_tile AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
-                                    THEN moved_reason || format('; routine %s is not a time series: it no longer waits '
-                                                                'for task %s', to_routine, t.depends_on)
+                                    THEN CASE WHEN c.state = 'blocked' AND t.held_while_blocked
+                                              THEN 'held by an operator, as before it was blocked: ' ELSE '' END
+                                         || moved_reason || format('; routine %s is not a time series: it no longer waits '
+                                                                   'for task %s', to_routine, t.depends_on)
                                 WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
                                 WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
                                      AND target.sequential_per_tile
@@ -3113,11 +3117,18 @@ BEGIN
             SET depends_on = s.previous,
                 state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
                              WHEN s.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                             WHEN t.state = 'blocked' AND t.held_while_blocked THEN 'on_hold'  -- (migration 0093)
                              WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                held_while_blocked = t.held_while_blocked AND t.state = 'blocked'
+                                     AND coalesce(s.previous_state IN ('terminated', 'blocked'), false),
                 worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
                 planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
                 planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
                 state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                                    WHEN t.state = 'blocked' AND t.held_while_blocked
+                                         AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false)
+                                    THEN 'held by an operator, as before it was blocked: ' ELSE '' END
+                               || CASE WHEN t.state = 'on_hold' THEN ''
                                     ELSE CASE WHEN t.id = ANY (moved_ids) THEN moved_reason
                                               ELSE format('tasks of routine %s moved into its time series', from_routine) END
                                          || CASE WHEN s.previous IS NULL

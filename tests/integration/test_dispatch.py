@@ -2034,3 +2034,19 @@ def test_a_task_made_while_a_move_waits_for_its_series_locks_is_refused_by_the_m
     assert "is a time series (sequential_per_tile), routine src is not" in str(moved.get("error")), moved
     assert f"task {late} " in str(moved["error"])
     assert world.execute("SELECT routine FROM hrwsi.processing_task WHERE id = %s", (late,)).fetchone() == ("src",)
+
+
+@pytest.mark.parametrize("to_a_series", [False, True])
+def test_a_task_an_operator_held_keeps_its_hold_through_a_block_when_a_move_ends_its_wait(world, to_a_series):
+    """A blocked task moved to a routine that is no time series waits for nothing, and one moved first of its tile into
+    another series too: they were pending. One an operator held before it was blocked is held again, as every path
+    that ends its wait holds it."""
+    first, second, third, fourth = four_scenes_of_one_series(world)
+    routine(world, name="other", sequential=to_a_series)
+    world.execute("SELECT hrwsi.hold_task(%s)", (second,))
+    terminate(world, first)
+    world.execute("SELECT hrwsi.move_tasks('work', 'other')")
+    rows = dict((r[0], r[1:]) for r in world.execute(
+        "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id IN (%s, %s)", (second, third)))
+    assert rows[second][0] == "on_hold" and "held by an operator, as before it was blocked" in rows[second][1], rows
+    assert rows[third][0] == "pending", rows
