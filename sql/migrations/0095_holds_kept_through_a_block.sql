@@ -847,7 +847,7 @@ BEGIN
     SELECT * INTO source FROM processing_routine r WHERE r.name = from_routine;
     SELECT * INTO target FROM processing_routine r WHERE r.name = to_routine FOR KEY SHARE;
     IF source.name IS NULL OR target.name IS NULL THEN
-        RAISE EXCEPTION 'no routine %', quote_literal(CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END)
+        RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(CASE WHEN source.name IS NULL THEN from_routine ELSE to_routine END)
             USING ERRCODE = 'no_data_found';
     END IF;
     IF source.name = target.name THEN
