@@ -115,7 +115,7 @@ BEGIN
         UPDATE processing_task t
         SET depends_on = n.previous,
             -- (a blocked one that runs now is held again if an operator held it before it was blocked, or with its
-            -- routine, campaign or back-fill if that is held: migration 0093)
+            -- routine, campaign or back-fill if that is held: migration 0095)
             state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
                          WHEN n.previous_state IN ('terminated', 'blocked') THEN 'blocked'
                          WHEN t.state = 'blocked' AND (t.held_while_blocked OR n.group_hold IS NOT NULL) THEN 'on_hold'
@@ -331,7 +331,7 @@ BEGIN
             WITH blocked AS (
                 UPDATE processing_task t
                 SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
-                    -- (an operator's hold of it kept, to hold it again when its wait ends: migration 0093)
+                    -- (an operator's hold of it kept, to hold it again when its wait ends: migration 0095)
                     held_while_blocked = t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason),
                     -- (a task of a time series whose previous task was cancelled while the series' lock was busy,
                     -- as the sweep finds it: the sweep links it to the task before the cancelled one, and ops are
@@ -408,7 +408,7 @@ BEGIN
     -- another task, or for none: found by review).
     -- (one look at the old rows for the two steps below: a statement of the outcome writer that retries
     -- failed tasks pays no more than before migration 0089)
-    -- (and a blocked task held again as its wait ends, migration 0093: the tasks after it are no longer blocked)
+    -- (and a blocked task held again as its wait ends, migration 0095: the tasks after it are no longer blocked)
     IF new_states && ARRAY['pending', 'on_hold']
             AND EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked', 'on_hold')) THEN
       IF EXISTS (SELECT 1 FROM old_rows WHERE state IN ('terminated', 'cancelled', 'blocked')) THEN
@@ -440,7 +440,7 @@ BEGIN
             )
             -- (one that still waits for upstream work says so too: migration 0077; one an operator held before it
             -- was blocked, or whose routine, campaign or back-fill is held, is held, as a new task of it would be, and
-            -- says so first: it was pending, its hold lost, or shown pending while no new task was; migration 0093)
+            -- says so first: it was pending, its hold lost, or shown pending while no new task was; migration 0095)
             UPDATE processing_task t
             SET state = CASE WHEN t.held_while_blocked OR a.hold IS NOT NULL THEN 'on_hold' ELSE 'pending' END,
                 held_while_blocked = false,
@@ -594,7 +594,7 @@ BEGIN
     -- avoided sets it inactive (worker.active), which every attempt avoids. It was kept until an attempt ran.)
     -- (and it starts from the urgency it is owed now, its own, taking again only from the tasks that still wait for it
     -- (the trigger's step for tasks pending again, and the pass below): what it took before it ended it kept, from a
-    -- task released since to run without it too, and it was planned at that task's urgency; migration 0093, found by
+    -- task released since to run without it too, and it was planned at that task's urgency; migration 0095, found by
     -- review. The give-back's own rule, hrwsi.give_back_taken_deadlines)
     UPDATE hrwsi.processing_task t
     SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
@@ -693,7 +693,7 @@ SET search_path = pg_catalog, hrwsi AS $$
                        THEN format('ended %s; the orchestrator releases this wait within a minute', o.state)
                        -- (an open one: no state of it, which its next step outgrows while this reason stays, as
                        -- "has not run yet" of a task that ran; only its end, retry or chaining decide the wait again:
-                       -- migration 0093, found by review)
+                       -- migration 0095, found by review)
                        ELSE format('has not ended yet (`hrwsi task show %s` says where it is)', o.id) END)
     FROM hrwsi.processing_task o WHERE o.id = upstream
 $$;
@@ -710,7 +710,7 @@ BEGIN
         SELECT t.id, t.state, w.task_id AS wait,
                format('waits for the scene sensed before it, input %s, whose %s task %s %s: it runs after that '
                       'scene''s own task in its series', w.input_id, w.routine, w.task_id,
-                      -- (an open one's state not said: it outgrew it, and the reason stayed; migration 0093)
+                      -- (an open one's state not said: it outgrew it, and the reason stayed; migration 0095)
                       CASE w.state WHEN 'processed' THEN 'is processed but its products are not chained yet'
                            ELSE format('has not ended yet (`hrwsi task show %s` says where it is)', w.task_id) END)
                    AS wait_reason
@@ -797,7 +797,7 @@ BEGIN
     RETURNING state)
     SELECT count(*) FILTER (WHERE state = 'pending') INTO released FROM event;
     -- (a blocked one held by an operator before it was blocked, or whose routine, campaign or back-fill is held, is
-    -- held, as every step that unblocks holds it: migration 0093, found by review)
+    -- held, as every step that unblocks holds it: migration 0095, found by review)
     UPDATE processing_task t
     SET dependency_waived = true,
         waits_for_upstream = NULL,  -- (nor for an earlier scene's upstream work: migration 0072)
@@ -899,7 +899,7 @@ BEGIN
                          WHEN c.state = 'planned' THEN 'pending'
                          WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
                              THEN 'pending'
-                         -- (held again if an operator held it before it was blocked: migration 0093)
+                         -- (held again if an operator held it before it was blocked: migration 0095)
                          WHEN c.state = 'blocked' AND NOT target.sequential_per_tile AND NOT t.dependency_waived
                              THEN CASE WHEN t.held_while_blocked THEN 'on_hold' ELSE 'pending' END
                          ELSE c.state END,
@@ -936,7 +936,7 @@ BEGIN
         SELECT m.id, m.state, m.state_reason, m.attempts, m.worker FROM changed m WHERE m.state = m.old_state
     )
     SELECT count(*), coalesce(array_agg(m.id), '{}') INTO moved, moved_ids FROM changed m;
-    -- Tasks made outside any series are refused by a time series, decided on the tasks moved (migration 0093): decided
+    -- Tasks made outside any series are refused by a time series, decided on the tasks moved (migration 0095): decided
     -- in a statement before the series' locks were waited for, a task made meanwhile on a routine that is no time
     -- series was moved unrefused, and ran beside the tasks of its tile there (found by review). The exception undoes
     -- the move.
@@ -979,7 +979,7 @@ BEGIN
             SET depends_on = s.previous,
                 state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
                              WHEN s.previous_state IN ('terminated', 'blocked') THEN 'blocked'
-                             WHEN t.state = 'blocked' AND t.held_while_blocked THEN 'on_hold'  -- (migration 0093)
+                             WHEN t.state = 'blocked' AND t.held_while_blocked THEN 'on_hold'  -- (migration 0095)
                              WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
                 held_while_blocked = t.held_while_blocked AND t.state = 'blocked'
                                      AND coalesce(s.previous_state IN ('terminated', 'blocked'), false),
