@@ -175,7 +175,7 @@ ORDER BY k.id;
 
 -- name: report_held_tasks
 -- Tasks held one by one (not through their routine, its back-fill or their campaign), and those an operator held that
--- the end of the task they wait for blocked since: they are held again when their wait ends (migration 0093).
+-- the end of the task they wait for blocked since: they are held again when their wait ends (migration 0095).
 SELECT t.id, t.routine,
        CASE WHEN t.state = 'blocked' THEN 'held by an operator, and blocked: ' || t.state_reason
             ELSE t.state_reason END AS reason
