@@ -71,14 +71,23 @@ def synthetic_scene(tile: str, measured_at: datetime, seed: int, mission: str) -
                   {"mission": mission})
 
 
+def _age(round_: int) -> timedelta:
+    """How long before `now` a round of len(TILES) scenes was measured: half a day apart from 3 days
+    and an hour ago up to an hour ago (rounds 0-6, the default demo's), then further back before round
+    0, so that any number of scenes is in the past (the database refuses an input measured or published
+    in the future). The extra half hour keeps them clear of the landing scenes, dated a day before."""
+    if round_ <= 6:
+        return timedelta(days=3 - round_ * 0.5, hours=1)
+    return timedelta(days=3 + (round_ - 6) * 0.5, hours=1, minutes=30)
+
+
 def write_scenes(directory: Path, count: int, now: datetime, *, first_seed: int = 0,
                  flaky_index: int | None = None) -> list[dict]:
     directory.mkdir(parents=True, exist_ok=True)
     scenes = []
     for index in range(count):
         tile = TILES[index % len(TILES)]
-        day = index // len(TILES)
-        measured = (now - timedelta(days=3 - day * 0.5, hours=1)).replace(microsecond=0)
+        measured = (now - _age(index // len(TILES))).replace(microsecond=0)
         mission = "S2A" if index % 2 == 0 else "S2B"
         scene = synthetic_scene(tile, measured, first_seed + index, mission)
         if index == flaky_index:
