@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hrwsi.harvest import landing, landing_files, landing_source
+from hrwsi.harvest import landing, landing_files, landing_source, unzip
 from hrwsi.harvest.confinement import LandingRoots, SourceRefused
 from hrwsi.service_logging import JsonLineFormatter, TextFormatter
 
@@ -150,6 +150,41 @@ async def test_a_file_the_full_work_storage_could_not_take_waits_and_is_prepared
     report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
     assert (report.prepared, report.inputs, report.failed, report.storage_waits) == (2, 2, 0, 0)
     assert (work / f"{S2_NAME}.json").read_bytes() == b"scene" and not (directory / f"{S2_NAME}.json").exists()
+    assert {state for state, _ in files(routines).values()} == {"prepared"}
+
+
+async def test_a_zip_the_full_work_storage_stopped_part_way_waits_and_is_unzipped_once_it_has_room(
+        routines, tmp_path, pool, policy, monkeypatch):
+    """The zip path of the storage wait above: an extraction the full disk stops part-way leaves nothing behind that
+    the next scan would take for another file's product ("already in the work directory"), and the zip, left in the
+    landing directory and `ready`, is unzipped whole at the next scan with room."""
+    directory, work = add_source(routines, tmp_path)
+    zip_of(directory / f"{S2_NAME}.SAFE.zip", {f"{S2_NAME}.SAFE/manifest.safe": b"<m/>",
+                                               f"{S2_NAME}.SAFE/GRANULE/B04.jp2": b"\0" * 100})
+    real_member = unzip._extract_member
+    members = []
+
+    def full_disk(archive, info, into, *args):  # (the first member is written, the second stops part-way)
+        members.append(info.filename)
+        if len(members) == 1:
+            return real_member(archive, info, into, *args)
+        target = into.joinpath(*info.filename.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"\0" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(unzip, "_extract_member", full_disk)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed, report.storage_waits) == (0, 0, 1), report.outcomes
+    assert {state for state, _ in files(routines).values()} == {"ready"} and inputs(routines) == []
+    assert (directory / f"{S2_NAME}.SAFE.zip").exists() and list(work.iterdir()) == []  # (no partial left)
+
+    monkeypatch.setattr(unzip, "_extract_member", real_member)  # (room again)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs, report.failed, report.storage_waits) == (1, 1, 0, 0), report.outcomes
+    assert (work / f"{S2_NAME}.SAFE" / "GRANULE" / "B04.jp2").read_bytes() == b"\0" * 100
+    assert not (directory / f"{S2_NAME}.SAFE.zip").exists()
+    assert not any(p.name.startswith(".hrwsi-partial") for p in work.iterdir())
     assert {state for state, _ in files(routines).values()} == {"prepared"}
 
 
