@@ -273,6 +273,29 @@ def test_retry_routine_retries_each_of_its_terminated_tasks_through_retry_task_a
 
 
 
+def test_retry_routine_cut_off_by_the_database_says_how_many_it_retried_and_that_running_it_again_is_safe(db, env):
+    """`hrwsi retry --routine` interrupted by a database outage printed each task it retried, then the one-line
+    error, but not how many it had done nor whether to run it again (found by review). Its connection is cut as
+    it retries the third task (the server ends the session, as a restart does): that retry is rolled back."""
+    from tests.integration.test_retention import make_task
+    load(db, single_routine_configuration(["true"]))
+    ended = [make_task(db, f"/in/t{i}", condition="in", state="terminated", age=None) for i in range(4)]
+    db.execute(f"""CREATE FUNCTION public.cut_off() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$;
+                   CREATE TRIGGER cut_off AFTER UPDATE OF state ON hrwsi.processing_task
+                   FOR EACH ROW WHEN (NEW.id = {ended[2]}) EXECUTE FUNCTION public.cut_off()""")
+    cut = run(["retry", "--routine", "work"], env, check=False)
+    assert cut.returncode == 2 and f"task {ended[1]} was terminated; it is pending again" in cut.stdout, cut
+    [line] = cut.stderr.splitlines()
+    assert line.startswith("error: cannot reach the database") and line.endswith(
+        "; stopped after 2 of 4 terminated task(s) of routine work retried: each is retried in a transaction of "
+        "its own, so running the same command again is safe (it retries the tasks still terminated)"), line
+    db.execute("DROP TRIGGER cut_off ON hrwsi.processing_task")
+    assert "2 of 2 terminated task(s) of routine work retried" in run(["retry", "--routine", "work"], env).stdout
+    states = dict(db.execute("SELECT id, state FROM hrwsi.processing_task").fetchall())
+    assert [states[t] for t in ended] == ["pending"] * 4
+
+
 def test_retry_routine_of_cancelled_tasks_leaves_out_those_of_corrected_inputs(db, env):
     """Found by review: `hrwsi retry --routine R --state cancelled` listed the tasks a correction cancelled (their
     input superseded), which hrwsi.retry_task refuses: each was refused, oldest first, and the command exited 1."""

@@ -43,7 +43,7 @@ class CliState:
 
 state = CliState()
 
-__all__ = ["CliError", "app", "console", "database", "error_console", "print_json", "settings", "url"]
+__all__ = ["CliError", "app", "console", "database", "error_console", "interrupted", "print_json", "settings", "url"]
 
 
 class HrwsiTyper(typer.Typer):
@@ -65,6 +65,14 @@ class HrwsiTyper(typer.Typer):
             for line in message.splitlines() or [message]:
                 error_console.print(f"[red]error:[/red] {_escape(line)}", soft_wrap=True)
             sys.exit(exit_code)
+
+
+def interrupted(error: Exception, done: str) -> CliError:
+    """A command that acts on many things one by one, stopped part-way by `error` (the database gone, say): the
+    error's sentence, then `done` (how many it did, and whether running it again is safe). It printed each one it
+    did, then the error alone, and who ran it could not tell how far it got (found by review)."""
+    message, exit_code = explain(error, state.url)
+    return CliError(f"{message}; {done}", exit_code)
 
 
 def _escape(text: str) -> str:

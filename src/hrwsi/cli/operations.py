@@ -8,7 +8,7 @@ import typer
 from rich.text import Text
 
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
-from hrwsi.cli.common import ID_MAX, CliError, app, console, database
+from hrwsi.cli.common import ID_MAX, CliError, app, console, database, interrupted
 from hrwsi.sql_files import query
 from hrwsi.terminal import visible
 
@@ -75,18 +75,29 @@ def _retry_routine(routine: str, state: str, limit: int) -> None:
         rows = conn.execute(query("report_tasks_to_retry"), {"routine": routine, "state": state, "limit": limit}).fetchall()
         total = rows[0][1] if rows else 0
         retried, refused = 0, 0
-        for task, _ in rows:
-            try:
-                said = conn.execute("SELECT hrwsi.retry_task(%s)", (task,)).fetchone()[0]
-                retried += 1
-            except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound) as error:
-                said, refused = f"refused: {error.diag.message_primary}", refused + 1
-            console.print(Text(visible(said)), soft_wrap=True)
+        try:
+            for task, _ in rows:
+                try:
+                    said = conn.execute("SELECT hrwsi.retry_task(%s)", (task,)).fetchone()[0]
+                    retried += 1
+                except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound) as error:
+                    said, refused = f"refused: {error.diag.message_primary}", refused + 1
+                console.print(Text(visible(said)), soft_wrap=True)
+        except Exception as error:  # noqa: BLE001 - said with how far it got, then as every error is
+            # Safe to run again: each retry commits alone (autocommit) and the next run lists only the tasks still
+            # in --state; the one cut off was rolled back, or committed and is no longer listed.
+            raise interrupted(error, f"stopped after {_retried(retried, refused, total, state, routine)}: each is "
+                                     "retried in a transaction of its own, so running the same command again is safe "
+                                     f"(it retries the tasks still {state})") from error
     left = f"; {total - len(rows)} more remain (--limit)" if total > len(rows) else ""
-    console.print(f"{retried} of {total} {state} task(s) of routine {visible(routine)} retried"
-                  + (f", {refused} refused" if refused else "") + left, highlight=False, markup=False)
+    console.print(_retried(retried, refused, total, state, routine) + left, highlight=False, markup=False)
     if refused:
         raise typer.Exit(1)
+
+
+def _retried(retried: int, refused: int, total: int, state: str, routine: str) -> str:
+    return (f"{retried} of {total} {state} task(s) of routine {visible(routine)} retried"
+            + (f", {refused} refused" if refused else ""))
 
 
 @app.command()
