@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from hrwsi.sql_files import query
+from hrwsi.terminal import quoted
 
 # -- value types -------------------------------------------------------------------------------------
 MAX_INT4 = 2_147_483_647
@@ -60,12 +61,12 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200,
 
 def _plain_routine_name(value: str) -> str:
     if ".." in value:
-        raise ValueError(f"{value!r} is not a plain routine name like snow_cover: it holds '..'")
+        raise ValueError(f"{quoted(value)} is not a plain routine name like snow_cover: it holds '..'")
     if value.lower() == "alloc":
         # The Nomad backend names a routine's task after it, lower-cased, and Nomad refuses a task named
         # "alloc" (nomad/structs/structs.go Task.Validate: the allocation's shared directory is alloc/):
         # every attempt was refused and charged to the routine (found by exploratory testing).
-        raise ValueError(f"{value!r} cannot name a routine (in any case): Nomad refuses a task named 'alloc', "
+        raise ValueError(f"{quoted(value)} cannot name a routine (in any case): Nomad refuses a task named 'alloc', "
                          "and a routine's Nomad task is named after it; choose another name")
     return value
 
@@ -366,7 +367,12 @@ _EXPECTED = {"int_type": "a whole number", "float_type": "a number", "bool_type"
 
 def _given(value: Any) -> str:
     kind = _TYPE_NAMES.get(type(value), type(value).__name__)
-    return f"{kind} ({value!r})" if not isinstance(value, (dict, list)) else kind
+    return f"{kind} ({_shown(value)})" if not isinstance(value, (dict, list)) else kind
+
+
+def _shown(value: Any) -> str:
+    """A value the file gave, in a refusal: text quoted as names are (hrwsi.terminal.quoted), a number as it is."""
+    return quoted(value) if isinstance(value, str) else repr(value)
 
 
 def _message(error: dict) -> str:  # noqa: C901 - one sentence per kind of schema error
@@ -392,19 +398,19 @@ def _message(error: dict) -> str:  # noqa: C901 - one sentence per kind of schem
         return f"must be {words} {limit}, not {value!r}" if isinstance(limit, (int, float)) else error["msg"]
     if kind == "string_pattern_mismatch":
         if loc and (loc[-2:-1] == ("tiles",) or "tiles" in loc):
-            return f"{value!r} is not an MGRS tile code like 32TLR"
+            return f"{quoted(value)} is not an MGRS tile code like 32TLR"
         if "env" in loc:
-            return f"{value!r} is not an environment variable name"
+            return f"{quoted(value)} is not an environment variable name"
         if loc[:1] == ("routine",) and loc[-1:] == ("name",):
-            return (f"{value!r} is not a plain routine name like snow_cover: letters, digits, _ . - (at most 100, "
+            return (f"{quoted(value)} is not a plain routine name like snow_cover: letters, digits, _ . - (at most 100, "
                     "the first a letter or digit); it names directories and Nomad jobs")
-        return f"{value!r} must not be empty, start or end with spaces, or hold control characters"
+        return f"{quoted(value)} must not be empty, start or end with spaces, or hold control characters"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind == "literal_error":
-        return f"must be {ctx.get('expected')}, not {value!r}"
+        return f"must be {ctx.get('expected')}, not {_shown(value)}"
     return error["msg"][0].lower() + error["msg"][1:]
 
 
@@ -445,13 +451,13 @@ def _duplicates(document: dict) -> list[str]:
         first: dict[Any, int] = {}
         for index, name in _names(document, kind):
             if isinstance(name, str) and name in first:
-                problems.append(f"{kind}[{index}].name: {name!r} is already defined by {kind}[{first[name]}]")
+                problems.append(f"{kind}[{index}].name: {quoted(name)} is already defined by {kind}[{first[name]}]")
             elif isinstance(name, str):
                 first[name] = index
     seen: dict[str, int] = {}
     for index, key, name in _worker_names(document):
         if name in seen and seen[name] != index:
-            problems.append(f"worker[{index}].{key}: worker {name!r} is already defined by worker[{seen[name]}]")
+            problems.append(f"worker[{index}].{key}: worker {quoted(name)} is already defined by worker[{seen[name]}]")
         seen.setdefault(name, index)
     for index, entry in enumerate(document.get("condition") or []):
         requires = ((entry.get("multi_input") or {}).get("requires") if isinstance(entry, dict)
@@ -460,7 +466,7 @@ def _duplicates(document: dict) -> list[str]:
         for r_index, requirement in enumerate(requires if isinstance(requires, list) else []):
             product_type = requirement.get("product_type") if isinstance(requirement, dict) else None
             if isinstance(product_type, str) and product_type in types_seen:
-                problems.append(f"condition[{index}].multi_input.requires[{r_index}].product_type: {product_type!r} "
+                problems.append(f"condition[{index}].multi_input.requires[{r_index}].product_type: {quoted(product_type)} "
                                 "is listed twice")
             types_seen.add(product_type)
     return problems
@@ -479,8 +485,8 @@ def _references(document: dict, known: dict[str, set[str]]) -> list[str]:
             value = entry.get(key) if isinstance(entry, dict) else None
             if isinstance(value, str) and value not in defined:
                 close = difflib.get_close_matches(value, sorted(defined), n=1)
-                problems.append(f"{kind}[{index}].{key}: unknown {key} {value!r}: define it in {where}"
-                                + (f" (did you mean {close[0]!r}?)" if close else ""))
+                problems.append(f"{kind}[{index}].{key}: unknown {key} {quoted(value)}: define it in {where}"
+                                + (f" (did you mean {quoted(close[0])}?)" if close else ""))
     return problems
 
 
@@ -520,10 +526,10 @@ def chain_cycle_problem(cycle: list[str]) -> str:
     """One line naming a cycle of chaining and what to change."""
     turns = " -> ".join(cycle)
     if len(cycle) == 2:
-        return (f"routine {cycle[0]!r} chains into itself for ever ({turns}): it reads the product type it writes, "
+        return (f"routine {quoted(cycle[0])} chains into itself for ever ({turns}): it reads the product type it writes, "
                 "so each of its products would make a new input; give it another output_product_type or make its "
                 "condition inactive")
-    return (f"routines {', '.join(repr(name) for name in cycle[:-1])} chain into each other for ever ({turns}): each "
+    return (f"routines {', '.join(quoted(name) for name in cycle[:-1])} chain into each other for ever ({turns}): each "
             "reads the product type the one before writes, so each product would make a new input; give one of them "
             "another output_product_type or make its condition inactive")
 

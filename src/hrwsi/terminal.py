@@ -57,6 +57,18 @@ def one_line(value: object) -> str:
     return _LINE_BREAKING.sub(_escape, "" if value is None else str(value))
 
 
+# In a quoted name: every control character, a tab and a line break too (a name holds none of its own layout).
+_IN_QUOTES = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_UNSEEN}\u2028\u2029]")
+
+
+def quoted(name: object) -> str:
+    """A user-supplied name as a refusal quotes it: between single quotes, as it is, a quote in it doubled
+    ('it''s'), the rule of the database's refusals (hrwsi.quoted_name), with its control and invisible characters
+    as escapes (a tab as `\\x09`), not obeyed. repr() doubled a backslash ('a\\\\b') and switched to double quotes
+    for a name holding a quote: one name read two ways (found by review)."""
+    return "'" + _IN_QUOTES.sub(_escape, "" if name is None else str(name)).replace("'", "''") + "'"
+
+
 def in_page(value: str) -> str:
     """`value` for a web page (the dashboard, before its HTML escaping): as `visible`, with its line
     breaks and tabs kept."""

@@ -407,3 +407,17 @@ def test_an_argument_that_is_not_utf8_is_named_with_its_bytes_in_one_line(env, c
     naming neither the argument nor what to do; found by exploratory testing)"""
     line = one_line_error(run(command, env, check=False), "is not valid UTF-8", code=2)
     assert "'snow\\xffcover'" in line.lower() and "\\udcff" not in line and "codec" not in line
+
+
+def test_a_refused_name_is_quoted_as_it_is_as_the_database_s_refusals_quote_it(db, env):
+    """The CLI's own refusals quoted a name with repr(), which doubles a backslash ('a\\\\b') and switches to double
+    quotes for a name holding a quote, while the database's refusals show it as it is between single quotes, a quote
+    doubled (hrwsi.quoted_name): one name read two ways (found by review). A control character is still shown as its
+    escape, never obeyed."""
+    load(db, single_routine_configuration(["true"]))
+    name = "snow\\cover's"
+    by_the_database = one_line_error(run(["hold", name], env, check=False), code=1)
+    assert "no routine 'snow\\cover''s'" in by_the_database, by_the_database
+    for args in (["retry", "--routine", name], ["tasks", "--routine", name]):
+        one_line_error(run(args, env, check=False), "no routine 'snow\\cover''s': one of work", code=2)
+    one_line_error(run(["tasks", "--state", "a\tb\x1b[2J"], env, check=False), "no task state 'a\\x09b\\x1b[2J'", code=2)

@@ -661,3 +661,18 @@ def test_config_load_says_which_work_a_time_series_fed_by_a_chain_of_two_steps_w
     db.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'l1c'")
     assert not any("time series fed by a chain" in note for note in configuration.notes(db, two_steps)), \
         "atmospheric_correction makes nothing now"
+
+
+def test_a_refused_name_in_the_file_is_quoted_as_it_is_as_the_database_s_refusals_quote_it():
+    """repr() doubled a backslash ('a\\\\b') and switched to double quotes for a name holding a quote, while the
+    database's refusals show a name as it is between single quotes, a quote doubled (hrwsi.quoted_name): one name
+    read two ways (found by review). A control character is still shown as its escape (a tab as \\x09)."""
+    document = demo_document()
+    document["condition"][0]["routine"] = "snow\\cover's"
+    document["routine"][0]["name"] = "snow\tcover"
+    document["flavour"].append(dict(document["flavour"][0]))
+    document["flavour"][-1]["name"] = document["flavour"][0]["name"] = "it's\\big"
+    said = configuration.problems(document)
+    assert any("unknown routine 'snow\\cover''s': define it in a [[routine]] entry" in p for p in said), said
+    assert any("'snow\\x09cover' is not a plain routine name" in p for p in said), said
+    assert any("'it''s\\big' is already defined by flavour[0]" in p for p in said), said

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from hrwsi.terminal import in_page, one_line, print_anywhere, visible
+from hrwsi.terminal import in_page, one_line, print_anywhere, quoted, visible
 
 
 def test_control_characters_are_shown_as_their_escapes_and_text_is_kept():
@@ -60,3 +60,10 @@ def test_json_says_directional_and_invisible_characters_as_its_own_escapes_and_r
     text = json_unseen_escaped(json.dumps(data, ensure_ascii=False))
     assert "\u202e" not in text and "\\u202e" in text and "\\udb40\\udc41" in text and "é" in text
     assert json.loads(text) == data
+
+
+def test_a_quoted_name_is_as_it_is_between_single_quotes_with_a_quote_doubled_and_controls_escaped():
+    """hrwsi.quoted_name's rule (a backslash as it is: repr() doubled it), control and invisible characters as
+    escapes, never obeyed."""
+    assert quoted("snow\\cover's") == "'snow\\cover''s'"
+    assert quoted("a\tb\n\x1b[2J\u202e") == "'a\\x09b\\x0a\\x1b[2J\\u202e'"

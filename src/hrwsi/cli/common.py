@@ -25,7 +25,7 @@ from hrwsi.cli.errors import CliError, explain
 from hrwsi.database import connect, resolve_url
 from hrwsi.migrations import build_version
 from hrwsi.settings import Settings
-from hrwsi.terminal import json_unseen_escaped
+from hrwsi.terminal import json_unseen_escaped, quoted
 
 console = Console()
 error_console = Console(stderr=True, highlight=False)
@@ -95,7 +95,7 @@ def filter_given(options: dict[str, str | None]) -> None:
     review). An empty name matches no routine, lane, tile or condition; leaving the option out means all."""
     for option, value in options.items():
         if value is not None and not value.strip():
-            raise CliError(f"{option} {value!r} is empty: give a value, or leave {option} out for all", 2)
+            raise CliError(f"{option} {quoted(value)} is empty: give a value, or leave {option} out for all", 2)
 
 
 def version_line() -> str:

@@ -24,7 +24,7 @@ from hrwsi.cli.common import (
 )
 from hrwsi.home import moved_data_dir
 from hrwsi.sql_files import query
-from hrwsi.terminal import visible
+from hrwsi.terminal import quoted, visible
 
 task_app = typer.Typer(help="One task.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
@@ -68,14 +68,14 @@ def tasks(state: list[str] | None = typer.Option(None, help="repeat it for sever
             states = [row[0] for row in conn.execute(query("report_task_state_names"))]
             for name in state:
                 if name not in states:  # (it listed no task, as if none were in that state)
-                    raise CliError(f"no task state {visible(name)!r}: one of {', '.join(states)}", 2)
+                    raise CliError(f"no task state {quoted(name)}: one of {', '.join(states)}", 2)
         if routine is not None or lane is not None:
             routines, lanes = conn.execute(query("report_known_names")).fetchone()
             if routine is not None and routine not in routines:
-                raise CliError(f"no routine {visible(routine)!r}: one of {', '.join(routines) or '(none configured)'}",
+                raise CliError(f"no routine {quoted(routine)}: one of {', '.join(routines) or '(none configured)'}",
                                2)
             if lane is not None and lane not in lanes:
-                raise CliError(f"no lane {visible(lane)!r}: one of {', '.join(lanes)}", 2)
+                raise CliError(f"no lane {quoted(lane)}: one of {', '.join(lanes)}", 2)
         # One more than the page: whether older tasks follow (a page of 50 among 30,000 said nothing of them).
         rows = reports.tasks(conn, states=state, routine=routine, tile=tile.upper() if tile else None, lane=lane,
                              limit=limit + 1, before=before)
@@ -128,7 +128,7 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
         starts = reports.find_lineage_starts(conn, target)
         if not starts:
             what = (f"no task {target}" if is_ascii_decimal(target)
-                    else f"no product or input with path or name {target!r}")
+                    else f"no product or input with path or name {quoted(target)}")
             raise CliError(f"{what}: `hrwsi tasks` lists tasks and inputs, `hrwsi task show ID` a task's products")
         more = len(starts) > reports.LINEAGE_MATCHES
         lineages = [reports.lineage(conn, s["task_id"], s["product_id"]) for s in starts[:reports.LINEAGE_MATCHES]]
@@ -157,7 +157,7 @@ def groups(condition: str | None = typer.Option(None, help="one multi-input cond
         if condition is not None:
             rules = [row[0] for row in conn.execute(query("report_multi_input_condition_names"))]
             if condition not in rules:
-                raise CliError(f"no multi-input condition {visible(condition)!r}: one of "
+                raise CliError(f"no multi-input condition {quoted(condition)}: one of "
                                f"{', '.join(rules) or '(none configured)'}", 2)
         data = reports.incomplete_groups(conn, condition, tile, limit)
         data["late"] = reports.late_group_members(conn, condition, tile, days, limit)
@@ -175,7 +175,7 @@ def alerts(status: str | None = typer.Option(None, help="only sent, unsent or fa
     from hrwsi.alerts import AlertSettings
 
     if status is not None and status not in reports.ALERT_STATUSES:
-        raise CliError(f"--status {visible(status)!r}: choose sent, unsent or failed", 2)  # (quoted: '' was unseen)
+        raise CliError(f"--status {quoted(status)}: choose sent, unsent or failed", 2)  # (quoted: '' was unseen)
     alert_settings = AlertSettings.from_env()
     with database() as conn:
         data = reports.alerts(conn, status, limit)
@@ -209,7 +209,7 @@ def _chart_path(plot: Path | None) -> Path | None:
         return None
     if str(plot) in ("", ".") or plot.is_dir():
         raise CliError("--plot takes a file name, like plan.png" + ("" if str(plot) in ("", ".")
-                                                                     else f": {str(plot)!r} is a directory"))
+                                                                     else f": {quoted(plot)} is a directory"))
     return plot if plot.suffix else plot.with_name(plot.name + ".png")
 
 

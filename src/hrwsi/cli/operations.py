@@ -10,7 +10,7 @@ from rich.text import Text
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
 from hrwsi.cli.common import ID_MAX, CliError, app, console, database, interrupted
 from hrwsi.sql_files import query
-from hrwsi.terminal import visible
+from hrwsi.terminal import quoted, visible
 
 _WHERE_TO_LOOK = {"task": "`hrwsi tasks` lists the tasks", "routine": "`hrwsi config show` lists the routines"}
 
@@ -67,11 +67,11 @@ def _retry_routine(routine: str, state: str, limit: int) -> None:
     (restarting a middle step's terminated tasks took SQL: found by exploratory testing); one that
     is refused (it changed state meanwhile) is said, and the others go on."""
     if state not in RETRY_STATES:
-        raise CliError(f"--state {visible(state)!r} cannot be retried: one of {', '.join(RETRY_STATES)}", 2)
+        raise CliError(f"--state {quoted(state)} cannot be retried: one of {', '.join(RETRY_STATES)}", 2)
     with database(autocommit=True) as conn:
         routines = conn.execute(query("report_known_names")).fetchone()[0]
         if routine not in routines:
-            raise CliError(f"no routine {visible(routine)!r}: one of {', '.join(routines) or '(none configured)'}", 2)
+            raise CliError(f"no routine {quoted(routine)}: one of {', '.join(routines) or '(none configured)'}", 2)
         rows = conn.execute(query("report_tasks_to_retry"), {"routine": routine, "state": state, "limit": limit}).fetchall()
         total = rows[0][1] if rows else 0
         retried, refused = 0, 0

@@ -11,6 +11,7 @@ from hrwsi.cli.common import CliError, app, console, settings, setup_logging, ur
 from hrwsi.database import connect
 from hrwsi.migrations import build_version
 from hrwsi.sql_files import query
+from hrwsi.terminal import quoted
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def health(service: str = typer.Argument(..., help="harvester, orchestrator, lau
     from hrwsi.app import SERVICE_KINDS
 
     if service not in SERVICE_KINDS:  # (a misspelt name read as an outage: a check that failed for ever)
-        raise typer.BadParameter(f"{service!r} is no service: choose from {', '.join(SERVICE_KINDS)}",
+        raise typer.BadParameter(f"{quoted(service)} is no service: choose from {', '.join(SERVICE_KINDS)}",
                                  param_hint="SERVICE")
     with connect(url(start=False)) as conn:
         rows = conn.execute(query("report_service_health"), {"kind": service, "fresh_s": fresh_s}).fetchall()
