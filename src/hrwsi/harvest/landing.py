@@ -52,7 +52,7 @@ from hrwsi.harvest.landing_files import (
 )
 from hrwsi.harvest.landing_source import LandingSource
 from hrwsi.harvest.product_names import SceneName, UnreadableProductName, parse_product_name
-from hrwsi.harvest.unzip import UnzipLimits
+from hrwsi.harvest.unzip import UnzipLimits, remove_path
 from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
@@ -393,6 +393,16 @@ async def _prepare(item: _Pending, source: LandingSource, policy: LandingPolicy,
                    stop: threading.Event, storage_waits: list[tuple[str, str]]) -> bool:
     """Move or unzip one file into the work directory; False (and its failure in outcomes) if not."""
     if not item.listed:
+        if await asyncio.to_thread(os.path.lexists, item.path):
+            # Still in the landing directory, as another version (touched, or delivered again, while it waited
+            # for the storage): a move or an unzip removes the landing file last, so what is at the target is an
+            # unfinished attempt's (a move between file systems stopped part-way by a full disk). It was taken
+            # for the product: a truncated copy became the input, and the whole file was then set aside as
+            # received before. The leftovers go; the file as it is now is prepared as a file of its own.
+            await asyncio.to_thread(remove_path, Path(item.target), ignore_errors=True)
+            outcomes[item.id] = FileOutcome(item.path, "failed", "changed in the landing directory before it could be "
+                                                                 "prepared: the file as it is now is prepared instead")
+            return False
         # An earlier scan stopped after moving it: finish if the product is in the work directory.
         if await asyncio.to_thread(os.path.exists, item.target):
             return True

@@ -153,6 +153,32 @@ async def test_a_file_the_full_work_storage_could_not_take_waits_and_is_prepared
     assert {state for state, _ in files(routines).values()} == {"prepared"}
 
 
+async def test_a_waiting_file_touched_or_delivered_again_is_prepared_whole_not_from_the_copy_the_full_disk_stopped(
+        routines, tmp_path, pool, policy, monkeypatch):
+    """A file waiting for the storage, then touched (what ops did to retry a failed file) or delivered again: its
+    first version's row was taken for a scan stopped after the move, so the copy the full disk had cut short became
+    the input, and the whole file was set aside as received before (found by review). The copy goes; the file as
+    it is now is prepared."""
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")
+    real_move = landing_files.shutil.move
+
+    def full_disk(source, target):  # (a move between file systems: the copy stops part-way)
+        Path(target).write_bytes(b"sc")
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(landing_files.shutil, "move", full_disk)
+    assert (await landing.scan_landing_directory(pool, await source_named(pool), policy)).storage_waits == 1
+    drop(directory, f"{S2_NAME}.json", age_s=1800)  # touched
+    monkeypatch.setattr(landing_files.shutil, "move", real_move)  # (room again)
+    for _ in range(2):  # (the first version's row ends, then the file as it is now is prepared)
+        await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert [row[1] for row in inputs(routines)] == [str(work / f"{S2_NAME}.json")]
+    assert (work / f"{S2_NAME}.json").read_bytes() == b"scene" and not (directory / f"{S2_NAME}.json").exists()
+    states = [r[0] for r in routines.execute("SELECT state FROM hrwsi.landing_file ORDER BY id")]
+    assert states == ["failed", "prepared"], states
+
+
 async def test_a_zip_the_full_work_storage_stopped_part_way_waits_and_is_unzipped_once_it_has_room(
         routines, tmp_path, pool, policy, monkeypatch):
     """The zip path of the storage wait above: an extraction the full disk stops part-way leaves nothing behind that
