@@ -63,7 +63,15 @@ def _session_setting(url: str | None, setting: str) -> str:
         return ""
     try:
         with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-            role, value = conn.execute("SELECT current_user, current_setting(%s)", (setting,)).fetchone()
+            # A few tries: this read runs under the same setting, and a timeout of a millisecond or two
+            # cancels even it when the machine is busy (seen with the suite in two processes on 2 cores).
+            for tries_left in reversed(range(5)):
+                try:
+                    role, value = conn.execute("SELECT current_user, current_setting(%s)", (setting,)).fetchone()
+                    break
+                except psycopg.errors.QueryCanceled:
+                    if not tries_left:
+                        raise
     except Exception:  # (a second failure says no more than the first: the sentence without the value)
         return ""
     return f" ({value} for role {role})"

@@ -864,9 +864,10 @@ async def test_the_products_of_a_page_are_mapped_off_the_event_loop_which_keeps_
                                                                                        harvest_options):
     """Each product's name, dates and path are parsed and checked; done on the loop, PRODUCTS_PER_YIELD products
     at a time held it, and every service of `hrwsi up` with it, 20-50 ms a time (found by exploratory testing).
-    Mapped in a thread, the loop waits for the GIL's switch interval (1 ms here) and the machine, less than the
-    loop itself takes for PRODUCTS_PER_YIELD products (measured first, on this machine: some 80 ms held before,
-    some 2-8 ms now); the order and the skips are kept."""
+    Mapped in a thread, the loop spends less of its own CPU between two of its turns than it takes to map
+    PRODUCTS_PER_YIELD products itself (measured first, on this machine); the order and the skips are kept.
+    (CPU time of the loop's thread, not wall time: with the suite in two processes on 2 cores, the machine
+    alone kept the loop from turning for 30 ms at times, the mapping in its thread.)"""
     products = [product(i, sensed=NOW - timedelta(hours=48) + timedelta(seconds=30 * i)) for i in range(2000)]
     products[7] = {"Name": products[7]["Name"]}  # (no S3Path: skipped, its page goes on)
     on_loop = time_to_map(products[:catalogue.PRODUCTS_PER_YIELD])
@@ -880,12 +881,12 @@ async def test_the_products_of_a_page_are_mapped_off_the_event_loop_which_keeps_
     gaps, running = [], True
 
     async def ticker():
-        loop = asyncio.get_running_loop()
-        last = loop.time()
+        # (when each gap between two turns began, by time.monotonic; the loop thread's CPU time in it)
+        last, last_cpu = time.monotonic(), time.thread_time()
         while running:
             await asyncio.sleep(0.0005)
-            gaps.append((last, loop.time() - last))
-            last = loop.time()
+            gaps.append((last, time.monotonic() - last, time.thread_time() - last_cpu))
+            last, last_cpu = time.monotonic(), time.thread_time()
 
     mapped = []  # (when each product was mapped, by the loop's clock, time.monotonic)
     real_mapping = catalogue.product_to_candidate
@@ -912,27 +913,28 @@ async def test_the_products_of_a_page_are_mapped_off_the_event_loop_which_keeps_
     assert paths == [p["S3Path"] for p in products if "S3Path" in p]  # (in the page's order)
     # (the ticks while the page was mapped: its reading and its registration are other tests' concern)
     started, ended = mapped[0], mapped[-1]
-    during = [gap for at, gap in gaps if started <= at + gap and at <= ended]
-    assert max(during) < on_loop, f"the loop was held {max(during) * 1000:.1f} ms ({on_loop * 1000:.1f} ms on it)"
+    during = [cpu for at, gap, cpu in gaps if started <= at + gap and at <= ended]
+    assert max(during) < on_loop, f"the loop took {max(during) * 1000:.1f} ms between two turns ({on_loop * 1000:.1f} ms on it)"
     assert len(during) > 3, "the loop did not turn while the page was mapped"
 
 
 def time_to_map(products: list[dict]) -> float:
-    """What the loop took to map these products itself (the slowest of three tries, gc off as in the test)."""
+    """The CPU time the loop's thread took to map these products itself (the least of three tries, gc off as in
+    the test: the least, since the test asserts the loop took less than this)."""
     gc.disable()
     try:
         times = []
         for _ in range(3):
-            started = time.perf_counter()
+            started = time.thread_time()
             for item in products:
                 try:
                     catalogue.product_to_candidate(item)
                 except catalogue.ProductUnusable:
                     pass
-            times.append(time.perf_counter() - started)
+            times.append(time.thread_time() - started)
     finally:
         gc.enable()
-    return max(times)
+    return min(times)
 
 
 async def test_a_large_page_is_parsed_as_it_streams_in_and_the_event_loop_is_never_held_for_the_whole_parse(fake):
