@@ -196,3 +196,38 @@ def test_a_failed_attempt_of_a_held_campaign_is_held_and_production_s_is_retried
     assert fail(world, [redo, fresh]) == {redo: "on_hold", fresh: "pending"}
     assert reason_of(world, redo) == f"campaign {campaign} on hold: 5 consecutive failures"
 
+
+
+def history_of(db, job: int) -> list[tuple[str, str]]:
+    return db.execute("""SELECT e.state, e.reason FROM hrwsi.task_event e JOIN hrwsi.job j ON j.task_id = e.task_id
+                         WHERE j.id = %s ORDER BY e.id""", (job,)).fetchall()
+
+
+@pytest.mark.parametrize("held", ["routine", "back-fill", "campaign"])
+def test_a_failed_attempt_that_holds_its_routine_ends_its_history_on_hold_after_its_failure(world, held):
+    """The failure policy holds the routine (its back-fill, its campaign) from the job UPDATE's trigger,
+    in the outcome writer's statement, before that statement's task trigger writes the failure's row: the
+    history said "on_hold", then "pending - attempt 1 external_error" last, of a task on hold."""
+    world.execute("UPDATE hrwsi.processing_routine SET hold_after_failures = 1")
+    if held == "back-fill":
+        world.execute("UPDATE hrwsi.processing_condition SET lane = 'archive'")
+    measured = "2026-01-01T10:00Z" if held == "campaign" else None
+    [job] = dispatched_jobs(world, 1, measured_at=measured)
+    if held == "campaign":
+        record(world, [job], [])
+        world.execute("""SELECT hrwsi.reprocess(routine => 'work', measured_from => '2026-01-01',
+                                                measured_to => '2026-01-02')""")
+        [job] = [r[0] for r in world.execute("""SELECT (job).job_id FROM hrwsi.dispatch(%s, 'dry-run', %s, 1000, '/data')
+                                                WHERE (job).job_id IS NOT NULL""", (ME, LEASE))]
+    waiting = world.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, measured_at)
+                               VALUES ('work_c', '/in/waiting', %s) RETURNING id""", (measured,)).fetchone()[0]
+    assert fail(world, [job]) == {job: "on_hold"}
+    history = history_of(world, job)
+    assert [state for state, _ in history[-2:]] == ["pending", "on_hold"], history
+    assert history[-2][1].startswith("attempt 1 external_error: exit code 3")
+    assert [state for state, _ in history].count("on_hold") == 1
+    if held == "routine":
+        assert history[-1][1] == reason_of(world, job) == "routine on hold: 1 consecutive failures (limit 1); last: exit code 3"
+        assert world.execute("""SELECT t.state FROM hrwsi.processing_task t WHERE t.input_id = %s""",
+                             (waiting,)).fetchone()[0] == "on_hold", "the routine's waiting task is held with it"
+        assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'routine_on_hold'").fetchone()[0] == 1
