@@ -617,7 +617,7 @@ class Launcher(Service):
                                             job_id, reason), f"end job {spec.job_id}, refused by the backend")
         except asyncpg.PostgresError as error:
             if error.sqlstate == LEASE_LAPSED_SQLSTATE:
-                await self.lease_lost()
+                await self._lease_lost_from_a_follower()
                 return
             logger.error("task %d: job %s, refused by the backend, could not be ended: %s; the job stays active "
                          "and will be adopted", spec.task_id, spec.job_id, error, extra=_fields(spec))
@@ -627,6 +627,19 @@ class Launcher(Service):
                                      task_state=rows[0]["state"] if rows else None))
         if rows:
             self.wake("dispatch")  # (capacity it held is free: nothing else tells dispatch)
+
+    async def _lease_lost_from_a_follower(self) -> None:
+        """lease_lost from a job's follower, as a step's refusal guards it (Service._step_refused): a database
+        that refuses writes (a failover onto a standby: the fenced call read the lapse, the new lease is a write)
+        or that is away is said as for the steps, and the heartbeat takes the new lease once it can. Unguarded,
+        the refusal escaped the follower, a traceback as an asyncio task's unretrieved exception (found by review)."""
+        try:
+            await self.lease_lost()
+        except asyncpg.ReadOnlySQLTransactionError as refused:
+            self._tell_read_only(read_only_refusal(refused) or str(refused))
+        except TRANSIENT_DATABASE_ERRORS as unreachable:
+            logger.warning("%s: its lease lapsed and the database could not be reached to take a new one (%s); the "
+                           "heartbeat tries again", self.kind, unreachable)
 
     async def _recorded_already(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> bool:
         """The outcome was not taken: say why, from what the database has. True when it has this very

@@ -911,6 +911,45 @@ async def test_a_job_refused_for_the_tasks_own_data_terminates_the_task_and_is_n
     assert reason.startswith("attempt 1 refused by the backend: the dry-run backend refused it for the task's own data")
 
 
+
+async def test_a_lease_found_lapsed_ending_a_task_refused_for_its_data_on_a_database_refusing_writes_is_said_once(
+        db, database_url, settings, configure, caplog):
+    """The statement that ends a task the backend refused for its own data reads the lease before it writes: on a
+    standby after a failover, once the lease had lapsed, the new lease asked for was refused for being a write, and
+    that refusal escaped the job's follower (a traceback, "Task exception was never retrieved"), where every other
+    path says once that the database refuses writes and lets the heartbeat take a new lease when it takes them."""
+    from hrwsi.backends.base import JobSpec, TaskRefused
+    from hrwsi.database import create_pool
+
+    writable = await create_pool(database_url, min_size=0, max_size=2)
+    read_only = await create_pool(database_url, min_size=0, max_size=2,
+                                  server_settings={"default_transaction_read_only": "on"})
+
+    class FailingOverLauncher(Launcher):
+        async def lease_lost(self) -> None:  # the failover comes between the fenced call and the new lease
+            self.pool = read_only
+            await super().lease_lost()
+
+    launcher = FailingOverLauncher(writable, settings, DataRefusingBackend())
+    caplog.set_level(logging.INFO)
+    try:
+        configure(single_routine_configuration(["true"]))
+        insert_inputs(db, 1)
+        await launcher._register()
+        job, task = db.execute("""SELECT (job).job_id, (job).task_id FROM hrwsi.dispatch(%s, 'dry-run', 30, 10, '/data')
+                                  WHERE (job).job_id IS NOT NULL""", (launcher.instance_id,)).fetchone()
+        db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
+                   (launcher.instance_id,))
+        spec = JobSpec(f"hrwsi-work-{task}-1", task, 1, "work", "work_c", "/in/x", None, None, ("true",), None, 1, 100,
+                       10, "/data/out", "/data/out/log")
+        await launcher._end_task_refused(job, spec, TaskRefused("the data path contains '${'"))
+        assert "the database refuses hrwsi's writes" in caplog.text
+    finally:
+        launcher.pool = writable
+        await launcher.unregister()
+        await read_only.close()
+        await writable.close()
+
 class StorageLosingBackend(ForgingBackend):
     """Its attempts' directories cannot be prepared while `full` (a full or read-only products storage),
     as prepare_attempt says it; then they run and end processed."""
