@@ -2324,6 +2324,25 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
     END IF;
+    -- (nor a task made down a chain from the products of such an input's tasks, which the correction cancelled:
+    -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0095)
+    WITH RECURSIVE up(input_id) AS (
+        SELECT o.input_id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+        JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id
+        WHERE t.id = task
+        UNION
+        SELECT o.input_id FROM up u JOIN hrwsi.input i ON i.id = u.input_id
+        JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id
+    )
+    SELECT format('task %s was made down a chain from the products of input %s, which input %s corrects', task, i.id,
+                  i.superseded_by) INTO refused
+    FROM up u JOIN hrwsi.input i ON i.id = u.input_id
+    WHERE i.superseded_by IS NOT NULL ORDER BY i.id LIMIT 1;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'the corrected input''s products chain anew and make this step''s task (`hrwsi tasks` lists it)';
+    END IF;
     -- A task of a time series runs again after the scene sensed last before it, as a new task
     -- would: one that ended (or was held) kept the link it ran with, and a late scene that came
     -- meanwhile was processed before it, yet the retried task ran as the series' first, reading no

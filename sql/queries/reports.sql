@@ -642,10 +642,22 @@ SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;
 -- name: report_tasks_to_retry
 -- The tasks of a routine in a state `hrwsi retry --routine R --state S` retries, oldest first, at
 -- most %(limit)s, each row with how many there are in all. A task of an input a correction superseded
--- is not retried (hrwsi.retry_task refuses it: listed, it stopped the command at the first; found by review).
+-- is not retried (hrwsi.retry_task refuses it: listed, it stopped the command at the first; found by review),
+-- nor one made down a chain from the products of such an input's tasks (migration 0095), found from the few
+-- superseded inputs down.
+WITH RECURSIVE below(id) AS (
+    SELECT t.id FROM hrwsi.input s JOIN hrwsi.processing_task o ON o.input_id = s.id
+    JOIN hrwsi.product p ON p.task_id = o.id JOIN hrwsi.input i ON i.product_id = p.id
+    JOIN hrwsi.processing_task t ON t.input_id = i.id
+    WHERE s.superseded_by IS NOT NULL
+    UNION
+    SELECT t.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id JOIN hrwsi.input i ON i.product_id = p.id
+    JOIN hrwsi.processing_task t ON t.input_id = i.id
+)
 SELECT t.id, count(*) OVER () AS total
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.routine = %(routine)s AND t.state = %(state)s AND i.superseded_by IS NULL
+  AND t.id NOT IN (SELECT b.id FROM below b)
 ORDER BY t.id
 LIMIT %(limit)s;
 

@@ -585,6 +585,26 @@ def test_a_correction_cancels_the_tasks_made_down_a_chain_from_the_old_inputs_pr
         "their inputs stay"
 
 
+
+def test_a_task_a_correction_cancelled_down_a_chain_is_not_retried_and_says_which_correction(configured):
+    """Found by review: `hrwsi retry` of a task the correction cancelled down the old input's chain ran it from the
+    old version's product again, beside the corrected input's chain. Refused as the old input's own task is."""
+    _chain(configured)
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    snow = _made(configured, old_task, "/p/a.L2A", "L2A", "snow")
+    qa = _made(configured, snow, "/p/a.FSC", "FSC", "qa")
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    assert configured.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (qa,)).fetchone()[0] == "cancelled"
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:  # (two steps down: snow's product made its input)
+        configured.execute("SELECT hrwsi.retry_task(%s)", (qa,))
+    assert refused.value.diag.message_primary == (
+        f"task {qa} was made down a chain from the products of input {old_input}, which input {new_input} "
+        "corrects: it is not retried")
+    # (`hrwsi retry --routine qa --state cancelled` leaves it out, as refused)
+    listed = configured.execute(sql_files.query("report_tasks_to_retry"), {"routine": "qa", "state": "cancelled", "limit": 100})
+    assert listed.fetchall() == []
+
 def test_the_old_versions_products_a_harvester_had_not_chained_yet_start_no_chain_after_a_correction(configured):
     """Found by review (with the above): a product of the old input's task (or of a task down its chain) that the
     harvester had not chained when the input was corrected (stopped, or behind) was chained after, and started
