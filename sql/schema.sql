@@ -1535,7 +1535,7 @@ CREATE TRIGGER job_failure_policy AFTER UPDATE ON hrwsi.job
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.apply_failure_policy();
 
--- The tasks held leave out those whose history lags behind them (migration 0095): a task the statement
+-- The tasks held leave out those whose history lags behind them (migration 0096): a task the statement
 -- that holds the routine sent back to pending, and whose row for that its task trigger has not written
 -- yet. The failure policy holds a routine (its back-fill, its campaign) from the trigger of the outcome
 -- writer's job UPDATE, which fires before the same statement's task trigger: held here, such a task's
@@ -1580,7 +1580,7 @@ BEGIN
     FROM hrwsi.lane l
     WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
       AND l.name = t.lane AND l.priority > 0
-      -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0095)
+      -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0096)
       AND NOT (t.updated_at = now() AND coalesce((SELECT e.state FROM hrwsi.task_event e WHERE e.task_id = t.id
                                                   ORDER BY e.id DESC LIMIT 1) <> t.state, false));
     GET DIAGNOSTICS held = ROW_COUNT;
@@ -1745,7 +1745,7 @@ BEGIN
         UPDATE hrwsi.processing_task t
         SET state = 'on_hold', state_reason = format('campaign %s on hold: %s', NEW.id, NEW.hold_reason)
         WHERE t.campaign_id = NEW.id AND t.state IN ('pending', 'planned')
-          -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0095)
+          -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0096)
           AND NOT (t.updated_at = now() AND coalesce((SELECT e.state FROM hrwsi.task_event e WHERE e.task_id = t.id
                                                       ORDER BY e.id DESC LIMIT 1) <> t.state, false));
         INSERT INTO hrwsi.alert (kind, subject, body, routine)
@@ -2325,7 +2325,7 @@ BEGIN
                   HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
     END IF;
     -- (nor a task made down a chain from the products of such an input's tasks, which the correction cancelled:
-    -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0095)
+    -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0096)
     WITH RECURSIVE up(input_id) AS (
         SELECT o.input_id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id

@@ -643,7 +643,7 @@ SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;
 -- The tasks of a routine in a state `hrwsi retry --routine R --state S` retries, oldest first, at
 -- most %(limit)s, each row with how many there are in all. A task of an input a correction superseded
 -- is not retried (hrwsi.retry_task refuses it: listed, it stopped the command at the first; found by review),
--- nor one made down a chain from the products of such an input's tasks (migration 0095), found from the few
+-- nor one made down a chain from the products of such an input's tasks (migration 0096), found from the few
 -- superseded inputs down.
 WITH RECURSIVE below(id) AS (
     SELECT t.id FROM hrwsi.input s JOIN hrwsi.processing_task o ON o.input_id = s.id

@@ -1,4 +1,4 @@
--- hrwsi schema, version 95: a task's history ends on the state it is in when its failure holds its routine.
+-- hrwsi schema, version 96: a task's history ends on the state it is in when its failure holds its routine.
 --
 -- - The failure policy holds a routine (its back-fill, its campaign) from the trigger of the outcome writer's
 --   job UPDATE (hrwsi.record_outcomes), which fires before the same statement's task trigger writes the
@@ -45,7 +45,7 @@ BEGIN
     FROM hrwsi.lane l
     WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state IN ('pending', 'planned')
       AND l.name = t.lane AND l.priority > 0
-      -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0095)
+      -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0096)
       AND NOT (t.updated_at = now() AND coalesce((SELECT e.state FROM hrwsi.task_event e WHERE e.task_id = t.id
                                                   ORDER BY e.id DESC LIMIT 1) <> t.state, false));
     GET DIAGNOSTICS held = ROW_COUNT;
@@ -66,7 +66,7 @@ BEGIN
         UPDATE hrwsi.processing_task t
         SET state = 'on_hold', state_reason = format('campaign %s on hold: %s', NEW.id, NEW.hold_reason)
         WHERE t.campaign_id = NEW.id AND t.state IN ('pending', 'planned')
-          -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0095)
+          -- (not a task whose history lags behind it: hrwsi.hold_routine_tasks says why; migration 0096)
           AND NOT (t.updated_at = now() AND coalesce((SELECT e.state FROM hrwsi.task_event e WHERE e.task_id = t.id
                                                       ORDER BY e.id DESC LIMIT 1) <> t.state, false));
         INSERT INTO hrwsi.alert (kind, subject, body, routine)
@@ -183,7 +183,7 @@ BEGIN
                   HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
     END IF;
     -- (nor a task made down a chain from the products of such an input's tasks, which the correction cancelled:
-    -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0095)
+    -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0096)
     WITH RECURSIVE up(input_id) AS (
         SELECT o.input_id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id
@@ -218,9 +218,20 @@ BEGIN
     -- attempt could not be placed on is avoided no more, migration 0089. Nomad's reason, a drained node or
     -- another team's job on it, was true then, minutes or days before; and the operator who wants a worker
     -- avoided sets it inactive (worker.active), which every attempt avoids. It was kept until an attempt ran.)
-    UPDATE hrwsi.processing_task
+    -- (and it starts from the urgency it is owed now, its own, taking again only from the tasks that still wait for it
+    -- (the trigger's step for tasks pending again, and the pass below): what it took before it ended it kept, from a
+    -- task released since to run without it too, and it was planned at that task's urgency; migration 0095, found by
+    -- review. The give-back's own rule, hrwsi.give_back_taken_deadlines)
+    UPDATE hrwsi.processing_task t
     SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
         not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL, avoid_worker = NULL,
+        deadline_at = CASE WHEN t.deadline_inherited_from IS NOT NULL THEN t.own_deadline_at ELSE t.deadline_at END,
+        own_deadline_at = NULL, deadline_inherited_from = NULL, priority_inherited_from = NULL,
+        priority = CASE WHEN t.priority_inherited_from IS NOT NULL OR t.deadline_inherited_from IS NOT NULL
+                        THEN (SELECT CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                                          THEN least(l.priority, 0) ELSE l.priority END
+                              FROM hrwsi.lane l WHERE l.name = t.lane)
+                        ELSE t.priority END,
         dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
         waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
         state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived
