@@ -617,7 +617,7 @@ class Launcher(Service):
                                             job_id, reason), f"end job {spec.job_id}, refused by the backend")
         except asyncpg.PostgresError as error:
             if error.sqlstate == LEASE_LAPSED_SQLSTATE:
-                await self._lease_lost_from_a_follower()
+                await self._lease_lost_guarded()
                 return
             logger.error("task %d: job %s, refused by the backend, could not be ended: %s; the job stays active "
                          "and will be adopted", spec.task_id, spec.job_id, error, extra=_fields(spec))
@@ -628,11 +628,13 @@ class Launcher(Service):
         if rows:
             self.wake("dispatch")  # (capacity it held is free: nothing else tells dispatch)
 
-    async def _lease_lost_from_a_follower(self) -> None:
-        """lease_lost from a job's follower, as a step's refusal guards it (Service._step_refused): a database
-        that refuses writes (a failover onto a standby: the fenced call read the lapse, the new lease is a write)
-        or that is away is said as for the steps, and the heartbeat takes the new lease once it can. Unguarded,
-        the refusal escaped the follower, a traceback as an asyncio task's unretrieved exception (found by review)."""
+    async def _lease_lost_guarded(self) -> None:
+        """lease_lost from a job's follower or the outcome writer, as a step's refusal guards it
+        (Service._step_refused): a database that refuses writes (a failover onto a standby: the fenced call read
+        the lapse, the new lease is a write) or that is away is said as for the steps, and the heartbeat takes the
+        new lease once it can. Unguarded, the refusal escaped the follower, a traceback as an asyncio task's
+        unretrieved exception, and the outcome writer's batch, whose fallback then wrote each outcome again, one
+        by one, to be told of the lapse again (found by review)."""
         try:
             await self.lease_lost()
         except asyncpg.ReadOnlySQLTransactionError as refused:
@@ -998,8 +1000,8 @@ class Launcher(Service):
         except asyncpg.PostgresError as error:
             if error.sqlstate != LEASE_LAPSED_SQLSTATE:
                 raise
-            await self.lease_lost()
-            return {}  # under a new identity, none of these jobs is ours any more
+            await self._lease_lost_guarded()
+            return {}  # under a new identity (or once the heartbeat takes one), none of these jobs is ours any more
 
     async def _store_outcomes(self, conn: asyncpg.Connection, batch: list[_Finished], owner: str) -> dict:
         """Store outcomes, products and the tasks' next states in one call; the row per job id."""

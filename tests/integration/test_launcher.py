@@ -950,6 +950,51 @@ async def test_a_lease_found_lapsed_ending_a_task_refused_for_its_data_on_a_data
         await read_only.close()
         await writable.close()
 
+
+async def test_a_lease_found_lapsed_recording_outcomes_on_a_database_refusing_writes_is_said_once_and_records_nothing(
+        db, database_url, settings, configure, caplog):
+    """The outcome writer's statement reads the lease before it writes, as the end of a refused task does: on a
+    standby after a failover, once the lease had lapsed, the new lease asked for was refused for being a write,
+    and the refusal escaped the writer's batch (found by review). It is said once, as on every other path; the
+    batch is not the old identity's to record any more, and the heartbeat takes a new lease when writes go through."""
+    from hrwsi.backends.base import JobSpec
+    from hrwsi.database import create_pool
+    from hrwsi.launcher import _Finished
+
+    writable = await create_pool(database_url, min_size=0, max_size=2)
+    read_only = await create_pool(database_url, min_size=0, max_size=2,
+                                  server_settings={"default_transaction_read_only": "on"})
+
+    class FailingOverLauncher(Launcher):
+        async def lease_lost(self) -> None:  # the failover comes between the fenced call and the new lease
+            self.pool = read_only
+            await super().lease_lost()
+
+    launcher = FailingOverLauncher(writable, settings, DataRefusingBackend())
+    caplog.set_level(logging.INFO)
+    try:
+        configure(single_routine_configuration(["true"]))
+        insert_inputs(db, 1)
+        await launcher._register()
+        owner = launcher.instance_id
+        job, task = db.execute("""SELECT (job).job_id, (job).task_id FROM hrwsi.dispatch(%s, 'dry-run', 30, 10, '/data')
+                                  WHERE (job).job_id IS NOT NULL""", (owner,)).fetchone()
+        db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (owner,))
+        spec = JobSpec(f"hrwsi-work-{task}-1", task, 1, "work", "work_c", "/in/x", None, None, ("true",), None, 1, 100,
+                       10, "/data/out", "/data/out/log")
+        now = datetime.now(UTC)
+        finished = _Finished(job, spec, JobOutcome("processed", 0, "", now, now), [],
+                             asyncio.get_running_loop().create_future(), owner)
+        assert await launcher._store_fenced([finished], owner) == {}
+        assert "the database refuses hrwsi's writes" in caplog.text
+        assert db.execute("SELECT state FROM hrwsi.job WHERE id = %s", (job,)).fetchone()[0] != "processed"
+    finally:
+        launcher.pool = writable
+        await launcher.unregister()
+        await read_only.close()
+        await writable.close()
+
+
 class StorageLosingBackend(ForgingBackend):
     """Its attempts' directories cannot be prepared while `full` (a full or read-only products storage),
     as prepare_attempt says it; then they run and end processed."""
