@@ -61,6 +61,14 @@ def one_line(value: object) -> str:
 _IN_QUOTES = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_UNSEEN}\u2028\u2029]")
 
 
+def one_sentence(value: object) -> str:
+    """A one-line sentence that quotes what a user gave (a database's refusal naming it): every control and
+    invisible character as its escape, a tab and a line break too, as `quoted` shows them in a name. Printed as
+    it came, a name holding a line break split the refusal into two `error:` lines, and a tab read as a space
+    (found by review)."""
+    return _IN_QUOTES.sub(_escape, "" if value is None else str(value))
+
+
 def quoted(name: object) -> str:
     """A user-supplied name as a refusal quotes it: between single quotes, as it is, a quote in it doubled
     ('it''s'), the rule of the database's refusals (hrwsi.quoted_name), with its control and invisible characters

@@ -421,3 +421,12 @@ def test_a_refused_name_is_quoted_as_it_is_as_the_database_s_refusals_quote_it(d
     for args in (["retry", "--routine", name], ["tasks", "--routine", name]):
         one_line_error(run(args, env, check=False), "no routine 'snow\\cover''s': one of work", code=2)
     one_line_error(run(["tasks", "--state", "a\tb\x1b[2J"], env, check=False), "no task state 'a\\x09b\\x1b[2J'", code=2)
+
+
+def test_a_name_with_a_line_break_or_a_tab_is_one_line_of_the_databases_refusal_its_characters_shown(db, env):
+    """The database's refusal quotes the name as given: printed as it came, a line break in it split the refusal
+    into two `error:` lines ("no routine 'snow" and "cover': ..."), and a tab read as a space, another name
+    (found by review). Shown as escapes, as the CLI's own refusals show them (hrwsi.terminal.quoted)."""
+    load(db, single_routine_configuration(["true"]))
+    one_line_error(run(["hold", "snow\ncover"], env, check=False), "no routine 'snow\\x0acover': ", code=1)
+    one_line_error(run(["release", "snow\tcover"], env, check=False), "no routine 'snow\\x09cover': ", code=1)

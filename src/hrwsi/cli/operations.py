@@ -10,7 +10,7 @@ from rich.text import Text
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
 from hrwsi.cli.common import ID_MAX, CliError, app, console, database, interrupted
 from hrwsi.sql_files import query
-from hrwsi.terminal import quoted, visible
+from hrwsi.terminal import one_sentence, quoted, visible
 
 _WHERE_TO_LOOK = {"task": "`hrwsi tasks` lists the tasks", "routine": "`hrwsi config show` lists the routines"}
 
@@ -21,10 +21,10 @@ def _operator_action(sql_text: str, argument, kind: str) -> None:
     with database(autocommit=True) as conn:
         try:
             console.print(visible(conn.execute(sql_text, (argument,)).fetchone()[0]), highlight=False, markup=False)
-        except psycopg.errors.NoDataFound as error:
-            raise CliError(f"{error.diag.message_primary}: {_WHERE_TO_LOOK[kind]}") from None
+        except psycopg.errors.NoDataFound as error:  # (its name as given: one_sentence)
+            raise CliError(f"{one_sentence(error.diag.message_primary)}: {_WHERE_TO_LOOK[kind]}") from None
         except psycopg.errors.CheckViolation as error:
-            raise CliError(error.diag.message_primary) from None
+            raise CliError(one_sentence(error.diag.message_primary)) from None
 
 
 def _task_id_of(target: str) -> int | None:
