@@ -912,13 +912,19 @@ async def test_a_job_refused_for_the_tasks_own_data_terminates_the_task_and_is_n
 
 
 
-async def test_a_lease_found_lapsed_ending_a_task_refused_for_its_data_on_a_database_refusing_writes_is_said_once(
-        db, database_url, settings, configure, caplog):
-    """The statement that ends a task the backend refused for its own data reads the lease before it writes: on a
-    standby after a failover, once the lease had lapsed, the new lease asked for was refused for being a write, and
-    that refusal escaped the job's follower (a traceback, "Task exception was never retrieved"), where every other
-    path says once that the database refuses writes and lets the heartbeat take a new lease when it takes them."""
-    from hrwsi.backends.base import JobSpec, TaskRefused
+
+@dataclasses.dataclass
+class FailedOver:
+    """A launcher whose lease lapsed while it followed a dispatched job, on a database that fails over onto a
+    standby (refusing writes) as the launcher asks for a new lease."""
+    launcher: Launcher
+    job: int
+    spec: object  # (a JobSpec of the job's task)
+
+
+@pytest.fixture
+async def failed_over(db, database_url, settings, configure, caplog):
+    from hrwsi.backends.base import JobSpec
     from hrwsi.database import create_pool
 
     writable = await create_pool(database_url, min_size=0, max_size=2)
@@ -940,10 +946,8 @@ async def test_a_lease_found_lapsed_ending_a_task_refused_for_its_data_on_a_data
                                   WHERE (job).job_id IS NOT NULL""", (launcher.instance_id,)).fetchone()
         db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
                    (launcher.instance_id,))
-        spec = JobSpec(f"hrwsi-work-{task}-1", task, 1, "work", "work_c", "/in/x", None, None, ("true",), None, 1, 100,
-                       10, "/data/out", "/data/out/log")
-        await launcher._end_task_refused(job, spec, TaskRefused("the data path contains '${'"))
-        assert "the database refuses hrwsi's writes" in caplog.text
+        yield FailedOver(launcher, job, JobSpec(f"hrwsi-work-{task}-1", task, 1, "work", "work_c", "/in/x", None, None,
+                                                ("true",), None, 1, 100, 10, "/data/out", "/data/out/log"))
     finally:
         launcher.pool = writable
         await launcher.unregister()
@@ -951,49 +955,33 @@ async def test_a_lease_found_lapsed_ending_a_task_refused_for_its_data_on_a_data
         await writable.close()
 
 
+async def test_a_lease_found_lapsed_ending_a_task_refused_for_its_data_on_a_database_refusing_writes_is_said_once(
+        failed_over, caplog):
+    """The statement that ends a task the backend refused for its own data reads the lease before it writes: on a
+    standby after a failover, once the lease had lapsed, the new lease asked for was refused for being a write, and
+    that refusal escaped the job's follower (a traceback, "Task exception was never retrieved"), where every other
+    path says once that the database refuses writes and lets the heartbeat take a new lease when it takes them."""
+    from hrwsi.backends.base import TaskRefused
+
+    await failed_over.launcher._end_task_refused(failed_over.job, failed_over.spec,
+                                                 TaskRefused("the data path contains '${'"))
+    assert "the database refuses hrwsi's writes" in caplog.text
+
+
 async def test_a_lease_found_lapsed_recording_outcomes_on_a_database_refusing_writes_is_said_once_and_records_nothing(
-        db, database_url, settings, configure, caplog):
+        failed_over, db, caplog):
     """The outcome writer's statement reads the lease before it writes, as the end of a refused task does: on a
     standby after a failover, once the lease had lapsed, the new lease asked for was refused for being a write,
     and the refusal escaped the writer's batch (found by review). It is said once, as on every other path; the
     batch is not the old identity's to record any more, and the heartbeat takes a new lease when writes go through."""
-    from hrwsi.backends.base import JobSpec
-    from hrwsi.database import create_pool
     from hrwsi.launcher import _Finished
 
-    writable = await create_pool(database_url, min_size=0, max_size=2)
-    read_only = await create_pool(database_url, min_size=0, max_size=2,
-                                  server_settings={"default_transaction_read_only": "on"})
-
-    class FailingOverLauncher(Launcher):
-        async def lease_lost(self) -> None:  # the failover comes between the fenced call and the new lease
-            self.pool = read_only
-            await super().lease_lost()
-
-    launcher = FailingOverLauncher(writable, settings, DataRefusingBackend())
-    caplog.set_level(logging.INFO)
-    try:
-        configure(single_routine_configuration(["true"]))
-        insert_inputs(db, 1)
-        await launcher._register()
-        owner = launcher.instance_id
-        job, task = db.execute("""SELECT (job).job_id, (job).task_id FROM hrwsi.dispatch(%s, 'dry-run', 30, 10, '/data')
-                                  WHERE (job).job_id IS NOT NULL""", (owner,)).fetchone()
-        db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (owner,))
-        spec = JobSpec(f"hrwsi-work-{task}-1", task, 1, "work", "work_c", "/in/x", None, None, ("true",), None, 1, 100,
-                       10, "/data/out", "/data/out/log")
-        now = datetime.now(UTC)
-        finished = _Finished(job, spec, JobOutcome("processed", 0, "", now, now), [],
-                             asyncio.get_running_loop().create_future(), owner)
-        assert await launcher._store_fenced([finished], owner) == {}
-        assert "the database refuses hrwsi's writes" in caplog.text
-        assert db.execute("SELECT state FROM hrwsi.job WHERE id = %s", (job,)).fetchone()[0] != "processed"
-    finally:
-        launcher.pool = writable
-        await launcher.unregister()
-        await read_only.close()
-        await writable.close()
-
+    launcher, owner, now = failed_over.launcher, failed_over.launcher.instance_id, datetime.now(UTC)
+    finished = _Finished(failed_over.job, failed_over.spec, JobOutcome("processed", 0, "", now, now), [],
+                         asyncio.get_running_loop().create_future(), owner)
+    assert await launcher._store_fenced([finished], owner) == {}
+    assert "the database refuses hrwsi's writes" in caplog.text
+    assert db.execute("SELECT state FROM hrwsi.job WHERE id = %s", (failed_over.job,)).fetchone()[0] != "processed"
 
 class StorageLosingBackend(ForgingBackend):
     """Its attempts' directories cannot be prepared while `full` (a full or read-only products storage),
