@@ -47,7 +47,7 @@ from hrwsi.backends.base import (
 )
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.database import DedicatedConnection
-from hrwsi.database_trouble import CONFLICTS, read_only_refusal
+from hrwsi.database_trouble import CONFLICTS
 from hrwsi.harvest.input_checks import escaped
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
@@ -638,7 +638,7 @@ class Launcher(Service):
         try:
             await self.lease_lost()
         except asyncpg.ReadOnlySQLTransactionError as refused:
-            self._tell_read_only(read_only_refusal(refused) or str(refused))
+            self._tell_read_only(refused)
         except TRANSIENT_DATABASE_ERRORS as unreachable:
             logger.warning("%s: its lease lapsed and the database could not be reached to take a new one (%s); the "
                            "heartbeat tries again", self.kind, unreachable)
@@ -1032,7 +1032,7 @@ class Launcher(Service):
                 logger.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
                 await backoff.sleep(delay)
             except asyncpg.ReadOnlySQLTransactionError as error:
-                self._tell_read_only(read_only_refusal(error) or str(error))  # (one line for the service)
+                self._tell_read_only(error)  # (one line for the service)
                 await backoff.sleep(backoff.next())
 
     async def cancel_requested_jobs(self) -> bool:

@@ -428,7 +428,7 @@ class Service:
             except asyncpg.ReadOnlySQLTransactionError as refused:  # (a fenced call reads the lease before it
                 # writes: on a standby it is told of the lapse, and the new lease is refused; raised here, it ended
                 # the service, and `hrwsi up` with it, found by exploratory testing)
-                self._tell_read_only(read_only_refusal(refused) or str(refused))
+                self._tell_read_only(refused)
                 self._retry_later(name)
                 return False
             return True  # act again, as the new identity
@@ -439,8 +439,8 @@ class Service:
                 logger.error("%s: %s", self.kind, pooler)
             self._retry_later(name)
             return False
-        if (refusal := read_only_refusal(error)) is not None:
-            self._tell_read_only(refusal)
+        if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
+            self._tell_read_only(error)
             self._retry_later(name)
             return False
         logger.error("%s: step %s failed in the database: %s; retrying in %.1f s",
@@ -448,15 +448,15 @@ class Service:
         self._retry_later(name)
         return False
 
-    def _tell_read_only(self, refusal: str) -> None:
+    def _tell_read_only(self, refused: asyncpg.ReadOnlySQLTransactionError) -> None:
         """The database refuses writes: one line for the whole service (every step and the heartbeat
-        meet it), then one line every UNREACHABLE_LOG_EVERY_S while it lasts."""
+        meet it; database_trouble.read_only_refusal), then one line every UNREACHABLE_LOG_EVERY_S while it lasts."""
         now = time.monotonic()
         streak = self._read_only = self._read_only or _Streak(now)
         if not streak.another(now):
             return
         if streak.attempts == 1:
-            logger.error("%s: %s", self.kind, refusal)
+            logger.error("%s: %s", self.kind, read_only_refusal(refused))
         else:
             logger.error("%s: the database still refuses hrwsi's writes (%d refusals in %.0f s; a standby, or "
                          "default_transaction_read_only on): nothing is written; trying again", self.kind,
@@ -672,8 +672,8 @@ class Service:
                                        f"every {pause:.1f} s" if task.retry_s else f"in {pause:.1f} s")
                     unreachable = bool(task.retry_s)
             except Exception as error:
-                if (refusal := read_only_refusal(error)) is not None:
-                    self._tell_read_only(refusal)  # (a traceback at every heartbeat said nothing more)
+                if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
+                    self._tell_read_only(error)  # (a traceback at every heartbeat said nothing more)
                 else:
                     logger.exception("%s: %s failed; it runs again in %.1f s", self.kind, task.name, task.interval_s)
             if not await self._sleep(pause):

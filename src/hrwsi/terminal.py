@@ -74,7 +74,7 @@ def quoted(name: object) -> str:
     ('it''s'), the rule of the database's refusals (hrwsi.quoted_name), with its control and invisible characters
     as escapes (a tab as `\\x09`), not obeyed. repr() doubled a backslash ('a\\\\b') and switched to double quotes
     for a name holding a quote: one name read two ways (found by review)."""
-    return "'" + _IN_QUOTES.sub(_escape, "" if name is None else str(name)).replace("'", "''") + "'"
+    return "'" + one_sentence(name).replace("'", "''") + "'"
 
 
 def in_page(value: str) -> str:

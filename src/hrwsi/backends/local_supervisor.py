@@ -323,7 +323,7 @@ def _every_process():
                 stats[pid] = _state_and_parent(handle.read())
         except OSError:
             continue
-        children.setdefault(stats[int(entry)][1], []).append(int(entry))
+        children.setdefault(stats[pid][1], []).append(pid)
     return (lambda pid: children.get(pid, [])), stats.get
 
 

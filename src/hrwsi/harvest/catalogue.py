@@ -35,7 +35,7 @@ import ijson
 
 from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
-from hrwsi.harvest.source_config import ConfigUnreadable, config_of, source_may_read
+from hrwsi.harvest.source_config import ConfigUnreadable, config_of, json_number, source_may_read
 from hrwsi.service_logging import task_fields
 from hrwsi.sql_files import query
 
@@ -832,9 +832,7 @@ def refuse_absurd_retry_settings(config: dict) -> None:
         if key not in config:
             continue
         value = config[key]
-        number = float("nan")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value) if isinstance(value, float) or abs(value) < 2**1000 else float("inf")  # (no OverflowError)
+        number = json_number(value)
         within = (number >= least if least_taken else number > least) and number <= most
         if not within or (whole and not number.is_integer()):
             bound = f"{'from' if least_taken else 'above'} {least:g} to {most:,g}"
@@ -842,8 +840,7 @@ def refuse_absurd_retry_settings(config: dict) -> None:
                                    "(the source is set aside until then)")
 
 
-def _client_options(config: dict) -> RetryPolicy:
-    refuse_absurd_retry_settings(config)
+def _client_options(config: dict) -> RetryPolicy:  # (its bounds checked first: refuse_absurd_retry_settings)
     return RetryPolicy(attempts=int(config.get("max_attempts", 5)), base_delay_s=float(config.get("retry_base_s", 1.0)),
                        max_delay_s=float(config.get("retry_max_s", 60.0)), timeout_s=float(config.get("timeout_s", 60.0)))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 
-from hrwsi.harvest.source_config import ConfigUnreadable, config_of, source_may_read
+from hrwsi.harvest.source_config import ConfigUnreadable, config_of, json_number, source_may_read
 from hrwsi.sql_files import query
 
 # The longest settle time and scan interval a landing directory takes: a week. A file that must sit
@@ -30,9 +30,7 @@ def refuse_absurd_durations(config: dict) -> None:
         if key not in config:
             continue
         value = config[key]
-        number = float("nan")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value) if isinstance(value, float) or abs(value) < 2**1000 else float("inf")  # (no OverflowError)
+        number = json_number(value)
         if not ((number >= 0 if least is not None else number > 0) and number <= MAX_LANDING_DURATION_S):
             bound = "from 0" if least is not None else "above 0"
             raise ConfigUnreadable(f"config.{key} = {json.dumps(value)[:40]} is not a number of seconds {bound} to "

@@ -18,6 +18,14 @@ class ConfigUnreadable(ValueError):
     """A source's config that cannot be read as a JSON object; the message says why."""
 
 
+def json_number(value: Any) -> float:
+    """A config value as the number it writes: NaN when it is no JSON number (text, a boolean, null...), infinity
+    for an integer too large for a float (float() of it raised OverflowError), so that a bounds check refuses it."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return float("nan")
+    return float(value) if isinstance(value, float) or abs(value) < 2**1000 else float("inf")
+
+
 def config_of(config: Any) -> dict:
     """The config as a dict, from the dict or the JSON text the database drivers give."""
     if isinstance(config, dict):
