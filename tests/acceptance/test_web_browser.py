@@ -409,9 +409,11 @@ def test_no_table_runs_outside_its_card_at_1024_1440_and_1920_px_with_long_value
 
 # Where each of `needles` starts, in px from the left of its element's content box, as rendered: 0 when it starts a
 # line (a line break kept before it), more when it runs on in the line of the text before it.
-# (called with Locator.evaluate, which finds the element as it evaluates: a handle taken before could name an element
-# the page's live update had replaced meanwhile, detached, whose style read as NaN; seen once in a CI run)
+# null when the element is no longer in the page: Locator.evaluate finds it and then evaluates, and the page's live
+# update can replace it in between (its style then read as NaN, in two CI runs); starts_at asks again. Once it runs,
+# the script sees one page: no update runs in the middle of it.
 STARTS_AT = """(element, needles) => {
+  if (!element.isConnected) return null;
   const left = element.getBoundingClientRect().left + parseFloat(getComputedStyle(element).paddingLeft)
                + parseFloat(getComputedStyle(element).borderLeftWidth);
   const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT), said = {};
@@ -429,6 +431,15 @@ STARTS_AT = """(element, needles) => {
 }"""
 
 
+def starts_at(locator, needles: list[str]) -> list[int] | None:
+    for _ in range(50):
+        said = locator.evaluate(STARTS_AT, needles)
+        if said is not None:
+            return said
+        time.sleep(0.1)
+    return None
+
+
 def test_a_multi_line_reason_keeps_its_line_breaks_wherever_the_dashboard_shows_it(page, db, database_url, tmp_path):
     """Known fault: the overview's lists of tasks the planner cannot place (ul.reasons), a task's history and the
     list of tasks ran a reason of three lines into one, where .reason (a held routine's, a task's own) kept them.
@@ -444,16 +455,16 @@ def test_a_multi_line_reason_keeps_its_line_breaks_wherever_the_dashboard_shows_
     with dashboard_process(database_url, home, ALICE, page=page) as base:
         page.goto(base + "/")
         item = page.locator("ul.reasons li", has_text="it needs 64 CPU")
-        assert item.evaluate(STARTS_AT, lines) == [0, 0], "the overview's unplannable reason"
+        assert starts_at(item, lines) == [0, 0], "the overview's unplannable reason"
         assert "(2 task(s), the oldest" in item.inner_text(), "and the rest of its sentence"
         shoot(page, "reasons-overview")
 
         page.goto(f"{base}/tasks/{task}")
         cell = page.locator("[data-live=history] td", has_text="it needs 64 CPU").first
-        assert cell.evaluate(STARTS_AT, lines) == [0, 0], "the task's history"
+        assert starts_at(cell, lines) == [0, 0], "the task's history"
         shoot(page, "reasons-task-history")
 
         page.goto(f"{base}/tasks?state=pending")
         said = page.locator("[data-live=list] td div", has_text="it needs 64 CPU").first
-        assert said.evaluate(STARTS_AT, lines) == [0, 0], "the list of tasks"
+        assert starts_at(said, lines) == [0, 0], "the list of tasks"
         shoot(page, "reasons-tasks")

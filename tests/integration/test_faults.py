@@ -81,7 +81,10 @@ async def test_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(db, da
     # must still run after the 0.1 s grace of the stop below. (Jobs of 0.3 s had all ended by then in a
     # CI run of 2026-12-03, and none was interrupted.)
     configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(2)"], workers=2))
-    quick_stop = dataclasses.replace(settings, shutdown_grace_s=0.1)
+    # A lease of 10 s, not the suite's 2 s: this test is about a stop, and on a loaded machine a launcher once went
+    # unheard for over 2 s, dropped a job it held as its lease had lapsed, and left it running for its next identity
+    # to adopt, which the stop came before (a CI run of 2026-12-07; leases are test_leases').
+    quick_stop = dataclasses.replace(settings, shutdown_grace_s=0.1, lease_timeout_s=10.0)
     insert_inputs(db, 24)
     async with running(database_url, ["orchestrator", "launcher"], quick_stop, backend="local"):
         await wait_until(database_url, "SELECT count(*) FILTER (WHERE state = 'processed') >= 4 "
