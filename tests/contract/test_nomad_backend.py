@@ -1541,3 +1541,26 @@ async def test_an_attempt_on_a_node_disconnected_without_lost_after_is_lost_not_
     outcome = await following
     assert outcome.state == "lost" and NODE_2 in outcome.message, outcome.message
     emulator.node_up(NODE_2)
+
+
+async def test_a_registration_carried_out_while_nomad_answered_nothing_for_the_retry_window_is_not_run_beside_a_retry(
+        nomad: Target):
+    # Round 11 of exploratory testing: a Nomad too slow to answer for the whole retry window (every call
+    # timed out) carried out the registration all the same; the attempt was recorded lost (backend_unavailable)
+    # and retried as a new attempt while its job ran, unfollowed, never stopped nor purged: the work ran twice.
+    emulator = nomad.require_emulator("answer nothing in time while carrying a registration out")
+    backend = nomad.backend(request_timeout_s=0.3, retry_for_s=1.5)
+    await backend.read_jobs_index()
+    emulator.inject_delays(1, 0.5, path_prefix="/v1/jobs", method="POST")  # carried out after the timeout
+    emulator.inject_delays(3, 0.5, path_prefix="/v1/jobs", method="GET")  # the looks for it too late till 2.5 s
+    spec = nomad.spec("slow", "sleep 1; exit 0")
+    try:
+        registered = await backend.submit(spec)
+    except AttemptLost:
+        await asyncio.sleep(1.0)
+        found = await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")
+        assert found.status_code == 404 or found.json().get("Stop"), "lost, yet its job runs unfollowed"
+    else:
+        assert registered == spec.job_id
+        assert (await follow(backend, spec)).state == "processed"
+    assert emulator.requests[("POST", "/v1/jobs")] == 1

@@ -371,12 +371,11 @@ class NomadBackend(Backend):
             job["Meta"][CLAIM_META] = claim
         assert_no_secrets(job, self.config)
         try:
-            response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
-                                              body=register_body(job),
-                                              before_retry=functools.partial(self._may_register_again, spec.job_id))
+            response = await self._registration(spec, job)
         except _AlreadyRegistered:
-            existing = await self.client.call(f"read Nomad job {spec.job_id}", "job", quote_id(spec.job_id))
-            if existing.status == 200 and not self._is_this_claims(found := existing.json() or {}, spec, claim):
+            # (read until Nomad answers: it registered the attempt's job, which may be running)
+            found = await self._read_job_when_answered(spec.job_id)
+            if found is not None and not self._is_this_claims(found, spec, claim):
                 return found
             logger.info("Nomad job %s was registered by a try whose answer was lost: not registered again",
                         spec.job_id)
@@ -402,6 +401,34 @@ class NomadBackend(Backend):
                             found.get("Status"))
                 return None
         raise self._refusal_of(spec, response, text)
+
+    async def _registration(self, spec: JobSpec, job: dict) -> NomadResponse:
+        """POST the attempt's job, retried while transient (_may_register_again before each retry). When the
+        retries ran out and a try may have been carried out all the same (its answer never came: Nomad too slow
+        for the whole retry window, a connection cut mid-answer), Nomad is asked whether the job is there until it
+        answers (_AlreadyRegistered: it is). Lost then, as before, the attempt was retried as a new one while its
+        job ran, never followed, stopped nor purged: the work ran twice (found by exploratory testing)."""
+        try:
+            response = await self.client.call(f"register Nomad job {spec.job_id}", "jobs", method="post",
+                                              body=register_body(job),
+                                              before_retry=functools.partial(self._may_register_again, spec.job_id))
+        except NomadError as error:
+            if error.may_have_arrived:
+                await self._settle_unanswered(spec, str(error))
+            raise
+        if response.may_have_arrived and is_transient("post", response):
+            await self._settle_unanswered(spec, f"HTTP {response.status}")
+        return response
+
+    async def _settle_unanswered(self, spec: JobSpec, why: str) -> None:
+        """Look for the job of a registration that may have been carried out until Nomad answers: returns when
+        it is not there (nothing runs: the attempt may be lost and retried), else raises as _may_register_again."""
+        logger.warning("task %d: Nomad did not answer the registration of job %s (%s), which it may have carried "
+                       "out: looking for the job every 2 s until Nomad answers, rather than lose an attempt that may "
+                       "be running", spec.task_id, spec.job_id, why,
+                       extra=task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt))
+        while not await self._may_register_again(spec.job_id):
+            await asyncio.sleep(2.0)
 
     def _refusal_of(self, spec: JobSpec, response: NomadResponse, text: str) -> Exception:
         """What a registration Nomad refused raises: AttemptLost for a setting of the launcher's, else a

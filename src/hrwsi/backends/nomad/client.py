@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import nomad
 import requests
+import urllib3
 from nomad.api.base import Requester
 from nomad.api.exceptions import BaseNomadException
 
@@ -57,6 +58,9 @@ class NomadError(Exception):
         self.status = status
         # Nomad could not serve the call whatever it asked (out of reach, overloaded, the token refused)
         self.unavailable = status is None
+        # A try of the call went out and its answer never came (a read timeout, a connection cut mid-answer, a
+        # gateway's 502/504): Nomad may have carried it out (NomadClient.call)
+        self.may_have_arrived = False
 
 
 @dataclass
@@ -64,6 +68,8 @@ class NomadResponse:
     status: int
     headers: Mapping[str, str]
     text: str
+    # (as NomadError.may_have_arrived, for a transient answer returned when the retries ran out)
+    may_have_arrived: bool = False
 
     def json(self) -> Any:
         return json.loads(self.text) if self.text else None
@@ -94,6 +100,16 @@ def _cause(error: object) -> str:
     args = getattr(error, "args", None)
     reason = getattr(args[0], "reason", None) if args else None
     return CONNECTION_PREFIX.sub("", str(reason if reason is not None else error))
+
+
+def _may_have_arrived(error: object) -> bool:
+    """Whether a call that got no answer may have reached Nomad: anything but a connection never made (refused,
+    its name not resolved, its connect or TLS handshake timed out), after which nothing was sent."""
+    if isinstance(error, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return False
+    args = getattr(error, "args", None)
+    reason = getattr(args[0], "reason", None) if args else None
+    return not isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def quote_id(job_id: str) -> str:
@@ -211,10 +227,14 @@ class NomadClient:
             raw = error.nomad_resp
             if isinstance(raw, requests.Response):
                 return NomadResponse(raw.status_code, raw.headers, _text(raw))
-            raise NomadError(None, self.unreachable(raw)) from None
+            failure: object = raw
         except requests.RequestException as error:
-            raise NomadError(None, self.unreachable(error)) from None
-        return NomadResponse(response.status_code, response.headers, _text(response))
+            failure = error
+        else:
+            return NomadResponse(response.status_code, response.headers, _text(response))
+        unanswered = NomadError(None, self.unreachable(failure))
+        unanswered.may_have_arrived = _may_have_arrived(failure)
+        raise unanswered from None
 
     def unreachable(self, error: object) -> str:
         """Why Nomad could not be reached, without the token or the address's password (requests
@@ -239,6 +259,7 @@ class NomadClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.retry_for_s
         delay = 0.2
+        arrived = False  # a try whose answer never came may have been carried out (NomadError.may_have_arrived)
         while True:
             if self.closed:
                 raise NomadError(None, "the Nomad backend is closed")
@@ -247,24 +268,33 @@ class NomadClient:
                     self._executor(), functools.partial(self._do, endpoint, path, method, params, body, timeout))
             except NomadError as error:
                 problem, response = str(error), None
+                arrived = arrived or error.may_have_arrived
             else:
                 problem = f"HTTP {response.status}: {response.text.strip()[:200]}"
+                arrived = arrived or response.status in GATEWAY_CANNOT_REACH
             self._note(endpoint, response, f"Nomad at {public_address(self.config.address)} answers {problem}"
                        if response is not None else problem, method)
             if response is not None and not is_transient(method, response):
                 return response
             if not retry or loop.time() + delay > deadline:
                 if response is not None:
+                    response.may_have_arrived = arrived
                     return response
-                raise NomadError(None, f"could not {what}: {problem}")
+                raise self._gave_up(what, problem, arrived)
             logger.log(self.retry_log_level, "could not %s (%s); retrying in %.1f s", what, problem, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             while before_retry is not None and not await before_retry():
                 if loop.time() + delay > deadline:
-                    raise NomadError(None, f"could not {what}: {problem}")
+                    raise self._gave_up(what, problem, arrived)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    @staticmethod
+    def _gave_up(what: str, problem: str, arrived: bool) -> NomadError:
+        error = NomadError(None, f"could not {what}: {problem}")
+        error.may_have_arrived = arrived
+        return error
 
     async def jobs_index(self, *, retry: bool = True, timeout: float | None = None) -> NomadResponse:
         """Nomad's index of jobs (X-Nomad-Index; the jobs table's whatever the prefix) from a list
