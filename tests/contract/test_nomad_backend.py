@@ -1564,3 +1564,26 @@ async def test_a_registration_carried_out_while_nomad_answered_nothing_for_the_r
         assert registered == spec.job_id
         assert (await follow(backend, spec)).state == "processed"
     assert emulator.requests[("POST", "/v1/jobs")] == 1
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 504, 404])
+async def test_a_task_output_nomad_failed_to_serve_is_asked_again_and_never_kept_as_no_output(nomad: Target, status):
+    # Round 11 of exploratory testing: a gateway's 502, Nomad's 429 or a 500 of the client agent (its node out of
+    # reach) for the logs endpoint was taken for a task that wrote nothing: the attempt's log said "no stdout,
+    # no stderr" for a routine that wrote both, and nothing said the output was not kept.
+    emulator = nomad.require_emulator("fail the logs endpoint")
+    backend = nomad.backend()
+    emulator.inject_errors(1, status, "emulator (test double): injected error", path_prefix="/v1/client/fs/logs",
+                           method="GET")
+    spec = nomad.spec(f"logs-failed-{status}", "echo written-out; echo written-err >&2")
+    await backend.submit(spec)
+    assert (await follow(backend, spec)).state == "processed"
+    kept = Path(spec.log_path).read_text()
+    assert "no stdout, no stderr" not in kept, kept
+    assert "written-err" in kept, kept
+    if status == 404:  # (not transient: not asked again, and the log says why its stdout is missing)
+        assert f"hrwsi could not keep the task's stdout: Nomad answered HTTP {status}: emulator" \
+            in kept, kept
+    else:
+        assert "written-out" in kept, kept
+    await backend.forget(spec.job_id)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hrwsi.backends.base import JobSpec
-from hrwsi.backends.nomad.client import NomadClient, NomadError
+from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text
 from hrwsi.backends.nomad.job_spec import task_name
 
 logger = logging.getLogger(__name__)
@@ -36,12 +36,14 @@ def _append_text(path: str, text: str) -> None:
 # edited, or a token renewed, refuses for a moment only. Never asked again (until a restart), one 60 s
 # blip left 65 attempts without their output: found by exploratory testing.
 FORBIDDEN_RETRY_S = 60.0
+# The longest a finished task's outcome waits for its stdout and stderr, their transient errors retried.
+LOGS_WAIT_S = 30.0
 
 
-def not_kept_note(spec: JobSpec, alloc: Mapping[str, Any], why: str) -> str:
+def not_kept_note(spec: JobSpec, alloc: Mapping[str, Any], why: str, what: str = "stdout and stderr") -> str:
     """The line a log file gets instead of the task's output, so that `hrwsi logs` says why it is missing."""
-    return (f"=== Nomad job {spec.job_id}, allocation {alloc.get('ID')}: hrwsi could not keep the task's stdout "
-            f"and stderr: {why}; while Nomad keeps the allocation, `nomad alloc logs {alloc.get('ID')}` shows "
+    return (f"=== Nomad job {spec.job_id}, allocation {alloc.get('ID')}: hrwsi could not keep the task's {what}"
+            f": {why}; while Nomad keeps the allocation, `nomad alloc logs {alloc.get('ID')}` shows "
             "them ===\n")
 
 
@@ -66,38 +68,52 @@ class TaskLogs:
         if self.forbidden is not None and now - self.forbidden[0] < self.forbidden_retry_s:
             await self._note(spec, alloc, self._forbidden_why(self.forbidden[1]))
             return
-        parts = []
+        parts, failed = [], []
         try:
-            for kind in ("stdout", "stderr"):
-                response = await asyncio.wait_for(self.client.call(
-                    f"read the {kind} of {spec.job_id}", "client.stream_logs", alloc["ID"],
-                    params={"task": task, "type": kind, "plain": "true", "origin": "start", "offset": "0",
-                            "follow": "false"}, retry=False), 60)
-                if response.status == 403:
-                    self._refused(response.text)
-                    await self._note(spec, alloc, self._forbidden_why(response.text))
-                    return
-                if response.status == 200 and response.text:
-                    parts.append((kind, response.text))
+            # Transient answers (a gateway's 502, a 429, a 500 of the client agent) are asked again, within
+            # LOGS_WAIT_S in all: the outcome waits for this. Asked once, such an answer was taken for a task that
+            # wrote nothing, and the log said "no stdout, no stderr" of a routine that wrote both (found by
+            # exploratory testing).
+            async with asyncio.timeout(LOGS_WAIT_S):
+                for kind in ("stdout", "stderr"):
+                    response = await self.client.call(
+                        f"read the {kind} of {spec.job_id}", "client.stream_logs", alloc["ID"],
+                        params={"task": task, "type": kind, "plain": "true", "origin": "start", "offset": "0",
+                                "follow": "false"})
+                    if response.status == 403:
+                        self._refused(response.text)
+                        await self._note(spec, alloc, self._forbidden_why(response.text))
+                        return
+                    if response.status != 200:
+                        failed.append((kind, f"Nomad answered HTTP {response.status}: "
+                                             f"{' '.join(error_text(response.text).split())[:200]}"))
+                    elif response.text:
+                        parts.append((kind, response.text))
             self._served()
             header = (f"Nomad job {spec.job_id}, allocation {alloc['ID']} on node "
                       f"{alloc.get('NodeName') or alloc.get('NodeID')}")
             # A task that wrote nothing still has its log (the header alone), as on the local backend:
             # without a file, `hrwsi logs` said it was pruned by retention (found by exploratory testing).
-            await asyncio.to_thread(_append_log, spec.log_path, header, parts or [("no stdout, no stderr", "")])
+            if parts or not failed:
+                await asyncio.to_thread(_append_log, spec.log_path, header, parts or [("no stdout, no stderr", "")])
+            if failed:
+                logger.warning("could not keep the %s of %s in %s: %s", " and ".join(k for k, _ in failed),
+                               spec.job_id, spec.log_path, failed[0][1])
+                await self._note(spec, alloc, failed[0][1], " and ".join(k for k, _ in failed))
         except (TimeoutError, NomadError, OSError) as error:
-            logger.warning("could not keep the logs of %s in %s: %s", spec.job_id, spec.log_path, error)
+            why = f"Nomad did not serve them within {LOGS_WAIT_S:g} s" if isinstance(error, TimeoutError) else str(error)
+            logger.warning("could not keep the logs of %s in %s: %s", spec.job_id, spec.log_path, why)
             if not isinstance(error, OSError):
-                await self._note(spec, alloc, f"reading them from Nomad failed ({error})")
+                await self._note(spec, alloc, f"reading them from Nomad failed ({why})")
 
     @staticmethod
     def _forbidden_why(text: str) -> str:
         return (f"Nomad refused to show them (HTTP 403: {' '.join(text.split())[:200]}); the launcher's token "
                 "needs the read-logs capability")
 
-    async def _note(self, spec: JobSpec, alloc: Mapping[str, Any], why: str) -> None:
+    async def _note(self, spec: JobSpec, alloc: Mapping[str, Any], why: str, what: str = "stdout and stderr") -> None:
         try:
-            await asyncio.to_thread(_append_text, spec.log_path, not_kept_note(spec, alloc, why))
+            await asyncio.to_thread(_append_text, spec.log_path, not_kept_note(spec, alloc, why, what))
         except OSError as error:
             logger.debug("could not write in %s why the logs of %s were not kept: %s", spec.log_path, spec.job_id,
                          error)
