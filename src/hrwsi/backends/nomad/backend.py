@@ -740,8 +740,9 @@ class NomadBackend(Backend):
                          "not charged to the routine")
         else:
             meanwhile = (f"each call is retried for {self.config.retry_for_s:.0f} s; an attempt not registered by "
-                         "then is lost (backend_unavailable) and its task retried, not charged to the routine; "
-                         "running jobs are followed again once Nomad answers")
+                         "then is lost (backend_unavailable) and its task retried, not charged to the routine (one whose "
+                         "registration Nomad may have carried out waits for Nomad's answer instead); running jobs are "
+                         "followed again once Nomad answers")
         return f"{found.text}; {meanwhile}", found.since
 
     def out_of_reach(self) -> bool:
