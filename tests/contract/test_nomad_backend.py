@@ -1587,3 +1587,23 @@ async def test_a_task_output_nomad_failed_to_serve_is_asked_again_and_never_kept
     else:
         assert "written-out" in kept, kept
     await backend.forget(spec.job_id)
+
+
+@pytest.mark.parametrize(("error", "carried_out"), [
+    ("leadership lost while committing log", True), ("leadership lost while committing log", False),
+    ("node is not the leader", False), ("timed out enqueuing operation", False),
+    ("rpc error: raft is already shutdown", False)])
+async def test_a_registration_failed_by_a_leader_election_is_retried_and_runs_once(nomad: Target, error, carried_out):
+    # Round 11 of exploratory testing: Job.Register returns Raft's error as it is (nomad/job_endpoint.go, raftApply in
+    # nomad/rpc.go; hashicorp/raft api.go ErrLeadershipLost, ErrNotLeader, ErrEnqueueTimeout, ErrRaftShutdown), a
+    # 500 while the servers elect a leader. It was taken for the job's own refusal: the attempt failed, charged to
+    # the routine (five of them held it), and a registration whose entry was committed all the same ran beside
+    # the task's next attempt.
+    emulator = nomad.require_emulator("fail a registration as a leader election does")
+    backend = nomad.backend()
+    emulator.inject_errors(1, 500, error, path_prefix="/v1/jobs", method="POST", carried_out=carried_out)
+    spec = nomad.spec("election", "exit 0")
+    assert await backend.submit(spec) == spec.job_id
+    assert (await follow(backend, spec)).state == "processed"
+    assert emulator.requests[("POST", "/v1/jobs")] == (1 if carried_out else 2)
+    assert emulator.cluster.completed_runs[spec.job_id] == 1

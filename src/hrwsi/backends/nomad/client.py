@@ -34,9 +34,16 @@ from hrwsi.backends.nomad.config import NomadConfig, public_address
 
 logger = logging.getLogger(__name__)
 
-# What a 500 says when it is worth retrying: no leader, a connection that broke or timed out.
+# What a 500 says when it is worth retrying: no leader, a connection that broke or timed out, or Raft's errors
+# while the servers elect a leader, which a write returns as they are (nomad/rpc.go raftApply; hashicorp/raft
+# api.go ErrLeadershipLost, ErrNotLeader, ErrEnqueueTimeout, ErrRaftShutdown, ErrLeadershipTransferInProgress).
 TRANSIENT_500 = ("No cluster leader", "i/o timeout", "connection refused", "connection reset", "broken pipe", "EOF",
-                 "context deadline exceeded", "lead thread didn't get connection", "injected error")
+                 "context deadline exceeded", "lead thread didn't get connection", "injected error",
+                 "leadership lost while committing log", "node is not the leader", "timed out enqueuing operation",
+                 "raft is already shutdown", "leadership transfer in progress")
+# Of those, the ones said before a write could take effect (no leader to take it, none reached, not enqueued).
+NOT_CARRIED_OUT_500 = ("No cluster leader", "connection refused", "node is not the leader",
+                       "timed out enqueuing operation")
 RPC_ERROR_PREFIX = "rpc error: "
 
 
@@ -124,6 +131,18 @@ def _requesters(client: nomad.Nomad):
             yield value
         elif hasattr(value, "__dict__"):
             yield from (v for v in vars(value).values() if isinstance(v, Requester))
+
+
+def may_have_taken_effect(method: str, response: NomadResponse) -> bool:
+    """A transient answer to a write that may have been carried out all the same: a gateway's that cannot tell
+    (502, 504), or a 500 of Nomad's whose write may have been committed (ErrLeadershipLost: the entry was
+    appended before the leader was deposed) or forwarded to the leader before the connection broke."""
+    if method == "get":
+        return False
+    if response.status in GATEWAY_CANNOT_REACH:
+        return True
+    text = error_text(response.text)
+    return response.status == 500 and is_transient(method, response) and not any(m in text for m in NOT_CARRIED_OUT_500)
 
 
 def is_transient(method: str, response: NomadResponse) -> bool:
@@ -271,7 +290,7 @@ class NomadClient:
                 arrived = arrived or error.may_have_arrived
             else:
                 problem = f"HTTP {response.status}: {response.text.strip()[:200]}"
-                arrived = arrived or response.status in GATEWAY_CANNOT_REACH
+                arrived = arrived or may_have_taken_effect(method, response)
             self._note(endpoint, response, f"Nomad at {public_address(self.config.address)} answers {problem}"
                        if response is not None else problem, method)
             if response is not None and not is_transient(method, response):

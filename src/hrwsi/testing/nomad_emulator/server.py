@@ -54,6 +54,10 @@ class Fault:
     path_prefix: str
     method: str | None
     delay_s: float = 0.0
+    # The request is carried out, then answered with `status` all the same: a Raft entry committed while its
+    # leader was deposed (nomad/rpc.go raftApply returns the future's error, raft.ErrLeadershipLost, and
+    # nomad/job_endpoint.go Job.Register returns it: a 500 of a registration that may have taken effect).
+    carried_out: bool = False
 
 
 def _flag(value: str | None) -> bool:
@@ -201,11 +205,13 @@ class NomadEmulator:
         return self.cluster.find_node(name)["ID"]
 
     def inject_errors(self, count: int, status: int = 500, body: str | None = None, *,
-                      path_prefix: str = "/v1/", method: str | None = None) -> None:
-        """Answer the next `count` requests under `path_prefix` (and `method`) with `status`."""
+                      path_prefix: str = "/v1/", method: str | None = None, carried_out: bool = False) -> None:
+        """Answer the next `count` requests under `path_prefix` (and `method`) with `status`; with `carried_out`,
+        after carrying each out (Fault.carried_out)."""
         if body is None:
             body = TOO_MANY_CONNECTIONS if status == 429 else "emulator (test double): injected error"
-        self._faults.append(Fault(count, status, body, path_prefix, method.upper() if method else None))
+        self._faults.append(Fault(count, status, body, path_prefix, method.upper() if method else None,
+                                  carried_out=carried_out))
 
     def inject_delays(self, count: int, delay_s: float, *, path_prefix: str = "/v1/",
                       method: str | None = None) -> None:
@@ -281,11 +287,17 @@ class NomadEmulator:
                 if not fault.status:
                     delay_s = fault.delay_s
                     break
+                if fault.carried_out:
+                    self._faults = [f for f in self._faults if f.remaining > 0]
+                    await self._carry_out(request, handler)
                 return web.Response(status=fault.status, text=fault.body, content_type="text/plain")
         self._faults = [f for f in self._faults if f.remaining > 0]
         if delay_s:
             await request.read()  # the request has arrived whole: it is carried out even if the client gives up
             await asyncio.sleep(delay_s)
+        return await self._carry_out(request, handler)
+
+    async def _carry_out(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         refusal = self._acl_refusal(request)
         if refusal is not None:
             return web.Response(status=403, text=refusal, content_type="text/plain")
