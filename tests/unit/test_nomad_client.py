@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import socket
+import threading
 
-from hrwsi.backends.nomad.client import NomadResponse, error_text, is_transient
+import pytest
+import requests
+
+from hrwsi.backends.nomad.client import NomadResponse, error_text, is_transient, may_have_arrived, may_have_taken_effect
 
 
 def answer(status: int, text: str) -> NomadResponse:
@@ -32,7 +36,66 @@ def test_the_rpc_error_prefix_of_a_forwarded_call_is_stripped():
     ("post", 429, "Your IP is issuing too many concurrent connections", True),
     ("post", 503, "", True),
     ("post", 400, "Job must be specified", False),
+    ("post", 500, "rpc error: leadership lost while committing log", True),
+    ("post", 500, "node is not the leader", True),
+    ("post", 500, "timed out enqueuing operation", True),
+    ("delete", 500, "raft is already shutdown", True),
     ("get", 403, "Permission denied", False),
 ])
 def test_only_transient_errors_are_retried(method, status, text, transient):
     assert is_transient(method, answer(status, text)) is transient
+
+
+@pytest.mark.parametrize("method, status, text, taken", [
+    ("post", 500, "rpc error: leadership lost while committing log", True),  # appended before the leader was deposed
+    ("post", 500, "rpc error: EOF", True),  # the forwarded RPC broke after it was sent
+    ("post", 502, "Bad Gateway", True),
+    ("post", 504, "Gateway Timeout", True),
+    ("post", 500, "rpc error: No cluster leader", False),
+    ("post", 500, "node is not the leader", False),
+    ("post", 500, "timed out enqueuing operation", False),
+    ("post", 429, "Your IP is issuing too many concurrent connections", False),
+    ("post", 503, "", False),
+    ("post", 500, "1 error occurred:\n\t* Missing job task groups", False),  # refused: not transient
+    ("get", 504, "Gateway Timeout", False),
+])
+def test_a_write_nomad_may_have_carried_out_is_told_from_one_it_did_not(method, status, text, taken):
+    assert may_have_taken_effect(method, answer(status, text)) is taken
+
+
+def _unanswered(address: str, timeout: float = 2.0) -> BaseException:
+    try:
+        requests.post(address + "/v1/jobs", json={}, timeout=timeout)
+    except requests.RequestException as error:
+        return error
+    raise AssertionError("answered")
+
+
+def test_a_call_that_never_reached_nomad_is_told_from_one_whose_answer_was_lost():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert not may_have_arrived(_unanswered(f"http://127.0.0.1:{port}"))  # refused: nothing was sent
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"http://127.0.0.1:{server.getsockname()[1]}"
+
+        def cut_after_reading() -> None:  # reads the request, then closes without an answer
+            connection, _ = server.accept()
+            connection.recv(65536)
+            connection.close()
+
+        cutting = threading.Thread(target=cut_after_reading)
+        cutting.start()
+        assert may_have_arrived(_unanswered(address))  # the connection cut mid-answer
+        cutting.join()
+
+        def hold() -> None:  # reads the request and answers nothing in time
+            connection, _ = server.accept()
+            connection.recv(65536)
+            threading.Event().wait(1.0)
+            connection.close()
+
+        holding = threading.Thread(target=hold)
+        holding.start()
+        assert may_have_arrived(_unanswered(address, timeout=0.3))  # a read timeout
+        holding.join()

@@ -109,7 +109,7 @@ def _cause(error: object) -> str:
     return CONNECTION_PREFIX.sub("", str(reason if reason is not None else error))
 
 
-def _may_have_arrived(error: object) -> bool:
+def may_have_arrived(error: object) -> bool:
     """Whether a call that got no answer may have reached Nomad: anything but a connection never made (refused,
     its name not resolved, its connect or TLS handshake timed out), after which nothing was sent."""
     if isinstance(error, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
@@ -252,7 +252,7 @@ class NomadClient:
         else:
             return NomadResponse(response.status_code, response.headers, _text(response))
         unanswered = NomadError(None, self.unreachable(failure))
-        unanswered.may_have_arrived = _may_have_arrived(failure)
+        unanswered.may_have_arrived = may_have_arrived(failure)
         raise unanswered from None
 
     def unreachable(self, error: object) -> str:
