@@ -1607,3 +1607,28 @@ async def test_a_registration_failed_by_a_leader_election_is_retried_and_runs_on
     assert (await follow(backend, spec)).state == "processed"
     assert emulator.requests[("POST", "/v1/jobs")] == (1 if carried_out else 2)
     assert emulator.cluster.completed_runs[spec.job_id] == 1
+
+
+async def test_a_job_placed_while_its_launcher_could_not_see_it_is_not_purged_as_unplaced(nomad: Target):
+    # Round 11 of exploratory testing: a job queued (its node ineligible) was placed while Nomad's event stream was
+    # down; when its unplaced limit came, the launcher purged it from what it had last seen, stopping the running
+    # attempt, and recorded it lost as "Nomad could not place job ..." (its next attempt kept off that node).
+    emulator = nomad.require_emulator("make a node ineligible and break the event stream")
+    backend = nomad.backend(unplaced_limit_s=2.0)
+    emulator.set_eligibility(nomad.node, False)
+    spec = nomad.spec("placed-unseen", "sleep 2; exit 0")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("queued")
+    emulator.inject_errors(10_000, 502, "Bad Gateway", path_prefix="/v1/event/stream")
+    emulator.drop_event_streams()
+    await asyncio.sleep(0.3)
+    emulator.set_eligibility(nomad.node, True)  # placed now, unseen by the launcher
+    await asyncio.sleep(2.2)  # its unplaced limit passes while the stream is down
+    emulator.clear_faults()
+    outcome = await asyncio.wait_for(following, GUARD_S)
+    assert outcome.fault != "not_placed", outcome
+    assert outcome.state == "processed", outcome
+    assert emulator.cluster.completed_runs[spec.job_id] == 1
+    await backend.forget(spec.job_id)

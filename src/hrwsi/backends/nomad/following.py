@@ -497,6 +497,11 @@ class JobFollowing:
             return
         limit = self.config.unplaced_limit_s
         try:
+            # What Nomad has now, not what this launcher last saw: while the event stream was down (or the reads
+            # slow) Nomad may have placed the job, and the purge stopped the running attempt and said Nomad
+            # could not place it (found by exploratory testing).
+            if await self._placed_meanwhile(follower):
+                return
             response = await self.client.call(f"purge unplaced Nomad job {follower.job_id}", "job",
                                               quote_id(follower.job_id), method="delete", params={"purge": "true"})
         except NomadError as error:
@@ -517,6 +522,23 @@ class JobFollowing:
         logger.warning("%s", message)
         # (not_placed, not backend_unavailable: the database then keeps the task's next attempt off this worker)
         self._resolve(follower, JobOutcome("lost", None, message, None, _now(), fault="not_placed"))
+
+    async def _placed_meanwhile(self, follower: Follower) -> bool:
+        """Whether Nomad lists an allocation of the job now (then followed as any: merged and assessed)."""
+        job_id = follower.job_id
+        response = await self.client.call(f"read allocations of {job_id}", "job", quote_id(job_id), "allocations")
+        if response.status == 404:
+            return False
+        if response.status != 200:
+            raise NomadError(response.status, f"allocations of {job_id}: HTTP {response.status} {response.text}")
+        for alloc in response.json() or []:
+            self._merge_alloc(follower, alloc)
+        if not follower.allocs or follower.done:
+            return follower.done
+        logger.info("Nomad job %s was placed while this launcher did not see it (%s): followed, not purged", job_id,
+                    ", ".join(where(a) for a in follower.allocs.values()))
+        self._assess(follower)
+        return True
 
     def _reconcile_all(self) -> None:
         for follower in list(self.followers.values()):
