@@ -698,7 +698,11 @@ CREATE TABLE hrwsi.product (
     size_bytes   bigint CONSTRAINT product_size_bytes_is_not_negative CHECK (size_bytes >= 0),  -- (migration 0079)
     created_at   timestamptz NOT NULL DEFAULT now(),
     chained_at   timestamptz,   -- when the harvester turned it into inputs (NULL: not yet)
-    CONSTRAINT product_path_is_unique UNIQUE (path)
+    CONSTRAINT product_path_is_unique UNIQUE (path),
+    -- The input whose correction made this product outdated (hrwsi.correct_input, migration 0098): made from
+    -- the old version of the input, or down a chain from its products. Never chained again (nor by
+    -- hrwsi.chain_missed_products), never a member of a multi-input group. NULL: current.
+    outdated_by  bigint
 );
 CREATE INDEX product_task_idx ON hrwsi.product (task_id);
 CREATE INDEX product_not_chained_idx ON hrwsi.product (id) WHERE chained_at IS NULL;
@@ -2054,7 +2058,8 @@ CREATE INDEX multi_input_campaign_member_path_idx ON hrwsi.multi_input_campaign_
 -- production products of a required type, with the tile and time of the input their task processed,
 -- and inputs not chained from a product, as the type their routine reads), with when each arrived
 -- (the product's or the input's registration). Read by hrwsi.reprocess for a campaign's composite
--- and by `hrwsi groups` for the members that arrived after their group's composite was made.
+-- and by `hrwsi groups` for the members that arrived after their group's composite was made. Neither a
+-- product a correction outdated nor an input it superseded is a member (migration 0098).
 CREATE FUNCTION hrwsi.multi_input_members_now(group_condition text, group_tile text, anchor_day date)
 RETURNS TABLE (member_path text, product_type text, measured_at timestamptz, arrived_at timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi
@@ -2064,7 +2069,7 @@ BEGIN ATOMIC
     JOIN hrwsi.input i ON i.tile = group_tile
     JOIN hrwsi.processing_task t ON t.input_id = i.id AND t.campaign_id IS NULL
     JOIN hrwsi.product p ON p.task_id = t.id
-    WHERE r.processing_condition = group_condition
+    WHERE r.processing_condition = group_condition AND p.outdated_by IS NULL
       AND i.measured_at >= (anchor_day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
       AND i.measured_at < (anchor_day + 1)::timestamp AT TIME ZONE 'UTC'
       AND p.product_type IN (SELECT q.product_type FROM hrwsi.multi_input_requirement q
@@ -2075,7 +2080,7 @@ BEGIN ATOMIC
     JOIN hrwsi.input i ON i.tile = group_tile
     JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
     JOIN hrwsi.processing_routine ro ON ro.name = c.routine
-    WHERE r.processing_condition = group_condition AND i.product_id IS NULL
+    WHERE r.processing_condition = group_condition AND i.product_id IS NULL AND i.superseded_by IS NULL
       AND i.measured_at >= (anchor_day - (r.window_days - 1))::timestamp AT TIME ZONE 'UTC'
       AND i.measured_at < (anchor_day + 1)::timestamp AT TIME ZONE 'UTC'
       AND ro.input_product_type IN (SELECT q.product_type FROM hrwsi.multi_input_requirement q
@@ -2685,8 +2690,17 @@ END $$;
 -- down a chain from the products of the old input's tasks, step after step, are treated as its own
 -- (migration 0094): open ones cancelled (their reason names the correction), all leave their series, and
 -- the correction is refused while one runs; their inputs stay (the corrected input's products chain
--- anew, under other paths), and their products not chained yet, as the old input's tasks', never are. Refused for a campaign's input (reprocessing: the production input at the
--- start of its chain is corrected, then reprocessed again), a multi-input group (its members are not
+-- anew, under other paths), and their products not chained yet, as the old input's tasks', never are.
+-- Down a chain is every way a task is made from a product (migration 0098): an input chained from it, a
+-- multi-input group it is a member of (as is the old input itself, not chained from a product), a
+-- campaign's composite that reads it. Such a group is superseded too (by the corrected input: its path
+-- is free again), and the harvester makes it anew from the members it has then; the products of the old
+-- version, and down its chain, are marked outdated_by the corrected input: never chained again (nor by
+-- hrwsi.chain_missed_products), never a group's member. A correction and chaining wait for each other
+-- (the lock 7250098/1: exclusive here, shared by the harvester's chaining and group statements and by
+-- chain_missed_products): a product chained while the correction ran made a task from the old version
+-- that the correction had not seen (found by review). Refused for a campaign's input (reprocessing: the
+-- production input at the start of its chain is corrected, then reprocessed again), a multi-input group (its members are not
 -- copied: the group would run with none) and a new path for a chained input (its path is its product's):
 -- a data engineer could otherwise make inputs the column grants keep from them (found by review).
 CREATE FUNCTION hrwsi.correct_input(input_id bigint, tile text DEFAULT NULL, measured_at timestamptz DEFAULT NULL,
@@ -2706,23 +2720,43 @@ DECLARE
     old_tasks bigint[];   -- (the old input's tasks, which leave their time series)
     relinked bigint[];    -- (the tasks that waited for a processed old one, linked to the task before it)
     downstream bigint[];  -- (the tasks made down a chain from the products of its tasks)
+    outdated text[];      -- (the paths of the old version: its products, those down its chain, the input itself)
 BEGIN
+    -- No chaining (nor group) runs while a correction does, nor a correction while one runs (migration 0098):
+    -- a statement chaining a product of the old version while the walk below ran made a task from it that
+    -- the walk had not seen, and the product, locked, was skipped (found by review). Taken first, before
+    -- any series lock: chaining takes it first too, before the products and the series of their inputs.
+    PERFORM pg_advisory_xact_lock(7250098, 1);
     SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no input %', correct_input.input_id USING ERRCODE = 'no_data_found';
     END IF;
     -- The tasks made down a chain from the products of its tasks, step after step (migration 0094): their
     -- inputs were chained from products of the old version, and they ran from it, as did the steps after
-    -- them, while the corrected input's task chains its own products anew (found by review).
+    -- them, while the corrected input's task chains its own products anew (found by review). Every way a
+    -- task is made from a product is followed (migration 0098): an input chained from it, a multi-input group
+    -- it is a member of, a campaign's composite that reads it; and the groups the old input itself is a
+    -- member of (one not chained from a product: its path is the member's). The walk followed the chained
+    -- inputs only, and a group made from the old version's product kept its task (found by review).
     WITH RECURSIVE below(id) AS (
-        SELECT t.id FROM hrwsi.processing_task o JOIN hrwsi.product p ON p.task_id = o.id
-        JOIN hrwsi.input i ON i.product_id = p.id JOIN hrwsi.processing_task t ON t.input_id = i.id
-        WHERE o.input_id = was.id
+        SELECT o.id FROM hrwsi.processing_task o WHERE o.input_id = was.id
         UNION
-        SELECT t.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
-        JOIN hrwsi.input i ON i.product_id = p.id JOIN hrwsi.processing_task t ON t.input_id = i.id
+        SELECT t.id FROM hrwsi.multi_input_member g JOIN hrwsi.processing_task t ON t.input_id = g.input_id
+        WHERE g.member_path = was.input_path AND was.product_id IS NULL
+        UNION
+        SELECT c.task_id FROM hrwsi.multi_input_campaign_member c WHERE c.member_path = was.input_path AND was.product_id IS NULL
+        UNION
+        SELECT m.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
+        CROSS JOIN LATERAL (
+            SELECT t.id FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id WHERE i.product_id = p.id
+            UNION ALL
+            SELECT t.id FROM hrwsi.multi_input_member g JOIN hrwsi.processing_task t ON t.input_id = g.input_id
+            WHERE g.member_path = p.path
+            UNION ALL
+            SELECT c.task_id FROM hrwsi.multi_input_campaign_member c WHERE c.member_path = p.path) m
     )
-    SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO downstream FROM below b;
+    SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO downstream
+    FROM below b JOIN hrwsi.processing_task t ON t.id = b.id WHERE t.input_id <> was.id;
     -- The series locks of its tasks, of theirs, and of the series the corrected input goes to, before any
     -- row (the order the INSERT of inputs and a retry take them in).
     FOR series IN
@@ -2801,13 +2835,16 @@ BEGIN
     -- Its open tasks, and those made down a chain from their products, are cancelled (a running one was
     -- refused above), saying why.
     WITH open AS (
-        SELECT t.id, t.input_id FROM hrwsi.processing_task t
+        SELECT t.id, t.input_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
     ), done AS (
         UPDATE hrwsi.processing_task t
         SET state = 'cancelled',
             state_reason = CASE WHEN open.input_id = was.id
                                 THEN format('its input %s was corrected: input %s replaces it', was.id, new_id)
+                                WHEN open.source = 'multi_input'
+                                THEN format('its multi-input group was made from input %s or down its chain, which was '
+                                            'corrected: input %s replaces it, and the group is made anew', was.id, new_id)
                                 ELSE format('made down a chain from the products of input %s, which was corrected: input %s '
                                             'replaces it, and its task''s products chain anew', was.id, new_id) END
         FROM open WHERE t.id = open.id
@@ -2825,12 +2862,25 @@ BEGIN
     )
     SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
     -- Their products not chained yet (a harvester stopped or behind) are not chained: made from the old
-    -- version, they would start its chain again. One a harvester is chaining now (locked) is skipped, not
-    -- waited for: this transaction holds series locks that harvester may wait for.
-    UPDATE hrwsi.product p SET chained_at = now()
-    WHERE p.id IN (SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
-                   WHERE x.chained_at IS NULL AND (t.input_id = was.id OR t.id = ANY (downstream))
-                   ORDER BY x.id FOR UPDATE OF x SKIP LOCKED);
+    -- version, they would start its chain again. None is being chained now (the lock taken first). All of
+    -- them are outdated_by the corrected input (migration 0098): hrwsi.chain_missed_products chained one
+    -- to a condition made active after the correction, and a group took one as a member (found by review).
+    WITH old AS (
+        SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
+        WHERE t.input_id = was.id OR t.id = ANY (downstream)
+        ORDER BY x.id FOR UPDATE OF x
+    ), marked AS (
+        UPDATE hrwsi.product p SET chained_at = coalesce(p.chained_at, now()), outdated_by = coalesce(p.outdated_by, new_id)
+        FROM old WHERE p.id = old.id
+        RETURNING p.path
+    )
+    SELECT coalesce(array_agg(m.path), '{}') INTO outdated FROM marked m;
+    -- The multi-input groups made from them, or from the old input itself, are superseded too: the harvester
+    -- makes each anew from the members it has then (a group's input is one per condition and path).
+    UPDATE hrwsi.input g SET superseded_by = new_id
+    WHERE g.source = 'multi_input' AND g.superseded_by IS NULL
+      AND g.id IN (SELECT m.input_id FROM hrwsi.multi_input_member m
+                   WHERE m.member_path = ANY (outdated) OR (m.member_path = was.input_path AND was.product_id IS NULL));
     UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
     INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
                              product_id, scene_id, lane, campaign_id)
@@ -3282,6 +3332,9 @@ LANGUAGE sql STABLE AS $$
       AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
       AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
       AND NOT EXISTS (SELECT 1 FROM hrwsi.input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
+      -- (nor a product of a corrected input's old version, or of its chain: migration 0098; it was chained to a
+      -- condition made active after the correction, and started the old version's chain again)
+      AND p.outdated_by IS NULL
 $$;
 
 -- Chain to a condition the products of the type it reads that were made while it was inactive (or
@@ -3322,6 +3375,11 @@ BEGIN
         RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
     END IF;
     SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
+    -- No correction runs meanwhile (migration 0098: hrwsi.correct_input), and the statements below see what one
+    -- that ran before marked outdated.
+    IF NOT dry_run THEN
+        PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+    END IF;
     -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
     -- inputs name them: retention (hrwsi.prune_products) skips a locked product, and one it removed
     -- meanwhile is not chained. Unlocked, a product retention removed while this statement ran was named by

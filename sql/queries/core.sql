@@ -326,6 +326,15 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- harvester
 -- ============================================================================================
 
+-- name: chaining_waits_for_corrections
+-- First in the transaction of chain_products, chain_products_around_busy_series and
+-- multi_input_create_complete_groups: no input is corrected while they run, and they run after a correction
+-- under way, on what it marked (migration 0098: hrwsi.correct_input takes the lock exclusively). A statement
+-- that chained a product of the old version while the correction ran made a task from it that the
+-- correction had not seen. Its own statement: a statement's snapshot is taken before its locks are, and
+-- would not see the correction it waited for.
+SELECT pg_advisory_xact_lock_shared(7250098, 1);
+
 -- name: inputs_of_chained_products
 -- Part of chain_products and chain_products_around_busy_series (the CTE `inserted`, after `claimed`,
 -- the products a statement took): the inputs made of them, by the rules of chaining. Written once:
@@ -353,6 +362,7 @@ ON CONFLICT (processing_condition, input_path) WHERE superseded_by IS NULL DO NO
 RETURNING id
 
 -- name: chain_products
+-- (after chaining_waits_for_corrections, in its transaction)
 -- Turn up to $1 new products into inputs of every condition whose routine consumes their type.
 -- The product is marked chained in the same statement: exactly once, even with two harvesters.
 -- A campaign's product becomes an input of the same campaign, in its lane (ADR 0010), and only
@@ -371,6 +381,7 @@ WITH claimed AS (
 SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserted) AS inputs;
 
 -- name: chain_products_around_busy_series
+-- (after chaining_waits_for_corrections, in its transaction)
 -- chain_products, but leaving for later each product whose time series another transaction holds
 -- (the lock, 7250010 and the key of routine/tile, that the INSERT of its inputs takes: a data engineer's INSERT not
 -- yet committed): the statement tries each series' lock without waiting and claims only products

@@ -232,7 +232,10 @@ WHERE name = $1;
 -- anchor day (each day a member was measured on). Idempotent: a group's input path is
 -- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once. Products
 -- and tasks of reprocessing campaigns are neither members nor open work here (ADR 0010). Also
--- returns how many rules are active: without one, nothing can make a group.
+-- returns how many rules are active: without one, nothing can make a group. Run after
+-- chaining_waits_for_corrections, in its transaction (migration 0098): a group made while a correction
+-- ran took a product of the old version the correction had not marked yet. Neither a product a correction
+-- outdated nor an input it superseded is a member; a group it superseded is made anew.
 WITH RECURSIVE rule AS (
     SELECT m.processing_condition AS condition, m.window_days, m.every_day_of_window, m.wait_for_open_tasks,
            c.measurement_window, c.tiles
@@ -267,14 +270,14 @@ WITH RECURSIVE rule AS (
     JOIN hrwsi.processing_task t ON t.id = p.task_id
     JOIN hrwsi.input i ON i.id = t.input_id
     WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
-      AND t.campaign_id IS NULL
+      AND t.campaign_id IS NULL AND p.outdated_by IS NULL
     UNION
     -- ... and inputs not chained from a product (harvested, inserted), as the type their routine reads.
     SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
     FROM hrwsi.input i
     JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
     JOIN hrwsi.processing_routine r ON r.name = c.routine
-    WHERE i.product_id IS NULL AND r.input_product_type IN (SELECT product_type FROM wanted)
+    WHERE i.product_id IS NULL AND i.superseded_by IS NULL AND r.input_product_type IN (SELECT product_type FROM wanted)
       AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = i.processing_condition)
 ), anchor AS (
@@ -290,7 +293,8 @@ WITH RECURSIVE rule AS (
     FROM anchor a
     JOIN rule r ON r.condition = a.condition
     WHERE NOT EXISTS (SELECT 1 FROM hrwsi.input done
-                      WHERE done.processing_condition = a.condition AND done.input_path = a.group_path)
+                      WHERE done.processing_condition = a.condition AND done.input_path = a.group_path
+                        AND done.superseded_by IS NULL)
       -- every requirement is met: enough members in the window (on each of its days, if asked)
       AND NOT EXISTS (
           SELECT 1 FROM hrwsi.multi_input_requirement q

@@ -515,12 +515,13 @@ WITH RECURSIVE rule AS (
     JOIN hrwsi.input i ON i.id = t.input_id
     WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
       AND t.campaign_id IS NULL AND (%(tile)s::text IS NULL OR i.tile = upper(%(tile)s))
+      AND p.outdated_by IS NULL  -- (as the harvester's members: migration 0098)
     UNION
     SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
     FROM hrwsi.input i
     JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
     JOIN hrwsi.processing_routine r ON r.name = c.routine
-    WHERE i.product_id IS NULL AND r.input_product_type IN (SELECT product_type FROM wanted)
+    WHERE i.product_id IS NULL AND i.superseded_by IS NULL AND r.input_product_type IN (SELECT product_type FROM wanted)
       AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL AND (%(tile)s::text IS NULL OR i.tile = upper(%(tile)s))
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = i.processing_condition)
 ), anchor AS (
@@ -569,7 +570,7 @@ WITH RECURSIVE rule AS (
     FROM anchor a
     JOIN rule r ON r.condition = a.condition
     WHERE NOT EXISTS (SELECT 1 FROM hrwsi.input done
-                      WHERE done.processing_condition = a.condition
+                      WHERE done.processing_condition = a.condition AND done.superseded_by IS NULL
                         AND done.input_path = 'multi_input/' || a.condition || '/' || a.tile || '/'
                                               || to_char(a.day, 'YYYY-MM-DD'))
 ), judged AS (
@@ -609,6 +610,7 @@ WITH grp AS (
     WHERE (%(condition)s::text IS NULL OR r.processing_condition = %(condition)s)
       AND (%(tile)s::text IS NULL OR g.tile = upper(%(tile)s))
       AND g.source = 'multi_input' AND g.campaign_id IS NULL AND g.tile IS NOT NULL
+      AND g.superseded_by IS NULL  -- (a group a correction superseded is made anew: migration 0098)
       AND g.measured_at >= now() - make_interval(days => %(days)s)
 ), late AS (
     SELECT grp.input_id, n.member_path, n.product_type, n.measured_at, n.arrived_at

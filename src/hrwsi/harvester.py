@@ -89,7 +89,10 @@ class Harvester(Service):
         return row["products"] == batch
 
     async def _chain(self, statement: str, batch: int) -> asyncpg.Record:
-        async with self.pool.acquire() as conn, timed_statement(statement):
+        # (in a transaction with the lock a correction takes exclusively: neither runs while the other does,
+        # and this statement sees what a correction marked; migration 0098)
+        async with self.pool.acquire() as conn, timed_statement(statement), conn.transaction():
+            await conn.execute(query("chaining_waits_for_corrections"))
             return await conn.fetchrow(query(statement), batch)
 
     def _tell_busy_series(self, waiting: int) -> None:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from hrwsi import migrations, sql_files
+from hrwsi import migrations, reports, sql_files
 from hrwsi.schema import compare_schema_sql_with_migrations, compare_with_fresh_install, describe, differences
 
 NOW = datetime.now(UTC)
@@ -620,6 +620,145 @@ def test_the_old_versions_products_a_harvester_had_not_chained_yet_start_no_chai
     configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,))
     assert configured.execute(query("chain_products").replace("$1", "100")).fetchone() == (0, 0)
     assert configured.execute("SELECT count(*) FROM hrwsi.product WHERE chained_at IS NULL").fetchone()[0] == 0
+
+
+def _daily_group(db, reads):
+    """A multi-input condition, daily, of routine composite: one group per tile and day of what it `reads`."""
+    db.execute("INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command, "
+               "input_product_type, output_product_type) VALUES ('composite', 1, 1000, 100, '5 min', ARRAY['true'], "
+               "%s, 'CMP')", (reads,))
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('daily', 'composite')")
+    db.execute("INSERT INTO hrwsi.multi_input_rule (processing_condition) VALUES ('daily')")
+    db.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('daily', %s, 1)", (reads,))
+
+
+def _make_groups(db):
+    return db.execute(sql_files.query("multi_input_create_complete_groups").replace("$1", "%(now)s"),
+                      {"now": datetime.now(UTC)}).fetchone()
+
+
+def _groups(db):
+    """The groups of condition daily: (superseded_by, members, state of its task)."""
+    return db.execute("SELECT g.superseded_by, ARRAY(SELECT m.member_path FROM hrwsi.multi_input_member m "
+                      "WHERE m.input_id = g.id ORDER BY 1), t.state FROM hrwsi.input g "
+                      "JOIN hrwsi.processing_task t ON t.input_id = g.id WHERE g.processing_condition = 'daily' "
+                      "ORDER BY g.id").fetchall()
+
+
+@pytest.mark.parametrize("member", ["a product of its task", "the input itself"])
+def test_a_correction_cancels_a_groups_task_made_from_the_old_version_and_the_group_is_made_anew(configured, member):
+    """Found by review: the walk down a chain followed the inputs chained from the old version's products only, so a
+    multi-input group made from one of them (or from the old input itself) kept its task, which ran from the old
+    version. Its task is cancelled, saying why; the group is superseded and made anew from the members there are
+    then, the old version's product not among them."""
+    _daily_group(configured, "L2A" if member == "a product of its task" else "L1C")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                       "VALUES (%s, '/p/a.L2A', 'L2A', now())", (old_task,))
+    assert _make_groups(configured)[0] == 1
+    old_member = "/p/a.L2A" if member == "a product of its task" else "/data/a.SAFE"
+    assert _groups(configured) == [(None, [old_member], "pending")]
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    assert _groups(configured) == [(new_input, [old_member], "cancelled")]
+    reason = configured.execute("SELECT t.state_reason FROM hrwsi.processing_task t JOIN hrwsi.input g "
+                                "ON g.id = t.input_id WHERE g.processing_condition = 'daily'").fetchone()[0]
+    assert reason == (f"its multi-input group was made from input {old_input} or down its chain, which was corrected: "
+                      f"input {new_input} replaces it, and the group is made anew")
+    if member == "a product of its task":
+        new_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
+        assert _make_groups(configured)[0] == 0, "the group waits for the corrected input's task"
+        _processed(configured, new_task)
+        configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                           "VALUES (%s, '/p/a2.L2A', 'L2A', now())", (new_task,))
+        # (`hrwsi groups` meanwhile: a group to make, not a composite that lacks the corrected member)
+        assert (reports.incomplete_groups(configured)["total"], reports.late_group_members(configured)["total"]) == (1, 0)
+    assert _make_groups(configured)[0] == 1
+    new_member = "/p/a2.L2A" if member == "a product of its task" else "/data/a.SAFE"
+    assert _groups(configured)[1] == (None, [new_member], "pending"), "made anew from the corrected version"
+
+
+def test_an_input_is_not_corrected_while_a_groups_task_made_from_its_products_runs(configured):
+    _daily_group(configured, "L2A")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                       "VALUES (%s, '/p/a.L2A', 'L2A', now())", (old_task,))
+    _make_groups(configured)
+    group_task = configured.execute("SELECT max(id) FROM hrwsi.processing_task").fetchone()[0]
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                       "attempts = 1 WHERE id = %s", (group_task,))
+    with pytest.raises(psycopg.errors.ObjectInUse) as refused:
+        configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,))
+    assert str(refused.value.diag.message_primary) == (
+        f"input {old_input} cannot be corrected now: task {group_task} (routine composite) made from it down a chain, "
+        "from its products, is dispatched")
+    assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE superseded_by IS NOT NULL").fetchone()[0] == 0
+
+
+def test_a_product_chained_while_its_input_is_corrected_is_waited_for_and_its_task_cancelled(configured, database_url):
+    """Found by review: a product of the old input's task that the harvester was chaining when the input was
+    corrected (its row locked) was skipped, not waited for: the chaining committed after, and the task it made
+    from the old version stayed pending. The correction waits for the chaining under way (the lock the harvester
+    takes first in its transaction) and cancels that task too."""
+    _chain(configured)
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, '/p/a.L2A', 'L2A')",
+                       (old_task,))
+    chaining = psycopg.connect(database_url)  # the harvester's transaction, as Harvester._chain runs it
+    correcting = psycopg.connect(database_url, autocommit=True)
+    outcome = {}
+
+    def correct():
+        outcome["new_input"] = correcting.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')",
+                                                  (old_input,)).fetchone()[0]
+
+    try:
+        chaining.execute(sql_files.query("chaining_waits_for_corrections"))
+        assert chaining.execute(sql_files.query("chain_products").replace("$1", "100")).fetchone() == (1, 1)
+        pid = correcting.info.backend_pid
+        racer = threading.Thread(target=correct)
+        racer.start()
+        waited = False
+        for _ in range(200):  # until the correction waits for a lock, or ends
+            waited = configured.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)",
+                                        (pid,)).fetchone()[0]
+            if waited or not racer.is_alive():
+                break
+            racer.join(0.02)
+        chaining.commit()
+        racer.join(10)
+    finally:
+        chaining.close()
+        correcting.close()
+    snow = configured.execute("SELECT t.id, t.state FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                              "WHERE i.input_path = '/p/a.L2A'").fetchone()
+    assert snow[1] == "cancelled", f"task {snow[0]}, made from the old version's product, is {snow[1]}"
+    assert waited, "the correction waited for the chaining under way"
+    assert "new_input" in outcome
+
+
+def test_a_condition_made_active_after_a_correction_is_never_chained_the_old_versions_products(configured):
+    """Found by review: hrwsi.chain_missed_products chained to a condition inactive at the correction, and made
+    active after it, the old version's products (chained meanwhile, or marked chained by the correction), and
+    started the old version's chain again."""
+    _chain(configured)
+    configured.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'snow'")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) VALUES "
+                       "(%s, '/p/a.L2A', 'L2A', now())", (old_task,))
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, '/p/b.L2A', 'L2A')", (old_task,))
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    configured.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'snow'")
+    assert configured.execute("SELECT chained, missed FROM hrwsi.chain_missed_products('snow')").fetchone() == (0, 0)
+    assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE processing_condition = 'snow'").fetchone()[0] == 0
+    assert configured.execute("SELECT array_agg(DISTINCT outdated_by) FROM hrwsi.product").fetchone()[0] == [new_input]
 
 
 def test_an_input_is_not_corrected_while_a_task_made_down_a_chain_from_it_runs_and_says_which(configured):

@@ -263,6 +263,29 @@ async def test_harvester_chains_products_into_inputs(db, database_url, settings,
     assert db.execute("SELECT chained_at IS NOT NULL FROM hrwsi.product").fetchone()[0]
 
 
+async def test_the_harvester_chains_nothing_while_an_input_is_corrected_and_chains_after(db, database_url, settings,
+                                                                                         configure):
+    """Migration 0098: the chaining step takes, first in its transaction, the lock a correction takes exclusively: a
+    product it chained while a correction ran made a task from the old version the correction had not seen."""
+    configure(chain_configuration())
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                  VALUES ('l1c', '/l1c/1', '32TLR', now() - interval '1 day'),
+                         ('l1c', '/l1c/2', '32TLR', now() - interval '1 day')""")
+    corrected, other_task = db.execute("SELECT min(input_id), max(id) FROM hrwsi.processing_task").fetchone()
+    correcting = psycopg.connect(database_url)
+    try:
+        correcting.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (corrected,))  # (not committed yet)
+        async with running(database_url, ["harvester"], settings):
+            db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, '/l2a/2', 'L2A')", (other_task,))
+            await wait_until(database_url, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                             "AND classid = 7250098 AND NOT granted)")
+            assert db.execute("SELECT count(*) FROM hrwsi.input WHERE source = 'chaining'").fetchone()[0] == 0
+            correcting.commit()
+            await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.input WHERE source = 'chaining'")
+    finally:
+        correcting.close()
+
+
 async def test_whole_loop_from_plain_sql_inserts(db, database_url, settings, configure, tmp_path):
     configure(chain_configuration(sequential=True))
     scenes = write_scenes(tmp_path / "l1c", 4, NOW, flaky_index=2)

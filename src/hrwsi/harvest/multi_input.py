@@ -36,6 +36,9 @@ class Evaluation(NamedTuple):
 async def evaluate_multi_input_conditions(pool: asyncpg.Pool, *, now: datetime | None = None) -> Evaluation:
     """Create the inputs of the groups that became complete; say how many, and how many rules are active."""
     now = now or datetime.now(UTC)
-    async with pool.acquire() as conn:
+    # (after the lock a correction takes exclusively: a group made while one ran took a product of the old
+    # version the correction had not marked outdated yet; migration 0098)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(query("chaining_waits_for_corrections"))
         row = await conn.fetchrow(query("multi_input_create_complete_groups"), now)
     return Evaluation(row["inputs"], row["rules"])
