@@ -708,6 +708,8 @@ CREATE INDEX product_task_idx ON hrwsi.product (task_id);
 CREATE INDEX product_not_chained_idx ON hrwsi.product (id) WHERE chained_at IS NULL;
 -- Finding the members of multi-input groups fast: products by type.
 CREATE INDEX product_type_idx ON hrwsi.product (product_type);
+-- The products of one day (UTC), the timeliness view's day: the dashboard reads its newest days alone (migration 0102).
+CREATE INDEX product_day_idx ON hrwsi.product (((created_at AT TIME ZONE 'UTC')::date));
 
 -- =============================================================================================
 -- History: one row per task state change, written by trigger, append-only.
@@ -5629,6 +5631,11 @@ CREATE INDEX processing_task_state_id_idx ON hrwsi.processing_task (state, id);
 
 -- Throughput and recent failures: jobs that ended in the last hours, without reading the others.
 CREATE INDEX job_finished_at_idx ON hrwsi.job (finished_at) WHERE finished_at IS NOT NULL;
+-- The latest failed attempts (the dashboard's and `hrwsi status`'s recent failures), without reading the attempts that
+-- succeeded: through job_finished_at_idx, an installation with few failures read every job back to its 10th latest
+-- failure, the whole archive when it had fewer (migration 0102).
+CREATE INDEX job_failed_idx ON hrwsi.job (finished_at DESC NULLS LAST, id DESC)
+    WHERE state IN ('internal_error', 'external_error', 'lost');
 
 -- Lineage downstream of a product that became a member of a multi-input group input.
 CREATE INDEX multi_input_member_path_idx ON hrwsi.multi_input_member (member_path);

@@ -76,6 +76,32 @@ GROUP BY routine, regexp_replace(state_reason, 'task [0-9]+', 'task N', 'g')
 ORDER BY routine, min(id)
 LIMIT $1;
 
+-- name: web_held_campaigns
+-- As report_held_campaigns (`hrwsi status`): reprocessing campaigns on hold, with how many of their tasks wait held.
+SELECT k.id AS campaign, k.routine, k.hold_reason AS reason,
+       (SELECT count(*) FROM hrwsi.processing_task t WHERE t.campaign_id = k.id AND t.state = 'on_hold') AS held_tasks
+FROM hrwsi.campaign k
+WHERE k.on_hold
+ORDER BY k.id
+LIMIT $1;
+
+-- name: web_held_tasks
+-- As report_held_tasks (`hrwsi status`): tasks held one by one (not through their routine, its back-fill or their
+-- campaign, which the lines above say once), and those an operator held that the end of the task they wait for
+-- blocked since (held_while_blocked: held again when their wait ends, migration 0095); at most $1, oldest first,
+-- each with how many there are in all (one range of processing_task_state_id_idx per state).
+SELECT t.id, t.routine, t.state,
+       CASE WHEN t.state = 'blocked' THEN 'held by an operator, and blocked: ' || t.state_reason
+            ELSE t.state_reason END AS reason, count(*) OVER () AS total
+FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id
+WHERE (t.state = 'on_hold' OR (t.state = 'blocked' AND t.held_while_blocked))
+  AND NOT r.on_hold AND NOT coalesce(k.on_hold, false)
+  AND NOT (r.backfill_hold_reason IS NOT NULL AND t.campaign_id IS NULL
+           AND starts_with(t.state_reason, 'back-fill of routine '))
+ORDER BY t.id
+LIMIT $1;
+
 -- name: web_jobs_queued_long
 -- As report_jobs_queued_long: jobs queued in the backend for more than $1 seconds, the oldest first.
 SELECT j.task_id, t.routine, j.attempt, j.backend_job_id, j.worker, j.message,
@@ -100,11 +126,12 @@ ORDER BY j.started_at, j.id
 LIMIT $3;
 
 -- name: web_recent_failures
--- The latest failed or lost attempts (job_finished_at_idx, newest first), with the task's state now.
+-- The latest failed or lost attempts (job_failed_idx, newest first: the attempts that succeeded are not read,
+-- migration 0102), with the task's state now.
 SELECT j.task_id, t.routine, t.lane, j.attempt, j.state, j.exit_code, j.message, j.finished_at, t.state AS task_state
 FROM hrwsi.job j JOIN hrwsi.dashboard_task t ON t.id = j.task_id
 WHERE j.finished_at IS NOT NULL AND j.state IN ('internal_error', 'external_error', 'lost')
-ORDER BY j.finished_at DESC, j.id DESC
+ORDER BY j.finished_at DESC NULLS LAST, j.id DESC
 LIMIT $1;
 
 -- name: web_alerts
@@ -119,11 +146,19 @@ LIMIT $2;
 -- The timeliness view (issue 12) when it exists; the dashboard's section is empty until then.
 SELECT to_regclass('hrwsi.timeliness') IS NOT NULL;
 
--- name: web_timeliness
--- The latest days first (the view's rows per routine, lane, tile and day).
+-- name: web_timeliness_day_before
+-- The newest day (UTC) with a product before day $1 (NULL: the newest of all), through product_day_idx (migration
+-- 0102); NULL when there is none.
+SELECT max((created_at AT TIME ZONE 'UTC')::date) FROM hrwsi.product
+WHERE (created_at AT TIME ZONE 'UTC')::date < coalesce($1::date, 'infinity'::date);
+
+-- name: web_timeliness_day
+-- The view's rows of one day $1 (per routine, lane and tile; at most $2): the overview reads the newest days one by
+-- one, each its own products alone (the filter on the view's day reaches product_day_idx). Sorted over the whole
+-- view, every product ever registered was read to show the newest day's.
 SELECT routine, lane, tile, day, products, p50_from_sensing_s, p95_from_sensing_s, p50_from_publication_s,
        p95_from_publication_s, on_time, with_deadline
-FROM hrwsi.timeliness ORDER BY day DESC, routine, lane, tile LIMIT $1;
+FROM hrwsi.timeliness WHERE day = $1::date ORDER BY routine, lane, tile LIMIT $2;
 
 -- ============================================================================================
 -- tasks
@@ -188,7 +223,12 @@ CROSS JOIN LATERAL (SELECT p.history_pruned_at, p.priority, p.priority_inherited
 WHERE t.id = $1;
 
 -- name: web_task_events
-SELECT state, reason, attempts, worker, at FROM hrwsi.task_event WHERE task_id = $1 ORDER BY id;
+-- The task's latest $2 history rows, oldest first, each with how many it has in all (a task replanned, held and
+-- released, retried for weeks has thousands: its page listed every one).
+SELECT state, reason, attempts, worker, at, total
+FROM (SELECT id, state, reason, attempts, worker, at, count(*) OVER () AS total
+      FROM hrwsi.task_event WHERE task_id = $1 ORDER BY id DESC LIMIT $2) latest
+ORDER BY id;
 
 -- name: web_task_jobs
 SELECT id, attempt, backend, backend_job_id, worker, state, exit_code, message, owner, log_path, output_dir,

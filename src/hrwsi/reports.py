@@ -69,6 +69,16 @@ def task_next_step(task: dict) -> str | None:
     return f"it is not planned until an operator runs `hrwsi release {task_id}`"
 
 
+def held_task_next_step(task: dict) -> str:
+    """What lifts a task held one by one (a row of report_held_tasks / web_held_tasks), in words (the dashboard's
+    held work): one an operator held that the end of the task it waited for blocked since (held_while_blocked,
+    migration 0095) is held again when its wait ends, and its release runs it without its dependency."""
+    if task["state"] == "blocked":
+        return (f"it is held again once what it waits for has run (its reason says what that needs); "
+                f"`hrwsi release {task['id']}` runs it now, without its dependency")
+    return f"it is not planned until an operator runs `hrwsi release {task['id']}`"
+
+
 def priority_inherited_text(task: dict) -> str | None:
     """The priority a task took from an urgent task after it in its time series, in words (`hrwsi task show`, the
     dashboard's task page): "priority 0 inherited from task 12"; None when its priority is its own. Its deadline's

@@ -163,3 +163,64 @@ def build(db: psycopg.Connection, data_dir: Path, now: datetime | None = None) -
                (psycopg.types.json.Jsonb({"directory": str(data_dir / "landing"),
                                           "work_directory": str(data_dir / "work")}),))
     return Scenario(processed, children, grandchildren, terminated, running, planned, unplannable, running_log)
+
+
+# An archive back-filled under the scenario, set-based as benchmarks/web_dashboard.py writes it (the trigger that makes
+# a pending task per new input off meanwhile; tasks written with their state, their history row by their trigger):
+# `count` scenes of atmospheric correction processed years ago, each with its job and product (on days long past),
+# and, now, `open_count` tasks planned on the three workers, pending, and held by an operator one by one; plus
+# `count` more history rows for task `busy` (a task replanned, held and released for weeks).
+_ARCHIVE_INPUTS = """
+INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at, created_at)
+SELECT 'l1c', format('/archive/%%s/S2A_MSIL1C_%%s_T32TLR.SAFE', %(batch)s, g), '32TLR', 'S2A',
+       %(since)s + g * interval '1 hour' - interval '3 hours', %(since)s + g * interval '1 hour' - interval '1 hour',
+       %(since)s + g * interval '1 hour'
+FROM generate_series(1, %(count)s) g
+"""
+_ARCHIVE_TASKS = """
+INSERT INTO hrwsi.processing_task (input_id, routine, state, state_reason, worker, planned_start, planned_end, attempts,
+                                   created_at, updated_at)
+SELECT i.id, 'atmospheric_correction', s.state,
+       CASE s.state WHEN 'on_hold' THEN 'held by an operator' WHEN 'processed' THEN '1 product(s)' END,
+       CASE WHEN s.state = 'planned' THEN 'w0' || (1 + i.id %% 3) END,
+       CASE WHEN s.state = 'planned' THEN now() + (i.id %% 1000) * interval '1 minute' END,
+       CASE WHEN s.state = 'planned' THEN now() + (i.id %% 1000) * interval '1 minute' + interval '5 minutes' END,
+       CASE WHEN s.state = 'processed' THEN 1 ELSE 0 END, i.created_at, i.created_at + interval '5 minutes'
+FROM (SELECT id, created_at, row_number() OVER (ORDER BY id) AS n FROM hrwsi.input
+      WHERE input_path LIKE format('/archive/%%s/%%%%', %(batch)s)) i,
+     LATERAL (SELECT CASE WHEN n > %(count)s - %(open)s THEN 'planned' WHEN n > %(count)s - 2 * %(open)s THEN 'on_hold'
+                          WHEN n > %(count)s - 3 * %(open)s THEN 'pending' ELSE 'processed' END AS state) s
+RETURNING id, state
+"""
+_ARCHIVE_JOBS = """
+INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, exit_code, message, owner, log_path,
+                       output_dir, submitted_at, started_at, finished_at)
+SELECT t.id, 1, 'local', 'hrwsi-archive-' || t.id || '-1', 'w01', 'processed', 0, 'exit code 0', 'launcher-archive',
+       '/srv/logs/' || t.id || '.log', '/srv/products/task-' || t.id, t.updated_at - interval '4 minutes',
+       t.updated_at - interval '3 minutes', t.updated_at
+FROM hrwsi.processing_task t WHERE t.id = ANY(%(processed)s)
+"""
+_ARCHIVE_PRODUCTS = """
+INSERT INTO hrwsi.product (task_id, path, product_type, size_bytes, created_at, chained_at)
+SELECT t.id, '/srv/products/task-' || t.id || '/out.json', 'L2A', 40000, t.updated_at, t.updated_at
+FROM hrwsi.processing_task t WHERE t.id = ANY(%(processed)s)
+"""
+
+
+def archive(db: psycopg.Connection, batch: int, count: int, open_count: int, busy: int,
+            since: datetime | None = None) -> None:
+    since = since or datetime(2019, 1, 1, tzinfo=UTC) + timedelta(days=400 * batch)
+    db.execute("ALTER TABLE hrwsi.input DISABLE TRIGGER input_create_tasks")
+    try:
+        db.execute(_ARCHIVE_INPUTS, {"batch": batch, "count": count, "since": since})
+        tasks = db.execute(_ARCHIVE_TASKS, {"batch": batch, "count": count, "open": open_count}).fetchall()
+    finally:
+        db.execute("ALTER TABLE hrwsi.input ENABLE TRIGGER input_create_tasks")
+    processed = [task for task, state in tasks if state == "processed"]
+    db.execute(_ARCHIVE_JOBS, {"processed": processed})
+    db.execute(_ARCHIVE_PRODUCTS, {"processed": processed})
+    db.execute("""INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker, at)
+                  SELECT %s, CASE WHEN g %% 2 = 0 THEN 'planned' ELSE 'pending' END, 'replanned ' || g, 0, NULL,
+                         now() - interval '1 day' + g * interval '1 second'
+                  FROM generate_series(1, %s) g""", (busy, count))
+    db.execute("ANALYZE")

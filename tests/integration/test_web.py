@@ -31,11 +31,11 @@ from hrwsi.sql_files import query
 from hrwsi.web.app import ERROR_RETRY_S, Dashboard
 from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
 from hrwsi.web.config import HostPolicy, WebSettings
-from hrwsi.web.data import LOCK_WAIT_S, SESSION_SETTINGS, OverviewCache
+from hrwsi.web.data import LOCK_WAIT_S, SESSION_SETTINGS, OverviewCache, read_overview
 from hrwsi.web.live import TABLE_CHANNELS, LiveHub
 from hrwsi.web.service import WebService
 from tests.integration.conftest import single_routine_configuration, wait_until_true
-from tests.integration.dashboard_scenario import build
+from tests.integration.dashboard_scenario import archive, build
 from tests.integration.database_door import DatabaseDoor, free_port
 from tests.integration.harvest.test_multi_input import chain  # noqa: F401 - a fixture
 
@@ -235,6 +235,40 @@ async def test_a_read_only_overview_says_what_happens_to_a_held_routine_and_what
         page = " ".join(visible(await text_of(client, "/")).split())
     assert ("quicklook on hold 6 task(s) held held by ops: the quicklook bucket is full next: its new and waiting tasks "
             "stay on hold (not planned) until an operator runs `hrwsi release quicklook`; running jobs finish") in page, page
+
+
+async def test_the_overview_lists_the_tasks_held_one_by_one_with_what_holds_each_and_what_lifts_it(database_url, scenario,
+                                                                                                 data_dir, db):
+    """Ops could not see the held work on the dashboard: `hrwsi status` lists the tasks an operator held (and those held
+    then blocked, held_while_blocked) beside the held routines, the overview listed the routines alone. The tasks held
+    with their routine (quicklook) are said once, in the routine's line, as status does."""
+    held, blocked = scenario.planned[0], scenario.planned[1]
+    db.execute("SELECT hrwsi.hold_task(%s), hrwsi.hold_task(%s)", (held, blocked))
+    # (held, then the end of the task it waits for blocked it: migration 0095)
+    db.execute("""UPDATE hrwsi.processing_task SET state = 'blocked', held_while_blocked = true,
+                  state_reason = 'waits for task 1, which was terminated: `hrwsi retry 1` runs it again' WHERE id = %s""",
+               (blocked,))
+    async with dashboard(database_url, data_dir, tokens="") as client:
+        page = visible(await text_of(client, "/"))
+        api = json.loads(await text_of(client, "/api/overview"))
+    assert (f"Tasks on hold one by one {held} atmospheric_correction on hold held by an operator next: it is not planned "
+            f"until an operator runs `hrwsi release {held}`") in page, page
+    assert (f"{blocked} atmospheric_correction blocked held by an operator, and blocked: waits for task 1, which was "
+            f"terminated: `hrwsi retry 1` runs it again next: it is held again once what it waits for has run (its reason "
+            f"says what that needs); `hrwsi release {blocked}` runs it now, without its dependency") in page, page
+    assert not any(str(task) in re.findall(r"Tasks on hold one by one.*", page)[0].split(" next: ")[0]
+                   for task in scenario.grandchildren), "held with their routine: said in its line"
+    assert [t["id"] for t in api["held_tasks"]] == [held, blocked] and api["held_tasks_total"] == 2
+
+
+async def test_the_overview_lists_a_held_campaign_with_what_releases_it(database_url, scenario, data_dir, db):
+    db.execute("""INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to, on_hold, hold_reason)
+                  VALUES ('reprocess 2025', 'snow_cover', 'l2a', '2025-01-01Z', '2026-01-01Z', true, '3 failures in a row')""")
+    campaign = db.execute("SELECT max(id) FROM hrwsi.campaign").fetchone()[0]
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert (f"campaign {campaign} (routine snow_cover) on hold 0 task(s) held 3 failures in a row next: its waiting "
+            f"tasks stay on hold; production goes on. Fix the cause, then `hrwsi campaigns --release {campaign}`") in page
 
 
 async def test_the_overview_shows_a_routine_whose_back_fill_alone_is_on_hold(database_url, data_dir, db):
@@ -1228,3 +1262,57 @@ async def test_the_overview_says_a_service_of_its_host_whose_code_on_disk_change
     async with dashboard(database_url, data_dir) as client:
         page = visible(await text_of(client, "/"))
     assert re.search(r"code on disk changed since \w+ \S+ started: restart it to run the new code", page), page
+
+
+# The pages ops keep open all day, on an installation with years of archive back-filled.
+BOUNDED_PAGES = ("/", "/tasks", "/tasks?state=processed", "/tasks?state=on_hold", "/plan", "/alerts", "/audit",
+                 "/api/overview", "/api/tasks")
+PAGE_BYTES_AT_MOST = 300_000
+# The tables the overview reads in part (the newest, the open, one task's): what it reads of them must not grow with
+# them. processing_task is read whole, once (the counts per routine, lane and state: web_task_counts).
+ARCHIVE_TABLES = ("product", "job", "task_event", "input", "alert", "operator_action")
+
+
+def rows_on(page: str) -> int:
+    """What a page lists: table rows, list items, Gantt bars; objects of a JSON answer."""
+    return page.count("<tr") + page.count("<li") + page.count('<rect class="bar') + page.count("{")
+
+
+async def rows_read_by_the_overview(url: str) -> dict[str, int]:
+    """Rows the overview's read takes from each table (pg_stat_xact_user_tables: this transaction's, counted, not
+    timed), in one process (parallel workers' counts reach the leader only at the end)."""
+    conn = await asyncpg.connect(url, server_settings=SESSION_SETTINGS | {"max_parallel_workers_per_gather": "0"})
+    try:
+        async with conn.transaction():
+            await read_overview(conn, 30.0)
+            return {r["relname"]: r["n"] for r in await conn.fetch(
+                """SELECT relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n
+                   FROM pg_stat_xact_user_tables WHERE schemaname = 'hrwsi'""")}
+    finally:
+        await conn.close()
+
+
+async def test_no_page_grows_with_the_archive_nor_reads_more_of_it(database_url, scenario, data_dir, db):
+    """Measured at 100,000 tasks (notes in the commit): the plan page drew up to 2,000 bars (500 kB, sent again on
+    every change), a task's page listed every row of its history, and the overview's timeliness read every product
+    ever registered, on every change, to show the newest day's. Each page now shows the same rows, and the overview
+    reads the same rows of the archive's tables, whatever the archive holds: counted, not timed (timings flake on a
+    shared machine)."""
+    busy = scenario.terminated  # (a task replanned, held and released for weeks: its history grows with each batch)
+    pages = BOUNDED_PAGES + (f"/tasks/{busy}", f"/api/tasks/{busy}")
+    seen, read, tasks = [], [], []
+    for batch in (1, 2):  # each: 2,500 tasks, 700 processed years ago, 600 planned, 600 held, 600 pending
+        archive(db, batch, 2500, 600, busy)
+        async with dashboard(database_url, data_dir) as client:
+            sizes = {path: await text_of(client, path) for path in pages}
+        too_big = {path: len(page.encode()) for path, page in sizes.items() if len(page.encode()) > PAGE_BYTES_AT_MOST}
+        assert too_big == {}, f"pages over {PAGE_BYTES_AT_MOST:,} bytes: {too_big}"
+        seen.append({path: rows_on(page) for path, page in sizes.items()})
+        read.append(await rows_read_by_the_overview(database_url))
+        tasks.append(db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0])
+    assert seen[1] == seen[0], {path: (seen[0][path], seen[1][path]) for path in pages if seen[1][path] != seen[0][path]}
+    grew = {table: (read[0].get(table, 0), read[1].get(table, 0)) for table in ARCHIVE_TABLES
+            if read[1].get(table, 0) != read[0].get(table, 0)}
+    assert grew == {}, f"rows the overview read (before, after the second batch): {grew}"
+    more = read[1].get("processing_task", 0) - read[0].get("processing_task", 0)
+    assert more <= tasks[1] - tasks[0], f"the overview read {more:,} more task rows for {tasks[1] - tasks[0]:,} more tasks"

@@ -30,7 +30,9 @@ from hrwsi.reports import (
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
     folded_away,
+    held_campaign_next_step,
     held_routine_next_step,
+    held_task_next_step,
     is_alive,
     judge_services,
     long_transaction_next_step,
@@ -50,8 +52,12 @@ SERIES_BUCKET_S = 300
 PAGE_SIZE = 50
 LINEAGE_DEPTH = 20
 LINEAGE_ROWS = 200
+HISTORY_SHOWN = 200  # a task page's history rows, the latest (its heading says how many there are in all)
 LOG_TAIL_BYTES = 64 * 1024
-SCHEDULE_LIMIT = 2000
+# The plan page's bars, at most (its heading says "the first N of M"): 2,000 bars were 500 kB of SVG, sent again on
+# every change and tick (found measuring the dashboard at 100,000 tasks: 570 bars were 150 kB).
+SCHEDULE_LIMIT = 500
+HELD_SHOWN = 20  # the held campaigns and the tasks held one by one the overview lists (as `hrwsi status`)
 # The dashboard's sessions: custom plans, and a read that waits at most LOCK_WAIT_S for a lock, as
 # `hrwsi status` does (reports.STATUS_LOCK_WAIT_S). Why: behind a DBA's `LOCK TABLE hrwsi.job IN ACCESS
 # EXCLUSIVE MODE` left open, the overview answered nothing for 45 s, until the lock went, and nothing
@@ -108,6 +114,12 @@ class Overview:
     long_transactions: list = field(default_factory=list)
     connections: dict | None = None
     sessions_not_seen: str | None = None  # (reports.sessions_not_seen_said: None, this role sees every session)
+    # The held work `hrwsi status` lists beside the held routines: campaigns on hold, and tasks held one by one
+    # (by an operator, or held then blocked: held_while_blocked), each with what lifts it. The dashboard showed the
+    # held routines alone: a task an operator held was nowhere on the overview.
+    held_campaigns: list = field(default_factory=list)
+    held_tasks: list = field(default_factory=list)
+    held_tasks_total: int = 0
 
     @property
     def waiting(self) -> int:
@@ -196,6 +208,11 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
         query("web_long_transactions"), LONG_TRANSACTION_AFTER_S, LONG_TRANSACTIONS_SHOWN)]
     overview.sessions_not_seen = sessions_not_seen_said(await conn.fetchrow(query("report_sessions_not_seen")))
     overview.connections = short_of_connections(await conn.fetchrow(query("report_connection_slots")), CONNECTIONS_SAID_AT)
+    overview.held_campaigns = [dict(r) | {"next": held_campaign_next_step(r["campaign"])}
+                               for r in await conn.fetch(query("web_held_campaigns"), HELD_SHOWN)]
+    overview.held_tasks = [dict(r) | {"next": held_task_next_step(r)}
+                           for r in await conn.fetch(query("web_held_tasks"), HELD_SHOWN)]
+    overview.held_tasks_total = overview.held_tasks[0]["total"] if overview.held_tasks else 0
     overview.read_s = time.perf_counter() - started
     return overview
 
@@ -214,20 +231,27 @@ async def read_services(conn: asyncpg.Connection, stale_after_s: float) -> list[
             for s in services]
 
 
+TIMELINESS_DAYS = 7  # the overview's timeliness: its newest days with a product, at most (read_timeliness)
 TIMELINESS_COLUMNS = ("routine", "lane", "tile", "day", "products", "after sensing", "after publication", "on time")
 
 
-async def read_timeliness(conn: asyncpg.Connection, limit: int = 50) -> dict | None:
+async def read_timeliness(conn: asyncpg.Connection, limit: int = 50, days: int = TIMELINESS_DAYS) -> dict | None:
     """The rows of the timeliness view (issue 12), newest day first, as {columns, rows} of text as
     `hrwsi timeliness` prints them (delays as 3.5 h, the share on time as 97.0 % (97/100)), or None
-    while the view does not exist."""
+    while the view does not exist. Read a day at a time from the newest day with a product, until `limit` rows or
+    `days` days: what it reads grows with a day's products, never with the archive's (migration 0102)."""
     if not await conn.fetchval(query("web_timeliness_view")):
         return None
-    rows = [[r["routine"], r["lane"], r["tile"], r["day"].isoformat() if r["day"] else None, r["products"],
-             _delays(r["p50_from_sensing_s"], r["p95_from_sensing_s"]),
-             _delays(r["p50_from_publication_s"], r["p95_from_publication_s"]),
-             timeliness.share_text(r["on_time"], r["with_deadline"])]
-            for r in await conn.fetch(query("web_timeliness"), limit)]
+    rows: list[list] = []
+    day = None
+    for _ in range(days):
+        if len(rows) >= limit or (day := await conn.fetchval(query("web_timeliness_day_before"), day)) is None:
+            break
+        rows += [[r["routine"], r["lane"], r["tile"], r["day"].isoformat() if r["day"] else None, r["products"],
+                  _delays(r["p50_from_sensing_s"], r["p95_from_sensing_s"]),
+                  _delays(r["p50_from_publication_s"], r["p95_from_publication_s"]),
+                  timeliness.share_text(r["on_time"], r["with_deadline"])]
+                 for r in await conn.fetch(query("web_timeliness_day"), day, limit - len(rows))]
     return {"columns": list(TIMELINESS_COLUMNS), "rows": rows}
 
 
@@ -364,7 +388,7 @@ async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, atte
         task=dict(task) | {"series_ahead": series_ahead_text(
             dict(await conn.fetchrow(query("web_task_series_ahead"), task_id))), "next": task_next_step(dict(task)),
             "priority_inherited": priority_inherited_text(dict(task))},
-        events=[dict(r) for r in await conn.fetch(query("web_task_events"), task_id)],
+        events=[dict(r) for r in await conn.fetch(query("web_task_events"), task_id, HISTORY_SHOWN)],
         jobs=jobs,
         products=[dict(r) for r in await conn.fetch(query("web_task_products"), task_id, 200)],
         up=_nearest(await conn.fetch(query("web_lineage_up"), task_id, LINEAGE_DEPTH, LINEAGE_ROWS)),
