@@ -31,6 +31,51 @@
     live.textContent = text;
   }
 
+  // A section the user is selecting text in (or pressing a button on) is not replaced under them: on a busy
+  // installation the overview changed every half second and a selection vanished before it could be copied. It
+  // is brought up to date once the selection is let go. A scrolled log or chart keeps its scroll position (it
+  // went back to its start at every update: the plan's chart every 5 s), a log read to its end follows it.
+  const shown = new Map();  // each section's HTML as last received
+  const SCROLLERS = "pre.log, .gantt-wrap";
+  let waiting = false;      // a section was left out of the last update: it is fetched again once free
+  let pressed = null;       // the element a mouse button is held down on
+
+  function inUse(section) {
+    if (pressed && section.contains(pressed)) return true;
+    const selection = window.getSelection();
+    if (!selection || selection.isCollapsed || !selection.rangeCount) return false;
+    return section.contains(selection.anchorNode) || section.contains(selection.focusNode)
+      || selection.getRangeAt(0).intersectsNode(section);
+  }
+
+  function scrollsOf(section) {
+    return Array.from(section.querySelectorAll(SCROLLERS), (element) => ({
+      left: element.scrollLeft, top: element.scrollTop,
+      atEnd: element.scrollTop > 0 && element.scrollHeight - element.scrollTop - element.clientHeight < 2,
+    }));
+  }
+
+  function restoreScrolls(section, scrolled) {
+    const now = section.querySelectorAll(SCROLLERS);
+    scrolled.forEach((was, index) => {
+      const element = now[index];
+      if (!element) return;
+      element.scrollLeft = was.left;
+      element.scrollTop = was.atEnd ? element.scrollHeight : was.top;
+    });
+  }
+
+  function whenFree() {
+    if (!waiting || Array.from(document.querySelectorAll("[data-live]")).some(inUse)) return;
+    waiting = false;
+    refresh();
+  }
+
+  document.addEventListener("pointerdown", (event) => { pressed = event.target; });
+  document.addEventListener("pointerup", () => { pressed = null; setTimeout(whenFree, 0); });
+  document.addEventListener("pointercancel", () => { pressed = null; setTimeout(whenFree, 0); });
+  document.addEventListener("selectionchange", whenFree);
+
   function clock() {
     return new Date().toISOString().slice(11, 19) + "Z";
   }
@@ -51,7 +96,12 @@
       const parts = await response.json();
       for (const [name, html] of Object.entries(parts)) {
         const section = document.querySelector('[data-live="' + name + '"]');
-        if (section) section.innerHTML = html;
+        if (!section || shown.get(name) === html) continue;  // (unchanged: left as it is, selection and all)
+        if (inUse(section)) { waiting = true; continue; }
+        const scrolled = scrollsOf(section);
+        section.innerHTML = html;
+        shown.set(name, html);
+        restoreScrolls(section, scrolled);
       }
       updates += 1;
       body.dataset.updates = String(updates);
