@@ -263,17 +263,29 @@ def _record(record) -> dict | None:
     return None if record is None else dict(record)
 
 
+# The overview's reads take at most 1 / (1 + OVERVIEW_REST_FACTOR) of the time: after a read of R s, the next waits
+# until OVERVIEW_REST_FACTOR x R s have passed. Why: a busy installation changes every half second (live.MIN_INTERVAL_S),
+# and each change had every open overview read it again, however long the read (its counts per routine, lane and
+# state read every task: 0.13 s at 100,000 tasks, 0.2 to 0.5 s at 1,000,000, which made the dashboard alone a
+# database core's work while someone watched). A request meanwhile waits for the read after the rest, never an
+# older overview: a page asked for after an operator's action shows it.
+OVERVIEW_REST_FACTOR = 3.0
+
+
 class OverviewCache:
     """One overview per change, whatever the number of viewers: the first reader after a change
-    reads it, the others wait for that read and share it."""
+    reads it, the others wait for that read and share it; reads are spaced out (OVERVIEW_REST_FACTOR)."""
 
-    def __init__(self, pool: asyncpg.Pool, stale_after_s: float, max_age_s: float = 30.0):
+    def __init__(self, pool: asyncpg.Pool, stale_after_s: float, max_age_s: float = 30.0,
+                 rest_factor: float = OVERVIEW_REST_FACTOR):
         self.pool = pool
         self.stale_after_s = stale_after_s
         self.max_age_s = max_age_s
+        self.rest_factor = rest_factor
         self.generation = 0
         self._value: tuple[int, float, Overview] | None = None
         self._lock = asyncio.Lock()
+        self._last_read: tuple[float, float] | None = None  # (start, end) of the latest read, in loop time
 
     def invalidate(self) -> None:
         self.generation += 1
@@ -284,9 +296,16 @@ class OverviewCache:
                 generation, at, value = self._value
                 if generation == self.generation and time.monotonic() - at < self.max_age_s:
                     return value
+            loop = asyncio.get_running_loop()
+            if self._last_read is not None:
+                start, end = self._last_read
+                if (rest := end + self.rest_factor * (end - start) - loop.time()) > 0:
+                    await asyncio.sleep(rest)  # (the changes meanwhile are read with it)
             generation = self.generation
+            start = loop.time()
             async with self.pool.acquire() as conn:
                 value = await read_overview(conn, self.stale_after_s)
+            self._last_read = (start, loop.time())
             self._value = (generation, time.monotonic(), value)
             return value
 
