@@ -191,13 +191,16 @@ SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
 -- is not charged) and its task is terminated with the reason in the same statement (a task sent back
 -- to pending cannot be terminated), without a failure. Fenced by the lease: $1 the launcher's
 -- identity, $2 the lease (s), $3 the job, $4 the reason. No row back: not this launcher's job any more.
-WITH lease AS (
-    SELECT hrwsi.require_lease($1, $2)
+-- The lease is checked before the job is looked for, whatever the job's row (a condition on no column, a
+-- one-time filter): joined to the row, it was checked only for a row found, and a launcher whose lease had
+-- lapsed was told of a job gone (retention, another owner) as if it still held its lease (migration 0099's
+-- review).
+WITH lease AS MATERIALIZED (
+    SELECT true AS checked FROM (SELECT hrwsi.require_lease($1, $2)) x
 ), ended AS (
     UPDATE hrwsi.job j SET state = 'internal_error', message = $4, fault = 'stopped_by_hrwsi',
                            finished_at = now(), updated_at = now()
-    FROM lease
-    WHERE j.id = $3 AND j.owner = $1 AND j.state IN ('submitted', 'queued', 'running')
+    WHERE (SELECT l.checked FROM lease l) AND j.id = $3 AND j.owner = $1 AND j.state IN ('submitted', 'queued', 'running')
     RETURNING j.task_id, j.attempt
 )
 UPDATE hrwsi.processing_task t

@@ -54,6 +54,44 @@ def test_a_launcher_whose_lease_lapsed_records_nothing(db):
     assert db.execute("SELECT state FROM hrwsi.job").fetchone()[0] == "submitted"
 
 
+@pytest.mark.parametrize("job_row", ["kept", "gone"])
+async def test_a_launcher_whose_lease_lapsed_is_refused_the_end_of_a_job_the_backend_refused_even_one_gone(
+        db, database_url, job_row):
+    """Found by review: end_task_refused_by_backend joined the lease check to the job's row, so that with no such row
+    (retention removed it, or it was never this launcher's) the check never ran, and a launcher whose lease had
+    lapsed was told "not this launcher's job any more" instead of re-registering. The lease is checked first."""
+    import asyncpg
+
+    from hrwsi.sql_files import query
+    register(db, "a")
+    job = a_dispatched_job(db, "a")
+    if job_row == "gone":
+        job = job + 1000
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour'")
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.PostgresError, match="no fresh lease") as refused:
+            await conn.fetch(query("end_task_refused_by_backend"), "a", LEASE, job, "a path Nomad would interpolate")
+    finally:
+        await conn.close()
+    assert refused.value.sqlstate == "HW001"
+
+
+async def test_a_launcher_with_a_fresh_lease_ends_the_job_the_backend_refused_and_terminates_its_task(db, database_url):
+    import asyncpg
+
+    from hrwsi.sql_files import query
+    register(db, "a")
+    job = a_dispatched_job(db, "a")
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(query("end_task_refused_by_backend"), "a", LEASE, job, "a path Nomad would interpolate")
+    finally:
+        await conn.close()
+    assert [r["state"] for r in rows] == ["terminated"]
+    assert db.execute("SELECT state, fault FROM hrwsi.job").fetchone() == ("internal_error", "stopped_by_hrwsi")
+
+
 def test_adoption_needs_a_fresh_lease_of_the_adopter_and_a_stale_one_of_the_owner(db):
     register(db, "a")
     register(db, "zombie", age="1 hour")
