@@ -825,6 +825,21 @@ CREATE FUNCTION hrwsi.hold_is_the_tasks_own(reason text) RETURNS boolean LANGUAG
 RETURN coalesce(starts_with(reason, 'held by an operator')
                 OR reason LIKE 'moved from routine % by an operator; held by an operator%', false);
 
+-- What an operator runs to lift the hold hrwsi.hold_a_new_task_takes names (the same cases, in its order), said in the
+-- answer of an operator's release or retry of one task of it (migration 0099): that lifts the task's own hold (and its
+-- block) only, the task stays held with its routine, campaign or back-fill, and the answer says so and how to lift it.
+CREATE FUNCTION hrwsi.how_to_lift_a_group_hold(p_routine text, p_campaign bigint, p_lane text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi AS $$
+    SELECT CASE WHEN r.on_hold THEN format('routine %s is on hold: `hrwsi release %s` releases it', r.name, r.name)
+                WHEN k.on_hold THEN format('campaign %s is on hold: `hrwsi campaigns --release %s` releases it', k.id, k.id)
+                WHEN p_campaign IS NULL AND r.backfill_hold_reason IS NOT NULL AND l.priority > 0
+                THEN format('the back-fill of routine %s is on hold: `hrwsi release %s` releases it', r.name, r.name) END
+    FROM processing_routine r
+    LEFT JOIN campaign k ON k.id = p_campaign
+    LEFT JOIN lane l ON l.name = p_lane
+    WHERE r.name = p_routine
+$$;
+
 CREATE FUNCTION hrwsi.skip_cancelled_tasks(p_cancelled bigint[]) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi SET enable_nestloop = on AS $$
 DECLARE
@@ -868,13 +883,17 @@ BEGIN
         UPDATE processing_task t
         SET depends_on = n.previous,
             -- (a blocked one that runs now is held again if an operator held it before it was blocked, or with its
-            -- routine, campaign or back-fill if that is held: migration 0095)
-            state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
-                         WHEN n.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+            -- routine, campaign or back-fill if that is held: migration 0095; a held one behind a task that cannot
+            -- run is blocked, an operator's hold of it kept to hold it again when its wait ends, as the end of the
+            -- task it waits for blocks it: migration 0099, found by review. It stayed held, its wait never decided
+            -- again, and was pending once released, behind a task that could not run)
+            state = CASE WHEN n.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                         WHEN t.state = 'on_hold' THEN 'on_hold'
                          WHEN t.state = 'blocked' AND (t.held_while_blocked OR n.group_hold IS NOT NULL) THEN 'on_hold'
                          WHEN t.state = 'blocked' THEN 'pending' ELSE t.state END,
-            held_while_blocked = t.held_while_blocked AND t.state = 'blocked'
-                                 AND coalesce(n.previous_state IN ('terminated', 'blocked'), false),
+            held_while_blocked = CASE WHEN NOT coalesce(n.previous_state IN ('terminated', 'blocked'), false) THEN false
+                                      WHEN t.state = 'on_hold' THEN hrwsi.hold_is_the_tasks_own(t.state_reason)
+                                      ELSE t.held_while_blocked END,
             worker = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL ELSE t.worker END,
             planned_start = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
                                  ELSE t.planned_start END,
@@ -883,7 +902,8 @@ BEGIN
             state_reason = CASE WHEN t.state <> 'blocked' OR n.previous_state IN ('terminated', 'blocked') THEN ''
                                 WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
                                 WHEN n.group_hold IS NOT NULL THEN n.group_hold || '; ' ELSE '' END || CASE
-                WHEN t.state = 'on_hold' THEN t.state_reason
+                WHEN t.state = 'on_hold' AND NOT coalesce(n.previous_state IN ('terminated', 'blocked'), false)
+                THEN t.state_reason
                 WHEN n.previous IS NULL THEN
                     format('task %s before it in its time series was cancelled: it is the first of its series now, and '
                            'runs without a previous product', n.cancelled)
@@ -893,8 +913,8 @@ BEGIN
                            'runs this task without it', n.cancelled, n.previous, n.previous, t.id)
                 WHEN n.previous_state = 'blocked' THEN
                     format('task %s before it in its time series was cancelled: it waits for task %s, sensed before '
-                           'that one, which is blocked (`hrwsi task show %s` says why): it runs once that task has run',
-                           n.cancelled, n.previous, n.previous)
+                           'that one, which has to run before it (`hrwsi task show %s` says what that task waits for): '
+                           'it runs once that task has run', n.cancelled, n.previous, n.previous)
                 ELSE format('task %s before it in its time series was cancelled: it runs after task %s, sensed before '
                             'that one', n.cancelled, n.previous) END
         FROM next n
@@ -1165,7 +1185,9 @@ BEGIN
             )
             -- (the reason names the task it waits for directly, and the root cause: the task that
             -- ended, behind which the chain waits; it named the chain's first blocked task alone, so
-            -- that a task three links down named a task it did not wait for: migration 0073)
+            -- that a task three links down named a task it did not wait for: migration 0073. What it waits
+            -- for, not the state of those tasks, which they outgrow while the reason stays, "which is blocked"
+            -- of a task cancelled, held or moved since: migration 0099)
             UPDATE processing_task t
             SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
                 held_while_blocked = t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason),
@@ -1173,18 +1195,18 @@ BEGIN
                     -- (behind one the sweep links past a task cancelled while its series' lock was busy, above)
                     WHEN cause.state = 'cancelled' AND r.series_tile = cause.series_tile AND r.routine = cause.routine
                          AND r.campaign_id IS NOT DISTINCT FROM cause.campaign_id THEN
-                        format('waits for task %s, which is blocked behind task %s, cancelled while its time series'' '
+                        format('waits for task %s, which waits behind task %s, cancelled while its time series'' '
                                'lock was busy: the orchestrator''s sweep links it past that task within a minute, and '
                                'the tasks after it then run in order', t.depends_on, cause.id)
                     WHEN cause.id IS NOT NULL THEN
-                        format('waits for task %s, which is blocked behind task %s, which ended %s: `hrwsi retry %s` '
+                        format('waits for task %s, which waits behind task %s, which ended %s: `hrwsi retry %s` '
                                'runs that task again, and the tasks after it then run in order', t.depends_on,
                                cause.id, cause.state, cause.id)
                     WHEN t.depends_on = a.root THEN
-                        format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it runs once '
-                               'that task has run', a.root, a.root)
-                    ELSE format('waits for task %s, which is blocked behind task %s (`hrwsi task show %s` says why): '
-                                'it runs once those have run', t.depends_on, a.root, a.root) END
+                        format('waits for task %s, which has to run before it (`hrwsi task show %s` says what that '
+                               'task waits for): it runs once that task has run', a.root, a.root)
+                    ELSE format('waits for task %s, which waits behind task %s (`hrwsi task show %s` says what that '
+                                'task waits for): it runs once those have run', t.depends_on, a.root, a.root) END
             FROM after_it a JOIN processing_task r ON r.id = a.root
             LEFT JOIN processing_task cause ON cause.id = r.depends_on AND cause.state IN ('terminated', 'cancelled')
             WHERE t.id = a.id AND t.id IN (SELECT l.id FROM locked l) $q$;
@@ -1590,6 +1612,12 @@ BEGIN
       AND NOT (t.updated_at = now() AND coalesce((SELECT e.state FROM hrwsi.task_event e WHERE e.task_id = t.id
                                                   ORDER BY e.id DESC LIMIT 1) <> t.state, false));
     GET DIAGNOSTICS held = ROW_COUNT;
+    -- (and counted, those left out: the failed task whose failure put the back-fill on hold, which hrwsi.record_outcomes
+    -- holds in its next statement; the alert said one task fewer than were held, migration 0099, found by review)
+    held := held + (SELECT count(*) FROM hrwsi.processing_task t JOIN hrwsi.lane l ON l.name = t.lane AND l.priority > 0
+                    WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state = 'pending' AND t.updated_at = now()
+                      AND coalesce((SELECT e.state FROM hrwsi.task_event e WHERE e.task_id = t.id
+                                    ORDER BY e.id DESC LIMIT 1) <> t.state, false));
     INSERT INTO hrwsi.alert (kind, subject, body, routine)
     VALUES ('routine_on_hold', format('hrwsi: the back-fill of routine %s is on hold', NEW.name),
             format('The back-fill of routine %s (its tasks in the archive lane) was put on hold: %s. %s waiting '
@@ -2243,6 +2271,8 @@ DECLARE
     routine_was text;
     routine_now text;
     refused text;
+    group_hold text;  -- (its routine's, campaign's or back-fill's hold, which holds it once retried)
+    lift text;
 BEGIN
     -- A task of a time series, or one whose products a time series reads, is linked (or makes the series'
     -- tasks wait) by what the retry sees once it holds the series' locks: under REPEATABLE READ or
@@ -2333,6 +2363,9 @@ BEGIN
     END IF;
     -- (nor a task made down a chain from the products of such an input's tasks, which the correction cancelled:
     -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0096)
+    -- (retention cuts no link of the walk while the task retried is kept: its input stays while a task names it
+    -- (refuse_removing_inputs_tasks_name), a product while an input was made from it (prune_products), and a task
+    -- while it has a product (product_task_must_exist); checked by review for migration 0099)
     WITH RECURSIVE up(input_id) AS (
         SELECT o.input_id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id
@@ -2371,8 +2404,10 @@ BEGIN
     -- (the trigger's step for tasks pending again, and the pass below): what it took before it ended it kept, from a
     -- task released since to run without it too, and it was planned at that task's urgency; migration 0095, found by
     -- review. The give-back's own rule, hrwsi.give_back_taken_deadlines)
+    -- (an operator's retry lifts the task's own hold, kept through a block too: migration 0099)
     UPDATE hrwsi.processing_task t
     SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
+        held_while_blocked = false,
         not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL, avoid_worker = NULL,
         deadline_at = CASE WHEN t.deadline_inherited_from IS NOT NULL THEN t.own_deadline_at ELSE t.deadline_at END,
         own_deadline_at = NULL, deadline_inherited_from = NULL, priority_inherited_from = NULL,
@@ -2395,8 +2430,8 @@ BEGIN
         SET state = 'blocked', state_reason = CASE WHEN previous_state = 'terminated' THEN
                 format('retried by an operator; its dependency, task %s, ended terminated: `hrwsi retry %s` runs '
                        'the dependency again, `hrwsi release %s` runs this task without it', previous, previous, task)
-            ELSE format('retried by an operator; waits for task %s, which is blocked (`hrwsi task show %s` says '
-                        'why): it runs once that task has run', previous, previous) END
+            ELSE format('retried by an operator; waits for task %s, which has to run before it (`hrwsi task show %s` '
+                        'says what that task waits for): it runs once that task has run', previous, previous) END
         WHERE id = task;
     END IF;
     -- The task after it in its series that has not started and waits for another (one cancelled was
@@ -2407,27 +2442,42 @@ BEGIN
             SELECT t.id, t.state, t.routine, t.series_tile, t.series_at, t.campaign_id FROM hrwsi.processing_task t
             WHERE t.id = task AND NOT t.dependency_waived
         ), next AS (
-            SELECT n.id, n.state AS old_state, me.state AS my_state
+            SELECT n.id, n.state AS old_state, me.state AS my_state,
+                   CASE WHEN n.state = 'blocked' THEN hrwsi.hold_a_new_task_takes(n.routine, n.campaign_id, n.lane) END
+                       AS group_hold
             FROM me CROSS JOIN LATERAL (
-                SELECT n.id, n.state, n.depends_on, n.dependency_waived FROM hrwsi.processing_task n
+                SELECT n.id, n.state, n.depends_on, n.dependency_waived, n.routine, n.campaign_id, n.lane
+                FROM hrwsi.processing_task n
                 WHERE n.routine = me.routine AND n.series_tile = me.series_tile AND n.state <> 'cancelled'
                   AND n.campaign_id IS NOT DISTINCT FROM me.campaign_id AND (n.series_at, n.id) > (me.series_at, me.id)
                 ORDER BY n.series_at, n.id LIMIT 1) n
             WHERE n.depends_on IS DISTINCT FROM task AND NOT n.dependency_waived
               AND n.state IN ('pending', 'planned', 'on_hold', 'blocked')
         ), changed AS (
+            -- (behind it blocked, a held one is blocked too, its own hold kept to hold it again when its wait ends, as
+            -- the end of the task it waits for blocks it; and a blocked one whose wait ends is held again if an operator
+            -- held it, or with its routine, campaign or back-fill: migration 0099, found by review. A held one stayed
+            -- held behind a task that could not run, and was pending once released, its wait never decided again)
             UPDATE hrwsi.processing_task t
             SET depends_on = task,
-                state = CASE WHEN t.state = 'on_hold' THEN 'on_hold' WHEN x.my_state = 'blocked' THEN 'blocked'
+                state = CASE WHEN x.my_state = 'blocked' THEN 'blocked' WHEN t.state = 'on_hold' THEN 'on_hold'
+                             WHEN t.state = 'blocked' AND (t.held_while_blocked OR x.group_hold IS NOT NULL) THEN 'on_hold'
                              WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                held_while_blocked = CASE WHEN x.my_state <> 'blocked' THEN false
+                                          WHEN t.state = 'on_hold' THEN hrwsi.hold_is_the_tasks_own(t.state_reason)
+                                          ELSE t.held_while_blocked END,
                 worker = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.worker END,
                 planned_start = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_start END,
                 planned_end = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_end END,
-                state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
-                                    WHEN x.my_state = 'blocked'
-                                    THEN format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it '
-                                                'runs once that task has run', task, task)
-                                    ELSE format('task %s before it in its time series was retried: it runs after it', task) END
+                state_reason = CASE WHEN x.my_state = 'blocked'
+                                    THEN format('waits for task %s, which has to run before it (`hrwsi task show %s` says '
+                                                'what that task waits for): it runs once that task has run', task, task)
+                                    WHEN t.state = 'on_hold' THEN t.state_reason
+                                    ELSE CASE WHEN t.state <> 'blocked' THEN ''
+                                              WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
+                                              ELSE coalesce(x.group_hold || '; ', '') END
+                                         || format('task %s before it in its time series was retried: it runs after it', task)
+                               END
             FROM next x
             WHERE t.id = x.id AND t.depends_on IS DISTINCT FROM task AND NOT t.dependency_waived
               AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -2447,6 +2497,17 @@ BEGIN
         -- and waited behind it at the archive lane's priority meanwhile (found by review). Each read by key.
         PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT task UNION ALL
                                                 SELECT t.id FROM hrwsi.processing_task t WHERE t.depends_on = task));
+    END IF;
+    -- A task pending again whose routine, campaign or back-fill is on hold is held with it, as a new task of it is
+    -- (migration 0099): the retry lifts its own hold only. It was pending, shown so while dispatch skipped it.
+    SELECT hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane),
+           hrwsi.how_to_lift_a_group_hold(t.routine, t.campaign_id, t.lane)
+    INTO group_hold, lift
+    FROM hrwsi.processing_task t WHERE t.id = task AND t.state = 'pending';
+    IF group_hold IS NOT NULL THEN
+        UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = group_hold || '; ' || state_reason
+        WHERE id = task;
+        RETURN format('task %s was %s; it is retried, but it is still held: %s', task, current, lift);
     END IF;
     IF previous_state IN ('blocked', 'terminated') THEN
         RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
@@ -2716,6 +2777,7 @@ DECLARE
     series record;
     cancelled bigint[];
     waiting bigint;
+    was_held boolean;  -- (held by an operator before it was blocked: hrwsi.hold_is_the_tasks_own)
     new_id bigint;
     alerted bigint;       -- (the last alert before the cancellations)
     dependents bigint[];  -- (the tasks that waited for a cancelled one)
@@ -2899,15 +2961,25 @@ BEGIN
             coalesce(correct_input.lane, was.lane), was.campaign_id);
     -- A task of its time series still waiting for a cancelled one (the corrected input went elsewhere in
     -- time or tile) waits for the task before it now, as a retry links it: else blocked for an operator.
-    FOR waiting IN
-        SELECT t.id FROM hrwsi.processing_task t
+    -- (not an operator's retry of it: an operator's hold of it is kept, and it is held again once its wait ends, or
+    -- stays marked held behind a task that cannot run; migration 0099: the retry's release of its own hold lost it)
+    FOR waiting, was_held IN
+        SELECT t.id, t.held_while_blocked FROM hrwsi.processing_task t
         WHERE t.depends_on = ANY (cancelled) AND t.state = 'blocked' AND NOT t.dependency_waived
         ORDER BY t.id
     LOOP
         PERFORM hrwsi.retry_task(waiting);
         UPDATE hrwsi.processing_task
-        SET state_reason = format('relinked: the task it waited for was cancelled by the correction of input %s', was.id)
-        WHERE id = waiting AND state = 'pending';
+        SET state = CASE WHEN was_held AND state = 'pending' THEN 'on_hold' ELSE state END,
+            held_while_blocked = was_held AND state = 'blocked',
+            state_reason = CASE WHEN state = 'blocked' THEN state_reason
+                                ELSE CASE WHEN was_held THEN 'held by an operator, as before it was blocked: '
+                                          WHEN state = 'on_hold'
+                                          THEN coalesce(hrwsi.hold_a_new_task_takes(routine, campaign_id, lane) || '; ', '')
+                                          ELSE '' END
+                                     || format('relinked: the task it waited for was cancelled by the correction of '
+                                               'input %s', was.id) END
+        WHERE id = waiting AND state IN ('pending', 'on_hold', 'blocked');
     END LOOP;
     -- A task that has not started and still waits for a processed old task (the corrected input's task
     -- did not take its place) waits for the task before it in its series now, as a new task there would
@@ -2924,13 +2996,22 @@ BEGIN
     ), moved AS (
         UPDATE hrwsi.processing_task t
         SET depends_on = r.previous,
-            state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
-                         WHEN r.previous_state IN ('terminated', 'blocked') THEN 'blocked' ELSE 'pending' END,
+            -- (a held one behind a task that cannot run is blocked, an operator's hold of it kept: migration 0099)
+            state = CASE WHEN r.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                         WHEN t.state = 'on_hold' THEN 'on_hold' ELSE 'pending' END,
+            held_while_blocked = t.state = 'on_hold' AND coalesce(r.previous_state IN ('terminated', 'blocked'), false)
+                                 AND hrwsi.hold_is_the_tasks_own(t.state_reason),
             worker = NULL, planned_start = NULL, planned_end = NULL,
-            state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
-                                WHEN r.previous_state IN ('terminated', 'blocked')
-                                THEN format('relinked by the correction of input %s: waits for task %s, which is %s '
-                                            '(`hrwsi task show %s` says why)', was.id, r.previous, r.previous_state, r.previous)
+            -- (what it waits for, not a state of that task, which outgrows the reason: migration 0099)
+            state_reason = CASE WHEN r.previous_state = 'terminated'
+                                THEN format('relinked by the correction of input %s: its dependency, task %s, ended '
+                                            'terminated; `hrwsi retry %s` runs the dependency again, `hrwsi release %s` '
+                                            'runs this task without it', was.id, r.previous, r.previous, t.id)
+                                WHEN r.previous_state = 'blocked'
+                                THEN format('relinked by the correction of input %s: waits for task %s, which has to run '
+                                            'before it (`hrwsi task show %s` says what that task waits for)', was.id,
+                                            r.previous, r.previous)
+                                WHEN t.state = 'on_hold' THEN t.state_reason
                                 ELSE format('relinked: the task it waited for was made from input %s, which input %s '
                                             'corrects', was.id, new_id) END
         FROM relink r WHERE t.id = r.id
@@ -2964,22 +3045,42 @@ CREATE FUNCTION hrwsi.release_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     current text := hrwsi.lock_task(task);
+    group_hold text;  -- (its routine's, campaign's or back-fill's hold, which still holds it)
+    lift text;
 BEGIN
     IF current NOT IN ('on_hold', 'blocked') THEN
         RAISE EXCEPTION 'task % is %: only a held or blocked task can be released', task, current
             USING ERRCODE = 'check_violation';
     END IF;
+    -- The release of a task lifts its own hold (and its block) only (migration 0099): a task of a routine, campaign
+    -- or back-fill on hold is held with it, as a new task of it is, and the answer says what still holds it and how
+    -- to lift that. A blocked one was made pending, shown pending by `hrwsi status` and the dashboard while dispatch
+    -- skipped its held routine (found by review).
+    SELECT hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane),
+           hrwsi.how_to_lift_a_group_hold(t.routine, t.campaign_id, t.lane)
+    INTO group_hold, lift
+    FROM hrwsi.processing_task t WHERE t.id = task;
     -- (a blocked task runs without what it waited for, upstream work included; a held one that still
     -- waits for upstream work says so, not only that it was released: migration 0077)
-    UPDATE hrwsi.processing_task SET state = 'pending', worker = NULL, planned_start = NULL, planned_end = NULL,
+    UPDATE hrwsi.processing_task SET state = CASE WHEN group_hold IS NOT NULL THEN 'on_hold' ELSE 'pending' END,
+        worker = NULL, planned_start = NULL, planned_end = NULL, held_while_blocked = false,
         dependency_waived = dependency_waived OR current = 'blocked',
         waits_for_upstream = CASE WHEN current = 'blocked' THEN NULL ELSE waits_for_upstream END,
-        state_reason = CASE WHEN current = 'blocked' THEN 'released by an operator: runs without its dependency'
+        state_reason = coalesce(group_hold || '; ', '') || CASE
+                            WHEN current = 'blocked' THEN 'released by an operator: runs without its dependency'
                             WHEN waits_for_upstream IS NOT NULL AND NOT dependency_waived
                                 THEN 'released by an operator' || coalesce('; ' || hrwsi.upstream_wait_reason(waits_for_upstream), '')
                             ELSE 'released by an operator' END
     WHERE id = task;
-    RETURN CASE WHEN current = 'blocked'
+    -- (held before and held now: no change of state, whose history row the trigger writes)
+    IF current = 'on_hold' AND group_hold IS NOT NULL THEN
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT t.id, t.state, t.state_reason, t.attempts, t.worker FROM hrwsi.processing_task t WHERE t.id = task;
+    END IF;
+    RETURN CASE WHEN group_hold IS NOT NULL
+                THEN format('task %s released%s, but it is still held: %s', task,
+                            CASE WHEN current = 'blocked' THEN ' to run without its dependency' ELSE '' END, lift)
+                WHEN current = 'blocked'
                 THEN format('task %s released; it will be planned and run without its dependency', task)
                 ELSE format('task %s released; it will be planned', task) END;
 END $$;
@@ -3202,28 +3303,41 @@ BEGIN
         ), changed AS (
             UPDATE processing_task t
             SET depends_on = s.previous,
-                state = CASE WHEN t.state = 'on_hold' THEN 'on_hold'
-                             WHEN s.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                -- (a held one behind a task that cannot run is blocked, an operator's hold of it kept to hold it again
+                -- when its wait ends: migration 0099; it stayed held, and was pending once released)
+                state = CASE WHEN s.previous_state IN ('terminated', 'blocked') THEN 'blocked'
+                             WHEN t.state = 'on_hold' THEN 'on_hold'
                              WHEN t.state = 'blocked' AND t.held_while_blocked THEN 'on_hold'  -- (migration 0095)
                              WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
-                held_while_blocked = t.held_while_blocked AND t.state = 'blocked'
-                                     AND coalesce(s.previous_state IN ('terminated', 'blocked'), false),
+                held_while_blocked = CASE WHEN NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false) THEN false
+                                          WHEN t.state = 'on_hold' THEN hrwsi.hold_is_the_tasks_own(t.state_reason)
+                                          ELSE t.held_while_blocked END,
                 worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
                 planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
                 planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
-                state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
+                state_reason = CASE WHEN t.state = 'on_hold'
+                                         AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false)
+                                    THEN t.state_reason
                                     WHEN t.state = 'blocked' AND t.held_while_blocked
                                          AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false)
                                     THEN 'held by an operator, as before it was blocked: ' ELSE '' END
-                               || CASE WHEN t.state = 'on_hold' THEN ''
+                               || CASE WHEN t.state = 'on_hold'
+                                            AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false) THEN ''
                                     ELSE CASE WHEN t.id = ANY (moved_ids) THEN moved_reason
                                               ELSE format('tasks of routine %s moved into its time series', from_routine) END
                                          || CASE WHEN s.previous IS NULL
                                                  THEN ': it is the first of its time series now, and waits for no task'
-                                                 WHEN s.previous_state IN ('terminated', 'blocked')
-                                                 THEN format(': it waits for task %s, sensed before it, which is %s '
-                                                             '(`hrwsi task show %s` says why)', s.previous,
-                                                             s.previous_state, s.previous)
+                                                 -- (what it waits for, not a state of that task, which outgrows
+                                                 -- the reason: migration 0099)
+                                                 WHEN s.previous_state = 'terminated'
+                                                 THEN format(': its dependency, task %s, sensed before it, ended '
+                                                             'terminated; `hrwsi retry %s` runs the dependency again, '
+                                                             '`hrwsi release %s` runs this task without it', s.previous,
+                                                             s.previous, t.id)
+                                                 WHEN s.previous_state = 'blocked'
+                                                 THEN format(': it waits for task %s, sensed before it, which has to run '
+                                                             'before it (`hrwsi task show %s` says what that task waits '
+                                                             'for)', s.previous, s.previous)
                                                  ELSE format(': it runs after task %s, sensed before it', s.previous) END
                                END
             FROM members s
@@ -4051,8 +4165,18 @@ BEGIN
             ), linked AS (
                 UPDATE processing_task t
                 SET depends_on = link.previous,
+                    -- (a held one blocked keeps an operator's hold of it, and a blocked one whose wait ends is held
+                    -- again if an operator held it, or with its routine, campaign or back-fill, as the other paths
+                    -- that block and unblock: migration 0099; the hold was lost, or it was pending under a held routine)
                     state = CASE WHEN p.state IN ('terminated', 'blocked') THEN 'blocked'
+                                 WHEN t.state = 'blocked' AND (t.held_while_blocked
+                                                               OR hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id,
+                                                                                              t.lane) IS NOT NULL)
+                                 THEN 'on_hold'
                                  WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                    held_while_blocked = CASE WHEN p.state NOT IN ('terminated', 'blocked') THEN false
+                                              WHEN t.state = 'on_hold' THEN hrwsi.hold_is_the_tasks_own(t.state_reason)
+                                              ELSE t.held_while_blocked END,
                     worker = CASE WHEN t.state = 'planned' THEN NULL ELSE t.worker END,
                     planned_start = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_start END,
                     planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
@@ -4061,11 +4185,14 @@ BEGIN
                             format('its dependency, task %s, ended terminated; `hrwsi retry %s` runs the dependency '
                                    'again, `hrwsi release %s` runs this task without it', p.id, p.id, t.id)
                         WHEN p.state = 'blocked' THEN
-                            format('waits for task %s, which is blocked (`hrwsi task show %s` says why): it runs '
-                                   'once that task has run', p.id, p.id)
+                            format('waits for task %s, which has to run before it (`hrwsi task show %s` says what that '
+                                   'task waits for): it runs once that task has run', p.id, p.id)
                         WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
-                        ELSE format('a scene sensed before it arrived late (task %s): it runs after it',
-                                    link.previous) END
+                        ELSE CASE WHEN t.state <> 'blocked' THEN ''
+                                  WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
+                                  ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
+                             END || format('a scene sensed before it arrived late (task %s): it runs after it',
+                                           link.previous) END
                 FROM link CROSS JOIN LATERAL (SELECT p.id, p.state FROM processing_task p
                                               WHERE p.id = link.previous OFFSET 0) p
                 WHERE t.id = ANY (ARRAY[link.id])

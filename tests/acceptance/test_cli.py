@@ -309,6 +309,23 @@ def test_retry_routine_of_cancelled_tasks_leaves_out_those_of_corrected_inputs(d
     said = run(["retry", "--routine", "work", "--state", "cancelled"], env).stdout
     assert "1 of 1 cancelled task(s) of routine work retried" in said and f"task {corrected} " not in said
 
+def test_retry_and_release_of_a_task_of_a_held_routine_say_in_one_line_what_still_holds_it(db, env):
+    """Found by review: `hrwsi retry` (and `hrwsi release`) of a task of a routine on hold made it pending, and said
+    "it is pending again and will be replanned", while dispatch skipped its routine. It is held with its routine, and
+    the command says so in one line, with what lifts that hold."""
+    from tests.integration.test_retention import make_task
+    load(db, single_routine_configuration(["true"]))
+    ended = make_task(db, "/in/t", condition="in", state="terminated", age=None)
+    db.execute("SELECT hrwsi.hold_routine('work', 'an operator''s check')")
+    for command in ("retry", "release"):
+        said = run([command, str(ended)], env).stdout
+        assert said.count("\n") == 1 and said.endswith(
+            "but it is still held: routine work is on hold: `hrwsi release work` releases it\n"), said
+        done = {"retry": "retried", "release": "released"}[command]
+        assert db.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s", (ended,)).fetchone() == (
+            "on_hold", f"routine on hold: an operator's check; {done} by an operator")
+
+
 def test_retry_help_and_readme_name_the_states_the_database_lets_retry(env):
     # `hrwsi retry --help` said "terminated, cancelled or held", README and hrwsi.retry_task also blocked.
     schema = (Path(__file__).resolve().parents[2] / "sql" / "schema.sql").read_text()

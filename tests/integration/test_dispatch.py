@@ -890,7 +890,7 @@ def test_the_tasks_after_a_blocked_task_of_a_series_are_blocked_with_it_and_unbl
     # Each names the task it waits for directly and the root cause (the chain's first blocked task was
     # named alone, so the fourth named the second, which it does not wait for: found by exploratory testing).
     for later, before in ((third, second), (fourth, third)):
-        assert rows[later] == ("blocked", f"waits for task {before}, which is blocked behind task {first}, which "
+        assert rows[later] == ("blocked", f"waits for task {before}, which waits behind task {first}, which "
                                           f"ended terminated: `hrwsi retry {first}` runs that task again, and the "
                                           "tasks after it then run in order", None)
     alerts = [r[0] for r in world.execute("SELECT task_id FROM hrwsi.alert WHERE kind = 'task_blocked'")]
@@ -1012,8 +1012,8 @@ def test_a_scene_that_arrives_after_a_blocked_task_of_its_series_is_blocked_with
     series_input(world, "2026-01-04T00:00Z")  # the next scene of the tile
     [(fourth, state, reason)] = world.execute(
         "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE series_at = '2026-01-04T00:00Z'").fetchall()
-    assert (state, reason) == ("blocked", f"waits for task {third}, which is blocked (`hrwsi task show {third}` "
-                                          "says why): it runs once that task has run")
+    assert (state, reason) == ("blocked", f"waits for task {third}, which has to run before it (`hrwsi task show "
+                                          f"{third}` says what that task waits for): it runs once that task has run")
     world.execute("SELECT hrwsi.retry_task(%s)", (first,))
     states = dict(world.execute("SELECT id, state FROM hrwsi.processing_task WHERE id IN (%s, %s, %s)",
                                 (second, third, fourth)).fetchall())
@@ -1059,7 +1059,7 @@ def test_the_task_after_a_task_cancelled_while_its_series_lock_was_busy_says_the
         assert rows[third] == ("blocked", f"task {second} before it in its time series was cancelled while another "
                                           "transaction held the series' lock: the orchestrator's sweep links it to the "
                                           "task before that one within a minute")
-        assert rows[fourth] == ("blocked", f"waits for task {third}, which is blocked behind task {second}, cancelled "
+        assert rows[fourth] == ("blocked", f"waits for task {third}, which waits behind task {second}, cancelled "
                                            "while its time series' lock was busy: the orchestrator's sweep links it past "
                                            "that task within a minute, and the tasks after it then run in order")
         assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'task_blocked'").fetchone() == (0,)
@@ -1954,7 +1954,7 @@ def test_a_blocked_task_whose_wait_ends_while_its_routine_is_held_is_held_with_i
     held routine, but `hrwsi status` and the dashboard showed it pending, as no new task of that routine is). It is
     held with its routine, whichever path unblocks it, and planned when the routine is released."""
     first, second, third, fourth = hold_routine_while_blocked_then_unblock(world, database_url, unblocked_by)
-    unblocked = [second, third, fourth] if unblocked_by != "release" else [third, fourth]
+    unblocked = [second, third, fourth]  # (the one released too: its release lifts no hold of its routine, 0099)
     rows = dict((r[0], r[1:]) for r in world.execute(
         "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id = ANY (%s)", (unblocked,)))
     for task in unblocked:
@@ -2050,3 +2050,88 @@ def test_a_task_an_operator_held_keeps_its_hold_through_a_block_when_a_move_ends
         "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id IN (%s, %s)", (second, third)))
     assert rows[second][0] == "on_hold" and "held by an operator, as before it was blocked" in rows[second][1], rows
     assert rows[third][0] == "pending", rows
+
+
+@pytest.mark.parametrize("hold", ["routine", "back-fill"])
+@pytest.mark.parametrize("action", ["release", "retry"])
+def test_releasing_or_retrying_a_blocked_task_lifts_no_hold_of_its_routine_campaign_or_back_fill(
+        world, database_url, action, hold):
+    """Found by review: `hrwsi release` or `hrwsi retry` of a task that was itself blocked made it pending while its
+    routine (its campaign, its back-fill) was on hold: shown pending, skipped by dispatch. The task's release lifts its
+    own hold (and its block) only; it is held with its routine, and the answer says so in one line, and how to lift it."""
+    first, second, third, _ = four_scenes_of_one_series(world)
+    if hold == "back-fill":
+        world.execute("UPDATE hrwsi.processing_task SET lane = (SELECT name FROM hrwsi.lane WHERE priority > 0 LIMIT 1)")
+    if action == "retry":  # (the task before it cancelled while the series' lock was busy: its retry links it anew)
+        key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
+        with psycopg.connect(database_url) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+            world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+            holder.commit()
+    else:
+        terminate(world, first)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == ("blocked",)
+    lift = {"routine": "routine work is on hold: `hrwsi release work` releases it",
+            "back-fill": "the back-fill of routine work is on hold: `hrwsi release work` releases it"}[hold]
+    if hold == "routine":
+        world.execute("SELECT hrwsi.hold_routine('work', 'an operator''s check')")
+    else:
+        world.execute("UPDATE hrwsi.processing_routine SET backfill_hold_reason = 'an operator''s check' WHERE name = 'work'")
+    said = world.execute(f"SELECT hrwsi.{action}_task(%s)", (second,)).fetchone()[0]
+    assert "\n" not in said and said.endswith(f"but it is still held: {lift}"), said
+    state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (second,)).fetchone()
+    assert state == "on_hold" and "on hold: an operator's check; " in reason, (state, reason)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone() == ("on_hold",)
+    world.execute("SELECT hrwsi.release_routine('work')")
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == ("pending",)
+
+
+@pytest.mark.parametrize("action", ["release", "retry"])
+def test_releasing_or_retrying_a_blocked_task_an_operator_held_lifts_its_own_hold(world, database_url, action):
+    """The explicit release (or retry) of a blocked task an operator had held lifts that hold with the block: it is
+    pending, not held again as when its wait ends by itself."""
+    first, second, _, _ = four_scenes_of_one_series(world)
+    world.execute("SELECT hrwsi.hold_task(%s)", (second,))
+    if action == "retry":
+        key = world.execute("SELECT hrwsi.series_lock_key('work', '32TPR')").fetchone()[0]
+        with psycopg.connect(database_url) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(7250010, %s)", (key,))
+            world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (first,))
+            holder.commit()
+    else:
+        terminate(world, first)
+    world.execute(f"SELECT hrwsi.{action}_task(%s)", (second,))
+    assert world.execute("SELECT state, held_while_blocked FROM hrwsi.processing_task WHERE id = %s",
+                         (second,)).fetchone() == ("pending", False)
+
+
+@pytest.mark.parametrize("relinked_by", ["cancel", "move"])
+def test_a_held_task_relinked_behind_a_task_that_ended_terminated_is_blocked_and_keeps_its_hold(world, relinked_by):
+    """Found by review: a held task that a relinking (the task before it cancelled, a move into another series) put
+    behind a task that had ended terminated stayed held, its wait never decided again: released, it was pending
+    behind a task that could not run. It is blocked, its operator's hold kept, held again once its wait ends."""
+    if relinked_by == "cancel":
+        first, second, third, _ = four_scenes_of_one_series(world)
+        terminate(world, first)
+        world.execute("SELECT hrwsi.release_task(%s)", (second,))  # (runs without the first: the third is pending)
+        world.execute("SELECT hrwsi.hold_task(%s)", (third,))
+        world.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (second,))
+        held = third
+    else:
+        routine(world, sequential=True)
+        routine(world, name="other", sequential=True)
+        [first] = add(world, name="other", tile="32TPR", measured="2026-01-01T00:00Z")
+        terminate(world, first)
+        [held] = add(world, name="work", tile="32TPR", measured="2026-01-02T00:00Z")
+        world.execute("SELECT hrwsi.hold_task(%s)", (held,))
+        world.execute("SELECT hrwsi.move_tasks('work', 'other')")
+    state, waived, held_while_blocked, depends_on, reason = world.execute(
+        "SELECT state, dependency_waived, held_while_blocked, depends_on, state_reason FROM hrwsi.processing_task "
+        "WHERE id = %s", (held,)).fetchone()
+    assert (state, held_while_blocked, depends_on) == ("blocked", True, first), (state, reason)
+    assert f"task {first}" in reason and "ended terminated" in reason and f"`hrwsi retry {first}`" in reason, reason
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (held,)).fetchone()
+    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)

@@ -231,3 +231,17 @@ def test_a_failed_attempt_that_holds_its_routine_ends_its_history_on_hold_after_
         assert world.execute("""SELECT t.state FROM hrwsi.processing_task t WHERE t.input_id = %s""",
                              (waiting,)).fetchone()[0] == "on_hold", "the routine's waiting task is held with it"
         assert world.execute("SELECT count(*) FROM hrwsi.alert WHERE kind = 'routine_on_hold'").fetchone()[0] == 1
+
+
+def test_the_back_fill_hold_s_alert_counts_the_failed_task_it_holds(world):
+    """Found by review: the failed task whose failure puts the back-fill on hold is held by the outcome writer's next
+    statement (its history lags behind it when the hold's trigger runs): the alert's count of the tasks held left it
+    out, "1 waiting task(s) held" of two."""
+    world.execute("UPDATE hrwsi.processing_routine SET hold_after_failures = 1")
+    world.execute("UPDATE hrwsi.processing_condition SET lane = 'archive'")
+    [job] = dispatched_jobs(world, 1)
+    world.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('work_c', '/in/waiting')")
+    assert fail(world, [job]) == {job: "on_hold"}
+    assert world.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'on_hold'").fetchone() == (2,)
+    [body] = [r[0] for r in world.execute("SELECT body FROM hrwsi.alert WHERE kind = 'routine_on_hold'")]
+    assert " 2 waiting task(s) held" in body, body
