@@ -748,23 +748,43 @@ DECLARE
     old_tasks bigint[];   -- (the old input's tasks, which leave their time series)
     relinked bigint[];    -- (the tasks that waited for a processed old one, linked to the task before it)
     downstream bigint[];  -- (the tasks made down a chain from the products of its tasks)
+    outdated text[];      -- (the paths of the old version: its products, those down its chain, the input itself)
 BEGIN
+    -- No chaining (nor group) runs while a correction does, nor a correction while one runs (migration 0098):
+    -- a statement chaining a product of the old version while the walk below ran made a task from it that
+    -- the walk had not seen, and the product, locked, was skipped (found by review). Taken first, before
+    -- any series lock: chaining takes it first too, before the products and the series of their inputs.
+    PERFORM pg_advisory_xact_lock(7250098, 1);
     SELECT * INTO was FROM hrwsi.input i WHERE i.id = correct_input.input_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no input %', correct_input.input_id USING ERRCODE = 'no_data_found';
     END IF;
     -- The tasks made down a chain from the products of its tasks, step after step (migration 0094): their
     -- inputs were chained from products of the old version, and they ran from it, as did the steps after
-    -- them, while the corrected input's task chains its own products anew (found by review).
+    -- them, while the corrected input's task chains its own products anew (found by review). Every way a
+    -- task is made from a product is followed (migration 0098): an input chained from it, a multi-input group
+    -- it is a member of, a campaign's composite that reads it; and the groups the old input itself is a
+    -- member of (one not chained from a product: its path is the member's). The walk followed the chained
+    -- inputs only, and a group made from the old version's product kept its task (found by review).
     WITH RECURSIVE below(id) AS (
-        SELECT t.id FROM hrwsi.processing_task o JOIN hrwsi.product p ON p.task_id = o.id
-        JOIN hrwsi.input i ON i.product_id = p.id JOIN hrwsi.processing_task t ON t.input_id = i.id
-        WHERE o.input_id = was.id
+        SELECT o.id FROM hrwsi.processing_task o WHERE o.input_id = was.id
         UNION
-        SELECT t.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
-        JOIN hrwsi.input i ON i.product_id = p.id JOIN hrwsi.processing_task t ON t.input_id = i.id
+        SELECT t.id FROM hrwsi.multi_input_member g JOIN hrwsi.processing_task t ON t.input_id = g.input_id
+        WHERE g.member_path = was.input_path AND was.product_id IS NULL
+        UNION
+        SELECT c.task_id FROM hrwsi.multi_input_campaign_member c WHERE c.member_path = was.input_path AND was.product_id IS NULL
+        UNION
+        SELECT m.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
+        CROSS JOIN LATERAL (
+            SELECT t.id FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id WHERE i.product_id = p.id
+            UNION ALL
+            SELECT t.id FROM hrwsi.multi_input_member g JOIN hrwsi.processing_task t ON t.input_id = g.input_id
+            WHERE g.member_path = p.path
+            UNION ALL
+            SELECT c.task_id FROM hrwsi.multi_input_campaign_member c WHERE c.member_path = p.path) m
     )
-    SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO downstream FROM below b;
+    SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO downstream
+    FROM below b JOIN hrwsi.processing_task t ON t.id = b.id WHERE t.input_id <> was.id;
     -- The series locks of its tasks, of theirs, and of the series the corrected input goes to, before any
     -- row (the order the INSERT of inputs and a retry take them in).
     FOR series IN
@@ -843,13 +863,16 @@ BEGIN
     -- Its open tasks, and those made down a chain from their products, are cancelled (a running one was
     -- refused above), saying why.
     WITH open AS (
-        SELECT t.id, t.input_id FROM hrwsi.processing_task t
+        SELECT t.id, t.input_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
     ), done AS (
         UPDATE hrwsi.processing_task t
         SET state = 'cancelled',
             state_reason = CASE WHEN open.input_id = was.id
                                 THEN format('its input %s was corrected: input %s replaces it', was.id, new_id)
+                                WHEN open.source = 'multi_input'
+                                THEN format('its multi-input group was made from input %s or down its chain, which was '
+                                            'corrected: input %s replaces it, and the group is made anew', was.id, new_id)
                                 ELSE format('made down a chain from the products of input %s, which was corrected: input %s '
                                             'replaces it, and its task''s products chain anew', was.id, new_id) END
         FROM open WHERE t.id = open.id
@@ -867,12 +890,25 @@ BEGIN
     )
     SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
     -- Their products not chained yet (a harvester stopped or behind) are not chained: made from the old
-    -- version, they would start its chain again. One a harvester is chaining now (locked) is skipped, not
-    -- waited for: this transaction holds series locks that harvester may wait for.
-    UPDATE hrwsi.product p SET chained_at = now()
-    WHERE p.id IN (SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
-                   WHERE x.chained_at IS NULL AND (t.input_id = was.id OR t.id = ANY (downstream))
-                   ORDER BY x.id FOR UPDATE OF x SKIP LOCKED);
+    -- version, they would start its chain again. None is being chained now (the lock taken first). All of
+    -- them are outdated_by the corrected input (migration 0098): hrwsi.chain_missed_products chained one
+    -- to a condition made active after the correction, and a group took one as a member (found by review).
+    WITH old AS (
+        SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
+        WHERE t.input_id = was.id OR t.id = ANY (downstream)
+        ORDER BY x.id FOR UPDATE OF x
+    ), marked AS (
+        UPDATE hrwsi.product p SET chained_at = coalesce(p.chained_at, now()), outdated_by = coalesce(p.outdated_by, new_id)
+        FROM old WHERE p.id = old.id
+        RETURNING p.path
+    )
+    SELECT coalesce(array_agg(m.path), '{}') INTO outdated FROM marked m;
+    -- The multi-input groups made from them, or from the old input itself, are superseded too: the harvester
+    -- makes each anew from the members it has then (a group's input is one per condition and path).
+    UPDATE hrwsi.input g SET superseded_by = new_id
+    WHERE g.source = 'multi_input' AND g.superseded_by IS NULL
+      AND g.id IN (SELECT m.input_id FROM hrwsi.multi_input_member m
+                   WHERE m.member_path = ANY (outdated) OR (m.member_path = was.input_path AND was.product_id IS NULL));
     UPDATE hrwsi.input SET superseded_by = new_id WHERE id = was.id;
     INSERT INTO hrwsi.input (id, processing_condition, input_path, tile, mission, measured_at, published_at, source,
                              product_id, scene_id, lane, campaign_id)
