@@ -42,8 +42,10 @@ from hrwsi.backends.base import (
     JobSpec,
     TaskRefused,
     discover_products,
+    log_last_line,
     lost_with_its_directory,
     output_directory_problem,
+    with_last_line,
 )
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.database import DedicatedConnection
@@ -682,6 +684,11 @@ class Launcher(Service):
                                      "the routine left what cannot be a product in its output directory: "
                                      + "; ".join(refused[:5]), outcome.started_at, outcome.finished_at)
                 products = []
+        if outcome.state in ("internal_error", "external_error") and outcome.exit_code not in (None, 0) \
+                and self.backend.runs_routines:
+            # The routine's own last words next to its exit code, in the attempt's message (status, the
+            # dashboard, the task's reason, a hold's alert): read here, once, from the end of its log.
+            outcome = with_last_line(outcome, await asyncio.to_thread(log_last_line, spec.log_path))
         if outcome.state == "lost" and outcome.fault is None:
             outcome = JobOutcome(outcome.state, outcome.exit_code, outcome.message, outcome.started_at,
                                  outcome.finished_at, fault="backend_lost_track")

@@ -285,6 +285,21 @@ def test_status_says_the_state_each_recently_failed_task_is_in_now(db, env):
         assert "task now" in said and "processed" in said.split("recent failures")[1], said
 
 
+def test_status_shows_a_failed_attempts_last_line_of_output_whole_next_to_its_exit_code(db, env):
+    # A failed attempt's message ends with the routine's last line of output (at most 200 characters:
+    # backends.base.log_last_line); cut at 80 characters in status's table, it showed 53 of them.
+    load(db, single_routine_configuration(["true"]))
+    task = make_task(db, "/in/failed", condition="in", state="planned")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', attempts = 1 WHERE id = %s", (task,))
+    words = " ".join(["reading"] * 23) + " band B11 is missing"  # (199 characters)
+    db.execute("INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, exit_code, message, submitted_at, "
+               "finished_at) VALUES (%s, 1, 'local', 'hrwsi-work-l-1', 'internal_error', 3, %s, now(), now())",
+               (task, f"exit code 3 (allocation 1234abcd on node n1); its log ends: {words}"))
+    for columns in ("80", "250"):
+        said = run(["status"], {**env, "COLUMNS": columns}).stdout.split("recent failures")[1]
+        assert "its log ends:" in said and "B11 is missing" in " ".join(said.split()), said
+
+
 def test_status_says_which_service_has_no_instance_alive_what_stops_and_what_to_start(db, env):
     # Found by exploratory testing (2026-12-06): after a kill -9 of `hrwsi up`, status showed rows each
     # "(stale: dead or hung?)" and said nowhere that nothing was dispatched, nor what to start.

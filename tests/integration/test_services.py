@@ -218,6 +218,22 @@ async def test_failing_command_is_retried_then_terminated(db, database_url, sett
     assert history.index("running") < history.index("pending", 1) < len(history) - 1
 
 
+async def test_a_failed_attempt_says_the_routines_last_line_of_output_next_to_its_exit_code(db, database_url, settings,
+                                                                                             configure):
+    # "exit code 3" was all that status and the dashboard's overview said of a failure: the routine's own
+    # words were in `hrwsi logs` and on the task's page only.
+    script = ("import sys; print('reading B04'); print('Traceback (most recent call last):', file=sys.stderr); "
+              "print(\"KeyError: 'B11' \\x1b[2J\", file=sys.stderr); print(file=sys.stderr); sys.exit(3)")
+    configure(single_routine_configuration([sys.executable, "-c", script], max_attempts=1))
+    async with running(database_url, ["orchestrator", "launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT state = 'terminated' FROM hrwsi.processing_task")
+    message, exit_code = db.execute("SELECT message, exit_code FROM hrwsi.job").fetchone()
+    assert (message, exit_code) == ("exit code 3: KeyError: 'B11' \\x1b[2J", 3)
+    reason = db.execute("SELECT state_reason FROM hrwsi.processing_task").fetchone()[0]
+    assert reason == "attempt 1 internal_error: exit code 3: KeyError: 'B11' \\x1b[2J"
+
+
 async def test_a_retry_starts_when_its_backoff_ends_not_at_the_next_backstop_poll(db, database_url, settings, configure,
                                                                                     tmp_path):
     """A failed attempt's task waits out its backoff; the launcher that recorded the failure wakes

@@ -31,6 +31,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from hrwsi.backends.local_supervisor import TOMBSTONE_FILE
 from hrwsi.harvest.input_checks import REFUSED_CHARACTER
+from hrwsi.terminal import one_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -338,6 +339,59 @@ def output_directory_problem(output_dir: str, failed_log_path: str | None = None
             if full is not None:
                 return f"the storage of {path} is full ({full}), which most likely failed it"
     return None
+
+
+# A failed attempt's last line of output, stored at the end of its message, after its exit code (log_last_line):
+# `hrwsi status` and the dashboard's overview said only "exit code 3", the routine's own words being in
+# `hrwsi logs` and on the task's page only. Read once, as the outcome is recorded (never in a page
+# request or a status query), from the end of the log only (a log of gigabytes costs one read).
+LAST_LINE_READ_BYTES = 8192
+LAST_LINE_CHARACTERS = 200
+# Lines of hrwsi's own in a log, not the routine's words: the Nomad backend's headers of the stdout and
+# stderr it appends (`=== Nomad job ...: stderr ===`, nomad/task_logs.py), and the local supervisor's
+# lines (`[hrwsi supervisor ...]`: its log's cap, a stop).
+_HRWSI_LOG_LINE = re.compile(r"===.*===|\[hrwsi supervisor .*")
+
+
+def log_last_line(path: str | None) -> str | None:
+    """The last meaningful line of an attempt's log: not blank, not one of hrwsi's own, as a terminal
+    shows a line that carriage returns rewrote (its last part), at most LAST_LINE_CHARACTERS with its
+    control and invisible characters as escapes (terminal.one_sentence); None when the log is missing,
+    unreadable, empty, or ends in binary data (a NUL byte). Blocking: run it in a thread."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - LAST_LINE_READ_BYTES))
+            data = log.read(LAST_LINE_READ_BYTES)
+    except (OSError, ValueError):
+        return None
+    if b"\0" in data:
+        return None
+    lines = data.decode("utf-8", errors="backslashreplace").split("\n")
+    for index in range(len(lines) - 1, -1, -1):
+        shown = next((part.strip() for part in reversed(lines[index].split("\r")) if part.strip()), "")
+        if not shown or _HRWSI_LOG_LINE.fullmatch(shown):
+            continue
+        cut_at_start = index == 0 and size > LAST_LINE_READ_BYTES  # (its start is before what was read)
+        shown = one_sentence(shown)
+        if cut_at_start:
+            return "\u2026" + shown[-(LAST_LINE_CHARACTERS - 1):]
+        return shown if len(shown) <= LAST_LINE_CHARACTERS else shown[: LAST_LINE_CHARACTERS - 1] + "\u2026"
+    return None
+
+
+def with_last_line(outcome: JobOutcome, last_line: str | None) -> JobOutcome:
+    """`outcome` with its log's last line at the end of its message, the routine's words last (to the message's
+    end: no quotes needed): "exit code 3: KeyError: 'B11'" for a message that says only its exit code (the
+    local backend's), else "...; its log ends: KeyError: 'B11'" (Nomad's "exit code 3 (allocation ...)", a signal,
+    a timeout). As it was without a line."""
+    if not last_line:
+        return outcome
+    if outcome.message == f"exit code {outcome.exit_code}":
+        return replace(outcome, message=f"{outcome.message}: {last_line}")
+    return replace(outcome, message=f"{outcome.message}; its log ends: {last_line}")
 
 
 def full_storage(path: str) -> str | None:

@@ -186,11 +186,13 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
                       f"{counts.get('sent', 0)} sent: `hrwsi alerts` lists them")
     if data["recent_failures"]:
-        # Printed as blocks (a narrow terminal), a message is wrapped whole; in a table, its first 80 characters
-        # (cut to 80 in blocks too, the end of a failure's message was lost: found by exploratory testing).
+        # Printed as blocks (a narrow terminal), a message is wrapped whole; in a table, its first 300 characters
+        # (cut to 80 in blocks too, the end of a failure's message was lost: found by exploratory testing), room
+        # for the routine's last line of output that ends a failed attempt's message (backends.base.log_last_line:
+        # at 80, "exit code 3 (allocation ...); its log ends: " left the routine a few words of its 200).
         table = _recent_failures(data["recent_failures"], None)
         if _narrowest_width(console, table) <= console.width:
-            table = _recent_failures(data["recent_failures"], 80)
+            table = _recent_failures(data["recent_failures"], FAILURE_MESSAGE_SHOWN)
         show(console, table)
 
 
@@ -210,6 +212,10 @@ def _database_trouble(console: Console, data: dict) -> None:
                                     f"{slots['in_use']} of its {slots['slots']} slots are taken (hrwsi's sessions: "
                                     f"{slots['hrwsi']}); past them it refuses new ones, hrwsi's too"), soft_wrap=True)
         line(console, "  next: ", slots["next"])
+
+
+# (as the dashboard's overview: backends.base.LAST_LINE_CHARACTERS, and the exit code and notes before it)
+FAILURE_MESSAGE_SHOWN = 300
 
 
 def _recent_failures(failures: list[dict], message_limit: int | None) -> Table:
