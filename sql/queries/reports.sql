@@ -188,6 +188,15 @@ WHERE (t.state = 'on_hold' OR (t.state = 'blocked' AND t.held_while_blocked))
            AND starts_with(t.state_reason, 'back-fill of routine '))
 ORDER BY t.id LIMIT %(limit)s;
 
+-- name: report_writes_refused
+-- Whether the database refuses writes (a standby in recovery, or default_transaction_read_only on for this
+-- session's role or database), and the newest heartbeat any service wrote (the writes stopped after it at
+-- the latest) with its age: the line `hrwsi status` and the dashboard start with
+-- (database_trouble.refusing_writes_said). Both can still read there.
+SELECT pg_is_in_recovery() AS in_recovery, current_setting('default_transaction_read_only')::boolean AS read_only,
+       h.newest AS newest_heartbeat, extract(epoch FROM now() - h.newest)::float8 AS newest_heartbeat_age_s
+FROM (SELECT max(coalesce(s.last_heartbeat_at, s.heartbeat_at)) AS newest FROM hrwsi.service_instance s) h;
+
 -- name: report_services
 -- replaced_by: the identity the same process (kind, host, pid) took since: a service whose lease
 -- lapsed (paused, cut off) goes on under a new identity, and its old one, kept an hour, read "stale:

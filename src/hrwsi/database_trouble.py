@@ -11,6 +11,10 @@ nothing said that hrwsi cannot work there (found by exploratory testing).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+
 import asyncpg
 
 from hrwsi.database import COMMAND_TIMEOUT_S, CONNECTIONS_FULL, DatabaseUnavailable
@@ -47,6 +51,16 @@ def pooler_refusal(error: BaseException) -> str | None:
     return None
 
 
+# The words for a database that refuses hrwsi's writes, shared by the services' log line (read_only_refusal,
+# Service._tell_read_only) and the line `hrwsi status` and the dashboard start with (refusing_writes_said).
+READ_ONLY_CAUSE = ("the server is a standby (a failover left HRWSI_DATABASE_URL on a replica?) or "
+                   "default_transaction_read_only is on for hrwsi's role or database")
+READ_ONLY_NEXT = ("point HRWSI_DATABASE_URL at the primary, or ALTER ROLE (or DATABASE) ... SET "
+                  "default_transaction_read_only = off")
+READ_ONLY_MEANWHILE = ("nothing is written meanwhile, and the leases lapse: each service goes on where it stopped once "
+                       "the database takes writes again")
+
+
 def read_only_refusal(error: BaseException) -> str | None:
     """The one line that says the database refuses hrwsi's writes (SQLSTATE 25006: a standby, or
     default_transaction_read_only on for the role or database), naming what to do; None for any other
@@ -56,11 +70,29 @@ def read_only_refusal(error: BaseException) -> str | None:
     what to do (found by exploratory testing)."""
     if not isinstance(error, asyncpg.ReadOnlySQLTransactionError):
         return None
-    return (f"the database refuses hrwsi's writes ({_one_line(getattr(error, 'message', None) or error)}): the server "
-            "is a standby (a failover left HRWSI_DATABASE_URL on a replica?) or default_transaction_read_only is on "
-            "for hrwsi's role or database; point HRWSI_DATABASE_URL at the primary, or ALTER ROLE (or DATABASE) ... "
-            "SET default_transaction_read_only = off; nothing is written meanwhile, and the leases lapse: each "
-            "service goes on where it stopped once the database takes writes again")
+    return (f"the database refuses hrwsi's writes ({_one_line(getattr(error, 'message', None) or error)}): "
+            f"{READ_ONLY_CAUSE}; {READ_ONLY_NEXT}; {READ_ONLY_MEANWHILE}")
+
+
+def refusing_writes_said(found: Mapping[str, Any] | None, stale_after_s: float) -> str | None:
+    """The line `hrwsi status` and the dashboard start with while the database refuses writes, from
+    report_writes_refused (a standby in recovery, or default_transaction_read_only on for the reader's role or
+    database); None while it takes them. Why: after a failover onto a standby, both showed stale heartbeats
+    and little else, while they could still read (found by review). The setting is said only while no service
+    has written a heartbeat within stale_after_s: a reader given a read-only role of its own (a monitoring
+    role) must not read as an outage while the services write."""
+    if not found:
+        return None
+    newest, age = found["newest_heartbeat"], found["newest_heartbeat_age_s"]
+    if found["in_recovery"]:
+        why = "the server is a standby, in recovery: pg_is_in_recovery() is true"
+    elif found["read_only"] and (age is None or age > stale_after_s):
+        why = "default_transaction_read_only is on for this role or database"
+    else:
+        return None
+    since = f" since {newest.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z at the latest (the newest heartbeat)" if newest else ""
+    return (f"the database refuses hrwsi's writes ({why}){since}: the services wait and retry, and the heartbeats "
+            f"below are stale for it; {READ_ONLY_MEANWHILE}; {READ_ONLY_NEXT}")
 
 
 # What to do when the server refuses hrwsi a connection for want of a slot (SQLSTATE 53300).

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from hrwsi import migrations
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
-from hrwsi.database_trouble import CONNECTIONS_REFUSED_NEXT
+from hrwsi.database_trouble import CONNECTIONS_REFUSED_NEXT, refusing_writes_said
 from hrwsi.installed_code import mark_changed
 from hrwsi.sql_files import query
 
@@ -166,6 +166,9 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
         unplannable_rows = read("the tasks that cannot be planned", [],
                                 lambda: conn.execute(query("report_unplannable"), {"limit": 10}).fetchall())
         data = {
+            # (first: after a failover onto a standby, what status could read said nothing of why it went stale)
+            "writes_refused": read("whether the database takes writes", None, lambda: refusing_writes_said(
+                _row(conn, "report_writes_refused"), stale_after_s)),
             "tasks": read("the tasks", {}, lambda: state_counts(conn)),
             "jobs": read("the jobs", {}, lambda: dict(conn.execute(query("report_job_counts")).fetchall())),
             "held_routines": held,

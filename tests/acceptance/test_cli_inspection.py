@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 
+import psycopg
+import psycopg.sql
 import pytest
 
 from hrwsi.configuration import load, to_toml
@@ -298,6 +300,32 @@ def test_status_shows_a_failed_attempts_last_line_of_output_whole_next_to_its_ex
     for columns in ("80", "250"):
         said = run(["status"], {**env, "COLUMNS": columns}).stdout.split("recent failures")[1]
         assert "its log ends:" in said and "B11 is missing" in " ".join(said.split()), said
+
+
+def test_status_starts_with_one_line_saying_the_database_refuses_writes_since_when_and_what_to_do(db, env):
+    # A failover onto a standby (or default_transaction_read_only turned on): status showed stale heartbeats and
+    # little else, while it could still read.
+    db.execute("INSERT INTO hrwsi.service_instance (id, kind, host, pid, started_at, heartbeat_at) VALUES "
+               "('launcher-1', 'launcher', 'ops1', 100, '2026-12-01 09:00:00+00', '2026-12-01 09:40:01.654321+00')")
+    name = db.execute("SELECT current_database()").fetchone()[0]
+
+    def refuse_writes(on: bool) -> None:
+        db.execute("SET default_transaction_read_only = off")  # (this session may write, whatever it was given)
+        db.execute(psycopg.sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+            psycopg.sql.Identifier(name), psycopg.sql.SQL("on" if on else "off")))
+
+    refuse_writes(True)
+    try:
+        said = run(["status"], env).stdout
+        data = json.loads(run(["status", "--json"], env).stdout)
+    finally:
+        refuse_writes(False)
+    assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on for this role or "
+                           "database) since 2026-12-01 09:40:01Z at the latest (the newest heartbeat): the services "
+                           "wait and retry"), said
+    assert "point HRWSI_DATABASE_URL at the primary" in said.split("\n\n")[0]
+    assert data["writes_refused"] == " ".join(said.split("tasks and jobs per state")[0].split())
+    assert json.loads(run(["status", "--json"], env).stdout)["writes_refused"] is None, "writes taken again: nothing said"
 
 
 def test_status_says_which_service_has_no_instance_alive_what_stops_and_what_to_start(db, env):

@@ -831,6 +831,43 @@ async def test_a_table_locked_by_another_session_is_a_page_that_names_it_within_
             await text_of(client, "/")  # (200 once the lock is let go)
 
 
+def _refuse_writes(db, on: bool) -> None:
+    """default_transaction_read_only for the test's database, as after a failover onto a standby (new sessions)."""
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    db.execute("SET default_transaction_read_only = off")  # (this session may write, whatever it was given)
+    db.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+        sql.Identifier(name), sql.SQL("on" if on else "off")))
+
+
+async def test_while_the_database_refuses_writes_the_overview_starts_with_a_line_saying_so_since_when_and_what_to_do(
+        database_url, scenario, data_dir, db):
+    # A failover onto a standby (or default_transaction_read_only turned on): the overview showed stale
+    # heartbeats and little else, while it could still read.
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = '2026-12-01 09:40:01.654321+00', "
+               "last_heartbeat_at = NULL")
+    _refuse_writes(db, True)
+    try:
+        async with dashboard(database_url, data_dir) as client:
+            html = await text_of(client, "/")
+            overview = json.loads(await text_of(client, "/api/overview"))
+    finally:
+        _refuse_writes(db, False)
+    page = visible(html)
+    said = ("the database refuses hrwsi's writes (default_transaction_read_only is on for this role or database) since "
+            "2026-12-01 09:40:01Z at the latest (the newest heartbeat): the services wait and retry")
+    assert said in page and page.index(said) < page.index("waiting to start"), page[:3000]
+    assert "point HRWSI_DATABASE_URL at the primary" in page and 'role="alert"' in html
+    assert overview["writes_refused"].startswith("the database refuses hrwsi's writes")
+    # Taking writes again (or a reader's own read-only role while the services write): nothing is said.
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now()")
+    _refuse_writes(db, True)
+    try:
+        async with dashboard(database_url, data_dir) as client:
+            assert "refuses hrwsi's writes" not in visible(await text_of(client, "/"))
+    finally:
+        _refuse_writes(db, False)
+
+
 async def test_a_server_that_takes_no_more_connections_is_a_page_that_says_so_not_an_unreachable_one(database_url,
                                                                                                      data_dir, db):
     # Found by exploratory testing (2026-12-06): with max_connections reached the dashboard said "The

@@ -124,13 +124,20 @@ def _age(seconds: float | None) -> str:
 
 
 # -- status --------------------------------------------------------------------------------------
-def status(console: Console, data: dict, stale_after_s: float, all_services: bool = False) -> None:
+def _status_head(console: Console, data: dict) -> None:
+    """The lines status starts with: the database refusing writes, what a lock kept from being read, a moved home."""
+    if data.get("writes_refused"):  # (database_trouble.refusing_writes_said: the one line that explains the rest)
+        console.print(Text(visible(data["writes_refused"]), style="bold red"), soft_wrap=True)
     if data.get("unread"):  # (what a lock held by another session kept from being read: shown empty below)
         console.print(Text(f"could not read {', '.join(data['unread'])} within {data['lock_wait_s']:g} s: a lock is "
                            "held" + ("; see below" if data.get("blocking_sessions") else " (it was let go since)"),
                            style="bold yellow"), soft_wrap=True)
     if data.get("home_moved"):
         console.print(Text(visible(data["home_moved"]), style="bold yellow"), soft_wrap=True)
+
+
+def status(console: Console, data: dict, stale_after_s: float, all_services: bool = False) -> None:
+    _status_head(console, data)
     table = _table("tasks and jobs per state", ("state", "tasks", "jobs"))
     for state in sorted(set(data["tasks"]) | set(data["jobs"])):
         table.add_row(text(state), str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))

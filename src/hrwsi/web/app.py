@@ -455,8 +455,9 @@ class Dashboard:
                       "processed_last_hour": overview.processed_1h, "failed_last_hour": overview.failed_1h,
                       "routines": [vars(r) for r in overview.routines],
                       "alert_queue": overview.alert_queue, "services": overview.services, "sources": overview.sources,
-                      "versions": overview.versions, "held_campaigns": overview.held_campaigns,
-                      "held_tasks": overview.held_tasks, "held_tasks_total": overview.held_tasks_total,
+                       "versions": overview.versions, "held_campaigns": overview.held_campaigns,
+                       "held_tasks": overview.held_tasks, "held_tasks_total": overview.held_tasks_total,
+                       "writes_refused": overview.writes_refused,
                       "read_s": overview.read_s})
 
     async def api_tasks(self, request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import asyncpg
 
 from hrwsi import migrations, timeliness
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
+from hrwsi.database_trouble import refusing_writes_said
 from hrwsi.harvest.sources import describe_source
 from hrwsi.installed_code import mark_changed
 from hrwsi.reports import (
@@ -120,6 +121,9 @@ class Overview:
     held_campaigns: list = field(default_factory=list)
     held_tasks: list = field(default_factory=list)
     held_tasks_total: int = 0
+    # The line the page starts with while the database refuses writes (database_trouble.refusing_writes_said, as
+    # `hrwsi status` says it); None while it takes them.
+    writes_refused: str | None = None
 
     @property
     def waiting(self) -> int:
@@ -207,6 +211,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
     overview.long_transactions = [dict(r) | {"next": long_transaction_next_step(r)} for r in await conn.fetch(
         query("web_long_transactions"), LONG_TRANSACTION_AFTER_S, LONG_TRANSACTIONS_SHOWN)]
     overview.sessions_not_seen = sessions_not_seen_said(await conn.fetchrow(query("report_sessions_not_seen")))
+    overview.writes_refused = refusing_writes_said(await conn.fetchrow(query("report_writes_refused")), stale_after_s)
     overview.connections = short_of_connections(await conn.fetchrow(query("report_connection_slots")), CONNECTIONS_SAID_AT)
     overview.held_campaigns = [dict(r) | {"next": held_campaign_next_step(r["campaign"])}
                                for r in await conn.fetch(query("web_held_campaigns"), HELD_SHOWN)]

@@ -1,0 +1,32 @@
+"""The line `hrwsi status` and the dashboard start with while the database refuses writes."""
+
+from datetime import UTC, datetime
+
+from hrwsi.database_trouble import READ_ONLY_MEANWHILE, READ_ONLY_NEXT, refusing_writes_said
+
+NEWEST = datetime(2026, 12, 7, 9, 40, 1, 654321, tzinfo=UTC)
+
+
+def found(in_recovery=False, read_only=False, newest=NEWEST, age_s=300.0) -> dict:
+    return {"in_recovery": in_recovery, "read_only": read_only, "newest_heartbeat": newest,
+            "newest_heartbeat_age_s": age_s}
+
+
+def test_a_standby_is_said_with_the_newest_heartbeat_what_the_services_do_and_what_to_do():
+    said = refusing_writes_said(found(in_recovery=True, age_s=1.0), 30.0)
+    assert said == ("the database refuses hrwsi's writes (the server is a standby, in recovery: pg_is_in_recovery() is "
+                    "true) since 2026-12-07 09:40:01Z at the latest (the newest heartbeat): the services wait and retry, "
+                    f"and the heartbeats below are stale for it; {READ_ONLY_MEANWHILE}; {READ_ONLY_NEXT}")
+
+
+def test_a_read_only_default_is_said_only_while_no_service_writes_its_heartbeat():
+    assert refusing_writes_said(found(read_only=True), 30.0).startswith(
+        "the database refuses hrwsi's writes (default_transaction_read_only is on for this role or database) since ")
+    # (a reader given a read-only role of its own, a monitoring role, while the services write)
+    assert refusing_writes_said(found(read_only=True, age_s=2.0), 30.0) is None
+    assert "since" not in refusing_writes_said(found(read_only=True, newest=None, age_s=None), 30.0)
+
+
+def test_a_database_that_takes_writes_is_not_said():
+    assert refusing_writes_said(found(), 30.0) is None
+    assert refusing_writes_said(None, 30.0) is None
