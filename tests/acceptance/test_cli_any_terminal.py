@@ -102,10 +102,10 @@ def test_json_on_a_terminal_that_is_not_utf8_holds_every_character(production, e
 
 
 def _as_printed(value: str) -> str:
-    """A --json time as the tables print it (2026-01-31 10:00:00.000Z), or a day as it is."""
+    """A --json time as the tables print it (2026-01-31 10:00:00Z: to the second, as the dashboard), or a day as it is."""
     if len(value) == 10:
         return value
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
 # The times each command's table shows, as --json has them.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from rich.console import Console
 
@@ -89,3 +89,13 @@ def test_every_reason_of_several_lines_in_status_is_indented_under_its_first_lin
         assert f"{head}first line\n{' ' * len(head)}second line \\x1b[31m\n" in said, said
     assert "  why: first line\n       second line \\x1b[31m\n" in said, said
     assert "  its last run failed: first line\n  second line \\x1b[31m\n" in said, said
+
+
+def test_a_time_is_printed_to_the_second_as_the_dashboard_shows_the_same_event():
+    # The tables showed "2026-12-07 09:40:01.654Z" where the dashboard said "2026-12-07 09:40:01Z" of the same
+    # attempt's end: seconds are what ops read; --json keeps every digit.
+    from hrwsi.web.app import _time  # (the dashboard's)
+
+    ended = datetime(2026, 12, 7, 10, 40, 1, 654321, tzinfo=timezone(timedelta(hours=1)))
+    assert views.time(ended) == _time(ended) == "2026-12-07 09:40:01Z"
+    assert views.time(datetime(2026, 12, 7, 9, 40, 1, 999999, tzinfo=UTC)) == "2026-12-07 09:40:01Z"

@@ -19,10 +19,13 @@ from hrwsi.terminal import visible
 
 
 def time(value: datetime | None) -> str:
+    """A time as ops read it, to the second in UTC, as the dashboard shows the same events (app._time): the
+    tables showed milliseconds ("09:40:01.654Z") where the dashboard said "09:40:01Z" of the same attempt.
+    --json keeps every digit (a time there is for tools, and may be compared or used as a bound)."""
     if not value:
         return "-"
     value = value.astimezone(UTC) if value.tzinfo else value
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    return value.strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
 def text(value, limit: int | None = None) -> Text:
