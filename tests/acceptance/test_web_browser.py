@@ -15,6 +15,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+import psycopg.sql
 import pytest
 
 from tests.integration.dashboard_scenario import build
@@ -522,3 +524,45 @@ def test_a_live_update_keeps_the_text_ops_select_and_where_they_scrolled(page, d
         before = updates(page)
         wait_for_updates(page, before)  # (the tick: its now line moved)
         assert wrap.evaluate("w => w.scrollLeft") == 150, "the chart kept where it was scrolled to"
+
+
+def test_while_the_database_refuses_writes_the_overview_starts_with_the_line_that_says_so(page, db, database_url,
+                                                                                          tmp_path, monkeypatch):
+    # A failover onto a standby (here default_transaction_read_only, refused as a standby refuses) while the dashboard
+    # runs: the overview showed stale heartbeats and little else. The line is above everything else; a failed
+    # attempt's message ends with its routine's last line of output, beside its exit code.
+    monkeypatch.setenv("HRWSI_LEASE_TIMEOUT_S", "2")  # (the dashboard's own heartbeat stale 2 s after the failover)
+    home = tmp_path / "home"
+    build(db, home / "data")
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = '2026-12-01 09:40:01+00', last_heartbeat_at = NULL")
+    name = db.execute("SELECT current_database()").fetchone()[0]
+
+    def refuse_writes(on: bool) -> None:
+        db.execute("SET default_transaction_read_only = off")  # (this session may write, whatever it was given)
+        db.execute(psycopg.sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+            psycopg.sql.Identifier(name), psycopg.sql.SQL("on" if on else "off")))
+        # (the dashboard's sessions come back with the setting, as from a failover)
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid()")
+
+    try:
+        with dashboard_process(database_url, home, None, page=page) as base:
+            page.goto(base + "/")
+            page.wait_for_selector("#live.ok")
+            assert page.locator("p.writes-refused").count() == 0
+            refuse_writes(True)
+            deadline = time.monotonic() + 60  # (an overview is read again at least every 30 s: OverviewCache)
+            while page.locator("p.writes-refused").count() == 0:
+                assert time.monotonic() < deadline, "the overview never said that the database refuses writes"
+                time.sleep(1)
+                page.goto(base + "/")
+            line = page.locator("p.writes-refused")
+            said = words(line.inner_text())
+            assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on for this "
+                                   "role or database) since "), said
+            assert "the services wait and retry" in said and "point HRWSI_DATABASE_URL at the primary" in said
+            assert line.bounding_box()["y"] < page.locator(".tiles").bounding_box()["y"], "above everything else"
+            assert "exit code 1: Traceback" in page.inner_text("[data-live=failures]")
+            shoot(page, "overview-writes-refused")
+    finally:
+        refuse_writes(False)
