@@ -356,8 +356,9 @@ _HRWSI_LOG_LINE = re.compile(r"===.*===|\[hrwsi supervisor .*")
 def log_last_line(path: str | None) -> str | None:
     """The last meaningful line of an attempt's log: not blank, not one of hrwsi's own, as a terminal
     shows a line that carriage returns rewrote (its last part), at most LAST_LINE_CHARACTERS with its
-    control and invisible characters as escapes (terminal.one_sentence); None when the log is missing,
-    unreadable, empty, or ends in binary data (a NUL byte). Blocking: run it in a thread."""
+    control and invisible characters as escapes (terminal.one_sentence; a byte that is not UTF-8 as `\\xe9`);
+    None when the log is missing, unreadable or empty, or ends in binary data (a NUL byte in what is read: a
+    line there is no sentence). Blocking: run it in a thread."""
     if not path:
         return None
     try:
