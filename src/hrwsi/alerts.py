@@ -18,9 +18,22 @@ from email.message import EmailMessage
 import aiohttp
 import asyncpg
 
+from hrwsi.backends.ascii_decimal import ascii_decimal
+from hrwsi.settings import SettingsError
 from hrwsi.sql_files import query
+from hrwsi.terminal import shown
 
 logger = logging.getLogger(__name__)
+
+
+def _smtp_port() -> int:
+    """HRWSI_ALERT_SMTP_PORT in ASCII digits, 25 unless set: int() read '2_5' as 25 and other scripts' digits, and
+    'abc' ended the service in a traceback (found by review)."""
+    raw = os.environ.get("HRWSI_ALERT_SMTP_PORT", "").strip()
+    port = ascii_decimal(raw, max_digits=5) if raw else 25
+    if port is None or not 1 <= port <= 65535:
+        raise SettingsError(f"HRWSI_ALERT_SMTP_PORT={shown(raw)} is not a TCP port (1-65535; unset: 25)")
+    return port
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,7 @@ class AlertSettings:
         return cls(
             webhook_url=os.environ.get("HRWSI_ALERT_WEBHOOK_URL") or None,
             smtp_host=os.environ.get("HRWSI_ALERT_SMTP_HOST") or None,
-            smtp_port=int(os.environ.get("HRWSI_ALERT_SMTP_PORT", "25")),
+            smtp_port=_smtp_port(),
             smtp_sender=os.environ.get("HRWSI_ALERT_SMTP_FROM", "hrwsi@localhost"),
             smtp_recipients=recipients,
             smtp_user=os.environ.get("HRWSI_ALERT_SMTP_USER") or None,

@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from hrwsi.sql_files import query
-from hrwsi.terminal import quoted
+from hrwsi.terminal import bounded, quoted
 
 # -- value types -------------------------------------------------------------------------------------
 MAX_INT4 = 2_147_483_647
@@ -352,9 +352,10 @@ def _model_at(path: tuple) -> type[BaseModel] | None:
 
 
 def key_path(loc: tuple) -> str:
+    """routine[0].storage_mb: where a value is in the file; a key the file wrote is cut when long (`bounded`)."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        text += f"[{part}]" if isinstance(part, int) else (f".{bounded(str(part), str)}" if text else bounded(str(part), str))
     return text
 
 

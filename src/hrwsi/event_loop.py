@@ -19,6 +19,8 @@ import asyncio
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from hrwsi.terminal import shown
+
 T = TypeVar("T")
 
 CHOICES = ("auto", "asyncio", "uvloop")
@@ -36,7 +38,7 @@ def starts_processes(kinds: Iterable[str], backend: str) -> bool:
 def choose(setting: str, kinds: Iterable[str], backend: str) -> str:
     """The event loop ("uvloop" or "asyncio") for a process running `kinds` with `backend`."""
     if setting not in CHOICES:
-        raise EventLoopError(f"HRWSI_EVENT_LOOP={setting!r}: choose {', '.join(CHOICES)}")
+        raise EventLoopError(f"HRWSI_EVENT_LOOP={shown(setting)}: choose {', '.join(CHOICES)}")
     if setting == "asyncio" or (setting == "auto" and starts_processes(kinds, backend)):
         return "asyncio"
     try:

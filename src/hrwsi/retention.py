@@ -31,6 +31,7 @@ from pathlib import Path
 
 import asyncpg
 
+from hrwsi.backends.ascii_decimal import ascii_decimal
 from hrwsi.backends.base import ATTEMPT_DIRECTORY
 from hrwsi.harvest.landing_files import _PARTIAL_PREFIX, PREVIOUSLY_RECEIVED_DIRECTORY
 from hrwsi.service import SideTask
@@ -260,7 +261,10 @@ def _old_attempt_directories(root: Path, cutoff: float) -> list[tuple[int, int, 
             named = ATTEMPT_DIRECTORY.fullmatch(attempt.name)
             if named is None:
                 continue  # (not hrwsi's name: a directory moved aside, say)
-            task_id, n = int(attempt.parent.name.removeprefix("task-")), int(named[1])
+            # (ASCII digits: int() read 'task-1_0' as task 10's directory; found by review)
+            task_id, n = ascii_decimal(attempt.parent.name.removeprefix("task-")), int(named[1])
+            if task_id is None:
+                continue
             if attempt.is_symlink() or attempt.lstat().st_mtime >= cutoff:
                 continue
             if any(entry.name != "output" for entry in os.scandir(attempt)):

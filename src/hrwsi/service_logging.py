@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from hrwsi.terminal import one_line, visible
+from hrwsi.terminal import one_line, shown, visible
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("text", "json")
@@ -76,7 +76,7 @@ class JsonLineFormatter(JsonFormatter):
 def formatter(log_format: str, static_fields: dict[str, Any] | None = None) -> logging.Formatter:
     """The formatter of HRWSI_LOG_FORMAT; `static_fields` go in every JSON record (text leaves them out)."""
     if log_format not in FORMATS:
-        raise ValueError(f"log format {log_format!r} is not one of {', '.join(FORMATS)}")
+        raise ValueError(f"log format {shown(log_format)} is not one of {', '.join(FORMATS)}")
     return JsonLineFormatter(static_fields) if log_format == "json" else TextFormatter()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +11,11 @@ import platformdirs
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from hrwsi.backends.ascii_decimal import MAX_DIGITS, ascii_decimal
+from hrwsi.backends.ascii_decimal import MAX_DIGITS, ascii_decimal, ascii_number
 from hrwsi.event_loop import CHOICES as EVENT_LOOPS
 from hrwsi.service_logging import FORMATS as LOG_FORMATS
 from hrwsi.service_logging import LEVELS as LOG_LEVELS
+from hrwsi.terminal import shown
 
 # A job log's cap below this would keep too little of a routine's start and end to explain it.
 SMALLEST_JOB_LOG_CAP = 2**20
@@ -26,15 +26,17 @@ class SettingsError(ValueError):
 
 
 def _float(name: str, default: float) -> float:
+    """A number in ASCII decimal notation (2, 0.5, 1e-3), perhaps between spaces as `_count` takes one; unset or
+    empty gives `default`. float() read '1_0' as 10 and other scripts' digits ('\u0663' as 3): refused, as
+    'inf' and 'nan' are (found by review)."""
     raw = os.environ.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise SettingsError(f"{name}={raw!r} is not a finite number")
+    value = ascii_number(raw.strip())
+    if value is None:
+        finite = raw.strip().lower().lstrip("+-") in ("inf", "infinity", "nan")
+        raise SettingsError(f"{name}={shown(raw)} is not a {'finite ' if finite else ''}number"
+                            f"{'' if finite else ' (ASCII decimal notation: 2, 0.5, 1e-3)'}")
     return value
 
 
@@ -50,7 +52,7 @@ def _count(name: str, default: int | None) -> int | None:
     text = raw.strip()
     value = ascii_decimal(text.removeprefix("-"))
     if value is None:
-        raise SettingsError(f"{name}={raw!r} is not a whole number (ASCII digits 0-9, at most {MAX_DIGITS})")
+        raise SettingsError(f"{name}={shown(raw)} is not a whole number (ASCII digits 0-9, at most {MAX_DIGITS})")
     return -value if text.startswith("-") else value
 
 
@@ -62,7 +64,8 @@ def _paths(name: str) -> tuple[Path, ...] | None:
     paths = tuple(Path(part) for part in raw.split(os.pathsep) if part.strip())
     relative = [str(p) for p in paths if not p.is_absolute()]
     if relative:
-        raise SettingsError(f"{name}={raw!r}: {', '.join(relative)} is not an absolute path")
+        more = f" (nor are {len(relative) - 1} more)" if len(relative) > 1 else ""
+        raise SettingsError(f"{name}={shown(raw)}: {shown(relative[0])} is not an absolute path{more}")
     return paths
 
 
@@ -73,7 +76,7 @@ def port_setting(name: str) -> int | None:
         return None
     port = ascii_decimal(raw, max_digits=5)
     if port is None or port > 65535:
-        raise SettingsError(f"{name}={raw!r} is not a TCP port (0-65535, 0 picks a free one, empty turns it off)")
+        raise SettingsError(f"{name}={shown(raw)} is not a TCP port (0-65535, 0 picks a free one, empty turns it off)")
     return port
 
 
@@ -163,16 +166,20 @@ class Settings:
             raise SettingsError(f"HRWSI_POOL_SIZE={self.pool_size} must be at least 2 (a heartbeat and a step at once), "
                                 "or unset for 4 per service plus 2")
         if self.event_loop not in EVENT_LOOPS:
-            raise SettingsError(f"HRWSI_EVENT_LOOP={self.event_loop!r} must be {', '.join(EVENT_LOOPS[:-1])} "
+            raise SettingsError(f"HRWSI_EVENT_LOOP={shown(self.event_loop)} must be {', '.join(EVENT_LOOPS[:-1])} "
                                 f"or {EVENT_LOOPS[-1]}")
         if self.log_level not in LOG_LEVELS:
-            raise SettingsError(f"HRWSI_LOG_LEVEL={self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+            raise SettingsError(f"HRWSI_LOG_LEVEL={shown(self.log_level)} must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
-            raise SettingsError(f"HRWSI_LOG_FORMAT={self.log_format!r} must be {' or '.join(LOG_FORMATS)}")
+            raise SettingsError(f"HRWSI_LOG_FORMAT={shown(self.log_format)} must be {' or '.join(LOG_FORMATS)}")
         if self.database_url is not None:
             check_database_url(self.database_url)
-        if self.home.exists() and not self.home.is_dir():
-            raise SettingsError(f"HRWSI_HOME={str(self.home)!r} is not a directory")
+        try:
+            not_a_directory = self.home.exists() and not self.home.is_dir()
+        except OSError as error:  # (a name too long: "File name too long" and a traceback; found by review)
+            raise SettingsError(f"HRWSI_HOME={shown(str(self.home))} cannot be used: {error.strerror}") from None
+        if not_a_directory:
+            raise SettingsError(f"HRWSI_HOME={shown(str(self.home))} is not a directory")
         if self.lease_timeout_s < 2 * self.heartbeat_s:
             raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
                                 f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")

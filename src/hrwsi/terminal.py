@@ -73,8 +73,42 @@ def quoted(name: object) -> str:
     """A user-supplied name as a refusal quotes it: between single quotes, as it is, a quote in it doubled
     ('it''s'), the rule of the database's refusals (hrwsi.quoted_name), with its control and invisible characters
     as escapes (a tab as `\\x09`), not obeyed. repr() doubled a backslash ('a\\\\b') and switched to double quotes
-    for a name holding a quote: one name read two ways (found by review)."""
-    return "'" + one_sentence(name).replace("'", "''") + "'"
+    for a name holding a quote: one name read two ways (found by review). A long one is cut (`bounded`)."""
+    return bounded("" if name is None else str(name), _quoted_whole)
+
+
+def _quoted_whole(text: str) -> str:
+    return "'" + one_sentence(text).replace("'", "''") + "'"
+
+
+# The most characters of one value an error line repeats, escapes and quotes included. A setting's error
+# repeated its value whole: a 5,000-character HRWSI_* value made a 5,000-character error line, the sentence's
+# advice lost at its end (found by review).
+SHOWN_MAX = 120
+
+
+def bounded(text: str, shown, limit: int = SHOWN_MAX) -> str:
+    """`shown(text)` (`text` quoted and escaped for an error line: `quoted`, repr) when at most `limit` characters
+    long; else `shown` of the longest start of `text` whose form fits, then a marker of the whole value's length:
+    `'abc...'... (5,000 characters)`. The cut is made in `text`, before escaping, so that no escape is cut in
+    two; and in characters, so that one is never cut in two either."""
+    whole = shown(text)
+    if len(whole) <= limit:
+        return whole
+    low, high = 0, min(len(text), limit)  # the longest start whose form fits: at least 0 characters, fewer than all
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(shown(text[:middle])) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return f"{shown(text[:low])}... ({len(text):,} characters)"
+
+
+def shown(value: object) -> str:
+    """A value an error line repeats as Python writes it (repr: quoted, its control characters escaped), cut to
+    SHOWN_MAX characters with a marker of its length when longer (`bounded`): a setting's value, a file's."""
+    return bounded(value, repr) if isinstance(value, str) else bounded(repr(value), str)
 
 
 def in_page(value: str) -> str:

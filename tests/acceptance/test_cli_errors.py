@@ -430,3 +430,29 @@ def test_a_name_with_a_line_break_or_a_tab_is_one_line_of_the_databases_refusal_
     load(db, single_routine_configuration(["true"]))
     one_line_error(run(["hold", "snow\ncover"], env, check=False), "no routine 'snow\\x0acover': ", code=1)
     one_line_error(run(["release", "snow\tcover"], env, check=False), "no routine 'snow\\x09cover': ", code=1)
+
+
+@pytest.mark.parametrize("command, says", [
+    (["tasks", "--limit", "1_0"], "'1_0' is not a whole number (ASCII digits 0-9)"),
+    (["tasks", "--limit", " 7 "], "' 7 ' is not a whole number"),
+    (["tasks", "--limit", "\u0663"], "'\u0663' is not a whole number"),
+    (["logs", "1_0"], "'1_0' is not a whole number"),
+    (["timeliness", "--days", "9" * 5000], "'999"),
+    (["health", "launcher", "--fresh-s", "nan"], "'nan' is not a finite number"),
+    (["health", "launcher", "--fresh-s", "1_0"], "'1_0' is not a finite number"),
+    (["health", "launcher", "--fresh-s", "0"], "'0': must be more than 0")])
+def test_a_number_option_is_read_in_ascii_decimal_notation_alone(env, command, says):
+    """(Typer read them with int() and float(): `--limit 1_0` listed 10 tasks, ' 7 ' 7, '\u0663' 3, and `--fresh-s
+    nan` judged every heartbeat fresh; found by review) A long value is cut in the line."""
+    result = run(command, env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"Invalid value for '{command[-2] if command[-2].startswith('-') else 'task_id'}'" in said and says in said, said
+    assert len(result.stderr) < 2000
+
+
+def test_a_long_name_is_cut_in_the_error_line_saying_how_long_it_was(env):
+    """(a 5,000-character --state made a 5,000-character error line, the states there are lost at its end)"""
+    line = one_line_error(run(["tasks", "--state", "x" * 5000], env, check=False), "... (5,000 characters)",
+                          ": one of pending", code=2)
+    assert len(line) < 400

@@ -300,3 +300,13 @@ def test_a_duration_shorter_than_the_database_keeps_is_named_with_its_key(path, 
     shown = ".".join(str(p) for p in path).replace(".0.", "[0].")
     assert problems_of(change) == [f"{shown}: must be at least a microsecond (the database keeps durations to the "
                                    f"microsecond: it would be 0 there), not {value!r} {unit}"]
+
+
+def test_a_long_value_or_key_of_the_file_is_cut_in_its_refusal_saying_how_long_it_was():
+    """(a 5,000-character tile code or key made a 5,000-character line; found by review)"""
+    def long_ones(d):
+        d["condition"][0]["tiles"] = ["T" * 5000]
+        d["routine"][0]["k" * 5000] = 1
+
+    said = problems_of(long_ones)
+    assert len(said) == 2 and all(len(line) < 400 and "... (5,000 characters)" in line for line in said), said

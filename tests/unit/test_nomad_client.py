@@ -99,3 +99,10 @@ def test_a_call_that_never_reached_nomad_is_told_from_one_whose_answer_was_lost(
         holding.start()
         assert may_have_arrived(_unanswered(address, timeout=0.3))  # a read timeout
         holding.join()
+
+
+@pytest.mark.parametrize("index, read", [("42", 42), ("1_0", 0), ("\u0663", 0), (" 7 ", 0), ("9" * 5000, 0), ("", 0)])
+def test_an_index_nomad_sends_is_read_in_ascii_digits_alone(index, read):
+    """(int() read X-Nomad-Index '1_0' as 10 and '\u0663' as 3: a blocking query would wait for an index Nomad never
+    sent; found by review) An unreadable one is 0: the next query does not block."""
+    assert NomadResponse(200, {"X-Nomad-Index": index}, "").index == read

@@ -54,6 +54,10 @@ def test_how_long_a_cut_off_client_keeps_an_attempt_is_configured_and_must_be_po
     ("HRWSI_NOMAD_STOP_AFTER_DISCONNECT_S", "1e300", "at most"),
     ("NOMAD_ADDR", "127.0.0.1:4646", "expected http://host:port"),      # was retried as unreachable for 2 minutes
     ("NOMAD_NAMESPACE", "bad/ns", "1-128 letters, digits and hyphens"),
+    ("HRWSI_NOMAD_MAX_CONNECTIONS", "1_0", "expected a whole number"),  # int() read 10 (found by review)
+    ("HRWSI_NOMAD_MAX_CONNECTIONS", "\u0663", "expected a whole number"),  # and 3
+    ("HRWSI_NOMAD_MHZ_PER_CORE", "2_000", "expected a number"),         # float() read 2000.0
+    ("HRWSI_NOMAD_MHZ_PER_CORE", "\u0663", "expected a number"),
 ])
 def test_a_setting_that_cannot_work_is_refused_in_one_line_naming_its_variable(name, value, says):
     with pytest.raises(ValueError, match=says) as refused:
@@ -83,3 +87,10 @@ def test_an_address_with_a_password_is_never_said_with_it():
     finally:
         backend.client.close()
         client.close()
+
+
+@pytest.mark.parametrize("name", ["HRWSI_NOMAD_MHZ_PER_CORE", "NOMAD_NAMESPACE", "HRWSI_NOMAD_PLACEMENT"])
+def test_a_long_value_is_cut_in_its_error_line_saying_how_long_it_was(name):
+    with pytest.raises(ValueError) as refused:
+        NomadConfig.from_env({name: "z" * 5000})
+    assert len(str(refused.value)) < 400 and "... (5,000 characters)" in str(refused.value)

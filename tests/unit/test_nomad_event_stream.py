@@ -141,3 +141,21 @@ async def test_an_error_body_is_read_whole_with_its_length():
     response = await EventStream._read_head(reader)
     assert isinstance(response, Response) and response.status == 403
     assert await BodyReader(reader, response.headers, 1.0).read_all() == b"Permission denied"
+
+
+@pytest.mark.parametrize("size", [b"-a", b"0x1a", b"1_0", b"\xd9\xa3", b"+a", b"1" * 40])
+async def test_a_chunk_size_that_is_not_ascii_hexadecimal_digits_ends_the_stream(size):
+    """(int(x, 16) read '-a' as a chunk of -10 bytes, which read the stream to its end as one chunk, '0x1a' as 26
+    and '1_0' as 16; found by review) RFC 9112: chunk-size = 1*HEXDIG."""
+    reader, connection = await open_fed(FRAMINGS["1.11.1 chunked"][0])
+    reader.feed_data(size + b"\r\n" + b"{}\n" * 40 + b"\r\n0\r\n\r\n")
+    reader.feed_eof()
+    with pytest.raises(StreamEnded, match="bad chunk size"):
+        await connection._body.read()
+
+
+async def test_a_chunk_size_with_an_extension_or_spaces_before_it_is_read():
+    reader, connection = await open_fed(FRAMINGS["1.11.1 chunked"][0])
+    reader.feed_data(b"3 ;name=value\r\n{}\n\r\n0\r\n\r\n")
+    reader.feed_eof()
+    assert await connection._body.read() == b"{}\n"

@@ -83,3 +83,16 @@ def test_a_task_its_client_could_not_restore_is_judged_by_its_run_after_that_and
     stopped = outcome(alloc({"Type": "Started"}, {"Type": "Failed Restoring Task"}, {"Type": "Killing"},
                             {"Type": "Killed"}, status="complete"))
     assert stopped.state == "lost" and "started 1 time(s)" in stopped.message, stopped.message
+
+
+def test_an_exit_code_or_signal_that_is_no_ascii_number_is_a_failure_saying_so_never_another_code():
+    """(int() read an exit code '1_0' as 10 and '\u0663' as 3; found by review) One that is no number is no
+    success either."""
+    for code in ("1_0", "\u0663", " 0x0"):
+        ended = outcome(alloc({"Type": "Terminated", "Details": {"exit_code": code, "signal": "0"}}, status="complete"))
+        assert (ended.state, ended.exit_code) == ("internal_error", None), ended
+        assert f"exit code {code!r}, which is no number" in ended.message
+    killed = outcome(alloc({"Type": "Terminated", "Details": {"exit_code": "0", "signal": "٩"}}, status="complete"))
+    assert killed.state == "internal_error" and "signal '٩', which is no number" in killed.message
+    negative = outcome(alloc({"Type": "Terminated", "Details": {"exit_code": "-1", "signal": "0"}}))
+    assert negative.exit_code == -1

@@ -15,6 +15,10 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_LEASE_TIMEOUT_S", "6", "must be at least twice HRWSI_HEARTBEAT_S"),
     ("HRWSI_RETRY_BACKOFF_S", "nan", "is not a finite number"),
     ("HRWSI_LANDING_SCAN_S", "soon", "is not a number"),
+    # (float() read '1_0' as 10.0 and other scripts' digits: '\u0663' as 3.0; found by review)
+    ("HRWSI_LANDING_SCAN_S", "1_0", r"HRWSI_LANDING_SCAN_S='1_0' is not a number \(ASCII decimal notation"),
+    ("HRWSI_SOURCE_TIMEOUT_S", "\u0663", "HRWSI_SOURCE_TIMEOUT_S='\u0663' is not a number"),
+    ("HRWSI_HEARTBEAT_S", "Infinity", "HRWSI_HEARTBEAT_S='Infinity' is not a finite number"),
     ("HRWSI_CLAIM_AHEAD", "-1", "HRWSI_CLAIM_AHEAD=-1 must be a number of jobs >= 0"),
     ("HRWSI_MAX_PARALLEL_JOBS", "2.5", "HRWSI_MAX_PARALLEL_JOBS='2.5' is not a whole number"),
     ("HRWSI_CLAIM_AHEAD", "two", "HRWSI_CLAIM_AHEAD='two' is not a whole number"),
@@ -31,7 +35,7 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_JOB_LOG_MAX_BYTES", "\u0661" * 7, "HRWSI_JOB_LOG_MAX_BYTES='\u0661+' is not a whole number \\(ASCII digits"),
     ("HRWSI_JOB_LOG_MAX_BYTES", "\u00b2", "HRWSI_JOB_LOG_MAX_BYTES='\u00b2' is not a whole number \\(ASCII digits"),
     ("HRWSI_JOB_LOG_MAX_BYTES", "1_048_576", "HRWSI_JOB_LOG_MAX_BYTES='1_048_576' is not a whole number \\(ASCII"),
-    ("HRWSI_JOB_LOG_MAX_BYTES", "9" * 5000, "HRWSI_JOB_LOG_MAX_BYTES='9+' is not a whole number \\(ASCII digits"),
+    ("HRWSI_JOB_LOG_MAX_BYTES", "9" * 5000, "HRWSI_JOB_LOG_MAX_BYTES='9+'\\.\\.\\. \\(5,000 characters\\) is not a whole"),
 ])
 def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
@@ -113,3 +117,32 @@ def test_a_process_pool_is_4_connections_per_service_plus_2_unless_hrwsi_pool_si
     assert App("postgresql:///x", ["harvester", "launcher"], Settings.from_env()).pool_size == 10
     monkeypatch.setenv("HRWSI_POOL_SIZE", "5")
     assert App("postgresql:///x", ["harvester", "launcher"], Settings.from_env()).pool_size == 5
+
+
+@pytest.mark.parametrize("variable", ["HRWSI_LANDING_SCAN_S", "HRWSI_MAX_PARALLEL_JOBS", "HRWSI_HTTP_PORT", "HRWSI_EVENT_LOOP",
+                                      "HRWSI_LOG_FORMAT", "HRWSI_LANDING_ROOTS", "HRWSI_HOME"])
+def test_a_setting_s_long_value_is_cut_in_its_error_line_saying_how_long_it_was(monkeypatch, variable):
+    """A 5,000-character value made a 5,000-character error line, what to do lost at its end (found by review)."""
+    monkeypatch.setenv(variable, "x\x1b" * 2500 if variable != "HRWSI_HOME" else "/dev/null/" + "x" * 4990)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env()
+    said = str(refused.value)
+    assert len(said) < 400 and "... (5,000 characters)" in said and "\n" not in said and "\x1b" not in said
+
+
+def test_a_number_setting_may_have_spaces_around_it_and_decimal_notation(monkeypatch):
+    monkeypatch.setenv("HRWSI_LANDING_SCAN_S", " 2.5 ")
+    monkeypatch.setenv("HRWSI_SOURCE_TIMEOUT_S", "1e3")
+    assert (Settings.from_env().landing_scan_s, Settings.from_env().source_timeout_s) == (2.5, 1000.0)
+
+
+@pytest.mark.parametrize("value", ["2_5", "\u0662\u0665", "abc", "0", "70000"])
+def test_an_alert_smtp_port_that_is_no_tcp_port_is_refused_in_one_line(monkeypatch, value):
+    """(int() read '2_5' as port 25 and other scripts' digits; 'abc' ended the orchestrator in a traceback)"""
+    from hrwsi.alerts import AlertSettings
+
+    monkeypatch.setenv("HRWSI_ALERT_SMTP_PORT", value)
+    with pytest.raises(SettingsError, match="HRWSI_ALERT_SMTP_PORT=.* is not a TCP port"):
+        AlertSettings.from_env()
+    monkeypatch.setenv("HRWSI_ALERT_SMTP_PORT", "587")
+    assert AlertSettings.from_env().smtp_port == 587

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from hrwsi.terminal import in_page, one_line, print_anywhere, quoted, visible
+from hrwsi.terminal import SHOWN_MAX, in_page, one_line, print_anywhere, quoted, shown, visible
 
 
 def test_control_characters_are_shown_as_their_escapes_and_text_is_kept():
@@ -67,3 +67,14 @@ def test_a_quoted_name_is_as_it_is_between_single_quotes_with_a_quote_doubled_an
     escapes, never obeyed."""
     assert quoted("snow\\cover's") == "'snow\\cover''s'"
     assert quoted("a\tb\n\x1b[2J\u202e") == "'a\\x09b\\x0a\\x1b[2J\\u202e'"
+
+
+def test_a_long_value_is_cut_in_an_error_line_with_a_marker_of_its_length_and_escaped_as_a_short_one():
+    """A 5,000-character value made a 5,000-character error line (found by review): cut, its escapes whole."""
+    assert quoted("a" * 5000) == "'" + "a" * (SHOWN_MAX - 2) + "'... (5,000 characters)"
+    assert shown("b" * 5000) == "'" + "b" * (SHOWN_MAX - 2) + "'... (5,000 characters)"
+    escaped = quoted("\x1b" * 300)
+    assert escaped.startswith("'\\x1b") and escaped.endswith("\\x1b'... (300 characters)")
+    assert len(escaped.partition("...")[0]) <= SHOWN_MAX, "the value's form is bounded, its escapes included"
+    assert quoted("it's") == "'it''s'" and shown("it's") == '"it\'s"' and shown(2.5) == "2.5", "a short one is whole"
+    assert quoted("x" * (SHOWN_MAX - 2)) == "'" + "x" * (SHOWN_MAX - 2) + "'", "as long as the bound: whole"

@@ -21,11 +21,12 @@ from rich.console import Console
 
 import hrwsi
 from hrwsi import service_logging
+from hrwsi.backends.ascii_decimal import ascii_number, is_ascii_decimal, signed_ascii_decimal
 from hrwsi.cli.errors import CliError, explain
 from hrwsi.database import connect, resolve_url
 from hrwsi.migrations import build_version
 from hrwsi.settings import Settings
-from hrwsi.terminal import json_unseen_escaped, quoted
+from hrwsi.terminal import json_unseen_escaped, quoted, shown
 
 console = Console()
 error_console = Console(stderr=True, highlight=False)
@@ -87,6 +88,55 @@ def _escape(text: str) -> str:
 
 app = HrwsiTyper(help="hrwsi: a PostgreSQL LISTEN/NOTIFY reactive engine for Earth-observation production.",
                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _whole_number(least: int | None, most: int | None):
+    """The parser of a whole-number option or argument: ASCII digits, perhaps after a minus, within [least, most].
+    Typer read one as pydantic does, with int(): `--limit 1_0` was 10 and `--limit ' 7 '` 7 (found by review)."""
+    def parse(value: object) -> int:
+        if isinstance(value, int):  # (the default)
+            return value
+        text = str(value)
+        digits = text.removeprefix("-")
+        if not is_ascii_decimal(digits):
+            raise typer.BadParameter(f"{shown(text)} is not a whole number (ASCII digits 0-9)")
+        number = signed_ascii_decimal(text, max_digits=len(str(ID_MAX)))
+        if least is not None and (number is None and text.startswith("-") or number is not None and number < least):
+            raise typer.BadParameter(f"{shown(text)}: must be at least {least}")
+        if number is None or most is not None and number > most:
+            raise typer.BadParameter(f"{shown(text)}: must be at most {most if most is not None else ID_MAX}")
+        return number
+    return parse
+
+
+def _number(least_above: float | None):
+    """The parser of a number option (seconds): ASCII decimal notation, finite, above `least_above`. Typer read
+    one with float(): `--timeout inf`, `nan` and `1_0` were taken (found by review)."""
+    def parse(value: object) -> float:
+        if isinstance(value, float):  # (the default)
+            return value
+        number = ascii_number(str(value))
+        if number is None:
+            raise typer.BadParameter(f"{shown(str(value))} is not a finite number (ASCII decimal notation: 30, 0.5, 1e3)")
+        if least_above is not None and not number > least_above:
+            raise typer.BadParameter(f"{shown(str(value))}: must be more than {least_above:g}")
+        return number
+    return parse
+
+
+def whole_option(default, *param_decls: str, min: int | None = None, max: int | None = None, **kwargs):  # noqa: A002
+    """typer.Option for a whole number, read by `_whole_number` (min and max as typer.Option's: its help says them)."""
+    return typer.Option(default, *param_decls, min=min, max=max, parser=_whole_number(min, max), **kwargs)
+
+
+def whole_argument(default, *param_decls: str, min: int | None = None, max: int | None = None, **kwargs):  # noqa: A002
+    """typer.Argument for a whole number, read by `_whole_number`."""
+    return typer.Argument(default, *param_decls, min=min, max=max, parser=_whole_number(min, max), **kwargs)
+
+
+def seconds_option(default: float, *param_decls: str, **kwargs):
+    """typer.Option for a number of seconds (> 0), read by `_number`."""
+    return typer.Option(default, *param_decls, parser=_number(0.0), **kwargs)
 
 
 def filter_given(options: dict[str, str | None]) -> None:

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import typer
 
-from hrwsi.cli.common import app, console, settings
+from hrwsi.cli.common import app, console, seconds_option, settings, whole_option
 
 
 @app.command()
-def demo(inputs: int = typer.Option(12, help="how many sample L1C scenes to insert"),
+def demo(inputs: int = whole_option(12, help="how many sample L1C scenes to insert"),
          backend: str = typer.Option("local", help="local, or nomad-emulator (the Nomad path through the "
                                                      "project's Nomad API emulator, a test double)"),
          home: Path | None = typer.Option(None, help="where the demo writes (default: HRWSI_HOME/demo)"),
-         timeout: float = typer.Option(300.0, help="give up after this many seconds"),
+         timeout: float = seconds_option(300.0, help="give up after this many seconds"),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="log the services to the terminal too")) -> None:
     """Run the whole loop on sample data: plan, run, chain, retry; then print a summary."""
     from hrwsi.demo import run_demo

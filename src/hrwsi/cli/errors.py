@@ -15,6 +15,7 @@ import psycopg.errors
 import psycopg.sql
 
 from hrwsi.database import ConnectionsFull, DatabaseUnavailable, redact
+from hrwsi.terminal import bounded
 
 _NO_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction,
               psycopg.errors.UndefinedColumn, asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError,
@@ -134,6 +135,19 @@ def _undecodable_argument(error: UnicodeEncodeError) -> str:
             "names as UTF-8 text; give it in UTF-8")
 
 
+def _os_error(error: OSError) -> str:
+    """A file's failure, its name cut when long (hrwsi.terminal.bounded): a name thousands of characters long made
+    an error line as long (found by review)."""
+    name = bounded(str(error.filename), str) if error.filename else None
+    if isinstance(error, FileNotFoundError):
+        return f"no such file or directory: {name or error}"
+    if isinstance(error, IsADirectoryError):
+        return f"{name} is a directory: give a file"
+    if isinstance(error, PermissionError):
+        return f"permission denied: {name or error}"
+    return f"{error.strerror or error}: {name or ''}".rstrip(": ")
+
+
 def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  # noqa: C901 - one branch per kind
     """The sentence for `error` and the exit code."""
     from hrwsi.configuration import ConfigurationError
@@ -184,14 +198,8 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
     if isinstance(error, (psycopg.Error, asyncpg.PostgresError)):
         primary, _, hint = _database_message(error)
         return f"database error: {_one_line(primary)}" + (f"; {_one_line(hint)}" if hint else ""), 1
-    if isinstance(error, FileNotFoundError):
-        return f"no such file or directory: {error.filename or error}", 2
-    if isinstance(error, IsADirectoryError):
-        return f"{error.filename} is a directory: give a file", 2
-    if isinstance(error, PermissionError):
-        return f"permission denied: {error.filename or error}", 2
     if isinstance(error, OSError):
-        return f"{error.strerror or error}: {error.filename or ''}".rstrip(": "), 2
+        return _os_error(error), 2
     if _is_undecodable_argument(error):
         return _undecodable_argument(error), 2
     if isinstance(error, ValueError):

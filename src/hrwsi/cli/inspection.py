@@ -21,6 +21,7 @@ from hrwsi.cli.common import (
     filter_given,
     print_json,
     settings,
+    whole_option,
 )
 from hrwsi.home import moved_data_dir
 from hrwsi.sql_files import query
@@ -33,7 +34,7 @@ app.add_typer(plan_app, name="plan")
 
 
 @app.command()
-def status(failures: int = typer.Option(10, min=0, max=1_000_000, help="how many recent failures to show"),
+def status(failures: int = whole_option(10, min=0, max=1_000_000, help="how many recent failures to show"),
            all_services: bool = typer.Option(False, "--all-services",
                                              help="also list the stale instances a newer one replaced (else counted "
                                                   "in one line)"),
@@ -55,8 +56,8 @@ def tasks(state: list[str] | None = typer.Option(None, help="repeat it for sever
           routine: str | None = typer.Option(None),
           tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
           lane: str | None = typer.Option(None, help="nrt, archive, or another lane of hrwsi.lane"),
-          limit: int = typer.Option(50, min=1, max=1_000_000),
-          before: int | None = typer.Option(None, min=1, max=ID_MAX,
+          limit: int = whole_option(50, min=1, max=1_000_000),
+          before: int | None = whole_option(None, min=1, max=ID_MAX,
                                             help="only tasks older than this task id (the next page)"),
           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List tasks, newest first, filtered by state, routine, tile or lane; a page at a time."""
@@ -144,8 +145,8 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
 @app.command()
 def groups(condition: str | None = typer.Option(None, help="one multi-input condition"),
            tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
-           limit: int = typer.Option(reports.GROUPS_SHOWN, min=1, max=100_000, help="how many to show, newest first"),
-           days: int = typer.Option(reports.LATE_MEMBER_DAYS, min=1, max=36_600,
+           limit: int = whole_option(reports.GROUPS_SHOWN, min=1, max=100_000, help="how many to show, newest first"),
+           days: int = whole_option(reports.LATE_MEMBER_DAYS, min=1, max=36_600,
                                     help="late members: of the groups sensed in the last days"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The multi-input groups (a tile and a window) that have members but no input yet: what each has and
@@ -169,7 +170,7 @@ def groups(condition: str | None = typer.Option(None, help="one multi-input cond
 
 @app.command()
 def alerts(status: str | None = typer.Option(None, help="only sent, unsent or failed alerts"),
-           limit: int = typer.Option(50, min=1, max=1_000_000, help="how many to show, newest first"),
+           limit: int = whole_option(50, min=1, max=1_000_000, help="how many to show, newest first"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The alert outbox (terminated tasks, held routines): sent, unsent, and failed with their errors."""
     from hrwsi.alerts import AlertSettings
@@ -214,10 +215,10 @@ def _chart_path(plot: Path | None) -> Path | None:
 
 
 @plan_app.command("show")
-def plan_show(plan_id: int | None = typer.Option(None, "--id", min=1, max=ID_MAX,
+def plan_show(plan_id: int | None = whole_option(None, "--id", min=1, max=ID_MAX,
                                                 help="a stored plan (default: the current schedule)"),
               plot: Path | None = typer.Option(None, help="write a Gantt chart (PNG) here"),
-              limit: int = typer.Option(200, min=1, max=10_000_000,
+              limit: int = whole_option(200, min=1, max=10_000_000,
                                         help="the schedule's table shows this many tasks (the figures count all)"),
               as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The current schedule (every task planned, dispatched or running, with its worker and times), or a

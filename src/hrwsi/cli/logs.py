@@ -27,7 +27,7 @@ import typer
 
 from hrwsi import reports
 from hrwsi.backends import local_supervisor
-from hrwsi.cli.common import CliError, app, database, error_console
+from hrwsi.cli.common import CliError, app, database, error_console, whole_argument, whole_option
 from hrwsi.terminal import in_page, visible
 
 FOLLOW_POLL_S = 0.5
@@ -248,8 +248,8 @@ def _copy(path: Path, followed: _Followed, shown: _ShownEscaped | None) -> None:
 
 
 @app.command()
-def logs(task_id: int = typer.Argument(..., help="a task id"),
-         attempt: int | None = typer.Option(None, "--attempt", "-a", min=1, max=2**31 - 1,
+def logs(task_id: int = whole_argument(..., help="a task id"),
+         attempt: int | None = whole_option(None, "--attempt", "-a", min=1, max=2**31 - 1,
                                             help="which attempt (default: the latest)"),
          follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the attempt ends"),
          raw: bool = typer.Option(False, "--raw", help="to a terminal too, the routine's bytes as they are (escape "

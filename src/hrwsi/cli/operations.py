@@ -8,7 +8,7 @@ import typer
 from rich.text import Text
 
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
-from hrwsi.cli.common import ID_MAX, CliError, app, console, database, interrupted
+from hrwsi.cli.common import ID_MAX, CliError, app, console, database, interrupted, whole_argument, whole_option
 from hrwsi.sql_files import query
 from hrwsi.terminal import one_sentence, quoted, visible
 
@@ -47,10 +47,10 @@ RETRY_STATES = ("terminated", "cancelled", "on_hold", "blocked")  # (what hrwsi.
 
 
 @app.command()
-def retry(task_id: int | None = typer.Argument(None, help="a task id; or --routine for all of a routine's"),
+def retry(task_id: int | None = whole_argument(None, help="a task id; or --routine for all of a routine's"),
           routine: str | None = typer.Option(None, help="retry the routine's tasks in --state (oldest first)"),
           state: str = typer.Option("terminated", help=f"with --routine: {', '.join(RETRY_STATES)}"),
-          limit: int = typer.Option(100, min=1, max=100_000, help="with --routine: at most this many")) -> None:
+          limit: int = whole_option(100, min=1, max=100_000, help="with --routine: at most this many")) -> None:
     """Plan a terminated, cancelled, held or blocked task again (its failure count starts afresh); with
     --routine, each of a routine's tasks in --state, one by one through hrwsi.retry_task."""
     if (task_id is None) == (routine is None):
@@ -144,7 +144,7 @@ def move_tasks(from_routine: str = typer.Argument(..., help="the routine whose t
 @app.command("chain-missed")
 def chain_missed(condition: str = typer.Argument(..., help="an active single-input condition"),
                  since: str | None = typer.Option(None, help="only products made from then on (2026-11-01, UTC)"),
-                 limit: int = typer.Option(10_000, min=1, max=1_000_000, help="at most this many inputs a run"),
+                 limit: int = whole_option(10_000, min=1, max=1_000_000, help="at most this many inputs a run"),
                  dry_run: bool = typer.Option(False, "--dry-run", help="count them; chain nothing")) -> None:
     """Chain to a condition the products of the type it reads that were made while it was inactive (or
     before it existed): the harvester chains a product once, into the conditions active then. Its

@@ -5,13 +5,13 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, filter_given, print_json
+from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, filter_given, print_json, whole_option
 from hrwsi.terminal import visible
 
 
 @app.command()
 def timeliness(routine: str | None = typer.Option(None), lane: str | None = typer.Option(None, help="nrt or archive"),
-               tile: str | None = typer.Option(None), days: int = typer.Option(7, min=1, max=36_500, help="the last N days"),
+               tile: str | None = typer.Option(None), days: int = whole_option(7, min=1, max=36_500, help="the last N days"),
                as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Products' delays from sensing and from publication (p50, p95) and share on time, per routine,
     lane, tile and day; open tasks late or planned to end after their deadline."""
@@ -60,12 +60,12 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
 
 
 @app.command("campaigns")
-def campaigns_command(campaign: int | None = typer.Option(None, "--id", min=1, max=ID_MAX, help="one campaign"),
-                      cancel: int | None = typer.Option(None, min=1, max=ID_MAX,
+def campaigns_command(campaign: int | None = whole_option(None, "--id", min=1, max=ID_MAX, help="one campaign"),
+                      cancel: int | None = whole_option(None, min=1, max=ID_MAX,
                                                         help="cancel this campaign's open tasks first"),
-                      hold: int | None = typer.Option(None, min=1, max=ID_MAX,
+                      hold: int | None = whole_option(None, min=1, max=ID_MAX,
                                                       help="hold this campaign's waiting tasks (production goes on)"),
-                      release: int | None = typer.Option(None, min=1, max=ID_MAX,
+                      release: int | None = whole_option(None, min=1, max=ID_MAX,
                                                          help="start this held campaign again"),
                       as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Reprocessing campaigns: tasks per state and products, per routine, started and finished."""

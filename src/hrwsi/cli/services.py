@@ -7,7 +7,7 @@ import logging
 import typer
 
 from hrwsi import event_loop
-from hrwsi.cli.common import CliError, app, console, settings, setup_logging, url
+from hrwsi.cli.common import CliError, app, console, seconds_option, settings, setup_logging, url
 from hrwsi.database import connect
 from hrwsi.migrations import build_version
 from hrwsi.sql_files import query
@@ -100,7 +100,7 @@ def web_dashboard(verbose: bool = typer.Option(False, "--verbose", "-v")) -> Non
 
 @app.command()
 def health(service: str = typer.Argument(..., help="harvester, orchestrator, launcher or web"),
-           fresh_s: float = typer.Option(30.0, help="a heartbeat older than this is stale")) -> None:
+           fresh_s: float = seconds_option(30.0, help="a heartbeat older than this is stale")) -> None:
     """Exit 0 when an instance of SERVICE has a fresh heartbeat (for Nomad script checks)."""
     from hrwsi.app import SERVICE_KINDS
 

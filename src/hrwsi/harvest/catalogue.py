@@ -38,6 +38,7 @@ from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of, json_number, source_may_read
 from hrwsi.service_logging import task_fields
 from hrwsi.sql_files import query
+from hrwsi.terminal import shown
 
 logger = logging.getLogger(__name__)
 
@@ -430,7 +431,7 @@ def auth_from_config(config: dict | None, source: str = "?") -> Auth:
     if kind == "oauth2_client_credentials":
         return OAuth2ClientCredentialsAuth(config.get("client_id") or _secret(config, "client_id_env", source),
                                            _secret(config, "client_secret_env", source), **options)
-    raise CatalogueAuthError(f"source {source}: unknown auth type {kind!r}")
+    raise CatalogueAuthError(f"source {source}: unknown auth type {shown(kind)}")
 
 
 # ---------------------------------------------------------------------------------------------

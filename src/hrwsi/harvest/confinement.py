@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+from hrwsi.terminal import shown
+
 
 class SourceRefused(ValueError):
     """A source's configuration reaches where ops do not allow; the message says why and what to do."""
@@ -59,7 +61,7 @@ class LandingRoots:
         for root in roots:
             path = Path(root)
             if not path.is_absolute():
-                raise ValueError(f"HRWSI_LANDING_ROOTS: {str(root)!r} is not an absolute path")
+                raise ValueError(f"HRWSI_LANDING_ROOTS: {shown(str(root))} is not an absolute path")
             if create:
                 path.mkdir(parents=True, exist_ok=True)
             if not path.is_dir():
@@ -101,7 +103,7 @@ def check_pattern(pattern: str) -> None:
     """A glob pattern stays inside the landing directory: relative, no `..`, no control character."""
     if not pattern or pattern.startswith("/") or ".." in PurePosixPath(pattern).parts \
             or _has_control_character(pattern):
-        raise SourceRefused(f"pattern {pattern!r} could reach outside the landing directory: give a relative "
+        raise SourceRefused(f"pattern {shown(pattern)} could reach outside the landing directory: give a relative "
                             "pattern without '..' (e.g. '*.zip' or 'S2*/*.zip')")
 
 
@@ -113,7 +115,7 @@ def confine(source: SourceDirectories, pattern: str, roots: LandingRoots,
     for key in ("directory", "work_directory"):
         written = getattr(source, key)
         if _has_control_character(written):
-            raise SourceRefused(f"{key} {written!r} contains control characters")
+            raise SourceRefused(f"{key} {shown(written)} contains control characters")
         real = _real(written)
         if roots.holding(real) is None:
             through = f" (through a symbolic link: {real})" if str(real) != written.rstrip("/") else ""

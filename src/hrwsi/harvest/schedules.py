@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from croniter import croniter
 
+from hrwsi.terminal import shown
+
 FREQUENCIES = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1)}
 _EPOCH = datetime(1970, 1, 5, tzinfo=UTC)  # a Monday midnight: weekly runs fall on Mondays
 
@@ -31,11 +33,11 @@ class Schedule:
         if (self.frequency is None) == (self.cron is None):
             raise InvalidSchedule("a schedule is either a frequency (with an interval) or a cron expression")
         if self.frequency is not None and self.frequency not in FREQUENCIES:
-            raise InvalidSchedule(f"frequency {self.frequency!r} is not one of {', '.join(FREQUENCIES)}")
+            raise InvalidSchedule(f"frequency {shown(self.frequency)} is not one of {', '.join(FREQUENCIES)}")
         if self.interval < 1:
             raise InvalidSchedule(f"interval {self.interval} must be at least 1")
         if self.cron is not None and not croniter.is_valid(self.cron):
-            raise InvalidSchedule(f"{self.cron!r} is not a valid cron expression")
+            raise InvalidSchedule(f"{shown(self.cron)} is not a valid cron expression")
 
     def describe(self) -> str:
         """The schedule in words, for `hrwsi sources`."""

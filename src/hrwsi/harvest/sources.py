@@ -38,6 +38,7 @@ from hrwsi.harvest.source_config import ConfigUnreadable, config_of
 from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
+from hrwsi.terminal import shown
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class HarvestOptions:
                             ("HRWSI_UNZIP_MAX_RATIO", settings.unzip_max_ratio),
                             ("HRWSI_UNZIP_MAX_MEMBERS", settings.unzip_max_members)):
             if not value > 0 or value == float("inf"):
-                raise ValueError(f"{name}={value!r} must be a positive finite number")
+                raise ValueError(f"{name}={shown(value)} must be a positive finite number")
         return cls(landing.LandingPolicy.from_settings(settings), settings.source_timeout_s,
                    settings.harvest_concurrency)
 
@@ -187,7 +188,7 @@ def unknown_config_keys(kind: str, config: Any) -> list[str]:
     said = []
     for key in sorted(set(config) - known):
         close = difflib.get_close_matches(key, known, n=1)
-        said.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        said.append(f"{shown(key)}" + (f" (did you mean {shown(close[0])}?)" if close else ""))
     return said
 
 

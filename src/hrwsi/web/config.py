@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
 from hrwsi.settings import SettingsError, port_setting
+from hrwsi.terminal import bounded, shown
 from hrwsi.web.auth import Authenticator
 
 DEFAULT_PORT = 8470
@@ -39,7 +40,7 @@ class HostPolicy:
         names = tuple(part.strip().lower().rstrip(".") for part in raw.split(",") if part.strip())
         bad = [name for name in names if any(c in name for c in "/:@ ") and _ip(name.strip("[]")) is None]
         if bad:
-            raise SettingsError(f"HRWSI_WEB_ALLOWED_HOSTS: {', '.join(bad)} is not a host name (names separated by "
+            raise SettingsError(f"HRWSI_WEB_ALLOWED_HOSTS: {bounded(', '.join(bad), str)} is not a host name (names separated by "
                                 "commas, .example.org for a domain and its subdomains, * for any)")
         return cls(bind_host, names)
 
@@ -92,5 +93,5 @@ def _pool_size() -> int:
         return WebSettings.pool_size
     size = ascii_decimal(raw)
     if size is None or size < 1:
-        raise SettingsError(f"HRWSI_WEB_POOL_SIZE={raw!r} must be a whole number of connections >= 1 (default 4)")
+        raise SettingsError(f"HRWSI_WEB_POOL_SIZE={shown(raw)} must be a whole number of connections >= 1 (default 4)")
     return size

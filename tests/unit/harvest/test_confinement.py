@@ -97,7 +97,7 @@ def test_hrwsi_landing_roots_is_a_list_of_absolute_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("HRWSI_LANDING_ROOTS", f"{tmp_path}/a:{tmp_path}/b")
     assert Settings.from_env().landing_roots == (tmp_path / "a", tmp_path / "b")
     monkeypatch.setenv("HRWSI_LANDING_ROOTS", "/data:relative/dir")
-    with pytest.raises(ValueError, match="HRWSI_LANDING_ROOTS=.*relative/dir is not an absolute path"):
+    with pytest.raises(ValueError, match="HRWSI_LANDING_ROOTS=.*'relative/dir' is not an absolute path"):
         Settings.from_env()
     monkeypatch.delenv("HRWSI_LANDING_ROOTS")
     assert Settings.from_env().landing_roots is None  # the default: HRWSI_HOME/harvest

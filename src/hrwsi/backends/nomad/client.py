@@ -30,6 +30,7 @@ import urllib3
 from nomad.api.base import Requester
 from nomad.api.exceptions import BaseNomadException
 
+from hrwsi.backends.ascii_decimal import ascii_decimal
 from hrwsi.backends.nomad.config import NomadConfig, public_address
 
 logger = logging.getLogger(__name__)
@@ -83,10 +84,8 @@ class NomadResponse:
 
     @property
     def index(self) -> int:
-        try:
-            return int(self.headers.get("X-Nomad-Index") or 0)
-        except ValueError:
-            return 0
+        # (ASCII digits: int() read '1_0' as 10 and other scripts' digits as an index Nomad never sent)
+        return ascii_decimal(self.headers.get("X-Nomad-Index") or "0") or 0
 
 
 def _text(response: requests.Response) -> str:

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from hrwsi.backends.ascii_decimal import ascii_decimal, ascii_number
+from hrwsi.terminal import shown
+
 # What the exec driver's chroot holds on a client without chroot_env (client/config/config.go DefaultChrootEnv).
 DEFAULT_EXEC_CHROOT = ("/bin", "/etc", "/lib", "/lib32", "/lib64", "/run/resolvconf", "/sbin", "/usr",
                        "/run/systemd/resolve")
@@ -26,7 +29,7 @@ def _env_flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{name}={raw!r}: expected true or false")
+    raise ValueError(f"{name}={shown(raw)}: expected true or false")
 
 
 # Nomad's namespace names (nomad/structs/structs.go, validNamespaceName).
@@ -44,12 +47,16 @@ def _env_number(environ: Mapping[str, str], name: str, default: float, *, whole:
     raw = environ.get(name) or ""
     if not raw.strip():
         return default
-    try:
-        value = int(raw) if whole else float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected {'a whole number' if whole else 'a number'}") from None
+    # (ASCII decimal notation: int() and float() read '1_0' as 10 and other scripts' digits; found by review)
+    text = raw.strip()
+    value = (ascii_decimal(text.removeprefix("-")) if whole else ascii_number(text)) if text.lower().lstrip("+-") not in \
+        ("inf", "infinity", "nan") else math.inf
+    if value is None:
+        raise ValueError(f"{name}={shown(raw)}: expected {'a whole number' if whole else 'a number'}")
+    if whole and text.startswith("-"):
+        value = -value
     if not math.isfinite(value) or value < 0 or (positive and value == 0) or value > LONGEST_S:
-        raise ValueError(f"{name}={raw!r}: expected a {'positive' if positive else 'non-negative'} number, "
+        raise ValueError(f"{name}={shown(raw)}: expected a {'positive' if positive else 'non-negative'} number, "
                          f"at most {LONGEST_S:.0f}")
     return value
 
@@ -116,15 +123,15 @@ class NomadConfig:
         _refuse_an_unsendable_token(self.token)
         address = urlsplit(self.address)
         if address.scheme not in ("http", "https") or not address.netloc:
-            raise ValueError(f"NOMAD_ADDR={public_address(self.address)!r}: expected http://host:port or "
+            raise ValueError(f"NOMAD_ADDR={shown(public_address(self.address))}: expected http://host:port or "
                              "https://host:port")
         if not NAMESPACE_NAME.fullmatch(self.namespace):
-            raise ValueError(f"NOMAD_NAMESPACE={self.namespace!r}: a Nomad namespace is 1-128 letters, digits "
+            raise ValueError(f"NOMAD_NAMESPACE={shown(self.namespace)}: a Nomad namespace is 1-128 letters, digits "
                              "and hyphens")
         if self.placement not in ("pin", "flavour"):
-            raise ValueError(f"HRWSI_NOMAD_PLACEMENT={self.placement!r}: choose pin or flavour")
+            raise ValueError(f"HRWSI_NOMAD_PLACEMENT={shown(self.placement)}: choose pin or flavour")
         if self.exec_driver not in ("raw_exec", "exec"):
-            raise ValueError(f"HRWSI_NOMAD_EXEC_DRIVER={self.exec_driver!r}: choose raw_exec or exec")
+            raise ValueError(f"HRWSI_NOMAD_EXEC_DRIVER={shown(self.exec_driver)}: choose raw_exec or exec")
         if not self.mhz_per_core > 0:
             raise ValueError("HRWSI_NOMAD_MHZ_PER_CORE must be positive")
         if not self.stop_after_disconnect_s > 0:
@@ -135,7 +142,7 @@ class NomadConfig:
         if not 1 <= self.max_connections <= 90:
             raise ValueError("HRWSI_NOMAD_MAX_CONNECTIONS must be between 1 and 90 (Nomad allows 100 per client)")
         if self.host_volume is not None and not self.host_volume_mount()[1].startswith("/"):
-            raise ValueError(f"HRWSI_NOMAD_HOST_VOLUME={self.host_volume!r}: expected NAME:/absolute/path")
+            raise ValueError(f"HRWSI_NOMAD_HOST_VOLUME={shown(self.host_volume)}: expected NAME:/absolute/path")
         if self.exec_driver == "exec" and self.host_volume is None:
             # exec chroots the task into copies of the client's chroot_env: products written there never
             # reach the filesystem the launcher reads. Only a host volume mounts the data into the chroot.

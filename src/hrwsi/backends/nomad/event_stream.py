@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from hrwsi.backends.ascii_decimal import ascii_decimal
+from hrwsi.backends.ascii_decimal import ascii_decimal, ascii_hexadecimal
 from hrwsi.backends.nomad.config import NomadConfig, public_address
 
 READ_SIZE = 64 * 1024
@@ -133,11 +133,13 @@ class BodyReader:
             if not line:
                 self.done = True  # closed mid-body
                 return b""
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                self._chunk_left = int(size_text, 16)
-            except ValueError:
-                raise StreamEnded(f"bad chunk size {size_text[:20]!r} in Nomad's event stream") from None
+            # (RFC 9112: chunk-size = 1*HEXDIG, then perhaps spaces and an extension; ascii_hexadecimal, as int(x, 16)
+            # read '-a' as a chunk of -10 bytes, which read the stream to its end, and '1_0' as 16)
+            size_text = line.split(b";", 1)[0].rstrip(b" \t\r\n")
+            size = ascii_hexadecimal(size_text.decode("latin-1"))
+            if size is None:
+                raise StreamEnded(f"bad chunk size {size_text[:20]!r} in Nomad's event stream")
+            self._chunk_left = size
             if self._chunk_left == 0:
                 while (await self._read(self._reader.readline())) not in (b"\r\n", b"\n", b""):
                     pass  # trailers

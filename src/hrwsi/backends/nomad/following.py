@@ -71,7 +71,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_NAME_INDEX = re.compile(r"\[(\d+)\]$")
+_NAME_INDEX = re.compile(r"\[([0-9]{1,9})\]$")  # (ASCII: \d is any script's digit, which int() reads)
 
 
 def name_index(alloc: dict) -> int:

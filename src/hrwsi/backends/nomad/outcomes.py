@@ -25,8 +25,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from hrwsi.backends.ascii_decimal import signed_ascii_decimal
 from hrwsi.backends.base import JobOutcome, JobSpec
 from hrwsi.backends.nomad.job_spec import NS, task_name
+from hrwsi.terminal import shown
 
 # Task event types that end a task as failed (nomad/structs/structs.go, TaskSetupFailure ...).
 FAILURE_EVENTS = ("Setup Failure", "Driver Failure", "Failed Validation", "Failed Artifact Download",
@@ -47,11 +49,11 @@ def detail(event: Mapping[str, Any], key: str, deprecated: str) -> str:
     return "" if old in (None, False) else str(old)
 
 
-def _int_detail(event: Mapping[str, Any], key: str, deprecated: str) -> int:
-    try:
-        return int(detail(event, key, deprecated) or 0)
-    except ValueError:
-        return 0
+def _int_detail(event: Mapping[str, Any], key: str, deprecated: str) -> int | None:
+    """The detail as a whole number, 0 when absent, None when it is no number: ASCII digits, perhaps after a minus.
+    int() read an exit code '1_0' as 10 and '\u0663' as 3 (found by review); one that is no number is not taken for
+    0, a success."""
+    return signed_ascii_decimal(detail(event, key, deprecated).strip() or "0")
 
 
 def fails_task(event: Mapping[str, Any]) -> bool:
@@ -224,6 +226,10 @@ def _terminated(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str
                 started: datetime | None, finished: datetime) -> JobOutcome:
     code = _int_detail(terminated, "exit_code", "ExitCode")
     sig = _int_detail(terminated, "signal", "Signal")
+    if code is None or sig is None:
+        said = shown(detail(terminated, "exit_code", "ExitCode") if code is None else detail(terminated, "signal", "Signal"))
+        return JobOutcome("internal_error", code, f"Nomad said the task ended with {'exit code' if code is None else 'signal'} "
+                                                  f"{said}, which is no number ({where(alloc)})", started, finished)
     if str((terminated.get("Details") or {}).get("oom_killed", "")).lower() == "true":
         return JobOutcome("internal_error", code, f"out of memory: killed at its {spec.ram_mb} MB "
                                                   f"limit (exit code {code}; {where(alloc)})", started, finished)

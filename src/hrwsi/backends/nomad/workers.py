@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
+from hrwsi.backends.ascii_decimal import ascii_number
 from hrwsi.backends.nomad.client import NomadClient, NomadError
 from hrwsi.backends.nomad.config import NomadConfig
 from hrwsi.sql_files import query
@@ -62,10 +64,10 @@ def _number(mapping: Any, *path: str) -> float:
         if not isinstance(mapping, dict):
             return 0.0
         mapping = mapping.get(key)
-    try:
-        return float(mapping or 0)
-    except (TypeError, ValueError):
-        return 0.0
+    if isinstance(mapping, (int, float)) and not isinstance(mapping, bool):
+        return float(mapping) if math.isfinite(mapping) else 0.0
+    # (a number Nomad wrote as text: in ASCII decimal notation, as float() read '1_0' as 10 and 'inf')
+    return (ascii_number(mapping) or 0.0) if isinstance(mapping, str) else 0.0
 
 
 # The nodes' MHz per core that far from HRWSI_NOMAD_MHZ_PER_CORE (either way) is said by the sync.
