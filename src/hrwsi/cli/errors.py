@@ -15,7 +15,7 @@ import psycopg.errors
 import psycopg.sql
 
 from hrwsi.database import ConnectionsFull, DatabaseUnavailable, redact
-from hrwsi.terminal import bounded
+from hrwsi.terminal import bounded, one_sentence
 
 _NO_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction,
               psycopg.errors.UndefinedColumn, asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError,
@@ -120,6 +120,16 @@ def _database_message(error: Exception) -> tuple[str, str | None, str | None]:
             getattr(error, "hint", None))
 
 
+def _cause(error: BaseException) -> str:
+    """What a failure of the database's connection says, in one line: the server's own message when it sent one
+    (`terminating connection due to administrator command`), without the CONTEXT lines of what ran then (the
+    statement and the functions it was in: the line carried them whole, the advice lost at its end; found by
+    review); else the client's text, its layout's line breaks and indents as one space each."""
+    diag = getattr(error, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    return one_sentence(primary) if primary else _one_line(str(error).split("\nCONTEXT:", 1)[0])
+
+
 def _is_undecodable_argument(error: BaseException) -> bool:
     """Text Python decoded from bytes that are not UTF-8 (an argument typed in Latin-1, stray bytes in a
     name): it holds lone surrogates, which no UTF-8 encoder takes, so the first query sending it failed."""
@@ -168,36 +178,36 @@ def explain(error: BaseException, url: str | None = None) -> tuple[str, int]:  #
         missing = _pending_migrations(url)
         if missing:  # (the services named them; the reading commands said only "or lacks a migration")
             return (f"the database{_where(url)} lacks {len(missing)} migration(s) of this installation "
-                    f"({', '.join(missing)}; {_one_line(primary)}): run `hrwsi db init` as the schema's owner"), 2
-        return (f"the database{_where(url)} has no hrwsi schema, or lacks a migration ({_one_line(primary)}): "
+                    f"({', '.join(missing)}; {one_sentence(primary)}): run `hrwsi db init` as the schema's owner"), 2
+        return (f"the database{_where(url)} has no hrwsi schema, or lacks a migration ({one_sentence(primary)}): "
                 "run `hrwsi db init`"), 2
     if isinstance(error, _NOT_ALLOWED):
         primary, _, _ = _database_message(error)
-        return (f"not allowed: {_one_line(primary)}; run it as a role that may (the schema owner, or one "
+        return (f"not allowed: {one_sentence(primary)}; run it as a role that may (the schema owner, or one "
                 "granted hrwsi_service or hrwsi_data_engineer: README.md, Roles)"), 1
     if isinstance(error, _REFUSED):
         primary, constraint, hint = _database_message(error)
-        text = f"the database refused it: {_one_line(primary)}"
+        text = f"the database refused it: {one_sentence(primary)}"
         if constraint and constraint not in primary:
             text += f" (constraint {constraint})"
         if hint:
-            text += f"; {_one_line(hint)}"
+            text += f"; {one_sentence(hint)}"
         return text, 1
     if isinstance(error, _TIMED_OUT):  # (an OperationalError too: it was said "cannot reach the database")
         primary, _, _ = _database_message(error)
         setting = "lock_timeout" if "lock timeout" in primary else "statement_timeout"
-        return (f"the database{_where(url)} cancelled a statement: {_one_line(primary)}; it ran past {setting}"
+        return (f"the database{_where(url)} cancelled a statement: {one_sentence(primary)}; it ran past {setting}"
                 f"{_session_setting(url, setting)}: raise it for this role (ALTER ROLE ... SET {setting} = ...) "
                 "or for this database, or run it when the server is less busy"), 2
     if isinstance(error, _READ_ONLY):
         primary, _, _ = _database_message(error)
-        return (f"the database{_where(url)} refused a write: {_one_line(primary)}; {_read_only_why(url)}"), 2
+        return (f"the database{_where(url)} refused a write: {one_sentence(primary)}; {_read_only_why(url)}"), 2
     if isinstance(error, _UNREACHABLE):
-        return (f"cannot reach the database{_where(url)}: {_one_line(error)}; check HRWSI_DATABASE_URL, or run "
+        return (f"cannot reach the database{_where(url)}: {_cause(error)}; check HRWSI_DATABASE_URL, or run "
                 "`hrwsi db start` for the embedded server"), 2
     if isinstance(error, (psycopg.Error, asyncpg.PostgresError)):
         primary, _, hint = _database_message(error)
-        return f"database error: {_one_line(primary)}" + (f"; {_one_line(hint)}" if hint else ""), 1
+        return f"database error: {one_sentence(primary)}" + (f"; {one_sentence(hint)}" if hint else ""), 1
     if isinstance(error, OSError):
         return _os_error(error), 2
     if _is_undecodable_argument(error):
