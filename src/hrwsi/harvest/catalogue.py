@@ -33,6 +33,7 @@ import aiohttp
 import asyncpg
 import ijson
 
+from hrwsi.backends.ascii_decimal import ascii_decimal
 from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of, json_number, source_may_read
@@ -354,13 +355,11 @@ class OAuth2TokenAuth(Auth):
         seconds = []
         for key, default in (("expires_in", 300.0), ("refresh_expires_in", 0.0)):
             value = answer.get(key, default)
-            try:  # (a number, or a number as text: some servers quote it)
-                number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
-            except ValueError:
-                number = None
-            if number is None or not math.isfinite(number) or number < 0:
+            number = answered_number(value)
+            if number is None or number < 0:
                 raise CatalogueAuthError(f"{where} answered a token that is not one: {key} is not a number of seconds "
-                                         f"({_excerpt(json.dumps(value), 60)})")
+                                         f"({_excerpt(json.dumps(value), 60)}"
+                                         f"{NUMBER_AS_TEXT if isinstance(value, str) else ''})")
             seconds.append(number)
         return answer["access_token"], seconds[0], answer.get("refresh_token"), seconds[1]
 
@@ -569,13 +568,30 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** retry))
 
 
+def answered_number(value: Any) -> float | None:
+    """A number a catalogue's side answered (a token's expires_in): a finite JSON number, or ASCII digits in a JSON
+    string ("3599": OAuth2 servers that quote it, as Azure AD's v1 endpoint does; Keycloak, CDSE's, sends a JSON
+    number); None for anything else. float() took any text: "1_0" as 10, " 300 ", "3e2", other scripts' digits
+    ("\u0663\u0660\u0660" as 300), "inf" (found by review); a number written as text some other way is
+    ambiguous, refused (NUMBER_AS_TEXT says how one is read)."""
+    if isinstance(value, str):
+        whole = ascii_decimal(value)
+        return None if whole is None else float(whole)
+    number = json_number(value)
+    return number if math.isfinite(number) else None
+
+
+NUMBER_AS_TEXT = ": a number as text is read in ASCII digits 0-9 alone"
+
+
 def _retry_after(value: str | None) -> float | None:
+    """Retry-After: delta-seconds (RFC 9110: 1*DIGIT, ASCII digits) or an HTTP date; None for anything else. float()
+    read '1_0' as 10 and 'nan', a wait asyncio.sleep refuses (found by review)."""
     if not value:
         return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
+    seconds = ascii_decimal(value.strip())
+    if seconds is not None:
+        return float(seconds)
     try:  # an HTTP date
         from email.utils import parsedate_to_datetime
 
@@ -798,10 +814,7 @@ def _config(row: Any) -> dict:
 
 def _max_page_bytes(config: dict) -> int:
     value = config.get("max_page_mb", MAX_PAGE_MB)
-    try:
-        megabytes = float(value)
-    except (TypeError, ValueError):
-        megabytes = float("nan")
+    megabytes = json_number(value)  # (a JSON number: float() took "1_0" and "inf")
     if not 0 < megabytes < float("inf"):
         raise CatalogueError(f"config max_page_mb = {_shown(value)} is not a positive number of megabytes")
     return int(megabytes * 2**20)
@@ -817,8 +830,14 @@ def _max_page_bytes(config: dict) -> int:
 # default), and 100 tries, as a routine's max_attempts, more than a catalogue that answers needs.
 MAX_RETRY_WAIT_S = 3600
 MAX_REQUEST_ATTEMPTS = 100
+# And the paging settings: int() read "top": "1_0" as 10, "top": true as 1 and "top": 2.7 as 2, and "top": "abc"
+# failed each run with "invalid literal for int()", said nowhere before it ran (found by review).
+MAX_TOP = 10_000
 # key: (least, whether the least itself is taken, most, whole numbers only, what it counts)
 RETRY_SETTING_BOUNDS: dict[str, tuple[float, bool, float, bool, str]] = {
+    "top": (1, True, MAX_TOP, True, "a whole number of products a page"),
+    "max_pages_per_run": (1, True, 100_000, True, "a whole number of pages"),
+    "backfill_days_per_run": (1, True, 36_600, True, "a whole number of days"),
     "max_attempts": (1, True, MAX_REQUEST_ATTEMPTS, True, "a whole number of tries"),
     "timeout_s": (0, False, MAX_RETRY_WAIT_S, False, "a number of seconds"),
     "retry_base_s": (0, True, MAX_RETRY_WAIT_S, False, "a number of seconds"),
@@ -827,8 +846,9 @@ RETRY_SETTING_BOUNDS: dict[str, tuple[float, bool, float, bool, str]] = {
 
 
 def refuse_absurd_retry_settings(config: dict) -> None:
-    """Raise ConfigUnreadable naming config.max_attempts, timeout_s, retry_base_s or retry_max_s and its
-    bounds when it is not a JSON number within them (RETRY_SETTING_BOUNDS)."""
+    """Raise ConfigUnreadable naming config.top, max_pages_per_run, backfill_days_per_run, max_attempts, timeout_s,
+    retry_base_s or retry_max_s and its bounds when it is not a JSON number within them (RETRY_SETTING_BOUNDS): a
+    number written as text ("10") is refused too, saying so, as the file's own numbers are JSON's."""
     for key, (least, least_taken, most, whole, counts) in RETRY_SETTING_BOUNDS.items():
         if key not in config:
             continue
@@ -837,7 +857,8 @@ def refuse_absurd_retry_settings(config: dict) -> None:
         within = (number >= least if least_taken else number > least) and number <= most
         if not within or (whole and not number.is_integer()):
             bound = f"{'from' if least_taken else 'above'} {least:g} to {most:,g}"
-            raise ConfigUnreadable(f"config.{key} = {json.dumps(value)[:40]} is not {counts} {bound}: correct it "
+            text = ", writing a JSON number, not text" if isinstance(value, str) else ""
+            raise ConfigUnreadable(f"config.{key} = {json.dumps(value)[:40]} is not {counts} {bound}: correct it{text} "
                                    "(the source is set aside until then)")
 
 

@@ -254,7 +254,14 @@ async def test_refused_credentials_are_a_clear_error(fake):
 
 @pytest.mark.parametrize(("answer", "says"), [
     ('{"access_token": "t", "expires_in": null}', "expires_in is not a number of seconds (null)"),
-    ('{"access_token": "t", "expires_in": "soon"}', 'expires_in is not a number of seconds ("soon")'),
+    ('{"access_token": "t", "expires_in": "soon"}', 'expires_in is not a number of seconds ("soon": a number as text '
+                                                   'is read in ASCII digits 0-9 alone)'),
+    # (float() read them as 10, 300, 300 and 300; found by review)
+    ('{"access_token": "t", "expires_in": "1_0"}', 'expires_in is not a number of seconds ("1_0": a number as text'),
+    ('{"access_token": "t", "expires_in": " 300 "}', 'expires_in is not a number of seconds (" 300 ": a number as'),
+    ('{"access_token": "t", "expires_in": "3e2"}', 'expires_in is not a number of seconds ("3e2": a number as text'),
+    ('{"access_token": "t", "expires_in": "\\u0663\\u0660\\u0660"}', 'expires_in is not a number of seconds ("\\u0663'),
+    ('{"access_token": "t", "expires_in": "Infinity"}', 'expires_in is not a number of seconds ("Infinity": a number'),
     ('{"access_token": "t", "expires_in": 300, "refresh_token": "r", "refresh_expires_in": null}',
      "refresh_expires_in is not a number of seconds (null)"),
     ('{"access_token": 42}', "access_token is not text (a number)"),
@@ -999,6 +1006,12 @@ async def test_an_answer_that_breaks_off_past_the_streaming_threshold_is_no_json
     ("max_attempts", str(10**12), "a whole number of tries from 1 to 100"),
     ("max_attempts", "2.5", "a whole number of tries from 1 to 100"),
     ("max_attempts", '"3"', "a whole number of tries from 1 to 100"),
+    # (int() read "top": "1_0" as 10, true as 1, 2.7 as 2, and "abc" failed each run; found by review)
+    ("top", '"1_0"', "a whole number of products a page from 1 to 10,000"),
+    ("top", "true", "a whole number of products a page from 1 to 10,000"),
+    ("top", "2.7", "a whole number of products a page from 1 to 10,000"),
+    ("max_pages_per_run", "0", "a whole number of pages from 1 to 100,000"),
+    ("backfill_days_per_run", '"abc"', "a whole number of days from 1 to 36,600"),
 ])
 async def test_an_absurd_retry_setting_sets_a_catalogue_source_aside_naming_the_key_and_its_bound(
         routine, fake, pool, harvest_options, key, value, bound):
@@ -1017,3 +1030,36 @@ async def test_an_absurd_retry_setting_sets_a_catalogue_source_aside_naming_the_
                     "next_run_at = %s", ("1" if key == "retry_max_s" else bound.split()[-1].replace(",", ""), NOW))
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))
     assert run.ok and run.report.inputs == 1, "at its bound, it runs"
+
+
+async def test_a_token_lifetime_the_server_quotes_in_ascii_digits_is_taken(fake):
+    """What OAuth2 servers send: a JSON number (Keycloak, CDSE's), or ASCII digits in a string (Azure AD's v1
+    endpoint, "expires_in": "3599"); the token is used, and asked again only when it expires."""
+    fake.require_token = True
+    fake.valid_tokens.add("quoted")
+    fake.token_answer = '{"access_token": "quoted", "token_type": "Bearer", "expires_in": "3599", "refresh_expires_in": "0"}'
+    fake.products = [product(0)]
+    async with aiohttp.ClientSession() as session:
+        client = CatalogueClient(fake.url, session, auth=OAuth2PasswordAuth("ana", "pw", token_url=fake.token_url),
+                                 retry=fast_retry())
+        await fetch_all(client, ProductQuery("SENTINEL-2"))
+        await fetch_all(client, ProductQuery("SENTINEL-2"))
+    assert fake.grants == ["password"] and fake.requests[-1]["authorization"] == "Bearer quoted"
+
+
+@pytest.mark.parametrize("retry_after", ["1_0", "nan", "-5", "\u0663", "2.5"])
+async def test_a_retry_after_that_is_no_delta_seconds_nor_a_date_is_not_followed(fake, retry_after):
+    """Retry-After is ASCII digits or an HTTP date (RFC 9110). float() read '1_0' as 10 s and 'nan', which the sleep
+    refused (found by review); such a value is not followed: the retry waits its own backoff."""
+    fake.products = [product(0)]
+    answers = iter([web.json_response({"detail": "slow down"}, status=429, headers={"Retry-After": retry_after})])
+
+    async def once(request):
+        fake.answer = None
+        return next(answers)
+
+    fake.answer = once
+    retry = fast_retry()
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=retry), ProductQuery("SENTINEL-2"))
+    assert len(found) == 1 and 0 <= retry.sleep.delays[0] <= 1.0, retry.sleep.delays
