@@ -2148,10 +2148,14 @@ END;
 -- A name as a refusal shows it: between single quotes, as it is, a quote in it doubled ('a''b'), as SQL
 -- writes it with standard_conforming_strings. quote_literal and format('%L') write a name holding a
 -- backslash in the E'' form, E'a\\b', which a data engineer reads as another name (found by review;
--- migration 0093). Every refusal that quotes a name quotes it so.
+-- migration 0093). Every refusal that quotes a name quotes it so. A name longer than 118 characters is cut
+-- there, its length said after it ('aaa'... (5,000 characters)), as hrwsi.terminal.quoted cuts one the CLI
+-- quotes: a 5,000-character name made a 5,000-character refusal (found by review; migration 0101).
 CREATE FUNCTION hrwsi.quoted_name(name text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, hrwsi
-RETURN '''' || replace(name, '''', '''''') || '''';
+RETURN CASE WHEN length(name) <= 118 THEN '''' || replace(name, '''', '''''') || ''''
+            ELSE '''' || replace(left(name, 118), '''', '''''') || '''... ('
+                 || regexp_replace(length(name)::text, '(\d)(?=(\d{3})+$)', '\1,', 'g') || ' characters)' END;
 
 -- The sentence that names a cycle and what to change (the same as hrwsi.configuration's
 -- chain_cycle_problem: a test keeps the two equal).

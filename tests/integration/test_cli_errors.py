@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from hrwsi.cli.errors import explain
+from hrwsi.terminal import quoted
 
 
 @pytest.mark.parametrize("name, shown", [("snow\tcover", "'snow\\x09cover'"), ("snow\ncover", "'snow\\x0acover'"),
@@ -43,3 +44,17 @@ def test_a_session_the_server_ends_is_one_line_with_the_cause_and_not_the_statem
     assert said.startswith("cannot reach the database (") and code == 2
     assert ": terminating connection due to administrator command; check HRWSI_DATABASE_URL" in said, said
     assert "CONTEXT" not in said and "pg_sleep" not in said and "\n" not in said
+
+
+@pytest.mark.parametrize("name", ["snow_cover", "it's" * 20, "b" * 118, "c" * 119, "a" * 5000, "d" * 1_234_567])
+def test_the_database_quotes_a_name_as_the_cli_does_a_long_one_cut_with_its_length_said(db, name):
+    """(a 5,000-character name made a 5,000-character refusal; found by review) hrwsi.quoted_name and
+    hrwsi.terminal.quoted give one form."""
+    assert db.execute("SELECT hrwsi.quoted_name(%s)", (name,)).fetchone()[0] == quoted(name)
+
+
+def test_a_refusal_of_a_long_name_is_a_short_line(db, database_url):
+    with pytest.raises(psycopg.Error) as refused:
+        db.execute("SELECT hrwsi.hold_routine(%s)", ("x" * 5000,))
+    said, _ = explain(refused.value, database_url)
+    assert said == "the database refused it: no routine '" + "x" * 118 + "'... (5,000 characters)"
