@@ -430,6 +430,11 @@ def test_a_name_with_a_line_break_or_a_tab_is_one_line_of_the_databases_refusal_
     load(db, single_routine_configuration(["true"]))
     one_line_error(run(["hold", "snow\ncover"], env, check=False), "no routine 'snow\\x0acover': ", code=1)
     one_line_error(run(["release", "snow\tcover"], env, check=False), "no routine 'snow\\x09cover': ", code=1)
+    # (move-tasks, chain-missed, reprocess and retry said the database's refusal as it came: found by review)
+    one_line_error(run(["move-tasks", "snow\ncover", "work"], env, check=False), "no routine 'snow\\x0acover'", code=1)
+    one_line_error(run(["chain-missed", "fsc\tdaily"], env, check=False), "no condition 'fsc\\x09daily'", code=1)
+    one_line_error(run(["reprocess", "--condition", "fsc\ndaily", "--from", "2026-01-01", "--to", "2026-01-02"], env,
+                       check=False), "'fsc\\x0adaily'", code=1)
 
 
 @pytest.mark.parametrize("command, says", [

@@ -81,7 +81,7 @@ def _retry_routine(routine: str, state: str, limit: int) -> None:
                     said = conn.execute("SELECT hrwsi.retry_task(%s)", (task,)).fetchone()[0]
                     retried += 1
                 except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound) as error:
-                    said, refused = f"refused: {error.diag.message_primary}", refused + 1
+                    said, refused = f"refused: {one_sentence(error.diag.message_primary)}", refused + 1
                 console.print(Text(visible(said)), soft_wrap=True)
         except Exception as error:  # noqa: BLE001 - said with how far it got, then as every error is
             # Safe to run again: each retry commits alone (autocommit) and the next run lists only the tasks still
@@ -135,9 +135,9 @@ def move_tasks(from_routine: str = typer.Argument(..., help="the routine whose t
         try:
             said = conn.execute("SELECT hrwsi.move_tasks(%s, %s)", (from_routine, to_routine)).fetchone()[0]
         except psycopg.errors.NoDataFound as error:
-            raise CliError(f"{error.diag.message_primary}: {_WHERE_TO_LOOK['routine']}") from None
+            raise CliError(f"{one_sentence(error.diag.message_primary)}: {_WHERE_TO_LOOK['routine']}") from None
         except psycopg.errors.CheckViolation as error:
-            raise CliError(error.diag.message_primary) from None
+            raise CliError(one_sentence(error.diag.message_primary)) from None
     console.print(Text(visible(said)), soft_wrap=True)
 
 
@@ -160,9 +160,9 @@ def chain_missed(condition: str = typer.Argument(..., help="an active single-inp
             said = conn.execute("SELECT summary FROM hrwsi.chain_missed_products(%s, %s, %s, %s)",
                                 (condition, made_since, limit, dry_run)).fetchone()[0]
         except psycopg.errors.NoDataFound as error:
-            raise CliError(f"{error.diag.message_primary}: `hrwsi config show` lists the conditions") from None
+            raise CliError(f"{one_sentence(error.diag.message_primary)}: `hrwsi config show` lists the conditions") from None
         except psycopg.errors.CheckViolation as error:
-            raise CliError(error.diag.message_primary) from None
+            raise CliError(one_sentence(error.diag.message_primary)) from None
     console.print(Text(visible(said)), soft_wrap=True)
 
 

@@ -6,7 +6,7 @@ import psycopg
 import typer
 
 from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, filter_given, print_json, whole_option
-from hrwsi.terminal import visible
+from hrwsi.terminal import one_sentence, visible
 
 
 @app.command()
@@ -53,7 +53,7 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
         try:
             started = campaigns.start(conn, request, again=again)
         except (psycopg.errors.CheckViolation, psycopg.errors.NoDataFound, psycopg.errors.ForeignKeyViolation) as error:
-            raise CliError(error.diag.message_primary) from None
+            raise CliError(one_sentence(error.diag.message_primary)) from None
         except campaigns.SameCampaignOpen as error:  # (refused: exit 1)
             raise CliError(str(error)) from None
     console.print(visible(started["summary"]), highlight=False, markup=False, soft_wrap=True)
@@ -77,7 +77,7 @@ def campaigns_command(campaign: int | None = whole_option(None, "--id", min=1, m
                 try:
                     console.print(visible(action(conn, campaign_id)), highlight=False, markup=False)
                 except (psycopg.errors.NoDataFound, psycopg.errors.CheckViolation) as error:
-                    raise CliError(error.diag.message_primary) from None
+                    raise CliError(one_sentence(error.diag.message_primary)) from None
                 except campaigns.NothingToCancel as error:  # (exit 1, as `hrwsi cancel` of a finished task)
                     raise CliError(str(error)) from None
         shown = campaigns.load(conn, campaign)
