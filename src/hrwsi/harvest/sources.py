@@ -192,6 +192,9 @@ def unknown_config_keys(kind: str, config: Any) -> list[str]:
     return said
 
 
+UNKNOWN_KEYS_SHOWN = 10
+
+
 class UnknownConfigKeys(confinement.SourceRefused):
     """A source's config has keys its kind does not read; the message names them and the keys it reads."""
 
@@ -200,8 +203,10 @@ def refuse_unknown_config_keys(kind: str, config: Any) -> None:
     """Raise UnknownConfigKeys if the config has a key a source of this kind does not read."""
     unknown = unknown_config_keys(kind, config)
     if unknown:
+        # (the first 10: a config of thousands of keys made a line as long, in last_error and `hrwsi sources`)
+        more = f" and {len(unknown) - UNKNOWN_KEYS_SHOWN:,} more" if len(unknown) > UNKNOWN_KEYS_SHOWN else ""
         raise UnknownConfigKeys(
-            f"its config has key(s) a {kind} source does not read: {', '.join(unknown)}; it reads "
+            f"its config has key(s) a {kind} source does not read: {', '.join(unknown[:UNKNOWN_KEYS_SHOWN])}{more}; it reads "
             f"{', '.join(sorted(CONFIG_KEYS[kind]))}: correct or remove them (the source is set aside until then, "
             "rather than run with a default where a setting was meant)")
 

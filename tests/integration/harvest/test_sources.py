@@ -495,3 +495,14 @@ async def test_a_source_whose_config_is_nested_too_deep_is_set_aside_with_its_re
                                                 "than about a thousand levels of arrays or objects): fix or remove "
                                                 "the source")
     assert not any(record.exc_info for record in caplog.records), "one line each, no traceback"
+
+
+def test_many_or_long_unknown_config_keys_are_said_in_a_bounded_line():
+    """(a config of 5,000 unknown keys, or one key of 5,000 characters, made a line as long in last_error and
+    `hrwsi sources`; found by review) The first 10, each cut, and how many more."""
+    config = {"url": "u", "collection": "c", "k" * 5000: 1, **{f"extra{n:04d}": n for n in range(5000)}}
+    with pytest.raises(sources.UnknownConfigKeys) as refused:
+        sources.refuse_unknown_config_keys("catalogue", config)
+    said = str(refused.value)
+    assert "'extra0000', " in said and "'extra0009' and 4,991 more; it reads " in said and "extra0010" not in said
+    assert len(said) < 1000, len(said)
