@@ -699,7 +699,7 @@ CREATE TABLE hrwsi.product (
     created_at   timestamptz NOT NULL DEFAULT now(),
     chained_at   timestamptz,   -- when the harvester turned it into inputs (NULL: not yet)
     CONSTRAINT product_path_is_unique UNIQUE (path),
-    -- The input whose correction made this product outdated (hrwsi.correct_input, migration 0098): made from
+    -- The input whose correction made this product outdated (hrwsi.correct_input, migration 0097): made from
     -- the old version of the input, or down a chain from its products. Never chained again (nor by
     -- hrwsi.chain_missed_products), never a member of a multi-input group. NULL: current.
     outdated_by  bigint
@@ -708,7 +708,7 @@ CREATE INDEX product_task_idx ON hrwsi.product (task_id);
 CREATE INDEX product_not_chained_idx ON hrwsi.product (id) WHERE chained_at IS NULL;
 -- Finding the members of multi-input groups fast: products by type.
 CREATE INDEX product_type_idx ON hrwsi.product (product_type);
--- The products of one day (UTC), the timeliness view's day: the dashboard reads its newest days alone (migration 0102).
+-- The products of one day (UTC), the timeliness view's day: the dashboard reads its newest days alone (migration 0100).
 CREATE INDEX product_day_idx ON hrwsi.product (((created_at AT TIME ZONE 'UTC')::date));
 
 -- =============================================================================================
@@ -826,7 +826,7 @@ RETURN coalesce(starts_with(reason, 'held by an operator')
                 OR reason LIKE 'moved from routine % by an operator; held by an operator%', false);
 
 -- What an operator runs to lift the hold hrwsi.hold_a_new_task_takes names (the same cases, in its order), said in the
--- answer of an operator's release or retry of one task of it (migration 0099): that lifts the task's own hold (and its
+-- answer of an operator's release or retry of one task of it (migration 0098): that lifts the task's own hold (and its
 -- block) only, the task stays held with its routine, campaign or back-fill, and the answer says so and how to lift it.
 CREATE FUNCTION hrwsi.how_to_lift_a_group_hold(p_routine text, p_campaign bigint, p_lane text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi AS $$
@@ -885,7 +885,7 @@ BEGIN
             -- (a blocked one that runs now is held again if an operator held it before it was blocked, or with its
             -- routine, campaign or back-fill if that is held: migration 0095; a held one behind a task that cannot
             -- run is blocked, an operator's hold of it kept to hold it again when its wait ends, as the end of the
-            -- task it waits for blocks it: migration 0099, found by review. It stayed held, its wait never decided
+            -- task it waits for blocks it: migration 0098, found by review. It stayed held, its wait never decided
             -- again, and was pending once released, behind a task that could not run)
             state = CASE WHEN n.previous_state IN ('terminated', 'blocked') THEN 'blocked'
                          WHEN t.state = 'on_hold' THEN 'on_hold'
@@ -1187,7 +1187,7 @@ BEGIN
             -- ended, behind which the chain waits; it named the chain's first blocked task alone, so
             -- that a task three links down named a task it did not wait for: migration 0073. What it waits
             -- for, not the state of those tasks, which they outgrow while the reason stays, "which is blocked"
-            -- of a task cancelled, held or moved since: migration 0099)
+            -- of a task cancelled, held or moved since: migration 0098)
             UPDATE processing_task t
             SET state = 'blocked', worker = NULL, planned_start = NULL, planned_end = NULL,
                 held_while_blocked = t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason),
@@ -1613,7 +1613,7 @@ BEGIN
                                                   ORDER BY e.id DESC LIMIT 1) <> t.state, false));
     GET DIAGNOSTICS held = ROW_COUNT;
     -- (and counted, those left out: the failed task whose failure put the back-fill on hold, which hrwsi.record_outcomes
-    -- holds in its next statement; the alert said one task fewer than were held, migration 0099, found by review)
+    -- holds in its next statement; the alert said one task fewer than were held, migration 0098, found by review)
     held := held + (SELECT count(*) FROM hrwsi.processing_task t JOIN hrwsi.lane l ON l.name = t.lane AND l.priority > 0
                     WHERE t.routine = NEW.name AND t.campaign_id IS NULL AND t.state = 'pending' AND t.updated_at = now()
                       AND coalesce((SELECT e.state FROM hrwsi.task_event e WHERE e.task_id = t.id
@@ -2089,7 +2089,7 @@ CREATE INDEX multi_input_campaign_member_path_idx ON hrwsi.multi_input_campaign_
 -- and inputs not chained from a product, as the type their routine reads), with when each arrived
 -- (the product's or the input's registration). Read by hrwsi.reprocess for a campaign's composite
 -- and by `hrwsi groups` for the members that arrived after their group's composite was made. Neither a
--- product a correction outdated nor an input it superseded is a member (migration 0098).
+-- product a correction outdated nor an input it superseded is a member (migration 0097).
 CREATE FUNCTION hrwsi.multi_input_members_now(group_condition text, group_tile text, anchor_day date)
 RETURNS TABLE (member_path text, product_type text, measured_at timestamptz, arrived_at timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi
@@ -2150,7 +2150,7 @@ END;
 -- backslash in the E'' form, E'a\\b', which a data engineer reads as another name (found by review;
 -- migration 0093). Every refusal that quotes a name quotes it so. A name longer than 118 characters is cut
 -- there, its length said after it ('aaa'... (5,000 characters)), as hrwsi.terminal.quoted cuts one the CLI
--- quotes: a 5,000-character name made a 5,000-character refusal (found by review; migration 0101).
+-- quotes: a 5,000-character name made a 5,000-character refusal (found by review; migration 0099).
 CREATE FUNCTION hrwsi.quoted_name(name text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, hrwsi
 RETURN CASE WHEN length(name) <= 118 THEN '''' || replace(name, '''', '''''') || ''''
@@ -2369,7 +2369,7 @@ BEGIN
     -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0096)
     -- (retention cuts no link of the walk while the task retried is kept: its input stays while a task names it
     -- (refuse_removing_inputs_tasks_name), a product while an input was made from it (prune_products), and a task
-    -- while it has a product (product_task_must_exist); checked by review for migration 0099)
+    -- while it has a product (product_task_must_exist); checked by review for migration 0098)
     WITH RECURSIVE up(input_id) AS (
         SELECT o.input_id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id
@@ -2408,7 +2408,7 @@ BEGIN
     -- (the trigger's step for tasks pending again, and the pass below): what it took before it ended it kept, from a
     -- task released since to run without it too, and it was planned at that task's urgency; migration 0095, found by
     -- review. The give-back's own rule, hrwsi.give_back_taken_deadlines)
-    -- (an operator's retry lifts the task's own hold, kept through a block too: migration 0099)
+    -- (an operator's retry lifts the task's own hold, kept through a block too: migration 0098)
     UPDATE hrwsi.processing_task t
     SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
         held_while_blocked = false,
@@ -2460,7 +2460,7 @@ BEGIN
         ), changed AS (
             -- (behind it blocked, a held one is blocked too, its own hold kept to hold it again when its wait ends, as
             -- the end of the task it waits for blocks it; and a blocked one whose wait ends is held again if an operator
-            -- held it, or with its routine, campaign or back-fill: migration 0099, found by review. A held one stayed
+            -- held it, or with its routine, campaign or back-fill: migration 0098, found by review. A held one stayed
             -- held behind a task that could not run, and was pending once released, its wait never decided again)
             UPDATE hrwsi.processing_task t
             SET depends_on = task,
@@ -2503,7 +2503,7 @@ BEGIN
                                                 SELECT t.id FROM hrwsi.processing_task t WHERE t.depends_on = task));
     END IF;
     -- A task pending again whose routine, campaign or back-fill is on hold is held with it, as a new task of it is
-    -- (migration 0099): the retry lifts its own hold only. It was pending, shown so while dispatch skipped it.
+    -- (migration 0098): the retry lifts its own hold only. It was pending, shown so while dispatch skipped it.
     SELECT hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane),
            hrwsi.how_to_lift_a_group_hold(t.routine, t.campaign_id, t.lane)
     INTO group_hold, lift
@@ -2758,7 +2758,7 @@ END $$;
 -- (migration 0094): open ones cancelled (their reason names the correction), all leave their series, and
 -- the correction is refused while one runs; their inputs stay (the corrected input's products chain
 -- anew, under other paths), and their products not chained yet, as the old input's tasks', never are.
--- Down a chain is every way a task is made from a product (migration 0098): an input chained from it, a
+-- Down a chain is every way a task is made from a product (migration 0097): an input chained from it, a
 -- multi-input group it is a member of (as is the old input itself, not chained from a product), a
 -- campaign's composite that reads it. Such a group is superseded too (by the corrected input: its path
 -- is free again), and the harvester makes it anew from the members it has then; the products of the old
@@ -2790,7 +2790,7 @@ DECLARE
     downstream bigint[];  -- (the tasks made down a chain from the products of its tasks)
     outdated text[];      -- (the paths of the old version: its products, those down its chain, the input itself)
 BEGIN
-    -- No chaining (nor group) runs while a correction does, nor a correction while one runs (migration 0098):
+    -- No chaining (nor group) runs while a correction does, nor a correction while one runs (migration 0097):
     -- a statement chaining a product of the old version while the walk below ran made a task from it that
     -- the walk had not seen, and the product, locked, was skipped (found by review). Taken first, before
     -- any series lock: chaining takes it first too, before the products and the series of their inputs.
@@ -2802,7 +2802,7 @@ BEGIN
     -- The tasks made down a chain from the products of its tasks, step after step (migration 0094): their
     -- inputs were chained from products of the old version, and they ran from it, as did the steps after
     -- them, while the corrected input's task chains its own products anew (found by review). Every way a
-    -- task is made from a product is followed (migration 0098): an input chained from it, a multi-input group
+    -- task is made from a product is followed (migration 0097): an input chained from it, a multi-input group
     -- it is a member of, a campaign's composite that reads it; and the groups the old input itself is a
     -- member of (one not chained from a product: its path is the member's). The walk followed the chained
     -- inputs only, and a group made from the old version's product kept its task (found by review).
@@ -2931,7 +2931,7 @@ BEGIN
     SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
     -- Their products not chained yet (a harvester stopped or behind) are not chained: made from the old
     -- version, they would start its chain again. None is being chained now (the lock taken first). All of
-    -- them are outdated_by the corrected input (migration 0098): hrwsi.chain_missed_products chained one
+    -- them are outdated_by the corrected input (migration 0097): hrwsi.chain_missed_products chained one
     -- to a condition made active after the correction, and a group took one as a member (found by review).
     WITH old AS (
         SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
@@ -2966,7 +2966,7 @@ BEGIN
     -- A task of its time series still waiting for a cancelled one (the corrected input went elsewhere in
     -- time or tile) waits for the task before it now, as a retry links it: else blocked for an operator.
     -- (not an operator's retry of it: an operator's hold of it is kept, and it is held again once its wait ends, or
-    -- stays marked held behind a task that cannot run; migration 0099: the retry's release of its own hold lost it)
+    -- stays marked held behind a task that cannot run; migration 0098: the retry's release of its own hold lost it)
     FOR waiting, was_held IN
         SELECT t.id, t.held_while_blocked FROM hrwsi.processing_task t
         WHERE t.depends_on = ANY (cancelled) AND t.state = 'blocked' AND NOT t.dependency_waived
@@ -3000,13 +3000,13 @@ BEGIN
     ), moved AS (
         UPDATE hrwsi.processing_task t
         SET depends_on = r.previous,
-            -- (a held one behind a task that cannot run is blocked, an operator's hold of it kept: migration 0099)
+            -- (a held one behind a task that cannot run is blocked, an operator's hold of it kept: migration 0098)
             state = CASE WHEN r.previous_state IN ('terminated', 'blocked') THEN 'blocked'
                          WHEN t.state = 'on_hold' THEN 'on_hold' ELSE 'pending' END,
             held_while_blocked = t.state = 'on_hold' AND coalesce(r.previous_state IN ('terminated', 'blocked'), false)
                                  AND hrwsi.hold_is_the_tasks_own(t.state_reason),
             worker = NULL, planned_start = NULL, planned_end = NULL,
-            -- (what it waits for, not a state of that task, which outgrows the reason: migration 0099)
+            -- (what it waits for, not a state of that task, which outgrows the reason: migration 0098)
             state_reason = CASE WHEN r.previous_state = 'terminated'
                                 THEN format('relinked by the correction of input %s: its dependency, task %s, ended '
                                             'terminated; `hrwsi retry %s` runs the dependency again, `hrwsi release %s` '
@@ -3056,7 +3056,7 @@ BEGIN
         RAISE EXCEPTION 'task % is %: only a held or blocked task can be released', task, current
             USING ERRCODE = 'check_violation';
     END IF;
-    -- The release of a task lifts its own hold (and its block) only (migration 0099): a task of a routine, campaign
+    -- The release of a task lifts its own hold (and its block) only (migration 0098): a task of a routine, campaign
     -- or back-fill on hold is held with it, as a new task of it is, and the answer says what still holds it and how
     -- to lift that. A blocked one was made pending, shown pending by `hrwsi status` and the dashboard while dispatch
     -- skipped its held routine (found by review).
@@ -3308,7 +3308,7 @@ BEGIN
             UPDATE processing_task t
             SET depends_on = s.previous,
                 -- (a held one behind a task that cannot run is blocked, an operator's hold of it kept to hold it again
-                -- when its wait ends: migration 0099; it stayed held, and was pending once released)
+                -- when its wait ends: migration 0098; it stayed held, and was pending once released)
                 state = CASE WHEN s.previous_state IN ('terminated', 'blocked') THEN 'blocked'
                              WHEN t.state = 'on_hold' THEN 'on_hold'
                              WHEN t.state = 'blocked' AND t.held_while_blocked THEN 'on_hold'  -- (migration 0095)
@@ -3332,7 +3332,7 @@ BEGIN
                                          || CASE WHEN s.previous IS NULL
                                                  THEN ': it is the first of its time series now, and waits for no task'
                                                  -- (what it waits for, not a state of that task, which outgrows
-                                                 -- the reason: migration 0099)
+                                                 -- the reason: migration 0098)
                                                  WHEN s.previous_state = 'terminated'
                                                  THEN format(': its dependency, task %s, sensed before it, ended '
                                                              'terminated; `hrwsi retry %s` runs the dependency again, '
@@ -3452,7 +3452,7 @@ LANGUAGE sql STABLE AS $$
       AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
       AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
       AND NOT EXISTS (SELECT 1 FROM hrwsi.input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
-      -- (nor a product of a corrected input's old version, or of its chain: migration 0098; it was chained to a
+      -- (nor a product of a corrected input's old version, or of its chain: migration 0097; it was chained to a
       -- condition made active after the correction, and started the old version's chain again)
       AND p.outdated_by IS NULL
 $$;
@@ -3495,7 +3495,7 @@ BEGIN
         RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
     END IF;
     SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
-    -- No correction runs meanwhile (migration 0098: hrwsi.correct_input), and the statements below see what one
+    -- No correction runs meanwhile (migration 0097: hrwsi.correct_input), and the statements below see what one
     -- that ran before marked outdated.
     IF NOT dry_run THEN
         PERFORM pg_advisory_xact_lock_shared(7250098, 1);
@@ -4171,7 +4171,7 @@ BEGIN
                 SET depends_on = link.previous,
                     -- (a held one blocked keeps an operator's hold of it, and a blocked one whose wait ends is held
                     -- again if an operator held it, or with its routine, campaign or back-fill, as the other paths
-                    -- that block and unblock: migration 0099; the hold was lost, or it was pending under a held routine)
+                    -- that block and unblock: migration 0098; the hold was lost, or it was pending under a held routine)
                     state = CASE WHEN p.state IN ('terminated', 'blocked') THEN 'blocked'
                                  WHEN t.state = 'blocked' AND (t.held_while_blocked
                                                                OR hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id,
@@ -5764,7 +5764,7 @@ CREATE INDEX processing_task_state_id_idx ON hrwsi.processing_task (state, id);
 CREATE INDEX job_finished_at_idx ON hrwsi.job (finished_at) WHERE finished_at IS NOT NULL;
 -- The latest failed attempts (the dashboard's and `hrwsi status`'s recent failures), without reading the attempts that
 -- succeeded: through job_finished_at_idx, an installation with few failures read every job back to its 10th latest
--- failure, the whole archive when it had fewer (migration 0102).
+-- failure, the whole archive when it had fewer (migration 0100).
 CREATE INDEX job_failed_idx ON hrwsi.job (finished_at DESC NULLS LAST, id DESC)
     WHERE state IN ('internal_error', 'external_error', 'lost');
 

@@ -193,7 +193,7 @@ SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
 -- identity, $2 the lease (s), $3 the job, $4 the reason. No row back: not this launcher's job any more.
 -- The lease is checked before the job is looked for, whatever the job's row (a condition on no column, a
 -- one-time filter): joined to the row, it was checked only for a row found, and a launcher whose lease had
--- lapsed was told of a job gone (retention, another owner) as if it still held its lease (migration 0099's
+-- lapsed was told of a job gone (retention, another owner) as if it still held its lease (migration 0098's
 -- review).
 WITH lease AS MATERIALIZED (
     SELECT true AS checked FROM (SELECT hrwsi.require_lease($1, $2)) x
@@ -332,7 +332,7 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- name: chaining_waits_for_corrections
 -- First in the transaction of chain_products, chain_products_around_busy_series and
 -- multi_input_create_complete_groups: no input is corrected while they run, and they run after a correction
--- under way, on what it marked (migration 0098: hrwsi.correct_input takes the lock exclusively). A statement
+-- under way, on what it marked (migration 0097: hrwsi.correct_input takes the lock exclusively). A statement
 -- that chained a product of the old version while the correction ran made a task from it that the
 -- correction had not seen. Its own statement: a statement's snapshot is taken before its locks are, and
 -- would not see the correction it waited for.

@@ -233,7 +233,7 @@ WHERE name = $1;
 -- multi_input/<condition>/<tile>/<day>, unique per condition, so a group is made once. Products
 -- and tasks of reprocessing campaigns are neither members nor open work here (ADR 0010). Also
 -- returns how many rules are active: without one, nothing can make a group. Run after
--- chaining_waits_for_corrections, in its transaction (migration 0098): a group made while a correction
+-- chaining_waits_for_corrections, in its transaction (migration 0097): a group made while a correction
 -- ran took a product of the old version the correction had not marked yet. Neither a product a correction
 -- outdated nor an input it superseded is a member; a group it superseded is made anew.
 WITH RECURSIVE rule AS (

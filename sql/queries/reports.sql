@@ -524,7 +524,7 @@ WITH RECURSIVE rule AS (
     JOIN hrwsi.input i ON i.id = t.input_id
     WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
       AND t.campaign_id IS NULL AND (%(tile)s::text IS NULL OR i.tile = upper(%(tile)s))
-      AND p.outdated_by IS NULL  -- (as the harvester's members: migration 0098)
+      AND p.outdated_by IS NULL  -- (as the harvester's members: migration 0097)
     UNION
     SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
     FROM hrwsi.input i
@@ -619,7 +619,7 @@ WITH grp AS (
     WHERE (%(condition)s::text IS NULL OR r.processing_condition = %(condition)s)
       AND (%(tile)s::text IS NULL OR g.tile = upper(%(tile)s))
       AND g.source = 'multi_input' AND g.campaign_id IS NULL AND g.tile IS NOT NULL
-      AND g.superseded_by IS NULL  -- (a group a correction superseded is made anew: migration 0098)
+      AND g.superseded_by IS NULL  -- (a group a correction superseded is made anew: migration 0097)
       AND g.measured_at >= now() - make_interval(days => %(days)s)
 ), late AS (
     SELECT grp.input_id, n.member_path, n.product_type, n.measured_at, n.arrived_at

@@ -127,7 +127,7 @@ LIMIT $3;
 
 -- name: web_recent_failures
 -- The latest failed or lost attempts (job_failed_idx, newest first: the attempts that succeeded are not read,
--- migration 0102), with the task's state now.
+-- migration 0100), with the task's state now.
 SELECT j.task_id, t.routine, t.lane, j.attempt, j.state, j.exit_code, j.message, j.finished_at, t.state AS task_state
 FROM hrwsi.job j JOIN hrwsi.dashboard_task t ON t.id = j.task_id
 WHERE j.finished_at IS NOT NULL AND j.state IN ('internal_error', 'external_error', 'lost')
@@ -148,7 +148,7 @@ SELECT to_regclass('hrwsi.timeliness') IS NOT NULL;
 
 -- name: web_timeliness_day_before
 -- The newest day (UTC) with a product before day $1 (NULL: the newest of all), through product_day_idx (migration
--- 0102); NULL when there is none.
+-- 0100); NULL when there is none.
 SELECT max((created_at AT TIME ZONE 'UTC')::date) FROM hrwsi.product
 WHERE (created_at AT TIME ZONE 'UTC')::date < coalesce($1::date, 'infinity'::date);
 

@@ -90,7 +90,7 @@ class Harvester(Service):
 
     async def _chain(self, statement: str, batch: int) -> asyncpg.Record:
         # (in a transaction with the lock a correction takes exclusively: neither runs while the other does,
-        # and this statement sees what a correction marked; migration 0098)
+        # and this statement sees what a correction marked; migration 0097)
         async with self.pool.acquire() as conn, timed_statement(statement), conn.transaction():
             await conn.execute(query("chaining_waits_for_corrections"))
             return await conn.fetchrow(query(statement), batch)

@@ -1954,7 +1954,7 @@ def test_a_blocked_task_whose_wait_ends_while_its_routine_is_held_is_held_with_i
     held routine, but `hrwsi status` and the dashboard showed it pending, as no new task of that routine is). It is
     held with its routine, whichever path unblocks it, and planned when the routine is released."""
     first, second, third, fourth = hold_routine_while_blocked_then_unblock(world, database_url, unblocked_by)
-    unblocked = [second, third, fourth]  # (the one released too: its release lifts no hold of its routine, 0099)
+    unblocked = [second, third, fourth]  # (the one released too: its release lifts no hold of its routine, 0098)
     rows = dict((r[0], r[1:]) for r in world.execute(
         "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id = ANY (%s)", (unblocked,)))
     for task in unblocked:

@@ -281,7 +281,7 @@ async def test_harvester_chains_products_into_inputs(db, database_url, settings,
 
 async def test_the_harvester_chains_nothing_while_an_input_is_corrected_and_chains_after(db, database_url, settings,
                                                                                          configure):
-    """Migration 0098: the chaining step takes, first in its transaction, the lock a correction takes exclusively: a
+    """Migration 0097: the chaining step takes, first in its transaction, the lock a correction takes exclusively: a
     product it chained while a correction ran made a task from the old version the correction had not seen."""
     configure(chain_configuration())
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)

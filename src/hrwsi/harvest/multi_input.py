@@ -37,7 +37,7 @@ async def evaluate_multi_input_conditions(pool: asyncpg.Pool, *, now: datetime |
     """Create the inputs of the groups that became complete; say how many, and how many rules are active."""
     now = now or datetime.now(UTC)
     # (after the lock a correction takes exclusively: a group made while one ran took a product of the old
-    # version the correction had not marked outdated yet; migration 0098)
+    # version the correction had not marked outdated yet; migration 0097)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(query("chaining_waits_for_corrections"))
         row = await conn.fetchrow(query("multi_input_create_complete_groups"), now)

@@ -244,7 +244,7 @@ async def read_timeliness(conn: asyncpg.Connection, limit: int = 50, days: int =
     """The rows of the timeliness view (issue 12), newest day first, as {columns, rows} of text as
     `hrwsi timeliness` prints them (delays as 3.5 h, the share on time as 97.0 % (97/100)), or None
     while the view does not exist. Read a day at a time from the newest day with a product, until `limit` rows or
-    `days` days: what it reads grows with a day's products, never with the archive's (migration 0102)."""
+    `days` days: what it reads grows with a day's products, never with the archive's (migration 0100)."""
     if not await conn.fetchval(query("web_timeliness_view")):
         return None
     rows: list[list] = []

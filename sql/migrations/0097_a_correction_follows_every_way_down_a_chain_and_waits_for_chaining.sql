@@ -68,7 +68,7 @@ LANGUAGE sql STABLE AS $$
       AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
       AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
       AND NOT EXISTS (SELECT 1 FROM hrwsi.input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
-      -- (nor a product of a corrected input's old version, or of its chain: migration 0098; it was chained to a
+      -- (nor a product of a corrected input's old version, or of its chain: migration 0097; it was chained to a
       -- condition made active after the correction, and started the old version's chain again)
       AND p.outdated_by IS NULL
 $$;
@@ -101,7 +101,7 @@ BEGIN
         RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
     END IF;
     SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
-    -- No correction runs meanwhile (migration 0098: hrwsi.correct_input), and the statements below see what one
+    -- No correction runs meanwhile (migration 0097: hrwsi.correct_input), and the statements below see what one
     -- that ran before marked outdated.
     IF NOT dry_run THEN
         PERFORM pg_advisory_xact_lock_shared(7250098, 1);
@@ -165,7 +165,7 @@ DECLARE
     downstream bigint[];  -- (the tasks made down a chain from the products of its tasks)
     outdated text[];      -- (the paths of the old version: its products, those down its chain, the input itself)
 BEGIN
-    -- No chaining (nor group) runs while a correction does, nor a correction while one runs (migration 0098):
+    -- No chaining (nor group) runs while a correction does, nor a correction while one runs (migration 0097):
     -- a statement chaining a product of the old version while the walk below ran made a task from it that
     -- the walk had not seen, and the product, locked, was skipped (found by review). Taken first, before
     -- any series lock: chaining takes it first too, before the products and the series of their inputs.
@@ -177,7 +177,7 @@ BEGIN
     -- The tasks made down a chain from the products of its tasks, step after step (migration 0094): their
     -- inputs were chained from products of the old version, and they ran from it, as did the steps after
     -- them, while the corrected input's task chains its own products anew (found by review). Every way a
-    -- task is made from a product is followed (migration 0098): an input chained from it, a multi-input group
+    -- task is made from a product is followed (migration 0097): an input chained from it, a multi-input group
     -- it is a member of, a campaign's composite that reads it; and the groups the old input itself is a
     -- member of (one not chained from a product: its path is the member's). The walk followed the chained
     -- inputs only, and a group made from the old version's product kept its task (found by review).
@@ -306,7 +306,7 @@ BEGIN
     SELECT coalesce(array_agg(id), '{}') INTO old_tasks FROM gone;
     -- Their products not chained yet (a harvester stopped or behind) are not chained: made from the old
     -- version, they would start its chain again. None is being chained now (the lock taken first). All of
-    -- them are outdated_by the corrected input (migration 0098): hrwsi.chain_missed_products chained one
+    -- them are outdated_by the corrected input (migration 0097): hrwsi.chain_missed_products chained one
     -- to a condition made active after the correction, and a group took one as a member (found by review).
     WITH old AS (
         SELECT x.id FROM hrwsi.product x JOIN hrwsi.processing_task t ON t.id = x.task_id
