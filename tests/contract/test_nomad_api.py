@@ -728,3 +728,32 @@ async def test_a_task_starts_with_default_signal_handling_whatever_the_process_r
     masks = dict(line.split(":\t") for line in status.read_text().splitlines())
     sigint = 1 << (signal.SIGINT - 1)
     assert not int(masks["SigBlk"], 16) & sigint and not int(masks["SigIgn"], 16) & sigint, masks
+
+
+async def test_the_stop_signal_goes_to_the_tasks_own_process_and_what_it_started_is_killed_after_the_kill_timeout(
+        nomad: Target):
+    # Nomad's executor sends the task's kill_signal to the task's own process, not to its process group
+    # (drivers/shared/executor/executor_unix.go shutdownProcess: proc.Signal), and kills the process and then
+    # its process tree only after the kill timeout (executor.go Shutdown: proc.Kill, killProcessTree). The
+    # emulator signalled the whole group: a shell's children died of the stop signal where Nomad's would not,
+    # except when it came between the shell's vfork and its child's exec (the child ignores a signal there,
+    # the shell defers SIGINT while it waits for a foreground command), and then the stop took the whole
+    # kill timeout: 1 run in 3 of a launcher test under load.
+    job_id = nomad.job_id("stop-signal")
+    work = nomad.work / "stop-signal"
+    work.mkdir(parents=True, exist_ok=True)
+    child = (f"trap 'echo SIGINT >> {work}/child-got' INT; echo ready > {work}/ready; "
+             "while :; do sleep 0.1; done")
+    job = minimal_job(job_id, f"({child})", KillTimeout=2_000_000_000)  # (a foreground subshell: the task's child)
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+
+    async def ready() -> None:
+        while not (work / "ready").is_file():
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(ready(), GUARD_S)
+    await nomad.ahttp("DELETE", f"/v1/job/{nomad.path_id(job_id)}")
+    alloc = await nomad.final_allocation(job_id)
+    events = [e["Type"] for e in alloc["TaskStates"]["t"]["Events"]]
+    assert "Killing" in events and "Killed" in events, events
+    assert not (work / "child-got").exists(), "the task's child got the stop signal meant for the task's process"
+    await nomad.purge(job_id)

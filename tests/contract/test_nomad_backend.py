@@ -590,7 +590,7 @@ async def test_list_jobs_reports_status_by_deterministic_id(nomad: Target):
     backend = nomad.backend()
     # The running one is ended by a cancel, not by a file this machine writes: a remote agent's client
     # would never see the file, and the test hung until its guard (found by exploratory testing).
-    done, running = nomad.spec("listed-done", "exit 0"), nomad.spec("listed-running", "sleep 300")
+    done, running = nomad.spec("listed-done", "exit 0"), nomad.spec("listed-running", "exec sleep 300")
     await backend.submit(done)
     await follow(backend, done)
     await backend.submit(running)
@@ -1386,7 +1386,7 @@ async def test_a_job_an_admin_stopped_in_nomad_is_lost_saying_so_and_what_stops_
     # Found by exploratory testing: an admin's `nomad job stop` came back as attempt N+1, and the lost
     # attempt's message did not say why nor what stops the work.
     backend = nomad.backend(event_stream=event_stream)
-    spec = nomad.spec(f"admin-stop-{event_stream}", "sleep 60")
+    spec = nomad.spec(f"admin-stop-{event_stream}", "exec sleep 60")
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))
@@ -1406,7 +1406,7 @@ async def test_a_job_an_admin_stopped_is_said_so_when_its_allocations_are_read_b
     # Nomad stopped before the job list showed the Stop flag, and the outcome blamed "a job update".
     emulator = nomad.require_emulator("hold the job list back")
     backend = nomad.backend(event_stream=False, blocking_wait_s=0.2)
-    spec = nomad.spec("admin-stop-listed-late", "sleep 60")
+    spec = nomad.spec("admin-stop-listed-late", "exec sleep 60")
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))
@@ -1435,7 +1435,7 @@ async def test_a_job_an_admin_stopped_then_started_again_is_purged_so_the_attemp
     # Found by exploratory testing: `nomad job stop` then `nomad job run` of the same spec (the UI's Start)
     # ran the attempt recorded lost to its end, beside its retry, writing the old attempt's directory.
     backend = nomad.backend(event_stream=event_stream)
-    spec = nomad.spec(f"stop-start-{event_stream}", "sleep 60")
+    spec = nomad.spec(f"stop-start-{event_stream}", "exec sleep 60")
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))

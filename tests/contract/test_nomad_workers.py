@@ -142,7 +142,7 @@ async def test_a_drained_node_is_no_active_worker_and_its_batch_job_runs_until_t
     if not nomad.is_emulator and os.environ.get("NOMAD_CONTRACT_DRAIN") != "1":
         pytest.skip("drains a node of the cluster at NOMAD_ADDR; set NOMAD_CONTRACT_DRAIN=1 to allow")
     backend = nomad.backend()
-    spec = nomad.spec("drained", "sleep 600")
+    spec = nomad.spec("drained", "exec sleep 600")
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))

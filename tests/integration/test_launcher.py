@@ -1403,8 +1403,9 @@ async def test_a_cancel_that_comes_while_the_attempt_goes_to_its_claims_own_id_s
     own was registered stopped nothing (the stop named the first ID, a job this database does not know, or the
     claim's own before anything held it), and the attempt ran to its end. Now a cancel that comes while the job
     is being registered stops it once it is, under whichever ID, and the attempt is recorded cancelled."""
-    # (the later work's attempt ends at once, this one runs until it is stopped)
-    script = 'case "$HRWSI_INPUT_PATH" in *after-the-restore*) sleep 30;; esac'
+    # (the later work's attempt ends at once, this one runs until it is stopped: exec, as Nomad sends the stop
+    # signal to the task's process only, and a shell waiting for its sleep would defer it for the kill timeout)
+    script = 'case "$HRWSI_INPUT_PATH" in *after-the-restore*) exec sleep 30;; esac'
     configure(single_routine_configuration(["/bin/sh", "-c", script, "routine"], workers=1))
     nodes = nomad_nodes(db, monkeypatch)
     async with NomadEmulator(nodes, work_dir=tmp_path / "nomad") as emulator:

@@ -457,8 +457,15 @@ class AllocRunner:
         grace = format_duration(int(kill_timeout * NS))
         self._task_event(name, task_event("Killing", f"Sent interrupt. Waiting {grace} before force killing",
                                           KillTimeout=int(kill_timeout * NS)))
+        # The stop signal goes to the task's own process, not its process group, as Nomad's executor sends it
+        # (drivers/shared/executor/executor_unix.go shutdownProcess: proc.Signal); what the task started is killed
+        # with its process tree once the task's process ended or the kill timeout passed (executor.go Shutdown:
+        # proc.Kill, killProcessTree; here _attempt's _kill_group). Signalled as a group, a shell's child died of
+        # the signal where Nomad's does not (a shell defers SIGINT while it waits for a foreground command), except
+        # when it came between the shell's vfork and its child's exec, where the child ignores it: then the stop
+        # took the whole kill timeout (a launcher test failed 1 run in 3 under load).
         try:
-            os.killpg(process.pid, sig)
+            process.send_signal(sig)
         except ProcessLookupError:
             pass
         try:
