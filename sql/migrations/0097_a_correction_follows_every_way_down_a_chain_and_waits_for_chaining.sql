@@ -1,4 +1,4 @@
--- hrwsi schema, version 98: a correction undoes every task made from the old version, waits for the
+-- hrwsi schema, version 97: a correction undoes every task made from the old version, waits for the
 -- chaining under way, and the old version's products are never chained again.
 --
 -- - hrwsi.correct_input followed the inputs chained from the old version's products only: a multi-input group

@@ -1,4 +1,4 @@
--- hrwsi schema, version 99: an operator's release or retry of a task lifts its own hold only; a held task relinked
+-- hrwsi schema, version 98: an operator's release or retry of a task lifts its own hold only; a held task relinked
 -- behind a task that cannot run is blocked; wait reasons name what a task waits for, not that task's state.
 --
 -- - `hrwsi release N` / `hrwsi retry N` of a blocked (or held) task whose routine, campaign or back-fill is on hold

@@ -1,4 +1,4 @@
--- hrwsi schema, version 101: a long name a refusal quotes is cut, its length said.
+-- hrwsi schema, version 99: a long name a refusal quotes is cut, its length said.
 --
 -- - hrwsi.quoted_name repeated a name whole: `hrwsi hold` of a 5,000-character name made a 5,000-character
 --   refusal, what to do lost at its end (found by review). A name longer than 118 characters is cut there, its

@@ -1,4 +1,4 @@
--- hrwsi schema, version 102: the dashboard's overview reads the newest of the archive alone.
+-- hrwsi schema, version 100: the dashboard's overview reads the newest of the archive alone.
 --
 -- - The overview's timeliness section (the newest 50 rows of hrwsi.timeliness, per routine, lane, tile and day)
 --   grouped every product ever registered and sorted the groups, to show the newest day's: 0.4 s at 100,000
