@@ -292,17 +292,19 @@ CREATE UNIQUE INDEX input_scene_is_registered_once_per_condition
 CREATE INDEX input_condition_tile_measured_idx ON hrwsi.input (processing_condition, tile, measured_at);
 
 -- Dates in the future are a typo, not a scene: refuse them with the clock of the database.
--- (A CHECK may not call now(); a trigger may.)
+-- (A CHECK may not call now(); a trigger may.) The refusal says the time in UTC with a Z, as the
+-- database's other sentences do: it said the session's zone in PostgreSQL's own format
+-- ("2026-12-08 11:25:49.427831+01"), the very confusion of zones it refuses (migration 0105).
 CREATE FUNCTION hrwsi.refuse_future_input_dates() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF NEW.published_at > now() + interval '1 hour' THEN
-        RAISE EXCEPTION 'input % is published in the future (published_at %)', NEW.input_path, NEW.published_at
+        RAISE EXCEPTION 'input % is published in the future (published_at %)', NEW.input_path, hrwsi.utc_text(NEW.published_at)
             USING ERRCODE = 'check_violation', CONSTRAINT = 'input_published_at_is_not_in_the_future',
                   HINT = 'published_at and measured_at are timestamptz; give a time zone, e.g. 2024-05-01T10:00Z';
     END IF;
     IF NEW.measured_at > now() + interval '1 hour' THEN
-        RAISE EXCEPTION 'input % is measured in the future (measured_at %)', NEW.input_path, NEW.measured_at
+        RAISE EXCEPTION 'input % is measured in the future (measured_at %)', NEW.input_path, hrwsi.utc_text(NEW.measured_at)
             USING ERRCODE = 'check_violation', CONSTRAINT = 'input_measured_at_is_not_in_the_future',
                   HINT = 'published_at and measured_at are timestamptz; give a time zone, e.g. 2024-05-01T10:00Z';
     END IF;
@@ -3676,7 +3678,7 @@ BEGIN
     IF created = 0 THEN
         RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
             CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
-            coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
+            coalesce(reprocess.condition, target), hrwsi.utc_text(reprocess.measured_from), hrwsi.utc_text(reprocess.measured_to),
             CASE WHEN reprocess.tiles IS NULL THEN ''
                  ELSE ' (tiles ' || (SELECT string_agg(hrwsi.quoted_name(t), ', ') FROM unnest(reprocess.tiles) t) || ')' END
             USING ERRCODE = 'no_data_found';

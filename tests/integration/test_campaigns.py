@@ -105,6 +105,16 @@ def test_a_campaign_that_makes_no_sense_is_refused_and_leaves_nothing(chain, arg
     assert chain.execute("SELECT count(*) FROM hrwsi.campaign").fetchone()[0] == 0
 
 
+def test_nothing_to_reprocess_says_the_sensing_range_in_utc_whatever_the_sessions_zone(chain):
+    """README (Clocks): the database's sentences say times in UTC with a Z; this refusal said the session's zone
+    in PostgreSQL's format ("sensed from 2026-03-01 11:00:00+01 to ..."; migration 0105)."""
+    chain.execute("SET TIME ZONE 'Europe/Paris'")
+    with pytest.raises(psycopg.errors.NoDataFound) as refused:
+        reprocess(chain, routine="snow", measured_from=DAY, measured_to=DAY + timedelta(days=1, microseconds=5))
+    assert refused.value.diag.message_primary == ("nothing to reprocess: no input of routine snow sensed from "
+                                                 "2026-03-01 10:00:00Z to 2026-03-02 10:00:00Z was processed")
+
+
 def test_a_time_series_campaign_chains_its_own_tasks_and_production_never_waits_for_them(chain):
     first = add_input(chain, "l1c", "/l1c/1", measured=DAY)
     second = add_input(chain, "l1c", "/l1c/2", measured=DAY + timedelta(hours=5))

@@ -312,6 +312,18 @@ def test_bad_inputs_are_refused_with_a_clear_message(configured, overrides, mess
     assert configured.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("column", ["published_at", "measured_at"])
+def test_an_input_dated_in_the_future_is_refused_with_its_time_in_utc_whatever_the_sessions_zone(configured, column):
+    """README (Clocks): the database's sentences say times in UTC with a Z. This refusal, which asks for a time
+    zone, said the session's zone in PostgreSQL's format ("2026-12-08 11:25:49.427831+01"; migration 0105)."""
+    configured.execute("SET TIME ZONE 'Europe/Paris'")
+    future = datetime(2099, 6, 1, 10, 0, 0, 250000, tzinfo=UTC)
+    overrides = {"published_at": future} if column == "published_at" else {"measured_at": future, "published_at": None}
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        insert_input(configured, **overrides)
+    assert refused.value.diag.message_primary.endswith(f"in the future ({column} 2099-06-01 10:00:00Z)")
+
+
 def test_a_path_of_visible_characters_of_any_script_is_accepted(configured):
     """The invisible characters refused are Unicode's format characters and separators, not letters."""
     for path in ("/data/Été/S2A.SAFE", "/data/中文/a b.SAFE", "/data/😀.SAFE", "/data/한글/a.SAFE"):
