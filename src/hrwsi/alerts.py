@@ -36,6 +36,20 @@ def _smtp_port() -> int:
     return port
 
 
+def _smtp_starttls() -> bool:
+    """HRWSI_ALERT_SMTP_STARTTLS, off unless set: true, yes, on or 1 in any case, and false, no, off or 0, as
+    hrwsi's other switches read them. Only '1', 'true' and 'yes' turned it on: 'True' and 'on' left it off,
+    silently, and the SMTP password went out without TLS (found walking README through); another value is
+    refused."""
+    raw = os.environ.get("HRWSI_ALERT_SMTP_STARTTLS", "").strip()
+    if raw.lower() in ("", "0", "false", "no", "off"):
+        return False
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"HRWSI_ALERT_SMTP_STARTTLS={shown(raw)} is neither true nor false (true, yes, on, 1; "
+                        "false, no, off, 0; unset: false)")
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     webhook_url: str | None = None
@@ -60,7 +74,7 @@ class AlertSettings:
             smtp_recipients=recipients,
             smtp_user=os.environ.get("HRWSI_ALERT_SMTP_USER") or None,
             smtp_password=os.environ.get("HRWSI_ALERT_SMTP_PASSWORD") or None,
-            smtp_starttls=os.environ.get("HRWSI_ALERT_SMTP_STARTTLS", "") in ("1", "true", "yes"),
+            smtp_starttls=_smtp_starttls(),
         )
 
     @property

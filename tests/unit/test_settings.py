@@ -146,3 +146,21 @@ def test_an_alert_smtp_port_that_is_no_tcp_port_is_refused_in_one_line(monkeypat
         AlertSettings.from_env()
     monkeypatch.setenv("HRWSI_ALERT_SMTP_PORT", "587")
     assert AlertSettings.from_env().smtp_port == 587
+
+
+@pytest.mark.parametrize(("value", "starttls"), [("True", True), ("ON", True), (" yes ", True), ("1", True),
+                                                 ("False", False), ("off", False), ("0", False), ("", False)])
+def test_alert_smtp_starttls_reads_true_and_false_in_any_case(monkeypatch, value, starttls):
+    """(only '1', 'true' and 'yes' turned it on: 'True' left it off, silently, and the password went without TLS)"""
+    from hrwsi.alerts import AlertSettings
+
+    monkeypatch.setenv("HRWSI_ALERT_SMTP_STARTTLS", value)
+    assert AlertSettings.from_env().smtp_starttls is starttls
+
+
+def test_an_alert_smtp_starttls_that_is_neither_true_nor_false_is_refused_in_one_line(monkeypatch):
+    from hrwsi.alerts import AlertSettings
+
+    monkeypatch.setenv("HRWSI_ALERT_SMTP_STARTTLS", "tls")
+    with pytest.raises(SettingsError, match="HRWSI_ALERT_SMTP_STARTTLS='?tls'? is neither true nor false"):
+        AlertSettings.from_env()
