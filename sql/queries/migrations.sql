@@ -20,6 +20,9 @@ CREATE TABLE IF NOT EXISTS public.hrwsi_schema_migration (
 -- name: migration_bookkeeping_exists
 SELECT to_regclass('public.hrwsi_schema_migration') IS NOT NULL;
 
+-- name: hrwsi_schema_exists
+SELECT to_regnamespace('hrwsi') IS NOT NULL OR to_regclass('public.hrwsi_schema_migration') IS NOT NULL;
+
 -- name: applied_migrations
 SELECT version, name, checksum, applied_at FROM public.hrwsi_schema_migration ORDER BY version;
 

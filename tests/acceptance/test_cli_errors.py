@@ -30,6 +30,13 @@ def test_a_database_without_the_schema_says_to_run_db_init(env, empty_database_u
     one_line_error(result, "has no hrwsi schema", "run `hrwsi db init`", code=2)
 
 
+def test_db_check_of_a_database_without_the_schema_says_to_run_db_init_in_one_line(env, empty_database_url):
+    # Found walking README through (db check before db init): some 1,700 lines of "only in a fresh install".
+    result = run(["db", "check"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)
+    one_line_error(result, "has no hrwsi schema, so nothing to compare", "run `hrwsi db init`", code=2)
+    assert result.stdout.strip() == ""
+
+
 def test_a_database_a_newer_hrwsi_upgraded_is_refused_by_db_init_and_the_services(env, db):
     db.execute("INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (9999, 'from_the_future', 'x')")
     one_line_error(run(["db", "init"], env, check=False), "upgraded by a newer hrwsi", "9999_from_the_future",

@@ -153,7 +153,14 @@ def _init_refusal(primary: str, role: str) -> str:
 def db_check() -> None:
     """Compare this database's schema with a fresh install of sql/schema.sql."""
     from hrwsi.schema import check_with_fresh_install
+    from hrwsi.sql_files import query
 
+    # A database without hrwsi's schema is said in one line, as every command says it: compared, it was some
+    # 1,700 lines of "only in a fresh install" (found walking README through: db check before db init).
+    with connect(url(start=False)) as conn:
+        if not conn.execute(query("hrwsi_schema_exists")).fetchone()[0]:
+            raise CliError(f"the database ({redact(url(start=False))}) has no hrwsi schema, so nothing to compare: "
+                           "run `hrwsi db init` to install it", 2)
     try:
         differences, not_valid = check_with_fresh_install(url(start=False))  # (an inspection: it starts no server)
     except psycopg.errors.InsufficientPrivilege as error:
