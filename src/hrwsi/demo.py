@@ -234,6 +234,9 @@ def _register_landing_source(conn: psycopg.Connection, demo_home: Path, now: dat
     return scenes
 
 
+BACKENDS = ("local", "nomad-emulator")
+
+
 def _backend_for(backend: str) -> tuple[str, object | None]:
     if backend == "local":
         return "local", None
@@ -295,8 +298,12 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     console.print("[bold]summary[/bold]")
     console.print("  tasks per state: " + ", ".join(f"{s} {n}" for s, n in sorted(tasks.items())), highlight=False)
     console.print("  products: " + ", ".join(f"{t} {n}" for t, n in sorted(products.items())), highlight=False)
-    console.print(f"  plans: {plans[0]} (largest: makespan {plans[1] or 0:.1f} s, lower bound {plans[2] or 0:.1f} s, "
-                  f"{plans[3] or 0} VMs)", highlight=False)
+    if plans[0]:
+        console.print(f"  plans: {plans[0]} (largest: makespan {plans[1] or 0:.1f} s, lower bound {plans[2] or 0:.1f} s, "
+                      f"{plans[3] or 0} VMs)", highlight=False)
+    else:  # (it said "plans: 0 (largest: makespan 0.0 s, lower bound 0.0 s, 0 VMs)")
+        console.print("  plans: none (every task started at once on free capacity: the launcher's fast path)",
+                      highlight=False)
     console.print(f"  makespan: planned {planned:.1f} s (from expected durations), actual {actual:.1f} s",
                   highlight=False)
     for task_id, attempts in retried:

@@ -30,6 +30,19 @@ def test_a_database_without_the_schema_says_to_run_db_init(env, empty_database_u
     one_line_error(result, "has no hrwsi schema", "run `hrwsi db init`", code=2)
 
 
+@pytest.mark.parametrize(("arguments", "said"), [(["--backend", "foo"], "unknown demo backend 'foo': local or nomad-emulator"),
+                                                 (["--inputs", "-1"], "must be at least 0")])
+def test_a_demo_option_that_cannot_work_is_refused_before_the_previous_demo_is_removed(env, tmp_path, arguments, said):
+    # Found walking README through: --backend foo was said after the previous demo's home was removed, its
+    # configuration loaded and its INSERT printed; --inputs -1 ran, saying "-1 sample L1C scene(s)".
+    home = tmp_path / "demo"
+    home.mkdir()
+    (home / "plan.png").write_text("the previous demo's")
+    result = run(["demo", "--home", str(home), *arguments], env, check=False)
+    assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "" and (home / "plan.png").read_text() == "the previous demo's"
+
+
 def test_db_check_of_a_database_without_the_schema_says_to_run_db_init_in_one_line(env, empty_database_url):
     # Found walking README through (db check before db init): some 1,700 lines of "only in a fresh install".
     result = run(["db", "check"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)
