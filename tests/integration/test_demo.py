@@ -22,3 +22,14 @@ def test_the_demo_inserts_any_number_of_sample_scenes_all_in_the_past(db, tmp_pa
     landing = demo.write_scenes(tmp_path / "landing", 2, now - timedelta(days=1), first_seed=1000)
     every = [(s["tile"], s["measured_at"]) for s in scenes + landing]
     assert len(set(every)) == len(every)
+
+
+def test_the_summary_of_a_demo_whose_tasks_all_took_the_fast_path_says_it_made_no_plan(db, tmp_path):
+    """(it said "plans: 0 (largest: makespan 0.0 s, lower bound 0.0 s, 0 VMs)", figures of no plan)"""
+    from rich.console import Console
+
+    load_file(db, demo.CONFIGURATION)
+    console = Console(record=True, width=200)
+    demo.print_summary(db, console, tmp_path, True, "postgresql://demo@/hrwsi_demo")
+    said = console.export_text()
+    assert "plans: none (every task started at once on free capacity" in said and "0 VMs" not in said
