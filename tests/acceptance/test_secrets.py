@@ -447,6 +447,8 @@ ALLOWED = {
     ("tests/integration/harvest/test_catalogue.py", "t"):
         "a fake token endpoint's answer whose other fields are wrong: the run must refuse it, naming the field",
     ("tests/integration/harvest/test_catalogue.py", "r"): "likewise (a fake refresh token)",
+    ("tests/integration/harvest/test_catalogue.py", "quoted"):
+        "a fake access token the fake catalogue hands out with a lifetime in a string",
     ("tests/unit/test_local_backend.py", "NomadAddrPW"): "a fake password in NOMAD_ADDR: routines must not inherit it",
     ("tests/unit/test_local_backend.py", "ProxyPW"): "a fake password in a proxy URL: likewise",
 }
