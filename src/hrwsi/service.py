@@ -62,6 +62,10 @@ UNREACHABLE_LOG_EVERY_S = 30.0
 HEARTBEAT_RETRY_S = 1.0
 
 
+# A service that waits for the database to take writes at start (the dashboard) tries to register this often.
+WRITES_AWAITED_EVERY_S = 5.0
+
+
 # A statement that runs longer than this is logged with its name and duration.
 SLOW_STATEMENT_S = 5.0
 
@@ -258,6 +262,9 @@ class Service:
 
     kind = "service"
     listener_cap_s = LISTENER_CAP_S  # the longest wait before the LISTEN connection tries again
+    # Whether a database that refuses writes at start (a standby after a failover) is waited for, not a refusal
+    # that ends the process: the dashboard serves its pages meanwhile and registers once writes go through.
+    waits_for_writes_at_start = False
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         self.pool = pool
@@ -578,6 +585,8 @@ class Service:
                                  application_name=f"hrwsi-{self.kind}-listener")
         self._listen_as_routes_need()  # (a step made due before it runs)
         await self._register()
+        if self.stopping.is_set() and not self.registered:
+            return  # (stopped while it waited for the database to take writes: nothing of it was written)
         try:
             await self.start()
         except BaseException:
@@ -861,16 +870,27 @@ class Service:
                                    self.kind, self.instance_id, row["id"], row["heartbeat_age_s"], verdict.why)
 
     async def _register(self) -> None:
-        """The first lease; a database away at start-up is waited for, not fatal."""
+        """The first lease; a database away at start-up is waited for, not fatal; so is one that refuses writes,
+        by a service that waits_for_writes_at_start (the dashboard)."""
         backoff = Backoff(first_s=0.1, cap_s=START_UP_CAP_S)
         while True:
             try:
-                return await self._register_once()
+                await self._register_once()
+                self._writes_again()  # (said once it waited for the database to take writes)
+                return
             except TRANSIENT_DATABASE_ERRORS as error:
                 delay = backoff.next()
                 logger.warning("%s: cannot register with the database (%s); it waits %.1f s and tries again",
                                self.kind, error, delay)
                 await backoff.sleep(delay)
+            except asyncpg.ReadOnlySQLTransactionError as refused:
+                if not self.waits_for_writes_at_start:
+                    raise
+                # (the dashboard restarted during a failover exited with code 2 and showed nothing, exactly when
+                # ops need it; found by review)
+                self._tell_read_only(refused)
+                if not await self._sleep(min(backoff.next(), WRITES_AWAITED_EVERY_S)):
+                    return
 
     async def unregister(self) -> None:
         try:

@@ -566,3 +566,58 @@ def test_while_the_database_refuses_writes_the_overview_starts_with_the_line_tha
             shoot(page, "overview-writes-refused")
     finally:
         refuse_writes(False)
+
+
+def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_and_registers_once_it_takes_them(
+        page, db, database_url, tmp_path, monkeypatch):
+    # Found by review: `hrwsi web` restarted during a failover onto a standby registered itself as a service, was
+    # refused the write and exited with code 2, showing nothing exactly when ops need it. It serves its pages, the
+    # overview starting with the line that says why; an action is refused in one line; it registers once writes
+    # go through again.
+    monkeypatch.setenv("HRWSI_LEASE_TIMEOUT_S", "2")
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = '2026-12-01 09:40:01+00', last_heartbeat_at = NULL")
+    name = db.execute("SELECT current_database()").fetchone()[0]
+
+    def refuse_writes(on: bool) -> None:
+        db.execute("SET default_transaction_read_only = off")
+        db.execute(psycopg.sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+            psycopg.sql.Identifier(name), psycopg.sql.SQL("on" if on else "off")))
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid()")
+
+    def web_instances() -> int:
+        return db.execute("SELECT count(*) FROM hrwsi.service_instance WHERE kind = 'web'").fetchone()[0]
+
+    before = web_instances()
+    refuse_writes(True)
+    try:
+        with dashboard_process(database_url, home, ALICE, page=page) as base:
+            page.goto(base + "/")
+            said = words(page.locator("p.writes-refused").inner_text())
+            assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on"), said
+            assert "web: the database refuses hrwsi's writes" in (home / "web.log").read_text()
+            page.goto(f"{base}/login?next=/tasks/{scenario.terminated}")
+            page.fill("input[name=token]", ALICE)
+            page.click("form.stack button")
+            page.wait_for_url(f"{base}/tasks/{scenario.terminated}")
+            page.click("form button:has-text('Retry')")
+            page.wait_for_selector(".flash.refused")
+            assert words(page.inner_text(".flash")).startswith("the database refuses writes right now (a standby after "
+                                                               "a failover, or default_transaction_read_only on): "
+                                                               "nothing was done, nor recorded")
+            shoot(page, "action-refused-writes")
+            assert web_instances() == before, "not registered while writes are refused"
+            refuse_writes(False)
+            deadline = time.monotonic() + 20
+            while web_instances() == before:
+                assert time.monotonic() < deadline, "the dashboard never registered once writes went through\n" + \
+                    (home / "web.log").read_text()
+                time.sleep(0.2)
+            assert "web: the database takes hrwsi's writes again" in (home / "web.log").read_text()
+    finally:
+        refuse_writes(False)
+    assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s",
+                      (scenario.terminated,)).fetchone()[0] == "terminated"
+    assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0

@@ -47,6 +47,10 @@ ROUTINE_ACTIONS = {"hold": "hold_routine", "release": "release_routine"}
 ACTION_QUERIES = {"retry_task": "web_retry_task", "cancel_task": "web_cancel_task", "hold_task": "web_hold_task",
                   "release_task": "web_release_task", "hold_routine": "web_hold_routine",
                   "release_routine": "web_release_routine"}
+# An operator action while the database refuses writes (a standby after a failover, or default_transaction_read_only).
+WRITES_REFUSED = ("the database refuses writes right now (a standby after a failover, or default_transaction_read_only "
+                  "on): nothing was done, nor recorded; try again once it takes writes (the overview's first line says "
+                  "what to do)")
 # Every page's script comes from /static; nothing is fetched from anywhere else.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -420,6 +424,10 @@ class Dashboard:
                 message = str(error)
                 await conn.execute(query("web_record_action"), actor, via, action, str(target), False, message, client)
                 status = 404 if isinstance(error, asyncpg.NoDataFoundError) else 409
+            except asyncpg.ReadOnlySQLTransactionError:
+                # (a failover onto a standby: the action failed with a 500; nothing can be written, its record neither)
+                message = WRITES_REFUSED
+                status = 503
         logger.info("web: %s (%s) %s %s: %s", actor, via, action, target, message)
         return status, message
 

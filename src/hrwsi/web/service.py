@@ -82,6 +82,9 @@ async def cannot_listen(host: str, port: int, error: OSError) -> str:
 class WebService(Service):
     kind = "web"
     listener_cap_s = DASHBOARD_LISTENER_CAP_S  # pages are not live without it: back within seconds
+    # A failover onto a standby is when ops need the dashboard most: it serves its pages (the overview's first line
+    # says the database refuses writes) and registers once writes go through again; its actions are refused meanwhile.
+    waits_for_writes_at_start = True
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, web_settings: WebSettings | None = None,
                  *, required: bool = True):
