@@ -391,6 +391,28 @@ def test_holding_a_routine_says_how_many_waiting_tasks_it_held_and_how_many_unde
     assert db.execute("SELECT hrwsi.hold_routine('work')").fetchone()[0] == "routine work was already on hold"
 
 
+def test_releasing_a_routine_lifts_its_own_hold_and_says_how_many_tasks_an_operator_held_stay_held(db, configure):
+    # Found by review: `hrwsi release ROUTINE` released every held task of the routine, undoing each hold an operator
+    # had put on a task one by one, while `hrwsi release TASK` lifts a task's own hold only (migration 0098).
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 4)
+    tasks = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    db.execute("SELECT hrwsi.hold_task(%s)", (tasks[0],))
+    db.execute("SELECT hrwsi.hold_routine('work')")
+    said = db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0]
+    assert said == ("routine work released; 3 held task(s) will be planned; 1 task(s) an operator held one by one stay "
+                    "held: `hrwsi release ID` releases each (`hrwsi status` lists them)"), said
+    states = dict(db.execute("SELECT id, state FROM hrwsi.processing_task"))
+    assert [states[t] for t in tasks] == ["on_hold", "pending", "pending", "pending"]
+    assert [t["id"] for t in reports.status(db)["held_tasks"]] == [tasks[0]]
+    released = db.execute("SELECT hrwsi.release_task(%s)", (tasks[0],)).fetchone()[0]
+    assert released == f"task {tasks[0]} released; it will be planned"
+    # Nothing held one by one: the answer is as before.
+    db.execute("SELECT hrwsi.hold_routine('work')")
+    assert db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0] == \
+        "routine work released; 4 held task(s) will be planned"
+
+
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
     configure(single_routine_configuration(["true"]))
     db.execute("SELECT hrwsi.hold_routine('work')")
