@@ -99,3 +99,24 @@ def test_a_time_is_printed_to_the_second_as_the_dashboard_shows_the_same_event()
     ended = datetime(2026, 12, 7, 10, 40, 1, 654321, tzinfo=timezone(timedelta(hours=1)))
     assert views.time(ended) == _time(ended) == "2026-12-07 09:40:01Z"
     assert views.time(datetime(2026, 12, 7, 9, 40, 1, 999999, tzinfo=UTC)) == "2026-12-07 09:40:01Z"
+
+
+def test_a_tasks_reason_takes_the_room_the_terminal_leaves_and_is_whole_in_blocks():
+    # Found by review: cut at 60 characters, a failure's reason ("exit code 3: <the routine's last line>") kept about
+    # 20 characters of the routine's line, on a terminal of 200 columns too.
+    reason = "exit code 3: " + " ".join(f"word{n}" for n in range(30)) + " the end"
+    row = {"id": 7, "routine": "snow_cover", "state": "terminated", "lane": "nrt", "deadline_at": None, "tile": "32TLR",
+           "worker": "w01", "attempts": 3, "failures": 3, "planned_start": None, "input_path": "/in/a", "state_reason": reason}
+
+    def printed(width: int) -> str:
+        out = io.StringIO()
+        views.tasks(Console(file=out, width=width, color_system=None), [row])
+        return out.getvalue()
+
+    wide = printed(400)
+    assert reason in wide and "…" not in wide, "whole where the line has room"
+    row_line = next(line for line in printed(200).splitlines() if "snow_cover" in line)
+    shown = row_line.rstrip(" │").rsplit("│ ", 1)[1]
+    assert len(row_line) == 200 and shown.endswith("…") and len(shown) > 90, (row_line, "the rest of the line")
+    narrow = " ".join(printed(60).split())
+    assert "a block per row" in narrow and "word29 the end" in narrow and "…" not in narrow, "whole in blocks"

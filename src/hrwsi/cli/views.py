@@ -413,17 +413,39 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
 
 
 # -- tasks ---------------------------------------------------------------------------------------
+# The fewest characters of a task's reason `hrwsi tasks` shows in its table, however narrow the room left on the line.
+TASK_REASON_LEAST = 60
+
+
 def tasks(console: Console, rows: list[dict], next_before: int | None = None) -> None:
+    """The tasks, a row each, the reason cut to the room the other columns leave on the terminal's line (at least
+    TASK_REASON_LEAST characters); printed as blocks (a narrow terminal), the reason is whole, as with --json and in
+    `hrwsi task show`. Why: cut at 60, a failure's reason ("exit code 3: <the routine's last line>") kept about 20
+    characters of the routine's line, on a terminal of 200 columns too (found by review)."""
+    table = _tasks_table(rows, None)
+    if _narrowest_width(console, table) <= console.width:  # (a table, not blocks)
+        others = _natural_width(console, _tasks_table(rows, None, reasons=False)) - len("reason")
+        table = _tasks_table(rows, max(console.width - others, TASK_REASON_LEAST))
+    show(console, table)
+    if next_before is not None:
+        console.print(f"older tasks follow: add --before {next_before} for the next page", highlight=False)
+
+
+def _tasks_table(rows: list[dict], reason_limit: int | None, reasons: bool = True) -> Table:
     table = _table(f"tasks ({len(rows)} shown, newest first)",
                    ("id", "routine", "state", "lane", "deadline", "tile", "worker", "attempts", "planned start",
                     "input", "reason"), times=("deadline", "planned start"))
     for r in rows:
         table.add_row(str(r["id"]), text(r["routine"]), text(r["state"]), lane_text(r), time(r["deadline_at"]),
                       text(r["tile"]), text(r["worker"]), f"{r['attempts']} ({r['failures']} failed)",
-                      time(r["planned_start"]), text(r["input_path"]), text(r["state_reason"], 60))
-    show(console, table)
-    if next_before is not None:
-        console.print(f"older tasks follow: add --before {next_before} for the next page", highlight=False)
+                      time(r["planned_start"]), text(r["input_path"]),
+                      text(r["state_reason"], reason_limit) if reasons else "")
+    return table
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """The width `table` takes with no column narrowed nor wrapped, however wide the terminal."""
+    return console.measure(table, options=console.options.update(max_width=1_000_000)).maximum
 
 
 def lane_text(row: dict) -> Text:
