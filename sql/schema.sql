@@ -5827,7 +5827,8 @@ CREATE TABLE hrwsi.operator_action (
     actor     text NOT NULL CONSTRAINT operator_action_actor_is_not_empty CHECK (btrim(actor) <> ''),
     via       text NOT NULL CONSTRAINT operator_action_via_is_web_api_or_cli CHECK (via IN ('web', 'api', 'cli')),
     action    text NOT NULL CONSTRAINT operator_action_is_known
-        CHECK (action IN ('retry_task', 'cancel_task', 'hold_task', 'release_task', 'hold_routine', 'release_routine')),
+        CHECK (action IN ('retry_task', 'cancel_task', 'hold_task', 'release_task', 'hold_routine', 'release_routine',
+                          'release_campaign')),
     target    text NOT NULL CONSTRAINT operator_action_target_is_not_empty CHECK (btrim(target) <> ''),
     succeeded boolean NOT NULL,
     outcome   text NOT NULL,

@@ -5,6 +5,9 @@
 --   (migration 0098): an operator's hold of a task was undone by the release of its routine (found by review). It lifts
 --   the routine's hold (and its back-fill's) only: a task an operator held stays held, and the answer says how many
 --   and how to lift them; a task of a campaign on hold stays held with its campaign, its reason saying so.
+-- - The dashboard releases a held campaign (its Release button, POST /api/campaigns/ID/release), recorded in
+--   hrwsi.operator_action as the other actions are: the overview listed held campaigns with the command that releases
+--   them, and had a Release button for tasks and routines only (found by review).
 
 CREATE OR REPLACE FUNCTION hrwsi.release_routine(routine_name text) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
@@ -51,3 +54,8 @@ BEGIN
         || CASE WHEN own > 0 THEN format('; %s task(s) an operator held one by one stay held: `hrwsi release ID` releases '
                                          'each (`hrwsi status` lists them)', own) ELSE '' END;
 END $$;
+
+ALTER TABLE hrwsi.operator_action DROP CONSTRAINT operator_action_is_known,
+    ADD CONSTRAINT operator_action_is_known
+        CHECK (action IN ('retry_task', 'cancel_task', 'hold_task', 'release_task', 'hold_routine', 'release_routine',
+                          'release_campaign'));

@@ -368,6 +368,9 @@ SELECT hrwsi.hold_routine($1::text, $2::text);
 -- name: web_release_routine
 SELECT hrwsi.release_routine($1::text);
 
+-- name: web_release_campaign
+SELECT hrwsi.release_campaign($1::bigint);
+
 -- name: web_record_action
 INSERT INTO hrwsi.operator_action (actor, via, action, target, succeeded, outcome, client)
 VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -621,3 +621,29 @@ def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_
     assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s",
                       (scenario.terminated,)).fetchone()[0] == "terminated"
     assert db.execute("SELECT count(*) FROM hrwsi.operator_action").fetchone()[0] == 0
+
+
+def test_a_held_campaign_has_a_release_button_recorded_as_the_other_actions(page, db, database_url, tmp_path):
+    # Found by review: the overview listed a held campaign with the command that releases it, and had a Release button
+    # for tasks and routines only.
+    home = tmp_path / "home"
+    build(db, home / "data")
+    db.execute("""INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to, on_hold, hold_reason)
+                  VALUES ('reprocess 2025', 'snow_cover', 'l2a', '2025-01-01Z', '2026-01-01Z', true, '3 failures in a row')""")
+    campaign = db.execute("SELECT max(id) FROM hrwsi.campaign").fetchone()[0]
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
+        page.goto(base + "/")
+        held = page.locator(".held-campaign")
+        held.locator("a.btn", has_text="Release").click()  # (signed out: it leads to the sign-in)
+        page.wait_for_url(re.compile(r"/login\?next="))
+        page.fill("input[name=token]", ALICE)
+        page.click("form.stack button")
+        page.wait_for_url(base + "/")
+        page.locator(".held-campaign form button", has_text="Release").click()
+        page.wait_for_selector(".flash.ok")
+        assert f"campaign {campaign} released; 0 held task(s) will be planned" in page.inner_text(".flash")
+        assert page.locator(".held-campaign").count() == 0
+        shoot(page, "campaign-released")
+    assert db.execute("SELECT on_hold FROM hrwsi.campaign WHERE id = %s", (campaign,)).fetchone()[0] is False
+    assert db.execute("SELECT actor, via, action, target, succeeded FROM hrwsi.operator_action").fetchall() == [
+        ("alice", "web", "release_campaign", str(campaign), True)]

@@ -43,10 +43,11 @@ FLASH_COOKIE = "hrwsi_flash"
 ERROR_RETRY_S = 3  # a page the database could not be read for asks for itself again this often
 TASK_ACTIONS = {"retry": "retry_task", "cancel": "cancel_task", "hold": "hold_task", "release": "release_task"}
 ROUTINE_ACTIONS = {"hold": "hold_routine", "release": "release_routine"}
+CAMPAIGN_ACTIONS = {"release": "release_campaign"}
 # Each action (as recorded in hrwsi.operator_action) and the query that calls its SQL function.
 ACTION_QUERIES = {"retry_task": "web_retry_task", "cancel_task": "web_cancel_task", "hold_task": "web_hold_task",
                   "release_task": "web_release_task", "hold_routine": "web_hold_routine",
-                  "release_routine": "web_release_routine"}
+                  "release_routine": "web_release_routine", "release_campaign": "web_release_campaign"}
 # An operator action while the database refuses writes (a standby after a failover, or default_transaction_read_only).
 WRITES_REFUSED = ("the database refuses writes right now (a standby after a failover, or default_transaction_read_only "
                   "on): nothing was done, nor recorded; try again once it takes writes (the overview's first line says "
@@ -161,11 +162,13 @@ class Dashboard:
             web.get("/login", self.page_login), web.post("/login", self.login), web.post("/logout", self.logout),
             web.post(r"/tasks/{task_id:[0-9]{1,18}}/{action}", self.form_action),
             web.post("/routines/{routine}/{action}", self.form_action),
+            web.post(r"/campaigns/{campaign_id:[0-9]{1,18}}/{action}", self.form_action),
             web.get("/events", self.hub.stream),
             web.get("/api/overview", self.api_overview), web.get("/api/tasks", self.api_tasks),
             web.get(r"/api/tasks/{task_id:[0-9]{1,18}}", self.api_task),
             web.post(r"/api/tasks/{task_id:[0-9]{1,18}}/{action}", self.api_action),
             web.post("/api/routines/{routine}/{action}", self.api_action),
+            web.post(r"/api/campaigns/{campaign_id:[0-9]{1,18}}/{action}", self.api_action),
             web.static("/static", STATIC, append_version=False),
             *self.extra_routes,
         ])
@@ -386,9 +389,11 @@ class Dashboard:
 
     @staticmethod
     def _action_of(request: web.Request) -> tuple[str, int | str]:
-        """(action, target) of POST .../tasks/ID/ACTION or .../routines/NAME/ACTION."""
+        """(action, target) of POST .../tasks/ID/ACTION, .../routines/NAME/ACTION or .../campaigns/ID/ACTION."""
         if "task_id" in request.match_info:
             action, target = TASK_ACTIONS.get(request.match_info["action"]), int(request.match_info["task_id"])
+        elif "campaign_id" in request.match_info:
+            action, target = CAMPAIGN_ACTIONS.get(request.match_info["action"]), int(request.match_info["campaign_id"])
         else:
             action, target = ROUTINE_ACTIONS.get(request.match_info["action"]), request.match_info["routine"]
         if action is None:
@@ -420,6 +425,9 @@ class Dashboard:
                     await conn.execute(query("web_record_action"), actor, via, action, str(target), True, message,
                                        client)
                 status = 200
+                # (the page it redirects to shows what it did: a campaign released showed on hold until the overview
+                # was read again, no notification telling of a change of hrwsi.campaign)
+                self.overview.invalidate()
             except (asyncpg.CheckViolationError, asyncpg.NoDataFoundError) as error:
                 message = str(error)
                 await conn.execute(query("web_record_action"), actor, via, action, str(target), False, message, client)
