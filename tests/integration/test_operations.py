@@ -413,6 +413,26 @@ def test_releasing_a_routine_lifts_its_own_hold_and_says_how_many_tasks_an_opera
         "routine work released; 4 held task(s) will be planned"
 
 
+def test_releasing_a_routine_leaves_the_tasks_of_a_held_campaign_held_with_it(db, configure):
+    # (the release of a routine released them too, pending while their campaign stayed on hold)
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 3)
+    campaign = db.execute("""INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to)
+                             VALUES ('reprocess 2025', 'work', 'in', '2025-01-01Z', '2026-01-01Z') RETURNING id""").fetchone()[0]
+    db.execute("UPDATE hrwsi.processing_task SET campaign_id = %s WHERE id <> (SELECT min(id) FROM hrwsi.processing_task)",
+               (campaign,))
+    db.execute("SELECT hrwsi.hold_campaign(%s, 'checking its outputs')", (campaign,))
+    db.execute("SELECT hrwsi.hold_routine('work')")
+    said = db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0]
+    assert said.startswith("routine work released; 1 held task(s) will be planned; 2 stay held with their campaign")
+    assert said.endswith("; 2 stay held with their campaign (`hrwsi status` names it and its `hrwsi campaigns --release "
+                         "ID`)"), said
+    assert db.execute("SELECT DISTINCT state, state_reason FROM hrwsi.processing_task WHERE campaign_id = %s",
+                      (campaign,)).fetchall() == [("on_hold", f"campaign {campaign} on hold: checking its outputs")]
+    assert db.execute("SELECT hrwsi.release_campaign(%s)", (campaign,)).fetchone()[0] == \
+        f"campaign {campaign} released; 2 held task(s) will be planned"
+
+
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
     configure(single_routine_configuration(["true"]))
     db.execute("SELECT hrwsi.hold_routine('work')")
