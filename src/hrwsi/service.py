@@ -888,6 +888,9 @@ class Service:
                     raise
                 # (the dashboard restarted during a failover exited with code 2 and showed nothing, exactly when
                 # ops need it; found by review)
+                if self._read_only is None:
+                    logger.warning("%s: it starts all the same and registers as a service once the database takes "
+                                   "writes (it tries every %g s)", self.kind, WRITES_AWAITED_EVERY_S)
                 self._tell_read_only(refused)
                 if not await self._sleep(min(backoff.next(), WRITES_AWAITED_EVERY_S)):
                     return

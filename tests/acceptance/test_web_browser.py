@@ -597,7 +597,9 @@ def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_
             page.goto(base + "/")
             said = words(page.locator("p.writes-refused").inner_text())
             assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on"), said
-            assert "web: the database refuses hrwsi's writes" in (home / "web.log").read_text()
+            log = (home / "web.log").read_text()
+            assert "web: the database refuses hrwsi's writes" in log and "web: it starts all the same and registers as " \
+                "a service once the database takes writes" in log, log
             page.goto(f"{base}/login?next=/tasks/{scenario.terminated}")
             page.fill("input[name=token]", ALICE)
             page.click("form.stack button")
