@@ -338,6 +338,18 @@ SELECT s.* FROM hrwsi.job_spec s JOIN adopted a ON a.id = s.job_id;
 -- would not see the correction it waited for.
 SELECT pg_advisory_xact_lock_shared(7250098, 1);
 
+-- name: correction_under_way
+-- The session that holds the lock of chaining_waits_for_corrections exclusively (hrwsi.correct_input): the
+-- correction chaining waited for, named when the wait ran out (migration 0103). pg_locks and pg_stat_activity are
+-- views of the server's memory: read after the wait, the correction may have ended meanwhile (no row).
+SELECT a.pid, a.usename AS role, a.application_name, now() - a.xact_start AS open_for
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.classid = 7250098::oid AND l.objid = 1::oid AND l.objsubid = 2
+  AND l.mode = 'ExclusiveLock' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY a.xact_start
+LIMIT 1;
+
 -- name: inputs_of_chained_products
 -- Part of chain_products and chain_products_around_busy_series (the CTE `inserted`, after `claimed`,
 -- the products a statement took): the inputs made of them, by the rules of chaining. Written once:

@@ -20,7 +20,9 @@ import time
 import asyncpg
 
 from hrwsi.harvest import multi_input, sources
+from hrwsi.harvest.corrections import CorrectionUnderWay, corrector, wait_for_corrections
 from hrwsi.service import (
+    BUSY_RETRY_S,
     BUSY_SQLSTATE,
     UNREACHABLE_LOG_EVERY_S,
     AdaptiveBatch,
@@ -51,6 +53,10 @@ class Harvester(Service):
         # that was last said: chaining goes around such series until none waits (None: no series busy).
         self.busy_series_since: float | None = None
         self.busy_series_told = 0.0
+        # Since when (monotonic) chaining waits for a correction of an input under way, and when that was last
+        # said (None: none waited for); told apart from a busy time series (migration 0103).
+        self.correction_since: float | None = None
+        self.correction_told = 0.0
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}
         # Whether a multi-input rule was active at the step's last run (True until it has run).
         self.multi_input_rules = True
@@ -63,6 +69,25 @@ class Harvester(Service):
                        when=lambda n: any(s in n.counts for s in ("processed", "terminated", "cancelled")))
 
     async def chain(self) -> bool:
+        try:
+            more = await self._chain_step()
+        except CorrectionUnderWay:
+            # The wait for a correction ran out: no product was taken, nor any series tried. Said as what it is: it
+            # was taken for a busy time series, and the end of the correction said "no product waits for a time
+            # series any more" (found by review).
+            await self._tell_correction_under_way()
+            self.wake_later("chain", BUSY_RETRY_S)
+            return False
+        self._correction_ended()
+        return more
+
+    def _correction_ended(self) -> None:
+        if self.correction_since is not None:
+            logger.info("harvester: chaining goes on: the correction of an input it waited for ended (after %.0f s)",
+                        time.monotonic() - self.correction_since)
+            self.correction_since = None
+
+    async def _chain_step(self) -> bool:
         batch = self.chain_batch.size
         if self.busy_series_since is None:
             started = time.monotonic()
@@ -92,8 +117,23 @@ class Harvester(Service):
         # (in a transaction with the lock a correction takes exclusively: neither runs while the other does,
         # and this statement sees what a correction marked; migration 0097)
         async with self.pool.acquire() as conn, timed_statement(statement), conn.transaction():
-            await conn.execute(query("chaining_waits_for_corrections"))
+            await wait_for_corrections(conn)
             return await conn.fetchrow(query(statement), batch)
+
+    async def _tell_correction_under_way(self) -> None:
+        """Say at once, then every UNREACHABLE_LOG_EVERY_S while it lasts, that chaining waits for a correction of an
+        input, naming the session that corrects (it may have ended since the wait: then said so)."""
+        now = time.monotonic()
+        if self.correction_since is None:
+            self.correction_since = now
+        elif now - self.correction_told < UNREACHABLE_LOG_EVERY_S:
+            return
+        self.correction_told = now
+        who = await corrector(self.pool)
+        logger.warning("harvester: chaining waits for the correction of an input under way (hrwsi.correct_input in %s), "
+                       "for %.0f s now: no product is chained until it commits or rolls back (`hrwsi status` names a "
+                       "session left open)", who.describe() if who is not None else "a session that has ended since",
+                       now - self.correction_since)
 
     def _tell_busy_series(self, waiting: int) -> None:
         """While products wait for a time series another transaction holds, say so at once and then
@@ -118,7 +158,13 @@ class Harvester(Service):
         return super().on_statement_timeout(statement)
 
     async def multi_input(self) -> bool:
-        created, rules = await multi_input.evaluate_multi_input_conditions(self.pool, now=self.clock.now())
+        try:
+            created, rules = await multi_input.evaluate_multi_input_conditions(self.pool, now=self.clock.now())
+        except CorrectionUnderWay:  # (groups wait for a correction as chaining does)
+            await self._tell_correction_under_way()
+            self.wake_later("multi_input", BUSY_RETRY_S)
+            return False
+        self._correction_ended()
         if created:
             logger.info("created %d input(s) for multi-input conditions whose group is complete", created)
         if self.multi_input_rules == (rules > 0):

@@ -91,6 +91,40 @@ async def test_a_transaction_left_open_on_a_time_series_holds_only_its_series_ch
     assert db.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/l2a/a'").fetchone()[0] == 1
 
 
+async def test_chaining_that_waits_for_a_correction_says_so_naming_its_session_not_a_busy_time_series(
+        db, database_url, settings, configure, caplog):
+    """Found by review (migration 0103): a wait for the lock of a correction under way (hrwsi.correct_input, migration
+    0097) that ran out was taken for a busy time series, and once the correction ended the harvester said "no product
+    waits for a time series any more". It says that chaining waits for a correction, and which session corrects."""
+    configure(chain_configuration())
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                  VALUES ('l1c', '/l1c/a', '32TLR', '2026-11-01T10:00Z')""")
+    corrected, task = db.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchone()
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type) VALUES (%s, '/l2a/a', 'L2A')", (task,))
+    correcting = psycopg.connect(database_url)  # a data engineer's correction, not committed yet
+    correcting.execute("SET application_name = 'psql'")
+    correcting.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (corrected,))
+    pool = await create_pool(database_url, application_name="hrwsi-harvester-pool",
+                             server_settings={"lock_timeout": "300"})
+    try:
+        harvester = Harvester(pool, settings)
+        caplog.set_level(logging.INFO, "hrwsi")
+        assert not await harvester.run_step("chain")
+        assert harvester.busy_series_since is None
+        correcting.rollback()  # (the correction given up: the product is chained as it was)
+        await harvester.run_step("chain")
+    finally:
+        pid = correcting.info.backend_pid
+        correcting.close()
+        await pool.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("harvester: chaining waits for the correction of an input under way (hrwsi.correct_input in session "
+               f"{pid}, " in m and "application 'psql'" in m for m in messages), messages
+    assert not any("time series" in m for m in messages), messages
+    assert any("harvester: chaining goes on: the correction of an input it waited for ended" in m for m in messages)
+    assert db.execute("SELECT count(*) FROM hrwsi.input WHERE input_path = '/l2a/a'").fetchone()[0] == 1
+
+
 def _series_configuration(configure, db, tiles):
     """snow_cover a time series (sequential_per_tile); one L1C input of l1c per tile given (in that
     order), each with its task: products of these tasks chain into snow_cover's series of the tile."""

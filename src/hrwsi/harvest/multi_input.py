@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import asyncpg
 
+from hrwsi.harvest.corrections import wait_for_corrections
 from hrwsi.sql_files import query
 
 
@@ -39,6 +40,6 @@ async def evaluate_multi_input_conditions(pool: asyncpg.Pool, *, now: datetime |
     # (after the lock a correction takes exclusively: a group made while one ran took a product of the old
     # version the correction had not marked outdated yet; migration 0097)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(query("chaining_waits_for_corrections"))
+        await wait_for_corrections(conn)
         row = await conn.fetchrow(query("multi_input_create_complete_groups"), now)
     return Evaluation(row["inputs"], row["rules"])

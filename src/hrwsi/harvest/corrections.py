@@ -1,0 +1,58 @@
+"""The wait of chaining (and of the making of groups) for a correction of an input under way.
+
+hrwsi.correct_input takes the lock 7250098/1 exclusively; chaining takes it shared, first in its transaction
+(migration 0097). A wait for it that runs out (lock_timeout) is a correction under way, not a time series
+another transaction holds: said as such, naming the session that corrects (migration 0103; it was taken for a
+busy time series, and the harvester said "no product waits for a time series any more" once it ended).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from hrwsi.service import BUSY_SQLSTATE, is_lock_timeout
+from hrwsi.sql_files import query
+
+
+class CorrectionUnderWay(Exception):
+    """Chaining waited lock_timeout for the lock a correction of an input holds."""
+
+
+@dataclass(frozen=True)
+class Corrector:
+    """The session that holds the correction's lock, as pg_stat_activity names it."""
+
+    pid: int
+    role: str | None
+    application: str | None
+    open_for_s: float | None
+
+    def describe(self) -> str:
+        named = f"session {self.pid}"
+        details = [f"role {self.role}" if self.role else "",
+                   f"application {self.application!r}" if self.application else "",
+                   f"its transaction open for {self.open_for_s:.0f} s" if self.open_for_s is not None else ""]
+        return named + "".join(f", {d}" for d in details if d)
+
+
+async def wait_for_corrections(conn: asyncpg.Connection) -> None:
+    """Take the correction's lock shared (chaining_waits_for_corrections), in the caller's transaction; a wait
+    that runs out raises CorrectionUnderWay."""
+    try:
+        await conn.execute(query("chaining_waits_for_corrections"))
+    except asyncpg.PostgresError as error:
+        if error.sqlstate == BUSY_SQLSTATE and is_lock_timeout(error):
+            raise CorrectionUnderWay from error
+        raise
+
+
+async def corrector(pool: asyncpg.Pool) -> Corrector | None:
+    """The session correcting an input now (None: its correction ended meanwhile)."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(query("correction_under_way"))
+    if row is None:
+        return None
+    return Corrector(row["pid"], row["role"], row["application_name"],
+                     row["open_for"].total_seconds() if row["open_for"] is not None else None)
