@@ -2358,9 +2358,49 @@ BEGIN
         RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
             USING ERRCODE = 'check_violation';
     END IF;
-    -- (a task of an input a correction superseded would run the wrong input again: migration 0083)
-    SELECT format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) INTO refused
+    -- (a campaign's composite that read a member of the old version of a corrected input, which the correction
+    -- cancelled: retried, it read that member again; migration 0103, found by review. A member is of the old version
+    -- when it is a product the correction outdated, or the corrected input itself, corrected after the task was made)
+    SELECT format('task %s, a composite of campaign %s, was made from member %s of input %s, which input %s corrects',
+                  t.id, t.campaign_id, c.member_path, o.id, o.superseded_by) INTO refused
+    FROM hrwsi.processing_task t JOIN hrwsi.multi_input_campaign_member c ON c.task_id = t.id
+    CROSS JOIN LATERAL (
+        SELECT x.id, x.superseded_by FROM hrwsi.product p
+        JOIN hrwsi.input x ON x.superseded_by = p.outdated_by AND x.source <> 'multi_input'
+        WHERE p.path = c.member_path
+        UNION ALL
+        SELECT x.id, x.superseded_by FROM hrwsi.input x JOIN hrwsi.input y ON y.id = x.superseded_by
+        WHERE x.input_path = c.member_path AND x.product_id IS NULL AND x.campaign_id IS NULL
+          AND x.source <> 'multi_input' AND y.created_at > t.created_at
+        ORDER BY 1 LIMIT 1) o
+    WHERE t.id = task ORDER BY c.member_path LIMIT 1;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'a campaign makes the composite anew from the members there are now: start it again '
+                         '(`hrwsi reprocess`, again => true)';
+    END IF;
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0083. A multi-input
+    -- group's input is superseded when a member's input is corrected, and the harvester makes the group anew: the
+    -- answer says so, and which task does its work now; it named the group "input G, which input N corrects",
+    -- N being the corrected member's input, found by review: migration 0103)
+    SELECT CASE WHEN i.source = 'multi_input' AND t.campaign_id IS NULL
+                THEN format('task %s ran multi-input group %s (input %s), which was made anew when input %s was corrected '
+                            '(input %s replaces it)%s', t.id, i.input_path, i.id, x.id, i.superseded_by,
+                            CASE WHEN n.task_id IS NOT NULL
+                                 THEN format(': task %s, of the new group (input %s), does its work', n.task_id, n.input_id)
+                                 ELSE ': the harvester makes the new group once it is complete, and its task does the '
+                                      'work (`hrwsi groups` lists it)' END)
+                ELSE format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) END
+    INTO refused
     FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+    LEFT JOIN LATERAL (SELECT x.id FROM hrwsi.input x WHERE x.superseded_by = i.superseded_by AND x.source <> 'multi_input'
+                       ORDER BY x.id LIMIT 1) x ON true
+    LEFT JOIN LATERAL (SELECT g.id AS input_id, k.id AS task_id FROM hrwsi.input g
+                       JOIN hrwsi.processing_task k ON k.input_id = g.id AND k.campaign_id IS NULL
+                       WHERE g.processing_condition = i.processing_condition AND g.input_path = i.input_path
+                         AND g.superseded_by IS NULL
+                       ORDER BY k.id DESC LIMIT 1) n ON i.source = 'multi_input'
     WHERE t.id = task AND i.superseded_by IS NOT NULL;
     IF refused IS NOT NULL THEN
         RAISE EXCEPTION '%: it is not retried', refused
@@ -2372,18 +2412,29 @@ BEGIN
     -- (retention cuts no link of the walk while the task retried is kept: its input stays while a task names it
     -- (refuse_removing_inputs_tasks_name), a product while an input was made from it (prune_products), and a task
     -- while it has a product (product_task_must_exist); checked by review for migration 0098)
-    WITH RECURSIVE up(input_id) AS (
-        SELECT o.input_id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
-        JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id
-        WHERE t.id = task
+    -- (up every way a task is made from a product, as the correction walks down, migration 0103: the product its input
+    -- was chained from, the products its multi-input group, or its campaign's composite, read as members. It followed
+    -- the chained inputs alone, and a task down a chain from a campaign's composite that read an outdated member was
+    -- retried; one down from a group named the group as the input corrected; found by review)
+    WITH RECURSIVE up(task_id) AS (
+        SELECT task
         UNION
-        SELECT o.input_id FROM up u JOIN hrwsi.input i ON i.id = u.input_id
-        JOIN hrwsi.product p ON p.id = i.product_id JOIN hrwsi.processing_task o ON o.id = p.task_id
+        SELECT o.task_id FROM up u JOIN hrwsi.processing_task t ON t.id = u.task_id
+        CROSS JOIN LATERAL (
+            SELECT p.task_id FROM hrwsi.input i JOIN hrwsi.product p ON p.id = i.product_id WHERE i.id = t.input_id
+            UNION ALL
+            SELECT p.task_id FROM hrwsi.multi_input_member g JOIN hrwsi.product p ON p.path = g.member_path
+            WHERE g.input_id = t.input_id
+            UNION ALL
+            SELECT p.task_id FROM hrwsi.multi_input_campaign_member c JOIN hrwsi.product p ON p.path = c.member_path
+            WHERE c.task_id = t.id) o
     )
-    SELECT format('task %s was made down a chain from the products of input %s, which input %s corrects', task, i.id,
-                  i.superseded_by) INTO refused
-    FROM up u JOIN hrwsi.input i ON i.id = u.input_id
-    WHERE i.superseded_by IS NOT NULL ORDER BY i.id LIMIT 1;
+    SELECT format('task %s was made down a chain from the products of input %s, which input %s corrects', task,
+                  coalesce(x.id, i.id), i.superseded_by) INTO refused
+    FROM up u JOIN hrwsi.processing_task t ON t.id = u.task_id JOIN hrwsi.input i ON i.id = t.input_id
+    LEFT JOIN LATERAL (SELECT x.id FROM hrwsi.input x WHERE x.superseded_by = i.superseded_by AND x.source <> 'multi_input'
+                       ORDER BY x.id LIMIT 1) x ON i.source = 'multi_input'
+    WHERE u.task_id <> task AND i.superseded_by IS NOT NULL ORDER BY i.source = 'multi_input', i.id LIMIT 1;
     IF refused IS NOT NULL THEN
         RAISE EXCEPTION '%: it is not retried', refused
             USING ERRCODE = 'check_violation',
@@ -2872,19 +2923,38 @@ BEGIN
                   HINT = 'correct its tile or times without input_path => ..., or insert an input of the other path';
     END IF;
     PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id OR t.id = ANY (downstream) ORDER BY t.id FOR UPDATE;
-    SELECT t.id, t.routine, t.state, t.input_id, j.backend_job_id, j.state AS job_state INTO busy
+    -- (how the task was made from it, said as it is: a group the old input itself is a member of, or a campaign's
+    -- composite that reads it, was said made "down a chain, from its products"; migration 0103, found by review)
+    SELECT t.id, t.routine, t.state, t.input_id, j.backend_job_id, j.state AS job_state,
+           CASE WHEN t.input_id = was.id THEN 'own'
+                WHEN was.product_id IS NULL AND EXISTS (SELECT 1 FROM hrwsi.multi_input_member g
+                                                        WHERE g.input_id = t.input_id AND g.member_path = was.input_path)
+                THEN 'group'
+                WHEN was.product_id IS NULL AND EXISTS (SELECT 1 FROM hrwsi.multi_input_campaign_member c
+                                                        WHERE c.task_id = t.id AND c.member_path = was.input_path)
+                THEN 'composite'
+                ELSE 'chain' END AS made
+    INTO busy
     FROM hrwsi.processing_task t LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.state IN ('submitted', 'queued', 'running')
     WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND (t.state IN ('dispatched', 'queued', 'running') OR j.id IS NOT NULL)
     ORDER BY t.input_id <> was.id, t.id LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'input % cannot be corrected now: task % (routine %) made from it% is %', was.id, busy.id,
-                        busy.routine, CASE WHEN busy.input_id = was.id THEN '' ELSE ' down a chain, from its products,' END,
+        RAISE EXCEPTION 'input % cannot be corrected now: task % (routine %)% is %', was.id, busy.id, busy.routine,
+                        CASE busy.made WHEN 'own' THEN ' made from it'
+                                       WHEN 'group' THEN ', the task of a multi-input group it is a member of,'
+                                       WHEN 'composite' THEN format(', a composite of campaign %s that reads it,',
+                                                                    (SELECT t.campaign_id FROM hrwsi.processing_task t
+                                                                     WHERE t.id = busy.id))
+                                       ELSE ' made from it down a chain, from its products,' END,
                         busy.state || CASE WHEN busy.backend_job_id IS NOT NULL
                                            THEN format(', its job %s still %s', busy.backend_job_id, busy.job_state)
                                            ELSE '' END
             USING ERRCODE = 'object_in_use',
-                  DETAIL = CASE WHEN busy.input_id = was.id
-                                THEN 'The corrected input''s task would run beside the attempt made from the old input.'
+                  DETAIL = CASE busy.made
+                                WHEN 'own' THEN 'The corrected input''s task would run beside the attempt made from the old input.'
+                                WHEN 'group' THEN 'Its attempt reads the old input as a member of its group, which the '
+                                                  'correction makes anew.'
+                                WHEN 'composite' THEN 'Its attempt reads the old input as a member of its composite.'
                                 ELSE 'Its attempt runs from the old input''s products, which the correction makes anew.' END,
                   HINT = format('wait until it ends (`hrwsi task show %s`), or cancel it (`hrwsi cancel %s`) and wait until '
                                 'its job has stopped; then correct the input again', busy.id, busy.id);
@@ -3021,7 +3091,13 @@ BEGIN
                                 ELSE format('relinked: the task it waited for was made from input %s, which input %s '
                                             'corrects', was.id, new_id) END
         FROM relink r WHERE t.id = r.id
-        RETURNING t.id
+        RETURNING t.id, t.routine, t.state, t.state_reason, r.previous_state
+    ), alerted AS (
+        -- (ops are told of a task it blocked behind a terminated one, as the other paths that block tell them:
+        -- migration 0103, found by review)
+        INSERT INTO hrwsi.alert (kind, subject, body, task_id, routine)
+        SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', m.id, m.routine), m.state_reason, m.id, m.routine
+        FROM moved m WHERE m.previous_state = 'terminated' AND m.state = 'blocked'
     )
     SELECT coalesce(array_agg(m.id), '{}') INTO relinked FROM moved m;
     PERFORM hrwsi.pass_deadlines_down(relinked);
@@ -3407,6 +3483,14 @@ BEGIN
             state_reason = CASE WHEN t.id = ANY (moved_ids) THEN moved_reason || '; ' ELSE '' END
                            || 'routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
         WHERE t.id = ANY (moved_ids || coalesce(relinked, '{}')) AND t.state = 'pending' AND t.routine = to_routine;
+    ELSIF target.backfill_hold_reason IS NOT NULL THEN
+        -- (so is one of a back-fill lane, when the routine's back-fill is on hold, as a new task of it is: migration
+        -- 0103; it was pending, and ran, while the back-fill's other tasks waited for its release; found by review)
+        UPDATE processing_task t SET state = 'on_hold',
+            state_reason = CASE WHEN t.id = ANY (moved_ids) THEN moved_reason || '; ' ELSE '' END
+                           || hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane)
+        WHERE t.id = ANY (moved_ids || coalesce(relinked, '{}')) AND t.state = 'pending' AND t.routine = to_routine
+          AND hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) IS NOT NULL;
     END IF;
     SELECT count(*) FILTER (WHERE t.campaign_id IS NULL AND t.state IN ('dispatched', 'queued', 'running')),
            count(*) FILTER (WHERE t.campaign_id IS NOT NULL AND NOT task_state_is_final(t.state)),
@@ -3646,6 +3730,12 @@ BEGIN
     ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
         RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(target) USING ERRCODE = 'no_data_found';
     END IF;
+    -- No input is corrected while a campaign is started, and a correction under way is waited for (the lock a
+    -- correction takes exclusively, hrwsi.correct_input; taken first, as chaining takes it): its composites read the
+    -- members a group has now, and one started during a correction read the old version's, which the correction had
+    -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0103). The
+    -- statements after it see what the correction did.
+    PERFORM pg_advisory_xact_lock_shared(7250098, 1);
     -- Two starts of one request at once would both find no twin: starts are serialised until the
     -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
     PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"

@@ -2135,3 +2135,86 @@ def test_a_held_task_relinked_behind_a_task_that_ended_terminated_is_blocked_and
     state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
                                   (held,)).fetchone()
     assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+
+
+@pytest.mark.parametrize("to_a_series", [False, True])
+def test_a_back_fill_task_a_move_unblocks_is_held_with_the_back_fill_of_the_routine_it_moves_to(world, to_a_series):
+    """Found by review (migration 0103): a move held the tasks it made pending on a routine on hold, but not those of a
+    back-fill lane on a routine whose back-fill was on hold: they were pending, and ran, while the back-fill's other
+    tasks waited for its release. Held with it, as a new task of it is."""
+    first, second, third, fourth = four_scenes_of_one_series(world)
+    world.execute("UPDATE hrwsi.processing_task SET lane = (SELECT name FROM hrwsi.lane WHERE priority > 0 LIMIT 1)")
+    routine(world, name="other", sequential=to_a_series)
+    world.execute("UPDATE hrwsi.processing_routine SET backfill_hold_reason = 'an operator''s check' WHERE name = 'other'")
+    terminate(world, first)
+    assert world.execute("SELECT array_agg(DISTINCT state) FROM hrwsi.processing_task WHERE id <> %s",
+                         (first,)).fetchone()[0] == ["blocked"]
+    world.execute("SELECT hrwsi.move_tasks('work', 'other')")
+    rows = world.execute("SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id <> %s ORDER BY id",
+                         (first,)).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(second, "on_hold"), (third, "on_hold"), (fourth, "on_hold")], rows
+    assert all("back-fill of routine other on hold: an operator's check" in r[2] for r in rows), rows
+
+
+def _correctable_series(world):
+    """Four scenes of one series, the second's input to correct: (tasks in sensing order, the second's input)."""
+    tasks = four_scenes_of_one_series(world)
+    return tasks, world.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s", (tasks[1],)).fetchone()[0]
+
+
+def test_a_task_an_operator_held_keeps_its_hold_when_a_correction_relinks_it_from_the_task_it_cancelled(world):
+    """Migration 0098 (untested until 0103): the correction's relinking of a blocked task that waited for a task it
+    cancelled is no operator's retry of it: an operator's hold of it is kept, and it is held again once its wait ends."""
+    (first, second, third, _), old_input = _correctable_series(world)
+    world.execute("SELECT hrwsi.hold_task(%s)", (third,))
+    terminate(world, first)  # (the second is blocked, the third with it, its hold kept)
+    assert world.execute("SELECT state, held_while_blocked FROM hrwsi.processing_task WHERE id = %s",
+                         (third,)).fetchone() == ("blocked", True)
+    world.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (old_input,))
+    assert world.execute("SELECT state, depends_on, held_while_blocked FROM hrwsi.processing_task WHERE id = %s",
+                         (third,)).fetchone() == ("blocked", first, True)
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (third,)).fetchone()
+    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+
+
+def test_a_task_an_operator_held_keeps_its_hold_when_a_late_scene_relinks_it(world):
+    """Migration 0098 (untested until 0103): a held task blocked behind a terminated one, behind which a late scene
+    lands, waits for the late scene, blocked, its operator's hold kept; held again once its wait ends."""
+    routine(world, sequential=True)
+    series_input(world, "2026-01-01T00:00Z")
+    series_input(world, "2026-01-03T00:00Z")
+    first, held = [r[0] for r in world.execute("SELECT id FROM hrwsi.processing_task ORDER BY series_at")]
+    world.execute("SELECT hrwsi.hold_task(%s)", (held,))
+    terminate(world, first)
+    series_input(world, "2026-01-02T00:00Z")  # (late: between them)
+    late = world.execute("SELECT id FROM hrwsi.processing_task WHERE series_at = '2026-01-02T00:00Z'").fetchone()[0]
+    assert world.execute("SELECT state, depends_on, held_while_blocked FROM hrwsi.processing_task WHERE id = %s",
+                         (held,)).fetchone() == ("blocked", late, True)
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))
+    state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (held,)).fetchone()
+    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+    assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (late,)).fetchone() == ("pending",)
+
+
+def test_a_task_a_correction_relinks_behind_a_terminated_task_is_blocked_and_ops_are_told(world):
+    """Found by review (migration 0103): the correction's relinking of a task that waited for a processed task of the
+    old input, behind a task that ended terminated, blocked it without the task_blocked alert the other paths write."""
+    (first, second, third, _), old_input = _correctable_series(world)
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1 WHERE id = %s", (second,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE id = %s", (second,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "attempts = 1, depends_on = NULL, dependency_waived = true WHERE id = %s", (first,))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (first,))
+    assert world.execute("SELECT state, depends_on FROM hrwsi.processing_task WHERE id = %s",
+                         (third,)).fetchone() == ("pending", second)
+    world.execute("SELECT hrwsi.correct_input(%s, tile => '31TCH')", (old_input,))
+    state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
+                                  (third,)).fetchone()
+    assert state == "blocked" and f"its dependency, task {first}, ended terminated" in reason, (state, reason)
+    alerts = world.execute("SELECT subject, body FROM hrwsi.alert WHERE kind = 'task_blocked' AND task_id = %s",
+                           (third,)).fetchall()
+    assert alerts == [(f"hrwsi: task {third} (work) is blocked", reason)], alerts

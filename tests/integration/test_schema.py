@@ -710,6 +710,173 @@ def test_an_input_is_not_corrected_while_a_groups_task_made_from_its_products_ru
     assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE superseded_by IS NOT NULL").fetchone()[0] == 0
 
 
+def test_an_input_is_not_corrected_while_the_task_of_a_group_it_is_a_member_of_runs_and_says_so(configured):
+    """Found by review (migration 0103): the refusal said such a task was made from it "down a chain, from its
+    products", which it was not: the old input itself is the group's member."""
+    _daily_group(configured, "L1C")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    _make_groups(configured)
+    group_task = configured.execute("SELECT max(id) FROM hrwsi.processing_task").fetchone()[0]
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                       "attempts = 1 WHERE id = %s", (group_task,))
+    with pytest.raises(psycopg.errors.ObjectInUse) as refused:
+        configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,))
+    assert str(refused.value.diag.message_primary) == (
+        f"input {old_input} cannot be corrected now: task {group_task} (routine composite), the task of a multi-input "
+        "group it is a member of, is dispatched")
+    assert refused.value.diag.message_detail == (
+        "Its attempt reads the old input as a member of its group, which the correction makes anew.")
+
+
+def test_the_retry_of_a_group_task_a_correction_cancelled_says_the_group_is_made_anew_and_which_task_does_its_work(
+        configured):
+    """Found by review (migration 0103): the refusal said "task T was made from input G, which input N corrects", G the
+    group and N the corrected member's input: no input corrects a group. It says the group is made anew, and which task
+    does its work now (none yet: the harvester makes it once it is complete)."""
+    _daily_group(configured, "L2A")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                       "VALUES (%s, '/p/a.L2A', 'L2A', now())", (old_task,))
+    _make_groups(configured)
+    group, group_task, path = configured.execute(
+        "SELECT g.id, t.id, g.input_path FROM hrwsi.input g JOIN hrwsi.processing_task t ON t.input_id = g.id "
+        "WHERE g.source = 'multi_input'").fetchone()
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    said = f"task {group_task} ran multi-input group {path} (input {group}), which was made anew when input {old_input} " \
+           f"was corrected (input {new_input} replaces it)"
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        configured.execute("SELECT hrwsi.retry_task(%s)", (group_task,))
+    assert refused.value.diag.message_primary == (
+        said + ": the harvester makes the new group once it is complete, and its task does the work (`hrwsi groups` "
+        "lists it): it is not retried")
+    new_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
+    _processed(configured, new_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                       "VALUES (%s, '/p/a2.L2A', 'L2A', now())", (new_task,))
+    _make_groups(configured)
+    new_group, new_group_task = configured.execute(
+        "SELECT g.id, t.id FROM hrwsi.input g JOIN hrwsi.processing_task t ON t.input_id = g.id "
+        "WHERE g.source = 'multi_input' AND g.superseded_by IS NULL").fetchone()
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        configured.execute("SELECT hrwsi.retry_task(%s)", (group_task,))
+    assert refused.value.diag.message_primary == (
+        said + f": task {new_group_task}, of the new group (input {new_group}), does its work: it is not retried")
+
+
+def test_a_task_down_a_chain_from_a_groups_product_is_not_retried_and_names_the_input_corrected(configured):
+    """Found by review (migration 0103): the retry's walk up a chain followed chained inputs alone, and named the
+    superseded group as the input corrected; it follows a group's members too, up to the input corrected."""
+    _daily_group(configured, "L2A")
+    configured.execute("INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command, "
+                       "input_product_type, output_product_type) VALUES ('after', 1, 1000, 100, '5 min', ARRAY['true'], "
+                       "'CMP', 'AFT')")
+    configured.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('after', 'after')")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                       "VALUES (%s, '/p/a.L2A', 'L2A', now())", (old_task,))
+    _make_groups(configured)
+    group_task = configured.execute("SELECT max(id) FROM hrwsi.processing_task").fetchone()[0]
+    after = _made(configured, group_task, "/p/a.CMP", "CMP", "after")
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    assert configured.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (after,)).fetchone()[0] == "cancelled"
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        configured.execute("SELECT hrwsi.retry_task(%s)", (after,))
+    assert refused.value.diag.message_primary == (
+        f"task {after} was made down a chain from the products of input {old_input}, which input {new_input} "
+        "corrects: it is not retried")
+
+
+def _a_campaign_composite_with_a_late_member(db):
+    """Two scenes of one tile and day; the group made from the second's product alone (processed), the first's product
+    arriving after: a campaign's composite of the group reads both. (the first's input, the campaign's task)"""
+    _daily_group(db, "L2A")
+    insert_input(db, "/data/a.SAFE")
+    insert_input(db, "/data/b.SAFE")
+    tasks = dict(db.execute("SELECT i.input_path, t.id FROM hrwsi.processing_task t "
+                            "JOIN hrwsi.input i ON i.id = t.input_id").fetchall())
+    _processed(db, tasks["/data/b.SAFE"])
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) VALUES (%s, '/p/b.L2A', 'L2A', now())",
+               (tasks["/data/b.SAFE"],))
+    db.execute("UPDATE hrwsi.multi_input_rule SET wait_for_open_tasks = false")
+    assert _make_groups(db)[0] == 1
+    _processed(db, db.execute("SELECT max(id) FROM hrwsi.processing_task").fetchone()[0])
+    _processed(db, tasks["/data/a.SAFE"])
+    db.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) VALUES (%s, '/p/a.L2A', 'L2A', now())",
+               (tasks["/data/a.SAFE"],))
+    db.execute("SELECT * FROM hrwsi.reprocess(routine => 'composite', measured_from => %s, measured_to => %s)",
+               (NOW - timedelta(days=3), NOW))
+    campaign_task = db.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id IS NOT NULL").fetchone()[0]
+    members = db.execute("SELECT array_agg(member_path ORDER BY member_path) FROM hrwsi.multi_input_campaign_member "
+                         "WHERE task_id = %s", (campaign_task,)).fetchone()[0]
+    assert members == ["/p/a.L2A", "/p/b.L2A"]
+    old_input = db.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s", (tasks["/data/a.SAFE"],))
+    return old_input.fetchone()[0], campaign_task
+
+
+def test_a_campaigns_composite_a_correction_cancelled_is_not_retried_and_says_why(configured):
+    """Found by review (migration 0103): the correction cancelled a campaign's composite that read a product of the
+    old version, and `hrwsi retry` ran it again, reading that product: it is refused, saying which member and which
+    correction, and what makes the composite anew."""
+    old_input, campaign_task = _a_campaign_composite_with_a_late_member(configured)
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    campaign, state = configured.execute("SELECT campaign_id, state FROM hrwsi.processing_task WHERE id = %s",
+                                         (campaign_task,)).fetchone()
+    assert state == "cancelled"
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        configured.execute("SELECT hrwsi.retry_task(%s)", (campaign_task,))
+    assert refused.value.diag.message_primary == (
+        f"task {campaign_task}, a composite of campaign {campaign}, was made from member /p/a.L2A of input {old_input}, "
+        f"which input {new_input} corrects: it is not retried")
+    assert "`hrwsi reprocess`" in refused.value.diag.message_hint
+
+
+def test_a_campaign_started_while_an_input_is_corrected_waits_and_its_composite_reads_no_old_member(configured,
+                                                                                                   database_url):
+    """Found by review (migration 0103): hrwsi.reprocess took no lock of a correction: a campaign started while one ran
+    made its composite from the members a group had then, the old version's product among them, and the correction,
+    which had not seen that task, did not cancel it. The campaign waits for the correction, as chaining does."""
+    old_input, _ = _a_campaign_composite_with_a_late_member(configured)
+    configured.execute("DELETE FROM hrwsi.multi_input_campaign_member")
+    configured.execute("DELETE FROM hrwsi.processing_task WHERE campaign_id IS NOT NULL")
+    correcting = psycopg.connect(database_url)
+    starting = psycopg.connect(database_url, autocommit=True)
+    outcome = {}
+
+    def start():
+        outcome["campaign"] = starting.execute(
+            "SELECT campaign_id FROM hrwsi.reprocess(routine => 'composite', measured_from => %s, measured_to => %s, "
+            "again => true)", (NOW - timedelta(days=3), NOW)).fetchone()[0]
+
+    try:
+        correcting.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,))  # (not committed yet)
+        pid = starting.info.backend_pid
+        racer = threading.Thread(target=start)
+        racer.start()
+        waited = False
+        for _ in range(200):  # until the campaign waits for a lock, or ends
+            waited = configured.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)",
+                                        (pid,)).fetchone()[0]
+            if waited or not racer.is_alive():
+                break
+            racer.join(0.02)
+        correcting.commit()
+        racer.join(10)
+    finally:
+        correcting.close()
+        starting.close()
+    read = configured.execute("SELECT c.member_path, t.state FROM hrwsi.multi_input_campaign_member c "
+                              "JOIN hrwsi.processing_task t ON t.id = c.task_id ORDER BY 1").fetchall()
+    assert ("/p/a.L2A", "pending") not in read, read
+    assert waited, "the campaign waited for the correction under way"
+    assert "campaign" in outcome
+
+
 def test_a_product_chained_while_its_input_is_corrected_is_waited_for_and_its_task_cancelled(configured, database_url):
     """Found by review: a product of the old input's task that the harvester was chaining when the input was
     corrected (its row locked) was skipped, not waited for: the chaining committed after, and the task it made
