@@ -790,6 +790,8 @@ def test_a_task_down_a_chain_from_a_groups_product_is_not_retried_and_names_the_
     assert refused.value.diag.message_primary == (
         f"task {after} was made down a chain from the products of input {old_input}, which input {new_input} "
         "corrects: it is not retried")
+    listed = configured.execute(sql_files.query("report_tasks_to_retry"), {"routine": "after", "state": "cancelled", "limit": 100})
+    assert listed.fetchall() == []
 
 
 def _a_campaign_composite_with_a_late_member(db):
@@ -834,6 +836,10 @@ def test_a_campaigns_composite_a_correction_cancelled_is_not_retried_and_says_wh
         f"task {campaign_task}, a composite of campaign {campaign}, was made from member /p/a.L2A of input {old_input}, "
         f"which input {new_input} corrects: it is not retried")
     assert "`hrwsi reprocess`" in refused.value.diag.message_hint
+    # (`hrwsi retry --routine composite --state cancelled` leaves it out, as refused)
+    listed = configured.execute(sql_files.query("report_tasks_to_retry"),
+                                {"routine": "composite", "state": "cancelled", "limit": 100})
+    assert listed.fetchall() == []
 
 
 def test_a_campaign_started_while_an_input_is_corrected_waits_and_its_composite_reads_no_old_member(configured,
