@@ -3244,8 +3244,8 @@ END $$;
 -- conditions move to the new one, and the old one's open tasks went on running the old command,
 -- held ones stayed held on it, and nothing said so (found by exploratory testing). Tasks under way
 -- (dispatched, queued, running) end on the routine they started on; a campaign's tasks stay with
--- their campaign's routine. A planned task is planned again; a task held because its old routine is
--- on hold is released when the new one is not, and one moved to a routine on hold is held; a task
+-- their campaign's routine. A planned task is planned again; a task held because its old routine (or its
+-- back-fill: migration 0103) is on hold is released when the new one is not, and one moved to a routine on hold is held; a task
 -- held by hand stays held. A blocked task still waits for its task. Each says so in its history.
 -- A time series' tasks are linked by the rules of an INSERT into the routine they move to (migration 0090:
 -- they kept their links, so that moved into a time series that had tasks of its own on their tile they ran
@@ -3328,7 +3328,11 @@ BEGIN
         SET routine = to_routine,
             state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
                          WHEN c.state = 'planned' THEN 'pending'
-                         WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
+                         -- (or its old routine's back-fill: migration 0103, it stayed held by a hold of a routine
+                         -- it had left, found by review; held again below if the new routine's back-fill is on hold)
+                         WHEN c.state = 'on_hold' AND NOT target.on_hold
+                              AND (c.state_reason LIKE 'routine on hold: %'
+                                   OR c.state_reason LIKE format('back-fill of routine %s on hold: %%', from_routine))
                              THEN 'pending'
                          -- (held again if an operator held it before it was blocked: migration 0095)
                          WHEN c.state = 'blocked' AND NOT target.sequential_per_tile AND NOT t.dependency_waived
@@ -3345,7 +3349,10 @@ BEGIN
             planned_end = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_end END,
             state_reason = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold
                                     THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
-                                WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
+                                WHEN c.state = 'on_hold' AND (target.on_hold OR (c.state_reason NOT LIKE 'routine on hold: %'
+                                                                                 AND c.state_reason NOT LIKE
+                                                                                     format('back-fill of routine %s on hold: %%',
+                                                                                            from_routine)))
                                     THEN moved_reason || '; ' || c.state_reason
                                 WHEN NOT target.sequential_per_tile AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
                                     THEN CASE WHEN c.state = 'blocked' AND t.held_while_blocked

@@ -15,7 +15,8 @@
 --   paths that block a task do.
 -- - hrwsi.move_tasks holds a task it makes pending (unblocked, released of its old routine's hold, or moved pending)
 --   on a routine whose back-fill is on hold, when the task is of a back-fill lane, as a new task of it is held; only
---   a hold of the whole routine was checked.
+--   a hold of the whole routine was checked. A task held with its old routine's back-fill is released by the move,
+--   as one held with its old routine is: it stayed held by the hold of a routine it had left.
 
 CREATE OR REPLACE FUNCTION hrwsi.reprocess(
     routine text DEFAULT NULL, condition text DEFAULT NULL, measured_from timestamptz DEFAULT NULL,
@@ -806,7 +807,11 @@ BEGIN
         SET routine = to_routine,
             state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
                          WHEN c.state = 'planned' THEN 'pending'
-                         WHEN c.state = 'on_hold' AND NOT target.on_hold AND c.state_reason LIKE 'routine on hold: %'
+                         -- (or its old routine's back-fill: migration 0103, it stayed held by a hold of a routine
+                         -- it had left, found by review; held again below if the new routine's back-fill is on hold)
+                         WHEN c.state = 'on_hold' AND NOT target.on_hold
+                              AND (c.state_reason LIKE 'routine on hold: %'
+                                   OR c.state_reason LIKE format('back-fill of routine %s on hold: %%', from_routine))
                              THEN 'pending'
                          -- (held again if an operator held it before it was blocked: migration 0095)
                          WHEN c.state = 'blocked' AND NOT target.sequential_per_tile AND NOT t.dependency_waived
@@ -823,7 +828,10 @@ BEGIN
             planned_end = CASE WHEN c.state = 'planned' THEN NULL ELSE t.planned_end END,
             state_reason = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold
                                     THEN moved_reason || '; routine on hold: ' || coalesce(target.hold_reason, 'by an operator')
-                                WHEN c.state = 'on_hold' AND (target.on_hold OR c.state_reason NOT LIKE 'routine on hold: %')
+                                WHEN c.state = 'on_hold' AND (target.on_hold OR (c.state_reason NOT LIKE 'routine on hold: %'
+                                                                                 AND c.state_reason NOT LIKE
+                                                                                     format('back-fill of routine %s on hold: %%',
+                                                                                            from_routine)))
                                     THEN moved_reason || '; ' || c.state_reason
                                 WHEN NOT target.sequential_per_tile AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
                                     THEN CASE WHEN c.state = 'blocked' AND t.held_while_blocked

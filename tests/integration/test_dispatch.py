@@ -2218,3 +2218,18 @@ def test_a_task_a_correction_relinks_behind_a_terminated_task_is_blocked_and_ops
     alerts = world.execute("SELECT subject, body FROM hrwsi.alert WHERE kind = 'task_blocked' AND task_id = %s",
                            (third,)).fetchall()
     assert alerts == [(f"hrwsi: task {third} (work) is blocked", reason)], alerts
+
+
+def test_a_task_held_with_its_routines_back_fill_is_released_by_a_move_to_a_routine_whose_back_fill_is_not_held(world):
+    """Found by review (migration 0103): a move released the tasks held because their old routine was on hold, not
+    those held with its back-fill: they stayed held, by the hold of a routine they had left, which its release no
+    longer reached."""
+    first, second, _, _ = four_scenes_of_one_series(world)
+    world.execute("UPDATE hrwsi.processing_task SET lane = (SELECT name FROM hrwsi.lane WHERE priority > 0 LIMIT 1)")
+    world.execute("UPDATE hrwsi.processing_routine SET backfill_hold_reason = 'an operator''s check' WHERE name = 'work'")
+    assert world.execute("SELECT array_agg(DISTINCT state) FROM hrwsi.processing_task").fetchone()[0] == ["on_hold"]
+    routine(world, name="other")
+    world.execute("SELECT hrwsi.move_tasks('work', 'other')")
+    rows = world.execute("SELECT state, state_reason FROM hrwsi.processing_task ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["pending"] * 4, rows
+    assert all("back-fill" not in r[1] for r in rows), rows
