@@ -2817,12 +2817,13 @@ END $$;
 -- is free again), and the harvester makes it anew from the members it has then; the products of the old
 -- version, and down its chain, are marked outdated_by the corrected input: never chained again (nor by
 -- hrwsi.chain_missed_products), never a group's member. A correction and chaining wait for each other
--- (the lock 7250098/1: exclusive here, shared by the harvester's chaining and group statements and by
--- chain_missed_products): a product chained while the correction ran made a task from the old version
--- that the correction had not seen (found by review). Refused for a campaign's input (reprocessing: the
--- production input at the start of its chain is corrected, then reprocessed again), a multi-input group (its members are not
--- copied: the group would run with none) and a new path for a chained input (its path is its product's):
--- a data engineer could otherwise make inputs the column grants keep from them (found by review).
+-- (the lock 7250098/1: exclusive here, shared by the harvester's chaining and group statements, by
+-- chain_missed_products, and by hrwsi.reprocess since migration 0103): a product chained while the correction
+-- ran made a task from the old version that the correction had not seen (found by review). Refused for a
+-- campaign's input (reprocessing: the production input at the start of its chain is corrected, then reprocessed
+-- again), a multi-input group (its members are not copied: the group would run with none) and a new path for a
+-- chained input (its path is its product's): a data engineer could otherwise make inputs the column grants keep
+-- from them (found by review).
 CREATE FUNCTION hrwsi.correct_input(input_id bigint, tile text DEFAULT NULL, measured_at timestamptz DEFAULT NULL,
                                     published_at timestamptz DEFAULT NULL, lane text DEFAULT NULL,
                                     input_path text DEFAULT NULL, mission text DEFAULT NULL, scene_id text DEFAULT NULL)
