@@ -294,7 +294,7 @@ CREATE INDEX input_condition_tile_measured_idx ON hrwsi.input (processing_condit
 -- Dates in the future are a typo, not a scene: refuse them with the clock of the database.
 -- (A CHECK may not call now(); a trigger may.) The refusal says the time in UTC with a Z, as the
 -- database's other sentences do: it said the session's zone in PostgreSQL's own format
--- ("2026-12-08 11:25:49.427831+01"), the very confusion of zones it refuses (migration 0105).
+-- ("2026-12-08 11:25:49.427831+01"), the very confusion of zones it refuses (migration 0103).
 CREATE FUNCTION hrwsi.refuse_future_input_dates() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
@@ -2359,7 +2359,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     -- (a campaign's composite that read a member of the old version of a corrected input, which the correction
-    -- cancelled: retried, it read that member again; migration 0103, found by review. A member is of the old version
+    -- cancelled: retried, it read that member again; migration 0102, found by review. A member is of the old version
     -- when it is a product the correction outdated, or the corrected input itself, corrected after the task was made)
     SELECT format('task %s, a composite of campaign %s, was made from member %s of input %s, which input %s corrects',
                   t.id, t.campaign_id, c.member_path, o.id, o.superseded_by) INTO refused
@@ -2383,7 +2383,7 @@ BEGIN
     -- (a task of an input a correction superseded would run the wrong input again: migration 0083. A multi-input
     -- group's input is superseded when a member's input is corrected, and the harvester makes the group anew: the
     -- answer says so, and which task does its work now; it named the group "input G, which input N corrects",
-    -- N being the corrected member's input, found by review: migration 0103)
+    -- N being the corrected member's input, found by review: migration 0102)
     SELECT CASE WHEN i.source = 'multi_input' AND t.campaign_id IS NULL
                 THEN format('task %s ran multi-input group %s (input %s), which was made anew when input %s was corrected '
                             '(input %s replaces it)%s', t.id, i.input_path, i.id, x.id, i.superseded_by,
@@ -2412,7 +2412,7 @@ BEGIN
     -- (retention cuts no link of the walk while the task retried is kept: its input stays while a task names it
     -- (refuse_removing_inputs_tasks_name), a product while an input was made from it (prune_products), and a task
     -- while it has a product (product_task_must_exist); checked by review for migration 0098)
-    -- (up every way a task is made from a product, as the correction walks down, migration 0103: the product its input
+    -- (up every way a task is made from a product, as the correction walks down, migration 0102: the product its input
     -- was chained from, the products its multi-input group, or its campaign's composite, read as members. It followed
     -- the chained inputs alone, and a task down a chain from a campaign's composite that read an outdated member was
     -- retried; one down from a group named the group as the input corrected; found by review)
@@ -2818,7 +2818,7 @@ END $$;
 -- version, and down its chain, are marked outdated_by the corrected input: never chained again (nor by
 -- hrwsi.chain_missed_products), never a group's member. A correction and chaining wait for each other
 -- (the lock 7250098/1: exclusive here, shared by the harvester's chaining and group statements, by
--- chain_missed_products, and by hrwsi.reprocess since migration 0103): a product chained while the correction
+-- chain_missed_products, and by hrwsi.reprocess since migration 0102): a product chained while the correction
 -- ran made a task from the old version that the correction had not seen (found by review). Refused for a
 -- campaign's input (reprocessing: the production input at the start of its chain is corrected, then reprocessed
 -- again), a multi-input group (its members are not copied: the group would run with none) and a new path for a
@@ -2925,7 +2925,7 @@ BEGIN
     END IF;
     PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id OR t.id = ANY (downstream) ORDER BY t.id FOR UPDATE;
     -- (how the task was made from it, said as it is: a group the old input itself is a member of, or a campaign's
-    -- composite that reads it, was said made "down a chain, from its products"; migration 0103, found by review)
+    -- composite that reads it, was said made "down a chain, from its products"; migration 0102, found by review)
     SELECT t.id, t.routine, t.state, t.input_id, j.backend_job_id, j.state AS job_state,
            CASE WHEN t.input_id = was.id THEN 'own'
                 WHEN was.product_id IS NULL AND EXISTS (SELECT 1 FROM hrwsi.multi_input_member g
@@ -3095,7 +3095,7 @@ BEGIN
         RETURNING t.id, t.routine, t.state, t.state_reason, r.previous_state
     ), alerted AS (
         -- (ops are told of a task it blocked behind a terminated one, as the other paths that block tell them:
-        -- migration 0103, found by review)
+        -- migration 0102, found by review)
         INSERT INTO hrwsi.alert (kind, subject, body, task_id, routine)
         SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', m.id, m.routine), m.state_reason, m.id, m.routine
         FROM moved m WHERE m.previous_state = 'terminated' AND m.state = 'blocked'
@@ -3210,7 +3210,7 @@ BEGIN
     ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     -- The routine's release lifts the routine's hold (and its back-fill's) only, as a task's release lifts the task's
     -- own (migration 0098): a task an operator held one by one stays held, and one of a campaign on hold stays held
-    -- with it, its reason saying so. It released them all, undoing each operator's hold (found by review; 0102).
+    -- with it, its reason saying so. It released them all, undoing each operator's hold (found by review; 0101).
     WITH changed AS (
         UPDATE hrwsi.processing_task t
         SET state = CASE WHEN h.group_hold IS NULL THEN 'pending' ELSE 'on_hold' END,
@@ -3246,7 +3246,7 @@ END $$;
 -- held ones stayed held on it, and nothing said so (found by exploratory testing). Tasks under way
 -- (dispatched, queued, running) end on the routine they started on; a campaign's tasks stay with
 -- their campaign's routine. A planned task is planned again; a task held because its old routine (or its
--- back-fill: migration 0103) is on hold is released when the new one is not, and one moved to a routine on hold is held; a task
+-- back-fill: migration 0102) is on hold is released when the new one is not, and one moved to a routine on hold is held; a task
 -- held by hand stays held. A blocked task still waits for its task. Each says so in its history.
 -- A time series' tasks are linked by the rules of an INSERT into the routine they move to (migration 0090:
 -- they kept their links, so that moved into a time series that had tasks of its own on their tile they ran
@@ -3329,7 +3329,7 @@ BEGIN
         SET routine = to_routine,
             state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
                          WHEN c.state = 'planned' THEN 'pending'
-                         -- (or its old routine's back-fill: migration 0103, it stayed held by a hold of a routine
+                         -- (or its old routine's back-fill: migration 0102, it stayed held by a hold of a routine
                          -- it had left, found by review; held again below if the new routine's back-fill is on hold)
                          WHEN c.state = 'on_hold' AND NOT target.on_hold
                               AND (c.state_reason LIKE 'routine on hold: %'
@@ -3493,7 +3493,7 @@ BEGIN
         WHERE t.id = ANY (moved_ids || coalesce(relinked, '{}')) AND t.state = 'pending' AND t.routine = to_routine;
     ELSIF target.backfill_hold_reason IS NOT NULL THEN
         -- (so is one of a back-fill lane, when the routine's back-fill is on hold, as a new task of it is: migration
-        -- 0103; it was pending, and ran, while the back-fill's other tasks waited for its release; found by review)
+        -- 0102; it was pending, and ran, while the back-fill's other tasks waited for its release; found by review)
         UPDATE processing_task t SET state = 'on_hold',
             state_reason = CASE WHEN t.id = ANY (moved_ids) THEN moved_reason || '; ' ELSE '' END
                            || hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane)
@@ -3741,7 +3741,7 @@ BEGIN
     -- No input is corrected while a campaign is started, and a correction under way is waited for (the lock a
     -- correction takes exclusively, hrwsi.correct_input; taken first, as chaining takes it): its composites read the
     -- members a group has now, and one started during a correction read the old version's, which the correction had
-    -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0103). The
+    -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0102). The
     -- statements after it see what the correction did.
     PERFORM pg_advisory_xact_lock_shared(7250098, 1);
     -- Two starts of one request at once would both find no twin: starts are serialised until the

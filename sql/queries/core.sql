@@ -340,7 +340,7 @@ SELECT pg_advisory_xact_lock_shared(7250098, 1);
 
 -- name: correction_under_way
 -- The session that holds the lock of chaining_waits_for_corrections exclusively (hrwsi.correct_input): the
--- correction chaining waited for, named when the wait ran out (migration 0103). pg_locks and pg_stat_activity are
+-- correction chaining waited for, named when the wait ran out (migration 0102). pg_locks and pg_stat_activity are
 -- views of the server's memory: read after the wait, the correction may have ended meanwhile (no row).
 SELECT a.pid, a.usename AS role, a.application_name, now() - a.xact_start AS open_for
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid

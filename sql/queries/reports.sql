@@ -655,7 +655,7 @@ SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;
 -- most %(limit)s, each row with how many there are in all. A task of an input a correction superseded
 -- is not retried (hrwsi.retry_task refuses it: listed, it stopped the command at the first; found by review),
 -- nor one made down a chain from the products of such an input's tasks (migration 0096), found from the few
--- superseded inputs down. Down every way hrwsi.retry_task walks up (migration 0103): an input chained from a
+-- superseded inputs down. Down every way hrwsi.retry_task walks up (migration 0102): an input chained from a
 -- product, a multi-input group or a campaign's composite reading it as a member; and a campaign's composite made
 -- before a correction of an input it reads as a member itself. Listed, such a task stopped the command at the
 -- first, as refused.

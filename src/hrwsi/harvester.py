@@ -54,7 +54,7 @@ class Harvester(Service):
         self.busy_series_since: float | None = None
         self.busy_series_told = 0.0
         # Since when (monotonic) chaining waits for a correction of an input under way, and when that was last
-        # said (None: none waited for); told apart from a busy time series (migration 0103).
+        # said (None: none waited for); told apart from a busy time series (migration 0102).
         self.correction_since: float | None = None
         self.correction_told = 0.0
         self.steps = {"chain": self.chain, "multi_input": self.multi_input}

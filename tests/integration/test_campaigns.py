@@ -107,7 +107,7 @@ def test_a_campaign_that_makes_no_sense_is_refused_and_leaves_nothing(chain, arg
 
 def test_nothing_to_reprocess_says_the_sensing_range_in_utc_whatever_the_sessions_zone(chain):
     """README (Clocks): the database's sentences say times in UTC with a Z; this refusal said the session's zone
-    in PostgreSQL's format ("sensed from 2026-03-01 11:00:00+01 to ..."; migration 0105)."""
+    in PostgreSQL's format ("sensed from 2026-03-01 11:00:00+01 to ..."; migration 0103)."""
     chain.execute("SET TIME ZONE 'Europe/Paris'")
     with pytest.raises(psycopg.errors.NoDataFound) as refused:
         reprocess(chain, routine="snow", measured_from=DAY, measured_to=DAY + timedelta(days=1, microseconds=5))

@@ -2139,7 +2139,7 @@ def test_a_held_task_relinked_behind_a_task_that_ended_terminated_is_blocked_and
 
 @pytest.mark.parametrize("to_a_series", [False, True])
 def test_a_back_fill_task_a_move_unblocks_is_held_with_the_back_fill_of_the_routine_it_moves_to(world, to_a_series):
-    """Found by review (migration 0103): a move held the tasks it made pending on a routine on hold, but not those of a
+    """Found by review (migration 0102): a move held the tasks it made pending on a routine on hold, but not those of a
     back-fill lane on a routine whose back-fill was on hold: they were pending, and ran, while the back-fill's other
     tasks waited for its release. Held with it, as a new task of it is."""
     first, second, third, fourth = four_scenes_of_one_series(world)
@@ -2163,7 +2163,7 @@ def _correctable_series(world):
 
 
 def test_a_task_an_operator_held_keeps_its_hold_when_a_correction_relinks_it_from_the_task_it_cancelled(world):
-    """Migration 0098 (untested until 0103): the correction's relinking of a blocked task that waited for a task it
+    """Migration 0098 (untested until 0102): the correction's relinking of a blocked task that waited for a task it
     cancelled is no operator's retry of it: an operator's hold of it is kept, and it is held again once its wait ends."""
     (first, second, third, _), old_input = _correctable_series(world)
     world.execute("SELECT hrwsi.hold_task(%s)", (third,))
@@ -2180,7 +2180,7 @@ def test_a_task_an_operator_held_keeps_its_hold_when_a_correction_relinks_it_fro
 
 
 def test_a_task_an_operator_held_keeps_its_hold_when_a_late_scene_relinks_it(world):
-    """Migration 0098 (untested until 0103): a held task blocked behind a terminated one, behind which a late scene
+    """Migration 0098 (untested until 0102): a held task blocked behind a terminated one, behind which a late scene
     lands, waits for the late scene, blocked, its operator's hold kept; held again once its wait ends."""
     routine(world, sequential=True)
     series_input(world, "2026-01-01T00:00Z")
@@ -2200,7 +2200,7 @@ def test_a_task_an_operator_held_keeps_its_hold_when_a_late_scene_relinks_it(wor
 
 
 def test_a_task_a_correction_relinks_behind_a_terminated_task_is_blocked_and_ops_are_told(world):
-    """Found by review (migration 0103): the correction's relinking of a task that waited for a processed task of the
+    """Found by review (migration 0102): the correction's relinking of a task that waited for a processed task of the
     old input, behind a task that ended terminated, blocked it without the task_blocked alert the other paths write."""
     (first, second, third, _), old_input = _correctable_series(world)
     world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
@@ -2221,7 +2221,7 @@ def test_a_task_a_correction_relinks_behind_a_terminated_task_is_blocked_and_ops
 
 
 def test_a_task_held_with_its_routines_back_fill_is_released_by_a_move_to_a_routine_whose_back_fill_is_not_held(world):
-    """Found by review (migration 0103): a move released the tasks held because their old routine was on hold, not
+    """Found by review (migration 0102): a move released the tasks held because their old routine was on hold, not
     those held with its back-fill: they stayed held, by the hold of a routine they had left, which its release no
     longer reached."""
     first, second, _, _ = four_scenes_of_one_series(world)

@@ -315,7 +315,7 @@ def test_bad_inputs_are_refused_with_a_clear_message(configured, overrides, mess
 @pytest.mark.parametrize("column", ["published_at", "measured_at"])
 def test_an_input_dated_in_the_future_is_refused_with_its_time_in_utc_whatever_the_sessions_zone(configured, column):
     """README (Clocks): the database's sentences say times in UTC with a Z. This refusal, which asks for a time
-    zone, said the session's zone in PostgreSQL's format ("2026-12-08 11:25:49.427831+01"; migration 0105)."""
+    zone, said the session's zone in PostgreSQL's format ("2026-12-08 11:25:49.427831+01"; migration 0103)."""
     configured.execute("SET TIME ZONE 'Europe/Paris'")
     future = datetime(2099, 6, 1, 10, 0, 0, 250000, tzinfo=UTC)
     overrides = {"published_at": future} if column == "published_at" else {"measured_at": future, "published_at": None}
@@ -711,7 +711,7 @@ def test_an_input_is_not_corrected_while_a_groups_task_made_from_its_products_ru
 
 
 def test_an_input_is_not_corrected_while_the_task_of_a_group_it_is_a_member_of_runs_and_says_so(configured):
-    """Found by review (migration 0103): the refusal said such a task was made from it "down a chain, from its
+    """Found by review (migration 0102): the refusal said such a task was made from it "down a chain, from its
     products", which it was not: the old input itself is the group's member."""
     _daily_group(configured, "L1C")
     insert_input(configured)
@@ -732,7 +732,7 @@ def test_an_input_is_not_corrected_while_the_task_of_a_group_it_is_a_member_of_r
 
 def test_the_retry_of_a_group_task_a_correction_cancelled_says_the_group_is_made_anew_and_which_task_does_its_work(
         configured):
-    """Found by review (migration 0103): the refusal said "task T was made from input G, which input N corrects", G the
+    """Found by review (migration 0102): the refusal said "task T was made from input G, which input N corrects", G the
     group and N the corrected member's input: no input corrects a group. It says the group is made anew, and which task
     does its work now (none yet: the harvester makes it once it is complete)."""
     _daily_group(configured, "L2A")
@@ -768,7 +768,7 @@ def test_the_retry_of_a_group_task_a_correction_cancelled_says_the_group_is_made
 
 
 def test_a_task_down_a_chain_from_a_groups_product_is_not_retried_and_names_the_input_corrected(configured):
-    """Found by review (migration 0103): the retry's walk up a chain followed chained inputs alone, and named the
+    """Found by review (migration 0102): the retry's walk up a chain followed chained inputs alone, and named the
     superseded group as the input corrected; it follows a group's members too, up to the input corrected."""
     _daily_group(configured, "L2A")
     configured.execute("INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command, "
@@ -822,7 +822,7 @@ def _a_campaign_composite_with_a_late_member(db):
 
 
 def test_a_campaigns_composite_a_correction_cancelled_is_not_retried_and_says_why(configured):
-    """Found by review (migration 0103): the correction cancelled a campaign's composite that read a product of the
+    """Found by review (migration 0102): the correction cancelled a campaign's composite that read a product of the
     old version, and `hrwsi retry` ran it again, reading that product: it is refused, saying which member and which
     correction, and what makes the composite anew."""
     old_input, campaign_task = _a_campaign_composite_with_a_late_member(configured)
@@ -844,7 +844,7 @@ def test_a_campaigns_composite_a_correction_cancelled_is_not_retried_and_says_wh
 
 def test_a_campaign_started_while_an_input_is_corrected_waits_and_its_composite_reads_no_old_member(configured,
                                                                                                    database_url):
-    """Found by review (migration 0103): hrwsi.reprocess took no lock of a correction: a campaign started while one ran
+    """Found by review (migration 0102): hrwsi.reprocess took no lock of a correction: a campaign started while one ran
     made its composite from the members a group had then, the old version's product among them, and the correction,
     which had not seen that task, did not cancel it. The campaign waits for the correction, as chaining does."""
     old_input, _ = _a_campaign_composite_with_a_late_member(configured)

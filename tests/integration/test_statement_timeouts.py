@@ -93,7 +93,7 @@ async def test_a_transaction_left_open_on_a_time_series_holds_only_its_series_ch
 
 async def test_chaining_that_waits_for_a_correction_says_so_naming_its_session_not_a_busy_time_series(
         db, database_url, settings, configure, caplog):
-    """Found by review (migration 0103): a wait for the lock of a correction under way (hrwsi.correct_input, migration
+    """Found by review (migration 0102): a wait for the lock of a correction under way (hrwsi.correct_input, migration
     0097) that ran out was taken for a busy time series, and once the correction ended the harvester said "no product
     waits for a time series any more". It says that chaining waits for a correction, and which session corrects."""
     configure(chain_configuration())

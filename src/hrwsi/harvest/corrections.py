@@ -2,7 +2,7 @@
 
 hrwsi.correct_input takes the lock 7250098/1 exclusively; chaining takes it shared, first in its transaction
 (migration 0097). A wait for it that runs out (lock_timeout) is a correction under way, not a time series
-another transaction holds: said as such, naming the session that corrects (migration 0103; it was taken for a
+another transaction holds: said as such, naming the session that corrects (migration 0102; it was taken for a
 busy time series, and the harvester said "no product waits for a time series any more" once it ended).
 """
 

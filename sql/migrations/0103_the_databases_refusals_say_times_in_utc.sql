@@ -1,4 +1,4 @@
--- hrwsi schema, version 105: the database's refusals say times in UTC with a Z.
+-- hrwsi schema, version 103: the database's refusals say times in UTC with a Z.
 --
 -- README (Clocks) says the database's sentences give times in UTC with a Z, whatever the session's
 -- zone (migration 0059 made alerts and a campaign's summary so). Two refusals a data engineer or ops
@@ -51,6 +51,12 @@ BEGIN
     ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
         RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(target) USING ERRCODE = 'no_data_found';
     END IF;
+    -- No input is corrected while a campaign is started, and a correction under way is waited for (the lock a
+    -- correction takes exclusively, hrwsi.correct_input; taken first, as chaining takes it): its composites read the
+    -- members a group has now, and one started during a correction read the old version's, which the correction had
+    -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0102). The
+    -- statements after it see what the correction did.
+    PERFORM pg_advisory_xact_lock_shared(7250098, 1);
     -- Two starts of one request at once would both find no twin: starts are serialised until the
     -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
     PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"

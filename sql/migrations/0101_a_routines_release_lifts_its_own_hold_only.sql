@@ -1,4 +1,4 @@
--- hrwsi schema, migration 0102: a routine's release lifts the routine's hold only.
+-- hrwsi schema, migration 0101: a routine's release lifts the routine's hold only.
 --
 -- - `hrwsi release ROUTINE` (hrwsi.release_routine, the dashboard's Release of a routine) released every held task of
 --   the routine, those an operator held one by one included, while `hrwsi release TASK` lifts a task's own hold only
@@ -26,7 +26,7 @@ BEGIN
     ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
     -- The routine's release lifts the routine's hold (and its back-fill's) only, as a task's release lifts the task's
     -- own (migration 0098): a task an operator held one by one stays held, and one of a campaign on hold stays held
-    -- with it, its reason saying so. It released them all, undoing each operator's hold (found by review; 0102).
+    -- with it, its reason saying so. It released them all, undoing each operator's hold (found by review; 0101).
     WITH changed AS (
         UPDATE hrwsi.processing_task t
         SET state = CASE WHEN h.group_hold IS NULL THEN 'pending' ELSE 'on_hold' END,

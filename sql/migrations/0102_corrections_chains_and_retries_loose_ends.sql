@@ -1,4 +1,4 @@
--- hrwsi schema, migration 0103: loose ends of corrections, chains and retries (found by this morning's reviews).
+-- hrwsi schema, migration 0102: loose ends of corrections, chains and retries (found by this morning's reviews).
 --
 -- - hrwsi.reprocess takes the lock of a correction (7250098/1) shared, first, as chaining does (migration 0097): a
 --   campaign's composite started while a correction ran read the members a group had then, the old version's among
@@ -49,7 +49,7 @@ BEGIN
     -- No input is corrected while a campaign is started, and a correction under way is waited for (the lock a
     -- correction takes exclusively, hrwsi.correct_input; taken first, as chaining takes it): its composites read the
     -- members a group has now, and one started during a correction read the old version's, which the correction had
-    -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0103). The
+    -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0102). The
     -- statements after it see what the correction did.
     PERFORM pg_advisory_xact_lock_shared(7250098, 1);
     -- Two starts of one request at once would both find no twin: starts are serialised until the
@@ -107,7 +107,7 @@ BEGIN
     IF created = 0 THEN
         RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
             CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
-            coalesce(reprocess.condition, target), reprocess.measured_from, reprocess.measured_to,
+            coalesce(reprocess.condition, target), hrwsi.utc_text(reprocess.measured_from), hrwsi.utc_text(reprocess.measured_to),
             CASE WHEN reprocess.tiles IS NULL THEN ''
                  ELSE ' (tiles ' || (SELECT string_agg(hrwsi.quoted_name(t), ', ') FROM unnest(reprocess.tiles) t) || ')' END
             USING ERRCODE = 'no_data_found';
@@ -237,7 +237,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     -- (a campaign's composite that read a member of the old version of a corrected input, which the correction
-    -- cancelled: retried, it read that member again; migration 0103, found by review. A member is of the old version
+    -- cancelled: retried, it read that member again; migration 0102, found by review. A member is of the old version
     -- when it is a product the correction outdated, or the corrected input itself, corrected after the task was made)
     SELECT format('task %s, a composite of campaign %s, was made from member %s of input %s, which input %s corrects',
                   t.id, t.campaign_id, c.member_path, o.id, o.superseded_by) INTO refused
@@ -261,7 +261,7 @@ BEGIN
     -- (a task of an input a correction superseded would run the wrong input again: migration 0083. A multi-input
     -- group's input is superseded when a member's input is corrected, and the harvester makes the group anew: the
     -- answer says so, and which task does its work now; it named the group "input G, which input N corrects",
-    -- N being the corrected member's input, found by review: migration 0103)
+    -- N being the corrected member's input, found by review: migration 0102)
     SELECT CASE WHEN i.source = 'multi_input' AND t.campaign_id IS NULL
                 THEN format('task %s ran multi-input group %s (input %s), which was made anew when input %s was corrected '
                             '(input %s replaces it)%s', t.id, i.input_path, i.id, x.id, i.superseded_by,
@@ -290,7 +290,7 @@ BEGIN
     -- (retention cuts no link of the walk while the task retried is kept: its input stays while a task names it
     -- (refuse_removing_inputs_tasks_name), a product while an input was made from it (prune_products), and a task
     -- while it has a product (product_task_must_exist); checked by review for migration 0098)
-    -- (up every way a task is made from a product, as the correction walks down, migration 0103: the product its input
+    -- (up every way a task is made from a product, as the correction walks down, migration 0102: the product its input
     -- was chained from, the products its multi-input group, or its campaign's composite, read as members. It followed
     -- the chained inputs alone, and a task down a chain from a campaign's composite that read an outdated member was
     -- retried; one down from a group named the group as the input corrected; found by review)
@@ -552,7 +552,7 @@ BEGIN
     END IF;
     PERFORM 1 FROM hrwsi.processing_task t WHERE t.input_id = was.id OR t.id = ANY (downstream) ORDER BY t.id FOR UPDATE;
     -- (how the task was made from it, said as it is: a group the old input itself is a member of, or a campaign's
-    -- composite that reads it, was said made "down a chain, from its products"; migration 0103, found by review)
+    -- composite that reads it, was said made "down a chain, from its products"; migration 0102, found by review)
     SELECT t.id, t.routine, t.state, t.input_id, j.backend_job_id, j.state AS job_state,
            CASE WHEN t.input_id = was.id THEN 'own'
                 WHEN was.product_id IS NULL AND EXISTS (SELECT 1 FROM hrwsi.multi_input_member g
@@ -722,7 +722,7 @@ BEGIN
         RETURNING t.id, t.routine, t.state, t.state_reason, r.previous_state
     ), alerted AS (
         -- (ops are told of a task it blocked behind a terminated one, as the other paths that block tell them:
-        -- migration 0103, found by review)
+        -- migration 0102, found by review)
         INSERT INTO hrwsi.alert (kind, subject, body, task_id, routine)
         SELECT 'task_blocked', format('hrwsi: task %s (%s) is blocked', m.id, m.routine), m.state_reason, m.id, m.routine
         FROM moved m WHERE m.previous_state = 'terminated' AND m.state = 'blocked'
@@ -807,7 +807,7 @@ BEGIN
         SET routine = to_routine,
             state = CASE WHEN c.state IN ('pending', 'planned') AND target.on_hold THEN 'on_hold'
                          WHEN c.state = 'planned' THEN 'pending'
-                         -- (or its old routine's back-fill: migration 0103, it stayed held by a hold of a routine
+                         -- (or its old routine's back-fill: migration 0102, it stayed held by a hold of a routine
                          -- it had left, found by review; held again below if the new routine's back-fill is on hold)
                          WHEN c.state = 'on_hold' AND NOT target.on_hold
                               AND (c.state_reason LIKE 'routine on hold: %'
@@ -971,7 +971,7 @@ BEGIN
         WHERE t.id = ANY (moved_ids || coalesce(relinked, '{}')) AND t.state = 'pending' AND t.routine = to_routine;
     ELSIF target.backfill_hold_reason IS NOT NULL THEN
         -- (so is one of a back-fill lane, when the routine's back-fill is on hold, as a new task of it is: migration
-        -- 0103; it was pending, and ran, while the back-fill's other tasks waited for its release; found by review)
+        -- 0102; it was pending, and ran, while the back-fill's other tasks waited for its release; found by review)
         UPDATE processing_task t SET state = 'on_hold',
             state_reason = CASE WHEN t.id = ANY (moved_ids) THEN moved_reason || '; ' ELSE '' END
                            || hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane)
