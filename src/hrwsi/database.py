@@ -124,6 +124,49 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
     """
     pgdata = Path(pgdata).expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with _one_start_at_a_time(pgdata):
+        return _start_embedded(pgdata, database, keep_running=keep_running, restart_stale=restart_stale)
+
+
+# How long a start waits for another start of the same server (initdb, recovery after a crash) to end.
+START_WAIT_S = 300.0
+
+
+@contextlib.contextmanager
+def _one_start_at_a_time(pgdata: Path):
+    """Hold the lock file beside pgdata (`.<pgdata's name>.start.lock`) while the server is started and
+    its database created. Why: two `hrwsi db start` on a new HRWSI_HOME at once (ops' scripts, systemd
+    units) both found no database and both created it: one failed with "duplicate key value violates
+    unique constraint "pg_database_datname_index"" (found by exploratory testing). The second now says
+    in one line that it waits, then reuses what the first started. Beside pgdata, not in it: initdb
+    wants an empty directory. An flock is let go by the kernel when its holder dies."""
+    import fcntl
+
+    path = pgdata.parent / f".{pgdata.name}.start.lock"
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("another start of the embedded PostgreSQL server in %s is under way; waiting for it", pgdata)
+            deadline = time.monotonic() + START_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DatabaseUnavailable(
+                            f"another start of the embedded PostgreSQL server in {pgdata} has not ended after "
+                            f"{START_WAIT_S:.0f} s (it holds {path}); its log is {pgdata / 'log'}") from None
+                    time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _start_embedded(pgdata: Path, database: str, *, keep_running: bool, restart_stale: bool) -> str:
+    """start_embedded, under the start lock."""
     stale = stale_embedded_server(pgdata)
     if stale is not None:
         _restart_or_refuse(pgdata, *stale, restart=restart_stale)
@@ -139,8 +182,10 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE, *, keep_runn
     with _first_connection(url, pgdata) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if not exists:
-            # CREATE DATABASE takes an identifier, not a parameter; quote it as one.
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
+            # CREATE DATABASE takes an identifier, not a parameter; quote it as one. (Another
+            # installation's start, which takes no lock of this one, may have created it in between.)
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
         # Its sessions read a time without a zone as UTC, as every time in hrwsi: initdb had taken
         # the shell's TZ, so a data engineer's '2026-11-20 10:34:21' was stored as 09:34:21Z and
         # every delay after it was an hour off (found by exploratory testing). A session that

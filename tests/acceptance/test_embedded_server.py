@@ -24,7 +24,7 @@ import pytest
 
 from hrwsi.backends.local_supervisor import PR_SET_CHILD_SUBREAPER
 from hrwsi.database import stale_embedded_server
-from tests.acceptance.conftest import run
+from tests.acceptance.conftest import HRWSI, run
 from tests.acceptance.test_cli_errors import one_line_error
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/exe").exists(), reason="needs /proc to tell a server's files")
@@ -72,6 +72,21 @@ def test_a_server_whose_installation_was_removed_is_named_and_restarted_by_db_st
     assert stale_embedded_server(pgdata) is None
     # The server loads plpgsql again: the schema (plpgsql functions and triggers) installs.
     assert "installed the current schema" in run(["db", "init"], embedded_env).stdout
+
+
+def test_two_first_starts_at_once_on_a_new_home_both_succeed_and_the_second_says_it_waits(embedded_env):
+    """Ops' scripts and systemd units start hrwsi together: two `hrwsi db start` on a new HRWSI_HOME both
+    created the database, and one failed ("duplicate key value violates unique constraint")."""
+    starts = [subprocess.Popen([*HRWSI, "db", "start"], env=embedded_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(3)]
+    finished = [(process.wait(timeout=180), *process.communicate()) for process in starts]
+    assert [code for code, _, _ in finished] == [0, 0, 0], finished
+    assert len({out.strip().splitlines()[-1] for _, out, _ in finished}) == 1, "one server, one URL"
+    waited = [err for _, _, err in finished if "under way" in err]
+    assert waited, "the later starts say they wait for the first"
+    for err in waited:
+        assert err.strip() == (f"another start of the embedded PostgreSQL server in "
+                               f"{Path(embedded_env['HRWSI_HOME']).resolve() / 'pgdata'} is under way; waiting for it")
 
 
 def test_a_pid_file_that_names_another_process_is_not_a_stale_server(tmp_path):
