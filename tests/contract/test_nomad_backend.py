@@ -1073,6 +1073,27 @@ async def test_an_adopter_follows_the_job_on_its_claims_own_id_and_never_registe
     await adopter.forget(own)
 
 
+async def test_a_readopted_attempt_looks_for_its_claims_own_job_until_nomad_answers_as_a_registration_does(
+        nomad: Target):
+    # Round 11 of exploratory testing: re-registered after an adoption, an attempt whose row an older launcher
+    # claimed looked for its claim's own job ID only for the retry window, then was lost (backend_unavailable)
+    # and retried as a new one while that job ran on; an unanswered registration waits for Nomad's answer.
+    emulator = nomad.require_emulator("answer nothing in time about one job")
+    foreign = claimed(installation_spec(nomad, "slow-own-id", str(uuid.uuid4())))
+    assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
+    taken = claimed(installation_spec(nomad, "slow-own-id", str(uuid.uuid4())))
+    own = await nomad.backend().submit(taken, first_start=True)
+    assert own != taken.job_id
+    own_registered = await registration_of(nomad, own)
+    adopter = nomad.backend(request_timeout_s=0.3, retry_for_s=1.0)
+    await adopter.read_jobs_index()
+    emulator.inject_delays(12, 0.5, path_prefix=f"/v1/job/{Target.path_id(own)}", method="GET")  # ~4 s of silence
+    assert await adopter.submit(taken) == own  # (not AttemptLost)
+    assert await registration_of(nomad, own) == own_registered, "registered again"
+    assert (await follow(adopter, dataclasses.replace(taken, job_id=own))).state == "processed"
+    await adopter.forget(own)
+
+
 async def test_an_attempt_adopted_as_it_runs_is_followed_under_its_claims_id_and_never_on_a_job_without_its_token(
         nomad: Target):
     # Found by review: an attempt whose launcher could not record the claim's own ID it ran under, and that

@@ -303,19 +303,22 @@ class NomadBackend(Backend):
         while len(table) > self._memory:
             del table[next(iter(table))]
 
-    async def _claims_own_job(self, spec: JobSpec, read=None) -> str | None:
+    async def _claims_own_job(self, spec: JobSpec) -> str | None:
         """An attempt adopted from its job row (not its first start): the claim's own ID when the job there
         carries the row's token, else None. The row names the first ID until its launcher recorded the other;
         a launcher that crashed (or whose lease lapsed) before that left the row on the first ID, and once the
         job this database does not know was gone from it (purged by its installation, Nomad's GC), registering
         the first ID again ran the attempt a second time beside its job on the claim's own ID (found by
         review). So the claim's own ID is looked at first: its job is this attempt's, and nothing is
-        registered."""
+        registered. Looked for until Nomad answers, by the one rule for an attempt that may be running (an
+        adoption's, a registration whose answer never came: _settle_unanswered): never lost for want of an
+        answer. Lost after the retry window, the re-registration after an adoption retried the attempt as a new
+        one while its job on the claim's own ID ran on, unfollowed (found by exploratory testing)."""
         assert spec.claim is not None
         own_id = claims_own_job_id(spec.job_id, spec.claim)
         if own_id == spec.job_id:  # (the row names it: recorded)
             return None
-        job = await (read or self._read_job)(own_id)
+        job = await self._read_job_when_answered(own_id)
         if job is None or not self._is_this_claims(job, spec, spec.claim):
             return None
         if _output_dir_of(job) == spec.output_dir:
@@ -332,7 +335,7 @@ class NomadBackend(Backend):
         `wait` follows only if its job is this claim's."""
         if not spec.claim:
             return spec.job_id
-        return await self._claims_own_job(spec, self._read_job_when_answered) or spec.job_id
+        return await self._claims_own_job(spec) or spec.job_id
 
     def runs_as(self, spec: JobSpec, backend_job_id: str) -> JobSpec:
         """Backend.runs_as; a claim's own job found registered with the row's first paths keeps them."""
