@@ -15,11 +15,18 @@ the server's `now()` against the midpoint of the round trip that read it, and te
 database would (`DatabaseClock.now`). An offset beyond `SKEW_SAID_S` is the service's problem, in its
 log once and in `hrwsi status` (service_instance.problem) while it lasts: the times it sends are
 corrected, but the host's clock should be fixed (its logs, its routines' files, Nomad's clients).
+
+Between readings the database's time is the last reading's carried forward by the host's monotonic
+clock (`elapsed`), never by its wall clock: a host clock set back or forward (an admin's `date -s`, a
+VM resumed from a snapshot, NTP stepping it) is in `offset_s` at once. Carried by the wall clock plus
+the offset last measured, the services' times were off by the jump until the next heartbeat (up to
+5 s; found by exploratory testing).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 logger = logging.getLogger(__name__)
@@ -28,30 +35,55 @@ logger = logging.getLogger(__name__)
 SKEW_SAID_S = 2.0
 # A reading whose round trip took longer than this says little about the offset: it is not used.
 ROUND_TRIP_TRUSTED_S = 1.0
+# The host's clock that a jump of its wall clock does not move, and that counts a suspended host's sleep
+# (CLOCK_BOOTTIME, Linux), else the monotonic one: what a duration and a time carried forward are read from.
+_ELAPSED_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
+def elapsed() -> float:
+    """Seconds on the host's clock that only goes forward (not a time of day: differences only)."""
+    return time.clock_gettime(_ELAPSED_CLOCK)
+
+
+def wall() -> datetime:
+    """The host's wall clock, in UTC (a function of its own: tests move it)."""
+    return datetime.now(UTC)
 
 
 class DatabaseClock:
-    """The database's time as this host reckons it: its own clock plus the last measured offset
-    (zero until a first reading)."""
+    """The database's time as this host reckons it: the last reading carried forward by `elapsed`
+    (the host's wall clock until a first reading)."""
 
     def __init__(self, service: str = "service") -> None:
         self.service = service
-        self.offset_s = 0.0
+        self._anchor: tuple[float, datetime] | None = None  # (elapsed(), the database's time) at the last reading
         self.round_trip_s: float | None = None
         self.skewed_since: datetime | None = None
         self._said: float | None = None  # the offset last said in the log (rounded), None: in step
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset_s)
+        if self._anchor is None:
+            return wall()
+        at, database_time = self._anchor
+        return database_time + timedelta(seconds=elapsed() - at)
 
-    def observe(self, sent: datetime, received: datetime, database_now: datetime) -> None:
-        """One reading: the server's now() read by a statement sent at `sent` whose answer came at
-        `received` (both this host's clock)."""
-        round_trip = (received - sent).total_seconds()
+    @property
+    def offset_s(self) -> float:
+        """The database's time less this host's wall clock, now (a jump of the host's clock since the last
+        reading is in it already)."""
+        return 0.0 if self._anchor is None else (self.now() - wall()).total_seconds()
+
+    @offset_s.setter
+    def offset_s(self, value: float) -> None:  # (tests: a host clock `value` s behind the database's)
+        self._anchor = (elapsed(), wall() + timedelta(seconds=value))
+
+    def observe(self, sent: float, received: float, database_now: datetime) -> None:
+        """One reading: the server's now() read by a statement sent when `elapsed()` read `sent`, whose
+        answer came when it read `received`."""
+        round_trip = received - sent
         if round_trip < 0 or round_trip > ROUND_TRIP_TRUSTED_S:
-            return  # the host's clock jumped during the call, or the call was too slow to tell
-        midpoint = sent + (received - sent) / 2
-        self.offset_s = (database_now - midpoint).total_seconds()
+            return  # the call was too slow to tell
+        self._anchor = (sent + round_trip / 2, database_now)
         self.round_trip_s = round_trip
         self._say()
 

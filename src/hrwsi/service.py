@@ -25,12 +25,12 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from hrwsi import process_identity
+from hrwsi import database_clock, process_identity
 from hrwsi.backoff import LISTENER_CAP_S, START_UP_CAP_S, Backoff
 from hrwsi.database import EMBEDDED_START_HINT, TRANSIENT_DATABASE_ERRORS, embedded_server_down, names_embedded_server
 from hrwsi.database_clock import DatabaseClock
@@ -718,12 +718,12 @@ class Service:
         Each renewal confirms the lease by this process's clock (lease_held) and reads the database's
         clock (DatabaseClock)."""
         problem = self.problem() or self._queue_problem or self.clock.problem()
-        sent, sent_at = time.monotonic(), datetime.now(UTC)
+        sent, sent_at = time.monotonic(), database_clock.elapsed()
         renewed = await conn.fetchrow(query("renew_lease"), self.instance_id, self.settings.lease_timeout_s,
                                       *(problem or (None, None)))
         if renewed is not None:
             self._lease_confirmed_at = sent
-            self.clock.observe(sent_at, datetime.now(UTC), renewed["heartbeat_at"])
+            self.clock.observe(sent_at, database_clock.elapsed(), renewed["heartbeat_at"])
             await self._watch_notification_queue(conn, renewed["notification_queue_usage"])
         return renewed
 
@@ -833,7 +833,7 @@ class Service:
         if self._process_identity is None:
             self._process_identity = await asyncio.to_thread(process_identity.identity) or ""
         await self._take_over_dead_leases()
-        sent, sent_at = time.monotonic(), datetime.now(UTC)
+        sent, sent_at = time.monotonic(), database_clock.elapsed()
         async with self.pool.acquire() as conn, (conn.transaction() if check else contextlib.nullcontext()):
             if check is not None:
                 await check(conn, site)
@@ -842,7 +842,7 @@ class Service:
                                                 self._process_identity or None)
         self._lease_confirmed_at = sent
         self.registered = True
-        self.clock.observe(sent_at, datetime.now(UTC), registered_at)
+        self.clock.observe(sent_at, database_clock.elapsed(), registered_at)
         self.health.heartbeat_ok()  # metrics hook (issue 13): registered is a fresh lease
 
     async def _take_over_dead_leases(self) -> None:

@@ -11,9 +11,10 @@ import struct
 import threading
 import time
 from contextlib import asynccontextmanager
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import aiohttp
@@ -23,13 +24,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
-from hrwsi import retention, timeliness
+from hrwsi import database_clock, retention, timeliness
 from hrwsi.backoff import DASHBOARD_LISTENER_CAP_S
 from hrwsi.database import create_pool
+from hrwsi.database_clock import DatabaseClock
 from hrwsi.installed_code import fingerprint
 from hrwsi.sql_files import query
+from hrwsi.web import auth as auth_module
 from hrwsi.web.app import ERROR_RETRY_S, Dashboard
-from hrwsi.web.auth import SESSION_COOKIE, Authenticator, parse_tokens
+from hrwsi.web.auth import SESSION_COOKIE, SESSION_S, Authenticator, parse_tokens
 from hrwsi.web.config import HostPolicy, WebSettings
 from hrwsi.web.data import LOCK_WAIT_S, SESSION_SETTINGS, OverviewCache, read_overview
 from hrwsi.web.live import TABLE_CHANNELS, LiveHub
@@ -55,10 +58,10 @@ def scenario(db, data_dir):
 
 
 @asynccontextmanager
-async def dashboard(url: str, data_dir: Path, tokens: str = TOKENS, hosts: HostPolicy | None = None):
+async def dashboard(url: str, data_dir: Path, tokens: str = TOKENS, hosts: HostPolicy | None = None, **options):
     pool = await create_pool(url, min_size=0, max_size=3, server_settings=SESSION_SETTINGS)  # (the service's)
     app = Dashboard(pool, LiveHub(), OverviewCache(pool, 30.0), Authenticator(parse_tokens(tokens)), data_dir,
-                    hosts=hosts)
+                    hosts=hosts, **options)
     try:
         async with TestClient(TestServer(app.application())) as client:
             yield client
@@ -711,6 +714,34 @@ async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, s
         ("on_hold",)
     assert db.execute("SELECT actor, via, action, succeeded FROM hrwsi.operator_action").fetchall() == [
         ("alice", "web", "hold_task", True)]
+
+
+async def test_a_session_expires_by_the_databases_clock_and_setting_the_host_clock_back_does_not_revive_it(
+        database_url, scenario, data_dir, monkeypatch):
+    # Found by exploratory testing: a session's expiry was read by the host's wall clock, so setting it back
+    # made expired sessions valid again. It is read by the database's clock as the web service tells it
+    # (DatabaseClock: its last reading carried forward by the host's monotonic clock).
+    host = {"wall": datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "elapsed": 5000.0}
+    monkeypatch.setattr(database_clock, "wall", lambda: host["wall"])
+    monkeypatch.setattr(database_clock, "elapsed", lambda: host["elapsed"])
+    monkeypatch.setattr(auth_module, "time", SimpleNamespace(time=lambda: host["wall"].timestamp()))  # (read before)
+    clock = DatabaseClock("web")
+    clock.observe(host["elapsed"], host["elapsed"], host["wall"])
+
+    def passes(seconds: float) -> None:
+        host["wall"] += timedelta(seconds=seconds)
+        host["elapsed"] += seconds
+
+    async with dashboard(database_url, data_dir, clock=clock.now) as client:
+        login = await client.post("/login", data={"token": ALICE, "next": "/"}, allow_redirects=False)
+        assert login.status == 303
+        assert ">alice</span>" in await text_of(client, "/"), "signed in"
+        passes(SESSION_S - 60)
+        assert ">alice</span>" in await text_of(client, "/"), "a minute left"
+        passes(120)
+        assert ">alice</span>" not in await text_of(client, "/"), "expired"
+        host["wall"] -= timedelta(hours=1)  # the host's clock set an hour back
+        assert ">alice</span>" not in await text_of(client, "/"), "revived by setting the host's clock back"
 
 
 async def test_signing_in_never_sends_anyone_off_the_dashboard(database_url, scenario, data_dir):

@@ -470,3 +470,21 @@ def test_an_attempt_whose_log_lost_bytes_to_its_storage_says_how_many_with_its_e
     assert (outcome.state, outcome.exit_code) == ("internal_error", 3), outcome
     assert outcome.message.endswith("; 3000000 of the 4000000 bytes it wrote could not be kept in its log: its storage "
                                     "failed"), outcome.message
+
+
+def test_an_attempts_start_is_read_from_its_end_and_its_run_time_whatever_the_host_clock_did_while_it_ran():
+    # Found by exploratory testing: a host clock set an hour back while a routine ran gave it a start an hour
+    # after its end (finished_at less started_at is off by the jump); the supervisor's run time is read by the
+    # clock a jump does not move (run_s), and the start is its end less that.
+    backend = LocalBackend(max_parallel_jobs=1)
+    found = {"protocol": 2, "exit_code": 0, "signal": None, "started_at": "2026-12-07T10:00:00.000000+00:00",
+             "finished_at": "2026-12-07T09:00:05.000000+00:00", "run_s": 5.0, "timed_out": False, "stopped": False,
+             "error": None}
+    outcome = backend._outcome("hrwsi-x-1-1", found)
+    assert outcome.state == "processed"
+    assert (outcome.finished_at - outcome.started_at).total_seconds() == 5.0
+    assert outcome.finished_at.isoformat() == "2026-12-07T09:00:05+00:00"
+    older = {key: value for key, value in found.items() if key != "run_s"}  # a supervisor before run_s: as it says
+    assert backend._outcome("hrwsi-x-1-1", older).started_at.isoformat() == "2026-12-07T10:00:00+00:00"
+    for strange in (-1, "5", float("nan"), True):
+        assert backend._outcome("hrwsi-x-1-1", found | {"run_s": strange}).started_at.hour == 10

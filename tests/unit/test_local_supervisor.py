@@ -109,6 +109,7 @@ def test_the_lock_says_running_while_the_routine_runs_and_the_outcome_is_written
     assert (written["exit_code"], written["signal"], written["timed_out"], written["stopped"]) == (0, None, False,
                                                                                                   False)
     assert written["started_at"] <= written["finished_at"]
+    assert 0 <= written["run_s"] < GUARD_S, "its run time by the clock a jump of the host clock does not move"
     found = local_supervisor.settle(str(tmp_path), "unused")
     assert found.state == "finished" and found.outcome == written
 

@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psutil
 
@@ -355,6 +355,11 @@ class LocalBackend(Backend):
     def _outcome(self, job_id: str, found: dict) -> JobOutcome:
         """The JobOutcome of an attempt's exit.json."""
         started, finished = _time(found.get("started_at")), _time(found.get("finished_at")) or _now()
+        run_s = found.get("run_s")
+        if isinstance(run_s, int | float) and not isinstance(run_s, bool) and 0 <= run_s < 1e9 and finished is not None:
+            # (its run time by the supervisor's monotonic clock: a jump of the host's clock while it ran moved
+            # finished_at from started_at by the jump; an older supervisor's outcome has no run_s)
+            started = finished - timedelta(seconds=run_s)
         code, signal_number = found.get("exit_code"), found.get("signal")
         leftovers = found.get("leftover_processes") or 0
         note = f" (stopped {leftovers} process(es) it left running)" if leftovers and not found.get("stopped") \

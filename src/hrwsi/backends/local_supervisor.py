@@ -672,11 +672,13 @@ class Supervisor:
             os.set_blocking(self.output, False)
 
     def run(self) -> dict:
+        # run_s: how long it ran, by the clock a jump of the host's clock does not move; finished_at less
+        # started_at is off by any such jump while it ran (the launcher reads its start as finished_at - run_s).
         started = _now()
         begun = time.monotonic()
         if self.stop_requested is not None:  # asked to stop before anything started
             return {"exit_code": None, "signal": None, "started_at": started, "finished_at": _now(),
-                    "timed_out": False, "stopped": True, "error": None}
+                    "run_s": time.monotonic() - begun, "timed_out": False, "stopped": True, "error": None}
         try:
             self.routine = self.spawn()
         except (OSError, ValueError) as error:
@@ -686,7 +688,7 @@ class Supervisor:
             # (ValueError: an empty program name, ARRAY[''] set by hand: the supervisor died without an
             # outcome, and each attempt was recorded lost, retried without limit)
             return {"exit_code": CANNOT_START_EXIT_CODE, "signal": None, "started_at": started,
-                    "finished_at": _now(), "timed_out": False, "stopped": False,
+                    "finished_at": _now(), "run_s": time.monotonic() - begun, "timed_out": False, "stopped": False,
                     "error": f"cannot start the routine {self.argv[0]!r}: {error}"}
         timed_out = False
         while True:
@@ -720,7 +722,8 @@ class Supervisor:
             capped = {"log_bytes": self.log.written, "log_dropped_bytes": self.log.dropped,
                       "log_failed_bytes": self.log.failed}
         return {"protocol": PROTOCOL, **capped, "exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
-                "started_at": started, "finished_at": _now(), "timed_out": timed_out, "timeout_s": self.timeout_s,
+                "started_at": started, "finished_at": _now(), "run_s": time.monotonic() - begun,
+                "timed_out": timed_out, "timeout_s": self.timeout_s,
                 "stopped": stopped,
                 "routine_pid": self.routine, "leftover_processes": leftovers, "error": None}
 

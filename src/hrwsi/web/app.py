@@ -140,8 +140,13 @@ class Dashboard:
 
     def __init__(self, read_pool: asyncpg.Pool, hub: LiveHub, overview: data.OverviewCache, auth: Authenticator,
                  data_dir: Path, ui_link: Callable[[str, str], str | None] | None = None,
-                 extra_routes: list[web.RouteDef] = (), hosts: HostPolicy | None = None):
+                 extra_routes: list[web.RouteDef] = (), hosts: HostPolicy | None = None,
+                 clock: Callable[[], datetime] | None = None):
         self.pool = read_pool
+        # A session's expiry is an instant: read by the database's clock as the service tells it (its
+        # DatabaseClock), not the host's. By the host's, setting its clock back made expired sessions valid
+        # again, and every replica judged them by its own clock (found by exploratory testing).
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.hosts = hosts or HostPolicy()
         self.hub = hub
         self.overview = overview
@@ -273,7 +278,7 @@ class Dashboard:
     # -- rendering -------------------------------------------------------------------------------
     def _session(self, request: web.Request) -> tuple[str | None, str | None]:
         cookie = request.cookies.get(SESSION_COOKIE)
-        actor = self.auth.actor_for_session(cookie)
+        actor = self.auth.actor_for_session(cookie, self.clock().timestamp())
         return (actor, cookie) if actor else (None, None)
 
     def _base(self, request: web.Request) -> dict[str, Any]:
@@ -367,8 +372,9 @@ class Dashboard:
             return self.render(request, "login.html", {"page": "login", "next": target, "failed": True}, status=403)
         logger.info("web: %s signed in from %s", actor, request.remote)
         response = web.HTTPSeeOther(target)
-        response.set_cookie(SESSION_COOKIE, self.auth.session_for(actor), max_age=int(self.auth.session_s), path="/",
-                            httponly=True, samesite="Strict", secure=request.secure)
+        response.set_cookie(SESSION_COOKIE, self.auth.session_for(actor, self.clock().timestamp()),
+                            max_age=int(self.auth.session_s), path="/", httponly=True, samesite="Strict",
+                            secure=request.secure)
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:

@@ -149,7 +149,8 @@ class WebService(Service):
         self.overview = OverviewCache(self._read_pool, liveness_limit_s(self.settings))
         self.endpoints = endpoints = InstanceEndpoints(self.instances, self.pool, self.settings)
         dashboard = Dashboard(self._read_pool, self.hub, self.overview, self.web_settings.auth,
-                              self.settings.data_dir, self._ui_links, endpoints.routes(), self.web_settings.hosts)
+                              self.settings.data_dir, self._ui_links, endpoints.routes(), self.web_settings.hosts,
+                              clock=self.clock.now)
         self._runner = web.AppRunner(dashboard.application(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         host, port = self.web_settings.host, self.web_settings.port
