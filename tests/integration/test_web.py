@@ -1397,8 +1397,10 @@ async def test_no_page_grows_with_the_archive_nor_reads_more_of_it(database_url,
         read.append(await rows_read_by_the_overview(database_url))
         tasks.append(db.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0])
     assert seen[1] == seen[0], {path: (seen[0][path], seen[1][path]) for path in pages if seen[1][path] != seen[0][path]}
+    # (a few rows more or fewer from one read to the next is the plan's choice of the moment, 153 then 145 input
+    # rows in a CI run of 2026-12-07; a read that follows the archive reads thousands more: each batch adds 2,500)
     grew = {table: (read[0].get(table, 0), read[1].get(table, 0)) for table in ARCHIVE_TABLES
-            if read[1].get(table, 0) != read[0].get(table, 0)}
+            if read[1].get(table, 0) > read[0].get(table, 0) * 1.25 + 50}
     assert grew == {}, f"rows the overview read (before, after the second batch): {grew}"
     more = read[1].get("processing_task", 0) - read[0].get("processing_task", 0)
     assert more <= tasks[1] - tasks[0], f"the overview read {more:,} more task rows for {tasks[1] - tasks[0]:,} more tasks"
