@@ -433,6 +433,40 @@ def test_releasing_a_routine_leaves_the_tasks_of_a_held_campaign_held_with_it(db
         f"campaign {campaign} released; 2 held task(s) will be planned"
 
 
+def test_releasing_a_campaign_lifts_its_own_hold_and_says_how_many_tasks_stay_held_and_why(db, configure):
+    # Found by review: `hrwsi campaigns --release` (hrwsi.release_campaign, the dashboard's Release of a campaign)
+    # released every held task of the campaign, undoing each hold an operator had put on a task one by one, while
+    # a routine's release lifts the routine's hold only (migration 0101); and a task of a routine on hold stayed
+    # saying "campaign N on hold" once the campaign was released. It lifts the campaign's hold only (migration 0105).
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 4)
+    campaign = db.execute("""INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to)
+                             VALUES ('reprocess 2025', 'work', 'in', '2025-01-01Z', '2026-01-01Z') RETURNING id""").fetchone()[0]
+    db.execute("UPDATE hrwsi.processing_task SET campaign_id = %s", (campaign,))
+    tasks = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    db.execute("SELECT hrwsi.hold_task(%s)", (tasks[0],))
+    db.execute("SELECT hrwsi.hold_campaign(%s, 'checking its outputs')", (campaign,))
+    said = db.execute("SELECT hrwsi.release_campaign(%s)", (campaign,)).fetchone()[0]
+    assert said == (f"campaign {campaign} released; 3 held task(s) will be planned; 1 task(s) an operator held one by "
+                    "one stay held: `hrwsi release ID` releases each (`hrwsi status` lists them)"), said
+    states = dict(db.execute("SELECT id, state FROM hrwsi.processing_task"))
+    assert [states[t] for t in tasks] == ["on_hold", "pending", "pending", "pending"]
+    assert [t["id"] for t in reports.status(db)["held_tasks"]] == [tasks[0]]
+    # Held with their routine: they stay held, saying so, and the answer names the routine and how to release it.
+    db.execute("SELECT hrwsi.hold_campaign(%s, 'checking its outputs')", (campaign,))
+    db.execute("SELECT hrwsi.hold_routine('work', 'a bad image')")
+    said = db.execute("SELECT hrwsi.release_campaign(%s)", (campaign,)).fetchone()[0]
+    assert said == (f"campaign {campaign} released; 0 held task(s) will be planned; 3 stay held with their routine work, "
+                    "on hold: `hrwsi release work` releases it; 1 task(s) an operator held one by one stay held: "
+                    "`hrwsi release ID` releases each (`hrwsi status` lists them)"), said
+    assert db.execute("SELECT DISTINCT state_reason FROM hrwsi.processing_task WHERE id <> %s",
+                      (tasks[0],)).fetchall() == [("routine on hold: a bad image",)]
+    assert db.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                      (tasks[1],)).fetchone()[0] == "routine on hold: a bad image", "its history says what holds it now"
+    assert db.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s", (tasks[0],)).fetchone() == \
+        ("on_hold", "held by an operator")
+
+
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
     configure(single_routine_configuration(["true"]))
     db.execute("SELECT hrwsi.hold_routine('work')")
