@@ -2793,6 +2793,40 @@ BEGIN
                        ELSE format('; task %s after it in its time series runs after task %s now', next_task, next_previous) END);
 END $$;
 
+-- The last correction of an input (migration 0105): hrwsi.correct_input updates its one row as it commits, and a
+-- statement that waited for the correction's lock in a REPEATABLE READ or SERIALIZABLE transaction locks the row
+-- (hrwsi.see_the_corrections_before): a correction committed after that transaction's snapshot fails the lock, as it
+-- fails any row the correction changed. The lock is all: its snapshot, taken before the wait, shows no correction.
+CREATE TABLE hrwsi.last_correction (
+    only_row     boolean PRIMARY KEY DEFAULT true CONSTRAINT last_correction_is_one_row CHECK (only_row),
+    input_id     bigint,        -- (the input corrected last: no key, retention removes inputs)
+    corrected_at timestamptz
+);
+INSERT INTO hrwsi.last_correction (only_row) VALUES (true);
+
+-- (migration 0105) A statement that waited for the correction's lock (7250098/1) reads what the correction did: in
+-- READ COMMITTED its next statements take a new snapshot, but a REPEATABLE READ or SERIALIZABLE transaction took its
+-- snapshot before the wait, and read the old version (hrwsi.reprocess made a campaign's composite of the old version's
+-- product, not outdated in that snapshot; found by review). Refused there, in one sentence, when a correction committed
+-- after that snapshot; else it goes on. Run by hrwsi.reprocess and hrwsi.chain_missed_products, after the lock.
+CREATE FUNCTION hrwsi.see_the_corrections_before(caller text, reads text) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        RETURN;
+    END IF;
+    BEGIN
+        PERFORM 1 FROM hrwsi.last_correction FOR SHARE;
+    EXCEPTION WHEN serialization_failure THEN
+        RAISE EXCEPTION 'an input was corrected after this transaction''s snapshot was taken: % would read % as they '
+                        'were before the correction, and is refused', caller, reads
+            USING ERRCODE = 'serialization_failure',
+                  DETAIL = format('A %s transaction reads what its snapshot shows, taken before %s waited for the '
+                                  'correction under way.', upper(current_setting('transaction_isolation')), caller),
+                  HINT = 'run it again in a new transaction (its snapshot sees the correction), or in a READ COMMITTED one';
+    END;
+END $$;
+
 -- A data engineer's correction of an input a task was made from (migration 0083): README told them to
 -- insert the corrected input and cancel the old task, but an input that keeps the path could not be
 -- inserted until retention removed the old one (found by exploratory testing). This cancels the old
@@ -3108,6 +3142,9 @@ BEGIN
     DELETE FROM hrwsi.alert a
     WHERE a.id > alerted AND a.kind = 'task_blocked'
       AND a.task_id IN (SELECT t.id FROM hrwsi.processing_task t WHERE t.id = ANY (dependents) AND t.state <> 'blocked');
+    -- (what a REPEATABLE READ transaction that waited for this correction locks, to learn that it came after its
+    -- snapshot: hrwsi.see_the_corrections_before; migration 0105)
+    UPDATE hrwsi.last_correction SET input_id = was.id, corrected_at = now();
     RETURN new_id;
 END $$;
 
@@ -3616,6 +3653,9 @@ BEGIN
     -- that ran before marked outdated.
     IF NOT dry_run THEN
         PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+        -- (nor in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot misses a correction that committed since:
+        -- migration 0105)
+        PERFORM hrwsi.see_the_corrections_before('hrwsi.chain_missed_products', 'the products');
     END IF;
     -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
     -- inputs name them: retention (hrwsi.prune_products) skips a locked product, and one it removed
@@ -3744,6 +3784,9 @@ BEGIN
     -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0102). The
     -- statements after it see what the correction did.
     PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+    -- (not in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot, taken before that wait, misses a correction
+    -- that committed since: its composite read the old version's product; migration 0105, found by review)
+    PERFORM hrwsi.see_the_corrections_before('hrwsi.reprocess', 'the inputs');
     -- Two starts of one request at once would both find no twin: starts are serialised until the
     -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
     PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"
@@ -6201,6 +6244,10 @@ REVOKE EXECUTE ON FUNCTION hrwsi.skip_cancelled_tasks(bigint[]) FROM PUBLIC;
 -- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
 -- whoever writes inputs; scene_id_of is for every role's INSERT.
 REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;
+-- (migration 0105) The last correction: read by all; written by hrwsi.correct_input alone, which runs as the owner.
+REVOKE ALL ON hrwsi.last_correction FROM PUBLIC;
+GRANT SELECT ON hrwsi.last_correction TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+REVOKE EXECUTE ON FUNCTION hrwsi.see_the_corrections_before(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text)
     TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from(), hrwsi.scene_id_of(text) FROM PUBLIC;

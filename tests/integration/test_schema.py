@@ -883,6 +883,97 @@ def test_a_campaign_started_while_an_input_is_corrected_waits_and_its_composite_
     assert "campaign" in outcome
 
 
+def _after_a_correction_it_waited_for(db, database_url, old_input, isolation, call):
+    """`call` in a transaction of `isolation` whose snapshot was taken (BEGIN; SELECT 1) before the correction of
+    `old_input` committed, which it waits for: what it returned, or the error it raised; and whether it waited."""
+    correcting = psycopg.connect(database_url)
+    calling = psycopg.connect(database_url, autocommit=True)
+    outcome = {}
+
+    def run():
+        try:
+            with calling.transaction():
+                outcome["returned"] = calling.execute(call[0], call[1]).fetchall()
+        except psycopg.Error as error:
+            outcome["error"] = error
+
+    try:
+        correcting.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,))  # (not committed yet)
+        calling.execute(f"SET default_transaction_isolation = '{isolation}'")
+        pid = calling.info.backend_pid
+        racer = threading.Thread(target=run)
+        racer.start()
+        waited = False
+        for _ in range(200):  # until the call waits for the correction's lock, or ends
+            waited = db.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)",
+                                (pid,)).fetchone()[0]
+            if waited or not racer.is_alive():
+                break
+            racer.join(0.02)
+        correcting.commit()
+        racer.join(10)
+    finally:
+        correcting.close()
+        calling.close()
+    assert waited, "it waited for the correction under way"
+    return outcome
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_a_campaign_started_in_a_stricter_transaction_while_an_input_is_corrected_is_refused_not_made_of_the_old_one(
+        configured, database_url, isolation):
+    """Found by review: in a REPEATABLE READ (or SERIALIZABLE) transaction hrwsi.reprocess waited for the correction
+    under way (migration 0102) but read what its snapshot, taken before, showed: a campaign's composite read the
+    members its group had before the correction, the old version's product among them, not outdated yet, and ran
+    from it. It is refused, saying why and what to do; in a new transaction of that isolation it starts."""
+    old_input, _ = _a_campaign_composite_with_a_late_member(configured)
+    configured.execute("DELETE FROM hrwsi.multi_input_campaign_member")
+    configured.execute("DELETE FROM hrwsi.processing_task WHERE campaign_id IS NOT NULL")
+    call = ("SELECT campaign_id FROM hrwsi.reprocess(routine => 'composite', measured_from => %s, measured_to => %s, "
+            "again => true)", (NOW - timedelta(days=3), NOW))
+    outcome = _after_a_correction_it_waited_for(configured, database_url, old_input, isolation, call)
+    read = configured.execute("SELECT c.member_path, t.state FROM hrwsi.multi_input_campaign_member c "
+                              "JOIN hrwsi.processing_task t ON t.id = c.task_id ORDER BY 1").fetchall()
+    assert ("/p/a.L2A", "pending") not in read, f"a campaign's composite reads the old version's product: {read}"
+    error = outcome.get("error")
+    assert isinstance(error, psycopg.errors.SerializationFailure), outcome
+    assert error.diag.message_primary == (
+        "an input was corrected after this transaction's snapshot was taken: hrwsi.reprocess would read the inputs as "
+        "they were before the correction, and is refused")
+    assert "run it again in a new transaction" in error.diag.message_hint
+    # The same call in a new transaction of that isolation: its snapshot sees the correction.
+    with psycopg.connect(database_url) as again:
+        again.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation.upper()}")
+        again.execute(call[0], call[1])
+    assert configured.execute("SELECT array_agg(member_path) FROM hrwsi.multi_input_campaign_member").fetchone()[0] \
+        == ["/p/b.L2A"]
+
+
+def test_chaining_missed_products_in_a_repeatable_read_transaction_while_an_input_is_corrected_is_refused(
+        configured, database_url):
+    """Found by review: hrwsi.chain_missed_products in a REPEATABLE READ transaction waited for the correction under
+    way but read its snapshot, taken before: the old version's products, not outdated yet, and chained them, starting
+    the chain of the version the correction had replaced. It is refused, saying why and what to do."""
+    _chain(configured)
+    configured.execute("UPDATE hrwsi.processing_condition SET active = false WHERE name = 'snow'")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                       "VALUES (%s, '/p/a.L2A', 'L2A', now())", (old_task,))  # (chained while snow was inactive)
+    configured.execute("UPDATE hrwsi.processing_condition SET active = true WHERE name = 'snow'")
+    assert configured.execute("SELECT missed FROM hrwsi.chain_missed_products('snow', dry_run => true)").fetchone() == (1,)
+    outcome = _after_a_correction_it_waited_for(configured, database_url, old_input, "repeatable read",
+                                                ("SELECT chained FROM hrwsi.chain_missed_products('snow')", ()))
+    assert configured.execute("SELECT count(*) FROM hrwsi.input WHERE processing_condition = 'snow'").fetchone()[0] == 0, \
+        "the old version's product was chained"
+    error = outcome.get("error")
+    assert isinstance(error, psycopg.errors.SerializationFailure), outcome
+    assert error.diag.message_primary == (
+        "an input was corrected after this transaction's snapshot was taken: hrwsi.chain_missed_products would read "
+        "the products as they were before the correction, and is refused")
+
+
 def test_a_product_chained_while_its_input_is_corrected_is_waited_for_and_its_task_cancelled(configured, database_url):
     """Found by review: a product of the old input's task that the harvester was chaining when the input was
     corrected (its row locked) was skipped, not waited for: the chaining committed after, and the task it made
