@@ -72,6 +72,11 @@ class SameCampaignOpen(Exception):
     start another anyway."""
 
 
+class CorrectionUnderWay(Exception):
+    """The start waited lock_timeout for a correction of an input under way (hrwsi.reprocess waits for one, migration
+    0102); the message names the session that corrects."""
+
+
 def start(conn: psycopg.Connection, request: CampaignRequest, *, again: bool = False) -> dict:
     """Create the campaign and its tasks in one call; returns campaign_id, tasks and a summary sentence.
     psycopg errors (no such routine, nothing to reprocess, a bad range) carry the database's sentence.
@@ -86,6 +91,14 @@ def start(conn: psycopg.Connection, request: CampaignRequest, *, again: bool = F
         with conn.transaction():
             return conn.cursor(row_factory=dict_row).execute(query("reprocess"),
                                                              {**request.params(), "again": again}).fetchone()
+    except psycopg.errors.LockNotAvailable as error:
+        from hrwsi.harvest.corrections import correction_waited_for
+
+        waited = correction_waited_for(conn, error)
+        if waited is None:
+            raise
+        raise CorrectionUnderWay(f"hrwsi reprocess {waited}, and started no campaign: run it again once that "
+                                 "correction commits or rolls back (`hrwsi status` names a session left open)") from None
     except psycopg.errors.UniqueViolation as error:
         if error.diag.constraint_name != TWIN_REFUSED:
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
 from hrwsi.configuration import load
@@ -60,6 +61,34 @@ def test_reprocess_refuses_with_one_line_that_says_why(processed, env, arguments
     result = run(["reprocess", *arguments], env, check=False)
     assert result.returncode == code and message in result.stderr and result.stderr.count("\n") == 1
     assert "campaign 1" not in run(["campaigns"], env).stdout
+
+
+@pytest.mark.parametrize(("command", "not_done"), [
+    (["reprocess", "--routine", "work", "--from", "2020-01-01", "--to", "2100-01-01"], "and started no campaign"),
+    (["chain-missed", "in"], "and chained nothing"),
+])
+def test_a_command_that_waited_for_a_correction_under_way_says_so_naming_its_session(processed, env, database_url,
+                                                                                     command, not_done):
+    """Found by review: `hrwsi reprocess` waits for a correction of an input under way (migration 0102), and a wait
+    that ran out said only "the database cancelled a statement: canceling statement due to lock timeout; it ran past
+    lock_timeout", not what it waited for. It says so, naming the session that corrects, as the harvester does."""
+    [corrected] = processed.execute("SELECT id FROM hrwsi.input").fetchone()
+    correcting = psycopg.connect(database_url)  # a data engineer's correction, not committed yet
+    try:
+        correcting.execute("SET application_name = 'psql'")
+        correcting.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (corrected,))
+        result = run(command, {**env, "PGOPTIONS": "-c lock_timeout=300"}, check=False)
+        pid = correcting.info.backend_pid
+    finally:
+        correcting.close()
+    said = result.stderr.strip()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, said
+    assert said.startswith(f"error: hrwsi {command[0]} waited lock_timeout (300ms) for the correction of an input under "
+                           f"way (hrwsi.correct_input in session {pid}, "), said
+    assert "application 'psql'" in said and said.endswith(
+        f"{not_done}: run it again once that correction commits or rolls back (`hrwsi status` names a session left "
+        "open)"), said
+    assert processed.execute("SELECT count(*) FROM hrwsi.campaign").fetchone()[0] == 0
 
 
 def test_a_held_campaign_is_shown_by_status_and_campaigns_and_released_with_one_option(processed, env):  # noqa: F811

@@ -163,6 +163,14 @@ def chain_missed(condition: str = typer.Argument(..., help="an active single-inp
             raise CliError(f"{one_sentence(error.diag.message_primary)}: `hrwsi config show` lists the conditions") from None
         except psycopg.errors.CheckViolation as error:
             raise CliError(one_sentence(error.diag.message_primary)) from None
+        except psycopg.errors.LockNotAvailable as error:  # (hrwsi.chain_missed_products waits for a correction too)
+            from hrwsi.harvest.corrections import correction_waited_for
+
+            waited = correction_waited_for(conn, error)
+            if waited is None:
+                raise
+            raise CliError(f"hrwsi chain-missed {waited}, and chained nothing: run it again once that correction commits "
+                           "or rolls back (`hrwsi status` names a session left open)", 2) from None
     console.print(Text(visible(said)), soft_wrap=True)
 
 

@@ -56,6 +56,8 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
             raise CliError(one_sentence(error.diag.message_primary)) from None
         except campaigns.SameCampaignOpen as error:  # (refused: exit 1)
             raise CliError(str(error)) from None
+        except campaigns.CorrectionUnderWay as error:  # (a lock wait that ran out: exit 2, as every lock_timeout)
+            raise CliError(str(error), exit_code=2) from None
     console.print(visible(started["summary"]), highlight=False, markup=False, soft_wrap=True)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+import psycopg
 
 from hrwsi.service import BUSY_SQLSTATE, is_lock_timeout
 from hrwsi.sql_files import query
@@ -35,6 +36,25 @@ class Corrector:
                    f"application {self.application!r}" if self.application else "",
                    f"its transaction open for {self.open_for_s:.0f} s" if self.open_for_s is not None else ""]
         return named + "".join(f", {d}" for d in details if d)
+
+
+# The call by which hrwsi.reprocess and hrwsi.chain_missed_products wait for a correction (their error's context names
+# it when the wait runs out).
+CORRECTION_LOCK_CALL = "pg_advisory_xact_lock_shared(7250098, 1)"
+
+
+def correction_waited_for(conn: psycopg.Connection, error: psycopg.errors.LockNotAvailable) -> str | None:
+    """What a command whose wait for the correction's lock ran out (lock_timeout) waited for, naming the session that
+    corrects, as the harvester says it; None when the lock it waited for was another. `hrwsi reprocess` said only "the
+    database cancelled a statement: canceling statement due to lock timeout" (found by review; migration 0102 made it
+    wait for a correction under way)."""
+    if CORRECTION_LOCK_CALL not in (error.diag.context or ""):
+        return None
+    row = conn.execute(query("correction_under_way")).fetchone()
+    who = Corrector(row[0], row[1], row[2], row[3].total_seconds() if row[3] is not None else None).describe() \
+        if row is not None else "a session that has ended since"
+    timeout = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    return f"waited lock_timeout ({timeout}) for the correction of an input under way (hrwsi.correct_input in {who})"
 
 
 async def wait_for_corrections(conn: asyncpg.Connection) -> None:
