@@ -2080,7 +2080,11 @@ CREATE TABLE hrwsi.multi_input_campaign_member (
     member_path  text NOT NULL,
     product_type text NOT NULL,
     measured_at  timestamptz,
-    CONSTRAINT multi_input_campaign_member_is_listed_once_per_task PRIMARY KEY (task_id, member_path)
+    CONSTRAINT multi_input_campaign_member_is_listed_once_per_task PRIMARY KEY (task_id, member_path),
+    -- (migration 0105) the corrected input that replaced the version of this member the composite read
+    -- (hrwsi.correct_input): `hrwsi retry` refuses such a composite. It was told by creation times, a transaction's
+    -- start: a correction begun before the campaign was started made its input "older" than the composite.
+    outdated_by  bigint
 );
 -- (lineage and retention find the composites a product is a member of by its path)
 CREATE INDEX multi_input_campaign_member_path_idx ON hrwsi.multi_input_campaign_member (member_path);
@@ -2369,9 +2373,11 @@ BEGIN
         JOIN hrwsi.input x ON x.superseded_by = p.outdated_by AND x.source <> 'multi_input'
         WHERE p.path = c.member_path
         UNION ALL
-        SELECT x.id, x.superseded_by FROM hrwsi.input x JOIN hrwsi.input y ON y.id = x.superseded_by
-        WHERE x.input_path = c.member_path AND x.product_id IS NULL AND x.campaign_id IS NULL
-          AND x.source <> 'multi_input' AND y.created_at > t.created_at
+        -- (the corrected input itself, as the correction marked the member: migration 0105. It was told by creation
+        -- times, each its transaction's start: a correction begun before the campaign was started seemed to follow it)
+        SELECT x.id, x.superseded_by FROM hrwsi.input x
+        WHERE x.superseded_by = c.outdated_by AND x.input_path = c.member_path AND x.product_id IS NULL
+          AND x.campaign_id IS NULL AND x.source <> 'multi_input'
         ORDER BY 1 LIMIT 1) o
     WHERE t.id = task ORDER BY c.member_path LIMIT 1;
     IF refused IS NOT NULL THEN
@@ -2900,7 +2906,8 @@ BEGIN
         SELECT t.id FROM hrwsi.multi_input_member g JOIN hrwsi.processing_task t ON t.input_id = g.input_id
         WHERE g.member_path = was.input_path AND was.product_id IS NULL
         UNION
-        SELECT c.task_id FROM hrwsi.multi_input_campaign_member c WHERE c.member_path = was.input_path AND was.product_id IS NULL
+        SELECT c.task_id FROM hrwsi.multi_input_campaign_member c
+        WHERE c.member_path = was.input_path AND was.product_id IS NULL AND c.outdated_by IS NULL
         UNION
         SELECT m.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
         CROSS JOIN LATERAL (
@@ -2966,7 +2973,8 @@ BEGIN
                                                         WHERE g.input_id = t.input_id AND g.member_path = was.input_path)
                 THEN 'group'
                 WHEN was.product_id IS NULL AND EXISTS (SELECT 1 FROM hrwsi.multi_input_campaign_member c
-                                                        WHERE c.task_id = t.id AND c.member_path = was.input_path)
+                                                        WHERE c.task_id = t.id AND c.member_path = was.input_path
+                                                          AND c.outdated_by IS NULL)
                 THEN 'composite'
                 ELSE 'chain' END AS made
     INTO busy
@@ -3009,13 +3017,30 @@ BEGIN
     SELECT coalesce(max(a.id), 0) INTO alerted FROM hrwsi.alert a;
     -- Its open tasks, and those made down a chain from their products, are cancelled (a running one was
     -- refused above), saying why.
+    -- (a campaign's task is told that its campaign does not redo it: the corrected input's task, its chain and the group
+    -- made anew are production's. It read as a production task's, "input N replaces it", "the group is made anew";
+    -- migration 0105, found by review)
     WITH open AS (
-        SELECT t.id, t.input_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+        SELECT t.id, t.input_id, t.campaign_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
     ), done AS (
         UPDATE hrwsi.processing_task t
         SET state = 'cancelled',
-            state_reason = CASE WHEN open.input_id = was.id
+            state_reason = CASE WHEN open.campaign_id IS NOT NULL AND open.input_id = was.id
+                                THEN format('its input %s was corrected (input %s replaces it): its production task runs '
+                                            'the corrected input, and campaign %s does not; `hrwsi reprocess` starts a '
+                                            'campaign that does', was.id, new_id, open.campaign_id)
+                                WHEN open.campaign_id IS NOT NULL AND open.source = 'multi_input'
+                                THEN format('a composite of campaign %s that read input %s or a product down its chain, '
+                                            'which was corrected (input %s replaces it): the campaign does not make it '
+                                            'anew; `hrwsi reprocess` starts a campaign that does, once production has '
+                                            'processed the corrected input', open.campaign_id, was.id, new_id)
+                                WHEN open.campaign_id IS NOT NULL
+                                THEN format('made down a chain in campaign %s from the products of input %s, which was '
+                                            'corrected (input %s replaces it): the campaign does not redo it; `hrwsi '
+                                            'reprocess` starts a campaign that does, once production has processed the '
+                                            'corrected input', open.campaign_id, was.id, new_id)
+                                WHEN open.input_id = was.id
                                 THEN format('its input %s was corrected: input %s replaces it', was.id, new_id)
                                 WHEN open.source = 'multi_input'
                                 THEN format('its multi-input group was made from input %s or down its chain, which was '
@@ -3050,6 +3075,11 @@ BEGIN
         RETURNING p.path
     )
     SELECT coalesce(array_agg(m.path), '{}') INTO outdated FROM marked m;
+    -- The members of campaigns' composites that are of the old version, the corrected input itself or a product marked
+    -- above, are marked too (migration 0105): `hrwsi retry` of such a composite is refused. A composite made from then
+    -- on reads the corrected version, never marked.
+    UPDATE hrwsi.multi_input_campaign_member c SET outdated_by = new_id
+    WHERE c.outdated_by IS NULL AND ((c.member_path = was.input_path AND was.product_id IS NULL) OR c.member_path = ANY (outdated));
     -- The multi-input groups made from them, or from the old input itself, are superseded too: the harvester
     -- makes each anew from the members it has then (a group's input is one per condition and path).
     UPDATE hrwsi.input g SET superseded_by = new_id

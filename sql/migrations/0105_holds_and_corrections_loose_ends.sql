@@ -11,6 +11,14 @@
 --   bare "could not serialize access due to concurrent update"). hrwsi.correct_input writes hrwsi.last_correction's
 --   one row, and they lock it there (hrwsi.see_the_corrections_before): a correction committed after their snapshot
 --   is refused in one sentence that says what to do (SQLSTATE 40001, a new transaction sees it).
+-- - hrwsi.correct_input marks the members of campaigns' composites of the old version (the corrected input itself,
+--   or a product it outdated) with the corrected input (multi_input_campaign_member.outdated_by), and hrwsi.retry_task
+--   refuses such a composite by that mark. The corrected input itself was told by creation times, each its
+--   transaction's start: a correction begun before the campaign was started seemed to follow the composite, and the
+--   composite it cancelled was retried, reading the old version. Members marked before: by the old rule, below.
+-- - hrwsi.correct_input tells a campaign's task it cancels that the campaign does not redo it, and what does: it read
+--   as a production task's ("input N replaces it", "the group is made anew"), while the corrected input's task, its
+--   chain and the group made anew are production's.
 
 CREATE OR REPLACE FUNCTION hrwsi.release_campaign(campaign bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
@@ -78,6 +86,21 @@ CREATE TABLE hrwsi.last_correction (
 INSERT INTO hrwsi.last_correction (only_row) VALUES (true);
 REVOKE ALL ON hrwsi.last_correction FROM PUBLIC;
 GRANT SELECT ON hrwsi.last_correction TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+
+ALTER TABLE hrwsi.multi_input_campaign_member ADD COLUMN outdated_by bigint;
+-- (the composites that read a version corrected before this migration: a product it outdated, or the corrected input
+-- itself by the old rule, the corrected input made after the composite)
+UPDATE hrwsi.multi_input_campaign_member c SET outdated_by = p.outdated_by
+FROM hrwsi.product p WHERE p.path = c.member_path AND p.outdated_by IS NOT NULL;
+UPDATE hrwsi.multi_input_campaign_member c SET outdated_by = o.superseded_by
+FROM (SELECT DISTINCT ON (m.task_id, m.member_path) m.task_id, m.member_path, x.superseded_by
+      FROM hrwsi.multi_input_campaign_member m JOIN hrwsi.processing_task t ON t.id = m.task_id
+      JOIN hrwsi.input x ON x.input_path = m.member_path AND x.product_id IS NULL AND x.campaign_id IS NULL
+                        AND x.source <> 'multi_input'
+      JOIN hrwsi.input y ON y.id = x.superseded_by
+      WHERE y.created_at > t.created_at
+      ORDER BY m.task_id, m.member_path, x.id) o
+WHERE c.task_id = o.task_id AND c.member_path = o.member_path AND c.outdated_by IS NULL;
 
 CREATE OR REPLACE FUNCTION hrwsi.see_the_corrections_before(caller text, reads text) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
@@ -342,7 +365,8 @@ BEGIN
         SELECT t.id FROM hrwsi.multi_input_member g JOIN hrwsi.processing_task t ON t.input_id = g.input_id
         WHERE g.member_path = was.input_path AND was.product_id IS NULL
         UNION
-        SELECT c.task_id FROM hrwsi.multi_input_campaign_member c WHERE c.member_path = was.input_path AND was.product_id IS NULL
+        SELECT c.task_id FROM hrwsi.multi_input_campaign_member c
+        WHERE c.member_path = was.input_path AND was.product_id IS NULL AND c.outdated_by IS NULL
         UNION
         SELECT m.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
         CROSS JOIN LATERAL (
@@ -408,7 +432,8 @@ BEGIN
                                                         WHERE g.input_id = t.input_id AND g.member_path = was.input_path)
                 THEN 'group'
                 WHEN was.product_id IS NULL AND EXISTS (SELECT 1 FROM hrwsi.multi_input_campaign_member c
-                                                        WHERE c.task_id = t.id AND c.member_path = was.input_path)
+                                                        WHERE c.task_id = t.id AND c.member_path = was.input_path
+                                                          AND c.outdated_by IS NULL)
                 THEN 'composite'
                 ELSE 'chain' END AS made
     INTO busy
@@ -451,13 +476,30 @@ BEGIN
     SELECT coalesce(max(a.id), 0) INTO alerted FROM hrwsi.alert a;
     -- Its open tasks, and those made down a chain from their products, are cancelled (a running one was
     -- refused above), saying why.
+    -- (a campaign's task is told that its campaign does not redo it: the corrected input's task, its chain and the group
+    -- made anew are production's. It read as a production task's, "input N replaces it", "the group is made anew";
+    -- migration 0105, found by review)
     WITH open AS (
-        SELECT t.id, t.input_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+        SELECT t.id, t.input_id, t.campaign_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
     ), done AS (
         UPDATE hrwsi.processing_task t
         SET state = 'cancelled',
-            state_reason = CASE WHEN open.input_id = was.id
+            state_reason = CASE WHEN open.campaign_id IS NOT NULL AND open.input_id = was.id
+                                THEN format('its input %s was corrected (input %s replaces it): its production task runs '
+                                            'the corrected input, and campaign %s does not; `hrwsi reprocess` starts a '
+                                            'campaign that does', was.id, new_id, open.campaign_id)
+                                WHEN open.campaign_id IS NOT NULL AND open.source = 'multi_input'
+                                THEN format('a composite of campaign %s that read input %s or a product down its chain, '
+                                            'which was corrected (input %s replaces it): the campaign does not make it '
+                                            'anew; `hrwsi reprocess` starts a campaign that does, once production has '
+                                            'processed the corrected input', open.campaign_id, was.id, new_id)
+                                WHEN open.campaign_id IS NOT NULL
+                                THEN format('made down a chain in campaign %s from the products of input %s, which was '
+                                            'corrected (input %s replaces it): the campaign does not redo it; `hrwsi '
+                                            'reprocess` starts a campaign that does, once production has processed the '
+                                            'corrected input', open.campaign_id, was.id, new_id)
+                                WHEN open.input_id = was.id
                                 THEN format('its input %s was corrected: input %s replaces it', was.id, new_id)
                                 WHEN open.source = 'multi_input'
                                 THEN format('its multi-input group was made from input %s or down its chain, which was '
@@ -492,6 +534,11 @@ BEGIN
         RETURNING p.path
     )
     SELECT coalesce(array_agg(m.path), '{}') INTO outdated FROM marked m;
+    -- The members of campaigns' composites that are of the old version, the corrected input itself or a product marked
+    -- above, are marked too (migration 0105): `hrwsi retry` of such a composite is refused. A composite made from then
+    -- on reads the corrected version, never marked.
+    UPDATE hrwsi.multi_input_campaign_member c SET outdated_by = new_id
+    WHERE c.outdated_by IS NULL AND ((c.member_path = was.input_path AND was.product_id IS NULL) OR c.member_path = ANY (outdated));
     -- The multi-input groups made from them, or from the old input itself, are superseded too: the harvester
     -- makes each anew from the members it has then (a group's input is one per condition and path).
     UPDATE hrwsi.input g SET superseded_by = new_id
@@ -588,4 +635,316 @@ BEGIN
     -- snapshot: hrwsi.see_the_corrections_before; migration 0105)
     UPDATE hrwsi.last_correction SET input_id = was.id, corrected_at = now();
     RETURN new_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.retry_task(task bigint) RETURNS text LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    current text;
+    previous bigint;       -- (a time series' task) the task of the scene sensed last before it
+    previous_state text;
+    series text;           -- (a time series' task) its routine/tile: the series' lock; NULL: in no series now
+    keys integer[];        -- the keys of the series' locks it takes (hrwsi.series_lock_key), in order
+    keys_now integer[];
+    key integer;
+    series_now text;
+    routine_was text;
+    routine_now text;
+    refused text;
+    group_hold text;  -- (its routine's, campaign's or back-fill's hold, which holds it once retried)
+    lift text;
+BEGIN
+    -- A task of a time series, or one whose products a time series reads, is linked (or makes the series'
+    -- tasks wait) by what the retry sees once it holds the series' locks: under REPEATABLE READ or
+    -- SERIALIZABLE its snapshot missed a scene another transaction had inserted meanwhile, and the retried
+    -- task and that scene's both depended on the task before them and ran side by side (found by review;
+    -- migration 0078). Refused there, as an INSERT into a time series is (hrwsi.create_tasks_for_new_inputs).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT CASE WHEN r.sequential_per_tile
+                    THEN format('task %s is in the time series of routine %s on tile %s (sequential_per_tile)',
+                                t.id, r.name, t.series_tile)
+                    ELSE format('task %s of routine %s feeds the time series of routine %s (sequential_per_tile)',
+                                t.id, r.name, d.name) END
+        INTO refused
+        FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+        LEFT JOIN LATERAL (SELECT x.name FROM hrwsi.processing_routine x
+                           WHERE x.input_product_type = r.output_product_type AND x.sequential_per_tile
+                           ORDER BY x.name LIMIT 1) d ON true
+        WHERE t.id = task AND ((r.sequential_per_tile AND t.series_tile IS NOT NULL) OR d.name IS NOT NULL);
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'a task of a time series is retried only in a READ COMMITTED transaction (the default), '
+                            'not in a % one', upper(current_setting('transaction_isolation'))
+                USING ERRCODE = 'feature_not_supported', DETAIL = refused,
+                      HINT = 'under a stricter isolation the retry cannot see the tasks other transactions added to '
+                             'the series meanwhile, and would link the task out of sensing order: retry without BEGIN '
+                             'ISOLATION LEVEL ..., or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first';
+        END IF;
+    END IF;
+    -- A task of a time series takes its series' lock first, then its row (migration 0072, amended):
+    -- the task before it is read under the lock the INSERTs and the chaining of its series take, so a
+    -- scene being chained meanwhile is seen once it commits, and both locks are taken in their order
+    -- (series, then rows). It read the task before it, then took the lock: a scene being chained was
+    -- not seen, and both tasks ran at once; and holding its row, it deadlocked with a chaining on the
+    -- same tile that held the series and wanted the row (found by review).
+    -- Its series is its routine's while that routine is a time series, read under locks (migration 0077):
+    -- a shared lock of the routine's series, which hrwsi.end_a_routines_series takes alone when
+    -- sequential_per_tile is turned off, so that it releases this task too once this retry commits; then
+    -- the series' lock; then the row, and the task's routine and series read again. They were read from
+    -- the task alone, before any lock: a task of a routine no longer a time series was linked again
+    -- behind the task before it (and blocked behind one that could not run); and a task moved to another
+    -- routine in between (`hrwsi move-tasks`) read the task before it in a series whose lock it did not
+    -- hold, then took that lock with its row held (found by review). Moved in between, the first try is
+    -- rolled back with its subtransaction, which releases its locks, and the task is taken again in the
+    -- series it is in now, in the same order.
+    -- It takes, with its own series' lock and in the order of their keys, the locks of the series its
+    -- task feeds (migration 0084): a retried upstream task makes the series' next task wait again
+    -- (hrwsi.after_task_changes), and took their locks there, holding the task's row, while every other
+    -- holder of a series lock takes it before the rows: two transactions retrying two upstream tasks of
+    -- one tile, or a retry of a series task that feeds another series and an INSERT taking both series
+    -- in the order of their keys, deadlocked (found by exploratory testing). Taken again there, they are
+    -- held already.
+    LOOP
+        SELECT t.routine INTO routine_was FROM hrwsi.processing_task t WHERE t.id = task;
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(7250078, hashtext(coalesce(routine_was, '')));
+            SELECT t.routine || '/' || t.series_tile INTO series
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine AND r.sequential_per_tile
+            WHERE t.id = task AND t.series_tile IS NOT NULL;
+            keys := hrwsi.retry_series_lock_keys(task);
+            FOREACH key IN ARRAY keys LOOP
+                PERFORM pg_advisory_xact_lock(7250010, key);
+            END LOOP;
+            current := hrwsi.lock_task(task);
+            SELECT t.routine, CASE WHEN r.sequential_per_tile AND t.series_tile IS NOT NULL
+                                   THEN t.routine || '/' || t.series_tile END
+            INTO routine_now, series_now
+            FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+            WHERE t.id = task;
+            keys_now := hrwsi.retry_series_lock_keys(task);
+            EXIT WHEN routine_now IS NOT DISTINCT FROM routine_was AND series_now IS NOT DISTINCT FROM series
+                      AND keys_now <@ keys;
+            RAISE EXCEPTION 'task % moved to another series while it was retried', task USING ERRCODE = 'HR078';
+        EXCEPTION WHEN SQLSTATE 'HR078' THEN
+            NULL;  -- (its locks released with the subtransaction: again, in the series the task is in now)
+        END;
+    END LOOP;
+    IF current NOT IN ('terminated', 'cancelled', 'on_hold', 'blocked') THEN
+        RAISE EXCEPTION 'task % is %: only a terminated, cancelled, held or blocked task can be retried', task, current
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- (a campaign's composite that read a member of the old version of a corrected input, which the correction
+    -- cancelled: retried, it read that member again; migration 0102, found by review. A member is of the old version
+    -- when it is a product the correction outdated, or the corrected input itself, corrected after the task was made)
+    SELECT format('task %s, a composite of campaign %s, was made from member %s of input %s, which input %s corrects',
+                  t.id, t.campaign_id, c.member_path, o.id, o.superseded_by) INTO refused
+    FROM hrwsi.processing_task t JOIN hrwsi.multi_input_campaign_member c ON c.task_id = t.id
+    CROSS JOIN LATERAL (
+        SELECT x.id, x.superseded_by FROM hrwsi.product p
+        JOIN hrwsi.input x ON x.superseded_by = p.outdated_by AND x.source <> 'multi_input'
+        WHERE p.path = c.member_path
+        UNION ALL
+        -- (the corrected input itself, as the correction marked the member: migration 0105. It was told by creation
+        -- times, each its transaction's start: a correction begun before the campaign was started seemed to follow it)
+        SELECT x.id, x.superseded_by FROM hrwsi.input x
+        WHERE x.superseded_by = c.outdated_by AND x.input_path = c.member_path AND x.product_id IS NULL
+          AND x.campaign_id IS NULL AND x.source <> 'multi_input'
+        ORDER BY 1 LIMIT 1) o
+    WHERE t.id = task ORDER BY c.member_path LIMIT 1;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'a campaign makes the composite anew from the members there are now: start it again '
+                         '(`hrwsi reprocess`, again => true)';
+    END IF;
+    -- (a task of an input a correction superseded would run the wrong input again: migration 0083. A multi-input
+    -- group's input is superseded when a member's input is corrected, and the harvester makes the group anew: the
+    -- answer says so, and which task does its work now; it named the group "input G, which input N corrects",
+    -- N being the corrected member's input, found by review: migration 0102)
+    SELECT CASE WHEN i.source = 'multi_input' AND t.campaign_id IS NULL
+                THEN format('task %s ran multi-input group %s (input %s), which was made anew when input %s was corrected '
+                            '(input %s replaces it)%s', t.id, i.input_path, i.id, x.id, i.superseded_by,
+                            CASE WHEN n.task_id IS NOT NULL
+                                 THEN format(': task %s, of the new group (input %s), does its work', n.task_id, n.input_id)
+                                 ELSE ': the harvester makes the new group once it is complete, and its task does the '
+                                      'work (`hrwsi groups` lists it)' END)
+                ELSE format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) END
+    INTO refused
+    FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+    LEFT JOIN LATERAL (SELECT x.id FROM hrwsi.input x WHERE x.superseded_by = i.superseded_by AND x.source <> 'multi_input'
+                       ORDER BY x.id LIMIT 1) x ON true
+    LEFT JOIN LATERAL (SELECT g.id AS input_id, k.id AS task_id FROM hrwsi.input g
+                       JOIN hrwsi.processing_task k ON k.input_id = g.id AND k.campaign_id IS NULL
+                       WHERE g.processing_condition = i.processing_condition AND g.input_path = i.input_path
+                         AND g.superseded_by IS NULL
+                       ORDER BY k.id DESC LIMIT 1) n ON i.source = 'multi_input'
+    WHERE t.id = task AND i.superseded_by IS NOT NULL;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'the corrected input''s task runs instead (`hrwsi tasks` lists it)';
+    END IF;
+    -- (nor a task made down a chain from the products of such an input's tasks, which the correction cancelled:
+    -- retried, it ran from the old version's product again, beside the corrected input's chain; migration 0096)
+    -- (retention cuts no link of the walk while the task retried is kept: its input stays while a task names it
+    -- (refuse_removing_inputs_tasks_name), a product while an input was made from it (prune_products), and a task
+    -- while it has a product (product_task_must_exist); checked by review for migration 0098)
+    -- (up every way a task is made from a product, as the correction walks down, migration 0102: the product its input
+    -- was chained from, the products its multi-input group, or its campaign's composite, read as members. It followed
+    -- the chained inputs alone, and a task down a chain from a campaign's composite that read an outdated member was
+    -- retried; one down from a group named the group as the input corrected; found by review)
+    WITH RECURSIVE up(task_id) AS (
+        SELECT task
+        UNION
+        SELECT o.task_id FROM up u JOIN hrwsi.processing_task t ON t.id = u.task_id
+        CROSS JOIN LATERAL (
+            SELECT p.task_id FROM hrwsi.input i JOIN hrwsi.product p ON p.id = i.product_id WHERE i.id = t.input_id
+            UNION ALL
+            SELECT p.task_id FROM hrwsi.multi_input_member g JOIN hrwsi.product p ON p.path = g.member_path
+            WHERE g.input_id = t.input_id
+            UNION ALL
+            SELECT p.task_id FROM hrwsi.multi_input_campaign_member c JOIN hrwsi.product p ON p.path = c.member_path
+            WHERE c.task_id = t.id) o
+    )
+    SELECT format('task %s was made down a chain from the products of input %s, which input %s corrects', task,
+                  coalesce(x.id, i.id), i.superseded_by) INTO refused
+    FROM up u JOIN hrwsi.processing_task t ON t.id = u.task_id JOIN hrwsi.input i ON i.id = t.input_id
+    LEFT JOIN LATERAL (SELECT x.id FROM hrwsi.input x WHERE x.superseded_by = i.superseded_by AND x.source <> 'multi_input'
+                       ORDER BY x.id LIMIT 1) x ON i.source = 'multi_input'
+    WHERE u.task_id <> task AND i.superseded_by IS NOT NULL ORDER BY i.source = 'multi_input', i.id LIMIT 1;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: it is not retried', refused
+            USING ERRCODE = 'check_violation',
+                  HINT = 'the corrected input''s products chain anew and make this step''s task (`hrwsi tasks` lists it)';
+    END IF;
+    -- A task of a time series runs again after the scene sensed last before it, as a new task
+    -- would: one that ended (or was held) kept the link it ran with, and a late scene that came
+    -- meanwhile was processed before it, yet the retried task ran as the series' first, reading no
+    -- previous product (found by exploratory testing; migration 0069).
+    SELECT p.id, p.state INTO previous, previous_state
+    FROM hrwsi.processing_task t CROSS JOIN LATERAL (
+        SELECT p.id, p.state FROM hrwsi.processing_task p
+        WHERE p.routine = t.routine AND p.series_tile = t.series_tile AND p.state <> 'cancelled'
+          AND p.campaign_id IS NOT DISTINCT FROM t.campaign_id AND (p.series_at, p.id) < (t.series_at, t.id)
+        ORDER BY p.series_at DESC, p.id DESC LIMIT 1) p
+    WHERE t.id = task AND series IS NOT NULL AND NOT t.dependency_waived;
+    -- (a task of a routine that is no longer a time series runs without the link it ran with, as the
+    -- routine's open tasks do since it was turned off: hrwsi.end_a_routines_series)
+    -- (an operator's retry is a fresh start, its failures and losses counted from zero: the worker its last
+    -- attempt could not be placed on is avoided no more, migration 0089. Nomad's reason, a drained node or
+    -- another team's job on it, was true then, minutes or days before; and the operator who wants a worker
+    -- avoided sets it inactive (worker.active), which every attempt avoids. It was kept until an attempt ran.)
+    -- (and it starts from the urgency it is owed now, its own, taking again only from the tasks that still wait for it
+    -- (the trigger's step for tasks pending again, and the pass below): what it took before it ended it kept, from a
+    -- task released since to run without it too, and it was planned at that task's urgency; migration 0095, found by
+    -- review. The give-back's own rule, hrwsi.give_back_taken_deadlines)
+    -- (an operator's retry lifts the task's own hold, kept through a block too: migration 0098)
+    UPDATE hrwsi.processing_task t
+    SET state = 'pending', depends_on = coalesce(previous, depends_on), failures = 0, lost_count = 0,
+        held_while_blocked = false,
+        not_before = NULL, worker = NULL, planned_start = NULL, planned_end = NULL, avoid_worker = NULL,
+        deadline_at = CASE WHEN t.deadline_inherited_from IS NOT NULL THEN t.own_deadline_at ELSE t.deadline_at END,
+        own_deadline_at = NULL, deadline_inherited_from = NULL, priority_inherited_from = NULL,
+        priority = CASE WHEN t.priority_inherited_from IS NOT NULL OR t.deadline_inherited_from IS NOT NULL
+                        THEN (SELECT CASE WHEN l.promote_after IS NOT NULL AND t.created_at < now() - l.promote_after
+                                          THEN least(l.priority, 0) ELSE l.priority END
+                              FROM hrwsi.lane l WHERE l.name = t.lane)
+                        ELSE t.priority END,
+        dependency_waived = dependency_waived OR (series IS NULL AND depends_on IS NOT NULL),
+        waits_for_upstream = CASE WHEN series IS NOT NULL THEN waits_for_upstream END,
+        state_reason = CASE WHEN series IS NULL AND depends_on IS NOT NULL AND NOT dependency_waived
+                            THEN format('retried by an operator; routine %s is no longer a time series: it no longer '
+                                        'waits for task %s', routine, depends_on)
+                            ELSE 'retried by an operator' END
+    WHERE id = task;
+    -- Behind a task that cannot run (blocked, or ended terminated), it is blocked, saying so, and so
+    -- are the tasks after it (hrwsi.after_task_changes), as a new task there would be (migration 0061).
+    IF previous_state IN ('blocked', 'terminated') THEN
+        UPDATE hrwsi.processing_task
+        SET state = 'blocked', state_reason = CASE WHEN previous_state = 'terminated' THEN
+                format('retried by an operator; its dependency, task %s, ended terminated: `hrwsi retry %s` runs '
+                       'the dependency again, `hrwsi release %s` runs this task without it', previous, previous, task)
+            ELSE format('retried by an operator; waits for task %s, which has to run before it (`hrwsi task show %s` '
+                        'says what that task waits for): it runs once that task has run', previous, previous) END
+        WHERE id = task;
+    END IF;
+    -- The task after it in its series that has not started and waits for another (one cancelled was
+    -- skipped: hrwsi.skip_cancelled_tasks) waits for it again, as it would for a late scene; behind it
+    -- blocked, it is blocked too (migration 0084). Else both waited for the same task and ran side by side.
+    IF series IS NOT NULL THEN
+        WITH me AS (
+            SELECT t.id, t.state, t.routine, t.series_tile, t.series_at, t.campaign_id FROM hrwsi.processing_task t
+            WHERE t.id = task AND NOT t.dependency_waived
+        ), next AS (
+            SELECT n.id, n.state AS old_state, me.state AS my_state,
+                   CASE WHEN n.state = 'blocked' THEN hrwsi.hold_a_new_task_takes(n.routine, n.campaign_id, n.lane) END
+                       AS group_hold
+            FROM me CROSS JOIN LATERAL (
+                SELECT n.id, n.state, n.depends_on, n.dependency_waived, n.routine, n.campaign_id, n.lane
+                FROM hrwsi.processing_task n
+                WHERE n.routine = me.routine AND n.series_tile = me.series_tile AND n.state <> 'cancelled'
+                  AND n.campaign_id IS NOT DISTINCT FROM me.campaign_id AND (n.series_at, n.id) > (me.series_at, me.id)
+                ORDER BY n.series_at, n.id LIMIT 1) n
+            WHERE n.depends_on IS DISTINCT FROM task AND NOT n.dependency_waived
+              AND n.state IN ('pending', 'planned', 'on_hold', 'blocked')
+        ), changed AS (
+            -- (behind it blocked, a held one is blocked too, its own hold kept to hold it again when its wait ends, as
+            -- the end of the task it waits for blocks it; and a blocked one whose wait ends is held again if an operator
+            -- held it, or with its routine, campaign or back-fill: migration 0098, found by review. A held one stayed
+            -- held behind a task that could not run, and was pending once released, its wait never decided again)
+            UPDATE hrwsi.processing_task t
+            SET depends_on = task,
+                state = CASE WHEN x.my_state = 'blocked' THEN 'blocked' WHEN t.state = 'on_hold' THEN 'on_hold'
+                             WHEN t.state = 'blocked' AND (t.held_while_blocked OR x.group_hold IS NOT NULL) THEN 'on_hold'
+                             WHEN t.state IN ('planned', 'blocked') THEN 'pending' ELSE t.state END,
+                held_while_blocked = CASE WHEN x.my_state <> 'blocked' THEN false
+                                          WHEN t.state = 'on_hold' THEN hrwsi.hold_is_the_tasks_own(t.state_reason)
+                                          ELSE t.held_while_blocked END,
+                worker = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.worker END,
+                planned_start = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_start END,
+                planned_end = CASE WHEN t.state IN ('planned', 'blocked') THEN NULL ELSE t.planned_end END,
+                state_reason = CASE WHEN x.my_state = 'blocked'
+                                    THEN format('waits for task %s, which has to run before it (`hrwsi task show %s` says '
+                                                'what that task waits for): it runs once that task has run', task, task)
+                                    WHEN t.state = 'on_hold' THEN t.state_reason
+                                    ELSE CASE WHEN t.state <> 'blocked' THEN ''
+                                              WHEN t.held_while_blocked THEN 'held by an operator, as before it was blocked: '
+                                              ELSE coalesce(x.group_hold || '; ', '') END
+                                         || format('task %s before it in its time series was retried: it runs after it', task)
+                               END
+            FROM next x
+            WHERE t.id = x.id AND t.depends_on IS DISTINCT FROM task AND NOT t.dependency_waived
+              AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
+            RETURNING t.id, t.state, t.state_reason, t.attempts, t.worker, x.old_state
+        )
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = c.old_state;
+    END IF;
+    -- ... and, of a chained step, waits for the scenes sensed before it whose upstream work is still
+    -- open, as a new task would (migration 0072), under its series' lock (taken above).
+    IF series IS NOT NULL THEN
+        PERFORM hrwsi.wait_for_upstream(ARRAY[t.id]) FROM hrwsi.processing_task t
+        WHERE t.id = task AND NOT t.dependency_waived;
+        -- The retried task, and the tasks that wait for it again, pass their priority and deadline down to the
+        -- less urgent tasks they wait for now, at once, as a task an INSERT links does (migration 0086): a
+        -- near-real-time scene behind a retried archive task passed nothing down until the series' next INSERT,
+        -- and waited behind it at the archive lane's priority meanwhile (found by review). Each read by key.
+        PERFORM hrwsi.pass_deadlines_down(ARRAY(SELECT task UNION ALL
+                                                SELECT t.id FROM hrwsi.processing_task t WHERE t.depends_on = task));
+    END IF;
+    -- A task pending again whose routine, campaign or back-fill is on hold is held with it, as a new task of it is
+    -- (migration 0098): the retry lifts its own hold only. It was pending, shown so while dispatch skipped it.
+    SELECT hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane),
+           hrwsi.how_to_lift_a_group_hold(t.routine, t.campaign_id, t.lane)
+    INTO group_hold, lift
+    FROM hrwsi.processing_task t WHERE t.id = task AND t.state = 'pending';
+    IF group_hold IS NOT NULL THEN
+        UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = group_hold || '; ' || state_reason
+        WHERE id = task;
+        RETURN format('task %s was %s; it is retried, but it is still held: %s', task, current, lift);
+    END IF;
+    IF previous_state IN ('blocked', 'terminated') THEN
+        RETURN format('task %s was %s; it waits behind task %s of its series, which is %s: it is blocked', task,
+                      current, previous, previous_state);
+    END IF;
+    RETURN format('task %s was %s; it is pending again and will be replanned', task, current);
 END $$;

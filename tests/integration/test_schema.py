@@ -794,6 +794,85 @@ def test_a_task_down_a_chain_from_a_groups_product_is_not_retried_and_names_the_
     assert listed.fetchall() == []
 
 
+def _a_processed_group_of_the_input_itself(db):
+    """A daily group whose member is the input itself (not chained from a product), its task processed: (the input,
+    the group's task)."""
+    _daily_group(db, "L1C")
+    insert_input(db)
+    [old_input] = db.execute("SELECT id FROM hrwsi.input").fetchone()
+    _make_groups(db)
+    group_task = db.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input g ON g.id = t.input_id "
+                            "WHERE g.source = 'multi_input'").fetchone()[0]
+    _processed(db, group_task)
+    return old_input, group_task
+
+
+def test_a_campaigns_composite_that_read_the_corrected_input_is_not_retried_whenever_the_correction_began(
+        configured, database_url):
+    """Found by review: a campaign's composite whose member is the corrected input itself was told apart by creation
+    times (the corrected input made after the composite: it read the old one). A time is its transaction's start: a
+    correction in a transaction begun before the campaign was started made the corrected input "older" than the
+    composite, which `hrwsi retry` then ran again, reading the old version. The correction marks what it outdated."""
+    _daily_group(configured, "L1C")
+    insert_input(configured, "/data/b.SAFE")
+    _make_groups(configured)  # (of b alone; a, of the same tile and day, arrives after: a member of no group)
+    _processed(configured, configured.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input g "
+                                              "ON g.id = t.input_id WHERE g.source = 'multi_input'").fetchone()[0])
+    insert_input(configured, "/data/a.SAFE")
+    old_input = configured.execute("SELECT id FROM hrwsi.input WHERE input_path = '/data/a.SAFE'").fetchone()[0]
+    correcting = psycopg.connect(database_url)
+    try:
+        correcting.execute("SELECT 1")  # (its transaction begins: now() there is before the campaign's)
+        [(campaign,)] = configured.execute("SELECT campaign_id FROM hrwsi.reprocess(routine => 'composite', "
+                                           "measured_from => %s, measured_to => %s)", (NOW - timedelta(days=3), NOW))
+        composite = configured.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s",
+                                       (campaign,)).fetchone()[0]
+        assert configured.execute("SELECT array_agg(member_path ORDER BY member_path) FROM hrwsi.multi_input_campaign_member"
+                                  ).fetchone()[0] == ["/data/a.SAFE", "/data/b.SAFE"]
+        new_input = correcting.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+        correcting.commit()
+    finally:
+        correcting.close()
+    assert configured.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (composite,)).fetchone()[0] \
+        == "cancelled"
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        configured.execute("SELECT hrwsi.retry_task(%s)", (composite,))
+    assert refused.value.diag.message_primary == (
+        f"task {composite}, a composite of campaign {campaign}, was made from member /data/a.SAFE of input {old_input}, "
+        f"which input {new_input} corrects: it is not retried")
+    # A composite made after the correction reads the corrected input: it is retried.
+    [(later,)] = configured.execute("SELECT campaign_id FROM hrwsi.reprocess(routine => 'composite', measured_from => %s, "
+                                    "measured_to => %s, again => true)", (NOW - timedelta(days=3), NOW))
+    recent = configured.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s", (later,)).fetchone()[0]
+    configured.execute("SELECT hrwsi.cancel_task(%s)", (recent,))
+    assert configured.execute("SELECT hrwsi.retry_task(%s)", (recent,)).fetchone()[0].startswith(f"task {recent} ")
+
+
+def test_a_correction_tells_a_campaigns_tasks_it_cancels_that_their_campaign_does_not_redo_them(configured):
+    """Found by review: a campaign's task the correction cancelled read as a production task's, "input 57 replaces it"
+    or "the group is made anew": the corrected input's task, and the new group, are production's, and the campaign
+    does not reprocess them. Its reason says so, and what does."""
+    old_input, group_task = _a_processed_group_of_the_input_itself(configured)
+    old_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (old_input,)).fetchone()[0]
+    _processed(configured, old_task)
+    for routine in ("maja", "composite"):
+        configured.execute("SELECT * FROM hrwsi.reprocess(routine => %s, measured_from => %s, measured_to => %s)",
+                           (routine, NOW - timedelta(days=3), NOW))
+    tasks = dict(configured.execute("SELECT routine, id FROM hrwsi.processing_task WHERE campaign_id IS NOT NULL"))
+    campaigns = dict(configured.execute("SELECT routine, campaign_id FROM hrwsi.processing_task "
+                                        "WHERE campaign_id IS NOT NULL"))
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    reasons = dict(configured.execute("SELECT routine, state_reason FROM hrwsi.processing_task WHERE id = ANY (%s)",
+                                      (list(tasks.values()),)))
+    assert reasons["maja"] == (
+        f"its input {old_input} was corrected (input {new_input} replaces it): its production task runs the corrected "
+        f"input, and campaign {campaigns['maja']} does not; `hrwsi reprocess` starts a campaign that does")
+    assert reasons["composite"] == (
+        f"a composite of campaign {campaigns['composite']} that read input {old_input} or a product down its chain, which "
+        f"was corrected (input {new_input} replaces it): the campaign does not make it anew; `hrwsi reprocess` starts a "
+        "campaign that does, once production has processed the corrected input")
+
+
 def _a_campaign_composite_with_a_late_member(db):
     """Two scenes of one tile and day; the group made from the second's product alone (processed), the first's product
     arriving after: a campaign's composite of the group reads both. (the first's input, the campaign's task)"""
