@@ -2397,6 +2397,12 @@ BEGIN
                                  THEN format(': task %s, of the new group (input %s), does its work', n.task_id, n.input_id)
                                  ELSE ': the harvester makes the new group once it is complete, and its task does the '
                                       'work (`hrwsi groups` lists it)' END)
+                -- (a campaign's: the corrected input's task that runs instead is production's, not the campaign's
+                -- version; migration 0105, found by review: it read "the corrected input's task runs instead")
+                WHEN t.campaign_id IS NOT NULL AND i.source <> 'multi_input'
+                THEN format('task %s, of campaign %s, was made from input %s, which input %s corrects (its production '
+                            'task runs the corrected input, and the campaign does not: `hrwsi reprocess` starts a '
+                            'campaign that does)', t.id, t.campaign_id, i.id, i.superseded_by)
                 ELSE format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) END
     INTO refused
     FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id

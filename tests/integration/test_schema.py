@@ -871,6 +871,12 @@ def test_a_correction_tells_a_campaigns_tasks_it_cancels_that_their_campaign_doe
         f"a composite of campaign {campaigns['composite']} that read input {old_input} or a product down its chain, which "
         f"was corrected (input {new_input} replaces it): the campaign does not make it anew; `hrwsi reprocess` starts a "
         "campaign that does, once production has processed the corrected input")
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:  # (it said "the corrected input's task runs instead")
+        configured.execute("SELECT hrwsi.retry_task(%s)", (tasks["maja"],))
+    assert refused.value.diag.message_primary == (
+        f"task {tasks['maja']}, of campaign {campaigns['maja']}, was made from input {old_input}, which input {new_input} "
+        "corrects (its production task runs the corrected input, and the campaign does not: `hrwsi reprocess` starts a "
+        "campaign that does): it is not retried")
 
 
 def _a_campaign_composite_with_a_late_member(db):
