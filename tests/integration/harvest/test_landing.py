@@ -580,6 +580,29 @@ async def test_a_source_of_another_product_type_feeds_its_own_routines(routines,
     assert (condition, tile, mission) == ("grd", None, "S1A")
 
 
+def _rows_read_from_ctes(plan: dict) -> int:
+    """Rows the statement's plan read from its CTEs (kept and filtered out, over every loop)."""
+    read = 0
+    if plan.get("Node Type") == "CTE Scan":
+        read += (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
+    return read + sum(_rows_read_from_ctes(child) for child in plan.get("Plans", []))
+
+
+async def test_a_burst_of_settled_files_is_registered_in_time_in_proportion_to_its_size(routines, pool):
+    # Before: the counts per candidate read all the statement's matches and inserts for each
+    # candidate: 10,000 settled files took 41 s in it, 20,000 outran the 60 s statement timeout,
+    # and each later scan tried the same batch again, so none of them ever became an input.
+    from hrwsi.sql_files import query
+    count = 1_000
+    paths = [f"/work/S2A_MSIL1C_{i:06d}.json" for i in range(count)]
+    async with pool.acquire() as conn, conn.transaction():
+        (plan,) = await conn.fetchrow(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + query("harvest_register_inputs"), paths, ["32TPR"] * count,
+            ["S2A"] * count, [MEASURED] * count, [NOW] * count, [p[6:-5] for p in paths], "L1C", NOW, "landing", False)
+        assert await conn.fetchval("SELECT count(*) FROM hrwsi.input") == count
+    assert _rows_read_from_ctes(json.loads(plan)[0]["Plan"]) < 20 * count
+
+
 async def test_an_interrupted_preparation_is_finished_at_the_next_scan(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     source = await source_named(pool)
