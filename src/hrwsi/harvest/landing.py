@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -212,12 +213,20 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
         async with pool.acquire() as conn:
             await conn.execute(query("landing_mark_ready"), [p.id for p in pending], [p.target for p in pending],
                                [p.scene.scene_id for p in pending], now)
-    prepared = []
     storage_waits: list[tuple[str, str]] = []
+    # Registered as the scan goes, a batch at a time: registered at its end, a burst's first inputs
+    # waited for the last file to be moved (100,000 files: minutes, NRT inputs among them), and a scan
+    # stopped by its timeout or a lapsed lease registered nothing of what it had moved.
+    unrecorded, prepared, since = dict(outcomes), [], time.monotonic()
     for item in pending:
         _require_lease(lease_held, source)
-        if await _prepare(item, source, policy, outcomes, stop, storage_waits):
+        if await _prepare(item, source, policy, unrecorded, stop, storage_waits):
             prepared.append(item)
+        if len(prepared) >= REGISTER_EVERY_FILES or (prepared and time.monotonic() - since >= REGISTER_EVERY_S):
+            _require_lease(lease_held, source)
+            await _register(pool, source, prepared, unrecorded, now)
+            outcomes.update(unrecorded)
+            unrecorded, prepared, since = {}, [], time.monotonic()
     report.storage_waits = len(storage_waits)
     if storage_waits:
         path, why = storage_waits[0]
@@ -225,7 +234,8 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
                        "and prepared at the next scan (%s: %s)", source.name, len(storage_waits), path, why,
                        extra=task_fields(source=source.name, failure=why))
     _require_lease(lease_held, source)
-    await _register(pool, source, prepared, outcomes, now)
+    await _register(pool, source, prepared, unrecorded, now)
+    outcomes.update(unrecorded)
     await _record_redeliveries(pool, source, rows_by_next_step.redeliveries, report, now)
 
     for outcome in outcomes.values():
@@ -234,6 +244,10 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
     _log_no_input(source, [o for o in outcomes.values() if o.state == "prepared" and not o.inputs])
     return report
 
+
+# A scan registers the files it prepared every so many files or seconds, whichever comes first.
+REGISTER_EVERY_FILES = 500
+REGISTER_EVERY_S = 5.0
 
 _NO_INPUT_LINES = 5  # files named one by one; more are summarised in one line
 _FAILED_LINES = 5    # failed files said one by one in a scan; the others in one line, counted by reason

@@ -603,6 +603,30 @@ async def test_a_burst_of_settled_files_is_registered_in_time_in_proportion_to_i
     assert _rows_read_from_ctes(json.loads(plan)[0]["Plan"]) < 20 * count
 
 
+async def test_a_long_scan_registers_what_it_prepared_as_it_goes(routines, tmp_path, pool, policy, monkeypatch):
+    # Before: a scan registered its inputs once every file was moved, so a burst's first (NRT) scenes
+    # waited for the last one, and a scan stopped half-way had registered nothing.
+    monkeypatch.setattr(landing, "REGISTER_EVERY_FILES", 2)
+    directory, _ = add_source(routines, tmp_path)
+    for hour in range(5):
+        stamp = (MEASURED - timedelta(hours=hour)).strftime("%Y%m%dT%H%M%S")
+        drop(directory, f"S2A_MSIL1C_{stamp}_N0510_R108_T32TPR_{stamp[:8]}T123456.json")
+    inputs_while_scanning: list[int] = []
+
+    def lease_held() -> bool:  # asked before each file is moved
+        inputs_while_scanning.append(len(inputs(routines)))
+        return len(inputs_while_scanning) < 8  # the lease lapses before the fifth file
+
+    with pytest.raises(landing.LeaseLapsed):
+        await landing.scan_landing_directory(pool, await source_named(pool), policy, lease_held=lease_held)
+    # Asked before marking the files ready, before each file and before registering each batch of two.
+    assert inputs_while_scanning == [0, 0, 0, 0, 2, 2, 2, 4] and len(inputs(routines)) == 4
+    assert sorted(state for state, _ in files(routines).values()) == ["prepared"] * 4 + ["ready"]
+    # The next scan registers the last one.
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, len(inputs(routines))) == (1, 5)
+
+
 async def test_an_interrupted_preparation_is_finished_at_the_next_scan(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     source = await source_named(pool)
