@@ -12,6 +12,7 @@ reason.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -275,7 +276,7 @@ def _prepare_file(path: str, target: str, source: LandingSource, landing_file_id
     if not _is_zip(path, source):
         _clear_target(target_path, resume)
         try:
-            shutil.move(path, target_path)
+            _move(path, target_path)
         except FileNotFoundError:
             raise PreparationFailed("vanished from the landing directory before it could be prepared") from None
         except OSError as error:
@@ -285,6 +286,7 @@ def _prepare_file(path: str, target: str, source: LandingSource, landing_file_id
         return str(target_path)
     partial = work / f"{_PARTIAL_PREFIX}{landing_file_id}"
     unzip.remove_path(partial)
+    extracted_from = _identity(path)
     password = source.zip_password.encode() if source.zip_password is not None else None
     try:
         unzip.extract(path, partial, limits, password=password,
@@ -301,8 +303,43 @@ def _prepare_file(path: str, target: str, source: LandingSource, landing_file_id
         partial.rmdir()
     else:
         partial.rename(target_path)
-    Path(path).unlink(missing_ok=True)
+    _remove_if_still(path, extracted_from)
     return str(target_path)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """Which file a name is now (device and inode), None if nothing is there."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _remove_if_still(path: str, identity: tuple[int, int] | None) -> None:
+    """Remove the landing file once its product is in the work directory, unless another file took its name
+    meanwhile: that one was delivered after, and is the next scan's (a re-delivery, recorded and moved aside).
+    Why: the name was removed whatever it was, and a file delivered in place while the first was unzipped, or
+    copied to another file system, was deleted unseen (found by exploratory testing)."""
+    if identity is not None and _identity(path) == identity:
+        unzip.remove_path(Path(path))
+
+
+def _move(path: str, target: Path) -> None:
+    """shutil.move, but removing the landing file after a copy to another file system only if it is still
+    the file copied (_remove_if_still)."""
+    identity = _identity(path)
+    try:
+        os.rename(path, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        shutil.copytree(path, target, symlinks=True)
+    else:
+        shutil.copy2(path, target)
+    _remove_if_still(path, identity)
 
 
 def move_aside(path: str, source: LandingSource, landing_file_id: int) -> str:

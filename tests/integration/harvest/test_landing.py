@@ -129,13 +129,13 @@ async def test_a_file_the_full_work_storage_could_not_take_waits_and_is_prepared
     directory, work = add_source(routines, tmp_path)
     drop(directory, f"{S2_NAME}.json")
     drop(directory, S1_NAME + ".json")
-    real_move = landing_files.shutil.move
+    real_move = landing_files._move
 
     def full_disk(source, target):  # (a move between file systems: the copy stops part-way)
         Path(target).write_bytes(b"sc")
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
-    monkeypatch.setattr(landing_files.shutil, "move", full_disk)
+    monkeypatch.setattr(landing_files, "_move", full_disk)
     with caplog.at_level(logging.WARNING, logger="hrwsi.harvest.landing"):
         report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
     assert (report.prepared, report.failed, report.storage_waits) == (0, 0, 2)
@@ -146,7 +146,7 @@ async def test_a_file_the_full_work_storage_could_not_take_waits_and_is_prepared
     assert {state for state, _ in files(routines).values()} == {"ready"} and inputs(routines) == []
     assert (directory / f"{S2_NAME}.json").exists()
 
-    monkeypatch.setattr(landing_files.shutil, "move", real_move)  # (room again)
+    monkeypatch.setattr(landing_files, "_move", real_move)  # (room again)
     report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
     assert (report.prepared, report.inputs, report.failed, report.storage_waits) == (2, 2, 0, 0)
     assert (work / f"{S2_NAME}.json").read_bytes() == b"scene" and not (directory / f"{S2_NAME}.json").exists()
@@ -161,16 +161,16 @@ async def test_a_waiting_file_touched_or_delivered_again_is_prepared_whole_not_f
     it is now is prepared."""
     directory, work = add_source(routines, tmp_path)
     drop(directory, f"{S2_NAME}.json")
-    real_move = landing_files.shutil.move
+    real_move = landing_files._move
 
     def full_disk(source, target):  # (a move between file systems: the copy stops part-way)
         Path(target).write_bytes(b"sc")
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
-    monkeypatch.setattr(landing_files.shutil, "move", full_disk)
+    monkeypatch.setattr(landing_files, "_move", full_disk)
     assert (await landing.scan_landing_directory(pool, await source_named(pool), policy)).storage_waits == 1
     drop(directory, f"{S2_NAME}.json", age_s=1800)  # touched
-    monkeypatch.setattr(landing_files.shutil, "move", real_move)  # (room again)
+    monkeypatch.setattr(landing_files, "_move", real_move)  # (room again)
     for _ in range(2):  # (the first version's row ends, then the file as it is now is prepared)
         await landing.scan_landing_directory(pool, await source_named(pool), policy)
     assert [row[1] for row in inputs(routines)] == [str(work / f"{S2_NAME}.json")]
@@ -435,6 +435,52 @@ async def test_a_zip_of_loose_content_is_extracted_into_a_directory_named_after_
     assert sorted(row[1] for row in inputs(routines)) == sorted([str(work / S2_NAME), str(work / S2_OTHER)])
     assert (work / S2_NAME / "payload.bin").read_bytes() == b"one"
     assert (work / S2_OTHER / "payload.bin").read_bytes() == b"two"
+
+
+async def test_a_file_put_in_the_place_of_one_being_prepared_is_kept_and_accounted_for(routines, tmp_path, pool, policy,
+                                                                                     monkeypatch):
+    # Before: once the archive was extracted (or a file copied to another file system), the name was
+    # unlinked, whatever it was by then: a file delivered in its place meanwhile was deleted unseen.
+    directory, work = add_source(routines, tmp_path)
+    source = await source_named(pool)
+    archive = zip_of(directory / f"{S2_NAME}.zip", {"payload.bin": b"first"})
+    replacement = zip_of(tmp_path / "replacement.zip", {"payload.bin": b"second delivery"})
+    extract = unzip.extract
+
+    def extract_then_replaced(*args, **kwargs):
+        extract(*args, **kwargs)
+        os.replace(replacement, archive)  # delivered again, in place, while the first was being unzipped
+
+    monkeypatch.setattr(unzip, "extract", extract_then_replaced)
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert (report.prepared, report.inputs) == (1, 1)
+    assert (work / S2_NAME / "payload.bin").read_bytes() == b"first"
+    assert archive.exists()  # kept; the next scan takes it as the re-delivery it is
+    monkeypatch.setattr(unzip, "extract", extract)
+    report = await landing.scan_landing_directory(pool, source, policy)
+    assert report.previously_received == 1 and len(inputs(routines)) == 1
+    [aside] = (work / landing_files.PREVIOUSLY_RECEIVED_DIRECTORY).iterdir()
+    assert zipfile.ZipFile(aside).read("payload.bin") == b"second delivery"
+
+    # A file moved to a work directory on another file system: copied, then removed only if it is
+    # still the file copied.
+    moved = drop(directory, f"{S2_OTHER}.json", b"first")
+    copy2 = landing_files.shutil.copy2
+
+    def rename_across(source_path, target_path):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def copied_then_replaced(source_path, target_path, **kwargs):
+        copy2(source_path, target_path, **kwargs)
+        (tmp_path / "other.json").write_bytes(b"second delivery")
+        os.replace(tmp_path / "other.json", moved)
+
+    monkeypatch.setattr(landing_files.os, "rename", rename_across)
+    monkeypatch.setattr(landing_files.shutil, "copy2", copied_then_replaced)
+    report = await landing.scan_landing_directory(pool, source, policy)
+    monkeypatch.undo()
+    assert (report.prepared, report.inputs) == (1, 1)
+    assert (work / f"{S2_OTHER}.json").read_bytes() == b"first" and moved.read_bytes() == b"second delivery"
 
 
 async def test_a_zip_holding_one_member_path_twice_is_refused_for_what_it_is(routines, tmp_path, pool, policy):
