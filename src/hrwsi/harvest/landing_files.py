@@ -349,5 +349,5 @@ def move_aside(path: str, source: LandingSource, landing_file_id: int) -> str:
     target = aside / f"{landing_file_id}_{Path(path).name}"
     unzip.remove_path(target)
     _still_there(path)
-    shutil.move(path, target)
+    _move(path, target)
     return str(target)

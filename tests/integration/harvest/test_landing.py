@@ -483,6 +483,32 @@ async def test_a_file_put_in_the_place_of_one_being_prepared_is_kept_and_account
     assert (work / f"{S2_OTHER}.json").read_bytes() == b"first" and moved.read_bytes() == b"second delivery"
 
 
+async def test_a_file_put_in_the_place_of_a_re_delivery_being_moved_aside_is_kept(routines, tmp_path, pool, policy,
+                                                                                  monkeypatch):
+    directory, work = add_source(routines, tmp_path)
+    source = await source_named(pool)
+    path = drop(directory, f"{S2_NAME}.json", b"first")
+    await landing.scan_landing_directory(pool, source, policy)
+    drop(directory, f"{S2_NAME}.json", b"second", age_s=1800)
+    copy2 = landing_files.shutil.copy2
+
+    def rename_across(source_path, target_path):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def copied_then_replaced(source_path, target_path, **kwargs):
+        copy2(source_path, target_path, **kwargs)
+        (tmp_path / "third.json").write_bytes(b"third")
+        os.replace(tmp_path / "third.json", path)
+
+    monkeypatch.setattr(landing_files.os, "rename", rename_across)
+    monkeypatch.setattr(landing_files.shutil, "copy2", copied_then_replaced)
+    report = await landing.scan_landing_directory(pool, source, policy)
+    monkeypatch.undo()
+    assert report.previously_received == 1
+    [aside] = (work / landing_files.PREVIOUSLY_RECEIVED_DIRECTORY).iterdir()
+    assert aside.read_bytes() == b"second" and path.read_bytes() == b"third"
+
+
 async def test_a_zip_holding_one_member_path_twice_is_refused_for_what_it_is(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     with pytest.warns(UserWarning, match="Duplicate name"):
