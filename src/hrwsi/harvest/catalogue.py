@@ -638,6 +638,7 @@ class CatalogueClient:
         self.retry = retry or RetryPolicy()
         self.max_page_bytes = max_page_bytes
         self.requests = 0
+        self.answered_at: datetime | None = None  # the catalogue's own time (HTTP Date) of its last page
 
     def origin(self) -> str:
         """Scheme, host and port of the source's URL: the only place its credentials are sent."""
@@ -707,6 +708,7 @@ class CatalogueClient:
                 async with self.session.get(url, params=params, headers=headers,
                                             timeout=aiohttp.ClientTimeout(total=self.retry.timeout_s)) as response:
                     if response.status == 200:
+                        self.answered_at = _http_date(response.headers.get("Date"))
                         return await self._page(response, shown)
                     body, _ = await _read_at_most(response, ERROR_ANSWER_MAX_BYTES)
                     text = self._said(body.decode("utf-8", "replace"))
@@ -752,6 +754,39 @@ class CatalogueClient:
         except (ValueError, RecursionError):
             text = self._said(bytes(page.head[:2000]).decode("utf-8", "replace"))
             raise CatalogueError(f"{shown} answered 200 but no JSON: {_excerpt(text)}") from None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP Date header as an aware UTC time, None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        from email.utils import parsedate_to_datetime
+
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _harvested_up_to(name: str, end: datetime, catalogue_time: datetime | None) -> datetime:
+    """How far a near-real-time window is recorded as harvested: its end, or the catalogue's own time when its
+    first page was answered, if that is earlier (its clock behind ours). Why: publication dates are stamped by the
+    catalogue's clock, and with the window recorded up to ours, a product it published after our query, stamped
+    before our window's end, fell before the next window's start once the skew passed the overlap: never asked for
+    (found by exploratory testing). The Date header counts whole seconds: its time was before the next one."""
+    if catalogue_time is None or catalogue_time + timedelta(seconds=1) > end:
+        return end
+    behind = (end - catalogue_time).total_seconds()
+    if behind > CLOCK_SKEW_WARNING_S:
+        logger.warning("catalogue %s: its clock is %.0f s behind ours (its Date header); the window is recorded as "
+                       "harvested up to its time, %s", name, behind, f"{catalogue_time:%Y-%m-%dT%H:%M:%S}Z",
+                       extra=task_fields(source=name))
+    return catalogue_time
+
+
+# A catalogue clock behind ours by more than this is said in the log (less is latency and the Date's resolution).
+CLOCK_SKEW_WARNING_S = 60.0
 
 
 def _url_secrets(url: str) -> list[str]:
@@ -923,10 +958,10 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
             else:
                 start, end = schedules.near_real_time_window(now, row["last_success_at"], row["overlap"],
                                                              row["first_lookback"])
-                await _harvest_window(run, ProductQuery(**base, published_after=start, published_before=end),
-                                      progress_up_to=end)
+                catalogue_time = await _harvest_window(
+                    run, ProductQuery(**base, published_after=start, published_before=end), progress_up_to=end)
                 report.windows.append(f"published {start:%Y-%m-%dT%H:%M:%SZ} to {end:%Y-%m-%dT%H:%M:%SZ}")
-                await _record_progress(pool, claim_token, name, end, None)
+                await _record_progress(pool, claim_token, name, _harvested_up_to(name, end, catalogue_time), None)
     finally:
         report.log_skipped()  # a run that failed or stopped half-way says what it skipped too
     return report
@@ -955,8 +990,9 @@ async def _still_ours(conn: asyncpg.Connection, run: _Run) -> None:
 
 
 async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to: datetime | None = None,
-                          resume_day: bool = False) -> None:
-    """Register the window's products, page by page. When the run reaches its page limit, the
+                          resume_day: bool = False) -> datetime | None:
+    """Register the window's products, page by page; returns the catalogue's own time (HTTP Date) when it
+    answered the first page, None if it did not say. When the run reaches its page limit, the
     products up to the last page's newest are all registered (the window is asked in that order),
     and that is recorded, so that the next run goes on from there instead of asking the same pages
     again: `progress_up_to`, a near-real-time window, by publication; `resume_day`, a backfill
@@ -964,8 +1000,12 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
     row, report = run.row, run.report
     path_field = run.config.get("path_field", "S3Path")
     newest: datetime | None = None
+    pages_before = report.pages
     newest_sensed: datetime | None = None
+    catalogue_time: datetime | None = None
     async for page in run.client.products(product_query):
+        if report.pages == pages_before:
+            catalogue_time = run.client.answered_at
         if report.pages >= run.max_pages:
             raise CatalogueError(f"stopped after {run.max_pages} page(s), the most one run asks for "
                                  f"(config max_pages_per_run); the {report.inputs} input(s) registered stay, "
@@ -1000,6 +1040,7 @@ async def _harvest_window(run: _Run, product_query: ProductQuery, progress_up_to
                     run.now, row["name"], row["mode"] == "backfill")
                 report.inputs += sum(c["created"] for c in counts)
             await _still_ours(conn, run)
+    return catalogue_time
 
 
 async def _mapped_in_a_thread(page: list, path_field: str,

@@ -443,6 +443,39 @@ async def test_a_backfill_day_with_more_products_than_a_run_asks_pages_for_goes_
         (day + timedelta(days=1), None)
 
 
+async def test_a_catalogue_whose_clock_is_behind_ours_misses_no_product_published_after_a_run(
+        routine, fake, pool, harvest_options, caplog):
+    """Publication dates are the catalogue's; with its clock 3 h behind ours, a run recorded its window up to our
+    time, and a product published just after it, stamped 3 h earlier, fell before the next window (the last
+    success minus the 1 h overlap): never asked for (found by exploratory testing)."""
+    from email.utils import format_datetime
+    skew = timedelta(hours=3)
+    clock = {"ours": NOW}
+    fake.products = [product(0, published=NOW - skew - timedelta(hours=1))]
+
+    async def behind(request):  # honours the publication window; its Date is 3 h behind ours
+        window = request.query["$filter"]
+        after = window.split("PublicationDate gt ")[1].split(" ")[0]
+        before = window.split("PublicationDate le ")[1].split(" ")[0]
+        value = [p for p in fake.products if after < p["PublicationDate"] <= before]
+        return web.json_response({"value": value},
+                                 headers={"Date": format_datetime(clock["ours"] - skew, usegmt=True)})
+
+    fake.answer = behind
+    catalogue_source(routine, fake)
+    with caplog.at_level(logging.WARNING, logger="hrwsi.harvest.catalogue"):
+        [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok and run.report.inputs == 1, run.error
+    assert "its clock is 10800 s behind ours" in caplog.text
+    assert routine.execute("SELECT last_success_at FROM hrwsi.harvest_source").fetchone()[0] == NOW - skew
+    # Published half an hour after that run, by the catalogue's clock 2 h 30 before it.
+    fake.products.append(product(1, published=NOW + timedelta(minutes=30) - skew))
+    clock["ours"] = NOW + timedelta(hours=1, minutes=5)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=clock["ours"])
+    assert run.ok and run.report.inputs == 1, run.error
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 2
+
+
 async def test_a_backfill_harvests_scenes_older_than_its_conditions_windows(routine, fake, pool, harvest_options):
     routine.execute("UPDATE hrwsi.processing_condition SET measurement_window = '2 days', "
                     "publication_window = '2 days', deadline = '3 hours'")
