@@ -3,6 +3,7 @@ entry, and preparing a file that changed since it was listed fails that file wit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -163,3 +164,30 @@ def test_an_empty_file_or_a_directory_with_no_byte_in_it_is_listed_as_empty(tmp_
     listed = {Path(e.path).name: (e.empty, e.problem) for e in list_landing_directory(landing)}
     assert listed == {f"{NAME}.SAFE": (True, None), f"{OTHER}.SAFE": (True, None),
                       f"{NAME}.json": (False, None), f"{OTHER}.json": (False, None)}
+
+
+def test_a_listing_resolves_the_landing_directory_once_not_each_entry_of_it(tmp_path, monkeypatch):
+    """Resolving every entry's path (realpath looks at each component), comparing paths as Path objects
+    and sorting them as such made listing 30,000 files take 1.5 s of CPU, at every scan of a directory
+    where failed files wait (found by exploratory testing): 0.6 s now. An entry in a subdirectory may
+    lead elsewhere through a linked directory, and is still resolved."""
+    landing = source(tmp_path, pattern="*")
+    for index in range(50):
+        (tmp_path / "in" / f"file-{index}.json").write_bytes(b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "outside.json").write_bytes(b"x")
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "elsewhere")
+    resolved: list[str] = []
+    realpath = os.path.realpath
+
+    def counted(path, *args, **kwargs):
+        resolved.append(str(path))
+        return realpath(path, *args, **kwargs)
+
+    monkeypatch.setattr(landing_files.os.path, "realpath", counted)
+    entries = list_landing_directory(landing)
+    assert len(entries) == 51 and len(resolved) == 1
+    resolved.clear()
+    nested = list_landing_directory(dataclasses.replace(landing, pattern="*/*.json"))
+    assert [Path(e.path).name for e in nested] == ["outside.json"] and len(resolved) == 2
+    assert "outside the landing directory" in nested[0].problem
