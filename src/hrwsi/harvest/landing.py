@@ -327,6 +327,7 @@ EMPTY = "empty (a transfer that failed or has not started?)"
 async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], empty: set[str], source: LandingSource,
                      now: datetime, report: LandingScanReport) -> _Sorted:
     result = _Sorted()
+    to_plan: list[asyncpg.Record] = []
     for row in rows:
         state, path = row["state"], row["path"]
         if state in ("failed", "previously_received"):
@@ -347,10 +348,21 @@ async def _sort_rows(rows: list[asyncpg.Record], problems: dict[str, str], empty
             result.redeliveries.append((row, path, f"received before: {Path(path).name} was prepared from this "
                                                    f"source (landing file {row['prepared_before_id']}); no new input"))
         else:
-            item = await _plan(row, source, result.outcomes)
+            to_plan.append(row)
+    # Planned in a worker thread a batch at a time: a thread hand-off per file was a third of the time a burst
+    # of 30,000 files waited before the first was moved (found by exploratory testing).
+    for start in range(0, len(to_plan), PLAN_BATCH):
+        planned = await asyncio.to_thread(_plan_batch, to_plan[start:start + PLAN_BATCH], source)
+        for row, item, failure in planned:
             if item is not None:
                 result.pending.append(item)
+            else:
+                result.outcomes[row["id"]] = FileOutcome(row["path"], "failed", failure)
     return result
+
+
+# Settled files planned in one hand-off to a worker thread (a zip's plan reads its directory of members).
+PLAN_BATCH = 500
 
 
 async def _set_aside_scenes_received_before(pool: asyncpg.Pool, source: LandingSource, rows: _Sorted) -> None:
@@ -383,8 +395,13 @@ async def _set_aside_scenes_received_before(pool: asyncpg.Pool, source: LandingS
     rows.pending = kept
 
 
-async def _plan(row: asyncpg.Record, source: LandingSource, outcomes: dict[int, FileOutcome]) -> _Pending | None:
-    """The scene and work-directory path of a settled file, or None (and its failure in outcomes)."""
+def _plan_batch(rows: list[asyncpg.Record], source: LandingSource) -> list[tuple[asyncpg.Record, _Pending | None, str]]:
+    """_plan of each row, in a worker thread: (row, its plan or None, why not)."""
+    return [(row, *_plan(row, source)) for row in rows]
+
+
+def _plan(row: asyncpg.Record, source: LandingSource) -> tuple[_Pending | None, str]:
+    """The scene and work-directory path of a settled file, or None and why it fails (blocking: a zip is read)."""
     path, resume = row["path"], row["state"] == "ready"
     try:
         scene = parse_product_name(Path(path).name)
@@ -392,15 +409,12 @@ async def _plan(row: asyncpg.Record, source: LandingSource, outcomes: dict[int, 
             raise UnreadableProductName(
                 f"{Path(path).name}: sensing time {scene.measured_at:%Y-%m-%dT%H:%M:%SZ} is after the file "
                 f"arrived ({row['first_seen_at']:%Y-%m-%dT%H:%M:%SZ}): wrong name or wrong clock")
-        target = row["prepared_path"] if resume and row["prepared_path"] else \
-            await asyncio.to_thread(planned_target, path, source)
+        target = row["prepared_path"] if resume and row["prepared_path"] else planned_target(path, source)
     except (UnreadableProductName, PreparationFailed) as error:
-        outcomes[row["id"]] = FileOutcome(path, "failed", str(error))
-        return None
+        return None, str(error)
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
-        outcomes[row["id"]] = FileOutcome(path, "failed", _unexpected(path, error))
-        return None
-    return _Pending(row["id"], path, row["first_seen_at"], scene, target, row["listed"], resume, row)
+        return None, _unexpected(path, error)
+    return _Pending(row["id"], path, row["first_seen_at"], scene, target, row["listed"], resume, row), ""
 
 
 async def _prepare(item: _Pending, source: LandingSource, policy: LandingPolicy, outcomes: dict[int, FileOutcome],

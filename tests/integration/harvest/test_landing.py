@@ -699,6 +699,28 @@ async def test_a_long_scan_registers_what_it_prepared_as_it_goes(routines, tmp_p
     assert (report.prepared, len(inputs(routines))) == (1, 5)
 
 
+async def test_a_burst_of_settled_files_is_planned_in_a_few_hand_offs_to_a_worker_thread(routines, tmp_path, pool,
+                                                                                          policy, monkeypatch):
+    # Before: one hand-off per file to plan it (its scene and work path), a third of the time a burst of
+    # 30,000 files waited before the first was moved; now one per PLAN_BATCH files (the moves are one each).
+    directory, _ = add_source(routines, tmp_path)
+    for minute in range(30):
+        stamp = (MEASURED - timedelta(minutes=minute)).strftime("%Y%m%dT%H%M%S")
+        drop(directory, f"S2A_MSIL1C_{stamp}_N0510_R108_T32TPR_{stamp[:8]}T123456.json")
+    hand_offs: list[str] = []
+    to_thread = landing.asyncio.to_thread
+
+    async def counted(function, *args, **kwargs):
+        hand_offs.append(function.__name__)
+        return await to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(landing.asyncio, "to_thread", counted)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    monkeypatch.undo()
+    assert (report.prepared, report.inputs) == (30, 30)
+    assert hand_offs.count("prepare_file") == 30 and len(hand_offs) <= 30 + 3, sorted(set(hand_offs))
+
+
 async def test_an_interrupted_preparation_is_finished_at_the_next_scan(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     source = await source_named(pool)
