@@ -709,24 +709,19 @@ class CatalogueClient:
                                             timeout=aiohttp.ClientTimeout(total=self.retry.timeout_s)) as response:
                     if response.status == 200:
                         self.answered_at = _http_date(response.headers.get("Date"))
-                        return await self._page(response, shown)
-                    body, _ = await _read_at_most(response, ERROR_ANSWER_MAX_BYTES)
-                    text = self._said(body.decode("utf-8", "replace"))
-                    if response.status == 401 and not reauthenticated:
-                        # An expired or revoked token: a new one, at once, once.
-                        self.auth.invalidate()
-                        reauthenticated = True
-                        last = f"401 {_error_message(text)}"
-                        continue
-                    if response.status == 401 or response.status == 403:
-                        raise CatalogueAuthError(f"{shown} refused the credentials ({self.auth.describe()}): "
-                                                 f"{response.status} {_error_message(text)}")
-                    if response.status != 429 and response.status < 500:
-                        raise CatalogueError(f"{shown} refused the request: {response.status} {response.reason}: "
-                                             f"{_error_message(text)}")
-                    last = f"{response.status} {response.reason}: {_error_message(text)}"
-                    if response.status == 429:
-                        retry_after = _retry_after(response.headers.get("Retry-After"))
+                        answer = await self._page(response, shown)
+                        if not isinstance(answer, _NoJson):
+                            return answer
+                        # A gateway's or proxy's HTML page sent as 200 ("maintenance"), or an answer broken off:
+                        # retried as a 5xx is. It failed the run at once, and a near-real-time source waited for
+                        # its next run, an hour, for a page a retry a second later would have got (found by
+                        # exploratory testing).
+                        last = answer.message
+                    else:
+                        last, retry_after, renew = await self._refused(response, shown, reauthenticated)
+                        if renew:  # an expired or revoked token: a new one, at once, once
+                            reauthenticated = True
+                            continue
             except TimeoutError:
                 last = f"no answer within {self.retry.timeout_s:g} s"
             except aiohttp.ClientConnectionError as error:
@@ -738,9 +733,27 @@ class CatalogueClient:
                 await self.retry.sleep(delay)
         raise CatalogueUnavailable(f"{shown} failed {self.retry.attempts} time(s); last: {last}")
 
+    async def _refused(self, response: aiohttp.ClientResponse, shown: str,
+                       reauthenticated: bool) -> tuple[str, float | None, bool]:
+        """An answer other than 200: raises what is not retried (credentials refused, another 4xx); else what it
+        said, its Retry-After, and whether it is a first 401, answered with a new token at once."""
+        body, _ = await _read_at_most(response, ERROR_ANSWER_MAX_BYTES)
+        text = self._said(body.decode("utf-8", "replace"))
+        if response.status == 401 and not reauthenticated:
+            self.auth.invalidate()
+            return f"401 {_error_message(text)}", None, True
+        if response.status == 401 or response.status == 403:
+            raise CatalogueAuthError(f"{shown} refused the credentials ({self.auth.describe()}): "
+                                     f"{response.status} {_error_message(text)}")
+        if response.status != 429 and response.status < 500:
+            raise CatalogueError(f"{shown} refused the request: {response.status} {response.reason}: "
+                                 f"{_error_message(text)}")
+        retry_after = _retry_after(response.headers.get("Retry-After")) if response.status == 429 else None
+        return f"{response.status} {response.reason}: {_error_message(text)}", retry_after, False
+
     async def _page(self, response: aiohttp.ClientResponse, shown: str) -> Any:
-        """A 200 answer, read up to the page limit and parsed; larger, it is refused (PageTooLarge),
-        not retried: it would be as large again."""
+        """A 200 answer, read up to the page limit and parsed (_NoJson if it is not JSON); larger, it is refused
+        (PageTooLarge), not retried: it would be as large again."""
         too_large = PageTooLarge(f"{shown} answered a page larger than {self.max_page_bytes / 2**20:g} MB (config "
                                  "max_page_mb): refused, not read further; ask smaller pages (config top) or raise "
                                  "max_page_mb")
@@ -753,7 +766,13 @@ class CatalogueClient:
             raise too_large from None
         except (ValueError, RecursionError):
             text = self._said(bytes(page.head[:2000]).decode("utf-8", "replace"))
-            raise CatalogueError(f"{shown} answered 200 but no JSON: {_excerpt(text)}") from None
+            return _NoJson(f"answered 200 but no JSON: {_excerpt(text)}")
+
+
+@dataclass(frozen=True)
+class _NoJson:
+    """A 200 answer that is no JSON (get_json retries it)."""
+    message: str
 
 
 def _http_date(value: str | None) -> datetime | None:

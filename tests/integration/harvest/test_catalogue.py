@@ -1019,6 +1019,28 @@ async def test_a_large_page_is_parsed_as_it_streams_in_and_the_event_loop_is_nev
     assert max(held) < 0.1, f"the loop was held {max(held):.2f} s"
 
 
+async def test_a_maintenance_page_answered_with_200_is_retried_like_a_server_error(routine, fake, pool, harvest_options):
+    """A gateway's HTML page sent as 200 failed the run at once: a near-real-time source waited for its next run,
+    an hour later, for what a retry a moment later got (found by exploratory testing)."""
+    fake.products = [product(i) for i in range(3)]
+
+    async def maintenance(request):
+        return web.Response(text="<html><h1>Down for maintenance</h1></html>", content_type="text/html")
+
+    async def maintenance_once(request):
+        fake.answer = None  # the next request gets the products
+        return await maintenance(request)
+
+    fake.answer = maintenance_once
+    catalogue_source(routine, fake)
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok and run.report.inputs == 3, run.error
+    # Every time: given up after the source's tries, saying what it answered.
+    fake.answer = maintenance
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=1, minutes=5))
+    assert not run.ok and "failed 3 time(s); last: answered 200 but no JSON: <html><h1>Down for maintenance" in run.error
+
+
 async def test_an_answer_that_breaks_off_past_the_streaming_threshold_is_no_json(fake):
     body = json.dumps({"value": [product(i) for i in range(6000)]}).encode()[:-1000]
 
