@@ -176,6 +176,28 @@ class Progress:
         return await asyncio.wait_for(until(), GUARD_S)
 
 
+# Scripts a test may stop. Nomad sends the stop signal (SIGINT) to the task's own process, the shell, not to its
+# process group (drivers/shared/executor/executor_unix.go shutdownProcess), and kills the rest only after the kill
+# timeout (executor.go Shutdown). A shell defers SIGINT while a foreground command runs: any /bin/sh waits out a
+# plain `sleep 30` (dash does not exec a -c script's last command), and bash, /bin/sh on some distributions, goes
+# on with a loop whose `sleep` did not die of the signal (its wait-and-cooperative-exit). Either way a stop on a
+# real agent waited the job's kill timeout (30 s for the backend's jobs). A trap runs once the foreground command
+# returns; it dies of the signal itself, as a shell with the default action would.
+STOP_AT_ONCE = "trap 'trap - INT; kill -INT $$' INT; "
+
+
+def script_until_exists(path: Path | str, then: str = "") -> str:
+    """A task script that waits until `path` exists (never, on a real agent's node, for a path of this machine's),
+    then runs `then`; stopped, it ends within one 0.05 s sleep whatever /bin/sh is."""
+    return f'{STOP_AT_ONCE}while [ ! -e "{path}" ]; do sleep 0.05; done' + (f"; {then}" if then else "")
+
+
+def sleeping(seconds: float) -> str:
+    """A task script that sleeps `seconds` unless stopped: the sleep is the task's process (exec), so the stop
+    signal reaches it at once."""
+    return f"exec sleep {seconds:g}"
+
+
 def minimal_job(job_id: str, script: str = "exit 0", **task_extra) -> dict:
     task = {"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", script]}}
     task.update(task_extra)

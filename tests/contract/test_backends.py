@@ -20,6 +20,7 @@ from hrwsi.backends.local import LocalBackend
 from hrwsi.backends.nomad import NomadBackend, NomadConfig
 from hrwsi.settings import Settings
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
+from tests.contract.conftest import script_until_exists
 
 GUARD_S = 60.0  # a liveness guard against hangs, not a timing assertion
 NODE = "conformance-node"
@@ -158,7 +159,7 @@ async def test_an_exit_code_decides_the_outcome(adapter: Adapter, code: int, sta
 
 async def test_a_cancelled_attempt_ends_cancelled_and_cancel_again_is_harmless(adapter: Adapter):
     backend = adapter.backend
-    spec = adapter.spec(f'while [ ! -e "{adapter.work / "never"}" ]; do sleep 0.05; done')
+    spec = adapter.spec(script_until_exists(adapter.work / "never"))
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(backend.wait(spec, spec.job_id, progress))
@@ -179,7 +180,7 @@ async def test_stop_all_stops_the_jobs_only_of_a_backend_whose_jobs_die_with_the
     if not adapter.runs_commands:
         await backend.stop_all()  # nothing runs: nothing to do, and no error
         return
-    spec = adapter.spec(f'while [ ! -e "{adapter.work / "release"}" ]; do sleep 0.05; done')
+    spec = adapter.spec(script_until_exists(adapter.work / "release"))
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(backend.wait(spec, spec.job_id, progress))

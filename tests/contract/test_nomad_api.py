@@ -33,6 +33,7 @@ from tests.contract.conftest import (
     Target,
     minimal_job,
     open_emulator,
+    sleeping,
 )
 
 pytestmark = pytest.mark.contract
@@ -60,7 +61,7 @@ async def test_register_stores_nomad_server_side_defaults(nomad: Target):
 
 
 async def test_a_job_without_type_is_a_service_job(nomad: Target):
-    job = minimal_job(nomad.job_id("service"), "sleep 30")
+    job = minimal_job(nomad.job_id("service"), sleeping(30))
     del job["Type"]
     assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
     stored = (await nomad.ahttp("GET", f"/v1/job/{job['ID']}")).json()
@@ -351,7 +352,7 @@ async def test_a_lost_allocation_is_replaced_unless_its_group_says_disconnect_re
     async with open_emulator(tmp_path, "lost", nodes) as target:
         jobs = {}
         for replace in (True, False):
-            job = minimal_job(target.job_id(f"replace-{replace}"), "sleep 600")
+            job = minimal_job(target.job_id(f"replace-{replace}"), sleeping(600))
             group = job["TaskGroups"][0]
             group["Constraints"] = [{"LTarget": "${node.class}", "Operand": "=", "RTarget": "lost"}]
             group["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}  # no say over lost allocations
@@ -596,7 +597,7 @@ async def test_purging_a_job_needs_submit_job_or_purge_job_not_deregister_job(no
     stopper = AclPolicy(capabilities=frozenset({"deregister-job", "read-job", "list-jobs"}))
     async with open_emulator(tmp_path, "purge-acl", acl_token=MANAGEMENT_TOKEN,
                              acl_policies={READER_TOKEN: stopper}) as target:
-        job = minimal_job(target.job_id("purged"), "sleep 30")
+        job = minimal_job(target.job_id("purged"), sleeping(30))
         await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=MANAGEMENT_TOKEN)
         path = f"/v1/job/{job['ID']}"
         # nomad/job_endpoint.go Job.Deregister: deregister-job may stop a job, never purge it
@@ -607,7 +608,7 @@ async def test_purging_a_job_needs_submit_job_or_purge_job_not_deregister_job(no
 
 async def test_a_task_keeps_its_last_ten_events(nomad: Target, tmp_path):
     emulator = nomad.require_emulator("restart a node's Nomad agent again and again")
-    job = minimal_job(nomad.job_id("many-events"), "sleep 30")
+    job = minimal_job(nomad.job_id("many-events"), sleeping(30))
     await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
 
     async def started_after(time: int) -> dict:
@@ -632,7 +633,7 @@ async def test_a_task_keeps_its_last_ten_events(nomad: Target, tmp_path):
 async def test_scaling_a_job_up_places_another_allocation_and_scaling_down_stops_the_highest_index(nomad: Target):
     # nomad/job_endpoint.go Job.Scale: the group's Count changes in a new job version, evaluated ("job-scaling");
     # scheduler/reconciler/reconcile_cluster.go computeStop: a lower Count stops the highest name indexes.
-    job = minimal_job(nomad.job_id("scaled"), "sleep 120")
+    job = minimal_job(nomad.job_id("scaled"), sleeping(120))
     await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
     path = f"/v1/job/{Target.path_id(job['ID'])}"
 
@@ -676,7 +677,7 @@ async def test_the_emulator_stopped_by_sigterm_leaves_no_task_process_behind(tmp
                     await asyncio.sleep(0.1)
         await asyncio.wait_for(up(), GUARD_S)
         pids = {name: tmp_path / f"{name}.pid" for name in ("running", "left-behind")}
-        scripts = {"running": f"echo $$ > {pids['running']}; sleep 300",
+        scripts = {"running": f"echo $$ > {pids['running']}; {sleeping(300)}",
                    "left-behind": f"sleep 300 & echo $! > {pids['left-behind']}; exit 0"}
         for name, script in scripts.items():
             job = minimal_job(f"orphan-{name}", script)

@@ -35,6 +35,7 @@ from tests.contract.conftest import (
     follow,
     minimal_job,
     open_emulator,
+    script_until_exists,
 )
 
 pytestmark = pytest.mark.contract
@@ -91,7 +92,7 @@ async def test_a_job_that_fits_nowhere_is_queued_then_runs_when_capacity_frees(n
     backend = nomad.backend()
     release = nomad.work / "release"
     free = await nomad.free_memory_mb(nomad.node)
-    blocker_script = (f'while [ ! -e "{release}" ]; do sleep 0.05; done' if nomad.is_emulator else "sleep 20")
+    blocker_script = script_until_exists(release) if nomad.is_emulator else "sleep 20"  # runs to its end
     blocker = nomad.spec("blocker", blocker_script, ram_mb=free - 100)
     waiting = nomad.spec("waiting", "exit 0", ram_mb=200)
     await backend.submit(blocker)
@@ -165,8 +166,8 @@ async def test_an_attempt_that_ended_on_a_node_cut_off_is_recorded_with_its_real
     emulator = nomad.require_emulator("cut a node off from the servers")
     backend = nomad.backend(stop_after_disconnect_s=60, kill_timeout_s=1)
     gate, finished = nomad.work / "cut-off-gate", nomad.work / "cut-off-finished"
-    spec = nomad.spec("back-in-time", f'while [ ! -e "{gate}" ]; do sleep 0.05; done; '
-                                      f'echo done > "$HRWSI_OUTPUT_DIR/product.txt"; touch "{finished}"',
+    spec = nomad.spec("back-in-time",
+                      script_until_exists(gate, f'echo done > "$HRWSI_OUTPUT_DIR/product.txt"; touch "{finished}"'),
                       worker=NODE_2)
     await backend.submit(spec)
     progress = Progress()
@@ -196,8 +197,8 @@ async def test_a_task_its_client_restarted_without_restoring_runs_again_and_the_
     emulator = nomad.require_emulator("restart a node's Nomad agent")
     backend = nomad.backend()
     runs, gate = nomad.work / "not-restored-runs", nomad.work / "not-restored-gate"
-    spec = nomad.spec("not-restored", f'echo run >> "{runs}"; while [ ! -e "{gate}" ]; do sleep 0.05; done; '
-                                      'echo done > "$HRWSI_OUTPUT_DIR/product.txt"', worker=NODE_2)
+    spec = nomad.spec("not-restored", f'echo run >> "{runs}"; '
+                      + script_until_exists(gate, 'echo done > "$HRWSI_OUTPUT_DIR/product.txt"'), worker=NODE_2)
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))
@@ -224,7 +225,7 @@ async def test_a_task_its_client_restarted_without_restoring_runs_again_and_the_
 async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Target):
     emulator = nomad.require_emulator("make a node go down")
     backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)
-    spec = nomad.spec("lost", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
+    spec = nomad.spec("lost", script_until_exists(nomad.work / "never"), worker=NODE_2)
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))
@@ -251,7 +252,7 @@ async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Tar
 async def test_a_replacement_nomad_placed_before_the_stop_does_not_hide_the_loss(nomad: Target):
     emulator = nomad.require_emulator("make a node go down")
     backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)
-    spec = nomad.spec("replaced", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
+    spec = nomad.spec("replaced", script_until_exists(nomad.work / "never"), worker=NODE_2)
     job = build_job(spec, backend.config)
     del job["TaskGroups"][0]["Disconnect"]  # as a job registered by an older hrwsi: Nomad replaces lost ones
     job["TaskGroups"][0]["Constraints"] = []
@@ -370,7 +371,7 @@ async def test_the_emulator_collects_dead_jobs_after_its_threshold(nomad: Target
 
 async def test_cancel_stops_the_job(nomad: Target):
     backend = nomad.backend()
-    spec = nomad.spec("cancelled", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done')
+    spec = nomad.spec("cancelled", script_until_exists(nomad.work / "never"))
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))
@@ -389,7 +390,7 @@ async def test_cancel_stops_the_job(nomad: Target):
 
 async def test_a_job_over_its_timeout_is_stopped_as_an_internal_error(nomad: Target):
     backend = nomad.backend()
-    spec = nomad.spec("timeout", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', timeout_s=0.5)
+    spec = nomad.spec("timeout", script_until_exists(nomad.work / "never"), timeout_s=0.5)
     await backend.submit(spec)
     outcome = await follow(backend, spec)
     assert outcome.state == "internal_error" and "timed out" in outcome.message
@@ -401,7 +402,7 @@ async def test_a_job_over_its_timeout_is_stopped_as_an_internal_error(nomad: Tar
 async def test_without_the_event_stream_blocking_queries_follow_jobs(nomad: Target):
     backend = nomad.backend(event_stream=False)
     release = nomad.work / "no-stream-release"
-    spec = nomad.spec("no-stream", f'while [ ! -e "{release}" ]; do sleep 0.05; done; exit 210'
+    spec = nomad.spec("no-stream", script_until_exists(release, "exit 210")
                       if nomad.is_emulator else "sleep 3; exit 210")
     await backend.submit(spec)
     progress = Progress()
@@ -420,7 +421,7 @@ async def test_events_missed_while_the_stream_was_down_are_reconciled(nomad: Tar
         target = Target("emulator", emulator.address, None, "gap-node", nomad.work, emulator)
         backend = target.backend()
         release = nomad.work / "gap-release"
-        spec = target.spec("gap", f'while [ ! -e "{release}" ]; do sleep 0.05; done; exit 210')
+        spec = target.spec("gap", script_until_exists(release, "exit 210"))
         await backend.submit(spec)
         progress = Progress()
         following = asyncio.ensure_future(follow(backend, spec, progress))
@@ -618,7 +619,7 @@ async def test_subscriptions_that_fail_inside_nomad_fall_back_to_blocking_querie
     emulator.fail_event_streams(1_000)
     backend = framed.backend()
     release = framed.work / "fallback-release"
-    spec = framed.spec("fallback", f'while [ ! -e "{release}" ]; do sleep 0.05; done; exit 210')
+    spec = framed.spec("fallback", script_until_exists(release, "exit 210"))
     await backend.submit(spec)
     following = asyncio.ensure_future(follow(backend, spec))
 
@@ -1150,7 +1151,7 @@ async def test_a_stop_naming_an_id_a_job_this_database_does_not_know_holds_stops
     # Found by review: the launcher's spec names the row's first ID until the attempt is known to run under
     # its claim's own; an operator's cancel (or a stranded job's stop) meanwhile stopped the job that held it.
     foreign = claimed(installation_spec(nomad, "stop-taken", str(uuid.uuid4())),
-                      command=("/bin/sh", "-c", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done'))
+                      command=("/bin/sh", "-c", script_until_exists(nomad.work / "never")))
     assert await nomad.backend().submit(foreign, first_start=True) == foreign.job_id
     foreigns = await registration_of(nomad, foreign.job_id)
     taken = claimed(installation_spec(nomad, "stop-taken", str(uuid.uuid4())), command=foreign.command)
@@ -1487,7 +1488,7 @@ async def test_a_job_an_admin_scaled_to_two_is_scaled_back_and_the_attempt_runs_
     # output directory, and nothing said so.
     backend = nomad.backend(event_stream=event_stream)
     flag = nomad.work / f"scaled-{event_stream}.go"
-    spec = nomad.spec(f"scaled-{event_stream}", f"while [ ! -e {flag} ]; do sleep 0.1; done")
+    spec = nomad.spec(f"scaled-{event_stream}", script_until_exists(flag))
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))
@@ -1550,7 +1551,7 @@ async def test_an_attempt_on_a_node_disconnected_without_lost_after_is_lost_not_
     # treats both alike: running until its client must have stopped it, then lost, its job stopped.
     emulator = nomad.require_emulator("disconnect a node")
     backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)
-    spec = nomad.spec("disconnected", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done', worker=NODE_2)
+    spec = nomad.spec("disconnected", script_until_exists(nomad.work / "never"), worker=NODE_2)
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(follow(backend, spec, progress))

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from tests.contract.conftest import Progress, Target, follow
+from tests.contract.conftest import Progress, Target, follow, script_until_exists
 
 pytestmark = pytest.mark.contract
 
@@ -22,7 +22,7 @@ SHORT_GUARD_S = 10.0
 async def test_a_job_running_when_nomad_lost_its_state_ends_lost(nomad: Target):
     emulator = nomad.require_emulator("restart with a fresh state")
     backend = nomad.backend()
-    spec = nomad.spec("before", f'while [ ! -e "{nomad.work / "never"}" ]; do sleep 0.05; done')
+    spec = nomad.spec("before", script_until_exists(nomad.work / "never"))
     await backend.submit(spec)
     progress = Progress()
     following = asyncio.ensure_future(backend.wait(spec, spec.job_id, progress))
