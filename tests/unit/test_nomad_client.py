@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import threading
 
 import pytest
 import requests
 
-from hrwsi.backends.nomad.client import NomadResponse, error_text, is_transient, may_have_arrived, may_have_taken_effect
+from hrwsi.backends.nomad.client import (
+    NomadClient,
+    NomadError,
+    NomadResponse,
+    error_text,
+    is_transient,
+    may_have_arrived,
+    may_have_taken_effect,
+)
+from hrwsi.backends.nomad.config import NomadConfig
 
 
 def answer(status: int, text: str) -> NomadResponse:
@@ -106,3 +117,46 @@ def test_an_index_nomad_sends_is_read_in_ascii_digits_alone(index, read):
     """(int() read X-Nomad-Index '1_0' as 10 and '\u0663' as 3: a blocking query would wait for an index Nomad never
     sent; found by review) An unreadable one is 0: the next query does not block."""
     assert NomadResponse(200, {"X-Nomad-Index": index}, "").index == read
+
+
+def _http_1_0_server(bodies: list[bytes]):
+    """Answers one connection per body as an HTTP/1.0 proxy does: no Content-Length, the close marks the end."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        for answer_body in bodies:
+            connection, _ = server.accept()
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                while length and len(body) < int(length.group(1)):  # (unread, the close would be a reset)
+                    body += connection.recv(65536)
+                connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nX-Nomad-Index: 7\r\n\r\n" + answer_body)
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+async def test_an_answer_cut_off_before_its_end_without_a_content_length_is_a_transport_fault_not_nomads_answer(method):
+    # Behind a proxy that speaks HTTP/1.0 a JSON answer has no Content-Length: only the connection's close ends it,
+    # and a connection cut mid-body read as a whole answer that did not parse (JSONDecodeError in the caller).
+    full = b'[{"ID": "hrwsi-a-1-1", "Status": "running"}]'
+    server, thread = _http_1_0_server([full[:17], full] if method == "get" else [full[:17]])
+    client = NomadClient(NomadConfig(address=f"http://127.0.0.1:{server.getsockname()[1]}", retry_for_s=10.0))
+    try:
+        if method == "get":
+            response = await client.call("list jobs", "jobs")  # retried: the second answer is whole
+            assert (response.status, response.json(), response.index) == (200, json.loads(full), 7)
+        else:
+            with pytest.raises(NomadError) as cut:
+                await client.call("register a job", "jobs", method="post", body={"Job": {}}, retry=False)
+            assert cut.value.status is None and cut.value.may_have_arrived  # (a write may have been carried out)
+            assert "cut off" in str(cut.value)
+    finally:
+        client.close()
+        server.close()
+        thread.join(timeout=5)

@@ -95,6 +95,23 @@ def _text(response: requests.Response) -> str:
     return response.content.decode("utf-8", errors="replace")
 
 
+def _cut_off(response: requests.Response, text: str) -> bool:
+    """A JSON answer that only the connection's close ended and that is not whole. Nomad sends a length or
+    chunks (Go's net/http), and urllib3 raises when either falls short; an HTTP/1.0 proxy in front of Nomad
+    sends neither, and a connection cut mid-body then reads as a whole answer (RFC 9112 6.3: the close is the
+    end), which failed in the caller's JSON parsing as if Nomad had said it. A transport fault: retried."""
+    headers = response.headers
+    if "Content-Length" in headers or "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return False
+    if not headers.get("Content-Type", "").startswith("application/json"):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return True
+    return False
+
+
 # urllib3's wrapping of a cause ("HTTPConnectionPool(host='h', port=4646): Max retries exceeded with url:
 # /v1/nodes (Caused by NewConnectionError(...))"): the address is said already, the cause is what ops need
 CONNECTION_PREFIX = re.compile(r"^HTTPS?Connection(Pool)?\(host=[^)]*\): ")
@@ -249,7 +266,11 @@ class NomadClient:
         except requests.RequestException as error:
             failure = error
         else:
-            return NomadResponse(response.status_code, response.headers, _text(response))
+            text = _text(response)
+            if not _cut_off(response, text):
+                return NomadResponse(response.status_code, response.headers, text)
+            failure = (f"its answer was cut off after {len(response.content):,} bytes (no Content-Length: "
+                       "an HTTP/1.0 proxy in between?)")
         unanswered = NomadError(None, self.unreachable(failure))
         unanswered.may_have_arrived = may_have_arrived(failure)
         raise unanswered from None
