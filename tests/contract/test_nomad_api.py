@@ -758,3 +758,38 @@ async def test_the_stop_signal_goes_to_the_tasks_own_process_and_what_it_started
     assert "Killing" in events and "Killed" in events, events
     assert not (work / "child-got").exists(), "the task's child got the stop signal meant for the task's process"
     await nomad.purge(job_id)
+
+
+async def test_the_job_lists_index_moves_with_jobs_and_summaries_not_with_an_evaluations_write(nomad: Target):
+    # nomad/job_endpoint.go List answers max(index of jobs, index of job_summary); an evaluation's write moves
+    # neither when it changes no job status and no summary count (nomad/state/state_store.go nestedUpsertEval,
+    # setJobStatuses). Re-registering a running job's unchanged spec writes only an evaluation
+    # (nomad/job_endpoint.go Register: EvalUpdateRequestType), which the scheduler completes without a change.
+    # The emulator moved the summaries' index with every write touching a job, so the list's index never
+    # trailed the event stream's as Nomad's does (the launcher compared the two). (A quiet agent: another job's
+    # write meanwhile would move the list's index.)
+    job = minimal_job(nomad.job_id("index-of-jobs"), sleeping(60))
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    path = f"/v1/job/{nomad.path_id(job['ID'])}"
+
+    async def running() -> None:
+        while not any(a["ClientStatus"] == "running" for a in (await nomad.ahttp("GET", f"{path}/allocations")).json()):
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(running(), GUARD_S)
+    probe = {"prefix": nomad.job_id("no-such-job-")}
+    before = int((await nomad.ahttp("GET", "/v1/jobs", params=probe)).headers["X-Nomad-Index"])
+    stored = (await nomad.ahttp("GET", path)).json()
+    again = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert again.status_code == 200 and again.json()["EvalID"]
+    assert again.json()["JobModifyIndex"] == stored["ModifyIndex"]  # no changes: not written again
+
+    async def evaluated() -> dict:
+        while (found := (await nomad.ahttp("GET", f"/v1/evaluation/{again.json()['EvalID']}")).json())["Status"] \
+                != "complete":
+            await asyncio.sleep(0.05)
+        return found
+    evaluation = await asyncio.wait_for(evaluated(), GUARD_S)
+    after = int((await nomad.ahttp("GET", "/v1/jobs", params=probe)).headers["X-Nomad-Index"])
+    assert before < evaluation["ModifyIndex"] and after == before, (before, evaluation["ModifyIndex"], after)
+    assert (await nomad.ahttp("GET", path)).json()["ModifyIndex"] == stored["ModifyIndex"]
+    await nomad.purge(job["ID"])

@@ -1654,3 +1654,38 @@ async def test_a_job_placed_while_its_launcher_could_not_see_it_is_not_purged_as
     assert outcome.state == "processed", outcome
     assert emulator.cluster.completed_runs[spec.job_id] == 1
     await backend.forget(spec.job_id)
+
+
+async def test_a_stream_reconnected_after_an_evaluation_is_not_taken_for_nomads_state_going_back(nomad: Target, caplog):
+    # Found by review against Nomad's source: the job list's X-Nomad-Index, the launcher's probe on each
+    # (re)connection, is max(index of jobs, index of job summaries) (nomad/job_endpoint.go List); an evaluation's
+    # write moves neither (nomad/state/state_store.go nestedUpsertEval), yet the event stream carries it. The
+    # launcher compared the probe with the stream's index: a reconnection after an evaluation said "Nomad's index
+    # went backwards: its state was lost or restored", read every followed job again, and would have said a job
+    # an admin purged meanwhile was lost with Nomad's state.
+    emulator = nomad.require_emulator("end the event stream")
+    backend = nomad.backend()
+    spec = nomad.spec("evaluated", script_until_exists(nomad.work / "evaluated-release", "exit 0"))
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    stored = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    again = (await nomad.ahttp("POST", "/v1/jobs", json={"Job": stored})).json()  # unchanged: an evaluation alone
+
+    async def evaluated() -> None:
+        while (await nomad.ahttp("GET", f"/v1/evaluation/{again['EvalID']}")).json()["Status"] != "complete":
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(evaluated(), GUARD_S)
+    await asyncio.sleep(0.3)  # (the stream has carried the evaluation's events by now)
+    connections = emulator.event_stream_connections
+    emulator.drop_event_streams()
+
+    async def reconnected() -> None:
+        while emulator.event_stream_connections == connections:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(reconnected(), GUARD_S)
+    (nomad.work / "evaluated-release").touch()
+    assert (await following).state == "processed"
+    assert not [r.getMessage() for r in caplog.records if "went backwards" in r.getMessage()]
+    await backend.forget(spec.job_id)

@@ -104,7 +104,7 @@ class Follower:
     restore_failures: int = 0  # Failed Restoring Task events seen: each time the routine ran again
     stopped_in_nomad: bool = False  # the job's Stop flag seen set (a Job event, the job list): `nomad job stop`
     state_went_back: bool = False  # Nomad's index went backwards while it was followed (a reset, a restore)
-    seen_index: int = 0  # the highest ModifyIndex of its allocations seen (never lowered: _index_is_behind)
+    seen_index: int = 0  # the highest ModifyIndex of its allocations seen (never lowered: _refresh_once)
     # An admin raised the group's Count (`nomad job scale`, a re-registration): the job versions with a
     # Count above 1 (seen in a Job event or on an extra allocation) already scaled back.
     scaled_versions: set[int] = field(default_factory=set)
@@ -139,6 +139,12 @@ class JobFollowing:
         self._events = EventStream(client.config)
         self.task_logs = TaskLogs(client)
         self._stream_index = 0
+        # The lowest index of jobs Nomad can answer while its state lasts: the highest its job list answered (the
+        # probe, the poll) or a Job event carried. Not the stream's index: the job list's, max(jobs, job_summary)
+        # (nomad/job_endpoint.go List), trails the index of evaluations and of allocation writes that change no
+        # summary (nomad/state/state_store.go nestedUpsertEval, updateSummaryWithAlloc), so a reconnection after
+        # them read as Nomad's state going back (every followed job read again, a purged one said lost with it).
+        self._jobs_floor = 0
         self._failed_streams = 0  # subscriptions in a row that failed in Nomad or ended without a line
         self._fallback_at: float | None = None  # loop time the stream was given up for blocking queries
         self._poll_index = 0
@@ -416,10 +422,13 @@ class JobFollowing:
 
     async def _refresh_once(self, follower: Follower) -> None:
         job_id = follower.job_id
-        known_before = set(follower.allocs)
+        known_before, seen_before = set(follower.allocs), follower.seen_index
         response = await self.client.call(f"read allocations of {job_id}", "job", quote_id(job_id), "allocations")
         if response.status != 200:
             raise NomadError(response.status, f"allocations of {job_id}: HTTP {response.status} {response.text}")
+        # The index of allocations (nomad/job_endpoint.go Allocations: the allocs table's, whatever the job) is at
+        # least every allocation's ModifyIndex while Nomad's state lasts: below one seen, that state is gone.
+        allocs_went_back = bool(response.index) and response.index < seen_before
         listed = response.json() or []
         # An allocation known before this listing was read but missing from it is gone with Nomad's state
         # (a live allocation is never garbage-collected; events follow the commit, so it existed): forget
@@ -436,7 +445,7 @@ class JobFollowing:
                 return
         response = await self.client.call(f"read Nomad job {job_id}", "job", quote_id(job_id))
         if response.status == 404:
-            went_back = follower.state_went_back or await self._index_is_behind(follower.seen_index)
+            went_back = follower.state_went_back or allocs_went_back or await self._index_is_behind()
             self._resolve(follower, self._unknown_job_outcome(job_id, went_back))
             return
         if response.status != 200:
@@ -613,8 +622,10 @@ class JobFollowing:
         # every (re)connection: a cluster rebuilt or restored from nothing starts its Raft index over,
         # and a subscription from our old, higher index would drop every new event as already seen.
         probe = await self.client.jobs_index()
-        if probe.status == 200 and probe.index < self._stream_index:
+        if probe.status == 200 and probe.index < self._jobs_floor:
             self._index_went_backwards(probe.index)
+        if probe.status == 200:
+            self._jobs_floor = max(self._jobs_floor, probe.index)
         if not self._stream_index:
             self._stream_index = probe.index if probe.status == 200 else 0
         params = {"index": str(self._stream_index + 1) if self._stream_index else "0",
@@ -636,12 +647,12 @@ class JobFollowing:
         finally:
             connection.close()
 
-    async def _index_is_behind(self, job_seen_index: int = 0) -> bool:
-        """Whether Nomad's index is below the last one this backend saw (the stream's, the poll's, or
-        one of the job's own allocations: the stream may not have had one yet), asked when a followed
-        job is unknown: read before the stream or the poll saw the index go back, the job looked
-        purged, where it was lost with Nomad's state (a reset, a restore; a CI run read it first)."""
-        seen = max(self._stream_index, self._poll_index, job_seen_index)
+    async def _index_is_behind(self) -> bool:
+        """Whether Nomad's index of jobs is below the lowest it can be while its state lasts (_jobs_floor, the
+        poll's), asked when a followed job is unknown: read before the stream or the poll saw the index go
+        back, the job looked purged, where it was lost with Nomad's state (a reset, a restore; a CI run read
+        it first). (One of the job's own allocations seen is compared with the index of allocations.)"""
+        seen = max(self._jobs_floor, self._poll_index)
         if not seen:
             return False
         try:
@@ -653,17 +664,17 @@ class JobFollowing:
         if self._stream_index:
             self._index_went_backwards(probe.index)
         else:
-            self._poll_index = 0  # (as the poll does when it sees it)
+            self._poll_index = self._jobs_floor = 0  # (as the poll does when it sees it)
             for other in self.followers.values():
                 other.state_went_back = True
         return True
 
     def _index_went_backwards(self, index: int) -> None:
         """Nomad lost its state (its index is below one we saw): what we knew of allocations is void."""
-        logger.warning("Nomad's index went backwards (%d, after %d): its state was lost or restored; every "
+        logger.warning("Nomad's index of jobs went backwards (%d, after %d): its state was lost or restored; every "
                        "followed job is read again, and a job Nomad no longer knows ends lost (retried)",
-                       index, self._stream_index)
-        self._stream_index = 0
+                       index, self._jobs_floor)
+        self._stream_index = self._jobs_floor = 0
         for follower in self.followers.values():
             follower.state_went_back = True
             follower.allocs.clear()
@@ -677,6 +688,8 @@ class JobFollowing:
         for event in frame.get("Events") or []:
             payload = event.get("Payload") or {}
             topic = event.get("Topic")
+            if topic == "Job":  # (a write of the jobs table, whatever its namespace)
+                self._jobs_floor = max(self._jobs_floor, index)
             obj = payload.get(topic) or {}  # the Allocation, Evaluation or Job the event is about
             if obj.get("Namespace") not in (None, "", self.config.namespace):
                 continue  # subscribed to our namespace only; the payload's own says so (api has no Event.Namespace)
@@ -800,6 +813,7 @@ class JobFollowing:
             for follower in self.followers.values():
                 follower.state_went_back = True
         self._poll_index = index
+        self._jobs_floor = max(self._jobs_floor, index) if index else 0
         listing = {job["ID"]: job for job in response.json() or []}
         for job_id, stub in listing.items():
             if job_id in self._ended and job_id not in self.followers and not stub.get("Stop") and \

@@ -144,6 +144,7 @@ class Cluster:
         self.job_eval_index: dict[tuple[str, str], int] = {}
         self.job_summary_index: dict[tuple[str, str], int] = {}
         self.job_deleted_index: dict[tuple[str, str], int] = {}
+        self._summaries: dict[tuple[str, str], tuple[dict, dict]] = {}  # the counts each summary was written with
         self._job_touched_ns: dict[tuple[str, str], int] = {}
         self._queued_allocs: dict[tuple[str, str], dict[str, int]] = {}
         self.event_buffer_size = event_buffer_size
@@ -246,13 +247,24 @@ class Cluster:
         """Job status follows its allocations and evaluations (Nomad's getJobStatus)."""
         index = txn.index
         for key in txn.touched_jobs:
-            self.job_summary_index[key] = index
-            self.table_index["job_summary"] = index
             self._job_touched_ns[key] = now_ns()
             job = self.jobs.get(key)
             change = txn._changed.get(("jobs", job["ID"])) if job is not None else None
-            if job is None or (change is not None and change[1]):
+            if job is None:
+                if self._summaries.pop(key, None) is not None:  # (deleted with its job: DeleteJobTxn)
+                    self.table_index["job_summary"] = index
                 continue
+            # The job_summary table moves only when a summary changes (nomad/state/state_store.go: a job's
+            # upsert, updateSummaryWithAlloc on a new allocation or a ClientStatus change, nestedUpsertEval
+            # on a new Queued count), never for an evaluation's or a task event's write alone: the job
+            # list's X-Nomad-Index, max(jobs, job_summary) (nomad/job_endpoint.go List), trails the
+            # index of the allocations, the evaluations and the event stream.
+            summary = self.job_summary(job)
+            counts = (summary["Summary"], summary["Children"])
+            if change is not None or counts != self._summaries.get(key):
+                self._summaries[key] = counts
+                self.job_summary_index[key] = index
+                self.table_index["job_summary"] = index
             status = self.job_status(job)
             if status != job["Status"] or change is not None:
                 job["Status"] = status
