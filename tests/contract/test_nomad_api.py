@@ -228,7 +228,14 @@ async def _check_acl(target: Target) -> None:
     anonymous = await target.ahttp("GET", "/v1/jobs", token=False)
     assert anonymous.status_code == 403 and anonymous.headers["Content-Type"].startswith("text/plain")
     wrong = await target.ahttp("GET", "/v1/jobs", token=str(uuid.uuid4()))
-    assert wrong.status_code == 403
+    # An unknown token is "Permission denied" on the RPC endpoints (nomad/job_endpoint.go List: `if authErr !=
+    # nil`), not "ACL token not found" as the emulator said, and so is one that is not a UUID.
+    assert (wrong.status_code, wrong.text.strip()) == (403, "Permission denied")
+    for path in ("/v1/job/never-registered/allocations", "/v1/nodes", f"/v1/allocation/{uuid.uuid4()}"):
+        refused = await target.ahttp("GET", path, token=str(uuid.uuid4()))
+        assert (refused.status_code, refused.text.strip()) == (403, "Permission denied"), path
+    not_a_uuid = await target.ahttp("GET", "/v1/jobs", token="not-a-uuid")
+    assert (not_a_uuid.status_code, not_a_uuid.text.strip()) == (403, "Permission denied")
     assert (await target.ahttp("GET", "/v1/jobs")).status_code == 200
     backend = target.backend()
     try:

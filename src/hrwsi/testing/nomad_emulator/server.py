@@ -355,7 +355,12 @@ class NomadEmulator:
             return None  # the management token
         policy = self.acl_policies.get(token)
         if policy is None:
-            return "ACL token not found"
+            # A token Nomad does not know (or not a UUID nor a workload identity): the RPC endpoints answer any
+            # failed authentication as structs.ErrPermissionDenied (nomad/job_endpoint.go and alloc_endpoint.go,
+            # eval_, node_, namespace_, variables_, client_fs_endpoint.go: `if authErr != nil`); only the agent's
+            # own endpoints, which resolve the token themselves (command/agent/agent_endpoint.go ResolveToken),
+            # say structs.ErrTokenNotFound.
+            return "ACL token not found" if request.path.startswith("/v1/agent/") else "Permission denied"
         if request.path.startswith("/v1/namespace/"):
             # nomad/namespace_endpoint.go GetNamespace: aclObj.AllowNamespace(name), any capability there
             name = request.path.removeprefix("/v1/namespace/")
