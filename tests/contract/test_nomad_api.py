@@ -800,3 +800,22 @@ async def test_the_job_lists_index_moves_with_jobs_and_summaries_not_with_an_eva
     assert before < evaluation["ModifyIndex"] and after == before, (before, evaluation["ModifyIndex"], after)
     assert (await nomad.ahttp("GET", path)).json()["ModifyIndex"] == stored["ModifyIndex"]
     await nomad.purge(job["ID"])
+
+
+async def test_a_jobs_allocations_and_evaluations_answer_the_index_of_all_allocations_and_evaluations(nomad: Target):
+    # nomad/job_endpoint.go Allocations and Evaluations answer the allocs and evals tables' index, whatever the job
+    # (at least every allocation's and evaluation's ModifyIndex while Nomad's state lasts: the launcher compares an
+    # allocation it saw with it); the emulator answered the job's own (1 for a job it never had).
+    job = minimal_job(nomad.job_id("table-index"))
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    alloc = await nomad.final_allocation(job["ID"])
+    evaluations = (await nomad.ahttp("GET", f"/v1/job/{nomad.path_id(job['ID'])}/evaluations")).json()
+    other = nomad.path_id(nomad.job_id("table-index-never-registered"))
+    allocs_index = int((await nomad.ahttp("GET", f"/v1/job/{other}/allocations")).headers["X-Nomad-Index"])
+    evals_index = int((await nomad.ahttp("GET", f"/v1/job/{other}/evaluations")).headers["X-Nomad-Index"])
+    assert allocs_index >= alloc["ModifyIndex"], (allocs_index, alloc["ModifyIndex"])
+    assert evals_index >= max(e["ModifyIndex"] for e in evaluations), (evals_index, evaluations)
+    # (a blocking query on the job that has none still waits for one of its own)
+    held = await nomad.ahttp("GET", f"/v1/job/{other}/allocations", params={"index": allocs_index, "wait": "300ms"})
+    assert held.json() == [] and int(held.headers["X-Nomad-Index"]) >= allocs_index
+    await nomad.purge(job["ID"])

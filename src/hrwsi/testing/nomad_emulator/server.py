@@ -416,9 +416,12 @@ class NomadEmulator:
         r.add_route("GET", "/v1/client/fs/cat/{id}", self.alloc_cat)
         r.add_route("*", "/v1/var/{path:.+}", self.variable)
 
-    async def _blocking(self, request: web.Request, compute: Callable[[], tuple[int, object]],
+    async def _blocking(self, request: web.Request, compute: Callable[[], tuple],
                         not_found: str | None = None) -> web.Response:
-        """Nomad's blocking query: answer when the result's index passes ?index, or when ?wait ends."""
+        """Nomad's blocking query: answer when the result's index passes ?index, or when ?wait ends.
+        `compute` gives (index, body) or (index, body, the index answered): a listing Nomad answers with a
+        whole table's index still holds only until its own objects change (nomad/rpc.go blockingRPC: the
+        query's watch set is on what it read; it runs again when that changes)."""
         query = request.query
         # command/agent/http.go parseWait: ?wait is Go's time.ParseDuration ("30" without a unit is refused,
         # only "0" goes without one), ?index an unsigned integer; each refused in its own words.
@@ -438,7 +441,7 @@ class NomadEmulator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            index, body = compute()
+            index, body, *answered = compute()
             if min_index == 0 or index > min_index or self._closing.is_set():
                 break
             remaining = deadline - loop.time()
@@ -447,7 +450,7 @@ class NomadEmulator:
             await self.cluster.wait_for_change(remaining)
         if body is None and not_found is not None:
             raise CodedError(404, not_found)
-        return _json(body, index)
+        return _json(body, answered[0] if answered else index)
 
     @staticmethod
     def _namespace(request: web.Request) -> str:
@@ -556,14 +559,17 @@ class NomadEmulator:
 
         def compute():
             allocs = [c.alloc_stub(a, resources) for a in c.job_allocs(*key, any_create_index=any_index)]
-            return c.job_alloc_index.get(key, 1), allocs
+            # nomad/job_endpoint.go Allocations: the allocs table's index, whatever the job (at least every
+            # allocation's ModifyIndex while the state lasts); the emulator answered the job's own
+            return c.job_alloc_index.get(key, 1), allocs, c.table_index["allocs"]
         return await self._blocking(request, compute)
 
     async def job_evaluations(self, request: web.Request, job_id: str) -> web.Response:
         key, c = (self._namespace(request), job_id), self.cluster
 
         def compute():
-            return c.job_eval_index.get(key, 1), c.job_evals(*key)
+            # nomad/job_endpoint.go Evaluations: the evals table's index, whatever the job
+            return c.job_eval_index.get(key, 1), c.job_evals(*key), c.table_index["evals"]
         return await self._blocking(request, compute)
 
     async def job_summary(self, request: web.Request, job_id: str) -> web.Response:
