@@ -212,6 +212,33 @@ async def test_event_stream_heartbeats_and_frames(framed: Target):
         await framed.purge(job)
 
 
+async def test_a_subscription_from_past_the_last_event_gets_the_last_event_again(framed: Target):
+    # nomad/stream/event_buffer.go StartAtClosest: an index past every buffered event starts the subscription at
+    # the last one, which it sends again (the launcher resumes from the index after the last frame it saw, and
+    # must take that frame for one seen); the emulator sent nothing. A parameterized job's registration is one
+    # frame and the last (no evaluation: nomad/job_endpoint.go Register). (A quiet agent: a later write would be
+    # the last one.)
+    job = minimal_job(framed.job_id("past-the-end"))
+    job["ParameterizedJob"] = {"Payload": "forbidden"}
+    assert (await framed.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    registered_at = (await framed.ahttp("GET", f"/v1/job/{job['ID']}")).json()["ModifyIndex"]
+    connection = await EventStream(framed.config()).connect({"topic": f"Job:{job['ID']}",
+                                                             "index": str(registered_at + 1)})
+    lines: list[dict] = []
+    frames = connection.frames()
+
+    async def first_frame() -> None:
+        while not any(line.get("Events") for line in lines):
+            lines.append(await frames.__anext__())
+    try:
+        await asyncio.wait_for(first_frame(), GUARD_S)
+    finally:
+        connection.close()
+    frame = next(line for line in lines if line.get("Events"))
+    assert frame["Index"] == registered_at and frame["Events"][0]["Type"] == "JobRegistered", frame
+    await framed.purge(job["ID"])
+
+
 async def test_acl_token_is_checked(nomad: Target, tmp_path):
     if nomad.is_emulator:
         async with NomadEmulator([EmulatedNode("acl-node")], acl_token="s3cr3t-acl-token",

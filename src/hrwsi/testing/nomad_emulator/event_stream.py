@@ -68,6 +68,11 @@ async def stream_lines(cluster: Cluster, wanted: Callable[[dict], bool], start_i
     loop = asyncio.get_running_loop()
     # An index older than the buffer starts at its oldest frame (nomad/stream/event_buffer.go StartAtClosest).
     last_sent = max(start_index - 1 if start_index else 0, cluster.dropped_through)
+    if start_index and cluster.frames and start_index > cluster.frames[-1][0]:
+        # An index past the last buffered frame starts at that frame, sent again if the subscription's filter
+        # takes it (StartAtClosest returns the last item it walked; nomad/stream/subscription.go Next filters):
+        # a subscriber resuming from the index after the last it saw gets that frame a second time.
+        last_sent = cluster.frames[-1][0] - 1
     yield b"{}\n"
     next_heartbeat = loop.time() + heartbeat
     while still_open():
