@@ -1689,3 +1689,30 @@ async def test_a_stream_reconnected_after_an_evaluation_is_not_taken_for_nomads_
     assert (await following).state == "processed"
     assert not [r.getMessage() for r in caplog.records if "went backwards" in r.getMessage()]
     await backend.forget(spec.job_id)
+
+
+async def test_polls_that_find_nothing_wait_out_nomads_stagger_of_the_wait_without_timing_out(nomad: Target, caplog):
+    # Found by review against Nomad's source: Nomad holds a blocking query up to a sixteenth longer than its wait
+    # (nomad/rpc.go blockingRPC: RandomStagger(MaxQueryTime / JitterFraction)). The poll's read timeout was the wait
+    # plus the request timeout: with HRWSI_NOMAD_REQUEST_TIMEOUT_S below the stagger, polls that found nothing
+    # timed out, were retried with a warning, and `hrwsi status` said Nomad was out of reach.
+    emulator = nomad.require_emulator("stagger every blocking query by its most")
+    emulator.query_stagger = lambda interval: interval * 0.95  # 5 s: 0.3 s more
+    backend = nomad.backend(event_stream=False, request_timeout_s=0.25, blocking_wait_s=5.0)
+    release = nomad.work / "staggered-release"
+    spec = nomad.spec("staggered", script_until_exists(release, "exit 0"))
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    polls = emulator.requests[("GET", "/v1/jobs")]
+
+    async def polled_twice_more() -> None:  # (at least one of them found nothing: the job runs on)
+        while emulator.requests[("GET", "/v1/jobs")] < polls + 2:
+            await asyncio.sleep(0.1)
+    await asyncio.wait_for(polled_twice_more(), GUARD_S)
+    release.touch()
+    assert (await following).state == "processed"
+    assert not [r.getMessage() for r in caplog.records if "wait for changes of Nomad jobs" in r.getMessage()]
+    assert backend.client.problem() is None
+    await backend.forget(spec.job_id)

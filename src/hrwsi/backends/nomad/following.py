@@ -59,6 +59,9 @@ from hrwsi.backends.nomad.task_logs import TaskLogs
 
 logger = logging.getLogger(__name__)
 
+# structs.JitterFraction (nomad/structs/structs.go): a blocking query waits up to wait / 16 more than asked
+QUERY_JITTER_FRACTION = 16
+
 LIVE = ("pending", "running")
 # Since Nomad 1.11.2 an event stream that fails after the subscription (ACL, disabled broker) is a 200
 # that ends without a line (before: an error status); after this many such subscriptions in a row,
@@ -800,11 +803,15 @@ class JobFollowing:
     async def _poll_once(self) -> None:
         """Without the stream: one blocking query on the job list; refresh the followed jobs that changed."""
         prefix = self.config.job_prefix
-        params = {"prefix": prefix, "index": str(self._poll_index),
-                  "wait": f"{int(self.config.blocking_wait_s)}s"}
+        wait_s = int(self.config.blocking_wait_s)
+        params = {"prefix": prefix, "index": str(self._poll_index), "wait": f"{wait_s}s"}
+        # Nomad holds a blocking query up to a sixteenth longer than its wait (nomad/rpc.go blockingRPC: a
+        # RandomStagger of MaxQueryTime / structs.JitterFraction): a read timeout of the wait plus the request
+        # timeout alone timed out the polls that found nothing whenever the stagger passed the request timeout.
         response = await self.client.call("wait for changes of Nomad jobs", "jobs", params=params,
                                           timeout=(self.config.request_timeout_s,
-                                                   self.config.blocking_wait_s + self.config.request_timeout_s))
+                                                   wait_s * (1 + 1 / QUERY_JITTER_FRACTION)
+                                                   + self.config.request_timeout_s))
         if response.status != 200:
             raise NomadError(response.status, f"HTTP {response.status}: {response.text.strip()[:200]}")
         index = response.index

@@ -13,6 +13,7 @@ import base64
 import hmac
 import json
 import logging
+import random
 import shutil
 import tempfile
 from collections import Counter
@@ -39,6 +40,9 @@ logger = logging.getLogger("hrwsi.testing.nomad_emulator")
 
 MAX_QUERY_TIME_S = 300.0
 DEFAULT_QUERY_TIME_S = 300.0
+# A blocking query waits up to a sixteenth more than asked (nomad/rpc.go blockingRPC: MaxQueryTime +=
+# helper.RandomStagger(MaxQueryTime / structs.JitterFraction), JitterFraction 16).
+QUERY_JITTER_FRACTION = 16
 TOO_MANY_CONNECTIONS = "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
 STREAM_FAILURE = "emulator (test double): event broker failure"
 
@@ -124,6 +128,8 @@ class NomadEmulator:
         self._stream_failures = 0
         self.event_stream_connections = 0
         self.requests: Counter[tuple[str, str]] = Counter()  # (method, path) -> how many
+        # The stagger a blocking query's wait gets, from its jitter interval (a test may set the worst case).
+        self.query_stagger: Callable[[float], float] = lambda interval: random.uniform(0.0, interval)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> NomadEmulator:
@@ -439,6 +445,8 @@ class NomadEmulator:
         except ValueError:
             raise CodedError(400, "Invalid index") from None
         loop = asyncio.get_running_loop()
+        if min_index:
+            wait += self.query_stagger(wait / QUERY_JITTER_FRACTION)
         deadline = loop.time() + wait
         while True:
             index, body, *answered = compute()
