@@ -83,6 +83,8 @@ def build_services(kinds: Sequence[str], pool: asyncpg.Pool, settings: Settings,
             built.append(WebService(pool, settings, required=len(kinds) == 1))
         else:
             raise ValueError(f"unknown service {kind!r}: choose from {', '.join(SERVICE_KINDS)}")
+    if built:  # (one line for them all while they wait at start for the database to take writes)
+        built[0].share_writes_awaited(built)
     for service in built:  # web dashboard (issue 13): its /healthz answers for every instance of the process
         if service.kind == "web":
             service.instances = built

@@ -1159,6 +1159,8 @@ class Launcher(Service):
                     except CONFLICTS:  # (serializable by the role's default: the other launcher's commit won)
                         if not tries_left:
                             raise
+                    except asyncpg.ReadOnlySQLTransactionError:
+                        break  # (a standby: it waits for writes, then registers with the same check: Service._register)
         except BaseException:
             await self.backend.close()
             raise

@@ -62,8 +62,40 @@ UNREACHABLE_LOG_EVERY_S = 30.0
 HEARTBEAT_RETRY_S = 1.0
 
 
-# A service that waits for the database to take writes at start (the dashboard) tries to register this often.
+# A service started while the database refuses writes (a standby after a failover, default_transaction_read_only)
+# tries to register this often, and says that it still waits this often (one line for the services of its process).
 WRITES_AWAITED_EVERY_S = 5.0
+WRITES_AWAITED_SAID_EVERY_S = 60.0
+
+
+@dataclass
+class _WritesAwaited:
+    """The services of one process waiting at start for the database to take writes: since when, how many
+    refusals and when last said. Shared (hrwsi.app.build_services): `hrwsi up` runs four services, and one line
+    says it for all of them."""
+
+    services: weakref.WeakSet
+    streak: _Streak | None = None
+
+    def kinds(self) -> str:
+        return ", ".join(sorted({service.kind for service in self.services}))
+
+    def tell(self, refused: BaseException) -> None:
+        now = time.monotonic()
+        streak = self.streak = self.streak or _Streak(now)
+        streak.attempts += 1
+        if streak.told is not None and now - streak.told < WRITES_AWAITED_SAID_EVERY_S:
+            return
+        streak.told = now
+        if streak.attempts == 1:
+            logger.warning("%s: %s; %s start all the same and register once the database takes writes, trying every "
+                           "%g s (Ctrl-C or SIGTERM stops %s at once)", self.kinds(), read_only_refusal(refused),
+                           "they" if len(self.services) > 1 else "it", WRITES_AWAITED_EVERY_S,
+                           "them" if len(self.services) > 1 else "it")
+        else:
+            logger.warning("%s: still waiting for the database to take hrwsi's writes (%d refusals in %.0f s; a standby, "
+                           "or default_transaction_read_only on); trying every %g s", self.kinds(), streak.attempts,
+                           now - streak.since, WRITES_AWAITED_EVERY_S)
 
 
 # A statement that runs longer than this is logged with its name and duration.
@@ -262,9 +294,6 @@ class Service:
 
     kind = "service"
     listener_cap_s = LISTENER_CAP_S  # the longest wait before the LISTEN connection tries again
-    # Whether a database that refuses writes at start (a standby after a failover) is waited for, not a refusal
-    # that ends the process: the dashboard serves its pages meanwhile and registers once writes go through.
-    waits_for_writes_at_start = False
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         self.pool = pool
@@ -302,6 +331,7 @@ class Service:
         # The database refusing writes (a standby, default_transaction_read_only): since when, said once
         # and then every UNREACHABLE_LOG_EVERY_S, until a heartbeat (a write) goes through again.
         self._read_only: _Streak | None = None
+        self._sessions_renewed_at = float("-inf")  # (monotonic) the pool's sessions last opened anew for a refusal
         # The server refused a connection for want of a slot (max_connections), and since when: this service's
         # problem (status, the dashboard) until one of its steps or side tasks reaches the database again.
         self._connections_refused: tuple[str, datetime] | None = None
@@ -311,6 +341,8 @@ class Service:
             settings.database_url, settings.pgdata) else None
         self._embedded_watch = _embedded_watch(settings.pgdata)  # (shared with this process's other services)
         self._embedded_watch.services.add(self)
+        # Waiting at start for the database to take writes (shared by the services of the process: share_writes_awaited).
+        self._writes_awaited = _WritesAwaited(weakref.WeakSet([self]))
         self._code_watch = _CODE_WATCH  # (the code this process started with: shared by its services)
         self._code_watch.services.add(self)
         self._listen_first = False  # a step fell due: listen again to what only it waits for, then run it
@@ -332,6 +364,15 @@ class Service:
     def side_tasks(self) -> list[SideTask]:
         """Periodic work beside the steps, each with its interval."""
         return []
+
+    def share_writes_awaited(self, others: list[Service]) -> None:
+        """One line for the services of one process while they wait at start for the database to take writes."""
+        shared = _WritesAwaited(weakref.WeakSet(others))
+        for service in others:
+            service._writes_awaited = shared
+
+    def waiting_for_writes(self, waiting: bool) -> None:
+        """Hook: the service waits at start for the database to take writes (True), or no longer (False)."""
 
     # -- waking ----------------------------------------------------------------------------
     def wake(self, *steps: str) -> None:
@@ -460,6 +501,13 @@ class Service:
         meet it; database_trouble.read_only_refusal), then one line every UNREACHABLE_LOG_EVERY_S while it lasts."""
         now = time.monotonic()
         streak = self._read_only = self._read_only or _Streak(now)
+        if now - self._sessions_renewed_at >= WRITES_AWAITED_EVERY_S:
+            # A session keeps the default_transaction_read_only it opened with: once ops turn it off, the sessions
+            # that met it would refuse on (until the pool closed them idle, if ever). Opened anew as they come back.
+            self._sessions_renewed_at = now
+            task = asyncio.get_running_loop().create_task(self.pool.expire_connections())
+            self._quieting.add(task)
+            task.add_done_callback(self._quieting.discard)
         if not streak.another(now):
             return
         if streak.attempts == 1:
@@ -870,12 +918,21 @@ class Service:
                                    self.kind, self.instance_id, row["id"], row["heartbeat_age_s"], verdict.why)
 
     async def _register(self) -> None:
-        """The first lease; a database away at start-up is waited for, not fatal; so is one that refuses writes,
-        by a service that waits_for_writes_at_start (the dashboard)."""
+        """The first lease; a database away at start-up is waited for, not fatal; so is one that refuses writes (a
+        standby during a failover, default_transaction_read_only on): it registers once writes go through.
+
+        Why: `hrwsi up` and each service started alone exited with code 2 on a standby, so a restart during a
+        failover (systemd, Nomad's restart) failed and the services stayed down after the new primary was up;
+        the dashboard restarted then showed nothing, exactly when ops need it (found by review). A role set
+        read-only on a primary waits alike: it is healed by ops' ALTER ROLE ... SET default_transaction_read_only
+        = off, which the pool's sessions read when they open, so they are opened anew before each try."""
         backoff = Backoff(first_s=0.1, cap_s=START_UP_CAP_S)
         while True:
             try:
-                await self._register_once()
+                # (a launcher whose preflight met the refusal registers with its check here, as at preflight)
+                await self._register_once(check=None if self.registered else self.registration_check())
+                if self._read_only is not None:
+                    self.waiting_for_writes(False)
                 self._writes_again()  # (said once it waited for the database to take writes)
                 return
             except TRANSIENT_DATABASE_ERRORS as error:
@@ -884,16 +941,22 @@ class Service:
                                self.kind, error, delay)
                 await backoff.sleep(delay)
             except asyncpg.ReadOnlySQLTransactionError as refused:
-                if not self.waits_for_writes_at_start:
-                    raise
-                # (the dashboard restarted during a failover exited with code 2 and showed nothing, exactly when
-                # ops need it; found by review)
-                if self._read_only is None:
-                    logger.warning("%s: it starts all the same and registers as a service once the database takes "
-                                   "writes (it tries every %g s)", self.kind, WRITES_AWAITED_EVERY_S)
-                self._tell_read_only(refused)
-                if not await self._sleep(min(backoff.next(), WRITES_AWAITED_EVERY_S)):
+                await self._await_writes(refused)
+                if self.stopping.is_set():
                     return
+
+    async def _await_writes(self, refused: asyncpg.ReadOnlySQLTransactionError) -> None:
+        """One refused registration: said for the process (once, then every WRITES_AWAITED_SAID_EVERY_S), then a
+        pause of WRITES_AWAITED_EVERY_S, cut short by a stop."""
+        first = self._read_only is None
+        self._read_only = self._read_only or _Streak(time.monotonic())
+        self._read_only.attempts += 1
+        self._writes_awaited.tell(refused)
+        if first:
+            self.waiting_for_writes(True)
+        if await self._sleep(WRITES_AWAITED_EVERY_S):
+            # (a session keeps the default_transaction_read_only it opened with: a fixed role would never be read)
+            await self.pool.expire_connections()
 
     async def unregister(self) -> None:
         try:

@@ -754,6 +754,51 @@ async def test_a_database_that_refuses_writes_is_said_once_for_the_service_with_
         await writable.close()
 
 
+async def test_a_database_set_read_only_and_then_set_back_takes_the_services_writes_again_without_a_restart(
+        db, database_url, settings):
+    """A session keeps the default_transaction_read_only it opened with: after ops set the database (or role)
+    read-only, the pool's sessions opened since refused every write, and went on refusing after ops set it off
+    again, the service said to wait for a fix that had come (found by review). A refusal opens the pool's sessions
+    anew (at most every WRITES_AWAITED_EVERY_S), so the next try reads the setting as it is now."""
+    pool = await create_pool(database_url, min_size=0, max_size=1)
+    name = db.execute("SELECT current_database()").fetchone()[0]
+
+    def read_only(on: bool) -> None:
+        db.execute(psycopg.sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+            psycopg.sql.Identifier(name), psycopg.sql.SQL("on" if on else "off")))
+
+    class Probe(service.Service):
+        kind = "prober"
+
+        def __init__(self):
+            super().__init__(pool, settings)
+            self.steps["write"] = self.write
+
+        async def write(self) -> bool:
+            async with self.pool.acquire() as conn:
+                await conn.execute("UPDATE hrwsi.service_instance SET heartbeat_at = heartbeat_at WHERE id = $1",
+                                   self.instance_id)
+            return False
+
+    probe = Probe()
+    try:
+        await probe._register()
+        read_only(True)
+        await pool.expire_connections()  # (the failover: the sessions come back with the setting)
+        await probe.run_step("write")
+        assert probe._read_only is not None, "refused"
+        read_only(False)  # (ops set it off; nothing ends hrwsi's sessions)
+        await asyncio.sleep(0.1)
+        await probe.run_step("write")
+        assert probe._unreachable == {} and probe._read_only is not None
+        await probe._heartbeat_once()
+        assert probe._read_only is None, "a write went through again"
+    finally:
+        read_only(False)
+        await probe.unregister()
+        await pool.close()
+
+
 async def test_a_lease_found_lapsed_while_the_database_refuses_writes_neither_ends_the_service_nor_its_stop(
         db, database_url, settings, caplog):
     """A fenced call reads the lease before it writes: on a database refusing writes (a standby after a failover),

@@ -82,9 +82,9 @@ async def cannot_listen(host: str, port: int, error: OSError) -> str:
 class WebService(Service):
     kind = "web"
     listener_cap_s = DASHBOARD_LISTENER_CAP_S  # pages are not live without it: back within seconds
-    # A failover onto a standby is when ops need the dashboard most: it serves its pages (the overview's first line
-    # says the database refuses writes) and registers once writes go through again; its actions are refused meanwhile.
-    waits_for_writes_at_start = True
+    # A failover onto a standby is when ops need the dashboard most: like every service it waits for writes at start
+    # (Service._register), and serves its pages meanwhile (the overview's first line says the database refuses
+    # writes); its actions are refused meanwhile.
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, web_settings: WebSettings | None = None,
                  *, required: bool = True):
