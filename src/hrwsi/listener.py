@@ -108,11 +108,16 @@ class Listener:
         # True while a connection listens (from on_connected until it is lost): the dashboard tells its
         # pages, which learn of changes only through it (hrwsi.web.live).
         self.connected = False
+        # The server answered and refused LISTEN (a hot standby: "cannot execute LISTEN during recovery"), since when
+        # (monotonic) and when that was last said; None: not refused (listening, connecting, or the server away).
+        self.listen_refused: float | None = None
+        self._refusal_told: float | None = None
         self.quiet: frozenset[str] = frozenset()  # channels not to listen to for now
         self._conn: asyncpg.Connection | None = None
         self._listening: set[str] = set()  # what the current connection listens to
         # One statement at a time on the connection: LISTEN, UNLISTEN and the ping.
         self._statements = asyncio.Lock()
+        self._backoff = Backoff(first_s=backoff_min_s, cap_s=backoff_max_s)
 
     def set_quiet(self, channels: Iterable[str]) -> None:
         """Which channels not to listen to from now on; `apply` makes it so on the connection (a
@@ -148,7 +153,7 @@ class Listener:
         self.on_notification(Notification.parse(channel, payload))
 
     async def run(self) -> None:
-        backoff = Backoff(first_s=self.backoff_min_s, cap_s=self.backoff_max_s)
+        backoff = self._backoff = Backoff(first_s=self.backoff_min_s, cap_s=self.backoff_max_s)
         while not self._stopping.is_set():
             try:
                 # Bounded: a connection cut during its handshake must not hang us for asyncpg's 60 s default.
@@ -160,15 +165,16 @@ class Listener:
                                                               "statement_timeout": "0"})
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 # (A connection cut during its handshake raises InterfaceError.)
+                self.listen_refused = None
                 delay = backoff.next()
                 self._tell_a_pooler(error)
                 logger.warning("%s: cannot connect to %s (%s); retrying in %.1f s",
                                self.name, redact(self.url), describe(error), delay)
                 await self._sleep(delay)
                 continue
-            backoff.reset()
+            refused = False
             try:
-                await self._listen(conn)
+                refused = not await self._listen(conn)
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
                 logger.warning("%s: connection failed (%s); reconnecting", self.name, describe(error))
             finally:
@@ -179,8 +185,11 @@ class Listener:
                         await asyncio.wait_for(conn.close(), 2)
                     except (TimeoutError, OSError, asyncpg.PostgresError):
                         conn.terminate()
+            if refused:  # (it reconnected at once: a connection and a warning every few milliseconds on a standby)
+                await self._sleep(backoff.next())
 
-    async def _listen(self, conn: asyncpg.Connection) -> None:
+    async def _listen(self, conn: asyncpg.Connection) -> bool:
+        """Listen on `conn` until it is lost or the listener stops; False when LISTEN was refused."""
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
         try:
@@ -193,8 +202,16 @@ class Listener:
                         self._listening.add(channel)
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
             self._tell_a_pooler(error)
-            logger.warning("%s: LISTEN failed (%s); reconnecting", self.name, describe(error))
-            return
+            if isinstance(error, asyncpg.PostgresError) and not isinstance(error, TRANSIENT_DATABASE_ERRORS):
+                self._tell_listen_refused(error)
+            else:
+                logger.warning("%s: LISTEN failed (%s); reconnecting", self.name, describe(error))
+            return False
+        if self.listen_refused is not None:
+            logger.info("%s: LISTEN is taken again (refused for %.0f s); catching up on missed work", self.name,
+                        time.monotonic() - self.listen_refused)
+        self.listen_refused = self._refusal_told = None
+        self._backoff.reset()  # (once it listens: a refused LISTEN is retried with a growing pause)
         if self.reconnects:
             logger.info("%s: reconnected; catching up on missed work", self.name)
         self.reconnects += 1
@@ -211,6 +228,20 @@ class Listener:
                 return
         if lost.is_set() and not self._stopping.is_set():
             logger.warning("%s: the database closed our connection; reconnecting", self.name)
+        return True
+
+    def _tell_listen_refused(self, error: asyncpg.PostgresError) -> None:
+        """The server refuses LISTEN (a hot standby): said once, then every UNREADABLE_SAID_EVERY_S while it lasts,
+        not at every try."""
+        now = time.monotonic()
+        if self.listen_refused is None:
+            self.listen_refused = now
+        if self._refusal_told is not None and now - self._refusal_told < UNREADABLE_SAID_EVERY_S:
+            return
+        self._refusal_told = now
+        logger.warning("%s: the database refuses LISTEN (%s%s): no notification reaches this process, whose work "
+                       "waits for its backstop poll; trying again every %.0f s at most", self.name, describe(error),
+                       "; a standby, in recovery?" if "recovery" in str(error) else "", self.backoff_max_s)
 
     def _tell_a_pooler(self, error: BaseException) -> None:
         """A pooler that refuses what a listener needs is said once, as an error (it retries for ever)."""

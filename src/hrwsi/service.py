@@ -88,10 +88,11 @@ class _WritesAwaited:
             return
         streak.told = now
         if streak.attempts == 1:
-            logger.warning("%s: %s; %s start all the same and register once the database takes writes, trying every "
-                           "%g s (Ctrl-C or SIGTERM stops %s at once)", self.kinds(), read_only_refusal(refused),
-                           "they" if len(self.services) > 1 else "it", WRITES_AWAITED_EVERY_S,
-                           "them" if len(self.services) > 1 else "it")
+            many = len(self.services) > 1
+            logger.warning("%s: %s; %s all the same and %s once the database takes writes, trying every %g s "
+                           "(Ctrl-C or SIGTERM stops %s at once)", self.kinds(), read_only_refusal(refused),
+                           "they start" if many else "it starts", "register" if many else "registers",
+                           WRITES_AWAITED_EVERY_S, "them" if many else "it")
         else:
             logger.warning("%s: still waiting for the database to take hrwsi's writes (%d refusals in %.0f s; a standby, "
                            "or default_transaction_read_only on); trying every %g s", self.kinds(), streak.attempts,

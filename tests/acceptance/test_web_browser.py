@@ -573,7 +573,8 @@ def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_
     # Found by review: `hrwsi web` restarted during a failover onto a standby registered itself as a service, was
     # refused the write and exited with code 2, showing nothing exactly when ops need it. It serves its pages, the
     # overview starting with the line that says why; an action is refused in one line; it registers once writes
-    # go through again.
+    # go through again. Meanwhile its listener does not run: the pages' indicator read "live", though no change could
+    # reach them (found by review); they say they are not live and refresh themselves, then are live once it listens.
     monkeypatch.setenv("HRWSI_LEASE_TIMEOUT_S", "2")
     home = tmp_path / "home"
     scenario = build(db, home / "data")
@@ -598,8 +599,14 @@ def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_
             said = words(page.locator("p.writes-refused").inner_text())
             assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on"), said
             log = (home / "web.log").read_text()
-            assert "web: the database refuses hrwsi's writes" in log and "web: it starts all the same and registers as " \
-                "a service once the database takes writes" in log, log
+            assert "web: the database refuses hrwsi's writes" in log and "it starts all the same and registers " \
+                "once the database takes writes" in log, log
+            page.wait_for_selector("#live.warn")
+            assert page.inner_text("#live").startswith("not live · refreshed every 5 s"), page.inner_text("#live")
+            refreshed = updates(page)
+            wait_for_updates(page, refreshed, timeout_s=12)  # (a refresh without any notification: the poll)
+            assert page.inner_text("#live").startswith("not live · refreshed every 5 s · updated "), "never 'live'"
+            shoot(page, "overview-not-live-while-writes-refused")
             page.goto(f"{base}/login?next=/tasks/{scenario.terminated}")
             page.fill("input[name=token]", ALICE)
             page.click("form.stack button")
@@ -618,6 +625,9 @@ def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_
                     (home / "web.log").read_text()
                 time.sleep(0.2)
             assert "web: the database takes hrwsi's writes again" in (home / "web.log").read_text()
+            page.goto(base + "/")  # (the overview: the task page left for the sign-in and the action)
+            page.wait_for_selector("#live.ok", timeout=15_000)
+            assert page.inner_text("#live").startswith("live")
     finally:
         refuse_writes(False)
     assert db.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s",

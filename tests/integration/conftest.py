@@ -15,6 +15,7 @@ from hrwsi.app import App
 from hrwsi.configuration import load
 from hrwsi.database import create_pool
 from hrwsi.settings import Settings
+from tests.integration.standby import standby  # noqa: F401 - a fixture (a hot standby and its primary)
 
 
 @pytest.fixture

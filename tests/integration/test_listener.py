@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 
@@ -100,3 +101,28 @@ async def test_a_listener_says_whose_it_is_when_the_database_closes_its_connecti
     messages = [r.getMessage() for r in caplog.records]
     assert "orchestrator listener: the database closed our connection; reconnecting" in messages, messages
     assert "orchestrator listener: reconnected; catching up on missed work" in messages, messages
+
+
+async def test_a_listener_on_a_hot_standby_says_once_that_listen_is_refused_waits_between_tries_and_listens_once_promoted(
+        standby, caplog):
+    """A failover that left the URL on a standby: LISTEN is refused ("cannot execute LISTEN during recovery"), and the
+    listener reconnected at once, a connection and a warning "LISTEN failed ...; reconnecting" every few milliseconds
+    (found by review). It says so once, tries again after a growing pause, and is known to be refused (the dashboard's
+    pages then poll); once the standby is promoted it listens."""
+    caplog.set_level(logging.INFO, logger="hrwsi.listener")
+    connected = asyncio.Event()
+    listener = Listener(standby.url, CHANNELS, lambda _n: None, connected.set, ping_interval_s=0.2, backoff_max_s=0.5)
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.sleep(2)
+        assert listener.listen_refused is not None and not listener.connected
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(said) == 1, said
+        assert "the database refuses LISTEN (cannot execute LISTEN during recovery; a standby, in recovery?)" in said[0]
+        await asyncio.to_thread(standby.promote)
+        await asyncio.wait_for(connected.wait(), 10)
+        assert listener.listen_refused is None and listener.connected
+        assert "LISTEN is taken again (refused for " in caplog.text
+    finally:
+        listener.stop()
+        await asyncio.wait_for(task, 10)

@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
 from hrwsi import database_clock, retention, timeliness
+from hrwsi import service as service_module
 from hrwsi.backoff import DASHBOARD_LISTENER_CAP_S
 from hrwsi.database import create_pool
 from hrwsi.database_clock import DatabaseClock
@@ -1126,7 +1127,7 @@ async def test_an_open_page_hears_of_a_change_from_the_database_notifications(da
             before = await (await http.get(f"{base}/api/overview")).json()
             async with http.get(f"{base}/events") as events:
                 assert events.headers["Content-Type"] == "text/event-stream"
-                assert await anext_event(events) == ("hello", {"database": True})
+                assert await anext_event(events) == ("hello", {"database": True, "live": True, "poll_s": 5})
                 db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('l1c', '/eodata/new')")
                 change = await wait_for_channel(events, "hrwsi_input")
                 assert change["channels"] == ["hrwsi_input"] or "hrwsi_input" in change["channels"]
@@ -1153,14 +1154,14 @@ async def test_open_pages_hear_at_once_when_the_listener_loses_the_database_and_
         await wait_until_true(lambda: service.hub.database is True or running.done())
         assert not running.done(), running
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service.port}/events") as events:
-            assert await anext_event(events) == ("hello", {"database": True})
+            assert await anext_event(events) == ("hello", {"database": True, "live": True, "poll_s": 5})
             door.close()
             started = asyncio.get_running_loop().time()
-            assert await next_named(events, "database") == {"up": False}
+            assert await next_named(events, "database") == {"up": False, "live": False}
             assert asyncio.get_running_loop().time() - started < 3
             door.open()
             started = asyncio.get_running_loop().time()
-            assert await next_named(events, "database", timeout=DASHBOARD_LISTENER_CAP_S + 5) == {"up": True}
+            assert await next_named(events, "database", timeout=DASHBOARD_LISTENER_CAP_S + 5) == {"up": True, "live": True}
             assert asyncio.get_running_loop().time() - started < DASHBOARD_LISTENER_CAP_S + 3
             change = await wait_for_channel(events, "hrwsi_task")
             assert set(TABLE_CHANNELS) <= set(change["channels"]), "the pages catch up on what they missed"
@@ -1170,6 +1171,58 @@ async def test_open_pages_hear_at_once_when_the_listener_loses_the_database_and_
         await asyncio.wait_for(running, 10)
         await service.pool.close()
         door.close()
+
+
+async def test_pages_of_a_dashboard_waiting_for_writes_are_told_they_are_not_live_then_live_once_it_listens(
+        database_url, scenario, data_dir, settings, db):
+    """Found by review: while the dashboard waits at start for the database to take writes, its listener does not
+    run, and the pages' indicator read "live" though no notification could reach them. The stream says the database
+    can be read but the pages are not live (they poll), then live once it registered and listens."""
+    _refuse_writes(db, True)  # (before the pool opens its sessions: they keep the setting they open with)
+    service = WebService(await create_pool(database_url, max_size=3), settings,
+                         WebSettings(port=free_port(), auth=Authenticator(parse_tokens(TOKENS))))
+    running = asyncio.create_task(service.run(database_url))
+    try:
+        await wait_until_true(lambda: service.hub.database is not None or running.done())
+        assert not running.done(), running
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service.port}/events") as events:
+            assert await anext_event(events) == ("hello", {"database": True, "live": False, "poll_s": 5})
+            assert service.listener is not None and not service.listener.connected
+            _refuse_writes(db, False)
+            assert await next_named(events, "database", timeout=service_module.WRITES_AWAITED_EVERY_S + 10) == \
+                {"up": True, "live": True}
+            assert service.registered and service.listener.connected
+            change = await wait_for_channel(events, "hrwsi_task")
+            assert set(TABLE_CHANNELS) <= set(change["channels"]), "the pages catch up on what they missed"
+    finally:
+        _refuse_writes(db, False)
+        service.request_stop()
+        await asyncio.wait_for(running, 10)
+        await service.pool.close()
+
+
+async def test_pages_are_told_they_are_not_live_while_a_hot_standby_refuses_listen_and_live_once_it_is_promoted(
+        standby, settings):
+    """A hot standby refuses LISTEN ("cannot execute LISTEN during recovery"): no notification reaches the pages, whose
+    indicator must not say "live" (found by review). They are told that the database reads but they are not live
+    (they poll), then live once the standby is promoted and the listener listens. (Its lease is written on the
+    primary here: what is tested is the listener on the standby.)"""
+    service = WebService(await create_pool(standby.primary_url, max_size=3), settings,
+                         WebSettings(port=free_port(), auth=Authenticator(parse_tokens(TOKENS))))
+    running = asyncio.create_task(service.run(standby.url))
+    try:
+        await wait_until_true(lambda: service.hub.database is not None or running.done())
+        assert not running.done(), running
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service.port}/events") as events:
+            assert await anext_event(events) == ("hello", {"database": True, "live": False, "poll_s": 5})
+            await asyncio.to_thread(standby.promote)
+            assert await next_named(events, "database", timeout=DASHBOARD_LISTENER_CAP_S + 10) == {"up": True, "live": True}
+            change = await wait_for_channel(events, "hrwsi_task")
+            assert set(TABLE_CHANNELS) <= set(change["channels"]), "the pages catch up on what they missed"
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(running, 10)
+        await service.pool.close()
 
 
 async def test_a_page_the_database_could_not_be_read_for_asks_for_itself_again(tmp_path):

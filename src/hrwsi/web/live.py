@@ -14,6 +14,12 @@ would show what it last read as live: the stream says `database` {"up": false} a
 {"up": true} when the listener is back (the `hello` and every `alive` event carry it too), and the
 page says that what it shows may be out of date. `alive` comes every `ALIVE_S`: a page that hears
 nothing for a few of them opens its stream again (a stream stuck half-open, behind a proxy say).
+
+While the database can be read but no notification can come (the dashboard waits at start for the database to take
+writes, its listener not running yet; or a hot standby refuses LISTEN, "cannot execute LISTEN during recovery"), the
+stream says `database` {"up": true, "live": false}: the pages say they are not live and refresh themselves every
+`POLL_S` until {"up": true, "live": true}. (Their indicator read "live" while nothing could reach them: found by
+review.)
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ MIN_INTERVAL_S = 0.5
 TICK_S = 5.0
 ALIVE_S = 5.0  # an `alive` event this often (it also keeps proxies from closing a silent stream)
 RETRY_MS = 2000  # how soon a browser opens a lost stream again (the SSE `retry` field)
+POLL_S = 5  # how often a page refreshes itself while no notification can reach it (as often as the tick)
 # A page whose stream takes nothing for this long (a client that never reads: its socket's buffers
 # full) is closed; and at most MAX_STREAMS pages are open at once (beyond, a 503 says so). A client
 # that never read held its socket and its task for good, and nothing bounded how many did (found by
@@ -53,6 +60,7 @@ class Change:
     counts: dict[str, int] = field(default_factory=dict)
     tick: bool = False
     database: bool | None = None  # the listener lost (False) or regained (True) the database; None: no news
+    live: bool = True  # with database True: whether notifications reach the pages (False: they poll)
 
     def merge(self, other: Change) -> None:
         self.channels |= other.channels
@@ -60,12 +68,12 @@ class Change:
             self.counts[state] = self.counts.get(state, 0) + n
         self.tick = self.tick or other.tick
         if other.database is not None:
-            self.database = other.database
+            self.database, self.live = other.database, other.live
 
     def event(self) -> bytes:
         text = ""
         if self.database is not None:
-            text += f"event: database\ndata: {json.dumps({'up': self.database})}\n\n"
+            text += f"event: database\ndata: {json.dumps({'up': self.database, 'live': self.live})}\n\n"
         if self.channels or self.tick:
             data = json.dumps({"channels": sorted(self.channels), "counts": self.counts, "tick": self.tick})
             text += f"event: change\ndata: {data}\n\n"
@@ -102,14 +110,17 @@ class LiveHub:
         self.closing = asyncio.Event()
         self.sent = 0
         self.database: bool | None = None  # whether the listener has the database; None: not known yet
+        self.live = True  # while the database can be read: whether notifications reach the pages (False: they poll)
 
-    def set_database(self, up: bool) -> None:
-        """The listener has (up) or lost the database: every open page is told at once, on a change."""
-        if up == self.database:
+    def set_database(self, up: bool, live: bool = True) -> None:
+        """The listener has (up) or lost the database, or the database can be read but nothing listens (up, not
+        live: the pages poll): every open page is told at once, on a change."""
+        live = live and up
+        if (up, live) == (self.database, self.live):
             return
-        self.database = up
+        self.database, self.live = up, live
         for subscriber in list(self.subscribers):
-            subscriber.offer(Change(database=up))
+            subscriber.offer(Change(database=up, live=live))
 
     def collect(self, notification: Notification) -> None:
         self._collected.channels.add(PROGRESS_CHANNELS.get(notification.channel, notification.channel))
@@ -172,7 +183,7 @@ class LiveHub:
         return response
 
     def _status(self) -> str:
-        return json.dumps({"database": self.database})
+        return json.dumps({"database": self.database, "live": self.live, "poll_s": POLL_S})
 
     async def _wait(self, subscriber: Subscriber) -> None:
         closing = asyncio.ensure_future(self.closing.wait())

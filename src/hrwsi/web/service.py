@@ -112,9 +112,17 @@ class WebService(Service):
         reaches them, and a task page kept its green "live" through an outage (found by exploratory
         testing). (It only reads the listener's state: no query.)"""
         listener = getattr(self, "listener", None)
+        if listener is not None and listener.listen_refused:
+            self.hub.set_database(True, live=False)  # (a hot standby refuses LISTEN: the pages poll meanwhile)
+            return
         if listener is None or (listener.reconnects == 0 and not listener.connected):
             return  # starting: not known yet (the pages say nothing rather than "unreachable" for a moment)
         self.hub.set_database(listener.connected)
+
+    def waiting_for_writes(self, waiting: bool) -> None:
+        """Its listener runs once it has registered: until then no notification reaches the pages, which poll."""
+        if waiting:
+            self.hub.set_database(True, live=False)
 
     def notify(self, notification: Notification) -> None:
         self.hub.collect(notification)

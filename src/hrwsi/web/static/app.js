@@ -5,7 +5,9 @@
 // its live sections (header X-HRWSI-Fragments) and swaps them in. No polling, no reload.
 // While the server's listener has lost the database ("database" event, and in "hello" and "alive"),
 // no change can arrive: the page says that what it shows may be out of date, and catches up when
-// it is back. A page the database could not be read for (503, data-retry) asks for itself again
+// it is back. While the database can be read but no notification can come (the dashboard waits for the database to
+// take writes, or a standby refuses LISTEN: "database" with live false), the page says it is not live and asks for
+// its live sections every few seconds until it is live again. A page the database could not be read for (503, data-retry) asks for itself again
 // every few seconds and reloads when the database answers.
 (() => {
   "use strict";
@@ -23,6 +25,8 @@
   let connectedOnce = false;
   let updates = 0;
   let databaseUp = true;
+  let pollS = 5;            // how often a page that is not live refreshes itself (the server's poll_s)
+  let polling = null;       // the interval that refreshes it meanwhile; null: live (or the database away)
 
   function show(state, text) {
     if (!live) return;
@@ -105,7 +109,8 @@
       }
       updates += 1;
       body.dataset.updates = String(updates);
-      if (databaseUp) show("ok", "live · updated " + clock());
+      if (polling) show("warn", notLive() + " · updated " + clock());
+      else if (databaseUp) show("ok", "live · updated " + clock());
     } catch (error) {
       show("bad", databaseUp ? "update failed" : AWAY);
     } finally {
@@ -114,13 +119,35 @@
     }
   }
 
-  // The listener lost (false) or has (true) the database; null: the server does not know yet.
-  function database(up) {
+  function notLive() {
+    return "not live · refreshed every " + pollS + " s";
+  }
+
+  function poll(on) {
+    if (on && !polling) polling = setInterval(refresh, pollS * 1000);
+    if (!on && polling) { clearInterval(polling); polling = null; }
+  }
+
+  // The listener lost (false) or has (true) the database; null: the server does not know yet. With up and live
+  // false: the database can be read, but no notification comes: the page polls.
+  function database(up, live) {
+    if (up === true && live === false) {
+      databaseUp = true;
+      if (!polling) {
+        body.dataset.database = "polled";
+        show("warn", notLive());
+        poll(true);
+        refresh();
+      }
+      return;
+    }
     if (up === false) {
+      poll(false);
       databaseUp = false;
       body.dataset.database = "away";
       show("bad", AWAY);
-    } else if (up === true && !databaseUp) {
+    } else if (up === true && (!databaseUp || polling)) {
+      poll(false);
       databaseUp = true;
       body.dataset.database = "up";
       show("ok", "live");  // (the server sends a change on every channel next: the page catches up)
@@ -164,13 +191,14 @@
     events.addEventListener("hello", (event) => {
       const data = heardFrom(event);
       greeted = true;
-      if (data.database !== false) show("ok", "live");
-      database(data.database);
+      if (data.poll_s) pollS = data.poll_s;
+      if (data.database !== false) show(data.live === false ? "warn" : "ok", data.live === false ? notLive() : "live");
+      database(data.database, data.live);
       if (connectedOnce) refresh();  // back after a disconnection: catch up on what was missed
       connectedOnce = true;
     });
-    events.addEventListener("alive", (event) => database(heardFrom(event).database));
-    events.addEventListener("database", (event) => database(heardFrom(event).up));
+    events.addEventListener("alive", (event) => { const data = heardFrom(event); database(data.database, data.live); });
+    events.addEventListener("database", (event) => { const data = heardFrom(event); database(data.up, data.live); });
     events.addEventListener("change", (event) => {
       const change = heardFrom(event);
       if (change.channels.some((c) => channels.has(c)) || (change.tick && wantsTick)) refresh();
