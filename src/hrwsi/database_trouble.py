@@ -74,19 +74,21 @@ def read_only_refusal(error: BaseException) -> str | None:
             f"{READ_ONLY_CAUSE}; {READ_ONLY_NEXT}; {READ_ONLY_MEANWHILE}")
 
 
-def refusing_writes_said(found: Mapping[str, Any] | None, stale_after_s: float) -> str | None:
+def refusing_writes_said(found: Mapping[str, Any] | None, stale_after_s: float, refused_here: bool = False) -> str | None:
     """The line `hrwsi status` and the dashboard start with while the database refuses writes, from
     report_writes_refused (a standby in recovery, or default_transaction_read_only on for the reader's role or
     database); None while it takes them. Why: after a failover onto a standby, both showed stale heartbeats
     and little else, while they could still read (found by review). The setting is said only while no service
     has written a heartbeat within stale_after_s: a reader given a read-only role of its own (a monitoring
-    role) must not read as an outage while the services write."""
+    role) must not read as an outage while the services write. `refused_here`: a service of the reader's own
+    process (the dashboard's) had a write refused and has had none go through since: said at once, not a lease
+    later (the dashboard said it about 30 s late; found by review)."""
     if not found:
         return None
     newest, age = found["newest_heartbeat"], found["newest_heartbeat_age_s"]
     if found["in_recovery"]:
         why = "the server is a standby, in recovery: pg_is_in_recovery() is true"
-    elif found["read_only"] and (age is None or age > stale_after_s):
+    elif (found["read_only"] and (age is None or age > stale_after_s)) or refused_here:
         why = "default_transaction_read_only is on for this role or database"
     else:
         return None

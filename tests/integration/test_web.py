@@ -4,6 +4,7 @@ tasks, operator actions behind a token with their audit, live updates from the n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import socket
@@ -1220,6 +1221,45 @@ async def test_pages_are_told_they_are_not_live_while_a_hot_standby_refuses_list
             change = await wait_for_channel(events, "hrwsi_task")
             assert set(TABLE_CHANNELS) <= set(change["channels"]), "the pages catch up on what they missed"
     finally:
+        service.request_stop()
+        await asyncio.wait_for(running, 10)
+        await service.pool.close()
+
+
+async def test_the_overview_says_the_database_refuses_writes_at_the_dashboards_first_refused_write_not_a_lease_later(
+        database_url, settings, db):
+    """default_transaction_read_only turned on, not a standby: the overview said so only once no heartbeat had been
+    written for a lease (a reader's read-only role of its own must not read as an outage), and its cached copy was
+    served for up to 30 s more (found by review). The dashboard's own service knows at its first refused write (its
+    heartbeat): the overview, cached or not, says it then, and no longer once a write goes through again."""
+    settings = dataclasses.replace(settings, lease_timeout_s=60.0)  # (a lease later would be a minute later)
+    service = WebService(await create_pool(database_url, max_size=3), settings,
+                         WebSettings(port=free_port(), auth=Authenticator(parse_tokens(TOKENS))))
+    running = asyncio.create_task(service.run(database_url))
+
+    def end_sessions() -> None:  # (the failover: the sessions come back with the setting)
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid()")
+
+    async def writes_refused(http: aiohttp.ClientSession) -> str | None:
+        return (await (await http.get(f"http://127.0.0.1:{service.port}/api/overview")).json())["writes_refused"]
+
+    try:
+        await wait_until_true(lambda: (service.registered and service.hub.database is True) or running.done())
+        assert not running.done(), running
+        async with aiohttp.ClientSession() as http:
+            assert await writes_refused(http) is None  # (and cached)
+            _refuse_writes(db, True)
+            end_sessions()
+            await wait_until_true(lambda: service._read_only is not None)  # (its next heartbeat, within 0.5 s)
+            said = await writes_refused(http)
+            assert said is not None and said.startswith("the database refuses hrwsi's writes "
+                                                        "(default_transaction_read_only is on for this role or database)")
+            _refuse_writes(db, False)  # (nothing ends the sessions: the service opens them anew)
+            await wait_until_true(lambda: service._read_only is None)
+            assert await writes_refused(http) is None
+    finally:
+        _refuse_writes(db, False)
         service.request_stop()
         await asyncio.wait_for(running, 10)
         await service.pool.close()

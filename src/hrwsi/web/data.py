@@ -148,7 +148,7 @@ class Overview:
         return sum(r.failed_1h for r in self.routines)
 
 
-async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overview:
+async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_here: bool = False) -> Overview:
     started = time.perf_counter()
     rows: dict[tuple[str, str], RoutineRow] = {}
 
@@ -216,7 +216,8 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float) -> Overv
     overview.long_transactions = [dict(r) | {"next": long_transaction_next_step(r)} for r in await conn.fetch(
         query("web_long_transactions"), LONG_TRANSACTION_AFTER_S, LONG_TRANSACTIONS_SHOWN)]
     overview.sessions_not_seen = sessions_not_seen_said(await conn.fetchrow(query("report_sessions_not_seen")))
-    overview.writes_refused = refusing_writes_said(await conn.fetchrow(query("report_writes_refused")), stale_after_s)
+    overview.writes_refused = refusing_writes_said(await conn.fetchrow(query("report_writes_refused")), stale_after_s,
+                                                   refused_here)
     overview.connections = short_of_connections(await conn.fetchrow(query("report_connection_slots")), CONNECTIONS_SAID_AT)
     overview.held_campaigns = [dict(r) | {"next": held_campaign_next_step(r["campaign"])}
                                for r in await conn.fetch(query("web_held_campaigns"), HELD_SHOWN)]
@@ -289,13 +290,16 @@ class OverviewCache:
     reads it, the others wait for that read and share it; reads are spaced out (OVERVIEW_REST_FACTOR)."""
 
     def __init__(self, pool: asyncpg.Pool, stale_after_s: float, max_age_s: float = 30.0,
-                 rest_factor: float = OVERVIEW_REST_FACTOR):
+                 rest_factor: float = OVERVIEW_REST_FACTOR, refused_here: Callable[[], bool] = lambda: False):
         self.pool = pool
+        # Whether the dashboard's own service has its writes refused now: the overview read before it changed is
+        # read again (it served the overview without the line for up to max_age_s; found by review).
+        self.refused_here = refused_here
         self.stale_after_s = stale_after_s
         self.max_age_s = max_age_s
         self.rest_factor = rest_factor
         self.generation = 0
-        self._value: tuple[int, float, Overview] | None = None
+        self._value: tuple[int, float, Overview, bool] | None = None
         self._lock = asyncio.Lock()
         self._last_read: tuple[float, float] | None = None  # (start, end) of the latest read, in loop time
 
@@ -304,9 +308,10 @@ class OverviewCache:
 
     async def get(self) -> Overview:
         async with self._lock:
+            refused = self.refused_here()
             if self._value is not None:
-                generation, at, value = self._value
-                if generation == self.generation and time.monotonic() - at < self.max_age_s:
+                generation, at, value, was_refused = self._value
+                if generation == self.generation and time.monotonic() - at < self.max_age_s and was_refused == refused:
                     return value
             loop = asyncio.get_running_loop()
             if self._last_read is not None:
@@ -316,9 +321,9 @@ class OverviewCache:
             generation = self.generation
             start = loop.time()
             async with self.pool.acquire() as conn:
-                value = await read_overview(conn, self.stale_after_s)
+                value = await read_overview(conn, self.stale_after_s, refused)
             self._last_read = (start, loop.time())
-            self._value = (generation, time.monotonic(), value)
+            self._value = (generation, time.monotonic(), value, refused)
             return value
 
 

@@ -154,7 +154,8 @@ class WebService(Service):
         self._read_pool = await create_pool(url, min_size=0, max_size=self.web_settings.pool_size,
                                             application_name="hrwsi-web",
                                             server_settings=SESSION_SETTINGS)
-        self.overview = OverviewCache(self._read_pool, liveness_limit_s(self.settings))
+        self.overview = OverviewCache(self._read_pool, liveness_limit_s(self.settings),
+                                      refused_here=lambda: self._read_only is not None)
         self.endpoints = endpoints = InstanceEndpoints(self.instances, self.pool, self.settings)
         dashboard = Dashboard(self._read_pool, self.hub, self.overview, self.web_settings.auth,
                               self.settings.data_dir, self._ui_links, endpoints.routes(), self.web_settings.hosts,
