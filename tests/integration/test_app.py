@@ -315,3 +315,30 @@ async def test_a_launcher_whose_process_fails_to_start_leaves_no_service_row(db,
                 async with App(database_url, ["launcher"], busy, backend=backend):
                     pass
     assert db.execute("SELECT count(*) FROM hrwsi.service_instance").fetchone() == (0,)
+
+
+async def test_services_started_on_a_standby_wait_and_start_once_it_is_promoted_a_nomad_launcher_with_its_check(
+        standby, settings, tmp_path, caplog):
+    """A restart during a failover, the URL on the standby about to be promoted: the services, and a Nomad launcher
+    whose start-up check registers it (one namespace per installation), ended on the refused write, and stayed down
+    after the promotion (found by review). They wait, saying so in one line, and start once it takes writes; the
+    launcher's check runs then, in the transaction that registers it."""
+    import logging
+
+    from hrwsi.backends.nomad import NomadBackend, NomadConfig
+    from hrwsi.testing.nomad_emulator import NomadEmulator
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    async with NomadEmulator(work_dir=tmp_path / "nomad", namespaces=["hrwsi"]) as emulator:
+        backend = NomadBackend(NomadConfig(address=emulator.address, namespace="hrwsi", retry_for_s=0.3))
+        async with App(standby.url, ["orchestrator", "launcher"], settings, backend=backend) as app:
+            while "launcher, orchestrator: the database refuses hrwsi's writes" not in caplog.text:
+                assert not app.died(), app.died()
+                await asyncio.sleep(0.05)
+            assert "in a read-only transaction)" in caplog.text
+            await asyncio.to_thread(standby.promote)
+            await wait_until(standby.url, "SELECT count(*) = 2 FROM hrwsi.service_instance", timeout=20)
+            assert not app.died(), app.died()
+            assert all(service.registered for service in app.services)
+        await wait_until(standby.url, "SELECT backend_scope = 'nomad namespace hrwsi' FROM hrwsi.installation")
+    assert caplog.text.count("the database refuses hrwsi's writes") == 1, caplog.text

@@ -1510,10 +1510,10 @@ async def test_the_overview_is_read_again_after_a_rest_as_long_as_three_of_its_r
 
     reads = []
 
-    async def recorded(conn, stale_after_s):
+    async def recorded(conn, stale_after_s, refused_here=False):
         start = asyncio.get_running_loop().time()
         try:
-            return await read_overview(conn, stale_after_s)
+            return await read_overview(conn, stale_after_s, refused_here)
         finally:
             reads.append((start, asyncio.get_running_loop().time()))
 
