@@ -534,6 +534,11 @@ class DedicatedConnection:
                 self._connection = await self._pool.acquire()
             try:
                 yield self._connection
+            except asyncpg.ReadOnlySQLTransactionError:
+                # A session keeps the default_transaction_read_only it opened with: kept, it would refuse on after ops
+                # set it off (the service has the pool open its sessions anew meanwhile: Service._tell_read_only).
+                await self._hand_back()
+                raise
             except asyncpg.PostgresError:
                 raise  # the server refused the statement: the session is as good as before
             except BaseException:

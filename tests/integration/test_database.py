@@ -222,3 +222,30 @@ async def test_the_dashboards_pool_and_prunes_connection_are_read_committed_what
         assert await conn.fetchval("SHOW TimeZone") == "UTC"
     finally:
         await conn.close()
+
+
+async def test_a_write_refused_as_read_only_hands_the_dedicated_session_back_so_a_setting_lifted_since_is_read(pool, db):
+    """Found by review: a session keeps the default_transaction_read_only it opened with; the launcher's dispatch kept
+    its session through the refusal, and went on refusing after ops set it off again (the service opens the pool's
+    sessions anew meanwhile, expire_connections, which a session held for good escaped)."""
+    from psycopg import sql
+
+    name = db.execute("SELECT current_database()").fetchone()[0]
+
+    def read_only(on: bool) -> None:
+        db.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+            sql.Identifier(name), sql.SQL("on" if on else "off")))
+
+    read_only(True)
+    try:
+        await pool.expire_connections()
+        async with opened(pool) as dedicated:
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                async with dedicated.acquire() as conn:
+                    await conn.execute("CREATE TABLE hrwsi_refused (n int)")
+            read_only(False)
+            await pool.expire_connections()
+            async with dedicated.acquire() as conn:
+                assert await conn.fetchval("SELECT current_setting('default_transaction_read_only')") == "off"
+    finally:
+        read_only(False)
