@@ -617,6 +617,7 @@ def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_
                                                                "a failover, or default_transaction_read_only on): "
                                                                "nothing was done, nor recorded")
             shoot(page, "action-refused-writes")
+            page.wait_for_selector("#live.warn")  # (the task page too: not live while it waits)
             assert web_instances() == before, "not registered while writes are refused"
             refuse_writes(False)
             deadline = time.monotonic() + 20
@@ -625,8 +626,7 @@ def test_a_dashboard_started_while_the_database_refuses_writes_serves_its_pages_
                     (home / "web.log").read_text()
                 time.sleep(0.2)
             assert "web: the database takes hrwsi's writes again" in (home / "web.log").read_text()
-            page.goto(base + "/")  # (the overview: the task page left for the sign-in and the action)
-            page.wait_for_selector("#live.ok", timeout=15_000)
+            page.wait_for_selector("#live.ok", timeout=15_000)  # (the task page, opened while it waited: told so)
             assert page.inner_text("#live").startswith("live")
     finally:
         refuse_writes(False)
