@@ -35,10 +35,10 @@ from hrwsi.database import (
     redact,
     service_session_settings,
 )
-from hrwsi.database_trouble import UnusablePooler, describe, pooler_refusal
+from hrwsi.database_trouble import READ_ONLY_CAUSE, READ_ONLY_NEXT, UnusablePooler, describe, pooler_refusal
 from hrwsi.home import moved_data_dir
 from hrwsi.instance_server import InstanceServer, start_instance_server
-from hrwsi.service import Service
+from hrwsi.service import WRITES_AWAITED_EVERY_S, WRITES_AWAITED_SAID_EVERY_S, Service
 from hrwsi.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -111,16 +111,34 @@ def ensure_schema(url: str) -> list[str]:
 
 
 async def wait_for_schema(url: str, stopping: asyncio.Event) -> None:
-    """ensure_schema, waiting for a database that is away (start-up during a restart), until `stopping`."""
+    """ensure_schema, waiting for a database that is away (start-up during a restart), or that refuses the writes of
+    the migrations it lacks (a standby during a failover, as the services wait to register: Service._register),
+    until `stopping`."""
     backoff = Backoff(first_s=0.5, cap_s=START_UP_CAP_S)
+    refused_since: float | None = None
+    told = float("-inf")
     while not stopping.is_set():
         try:
             await asyncio.to_thread(ensure_schema, url)
+            if refused_since is not None:
+                logger.info("the database takes the migrations' writes again (refused for %.0f s)",
+                            time.monotonic() - refused_since)
             return
         except DatabaseUnavailable as error:
             delay = backoff.next()
             logger.warning("%s; hrwsi waits %.1f s and tries again", error, delay)
             await backoff.sleep(delay, stopping)
+        except psycopg.errors.ReadOnlySqlTransaction as error:
+            # (an upgrade restarted during a failover ended in code 2 and stayed down after the promotion)
+            now = time.monotonic()
+            refused_since = refused_since or now
+            if now - told >= WRITES_AWAITED_SAID_EVERY_S:
+                told = now
+                logger.warning("the database schema lacks migrations this hrwsi applies at start, and the database "
+                               "refuses writes (%s): %s; %s; hrwsi waits and tries every %g s (Ctrl-C or SIGTERM stops "
+                               "it at once)", " ".join(error.diag.message_primary.split()) if error.diag.message_primary
+                               else error, READ_ONLY_CAUSE, READ_ONLY_NEXT, WRITES_AWAITED_EVERY_S)
+            await Backoff.sleep(WRITES_AWAITED_EVERY_S, stopping)
 
 
 def pool_name(kinds: list[str]) -> str:

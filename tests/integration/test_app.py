@@ -342,3 +342,43 @@ async def test_services_started_on_a_standby_wait_and_start_once_it_is_promoted_
             assert all(service.registered for service in app.services)
         await wait_until(standby.url, "SELECT backend_scope = 'nomad namespace hrwsi' FROM hrwsi.installation")
     assert caplog.text.count("the database refuses hrwsi's writes") == 1, caplog.text
+
+
+async def test_services_that_apply_migrations_at_start_wait_while_the_database_refuses_writes_then_apply_them(
+        db, database_url, settings, caplog):
+    """An upgrade restarted during a failover: the migrations it applies at start were refused as writes and the
+    process ended with code 2, down after the promotion, where the services themselves now wait (found by review).
+    It waits for writes, saying so in one line, then applies them and starts."""
+    import logging
+
+    from psycopg import sql
+
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    newest = db.execute("SELECT max(version) FROM public.hrwsi_schema_migration").fetchone()[0]
+    db.execute("DELETE FROM public.hrwsi_schema_migration WHERE version = %s", (newest,))  # (its functions: replaceable)
+
+    def read_only(on: bool) -> None:
+        db.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+            sql.Identifier(name), sql.SQL("on" if on else "off")))
+
+    caplog.set_level(logging.INFO, logger="hrwsi.app")
+    read_only(True)
+    try:
+        entered = asyncio.Event()
+
+        async def start() -> None:
+            async with App(database_url, ["orchestrator"], settings, backend=DryRunBackend(), migrate=True):
+                entered.set()
+
+        started = asyncio.create_task(start())
+        while "the database schema lacks migrations this hrwsi applies at start, and the database refuses writes " \
+                "(cannot execute CREATE TABLE in a read-only transaction)" not in caplog.text:
+            assert not started.done(), started
+            await asyncio.sleep(0.05)
+        read_only(False)
+        await asyncio.wait_for(started, 20)
+        assert entered.is_set()
+    finally:
+        read_only(False)
+    assert db.execute("SELECT count(*) FROM public.hrwsi_schema_migration WHERE version = %s", (newest,)).fetchone() == (1,)
+    assert caplog.text.count("lacks migrations") == 1
