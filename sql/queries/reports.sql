@@ -193,9 +193,25 @@ ORDER BY t.id LIMIT %(limit)s;
 -- session's role or database), and the newest heartbeat any service wrote (the writes stopped after it at
 -- the latest) with its age: the line `hrwsi status` and the dashboard start with
 -- (database_trouble.refusing_writes_said). Both can still read there.
+-- services_read_only: default_transaction_read_only is on, as ALTER ROLE or ALTER DATABASE set it, for the login role
+-- of a session of the services' pools (hrwsi-...-pool) in this database: the most specific setting of the role in
+-- this database, of the role, of the database. Their sessions opened since refuse writes, whatever the reader's own
+-- role (a read-only monitoring role of its own tells nothing of them, and waited for the heartbeats to be stale).
 SELECT pg_is_in_recovery() AS in_recovery, current_setting('default_transaction_read_only')::boolean AS read_only,
-       h.newest AS newest_heartbeat, extract(epoch FROM now() - h.newest)::float8 AS newest_heartbeat_age_s
-FROM (SELECT max(coalesce(s.last_heartbeat_at, s.heartbeat_at)) AS newest FROM hrwsi.service_instance s) h;
+       h.newest AS newest_heartbeat, extract(epoch FROM now() - h.newest)::float8 AS newest_heartbeat_age_s,
+       coalesce((SELECT bool_or(e.read_only)
+                 FROM (SELECT DISTINCT a.usesysid FROM pg_stat_activity a
+                       WHERE a.datname = current_database() AND starts_with(a.application_name, 'hrwsi-')
+                         AND right(a.application_name, 5) = '-pool') r
+                 CROSS JOIN LATERAL (
+                     SELECT lower(split_part(c.setting, '=', 2)) IN ('on', 'true', 'yes', '1') AS read_only
+                     FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) AS c(setting)
+                     WHERE split_part(c.setting, '=', 1) = 'default_transaction_read_only'
+                       AND ((s.setrole = r.usesysid AND s.setdatabase IN (0, d.oid))
+                            OR (s.setrole = 0 AND s.setdatabase = d.oid))
+                     ORDER BY s.setrole = 0, s.setdatabase = 0 LIMIT 1) e), false) AS services_read_only
+FROM (SELECT max(coalesce(s.last_heartbeat_at, s.heartbeat_at)) AS newest FROM hrwsi.service_instance s) h,
+     (SELECT oid FROM pg_database WHERE datname = current_database()) d;
 
 -- name: report_services
 -- replaced_by: the identity the same process (kind, host, pid) took since: a service whose lease

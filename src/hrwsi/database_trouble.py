@@ -82,12 +82,15 @@ def refusing_writes_said(found: Mapping[str, Any] | None, stale_after_s: float, 
     has written a heartbeat within stale_after_s: a reader given a read-only role of its own (a monitoring
     role) must not read as an outage while the services write. `refused_here`: a service of the reader's own
     process (the dashboard's) had a write refused and has had none go through since: said at once, not a lease
-    later (the dashboard said it about 30 s late; found by review)."""
+    later (the dashboard said it about 30 s late; found by review); so is the setting on for the login role of the
+    services' pool sessions, or their database (`services_read_only`), whatever the reader's own role."""
     if not found:
         return None
     newest, age = found["newest_heartbeat"], found["newest_heartbeat_age_s"]
     if found["in_recovery"]:
         why = "the server is a standby, in recovery: pg_is_in_recovery() is true"
+    elif found.get("services_read_only"):  # (at once: the services' sessions opened since refuse writes)
+        why = "default_transaction_read_only is on for the services' role or this database"
     elif (found["read_only"] and (age is None or age > stale_after_s)) or refused_here:
         why = "default_transaction_read_only is on for this role or database"
     else:

@@ -452,3 +452,42 @@ def test_status_says_once_which_routines_are_stored_with_less_storage_than_nomad
     assert said in shown and shown.count("below Nomad's least disk") == 1, shown
     configuration.load(db, demo_document())
     assert reports.status(db)["small_storage"] is None, "the next config load stores what the file says"
+
+
+async def test_status_says_at_once_that_the_services_role_or_database_is_set_read_only_whatever_the_readers_role(
+        db, database_url, settings):
+    """default_transaction_read_only turned on for the services' database (or login role), not a standby: status said
+    so only once no heartbeat had been written for a lease, as a read-only role of the reader's own must not read as
+    an outage (found by review). The setting of the services' own role or database, read from the catalog, is said at
+    once, to any reader; the reader's own read-only role alone still says nothing while the services write."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from tests.integration.conftest import running, wait_until
+
+    monitor = f"hrwsi_test_monitor_{uuid.uuid4().hex[:8]}"
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE hrwsi_readonly").format(sql.Identifier(monitor)))
+    db.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(monitor)))
+    as_monitor = database_url.replace("postgresql://postgres@", f"postgresql://{monitor}@")
+
+    def writes_refused() -> str | None:
+        with psycopg.connect(as_monitor) as conn:
+            return reports.status(conn, stale_after_s=30.0)["writes_refused"]
+
+    try:
+        async with running(database_url, ["orchestrator"], settings):
+            await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance")
+            assert writes_refused() is None, "the reader's own read-only role: the services write"
+            db.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(sql.Identifier(name)))
+            said = writes_refused()
+            assert said is not None and said.startswith(
+                "the database refuses hrwsi's writes (default_transaction_read_only is on for the services' role or this "
+                "database) since "), said
+            db.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(name)))
+            assert writes_refused() is None
+    finally:
+        db.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(name)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(monitor)))

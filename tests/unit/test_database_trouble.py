@@ -30,3 +30,10 @@ def test_a_read_only_default_is_said_only_while_no_service_writes_its_heartbeat(
 def test_a_database_that_takes_writes_is_not_said():
     assert refusing_writes_said(found(), 30.0) is None
     assert refusing_writes_said(None, 30.0) is None
+
+
+def test_the_setting_on_for_the_services_role_or_database_is_said_at_once_whatever_the_readers_role():
+    said = refusing_writes_said(found(age_s=1.0) | {"services_read_only": True}, 30.0)
+    assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on for the services' "
+                           "role or this database) since 2026-12-07 09:40:01Z at the latest"), said
+    assert refusing_writes_said(found(age_s=1.0) | {"services_read_only": False}, 30.0) is None
