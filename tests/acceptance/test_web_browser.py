@@ -558,8 +558,9 @@ def test_while_the_database_refuses_writes_the_overview_starts_with_the_line_tha
                 page.goto(base + "/")
             line = page.locator("p.writes-refused")
             said = words(line.inner_text())
-            assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on for this "
-                                   "role or database) since "), said
+            # (the dashboard's own pool sessions, hrwsi-web-pool, have the database's setting: said for the services)
+            assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on for the "
+                                   "services' role or this database) since "), said
             assert "the services wait and retry" in said and "point HRWSI_DATABASE_URL at the primary" in said
             assert line.bounding_box()["y"] < page.locator(".tiles").bounding_box()["y"], "above everything else"
             assert "exit code 1: Traceback" in page.inner_text("[data-live=failures]")
