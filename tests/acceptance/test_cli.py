@@ -171,6 +171,19 @@ def test_the_demo_is_quiet_and_every_hint_it_prints_runs_as_printed(tmp_path):
         subprocess.run(["rm", "-rf", str(home)])
 
 
+@pytest.mark.parametrize("command, flags", [([], ["--debug", "--version"]), (["status"], ["--all-services", "--json"]),
+                                           (["tasks"], ["--json"]), (["db", "init"], ["--force"]),
+                                           (["config", "keys"], ["--markdown", "--json"]), (["demo"], ["--verbose"]),
+                                           (["up"], ["--no-web"])])
+def test_a_flag_reads_as_a_flag_in_the_help(command, flags):
+    """(each flag, --help too, was shown `--json <bool>`, as if it took a value: Typer 0.2x shows every option's
+    type; found walking README through)"""
+    help_text = run([*command, "--help"], {**os.environ, "COLUMNS": "200"}).stdout
+    assert "<bool>" not in help_text, help_text
+    for flag in [*flags, "--help"]:
+        assert re.search(rf"{flag} +(\S)", help_text) and not re.search(rf"{flag} +<", help_text), (flag, help_text)
+
+
 def test_version_names_the_installation_and_the_last_migration_it_ships():
     from hrwsi.sql_files import migrations
 

@@ -26,7 +26,7 @@ from hrwsi.cli.errors import CliError, explain
 from hrwsi.database import connect, resolve_url
 from hrwsi.migrations import build_version
 from hrwsi.settings import Settings
-from hrwsi.terminal import json_unseen_escaped, quoted, shown
+from hrwsi.terminal import SHOWN_MAX, bounded, json_unseen_escaped, quoted, shown
 
 console = Console()
 error_console = Console(stderr=True, highlight=False)
@@ -55,8 +55,21 @@ class HrwsiTyper(typer.Typer):
         from hrwsi.terminal import print_anywhere
 
         print_anywhere(sys.stdout, sys.stderr)
+        command = typer.main.get_command(self)
+        _flags_read_as_flags(command)
         try:
-            return super().__call__(*args, **kwargs)
+            # Not standalone: Typer's own usage errors (an unknown option, a missing argument) come here, to be
+            # said in one line; standalone, Typer printed them as a box of usage, hint and message.
+            ended = command.main(*args, **{**kwargs, "standalone_mode": False})
+        except _CLICK_EXCEPTION as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # (`hrwsi db` alone: its help is printed already)
+                sys.exit(error.exit_code)
+            said = usage_error_line(error, _command_path(command, kwargs.get("args", sys.argv[1:])))
+            error_console.print(f"[red]error:[/red] {_escape(said)}", soft_wrap=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:  # (a prompt's input ended)
+            error_console.print("[red]error:[/red] aborted", soft_wrap=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as error:  # noqa: BLE001 - the one place every failure is turned into a sentence
@@ -66,6 +79,46 @@ class HrwsiTyper(typer.Typer):
             for line in message.splitlines() or [message]:
                 error_console.print(f"[red]error:[/red] {_escape(line)}", soft_wrap=True)
             sys.exit(exit_code)
+        # Not standalone, a command's `typer.Exit(code)` (and --help's, --version's) comes back as its code; a command
+        # returns None.
+        sys.exit(ended if isinstance(ended, int) and not isinstance(ended, bool) else 0)
+
+
+# The base of Typer's (Click's) own usage errors, wherever this Typer keeps Click (its own copy since 0.2x).
+_CLICK_EXCEPTION = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
+
+
+def usage_error_line(error: Exception, command_path: str = "hrwsi") -> str:
+    """A usage error (an unknown option or command, a missing argument, a value an option's parser refused) as the
+    CLI's other errors are: one line, and the help that says what the command takes. Typer printed a box of four
+    lines: the usage, a hint, and the message framed (found walking README through). `command_path` is said when the
+    error knows no command (an option missing its value)."""
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else command_path
+    message = bounded(" ".join(error.format_message().split()).removesuffix("."), str, limit=2 * SHOWN_MAX)
+    return f"{message}; see `{command} --help`"
+
+
+def _command_path(command, args: list[str]) -> str:
+    """`hrwsi db init` of `args` (the command line's words): the sub-commands they name, up to the first option."""
+    path = ["hrwsi"]
+    for word in args:
+        command = getattr(command, "commands", {}).get(word)
+        if command is None:
+            break
+        path.append(word)
+    return " ".join(path)
+
+
+def _flags_read_as_flags(command) -> None:
+    """Each flag's help says `--json`, not `--json <bool>`: Typer (0.2x) shows a type beside every option, a
+    flag's (`--help`'s too) as `<bool>`, which reads as if it took a value (found walking README through). An empty
+    metavar shows none; Typer's older versions show none for a flag anyway."""
+    for parameter in [*command.params, command.get_help_option(command.context_class(command))]:
+        if getattr(parameter, "is_flag", False) and parameter.metavar is None:
+            parameter.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_read_as_flags(sub)
 
 
 def interrupted(error: Exception, done: str) -> CliError:
