@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from hrwsi.sql_files import query
-from hrwsi.terminal import bounded, quoted
+from hrwsi.terminal import bounded, one_sentence, quoted
 
 # -- value types -------------------------------------------------------------------------------------
 MAX_INT4 = 2_147_483_647
@@ -320,6 +320,7 @@ class ConfigurationError(ValueError):
 
     def __init__(self, problems: list[str], source: str | None = None, *, checked: bool = True):
         self.problems = problems
+        source = None if source is None else bounded(source, one_sentence)  # (a file's name may hold a line break)
         if not checked:  # the file could not be read at all
             super().__init__("\n".join(f"{source}: {p}" if source else p for p in problems))
             return
@@ -355,7 +356,9 @@ def key_path(loc: tuple) -> str:
     """routine[0].storage_mb: where a value is in the file; a key the file wrote is cut when long (`bounded`)."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{bounded(str(part), str)}" if text else bounded(str(part), str))
+        # (one_sentence: a key holding a line break split its problem's line in two, as the refusals did)
+        key = bounded(str(part), one_sentence)
+        text += f"[{part}]" if isinstance(part, int) else (f".{key}" if text else key)
     return text
 
 
@@ -584,9 +587,10 @@ def read_file(path: str | Path) -> dict:
     try:
         text = _read_bounded(Path(path))
     except FileNotFoundError:
-        raise ConfigurationError([f"no such file: {path}"], checked=False) from None
+        raise ConfigurationError([f"no such file: {bounded(str(path), one_sentence)}"], checked=False) from None
     except OSError as error:
-        raise ConfigurationError([f"cannot read {path}: {error.strerror}"], checked=False) from None
+        raise ConfigurationError([f"cannot read {bounded(str(path), one_sentence)}: {error.strerror}"], checked=False) \
+            from None
     except UnicodeDecodeError as error:
         raise ConfigurationError([f"not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset {error.start} "
                                   "(TOML files are UTF-8)"], str(path), checked=False) from None
@@ -819,7 +823,7 @@ def _write(conn: psycopg.Connection, name: str, params: dict, where: str, source
     try:
         conn.execute(query(name), params)
     except psycopg.errors.IntegrityError as error:
-        raise ConfigurationError([f"{where}: the database refused it: {error.diag.message_primary}"], source) \
+        raise ConfigurationError([f"{where}: the database refused it: {one_sentence(error.diag.message_primary)}"], source) \
             from None
 
 

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import psycopg
 
+from hrwsi.backends.ascii_decimal import ascii_decimal
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
 
@@ -90,6 +91,15 @@ def embedded_url(server, database: str = EMBEDDED_DATABASE) -> str:
     return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir))}"
 
 
+def _pid_of_lock_file(text: str) -> int:
+    """The pid a lock file's first line names (postmaster.pid, a socket's .s.PGSQL.*.lock), in ASCII digits alone;
+    ValueError otherwise. int() read `1_0` as 10 and ` 7 ` as 7, other processes' pids (found by review)."""
+    pid = ascii_decimal(text.split("\n", 1)[0])
+    if not pid:
+        raise ValueError("no pid")
+    return pid
+
+
 def stale_embedded_server(pgdata: Path) -> tuple[int, str] | None:
     """(pid, executable) of an embedded server running on `pgdata` from files that are gone; None if
     none runs, it runs from files still there, or this system cannot tell (no /proc, not allowed).
@@ -101,7 +111,7 @@ def stale_embedded_server(pgdata: Path) -> tuple[int, str] | None:
     It is the postmaster of `pgdata` only if it runs `postgres` in that directory: a pid written by
     a server that died may belong to another process since."""
     try:
-        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        pid = _pid_of_lock_file((pgdata / "postmaster.pid").read_text())
         executable = os.readlink(f"/proc/{pid}/exe")
         directory = os.readlink(f"/proc/{pid}/cwd")
     except (OSError, ValueError):
@@ -224,7 +234,7 @@ def forget_a_dead_servers_lock_files(pgdata: Path) -> bool:
     pgdata, or one this system cannot read is left alone."""
     lock = pgdata / "postmaster.pid"
     try:
-        pid = int(lock.read_text().split("\n", 1)[0])
+        pid = _pid_of_lock_file(lock.read_text())
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             if stat.read().rsplit(")", 1)[1].split()[0] == "Z":  # (killed, not yet reaped: alive to kill(pid, 0))
                 executable, directory = "a process that ended (a zombie)", ""
@@ -241,7 +251,7 @@ def forget_a_dead_servers_lock_files(pgdata: Path) -> bool:
     moved = []
     for each in [lock, *sorted(pgdata.glob(".s.PGSQL.*.lock"))]:
         try:
-            if each is not lock and int(each.read_text().split("\n", 1)[0]) != pid:
+            if each is not lock and _pid_of_lock_file(each.read_text()) != pid:
                 continue  # (another server's, which PostgreSQL judges itself)
             os.replace(each, each.with_name(f"{each.name}.dead-{pid}"))
         except (OSError, ValueError):
@@ -311,7 +321,7 @@ def _postmaster_pid(pgdata: Path) -> tuple[int | None, list[str]] | None:
     except OSError:
         return None, []
     try:
-        return int(lines[0]), lines
+        return _pid_of_lock_file(lines[0]), lines
     except (IndexError, ValueError):
         return None, lines
 

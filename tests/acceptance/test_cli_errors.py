@@ -530,3 +530,25 @@ def test_a_usage_error_is_one_line_with_exit_code_2_naming_the_commands_help(env
     found walking README through) A long unknown option is cut."""
     line = one_line_error(run(command, env, check=False), says, f"see `{help_of} --help`", code=2)
     assert line.startswith("error: ") and len(line) < 400, line
+
+
+def test_a_configuration_files_name_or_key_holding_a_line_break_stays_on_its_problems_line(env, tmp_path):
+    """(the file's name and a key the file wrote were printed as they came: a line break in them split a problem's
+    line into two `error:` lines, the second with no sense of its own; the other refusals pass what a user wrote
+    through one_sentence; found by review)"""
+    one_line_error(run(["config", "validate", "--offline", str(tmp_path / "a\nb.toml")], env, check=False),
+                   "no such file", "a\\x0ab.toml", code=2)
+    odd = tmp_path / "c\nd.toml"
+    odd.write_text('[[flavour]]\nname = "eo2.large"\ncpu = 4\nram_mb = 16000\ndisk_mb = 100000\n"x\\ny" = 1\n')
+    result = run(["config", "validate", "--offline", str(odd)], env, check=False)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 2, result.stderr
+    assert lines[0].startswith("error: ") and "c\\x0ad.toml: 1 problem, nothing written" in lines[0], lines
+    assert lines[1].startswith("error: flavour[0].x\\x0ay: unknown key"), lines
+
+
+def test_db_inits_refusal_of_a_newer_schema_is_one_line_whatever_the_migrations_name_holds(env, db):
+    """(`hrwsi db init` said the names of the database's migrations as they came: a line break split its refusal;
+    found by review)"""
+    db.execute("INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (9998, 'from\nbeyond', 'x')")
+    one_line_error(run(["db", "init"], env, check=False), "upgraded by a newer hrwsi", "9998_from\\x0abeyond", code=2)

@@ -180,6 +180,25 @@ def test_a_pid_file_whose_pid_another_process_took_is_moved_aside_with_its_socke
     assert not forget_a_dead_servers_lock_files(pgdata) and (pgdata / "postmaster.pid").exists()
 
 
+@pytest.mark.parametrize("written", ["{pid}_", " {pid} ", "+{pid}", "{pid:_}", "\u0661{pid}"])
+def test_a_lock_files_pid_is_read_in_ascii_digits_alone(tmp_path, written):
+    """(postmaster.pid's pid went through int(): `1_0` read as 10 and ` 7 ` as 7, another process's pid, which
+    `forget_a_dead_servers_lock_files` took for the dead server's and moved the lock aside, and which the
+    not-running sentence named; found by review) PostgreSQL writes the pid in ASCII digits alone."""
+    import os
+
+    from hrwsi.database import embedded_server_down, forget_a_dead_servers_lock_files
+
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    (pgdata / "PG_VERSION").write_text("18\n")
+    (pgdata / "postmaster.pid").write_text(written.format(pid=os.getpid()) + f"\n{pgdata}\n1\n5432\n{pgdata}\n")
+    assert not forget_a_dead_servers_lock_files(pgdata) and (pgdata / "postmaster.pid").exists()
+    (pgdata / "postmaster.pid").write_text(written.format(pid=99_999_999) + "\n")
+    said = embedded_server_down(pgdata)
+    assert said is None or "9999" not in said, said
+
+
 async def test_hrwsis_sessions_are_read_committed_whatever_the_database_or_role_sets(database_url, db):
     """An INSERT into a time series is refused under a stricter isolation (its snapshot missed the
     series' newest tasks; migration 0076): the harvester's chaining and `hrwsi chain-missed` insert

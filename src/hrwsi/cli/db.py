@@ -9,7 +9,7 @@ from hrwsi import migrations
 from hrwsi.cli.common import CliError, app, console, settings, url
 from hrwsi.cli.errors import sql_name
 from hrwsi.database import connect, embedded_bin_dir, names_embedded_server, redact, start_embedded, stop_embedded
-from hrwsi.terminal import visible
+from hrwsi.terminal import bounded, one_sentence, visible
 
 db_app = typer.Typer(help="The database: start, stop, migrate, check.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -73,7 +73,8 @@ def db_init(force: bool = typer.Option(False, "--force", help="install into temp
     with connect(target) as conn:
         # (it installed silently into template1 and postgres, which HRWSI_DATABASE_URL named by mistake:
         # found by exploratory testing)
-        where = visible(f"database {conn.info.dbname} ({redact(target)})")  # (printed: a name may hold anything)
+        # (printed, and in a refusal: a name may hold anything, a line break too; one_sentence as every refusal)
+        where = f"database {one_sentence(conn.info.dbname)} ({bounded(redact(target), one_sentence)})"
         if conn.info.dbname in TEMPLATE_DATABASES and not force:
             raise CliError(f"refusing to install hrwsi into {where}: {conn.info.dbname} is a template database (every "
                            "new database of the server would be created with hrwsi's schema); name hrwsi's own "
@@ -92,7 +93,7 @@ def db_init(force: bool = typer.Option(False, "--force", help="install into temp
             # (those a fresh install has NOT VALID too, and that no row breaks, are not news)
             kept = [rule for rule in migrations.rules_not_valid(conn) if rule.breaking_rows] if not fresh else []
         except (migrations.UnrecordedSchema, migrations.NewerSchema) as error:
-            raise CliError(str(error), 2) from None
+            raise CliError(one_sentence(error), 2) from None  # (it names migrations the database records)
         except psycopg.errors.InsufficientPrivilege as error:
             raise CliError(_init_refusal(error.diag.message_primary or str(error), conn.info.user), 1) from None
     if repaired:
@@ -130,21 +131,21 @@ def migrations_said(names: list[str]) -> str:
 def _init_refusal(primary: str, role: str) -> str:
     """What `hrwsi db init` refused by the database needs, in one line (README.md, Roles: what a schema
     owner that is not a superuser needs)."""
-    who = sql_name(role) if role else "ROLE"
+    who = one_sentence(sql_name(role)) if role else "ROLE"
     if primary.startswith("permission denied to set parameter"):
         # (it told the database's owner to "run it as the schema's owner": it was; a function of the
         # schema SETs a custom parameter, which PostgreSQL 15+ lets only a superuser or a grantee do;
         # found by exploratory testing)
         parameter = primary.split('"')[1] if primary.count('"') >= 2 else "hrwsi.in_dispatch_claim"
-        return (f"not allowed: {primary}; a function of the schema sets it: a superuser must run "
-                f"GRANT SET ON PARAMETER {parameter} TO {who}; then run `hrwsi db init` again (README.md, Roles)")
+        return (f"not allowed: {one_sentence(primary)}; a function of the schema sets it: a superuser must run "
+                f"GRANT SET ON PARAMETER {one_sentence(parameter)} TO {who}; then run `hrwsi db init` again (README.md, Roles)")
     if primary.startswith("permission denied to create role"):
-        return (f"not allowed: {primary}; the schema creates the roles hrwsi_readonly, hrwsi_data_engineer and "
+        return (f"not allowed: {one_sentence(primary)}; the schema creates the roles hrwsi_readonly, hrwsi_data_engineer and "
                 f"hrwsi_service when they are missing: give {who} CREATEROLE, or have a superuser create those three "
                 "(NOLOGIN); then run `hrwsi db init` again (README.md, Roles)")
     # (the general advice named hrwsi_service, which may run the services but not install them:
     # found by exploratory testing)
-    return (f"not allowed: {primary}; `hrwsi db init` creates and changes the schema: run it as the schema's owner "
+    return (f"not allowed: {one_sentence(primary)}; `hrwsi db init` creates and changes the schema: run it as the schema's owner "
             "(for a new database, a role that may create in it and in schema public: README.md, Roles), not as a "
             "role granted hrwsi_service or hrwsi_data_engineer")
 
@@ -159,8 +160,8 @@ def db_check() -> None:
     # 1,700 lines of "only in a fresh install" (found walking README through: db check before db init).
     with connect(url(start=False)) as conn:
         if not conn.execute(query("hrwsi_schema_exists")).fetchone()[0]:
-            raise CliError(f"the database ({redact(url(start=False))}) has no hrwsi schema, so nothing to compare: "
-                           "run `hrwsi db init` to install it", 2)
+            raise CliError(f"the database ({bounded(redact(url(start=False)), one_sentence)}) has no hrwsi schema, so "
+                           "nothing to compare: run `hrwsi db init` to install it", 2)
     try:
         differences, not_valid = check_with_fresh_install(url(start=False))  # (an inspection: it starts no server)
     except psycopg.errors.InsufficientPrivilege as error:
@@ -170,7 +171,7 @@ def db_check() -> None:
         if "create database" not in primary:
             raise
         # (it advised a role granted hrwsi_service, which may not either; found by exploratory testing)
-        raise CliError(f"not allowed: {primary}; `hrwsi db check` builds a scratch database from sql/schema.sql on "
+        raise CliError(f"not allowed: {one_sentence(primary)}; `hrwsi db check` builds a scratch database from sql/schema.sql on "
                        "the same server to compare with: run it as a role with CREATEDB (ALTER ROLE ... CREATEDB)",
                        1) from None
     kept = []
