@@ -287,6 +287,14 @@ def inspection_hints(conn: psycopg.Connection, url: str, retried: list, demo_hom
     return hints
 
 
+def services_hint(demo_home: Path) -> str:
+    """`hrwsi up` on the demo's database (after the hints' export), as the demo ran its services: with the demo's home as
+    HRWSI_HOME. With the user's own HRWSI_HOME, the harvester refused the demo's landing source, which lies outside
+    that home's landing root (HRWSI_LANDING_ROOTS, HRWSI_HOME/harvest), and new products went outside the demo's home
+    (found walking README through)."""
+    return f"HRWSI_HOME={shlex.quote(str(demo_home))} {hrwsi_command()} up"
+
+
 def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool, url: str) -> bool:
     tasks = dict(conn.execute(query("report_task_counts")).fetchall())
     products = dict(conn.execute(query("report_products")).fetchall())
@@ -327,6 +335,10 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     console.print("inspect it (the demo's database stays until the next demo):", highlight=False)
     for hint in inspection_hints(conn, url, retried, demo_home):
         console.print(f"  $ {hint}", highlight=False, soft_wrap=True, markup=False)
+    console.print("run its services again, as the demo ran them (Ctrl-C stops them): HRWSI_HOME is the demo's home, "
+                  "whose harvest/ holds its landing directory (the landing root) and data/ its products and logs",
+                  highlight=False, soft_wrap=True)
+    console.print(f"  $ {services_hint(demo_home)}", highlight=False, soft_wrap=True, markup=False)
     ok = done and set(tasks) == {"processed"}
     console.print("[green]everything processed[/green]" if ok else
                   "[red]the demo did not finish: see the states above and `hrwsi status`[/red]")

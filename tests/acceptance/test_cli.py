@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -159,16 +160,34 @@ def test_the_demo_is_quiet_and_every_hint_it_prints_runs_as_printed(tmp_path):
         assert str(log) in result.stdout.replace("\n", "")
         assert "embedded_postgres" in log.read_text() and "orchestrator" in log.read_text()
         hints = [line.strip()[2:] for line in result.stdout.splitlines() if line.strip().startswith("$ ")]
-        assert hints[0].startswith("export HRWSI_DATABASE_URL=") and len(hints) >= 8, hints
+        assert hints[0].startswith("export HRWSI_DATABASE_URL=") and len(hints) >= 9, hints
         assert all("hrwsi " not in h or "/hrwsi " in h or " -m hrwsi" in h for h in hints[1:]), hints
+        *hints, services = hints
         bare_path = {**quiet_env, "PATH": "/usr/bin:/bin"}
         for number, hint in enumerate(hints[1:], 1):
             ran = subprocess.run(["bash", "-c", f"{hints[0]} && {hint}"], env=bare_path, cwd=repo,
                                  capture_output=True, text=True, timeout=120)
             assert ran.returncode == 0, f"hint {number} `{hint}` failed:\n{ran.stdout}\n{ran.stderr}"
+        _the_services_hint_runs_the_demos_services_without_a_refusal(hints[0], services, bare_path, repo)
     finally:
         run(["db", "stop"], quiet_env, check=False)
         subprocess.run(["rm", "-rf", str(home)])
+
+
+def _the_services_hint_runs_the_demos_services_without_a_refusal(export: str, services: str, env: dict, repo: Path):
+    """The demo's last hint runs its services on its database. (README's `export HRWSI_DATABASE_URL=...` then `hrwsi
+    up` refused the demo's landing source, outside the landing root of the user's HRWSI_HOME; found walking README
+    through.)"""
+    assert services.endswith("/hrwsi up") and services.startswith("HRWSI_HOME="), services
+    process = subprocess.Popen(["bash", "-c", f"{export} && {services}"], env={**env, "HRWSI_WEB_PORT": "0"}, cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        time.sleep(8)  # (the demo's landing source is due at once; its refusal was logged within a second)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # (Ctrl-C: to the shell and the command it runs)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "harvester" in err, err
+    assert "refused" not in err and "ERROR" not in err, err
 
 
 @pytest.mark.parametrize("command, flags", [([], ["--debug", "--version"]), (["status"], ["--all-services", "--json"]),
