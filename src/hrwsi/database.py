@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -454,6 +455,21 @@ CONNECTIONS_FULL_NEXT = ("max_connections, or a role's or database's CONNECTION 
                          "HRWSI_WEB_POOL_SIZE) (README.md, Connections)")
 
 
+# The server's refusal of a connection to a database it lacks (SQLSTATE 3D000, told by its text as above).
+_MISSING_DATABASE = re.compile(r'FATAL:  ?database "(.*)" does not exist')
+
+
+def _missing_database(url: str, name: str) -> str:
+    """What to do when the server runs but lacks the URL's database. It said "cannot connect ...; check that the
+    server runs and that HRWSI_DATABASE_URL names it": after a demo, which starts the embedded server with its own
+    database alone, `hrwsi status` said so of a server that ran (found walking README through)."""
+    from hrwsi.terminal import quoted
+
+    return (f"the database server of {redact(url)} runs but has no database {quoted(name)}: `hrwsi db start` creates "
+            "the embedded server's (then `hrwsi db init` installs the schema); on another server, create it (CREATE "
+            "DATABASE) or name an existing one in HRWSI_DATABASE_URL")
+
+
 def one_line(error: BaseException) -> str:
     """An error's text on one line (libpq's messages span several)."""
     return " ".join(str(error).split())
@@ -471,6 +487,9 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
         if any(refusal in str(error) for refusal in CONNECTIONS_FULL):
             raise ConnectionsFull(f"the database server of {redact(url)} runs but takes no more connections "
                                       f"({one_line(error)}): {CONNECTIONS_FULL_NEXT}") from error
+        missing = _MISSING_DATABASE.search(str(error))
+        if missing:
+            raise DatabaseUnavailable(_missing_database(url, missing.group(1))) from error
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {error}") from error
     try:
         conn.execute(query("session_settings"))

@@ -552,3 +552,15 @@ def test_db_inits_refusal_of_a_newer_schema_is_one_line_whatever_the_migrations_
     found by review)"""
     db.execute("INSERT INTO public.hrwsi_schema_migration (version, name, checksum) VALUES (9998, 'from\nbeyond', 'x')")
     one_line_error(run(["db", "init"], env, check=False), "upgraded by a newer hrwsi", "9998_from\\x0abeyond", code=2)
+
+
+def test_a_server_that_lacks_the_urls_database_is_said_to_run_and_what_creates_it(env, server_url):
+    """(after a demo, whose embedded server has the demo's database alone, `hrwsi status` said "cannot connect ...:
+    FATAL: database "hrwsi" does not exist; check that the server runs", of a server that ran; found walking README
+    through)"""
+    from hrwsi.database import with_database
+
+    result = run(["status"], {**env, "HRWSI_DATABASE_URL": with_database(server_url, "hrwsi_never_made")}, check=False)
+    line = one_line_error(result, "runs but has no database 'hrwsi_never_made'", "`hrwsi db start` creates",
+                          "CREATE DATABASE", code=2)
+    assert "check that the server runs" not in line, line
