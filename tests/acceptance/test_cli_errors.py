@@ -497,13 +497,16 @@ def test_a_name_with_a_line_break_or_a_tab_is_one_line_of_the_databases_refusal_
     (["tasks", "--limit", " 7 "], "' 7 ' is not a whole number"),
     (["tasks", "--limit", "\u0663"], "'\u0663' is not a whole number"),
     (["logs", "1_0"], "'1_0' is not a whole number"),
+    (["task", "show", "1_0"], "'1_0' is not a whole number"), (["task", "show", " 7 "], "' 7 ' is not a whole number"),
+    (["cancel", "1_0"], "'1_0' is not a whole number"), (["cancel", "\u0663"], "'\u0663' is not a whole number"),
     (["timeliness", "--days", "9" * 5000], "'999"),
     (["health", "launcher", "--fresh-s", "nan"], "'nan' is not a finite number"),
     (["health", "launcher", "--fresh-s", "1_0"], "'1_0' is not a finite number"),
     (["health", "launcher", "--fresh-s", "0"], "'0': must be more than 0")])
 def test_a_number_option_is_read_in_ascii_decimal_notation_alone(env, command, says):
     """(Typer read them with int() and float(): `--limit 1_0` listed 10 tasks, ' 7 ' 7, '\u0663' 3, and `--fresh-s
-    nan` judged every heartbeat fresh; found by review) A long value is cut in the line."""
+    nan` judged every heartbeat fresh; found by review; `task show 1_0` showed task 10 and `cancel 1_0` cancelled it,
+    found walking README through) A long value is cut in the line."""
     result = run(command, env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     said = " ".join(result.stderr.split())

@@ -21,6 +21,7 @@ from hrwsi.cli.common import (
     filter_given,
     print_json,
     settings,
+    whole_argument,
     whole_option,
 )
 from hrwsi.home import moved_data_dir
@@ -106,7 +107,8 @@ def _ui_links():
 
 
 @task_app.command("show")
-def task_show(task_id: int, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+def task_show(task_id: int = whole_argument(..., help="a task id"),  # (a plain int read `1_0` as task 10)
+              as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """A task's history with times, its attempts with exit codes and log paths, its products."""
     with database() as conn:
         data = reports.task(conn, task_id)

@@ -101,7 +101,7 @@ def _retried(retried: int, refused: int, total: int, state: str, routine: str) -
 
 
 @app.command()
-def cancel(task_id: int) -> None:
+def cancel(task_id: int = whole_argument(..., help="a task id")) -> None:  # (a plain int cancelled task 10 for `1_0`)
     """Cancel a task; a running job of it is stopped."""
     _operator_action("SELECT hrwsi.cancel_task(%s)", task_id, "task")
 
