@@ -335,9 +335,8 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     console.print("inspect it (the demo's database stays until the next demo):", highlight=False)
     for hint in inspection_hints(conn, url, retried, demo_home):
         console.print(f"  $ {hint}", highlight=False, soft_wrap=True, markup=False)
-    console.print("run its services again, as the demo ran them (Ctrl-C stops them): HRWSI_HOME is the demo's home, "
-                  "whose harvest/ holds its landing directory (the landing root) and data/ its products and logs",
-                  highlight=False, soft_wrap=True)
+    console.print("run its services again as the demo ran them, in its home (its landing directory is under the landing "
+                  "root there; Ctrl-C stops them):", highlight=False)
     console.print(f"  $ {services_hint(demo_home)}", highlight=False, soft_wrap=True, markup=False)
     ok = done and set(tasks) == {"processed"}
     console.print("[green]everything processed[/green]" if ok else
