@@ -203,6 +203,16 @@ def test_a_flag_reads_as_a_flag_in_the_help(command, flags):
         assert re.search(rf"{flag} +(\S)", help_text) and not re.search(rf"{flag} +<", help_text), (flag, help_text)
 
 
+def test_a_commands_help_is_shown_in_paragraphs_not_broken_where_its_source_lines_end():
+    """(`hrwsi --help` listed status as "... tasks that cannot be planned," then "services and their heartbeats, ..."
+    on a line of its own, where its docstring's line ended; found walking README through)"""
+    wide = {**os.environ, "COLUMNS": "400"}
+    status = [line for line in run(["--help"], wide).stdout.splitlines() if line.startswith("│ status ")]
+    assert len(status) == 1 and "cannot be planned, services and their heartbeats" in status[0], status
+    init = [line for line in run(["db", "init", "--help"], wide).stdout.splitlines() if "Install the schema" in line]
+    assert len(init) == 1 and init[0].rstrip().endswith("unless --force."), init
+
+
 def test_version_names_the_installation_and_the_last_migration_it_ships():
     from hrwsi.sql_files import migrations
 

@@ -113,12 +113,23 @@ def _command_path(command, args: list[str]) -> str:
 def _flags_read_as_flags(command) -> None:
     """Each flag's help says `--json`, not `--json <bool>`: Typer (0.2x) shows a type beside every option, a
     flag's (`--help`'s too) as `<bool>`, which reads as if it took a value (found walking README through). An empty
-    metavar shows none; Typer's older versions show none for a flag anyway."""
+    metavar shows none; Typer's older versions show none for a flag anyway. And a command's help (its docstring) is
+    shown in paragraphs, not broken where the source's lines end: Typer's rich help kept those line breaks, and
+    `hrwsi --help` read "tasks that cannot be planned," then "services and their heartbeats" on a line of its own."""
     for parameter in [*command.params, command.get_help_option(command.context_class(command))]:
         if getattr(parameter, "is_flag", False) and parameter.metavar is None:
             parameter.metavar = ""
+    if command.help:
+        command.help = _in_paragraphs(command.help)
     for sub in getattr(command, "commands", {}).values():
         _flags_read_as_flags(sub)
+
+
+def _in_paragraphs(text: str) -> str:
+    """`text` (a docstring) with each paragraph on one line; paragraphs apart as they were."""
+    import inspect
+
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(text).split("\n\n"))
 
 
 def interrupted(error: Exception, done: str) -> CliError:
