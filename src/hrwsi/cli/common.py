@@ -56,7 +56,7 @@ class HrwsiTyper(typer.Typer):
 
         print_anywhere(sys.stdout, sys.stderr)
         command = typer.main.get_command(self)
-        _flags_read_as_flags(command)
+        _tidy_help(command)
         try:
             # Not standalone: Typer's own usage errors (an unknown option, a missing argument) come here, to be
             # said in one line; standalone, Typer printed them as a box of usage, hint and message.
@@ -96,7 +96,7 @@ def usage_error_line(error: Exception, command_path: str = "hrwsi") -> str:
     context = getattr(error, "ctx", None)
     command = context.command_path if context is not None else command_path
     message = bounded(" ".join(error.format_message().split()).removesuffix("."), str, limit=2 * SHOWN_MAX)
-    return f"{message}; see `{command} --help`"
+    return f"{message} See `{command} --help`" if message.endswith("?") else f"{message}; see `{command} --help`"
 
 
 def _command_path(command, args: list[str]) -> str:
@@ -110,19 +110,20 @@ def _command_path(command, args: list[str]) -> str:
     return " ".join(path)
 
 
-def _flags_read_as_flags(command) -> None:
-    """Each flag's help says `--json`, not `--json <bool>`: Typer (0.2x) shows a type beside every option, a
-    flag's (`--help`'s too) as `<bool>`, which reads as if it took a value (found walking README through). An empty
-    metavar shows none; Typer's older versions show none for a flag anyway. And a command's help (its docstring) is
-    shown in paragraphs, not broken where the source's lines end: Typer's rich help kept those line breaks, and
-    `hrwsi --help` read "tasks that cannot be planned," then "services and their heartbeats" on a line of its own."""
+def _tidy_help(command) -> None:
+    """The help of `command` and its sub-commands, as read. Each flag says `--json`, not `--json <bool>`: Typer (0.2x)
+    shows a type beside every option, a flag's (`--help`'s too) as `<bool>`, which reads as if it took a value (found
+    walking README through); an empty metavar shows none (Typer's older versions show none for a flag anyway). And a
+    command's help (its docstring) is shown in paragraphs, not broken where the source's lines end: Typer's rich help
+    kept those line breaks, and `hrwsi --help` read "tasks that cannot be planned," then "services and their
+    heartbeats" on a line of its own."""
     for parameter in [*command.params, command.get_help_option(command.context_class(command))]:
         if getattr(parameter, "is_flag", False) and parameter.metavar is None:
             parameter.metavar = ""
     if command.help:
         command.help = _in_paragraphs(command.help)
     for sub in getattr(command, "commands", {}).values():
-        _flags_read_as_flags(sub)
+        _tidy_help(sub)
 
 
 def _in_paragraphs(text: str) -> str:
