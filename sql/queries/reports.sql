@@ -1,7 +1,13 @@
 -- Read-only reports for the CLI. Placeholders: psycopg (%(name)s).
 
 -- name: report_task_counts
-SELECT state, count(*) AS n FROM hrwsi.processing_task GROUP BY state ORDER BY state;
+-- (the open tasks through processing_task_state_id_idx, the finished as kept: web_task_counts, migration 0106)
+SELECT state, sum(n)::bigint AS n
+FROM (SELECT state, count(*) AS n FROM hrwsi.processing_task
+      WHERE state IN ('pending', 'planned', 'dispatched', 'queued', 'running', 'on_hold', 'blocked') GROUP BY state
+      UNION ALL
+      SELECT state, n FROM hrwsi.finished_task_counts()) c
+GROUP BY state ORDER BY state;
 
 -- name: report_job_counts
 SELECT state, count(*) AS n FROM hrwsi.job GROUP BY state ORDER BY state;

@@ -8,7 +8,8 @@ Three kinds of figures, all served by `hrwsi.instance_server` at /metrics:
   of each instance's last loop turn and heartbeat;
 - **the database's state**, read at scrape time with a few indexed queries and cached for
   `SNAPSHOT_MAX_AGE_S` (every instance shows the same figures: aggregate them with `max without
-  (instance)`): tasks per routine, lane and state, active jobs, jobs finished in the last hour,
+  (instance)`): tasks per routine, lane and state (the finished ones as the task triggers keep them,
+  never counted from the archive: `read_snapshot`), active jobs, jobs finished in the last hour,
   backlog age, the alert queue, routines on hold; and, for the launchers of this process, the
   dispatch latency of each first attempt (input inserted -> job submitted).
 
@@ -193,14 +194,7 @@ class DatabaseFigures:
 
     async def _read(self) -> DatabaseSnapshot:
         async with self.pool.acquire() as conn:
-            snapshot = DatabaseSnapshot(
-                taken_at=time.monotonic(), up=True,
-                tasks=await conn.fetch(query("web_task_counts")),
-                active_jobs=await conn.fetch(query("metrics_active_jobs")),
-                finished_jobs=await conn.fetch(query("web_throughput"), 3600.0),
-                backlog=await conn.fetch(query("web_backlog")),
-                alert_queue=tuple(await conn.fetchrow(query("web_alert_queue"))),
-                routines=await conn.fetch(query("web_routines")))
+            snapshot = await read_snapshot(conn)
             await self._observe_dispatches(conn)
         return snapshot
 
@@ -218,6 +212,21 @@ class DatabaseFigures:
             self._last_job_id = max(self._last_job_id, row["id"])
             if row["latency_s"] is not None:
                 DISPATCH_LATENCY.observe(max(0.0, row["latency_s"]))
+
+
+async def read_snapshot(conn: asyncpg.Connection) -> DatabaseSnapshot:
+    """The database's figures, each read through an index or a kept count: what a read costs grows with the work at
+    hand (open tasks, active jobs, the last hour's), never with the archive. The tasks per state counted every task
+    ever run, every SNAPSHOT_MAX_AGE_S in every process scraped (several Prometheus servers scrape each); the
+    finished ones are now kept by the task triggers (web_task_counts, migration 0106)."""
+    return DatabaseSnapshot(
+        taken_at=time.monotonic(), up=True,
+        tasks=await conn.fetch(query("web_task_counts")),
+        active_jobs=await conn.fetch(query("metrics_active_jobs")),
+        finished_jobs=await conn.fetch(query("web_throughput"), 3600.0),
+        backlog=await conn.fetch(query("web_backlog")),
+        alert_queue=tuple(await conn.fetchrow(query("web_alert_queue"))),
+        routines=await conn.fetch(query("web_routines")))
 
 
 def _database_families(snapshot: DatabaseSnapshot) -> Iterable:
