@@ -244,9 +244,23 @@ FROM (SELECT id, state, reason, attempts, worker, at, count(*) OVER () AS total
 ORDER BY id;
 
 -- name: web_task_jobs
+-- The task's attempts below attempt $2 (NULL: its latest), newest first, at most $3 (the page reads one more than it
+-- shows, to know whether there are older ones), each with how many it has in all: a task retried without end (a
+-- routine failing in a loop, lost attempts retried without limit) listed every attempt it ever had.
+SELECT id, attempt, backend, backend_job_id, worker, state, exit_code, message, owner, log_path, output_dir,
+       submitted_at, started_at, finished_at, cancel_requested,
+       (SELECT count(*) FROM hrwsi.job a WHERE a.task_id = $1) AS total
+FROM hrwsi.job WHERE task_id = $1 AND ($2::integer IS NULL OR attempt < $2)
+ORDER BY attempt DESC
+LIMIT $3;
+
+-- name: web_task_job
+-- One attempt of the task ($2; NULL: its latest), for its log when the page does not list it.
 SELECT id, attempt, backend, backend_job_id, worker, state, exit_code, message, owner, log_path, output_dir,
        submitted_at, started_at, finished_at, cancel_requested
-FROM hrwsi.job WHERE task_id = $1 ORDER BY attempt;
+FROM hrwsi.job WHERE task_id = $1 AND ($2::integer IS NULL OR attempt = $2)
+ORDER BY attempt DESC
+LIMIT 1;
 
 -- name: web_task_products
 SELECT id, path, product_type, size_bytes, created_at, chained_at

@@ -449,6 +449,44 @@ async def test_the_task_page_tells_its_whole_story(database_url, scenario, data_
 
 
 
+async def test_a_task_retried_without_end_lists_its_latest_attempts_with_how_many_and_a_way_to_the_older(
+        database_url, scenario, data_dir, db):
+    """A routine failing in a loop, lost attempts retried without limit: the task's page listed every attempt it ever
+    had (a page growing without bound, read again on every change). It lists the latest 50, says how many there are,
+    and pages to the older ones, each attempt's log still one click away."""
+    task = scenario.terminated  # (3 attempts of its own, then 120 more)
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, exit_code, message,
+                                         owner, log_path, submitted_at, started_at, finished_at)
+                  SELECT %s, g, 'local', 'hrwsi-loop-' || g, 'w01', 'internal_error', 1, 'exit code 1: loop ' || g,
+                         'launcher-x', NULL, now() - interval '1 hour', now() - interval '1 hour', now() - interval '1 hour'
+                  FROM generate_series(4, 123) g""", (task,))
+
+    def attempts(page: str) -> list[int]:
+        section = page[page.index('data-live="attempts"'):]
+        section = section[:section.index("</section>")]
+        return [int(n) for n in re.findall(r'title="show this attempt\'s log">(\d+)</a>', section)]
+
+    async with dashboard(database_url, data_dir) as client:
+        latest = await text_of(client, f"/tasks/{task}")
+        assert attempts(latest) == list(range(74, 124))
+        assert "Attempts 74 to 123 of its 123; older attempts" in visible(latest)
+        assert "Log of attempt 123" in visible(latest)
+        older = await text_of(client, f"/tasks/{task}?attempts_before=74")
+        assert attempts(older) == list(range(24, 74))
+        assert "Attempts 24 to 73 of its 123; older attempts ; the latest attempts" in visible(older)
+        oldest = await text_of(client, f"/tasks/{task}?attempts_before=24")
+        assert attempts(oldest) == list(range(1, 24)) and "older attempts" not in visible(oldest)
+        assert f'href="/tasks/{task}?attempt=1&amp;attempts_before=24#log"' in oldest
+        first = visible(await text_of(client, f"/tasks/{task}?attempt=1&attempts_before=24"))
+        assert "Log of attempt 1" in first and "attempt 1 exit code 210" in first
+        assert "Log of attempt 1" in visible(await text_of(client, f"/tasks/{task}?attempt=1")), "not listed, still shown"
+        api = json.loads(await text_of(client, f"/api/tasks/{task}"))
+        assert [j["attempt"] for j in api["jobs"]] == list(range(74, 124))
+        assert (api["attempts_total"], api["attempts_older"]) == (123, 74)
+        await text_of(client, f"/tasks/{task}?attempts_before=abc", status=400)
+        await text_of(client, f"/api/tasks/{task}?attempts_before=99999999999", status=400)
+
+
 async def test_a_campaigns_composite_shows_its_campaign_and_the_members_it_read_in_its_lineage(database_url, data_dir,
                                                                                                db, chain):  # noqa: F811
     """Known fault: the task page's lineage read production's members of a multi-input group only, not those a

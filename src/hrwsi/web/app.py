@@ -331,10 +331,10 @@ class Dashboard:
 
     async def page_task(self, request: web.Request) -> web.Response:
         task_id = int(request.match_info["task_id"])
-        attempt = request.query.get("attempt")
+        attempt, before = request.query.get("attempt"), _attempts_before(request)
         async with self.pool.acquire() as conn:
             page = await data.read_task(conn, task_id, self.data_dir, ascii_decimal(attempt or "", max_digits=5),
-                                        self.ui_link)
+                                        self.ui_link, before)
         if page is None:
             raise web.HTTPNotFound(text=f"There is no task {task_id}.")
         return self.render(request, "task.html", {"page": "tasks", "p": page, "t": page.task,
@@ -492,7 +492,8 @@ class Dashboard:
 
     async def api_task(self, request: web.Request) -> web.Response:
         async with self.pool.acquire() as conn:
-            page = await data.read_task(conn, int(request.match_info["task_id"]), self.data_dir, None, self.ui_link)
+            page = await data.read_task(conn, int(request.match_info["task_id"]), self.data_dir, None, self.ui_link,
+                                        _attempts_before(request))
         if page is None:
             raise web.HTTPNotFound(text=json.dumps({"error": "no such task"}), content_type="application/json")
         # (with "jobs": [] alone, a pruned task read as one that never ran)
@@ -504,6 +505,17 @@ def _pruned(at: datetime | None) -> str | None:
     if at is None:
         return None
     return f"history and attempts pruned {_time(at)} by the retention policy, their logs with them (README.md, Retention)"
+
+
+def _attempts_before(request: web.Request) -> int | None:
+    """?attempts_before=N, the attempt a task page's older attempts are listed below; refused when it is not one."""
+    value = request.query.get("attempts_before", "").strip()
+    if not value:
+        return None
+    if (before := ascii_decimal(value, max_digits=9)) is None:
+        raise web.HTTPBadRequest(text=f"attempts_before={value[:40]!r} is not an attempt number: give the first attempt "
+                                      "of the page after")
+    return before
 
 
 def _cursor(request: web.Request) -> int | None:

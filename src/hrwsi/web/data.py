@@ -56,6 +56,9 @@ PAGE_SIZE = 50
 LINEAGE_DEPTH = 20
 LINEAGE_ROWS = 200
 HISTORY_SHOWN = 200  # a task page's history rows, the latest (its heading says how many there are in all)
+# A task page's attempts, the latest, with how many there are in all and a link to the older ones (?attempts_before=N):
+# a task retried without end (a routine failing in a loop, lost attempts retried without limit) listed every attempt.
+ATTEMPTS_SHOWN = 50
 LOG_TAIL_BYTES = 64 * 1024
 # The plan page's bars, at most (its heading says "the first N of M"): 2,000 bars were 500 kB of SVG, sent again on
 # every change and tick (found measuring the dashboard at 100,000 tasks: 570 bars were 150 kB).
@@ -406,17 +409,31 @@ class TaskPage:
     # When retention deleted the task's history and attempts (README, Retention): with no jobs left,
     # the page and the API say so, as `hrwsi task show` does, rather than "no attempt yet".
     history_pruned_at: datetime | None = None
+    # The attempts listed are the latest ATTEMPTS_SHOWN below attempts_before (None: its latest), of attempts_total;
+    # attempts_older: the attempts_before of the page of older ones (None: there are none).
+    attempts_total: int = 0
+    attempts_before: int | None = None
+    attempts_older: int | None = None
 
 
 async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, attempt: int | None = None,
-                    ui_link: Callable[[str, str], str | None] | None = None) -> TaskPage | None:
+                    ui_link: Callable[[str, str], str | None] | None = None, attempts_before: int | None = None,
+                    attempts_shown: int = ATTEMPTS_SHOWN) -> TaskPage | None:
     task = await conn.fetchrow(query("web_task"), task_id)
     if task is None:
         return None
-    jobs = [dict(r) for r in await conn.fetch(query("web_task_jobs"), task_id)]
+    newest_first = [dict(r) for r in await conn.fetch(query("web_task_jobs"), task_id, attempts_before, attempts_shown + 1)]
+    total = newest_first[0].pop("total") if newest_first else 0
+    older = newest_first[attempts_shown - 1]["attempt"] if len(newest_first) > attempts_shown else None
+    jobs = newest_first[:attempts_shown][::-1]
     for job in jobs:
+        job.pop("total", None)
         job["ui_link"] = ui_link(job["backend"], job["backend_job_id"]) if ui_link else None
-    chosen = next((j for j in jobs if j["attempt"] == attempt), None) if attempt else (jobs[-1] if jobs else None)
+    # The log shown: the attempt asked for, else the latest, read apart when this page does not list it.
+    chosen = next((j for j in jobs if j["attempt"] == attempt), None) if attempt else (
+        jobs[-1] if jobs and attempts_before is None else None)
+    if chosen is None and (attempt or (attempts_before is not None and total)):
+        chosen = _record(await conn.fetchrow(query("web_task_job"), task_id, attempt))
     log = await asyncio.to_thread(read_log_tail, chosen["log_path"], data_dir) if chosen else None
     if log is not None:
         log["attempt"] = chosen["attempt"]
@@ -431,7 +448,8 @@ async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, atte
         up=_nearest(await conn.fetch(query("web_lineage_up"), task_id, LINEAGE_DEPTH, LINEAGE_ROWS)),
         down=_nearest(await conn.fetch(query("web_lineage_down"), task_id, LINEAGE_DEPTH, LINEAGE_ROWS)),
         audit=[dict(r) for r in await conn.fetch(query("web_task_audit"), str(task_id), 20)],
-        log=log, history_pruned_at=task["history_pruned_at"])
+        log=log, history_pruned_at=task["history_pruned_at"], attempts_total=total, attempts_before=attempts_before,
+        attempts_older=older)
 
 
 def _nearest(rows) -> list[dict]:
