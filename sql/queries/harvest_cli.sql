@@ -9,12 +9,35 @@ ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, product_type = EXCLUDED.p
     config = EXCLUDED.config, next_run_at = now(), active = true;
 
 -- name: cli_list_sources
--- config as text: hrwsi.harvest.source_config reads it, and sets aside one nested deeper than Python reads.
+-- config as text: hrwsi.harvest.source_config reads it, and sets aside one nested deeper than Python reads. `hrwsi
+-- sources` counts every file a landing directory ever had, per state.
+SELECT s.*,
+       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
+                                                WHERE f.source = s.name GROUP BY f.state) c) AS files
+FROM (
+    -- include: sources_said
+) s
+ORDER BY s.name;
+
+-- name: web_sources
+-- As cli_list_sources, for the dashboard's overview (read again at every change, its sources' section live): a
+-- landing directory's files in hand alone (seen, ready: landing_file_unfinished_idx). Per state over all its files,
+-- the overview read every file ever landed (one per scene: as many as the inputs, growing with the archive) on every
+-- read, to show a figure no section of the page shows.
+SELECT s.*,
+       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
+                                                WHERE f.source = s.name AND f.state IN ('seen', 'ready')
+                                                GROUP BY f.state) c) AS files
+FROM (
+    -- include: sources_said
+) s
+ORDER BY s.name;
+
+-- name: sources_said
+-- Part of cli_list_sources and web_sources: every source as hrwsi.harvest.describe_source reads it, but its files.
 SELECT s.name, s.kind, s.product_type, s.config::text AS config, s.frequency, s.frequency_interval, s.cron, s.mode,
        s.backfill_from, s.backfill_to, s.backfill_cursor, s.backfill_resume_at, s.last_run_at, s.next_run_at, s.last_error, s.active,
        s.claimed_by, s.claimed_until,
-       (SELECT jsonb_object_agg(state, n) FROM (SELECT f.state, count(*) AS n FROM hrwsi.landing_file f
-                                                WHERE f.source = s.name GROUP BY f.state) c) AS files,
        refused.refused, refused.refused_path, refused.refused_message, refused.refused_at
 FROM hrwsi.harvest_source s
 -- The files it refused (failed) in the last day, the newest with its reason: the dashboard says them, as
@@ -26,4 +49,3 @@ CROSS JOIN LATERAL (
            max(f.updated_at) AS refused_at
     FROM hrwsi.landing_file f
     WHERE f.source = s.name AND f.state = 'failed' AND f.updated_at > now() - interval '1 day') refused
-ORDER BY s.name;

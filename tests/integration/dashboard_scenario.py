@@ -200,6 +200,14 @@ SELECT t.id, 1, 'local', 'hrwsi-archive-' || t.id || '-1', 'w01', 'processed', 0
        t.updated_at - interval '3 minutes', t.updated_at
 FROM hrwsi.processing_task t WHERE t.id = ANY(%(processed)s)
 """
+# Each archive scene landed as a file of the landing directory, prepared (a source keeps its files' rows).
+_ARCHIVE_LANDING_FILES = """
+INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state, prepared_path, first_seen_at, last_seen_at,
+                                updated_at)
+SELECT 'landing-l1c', '/landing/' || substring(i.input_path FROM '[^/]*$'), 800000000, i.created_at, 'prepared',
+       i.input_path, i.created_at, i.created_at, i.created_at
+FROM hrwsi.input i WHERE i.input_path LIKE format('/archive/%%s/%%%%', %(batch)s)
+"""
 _ARCHIVE_PRODUCTS = """
 INSERT INTO hrwsi.product (task_id, path, product_type, size_bytes, created_at, chained_at)
 SELECT t.id, '/srv/products/task-' || t.id || '/out.json', 'L2A', 40000, t.updated_at, t.updated_at
@@ -219,6 +227,7 @@ def archive(db: psycopg.Connection, batch: int, count: int, open_count: int, bus
     processed = [task for task, state in tasks if state == "processed"]
     db.execute(_ARCHIVE_JOBS, {"processed": processed})
     db.execute(_ARCHIVE_PRODUCTS, {"processed": processed})
+    db.execute(_ARCHIVE_LANDING_FILES, {"batch": batch})
     db.execute("""INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker, at)
                   SELECT %s, CASE WHEN g %% 2 = 0 THEN 'planned' ELSE 'pending' END, 'replanned ' || g, 0, NULL,
                          now() - interval '1 day' + g * interval '1 second'

@@ -1488,7 +1488,7 @@ PAGE_BYTES_AT_MOST = 300_000
 # The tables the overview reads in part (the newest, the open, one task's): what it reads of them must not grow with
 # them. Of processing_task it reads the open tasks (the work at hand) and never a finished one: their counts per
 # routine, lane and state are kept (migration 0106), not counted on every read.
-ARCHIVE_TABLES = ("product", "job", "task_event", "input", "alert", "operator_action")
+ARCHIVE_TABLES = ("product", "job", "task_event", "input", "alert", "operator_action", "landing_file")
 
 
 def rows_on(page: str) -> int:

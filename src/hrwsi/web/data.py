@@ -201,7 +201,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_
         alerts=[dict(r) for r in await conn.fetch(query("web_alerts"), None, 8)],
         services=services,
         sources=[source | {"refused_said": refused_files_said(source)}
-                 for source in map(describe_source, await conn.fetch(query("cli_list_sources")))],
+                 for source in map(describe_source, await conn.fetch(query("web_sources")))],
         failures=[dict(r) for r in await conn.fetch(query("web_recent_failures"), 10)],
         unplannable=[dict(r) for r in await conn.fetch(query("web_unplannable"), 20)],
         queued_long=[dict(r) for r in await conn.fetch(query("web_jobs_queued_long"), QUEUED_LONG_AFTER_S,
