@@ -660,3 +660,41 @@ def test_a_held_campaign_has_a_release_button_recorded_as_the_other_actions(page
     assert db.execute("SELECT on_hold FROM hrwsi.campaign WHERE id = %s", (campaign,)).fetchone()[0] is False
     assert db.execute("SELECT actor, via, action, target, succeeded FROM hrwsi.operator_action").fetchall() == [
         ("alice", "web", "release_campaign", str(campaign), True)]
+
+
+def test_a_task_retried_without_end_shows_its_latest_attempts_and_pages_to_the_older_live(page, db, database_url,
+                                                                                           tmp_path):
+    """A task of a routine failing in a loop listed every attempt it ever had; its page lists the latest 50, says how
+    many there are, and pages to the older ones, a page of older ones staying where it is as new attempts come."""
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    task = scenario.terminated  # (3 attempts of its own, then 120 more)
+    add_attempts = """INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, worker, state, exit_code, message,
+                                             owner, submitted_at, started_at, finished_at)
+                      SELECT %s, g, 'local', 'hrwsi-loop-' || g, 'w01', 'internal_error', 1, 'exit code 1: loop ' || g,
+                             'launcher-x', now(), now(), now()
+                      FROM generate_series(%s::integer, %s::integer) g"""
+    db.execute(add_attempts, (task, 4, 123))
+    with dashboard_process(database_url, home, None, page=page) as base:
+        page.goto(f"{base}/tasks/{task}")
+        page.wait_for_selector("#live.ok")
+        attempts = page.locator("[data-live=attempts] tbody tr")
+        assert attempts.count() == 50 and attempts.first.inner_text().startswith("74")
+        assert "Attempts 74 to 123 of its 123" in words(page.inner_text("[data-live=attempts]"))
+        page.click("text=older attempts")
+        page.wait_for_url(re.compile(rf"/tasks/{task}\?attempts_before=74$"))
+        page.wait_for_selector("#live.ok")
+        assert attempts.count() == 50 and attempts.first.inner_text().startswith("24")
+        db.execute(add_attempts, (task, 124, 124))  # (a new attempt: the page of older ones stays as it is)
+        deadline = time.monotonic() + 15
+        while "of its 124" not in page.inner_text("[data-live=attempts]"):
+            assert time.monotonic() < deadline, "no live update of the attempts came"
+            time.sleep(0.1)
+        assert attempts.count() == 50 and attempts.first.inner_text().startswith("24")
+        page.click("[data-live=attempts] a[href*='attempt=30&']")
+        assert "Log of attempt 30" in page.inner_text("#log")
+        assert "attempts_before=74" in page.url
+        shoot(page, "task-older-attempts")
+        page.click("text=the latest attempts")
+        page.wait_for_url(re.compile(rf"/tasks/{task}$"))
+        assert attempts.first.inner_text().startswith("75")
