@@ -99,3 +99,8 @@ SELECT
        AND updated_at < now() - (SELECT landing_files FROM hrwsi.retention_policy)) AS landing_files,
     (SELECT count(*) FROM hrwsi.service_instance
      WHERE heartbeat_at < now() - (SELECT dead_services FROM hrwsi.retention_policy)) AS dead_services;
+
+-- name: retention_fold_task_counts
+-- The finished tasks' kept counts folded into one row per routine, lane and state (hrwsi.finished_task_counts, which
+-- folds before it reads; migration 0106), once a minute by the orchestrator's retention side task.
+SELECT count(*) FROM hrwsi.finished_task_counts();

@@ -316,13 +316,18 @@ async def preview(conn: asyncpg.Connection) -> dict[str, int]:
 
 
 async def run_if_due(pool: asyncpg.Pool, settings: Settings, stopping: asyncio.Event) -> PruneReport | None:
-    """The orchestrator's side task: prune when the policy's period is over and no replica did."""
+    """The orchestrator's side task: prune when the policy's period is over and no replica did. Every minute, whether
+    or not a run is due, it folds the finished tasks' kept counts (migration 0106), which their readers (the
+    dashboard, /metrics, `hrwsi status`) fold otherwise: with none of them running, the rows of +n and -n the task
+    triggers add grew with every task that ended, and the first read after a quiet month summed them all."""
     async with pool.acquire() as conn:
         claimed = await conn.fetchrow(query("retention_claim_run"))
-        if claimed is None:
-            return None
-        report = await Pruner(conn, settings.data_dir, stopping).run(claimed["batch_size"])
-        await conn.execute(query("retention_record_run"), json.dumps(report.as_json()))
+        if claimed is not None:
+            report = await Pruner(conn, settings.data_dir, stopping).run(claimed["batch_size"])
+            await conn.execute(query("retention_record_run"), json.dumps(report.as_json()))
+        await conn.execute(query("retention_fold_task_counts"))  # (after the run: its deletes folded with the rest)
+    if claimed is None:
+        return None
     if report.rows.total() or report.files_removed:
         logger.info("retention: %s", report.summary())
     for error in report.file_errors[:5]:

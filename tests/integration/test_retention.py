@@ -475,6 +475,23 @@ async def test_the_orchestrator_prunes_as_a_side_task_once_per_period(db, databa
         await pool.close()
 
 
+async def test_the_orchestrator_folds_the_finished_tasks_kept_counts_every_minute_whoever_reads_them(
+        db, database_url, chain, settings):
+    """The rows of +n and -n the task triggers add (migration 0106) are folded by their readers; with no dashboard, no
+    scrape and no `hrwsi status`, they grew with every task that ended. The retention side task folds them."""
+    for n in range(5):
+        make_task(db, f"/l1c/ended-{n}", state="terminated", age=None)  # (young: retention leaves them)
+    rows = "SELECT count(*), count(DISTINCT (routine, lane, state)) FROM hrwsi.finished_task_count"
+    assert db.execute(rows).fetchone() == (5, 1)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await retention.run_if_due(pool, settings, asyncio.Event())
+    finally:
+        await pool.close()
+    assert db.execute(rows).fetchone() == (1, 1)
+    assert db.execute("SELECT n FROM hrwsi.finished_task_count").fetchone()[0] == 5
+
+
 async def test_an_attempt_directory_nested_deeper_than_python_recurses_is_removed_and_the_others_too(
         db, database_url, chain, tmp_path):
     """(shutil.rmtree recursed once a level: a failed attempt's output 1,100 directories deep raised
