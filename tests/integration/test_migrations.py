@@ -411,3 +411,33 @@ def test_a_task_that_took_a_fresh_scenes_deadline_before_migration_0086_gives_it
         conn.execute("SELECT hrwsi.cancel_task(%s)", (fresh,))
         assert conn.execute("SELECT priority, deadline_at, deadline_inherited_from FROM hrwsi.processing_task "
                             "WHERE id = %s", (old,)).fetchone() == (1, None, None)
+
+
+def test_the_finished_tasks_of_a_database_before_migration_0106_are_counted_by_the_upgrade(empty_database_url,
+                                                                                          monkeypatch):
+    """Migration 0106 keeps the finished tasks' counts as they change; those that ended before it are counted once by
+    the upgrade, so that the dashboard, /metrics and `hrwsi status` show them from the first read after it."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 106])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+        conn.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type) VALUES ('snow', 1, 100, 10, '1 min', ARRAY['s'],
+                        'L2A', 'FSC')""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l2a', 'snow')")
+        conn.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at)
+                        SELECT 'l2a', '/l2a/' || g, '32TLR', '2026-03-01T10:00Z' FROM generate_series(1, 6) g""")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                     "attempts = 1 WHERE id IN (SELECT id FROM hrwsi.processing_task ORDER BY id LIMIT 4)")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'processed' WHERE state = 'dispatched' AND id % 2 = 0")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE state = 'dispatched'")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE state = 'pending' AND id % 2 = 0")
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert migrations.migrate(conn)[-1].startswith("0106_")
+        kept = {(r[0], r[1]): r[2] for r in conn.execute("SELECT routine, state, n FROM hrwsi.finished_task_counts()")}
+        truth = {(r[0], r[1]): r[2] for r in conn.execute("""SELECT routine, state, count(*) FROM hrwsi.processing_task
+                                                             WHERE state IN ('processed', 'terminated', 'cancelled')
+                                                             GROUP BY routine, state""")}
+    assert kept == truth and sum(truth.values()) == 5, (kept, truth)
