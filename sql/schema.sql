@@ -997,6 +997,7 @@ DECLARE
     reopened bigint[];     -- ... or were retried from their end
     cancelled bigint[];    -- (of an UPDATE) tasks cancelled ...
     lenders bigint[];      -- ... or held: they lend no priority nor deadline (migration 0090)
+    finished boolean;      -- tasks ended, were retried from their end, or moved once finished (migration 0106)
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -1005,37 +1006,36 @@ BEGIN
         INSERT INTO task_event (task_id, state, reason, attempts, worker)
         SELECT id, state, state_reason, attempts, worker FROM new_rows;
         SELECT json_object_agg(state, n) FILTER (WHERE NOT hrwsi.state_is_under_way(state)),
-               json_object_agg(state, n) FILTER (WHERE hrwsi.state_is_under_way(state))
-        INTO counts, progress
+               json_object_agg(state, n) FILTER (WHERE hrwsi.state_is_under_way(state)),
+               bool_or(hrwsi.task_state_is_final(state))
+        INTO counts, progress, finished
         FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
         SELECT array_agg(DISTINCT worker) INTO named_workers FROM new_rows WHERE worker IS NOT NULL;
-        -- (the finished tasks' counts, hrwsi.finished_task_count: migration 0106)
-        INSERT INTO finished_task_count (routine, lane, state, n)
-        SELECT routine, lane, state, count(*) FROM new_rows WHERE hrwsi.task_state_is_final(state)
-        GROUP BY routine, lane, state;
+        -- (the finished tasks' counts, hrwsi.finished_task_count: migration 0106; a task is created pending, so
+        -- this is a statement more only for tasks written finished, a back-fill of history)
+        IF finished THEN
+            INSERT INTO finished_task_count (routine, lane, state, n)
+            SELECT routine, lane, state, count(*) FROM new_rows WHERE hrwsi.task_state_is_final(state)
+            GROUP BY routine, lane, state;
+        END IF;
     ELSE
         -- The history, the counts and the workers named from one join of the transition tables.
-        -- (and the finished tasks' counts: a task that ends, is retried from its end, or is moved to another
-        -- routine or lane once finished; migration 0106)
+        -- (and whether the finished tasks' counts change: a task that ends, is retried from its end, or is moved to
+        -- another routine or lane once finished; migration 0106)
         WITH changed AS MATERIALIZED (
-            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker, n.routine, n.lane,
-                   o.state AS old_state, o.routine AS old_routine, o.lane AS old_lane,
+            SELECT n.id, n.state, n.state_reason, n.attempts, n.worker,
                    n.state IS DISTINCT FROM o.state AS state_changed,
-                   n.worker IS DISTINCT FROM o.worker AS worker_changed
+                   n.worker IS DISTINCT FROM o.worker AS worker_changed,
+                   (n.state IS DISTINCT FROM o.state
+                    AND (hrwsi.task_state_is_final(n.state) OR hrwsi.task_state_is_final(o.state)))
+                   OR (hrwsi.task_state_is_final(n.state) AND (n.routine, n.lane) IS DISTINCT FROM (o.routine, o.lane))
+                       AS finished_changed
             FROM new_rows n JOIN old_rows o USING (id)
             WHERE n.state IS DISTINCT FROM o.state OR n.worker IS DISTINCT FROM o.worker
                OR (hrwsi.task_state_is_final(n.state) AND (n.routine, n.lane) IS DISTINCT FROM (o.routine, o.lane))
         ), event AS (
             INSERT INTO task_event (task_id, state, reason, attempts, worker)
             SELECT id, state, state_reason, attempts, worker FROM changed WHERE state_changed OR worker_changed
-        ), finished AS (
-            INSERT INTO finished_task_count (routine, lane, state, n)
-            SELECT f.routine, f.lane, f.state, sum(f.n) FROM (
-                SELECT c.old_routine, c.old_lane, c.old_state, -1 FROM changed c WHERE hrwsi.task_state_is_final(c.old_state)
-                UNION ALL
-                SELECT c.routine, c.lane, c.state, 1 FROM changed c WHERE hrwsi.task_state_is_final(c.state)
-            ) f (routine, lane, state, n)
-            GROUP BY f.routine, f.lane, f.state HAVING sum(f.n) <> 0
         ), per_state AS (
             SELECT state, count(*) AS n FROM changed WHERE state_changed GROUP BY state
         ), named AS MATERIALIZED (
@@ -1048,8 +1048,21 @@ BEGIN
         SELECT (SELECT json_object_agg(p.state, p.n) FILTER (WHERE NOT hrwsi.state_is_under_way(p.state)) FROM per_state p),
                (SELECT json_object_agg(p.state, p.n) FILTER (WHERE hrwsi.state_is_under_way(p.state)) FROM per_state p),
                (SELECT array_agg(p.state) FROM per_state p),
-               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers)
-        INTO counts, progress, new_states, named_workers, locked;
+               (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers),
+               (SELECT bool_or(c.finished_changed) FROM changed c)
+        INTO counts, progress, new_states, named_workers, locked, finished;
+        -- The finished tasks' counts (migration 0106), read again from the transition tables only when they change:
+        -- a statement that moves work along (dispatched, running, planned again) pays the flag above alone.
+        IF finished THEN
+            INSERT INTO finished_task_count (routine, lane, state, n)
+            SELECT f.routine, f.lane, f.state, sum(f.n)
+            FROM new_rows n JOIN old_rows o USING (id)
+            CROSS JOIN LATERAL (VALUES (o.routine, o.lane, o.state, -1), (n.routine, n.lane, n.state, 1))
+                f (routine, lane, state, n)
+            WHERE (n.state, n.routine, n.lane) IS DISTINCT FROM (o.state, o.routine, o.lane)
+              AND hrwsi.task_state_is_final(f.state)
+            GROUP BY f.routine, f.lane, f.state HAVING sum(f.n) <> 0;
+        END IF;
         -- (migration 0072) Tasks that ended, or were retried from their end, of a routine whose output
         -- a time-series routine reads: the series' tasks after their scene may wait no more, or again.
         -- Read only where some time series reads another routine's output: elsewhere a statement pays
