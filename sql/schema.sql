@@ -997,7 +997,7 @@ DECLARE
     reopened bigint[];     -- ... or were retried from their end
     cancelled bigint[];    -- (of an UPDATE) tasks cancelled ...
     lenders bigint[];      -- ... or held: they lend no priority nor deadline (migration 0090)
-    finished boolean;      -- tasks ended, were retried from their end, or moved once finished (migration 0106)
+    finished boolean;      -- tasks ended, were retried from their end, or moved once finished (migration 0105)
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -1011,7 +1011,7 @@ BEGIN
         INTO counts, progress, finished
         FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
         SELECT array_agg(DISTINCT worker) INTO named_workers FROM new_rows WHERE worker IS NOT NULL;
-        -- (the finished tasks' counts, hrwsi.finished_task_count: migration 0106; a task is created pending, so
+        -- (the finished tasks' counts, hrwsi.finished_task_count: migration 0105; a task is created pending, so
         -- this is a statement more only for tasks written finished, a back-fill of history)
         IF finished THEN
             INSERT INTO finished_task_count (routine, lane, state, n)
@@ -1021,7 +1021,7 @@ BEGIN
     ELSE
         -- The history, the counts and the workers named from one join of the transition tables.
         -- (and whether the finished tasks' counts change: a task that ends, is retried from its end, or is moved to
-        -- another routine or lane once finished; migration 0106)
+        -- another routine or lane once finished; migration 0105)
         WITH changed AS MATERIALIZED (
             SELECT n.id, n.state, n.state_reason, n.attempts, n.worker,
                    n.state IS DISTINCT FROM o.state AS state_changed,
@@ -1051,7 +1051,7 @@ BEGIN
                (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers),
                (SELECT bool_or(c.finished_changed) FROM changed c)
         INTO counts, progress, new_states, named_workers, locked, finished;
-        -- The finished tasks' counts (migration 0106), read again from the transition tables only when they change:
+        -- The finished tasks' counts (migration 0105), read again from the transition tables only when they change:
         -- a statement that moves work along (dispatched, running, planned again) pays the flag above alone.
         IF finished THEN
             INSERT INTO finished_task_count (routine, lane, state, n)
@@ -1320,7 +1320,7 @@ CREATE TRIGGER processing_task_updated AFTER UPDATE ON hrwsi.processing_task
     FOR EACH STATEMENT EXECUTE FUNCTION hrwsi.after_task_changes();
 
 -- The finished tasks (processed, terminated, cancelled) per routine, lane and state, kept as they change (migration
--- 0106): the dashboard's overview and /metrics showed them counted, which read every task ever run on every read (a
+-- 0105): the dashboard's overview and /metrics showed them counted, which read every task ever run on every read (a
 -- scan of the archive, 0.2 to 0.5 s at 1,000,000 tasks, every few seconds while anyone watched or Prometheus
 -- scraped). The open tasks are counted through processing_task_state_id_idx: they are the work at hand, not the
 -- archive. A count is the sum of its rows: hrwsi.after_task_changes and hrwsi.uncount_removed_tasks add a row of
@@ -2165,7 +2165,7 @@ CREATE TABLE hrwsi.multi_input_campaign_member (
     product_type text NOT NULL,
     measured_at  timestamptz,
     CONSTRAINT multi_input_campaign_member_is_listed_once_per_task PRIMARY KEY (task_id, member_path),
-    -- (migration 0105) the corrected input that replaced the version of this member the composite read
+    -- (migration 0104) the corrected input that replaced the version of this member the composite read
     -- (hrwsi.correct_input): `hrwsi retry` refuses such a composite. It was told by creation times, a transaction's
     -- start: a correction begun before the campaign was started made its input "older" than the composite.
     outdated_by  bigint
@@ -2457,7 +2457,7 @@ BEGIN
         JOIN hrwsi.input x ON x.superseded_by = p.outdated_by AND x.source <> 'multi_input'
         WHERE p.path = c.member_path
         UNION ALL
-        -- (the corrected input itself, as the correction marked the member: migration 0105. It was told by creation
+        -- (the corrected input itself, as the correction marked the member: migration 0104. It was told by creation
         -- times, each its transaction's start: a correction begun before the campaign was started seemed to follow it)
         SELECT x.id, x.superseded_by FROM hrwsi.input x
         WHERE x.superseded_by = c.outdated_by AND x.input_path = c.member_path AND x.product_id IS NULL
@@ -2482,7 +2482,7 @@ BEGIN
                                  ELSE ': the harvester makes the new group once it is complete, and its task does the '
                                       'work (`hrwsi groups` lists it)' END)
                 -- (a campaign's: the corrected input's task that runs instead is production's, not the campaign's
-                -- version; migration 0105, found by review: it read "the corrected input's task runs instead")
+                -- version; migration 0104, found by review: it read "the corrected input's task runs instead")
                 WHEN t.campaign_id IS NOT NULL AND i.source <> 'multi_input'
                 THEN format('task %s, of campaign %s, was made from input %s, which input %s corrects (its production '
                             'task runs the corrected input, and the campaign does not: `hrwsi reprocess` starts a '
@@ -2889,7 +2889,7 @@ BEGIN
                        ELSE format('; task %s after it in its time series runs after task %s now', next_task, next_previous) END);
 END $$;
 
--- The last correction of an input (migration 0105): hrwsi.correct_input updates its one row as it commits, and a
+-- The last correction of an input (migration 0104): hrwsi.correct_input updates its one row as it commits, and a
 -- statement that waited for the correction's lock in a REPEATABLE READ or SERIALIZABLE transaction locks the row
 -- (hrwsi.see_the_corrections_before): a correction committed after that transaction's snapshot fails the lock, as it
 -- fails any row the correction changed. The lock is all: its snapshot, taken before the wait, shows no correction.
@@ -2900,7 +2900,7 @@ CREATE TABLE hrwsi.last_correction (
 );
 INSERT INTO hrwsi.last_correction (only_row) VALUES (true);
 
--- (migration 0105) A statement that waited for the correction's lock (7250098/1) reads what the correction did: in
+-- (migration 0104) A statement that waited for the correction's lock (7250098/1) reads what the correction did: in
 -- READ COMMITTED its next statements take a new snapshot, but a REPEATABLE READ or SERIALIZABLE transaction took its
 -- snapshot before the wait, and read the old version (hrwsi.reprocess made a campaign's composite of the old version's
 -- product, not outdated in that snapshot; found by review). Refused there, in one sentence, when a correction committed
@@ -3109,7 +3109,7 @@ BEGIN
     -- refused above), saying why.
     -- (a campaign's task is told that its campaign does not redo it: the corrected input's task, its chain and the group
     -- made anew are production's. It read as a production task's, "input N replaces it", "the group is made anew";
-    -- migration 0105, found by review)
+    -- migration 0104, found by review)
     WITH open AS (
         SELECT t.id, t.input_id, t.campaign_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -3166,7 +3166,7 @@ BEGIN
     )
     SELECT coalesce(array_agg(m.path), '{}') INTO outdated FROM marked m;
     -- The members of campaigns' composites that are of the old version, the corrected input itself or a product marked
-    -- above, are marked too (migration 0105): `hrwsi retry` of such a composite is refused. A composite made from then
+    -- above, are marked too (migration 0104): `hrwsi retry` of such a composite is refused. A composite made from then
     -- on reads the corrected version, never marked.
     UPDATE hrwsi.multi_input_campaign_member c SET outdated_by = new_id
     WHERE c.outdated_by IS NULL AND ((c.member_path = was.input_path AND was.product_id IS NULL) OR c.member_path = ANY (outdated));
@@ -3263,7 +3263,7 @@ BEGIN
     WHERE a.id > alerted AND a.kind = 'task_blocked'
       AND a.task_id IN (SELECT t.id FROM hrwsi.processing_task t WHERE t.id = ANY (dependents) AND t.state <> 'blocked');
     -- (what a REPEATABLE READ transaction that waited for this correction locks, to learn that it came after its
-    -- snapshot: hrwsi.see_the_corrections_before; migration 0105)
+    -- snapshot: hrwsi.see_the_corrections_before; migration 0104)
     UPDATE hrwsi.last_correction SET input_id = was.id, corrected_at = now();
     RETURN new_id;
 END $$;
@@ -3774,7 +3774,7 @@ BEGIN
     IF NOT dry_run THEN
         PERFORM pg_advisory_xact_lock_shared(7250098, 1);
         -- (nor in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot misses a correction that committed since:
-        -- migration 0105)
+        -- migration 0104)
         PERFORM hrwsi.see_the_corrections_before('hrwsi.chain_missed_products', 'the products');
     END IF;
     -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
@@ -3905,7 +3905,7 @@ BEGIN
     -- statements after it see what the correction did.
     PERFORM pg_advisory_xact_lock_shared(7250098, 1);
     -- (not in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot, taken before that wait, misses a correction
-    -- that committed since: its composite read the old version's product; migration 0105, found by review)
+    -- that committed since: its composite read the old version's product; migration 0104, found by review)
     PERFORM hrwsi.see_the_corrections_before('hrwsi.reprocess', 'the inputs');
     -- Two starts of one request at once would both find no twin: starts are serialised until the
     -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
@@ -4024,7 +4024,7 @@ BEGIN
                   cancel_campaign.campaign, cancelled, stopping);
 END $$;
 
--- Start a held campaign again: the campaign's hold is lifted, and only it (migration 0105), as a routine's release
+-- Start a held campaign again: the campaign's hold is lifted, and only it (migration 0104), as a routine's release
 -- lifts the routine's hold only (migration 0101): a task an operator held one by one stays held, and one of a routine
 -- on hold stays held with it, its reason saying so; the answer counts both, and says how to lift them. It released
 -- every held task of the campaign, undoing each operator's hold, and left those of a held routine saying "campaign N
@@ -6322,7 +6322,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.hold_routine_back_fill() TO hrwsi_readonly, hrws
 REVOKE EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- (the finished tasks' counts, read by the dashboard, /metrics and `hrwsi status` as any role; the trigger function
--- callable by whoever deletes tasks: migration 0106)
+-- callable by whoever deletes tasks: migration 0105)
 REVOKE EXECUTE ON FUNCTION hrwsi.finished_task_counts(), hrwsi.uncount_removed_tasks() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.finished_task_counts(), hrwsi.uncount_removed_tasks()
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
@@ -6369,7 +6369,7 @@ REVOKE EXECUTE ON FUNCTION hrwsi.skip_cancelled_tasks(bigint[]) FROM PUBLIC;
 -- (migration 0079) The refusal to change what a task was made from is a trigger function, callable by
 -- whoever writes inputs; scene_id_of is for every role's INSERT.
 REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text) FROM PUBLIC;
--- (migration 0105) The last correction: read by all; written by hrwsi.correct_input alone, which runs as the owner.
+-- (migration 0104) The last correction: read by all; written by hrwsi.correct_input alone, which runs as the owner.
 REVOKE ALL ON hrwsi.last_correction FROM PUBLIC;
 GRANT SELECT ON hrwsi.last_correction TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.see_the_corrections_before(text, text) FROM PUBLIC;

@@ -1,7 +1,7 @@
 -- Read-only reports for the CLI. Placeholders: psycopg (%(name)s).
 
 -- name: report_task_counts
--- (the open tasks through processing_task_state_id_idx, the finished as kept: web_task_counts, migration 0106)
+-- (the open tasks through processing_task_state_id_idx, the finished as kept: web_task_counts, migration 0105)
 SELECT state, sum(n)::bigint AS n
 FROM (SELECT state, count(*) AS n FROM hrwsi.processing_task
       WHERE state IN ('pending', 'planned', 'dispatched', 'queued', 'running', 'on_hold', 'blocked') GROUP BY state

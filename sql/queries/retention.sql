@@ -102,5 +102,5 @@ SELECT
 
 -- name: retention_fold_task_counts
 -- The finished tasks' kept counts folded into one row per routine, lane and state (hrwsi.finished_task_counts, which
--- folds before it reads; migration 0106), once a minute by the orchestrator's retention side task.
+-- folds before it reads; migration 0105), once a minute by the orchestrator's retention side task.
 SELECT count(*) FROM hrwsi.finished_task_counts();

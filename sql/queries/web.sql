@@ -13,7 +13,7 @@
 
 -- name: web_task_counts
 -- Tasks per routine, lane and state: the open ones counted through processing_task_state_id_idx (the work at hand),
--- the finished ones as kept by the task triggers (hrwsi.finished_task_counts, migration 0106). Counted whole, the
+-- the finished ones as kept by the task triggers (hrwsi.finished_task_counts, migration 0105). Counted whole, the
 -- finished tasks were a scan of the archive (0.2 to 0.5 s at 1,000,000 tasks) on every read of the overview and
 -- every 5 s of every service instance Prometheus scrapes (hrwsi_tasks).
 SELECT routine, lane, state, count(*)::bigint AS n

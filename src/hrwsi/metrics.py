@@ -218,7 +218,7 @@ async def read_snapshot(conn: asyncpg.Connection) -> DatabaseSnapshot:
     """The database's figures, each read through an index or a kept count: what a read costs grows with the work at
     hand (open tasks, active jobs, the last hour's), never with the archive. The tasks per state counted every task
     ever run, every SNAPSHOT_MAX_AGE_S in every process scraped (several Prometheus servers scrape each); the
-    finished ones are now kept by the task triggers (web_task_counts, migration 0106)."""
+    finished ones are now kept by the task triggers (web_task_counts, migration 0105)."""
     return DatabaseSnapshot(
         taken_at=time.monotonic(), up=True,
         tasks=await conn.fetch(query("web_task_counts")),

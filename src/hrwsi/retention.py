@@ -317,7 +317,7 @@ async def preview(conn: asyncpg.Connection) -> dict[str, int]:
 
 async def run_if_due(pool: asyncpg.Pool, settings: Settings, stopping: asyncio.Event) -> PruneReport | None:
     """The orchestrator's side task: prune when the policy's period is over and no replica did. Every minute, whether
-    or not a run is due, it folds the finished tasks' kept counts (migration 0106), which their readers (the
+    or not a run is due, it folds the finished tasks' kept counts (migration 0105), which their readers (the
     dashboard, /metrics, `hrwsi status`) fold otherwise: with none of them running, the rows of +n and -n the task
     triggers add grew with every task that ended, and the first read after a quiet month summed them all."""
     async with pool.acquire() as conn:

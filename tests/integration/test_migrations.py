@@ -413,12 +413,12 @@ def test_a_task_that_took_a_fresh_scenes_deadline_before_migration_0086_gives_it
                             "WHERE id = %s", (old,)).fetchone() == (1, None, None)
 
 
-def test_the_finished_tasks_of_a_database_before_migration_0106_are_counted_by_the_upgrade(empty_database_url,
+def test_the_finished_tasks_of_a_database_before_migration_0105_are_counted_by_the_upgrade(empty_database_url,
                                                                                           monkeypatch):
-    """Migration 0106 keeps the finished tasks' counts as they change; those that ended before it are counted once by
+    """Migration 0105 keeps the finished tasks' counts as they change; those that ended before it are counted once by
     the upgrade, so that the dashboard, /metrics and `hrwsi status` show them from the first read after it."""
     shipped = migration_files()
-    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 106])
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 105])
     with psycopg.connect(empty_database_url) as conn:
         migrations.migrate(conn, replay=True)
         conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
@@ -435,7 +435,7 @@ def test_the_finished_tasks_of_a_database_before_migration_0106_are_counted_by_t
         conn.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE state = 'dispatched'")
         conn.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE state = 'pending' AND id % 2 = 0")
         monkeypatch.setattr(migrations, "migrations", lambda: shipped)
-        assert migrations.migrate(conn)[-1].startswith("0106_")
+        assert migrations.migrate(conn)[-1].startswith("0105_")
         kept = {(r[0], r[1]): r[2] for r in conn.execute("SELECT routine, state, n FROM hrwsi.finished_task_counts()")}
         truth = {(r[0], r[1]): r[2] for r in conn.execute("""SELECT routine, state, count(*) FROM hrwsi.processing_task
                                                              WHERE state IN ('processed', 'terminated', 'cancelled')

@@ -437,7 +437,7 @@ def test_releasing_a_campaign_lifts_its_own_hold_and_says_how_many_tasks_stay_he
     # Found by review: `hrwsi campaigns --release` (hrwsi.release_campaign, the dashboard's Release of a campaign)
     # released every held task of the campaign, undoing each hold an operator had put on a task one by one, while
     # a routine's release lifts the routine's hold only (migration 0101); and a task of a routine on hold stayed
-    # saying "campaign N on hold" once the campaign was released. It lifts the campaign's hold only (migration 0105).
+    # saying "campaign N on hold" once the campaign was released. It lifts the campaign's hold only (migration 0104).
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 4)
     campaign = db.execute("""INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to)

@@ -477,7 +477,7 @@ async def test_the_orchestrator_prunes_as_a_side_task_once_per_period(db, databa
 
 async def test_the_orchestrator_folds_the_finished_tasks_kept_counts_every_minute_whoever_reads_them(
         db, database_url, chain, settings):
-    """The rows of +n and -n the task triggers add (migration 0106) are folded by their readers; with no dashboard, no
+    """The rows of +n and -n the task triggers add (migration 0105) are folded by their readers; with no dashboard, no
     scrape and no `hrwsi status`, they grew with every task that ended. The retention side task folds them."""
     for n in range(5):
         make_task(db, f"/l1c/ended-{n}", state="terminated", age=None)  # (young: retention leaves them)

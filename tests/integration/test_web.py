@@ -1487,7 +1487,7 @@ BOUNDED_PAGES = ("/", "/tasks", "/tasks?state=processed", "/tasks?state=on_hold"
 PAGE_BYTES_AT_MOST = 300_000
 # The tables the overview reads in part (the newest, the open, one task's): what it reads of them must not grow with
 # them. Of processing_task it reads the open tasks (the work at hand) and never a finished one: their counts per
-# routine, lane and state are kept (migration 0106), not counted on every read.
+# routine, lane and state are kept (migration 0105), not counted on every read.
 ARCHIVE_TABLES = ("product", "job", "task_event", "input", "alert", "operator_action", "landing_file")
 
 
@@ -1557,7 +1557,7 @@ async def test_no_page_grows_with_the_archive_nor_reads_more_of_it(database_url,
     more = read[1].get("processing_task", 0) - read[0].get("processing_task", 0)
     assert more <= tasks[1] - tasks[0], f"the overview read {more:,} more task rows for {tasks[1] - tasks[0]:,} more tasks"
     # The last batch, finished tasks alone: the task rows read may differ by the plan's choice of the moment, never by
-    # the batch (a count of every task read all 2,500 again; 0 more after migration 0106's kept counts).
+    # the batch (a count of every task read all 2,500 again; 0 more after migration 0105's kept counts).
     finished = tasks[2] - tasks[1]
     for name, rows in (("the overview", read), ("/metrics", scraped)):
         more = rows[2].get("processing_task", 0) - rows[1].get("processing_task", 0)
@@ -1567,7 +1567,7 @@ async def test_no_page_grows_with_the_archive_nor_reads_more_of_it(database_url,
 
 async def test_the_task_counts_are_the_tasks_states_through_ends_retries_moves_deletes_and_a_fold_meanwhile(
         database_url, scenario, db):
-    """The finished tasks are counted as they change (migration 0106), not read: the counts the overview, /metrics and
+    """The finished tasks are counted as they change (migration 0105), not read: the counts the overview, /metrics and
     `hrwsi status` show must still be every task's state, whatever ends, retries, moves or deletes them, and a fold of
     the kept counts while a task's end is not committed yet must neither lose it nor count it twice."""
     from hrwsi import reports

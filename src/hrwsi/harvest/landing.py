@@ -17,8 +17,9 @@ One scan of a source (a hrwsi.harvest_source row of kind landing_directory):
    optional password from an environment variable, within the ops' size and ratio limits) or
    move it there;
 5. register one hrwsi.input per matching active condition, in the same transaction that marks the
-   file `prepared`, as the scan goes (every REGISTER_EVERY_FILES files or REGISTER_EVERY_S seconds). A path or a scene (in any form: `X.SAFE`, then `X.SAFE.zip`) already prepared
-   from this source is `previously_received` before anything is moved or unzipped, and moved to
+   file `prepared`, as the scan goes (every REGISTER_EVERY_FILES files or REGISTER_EVERY_S seconds).
+   A path or a scene (in any form: `X.SAFE`, then `X.SAFE.zip`) already prepared from this source is
+   `previously_received` before anything is moved or unzipped, and moved to
    work/previously_received/; a scene already registered from another source is
    `previously_received` once prepared; neither creates a second input.
 

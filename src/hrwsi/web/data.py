@@ -283,7 +283,7 @@ def _record(record) -> dict | None:
 # until OVERVIEW_REST_FACTOR x R s have passed. Why: a busy installation changes every half second (live.MIN_INTERVAL_S),
 # and each change had every open overview read it again, however long the read (its counts per routine, lane and
 # state read every task then: 0.13 s at 100,000 tasks, 0.2 to 0.5 s at 1,000,000, which made the dashboard alone a
-# database core's work while someone watched; the finished tasks' counts are kept since migration 0106). A request
+# database core's work while someone watched; the finished tasks' counts are kept since migration 0105). A request
 # meanwhile waits for the read after the rest, never an older overview: a page asked for after an operator's action
 # shows it.
 OVERVIEW_REST_FACTOR = 3.0

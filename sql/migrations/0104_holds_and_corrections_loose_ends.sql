@@ -1,4 +1,4 @@
--- hrwsi schema, migration 0105: holds and corrections, loose ends (found by review).
+-- hrwsi schema, version 104: holds and corrections, loose ends (found by review).
 --
 -- - `hrwsi campaigns --release ID` (hrwsi.release_campaign, the dashboard's Release of a campaign) released every held
 --   task of the campaign, those an operator held one by one included, while a routine's release lifts the routine's
@@ -157,7 +157,7 @@ BEGIN
     -- statements after it see what the correction did.
     PERFORM pg_advisory_xact_lock_shared(7250098, 1);
     -- (not in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot, taken before that wait, misses a correction
-    -- that committed since: its composite read the old version's product; migration 0105, found by review)
+    -- that committed since: its composite read the old version's product; migration 0104, found by review)
     PERFORM hrwsi.see_the_corrections_before('hrwsi.reprocess', 'the inputs');
     -- Two starts of one request at once would both find no twin: starts are serialised until the
     -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
@@ -281,7 +281,7 @@ BEGIN
     IF NOT dry_run THEN
         PERFORM pg_advisory_xact_lock_shared(7250098, 1);
         -- (nor in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot misses a correction that committed since:
-        -- migration 0105)
+        -- migration 0104)
         PERFORM hrwsi.see_the_corrections_before('hrwsi.chain_missed_products', 'the products');
     END IF;
     -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
@@ -479,7 +479,7 @@ BEGIN
     -- refused above), saying why.
     -- (a campaign's task is told that its campaign does not redo it: the corrected input's task, its chain and the group
     -- made anew are production's. It read as a production task's, "input N replaces it", "the group is made anew";
-    -- migration 0105, found by review)
+    -- migration 0104, found by review)
     WITH open AS (
         SELECT t.id, t.input_id, t.campaign_id, i.source FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
         WHERE (t.input_id = was.id OR t.id = ANY (downstream)) AND t.state IN ('pending', 'planned', 'on_hold', 'blocked')
@@ -536,7 +536,7 @@ BEGIN
     )
     SELECT coalesce(array_agg(m.path), '{}') INTO outdated FROM marked m;
     -- The members of campaigns' composites that are of the old version, the corrected input itself or a product marked
-    -- above, are marked too (migration 0105): `hrwsi retry` of such a composite is refused. A composite made from then
+    -- above, are marked too (migration 0104): `hrwsi retry` of such a composite is refused. A composite made from then
     -- on reads the corrected version, never marked.
     UPDATE hrwsi.multi_input_campaign_member c SET outdated_by = new_id
     WHERE c.outdated_by IS NULL AND ((c.member_path = was.input_path AND was.product_id IS NULL) OR c.member_path = ANY (outdated));
@@ -633,7 +633,7 @@ BEGIN
     WHERE a.id > alerted AND a.kind = 'task_blocked'
       AND a.task_id IN (SELECT t.id FROM hrwsi.processing_task t WHERE t.id = ANY (dependents) AND t.state <> 'blocked');
     -- (what a REPEATABLE READ transaction that waited for this correction locks, to learn that it came after its
-    -- snapshot: hrwsi.see_the_corrections_before; migration 0105)
+    -- snapshot: hrwsi.see_the_corrections_before; migration 0104)
     UPDATE hrwsi.last_correction SET input_id = was.id, corrected_at = now();
     RETURN new_id;
 END $$;
@@ -744,7 +744,7 @@ BEGIN
         JOIN hrwsi.input x ON x.superseded_by = p.outdated_by AND x.source <> 'multi_input'
         WHERE p.path = c.member_path
         UNION ALL
-        -- (the corrected input itself, as the correction marked the member: migration 0105. It was told by creation
+        -- (the corrected input itself, as the correction marked the member: migration 0104. It was told by creation
         -- times, each its transaction's start: a correction begun before the campaign was started seemed to follow it)
         SELECT x.id, x.superseded_by FROM hrwsi.input x
         WHERE x.superseded_by = c.outdated_by AND x.input_path = c.member_path AND x.product_id IS NULL
@@ -769,7 +769,7 @@ BEGIN
                                  ELSE ': the harvester makes the new group once it is complete, and its task does the '
                                       'work (`hrwsi groups` lists it)' END)
                 -- (a campaign's: the corrected input's task that runs instead is production's, not the campaign's
-                -- version; migration 0105, found by review: it read "the corrected input's task runs instead")
+                -- version; migration 0104, found by review: it read "the corrected input's task runs instead")
                 WHEN t.campaign_id IS NOT NULL AND i.source <> 'multi_input'
                 THEN format('task %s, of campaign %s, was made from input %s, which input %s corrects (its production '
                             'task runs the corrected input, and the campaign does not: `hrwsi reprocess` starts a '

@@ -1,4 +1,4 @@
--- hrwsi schema, version 106: the finished tasks' counts are kept, not counted on every read.
+-- hrwsi schema, version 105: the finished tasks' counts are kept, not counted on every read.
 --
 -- The dashboard's overview and /metrics (hrwsi_tasks) counted the tasks per routine, lane and state with one
 -- GROUP BY over every task ever run: a scan of the archive (0.2 to 0.5 s at 1,000,000 tasks) on every read of the
@@ -35,7 +35,7 @@ DECLARE
     reopened bigint[];     -- ... or were retried from their end
     cancelled bigint[];    -- (of an UPDATE) tasks cancelled ...
     lenders bigint[];      -- ... or held: they lend no priority nor deadline (migration 0090)
-    finished boolean;      -- tasks ended, were retried from their end, or moved once finished (migration 0106)
+    finished boolean;      -- tasks ended, were retried from their end, or moved once finished (migration 0105)
 BEGIN
     IF TG_OP = 'UPDATE' AND current_setting('hrwsi.in_dispatch_claim', true) = 'on' THEN
         RETURN NULL;  -- hrwsi.dispatch's claim: it writes all of this itself, in its own statement
@@ -49,7 +49,7 @@ BEGIN
         INTO counts, progress, finished
         FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) c;
         SELECT array_agg(DISTINCT worker) INTO named_workers FROM new_rows WHERE worker IS NOT NULL;
-        -- (the finished tasks' counts, hrwsi.finished_task_count: migration 0106; a task is created pending, so
+        -- (the finished tasks' counts, hrwsi.finished_task_count: migration 0105; a task is created pending, so
         -- this is a statement more only for tasks written finished, a back-fill of history)
         IF finished THEN
             INSERT INTO finished_task_count (routine, lane, state, n)
@@ -59,7 +59,7 @@ BEGIN
     ELSE
         -- The history, the counts and the workers named from one join of the transition tables.
         -- (and whether the finished tasks' counts change: a task that ends, is retried from its end, or is moved to
-        -- another routine or lane once finished; migration 0106)
+        -- another routine or lane once finished; migration 0105)
         WITH changed AS MATERIALIZED (
             SELECT n.id, n.state, n.state_reason, n.attempts, n.worker,
                    n.state IS DISTINCT FROM o.state AS state_changed,
@@ -89,7 +89,7 @@ BEGIN
                (SELECT n.workers FROM named n), (SELECT count(*) FROM locked_workers),
                (SELECT bool_or(c.finished_changed) FROM changed c)
         INTO counts, progress, new_states, named_workers, locked, finished;
-        -- The finished tasks' counts (migration 0106), read again from the transition tables only when they change:
+        -- The finished tasks' counts (migration 0105), read again from the transition tables only when they change:
         -- a statement that moves work along (dispatched, running, planned again) pays the flag above alone.
         IF finished THEN
             INSERT INTO finished_task_count (routine, lane, state, n)
