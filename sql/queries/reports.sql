@@ -677,33 +677,16 @@ SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;
 -- most %(limit)s, each row with how many there are in all. A task of an input a correction superseded
 -- is not retried (hrwsi.retry_task refuses it: listed, it stopped the command at the first; found by review),
 -- nor one made down a chain from the products of such an input's tasks (migration 0096), found from the few
--- superseded inputs down. Down every way hrwsi.retry_task walks up (migration 0102): an input chained from a
--- product, a multi-input group or a campaign's composite reading it as a member; and a campaign's composite made
--- before a correction of an input it reads as a member itself. Listed, such a task stopped the command at the
--- first, as refused.
-WITH RECURSIVE below(id) AS (
-    SELECT o.id FROM hrwsi.input s JOIN hrwsi.processing_task o ON o.input_id = s.id
-    WHERE s.superseded_by IS NOT NULL
-    UNION
-    SELECT c.task_id FROM hrwsi.input s JOIN hrwsi.input y ON y.id = s.superseded_by
-    JOIN hrwsi.multi_input_campaign_member c ON c.member_path = s.input_path
-    JOIN hrwsi.processing_task k ON k.id = c.task_id
-    WHERE s.superseded_by IS NOT NULL AND s.product_id IS NULL AND s.campaign_id IS NULL AND s.source <> 'multi_input'
-      AND y.created_at > k.created_at
-    UNION
-    SELECT m.id FROM below b JOIN hrwsi.product p ON p.task_id = b.id
-    CROSS JOIN LATERAL (
-        SELECT t.id FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id WHERE i.product_id = p.id
-        UNION ALL
-        SELECT t.id FROM hrwsi.multi_input_member g JOIN hrwsi.processing_task t ON t.input_id = g.input_id
-        WHERE g.member_path = p.path
-        UNION ALL
-        SELECT c.task_id FROM hrwsi.multi_input_campaign_member c WHERE c.member_path = p.path) m
-)
+-- superseded inputs down, every way (migration 0102): an input chained from a product, a multi-input group or a
+-- campaign's composite reading it as a member, and a campaign's composite that read a corrected input itself. The
+-- walk is the one hrwsi.correct_input cancels by (hrwsi.tasks_down_a_chain, migration 0109): written out here too, it
+-- told a composite of the old version by creation times, and listed one a correction begun before its campaign had
+-- cancelled, which stopped the command (found by review).
 SELECT t.id, count(*) OVER () AS total
 FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
 WHERE t.routine = %(routine)s AND t.state = %(state)s AND i.superseded_by IS NULL
-  AND t.id NOT IN (SELECT b.id FROM below b)
+  AND t.id NOT IN (SELECT b.id FROM hrwsi.tasks_down_a_chain(ARRAY(SELECT s.id FROM hrwsi.input s
+                                                                    WHERE s.superseded_by IS NOT NULL)) b(id))
 ORDER BY t.id
 LIMIT %(limit)s;
 

@@ -555,6 +555,37 @@ def test_a_campaign_reprocesses_a_corrected_scene_once_not_its_superseded_input(
         == [(new_input,)]
 
 
+def test_a_campaign_leaves_out_an_input_chained_from_a_product_a_correction_outdated_and_says_how_many(configured):
+    """Found by review (migration 0109): the correction cancels the open tasks down the old input's chain but keeps
+    their inputs, and a processed one's input was reprocessed by a campaign, in READ COMMITTED too: the campaign made
+    a snow cover from the old version's L2A, beside the corrected chain's. It is left out, and the answer says so."""
+    _chain(configured)
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    old_snow = _made(configured, old_task, "/p/a.L2A", "L2A", "snow")
+    _processed(configured, old_snow)
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    reprocess = ("SELECT * FROM hrwsi.reprocess(routine => 'snow', measured_from => %s, measured_to => %s, "
+                 "again => true)", (NOW - timedelta(days=2), NOW))
+    # Before the corrected input's chain has made its snow cover: nothing to reprocess, saying what was left out.
+    with pytest.raises(psycopg.errors.NoDataFound) as nothing:
+        made = configured.execute(*reprocess).fetchone()
+        pytest.fail(f"a campaign reprocessed the old version's /p/a.L2A: {made}")
+    assert nothing.value.diag.message_primary.endswith(
+        "was processed; 1 input(s) left out, chained from products of an old version, which a correction outdated (the "
+        "corrected input's chain makes them anew)")
+    new_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
+    new_snow = _made(configured, new_task, "/p/a2.L2A", "L2A", "snow")
+    _processed(configured, new_snow)
+    [(campaign, tasks, summary)] = configured.execute(*reprocess).fetchall()
+    assert configured.execute("SELECT i.input_path FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                              "WHERE t.campaign_id = %s", (campaign,)).fetchall() == [("/p/a2.L2A",)], \
+        "the campaign reprocesses the corrected chain's product alone"
+    assert tasks == 1
+    assert summary.endswith("; 1 input(s) left out, chained from products of an old version, which a correction outdated "
+                            "(the corrected input's chain makes them anew)")
+
+
 def _chain(db):
     """maja (L1C -> L2A), then snow (L2A -> FSC), then qa (FSC -> QA): a chain of three steps."""
     for name, reads, makes in (("snow", "L2A", "FSC"), ("qa", "FSC", "QA")):
@@ -753,6 +784,8 @@ def test_the_retry_of_a_group_task_a_correction_cancelled_says_the_group_is_made
     assert refused.value.diag.message_primary == (
         said + ": the harvester makes the new group once it is complete, and its task does the work (`hrwsi groups` "
         "lists it): it is not retried")
+    assert refused.value.diag.message_hint == (  # (it said "the corrected input's task runs instead": migration 0109)
+        "the new group's task does its work (`hrwsi groups` lists the groups, `hrwsi tasks` their tasks)")
     new_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
     _processed(configured, new_task)
     configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
@@ -807,6 +840,43 @@ def _a_processed_group_of_the_input_itself(db):
     return old_input, group_task
 
 
+def test_the_retry_list_leaves_out_the_chain_a_correction_walks_down_every_way(configured):
+    """Found by review (migration 0109): the walk down a chain was written twice, in hrwsi.correct_input and in
+    `hrwsi retry --routine R`'s list, and the two had drifted. One walk, hrwsi.tasks_down_a_chain: what the correction
+    walks down from the old input (a chained input, a group, a campaign's composite reading its product, and the step
+    after) is what the list leaves out, and a task outside it is listed."""
+    _chain(configured)
+    _daily_group(configured, "L2A")
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    snow = _made(configured, old_task, "/p/a.L2A", "L2A", "snow")
+    _make_groups(configured)
+    group_task = configured.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input g ON g.id = t.input_id "
+                                    "WHERE g.source = 'multi_input'").fetchone()[0]
+    _processed(configured, group_task)
+    [(campaign,)] = configured.execute("SELECT campaign_id FROM hrwsi.reprocess(routine => 'composite', measured_from => %s, "
+                                       "measured_to => %s)", (NOW - timedelta(days=3), NOW))
+    composite = configured.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s", (campaign,)).fetchone()[0]
+    qa = _made(configured, snow, "/p/a.FSC", "FSC", "qa")
+    walk = "SELECT array_agg(id ORDER BY id) FROM hrwsi.tasks_down_a_chain(%s) id"
+    walked = configured.execute(walk, ([old_input],)).fetchone()[0]
+    assert walked == sorted([old_task, snow, group_task, composite, qa])
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    assert configured.execute("SELECT array_agg(id ORDER BY id) FROM hrwsi.processing_task WHERE state = 'cancelled'"
+                              ).fetchone()[0] == sorted([composite, qa]), "the correction cancelled the open ones it walked"
+    superseded = [row[0] for row in configured.execute("SELECT id FROM hrwsi.input WHERE superseded_by = %s", (new_input,))]
+    assert configured.execute(walk, (superseded,)).fetchone()[0] == walked, "the list's walk, after the correction"
+    for routine in ("maja", "snow", "qa", "composite"):
+        for state in ("cancelled", "processed"):
+            listed = configured.execute(sql_files.query("report_tasks_to_retry"),
+                                        {"routine": routine, "state": state, "limit": 100}).fetchall()
+            assert listed == [], (routine, state)
+    new_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
+    configured.execute("SELECT hrwsi.cancel_task(%s)", (new_task,))
+    assert configured.execute(sql_files.query("report_tasks_to_retry"),
+                              {"routine": "maja", "state": "cancelled", "limit": 100}).fetchall() == [(new_task, 1)]
+
+
 def test_a_campaigns_composite_that_read_the_corrected_input_is_not_retried_whenever_the_correction_began(
         configured, database_url):
     """Found by review: a campaign's composite whose member is the corrected input itself was told apart by creation
@@ -840,6 +910,10 @@ def test_a_campaigns_composite_that_read_the_corrected_input_is_not_retried_when
     assert refused.value.diag.message_primary == (
         f"task {composite}, a composite of campaign {campaign}, was made from member /data/a.SAFE of input {old_input}, "
         f"which input {new_input} corrects: it is not retried")
+    # (`hrwsi retry --routine composite --state cancelled` leaves it out, as refused: the list told it by creation times,
+    # and stopped the command at it; migration 0109)
+    assert configured.execute(sql_files.query("report_tasks_to_retry"),
+                              {"routine": "composite", "state": "cancelled", "limit": 100}).fetchall() == []
     # A composite made after the correction reads the corrected input: it is retried.
     [(later,)] = configured.execute("SELECT campaign_id FROM hrwsi.reprocess(routine => 'composite', measured_from => %s, "
                                     "measured_to => %s, again => true)", (NOW - timedelta(days=3), NOW))
@@ -877,6 +951,41 @@ def test_a_correction_tells_a_campaigns_tasks_it_cancels_that_their_campaign_doe
         f"task {tasks['maja']}, of campaign {campaigns['maja']}, was made from input {old_input}, which input {new_input} "
         "corrects (its production task runs the corrected input, and the campaign does not: `hrwsi reprocess` starts a "
         "campaign that does): it is not retried")
+    # (its hint said "the corrected input's task runs instead" after that message; migration 0109)
+    assert refused.value.diag.message_hint == (
+        "the campaign does not run the corrected input: `hrwsi reprocess` (again => true) starts a campaign that does, "
+        "once production has processed it")
+
+
+def test_a_campaigns_task_down_a_chain_a_correction_cancelled_is_told_its_campaign_does_not_redo_it(configured):
+    """Found by review (migration 0109): the refusal's hint said "the corrected input's products chain anew and make
+    this step's task", true of production's chain only: a campaign's chain is the campaign's, which does not redo it."""
+    _chain(configured)
+    insert_input(configured)
+    [(old_input, old_task)] = configured.execute("SELECT input_id, id FROM hrwsi.processing_task").fetchall()
+    _processed(configured, old_task)
+    [(campaign,)] = configured.execute("SELECT campaign_id FROM hrwsi.reprocess(routine => 'maja', measured_from => %s, "
+                                       "measured_to => %s)", (NOW - timedelta(days=2), NOW))
+    campaign_maja = configured.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s",
+                                       (campaign,)).fetchone()[0]
+    _processed(configured, campaign_maja)
+    product = configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                                 "VALUES (%s, '/c/a.L2A', 'L2A', now()) RETURNING id", (campaign_maja,)).fetchone()[0]
+    insert_input(configured, "/c/a.L2A", processing_condition="snow", source="chaining", product_id=product,
+                 campaign_id=campaign)
+    campaign_snow = configured.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                                       "WHERE i.product_id = %s", (product,)).fetchone()[0]
+    new_input = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old_input,)).fetchone()[0]
+    assert configured.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (campaign_snow,)).fetchone()[0] \
+        == "cancelled"
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        configured.execute("SELECT hrwsi.retry_task(%s)", (campaign_snow,))
+    assert refused.value.diag.message_primary == (
+        f"task {campaign_snow} was made down a chain from the products of input {old_input}, which input {new_input} "
+        "corrects: it is not retried")
+    assert refused.value.diag.message_hint == (
+        "the campaign does not redo it: `hrwsi reprocess` (again => true) starts a campaign that does, once production "
+        "has processed the corrected input")
 
 
 def _a_campaign_composite_with_a_late_member(db):
