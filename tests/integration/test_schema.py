@@ -2200,3 +2200,36 @@ def test_removing_a_task_under_a_stricter_isolation_is_refused_with_why(configur
             configured.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             configured.execute("DELETE FROM hrwsi.processing_task")
     assert configured.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 1
+
+
+def test_the_hold_a_task_takes_and_the_way_to_lift_it_name_the_same_hold_in_every_case(configured):
+    """hrwsi.hold_a_new_task_takes (the reason a task is held with) and hrwsi.how_to_lift_a_group_hold (what a retry or
+    release answers to lift it) are two functions of the same three cases, in the same order (left two: the first is a
+    scalar read in a dozen statements that unblock tasks, the second only beside it in two answers). They name the same
+    hold in every case: were they to disagree, a retried task held with its routine would be told to release its
+    campaign."""
+    insert_input(configured)
+    _processed(configured, configured.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0])
+    [(campaign,)] = configured.execute("SELECT campaign_id FROM hrwsi.reprocess(routine => 'maja', measured_from => %s, "
+                                       "measured_to => %s)", (NOW - timedelta(days=2), NOW))
+    kinds = {"routine on hold": "routine maja is on hold", f"campaign {campaign} on hold": f"campaign {campaign} is on hold",
+             "back-fill of routine maja": "the back-fill of routine maja is on hold"}
+
+    def both():
+        said = []
+        for task_campaign, lane in ((None, "nrt"), (None, "archive"), (campaign, "archive")):
+            take, lift = configured.execute("SELECT hrwsi.hold_a_new_task_takes('maja', %s, %s), "
+                                            "hrwsi.how_to_lift_a_group_hold('maja', %s, %s)",
+                                            (task_campaign, lane, task_campaign, lane)).fetchone()
+            kind = next((k for k in kinds if take is not None and take.startswith(k)), None)
+            assert (take is None) == (lift is None) and (kind is None or lift.startswith(kinds[kind])), (take, lift)
+            said.append(kind)
+        return said
+
+    assert both() == [None, None, None]
+    configured.execute("UPDATE hrwsi.processing_routine SET backfill_hold_reason = 'b' WHERE name = 'maja'")
+    assert both() == [None, "back-fill of routine maja", None]
+    configured.execute("SELECT hrwsi.hold_campaign(%s)", (campaign,))
+    assert both() == [None, "back-fill of routine maja", f"campaign {campaign} on hold"]
+    configured.execute("SELECT hrwsi.hold_routine('maja')")
+    assert both() == ["routine on hold"] * 3
