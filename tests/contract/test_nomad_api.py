@@ -846,3 +846,137 @@ async def test_a_jobs_allocations_and_evaluations_answer_the_index_of_all_alloca
     held = await nomad.ahttp("GET", f"/v1/job/{other}/allocations", params={"index": allocs_index, "wait": "300ms"})
     assert held.json() == [] and int(held.headers["X-Nomad-Index"]) >= allocs_index
     await nomad.purge(job["ID"])
+
+
+async def test_stopping_a_stopped_job_writes_it_again_with_the_next_version(nomad: Target):
+    # nomad/fsm.go handleJobDeregister upserts the stopped copy whether or not it was stopped already, and
+    # nomad/state/state_store.go upsertJobImpl gives it the next Version and JobModifyIndex; the emulator left a
+    # stopped job's Version and JobModifyIndex as they were.
+    job = minimal_job(nomad.job_id("stopped-twice"))
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    path = f"/v1/job/{nomad.path_id(job['ID'])}"
+    first = await nomad.ahttp("DELETE", path)
+    once = (await nomad.ahttp("GET", path)).json()
+    assert once["Stop"] and once["JobModifyIndex"] == first.json()["JobModifyIndex"]
+    second = await nomad.ahttp("DELETE", path)
+    assert second.status_code == 200
+    twice = (await nomad.ahttp("GET", path)).json()
+    assert twice["Stop"] and twice["Version"] == once["Version"] + 1, (once["Version"], twice["Version"])
+    assert twice["JobModifyIndex"] == second.json()["JobModifyIndex"] > once["JobModifyIndex"]
+    await nomad.purge(job["ID"])
+
+
+async def test_deleting_a_job_nomad_does_not_know_writes_nothing_and_answers_index_zero(nomad: Target):
+    # nomad/job_endpoint.go Deregister returns before raftApply for a job it does not have, its reply left at
+    # Index 0, which command/agent/job_endpoint.go jobDelete sends (setIndex); the emulator sent its current index.
+    unknown = nomad.path_id(nomad.job_id("never-there"))
+    for params in ({}, {"purge": "true"}):
+        response = await nomad.ahttp("DELETE", f"/v1/job/{unknown}", params=params)
+        assert response.status_code == 200 and response.headers["X-Nomad-Index"] == "0", response.headers
+        assert response.json()["Index"] == 0 and response.json()["EvalID"] == ""
+
+
+async def test_purge_takes_what_go_parses_as_a_bool_and_refuses_anything_else(nomad: Target):
+    # command/agent/job_endpoint.go jobDelete: strconv.ParseBool (1 t T TRUE true True, 0 f F FALSE false False),
+    # anything else a plain error, 500 (command/agent/http.go wrap), before the job is touched; the emulator
+    # took "yes" for a purge and anything else for a stop.
+    job = minimal_job(nomad.job_id("purge-flag"))
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    path = f"/v1/job/{nomad.path_id(job['ID'])}"
+    refused = await nomad.ahttp("DELETE", path, params={"purge": "yes"})
+    assert refused.status_code == 500, (refused.status_code, refused.text)
+    assert refused.text == 'Failed to parse value of "purge" (yes) as a bool: strconv.ParseBool: parsing "yes": ' \
+                           'invalid syntax', refused.text
+    assert (await nomad.ahttp("GET", path)).json()["Stop"] is False  # not even stopped
+    assert (await nomad.ahttp("DELETE", path, params={"purge": "F"})).status_code == 200
+    assert (await nomad.ahttp("GET", path)).json()["Stop"] is True  # F: stopped, not purged
+    assert (await nomad.ahttp("DELETE", path, params={"purge": "T"})).status_code == 200
+    assert (await nomad.ahttp("GET", path)).status_code == 404
+
+
+async def test_a_deregistration_evaluation_is_of_type_service_and_none_for_a_parameterized_job(nomad: Target):
+    # nomad/job_endpoint.go Deregister: the evaluation is structs.JobTypeService whatever the job's type, at the
+    # job's priority; a periodic or parameterized job gets none (the entry is written all the same). The emulator
+    # gave the job's type, and an evaluation to every job.
+    job = minimal_job(nomad.job_id("deregister-eval"))
+    job["Priority"] = 70
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    stopped = (await nomad.ahttp("DELETE", f"/v1/job/{nomad.path_id(job['ID'])}")).json()
+    evaluation = (await nomad.ahttp("GET", f"/v1/evaluation/{stopped['EvalID']}")).json()
+    assert evaluation["Type"] == "service" and evaluation["Priority"] == 70, evaluation
+    assert evaluation["TriggeredBy"] == "job-deregister"
+    parent = minimal_job(nomad.job_id("deregister-parameterized"))
+    parent["ParameterizedJob"] = {"Payload": "forbidden"}
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": parent})).status_code == 200
+    response = await nomad.ahttp("DELETE", f"/v1/job/{nomad.path_id(parent['ID'])}")
+    assert response.status_code == 200 and response.json()["EvalID"] == "", response.json()
+    assert response.json()["Index"] > 0 and response.json()["JobModifyIndex"] == response.json()["Index"]
+    assert (await nomad.ahttp("GET", f"/v1/job/{nomad.path_id(parent['ID'])}")).json()["Stop"] is True
+    for job_id in (job["ID"], parent["ID"]):
+        await nomad.purge(job_id)
+
+
+async def _running(target: Target, job: dict) -> None:
+    path = f"/v1/job/{target.path_id(job['ID'])}/allocations"
+
+    async def running() -> None:
+        while not any(a["ClientStatus"] == "running" for a in (await target.ahttp("GET", path)).json()):
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(running(), GUARD_S)
+
+
+async def _evaluated(target: Target, eval_id: str) -> dict:
+    async def complete() -> dict:
+        while (found := (await target.ahttp("GET", f"/v1/evaluation/{eval_id}")).json())["Status"] != "complete":
+            await asyncio.sleep(0.05)
+        return found
+    return await asyncio.wait_for(complete(), GUARD_S)
+
+
+async def test_an_unchanged_reregistration_is_an_evaluation_update_in_the_event_stream(nomad: Target):
+    # nomad/job_endpoint.go Register: an unchanged spec writes its forced evaluation alone, an EvalUpdateRequestType
+    # entry, whose events nomad/state/events.go MsgTypeEvents types "EvaluationUpdated"; the emulator typed them
+    # "JobRegistered", as a new version's.
+    job = minimal_job(nomad.job_id("unchanged-events"), sleeping(60))
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    await _running(nomad, job)
+    again = (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).json()
+    assert again["EvalID"]
+    connection = await EventStream(nomad.config()).connect({"topic": [f"Evaluation:{job['ID']}", f"Job:{job['ID']}"],
+                                                            "index": str(again["EvalCreateIndex"])})
+    frames = connection.frames()
+    written: list[dict] = []
+
+    async def eval_written() -> None:
+        while not any(e["Key"] == again["EvalID"] for e in written):
+            frame = await frames.__anext__()
+            written.extend(e for e in frame.get("Events") or [] if e["Index"] == again["EvalCreateIndex"])
+    try:
+        await asyncio.wait_for(eval_written(), GUARD_S)
+    finally:
+        connection.close()
+    assert {(e["Topic"], e["Type"]) for e in written} <= {("Evaluation", "EvaluationUpdated"), ("Job", "EvaluationUpdated")}, \
+        written
+    await nomad.purge(job["ID"])
+
+
+async def test_a_job_not_there_reads_not_found_with_the_index_of_its_table(nomad: Target):
+    # nomad/job_endpoint.go GetJob and Summary answer a job they do not have with the jobs (job_summary) table's
+    # index, which command/agent/job_endpoint.go sends with the 404 (setMeta first); the emulator sent its current
+    # index, past an evaluation's write that moves neither table (nomad/state/state_store.go nestedUpsertEval).
+    # (A quiet agent: another job's write meanwhile would move the tables' index.)
+    gone = minimal_job(nomad.job_id("purged-then-read"))
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": gone})).status_code == 200
+    await nomad.purge(gone["ID"])
+    job = minimal_job(nomad.job_id("purged-then-read-other"), sleeping(60))
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    await _running(nomad, job)
+    again = (await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})).json()  # unchanged: an evaluation alone
+    evaluation = await _evaluated(nomad, again["EvalID"])
+    listed = int((await nomad.ahttp("GET", "/v1/jobs", params={"prefix": nomad.job_id("none-")})).headers["X-Nomad-Index"])
+    for suffix in ("", "/summary"):
+        missing = await nomad.ahttp("GET", f"/v1/job/{nomad.path_id(gone['ID'])}{suffix}")
+        assert missing.status_code == 404 and missing.text == "job not found"
+        index = int(missing.headers["X-Nomad-Index"])
+        assert index <= listed < evaluation["ModifyIndex"], (suffix, index, listed, evaluation["ModifyIndex"])
+    await nomad.purge(job["ID"])

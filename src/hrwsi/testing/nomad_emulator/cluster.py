@@ -673,7 +673,16 @@ class Cluster:
         # ModifyIndex, which moves with its status (nomad/job_endpoint.go: reply.JobModifyIndex =
         # existingJob.ModifyIndex), not its JobModifyIndex.
         unchanged_index = existing["ModifyIndex"] if existing is not None and not changed else None
-        with self.txn("JobRegistered") as t:
+        if not changed and (existing.get("Periodic") or (existing.get("ParameterizedJob") and not existing["Dispatched"])):
+            # Unchanged and no evaluation to force: nothing is written (nomad/job_endpoint.go Register,
+            # reply.Index = existingJob.ModifyIndex).
+            return {"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": unchanged_index,
+                    "Warnings": registration_warnings(job), "Index": unchanged_index, "LastContact": 0,
+                    "KnownLeader": False}
+        # An unchanged spec writes its forced evaluation alone, an EvalUpdateRequestType entry: its events (and a
+        # job status it changes) are "EvaluationUpdated", not "JobRegistered" (nomad/job_endpoint.go Register,
+        # nomad/state/events.go MsgTypeEvents).
+        with self.txn("JobRegistered" if changed else "EvaluationUpdated") as t:
             if changed:
                 job["Version"] = 0 if existing is None else existing["Version"] + 1
                 job["CreateIndex"] = 0 if existing is None else existing["CreateIndex"]
@@ -704,23 +713,32 @@ class Cluster:
         with self.txn("JobDeregistered") as t:
             if purge:
                 t.delete("jobs", job)
-            elif not job["Stop"]:
+            else:
+                # Stopped again if it already was: nomad/fsm.go handleJobDeregister upserts the stopped copy
+                # (SubmitTime the request's), and nomad/state/state_store.go upsertJobImpl gives it the next
+                # Version and JobModifyIndex whatever changed.
                 job["Stop"] = True
                 job["Version"] += 1
                 job["JobModifyIndex"] = t.index
-                t.put("jobs", job)
-            else:
+                job["SubmitTime"] = now_ns()
                 t.put("jobs", job)
             for blocked in self.job_evals(namespace, job_id):
                 if blocked["Status"] in ("blocked", "pending"):
                     blocked["Status"] = "canceled"
                     blocked["StatusDescription"] = "canceled: the job was deregistered"
                     t.put("evals", blocked)
-            evaluation = self._new_eval(job, "job-deregister")
-            t.put("evals", evaluation)
+            evaluation = None
+            # nomad/job_endpoint.go Deregister: no evaluation for a periodic or parameterized job; the one of
+            # any other is of type "service" whatever the job's (structs.JobTypeService), at the job's priority.
+            if not (job.get("Periodic") or (job.get("ParameterizedJob") and not job.get("Dispatched"))):
+                evaluation = self._new_eval(job, "job-deregister")
+                evaluation["Type"] = "service"
+                evaluation["Priority"] = job.get("Priority") or 50
+                t.put("evals", evaluation)
         self._queued_allocs.pop((namespace, job_id), None)
-        self._enqueue(evaluation["ID"])
-        return {"EvalID": evaluation["ID"], "EvalCreateIndex": t.index, "JobModifyIndex": t.index,
+        if evaluation is not None:
+            self._enqueue(evaluation["ID"])
+        return {"EvalID": evaluation["ID"] if evaluation else "", "EvalCreateIndex": t.index, "JobModifyIndex": t.index,
                 "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": t.index, "LastContact": 0, "KnownLeader": False}
 
     def scale_job(self, namespace: str, job_id: str, group_name: str, count: int) -> dict:

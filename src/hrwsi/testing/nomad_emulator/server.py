@@ -64,13 +64,31 @@ class Fault:
     carried_out: bool = False
 
 
+GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
 def _flag(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes")
+    """A query flag as Nomad reads most of them: Go's strconv.ParseBool, anything else false (the error ignored)."""
+    return (value or "") in GO_TRUE
 
 
-def _json(body, index: int, status: int = 200) -> web.Response:
+def _strict_flag(request: web.Request, name: str) -> bool:
+    """A query flag Nomad refuses when Go's strconv.ParseBool does not take it: ?purge=, ?global=
+    (command/agent/job_endpoint.go jobDelete: a plain error, so 500 through command/agent/http.go wrap).
+    Absent or empty is false."""
+    value = request.query.get(name) or ""
+    if value and value not in GO_TRUE + GO_FALSE:
+        raise CodedError(500, f'Failed to parse value of "{name}" ({value}) as a bool: '
+                              f'strconv.ParseBool: parsing {json.dumps(value)}: invalid syntax')
+    return value in GO_TRUE
+
+
+def _json(body, index: int, status: int = 200, *, index_may_be_zero: bool = False) -> web.Response:
+    # (a blocking query's index is at least 1, nomad/rpc.go blockingRPC; a write's reply is sent as it is)
+    shown = index if index_may_be_zero else max(index, 1)
     return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers={"X-Nomad-Index": str(max(index, 1)), "X-Nomad-KnownLeader": "true",
+                        headers={"X-Nomad-Index": str(shown), "X-Nomad-KnownLeader": "true",
                                  "X-Nomad-LastContact": "0"})
 
 
@@ -351,6 +369,9 @@ class NomadEmulator:
         """Why ACL refuses the request (the 403 text), or None. The event stream checks its own (see there)."""
         if not self.acl_token or request.path == "/v1/event/stream":
             return None
+        if request.method == "DELETE" and any((request.query.get(flag) or "") not in ("", *GO_TRUE, *GO_FALSE)
+                                              for flag in ("purge", "global")):
+            return None  # refused by jobDelete's parsing, before the RPC checks the token (deregister_job)
         need = need_for(request.method, request.path, purge=_flag(request.query.get("purge")))
         if need is None:
             return None
@@ -456,9 +477,13 @@ class NomadEmulator:
             if remaining <= 0:
                 break
             await self.cluster.wait_for_change(remaining)
+        shown = answered[0] if answered else index
         if body is None and not_found is not None:
-            raise CodedError(404, not_found)
-        return _json(body, answered[0] if answered else index)
+            # command/agent/job_endpoint.go jobQuery and the like: setMeta before the 404, so it carries the
+            # query's index (for an object that is not there, its table's: nomad/job_endpoint.go GetJob)
+            return web.Response(status=404, text=not_found, content_type="text/plain",
+                                headers={"X-Nomad-Index": str(max(shown, 1))})
+        return _json(body, shown)
 
     @staticmethod
     def _namespace(request: web.Request) -> str:
@@ -550,7 +575,9 @@ class NomadEmulator:
         def compute():
             job = c.jobs.get(key)
             if job is None:
-                return c.job_deleted_index.get(key, c.table_index["jobs"]), None
+                # nomad/job_endpoint.go GetJob: a job not there answers the jobs table's index (the query waits
+                # on the job's own entry, here its deletion's index)
+                return c.job_deleted_index.get(key, c.table_index["jobs"]), None, c.table_index["jobs"]
             return job["ModifyIndex"], job
         return await self._blocking(request, compute, not_found="job not found")
 
@@ -585,14 +612,18 @@ class NomadEmulator:
 
         def compute():
             job = c.jobs.get(key)
-            if job is None:
-                return c.job_deleted_index.get(key, c.table_index["job_summary"]), None
+            if job is None:  # (nomad/job_endpoint.go Summary: the job_summary table's index)
+                return c.job_deleted_index.get(key, c.table_index["job_summary"]), None, c.table_index["job_summary"]
             return c.job_summary_index.get(key, job["ModifyIndex"]), c.job_summary(job)
         return await self._blocking(request, compute, not_found="job not found")
 
     async def deregister_job(self, request: web.Request, job_id: str) -> web.Response:
-        result = self.cluster.deregister_job(self._namespace(request), job_id, _flag(request.query.get("purge")))
-        return _json(result, result["Index"] or self.cluster.index)
+        purge = _strict_flag(request, "purge")
+        _strict_flag(request, "global")
+        result = self.cluster.deregister_job(self._namespace(request), job_id, purge)
+        # A job Nomad does not know is no write: the reply is left as it is, Index 0 (nomad/job_endpoint.go
+        # Deregister returns nil before raftApply), and command/agent/job_endpoint.go jobDelete's setIndex sends 0.
+        return _json(result, result["Index"], index_may_be_zero=True)
 
     async def scale_job(self, request: web.Request, job_id: str) -> web.Response:
         """POST /v1/job/:id/scale {"Count": n, "Target": {"Job": id, "Group": name}} (command/agent/job_endpoint.go
