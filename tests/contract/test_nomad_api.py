@@ -410,6 +410,37 @@ async def test_a_lost_allocation_is_replaced_unless_its_group_says_disconnect_re
         assert [a["ClientStatus"] for a in kept] == ["unknown"]
 
 
+async def test_a_node_away_with_a_lost_after_allocation_is_disconnected_and_its_running_allocations_unknown(
+        nomad: Target, tmp_path):
+    # nomad/heartbeat.go disconnectState: a node that misses its heartbeats with an allocation whose group sets
+    # disconnect.lost_after is "disconnected", not "down"; scheduler/reconciler/filters.go then marks its running
+    # allocations of such groups unknown (not replaced until lost_after passes), whatever their Replace, and
+    # those of groups without lost_after lost, Replace false or not (hrwsi's). The emulator said "down", lost
+    # the first (Replace true) and replaced it at once, and left hrwsi's unknown.
+    nomad.require_emulator("make a node go down")
+    nodes = [EmulatedNode("away-1", node_class="away"), EmulatedNode("away-2", node_class="away")]
+    async with open_emulator(tmp_path, "away", nodes) as target:
+        pinned = [{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": "away-1"}]
+        waits = minimal_job(target.job_id("lost-after"), sleeping(600))
+        waits["TaskGroups"][0].update(Constraints=pinned, Disconnect={"LostAfter": 3600 * 10**9})
+        hrwsi_like = minimal_job(target.job_id("stop-after"), sleeping(600))
+        hrwsi_like["TaskGroups"][0].update(Constraints=pinned, Disconnect={"Replace": False,
+                                                                            "StopOnClientAfter": 60 * 10**9})
+        for job in (waits, hrwsi_like):
+            assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+            await _running(target, job)
+        target.emulator.node_down("away-1", processes_survive=True)
+        node = (await target.ahttp("GET", f"/v1/node/{target.emulator.node_id('away-1')}")).json()
+        assert node["Status"] == "disconnected", node["Status"]
+
+        async def statuses(job: dict) -> list[str]:
+            return [a["ClientStatus"] for a in (await target.ahttp("GET", f"/v1/job/{job['ID']}/allocations")).json()]
+        await asyncio.sleep(0.3)  # (time for an evaluation to place a replacement, if one were wrongly asked for)
+        assert await statuses(waits) == ["unknown"]
+        assert await statuses(hrwsi_like) == ["lost"]
+        target.emulator.node_up("away-1")
+
+
 async def test_a_group_may_not_say_both_when_its_node_is_lost_and_when_its_client_stops_it(nomad: Target):
     # nomad/structs/group.go DisconnectStrategy.Validate: stop_on_client_after and lost_after exclude each other
     job = minimal_job(nomad.job_id("stop-and-lost"))

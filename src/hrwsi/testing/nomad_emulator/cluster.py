@@ -13,7 +13,8 @@ Each write gets the next Raft-like index, stamps ModifyIndex on what it changed,
   only when `config.command` is given), with the task's Env, stdout/stderr under the work
   directory, Nomad's task events (Received, Task Setup, Started, Terminated, Restarting,
   Not Restarting, Killing, Killed, Driver Failure) and its restart and reschedule policies.
-- Nodes can be marked down (their allocations become lost), ineligible, or ready again.
+- Nodes can be marked down (their allocations become lost or unknown; "disconnected" when one of them
+  sets disconnect.lost_after), ineligible, or ready again.
 - Garbage collection: dead jobs older than the threshold (4 h by default), or all of them on a
   forced GC, are removed with their allocations and evaluations.
 """
@@ -445,6 +446,11 @@ class Cluster:
         node = self.find_node(name_or_id)
         if status not in ("ready", "down", "disconnected", "initializing"):
             raise ValueError(f"unknown node status {status!r}")
+        if status == "down" and any(lost_after_ns(a) > 0 for a in self._allocs_by_node.get(node["ID"], {}).values()
+                                    if not is_terminal_alloc(a)):
+            # A node that missed its heartbeats with an allocation whose group sets disconnect.lost_after is
+            # "disconnected", not "down" (nomad/heartbeat.go disconnectState; allocations past their window aside).
+            status = "disconnected"
         with self.txn("NodeEvent") as t:
             node["Status"] = status
             node["StatusUpdatedAt"] = now_ns() // NS
@@ -581,21 +587,24 @@ class Cluster:
         false, a running one is unknown and left alone, one not yet running lost and not replaced
         (nomad/structs/structs.go TaskGroup.Replace; scheduler/reconciler/filters.go: running
         terminal-node allocations that cannot be replaced are "disconnecting", marked unknown; the
-        remaining terminal-node allocations are lost)."""
+        remaining terminal-node allocations are lost). A node "disconnected" (set_node_status) keeps its
+        running allocations of groups with a lost_after unknown instead, and loses the others."""
         allocs = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if not is_terminal_alloc(a)]
         if not allocs:
             return
         known_to_client = {a["ID"]: a["ClientStatus"] for a in allocs}
         # A node "disconnected" (only one with an allocation of lost_after above 0 gets that status from
-        # the servers: nomad/heartbeat.go disconnectState; "down" otherwise) loses the allocations whose
-        # group has no lost_after (scheduler/reconciler/filters.go: "Disconnected allocs with nil disconnect
-        # block or lost_after=0 are lost"); on a node "down", a running one of a group with Replace false is
-        # unknown ("Terminal node allocations that can't be replaced but still need to be updated to unknown").
+        # the servers: nomad/heartbeat.go disconnectState; "down" otherwise) loses its pending allocations
+        # and those whose group has no lost_after; the others, running, are unknown whatever their Replace
+        # (scheduler/reconciler/filters.go: "Disconnected pending allocs should be replaced immediately",
+        # "Disconnected allocs with nil disconnect block or lost_after=0 are lost", "Remaining disconnected
+        # allocs are disconnecting"). On a node "down", a running one of a group with Replace false is unknown
+        # ("Terminal node allocations that can't be replaced but still need to be updated to unknown").
         disconnected = node["Status"] == "disconnected"
         with self.txn("PlanResult") as t:
             for alloc in allocs:
-                if (disconnected and lost_after_ns(alloc) == 0) or replace_on_disconnect(alloc) or \
-                        alloc["ClientStatus"] != "running":
+                keeps = lost_after_ns(alloc) > 0 if disconnected else not replace_on_disconnect(alloc)
+                if not keeps or alloc["ClientStatus"] != "running":
                     alloc["ClientStatus"] = "lost"
                     alloc["ClientDescription"] = alloc["DesiredDescription"] = "alloc is lost since its node is down"
                     alloc["DesiredStatus"] = "stop"
