@@ -148,6 +148,7 @@ class JobFollowing:
         # summary (nomad/state/state_store.go nestedUpsertEval, updateSummaryWithAlloc), so a reconnection after
         # them read as Nomad's state going back (every followed job read again, a purged one said lost with it).
         self._jobs_floor = 0
+        self._last_frame_index = 0  # the highest index of a frame the stream sent (never the probe's)
         self._failed_streams = 0  # subscriptions in a row that failed in Nomad or ended without a line
         self._fallback_at: float | None = None  # loop time the stream was given up for blocking queries
         self._poll_index = 0
@@ -629,6 +630,9 @@ class JobFollowing:
             self._index_went_backwards(probe.index)
         if probe.status == 200:
             self._jobs_floor = max(self._jobs_floor, probe.index)
+        # The last frame seen, if any (not the probe's index: the jobs table is also written without an event, a
+        # job marked stable say, so the last event may be below it in the same state).
+        resumed_after = self._last_frame_index
         if not self._stream_index:
             self._stream_index = probe.index if probe.status == 200 else 0
         params = {"index": str(self._stream_index + 1) if self._stream_index else "0",
@@ -642,8 +646,18 @@ class JobFollowing:
                 if self.client.closed:
                     return  # the backend is closing (its close also cancels this task)
                 self._failed_streams = 0
-                if frame:  # {} is a heartbeat
-                    self._on_frame(frame)
+                if not frame:  # {} is a heartbeat
+                    continue
+                if resumed_after and 0 < int(frame.get("Index") or 0) < resumed_after:
+                    # A subscription from past every buffered event starts at the last one (nomad/stream/
+                    # event_buffer.go StartAtClosest), which is the last frame seen (resumed_after) while Nomad's
+                    # state lasts; one below it is another state's: a cluster rebuilt or restored whose index of
+                    # jobs had already passed the probe's floor. Its frames up to our old index would be dropped
+                    # as already seen.
+                    self._index_went_backwards(int(frame["Index"]), what="the event stream's first frame")
+                    self._reconcile_all()
+                resumed_after = 0
+                self._on_frame(frame)
             if not connection.lines:
                 self._failed_streams += 1
             raise StreamEnded(f"the event stream ended after {connection.lines} line(s)")
@@ -672,12 +686,12 @@ class JobFollowing:
                 other.state_went_back = True
         return True
 
-    def _index_went_backwards(self, index: int) -> None:
+    def _index_went_backwards(self, index: int, what: str = "Nomad's index of jobs") -> None:
         """Nomad lost its state (its index is below one we saw): what we knew of allocations is void."""
-        logger.warning("Nomad's index of jobs went backwards (%d, after %d): its state was lost or restored; every "
-                       "followed job is read again, and a job Nomad no longer knows ends lost (retried)",
-                       index, self._jobs_floor)
-        self._stream_index = self._jobs_floor = 0
+        seen = self._jobs_floor if what == "Nomad's index of jobs" else self._stream_index
+        logger.warning("%s went backwards (%d, after %d): Nomad's state was lost or restored; every followed job is "
+                       "read again, and a job Nomad no longer knows ends lost (retried)", what, index, seen)
+        self._stream_index = self._jobs_floor = self._last_frame_index = 0
         for follower in self.followers.values():
             follower.state_went_back = True
             follower.allocs.clear()
@@ -688,6 +702,7 @@ class JobFollowing:
         if index and index <= self._stream_index:
             return  # already seen (Nomad resumes at the requested index, inclusive)
         self._stream_index = max(self._stream_index, index)
+        self._last_frame_index = max(self._last_frame_index, index)
         for event in frame.get("Events") or []:
             payload = event.get("Payload") or {}
             topic = event.get("Topic")

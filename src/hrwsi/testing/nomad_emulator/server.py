@@ -252,14 +252,17 @@ class NomadEmulator:
         self._stream_generation += 1
         self.cluster._wake()
 
-    async def restart_with_fresh_state(self, down_s: float = 0.0) -> None:
+    async def restart_with_fresh_state(self, down_s: float = 0.0, *, busy_until: int = 0) -> None:
         """Fault hook: the API restarts and the servers come back with an EMPTY state, as a cluster
         rebuilt from scratch or restored from nothing: every job, evaluation and allocation is gone,
         the Raft index starts over (X-Nomad-Index goes backwards), every connection (blocking queries,
         event streams) is cut, and the processes of running allocations are killed (their clients
         find that the servers no longer know them and destroy them: client/client.go runAllocs removes
         allocations the servers do not send). The nodes register again, ready and eligible, on the
-        same address. Test bookkeeping (`completed_runs`, `frames_missed_by_subscribers`) is carried over."""
+        same address. Test bookkeeping (`completed_runs`, `frames_missed_by_subscribers`) is carried over.
+        `busy_until`: the rebuilt cluster has been busy before it answers (jobs run and collected): its jobs, job
+        summaries, allocations and evaluations last written at that index, where an admin's parameterized job was
+        registered in the default namespace, its last event (a parameterized job has no evaluation)."""
         old = self.cluster
         if self._runner is not None:
             await self._runner.cleanup()  # the listening socket and every open connection
@@ -268,6 +271,14 @@ class NomadEmulator:
         if down_s > 0:
             await asyncio.sleep(down_s)
         self.cluster = self._new_cluster()
+        if busy_until > self.cluster.index + 1:
+            self.cluster.index = busy_until - 1
+            admin = {"ID": "admin-parameterized", "Type": "batch", "ParameterizedJob": {"Payload": "optional"},
+                     "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "raw_exec",
+                                                               "Config": {"command": "/bin/true"}}]}]}
+            self.cluster.register_job(admin, "default")
+            for table in ("jobs", "job_summary", "allocs", "evals"):
+                self.cluster.table_index[table] = busy_until
         self.cluster.completed_runs.update(old.completed_runs)
         self.cluster.frames_missed_by_subscribers = old.frames_missed_by_subscribers
         self.cluster.start()
