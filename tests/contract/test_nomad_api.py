@@ -410,34 +410,49 @@ async def test_a_lost_allocation_is_replaced_unless_its_group_says_disconnect_re
         assert [a["ClientStatus"] for a in kept] == ["unknown"]
 
 
-async def test_a_node_away_with_a_lost_after_allocation_is_disconnected_and_its_running_allocations_unknown(
+async def test_a_node_away_with_a_lost_after_allocation_is_disconnected_its_others_lost_and_replaced_after_stop_after(
         nomad: Target, tmp_path):
     # nomad/heartbeat.go disconnectState: a node that misses its heartbeats with an allocation whose group sets
     # disconnect.lost_after is "disconnected", not "down"; scheduler/reconciler/filters.go then marks its running
     # allocations of such groups unknown (not replaced until lost_after passes), whatever their Replace, and
-    # those of groups without lost_after lost, Replace false or not (hrwsi's). The emulator said "down", lost
-    # the first (Replace true) and replaced it at once, and left hrwsi's unknown.
+    # those of groups without lost_after lost, Replace false or not (hrwsi's), and replaced (Replace keeps only a
+    # running allocation of a node down), with stop_on_client_after once its client must have stopped it
+    # (filters.go delayByStopAfter, structs/alloc.go WaitClientStop: stop_after + max(kill timeouts, 5 s)). The
+    # emulator said "down", lost the first (Replace true) and replaced it at once, left hrwsi's unknown, and never
+    # replaced a lost allocation of a group with Replace false.
     nomad.require_emulator("make a node go down")
     nodes = [EmulatedNode("away-1", node_class="away"), EmulatedNode("away-2", node_class="away")]
     async with open_emulator(tmp_path, "away", nodes) as target:
-        pinned = [{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": "away-1"}]
+        pinned = [{"LTarget": "${node.class}", "Operand": "=", "RTarget": "away"}]
+        target.emulator.set_eligibility("away-2", False)  # (both placed on away-1; away-2 then takes a replacement)
         waits = minimal_job(target.job_id("lost-after"), sleeping(600))
         waits["TaskGroups"][0].update(Constraints=pinned, Disconnect={"LostAfter": 3600 * 10**9})
         hrwsi_like = minimal_job(target.job_id("stop-after"), sleeping(600))
         hrwsi_like["TaskGroups"][0].update(Constraints=pinned, Disconnect={"Replace": False,
-                                                                            "StopOnClientAfter": 60 * 10**9})
+                                                                            "StopOnClientAfter": 10**9})
         for job in (waits, hrwsi_like):
             assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
             await _running(target, job)
         target.emulator.node_down("away-1", processes_survive=True)
         node = (await target.ahttp("GET", f"/v1/node/{target.emulator.node_id('away-1')}")).json()
         assert node["Status"] == "disconnected", node["Status"]
+        target.emulator.set_eligibility("away-2", True)
 
         async def statuses(job: dict) -> list[str]:
             return [a["ClientStatus"] for a in (await target.ahttp("GET", f"/v1/job/{job['ID']}/allocations")).json()]
         await asyncio.sleep(0.3)  # (time for an evaluation to place a replacement, if one were wrongly asked for)
         assert await statuses(waits) == ["unknown"]
         assert await statuses(hrwsi_like) == ["lost"]
+        lost_at = asyncio.get_running_loop().time()
+        path = f"/v1/job/{hrwsi_like['ID']}/allocations"
+        while len(allocations := (await target.ahttp("GET", path)).json()) < 2:
+            assert asyncio.get_running_loop().time() - lost_at < GUARD_S
+            await asyncio.sleep(0.1)
+        assert asyncio.get_running_loop().time() - lost_at >= 1 + 5 - 0.5  # (not before its client stopped it)
+        lost, replacement = sorted(allocations, key=lambda a: a["CreateIndex"])
+        assert replacement["PreviousAllocation"] == lost["ID"] and replacement["Name"] == lost["Name"]
+        assert replacement["NodeName"] == "away-2"
+        assert await statuses(waits) == ["unknown"]  # (not replaced before its lost_after)
         target.emulator.node_up("away-1")
 
 

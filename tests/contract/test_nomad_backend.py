@@ -1716,3 +1716,38 @@ async def test_polls_that_find_nothing_wait_out_nomads_stagger_of_the_wait_witho
     assert not [r.getMessage() for r in caplog.records if "wait for changes of Nomad jobs" in r.getMessage()]
     assert backend.client.problem() is None
     await backend.forget(spec.job_id)
+
+
+async def test_a_lost_attempt_whose_first_stop_failed_is_stopped_again_before_nomad_replaces_it(nomad: Target, caplog):
+    # Found by review against Nomad's source (session 74): Nomad replaces a lost allocation whatever
+    # Disconnect.Replace says (it keeps only a running allocation of a node down unknown), once its client must
+    # have stopped it (scheduler/reconciler/filters.go delayByStopAfter: stop_on_client_after + max(kill timeouts,
+    # 5 s)). The launcher stops a lost allocation's job when it first sees it, and never again: that stop failing
+    # (Nomad out of reach for the retry window), the replacement ran the attempt again beside its retry.
+    emulator = nomad.require_emulator("disconnect a node")
+    backend = nomad.backend(stop_after_disconnect_s=3, kill_timeout_s=0.1, retry_for_s=0.5)
+    spec = nomad.spec("lost-stop-failed", script_until_exists(nomad.work / "never"), worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    emulator.inject_errors(10_000, 503, path_prefix="/v1/job/", method="DELETE")
+    emulator.cluster.set_node_status(NODE_2, "disconnected")
+    lost_at = asyncio.get_running_loop().time()
+    await progress.reached("running", "its node is disconnected (lost)")
+
+    async def stop_failed() -> None:
+        while not any("could not stop Nomad job" in r.getMessage() for r in caplog.records
+                      if r.name == "hrwsi.backends.nomad.following"):  # (given up, not a retry of the client's)
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(stop_failed(), GUARD_S)
+    emulator.clear_faults()  # Nomad in reach again
+    outcome = await following
+    assert outcome.state == "lost", outcome.message
+    await asyncio.sleep(max(0.0, lost_at + 3 + 5 + 0.5 - asyncio.get_running_loop().time()))  # (Nomad's wait)
+    emulator.node_up(NODE_2)  # (pinned to it: a replacement waits for it)
+    await asyncio.sleep(0.5)
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert [a["ClientStatus"] for a in allocations] == ["lost"], allocations  # never replaced: run once
+    assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()["Stop"] is True
+    await backend.forget(spec.job_id)

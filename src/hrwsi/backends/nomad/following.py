@@ -19,8 +19,9 @@ unavailable (4xx, or disabled with HRWSI_NOMAD_EVENT_STREAM=false) one blocking 
   disconnect.stop_on_client_after plus its kill timeout after the node was seen away, the wait
   Nomad's own scheduler keeps before replacing a lost allocation (nomad/structs/alloc.go
   WaitClientStop; the client's side: client/heartbeatstop.go). Then it is lost, the job stopped
-  (a lost one at once, so that no replacement runs the same attempt), and the launcher retries it
-  as a new attempt. A node back before that reports the allocation's real end.
+  (a lost one at once and again then: Nomad replaces a lost allocation whatever Disconnect.Replace
+  says, scheduler/reconciler/filters.go), and the launcher retries it as a new attempt. A node back
+  before that reports the allocation's real end.
 - A job Nomad no longer knows: if this backend saw its end, that outcome (it was collected);
   otherwise lost.
 - A task whose client restarted and could not reattach to it (Failed Restoring Task) runs again
@@ -366,9 +367,12 @@ class JobFollowing:
         if follower.job_id in self._cancelled:
             self._resolve(follower, JobOutcome("cancelled", None, "cancelled; its allocation was lost", None, _now()))
             return
-        if lost.get("ClientStatus") != "lost":  # (a lost one's job was stopped when it was first seen)
-            # Stop the job: the node, if it comes back, stops the attempt; nothing replaces it.
-            self.background.spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
+        # Stop the job: the node, if it comes back, stops the attempt; nothing replaces it. A lost one's job was
+        # stopped when it was first seen, stopped again here: that stop may have failed (Nomad out of reach), and
+        # Nomad replaces a lost allocation whatever Disconnect.Replace says once its client must have stopped it
+        # (scheduler/reconciler/filters.go delayByStopAfter), about now: the replacement would run the attempt
+        # beside its retry. (Stopping a stopped job again only writes it again.)
+        self.background.spawn(self._stop_quietly(follower.job_id), f"stop-lost-{follower.job_id}")
         started, _ = task_times(lost, follower.spec.routine)
         self._resolve(follower, JobOutcome(
             "lost", None, f"{where(lost)} {lost.get('ClientStatus')}: "
@@ -395,9 +399,12 @@ class JobFollowing:
 
     async def _stop_quietly(self, job_id: str) -> None:
         try:
-            await self.client.call(f"stop Nomad job {job_id}", "job", quote_id(job_id), method="delete")
+            response = await self.client.call(f"stop Nomad job {job_id}", "job", quote_id(job_id), method="delete")
         except NomadError as error:
             logger.warning("could not stop Nomad job %s: %s", job_id, error)
+            return
+        if response.status != 200:  # (a refusal, or an error still answered when the retries ran out)
+            logger.warning("could not stop Nomad job %s: HTTP %d %s", job_id, response.status, response.text.strip()[:200])
 
     # -- reconciliation with list calls ----------------------------------------------------------------
     def _schedule_refresh(self, follower: Follower) -> None:

@@ -148,6 +148,7 @@ class Cluster:
         self._summaries: dict[tuple[str, str], tuple[dict, dict]] = {}  # the counts each summary was written with
         self._job_touched_ns: dict[tuple[str, str], int] = {}
         self._queued_allocs: dict[tuple[str, str], dict[str, int]] = {}
+        self._lost_at: dict[str, int] = {}  # allocation ID -> when its node's loss made it lost (WaitClientStop)
         self.event_buffer_size = event_buffer_size
         self.frames: deque[tuple[int, list[dict]]] = deque()
         self.dropped_through = 0  # the index of the last frame dropped from the event buffer
@@ -227,6 +228,7 @@ class Cluster:
             by_node = self._allocs_by_node.setdefault(obj["NodeID"], {})
             if deleted:
                 self.allocs.pop(obj_id, None)
+                self._lost_at.pop(obj_id, None)
                 by_job.pop(obj_id, None)
                 by_node.pop(obj_id, None)
             else:
@@ -583,9 +585,9 @@ class Cluster:
             t.put("nodes", node)
 
     def _lose_node_allocs(self, node: dict, processes_survive: bool = False) -> None:
-        """A node down: its allocations are lost and replaced, or, for a group whose Disconnect.Replace is
-        false, a running one is unknown and left alone, one not yet running lost and not replaced
-        (nomad/structs/structs.go TaskGroup.Replace; scheduler/reconciler/filters.go: running
+        """A node down: its allocations are lost and replaced (with stop_on_client_after, once their client must
+        have stopped them: _lost_alloc_is_due), or, for a group whose Disconnect.Replace is false, a running
+        one is unknown and left alone (nomad/structs/structs.go TaskGroup.Replace; scheduler/reconciler/filters.go: running
         terminal-node allocations that cannot be replaced are "disconnecting", marked unknown; the
         remaining terminal-node allocations are lost). A node "disconnected" (set_node_status) keeps its
         running allocations of groups with a lost_after unknown instead, and loses the others."""
@@ -608,6 +610,7 @@ class Cluster:
                     alloc["ClientStatus"] = "lost"
                     alloc["ClientDescription"] = alloc["DesiredDescription"] = "alloc is lost since its node is down"
                     alloc["DesiredStatus"] = "stop"
+                    self._lost_at[alloc["ID"]] = now_ns()
                 else:
                     alloc["ClientStatus"] = "unknown"
                     alloc["ClientDescription"] = "alloc is unknown since its node is disconnected"
@@ -630,8 +633,8 @@ class Cluster:
         """A node up again. A client that was only cut off reports what its allocations did meanwhile
         (their real end, or running; one the servers stopped meanwhile is stopped now: the reconnect
         flow of scheduler/reconciler/filters.go). The other unknown allocations died with the node: a
-        stopped one ends complete, one still wanted is lost, and not replaced (only a group with
-        Disconnect.Replace false has unknown allocations)."""
+        stopped one ends complete, one still wanted is lost, and not replaced if its group says
+        Disconnect.Replace false (not modelled further)."""
         for alloc in list(self._allocs_by_node.get(node["ID"], {}).values()):
             runner = self._runners.get(alloc["ID"])
             if runner is not None and runner.cut_off:
@@ -927,11 +930,13 @@ class Cluster:
                 (replace if self._failed_alloc_is_due(job, group, alloc, now) else live).append(alloc)
             elif status == "unknown":
                 live.append(alloc)  # Disconnect.Replace false: not replaced while its node is away
-            elif status == "lost" and not replace_on_disconnect(alloc):
+            elif status == "lost" and alloc["ID"] not in self._lost_at and not replace_on_disconnect(alloc):
                 live.append(alloc)  # lost when its node came back without it: Disconnect.Replace false, not replaced
             elif status == "lost":
-                # PreventRescheduleOnLost is deprecated and ignored (structs.go TaskGroup.Warnings): replaced.
-                replace.append(alloc)
+                # Replaced whatever Disconnect.Replace says (it keeps only a running allocation of a node down
+                # unknown, filters.go), PreventRescheduleOnLost deprecated and ignored (structs.go
+                # TaskGroup.Warnings); with stop_on_client_after, once its client must have stopped it.
+                (replace if self._lost_alloc_is_due(job, alloc, now) else live).append(alloc)
         used_indexes = {self._name_index(a) for a in live}
         missing = int(group["Count"]) - len(live)
         if missing < 0:
@@ -948,6 +953,26 @@ class Cluster:
             used_indexes.add(index)
             placements.append((group, previous, index))
         return placements
+
+    def _lost_alloc_is_due(self, job: dict, alloc: dict, now: int) -> bool:
+        """A lost allocation whose group sets disconnect.stop_on_client_after is replaced only once its client
+        must have stopped it: the stop_after plus the longest kill timeout (at least 5 s) after it was lost
+        (scheduler/reconciler/filters.go delayByStopAfter, nomad/structs/alloc.go WaitClientStop); later: a
+        follow-up evaluation then."""
+        stop_after_s = stop_on_client_after_s(alloc)
+        if stop_after_s is None:
+            return True
+        kill_ns = max([5 * NS] + [int(t.get("KillTimeout") or 0) for g in alloc["Job"]["TaskGroups"]
+                                  if g["Name"] == alloc["TaskGroup"] for t in g["Tasks"]])
+        due_at = self._lost_at.get(alloc["ID"], now) + int(stop_after_s * NS) + kill_ns
+        if due_at <= now:
+            return True
+        if not alloc["FollowupEvalID"]:
+            followup = self._create_eval(job, "alloc-failure", wait_until_ns=due_at)
+            with self.txn("AllocationUpdated") as t:
+                alloc["FollowupEvalID"] = followup["ID"]
+                t.put("allocs", alloc)
+        return False
 
     def _failed_alloc_is_due(self, job: dict, group: dict, alloc: dict, now: int) -> bool:
         """A failed allocation is replaced when its reschedule policy allows it now; later: a follow-up eval."""
