@@ -70,18 +70,46 @@ WRITES_AWAITED_SAID_EVERY_S = 60.0
 
 @dataclass
 class _WritesAwaited:
-    """The services of one process waiting at start for the database to take writes: since when, how many
-    refusals and when last said. Shared (hrwsi.app.build_services): `hrwsi up` runs four services, and one line
-    says it for all of them."""
+    """The services of one process waiting for the database to take writes: at start (since when, how many
+    refusals and when last said), and while they run (`refusing`: since when any of them met a refusal, counted
+    for them all). Shared (hrwsi.app.build_services): `hrwsi up` runs four services, and one line says it for
+    all of them, at start, when writes are refused while they run, and when they go through again (each service
+    said those two itself: four lines for one failover, found by review)."""
 
     services: weakref.WeakSet
     streak: _Streak | None = None
+    refusing: _Streak | None = None
 
     def kinds(self) -> str:
         return ", ".join(sorted({service.kind for service in self.services}))
 
+    def refused(self, refused: BaseException) -> None:
+        """A write of one of the services refused while they run: said once for them all, then one line every
+        UNREACHABLE_LOG_EVERY_S while it lasts."""
+        now = time.monotonic()
+        streak = self.refusing = self.refusing or _Streak(now)
+        if not streak.another(now):
+            return
+        if streak.attempts == 1:
+            logger.error("%s: %s", self.kinds(), read_only_refusal(refused))
+        else:
+            logger.error("%s: the database still refuses hrwsi's writes (%d refusals in %.0f s; a standby, or "
+                         "default_transaction_read_only on): nothing is written; trying again", self.kinds(),
+                         streak.attempts, now - streak.since)
+
+    def taken_again(self) -> None:
+        """A write of one of the services went through after refusals: one line for them all (the database takes
+        them for every service of the process, which shares one pool and role); the others, whose next write goes
+        through in turn, say nothing more."""
+        if (streak := self.refusing) is not None:
+            self.refusing = None
+            logger.info("%s: the database takes hrwsi's writes again (after %d refusal(s) in %.0f s)", self.kinds(),
+                        streak.attempts, time.monotonic() - streak.since)
+
     def tell(self, refused: BaseException) -> None:
         now = time.monotonic()
+        self.refusing = self.refusing or _Streak(now)  # (counted for the line that says when writes go through again)
+        self.refusing.attempts += 1
         streak = self.streak = self.streak or _Streak(now)
         streak.attempts += 1
         if streak.told is not None and now - streak.told < WRITES_AWAITED_SAID_EVERY_S:
@@ -498,8 +526,9 @@ class Service:
         return False
 
     def _tell_read_only(self, refused: asyncpg.ReadOnlySQLTransactionError) -> None:
-        """The database refuses writes: one line for the whole service (every step and the heartbeat
-        meet it; database_trouble.read_only_refusal), then one line every UNREACHABLE_LOG_EVERY_S while it lasts."""
+        """The database refuses writes: one line for the process's services (every step and heartbeat of each
+        meets it; database_trouble.read_only_refusal; _WritesAwaited.refused), then one line every
+        UNREACHABLE_LOG_EVERY_S while it lasts."""
         now = time.monotonic()
         streak = self._read_only = self._read_only or _Streak(now)
         if now - self._sessions_renewed_at >= WRITES_AWAITED_EVERY_S:
@@ -509,20 +538,13 @@ class Service:
             task = asyncio.get_running_loop().create_task(self.pool.expire_connections())
             self._quieting.add(task)
             task.add_done_callback(self._quieting.discard)
-        if not streak.another(now):
-            return
-        if streak.attempts == 1:
-            logger.error("%s: %s", self.kind, read_only_refusal(refused))
-        else:
-            logger.error("%s: the database still refuses hrwsi's writes (%d refusals in %.0f s; a standby, or "
-                         "default_transaction_read_only on): nothing is written; trying again", self.kind,
-                         streak.attempts, now - streak.since)
+        streak.attempts += 1
+        self._writes_awaited.refused(refused)  # (said for the process's services: one line for them all)
 
     def _writes_again(self) -> None:
-        if (streak := self._read_only) is not None:
+        if self._read_only is not None:
             self._read_only = None
-            logger.info("%s: the database takes hrwsi's writes again (after %d refusal(s) in %.0f s)", self.kind,
-                        streak.attempts, time.monotonic() - streak.since)
+            self._writes_awaited.taken_again()
 
     def _retry_later(self, name: str) -> None:
         # One timer per step (wake_later): a timer per failure piled up while the database was away,

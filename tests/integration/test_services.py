@@ -754,6 +754,55 @@ async def test_a_database_that_refuses_writes_is_said_once_for_the_service_with_
         await writable.close()
 
 
+async def test_the_services_of_one_process_say_in_one_line_that_the_database_refuses_writes_and_in_one_that_it_takes_them(
+        db, database_url, settings, caplog):
+    """`hrwsi up` runs four services: each said its own "refuses hrwsi's writes" and its own "takes hrwsi's writes
+    again", four lines for one failover (found by review). The process's services share one pool and role: one
+    line names them all, as their wait at start does (hrwsi.app.build_services, share_writes_awaited)."""
+    writable = await create_pool(database_url, min_size=0, max_size=2)
+    read_only = await create_pool(database_url, min_size=0, max_size=2,
+                                  server_settings={"default_transaction_read_only": "on"})
+
+    class Probe(service.Service):
+        def __init__(self, kind: str):
+            self.kind = kind
+            super().__init__(writable, settings)
+            self.steps["write"] = self.write
+
+        async def write(self) -> bool:
+            async with self.pool.acquire() as conn:
+                await conn.execute("UPDATE hrwsi.service_instance SET heartbeat_at = heartbeat_at WHERE id = $1",
+                                   self.instance_id)
+            return False
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    probes = [Probe("prober"), Probe("sounder")]
+    probes[0].share_writes_awaited(probes)
+    try:
+        for probe in probes:
+            await probe._register()
+            probe.pool = read_only  # (the failover)
+        for probe in probes:
+            await probe.run_step("write")
+            await probe.run_step("write")
+        refused = [r.getMessage() for r in caplog.records if "refuses hrwsi's writes" in r.getMessage()]
+        assert len(refused) == 1 and refused[0].startswith("prober, sounder: the database refuses hrwsi's writes ("), \
+            refused
+        assert all(probe._read_only is not None for probe in probes), "each knows its own problem (status, /readyz)"
+        for probe in probes:
+            probe.pool = writable
+            await probe._heartbeat_once()
+        again = [r.getMessage() for r in caplog.records if "takes hrwsi's writes again" in r.getMessage()]
+        assert again == ["prober, sounder: the database takes hrwsi's writes again (after 4 refusal(s) in 0 s)"], again
+        assert all(probe._read_only is None for probe in probes)
+    finally:
+        for probe in probes:
+            probe.pool = writable
+            await probe.unregister()
+        await read_only.close()
+        await writable.close()
+
+
 async def test_a_database_set_read_only_and_then_set_back_takes_the_services_writes_again_without_a_restart(
         db, database_url, settings):
     """A session keeps the default_transaction_read_only it opened with: after ops set the database (or role)
