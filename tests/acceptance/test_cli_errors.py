@@ -46,6 +46,21 @@ def test_a_demo_option_that_cannot_work_is_refused_before_the_previous_demo_is_r
     assert result.stdout == "" and (home / "plan.png").read_text() == "the previous demo's"
 
 
+@pytest.mark.parametrize(("arguments", "setting", "said"), [
+    (["launcher", "--backend", "foo"], {}, "unknown backend 'foo': choose local, nomad, dry-run"),
+    (["up", "--no-web"], {"HRWSI_BACKEND": "foo"}, "unknown backend 'foo'"),
+    (["launcher", "--backend", "nomad"], {"NOMAD_ADDR": "zz"}, "NOMAD_ADDR='zz': expected http://host:port"),
+    (["orchestrator"], {"HRWSI_ALERT_SMTP_PORT": "abc"}, "HRWSI_ALERT_SMTP_PORT='abc' is not a TCP port"),
+    (["up", "--no-web"], {"HRWSI_ALERT_SMTP_STARTTLS": "maybe"}, "HRWSI_ALERT_SMTP_STARTTLS='maybe' is neither")])
+def test_a_services_refused_setting_is_the_only_line_it_says(env, arguments, setting, said):
+    """(`hrwsi launcher --backend foo` logged the launcher's start, "launcher (hrwsi ...) on the uvloop event loop",
+    and applied the pending migrations before its one-line error; the orchestrator's alert settings alike; found by
+    review) A refused setting is read before the log says anything."""
+    result = run(arguments, {**env, **setting}, timeout=30, check=False)
+    one_line_error(result, said, code=2)
+    assert result.stdout == ""
+
+
 def test_db_check_of_a_database_without_the_schema_says_to_run_db_init_in_one_line(env, empty_database_url):
     # Found walking README through (db check before db init): some 1,700 lines of "only in a fresh install".
     result = run(["db", "check"], {**env, "HRWSI_DATABASE_URL": empty_database_url}, check=False)

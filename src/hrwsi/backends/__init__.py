@@ -15,6 +15,18 @@ if TYPE_CHECKING:
 BACKEND_NAMES = ("local", "nomad", "dry-run")
 
 
+def check_backend_settings(name: str) -> None:
+    """Raise ValueError, in one sentence, for a backend `make_backend` would refuse: an unknown name, or the Nomad
+    backend's settings (NOMAD_ADDR, HRWSI_NOMAD_*) that are not what they should be. Read before a launcher starts
+    anything: the refusal came after the process had logged its start and applied migrations (found by review)."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r}: choose {', '.join(BACKEND_NAMES)} (HRWSI_BACKEND)")
+    if name == "nomad":
+        from hrwsi.backends.nomad import NomadConfig
+
+        NomadConfig.from_env()
+
+
 def make_backend(name: str, settings: Settings) -> Backend:
     """The backend called `name`, configured from settings (and, for Nomad, its NOMAD_* environment)."""
     if name == "local":

@@ -22,11 +22,12 @@ def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
     from hrwsi.app import App, SchemaNotReady
 
     current = settings()
-    setup_logging(current, kinds, verbose)
+    _check_service_settings(kinds, backend or current.backend)
     try:
         loop = event_loop.choose(current.event_loop, kinds, backend or current.backend)
     except event_loop.EventLoopError as error:
         raise CliError(str(error), 2) from None
+    setup_logging(current, kinds, verbose)
     database_url = url()
 
     async def serve() -> None:
@@ -39,6 +40,22 @@ def _run_services(kinds: list[str], backend: str | None, verbose: bool) -> None:
     try:
         event_loop.runner(loop)(serve())
     except SchemaNotReady as error:
+        raise CliError(str(error), 2) from None
+
+
+def _check_service_settings(kinds: list[str], backend: str) -> None:
+    """The settings the services read as they are built, read before the log says anything: a refused one is the
+    only line. `hrwsi launcher --backend foo` (or a bad NOMAD_ADDR) and `hrwsi orchestrator` with a bad
+    HRWSI_ALERT_SMTP_PORT logged the services' start and applied migrations, then refused it (found by review)."""
+    from hrwsi.alerts import AlertSettings
+    from hrwsi.backends import check_backend_settings
+
+    try:
+        if "launcher" in kinds:
+            check_backend_settings(backend)
+        if "orchestrator" in kinds:
+            AlertSettings.from_env()
+    except ValueError as error:
         raise CliError(str(error), 2) from None
 
 
