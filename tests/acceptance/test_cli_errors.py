@@ -543,10 +543,14 @@ def test_a_long_name_is_cut_in_the_error_line_saying_how_long_it_was(env):
     (["stauts"], "No such command 'stauts'. Did you mean 'status'", "hrwsi"),
     (["tasks", "--limit"], "Option '--limit' requires an argument", "hrwsi tasks"),
     (["db", "init", "--json"], "No such option: --json", "hrwsi db init"),
-    (["status", "--" + "x" * 5000], "... (5,018 characters)", "hrwsi status")])
+    (["status", "--" + "x" * 5000], "... (5,018 characters)", "hrwsi status"),
+    (["nomad-emulator", "--bogus"], "unrecognized arguments: --bogus", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--port", "abc"], "argument --port: invalid int value: 'abc'", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node", "a:b\nc"], "--node 'a:b\\nc': expected NAME", "hrwsi nomad-emulator")])
 def test_a_usage_error_is_one_line_with_exit_code_2_naming_the_commands_help(env, command, says, help_of):
     """(Typer's own usage errors were a box of four lines: the usage, "Try ... for help." and the message framed;
-    found walking README through) A long unknown option is cut."""
+    found walking README through) A long unknown option is cut. (`hrwsi nomad-emulator`, argparse's, printed its
+    usage, 25 lines naming `python -m hrwsi.testing.nomad_emulator`, then the error; found by review)"""
     line = one_line_error(run(command, env, check=False), says, code=2)
     assert line.endswith(f"ee `{help_of} --help`"), line  # ("; see ...", or "... Did you mean 'status'? See ...")
     assert line.startswith("error: ") and len(line) < 400, line

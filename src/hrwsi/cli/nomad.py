@@ -29,4 +29,4 @@ def nomad_emulator(ctx: typer.Context) -> None:
     """Run the Nomad API emulator (a test double, for machines without Nomad); --help for its options."""
     from hrwsi.testing.nomad_emulator.__main__ import main
 
-    raise typer.Exit(main(ctx.args))
+    raise typer.Exit(main(ctx.args, prog="hrwsi nomad-emulator"))

@@ -35,8 +35,23 @@ def _node(text: str) -> EmulatedNode:
                                          "[:POOL]]]]]") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hrwsi.testing.nomad_emulator", description=DESCRIPTION)
+PROG = "python -m hrwsi.testing.nomad_emulator"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error in one line with exit code 2, naming the command's --help, as every other hrwsi command says
+    one (hrwsi.cli.common.usage_error_line): argparse printed its usage, 25 lines naming `python -m
+    hrwsi.testing.nomad_emulator` even when run as `hrwsi nomad-emulator`, then the error (found by review)."""
+
+    def error(self, message: str):
+        from hrwsi.terminal import SHOWN_MAX, bounded, one_sentence
+
+        said = bounded(" ".join(message.split()).removesuffix("."), one_sentence, limit=2 * SHOWN_MAX)
+        self.exit(2, f"error: {said}; see `{self.prog} --help`\n")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = _OneLineParser(prog=prog, description=DESCRIPTION)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4646, help="port (default 4646; 0 picks a free one)")
     p.add_argument("--nodes", type=int, default=2, help="how many identical emulated nodes (default 2)")
@@ -103,8 +118,9 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Run the emulator; `prog` is the command that runs it, as its help and usage errors name it."""
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hrwsi.testing.nomad_emulator").info("starting the Nomad API emulator (test double)")
