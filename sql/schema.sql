@@ -1707,7 +1707,7 @@ BEGIN
     INSERT INTO hrwsi.alert (kind, subject, body, routine)
     VALUES ('routine_on_hold', format('hrwsi: the back-fill of routine %s is on hold', NEW.name),
             format('The back-fill of routine %s (its tasks in the archive lane) was put on hold: %s. %s waiting '
-                   'task(s) held, and its new back-fill tasks will be; its near-real-time work goes on. Fix the '
+                   'task(s) held, and its new back-fill tasks will be held too; its near-real-time work goes on. Fix the '
                    'cause, then `hrwsi release %s`.', NEW.name, NEW.backfill_hold_reason, held, NEW.name),
             NEW.name);
     RETURN NULL;
@@ -3383,7 +3383,7 @@ BEGIN
     INTO held, under_way
     FROM hrwsi.processing_task t
     WHERE t.routine = routine_name AND t.state IN ('on_hold', 'dispatched', 'queued', 'running');
-    RETURN format('routine %s is on hold: %s waiting task(s) held, and its new tasks will be until it is released; '
+    RETURN format('routine %s is on hold: %s waiting task(s) held, and its new tasks will be held until it is released; '
                   '%s dispatched or running go on', routine_name, held, under_way);
 END $$;
 

@@ -381,12 +381,13 @@ def test_a_data_engineer_s_input_for_an_inactive_condition_is_refused_and_a_camp
 
 
 def test_holding_a_routine_says_how_many_waiting_tasks_it_held_and_how_many_under_way_go_on(db, configure):
+    # ("its new tasks will be until it is released": the word "held" was missing, found by review; migration 0108)
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 4)
     db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w01', planned_start = now() "
                "WHERE id = (SELECT min(id) FROM hrwsi.processing_task)")
     said = db.execute("SELECT hrwsi.hold_routine('work')").fetchone()[0]
-    assert said == ("routine work is on hold: 3 waiting task(s) held, and its new tasks will be until it is released; "
+    assert said == ("routine work is on hold: 3 waiting task(s) held, and its new tasks will be held until it is released; "
                     "1 dispatched or running go on")
     assert db.execute("SELECT hrwsi.hold_routine('work')").fetchone()[0] == "routine work was already on hold"
 
