@@ -556,6 +556,18 @@ def test_a_usage_error_is_one_line_with_exit_code_2_naming_the_commands_help(env
     assert line.startswith("error: ") and len(line) < 400, line
 
 
+@pytest.mark.parametrize("command, usage", [([], "Usage: hrwsi [OPTIONS] COMMAND"),
+                                            (["db"], "Usage: hrwsi db [OPTIONS] COMMAND"),
+                                            (["task"], "Usage: hrwsi task [OPTIONS] COMMAND")])
+def test_hrwsi_or_a_group_alone_prints_its_help_with_exit_code_0_as_help_does(env, command, usage):
+    """(they printed the help and exited 2, Click's usage error, which hrwsi's exit codes read as "the environment is
+    not ready"; found by review) As `--help`, kubectl's and docker's: the help on stdout, exit code 0."""
+    alone = run(command, env, check=False)
+    assert alone.returncode == 0 and alone.stderr == "", (alone.returncode, alone.stderr)
+    assert usage in " ".join(alone.stdout.split()), alone.stdout
+    assert alone.stdout.rstrip() == run([*command, "--help"], env).stdout.rstrip()
+
+
 def test_a_configuration_files_name_or_key_holding_a_line_break_stays_on_its_problems_line(env, tmp_path):
     """(the file's name and a key the file wrote were printed as they came: a line break in them split a problem's
     line into two `error:` lines, the second with no sense of its own; the other refusals pass what a user wrote

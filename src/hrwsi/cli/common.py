@@ -63,7 +63,9 @@ class HrwsiTyper(typer.Typer):
             ended = command.main(*args, **{**kwargs, "standalone_mode": False})
         except _CLICK_EXCEPTION as error:
             if type(error).__name__ == "NoArgsIsHelpError":  # (`hrwsi db` alone: its help is printed already)
-                sys.exit(error.exit_code)
+                # Exit 0, as `--help` (the same help, on stdout), kubectl's and docker's: nothing was refused. Click
+                # said 2, a usage error, which read as "the environment is not ready" (found by review).
+                sys.exit(0)
             said = usage_error_line(error, _command_path(command, kwargs.get("args", sys.argv[1:])))
             error_console.print(f"[red]error:[/red] {_escape(said)}", soft_wrap=True)
             sys.exit(error.exit_code)
