@@ -529,6 +529,18 @@ def test_a_number_option_is_read_in_ascii_decimal_notation_alone(env, command, s
     assert len(result.stderr) < 2000
 
 
+@pytest.mark.parametrize("command", [["timeliness"], ["groups"]])
+def test_every_commands_days_reach_back_as_far_and_no_further(db, env, command):
+    """(`hrwsi groups --days` took up to 36,600 and `hrwsi timeliness --days` 36,500; found by review) One limit:
+    100 years, as a condition's windows (hrwsi.cli.common.DAYS_MAX)."""
+    from hrwsi.configuration import MAX_WINDOW_DAYS
+
+    DAYS_MAX = MAX_WINDOW_DAYS  # noqa: N806
+    one_line_error(run([*command, "--days", str(DAYS_MAX + 1)], env, check=False),
+                   f"Invalid value for '--days': '{DAYS_MAX + 1}': must be at most {DAYS_MAX}", code=2)
+    assert run([*command, "--days", str(DAYS_MAX), "--json"], env).returncode == 0
+
+
 def test_a_long_name_is_cut_in_the_error_line_saying_how_long_it_was(env):
     """(a 5,000-character --state made a 5,000-character error line, the states there are lost at its end)"""
     line = one_line_error(run(["tasks", "--state", "x" * 5000], env, check=False), "... (5,000 characters)",

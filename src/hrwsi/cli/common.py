@@ -23,6 +23,7 @@ import hrwsi
 from hrwsi import service_logging
 from hrwsi.backends.ascii_decimal import ascii_number, is_ascii_decimal, signed_ascii_decimal
 from hrwsi.cli.errors import CliError, explain
+from hrwsi.configuration import MAX_WINDOW_DAYS
 from hrwsi.database import connect, resolve_url
 from hrwsi.migrations import build_version
 from hrwsi.settings import Settings
@@ -34,6 +35,9 @@ logger = logging.getLogger("hrwsi")
 
 JSON_HELP = "print JSON instead of tables"
 ID_MAX = 2**63 - 1  # the largest id (bigint) a table holds; a larger one is refused before any query
+# The most days a command's --days reaches back: 100 years, as a condition's windows (archives go back to 1972).
+# `hrwsi groups` took up to 36,600 and `hrwsi timeliness` 36,500 (found by review): one limit, here (days_option).
+DAYS_MAX = MAX_WINDOW_DAYS
 
 
 @dataclass
@@ -199,6 +203,11 @@ def whole_option(default, *param_decls: str, min: int | None = None, max: int | 
 def whole_argument(default, *param_decls: str, min: int | None = None, max: int | None = None, **kwargs):  # noqa: A002
     """typer.Argument for a whole number, read by `_whole_number`."""
     return typer.Argument(default, *param_decls, min=min, max=max, parser=_whole_number(min, max), **kwargs)
+
+
+def days_option(default: int, **kwargs):
+    """typer.Option `--days`: a whole number of days, 1 to DAYS_MAX."""
+    return whole_option(default, "--days", min=1, max=DAYS_MAX, **kwargs)
 
 
 def seconds_option(default: float, *param_decls: str, **kwargs):

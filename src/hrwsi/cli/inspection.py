@@ -17,6 +17,7 @@ from hrwsi.cli.common import (
     app,
     console,
     database,
+    days_option,
     error_console,
     filter_given,
     print_json,
@@ -148,8 +149,7 @@ def lineage(target: str = typer.Argument(..., help="a task id, or a product's or
 def groups(condition: str | None = typer.Option(None, help="one multi-input condition"),
            tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
            limit: int = whole_option(reports.GROUPS_SHOWN, min=1, max=100_000, help="how many to show, newest first"),
-           days: int = whole_option(reports.LATE_MEMBER_DAYS, min=1, max=36_600,
-                                    help="late members: of the groups sensed in the last days"),
+           days: int = days_option(reports.LATE_MEMBER_DAYS, help="late members: of the groups sensed in the last days"),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The multi-input groups (a tile and a window) that have members but no input yet: what each has and
     lacks per requirement, and whether it waits for open work upstream or cannot complete now; then the

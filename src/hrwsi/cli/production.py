@@ -5,13 +5,24 @@ from __future__ import annotations
 import psycopg
 import typer
 
-from hrwsi.cli.common import ID_MAX, JSON_HELP, CliError, app, console, database, filter_given, print_json, whole_option
+from hrwsi.cli.common import (
+    ID_MAX,
+    JSON_HELP,
+    CliError,
+    app,
+    console,
+    database,
+    days_option,
+    filter_given,
+    print_json,
+    whole_option,
+)
 from hrwsi.terminal import one_sentence, visible
 
 
 @app.command()
 def timeliness(routine: str | None = typer.Option(None), lane: str | None = typer.Option(None, help="nrt or archive"),
-               tile: str | None = typer.Option(None), days: int = whole_option(7, min=1, max=36_500, help="the last N days"),
+               tile: str | None = typer.Option(None), days: int = days_option(7, help="the last N days"),
                as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Products' delays from sensing and from publication (p50, p95) and share on time, per routine,
     lane, tile and day; open tasks late or planned to end after their deadline."""
