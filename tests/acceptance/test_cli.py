@@ -203,6 +203,24 @@ def test_a_flag_reads_as_a_flag_in_the_help(command, flags):
         assert re.search(rf"{flag} +(\S)", help_text) and not re.search(rf"{flag} +<", help_text), (flag, help_text)
 
 
+@pytest.mark.parametrize("command, shown, usage", [
+    (["tasks"], {"--state": "STATE", "--routine": "ROUTINE", "--limit": "N", "--before": "ID"}, "hrwsi tasks [OPTIONS]"),
+    (["timeliness"], {"--days": "DAYS", "--tile": "TILE"}, "hrwsi timeliness [OPTIONS]"),
+    (["reprocess"], {"--from": "TIME", "--tile": "TILE", "--command": "COMMAND"}, "hrwsi reprocess [OPTIONS]"),
+    (["health"], {"--fresh-s": "SECONDS"}, "hrwsi health [OPTIONS] SERVICE"),
+    (["hold"], {}, "hrwsi hold [OPTIONS] TARGET"), (["task", "show"], {}, "hrwsi task show [OPTIONS] TASK_ID")])
+def test_an_options_help_says_what_its_value_is_and_an_argument_is_named_in_capitals(command, shown, usage):
+    """(options showed Typer's types, `--routine <str>`, `--tile <list[str]>`, `--days <int range>`, and arguments
+    `{target}` in the usage line and `<str>` beside them; found by review) As mature CLIs show them: `--limit N`,
+    `--routine ROUTINE`, `hrwsi hold [OPTIONS] TARGET`."""
+    help_text = run([*command, "--help"], {**os.environ, "COLUMNS": "200"}).stdout
+    assert not re.search(r"<[a-z][^>]*>", help_text), help_text
+    [usage_line] = [line.strip() for line in help_text.splitlines() if "Usage:" in line]
+    assert usage_line.startswith(f"Usage: {usage}") and "{" not in usage_line, usage_line
+    for option, metavar in shown.items():
+        assert re.search(rf"{option} +{metavar}\b", help_text), (option, help_text)
+
+
 def test_a_commands_help_is_shown_in_paragraphs_not_broken_where_its_source_lines_end():
     """(`hrwsi --help` listed status as "... tasks that cannot be planned," then "services and their heartbeats, ..."
     on a line of its own, where its docstring's line ended; found walking README through)"""

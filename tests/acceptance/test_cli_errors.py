@@ -525,7 +525,7 @@ def test_a_number_option_is_read_in_ascii_decimal_notation_alone(env, command, s
     result = run(command, env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     said = " ".join(result.stderr.split())
-    assert f"Invalid value for '{command[-2] if command[-2].startswith('-') else 'task_id'}'" in said and says in said, said
+    assert f"Invalid value for '{command[-2] if command[-2].startswith('-') else 'TASK_ID'}'" in said and says in said, said
     assert len(result.stderr) < 2000
 
 
@@ -550,7 +550,7 @@ def test_a_long_name_is_cut_in_the_error_line_saying_how_long_it_was(env):
 
 @pytest.mark.parametrize("command, says, help_of", [
     (["status", "--bogus"], "No such option: --bogus", "hrwsi status"),
-    (["task", "show"], "Missing argument 'task_id'", "hrwsi task show"),
+    (["task", "show"], "Missing argument 'TASK_ID'", "hrwsi task show"),
     (["nosuch"], "No such command 'nosuch'", "hrwsi"),
     (["stauts"], "No such command 'stauts'. Did you mean 'status'", "hrwsi"),
     (["tasks", "--limit"], "Option '--limit' requires an argument", "hrwsi tasks"),

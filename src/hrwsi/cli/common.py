@@ -116,6 +116,14 @@ def _command_path(command, args: list[str]) -> str:
     return " ".join(path)
 
 
+# What an option's value is, as its help shows it (`--limit N`, `--routine ROUTINE`), where its name in capitals
+# does not say it. Typer showed the value's type, `<str>`, `<int range>`, `<list[str]>` (found by review); an option
+# not named here shows its name in capitals, as argparse and Click do.
+_METAVARS = {"--limit": "N", "--failures": "N", "--inputs": "N", "--attempt": "N", "--id": "ID", "--before": "ID",
+             "--cancel": "ID", "--hold": "ID", "--release": "ID", "--fresh-s": "SECONDS", "--timeout": "SECONDS",
+             "--from": "TIME", "--to": "TIME", "--since": "TIME", "--home": "DIR", "--plot": "FILE"}
+
+
 def _tidy_help(command) -> None:
     """The help of `command` and its sub-commands, as read. Each flag says `--json`, not `--json <bool>`: Typer (0.2x)
     shows a type beside every option, a flag's (`--help`'s too) as `<bool>`, which reads as if it took a value (found
@@ -126,10 +134,24 @@ def _tidy_help(command) -> None:
     for parameter in [*command.params, command.get_help_option(command.context_class(command))]:
         if getattr(parameter, "is_flag", False) and parameter.metavar is None:
             parameter.metavar = ""
+        elif parameter is not None and parameter.metavar is None and parameter.param_type_name == "option":
+            parameter.metavar = _METAVARS.get(parameter.opts[0]) or parameter.opts[0].lstrip("-").replace("-", "_").upper()
+        elif parameter is not None and parameter.param_type_name == "argument":
+            _argument_named(parameter)
     if command.help:
         command.help = _in_paragraphs(command.help)
     for sub in getattr(command, "commands", {}).values():
         _tidy_help(sub)
+
+
+def _argument_named(argument) -> None:
+    """An argument shown as the commands' docstrings name it, in capitals (`hrwsi health [OPTIONS] SERVICE`, "Missing
+    argument 'TASK_ID'"), with no type beside it: Typer showed `{service}` in the usage line and `<str>` in the
+    Arguments panel (found by review)."""
+    argument.metavar = argument.metavar or argument.name.upper()
+    argument.display_type_rich = lambda ctx: None  # (an instance's own: Typer's method shows the type)
+    shown = argument.metavar + ("..." if argument.nargs != 1 else "")
+    argument._usage_display_name = lambda: shown if argument.required else f"[{shown}]"
 
 
 def _in_paragraphs(text: str) -> str:
