@@ -20,8 +20,12 @@ import unicodedata
 # And the invisible ones, which make two names that differ look the same ("/X.SAFE" and
 # "/X\u200b.SAFE"; found by exploratory testing): the zero-width space, joiners and word joiner, the
 # invisible operators, the soft hyphen, the byte order mark, and the tag characters.
+# And the bytes of an argument or a file name that are not UTF-8, which Python keeps as lone surrogates (U+DC80 to
+# U+DCFF, os.fsdecode): printed, they went out as those bytes, which a terminal shows as it likes (a replacement
+# character, or in Latin-1 a control: 0x9b is CSI); shown as the byte, `\xff`, one escaping wherever a line quotes
+# one ("No such option" showed the byte as it came, "No such command" `\udcff`; found by review).
 _UNSEEN = ("\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-         "\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff\U000e0000-\U000e007f")
+         "\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff\U000e0000-\U000e007f\udc80-\udcff")
 _CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_UNSEEN}]")
 # (a line break too, and Unicode's line and paragraph separators, which some viewers break lines at)
 _LINE_BREAKING = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{_UNSEEN}\u2028\u2029]")
@@ -33,6 +37,8 @@ _IN_PAGE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_UNSEEN}]|\
 
 def _escape(match: re.Match) -> str:
     code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # (a byte that is not UTF-8, as Python keeps it: the byte, `\xff`, not `\udcff`)
+        return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 

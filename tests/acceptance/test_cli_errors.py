@@ -479,6 +479,22 @@ def test_an_argument_that_is_not_utf8_is_named_with_its_bytes_in_one_line(env, c
     assert "'snow\\xffcover'" in line.lower() and "\\udcff" not in line and "codec" not in line
 
 
+@pytest.mark.parametrize("command, says", [
+    (["--" + NOT_UTF8], "No such option: --snow\\xffcover; see `hrwsi --help`"),
+    ([NOT_UTF8], "No such command 'snow\\xffcover'; see `hrwsi --help`"),
+    (["db", NOT_UTF8], "No such command 'snow\\xffcover'; see `hrwsi db --help`"),
+    (["tasks", "--" + NOT_UTF8], "No such option: --snow\\xffcover"),
+    (["it's"], "No such command 'it''s'")])
+def test_a_usage_error_shows_a_byte_that_is_not_utf8_as_every_refusal_does(env, command, says):
+    """(a byte that is not UTF-8 went out as it came in "No such option", a replacement character on the terminal,
+    and read `\\udcff` in "No such command", which quoted the word with repr(); found by review) One escaping, the
+    byte as `\\xff`, as `hrwsi hold` says such a name (hrwsi.terminal), and a name quoted as every refusal quotes it."""
+    result = subprocess.run([*HRWSI, *command], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 2, result
+    line = result.stderr.decode("ascii")  # (no byte of the argument as it came)
+    assert line.startswith("error: ") and says in line and "\\udc" not in line and line.count("\n") == 1, line
+
+
 def test_a_refused_name_is_quoted_as_it_is_as_the_database_s_refusals_quote_it(db, env):
     """The CLI's own refusals quoted a name with repr(), which doubles a backslash ('a\\\\b') and switches to double
     quotes for a name holding a quote, while the database's refusals show it as it is between single quotes, a quote

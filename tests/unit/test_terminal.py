@@ -12,6 +12,16 @@ def test_control_characters_are_shown_as_their_escapes_and_text_is_kept():
     assert visible(None) == ""
 
 
+def test_a_byte_that_is_not_utf8_is_shown_as_that_byte_wherever_text_is_shown():
+    """(Python keeps it as a lone surrogate: printed, the byte went out as it came, 0x9b a control in Latin-1, and a
+    repr() said `\\udcff`, a character nobody typed; found by review)"""
+    import os
+
+    text = os.fsdecode(b"a\xff\x9bb")
+    assert visible(text) == one_line(text) == "a\\xff\\x9bb" and quoted(text) == "'a\\xff\\x9bb'"
+    assert in_page(text) == "a\\xff\\x9bb"
+
+
 def test_directional_overrides_are_shown_so_that_a_name_reads_as_it_is_stored():
     """"Trojan Source" (CVE-2021-42574): /in/abc<RLO>gnp.exe displays as /in/abcexe.png."""
     assert visible("/in/abc\u202egnp.exe") == "/in/abc\\u202egnp.exe"

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -70,7 +70,8 @@ class HrwsiTyper(typer.Typer):
                 # Exit 0, as `--help` (the same help, on stdout), kubectl's and docker's: nothing was refused. Click
                 # said 2, a usage error, which read as "the environment is not ready" (found by review).
                 sys.exit(0)
-            said = usage_error_line(error, _command_path(command, kwargs.get("args", sys.argv[1:])))
+            words = kwargs.get("args", sys.argv[1:])
+            said = usage_error_line(error, _command_path(command, words), words)
             error_console.print(f"[red]error:[/red] {_escape(said)}", soft_wrap=True)
             sys.exit(error.exit_code)
         except typer.Abort:  # (a prompt's input ended)
@@ -94,15 +95,27 @@ class HrwsiTyper(typer.Typer):
 _CLICK_EXCEPTION = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
 
 
-def usage_error_line(error: Exception, command_path: str = "hrwsi") -> str:
+def usage_error_line(error: Exception, command_path: str = "hrwsi", words: Sequence[str] = ()) -> str:
     """A usage error (an unknown option or command, a missing argument, a value an option's parser refused) as the
     CLI's other errors are: one line, and the help that says what the command takes. Typer printed a box of four
     lines: the usage, a hint, and the message framed (found walking README through). `command_path` is said when the
-    error knows no command (an option missing its value)."""
+    error knows no command (an option missing its value); `words` are the command line's."""
     context = getattr(error, "ctx", None)
     command = context.command_path if context is not None else command_path
-    message = bounded(" ".join(error.format_message().split()).removesuffix("."), str, limit=2 * SHOWN_MAX)
+    message = _unknown_command_quoted(" ".join(error.format_message().split()), words)
+    message = bounded(message.removesuffix("."), str, limit=2 * SHOWN_MAX)
     return f"{message} See `{command} --help`" if message.endswith("?") else f"{message}; see `{command} --help`"
+
+
+def _unknown_command_quoted(message: str, words: Sequence[str]) -> str:
+    """"No such command 'x'" with the word quoted as every refusal quotes a name (hrwsi.terminal.quoted): Typer wrote
+    it with repr(), and a byte that is not UTF-8 read `\\udcff` there while "No such option" showed the same byte as
+    `\\xff` (found by review); a quote in it read "it's" where the other refusals say 'it''s'."""
+    for word in words:
+        typer_said = f"No such command {word!r}"
+        if message.startswith(typer_said):
+            return f"No such command {quoted(word)}{message[len(typer_said):]}"
+    return message
 
 
 def _command_path(command, args: list[str]) -> str:

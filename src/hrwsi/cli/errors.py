@@ -7,15 +7,13 @@ constraint); 2 the environment is not ready (no database, no schema, a bad setti
 
 from __future__ import annotations
 
-import os
-
 import asyncpg
 import psycopg
 import psycopg.errors
 import psycopg.sql
 
 from hrwsi.database import ConnectionsFull, DatabaseUnavailable, redact
-from hrwsi.terminal import bounded, one_sentence
+from hrwsi.terminal import bounded, one_sentence, quoted
 
 _NO_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction,
               psycopg.errors.UndefinedColumn, asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError,
@@ -138,10 +136,9 @@ def _is_undecodable_argument(error: BaseException) -> bool:
 
 def _undecodable_argument(error: UnicodeEncodeError) -> str:
     """The sentence for such text: the text with its bytes shown (\\xff), not the codec's message, which
-    named a character ('\\udcff') the user never typed and no argument (found by exploratory testing)."""
-    text = os.fsencode(error.object).decode("utf-8", "backslashreplace")
-    text = text if len(text) <= 80 else text[:80] + "..."
-    return (f"'{text}' is not valid UTF-8 (an argument written in another encoding?): the database holds "
+    named a character ('\\udcff') the user never typed and no argument (found by exploratory testing). Quoted as
+    every refusal quotes a name (hrwsi.terminal.quoted, which shows such a byte so)."""
+    return (f"{quoted(error.object)} is not valid UTF-8 (an argument written in another encoding?): the database holds "
             "names as UTF-8 text; give it in UTF-8")
 
 
