@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -457,9 +458,24 @@ class ProductQuery:
     tiles: tuple[str, ...] = ()                  # MGRS tiles, matched in the product name
     area_wkt: str | None = None                  # or an area: POLYGON((lon lat, ...)) in WGS84
     top: int = 100                               # page size
-    order_by: str = "PublicationDate asc"
+    order_by: str = "PublicationDate asc"        # the key the pages go by (its field, then Id: see keyset_clause)
 
-    def filter(self) -> str:
+    @property
+    def order_field(self) -> str:
+        """The field the products are asked in order of: PublicationDate, ContentDate/Start."""
+        return self.order_by.split()[0]
+
+    def keyset_clause(self, after: tuple[str, str]) -> str:
+        """The products after `after` (the order field's value and the Id of the last product of a page) in the
+        query's order (its field, then Id): how the next page is asked (keyset paging), rather than by the
+        server's `$skip` link. With `$skip`, a product withdrawn from (or added to) the result set between two
+        pages shifted it, and the product at the page boundary was never seen (or seen twice); a key does not
+        move with the products before it."""
+        value, product_id = after
+        field = self.order_field
+        return f"({field} gt {value} or ({field} eq {value} and Id gt {_odata_id(product_id)}))"
+
+    def filter(self, after: tuple[str, str] | None = None) -> str:
         clauses = [f"Collection/Name eq {_odata_string(self.collection)}"]
         if self.product_type:
             clauses.append("Attributes/OData.CSC.StringAttribute/any(att:att/Name eq 'productType' and "
@@ -477,10 +493,46 @@ class ProductQuery:
                                              for t in self.tiles) + ")")
         if self.area_wkt:
             clauses.append(f"OData.CSC.Intersects(area=geography'SRID=4326;{self.area_wkt}')")
+        if after is not None:
+            clauses.append(self.keyset_clause(after))
         return " and ".join(clauses)
 
-    def params(self) -> dict[str, str]:
-        return {"$filter": self.filter(), "$top": str(self.top), "$orderby": self.order_by}
+    def params(self, after: tuple[str, str] | None = None) -> dict[str, str]:
+        # Id breaks ties: products published in the same millisecond come in one order, page after page.
+        return {"$filter": self.filter(after), "$top": str(self.top), "$orderby": f"{self.order_by},Id asc"}
+
+    def key_of(self, product: Any) -> tuple[str, str] | None:
+        """Where a product lies in the query's order, as OData literals: (its order field's value, its Id); None when
+        it does not say (a malformed product: the page's key is then an earlier product's)."""
+        if not isinstance(product, dict):
+            return None
+        value: Any = product
+        for part in self.order_field.split("/"):
+            value = value.get(part) if isinstance(value, dict) else None
+        product_id = product.get("Id")
+        if not isinstance(value, str) or not isinstance(product_id, str | int) or isinstance(product_id, bool) \
+                or not str(product_id):
+            return None
+        try:
+            moment = _parse_time(value)
+        except ValueError:
+            return None
+        if moment is None:
+            return None
+        if not _ODATA_TIME.fullmatch(value):  # (else written as the catalogue wrote it: its own precision, not ours)
+            value = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value, str(product_id)
+
+
+# A time as the catalogue writes it, taken as an OData literal as it is (its digits are its precision: CDSE's are
+# microseconds, and a cursor cut to milliseconds would ask the last product again).
+_ODATA_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z", re.ASCII)
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
+
+
+def _odata_id(product_id: str) -> str:
+    """A product Id as an OData literal: an Edm.Guid (CDSE's Ids) as it is, anything else as a string."""
+    return product_id if _GUID.fullmatch(product_id) else _odata_string(product_id)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -653,21 +705,31 @@ class CatalogueClient:
         """What the server said, for a message: without any credential it echoed back."""
         return scrubbed(text, [*self.auth.secrets(), *_url_secrets(self.base_url)])
 
-    def products_url(self, product_query: ProductQuery) -> tuple[str, dict[str, str]]:
+    def products_url(self, product_query: ProductQuery,
+                     after: tuple[str, str] | None = None) -> tuple[str, dict[str, str]]:
         """The URL of the Products collection and its query: `/Products` goes at the end of the
         source URL's path, and a query the source URL has (`?apikey=...`) is kept beside the
         OData one (it was appended after it: `?apikey=X/Products&$filter=...`)."""
         parts = urlsplit(self.base_url)
         url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/Products", "", ""))
-        return url, {**dict(parse_qsl(parts.query, keep_blank_values=True)), **product_query.params()}
+        return url, {**dict(parse_qsl(parts.query, keep_blank_values=True)), **product_query.params(after)}
 
     async def products(self, product_query: ProductQuery) -> AsyncIterator[list[dict]]:
-        """The matching products, page by page, following @odata.nextLink to the end.
+        """The matching products, page by page, to the end (the last page has no @odata.nextLink).
+
+        Keyset paging: the next page is the products after the last one of this page in the query's
+        order (its field, then Id; ProductQuery.keyset_clause), asked by the client, not the server's
+        next link. CDSE's link pages by `$skip`: a product withdrawn between two pages shifted the
+        result set, and the product at the page boundary was never asked for (an insertion, one
+        seen twice); only a product published within the next run's overlap was caught again
+        (found by exploratory testing). A page none of whose products says where it lies (no Id,
+        no order field: malformed) is followed by its link, as before.
 
         A next link to another origin than the source's URL is refused (CatalogueError naming it):
         the auth headers go with every request, and a catalogue (or whoever wrote its answer) must
         not be able to send the source's credentials elsewhere; browsers and HTTP clients drop them
-        on a redirect to another host for the same reason. A next link already followed is a loop:
+        on a redirect to another host for the same reason. A next page already asked for (a link
+        followed, or a key that did not move on: a catalogue that ignores the filter) is a loop:
         refused too, rather than asked again until the run's timeout."""
         url, query_params = self.products_url(product_query)
         params: dict[str, str] | None = query_params
@@ -679,7 +741,7 @@ class CatalogueClient:
                 raise CatalogueError(f"{self.shown(url)} answered without a 'value' list: "
                                      f"{self._said(_excerpt(json.dumps(page)[:1000]))}")
             yield items
-            asked.add(url)
+            asked.add(_request_of(url, params))
             link = page.get("@odata.nextLink")
             if link is None:
                 return
@@ -691,10 +753,15 @@ class CatalogueClient:
                 raise CatalogueError(f"{self.shown(url)} names a next page at another origin, "
                                      f"{_shown(self.shown(following))}: not followed, so that the source's "
                                      f"credentials go to {self.origin()} only")
-            url, params = following, None  # the next link carries the query
-            if url in asked:
-                raise CatalogueError(f"the catalogue's @odata.nextLink names a page already asked for in this window, "
-                                     f"{_shown(self.shown(url))} (a paging loop): stopped")
+            after = next((key for key in map(product_query.key_of, reversed(items)) if key is not None), None)
+            if after is not None:
+                url, params = self.products_url(product_query, after)
+            else:
+                url, params = following, None  # the next link carries the query
+            if _request_of(url, params) in asked:
+                raise CatalogueError(f"the catalogue's next page names a page already asked for in this window, "
+                                     f"{_shown(self.shown(url if params is None else f'{url}?{urlencode(params)}'))} "
+                                     "(a paging loop: a catalogue that ignores the filter?): stopped")
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> Any:
         reauthenticated = False
@@ -773,6 +840,11 @@ class CatalogueClient:
 class _NoJson:
     """A 200 answer that is no JSON (get_json retries it)."""
     message: str
+
+
+def _request_of(url: str, params: dict[str, str] | None) -> str:
+    """One request, as the paging loop check compares them."""
+    return url if params is None else f"{url}?{urlencode(params)}"
 
 
 def _http_date(value: str | None) -> datetime | None:

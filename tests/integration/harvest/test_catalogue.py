@@ -38,8 +38,11 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 def product(index: int, tile: str = "32TPR", sensed: datetime | None = None, published: datetime | None = None,
             mission: str = "S2A") -> dict:
+    # Published within the last half hour (in a near-real-time run's first window and within its overlap after),
+    # in the order of `index`, unless the sensing time is given (a back-fill's: published 3 h after it).
+    published = published or ((sensed + timedelta(hours=3)) if sensed else
+                              NOW - timedelta(minutes=30) + timedelta(milliseconds=index))
     sensed = sensed or (NOW - timedelta(hours=30) + timedelta(minutes=index))
-    published = published or sensed + timedelta(hours=3)
     stamp = sensed.strftime("%Y%m%dT%H%M%S")
     name = f"{mission}_MSIL1C_{stamp}_N0510_R108_T{tile}_{stamp[:8]}T1234{index % 60:02d}.SAFE"
     return {"@odata.mediaContentType": "application/octet-stream", "Id": f"id-{index}", "Name": name,
@@ -53,9 +56,124 @@ def product(index: int, tile: str = "32TPR", sensed: datetime | None = None, pub
             "Footprint": "geography'SRID=4326;POLYGON((10 46,11 46,11 47,10 47,10 46))'"}
 
 
+def _top_level(text: str, separator: str) -> list[str]:
+    """`text` split at each `separator` outside parentheses and quoted literals."""
+    parts, depth, quoted, start, index = [], 0, False, 0, 0
+    while index < len(text):
+        char = text[index]
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+        elif not quoted and depth == 0 and text.startswith(separator, index):
+            parts.append(text[start:index])
+            index += len(separator)
+            start = index
+            continue
+        index += 1
+    return [*parts, text[start:]]
+
+
+def _unparenthesised(text: str) -> str:
+    """`text` without the parentheses around the whole of it, if any."""
+    text = text.strip()
+    while text.startswith("(") and _closing(text) == len(text) - 1:
+        text = text[1:-1].strip()
+    return text
+
+
+def _closing(text: str) -> int:
+    """Where the parenthesis opening `text` closes."""
+    depth, quoted = 0, False
+    for index, char in enumerate(text):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+            if depth == 0:
+                return index
+    return -1
+
+
+class _Unreadable(Exception):
+    """A product field the filter compares that the product does not have (a malformed product)."""
+
+
+def _field(item: object, name: str) -> object:
+    value = item
+    for part in name.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            raise _Unreadable
+        value = value[part]
+    if name == "Id":
+        return str(value)
+    if not isinstance(value, str):
+        raise _Unreadable
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _Unreadable from None
+
+
+def _literal(field_name: str, text: str) -> object:
+    if field_name == "Id":
+        return text[1:-1].replace("''", "'") if text.startswith("'") else text
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+_COMPARE = {"eq": lambda a, b: a == b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+            "lt": lambda a, b: a < b, "le": lambda a, b: a <= b}
+
+
+def odata_matches(item: object, expression: str) -> bool:
+    """Whether a product matches what hrwsi sends as $filter, as the CDSE OData API reads it: `and`, `or`,
+    parentheses; PublicationDate, ContentDate/Start and Id compared (eq, gt, ge, lt, le); contains(Name,'...').
+    The collection, the productType attribute and the area are taken as matching (every product served is of
+    them). A product without a compared field (malformed: tests serve such products on purpose) matches.
+    Anything else is a ValueError (answered 400): a clause hrwsi sends that the fake cannot read is a test to
+    extend, not a clause to ignore."""
+    expression = _unparenthesised(expression)
+    if len(alternatives := _top_level(expression, " or ")) > 1:
+        return any(odata_matches(item, part) for part in alternatives)
+    if len(clauses := _top_level(expression, " and ")) > 1:
+        return all(odata_matches(item, part) for part in clauses)
+    if expression.startswith(("Collection/Name eq ", "Attributes/OData.CSC.StringAttribute/any(",
+                              "OData.CSC.Intersects(")):
+        return True
+    if expression.startswith("contains(Name,'") and expression.endswith("')"):
+        name = item.get("Name") if isinstance(item, dict) else None
+        return not isinstance(name, str) or expression[len("contains(Name,'"):-2].replace("''", "'") in name
+    field_name, operator, value = (expression.split(" ", 2) + ["", ""])[:3]
+    if field_name not in ("PublicationDate", "ContentDate/Start", "Id") or operator not in _COMPARE:
+        raise ValueError(f"the fake catalogue cannot read the clause {expression!r}")
+    try:
+        return _COMPARE[operator](_field(item, field_name), _literal(field_name, value))
+    except _Unreadable:
+        return True
+
+
+def odata_order_key(orderby: str):
+    """A sort key for $orderby as hrwsi sends it ("PublicationDate asc,Id asc"); unreadable products go last."""
+    fields = [part.split()[0] for part in orderby.split(",")]
+
+    def key(item):
+        values = []
+        for name in fields:
+            try:
+                values.append((0, _field(item, name)))
+            except _Unreadable:
+                values.append((1, ""))
+        return values
+    return key
+
+
 @dataclass
 class FakeCatalogue:
-    """What the server serves and what it saw."""
+    """What the server serves and what it saw. It answers as the CDSE OData API does for what hrwsi sends: `$filter`
+    honoured (odata_matches: publication and sensing windows, tiles, the key of the next page), `$orderby` honoured
+    (the fields hrwsi orders by, then Id), `$top`, and an `@odata.nextLink` by `$skip` while more products match,
+    as CDSE's. `products` may change between two requests (on_request): a product withdrawn or published while a
+    window is paged."""
     products: list[dict] = field(default_factory=list)
     failures: list = field(default_factory=list)        # answers to give first: 429, 500, "slow"
     requests: list[dict] = field(default_factory=list)
@@ -94,10 +212,16 @@ class FakeCatalogue:
             return web.json_response({"detail": "Invalid query: $filter is required"}, status=400)
         if "bad" in query["$filter"]:
             return web.json_response({"detail": "Invalid field: bad"}, status=400)
+        try:
+            matching = [item for item in self.products if odata_matches(item, query["$filter"])]
+        except ValueError as error:
+            return web.json_response({"detail": f"Invalid filter: {error}"}, status=400)
+        if "$orderby" in query:
+            matching.sort(key=odata_order_key(query["$orderby"]))
         top, skip = int(query.get("$top", 20)), int(query.get("$skip", 0))
-        page = self.products[skip:skip + top]
+        page = matching[skip:skip + top]
         answer = {"@odata.context": "$metadata#Products", "value": page}
-        if skip + top < len(self.products):
+        if skip + top < len(matching):
             following = {**query, "$skip": str(skip + top)}
             answer["@odata.nextLink"] = f"{request.url.with_query(None)}?{urlencode(following)}"
         return web.json_response(answer)
@@ -174,7 +298,11 @@ def test_the_query_is_an_odata_filter():
     assert "PublicationDate gt 2024-01-05T00:00:00.000Z and PublicationDate le 2024-01-06T12:00:00.000Z" in text
     assert "(contains(Name,'_T32TPR_') or contains(Name,'_T31TCH_'))" in text
     assert "OData.CSC.Intersects(area=geography'SRID=4326;POLYGON((10 46,11 46,11 47,10 46))')" in text
-    assert q.params()["$top"] == "50" and q.params()["$orderby"] == "PublicationDate asc"
+    assert q.params()["$top"] == "50" and q.params()["$orderby"] == "PublicationDate asc,Id asc"
+    after = q.params(after=("2024-01-05T10:00:00.123456Z", "1b2c3d4e-0000-4000-8000-00000000abcd"))["$filter"]
+    assert after.endswith(" and (PublicationDate gt 2024-01-05T10:00:00.123456Z or (PublicationDate eq "
+                          "2024-01-05T10:00:00.123456Z and Id gt 1b2c3d4e-0000-4000-8000-00000000abcd))")
+    assert "Id gt 'it''s')" in q.params(after=("2024-01-05T10:00:00Z", "it's"))["$filter"]  # not a GUID: a string
     assert "O''Brien" in ProductQuery("O'Brien").filter()  # a quote cannot end the literal
 
 
@@ -184,8 +312,33 @@ async def test_pages_are_followed_to_the_end(fake):
         client = CatalogueClient(fake.url, session, retry=fast_retry())
         found = await fetch_all(client, ProductQuery("SENTINEL-2", top=2))
     assert [p["Id"] for p in found] == [f"id-{i}" for i in range(5)]
-    assert [r["query"].get("$skip") for r in fake.requests] == [None, "2", "4"]
-    assert all(r["query"]["$filter"] == "Collection/Name eq 'SENTINEL-2'" for r in fake.requests)
+    # Each next page is asked from the key of the last product of the one before, not by the server's $skip link.
+    assert [r["query"].get("$skip") for r in fake.requests] == [None, None, None]
+    assert [r["query"]["$filter"] for r in fake.requests] == ["Collection/Name eq 'SENTINEL-2'"] + [
+        f"Collection/Name eq 'SENTINEL-2' and (PublicationDate gt {p['PublicationDate']} or (PublicationDate eq "
+        f"{p['PublicationDate']} and Id gt '{p['Id']}'))" for p in (product(1), product(3))]
+
+
+@pytest.mark.parametrize("change", ["withdrawn", "published"])
+async def test_a_product_withdrawn_or_published_while_a_window_is_paged_loses_no_product_and_repeats_none(fake, change):
+    """With the catalogue's $skip link, a product withdrawn between two pages shifted the result set: the product at
+    the page boundary was never asked for (id-2 here), and the next run's overlap caught it only if it was
+    published within the hour; a product published meanwhile, earlier in the order, made one be seen twice
+    (found by exploratory testing). The next page goes from the key of the last product seen."""
+    fake.products = [product(i) for i in range(6)]
+    late = product(9, published=NOW - timedelta(hours=1))  # published late, ordered first
+
+    async def between_the_pages(number):
+        if number == 2:
+            if change == "withdrawn":
+                fake.products.remove(product(0))
+            else:
+                fake.products.insert(0, late)
+
+    fake.on_request = between_the_pages
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2", top=2))
+    assert [p["Id"] for p in found] == [f"id-{i}" for i in range(6)]
 
 
 async def test_429_is_retried_after_the_time_the_server_asks(fake):
@@ -417,18 +570,7 @@ async def test_a_backfill_day_with_more_products_than_a_run_asks_pages_for_goes_
     catalogue_source(routine, fake, mode="backfill", backfill_from=day, backfill_to=day,
                      config={"top": 2, "max_pages_per_run": 2})
     morning = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
-    fake.products = [product(i, sensed=morning + timedelta(minutes=i)) for i in range(7)]
-
-    async def sensed_from(request):  # the catalogue honours "ContentDate/Start ge ...", in sensing order
-        start = request.query["$filter"].split("ContentDate/Start ge ")[1].split(" ")[0]
-        fake.products_asked = [p for p in fake.products if p["ContentDate"]["Start"] >= start]
-        top, skip = int(request.query["$top"]), int(request.query.get("$skip", 0))
-        answer = {"value": fake.products_asked[skip:skip + top]}
-        if skip + top < len(fake.products_asked):
-            answer["@odata.nextLink"] = f"{request.url.with_query(None)}?{urlencode({**request.query, '$skip': skip + top})}"
-        return web.json_response(answer)
-
-    fake.answer = sensed_from
+    fake.products = [product(i, sensed=morning + timedelta(minutes=i)) for i in range(7)]  # (asked by sensing time)
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert not run.ok and "the 4 input(s) registered stay, the next run asks the day again from " \
                           f"{morning + timedelta(minutes=3):%Y-%m-%dT%H:%M:%S}Z" in run.error
@@ -629,16 +771,20 @@ async def test_a_next_link_to_another_origin_is_refused_and_the_credentials_neve
     assert seen == [] and fake.requests[0]["authorization"].startswith("Basic ")
 
 
-async def test_a_next_link_to_the_same_origin_is_followed_relative_or_not(fake):
+async def test_a_next_link_to_the_same_origin_is_followed_relative_or_not_when_no_product_says_where_it_lies(fake):
+    def without_id(index):  # (no Id: the page has no key to ask the next one from)
+        return {key: value for key, value in product(index).items() if key != "Id"}
+
     async def pages(request):
         skip = int(request.query.get("$skip", 0))
         link = {0: "Products?$skip=1", 1: f"{fake.url}/Products?$skip=2"}.get(skip)
-        return web.json_response({"value": [product(skip)], **({"@odata.nextLink": link} if link else {})})
+        return web.json_response({"value": [without_id(skip)], **({"@odata.nextLink": link} if link else {})})
 
     fake.answer = pages
     async with aiohttp.ClientSession() as session:
         client = CatalogueClient(fake.url, session, auth=BasicAuth("ana", "pw"), retry=fast_retry())
-        assert [p["Id"] for p in await fetch_all(client, ProductQuery("SENTINEL-2"))] == ["id-0", "id-1", "id-2"]
+        assert [p["Name"] for p in await fetch_all(client, ProductQuery("SENTINEL-2"))] == [
+            without_id(i)["Name"] for i in range(3)]
     assert all(r["authorization"].startswith("Basic ") for r in fake.requests)
 
 
@@ -660,10 +806,10 @@ async def test_paging_that_never_ends_stops_at_the_page_limit_and_the_next_run_g
     def published(index):  # within the window asked, in order of publication
         return product(index, published=NOW - timedelta(hours=2) + timedelta(minutes=index))
 
-    async def endless(request):
-        skip = int(request.query.get("$skip", 0))
-        return web.json_response({"value": [published(skip)],
-                                  "@odata.nextLink": f"{fake.url}/Products?$skip={skip + 1}"})
+    async def endless(request):  # a product more at every page, for ever
+        index = len(fake.requests) - 1
+        return web.json_response({"value": [published(index)],
+                                  "@odata.nextLink": f"{fake.url}/Products?$skip={index + 1}"})
 
     fake.answer = endless
     catalogue_source(routine, fake, config={"top": 1, "max_pages_per_run": 3})
