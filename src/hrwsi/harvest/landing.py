@@ -45,6 +45,7 @@ import asyncpg
 
 from hrwsi.harvest.confinement import LandingRoots, SourceDirectories, confine
 from hrwsi.harvest.landing_files import (
+    ListedEntry,
     PreparationFailed,
     StorageUnavailable,
     list_landing_directory,
@@ -200,11 +201,16 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
     report = LandingScanReport(source.name)
     listing = await asyncio.to_thread(list_landing_directory, source)
     report.seen = len(listing)
+    refused = _refused_versions(source)
+    listing, still_refused = _unchanged_refusals_left_out(listing, refused.versions)
     async with pool.acquire() as conn:
         rows = await conn.fetch(query("landing_track_listing"), source.name, [e.path for e in listing],
                                 [e.size_bytes for e in listing], [e.modified_at for e in listing], now)
     problems = {e.path: e.problem for e in listing if e.problem}
     empty = {e.path for e in listing if e.empty}
+    listed = {e.path: e for e in listing}
+    refused.versions = still_refused
+    _remember_refused(refused, listed, [row for row in rows if row["state"] == "failed" and row["listed"]])
     rows_by_next_step = await _sort_rows(rows, problems, empty, source, now, report)
     await _set_aside_scenes_received_before(pool, source, rows_by_next_step)
     outcomes = rows_by_next_step.outcomes
@@ -239,11 +245,63 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
     outcomes.update(unrecorded)
     await _record_redeliveries(pool, source, rows_by_next_step.redeliveries, report, now)
 
+    rows_by_id = {row["id"]: row for row in rows}
+    _remember_refused(refused, listed, [rows_by_id[i] for i, o in outcomes.items()
+                                        if o.state == "failed" and i in rows_by_id and rows_by_id[i]["listed"]])
     for outcome in outcomes.values():
         report.add(outcome)
     _log_failed(source, [o for o in outcomes.values() if o.state == "failed"])
     _log_no_input(source, [o for o in outcomes.values() if o.state == "prepared" and not o.inputs])
     return report
+
+
+@dataclass
+class _Refused:
+    """The versions of a source's files recorded `failed` (settled and refused), by path: (size, mtime, inode)."""
+    versions: dict[str, tuple[int, datetime, tuple[int, int]]] = field(default_factory=dict)
+    since: float = field(default_factory=time.monotonic)
+
+
+# What this process remembers it recorded `failed`, per source and landing directory. A failed file waits, where
+# it is, until it changes (touched, replaced): the same version sent to the database again at every scan was
+# only skipped there, and an idle directory of 30,000 failed files cost seconds per scan, every scan (found by
+# exploratory testing). An unchanged refused version is left out of what a scan sends; what the process
+# remembers is forgotten every REFUSED_RECHECK_S, so that the database is asked again (retention may have
+# deleted the rows, another harvester may have run the source).
+_REFUSED: dict[tuple[str, str], _Refused] = {}
+REFUSED_RECHECK_S = 3600.0
+
+
+def _refused_versions(source: LandingSource) -> _Refused:
+    key = (source.name, source.directory)
+    refused = _REFUSED.get(key)
+    if refused is None or time.monotonic() - refused.since >= REFUSED_RECHECK_S:
+        refused = _REFUSED[key] = _Refused()
+    return refused
+
+
+def _unchanged_refusals_left_out(listing: list[ListedEntry], versions: dict[str, tuple[int, datetime, tuple[int, int]]]
+                                 ) -> tuple[list[ListedEntry], dict[str, tuple[int, datetime, tuple[int, int]]]]:
+    """The entries to send to the database (all but the refused versions still as they were), and the refused
+    versions still listed unchanged (a file removed or changed is forgotten)."""
+    if not versions:
+        return listing, {}
+    fresh, still = [], {}
+    for entry in listing:
+        version = versions.get(entry.path)
+        if version is not None and version == entry.version:
+            still[entry.path] = version
+        else:
+            fresh.append(entry)
+    return fresh, still
+
+
+def _remember_refused(refused: _Refused, listed: dict[str, ListedEntry], rows: list[asyncpg.Record]) -> None:
+    """Remember the versions these `failed` rows record, when the scan listed that very version."""
+    for row in rows:
+        entry = listed.get(row["path"])
+        if entry is not None and (entry.size_bytes, entry.modified_at) == (row["size_bytes"], row["modified_at"]):
+            refused.versions[entry.path] = entry.version
 
 
 # A scan registers the files it prepared every so many files or seconds, whichever comes first.

@@ -51,6 +51,13 @@ class ListedEntry:
     modified_at: datetime
     problem: str | None = None   # why it cannot be taken: recorded `failed` at once, the others go on
     empty: bool = False          # no byte in it (a file, or a directory whose files are all empty)
+    inode: tuple[int, int] = (0, 0)  # (device, inode) of the entry itself: another file put in its place differs
+
+    @property
+    def version(self) -> tuple[int, datetime, tuple[int, int]]:
+        """What says the entry is unchanged since a scan saw it: size, mtime and inode (a file replaced by one of
+        the same size and mtime, `cp -p`, is another inode)."""
+        return self.size_bytes, self.modified_at, self.inode
 
 
 class _Changing(Exception):
@@ -117,13 +124,17 @@ def _walk_product_directory(path: Path) -> tuple[int, float, int]:
     return size, newest, content
 
 
-def _describe(path: Path, directory: Path, resolved: Path) -> tuple[int, float, str | None, bool]:
-    """(size, mtime, problem, empty) of one entry the pattern matched (`resolved`: the directory, its links
-    resolved); _Changing when it vanished."""
+def _describe(path: Path, directory: Path, resolved: Path) -> tuple[int, float, str | None, bool, tuple[int, int]]:
+    """(size, mtime, problem, empty, (device, inode)) of one entry the pattern matched (`resolved`: the directory,
+    its links resolved); _Changing when it vanished."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         raise _Changing from None
+    return (*_described(path, info, directory, resolved), (info.st_dev, info.st_ino))
+
+
+def _described(path: Path, info: os.stat_result, directory: Path, resolved: Path) -> tuple[int, float, str | None, bool]:
     size, newest, content = info.st_size, info.st_mtime, info.st_size
     if stat.S_ISLNK(info.st_mode):
         return size, newest, ("a symbolic link: refused, only regular files and directories inside the landing "
@@ -165,7 +176,7 @@ def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
         if path == root or name.startswith(".") or name.endswith(_UNFINISHED_SUFFIXES) or is_within(path, work):
             continue
         try:
-            size, newest, problem, empty = _describe(path, root, resolved)
+            size, newest, problem, empty, inode = _describe(path, root, resolved)
         except _Changing:
             continue  # removed while listing: the next scan will tell
         text, escaped = _printable(path)
@@ -176,7 +187,8 @@ def list_landing_directory(source: LandingSource) -> list[ListedEntry]:
             text, problem = str(path.parent / input_checks.escaped(name)), f"{unstorable}: refused, rename it"
         # Two entries can print the same (an escaped name and a name with a backslash): one row.
         entries.setdefault((text, size, newest),
-                           ListedEntry(text, size, datetime.fromtimestamp(newest, UTC), problem, empty and not problem))
+                           ListedEntry(text, size, datetime.fromtimestamp(newest, UTC), problem, empty and not problem,
+                                       inode))
     return list(entries.values())
 
 

@@ -234,6 +234,61 @@ async def test_files_left_in_the_landing_directory_are_not_rewritten_at_every_sc
     assert (report.prepared, report.inputs) == (1, 1)
 
 
+@pytest.fixture
+def sent_to_track(monkeypatch):
+    """The number of versions each scan sends to the database to track (landing_track_listing), counted on the way
+    to the real database."""
+    import asyncpg
+
+    from hrwsi.sql_files import query
+    counts: list[int] = []
+    fetch = asyncpg.Connection.fetch
+
+    async def counted(self, statement, *args, **kwargs):
+        if statement == query("landing_track_listing"):
+            counts.append(len(args[1]))
+        return await fetch(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetch", counted)
+    return counts
+
+
+async def test_an_unchanged_failed_file_is_not_sent_to_the_database_again_until_it_changes(routines, tmp_path, pool,
+                                                                                          policy, sent_to_track):
+    """Every scan sent every settled failed version to the database again, to be skipped there: an idle directory
+    of 30,000 failed files cost seconds per scan, every scan (found by exploratory testing). A version recorded
+    failed is remembered by path, size, mtime and inode, and left out while it is unchanged."""
+    getattr(landing, "_REFUSED", {}).clear()  # (what an earlier test's scans left)
+    directory, _ = add_source(routines, tmp_path)
+    for n in range(20):
+        drop(directory, f"junk-{n}.bin")                    # failed: not a product name
+    drop(directory, f"{S2_NAME}.json", age_s=0)             # seen: still settling
+    source = await source_named(pool)
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW)
+    assert report.failed == 20 and sent_to_track == [21]
+    versions = routines.execute("SELECT id, state, xmin::text FROM hrwsi.landing_file ORDER BY id").fetchall()
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=10))
+    assert (report.seen, report.waiting, report.failed) == (21, 1, 0) and sent_to_track[-1] == 1
+    assert routines.execute("SELECT id, state, xmin::text FROM hrwsi.landing_file ORDER BY id").fetchall() == versions
+    # Touched (to retry), or replaced by another file of the same size and mtime: sent again, failed again.
+    drop(directory, "junk-1.bin", age_s=1800)
+    replaced = directory / "junk-2.bin"
+    stamp = replaced.stat().st_mtime
+    other = drop(tmp_path, "junk-2.bin")  # (made while the first exists: another inode)
+    os.utime(other, (stamp, stamp))
+    os.replace(other, replaced)
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=20))
+    assert sent_to_track[-1] == 3 and report.failed == 1  # junk-2 is the version recorded before: skipped there
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=30))
+    assert sent_to_track[-1] == 1 and report.failed == 0
+    # A failed file removed is forgotten; the settled product is taken as before.
+    (directory / "junk-3.bin").unlink()
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=61))
+    assert (report.seen, report.prepared, report.inputs, sent_to_track[-1]) == (20, 1, 1, 1)
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=70))
+    assert (report.seen, sent_to_track[-1]) == (19, 0)  # the failed files left: nothing to send
+
+
 async def test_an_empty_file_or_directory_is_failed_once_settled_and_taken_once_it_has_content(routines, tmp_path,
                                                                                                 pool, policy):
     """An empty `.SAFE` file became an input."""
