@@ -776,6 +776,32 @@ async def test_a_burst_of_settled_files_is_planned_in_a_few_hand_offs_to_a_worke
     assert hand_offs.count("prepare_file") == 30 and len(hand_offs) <= 30 + 3, sorted(set(hand_offs))
 
 
+async def test_a_scan_s_memory_grows_with_what_it_lists_not_with_what_it_keeps_of_each_file(routines, tmp_path, pool,
+                                                                                           policy, monkeypatch):
+    """A scan kept every file's plan, outcome and report line until its end: 325 MB at 100,000 files (found by
+    exploratory testing). The tracked files go through it SCAN_BATCH at a time; what grows with the directory is
+    its listing and the rows tracking it. Measured with tracemalloc: the peak's growth per file between a scan of
+    800 files and one of 2,400 (1.1 kB a file before; after, the larger scan's peak is not above the smaller's)."""
+    import tracemalloc
+    monkeypatch.setattr(landing, "SCAN_BATCH", 200, raising=False)
+    peaks = []
+    for name, count, first in (("warm", 100, 5_000), ("small", 800, 0), ("large", 2_400, 800)):  # (the first warms up)
+        directory, _ = add_source(routines, tmp_path, name=name)
+        for i in range(first, first + count):  # (scenes of their own: none received before from the other)
+            stamp = (MEASURED - timedelta(seconds=i)).strftime("%Y%m%dT%H%M%S")
+            drop(directory, f"S2A_MSIL1C_{stamp}_N0510_R108_T32TPR_{stamp[:8]}T123456.json")
+        source = await source_named(pool, name)
+        tracemalloc.start()
+        try:
+            report = await landing.scan_landing_directory(pool, source, policy)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert report.prepared == count
+    per_file = (peaks[2] - peaks[1]) / 1_600
+    assert per_file < 500, f"the peak grew {per_file:.0f} bytes a file"
+
+
 async def test_an_interrupted_preparation_is_finished_at_the_next_scan(routines, tmp_path, pool, policy):
     directory, work = add_source(routines, tmp_path)
     source = await source_named(pool)
