@@ -734,8 +734,24 @@ class CatalogueClient:
         url, query_params = self.products_url(product_query)
         params: dict[str, str] | None = query_params
         asked: set[str] = set()
+        by_link: str | None = None  # the server's next link, while the page asked by key has not answered
+        keyset = True
         while url:
-            page = await self.get_json(url, params)
+            try:
+                page = await self.get_json(url, params)
+            except (CatalogueUnavailable, CatalogueAuthError, PageTooLarge):
+                raise
+            except CatalogueError as error:
+                if by_link is None:
+                    raise
+                # A catalogue that refuses the key's clause (an OData server without `gt` on its Ids?): the window is
+                # paged by its links, as before, rather than not at all; said, because a product withdrawn meanwhile
+                # may then be missed.
+                logger.warning("catalogue %s refused a page asked by key (%s): this window is paged by the catalogue's "
+                               "next links; a product withdrawn while it is paged may be missed", self.origin(), error)
+                keyset, url, params, by_link = False, by_link, None, None
+                continue
+            by_link = None
             items = page.get("value") if isinstance(page, dict) else None
             if not isinstance(items, list):
                 raise CatalogueError(f"{self.shown(url)} answered without a 'value' list: "
@@ -754,8 +770,9 @@ class CatalogueClient:
                                      f"{_shown(self.shown(following))}: not followed, so that the source's "
                                      f"credentials go to {self.origin()} only")
             after = next((key for key in map(product_query.key_of, reversed(items)) if key is not None), None)
-            if after is not None:
+            if after is not None and keyset:
                 url, params = self.products_url(product_query, after)
+                by_link = following
             else:
                 url, params = following, None  # the next link carries the query
             if _request_of(url, params) in asked:

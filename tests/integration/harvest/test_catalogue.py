@@ -341,6 +341,27 @@ async def test_a_product_withdrawn_or_published_while_a_window_is_paged_loses_no
     assert [p["Id"] for p in found] == [f"id-{i}" for i in range(6)]
 
 
+async def test_a_catalogue_that_refuses_the_key_of_the_next_page_is_paged_by_its_links(fake, caplog):
+    """Should a catalogue refuse the key's clause (an OData server without `gt` on its Ids), the window is paged by
+    the catalogue's next links, as before, and the log says a withdrawal may then lose a product; not failed."""
+    fake.products = [product(i) for i in range(5)]
+
+    async def refusing_keys(request):
+        if "Id gt" in request.query["$filter"]:
+            return web.json_response({"detail": "Invalid filter: operator gt is not supported on Id"}, status=400)
+        fake.answer = None
+        try:
+            return await fake.odata_products(request)
+        finally:
+            fake.answer = refusing_keys
+
+    fake.answer = refusing_keys
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2", top=2))
+    assert [p["Id"] for p in found] == [f"id-{i}" for i in range(5)]
+    assert "refused a page asked by key" in caplog.text and "paged by the catalogue's next links" in caplog.text
+
+
 async def test_429_is_retried_after_the_time_the_server_asks(fake):
     fake.products = [product(0)]
     fake.failures = [429, 500, 503]
