@@ -458,24 +458,25 @@ class ProductQuery:
     tiles: tuple[str, ...] = ()                  # MGRS tiles, matched in the product name
     area_wkt: str | None = None                  # or an area: POLYGON((lon lat, ...)) in WGS84
     top: int = 100                               # page size
-    order_by: str = "PublicationDate asc"        # the key the pages go by (its field, then Id: see keyset_clause)
+    order_by: str = "PublicationDate asc"        # the key the pages go by (see keyset_clause)
 
     @property
     def order_field(self) -> str:
         """The field the products are asked in order of: PublicationDate, ContentDate/Start."""
         return self.order_by.split()[0]
 
-    def keyset_clause(self, after: tuple[str, str]) -> str:
-        """The products after `after` (the order field's value and the Id of the last product of a page) in the
-        query's order (its field, then Id): how the next page is asked (keyset paging), rather than by the
-        server's `$skip` link. With `$skip`, a product withdrawn from (or added to) the result set between two
-        pages shifted it, and the product at the page boundary was never seen (or seen twice); a key does not
-        move with the products before it."""
-        value, product_id = after
-        field = self.order_field
-        return f"({field} gt {value} or ({field} eq {value} and Id gt {_odata_id(product_id)}))"
+    def keyset_clause(self, after: str) -> str:
+        """The products from `after` (the order field's value of the last product of a page) on, in the query's
+        order: how the next page is asked (keyset paging), rather than by the server's `$skip` link. With `$skip`,
+        a product withdrawn from (or added to) the result set between two pages shifted it, and the product at the
+        page boundary was never seen (or seen twice); a key does not move with the products before it. `ge`, not
+        `gt`: the products of that same instant not yet seen come again with those already seen, which the client
+        leaves out by their Ids (Catalogue.products). Neither the order nor the filter names Id: CDSE documents
+        `$orderby` on its dates (PublicationDate, ContentDate/Start...), not on Id, and a page refused for it
+        would be every run's first."""
+        return f"{self.order_field} ge {after}"
 
-    def filter(self, after: tuple[str, str] | None = None) -> str:
+    def filter(self, after: str | None = None) -> str:
         clauses = [f"Collection/Name eq {_odata_string(self.collection)}"]
         if self.product_type:
             clauses.append("Attributes/OData.CSC.StringAttribute/any(att:att/Name eq 'productType' and "
@@ -497,9 +498,8 @@ class ProductQuery:
             clauses.append(self.keyset_clause(after))
         return " and ".join(clauses)
 
-    def params(self, after: tuple[str, str] | None = None) -> dict[str, str]:
-        # Id breaks ties: products published in the same millisecond come in one order, page after page.
-        return {"$filter": self.filter(after), "$top": str(self.top), "$orderby": f"{self.order_by},Id asc"}
+    def params(self, after: str | None = None) -> dict[str, str]:
+        return {"$filter": self.filter(after), "$top": str(self.top), "$orderby": self.order_by}
 
     def key_of(self, product: Any) -> tuple[str, str] | None:
         """Where a product lies in the query's order, as OData literals: (its order field's value, its Id); None when
@@ -705,8 +705,7 @@ class CatalogueClient:
         """What the server said, for a message: without any credential it echoed back."""
         return scrubbed(text, [*self.auth.secrets(), *_url_secrets(self.base_url)])
 
-    def products_url(self, product_query: ProductQuery,
-                     after: tuple[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    def products_url(self, product_query: ProductQuery, after: str | None = None) -> tuple[str, dict[str, str]]:
         """The URL of the Products collection and its query: `/Products` goes at the end of the
         source URL's path, and a query the source URL has (`?apikey=...`) is kept beside the
         OData one (it was appended after it: `?apikey=X/Products&$filter=...`)."""
@@ -717,25 +716,29 @@ class CatalogueClient:
     async def products(self, product_query: ProductQuery) -> AsyncIterator[list[dict]]:
         """The matching products, page by page, to the end (the last page has no @odata.nextLink).
 
-        Keyset paging: the next page is the products after the last one of this page in the query's
-        order (its field, then Id; ProductQuery.keyset_clause), asked by the client, not the server's
-        next link. CDSE's link pages by `$skip`: a product withdrawn between two pages shifted the
-        result set, and the product at the page boundary was never asked for (an insertion, one
-        seen twice); only a product published within the next run's overlap was caught again
-        (found by exploratory testing). A page none of whose products says where it lies (no Id,
-        no order field: malformed) is followed by its link, as before.
+        Keyset paging: the next page is the products from the last one of this page on in the query's order
+        (ProductQuery.keyset_clause: its date field `ge` the last product's), asked by the client, not the server's
+        next link, and the products of that instant already seen (by Id) are left out. CDSE's link pages by
+        `$skip`: a product withdrawn between two pages shifted the result set, and the product at the page
+        boundary was never asked for (an insertion, one seen twice); only a product published within the next
+        run's overlap was caught again (found by exploratory testing). A page none of whose products says where it
+        lies (no Id, no order field: malformed) is followed by its link, as before; so is the rest of a window
+        whose keyed page is refused, or brings nothing new (a page's worth of products of one instant), said in
+        the log.
 
         A next link to another origin than the source's URL is refused (CatalogueError naming it):
         the auth headers go with every request, and a catalogue (or whoever wrote its answer) must
         not be able to send the source's credentials elsewhere; browsers and HTTP clients drop them
         on a redirect to another host for the same reason. A next page already asked for (a link
-        followed, or a key that did not move on: a catalogue that ignores the filter) is a loop:
-        refused too, rather than asked again until the run's timeout."""
+        followed twice: a catalogue that ignores the query) is a loop: refused too, rather than asked
+        again until the run's timeout."""
         url, query_params = self.products_url(product_query)
         params: dict[str, str] | None = query_params
         asked: set[str] = set()
         by_link: str | None = None  # the server's next link, while the page asked by key has not answered
         keyset = True
+        boundary: str | None = None  # the order field's value of the last product seen
+        seen: set[str] = set()  # the Ids of the products this window brought (a product is yielded once)
         while url:
             try:
                 page = await self.get_json(url, params)
@@ -744,41 +747,59 @@ class CatalogueClient:
             except CatalogueError as error:
                 if by_link is None:
                     raise
-                # A catalogue that refuses the key's clause (an OData server without `gt` on its Ids?): the window is
-                # paged by its links, as before, rather than not at all; said, because a product withdrawn meanwhile
-                # may then be missed.
-                logger.warning("catalogue %s refused a page asked by key (%s): this window is paged by the catalogue's "
-                               "next links; a product withdrawn while it is paged may be missed", self.origin(), error)
+                self._paged_by_links("refused a page asked by key", error)
                 keyset, url, params, by_link = False, by_link, None, None
                 continue
-            by_link = None
             items = page.get("value") if isinstance(page, dict) else None
             if not isinstance(items, list):
                 raise CatalogueError(f"{self.shown(url)} answered without a 'value' list: "
                                      f"{self._said(_excerpt(json.dumps(page)[:1000]))}")
-            yield items
+            keyed, by_link = by_link is not None, None
             asked.add(_request_of(url, params))
             link = page.get("@odata.nextLink")
-            if link is None:
+            following = None
+            if link is not None:
+                if not isinstance(link, str) or not link:
+                    raise CatalogueError(f"{self.shown(url)} answered an @odata.nextLink that is not a URL: "
+                                         f"{self._said(_shown(link))}")
+                following = urljoin(url if params is None else f"{url}?{urlencode(params)}", link)
+                if _origin(following) != _origin(self.base_url):
+                    raise CatalogueError(f"{self.shown(url)} names a next page at another origin, "
+                                         f"{_shown(self.shown(following))}: not followed, so that the source's "
+                                         f"credentials go to {self.origin()} only")
+            # (a page asked from `boundary` on brings the products of that instant seen already again: left out)
+            items, last = await _fresh_products(items, seen, product_query, keyed=following is not None)
+            if keyed and not items and following is not None:
+                # A page's worth of products of one instant: asked from that instant again, the same page would come
+                # back. The rest of the window goes by this page's link (the key's query, past what it brought).
+                self._paged_by_links("brought no product not yet seen (a page's worth of one instant)", None)
+                keyset, url, params = False, following, None
+                self._refuse_a_loop(url, asked)
+                continue
+            yield items
+            if following is None:
                 return
-            if not isinstance(link, str) or not link:
-                raise CatalogueError(f"{self.shown(url)} answered an @odata.nextLink that is not a URL: "
-                                     f"{self._said(_shown(link))}")
-            following = urljoin(url if params is None else f"{url}?{urlencode(params)}", link)
-            if _origin(following) != _origin(self.base_url):
-                raise CatalogueError(f"{self.shown(url)} names a next page at another origin, "
-                                     f"{_shown(self.shown(following))}: not followed, so that the source's "
-                                     f"credentials go to {self.origin()} only")
-            after = next((key for key in map(product_query.key_of, reversed(items)) if key is not None), None)
-            if after is not None and keyset:
-                url, params = self.products_url(product_query, after)
+            if last is not None:
+                boundary = last[0]
+            if last is not None and keyset:
+                # (the same `ge` may be asked again: never a loop, as a page that brings nothing new ends keyed paging)
+                url, params = self.products_url(product_query, boundary)
                 by_link = following
             else:
                 url, params = following, None  # the next link carries the query
-            if _request_of(url, params) in asked:
-                raise CatalogueError(f"the catalogue's next page names a page already asked for in this window, "
-                                     f"{_shown(self.shown(url if params is None else f'{url}?{urlencode(params)}'))} "
-                                     "(a paging loop: a catalogue that ignores the filter?): stopped")
+                self._refuse_a_loop(url, asked)
+
+    def _refuse_a_loop(self, url: str, asked: set[str]) -> None:
+        if url in asked:
+            raise CatalogueError(f"the catalogue's next page names a page already asked for in this window, "
+                                 f"{_shown(self.shown(url))} (a paging loop: a catalogue that ignores the filter?): "
+                                 "stopped")
+
+    def _paged_by_links(self, why: str, error: CatalogueError | None) -> None:
+        """The rest of a window paged by the catalogue's next links: a catalogue that refuses the key's clause, or
+        a page's worth of products of one instant; said, because a product withdrawn meanwhile may then be missed."""
+        logger.warning("catalogue %s %s%s: the rest of this window is paged by the catalogue's next links; a product "
+                       "withdrawn while it is paged may be missed", self.origin(), why, f" ({error})" if error else "")
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> Any:
         reauthenticated = False
@@ -857,6 +878,32 @@ class CatalogueClient:
 class _NoJson:
     """A 200 answer that is no JSON (get_json retries it)."""
     message: str
+
+
+async def _fresh_products(items: list, seen: set[str], product_query: ProductQuery,
+                          keyed: bool) -> tuple[list, tuple[str, str] | None]:
+    """The products of a page not yet seen in this window (their Ids then added to `seen`), and the key of the last
+    of them that has one (when the next page is asked by key). A page of thousands in a worker thread: read on the
+    event loop, 600,000 held it a third of a second."""
+    def fresh() -> tuple[list, tuple[str, str] | None]:
+        kept = []
+        for item in items:
+            got = _id_of(item)
+            if got is None or got not in seen:
+                kept.append(item)
+                if got is not None:
+                    seen.add(got)
+        last = next((key for key in map(product_query.key_of, reversed(kept)) if key is not None), None) \
+            if keyed else None
+        return kept, last
+
+    return await asyncio.to_thread(fresh) if len(items) > 1000 else fresh()
+
+
+def _id_of(product: Any) -> str | None:
+    """A product's Id as text, None if it has none (ProductQuery.key_of reads it so too)."""
+    got = product.get("Id") if isinstance(product, dict) else None
+    return str(got) if isinstance(got, str | int) and not isinstance(got, bool) and str(got) else None
 
 
 def _request_of(url: str, params: dict[str, str] | None) -> str:

@@ -298,11 +298,10 @@ def test_the_query_is_an_odata_filter():
     assert "PublicationDate gt 2024-01-05T00:00:00.000Z and PublicationDate le 2024-01-06T12:00:00.000Z" in text
     assert "(contains(Name,'_T32TPR_') or contains(Name,'_T31TCH_'))" in text
     assert "OData.CSC.Intersects(area=geography'SRID=4326;POLYGON((10 46,11 46,11 47,10 46))')" in text
-    assert q.params()["$top"] == "50" and q.params()["$orderby"] == "PublicationDate asc,Id asc"
-    after = q.params(after=("2024-01-05T10:00:00.123456Z", "1b2c3d4e-0000-4000-8000-00000000abcd"))["$filter"]
-    assert after.endswith(" and (PublicationDate gt 2024-01-05T10:00:00.123456Z or (PublicationDate eq "
-                          "2024-01-05T10:00:00.123456Z and Id gt 1b2c3d4e-0000-4000-8000-00000000abcd))")
-    assert "Id gt 'it''s')" in q.params(after=("2024-01-05T10:00:00Z", "it's"))["$filter"]  # not a GUID: a string
+    # (ordered by the date alone, which CDSE documents; not by Id, which a first page refused would need every run)
+    assert q.params()["$top"] == "50" and q.params()["$orderby"] == "PublicationDate asc"
+    after = q.params(after="2024-01-05T10:00:00.123456Z")["$filter"]
+    assert after.endswith(" and PublicationDate ge 2024-01-05T10:00:00.123456Z")  # (the catalogue's own digits)
     assert "O''Brien" in ProductQuery("O'Brien").filter()  # a quote cannot end the literal
 
 
@@ -313,10 +312,25 @@ async def test_pages_are_followed_to_the_end(fake):
         found = await fetch_all(client, ProductQuery("SENTINEL-2", top=2))
     assert [p["Id"] for p in found] == [f"id-{i}" for i in range(5)]
     # Each next page is asked from the key of the last product of the one before, not by the server's $skip link.
-    assert [r["query"].get("$skip") for r in fake.requests] == [None, None, None]
+    assert [r["query"].get("$skip") for r in fake.requests] == [None, None, None, None]
+    # From the last product's instant on (`ge`): the products of that instant seen already come again, left out.
     assert [r["query"]["$filter"] for r in fake.requests] == ["Collection/Name eq 'SENTINEL-2'"] + [
-        f"Collection/Name eq 'SENTINEL-2' and (PublicationDate gt {p['PublicationDate']} or (PublicationDate eq "
-        f"{p['PublicationDate']} and Id gt '{p['Id']}'))" for p in (product(1), product(3))]
+        f"Collection/Name eq 'SENTINEL-2' and PublicationDate ge {product(i)['PublicationDate']}" for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("at_one_instant", [3, 5])
+async def test_products_of_one_instant_across_pages_are_seen_once_each(fake, caplog, at_one_instant):
+    """Products published at the same instant across a page boundary: each once, none lost. More of them than a
+    page holds (5 on pages of 2): a page asked from that instant would bring the same ones again, so the rest of
+    the window goes by the catalogue's links, said in the log."""
+    instant = NOW - timedelta(minutes=20)
+    fake.products = [product(0)] + [product(i, published=instant) for i in range(1, at_one_instant + 1)] + [
+        product(at_one_instant + 1)]
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2", top=2))
+    assert sorted(p["Id"] for p in found) == sorted(p["Id"] for p in fake.products)
+    assert len(found) == len(fake.products)
+    assert ("a page's worth of one instant" in caplog.text) == (at_one_instant > 2)
 
 
 @pytest.mark.parametrize("change", ["withdrawn", "published"])
@@ -342,13 +356,13 @@ async def test_a_product_withdrawn_or_published_while_a_window_is_paged_loses_no
 
 
 async def test_a_catalogue_that_refuses_the_key_of_the_next_page_is_paged_by_its_links(fake, caplog):
-    """Should a catalogue refuse the key's clause (an OData server without `gt` on its Ids), the window is paged by
-    the catalogue's next links, as before, and the log says a withdrawal may then lose a product; not failed."""
+    """Should a catalogue refuse the key's clause, the window is paged by the catalogue's next links, as before,
+    and the log says a withdrawal may then lose a product; not failed."""
     fake.products = [product(i) for i in range(5)]
 
     async def refusing_keys(request):
-        if "Id gt" in request.query["$filter"]:
-            return web.json_response({"detail": "Invalid filter: operator gt is not supported on Id"}, status=400)
+        if " and PublicationDate ge " in request.query["$filter"]:
+            return web.json_response({"detail": "Invalid filter: operator ge is not supported here"}, status=400)
         fake.answer = None
         try:
             return await fake.odata_products(request)
@@ -521,7 +535,8 @@ async def test_a_near_real_time_catalogue_source_becomes_inputs_once(routine, fa
     catalogue_source(routine, fake)
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert run.ok, run.error
-    assert (run.report.products, run.report.pages, run.report.inputs) == (5, 3, 5)
+    # (pages of two, each asked from the instant of the last product seen on: it comes again, left out)
+    assert (run.report.products, run.report.pages, run.report.inputs) == (5, 4, 5)
     rows = routine.execute("SELECT input_path, tile, mission, measured_at, published_at, source, scene_id "
                            "FROM hrwsi.input ORDER BY id").fetchall()
     first = product(0)
@@ -589,17 +604,18 @@ async def test_a_backfill_day_with_more_products_than_a_run_asks_pages_for_goes_
     page limit: the back-fill never got past that day (noticed in session 60)."""
     day = (NOW - timedelta(days=20)).date()
     catalogue_source(routine, fake, mode="backfill", backfill_from=day, backfill_to=day,
-                     config={"top": 2, "max_pages_per_run": 2})
+                     config={"top": 3, "max_pages_per_run": 2})
     morning = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
     fake.products = [product(i, sensed=morning + timedelta(minutes=i)) for i in range(7)]  # (asked by sensing time)
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
-    assert not run.ok and "the 4 input(s) registered stay, the next run asks the day again from " \
-                          f"{morning + timedelta(minutes=3):%Y-%m-%dT%H:%M:%S}Z" in run.error
+    # (two pages of three, the second asked from the instant of the first's last product: it brings two more)
+    assert not run.ok and "the 5 input(s) registered stay, the next run asks the day again from " \
+                          f"{morning + timedelta(minutes=4):%Y-%m-%dT%H:%M:%S}Z" in run.error
     [described] = sources.list_sources(routine)
-    assert described["mode"] == f"backfill {day} to {day} (next day {day}, from 10:03:00Z)"
+    assert described["mode"] == f"backfill {day} to {day} (next day {day}, from 10:04:00Z)"
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=2))
     assert run.ok, run.error
-    assert f"ContentDate/Start ge {morning + timedelta(minutes=3):%Y-%m-%dT%H:%M:%S}.000Z" in \
+    assert f"ContentDate/Start ge {morning + timedelta(minutes=4):%Y-%m-%dT%H:%M:%S}.000Z" in \
         fake.requests[-1]["query"]["$filter"]
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 7
     assert routine.execute("SELECT backfill_cursor, backfill_resume_at FROM hrwsi.harvest_source").fetchone() == \
@@ -819,7 +835,8 @@ async def test_a_next_link_naming_a_page_already_asked_for_is_a_paging_loop(fake
             # Bounded: without the check it asks the same page until the source's timeout.
             await asyncio.wait_for(fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()),
                                              ProductQuery("SENTINEL-2")), 20)
-    assert len(fake.requests) == 2  # the first page, and the one its link names (itself)
+    # the first page, the next asked by key (the same product: nothing new), and the one its link names (itself)
+    assert len(fake.requests) == 3
 
 
 async def test_paging_that_never_ends_stops_at_the_page_limit_and_the_next_run_goes_on_after_it(
@@ -859,9 +876,10 @@ async def test_a_source_deactivated_or_deleted_during_its_run_stops_at_the_next_
     catalogue_source(routine, fake)
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert not run.ok and len(fake.requests) == 2
-    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 4
+    # (the second page asked from the instant of the first's last product: it brings one more)
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 3
     said = [r.getMessage() for r in caplog.records if r.name.startswith("hrwsi.harvest")]
-    stopped = f"source cdse was {change} during its run: stopped after 2 page(s); the 4 input(s) it registered stay"
+    stopped = f"source cdse was {change} during its run: stopped after 2 page(s); the 3 input(s) it registered stay"
     assert said == [stopped]  # one line: no "failed", no "claim lapsed"
     if change == "deactivated":
         assert routine.execute("SELECT last_error, claim_token FROM hrwsi.harvest_source").fetchone() == (stopped, None)
