@@ -2490,7 +2490,7 @@ BEGIN
                             'campaign that does)', t.id, t.campaign_id, i.id, i.superseded_by)
                 ELSE format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) END,
            -- (the hint said "the corrected input's task runs instead" after each, a campaign's too, whose campaign does
-           -- not run it; migration 0109, found by review)
+           -- not run it; migration 0107, found by review)
            CASE WHEN i.source = 'multi_input' AND t.campaign_id IS NULL
                 THEN 'the new group''s task does its work (`hrwsi groups` lists the groups, `hrwsi tasks` their tasks)'
                 WHEN t.campaign_id IS NOT NULL AND i.source = 'multi_input'
@@ -2538,7 +2538,7 @@ BEGIN
     )
     SELECT format('task %s was made down a chain from the products of input %s, which input %s corrects', task,
                   coalesce(x.id, i.id), i.superseded_by),
-           -- (a campaign's task: its campaign does not chain the corrected input's products; migration 0109)
+           -- (a campaign's task: its campaign does not chain the corrected input's products; migration 0107)
            CASE WHEN (SELECT k.campaign_id FROM hrwsi.processing_task k WHERE k.id = task) IS NOT NULL
                 THEN 'the campaign does not redo it: `hrwsi reprocess` (again => true) starts a campaign that does, once '
                      'production has processed the corrected input'
@@ -2939,7 +2939,7 @@ BEGIN
     END;
 END $$;
 
--- (migration 0109) The tasks made from the inputs given and down a chain from their products, step after step, every
+-- (migration 0107) The tasks made from the inputs given and down a chain from their products, step after step, every
 -- way a task is made from a product (migration 0097): an input chained from it, a multi-input group it is a member of,
 -- a campaign's composite that reads it; and the groups and composites that read such an input itself (one not chained
 -- from a product: its path is the member's). What hrwsi.correct_input cancels (an input being corrected) and what
@@ -3043,7 +3043,7 @@ BEGIN
     -- it is a member of, a campaign's composite that reads it; and the groups the old input itself is a
     -- member of (one not chained from a product: its path is the member's). The walk followed the chained
     -- inputs only, and a group made from the old version's product kept its task (found by review).
-    -- (one walk with `hrwsi retry --routine R`'s list of what it leaves out: hrwsi.tasks_down_a_chain, migration 0109)
+    -- (one walk with `hrwsi retry --routine R`'s list of what it leaves out: hrwsi.tasks_down_a_chain, migration 0107)
     SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO downstream
     FROM hrwsi.tasks_down_a_chain(ARRAY[was.id]) b(id) JOIN hrwsi.processing_task t ON t.id = b.id
     WHERE t.input_id <> was.id;
@@ -3970,7 +3970,7 @@ BEGIN
     -- An input chained from a product a correction outdated (product.outdated_by) is of the old version: the
     -- correction cancelled its open tasks but kept the input, processed or not (migration 0094), and a campaign
     -- reprocessed it, making products from the old version's output beside those of the corrected input's chain, in
-    -- READ COMMITTED too (found by review; migration 0109). Left out, and counted in the answer, which says why.
+    -- READ COMMITTED too (found by review; migration 0107). Left out, and counted in the answer, which says why.
     SELECT count(*) INTO left_out
     FROM input i
     JOIN processing_condition c ON c.name = i.processing_condition
@@ -6384,7 +6384,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.multi_input_members_now(text, text, date) TO hrw
 REVOKE EXECUTE ON FUNCTION hrwsi.finished_task_counts(), hrwsi.uncount_removed_tasks() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.finished_task_counts(), hrwsi.uncount_removed_tasks()
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
--- (the walk down a chain from inputs, read by `hrwsi retry --routine R` as any role that reads tasks: migration 0109)
+-- (the walk down a chain from inputs, read by `hrwsi retry --routine R` as any role that reads tasks: migration 0107)
 REVOKE EXECUTE ON FUNCTION hrwsi.tasks_down_a_chain(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.tasks_down_a_chain(bigint[]) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 

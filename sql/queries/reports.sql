@@ -679,7 +679,7 @@ SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;
 -- nor one made down a chain from the products of such an input's tasks (migration 0096), found from the few
 -- superseded inputs down, every way (migration 0102): an input chained from a product, a multi-input group or a
 -- campaign's composite reading it as a member, and a campaign's composite that read a corrected input itself. The
--- walk is the one hrwsi.correct_input cancels by (hrwsi.tasks_down_a_chain, migration 0109): written out here too, it
+-- walk is the one hrwsi.correct_input cancels by (hrwsi.tasks_down_a_chain, migration 0107): written out here too, it
 -- told a composite of the old version by creation times, and listed one a correction begun before its campaign had
 -- cancelled, which stopped the command (found by review).
 SELECT t.id, count(*) OVER () AS total

@@ -381,7 +381,7 @@ def test_a_data_engineer_s_input_for_an_inactive_condition_is_refused_and_a_camp
 
 
 def test_holding_a_routine_says_how_many_waiting_tasks_it_held_and_how_many_under_way_go_on(db, configure):
-    # ("its new tasks will be until it is released": the word "held" was missing, found by review; migration 0108)
+    # ("its new tasks will be until it is released": the word "held" was missing, found by review; migration 0106)
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 4)
     db.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w01', planned_start = now() "

@@ -245,5 +245,5 @@ def test_the_back_fill_hold_s_alert_counts_the_failed_task_it_holds(world):
     assert world.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'on_hold'").fetchone() == (2,)
     [body] = [r[0] for r in world.execute("SELECT body FROM hrwsi.alert WHERE kind = 'routine_on_hold'")]
     assert " 2 waiting task(s) held" in body, body
-    # (it said "its new back-fill tasks will be;", a word missing: found by review, migration 0108)
+    # (it said "its new back-fill tasks will be;", a word missing: found by review, migration 0106)
     assert "its new back-fill tasks will be held too; its near-real-time work goes on" in body, body

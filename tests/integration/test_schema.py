@@ -556,7 +556,7 @@ def test_a_campaign_reprocesses_a_corrected_scene_once_not_its_superseded_input(
 
 
 def test_a_campaign_leaves_out_an_input_chained_from_a_product_a_correction_outdated_and_says_how_many(configured):
-    """Found by review (migration 0109): the correction cancels the open tasks down the old input's chain but keeps
+    """Found by review (migration 0107): the correction cancels the open tasks down the old input's chain but keeps
     their inputs, and a processed one's input was reprocessed by a campaign, in READ COMMITTED too: the campaign made
     a snow cover from the old version's L2A, beside the corrected chain's. It is left out, and the answer says so."""
     _chain(configured)
@@ -784,7 +784,7 @@ def test_the_retry_of_a_group_task_a_correction_cancelled_says_the_group_is_made
     assert refused.value.diag.message_primary == (
         said + ": the harvester makes the new group once it is complete, and its task does the work (`hrwsi groups` "
         "lists it): it is not retried")
-    assert refused.value.diag.message_hint == (  # (it said "the corrected input's task runs instead": migration 0109)
+    assert refused.value.diag.message_hint == (  # (it said "the corrected input's task runs instead": migration 0107)
         "the new group's task does its work (`hrwsi groups` lists the groups, `hrwsi tasks` their tasks)")
     new_task = configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (new_input,)).fetchone()[0]
     _processed(configured, new_task)
@@ -841,7 +841,7 @@ def _a_processed_group_of_the_input_itself(db):
 
 
 def test_the_retry_list_leaves_out_the_chain_a_correction_walks_down_every_way(configured):
-    """Found by review (migration 0109): the walk down a chain was written twice, in hrwsi.correct_input and in
+    """Found by review (migration 0107): the walk down a chain was written twice, in hrwsi.correct_input and in
     `hrwsi retry --routine R`'s list, and the two had drifted. One walk, hrwsi.tasks_down_a_chain: what the correction
     walks down from the old input (a chained input, a group, a campaign's composite reading its product, and the step
     after) is what the list leaves out, and a task outside it is listed."""
@@ -911,7 +911,7 @@ def test_a_campaigns_composite_that_read_the_corrected_input_is_not_retried_when
         f"task {composite}, a composite of campaign {campaign}, was made from member /data/a.SAFE of input {old_input}, "
         f"which input {new_input} corrects: it is not retried")
     # (`hrwsi retry --routine composite --state cancelled` leaves it out, as refused: the list told it by creation times,
-    # and stopped the command at it; migration 0109)
+    # and stopped the command at it; migration 0107)
     assert configured.execute(sql_files.query("report_tasks_to_retry"),
                               {"routine": "composite", "state": "cancelled", "limit": 100}).fetchall() == []
     # A composite made after the correction reads the corrected input: it is retried.
@@ -951,14 +951,14 @@ def test_a_correction_tells_a_campaigns_tasks_it_cancels_that_their_campaign_doe
         f"task {tasks['maja']}, of campaign {campaigns['maja']}, was made from input {old_input}, which input {new_input} "
         "corrects (its production task runs the corrected input, and the campaign does not: `hrwsi reprocess` starts a "
         "campaign that does): it is not retried")
-    # (its hint said "the corrected input's task runs instead" after that message; migration 0109)
+    # (its hint said "the corrected input's task runs instead" after that message; migration 0107)
     assert refused.value.diag.message_hint == (
         "the campaign does not run the corrected input: `hrwsi reprocess` (again => true) starts a campaign that does, "
         "once production has processed it")
 
 
 def test_a_campaigns_task_down_a_chain_a_correction_cancelled_is_told_its_campaign_does_not_redo_it(configured):
-    """Found by review (migration 0109): the refusal's hint said "the corrected input's products chain anew and make
+    """Found by review (migration 0107): the refusal's hint said "the corrected input's products chain anew and make
     this step's task", true of production's chain only: a campaign's chain is the campaign's, which does not redo it."""
     _chain(configured)
     insert_input(configured)

@@ -1,4 +1,4 @@
--- hrwsi schema, version 108: a routine's hold says what happens to its new tasks (found by review).
+-- hrwsi schema, version 106: a routine's hold says what happens to its new tasks (found by review).
 --
 -- - `hrwsi hold ROUTINE` (hrwsi.hold_routine) answered "its new tasks will be until it is released", a word
 --   missing; it says "will be held until it is released".

@@ -1,4 +1,4 @@
--- hrwsi schema, version 109: corrections and reprocessing, what the morning's round left (found by review).
+-- hrwsi schema, version 107: corrections and reprocessing, what the morning's round left (found by review).
 --
 -- - hrwsi.reprocess reprocessed an input chained from a product a correction outdated (product.outdated_by), in READ
 --   COMMITTED too: the correction cancels such an input's open tasks but keeps the input, and a campaign made
@@ -79,7 +79,7 @@ BEGIN
     -- it is a member of, a campaign's composite that reads it; and the groups the old input itself is a
     -- member of (one not chained from a product: its path is the member's). The walk followed the chained
     -- inputs only, and a group made from the old version's product kept its task (found by review).
-    -- (one walk with `hrwsi retry --routine R`'s list of what it leaves out: hrwsi.tasks_down_a_chain, migration 0109)
+    -- (one walk with `hrwsi retry --routine R`'s list of what it leaves out: hrwsi.tasks_down_a_chain, migration 0107)
     SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') INTO downstream
     FROM hrwsi.tasks_down_a_chain(ARRAY[was.id]) b(id) JOIN hrwsi.processing_task t ON t.id = b.id
     WHERE t.input_id <> was.id;
@@ -404,7 +404,7 @@ BEGIN
     -- An input chained from a product a correction outdated (product.outdated_by) is of the old version: the
     -- correction cancelled its open tasks but kept the input, processed or not (migration 0094), and a campaign
     -- reprocessed it, making products from the old version's output beside those of the corrected input's chain, in
-    -- READ COMMITTED too (found by review; migration 0109). Left out, and counted in the answer, which says why.
+    -- READ COMMITTED too (found by review; migration 0107). Left out, and counted in the answer, which says why.
     SELECT count(*) INTO left_out
     FROM input i
     JOIN processing_condition c ON c.name = i.processing_condition
@@ -627,7 +627,7 @@ BEGIN
                             'campaign that does)', t.id, t.campaign_id, i.id, i.superseded_by)
                 ELSE format('task %s was made from input %s, which input %s corrects', t.id, i.id, i.superseded_by) END,
            -- (the hint said "the corrected input's task runs instead" after each, a campaign's too, whose campaign does
-           -- not run it; migration 0109, found by review)
+           -- not run it; migration 0107, found by review)
            CASE WHEN i.source = 'multi_input' AND t.campaign_id IS NULL
                 THEN 'the new group''s task does its work (`hrwsi groups` lists the groups, `hrwsi tasks` their tasks)'
                 WHEN t.campaign_id IS NOT NULL AND i.source = 'multi_input'
@@ -675,7 +675,7 @@ BEGIN
     )
     SELECT format('task %s was made down a chain from the products of input %s, which input %s corrects', task,
                   coalesce(x.id, i.id), i.superseded_by),
-           -- (a campaign's task: its campaign does not chain the corrected input's products; migration 0109)
+           -- (a campaign's task: its campaign does not chain the corrected input's products; migration 0107)
            CASE WHEN (SELECT k.campaign_id FROM hrwsi.processing_task k WHERE k.id = task) IS NOT NULL
                 THEN 'the campaign does not redo it: `hrwsi reprocess` (again => true) starts a campaign that does, once '
                      'production has processed the corrected input'
