@@ -1649,3 +1649,19 @@ async def test_the_overview_is_read_again_after_a_rest_as_long_as_three_of_its_r
         assert first is second and len(reads) == 5, "two viewers, one read"
     finally:
         await pool.close()
+
+
+async def test_a_page_read_on_a_session_the_database_ended_is_read_again_on_a_new_one(database_url, scenario, data_dir,
+                                                                                        db):
+    """A failover or a restart ends the pooled sessions: the first page read on one was a 503 ("cannot be reached")
+    that came back by itself seconds later (a fresh-clone suite's browser test saw it). It is read again, once, on a
+    new session; a form's POST is never sent again."""
+    async with dashboard(database_url, data_dir) as client:
+        await text_of(client, "/tasks")  # (a session in the pool, idle)
+        ended = db.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                           "AND backend_type = 'client backend'").fetchone()[0]
+        assert ended >= 1
+        assert "<table" in await text_of(client, "/tasks")
+        response = await client.get("/api/tasks")
+        assert response.status == 200

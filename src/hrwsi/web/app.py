@@ -135,6 +135,27 @@ def _the_client_left(request: web.Request, error: BaseException) -> bool:
     transport = request.transport
     return isinstance(error, ConnectionResetError) and (transport is None or transport.is_closing())
 
+# The server ended the pooled session a read was sent on (a failover, a restart, pg_terminate_backend): the pool
+# opens a new one at the next acquire, so a read is asked once more before it is a 503 page. It was a 503 whose page
+# came back by itself seconds later (a fresh-clone suite's browser test saw it, the database's sessions ended by
+# the failover it plays). Never a form's POST (never sent again behind the operator's back), nor the live stream
+# (it may have started its answer; the page reconnects by itself). A session ended while idle in the pool fails its
+# next statement with asyncpg's InternalClientError ("cannot switch to state 12; another operation (2) is in
+# progress"), the pool then closing it.
+SESSION_ENDED = (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError, asyncpg.InternalClientError)
+
+
+async def _read_again_on_a_session_ended(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SESSION_ENDED as error:
+        if request.method not in ("GET", "HEAD") or request.path == "/events":
+            raise
+        logger.info("web: %s %s: the database ended the session it was read on (%s): read again on a new one",
+                    request.method, request.path, type(error).__name__)
+        return await handler(request)
+
+
 class Dashboard:
     """The handlers. `read_pool` is the dashboard's own pool (see WebSettings.pool_size)."""
 
@@ -195,7 +216,7 @@ class Dashboard:
                 # (PostgreSQL's text cannot hold it: the query that took it failed with a 500)
                 raise web.HTTPBadRequest(text="The address holds a NUL character (%00), which no name, path or "
                                               "filter can contain.")
-            response = await handler(request)
+            response = await _read_again_on_a_session_ended(request, handler)
         except asyncpg.DataError as error:
             # A value from the request that the database cannot take (a NUL in a form field, a number
             # out of range): the request's fault, said as such.

@@ -780,12 +780,14 @@ async def test_a_scan_s_memory_grows_with_what_it_lists_not_with_what_it_keeps_o
                                                                                            policy, monkeypatch):
     """A scan kept every file's plan, outcome and report line until its end: 325 MB at 100,000 files (found by
     exploratory testing). The tracked files go through it SCAN_BATCH at a time; what grows with the directory is
-    its listing and the rows tracking it. Measured with tracemalloc, a scan of 2,400 files after one that warms up
-    (statements, threads): its peak was 2.4 kB a file, 1.4 kB now (the listing and the rows)."""
+    its listing and the rows tracking it. Measured with tracemalloc, the peak of a scan of 2,400 files after one
+    that warms up (statements, threads): 2.3-2.4 kB a file before, 1.3-1.4 kB now (the listing and the rows). The
+    lower of two such scans: one alone read 3.0 kB a file in a fresh-clone suite where it read 1.4 kB in a process
+    of its own (what the first large scan of a process allocates once counts in its peak)."""
     import tracemalloc
     monkeypatch.setattr(landing, "SCAN_BATCH", 200, raising=False)
     peaks = []
-    for name, count, first in (("warm", 200, 5_000), ("large", 2_400, 0)):
+    for name, count, first in (("warm", 200, 10_000), ("large", 2_400, 5_000), ("again", 2_400, 0)):
         directory, _ = add_source(routines, tmp_path, name=name)
         for i in range(first, first + count):  # (scenes of their own: none received before from the other)
             stamp = (MEASURED - timedelta(seconds=i)).strftime("%Y%m%dT%H%M%S")
@@ -798,8 +800,8 @@ async def test_a_scan_s_memory_grows_with_what_it_lists_not_with_what_it_keeps_o
         finally:
             tracemalloc.stop()
         assert report.prepared == count
-    per_file = peaks[-1] / 2_400
-    assert per_file < 1_800, f"the scan's peak was {per_file:.0f} bytes a file"
+    per_file = min(peaks[1:]) / 2_400
+    assert per_file < 1_800, f"the scan's peak was {per_file:.0f} bytes a file ({[round(p / 2_400) for p in peaks[1:]]})"
 
 
 async def test_an_interrupted_preparation_is_finished_at_the_next_scan(routines, tmp_path, pool, policy):
