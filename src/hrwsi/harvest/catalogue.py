@@ -768,7 +768,7 @@ class CatalogueClient:
                                          f"{_shown(self.shown(following))}: not followed, so that the source's "
                                          f"credentials go to {self.origin()} only")
             # (a page asked from `boundary` on brings the products of that instant seen already again: left out)
-            items, last = await _fresh_products(items, seen, product_query, keyed=following is not None)
+            items, last = await _fresh_products(items, seen, product_query, want_key=following is not None)
             if keyed and not items and following is not None:
                 # A page's worth of products of one instant: asked from that instant again, the same page would come
                 # back. The rest of the window goes by this page's link (the key's query, past what it brought).
@@ -881,7 +881,7 @@ class _NoJson:
 
 
 async def _fresh_products(items: list, seen: set[str], product_query: ProductQuery,
-                          keyed: bool) -> tuple[list, tuple[str, str] | None]:
+                          want_key: bool) -> tuple[list, tuple[str, str] | None]:
     """The products of a page not yet seen in this window (their Ids then added to `seen`), and the key of the last
     of them that has one (when the next page is asked by key). A page of thousands in a worker thread: read on the
     event loop, 600,000 held it a third of a second."""
@@ -894,7 +894,7 @@ async def _fresh_products(items: list, seen: set[str], product_query: ProductQue
                 if got is not None:
                     seen.add(got)
         last = next((key for key in map(product_query.key_of, reversed(kept)) if key is not None), None) \
-            if keyed else None
+            if want_key else None
         return kept, last
 
     return await asyncio.to_thread(fresh) if len(items) > 1000 else fresh()
