@@ -96,6 +96,30 @@ async def test_unknown_objects(nomad: Target):
     assert purge.status_code == 200 and purge.json()["EvalID"] == ""
 
 
+async def test_an_error_carries_an_index_only_when_a_query_found_nothing(nomad: Target):
+    """command/agent/http.go wrap writes an error with Content-Type alone; X-Nomad-Index is there only when
+    the handler ran setMeta before its 404 (jobQuery, allocGet, nodeQuery, evalQuery): a 400 of the request's
+    parsing, a 405, a 500 of an RPC (a validation, a lookup) carry none, so hrwsi must not need one."""
+    unknown = nomad.job_id("never-registered-index")
+    for path in (f"/v1/job/{unknown}", f"/v1/job/{unknown}/summary", f"/v1/allocation/{uuid.uuid4()}",
+                 f"/v1/evaluation/{uuid.uuid4()}", f"/v1/node/{uuid.uuid4()}"):
+        missing = await nomad.ahttp("GET", path)
+        assert missing.status_code == 404, (path, missing.status_code)
+        assert int(missing.headers["X-Nomad-Index"]) >= 1, path
+        assert missing.headers["X-Nomad-KnownLeader"] == "true", path
+    invalid = minimal_job(nomad.job_id("invalid-index"), Resources={"CPU": 100, "MemoryMB": 1})
+    errors = {
+        "malformed registration (400)": await nomad.ahttp("POST", "/v1/jobs", data=""),
+        "invalid job (500)": await nomad.ahttp("POST", "/v1/jobs", json={"Job": invalid}),
+        "lookup failure (500)": await nomad.ahttp("GET", "/v1/allocation/not-a-uuid"),
+        "invalid wait (400)": await nomad.ahttp("GET", "/v1/jobs", params={"index": "1", "wait": "30"}),
+        "wrong method (405)": await nomad.ahttp("PATCH", "/v1/jobs"),
+    }
+    for what, answer in errors.items():
+        assert answer.status_code >= 400, (what, answer.status_code)
+        assert "X-Nomad-Index" not in answer.headers, (what, dict(answer.headers))
+
+
 async def test_dispatched_job_ids_contain_a_slash(nomad: Target):
     parent = minimal_job(nomad.job_id("parameterized"), "exit 0")
     parent["ParameterizedJob"] = {"Payload": "forbidden", "MetaRequired": ["tile"]}

@@ -44,12 +44,14 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 
 class CodedError(Exception):
-    """An HTTP error as Nomad answers it: a status and a plain-text body."""
+    """An HTTP error as Nomad answers it: a status and a plain-text body; `index` for a query's 404 (the
+    handler ran setMeta before finding nothing: X-Nomad-Index and the other query headers go with it)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, index: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.index = index
 
 
 def now_ns() -> int:

@@ -1,7 +1,8 @@
 """The HTTP side of the Nomad API emulator (test double): aiohttp handlers with Nomad's semantics.
 
 Errors are text/plain with Nomad's status codes (400 malformed request, 403 ACL, 404 unknown
-object, 405 wrong method, 500 validation and lookup errors); every answer carries X-Nomad-Index;
+object, 405 wrong method, 500 validation and lookup errors); every successful answer carries
+X-Nomad-Index, an error only a query's 404 (command/agent/http.go wrap: see _middleware);
 GET endpoints are blocking queries (?index=N&wait=30s, capped at 300 s); the event stream is
 newline-delimited JSON with a `{}` heartbeat first and every `event_heartbeat` seconds.
 """
@@ -84,12 +85,15 @@ def _strict_flag(request: web.Request, name: str) -> bool:
     return value in GO_TRUE
 
 
+def _query_meta(index: int) -> dict[str, str]:
+    """command/agent/http.go setMeta: the index, the last contact and whether a leader is known."""
+    return {"X-Nomad-Index": str(index), "X-Nomad-KnownLeader": "true", "X-Nomad-LastContact": "0"}
+
+
 def _json(body, index: int, status: int = 200, *, index_may_be_zero: bool = False) -> web.Response:
     # (a blocking query's index is at least 1, nomad/rpc.go blockingRPC; a write's reply is sent as it is)
     shown = index if index_may_be_zero else max(index, 1)
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers={"X-Nomad-Index": str(shown), "X-Nomad-KnownLeader": "true",
-                                 "X-Nomad-LastContact": "0"})
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=_query_meta(shown))
 
 
 def _check_uuid(kind: str, value: str) -> None:
@@ -308,7 +312,12 @@ class NomadEmulator:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         response = await self._answer(request, handler)
-        if not response.prepared and "X-Nomad-Index" not in response.headers:
+        # Nomad's handlers set X-Nomad-Index themselves (command/agent/http.go setIndex, setMeta) after their
+        # RPC answered, and wrap writes an error with only Content-Type: a 400 of the request's parsing, a 403,
+        # a 405, a 500 of an RPC (a lookup, a validation) carry no index. Only a query's 404 does (jobQuery,
+        # allocGet, nodeQuery, evalQuery, namespaceQuery, ...: setMeta before `return nil, CodedError(404, ...)`),
+        # set where it is raised. Here: the success answers of handlers that did not set it.
+        if not response.prepared and response.status < 400 and "X-Nomad-Index" not in response.headers:
             response.headers["X-Nomad-Index"] = str(max(self.cluster.index, 1))
         return response
 
@@ -349,7 +358,8 @@ class NomadEmulator:
                 # Through a client agent or a follower server the RPC's error comes back wrapped
                 # (helper/pool/pool.go ConnPool.RPC: fmt.Errorf("rpc error: %w", err)), still HTTP 500.
                 message = f"rpc error: {message}"
-            return web.Response(status=error.status, text=message, content_type="text/plain")
+            headers = _query_meta(max(error.index, 1)) if error.index is not None else None
+            return web.Response(status=error.status, text=message, content_type="text/plain", headers=headers)
         except web.HTTPException as error:
             if error.status == 405:
                 return web.Response(status=405, text="Invalid method", content_type="text/plain")
@@ -492,8 +502,7 @@ class NomadEmulator:
         if body is None and not_found is not None:
             # command/agent/job_endpoint.go jobQuery and the like: setMeta before the 404, so it carries the
             # query's index (for an object that is not there, its table's: nomad/job_endpoint.go GetJob)
-            return web.Response(status=404, text=not_found, content_type="text/plain",
-                                headers={"X-Nomad-Index": str(max(shown, 1))})
+            return web.Response(status=404, text=not_found, content_type="text/plain", headers=_query_meta(max(shown, 1)))
         return _json(body, shown)
 
     @staticmethod
@@ -595,7 +604,8 @@ class NomadEmulator:
     async def job_versions(self, request: web.Request, job_id: str) -> web.Response:
         job = self.cluster.jobs.get((self._namespace(request), job_id))
         if job is None:
-            raise CodedError(404, "job versions not found")
+            # (command/agent/job_endpoint.go jobVersions: setMeta, then the 404; the jobs table's index)
+            raise CodedError(404, "job versions not found", index=self.cluster.table_index["jobs"])
         return _json({"Versions": [job], "Diffs": None}, job["ModifyIndex"])
 
     async def job_allocations(self, request: web.Request, job_id: str) -> web.Response:
@@ -801,7 +811,8 @@ class NomadEmulator:
     async def get_namespace(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in self.cluster.namespaces:
-            raise CodedError(404, "Namespace not found")  # command/agent/namespace_endpoint.go namespaceQuery
+            # command/agent/namespace_endpoint.go namespaceQuery: setMeta, then the 404
+            raise CodedError(404, "Namespace not found", index=self.cluster.index)
         return _json(self._namespace_view(name), self.cluster.index)
 
     @staticmethod
@@ -816,7 +827,8 @@ class NomadEmulator:
     async def get_node_pool(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in self.cluster.node_pools:
-            raise CodedError(404, "node pool not found")  # command/agent/node_pool_endpoint.go nodePoolQuery
+            # command/agent/node_pool_endpoint.go nodePoolQuery: setMeta, then the 404
+            raise CodedError(404, "node pool not found", index=self.cluster.index)
         return _json(self._node_pool_view(name), self.cluster.index)
 
     @staticmethod
@@ -875,7 +887,8 @@ class NomadEmulator:
         key = (namespace, path)
         if request.method == "GET":
             if key not in c.variables:
-                raise CodedError(404, "variable not found")
+                # command/agent/variable_endpoint.go variableQuery: setMeta, then the 404
+                raise CodedError(404, "variable not found", index=c.index)
             return _json(c.variables[key], c.variables[key]["ModifyIndex"])
         if request.method == "DELETE":
             c.variables.pop(key, None)
