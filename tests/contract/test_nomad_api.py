@@ -480,6 +480,63 @@ async def test_a_node_away_with_a_lost_after_allocation_is_disconnected_its_othe
         target.emulator.node_up("away-1")
 
 
+
+async def test_an_unknown_allocation_is_lost_and_replaced_once_its_lost_after_passes_with_its_node_still_away(
+        nomad: Target, tmp_path):
+    # scheduler/reconciler/reconcile_cluster.go createTimeoutLaterEvals: an allocation going unknown on a
+    # disconnected node gets a follow-up evaluation (TriggeredBy max-disconnect-timeout) at the end of its
+    # lost_after; filters.go classifies it "expiring" then (nomad/structs/alloc.go Expired), and the reconciler
+    # stops it lost and replaces it as any lost one, whatever Disconnect.Replace says. The emulator left it
+    # unknown for ever.
+    nomad.require_emulator("make a node go away")
+    nodes = [EmulatedNode("expiry-1", node_class="expiry"), EmulatedNode("expiry-2", node_class="expiry")]
+    async with open_emulator(tmp_path, "expiry", nodes) as target:
+        target.emulator.set_eligibility("expiry-2", False)  # (placed on expiry-1; expiry-2 then takes the replacement)
+        job = minimal_job(target.job_id("expires"), sleeping(600))
+        job["TaskGroups"][0].update(Constraints=[{"LTarget": "${node.class}", "Operand": "=", "RTarget": "expiry"}],
+                                    ReschedulePolicy={"Attempts": 0, "Unlimited": False},
+                                    Disconnect={"LostAfter": 1_500_000_000, "Replace": False})
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+        await _running(target, job)
+        target.emulator.node_down("expiry-1", processes_survive=True)
+        target.emulator.set_eligibility("expiry-2", True)
+        path = f"/v1/job/{job['ID']}/allocations"
+        (unknown,) = (await target.ahttp("GET", path)).json()
+        assert unknown["ClientStatus"] == "unknown" and unknown["FollowupEvalID"]
+        followup = (await target.ahttp("GET", f"/v1/evaluation/{unknown['FollowupEvalID']}")).json()
+        assert followup["TriggeredBy"] == "max-disconnect-timeout" and followup["WaitUntil"] != "0001-01-01T00:00:00Z"
+        went_unknown = asyncio.get_running_loop().time()
+        while len(allocations := (await target.ahttp("GET", path)).json()) < 2:
+            assert asyncio.get_running_loop().time() - went_unknown < GUARD_S
+            await asyncio.sleep(0.05)
+        assert asyncio.get_running_loop().time() - went_unknown >= 1.5 - 0.3  # (not before its lost_after)
+        expired, replacement = sorted(allocations, key=lambda a: a["CreateIndex"])
+        assert (expired["ClientStatus"], expired["DesiredStatus"]) == ("lost", "stop")
+        assert replacement["PreviousAllocation"] == expired["ID"] and replacement["NodeName"] == "expiry-2"
+        target.emulator.node_up("expiry-1")
+
+
+async def test_an_unknown_allocation_whose_client_is_back_within_its_lost_after_runs_on_and_is_not_replaced(
+        nomad: Target, tmp_path):
+    # client/client.go updateAlloc: an unknown allocation the servers did not stop is reconnected (allocrunner
+    # Reconnect sends its real state: running); nomad/state/state_store.go cancelFollowupEvalsForReconnect; the
+    # follow-up evaluation then finds it running (filters.go: Expired needs the unknown status).
+    nomad.require_emulator("make a node go away")
+    async with open_emulator(tmp_path, "back-in-window", [EmulatedNode("window-1")]) as target:
+        job = minimal_job(target.job_id("back-in-window"), sleeping(600))
+        job["TaskGroups"][0].update(ReschedulePolicy={"Attempts": 0, "Unlimited": False},
+                                    Disconnect={"LostAfter": 1_000_000_000})
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+        await _running(target, job)
+        target.emulator.node_down("window-1", processes_survive=True)
+        path = f"/v1/job/{job['ID']}/allocations"
+        assert [a["ClientStatus"] for a in (await target.ahttp("GET", path)).json()] == ["unknown"]
+        target.emulator.node_up("window-1")
+        assert [a["ClientStatus"] for a in (await target.ahttp("GET", path)).json()] == ["running"]
+        await asyncio.sleep(1.5)  # (past the lost_after: its follow-up evaluation has run)
+        assert [a["ClientStatus"] for a in (await target.ahttp("GET", path)).json()] == ["running"]
+
+
 async def test_a_group_may_not_say_both_when_its_node_is_lost_and_when_its_client_stops_it(nomad: Target):
     # nomad/structs/group.go DisconnectStrategy.Validate: stop_on_client_after and lost_after exclude each other
     job = minimal_job(nomad.job_id("stop-and-lost"))

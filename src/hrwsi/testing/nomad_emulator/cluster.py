@@ -149,6 +149,8 @@ class Cluster:
         self._job_touched_ns: dict[tuple[str, str], int] = {}
         self._queued_allocs: dict[tuple[str, str], dict[str, int]] = {}
         self._lost_at: dict[str, int] = {}  # allocation ID -> when its node's loss made it lost (WaitClientStop)
+        # allocation ID -> when it went unknown on a disconnected node (nomad/structs/alloc.go LastUnknown)
+        self._unknown_at: dict[str, int] = {}
         self.event_buffer_size = event_buffer_size
         self.frames: deque[tuple[int, list[dict]]] = deque()
         self.dropped_through = 0  # the index of the last frame dropped from the event buffer
@@ -229,6 +231,7 @@ class Cluster:
             if deleted:
                 self.allocs.pop(obj_id, None)
                 self._lost_at.pop(obj_id, None)
+                self._unknown_at.pop(obj_id, None)
                 by_job.pop(obj_id, None)
                 by_node.pop(obj_id, None)
             else:
@@ -614,6 +617,7 @@ class Cluster:
                 else:
                     alloc["ClientStatus"] = "unknown"
                     alloc["ClientDescription"] = "alloc is unknown since its node is disconnected"
+                    self._unknown_at[alloc["ID"]] = now_ns()
                 t.put("allocs", alloc)
         for alloc in allocs:
             runner = self._runners.get(alloc["ID"])
@@ -628,6 +632,40 @@ class Cluster:
             job = self.jobs.get(key)
             if job is not None and not job["Stop"]:
                 self._create_eval(job, "node-update", node_id=node["ID"])
+        self._expire_unknown_later([a for a in allocs if a["ID"] in self._unknown_at and lost_after_ns(a) > 0])
+
+    def _expire_unknown_later(self, allocs: list[dict]) -> None:
+        """An allocation unknown on a disconnected node gets a follow-up evaluation at the end of its group's
+        disconnect.lost_after (scheduler/reconciler/reconcile_cluster.go createTimeoutLaterEvals, TriggeredBy
+        max-disconnect-timeout, WaitUntil = filters.go delayByLostAfter; its FollowupEvalID, appendUnknown-
+        DisconnectingUpdates). That evaluation finds it expired and lost (_group_placements)."""
+        for alloc in allocs:
+            job = self.jobs.get((alloc["Namespace"], alloc["JobID"]))
+            if job is None or job["Stop"]:
+                continue
+            due_at = self._unknown_at[alloc["ID"]] + lost_after_ns(alloc)
+            followup = self._create_eval(job, "max-disconnect-timeout", wait_until_ns=due_at)
+            with self.txn("AllocationUpdated") as t:
+                alloc["FollowupEvalID"] = followup["ID"]
+                t.put("allocs", alloc)
+
+    def _expired(self, alloc: dict, now: int) -> bool:
+        """nomad/structs/alloc.go Allocation.Expired: unknown, and its lost_after passed since it went unknown."""
+        unknown_at = self._unknown_at.get(alloc["ID"])
+        return alloc["ClientStatus"] == "unknown" and unknown_at is not None and lost_after_ns(alloc) > 0 and \
+            unknown_at + lost_after_ns(alloc) <= now
+
+    def _expire(self, alloc: dict, now: int) -> None:
+        """An expired allocation is lost: stopped with the lost client status, as any lost one
+        (scheduler/reconciler/reconcile_cluster.go: `lost = lost.union(expiring)`, then markStop(lost,
+        AllocClientStatusLost, StatusAllocLost); nomad/structs/plan.go AppendStoppedAlloc)."""
+        self._unknown_at.pop(alloc["ID"], None)
+        self._lost_at[alloc["ID"]] = now
+        with self.txn("PlanResult") as t:
+            alloc["ClientStatus"] = "lost"
+            alloc["ClientDescription"] = alloc["DesiredDescription"] = "alloc is lost since its node is down"
+            alloc["DesiredStatus"] = "stop"
+            t.put("allocs", alloc)
 
     def _node_back(self, node: dict) -> None:
         """A node up again. A client that was only cut off reports what its allocations did meanwhile
@@ -638,6 +676,7 @@ class Cluster:
         for alloc in list(self._allocs_by_node.get(node["ID"], {}).values()):
             runner = self._runners.get(alloc["ID"])
             if runner is not None and runner.cut_off:
+                self._unknown_at.pop(alloc["ID"], None)  # (back within its lost_after: reconnected, not expired)
                 runner.reconnect()
                 if runner.finished:
                     self._runners.pop(alloc["ID"], None)
@@ -928,8 +967,18 @@ class Cluster:
                 live.append(alloc)
             elif status == "failed":
                 (replace if self._failed_alloc_is_due(job, group, alloc, now) else live).append(alloc)
+            elif self._expired(alloc, now):
+                # Past its lost_after, its node still away: lost, and replaced as any lost allocation, whatever
+                # Disconnect.Replace says (scheduler/reconciler/filters.go: expired allocations are classified
+                # "expiring" before the disconnected-node rules; reconcile_cluster.go joins them to the lost).
+                self._expire(alloc, now)
+                replace.append(alloc)
             elif status == "unknown":
-                live.append(alloc)  # Disconnect.Replace false: not replaced while its node is away
+                # Disconnect.Replace false on a node down, or within its lost_after on a node disconnected: not
+                # replaced while its node is away. (Nomad reschedules a disconnecting allocation of a group with
+                # Replace true when its ReschedulePolicy allows, filters.go updateByReschedulable: not emulated;
+                # hrwsi's groups reschedule 0 times.)
+                live.append(alloc)
             elif status == "lost" and alloc["ID"] not in self._lost_at and not replace_on_disconnect(alloc):
                 live.append(alloc)  # lost when its node came back without it: Disconnect.Replace false, not replaced
             elif status == "lost":
