@@ -537,6 +537,45 @@ async def test_an_unknown_allocation_whose_client_is_back_within_its_lost_after_
         assert [a["ClientStatus"] for a in (await target.ahttp("GET", path)).json()] == ["running"]
 
 
+async def test_a_lost_allocation_whose_client_comes_back_with_it_running_is_stopped_and_ends_complete_not_running(
+        nomad: Target, tmp_path):
+    # A lost allocation is server-terminal (nomad/structs/plan.go AppendStoppedAlloc: DesiredStatus stop, client
+    # status lost appended to its AllocStates), so a client back with it still running does not reconnect it
+    # (client/client.go updateAlloc: only an unknown one that is not server-terminal) nor does the reconciler
+    # (filters.go: server-terminal and not reconnecting is ignored: not replaced again). The client stops its
+    # tasks and reports them dead: the client status is the client's (nomad/state/state_store.go
+    # nestedUpdateAllocFromClient), complete. The emulator first said it running again (Disconnect.Replace false).
+    nomad.require_emulator("make a node go away")
+    nodes = [EmulatedNode("returns-1"), EmulatedNode("returns-2")]
+    async with open_emulator(tmp_path, "returns", nodes) as target:
+        target.emulator.set_eligibility("returns-2", False)
+        job = minimal_job(target.job_id("returns"), sleeping(600))
+        job["TaskGroups"][0].update(ReschedulePolicy={"Attempts": 0, "Unlimited": False},
+                                    Disconnect={"Replace": False})
+        # (another group's lost_after makes the node "disconnected", where this group's allocation is lost at once)
+        waits = minimal_job(target.job_id("returns-waits"), sleeping(600))
+        waits["TaskGroups"][0].update(Disconnect={"LostAfter": 3600 * 10**9})
+        for each in (job, waits):
+            assert (await target.ahttp("POST", "/v1/jobs", json={"Job": each})).status_code == 200
+            await _running(target, each)
+        target.emulator.node_down("returns-1", processes_survive=True)
+        path = f"/v1/job/{job['ID']}/allocations"
+        (lost,) = [a for a in (await target.ahttp("GET", path)).json() if a["NodeName"] == "returns-1"]
+        assert (lost["ClientStatus"], lost["DesiredStatus"]) == ("lost", "stop")
+        index = int((await target.ahttp("GET", path)).headers["X-Nomad-Index"])
+        target.emulator.node_up("returns-1")
+        seen = []
+        while True:
+            answer = await asyncio.wait_for(target.ahttp("GET", path, params={"index": str(index), "wait": "5s"}),
+                                            GUARD_S)
+            index = int(answer.headers["X-Nomad-Index"])
+            now = next(a for a in answer.json() if a["ID"] == lost["ID"])
+            seen.append(now["ClientStatus"])
+            if now["ClientStatus"] not in ("lost", "running"):
+                break
+        assert "running" not in seen, seen
+        assert (now["ClientStatus"], now["DesiredStatus"]) == ("complete", "stop"), seen
+
 async def test_a_group_may_not_say_both_when_its_node_is_lost_and_when_its_client_stops_it(nomad: Target):
     # nomad/structs/group.go DisconnectStrategy.Validate: stop_on_client_after and lost_after exclude each other
     job = minimal_job(nomad.job_id("stop-and-lost"))

@@ -1751,3 +1751,60 @@ async def test_a_lost_attempt_whose_first_stop_failed_is_stopped_again_before_no
     assert [a["ClientStatus"] for a in allocations] == ["lost"], allocations  # never replaced: run once
     assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()["Stop"] is True
     await backend.forget(spec.job_id)
+
+
+async def test_an_attempt_whose_node_is_back_while_it_runs_is_followed_on_to_its_real_end_not_lost(nomad: Target):
+    # Its allocation unknown (a node down, Disconnect.Replace false: scheduler/reconciler/filters.go), then running
+    # again when the client is back (client/client.go updateAlloc, allocrunner Reconnect): the attempt runs on,
+    # is not lost when the wait for its client to have stopped it would have passed, and ends processed, once.
+    emulator = nomad.require_emulator("cut a node off from the servers")
+    backend = nomad.backend(stop_after_disconnect_s=1.0, kill_timeout_s=0.5)
+    gate = nomad.work / "back-running-gate"
+    spec = nomad.spec("back-running", script_until_exists(gate, 'echo done > "$HRWSI_OUTPUT_DIR/product.txt"'),
+                      worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    emulator.node_down(NODE_2, processes_survive=True)
+    await progress.reached("running", "disconnected (unknown)")
+    emulator.node_up(NODE_2)
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert [a["ClientStatus"] for a in allocations] == ["running"]
+    await asyncio.sleep(1.0 + 0.5 + 0.5)  # (past the launcher's wait for a client to have stopped it)
+    assert not following.done(), following.result()
+    gate.touch()
+    outcome = await following
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert [a["ClientStatus"] for a in allocations] == ["complete"]  # not replaced: run once
+    await backend.forget(spec.job_id)
+
+
+async def test_an_attempt_lost_with_its_node_is_lost_when_the_node_comes_back_and_its_client_stops_it(
+        nomad: Target, tmp_path):
+    # On a node "disconnected" (another job's lost_after: nomad/heartbeat.go disconnectState) the attempt's
+    # allocation is lost at once (filters.go: no lost_after), server-terminal (nomad/structs/plan.go
+    # AppendStoppedAlloc). Its client back with it still running stops it; the client status is then the
+    # client's, complete (nomad/state/state_store.go nestedUpdateAllocFromClient), never running again. The
+    # attempt did not finish: lost (retried), not processed from the killed run's "complete".
+    nomad.require_emulator("disconnect a node")
+    async with open_emulator(tmp_path, "lost-back", [EmulatedNode("lost-back-1")]) as target:
+        emulator = target.emulator
+        waits = minimal_job(target.job_id("lost-back-waits"), "exec sleep 600")
+        waits["TaskGroups"][0]["Disconnect"] = {"LostAfter": 3600 * 10**9}
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": waits})).status_code == 200
+        backend = target.backend(stop_after_disconnect_s=60, kill_timeout_s=0.5)
+        spec = target.spec("lost-back", script_until_exists(target.work / "never"), worker="lost-back-1")
+        await backend.submit(spec)
+        progress = Progress()
+        following = asyncio.ensure_future(follow(backend, spec, progress))
+        await progress.reached("running")
+        emulator.node_down("lost-back-1", processes_survive=True)
+        await progress.reached("running", "disconnected (lost)")
+        emulator.node_up("lost-back-1")
+        outcome = await asyncio.wait_for(following, GUARD_S)
+        assert outcome.state == "lost", (outcome.state, outcome.message)
+        allocations = (await target.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+        assert [a["ClientStatus"] for a in allocations] == ["complete"], allocations  # stopped; not replaced
+        await backend.forget(spec.job_id)

@@ -110,7 +110,13 @@ class AllocRunner:
             alloc["ClientDescription"] = "Tasks are running" if self._status_before_cut_off == "running" else ""
             for mutate in unsent:
                 mutate(alloc)
-        self._update(replay)
+        # The client sends its copy of the allocation (whose client status it is the authority on,
+        # nomad/state/state_store.go nestedUpdateAllocFromClient) when it has updates queued from the time it
+        # was away, or to reconnect one the servers marked unknown and did not stop (client/client.go
+        # updateAlloc, allocrunner Reconnect). One the servers marked lost is server-terminal: nothing queued,
+        # the client only stops it (below), and it goes from lost to the end its tasks report, never running.
+        if unsent or self.alloc["ClientStatus"] == "unknown":
+            self._update(replay)
         if self.finished:  # (a runner that finished before the cut is gone: it ended meanwhile)
             self.cluster.alloc_terminal(self.alloc)
         elif self.alloc["DesiredStatus"] == "stop":
