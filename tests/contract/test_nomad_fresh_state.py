@@ -84,3 +84,42 @@ async def test_a_rebuilt_cluster_whose_index_of_jobs_passed_the_old_one_is_caugh
     await backend.submit(after)
     outcome = await asyncio.wait_for(backend.wait(after, after.job_id, Progress()), SHORT_GUARD_S)
     assert outcome.state == "processed", outcome.message
+
+
+async def test_a_stream_resumed_on_a_server_whose_event_buffer_lags_is_not_taken_for_a_rebuilt_cluster(
+        nomad: Target, caplog):
+    # Each server publishes the events of what its own FSM applied (nomad/state/state_store.go, one
+    # stream.EventBroker a server) and serves the stream itself (nomad/event_endpoint.go forwards only across
+    # regions): through a client agent, a load balancer or after a restart, a resumed subscription may reach a
+    # server that has not applied the last entries yet, and it starts at that server's last event
+    # (nomad/stream/event_buffer.go StartAtClosest), below the last frame seen. The same history, not another
+    # state: the first-frame check (session 74) said "went backwards", read every followed job again and marked
+    # them as having lost Nomad's state (a job collected meanwhile would have ended lost, not as it ended).
+    emulator = nomad.require_emulator("serve the stream from a lagging server")
+    backend = nomad.backend()
+    release = nomad.work / "lagging-release"
+    spec = nomad.spec("lagging", script_until_exists(release, 'echo done > "$HRWSI_OUTPUT_DIR/product.txt"'))
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    stored = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()
+    for _ in range(6):  # unchanged re-registrations: an evaluation's frames each
+        again = (await nomad.ahttp("POST", "/v1/jobs", json={"Job": stored})).json()
+        while emulator.cluster.evals[again["EvalID"]]["Status"] != "complete":
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # (the stream has carried them by now)
+    connections = emulator.event_stream_connections
+    emulator.lag_event_streams(frames=4)
+    emulator.drop_event_streams()
+
+    async def reconnected() -> None:
+        while emulator.event_stream_connections == connections:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(reconnected(), SHORT_GUARD_S)
+    await asyncio.sleep(0.3)  # (its first frames read)
+    release.touch()
+    outcome = await asyncio.wait_for(following, SHORT_GUARD_S)
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert not [r.getMessage() for r in caplog.records if "went backwards" in r.getMessage()]
+    await backend.forget(spec.job_id)

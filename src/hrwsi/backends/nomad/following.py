@@ -68,6 +68,8 @@ LIVE = ("pending", "running")
 # that ends without a line (before: an error status); after this many such subscriptions in a row,
 # follow jobs with blocking queries, and try the stream again STREAM_RETRY_S later.
 FAILED_STREAMS_BEFORE_FALLBACK = 3
+# Frames remembered (index -> what they carried) to tell a server whose event buffer lags from another state
+RECENT_FRAMES = 512
 STREAM_RETRY_S = 600.0
 
 
@@ -150,6 +152,7 @@ class JobFollowing:
         # them read as Nomad's state going back (every followed job read again, a purged one said lost with it).
         self._jobs_floor = 0
         self._last_frame_index = 0  # the highest index of a frame the stream sent (never the probe's)
+        self._recent_frames: OrderedDict[int, tuple] = OrderedDict()  # the last RECENT_FRAMES frames' events
         self._failed_streams = 0  # subscriptions in a row that failed in Nomad or ended without a line
         self._fallback_at: float | None = None  # loop time the stream was given up for blocking queries
         self._poll_index = 0
@@ -656,13 +659,7 @@ class JobFollowing:
                 if not frame:  # {} is a heartbeat
                     continue
                 if resumed_after and 0 < int(frame.get("Index") or 0) < resumed_after:
-                    # A subscription from past every buffered event starts at the last one (nomad/stream/
-                    # event_buffer.go StartAtClosest), which is the last frame seen (resumed_after) while Nomad's
-                    # state lasts; one below it is another state's: a cluster rebuilt or restored whose index of
-                    # jobs had already passed the probe's floor. Its frames up to our old index would be dropped
-                    # as already seen.
-                    self._index_went_backwards(int(frame["Index"]), what="the event stream's first frame")
-                    self._reconcile_all()
+                    self._first_frame_below(frame, resumed_after)
                 resumed_after = 0
                 self._on_frame(frame)
             if not connection.lines:
@@ -670,6 +667,25 @@ class JobFollowing:
             raise StreamEnded(f"the event stream ended after {connection.lines} line(s)")
         finally:
             connection.close()
+
+    def _first_frame_below(self, frame: dict, resumed_after: int) -> None:
+        """A resumed subscription's first frame is below the last frame seen. A subscription from past every
+        buffered event starts at the server's last one (nomad/stream/event_buffer.go StartAtClosest): the last
+        frame seen while Nomad's state lasts, or one before it from a server that has not applied the last
+        entries yet (each server publishes what its own FSM applied and serves the stream itself:
+        nomad/state/state_store.go EventBroker, nomad/event_endpoint.go; a follower behind the leader, one
+        restarted and replaying its log). That one is a frame already seen, the same events at the same index:
+        the same history, caught up as the server applies (its frames up to ours are dropped as seen). Any other
+        is another state's: a cluster rebuilt or restored whose index of jobs had already passed the probe's
+        floor, whose frames up to our old index would be dropped as seen. One older than the frames remembered
+        cannot be told: taken for another state (every followed job read again, as before)."""
+        index = int(frame["Index"])
+        if self._recent_frames.get(index) == _frame_events(frame):
+            logger.info("the Nomad event stream resumed on a server whose events trail the last one seen (%d, after "
+                        "%d): the same history, followed on as it catches up", index, resumed_after)
+            return
+        self._index_went_backwards(index, what="the event stream's first frame")
+        self._reconcile_all()
 
     async def _index_is_behind(self) -> bool:
         """Whether Nomad's index of jobs is below the lowest it can be while its state lasts (_jobs_floor, the
@@ -699,6 +715,7 @@ class JobFollowing:
         logger.warning("%s went backwards (%d, after %d): Nomad's state was lost or restored; every followed job is "
                        "read again, and a job Nomad no longer knows ends lost (retried)", what, index, seen)
         self._stream_index = self._jobs_floor = self._last_frame_index = 0
+        self._recent_frames.clear()
         for follower in self.followers.values():
             follower.state_went_back = True
             follower.allocs.clear()
@@ -710,6 +727,10 @@ class JobFollowing:
             return  # already seen (Nomad resumes at the requested index, inclusive)
         self._stream_index = max(self._stream_index, index)
         self._last_frame_index = max(self._last_frame_index, index)
+        if index:
+            self._recent_frames[index] = _frame_events(frame)
+            while len(self._recent_frames) > RECENT_FRAMES:
+                self._recent_frames.popitem(last=False)
         for event in frame.get("Events") or []:
             payload = event.get("Payload") or {}
             topic = event.get("Topic")
@@ -857,3 +878,9 @@ class JobFollowing:
             if key is None or key != follower.last_listing or not follower.job_id.startswith(prefix):
                 follower.last_listing = key
                 self._schedule_refresh(follower)
+
+
+def _frame_events(frame: dict) -> tuple:
+    """What a frame carried, enough to know it again: each event's topic, type and key (the same Raft entry
+    gives the same events on every server, nomad/state/events.go; allocation and evaluation keys are UUIDs)."""
+    return tuple(sorted((str(e.get("Topic")), str(e.get("Type")), str(e.get("Key"))) for e in frame.get("Events") or []))

@@ -63,16 +63,18 @@ def hijacked_head(framing: str) -> bytes:
 
 
 async def stream_lines(cluster: Cluster, wanted: Callable[[dict], bool], start_index: int, heartbeat: float,
-                       still_open: Callable[[], bool]) -> AsyncIterator[bytes]:
-    """The NDJSON lines of one subscription, from start_index (inclusive), while still_open()."""
+                       still_open: Callable[[], bool], *, lag_frames: int = 0) -> AsyncIterator[bytes]:
+    """The NDJSON lines of one subscription, from start_index (inclusive), while still_open(). `lag_frames`: served
+    by a server whose buffer lacks the last frames when the subscription starts (NomadEmulator.lag_event_streams)."""
     loop = asyncio.get_running_loop()
     # An index older than the buffer starts at its oldest frame (nomad/stream/event_buffer.go StartAtClosest).
     last_sent = max(start_index - 1 if start_index else 0, cluster.dropped_through)
-    if start_index and cluster.frames and start_index > cluster.frames[-1][0]:
+    buffered = list(cluster.frames)[:-lag_frames] if lag_frames else list(cluster.frames)
+    if start_index and buffered and start_index > buffered[-1][0]:
         # An index past the last buffered frame starts at that frame, sent again if the subscription's filter
         # takes it (StartAtClosest returns the last item it walked; nomad/stream/subscription.go Next filters):
         # a subscriber resuming from the index after the last it saw gets that frame a second time.
-        last_sent = cluster.frames[-1][0] - 1
+        last_sent = buffered[-1][0] - 1
     yield b"{}\n"
     next_heartbeat = loop.time() + heartbeat
     while still_open():

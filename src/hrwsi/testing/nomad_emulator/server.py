@@ -148,6 +148,7 @@ class NomadEmulator:
         self._closing = asyncio.Event()
         self._stream_generation = 0
         self._stream_failures = 0
+        self._stream_lags: list[int] = []  # the next subscriptions' servers trail the last frame by this many
         self.event_stream_connections = 0
         self.requests: Counter[tuple[str, str]] = Counter()  # (method, path) -> how many
         # The stagger a blocking query's wait gets, from its jitter interval (a test may set the worst case).
@@ -255,6 +256,15 @@ class NomadEmulator:
         """End every open event stream, as a proxy or a leader change would (subscribers reconnect)."""
         self._stream_generation += 1
         self.cluster._wake()
+
+    def lag_event_streams(self, frames: int, subscriptions: int = 1) -> None:
+        """Fault hook: the next `subscriptions` event streams are served by a server whose event buffer trails
+        by `frames` frames, then catches up. Each server publishes the events of the entries its own FSM applied
+        (nomad/state/state_store.go, its own stream.EventBroker; nomad/event_endpoint.go serves the stream from
+        the server the agent reaches, forwarding only across regions), and a follower, or a server restarted
+        and replaying its log, applies after the leader: a subscription from past its last event starts at
+        that event (nomad/stream/event_buffer.go StartAtClosest), below the last one the subscriber saw."""
+        self._stream_lags += [frames] * subscriptions
 
     async def restart_with_fresh_state(self, down_s: float = 0.0, *, busy_until: int = 0) -> None:
         """Fault hook: the API restarts and the servers come back with an EMPTY state, as a cluster
@@ -944,7 +954,8 @@ class NomadEmulator:
         def still_open() -> bool:
             return not self._closing.is_set() and generation == self._stream_generation
 
-        lines = stream_lines(self.cluster, wanted, start, self.event_heartbeat, still_open)
+        lag = self._stream_lags.pop(0) if self._stream_lags else 0
+        lines = stream_lines(self.cluster, wanted, start, self.event_heartbeat, still_open, lag_frames=lag)
         if self.event_stream_framing == FRAMING_CHUNKED_GZIP:
             return await serve_chunked(request, lines)
         # >= 1.11.2: hijacked before the subscription, so an error is a 200 that ends without a line.
