@@ -477,6 +477,31 @@ JOIN pg_stat_activity b ON b.pid = k.pid
 GROUP BY b.pid, b.usename, b.application_name, b.state, b.xact_start
 ORDER BY b.xact_start NULLS LAST, b.pid;
 
+-- name: sessions_holding_locks_a_step_waited_for
+-- After a step's statement waited lock_timeout and was cancelled: the sessions that may hold the lock it
+-- waited for, for the service's log line. The step's wait is over by now, so pg_blocking_pids has no waiter
+-- to ask; the holders are the sessions whose transaction is older than the wait (a lock taken later could
+-- not have held it up all along), holding on a table of hrwsi a lock stronger than a plain read's (a LOCK
+-- TABLE, or the ROW SHARE a SELECT ... FOR UPDATE leaves on its table with its row locks). The line said
+-- only "`hrwsi status` names the session", which status does only while a service waits (found by
+-- rehearsal). Only pg_locks, pg_stat_activity and the catalogs: no lock of a table is waited for here.
+-- Sessions of other roles show their pid, role and client to all (their state and transaction start only
+-- to pg_read_all_stats), and are named then too.
+SELECT a.pid, a.usename AS role, a.application_name AS application, a.state, a.xact_start,
+       string_agg(DISTINCT l.mode || ' on ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname), ', ') AS held
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.mode <> 'AccessShareLock' AND n.nspname = 'hrwsi'
+  AND c.relkind IN ('r', 'p')
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.pid <> pg_backend_pid()
+  AND coalesce(a.xact_start <= statement_timestamp() - current_setting('lock_timeout')::interval, true)
+GROUP BY a.pid, a.usename, a.application_name, a.state, a.xact_start
+ORDER BY a.xact_start NULLS LAST, a.pid
+LIMIT 3;
+
 -- name: report_sources_needing_attention
 -- Active harvest sources ops should look at (`hrwsi status`): the last run failed; held by a
 -- harvester that is not alive (killed: its claim holds until it lapses); or overdue with no

@@ -25,7 +25,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -39,8 +39,10 @@ from hrwsi.installed_code import CANNOT_TELL, CHECK_EVERY_S, code_dir, fingerpri
 from hrwsi.listener import Listener, Notification
 from hrwsi.metrics import InstanceHealth, error_kind
 from hrwsi.migrations import build_version, newest_shipped
+from hrwsi.reports import blocking_session_next_step
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
+from hrwsi.terminal import shown
 
 logger = logging.getLogger(__name__)
 
@@ -490,7 +492,7 @@ class Service:
     async def _step_refused(self, name: str, error: asyncpg.PostgresError) -> bool:
         if error.sqlstate == BUSY_SQLSTATE:
             if is_lock_timeout(error):
-                self._tell_lock_wait(name)
+                await self._tell_lock_wait(name)
             # Another replica runs this step right now (its commit wakes us, this is the backstop), or
             # a lock wait ran out (lock_timeout): try again at once.
             asyncio.get_running_loop().call_later(BUSY_RETRY_S, self.wake, name)
@@ -607,18 +609,39 @@ class Service:
                      "" if streak.attempts == 1 else f" (the database unreachable for {now - streak.since:.0f} s)")
         return True
 
-    def _tell_lock_wait(self, name: str) -> None:
+    async def _tell_lock_wait(self, name: str) -> None:
         """A step whose statement waited `lock_timeout` for a lock another session holds says so at
-        once, then every UNREACHABLE_LOG_EVERY_S while it lasts. (It was taken for another replica
-        running the step, and retried without a word: one transaction left open in a SQL client
-        stopped the chaining of every tile for as long as it stayed open.)"""
+        once, then every UNREACHABLE_LOG_EVERY_S while it lasts, naming the sessions that may hold it
+        (_lock_holders). (It was taken for another replica running the step, and retried without a word:
+        one transaction left open in a SQL client stopped the chaining of every tile for as long as it
+        stayed open.)"""
         now = time.monotonic()
         streak = self._lock_waits.setdefault(name, _Streak(now))
-        if streak.another(now):
-            logger.warning("%s: step %s %s a lock another session holds (a transaction left open? `hrwsi status` "
-                           "names the session); trying again", self.kind, name,
-                           "could not get, within lock_timeout," if streak.attempts == 1
-                           else f"still waits ({streak.attempts} waits in {now - streak.since:.0f} s) for")
+        if not streak.another(now):
+            return
+        holders = await self._lock_holders()
+        logger.warning("%s: step %s %s a lock another session holds; trying again: %s", self.kind, name,
+                       "could not get, within lock_timeout," if streak.attempts == 1
+                       else f"still waits ({streak.attempts} waits in {now - streak.since:.0f} s) for",
+                       holders or "a transaction left open? `hrwsi status` names the session while a service waits")
+
+    async def _lock_holders(self) -> str | None:
+        """The sessions that may hold the lock a step waited for (query sessions_holding_locks_a_step_waited_for),
+        in words: pid, client, role, state, since when, what they hold, how to end them. The line said only that
+        `hrwsi status` names the session, which it does only while a service waits (found by rehearsal).
+        None when none is seen or the read fails (the line is said all the same)."""
+        try:
+            rows = await self.pool.fetch(query("sessions_holding_locks_a_step_waited_for"), timeout=5.0)
+        except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS):
+            return None
+        if not rows:
+            return None
+        return "; ".join(
+            f"pid {row['pid']} ({shown(row['application'] or '')}, role {shown(row['role'])}"
+            + (f", {row['state']}" if row["state"] else "")
+            + (f", its transaction open since {row['xact_start'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+               if row["xact_start"] else "")
+            + f") holds {row['held']}: {blocking_session_next_step(row['pid'])}" for row in rows)
 
     def _refused_a_connection(self, error: BaseException) -> str | None:
         """The words for a connection refused for want of a slot (database_trouble.connections_refused), kept

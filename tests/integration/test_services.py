@@ -886,3 +886,50 @@ async def test_a_lease_found_lapsed_while_the_database_refuses_writes_neither_en
         await probe.unregister()
         await read_only.close()
         await writable.close()
+
+
+async def test_a_step_that_waited_lock_timeout_names_the_session_that_holds_the_lock_its_client_and_since_when(
+        db, database_url, settings, caplog, configure):
+    """A data engineer's transaction left open in psql with `LOCK TABLE hrwsi.input IN SHARE ROW EXCLUSIVE MODE`, or
+    a row of a task locked by `SELECT ... FOR UPDATE`: the step that meets it waits lock_timeout, then said only "a
+    lock another session holds (a transaction left open? `hrwsi status` names the session)", so whoever read the
+    log had to run status while the step waited to learn who. Its line names the session now: its pid, client,
+    role, since when its transaction is open, what it holds, and how to end it."""
+    pool = await create_pool(database_url, min_size=0, max_size=2, server_settings={"lock_timeout": "300"})
+    configure(single_routine_configuration(["true"], workers=1))
+    insert_inputs(db, 1)
+
+    class Probe(service.Service):
+        kind = "prober"
+
+        def __init__(self):
+            super().__init__(pool, settings)
+            self.steps["add"] = self.add
+
+        async def add(self) -> bool:
+            await self.pool.execute("UPDATE hrwsi.input SET input_path = input_path WHERE input_path = '/in/scene0'")
+            return False
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    probe = Probe()
+    try:
+        for how in ("LOCK TABLE hrwsi.input IN SHARE ROW EXCLUSIVE MODE",
+                    "SELECT 1 FROM hrwsi.input WHERE input_path = '/in/scene0' FOR UPDATE"):
+            caplog.clear()
+            with psycopg.connect(database_url, application_name="psql (ana)") as engineer:
+                engineer.execute(how)  # and left open, idle in its transaction
+                pid = engineer.info.backend_pid
+                since = engineer.execute("SELECT xact_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()[0]
+                time.sleep(0.4)  # (open longer than the wait, as a transaction left open is)
+                assert await probe.run_step("add") is False
+                [said] = [r.getMessage() for r in caplog.records if "step add" in r.getMessage()]
+                assert "could not get, within lock_timeout," in said, said
+                assert f"pid {pid}" in said and "'psql (ana)'" in said and "idle in transaction" in said, said
+                assert since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") in said, said
+                assert f"SELECT pg_terminate_backend({pid})" in said, said
+                engineer.rollback()
+            caplog.clear()
+            await probe.run_step("add")
+            assert [r.getMessage() for r in caplog.records if "got its lock" in r.getMessage()], how
+    finally:
+        await pool.close()
