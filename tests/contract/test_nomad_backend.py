@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import requests
 from hrwsi.backends.base import AttemptLost, BackendSettingError, JobSpec, claims_own_job_id
 from hrwsi.backends.nomad import NomadBackend, NomadError, build_job
 from hrwsi.backends.nomad import backend as backend_module
+from hrwsi.backends.nomad import task_logs as task_logs_module
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from hrwsi.testing.nomad_emulator.acl import AclPolicy
 from hrwsi.testing.nomad_emulator.event_stream import FRAMINGS
@@ -749,6 +751,41 @@ async def test_logs_refused_for_a_while_are_asked_for_again_and_the_attempts_log
     assert "kept-again" in Path(served.log_path).read_text()
     assert any("Nomad shows task logs again" in r.getMessage() for r in caplog.records)
     for spec in (refused, served):
+        await backend.forget(spec.job_id)
+
+
+async def test_job_logs_the_disk_cannot_take_are_said_once_while_it_lasts_and_once_when_they_are_kept_again(
+        nomad: Target, caplog, monkeypatch):
+    """The attempts' log directory full (ENOSPC) or made unwritable (EACCES) while the launcher runs on Nomad: every
+    finished job logged its own "could not keep the logs of ..." warning, one line per job for as long as it lasted
+    (found by rehearsal). The outcomes are recorded all the same; the first is said with what happens, the next are
+    counted, and one line says when a log is kept again."""
+    nomad.require_emulator("a log directory that takes no more writes")
+    caplog.set_level(logging.INFO, logger="hrwsi.backends.nomad.task_logs")
+    append = task_logs_module._append_log
+
+    def full(path, header, parts):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    backend = nomad.backend()
+    monkeypatch.setattr(task_logs_module, "_append_log", full)
+    specs = [nomad.spec(f"log-disk-full-{n}", "echo lost-output") for n in range(3)]
+    for spec in specs:
+        await backend.submit(spec)
+        assert (await follow(backend, spec)).state == "processed"  # the outcome does not need its log
+    said = [r for r in caplog.records if "log" in r.getMessage() and r.levelname == "WARNING"]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert said[0].getMessage().startswith(f"could not keep the logs of {specs[0].job_id} in {specs[0].log_path}: "
+                                           "[Errno 28] No space left on device"), said[0].getMessage()
+    assert "outcomes are recorded all the same" in said[0].getMessage()
+    monkeypatch.setattr(task_logs_module, "_append_log", append)
+    kept = nomad.spec("log-disk-full-kept", "echo kept-again")
+    await backend.submit(kept)
+    assert (await follow(backend, kept)).state == "processed"
+    assert "kept-again" in Path(kept.log_path).read_text()
+    [again] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job logs are kept again")]
+    assert again.startswith("job logs are kept again (after 3 job(s) whose logs could not be kept"), again
+    for spec in (*specs, kept):
         await backend.forget(spec.job_id)
 
 

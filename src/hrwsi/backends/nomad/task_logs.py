@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ def _append_text(path: str, text: str) -> None:
 FORBIDDEN_RETRY_S = 60.0
 # The longest a finished task's outcome waits for its stdout and stderr, their transient errors retried.
 LOGS_WAIT_S = 30.0
+# While the attempts' log directory takes no writes (full, read-only, its permissions), how often it is said again.
+UNWRITABLE_SAID_EVERY_S = 600.0
+
+
+@dataclass
+class _Unwritable:
+    """Jobs whose logs the disk did not take, in a row: since when (loop time), how many, when last said."""
+
+    since: float
+    said: float
+    jobs: int = 1
 
 
 def not_kept_note(spec: JobSpec, alloc: Mapping[str, Any], why: str, what: str = "stdout and stderr") -> str:
@@ -56,6 +68,10 @@ class TaskLogs:
         # (loop time, Nomad's text) of the latest refusal while logs are refused: said once, asked again
         # forbidden_retry_s later, and said again once they are served.
         self.forbidden: tuple[float, str] | None = None
+        # The log directory refusing writes (ENOSPC, EACCES, EROFS): said once, then every UNWRITABLE_SAID_EVERY_S
+        # with how many jobs since, and once when a log is kept again. Each job said it: one warning per finished
+        # job while the disk stayed full (found by rehearsal).
+        self.unwritable: _Unwritable | None = None
 
     async def save(self, spec: JobSpec, alloc: Mapping[str, Any]) -> None:
         """Append the task's stdout and stderr to spec.log_path; best effort, failures are logged, and the
@@ -95,7 +111,12 @@ class TaskLogs:
             # A task that wrote nothing still has its log (the header alone), as on the local backend:
             # without a file, `hrwsi logs` said it was pruned by retention (found by exploratory testing).
             if parts or not failed:
-                await asyncio.to_thread(_append_log, spec.log_path, header, parts or [("no stdout, no stderr", "")])
+                try:
+                    await asyncio.to_thread(_append_log, spec.log_path, header, parts or [("no stdout, no stderr", "")])
+                except OSError as error:
+                    self._not_written(spec, error)
+                    return
+                self._written()
             if failed:
                 logger.warning("could not keep the %s of %s in %s: %s", " and ".join(k for k, _ in failed),
                                spec.job_id, spec.log_path, failed[0][1])
@@ -117,6 +138,31 @@ class TaskLogs:
         except OSError as error:
             logger.debug("could not write in %s why the logs of %s were not kept: %s", spec.log_path, spec.job_id,
                          error)
+
+    def _not_written(self, spec: JobSpec, error: OSError) -> None:
+        """The disk did not take a job's log: the first said with what happens, the next counted and said every
+        UNWRITABLE_SAID_EVERY_S while it lasts."""
+        now = asyncio.get_running_loop().time()
+        trouble = self.unwritable
+        if trouble is None:
+            self.unwritable = _Unwritable(since=now, said=now)
+            logger.warning("could not keep the logs of %s in %s: %s; the jobs' outcomes are recorded all the same "
+                           "(their output stays in Nomad while it keeps their allocations: `nomad alloc logs`); the "
+                           "next jobs whose logs cannot be kept are counted and said every %g s, until one is kept "
+                           "again", spec.job_id, spec.log_path, error, UNWRITABLE_SAID_EVERY_S)
+            return
+        trouble.jobs += 1
+        if now - trouble.said >= UNWRITABLE_SAID_EVERY_S:
+            trouble.said = now
+            logger.warning("still could not keep the logs of %d job(s) in %.0f s (the latest, %s in %s: %s); their "
+                           "outcomes are recorded all the same", trouble.jobs, now - trouble.since, spec.job_id,
+                           spec.log_path, error)
+
+    def _written(self) -> None:
+        if (trouble := self.unwritable) is not None:
+            self.unwritable = None
+            logger.info("job logs are kept again (after %d job(s) whose logs could not be kept in %.0f s)",
+                        trouble.jobs, asyncio.get_running_loop().time() - trouble.since)
 
     def _refused(self, text: str) -> None:
         # The fs logs endpoint needs read-logs (or read-fs) in the job's namespace (client/fs_endpoint.go).
