@@ -224,14 +224,56 @@ async def _scan(pool: asyncpg.Pool, source: LandingSource, policy: LandingPolicy
                                             (o := said.outcomes_of_batch.get(row["id"])) is not None
                                             and o.state == "failed"])
         said.outcomes_of_batch = {}
-    if said.storage_wait is not None:
-        path, why = said.storage_wait
-        logger.warning("landing %s: %d file(s) wait for the work directory's storage, left in the landing directory "
-                       "and prepared at the next scan (%s: %s)", source.name, report.storage_waits, path, why,
-                       extra=task_fields(source=source.name, failure=why))
+    _say_storage_wait(source, report.storage_waits, said.storage_wait, report.prepared)
     _log_failed(source, said.failed_first, said.failed_more)
     _log_no_input(source, said.no_input)
     return report
+
+
+# While files of a landing source wait for the work directory's storage (full, read-only), this often it is said again.
+# Said at every scan (every HRWSI_LANDING_SCAN_S, 5 s), a disk full for an hour was 720 warnings (found by rehearsal).
+STORAGE_WAIT_SAID_EVERY_S = 600.0
+
+
+@dataclass
+class _StorageWait:
+    """The scans of one source in a row whose files waited for the storage: since when (monotonic), how many,
+    when last said."""
+    since: float
+    said: float
+    scans: int = 1
+
+
+# Per source and landing directory, in this process (a source another harvester scans says it there).
+_STORAGE_WAITS: dict[tuple[str, str], _StorageWait] = {}
+
+
+def _say_storage_wait(source: LandingSource, waiting: int, first: tuple[str, str] | None, prepared: int) -> None:
+    """Files left for the work directory's storage: said at the first scan that meets it, then every
+    STORAGE_WAIT_SAID_EVERY_S while it lasts, and once at the first scan none waits for it."""
+    key, now = (source.name, source.directory), time.monotonic()
+    streak = _STORAGE_WAITS.get(key)
+    fields = task_fields(source=source.name, failure=first[1] if first else None)
+    if first is None:
+        if streak is not None:
+            del _STORAGE_WAITS[key]
+            logger.info("landing %s: %s (after %d scan(s) whose files waited for it in %.0f s)", source.name,
+                        "the work directory's storage takes files again" if prepared else
+                        "no file waits for the work directory's storage any more", streak.scans, now - streak.since,
+                        extra=fields)
+        return
+    path, why = first
+    if streak is None:
+        _STORAGE_WAITS[key] = _StorageWait(since=now, said=now)
+        logger.warning("landing %s: %d file(s) wait for the work directory's storage, left in the landing directory "
+                       "and prepared at the next scan (%s: %s); said again every %g s while it lasts, and when it "
+                       "takes files again", source.name, waiting, path, why, STORAGE_WAIT_SAID_EVERY_S, extra=fields)
+        return
+    streak.scans += 1
+    if now - streak.said >= STORAGE_WAIT_SAID_EVERY_S:
+        streak.said = now
+        logger.warning("landing %s: %d file(s) still wait for the work directory's storage (%d scans in %.0f s; %s: "
+                       "%s)", source.name, waiting, streak.scans, now - streak.since, path, why, extra=fields)
 
 
 # Tracked files taken through a scan at a time (see _scan).

@@ -153,6 +153,43 @@ async def test_a_file_the_full_work_storage_could_not_take_waits_and_is_prepared
     assert {state for state, _ in files(routines).values()} == {"prepared"}
 
 
+async def test_a_full_work_storage_is_said_once_while_it_lasts_not_at_every_scan_and_once_when_it_takes_files_again(
+        routines, tmp_path, pool, policy, monkeypatch, caplog):
+    """The harvester scans a landing directory every 5 s: a work directory full for an hour said "file(s) wait for
+    the work directory's storage" 720 times (found by rehearsal). Said once, with what happens; again only every
+    STORAGE_WAIT_SAID_EVERY_S while it lasts; and once when the files are prepared again."""
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")
+    real_move = landing_files._move
+
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(landing_files, "_move", full_disk)
+    with caplog.at_level(logging.INFO, logger="hrwsi.harvest.landing"):
+        for _ in range(3):
+            report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+            assert report.storage_waits == 1 and "1 waiting for the work directory's storage" in report.summary()
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(said) == 1 and said[0].startswith("landing landing: 1 file(s) wait for the work directory's "
+                                                     "storage"), said
+        assert f"said again every {landing.STORAGE_WAIT_SAID_EVERY_S:g} s while it lasts" in said[0], said[0]
+        monkeypatch.setattr(landing, "STORAGE_WAIT_SAID_EVERY_S", 0.0)
+        await landing.scan_landing_directory(pool, await source_named(pool), policy)
+        [again] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"][1:]
+        assert again.startswith("landing landing: 1 file(s) still wait for the work directory's storage (4 scans in "), \
+            again
+        caplog.clear()
+        monkeypatch.setattr(landing_files, "_move", real_move)  # (room again)
+        report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+        assert (report.prepared, report.storage_waits) == (1, 0)
+        [back] = [r.getMessage() for r in caplog.records if "storage" in r.getMessage()]
+        assert back.startswith("landing landing: the work directory's storage takes files again (after 4 scan(s) "
+                               "whose files waited for it"), back
+        await landing.scan_landing_directory(pool, await source_named(pool), policy)
+        assert len([r for r in caplog.records if "storage" in r.getMessage()]) == 1
+
+
 async def test_a_waiting_file_touched_or_delivered_again_is_prepared_whole_not_from_the_copy_the_full_disk_stopped(
         routines, tmp_path, pool, policy, monkeypatch):
     """A file waiting for the storage, then touched (what ops did to retry a failed file) or delivered again: its
