@@ -278,10 +278,51 @@ def prepare_file(path: str, target: str, source: LandingSource, landing_file_id:
     try:
         return _prepare_file(path, target, source, landing_file_id, limits, resume=resume, stopped=stopped)
     except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM) and (refusing := _directory_refusing(path, source)):
+            raise StorageUnavailable(refusing) from None
         if error.errno not in unzip.STORAGE_FULL_OR_READ_ONLY:
             raise
         raise StorageUnavailable(f"cannot be prepared in {source.work_directory}: {error.strerror} (a storage full "
                                  "or read-only); tried again at the next scan") from None
+    except PreparationFailed as error:
+        # (a move or an unzip refused, said as the file's failure: a directory's permissions are every file's)
+        if _refused_permission(error) and (refusing := _directory_refusing(path, source)):
+            raise StorageUnavailable(refusing) from None
+        raise
+
+
+def _refused_permission(error: BaseException) -> bool:
+    """Whether a PermissionError (EACCES, EPERM) is what `error` was raised on (its context, a few levels down)."""
+    for _ in range(4):
+        error = error.__context__
+        if error is None:
+            return False
+        if isinstance(error, PermissionError):
+            return True
+    return False
+
+
+def _directory_refusing(path: str, source: LandingSource) -> str | None:
+    """After a refusal for want of permission (EACCES, EPERM): the directory this process may not write in, the
+    work directory or the landing directory the file is moved out of, said as a wait for the storage; None when
+    both may be written (the refusal is the file's own: one another user keeps unreadable). Why: the work
+    directory made unwritable by ops (a chmod, a volume mounted for another user) failed every file of the
+    scan for good, as files that are not products, until someone touched each (found by rehearsal)."""
+    for directory in (source.work_directory, os.path.dirname(path)):
+        if not _writable(directory):
+            return (f"cannot be prepared: the harvester (uid {os.geteuid()}) may not write in {directory} (its "
+                    "permissions or its owner); tried again at the next scan")
+    return None
+
+
+def _writable(directory: str) -> bool:
+    """Whether this process may create and remove entries in `directory` (a missing one: its parent)."""
+    while directory and not os.path.isdir(directory):
+        parent = os.path.dirname(directory.rstrip("/"))
+        if parent == directory:
+            break
+        directory = parent
+    return os.access(directory, os.W_OK | os.X_OK)
 
 
 def _prepare_file(path: str, target: str, source: LandingSource, landing_file_id: int, limits: unzip.UnzipLimits, *,

@@ -190,6 +190,41 @@ async def test_a_full_work_storage_is_said_once_while_it_lasts_not_at_every_scan
         assert len([r for r in caplog.records if "storage" in r.getMessage()]) == 1
 
 
+async def test_a_work_directory_the_harvester_may_not_write_in_makes_files_wait_not_fail_and_an_unreadable_file_fails(
+        routines, tmp_path, pool, policy, monkeypatch, caplog):
+    """The work directory made unwritable while the harvester runs (a chmod, a volume mounted for another user):
+    the move or the unzip refused with EACCES was said as each file's own failure, and every file of the scan was
+    failed for good, until someone touched each (found by rehearsal). A directory the harvester may not write in is
+    a wait for the storage, as a full one; a refusal while both directories may be written is the file's own."""
+    directory, work = add_source(routines, tmp_path)
+    drop(directory, f"{S2_NAME}.json")
+    real_move = landing_files._move
+
+    def refused(source, target):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    monkeypatch.setattr(landing_files, "_move", refused)
+    monkeypatch.setattr(landing_files, "_writable", lambda d: Path(d) != work)  # (root may write anywhere)
+    with caplog.at_level(logging.WARNING, logger="hrwsi.harvest.landing"):
+        report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.failed, report.storage_waits) == (0, 0, 1)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert f"may not write in {work} (its permissions or its owner); tried again at the next scan" in line, line
+    assert {state for state, _ in files(routines).values()} == {"ready"} and (directory / f"{S2_NAME}.json").exists()
+
+    monkeypatch.setattr(landing_files, "_move", real_move)  # (its permissions given back)
+    monkeypatch.setattr(landing_files, "_writable", lambda d: True)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.prepared, report.inputs, report.storage_waits) == (1, 1, 0)
+    assert (work / f"{S2_NAME}.json").read_bytes() == b"scene"
+
+    drop(directory, S1_NAME + ".json")  # refused while both directories may be written: the file's own failure
+    monkeypatch.setattr(landing_files, "_move", refused)
+    report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
+    assert (report.failed, report.storage_waits) == (1, 0)
+    assert files(routines)[S1_NAME + ".json"][0] == "failed"
+
+
 async def test_a_waiting_file_touched_or_delivered_again_is_prepared_whole_not_from_the_copy_the_full_disk_stopped(
         routines, tmp_path, pool, policy, monkeypatch):
     """A file waiting for the storage, then touched (what ops did to retry a failed file) or delivered again: its
