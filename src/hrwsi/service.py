@@ -139,6 +139,29 @@ def is_lock_timeout(error: asyncpg.PostgresError) -> bool:
     return getattr(error, "server_source_function", None) == "ProcessInterrupts"
 
 
+async def lock_holders(pool: asyncpg.Pool) -> str | None:
+    """The sessions that may hold the lock a statement waited lock_timeout for (query
+    sessions_holding_locks_a_step_waited_for), in words: pid, client, role, state, since when, what they hold, how
+    to end them. A step's line said only that `hrwsi status` names the session, which it does only while a service
+    waits (found by rehearsal). None when none is seen or the read fails (the caller says the wait all the same)."""
+    try:
+        rows = await pool.fetch(query("sessions_holding_locks_a_step_waited_for"), timeout=5.0)
+    except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS):
+        return None
+    if not rows:
+        return None
+    return "; ".join(
+        f"pid {row['pid']} ({shown(row['application'] or '')}, role {shown(row['role'])}"
+        + (f", {row['state']}" if row["state"] else "")
+        + (f", its transaction open since {row['xact_start'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+           if row["xact_start"] else "")
+        + f") holds {row['held']}: {blocking_session_next_step(row['pid'])}" for row in rows)
+
+
+# (said when no holder is seen: one that ended meanwhile, or of a lock on no table of hrwsi)
+LOCK_HOLDER_UNSEEN = "a transaction left open? `hrwsi status` names the session while a service waits"
+
+
 @dataclass
 class _Streak:
     """Failures of one kind of one step in a row: since when (monotonic), how many, when last said.
@@ -623,25 +646,10 @@ class Service:
         logger.warning("%s: step %s %s a lock another session holds; trying again: %s", self.kind, name,
                        "could not get, within lock_timeout," if streak.attempts == 1
                        else f"still waits ({streak.attempts} waits in {now - streak.since:.0f} s) for",
-                       holders or "a transaction left open? `hrwsi status` names the session while a service waits")
+                       holders or LOCK_HOLDER_UNSEEN)
 
     async def _lock_holders(self) -> str | None:
-        """The sessions that may hold the lock a step waited for (query sessions_holding_locks_a_step_waited_for),
-        in words: pid, client, role, state, since when, what they hold, how to end them. The line said only that
-        `hrwsi status` names the session, which it does only while a service waits (found by rehearsal).
-        None when none is seen or the read fails (the line is said all the same)."""
-        try:
-            rows = await self.pool.fetch(query("sessions_holding_locks_a_step_waited_for"), timeout=5.0)
-        except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS):
-            return None
-        if not rows:
-            return None
-        return "; ".join(
-            f"pid {row['pid']} ({shown(row['application'] or '')}, role {shown(row['role'])}"
-            + (f", {row['state']}" if row["state"] else "")
-            + (f", its transaction open since {row['xact_start'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-               if row["xact_start"] else "")
-            + f") holds {row['held']}: {blocking_session_next_step(row['pid'])}" for row in rows)
+        return await lock_holders(self.pool)
 
     def _refused_a_connection(self, error: BaseException) -> str | None:
         """The words for a connection refused for want of a slot (database_trouble.connections_refused), kept

@@ -35,6 +35,7 @@ from hrwsi.database import COMMAND_TIMEOUT_S
 from hrwsi.harvest import catalogue, confinement, landing, schedules
 from hrwsi.harvest.landing_source import LandingSource, refuse_absurd_durations
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of
+from hrwsi.service import BUSY_SQLSTATE, LOCK_HOLDER_UNSEEN, is_lock_timeout, lock_holders
 from hrwsi.service_logging import task_fields
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
@@ -365,12 +366,24 @@ async def _run_one(pool: asyncpg.Pool, row: asyncpg.Record, now: datetime, optio
             # exploratory testing): a statement of the run took longer than the pool allows.
             message = (f"a database statement of the run did not finish within the pool's {COMMAND_TIMEOUT_S:g} s: "
                        f"stopped; {_after_a_timeout(row)}")
+        elif isinstance(error, asyncpg.PostgresError) and error.sqlstate == BUSY_SQLSTATE and is_lock_timeout(error):
+            # (a transaction left open in a SQL client, holding a lock on the input table, say: named, not a
+            # bare "canceling statement due to lock timeout")
+            message = (f"waited lock_timeout for a lock another session holds: {await lock_holders(pool) or LOCK_HOLDER_UNSEEN}"
+                       f"; {_after_a_lock_wait(row)}")
         else:
             message = f"{type(error).__name__}: {str(error) or 'no detail given'}"
         retry_at = _retry_at(row, _finished(now, started))
         _log_failure(row, message, retry_at, error)
         return SourceRun(name, kind, False, retry_at, error=message)
     return SourceRun(name, kind, True, next_run_at, report=report)
+
+
+def _after_a_lock_wait(row: asyncpg.Record) -> str:
+    """What a run stopped by a lock wait leaves, and what the next run does."""
+    if row["kind"] == "landing_directory":
+        return "the files it prepared stay prepared, and its next run registers them"
+    return "what it registered stays, and its next run asks again"
 
 
 def _after_a_timeout(row: asyncpg.Record) -> str:

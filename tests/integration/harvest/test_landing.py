@@ -11,14 +11,17 @@ import logging
 import os
 import struct
 import subprocess
+import time
 import zipfile
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from hrwsi.harvest import landing, landing_files, landing_source, unzip
+from hrwsi.database import create_pool
+from hrwsi.harvest import landing, landing_files, landing_source, sources, unzip
 from hrwsi.harvest.confinement import LandingRoots, SourceRefused
 from hrwsi.service_logging import JsonLineFormatter, TextFormatter
 
@@ -223,6 +226,34 @@ async def test_a_work_directory_the_harvester_may_not_write_in_makes_files_wait_
     report = await landing.scan_landing_directory(pool, await source_named(pool), policy)
     assert (report.failed, report.storage_waits) == (1, 0)
     assert files(routines)[S1_NAME + ".json"][0] == "failed"
+
+
+async def test_a_landing_run_behind_a_lock_left_open_names_the_session_and_registers_its_files_once_it_ends(
+        routines, tmp_path, database_url, harvest_options, caplog):
+    """A data engineer's `LOCK TABLE hrwsi.input IN SHARE ROW EXCLUSIVE MODE` left open in psql: the landing run
+    waited lock_timeout to register its files' inputs and failed with "LockNotAvailableError: canceling statement due
+    to lock timeout", naming nobody (found by rehearsal). Its error names the session now; the files it prepared
+    become inputs at the run after the session ends, once each."""
+    directory, work = add_source(routines, tmp_path, settle_s=0)
+    drop(directory, f"{S2_NAME}.json")
+    pool = await create_pool(database_url, max_size=4, server_settings={"lock_timeout": "300"})
+    try:
+        with psycopg.connect(database_url, application_name="psql (ana)") as engineer:
+            engineer.execute("LOCK TABLE hrwsi.input IN SHARE ROW EXCLUSIVE MODE")  # and left open
+            time.sleep(0.4)
+            with caplog.at_level(logging.INFO, logger="hrwsi.harvest.sources"):
+                [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+            assert not run.ok
+            pid = engineer.info.backend_pid
+            assert run.error.startswith("waited lock_timeout for a lock another session holds: "), run.error
+            assert f"pid {pid} ('psql (ana)'" in run.error and "ShareRowExclusiveLock on hrwsi.input" in run.error
+            assert f"SELECT pg_terminate_backend({pid})" in run.error, run.error
+            engineer.rollback()
+        [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(minutes=1))
+        assert run.ok, run.error
+        assert [path for path, in routines.execute("SELECT input_path FROM hrwsi.input")] == [str(work / f"{S2_NAME}.json")]
+    finally:
+        await pool.close()
 
 
 async def test_a_waiting_file_touched_or_delivered_again_is_prepared_whole_not_from_the_copy_the_full_disk_stopped(
