@@ -343,8 +343,9 @@ async def _scan_batch(pool: asyncpg.Pool, source: LandingSource, policy: Landing
 
 @dataclass
 class _Refused:
-    """The versions of a source's files recorded `failed` (settled and refused), by path: (size, mtime, inode)."""
-    versions: dict[str, tuple[int, datetime, tuple[int, int]]] = field(default_factory=dict)
+    """The versions of a source's files recorded `failed` (settled and refused), by path: (size, mtime, (device,
+    inode, ctime))."""
+    versions: dict[str, tuple[int, datetime, tuple[int, int, int]]] = field(default_factory=dict)
     since: float = field(default_factory=time.monotonic)
 
 
@@ -352,10 +353,15 @@ class _Refused:
 # it is, until it changes (touched, replaced): the same version sent to the database again at every scan was
 # only skipped there, and an idle directory of 30,000 failed files cost seconds per scan, every scan (found by
 # exploratory testing). An unchanged refused version is left out of what a scan sends; what the process
-# remembers is forgotten every REFUSED_RECHECK_S, so that the database is asked again (retention may have
-# deleted the rows, another harvester may have run the source).
+# remembers is forgotten every REFUSED_RECHECK_S, so that the database is asked again: retention deletes a failed
+# row (by its updated_at) while the file may still lie there, and a file remembered for good would then be in no
+# row at all, missing from `hrwsi status` and the dashboard's failed landing files; the next scan after the hour
+# records it failed again. At most REFUSED_KEPT versions are remembered per source and directory (the first
+# ones; the others are sent at every scan as before): a directory of a million refused files must not hold
+# the harvester's memory.
 _REFUSED: dict[tuple[str, str], _Refused] = {}
 REFUSED_RECHECK_S = 3600.0
+REFUSED_KEPT = 100_000
 
 
 def _refused_versions(source: LandingSource) -> _Refused:
@@ -366,8 +372,8 @@ def _refused_versions(source: LandingSource) -> _Refused:
     return refused
 
 
-def _unchanged_refusals_left_out(listing: list[ListedEntry], versions: dict[str, tuple[int, datetime, tuple[int, int]]]
-                                 ) -> tuple[list[ListedEntry], dict[str, tuple[int, datetime, tuple[int, int]]]]:
+def _unchanged_refusals_left_out(listing: list[ListedEntry], versions: dict[str, tuple[int, datetime, tuple[int, int, int]]]
+                                 ) -> tuple[list[ListedEntry], dict[str, tuple[int, datetime, tuple[int, int, int]]]]:
     """The entries to send to the database (all but the refused versions still as they were), and the refused
     versions still listed unchanged (a file removed or changed is forgotten)."""
     if not versions:
@@ -386,7 +392,8 @@ def _remember_refused(refused: _Refused, listed: dict[str, ListedEntry], rows: l
     """Remember the versions these `failed` rows record, when the scan listed that very version."""
     for row in rows:
         entry = listed.get(row["path"])
-        if entry is not None and (entry.size_bytes, entry.modified_at) == (row["size_bytes"], row["modified_at"]):
+        if entry is not None and (entry.size_bytes, entry.modified_at) == (row["size_bytes"], row["modified_at"]) \
+                and (entry.path in refused.versions or len(refused.versions) < REFUSED_KEPT):
             refused.versions[entry.path] = entry.version
 
 

@@ -51,12 +51,15 @@ class ListedEntry:
     modified_at: datetime
     problem: str | None = None   # why it cannot be taken: recorded `failed` at once, the others go on
     empty: bool = False          # no byte in it (a file, or a directory whose files are all empty)
-    inode: tuple[int, int] = (0, 0)  # (device, inode) of the entry itself: another file put in its place differs
+    # (device, inode, change time in ns) of the entry itself: another file put in its place differs by its inode, and
+    # one rewritten in place with its size kept and its mtime set back (`rsync --inplace -t`, os.utime) by its change
+    # time, which every write, rename, chmod and utime sets and no call sets back.
+    inode: tuple[int, int, int] = (0, 0, 0)
 
     @property
-    def version(self) -> tuple[int, datetime, tuple[int, int]]:
-        """What says the entry is unchanged since a scan saw it: size, mtime and inode (a file replaced by one of
-        the same size and mtime, `cp -p`, is another inode)."""
+    def version(self) -> tuple[int, datetime, tuple[int, int, int]]:
+        """What says the entry is unchanged since a scan saw it: size, mtime, inode and change time (a file replaced
+        by one of the same size and mtime, `cp -p`, is another inode; one rewritten in place, another ctime)."""
         return self.size_bytes, self.modified_at, self.inode
 
 
@@ -124,14 +127,14 @@ def _walk_product_directory(path: Path) -> tuple[int, float, int]:
     return size, newest, content
 
 
-def _describe(path: Path, directory: Path, resolved: Path) -> tuple[int, float, str | None, bool, tuple[int, int]]:
-    """(size, mtime, problem, empty, (device, inode)) of one entry the pattern matched (`resolved`: the directory,
-    its links resolved); _Changing when it vanished."""
+def _describe(path: Path, directory: Path, resolved: Path) -> tuple[int, float, str | None, bool, tuple[int, int, int]]:
+    """(size, mtime, problem, empty, (device, inode, ctime in ns)) of one entry the pattern matched (`resolved`: the
+    directory, its links resolved); _Changing when it vanished."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         raise _Changing from None
-    return (*_described(path, info, directory, resolved), (info.st_dev, info.st_ino))
+    return (*_described(path, info, directory, resolved), (info.st_dev, info.st_ino, info.st_ctime_ns))
 
 
 def _described(path: Path, info: os.stat_result, directory: Path, resolved: Path) -> tuple[int, float, str | None, bool]:

@@ -392,6 +392,51 @@ async def test_an_unchanged_failed_file_is_not_sent_to_the_database_again_until_
     assert (report.seen, sent_to_track[-1]) == (19, 0)  # the failed files left: nothing to send
 
 
+async def test_the_failed_versions_a_harvester_remembers_are_bounded_the_others_sent_as_before(routines, tmp_path, pool,
+                                                                                          policy, sent_to_track,
+                                                                                          monkeypatch):
+    """What a harvester remembers of failed files grew with the directory, without bound; it keeps REFUSED_KEPT
+    versions per source, and the failed files past them are sent at every scan (skipped in the database), still
+    recorded failed once each, as `hrwsi status` counts them."""
+    getattr(landing, "_REFUSED", {}).clear()  # (what an earlier test's scans left)
+    monkeypatch.setattr(landing, "REFUSED_KEPT", 5, raising=False)
+    directory, _ = add_source(routines, tmp_path)
+    for n in range(20):
+        drop(directory, f"junk-{n}.bin")  # failed: not a product name
+    source = await source_named(pool)
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW)
+    assert report.failed == 20 and sent_to_track == [20]
+    assert [len(refused.versions) for refused in landing._REFUSED.values()] == [5]
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=10))
+    assert (report.seen, report.failed, sent_to_track[-1]) == (20, 0, 15)
+    assert [len(refused.versions) for refused in landing._REFUSED.values()] == [5]
+    assert routines.execute("SELECT count(*) FROM hrwsi.landing_file WHERE state = 'failed'").fetchone()[0] == 20
+
+
+async def test_a_failed_file_rewritten_in_place_keeping_its_size_and_mtime_is_sent_again(routines, tmp_path, pool,
+                                                                                        policy, sent_to_track):
+    """A failed file rewritten in place (same inode), its size kept and its mtime set back (os.utime, `cp -p`,
+    `rsync --inplace -t`), was remembered as the version refused: never sent to the database again. Its change time
+    (st_ctime_ns, set by every write, rename and utime) is part of what the scan remembers."""
+    getattr(landing, "_REFUSED", {}).clear()  # (what an earlier test's scans left)
+    directory, _ = add_source(routines, tmp_path)
+    path = drop(directory, "junk-1.bin", b"first")  # failed: not a product name
+    source = await source_named(pool)
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW)
+    assert report.failed == 1 and sent_to_track == [1]
+    report = await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=10))
+    assert sent_to_track[-1] == 0
+    before = path.stat()
+    time.sleep(0.01)  # (a change time of its own, on a file system with coarse timestamps too)
+    with open(path, "r+b") as rewritten:
+        rewritten.write(b"other")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    await landing.scan_landing_directory(pool, source, policy, now=NOW + timedelta(seconds=20))
+    assert sent_to_track[-1] == 1
+
+
 async def test_an_empty_file_or_directory_is_failed_once_settled_and_taken_once_it_has_content(routines, tmp_path,
                                                                                                 pool, policy):
     """An empty `.SAFE` file became an input."""
