@@ -24,7 +24,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -465,18 +465,20 @@ class ProductQuery:
         """The field the products are asked in order of: PublicationDate, ContentDate/Start."""
         return self.order_by.split()[0]
 
-    def keyset_clause(self, after: str) -> str:
+    def keyset_clause(self, after: str, seen_there: Sequence[str] = ()) -> str:
         """The products from `after` (the order field's value of the last product of a page) on, in the query's
         order: how the next page is asked (keyset paging), rather than by the server's `$skip` link. With `$skip`,
         a product withdrawn from (or added to) the result set between two pages shifted it, and the product at the
         page boundary was never seen (or seen twice); a key does not move with the products before it. `ge`, not
-        `gt`: the products of that same instant not yet seen come again with those already seen, which the client
-        leaves out by their Ids (Catalogue.products). Neither the order nor the filter names Id: CDSE documents
-        `$orderby` on its dates (PublicationDate, ContentDate/Start...), not on Id, and a page refused for it
-        would be every run's first."""
-        return f"{self.order_field} ge {after}"
+        `gt`: a page may end part-way through the products of one instant, and `gt` would lose the rest. The
+        products of that instant already seen (`seen_there`, their Ids) are left out by the filter (`Id ne`): asked
+        `ge` alone, each page brought the last product of the one before again (a page in `top` transferred twice),
+        and the client left it out by its Id (Catalogue.products still does, for a catalogue that refuses or
+        ignores `Id ne`). The order does not name Id: CDSE documents `$orderby` on its dates (PublicationDate,
+        ContentDate/Start...), not on Id, and a page refused for it would be every run's first."""
+        return " and ".join([f"{self.order_field} ge {after}", *(f"Id ne {_odata_id(seen)}" for seen in seen_there)])
 
-    def filter(self, after: str | None = None) -> str:
+    def filter(self, after: str | None = None, seen_there: Sequence[str] = ()) -> str:
         clauses = [f"Collection/Name eq {_odata_string(self.collection)}"]
         if self.product_type:
             clauses.append("Attributes/OData.CSC.StringAttribute/any(att:att/Name eq 'productType' and "
@@ -495,11 +497,11 @@ class ProductQuery:
         if self.area_wkt:
             clauses.append(f"OData.CSC.Intersects(area=geography'SRID=4326;{self.area_wkt}')")
         if after is not None:
-            clauses.append(self.keyset_clause(after))
+            clauses.append(self.keyset_clause(after, seen_there))
         return " and ".join(clauses)
 
-    def params(self, after: str | None = None) -> dict[str, str]:
-        return {"$filter": self.filter(after), "$top": str(self.top), "$orderby": self.order_by}
+    def params(self, after: str | None = None, seen_there: Sequence[str] = ()) -> dict[str, str]:
+        return {"$filter": self.filter(after, seen_there), "$top": str(self.top), "$orderby": self.order_by}
 
     def key_of(self, product: Any) -> tuple[str, str] | None:
         """Where a product lies in the query's order, as OData literals: (its order field's value, its Id); None when
@@ -691,6 +693,7 @@ class CatalogueClient:
         self.max_page_bytes = max_page_bytes
         self.requests = 0
         self.answered_at: datetime | None = None  # the catalogue's own time (HTTP Date) of its last page
+        self.ids_in_filter = True  # a keyed page leaves out by `Id ne` what it would bring again (until refused)
 
     def origin(self) -> str:
         """Scheme, host and port of the source's URL: the only place its credentials are sent."""
@@ -705,20 +708,23 @@ class CatalogueClient:
         """What the server said, for a message: without any credential it echoed back."""
         return scrubbed(text, [*self.auth.secrets(), *_url_secrets(self.base_url)])
 
-    def products_url(self, product_query: ProductQuery, after: str | None = None) -> tuple[str, dict[str, str]]:
+    def products_url(self, product_query: ProductQuery, after: str | None = None,
+                     seen_there: Sequence[str] = ()) -> tuple[str, dict[str, str]]:
         """The URL of the Products collection and its query: `/Products` goes at the end of the
         source URL's path, and a query the source URL has (`?apikey=...`) is kept beside the
         OData one (it was appended after it: `?apikey=X/Products&$filter=...`)."""
         parts = urlsplit(self.base_url)
         url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/Products", "", ""))
-        return url, {**dict(parse_qsl(parts.query, keep_blank_values=True)), **product_query.params(after)}
+        return url, {**dict(parse_qsl(parts.query, keep_blank_values=True)), **product_query.params(after, seen_there)}
 
     async def products(self, product_query: ProductQuery) -> AsyncIterator[list[dict]]:
         """The matching products, page by page, to the end (the last page has no @odata.nextLink).
 
         Keyset paging: the next page is the products from the last one of this page on in the query's order
-        (ProductQuery.keyset_clause: its date field `ge` the last product's), asked by the client, not the server's
-        next link, and the products of that instant already seen (by Id) are left out. CDSE's link pages by
+        (ProductQuery.keyset_clause: its date field `ge` the last product's, the products of that instant already
+        seen left out by `Id ne`, up to EXCLUDED_IDS_MAX of them), asked by the client, not the server's next link;
+        whatever the page brings again is left out by its Id here too. A catalogue that refuses `Id ne` is asked
+        the same page without it, and no page of this client names Ids again. CDSE's link pages by
         `$skip`: a product withdrawn between two pages shifted the result set, and the product at the page
         boundary was never asked for (an insertion, one seen twice); only a product published within the next
         run's overlap was caught again (found by exploratory testing). A page none of whose products says where it
@@ -738,13 +744,21 @@ class CatalogueClient:
         by_link: str | None = None  # the server's next link, while the page asked by key has not answered
         keyset = True
         boundary: str | None = None  # the order field's value of the last product seen
+        at_boundary: list[str] = []  # the Ids of the products seen at that instant
         seen: set[str] = set()  # the Ids of the products this window brought (a product is yielded once)
+        without_ids: tuple[str, dict[str, str]] | None = None  # the page asked, without its `Id ne` clauses
         while url:
             try:
                 page = await self.get_json(url, params)
             except (CatalogueUnavailable, CatalogueAuthError, PageTooLarge):
                 raise
             except CatalogueError as error:
+                if without_ids is not None:
+                    logger.info("catalogue %s refused a page whose filter leaves out products by Id (%s): asked "
+                                "again without, as every page of this source's run", self.origin(), error)
+                    self.ids_in_filter = False
+                    (url, params), without_ids = without_ids, None
+                    continue
                 if by_link is None:
                     raise
                 self._paged_by_links("refused a page asked by key", error)
@@ -754,7 +768,7 @@ class CatalogueClient:
             if not isinstance(items, list):
                 raise CatalogueError(f"{self.shown(url)} answered without a 'value' list: "
                                      f"{self._said(_excerpt(json.dumps(page)[:1000]))}")
-            keyed, by_link = by_link is not None, None
+            keyed, by_link, without_ids = by_link is not None, None, None
             asked.add(_request_of(url, params))
             link = page.get("@odata.nextLink")
             following = None
@@ -768,7 +782,7 @@ class CatalogueClient:
                                          f"{_shown(self.shown(following))}: not followed, so that the source's "
                                          f"credentials go to {self.origin()} only")
             # (a page asked from `boundary` on brings the products of that instant seen already again: left out)
-            items, last = await _fresh_products(items, seen, product_query, want_key=following is not None)
+            items, last, at_last = await _fresh_products(items, seen, product_query, want_key=following is not None)
             if keyed and not items and following is not None:
                 # A page's worth of products of one instant: asked from that instant again, the same page would come
                 # back. The rest of the window goes by this page's link (the key's query, past what it brought).
@@ -780,10 +794,14 @@ class CatalogueClient:
             if following is None:
                 return
             if last is not None:
+                at_boundary = list(dict.fromkeys([*at_boundary, *at_last])) if last[0] == boundary else at_last
                 boundary = last[0]
             if last is not None and keyset:
                 # (the same `ge` may be asked again: never a loop, as a page that brings nothing new ends keyed paging)
                 url, params = self.products_url(product_query, boundary)
+                if self.ids_in_filter and 0 < len(at_boundary) <= EXCLUDED_IDS_MAX:
+                    without_ids = url, params
+                    url, params = self.products_url(product_query, boundary, at_boundary)
                 by_link = following
             else:
                 url, params = following, None  # the next link carries the query
@@ -881,11 +899,12 @@ class _NoJson:
 
 
 async def _fresh_products(items: list, seen: set[str], product_query: ProductQuery,
-                          want_key: bool) -> tuple[list, tuple[str, str] | None]:
-    """The products of a page not yet seen in this window (their Ids then added to `seen`), and the key of the last
-    of them that has one (when the next page is asked by key). A page of thousands in a worker thread: read on the
-    event loop, 600,000 held it a third of a second."""
-    def fresh() -> tuple[list, tuple[str, str] | None]:
+                          want_key: bool) -> tuple[list, tuple[str, str] | None, list[str]]:
+    """The products of a page not yet seen in this window (their Ids then added to `seen`), the key of the last
+    of them that has one (when the next page is asked by key), and the Ids of the page's products at that key's
+    instant (the next page leaves them out). A page of thousands in a worker thread: read on the event loop,
+    600,000 held it a third of a second."""
+    def fresh() -> tuple[list, tuple[str, str] | None, list[str]]:
         kept = []
         for item in items:
             got = _id_of(item)
@@ -895,9 +914,20 @@ async def _fresh_products(items: list, seen: set[str], product_query: ProductQue
                     seen.add(got)
         last = next((key for key in map(product_query.key_of, reversed(kept)) if key is not None), None) \
             if want_key else None
-        return kept, last
+        at_last = []
+        for key in map(product_query.key_of, reversed(items) if last is not None else ()):
+            if key is not None and key[0] == last[0]:  # (the page is in order: that instant's products are together)
+                at_last.append(key[1])
+            elif key is not None:
+                break
+        return kept, last, at_last
 
     return await asyncio.to_thread(fresh) if len(items) > 1000 else fresh()
+
+
+# At most so many Ids of products already seen are left out by a keyed page's filter (`Id ne`, some 50 characters
+# each in the URL); more products of one instant than that are asked again and left out here, by their Ids.
+EXCLUDED_IDS_MAX = 20
 
 
 def _id_of(product: Any) -> str | None:

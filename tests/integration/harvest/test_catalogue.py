@@ -121,13 +121,13 @@ def _literal(field_name: str, text: str) -> object:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-_COMPARE = {"eq": lambda a, b: a == b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+_COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
             "lt": lambda a, b: a < b, "le": lambda a, b: a <= b}
 
 
 def odata_matches(item: object, expression: str) -> bool:
     """Whether a product matches what hrwsi sends as $filter, as the CDSE OData API reads it: `and`, `or`,
-    parentheses; PublicationDate, ContentDate/Start and Id compared (eq, gt, ge, lt, le); contains(Name,'...').
+    parentheses; PublicationDate, ContentDate/Start and Id compared (eq, ne, gt, ge, lt, le); contains(Name,'...').
     The collection, the productType attribute and the area are taken as matching (every product served is of
     them). A product without a compared field (malformed: tests serve such products on purpose) matches.
     Anything else is a ValueError (answered 400): a clause hrwsi sends that the fake cannot read is a test to
@@ -177,6 +177,7 @@ class FakeCatalogue:
     products: list[dict] = field(default_factory=list)
     failures: list = field(default_factory=list)        # answers to give first: 429, 500, "slow"
     requests: list[dict] = field(default_factory=list)
+    served: list[int] = field(default_factory=list)     # the products each page answered carried
     require_token: bool = False
     token_lifetime_s: int = 600
     valid_tokens: set = field(default_factory=set)
@@ -220,6 +221,7 @@ class FakeCatalogue:
             matching.sort(key=odata_order_key(query["$orderby"]))
         top, skip = int(query.get("$top", 20)), int(query.get("$skip", 0))
         page = matching[skip:skip + top]
+        self.served.append(len(page))
         answer = {"@odata.context": "$metadata#Products", "value": page}
         if skip + top < len(matching):
             following = {**query, "$skip": str(skip + top)}
@@ -312,17 +314,22 @@ async def test_pages_are_followed_to_the_end(fake):
         found = await fetch_all(client, ProductQuery("SENTINEL-2", top=2))
     assert [p["Id"] for p in found] == [f"id-{i}" for i in range(5)]
     # Each next page is asked from the key of the last product of the one before, not by the server's $skip link.
-    assert [r["query"].get("$skip") for r in fake.requests] == [None, None, None, None]
-    # From the last product's instant on (`ge`): the products of that instant seen already come again, left out.
+    assert [r["query"].get("$skip") for r in fake.requests] == [None, None, None]
+    # From the last product's instant on (`ge`), the products of that instant seen already left out by their Ids.
     assert [r["query"]["$filter"] for r in fake.requests] == ["Collection/Name eq 'SENTINEL-2'"] + [
-        f"Collection/Name eq 'SENTINEL-2' and PublicationDate ge {product(i)['PublicationDate']}" for i in (1, 2, 3)]
+        f"Collection/Name eq 'SENTINEL-2' and PublicationDate ge {product(i)['PublicationDate']} and Id ne 'id-{i}'"
+        for i in (1, 3)]
+    assert fake.served == [2, 2, 1]  # each product transferred once
 
 
-@pytest.mark.parametrize("at_one_instant", [3, 5])
-async def test_products_of_one_instant_across_pages_are_seen_once_each(fake, caplog, at_one_instant):
-    """Products published at the same instant across a page boundary: each once, none lost. More of them than a
-    page holds (5 on pages of 2): a page asked from that instant would bring the same ones again, so the rest of
-    the window goes by the catalogue's links, said in the log."""
+@pytest.mark.parametrize(("at_one_instant", "ids_left_out"), [(3, 20), (5, 20), (5, 1)])
+async def test_products_of_one_instant_across_pages_are_seen_once_each(fake, caplog, monkeypatch, at_one_instant,
+                                                                       ids_left_out):
+    """Products published at the same instant across a page boundary: each once, none lost; the next page leaves
+    out by Id those of that instant seen already. More of them than a page holds (5 on pages of 2) and than a page
+    leaves out by Id (EXCLUDED_IDS_MAX): a page asked from that instant would bring the same ones again, so the
+    rest of the window goes by the catalogue's links, said in the log."""
+    monkeypatch.setattr(catalogue, "EXCLUDED_IDS_MAX", ids_left_out)
     instant = NOW - timedelta(minutes=20)
     fake.products = [product(0)] + [product(i, published=instant) for i in range(1, at_one_instant + 1)] + [
         product(at_one_instant + 1)]
@@ -330,7 +337,48 @@ async def test_products_of_one_instant_across_pages_are_seen_once_each(fake, cap
         found = await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2", top=2))
     assert sorted(p["Id"] for p in found) == sorted(p["Id"] for p in fake.products)
     assert len(found) == len(fake.products)
-    assert ("a page's worth of one instant" in caplog.text) == (at_one_instant > 2)
+    assert ("a page's worth of one instant" in caplog.text) == (at_one_instant > ids_left_out + 1)
+    if ids_left_out >= at_one_instant:
+        assert sum(fake.served) == len(fake.products)  # each product transferred once
+
+
+async def test_a_window_transfers_each_product_once_though_its_pages_end_within_an_instant(fake):
+    """Each keyed page asked from the last product's instant on brought that product (and any of its instant seen)
+    again: a page in `top` transferred twice, for nothing. Counted in products the catalogue served per window:
+    each once, none lost, though ties fall across page boundaries."""
+    instants = [NOW - timedelta(minutes=25) + timedelta(seconds=n // 2) for n in range(11)]  # two at each instant
+    fake.products = [product(i, published=instants[i]) for i in range(11)]
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2", top=3))
+    assert sorted(p["Id"] for p in found) == sorted(p["Id"] for p in fake.products) and len(found) == 11
+    assert sum(fake.served) == 11 and len(fake.requests) == 4
+
+
+async def test_a_catalogue_that_refuses_ids_in_the_filter_is_asked_the_same_page_without_them(fake, caplog):
+    """A catalogue that refuses `Id ne` in a filter is asked the page again without it, and no later page of the run
+    names Ids: each product once, none lost, the pages still asked by key (the products seen again left out here)."""
+    fake.products = [product(i) for i in range(5)]
+    filters = []
+
+    async def refusing_ids(request):
+        filters.append(request.query["$filter"])
+        if " and Id ne " in request.query["$filter"]:
+            return web.json_response({"detail": "Invalid filter: Id"}, status=400)
+        fake.answer = None
+        try:
+            return await fake.odata_products(request)
+        finally:
+            fake.answer = refusing_ids
+
+    fake.answer = refusing_ids
+    caplog.set_level(logging.INFO)
+    async with aiohttp.ClientSession() as session:
+        found = await fetch_all(CatalogueClient(fake.url, session, retry=fast_retry()), ProductQuery("SENTINEL-2", top=2))
+    assert [p["Id"] for p in found] == [f"id-{i}" for i in range(5)]
+    assert [" and Id ne " in f for f in filters] == [False, True, False, False, False]
+    assert all(r["query"].get("$skip") is None for r in fake.requests)
+    assert "refused a page whose filter leaves out products by Id" in caplog.text
+    assert "paged by the catalogue's next links" not in caplog.text
 
 
 @pytest.mark.parametrize("change", ["withdrawn", "published"])
@@ -535,8 +583,8 @@ async def test_a_near_real_time_catalogue_source_becomes_inputs_once(routine, fa
     catalogue_source(routine, fake)
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert run.ok, run.error
-    # (pages of two, each asked from the instant of the last product seen on: it comes again, left out)
-    assert (run.report.products, run.report.pages, run.report.inputs) == (5, 4, 5)
+    # (pages of two, each asked from the instant of the last product seen on, that product left out by its Id)
+    assert (run.report.products, run.report.pages, run.report.inputs) == (5, 3, 5)
     rows = routine.execute("SELECT input_path, tile, mission, measured_at, published_at, source, scene_id "
                            "FROM hrwsi.input ORDER BY id").fetchall()
     first = product(0)
@@ -608,14 +656,14 @@ async def test_a_backfill_day_with_more_products_than_a_run_asks_pages_for_goes_
     morning = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
     fake.products = [product(i, sensed=morning + timedelta(minutes=i)) for i in range(7)]  # (asked by sensing time)
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
-    # (two pages of three, the second asked from the instant of the first's last product: it brings two more)
-    assert not run.ok and "the 5 input(s) registered stay, the next run asks the day again from " \
-                          f"{morning + timedelta(minutes=4):%Y-%m-%dT%H:%M:%S}Z" in run.error
+    # (two pages of three, the second asked from the instant of the first's last product, that one left out by Id)
+    assert not run.ok and "the 6 input(s) registered stay, the next run asks the day again from " \
+                          f"{morning + timedelta(minutes=5):%Y-%m-%dT%H:%M:%S}Z" in run.error
     [described] = sources.list_sources(routine)
-    assert described["mode"] == f"backfill {day} to {day} (next day {day}, from 10:04:00Z)"
+    assert described["mode"] == f"backfill {day} to {day} (next day {day}, from 10:05:00Z)"
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(hours=2))
     assert run.ok, run.error
-    assert f"ContentDate/Start ge {morning + timedelta(minutes=4):%Y-%m-%dT%H:%M:%S}.000Z" in \
+    assert f"ContentDate/Start ge {morning + timedelta(minutes=5):%Y-%m-%dT%H:%M:%S}.000Z" in \
         fake.requests[-1]["query"]["$filter"]
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 7
     assert routine.execute("SELECT backfill_cursor, backfill_resume_at FROM hrwsi.harvest_source").fetchone() == \
@@ -876,10 +924,10 @@ async def test_a_source_deactivated_or_deleted_during_its_run_stops_at_the_next_
     catalogue_source(routine, fake)
     [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
     assert not run.ok and len(fake.requests) == 2
-    # (the second page asked from the instant of the first's last product: it brings one more)
-    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 3
+    # (the second page asked from the instant of the first's last product, that one left out by Id: two more)
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 4
     said = [r.getMessage() for r in caplog.records if r.name.startswith("hrwsi.harvest")]
-    stopped = f"source cdse was {change} during its run: stopped after 2 page(s); the 3 input(s) it registered stay"
+    stopped = f"source cdse was {change} during its run: stopped after 2 page(s); the 4 input(s) it registered stay"
     assert said == [stopped]  # one line: no "failed", no "claim lapsed"
     if change == "deactivated":
         assert routine.execute("SELECT last_error, claim_token FROM hrwsi.harvest_source").fetchone() == (stopped, None)
