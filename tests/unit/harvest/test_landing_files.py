@@ -191,3 +191,23 @@ def test_a_listing_resolves_the_landing_directory_once_not_each_entry_of_it(tmp_
     nested = list_landing_directory(dataclasses.replace(landing, pattern="*/*.json"))
     assert [Path(e.path).name for e in nested] == ["outside.json"] and len(resolved) == 2
     assert "outside the landing directory" in nested[0].problem
+
+
+def test_a_listing_holds_one_entry_a_file_not_a_path_object_besides(tmp_path):
+    """The listing made a Path of every entry (glob) and held them all, sorted, beside the entries it made: 920 bytes a
+    file at its peak, 20,000 and 100,000 files alike, a third of a scan's peak (measured with tracemalloc in session
+    75). A pattern of one component is matched against the directory's names: 440 bytes a file now, in order."""
+    import tracemalloc
+    landing = source(tmp_path, pattern="S2*.json")
+    names = [f"S2A_MSIL1C_20241105T{n:06d}_N0510_R108_T32TPR_20241105T123456.json" for n in range(3_000)]
+    for name in reversed(names):
+        (landing_path := Path(landing.directory) / name).write_bytes(b"x")
+    (Path(landing.directory) / "S1A_other.json").write_bytes(b"x")  # (not matching)
+    tracemalloc.start()
+    try:
+        listing = list_landing_directory(landing)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [Path(e.path).name for e in listing] == names and str(landing_path.parent) in listing[0].path
+    assert peak / len(names) < 650, f"the listing's peak was {peak / len(names):.0f} bytes a file"
