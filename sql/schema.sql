@@ -120,7 +120,9 @@ CREATE TABLE hrwsi.processing_routine (
     cpu                  numeric NOT NULL CONSTRAINT routine_cpu_is_positive CHECK (cpu > 0)
         CONSTRAINT routine_cpu_is_a_number CHECK (cpu <> 'NaN'::numeric),
     ram_mb               integer NOT NULL CONSTRAINT routine_ram_mb_is_positive CHECK (ram_mb > 0),
-    storage_mb           integer NOT NULL CONSTRAINT routine_storage_mb_is_positive CHECK (storage_mb > 0),
+    -- (at least Nomad's least EphemeralDisk, as the configuration file says: migration 0112)
+    storage_mb           integer NOT NULL CONSTRAINT routine_storage_mb_is_at_least_nomads_least_disk
+        CHECK (storage_mb >= 10),
     expected_duration    interval NOT NULL
         CONSTRAINT routine_expected_duration_is_positive CHECK (expected_duration > interval '0')
         CONSTRAINT routine_expected_duration_is_at_most_30_days CHECK (expected_duration <= interval '30 days'),

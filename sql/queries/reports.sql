@@ -764,12 +764,3 @@ WHERE a.xact_start < now() - make_interval(secs => %(after_s)s) AND a.pid <> pg_
   AND a.backend_type = 'client backend' AND a.datname = current_database()  -- (another database's: not ours to keep)
 ORDER BY a.xact_start
 LIMIT %(limit)s;
-
--- name: report_routines_below_least_disk
--- Routines stored with less storage than Nomad's least EphemeralDisk (least_mb, 10 MB), by name: stored before the
--- configuration file refused it (hrwsi.configuration.MIN_ROUTINE_STORAGE_MB), kept until the next `hrwsi config
--- load`. Their Nomad jobs ask for the least (job_spec.disk_mb) while the planner counts what is stored.
-SELECT name AS routine, storage_mb
-FROM hrwsi.processing_routine
-WHERE storage_mb < %(least_mb)s
-ORDER BY name;

@@ -69,14 +69,6 @@ GROUP BY routine, lane;
 SELECT count(*)::bigint AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS oldest_s
 FROM hrwsi.alert WHERE sent_at IS NULL;
 
--- name: web_routines_below_least_disk
--- The routines stored with less storage than Nomad's least EphemeralDisk ($1, 10 MB), by name, as `hrwsi status`
--- reads them (report_routines_below_least_disk): said in one sentence beside the tasks the planner cannot place.
-SELECT name AS routine, storage_mb
-FROM hrwsi.processing_routine
-WHERE storage_mb < $1::integer
-ORDER BY name;
-
 -- name: web_unplannable
 -- Pending tasks the planner cannot place, with its reason: one line per routine and reason, with how
 -- many tasks it holds and its oldest as the example. A reason names its own task ("task 100000

@@ -134,24 +134,6 @@ LONG_TRANSACTION_AFTER_S = 600.0
 LONG_TRANSACTIONS_SHOWN = 5
 
 
-# Nomad's least EphemeralDisk (hrwsi.backends.nomad.job_spec.MIN_DISK_MB, configuration.MIN_ROUTINE_STORAGE_MB).
-LEAST_DISK_MB = 10
-
-
-def small_storage_said(rows: list[dict]) -> str | None:
-    """The routines stored with storage_mb below Nomad's least disk, in one sentence saying what their jobs ask and
-    what to do, or None. The configuration file refuses such a value (migration 0093's round); a routine stored
-    before keeps it until the next `hrwsi config load`, said nowhere: its Nomad jobs ask for 10 MB (a job spec
-    never carries less than Nomad accepts) while the planner counts what is stored (found by review)."""
-    if not rows:
-        return None
-    names = ", ".join(f"{row['routine']} ({row['storage_mb']} MB)" for row in rows[:10])
-    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
-    return (f"routine(s) stored with storage_mb below Nomad's least disk, {LEAST_DISK_MB} MB: {names}{more}; their Nomad "
-            f"jobs ask for {LEAST_DISK_MB} MB while the plan counts what is stored: give storage_mb = {LEAST_DISK_MB} "
-            "or more in the configuration file and run `hrwsi config load`")
-
-
 def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 30.0,
            lock_wait_s: float = STATUS_LOCK_WAIT_S, *, connections_said_at: float = CONNECTIONS_SAID_AT,
            long_transaction_after_s: float = LONG_TRANSACTION_AFTER_S) -> dict:
@@ -239,8 +221,6 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
         data["long_transactions"] = long_transactions(conn, long_transaction_after_s)
         data["sessions_not_seen"] = sessions_not_seen_said(_row(conn, "report_sessions_not_seen"))
         data["connections"] = connection_slots(conn, connections_said_at)
-        data["small_storage"] = small_storage_said(read("the routines' storage", [], lambda: _rows(
-            conn, "report_routines_below_least_disk", {"least_mb": LEAST_DISK_MB})))
     data["unread"] = unread
     data["lock_wait_s"] = lock_wait_s
     return data

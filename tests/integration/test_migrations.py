@@ -442,3 +442,37 @@ def test_the_finished_tasks_of_a_database_before_migration_0105_are_counted_by_t
                                                              WHERE state IN ('processed', 'terminated', 'cancelled')
                                                              GROUP BY routine, state""")}
     assert kept == truth and sum(truth.values()) == 5, (kept, truth)
+
+
+def test_a_routine_stored_with_less_storage_than_nomads_least_disk_is_given_it_by_the_upgrade_and_refused_after(
+        empty_database_url, monkeypatch):
+    """storage_mb below 10 was refused by the configuration file only: a routine stored with 1 MB before (or by a
+    data engineer's UPDATE) kept it, its Nomad jobs asked for 10 MB while the planner counted 1 MB on the worker's
+    disk until the next `hrwsi config load` (found by review). The upgrade (migration 0112) gives it 10 MB, with
+    what its attempts in flight hold, and the database refuses less from then on, whoever writes it."""
+    from hrwsi import configuration
+    from hrwsi.backends.nomad.job_spec import MIN_DISK_MB
+
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 112])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+        conn.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type) VALUES ('snow', 1, 100, 1, '1 min', ARRAY['s'],
+                        'L2A', 'FSC'), ('big', 1, 100, 500, '1 min', ARRAY['b'], 'FSC', 'QL')""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l2a', 'snow')")
+        conn.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) "
+                     "VALUES ('l2a', '/l2a/1', '32TLR', '2026-03-01T10:00Z')")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                     "attempts = 1, held_cpu = 1, held_ram_mb = 100, held_storage_mb = 2, held_attempt = 1")
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert any(m.startswith("0112_") for m in migrations.migrate(conn))
+        stored = dict(conn.execute("SELECT name, storage_mb FROM hrwsi.processing_routine").fetchall())
+        assert stored == {"snow": MIN_DISK_MB, "big": 500}, stored
+        assert conn.execute("SELECT held_storage_mb FROM hrwsi.processing_task").fetchone()[0] == MIN_DISK_MB
+        assert configuration.MIN_ROUTINE_STORAGE_MB == MIN_DISK_MB == 10
+        conn.commit()
+        with pytest.raises(psycopg.errors.CheckViolation, match="routine_storage_mb_is_at_least_nomads_least_disk"):
+            conn.execute("UPDATE hrwsi.processing_routine SET storage_mb = 9 WHERE name = 'big'")

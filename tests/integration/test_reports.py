@@ -429,31 +429,6 @@ def test_instances_a_newer_live_one_replaced_are_counted_in_one_line_of_status_a
     assert "orchestrator-h-10-lapsed" in everything and "replaced by orchestrator-h-10-now: the same process" in everything
 
 
-def test_status_says_once_which_routines_are_stored_with_less_storage_than_nomads_least_disk(db):
-    """A routine stored with storage_mb = 1 before the configuration file refused it (migration 0093's round) kept
-    it until the next `hrwsi config load`, said nowhere: its Nomad jobs ask for 10 MB (a job spec never carries
-    less: job_spec.disk_mb) while the plan counted 1 MB (found by review). One line, whatever its tasks."""
-    from hrwsi import configuration
-    from hrwsi.backends.nomad.job_spec import MIN_DISK_MB
-    from tests.integration.test_configuration import demo_document
-
-    assert reports.LEAST_DISK_MB == MIN_DISK_MB == configuration.MIN_ROUTINE_STORAGE_MB
-    configuration.load(db, demo_document())
-    assert reports.status(db)["small_storage"] is None
-    db.execute("UPDATE hrwsi.processing_routine SET storage_mb = 1 WHERE name = 'snow_cover'")
-    for n in (1, 2, 3):
-        db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) VALUES "
-                   "('l2a_for_snow', %s, '32TLR', now() - interval '1 day')", (f"/in/{n}.SAFE",))
-    status = reports.status(db)
-    shown = " ".join(drawn(views.status, status, 30.0).split())
-    said = ("storage: routine(s) stored with storage_mb below Nomad's least disk, 10 MB: snow_cover (1 MB); their "
-            "Nomad jobs ask for 10 MB while the plan counts what is stored: give storage_mb = 10 or more in the "
-            "configuration file and run `hrwsi config load`")
-    assert said in shown and shown.count("below Nomad's least disk") == 1, shown
-    configuration.load(db, demo_document())
-    assert reports.status(db)["small_storage"] is None, "the next config load stores what the file says"
-
-
 async def test_status_says_at_once_that_the_services_role_or_database_is_set_read_only_whatever_the_readers_role(
         db, database_url, settings):
     """default_transaction_read_only turned on for the services' database (or login role), not a standby: status said

@@ -1350,6 +1350,8 @@ def test_sql_injection_text_is_stored_as_text(configured):
             'A', 'B', 0)""", "routine_max_attempts_between_1_and_100"),
         ("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('c', 'ghost')",
          "condition_routine_must_exist"),
+        # (less than Nomad's least disk: its jobs reserved 10 MB while the planner counted what is stored)
+        ("UPDATE hrwsi.processing_routine SET storage_mb = 9", "routine_storage_mb_is_at_least_nomads_least_disk"),
         ("UPDATE hrwsi.budget SET vm_max = 0", "budget_vm_max_is_positive"),
         ("INSERT INTO hrwsi.budget (id) VALUES (false)", "budget_has_a_single_row"),
     ],

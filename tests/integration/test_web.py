@@ -242,24 +242,6 @@ async def test_a_read_only_overview_says_what_happens_to_a_held_routine_and_what
             "stay on hold (not planned) until an operator runs `hrwsi release quicklook`; running jobs finish") in page, page
 
 
-async def test_the_overview_names_routines_stored_with_less_storage_than_nomads_least_disk_as_status_does(
-        database_url, scenario, data_dir, db):
-    # Found by review: `hrwsi status` names them (small_storage), the dashboard said nothing.
-    db.execute("UPDATE hrwsi.processing_routine SET storage_mb = 3 WHERE name = 'quicklook'")
-    async with dashboard(database_url, data_dir, tokens="") as client:
-        page = " ".join(visible(await text_of(client, "/")).split())
-        api = json.loads(await text_of(client, "/api/overview"))
-    said = ("routine(s) stored with storage_mb below Nomad's least disk, 10 MB: quicklook (3 MB); their Nomad jobs ask "
-            "for 10 MB while the plan counts what is stored: give storage_mb = 10 or more in the configuration file and "
-            "run `hrwsi config load`")
-    assert f"Routines stored with too little storage {said}" in page, page
-    assert page.index("Held work and unplannable tasks") < page.index(said) < page.index("Alerts all")
-    assert api["small_storage"] == said
-    db.execute("UPDATE hrwsi.processing_routine SET storage_mb = 100 WHERE name = 'quicklook'")
-    async with dashboard(database_url, data_dir, tokens="") as client:
-        assert "too little storage" not in visible(await text_of(client, "/"))
-
-
 async def test_the_overview_lists_the_tasks_held_one_by_one_with_what_holds_each_and_what_lifts_it(database_url, scenario,
                                                                                                  data_dir, db):
     """Ops could not see the held work on the dashboard: `hrwsi status` lists the tasks an operator held (and those held

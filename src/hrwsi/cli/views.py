@@ -161,7 +161,6 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
                       + (f" (the oldest {shown} of {total:,}):" if total > shown else ":") + "[/yellow]")
         for item in data["unplannable"]:
             said_under(console, f"  task {item['task_id']} ({item['routine']}): ", item["reason"])
-    _small_storage(console, data.get("small_storage"))
     _queued_long(console, data.get("queued_long") or [])
     _running_long(console, data.get("running_long") or [])
     _services(console, data["services"], stale_after_s, data.get("versions"), data.get("services_gone"), all_services)
@@ -205,13 +204,6 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
         if _narrowest_width(console, table) <= console.width:
             table = _recent_failures(data["recent_failures"], FAILURE_MESSAGE_SHOWN)
         show(console, table)
-
-
-def _small_storage(console: Console, said: str | None) -> None:
-    """The routines stored with less storage than Nomad's least disk (reports.small_storage_said): one line, whatever
-    the number of their tasks."""
-    if said:
-        line(console, "storage: ", said)
 
 
 def _database_trouble(console: Console, data: dict) -> None:

@@ -501,7 +501,6 @@ class Dashboard:
                        "versions": overview.versions, "held_campaigns": overview.held_campaigns,
                        "held_tasks": overview.held_tasks, "held_tasks_total": overview.held_tasks_total,
                        "writes_refused": overview.writes_refused,
-                       "small_storage": overview.small_storage,
                       "read_s": overview.read_s})
 
     async def api_tasks(self, request: web.Request) -> web.Response:

@@ -23,7 +23,6 @@ from hrwsi.harvest.sources import describe_source
 from hrwsi.installed_code import mark_changed
 from hrwsi.reports import (
     CONNECTIONS_SAID_AT,
-    LEAST_DISK_MB,
     LONG_TRANSACTION_AFTER_S,
     LONG_TRANSACTIONS_SHOWN,
     QUEUED_LONG_AFTER_S,
@@ -43,7 +42,6 @@ from hrwsi.reports import (
     services_gone,
     sessions_not_seen_said,
     short_of_connections,
-    small_storage_said,
 )
 from hrwsi.sql_files import query
 
@@ -129,9 +127,6 @@ class Overview:
     # The line the page starts with while the database refuses writes (database_trouble.refusing_writes_said, as
     # `hrwsi status` says it); None while it takes them.
     writes_refused: str | None = None
-    # The routines stored with storage_mb below Nomad's least disk, in the sentence `hrwsi status` says (None: none),
-    # shown beside the tasks the planner cannot place: the dashboard said nothing of them (found by review).
-    small_storage: str | None = None
 
     @property
     def waiting(self) -> int:
@@ -227,8 +222,6 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_
     overview.held_tasks = [dict(r) | {"next": held_task_next_step(r)}
                            for r in await conn.fetch(query("web_held_tasks"), HELD_SHOWN)]
     overview.held_tasks_total = overview.held_tasks[0]["total"] if overview.held_tasks else 0
-    overview.small_storage = small_storage_said([dict(r) for r in await conn.fetch(query("web_routines_below_least_disk"),
-                                                                                    LEAST_DISK_MB)])
     overview.read_s = time.perf_counter() - started
     return overview
 
