@@ -696,11 +696,8 @@ class Launcher(Service):
             self._lost_to_the_storage(outcome.message)  # (a launcher's problem while it lasts: status, dashboard)
         elif outcome.exit_code is not None and self.backend.runs_routines:
             self._storage_served()  # (its output directory was there and writable as it ended)
-        if self.backend.times_from_this_host and abs(self.clock.offset_s) > CLOCK_CORRECTED_FROM_S:
-            # Its attempt "started" ten minutes before it was submitted on a host ten minutes slow.
-            shift = timedelta(seconds=self.clock.offset_s)
-            outcome = dataclasses.replace(outcome, started_at=outcome.started_at and outcome.started_at + shift,
-                                          finished_at=outcome.finished_at and outcome.finished_at + shift)
+        if self.backend.times_from_this_host:
+            outcome = self._in_the_databases_time(outcome)
         stored: asyncio.Future = asyncio.get_running_loop().create_future()
         self._progress.pop(job_id, None)  # its end says more
         self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored, self.instance_id))
@@ -715,6 +712,26 @@ class Launcher(Service):
             await self.backend.forget(spec.job_id)
         except Exception as error:  # cleaning up is best effort; the outcome is already stored
             logger.warning("could not clean up job %s in the backend: %s", spec.job_id, error)
+
+    def _in_the_databases_time(self, outcome: JobOutcome) -> JobOutcome:
+        """A local attempt's times, read from this host's wall clock, as the database's clock tells them."""
+        if abs(self.clock.offset_s) > CLOCK_CORRECTED_FROM_S:
+            # Its attempt "started" ten minutes before it was submitted on a host ten minutes slow.
+            shift = timedelta(seconds=self.clock.offset_s)
+            outcome = dataclasses.replace(outcome, started_at=outcome.started_at and outcome.started_at + shift,
+                                          finished_at=outcome.finished_at and outcome.finished_at + shift)
+        seen = self.clock.now()
+        # (later by less than what measuring the offset cannot tell apart is the same time)
+        if outcome.finished_at is not None and outcome.finished_at > seen + timedelta(seconds=CLOCK_CORRECTED_FROM_S):
+            # An end read from the host's wall clock as it was then (a supervisor on another boot, or an older one),
+            # corrected by the offset measured now: the clock stepped since, and it would end after it was seen
+            # (found by review). The run time stands; the end is said as what is known of it.
+            back = outcome.finished_at - seen
+            outcome = dataclasses.replace(
+                outcome, started_at=outcome.started_at and outcome.started_at - back, finished_at=seen,
+                message=f"{outcome.message}; it ended before {seen:%Y-%m-%d %H:%M:%S} UTC, when its launcher saw it "
+                        "(the host's clock was off by another amount when it ended)")
+        return outcome
 
     async def _wait_for_a_backend_slot(self, job_id: int, spec: JobSpec) -> str | None:
         """Wait until one of the backend's slots is ours (None), or why the job will not start."""

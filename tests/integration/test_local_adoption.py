@@ -146,3 +146,50 @@ async def test_a_launcher_restarted_after_a_kill_takes_the_dead_ones_jobs_withou
     assert (flags / "runs").read_text().count("\n") == 1, "the routine ran once"
     said = [r.getMessage() for r in caplog.records if "took over the lease" in r.getMessage()]
     assert len(said) == 1 and dead in said[0] and "no process has its pid" in said[0], said
+
+
+async def test_an_attempt_that_ended_before_a_reboot_is_never_recorded_as_ending_after_it_was_seen(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """Its end, read from the host's wall clock as it was then (a supervisor on another boot, which the clock that only
+    goes forward cannot compare with), was corrected by the offset measured when it was recorded: a clock ten minutes
+    fast when it ended, right since, put its end ten minutes after the launcher saw it (found by review). It ended
+    before it was seen: that is what is recorded and said."""
+    import json
+    from datetime import datetime, timedelta
+
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    configure(single_routine_configuration([sys.executable, "-c", ROUTINE]))
+    first = launcher_process(database_url, home, flags)
+    try:
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'", timeout=60)
+        deadline = time.monotonic() + 30
+        while not (flags / "runs").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    (flags / "release").touch()
+    output_dir = db.execute("SELECT output_dir FROM hrwsi.job").fetchone()[0]
+    exit_file = os.path.join(os.path.dirname(output_dir), "exit.json")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(exit_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(exit_file) as file:
+        found = json.load(file)
+    fast = timedelta(minutes=10)  # (its host's clock then; another boot's reading of the clock that only goes forward)
+    found |= {"started_at": (datetime.fromisoformat(found["started_at"]) + fast).isoformat(),
+              "finished_at": (datetime.fromisoformat(found["finished_at"]) + fast).isoformat(), "clock": "another-boot -"}
+    with open(exit_file, "w") as file:
+        json.dump(found, file)
+
+    monkeypatch.setenv("ADOPTION_FLAGS", str(flags))
+    async with running(database_url, ["launcher"], settings, backend="local"):
+        await wait_until(database_url, "SELECT state = 'processed' FROM hrwsi.processing_task", timeout=60)
+    seen_by, started, finished, message, now = db.execute(
+        "SELECT submitted_at, started_at, finished_at, message, now() FROM hrwsi.job").fetchone()
+    assert finished <= now and started <= finished and started >= seen_by, (seen_by, started, finished, now)
+    assert "; it ended before " in message and "when its launcher saw it" in message, message

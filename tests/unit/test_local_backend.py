@@ -472,6 +472,38 @@ def test_an_attempt_whose_log_lost_bytes_to_its_storage_says_how_many_with_its_e
                                     "failed"), outcome.message
 
 
+def test_an_attempt_that_ended_while_its_launcher_was_down_ends_when_it_ended_whatever_the_host_clock_did_since():
+    """Its end was read from the host's wall clock as it was then (finished_at), corrected by the offset measured when
+    it was recorded: a clock ten minutes fast when it ended and stepped right since put its end ten minutes after it
+    was seen (found by review). Its supervisor's reading of the clock that only goes forward tells it on this boot."""
+    from datetime import UTC, datetime, timedelta
+
+    from hrwsi import database_clock
+
+    backend = LocalBackend(max_parallel_jobs=1)
+    fast = datetime.now(UTC) + timedelta(minutes=10)
+    found = {"protocol": 2, "exit_code": 0, "signal": None, "started_at": (fast - timedelta(seconds=3)).isoformat(),
+             "finished_at": fast.isoformat(), "run_s": 3.0, "timed_out": False, "stopped": False, "error": None,
+             "ended_elapsed_s": database_clock.elapsed() - 5.0, "clock": local_supervisor.elapsed_clock()}
+    outcome = backend._outcome("hrwsi-x-1-1", found)
+    ago = (datetime.now(UTC) - outcome.finished_at).total_seconds()
+    assert 5.0 <= ago < 6.0, outcome
+    assert (outcome.finished_at - outcome.started_at).total_seconds() == 3.0
+    elsewhere = backend._outcome("hrwsi-x-1-1", found | {"clock": "another-boot -"})  # (its wall clock, said as it is)
+    assert elsewhere.finished_at == fast, elsewhere
+
+
+async def test_a_supervisor_says_when_it_ended_by_the_clock_that_only_goes_forward(tmp_path):
+    from hrwsi import database_clock
+
+    spec, _ = await started_and_abandoned(tmp_path)
+    (tmp_path / "task-1" / "release").touch()
+    await wait_for_file(Path(spec.attempt_dir) / local_supervisor.EXIT_FILE)
+    found = local_supervisor.read_json(os.path.join(spec.attempt_dir, local_supervisor.EXIT_FILE))
+    assert found["clock"] == local_supervisor.elapsed_clock() is not None
+    assert 0 <= database_clock.elapsed() - found["ended_elapsed_s"] < GUARD_S
+
+
 def test_an_attempts_start_is_read_from_its_end_and_its_run_time_whatever_the_host_clock_did_while_it_ran():
     # Found by exploratory testing: a host clock set an hour back while a routine ran gave it a start an hour
     # after its end (finished_at less started_at is off by the jump); the supervisor's run time is read by the

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 import psutil
 
 import hrwsi.backends.local_supervisor as local_supervisor
+from hrwsi import database_clock
 from hrwsi.backends.base import (
     SECRET_NAME,
     AttemptLost,
@@ -74,6 +75,22 @@ SUPERVISOR_ARGV = (sys.executable, "-I", "-S", "-c",
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# The boot and time namespace of the clock database_clock.elapsed reads (the supervisor's, on this host).
+_ELAPSED_CLOCK_ID = local_supervisor.elapsed_clock()
+
+
+def _ended_at(found: dict) -> datetime | None:
+    """When an attempt's supervisor ended, by this host's wall clock now, from its reading of the clock that only goes
+    forward (exit.json's ended_elapsed_s, on this boot): its finished_at is by the wall clock as it was then, which
+    the launcher corrects by the offset it measures now (an attempt that ended while its launcher was down, the clock
+    since stepped, was recorded at another time: found by review). None: not on this boot, or an older supervisor."""
+    ended = found.get("ended_elapsed_s")
+    if not isinstance(ended, int | float) or isinstance(ended, bool) or found.get("clock") != _ELAPSED_CLOCK_ID:
+        return None
+    ago = database_clock.elapsed() - ended
+    return _now() - timedelta(seconds=ago) if 0 <= ago < 1e9 else None
 
 
 def _time(text: str | None) -> datetime | None:
@@ -354,7 +371,7 @@ class LocalBackend(Backend):
 
     def _outcome(self, job_id: str, found: dict) -> JobOutcome:
         """The JobOutcome of an attempt's exit.json."""
-        started, finished = _time(found.get("started_at")), _time(found.get("finished_at")) or _now()
+        started, finished = _time(found.get("started_at")), _ended_at(found) or _time(found.get("finished_at")) or _now()
         run_s = found.get("run_s")
         if isinstance(run_s, int | float) and not isinstance(run_s, bool) and 0 <= run_s < 1e9 and finished is not None:
             # (its run time by the supervisor's monotonic clock: a jump of the host's clock while it ran moved

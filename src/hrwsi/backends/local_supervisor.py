@@ -82,11 +82,43 @@ REFUSED_EXIT_CODE = 75
 # it; without it a supervisor logs as version 1 did), and exit.json may say log_bytes,
 # log_dropped_bytes and log_failed_bytes. Every field added since 1 is optional to whoever reads them:
 # a launcher follows and settles an attempt of either version. started.json's log_cap and log_base (with a
-# cap) are optional too: `hrwsi logs --follow` reads them.
+# cap) are optional too: `hrwsi logs --follow` reads them, and so are exit.json's ended_elapsed_s and clock
+# (`_ended_on_this_boot`).
 PROTOCOL = 2
 CANNOT_START_EXIT_CODE = 127
 PR_SET_CHILD_SUBREAPER = 36
 STOP_SIGNALS = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT", signals.SIGHUP: "SIGHUP"}
+
+
+# The clock a jump of the host's wall clock does not move and that counts a suspended host's sleep, as the launcher's
+# (hrwsi.database_clock.elapsed).
+_ELAPSED_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
+def elapsed_clock() -> str | None:
+    """The boot and time namespace `_ELAPSED_CLOCK` belongs to: its readings compare only under the same (None: cannot
+    tell)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            boot = file.read().strip()
+    except OSError:
+        return None
+    try:
+        namespace = os.readlink("/proc/self/ns/time")
+    except OSError:
+        namespace = "-"
+    return f"{boot} {namespace}" if boot else None
+
+
+def _ended_on_this_boot() -> dict:
+    """When the supervisor ended by the clock that only goes forward (`ended_elapsed_s`), and the boot and time
+    namespace that clock belongs to (`clock`): a launcher reading the outcome later on the same boot tells its end
+    from its own reading of that clock, whatever the host's wall clock did meanwhile. finished_at, by the wall clock,
+    was corrected by the offset measured when the outcome was recorded: an attempt that ended while its launcher was
+    down, on a host whose clock was then off by another amount, was recorded as ending at another time, after the
+    time it was seen even (found by review). Empty where the boot cannot be told (then finished_at serves)."""
+    clock = elapsed_clock()
+    return {} if clock is None else {"ended_elapsed_s": time.clock_gettime(_ELAPSED_CLOCK), "clock": clock}
 
 
 def _now() -> str:
@@ -768,6 +800,7 @@ def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, gra
         started.update(log_cap=supervisor.log.cap, log_base=supervisor.log.base)
     write_json_atomically(os.path.join(attempt_dir, STARTED_FILE), started)
     outcome = supervisor.run()
+    outcome.update(_ended_on_this_boot())
     if outcome.get("error"):
         _say(outcome["error"])
     write_json_atomically(os.path.join(attempt_dir, EXIT_FILE), outcome)
