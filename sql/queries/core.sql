@@ -473,8 +473,9 @@ SELECT (SELECT count(*) FROM claimed) AS products, (SELECT count(*) FROM inserte
          ELSE 0 END AS waiting;
 
 -- name: jobs_to_cancel
--- Active jobs of this launcher whose task an operator cancelled.
-SELECT id FROM hrwsi.job
+-- Active jobs of this launcher whose task an operator cancelled, with their state (one that runs or waits in the
+-- backend is said to be stopping until it ends).
+SELECT id, state FROM hrwsi.job
 WHERE cancel_requested AND state IN ('submitted', 'queued', 'running') AND owner = $1;
 
 -- ============================================================================================

@@ -255,6 +255,10 @@ class Launcher(Service):
         self._progress_seen = asyncio.Event()
         self._progress_waits = 0  # the progress writes a lock held elsewhere ran out in a row (said once)
         self._progress_writer: asyncio.Task | None = None
+        # job -> what it is said to be doing since an operator's cancel asked it to stop: when it was asked, and when
+        # it is killed if it has not ended. A routine that ignores the stop signal showed "running" until its kill
+        # (Nomad's kill_timeout, 30 s; the local supervisor's grace) as if nothing had been asked (found by review).
+        self._stopping: dict[int, str] = {}
         # One write at a time (outcomes or progress): a job's progress never lands after its end,
         # and two statements never lock the same jobs in different orders.
         self._writing = asyncio.Lock()
@@ -490,6 +494,7 @@ class Launcher(Service):
         owner = self.instance_id
 
         async def on_progress(state: str, reason: str) -> None:
+            reason = self._stopping.get(job_id, reason)  # (asked to stop: said until it ends)
             self._progress[job_id] = _Progress(state, reason, self.clock.now(), owner)
             self._progress_seen.set()
 
@@ -700,6 +705,7 @@ class Launcher(Service):
             outcome = self._in_the_databases_time(outcome)
         stored: asyncio.Future = asyncio.get_running_loop().create_future()
         self._progress.pop(job_id, None)  # its end says more
+        self._stopping.pop(job_id, None)
         self._outcomes.put_nowait(_Finished(job_id, spec, outcome, products, stored, self.instance_id))
         self._unrecorded += 1  # the writer counts it off
         if self._outcomes.qsize() >= OUTCOME_WRITE_AT_ONCE:
@@ -1075,8 +1081,20 @@ class Launcher(Service):
             elif spec is not None:
                 logger.info("task %d: stopping job %s as an operator asked", spec.task_id, spec.job_id,
                             extra=_fields(spec))
+                if row["state"] in ("queued", "running") and row["id"] not in self._stopping:
+                    self._said_stopping(row["id"], row["state"])  # (before: a local stop waits for its end)
                 await self.backend.cancel(spec, spec.job_id)
         return False
+
+    def _said_stopping(self, job_id: int, state: str) -> None:
+        """Its attempt was asked to stop: said in its state (status, the dashboard) until it ends."""
+        asked = self.clock.now()
+        grace = self.backend.stop_grace_s
+        kill = (f"; killed at {asked + timedelta(seconds=grace):%H:%M:%S} UTC if it has not ended by then"
+                if grace is not None else "")
+        self._stopping[job_id] = f"stopping: an operator cancelled it, asked to stop at {asked:%H:%M:%S} UTC{kill}"
+        self._progress[job_id] = _Progress(state, self._stopping[job_id], asked, self.instance_id)
+        self._progress_seen.set()
 
     async def release_stranded_jobs(self) -> bool:
         """Stop this launcher's jobs that wait for a worker that has not been active for

@@ -37,6 +37,7 @@ from hrwsi.sql_files import query
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from tests.integration.conftest import (
     insert_inputs,
+    running,
     single_routine_configuration,
     wait_until,
     wait_until_listening,
@@ -1470,3 +1471,33 @@ async def test_a_nomad_namespace_another_installation_registers_in_is_said_by_st
             await asyncio.to_thread(requests.delete, f"{emulator.address}/v1/job/hrwsi-work-1-1",
                                     params={"purge": "true"})
             await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance")
+
+
+async def test_a_cancelled_attempt_whose_routine_ignores_the_stop_is_said_stopping_then_killed(
+        db, database_url, settings, configure, tmp_path):
+    """A routine that ignores the stop signal showed "running" until it was killed (Nomad's kill_timeout, the local
+    supervisor's grace), as if nothing had been asked, and its outcome said "cancelled" alone (found by review).
+    Meanwhile its attempt says it is stopping, since when and when it is killed; its outcome, that it was."""
+    import sys
+
+    runs = tmp_path / "runs"
+    routine = ("import pathlib, signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               f"pathlib.Path({str(runs)!r}).touch()\nwhile True:\n    time.sleep(0.05)\n")
+    configure(single_routine_configuration([sys.executable, "-c", routine]))
+    async with running(database_url, ["launcher"], settings, backend="local"):
+        insert_inputs(db, 1)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'", timeout=60)
+        await wait_until_true(runs.exists, 30)
+        db.execute("SELECT hrwsi.cancel_task(id) FROM hrwsi.processing_task")
+        await wait_until(database_url, "SELECT message LIKE 'stopping: %' FROM hrwsi.job", timeout=10)
+        state, message = db.execute("SELECT state, message FROM hrwsi.job").fetchone()
+        assert state == "running", state
+        said = re.fullmatch(r"stopping: an operator cancelled it, asked to stop at (\d\d:\d\d:\d\d) UTC; killed at "
+                            r"(\d\d:\d\d:\d\d) UTC if it has not ended by then", message)
+        assert said, message
+        asked, killed = (datetime.strptime(t, "%H:%M:%S") for t in said.groups())
+        assert (killed - asked).total_seconds() % 86_400 == 5, message  # (the local supervisor's grace)
+        await wait_until(database_url, "SELECT state = 'cancelled' FROM hrwsi.job", timeout=30)
+    message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
+    assert message == ("cancelled by an operator: cancelled; it ignored the stop (SIGTERM) and was killed (SIGKILL) 5 s "
+                       "after it was asked to stop"), message

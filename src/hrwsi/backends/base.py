@@ -616,6 +616,9 @@ class Backend(Protocol):
     # How many jobs one launcher may run at once here (None: no limit of the backend's own); the
     # launcher claims no more than that, so no claimed job ever waits inside the backend.
     max_concurrent_jobs: int | None = None
+    # How long an attempt asked to stop is given before it is killed (the local supervisor's grace, Nomad's
+    # kill_timeout): the launcher says when it will be, meanwhile (None: not known).
+    stop_grace_s: float | None = None
 
     # Set by the launcher: records that the attempt runs under the spec it is given (another job ID and paths
     # of its own: claims_own_spec) before the backend registers that ID, raising AttemptLost when it could not

@@ -254,6 +254,7 @@ class LocalBackend(Backend):
         # outcome (the launcher records them; a caller that records none turns it off).
         self.finds_products = finds_products
         self.grace_s = grace_s
+        self.stop_grace_s = grace_s  # (the supervisor's: SIGTERM, then SIGKILL)
         self.adopted_poll_s = adopted_poll_s
         self._slots = asyncio.Semaphore(max_parallel_jobs)
         self._supervisors: dict[str, Supervisor] = {}  # started here, by job ID
@@ -384,11 +385,14 @@ class LocalBackend(Backend):
         if found.get("unreadable"):
             return JobOutcome("lost", None, f"its outcome cannot be read: {found['unreadable']}", None, finished,
                               fault="backend_lost_track")
+        ignored = found.get("ignored_stop_s")
+        killed = (f"; it ignored the stop (SIGTERM) and was killed (SIGKILL) {ignored:g} s after it was asked to stop"
+                  if isinstance(ignored, int | float) and not isinstance(ignored, bool) and found.get("stopped") else "")
         if job_id in self._cancelled:
-            return JobOutcome("cancelled", code, "cancelled", started, finished)
+            return JobOutcome("cancelled", code, f"cancelled{killed}", started, finished)
         if found.get("stopped"):
             why = "its launcher shut down" if job_id in self._abandoned else "its supervisor was told to stop"
-            return JobOutcome("lost", code, f"stopped because {why}; it will be retried", started, finished,
+            return JobOutcome("lost", code, f"stopped because {why}{killed}; it will be retried", started, finished,
                               fault="stopped_by_hrwsi")
         if found.get("error"):
             return JobOutcome("internal_error", code, found["error"], started, finished)

@@ -562,6 +562,7 @@ class Supervisor:
         self.argv = argv
         self.timeout_s = timeout_s
         self.grace_s = grace_s
+        self.killed = False  # (stop_tree: SIGKILL was needed after the grace period)
         self.cwd = cwd
         self.routine: int | None = None  # the routine's pid, which is also its process group's
         self.routine_status: int | None = None  # its wait status, once collected
@@ -667,6 +668,7 @@ class Supervisor:
             self.reap()
             alive = self.live_processes()
         rounds = 0
+        self.killed = bool(alive)  # (its processes outlived SIGTERM by the grace period: said in the outcome)
         while alive:
             rounds += 1
             _signal_group(pgid, signals.SIGKILL)
@@ -757,7 +759,9 @@ class Supervisor:
                 "started_at": started, "finished_at": _now(), "run_s": time.monotonic() - begun,
                 "timed_out": timed_out, "timeout_s": self.timeout_s,
                 "stopped": stopped,
-                "routine_pid": self.routine, "leftover_processes": leftovers, "error": None}
+                "routine_pid": self.routine, "leftover_processes": leftovers, "error": None,
+                # (asked to stop, it ignored SIGTERM and was killed once the grace period was over)
+                **({"ignored_stop_s": self.grace_s} if stopped and self.killed else {})}
 
 
 def become_subreaper() -> bool:

@@ -123,6 +123,7 @@ class NomadBackend(Backend):
 
     def __init__(self, config: NomadConfig | None = None, *, finished_memory: int = 10_000):
         self.config = config or NomadConfig.from_env()
+        self.stop_grace_s = self.config.kill_timeout_s  # (a stopped job's kill_timeout: the stop signal, then SIGKILL)
         self.client = NomadClient(self.config)
         self._background = BackgroundTasks()
         self._following = JobFollowing(self.client, self._background, finished_memory=finished_memory)
