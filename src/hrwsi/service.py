@@ -68,6 +68,10 @@ HEARTBEAT_RETRY_S = 1.0
 # tries to register this often, and says that it still waits this often (one line for the services of its process).
 WRITES_AWAITED_EVERY_S = 5.0
 WRITES_AWAITED_SAID_EVERY_S = 60.0
+# While writes are refused, a service opens its pool's sessions anew (so that a fix of the setting is read) after
+# WRITES_AWAITED_EVERY_S, then twice as long each time, at most this long apart: every 5 s, each service's pool
+# closed and opened all its sessions for as long as the refusals lasted (found by review).
+SESSIONS_RENEWED_AT_MOST_EVERY_S = 60.0
 
 
 @dataclass
@@ -93,7 +97,9 @@ class _WritesAwaited:
         if not streak.another(now):
             return
         if streak.attempts == 1:
-            logger.error("%s: %s", self.kinds(), read_only_refusal(refused))
+            logger.error("%s: %s; the sessions are opened anew (to read the setting again) after %g s, then less often, at "
+                         "most every %g s: a fix is taken up within that", self.kinds(), read_only_refusal(refused),
+                         WRITES_AWAITED_EVERY_S, SESSIONS_RENEWED_AT_MOST_EVERY_S)
         else:
             logger.error("%s: the database still refuses hrwsi's writes (%d refusals in %.0f s; a standby, or "
                          "default_transaction_read_only on): nothing is written; trying again", self.kinds(),
@@ -386,6 +392,7 @@ class Service:
         # and then every UNREACHABLE_LOG_EVERY_S, until a heartbeat (a write) goes through again.
         self._read_only: _Streak | None = None
         self._sessions_renewed_at = float("-inf")  # (monotonic) the pool's sessions last opened anew for a refusal
+        self._sessions_renewed_after_s = WRITES_AWAITED_EVERY_S  # (then the next time: doubled, bounded)
         # The server refused a connection for want of a slot (max_connections), and since when: this service's
         # problem (status, the dashboard) until one of its steps or side tasks reaches the database again.
         self._connections_refused: tuple[str, datetime] | None = None
@@ -556,9 +563,15 @@ class Service:
         UNREACHABLE_LOG_EVERY_S while it lasts."""
         now = time.monotonic()
         streak = self._read_only = self._read_only or _Streak(now)
-        if now - self._sessions_renewed_at >= WRITES_AWAITED_EVERY_S:
+        if streak.attempts == 0:  # (a new streak of refusals: the first renewal comes after the least pause)
+            self._sessions_renewed_after_s = WRITES_AWAITED_EVERY_S
+        pause = self._sessions_renewed_after_s
+        if now - self._sessions_renewed_at >= pause:
             # A session keeps the default_transaction_read_only it opened with: once ops turn it off, the sessions
-            # that met it would refuse on (until the pool closed them idle, if ever). Opened anew as they come back.
+            # that met it would refuse on (until the pool closed them idle, if ever). Opened anew as they come back,
+            # less and less often while the refusals last (5, 10, 20, 40, 60, 60 ... s apart).
+            if streak.attempts > 0:
+                self._sessions_renewed_after_s = min(2 * pause, SESSIONS_RENEWED_AT_MOST_EVERY_S)
             self._sessions_renewed_at = now
             task = asyncio.get_running_loop().create_task(self.pool.expire_connections())
             self._quieting.add(task)

@@ -848,6 +848,63 @@ async def test_a_database_set_read_only_and_then_set_back_takes_the_services_wri
         await pool.close()
 
 
+async def test_while_the_database_refuses_writes_the_pools_sessions_are_opened_anew_less_and_less_often_and_said(
+        db, database_url, settings, monkeypatch, caplog):
+    """Each refusal opened the pool's sessions anew at most every 5 s: every service's pool closed and opened all its
+    sessions every 5 s for as long as the refusals lasted (found by review). The pause doubles up to a bound while
+    they last, the first line says so, and a new streak of refusals starts again from the least pause."""
+    monkeypatch.setattr(service, "WRITES_AWAITED_EVERY_S", 0.1)
+    monkeypatch.setattr(service, "SESSIONS_RENEWED_AT_MOST_EVERY_S", 0.4)
+    pool = await create_pool(database_url, min_size=0, max_size=1,
+                             server_settings={"default_transaction_read_only": "on"})
+    renewed: list[float] = []
+
+    class Counted:  # (the real pool, each opening of its sessions anew timed)
+        def __getattr__(self, name):
+            return getattr(pool, name)
+
+        async def expire_connections(self) -> None:
+            renewed.append(time.monotonic())
+            await pool.expire_connections()
+
+    class Probe(service.Service):
+        kind = "prober"
+
+        def __init__(self):
+            super().__init__(Counted(), settings)
+            self.steps["write"] = self.write
+
+        async def write(self) -> bool:
+            async with self.pool.acquire() as conn:
+                await conn.execute("UPDATE hrwsi.service_instance SET heartbeat_at = heartbeat_at WHERE id = $1",
+                                   self.instance_id)
+            return False
+
+    probe = Probe()
+    try:
+        caplog.set_level(logging.ERROR, logger="hrwsi.service")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            await probe.run_step("write")
+            await asyncio.sleep(0.02)
+        gaps = [round(b - a, 2) for a, b in zip(renewed, renewed[1:], strict=False)]
+        assert len(renewed) <= 8 and gaps[:3] == sorted(gaps[:3]) and gaps[2] >= 0.38, gaps
+        assert all(gap < 0.5 for gap in gaps), f"bounded: {gaps}"
+        said = [r.getMessage() for r in caplog.records if "refuses hrwsi's writes" in r.getMessage()]
+        assert len(said) == 1 and said[0].endswith("the sessions are opened anew (to read the setting again) after "
+                                                   "0.1 s, then less often, at most every 0.4 s: a fix is taken up "
+                                                   "within that"), said
+        probe._writes_again()  # (a write went through: a later refusal starts from the least pause)
+        renewed.clear()
+        await asyncio.sleep(0.45)
+        for _ in range(2):
+            await probe.run_step("write")
+            await asyncio.sleep(0.12)
+        assert len(renewed) == 2, renewed
+    finally:
+        await pool.close()
+
+
 async def test_a_lease_found_lapsed_while_the_database_refuses_writes_neither_ends_the_service_nor_its_stop(
         db, database_url, settings, caplog):
     """A fenced call reads the lease before it writes: on a database refusing writes (a standby after a failover),
