@@ -120,7 +120,7 @@ CREATE TABLE hrwsi.processing_routine (
     cpu                  numeric NOT NULL CONSTRAINT routine_cpu_is_positive CHECK (cpu > 0)
         CONSTRAINT routine_cpu_is_a_number CHECK (cpu <> 'NaN'::numeric),
     ram_mb               integer NOT NULL CONSTRAINT routine_ram_mb_is_positive CHECK (ram_mb > 0),
-    -- (at least Nomad's least EphemeralDisk, as the configuration file says: migration 0112)
+    -- (at least Nomad's least EphemeralDisk, as the configuration file says: migration 0108)
     storage_mb           integer NOT NULL CONSTRAINT routine_storage_mb_is_at_least_nomads_least_disk
         CHECK (storage_mb >= 10),
     expected_duration    interval NOT NULL

@@ -448,13 +448,13 @@ def test_a_routine_stored_with_less_storage_than_nomads_least_disk_is_given_it_b
         empty_database_url, monkeypatch):
     """storage_mb below 10 was refused by the configuration file only: a routine stored with 1 MB before (or by a
     data engineer's UPDATE) kept it, its Nomad jobs asked for 10 MB while the planner counted 1 MB on the worker's
-    disk until the next `hrwsi config load` (found by review). The upgrade (migration 0112) gives it 10 MB, with
+    disk until the next `hrwsi config load` (found by review). The upgrade (migration 0108) gives it 10 MB, with
     what its attempts in flight hold, and the database refuses less from then on, whoever writes it."""
     from hrwsi import configuration
     from hrwsi.backends.nomad.job_spec import MIN_DISK_MB
 
     shipped = migration_files()
-    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 112])
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 108])
     with psycopg.connect(empty_database_url) as conn:
         migrations.migrate(conn, replay=True)
         conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
@@ -468,7 +468,7 @@ def test_a_routine_stored_with_less_storage_than_nomads_least_disk_is_given_it_b
         conn.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
                      "attempts = 1, held_cpu = 1, held_ram_mb = 100, held_storage_mb = 2, held_attempt = 1")
         monkeypatch.setattr(migrations, "migrations", lambda: shipped)
-        assert any(m.startswith("0112_") for m in migrations.migrate(conn))
+        assert any(m.startswith("0108_") for m in migrations.migrate(conn))
         stored = dict(conn.execute("SELECT name, storage_mb FROM hrwsi.processing_routine").fetchall())
         assert stored == {"snow": MIN_DISK_MB, "big": 500}, stored
         assert conn.execute("SELECT held_storage_mb FROM hrwsi.processing_task").fetchone()[0] == MIN_DISK_MB

@@ -1,4 +1,4 @@
--- hrwsi schema, version 112: a routine's storage is at least Nomad's least disk, 10 MB, in the database too.
+-- hrwsi schema, version 108: a routine's storage is at least Nomad's least disk, 10 MB, in the database too.
 --
 -- The configuration file refuses storage_mb below 10 (hrwsi.configuration.MIN_ROUTINE_STORAGE_MB, Nomad's least
 -- EphemeralDisk); a routine stored before that, or by a data engineer's own UPDATE, kept its 1 MB: its Nomad jobs
