@@ -221,6 +221,24 @@ def test_an_options_help_says_what_its_value_is_and_an_argument_is_named_in_capi
         assert re.search(rf"{option} +{metavar}\b", help_text), (option, help_text)
 
 
+@pytest.mark.parametrize("command, options", [(["campaigns"], ["--id", "--cancel", "--hold", "--release"]),
+                                             (["tasks"], ["--before"]), (["plan", "show"], ["--id"])])
+def test_an_id_option_shows_id_alone_in_the_help_and_refuses_an_id_out_of_range_in_one_line(command, options):
+    """(each showed Typer's range beside it, `--id ID [1<=x<=9223372036854775807]`; found by review) As `hrwsi task show
+    TASK_ID` shows its id: `--id ID`, and an id below 1 or beyond a bigint is refused in one line, before any query."""
+    help_text = run([*command, "--help"], {**os.environ, "COLUMNS": "200"}).stdout
+    assert str(2**63 - 1) not in help_text, help_text
+    for option in options:
+        [line] = [line for line in help_text.splitlines() if re.search(rf"{option} ", line)]
+        assert re.search(rf"{option} +ID +[a-z]", line) and "<=x<=" not in line, (option, help_text)
+        for value, said in [("0", "must be at least 1"), (str(2**63), f"must be at most {2**63 - 1}")]:
+            refused = run([*command, option, value], {**os.environ, "COLUMNS": "200", "HRWSI_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
+                          check=False)
+            assert refused.returncode == 2 and refused.stdout == "", refused
+            help_of = " ".join(["hrwsi", *command])
+            assert refused.stderr == f"error: Invalid value for '{option}': '{value}': {said}; see `{help_of} --help`\n"
+
+
 def test_a_commands_help_is_shown_in_paragraphs_not_broken_where_its_source_lines_end():
     """(`hrwsi --help` listed status as "... tasks that cannot be planned," then "services and their heartbeats, ..."
     on a line of its own, where its docstring's line ended; found walking README through)"""

@@ -240,6 +240,14 @@ def whole_argument(default, *param_decls: str, min: int | None = None, max: int 
     return typer.Argument(default, *param_decls, min=min, max=max, parser=_whole_number(min, max), **kwargs)
 
 
+def id_option(default, *param_decls: str, **kwargs):
+    """typer.Option for an id (a task's, a campaign's, a plan's): a whole number from 1 to ID_MAX, read by
+    `_whole_number`, which refuses one out of range in one line (`'0': must be at least 1`). Its help shows `ID`
+    alone: given min and max, Typer showed the range beside it, `[1<=x<=9223372036854775807]`, which says nothing
+    to a user looking for a task (found by review)."""
+    return typer.Option(default, *param_decls, parser=_whole_number(1, ID_MAX), **kwargs)
+
+
 def days_option(default: int, **kwargs):
     """typer.Option `--days`: a whole number of days, 1 to DAYS_MAX."""
     return whole_option(default, "--days", min=1, max=DAYS_MAX, **kwargs)

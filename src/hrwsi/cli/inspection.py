@@ -11,7 +11,6 @@ import hrwsi.cli.views as views
 from hrwsi import reports
 from hrwsi.backends.ascii_decimal import is_ascii_decimal
 from hrwsi.cli.common import (
-    ID_MAX,
     JSON_HELP,
     CliError,
     app,
@@ -20,6 +19,7 @@ from hrwsi.cli.common import (
     days_option,
     error_console,
     filter_given,
+    id_option,
     print_json,
     settings,
     whole_argument,
@@ -59,8 +59,7 @@ def tasks(state: list[str] | None = typer.Option(None, help="repeat it for sever
           tile: str | None = typer.Option(None, help="an MGRS tile, e.g. 32TLR (any case)"),
           lane: str | None = typer.Option(None, help="nrt, archive, or another lane of hrwsi.lane"),
           limit: int = whole_option(50, min=1, max=1_000_000),
-          before: int | None = whole_option(None, min=1, max=ID_MAX,
-                                            help="only tasks older than this task id (the next page)"),
+          before: int | None = id_option(None, help="only tasks older than this task id (the next page)"),
           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List tasks, newest first, filtered by state, routine, tile or lane; a page at a time."""
     filter_given({"--routine": routine, "--tile": tile, "--lane": lane})
@@ -217,8 +216,7 @@ def _chart_path(plot: Path | None) -> Path | None:
 
 
 @plan_app.command("show")
-def plan_show(plan_id: int | None = whole_option(None, "--id", min=1, max=ID_MAX,
-                                                help="a stored plan (default: the current schedule)"),
+def plan_show(plan_id: int | None = id_option(None, "--id", help="a stored plan (default: the current schedule)"),
               plot: Path | None = typer.Option(None, help="write a Gantt chart (PNG) here"),
               limit: int = whole_option(200, min=1, max=10_000_000,
                                         help="the schedule's table shows this many tasks (the figures count all)"),

@@ -6,7 +6,6 @@ import psycopg
 import typer
 
 from hrwsi.cli.common import (
-    ID_MAX,
     JSON_HELP,
     CliError,
     app,
@@ -14,8 +13,8 @@ from hrwsi.cli.common import (
     database,
     days_option,
     filter_given,
+    id_option,
     print_json,
-    whole_option,
 )
 from hrwsi.terminal import one_sentence, visible
 
@@ -73,13 +72,10 @@ def reprocess(measured_from: str = typer.Option(..., "--from", help="sensing tim
 
 
 @app.command("campaigns")
-def campaigns_command(campaign: int | None = whole_option(None, "--id", min=1, max=ID_MAX, help="one campaign"),
-                      cancel: int | None = whole_option(None, min=1, max=ID_MAX,
-                                                        help="cancel this campaign's open tasks first"),
-                      hold: int | None = whole_option(None, min=1, max=ID_MAX,
-                                                      help="hold this campaign's waiting tasks (production goes on)"),
-                      release: int | None = whole_option(None, min=1, max=ID_MAX,
-                                                         help="start this held campaign again"),
+def campaigns_command(campaign: int | None = id_option(None, "--id", help="one campaign"),
+                      cancel: int | None = id_option(None, help="cancel this campaign's open tasks first"),
+                      hold: int | None = id_option(None, help="hold this campaign's waiting tasks (production goes on)"),
+                      release: int | None = id_option(None, help="start this held campaign again"),
                       as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Reprocessing campaigns: tasks per state and products, per routine, started and finished."""
     from hrwsi import campaigns
