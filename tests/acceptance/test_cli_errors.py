@@ -573,7 +573,13 @@ def test_a_long_name_is_cut_in_the_error_line_saying_how_long_it_was(env):
     (["db", "init", "--json"], "No such option: --json", "hrwsi db init"),
     (["status", "--" + "x" * 5000], "... (5,018 characters)", "hrwsi status"),
     (["nomad-emulator", "--bogus"], "unrecognized arguments: --bogus", "hrwsi nomad-emulator"),
-    (["nomad-emulator", "--port", "abc"], "argument --port: invalid int value: 'abc'", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--port", "abc"], "argument --port: 'abc' is not a port number from 0 to 65535", "hrwsi nomad-emulator"),
+    # (any int was taken: 70000 and -1 ended in "unexpected error (OverflowError: bind(): port must be 0-65535.)" as the
+    # emulator started, 1_0 was port 10; found by review)
+    (["nomad-emulator", "--port", "70000"], "argument --port: '70000' is not a port number from 0 to 65535 (0 picks a free",
+     "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--port=-1"], "argument --port: '-1' is not a port number from 0 to 65535", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--port", "1_0"], "argument --port: '1_0' is not a port number", "hrwsi nomad-emulator"),
     (["nomad-emulator", "--node", "a:b\nc"], "--node 'a:b\\nc': expected NAME", "hrwsi nomad-emulator")])
 def test_a_usage_error_is_one_line_with_exit_code_2_naming_the_commands_help(env, command, says, help_of):
     """(Typer's own usage errors were a box of four lines: the usage, "Try ... for help." and the message framed;

@@ -35,6 +35,18 @@ def _node(text: str) -> EmulatedNode:
                                          "[:POOL]]]]]") from None
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 to 65535 (0: a free one), in ASCII digits. Any int was taken: `--port 70000` or `-1` ended in
+    "unexpected error (OverflowError: bind(): port must be 0-65535.)" once the emulator was starting, and `1_0` was
+    port 10, as int() reads it (found by review)."""
+    from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
+
+    number = ascii_decimal(text, max_digits=10) if is_ascii_decimal(text) else None
+    if number is None or number > 65535:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a port number from 0 to 65535 (0 picks a free one)")
+    return number
+
+
 PROG = "python -m hrwsi.testing.nomad_emulator"
 
 
@@ -53,7 +65,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = _OneLineParser(prog=prog, description=DESCRIPTION)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4646, help="port (default 4646; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=4646, help="port (default 4646; 0 picks a free one)")
     p.add_argument("--nodes", type=int, default=2, help="how many identical emulated nodes (default 2)")
     p.add_argument("--node-prefix", default="emulated-node-", help="their names: PREFIX1, PREFIX2, ...")
     p.add_argument("--node-cpu-mhz", type=int, default=4000, help="CPU per node in MHz (default 4000)")
