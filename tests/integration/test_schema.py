@@ -722,6 +722,46 @@ def test_a_correction_cancels_a_groups_task_made_from_the_old_version_and_the_gr
     assert _groups(configured)[1] == (None, [new_member], "pending"), "made anew from the corrected version"
 
 
+@pytest.mark.parametrize("member", ["a product of its task", "the input itself"])
+def test_two_members_of_one_group_corrected_in_a_row_both_take_effect_and_the_group_is_made_once_from_the_newest(
+        configured, member):
+    """(checked after review: the second correction leaves alone the group the first one superseded) What a data
+    engineer correcting two members of a group in a row expects: both corrections take effect, and the group is made
+    anew once, from the two corrected members, none of the old version's."""
+    _daily_group(configured, "L2A" if member == "a product of its task" else "L1C")
+    insert_input(configured, "/data/a.SAFE")
+    insert_input(configured, "/data/b.SAFE")
+    old = configured.execute("SELECT input_id, id FROM hrwsi.processing_task ORDER BY id").fetchall()
+    for (_, task), path in zip(old, ("/p/a.L2A", "/p/b.L2A"), strict=True):
+        _processed(configured, task)
+        configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                           "VALUES (%s, %s, 'L2A', now())", (task, path))
+    assert _make_groups(configured)[0] == 1
+    old_members = ["/p/a.L2A", "/p/b.L2A"] if member == "a product of its task" else ["/data/a.SAFE", "/data/b.SAFE"]
+    first = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old[0][0],)).fetchone()[0]
+    second = configured.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (old[1][0],)).fetchone()[0]
+    assert _groups(configured) == [(first, old_members, "cancelled")]
+    assert configured.execute("SELECT i.id, i.mission, i.superseded_by, t.state FROM hrwsi.input i JOIN hrwsi.processing_task t "
+                              "ON t.input_id = i.id WHERE i.source <> 'multi_input' ORDER BY i.id").fetchall() == [
+        (old[0][0], "S2A", first, "processed"), (old[1][0], "S2A", second, "processed"),
+        (first, "S2B", None, "pending"), (second, "S2B", None, "pending")], "both corrections took effect"
+    assert configured.execute("SELECT count(*) FROM hrwsi.product WHERE outdated_by IS NULL").fetchone()[0] == 0
+    if member == "a product of its task":
+        new_tasks = [r[0] for r in configured.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = ANY (%s) "
+                                                      "ORDER BY id", ([first, second],))]
+        _processed(configured, new_tasks[0])
+        configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                           "VALUES (%s, '/p/a2.L2A', 'L2A', now())", (new_tasks[0],))
+        assert _make_groups(configured)[0] == 0, "the group waits for the second corrected member too"
+        _processed(configured, new_tasks[1])
+        configured.execute("INSERT INTO hrwsi.product (task_id, path, product_type, chained_at) "
+                           "VALUES (%s, '/p/b2.L2A', 'L2A', now())", (new_tasks[1],))
+    assert _make_groups(configured)[0] == 1
+    assert _make_groups(configured)[0] == 0, "made once"
+    new_members = ["/p/a2.L2A", "/p/b2.L2A"] if member == "a product of its task" else ["/data/a.SAFE", "/data/b.SAFE"]
+    assert _groups(configured) == [(first, old_members, "cancelled"), (None, new_members, "pending")]
+
+
 def test_an_input_is_not_corrected_while_a_groups_task_made_from_its_products_runs(configured):
     _daily_group(configured, "L2A")
     insert_input(configured)
