@@ -917,6 +917,45 @@ def test_the_retry_list_leaves_out_the_chain_a_correction_walks_down_every_way(c
                               {"routine": "maja", "state": "cancelled", "limit": 100}).fetchall() == [(new_task, 1)]
 
 
+def test_an_input_corrected_twice_under_its_path_leaves_no_composite_of_an_older_version_current(configured):
+    """(checked after review: the correction marks only the composites not marked yet, `outdated_by IS NULL`, and a
+    group not superseded yet) An input corrected twice, keeping its path: each group and each campaign's composite that
+    read a version is marked by that version's correction, and stays so; the one of the newest version alone is
+    current, and `hrwsi retry` of an older one names the version it read."""
+    _daily_group(configured, "L1C")
+    insert_input(configured, "/data/a.SAFE")
+    versions = [configured.execute("SELECT id FROM hrwsi.input WHERE input_path = '/data/a.SAFE'").fetchone()[0]]
+    campaigns = []
+    for _ in range(2):
+        assert _make_groups(configured)[0] == 1
+        group_task = configured.execute("SELECT max(t.id) FROM hrwsi.processing_task t JOIN hrwsi.input g "
+                                        "ON g.id = t.input_id WHERE g.source = 'multi_input'").fetchone()[0]
+        _processed(configured, group_task)
+        [(campaign,)] = configured.execute("SELECT campaign_id FROM hrwsi.reprocess(routine => 'composite', measured_from "
+                                           "=> %s, measured_to => %s, again => true)", (NOW - timedelta(days=3), NOW))
+        composite = configured.execute("SELECT id FROM hrwsi.processing_task WHERE campaign_id = %s", (campaign,)).fetchone()[0]
+        configured.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now() "
+                           "WHERE id = %s", (composite,))
+        configured.execute("UPDATE hrwsi.processing_task SET state = 'terminated' WHERE id = %s", (composite,))
+        # (ended: not cancelled by the correction, only marked)
+        campaigns.append((campaign, composite))
+        versions.append(configured.execute("SELECT hrwsi.correct_input(%s, mission => %s)",
+                                           (versions[-1], f"S2{len(versions)}")).fetchone()[0])
+    assert _make_groups(configured)[0] == 1
+    groups = configured.execute("SELECT g.superseded_by FROM hrwsi.input g WHERE g.source = 'multi_input' ORDER BY g.id")
+    assert [row[0] for row in groups] == [versions[1], versions[2], None], "each group marked by its version's correction"
+    marks = configured.execute("SELECT c.task_id, c.outdated_by FROM hrwsi.multi_input_campaign_member c ORDER BY 1")
+    assert marks.fetchall() == [(campaigns[0][1], versions[1]), (campaigns[1][1], versions[2])]
+    assert configured.execute(sql_files.query("report_tasks_to_retry"),
+                              {"routine": "composite", "state": "terminated", "limit": 100}).fetchall() == []
+    for (campaign, composite), (read, corrected_by) in zip(campaigns, zip(versions, versions[1:], strict=False), strict=True):
+        with pytest.raises(psycopg.errors.CheckViolation) as refused:
+            configured.execute("SELECT hrwsi.retry_task(%s)", (composite,))
+        assert refused.value.diag.message_primary == (
+            f"task {composite}, a composite of campaign {campaign}, was made from member /data/a.SAFE of input {read}, "
+            f"which input {corrected_by} corrects: it is not retried")
+
+
 def test_a_campaigns_composite_that_read_the_corrected_input_is_not_retried_whenever_the_correction_began(
         configured, database_url):
     """Found by review: a campaign's composite whose member is the corrected input itself was told apart by creation
