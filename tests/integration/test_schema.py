@@ -586,6 +586,28 @@ def test_a_campaign_leaves_out_an_input_chained_from_a_product_a_correction_outd
                             "(the corrected input's chain makes them anew)")
 
 
+def test_a_campaign_reads_the_inputs_of_its_range_in_the_statement_that_makes_its_tasks_and_counts_those_left_out(
+        configured):
+    """(found by review: hrwsi.reprocess counted the inputs it leaves out, migration 0107, in a statement of its own,
+    which read every input of the range a second time; migration 0109) The inputs of the range are read once to make
+    the tasks and count those left out: 300 inputs read 900 times in all, now 600 (the other read is the composites'
+    statement, which joins a campaign's tasks to their inputs)."""
+    configured.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, measured_at, published_at) "
+                       "SELECT 'l1c', '/data/s' || g || '.SAFE', '32TPR', 'S2A', %s - g * interval '1 minute', %s "
+                       "FROM generate_series(1, 300) g", (NOW - timedelta(hours=30), NOW - timedelta(hours=20)))
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now()")
+    configured.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
+    configured.execute("ANALYZE hrwsi.input")
+    configured.commit()
+    with configured.transaction():  # (pg_stat_xact_user_tables: this transaction's reads)
+        [(_, tasks, _)] = configured.execute("SELECT * FROM hrwsi.reprocess(routine => 'maja', measured_from => %s, "
+                                             "measured_to => %s)", (NOW - timedelta(days=3), NOW)).fetchall()
+        read = configured.execute("SELECT seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables "
+                                  "WHERE relid = 'hrwsi.input'::regclass").fetchone()[0]
+    assert tasks == 300
+    assert read <= 2 * 300, f"the inputs of the range were read {read} times, {read / 300:g} times each"
+
+
 def _chain(db):
     """maja (L1C -> L2A), then snow (L2A -> FSC), then qa (FSC -> QA): a chain of three steps."""
     for name, reads, makes in (("snow", "L2A", "FSC"), ("qa", "FSC", "QA")):
