@@ -10,7 +10,15 @@ FROM (SELECT state, count(*) AS n FROM hrwsi.processing_task
 GROUP BY state ORDER BY state;
 
 -- name: report_job_counts
-SELECT state, count(*) AS n FROM hrwsi.job GROUP BY state ORDER BY state;
+-- The jobs per state: the open ones (submitted, queued, running) all, through job_active_idx, and the ended ones
+-- that finished in the last day, through job_finished_at_idx. A GROUP BY of the whole job table read every attempt
+-- ever run on each call, an ops screen refreshing it all day (0.1 s at 300,000 jobs, growing with the archive); the
+-- day's ended jobs are what ops act on, and `hrwsi tasks --state` lists the rest (session 75).
+SELECT state, count(*) AS n FROM hrwsi.job WHERE state IN ('submitted', 'queued', 'running') GROUP BY state
+UNION ALL
+SELECT state, count(*) AS n FROM hrwsi.job
+WHERE finished_at > now() - interval '1 day' AND state NOT IN ('submitted', 'queued', 'running') GROUP BY state
+ORDER BY state;
 
 -- name: report_jobs_queued_long
 -- Jobs the backend has held queued (not started) for more than after_s since their submission, the

@@ -3,13 +3,16 @@ cannot complete (`hrwsi groups`, and the line of `hrwsi status`)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from rich.console import Console
 
 from hrwsi import reports
 from hrwsi.cli import views
 from hrwsi.sql_files import query
+from tests.integration.conftest import single_routine_configuration
 from tests.integration.harvest.test_multi_input import DAY, chain, gfsc_rule, member  # noqa: F401 - a fixture
 
 
@@ -466,3 +469,123 @@ async def test_status_says_at_once_that_the_services_role_or_database_is_set_rea
     finally:
         db.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(name)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(monitor)))
+
+
+def an_archive(db, tasks: int) -> None:
+    """`tasks` processed tasks (one in 100 terminated), each with its job, written directly in their end states (so without
+    the trigger that creates pending tasks): one ended every 10 minutes, the newest now."""
+    db.execute("ALTER TABLE hrwsi.input DISABLE TRIGGER input_create_tasks")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
+                  SELECT 'in', '/eodata/S2A_MSIL1C_' || g || '_T32TLR.SAFE', '32TLR' FROM generate_series(1, %s) g""",
+               (tasks,))
+    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine, state, attempts, finished_at)
+                  SELECT id, 'work', CASE WHEN id % 100 = 0 THEN 'terminated' ELSE 'processed' END, 1,
+                         now() - (id - 1) * interval '10 minutes'
+                  FROM hrwsi.input""")
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state, started_at, finished_at)
+                  SELECT id, 1, 'dry-run', 'hrwsi-work-' || id || '-1',
+                         CASE WHEN state = 'terminated' THEN 'external_error' ELSE 'processed' END, finished_at, finished_at
+                  FROM hrwsi.processing_task""")
+
+
+def explained(db, text: str, params=None) -> str:
+    cursor = psycopg.ClientCursor(db)
+    cursor.execute("EXPLAIN (FORMAT JSON) " + text, params)
+    return json.dumps(cursor.fetchone()[0])
+
+
+def test_status_counts_the_open_jobs_and_those_ended_in_the_last_day_through_their_indexes_and_exactly(db, configure):
+    """`hrwsi status`'s jobs per state read every job ever run on each call, an ops screen refreshing it all day (69 ms
+    and 5,800 buffers at 300,000 jobs, growing with the archive). The open jobs are counted through job_active_idx, the
+    ended ones of the last 24 hours through job_finished_at_idx: the figures stay exactly those counts through jobs
+    submitted, started, ended and deleted (session 75)."""
+    configure(single_routine_configuration(["true"]))
+    an_archive(db, 30000)
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id, state)
+                  SELECT g, 2, 'dry-run', 'hrwsi-work-' || g || '-2',
+                         (ARRAY['running', 'running', 'running', 'queued', 'queued', 'submitted'])[g]
+                  FROM generate_series(1, 6) g""")
+    db.execute("ANALYZE hrwsi.job")
+    plan = explained(db, query("report_job_counts"))
+    assert "job_finished_at_idx" in plan and "Seq Scan" not in plan, plan
+
+    def plain() -> dict:
+        return dict(db.execute("""SELECT state, count(*) FROM hrwsi.job
+                                  WHERE state IN ('submitted', 'queued', 'running') OR finished_at > now() - interval '1 day'
+                                  GROUP BY state""").fetchall())
+
+    def shown() -> dict:
+        return dict(db.execute(query("report_job_counts")).fetchall())
+
+    assert shown() == plain() == {"running": 3, "queued": 2, "submitted": 1, "processed": 143, "external_error": 1}
+    db.execute("UPDATE hrwsi.job SET state = 'processed', finished_at = now() WHERE task_id = 1 AND attempt = 2")
+    db.execute("UPDATE hrwsi.job SET state = 'running', started_at = now() WHERE task_id = 4 AND attempt = 2")
+    db.execute("UPDATE hrwsi.job SET state = 'internal_error', finished_at = now() - interval '2 days' "
+               "WHERE task_id = 6 AND attempt = 2")  # (ended, by the backend's time, two days ago)
+    db.execute("""INSERT INTO hrwsi.job (task_id, attempt, backend, backend_job_id)
+                  VALUES (7, 2, 'dry-run', 'hrwsi-work-7-2')""")
+    db.execute("DELETE FROM hrwsi.job WHERE (task_id, attempt) IN ((2, 1), (20000, 1))")
+    assert shown() == plain() == {"running": 3, "queued": 1, "submitted": 1, "processed": 143, "external_error": 1}
+
+
+def test_a_held_campaigns_held_tasks_are_counted_from_its_waiting_tasks_alone_and_exactly(db, configure):
+    """A held campaign's held tasks (`hrwsi status`, the overview) were counted through the campaign's index, every task
+    it ever ran (1,722 buffers for 5 held of a campaign of 100,005 tasks), or the state's, every task held anywhere (a held
+    routine's backlog). Its waiting tasks alone are read (session 75), and the count follows holds and releases."""
+    configure(single_routine_configuration(["true"]))
+    an_archive(db, 30000)
+    db.execute("""INSERT INTO hrwsi.campaign (routine, measured_from, measured_to, on_hold, hold_reason)
+                  VALUES ('work', '2020-01-01', '2021-01-01', true, 'its failures')""")
+    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine, state, attempts, lane, campaign_id, finished_at)
+                  SELECT id, 'work', CASE WHEN id <= 5 THEN 'on_hold' ELSE 'processed' END, 1, 'archive',
+                         (SELECT max(id) FROM hrwsi.campaign), CASE WHEN id > 5 THEN now() END
+                  FROM hrwsi.input WHERE id <= 20000""")
+    db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
+                  SELECT 'in', '/eodata/held/' || g, '32TLR' FROM generate_series(1, 10000) g""")
+    db.execute("""INSERT INTO hrwsi.processing_task (input_id, routine, state, state_reason)
+                  SELECT id, 'work', 'on_hold', 'routine work is on hold' FROM hrwsi.input
+                  WHERE input_path LIKE '/eodata/held/%'""")  # (a held routine's backlog)
+    db.execute("VACUUM ANALYZE hrwsi.processing_task")  # (as autovacuum does: a new index's size is known)
+    for name, text, params in (("report_held_campaigns", query("report_held_campaigns"), None),
+                               ("web_held_campaigns", query("web_held_campaigns").replace("$1", "%(limit)s"),
+                                {"limit": 20})):
+        plan = explained(db, text, params)
+        assert "processing_task_campaign_held_idx" in plan, (name, plan)
+        assert "processing_task_campaign_idx" not in plan and "processing_task_state_id_idx" not in plan, (name, plan)
+
+    def held() -> list:
+        return [(row[0], row[3]) for row in db.execute(query("report_held_campaigns")).fetchall()]
+
+    def plain() -> list:
+        return db.execute("""SELECT k.id, count(t.id) FROM hrwsi.campaign k
+                             LEFT JOIN hrwsi.processing_task t ON t.campaign_id = k.id AND t.state = 'on_hold'
+                             WHERE k.on_hold GROUP BY k.id ORDER BY k.id""").fetchall()
+
+    assert held() == plain() and held()[0][1] == 5
+    db.execute("UPDATE hrwsi.processing_task SET state = 'pending' WHERE campaign_id IS NOT NULL AND id IN "
+               "(SELECT id FROM hrwsi.processing_task WHERE campaign_id IS NOT NULL AND state = 'on_hold' LIMIT 2)")
+    db.execute("UPDATE hrwsi.processing_task SET state = 'on_hold' WHERE campaign_id IS NOT NULL AND state = 'pending' "
+               "AND id = (SELECT min(id) FROM hrwsi.processing_task WHERE campaign_id IS NOT NULL AND state = 'pending')")
+    assert held() == plain() and held()[0][1] == 4
+
+
+def test_the_retry_list_finds_the_inputs_a_correction_superseded_through_their_index_not_a_scan(db, configure):
+    """`hrwsi retry --routine R --state S` listed its tasks after reading every input for the few a correction
+    superseded (8,167 pages at 350,000 inputs for 7): they are indexed (session 75)."""
+    configure(single_routine_configuration(["true"]))
+    an_archive(db, 30000)
+    db.execute("UPDATE hrwsi.input SET superseded_by = id + 1 WHERE id % 10000 = 0")
+    db.execute("ANALYZE hrwsi.input")
+    db.execute("ANALYZE hrwsi.processing_task")
+    plan = explained(db, query("report_tasks_to_retry"), {"routine": "work", "state": "terminated", "limit": 50})
+
+    def nodes(node: dict):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    superseded = [n for n in nodes(json.loads(plan)[0]["Plan"]) if n.get("Alias") == "s"]
+    assert [n.get("Index Name") for n in superseded] == ["input_superseded_by_idx"], plan
+    listed = [row[0] for row in db.execute(query("report_tasks_to_retry"),
+                                           {"routine": "work", "state": "terminated", "limit": 500}).fetchall()]
+    assert len(listed) == 297 and 10000 not in listed and 100 in listed

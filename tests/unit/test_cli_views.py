@@ -28,6 +28,12 @@ def test_status_says_what_to_do_with_terminated_tasks_where_it_counts_them():
     assert "terminated:" not in drawn(status_data(tasks={"processed": 10}))
 
 
+def test_status_says_its_ended_jobs_are_those_of_the_last_day():
+    # (session 75: the ended jobs are counted over the last 24 hours, through their index, not over the archive)
+    said = drawn(status_data(tasks={"processed": 10}, jobs={"processed": 4, "running": 1}), width=120)
+    assert "jobs (ended: last 24 h)" in said
+
+
 def test_status_says_what_to_do_with_blocked_tasks_where_it_counts_them():
     # Found by exploratory testing: a time series blocked behind a terminated task was a count, said nowhere else.
     said = " ".join(drawn(status_data(tasks={"blocked": 2, "terminated": 1})).split())

@@ -141,7 +141,7 @@ def _status_head(console: Console, data: dict) -> None:
 
 def status(console: Console, data: dict, stale_after_s: float, all_services: bool = False) -> None:
     _status_head(console, data)
-    table = _table("tasks and jobs per state", ("state", "tasks", "jobs"))
+    table = _table("tasks and jobs per state", ("state", "tasks", "jobs (ended: last 24 h)"))
     for state in sorted(set(data["tasks"]) | set(data["jobs"])):
         table.add_row(text(state), str(data["tasks"].get(state, "")), str(data["jobs"].get(state, "")))
     console.print(table)
