@@ -6145,6 +6145,14 @@ FROM hrwsi.processing_task t;
 CREATE INDEX processing_task_routine_id_idx ON hrwsi.processing_task (routine, id);
 CREATE INDEX processing_task_state_id_idx ON hrwsi.processing_task (state, id);
 
+-- The held tasks of campaigns (migration 0110): a held campaign's count of them (`hrwsi status`, the overview) without
+-- reading every task the campaign ran, nor every task held anywhere.
+CREATE INDEX processing_task_campaign_held_idx ON hrwsi.processing_task (campaign_id)
+    WHERE campaign_id IS NOT NULL AND state = 'on_hold';
+-- The inputs a correction superseded (migration 0110): `hrwsi retry --routine`'s list and the look-ups of an input's
+-- correction read the few of them, not every input.
+CREATE INDEX input_superseded_by_idx ON hrwsi.input (superseded_by, id) WHERE superseded_by IS NOT NULL;
+
 -- Throughput and recent failures: jobs that ended in the last hours, without reading the others.
 CREATE INDEX job_finished_at_idx ON hrwsi.job (finished_at) WHERE finished_at IS NOT NULL;
 -- The latest failed attempts (the dashboard's and `hrwsi status`'s recent failures), without reading the attempts that
