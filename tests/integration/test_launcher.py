@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -1501,3 +1502,26 @@ async def test_a_cancelled_attempt_whose_routine_ignores_the_stop_is_said_stoppi
     message = db.execute("SELECT message FROM hrwsi.job").fetchone()[0]
     assert message == ("cancelled by an operator: cancelled; it ignored the stop (SIGTERM) and was killed (SIGKILL) 5 s "
                        "after it was asked to stop"), message
+
+
+async def test_twenty_cancelled_local_attempts_whose_routine_ignores_the_stop_all_end_within_the_grace_not_one_after_another(
+        db, database_url, settings, configure, tmp_path):
+    """Found by rehearsal: the cancel step stopped the local jobs one at a time, each stop waiting for its attempt's
+    end (the supervisor's grace, then its kill): 20 cancelled attempts whose routine ignores SIGTERM took 20 graces,
+    minutes, the step held all along. They are stopped together: all end within about one grace."""
+    import sys
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    routine = ("import os, pathlib, signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               f"pathlib.Path({str(runs)!r}, str(os.getpid())).touch()\nwhile True:\n    time.sleep(0.2)\n")
+    configure(single_routine_configuration([sys.executable, "-c", routine], workers=5))
+    async with running(database_url, ["launcher"], settings, backend="local"):
+        insert_inputs(db, 20)
+        await wait_until(database_url, "SELECT count(*) = 20 FROM hrwsi.job WHERE state = 'running'", timeout=90)
+        await wait_until_true(lambda: len(list(runs.iterdir())) == 20, 60)
+        asked = time.monotonic()
+        db.execute("SELECT hrwsi.cancel_task(id) FROM hrwsi.processing_task")
+        await wait_until(database_url, "SELECT count(*) = 20 FROM hrwsi.job WHERE state = 'cancelled'", timeout=60)
+        took = time.monotonic() - asked
+    assert took < 5 + 6, f"20 cancelled attempts ended {took:.1f} s after they were cancelled (grace 5 s)"
