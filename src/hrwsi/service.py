@@ -56,6 +56,12 @@ LEASE_LAPSED_SQLSTATE = "HW001"
 # so); or a lock wait ran out (lock_timeout, service_session_settings), the same SQLSTATE.
 BUSY_SQLSTATE = "55P03"
 BUSY_RETRY_S = 0.05
+# A step whose statement waited lock_timeout tries again after this long, doubling at each wait in a row up to the cap,
+# and again at once after its lock is got: each try holds the service's loop for lock_timeout (10 s), and retried
+# every BUSY_RETRY_S, the service's other steps got one turn per 10 s while a LOCK TABLE left open in psql lasted
+# (found by rehearsal). Meanwhile a wake-up (a notification, the backstop) does not run it before its back-off ends.
+LOCK_WAIT_BACKOFF_FIRST_S = 1.0
+LOCK_WAIT_BACKOFF_CAP_S = 30.0
 # The notification queue this full (0-1) is said: PostgreSQL itself warns from half full on.
 NOTIFICATION_QUEUE_SAID = 0.5
 # While a step cannot reach the database, it says so again this often (its first failure at once).
@@ -387,6 +393,8 @@ class Service:
         # Steps that cannot reach the database, and steps whose statements wait for a lock: step -> streak.
         self._unreachable: dict[str, _Streak] = {}
         self._lock_waits: dict[str, _Streak] = {}
+        # Steps backing off after lock waits in a row: step -> (event loop time before which they do not run, pause).
+        self._lock_backoff: dict[str, tuple[float, float]] = {}
         self._pooler: tuple[str, datetime] | None = None  # a pooler hrwsi cannot work through, once met
         # The database refusing writes (a standby, default_transaction_read_only): since when, said once
         # and then every UNREACHABLE_LOG_EVERY_S, until a heartbeat (a write) goes through again.
@@ -522,9 +530,10 @@ class Service:
     async def _step_refused(self, name: str, error: asyncpg.PostgresError) -> bool:
         if error.sqlstate == BUSY_SQLSTATE:
             if is_lock_timeout(error):
-                await self._tell_lock_wait(name)
-            # Another replica runs this step right now (its commit wakes us, this is the backstop), or
-            # a lock wait ran out (lock_timeout): try again at once.
+                pause = self._back_off_lock_wait(name)
+                await self._tell_lock_wait(name, pause)
+                return False
+            # Another replica runs this step right now (its commit wakes us, this is the backstop): try again at once.
             asyncio.get_running_loop().call_later(BUSY_RETRY_S, self.wake, name)
             return False
         if error.sqlstate == LEASE_LAPSED_SQLSTATE:
@@ -645,7 +654,27 @@ class Service:
                      "" if streak.attempts == 1 else f" (the database unreachable for {now - streak.since:.0f} s)")
         return True
 
-    async def _tell_lock_wait(self, name: str) -> None:
+    def _back_off_lock_wait(self, name: str) -> float:
+        """The step waited lock_timeout once more: it runs again after its back-off (LOCK_WAIT_BACKOFF_FIRST_S, doubled
+        at each wait in a row, at most LOCK_WAIT_BACKOFF_CAP_S), which its timer ends; returns the pause."""
+        _until, last = self._lock_backoff.get(name, (0.0, 0.0))
+        pause = LOCK_WAIT_BACKOFF_FIRST_S if not last else min(2 * last, LOCK_WAIT_BACKOFF_CAP_S)
+        loop = asyncio.get_running_loop()
+        self._lock_backoff[name] = (loop.time() + pause, pause)
+        self.wake_later(name, pause)
+        return pause
+
+    def _backing_off(self, name: str) -> bool:
+        """Whether the step is in its back-off after a lock wait (then it is woken again when that ends)."""
+        if name not in self._lock_backoff:
+            return False
+        remaining = self._lock_backoff[name][0] - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        self.wake_later(name, remaining)  # (its timer, in case another timer of the step took its place)
+        return True
+
+    async def _tell_lock_wait(self, name: str, pause: float) -> None:
         """A step whose statement waited `lock_timeout` for a lock another session holds says so at
         once, then every UNREACHABLE_LOG_EVERY_S while it lasts, naming the sessions that may hold it
         (_lock_holders). (It was taken for another replica running the step, and retried without a word:
@@ -656,10 +685,11 @@ class Service:
         if not streak.another(now):
             return
         holders = await self._lock_holders()
-        logger.warning("%s: step %s %s a lock another session holds; trying again: %s", self.kind, name,
+        logger.warning("%s: step %s %s a lock another session holds; trying again in %g s (up to %g s apart while it "
+                       "lasts; the other steps run meanwhile): %s", self.kind, name,
                        "could not get, within lock_timeout," if streak.attempts == 1
                        else f"still waits ({streak.attempts} waits in {now - streak.since:.0f} s) for",
-                       holders or LOCK_HOLDER_UNSEEN)
+                       pause, LOCK_WAIT_BACKOFF_CAP_S, holders or LOCK_HOLDER_UNSEEN)
 
     async def _lock_holders(self) -> str | None:
         return await lock_holders(self.pool)
@@ -675,6 +705,7 @@ class Service:
 
     def _reached_again(self, name: str) -> None:
         self._connections_refused = None  # (it got a connection)
+        self._lock_backoff.pop(name, None)  # (it got its lock: a wait later backs off from the least pause again)
         if (waits := self._lock_waits.pop(name, None)) is not None:
             logger.info("%s: step %s got its lock (after %d wait(s) in %.0f s)", self.kind, name, waits.attempts,
                         time.monotonic() - waits.since)
@@ -689,6 +720,8 @@ class Service:
                 await self.listener.apply()
             name = sorted(self._dirty)[0]
             self._dirty.discard(name)
+            if self._backing_off(name):
+                continue  # (a wake-up of a step backing off after lock waits: its timer runs it)
             if await self.run_step(name):
                 self._dirty.add(name)  # more work remains: go again, after the other steps
             self.rounds += 1

@@ -945,6 +945,66 @@ async def test_a_lease_found_lapsed_while_the_database_refuses_writes_neither_en
         await writable.close()
 
 
+async def test_a_step_stuck_behind_a_lock_left_open_lets_the_other_steps_run_at_their_pace_and_catches_up_once_released(
+        db, database_url, settings, caplog, configure):
+    """Found by rehearsal: a step whose statement waited lock_timeout (a data engineer's `LOCK TABLE hrwsi.input IN SHARE
+    ROW EXCLUSIVE MODE` left open in psql) tried again every 50 ms, each try holding the service's loop for lock_timeout:
+    the service's other steps got one turn per lock_timeout while the lock lasted. The stuck step backs off (1 s, then
+    twice as long at each wait, at most 30 s), so the others run meanwhile; once the lock is released, it catches up
+    within its back-off."""
+    pool = await create_pool(database_url, min_size=0, max_size=3, server_settings={"lock_timeout": "2000"})
+    configure(single_routine_configuration(["true"], workers=1))
+    insert_inputs(db, 1)
+    work: list[int] = []
+    done: dict[str, float] = {}
+
+    class Probe(service.Service):
+        kind = "prober"
+
+        def __init__(self):
+            super().__init__(pool, settings)
+            self.steps["add"] = self.add
+            self.steps["other"] = self.other
+
+        async def add(self) -> bool:
+            await self.pool.execute("UPDATE hrwsi.input SET input_path = input_path WHERE input_path = '/in/scene0'")
+            done.setdefault("add", time.monotonic())
+            return False
+
+        async def other(self) -> bool:  # (one item of work per turn: the loop runs the other steps in between)
+            if work:
+                work.pop()
+                if not work:
+                    done["other"] = time.monotonic()
+            return bool(work)
+
+    caplog.set_level(logging.INFO, logger="hrwsi.service")
+    probe = Probe()
+    engineer = psycopg.connect(database_url, application_name="psql (ana)")
+    serving = None
+    try:
+        engineer.execute("LOCK TABLE hrwsi.input IN SHARE ROW EXCLUSIVE MODE")  # and left open
+        serving = asyncio.create_task(probe.run(database_url))
+        await wait_until_true(lambda: "step add could not get, within lock_timeout" in caplog.text, 10)
+        done.pop("add", None)
+        work.extend(range(10))
+        given = time.monotonic()
+        await wait_until_true(lambda: "other" in done, 30)
+        assert done["other"] - given < 3.0, f"10 turns of the other step took {done['other'] - given:.1f} s"
+        assert "add" not in done
+        engineer.rollback()
+        released = time.monotonic()
+        await wait_until_true(lambda: "add" in done, 40)
+        assert done["add"] - released < 5.0, f"the stuck step caught up {done['add'] - released:.1f} s after the release"
+    finally:
+        engineer.close()
+        probe.request_stop()
+        if serving is not None:
+            await serving
+        await pool.close()
+    assert any("step add got its lock" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_step_that_waited_lock_timeout_names_the_session_that_holds_the_lock_its_client_and_since_when(
         db, database_url, settings, caplog, configure):
     """A data engineer's transaction left open in psql with `LOCK TABLE hrwsi.input IN SHARE ROW EXCLUSIVE MODE`, or
