@@ -117,9 +117,11 @@ INSERT INTO hrwsi.lane (name, priority, promote_after, description) VALUES
 
 CREATE TABLE hrwsi.processing_routine (
     name                 text PRIMARY KEY CONSTRAINT routine_name_is_not_empty CHECK (btrim(name) <> ''),
-    cpu                  numeric NOT NULL CONSTRAINT routine_cpu_is_positive CHECK (cpu > 0)
+    -- (at least a hundredth of a core, and ram_mb at least Nomad's least MemoryMB, as the configuration file says:
+    -- migration 0111; the planner counted a smaller CPU as nothing while Nomad reserved at least 1 MHz)
+    cpu                  numeric NOT NULL CONSTRAINT routine_cpu_is_at_least_a_hundredth CHECK (cpu >= 0.01)
         CONSTRAINT routine_cpu_is_a_number CHECK (cpu <> 'NaN'::numeric),
-    ram_mb               integer NOT NULL CONSTRAINT routine_ram_mb_is_positive CHECK (ram_mb > 0),
+    ram_mb               integer NOT NULL CONSTRAINT routine_ram_mb_is_at_least_nomads_least_memory CHECK (ram_mb >= 10),
     -- (at least Nomad's least EphemeralDisk, as the configuration file says: migration 0108)
     storage_mb           integer NOT NULL CONSTRAINT routine_storage_mb_is_at_least_nomads_least_disk
         CHECK (storage_mb >= 10),

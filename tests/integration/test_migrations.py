@@ -476,3 +476,41 @@ def test_a_routine_stored_with_less_storage_than_nomads_least_disk_is_given_it_b
         conn.commit()
         with pytest.raises(psycopg.errors.CheckViolation, match="routine_storage_mb_is_at_least_nomads_least_disk"):
             conn.execute("UPDATE hrwsi.processing_routine SET storage_mb = 9 WHERE name = 'big'")
+
+
+def test_a_routine_stored_with_less_ram_than_nomads_least_memory_is_given_it_by_the_upgrade_and_refused_after(
+        empty_database_url, monkeypatch):
+    """ram_mb below 10 (Nomad's least MemoryMB) and cpu below 0.01 were refused by the configuration file only: a
+    routine stored with 1 MB before (or by a data engineer's UPDATE) kept it, and Nomad refused every job of it, charged
+    to it until it was held; a CPU of 1e-300 was counted as nothing by the planner while Nomad reserved 1 MHz (found
+    by review). The upgrade (migration 0111) gives such a routine 10 MB and 0.01 CPU, with the RAM its attempts in
+    flight hold, and the database refuses less from then on, whoever writes it."""
+    from hrwsi import configuration
+
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 111])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("INSERT INTO hrwsi.flavour VALUES ('f', 8, 16000, 10000)")
+        conn.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w1', 'f')")
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type) VALUES ('snow', 1e-300, 1, 10, '1 min', ARRAY['s'],
+                        'L2A', 'FSC'), ('big', 2.5, 500, 500, '1 min', ARRAY['b'], 'FSC', 'QL')""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l2a', 'snow')")
+        conn.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) "
+                     "VALUES ('l2a', '/l2a/1', '32TLR', '2026-03-01T10:00Z')")
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                     "attempts = 1, held_cpu = 0.5, held_ram_mb = 2, held_storage_mb = 10, held_attempt = 1")
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert any(m.startswith("0111_") for m in migrations.migrate(conn))
+        stored = {name: (float(cpu), ram) for name, cpu, ram in conn.execute(
+            "SELECT name, cpu, ram_mb FROM hrwsi.processing_routine")}
+        assert stored == {"snow": (configuration.MIN_CPU, configuration.MIN_ROUTINE_RAM_MB), "big": (2.5, 500)}, stored
+        assert conn.execute("SELECT held_cpu, held_ram_mb FROM hrwsi.processing_task").fetchone() == (0.5, 10)
+        assert configuration.MIN_ROUTINE_RAM_MB == 10 and configuration.MIN_CPU == 0.01
+        conn.commit()
+        with pytest.raises(psycopg.errors.CheckViolation, match="routine_ram_mb_is_at_least_nomads_least_memory"):
+            conn.execute("UPDATE hrwsi.processing_routine SET ram_mb = 9 WHERE name = 'big'")
+        conn.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation, match="routine_cpu_is_at_least_a_hundredth"):
+            conn.execute("UPDATE hrwsi.processing_routine SET cpu = 0.009 WHERE name = 'big'")
