@@ -3391,14 +3391,26 @@ BEGIN
                   '%s dispatched or running go on', routine_name, held, under_way);
 END $$;
 
+-- A routine that is not on hold is released still (its failure counts and its back-fill's hold are lifted with
+-- the routine's own), and the answer says it was not on hold and what the release did: it said "routine X released;
+-- 0 held task(s) will be planned", as if it had been held (found by review; migration 0111). A campaign's release
+-- refuses one that is not on hold: a campaign has nothing else its release lifts.
 CREATE FUNCTION hrwsi.release_routine(routine_name text) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
     released bigint;
     still_held bigint;  -- (held by their campaign, which holds them still)
     own bigint;         -- (held by an operator one by one, blocked since or not: they stay held)
+    was_held boolean;
+    backfill_was_held boolean;
+    failures integer;
+    backfill_failures integer;
+    did text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM hrwsi.processing_routine WHERE name = routine_name) THEN
+    SELECT r.on_hold, r.backfill_hold_reason IS NOT NULL, r.consecutive_failures, r.backfill_consecutive_failures
+    INTO was_held, backfill_was_held, failures, backfill_failures
+    FROM hrwsi.processing_routine r WHERE r.name = routine_name FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(routine_name) USING ERRCODE = 'no_data_found';
     END IF;
     UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
@@ -3430,7 +3442,24 @@ BEGIN
     SELECT count(*) INTO own FROM hrwsi.processing_task t
     WHERE t.routine = routine_name
       AND ((t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason)) OR (t.state = 'blocked' AND t.held_while_blocked));
-    RETURN format('routine %s released; %s held task(s) will be planned', routine_name, released)
+    IF was_held THEN
+        did := format('routine %s released; %s held task(s) will be planned', routine_name, released);
+    ELSE
+        did := CASE WHEN backfill_was_held
+                    THEN format('back-fill of routine %s released (the routine itself was not on hold); %s held task(s) '
+                                'will be planned', routine_name, released)
+                    ELSE format('routine %s was not on hold', routine_name)
+                         || CASE WHEN released > 0 THEN format('; %s held task(s) will be planned', released) ELSE '' END
+               END
+            || CASE WHEN failures > 0 OR backfill_failures > 0
+                    THEN '; its count of consecutive failures is reset to 0 (was '
+                         || concat_ws(', ', CASE WHEN failures > 0 THEN format('%s of its own', failures) END,
+                                      CASE WHEN backfill_failures > 0 THEN format('%s of its back-fill', backfill_failures)
+                                      END) || ')'
+                    WHEN NOT backfill_was_held AND released = 0 THEN '; nothing to release, and no failures to reset'
+                    ELSE '' END;
+    END IF;
+    RETURN did
         || CASE WHEN still_held > 0 THEN format('; %s stay held with their campaign (`hrwsi status` names it and its '
                                                 '`hrwsi campaigns --release ID`)', still_held) ELSE '' END
         || CASE WHEN own > 0 THEN format('; %s task(s) an operator held one by one stay held: `hrwsi release ID` releases '

@@ -122,8 +122,10 @@ async def test_a_back_fill_s_failures_hold_the_back_fill_and_near_real_time_work
         assert "routine's back-fill on hold: work" in " ".join(drawn(views.status, status, 30.0).split())
         # The cause fixed, the routine released: its back-fill runs.
         db.execute("UPDATE hrwsi.processing_routine SET command = ARRAY['true']")
-        assert db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0] == \
-            f"routine work released; {held + 1} held task(s) will be planned"
+        said = db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0]
+        assert said.startswith(f"back-fill of routine work released (the routine itself was not on hold); {held + 1} held "
+                               "task(s) will be planned; its count of consecutive failures is reset to 0 (was ") and \
+            said.endswith(" of its back-fill)"), said
         await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.processing_task WHERE state = 'on_hold'")
     assert db.execute("SELECT backfill_hold_reason, backfill_consecutive_failures FROM hrwsi.processing_routine"
                       ).fetchone() == (None, 0)
@@ -412,6 +414,30 @@ def test_releasing_a_routine_lifts_its_own_hold_and_says_how_many_tasks_an_opera
     db.execute("SELECT hrwsi.hold_routine('work')")
     assert db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0] == \
         "routine work released; 4 held task(s) will be planned"
+
+
+def test_releasing_a_routine_that_is_not_on_hold_says_so_and_what_the_release_did(db, configure):
+    # Found by review: it said "routine work released; 0 held task(s) will be planned", as if it had been held, while a
+    # campaign's release refuses one that is not on hold. It is not refused (it resets the routine's failure counts
+    # and lifts its back-fill's hold), and says what it did.
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 3)
+    assert db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0] == \
+        "routine work was not on hold; nothing to release, and no failures to reset"
+    db.execute("UPDATE hrwsi.processing_routine SET consecutive_failures = 2")
+    assert db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0] == \
+        "routine work was not on hold; its count of consecutive failures is reset to 0 (was 2 of its own)"
+    db.execute("UPDATE hrwsi.processing_task SET lane = 'archive' WHERE id IN (SELECT id FROM hrwsi.processing_task "
+               "ORDER BY id LIMIT 2)")
+    db.execute("UPDATE hrwsi.processing_routine SET consecutive_failures = 1, backfill_consecutive_failures = 3, "
+               "backfill_hold_reason = '3 consecutive failures of its back-fill'")
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'on_hold'").fetchone()[0] == 2
+    assert db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0] == (
+        "back-fill of routine work released (the routine itself was not on hold); 2 held task(s) will be planned; its "
+        "count of consecutive failures is reset to 0 (was 1 of its own, 3 of its back-fill)")
+    assert db.execute("SELECT consecutive_failures, backfill_consecutive_failures, backfill_hold_reason "
+                      "FROM hrwsi.processing_routine").fetchone() == (0, 0, None)
+    assert db.execute("SELECT count(*) FROM hrwsi.processing_task WHERE state = 'on_hold'").fetchone()[0] == 0
 
 
 def test_releasing_a_routine_leaves_the_tasks_of_a_held_campaign_held_with_it(db, configure):
