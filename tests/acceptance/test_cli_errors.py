@@ -580,7 +580,24 @@ def test_a_long_name_is_cut_in_the_error_line_saying_how_long_it_was(env):
      "hrwsi nomad-emulator"),
     (["nomad-emulator", "--port=-1"], "argument --port: '-1' is not a port number from 0 to 65535", "hrwsi nomad-emulator"),
     (["nomad-emulator", "--port", "1_0"], "argument --port: '1_0' is not a port number", "hrwsi nomad-emulator"),
-    (["nomad-emulator", "--node", "a:b\nc"], "--node 'a:b\\nc': expected NAME", "hrwsi nomad-emulator")])
+    (["nomad-emulator", "--node", "a:b\nc"], "--node 'a:b\\nc': expected NAME", "hrwsi nomad-emulator"),
+    # (its other whole numbers took any int too: --nodes -1 started an emulator of no node, a negative or zero size
+    # made nodes no job fits on, a reserve of all a node has left it nothing; found by review)
+    (["nomad-emulator", "--nodes=-1"], "argument --nodes: '-1' is not a whole number from 0 to 10,000", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--nodes", "0"], "--nodes 0 and no --node make no node", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--nodes", "1_0"], "argument --nodes: '1_0' is not a whole number", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node-cpu-mhz", "0"], "argument --node-cpu-mhz: '0' is not a whole number from 1 to",
+     "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node-memory-mb=-8192"], "argument --node-memory-mb: '-8192' is not a whole number from 1 to",
+     "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node-disk-mb", "99999999999"], "argument --node-disk-mb: '99999999999' is not a whole number",
+     "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node-reserved-memory-mb=-1"], "argument --node-reserved-memory-mb: '-1' is not a whole number "
+     "from 0 to", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node-reserved-cpu-mhz", "4000"], "--node-reserved-cpu-mhz 4000 leaves the nodes no CPU "
+     "(--node-cpu-mhz 4000)", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node", "a:-1"], "--node 'a:-1': expected NAME", "hrwsi nomad-emulator"),
+    (["nomad-emulator", "--node", "a:4000:0"], "--node 'a:4000:0': expected NAME", "hrwsi nomad-emulator")])
 def test_a_usage_error_is_one_line_with_exit_code_2_naming_the_commands_help(env, command, says, help_of):
     """(Typer's own usage errors were a box of four lines: the usage, "Try ... for help." and the message framed;
     found walking README through) A long unknown option is cut. (`hrwsi nomad-emulator`, argparse's, printed its

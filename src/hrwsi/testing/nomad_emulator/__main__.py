@@ -19,20 +19,44 @@ event stream, dispatch, ACL token, GC, namespaces, node pools, regions), schedul
 command as a local process. It is NOT Nomad: use it for demos and tests where no agent exists."""
 
 
+# The most a node's CPU (MHz), memory or disk (MB) may be: hrwsi keeps a flavour's sizes as a PostgreSQL integer.
+SIZE_MAX = 2**31 - 1
+# The most identical nodes: more than any cluster hrwsi plans on, and each one is a Python object and a node in
+# every /v1/nodes answer (`--nodes 100000000` filled the memory before the emulator answered; found by review).
+NODES_MAX = 10_000
+
+
+def _whole(text: str, least: int, most: int) -> int | None:
+    """The whole number text writes in ASCII digits, from least to most, or None. int() took any: a negative size made
+    a node of negative capacity, `--nodes -1` no node at all, and `1_0` was 10 (found by review)."""
+    from hrwsi.backends.ascii_decimal import ascii_decimal
+
+    number = ascii_decimal(text, max_digits=len(str(most)))
+    return number if number is not None and least <= number <= most else None
+
+
+def _whole_option(least: int, most: int, what: str):
+    """An argparse type: a whole number from least to most, or a one-line refusal saying what it is for."""
+    def parse(text: str) -> int:
+        number = _whole(text, least, most)
+        if number is None:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from {least} to {most:,} ({what})")
+        return number
+    return parse
+
+
 def _node(text: str) -> EmulatedNode:
-    """NAME[:CPU_MHZ[:MEMORY_MB[:DISK_MB[:CLASS[:POOL]]]]]"""
+    """NAME[:CPU_MHZ[:MEMORY_MB[:DISK_MB[:CLASS[:POOL]]]]]; each size a whole number from 1 (a node of none, or of a
+    negative size, which int() took, is no node a job can be placed on)."""
     parts = text.split(":")
-    try:
-        return EmulatedNode(
-            name=parts[0],
-            cpu_mhz=int(parts[1]) if len(parts) > 1 and parts[1] else 4000,
-            memory_mb=int(parts[2]) if len(parts) > 2 and parts[2] else 8192,
-            disk_mb=int(parts[3]) if len(parts) > 3 and parts[3] else 50_000,
-            node_class=parts[4] if len(parts) > 4 else "",
-            node_pool=parts[5] if len(parts) > 5 and parts[5] else "default")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--node {text!r}: expected NAME[:CPU_MHZ[:MEMORY_MB[:DISK_MB[:CLASS"
-                                         "[:POOL]]]]]") from None
+    sizes = [(parts[i] if len(parts) > i and parts[i] else None) for i in (1, 2, 3)]
+    read = [default if given is None else _whole(given, 1, SIZE_MAX) for given, default in zip(sizes, (4000, 8192, 50_000))]
+    if not parts[0].strip() or None in read:
+        raise argparse.ArgumentTypeError(f"--node {text[:40]!r}: expected NAME[:CPU_MHZ[:MEMORY_MB[:DISK_MB[:CLASS"
+                                         f"[:POOL]]]]], each size a whole number from 1 to {SIZE_MAX:,}")
+    return EmulatedNode(name=parts[0], cpu_mhz=read[0], memory_mb=read[1], disk_mb=read[2],
+                        node_class=parts[4] if len(parts) > 4 else "",
+                        node_pool=parts[5] if len(parts) > 5 and parts[5] else "default")
 
 
 def _port(text: str) -> int:
@@ -66,14 +90,21 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = _OneLineParser(prog=prog, description=DESCRIPTION)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=4646, help="port (default 4646; 0 picks a free one)")
-    p.add_argument("--nodes", type=int, default=2, help="how many identical emulated nodes (default 2)")
+    p.add_argument("--nodes", type=_whole_option(0, NODES_MAX, "how many identical nodes"), default=2,
+                   help="how many identical emulated nodes (default 2; 0: only those --node gives)")
     p.add_argument("--node-prefix", default="emulated-node-", help="their names: PREFIX1, PREFIX2, ...")
-    p.add_argument("--node-cpu-mhz", type=int, default=4000, help="CPU per node in MHz (default 4000)")
-    p.add_argument("--node-memory-mb", type=int, default=8192, help="memory per node (default 8192)")
-    p.add_argument("--node-disk-mb", type=int, default=50_000, help="disk per node (default 50000)")
-    p.add_argument("--node-reserved-cpu-mhz", type=int, default=0)
-    p.add_argument("--node-reserved-memory-mb", type=int, default=0)
-    p.add_argument("--node-reserved-disk-mb", type=int, default=0)
+    p.add_argument("--node-cpu-mhz", type=_whole_option(1, SIZE_MAX, "MHz"), default=4000,
+                   help="CPU per node in MHz (default 4000)")
+    p.add_argument("--node-memory-mb", type=_whole_option(1, SIZE_MAX, "MB"), default=8192,
+                   help="memory per node (default 8192)")
+    p.add_argument("--node-disk-mb", type=_whole_option(1, SIZE_MAX, "MB"), default=50_000,
+                   help="disk per node (default 50000)")
+    p.add_argument("--node-reserved-cpu-mhz", type=_whole_option(0, SIZE_MAX, "MHz"), default=0,
+                   help="CPU per node kept from jobs (default 0; less than --node-cpu-mhz)")
+    p.add_argument("--node-reserved-memory-mb", type=_whole_option(0, SIZE_MAX, "MB"), default=0,
+                   help="memory per node kept from jobs (default 0; less than --node-memory-mb)")
+    p.add_argument("--node-reserved-disk-mb", type=_whole_option(0, SIZE_MAX, "MB"), default=0,
+                   help="disk per node kept from jobs (default 0; less than --node-disk-mb)")
     p.add_argument("--node-class", default="", help="node class of the identical nodes (hrwsi: a flavour)")
     p.add_argument("--node-pool", default="default")
     p.add_argument("--node", action="append", type=_node, default=[], metavar="SPEC",
@@ -130,9 +161,27 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
+def cluster_problem(args: argparse.Namespace) -> str | None:
+    """What makes the options no cluster a job can be placed on, in one line, or None: no node at all, or identical
+    nodes whose reserve takes all they have (which made nodes of no or negative free capacity; found by review)."""
+    if args.nodes == 0 and not args.node:
+        return "--nodes 0 and no --node make no node: give --nodes 1 or more, or --node"
+    if args.nodes > 0:
+        for kind, unit in (("cpu", "mhz"), ("memory", "mb"), ("disk", "mb")):
+            total, reserved = getattr(args, f"node_{kind}_{unit}"), getattr(args, f"node_reserved_{kind}_{unit}")
+            if reserved >= total:
+                return (f"--node-reserved-{kind}-{unit} {reserved} leaves the nodes no {kind.replace('cpu', 'CPU')} "
+                        f"(--node-{kind}-{unit} {total}): reserve less than they have")
+    return None
+
+
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """Run the emulator; `prog` is the command that runs it, as its help and usage errors name it."""
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    problem = cluster_problem(args)
+    if problem:
+        parser.error(problem)  # (one line, exit code 2: _OneLineParser)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hrwsi.testing.nomad_emulator").info("starting the Nomad API emulator (test double)")
