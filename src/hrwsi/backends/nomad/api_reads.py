@@ -43,7 +43,8 @@ READS: dict[str, tuple[str, ...]] = {
     # POST /v1/jobs (JobModifyIndex: where the index of jobs stands while Nomad's state lasts)
     "JobRegisterResponse": ("Warnings", "JobModifyIndex"),
     # GET /v1/event/stream
-    "Events": ("Index", "Events.*.Topic", "Events.*.Type", "Events.*.Payload"),
+    # (Key: a frame known again by its events, a server whose event buffer lags: following._frame_events)
+    "Events": ("Index", "Events.*.Topic", "Events.*.Type", "Events.*.Key", "Events.*.Payload"),
     # GET /v1/nodes?resources=true
     "NodeListStub": ("ID", "Name", "Status", "SchedulingEligibility", "Drain", "NodeClass", "NodePool",
                      "NodeResources.Cpu.CpuShares", "NodeResources.Cpu.TotalCpuCores",
