@@ -184,7 +184,7 @@ def test_operator_actions_refuse_what_makes_no_sense(db, configure):
     with pytest.raises(psycopg.errors.NoDataFound, match="no routine 'ghost'"):
         db.execute("SELECT hrwsi.hold_routine('ghost')")
     assert "on hold" in db.execute("SELECT hrwsi.hold_task(%s)", (task_id,)).fetchone()[0]
-    with pytest.raises(psycopg.errors.CheckViolation, match="only a pending or planned task can be held"):
+    with pytest.raises(psycopg.errors.CheckViolation, match="is already held by an operator"):
         db.execute("SELECT hrwsi.hold_task(%s)", (task_id,))
     assert "released" in db.execute("SELECT hrwsi.release_task(%s)", (task_id,)).fetchone()[0]
     db.execute("SELECT hrwsi.cancel_task(%s)", (task_id,))
@@ -492,6 +492,54 @@ def test_releasing_a_campaign_lifts_its_own_hold_and_says_how_many_tasks_stay_he
                       (tasks[1],)).fetchone()[0] == "routine on hold: a bad image", "its history says what holds it now"
     assert db.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s", (tasks[0],)).fetchone() == \
         ("on_hold", "held by an operator")
+
+
+@pytest.mark.parametrize("held_with", ["campaign", "routine"])
+def test_an_operator_holds_a_task_its_campaign_or_routine_holds_and_their_release_leaves_it_held(db, configure,
+                                                                                               held_with):
+    # Found by review: `hrwsi hold TASK` of a task its campaign (or routine) held was refused, "task N is on_hold: only
+    # a pending or planned task can be held", so no hold of the operator's could be put on it, and the campaign's
+    # release then ran the task the operator wanted kept back. It is held by the operator too (migration 0112).
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 3)
+    campaign = db.execute("""INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to)
+                             VALUES ('reprocess 2025', 'work', 'in', '2025-01-01Z', '2026-01-01Z') RETURNING id""").fetchone()[0]
+    db.execute("UPDATE hrwsi.processing_task SET campaign_id = %s", (campaign,))
+    tasks = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    if held_with == "campaign":
+        db.execute("SELECT hrwsi.hold_campaign(%s, 'checking its outputs')", (campaign,))
+        group, release = f"campaign {campaign}", ("SELECT hrwsi.release_campaign(%s)", (campaign,))
+    else:
+        db.execute("SELECT hrwsi.hold_routine('work', 'a bad image')")
+        group, release = "routine work", ("SELECT hrwsi.release_routine('work')", ())
+    assert db.execute("SELECT hrwsi.hold_task(%s)", (tasks[0],)).fetchone()[0] == (
+        f"task {tasks[0]} is on hold, by an operator too: it stays held once {group} is released, until "
+        f"`hrwsi release {tasks[0]}`")
+    assert db.execute("SELECT reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                      (tasks[0],)).fetchone()[0] == "held by an operator", "its history says who holds it"
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        db.execute("SELECT hrwsi.hold_task(%s)", (tasks[0],))
+    assert refused.value.diag.message_primary == \
+        f"task {tasks[0]} is already held by an operator: `hrwsi release {tasks[0]}` releases it"
+    said = db.execute(*release).fetchone()[0]
+    assert said.endswith("; 1 task(s) an operator held one by one stay held: `hrwsi release ID` releases each "
+                         "(`hrwsi status` lists them)"), said
+    states = dict(db.execute("SELECT id, state FROM hrwsi.processing_task"))
+    assert [states[t] for t in tasks] == ["on_hold", "pending", "pending"]
+    assert [t["id"] for t in reports.status(db)["held_tasks"]] == [tasks[0]]
+    assert db.execute("SELECT hrwsi.release_task(%s)", (tasks[0],)).fetchone()[0] == \
+        f"task {tasks[0]} released; it will be planned"
+
+
+def test_a_blocked_task_is_not_held_and_the_refusal_says_what_can_be(db, configure):
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 1)
+    task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    db.execute("UPDATE hrwsi.processing_task SET state = 'blocked', state_reason = 'waits' WHERE id = %s", (task,))
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        db.execute("SELECT hrwsi.hold_task(%s)", (task,))
+    assert refused.value.diag.message_primary == \
+        f"task {task} is blocked: only a pending or planned task, or one held with its routine or campaign, can be held"
 
 
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
