@@ -3421,16 +3421,75 @@ BEGIN
                   '%s dispatched or running go on', routine_name, held, under_way);
 END $$;
 
+-- The release of a routine's or a campaign's hold, shared by hrwsi.release_routine and hrwsi.release_campaign
+-- (migration 0112; they were two copies of one statement, and had drifted): of the held tasks given (the group's,
+-- locked by the caller in the order of their ids), those held by the group are released, and held again at once
+-- with what still holds them (a routine's task of a campaign on hold, a campaign's task of a routine on hold), as a new
+-- task of it is; those an operator held one by one stay held (migration 0098). A task held before and after gets a
+-- history row saying what holds it now: the routine's release wrote none, and a task its campaign held still read
+-- "routine on hold" last in its history (found by review). Returns how many will be planned, and the end of the
+-- answer: how many stay held, by which campaigns or routines (`still_held_by`: 'campaign' or 'routine', what may still
+-- hold them) and how to release those, and how many an operator held one by one (`blocked_held`: those blocked since).
+CREATE FUNCTION hrwsi.release_held_tasks(held bigint[], released_reason text, still_held_by text, blocked_held bigint,
+                                         OUT released bigint, OUT rest text) LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    still_held bigint;
+    holders text[];  -- (the campaigns or routines that still hold them: a campaign's chain runs routines downstream)
+    own bigint;
+BEGIN
+    WITH changed AS (
+        UPDATE processing_task t
+        SET state = CASE WHEN h.group_hold IS NULL THEN 'pending' ELSE 'on_hold' END,
+            worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = CASE WHEN h.group_hold IS NOT NULL THEN h.group_hold
+                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                                    THEN released_reason || coalesce('; ' || upstream_wait_reason(t.waits_for_upstream), '')
+                                ELSE released_reason END
+        FROM (SELECT x.id, hold_a_new_task_takes(x.routine, x.campaign_id, x.lane) AS group_hold
+              FROM processing_task x
+              WHERE x.id = ANY (held) AND x.state = 'on_hold' AND NOT hold_is_the_tasks_own(x.state_reason)) h
+        WHERE t.id = h.id
+        RETURNING t.id, t.routine, t.campaign_id, t.state, t.state_reason, t.attempts, t.worker
+    ), history AS (
+        -- (held before and held now: no change of state, whose history row the trigger writes)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = 'on_hold'
+    )
+    SELECT count(*) FILTER (WHERE c.state = 'pending'), count(*) FILTER (WHERE c.state = 'on_hold'),
+           array_agg(DISTINCT CASE still_held_by WHEN 'routine' THEN c.routine ELSE c.campaign_id::text END
+                     ORDER BY CASE still_held_by WHEN 'routine' THEN c.routine ELSE c.campaign_id::text END)
+               FILTER (WHERE c.state = 'on_hold')
+    INTO released, still_held, holders FROM changed c;
+    SELECT count(*) + blocked_held INTO own FROM processing_task t
+    WHERE t.id = ANY (held) AND t.state = 'on_hold' AND hold_is_the_tasks_own(t.state_reason);
+    rest := CASE WHEN cardinality(holders) = 1
+                 THEN format('; %s stay held with their %s %s, on hold: `%s` releases it', still_held, still_held_by,
+                             holders[1], CASE still_held_by WHEN 'routine' THEN 'hrwsi release ' ELSE 'hrwsi campaigns --release '
+                                         END || holders[1])
+                 WHEN still_held > 0
+                 THEN format('; %s stay held with their %ss %s, on hold: `%s` releases each', still_held, still_held_by,
+                             array_to_string(holders, ', '), CASE still_held_by WHEN 'routine' THEN 'hrwsi release ROUTINE'
+                                                                 ELSE 'hrwsi campaigns --release ID' END)
+                 ELSE '' END
+         || CASE WHEN own > 0 THEN format('; %s task(s) an operator held one by one stay held: `hrwsi release ID` releases '
+                                          'each (`hrwsi status` lists them)', own) ELSE '' END;
+END $$;
+
 -- A routine that is not on hold is released still (its failure counts and its back-fill's hold are lifted with
 -- the routine's own), and the answer says it was not on hold and what the release did: it said "routine X released;
 -- 0 held task(s) will be planned", as if it had been held (found by review; migration 0111). A campaign's release
 -- refuses one that is not on hold: a campaign has nothing else its release lifts.
+-- The routine's release lifts the routine's hold (and its back-fill's) only, as a task's release lifts the task's
+-- own (migration 0098): a task an operator held one by one stays held, and one of a campaign on hold stays held
+-- with it, its reason saying so (hrwsi.release_held_tasks; migration 0112: the answer names the campaign). It released
+-- them all, undoing each operator's hold (found by review; 0101).
 CREATE FUNCTION hrwsi.release_routine(routine_name text) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
+    held bigint[];
     released bigint;
-    still_held bigint;  -- (held by their campaign, which holds them still)
-    own bigint;         -- (held by an operator one by one, blocked since or not: they stay held)
+    rest text;
     was_held boolean;
     backfill_was_held boolean;
     failures integer;
@@ -3446,32 +3505,14 @@ BEGIN
     UPDATE hrwsi.processing_routine SET on_hold = false, hold_reason = NULL, consecutive_failures = 0,
         backfill_hold_reason = NULL, backfill_consecutive_failures = 0  -- (and its back-fill: migration 0075)
     WHERE name = routine_name;
-    PERFORM 1 FROM hrwsi.processing_task t WHERE t.routine = routine_name AND t.state = 'on_hold'
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
-    -- The routine's release lifts the routine's hold (and its back-fill's) only, as a task's release lifts the task's
-    -- own (migration 0098): a task an operator held one by one stays held, and one of a campaign on hold stays held
-    -- with it, its reason saying so. It released them all, undoing each operator's hold (found by review; 0101).
-    WITH changed AS (
-        UPDATE hrwsi.processing_task t
-        SET state = CASE WHEN h.group_hold IS NULL THEN 'pending' ELSE 'on_hold' END,
-            worker = NULL, planned_start = NULL, planned_end = NULL,
-            state_reason = CASE WHEN h.group_hold IS NOT NULL THEN h.group_hold
-                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
-                                    THEN 'routine released by an operator'
-                                         || coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '')
-                                ELSE 'routine released by an operator' END
-        FROM (SELECT x.id, hrwsi.hold_a_new_task_takes(x.routine, x.campaign_id, x.lane) AS group_hold
-              FROM hrwsi.processing_task x
-              WHERE x.routine = routine_name AND x.state = 'on_hold'
-                AND NOT hrwsi.hold_is_the_tasks_own(x.state_reason)) h
-        WHERE t.id = h.id
-        RETURNING t.state
-    )
-    SELECT count(*) FILTER (WHERE c.state = 'pending'), count(*) FILTER (WHERE c.state = 'on_hold')
-    INTO released, still_held FROM changed c;
-    SELECT count(*) INTO own FROM hrwsi.processing_task t
-    WHERE t.routine = routine_name
-      AND ((t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason)) OR (t.state = 'blocked' AND t.held_while_blocked));
+    -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+    SELECT coalesce(array_agg(x.id ORDER BY x.id), '{}') INTO held
+    FROM (SELECT t.id FROM hrwsi.processing_task t WHERE t.routine = routine_name AND t.state = 'on_hold'
+          ORDER BY t.id FOR NO KEY UPDATE OF t) x;
+    SELECT r.released, r.rest INTO released, rest
+    FROM hrwsi.release_held_tasks(held, 'routine released by an operator', 'campaign',
+                                  (SELECT count(*) FROM hrwsi.processing_task t
+                                   WHERE t.routine = routine_name AND t.state = 'blocked' AND t.held_while_blocked)) r;
     IF was_held THEN
         did := format('routine %s released; %s held task(s) will be planned', routine_name, released);
     ELSE
@@ -3489,11 +3530,7 @@ BEGIN
                     WHEN NOT backfill_was_held AND released = 0 THEN '; nothing to release, and no failures to reset'
                     ELSE '' END;
     END IF;
-    RETURN did
-        || CASE WHEN still_held > 0 THEN format('; %s stay held with their campaign (`hrwsi status` names it and its '
-                                                '`hrwsi campaigns --release ID`)', still_held) ELSE '' END
-        || CASE WHEN own > 0 THEN format('; %s task(s) an operator held one by one stay held: `hrwsi release ID` releases '
-                                         'each (`hrwsi status` lists them)', own) ELSE '' END;
+    RETURN did || rest;
 END $$;
 
 -- Move a routine's production tasks that have not started (pending, planned, blocked, on hold) to
@@ -4149,14 +4186,14 @@ END $$;
 -- lifts the routine's hold only (migration 0101): a task an operator held one by one stays held, and one of a routine
 -- on hold stays held with it, its reason saying so; the answer counts both, and says how to lift them. It released
 -- every held task of the campaign, undoing each operator's hold, and left those of a held routine saying "campaign N
--- on hold" once the campaign was not (found by review).
+-- on hold" once the campaign was not (found by review). (hrwsi.release_held_tasks, the routine's release's too:
+-- migration 0112)
 CREATE FUNCTION hrwsi.release_campaign(campaign bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
+    held bigint[];
     released bigint;
-    still_held bigint;  -- (held by their routine, which holds them still)
-    holders text[];     -- (... those routines: a campaign's chain runs the routines downstream too)
-    own bigint;         -- (held by an operator one by one, blocked since or not: they stay held)
+    rest text;
 BEGIN
     PERFORM 1 FROM hrwsi.campaign k WHERE k.id = release_campaign.campaign FOR UPDATE;
     IF NOT FOUND THEN
@@ -4168,44 +4205,16 @@ BEGIN
     END IF;
     UPDATE hrwsi.campaign SET on_hold = false, hold_reason = NULL, consecutive_failures = 0
     WHERE id = release_campaign.campaign;
-    PERFORM 1 FROM hrwsi.processing_task t WHERE t.campaign_id = release_campaign.campaign AND t.state = 'on_hold'
-    ORDER BY t.id FOR NO KEY UPDATE OF t;  -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
-    WITH changed AS (
-        UPDATE hrwsi.processing_task t
-        SET state = CASE WHEN h.group_hold IS NULL THEN 'pending' ELSE 'on_hold' END,
-            worker = NULL, planned_start = NULL, planned_end = NULL,
-            state_reason = CASE WHEN h.group_hold IS NOT NULL THEN h.group_hold
-                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
-                                    THEN 'campaign released by an operator'
-                                         || coalesce('; ' || hrwsi.upstream_wait_reason(t.waits_for_upstream), '')
-                                ELSE 'campaign released by an operator' END
-        FROM (SELECT x.id, hrwsi.hold_a_new_task_takes(x.routine, x.campaign_id, x.lane) AS group_hold
-              FROM hrwsi.processing_task x
-              WHERE x.campaign_id = release_campaign.campaign AND x.state = 'on_hold'
-                AND NOT hrwsi.hold_is_the_tasks_own(x.state_reason)) h
-        WHERE t.id = h.id
-        RETURNING t.id, t.routine, t.state, t.state_reason, t.attempts, t.worker
-    ), history AS (
-        -- (held before and held now, by their routine: no change of state, whose history row the trigger writes)
-        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
-        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = 'on_hold'
-    )
-    SELECT count(*) FILTER (WHERE c.state = 'pending'), count(*) FILTER (WHERE c.state = 'on_hold'),
-           array_agg(DISTINCT c.routine ORDER BY c.routine) FILTER (WHERE c.state = 'on_hold')
-    INTO released, still_held, holders FROM changed c;
-    SELECT count(*) INTO own FROM hrwsi.processing_task t
-    WHERE t.campaign_id = release_campaign.campaign
-      AND ((t.state = 'on_hold' AND hrwsi.hold_is_the_tasks_own(t.state_reason)) OR (t.state = 'blocked' AND t.held_while_blocked));
-    RETURN format('campaign %s released; %s held task(s) will be planned', release_campaign.campaign, released)
-        || CASE WHEN cardinality(holders) = 1
-                THEN format('; %s stay held with their routine %s, on hold: `hrwsi release %s` releases it', still_held,
-                            holders[1], holders[1])
-                WHEN still_held > 0
-                THEN format('; %s stay held with their routines %s, on hold: `hrwsi release ROUTINE` releases each',
-                            still_held, array_to_string(holders, ', '))
-                ELSE '' END
-        || CASE WHEN own > 0 THEN format('; %s task(s) an operator held one by one stay held: `hrwsi release ID` releases '
-                                         'each (`hrwsi status` lists them)', own) ELSE '' END;
+    -- (in the order of their ids, as every writer of many tasks locks them: migration 0084)
+    SELECT coalesce(array_agg(x.id ORDER BY x.id), '{}') INTO held
+    FROM (SELECT t.id FROM hrwsi.processing_task t WHERE t.campaign_id = release_campaign.campaign AND t.state = 'on_hold'
+          ORDER BY t.id FOR NO KEY UPDATE OF t) x;
+    SELECT r.released, r.rest INTO released, rest
+    FROM hrwsi.release_held_tasks(held, 'campaign released by an operator', 'routine',
+                                  (SELECT count(*) FROM hrwsi.processing_task t
+                                   WHERE t.campaign_id = release_campaign.campaign AND t.state = 'blocked'
+                                     AND t.held_while_blocked)) r;
+    RETURN format('campaign %s released; %s held task(s) will be planned', release_campaign.campaign, released) || rest;
 END $$;
 
 -- A campaign held by hand (`hrwsi campaigns --hold`), to let production catch up: its waiting tasks
