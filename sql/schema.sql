@@ -6470,6 +6470,9 @@ GRANT EXECUTE ON FUNCTION hrwsi.tasks_down_a_chain(bigint[]) TO hrwsi_readonly, 
 
 -- The web dashboard (0007): it reads tasks through dashboard_task; the audit is append-only for the services.
 GRANT SELECT ON hrwsi.dashboard_task, hrwsi.operator_action TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (whether a held task's hold is an operator's, which the task's page reads to offer a Hold of one held with its
+-- routine or campaign alone: migration 0112)
+GRANT EXECUTE ON FUNCTION hrwsi.hold_is_the_tasks_own(text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 GRANT INSERT ON hrwsi.operator_action TO hrwsi_service;
 
 -- Timeliness and reprocessing campaigns (ADR 0010): the operator functions and the deadline check.

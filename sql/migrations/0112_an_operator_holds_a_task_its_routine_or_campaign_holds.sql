@@ -44,6 +44,9 @@ BEGIN
                             '`hrwsi release %s`', task, held_with, task)
                 ELSE format('task %s is on hold', task) END;
 END $$;
+-- (whether a held task's hold is an operator's, which the dashboard's page of a task reads to offer a Hold of one
+-- held with its routine or campaign alone)
+GRANT EXECUTE ON FUNCTION hrwsi.hold_is_the_tasks_own(text) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 
 -- The release of a routine's or a campaign's hold, shared by hrwsi.release_routine and hrwsi.release_campaign
 -- (migration 0112; they were two copies of one statement, and had drifted): of the held tasks given (the group's,

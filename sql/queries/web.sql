@@ -212,6 +212,8 @@ SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_sta
        (SELECT p.campaign_id FROM hrwsi.processing_task p WHERE p.id = t.id) AS campaign_id,
        coalesce((SELECT k.on_hold FROM hrwsi.processing_task p JOIN hrwsi.campaign k ON k.id = p.campaign_id
                  WHERE p.id = t.id), false) AS campaign_on_hold,
+       -- (held with its routine, campaign or back-fill alone: an operator may hold it too, migration 0112)
+       t.state = 'on_hold' AND NOT hrwsi.hold_is_the_tasks_own(t.state_reason) AS held_with_its_group,
        i.id AS input_id, i.processing_condition, i.input_path, i.tile, i.mission, i.measured_at,
        i.published_at, i.source, i.product_id AS chained_from_product,
        -- when retention deleted its history and attempts (the page says so rather than "no attempt yet")

@@ -738,6 +738,28 @@ async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, s
         ("alice", "web", "hold_task", True)]
 
 
+async def test_a_task_held_with_its_routine_offers_a_hold_of_the_operators_own_that_outlasts_the_routines_release(
+        database_url, scenario, data_dir, db):
+    # Found by review: the page of a task its routine held offered Release alone, and hrwsi.hold_task refused such a
+    # task, so no hold of an operator's could be put on it before the routine's release ran it (migration 0112).
+    held = scenario.grandchildren[0]
+    task = f"/tasks/{held}"
+    async with dashboard(database_url, data_dir) as client:
+        await client.post("/login", data={"token": ALICE, "next": task}, allow_redirects=False)
+        page = await text_of(client, task)
+        assert f'action="{task}/hold"' in page, "a Hold of the operator's own"
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        done = await client.post(f"{task}/hold", data={"csrf": csrf}, allow_redirects=False)
+        assert done.status == 303
+        page = await text_of(client, task)
+        assert f"task {held} is on hold, by an operator too: it stays held once routine quicklook is released" in \
+            unescape(page)
+        assert f'action="{task}/hold"' not in page, "held by the operator: Release alone"
+    db.execute("SELECT hrwsi.release_routine('quicklook')")
+    assert db.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s", (held,)).fetchone() == \
+        ("on_hold", "held by an operator")
+
+
 async def test_a_session_expires_by_the_databases_clock_and_setting_the_host_clock_back_does_not_revive_it(
         database_url, scenario, data_dir, monkeypatch):
     # Found by exploratory testing: a session's expiry was read by the host's wall clock, so setting it back
