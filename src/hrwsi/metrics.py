@@ -214,17 +214,37 @@ class DatabaseFigures:
                 DISPATCH_LATENCY.observe(max(0.0, row["latency_s"]))
 
 
+WAITING_STATES = ("pending", "planned")  # the backlog: tasks waiting to start
+
+
+def backlog_of(task_counts: Iterable) -> list[dict]:
+    """The backlog per routine and lane, from the rows of web_task_counts (routine, lane, state, n, oldest_s): how
+    many tasks wait to start (pending or planned) and the age of the oldest. Read in the same pass as the counts: a
+    read of its own went over the pending and planned tasks a second time (session 76)."""
+    backlog: dict[tuple[str, str], dict] = {}
+    for row in task_counts:
+        if row["state"] in WAITING_STATES:
+            entry = backlog.setdefault((row["routine"], row["lane"]), {"routine": row["routine"], "lane": row["lane"],
+                                                                      "waiting": 0, "oldest_s": None})
+            entry["waiting"] += row["n"]
+            if row["oldest_s"] is not None:
+                entry["oldest_s"] = max(row["oldest_s"], entry["oldest_s"] or row["oldest_s"])
+    return list(backlog.values())
+
+
 async def read_snapshot(conn: asyncpg.Connection) -> DatabaseSnapshot:
     """The database's figures, each read through an index or a kept count: what a read costs grows with the work at
     hand (open tasks, active jobs, the last hour's), never with the archive. The tasks per state counted every task
     ever run, every SNAPSHOT_MAX_AGE_S in every process scraped (several Prometheus servers scrape each); the
-    finished ones are now kept by the task triggers (web_task_counts, migration 0105)."""
+    finished ones are now kept by the task triggers (web_task_counts, migration 0105). The open tasks are read once,
+    for their counts and the backlog (backlog_of)."""
+    tasks = await conn.fetch(query("web_task_counts"))
     return DatabaseSnapshot(
         taken_at=time.monotonic(), up=True,
-        tasks=await conn.fetch(query("web_task_counts")),
+        tasks=tasks,
         active_jobs=await conn.fetch(query("metrics_active_jobs")),
         finished_jobs=await conn.fetch(query("web_throughput"), 3600.0),
-        backlog=await conn.fetch(query("web_backlog")),
+        backlog=backlog_of(tasks),
         alert_queue=tuple(await conn.fetchrow(query("web_alert_queue"))),
         routines=await conn.fetch(query("web_routines")))
 
