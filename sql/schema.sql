@@ -6314,6 +6314,20 @@ SELECT routine, lane, tile, day, count(*) AS products,
 FROM hrwsi.product_timeliness
 GROUP BY routine, lane, tile, day;
 
+-- One day's rows of the timeliness view, the overview's: the tasks and inputs of the day's products probed by their
+-- keys, never the task table read whole for them by a hash join (migration 0113).
+CREATE FUNCTION hrwsi.timeliness_of_day(p_day date, max_rows integer)
+RETURNS TABLE (routine text, lane text, tile text, day date, products bigint, p50_from_sensing_s float8,
+               p95_from_sensing_s float8, p50_from_publication_s float8, p95_from_publication_s float8,
+               on_time bigint, with_deadline bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, hrwsi SET enable_hashjoin = off SET enable_mergejoin = off
+SET jit = off AS $$
+    SELECT v.routine, v.lane, v.tile, v.day, v.products, v.p50_from_sensing_s, v.p95_from_sensing_s,
+           v.p50_from_publication_s, v.p95_from_publication_s, v.on_time, v.with_deadline
+    FROM hrwsi.timeliness v WHERE v.day = p_day
+    ORDER BY v.routine, v.lane, v.tile LIMIT max_rows
+$$;
+
 -- A campaign's progress, per routine (its own, and the routines its products chained into):
 -- tasks per state, products, when its first attempt started, and when it finished (every task
 -- final and every product chained; NULL while it runs).
@@ -6485,6 +6499,9 @@ GRANT EXECUTE ON FUNCTION hrwsi.utc_text(timestamptz), hrwsi.duration_text(inter
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 GRANT EXECUTE ON FUNCTION hrwsi.cannot_be_planned(text, text, timestamptz)
     TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (a day's timeliness, read by the dashboard as any role: migration 0113)
+REVOKE EXECUTE ON FUNCTION hrwsi.timeliness_of_day(date, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.timeliness_of_day(date, integer) TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 -- (an input more than a day past its deadline is back-fill, decided as tasks are made: migration 0075)
 REVOKE EXECUTE ON FUNCTION hrwsi.arrives_as_back_fill(text, bigint, bigint, timestamptz, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.arrives_as_back_fill(text, bigint, bigint, timestamptz, timestamptz)
