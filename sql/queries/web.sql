@@ -143,8 +143,9 @@ ORDER BY id DESC
 LIMIT $2;
 
 -- name: web_timeliness_view
--- The timeliness view (issue 12) when it exists; the dashboard's section is empty until then.
-SELECT to_regclass('hrwsi.timeliness') IS NOT NULL;
+-- The timeliness view (issue 12) when it exists; the dashboard's section is empty until then. With the database's
+-- time: the section says when it was read (web.data.TimelinessCache).
+SELECT to_regclass('hrwsi.timeliness') IS NOT NULL AS exists, now() AT TIME ZONE 'UTC' AS now;
 
 -- name: web_timeliness_day_before
 -- The newest day (UTC) with a product before day $1 (NULL: the newest of all), through product_day_idx (migration

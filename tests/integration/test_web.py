@@ -1638,10 +1638,10 @@ async def test_the_overview_is_read_again_after_a_rest_as_long_as_three_of_its_r
 
     reads = []
 
-    async def recorded(conn, stale_after_s, refused_here=False):
+    async def recorded(conn, stale_after_s, refused_here=False, **options):
         start = asyncio.get_running_loop().time()
         try:
-            return await read_overview(conn, stale_after_s, refused_here)
+            return await read_overview(conn, stale_after_s, refused_here, **options)
         finally:
             reads.append((start, asyncio.get_running_loop().time()))
 
@@ -1753,3 +1753,37 @@ async def test_metrics_read_each_open_task_once_for_its_counts_and_the_backlog(d
     assert backlog == {(r[0], r[1]): (r[2], round(r[3], -1)) for r in db.execute(
         """SELECT routine, lane, count(*), extract(epoch FROM now() - min(created_at))::float8
            FROM hrwsi.processing_task WHERE state IN ('pending', 'planned') GROUP BY routine, lane""")}, backlog
+
+
+async def test_the_overviews_timeliness_is_read_at_most_once_a_minute_and_says_when(database_url, scenario, data_dir,
+                                                                                      monkeypatch):
+    """The overview's timeliness reads the newest day's products (tens of thousands a day in production: 180 ms at
+    26,070) and was read again with the rest of the overview at every change. It is read at most once a minute, whatever
+    the changes and viewers, and the section says when it was read (session 76)."""
+    from hrwsi.web import data
+
+    reads = []
+
+    async def counted(conn, *args, **options):
+        reads.append(1)
+        return await data_read_timeliness(conn, *args, **options)
+
+    data_read_timeliness = data.read_timeliness
+    monkeypatch.setattr(data, "read_timeliness", counted)
+    pool = await create_pool(database_url, min_size=0, max_size=2, server_settings=SESSION_SETTINGS)
+    try:
+        cache = OverviewCache(pool, 30.0, rest_factor=0.0)
+        for _ in range(3):  # (a change each time, and a page asking at once)
+            cache.invalidate()
+            overview = await cache.get()
+        assert len(reads) == 1, "three reads of the overview within a minute, one of its timeliness"
+        assert re.fullmatch(r"\d\d:\d\d:\d\d UTC", overview.timeliness["read_at"]), overview.timeliness
+        cache.timeliness.max_age_s = 0.0  # (a minute later)
+        cache.invalidate()
+        await cache.get()
+        assert len(reads) == 2
+    finally:
+        await pool.close()
+    async with dashboard(database_url, data_dir) as client:
+        page = visible(await text_of(client, "/"))
+    assert re.search(r"Read at \d\d:\d\d:\d\d UTC, at most once a minute\.", page), page

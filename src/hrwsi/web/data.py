@@ -147,7 +147,8 @@ class Overview:
         return sum(r.failed_1h for r in self.routines)
 
 
-async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_here: bool = False) -> Overview:
+async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_here: bool = False,
+                        timeliness_cache: TimelinessCache | None = None) -> Overview:
     started = time.perf_counter()
     rows: dict[tuple[str, str], RoutineRow] = {}
 
@@ -206,7 +207,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_
         running_long=[dict(r) | {"next": running_long_next_step(r)}
                       for r in await conn.fetch(query("web_jobs_running_long"), RUNNING_LONG_FACTOR, RUNNING_LONG_MIN_S,
                                                 RUNNING_LONG_SHOWN)],
-        timeliness=await read_timeliness(conn),
+        timeliness=await (read_timeliness(conn) if timeliness_cache is None else timeliness_cache.get(conn)),
         deadlines=timeliness.deadline_sentences(await conn.fetchrow(query("report_deadlines_now"))),
         latest_plan=_record(await conn.fetchrow(query("web_latest_plan"))))
     newest = await conn.fetchrow(query("newest_migration_recorded"))
@@ -251,7 +252,8 @@ async def read_timeliness(conn: asyncpg.Connection, limit: int = 50, days: int =
     `hrwsi timeliness` prints them (delays as 3.5 h, the share on time as 97.0 % (97/100)), or None
     while the view does not exist. Read a day at a time from the newest day with a product, until `limit` rows or
     `days` days: what it reads grows with a day's products, never with the archive's (migration 0100)."""
-    if not await conn.fetchval(query("web_timeliness_view")):
+    view = await conn.fetchrow(query("web_timeliness_view"))
+    if not view["exists"]:
         return None
     rows: list[list] = []
     day = None
@@ -263,7 +265,29 @@ async def read_timeliness(conn: asyncpg.Connection, limit: int = 50, days: int =
                   _delays(r["p50_from_publication_s"], r["p95_from_publication_s"]),
                   timeliness.share_text(r["on_time"], r["with_deadline"])]
                  for r in await conn.fetch(query("web_timeliness_day"), day, limit - len(rows))]
-    return {"columns": list(TIMELINESS_COLUMNS), "rows": rows}
+    return {"columns": list(TIMELINESS_COLUMNS), "rows": rows, "read_at": f"{view['now']:%H:%M:%S} UTC"}
+
+
+# The overview's timeliness is read at most once a minute, whatever the changes and the viewers. Why: it reads the
+# newest day's products, tens of thousands a day in production (180 ms at 26,070, growing through the day), on every
+# read of the overview, which a busy installation makes at every change (after its rest, OVERVIEW_REST_FACTOR); a
+# day's delays and share on time move little in a minute, and the section says when it was read (session 76).
+TIMELINESS_MAX_AGE_S = 60.0
+
+
+class TimelinessCache:
+    """The overview's timeliness (read_timeliness), read again once it is TIMELINESS_MAX_AGE_S old."""
+
+    def __init__(self, max_age_s: float = TIMELINESS_MAX_AGE_S):
+        self.max_age_s = max_age_s
+        self._value: tuple[float, dict | None] | None = None  # (when it was read, monotonic; what was read)
+
+    async def get(self, conn: asyncpg.Connection) -> dict | None:
+        if self._value is not None and time.monotonic() - self._value[0] < self.max_age_s:
+            return self._value[1]
+        value = await read_timeliness(conn)
+        self._value = (time.monotonic(), value)
+        return value
 
 
 def _delays(p50: float | None, p95: float | None) -> str:
@@ -301,6 +325,7 @@ class OverviewCache:
         self._value: tuple[int, float, Overview, bool] | None = None
         self._lock = asyncio.Lock()
         self._last_read: tuple[float, float] | None = None  # (start, end) of the latest read, in loop time
+        self.timeliness = TimelinessCache()
 
     def invalidate(self) -> None:
         self.generation += 1
@@ -320,7 +345,7 @@ class OverviewCache:
             generation = self.generation
             start = loop.time()
             async with self.pool.acquire() as conn:
-                value = await read_overview(conn, self.stale_after_s, refused)
+                value = await read_overview(conn, self.stale_after_s, refused, timeliness_cache=self.timeliness)
             self._last_read = (start, loop.time())
             self._value = (generation, time.monotonic(), value, refused)
             return value
