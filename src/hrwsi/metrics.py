@@ -228,7 +228,7 @@ def backlog_of(task_counts: Iterable) -> list[dict]:
                                                                       "waiting": 0, "oldest_s": None})
             entry["waiting"] += row["n"]
             if row["oldest_s"] is not None:
-                entry["oldest_s"] = max(row["oldest_s"], entry["oldest_s"] or row["oldest_s"])
+                entry["oldest_s"] = row["oldest_s"] if entry["oldest_s"] is None else max(row["oldest_s"], entry["oldest_s"])
     return list(backlog.values())
 
 
