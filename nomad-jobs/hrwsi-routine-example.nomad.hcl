@@ -12,7 +12,7 @@ job "hrwsi-snow_cover-42-1" {
   datacenters = ["*"]
   namespace   = "default"
   node_pool   = "default" # HRWSI_NOMAD_NODE_POOL; Nomad puts a job without one in "default"
-  priority    = 50
+  priority    = 59 # a task served urgently (near-real-time); back-fill 50, Nomad's default (job_spec.nomad_priority)
 
   # Shown in Nomad's UI: which hrwsi task, input and attempt this job is, and the hrwsi version and
   # installation that registered it (a launcher follows a job on its attempt's ID only if it is its own).
@@ -23,7 +23,7 @@ job "hrwsi-snow_cover-42-1" {
     hrwsi_condition    = "l2a_for_snow"
     hrwsi_tile         = "32TPR"
     hrwsi_attempt      = "1"
-    hrwsi_version      = "0.1.0+schema0113"
+    hrwsi_version      = "0.1.0+schema0115"
     hrwsi_installation = "installation-uuid"  # (hrwsi.installation's id: a UUID)
   }
 

@@ -5502,7 +5502,10 @@ SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.stat
                                              '[]'::json))
            END
        )::text AS manifest,
-       j.claim_token
+       j.claim_token,
+       -- (the task's serving priority as the attempt is read: its lane's, or 0 once aged or raised by a
+       -- near-real-time task of its time series; the backend orders what waits in it by it: migration 0115)
+       t.priority
 FROM hrwsi.job j
 CROSS JOIN LATERAL (SELECT t.* FROM hrwsi.processing_task t WHERE t.id = j.task_id OFFSET 0) t
 CROSS JOIN LATERAL (SELECT i.* FROM hrwsi.input i WHERE i.id = t.input_id OFFSET 0) i

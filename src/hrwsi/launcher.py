@@ -170,7 +170,7 @@ def spec_from_row(row: asyncpg.Record) -> JobSpec:
         command=tuple(row["command"] or ()), image=row["image"], cpu=row["cpu"], ram_mb=row["ram_mb"],
         storage_mb=row["storage_mb"], output_dir=row["output_dir"], log_path=row["log_path"],
         timeout_s=row["timeout_s"], env=routine_env(row["env"]), manifest=row["manifest"], lane=row["lane"],
-        claim=str(row["claim_token"]) if row["claim_token"] is not None else None)
+        claim=str(row["claim_token"]) if row["claim_token"] is not None else None, priority=row["priority"])
 
 
 def routine_env(text: str | None) -> dict[str, str]:
@@ -749,7 +749,10 @@ class Launcher(Service):
             return None
         wait: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._held_waits[job_id] = wait
-        heapq.heappush(self._held, (self._priority_of_lane(spec.lane), next(self._held_order), job_id))
+        # (the task's priority, as dispatch served it: an archive task aged or raised to 0 by a near-real-time task
+        # of its time series waited, by its lane's, behind every archive job claimed before it)
+        priority = spec.priority if spec.priority is not None else self._priority_of_lane(spec.lane)
+        heapq.heappush(self._held, (priority, next(self._held_order), job_id))
         # (a slot may be free while the heap holds only jobs whose wait ended otherwise: cancelled,
         # released; the most urgent live one, this or another, takes it now)
         self._hand_out_backend_slots()

@@ -667,6 +667,33 @@ async def test_an_urgent_job_claimed_later_takes_the_next_slot_before_the_jobs_h
         assert sorted(backend.submitted) == ["/archive/0", "/archive/1", "/archive/2", "/nrt/0"]
 
 
+async def test_an_archive_job_aged_to_urgent_takes_the_next_slot_before_the_archive_jobs_held_before_it(
+        db, pool, settings, configure):
+    # Dispatch serves the task's priority (ageing raises an archive task to 0, and so does a near-real-time scene of
+    # its time series that waits for it); the held jobs were ordered by their lane's, so the aged one waited behind
+    # every archive job claimed before it.
+    async with a_launcher_claiming_ahead(db, pool, settings, configure, limit=1, claim_ahead=2) as (launcher, backend):
+        for index in range(3):
+            insert_input_in_lane(db, f"/archive/{index}", "archive")
+        await launcher.dispatch()
+        await wait_until_true(lambda: len(backend.submitted) == 1)
+        insert_input_in_lane(db, "/archive/aged", "archive")
+        db.execute("UPDATE hrwsi.lane SET promote_after = interval '1 microsecond' WHERE name = 'archive'")
+        db.execute("SELECT hrwsi.promote_aged_tasks()")
+        assert db.execute("""SELECT t.priority FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id
+                             WHERE i.input_path = '/archive/aged'""").fetchone()[0] == 0
+        backend.end(backend.submitted[0])  # a held archive job takes the slot; room for one more claim
+        await wait_until_true(lambda: len(backend.submitted) == 2)
+        await launcher.dispatch()  # claims the aged one
+        backend.end(backend.submitted[1])
+        await wait_until_true(lambda: len(backend.submitted) == 3)
+        assert backend.submitted[2] == "/archive/aged", backend.submitted
+        for _ in range(2):
+            backend.end(backend.submitted[-1])
+        await wait_until_true(lambda: len(backend.submitted) == 4)
+        backend.end(backend.submitted[3])
+
+
 async def test_a_job_held_for_a_slot_is_shown_queued_with_why(db, database_url, pool, settings, configure, monkeypatch):
     monkeypatch.setattr(launcher_module, "SHOW_HELD_AS_QUEUED_AFTER_S", 0.05)
     monkeypatch.setattr(launcher_module, "PROGRESS_BATCH_S", 0.05)

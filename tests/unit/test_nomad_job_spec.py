@@ -54,6 +54,17 @@ def test_identity_type_and_namespace(config):
     assert task_of(job)["Name"] == "snow_cover"
 
 
+def test_a_task_served_urgently_is_a_job_nomad_places_first_yet_never_preempts_running_work_for(config):
+    # Nomad hands out waiting evaluations highest priority first (nomad/eval_broker.go); every job at 50, a fresh
+    # scene's job waiting in Nomad for room was placed after back-fill's whose evaluation was written later.
+    urgent = build_job(make_spec(lane="nrt", priority=0), config)["Priority"]
+    aged = build_job(make_spec(lane="archive", priority=0), config)["Priority"]
+    backfill = build_job(make_spec(lane="archive", priority=1), config)["Priority"]
+    assert urgent == aged > backfill == 50, (urgent, aged, backfill)
+    # (batch preemption, when an operator turns it on, evicts only jobs 10 or more below: scheduler/feasible/preemption.go)
+    assert urgent - backfill < 10 and urgent - 50 < 10
+
+
 def test_resources_cpu_in_mhz_memory_and_group_disk(config):
     job = build_job(make_spec(cpu=1.5, ram_mb=3000, storage_mb=5000), config)
     assert task_of(job)["Resources"] == {"CPU": 1500, "MemoryMB": 3000}

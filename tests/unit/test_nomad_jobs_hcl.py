@@ -145,7 +145,7 @@ def example_spec() -> JobSpec:
         tile="32TPR", worker="worker-large-01",
         command=("/opt/hrwsi/venv/bin/python", "-m", "hrwsi.routines.snow_cover"), image=None, cpu=1, ram_mb=3000,
         storage_mb=5000, output_dir="/srv/hrwsi/data/products/installation-uuid/snow_cover/task-42/attempt-1/output",
-        log_path="/srv/hrwsi/data/logs/snow_cover/hrwsi-snow_cover-42-1.log", timeout_s=300)
+        log_path="/srv/hrwsi/data/logs/snow_cover/hrwsi-snow_cover-42-1.log", timeout_s=300, lane="nrt", priority=0)
 
 
 def test_the_example_routine_job_is_what_build_job_registers():

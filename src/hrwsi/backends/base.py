@@ -147,6 +147,9 @@ class JobSpec:
     # product of a time series. Written beside the output directory before the job starts.
     manifest: str | None = None
     lane: str | None = None
+    # The task's serving priority (0 most urgent: its lane's, or 0 once aged or raised by a near-real-time task of
+    # its time series), as dispatch served it; None: the lane's decides (a spec built without it, a test's).
+    priority: int | None = None
     # The job row's claim token (hrwsi.job.claim_token), unique per claim: a backend that finds a job on
     # `job_id` tells its own registration of this very attempt by it. None: a row claimed before 0080.
     claim: str | None = None

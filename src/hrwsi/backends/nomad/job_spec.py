@@ -15,6 +15,9 @@
 - Disk: the routine's storage as EphemeralDisk (at least Nomad's minimum, 10 MB); the task's log
   rotation is sized to stay below it, since Nomad refuses log storage (MaxFiles x MaxFileSizeMB)
   that is not less than the disk (structs.go LogConfig.Validate).
+- Priority: NOMAD_URGENT_PRIORITY (59) for a task served urgently (priority 0: near-real-time, or archive work aged or
+  raised by a fresh scene of its time series), Nomad's default 50 otherwise, so that among jobs waiting in Nomad for
+  room the urgent one is placed first (see nomad_priority).
 - NodePool from HRWSI_NOMAD_NODE_POOL (Nomad puts a job without one in "default").
 - Meta shows the task in Nomad's UI (and the hrwsi version and installation that registered it); Env is
   spec.environment() minus anything named like a secret (use HRWSI_NOMAD_SECRETS_VARIABLE: a
@@ -60,6 +63,23 @@ MIN_DISK_MB = 10  # nomad/structs/structs.go EphemeralDisk.Validate: "minimum Di
 # refuses a routine's storage_mb below it: MIN_ROUTINE_STORAGE_MB; disk_mb still raises a smaller one, for a job spec
 # built otherwise)
 MAX_LOG_FILES, MAX_LOG_FILE_MB = 5, 20
+# Job priorities. Nomad's eval broker hands out the evaluations waiting for a scheduler highest priority first, then
+# highest ModifyIndex (nomad/eval_broker.go, PendingEvaluations.Less); so do the blocked ones a freed node unblocks
+# (nomad/blocked_evals.go, enqueued together). Every job at one priority, which waiting job took the room freed was
+# told by which evaluation was written last, not by lane. Urgent work one notch up orders the queue; less than 10
+# apart, so that where an operator turned batch preemption on Nomad still never evicts a running hrwsi job (nor
+# anyone's at the default 50) for it (scheduler/feasible/preemption.go: "if p.jobPriority-alloc.Job.Priority < 10",
+# not preemptible): ADR 0009, preempt the queue position, not running work.
+NOMAD_DEFAULT_PRIORITY = 50  # nomad/structs/structs.go JobDefaultPriority
+NOMAD_URGENT_PRIORITY = 59
+
+
+def nomad_priority(spec: JobSpec) -> int:
+    """The Nomad job priority of an attempt: its task served urgently (priority 0) above the rest (a spec that does
+    not say its task's priority is not told urgent: Nomad's default, as before)."""
+    return NOMAD_URGENT_PRIORITY if spec.priority == 0 else NOMAD_DEFAULT_PRIORITY
+
+
 DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
 HOST_VOLUME_KEY = "hrwsi-data"
 
@@ -260,7 +280,7 @@ def build_job(spec: JobSpec, config: NomadConfig, *, flavour: str | None = None)
         "Namespace": config.namespace,
         "Datacenters": list(config.datacenters),
         "NodePool": config.node_pool,
-        "Priority": 50,
+        "Priority": nomad_priority(spec),
         "Meta": {
             "hrwsi_task_id": str(spec.task_id),
             "hrwsi_input_path": spec.input_path,
