@@ -1544,15 +1544,33 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
         INSERT INTO alert (kind, subject, body, task_id, routine)
         SELECT 'deadline_at_risk', format('hrwsi: task %s (%s) will miss its deadline', t.id, t.routine),
                format('Task %s (routine %s, lane %s, tile %s, input %s) is due at %s, but its plan ends it at %s '
-                      '(%s late); it is %s. Add capacity, or hold less urgent work.',
+                      '(%s late); it is %s.%s Add capacity, or hold less urgent work.',
                       t.id, t.routine, t.lane, coalesce(i.tile, '-'), i.input_path, hrwsi.utc_text(t.due),
-                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.due), t.state),
+                      hrwsi.utc_text(t.planned_end), hrwsi.duration_text(t.planned_end - t.due), t.state,
+                      coalesce(b.said, '')),
                t.id, t.routine
         FROM (SELECT t.*, CASE WHEN t.deadline_inherited_from IS NULL THEN t.deadline_at ELSE t.own_deadline_at END AS due
               FROM processing_task t
               WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', 'cancelled')
                 AND t.state IN ('planned', 'dispatched', 'queued', 'running')) t
         JOIN input i ON i.id = t.input_id
+        -- Why (migration 0115): a task planned to start later waits for the work in flight on the worker its plan puts it
+        -- on, named here (the first 3 by expected end, and how many): the alert said only "Add capacity, or hold less
+        -- urgent work", and ops looked for what held it. Read only for a task alerted (rare), through the index of states.
+        LEFT JOIN LATERAL (
+            SELECT format(' It starts at %s on worker %s, after %s in flight there: %s%s.', hrwsi.utc_text(t.planned_start),
+                          t.worker, CASE WHEN count(*) = 1 THEN 'the task' ELSE format('the %s tasks', count(*)) END,
+                          array_to_string((array_agg(format('task %s (routine %s, lane %s%s, expected to end at %s)',
+                                                            r.id, r.routine, r.lane,
+                                                            CASE WHEN r.priority <> l.priority THEN ', served as ' || r.priority
+                                                                 ELSE '' END,
+                                                            hrwsi.utc_text(r.planned_end))
+                                                     ORDER BY r.planned_end NULLS LAST, r.id))[1:3], ', '),
+                          CASE WHEN count(*) > 3 THEN format(' and %s more', count(*) - 3) ELSE '' END) AS said
+            FROM processing_task r LEFT JOIN lane l ON l.name = r.lane
+            WHERE t.state = 'planned' AND t.planned_start > now() AND r.worker = t.worker
+              AND r.state IN ('dispatched', 'queued', 'running')
+            HAVING count(*) > 0) b ON true
         WHERE t.due > now() AND t.planned_end > t.due
           AND NOT EXISTS (SELECT 1 FROM alert a WHERE a.task_id = t.id AND a.kind = 'deadline_at_risk')
         ORDER BY t.due, t.id

@@ -214,6 +214,29 @@ def test_alert_texts_say_times_in_utc_and_lateness_as_people_read_it_whatever_th
            f"{deadline + timedelta(minutes=8, seconds=41):%Y-%m-%d %H:%M:%S}Z (8 min 41 s late)" in body
 
 
+def test_a_task_alerted_at_risk_names_the_work_in_flight_it_waits_behind_on_its_planned_worker(world):
+    """The alert said the plan ends the task late and "Add capacity, or hold less urgent work", not what held it: ops
+    looked for the archive tasks running on its worker (found by exploratory testing)."""
+    deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    for index in range(5):
+        world.execute("INSERT INTO hrwsi.input (processing_condition, input_path, measured_at) VALUES "
+                      "('backfill', %s, '2019-01-01')", (f"/old/{index}",))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'dispatched', worker = 'w1', planned_start = now(), "
+                  "planned_end = %s + (id * interval '1 minute')", (deadline,))
+    world.execute("INSERT INTO hrwsi.input (processing_condition, input_path, measured_at) VALUES ('nrt', '/x', %s)",
+                  (deadline - timedelta(hours=1),))
+    world.execute("UPDATE hrwsi.processing_task SET state = 'planned', worker = 'w1', planned_start = %s, "
+                  "planned_end = %s WHERE state = 'pending'", (deadline + timedelta(minutes=6),
+                                                               deadline + timedelta(minutes=7)))
+    assert world.execute("SELECT * FROM hrwsi.raise_deadline_alerts()").fetchone() == (1, 0)
+    body = world.execute("SELECT body FROM hrwsi.alert WHERE kind = 'deadline_at_risk'").fetchone()[0]
+    first = deadline + timedelta(minutes=1)
+    assert (f"It starts at {deadline + timedelta(minutes=6):%Y-%m-%d %H:%M:%S}Z on worker w1, after the 5 tasks in "
+            f"flight there: task 1 (routine snow, lane archive, expected to end at {first:%Y-%m-%d %H:%M:%S}Z), "
+            "task 2 (routine snow, lane archive, expected to end at ") in body, body
+    assert "task 4 (" not in body and ") and 2 more. Add capacity, or hold less urgent work." in body, body
+
+
 @pytest.mark.parametrize(("span", "said"), [
     ("17 milliseconds", "less than a second"), ("59.9 seconds", "59 s"), ("8 minutes 41 seconds", "8 min 41 s"),
     ("3 hours 5 minutes 59 seconds", "3 h 5 min"), ("700 days 5 hours", "700 d 5 h"), ("-90 seconds", "1 min 30 s"),
