@@ -163,7 +163,7 @@ FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
 
 -- name: harvest_claim_due_sources
 -- Up to $3 active sources due at $1 (never run: due) whose claim is free or lapsed, not among
--- $2 (those this harvester runs already, or ran in this round), oldest due first. Each gets a
+-- $2 (those this harvester runs already, or ran in this round), oldest due first (below). Each gets a
 -- fresh claim token, harvester $4 and a lease until $1 + $5 seconds; committed at once, so no
 -- transaction stays open while they run (SKIP LOCKED: two harvesters claiming at once take
 -- different sources). Returns what a run needs, with the error of the previous run.
@@ -171,8 +171,12 @@ FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $7::text[])
 -- looked at) is taken over too: a killed harvester's sources waited for their claim, the source
 -- timeout + 60 s (16 minutes by default). Only a harvester service's: a claimant that is no
 -- service (run_due_sources) has no lease, and its claim is left to lapse.
+-- Near-real-time sources first, and at most $7 back-fills while an active near-real-time source exists (the runner
+-- keeps one slot of its own for fresh scenes): by due time alone, back-fill sources, due again as soon as a day is
+-- done and always more than the slots, took every freed slot ahead of a catalogue's near-real-time window that fell due
+-- after them, which waited for every back-fill due before it to run a day.
 WITH due AS (
-    SELECT name
+    SELECT name, mode, next_run_at
     FROM hrwsi.harvest_source
     WHERE active AND (next_run_at IS NULL OR next_run_at <= $1)
       AND (claimed_until IS NULL OR claimed_until <= $1
@@ -180,15 +184,20 @@ WITH due AS (
                    SELECT 1 FROM hrwsi.service_instance i
                    WHERE i.id = harvest_source.claimed_by AND i.heartbeat_at <= now() - make_interval(secs => $6::double precision))))
       AND NOT (name = ANY ($2::text[]))
-    ORDER BY next_run_at NULLS FIRST, name
+    ORDER BY mode = 'backfill', next_run_at NULLS FIRST, name
     LIMIT $3
     FOR NO KEY UPDATE SKIP LOCKED
+), claimed AS (
+    SELECT d.name FROM (SELECT d.name, d.mode, row_number() OVER (PARTITION BY d.mode ORDER BY d.next_run_at NULLS FIRST, d.name) AS nth
+                        FROM due d) d
+    WHERE d.mode <> 'backfill' OR d.nth <= $7
+       OR NOT EXISTS (SELECT 1 FROM hrwsi.harvest_source n WHERE n.active AND n.mode <> 'backfill')
 )
 UPDATE hrwsi.harvest_source s
 SET claim_token = gen_random_uuid(), claimed_by = $4,
     claimed_until = $1::timestamptz + make_interval(secs => $5::double precision)
-FROM due
-WHERE s.name = due.name
+FROM claimed
+WHERE s.name = claimed.name
 RETURNING s.name, s.kind, s.product_type, s.config::text AS config, s.frequency, s.frequency_interval, s.cron,
           s.mode, s.overlap, s.first_lookback, s.backfill_from, s.backfill_to, s.backfill_cursor, s.backfill_resume_at,
           s.last_success_at, s.last_error, s.claim_token;

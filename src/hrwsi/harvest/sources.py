@@ -257,6 +257,7 @@ class SourceRunner:
         self.clock = clock
         self.running: dict[str, asyncio.Task[SourceRun]] = {}
         self._tokens: dict[str, uuid.UUID] = {}
+        self._modes: dict[str, str] = {}  # the mode of each source started (near_real_time or backfill)
 
     async def start_due(self, now: datetime | None = None, exclude: Iterable[str] = ()) -> list[str]:
         """Claim due sources into the free slots and start them; returns their names."""
@@ -264,11 +265,17 @@ class SourceRunner:
         free = self.options.concurrency - len(self.running)
         if free <= 0:
             return []
+        # Back-fills take all but one slot while a near-real-time source exists (the claim checks that): a fresh
+        # scene's window waits for no back-fill day to end (one slot: shared, near-real-time first).
+        backfills = sum(1 for name in self.running if self._modes.get(name) == "backfill")
+        backfill_free = free if self.options.concurrency == 1 else max(0, self.options.concurrency - 1 - backfills)
         claimed_at = now or self.clock()
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(query("harvest_claim_due_sources"), claimed_at, [*self.running, *exclude], free,
-                                    self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S, self.lease_s)
+                                    self.harvester(), self.options.source_timeout_s + CLAIM_MARGIN_S, self.lease_s,
+                                    backfill_free)
         for row in rows:
+            self._modes[row["name"]] = row["mode"]
             self._tokens[row["name"]] = row["claim_token"]
             self.running[row["name"]] = asyncio.create_task(self._run(row, claimed_at), name=f"source {row['name']}")
         return [row["name"] for row in rows]

@@ -247,6 +247,28 @@ async def test_a_catalogue_that_timed_out_does_not_take_the_freed_slot_ahead_of_
         await runner.stop()
 
 
+async def test_a_near_real_time_source_due_after_back_fills_takes_a_slot_before_them_and_keeps_one_of_its_own(
+        routine, tmp_path, pool, harvest_options, silent_catalogue):
+    """Found by exploratory testing: back-fill sources, due again as soon as a day is done and more of them than the
+    slots, took every freed slot by due time, and a near-real-time source that fell due after them waited for each to
+    run a day (up to the source timeout, 15 minutes, each)."""
+    for index in range(3):
+        silent_catalogue_source(routine, silent_catalogue, name=f"backfill_{index}")
+        routine.execute("UPDATE hrwsi.harvest_source SET mode = 'backfill', backfill_from = '2019-01-01', "
+                        "backfill_to = '2019-12-31', next_run_at = %s WHERE name = %s",
+                        (NOW - timedelta(minutes=10 - index), f"backfill_{index}"))
+    drop(landing_source(routine, tmp_path, "landing", next_run_at=NOW))
+    runner = sources.SourceRunner(pool, dataclasses.replace(harvest_options, concurrency=2), lambda: "harvester")
+    try:
+        assert sorted(await runner.start_due(NOW)) == ["backfill_0", "landing"]
+        [run] = await asyncio.gather(runner.running["landing"])
+        assert run.ok and run.report.inputs == 1
+        routine.execute("UPDATE hrwsi.harvest_source SET next_run_at = %s WHERE name = 'landing'", (NOW,))
+        assert await runner.start_due(NOW) == ["landing"], "the slot a near-real-time source left is kept for one"
+    finally:
+        await runner.stop()
+
+
 async def test_the_harvester_scans_landing_directories_while_a_catalogue_hangs(
         routine, tmp_path, database_url, settings, silent_catalogue):
     silent_catalogue_source(routine, silent_catalogue)
