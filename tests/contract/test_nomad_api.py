@@ -8,6 +8,7 @@ are bounded only by a liveness guard.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import requests
 
 from hrwsi.backends.nomad import NomadError
 from hrwsi.backends.nomad.event_stream import EventStream
-from hrwsi.backends.nomad.job_spec import secrets_template
+from hrwsi.backends.nomad.job_spec import build_job, secrets_template
 from hrwsi.testing.nomad_emulator import EmulatedNode, NomadEmulator
 from hrwsi.testing.nomad_emulator.acl import AclPolicy
 from hrwsi.testing.nomad_emulator.event_stream import FRAMING_HTTP_0_0, FRAMING_RAW
@@ -1146,3 +1147,52 @@ async def test_a_job_not_there_reads_not_found_with_the_index_of_its_table(nomad
         index = int(missing.headers["X-Nomad-Index"])
         assert index <= listed < evaluation["ModifyIndex"], (suffix, index, listed, evaluation["ModifyIndex"])
     await nomad.purge(job["ID"])
+
+
+async def test_of_two_attempts_waiting_in_nomad_for_room_the_urgent_ones_is_placed_first(nomad: Target):
+    # Nomad hands out the evaluations a freed node unblocks highest priority first, then highest ModifyIndex
+    # (nomad/eval_broker.go PendingEvaluations.Less): every hrwsi job at 50, the back-fill's attempt registered after
+    # the fresh scene's took the room. build_job gives a task served urgently 59.
+    if not nomad.is_emulator:
+        pytest.skip("on a real agent, evaluations unblocked together may be planned by parallel scheduler workers")
+    config = nomad.config()
+    filler = nomad.spec("room-filler", "sleep 60", cpu=3.0)
+    urgent = dataclasses.replace(nomad.spec("room-urgent", "sleep 60", cpu=3.0), lane="nrt", priority=0)
+    backfill = dataclasses.replace(nomad.spec("room-backfill", "sleep 60", cpu=3.0), lane="archive", priority=1)
+
+    async def allocations(spec) -> list[dict]:
+        return (await nomad.ahttp("GET", f"/v1/job/{nomad.path_id(spec.job_id)}/allocations")).json() or []
+
+    async def until(condition) -> None:
+        async def poll() -> None:
+            while not await condition():
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(poll(), GUARD_S)
+
+    try:
+        for spec in (filler, urgent, backfill):  # the back-fill's evaluation is written last
+            response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": build_job(spec, config)})
+            assert response.status_code == 200, response.text
+            if spec is filler:
+                await until(lambda: _any_running(allocations(filler)))
+        for spec in (urgent, backfill):
+            await until(lambda spec=spec: _blocked(nomad, spec.job_id))
+        await nomad.ahttp("DELETE", f"/v1/job/{nomad.path_id(filler.job_id)}")
+        await until(lambda: _any_placed(allocations(urgent), allocations(backfill)))
+        assert await allocations(urgent) and not await allocations(backfill), "the back-fill took the room"
+    finally:
+        for spec in (filler, urgent, backfill):
+            await nomad.purge(spec.job_id)
+
+
+async def _any_running(allocations) -> bool:
+    return any(a["ClientStatus"] == "running" for a in await allocations)
+
+
+async def _any_placed(*allocation_lists) -> bool:
+    return any([await allocations for allocations in allocation_lists])
+
+
+async def _blocked(nomad: Target, job_id: str) -> bool:
+    evaluations = (await nomad.ahttp("GET", f"/v1/job/{nomad.path_id(job_id)}/evaluations")).json() or []
+    return any(e["Status"] == "blocked" for e in evaluations)

@@ -905,10 +905,13 @@ class Cluster:
             self._eval_queue.put_nowait(eval_id)
 
     def _unblock(self) -> None:
-        """Capacity changed: retry every blocked evaluation."""
-        for evaluation in list(self.evals.values()):
-            if evaluation["Status"] == "blocked":
-                self._enqueue(evaluation["ID"])
+        """Capacity changed: retry every blocked evaluation, in the order Nomad's eval broker hands them out: highest
+        priority first, then highest ModifyIndex (nomad/eval_broker.go PendingEvaluations.Less; nomad/blocked_evals.go
+        enqueues the unblocked ones together). In creation order, the emulator placed the job that waited longest,
+        whatever its priority."""
+        blocked = [e for e in self.evals.values() if e["Status"] == "blocked"]
+        for evaluation in sorted(blocked, key=lambda e: (-int(e.get("Priority") or 50), -int(e.get("ModifyIndex") or 0))):
+            self._enqueue(evaluation["ID"])
 
     async def _eval_worker(self) -> None:
         while True:
