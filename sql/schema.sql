@@ -1554,7 +1554,7 @@ LANGUAGE sql SET search_path = pg_catalog, hrwsi AS $$
               WHERE t.deadline_at IS NOT NULL AND t.state NOT IN ('processed', 'terminated', 'cancelled')
                 AND t.state IN ('planned', 'dispatched', 'queued', 'running')) t
         JOIN input i ON i.id = t.input_id
-        -- Why (migration 0115): a task planned to start later waits for the work in flight on the worker its plan puts it
+        -- Why (migration 0114): a task planned to start later waits for the work in flight on the worker its plan puts it
         -- on, named here (the first 3 by expected end, and how many): the alert said only "Add capacity, or hold less
         -- urgent work", and ops looked for what held it. Read only for a task alerted (rare), through the index of states.
         LEFT JOIN LATERAL (
@@ -5522,7 +5522,7 @@ SELECT j.id AS job_id, j.task_id, j.attempt, j.backend, j.backend_job_id, j.stat
        )::text AS manifest,
        j.claim_token,
        -- (the task's serving priority as the attempt is read: its lane's, or 0 once aged or raised by a
-       -- near-real-time task of its time series; the backend orders what waits in it by it: migration 0115)
+       -- near-real-time task of its time series; the backend orders what waits in it by it: migration 0114)
        t.priority
 FROM hrwsi.job j
 CROSS JOIN LATERAL (SELECT t.* FROM hrwsi.processing_task t WHERE t.id = j.task_id OFFSET 0) t
