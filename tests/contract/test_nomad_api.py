@@ -237,6 +237,33 @@ async def test_event_stream_heartbeats_and_frames(framed: Target):
         await framed.purge(job)
 
 
+async def test_a_purged_jobs_event_carries_the_job_as_it_was_and_says_deleted_from_nomad_2(framed: Target):
+    # nomad/state/events.go eventFromChange: a job deleted (purged) by a JobDeregistered write is one Job event
+    # whose payload is the job before the purge (a running job's Stop still false: only the Type tells a purge
+    # from a stop on 1.10 and 1.11), with `Deleted: true` since 2.0.0 (nomad/structs/event.go JobEvent).
+    job_id = framed.job_id("purged-event")
+    await framed.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id, "exec sleep 60")})
+    version = (await framed.ahttp("GET", "/v1/agent/self")).json()["config"]["Version"]["Version"]
+    connection = await EventStream(framed.config()).connect({"topic": f"Job:{job_id}", "index": "0"})
+    lines: list[dict] = []
+    frames = connection.frames()
+
+    def deregistered() -> list[dict]:
+        return [e for x in lines for e in x.get("Events") or [] if e["Type"] == "JobDeregistered"]
+
+    try:
+        await framed.purge(job_id)
+        while not deregistered():
+            lines.append(await asyncio.wait_for(frames.__anext__(), GUARD_S))
+    finally:
+        connection.close()
+    event = deregistered()[0]
+    assert event["Key"] == job_id and event["Payload"]["Job"]["ID"] == job_id
+    assert not event["Payload"]["Job"]["Stop"]  # the job as it was: not a stop
+    assert event["Payload"].get("Deleted", False) is (int(version.split(".")[0]) >= 2)
+    assert (await framed.ahttp("GET", f"/v1/job/{job_id}")).status_code == 404
+
+
 async def test_a_subscription_from_past_the_last_event_gets_the_last_event_again(framed: Target):
     # nomad/stream/event_buffer.go StartAtClosest: an index past every buffered event starts the subscription at
     # the last one, which it sends again (the launcher resumes from the index after the last frame it saw, and

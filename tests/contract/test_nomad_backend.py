@@ -1459,6 +1459,28 @@ async def test_a_job_an_admin_stopped_in_nomad_is_lost_saying_so_and_what_stops_
     await backend.forget(spec.job_id)
 
 
+@pytest.mark.parametrize("event_stream", [True, False])
+async def test_a_job_an_admin_purged_in_nomad_is_lost_saying_so_and_what_stops_the_work(nomad: Target,
+                                                                                       event_stream: bool):
+    # Found by reading Nomad's event stream (nomad/state/events.go): `nomad job stop -purge` of a running attempt
+    # said only "allocation ... was stopped in Nomad, not by hrwsi (alloc not needed due to job update)", as if
+    # the job had been updated: a purge's Job event carries the job as it was (Stop false), and the job is 404.
+    backend = nomad.backend(event_stream=event_stream)
+    spec = nomad.spec(f"admin-purge-{event_stream}", "exec sleep 60")
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+    assert (await nomad.ahttp("DELETE", f"/v1/job/{Target.path_id(spec.job_id)}",
+                              params={"purge": "true"})).status_code == 200  # nomad job stop -purge
+    outcome = await following
+    assert outcome.state == "lost", outcome.message
+    assert outcome.message.startswith("the Nomad job was stopped and purged in Nomad by someone other than hrwsi"), \
+        outcome.message
+    assert f"it runs again as a new attempt; to stop the work, `hrwsi cancel {spec.task_id}`" in outcome.message
+    await backend.forget(spec.job_id)
+
+
 async def test_a_job_an_admin_stopped_is_said_so_when_its_allocations_are_read_before_the_job_list_shows_it(
         nomad: Target):
     # Found by CI: without the event stream, a read of the allocations already on its way saw the one

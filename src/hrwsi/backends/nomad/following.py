@@ -109,6 +109,8 @@ class Follower:
     final_alloc: dict | None = None
     restore_failures: int = 0  # Failed Restoring Task events seen: each time the routine ran again
     stopped_in_nomad: bool = False  # the job's Stop flag seen set (a Job event, the job list): `nomad job stop`
+    purged_in_nomad: bool = False  # purged, not by hrwsi (`nomad job stop -purge`): a deleted job's event, a 404
+    purged_by_hrwsi: bool = False  # hrwsi purged it while it was followed (not placed in time)
     state_went_back: bool = False  # Nomad's index went backwards while it was followed (a reset, a restore)
     seen_index: int = 0  # the highest ModifyIndex of its allocations seen (never lowered: _refresh_once)
     # An admin raised the group's Count (`nomad job scale`, a re-registration): the job versions with a
@@ -279,7 +281,8 @@ class JobFollowing:
             self._resolve(follower, allocation_outcome(current, follower.spec,
                                                        cancelled=follower.job_id in self._cancelled,
                                                        timed_out=follower.timed_out,
-                                                       job_stopped=follower.stopped_in_nomad))
+                                                       job_stopped=follower.stopped_in_nomad,
+                                                       job_purged=follower.purged_in_nomad))
         elif status == "running" or rerun:  # (pending again until a client that lost it runs it again)
             self._progress(follower, "running", rerun or where(current))
             self._start_timeout(follower)
@@ -525,6 +528,7 @@ class JobFollowing:
             # could not place it (found by exploratory testing).
             if await self._placed_meanwhile(follower):
                 return
+            follower.purged_by_hrwsi = True  # (its Job event, a 404 of the job: not an admin's purge)
             response = await self.client.call(f"purge unplaced Nomad job {follower.job_id}", "job",
                                               quote_id(follower.job_id), method="delete", params={"purge": "true"})
         except NomadError as error:
@@ -831,6 +835,11 @@ class JobFollowing:
         response = await self.client.call(f"read Nomad job {follower.job_id}", "job", quote_id(follower.job_id))
         if response.status == 200 and (response.json() or {}).get("Stop"):
             follower.stopped_in_nomad = True
+        elif response.status == 404 and not follower.purged_by_hrwsi:
+            # Its allocation stopped by Nomad and the job gone: purged (`nomad job stop -purge`), which stops the
+            # allocations as a stop does (scheduler/reconciler/reconcile_cluster.go handleStop, the job nil). Not
+            # garbage collection: a job is collected only once it is dead, its allocations all terminal.
+            follower.stopped_in_nomad = follower.purged_in_nomad = True
 
     def _on_job_event(self, event_type: str | None, job: dict) -> None:
         follower = self.followers.get(job.get("ID", ""))
@@ -838,6 +847,11 @@ class JobFollowing:
             return
         if job.get("Stop"):  # (before its allocation's end: the servers stop the job, then its allocations)
             follower.stopped_in_nomad = True
+        if event_type == "JobDeregistered" and not job.get("Stop") and not follower.purged_by_hrwsi:
+            # A purge: the event of a deleted job carries the job as it was before (Stop false when it ran; since
+            # Nomad 2.0 `Deleted` beside it), a stop's the stopped job (Stop true): nomad/state/events.go
+            # eventFromChange. Its allocations are then stopped as by a stop, in words of a job update.
+            follower.stopped_in_nomad = follower.purged_in_nomad = True
         self._scaled_by_admin(follower, job)
         if event_type in ("JobDeregistered", "JobBatchDeregistered") or \
                 (job.get("Status") == "dead" and not follower.has_live_alloc()):

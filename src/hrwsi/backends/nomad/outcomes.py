@@ -147,16 +147,18 @@ def rerun_note(alloc: Mapping[str, Any], routine: str | None = None) -> str:
 
 
 def allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool,
-                       job_stopped: bool = False) -> JobOutcome:
+                       job_stopped: bool = False, job_purged: bool = False) -> JobOutcome:
     """The outcome of an allocation that is complete or failed (with the note of rerun_note). `job_stopped`:
-    the job's Stop flag was seen set, and not by hrwsi (an admin's `nomad job stop`)."""
-    outcome = _allocation_outcome(alloc, spec, cancelled=cancelled, timed_out=timed_out, job_stopped=job_stopped)
+    the job's Stop flag was seen set, and not by hrwsi (an admin's `nomad job stop`); `job_purged`: the job
+    was purged, and not by hrwsi (`nomad job stop -purge`)."""
+    outcome = _allocation_outcome(alloc, spec, cancelled=cancelled, timed_out=timed_out,
+                                  job_stopped=job_stopped or job_purged, job_purged=job_purged)
     note = rerun_note(alloc, spec.routine)
     return dataclasses.replace(outcome, message=f"{outcome.message}; {note}") if note else outcome
 
 
 def _allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: bool, timed_out: bool,
-                        job_stopped: bool) -> JobOutcome:
+                        job_stopped: bool, job_purged: bool) -> JobOutcome:
     events = task_state(alloc, spec.routine).get("Events") or []
     started, finished = task_times(alloc, spec.routine)
     finished = finished or datetime.now(UTC)
@@ -170,7 +172,7 @@ def _allocation_outcome(alloc: Mapping[str, Any], spec: JobSpec, *, cancelled: b
                           started, finished)
     if "Killed" in types or "Killing" in types or (alloc.get("DesiredStatus") == "stop" and terminated is None):
         return _killed(alloc, spec, terminated, started, finished, cancelled=cancelled, timed_out=timed_out,
-                       job_stopped=job_stopped)
+                       job_stopped=job_stopped, job_purged=job_purged)
     if terminated is not None:
         return _terminated(alloc, spec, terminated, started, finished)
     return JobOutcome("internal_error", None, f"{where(alloc)} ended {alloc.get('ClientStatus')} without a task exit "
@@ -203,7 +205,7 @@ def stop_the_work(spec: JobSpec) -> str:
 
 def _killed(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str, Any] | None,
             started: datetime | None, finished: datetime, *, cancelled: bool, timed_out: bool,
-            job_stopped: bool) -> JobOutcome:
+            job_stopped: bool, job_purged: bool = False) -> JobOutcome:
     if cancelled:
         return JobOutcome("cancelled", _int_detail(terminated, "exit_code", "ExitCode") if terminated else None,
                           f"cancelled: the Nomad job was stopped ({where(alloc)})", started, finished)
@@ -213,6 +215,10 @@ def _killed(alloc: Mapping[str, Any], spec: JobSpec, terminated: Mapping[str, An
     # Not hrwsi: an admin's `nomad job stop` (the job's Stop flag), or a drain or preemption. hrwsi owns the
     # retries (RestartPolicy and ReschedulePolicy 0), so the attempt is lost and the task runs again:
     # found by exploratory testing, the admin saw the job back as attempt N+1 and nothing said why.
+    if job_purged:  # (its allocation's "alloc not needed due to job update" said nothing of it)
+        return JobOutcome("lost", None, f"the Nomad job was stopped and purged in Nomad by someone other than hrwsi "
+                                        f"(`nomad job stop -purge`?) before it ended ({where(alloc)}); "
+                                        f"{stop_the_work(spec)}", started, finished)
     if job_stopped:
         return JobOutcome("lost", None, f"the Nomad job was stopped in Nomad by someone other than hrwsi (`nomad job "
                                         f"stop`?) before it ended ({where(alloc)}); {stop_the_work(spec)}",

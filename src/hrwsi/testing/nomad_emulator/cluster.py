@@ -283,6 +283,12 @@ class Cluster:
             topic, key, filter_keys, payload = "Job", obj["ID"], [], {"Job": copy.deepcopy(obj)}
             if deleted and msg_type not in ("JobDeregistered", "JobBatchDeregistered"):
                 return None
+            if deleted and int(self.version.split(".")[0]) >= 2:
+                # A deleted job's event carries the job as it was before (a purge of a running job: Stop false,
+                # its Status as it was), and since 2.0.0 `Deleted: true` beside it (nomad/state/events.go
+                # eventFromChange, the "jobs" table's deleted change; nomad/structs/event.go JobEvent.Deleted,
+                # absent from 1.10 and 1.11, where only the Type, JobDeregistered, tells a purge from a stop).
+                payload["Deleted"] = True
         elif table == "allocs":
             if deleted:
                 return None
