@@ -893,6 +893,45 @@ async def test_a_token_nomad_refuses_loses_the_attempt_and_names_nomad_token(nom
         assert (await target.ahttp("GET", f"/v1/job/{Target.path_id(spec.job_id)}")).status_code == 404
 
 
+@pytest.mark.parametrize("event_stream", [True, False])
+async def test_a_token_that_may_submit_but_not_read_jobs_keeps_the_attempt_says_so_once_and_follows_it_once_it_may(
+        nomad: Target, tmp_path, caplog, event_stream: bool):
+    # Found by reading Nomad's ACL checks (nomad/job_endpoint.go Allocations, GetJob: read-job): with a policy of
+    # submit-job alone, each followed job was asked again every 2 s, each time with a warning of its own, and
+    # `hrwsi status` said that the attempts Nomad refuses are lost and retried, while they ran unfollowed.
+    nomad.require_emulator("ACLs enabled with known tokens")
+    submit_only = AclPolicy(capabilities=frozenset({"submit-job"}), node="read")
+    async with open_emulator(tmp_path, f"no-read-{event_stream}", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: submit_only}) as target:
+        backend = target.backend(token=SUBMITTER_TOKEN, event_stream=event_stream, retry_for_s=0.3)
+        backend._following.refused_read_retry_s = 0.5
+        specs = [target.spec(f"no-read-{event_stream}-{i}", "exit 0") for i in range(3)]
+        for spec in specs:
+            await backend.submit(spec)
+        followings = [asyncio.ensure_future(follow(backend, spec)) for spec in specs]
+
+        async def refused() -> None:
+            while (backend.problem() or ("",))[0].find("needs read-job") < 0:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(refused(), GUARD_S)
+        await asyncio.sleep(2.0)  # (each job read again several times)
+        said, _ = backend.problem()
+        assert said.startswith("Nomad refuses the launcher's token (HTTP 403"), said
+        assert "the attempts submitted keep their state, unfollowed" in said and "lost (backend_unavailable)" not in said, said
+        assert not any(f.done() for f in followings)
+        refusals = [r for r in caplog.records if "refuses to show the launcher's jobs" in r.getMessage()]
+        assert len(refusals) == 1, [r.getMessage() for r in refusals]
+        assert not any("could not read Nomad job" in r.getMessage() for r in caplog.records)
+        target.emulator.acl_policies[SUBMITTER_TOKEN] = AclPolicy(
+            capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")  # the admin's fix
+        outcomes = await asyncio.wait_for(asyncio.gather(*followings), GUARD_S)
+        assert [o.state for o in outcomes] == ["processed"] * 3, [o.message for o in outcomes]
+        assert any("shows the launcher's jobs again" in r.getMessage() for r in caplog.records)
+        for spec in specs:
+            await backend.forget(spec.job_id)
+
+
 async def test_a_job_nomad_refuses_as_invalid_is_still_the_attempts_failure(nomad: Target):
     backend = nomad.backend()
     spec = nomad.spec("invalid", "exit 0", ram_mb=0)  # Nomad: "minimum MemoryMB value is 10"

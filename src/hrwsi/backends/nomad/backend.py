@@ -739,7 +739,12 @@ class NomadBackend(Backend):
         if found.refused_endpoint == "nodes":
             return (f"{found.text}; it needs node:read to list the nodes: meanwhile workers' activity is not "
                     "followed (a node down or drained stays an active worker)"), found.since
-        if found.refused_endpoint is not None:
+        if found.refused_endpoint in ("job", "jobs") and found.refused_method == "get":
+            # (a token that may submit but not read: its attempts run, and are recorded once they can be read)
+            meanwhile = (f"it needs read-job and list-jobs in namespace {self.config.namespace or 'default'} to follow "
+                         "the jobs: meanwhile the attempts submitted keep their state, unfollowed, and are read "
+                         f"again every {self._following.refused_read_retry_s:g} s (none is lost or retried for it)")
+        elif found.refused_endpoint is not None:
             meanwhile = ("an attempt it refuses is lost (backend_unavailable) and its task retried, "
                          "not charged to the routine")
         else:

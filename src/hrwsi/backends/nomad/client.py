@@ -185,6 +185,7 @@ class NomadProblem:
     # gateway's that cannot reach Nomad (502, 504). An answer of Nomad's own (503 "No cluster leader",
     # a 429) is not: it is reached, and its answers are retried.
     unreachable: bool = False
+    refused_method: str | None = None  # the refused call's: a read refused keeps the attempts, a write loses them
 
 
 # A problem not met again for this long is no longer said (the call that met it may not be made again).
@@ -230,7 +231,8 @@ class NomadClient:
             return
         since = self._problem.since if self._problem is not None else datetime.now(UTC)
         unreachable = response is None or response.status in GATEWAY_CANNOT_REACH
-        self._problem = NomadProblem(text, since, time.monotonic(), refused, unreachable)
+        self._problem = NomadProblem(text, since, time.monotonic(), refused, unreachable,
+                                     method if refused is not None else None)
 
     def session_client(self) -> nomad.Nomad:
         """This thread's python-nomad client, configured from our config only."""

@@ -127,6 +127,14 @@ class Follower:
         return any(a.get("ClientStatus") in LIVE for a in self.allocs.values())
 
 
+# Nomad refused to show a followed job (HTTP 401/403: a token without read-job, nomad/job_endpoint.go
+# Allocations and GetJob): it is read again this much later, and the refusal said once for all followed jobs,
+# again at most every REFUSED_READ_SAID_EVERY_S while it lasts. Each followed job asked every 2 s, each time
+# with a warning of its own (50 jobs: 25 calls and 25 lines a second), while Nomad's answer could not change.
+REFUSED_READ_RETRY_S = 30.0
+REFUSED_READ_SAID_EVERY_S = 300.0
+
+
 class JobFollowing:
     """The followers of one backend, and the one watcher (event stream or blocking query) that feeds them."""
 
@@ -158,6 +166,8 @@ class JobFollowing:
         self._failed_streams = 0  # subscriptions in a row that failed in Nomad or ended without a line
         self._fallback_at: float | None = None  # loop time the stream was given up for blocking queries
         self._poll_index = 0
+        self.refused_read_retry_s = REFUSED_READ_RETRY_S
+        self._read_refused_said: float | None = None  # (loop time) the refusal to show jobs last said; None: served
 
     # -- what the backend asks -------------------------------------------------------------------
     async def follow(self, spec: JobSpec, job_id: str, on_progress: ProgressCallback) -> JobOutcome:
@@ -428,9 +438,14 @@ class JobFollowing:
                 follower.refresh_again = False
                 try:
                     await self._refresh_once(follower)
+                    self._read_served()
                 except NomadError as error:
-                    logger.warning("could not read Nomad job %s: %s", follower.job_id, error)
-                    await asyncio.sleep(2.0)
+                    if error.status in (401, 403):
+                        self._read_refused(error)
+                        await asyncio.sleep(self.refused_read_retry_s)
+                    else:
+                        logger.warning("could not read Nomad job %s: %s", follower.job_id, error)
+                        await asyncio.sleep(2.0)
                     follower.refresh_again = True
                 if not follower.refresh_again:
                     break
@@ -477,6 +492,22 @@ class JobFollowing:
         if response.status == 200:
             for evaluation in sorted(response.json() or [], key=lambda e: int(e.get("CreateIndex") or 0)):
                 self._on_evaluation(follower, evaluation)
+
+    def _read_refused(self, error: NomadError) -> None:
+        """Nomad refuses the token the reads of a followed job: said once for them all (and `problem()` says it)."""
+        now = asyncio.get_running_loop().time()
+        if self._read_refused_said is not None and now - self._read_refused_said < REFUSED_READ_SAID_EVERY_S:
+            return
+        self._read_refused_said = now
+        unfollowed = sum(1 for f in self.followers.values() if not f.done)
+        logger.warning("Nomad refuses to show the launcher's jobs (%s): its token needs read-job in namespace %s; "
+                       "%d submitted attempt(s) keep their state, unfollowed, and are read again every %g s",
+                       error, self.config.namespace or "default", unfollowed, self.refused_read_retry_s)
+
+    def _read_served(self) -> None:
+        if self._read_refused_said is not None:
+            self._read_refused_said = None
+            logger.warning("Nomad shows the launcher's jobs again: the attempts submitted meanwhile are followed")
 
     def _unknown_job_outcome(self, job_id: str, state_went_back: bool = False) -> JobOutcome:
         remembered = self._finished.get(job_id)
