@@ -604,6 +604,65 @@ async def test_a_lost_allocation_whose_client_comes_back_with_it_running_is_stop
         assert "running" not in seen, seen
         assert (now["ClientStatus"], now["DesiredStatus"]) == ("complete", "stop"), seen
 
+async def test_allocations_whose_processes_died_with_their_node_are_the_clients_when_it_is_back_after_a_reboot(
+        nomad: Target, tmp_path):
+    # A node back after a reboot (its data dir kept: the same node ID) restores its allocations and can reattach
+    # to none (client/allocrunner/taskrunner/task_runner.go Restore: Failed Restoring Task, waitOnServers). One
+    # left unknown (Disconnect.Replace false on a node down, or within lost_after) and still wanted runs again
+    # from the start in the same allocation, not replaced; one the servers marked lost (server-terminal, stopped:
+    # nomad/structs/plan.go AppendStoppedAlloc) is killed as it waits and ends complete, the client's status
+    # (nomad/state/state_store.go nestedUpdateAllocFromClient). The emulator said the first lost, a status no
+    # client sets (nothing under client/ sets AllocClientStatusLost), and left the second lost.
+    nomad.require_emulator("reboot a node")
+    async with open_emulator(tmp_path, "reboot", [EmulatedNode("reboot-1")]) as target:
+        async def allocation(job: dict, alloc_id: str, wanted: str) -> dict:
+            path = f"/v1/job/{job['ID']}/allocations"
+            while (found := next(a for a in (await target.ahttp("GET", path)).json() if a["ID"] == alloc_id)
+                   )["ClientStatus"] != wanted:
+                await asyncio.sleep(0.05)
+            return found
+
+        def started_again(alloc: dict) -> bool:
+            events = [e["Type"] for e in alloc["TaskStates"]["t"]["Events"]]
+            return events.count("Started") == 2 and events.index("Failed Restoring Task") > events.index("Started")
+
+        kept = minimal_job(target.job_id("reboot-kept"), sleeping(600))  # hrwsi's: Replace false, no rescheduling
+        kept["TaskGroups"][0].update(ReschedulePolicy={"Attempts": 0, "Unlimited": False},
+                                     Disconnect={"Replace": False})
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": kept})).status_code == 200
+        await _running(target, kept)
+        target.emulator.node_down("reboot-1")  # (a node "down": the processes die with the machine)
+        (unknown,) = (await target.ahttp("GET", f"/v1/job/{kept['ID']}/allocations")).json()
+        assert (unknown["ClientStatus"], unknown["DesiredStatus"]) == ("unknown", "run")
+        target.emulator.node_up("reboot-1")
+        again = await asyncio.wait_for(allocation(kept, unknown["ID"], "running"), GUARD_S)
+        assert again["DesiredStatus"] == "run" and started_again(again), again["TaskStates"]
+        assert len((await target.ahttp("GET", f"/v1/job/{kept['ID']}/allocations")).json()) == 1  # not replaced
+        await target.purge(kept["ID"])
+
+        # Another job's lost_after makes the node "disconnected" (nomad/heartbeat.go disconnectState): hrwsi's
+        # allocation is lost there, stopped (scheduler/reconciler/filters.go: no lost_after), the other unknown.
+        waits = minimal_job(target.job_id("reboot-waits"), sleeping(600))
+        waits["TaskGroups"][0]["Disconnect"] = {"LostAfter": 3600 * 10**9}
+        lost_job = minimal_job(target.job_id("reboot-lost"), sleeping(600))
+        lost_job["TaskGroups"][0].update(ReschedulePolicy={"Attempts": 0, "Unlimited": False},
+                                         Disconnect={"Replace": False})
+        for job in (waits, lost_job):
+            assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+            await _running(target, job)
+        target.emulator.node_down("reboot-1")
+        (lost,) = (await target.ahttp("GET", f"/v1/job/{lost_job['ID']}/allocations")).json()
+        assert (lost["ClientStatus"], lost["DesiredStatus"]) == ("lost", "stop")
+        (away,) = (await target.ahttp("GET", f"/v1/job/{waits['ID']}/allocations")).json()
+        assert away["ClientStatus"] == "unknown"
+        target.emulator.node_up("reboot-1")
+        ended = await asyncio.wait_for(allocation(lost_job, lost["ID"], "complete"), GUARD_S)
+        assert ended["DesiredStatus"] == "stop" and ended["TaskStates"]["t"]["State"] == "dead"
+        assert started_again(await asyncio.wait_for(allocation(waits, away["ID"], "running"), GUARD_S))
+        for job in (waits, lost_job):
+            await target.purge(job["ID"])
+
+
 async def test_a_group_may_not_say_both_when_its_node_is_lost_and_when_its_client_stops_it(nomad: Target):
     # nomad/structs/group.go DisconnectStrategy.Validate: stop_on_client_after and lost_after exclude each other
     job = minimal_job(nomad.job_id("stop-and-lost"))

@@ -224,6 +224,40 @@ async def test_a_task_its_client_restarted_without_restoring_runs_again_and_the_
     await backend.forget(spec.job_id)
 
 
+async def test_an_attempt_whose_node_rebooted_and_is_back_before_it_is_lost_runs_again_and_is_judged_by_that_run(
+        nomad: Target, caplog):
+    # A node down (its processes killed: a reboot) keeps the attempt's allocation unknown (Disconnect.Replace
+    # false); back with its state before hrwsi's wait for its client to have stopped it, the client cannot
+    # reattach and runs the task again from the start in the same allocation (client/allocrunner/taskrunner/
+    # task_runner.go Restore). The emulator said it lost, and hrwsi recorded the attempt lost while it ran again.
+    emulator = nomad.require_emulator("reboot a node")
+    backend = nomad.backend(stop_after_disconnect_s=60, kill_timeout_s=0.5)
+    runs, gate = nomad.work / "rebooted-runs", nomad.work / "rebooted-gate"
+    spec = nomad.spec("rebooted", f'echo run >> "{runs}"; '
+                      + script_until_exists(gate, 'echo done > "$HRWSI_OUTPUT_DIR/product.txt"'), worker=NODE_2)
+    await backend.submit(spec)
+    progress = Progress()
+    following = asyncio.ensure_future(follow(backend, spec, progress))
+    await progress.reached("running")
+
+    async def started(times: int) -> None:
+        while not runs.exists() or len(runs.read_text().splitlines()) < times:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(started(1), GUARD_S)
+    emulator.node_down(NODE_2)
+    await progress.reached("running", "disconnected (unknown)")
+    emulator.node_up(NODE_2)
+    await asyncio.wait_for(started(2), GUARD_S)
+    assert not following.done(), following.result()
+    gate.touch()
+    outcome = await following
+    assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+    assert "started 2 time(s)" in outcome.message, outcome.message
+    allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
+    assert [a["ClientStatus"] for a in allocations] == ["complete"]  # the same allocation ran it again
+    await backend.forget(spec.job_id)
+
+
 async def test_a_lost_node_loses_its_job_and_the_attempt_is_not_rerun(nomad: Target):
     emulator = nomad.require_emulator("make a node go down")
     backend = nomad.backend(stop_after_disconnect_s=0.2, kill_timeout_s=0.1)
@@ -1846,7 +1880,8 @@ async def test_a_lost_attempt_whose_first_stop_failed_is_stopped_again_before_no
     emulator.node_up(NODE_2)  # (pinned to it: a replacement waits for it)
     await asyncio.sleep(0.5)
     allocations = (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}/allocations")).json()
-    assert [a["ClientStatus"] for a in allocations] == ["lost"], allocations  # never replaced: run once
+    # never replaced: run once (its client, back, reports the stopped allocation complete: session 76)
+    assert [a["ClientStatus"] for a in allocations] == ["complete"], allocations
     assert (await nomad.ahttp("GET", f"/v1/job/{spec.job_id}")).json()["Stop"] is True
     await backend.forget(spec.job_id)
 

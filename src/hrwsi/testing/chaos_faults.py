@@ -287,6 +287,11 @@ def _nomad(target: Target, fault: str, rng: random.Random) -> str:
         nomad.call(functools.partial(emulator.node_down, node, processes_survive=cut_off))
         target.destroyed.update(nomad.call(_lost_on, emulator, node))
         time.sleep(away)
+        if not cut_off:
+            # Back after a reboot: its client runs again, in the same allocation, what the servers still want
+            # (an allocation left unknown, Disconnect.Replace false: client/allocrunner/taskrunner/task_runner.go
+            # Restore), as a client restarted without reattaching does: Nomad's doing, not hrwsi's.
+            target.rerun_by_nomad.update(nomad.call(_still_wanted_on, emulator, node))
         nomad.call(emulator.node_up, node)
         if cut_off:
             return f"Nomad node {node} cut off from the servers for {away:.1f} s (its routines ran on unseen)"
@@ -333,6 +338,13 @@ def _lost_on(emulator: NomadEmulator, node: str) -> list[tuple[int, int]]:
     node_id = emulator.node_id(node)
     return [attempt_of(a["JobID"]) for a in emulator.cluster.allocs.values()
             if a["NodeID"] == node_id and a["ClientStatus"] in ("lost", "unknown")]
+
+
+def _still_wanted_on(emulator: NomadEmulator, node: str) -> list[tuple[int, int]]:
+    """The attempts whose allocation on `node`, away, is unknown and still wanted: run again when it is back."""
+    node_id = emulator.node_id(node)
+    return [attempt_of(a["JobID"]) for a in emulator.cluster.allocs.values()
+            if a["NodeID"] == node_id and a["ClientStatus"] == "unknown" and a["DesiredStatus"] == "run"]
 
 
 def inject(fault: str, target: Target, rng: random.Random) -> str:

@@ -58,9 +58,12 @@ def _default_signal_handling() -> None:
 class AllocRunner:
     """The client side of one allocation: runs its tasks as real processes and reports their events."""
 
-    def __init__(self, cluster: Cluster, alloc: dict):
+    def __init__(self, cluster: Cluster, alloc: dict, *, restored: bool = False):
         self.cluster = cluster
         self.alloc = alloc
+        # The runner its client restored from its state after the node was away with its processes killed (a
+        # reboot): the tasks cannot be reattached and run again from the start (see run).
+        self.restored = restored
         self.killed = asyncio.Event()
         self.lost = False
         self.abandoned = False
@@ -193,7 +196,22 @@ class AllocRunner:
                                            "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME, "TaskHandle": None,
                                            "Events": [task_event("Received", "Task received by client")]}
                                for t in group["Tasks"]}
-        self._update(received)
+        if self.restored:
+            # Its node back after a reboot, the client restores the allocation from its state: no task handle
+            # can be recovered, so each task is set back to pending with Failed Restoring Task and waits for the
+            # servers; as they still want it, it runs again from the start in the same allocation
+            # (client/allocrunner/taskrunner/task_runner.go Restore, waitOnServers; not a restart of the restart
+            # policy). The client's status is then its own: pending, then running (nomad/state/state_store.go
+            # nestedUpdateAllocFromClient), and the servers reconnect it (scheduler/reconciler/filters.go).
+            def back(a: dict) -> None:
+                a["ClientStatus"], a["ClientDescription"] = "pending", "No tasks have started"
+            self._update(back)
+            for task in group["Tasks"]:
+                self._task_event(task["Name"], task_event(
+                    "Failed Restoring Task", "failed to restore task; will not run until server is contacted"),
+                    State="pending")
+        else:
+            self._update(received)
         await asyncio.sleep(0)
         results = await asyncio.gather(*(self._run_task(job, group, task) for task in group["Tasks"]),
                                        return_exceptions=True)

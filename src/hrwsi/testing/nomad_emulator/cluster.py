@@ -31,8 +31,9 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from pathlib import Path
 
-from hrwsi.testing.nomad_emulator.alloc_runner import AllocRunner
+from hrwsi.testing.nomad_emulator.alloc_runner import MAX_TASK_EVENTS, AllocRunner
 from hrwsi.testing.nomad_emulator.model import (
+    DEPRECATED_EVENT_FIELDS,
     NS,
     TERMINAL_EVAL,
     ZERO_TIME,
@@ -55,6 +56,7 @@ from hrwsi.testing.nomad_emulator.model import (
     rfc3339,
     spec_fingerprint,
     stop_on_client_after_s,
+    task_event,
     validate_job,
 )
 
@@ -676,9 +678,13 @@ class Cluster:
     def _node_back(self, node: dict) -> None:
         """A node up again. A client that was only cut off reports what its allocations did meanwhile
         (their real end, or running; one the servers stopped meanwhile is stopped now: the reconnect
-        flow of scheduler/reconciler/filters.go). The other unknown allocations died with the node: a
-        stopped one ends complete, one still wanted is lost, and not replaced if its group says
-        Disconnect.Replace false (not modelled further)."""
+        flow of scheduler/reconciler/filters.go). The allocations whose processes died with the node (a
+        reboot; the client keeps its state, as its node ID) are restored by the client, and none can be
+        reattached (client/allocrunner/taskrunner/task_runner.go Restore): one the servers stopped meanwhile
+        (lost, or unknown then stopped) is killed as it waits for them and ends complete, the client's status
+        (nomad/state/state_store.go nestedUpdateAllocFromClient: the emulator left a lost one lost); one
+        still wanted (unknown: Disconnect.Replace false) runs again from the start in the same allocation
+        (the emulator said it lost, a status no client sets, and left it so)."""
         for alloc in list(self._allocs_by_node.get(node["ID"], {}).values()):
             runner = self._runners.get(alloc["ID"])
             if runner is not None and runner.cut_off:
@@ -686,12 +692,27 @@ class Cluster:
                 runner.reconnect()
                 if runner.finished:
                     self._runners.pop(alloc["ID"], None)
-        unknown = [a for a in self._allocs_by_node.get(node["ID"], {}).values() if a["ClientStatus"] == "unknown"]
-        if unknown:
+        died = [a for a in self._allocs_by_node.get(node["ID"], {}).values()
+                if a["ClientStatus"] in ("unknown", "lost")
+                and (a["ID"] not in self._runners or self._runners[a["ID"]].lost)]
+        stopped = [a for a in died if a["DesiredStatus"] != "run"]
+        if stopped:
             with self.txn("AllocationUpdated") as t:
-                for alloc in unknown:
-                    alloc["ClientStatus"] = "complete" if alloc["DesiredStatus"] == "stop" else "lost"
+                for alloc in stopped:
+                    alloc["ClientStatus"], alloc["ClientDescription"] = "complete", "All tasks have completed"
+                    for state in (alloc.get("TaskStates") or {}).values():
+                        if state.get("State") != "dead":
+                            said = [task_event("Failed Restoring Task", "failed to restore task; will not run until "
+                                               "server is contacted"), task_event("Killed", "Task successfully killed")]
+                            if not self.deprecated_event_fields:
+                                said = [{k: v for k, v in e.items() if k not in DEPRECATED_EVENT_FIELDS} for e in said]
+                            events = [*(state.get("Events") or []), *said][-MAX_TASK_EVENTS:]
+                            state.update(State="dead", FinishedAt=rfc3339(now_ns()), Events=events)
                     t.put("allocs", alloc)
+        for alloc in died:
+            if alloc["DesiredStatus"] == "run":
+                self._unknown_at.pop(alloc["ID"], None)
+                self._start_runner(alloc, restored=True)
         self._unblock()
 
     # -- jobs --------------------------------------------------------------------------------
@@ -988,8 +1009,6 @@ class Cluster:
                 # Replace true when its ReschedulePolicy allows, filters.go updateByReschedulable: not emulated;
                 # hrwsi's groups reschedule 0 times.)
                 live.append(alloc)
-            elif status == "lost" and alloc["ID"] not in self._lost_at and not replace_on_disconnect(alloc):
-                live.append(alloc)  # lost when its node came back without it: Disconnect.Replace false, not replaced
             elif status == "lost":
                 # Replaced whatever Disconnect.Replace says (it keeps only a running allocation of a node down
                 # unknown, filters.go), PreventRescheduleOnLost deprecated and ignored (structs.go
@@ -1258,13 +1277,14 @@ class Cluster:
         self._unblock()
 
     # -- clients -----------------------------------------------------------------------------
-    def _start_runner(self, alloc: dict) -> None:
-        runner = AllocRunner(self, alloc)
+    def _start_runner(self, alloc: dict, *, restored: bool = False) -> None:
+        runner = AllocRunner(self, alloc, restored=restored)
         self._runners[alloc["ID"]] = runner
         task = self._spawn(runner.run(), f"alloc-{alloc['ID'][:8]}")
         # (a runner cut off from the servers stays known until its node is back to report its end)
-        task.add_done_callback(lambda _t, alloc_id=alloc["ID"], runner=runner: None if runner.cut_off
-                               else self._runners.pop(alloc_id, None))
+        # (and one that died with its node leaves the runner its client restored in place: _node_back)
+        task.add_done_callback(lambda _t, alloc_id=alloc["ID"], runner=runner: None if runner.cut_off or
+                               self._runners.get(alloc_id) is not runner else self._runners.pop(alloc_id, None))
 
     def alloc_terminal(self, alloc: dict) -> None:
         """A client reported an allocation ended: reschedule if the policy says so, and free capacity."""
