@@ -694,6 +694,25 @@ async def test_fs_logs_need_the_read_logs_capability(nomad: Target, tmp_path):
         assert shown.status_code == 200 and shown.text == "hello\n"
 
 
+async def test_the_logs_of_an_allocation_whose_node_is_away_are_not_served_until_it_is_back(nomad: Target, tmp_path):
+    # The logs come from the allocation's client: with its node away (no connection to any server), Nomad answers
+    # 404 "No path to node" (nomad/client_fs_endpoint.go logs, serverWithNodeConn; command/agent/fs_endpoint.go
+    # maps ErrNoNodeConn to 404). The emulator served them from its disk, whatever the node's status.
+    nomad.require_emulator("make a node go away")
+    async with open_emulator(tmp_path, "logs-away", [EmulatedNode("logs-away-1")]) as target:
+        job = minimal_job(target.job_id("logged-away"), "echo hello")
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+        alloc = await target.final_allocation(job["ID"])
+        path, params = f"/v1/client/fs/logs/{alloc['ID']}", {"task": "t", "type": "stdout", "plain": "true"}
+        target.emulator.node_down("logs-away-1")
+        away = await target.ahttp("GET", path, params=params)
+        assert (away.status_code, away.text.strip()) == (404, "No path to node"), away.text
+        target.emulator.node_up("logs-away-1")
+        shown = await target.ahttp("GET", path, params=params)
+        assert shown.status_code == 200 and shown.text == "hello\n"
+        await target.purge(job["ID"])
+
+
 async def _run_template_job(target: Target, name: str, variable: str) -> dict:
     job = minimal_job(target.job_id(name), 'printf "%s" "$SECRET_VALUE" > "$NOMAD_ALLOC_DIR/seen"')
     job["TaskGroups"][0]["RestartPolicy"] = {"Attempts": 0, "Mode": "fail"}

@@ -861,6 +861,14 @@ class NomadEmulator:
         _check_uuid("alloc", alloc_id)
         if alloc_id not in self.cluster.allocs:
             raise CodedError(404, "Unknown allocation")
+        node = self.cluster.nodes.get(self.cluster.allocs[alloc_id]["NodeID"])
+        if node is None:
+            raise CodedError(400, f"Unknown node {self.cluster.allocs[alloc_id]['NodeID']!r}")
+        if node["Status"] in ("down", "disconnected"):
+            # Served by the allocation's client, which a node away is not connected to: nomad/client_fs_endpoint.go
+            # logs (serverWithNodeConn) and findNodeConnAndForward (Cat) fail with ErrNoNodeConn, HTTP 404
+            # (command/agent/fs_endpoint.go); a node the servers no longer know is 400 "Unknown node".
+            raise CodedError(404, "No path to node")
         base = (self.cluster.work_dir / "allocs" / alloc_id).resolve()
         path = (base / relative).resolve()
         if base not in path.parents and path != base:
