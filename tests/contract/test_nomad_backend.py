@@ -764,6 +764,24 @@ async def test_without_read_logs_the_backend_says_so_once(nomad: Target, tmp_pat
         assert len(said) == 1 and said[0].levelname == "WARNING"
 
 
+async def test_status_says_a_token_without_read_logs_keeps_no_output_and_not_that_attempts_are_lost(
+        nomad: Target, tmp_path):
+    # Found by reading Nomad's ACL checks (nomad/client_fs_endpoint.go logs: read-logs or read-fs): the launcher's
+    # problem said "an attempt it refuses is lost (backend_unavailable) and its task retried" of a refusal of the
+    # logs alone, while every attempt ran and was recorded as before.
+    nomad.require_emulator("a token without read-logs")
+    policy = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")
+    async with open_emulator(tmp_path, "no-logs-said", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: policy}) as target:
+        backend = target.backend(token=SUBMITTER_TOKEN)
+        spec = target.spec("no-logs-said", "echo hidden")
+        await backend.submit(spec)
+        assert (await follow(backend, spec)).state == "processed"
+        said, _ = backend.problem()
+        assert said.startswith("Nomad refuses the launcher's token (HTTP 403"), said
+        assert "it needs read-logs to keep the routines' output" in said and "lost" not in said, said
+
+
 async def test_logs_refused_for_a_while_are_asked_for_again_and_the_attempts_log_says_why_it_holds_no_output(
         nomad: Target, caplog):
     # Found by exploratory testing: after one 403 of an ACL blip, no log was kept until the launcher
@@ -964,6 +982,32 @@ async def test_a_token_that_may_submit_but_not_read_jobs_keeps_the_attempt_says_
         assert any("shows the launcher's jobs again" in r.getMessage() for r in caplog.records)
         for spec in specs:
             await backend.forget(spec.job_id)
+
+
+async def test_a_token_that_may_read_jobs_but_not_list_them_follows_its_attempts_to_their_end_without_the_stream(
+        nomad: Target, tmp_path, caplog):
+    # Found by reading Nomad's ACL checks (nomad/job_endpoint.go List: list-jobs; Allocations: read-job): without
+    # the event stream, the job list's blocking query was refused for ever and nothing read the followed jobs,
+    # so an attempt that ended in Nomad showed running until its timeout stopped it.
+    nomad.require_emulator("ACLs enabled with known tokens")
+    no_list = AclPolicy(capabilities=frozenset({"submit-job", "read-job"}), node="read")
+    async with open_emulator(tmp_path, "no-list", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: no_list}) as target:
+        backend = target.backend(token=SUBMITTER_TOKEN, event_stream=False, retry_for_s=0.3)
+        backend._following.refused_read_retry_s = 0.3
+        gate = target.work / "no-list-gate"
+        spec = target.spec("no-list", script_until_exists(gate, 'echo done > "$HRWSI_OUTPUT_DIR/product.txt"'))
+        await backend.submit(spec)
+        progress = Progress()
+        following = asyncio.ensure_future(follow(backend, spec, progress))
+        await progress.reached("running")
+        await asyncio.sleep(1.0)  # (the job list refused several times meanwhile)
+        gate.touch()
+        outcome = await asyncio.wait_for(following, GUARD_S)
+        assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
+        said = [r for r in caplog.records if "refuses to list the launcher's jobs" in r.getMessage()]
+        assert len(said) == 1 and "list-jobs" in said[0].getMessage(), [r.getMessage() for r in said]
+        await backend.forget(spec.job_id)
 
 
 async def test_a_job_nomad_refuses_as_invalid_is_still_the_attempts_failure(nomad: Target):

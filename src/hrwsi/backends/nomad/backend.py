@@ -744,6 +744,9 @@ class NomadBackend(Backend):
             meanwhile = (f"it needs read-job and list-jobs in namespace {self.config.namespace or 'default'} to follow "
                          "the jobs: meanwhile the attempts submitted keep their state, unfollowed, and are read "
                          f"again every {self._following.refused_read_retry_s:g} s (none is lost or retried for it)")
+        elif found.refused_endpoint == "client.stream_logs":
+            meanwhile = ("it needs read-logs to keep the routines' output: meanwhile each attempt's log says so instead; "
+                         "the attempts themselves are followed as before")
         elif found.refused_endpoint is not None:
             meanwhile = ("an attempt it refuses is lost (backend_unavailable) and its task retried, "
                          "not charged to the routine")

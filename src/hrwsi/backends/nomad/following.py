@@ -168,6 +168,7 @@ class JobFollowing:
         self._poll_index = 0
         self.refused_read_retry_s = REFUSED_READ_RETRY_S
         self._read_refused_said: float | None = None  # (loop time) the refusal to show jobs last said; None: served
+        self._list_refused_said: float | None = None  # (loop time) the refusal to list them last said; None: listed
 
     # -- what the backend asks -------------------------------------------------------------------
     async def follow(self, spec: JobSpec, job_id: str, on_progress: ProgressCallback) -> JobOutcome:
@@ -504,6 +505,21 @@ class JobFollowing:
                        "%d submitted attempt(s) keep their state, unfollowed, and are read again every %g s",
                        error, self.config.namespace or "default", unfollowed, self.refused_read_retry_s)
 
+    async def _read_each_job(self, error: NomadError) -> None:
+        """The job list refused (a token without list-jobs, nomad/job_endpoint.go List) while jobs are followed
+        without the event stream: each followed job is read on its own (read-job) every refused_read_retry_s.
+        Nothing read them otherwise: an attempt that ended in Nomad showed running until its timeout stopped it,
+        recorded an internal error (found by reading Nomad's ACL checks)."""
+        now = asyncio.get_running_loop().time()
+        if self._list_refused_said is None or now - self._list_refused_said >= REFUSED_READ_SAID_EVERY_S:
+            self._list_refused_said = now
+            logger.warning("Nomad refuses to list the launcher's jobs (%s): its token needs list-jobs in namespace "
+                           "%s; without the event stream each followed job is read on its own every %g s", error,
+                           self.config.namespace or "default", self.refused_read_retry_s)
+        for follower in list(self.followers.values()):
+            self._schedule_refresh(follower)
+        await asyncio.sleep(self.refused_read_retry_s)
+
     def _read_served(self) -> None:
         if self._read_refused_said is not None:
             self._read_refused_said = None
@@ -635,7 +651,11 @@ class JobFollowing:
                 try:
                     await self._poll_once()
                     backoff = 0.5
+                    self._list_refused_said = None
                 except NomadError as error:
+                    if error.status in (401, 403):
+                        await self._read_each_job(error)
+                        continue
                     logger.warning("blocking query on Nomad jobs failed: %s", error)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
