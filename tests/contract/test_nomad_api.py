@@ -201,6 +201,24 @@ async def test_the_event_stream_is_framed_as_the_nomad_version_emulated(framed: 
         assert headers.get("transfer-encoding") == "chunked" and headers.get("content-encoding") == "gzip"
 
 
+async def test_each_event_stream_topic_needs_its_own_capability(nomad: Target, tmp_path):
+    # nomad/event_endpoint.go validateNsOp: Job, Allocation and Evaluation need read-job, Node needs node:read,
+    # any other topic (`*`, what no topic asks: command/agent/event_endpoint.go allTopics) a management token.
+    # Since 1.11.2 a refusal is a 200 that ends without a line. The emulator asked read-job whatever the topics.
+    nomad.require_emulator("ACL tokens with a policy")
+    reader = AclPolicy(capabilities=frozenset({"read-job", "list-jobs"}))  # no node policy
+    async with open_emulator(tmp_path, "stream-acl", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={READER_TOKEN: reader}) as target:
+        as_reader = dataclasses.replace(target, token=READER_TOKEN)
+        for query, served in (("topic=Job:*&topic=Allocation:*&topic=Evaluation:*", True), ("topic=Node:*", False),
+                              ("topic=Job:*&topic=Node:*", False), ("", False), ("topic=*", False)):
+            status, _, first = await _raw_head(as_reader, f"/v1/event/stream?index=0&{query}")
+            assert status == "HTTP/1.1 200 OK", (query, status)
+            assert first.startswith(b"{}\n") if served else first == b"", (query, first)
+        status, _, first = await _raw_head(target, "/v1/event/stream?index=0")  # management: every topic
+        assert first.startswith(b"{}\n"), first
+
+
 async def test_event_stream_heartbeats_and_frames(framed: Target):
     job_id, other = framed.job_id("events"), framed.job_id("events-other")
     await framed.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(job_id)})  # buffered before we subscribe

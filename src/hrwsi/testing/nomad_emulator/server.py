@@ -433,13 +433,27 @@ class NomadEmulator:
             return "Permission denied"
         return None
 
-    def _token_allows(self, request: web.Request) -> bool:
-        """The event stream's own check: Job, Allocation and Evaluation topics need read-job."""
+    def _token_allows(self, request: web.Request, topics: list[tuple[str, str]]) -> bool:
+        """The event stream's own check, topic by topic (nomad/event_endpoint.go validateNsOp): Job, Allocation,
+        Evaluation, Deployment and Service need read-job in the namespace, Node needs node:read, and any other
+        topic, `*` among them (what a subscription without a topic asks: command/agent/event_endpoint.go
+        allTopics), a management token. The emulator asked read-job whatever the topics."""
         token = self._token_of(request)
         if token and hmac.compare_digest(token.encode(), (self.acl_token or "").encode()):
             return True
         policy = self.acl_policies.get(token)
-        return policy is not None and allows(policy, Need(any_of=("read-job",)), self._namespace(request))
+        if policy is None:
+            return False
+        for topic, _ in topics:
+            if topic in ("Job", "Allocation", "Evaluation", "Deployment", "Service"):
+                need = Need(any_of=("read-job",))
+            elif topic == "Node":
+                need = Need(node="read")
+            else:
+                return False
+            if not allows(policy, need, self._namespace(request)):
+                return False
+        return True
 
     def _routes(self, app: web.Application) -> None:
         r = app.router
@@ -947,7 +961,7 @@ class NomadEmulator:
         self._stream_failures = max(0, self._stream_failures - 1)
         # A region no server knows (nomad/rpc.go forwardRegion) fails the subscription as any RPC error does.
         failing = failing or self._request_region(request) not in self.known_regions
-        denied = self.acl_token is not None and not self._token_allows(request)
+        denied = self.acl_token is not None and not self._token_allows(request, topics)
         if self.event_stream_framing == FRAMING_CHUNKED_GZIP and (failing or denied):
             # <= 1.11.1: the RPC's error comes before the first line, so it is the answer's status.
             raise CodedError(403, "Permission denied") if denied else CodedError(500, STREAM_FAILURE)
