@@ -952,6 +952,7 @@ async def test_a_token_that_may_submit_but_not_read_jobs_keeps_the_attempt_says_
     # submit-job alone, each followed job was asked again every 2 s, each time with a warning of its own, and
     # `hrwsi status` said that the attempts Nomad refuses are lost and retried, while they ran unfollowed.
     nomad.require_emulator("ACLs enabled with known tokens")
+    caplog.set_level(logging.INFO, logger="hrwsi.backends.nomad.following")
     submit_only = AclPolicy(capabilities=frozenset({"submit-job"}), node="read")
     async with open_emulator(tmp_path, f"no-read-{event_stream}", acl_token=MANAGEMENT_TOKEN,
                              acl_policies={SUBMITTER_TOKEN: submit_only}) as target:

@@ -523,7 +523,7 @@ class JobFollowing:
     def _read_served(self) -> None:
         if self._read_refused_said is not None:
             self._read_refused_said = None
-            logger.warning("Nomad shows the launcher's jobs again: the attempts submitted meanwhile are followed")
+            logger.info("Nomad shows the launcher's jobs again: the attempts submitted meanwhile are followed")
 
     def _unknown_job_outcome(self, job_id: str, state_went_back: bool = False) -> JobOutcome:
         remembered = self._finished.get(job_id)
