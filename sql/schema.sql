@@ -1471,9 +1471,11 @@ CREATE UNIQUE INDEX alert_deadline_is_raised_once_per_task ON hrwsi.alert (task_
 -- server whose zone followed the shell's TZ wrote alert texts in +01, and PostgreSQL's own format,
 -- "2026-12-05 23:18:42.74337+00"); and a lateness people read ("8 min 41 s", where 17 ms read
 -- "00:00:00 late"). Migration 0059, found by exploratory testing.
+-- An infinite time is said as such (migration 0114: it was NULL, "published_at <NULL>").
 CREATE FUNCTION hrwsi.utc_text(moment timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
-    SELECT to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"')
+    SELECT CASE WHEN moment = 'infinity' THEN 'infinity' WHEN moment = '-infinity' THEN '-infinity'
+                ELSE to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') END
 $$;
 
 CREATE FUNCTION hrwsi.duration_text(span interval) RETURNS text
@@ -1931,6 +1933,9 @@ CREATE TABLE hrwsi.harvest_source (
         CONSTRAINT harvest_source_mode_is_near_real_time_or_backfill CHECK (mode IN ('near_real_time', 'backfill')),
     -- Near real time: each run asks for (last successful harvest - overlap, now]; the first run
     -- looks first_lookback back.
+    -- Both at most 36,525 days (migration 0114), as a condition's windows (MAX_WINDOW_DAYS): '5000000 years'
+    -- passed, and the harvester could not read it (a timedelta holds 999,999,999 days), so that its round ran none
+    -- of the sources it claimed.
     overlap            interval NOT NULL DEFAULT interval '1 hour'
         CONSTRAINT harvest_source_overlap_is_not_negative CHECK (overlap >= interval '0'),
     first_lookback     interval NOT NULL DEFAULT interval '1 day'
@@ -2016,6 +2021,18 @@ CREATE TABLE hrwsi.harvest_source (
 ALTER TABLE hrwsi.harvest_source
     ADD CONSTRAINT harvest_source_backfill_dates_are_finite
         CHECK (isfinite(backfill_from) AND isfinite(backfill_to)) NOT VALID;
+-- (Migration 0114) Finite times, which a data engineer writes: one source's next_run_at of '-infinity' made `hrwsi
+-- status` and `hrwsi sources` fail (psycopg reads no infinite timestamp); and windows and a period a harvester can
+-- reckon with (2147483647 hours: its next run could not be reckoned, and its failure was recorded nowhere).
+ALTER TABLE hrwsi.harvest_source
+    ADD CONSTRAINT harvest_source_next_run_at_is_finite CHECK (isfinite(next_run_at)),
+    ADD CONSTRAINT harvest_source_last_success_at_is_finite CHECK (isfinite(last_success_at)),
+    ADD CONSTRAINT harvest_source_overlap_is_at_most_36525_days CHECK (overlap <= interval '36525 days'),
+    ADD CONSTRAINT harvest_source_first_lookback_is_at_most_36525_days CHECK (first_lookback <= interval '36525 days'),
+    -- (in hours: 36,525 days are 876,600; an interval's product overflowed for weekly ones)
+    ADD CONSTRAINT harvest_source_frequency_is_under_every_100_years
+        CHECK (frequency_interval::bigint * CASE frequency WHEN 'hourly' THEN 1 WHEN 'daily' THEN 24 WHEN 'weekly' THEN 168
+                                                          ELSE 0 END < 876600);
 -- The harvester's question, every round: which active sources are due?
 CREATE INDEX harvest_source_due_idx ON hrwsi.harvest_source (next_run_at) WHERE active;
 

@@ -514,3 +514,52 @@ def test_a_routine_stored_with_less_ram_than_nomads_least_memory_is_given_it_by_
         conn.rollback()
         with pytest.raises(psycopg.errors.CheckViolation, match="routine_cpu_is_at_least_a_hundredth"):
             conn.execute("UPDATE hrwsi.processing_routine SET cpu = 0.009 WHERE name = 'big'")
+
+
+def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_mended_by_the_upgrade_and_refused_after(
+        empty_database_url, monkeypatch):
+    """A data engineer writes a harvest source's next_run_at, last_success_at, overlap, first_lookback and schedule.
+    next_run_at '-infinity' made `hrwsi status` and `hrwsi sources` fail on every call (psycopg reads no infinite
+    time); an overlap of '5000000 years' made the harvester's round run none of the sources it claimed with it; an
+    hourly frequency_interval of 2147483647 made a run whose failure was recorded nowhere (found by exploratory
+    testing). The upgrade (migration 0114) mends such rows, and the database refuses them from then on."""
+    from hrwsi.harvest import sources
+
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 114])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        landing = '{"directory": "/data/landing/%s", "work_directory": "/data/work/%s"}'
+        for name, column, value in [("due", "next_run_at", "-infinity"), ("never", "next_run_at", "infinity"),
+                                    ("succeeded", "last_success_at", "infinity"), ("overlap", "overlap", "5000000 years"),
+                                    ("lookback", "first_lookback", "36526 days"), ("ok", "overlap", "2 hours")]:
+            conn.execute(f"INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, {column}) "
+                         "VALUES (%s, 'landing_directory', 'L1C', %s, %s)", (name, landing % (name, name), value))
+        conn.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency, frequency_interval) "
+                     "VALUES ('ages', 'landing_directory', 'L1C', %s, 'weekly', 2147483647)", (landing % ("a", "a"),))
+        with pytest.raises(psycopg.DataError, match="infinity"):
+            sources.list_sources(conn)
+        conn.rollback()
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert any(m.startswith("0114_") for m in migrations.migrate(conn))
+        listed = {s["name"]: s for s in sources.list_sources(conn)}  # (what `hrwsi status` and `sources` read)
+        assert (listed["due"]["next_run_at"], listed["due"]["active"]) == (None, True), "due now, as it said"
+        assert (listed["never"]["next_run_at"], listed["never"]["active"]) == (None, False)
+        assert "next_run_at was infinity (never)" in listed["never"]["last_error"]
+        stored = dict(conn.execute("SELECT name, (last_success_at, overlap, first_lookback, frequency_interval)::text "
+                                   "FROM hrwsi.harvest_source"))
+        assert stored == {"due": "(,01:00:00,\"1 day\",1)", "never": "(,01:00:00,\"1 day\",1)",
+                          "succeeded": "(,01:00:00,\"1 day\",1)", "overlap": "(,\"36525 days\",\"1 day\",1)",
+                          "lookback": "(,01:00:00,\"36525 days\",1)", "ok": "(,02:00:00,\"1 day\",1)",
+                          "ages": "(,01:00:00,\"1 day\",5217)"}, stored
+        assert listed["ages"]["schedule"] == "every 5217th week (Mondays at 00:00 UTC)"
+        conn.commit()
+        for column, value, constraint in [("next_run_at", "-infinity", "harvest_source_next_run_at_is_finite"),
+                                          ("last_success_at", "infinity", "harvest_source_last_success_at_is_finite"),
+                                          ("overlap", "36526 days", "harvest_source_overlap_is_at_most_36525_days"),
+                                          ("first_lookback", "5000000 years",
+                                           "harvest_source_first_lookback_is_at_most_36525_days"),
+                                          ("frequency_interval", 5218, "harvest_source_frequency_is_under_every_100_years")]:
+            with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+                conn.execute(f"UPDATE hrwsi.harvest_source SET {column} = %s WHERE name = 'ages'", (value,))
+            conn.rollback()

@@ -324,6 +324,16 @@ def test_an_input_dated_in_the_future_is_refused_with_its_time_in_utc_whatever_t
     assert refused.value.diag.message_primary.endswith(f"in the future ({column} 2099-06-01 10:00:00Z)")
 
 
+
+def test_an_input_published_at_infinity_is_refused_saying_infinity_not_null(configured):
+    """'infinity' passed the 1950 rule and was refused as a time in the future, saying "(published_at <NULL>)":
+    hrwsi.utc_text gave no text for it (found by exploratory testing; migration 0114)."""
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        insert_input(configured, published_at="infinity")
+    assert refused.value.diag.message_primary.endswith("in the future (published_at infinity)")
+    assert configured.execute("SELECT hrwsi.utc_text('-infinity'), hrwsi.utc_text('2026-01-02T03:04:05.9Z')"
+                              ).fetchone() == ("-infinity", "2026-01-02 03:04:05Z")
+
 def test_a_path_of_visible_characters_of_any_script_is_accepted(configured):
     """The invisible characters refused are Unicode's format characters and separators, not letters."""
     for path in ("/data/Été/S2A.SAFE", "/data/中文/a b.SAFE", "/data/😀.SAFE", "/data/한글/a.SAFE"):

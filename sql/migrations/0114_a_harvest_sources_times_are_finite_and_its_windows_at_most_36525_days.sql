@@ -1,0 +1,48 @@
+-- hrwsi schema, version 114: a harvest source's next_run_at and last_success_at are finite, its overlap and first_lookback at most 36,525 days (100 years) and its period under that; the database's sentences say an infinite time as such.
+--
+-- A data engineer writes these columns (GRANT INSERT, UPDATE on them). An infinite time was taken, and then every
+-- reading of the sources failed: one source with next_run_at '-infinity' ("due since ever") made `hrwsi status` and
+-- `hrwsi sources` end in "database error: timestamp too small (before year 1): '-infinity'" (psycopg reads no
+-- infinite timestamp), whatever else was wrong. An overlap or first_lookback of '5000000 years' passed its check
+-- (not negative, positive) and the harvester could not read it (Python's timedelta holds 999,999,999 days): its round
+-- claimed that source with the others due (ordered by name) and ran none of them, nothing recorded, round after round
+-- (found by exploratory testing). They stop at 36,525 days, 100 years, as a condition's windows do (MAX_WINDOW_DAYS).
+-- So does a schedule's period: hourly with a frequency_interval of 2147483647 (245,000 years) was taken, and its
+-- next run could not be reckoned ("date value out of range"): the run's failure was recorded nowhere, the source
+-- stayed claimed until its claim lapsed, and `hrwsi sources` said "every 2147483647th hour" and no error.
+--
+-- What was stored before is mended by the upgrade, so that every reading works again: a next_run_at of -infinity
+-- becomes NULL (never ran: due now, what it said); one of infinity ("never") becomes NULL with the source made
+-- inactive, which is how a source is stopped, its last_error saying so; a last_success_at that is not finite becomes
+-- NULL (the next run looks first_lookback back); an overlap or first_lookback beyond 36,525 days becomes 36,525 days,
+-- and a period of 36,525 days or more the longest under it.
+UPDATE hrwsi.harvest_source
+SET next_run_at = NULL, active = false,
+    last_error = 'next_run_at was infinity (never): the upgrade to schema 114 made the source inactive instead, '
+                 'which is how a source is stopped (UPDATE hrwsi.harvest_source SET active = true to run it again)'
+WHERE next_run_at = 'infinity';
+UPDATE hrwsi.harvest_source SET next_run_at = NULL WHERE next_run_at = '-infinity';
+UPDATE hrwsi.harvest_source SET last_success_at = NULL WHERE NOT isfinite(last_success_at);
+UPDATE hrwsi.harvest_source SET overlap = interval '36525 days' WHERE overlap > interval '36525 days';
+UPDATE hrwsi.harvest_source SET first_lookback = interval '36525 days' WHERE first_lookback > interval '36525 days';
+UPDATE hrwsi.harvest_source
+SET frequency_interval = 876599 / CASE frequency WHEN 'hourly' THEN 1 WHEN 'daily' THEN 24 ELSE 168 END
+WHERE frequency_interval::bigint * CASE frequency WHEN 'hourly' THEN 1 WHEN 'daily' THEN 24 WHEN 'weekly' THEN 168
+                                                  ELSE 0 END >= 876600;
+ALTER TABLE hrwsi.harvest_source
+    ADD CONSTRAINT harvest_source_next_run_at_is_finite CHECK (isfinite(next_run_at)),
+    ADD CONSTRAINT harvest_source_last_success_at_is_finite CHECK (isfinite(last_success_at)),
+    ADD CONSTRAINT harvest_source_overlap_is_at_most_36525_days CHECK (overlap <= interval '36525 days'),
+    ADD CONSTRAINT harvest_source_first_lookback_is_at_most_36525_days CHECK (first_lookback <= interval '36525 days'),
+    -- (in hours: 36,525 days are 876,600; an interval's product overflowed for weekly ones)
+    ADD CONSTRAINT harvest_source_frequency_is_under_every_100_years
+        CHECK (frequency_interval::bigint * CASE frequency WHEN 'hourly' THEN 1 WHEN 'daily' THEN 24 WHEN 'weekly' THEN 168
+                                                          ELSE 0 END < 876600);
+
+-- hrwsi.utc_text of an infinite time was NULL (to_char gives none), so that an input published 'infinity' was refused
+-- with "input /eodata/X.SAFE is published in the future (published_at <NULL>)": it says infinity now.
+CREATE OR REPLACE FUNCTION hrwsi.utc_text(moment timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+    SELECT CASE WHEN moment = 'infinity' THEN 'infinity' WHEN moment = '-infinity' THEN '-infinity'
+                ELSE to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') END
+$$;
