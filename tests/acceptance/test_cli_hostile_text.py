@@ -37,3 +37,24 @@ def test_markup_and_escape_sequences_in_data_are_shown_not_obeyed(hostile, env, 
 def test_an_error_quoting_user_data_is_one_line_without_escape_sequences(hostile, env):
     result = run(["retry", str(hostile)], env, check=False)
     assert result.returncode == 1 and "\x1b[2J" not in result.stderr
+
+
+def test_a_line_break_in_a_missions_or_a_sources_name_does_not_start_a_line_of_the_commands_own(db, env):
+    """A data engineer's mission and harvest source name are taken with a line break (the database refuses one in a
+    path only): `task show` and `status` printed it as it came, and what followed read as a line of their own
+    ("harvest source needs attention: fake"; found by exploratory testing). Each is one line, its break as `\\x0a`."""
+    document = single_routine_configuration(["true"])
+    document["condition"][0]["name"] = "in"
+    load(db, document)
+    fake = "harvest source needs attention: fake"
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, mission) VALUES ('in', '/data/S2A.SAFE', %s)",
+               ("S2A\n" + fake,))
+    db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at) VALUES "
+               "(%s, 'landing_directory', %s, '{\"directory\": \"/data/l\", \"work_directory\": \"/data/w\"}', "
+               "now() - interval '1 hour')", ("src\n" + fake, "L1C\n" + fake))
+    task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+    for command in (["task", "show", str(task)], ["status"]):
+        result = run(command, env)
+        lines = result.stdout.splitlines()
+        assert not any(text.lstrip().startswith(fake) for text in lines), (command, result.stdout)
+        assert "\\x0a" + fake in result.stdout.replace("\n", ""), (command, result.stdout)

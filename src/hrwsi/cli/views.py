@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hrwsi.reports import duration_said, folded_away, is_alive
-from hrwsi.terminal import visible
+from hrwsi.terminal import one_line, visible
 
 
 def time(value: datetime | None) -> str:
@@ -178,8 +178,9 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
         line(console, "  next: ", session["next"])
     _database_trouble(console, data)
     for source in data.get("sources", []):  # (failing, held by a harvester that is gone, or overdue)
+        # (its name on one line: a data engineer's name with a line break began a line that read as status's own)
         console.print(Text.assemble(("harvest source needs attention: ", "bold yellow"),
-                                    visible(f"{source['name']} ({source['kind']})")))
+                                    one_line(f"{source['name']} ({source['kind']})")))
         said_under(console, "  ", source["next"])  # (its last error may be of several lines)
     # (a group that never completes, and a member that arrived after its composite was made, were seen
     # nowhere: found by exploratory testing)
@@ -473,8 +474,11 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     reason = visible(data["state_reason"] or "").replace("\n", "\n" + " " * cell_len(head))  # (as said_under)
     console.print(Text.assemble((f"task {data['id']}", "bold"), head[len(f"task {data['id']}"):], reason),
                   soft_wrap=True)
-    line(console, f"  input {data['input_id']} ({data['processing_condition']}): ", data["input_path"])
-    line(console, f"  tile {data['tile'] or '-'}, mission {data['mission'] or '-'}, measured "
+    # (one line each: a data engineer's mission, which the database takes with a line break, printed as it came
+    # started a line that read as the command's own, "harvest source needs attention: ..."; found by exploratory
+    # testing)
+    line(console, f"  input {data['input_id']} ({data['processing_condition']}): ", one_line(data["input_path"]))
+    line(console, f"  tile {data['tile'] or '-'}, mission {one_line(data['mission'] or '-')}, measured "
                   f"{time(data['measured_at'])}, published {time(data['published_at'])}")
     line(console, "  lane ", lane_text(data).plain, f", priority {data['priority']}, deadline ",
          time(data["deadline_at"]) if data["deadline_at"] else "none", _inherited_text(data),
