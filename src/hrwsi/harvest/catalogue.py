@@ -539,9 +539,18 @@ def _odata_id(product_id: str) -> str:
 
 
 def _parse_time(text: str | None) -> datetime | None:
+    """A time the catalogue wrote, in UTC; ValueError for one that is not a time Python holds.
+    Why: one written without a zone was read in the harvester host's local zone by astimezone (an hour early in Paris
+    in winter): OData's times carry their zone, and hrwsi reads every time in UTC, so it is taken as UTC. And a valid
+    ISO 8601 time of year 1 east of UTC, or of year 9999 west of it, is beyond Python's years in UTC: its OverflowError
+    ended the run, run after run on the same window (found by exploratory testing)."""
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is beyond the years 1 to 9999 in UTC") from None
 
 
 @dataclass(frozen=True)

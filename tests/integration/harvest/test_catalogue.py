@@ -1353,3 +1353,42 @@ async def test_a_retry_after_that_is_no_delta_seconds_nor_a_date_is_not_followed
     async with aiohttp.ClientSession() as session:
         found = await fetch_all(CatalogueClient(fake.url, session, retry=retry), ProductQuery("SENTINEL-2"))
     assert len(found) == 1 and 0 <= retry.sleep.delays[0] <= 1.0, retry.sleep.delays
+
+
+async def test_a_product_dated_beyond_the_years_python_holds_is_skipped_and_the_rest_is_registered(
+        routine, fake, pool, harvest_options):
+    """A sensing time of year 1 an hour east of UTC, or of year 9999 an hour west, is a valid ISO 8601 time that
+    Python cannot turn to UTC: it ended the run in "OverflowError: date value out of range", run after run on the
+    same window, so that the source registered nothing more (found by exploratory testing). Skipped as any date
+    that is not one, its page and window go on."""
+    early, late = product(1), product(2)
+    early["ContentDate"]["Start"] = "0001-01-01T00:00:00+01:00"
+    late["ContentDate"]["Start"] = "9999-12-31T23:59:59-01:00"
+    fake.products = [early, late, product(3)]
+    catalogue_source(routine, fake, config={"top": 20})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok, run.error
+    assert (run.report.products, run.report.skipped, run.report.inputs) == (3, 2, 1)
+    assert routine.execute("SELECT input_path FROM hrwsi.input").fetchall() == [(product(3)["S3Path"],)]
+    assert "its ContentDate.Start is not a date" in run.report.skip_examples[0]
+
+
+async def test_a_time_a_catalogue_writes_without_a_zone_is_read_in_utc_whatever_the_harvesters_zone(
+        routine, fake, pool, harvest_options, monkeypatch):
+    """OData's times carry their zone (CDSE writes Z); one written without ("2024-01-05T05:30:12") was read in the
+    harvester host's local zone, an hour early in Paris in winter, where hrwsi reads every time in UTC (found by
+    exploratory testing)."""
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        item = product(1)
+        sensed = datetime.fromisoformat(item["ContentDate"]["Start"].replace("Z", "+00:00"))
+        item["ContentDate"]["Start"] = sensed.strftime("%Y-%m-%dT%H:%M:%S")
+        fake.products = [item]
+        catalogue_source(routine, fake, config={"top": 20})
+        [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+        assert run.ok and run.report.inputs == 1, run.error
+        assert routine.execute("SELECT measured_at FROM hrwsi.input").fetchone()[0] == sensed.replace(microsecond=0)
+    finally:
+        monkeypatch.undo()  # (the zone as it was, for the tests after this one)
+        time.tzset()
