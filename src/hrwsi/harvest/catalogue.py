@@ -594,6 +594,10 @@ def product_to_candidate(product: Any, *, path_field: str = "S3Path") -> InputCa
         if name is None:
             raise ProductUnusable("no Name", f"Id {_shown(product.get('Id'))}")
         raise ProductUnusable("its Name is not a text", _shown(name))
+    # (its scene is read from it: a control or invisible character at its end, "X.SAFE\x1b[2J", made a scene of its
+    # own, and the scene a landing directory delivered as X.SAFE a second input; found by exploratory testing)
+    if input_checks.REFUSED_CHARACTER.search(name) is not None:
+        raise ProductUnusable("its Name holds a control or invisible character", _shown(name))
     # No fallback to the Name: it is relative, and the database takes absolute paths only.
     path = product.get(path_field)
     if not isinstance(path, str) or not path:

@@ -1392,3 +1392,21 @@ async def test_a_time_a_catalogue_writes_without_a_zone_is_read_in_utc_whatever_
     finally:
         monkeypatch.undo()  # (the zone as it was, for the tests after this one)
         time.tzset()
+
+
+async def test_a_product_whose_name_holds_a_control_or_invisible_character_is_skipped_not_a_scene_of_its_own(
+        routine, fake, pool, harvest_options):
+    """A product's scene is read from its Name: "X.SAFE\\x1b[2J" or "X.SAFE\\u200b" was registered as a scene of its
+    own (its path was clean), so that the scene a landing directory delivered as X.SAFE became a second input, and
+    the escape sequence was stored in its scene_id (found by exploratory testing). Skipped with its reason."""
+    escape, invisible = product(1), product(2)
+    escape["Name"] += "\x1b[2J"
+    invisible["Name"] += "\u200b"
+    fake.products = [escape, invisible, product(3)]
+    catalogue_source(routine, fake, config={"top": 20})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok, run.error
+    assert (run.report.products, run.report.skipped, run.report.inputs) == (3, 2, 1)
+    assert routine.execute("SELECT input_path FROM hrwsi.input").fetchall() == [(product(3)["S3Path"],)]
+    assert all("its Name holds a control or invisible character" in said for said in run.report.skip_examples)
+    assert "\\x1b[2J" in run.report.skip_examples[0] and "\x1b" not in run.report.skip_examples[0]
