@@ -255,8 +255,12 @@ CREATE TABLE hrwsi.input (
         -- there, and was charged to the routine; migration 0066)
         CONSTRAINT input_path_has_no_dollar_brace CHECK (strpos(input_path, '${') = 0),
     tile                 text CONSTRAINT input_tile_is_an_mgrs_code_like_32tpr CHECK (tile ~ '^[0-9]{2}[A-Z]{3}$'),
+    -- Mission and scene_id hold no control or invisible character either (migration 0114): a mission's line break
+    -- began a line of `hrwsi task show`'s own, and a scene_id "X\u200b" was a scene of its own.
     mission              text CONSTRAINT input_mission_is_not_empty CHECK (btrim(mission) <> '')
-        CONSTRAINT input_mission_is_at_most_100_bytes CHECK (octet_length(mission) <= 100),
+        CONSTRAINT input_mission_is_at_most_100_bytes CHECK (octet_length(mission) <= 100)
+        CONSTRAINT input_mission_has_no_control_or_invisible_characters
+        CHECK (mission !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'),
     measured_at          timestamptz,
     published_at         timestamptz,
     created_at           timestamptz NOT NULL DEFAULT now(),
@@ -265,7 +269,9 @@ CREATE TABLE hrwsi.input (
     -- The same scene from two sources (a catalogue and a landing directory), or under two paths,
     -- is one input per condition: the scene identifier is the product name without its extension.
     scene_id             text CONSTRAINT input_scene_id_is_not_empty CHECK (btrim(scene_id) <> '')
-        CONSTRAINT input_scene_id_is_at_most_500_bytes CHECK (octet_length(scene_id) <= 500),
+        CONSTRAINT input_scene_id_is_at_most_500_bytes CHECK (octet_length(scene_id) <= 500)
+        CONSTRAINT input_scene_id_has_no_control_or_invisible_characters
+        CHECK (scene_id !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'),
     -- An input may name its lane (a back-fill source inserts into 'archive'); else its condition's.
     lane                 text CONSTRAINT input_lane_must_exist REFERENCES hrwsi.lane (name),
     -- A product a campaign made becomes an input of the campaign (chained), never of production.

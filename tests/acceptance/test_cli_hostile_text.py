@@ -18,8 +18,9 @@ def hostile(db):
     document = single_routine_configuration(["true"])
     document["condition"][0]["name"] = "in"
     load(db, document)
+    # (the escape sequence in the task's reason: the database refuses one in a mission since migration 0114)
     db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, mission) VALUES ('in', %s, %s)",
-               (MARKUP_PATH, "S2A" + ESCAPE))
+               (MARKUP_PATH, "S2A[/x]"))
     task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
     db.execute("UPDATE hrwsi.processing_task SET state_reason = %s WHERE id = %s", ("held [/x] " + ESCAPE, task))
     return task
@@ -39,22 +40,15 @@ def test_an_error_quoting_user_data_is_one_line_without_escape_sequences(hostile
     assert result.returncode == 1 and "\x1b[2J" not in result.stderr
 
 
-def test_a_line_break_in_a_missions_or_a_sources_name_does_not_start_a_line_of_the_commands_own(db, env):
-    """A data engineer's mission and harvest source name are taken with a line break (the database refuses one in a
-    path only): `task show` and `status` printed it as it came, and what followed read as a line of their own
-    ("harvest source needs attention: fake"; found by exploratory testing). Each is one line, its break as `\\x0a`."""
-    document = single_routine_configuration(["true"])
-    document["condition"][0]["name"] = "in"
-    load(db, document)
+
+def test_a_line_break_in_a_sources_name_does_not_start_a_line_of_status_own(db, env):
+    """A data engineer's harvest source name is taken with a line break (the database refuses one in an input's path,
+    mission and scene_id): `status` printed it as it came, and what followed read as a line of its own ("harvest
+    source needs attention: fake"; found by exploratory testing). It is one line, its break as `\\x0a`."""
     fake = "harvest source needs attention: fake"
-    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, mission) VALUES ('in', '/data/S2A.SAFE', %s)",
-               ("S2A\n" + fake,))
     db.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at) VALUES "
-               "(%s, 'landing_directory', %s, '{\"directory\": \"/data/l\", \"work_directory\": \"/data/w\"}', "
-               "now() - interval '1 hour')", ("src\n" + fake, "L1C\n" + fake))
-    task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
-    for command in (["task", "show", str(task)], ["status"]):
-        result = run(command, env)
-        lines = result.stdout.splitlines()
-        assert not any(text.lstrip().startswith(fake) for text in lines), (command, result.stdout)
-        assert "\\x0a" + fake in result.stdout.replace("\n", ""), (command, result.stdout)
+               "(%s, 'landing_directory', 'L1C', '{\"directory\": \"/data/l\", \"work_directory\": \"/data/w\"}', "
+               "now() - interval '1 hour')", ("src\n" + fake,))
+    result = run(["status"], env)
+    assert not any(text.lstrip().startswith(fake) for text in result.stdout.splitlines()), result.stdout
+    assert "src\\x0a" + fake in result.stdout.replace("\n", ""), result.stdout

@@ -563,3 +563,27 @@ def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_
             with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
                 conn.execute(f"UPDATE hrwsi.harvest_source SET {column} = %s WHERE name = 'ages'", (value,))
             conn.rollback()
+
+
+def test_an_inputs_mission_or_scene_id_stored_with_a_control_or_invisible_character_is_mended_by_the_upgrade(
+        empty_database_url, monkeypatch):
+    """Migration 0114 refuses a control or invisible character in an input's mission and scene_id, as in its path: a
+    mission's line break began a line of `hrwsi task show`'s own, and a scene_id "X\\u200b" was a scene of its own.
+    One stored before keeps its input and task: its mission loses those characters, its scene_id (which matched no
+    harvester's scene) is dropped, and the upgrade does not stop on it."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 114])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type) VALUES ('maja', 1, 100, 100, '1 min', ARRAY['m'],
+                        'L1C', 'L2A')""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja')")
+        conn.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, mission, scene_id) VALUES "
+                     "('l1c', '/a', '32TLR', %s, %s), ('l1c', '/b', '32TLR', %s, 'B'), ('l1c', '/c', '32TLR', 'S2A', 'C')",
+                     ("S2A\n\x1b[2J", "A\u200b", "\u202e"))
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert any(m.startswith("0114_") for m in migrations.migrate(conn))
+        stored = conn.execute("SELECT input_path, mission, scene_id FROM hrwsi.input ORDER BY input_path").fetchall()
+        assert stored == [("/a", "S2A[2J", None), ("/b", None, "B"), ("/c", "S2A", "C")], stored
+        assert conn.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 3

@@ -301,6 +301,12 @@ def test_status_history_is_written_and_append_only(configured):
         ({"input_path": "/eodata/${attr.unique.hostname}/S2A.SAFE"}, "input_path_has_no_dollar_brace"),
         ({"mission": "B" * 101}, "input_mission_is_at_most_100_bytes"),  # (50 MB was accepted)
         ({"scene_id": "A" * 501}, "input_scene_id_is_at_most_500_bytes"),  # ("index row requires 11480 bytes")
+        # (found by exploratory testing: a mission's line break began a line of `task show`'s own, and a scene_id
+        # with an invisible character was a scene of its own; migration 0114)
+        ({"mission": "S2A\nharvest source needs attention: fake"}, "input_mission_has_no_control_or_invisible_characters"),
+        ({"mission": "S2A\x1b[2J"}, "input_mission_has_no_control_or_invisible_characters"),
+        ({"scene_id": "S2A_MSIL1C_X\u200b"}, "input_scene_id_has_no_control_or_invisible_characters"),
+        ({"scene_id": "S2A_MSIL1C_X\u202e"}, "input_scene_id_has_no_control_or_invisible_characters"),
         ({"published_at": datetime(1, 1, 1, tzinfo=UTC), "measured_at": None}, "input_published_at_is_after_1950"),
         ({"published_at": "-infinity", "measured_at": None}, "input_published_at_is_after_1950"),
         ({"measured_at": "-infinity"}, "input_measured_at_is_after_1950"),

@@ -1,4 +1,4 @@
--- hrwsi schema, version 114: a harvest source's next_run_at and last_success_at are finite, its overlap and first_lookback at most 36,525 days (100 years) and its period under that; the database's sentences say an infinite time as such.
+-- hrwsi schema, version 114: a harvest source's next_run_at and last_success_at are finite, its overlap and first_lookback at most 36,525 days (100 years) and its period under that; an input's mission and scene_id hold no control or invisible character; the database's sentences say an infinite time as such.
 --
 -- A data engineer writes these columns (GRANT INSERT, UPDATE on them). An infinite time was taken, and then every
 -- reading of the sources failed: one source with next_run_at '-infinity' ("due since ever") made `hrwsi status` and
@@ -46,3 +46,20 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
     SELECT CASE WHEN moment = 'infinity' THEN 'infinity' WHEN moment = '-infinity' THEN '-infinity'
                 ELSE to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') END
 $$;
+
+-- An input's mission and scene_id hold no control or invisible character, as its path holds none (the same list:
+-- input_path_has_no_control_or_invisible_characters). A data engineer's mission with a line break was printed by
+-- `hrwsi task show` as it came, and what followed read as a line of the command's own; a scene_id "X\u200b" (or a
+-- catalogue's Name "X.SAFE\x1b[2J") was a scene of its own, so that the same scene from a landing directory, X,
+-- was a second input (found by exploratory testing). One stored before is mended: a scene_id holding one is
+-- dropped (NULL: it matched no harvester's scene anyway, and the input keeps its path); a mission loses those
+-- characters (NULL if nothing is left). Both may be changed once a task is made from the input.
+UPDATE hrwsi.input SET scene_id = NULL
+WHERE scene_id ~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]';
+UPDATE hrwsi.input SET mission = nullif(btrim(regexp_replace(mission, '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]', '', 'g')), '')
+WHERE mission ~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]';
+ALTER TABLE hrwsi.input
+    ADD CONSTRAINT input_mission_has_no_control_or_invisible_characters
+        CHECK (mission !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'),
+    ADD CONSTRAINT input_scene_id_has_no_control_or_invisible_characters
+        CHECK (scene_id !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]');
