@@ -2186,6 +2186,13 @@ CREATE TABLE hrwsi.multi_input_requirement (
     CONSTRAINT multi_input_requirement_is_unique_per_condition_and_type
         PRIMARY KEY (processing_condition, product_type)
 );
+-- (Migration 0114; NOT VALID there, a row stored before left as it is, so here too) What the configuration file
+-- allows: 'SWS\n...' and 2147483647 were taken, and `hrwsi config show` wrote a file `hrwsi config load` refused.
+ALTER TABLE hrwsi.multi_input_requirement
+    ADD CONSTRAINT multi_input_requirement_product_type_is_a_name
+        CHECK (char_length(product_type) <= 200 AND product_type = btrim(product_type)
+               AND product_type !~ '[[:cntrl:]\u0080-\u009f]') NOT VALID,
+    ADD CONSTRAINT multi_input_requirement_min_count_is_at_most_10000 CHECK (min_count <= 10000) NOT VALID;
 
 -- The members a multi-input input was made from: what its routine reads.
 CREATE TABLE hrwsi.multi_input_member (
