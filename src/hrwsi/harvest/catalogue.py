@@ -611,6 +611,11 @@ def product_to_candidate(product: Any, *, path_field: str = "S3Path") -> InputCa
     scene_id = scene_id_of(name)
     if not scene_id.strip():
         raise ProductUnusable("its Name has no scene in it", _shown(name))
+    if len(scene_id.encode()) > input_checks.MAX_SCENE_ID_BYTES:
+        # (the database refuses it, input_scene_id_is_at_most_500_bytes: its page's statement failed, and the run,
+        # on the same window run after run, so that the source registered nothing more; found by exploratory testing)
+        raise ProductUnusable(f"its Name's scene is longer than {input_checks.MAX_SCENE_ID_BYTES} bytes, the most a "
+                              "scene id holds", _shown(name))
     tile, mission = tile_and_mission(name)
     product_id = product.get("Id")
     return InputCandidate(path=path, scene_id=scene_id, tile=tile, mission=mission, measured_at=measured_at,

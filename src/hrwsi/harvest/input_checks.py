@@ -13,6 +13,7 @@ import re
 # around it, no `..` segment, absolute (only a multi-input group, which no harvest source makes, may
 # be relative). INVISIBLE is that constraint's list beyond [[:cntrl:]], character for character.
 MAX_PATH_BYTES = 2000
+MAX_SCENE_ID_BYTES = 500  # (input_scene_id_is_at_most_500_bytes)
 # And the characters that look like a space or nothing though they are not the ASCII space (migration
 # 0083): the no-break space U+00A0 and Unicode's other spaces, and the Hangul fillers.
 INVISIBLE = ("\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000"

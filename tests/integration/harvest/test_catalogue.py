@@ -1410,3 +1410,19 @@ async def test_a_product_whose_name_holds_a_control_or_invisible_character_is_sk
     assert routine.execute("SELECT input_path FROM hrwsi.input").fetchall() == [(product(3)["S3Path"],)]
     assert all("its Name holds a control or invisible character" in said for said in run.report.skip_examples)
     assert "\\x1b[2J" in run.report.skip_examples[0] and "\x1b" not in run.report.skip_examples[0]
+
+
+async def test_a_product_whose_name_is_longer_than_a_scene_id_holds_is_skipped_and_the_rest_is_registered(
+        routine, fake, pool, harvest_options):
+    """A Name whose scene is over 500 bytes (its path clean) was refused by the database (input_scene_id_is_at_most_
+    500_bytes) with its whole page: the run failed, on the same window run after run, and the source registered
+    nothing more (found by exploratory testing). Skipped with its reason."""
+    long_name = product(1)
+    long_name["Name"] = long_name["Name"].replace(".SAFE", "_" + "X" * 600 + ".SAFE")
+    fake.products = [long_name, product(2)]
+    catalogue_source(routine, fake, config={"top": 20})
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert run.ok, run.error
+    assert (run.report.products, run.report.skipped, run.report.inputs) == (2, 1, 1)
+    assert routine.execute("SELECT input_path FROM hrwsi.input").fetchall() == [(product(2)["S3Path"],)]
+    assert "its Name's scene is longer than 500 bytes" in run.report.skip_examples[0]
