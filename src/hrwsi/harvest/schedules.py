@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from hrwsi.terminal import shown
 
@@ -38,6 +38,14 @@ class Schedule:
             raise InvalidSchedule(f"interval {self.interval} must be at least 1")
         if self.cron is not None and not croniter.is_valid(self.cron):
             raise InvalidSchedule(f"{shown(self.cron)} is not a valid cron expression")
+        if self.cron is not None:
+            # (one that never comes, "0 0 31 2 *" (February 31), is valid to croniter, whose search for its next time
+            # then fails: the run's end raised it, so that the run's failure was recorded nowhere and the source stayed
+            # claimed, `hrwsi sources` saying no error; found by exploratory testing)
+            try:
+                croniter(self.cron, _EPOCH).get_next(datetime)
+            except CroniterError:
+                raise InvalidSchedule(f"{shown(self.cron)} never comes (no day or time matches all its fields)") from None
 
     def describe(self) -> str:
         """The schedule in words, for `hrwsi sources`."""

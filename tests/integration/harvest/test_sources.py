@@ -118,6 +118,25 @@ async def test_an_absurd_scan_interval_or_settle_time_sets_the_source_aside_nami
     assert runs["absurd"].ok, "a week is taken"
 
 
+
+async def test_a_cron_expression_that_never_comes_sets_its_source_aside_saying_so_and_the_others_go_on(
+        routine, tmp_path, pool, harvest_options):
+    """'0 0 31 2 *' (February 31) passed the database's check and croniter's: the source's scan ran, then reckoning
+    its next run raised CroniterBadDateError outside the run's handling, so that its failure was recorded nowhere, it
+    stayed claimed until its claim lapsed (and then again), and `hrwsi sources` said no error (found by exploratory
+    testing). Set aside as an invalid schedule is: its reason recorded, tried again in an hour."""
+    drop(landing_source(routine, tmp_path, "never", cron="0 0 31 2 *"))
+    drop(landing_source(routine, tmp_path, "good"), tile="32TLR")
+    [shown] = [s for s in sources.list_sources(routine) if s["name"] == "never"]
+    assert shown["schedule"].startswith("invalid: '0 0 31 2 *' never comes")
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert not runs["never"].ok and "InvalidSchedule: '0 0 31 2 *' never comes" in runs["never"].error
+    assert runs["good"].ok and runs["good"].report.inputs == 1, "the others go on"
+    _, next_run, error, _ = source_row(routine, "never")
+    assert "never comes" in error and next_run > NOW + timedelta(minutes=59)
+    assert routine.execute("SELECT claimed_by FROM hrwsi.harvest_source WHERE name = 'never'").fetchone() == (None,)
+    assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1, "nothing taken from it"
+
 async def test_a_failing_source_records_its_error_and_the_others_go_on(routine, tmp_path, pool, harvest_options):
     broken = landing_source(routine, tmp_path, "broken")
     broken.rmdir()

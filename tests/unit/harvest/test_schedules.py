@@ -63,6 +63,8 @@ def test_frequency_runs_are_aligned_after_and_at_most_one_period_away(frequency,
     ({"frequency": "monthly"}, "not one of hourly, daily, weekly"), ({"frequency": "daily", "interval": 0},
                                                                      "at least 1"),
     ({"cron": "every day"}, "not a valid cron"),
+    # (February 31 is valid to croniter, which then finds no next time: the run's failure was recorded nowhere)
+    ({"cron": "0 0 31 2 *"}, "'0 0 31 2 \\*' never comes"), ({"cron": "0 0 30 2 *"}, "never comes"),
 ])
 def test_invalid_schedules_say_what_is_wrong(kwargs, message):
     with pytest.raises(InvalidSchedule, match=message):
