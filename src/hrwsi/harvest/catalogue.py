@@ -1103,6 +1103,32 @@ def refuse_absurd_retry_settings(config: dict) -> None:
                                    "(the source is set aside until then)")
 
 
+# The catalogue's text settings, and what each must be. area_wkt stands in the query's filter as it is, inside a
+# geography literal: a quote in it ended the literal, and what followed was the filter's own ("...') or (Name eq 'x"
+# asked for every product so named, past the window and the collection); a JSON object stood there as Python wrote
+# it. A product_type or path_field that was no text ended each run in AttributeError or TypeError, after `hrwsi
+# sources` had said nothing of it (found by exploratory testing).
+_WKT = re.compile(r"[A-Za-z ]+\([0-9eE.+\- ,()]*\)", re.ASCII)
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+TEXT_SETTINGS = {
+    "product_type": (lambda value: bool(value.strip()) and input_checks.REFUSED_CHARACTER.search(value) is None,
+                     "a product type (text without control characters)"),
+    "area_wkt": (lambda value: _WKT.fullmatch(value) is not None,
+                 "a WKT geometry in WGS84, POLYGON((lon lat, ...)): letters, then numbers, spaces, commas and "
+                 "parentheses"),
+    "path_field": (lambda value: _FIELD_NAME.fullmatch(value) is not None, "a product's field name, like S3Path"),
+}
+
+
+def refuse_unreadable_text_settings(config: dict) -> None:
+    """Raise ConfigUnreadable naming config.product_type, area_wkt or path_field when it is not the text it must be
+    (TEXT_SETTINGS)."""
+    for key, (fits, what) in TEXT_SETTINGS.items():
+        if key in config and not (isinstance(config[key], str) and fits(config[key])):
+            raise ConfigUnreadable(f"config.{key} = {_shown(config[key])} is not {what}: correct it (the source is set "
+                                   "aside until then)")
+
+
 def _client_options(config: dict) -> RetryPolicy:  # (its bounds checked first: refuse_absurd_retry_settings)
     return RetryPolicy(attempts=int(config.get("max_attempts", 5)), base_delay_s=float(config.get("retry_base_s", 1.0)),
                        max_delay_s=float(config.get("retry_max_s", 60.0)), timeout_s=float(config.get("timeout_s", 60.0)))
@@ -1135,6 +1161,7 @@ async def harvest_catalogue_source(pool: asyncpg.Pool, row: Any, *, now: datetim
     logged in one line. A run asks `max_pages_per_run` pages at most (MAX_PAGES_PER_RUN)."""
     name, config = row["name"], _config(row)
     refuse_absurd_retry_settings(config)  # (before anything is asked, whatever retry policy is given)
+    refuse_unreadable_text_settings(config)
     report = CatalogueHarvestReport(name)
     base = dict(collection=config["collection"], product_type=config.get("product_type"),
                 tiles=tuple(config.get("tiles") or ()), area_wkt=config.get("area_wkt"),

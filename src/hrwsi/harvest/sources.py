@@ -221,6 +221,7 @@ def config_problem(row: Any) -> str | None:
             refuse_absurd_durations(config)
         elif row["kind"] == "catalogue":
             catalogue.refuse_absurd_retry_settings(config)
+            catalogue.refuse_unreadable_text_settings(config)
     except (ConfigUnreadable, UnknownConfigKeys) as error:
         return f"{type(error).__name__}: {error}"
     return None

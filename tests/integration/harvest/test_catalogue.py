@@ -1426,3 +1426,30 @@ async def test_a_product_whose_name_is_longer_than_a_scene_id_holds_is_skipped_a
     assert (run.report.products, run.report.skipped, run.report.inputs) == (2, 1, 1)
     assert routine.execute("SELECT input_path FROM hrwsi.input").fetchall() == [(product(2)["S3Path"],)]
     assert "its Name's scene is longer than 500 bytes" in run.report.skip_examples[0]
+
+
+@pytest.mark.parametrize("key, value", [("area_wkt", "POLYGON((10 46,11 46,11 47,10 46))') or (Name eq 'x"),
+                                        ("area_wkt", {"type": "Polygon"}), ("product_type", 5), ("product_type", " "),
+                                        ("path_field", ["S3Path"]), ("path_field", "S3Path eq 'x'")])
+async def test_a_catalogues_text_setting_that_is_not_the_text_it_must_be_sets_the_source_aside_before_anything_is_asked(
+        routine, fake, pool, harvest_options, key, value):
+    """area_wkt stood in the query's filter as it was: a quote ended its geography literal, and "...') or (Name eq 'x"
+    asked for every product so named, past the window and the collection; a JSON object stood there as Python wrote
+    it. A product_type or path_field that was no text ended each run in AttributeError or TypeError, `hrwsi sources`
+    saying nothing before (found by exploratory testing). Set aside, naming the key, before anything is asked."""
+    fake.products = [product(0)]
+    catalogue_source(routine, fake)
+    routine.execute(f"UPDATE hrwsi.harvest_source SET config = jsonb_set(config, '{{{key}}}', %s::jsonb)",
+                    (json.dumps(value),))
+    reason = f"ConfigUnreadable: config.{key} = "
+    [shown] = sources.list_sources(routine)  # (`hrwsi sources`: said at once, before any harvester ran it)
+    assert shown["last_error"].startswith(reason) and "correct it" in shown["last_error"], shown
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW)
+    assert not run.ok and run.error.startswith(reason), run.error
+    assert fake.requests == [], "nothing asked of the catalogue"
+    good = {"area_wkt": "MULTIPOLYGON(((10 46, 11.5 46, 11 47.25, 10 46)))", "product_type": "S2MSI2A",
+            "path_field": "S3Path"}[key]
+    routine.execute(f"UPDATE hrwsi.harvest_source SET config = jsonb_set(config, '{{{key}}}', %s::jsonb), "
+                    "next_run_at = %s", (json.dumps(good), NOW))
+    [run] = await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))
+    assert run.ok, run.error
