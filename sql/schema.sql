@@ -2027,12 +2027,17 @@ CREATE TABLE hrwsi.harvest_source (
 ALTER TABLE hrwsi.harvest_source
     ADD CONSTRAINT harvest_source_backfill_dates_are_finite
         CHECK (isfinite(backfill_from) AND isfinite(backfill_to)) NOT VALID;
--- (Migration 0114) Finite times, which a data engineer writes: one source's next_run_at of '-infinity' made `hrwsi
--- status` and `hrwsi sources` fail (psycopg reads no infinite timestamp); and windows and a period a harvester can
--- reckon with (2147483647 hours: its next run could not be reckoned, and its failure was recorded nowhere).
+-- (Migration 0114) Times and back-fill dates between 1950 and 9000, which a data engineer writes: one source's
+-- next_run_at of '-infinity' or backfill_to of 12000-01-01 made `hrwsi status` and `hrwsi sources` fail (psycopg reads
+-- years 1 to 9999 alone), and the harvester's round; and windows and a period a harvester can reckon with
+-- (2147483647 hours: its next run could not be reckoned, and its failure was recorded nowhere).
 ALTER TABLE hrwsi.harvest_source
-    ADD CONSTRAINT harvest_source_next_run_at_is_finite CHECK (isfinite(next_run_at)),
-    ADD CONSTRAINT harvest_source_last_success_at_is_finite CHECK (isfinite(last_success_at)),
+    ADD CONSTRAINT harvest_source_next_run_at_is_between_1950_and_9000
+        CHECK (next_run_at >= timestamptz '1950-01-01 00:00Z' AND next_run_at < timestamptz '9000-01-01 00:00Z'),
+    ADD CONSTRAINT harvest_source_last_success_at_is_between_1950_and_9000
+        CHECK (last_success_at >= timestamptz '1950-01-01 00:00Z' AND last_success_at < timestamptz '9000-01-01 00:00Z'),
+    ADD CONSTRAINT harvest_source_backfill_dates_are_between_1950_and_9000
+        CHECK (backfill_from >= date '1950-01-01' AND backfill_to < date '9000-01-01'),
     ADD CONSTRAINT harvest_source_overlap_is_at_most_36525_days CHECK (overlap <= interval '36525 days'),
     ADD CONSTRAINT harvest_source_first_lookback_is_at_most_36525_days CHECK (first_lookback <= interval '36525 days'),
     -- (in hours: 36,525 days are 876,600; an interval's product overflowed for weekly ones)

@@ -1,28 +1,40 @@
--- hrwsi schema, version 114: a harvest source's next_run_at and last_success_at are finite, its overlap and first_lookback at most 36,525 days (100 years) and its period under that; an input's mission and scene_id hold no control or invisible character; a multi-input requirement is what the configuration file allows; the database's sentences say an infinite time as such.
+-- hrwsi schema, version 114: a harvest source's times and back-fill dates lie between 1950 and 9000, its overlap and first_lookback at most 36,525 days (100 years) and its period under that; an input's mission and scene_id hold no control or invisible character; a multi-input requirement is what the configuration file allows; the database's sentences say an infinite time as such.
 --
--- A data engineer writes these columns (GRANT INSERT, UPDATE on them). An infinite time was taken, and then every
--- reading of the sources failed: one source with next_run_at '-infinity' ("due since ever") made `hrwsi status` and
--- `hrwsi sources` end in "database error: timestamp too small (before year 1): '-infinity'" (psycopg reads no
--- infinite timestamp), whatever else was wrong. An overlap or first_lookback of '5000000 years' passed its check
--- (not negative, positive) and the harvester could not read it (Python's timedelta holds 999,999,999 days): its round
--- claimed that source with the others due (ordered by name) and ran none of them, nothing recorded, round after round
--- (found by exploratory testing). They stop at 36,525 days, 100 years, as a condition's windows do (MAX_WINDOW_DAYS).
+-- A data engineer writes these columns (GRANT INSERT, UPDATE on them). An infinite time, or one past the year 9999 or
+-- before the year 1, was taken, and then every reading of the sources failed: one source with next_run_at
+-- '-infinity' ("due since ever") or backfill_to '12000-01-01' made `hrwsi status` and `hrwsi sources` end in
+-- "database error: timestamp too small (before year 1): '-infinity'" (psycopg reads years 1 to 9999 alone), whatever
+-- else was wrong, and such a back-fill date (or a last_success_at of year 12000) made the harvester's round fail as
+-- it claimed the sources due: it claimed them and ran none, nothing recorded, round after round. An overlap or
+-- first_lookback of '5000000 years' passed its check (not negative, positive) and the harvester could not read it
+-- (Python's timedelta holds 999,999,999 days), with the same end (found by exploratory testing). Times lie between
+-- 1950 (an input's times do: input_measured_at_is_after_1950) and 9000 (a next_run_at far ahead is no way to stop a
+-- source: active = false is); the windows stop at 36,525 days, 100 years, as a condition's do (MAX_WINDOW_DAYS).
 -- So does a schedule's period: hourly with a frequency_interval of 2147483647 (245,000 years) was taken, and its
 -- next run could not be reckoned ("date value out of range"): the run's failure was recorded nowhere, the source
 -- stayed claimed until its claim lapsed, and `hrwsi sources` said "every 2147483647th hour" and no error.
 --
--- What was stored before is mended by the upgrade, so that every reading works again: a next_run_at of -infinity
--- becomes NULL (never ran: due now, what it said); one of infinity ("never") becomes NULL with the source made
--- inactive, which is how a source is stopped, its last_error saying so; a last_success_at that is not finite becomes
--- NULL (the next run looks first_lookback back); an overlap or first_lookback beyond 36,525 days becomes 36,525 days,
--- and a period of 36,525 days or more the longest under it.
+-- What was stored before is mended by the upgrade, so that every reading works again: a next_run_at before 1950
+-- (-infinity) becomes NULL (never ran: due now, what it said); one from 9000 on (infinity: "never") becomes NULL
+-- with the source made inactive, which is how a source is stopped, its last_error saying so; a last_success_at out
+-- of range becomes NULL (the next run looks first_lookback back); back-fill dates out of range are brought within
+-- it (the cursor with them); an overlap or first_lookback beyond 36,525 days becomes 36,525 days, and a period of
+-- 36,525 days or more the longest under it.
 UPDATE hrwsi.harvest_source
 SET next_run_at = NULL, active = false,
-    last_error = 'next_run_at was infinity (never): the upgrade to schema 114 made the source inactive instead, '
-                 'which is how a source is stopped (UPDATE hrwsi.harvest_source SET active = true to run it again)'
-WHERE next_run_at = 'infinity';
-UPDATE hrwsi.harvest_source SET next_run_at = NULL WHERE next_run_at = '-infinity';
-UPDATE hrwsi.harvest_source SET last_success_at = NULL WHERE NOT isfinite(last_success_at);
+    last_error = 'next_run_at was ' || CASE WHEN isfinite(next_run_at) THEN 'in the year 9000 or later' ELSE 'infinity' END
+                 || ' (never): the upgrade to schema 114 made the source inactive instead, which is how a source is '
+                 'stopped (UPDATE hrwsi.harvest_source SET active = true to run it again)'
+WHERE next_run_at >= timestamptz '9000-01-01 00:00Z';
+UPDATE hrwsi.harvest_source SET next_run_at = NULL WHERE next_run_at < timestamptz '1950-01-01 00:00Z';
+UPDATE hrwsi.harvest_source SET last_success_at = NULL
+WHERE NOT last_success_at BETWEEN timestamptz '1950-01-01 00:00Z' AND timestamptz '9000-01-01 00:00Z';
+UPDATE hrwsi.harvest_source
+SET backfill_from = least(greatest(backfill_from, date '1950-01-01'), date '8999-12-31'),
+    backfill_to = least(greatest(backfill_to, date '1950-01-01'), date '8999-12-31'),
+    backfill_cursor = least(greatest(backfill_cursor, least(greatest(backfill_from, date '1950-01-01'), date '8999-12-31')),
+                            least(greatest(backfill_to, date '1950-01-01'), date '8999-12-31') + 1)
+WHERE backfill_from < date '1950-01-01' OR backfill_to >= date '9000-01-01';
 UPDATE hrwsi.harvest_source SET overlap = interval '36525 days' WHERE overlap > interval '36525 days';
 UPDATE hrwsi.harvest_source SET first_lookback = interval '36525 days' WHERE first_lookback > interval '36525 days';
 UPDATE hrwsi.harvest_source
@@ -30,8 +42,12 @@ SET frequency_interval = 876599 / CASE frequency WHEN 'hourly' THEN 1 WHEN 'dail
 WHERE frequency_interval::bigint * CASE frequency WHEN 'hourly' THEN 1 WHEN 'daily' THEN 24 WHEN 'weekly' THEN 168
                                                   ELSE 0 END >= 876600;
 ALTER TABLE hrwsi.harvest_source
-    ADD CONSTRAINT harvest_source_next_run_at_is_finite CHECK (isfinite(next_run_at)),
-    ADD CONSTRAINT harvest_source_last_success_at_is_finite CHECK (isfinite(last_success_at)),
+    ADD CONSTRAINT harvest_source_next_run_at_is_between_1950_and_9000
+        CHECK (next_run_at >= timestamptz '1950-01-01 00:00Z' AND next_run_at < timestamptz '9000-01-01 00:00Z'),
+    ADD CONSTRAINT harvest_source_last_success_at_is_between_1950_and_9000
+        CHECK (last_success_at >= timestamptz '1950-01-01 00:00Z' AND last_success_at < timestamptz '9000-01-01 00:00Z'),
+    ADD CONSTRAINT harvest_source_backfill_dates_are_between_1950_and_9000
+        CHECK (backfill_from >= date '1950-01-01' AND backfill_to < date '9000-01-01'),
     ADD CONSTRAINT harvest_source_overlap_is_at_most_36525_days CHECK (overlap <= interval '36525 days'),
     ADD CONSTRAINT harvest_source_first_lookback_is_at_most_36525_days CHECK (first_lookback <= interval '36525 days'),
     -- (in hours: 36,525 days are 876,600; an interval's product overflowed for weekly ones)

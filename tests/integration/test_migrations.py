@@ -518,11 +518,12 @@ def test_a_routine_stored_with_less_ram_than_nomads_least_memory_is_given_it_by_
 
 def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_mended_by_the_upgrade_and_refused_after(
         empty_database_url, monkeypatch):
-    """A data engineer writes a harvest source's next_run_at, last_success_at, overlap, first_lookback and schedule.
-    next_run_at '-infinity' made `hrwsi status` and `hrwsi sources` fail on every call (psycopg reads no infinite
-    time); an overlap of '5000000 years' made the harvester's round run none of the sources it claimed with it; an
-    hourly frequency_interval of 2147483647 made a run whose failure was recorded nowhere (found by exploratory
-    testing). The upgrade (migration 0114) mends such rows, and the database refuses them from then on."""
+    """A data engineer writes a harvest source's next_run_at, last_success_at, back-fill dates, overlap, first_lookback
+    and schedule. next_run_at '-infinity' or backfill_to 12000-01-01 made `hrwsi status` and `hrwsi sources` fail on
+    every call (psycopg reads years 1 to 9999 alone), and such a back-fill date the harvester's round; an overlap of
+    '5000000 years' made the harvester's round run none of the sources it claimed with it; an hourly frequency_interval
+    of 2147483647 made a run whose failure was recorded nowhere (found by exploratory testing). The upgrade (migration
+    0114) mends such rows, and the database refuses them from then on."""
     from hrwsi.harvest import sources
 
     shipped = migration_files()
@@ -532,12 +533,17 @@ def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_
         landing = '{"directory": "/data/landing/%s", "work_directory": "/data/work/%s"}'
         for name, column, value in [("due", "next_run_at", "-infinity"), ("never", "next_run_at", "infinity"),
                                     ("succeeded", "last_success_at", "infinity"), ("overlap", "overlap", "5000000 years"),
-                                    ("lookback", "first_lookback", "36526 days"), ("ok", "overlap", "2 hours")]:
+                                    ("lookback", "first_lookback", "36526 days"), ("ok", "overlap", "2 hours"),
+                                    ("later", "next_run_at", "12000-01-01T00:00Z")]:
             conn.execute(f"INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, {column}) "
                          "VALUES (%s, 'landing_directory', 'L1C', %s, %s)", (name, landing % (name, name), value))
         conn.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency, frequency_interval) "
                      "VALUES ('ages', 'landing_directory', 'L1C', %s, 'weekly', 2147483647)", (landing % ("a", "a"),))
-        with pytest.raises(psycopg.DataError, match="infinity"):
+        conn.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, frequency, mode, backfill_from, "
+                     "backfill_to, backfill_cursor) VALUES ('back', 'catalogue', 'L1C', "
+                     "'{\"url\": \"https://c.example\", \"collection\": \"S2\"}', 'daily', 'backfill', '0001-01-01 BC', "
+                     "'12000-01-01', '11000-01-01')")
+        with pytest.raises(psycopg.DataError, match="before year 1|after year 10K"):
             sources.list_sources(conn)
         conn.rollback()
         monkeypatch.setattr(migrations, "migrations", lambda: shipped)
@@ -551,11 +557,21 @@ def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_
         assert stored == {"due": "(,01:00:00,\"1 day\",1)", "never": "(,01:00:00,\"1 day\",1)",
                           "succeeded": "(,01:00:00,\"1 day\",1)", "overlap": "(,\"36525 days\",\"1 day\",1)",
                           "lookback": "(,01:00:00,\"36525 days\",1)", "ok": "(,02:00:00,\"1 day\",1)",
-                          "ages": "(,01:00:00,\"1 day\",5217)"}, stored
+                          "ages": "(,01:00:00,\"1 day\",5217)", "later": "(,01:00:00,\"1 day\",1)",
+                          "back": "(,01:00:00,\"1 day\",1)"}, stored
         assert listed["ages"]["schedule"] == "every 5217th week (Mondays at 00:00 UTC)"
+        assert (listed["later"]["next_run_at"], listed["later"]["active"]) == (None, False)
+        assert "next_run_at was in the year 9000 or later (never)" in listed["later"]["last_error"]
+        assert listed["back"]["mode"] == "backfill 1950-01-01 to 8999-12-31 (complete)"
         conn.commit()
-        for column, value, constraint in [("next_run_at", "-infinity", "harvest_source_next_run_at_is_finite"),
-                                          ("last_success_at", "infinity", "harvest_source_last_success_at_is_finite"),
+        for column, value, constraint in [("next_run_at", "-infinity",
+                                           "harvest_source_next_run_at_is_between_1950_and_9000"),
+                                          ("next_run_at", "9000-01-01T00:00Z",
+                                           "harvest_source_next_run_at_is_between_1950_and_9000"),
+                                          ("last_success_at", "infinity",
+                                           "harvest_source_last_success_at_is_between_1950_and_9000"),
+                                          ("backfill_to", "12000-01-01",
+                                           "harvest_source_backfill_dates_are_between_1950_and_9000"),
                                           ("overlap", "36526 days", "harvest_source_overlap_is_at_most_36525_days"),
                                           ("first_lookback", "5000000 years",
                                            "harvest_source_first_lookback_is_at_most_36525_days"),
