@@ -316,7 +316,18 @@ class SourceRunner:
         self._tokens.clear()
 
     async def _run(self, row: asyncpg.Record, now: datetime) -> SourceRun:
-        run = await _run_one(self.pool, row, now, self.options, self.lease_held)
+        try:
+            run = await _run_one(self.pool, row, now, self.options, self.lease_held)
+        except Exception as error:  # noqa: BLE001 - one source's failure must not stop the others, nor go unsaid
+            # A failure outside the run's own handling (reckoning the time of its next try, say: a cron expression
+            # that never comes raised there): its task ended with it, nothing was recorded, the source stayed
+            # claimed until its claim lapsed and `hrwsi sources` said no error (found by exploratory testing).
+            message = f"{type(error).__name__}: {str(error) or 'no detail given'}"
+            logger.error("source %s (%s) failed outside its run's handling: %s; recorded as its last error, next try "
+                         "in an hour", row["name"], row["kind"], message, exc_info=True,
+                         extra=task_fields(source=row["name"], failure=message))
+            run = SourceRun(row["name"], row["kind"], False, _finished(now, time.monotonic()) + timedelta(hours=1),
+                            error=message)
         counts_as_success = run.ok and SOURCE_KINDS[row["kind"]].run_is_success
         try:
             async with self.pool.acquire() as conn:

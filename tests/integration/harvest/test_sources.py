@@ -137,6 +137,29 @@ async def test_a_cron_expression_that_never_comes_sets_its_source_aside_saying_s
     assert routine.execute("SELECT claimed_by FROM hrwsi.harvest_source WHERE name = 'never'").fetchone() == (None,)
     assert routine.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 1, "nothing taken from it"
 
+
+async def test_a_failure_outside_a_runs_own_handling_is_recorded_and_the_others_go_on(
+        routine, tmp_path, pool, harvest_options, monkeypatch):
+    """A failure nobody foresaw where the run reckons its next try (as a cron expression that never comes raised
+    there) ended its task: nothing was recorded, the source stayed claimed until its claim lapsed, `hrwsi sources`
+    said no error, and the round that waited for it ended in the exception (found by exploratory testing). It is
+    recorded as the source's last error, its claim let go, tried again in an hour; the others go on."""
+    def next_run(schedule, after):
+        if schedule.frequency == "weekly":
+            raise RuntimeError("boom")
+        return real_next_run(schedule, after)
+
+    real_next_run = sources.schedules.next_run
+    monkeypatch.setattr(sources.schedules, "next_run", next_run)
+    landing_source(routine, tmp_path, "odd", frequency="weekly")
+    drop(landing_source(routine, tmp_path, "good"), tile="32TLR")
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert not runs["odd"].ok and runs["odd"].error == "RuntimeError: boom"
+    assert runs["good"].ok and runs["good"].report.inputs == 1, "the others go on"
+    _, next_run_at, error, _ = source_row(routine, "odd")
+    assert error == "RuntimeError: boom" and next_run_at > NOW + timedelta(minutes=59)
+    assert routine.execute("SELECT claimed_by FROM hrwsi.harvest_source WHERE name = 'odd'").fetchone() == (None,)
+
 async def test_a_failing_source_records_its_error_and_the_others_go_on(routine, tmp_path, pool, harvest_options):
     broken = landing_source(routine, tmp_path, "broken")
     broken.rmdir()
