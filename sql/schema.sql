@@ -255,7 +255,7 @@ CREATE TABLE hrwsi.input (
         -- there, and was charged to the routine; migration 0066)
         CONSTRAINT input_path_has_no_dollar_brace CHECK (strpos(input_path, '${') = 0),
     tile                 text CONSTRAINT input_tile_is_an_mgrs_code_like_32tpr CHECK (tile ~ '^[0-9]{2}[A-Z]{3}$'),
-    -- Mission and scene_id hold no control or invisible character either (migration 0114): a mission's line break
+    -- Mission and scene_id hold no control or invisible character either (migration 0115): a mission's line break
     -- began a line of `hrwsi task show`'s own, and a scene_id "X\u200b" was a scene of its own.
     mission              text CONSTRAINT input_mission_is_not_empty CHECK (btrim(mission) <> '')
         CONSTRAINT input_mission_is_at_most_100_bytes CHECK (octet_length(mission) <= 100)
@@ -1477,7 +1477,7 @@ CREATE UNIQUE INDEX alert_deadline_is_raised_once_per_task ON hrwsi.alert (task_
 -- server whose zone followed the shell's TZ wrote alert texts in +01, and PostgreSQL's own format,
 -- "2026-12-05 23:18:42.74337+00"); and a lateness people read ("8 min 41 s", where 17 ms read
 -- "00:00:00 late"). Migration 0059, found by exploratory testing.
--- An infinite time is said as such (migration 0114: it was NULL, "published_at <NULL>").
+-- An infinite time is said as such (migration 0115: it was NULL, "published_at <NULL>").
 CREATE FUNCTION hrwsi.utc_text(moment timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
     SELECT CASE WHEN moment = 'infinity' THEN 'infinity' WHEN moment = '-infinity' THEN '-infinity'
@@ -1939,7 +1939,7 @@ CREATE TABLE hrwsi.harvest_source (
         CONSTRAINT harvest_source_mode_is_near_real_time_or_backfill CHECK (mode IN ('near_real_time', 'backfill')),
     -- Near real time: each run asks for (last successful harvest - overlap, now]; the first run
     -- looks first_lookback back.
-    -- Both at most 36,525 days (migration 0114), as a condition's windows (MAX_WINDOW_DAYS): '5000000 years'
+    -- Both at most 36,525 days (migration 0115), as a condition's windows (MAX_WINDOW_DAYS): '5000000 years'
     -- passed, and the harvester could not read it (a timedelta holds 999,999,999 days), so that its round ran none
     -- of the sources it claimed.
     overlap            interval NOT NULL DEFAULT interval '1 hour'
@@ -2027,7 +2027,7 @@ CREATE TABLE hrwsi.harvest_source (
 ALTER TABLE hrwsi.harvest_source
     ADD CONSTRAINT harvest_source_backfill_dates_are_finite
         CHECK (isfinite(backfill_from) AND isfinite(backfill_to)) NOT VALID;
--- (Migration 0114) Times and back-fill dates between 1950 and 9000, which a data engineer writes: one source's
+-- (Migration 0115) Times and back-fill dates between 1950 and 9000, which a data engineer writes: one source's
 -- next_run_at of '-infinity' or backfill_to of 12000-01-01 made `hrwsi status` and `hrwsi sources` fail (psycopg reads
 -- years 1 to 9999 alone), and the harvester's round; and windows and a period a harvester can reckon with
 -- (2147483647 hours: its next run could not be reckoned, and its failure was recorded nowhere).
@@ -2191,7 +2191,7 @@ CREATE TABLE hrwsi.multi_input_requirement (
     CONSTRAINT multi_input_requirement_is_unique_per_condition_and_type
         PRIMARY KEY (processing_condition, product_type)
 );
--- (Migration 0114; NOT VALID there, a row stored before left as it is, so here too) What the configuration file
+-- (Migration 0115; NOT VALID there, a row stored before left as it is, so here too) What the configuration file
 -- allows: 'SWS\n...' and 2147483647 were taken, and `hrwsi config show` wrote a file `hrwsi config load` refused.
 ALTER TABLE hrwsi.multi_input_requirement
     ADD CONSTRAINT multi_input_requirement_product_type_is_a_name

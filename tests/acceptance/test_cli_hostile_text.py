@@ -18,7 +18,7 @@ def hostile(db):
     document = single_routine_configuration(["true"])
     document["condition"][0]["name"] = "in"
     load(db, document)
-    # (the escape sequence in the task's reason: the database refuses one in a mission since migration 0114)
+    # (the escape sequence in the task's reason: the database refuses one in a mission since migration 0115)
     db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, mission) VALUES ('in', %s, %s)",
                (MARKUP_PATH, "S2A[/x]"))
     task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]

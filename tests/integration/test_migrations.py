@@ -523,7 +523,7 @@ def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_
     every call (psycopg reads years 1 to 9999 alone), and such a back-fill date the harvester's round; an overlap of
     '5000000 years' made the harvester's round run none of the sources it claimed with it; an hourly frequency_interval
     of 2147483647 made a run whose failure was recorded nowhere (found by exploratory testing). The upgrade (migration
-    0114) mends such rows, and the database refuses them from then on."""
+    0115) mends such rows, and the database refuses them from then on."""
     from hrwsi.harvest import sources
 
     shipped = migration_files()
@@ -547,7 +547,7 @@ def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_
             sources.list_sources(conn)
         conn.rollback()
         monkeypatch.setattr(migrations, "migrations", lambda: shipped)
-        assert any(m.startswith("0114_") for m in migrations.migrate(conn))
+        assert any(m.startswith("0115_") for m in migrations.migrate(conn))
         listed = {s["name"]: s for s in sources.list_sources(conn)}  # (what `hrwsi status` and `sources` read)
         assert (listed["due"]["next_run_at"], listed["due"]["active"]) == (None, True), "due now, as it said"
         assert (listed["never"]["next_run_at"], listed["never"]["active"]) == (None, False)
@@ -583,7 +583,7 @@ def test_a_source_stored_with_an_infinite_time_or_a_window_or_period_of_ages_is_
 
 def test_an_inputs_mission_or_scene_id_stored_with_a_control_or_invisible_character_is_mended_by_the_upgrade(
         empty_database_url, monkeypatch):
-    """Migration 0114 refuses a control or invisible character in an input's mission and scene_id, as in its path: a
+    """Migration 0115 refuses a control or invisible character in an input's mission and scene_id, as in its path: a
     mission's line break began a line of `hrwsi task show`'s own, and a scene_id "X\\u200b" was a scene of its own.
     One stored before keeps its input and task: its mission loses those characters, its scene_id (which matched no
     harvester's scene) is dropped, and the upgrade does not stop on it."""
@@ -599,7 +599,7 @@ def test_an_inputs_mission_or_scene_id_stored_with_a_control_or_invisible_charac
                      "('l1c', '/a', '32TLR', %s, %s), ('l1c', '/b', '32TLR', %s, 'B'), ('l1c', '/c', '32TLR', 'S2A', 'C')",
                      ("S2A\n\x1b[2J", "A\u200b", "\u202e"))
         monkeypatch.setattr(migrations, "migrations", lambda: shipped)
-        assert any(m.startswith("0114_") for m in migrations.migrate(conn))
+        assert any(m.startswith("0115_") for m in migrations.migrate(conn))
         stored = conn.execute("SELECT input_path, mission, scene_id FROM hrwsi.input ORDER BY input_path").fetchall()
         assert stored == [("/a", "S2A[2J", None), ("/b", None, "B"), ("/c", "S2A", "C")], stored
         assert conn.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 3

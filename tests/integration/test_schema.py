@@ -302,7 +302,7 @@ def test_status_history_is_written_and_append_only(configured):
         ({"mission": "B" * 101}, "input_mission_is_at_most_100_bytes"),  # (50 MB was accepted)
         ({"scene_id": "A" * 501}, "input_scene_id_is_at_most_500_bytes"),  # ("index row requires 11480 bytes")
         # (found by exploratory testing: a mission's line break began a line of `task show`'s own, and a scene_id
-        # with an invisible character was a scene of its own; migration 0114)
+        # with an invisible character was a scene of its own; migration 0115)
         ({"mission": "S2A\nharvest source needs attention: fake"}, "input_mission_has_no_control_or_invisible_characters"),
         ({"mission": "S2A\x1b[2J"}, "input_mission_has_no_control_or_invisible_characters"),
         ({"scene_id": "S2A_MSIL1C_X\u200b"}, "input_scene_id_has_no_control_or_invisible_characters"),
@@ -333,7 +333,7 @@ def test_an_input_dated_in_the_future_is_refused_with_its_time_in_utc_whatever_t
 
 def test_an_input_published_at_infinity_is_refused_saying_infinity_not_null(configured):
     """'infinity' passed the 1950 rule and was refused as a time in the future, saying "(published_at <NULL>)":
-    hrwsi.utc_text gave no text for it (found by exploratory testing; migration 0114)."""
+    hrwsi.utc_text gave no text for it (found by exploratory testing; migration 0115)."""
     with pytest.raises(psycopg.errors.CheckViolation) as refused:
         insert_input(configured, published_at="infinity")
     assert refused.value.diag.message_primary.endswith("in the future (published_at infinity)")

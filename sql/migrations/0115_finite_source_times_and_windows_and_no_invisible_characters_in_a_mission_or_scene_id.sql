@@ -1,4 +1,4 @@
--- hrwsi schema, version 114: a harvest source's times and back-fill dates lie between 1950 and 9000, its overlap and first_lookback at most 36,525 days (100 years) and its period under that; an input's mission and scene_id hold no control or invisible character; a multi-input requirement is what the configuration file allows; the database's sentences say an infinite time as such.
+-- hrwsi schema, version 115: a harvest source's times and back-fill dates lie between 1950 and 9000, its overlap and first_lookback at most 36,525 days (100 years) and its period under that; an input's mission and scene_id hold no control or invisible character; a multi-input requirement is what the configuration file allows; the database's sentences say an infinite time as such.
 --
 -- A data engineer writes these columns (GRANT INSERT, UPDATE on them). An infinite time, or one past the year 9999 or
 -- before the year 1, was taken, and then every reading of the sources failed: one source with next_run_at
