@@ -1279,9 +1279,9 @@ async def test_of_two_attempts_waiting_in_nomad_for_room_the_urgent_ones_is_plac
     if not nomad.is_emulator:
         pytest.skip("on a real agent, evaluations unblocked together may be planned by parallel scheduler workers")
     config = nomad.config()
-    filler = nomad.spec("room-filler", "sleep 60", cpu=3.0)
-    urgent = dataclasses.replace(nomad.spec("room-urgent", "sleep 60", cpu=3.0), lane="nrt", priority=0)
-    backfill = dataclasses.replace(nomad.spec("room-backfill", "sleep 60", cpu=3.0), lane="archive", priority=1)
+    filler = nomad.spec("room-filler", sleeping(60), cpu=3.0)
+    urgent = dataclasses.replace(nomad.spec("room-urgent", sleeping(60), cpu=3.0), lane="nrt", priority=0)
+    backfill = dataclasses.replace(nomad.spec("room-backfill", sleeping(60), cpu=3.0), lane="archive", priority=1)
 
     async def allocations(spec) -> list[dict]:
         return (await nomad.ahttp("GET", f"/v1/job/{nomad.path_id(spec.job_id)}/allocations")).json() or []
