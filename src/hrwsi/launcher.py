@@ -49,7 +49,7 @@ from hrwsi.backends.base import (
 )
 from hrwsi.backoff import DATABASE_CAP_S, Backoff
 from hrwsi.database import DedicatedConnection
-from hrwsi.database_trouble import CONFLICTS
+from hrwsi.database_trouble import CONFLICTS, describe
 from hrwsi.harvest.input_checks import escaped
 from hrwsi.service import (
     LEASE_LAPSED_SQLSTATE,
@@ -650,7 +650,7 @@ class Launcher(Service):
             self._tell_read_only(refused)
         except TRANSIENT_DATABASE_ERRORS as unreachable:
             logger.warning("%s: its lease lapsed and the database could not be reached to take a new one (%s); the "
-                           "heartbeat tries again", self.kind, unreachable)
+                           "heartbeat tries again", self.kind, describe(unreachable))
 
     async def _recorded_already(self, job_id: int, spec: JobSpec, outcome: JobOutcome) -> bool:
         """The outcome was not taken: say why, from what the database has. True when it has this very
@@ -927,7 +927,7 @@ class Launcher(Service):
                 due_in = await conn.fetchval(query("retry_due_in"), tasks)
         except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS) as error:
             logger.warning("could not read when %d retried task(s) may start (%s); the backstop poll "
-                           "starts them", len(tasks), error)
+                           "starts them", len(tasks), describe(error))
             return
         if due_in is not None:
             asyncio.get_running_loop().call_later(due_in, self.wake, "dispatch")
@@ -983,7 +983,7 @@ class Launcher(Service):
             async with self._writing, self.pool.acquire() as conn:
                 await self._store_progress(conn, marks)
         except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS) as error:
-            logger.warning("could not record how %d job(s) progressed before stopping: %s", len(marks), error)
+            logger.warning("could not record how %d job(s) progressed before stopping: %s", len(marks), describe(error))
 
     async def _store_with_fallback(self, batch: list[_Finished], owner: str) -> dict:
         try:
@@ -1064,7 +1064,9 @@ class Launcher(Service):
                     return await work(conn)
             except TRANSIENT_DATABASE_ERRORS as error:
                 delay = backoff.next()
-                logger.warning("could not %s (%s); retrying in %.1f s", what, error, delay)
+                # (describe: a statement or connection that timed out, a server paused, has no text of its own,
+                # and the line said "could not record the outcome of 1 job(s) (); ...": found pausing the server)
+                logger.warning("could not %s (%s); retrying in %.1f s", what, describe(error), delay)
                 await backoff.sleep(delay)
             except asyncpg.ReadOnlySQLTransactionError as error:
                 self._tell_read_only(error)  # (one line for the service)

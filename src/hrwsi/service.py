@@ -1038,7 +1038,7 @@ class Service:
             except TRANSIENT_DATABASE_ERRORS as error:
                 delay = backoff.next()
                 logger.warning("%s: cannot register with the database (%s); it waits %.1f s and tries again",
-                               self.kind, error, delay)
+                               self.kind, describe(error), delay)
                 await backoff.sleep(delay)
             except asyncpg.ReadOnlySQLTransactionError as refused:
                 await self._await_writes(refused)
@@ -1063,7 +1063,7 @@ class Service:
             async with self.pool.acquire() as conn:
                 await conn.execute(query("unregister_instance"), [*self.earlier_ids, self.instance_id])
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.ReadOnlySQLTransactionError) as error:  # (a standby: the stop goes on)
-            logger.warning("%s: could not unregister (%s); its lease expires on its own", self.kind, error)
+            logger.warning("%s: could not unregister (%s); its lease expires on its own", self.kind, describe(error))
 
     def request_stop(self) -> None:
         self.stopping.set()

@@ -246,6 +246,31 @@ async def test_progress_a_lock_held_elsewhere_kept_from_being_written_is_written
     assert list(history(db).values()) == [["pending", "dispatched", "running", "processed"]]
 
 
+async def test_an_outcome_write_the_database_does_not_answer_in_time_says_so_and_is_recorded_once_it_answers(
+        db, database_url, settings, configure, monkeypatch, caplog):
+    # Found pausing the server (SIGSTOP) during a burst: the writer's line was "could not record the outcome of
+    # 1 job(s) (); retrying in 0.1 s", a client's timeout having no text of its own. Here the statement waits for
+    # a row a transaction left open holds, past the pool's client timeout (not the service's lock_timeout, 10 s).
+    from hrwsi import database
+
+    caplog.set_level("INFO", logger="hrwsi.launcher")
+    monkeypatch.setattr(database, "COMMAND_TIMEOUT_S", 0.5)
+    configure(single_routine_configuration(["true"], workers=1))
+    insert_inputs(db, 1)
+    backend = ReportingBackend(hold=True)
+    async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'")
+        with psycopg.connect(database_url) as dba:
+            dba.execute("SELECT * FROM hrwsi.job FOR UPDATE")
+            backend.release.set()
+            await wait_until_true(lambda: "could not record the outcome of 1 job(s)" in caplog.text)
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'processed'")
+    said = [r.getMessage() for r in caplog.records if "could not record the outcome of 1 job(s)" in r.getMessage()]
+    assert said[0].startswith("could not record the outcome of 1 job(s) (no answer within the client's timeout "
+                              "(TimeoutError"), said
+    assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 1
+
+
 class HoldingBackend(DryRunBackend):
     """Runs at most `limit` jobs at once; each is held until the test releases them; counts its
     submissions."""
