@@ -89,6 +89,9 @@ OUTAGE_LINES = {
     ("hrwsi.service", "%s: %s was refused a connection: %s; trying again %s"): 2,  # (max_connections reached)
     # (Nomad away: each call's retries, 0.2 s apart at first; told apart by the call, a job's registration say)
     ("hrwsi.backends.nomad.client", "could not %s (%s); retrying in %.1f s"): 1,
+    # (the launcher's outcome and progress writers, told apart by what they write: a server paused for 70 s
+    # had the outcome writer say it 6 times, every few seconds at its 10 s cap for as long as it lasts)
+    ("hrwsi.launcher", "could not %s (%s); retrying in %.1f s"): 1,
 }
 OUTAGE_LINE_EVERY_S = 30.0
 

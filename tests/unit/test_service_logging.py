@@ -158,3 +158,31 @@ def test_lines_an_outage_repeats_at_every_retry_are_said_once_every_30_s_with_ho
         assert "(said 14 more time(s) in the last 30 s)" in said[1]
     assert not any(line.startswith(("Traceback", "  File")) for line in lines)
     assert "(ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 5432))" in lines[0]
+
+
+def test_the_launchers_outcome_writer_retrying_while_the_database_is_away_is_said_once_every_30_s_per_write():
+    # Found pausing the server (SIGSTOP) for 70 s during a burst: "could not record the outcome of 2 job(s) (...);
+    # retrying in 0.7 s" was written at each of the writer's retries, where the steps and side tasks say it once
+    # every 30 s.
+    now = [0.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(OutageLines(clock=lambda: now[0]))
+    launcher = logging.getLogger("hrwsi.launcher")
+    launcher.addHandler(handler)
+    launcher.propagate = False
+    try:
+        for second in range(0, 61, 2):
+            now[0] = float(second)
+            for what in ("record the outcome of 2 job(s)", "record how 3 job(s) progressed"):
+                launcher.warning("could not %s (%s); retrying in %.1f s", what, "no answer within the client's timeout",
+                                 2.0)
+    finally:
+        launcher.removeHandler(handler)
+        launcher.propagate = True
+    lines = stream.getvalue().splitlines()
+    for what in ("could not record the outcome of 2 job(s)", "could not record how 3 job(s) progressed"):
+        said = [line for line in lines if what in line]
+        assert len(said) == 3, said  # at 0, 30 and 60 s
+        assert "(said 14 more time(s) in the last 30 s)" in said[1]
