@@ -265,6 +265,10 @@ class Launcher(Service):
         # and two statements never lock the same jobs in different orders.
         self._writing = asyncio.Lock()
         self._stranded: dict[int, str] = {}  # job -> why it was stopped before it started (recorded lost)
+        # Jobs this process followed under an identity whose lease lapsed (drop_claims), with that identity: adopted
+        # again by the new identity, they are said as its own, in one line. Each was said "adopting job ... from a
+        # launcher that is gone", one line per job, of a launcher that ran on (found pausing the database server).
+        self._dropped: dict[int, str] = {}
         self.max_unrecorded = MAX_UNRECORDED
         self._unrecorded = 0  # outcomes handed to the writer and not stored yet
         self.dispatched = 0
@@ -1171,12 +1175,21 @@ class Launcher(Service):
             specs = await conn.fetch(query("adopt_orphaned_jobs"), self.instance_id,
                                      self.settings.lease_timeout_s, self.backend.name,
                                      [*self._following, *self._starting], await self.backend.site())
+        again: dict[str, list[str]] = {}  # an earlier identity of this process -> its jobs adopted again
         for row in specs:
             resubmit = row["state"] == "submitted" and self.backend.resubmit_is_idempotent
             spec = spec_from_row(row)
-            logger.warning("adopting job %s of task %d (state %s) from a launcher that is gone",
-                           row["backend_job_id"], row["task_id"], row["state"], extra=_fields(spec))
+            earlier = self._dropped.pop(row["job_id"], None)
+            if earlier is not None:
+                again.setdefault(earlier, []).append(row["backend_job_id"])
+            else:
+                logger.warning("adopting job %s of task %d (state %s) from a launcher that is gone",
+                               row["backend_job_id"], row["task_id"], row["state"], extra=_fields(spec))
             self._start_following(row["job_id"], spec, submit=resubmit)
+        for earlier, jobs in again.items():
+            logger.warning("%s follows again %d job(s) it followed as %s before its lease lapsed (none taken over by "
+                           "another launcher meanwhile): %s", self.instance_id, len(jobs), earlier,
+                           ", ".join(jobs[:10]) + (f" and {len(jobs) - 10} more" if len(jobs) > 10 else ""))
         return False
 
     async def drop_claims(self) -> None:
@@ -1185,6 +1198,9 @@ class Launcher(Service):
         if self._following:
             logger.warning("dropping %d job(s) followed under the lapsed lease; their new owner (or our new "
                            "identity, through adoption) follows them", len(self._following))
+        # (the identity that followed them: Service._renew_identity has moved on from it; those of an earlier lapse
+        # that another launcher took are forgotten, not kept for the process's life)
+        self._dropped = dict.fromkeys(self._following, self.earlier_ids[-1]) if self.earlier_ids else {}
         self._starting.clear()
         for task in list(self._following.values()):
             task.cancel()

@@ -2,6 +2,7 @@
 work under its old identity; it drops what it held and goes on under a new one."""
 
 import asyncio
+import dataclasses
 import sys
 
 import psycopg
@@ -174,6 +175,31 @@ async def test_a_service_whose_lease_lapsed_drops_its_claims_and_takes_a_new_ide
     # Stopped: its old identity goes with its new one (it showed as "stale: dead or hung?" for an
     # hour after the stop; found by exploratory testing).
     assert db.execute("SELECT id FROM hrwsi.service_instance").fetchall() == []
+
+
+async def test_a_launcher_whose_lease_lapsed_says_in_one_line_that_it_follows_its_own_jobs_again_under_its_new_identity(
+        db, database_url, settings, configure, caplog):
+    # Found pausing the database server (SIGSTOP) for longer than the lease during a burst: each job the launcher
+    # followed again as its new identity was said "adopting job ... from a launcher that is gone", one line per job,
+    # of the launcher that had just said it goes on under a new identity.
+    caplog.set_level("INFO", logger="hrwsi")
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(30)"], workers=2))
+    # (a lease of 10 s, not the suite's 2 s: on a loaded machine the new identity's own lapsed once more)
+    steady = dataclasses.replace(settings, lease_timeout_s=10.0)
+    async with running(database_url, ["orchestrator", "launcher"], steady, backend="local") as (_, launcher):
+        insert_inputs(db, 2)
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'running'")
+        old = launcher.instance_id
+        db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (old,))
+        await wait_until(database_url, "SELECT bool_and(owner <> $1) FROM hrwsi.job", old, timeout=15)
+        await wait_until(database_url, "SELECT bool_and(owner = $1) FROM hrwsi.job", launcher.instance_id, timeout=15)
+        jobs = [row[0] for row in db.execute("SELECT backend_job_id FROM hrwsi.job ORDER BY id")]
+        new = launcher.instance_id
+    lines = [r.getMessage() for r in caplog.records if r.name == "hrwsi.launcher"]
+    assert not [line for line in lines if line.startswith("adopting job")], lines
+    assert [line for line in lines if "follows again" in line] == [
+        f"{new} follows again 2 job(s) it followed as {old} before its lease lapsed (none taken over "
+        f"by another launcher meanwhile): {', '.join(jobs)}"]
 
 
 async def test_a_service_tells_once_that_a_newer_hrwsi_migrated_the_database_under_it(db, database_url, settings,
