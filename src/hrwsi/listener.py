@@ -168,8 +168,12 @@ class Listener:
                 self.listen_refused = None
                 delay = backoff.next()
                 self._tell_a_pooler(error)
+                # (its own limit, not the pool's that describe names: a server paused (SIGSTOP) was said "no answer
+                # within the client's timeout (TimeoutError: 60 s for a statement, 10 s for a new connection)")
+                why = (f"no answer within {self.ping_timeout_s:g} s, the listener's connection timeout: the server "
+                       "stopped, paused or overloaded?" if isinstance(error, TimeoutError) else describe(error))
                 logger.warning("%s: cannot connect to %s (%s); retrying in %.1f s",
-                               self.name, redact(self.url), describe(error), delay)
+                               self.name, redact(self.url), why, delay)
                 await self._sleep(delay)
                 continue
             refused = False

@@ -80,6 +80,35 @@ async def test_a_channel_quiet_before_the_connection_is_made_is_not_listened_to_
         await sender.close()
 
 
+async def test_a_listener_whose_server_does_not_answer_says_so_with_its_own_connection_timeout(caplog):
+    # Found pausing the database server (SIGSTOP): each listener said "cannot connect to ... (no answer within the
+    # client's timeout (TimeoutError: 60 s for a statement, 10 s for a new connection))", the pool's limits, while
+    # its own connection gives up after ping_timeout_s. Here a server that accepts connections and never answers.
+    import logging
+    import socket
+
+    caplog.set_level(logging.INFO, "hrwsi.listener")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        listener = Listener(f"postgresql://nobody@127.0.0.1:{port}/hrwsi", CHANNELS, lambda _n: None, lambda: None,
+                            ping_timeout_s=0.5, application_name="hrwsi-launcher-listener")
+        task = asyncio.create_task(listener.run())
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while not any("cannot connect" in r.getMessage() for r in caplog.records):
+                assert asyncio.get_running_loop().time() < deadline, "not said within 10 s"
+                await asyncio.sleep(0.05)
+        finally:
+            listener.stop()
+            await asyncio.wait_for(task, 10)
+    said = next(r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage())
+    assert said.startswith("launcher listener: cannot connect to ") and (
+        "(no answer within 0.5 s, the listener's connection timeout: the server stopped, paused or overloaded?); "
+        "retrying in ") in said, said
+
+
 async def test_a_listener_says_whose_it_is_when_the_database_closes_its_connection(db, database_url, caplog):
     # Found by exploratory testing: `hrwsi up` wrote three identical lines "listener: the database
     # closed our connection; reconnecting", one per service, and none said whose.
