@@ -661,10 +661,14 @@ class Launcher(Service):
         outcome already (a write that committed but whose answer was lost, the server restarted):
         then the job is cleaned up as any recorded one. It said "was not recorded: the job is final
         already or owned by another launcher now" of its own outcome (found by exploratory testing)."""
+        # Read until the database answers, as the write was tried: the answer to a write is lost when the server
+        # restarts, and the read came while it still recovered, so each outcome of the last writes before an
+        # immediate restart was said "was not recorded: the database could not be read to say why", its own
+        # outcome recorded all along, and nothing said what came next (found restarting the server during a burst).
         try:
-            async with self.pool.acquire() as conn:
-                row = await conn.fetchrow(query("job_as_recorded"), job_id)
-        except TRANSIENT_DATABASE_ERRORS:
+            row = await self._with_database_retry(lambda conn: conn.fetchrow(query("job_as_recorded"), job_id),
+                                                  f"read how job {spec.job_id} was recorded")
+        except asyncpg.PostgresError:
             row = None
         if row is not None and row["state"] == outcome.state and row["exit_code"] == outcome.exit_code:
             logger.info("task %d (%s): the outcome of job %s (%s) was recorded already (the database's answer to "
@@ -672,7 +676,8 @@ class Launcher(Service):
                         extra=_fields(spec))
             return True
         recorded = (f"the database has it {row['state']}, followed by {row['owner'] or 'no launcher'}" if row is not None
-                    else "the database could not be read to say why")
+                    else "the database could not be read to say why; if it has it active still, the job is adopted "
+                         "and its outcome read again from the backend")
         logger.warning("task %d (%s): the outcome of job %s (%s) was not recorded: %s", spec.task_id, spec.routine,
                        spec.job_id, outcome.state, recorded, extra=_fields(spec))
         return False

@@ -271,6 +271,41 @@ async def test_an_outcome_write_the_database_does_not_answer_in_time_says_so_and
     assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 1
 
 
+async def test_an_outcome_not_taken_whose_record_cannot_be_read_at_once_is_read_again_until_the_database_answers(
+        db, database_url, settings, configure, monkeypatch, caplog):
+    # Found restarting the server (pg_ctl restart -m immediate) during a burst: the last outcomes written before it
+    # committed, their answers were lost, and the read that tells why came while the server recovered: each was said
+    # "was not recorded: the database could not be read to say why", recorded all along. Here the read waits, past
+    # the pool's client timeout, behind a lock on hrwsi.job held for a moment.
+    from hrwsi import database
+    from hrwsi.backends.base import JobSpec
+    from hrwsi.database import create_pool
+
+    caplog.set_level(logging.INFO, "hrwsi.launcher")
+    monkeypatch.setattr(database, "COMMAND_TIMEOUT_S", 0.3)
+    configure(single_routine_configuration(["true"], workers=1, budget=False))
+    insert_inputs(db, 1)
+    pool = await create_pool(database_url, max_size=4)
+    try:
+        launcher = await a_registered_launcher(pool, settings, DryRunBackend())
+        db.execute("SELECT hrwsi.dispatch(%s, 'dry-run', 30, 10, '/data')", (launcher.instance_id,))
+        job_id, task_id = db.execute("SELECT id, task_id FROM hrwsi.job").fetchone()
+        spec = JobSpec(job_id="hrwsi-work-1-1", task_id=task_id, attempt=1, routine="work", condition="in",
+                       input_path="/in", tile=None, worker="w01", command=("true",), image=None, cpu=1, ram_mb=1,
+                       storage_mb=1, output_dir="/tmp/out", log_path="/tmp/log", timeout_s=60)
+        db.execute("UPDATE hrwsi.job SET state = 'processed', exit_code = 0 WHERE id = %s", (job_id,))
+        with psycopg.connect(database_url) as dba:
+            dba.execute("LOCK TABLE hrwsi.job IN ACCESS EXCLUSIVE MODE")
+            read = asyncio.create_task(launcher._recorded_already(job_id, spec, JobOutcome("processed", 0, "done")))
+            await asyncio.sleep(1.0)  # (several reads time out meanwhile)
+        assert await asyncio.wait_for(read, 30) is True
+    finally:
+        await pool.close()
+    said = [r.getMessage() for r in caplog.records if "the outcome of job hrwsi-work-1-1" in r.getMessage()]
+    assert said == ["task 1 (work): the outcome of job hrwsi-work-1-1 (processed) was recorded already (the "
+                    "database's answer to its write was lost)"], said
+
+
 class HoldingBackend(DryRunBackend):
     """Runs at most `limit` jobs at once; each is held until the test releases them; counts its
     submissions."""
