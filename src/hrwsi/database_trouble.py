@@ -131,6 +131,10 @@ def describe(error: BaseException) -> str:
     if (refused := connections_refused(error)) is not None:
         return refused
     text = _one_line(error)
+    if isinstance(error, (FileNotFoundError, ConnectionRefusedError)) and error.filename is None:
+        # (a connection's: a file's names its file. The server's socket gone or refusing while it restarts was said
+        # "[Errno 2] No such file or directory" alone; found restarting the server during a burst)
+        return f"{text}: the server takes no connection (stopped, or restarting?)"
     if text:
         return text
     if isinstance(error, TimeoutError):

@@ -37,3 +37,19 @@ def test_the_setting_on_for_the_services_role_or_database_is_said_at_once_whatev
     assert said.startswith("the database refuses hrwsi's writes (default_transaction_read_only is on for the services' "
                            "role or this database) since 2026-12-07 09:40:01Z at the latest"), said
     assert refusing_writes_said(found(age_s=1.0) | {"services_read_only": False}, 30.0) is None
+
+
+def test_a_connection_to_a_server_that_is_not_there_is_said_as_a_server_that_takes_no_connection():
+    # Found restarting the server (pg_ctl restart -m immediate) during a burst: "could not record the outcome of 5
+    # job(s) ([Errno 2] No such file or directory)", its unix socket gone for a moment, said nothing of the server.
+    import errno
+
+    from hrwsi.database_trouble import describe
+
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    assert describe(gone) == "[Errno 2] No such file or directory: the server takes no connection (stopped, or restarting?)"
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 5432)")
+    assert describe(refused).endswith("Connect call failed ('127.0.0.1', 5432): the server takes no connection "
+                                      "(stopped, or restarting?)")
+    a_file = FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/x")
+    assert describe(a_file) == "[Errno 2] No such file or directory: '/data/x'"
