@@ -320,6 +320,9 @@ class Launcher(Service):
 
     def _backend_problem(self) -> tuple[str, datetime] | None:
         problem = self.backend.problem()
+        if problem is not None and self.backend.submissions_refused():
+            return (f"{problem[0]}; meanwhile this launcher claims no new work (launchers whose jobs it takes take "
+                    f"it) and claims again as soon as it takes them"), problem[1]
         if problem is None or not self.backend.out_of_reach():
             return problem
         return (f"{problem[0]}; meanwhile this launcher claims no new work (launchers that reach their backend "
@@ -367,16 +370,32 @@ class Launcher(Service):
             self._reach_probe = asyncio.create_task(self._probe_until_reached(), name="launcher-reach-probe")
         return True
 
+    def _backend_refuses_work(self) -> bool:
+        """Whether the backend refuses every job of this launcher's (Backend.submissions_refused): then, as
+        while it is out of reach, this launcher claims no new work and the probe asks every REACH_PROBE_S
+        whether it takes them again (a token that may not submit: each claimed task was refused and lost,
+        and taken up again only after its own back-off of up to 600 s once the token was mended)."""
+        if not self.backend.submissions_refused():
+            return False
+        if self._reach_probe is None or self._reach_probe.done():
+            logger.warning("the %s backend refuses this launcher's jobs: it claims no new work until the backend "
+                           "takes them again (launchers whose jobs it takes take it)", self.backend.name)
+            self._reach_probe = asyncio.create_task(self._probe_until_reached(), name="launcher-reach-probe")
+        return True
+
+    def _backend_unusable(self) -> bool:
+        return self.backend.out_of_reach() or self.backend.submissions_refused()
+
     async def _probe_until_reached(self) -> None:
         while not self.stopping.is_set():
             await asyncio.sleep(REACH_PROBE_S)
-            if self.backend.out_of_reach():  # (another call of the launcher's may have reached it meanwhile)
+            if self._backend_unusable():  # (another call of the launcher's may have reached it meanwhile)
                 try:
                     await self.backend.probe()
                 except Exception:  # (a probe raises nothing, by the contract: never let this task end on one)
                     logger.exception("probing the %s backend failed; trying again in %.0f s", self.backend.name,
                                      REACH_PROBE_S)
-            if not self.backend.out_of_reach():
+            if not self._backend_unusable():
                 logger.info("the %s backend answers again: this launcher claims work again", self.backend.name)
                 self.wake("dispatch", "adopt")
                 return
@@ -391,7 +410,7 @@ class Launcher(Service):
         # Work waits until a call says otherwise: a call skipped for want of slots, or one that
         # fails, leaves it so, and a job that ends wakes this step again.
         self.work_waiting = True
-        if self._backend_out_of_reach():
+        if self._backend_out_of_reach() or self._backend_refuses_work():
             return False  # (the probe wakes this step when the backend answers again)
         slots = self.free_slots()
         if slots == 0:

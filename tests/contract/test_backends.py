@@ -93,6 +93,8 @@ async def test_a_backend_that_answers_is_not_out_of_reach_and_a_probe_of_it_chan
     assert adapter.backend.out_of_reach() is False
     await asyncio.wait_for(adapter.backend.probe(), GUARD_S)
     assert adapter.backend.out_of_reach() is False and adapter.backend.problem() is None
+    # (nor while it refuses every job of the launcher's: Backend.submissions_refused)
+    assert adapter.backend.submissions_refused() is False
 
 
 async def test_a_successful_attempt_ends_processed_with_its_times(adapter: Adapter):

@@ -1209,6 +1209,44 @@ async def test_a_launcher_whose_nomad_is_out_of_reach_claims_nothing_and_claims_
                              launcher.instance_id)
 
 
+async def test_a_launcher_whose_nomad_token_may_not_submit_loses_one_attempt_claims_nothing_more_and_runs_all_once_it_may(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """A token that may not submit jobs (a rotated token with the wrong policy): each claimed task was registered,
+    refused and recorded lost, and retried after its own back-off (up to 600 s), so that once the admin mended
+    the token, work came back only as each back-off ended (found by exploratory testing). Now the first refusal
+    stops the claims; a plan of the refused job, which registers nothing, tells when the token may submit."""
+    from hrwsi.testing.nomad_emulator.acl import READ, WRITE, AclPolicy
+
+    configure(single_routine_configuration(["true"], workers=2))
+    names = [row[0] for row in db.execute("SELECT name FROM hrwsi.worker ORDER BY name")]
+    nodes = [EmulatedNode(name, cpu_mhz=4000, memory_mb=16000, disk_mb=50000) for name in names]
+    management, launcher_token = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+    monkeypatch.setenv("HRWSI_NOMAD_MHZ_PER_CORE", "1000")
+    monkeypatch.setenv("NOMAD_TOKEN", launcher_token)
+    read_only = AclPolicy(capabilities=READ | {"read-logs"}, node="read")
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad", acl_token=management,
+                             acl_policies={launcher_token: read_only}) as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5) as app:
+            launcher = app.services[0]
+            insert_inputs(db, 20)
+            await wait_until(database_url, "SELECT problem LIKE '%this launcher claims no new work%' "
+                             "FROM hrwsi.service_instance WHERE id = $1", launcher.instance_id)
+            await asyncio.sleep(1.0)  # (dispatch woken by the lost attempt's retry, and by backstop polls)
+            problem = db.execute("SELECT problem FROM hrwsi.service_instance WHERE id = %s",
+                                 (launcher.instance_id,)).fetchone()[0]
+            assert "needs submit-job" in problem and launcher_token not in problem, problem
+            assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0] <= 1
+            assert emulator.requests[("POST", "/v1/jobs")] <= 8  # (the first batch claimed, at most)
+            assert not emulator.cluster.jobs  # (the plans registered nothing)
+            emulator.acl_policies[launcher_token] = AclPolicy(capabilities=WRITE, node="read")  # the admin mends it
+            await wait_until(database_url, "SELECT count(*) = 20 FROM hrwsi.processing_task WHERE state = 'processed'",
+                             timeout=3 * launcher_module.REACH_PROBE_S + 10)
+            assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0] <= 1
+            await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance WHERE id = $1",
+                             launcher.instance_id)
+
+
 async def test_a_chained_input_whose_product_file_was_deleted_terminates_its_task_charging_no_routine(
         db, database_url, settings, configure, tmp_path):
     """Ops deleted a product file (they own them): the next routine failed on the missing file, every

@@ -6,7 +6,8 @@ bounded thread pool so the launcher's event loop never blocks.
 
 `Backend` declares everything the launcher uses, so the launcher never has to ask a backend what it
 can do (no getattr): what a backend has nothing to do for has a default here (check_settings, forget,
-stop_all, worker_activity, ui_link, problem, out_of_reach, probe, close), and a backend inherits it by
+stop_all, worker_activity, ui_link, problem, out_of_reach, submissions_refused, probe,
+close), and a backend inherits it by
 subclassing `Backend` explicitly.
 tests/contract/test_backends.py checks every backend against this contract.
 
@@ -704,6 +705,14 @@ class Backend(Protocol):
         claimed task after task, each waiting for its registration's retries to run out and then
         lost, while another launcher had free slots: found by exploratory testing), and calls `probe`
         every few seconds until this is False. A backend on this machine is never out of reach."""
+        return False
+
+    def submissions_refused(self) -> bool:
+        """Whether the backend refuses every job of the launcher's now, whatever the job (Nomad: a token
+        that may not submit jobs). The launcher then claims no new work and calls `probe` every few seconds
+        until this is False, which `probe` must tell without running anything (each claimed task was
+        refused and lost, and retried only after its own back-off once the token was mended: found by
+        exploratory testing). A backend on this machine never refuses them."""
         return False
 
     async def probe(self) -> None:

@@ -81,6 +81,9 @@ def refused_setting(text: str) -> str | None:
 
 # While Nomad refuses to list its nodes (a token without node:read), how often that is said again.
 NODES_REFUSED_REPEAT_S = 300.0
+# While Nomad refuses the launcher's registrations for its token, how often the refused job is planned again
+# (submissions_refused: the launcher's own probe asks every REACH_PROBE_S; the attempts that wait ask no more often)
+TOKEN_PROBE_S = 2.0
 # While jobs of another hrwsi installation are in the launcher's namespace, how often the namespace's jobs are
 # listed again to tell whether they still are (_watch_the_namespace).
 SHARED_NAMESPACE_CHECK_S = 300.0
@@ -104,6 +107,17 @@ def _output_dir_of(job: dict) -> str | None:
             if found:
                 return found
     return None
+
+
+@dataclasses.dataclass
+class _TokenRefused:
+    """Nomad refuses the launcher's registrations for its token: a registration refused (HTTP 401/403) and a plan
+    of the same job refused too, which needs the same capability (submit-job) and registers nothing."""
+
+    text: str
+    since: datetime
+    job: dict  # the refused job, which each probe plans
+    probed: float  # (monotonic) when it was last planned
 
 
 class _AlreadyRegistered(Exception):
@@ -135,6 +149,10 @@ class NomadBackend(Backend):
         # since the start): (text, since, monotonic when last met).
         # A registration served clears it; `problem` says it (hrwsi status).
         self._refusal: tuple[str, datetime, float] | None = None
+        # While Nomad refuses the launcher's registrations for its token (submissions_refused), and the lock that
+        # makes one plan at a time tell it (_token_refused_now, _probe_token).
+        self._token_refused: _TokenRefused | None = None
+        self._token_check = asyncio.Lock()
         # Jobs of another installation found on our IDs: never followed, never purged (forget).
         # Each table per job below keeps at most `finished_memory` IDs, the oldest forgotten first: a launcher runs
         # for months, and an ID is not always forgotten with its attempt (found by review): one a job not ours
@@ -209,6 +227,8 @@ class NomadBackend(Backend):
         found by exploratory testing, 2026-12-05). A job Nomad refuses (a validation error) fails."""
         if self._namespace_watch is None and spec.installation:  # (once: then while another's jobs are here)
             self._watch_namespace(spec.installation)
+        if self._token_refused is not None:  # (one attribute read on the dispatch path when nothing is refused)
+            await self._until_the_token_may_submit(spec)
         try:
             registered = await self._register(spec, first_start)
         except NomadError as error:
@@ -376,6 +396,9 @@ class NomadBackend(Backend):
         assert_no_secrets(job, self.config)
         try:
             response = await self._registration(spec, job)
+            while response.status in (401, 403) and await self._token_refused_now(spec, job, response):
+                await self._until_the_token_may_submit(spec)  # (registered once the token may submit again)
+                response = await self._registration(spec, job)
         except _AlreadyRegistered:
             # (read until Nomad answers: it registered the attempt's job, which may be running)
             found = await self._read_job_when_answered(spec.job_id)
@@ -433,6 +456,70 @@ class NomadBackend(Backend):
                        extra=task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt))
         while not await self._may_register_again(spec.job_id):
             await asyncio.sleep(2.0)
+
+    async def _token_refused_now(self, spec: JobSpec, job: dict, response: NomadResponse) -> bool:
+        """A registration refused for the token (HTTP 401/403): whether the token may submit no job at all, then
+        told by a plan of the same job (nomad/job_endpoint.go Job.Plan: submit-job or plan-job, "which we assume
+        is the same for plan"; it registers nothing). Register refuses a job, not the token, for a volume the
+        token may not mount (Job.Register's CSI and host volume checks), which Plan does not check: planned,
+        such a job is this attempt's refusal, as before. True: this registration waits until the token may
+        submit again (_until_the_token_may_submit) and is tried again; the first to find it is lost instead
+        (AttemptLost, backend_unavailable, its task retried). Each claimed attempt of a burst was registered,
+        refused and lost, its task retried after its own back-off of up to 600 s, once the token was
+        mended too (found by exploratory testing)."""
+        if self._token_refused is not None:
+            return True
+        async with self._token_check:  # (the attempts refused at once: one plan tells them all)
+            if self._token_refused is not None:
+                return True
+            if not await self._plan_refused(job):  # (not answered: not told; this attempt's refusal, as before)
+                return False
+            text = (f"Nomad refuses the launcher's token (HTTP {response.status}: {error_text(response.text)[:200]}) "
+                    f"for every job: it needs submit-job in namespace {self.config.namespace or 'default'}; check "
+                    "NOMAD_TOKEN and its ACL policy")
+            self._token_refused = _TokenRefused(text, datetime.now(UTC), job, time.monotonic())
+        logger.error("%s; meanwhile no attempt is registered: each waits, and the job refused is planned every "
+                     "%g s (registering nothing) to tell when the token may submit again", text, TOKEN_PROBE_S)
+        raise AttemptLost("backend_unavailable", f"Nomad refused the launcher's token (HTTP {response.status}) "
+                          f"registering job {spec.job_id}: check NOMAD_TOKEN and its ACL policy; not the routine's "
+                          "fault, retried as a new attempt")
+
+    async def _plan_refused(self, job: dict) -> bool | None:
+        """Whether Nomad refuses a plan of the job for the token (401/403; None: no answer). POST
+        /v1/job/:id/plan (command/agent/job_endpoint.go jobPlan), not retried, registers nothing."""
+        try:
+            answer = await self.client.call(f"plan Nomad job {job['ID']}", "job", quote_id(job["ID"]), "plan",
+                                            method="post", body={"Job": job}, retry=False,
+                                            timeout=min(PROBE_TIMEOUT_S, self.config.request_timeout_s))
+        except NomadError as error:
+            logger.debug("could not plan Nomad job %s: %s", job["ID"], error)
+            return None
+        return answer.status in (401, 403)
+
+    async def _probe_token(self) -> None:
+        """While the token is refused: plan the refused job again, at most every TOKEN_PROBE_S; allowed, the
+        attempts that wait are registered and the launcher claims again."""
+        async with self._token_check:
+            refused = self._token_refused
+            if refused is None or time.monotonic() - refused.probed < TOKEN_PROBE_S / 2:
+                return
+            refused.probed = time.monotonic()
+            if await self._plan_refused(refused.job) is not False:
+                return
+            self._token_refused = None
+        logger.info("Nomad takes the launcher's jobs again (a plan is no longer refused for its token, refused since "
+                    "%s UTC): attempts are registered again", f"{refused.since:%H:%M:%S}")
+
+    async def _until_the_token_may_submit(self, spec: JobSpec) -> None:
+        """Wait while Nomad refuses the launcher's token for every job, probing it; never lost for it."""
+        logger.info("task %d: job %s waits for Nomad to take the launcher's jobs again (its token is refused)",
+                    spec.task_id, spec.job_id,
+                    extra=task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt))
+        while self._token_refused is not None:
+            if self.client.closed:
+                raise NomadError(None, "the Nomad backend is closed")
+            await asyncio.sleep(TOKEN_PROBE_S)
+            await self._probe_token()
 
     def _refusal_of(self, spec: JobSpec, response: NomadResponse, text: str) -> Exception:
         """What a registration Nomad refused raises: AttemptLost for a setting of the launcher's, else a
@@ -729,6 +816,10 @@ class NomadBackend(Backend):
         return None if shared is None else (self._shared_text(shared), shared.since)
 
     def _nomads_problem(self) -> tuple[str, datetime] | None:
+        if (token := self._token_refused) is not None:
+            return (f"{token.text}; meanwhile the attempts it refused wait (the first was lost, backend_unavailable, "
+                    f"its task retried, not charged to the routine) and the job refused is planned every "
+                    f"{TOKEN_PROBE_S:g} s, registering nothing, to tell when the token may submit again"), token.since
         found = self.client.problem()
         refusal = self._refusal
         if found is None and refusal is not None and time.monotonic() - refusal[2] <= PROBLEM_FORGOTTEN_S:
@@ -763,9 +854,18 @@ class NomadBackend(Backend):
         found = self.client.problem()
         return found is not None and found.unreachable
 
+    def submissions_refused(self) -> bool:
+        """Nomad refused a registration for the launcher's token and a plan of that job too (_token_refused_now):
+        until a plan of it is taken (probe), the attempts registered wait."""
+        return self._token_refused is not None
+
     async def probe(self) -> None:
         """Whether Nomad answers again: its index of jobs, not retried, within PROBE_TIMEOUT_S (an
-        answer clears the client's problem, no answer renews it)."""
+        answer clears the client's problem, no answer renews it); while it refuses the launcher's token,
+        whether it takes a plan of the job refused (submissions_refused; that registers nothing)."""
+        if self._token_refused is not None and not self.out_of_reach():
+            await self._probe_token()
+            return
         try:
             await self.client.jobs_index(retry=False, timeout=min(PROBE_TIMEOUT_S, self.config.request_timeout_s))
         except NomadError as error:

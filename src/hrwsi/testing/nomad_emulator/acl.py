@@ -62,6 +62,10 @@ def need_for(method: str, path: str, *, purge: bool = False) -> Need | None:
         return Need(any_of=("variables",))  # checked against the policy's variables paths
     if path == "/v1/jobs" and method == "GET":
         return Need(any_of=("list-jobs",))
+    if path.startswith("/v1/job/") and path.endswith("/plan"):
+        # nomad/job_endpoint.go Job.Plan: submit-job or plan-job ("Check job submission permissions, which we
+        # assume is the same for plan"); it registers nothing
+        return Need(any_of=("submit-job", "plan-job"))
     if path.endswith("/dispatch"):
         return Need(any_of=("dispatch-job",))
     if path.startswith("/v1/job/") and path.endswith("/scale") and method in ("POST", "PUT"):

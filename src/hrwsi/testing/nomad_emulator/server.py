@@ -591,6 +591,24 @@ class NomadEmulator:
             raise CodedError(400, f"Failed to decode request body: {error!r}") from None
         return _json(result, result["Index"])
 
+    async def plan_job(self, request: web.Request, path_id: str) -> web.Response:
+        """POST /v1/job/:id/plan: what registering the job would do, registering nothing (command/agent/
+        job_endpoint.go jobPlan, nomad/job_endpoint.go Job.Plan; its ACL rule is acl.need_for's). The emulator
+        checks the request as the agent does and answers a plan with no diff nor annotations."""
+        body = await self._body(request)
+        job = body.get("Job")
+        if not isinstance(job, dict):
+            raise CodedError(400, "Job must be specified")
+        if not job.get("ID"):
+            raise CodedError(400, "Job must have a valid ID")
+        if job["ID"] != path_id:
+            raise CodedError(400, "Job ID does not match")
+        existing = self.cluster.jobs.get((self._namespace(request), job["ID"]))
+        index = self.cluster.table_index["jobs"]
+        return _json({"Index": index, "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
+                      "Annotations": None, "FailedTGAllocs": None, "CreatedEvals": None, "Diff": None,
+                      "NextPeriodicLaunch": "0001-01-01T00:00:00Z", "Warnings": ""}, index)
+
     async def job_route(self, request: web.Request) -> web.Response:
         """/v1/job/<id>[/<suffix>]: ids may contain '/', so known suffixes are matched first."""
         tail = request.match_info["tail"]
@@ -598,6 +616,7 @@ class NomadEmulator:
                                  ("/evaluations", {"GET": self.job_evaluations}),
                                  ("/summary", {"GET": self.job_summary}),
                                  ("/dispatch", {"POST": self.dispatch_job, "PUT": self.dispatch_job}),
+                                 ("/plan", {"POST": self.plan_job, "PUT": self.plan_job}),
                                  ("/versions", {"GET": self.job_versions}),
                                  ("/scale", {"POST": self.scale_job, "PUT": self.scale_job})):
             if tail.endswith(suffix) and len(tail) > len(suffix):
