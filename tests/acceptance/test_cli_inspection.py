@@ -659,6 +659,9 @@ def test_groups_shows_a_product_types_markup_and_escape_sequences_not_obeyed(db,
     # Found by exploratory testing: the "has / needs" cell was given to rich as markup, so a product type's
     # "[bold]" vanished into bold text and its escape sequence reached the terminal.
     hostile = "[bold]SWS[/bold]\x1b[2J\x1b[31m"
+    # (a row stored before migration 0115, which refuses a control character in a requirement's product type from
+    # then on and leaves the rows stored before as they were, NOT VALID: what the CLI prints of them is escaped still)
+    db.execute("ALTER TABLE hrwsi.multi_input_requirement DROP CONSTRAINT multi_input_requirement_product_type_is_a_name")
     db.execute("INSERT INTO hrwsi.multi_input_rule (processing_condition) VALUES ('gfsc_daily')")
     db.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('gfsc_daily', 'FSC', 1), ('gfsc_daily', %s, 1)",
                (hostile,))

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -1220,7 +1221,7 @@ async def test_a_launcher_whose_nomad_token_may_not_submit_loses_one_attempt_cla
     configure(single_routine_configuration(["true"], workers=2))
     names = [row[0] for row in db.execute("SELECT name FROM hrwsi.worker ORDER BY name")]
     nodes = [EmulatedNode(name, cpu_mhz=4000, memory_mb=16000, disk_mb=50000) for name in names]
-    management, launcher_token = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+    management, launcher_token = str(uuid.uuid4()), str(uuid.uuid4())  # (made here: no token is committed)
     monkeypatch.setenv("HRWSI_NOMAD_MHZ_PER_CORE", "1000")
     monkeypatch.setenv("NOMAD_TOKEN", launcher_token)
     read_only = AclPolicy(capabilities=READ | {"read-logs"}, node="read")
