@@ -44,13 +44,13 @@ from pydantic import (
     model_validator,
 )
 
+from hrwsi.harvest.schedules import MAX_WINDOW_DAYS  # (a condition's windows: at most 100 years)
 from hrwsi.sql_files import query
 from hrwsi.terminal import bounded, one_sentence, quoted
 
 # -- value types -------------------------------------------------------------------------------------
 MAX_INT4 = 2_147_483_647
 MAX_DURATION_S = 30 * 86_400  # a routine's expected duration and timeout: at most 30 days
-MAX_WINDOW_DAYS = 36_525      # a condition's windows: at most 100 years (archives go back to 1972)
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 
 # No white space around it and no control character (an escape sequence in a flavour's name reached

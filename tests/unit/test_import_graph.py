@@ -1,6 +1,8 @@
 """No import cycle in src/hrwsi: a reader can follow a flow from the entry points down."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import hrwsi
@@ -70,3 +72,16 @@ def test_the_package_has_no_import_cycle():
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_services_modules_never_load_the_configuration_files_models():
+    # The services (hrwsi.app and what it runs) read their configuration from the database; the configuration file's
+    # models (hrwsi.configuration) load pydantic: 9 MB more of each service process's RSS and 0.15 s at its start, which
+    # a constant imported from there by the catalogue source had cost every service since 2026-12-07 (found by a
+    # bisection of the bench's peak RSS).
+    modules = ["hrwsi.app", "hrwsi.harvester", "hrwsi.orchestrator", "hrwsi.launcher", "hrwsi.harvest.catalogue",
+               "hrwsi.harvest.landing", "hrwsi.harvest.sources", "hrwsi.backends.nomad.backend", "hrwsi.backends.local"]
+    script = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m == 'pydantic' " \
+             "or m == 'hrwsi.configuration'))"
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded

@@ -35,7 +35,6 @@ import asyncpg
 import ijson
 
 from hrwsi.backends.ascii_decimal import ascii_decimal
-from hrwsi.configuration import MAX_WINDOW_DAYS
 from hrwsi.harvest import input_checks, schedules
 from hrwsi.harvest.product_names import scene_id_of, tile_and_mission
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of, json_number, source_may_read
@@ -1078,7 +1077,7 @@ MAX_TOP = 10_000
 RETRY_SETTING_BOUNDS: dict[str, tuple[float, bool, float, bool, str]] = {
     "top": (1, True, MAX_TOP, True, "a whole number of products a page"),
     "max_pages_per_run": (1, True, 100_000, True, "a whole number of pages"),
-    "backfill_days_per_run": (1, True, MAX_WINDOW_DAYS, True, "a whole number of days"),
+    "backfill_days_per_run": (1, True, schedules.MAX_WINDOW_DAYS, True, "a whole number of days"),
     "max_attempts": (1, True, MAX_REQUEST_ATTEMPTS, True, "a whole number of tries"),
     "timeout_s": (0, False, MAX_RETRY_WAIT_S, False, "a number of seconds"),
     "retry_base_s": (0, True, MAX_RETRY_WAIT_S, False, "a number of seconds"),
