@@ -364,10 +364,8 @@ class Launcher(Service):
         testing)."""
         if not self.backend.out_of_reach():
             return False
-        if self._reach_probe is None or self._reach_probe.done():
-            logger.warning("the %s backend is out of reach: this launcher claims no new work until it answers "
-                           "again (launchers that reach theirs take it)", self.backend.name)
-            self._reach_probe = asyncio.create_task(self._probe_until_reached(), name="launcher-reach-probe")
+        self._probe_the_backend("is out of reach: this launcher claims no new work until it answers again (launchers "
+                                "that reach theirs take it)")
         return True
 
     def _backend_refuses_work(self) -> bool:
@@ -377,11 +375,16 @@ class Launcher(Service):
         and taken up again only after its own back-off of up to 600 s once the token was mended)."""
         if not self.backend.submissions_refused():
             return False
-        if self._reach_probe is None or self._reach_probe.done():
-            logger.warning("the %s backend refuses this launcher's jobs: it claims no new work until the backend "
-                           "takes them again (launchers whose jobs it takes take it)", self.backend.name)
-            self._reach_probe = asyncio.create_task(self._probe_until_reached(), name="launcher-reach-probe")
+        self._probe_the_backend("refuses this launcher's jobs: it claims no new work until the backend takes them "
+                                "again (launchers whose jobs it takes take it)")
         return True
+
+    def _probe_the_backend(self, what: str) -> None:
+        """Start the probe that wakes dispatch and adopt once the backend takes work again, saying why, unless it
+        runs already (one probe for both reasons: _backend_unusable)."""
+        if self._reach_probe is None or self._reach_probe.done():
+            logger.warning("the %s backend %s", self.backend.name, what)
+            self._reach_probe = asyncio.create_task(self._probe_until_reached(), name="launcher-reach-probe")
 
     def _backend_unusable(self) -> bool:
         return self.backend.out_of_reach() or self.backend.submissions_refused()
