@@ -78,8 +78,9 @@ def test_the_services_modules_never_load_the_configuration_files_models():
     # The services (hrwsi.app and what it runs) read their configuration from the database; the configuration file's
     # models (hrwsi.configuration) load pydantic: 9 MB more of each service process's RSS and 0.15 s at its start, which
     # a constant imported from there by the catalogue source had cost every service since 2026-12-07 (found by a
-    # bisection of the bench's peak RSS).
-    modules = ["hrwsi.app", "hrwsi.harvester", "hrwsi.orchestrator", "hrwsi.launcher", "hrwsi.harvest.catalogue",
+    # bisection of the bench's peak RSS). The CLI too: `hrwsi up` and `hrwsi orchestrator` run the services in its
+    # process, and it had imported them at its start for `hrwsi config` alone.
+    modules = ["hrwsi.cli", "hrwsi.app", "hrwsi.harvester", "hrwsi.orchestrator", "hrwsi.launcher", "hrwsi.harvest.catalogue",
                "hrwsi.harvest.landing", "hrwsi.harvest.sources", "hrwsi.backends.nomad.backend", "hrwsi.backends.local"]
     script = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m == 'pydantic' " \
              "or m == 'hrwsi.configuration'))"

@@ -23,8 +23,8 @@ import hrwsi
 from hrwsi import service_logging
 from hrwsi.backends.ascii_decimal import ascii_number, is_ascii_decimal, signed_ascii_decimal
 from hrwsi.cli.errors import CliError, explain
-from hrwsi.configuration import MAX_WINDOW_DAYS
 from hrwsi.database import connect, resolve_url
+from hrwsi.harvest.schedules import MAX_WINDOW_DAYS
 from hrwsi.migrations import build_version
 from hrwsi.settings import Settings
 from hrwsi.terminal import SHOWN_MAX, bounded, json_unseen_escaped, quoted, shown

@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from hrwsi import configuration
 from hrwsi.cli.common import JSON_HELP, app, console, database, print_json
 from hrwsi.terminal import visible
 
+# hrwsi.configuration (the file's models, pydantic) is imported by each command, not here: every command of the CLI
+# loads this module, `hrwsi up` and the services it runs among them, which never read the file (9 MB of RSS each).
 config_app = typer.Typer(help="Configuration as data: budget, flavours, workers, routines, conditions, retention.",
                          no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -20,6 +21,7 @@ app.add_typer(config_app, name="config")
 def config_load(path: Path) -> None:
     """Check a TOML file against the schema, then load it (upsert) in one transaction; nothing is
     written if anything is wrong."""
+    from hrwsi import configuration
     document = configuration.read_file(path)  # (once: the load and its notes read the same document)
     with database(start=True) as conn:
         said: list[str] = []
@@ -36,6 +38,7 @@ def config_validate(path: Path,
                                                              "refers to must be in it (no database needed)")) -> None:
     """Check a TOML file as `config load` would, writing nothing: one line per problem with its key path.
     References to flavours and routines may be to the database's, and its own checks apply (unless --offline)."""
+    from hrwsi import configuration
     document = configuration.read_file(path)
     said: list[str] = []
     if offline:
@@ -51,6 +54,7 @@ def config_validate(path: Path,
 @config_app.command("show")
 def config_show(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """The configuration the database holds, as TOML that `config load` reads back (or JSON)."""
+    from hrwsi import configuration
     with database() as conn:
         document = configuration.current(conn)
     if as_json:
@@ -63,6 +67,7 @@ def config_show(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -
 def config_keys(markdown: bool = typer.Option(False, help="as the Markdown table in README.md"),
                 as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Every key of the configuration file: its type, default and meaning (from the schema)."""
+    from hrwsi import configuration
     if as_json:
         print_json(configuration.keys())
     elif markdown:
