@@ -180,7 +180,7 @@ def test_a_pid_file_whose_pid_another_process_took_is_moved_aside_with_its_socke
     assert not forget_a_dead_servers_lock_files(pgdata) and (pgdata / "postmaster.pid").exists()
 
 
-@pytest.mark.parametrize("written", ["{pid}_", " {pid} ", "+{pid}", "{pid:_}", "\u0661{pid}"])
+@pytest.mark.parametrize("written", ["{pid}_", " {pid} ", "+{pid}", "{head}_{tail}", "\u0661{pid}"])
 def test_a_lock_files_pid_is_read_in_ascii_digits_alone(tmp_path, written):
     """(postmaster.pid's pid went through int(): `1_0` read as 10 and ` 7 ` as 7, another process's pid, which
     `forget_a_dead_servers_lock_files` took for the dead server's and moved the lock aside, and which the
@@ -192,9 +192,14 @@ def test_a_lock_files_pid_is_read_in_ascii_digits_alone(tmp_path, written):
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
     (pgdata / "PG_VERSION").write_text("18\n")
-    (pgdata / "postmaster.pid").write_text(written.format(pid=os.getpid()) + f"\n{pgdata}\n1\n5432\n{pgdata}\n")
+    # ("{head}_{tail}": the pid with an underscore before its last digit, as int() reads 1_0; "{pid:_}" put none in
+    # a pid under 1,000, this process's own then, which the test's first assertion refused as it should not)
+    def pid_text(pid: int) -> str:
+        return written.format(pid=pid, head=str(pid)[:-1], tail=str(pid)[-1])
+
+    (pgdata / "postmaster.pid").write_text(pid_text(os.getpid()) + f"\n{pgdata}\n1\n5432\n{pgdata}\n")
     assert not forget_a_dead_servers_lock_files(pgdata) and (pgdata / "postmaster.pid").exists()
-    (pgdata / "postmaster.pid").write_text(written.format(pid=99_999_999) + "\n")
+    (pgdata / "postmaster.pid").write_text(pid_text(99_999_999) + "\n")
     said = embedded_server_down(pgdata)
     assert said is None or "9999" not in said, said
 
