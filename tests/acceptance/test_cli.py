@@ -84,22 +84,16 @@ def test_reports_after_a_run(db, env, tmp_path):
 
 
 def test_kill_9_and_restart_loses_nothing_runs_nothing_twice_and_keeps_finished_work(db, env):
-    # Each job runs long enough to be still running at the kill, just after it was seen running:
-    # at 0.2 s (progress is written every 0.2 s) the jobs seen running had all ended by then once,
-    # on a loaded machine, and at 0.6 s once more beside the suite's second process and two busy
-    # loops (2026-12-07).
     load(db, single_routine_configuration([sys.executable, "-c", "import time; time.sleep(1.5)"], workers=2))
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
                   SELECT 'in', '/scene/' || g FROM generate_series(1, 20) g""")
     first = subprocess.Popen([*HRWSI, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(db, "SELECT count(*) >= 3 FROM hrwsi.job WHERE state = 'processed'")
-        wait_for(db, "SELECT count(*) >= 1 FROM hrwsi.job WHERE state = 'running'")
+        running_at_kill = _freeze_while_a_job_runs(db, first)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    running_at_kill = [row[0] for row in db.execute("SELECT id FROM hrwsi.job WHERE state = 'running'")]
-    assert running_at_kill
     second = subprocess.Popen([*HRWSI, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(db, "SELECT count(*) = 20 FROM hrwsi.processing_task WHERE state = 'processed'", timeout=120)
@@ -116,6 +110,26 @@ def test_kill_9_and_restart_loses_nothing_runs_nothing_twice_and_keeps_finished_
     assert outcomes == [("processed", len(running_at_kill))], "the jobs running at the kill kept their outcome"
     assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state IN ('submitted', 'queued', 'running')"
                       ).fetchone()[0] == 0
+
+
+def _freeze_while_a_job_runs(db, service: subprocess.Popen) -> list[int]:
+    """The ids of the jobs the frozen service's database says are running, once one is.
+
+    The service is stopped (SIGSTOP) before the running jobs are read, so it records no outcome
+    between the read and the kill: reading first and killing next lost that race on loaded machines
+    (CI, 2026-12-07: an outcome committed in between left no job running at the kill). A commit
+    the service had already sent still lands, so the read waits for the server to finish what it
+    was doing and, if no job is left running, lets the service go on and tries again."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        wait_for(db, "SELECT count(*) >= 1 FROM hrwsi.job WHERE state = 'running'")
+        service.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)  # (what the server was running for the service ends, or waits on a socket no one reads)
+        running = [row[0] for row in db.execute("SELECT id FROM hrwsi.job WHERE state = 'running'")]
+        if running:
+            return running
+        service.send_signal(signal.SIGCONT)
+    raise AssertionError("no job was running while the service was frozen")
 
 
 def test_demo_runs_the_whole_loop(env, server_url, tmp_path):
