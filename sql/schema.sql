@@ -223,9 +223,12 @@ CREATE TABLE hrwsi.campaign (
     cancelled_by  text,
     CONSTRAINT campaign_measured_from_is_before_measured_to CHECK (measured_from < measured_to)
 );
--- (NOT VALID, as migration 0045 added it: rows written before it are not checked again.)
+-- Between 1950 and 9000 (migration 0116, which brought the ranges stored before within it), as a harvest source's
+-- times: a measured_to of 12000-01-01 made `hrwsi campaigns` and the dashboard's campaigns fail on every call (psycopg
+-- reads years 1 to 9999 alone). No input lies outside it.
 ALTER TABLE hrwsi.campaign
-    ADD CONSTRAINT campaign_sensing_range_is_finite CHECK (isfinite(measured_from) AND isfinite(measured_to)) NOT VALID;
+    ADD CONSTRAINT campaign_sensing_range_is_between_1950_and_9000
+        CHECK (measured_from >= timestamptz '1950-01-01 00:00Z' AND measured_to <= timestamptz '9000-01-01 00:00Z');
 
 -- =============================================================================================
 -- Inputs: one thing to process under one condition (plain SQL, a harvest source, or chaining).
@@ -2044,6 +2047,14 @@ ALTER TABLE hrwsi.harvest_source
     ADD CONSTRAINT harvest_source_frequency_is_under_every_100_years
         CHECK (frequency_interval::bigint * CASE frequency WHEN 'hourly' THEN 1 WHEN 'daily' THEN 24 WHEN 'weekly' THEN 168
                                                           ELSE 0 END < 876600);
+-- (Migration 0116) A name and a product type without control or invisible characters, as an input's path: a name
+-- "cat\nS2B  catalogue  fake" forged a line of `hrwsi sources`, and a product type "L1C\n" looked like L1C and was
+-- read by no routine. The upgrade mended the rows stored before (the characters taken out, its last_error saying so).
+ALTER TABLE hrwsi.harvest_source
+    ADD CONSTRAINT harvest_source_name_has_no_control_or_invisible_characters
+        CHECK (name !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'),
+    ADD CONSTRAINT source_product_type_has_no_control_or_invisible_characters
+        CHECK (product_type !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]');
 -- The harvester's question, every round: which active sources are due?
 CREATE INDEX harvest_source_due_idx ON hrwsi.harvest_source (next_run_at) WHERE active;
 

@@ -28,6 +28,7 @@ import psycopg.sql
 
 import hrwsi
 from hrwsi.sql_files import migrations, query, schema_sql
+from hrwsi.terminal import one_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -187,12 +188,26 @@ def _apply_pending(conn: psycopg.Connection, done: dict[int, str]) -> list[str]:
             if done[version] != checksum(path):
                 logger.warning("migration %04d_%s changed after it was applied; it is not applied again", version, name)
             continue
-        with conn.transaction():
-            conn.execute(text)
-            conn.execute(query("record_migration"), {"version": version, "name": name, "checksum": checksum(path)})
+        said = functools.partial(_say_notice, f"{version:04d}_{name}")
+        conn.add_notice_handler(said)
+        try:
+            with conn.transaction():
+                conn.execute(text)
+                conn.execute(query("record_migration"), {"version": version, "name": name, "checksum": checksum(path)})
+        finally:
+            conn.remove_notice_handler(said)
         logger.info("applied migration %04d_%s", version, name)
         applied.append(f"{version:04d}_{name}")
     return applied
+
+
+def _say_notice(migration: str, notice: psycopg.errors.Diagnostic) -> None:
+    """What a migration's own code (RAISE NOTICE in a DO block) says of the rows it mended or left, as a warning of
+    the log: `hrwsi db init` prints it, a service that applies the migration logs it. Why: psycopg drops a notice
+    unless asked, so that migration 0116's "harvest source 'cat S2B': renamed from ..." reached nobody. The server's
+    own notices ("constraint ... does not exist, skipping") are not the migration's and stay unsaid."""
+    if "PL/pgSQL" in (notice.context or ""):
+        logger.warning("migration %s: %s", migration, one_sentence(notice.message_primary))
 
 
 @dataclass(frozen=True)

@@ -603,3 +603,91 @@ def test_an_inputs_mission_or_scene_id_stored_with_a_control_or_invisible_charac
         stored = conn.execute("SELECT input_path, mission, scene_id FROM hrwsi.input ORDER BY input_path").fetchall()
         assert stored == [("/a", "S2A[2J", None), ("/b", None, "B"), ("/c", "S2A", "C")], stored
         assert conn.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 3
+
+
+def test_a_harvest_sources_name_or_product_type_stored_with_a_control_or_invisible_character_is_mended_by_the_upgrade(
+        empty_database_url, monkeypatch, caplog):
+    """Migration 0116 refuses a control or invisible character in a harvest source's name and product type: a name
+    "cat\\nS2B  catalogue  fake" printed a line of `hrwsi sources` that was none of its own, and a product type "L1C\\n"
+    looked like L1C and was another type. A source stored before keeps running (the harvester claims it, where a rule
+    kept NOT VALID would have failed the claim of every due source at once), under the name and type meant: the
+    characters taken out (a line break as a space), a name taken already numbered, its landing files with it, what was
+    done in its last_error and said by the migration; a type of invisible characters alone sets the source aside."""
+    from hrwsi.harvest import sources
+
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 116])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        landing = '{"directory": "/data/landing/%s", "work_directory": "/data/work/%s"}'
+        for n, (name, product_type) in enumerate([("cat\nS2B  catalogue  fake", "L1C\n"), ("evil\u202e", "L1C\u200b"),
+                                                  ("evil", "L1C"), ("blank", "\u200b")]):
+            conn.execute("INSERT INTO hrwsi.harvest_source (name, kind, product_type, config) "
+                         "VALUES (%s, 'landing_directory', %s, %s)", (name, product_type, landing % (n, n)))
+        conn.execute("INSERT INTO hrwsi.landing_file (source, path, size_bytes, modified_at, state) "
+                     "VALUES ('evil\u202e', '/data/landing/1/x.zip', 1, now(), 'seen')")
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        with caplog.at_level("WARNING", logger="hrwsi.migrations"):
+            assert any(m.startswith("0116_") for m in migrations.migrate(conn))
+        listed = {s["name"]: s for s in sources.list_sources(conn)}
+        assert {name: (s["product_type"], s["active"]) for name, s in listed.items()} == {
+            "cat S2B  catalogue  fake": ("L1C", True), "evil (2)": ("L1C", True), "evil": ("L1C", True),
+            "blank": ("unknown", False)}, listed
+        assert listed["cat S2B  catalogue  fake"]["last_error"] == (
+            "the upgrade to schema 116 renamed from 'cat\\x0aS2B  catalogue  fake', its name holding a control or "
+            "invisible character (shown escaped here), which printed as it came forged lines of `hrwsi sources`; its "
+            "product type 'L1C\\x0a' became 'L1C', without its control or invisible characters (it looked like the "
+            "latter and was another type)")
+        assert "its product type '\\u200b' was invisible characters alone" in listed["blank"]["last_error"]
+        assert listed["evil"]["last_error"] is None
+        assert conn.execute("SELECT source FROM hrwsi.landing_file").fetchall() == [("evil (2)",)]
+        said = [r.getMessage() for r in caplog.records if r.name == "hrwsi.migrations" and "0116_" in r.getMessage()]
+        assert len(said) == 3 and any("harvest source 'evil (2)': renamed from 'evil\\u202e'" in s for s in said), said
+        assert conn.execute("SELECT bool_and(convalidated) FROM pg_constraint WHERE conname IN "
+                            "('harvest_source_name_has_no_control_or_invisible_characters', "
+                            "'source_product_type_has_no_control_or_invisible_characters')").fetchone()[0]
+        conn.execute("UPDATE hrwsi.harvest_source SET next_run_at = now()")  # (as the harvester's claim updates them)
+        conn.commit()
+        for column, value, constraint in [
+                ("name", "a\nb", "harvest_source_name_has_no_control_or_invisible_characters"),
+                ("name", "a\u2028b", "harvest_source_name_has_no_control_or_invisible_characters"),
+                ("product_type", "L1C\x1b[2J", "source_product_type_has_no_control_or_invisible_characters"),
+                ("product_type", "L1C\u200b", "source_product_type_has_no_control_or_invisible_characters")]:
+            with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+                conn.execute(f"UPDATE hrwsi.harvest_source SET {column} = %s WHERE name = 'evil'", (value,))
+            conn.rollback()
+
+
+def test_a_campaigns_sensing_range_beyond_9000_is_brought_within_it_by_the_upgrade_and_refused_after(
+        empty_database_url, monkeypatch):
+    """hrwsi.reprocess took measured_to '12000-01-01', and then `hrwsi campaigns` (and the dashboard's campaigns)
+    failed on every call: "timestamp too large (after year 10K)" (found by exploratory testing). Migration 0116 brings
+    a range stored before within 1950 and 9000 (the same inputs: none lies outside) and refuses one beyond it."""
+    from hrwsi import campaigns
+
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 116])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("""INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command,
+                        input_product_type, output_product_type) VALUES ('maja', 1, 100, 100, '1 min', ARRAY['m'],
+                        'L1C', 'L2A')""")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('l1c', 'maja')")
+        conn.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at) "
+                     "VALUES ('l1c', '/a', '32TLR', '2024-05-01T00:00Z')")
+        conn.execute("SET session_replication_role = replica")  # (processed, as the launcher would record it)
+        conn.execute("UPDATE hrwsi.processing_task SET state = 'processed'")
+        conn.execute("SET session_replication_role = DEFAULT")
+        conn.execute("SELECT * FROM hrwsi.reprocess(routine => 'maja', measured_from => '1000-01-01T00:00Z', "
+                     "measured_to => '12000-01-01T00:00Z')")
+        with pytest.raises(psycopg.DataError, match="after year 10K"):
+            campaigns.load(conn)
+        conn.rollback()
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        assert any(m.startswith("0116_") for m in migrations.migrate(conn))
+        assert conn.execute("SELECT hrwsi.utc_text(measured_from), hrwsi.utc_text(measured_to) FROM hrwsi.campaign"
+                            ).fetchall() == [("1950-01-01 00:00:00Z", "9000-01-01 00:00:00Z")]
+        assert len(campaigns.load(conn)) == 1
+        with pytest.raises(psycopg.errors.CheckViolation, match="campaign_sensing_range_is_between_1950_and_9000"):
+            conn.execute("SELECT * FROM hrwsi.reprocess(routine => 'maja', measured_from => '2024-01-01T00:00Z', "
+                         "measured_to => '9000-01-01T00:00:01Z', again => true)")

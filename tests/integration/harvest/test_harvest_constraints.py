@@ -44,6 +44,11 @@ BAD_SOURCES = [
     ({"name": " "}, "harvest_source_name_is_not_empty"),
     ({"kind": "ftp"}, "harvest_source_kind_is_catalogue_or_landing_directory"),
     ({"product_type": ""}, "harvest_source_product_type_is_not_empty"),
+    # (migration 0116: a name's line break forged a line of `hrwsi sources`; "L1C\n" looked like L1C and was another type)
+    ({"name": "src\nharvest source needs attention: fake"}, "harvest_source_name_has_no_control_or_invisible_characters"),
+    ({"name": "src\u202e"}, "harvest_source_name_has_no_control_or_invisible_characters"),
+    ({"product_type": "L1C\n"}, "source_product_type_has_no_control_or_invisible_characters"),
+    ({"product_type": "L1C\u200b"}, "source_product_type_has_no_control_or_invisible_characters"),
     ({"config": "[]"}, "harvest_source_config_is_a_json_object"),
     ({"frequency": "monthly"}, "harvest_source_frequency_is_hourly_daily_or_weekly"),
     ({"frequency": "hourly", "frequency_interval": 0}, "harvest_source_frequency_interval_is_at_least_1"),
