@@ -1071,6 +1071,11 @@ MAX_REQUEST_ATTEMPTS = 100
 # And the paging settings: int() read "top": "1_0" as 10, "top": true as 1 and "top": 2.7 as 2, and "top": "abc"
 # failed each run with "invalid literal for int()", said nowhere before it ran (found by review).
 MAX_TOP = 10_000
+# And the page size a run reads at most (max_page_mb, above): 1e300 was taken, a page as good as unbounded, so that an
+# endless answer grew the harvester until the OOM killer took it (and the other services of `hrwsi up`), the very
+# fault the limit is for; 1e-9 was 0 bytes, every page refused at each run (found by exploratory testing). From 10 kB
+# (a page of a few products) to 1 GB, 50 times the largest page `top` can ask (10,000 products of about 2 kB).
+MAX_PAGE_MB_BOUNDS = (0.01, 1024)
 # A back-fill run's days: at most 100 years, the one limit a condition's windows and the CLI's --days take
 # (MAX_WINDOW_DAYS); it was 36,600 here (found by review).
 # key: (least, whether the least itself is taken, most, whole numbers only, what it counts)
@@ -1082,12 +1087,13 @@ RETRY_SETTING_BOUNDS: dict[str, tuple[float, bool, float, bool, str]] = {
     "timeout_s": (0, False, MAX_RETRY_WAIT_S, False, "a number of seconds"),
     "retry_base_s": (0, True, MAX_RETRY_WAIT_S, False, "a number of seconds"),
     "retry_max_s": (0, True, MAX_RETRY_WAIT_S, False, "a number of seconds"),
+    "max_page_mb": (MAX_PAGE_MB_BOUNDS[0], True, MAX_PAGE_MB_BOUNDS[1], False, "a number of megabytes"),
 }
 
 
 def refuse_absurd_retry_settings(config: dict) -> None:
     """Raise ConfigUnreadable naming config.top, max_pages_per_run, backfill_days_per_run, max_attempts, timeout_s,
-    retry_base_s or retry_max_s and its bounds when it is not a JSON number within them (RETRY_SETTING_BOUNDS): a
+    retry_base_s, retry_max_s or max_page_mb and its bounds when it is not a JSON number within them (RETRY_SETTING_BOUNDS): a
     number written as text ("10") is refused too, saying so, as the file's own numbers are JSON's."""
     for key, (least, least_taken, most, whole, counts) in RETRY_SETTING_BOUNDS.items():
         if key not in config:

@@ -1302,6 +1302,10 @@ async def test_an_answer_that_breaks_off_past_the_streaming_threshold_is_no_json
     ("backfill_days_per_run", '"abc"', "a whole number of days from 1 to 36,525"),
     # (36,600 was taken where a condition's windows and the CLI's --days stop at 36,525; found by review)
     ("backfill_days_per_run", "36526", "a whole number of days from 1 to 36,525"),
+    # (1e300 was a page as good as unbounded, an endless answer growing the harvester until the OOM killer came; 1e-9
+    # was 0 bytes, every page refused; found by exploratory testing)
+    ("max_page_mb", "1e300", "a number of megabytes from 0.01 to 1,024"),
+    ("max_page_mb", "1e-9", "a number of megabytes from 0.01 to 1,024"),
 ])
 async def test_an_absurd_retry_setting_sets_a_catalogue_source_aside_naming_the_key_and_its_bound(
         routine, fake, pool, harvest_options, key, value, bound):
