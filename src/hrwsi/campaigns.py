@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hrwsi.sql_files import query
-from hrwsi.terminal import visible
+from hrwsi.terminal import one_line, visible
 
 STATE_COLUMNS = ("waiting", "running", "processed", "terminated", "cancelled")
 
@@ -247,9 +247,12 @@ def print_campaigns(console: Console, campaigns: list[Campaign]) -> None:
         h, totals = campaign.header, campaign.totals
         what = h["campaign_routine"] + (f" (condition {h['condition']})" if h["condition"] else "")
         tiles = ", ".join(h["tiles"]) if h["tiles"] else "every tile"
-        console.print(f"[bold]campaign {h['campaign_id']}[/bold]" + (f" {escape(visible(h['name']))}" if h["name"] else "")
-                      + f": {escape(visible(campaign.status))}", highlight=False)
-        console.print(escape(visible(f"  {what}, sensed {_time(h['measured_from'])} to {_time(h['measured_to'])}, {tiles}; "
+        # (one_line: a campaign's name, version and hold reason are anyone's text, and hrwsi.reprocess takes any: a
+        # name "fix\nr1  1  1  0  FAKE" printed a line that read as one of this command's own; found by exploratory
+        # testing)
+        console.print(f"[bold]campaign {h['campaign_id']}[/bold]" + (f" {escape(one_line(h['name']))}" if h["name"] else "")
+                      + f": {escape(one_line(campaign.status))}", highlight=False)
+        console.print(escape(one_line(f"  {what}, sensed {_time(h['measured_from'])} to {_time(h['measured_to'])}, {tiles}; "
                              f"version {h['version'] or 'the routine’s own'}; lane {h['lane']}; "
                              f"{'chains downstream' if h['chain'] else 'does not chain'}; "
                              f"created {_time(h['created_at'])} by {h['created_by']}; "

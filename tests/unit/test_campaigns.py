@@ -1,11 +1,13 @@
 """hrwsi.campaigns: the command line's times and commands, and a campaign's totals and status."""
 
+import io
 import sys
 from datetime import UTC, datetime
 
 import pytest
+from rich.console import Console
 
-from hrwsi.campaigns import HEADER_KEYS, group_rows, parse_time, split_command
+from hrwsi.campaigns import HEADER_KEYS, group_rows, parse_time, print_campaigns, split_command
 
 
 def test_a_date_is_its_midnight_utc_and_a_time_without_a_zone_is_utc():
@@ -59,3 +61,17 @@ def test_rows_become_campaigns_in_their_order_and_a_campaign_without_tasks_is_ke
     campaigns = group_rows([row(2, "snow"), row(1, None)])
     assert [c.header["campaign_id"] for c in campaigns] == [2, 1]
     assert campaigns[1].routines == [] and campaigns[1].status == "waiting"
+
+
+def test_a_campaigns_name_or_version_with_a_line_break_is_printed_on_its_own_line_not_as_one_of_hrwsis():
+    """hrwsi.reprocess takes any name and image: a name "fix\\nr1  1  1  0  FAKE" printed a line of `hrwsi campaigns`
+    that read as one of its own, and an image "img\\nX" split the campaign's line in two (found by exploratory
+    testing). Each is shown on its line, its line break as its escape."""
+    [campaign] = group_rows([row(5, "snow", tasks=1, waiting=1, name="fix\nsnow  1  1  0  FAKE", campaign_routine="snow",
+                                 version="img\nX", lane="archive", chain=True, created_by="ana\rroot")])
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    print_campaigns(console, [campaign])
+    lines = console.file.getvalue().splitlines()
+    assert lines[0] == "campaign 5 fix\\x0asnow  1  1  0  FAKE: waiting", lines
+    assert lines[1].startswith("  snow, sensed - to -, every tile; version img\\x0aX; lane archive;"), lines
+    assert "by ana\\x0droot;" in lines[1], lines
