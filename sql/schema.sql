@@ -4092,6 +4092,17 @@ BEGIN
         RAISE EXCEPTION 'give the sensing times to reprocess: measured_from and measured_to'
             USING ERRCODE = 'check_violation';
     END IF;
+    -- Nomad reads `${...}` in a job's arguments and driver config as its own variables, as the configuration file
+    -- says of a routine's command and image: a campaign's was taken, and the Nomad backend refused each of its
+    -- attempts ("contains '${', which Nomad would interpolate"), charged to the campaign until it went on hold
+    -- (migration 0116, found by exploratory testing). Checked here, not by a CHECK: campaign rows stored before are
+    -- updated by the failure policy.
+    IF strpos(array_to_string(reprocess.command, ' '), '${') > 0 OR strpos(reprocess.image, '${') > 0 THEN
+        RAISE EXCEPTION 'the campaign''s command or image holds ''${'', which Nomad would replace with a node '
+                        'attribute or a runtime variable in the job''s arguments: give the value itself (HRWSI_* '
+                        'variables name the attempt''s paths)'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'campaign_command_and_image_have_no_dollar_brace';
+    END IF;
     IF reprocess.condition IS NOT NULL THEN
         SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
         IF target IS NULL THEN

@@ -97,6 +97,15 @@ def test_a_campaign_makes_one_archive_task_per_processed_input_in_its_range_and_
      psycopg.errors.CheckViolation, "campaign_measured_from_is_before_measured_to"),
     ({"routine": "snow", "tiles": ["31TGL"]}, psycopg.errors.NoDataFound,
      "nothing to reprocess: no input of routine snow sensed from .* was processed \\(tiles '31TGL'\\)"),
+    # (psycopg reads years 1 to 9999 alone: a campaign to 12000-01-01 made `hrwsi campaigns` fail on every call)
+    ({"routine": "snow", "measured_to": datetime(9000, 1, 1, 0, 0, 1, tzinfo=UTC)},
+     psycopg.errors.CheckViolation, "campaign_sensing_range_is_between_1950_and_9000"),
+    # (Nomad reads `${...}` in a job's arguments and driver config as its own: every job of such a campaign ran
+    # another command or was refused, charged to the campaign; the configuration file refuses it in a routine's)
+    ({"routine": "snow", "command": ["sh", "-c", "echo ${attr.unique.hostname}"]}, psycopg.errors.CheckViolation,
+     "the campaign's command or image holds '\\$\\{', which Nomad would replace"),
+    ({"routine": "snow", "image": "registry/snow:${NOMAD_ALLOC_ID}"}, psycopg.errors.CheckViolation,
+     "the campaign's command or image holds '\\$\\{'"),
 ])
 def test_a_campaign_that_makes_no_sense_is_refused_and_leaves_nothing(chain, arguments, error, message):
     finish(chain, add_input(chain, "l2a", "/l2a/a"))
