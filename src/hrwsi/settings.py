@@ -105,6 +105,13 @@ def check_database_url(url: str, name: str = "HRWSI_DATABASE_URL") -> None:
                             "postgresql://user[:password]@host[:port]/database[?option=value...]")
 
 
+# The largest pool a setting may ask (HRWSI_POOL_SIZE, HRWSI_WEB_POOL_SIZE): asyncpg makes an entry for each
+# connection a pool may open, all at its start, holding the event loop: HRWSI_POOL_SIZE=100000000 took minutes of CPU
+# and GBs of memory (1,000,000: 1.8 s and 163 MB), and the service did not stop on SIGTERM meanwhile (found by
+# exploratory testing). A process opens some 11 at its busiest (README.md, Connections).
+MAX_POOL_SIZE = 1000
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=default_home)
@@ -162,9 +169,10 @@ class Settings:
         if self.claim_ahead is not None and self.claim_ahead < 0:
             raise SettingsError(f"HRWSI_CLAIM_AHEAD={self.claim_ahead} must be a number of jobs >= 0 "
                                 "(0: claim only jobs that start at once)")
-        if self.pool_size is not None and self.pool_size < 2:
-            raise SettingsError(f"HRWSI_POOL_SIZE={self.pool_size} must be at least 2 (a heartbeat and a step at once), "
-                                "or unset for 4 per service plus 2")
+        if self.pool_size is not None and not 2 <= self.pool_size <= MAX_POOL_SIZE:
+            raise SettingsError(f"HRWSI_POOL_SIZE={self.pool_size} must be at least 2 (a heartbeat and a step at once) "
+                                f"and at most {MAX_POOL_SIZE:,} connections (a process opens some 11 at its busiest), or "
+                                "unset for 4 per service plus 2")
         if self.event_loop not in EVENT_LOOPS:
             raise SettingsError(f"HRWSI_EVENT_LOOP={shown(self.event_loop)} must be {', '.join(EVENT_LOOPS[:-1])} "
                                 f"or {EVENT_LOOPS[-1]}")

@@ -31,6 +31,9 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_JOB_LOG_MAX_BYTES", "4096", r"HRWSI_JOB_LOG_MAX_BYTES=4096 must be 0 \(no cap\) or at least 1048576 bytes"),
     ("HRWSI_JOB_LOG_MAX_BYTES", "100MB", "HRWSI_JOB_LOG_MAX_BYTES='100MB' is not a whole number"),
     ("HRWSI_POOL_SIZE", "1", r"HRWSI_POOL_SIZE=1 must be at least 2 \(a heartbeat and a step at once\)"),
+    # (asyncpg makes an entry per connection a pool may open, all at its start, the event loop held: 100000000 took
+    # minutes of CPU and GBs, and the service did not stop on SIGTERM; found by exploratory testing)
+    ("HRWSI_POOL_SIZE", "100000000", r"HRWSI_POOL_SIZE=100000000 must be at least 2 .* and at most 1,000 connections"),
     # (int() read other scripts' digits: \u0661 x 7 capped job logs at 1111111 bytes; found by review)
     ("HRWSI_JOB_LOG_MAX_BYTES", "\u0661" * 7, "HRWSI_JOB_LOG_MAX_BYTES='\u0661+' is not a whole number \\(ASCII digits"),
     ("HRWSI_JOB_LOG_MAX_BYTES", "\u00b2", "HRWSI_JOB_LOG_MAX_BYTES='\u00b2' is not a whole number \\(ASCII digits"),

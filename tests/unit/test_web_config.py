@@ -37,5 +37,9 @@ def test_the_dashboards_pool_is_4_connections_unless_hrwsi_web_pool_size_says_ot
     monkeypatch.setenv("HRWSI_WEB_POOL_SIZE", "2")
     assert WebSettings.from_env().pool_size == 2
     monkeypatch.setenv("HRWSI_WEB_POOL_SIZE", "0")
-    with pytest.raises(SettingsError, match=r"HRWSI_WEB_POOL_SIZE='0' must be a whole number of connections >= 1"):
+    with pytest.raises(SettingsError, match=r"HRWSI_WEB_POOL_SIZE='0' must be a whole number of connections from 1"):
+        WebSettings.from_env()
+    monkeypatch.setenv("HRWSI_WEB_POOL_SIZE", "100000000")  # (asyncpg makes an entry per connection at its start)
+    with pytest.raises(SettingsError, match=r"HRWSI_WEB_POOL_SIZE='100000000' must be a whole number of connections "
+                                            r"from 1 to 1,000"):
         WebSettings.from_env()

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from hrwsi.backends.ascii_decimal import ascii_decimal, is_ascii_decimal
-from hrwsi.settings import SettingsError, port_setting
+from hrwsi.settings import MAX_POOL_SIZE, SettingsError, port_setting
 from hrwsi.terminal import bounded, shown
 from hrwsi.web.auth import Authenticator
 
@@ -92,6 +92,7 @@ def _pool_size() -> int:
     if not raw:
         return WebSettings.pool_size
     size = ascii_decimal(raw)
-    if size is None or size < 1:
-        raise SettingsError(f"HRWSI_WEB_POOL_SIZE={shown(raw)} must be a whole number of connections >= 1 (default 4)")
+    if size is None or not 1 <= size <= MAX_POOL_SIZE:
+        raise SettingsError(f"HRWSI_WEB_POOL_SIZE={shown(raw)} must be a whole number of connections from 1 to "
+                            f"{MAX_POOL_SIZE:,} (default 4)")
     return size
