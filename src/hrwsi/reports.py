@@ -277,14 +277,22 @@ SERVICE_STOPS = {
 
 def services_gone(services: list[dict], alive: list[dict]) -> list[dict]:
     """The kinds of service that have rows but no instance alive, each with its last instance and
-    what stops meanwhile. Why: after a kill -9 of `hrwsi up`, status showed a table of rows each
+    what stops meanwhile; and, while any service is registered, the kinds with no row at all (stopped
+    cleanly, or never started: last is None). Why: after a kill -9 of `hrwsi up`, status showed a table of rows each
     "(stale: dead or hung?)", and said nowhere that nothing was dispatched nor what to start (found by
     exploratory testing). The dashboard's rows come and go with its own process: not counted."""
     alive_kinds = {s["kind"] for s in alive}
     gone = []
     for kind, stops in SERVICE_STOPS.items():
         rows = [s for s in services if s["kind"] == kind]
-        if rows and kind not in alive_kinds:
+        if not rows and services:
+            # (no row at all while others have one: a service stopped cleanly deletes its row, so after
+            # `systemctl stop` of the orchestrator alone, or one that never started, status and the dashboard
+            # said nothing, the dashboard "3/3 services alive", while nothing was planned nor alerted: found by
+            # exploratory testing. With no row at all, "no service is registered" says it for every kind.)
+            gone.append({"kind": kind, "last": None, "host": None, "pid": None, "heartbeat_age_s": None,
+                         "next": f"{stops} until one runs: start it (`hrwsi {kind}`, or `hrwsi up`)"})
+        elif rows and kind not in alive_kinds:
             last = min(rows, key=lambda s: s["heartbeat_age_s"] if s["heartbeat_age_s"] is not None else float("inf"))
             gone.append({"kind": kind, "last": last["id"], "host": last["host"], "pid": last["pid"],
                          "heartbeat_age_s": last["heartbeat_age_s"],

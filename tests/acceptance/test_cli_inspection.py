@@ -349,6 +349,27 @@ def test_status_says_which_service_has_no_instance_alive_what_stops_and_what_to_
     assert [(g["kind"], g["last"]) for g in gone] == [("harvester", "harvester-b-4"), ("launcher", "launcher-a-2")]
 
 
+def test_status_names_a_service_stopped_cleanly_whose_row_is_gone_while_the_others_run(db, env):
+    # Found by exploratory testing (2026-12-07): a service stopped cleanly (SIGTERM, `systemctl stop`) deletes
+    # its row; with the orchestrator alone stopped, status listed the harvester, launcher and dashboard and said
+    # nothing, while nothing was planned, no alert sent and retention did not run.
+    env = {**env, "HRWSI_LEASE_TIMEOUT_S": "60"}
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, heartbeat_at) VALUES
+                  ('harvester-a-1', 'harvester', 'a', 1, '0.1.0', now()),
+                  ('launcher-a-1', 'launcher', 'a', 1, '0.1.0', now()),
+                  ('web-a-2', 'web', 'a', 2, '0.1.0', now())""")
+    said = " ".join(run(["status"], {**env, "COLUMNS": "200"}).stdout.split())
+    assert ("no orchestrator is alive (none is registered: one stopped cleanly removes its row, or none was started): "
+            "next: nothing is planned, no alert is sent and retention does not run until one runs: start it "
+            "(`hrwsi orchestrator`, or `hrwsi up`)") in said, said
+    assert "no harvester is alive" not in said and "no launcher is alive" not in said
+    gone = json.loads(run(["status", "--json"], env).stdout)["services_gone"]
+    assert [(g["kind"], g["last"]) for g in gone] == [("orchestrator", None)]
+    db.execute("DELETE FROM hrwsi.service_instance")
+    said = " ".join(run(["status"], env).stdout.split())
+    assert "no service is registered: start them with `hrwsi up`" in said and "is alive" not in said, "said once"
+
+
 def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):
     # Found by exploratory testing (2026-12-05): with Nomad out of reach, only the launcher's log said
     # so; status showed the task dispatched and its job submitted, as though all were well.

@@ -370,8 +370,9 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
     for gone in gone_kinds or []:  # (before the table: it may be long, of rows of the gone)
-        console.print(Text.assemble((visible(f"no {gone['kind']} is alive"), "bold red"),
-                                    visible(f" (the last, {gone['last']}, beat {_age(gone['heartbeat_age_s'])}): ")),
+        console.print(Text.assemble((visible(f"no {gone['kind']} is alive"), "bold red"), visible(
+            f" (the last, {gone['last']}, beat {_age(gone['heartbeat_age_s'])}): " if gone["last"]
+            else " (none is registered: one stopped cleanly removes its row, or none was started): ")),
                       soft_wrap=True)
         line(console, "  next: ", gone["next"])
     table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"), times=("started",),
