@@ -578,8 +578,11 @@ def schedule(conn: psycopg.Connection) -> dict:
         row["overdue_s"] = overdue_s(row["expected_end"], now)
     ends = [r["expected_end"] for r in rows if r["expected_end"] is not None]
     expected_end = max(ends) if ends else None
+    # (the tasks running past their expected end: what waits behind them starts later than planned)
+    late = [r["overdue_s"] for r in rows if r["overdue_s"] is not None]
     return {"at": now, "tasks": rows, "per_state": per_state, "workers": len({r["worker"] for r in rows}),
-            "expected_end": expected_end, "overdue_s": overdue_s(expected_end, now)}
+            "expected_end": expected_end, "overdue_s": overdue_s(expected_end, now),
+            "overrunning": len(late), "overrunning_longest_s": max(late, default=None)}
 
 
 def overdue_s(expected_end: datetime | None, now: datetime) -> float | None:

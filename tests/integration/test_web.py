@@ -872,6 +872,20 @@ async def test_the_current_schedule_says_when_a_running_tasks_expected_end_passe
 
 
 
+async def test_the_current_schedule_says_a_planned_task_past_its_planned_start_waits_not_that_it_is_overdue(
+        database_url, scenario, data_dir, db):
+    # Found by exploratory testing (2026-12-07): a task planned behind jobs that overran read "overdue", as if it ran.
+    waiting = scenario.planned[0]
+    db.execute("UPDATE hrwsi.processing_task SET planned_start = now() - interval '10 minutes', "
+               "planned_end = now() - interval '9 minutes' WHERE id = %s", (waiting,))
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/plan")
+    titles = dict(re.findall(r'<a href="/tasks/(\d+)"><rect [^>]*><title>([^<]*)</title>', html))
+    assert "overdue" not in titles[str(waiting)], titles[str(waiting)]
+    assert re.search(r"; not started, its planned start passed at \d\d:\d\d:\d\d UTC \(10 min ago\): expected to "
+                     r"end at \d\d:\d\d:\d\d UTC at the earliest$", titles[str(waiting)]), titles[str(waiting)]
+
+
 async def test_the_current_schedule_tells_time_by_the_databases_clock_not_the_web_servers(database_url, scenario,
                                                                                          data_dir, db, monkeypatch):
     """Known fault: the plan chart compared each expected end with the web server's own clock (its "now" line and
