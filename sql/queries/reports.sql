@@ -285,6 +285,12 @@ WHERE j.task_id = %(task_id)s AND (%(attempt)s::int IS NULL OR j.attempt = %(att
 ORDER BY j.attempt DESC
 LIMIT 1;
 
+-- name: report_attempt_ended
+-- How an attempt ended and where its task is now: what `hrwsi logs --follow` says once the attempt ends.
+SELECT j.state AS job_state, j.message, t.state AS task_state, t.state_reason AS task_reason
+FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id
+WHERE j.task_id = %(task_id)s AND j.attempt = %(attempt)s;
+
 -- name: report_job_is_final
 SELECT s.is_final FROM hrwsi.job j JOIN hrwsi.job_state s ON s.name = j.state
 WHERE j.task_id = %(task_id)s AND j.attempt = %(attempt)s;

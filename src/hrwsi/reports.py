@@ -560,6 +560,11 @@ def task_log(conn: psycopg.Connection, task_id: int, attempt: int | None = None)
     return _row(conn, "report_task_log", {"task_id": task_id, "attempt": attempt})
 
 
+def attempt_ended(conn: psycopg.Connection, task_id: int, attempt: int) -> dict | None:
+    """How an attempt ended (its job's state and message) and its task's state and reason now."""
+    return _row(conn, "report_attempt_ended", {"task_id": task_id, "attempt": attempt})
+
+
 def job_is_final(conn: psycopg.Connection, task_id: int, attempt: int) -> bool:
     row = conn.execute(query("report_job_is_final"), {"task_id": task_id, "attempt": attempt}).fetchone()
     return bool(row and row[0])

@@ -57,6 +57,26 @@ def test_logs_prints_an_attempt_and_follows_a_running_one_to_its_end(db, env):
     assert missing.returncode == 1 and f"task {task} has no attempt 7" in missing.stderr
 
 
+def test_logs_follow_ends_saying_how_the_attempt_ended_and_where_its_task_is_now(db, env):
+    # Found by exploratory testing (2026-12-07): --follow stopped with the log, exit code 0, and said nothing of
+    # whether the attempt was processed or failed, nor that its task was given up.
+    load(db, single_routine_configuration([sys.executable, "-c", "import time\nfor i in range(4):\n"
+                                           "    print('line', i, flush=True)\n    time.sleep(0.4)\n"
+                                           "raise SystemExit('KeyError: B11')"], max_attempts=1))
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/a')")
+    process = services(env)
+    try:
+        wait_for(db, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'")
+        task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+        followed = run(["logs", str(task), "--follow"], env, timeout=60)
+    finally:
+        stop(process)
+    said = " ".join(followed.stderr.split())
+    assert (f"==> task {task} attempt 1 ended internal_error: exit code 1: KeyError: B11; task {task} is terminated "
+            f"now (`hrwsi task show {task}` says what comes next)") in said, said
+    assert "KeyError: B11" in followed.stdout, "the log itself, on stdout"
+
+
 HOSTILE_LOG = b"ok\x1b[2J\x1b]52;c;ZXZpbA==\x07 caf\xc3\xa9 \xe2\x80\xaeevil\r\nline\rover\n"
 
 
