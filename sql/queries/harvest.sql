@@ -281,19 +281,26 @@ WITH RECURSIVE rule AS (
                   WHERE c.routine = m.routine AND c.active
                     AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = c.name))
 ), member AS (
-    -- Products, with the tile and time of the input their task processed ...
-    SELECT p.path, p.product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date AS day
+    -- Products, with the tile and time of the input their task processed, and its task's lane ...
+    SELECT p.path, p.product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date AS day,
+           ml.name AS lane, ml.priority AS lane_priority
     FROM hrwsi.product p
     JOIN hrwsi.processing_task t ON t.id = p.task_id
     JOIN hrwsi.input i ON i.id = t.input_id
+    JOIN hrwsi.lane ml ON ml.name = t.lane
     WHERE p.product_type IN (SELECT product_type FROM wanted) AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
       AND t.campaign_id IS NULL AND p.outdated_by IS NULL
     UNION
-    -- ... and inputs not chained from a product (harvested, inserted), as the type their routine reads.
-    SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date
+    -- ... and inputs not chained from a product (harvested, inserted), as the type their routine reads,
+    -- in the lane of their production task (an input arrived a day late is back-fill: arrives_as_back_fill).
+    SELECT i.input_path, r.input_product_type, i.tile, i.measured_at, (i.measured_at AT TIME ZONE 'UTC')::date,
+           ml.name, ml.priority
     FROM hrwsi.input i
     JOIN hrwsi.processing_condition c ON c.name = i.processing_condition
     JOIN hrwsi.processing_routine r ON r.name = c.routine
+    JOIN hrwsi.lane ml ON ml.name = coalesce((SELECT t.lane FROM hrwsi.processing_task t
+                                              WHERE t.input_id = i.id AND t.campaign_id IS NULL ORDER BY t.id LIMIT 1),
+                                             i.lane, c.lane)
     WHERE i.product_id IS NULL AND i.superseded_by IS NULL AND r.input_product_type IN (SELECT product_type FROM wanted)
       AND i.tile IS NOT NULL AND i.measured_at IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM hrwsi.multi_input_rule x WHERE x.processing_condition = i.processing_condition)
@@ -341,17 +348,28 @@ WITH RECURSIVE rule AS (
                  OR (mk.depth > 0 AND t.state = 'processed'
                      AND EXISTS (SELECT 1 FROM hrwsi.product p WHERE p.task_id = t.id AND p.chained_at IS NULL)))))
 ), grouped AS (
-    SELECT c.condition, c.group_path, c.tile, c.day, c.window_days, m.path, m.product_type, m.measured_at
+    SELECT c.condition, c.group_path, c.tile, c.day, c.window_days, m.path, m.product_type, m.measured_at, m.lane,
+           m.lane_priority
     FROM complete c
     JOIN hrwsi.multi_input_requirement q ON q.processing_condition = c.condition
     JOIN member m ON m.product_type = q.product_type AND m.tile = c.tile
                  AND m.day BETWEEN c.day - (c.window_days - 1) AND c.day
 ), inserted AS (
-    INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at, source)
-    SELECT condition, group_path, tile, least(max(measured_at), $1::timestamptz), $1::timestamptz, 'multi_input'
-    FROM grouped
-    GROUP BY condition, group_path, tile
-    ORDER BY condition, tile, group_path
+    -- A back-fill's group (every member made in a lane less urgent than its condition's) stays in the most
+    -- urgent of its members' lanes, without a deadline there, as chain_products keeps a back-fill's product in
+    -- its lane (ADR 0009): in its condition's lane, with a deadline from now (its publication), a month of
+    -- back-fill made a composite per tile and day that went before the fresh scenes' and was counted on time as
+    -- near-real-time (found by exploratory testing, 2026-12-07). One fresh member makes it near-real-time.
+    INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at, source, lane)
+    SELECT g.condition, g.group_path, g.tile, least(max(g.measured_at), $1::timestamptz), $1::timestamptz,
+           'multi_input',
+           CASE WHEN min(g.lane_priority) > min(gl.priority)
+                THEN (array_agg(g.lane ORDER BY g.lane_priority, g.lane))[1] END
+    FROM grouped g
+    JOIN hrwsi.processing_condition gc ON gc.name = g.condition
+    JOIN hrwsi.lane gl ON gl.name = gc.lane
+    GROUP BY g.condition, g.group_path, g.tile
+    ORDER BY g.condition, g.tile, g.group_path
     ON CONFLICT DO NOTHING
     RETURNING id, processing_condition, input_path
 ), listed AS (

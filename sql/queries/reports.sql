@@ -285,6 +285,12 @@ WHERE j.task_id = %(task_id)s AND (%(attempt)s::int IS NULL OR j.attempt = %(att
 ORDER BY j.attempt DESC
 LIMIT 1;
 
+-- name: report_attempt_ended
+-- How an attempt ended and where its task is now: what `hrwsi logs --follow` says once the attempt ends.
+SELECT j.state AS job_state, j.message, t.state AS task_state, t.state_reason AS task_reason
+FROM hrwsi.job j JOIN hrwsi.processing_task t ON t.id = j.task_id
+WHERE j.task_id = %(task_id)s AND j.attempt = %(attempt)s;
+
 -- name: report_job_is_final
 SELECT s.is_final FROM hrwsi.job j JOIN hrwsi.job_state s ON s.name = j.state
 WHERE j.task_id = %(task_id)s AND j.attempt = %(attempt)s;
@@ -382,7 +388,11 @@ ORDER BY c.depth, t.id;
 
 -- name: report_schedule
 -- The current schedule: every task that holds a worker (planned, dispatched, queued, running), with
--- its planned times, its attempt's start, and when it is expected to end.
+-- its planned times, its attempt's start, and when it is expected to end: a task not started yet ends its
+-- expected duration after now at the earliest (its planned end passed while it waited for capacity taken by
+-- jobs that ran longer than expected: it read "passed, overdue by 23 s" as if it ran late; found by
+-- exploratory testing), and start_late_s says how long ago its planned start passed (past 5 s: a task is
+-- dispatched within a second or two of its start).
 SELECT t.id AS task_id, t.routine, t.state, t.worker, t.planned_start, t.planned_end, t.depends_on, t.attempts,
        t.plan_id, j.started_at,
        -- (a task in flight holds what it was dispatched with, if its routine changed since: migration 0067)
@@ -390,7 +400,10 @@ SELECT t.id AS task_id, t.routine, t.state, t.worker, t.planned_start, t.planned
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END AS storage_mb,
        extract(epoch FROM r.expected_duration)::float8 AS duration_s,
-       coalesce(j.started_at + r.expected_duration, t.planned_end) AS expected_end
+       CASE WHEN j.started_at IS NOT NULL THEN j.started_at + r.expected_duration
+            ELSE greatest(t.planned_end, now() + r.expected_duration) END AS expected_end,
+       CASE WHEN j.started_at IS NULL AND t.planned_start < now() - interval '5 seconds'
+            THEN extract(epoch FROM now() - t.planned_start)::float8 END AS start_late_s
 FROM hrwsi.processing_task t
 JOIN hrwsi.processing_routine r ON r.name = t.routine
 LEFT JOIN hrwsi.job j ON j.task_id = t.id AND j.attempt = t.attempts AND t.state IN ('dispatched', 'queued', 'running')

@@ -330,8 +330,13 @@ SELECT t.id, t.routine, t.lane, t.state, t.worker,
        coalesce(j.started_at, t.planned_start) AS start_at,
        greatest(coalesce(j.started_at + r.expected_duration, t.planned_end),
                 CASE WHEN t.state <> 'planned' THEN now() END) AS end_at,
-       -- (its bar ends now at the earliest; its title says when it was expected to end, if that passed)
-       coalesce(j.started_at + r.expected_duration, t.planned_end) AS expected_end,
+       -- (its bar ends now at the earliest; its title says when it was expected to end, if that passed; a task not
+       -- started yet ends its expected duration after now at the earliest, and says how late its start is, as
+       -- report_schedule: a planned task waiting for capacity read "overdue")
+       CASE WHEN j.started_at IS NOT NULL THEN j.started_at + r.expected_duration
+            ELSE greatest(t.planned_end, now() + r.expected_duration) END AS expected_end,
+       CASE WHEN j.started_at IS NULL AND t.planned_start < now() - interval '5 seconds' THEN t.planned_start END
+           AS start_passed_at,
        -- (a task in flight holds what it was dispatched with, if its routine changed since: migration 0067)
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,

@@ -277,14 +277,22 @@ SERVICE_STOPS = {
 
 def services_gone(services: list[dict], alive: list[dict]) -> list[dict]:
     """The kinds of service that have rows but no instance alive, each with its last instance and
-    what stops meanwhile. Why: after a kill -9 of `hrwsi up`, status showed a table of rows each
+    what stops meanwhile; and, while any service is registered, the kinds with no row at all (stopped
+    cleanly, or never started: last is None). Why: after a kill -9 of `hrwsi up`, status showed a table of rows each
     "(stale: dead or hung?)", and said nowhere that nothing was dispatched nor what to start (found by
     exploratory testing). The dashboard's rows come and go with its own process: not counted."""
     alive_kinds = {s["kind"] for s in alive}
     gone = []
     for kind, stops in SERVICE_STOPS.items():
         rows = [s for s in services if s["kind"] == kind]
-        if rows and kind not in alive_kinds:
+        if not rows and services:
+            # (no row at all while others have one: a service stopped cleanly deletes its row, so after
+            # `systemctl stop` of the orchestrator alone, or one that never started, status and the dashboard
+            # said nothing, the dashboard "3/3 services alive", while nothing was planned nor alerted: found by
+            # exploratory testing. With no row at all, "no service is registered" says it for every kind.)
+            gone.append({"kind": kind, "last": None, "host": None, "pid": None, "heartbeat_age_s": None,
+                         "next": f"{stops} until one runs: start it (`hrwsi {kind}`, or `hrwsi up`)"})
+        elif rows and kind not in alive_kinds:
             last = min(rows, key=lambda s: s["heartbeat_age_s"] if s["heartbeat_age_s"] is not None else float("inf"))
             gone.append({"kind": kind, "last": last["id"], "host": last["host"], "pid": last["pid"],
                          "heartbeat_age_s": last["heartbeat_age_s"],
@@ -552,6 +560,11 @@ def task_log(conn: psycopg.Connection, task_id: int, attempt: int | None = None)
     return _row(conn, "report_task_log", {"task_id": task_id, "attempt": attempt})
 
 
+def attempt_ended(conn: psycopg.Connection, task_id: int, attempt: int) -> dict | None:
+    """How an attempt ended (its job's state and message) and its task's state and reason now."""
+    return _row(conn, "report_attempt_ended", {"task_id": task_id, "attempt": attempt})
+
+
 def job_is_final(conn: psycopg.Connection, task_id: int, attempt: int) -> bool:
     row = conn.execute(query("report_job_is_final"), {"task_id": task_id, "attempt": attempt}).fetchone()
     return bool(row and row[0])
@@ -570,8 +583,11 @@ def schedule(conn: psycopg.Connection) -> dict:
         row["overdue_s"] = overdue_s(row["expected_end"], now)
     ends = [r["expected_end"] for r in rows if r["expected_end"] is not None]
     expected_end = max(ends) if ends else None
+    # (the tasks running past their expected end: what waits behind them starts later than planned)
+    late = [r["overdue_s"] for r in rows if r["overdue_s"] is not None]
     return {"at": now, "tasks": rows, "per_state": per_state, "workers": len({r["worker"] for r in rows}),
-            "expected_end": expected_end, "overdue_s": overdue_s(expected_end, now)}
+            "expected_end": expected_end, "overdue_s": overdue_s(expected_end, now),
+            "overrunning": len(late), "overrunning_longest_s": max(late, default=None)}
 
 
 def overdue_s(expected_end: datetime | None, now: datetime) -> float | None:

@@ -57,6 +57,26 @@ def test_logs_prints_an_attempt_and_follows_a_running_one_to_its_end(db, env):
     assert missing.returncode == 1 and f"task {task} has no attempt 7" in missing.stderr
 
 
+def test_logs_follow_ends_saying_how_the_attempt_ended_and_where_its_task_is_now(db, env):
+    # Found by exploratory testing (2026-12-07): --follow stopped with the log, exit code 0, and said nothing of
+    # whether the attempt was processed or failed, nor that its task was given up.
+    load(db, single_routine_configuration([sys.executable, "-c", "import time\nfor i in range(4):\n"
+                                           "    print('line', i, flush=True)\n    time.sleep(0.4)\n"
+                                           "raise SystemExit('KeyError: B11')"], max_attempts=1))
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path) VALUES ('in', '/a')")
+    process = services(env)
+    try:
+        wait_for(db, "SELECT count(*) = 1 FROM hrwsi.job WHERE state = 'running'")
+        task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
+        followed = run(["logs", str(task), "--follow"], env, timeout=60)
+    finally:
+        stop(process)
+    said = " ".join(followed.stderr.split())
+    assert (f"==> task {task} attempt 1 ended internal_error: exit code 1: KeyError: B11; task {task} is terminated "
+            f"now (`hrwsi task show {task}` says what comes next)") in said, said
+    assert "KeyError: B11" in followed.stdout, "the log itself, on stdout"
+
+
 HOSTILE_LOG = b"ok\x1b[2J\x1b]52;c;ZXZpbA==\x07 caf\xc3\xa9 \xe2\x80\xaeevil\r\nline\rover\n"
 
 
@@ -347,6 +367,27 @@ def test_status_says_which_service_has_no_instance_alive_what_stops_and_what_to_
     assert "no orchestrator is alive" not in said
     gone = json.loads(run(["status", "--json"], env).stdout)["services_gone"]
     assert [(g["kind"], g["last"]) for g in gone] == [("harvester", "harvester-b-4"), ("launcher", "launcher-a-2")]
+
+
+def test_status_names_a_service_stopped_cleanly_whose_row_is_gone_while_the_others_run(db, env):
+    # Found by exploratory testing (2026-12-07): a service stopped cleanly (SIGTERM, `systemctl stop`) deletes
+    # its row; with the orchestrator alone stopped, status listed the harvester, launcher and dashboard and said
+    # nothing, while nothing was planned, no alert sent and retention did not run.
+    env = {**env, "HRWSI_LEASE_TIMEOUT_S": "60"}
+    db.execute("""INSERT INTO hrwsi.service_instance (id, kind, host, pid, version, heartbeat_at) VALUES
+                  ('harvester-a-1', 'harvester', 'a', 1, '0.1.0', now()),
+                  ('launcher-a-1', 'launcher', 'a', 1, '0.1.0', now()),
+                  ('web-a-2', 'web', 'a', 2, '0.1.0', now())""")
+    said = " ".join(run(["status"], {**env, "COLUMNS": "200"}).stdout.split())
+    assert ("no orchestrator is alive (none is registered: one stopped cleanly removes its row, or none was started): "
+            "next: nothing is planned, no alert is sent and retention does not run until one runs: start it "
+            "(`hrwsi orchestrator`, or `hrwsi up`)") in said, said
+    assert "no harvester is alive" not in said and "no launcher is alive" not in said
+    gone = json.loads(run(["status", "--json"], env).stdout)["services_gone"]
+    assert [(g["kind"], g["last"]) for g in gone] == [("orchestrator", None)]
+    db.execute("DELETE FROM hrwsi.service_instance")
+    said = " ".join(run(["status"], env).stdout.split())
+    assert "no service is registered: start them with `hrwsi up`" in said and "is alive" not in said, "said once"
 
 
 def test_status_says_when_the_launcher_cannot_reach_nomad_and_what_happens_to_its_jobs(db, env):

@@ -110,7 +110,7 @@ def test_ops_read_the_main_pages_and_see_changes_live(page, db, database_url, tm
         page.goto(base + "/")
         page.wait_for_selector("#live.ok")
         assert "held by ops: the quicklook bucket is full" in page.inner_text("#held")
-        assert "2/3 services alive" in words(page.inner_text(".tiles")), "web, orchestrator; the launcher is stale"
+        assert "3/4 services alive" in words(page.inner_text(".tiles")), "web, orchestrator, harvester; the launcher is stale"
         shoot(page, "overview")
 
         # Live: an operator holds a task elsewhere (plain SQL); the open page shows it without a reload.
@@ -173,7 +173,7 @@ def test_replaced_instances_are_one_line_of_the_services_that_shows_them_on_a_cl
         said = words(page.inner_text("#replaced-instances"))
         assert said.startswith("2 replaced instance(s) not shown (2 orchestrator): stale rows"), said
         assert "ops1-100-lapsed" not in services.inner_text() and "ops1-90-restarted" not in services.inner_text()
-        assert "2/3 services alive" in words(page.inner_text(".tiles")), "web, orchestrator; the launcher is stale"
+        assert "3/4 services alive" in words(page.inner_text(".tiles")), "web, orchestrator, harvester; the launcher is stale"
         shoot(page, "services-folded")
 
         page.click("#replaced-instances a:has-text('Show them')")
@@ -192,6 +192,26 @@ def test_replaced_instances_are_one_line_of_the_services_that_shows_them_on_a_cl
         page.click("#replaced-instances a:has-text('Hide them')")
         page.wait_for_selector("#replaced-instances a:has-text('Show them')")
         assert "orchestrator-ops1-90-restarted" not in words(services.inner_text())
+
+
+def test_a_service_stopped_cleanly_turns_the_services_tile_red_and_is_named_with_what_stops(page, db, database_url,
+                                                                                              tmp_path):
+    """A service stopped cleanly deletes its row: with the orchestrator alone stopped, the tile read "3/3 services
+    alive", nothing said that nothing was planned (found by exploratory testing, 2026-12-07)."""
+    home = tmp_path / "home"
+    build(db, home / "data")
+    db.execute("DELETE FROM hrwsi.service_instance WHERE kind = 'orchestrator'")
+    db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now()")  # (the scenario's launcher: alive here)
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#live.ok")
+        tile = page.locator(".tiles a.tile[href='#services']")
+        assert words(tile.inner_text()).strip() == "3/4 services alive no orchestrator running"
+        assert "bad" in tile.get_attribute("class")
+        said = words(page.inner_text("[data-gone=orchestrator]"))
+        assert said.startswith("No orchestrator is alive (none is registered: one stopped cleanly removes its row, or "
+                               "none was started): nothing is planned, no alert is sent"), said
+        shoot(page, "services-one-stopped")
 
 
 def test_an_operator_action_needs_the_token_and_is_recorded_with_who_did_it(page, page_errors, db, database_url,

@@ -156,7 +156,9 @@ def build(db: psycopg.Connection, data_dir: Path, now: datetime | None = None) -
                   ('orchestrator-ops1-100-aaaaaa', 'orchestrator', 'ops1', 100, now() - interval '2 hours', now(),
                    '0.1.0'),
                   ('launcher-ops2-200-bbbbbb', 'launcher', 'ops2', 200, now() - interval '3 hours',
-                   now() - interval '10 minutes', NULL)""")
+                   now() - interval '10 minutes', NULL),
+                  ('harvester-ops3-300-cccccc', 'harvester', 'ops3', 300, now() - interval '2 hours', now(),
+                   '0.1.0')""")
     db.execute("""INSERT INTO hrwsi.harvest_source (name, kind, product_type, config, next_run_at, last_run_at)
                   VALUES ('landing-l1c', 'landing_directory', 'L1C', %s, now() + interval '20 seconds',
                           now() - interval '40 seconds')""",

@@ -295,6 +295,29 @@ def test_plan_show_says_a_running_tasks_expected_end_passed_and_by_how_long_not_
     assert ", overdue by 30 min" in drawn(views.schedule, reports.schedule(db))
 
 
+def test_plan_show_says_a_planned_task_past_its_planned_start_waits_not_that_it_is_overdue(db, tmp_path):
+    # Found by exploratory testing (2026-12-07): jobs that ran 40 s where their routine expected 1 s kept the tasks
+    # planned behind them waiting; each read "passed, overdue by 23 s", as if it ran late, and the schedule's end
+    # was in the past.
+    from tests.integration.dashboard_scenario import build
+
+    scenario = build(db, tmp_path / "data")
+    db.execute("UPDATE hrwsi.job SET started_at = now() - interval '30 minutes' WHERE task_id = %s", (scenario.running,))
+    waiting = scenario.planned[0]
+    db.execute("UPDATE hrwsi.processing_task SET planned_start = now() - interval '10 minutes', "
+               "planned_end = now() - interval '9 minutes' WHERE id = %s", (waiting,))
+    data = reports.schedule(db)
+    row = next(t for t in data["tasks"] if t["task_id"] == waiting)
+    assert row["overdue_s"] is None and 590 < row["start_late_s"] < 610 and row["expected_end"] > data["at"], row
+    shown = drawn(views.schedule, data)
+    lines = shown.splitlines()
+    at = next(n for n, one in enumerate(lines) if f"│ {waiting} " in one)
+    assert "not started, its planned start passed 10 min ago" in lines[at + 1], shown
+    assert shown.count("overdue") == 1, "the running task alone"
+    assert ("at the earliest: 1 task(s) run past their expected end (the longest by 30 min), and the tasks not "
+            "started wait for what they hold") in " ".join(shown.split()), shown
+
+
 SNEAKY = "[bold red]x[/bold red]\x1b[2J\x1b]0;owned\x07"  # (rich markup, an escape that clears the screen, a title)
 SHOWN = "[bold red]x[/bold red]\\x1b[2J\\x1b]0;owned\\x07"
 

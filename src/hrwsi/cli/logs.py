@@ -284,6 +284,20 @@ def logs(task_id: int = whole_argument(..., help="a task id"),
         _follow(conn, task_id, job["attempt"], path, shown, job["output_dir"])
 
 
+def _ended_said(task_id: int, attempt: int, ended: dict) -> str:
+    """The line `--follow` ends with: how the attempt ended, and where its task is now. The log just stopped,
+    exit code 0, whether the attempt was processed, failed and retried, or the task given up (found by
+    exploratory testing, 2026-12-07)."""
+    said = f"==> task {task_id} attempt {attempt} ended {ended['job_state']}"
+    if ended["message"]:
+        said += f": {ended['message']}"
+    said += f"; task {task_id} is {ended['task_state']} now"
+    reason = ended["task_reason"]
+    if reason and not (ended["message"] and reason.endswith(ended["message"])):  # (not the message again)
+        said += f": {reason}"
+    return said + f" (`hrwsi task show {task_id}` says what comes next)"
+
+
 def _log_cap(output_dir: str | None) -> tuple[int, int] | None:
     """The cap and base the attempt's supervisor gave its log, as its started.json says (None: not said, or not
     yet: it is written when the routine starts). Its launcher's cap, not this machine's HRWSI_JOB_LOG_MAX_BYTES:
@@ -312,5 +326,8 @@ def _follow(conn, task_id: int, attempt: int, path: Path, shown: _ShownEscaped |
             # The attempt ended before this read: everything it wrote is in the file now.
             if not path.is_file():
                 raise CliError(f"task {task_id} attempt {attempt} ended and left no log at {path}")
+            ended = reports.attempt_ended(conn, task_id, attempt)
+            if ended is not None:
+                error_console.print(visible(_ended_said(task_id, attempt, ended)), style="dim", markup=False)
             return
         time.sleep(FOLLOW_POLL_S)

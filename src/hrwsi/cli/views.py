@@ -370,8 +370,9 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
         console.print("[yellow]no service is registered: start them with `hrwsi up` (or each on its own)[/yellow]")
         return
     for gone in gone_kinds or []:  # (before the table: it may be long, of rows of the gone)
-        console.print(Text.assemble((visible(f"no {gone['kind']} is alive"), "bold red"),
-                                    visible(f" (the last, {gone['last']}, beat {_age(gone['heartbeat_age_s'])}): ")),
+        console.print(Text.assemble((visible(f"no {gone['kind']} is alive"), "bold red"), visible(
+            f" (the last, {gone['last']}, beat {_age(gone['heartbeat_age_s'])}): " if gone["last"]
+            else " (none is registered: one stopped cleanly removes its row, or none was started): ")),
                       soft_wrap=True)
         line(console, "  next: ", gone["next"])
     table = _table("services", ("kind", "instance", "host", "pid", "version", "started", "heartbeat"), times=("started",),
@@ -635,7 +636,10 @@ def schedule(console: Console, data: dict, limit: int | None = None) -> None:
     per_state = ", ".join(f"{n} {s}" for s, n in sorted(data["per_state"].items())) or "nothing"
     line(console, f"current schedule at {time(data['at'])}: {per_state} on {data['workers']} worker(s); "
                   + (f"its expected end passed at {time(data['expected_end'])}, overdue by {duration_said(data['overdue_s'])}"
-                     if data.get("overdue_s") is not None else f"expected to end {time(data['expected_end'])}"))
+                     if data.get("overdue_s") is not None else f"expected to end {time(data['expected_end'])}")
+                  + (f" at the earliest: {data['overrunning']} task(s) run past their expected end (the longest by "
+                     f"{duration_said(data['overrunning_longest_s'])}), and the tasks not started wait for what they hold"
+                     if data.get("overrunning") and data.get("overdue_s") is None else ""))
     shown = data["tasks"][:limit] if limit is not None else data["tasks"]
     more = len(data["tasks"]) - len(shown)
     table = _table("tasks holding a worker (by worker, then start"
@@ -651,10 +655,14 @@ def schedule(console: Console, data: dict, limit: int | None = None) -> None:
 
 
 def _expected_end(task: dict) -> str:
-    """A task's expected end; one that passed (a running task that overran) says so, and by how long, below it."""
-    if task.get("overdue_s") is None:
-        return time(task["expected_end"])
-    return f"{time(task['expected_end'])}\npassed, overdue by {duration_said(task['overdue_s'])}"
+    """A task's expected end; one that passed (a running task that overran) says so, and by how long, below it;
+    a task not started whose planned start passed says that it waits, and since when (not "overdue")."""
+    if task.get("overdue_s") is not None:
+        return f"{time(task['expected_end'])}\npassed, overdue by {duration_said(task['overdue_s'])}"
+    if task.get("start_late_s") is not None:
+        return (f"{time(task['expected_end'])}\nnot started, its planned start passed "
+                f"{duration_said(task['start_late_s'])} ago")
+    return time(task["expected_end"])
 
 
 def stored_plan(console: Console, data: dict) -> None:

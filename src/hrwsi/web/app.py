@@ -498,6 +498,8 @@ class Dashboard:
                       "processed_last_hour": overview.processed_1h, "failed_last_hour": overview.failed_1h,
                       "routines": [vars(r) for r in overview.routines],
                       "alert_queue": overview.alert_queue, "services": overview.services, "sources": overview.sources,
+                      # (as `hrwsi status --json`: the kinds of service none of which is alive, what stops meanwhile)
+                      "services_gone": overview.services_gone,
                        "versions": overview.versions, "held_campaigns": overview.held_campaigns,
                        "held_tasks": overview.held_tasks, "held_tasks_total": overview.held_tasks_total,
                        "writes_refused": overview.writes_refused,

@@ -168,6 +168,11 @@ def _overdue(row, now: datetime) -> str:
 
     late = overdue_s(row.get("expected_end"), now)
     if late is None:
+        # (a task not started whose planned start passed waits for capacity: it read "overdue", as if it ran late)
+        if row.get("start_passed_at") is not None:
+            return (f"; not started, its planned start passed at {row['start_passed_at'].astimezone(UTC):%H:%M:%S} UTC "
+                    f"({duration_said((now - row['start_passed_at']).total_seconds())} ago): expected to end at "
+                    f"{row['expected_end'].astimezone(UTC):%H:%M:%S} UTC at the earliest")
         return ""
     return f"; its expected end passed at {row['expected_end'].astimezone(UTC):%H:%M:%S} UTC: overdue by {duration_said(late)}"
 

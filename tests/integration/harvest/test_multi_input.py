@@ -44,14 +44,15 @@ def gfsc_rule(db, **options):
 _counter = iter(range(1, 10_000))
 
 
-def member(db, product_type, tile="32TPR", measured=DAY, state="processed"):
-    """A task of the routine that makes product_type, for an input of that tile and time, in `state`;
-    a processed task has its product."""
+def member(db, product_type, tile="32TPR", measured=DAY, state="processed", lane=None):
+    """A task of the routine that makes product_type, for an input of that tile and time (in `lane`: None, its
+    condition's), in `state`; a processed task has its product."""
     n = next(_counter)
     condition = {"FSC": "l2a", "SWS": "sig0"}[product_type]
-    input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
-                             VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-                          (condition, f"/in/{n}", tile, measured, measured + timedelta(hours=1))).fetchone()[0]
+    input_id = db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at,
+                                                      lane)
+                             VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
+                          (condition, f"/in/{n}", tile, measured, measured + timedelta(hours=1), lane)).fetchone()[0]
     # The task is created with the input; move it to the state the test needs.
     task = db.execute("SELECT id FROM hrwsi.processing_task WHERE input_id = %s", (input_id,)).fetchone()[0]
     if state != "pending":
@@ -86,6 +87,25 @@ async def test_a_group_of_the_same_tile_and_day_is_made_once_when_complete(chain
     # The group's input gets its task like any other.
     assert chain.execute("SELECT count(*) FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
                          "WHERE i.source = 'multi_input'").fetchone()[0] == 1
+
+
+async def test_a_back_fills_group_stays_in_its_lane_without_a_deadline_and_one_with_a_fresh_member_does_not(
+        chain, pool):
+    # Found by exploratory testing (2026-12-07): a month of archive back-fill made a composite per tile and day in
+    # the condition's near-real-time lane, each with a deadline an hour after it was made: they went before the
+    # fresh scenes' composites, and timeliness counted them on time as near-real-time.
+    chain.execute("UPDATE hrwsi.processing_condition SET deadline = '1 hour', deadline_from = 'publication' "
+                  "WHERE name = 'gfsc_daily'")
+    gfsc_rule(chain)
+    member(chain, "FSC", lane="archive")
+    member(chain, "SWS", lane="archive")                 # 32TPR: a back-fill's members alone
+    member(chain, "FSC", tile="31TCH", lane="archive")
+    member(chain, "SWS", tile="31TCH")                   # 31TCH: one member near-real-time
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 2
+    assert chain.execute("""SELECT i.tile, i.lane, t.lane, t.deadline_at IS NOT NULL
+                            FROM hrwsi.input i JOIN hrwsi.processing_task t ON t.input_id = i.id
+                            WHERE i.source = 'multi_input' ORDER BY i.tile""").fetchall() == [
+        ("31TCH", None, "nrt", True), ("32TPR", "archive", "archive", False)]
 
 
 async def test_a_group_waits_until_every_task_that_would_add_a_member_is_done(chain, pool):
