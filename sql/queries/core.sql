@@ -499,3 +499,11 @@ UPDATE hrwsi.alert SET attempts = attempts + 1, last_error = $2 WHERE id = ANY (
 -- A job's state and owner as the database has them: what the launcher says when the outcome it
 -- wrote was not taken (recorded already, its answer lost with a restart; or another's now).
 SELECT state, owner, exit_code FROM hrwsi.job WHERE id = $1;
+
+-- name: sessions_heard_from
+-- Of the given server pids, those whose session runs a statement now or changed state within the last $2
+-- seconds (by the same role: its state is visible without pg_read_all_stats). A pooled connection of this
+-- process whose pid is not here waits for nothing from the server, and has sent it nothing for that long:
+-- after a listener's own NOTIFY went unanswered, it is ended (hrwsi.database.end_silent_sessions).
+SELECT pid FROM pg_stat_activity
+WHERE pid = ANY($1::int[]) AND (state = 'active' OR state_change > now() - make_interval(secs => $2));

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -500,11 +501,51 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     return conn
 
 
+# Every pooled connection of this process and when it was opened (monotonic), for end_silent_sessions.
+_POOLED: weakref.WeakKeyDictionary[asyncpg.Connection, float] = weakref.WeakKeyDictionary()
+
+
+async def _remember_pooled(conn: asyncpg.Connection) -> None:
+    _POOLED[conn] = time.monotonic()
+
+
+async def end_silent_sessions(alive: asyncpg.Connection, opened_before: float, quiet_s: float) -> int:
+    """End (client side) this process's pooled connections opened before `opened_before` (monotonic) whose
+    server session, read on `alive`, runs no statement and has heard nothing from them for `quiet_s`: how many.
+    Called once a listener's own NOTIFY went unanswered on a connection that the server did not close
+    (half-open: a failover that moved the server's address, a NAT, firewall or load balancer in between that
+    forgot the connections, the server's host gone).
+
+    Why: the pool's connections of that moment are as silent as the listener's, and nothing else tells: a
+    step's statement on one waited asyncpg's command timeout (60 s), then its release waited as long again for
+    the acknowledgement of the cancel it sent, and the dispatch session did so twice: no work moved for 4
+    minutes after the listener had reconnected in 10 s, and the log said nothing for the first 2 (found by
+    exploratory testing, a TCP proxy that stopped forwarding). A session that runs a statement is only slow and
+    is kept, and so is one whose state changed within `quiet_s` (a step between two statements: the listener's
+    ping may have gone unanswered on a server only overloaded); one idle or idle in a transaction for longer, or
+    gone from the server (another server since), waits for nothing the client waits for: ending it fails the
+    step using it at once (retried on a new connection, as after any lost connection), and costs an idle one a
+    reconnect."""
+    suspects = {}
+    for conn, opened in list(_POOLED.items()):
+        if opened < opened_before and not conn.is_closed():
+            suspects[conn.get_server_pid()] = conn
+    if not suspects:
+        return 0
+    heard = {row["pid"] for row in await alive.fetch(query("sessions_heard_from"), list(suspects), quiet_s)}
+    ended = 0
+    for pid, conn in suspects.items():
+        if pid not in heard and not conn.is_closed():
+            conn.terminate()
+            ended += 1
+    return ended
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
                       application_name: str = "hrwsi", server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
     # The application name shows in pg_stat_activity: ops see which service holds a connection.
     return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=COMMAND_TIMEOUT_S,
-                                     timeout=10,
+                                     timeout=10, init=_remember_pooled,
                                      reset=keep_session_state,
                                      server_settings={"application_name": application_name, **SESSION_SETTINGS,
                                                       **(server_settings or {})})

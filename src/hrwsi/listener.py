@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from hrwsi.backoff import LISTENER_CAP_S, Backoff
-from hrwsi.database import SESSION_SETTINGS, TRANSIENT_DATABASE_ERRORS, redact
+from hrwsi.database import SESSION_SETTINGS, TRANSIENT_DATABASE_ERRORS, end_silent_sessions, redact
 from hrwsi.database_trouble import describe, pooler_refusal
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ class Listener:
         # One statement at a time on the connection: LISTEN, UNLISTEN and the ping.
         self._statements = asyncio.Lock()
         self._backoff = Backoff(first_s=backoff_min_s, cap_s=backoff_max_s)
+        # When (monotonic) a connection was found silent (its own NOTIFY unanswered), until the next one has
+        # checked this process's pooled connections (end_silent_sessions).
+        self._went_silent_at: float | None = None
 
     def set_quiet(self, channels: Iterable[str]) -> None:
         """Which channels not to listen to from now on; `apply` makes it so on the connection (a
@@ -220,6 +223,7 @@ class Listener:
             logger.info("%s: reconnected; catching up on missed work", self.name)
         self.reconnects += 1
         self.connected = True
+        await self._end_silent_sessions(conn)
         self.on_connected()  # catch up: notifications sent while we were away are gone
         while not self._stopping.is_set() and not lost.is_set():
             await self._sleep(self.ping_interval_s, lost)
@@ -228,11 +232,32 @@ class Listener:
             if not await self._ping(conn):
                 logger.warning("%s: no answer to our own NOTIFY within %.1f s; reconnecting",
                                self.name, self.ping_timeout_s)
+                self._went_silent_at = time.monotonic()
                 conn.terminate()
                 return
         if lost.is_set() and not self._stopping.is_set():
             logger.warning("%s: the database closed our connection; reconnecting", self.name)
         return True
+
+    async def _end_silent_sessions(self, conn: asyncpg.Connection) -> None:
+        """After a connection went silent, end the pooled ones of this process that are as silent, read on the new
+        connection (hrwsi.database.end_silent_sessions); a failure leaves them to asyncpg's command timeout."""
+        silent_at, self._went_silent_at = self._went_silent_at, None
+        if silent_at is None:
+            return
+        try:
+            async with self._statements:
+                ended = await asyncio.wait_for(end_silent_sessions(conn, silent_at, self.ping_timeout_s),
+                                               self.ping_timeout_s)
+        except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
+            logger.warning("%s: cannot check the pooled connections of this process (%s); any that went silent "
+                           "too waits for its statement's timeout", self.name, describe(error))
+            return
+        if ended:
+            logger.warning("%s: %d pooled connection(s) of this process, opened before its own went silent, were "
+                           "waiting on no statement of the server: ended, the steps that used them start again on "
+                           "new connections (a half-open connection: a failover, or a NAT, firewall or load "
+                           "balancer that dropped them?)", self.name, ended)
 
     def _tell_listen_refused(self, error: asyncpg.PostgresError) -> None:
         """The server refuses LISTEN (a hot standby): said once, then every UNREADABLE_SAID_EVERY_S while it lasts,

@@ -53,6 +53,8 @@ class DatabaseDoor:
         self._server: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        # Connections that are half-open: kept, never closed, and nothing forwarded either way any more.
+        self._frozen: set[socket.socket] = set()
         self.port = self._listen(None)
         parts = urlsplit(url)
         query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
@@ -97,12 +99,15 @@ class DatabaseDoor:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if source in self._frozen:
+                    break  # (what it read is dropped: the network lost it)
                 sink.sendall(data)
         except OSError:
             pass
-        finally:
-            for end in (source, sink):
-                self._drop(end)
+        if source in self._frozen:
+            return  # half-open: neither end hears of it, ever
+        for end in (source, sink):
+            self._drop(end)
 
     def _drop(self, end: socket.socket) -> None:
         with self._lock:
@@ -126,6 +131,13 @@ class DatabaseDoor:
             connections = list(self._connections)
         for end in connections:
             self._drop(end)
+
+    def freeze(self) -> None:
+        """A half-open cut of every connection open now: nothing more goes through them either way, and neither
+        end is told (no FIN, no reset), as when a NAT, a firewall or a load balancer in between forgets them, or
+        the server's host vanishes. New connections go through."""
+        with self._lock:
+            self._frozen |= self._connections
 
     def open(self) -> None:
         """The database is back, on the same port."""

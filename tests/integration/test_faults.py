@@ -8,7 +8,9 @@ import sys
 
 import asyncpg
 
+from hrwsi.database import COMMAND_TIMEOUT_S
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
+from tests.integration.database_door import DatabaseDoor
 
 NO_DUPLICATES = """SELECT count(*) FROM (SELECT task_id FROM hrwsi.job WHERE state = 'processed'
                    GROUP BY task_id HAVING count(*) > 1) d"""
@@ -55,6 +57,34 @@ async def test_pool_connections_killed_mid_run_lose_nothing(db, database_url, se
     assert killed >= 2  # (the pattern finds the pools' sessions: at least each process's first one)
     assert db.execute("SELECT count(*) FROM hrwsi.job").fetchone()[0] == 100
     assert db.execute(NO_DUPLICATES).fetchone()[0] == 0
+
+
+async def test_connections_gone_half_open_stall_the_services_only_until_their_listeners_notice(
+        db, database_url, settings, configure, caplog):
+    """Every connection of `hrwsi up` goes silent without being closed (a failover that moved the server's
+    address, a NAT or load balancer that forgot them): nothing is forwarded any more, neither end is told, new
+    connections go through. The listeners notice by their own NOTIFY and end the pooled connections as silent
+    as theirs. Before, each step's statement waited asyncpg's command timeout (60 s), its release as long again
+    for the acknowledgement of its cancel, and the dispatch session twice: 242 s without work, 120 s of them
+    without a line in the log."""
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.5)"], workers=2))
+    # (a realistic lease: this is not about leases; a heartbeat of 1 s makes the listeners ping every second)
+    realistic = dataclasses.replace(settings, heartbeat_s=1.0, lease_timeout_s=30.0, backstop_poll_s=2.0)
+    door = DatabaseDoor(database_url)
+    try:
+        async with running(door.url, ["orchestrator", "launcher", "harvester"], realistic, backend="local"):
+            insert_inputs(db, 10)
+            await wait_until(database_url, "SELECT count(*) >= 1 FROM hrwsi.job WHERE state = 'running'")
+            door.freeze()  # (jobs running: their outcomes come after it)
+            insert_inputs(db, 10, start=10)
+            # (well within one command timeout: before, nothing moved for two of them)
+            await wait_until(database_url, "SELECT count(*) = 20 FROM hrwsi.processing_task WHERE state = 'processed'",
+                             timeout=COMMAND_TIMEOUT_S / 2)
+    finally:
+        door.close()
+    assert db.execute("SELECT count(*), count(DISTINCT task_id) FROM hrwsi.job").fetchone() == (20, 20)
+    said = [r.getMessage() for r in caplog.records if "waiting on no statement of the server" in r.getMessage()]
+    assert said and "half-open" in said[0]
 
 
 async def test_two_orchestrators_and_two_launchers_create_no_duplicates(db, database_url, settings, configure):
