@@ -3,7 +3,8 @@
 A TCP port (in 47700-47749) forwards every connection to the server. `close()` stops listening and cuts
 every connection through it, as a database restart does (new connections are refused, open ones end);
 `open()` listens again on the same port. The server itself never stops: the other tests' databases
-on it go on. It runs in threads, so that a test's event loop and a browser test alike can use it.
+on it go on. `freeze()` leaves every open connection half-open instead (nothing forwarded, neither end told),
+and `idle_timeout_s` each connection quiet for that long, as a NAT does. It runs in threads, so that a test's event loop and a browser test alike can use it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 PORTS = range(47700, 47750)
@@ -55,6 +57,10 @@ class DatabaseDoor:
         self._lock = threading.Lock()
         # Connections that are half-open: kept, never closed, and nothing forwarded either way any more.
         self._frozen: set[socket.socket] = set()
+        # Connections that carried nothing for this long are half-open from then on (None: never), as a NAT or load
+        # balancer's idle timeout does; when each end of a connection last carried something (monotonic).
+        self.idle_timeout_s: float | None = None
+        self._heard: dict[socket.socket, float] = {}
         self.port = self._listen(None)
         parts = urlsplit(url)
         query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
@@ -99,8 +105,9 @@ class DatabaseDoor:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                if source in self._frozen:
+                if source in self._frozen or self._idle_too_long(source):
                     break  # (what it read is dropped: the network lost it)
+                self._heard[source] = self._heard[sink] = time.monotonic()
                 sink.sendall(data)
         except OSError:
             pass
@@ -109,9 +116,17 @@ class DatabaseDoor:
         for end in (source, sink):
             self._drop(end)
 
+    def _idle_too_long(self, end: socket.socket) -> bool:
+        if self.idle_timeout_s is None or time.monotonic() - self._heard.get(end, time.monotonic()) < self.idle_timeout_s:
+            return False
+        with self._lock:
+            self._frozen.add(end)
+        return True
+
     def _drop(self, end: socket.socket) -> None:
         with self._lock:
             self._connections.discard(end)
+            self._heard.pop(end, None)
         try:
             end.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -8,6 +8,7 @@ import sys
 
 import asyncpg
 
+from hrwsi import database
 from hrwsi.database import COMMAND_TIMEOUT_S
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
 from tests.integration.database_door import DatabaseDoor
@@ -85,6 +86,30 @@ async def test_connections_gone_half_open_stall_the_services_only_until_their_li
     assert db.execute("SELECT count(*), count(DISTINCT task_id) FROM hrwsi.job").fetchone() == (20, 20)
     said = [r.getMessage() for r in caplog.records if "waiting on no statement of the server" in r.getMessage()]
     assert said and "half-open" in said[0]
+
+
+async def test_a_burst_after_a_quiet_spell_is_not_held_up_by_pooled_connections_a_middlebox_forgot(
+        db, database_url, settings, configure, monkeypatch):
+    """A NAT, firewall or load balancer between the services and the database forgets a connection that carried
+    nothing for a while, which stays half-open. The listener, pinging every heartbeat, stays heard; the pool's
+    spare connections do not, and a burst took them: each statement waited the command timeout (60 s), its
+    release as long again, over 6 minutes in all. The pool closes a connection unused for POOL_IDLE_LIFETIME_S
+    (60 s, below common middleboxes' idle timeouts), here scaled down with the middlebox's."""
+    monkeypatch.setattr(database, "POOL_IDLE_LIFETIME_S", 1.0)
+    configure(single_routine_configuration(["true"], workers=4))
+    door = DatabaseDoor(database_url)
+    try:
+        async with running(door.url, ["orchestrator", "launcher", "harvester"], settings, backend="local"):
+            insert_inputs(db, 100)
+            await wait_until(database_url, "SELECT count(*) = 100 FROM hrwsi.processing_task WHERE state = 'processed'")
+            door.idle_timeout_s = 3.0  # (from now on: the first burst's connections were all in use)
+            await asyncio.sleep(4.0)  # the quiet spell: the spare connections carried nothing for longer
+            insert_inputs(db, 100, start=100)
+            await wait_until(database_url, "SELECT count(*) = 200 FROM hrwsi.processing_task WHERE state = 'processed'",
+                             timeout=COMMAND_TIMEOUT_S / 2)
+    finally:
+        door.close()
+    assert db.execute("SELECT count(*), count(DISTINCT task_id) FROM hrwsi.job").fetchone() == (200, 200)
 
 
 async def test_two_orchestrators_and_two_launchers_create_no_duplicates(db, database_url, settings, configure):
