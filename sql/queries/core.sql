@@ -500,10 +500,15 @@ UPDATE hrwsi.alert SET attempts = attempts + 1, last_error = $2 WHERE id = ANY (
 -- wrote was not taken (recorded already, its answer lost with a restart; or another's now).
 SELECT state, owner, exit_code FROM hrwsi.job WHERE id = $1;
 
--- name: sessions_heard_from
--- Of the given server pids, those whose session runs a statement now or changed state within the last $2
--- seconds (by the same role: its state is visible without pg_read_all_stats). A pooled connection of this
--- process whose pid is not here waits for nothing from the server, and has sent it nothing for that long:
--- after a listener's own NOTIFY went unanswered, it is ended (hrwsi.database.end_silent_sessions).
-SELECT pid FROM pg_stat_activity
-WHERE pid = ANY($1::int[]) AND (state = 'active' OR state_change > now() - make_interval(secs => $2));
+-- name: end_quiet_sessions
+-- Of the given server pids, hrwsi's sessions of this role (by the same role: their state is visible without
+-- pg_read_all_stats, and they may be ended without pg_signal_backend): whether each is quiet, running no statement
+-- and unchanged for the last $2 seconds, and then ended (pg_terminate_backend), as the client gave up on it. A
+-- connection half-open on the way (a NAT, firewall or load balancer that forgot it) is unknown to the server,
+-- whose session waited idle, holding one of max_connections, until its TCP keepalive gave up (2 hours by default).
+-- A pid not here is gone from the server. (CASE: ended only when quiet. IS NOT NULL, not OR true, which the
+-- planner folds to true without calling the function.)
+SELECT pid, CASE WHEN state = 'active' OR state_change > now() - make_interval(secs => $2) THEN false
+                 ELSE pg_terminate_backend(pid) IS NOT NULL END AS quiet
+FROM pg_stat_activity
+WHERE pid = ANY($1::int[]) AND usename = current_user AND application_name LIKE 'hrwsi-%';

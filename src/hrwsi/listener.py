@@ -121,6 +121,7 @@ class Listener:
         # When (monotonic) a connection was found silent (its own NOTIFY unanswered), until the next one has
         # checked this process's pooled connections (end_silent_sessions).
         self._went_silent_at: float | None = None
+        self._silent_pid: int | None = None  # its server session, left on the server (ended then too)
 
     def set_quiet(self, channels: Iterable[str]) -> None:
         """Which channels not to listen to from now on; `apply` makes it so on the connection (a
@@ -232,7 +233,7 @@ class Listener:
             if not await self._ping(conn):
                 logger.warning("%s: no answer to our own NOTIFY within %.1f s; reconnecting",
                                self.name, self.ping_timeout_s)
-                self._went_silent_at = time.monotonic()
+                self._went_silent_at, self._silent_pid = time.monotonic(), conn.get_server_pid()
                 conn.terminate()
                 return
         if lost.is_set() and not self._stopping.is_set():
@@ -247,8 +248,10 @@ class Listener:
             return
         try:
             async with self._statements:
-                ended = await asyncio.wait_for(end_silent_sessions(conn, silent_at, self.ping_timeout_s),
-                                               self.ping_timeout_s)
+                # (quiet for half the ping's timeout: a connection dead before the ping was sent has been quiet
+                # for all of it, and a step between two statements for milliseconds)
+                ended = await asyncio.wait_for(end_silent_sessions(conn, silent_at, self.ping_timeout_s / 2,
+                                                                   self._silent_pid), self.ping_timeout_s)
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:
             logger.warning("%s: cannot check the pooled connections of this process (%s); any that went silent "
                            "too waits for its statement's timeout", self.name, describe(error))

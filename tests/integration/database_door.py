@@ -3,8 +3,9 @@
 A TCP port (in 47700-47749) forwards every connection to the server. `close()` stops listening and cuts
 every connection through it, as a database restart does (new connections are refused, open ones end);
 `open()` listens again on the same port. The server itself never stops: the other tests' databases
-on it go on. `freeze()` leaves every open connection half-open instead (nothing forwarded, neither end told),
-and `idle_timeout_s` each connection quiet for that long, as a NAT does. It runs in threads, so that a test's event loop and a browser test alike can use it.
+on it go on. `freeze()` leaves every open connection half-open instead (nothing forwarded, neither end
+told), and `idle_timeout_s` each connection quiet for that long, as a NAT does. It runs in threads, so
+that a test's event loop and a browser test alike can use it.
 """
 
 from __future__ import annotations

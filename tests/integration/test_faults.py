@@ -67,13 +67,14 @@ async def test_connections_gone_half_open_stall_the_services_only_until_their_li
     connections go through. The listeners notice by their own NOTIFY and end the pooled connections as silent
     as theirs. Before, each step's statement waited asyncpg's command timeout (60 s), its release as long again
     for the acknowledgement of its cancel, and the dispatch session twice: 242 s without work, 120 s of them
-    without a line in the log."""
+    without a line in the log; and the server kept 7 of their 15 sessions, idle until its TCP keepalive gave up."""
     configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.5)"], workers=2))
     # (a realistic lease: this is not about leases; a heartbeat of 1 s makes the listeners ping every second)
     realistic = dataclasses.replace(settings, heartbeat_s=1.0, lease_timeout_s=30.0, backstop_poll_s=2.0)
     door = DatabaseDoor(database_url)
     try:
-        async with running(door.url, ["orchestrator", "launcher", "harvester"], realistic, backend="local"):
+        async with running(door.url, ["orchestrator", "launcher", "harvester"], realistic,
+                           backend="local") as services:
             insert_inputs(db, 10)
             await wait_until(database_url, "SELECT count(*) >= 1 FROM hrwsi.job WHERE state = 'running'")
             door.freeze()  # (jobs running: their outcomes come after it)
@@ -81,6 +82,12 @@ async def test_connections_gone_half_open_stall_the_services_only_until_their_li
             # (well within one command timeout: before, nothing moved for two of them)
             await wait_until(database_url, "SELECT count(*) = 20 FROM hrwsi.processing_task WHERE state = 'processed'",
                              timeout=COMMAND_TIMEOUT_S / 2)
+            # Nor does the server keep their sessions, idle until its TCP keepalive gives up (2 hours by default).
+            held = [conn.get_server_pid() for conn in list(database._POOLED) if not conn.is_closed()]
+            held += [service.listener._conn.get_server_pid() for service in services]
+            await wait_until(database_url, """SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = current_database()
+                                              AND application_name LIKE 'hrwsi-%' AND pid <> ALL($1::int[])""", held,
+                             timeout=5)
     finally:
         door.close()
     assert db.execute("SELECT count(*), count(DISTINCT task_id) FROM hrwsi.job").fetchone() == (20, 20)
