@@ -96,6 +96,15 @@ def _json(body, index: int, status: int = 200, *, index_may_be_zero: bool = Fals
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=_query_meta(shown))
 
 
+def _allocation_read(request: web.Request) -> str | None:
+    """The allocation a GET of one allocation, its logs or a file of it names, or None."""
+    if request.method == "GET":
+        for prefix in ("/v1/allocation/", "/v1/client/fs/logs/", "/v1/client/fs/cat/"):
+            if request.path.startswith(prefix) and "/" not in request.path[len(prefix):]:
+                return request.path[len(prefix):]
+    return None
+
+
 def _check_uuid(kind: str, value: str) -> None:
     if len(value) != 36:
         raise CodedError(500, f"{kind} lookup failed: index error: UUID must be 36 characters")
@@ -354,7 +363,8 @@ class NomadEmulator:
     async def _carry_out(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         refusal = self._acl_refusal(request)
         if refusal is not None:
-            return web.Response(status=403, text=refusal, content_type="text/plain")
+            status, text = refusal
+            return web.Response(status=status, text=text, content_type="text/plain")
         if self._no_path_to_region(request):
             # nomad/rpc.go forwardRegion: a region no server knows is structs.ErrNoRegionPath, a plain
             # 500 through command/agent/http.go wrap. Region.List (nomad/regions_endpoint.go) and the
@@ -396,10 +406,45 @@ class NomadEmulator:
             token = auth[7:].strip()
         return token
 
-    def _acl_refusal(self, request: web.Request) -> str | None:
-        """Why ACL refuses the request (the 403 text), or None. The event stream checks its own (see there)."""
+    def _acl_refusal(self, request: web.Request) -> tuple[int, str] | None:
+        """Why ACL refuses the request (its status and text), or None. The event stream checks its own (see there).
+        An allocation's reads look the allocation up before they check the token's capabilities (_alloc_first)."""
         if not self.acl_token or request.path == "/v1/event/stream":
             return None
+        alloc_id = _allocation_read(request)
+        if alloc_id is not None and self._answered_before_the_capability(request, alloc_id):
+            return None
+        refusal = self._token_refusal(request)
+        if refusal is not None and alloc_id is not None and request.path.startswith("/v1/allocation/") and \
+                self._token_known_or_anonymous(request):
+            # nomad/alloc_endpoint.go GetAlloc: an allocation the token may not read (read-job in its namespace)
+            # is structs.NewErrUnknownAllocation, a plain error that command/agent/http.go wrap answers as 500
+            return 500, f'Unknown allocation "{alloc_id}"'
+        return None if refusal is None else (403, refusal)
+
+    def _token_known_or_anonymous(self, request: web.Request) -> bool:
+        """Whether nomad/auth/auth.go Authenticate takes the token: none (the anonymous token), or one it knows."""
+        token = self._token_of(request)
+        return not token or token in self.acl_policies or hmac.compare_digest(token.encode(),
+                                                                            (self.acl_token or "").encode())
+
+    def _answered_before_the_capability(self, request: web.Request, alloc_id: str) -> bool:
+        """Whether a read of an allocation is answered before its capability is checked. The fs logs endpoint
+        refuses its missing parameters in the HTTP handler (command/agent/fs_endpoint.go Logs, FileCatRequest:
+        400), before any RPC. Then nomad/client_fs_endpoint.go logs/stream and nomad/alloc_endpoint.go GetAlloc
+        refuse a token Authenticate does not take (Permission denied), look the allocation up (unknown: 404,
+        "Unknown allocation" / "alloc not found"; a malformed ID: 500), and only then check the token's
+        capability in the allocation's namespace. The emulator checked the capability first: a token without
+        read-logs was told 403 where Nomad says the allocation is not there."""
+        if request.path.startswith("/v1/client/fs/logs/") and (
+                not request.query.get("task") or request.query.get("type") not in ("stdout", "stderr")):
+            return True
+        if request.path.startswith("/v1/client/fs/cat/") and not request.query.get("path"):
+            return True
+        return self._token_known_or_anonymous(request) and alloc_id not in self.cluster.allocs
+
+    def _token_refusal(self, request: web.Request) -> str | None:
+        """Why ACL refuses the request (the 403 text), or None."""
         if request.method == "DELETE" and any((request.query.get(flag) or "") not in ("", *GO_TRUE, *GO_FALSE)
                                               for flag in ("purge", "global")):
             return None  # refused by jobDelete's parsing, before the RPC checks the token (deregister_job)
@@ -893,7 +938,7 @@ class NomadEmulator:
     def _alloc_file(self, alloc_id: str, relative: str) -> Path:
         _check_uuid("alloc", alloc_id)
         if alloc_id not in self.cluster.allocs:
-            raise CodedError(404, "Unknown allocation")
+            raise CodedError(404, f'Unknown allocation "{alloc_id}"')  # (structs.NewErrUnknownAllocation: %q)
         node = self.cluster.nodes.get(self.cluster.allocs[alloc_id]["NodeID"])
         if node is None:
             raise CodedError(400, f"Unknown node {self.cluster.allocs[alloc_id]['NodeID']!r}")
@@ -910,11 +955,11 @@ class NomadEmulator:
 
     async def alloc_logs(self, request: web.Request) -> web.Response:
         q = request.query
-        task, kind = q.get("task", ""), q.get("type", "stdout")
+        task, kind = q.get("task", ""), q.get("type", "")
         if not task:
-            raise CodedError(400, "must include task name")
+            raise CodedError(400, "must provide task name")  # (command/agent/fs_endpoint.go taskNotPresentErr)
         if kind not in ("stdout", "stderr"):
-            raise CodedError(400, "must specify a valid log type (stdout or stderr)")
+            raise CodedError(400, "must provide log type (stdout/stderr)")  # (logTypeNotPresentErr)
         path = self._alloc_file(request.match_info["id"], f"alloc/logs/{task}.{kind}.0")
         data = await asyncio.to_thread(lambda: path.read_bytes() if path.exists() else b"")
         offset = int(q.get("offset") or 0)
