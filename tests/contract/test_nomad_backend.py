@@ -935,8 +935,8 @@ async def test_a_token_nomad_refuses_loses_the_attempt_and_names_nomad_token(nom
         wrong = str(uuid.uuid4())
         backend = target.backend(token=wrong, retry_for_s=0.3)
         spec = target.spec("wrong-token", "exit 0")
-        with pytest.raises(AttemptLost, match="NOMAD_TOKEN") as lost:
-            await backend.submit(spec)
+        with pytest.raises(AttemptLost, match="NOMAD_TOKEN") as lost:  # (a claim's first start; one adopted, whose
+            await backend.submit(spec, first_start=True)                # job may run, waits: the test after the next)
         assert lost.value.fault == "backend_unavailable"
         assert wrong not in str(lost.value)  # the token itself is never said
         said, _ = backend.problem()
@@ -965,10 +965,12 @@ async def test_a_plan_registers_nothing_and_needs_what_a_registration_needs(noma
         assert not target.emulator.cluster.jobs
 
 
-async def test_a_token_that_may_not_submit_loses_the_first_attempt_and_the_next_wait_until_it_may(nomad: Target,
-                                                                                                  tmp_path):
+async def test_a_token_that_may_not_submit_gives_back_each_attempt_unregistered_until_a_plan_is_taken(nomad: Target,
+                                                                                                      tmp_path):
     # Each attempt of a burst was registered, refused and lost (found by exploratory testing): after the first,
-    # nothing is registered until a plan of the refused job is taken, and the attempts registered meanwhile wait.
+    # nothing is registered until a plan of the refused job is taken. The attempts submitted meanwhile waited,
+    # claimed, for the token to be mended (an operator's cancel of one held until then, when it was registered
+    # and stopped); each is now given back at once, unregistered, for a launcher whose jobs Nomad takes.
     nomad.require_emulator("ACLs enabled with known tokens, a policy changed by the test")
     read_only = AclPolicy(capabilities=frozenset({"read-job", "list-jobs", "read-logs"}), node="read")
     async with open_emulator(tmp_path, "may-not-submit", acl_token=MANAGEMENT_TOKEN,
@@ -979,19 +981,63 @@ async def test_a_token_that_may_not_submit_loses_the_first_attempt_and_the_next_
             await backend.submit(first)
         assert lost.value.fault == "backend_unavailable" and backend.submissions_refused()
         said, _ = backend.problem()
-        assert "for every job: it needs submit-job in namespace default" in said and "planned every" in said
+        assert "for every job: it needs submit-job in namespace default" in said and "given back" in said
         assert SUBMITTER_TOKEN not in said
-        waiting = asyncio.ensure_future(backend.submit(second))
-        await asyncio.sleep(backend_module.TOKEN_PROBE_S + 1.0)
-        assert not waiting.done() and target.emulator.requests[("POST", "/v1/jobs")] == 1
+        with pytest.raises(AttemptLost, match="not registered") as given_back:  # (a fresh claim, as dispatch's)
+            await asyncio.wait_for(backend.submit(second, first_start=True), GUARD_S)
+        assert given_back.value.fault == "backend_unavailable"
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 1
         await backend.probe()  # (what the launcher calls while its backend refuses its jobs: a plan)
         assert backend.submissions_refused() and not target.emulator.cluster.jobs
         target.emulator.acl_policies[SUBMITTER_TOKEN] = AclPolicy(capabilities=frozenset({"submit-job", "read-job",
                                                                                            "list-jobs", "read-logs"}),
                                                                   node="read")
-        assert await asyncio.wait_for(waiting, GUARD_S) == second.job_id
-        assert not backend.submissions_refused()
+        await asyncio.sleep(backend_module.TOKEN_PROBE_S / 2)  # (the probe plans no more often than that)
+        await backend.probe()
+        assert not backend.submissions_refused() and backend.problem() is None
+        assert await backend.submit(second) == second.job_id
         assert (await follow(backend, second)).state == "processed"
+
+
+async def test_an_adopted_attempt_whose_job_runs_is_followed_not_given_back_while_the_token_may_not_submit(
+        nomad: Target, tmp_path):
+    # Nomad's Job.Register checks the token before EnforceIndex (nomad/job_endpoint.go): an attempt adopted from a
+    # launcher that is gone, its job registered and running, would be given back as lost and run again beside it.
+    nomad.require_emulator("ACLs enabled with known tokens")
+    read_only = AclPolicy(capabilities=frozenset({"read-job", "list-jobs", "read-logs"}), node="read")
+    async with open_emulator(tmp_path, "adopted-refused", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: read_only}) as target:
+        gone, refused = target.backend(), target.backend(token=SUBMITTER_TOKEN, retry_for_s=0.3)
+        with pytest.raises(AttemptLost, match="NOMAD_TOKEN"):
+            await refused.submit(target.spec("adopted-refused-first", "exit 0"))
+        assert refused.submissions_refused()
+        spec = dataclasses.replace(target.spec("adopted-running", "exit 0"), claim=uuid.uuid4().hex)
+        assert await gone.submit(spec, first_start=True) == spec.job_id  # (by the launcher that is gone)
+        assert await asyncio.wait_for(refused.submit(spec), GUARD_S) == spec.job_id
+        assert (await follow(refused, spec)).state == "processed"
+        assert len(target.emulator.cluster.jobs) == 1, list(target.emulator.cluster.jobs)
+
+
+async def test_an_adopted_attempt_whose_job_cannot_be_read_waits_for_the_token_and_is_never_run_twice(
+        nomad: Target, tmp_path):
+    # A token Nomad does not know (expired, rotated) may neither register nor read: whether the adopted attempt's
+    # job runs cannot be told, so it is not given back (its task would run again beside it) but waits, as before.
+    nomad.require_emulator("ACLs enabled with known tokens, a policy changed by the test")
+    wrong = str(uuid.uuid4())
+    async with open_emulator(tmp_path, "adopted-unread", acl_token=MANAGEMENT_TOKEN) as target:
+        gone, refused = target.backend(), target.backend(token=wrong, retry_for_s=0.3)
+        with pytest.raises(AttemptLost, match="NOMAD_TOKEN"):
+            await refused.submit(target.spec("adopted-unread-first", "exit 0"), first_start=True)
+        spec = dataclasses.replace(target.spec("adopted-unread", "exit 0"), claim=uuid.uuid4().hex)
+        assert await gone.submit(spec, first_start=True) == spec.job_id  # (by the launcher that is gone)
+        waiting = asyncio.ensure_future(refused.submit(spec))
+        await asyncio.sleep(backend_module.TOKEN_PROBE_S + 1.0)
+        assert not waiting.done()
+        target.emulator.acl_policies[wrong] = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs",
+                                                                                "read-logs"}), node="read")
+        assert await asyncio.wait_for(waiting, GUARD_S) == spec.job_id
+        assert (await follow(refused, spec)).state == "processed"
+        assert len(target.emulator.cluster.jobs) == 1
 
 
 async def test_a_registration_refused_while_a_plan_of_it_is_taken_stays_that_attempts_refusal(nomad: Target,

@@ -234,6 +234,11 @@ class NomadClient:
         self._problem = NomadProblem(text, since, time.monotonic(), refused, unreachable,
                                      method if refused is not None else None)
 
+    def forget_refusal(self, endpoint: str) -> None:
+        """A refusal of `endpoint` is over, told by another call (a plan taken where a registration was refused)."""
+        if self._problem is not None and self._problem.refused_endpoint == endpoint:
+            self._problem = None
+
     def session_client(self) -> nomad.Nomad:
         """This thread's python-nomad client, configured from our config only."""
         client = getattr(self._local, "client", None)
