@@ -750,18 +750,28 @@ async def test_a_job_nomad_does_not_place_in_time_is_purged_and_its_attempt_lost
     await backend.forget(spec.job_id)
 
 
-async def test_without_read_logs_the_backend_says_so_once(nomad: Target, tmp_path, caplog):
+@pytest.mark.parametrize("through_servers", [False, True], ids=["allocations-client", "through-servers"])
+async def test_without_read_logs_the_backend_says_so_once_and_asks_no_more(nomad: Target, tmp_path, caplog,
+                                                                           through_servers):
+    # Through the servers (the launcher's NOMAD_ADDR a server, or a client agent not running the allocation),
+    # Nomad answers a token without read-logs HTTP 500 "Permission denied" (nomad/client_fs_endpoint.go logs sends
+    # it uncoded; command/agent/fs_endpoint.go fsStreamImpl: 500), 403 only from the allocation's own client. The
+    # backend took that 500 for a transient error: each attempt's logs were asked again and again for 30 s
+    # (LOGS_WAIT_S), its outcome recorded that much later, and the log said Nomad did not serve them in time.
     nomad.require_emulator("a token without read-logs")
     policy = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")
-    async with open_emulator(tmp_path, "no-logs", acl_token=MANAGEMENT_TOKEN,
-                             acl_policies={SUBMITTER_TOKEN: policy}) as target:
+    async with open_emulator(tmp_path, "no-logs", acl_token=MANAGEMENT_TOKEN, acl_policies={SUBMITTER_TOKEN: policy},
+                             fs_through_servers=through_servers) as target:
         backend = target.backend(token=SUBMITTER_TOKEN)
         for name in ("no-logs-1", "no-logs-2"):
             spec = target.spec(name, "echo hidden")
             await backend.submit(spec)
             assert (await follow(backend, spec)).state == "processed"  # the outcome does not need the logs
+            assert "the launcher's token needs the read-logs capability" in Path(spec.log_path).read_text()
         said = [r for r in caplog.records if "read-logs" in r.getMessage()]
         assert len(said) == 1 and said[0].levelname == "WARNING"
+        asked = sum(n for (method, path), n in target.emulator.requests.items() if path.startswith("/v1/client/fs/"))
+        assert asked == 1  # (refused once: the next attempt's log says so without asking within forbidden_retry_s)
 
 
 async def test_status_says_a_token_without_read_logs_keeps_no_output_and_not_that_attempts_are_lost(

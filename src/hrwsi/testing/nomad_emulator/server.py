@@ -126,7 +126,8 @@ class NomadEmulator:
                  event_stream_framing: str = FRAMING_RAW, acl_policies: dict[str, AclPolicy] | None = None,
                  forwarded: bool = False, workload_variable_paths: tuple[str, ...] = (),
                  deprecated_event_fields: bool = True, namespaces: Iterable[str] = (),
-                 node_pools: Iterable[str] = (), regions: Iterable[str] = ("global",)):
+                 node_pools: Iterable[str] = (), regions: Iterable[str] = ("global",),
+                 fs_through_servers: bool = False):
         if event_stream_framing not in FRAMINGS:
             raise ValueError(f"event_stream_framing {event_stream_framing!r}: one of {', '.join(FRAMINGS)}")
         self.event_stream_framing = event_stream_framing
@@ -135,6 +136,10 @@ class NomadEmulator:
         self.acl_token = acl_token  # the management token; ACL is off without one
         self.acl_policies = dict(acl_policies or {})  # other tokens: secret -> policy
         self.forwarded = forwarded  # answer as a client agent or a follower server does (RPC errors wrapped)
+        # The fs endpoints reach the allocation's client through the servers: the agent at the address is a server,
+        # or a client agent that does not run the allocation (command/agent/helpers.go rpcHandlerForAlloc), as a
+        # launcher's NOMAD_ADDR is; else the agent is the allocation's own client (a dev agent: server and client).
+        self.fs_through_servers = fs_through_servers
         self.workload_variable_paths = workload_variable_paths  # a namespace-wide workload policy's Variables
         self.deprecated_event_fields = deprecated_event_fields
         # Namespaces and node pools an admin applied, beyond "default" (and "all", and the nodes' pools):
@@ -364,6 +369,11 @@ class NomadEmulator:
         refusal = self._acl_refusal(request)
         if refusal is not None:
             status, text = refusal
+            if status == 403 and self.fs_through_servers and request.path.startswith("/v1/client/fs/"):
+                # nomad/client_fs_endpoint.go logs and stream send structs.ErrPermissionDenied without a code
+                # (handleStreamResultError(err, nil, ...)), which command/agent/fs_endpoint.go fsStreamImpl answers
+                # as 500; only the allocation's own client (client/fs_endpoint.go) codes it 403
+                status = 500
             return web.Response(status=status, text=text, content_type="text/plain")
         if self._no_path_to_region(request):
             # nomad/rpc.go forwardRegion: a region no server knows is structs.ErrNoRegionPath, a plain
