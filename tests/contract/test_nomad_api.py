@@ -361,6 +361,40 @@ async def _check_allocation_reads_order(target: Target) -> None:
     await target.purge(job["ID"])
 
 
+async def test_registrations_the_scheduler_configuration_rejects_are_refused_for_all_but_a_management_token(
+        nomad: Target, tmp_path):
+    # nomad/job_endpoint.go registrationsAreAllowed (RejectJobRegistration): Job.Register refuses before the token's
+    # capability, Job.Scale and Job.Dispatch after it, all with errJobRegistrationDisabled (403, errCodeFromHandler);
+    # Job.Plan does not ask, and Job.Scale refuses before it looks for the job (then 404 'job "ID" not found').
+    nomad.require_emulator("a token with a policy, and the cluster's scheduler configuration changed")
+    submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}))
+    reader = AclPolicy(capabilities=frozenset({"read-job"}))
+    async with open_emulator(tmp_path, "reject", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: submitter, READER_TOKEN: reader}) as target:
+        switch = "/v1/operator/scheduler/configuration"
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": True}, token=SUBMITTER_TOKEN)
+                ).status_code == 403  # (operator:write)
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": True})).status_code == 200
+        assert (await target.ahttp("GET", switch)).json()["SchedulerConfig"]["RejectJobRegistration"] is True
+        job = minimal_job(target.job_id("rejected"), "exit 0")
+        disabled = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
+        for token in (SUBMITTER_TOKEN, READER_TOKEN):
+            refused = await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=token)
+            assert (refused.status_code, refused.text) == (403, disabled)
+        planned = await target.ahttp("POST", f"/v1/job/{job['ID']}/plan", json={"Job": job}, token=SUBMITTER_TOKEN)
+        assert planned.status_code == 200
+        scale = {"Target": {"Group": "g"}}
+        refused = await target.ahttp("POST", f"/v1/job/{job['ID']}/scale", json=scale, token=SUBMITTER_TOKEN)
+        assert (refused.status_code, refused.text) == (403, disabled)
+        refused = await target.ahttp("POST", f"/v1/job/{job['ID']}/scale", json=scale, token=READER_TOKEN)
+        assert (refused.status_code, refused.text) == (403, "Permission denied")
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200  # (management)
+        await target.purge(job["ID"])
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": False})).status_code == 200
+        absent = await target.ahttp("POST", f"/v1/job/{job['ID']}-absent/scale", json=scale, token=SUBMITTER_TOKEN)
+        assert (absent.status_code, absent.text) == (404, f'job "{job["ID"]}-absent" not found')
+
+
 async def _check_acl(target: Target) -> None:
     anonymous = await target.ahttp("GET", "/v1/jobs", token=False)
     assert anonymous.status_code == 403 and anonymous.headers["Content-Type"].startswith("text/plain")

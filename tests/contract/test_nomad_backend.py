@@ -1050,6 +1050,39 @@ async def test_an_adopted_attempt_whose_job_cannot_be_read_waits_for_the_token_a
         assert len(target.emulator.cluster.jobs) == 1
 
 
+async def test_registrations_an_admin_rejects_in_the_scheduler_configuration_stop_the_claims_until_taken_again(
+        nomad: Target, tmp_path):
+    # `nomad operator scheduler set-config -reject-job-registration=true` (an admin's maintenance switch): Job.Register
+    # answers every token but a management one 403 "Job registration, dispatch, and scale are disabled by the
+    # scheduler configuration" (nomad/job_endpoint.go registrationsAreAllowed), while a plan is taken. The backend
+    # took it for a refusal of the job alone (the plan was taken): each attempt was lost and the launcher claimed
+    # on, a lost attempt per task for as long as the switch held, and the problem said to check NOMAD_TOKEN.
+    nomad.require_emulator("ACLs enabled with known tokens, the scheduler configuration changed by the test")
+    submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs", "read-logs"}), node="read")
+    async with open_emulator(tmp_path, "rejected", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: submitter}) as target:
+        switch = "/v1/operator/scheduler/configuration"
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": True})).status_code == 200
+        backend = target.backend(token=SUBMITTER_TOKEN, retry_for_s=0.3)
+        first, second = target.spec("rejected-first", "exit 0"), target.spec("rejected-second", "exit 0")
+        with pytest.raises(AttemptLost, match="RejectJobRegistration") as lost:
+            await backend.submit(first, first_start=True)
+        assert lost.value.fault == "backend_unavailable" and backend.submissions_refused()
+        said, _ = backend.problem()
+        assert "set-config -reject-job-registration=false" in said and "NOMAD_TOKEN" not in said, said
+        with pytest.raises(AttemptLost, match="not registered"):
+            await backend.submit(second, first_start=True)
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 1
+        await backend.probe()
+        assert backend.submissions_refused() and not target.emulator.cluster.jobs
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": False})).status_code == 200
+        await asyncio.sleep(backend_module.TOKEN_PROBE_S / 2)  # (the probe asks no more often than that)
+        await backend.probe()
+        assert not backend.submissions_refused() and backend.problem() is None
+        assert await backend.submit(second, first_start=True) == second.job_id
+        assert (await follow(backend, second)).state == "processed"
+
+
 async def test_a_registration_refused_while_a_plan_of_it_is_taken_stays_that_attempts_refusal(nomad: Target,
                                                                                                tmp_path):
     # Nomad's Register refuses a job, not the token, for a volume the token may not mount, which Plan does not

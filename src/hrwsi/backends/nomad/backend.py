@@ -40,6 +40,7 @@ from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import (
     PROBE_TIMEOUT_S,
     PROBLEM_FORGOTTEN_S,
+    REGISTRATION_DISABLED,
     NomadClient,
     NomadError,
     NomadResponse,
@@ -55,6 +56,7 @@ from hrwsi.backends.nomad.job_spec import (
     assert_no_secrets,
     build_job,
     register_body,
+    scale_body,
 )
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 from hrwsi.service_logging import task_fields
@@ -118,6 +120,14 @@ class _TokenRefused:
     since: datetime
     job: dict  # the refused job, which each probe plans
     probed: float  # (monotonic) when it was last planned
+    # Refused for every token but a management one by the scheduler configuration (RejectJobRegistration), not
+    # for the launcher's token: a plan is taken all the same, so each probe asks a scale instead (_scale_refused).
+    disabled: bool = False
+
+    @property
+    def cause(self) -> str:
+        return ("rejects job registrations (RejectJobRegistration in its scheduler configuration, an admin's "
+                "switch)" if self.disabled else "refuses the launcher's token: check NOMAD_TOKEN and its ACL policy")
 
 
 class _AlreadyRegistered(Exception):
@@ -481,16 +491,29 @@ class NomadBackend(Backend):
         async with self._token_check:  # (the attempts refused at once: one plan tells them all)
             if self._token_refused is not None:
                 return True
-            if not await self._plan_refused(job):  # (not answered: not told; this attempt's refusal, as before)
+            if error_text(response.text) == REGISTRATION_DISABLED:
+                text = (f"Nomad rejects every job registration (HTTP {response.status}: {REGISTRATION_DISABLED}): an "
+                        "admin set RejectJobRegistration in its scheduler configuration (`nomad operator scheduler "
+                        "set-config -reject-job-registration=false` ends it); only a management token may register")
+                self._token_refused = _TokenRefused(text, datetime.now(UTC), job, time.monotonic(), disabled=True)
+            elif not await self._plan_refused(job):  # (not answered: not told; this attempt's refusal, as before)
                 return False
-            text = (f"Nomad refuses the launcher's token (HTTP {response.status}: {error_text(response.text)[:200]}) "
-                    f"for every job: it needs submit-job in namespace {self.config.namespace or 'default'}; check "
-                    "NOMAD_TOKEN and its ACL policy")
-            self._token_refused = _TokenRefused(text, datetime.now(UTC), job, time.monotonic())
+            else:
+                text = (f"Nomad refuses the launcher's token (HTTP {response.status}: "
+                        f"{error_text(response.text)[:200]}) for every job: it needs submit-job in namespace "
+                        f"{self.config.namespace or 'default'}; check NOMAD_TOKEN and its ACL policy")
+                self._token_refused = _TokenRefused(text, datetime.now(UTC), job, time.monotonic())
         logger.error("%s; meanwhile the attempts claimed are given back, unregistered (lost, backend_unavailable, "
-                     "not charged: launchers whose jobs Nomad takes may run them), and the job refused is planned "
-                     "every %g s (registering nothing) to tell when the token may submit again", text, TOKEN_PROBE_S)
+                     "not charged: launchers whose jobs Nomad takes may run them), and %s", text, self._probe_said())
         return True
+
+    def _probe_said(self) -> str:
+        refused = self._token_refused
+        if refused is not None and refused.disabled:
+            return (f"whether Nomad takes registrations again is asked every {TOKEN_PROBE_S:g} s (a scale of a job "
+                    "that is not there, which changes nothing)")
+        return (f"the job refused is planned every {TOKEN_PROBE_S:g} s (registering nothing) to tell when the token "
+                "may submit again")
 
     async def _adopted_job_while_refused(self, spec: JobSpec) -> dict | None:
         """While Nomad refuses the token's registrations: an adopted attempt's job, read once (its launcher, gone,
@@ -519,10 +542,12 @@ class NomadBackend(Backend):
         token was mended (hours, maybe), shown in flight meanwhile, out of every other launcher's reach, and an
         operator's cancel of it held until then, when it was registered and stopped at once (found by
         exploratory testing). Each attempt claimed is given back once: the launcher claims nothing meanwhile."""
-        refused = f"refused the launcher's token (HTTP {status})" if status else "refuses the launcher's token"
-        return AttemptLost("backend_unavailable", f"Nomad {refused} registering job {spec.job_id}: check NOMAD_TOKEN "
-                           "and its ACL policy; not registered, not the routine's fault: retried as a new attempt, "
-                           "which a launcher whose jobs Nomad takes may run")
+        refused = self._token_refused
+        cause = refused.cause if refused is not None else "refused the launcher's token: check NOMAD_TOKEN"
+        answered = f" (HTTP {status})" if status else ""
+        return AttemptLost("backend_unavailable", f"Nomad {cause}{answered}: job {spec.job_id} not registered; not "
+                           "the routine's fault: retried as a new attempt, which a launcher whose jobs Nomad takes "
+                           "may run")
 
     async def _plan_refused(self, job: dict) -> bool | None:
         """Whether Nomad refuses a plan of the job for the token (401/403; None: no answer). POST
@@ -544,14 +569,32 @@ class NomadBackend(Backend):
             if refused is None or time.monotonic() - refused.probed < TOKEN_PROBE_S / 2:
                 return
             refused.probed = time.monotonic()
-            if await self._plan_refused(refused.job) is not False:
+            still = await (self._scale_refused(refused.job) if refused.disabled else self._plan_refused(refused.job))
+            if still is not False:
                 return
             self._token_refused = None
             # (the registration's refusal is over too: with no attempt to register after it, hrwsi status said
             # for up to PROBLEM_FORGOTTEN_S that Nomad refused the token)
             self.client.forget_refusal("jobs")
-        logger.info("Nomad takes the launcher's jobs again (a plan is no longer refused for its token, refused since "
-                    "%s UTC): attempts are registered again", f"{refused.since:%H:%M:%S}")
+        logger.info("Nomad takes the launcher's jobs again (%s, since %s UTC): attempts are registered again",
+                    "its scheduler configuration rejected registrations" if refused.disabled
+                    else "a plan was refused for its token", f"{refused.since:%H:%M:%S}")
+
+    async def _scale_refused(self, job: dict) -> bool | None:
+        """Whether Nomad still rejects registrations (RejectJobRegistration; None: no answer): a scale of a job that
+        is not there, which Job.Scale answers 403 REGISTRATION_DISABLED while it holds, and 404 after, before it
+        looks for the job (nomad/job_endpoint.go Job.Scale: the capability, registrationsAreAllowed, the lookup).
+        A plan is taken whatever that setting, and the scheduler configuration needs operator:read."""
+        absent = f"{job['ID']}-hrwsi-probe"  # (no attempt's ID ends so: a job that is never there)
+        try:
+            answer = await self.client.call(f"ask whether Nomad takes registrations (scale {absent})", "job",
+                                            quote_id(absent), "scale", method="post", retry=False,
+                                            body=scale_body(absent, None, "hrwsi: are registrations taken again?"),
+                                            timeout=min(PROBE_TIMEOUT_S, self.config.request_timeout_s))
+        except NomadError as error:
+            logger.debug("could not ask whether Nomad takes registrations: %s", error)
+            return None
+        return answer.status != 404
 
     def _refusal_of(self, spec: JobSpec, response: NomadResponse, text: str) -> Exception:
         """What a registration Nomad refused raises: AttemptLost for a setting of the launcher's, else a
@@ -850,8 +893,7 @@ class NomadBackend(Backend):
     def _nomads_problem(self) -> tuple[str, datetime] | None:
         if (token := self._token_refused) is not None:
             return (f"{token.text}; meanwhile the attempts it had claimed are given back unregistered (lost, "
-                    f"backend_unavailable, their tasks retried, not charged to the routine) and the job refused is "
-                    f"planned every {TOKEN_PROBE_S:g} s, registering nothing, to tell when the token may submit again"
+                    f"backend_unavailable, their tasks retried, not charged to the routine) and {self._probe_said()}"
                     ), token.since
         found = self.client.problem()
         refusal = self._refusal

@@ -161,6 +161,10 @@ def may_have_taken_effect(method: str, response: NomadResponse) -> bool:
     return response.status == 500 and is_transient(method, response) and not any(m in text for m in NOT_CARRIED_OUT_500)
 
 
+# What Nomad answers (HTTP 403) registrations, dispatches and scales of every token but a management one while its
+# scheduler configuration rejects them (RejectJobRegistration: nomad/job_endpoint.go registrationsAreAllowed;
+# nomad/structs/errors.go errJobRegistrationDisabled).
+REGISTRATION_DISABLED = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
 # What Nomad says refusing a token (nomad/structs/errors.go errPermissionDenied, errTokenNotFound).
 ACL_REFUSALS = ("Permission denied", "ACL token not found")
 

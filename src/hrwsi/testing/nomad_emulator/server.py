@@ -96,6 +96,26 @@ def _json(body, index: int, status: int = 200, *, index_may_be_zero: bool = Fals
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=_query_meta(shown))
 
 
+# nomad/structs/errors.go errJobRegistrationDisabled: what Job.Register, Job.Dispatch and Job.Scale answer (403 through
+# command/agent/http.go errCodeFromHandler) while the scheduler configuration's RejectJobRegistration holds.
+REGISTRATION_DISABLED = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
+_JOB_WRITE_SUFFIXES = ("/allocations", "/evaluations", "/summary", "/dispatch", "/plan", "/versions", "/scale")
+
+
+def _job_write(request: web.Request) -> str | None:
+    """"register", "dispatch" or "scale" for a request Job.Register, Job.Dispatch or Job.Scale serves, else None."""
+    if request.method not in ("POST", "PUT"):
+        return None
+    if request.path == "/v1/jobs":
+        return "register"
+    if not request.path.startswith("/v1/job/"):
+        return None
+    for suffix in ("/dispatch", "/scale"):
+        if request.path.endswith(suffix):
+            return suffix[1:]
+    return None if request.path.endswith(_JOB_WRITE_SUFFIXES) else "register"
+
+
 def _allocation_read(request: web.Request) -> str | None:
     """The allocation a GET of one allocation, its logs or a file of it names, or None."""
     if request.method == "GET":
@@ -140,6 +160,9 @@ class NomadEmulator:
         # or a client agent that does not run the allocation (command/agent/helpers.go rpcHandlerForAlloc), as a
         # launcher's NOMAD_ADDR is; else the agent is the allocation's own client (a dev agent: server and client).
         self.fs_through_servers = fs_through_servers
+        # The scheduler configuration's switch (PUT /v1/operator/scheduler/configuration, `nomad operator scheduler
+        # set-config -reject-job-registration=true`): an admin's maintenance switch, in Raft, kept across restarts.
+        self.reject_job_registration = False
         self.workload_variable_paths = workload_variable_paths  # a namespace-wide workload policy's Variables
         self.deprecated_event_fields = deprecated_event_fields
         # Namespaces and node pools an admin applied, beyond "default" (and "all", and the nodes' pools):
@@ -424,13 +447,26 @@ class NomadEmulator:
         alloc_id = _allocation_read(request)
         if alloc_id is not None and self._answered_before_the_capability(request, alloc_id):
             return None
+        write = _job_write(request) if self.reject_job_registration else None
+        if write == "register" and self._registration_disabled(request):
+            # nomad/job_endpoint.go doRegister: registrationsAreAllowed before the capability is checked
+            return 403, REGISTRATION_DISABLED
         refusal = self._token_refusal(request)
+        if refusal is None and write is not None and self._registration_disabled(request):
+            return 403, REGISTRATION_DISABLED  # (Job.Dispatch, Job.Scale: after their capability)
         if refusal is not None and alloc_id is not None and request.path.startswith("/v1/allocation/") and \
                 self._token_known_or_anonymous(request):
             # nomad/alloc_endpoint.go GetAlloc: an allocation the token may not read (read-job in its namespace)
             # is structs.NewErrUnknownAllocation, a plain error that command/agent/http.go wrap answers as 500
             return 500, f'Unknown allocation "{alloc_id}"'
         return None if refusal is None else (403, refusal)
+
+    def _registration_disabled(self, request: web.Request) -> bool:
+        """nomad/job_endpoint.go registrationsAreAllowed: refused while RejectJobRegistration holds unless the
+        token is a management one; a token Authenticate does not take is refused as such first."""
+        token = self._token_of(request)
+        return self._token_known_or_anonymous(request) and not (
+            token and hmac.compare_digest(token.encode(), (self.acl_token or "").encode()))
 
     def _token_known_or_anonymous(self, request: web.Request) -> bool:
         """Whether nomad/auth/auth.go Authenticate takes the token: none (the anonymous token), or one it knows."""
@@ -542,6 +578,9 @@ class NomadEmulator:
         r.add_route("GET", "/v1/client/fs/logs/{id}", self.alloc_logs)
         r.add_route("GET", "/v1/client/fs/cat/{id}", self.alloc_cat)
         r.add_route("*", "/v1/var/{path:.+}", self.variable)
+        r.add_route("GET", "/v1/operator/scheduler/configuration", self.scheduler_configuration)
+        r.add_route("PUT", "/v1/operator/scheduler/configuration", self.set_scheduler_configuration)
+        r.add_route("POST", "/v1/operator/scheduler/configuration", self.set_scheduler_configuration)
 
     async def _blocking(self, request: web.Request, compute: Callable[[], tuple],
                         not_found: str | None = None) -> web.Response:
@@ -758,7 +797,7 @@ class NomadEmulator:
         if count is None:  # (a scaling event without a count changes nothing: Job.Scale)
             job = self.cluster.jobs.get((self._namespace(request), job_id))
             if job is None:
-                raise CodedError(404, f"job {job_id!r} not found")
+                raise CodedError(404, f'job "{job_id}" not found')  # (Job.Scale: %q)
             return _json({"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": job["JobModifyIndex"],
                           "Warnings": "", "Index": self.cluster.index}, self.cluster.index)
         result = self.cluster.scale_job(self._namespace(request), job_id, group, count)
@@ -943,6 +982,29 @@ class NomadEmulator:
                                  "Version": {"Version": self.version, "VersionMetadata": "emulated"}},
                       "member": {"Name": "nomad-emulator (test double)", "Tags": {"region": self.known_regions[0]}},
                       "stats": {}}, self.cluster.index)
+
+    # -- operator ----------------------------------------------------------------------------
+    def _scheduler_config(self) -> dict:
+        return {"SchedulerAlgorithm": "binpack", "MemoryOversubscriptionEnabled": False,
+                "RejectJobRegistration": self.reject_job_registration, "PauseEvalBroker": False,
+                "NodeLimitForFeasibilityChecks": 0,
+                "PreemptionConfig": {"SystemSchedulerEnabled": True, "SysBatchSchedulerEnabled": False,
+                                     "BatchSchedulerEnabled": False, "ServiceSchedulerEnabled": False},
+                "CreateIndex": 1, "ModifyIndex": 1}
+
+    async def scheduler_configuration(self, request: web.Request) -> web.Response:
+        """GET /v1/operator/scheduler/configuration (command/agent/operator_endpoint.go schedulerGetConfig; its
+        fields as nomad/structs/operator.go SchedulerConfiguration; operator:read, management here)."""
+        return _json({"SchedulerConfig": self._scheduler_config(), "Index": self.cluster.index,
+                      "LastContact": 0, "KnownLeader": True}, self.cluster.index)
+
+    async def set_scheduler_configuration(self, request: web.Request) -> web.Response:
+        """PUT /v1/operator/scheduler/configuration: the whole configuration, of which the emulator keeps
+        RejectJobRegistration (schedulerUpdateConfig; nomad/operator_endpoint.go SchedulerSetConfiguration:
+        operator:write, management here)."""
+        body = await self._body(request)
+        self.reject_job_registration = bool(body.get("RejectJobRegistration"))
+        return _json({"Updated": True, "Index": self.cluster.index}, self.cluster.index)
 
     # -- logs --------------------------------------------------------------------------------
     def _alloc_file(self, alloc_id: str, relative: str) -> Path:
