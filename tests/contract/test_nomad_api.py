@@ -321,6 +321,80 @@ async def test_acl_token_is_checked(nomad: Target, tmp_path):
         await _check_acl(nomad)
 
 
+async def test_an_unknown_allocation_is_not_found_before_the_tokens_capabilities_are_checked(nomad: Target, tmp_path):
+    if nomad.is_emulator:
+        async with open_emulator(tmp_path, "alloc-acl", acl_token=MANAGEMENT_TOKEN) as target:
+            await _check_allocation_reads_order(target)
+    else:
+        if not nomad.token or not await nomad.acl_enabled():
+            pytest.skip("needs ACLs on and NOMAD_TOKEN (a management token) to register a job")
+        await _check_allocation_reads_order(nomad)
+
+
+async def _check_allocation_reads_order(target: Target) -> None:
+    # Order of an allocation's reads: the HTTP handler's parameters (command/agent/fs_endpoint.go Logs: 400), then
+    # Authenticate (a token Nomad does not know: Permission denied), then the allocation's lookup (unknown: 404),
+    # then the capability in its namespace (nomad/client_fs_endpoint.go logs, nomad/alloc_endpoint.go GetAlloc).
+    # The anonymous token (none sent) is one Authenticate takes, with no capability unless the admins gave it one.
+    if (await target.ahttp("GET", "/v1/jobs", token=False)).status_code != 403:
+        pytest.skip("the agent's anonymous token may list jobs: it has a policy")
+    unknown = str(uuid.uuid4())
+    logs = {"task": "t", "type": "stdout", "plain": "true"}
+    missing = await target.ahttp("GET", f"/v1/client/fs/logs/{unknown}", params={"type": "stdout"}, token=False)
+    assert (missing.status_code, missing.text.strip()) == (400, "must provide task name")
+    not_found = await target.ahttp("GET", f"/v1/client/fs/logs/{unknown}", params=logs, token=False)
+    assert (not_found.status_code, not_found.text.strip()) == (404, f'Unknown allocation "{unknown}"')
+    not_found = await target.ahttp("GET", f"/v1/allocation/{unknown}", token=False)
+    assert (not_found.status_code, not_found.text.strip()) == (404, "alloc not found")
+    wrong = await target.ahttp("GET", f"/v1/client/fs/logs/{unknown}", params=logs, token=str(uuid.uuid4()))
+    # (403 from the allocation's client agent, 500 from a server: nomad/client_fs_endpoint.go sends it uncoded)
+    assert wrong.status_code in (403, 500) and wrong.text.strip() == "Permission denied"
+    job = minimal_job(target.job_id("alloc-acl"), "echo hello")
+    assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+    alloc = await target.final_allocation(job["ID"])
+    refused = await target.ahttp("GET", f"/v1/client/fs/logs/{alloc['ID']}", params=logs, token=False)
+    assert refused.status_code in (403, 500) and refused.text.strip() == "Permission denied"
+    # nomad/alloc_endpoint.go GetAlloc: an allocation the token may not read is NewErrUnknownAllocation, a plain
+    # error (HTTP 500), not 403
+    hidden = await target.ahttp("GET", f"/v1/allocation/{alloc['ID']}", token=False)
+    assert (hidden.status_code, hidden.text.strip()) == (500, f'Unknown allocation "{alloc["ID"]}"')
+    await target.purge(job["ID"])
+
+
+async def test_registrations_the_scheduler_configuration_rejects_are_refused_for_all_but_a_management_token(
+        nomad: Target, tmp_path):
+    # nomad/job_endpoint.go registrationsAreAllowed (RejectJobRegistration): Job.Register refuses before the token's
+    # capability, Job.Scale and Job.Dispatch after it, all with errJobRegistrationDisabled (403, errCodeFromHandler);
+    # Job.Plan does not ask, and Job.Scale refuses before it looks for the job (then 404 'job "ID" not found').
+    nomad.require_emulator("a token with a policy, and the cluster's scheduler configuration changed")
+    submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}))
+    reader = AclPolicy(capabilities=frozenset({"read-job"}))
+    async with open_emulator(tmp_path, "reject", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: submitter, READER_TOKEN: reader}) as target:
+        switch = "/v1/operator/scheduler/configuration"
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": True}, token=SUBMITTER_TOKEN)
+                ).status_code == 403  # (operator:write)
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": True})).status_code == 200
+        assert (await target.ahttp("GET", switch)).json()["SchedulerConfig"]["RejectJobRegistration"] is True
+        job = minimal_job(target.job_id("rejected"), "exit 0")
+        disabled = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
+        for token in (SUBMITTER_TOKEN, READER_TOKEN):
+            refused = await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=token)
+            assert (refused.status_code, refused.text) == (403, disabled)
+        planned = await target.ahttp("POST", f"/v1/job/{job['ID']}/plan", json={"Job": job}, token=SUBMITTER_TOKEN)
+        assert planned.status_code == 200
+        scale = {"Target": {"Group": "g"}}
+        refused = await target.ahttp("POST", f"/v1/job/{job['ID']}/scale", json=scale, token=SUBMITTER_TOKEN)
+        assert (refused.status_code, refused.text) == (403, disabled)
+        refused = await target.ahttp("POST", f"/v1/job/{job['ID']}/scale", json=scale, token=READER_TOKEN)
+        assert (refused.status_code, refused.text) == (403, "Permission denied")
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200  # (management)
+        await target.purge(job["ID"])
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": False})).status_code == 200
+        absent = await target.ahttp("POST", f"/v1/job/{job['ID']}-absent/scale", json=scale, token=SUBMITTER_TOKEN)
+        assert (absent.status_code, absent.text) == (404, f'job "{job["ID"]}-absent" not found')
+
+
 async def _check_acl(target: Target) -> None:
     anonymous = await target.ahttp("GET", "/v1/jobs", token=False)
     assert anonymous.status_code == 403 and anonymous.headers["Content-Type"].startswith("text/plain")

@@ -750,18 +750,28 @@ async def test_a_job_nomad_does_not_place_in_time_is_purged_and_its_attempt_lost
     await backend.forget(spec.job_id)
 
 
-async def test_without_read_logs_the_backend_says_so_once(nomad: Target, tmp_path, caplog):
+@pytest.mark.parametrize("through_servers", [False, True], ids=["allocations-client", "through-servers"])
+async def test_without_read_logs_the_backend_says_so_once_and_asks_no_more(nomad: Target, tmp_path, caplog,
+                                                                           through_servers):
+    # Through the servers (the launcher's NOMAD_ADDR a server, or a client agent not running the allocation),
+    # Nomad answers a token without read-logs HTTP 500 "Permission denied" (nomad/client_fs_endpoint.go logs sends
+    # it uncoded; command/agent/fs_endpoint.go fsStreamImpl: 500), 403 only from the allocation's own client. The
+    # backend took that 500 for a transient error: each attempt's logs were asked again and again for 30 s
+    # (LOGS_WAIT_S), its outcome recorded that much later, and the log said Nomad did not serve them in time.
     nomad.require_emulator("a token without read-logs")
     policy = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}), node="read")
-    async with open_emulator(tmp_path, "no-logs", acl_token=MANAGEMENT_TOKEN,
-                             acl_policies={SUBMITTER_TOKEN: policy}) as target:
+    async with open_emulator(tmp_path, "no-logs", acl_token=MANAGEMENT_TOKEN, acl_policies={SUBMITTER_TOKEN: policy},
+                             fs_through_servers=through_servers) as target:
         backend = target.backend(token=SUBMITTER_TOKEN)
         for name in ("no-logs-1", "no-logs-2"):
             spec = target.spec(name, "echo hidden")
             await backend.submit(spec)
             assert (await follow(backend, spec)).state == "processed"  # the outcome does not need the logs
+            assert "the launcher's token needs the read-logs capability" in Path(spec.log_path).read_text()
         said = [r for r in caplog.records if "read-logs" in r.getMessage()]
         assert len(said) == 1 and said[0].levelname == "WARNING"
+        asked = sum(n for (method, path), n in target.emulator.requests.items() if path.startswith("/v1/client/fs/"))
+        assert asked == 1  # (refused once: the next attempt's log says so without asking within forbidden_retry_s)
 
 
 async def test_status_says_a_token_without_read_logs_keeps_no_output_and_not_that_attempts_are_lost(
@@ -935,8 +945,8 @@ async def test_a_token_nomad_refuses_loses_the_attempt_and_names_nomad_token(nom
         wrong = str(uuid.uuid4())
         backend = target.backend(token=wrong, retry_for_s=0.3)
         spec = target.spec("wrong-token", "exit 0")
-        with pytest.raises(AttemptLost, match="NOMAD_TOKEN") as lost:
-            await backend.submit(spec)
+        with pytest.raises(AttemptLost, match="NOMAD_TOKEN") as lost:  # (a claim's first start; one adopted, whose
+            await backend.submit(spec, first_start=True)                # job may run, waits: the test after the next)
         assert lost.value.fault == "backend_unavailable"
         assert wrong not in str(lost.value)  # the token itself is never said
         said, _ = backend.problem()
@@ -965,10 +975,12 @@ async def test_a_plan_registers_nothing_and_needs_what_a_registration_needs(noma
         assert not target.emulator.cluster.jobs
 
 
-async def test_a_token_that_may_not_submit_loses_the_first_attempt_and_the_next_wait_until_it_may(nomad: Target,
-                                                                                                  tmp_path):
+async def test_a_token_that_may_not_submit_gives_back_each_attempt_unregistered_until_a_plan_is_taken(nomad: Target,
+                                                                                                      tmp_path):
     # Each attempt of a burst was registered, refused and lost (found by exploratory testing): after the first,
-    # nothing is registered until a plan of the refused job is taken, and the attempts registered meanwhile wait.
+    # nothing is registered until a plan of the refused job is taken. The attempts submitted meanwhile waited,
+    # claimed, for the token to be mended (an operator's cancel of one held until then, when it was registered
+    # and stopped); each is now given back at once, unregistered, for a launcher whose jobs Nomad takes.
     nomad.require_emulator("ACLs enabled with known tokens, a policy changed by the test")
     read_only = AclPolicy(capabilities=frozenset({"read-job", "list-jobs", "read-logs"}), node="read")
     async with open_emulator(tmp_path, "may-not-submit", acl_token=MANAGEMENT_TOKEN,
@@ -979,18 +991,95 @@ async def test_a_token_that_may_not_submit_loses_the_first_attempt_and_the_next_
             await backend.submit(first)
         assert lost.value.fault == "backend_unavailable" and backend.submissions_refused()
         said, _ = backend.problem()
-        assert "for every job: it needs submit-job in namespace default" in said and "planned every" in said
+        assert "for every job: it needs submit-job in namespace default" in said and "given back" in said
         assert SUBMITTER_TOKEN not in said
-        waiting = asyncio.ensure_future(backend.submit(second))
-        await asyncio.sleep(backend_module.TOKEN_PROBE_S + 1.0)
-        assert not waiting.done() and target.emulator.requests[("POST", "/v1/jobs")] == 1
+        with pytest.raises(AttemptLost, match="not registered") as given_back:  # (a fresh claim, as dispatch's)
+            await asyncio.wait_for(backend.submit(second, first_start=True), GUARD_S)
+        assert given_back.value.fault == "backend_unavailable"
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 1
         await backend.probe()  # (what the launcher calls while its backend refuses its jobs: a plan)
         assert backend.submissions_refused() and not target.emulator.cluster.jobs
         target.emulator.acl_policies[SUBMITTER_TOKEN] = AclPolicy(capabilities=frozenset({"submit-job", "read-job",
                                                                                            "list-jobs", "read-logs"}),
                                                                   node="read")
-        assert await asyncio.wait_for(waiting, GUARD_S) == second.job_id
-        assert not backend.submissions_refused()
+        await asyncio.sleep(backend_module.TOKEN_PROBE_S / 2)  # (the probe plans no more often than that)
+        await backend.probe()
+        assert not backend.submissions_refused() and backend.problem() is None
+        assert await backend.submit(second) == second.job_id
+        assert (await follow(backend, second)).state == "processed"
+
+
+async def test_an_adopted_attempt_whose_job_runs_is_followed_not_given_back_while_the_token_may_not_submit(
+        nomad: Target, tmp_path):
+    # Nomad's Job.Register checks the token before EnforceIndex (nomad/job_endpoint.go): an attempt adopted from a
+    # launcher that is gone, its job registered and running, would be given back as lost and run again beside it.
+    nomad.require_emulator("ACLs enabled with known tokens")
+    read_only = AclPolicy(capabilities=frozenset({"read-job", "list-jobs", "read-logs"}), node="read")
+    async with open_emulator(tmp_path, "adopted-refused", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: read_only}) as target:
+        gone, refused = target.backend(), target.backend(token=SUBMITTER_TOKEN, retry_for_s=0.3)
+        with pytest.raises(AttemptLost, match="NOMAD_TOKEN"):
+            await refused.submit(target.spec("adopted-refused-first", "exit 0"))
+        assert refused.submissions_refused()
+        spec = dataclasses.replace(target.spec("adopted-running", "exit 0"), claim=uuid.uuid4().hex)
+        assert await gone.submit(spec, first_start=True) == spec.job_id  # (by the launcher that is gone)
+        assert await asyncio.wait_for(refused.submit(spec), GUARD_S) == spec.job_id
+        assert (await follow(refused, spec)).state == "processed"
+        assert len(target.emulator.cluster.jobs) == 1, list(target.emulator.cluster.jobs)
+
+
+async def test_an_adopted_attempt_whose_job_cannot_be_read_waits_for_the_token_and_is_never_run_twice(
+        nomad: Target, tmp_path):
+    # A token Nomad does not know (expired, rotated) may neither register nor read: whether the adopted attempt's
+    # job runs cannot be told, so it is not given back (its task would run again beside it) but waits, as before.
+    nomad.require_emulator("ACLs enabled with known tokens, a policy changed by the test")
+    wrong = str(uuid.uuid4())
+    async with open_emulator(tmp_path, "adopted-unread", acl_token=MANAGEMENT_TOKEN) as target:
+        gone, refused = target.backend(), target.backend(token=wrong, retry_for_s=0.3)
+        with pytest.raises(AttemptLost, match="NOMAD_TOKEN"):
+            await refused.submit(target.spec("adopted-unread-first", "exit 0"), first_start=True)
+        spec = dataclasses.replace(target.spec("adopted-unread", "exit 0"), claim=uuid.uuid4().hex)
+        assert await gone.submit(spec, first_start=True) == spec.job_id  # (by the launcher that is gone)
+        waiting = asyncio.ensure_future(refused.submit(spec))
+        await asyncio.sleep(backend_module.TOKEN_PROBE_S + 1.0)
+        assert not waiting.done()
+        target.emulator.acl_policies[wrong] = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs",
+                                                                                "read-logs"}), node="read")
+        assert await asyncio.wait_for(waiting, GUARD_S) == spec.job_id
+        assert (await follow(refused, spec)).state == "processed"
+        assert len(target.emulator.cluster.jobs) == 1
+
+
+async def test_registrations_an_admin_rejects_in_the_scheduler_configuration_stop_the_claims_until_taken_again(
+        nomad: Target, tmp_path):
+    # `nomad operator scheduler set-config -reject-job-registration=true` (an admin's maintenance switch): Job.Register
+    # answers every token but a management one 403 "Job registration, dispatch, and scale are disabled by the
+    # scheduler configuration" (nomad/job_endpoint.go registrationsAreAllowed), while a plan is taken. The backend
+    # took it for a refusal of the job alone (the plan was taken): each attempt was lost and the launcher claimed
+    # on, a lost attempt per task for as long as the switch held, and the problem said to check NOMAD_TOKEN.
+    nomad.require_emulator("ACLs enabled with known tokens, the scheduler configuration changed by the test")
+    submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs", "read-logs"}), node="read")
+    async with open_emulator(tmp_path, "rejected", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: submitter}) as target:
+        switch = "/v1/operator/scheduler/configuration"
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": True})).status_code == 200
+        backend = target.backend(token=SUBMITTER_TOKEN, retry_for_s=0.3)
+        first, second = target.spec("rejected-first", "exit 0"), target.spec("rejected-second", "exit 0")
+        with pytest.raises(AttemptLost, match="RejectJobRegistration") as lost:
+            await backend.submit(first, first_start=True)
+        assert lost.value.fault == "backend_unavailable" and backend.submissions_refused()
+        said, _ = backend.problem()
+        assert "set-config -reject-job-registration=false" in said and "NOMAD_TOKEN" not in said, said
+        with pytest.raises(AttemptLost, match="not registered"):
+            await backend.submit(second, first_start=True)
+        assert target.emulator.requests[("POST", "/v1/jobs")] == 1
+        await backend.probe()
+        assert backend.submissions_refused() and not target.emulator.cluster.jobs
+        assert (await target.ahttp("PUT", switch, json={"RejectJobRegistration": False})).status_code == 200
+        await asyncio.sleep(backend_module.TOKEN_PROBE_S / 2)  # (the probe asks no more often than that)
+        await backend.probe()
+        assert not backend.submissions_refused() and backend.problem() is None
+        assert await backend.submit(second, first_start=True) == second.job_id
         assert (await follow(backend, second)).state == "processed"
 
 

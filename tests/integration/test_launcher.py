@@ -1210,12 +1210,13 @@ async def test_a_launcher_whose_nomad_is_out_of_reach_claims_nothing_and_claims_
                              launcher.instance_id)
 
 
-async def test_a_launcher_whose_nomad_token_may_not_submit_loses_one_attempt_claims_nothing_more_and_runs_all_once_it_may(
+async def test_a_launcher_whose_nomad_token_may_not_submit_gives_back_what_it_claimed_claims_nothing_more_and_runs_all_once_it_may(
         db, database_url, settings, configure, tmp_path, monkeypatch):
     """A token that may not submit jobs (a rotated token with the wrong policy): each claimed task was registered,
     refused and recorded lost, and retried after its own back-off (up to 600 s), so that once the admin mended
     the token, work came back only as each back-off ended (found by exploratory testing). Now the first refusal
-    stops the claims; a plan of the refused job, which registers nothing, tells when the token may submit."""
+    stops the claims, the attempts claimed (one batch at most) are given back once, unregistered, and a plan of
+    the refused job, which registers nothing, tells when the token may submit."""
     from hrwsi.testing.nomad_emulator.acl import READ, WRITE, AclPolicy
 
     configure(single_routine_configuration(["true"], workers=2))
@@ -1237,15 +1238,54 @@ async def test_a_launcher_whose_nomad_token_may_not_submit_loses_one_attempt_cla
             problem = db.execute("SELECT problem FROM hrwsi.service_instance WHERE id = %s",
                                  (launcher.instance_id,)).fetchone()[0]
             assert "needs submit-job" in problem and launcher_token not in problem, problem
-            assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0] <= 1
-            assert emulator.requests[("POST", "/v1/jobs")] <= 8  # (the first batch claimed, at most)
+            # (the first batch claimed, at most, each given back once, lost and retried: nothing more is claimed)
+            claimed = db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0]
+            assert emulator.requests[("POST", "/v1/jobs")] <= claimed <= 8
             assert not emulator.cluster.jobs  # (the plans registered nothing)
             emulator.acl_policies[launcher_token] = AclPolicy(capabilities=WRITE, node="read")  # the admin mends it
             await wait_until(database_url, "SELECT count(*) = 20 FROM hrwsi.processing_task WHERE state = 'processed'",
                              timeout=3 * launcher_module.REACH_PROBE_S + 10)
-            assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0] <= 1
+            assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'lost'").fetchone()[0] == claimed
             await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance WHERE id = $1",
                              launcher.instance_id)
+
+
+async def test_an_operators_cancel_while_nomad_refuses_the_launchers_token_takes_effect_at_once_and_registers_nothing(
+        db, database_url, settings, configure, tmp_path, monkeypatch):
+    """An operator cancelled tasks whose attempts the launcher had claimed when Nomad began to refuse its token: the
+    attempts waited for the token, unregistered, the cancel held with them; once the admin mended the token each
+    was registered in Nomad and stopped at once (found by exploratory testing). Now the attempts claimed are given
+    back as the refusal is found (lost, not charged), so the cancel ends the tasks at once and nothing of them is
+    ever registered."""
+    from hrwsi.testing.nomad_emulator.acl import READ, WRITE, AclPolicy
+
+    configure(single_routine_configuration(["true"], workers=2))
+    names = [row[0] for row in db.execute("SELECT name FROM hrwsi.worker ORDER BY name")]
+    nodes = [EmulatedNode(name, cpu_mhz=4000, memory_mb=16000, disk_mb=50000) for name in names]
+    management, launcher_token = str(uuid.uuid4()), str(uuid.uuid4())  # (made here: no token is committed)
+    monkeypatch.setenv("HRWSI_NOMAD_MHZ_PER_CORE", "1000")
+    monkeypatch.setenv("NOMAD_TOKEN", launcher_token)
+    async with NomadEmulator(nodes, work_dir=tmp_path / "nomad", acl_token=management,
+                             acl_policies={launcher_token: AclPolicy(capabilities=READ, node="read")}) as emulator:
+        monkeypatch.setenv("NOMAD_ADDR", emulator.address)
+        async with App(database_url, ["launcher"], settings, backend=NomadBackend(), pool_size=5) as app:
+            launcher = app.services[0]
+            insert_inputs(db, 6)
+            await wait_until(database_url, "SELECT problem LIKE '%this launcher claims no new work%' "
+                             "FROM hrwsi.service_instance WHERE id = $1", launcher.instance_id)
+            claimed = emulator.requests[("POST", "/v1/jobs")]
+            assert claimed >= 2, "the test needs attempts claimed beside the first refused"
+            for (task,) in db.execute("SELECT id FROM hrwsi.processing_task").fetchall():
+                db.execute("SELECT hrwsi.cancel_task(%s)", (task,))
+            # (the token still refused: a cancel that waits for it would never end here)
+            await wait_until(database_url, "SELECT count(*) = 6 FROM hrwsi.processing_task WHERE state = 'cancelled'")
+            await wait_until(database_url, "SELECT count(*) = 0 FROM hrwsi.job WHERE state IN "
+                             "('dispatched', 'queued', 'running')")
+            emulator.acl_policies[launcher_token] = AclPolicy(capabilities=WRITE, node="read")  # the admin mends it
+            await wait_until(database_url, "SELECT problem IS NULL FROM hrwsi.service_instance WHERE id = $1",
+                             launcher.instance_id, timeout=3 * launcher_module.REACH_PROBE_S + 10)
+            await launcher.cancel_requested_jobs()
+            assert not emulator.cluster.jobs and emulator.requests[("POST", "/v1/jobs")] == claimed
 
 
 async def test_a_chained_input_whose_product_file_was_deleted_terminates_its_task_charging_no_routine(

@@ -40,6 +40,7 @@ from hrwsi.backends.nomad.background import BackgroundTasks
 from hrwsi.backends.nomad.client import (
     PROBE_TIMEOUT_S,
     PROBLEM_FORGOTTEN_S,
+    REGISTRATION_DISABLED,
     NomadClient,
     NomadError,
     NomadResponse,
@@ -55,6 +56,7 @@ from hrwsi.backends.nomad.job_spec import (
     assert_no_secrets,
     build_job,
     register_body,
+    scale_body,
 )
 from hrwsi.backends.nomad.workers import in_pool, list_nodes, node_is_active
 from hrwsi.service_logging import task_fields
@@ -82,7 +84,7 @@ def refused_setting(text: str) -> str | None:
 # While Nomad refuses to list its nodes (a token without node:read), how often that is said again.
 NODES_REFUSED_REPEAT_S = 300.0
 # While Nomad refuses the launcher's registrations for its token, how often the refused job is planned again
-# (submissions_refused: the launcher's own probe asks every REACH_PROBE_S; the attempts that wait ask no more often)
+# (submissions_refused: the launcher's own probe asks every REACH_PROBE_S, and no more often than this)
 TOKEN_PROBE_S = 2.0
 # While jobs of another hrwsi installation are in the launcher's namespace, how often the namespace's jobs are
 # listed again to tell whether they still are (_watch_the_namespace).
@@ -118,6 +120,14 @@ class _TokenRefused:
     since: datetime
     job: dict  # the refused job, which each probe plans
     probed: float  # (monotonic) when it was last planned
+    # Refused for every token but a management one by the scheduler configuration (RejectJobRegistration), not
+    # for the launcher's token: a plan is taken all the same, so each probe asks a scale instead (_scale_refused).
+    disabled: bool = False
+
+    @property
+    def cause(self) -> str:
+        return ("rejects job registrations (RejectJobRegistration in its scheduler configuration, an admin's "
+                "switch)" if self.disabled else "refuses the launcher's token: check NOMAD_TOKEN and its ACL policy")
 
 
 class _AlreadyRegistered(Exception):
@@ -227,8 +237,10 @@ class NomadBackend(Backend):
         found by exploratory testing, 2026-12-05). A job Nomad refuses (a validation error) fails."""
         if self._namespace_watch is None and spec.installation:  # (once: then while another's jobs are here)
             self._watch_namespace(spec.installation)
-        if self._token_refused is not None:  # (one attribute read on the dispatch path when nothing is refused)
-            await self._until_the_token_may_submit(spec)
+        # (one attribute read on the dispatch path when nothing is refused; an attempt adopted may have its job
+        # registered already: _register_as looks for it)
+        if self._token_refused is not None and first_start:
+            raise self._given_back(spec, None)
         try:
             registered = await self._register(spec, first_start)
         except NomadError as error:
@@ -259,7 +271,7 @@ class NomadBackend(Backend):
         await self._prepare(spec, first_start)
         if not self._jobs_index_floor:
             await self.read_jobs_index()
-        foreign = await self._register_as(spec, claim, flavour)
+        foreign = await self._register_as(spec, claim, flavour, may_exist=not first_start)
         if foreign is None:
             self._remember(self._checked, spec.job_id)
             return spec.job_id
@@ -387,18 +399,26 @@ class NomadBackend(Backend):
                 logger.warning("%s; asked again in 2 s", error)
                 await asyncio.sleep(2.0)
 
-    async def _register_as(self, spec: JobSpec, claim: str | None, flavour: str | None) -> dict | None:
+    async def _register_as(self, spec: JobSpec, claim: str | None, flavour: str | None, *,
+                           may_exist: bool = False) -> dict | None:
         """Register the attempt's job on spec.job_id unless a job holds that ID (EnforceIndex). None: it was
-        registered, or the job on the ID is this claim's own registration (_is_this_claims); else that job."""
+        registered, or the job on the ID is this claim's own registration (_is_this_claims); else that job.
+        `may_exist`: an attempt adopted, whose job its launcher may have registered before it was gone."""
         job = build_job(spec, self.config, flavour=flavour)
         if claim is not None:
             job["Meta"][CLAIM_META] = claim
         assert_no_secrets(job, self.config)
         try:
             response = await self._registration(spec, job)
-            while response.status in (401, 403) and await self._token_refused_now(spec, job, response):
-                await self._until_the_token_may_submit(spec)  # (registered once the token may submit again)
-                response = await self._registration(spec, job)
+            while response.status in (401, 403) and await self._token_refused_now(job, response):
+                if not may_exist:
+                    raise self._given_back(spec, response.status)
+                # (Job.Register checks the token before EnforceIndex: an adopted attempt's job may be there and
+                # running; found, it is followed, and never given back while it may be)
+                found = await self._adopted_job_while_refused(spec)
+                if found is not None:
+                    return None if self._is_this_claims(found, spec, claim) else found
+                response = await self._registration(spec, job)  # (the token may submit again: registered)
         except _AlreadyRegistered:
             # (read until Nomad answers: it registered the attempt's job, which may be running)
             found = await self._read_job_when_answered(spec.job_id)
@@ -457,32 +477,77 @@ class NomadBackend(Backend):
         while not await self._may_register_again(spec.job_id):
             await asyncio.sleep(2.0)
 
-    async def _token_refused_now(self, spec: JobSpec, job: dict, response: NomadResponse) -> bool:
+    async def _token_refused_now(self, job: dict, response: NomadResponse) -> bool:
         """A registration refused for the token (HTTP 401/403): whether the token may submit no job at all, then
         told by a plan of the same job (nomad/job_endpoint.go Job.Plan: submit-job or plan-job, "which we assume
         is the same for plan"; it registers nothing). Register refuses a job, not the token, for a volume the
         token may not mount (Job.Register's CSI and host volume checks), which Plan does not check: planned,
-        such a job is this attempt's refusal, as before. True: this registration waits until the token may
-        submit again (_until_the_token_may_submit) and is tried again; the first to find it is lost instead
-        (AttemptLost, backend_unavailable, its task retried). Each claimed attempt of a burst was registered,
-        refused and lost, its task retried after its own back-off of up to 600 s, once the token was
-        mended too (found by exploratory testing)."""
+        such a job is this attempt's refusal, as before. True: submissions_refused() is true until a plan is
+        taken, and the launcher claims nothing meanwhile (each claimed attempt of a burst was registered, refused
+        and lost, its task retried after its own back-off of up to 600 s, once the token was mended too: found
+        by exploratory testing)."""
         if self._token_refused is not None:
             return True
         async with self._token_check:  # (the attempts refused at once: one plan tells them all)
             if self._token_refused is not None:
                 return True
-            if not await self._plan_refused(job):  # (not answered: not told; this attempt's refusal, as before)
+            if error_text(response.text) == REGISTRATION_DISABLED:
+                text = (f"Nomad rejects every job registration (HTTP {response.status}: {REGISTRATION_DISABLED}): an "
+                        "admin set RejectJobRegistration in its scheduler configuration (`nomad operator scheduler "
+                        "set-config -reject-job-registration=false` ends it); only a management token may register")
+                self._token_refused = _TokenRefused(text, datetime.now(UTC), job, time.monotonic(), disabled=True)
+            elif not await self._plan_refused(job):  # (not answered: not told; this attempt's refusal, as before)
                 return False
-            text = (f"Nomad refuses the launcher's token (HTTP {response.status}: {error_text(response.text)[:200]}) "
-                    f"for every job: it needs submit-job in namespace {self.config.namespace or 'default'}; check "
-                    "NOMAD_TOKEN and its ACL policy")
-            self._token_refused = _TokenRefused(text, datetime.now(UTC), job, time.monotonic())
-        logger.error("%s; meanwhile no attempt is registered: each waits, and the job refused is planned every "
-                     "%g s (registering nothing) to tell when the token may submit again", text, TOKEN_PROBE_S)
-        raise AttemptLost("backend_unavailable", f"Nomad refused the launcher's token (HTTP {response.status}) "
-                          f"registering job {spec.job_id}: check NOMAD_TOKEN and its ACL policy; not the routine's "
-                          "fault, retried as a new attempt")
+            else:
+                text = (f"Nomad refuses the launcher's token (HTTP {response.status}: "
+                        f"{error_text(response.text)[:200]}) for every job: it needs submit-job in namespace "
+                        f"{self.config.namespace or 'default'}; check NOMAD_TOKEN and its ACL policy")
+                self._token_refused = _TokenRefused(text, datetime.now(UTC), job, time.monotonic())
+        logger.error("%s; meanwhile the attempts claimed are given back, unregistered (lost, backend_unavailable, "
+                     "not charged: launchers whose jobs Nomad takes may run them), and %s", text, self._probe_said())
+        return True
+
+    def _probe_said(self) -> str:
+        refused = self._token_refused
+        if refused is not None and refused.disabled:
+            return (f"whether Nomad takes registrations again is asked every {TOKEN_PROBE_S:g} s (a scale of a job "
+                    "that is not there, which changes nothing)")
+        return (f"the job refused is planned every {TOKEN_PROBE_S:g} s (registering nothing) to tell when the token "
+                "may submit again")
+
+    async def _adopted_job_while_refused(self, spec: JobSpec) -> dict | None:
+        """While Nomad refuses the token's registrations: an adopted attempt's job, read once (its launcher, gone,
+        may have registered it). Absent, the attempt is given back (raises); unread (a token that may not read
+        either, Nomad out of reach), it may be running: the attempt waits until the token may submit again, and
+        None says to register it again (EnforceIndex then finds its job)."""
+        try:
+            found = await self._read_job(spec.job_id)
+        except NomadError as error:
+            logger.info("task %d: job %s waits for Nomad to take the launcher's jobs again (its token is refused, "
+                        "and whether the job runs cannot be read: %s)", spec.task_id, spec.job_id, error,
+                        extra=task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt))
+            while self._token_refused is not None:
+                if self.client.closed:
+                    raise NomadError(None, "the Nomad backend is closed") from None
+                await asyncio.sleep(TOKEN_PROBE_S)
+                await self._probe_token()
+            return None
+        if found is None:
+            raise self._given_back(spec, 403)
+        return found
+
+    def _given_back(self, spec: JobSpec, status: int | None) -> AttemptLost:
+        """What an attempt raises that is not registered because Nomad refuses the launcher's token: it is lost,
+        never registered, and its task retried, claimable by another launcher. It waited, claimed, until the
+        token was mended (hours, maybe), shown in flight meanwhile, out of every other launcher's reach, and an
+        operator's cancel of it held until then, when it was registered and stopped at once (found by
+        exploratory testing). Each attempt claimed is given back once: the launcher claims nothing meanwhile."""
+        refused = self._token_refused
+        cause = refused.cause if refused is not None else "refused the launcher's token: check NOMAD_TOKEN"
+        answered = f" (HTTP {status})" if status else ""
+        return AttemptLost("backend_unavailable", f"Nomad {cause}{answered}: job {spec.job_id} not registered; not "
+                           "the routine's fault: retried as a new attempt, which a launcher whose jobs Nomad takes "
+                           "may run")
 
     async def _plan_refused(self, job: dict) -> bool | None:
         """Whether Nomad refuses a plan of the job for the token (401/403; None: no answer). POST
@@ -504,22 +569,32 @@ class NomadBackend(Backend):
             if refused is None or time.monotonic() - refused.probed < TOKEN_PROBE_S / 2:
                 return
             refused.probed = time.monotonic()
-            if await self._plan_refused(refused.job) is not False:
+            still = await (self._scale_refused(refused.job) if refused.disabled else self._plan_refused(refused.job))
+            if still is not False:
                 return
             self._token_refused = None
-        logger.info("Nomad takes the launcher's jobs again (a plan is no longer refused for its token, refused since "
-                    "%s UTC): attempts are registered again", f"{refused.since:%H:%M:%S}")
+            # (the registration's refusal is over too: with no attempt to register after it, hrwsi status said
+            # for up to PROBLEM_FORGOTTEN_S that Nomad refused the token)
+            self.client.forget_refusal("jobs")
+        logger.info("Nomad takes the launcher's jobs again (%s, since %s UTC): attempts are registered again",
+                    "its scheduler configuration rejected registrations" if refused.disabled
+                    else "a plan was refused for its token", f"{refused.since:%H:%M:%S}")
 
-    async def _until_the_token_may_submit(self, spec: JobSpec) -> None:
-        """Wait while Nomad refuses the launcher's token for every job, probing it; never lost for it."""
-        logger.info("task %d: job %s waits for Nomad to take the launcher's jobs again (its token is refused)",
-                    spec.task_id, spec.job_id,
-                    extra=task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt))
-        while self._token_refused is not None:
-            if self.client.closed:
-                raise NomadError(None, "the Nomad backend is closed")
-            await asyncio.sleep(TOKEN_PROBE_S)
-            await self._probe_token()
+    async def _scale_refused(self, job: dict) -> bool | None:
+        """Whether Nomad still rejects registrations (RejectJobRegistration; None: no answer): a scale of a job that
+        is not there, which Job.Scale answers 403 REGISTRATION_DISABLED while it holds, and 404 after, before it
+        looks for the job (nomad/job_endpoint.go Job.Scale: the capability, registrationsAreAllowed, the lookup).
+        A plan is taken whatever that setting, and the scheduler configuration needs operator:read."""
+        absent = f"{job['ID']}-hrwsi-probe"  # (no attempt's ID ends so: a job that is never there)
+        try:
+            answer = await self.client.call(f"ask whether Nomad takes registrations (scale {absent})", "job",
+                                            quote_id(absent), "scale", method="post", retry=False,
+                                            body=scale_body(absent, None, "hrwsi: are registrations taken again?"),
+                                            timeout=min(PROBE_TIMEOUT_S, self.config.request_timeout_s))
+        except NomadError as error:
+            logger.debug("could not ask whether Nomad takes registrations: %s", error)
+            return None
+        return answer.status != 404
 
     def _refusal_of(self, spec: JobSpec, response: NomadResponse, text: str) -> Exception:
         """What a registration Nomad refused raises: AttemptLost for a setting of the launcher's, else a
@@ -817,9 +892,9 @@ class NomadBackend(Backend):
 
     def _nomads_problem(self) -> tuple[str, datetime] | None:
         if (token := self._token_refused) is not None:
-            return (f"{token.text}; meanwhile the attempts it refused wait (the first was lost, backend_unavailable, "
-                    f"its task retried, not charged to the routine) and the job refused is planned every "
-                    f"{TOKEN_PROBE_S:g} s, registering nothing, to tell when the token may submit again"), token.since
+            return (f"{token.text}; meanwhile the attempts it had claimed are given back unregistered (lost, "
+                    f"backend_unavailable, their tasks retried, not charged to the routine) and {self._probe_said()}"
+                    ), token.since
         found = self.client.problem()
         refusal = self._refusal
         if found is None and refusal is not None and time.monotonic() - refusal[2] <= PROBLEM_FORGOTTEN_S:
@@ -856,7 +931,7 @@ class NomadBackend(Backend):
 
     def submissions_refused(self) -> bool:
         """Nomad refused a registration for the launcher's token and a plan of that job too (_token_refused_now):
-        until a plan of it is taken (probe), the attempts registered wait."""
+        until a plan of it is taken (probe), each attempt submitted is given back unregistered (_given_back)."""
         return self._token_refused is not None
 
     async def probe(self) -> None:

@@ -161,11 +161,27 @@ def may_have_taken_effect(method: str, response: NomadResponse) -> bool:
     return response.status == 500 and is_transient(method, response) and not any(m in text for m in NOT_CARRIED_OUT_500)
 
 
+# What Nomad answers (HTTP 403) registrations, dispatches and scales of every token but a management one while its
+# scheduler configuration rejects them (RejectJobRegistration: nomad/job_endpoint.go registrationsAreAllowed;
+# nomad/structs/errors.go errJobRegistrationDisabled).
+REGISTRATION_DISABLED = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
+# What Nomad says refusing a token (nomad/structs/errors.go errPermissionDenied, errTokenNotFound).
+ACL_REFUSALS = ("Permission denied", "ACL token not found")
+
+
+def refuses_the_token(response: NomadResponse) -> bool:
+    """An ACL refusal: HTTP 401/403, or a 500 saying one. The fs endpoints answer a token without read-logs 500
+    "Permission denied" through the servers (nomad/client_fs_endpoint.go logs sends it without a code, which
+    command/agent/fs_endpoint.go fsStreamImpl answers 500), 403 only from the allocation's own client agent."""
+    return response.status in (401, 403) or (response.status == 500 and error_text(response.text) in ACL_REFUSALS)
+
+
 def is_transient(method: str, response: NomadResponse) -> bool:
-    """Worth retrying: overload and gateway errors, a 500 of a read, or a 500 naming a transient cause."""
+    """Worth retrying: overload and gateway errors, a 500 of a read, or a 500 naming a transient cause; never
+    an ACL refusal (refuses_the_token), which asking again does not mend."""
     if response.status in (429, 502, 503, 504):
         return True
-    if response.status >= 500:
+    if response.status >= 500 and not refuses_the_token(response):
         text = error_text(response.text)
         return method == "get" or text == "shutdown" or any(m in text for m in TRANSIENT_500)
     return False
@@ -219,7 +235,7 @@ class NomadClient:
 
     def _note(self, endpoint: str, response: NomadResponse | None, problem: str, method: str) -> None:
         """Keep what a call met for `hrwsi status` (the launcher's heartbeat writes it)."""
-        if response is not None and response.status in (401, 403):
+        if response is not None and refuses_the_token(response):
             text = (f"Nomad refuses the launcher's token (HTTP {response.status}: {error_text(response.text)[:200]}): "
                     "check NOMAD_TOKEN and its ACL policy")
             refused: str | None = endpoint
@@ -233,6 +249,11 @@ class NomadClient:
         unreachable = response is None or response.status in GATEWAY_CANNOT_REACH
         self._problem = NomadProblem(text, since, time.monotonic(), refused, unreachable,
                                      method if refused is not None else None)
+
+    def forget_refusal(self, endpoint: str) -> None:
+        """A refusal of `endpoint` is over, told by another call (a plan taken where a registration was refused)."""
+        if self._problem is not None and self._problem.refused_endpoint == endpoint:
+            self._problem = None
 
     def session_client(self) -> nomad.Nomad:
         """This thread's python-nomad client, configured from our config only."""

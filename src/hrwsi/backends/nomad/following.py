@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 
 from hrwsi.backends.base import JobOutcome, JobSpec, ProgressCallback
 from hrwsi.backends.nomad.background import BackgroundTasks
-from hrwsi.backends.nomad.client import NomadClient, NomadError, quote_id
+from hrwsi.backends.nomad.client import REGISTRATION_DISABLED, NomadClient, NomadError, error_text, quote_id
 from hrwsi.backends.nomad.config import public_address
 from hrwsi.backends.nomad.event_stream import EventStream, StreamEnded, StreamRefused, StreamUnavailable
 from hrwsi.backends.nomad.job_spec import CLAIM_META, GROUP_NAME, scale_body
@@ -347,9 +347,13 @@ class JobFollowing:
                            "(nomad job scale %s %s 1)", follower.job_id, error, follower.job_id, GROUP_NAME)
             return
         if response.status != 200:
-            logger.warning("Nomad refused to scale job %s back to 1 (HTTP %d: %s): the launcher's token needs "
-                           "scale-job or submit-job; scale it by hand (nomad job scale %s %s 1)", follower.job_id,
-                           response.status, response.text.strip()[:200], follower.job_id, GROUP_NAME)
+            # (while an admin's RejectJobRegistration holds, Job.Scale refuses every token but a management one)
+            needs = ("its scheduler configuration rejects scaling (RejectJobRegistration): a management token may"
+                     if error_text(response.text) == REGISTRATION_DISABLED
+                     else "the launcher's token needs scale-job or submit-job;")
+            logger.warning("Nomad refused to scale job %s back to 1 (HTTP %d: %s): %s scale it by hand (nomad job "
+                           "scale %s %s 1)", follower.job_id, response.status, response.text.strip()[:200], needs,
+                           follower.job_id, GROUP_NAME)
 
     def _node_away(self, follower: Follower, alloc: dict) -> None:
         """Its node went away: the attempt may run on there until its client stops it."""

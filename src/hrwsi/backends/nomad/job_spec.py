@@ -84,9 +84,13 @@ DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
 HOST_VOLUME_KEY = "hrwsi-data"
 
 
-def scale_body(job_id: str, count: int, message: str) -> dict:
-    """POST /v1/job/:id/scale: the group's count (api.ScalingRequest, nomad/job_endpoint.go Job.Scale)."""
-    return {"Count": count, "Target": {"Job": job_id, "Group": GROUP_NAME}, "Message": message}
+def scale_body(job_id: str, count: int | None, message: str) -> dict:
+    """POST /v1/job/:id/scale: the group's count (api.ScalingRequest, nomad/job_endpoint.go Job.Scale); without a
+    count, a scaling event that changes nothing."""
+    body = {"Count": count, "Target": {"Job": job_id, "Group": GROUP_NAME}, "Message": message}
+    if count is None:
+        del body["Count"]
+    return body
 
 
 def disk_mb(storage_mb: int) -> int:

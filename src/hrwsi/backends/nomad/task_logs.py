@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hrwsi.backends.base import JobSpec
-from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text
+from hrwsi.backends.nomad.client import NomadClient, NomadError, error_text, refuses_the_token
 from hrwsi.backends.nomad.job_spec import task_name
 
 logger = logging.getLogger(__name__)
@@ -96,9 +96,10 @@ class TaskLogs:
                         f"read the {kind} of {spec.job_id}", "client.stream_logs", alloc["ID"],
                         params={"task": task, "type": kind, "plain": "true", "origin": "start", "offset": "0",
                                 "follow": "false"})
-                    if response.status == 403:
-                        self._refused(response.text)
-                        await self._note(spec, alloc, self._forbidden_why(response.text))
+                    if refuses_the_token(response):  # (403 from the allocation's client, 500 through the servers)
+                        refusal = f"HTTP {response.status}: {' '.join(error_text(response.text).split())[:200]}"
+                        self._refused(refusal)
+                        await self._note(spec, alloc, self._forbidden_why(refusal))
                         return
                     if response.status != 200:
                         failed.append((kind, f"Nomad answered HTTP {response.status}: "
@@ -129,8 +130,7 @@ class TaskLogs:
 
     @staticmethod
     def _forbidden_why(text: str) -> str:
-        return (f"Nomad refused to show them (HTTP 403: {' '.join(text.split())[:200]}); the launcher's token "
-                "needs the read-logs capability")
+        return f"Nomad refused to show them ({text}); the launcher's token needs the read-logs capability"
 
     async def _note(self, spec: JobSpec, alloc: Mapping[str, Any], why: str, what: str = "stdout and stderr") -> None:
         try:
@@ -167,10 +167,10 @@ class TaskLogs:
     def _refused(self, text: str) -> None:
         # The fs logs endpoint needs read-logs (or read-fs) in the job's namespace (client/fs_endpoint.go).
         if self.forbidden is None:
-            logger.warning("Nomad refused to show task logs (HTTP 403: %s): the launcher's token needs the "
+            logger.warning("Nomad refused to show task logs (%s): the launcher's token needs the "
                            "read-logs capability (see nomad-jobs/README.md); until it has, each job's log says "
                            "its output was not kept, and the logs are asked for again every %g s",
-                           text.strip()[:200], self.forbidden_retry_s)
+                           text, self.forbidden_retry_s)
         self.forbidden = (asyncio.get_running_loop().time(), text)
 
     def _served(self) -> None:

@@ -120,6 +120,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         "(1.11.2), chunked-gzip (1.10 to 1.11.1)")
     p.add_argument("--forwarded", action="store_true",
                    help="answer as a client agent or a follower server: RPC errors read 'rpc error: ...'")
+    p.add_argument("--fs-through-servers", action="store_true",
+                   help="serve the logs as a server agent does, not the allocation's own client: a token without "
+                        "read-logs gets HTTP 500 'Permission denied', not 403")
     p.add_argument("--node-docker-volumes", action="store_true",
                    help="the nodes' docker plugin allows host paths (volumes { enabled = true })")
     p.add_argument("--namespace", action="append", default=[], metavar="NAME",
@@ -149,6 +152,7 @@ async def serve(args: argparse.Namespace) -> None:
                              job_gc_threshold=args.job_gc_threshold, work_dir=args.work_dir, host=args.host,
                              port=args.port, event_heartbeat=args.event_heartbeat,
                              event_stream_framing=args.event_stream_framing, forwarded=args.forwarded,
+                             fs_through_servers=args.fs_through_servers,
                              namespaces=args.namespace, node_pools=args.extra_node_pool,
                              regions=args.region or ("global",))
     stop = asyncio.Event()

@@ -50,7 +50,8 @@ def need_for(method: str, path: str, *, purge: bool = False) -> Need | None:
     if path.startswith("/v1/status/") or path in ("/v1/agent/health", "/v1/regions"):
         # (nomad/regions_endpoint.go Region.List: "intentionally throwing away any auth error")
         return None
-    if path == "/v1/system/gc":
+    if path == "/v1/system/gc" or path.startswith("/v1/operator/"):
+        # (operator:read or operator:write, nomad/operator_endpoint.go; AclPolicy has no operator rule)
         return Need(management=True)
     if path.startswith("/v1/client/fs/logs/"):
         return Need(any_of=("read-logs", "read-fs"))

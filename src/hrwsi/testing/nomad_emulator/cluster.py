@@ -825,7 +825,7 @@ class Cluster:
         "job-scaling" places the new allocations or stops the extra ones (nomad/job_endpoint.go Job.Scale)."""
         job = self.jobs.get((namespace, job_id))
         if job is None:
-            raise CodedError(404, f"job {job_id!r} not found")
+            raise CodedError(404, f'job "{job_id}" not found')  # (Job.Scale: %q)
         group = next((g for g in job["TaskGroups"] if g["Name"] == group_name), None)
         if group is None:
             raise CodedError(400, f"task group {group_name!r} specified for scaling does not exist in job")

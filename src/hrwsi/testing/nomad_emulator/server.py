@@ -96,6 +96,35 @@ def _json(body, index: int, status: int = 200, *, index_may_be_zero: bool = Fals
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=_query_meta(shown))
 
 
+# nomad/structs/errors.go errJobRegistrationDisabled: what Job.Register, Job.Dispatch and Job.Scale answer (403 through
+# command/agent/http.go errCodeFromHandler) while the scheduler configuration's RejectJobRegistration holds.
+REGISTRATION_DISABLED = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
+_JOB_WRITE_SUFFIXES = ("/allocations", "/evaluations", "/summary", "/dispatch", "/plan", "/versions", "/scale")
+
+
+def _job_write(request: web.Request) -> str | None:
+    """"register", "dispatch" or "scale" for a request Job.Register, Job.Dispatch or Job.Scale serves, else None."""
+    if request.method not in ("POST", "PUT"):
+        return None
+    if request.path == "/v1/jobs":
+        return "register"
+    if not request.path.startswith("/v1/job/"):
+        return None
+    for suffix in ("/dispatch", "/scale"):
+        if request.path.endswith(suffix):
+            return suffix[1:]
+    return None if request.path.endswith(_JOB_WRITE_SUFFIXES) else "register"
+
+
+def _allocation_read(request: web.Request) -> str | None:
+    """The allocation a GET of one allocation, its logs or a file of it names, or None."""
+    if request.method == "GET":
+        for prefix in ("/v1/allocation/", "/v1/client/fs/logs/", "/v1/client/fs/cat/"):
+            if request.path.startswith(prefix) and "/" not in request.path[len(prefix):]:
+                return request.path[len(prefix):]
+    return None
+
+
 def _check_uuid(kind: str, value: str) -> None:
     if len(value) != 36:
         raise CodedError(500, f"{kind} lookup failed: index error: UUID must be 36 characters")
@@ -117,7 +146,8 @@ class NomadEmulator:
                  event_stream_framing: str = FRAMING_RAW, acl_policies: dict[str, AclPolicy] | None = None,
                  forwarded: bool = False, workload_variable_paths: tuple[str, ...] = (),
                  deprecated_event_fields: bool = True, namespaces: Iterable[str] = (),
-                 node_pools: Iterable[str] = (), regions: Iterable[str] = ("global",)):
+                 node_pools: Iterable[str] = (), regions: Iterable[str] = ("global",),
+                 fs_through_servers: bool = False):
         if event_stream_framing not in FRAMINGS:
             raise ValueError(f"event_stream_framing {event_stream_framing!r}: one of {', '.join(FRAMINGS)}")
         self.event_stream_framing = event_stream_framing
@@ -126,6 +156,13 @@ class NomadEmulator:
         self.acl_token = acl_token  # the management token; ACL is off without one
         self.acl_policies = dict(acl_policies or {})  # other tokens: secret -> policy
         self.forwarded = forwarded  # answer as a client agent or a follower server does (RPC errors wrapped)
+        # The fs endpoints reach the allocation's client through the servers: the agent at the address is a server,
+        # or a client agent that does not run the allocation (command/agent/helpers.go rpcHandlerForAlloc), as a
+        # launcher's NOMAD_ADDR is; else the agent is the allocation's own client (a dev agent: server and client).
+        self.fs_through_servers = fs_through_servers
+        # The scheduler configuration's switch (PUT /v1/operator/scheduler/configuration, `nomad operator scheduler
+        # set-config -reject-job-registration=true`): an admin's maintenance switch, in Raft, kept across restarts.
+        self.reject_job_registration = False
         self.workload_variable_paths = workload_variable_paths  # a namespace-wide workload policy's Variables
         self.deprecated_event_fields = deprecated_event_fields
         # Namespaces and node pools an admin applied, beyond "default" (and "all", and the nodes' pools):
@@ -354,7 +391,13 @@ class NomadEmulator:
     async def _carry_out(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         refusal = self._acl_refusal(request)
         if refusal is not None:
-            return web.Response(status=403, text=refusal, content_type="text/plain")
+            status, text = refusal
+            if status == 403 and self.fs_through_servers and request.path.startswith("/v1/client/fs/"):
+                # nomad/client_fs_endpoint.go logs and stream send structs.ErrPermissionDenied without a code
+                # (handleStreamResultError(err, nil, ...)), which command/agent/fs_endpoint.go fsStreamImpl answers
+                # as 500; only the allocation's own client (client/fs_endpoint.go) codes it 403
+                status = 500
+            return web.Response(status=status, text=text, content_type="text/plain")
         if self._no_path_to_region(request):
             # nomad/rpc.go forwardRegion: a region no server knows is structs.ErrNoRegionPath, a plain
             # 500 through command/agent/http.go wrap. Region.List (nomad/regions_endpoint.go) and the
@@ -396,10 +439,58 @@ class NomadEmulator:
             token = auth[7:].strip()
         return token
 
-    def _acl_refusal(self, request: web.Request) -> str | None:
-        """Why ACL refuses the request (the 403 text), or None. The event stream checks its own (see there)."""
+    def _acl_refusal(self, request: web.Request) -> tuple[int, str] | None:
+        """Why ACL refuses the request (its status and text), or None. The event stream checks its own (see there).
+        An allocation's reads look the allocation up before they check the token's capabilities (_alloc_first)."""
         if not self.acl_token or request.path == "/v1/event/stream":
             return None
+        alloc_id = _allocation_read(request)
+        if alloc_id is not None and self._answered_before_the_capability(request, alloc_id):
+            return None
+        write = _job_write(request) if self.reject_job_registration else None
+        if write == "register" and self._registration_disabled(request):
+            # nomad/job_endpoint.go doRegister: registrationsAreAllowed before the capability is checked
+            return 403, REGISTRATION_DISABLED
+        refusal = self._token_refusal(request)
+        if refusal is None and write is not None and self._registration_disabled(request):
+            return 403, REGISTRATION_DISABLED  # (Job.Dispatch, Job.Scale: after their capability)
+        if refusal is not None and alloc_id is not None and request.path.startswith("/v1/allocation/") and \
+                self._token_known_or_anonymous(request):
+            # nomad/alloc_endpoint.go GetAlloc: an allocation the token may not read (read-job in its namespace)
+            # is structs.NewErrUnknownAllocation, a plain error that command/agent/http.go wrap answers as 500
+            return 500, f'Unknown allocation "{alloc_id}"'
+        return None if refusal is None else (403, refusal)
+
+    def _registration_disabled(self, request: web.Request) -> bool:
+        """nomad/job_endpoint.go registrationsAreAllowed: refused while RejectJobRegistration holds unless the
+        token is a management one; a token Authenticate does not take is refused as such first."""
+        token = self._token_of(request)
+        return self._token_known_or_anonymous(request) and not (
+            token and hmac.compare_digest(token.encode(), (self.acl_token or "").encode()))
+
+    def _token_known_or_anonymous(self, request: web.Request) -> bool:
+        """Whether nomad/auth/auth.go Authenticate takes the token: none (the anonymous token), or one it knows."""
+        token = self._token_of(request)
+        return not token or token in self.acl_policies or hmac.compare_digest(token.encode(),
+                                                                            (self.acl_token or "").encode())
+
+    def _answered_before_the_capability(self, request: web.Request, alloc_id: str) -> bool:
+        """Whether a read of an allocation is answered before its capability is checked. The fs logs endpoint
+        refuses its missing parameters in the HTTP handler (command/agent/fs_endpoint.go Logs, FileCatRequest:
+        400), before any RPC. Then nomad/client_fs_endpoint.go logs/stream and nomad/alloc_endpoint.go GetAlloc
+        refuse a token Authenticate does not take (Permission denied), look the allocation up (unknown: 404,
+        "Unknown allocation" / "alloc not found"; a malformed ID: 500), and only then check the token's
+        capability in the allocation's namespace. The emulator checked the capability first: a token without
+        read-logs was told 403 where Nomad says the allocation is not there."""
+        if request.path.startswith("/v1/client/fs/logs/") and (
+                not request.query.get("task") or request.query.get("type") not in ("stdout", "stderr")):
+            return True
+        if request.path.startswith("/v1/client/fs/cat/") and not request.query.get("path"):
+            return True
+        return self._token_known_or_anonymous(request) and alloc_id not in self.cluster.allocs
+
+    def _token_refusal(self, request: web.Request) -> str | None:
+        """Why ACL refuses the request (the 403 text), or None."""
         if request.method == "DELETE" and any((request.query.get(flag) or "") not in ("", *GO_TRUE, *GO_FALSE)
                                               for flag in ("purge", "global")):
             return None  # refused by jobDelete's parsing, before the RPC checks the token (deregister_job)
@@ -487,6 +578,9 @@ class NomadEmulator:
         r.add_route("GET", "/v1/client/fs/logs/{id}", self.alloc_logs)
         r.add_route("GET", "/v1/client/fs/cat/{id}", self.alloc_cat)
         r.add_route("*", "/v1/var/{path:.+}", self.variable)
+        r.add_route("GET", "/v1/operator/scheduler/configuration", self.scheduler_configuration)
+        r.add_route("PUT", "/v1/operator/scheduler/configuration", self.set_scheduler_configuration)
+        r.add_route("POST", "/v1/operator/scheduler/configuration", self.set_scheduler_configuration)
 
     async def _blocking(self, request: web.Request, compute: Callable[[], tuple],
                         not_found: str | None = None) -> web.Response:
@@ -703,7 +797,7 @@ class NomadEmulator:
         if count is None:  # (a scaling event without a count changes nothing: Job.Scale)
             job = self.cluster.jobs.get((self._namespace(request), job_id))
             if job is None:
-                raise CodedError(404, f"job {job_id!r} not found")
+                raise CodedError(404, f'job "{job_id}" not found')  # (Job.Scale: %q)
             return _json({"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": job["JobModifyIndex"],
                           "Warnings": "", "Index": self.cluster.index}, self.cluster.index)
         result = self.cluster.scale_job(self._namespace(request), job_id, group, count)
@@ -889,11 +983,34 @@ class NomadEmulator:
                       "member": {"Name": "nomad-emulator (test double)", "Tags": {"region": self.known_regions[0]}},
                       "stats": {}}, self.cluster.index)
 
+    # -- operator ----------------------------------------------------------------------------
+    def _scheduler_config(self) -> dict:
+        return {"SchedulerAlgorithm": "binpack", "MemoryOversubscriptionEnabled": False,
+                "RejectJobRegistration": self.reject_job_registration, "PauseEvalBroker": False,
+                "NodeLimitForFeasibilityChecks": 0,
+                "PreemptionConfig": {"SystemSchedulerEnabled": True, "SysBatchSchedulerEnabled": False,
+                                     "BatchSchedulerEnabled": False, "ServiceSchedulerEnabled": False},
+                "CreateIndex": 1, "ModifyIndex": 1}
+
+    async def scheduler_configuration(self, request: web.Request) -> web.Response:
+        """GET /v1/operator/scheduler/configuration (command/agent/operator_endpoint.go schedulerGetConfig; its
+        fields as nomad/structs/operator.go SchedulerConfiguration; operator:read, management here)."""
+        return _json({"SchedulerConfig": self._scheduler_config(), "Index": self.cluster.index,
+                      "LastContact": 0, "KnownLeader": True}, self.cluster.index)
+
+    async def set_scheduler_configuration(self, request: web.Request) -> web.Response:
+        """PUT /v1/operator/scheduler/configuration: the whole configuration, of which the emulator keeps
+        RejectJobRegistration (schedulerUpdateConfig; nomad/operator_endpoint.go SchedulerSetConfiguration:
+        operator:write, management here)."""
+        body = await self._body(request)
+        self.reject_job_registration = bool(body.get("RejectJobRegistration"))
+        return _json({"Updated": True, "Index": self.cluster.index}, self.cluster.index)
+
     # -- logs --------------------------------------------------------------------------------
     def _alloc_file(self, alloc_id: str, relative: str) -> Path:
         _check_uuid("alloc", alloc_id)
         if alloc_id not in self.cluster.allocs:
-            raise CodedError(404, "Unknown allocation")
+            raise CodedError(404, f'Unknown allocation "{alloc_id}"')  # (structs.NewErrUnknownAllocation: %q)
         node = self.cluster.nodes.get(self.cluster.allocs[alloc_id]["NodeID"])
         if node is None:
             raise CodedError(400, f"Unknown node {self.cluster.allocs[alloc_id]['NodeID']!r}")
@@ -910,11 +1027,11 @@ class NomadEmulator:
 
     async def alloc_logs(self, request: web.Request) -> web.Response:
         q = request.query
-        task, kind = q.get("task", ""), q.get("type", "stdout")
+        task, kind = q.get("task", ""), q.get("type", "")
         if not task:
-            raise CodedError(400, "must include task name")
+            raise CodedError(400, "must provide task name")  # (command/agent/fs_endpoint.go taskNotPresentErr)
         if kind not in ("stdout", "stderr"):
-            raise CodedError(400, "must specify a valid log type (stdout or stderr)")
+            raise CodedError(400, "must provide log type (stdout/stderr)")  # (logTypeNotPresentErr)
         path = self._alloc_file(request.match_info["id"], f"alloc/logs/{task}.{kind}.0")
         data = await asyncio.to_thread(lambda: path.read_bytes() if path.exists() else b"")
         offset = int(q.get("offset") or 0)
