@@ -6150,7 +6150,7 @@ BEGIN
           -- held a task or two read all 40,002 for one outcome.)
           AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
         RETURNING t.id, t.state, t.failures, t.lost_count, t.routine, t.priority, f.worker, f.n, t.attempts,
-                  t.held_attempt, t.held_cpu, t.held_ram_mb, t.held_storage_mb
+                  t.held_attempt, t.held_cpu, t.held_ram_mb, t.held_storage_mb, t.lane
     ), failed AS (
         UPDATE processing_task t
         SET failures = t.failures + CASE WHEN f.state = 'lost' THEN 0 ELSE 1 END,
@@ -6184,8 +6184,10 @@ BEGIN
                   t.held_storage_mb
     ), handed_over AS (
         -- The room of an urgent task (serving priority 0) on its worker, kept from back-fill for a short window
-        -- (migration 0116; ADR 0009): processed with products that chain on (an active condition's routine reads
-        -- its product type), for the next step the harvester and orchestrator make of them; failed and retried,
+        -- (migration 0116; ADR 0009): processed with products that chain on into near-real-time work (an active
+        -- condition of a priority-0 lane whose routine reads its product type, the task itself in such a lane: a
+        -- back-fill's products stay in its lane, aged or not), for the next step the harvester and orchestrator
+        -- make of them; failed and retried,
         -- until its back-off ends and the window after. Only while less urgent work waits: an uncorrelated test
         -- (two index probes that stop at their first task), made once per call with holds on, whatever its outcomes.
         INSERT INTO handover_hold AS h (task_id, worker, cpu, ram_mb, storage_mb, kind, until)
@@ -6195,11 +6197,11 @@ BEGIN
                CASE WHEN e.held_attempt = e.attempts THEN e.held_storage_mb ELSE r.storage_mb END,
                e.kind, greatest(now(), coalesce(e.not_before, now())) + make_interval(secs => p_handover_hold_s)
         FROM (SELECT p.id, p.worker, p.routine, p.attempts, p.held_attempt, p.held_cpu, p.held_ram_mb,
-                     p.held_storage_mb, 'next_step' AS kind, NULL::timestamptz AS not_before
+                     p.held_storage_mb, 'next_step' AS kind, NULL::timestamptz AS not_before, p.lane
               FROM processed p WHERE p.priority = 0 AND product_count[p.n] > 0
               UNION ALL
               SELECT fl.id, fl.worker, fl.routine, fl.attempts, fl.held_attempt, fl.held_cpu, fl.held_ram_mb,
-                     fl.held_storage_mb, 'retry', fl.not_before
+                     fl.held_storage_mb, 'retry', fl.not_before, NULL
               FROM failed fl WHERE fl.priority = 0 AND fl.state = 'pending') e
         CROSS JOIN LATERAL (SELECT r.cpu, r.ram_mb, r.storage_mb, r.output_product_type
                             FROM processing_routine r WHERE r.name = e.routine OFFSET 0) r
@@ -6208,8 +6210,10 @@ BEGIN
                       UNION ALL
                       SELECT 1 FROM processing_task b WHERE b.state = 'planned' AND b.priority > 0)
           AND (e.kind = 'retry'
-               OR EXISTS (SELECT 1 FROM processing_routine d JOIN processing_condition x ON x.routine = d.name
-                          WHERE d.input_product_type = r.output_product_type AND x.active))
+               OR (EXISTS (SELECT 1 FROM lane l WHERE l.name = e.lane AND l.priority = 0)
+                   AND EXISTS (SELECT 1 FROM processing_routine d JOIN processing_condition x ON x.routine = d.name
+                               JOIN lane l ON l.name = x.lane
+                               WHERE d.input_product_type = r.output_product_type AND x.active AND l.priority = 0)))
         ON CONFLICT (task_id) DO UPDATE
         SET worker = EXCLUDED.worker, cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, storage_mb = EXCLUDED.storage_mb,
             kind = EXCLUDED.kind, since = EXCLUDED.since, until = EXCLUDED.until

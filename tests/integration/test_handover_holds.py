@@ -148,6 +148,21 @@ def test_no_hold_is_kept_without_waiting_back_fill_or_products_that_chain_on_or_
     assert holds(world) == [], "HRWSI_HANDOVER_HOLD_S=0: no hold"
 
 
+@pytest.mark.parametrize("back_fill_step", ["next condition in the archive lane", "an aged archive task"])
+def test_no_hold_is_kept_for_a_next_step_that_is_back_fill_itself(world, back_fill, back_fill_step):
+    """A hold for a next step served as back-fill would keep that very step, and all back-fill, off the worker."""
+    if back_fill_step == "an aged archive task":
+        world.execute("UPDATE hrwsi.processing_condition SET lane = 'archive' WHERE name = 'step1_c'")
+        step1 = add(world, "step1", "/in/scene")
+        world.execute("UPDATE hrwsi.processing_task SET priority = 0 WHERE id = %s", (step1,))  # (as ageing raises it)
+    else:
+        world.execute("UPDATE hrwsi.processing_condition SET lane = 'archive' WHERE name = 'step2_c'")
+        step1 = add(world, "step1", "/in/scene")
+    assert dispatch(world) == [(step1, "w1")]
+    end(world, step1, products=["/p/scene.L2A"])
+    assert holds(world) == []
+
+
 def test_status_and_task_show_say_that_back_fill_waits_for_a_hand_over_hold_on_which_worker_until_when(world, back_fill):
     from io import StringIO
 
