@@ -57,7 +57,8 @@ SET hrwsi.in_dispatch_claim = off SET jit = off AS $$
 -- fast path: capacity is free, nothing planned waits for it); an urgent task (priority 0) may take
 -- any worker where it fits. An urgent task that fits nowhere reserves capacity: no less urgent
 -- task starts on the worker it waits for, nor anywhere while it waits for a budget, so near-real-
--- time work waits at most for one running task to end (ADR 0009).
+-- time work waits at most for one running task to end (ADR 0009). The room an urgent task left for the next step
+-- of its chain or its retry (hrwsi.handover_hold, migration 0116) counts as used for less urgent lists only.
 -- Returns a row per job to submit, each saying whether work was left waiting: a task this call
 -- saw and did not start (its dependency, its routine's hold, capacity, a budget, the batch's
 -- size). When it starts nothing, one row without a job says it. If no work waits, the end of a
@@ -504,6 +505,9 @@ DECLARE
     i integer := 1;
     c record;
     done_jobs bigint[]; done_states text[]; done_tasks bigint[];
+    -- The urgent tasks that ended on a worker, which may keep a hand-over hold there (migration 0116), and whether
+    -- less urgent work waits, without which none is kept
+    urgent_tasks bigint[]; urgent_workers text[]; urgent_retried boolean[]; back_fill_waits boolean;
     position_of jsonb;
 BEGIN
     PERFORM hrwsi.require_lease(p_owner, p_lease_s);
@@ -592,8 +596,7 @@ BEGIN
           -- let the planner read the tasks in the order of an index, and a plan made while the table
           -- held a task or two read all 40,002 for one outcome.)
           AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
-        RETURNING t.id, t.state, t.failures, t.lost_count, t.routine, t.priority, f.worker, f.n, t.attempts,
-                  t.held_attempt, t.held_cpu, t.held_ram_mb, t.held_storage_mb, t.lane
+        RETURNING t.id, t.state, t.failures, t.lost_count, t.priority, f.worker, f.n
     ), failed AS (
         UPDATE processing_task t
         SET failures = t.failures + CASE WHEN f.state = 'lost' THEN 0 ELSE 1 END,
@@ -623,43 +626,13 @@ BEGIN
           AND t.attempts = f.attempt AND r.name = ANY (ARRAY[t.routine])
           AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
         RETURNING t.id, t.routine, t.state, t.state_reason, t.failures, t.lost_count, r.max_attempts,
-                  t.priority, f.worker, t.not_before, t.attempts, t.held_attempt, t.held_cpu, t.held_ram_mb,
-                  t.held_storage_mb
-    ), handed_over AS (
-        -- The room of an urgent task (serving priority 0) on its worker, kept from back-fill for a short window
-        -- (migration 0116; ADR 0009): processed with products that chain on into near-real-time work (an active
-        -- condition of a priority-0 lane whose routine reads its product type, the task itself in such a lane: a
-        -- back-fill's products stay in its lane, aged or not), for the next step the harvester and orchestrator
-        -- make of them; failed and retried,
-        -- until its back-off ends and the window after. Only while less urgent work waits: an uncorrelated test
-        -- (two index probes that stop at their first task), made once per call with holds on, whatever its outcomes.
-        INSERT INTO handover_hold AS h (task_id, worker, cpu, ram_mb, storage_mb, kind, until)
-        SELECT e.id, e.worker,
-               CASE WHEN e.held_attempt = e.attempts THEN e.held_cpu ELSE r.cpu END,
-               CASE WHEN e.held_attempt = e.attempts THEN e.held_ram_mb ELSE r.ram_mb END,
-               CASE WHEN e.held_attempt = e.attempts THEN e.held_storage_mb ELSE r.storage_mb END,
-               e.kind, greatest(now(), coalesce(e.not_before, now())) + make_interval(secs => p_handover_hold_s)
-        FROM (SELECT p.id, p.worker, p.routine, p.attempts, p.held_attempt, p.held_cpu, p.held_ram_mb,
-                     p.held_storage_mb, 'next_step' AS kind, NULL::timestamptz AS not_before, p.lane
-              FROM processed p WHERE p.priority = 0 AND product_count[p.n] > 0
-              UNION ALL
-              SELECT fl.id, fl.worker, fl.routine, fl.attempts, fl.held_attempt, fl.held_cpu, fl.held_ram_mb,
-                     fl.held_storage_mb, 'retry', fl.not_before, NULL
-              FROM failed fl WHERE fl.priority = 0 AND fl.state = 'pending') e
-        CROSS JOIN LATERAL (SELECT r.cpu, r.ram_mb, r.storage_mb, r.output_product_type
-                            FROM processing_routine r WHERE r.name = e.routine OFFSET 0) r
-        WHERE p_handover_hold_s > 0 AND e.worker IS NOT NULL
-          AND EXISTS (SELECT 1 FROM processing_task b WHERE b.state = 'pending' AND b.priority > 0
-                      UNION ALL
-                      SELECT 1 FROM processing_task b WHERE b.state = 'planned' AND b.priority > 0)
-          AND (e.kind = 'retry'
-               OR (EXISTS (SELECT 1 FROM lane l WHERE l.name = e.lane AND l.priority = 0)
-                   AND EXISTS (SELECT 1 FROM processing_routine d JOIN processing_condition x ON x.routine = d.name
-                               JOIN lane l ON l.name = x.lane
-                               WHERE d.input_product_type = r.output_product_type AND x.active AND l.priority = 0)))
-        ON CONFLICT (task_id) DO UPDATE
-        SET worker = EXCLUDED.worker, cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, storage_mb = EXCLUDED.storage_mb,
-            kind = EXCLUDED.kind, since = EXCLUDED.since, until = EXCLUDED.until
+                  t.priority, f.worker
+    ), urgent AS (
+        -- The urgent tasks (serving priority 0) that ended on a worker: processed with products, or retried
+        SELECT p.id, p.worker, false AS retried FROM processed p
+        WHERE p.priority = 0 AND product_count[p.n] > 0 AND p.worker IS NOT NULL
+        UNION ALL
+        SELECT fl.id, fl.worker, true FROM failed fl WHERE fl.priority = 0 AND fl.state = 'pending' AND fl.worker IS NOT NULL
     ), alerted AS (
         -- An attempt lost again and again says the infrastructure is sick: tell ops (3rd, 6th, 12th...).
         INSERT INTO alert (kind, subject, body, task_id, routine)
@@ -670,8 +643,17 @@ BEGIN
         FROM failed fl
         WHERE fl.lost_count IN (3, 6, 12, 24, 48, 96, 192)
     )
-    SELECT array_agg(f.id), array_agg(f.state), array_agg(f.task_id)
-    INTO done_jobs, done_states, done_tasks
+    SELECT array_agg(f.id), array_agg(f.state), array_agg(f.task_id),
+           -- (the candidates for a hand-over hold, and whether back-fill waits: a test made once per call, only
+           -- with holds on and an urgent task ended, two index probes that stop at their first task; the hold
+           -- itself is written by a statement of its own, only then, below)
+           (SELECT array_agg(u.id) FROM urgent u), (SELECT array_agg(u.worker) FROM urgent u),
+           (SELECT array_agg(u.retried) FROM urgent u),
+           p_handover_hold_s > 0 AND EXISTS (SELECT 1 FROM urgent u)
+           AND EXISTS (SELECT 1 FROM processing_task b WHERE b.state = 'pending' AND b.priority > 0
+                       UNION ALL
+                       SELECT 1 FROM processing_task b WHERE b.state = 'planned' AND b.priority > 0)
+    INTO done_jobs, done_states, done_tasks, urgent_tasks, urgent_workers, urgent_retried, back_fill_waits
     FROM finished f;  -- (processed, failed and alerted run all the same: a WITH that modifies data
                       -- always runs to completion, read or not)
 
@@ -697,6 +679,34 @@ BEGIN
                -- (a back-fill task of a routine whose back-fill is on hold: migration 0075)
                OR (t.campaign_id IS NULL AND r.backfill_hold_reason IS NOT NULL
                    AND EXISTS (SELECT 1 FROM lane l WHERE l.name = t.lane AND l.priority > 0)));
+    END IF;
+
+    IF back_fill_waits THEN
+        -- Hand-over holds (migration 0116; ADR 0009): the room an urgent task had on its worker (what it was dispatched
+        -- with), kept from back-fill for p_handover_hold_s: processed, while its products chain on into near-real-time
+        -- work (it is in a priority-0 lane, and an active condition of such a lane reads their type: a back-fill's
+        -- products stay in its lane, aged or not, and its next step is back-fill), for the next step the harvester
+        -- and the orchestrator make of them; retried (still pending: not held above), until its back-off ends and the
+        -- window after. Each task and routine a probe of its key.
+        INSERT INTO handover_hold AS h (task_id, worker, cpu, ram_mb, storage_mb, kind, until)
+        SELECT t.id, x.worker,
+               CASE WHEN t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END,
+               CASE WHEN t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END,
+               CASE WHEN t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END,
+               CASE WHEN x.retried THEN 'retry' ELSE 'next_step' END,
+               greatest(now(), CASE WHEN x.retried THEN t.not_before END) + make_interval(secs => p_handover_hold_s)
+        FROM unnest(urgent_tasks, urgent_workers, urgent_retried) AS x(id, worker, retried)
+        CROSS JOIN LATERAL (SELECT t.* FROM processing_task t WHERE t.id = x.id OFFSET 0) t
+        CROSS JOIN LATERAL (SELECT r.* FROM processing_routine r WHERE r.name = t.routine OFFSET 0) r
+        WHERE CASE WHEN x.retried THEN t.state = 'pending'
+                   ELSE EXISTS (SELECT 1 FROM lane l WHERE l.name = t.lane AND l.priority = 0)
+                        AND EXISTS (SELECT 1 FROM processing_routine d JOIN processing_condition c ON c.routine = d.name
+                                    JOIN lane l ON l.name = c.lane
+                                    WHERE d.input_product_type = r.output_product_type AND c.active AND l.priority = 0)
+              END
+        ON CONFLICT (task_id) DO UPDATE
+        SET worker = EXCLUDED.worker, cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, storage_mb = EXCLUDED.storage_mb,
+            kind = EXCLUDED.kind, since = EXCLUDED.since, until = EXCLUDED.until;
     END IF;
 
     -- The tasks as this call left them, read by primary key in a statement of its own (it sees the
