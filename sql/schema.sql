@@ -5590,6 +5590,28 @@ CROSS JOIN LATERAL (SELECT p.command, p.image FROM hrwsi.task_program p WHERE p.
 -- =============================================================================================
 -- Dispatch: one call claims ready work that fits now and returns what to submit.
 -- =============================================================================================
+-- Hand-over holds (migration 0116, ADR 0009): the room an urgent task (serving priority 0) had on its worker, kept
+-- from less urgent work for a short window after it ended, so that the next step of its chain (made once the
+-- harvester has chained its products and the orchestrator its task) or its own retry (after its back-off) finds it
+-- free instead of behind an archive task that took the slot meanwhile. Written by hrwsi.record_outcomes, in the
+-- statement that records the outcome, only while less urgent work waits; read by hrwsi.dispatch (one probe: the table
+-- is empty but for those few seconds), which counts the holds against back-fill only, lets urgent work use them
+-- (a task claimed on a held worker ends one hold there), and deletes the holds that ended: claimed, expired (until),
+-- of an inactive worker, or of a task no longer waiting (cancelled, held, given up). No key to the task or the worker:
+-- a hold of a task or worker gone is ended by that same test, and nothing else ever waits for one.
+CREATE TABLE hrwsi.handover_hold (
+    task_id    bigint PRIMARY KEY,
+    worker     text NOT NULL,
+    -- what the task was dispatched with (its attempt's held_* if its routine changed since, as dispatch counts it)
+    cpu        float8 NOT NULL,
+    ram_mb     float8 NOT NULL,
+    storage_mb float8 NOT NULL,
+    -- next_step: it was processed and its products chain on; retry: it failed and waits out its back-off
+    kind       text NOT NULL CONSTRAINT handover_hold_kind_is_next_step_or_retry CHECK (kind IN ('next_step', 'retry')),
+    since      timestamptz NOT NULL DEFAULT now(),
+    until      timestamptz NOT NULL
+);
+
 CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
                                p_max_jobs integer, p_data_dir text)
 RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql
@@ -5614,7 +5636,8 @@ SET hrwsi.in_dispatch_claim = off SET jit = off AS $$
 -- fast path: capacity is free, nothing planned waits for it); an urgent task (priority 0) may take
 -- any worker where it fits. An urgent task that fits nowhere reserves capacity: no less urgent
 -- task starts on the worker it waits for, nor anywhere while it waits for a budget, so near-real-
--- time work waits at most for one running task to end (ADR 0009).
+-- time work waits at most for one running task to end (ADR 0009). The room an urgent task left for the next step
+-- of its chain or its retry (hrwsi.handover_hold, migration 0116) counts as used for less urgent lists only.
 -- Returns a row per job to submit, each saying whether work was left waiting: a task this call
 -- saw and did not start (its dependency, its routine's hold, capacity, a budget, the batch's
 -- size). When it starts nothing, one row without a job says it. If no work waits, the end of a
@@ -5656,6 +5679,11 @@ DECLARE
     busy_workers integer;  -- active workers running something (of this call's claims too)
     locked_workers integer; named_workers integer;
     ignored text;  -- what set_config and pg_notify return, not used
+    -- The hand-over holds (migration 0116): whether any row is there (the one probe a call without holds makes),
+    -- those that still count, in the order they end (task, worker's index, room, whether an urgent claim ended it),
+    -- and the tasks of those that ended (deleted before the claim)
+    holds_exist boolean; h_task bigint[]; h_k integer[]; h_cpu float8[]; h_ram float8[]; h_disk float8[];
+    h_used boolean[]; h_ended bigint[]; holds_applied boolean := false; hi integer;
 BEGIN
     work_waiting := true;  -- until this call has seen every list
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
@@ -5693,9 +5721,11 @@ BEGIN
                    WHERE s.id = p_owner AND s.heartbeat_at > now() - make_interval(secs => p_lease_s)),
            (SELECT g.cpu_max::float8 FROM budget g WHERE g.id), (SELECT g.ram_max_mb::float8 FROM budget g WHERE g.id),
            (SELECT g.storage_max_mb::float8 FROM budget g WHERE g.id), (SELECT g.vm_max FROM budget g WHERE g.id),
-           (SELECT i.installation_id::text FROM hrwsi.installation i WHERE i.id)
+           (SELECT i.installation_id::text FROM hrwsi.installation i WHERE i.id),
+           EXISTS (SELECT 1 FROM handover_hold h)
     INTO names, flavours, cap_cpu, cap_ram, cap_disk, use_cpu, use_ram, use_disk, reserved,
-         total_cpu, total_ram, total_disk, busy, busy_workers, lease_fresh, b_cpu, b_ram, b_disk, b_vms, installation
+         total_cpu, total_ram, total_disk, busy, busy_workers, lease_fresh, b_cpu, b_ram, b_disk, b_vms, installation,
+         holds_exist
     FROM worker w JOIN flavour f ON f.name = w.flavour
     LEFT JOIN usage u ON u.worker = w.name
     WHERE w.active;
@@ -5705,6 +5735,26 @@ BEGIN
     IF names IS NULL THEN
         RETURN NEXT;  -- no job; work may wait
         RETURN;
+    END IF;
+    IF holds_exist THEN
+        -- The hand-over holds that still count (migration 0116): before their end, on an active worker, of a task
+        -- still as it was when the hold was taken (processed, for its next step; waiting, for its retry). The
+        -- others ended (expired, the worker inactive, the task cancelled, held or given up): deleted below.
+        -- (Each task a probe of its key; a few rows, a few seconds at a time.)
+        SELECT array_agg(h.task_id ORDER BY h.until, h.task_id) FILTER (WHERE h.live),
+               array_agg(h.k ORDER BY h.until, h.task_id) FILTER (WHERE h.live),
+               array_agg(h.cpu ORDER BY h.until, h.task_id) FILTER (WHERE h.live),
+               array_agg(h.ram_mb ORDER BY h.until, h.task_id) FILTER (WHERE h.live),
+               array_agg(h.storage_mb ORDER BY h.until, h.task_id) FILTER (WHERE h.live),
+               array_agg(false) FILTER (WHERE h.live),
+               coalesce(array_agg(h.task_id) FILTER (WHERE NOT h.live), '{}')
+        INTO h_task, h_k, h_cpu, h_ram, h_disk, h_used, h_ended
+        FROM (SELECT h.task_id, h.cpu, h.ram_mb, h.storage_mb, h.until, array_position(names, h.worker) AS k,
+                     h.until > now() AND h.worker = ANY (names)
+                     AND coalesce((SELECT CASE h.kind WHEN 'next_step' THEN t.state = 'processed'
+                                                      ELSE t.state IN ('pending', 'planned') END
+                                   FROM processing_task t WHERE t.id = h.task_id OFFSET 0), false) AS live
+              FROM handover_hold h) h;
     END IF;
 
     -- The serving lists are read in their indexes' order, never sorted (migration 0039): a call
@@ -5734,6 +5784,22 @@ BEGIN
                                 ORDER BY t.priority, t.deadline_at NULLS LAST, t.id OFFSET 0) END
         ORDER BY p.priority, s.planned DESC
     LOOP
+        IF prio > 0 AND h_task IS NOT NULL AND NOT holds_applied THEN
+            -- From the first less urgent list on, the hand-over holds left count as used (migration 0116; ADR
+            -- 0009): on their workers, and in the budgets' totals, as the tasks that ended there were counted.
+            holds_applied := true;
+            FOR hi IN 1..cardinality(h_task) LOOP
+                CONTINUE WHEN h_used[hi];
+                k := h_k[hi];
+                IF use_cpu[k] + use_ram[k] + use_disk[k] = 0 THEN
+                    busy := busy + 1; busy_workers := busy_workers + 1;
+                END IF;
+                use_cpu[k] := use_cpu[k] + h_cpu[hi]; use_ram[k] := use_ram[k] + h_ram[hi];
+                use_disk[k] := use_disk[k] + h_disk[hi];
+                total_cpu := total_cpu + h_cpu[hi]; total_ram := total_ram + h_ram[hi];
+                total_disk := total_disk + h_disk[hi];
+            END LOOP;
+        END IF;
         misses := 0;
         IF from_planned THEN OPEN planned_tasks(prio, scan_limit); ELSE OPEN pending_tasks(prio, scan_limit); END IF;
         LOOP
@@ -5776,11 +5842,26 @@ BEGIN
                     avoid_k := NULL;
                 END IF;
             END IF;
+            -- An urgent task takes held room first (migration 0116): its own hold (a retry), else the first
+            -- hold where it fits, so that a worker kept for the next step of a chain is where that step goes.
+            IF prio = 0 AND h_task IS NOT NULL THEN
+                FOR hi IN 1..cardinality(h_task) LOOP
+                    k := h_k[hi];
+                    IF NOT h_used[hi] AND k IS DISTINCT FROM avoid_k AND (c.flavour IS NULL OR flavours[k] = c.flavour)
+                       AND use_cpu[k] + c.cpu <= cap_cpu[k] + 1e-9 AND use_ram[k] + c.ram <= cap_ram[k]
+                       AND use_disk[k] + c.disk <= cap_disk[k]
+                       AND NOT (b_vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0 AND busy + 1 > b_vms)
+                       AND (chosen IS NULL OR h_task[hi] = c.id) THEN
+                        chosen := k;
+                        EXIT WHEN h_task[hi] = c.id;
+                    END IF;
+                END LOOP;
+            END IF;
             -- Its planned worker first; an urgent or pending task may take any worker: the one
             -- chosen last if it still fits (a burst fills one worker after the other without
             -- scanning them all), else those already busy first (fewest VMs), then idle ones
             -- while the VM budget allows.
-            IF last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0) AND last_k IS DISTINCT FROM avoid_k
+            IF chosen IS NULL AND last_k IS NOT NULL AND NOT (c.state = 'planned' AND prio > 0) AND last_k IS DISTINCT FROM avoid_k
                AND (c.worker IS NULL OR c.worker = names[last_k] OR NOT c.worker = ANY (names))
                AND (c.flavour IS NULL OR flavours[last_k] = c.flavour) AND NOT (reserved[last_k] AND prio > 0)
                AND use_cpu[last_k] + c.cpu <= cap_cpu[last_k] + 1e-9 AND use_ram[last_k] + c.ram <= cap_ram[last_k]
@@ -5832,6 +5913,20 @@ BEGIN
             END IF;
             misses := 0;
             last_k := chosen;
+            IF prio = 0 AND h_task IS NOT NULL THEN
+                -- An urgent task claimed ends a hold, so that room is not counted twice: its own (a retry,
+                -- wherever it goes), else the first one on its worker (the room it takes there).
+                hi := array_position(h_task, c.id);
+                IF hi IS NULL OR h_used[hi] THEN
+                    hi := NULL;
+                    FOR k IN 1..cardinality(h_task) LOOP
+                        IF NOT h_used[k] AND h_k[k] = chosen THEN hi := k; EXIT; END IF;
+                    END LOOP;
+                END IF;
+                IF hi IS NOT NULL THEN
+                    h_used[hi] := true; h_ended := h_ended || h_task[hi];
+                END IF;
+            END IF;
             IF use_cpu[chosen] + use_ram[chosen] + use_disk[chosen] = 0 THEN
                 busy := busy + 1; busy_workers := busy_workers + 1;
             END IF;
@@ -5845,6 +5940,11 @@ BEGIN
         END LOOP;
         IF from_planned THEN CLOSE planned_tasks; ELSE CLOSE pending_tasks; END IF;
     END LOOP;
+    IF holds_exist THEN
+        -- The holds that ended: expired or no longer counted, ended by an urgent claim, or of a task claimed now
+        -- (a retry that went elsewhere). Each a probe of its key.
+        DELETE FROM handover_hold h WHERE h.task_id = ANY (h_ended || ids);
+    END IF;
 
     -- From here on, the statements look up the claimed tasks and their jobs by key: nested loops
     -- over index probes, planned so whatever the tables' sizes when the plans were made (a merge
@@ -5952,7 +6052,8 @@ CREATE FUNCTION hrwsi.record_outcomes(
     p_owner text, p_lease_s double precision, p_backoff_s double precision,
     p_jobs bigint[], p_states text[], p_exit_codes integer[], p_messages text[],
     p_started timestamptz[], p_finished timestamptz[], p_faults text[],
-    p_product_jobs bigint[], p_product_paths text[], p_product_sizes bigint[])
+    p_product_jobs bigint[], p_product_paths text[], p_product_sizes bigint[],
+    p_handover_hold_s double precision DEFAULT 0)
 RETURNS TABLE (job_id bigint, job_state text, task_id bigint, task_state text, failures integer,
                max_attempts integer, lost_count integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
@@ -5967,6 +6068,9 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 -- already registered (or listed twice) fails its job with the reason instead of being dropped.
 -- Routine failures count toward max_attempts and the failure policy; lost attempts (a fault of
 -- the infrastructure) are retried without limit, with backoff, and alerted when they repeat.
+-- An urgent task's room on its worker is kept from back-fill for p_handover_hold_s (the launcher's
+-- HRWSI_HANDOVER_HOLD_S; 0: never) once it is processed and its products chain on, or once its back-off
+-- ends when it is retried (hrwsi.handover_hold, migration 0116).
 DECLARE
     -- Per outcome (by its position in p_jobs): where its products start in the product arrays, how
     -- many it has, and why its products cannot be registered. Products are listed in the order of
@@ -5980,6 +6084,9 @@ DECLARE
     i integer := 1;
     c record;
     done_jobs bigint[]; done_states text[]; done_tasks bigint[];
+    -- The urgent tasks that ended on a worker, which may keep a hand-over hold there (migration 0116), and whether
+    -- less urgent work waits, without which none is kept
+    urgent_tasks bigint[]; urgent_workers text[]; urgent_retried boolean[]; back_fill_waits boolean;
     position_of jsonb;
 BEGIN
     PERFORM hrwsi.require_lease(p_owner, p_lease_s);
@@ -6068,7 +6175,7 @@ BEGIN
           -- let the planner read the tasks in the order of an index, and a plan made while the table
           -- held a task or two read all 40,002 for one outcome.)
           AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
-        RETURNING t.id, t.state, t.failures, t.lost_count
+        RETURNING t.id, t.state, t.failures, t.lost_count, t.priority, f.worker, f.n
     ), failed AS (
         UPDATE processing_task t
         SET failures = t.failures + CASE WHEN f.state = 'lost' THEN 0 ELSE 1 END,
@@ -6097,7 +6204,14 @@ BEGIN
         WHERE f.state IN ('internal_error', 'external_error', 'lost') AND t.id = ANY (ARRAY[f.task_id])
           AND t.attempts = f.attempt AND r.name = ANY (ARRAY[t.routine])
           AND coalesce(t.state IN ('dispatched', 'queued', 'running'), false)
-        RETURNING t.id, t.routine, t.state, t.state_reason, t.failures, t.lost_count, r.max_attempts
+        RETURNING t.id, t.routine, t.state, t.state_reason, t.failures, t.lost_count, r.max_attempts,
+                  t.priority, f.worker
+    ), urgent AS (
+        -- The urgent tasks (serving priority 0) that ended on a worker: processed with products, or retried
+        SELECT p.id, p.worker, false AS retried FROM processed p
+        WHERE p.priority = 0 AND product_count[p.n] > 0 AND p.worker IS NOT NULL
+        UNION ALL
+        SELECT fl.id, fl.worker, true FROM failed fl WHERE fl.priority = 0 AND fl.state = 'pending' AND fl.worker IS NOT NULL
     ), alerted AS (
         -- An attempt lost again and again says the infrastructure is sick: tell ops (3rd, 6th, 12th...).
         INSERT INTO alert (kind, subject, body, task_id, routine)
@@ -6108,8 +6222,17 @@ BEGIN
         FROM failed fl
         WHERE fl.lost_count IN (3, 6, 12, 24, 48, 96, 192)
     )
-    SELECT array_agg(f.id), array_agg(f.state), array_agg(f.task_id)
-    INTO done_jobs, done_states, done_tasks
+    SELECT array_agg(f.id), array_agg(f.state), array_agg(f.task_id),
+           -- (the candidates for a hand-over hold, and whether back-fill waits: a test made once per call, only
+           -- with holds on and an urgent task ended, two index probes that stop at their first task; the hold
+           -- itself is written by a statement of its own, only then, below)
+           (SELECT array_agg(u.id) FROM urgent u), (SELECT array_agg(u.worker) FROM urgent u),
+           (SELECT array_agg(u.retried) FROM urgent u),
+           p_handover_hold_s > 0 AND EXISTS (SELECT 1 FROM urgent u)
+           AND EXISTS (SELECT 1 FROM processing_task b WHERE b.state = 'pending' AND b.priority > 0
+                       UNION ALL
+                       SELECT 1 FROM processing_task b WHERE b.state = 'planned' AND b.priority > 0)
+    INTO done_jobs, done_states, done_tasks, urgent_tasks, urgent_workers, urgent_retried, back_fill_waits
     FROM finished f;  -- (processed, failed and alerted run all the same: a WITH that modifies data
                       -- always runs to completion, read or not)
 
@@ -6135,6 +6258,34 @@ BEGIN
                -- (a back-fill task of a routine whose back-fill is on hold: migration 0075)
                OR (t.campaign_id IS NULL AND r.backfill_hold_reason IS NOT NULL
                    AND EXISTS (SELECT 1 FROM lane l WHERE l.name = t.lane AND l.priority > 0)));
+    END IF;
+
+    IF back_fill_waits THEN
+        -- Hand-over holds (migration 0116; ADR 0009): the room an urgent task had on its worker (what it was dispatched
+        -- with), kept from back-fill for p_handover_hold_s: processed, while its products chain on into near-real-time
+        -- work (it is in a priority-0 lane, and an active condition of such a lane reads their type: a back-fill's
+        -- products stay in its lane, aged or not, and its next step is back-fill), for the next step the harvester
+        -- and the orchestrator make of them; retried (still pending: not held above), until its back-off ends and the
+        -- window after. Each task and routine a probe of its key.
+        INSERT INTO handover_hold AS h (task_id, worker, cpu, ram_mb, storage_mb, kind, until)
+        SELECT t.id, x.worker,
+               CASE WHEN t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END,
+               CASE WHEN t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END,
+               CASE WHEN t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END,
+               CASE WHEN x.retried THEN 'retry' ELSE 'next_step' END,
+               greatest(now(), CASE WHEN x.retried THEN t.not_before END) + make_interval(secs => p_handover_hold_s)
+        FROM unnest(urgent_tasks, urgent_workers, urgent_retried) AS x(id, worker, retried)
+        CROSS JOIN LATERAL (SELECT t.* FROM processing_task t WHERE t.id = x.id OFFSET 0) t
+        CROSS JOIN LATERAL (SELECT r.* FROM processing_routine r WHERE r.name = t.routine OFFSET 0) r
+        WHERE CASE WHEN x.retried THEN t.state = 'pending'
+                   ELSE EXISTS (SELECT 1 FROM lane l WHERE l.name = t.lane AND l.priority = 0)
+                        AND EXISTS (SELECT 1 FROM processing_routine d JOIN processing_condition c ON c.routine = d.name
+                                    JOIN lane l ON l.name = c.lane
+                                    WHERE d.input_product_type = r.output_product_type AND c.active AND l.priority = 0)
+              END
+        ON CONFLICT (task_id) DO UPDATE
+        SET worker = EXCLUDED.worker, cpu = EXCLUDED.cpu, ram_mb = EXCLUDED.ram_mb, storage_mb = EXCLUDED.storage_mb,
+            kind = EXCLUDED.kind, since = EXCLUDED.since, until = EXCLUDED.until;
     END IF;
 
     -- The tasks as this call left them, read by primary key in a statement of its own (it sees the
@@ -6481,6 +6632,8 @@ GRANT INSERT (name, kind, product_type, config, frequency, frequency_interval, c
 -- are created by hrwsi.create_tasks_for_new_inputs and hrwsi.reprocess alone, as the owner.
 GRANT INSERT, UPDATE ON hrwsi.input, hrwsi.job, hrwsi.product, hrwsi.plan, hrwsi.alert TO hrwsi_service;
 GRANT UPDATE ON hrwsi.processing_task TO hrwsi_service;
+-- (the hand-over holds the outcome writer keeps, migration 0116; hrwsi.dispatch ends them as their owner)
+GRANT INSERT, UPDATE ON hrwsi.handover_hold TO hrwsi_service;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.service_instance TO hrwsi_service;
 GRANT UPDATE (active, node_id, updated_at) ON hrwsi.worker TO hrwsi_service;
 GRANT UPDATE (last_run_at, last_success_at, next_run_at, last_error, backfill_cursor, claim_token, claimed_by,
@@ -6519,7 +6672,7 @@ REVOKE EXECUTE ON FUNCTION hrwsi.create_tasks_for_new_inputs(),
     hrwsi.require_lease(text, double precision),
     hrwsi.dispatch(text, text, double precision, integer, text),
     hrwsi.record_outcomes(text, double precision, double precision, bigint[], text[], integer[], text[],
-                          timestamptz[], timestamptz[], text[], bigint[], text[], bigint[]),
+                          timestamptz[], timestamptz[], text[], bigint[], text[], bigint[], double precision),
     hrwsi.store_plan(text, double precision, bigint, timestamptz, integer, double precision, double precision,
                      integer, double precision, double precision, jsonb, bigint[], text[], double precision[],
                      double precision[], bigint[], text[])
@@ -6532,7 +6685,7 @@ GRANT EXECUTE ON FUNCTION hrwsi.promote_aged_tasks(), hrwsi.lease_is_fresh(text,
     hrwsi.require_lease(text, double precision),
     hrwsi.dispatch(text, text, double precision, integer, text),
     hrwsi.record_outcomes(text, double precision, double precision, bigint[], text[], integer[], text[],
-                          timestamptz[], timestamptz[], text[], bigint[], text[], bigint[]),
+                          timestamptz[], timestamptz[], text[], bigint[], text[], bigint[], double precision),
     hrwsi.store_plan(text, double precision, bigint, timestamptz, integer, double precision, double precision,
                      integer, double precision, double precision, jsonb, bigint[], text[], double precision[],
                      double precision[], bigint[], text[])

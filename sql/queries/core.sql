@@ -182,7 +182,7 @@ SELECT name, priority FROM hrwsi.lane;
 
 -- name: record_outcomes
 -- How attempts ended, their products and their tasks' next states, in one call fenced by the lease.
-SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
+SELECT * FROM hrwsi.record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14);
 
 -- name: end_task_refused_by_backend
 -- A job the backend refused for the task's own data (a path Nomad would interpolate): no attempt of

@@ -1079,7 +1079,7 @@ class Launcher(Service):
             [b.outcome.exit_code for b in batch], [b.outcome.message for b in batch],
             [b.outcome.started_at for b in batch], [b.outcome.finished_at for b in batch],
             [b.outcome.fault for b in batch], [p[0] for p in products], [p[1] for p in products],
-            [p[2] for p in products])
+            [p[2] for p in products], self.settings.handover_hold_s)
         return {r["job_id"]: r for r in rows}
 
     async def _with_database_retry(self, work, what: str):

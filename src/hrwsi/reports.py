@@ -69,6 +69,14 @@ def task_next_step(task: dict) -> str | None:
     return f"it is not planned until an operator runs `hrwsi release {task_id}`"
 
 
+def handover_hold_said(hold: dict) -> str:
+    """One hand-over hold in words (`hrwsi status`, `hrwsi task show`): the room, whose, for what, until when."""
+    what = "its next step" if hold["kind"] == "next_step" else "its retry"
+    return (f"worker {hold['worker']} keeps {hold['cpu']:g} CPU, {hold['ram_mb']:g} MB RAM, {hold['storage_mb']:g} MB "
+            f"storage of task {hold['task_id']} ({hold['routine']}) for {what} until "
+            f"{hold['until'].astimezone(UTC):%Y-%m-%d %H:%M:%S}Z")
+
+
 def held_task_next_step(task: dict) -> str:
     """What lifts a task held one by one (a row of report_held_tasks / web_held_tasks), in words (the dashboard's
     held work): one an operator held that the end of the task it waited for blocked since (held_while_blocked,
@@ -122,6 +130,8 @@ QUEUED_LONG_SHOWN = 10
 RUNNING_LONG_FACTOR = 3.0
 RUNNING_LONG_MIN_S = 60.0
 RUNNING_LONG_SHOWN = 10
+# The hand-over holds named in status and task show (a few at a time: one per urgent task ended in the last minute).
+HANDOVER_HOLDS_SHOWN = 10
 
 
 # The server's connection slots are said in status when this share of them is taken (a new connection is
@@ -176,6 +186,9 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 row | {"next": held_campaign_next_step(row["campaign"])}
                 for row in _rows(conn, "report_held_campaigns")]),
             "held_tasks": read("the held tasks", [], lambda: _rows(conn, "report_held_tasks", {"limit": 20})),
+            # (room kept from back-fill for an urgent task's next step or retry: migration 0116)
+            "handover_holds": read("the hand-over holds", [], lambda: _rows(
+                conn, "report_handover_holds", {"worker": None, "limit": HANDOVER_HOLDS_SHOWN})),
             "deadlines": read("the deadlines", None, lambda: _row(conn, "report_deadlines_now")),
             "unplannable": [{"task_id": task_id, "routine": routine, "reason": reason}
                             for task_id, routine, reason, _ in unplannable_rows],
@@ -439,6 +452,11 @@ def task(conn: psycopg.Connection, task_id: int) -> dict | None:
                          for r in conn.execute(query("report_task_products"), {"task_id": task_id})]
     found["series_ahead"] = _row(conn, "report_task_series_ahead", {"task_id": task_id})
     found["next"] = task_next_step(found)
+    # What a waiting less urgent task waits for besides capacity: the hand-over holds on its planned worker (any worker,
+    # pending), migration 0116.
+    found["handover_holds"] = (_rows(conn, "report_handover_holds", {"worker": found["worker"],
+                                                                     "limit": HANDOVER_HOLDS_SHOWN})
+                               if found["state"] in ("pending", "planned") and found["priority"] > 0 else [])
     found["priority_inherited"] = priority_inherited_text(found)
     return found
 

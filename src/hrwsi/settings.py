@@ -129,6 +129,9 @@ class Settings:
     # Local backend: the most one attempt's log keeps (its start and its most recent output; 0: no cap).
     job_log_max_bytes: int = 100 * 2**20
     retry_backoff_s: float = 5.0  # first retry delay; doubles per failure, capped at 10 min
+    # How long an urgent task's room on its worker is kept from back-fill once it is processed and its products chain
+    # on (or after its retry's back-off): its next step gets the slot (hrwsi.handover_hold, ADR 0009). 0: never.
+    handover_hold_s: float = 60.0
     # Harvest: where landing sources may move files (None: home/harvest), unzip limits, source runs.
     landing_roots: tuple[Path, ...] | None = None
     unzip_max_bytes: int = 32 * 2**30  # all members of one archive, uncompressed (32 GiB)
@@ -158,8 +161,7 @@ class Settings:
         for name, value in positive.items():
             if not value > 0:
                 raise SettingsError(f"{name}={value} must be a number of seconds > 0")
-        if self.shutdown_grace_s < 0:
-            raise SettingsError(f"HRWSI_SHUTDOWN_GRACE_S={self.shutdown_grace_s} must be >= 0")
+        self._refuse_negative_times()
         if self.max_parallel_jobs < 1:
             raise SettingsError(f"HRWSI_MAX_PARALLEL_JOBS={self.max_parallel_jobs} must be at least 1: "
                                 "with no job at a time, no task would ever run")
@@ -192,6 +194,15 @@ class Settings:
             raise SettingsError(f"HRWSI_LEASE_TIMEOUT_S={self.lease_timeout_s} must be at least twice "
                                 f"HRWSI_HEARTBEAT_S={self.heartbeat_s}: one late heartbeat must not lose the lease")
 
+    def _refuse_negative_times(self) -> None:
+        """The settings of seconds that may be 0, not below (nor, a hand-over hold, past an hour: back-fill would
+        lose its worker for that long at each near-real-time task's end)."""
+        if not 0 <= self.handover_hold_s <= 3600:
+            raise SettingsError(f"HRWSI_HANDOVER_HOLD_S={self.handover_hold_s} must be a number of seconds from 0 (no "
+                                "hand-over hold) to 3600")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError(f"HRWSI_SHUTDOWN_GRACE_S={self.shutdown_grace_s} must be >= 0")
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -207,6 +218,7 @@ class Settings:
             shutdown_grace_s=_float("HRWSI_SHUTDOWN_GRACE_S", 20.0),
             job_log_max_bytes=_count("HRWSI_JOB_LOG_MAX_BYTES", 100 * 2**20),
             retry_backoff_s=_float("HRWSI_RETRY_BACKOFF_S", 5.0),
+            handover_hold_s=_float("HRWSI_HANDOVER_HOLD_S", 60.0),
             landing_roots=_paths("HRWSI_LANDING_ROOTS"),
             unzip_max_bytes=_count("HRWSI_UNZIP_MAX_BYTES", 32 * 2**30),
             unzip_max_ratio=_float("HRWSI_UNZIP_MAX_RATIO", 100.0),

@@ -14,6 +14,8 @@ from hrwsi.settings import Settings, SettingsError
     ("HRWSI_MAX_PARALLEL_JOBS", "0", "HRWSI_MAX_PARALLEL_JOBS=0 must be at least 1"),
     ("HRWSI_LEASE_TIMEOUT_S", "6", "must be at least twice HRWSI_HEARTBEAT_S"),
     ("HRWSI_RETRY_BACKOFF_S", "nan", "is not a finite number"),
+    ("HRWSI_HANDOVER_HOLD_S", "-1", r"HRWSI_HANDOVER_HOLD_S=-1.0 must be a number of seconds from 0 \(no hand-over"),
+    ("HRWSI_HANDOVER_HOLD_S", "86400", "HRWSI_HANDOVER_HOLD_S=86400.0 must be a number of seconds from 0"),
     ("HRWSI_LANDING_SCAN_S", "soon", "is not a number"),
     # (float() read '1_0' as 10.0 and other scripts' digits: '\u0663' as 3.0; found by review)
     ("HRWSI_LANDING_SCAN_S", "1_0", r"HRWSI_LANDING_SCAN_S='1_0' is not a number \(ASCII decimal notation"),

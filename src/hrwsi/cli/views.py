@@ -333,6 +333,20 @@ def _held(console: Console, data: dict) -> None:
         line(console, f"tasks on hold one by one ({len(data['held_tasks'])} shown; `hrwsi release ID` releases one):")
         for item in data["held_tasks"]:
             said_under(console, f"  task {item['id']} ({item['routine']}): ", item["reason"] or "held")
+    _handover_holds(console, data.get("handover_holds") or [])
+
+
+def _handover_holds(console: Console, holds: list[dict]) -> None:
+    """The room kept from back-fill for urgent tasks' next steps and retries (migration 0116): said while back-fill
+    waits for it, or nothing is (no back-fill waiting: the hold costs nothing)."""
+    from hrwsi.reports import handover_hold_said
+    waiting = holds[0]["back_fill_waiting"] if holds else 0
+    if not waiting:
+        return
+    line(console, f"back-fill waits for hand-over holds ({waiting:,} less urgent task(s) waiting; room kept for "
+                  "near-real-time work for HRWSI_HANDOVER_HOLD_S, then given back):")
+    for hold in holds:
+        line(console, "  ", handover_hold_said(hold))
 
 
 def _jobs_held_said(service: dict) -> str:
@@ -493,6 +507,10 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     from hrwsi.reports import series_ahead_text
     if said := series_ahead_text(data.get("series_ahead")):
         line(console, "  ", said)
+    if data.get("handover_holds"):  # (a waiting back-fill task: room kept for urgent work, migration 0116)
+        from hrwsi.reports import handover_hold_said
+        for hold in data["handover_holds"]:
+            line(console, "  waits for a hand-over hold: ", handover_hold_said(hold))
     if data.get("avoid_worker") and data["state"] not in ("processed", "terminated", "cancelled"):
         # (migration 0087; said while planned too, whose reason the plan clears)
         line(console, f"  its next attempt avoids worker {data['avoid_worker']}, where its last one could not be placed "
