@@ -5590,7 +5590,7 @@ CROSS JOIN LATERAL (SELECT p.command, p.image FROM hrwsi.task_program p WHERE p.
 -- =============================================================================================
 -- Dispatch: one call claims ready work that fits now and returns what to submit.
 -- =============================================================================================
--- Hand-over holds (migration 0116, ADR 0009): the room an urgent task (serving priority 0) had on its worker, kept
+-- Hand-over holds (migration 0117, ADR 0009): the room an urgent task (serving priority 0) had on its worker, kept
 -- from less urgent work for a short window after it ended, so that the next step of its chain (made once the
 -- harvester has chained its products and the orchestrator its task) or its own retry (after its back-off) finds it
 -- free instead of behind an archive task that took the slot meanwhile. Written by hrwsi.record_outcomes, in the
@@ -5637,7 +5637,7 @@ SET hrwsi.in_dispatch_claim = off SET jit = off AS $$
 -- any worker where it fits. An urgent task that fits nowhere reserves capacity: no less urgent
 -- task starts on the worker it waits for, nor anywhere while it waits for a budget, so near-real-
 -- time work waits at most for one running task to end (ADR 0009). The room an urgent task left for the next step
--- of its chain or its retry (hrwsi.handover_hold, migration 0116) counts as used for less urgent lists only.
+-- of its chain or its retry (hrwsi.handover_hold, migration 0117) counts as used for less urgent lists only.
 -- Returns a row per job to submit, each saying whether work was left waiting: a task this call
 -- saw and did not start (its dependency, its routine's hold, capacity, a budget, the batch's
 -- size). When it starts nothing, one row without a job says it. If no work waits, the end of a
@@ -5679,7 +5679,7 @@ DECLARE
     busy_workers integer;  -- active workers running something (of this call's claims too)
     locked_workers integer; named_workers integer;
     ignored text;  -- what set_config and pg_notify return, not used
-    -- The hand-over holds (migration 0116): whether any row is there (the one probe a call without holds makes),
+    -- The hand-over holds (migration 0117): whether any row is there (the one probe a call without holds makes),
     -- those that still count, in the order they end (task, worker's index, room, whether an urgent claim ended it),
     -- and the tasks of those that ended (deleted before the claim)
     holds_exist boolean; h_task bigint[]; h_k integer[]; h_cpu float8[]; h_ram float8[]; h_disk float8[];
@@ -5737,7 +5737,7 @@ BEGIN
         RETURN;
     END IF;
     IF holds_exist THEN
-        -- The hand-over holds that still count (migration 0116): before their end, on an active worker, of a task
+        -- The hand-over holds that still count (migration 0117): before their end, on an active worker, of a task
         -- still as it was when the hold was taken (processed, for its next step; waiting, for its retry). The
         -- others ended (expired, the worker inactive, the task cancelled, held or given up): deleted below.
         -- (Each task a probe of its key; a few rows, a few seconds at a time.)
@@ -5785,7 +5785,7 @@ BEGIN
         ORDER BY p.priority, s.planned DESC
     LOOP
         IF prio > 0 AND h_task IS NOT NULL AND NOT holds_applied THEN
-            -- From the first less urgent list on, the hand-over holds left count as used (migration 0116; ADR
+            -- From the first less urgent list on, the hand-over holds left count as used (migration 0117; ADR
             -- 0009): on their workers, and in the budgets' totals, as the tasks that ended there were counted.
             holds_applied := true;
             FOR hi IN 1..cardinality(h_task) LOOP
@@ -5842,7 +5842,7 @@ BEGIN
                     avoid_k := NULL;
                 END IF;
             END IF;
-            -- An urgent task takes held room first (migration 0116): its own hold (a retry), else the first
+            -- An urgent task takes held room first (migration 0117): its own hold (a retry), else the first
             -- hold where it fits, so that a worker kept for the next step of a chain is where that step goes.
             IF prio = 0 AND h_task IS NOT NULL THEN
                 FOR hi IN 1..cardinality(h_task) LOOP
@@ -6070,7 +6070,7 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 -- the infrastructure) are retried without limit, with backoff, and alerted when they repeat.
 -- An urgent task's room on its worker is kept from back-fill for p_handover_hold_s (the launcher's
 -- HRWSI_HANDOVER_HOLD_S; 0: never) once it is processed and its products chain on, or once its back-off
--- ends when it is retried (hrwsi.handover_hold, migration 0116).
+-- ends when it is retried (hrwsi.handover_hold, migration 0117).
 DECLARE
     -- Per outcome (by its position in p_jobs): where its products start in the product arrays, how
     -- many it has, and why its products cannot be registered. Products are listed in the order of
@@ -6084,7 +6084,7 @@ DECLARE
     i integer := 1;
     c record;
     done_jobs bigint[]; done_states text[]; done_tasks bigint[];
-    -- The urgent tasks that ended on a worker, which may keep a hand-over hold there (migration 0116), and whether
+    -- The urgent tasks that ended on a worker, which may keep a hand-over hold there (migration 0117), and whether
     -- less urgent work waits, without which none is kept
     urgent_tasks bigint[]; urgent_workers text[]; urgent_retried boolean[]; back_fill_waits boolean;
     position_of jsonb;
@@ -6261,7 +6261,7 @@ BEGIN
     END IF;
 
     IF back_fill_waits THEN
-        -- Hand-over holds (migration 0116; ADR 0009): the room an urgent task had on its worker (what it was dispatched
+        -- Hand-over holds (migration 0117; ADR 0009): the room an urgent task had on its worker (what it was dispatched
         -- with), kept from back-fill for p_handover_hold_s: processed, while its products chain on into near-real-time
         -- work (it is in a priority-0 lane, and an active condition of such a lane reads their type: a back-fill's
         -- products stay in its lane, aged or not, and its next step is back-fill), for the next step the harvester
@@ -6632,7 +6632,7 @@ GRANT INSERT (name, kind, product_type, config, frequency, frequency_interval, c
 -- are created by hrwsi.create_tasks_for_new_inputs and hrwsi.reprocess alone, as the owner.
 GRANT INSERT, UPDATE ON hrwsi.input, hrwsi.job, hrwsi.product, hrwsi.plan, hrwsi.alert TO hrwsi_service;
 GRANT UPDATE ON hrwsi.processing_task TO hrwsi_service;
--- (the hand-over holds the outcome writer keeps, migration 0116; hrwsi.dispatch ends them as their owner)
+-- (the hand-over holds the outcome writer keeps, migration 0117; hrwsi.dispatch ends them as their owner)
 GRANT INSERT, UPDATE ON hrwsi.handover_hold TO hrwsi_service;
 GRANT INSERT, UPDATE, DELETE ON hrwsi.service_instance TO hrwsi_service;
 GRANT UPDATE (active, node_id, updated_at) ON hrwsi.worker TO hrwsi_service;

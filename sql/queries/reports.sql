@@ -203,7 +203,7 @@ WHERE (t.state = 'on_hold' OR (t.state = 'blocked' AND t.held_while_blocked))
 ORDER BY t.id LIMIT %(limit)s;
 
 -- name: report_handover_holds
--- The hand-over holds that count now (migration 0116; as hrwsi.dispatch reads them: before their end, on an active
+-- The hand-over holds that count now (migration 0117; as hrwsi.dispatch reads them: before their end, on an active
 -- worker, of a task still as it was), with how many less urgent tasks wait meanwhile; those on one worker with
 -- %(worker)s (NULL: every worker). What back-fill waits for (`hrwsi status`, `hrwsi task show`).
 SELECT h.task_id, t.routine, h.worker, h.kind, h.cpu, h.ram_mb, h.storage_mb, h.until,

@@ -186,7 +186,7 @@ def status(conn: psycopg.Connection, failures: int = 10, stale_after_s: float = 
                 row | {"next": held_campaign_next_step(row["campaign"])}
                 for row in _rows(conn, "report_held_campaigns")]),
             "held_tasks": read("the held tasks", [], lambda: _rows(conn, "report_held_tasks", {"limit": 20})),
-            # (room kept from back-fill for an urgent task's next step or retry: migration 0116)
+            # (room kept from back-fill for an urgent task's next step or retry: migration 0117)
             "handover_holds": read("the hand-over holds", [], lambda: _rows(
                 conn, "report_handover_holds", {"worker": None, "limit": HANDOVER_HOLDS_SHOWN})),
             "deadlines": read("the deadlines", None, lambda: _row(conn, "report_deadlines_now")),
@@ -453,7 +453,7 @@ def task(conn: psycopg.Connection, task_id: int) -> dict | None:
     found["series_ahead"] = _row(conn, "report_task_series_ahead", {"task_id": task_id})
     found["next"] = task_next_step(found)
     # What a waiting less urgent task waits for besides capacity: the hand-over holds on its planned worker (any worker,
-    # pending), migration 0116.
+    # pending), migration 0117.
     found["handover_holds"] = (_rows(conn, "report_handover_holds", {"worker": found["worker"],
                                                                      "limit": HANDOVER_HOLDS_SHOWN})
                                if found["state"] in ("pending", "planned") and found["priority"] > 0 else [])

@@ -1,4 +1,4 @@
-"""Hand-over holds (hrwsi.handover_hold, migration 0116; ADR 0009): when an urgent task ends, its room on its worker is
+"""Hand-over holds (hrwsi.handover_hold, migration 0117; ADR 0009): when an urgent task ends, its room on its worker is
 kept from back-fill for a short window, so that the next step of its near-real-time chain, or its own retry, gets the
 slot instead of waiting behind an archive task that took it meanwhile."""
 

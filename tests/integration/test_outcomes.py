@@ -159,7 +159,7 @@ def keyed_reads(plan: str, table: str) -> bool:
                 break
             block.append(line)
         if block and block[0].strip() == "Index Cond: (priority > 0)":
-            continue  # (whether back-fill waits, for a hand-over hold: once per call, never per outcome; migration 0116)
+            continue  # (whether back-fill waits, for a hand-over hold: once per call, never per outcome; migration 0117)
         if not any("Index Cond: (id = " in line or "Recheck Cond: (id = " in line for line in block):
             return False
     return bool(reads)

@@ -337,7 +337,7 @@ def _held(console: Console, data: dict) -> None:
 
 
 def _handover_holds(console: Console, holds: list[dict]) -> None:
-    """The room kept from back-fill for urgent tasks' next steps and retries (migration 0116): said while back-fill
+    """The room kept from back-fill for urgent tasks' next steps and retries (migration 0117): said while back-fill
     waits for it, or nothing is (no back-fill waiting: the hold costs nothing)."""
     from hrwsi.reports import handover_hold_said
     waiting = holds[0]["back_fill_waiting"] if holds else 0
@@ -507,7 +507,7 @@ def task(console: Console, data: dict, ui_link: Callable[[str, str], str | None]
     from hrwsi.reports import series_ahead_text
     if said := series_ahead_text(data.get("series_ahead")):
         line(console, "  ", said)
-    if data.get("handover_holds"):  # (a waiting back-fill task: room kept for urgent work, migration 0116)
+    if data.get("handover_holds"):  # (a waiting back-fill task: room kept for urgent work, migration 0117)
         from hrwsi.reports import handover_hold_said
         for hold in data["handover_holds"]:
             line(console, "  waits for a hand-over hold: ", handover_hold_said(hold))
