@@ -504,8 +504,9 @@ CREATE TABLE hrwsi.processing_task (
     avoid_worker text,
     -- (migration 0095) An operator's hold of the task itself (`hrwsi hold <task>`), kept while the end of the task it
     -- waits for blocks it (held -> blocked): its wait ended, it became pending, and the hold was lost (found by
-    -- review). Set by the steps of hrwsi.after_task_changes that block; read by the steps that unblock (the
-    -- trigger's, hrwsi.skip_cancelled_tasks), which hold it again, and by `hrwsi status` (held tasks).
+    -- review). Set by the steps of hrwsi.after_task_changes that block, and by hrwsi.hold_task of a blocked task
+    -- (migration 0116); read by the steps that unblock (the trigger's, hrwsi.skip_cancelled_tasks), which hold it
+    -- again, by hrwsi.release_task, which lifts it alone, and by `hrwsi status` (held tasks).
     held_while_blocked boolean NOT NULL DEFAULT false,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
@@ -3367,7 +3368,11 @@ END $$;
 -- leaves every hold an operator put on a task one by one (migrations 0101, 0104). `hrwsi hold TASK` of such a task was
 -- refused, "task N is on_hold: only a pending or planned task can be held", so that no hold of the operator's could be
 -- put on it, and `hrwsi campaigns --release` then ran the task the operator wanted kept back (found by review). A task
--- an operator holds already is refused, saying so; a blocked one too (its release runs it without what it waits for).
+-- an operator holds already is refused, saying so.
+-- (migration 0116) A blocked task is held by an operator as one held before it was blocked is (held_while_blocked,
+-- migration 0095): it stays blocked, is held when its wait ends, and its release lifts that hold alone, giving it
+-- back to its wait. It was refused ("task N is blocked: only a pending or planned task ... can be held"), and the
+-- release of a blocked task an operator had held ran it without its dependency (found by exploration).
 CREATE FUNCTION hrwsi.hold_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -3384,13 +3389,24 @@ BEGIN
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
     LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id LEFT JOIN hrwsi.lane l ON l.name = t.lane
     WHERE t.id = task;
-    IF current = 'on_hold' AND hrwsi.hold_is_the_tasks_own(reason) THEN
+    IF current = 'on_hold' AND hrwsi.hold_is_the_tasks_own(reason)
+       OR current = 'blocked' AND (SELECT t.held_while_blocked FROM hrwsi.processing_task t WHERE t.id = task) THEN
         RAISE EXCEPTION 'task % is already held by an operator: `hrwsi release %` releases it', task, task
             USING ERRCODE = 'check_violation';
     END IF;
+    IF current = 'blocked' THEN
+        UPDATE hrwsi.processing_task SET held_while_blocked = true WHERE id = task;
+        -- (blocked before and after: no change of state, whose history row the trigger writes; said as `hrwsi status`
+        -- lists it, its reason the block's, which names the commands that end the wait)
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT t.id, t.state, 'held by an operator, and blocked: ' || t.state_reason, t.attempts, t.worker
+        FROM hrwsi.processing_task t WHERE t.id = task;
+        RETURN format('task %s is on hold: blocked still, it is held once its wait ends, until `hrwsi release %s`',
+                      task, task);
+    END IF;
     IF current NOT IN ('pending', 'planned', 'on_hold') THEN
-        RAISE EXCEPTION 'task % is %: only a pending or planned task, or one held with its routine or campaign, can be '
-                        'held', task, current
+        RAISE EXCEPTION 'task % is %: only a pending, planned or blocked task, or one held with its routine or '
+                        'campaign, can be held', task, current
             USING ERRCODE = 'check_violation';
     END IF;
     UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'held by an operator' WHERE id = task;
@@ -3415,6 +3431,16 @@ BEGIN
     IF current NOT IN ('on_hold', 'blocked') THEN
         RAISE EXCEPTION 'task % is %: only a held or blocked task can be released', task, current
             USING ERRCODE = 'check_violation';
+    END IF;
+    -- (a blocked task an operator held: the release lifts that hold alone, and it waits for its dependency again, as
+    -- before it was held; a second release runs it without: migration 0116)
+    IF current = 'blocked' AND (SELECT t.held_while_blocked FROM hrwsi.processing_task t WHERE t.id = task) THEN
+        UPDATE hrwsi.processing_task SET held_while_blocked = false WHERE id = task;
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT t.id, t.state, 'released by an operator, blocked still: ' || t.state_reason, t.attempts, t.worker
+        FROM hrwsi.processing_task t WHERE t.id = task;
+        RETURN format('task %s released from its operator''s hold; it is still blocked: %s', task,
+                      (SELECT t.state_reason FROM hrwsi.processing_task t WHERE t.id = task));
     END IF;
     -- The release of a task lifts its own hold (and its block) only (migration 0098): a task of a routine, campaign
     -- or back-fill on hold is held with it, as a new task of it is, and the answer says what still holds it and how

@@ -217,13 +217,14 @@ SELECT t.id, t.routine, t.lane, t.state, t.state_reason, t.worker, t.planned_sta
        -- when retention deleted its history and attempts (the page says so rather than "no attempt yet")
        u.history_pruned_at,
        -- the priority it is served at, and whose priority and deadline it took (reports.priority_inherited_text)
-       u.priority, u.priority_inherited_from, u.deadline_inherited_from, u.own_deadline_at
+       u.priority, u.priority_inherited_from, u.deadline_inherited_from, u.own_deadline_at, u.held_while_blocked
 FROM hrwsi.dashboard_task t
 JOIN hrwsi.input i ON i.id = t.input_id
 JOIN hrwsi.processing_routine r ON r.name = t.routine
 -- (the task's own row, read once for what the dashboard's view of it leaves out)
 CROSS JOIN LATERAL (SELECT p.history_pruned_at, p.priority, p.priority_inherited_from, p.deadline_inherited_from,
-                           p.own_deadline_at
+                           p.own_deadline_at,
+                           p.held_while_blocked  -- (a blocked task an operator may hold, once: migration 0116)
                     FROM hrwsi.processing_task p WHERE p.id = t.id) u
 WHERE t.id = $1;
 

@@ -552,15 +552,15 @@ def test_an_operator_holds_a_task_its_campaign_or_routine_holds_and_their_releas
         f"task {tasks[0]} released; it will be planned"
 
 
-def test_a_blocked_task_is_not_held_and_the_refusal_says_what_can_be(db, configure):
+def test_a_task_that_has_ended_is_not_held_and_the_refusal_says_what_can_be(db, configure):
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 1)
     task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
-    db.execute("UPDATE hrwsi.processing_task SET state = 'blocked', state_reason = 'waits' WHERE id = %s", (task,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (task,))
     with pytest.raises(psycopg.errors.CheckViolation) as refused:
         db.execute("SELECT hrwsi.hold_task(%s)", (task,))
-    assert refused.value.diag.message_primary == \
-        f"task {task} is blocked: only a pending or planned task, or one held with its routine or campaign, can be held"
+    assert refused.value.diag.message_primary == (f"task {task} is cancelled: only a pending, planned or blocked task, "
+                                                  "or one held with its routine or campaign, can be held")
 
 
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):
