@@ -3535,10 +3535,12 @@ BEGIN
         INSERT INTO task_event (task_id, state, reason, attempts, worker)
         SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = 'on_hold'
     )
+    -- (the campaigns in the order of their ids, as numbers: sorted as text they read "campaigns 10, 9"; migration 0116)
     SELECT count(*) FILTER (WHERE c.state = 'pending'), count(*) FILTER (WHERE c.state = 'on_hold'),
-           array_agg(DISTINCT CASE still_held_by WHEN 'routine' THEN c.routine ELSE c.campaign_id::text END
-                     ORDER BY CASE still_held_by WHEN 'routine' THEN c.routine ELSE c.campaign_id::text END)
-               FILTER (WHERE c.state = 'on_hold')
+           (SELECT array_agg(h.holder ORDER BY h.campaign_id, h.holder)
+            FROM (SELECT DISTINCT CASE still_held_by WHEN 'routine' THEN x.routine ELSE x.campaign_id::text END AS holder,
+                                  CASE still_held_by WHEN 'campaign' THEN x.campaign_id END AS campaign_id
+                  FROM changed x WHERE x.state = 'on_hold') h)
     INTO released, still_held, holders FROM changed c;
     SELECT count(*) + blocked_held INTO own FROM processing_task t
     WHERE t.id = ANY (held) AND t.state = 'on_hold' AND hold_is_the_tasks_own(t.state_reason);

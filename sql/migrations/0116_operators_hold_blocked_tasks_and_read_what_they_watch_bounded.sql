@@ -1,5 +1,6 @@
 -- hrwsi schema, version 116: an operator may hold a blocked task, which stays blocked and is held once its wait
--- ends; the release of a blocked task an operator held lifts that hold alone, giving it back to its wait.
+-- ends; the release of a blocked task an operator held lifts that hold alone, giving it back to its wait; a routine's
+-- release names the campaigns that still hold its tasks in the order of their ids.
 --
 -- (migration 0116) A blocked task is held by an operator as one held before it was blocked is (held_while_blocked,
 -- migration 0095): it stays blocked, is held when its wait ends, and its release lifts that hold alone, giving it
@@ -106,3 +107,54 @@ BEGIN
                 THEN format('task %s released; it will be planned and run without its dependency', task)
                 ELSE format('task %s released; it will be planned', task) END;
 END $$;
+
+-- (migration 0116) A routine's release names the campaigns that still hold its tasks in the order of their ids, as
+-- numbers: sorted as text they read "campaigns 10, 9" (found by exploration).
+CREATE OR REPLACE FUNCTION hrwsi.release_held_tasks(held bigint[], released_reason text, still_held_by text, blocked_held bigint,
+                                         OUT released bigint, OUT rest text) LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    still_held bigint;
+    holders text[];  -- (the campaigns or routines that still hold them: a campaign's chain runs routines downstream)
+    own bigint;
+BEGIN
+    WITH changed AS (
+        UPDATE processing_task t
+        SET state = CASE WHEN h.group_hold IS NULL THEN 'pending' ELSE 'on_hold' END,
+            worker = NULL, planned_start = NULL, planned_end = NULL,
+            state_reason = CASE WHEN h.group_hold IS NOT NULL THEN h.group_hold
+                                WHEN t.waits_for_upstream IS NOT NULL AND NOT t.dependency_waived
+                                    THEN released_reason || coalesce('; ' || upstream_wait_reason(t.waits_for_upstream), '')
+                                ELSE released_reason END
+        FROM (SELECT x.id, hold_a_new_task_takes(x.routine, x.campaign_id, x.lane) AS group_hold
+              FROM processing_task x
+              WHERE x.id = ANY (held) AND x.state = 'on_hold' AND NOT hold_is_the_tasks_own(x.state_reason)) h
+        WHERE t.id = h.id
+        RETURNING t.id, t.routine, t.campaign_id, t.state, t.state_reason, t.attempts, t.worker
+    ), history AS (
+        -- (held before and held now: no change of state, whose history row the trigger writes)
+        INSERT INTO task_event (task_id, state, reason, attempts, worker)
+        SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = 'on_hold'
+    )
+    -- (the campaigns in the order of their ids, as numbers: sorted as text they read "campaigns 10, 9"; migration 0116)
+    SELECT count(*) FILTER (WHERE c.state = 'pending'), count(*) FILTER (WHERE c.state = 'on_hold'),
+           (SELECT array_agg(h.holder ORDER BY h.campaign_id, h.holder)
+            FROM (SELECT DISTINCT CASE still_held_by WHEN 'routine' THEN x.routine ELSE x.campaign_id::text END AS holder,
+                                  CASE still_held_by WHEN 'campaign' THEN x.campaign_id END AS campaign_id
+                  FROM changed x WHERE x.state = 'on_hold') h)
+    INTO released, still_held, holders FROM changed c;
+    SELECT count(*) + blocked_held INTO own FROM processing_task t
+    WHERE t.id = ANY (held) AND t.state = 'on_hold' AND hold_is_the_tasks_own(t.state_reason);
+    rest := CASE WHEN cardinality(holders) = 1
+                 THEN format('; %s stay held with their %s %s, on hold: `%s` releases it', still_held, still_held_by,
+                             holders[1], CASE still_held_by WHEN 'routine' THEN 'hrwsi release ' ELSE 'hrwsi campaigns --release '
+                                         END || holders[1])
+                 WHEN still_held > 0
+                 THEN format('; %s stay held with their %ss %s, on hold: `%s` releases each', still_held, still_held_by,
+                             array_to_string(holders, ', '), CASE still_held_by WHEN 'routine' THEN 'hrwsi release ROUTINE'
+                                                                 ELSE 'hrwsi campaigns --release ID' END)
+                 ELSE '' END
+         || CASE WHEN own > 0 THEN format('; %s task(s) an operator held one by one stay held: `hrwsi release ID` releases '
+                                          'each (`hrwsi status` lists them)', own) ELSE '' END;
+END $$;
+

@@ -460,6 +460,27 @@ def test_releasing_a_routine_leaves_the_tasks_of_a_held_campaign_held_with_it(db
         f"campaign {campaign} released; 2 held task(s) will be planned"
 
 
+def test_a_routines_release_names_the_campaigns_that_still_hold_its_tasks_in_the_order_of_their_ids(db, configure):
+    # Found by exploration: the campaigns were sorted as text, "campaigns 10, 9".
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 3)
+    campaigns = [r[0] for r in db.execute(
+        """INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to)
+           SELECT 'reprocess ' || g, 'work', 'in', '2025-01-01Z', '2026-01-01Z' FROM generate_series(1, 10) g
+           RETURNING id""").fetchall()]
+    nine, ten = campaigns[8], campaigns[9]
+    assert (nine, ten) == (9, 10), "ids of one digit and of two"
+    tasks = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    db.execute("UPDATE hrwsi.processing_task SET campaign_id = %s WHERE id = %s", (ten, tasks[1]))
+    db.execute("UPDATE hrwsi.processing_task SET campaign_id = %s WHERE id = %s", (nine, tasks[2]))
+    for campaign in (nine, ten):
+        db.execute("SELECT hrwsi.hold_campaign(%s, 'checking its outputs')", (campaign,))
+    db.execute("SELECT hrwsi.hold_routine('work')")
+    said = db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0]
+    assert said == ("routine work released; 1 held task(s) will be planned; 2 stay held with their campaigns 9, 10, on "
+                    "hold: `hrwsi campaigns --release ID` releases each"), said
+
+
 def test_a_task_a_routines_release_leaves_held_with_its_campaign_says_so_last_in_its_history(db, configure):
     # Found by review: the routine's release wrote no history for a task that stayed held with its campaign (held
     # before, held after: the trigger writes a row on a change of state only), so it read "routine on hold: ..." last
