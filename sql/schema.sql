@@ -3990,7 +3990,7 @@ BEGIN
     -- No correction runs meanwhile (migration 0097: hrwsi.correct_input), and the statements below see what one
     -- that ran before marked outdated.
     IF NOT dry_run THEN
-        PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+        PERFORM hrwsi.take_a_lock_or_say_who_holds_it('correction', 'hrwsi.chain_missed_products', 'chained nothing');
         -- (nor in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot misses a correction that committed since:
         -- migration 0104)
         PERFORM hrwsi.see_the_corrections_before('hrwsi.chain_missed_products', 'the products');
@@ -4078,6 +4078,61 @@ BEGIN
     RETURN FOUND;
 END $$;
 
+-- (migration 0116) A session as an error names it for a data engineer: `session 123, role alice, application 'psql',
+-- its transaction open for 42 s`, as the CLI names a correction's (hrwsi.harvest.corrections.Corrector).
+CREATE FUNCTION hrwsi.session_named(p_pid integer) RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT concat_ws(', ', format('session %s', p_pid), 'role ' || a.usename::text,
+                     'application ' || quote_literal(nullif(a.application_name, '')),
+                     format('its transaction open for %s s', round(extract(epoch FROM clock_timestamp() - a.xact_start))))
+    FROM (SELECT p_pid) x LEFT JOIN pg_stat_activity a ON a.pid = p_pid
+$$;
+
+-- (migration 0116) The lock of a correction (shared: no input is corrected meanwhile) or of a campaign's start (one
+-- at a time), taken by hrwsi.reprocess and hrwsi.chain_missed_products; a wait that runs out (lock_timeout) says what
+-- it waited for, the session that holds it and what to do, in SQL as the CLI says it: it said PostgreSQL's "canceling
+-- statement due to lock timeout" at an advisory lock (found by exploration). Taken at once when free, as nearly
+-- always; the block that names the holder, a subtransaction, is entered only when the lock is busy.
+CREATE FUNCTION hrwsi.take_a_lock_or_say_who_holds_it(waited_for text, caller text, not_done text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    correction boolean := waited_for = 'correction';
+    holder text;
+    free boolean;
+BEGIN
+    -- (one lock tried, never both: SQL does not promise the order in which AND and OR evaluate their terms)
+    IF correction THEN
+        free := pg_try_advisory_xact_lock_shared(7250098, 1);
+    ELSE
+        free := pg_try_advisory_xact_lock(1752332131);
+    END IF;
+    IF free THEN
+        RETURN;
+    END IF;
+    BEGIN
+        IF correction THEN
+            PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+        ELSE
+            PERFORM pg_advisory_xact_lock(1752332131);
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        SELECT hrwsi.session_named(l.pid) INTO holder
+        FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+          AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+          AND CASE WHEN correction THEN l.classid = 7250098::oid AND l.objid = 1::oid AND l.objsubid = 2
+                   ELSE l.classid = 0::oid AND l.objid = 1752332131::oid AND l.objsubid = 1 END
+        LIMIT 1;
+        RAISE EXCEPTION '% waited lock_timeout (%) for %, and %', caller, current_setting('lock_timeout'),
+            CASE WHEN correction THEN 'the correction of an input under way (hrwsi.correct_input in '
+                 ELSE 'another start of a campaign under way (hrwsi.reprocess in ' END
+            || coalesce(holder, 'a session that has ended since') || ')', not_done
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'run it again once that transaction commits or rolls back (one left open: '
+                         'SELECT pg_terminate_backend(pid) ends it)';
+    END;
+END $$;
+
 -- A reprocessing campaign: one new task per input of a routine (or of one condition of it) sensed
 -- in [measured_from, measured_to), on the given tiles (NULL: every tile), that was processed
 -- already, in the campaign's lane (archive) and without a deadline. A production input only: the
@@ -4101,6 +4156,7 @@ DECLARE
     created integer;
     twin bigint;
     left_out integer;  -- (inputs chained from products a correction outdated: not reprocessed)
+    holder text;       -- (the session that holds a lock on an input of the range, which a wait ran out for)
 BEGIN
     IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
         RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
@@ -4122,13 +4178,15 @@ BEGIN
     -- members a group has now, and one started during a correction read the old version's, which the correction had
     -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0102). The
     -- statements after it see what the correction did.
-    PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+    -- (a wait that runs out says for what, whose, and what to do: migration 0116)
+    PERFORM hrwsi.take_a_lock_or_say_who_holds_it('correction', 'hrwsi.reprocess', 'started no campaign');
     -- (not in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot, taken before that wait, misses a correction
     -- that committed since: its composite read the old version's product; migration 0104, found by review)
     PERFORM hrwsi.see_the_corrections_before('hrwsi.reprocess', 'the inputs');
     -- Two starts of one request at once would both find no twin: starts are serialised until the
-    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
-    PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"
+    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773):
+    -- pg_advisory_xact_lock(1752332131), 0x68727763, "hrwc".
+    PERFORM hrwsi.take_a_lock_or_say_who_holds_it('campaign start', 'hrwsi.reprocess', 'started no campaign');
     IF NOT reprocess.again THEN
         SELECT k.id INTO twin
         FROM campaign k
@@ -4159,6 +4217,8 @@ BEGIN
     -- READ COMMITTED too (found by review; migration 0107). Left out, and counted in the answer, which says why: in the
     -- statement that makes the tasks, from the one scan of the range (migration 0109: a statement before it scanned the
     -- range a second time to count them, and, in READ COMMITTED, each statement with a snapshot of its own).
+    -- (a lock another transaction holds on an input of the range, which a wait ran out for, is named: migration 0116)
+    BEGIN
     WITH candidate AS (
         SELECT i.id, i.measured_at, i.tile, c.routine, r.on_hold, r.hold_reason, r.sequential_per_tile,
                EXISTS (SELECT 1 FROM product p WHERE p.id = i.product_id AND p.outdated_by IS NOT NULL) AS outdated
@@ -4192,6 +4252,25 @@ BEGIN
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM made), (SELECT count(*) FROM candidate x WHERE x.outdated) INTO created, left_out;
+    EXCEPTION WHEN lock_not_available THEN
+        -- (a row's locker: the transaction its xmax names, while it lasts; several lockers share a multixact, unnamed)
+        SELECT hrwsi.session_named(l.pid) INTO holder
+        FROM input i
+        JOIN processing_condition c ON c.name = i.processing_condition
+        JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = i.xmax AND l.granted
+                           AND l.mode = 'ExclusiveLock'
+        WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+          AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+          AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+        LIMIT 1;
+        RAISE EXCEPTION 'hrwsi.reprocess waited lock_timeout (%) for %, and started no campaign',
+            current_setting('lock_timeout'),
+            coalesce(format('an input of the range that another transaction changes or locks (in %s)', holder),
+                     'a lock another transaction holds on the inputs of the range or their tasks')
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'run it again once that transaction commits or rolls back (one left open: '
+                         'SELECT pg_terminate_backend(pid) ends it; `hrwsi status` names it)';
+    END;
     IF created = 0 THEN
         RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
             CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
@@ -6618,6 +6697,9 @@ REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timest
 REVOKE ALL ON hrwsi.last_correction FROM PUBLIC;
 GRANT SELECT ON hrwsi.last_correction TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.see_the_corrections_before(text, text) FROM PUBLIC;
+-- (migration 0116) Called by hrwsi.reprocess and hrwsi.chain_missed_products, which run as the owner.
+REVOKE EXECUTE ON FUNCTION hrwsi.session_named(integer), hrwsi.take_a_lock_or_say_who_holds_it(text, text, text)
+    FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text)
     TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from(), hrwsi.scene_id_of(text) FROM PUBLIC;

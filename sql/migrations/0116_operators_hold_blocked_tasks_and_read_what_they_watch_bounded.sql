@@ -1,6 +1,7 @@
 -- hrwsi schema, version 116: an operator may hold a blocked task, which stays blocked and is held once its wait
 -- ends; the release of a blocked task an operator held lifts that hold alone, giving it back to its wait; a routine's
--- release names the campaigns that still hold its tasks in the order of their ids.
+-- release names the campaigns that still hold its tasks in the order of their ids; hrwsi.reprocess whose lock wait ran
+-- out says what is locked, by whom, and what to do.
 --
 -- (migration 0116) A blocked task is held by an operator as one held before it was blocked is (held_while_blocked,
 -- migration 0095): it stays blocked, is held when its wait ends, and its release lifts that hold alone, giving it
@@ -158,3 +159,312 @@ BEGIN
                                           'each (`hrwsi status` lists them)', own) ELSE '' END;
 END $$;
 
+
+-- (migration 0116) hrwsi.reprocess called in SQL whose wait ran out (lock_timeout) said PostgreSQL's "canceling
+-- statement due to lock timeout", which only the CLI worded: it says what it waited for (a correction under way,
+-- another start of a campaign, an input of its range that another transaction locks), the session that holds it and
+-- what to do (found by exploration); hrwsi.chain_missed_products likewise for a correction.
+-- (migration 0116) A session as an error names it for a data engineer: `session 123, role alice, application 'psql',
+-- its transaction open for 42 s`, as the CLI names a correction's (hrwsi.harvest.corrections.Corrector).
+CREATE FUNCTION hrwsi.session_named(p_pid integer) RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT concat_ws(', ', format('session %s', p_pid), 'role ' || a.usename::text,
+                     'application ' || quote_literal(nullif(a.application_name, '')),
+                     format('its transaction open for %s s', round(extract(epoch FROM clock_timestamp() - a.xact_start))))
+    FROM (SELECT p_pid) x LEFT JOIN pg_stat_activity a ON a.pid = p_pid
+$$;
+
+-- (migration 0116) The lock of a correction (shared: no input is corrected meanwhile) or of a campaign's start (one
+-- at a time), taken by hrwsi.reprocess and hrwsi.chain_missed_products; a wait that runs out (lock_timeout) says what
+-- it waited for, the session that holds it and what to do, in SQL as the CLI says it: it said PostgreSQL's "canceling
+-- statement due to lock timeout" at an advisory lock (found by exploration). Taken at once when free, as nearly
+-- always; the block that names the holder, a subtransaction, is entered only when the lock is busy.
+CREATE FUNCTION hrwsi.take_a_lock_or_say_who_holds_it(waited_for text, caller text, not_done text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    correction boolean := waited_for = 'correction';
+    holder text;
+    free boolean;
+BEGIN
+    -- (one lock tried, never both: SQL does not promise the order in which AND and OR evaluate their terms)
+    IF correction THEN
+        free := pg_try_advisory_xact_lock_shared(7250098, 1);
+    ELSE
+        free := pg_try_advisory_xact_lock(1752332131);
+    END IF;
+    IF free THEN
+        RETURN;
+    END IF;
+    BEGIN
+        IF correction THEN
+            PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+        ELSE
+            PERFORM pg_advisory_xact_lock(1752332131);
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        SELECT hrwsi.session_named(l.pid) INTO holder
+        FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+          AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+          AND CASE WHEN correction THEN l.classid = 7250098::oid AND l.objid = 1::oid AND l.objsubid = 2
+                   ELSE l.classid = 0::oid AND l.objid = 1752332131::oid AND l.objsubid = 1 END
+        LIMIT 1;
+        RAISE EXCEPTION '% waited lock_timeout (%) for %, and %', caller, current_setting('lock_timeout'),
+            CASE WHEN correction THEN 'the correction of an input under way (hrwsi.correct_input in '
+                 ELSE 'another start of a campaign under way (hrwsi.reprocess in ' END
+            || coalesce(holder, 'a session that has ended since') || ')', not_done
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'run it again once that transaction commits or rolls back (one left open: '
+                         'SELECT pg_terminate_backend(pid) ends it)';
+    END;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.reprocess(
+    routine text DEFAULT NULL, condition text DEFAULT NULL, measured_from timestamptz DEFAULT NULL,
+    measured_to timestamptz DEFAULT NULL, tiles text[] DEFAULT NULL, command text[] DEFAULT NULL,
+    image text DEFAULT NULL, chain boolean DEFAULT true, name text DEFAULT NULL, again boolean DEFAULT false)
+RETURNS TABLE (campaign_id bigint, tasks integer, summary text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    target text := reprocess.routine;
+    new_campaign bigint;
+    created integer;
+    twin bigint;
+    left_out integer;  -- (inputs chained from products a correction outdated: not reprocessed)
+    holder text;       -- (the session that holds a lock on an input of the range, which a wait ran out for)
+BEGIN
+    IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
+        RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.measured_from IS NULL OR reprocess.measured_to IS NULL THEN
+        RAISE EXCEPTION 'give the sensing times to reprocess: measured_from and measured_to'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF reprocess.condition IS NOT NULL THEN
+        SELECT c.routine INTO target FROM processing_condition c WHERE c.name = reprocess.condition;
+        IF target IS NULL THEN
+            RAISE EXCEPTION 'no condition %', hrwsi.quoted_name(reprocess.condition) USING ERRCODE = 'no_data_found';
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM processing_routine r WHERE r.name = target) THEN
+        RAISE EXCEPTION 'no routine %', hrwsi.quoted_name(target) USING ERRCODE = 'no_data_found';
+    END IF;
+    -- No input is corrected while a campaign is started, and a correction under way is waited for (the lock a
+    -- correction takes exclusively, hrwsi.correct_input; taken first, as chaining takes it): its composites read the
+    -- members a group has now, and one started during a correction read the old version's, which the correction had
+    -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0102). The
+    -- statements after it see what the correction did.
+    -- (a wait that runs out says for what, whose, and what to do: migration 0116)
+    PERFORM hrwsi.take_a_lock_or_say_who_holds_it('correction', 'hrwsi.reprocess', 'started no campaign');
+    -- (not in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot, taken before that wait, misses a correction
+    -- that committed since: its composite read the old version's product; migration 0104, found by review)
+    PERFORM hrwsi.see_the_corrections_before('hrwsi.reprocess', 'the inputs');
+    -- Two starts of one request at once would both find no twin: starts are serialised until the
+    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773):
+    -- pg_advisory_xact_lock(1752332131), 0x68727763, "hrwc".
+    PERFORM hrwsi.take_a_lock_or_say_who_holds_it('campaign start', 'hrwsi.reprocess', 'started no campaign');
+    IF NOT reprocess.again THEN
+        SELECT k.id INTO twin
+        FROM campaign k
+        WHERE k.routine = target AND k.condition IS NOT DISTINCT FROM reprocess.condition
+          AND k.measured_from = reprocess.measured_from AND k.measured_to = reprocess.measured_to
+          AND (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(k.tiles) x)
+              IS NOT DISTINCT FROM (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(reprocess.tiles) x)
+          AND k.command IS NOT DISTINCT FROM reprocess.command AND k.image IS NOT DISTINCT FROM reprocess.image
+          AND k.cancelled_at IS NULL
+          AND EXISTS (SELECT 1 FROM campaign_progress p WHERE p.campaign_id = k.id AND p.finished_at IS NULL)
+        ORDER BY k.id DESC
+        LIMIT 1;
+        IF twin IS NOT NULL THEN
+            RAISE EXCEPTION 'campaign % already reprocesses these inputs with this version and has not finished', twin
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'campaign_is_not_started_twice',
+                      HINT = format('SELECT * FROM hrwsi.campaign_progress WHERE campaign_id = %s shows it; call '
+                                    'hrwsi.reprocess with again => true to start another one anyway (both run)', twin);
+        END IF;
+    END IF;
+    INSERT INTO campaign (name, routine, condition, measured_from, measured_to, tiles, command, image, chain)
+    VALUES (reprocess.name, target, reprocess.condition, reprocess.measured_from, reprocess.measured_to,
+            reprocess.tiles, reprocess.command, reprocess.image, reprocess.chain)
+    RETURNING id INTO new_campaign;
+
+    -- An input chained from a product a correction outdated (product.outdated_by) is of the old version: the
+    -- correction cancelled its open tasks but kept the input, processed or not (migration 0094), and a campaign
+    -- reprocessed it, making products from the old version's output beside those of the corrected input's chain, in
+    -- READ COMMITTED too (found by review; migration 0107). Left out, and counted in the answer, which says why: in the
+    -- statement that makes the tasks, from the one scan of the range (migration 0109: a statement before it scanned the
+    -- range a second time to count them, and, in READ COMMITTED, each statement with a snapshot of its own).
+    -- (a lock another transaction holds on an input of the range, which a wait ran out for, is named: migration 0116)
+    BEGIN
+    WITH candidate AS (
+        SELECT i.id, i.measured_at, i.tile, c.routine, r.on_hold, r.hold_reason, r.sequential_per_tile,
+               EXISTS (SELECT 1 FROM product p WHERE p.id = i.product_id AND p.outdated_by IS NOT NULL) AS outdated
+        FROM input i
+        JOIN processing_condition c ON c.name = i.processing_condition
+        JOIN processing_routine r ON r.name = c.routine
+        WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+          -- (an input a correction superseded is reprocessed as its correction: migration 0083, found by review)
+          AND i.campaign_id IS NULL AND i.superseded_by IS NULL
+          AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+          AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+          AND EXISTS (SELECT 1 FROM processing_task d WHERE d.input_id = i.id AND d.state = 'processed')
+        -- Each input locked, as the tasks' key to their input locked it (migration 0026): none of them
+        -- can be removed before this transaction ends (hrwsi.refuse_removing_inputs_tasks_name).
+        FOR KEY SHARE OF i
+    ), made AS (
+        INSERT INTO processing_task (input_id, routine, state, state_reason, lane, priority, series_tile, series_at,
+                                     campaign_id)
+        SELECT x.id, x.routine, CASE WHEN x.on_hold THEN 'on_hold' ELSE 'pending' END,
+               CASE WHEN x.on_hold THEN 'routine on hold: ' || x.hold_reason
+                    ELSE format('reprocessing campaign %s', new_campaign) END,
+               l.name, l.priority,
+               CASE WHEN x.sequential_per_tile AND x.measured_at IS NOT NULL THEN x.tile END,
+               CASE WHEN x.sequential_per_tile AND x.tile IS NOT NULL THEN x.measured_at END,
+               new_campaign
+        FROM candidate x
+        JOIN campaign k ON k.id = new_campaign
+        JOIN lane l ON l.name = k.lane
+        WHERE NOT x.outdated
+        ORDER BY x.measured_at, x.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM made), (SELECT count(*) FROM candidate x WHERE x.outdated) INTO created, left_out;
+    EXCEPTION WHEN lock_not_available THEN
+        -- (a row's locker: the transaction its xmax names, while it lasts; several lockers share a multixact, unnamed)
+        SELECT hrwsi.session_named(l.pid) INTO holder
+        FROM input i
+        JOIN processing_condition c ON c.name = i.processing_condition
+        JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = i.xmax AND l.granted
+                           AND l.mode = 'ExclusiveLock'
+        WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+          AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+          AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+        LIMIT 1;
+        RAISE EXCEPTION 'hrwsi.reprocess waited lock_timeout (%) for %, and started no campaign',
+            current_setting('lock_timeout'),
+            coalesce(format('an input of the range that another transaction changes or locks (in %s)', holder),
+                     'a lock another transaction holds on the inputs of the range or their tasks')
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'run it again once that transaction commits or rolls back (one left open: '
+                         'SELECT pg_terminate_backend(pid) ends it; `hrwsi status` names it)';
+    END;
+    IF created = 0 THEN
+        RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
+            CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
+            coalesce(reprocess.condition, target), hrwsi.utc_text(reprocess.measured_from), hrwsi.utc_text(reprocess.measured_to),
+            CASE WHEN reprocess.tiles IS NULL THEN ''
+                 ELSE ' (tiles ' || (SELECT string_agg(hrwsi.quoted_name(t), ', ') FROM unnest(reprocess.tiles) t) || ')' END
+            || CASE WHEN left_out > 0
+                    THEN format('; %s input(s) left out, chained from products of an old version, which a correction '
+                                'outdated (the corrected input''s chain makes them anew)', left_out) ELSE '' END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- A time-series routine reads the previous product of its tile: the campaign's tasks of a tile
+    -- form a series of their own, in sensing order.
+    UPDATE processing_task t SET depends_on = s.previous
+    FROM (SELECT x.id, lag(x.id) OVER (PARTITION BY x.series_tile ORDER BY x.series_at, x.id) AS previous
+          FROM processing_task x WHERE x.campaign_id = new_campaign AND x.series_tile IS NOT NULL) s
+    WHERE t.id = s.id AND s.previous IS NOT NULL;
+    -- A composite (a task of a multi-input condition) is made again from the members its group has
+    -- now, recorded for the campaign's task (migration 0073): production's record is the members
+    -- there were when the group was made, and a member that arrived after its composite ran was in
+    -- no composite, the campaign's neither (found by exploratory testing).
+    INSERT INTO multi_input_campaign_member (task_id, member_path, product_type, measured_at)
+    SELECT t.id, m.member_path, min(m.product_type), min(m.measured_at)
+    FROM processing_task t
+    JOIN input g ON g.id = t.input_id
+    CROSS JOIN LATERAL multi_input_members_now(g.processing_condition, g.tile,
+                                               substring(g.input_path FROM '[0-9]{4}-[0-9]{2}-[0-9]{2}$')::date) m
+    WHERE t.campaign_id = new_campaign AND g.source = 'multi_input' AND g.tile IS NOT NULL
+    GROUP BY t.id, m.member_path;
+    RETURN QUERY SELECT new_campaign, created,
+        format('campaign %s: %s task(s) of routine %s for inputs sensed from %s to %s%s, in the %s lane, running %s%s',
+               new_campaign, created, target, hrwsi.utc_text(reprocess.measured_from),
+               hrwsi.utc_text(reprocess.measured_to),
+               CASE WHEN reprocess.tiles IS NULL THEN '' ELSE ' on tiles ' || array_to_string(reprocess.tiles, ', ') END,
+               k.lane, CASE WHEN k.command IS NULL AND k.image IS NULL THEN 'the routine''s own version'
+                            ELSE concat_ws(' ', k.image, array_to_string(k.command, ' ')) END,
+               CASE WHEN k.chain THEN '; its products chain downstream within the campaign' ELSE '' END)
+           || CASE WHEN left_out > 0
+                   THEN format('; %s input(s) left out, chained from products of an old version, which a correction '
+                               'outdated (the corrected input''s chain makes them anew)', left_out) ELSE '' END
+        FROM campaign k WHERE k.id = new_campaign;
+END $$;
+
+CREATE OR REPLACE FUNCTION hrwsi.chain_missed_products(condition text, made_since timestamptz DEFAULT NULL,
+                                            max_products integer DEFAULT 10000, dry_run boolean DEFAULT false)
+RETURNS TABLE (chained integer, missed bigint, outside_window bigint, summary text) LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
+#variable_conflict use_column
+DECLARE
+    c processing_condition;
+    reads text;
+    made integer := 0;
+    in_window bigint;
+    too_old bigint;
+BEGIN
+    SELECT * INTO c FROM processing_condition x WHERE x.name = chain_missed_products.condition;
+    IF c.name IS NULL THEN
+        RAISE EXCEPTION 'no condition %', hrwsi.quoted_name(chain_missed_products.condition) USING ERRCODE = 'no_data_found';
+    END IF;
+    IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = c.name) THEN
+        RAISE EXCEPTION 'condition % is multi-input: the harvester makes its groups from the products there are '
+                        '(`hrwsi groups` lists them)', c.name USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT c.active AND NOT dry_run THEN
+        RAISE EXCEPTION 'condition % is inactive: make it active first (its products would make no task)', c.name
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF max_products IS NULL OR max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT r.input_product_type INTO reads FROM processing_routine r WHERE r.name = c.routine;
+    -- No correction runs meanwhile (migration 0097: hrwsi.correct_input), and the statements below see what one
+    -- that ran before marked outdated.
+    IF NOT dry_run THEN
+        PERFORM hrwsi.take_a_lock_or_say_who_holds_it('correction', 'hrwsi.chain_missed_products', 'chained nothing');
+        -- (nor in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot misses a correction that committed since:
+        -- migration 0104)
+        PERFORM hrwsi.see_the_corrections_before('hrwsi.chain_missed_products', 'the products');
+    END IF;
+    -- The products it chains are locked (FOR KEY SHARE, as a foreign key would lock them) before their
+    -- inputs name them: retention (hrwsi.prune_products) skips a locked product, and one it removed
+    -- meanwhile is not chained. Unlocked, a product retention removed while this statement ran was named by
+    -- the input it made, which no check saw (found by review; migration 0078).
+    WITH candidate AS (
+        SELECT m.* FROM missed_products(c.name) m WHERE made_since IS NULL OR m.created_at >= made_since
+    ), chosen AS (
+        SELECT m.* FROM candidate m WHERE m.in_window AND NOT dry_run ORDER BY m.id LIMIT max_products
+    ), kept AS (
+        SELECT p.id FROM product p WHERE p.id IN (SELECT h.id FROM chosen h) FOR KEY SHARE OF p
+    ), inserted AS (
+        INSERT INTO input (processing_condition, input_path, tile, mission, measured_at, published_at, source,
+                           product_id, lane)
+        SELECT c.name, m.path, m.tile, m.mission, m.measured_at, m.created_at, 'chaining', m.id, m.lane
+        FROM chosen m JOIN kept k ON k.id = m.id
+        ORDER BY m.id
+        ON CONFLICT (processing_condition, input_path) WHERE superseded_by IS NULL DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted), count(*) FILTER (WHERE m.in_window), count(*) FILTER (WHERE NOT m.in_window)
+    INTO made, in_window, too_old
+    FROM candidate m;
+    -- All chained (those older than its window are not, and are said below): it misses nothing now.
+    IF NOT dry_run AND in_window <= made THEN
+        PERFORM set_config('hrwsi.clearing_missed_range', 'on', true);
+        UPDATE processing_condition x SET missed_since = NULL, missed_until = NULL WHERE x.name = c.name;
+        PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
+    END IF;
+    RETURN QUERY SELECT made, in_window, too_old,
+        CASE WHEN dry_run THEN format('condition %s: %s product(s) of type %s not chained to it', c.name, in_window, reads)
+             ELSE format('condition %s: %s product(s) of type %s chained to it%s', c.name, made, reads,
+                         CASE WHEN in_window > made THEN format('; %s more: run it again', in_window - made) ELSE '' END)
+        END
+        || CASE WHEN too_old > 0
+                THEN format('; %s older than its measurement window (%s) are not chained: `hrwsi reprocess` of the '
+                            'routine that makes %s chains their products again, within a campaign', too_old,
+                            c.measurement_window, reads)
+                ELSE '' END;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION hrwsi.session_named(integer), hrwsi.take_a_lock_or_say_who_holds_it(text, text, text)
+    FROM PUBLIC;
