@@ -69,12 +69,17 @@ FROM hrwsi.alert WHERE sent_at IS NULL;
 -- many tasks it holds and its oldest as the example. A reason names its own task ("task 100000
 -- (routine huge) needs 64 CPU ..."): grouped as it reads with the task ids left out (grouped by
 -- the text itself, 10,000 tasks made 10,000 lines, and sorted as text, task 100000 before 90532).
-SELECT routine, (array_agg(state_reason ORDER BY id))[1] AS state_reason, min(id) AS id, count(*) AS tasks
-FROM hrwsi.dashboard_task
-WHERE state = 'pending' AND hrwsi.cannot_be_planned(state, state_reason, not_before)
-GROUP BY routine, regexp_replace(state_reason, 'task [0-9]+', 'task N', 'g')
-ORDER BY routine, min(id)
-LIMIT $1;
+-- The oldest's reason is read by its id, once per line shown: `(array_agg(state_reason ORDER BY id))[1]` sorted every
+-- unplannable task's reason by id, to keep one per line (a 5 MB sort spilled to disk at 25,000 of 260,000 pending).
+SELECT g.routine, d.state_reason, g.id, g.tasks
+FROM (SELECT routine, min(id) AS id, count(*) AS tasks
+      FROM hrwsi.dashboard_task
+      WHERE state = 'pending' AND hrwsi.cannot_be_planned(state, state_reason, not_before)
+      GROUP BY routine, regexp_replace(state_reason, 'task [0-9]+', 'task N', 'g')
+      ORDER BY routine, min(id)
+      LIMIT $1) g
+JOIN hrwsi.dashboard_task d ON d.id = g.id
+ORDER BY g.routine, g.id;
 
 -- name: web_held_campaigns
 -- As report_held_campaigns (`hrwsi status`): reprocessing campaigns on hold, with how many of their tasks wait held.
