@@ -1,7 +1,8 @@
 -- hrwsi schema, version 116: an operator may hold a blocked task, which stays blocked and is held once its wait
 -- ends; the release of a blocked task an operator held lifts that hold alone, giving it back to its wait; a routine's
 -- release names the campaigns that still hold its tasks in the order of their ids; hrwsi.reprocess whose lock wait ran
--- out says what is locked, by whom, and what to do.
+-- out says what is locked, by whom, and what to do; `hrwsi status` reads the products a missed range may hold, from
+-- when they were recorded, not every product of the type.
 --
 -- (migration 0116) A blocked task is held by an operator as one held before it was blocked is (held_while_blocked,
 -- migration 0095): it stays blocked, is held when its wait ends, and its release lifts that hold alone, giving it
