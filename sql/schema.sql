@@ -187,6 +187,12 @@ CREATE TABLE hrwsi.processing_condition (
     -- the product's path, a product whose task retention pruned (and its input) was chained again.
     missed_since       timestamptz,
     missed_until       timestamptz,
+    -- (migration 0118) No product the range missed was recorded (product.created_at) before it: the oldest product
+    -- not chained yet, or the start of the oldest transaction under way (one may be recording products), when the
+    -- range opened (hrwsi.products_to_chain_were_recorded_from); -infinity when that is not known. hrwsi.missed_products
+    -- reads the products from then on (product_day_idx), not every product of the type: `hrwsi status` read them all,
+    -- 0.9-1.6 s at 1,000,000 products, while a range was open.
+    missed_products_from timestamptz,
     CONSTRAINT condition_windows_are_finite
         CHECK (publication_window < interval '100 years' AND measurement_window < interval '100 years')
 );
@@ -507,8 +513,9 @@ CREATE TABLE hrwsi.processing_task (
     avoid_worker text,
     -- (migration 0095) An operator's hold of the task itself (`hrwsi hold <task>`), kept while the end of the task it
     -- waits for blocks it (held -> blocked): its wait ended, it became pending, and the hold was lost (found by
-    -- review). Set by the steps of hrwsi.after_task_changes that block; read by the steps that unblock (the
-    -- trigger's, hrwsi.skip_cancelled_tasks), which hold it again, and by `hrwsi status` (held tasks).
+    -- review). Set by the steps of hrwsi.after_task_changes that block, and by hrwsi.hold_task of a blocked task
+    -- (migration 0118); read by the steps that unblock (the trigger's, hrwsi.skip_cancelled_tasks), which hold it
+    -- again, by hrwsi.release_task, which lifts it alone, and by `hrwsi status` (held tasks).
     held_while_blocked boolean NOT NULL DEFAULT false,
     -- One task per input for production, and one more per campaign that reprocesses it.
     CONSTRAINT task_is_unique_per_input_and_campaign UNIQUE NULLS NOT DISTINCT (input_id, campaign_id),
@@ -3378,7 +3385,11 @@ END $$;
 -- leaves every hold an operator put on a task one by one (migrations 0101, 0104). `hrwsi hold TASK` of such a task was
 -- refused, "task N is on_hold: only a pending or planned task can be held", so that no hold of the operator's could be
 -- put on it, and `hrwsi campaigns --release` then ran the task the operator wanted kept back (found by review). A task
--- an operator holds already is refused, saying so; a blocked one too (its release runs it without what it waits for).
+-- an operator holds already is refused, saying so.
+-- (migration 0118) A blocked task is held by an operator as one held before it was blocked is (held_while_blocked,
+-- migration 0095): it stays blocked, is held when its wait ends, and its release lifts that hold alone, giving it
+-- back to its wait. It was refused ("task N is blocked: only a pending or planned task ... can be held"), and the
+-- release of a blocked task an operator had held ran it without its dependency (found by exploration).
 CREATE FUNCTION hrwsi.hold_task(task bigint) RETURNS text LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -3395,13 +3406,24 @@ BEGIN
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
     LEFT JOIN hrwsi.campaign k ON k.id = t.campaign_id LEFT JOIN hrwsi.lane l ON l.name = t.lane
     WHERE t.id = task;
-    IF current = 'on_hold' AND hrwsi.hold_is_the_tasks_own(reason) THEN
+    IF current = 'on_hold' AND hrwsi.hold_is_the_tasks_own(reason)
+       OR current = 'blocked' AND (SELECT t.held_while_blocked FROM hrwsi.processing_task t WHERE t.id = task) THEN
         RAISE EXCEPTION 'task % is already held by an operator: `hrwsi release %` releases it', task, task
             USING ERRCODE = 'check_violation';
     END IF;
+    IF current = 'blocked' THEN
+        UPDATE hrwsi.processing_task SET held_while_blocked = true WHERE id = task;
+        -- (blocked before and after: no change of state, whose history row the trigger writes; said as `hrwsi status`
+        -- lists it, its reason the block's, which names the commands that end the wait)
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT t.id, t.state, 'held by an operator, and blocked: ' || t.state_reason, t.attempts, t.worker
+        FROM hrwsi.processing_task t WHERE t.id = task;
+        RETURN format('task %s is on hold: blocked still, it is held once its wait ends, until `hrwsi release %s`',
+                      task, task);
+    END IF;
     IF current NOT IN ('pending', 'planned', 'on_hold') THEN
-        RAISE EXCEPTION 'task % is %: only a pending or planned task, or one held with its routine or campaign, can be '
-                        'held', task, current
+        RAISE EXCEPTION 'task % is %: only a pending, planned or blocked task, or one held with its routine or '
+                        'campaign, can be held', task, current
             USING ERRCODE = 'check_violation';
     END IF;
     UPDATE hrwsi.processing_task SET state = 'on_hold', state_reason = 'held by an operator' WHERE id = task;
@@ -3426,6 +3448,16 @@ BEGIN
     IF current NOT IN ('on_hold', 'blocked') THEN
         RAISE EXCEPTION 'task % is %: only a held or blocked task can be released', task, current
             USING ERRCODE = 'check_violation';
+    END IF;
+    -- (a blocked task an operator held: the release lifts that hold alone, and it waits for its dependency again, as
+    -- before it was held; a second release runs it without: migration 0118)
+    IF current = 'blocked' AND (SELECT t.held_while_blocked FROM hrwsi.processing_task t WHERE t.id = task) THEN
+        UPDATE hrwsi.processing_task SET held_while_blocked = false WHERE id = task;
+        INSERT INTO hrwsi.task_event (task_id, state, reason, attempts, worker)
+        SELECT t.id, t.state, 'released by an operator, blocked still: ' || t.state_reason, t.attempts, t.worker
+        FROM hrwsi.processing_task t WHERE t.id = task;
+        RETURN format('task %s released from its operator''s hold; it is still blocked: %s', task,
+                      (SELECT t.state_reason FROM hrwsi.processing_task t WHERE t.id = task));
     END IF;
     -- The release of a task lifts its own hold (and its block) only (migration 0098): a task of a routine, campaign
     -- or back-fill on hold is held with it, as a new task of it is, and the answer says what still holds it and how
@@ -3520,10 +3552,12 @@ BEGIN
         INSERT INTO task_event (task_id, state, reason, attempts, worker)
         SELECT c.id, c.state, c.state_reason, c.attempts, c.worker FROM changed c WHERE c.state = 'on_hold'
     )
+    -- (the campaigns in the order of their ids, as numbers: sorted as text they read "campaigns 10, 9"; migration 0118)
     SELECT count(*) FILTER (WHERE c.state = 'pending'), count(*) FILTER (WHERE c.state = 'on_hold'),
-           array_agg(DISTINCT CASE still_held_by WHEN 'routine' THEN c.routine ELSE c.campaign_id::text END
-                     ORDER BY CASE still_held_by WHEN 'routine' THEN c.routine ELSE c.campaign_id::text END)
-               FILTER (WHERE c.state = 'on_hold')
+           (SELECT array_agg(h.holder ORDER BY h.campaign_id, h.holder)
+            FROM (SELECT DISTINCT CASE still_held_by WHEN 'routine' THEN x.routine ELSE x.campaign_id::text END AS holder,
+                                  CASE still_held_by WHEN 'campaign' THEN x.campaign_id END AS campaign_id
+                  FROM changed x WHERE x.state = 'on_hold') h)
     INTO released, still_held, holders FROM changed c;
     SELECT count(*) + blocked_held INTO own FROM processing_task t
     WHERE t.id = ANY (held) AND t.state = 'on_hold' AND hold_is_the_tasks_own(t.state_reason);
@@ -3875,24 +3909,48 @@ BEGIN
                        ELSE '' END);
 END $$;
 
+-- (migration 0118) The time from which every product that is chained from now on was recorded (product.created_at,
+-- the start of the transaction that recorded it): the oldest product not chained yet (product_not_chained_idx: few),
+-- and the start of the oldest transaction under way, which may be recording products it has not committed; now() at
+-- the latest. -infinity when a session's transaction cannot be seen (pg_stat_activity hides it from a role without
+-- pg_read_all_stats): the read it bounds then reads every product of the type, as before. A product given a
+-- created_at of its own by hand, older than that, is not bounded so.
+CREATE FUNCTION hrwsi.products_to_chain_were_recorded_from() RETURNS timestamptz LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_stat_activity a
+                             WHERE a.backend_type = 'client backend' AND a.state IS NULL)
+                THEN '-infinity'::timestamptz
+                ELSE least(now(), (SELECT min(p.created_at) FROM product p WHERE p.chained_at IS NULL),
+                           (SELECT min(a.xact_start) FROM pg_stat_activity a WHERE a.backend_type = 'client backend'))
+           END
+$$;
+
 CREATE FUNCTION hrwsi.keep_a_conditions_missed_range() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, hrwsi AS $$
 -- A condition's range of missed products (migration 0073): opened when it is made inactive (or is
 -- made: what came before it), closed when it is made active again; written by nobody else, but
 -- cleared by hrwsi.chain_missed_products once it chained them all.
 BEGIN
+    -- (and, from migration 0118, from when the products it missed were recorded: missed_products_from)
     IF TG_OP = 'INSERT' THEN
         NEW.missed_since := '-infinity';
         NEW.missed_until := CASE WHEN NEW.active THEN now() END;
+        NEW.missed_products_from := '-infinity';
     ELSIF OLD.active AND NOT NEW.active THEN
         NEW.missed_since := now();
         NEW.missed_until := NULL;
+        NEW.missed_products_from := hrwsi.products_to_chain_were_recorded_from();
     ELSIF NEW.active AND NOT OLD.active THEN
         NEW.missed_since := coalesce(OLD.missed_since, now());
         NEW.missed_until := now();
+        NEW.missed_products_from := CASE WHEN OLD.missed_since IS NULL THEN now()
+                                         ELSE coalesce(OLD.missed_products_from, '-infinity') END;
     ELSIF current_setting('hrwsi.clearing_missed_range', true) IS DISTINCT FROM 'on' THEN
         NEW.missed_since := OLD.missed_since;
         NEW.missed_until := OLD.missed_until;
+        NEW.missed_products_from := OLD.missed_products_from;
+    ELSIF NEW.missed_since IS NULL THEN
+        NEW.missed_products_from := NULL;
     END IF;
     RETURN NEW;
 END $$;
@@ -3925,6 +3983,10 @@ LANGUAGE sql STABLE AS $$
       -- (chained while it missed them: a product whose input of this condition retention pruned
       -- is not chained again, nor one chained to it before it was made inactive)
       AND p.chained_at >= c.missed_since AND (c.missed_until IS NULL OR p.chained_at < c.missed_until)
+      -- (recorded since the range opened, read by their day's index: every product of the type was read, to keep
+      -- those chained in the range; migration 0118)
+      AND p.created_at >= coalesce(c.missed_products_from, '-infinity')
+      AND (p.created_at AT TIME ZONE 'UTC')::date >= (coalesce(c.missed_products_from, '-infinity') AT TIME ZONE 'UTC')::date
       AND (c.tiles IS NULL OR i.tile = ANY (c.tiles))
       AND NOT EXISTS (SELECT 1 FROM hrwsi.input x WHERE x.processing_condition = c.name AND x.input_path = p.path)
       -- (nor a product of a corrected input's old version, or of its chain: migration 0097; it was chained to a
@@ -3973,7 +4035,7 @@ BEGIN
     -- No correction runs meanwhile (migration 0097: hrwsi.correct_input), and the statements below see what one
     -- that ran before marked outdated.
     IF NOT dry_run THEN
-        PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+        PERFORM hrwsi.take_a_lock_or_say_who_holds_it('correction', 'hrwsi.chain_missed_products', 'chained nothing');
         -- (nor in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot misses a correction that committed since:
         -- migration 0104)
         PERFORM hrwsi.see_the_corrections_before('hrwsi.chain_missed_products', 'the products');
@@ -4027,22 +4089,38 @@ END $$;
 -- (hrwsi.missed_products). Each count stops at 10,001 ("more than 10,000"), and it only reads (migration
 -- 0078): it ran a dry run of chain_missed_products per condition, a full count (150 ms per 300,000
 -- products, at every call, for as long as ops left the old products unchained) and a zero-row INSERT.
+-- (migration 0118) Each condition's products read from the day its range's products were recorded
+-- (missed_products_from, by product_day_idx), planned with that day known (EXECUTE plans with the values it is
+-- given: a plan made for any day read every product of the type, by product_type_idx; 0.9-1.6 s at 1,000,000).
 CREATE FUNCTION hrwsi.conditions_missing_products()
-RETURNS TABLE (condition text, product_type text, missed bigint, outside_window bigint) LANGUAGE sql
+RETURNS TABLE (condition text, product_type text, missed bigint, outside_window bigint) LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
-    SELECT c.name, c.reads, m.missed, m.outside_window
-    FROM (SELECT x.name, r.input_product_type AS reads FROM processing_condition x
-          JOIN processing_routine r ON r.name = x.routine
-          WHERE x.active AND x.missed_until IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = x.name)
-          OFFSET 0) c  -- (only those: chain_missed_products refuses a multi-input condition)
-    CROSS JOIN LATERAL (
-        SELECT (SELECT count(*) FROM (SELECT 1 FROM missed_products(c.name) p WHERE p.in_window LIMIT 10001) n) AS missed,
-               (SELECT count(*) FROM (SELECT 1 FROM missed_products(c.name) p WHERE NOT p.in_window LIMIT 10001) o)
-                   AS outside_window) m
-    WHERE m.missed > 0
-    ORDER BY c.name
-$$;
+DECLARE
+    c record;
+    from_day date;
+BEGIN
+    FOR c IN SELECT x.name, r.input_product_type AS reads, x.missed_products_from
+             FROM processing_condition x JOIN processing_routine r ON r.name = x.routine
+             WHERE x.active AND x.missed_until IS NOT NULL
+               -- (only those: chain_missed_products refuses a multi-input condition)
+               AND NOT EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = x.name)
+             ORDER BY x.name
+    LOOP
+        -- (a range read whole, of a condition added or one opened before migration 0118: every product of the type, by
+        -- product_type_idx, not every product there is by their days)
+        from_day := CASE WHEN c.missed_products_from > '-infinity' THEN (c.missed_products_from AT TIME ZONE 'UTC')::date END;
+        EXECUTE $q$SELECT count(*) FROM (SELECT 1 FROM hrwsi.missed_products($1) p WHERE p.in_window
+                   AND ($2::date IS NULL OR (p.created_at AT TIME ZONE 'UTC')::date >= $2) LIMIT 10001) n$q$
+            INTO missed USING c.name, from_day;
+        CONTINUE WHEN missed = 0;
+        EXECUTE $q$SELECT count(*) FROM (SELECT 1 FROM hrwsi.missed_products($1) p WHERE NOT p.in_window
+                   AND ($2::date IS NULL OR (p.created_at AT TIME ZONE 'UTC')::date >= $2) LIMIT 10001) n$q$
+            INTO outside_window USING c.name, from_day;
+        condition := c.name;
+        product_type := c.reads;
+        RETURN NEXT;
+    END LOOP;
+END $$;
 
 -- A condition made active (or added) by `hrwsi config load` that misses no product it could chain: its
 -- missed range is closed, as chain_missed_products closes it once it chained them all, so that `hrwsi
@@ -4059,6 +4137,61 @@ BEGIN
     WHERE x.name = close_a_missed_range.condition AND x.active AND x.missed_until IS NOT NULL;
     PERFORM set_config('hrwsi.clearing_missed_range', 'off', true);
     RETURN FOUND;
+END $$;
+
+-- (migration 0118) A session as an error names it for a data engineer: `session 123, role alice, application 'psql',
+-- its transaction open for 42 s`, as the CLI names a correction's (hrwsi.harvest.corrections.Corrector).
+CREATE FUNCTION hrwsi.session_named(p_pid integer) RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, hrwsi AS $$
+    SELECT concat_ws(', ', format('session %s', p_pid), 'role ' || a.usename::text,
+                     'application ' || quote_literal(nullif(a.application_name, '')),
+                     format('its transaction open for %s s', round(extract(epoch FROM clock_timestamp() - a.xact_start))))
+    FROM (SELECT p_pid) x LEFT JOIN pg_stat_activity a ON a.pid = p_pid
+$$;
+
+-- (migration 0118) The lock of a correction (shared: no input is corrected meanwhile) or of a campaign's start (one
+-- at a time), taken by hrwsi.reprocess and hrwsi.chain_missed_products; a wait that runs out (lock_timeout) says what
+-- it waited for, the session that holds it and what to do, in SQL as the CLI says it: it said PostgreSQL's "canceling
+-- statement due to lock timeout" at an advisory lock (found by exploration). Taken at once when free, as nearly
+-- always; the block that names the holder, a subtransaction, is entered only when the lock is busy.
+CREATE FUNCTION hrwsi.take_a_lock_or_say_who_holds_it(waited_for text, caller text, not_done text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    correction boolean := waited_for = 'correction';
+    holder text;
+    free boolean;
+BEGIN
+    -- (one lock tried, never both: SQL does not promise the order in which AND and OR evaluate their terms)
+    IF correction THEN
+        free := pg_try_advisory_xact_lock_shared(7250098, 1);
+    ELSE
+        free := pg_try_advisory_xact_lock(1752332131);
+    END IF;
+    IF free THEN
+        RETURN;
+    END IF;
+    BEGIN
+        IF correction THEN
+            PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+        ELSE
+            PERFORM pg_advisory_xact_lock(1752332131);
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        SELECT hrwsi.session_named(l.pid) INTO holder
+        FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+          AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+          AND CASE WHEN correction THEN l.classid = 7250098::oid AND l.objid = 1::oid AND l.objsubid = 2
+                   ELSE l.classid = 0::oid AND l.objid = 1752332131::oid AND l.objsubid = 1 END
+        LIMIT 1;
+        RAISE EXCEPTION '% waited lock_timeout (%) for %, and %', caller, current_setting('lock_timeout'),
+            CASE WHEN correction THEN 'the correction of an input under way (hrwsi.correct_input in '
+                 ELSE 'another start of a campaign under way (hrwsi.reprocess in ' END
+            || coalesce(holder, 'a session that has ended since') || ')', not_done
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'run it again once that transaction commits or rolls back (one left open: '
+                         'SELECT pg_terminate_backend(pid) ends it)';
+    END;
 END $$;
 
 -- A reprocessing campaign: one new task per input of a routine (or of one condition of it) sensed
@@ -4084,6 +4217,7 @@ DECLARE
     created integer;
     twin bigint;
     left_out integer;  -- (inputs chained from products a correction outdated: not reprocessed)
+    holder text;       -- (the session that holds a lock on an input of the range, which a wait ran out for)
 BEGIN
     IF (reprocess.routine IS NULL) = (reprocess.condition IS NULL) THEN
         RAISE EXCEPTION 'give the routine or the condition to reprocess, one of them' USING ERRCODE = 'check_violation';
@@ -4116,13 +4250,15 @@ BEGIN
     -- members a group has now, and one started during a correction read the old version's, which the correction had
     -- not marked outdated yet, nor had it cancelled the task it did not see (found by review; migration 0102). The
     -- statements after it see what the correction did.
-    PERFORM pg_advisory_xact_lock_shared(7250098, 1);
+    -- (a wait that runs out says for what, whose, and what to do: migration 0118)
+    PERFORM hrwsi.take_a_lock_or_say_who_holds_it('correction', 'hrwsi.reprocess', 'started no campaign');
     -- (not in a REPEATABLE READ or SERIALIZABLE transaction whose snapshot, taken before that wait, misses a correction
     -- that committed since: its composite read the old version's product; migration 0104, found by review)
     PERFORM hrwsi.see_the_corrections_before('hrwsi.reprocess', 'the inputs');
     -- Two starts of one request at once would both find no twin: starts are serialised until the
-    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773).
-    PERFORM pg_advisory_xact_lock(1752332131);  -- 0x68727763, "hrwc"
+    -- transaction ends (any constant shared by every hrwsi process; hrwsi.migrations holds 0x68727773):
+    -- pg_advisory_xact_lock(1752332131), 0x68727763, "hrwc".
+    PERFORM hrwsi.take_a_lock_or_say_who_holds_it('campaign start', 'hrwsi.reprocess', 'started no campaign');
     IF NOT reprocess.again THEN
         SELECT k.id INTO twin
         FROM campaign k
@@ -4153,6 +4289,8 @@ BEGIN
     -- READ COMMITTED too (found by review; migration 0107). Left out, and counted in the answer, which says why: in the
     -- statement that makes the tasks, from the one scan of the range (migration 0109: a statement before it scanned the
     -- range a second time to count them, and, in READ COMMITTED, each statement with a snapshot of its own).
+    -- (a lock another transaction holds on an input of the range, which a wait ran out for, is named: migration 0118)
+    BEGIN
     WITH candidate AS (
         SELECT i.id, i.measured_at, i.tile, c.routine, r.on_hold, r.hold_reason, r.sequential_per_tile,
                EXISTS (SELECT 1 FROM product p WHERE p.id = i.product_id AND p.outdated_by IS NOT NULL) AS outdated
@@ -4186,6 +4324,25 @@ BEGIN
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM made), (SELECT count(*) FROM candidate x WHERE x.outdated) INTO created, left_out;
+    EXCEPTION WHEN lock_not_available THEN
+        -- (a row's locker: the transaction its xmax names, while it lasts; several lockers share a multixact, unnamed)
+        SELECT hrwsi.session_named(l.pid) INTO holder
+        FROM input i
+        JOIN processing_condition c ON c.name = i.processing_condition
+        JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = i.xmax AND l.granted
+                           AND l.mode = 'ExclusiveLock'
+        WHERE c.routine = target AND (reprocess.condition IS NULL OR c.name = reprocess.condition)
+          AND i.measured_at >= reprocess.measured_from AND i.measured_at < reprocess.measured_to
+          AND (reprocess.tiles IS NULL OR i.tile = ANY (reprocess.tiles))
+        LIMIT 1;
+        RAISE EXCEPTION 'hrwsi.reprocess waited lock_timeout (%) for %, and started no campaign',
+            current_setting('lock_timeout'),
+            coalesce(format('an input of the range that another transaction changes or locks (in %s)', holder),
+                     'a lock another transaction holds on the inputs of the range or their tasks')
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'run it again once that transaction commits or rolls back (one left open: '
+                         'SELECT pg_terminate_backend(pid) ends it; `hrwsi status` names it)';
+    END;
     IF created = 0 THEN
         RAISE EXCEPTION 'nothing to reprocess: no input of % % sensed from % to % was processed%',
             CASE WHEN reprocess.condition IS NULL THEN 'routine' ELSE 'condition' END,
@@ -6645,6 +6802,10 @@ REVOKE EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.move_tasks(text, text) TO hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.keep_a_conditions_missed_range() TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
+-- (migration 0118) Called by that trigger, as whoever makes a condition inactive.
+REVOKE EXECUTE ON FUNCTION hrwsi.products_to_chain_were_recorded_from() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hrwsi.products_to_chain_were_recorded_from() TO hrwsi_readonly, hrwsi_data_engineer,
+    hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.chain_missed_products(text, timestamptz, integer, boolean)
     TO hrwsi_data_engineer, hrwsi_service;
@@ -6765,6 +6926,9 @@ REVOKE EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timest
 REVOKE ALL ON hrwsi.last_correction FROM PUBLIC;
 GRANT SELECT ON hrwsi.last_correction TO hrwsi_readonly, hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.see_the_corrections_before(text, text) FROM PUBLIC;
+-- (migration 0118) Called by hrwsi.reprocess and hrwsi.chain_missed_products, which run as the owner.
+REVOKE EXECUTE ON FUNCTION hrwsi.session_named(integer), hrwsi.take_a_lock_or_say_who_holds_it(text, text, text)
+    FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hrwsi.correct_input(bigint, text, timestamptz, timestamptz, text, text, text, text)
     TO hrwsi_data_engineer, hrwsi_service;
 REVOKE EXECUTE ON FUNCTION hrwsi.refuse_changing_what_a_task_was_made_from(), hrwsi.scene_id_of(text) FROM PUBLIC;

@@ -80,10 +80,11 @@ def handover_hold_said(hold: dict) -> str:
 def held_task_next_step(task: dict) -> str:
     """What lifts a task held one by one (a row of report_held_tasks / web_held_tasks), in words (the dashboard's
     held work): one an operator held that the end of the task it waited for blocked since (held_while_blocked,
-    migration 0095) is held again when its wait ends, and its release runs it without its dependency."""
+    migration 0095), or held while blocked (migration 0118), is held once its wait ends, and its release lifts the
+    hold alone: it waits for its dependency again."""
     if task["state"] == "blocked":
-        return (f"it is held again once what it waits for has run (its reason says what that needs); "
-                f"`hrwsi release {task['id']}` runs it now, without its dependency")
+        return (f"it is held once what it waits for has run (its reason says what that needs); "
+                f"`hrwsi release {task['id']}` lifts the hold, and it waits for its dependency again")
     return f"it is not planned until an operator runs `hrwsi release {task['id']}`"
 
 

@@ -379,6 +379,39 @@ def test_a_campaign_started_twice_in_sql_is_refused_by_the_database_naming_it(ch
     assert campaign_count(chain) == 2
 
 
+@pytest.mark.parametrize("locked_by", ["a correction", "another start", "an input's lock"])
+def test_a_campaign_started_in_sql_that_waited_out_its_lock_timeout_says_what_is_locked_by_whom_and_what_to_do(
+        chain, database_url, locked_by):
+    """Found by exploration: hrwsi.reprocess in plain SQL (README shows data engineers the call) whose wait ran out said
+    PostgreSQL's "canceling statement due to lock timeout", at an advisory lock or an input's row, which only the CLI
+    worded. The database says what it waited for, the session that holds it, and what to do, and starts nothing."""
+    finish(chain, add_input(chain, "l2a", "/l2a/0"))
+    [input_id] = chain.execute("SELECT id FROM hrwsi.input").fetchone()
+    with psycopg.connect(database_url) as other:
+        other.execute("SET application_name = 'psql'")
+        if locked_by == "a correction":
+            other.execute("SELECT hrwsi.correct_input(%s, mission => 'S2B')", (input_id,))
+        elif locked_by == "another start":
+            reprocess(other, routine="snow", command=["other"])
+        else:  # (a data engineer's, or a DELETE: what an UPDATE of its key takes)
+            other.execute("SELECT 1 FROM hrwsi.input WHERE id = %s FOR UPDATE", (input_id,))
+        with psycopg.connect(database_url) as engineer:
+            engineer.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable) as waited:
+                reprocess(engineer, routine="snow")
+        pid = other.info.backend_pid
+        other.rollback()
+    said, hint = waited.value.diag.message_primary, waited.value.diag.message_hint
+    assert said.startswith("hrwsi.reprocess waited lock_timeout (300ms) for "), said
+    assert {"a correction": "the correction of an input under way (hrwsi.correct_input in session ",
+            "another start": "another start of a campaign under way (hrwsi.reprocess in session ",
+            "an input's lock": "an input of the range that another transaction changes or locks (in session "}[locked_by] \
+        + f"{pid}, role " in said, said
+    assert "application 'psql'" in said and said.endswith("and started no campaign"), said
+    assert hint.startswith("run it again once that transaction commits or rolls back"), hint
+    assert campaign_count(chain) == 0
+
+
 def test_a_cancelled_campaign_says_who_cancelled_it_and_when_and_its_products_chain_no_further(chain):
     """A product the campaign made before its cancel, not chained yet, made a task of the cancelled
     campaign downstream, which then ran; and the cancel was recorded only in its tasks' reasons."""

@@ -2089,8 +2089,9 @@ def test_releasing_or_retrying_a_blocked_task_lifts_no_hold_of_its_routine_campa
 
 @pytest.mark.parametrize("action", ["release", "retry"])
 def test_releasing_or_retrying_a_blocked_task_an_operator_held_lifts_its_own_hold(world, database_url, action):
-    """The explicit release (or retry) of a blocked task an operator had held lifts that hold with the block: it is
-    pending, not held again as when its wait ends by itself."""
+    """The retry of a blocked task an operator had held lifts that hold with the block: it is pending, not held again
+    as when its wait ends by itself. Its release lifts the operator's hold alone (migration 0118): it is blocked still,
+    waiting for its dependency, and a second release runs it without it."""
     first, second, _, _ = four_scenes_of_one_series(world)
     world.execute("SELECT hrwsi.hold_task(%s)", (second,))
     if action == "retry":
@@ -2102,8 +2103,48 @@ def test_releasing_or_retrying_a_blocked_task_an_operator_held_lifts_its_own_hol
     else:
         terminate(world, first)
     world.execute(f"SELECT hrwsi.{action}_task(%s)", (second,))
+    if action == "release":
+        assert world.execute("SELECT state, held_while_blocked FROM hrwsi.processing_task WHERE id = %s",
+                             (second,)).fetchone() == ("blocked", False)
+        world.execute("SELECT hrwsi.release_task(%s)", (second,))
     assert world.execute("SELECT state, held_while_blocked FROM hrwsi.processing_task WHERE id = %s",
                          (second,)).fetchone() == ("pending", False)
+
+
+@pytest.mark.parametrize("which", ["blocked", "blocked behind it"])
+def test_an_operators_hold_of_a_blocked_task_keeps_it_back_and_its_release_gives_it_back_to_its_wait(world, which):
+    """Found by exploration: `hrwsi hold` of a blocked task (its dependency ended terminated, or it waits behind one
+    that did) was refused, "only a pending or planned task ... can be held", so ops could not keep back a task they did
+    not want run once its dependency is retried, and its release then ran it without what it waited for. The hold is
+    the operator's, kept while it is blocked: the retry of its dependency holds it, not runs it; its release lifts
+    the hold alone, and it waits for its dependency again."""
+    from hrwsi import reports
+    first, second, third, _ = four_scenes_of_one_series(world)
+    terminate(world, first)
+    task = second if which == "blocked" else third
+    row = "SELECT state, held_while_blocked, dependency_waived, state_reason FROM hrwsi.processing_task WHERE id = %s"
+    blocked_reason = world.execute(row, (task,)).fetchone()[3]
+    said = world.execute("SELECT hrwsi.hold_task(%s)", (task,)).fetchone()[0]
+    assert said.startswith(f"task {task} is on hold") and "blocked" in said and "\n" not in said, said
+    assert world.execute(row, (task,)).fetchone() == ("blocked", True, False, blocked_reason)
+    held = [(r["id"], r["reason"]) for r in reports.status(world)["held_tasks"]]
+    assert held == [(task, "held by an operator, and blocked: " + blocked_reason)], held
+    history = world.execute("SELECT state, reason FROM hrwsi.task_event WHERE task_id = %s ORDER BY id DESC LIMIT 1",
+                            (task,)).fetchone()
+    assert history == ("blocked", "held by an operator, and blocked: " + blocked_reason), history
+    with pytest.raises(psycopg.errors.CheckViolation, match="already held by an operator"):
+        world.execute("SELECT hrwsi.hold_task(%s)", (task,))
+
+    said = world.execute("SELECT hrwsi.release_task(%s)", (task,)).fetchone()[0]
+    assert said.startswith(f"task {task} released from its operator's hold; it is still blocked") and "\n" not in said
+    assert world.execute(row, (task,)).fetchone() == ("blocked", False, False, blocked_reason), "waits again"
+
+    world.execute("SELECT hrwsi.hold_task(%s)", (task,))
+    world.execute("SELECT hrwsi.retry_task(%s)", (first,))  # (its wait ends: held, not run)
+    state, _, waived, reason = world.execute(row, (task,)).fetchone()
+    assert (state, waived) == ("on_hold", False) and reason.startswith("held by an operator"), (state, reason)
+    world.execute("SELECT hrwsi.release_task(%s)", (task,))
+    assert world.execute(row, (task,)).fetchone()[:3] == ("pending", False, False)
 
 
 @pytest.mark.parametrize("relinked_by", ["cancel", "move"])

@@ -460,6 +460,27 @@ def test_releasing_a_routine_leaves_the_tasks_of_a_held_campaign_held_with_it(db
         f"campaign {campaign} released; 2 held task(s) will be planned"
 
 
+def test_a_routines_release_names_the_campaigns_that_still_hold_its_tasks_in_the_order_of_their_ids(db, configure):
+    # Found by exploration: the campaigns were sorted as text, "campaigns 10, 9".
+    configure(single_routine_configuration(["true"]))
+    insert_inputs(db, 3)
+    campaigns = [r[0] for r in db.execute(
+        """INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to)
+           SELECT 'reprocess ' || g, 'work', 'in', '2025-01-01Z', '2026-01-01Z' FROM generate_series(1, 10) g
+           RETURNING id""").fetchall()]
+    nine, ten = campaigns[8], campaigns[9]
+    assert (nine, ten) == (9, 10), "ids of one digit and of two"
+    tasks = [r[0] for r in db.execute("SELECT id FROM hrwsi.processing_task ORDER BY id")]
+    db.execute("UPDATE hrwsi.processing_task SET campaign_id = %s WHERE id = %s", (ten, tasks[1]))
+    db.execute("UPDATE hrwsi.processing_task SET campaign_id = %s WHERE id = %s", (nine, tasks[2]))
+    for campaign in (nine, ten):
+        db.execute("SELECT hrwsi.hold_campaign(%s, 'checking its outputs')", (campaign,))
+    db.execute("SELECT hrwsi.hold_routine('work')")
+    said = db.execute("SELECT hrwsi.release_routine('work')").fetchone()[0]
+    assert said == ("routine work released; 1 held task(s) will be planned; 2 stay held with their campaigns 9, 10, on "
+                    "hold: `hrwsi campaigns --release ID` releases each"), said
+
+
 def test_a_task_a_routines_release_leaves_held_with_its_campaign_says_so_last_in_its_history(db, configure):
     # Found by review: the routine's release wrote no history for a task that stayed held with its campaign (held
     # before, held after: the trigger writes a row on a change of state only), so it read "routine on hold: ..." last
@@ -552,15 +573,15 @@ def test_an_operator_holds_a_task_its_campaign_or_routine_holds_and_their_releas
         f"task {tasks[0]} released; it will be planned"
 
 
-def test_a_blocked_task_is_not_held_and_the_refusal_says_what_can_be(db, configure):
+def test_a_task_that_has_ended_is_not_held_and_the_refusal_says_what_can_be(db, configure):
     configure(single_routine_configuration(["true"]))
     insert_inputs(db, 1)
     task = db.execute("SELECT id FROM hrwsi.processing_task").fetchone()[0]
-    db.execute("UPDATE hrwsi.processing_task SET state = 'blocked', state_reason = 'waits' WHERE id = %s", (task,))
+    db.execute("UPDATE hrwsi.processing_task SET state = 'cancelled' WHERE id = %s", (task,))
     with pytest.raises(psycopg.errors.CheckViolation) as refused:
         db.execute("SELECT hrwsi.hold_task(%s)", (task,))
-    assert refused.value.diag.message_primary == \
-        f"task {task} is blocked: only a pending or planned task, or one held with its routine or campaign, can be held"
+    assert refused.value.diag.message_primary == (f"task {task} is cancelled: only a pending, planned or blocked task, "
+                                                  "or one held with its routine or campaign, can be held")
 
 
 async def test_undeliverable_alert_is_kept_and_retried(db, database_url, configure, unused_tcp_port):

@@ -275,8 +275,8 @@ async def test_the_overview_lists_the_tasks_held_one_by_one_with_what_holds_each
     assert (f"Tasks on hold one by one {held} atmospheric_correction on hold held by an operator next: it is not planned "
             f"until an operator runs `hrwsi release {held}`") in page, page
     assert (f"{blocked} atmospheric_correction blocked held by an operator, and blocked: waits for task 1, which was "
-            f"terminated: `hrwsi retry 1` runs it again next: it is held again once what it waits for has run (its reason "
-            f"says what that needs); `hrwsi release {blocked}` runs it now, without its dependency") in page, page
+            f"terminated: `hrwsi retry 1` runs it again next: it is held once what it waits for has run (its reason "
+            f"says what that needs); `hrwsi release {blocked}` lifts the hold, and it waits for its dependency again") in page, page
     assert not any(str(task) in re.findall(r"Tasks on hold one by one.*", page)[0].split(" next: ")[0]
                    for task in scenario.grandchildren), "held with their routine: said in its line"
     assert [t["id"] for t in api["held_tasks"]] == [held, blocked] and api["held_tasks_total"] == 2
@@ -752,6 +752,28 @@ async def test_a_browser_form_needs_a_session_and_its_csrf_value(database_url, s
         ("on_hold",)
     assert db.execute("SELECT actor, via, action, succeeded FROM hrwsi.operator_action").fetchall() == [
         ("alice", "web", "hold_task", True)]
+
+
+async def test_a_blocked_tasks_page_offers_a_hold_that_keeps_it_blocked(database_url, scenario, data_dir, db):
+    # Found by exploration: a blocked task's page offered Retry and Release, each of which runs it, and no Hold
+    # (hrwsi.hold_task refused a blocked task). Held, it stays blocked and the page offers Release, not Hold, again.
+    blocked = scenario.planned[1]
+    db.execute("""UPDATE hrwsi.processing_task SET state = 'blocked',
+                  state_reason = 'waits for task 1, which was terminated: `hrwsi retry 1` runs it again' WHERE id = %s""",
+               (blocked,))
+    task = f"/tasks/{blocked}"
+    async with dashboard(database_url, data_dir) as client:
+        await client.post("/login", data={"token": ALICE, "next": task}, allow_redirects=False)
+        page = await text_of(client, task)
+        assert f'action="{task}/hold"' in page, "a blocked task can be held"
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        done = await client.post(f"{task}/hold", data={"csrf": csrf}, allow_redirects=False)
+        assert done.status == 303
+        page = await text_of(client, task)
+        assert f"task {blocked} is on hold: blocked still" in unescape(page), page
+        assert f'action="{task}/hold"' not in page and f'action="{task}/release"' in page
+    assert db.execute("SELECT state, held_while_blocked FROM hrwsi.processing_task WHERE id = %s",
+                      (blocked,)).fetchone() == ("blocked", True)
 
 
 async def test_a_task_held_with_its_routine_offers_a_hold_of_the_operators_own_that_outlasts_the_routines_release(

@@ -38,9 +38,9 @@ class Corrector:
         return named + "".join(f", {d}" for d in details if d)
 
 
-# The call by which hrwsi.reprocess and hrwsi.chain_missed_products wait for a correction (their error's context names
-# it when the wait runs out).
-CORRECTION_LOCK_CALL = "pg_advisory_xact_lock_shared(7250098, 1)"
+# What hrwsi.reprocess and hrwsi.chain_missed_products say when their wait for a correction runs out (migration 0118,
+# hrwsi.take_a_lock_or_say_who_holds_it: the error's context named the lock's call before).
+CORRECTION_WAITED_FOR = "for the correction of an input under way (hrwsi.correct_input in "
 
 
 def correction_waited_for(conn: psycopg.Connection, error: psycopg.errors.LockNotAvailable) -> str | None:
@@ -48,7 +48,7 @@ def correction_waited_for(conn: psycopg.Connection, error: psycopg.errors.LockNo
     corrects, as the harvester says it; None when the lock it waited for was another. `hrwsi reprocess` said only "the
     database cancelled a statement: canceling statement due to lock timeout" (found by review; migration 0102 made it
     wait for a correction under way)."""
-    if CORRECTION_LOCK_CALL not in (error.diag.context or ""):
+    if CORRECTION_WAITED_FOR not in (error.diag.message_primary or ""):
         return None
     row = conn.execute(query("correction_under_way")).fetchone()
     who = Corrector(row[0], row[1], row[2], row[3].total_seconds() if row[3] is not None else None).describe() \
