@@ -1,7 +1,7 @@
 """`hrwsi demo`: the whole loop on one machine, on sample data, with live progress.
 
-It uses a database of its own (`hrwsi_demo`, recreated on every run) on the embedded server or on
-the server HRWSI_DATABASE_URL names, loads the sample configuration, writes synthetic L1C scenes,
+It uses a database of its own (`hrwsi_demo`, or the name `--database` gives, recreated on every run) on
+the embedded server or on the server HRWSI_DATABASE_URL names, loads the sample configuration, writes synthetic L1C scenes,
 inserts them as inputs with plain SQL (and drops more into a landing directory for the harvester),
 runs the three services in this process, and prints a summary once everything is processed.
 """
@@ -29,13 +29,19 @@ from rich.table import Table
 from hrwsi import migrations
 from hrwsi.app import SERVICE_KINDS, App
 from hrwsi.configuration import load_file
-from hrwsi.database import create_database, start_embedded
+from hrwsi.database import redact, start_embedded, with_database
 from hrwsi.routines.raster import Raster, product_name
 from hrwsi.service_logging import TextFormatter
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
+from hrwsi.terminal import visible
 
 DEMO_DATABASE = "hrwsi_demo"
+# Written on the database the demo creates (COMMENT ON DATABASE, which only its owner may set) and checked
+# before the demo drops one of its name: the demo recreated `hrwsi_demo` on whatever server
+# HRWSI_DATABASE_URL named, with FORCE, so a user's database of that name (and the sessions of the services
+# using it) went with it (found by a helper on a real server).
+DEMO_MARKER = "hrwsi demo: created by `hrwsi demo`, which drops and recreates it on every run"
 CONFIGURATION = Path(__file__).parent / "demo_data" / "configuration.toml"
 TILES = ("32TLR", "32TMS", "31TGL", "32TNS")
 ROUTINES = ("atmospheric_correction", "snow_cover", "wet_snow", "quicklook", "gfsc")
@@ -99,13 +105,60 @@ def write_scenes(directory: Path, count: int, now: datetime, *, first_seed: int 
     return scenes
 
 
-def prepare_database(settings: Settings) -> str:
-    """A fresh hrwsi_demo database, migrated; returns its URL."""
+class DemoRefused(Exception):
+    """The demo will not recreate its database: the message says why and what to do."""
+
+
+def prepare_database(settings: Settings, name: str = DEMO_DATABASE) -> str:
+    """A fresh demo database `name`, migrated and marked as the demo's; returns its URL. One of that name
+    is dropped first only when it carries the demo's marker and no other session uses it (DemoRefused)."""
     server = settings.database_url or start_embedded(settings.pgdata, "postgres", restart_stale=True)
-    url = create_database(server, DEMO_DATABASE, replace=True)
+    ident = psycopg.sql.Identifier(name)
+    with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
+        found = conn.execute(query("demo_database_marker"), {"name": name}).fetchone()
+        if found is not None:
+            comment = found[0]
+            if comment is None and settings.database_url is None and _an_earlier_demos(with_database(server, name)):
+                comment = DEMO_MARKER
+            _refuse_unless_ours(conn, server, name, comment)
+            try:  # without FORCE: a session that connected since the check above makes it fail, not end
+                conn.execute(psycopg.sql.SQL("DROP DATABASE {}").format(ident))
+            except psycopg.errors.ObjectInUse:
+                _refuse_unless_ours(conn, server, name, DEMO_MARKER)  # names them while they are still there
+                raise DemoRefused(f"database {visible(name)!r} ({visible(redact(with_database(server, name)))}) was "
+                                  f"in use by another session: run the demo again") from None
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(ident))
+        # COMMENT takes no parameter: the marker, a constant, is quoted as a literal.
+        conn.execute(psycopg.sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, psycopg.sql.Literal(DEMO_MARKER)))
+    url = with_database(server, name)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
     return url
+
+
+def _an_earlier_demos(url: str) -> bool:
+    """Whether the database of `url` is one a demo made before it marked its database: on hrwsi's own embedded
+    server, one holding the landing source every demo registers (`make demo` after an upgrade recreates it, as
+    before, rather than refusing the database the previous version's demo left)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute(query("demo_has_harvest_sources")).fetchone()[0]:
+            return False
+        return conn.execute(query("demo_has_the_demos_landing_source")).fetchone()[0]
+
+
+def _refuse_unless_ours(conn: psycopg.Connection, server: str, name: str, comment: str | None) -> None:
+    """DemoRefused unless database `name` carries the demo's marker and has no session but ours."""
+    where = f"database {visible(name)!r} ({visible(redact(with_database(server, name)))})"
+    if comment != DEMO_MARKER:
+        raise DemoRefused(f"{where} was not created by `hrwsi demo` (it lacks the demo's marker), so the demo will "
+                          f"not drop it: run the demo with --database <another name>, or drop it yourself")
+    sessions = conn.execute(query("demo_database_sessions"), {"name": name}).fetchall()
+    if sessions:
+        named = "; ".join(f"pid {pid} user {visible(user)!r} application {visible(app or '')!r}"
+                          + (f" from {client}" if client else "") for pid, user, app, client in sessions)
+        raise DemoRefused(f"{where} is in use by {len(sessions)} other session(s) ({named}), which the demo does "
+                          f"not end: stop them (e.g. the demo's `hrwsi up`) and run it again, or run it with "
+                          f"--database <another name>")
 
 
 def progress_table(conn: psycopg.Connection, elapsed: float) -> tuple[Table, dict]:
@@ -159,7 +212,8 @@ async def _run_loop(url: str, settings: Settings, backend: str, console: Console
 
 
 def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend: str = "local",
-             home: Path | None = None, timeout_s: float = 300.0, verbose: bool = False) -> bool:
+             home: Path | None = None, timeout_s: float = 300.0, verbose: bool = False,
+             database: str = DEMO_DATABASE) -> bool:
     demo_home = (home or settings.home / "demo").resolve()
     if demo_home.exists():
         shutil.rmtree(demo_home)
@@ -174,7 +228,7 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     with logs_to_file(log_file, verbose):
         console.print(f"logs (the services', and the embedded PostgreSQL server's start-up): {log_file}",
                       style="dim", highlight=False)
-        url = prepare_database(settings)
+        url = prepare_database(settings, database)
         with psycopg.connect(url, autocommit=True) as conn:
             counts = load_file(conn, CONFIGURATION)
             console.print(f"loaded {CONFIGURATION.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
