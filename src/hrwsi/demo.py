@@ -17,6 +17,7 @@ import random
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,13 +121,16 @@ def prepare_database(settings: Settings, name: str = DEMO_DATABASE) -> str:
             comment = found[0]
             if comment is None and settings.database_url is None and _an_earlier_demos(with_database(server, name)):
                 comment = DEMO_MARKER
-            _refuse_unless_ours(conn, server, name, comment)
-            try:  # without FORCE: a session that connected since the check above makes it fail, not end
+            where = f"database {visible(name)!r} ({visible(redact(with_database(server, name)))})"
+            if comment != DEMO_MARKER:
+                raise DemoRefused(f"{where} was not created by `hrwsi demo` (it lacks the demo's marker), so the demo "
+                                  f"will not drop it: run the demo with --database <another name>, or drop it yourself")
+            try:
+                # Without FORCE: PostgreSQL waits a few seconds for sessions that are ending (a connection just
+                # closed, ours included) and fails while one is still open, which is named, never ended.
                 conn.execute(psycopg.sql.SQL("DROP DATABASE {}").format(ident))
             except psycopg.errors.ObjectInUse:
-                _refuse_unless_ours(conn, server, name, DEMO_MARKER)  # names them while they are still there
-                raise DemoRefused(f"database {visible(name)!r} ({visible(redact(with_database(server, name)))}) was "
-                                  f"in use by another session: run the demo again") from None
+                raise DemoRefused(_in_use(conn, where, name)) from None
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(ident))
         # COMMENT takes no parameter: the marker, a constant, is quoted as a literal.
         conn.execute(psycopg.sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, psycopg.sql.Literal(DEMO_MARKER)))
@@ -146,19 +150,15 @@ def _an_earlier_demos(url: str) -> bool:
         return conn.execute(query("demo_has_the_demos_landing_source")).fetchone()[0]
 
 
-def _refuse_unless_ours(conn: psycopg.Connection, server: str, name: str, comment: str | None) -> None:
-    """DemoRefused unless database `name` carries the demo's marker and has no session but ours."""
-    where = f"database {visible(name)!r} ({visible(redact(with_database(server, name)))})"
-    if comment != DEMO_MARKER:
-        raise DemoRefused(f"{where} was not created by `hrwsi demo` (it lacks the demo's marker), so the demo will "
-                          f"not drop it: run the demo with --database <another name>, or drop it yourself")
+def _in_use(conn: psycopg.Connection, where: str, name: str) -> str:
+    """Why the demo will not drop database `name`: the other sessions on it, named."""
     sessions = conn.execute(query("demo_database_sessions"), {"name": name}).fetchall()
-    if sessions:
-        named = "; ".join(f"pid {pid} user {visible(user)!r} application {visible(app or '')!r}"
-                          + (f" from {client}" if client else "") for pid, user, app, client in sessions)
-        raise DemoRefused(f"{where} is in use by {len(sessions)} other session(s) ({named}), which the demo does "
-                          f"not end: stop them (e.g. the demo's `hrwsi up`) and run it again, or run it with "
-                          f"--database <another name>")
+    named = "; ".join(f"pid {pid} user {visible(user)!r} application {visible(app or '')!r}"
+                      + (f" from {client}" if client else "") for pid, user, app, client in sessions)
+    who = f"{len(sessions)} other session(s) ({named})" if sessions else "another session"
+    return (f"{where} is in use by {who}, "
+            f"which the demo does not end: stop them (e.g. the demo's `hrwsi up`) and run it again, or run it with "
+            f"--database <another name>")
 
 
 def progress_table(conn: psycopg.Connection, elapsed: float) -> tuple[Table, dict]:
@@ -215,9 +215,6 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
              home: Path | None = None, timeout_s: float = 300.0, verbose: bool = False,
              database: str = DEMO_DATABASE) -> bool:
     demo_home = (home or settings.home / "demo").resolve()
-    if demo_home.exists():
-        shutil.rmtree(demo_home)
-    demo_home.mkdir(parents=True)
     # A quick heartbeat that fits the lease it is given (Settings refuses a lease one late beat loses).
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
                                         retry_backoff_s=1.0, landing_roots=None,
@@ -225,10 +222,18 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     log_file = demo_home / "demo.log"
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
-    with logs_to_file(log_file, verbose):
-        console.print(f"logs (the services', and the embedded PostgreSQL server's start-up): {log_file}",
-                      style="dim", highlight=False)
-        url = prepare_database(settings, database)
+    console.print(f"logs (the services', and the embedded PostgreSQL server's start-up): {log_file}",
+                  style="dim", highlight=False)
+    # The database first, and the previous demo's home removed only once that is done: a refused demo (its database
+    # used by the previous demo's `hrwsi up`, say) leaves that home, and the services working in it, alone.
+    with tempfile.TemporaryDirectory(prefix="hrwsi-demo-") as scratch:
+        with logs_to_file(Path(scratch) / "demo.log", verbose):
+            url = prepare_database(settings, database)
+        if demo_home.exists():
+            shutil.rmtree(demo_home)
+        demo_home.mkdir(parents=True)
+        shutil.copyfile(Path(scratch) / "demo.log", log_file)
+    with logs_to_file(log_file, verbose):  # (appends to the start-up's log)
         with psycopg.connect(url, autocommit=True) as conn:
             counts = load_file(conn, CONFIGURATION)
             console.print(f"loaded {CONFIGURATION.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
@@ -249,7 +254,7 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
         done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
             url, demo_settings, backend_name, console, expected, timeout_s)))
     with psycopg.connect(url, autocommit=True) as conn:
-        ok = print_summary(conn, console, demo_home, done, url)
+        ok = print_summary(conn, console, demo_home, done, url, backend)
     return ok
 
 
@@ -341,15 +346,18 @@ def inspection_hints(conn: psycopg.Connection, url: str, retried: list, demo_hom
     return hints
 
 
-def services_hint(demo_home: Path) -> str:
+def services_hint(demo_home: Path, backend: str = "local") -> str:
     """`hrwsi up` on the demo's database (after the hints' export), as the demo ran its services: with the demo's home as
     HRWSI_HOME. With the user's own HRWSI_HOME, the harvester refused the demo's landing source, which lies outside
     that home's landing root (HRWSI_LANDING_ROOTS, HRWSI_HOME/harvest), and new products went outside the demo's home
     (found walking README through)."""
-    return f"HRWSI_HOME={shlex.quote(str(demo_home))} {hrwsi_command()} up"
+    # The emulated cluster ended with the demo: `hrwsi up` on the Nomad backend would find no agent at NOMAD_ADDR.
+    on = " --backend local" if backend == "nomad-emulator" else ""
+    return f"HRWSI_HOME={shlex.quote(str(demo_home))} {hrwsi_command()} up{on}"
 
 
-def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool, url: str) -> bool:
+def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool, url: str,
+                  backend: str = "local") -> bool:
     tasks = dict(conn.execute(query("report_task_counts")).fetchall())
     products = dict(conn.execute(query("report_products")).fetchall())
     retried = conn.execute(query("demo_retried_tasks")).fetchall()
@@ -386,12 +394,19 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     quicklooks = sorted((demo_home / "data" / "products").glob("*/quicklook/**/*.png"))
     if quicklooks:
         console.print(f"  a quicklook: {quicklooks[0]}", highlight=False, soft_wrap=True)
-    console.print("inspect it (the demo's database stays until the next demo):", highlight=False)
+    # (after --backend nomad-emulator, `task show` printed Nomad UI links to NOMAD_ADDR, 127.0.0.1:4646 by default,
+    # where nothing listens, and the services hint said "as the demo ran them" of a local `hrwsi up`)
+    emulated = backend == "nomad-emulator"
+    gone = "; the emulated Nomad cluster ended with the demo, so the Nomad UI links `task show` prints lead nowhere"
+    console.print(f"inspect it (the demo's database stays until the next demo{gone if emulated else ''}):",
+                  highlight=False)
     for hint in inspection_hints(conn, url, retried, demo_home):
         console.print(f"  $ {hint}", highlight=False, soft_wrap=True, markup=False)
-    console.print("run its services again as the demo ran them, in its home (its landing directory is under the landing "
+    how = ("on the local backend (the emulated Nomad cluster ended with the demo)" if emulated
+           else "as the demo ran them")
+    console.print(f"run its services again {how}, in its home (its landing directory is under the landing "
                   "root there; Ctrl-C stops them):", highlight=False)
-    console.print(f"  $ {services_hint(demo_home)}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"  $ {services_hint(demo_home, backend)}", highlight=False, soft_wrap=True, markup=False)
     ok = done and set(tasks) == {"processed"}
     console.print("[green]everything processed[/green]" if ok else
                   "[red]the demo did not finish: see the states above and `hrwsi status`[/red]")

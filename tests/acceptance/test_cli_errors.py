@@ -655,13 +655,16 @@ def test_a_server_that_lacks_the_urls_database_is_said_to_run_and_what_creates_i
 
 
 def test_the_demo_refuses_in_one_line_to_replace_a_database_of_its_name_it_did_not_create(env, server_url, tmp_path):
-    """(the demo dropped a user's `hrwsi_demo`, on the server HRWSI_DATABASE_URL named, with its tables)"""
+    """(the demo dropped a user's `hrwsi_demo`, on the server HRWSI_DATABASE_URL named, with its tables); and a refused
+    demo leaves the previous demo's home alone (its services may be working in it)."""
     import psycopg
 
     from hrwsi.database import drop_database
     from tests.integration.test_demo import a_users_database
 
     url = a_users_database(server_url, "hrwsi_demo")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "plan.png").write_text("the previous demo's")
     try:
         result = run(["demo", "--inputs", "0", "--home", str(tmp_path / "demo")],
                      {**env, "HRWSI_DATABASE_URL": server_url}, check=False)
@@ -669,5 +672,6 @@ def test_the_demo_refuses_in_one_line_to_replace_a_database_of_its_name_it_did_n
                        "--database <another name>, or drop it yourself", code=1)
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT id FROM orders").fetchall() == [(42,)]
+        assert (tmp_path / "demo" / "plan.png").read_text() == "the previous demo's"
     finally:
         drop_database(server_url, "hrwsi_demo")

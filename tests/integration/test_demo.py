@@ -121,3 +121,18 @@ def test_the_demo_on_its_embedded_server_recreates_the_database_an_earlier_demo_
     finally:
         stop_embedded(settings.pgdata)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_after_the_nomad_emulator_demo_the_summary_says_its_cluster_is_gone_and_its_services_hint_runs_local(db, tmp_path):
+    """(after `hrwsi demo --backend nomad-emulator`, the hint "run its services again as the demo ran them" started the
+    local backend, and `task show` printed Nomad UI links to 127.0.0.1:4646, where nothing listens)"""
+    from rich.console import Console
+
+    load_file(db, demo.CONFIGURATION)
+    console = Console(record=True, width=400)
+    demo.print_summary(db, console, tmp_path, True, "postgresql://demo@/hrwsi_demo", "nomad-emulator")
+    said = console.export_text()
+    assert "the emulated Nomad cluster ended with the demo, so the Nomad UI links `task show` prints lead nowhere" in said
+    assert "run its services again on the local backend (the emulated Nomad cluster ended with the demo)" in said
+    assert "as the demo ran them" not in said
+    assert said.rstrip().splitlines()[-2].strip().endswith(" up --backend local"), said
