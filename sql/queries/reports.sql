@@ -799,3 +799,20 @@ WHERE a.xact_start < now() - make_interval(secs => %(after_s)s) AND a.pid <> pg_
   AND a.backend_type = 'client backend' AND a.datname = current_database()  -- (another database's: not ours to keep)
 ORDER BY a.xact_start
 LIMIT %(limit)s;
+
+-- name: demo_database_marker
+-- The comment of database %(name)s (one row when it exists): the demo drops only one carrying its marker.
+SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %(name)s;
+
+-- name: demo_database_sessions
+-- Who else uses database %(name)s: the demo refuses to drop it under them rather than end their sessions.
+SELECT pid, usename, application_name, client_addr::text
+FROM pg_stat_activity WHERE datname = %(name)s AND pid <> pg_backend_pid() ORDER BY pid;
+
+-- name: demo_has_harvest_sources
+SELECT to_regclass('hrwsi.harvest_source') IS NOT NULL;
+
+-- name: demo_has_the_demos_landing_source
+-- The source every demo registers (hrwsi.demo._register_landing_source): how a demo's database made before
+-- the demo marked its database is known.
+SELECT EXISTS (SELECT 1 FROM hrwsi.harvest_source WHERE name = 'demo_landing' AND kind = 'landing_directory');

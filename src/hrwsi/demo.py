@@ -1,7 +1,7 @@
 """`hrwsi demo`: the whole loop on one machine, on sample data, with live progress.
 
-It uses a database of its own (`hrwsi_demo`, recreated on every run) on the embedded server or on
-the server HRWSI_DATABASE_URL names, loads the sample configuration, writes synthetic L1C scenes,
+It uses a database of its own (`hrwsi_demo`, or the name `--database` gives, recreated on every run) on
+the embedded server or on the server HRWSI_DATABASE_URL names, loads the sample configuration, writes synthetic L1C scenes,
 inserts them as inputs with plain SQL (and drops more into a landing directory for the harvester),
 runs the three services in this process, and prints a summary once everything is processed.
 """
@@ -17,6 +17,7 @@ import random
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,13 +30,19 @@ from rich.table import Table
 from hrwsi import migrations
 from hrwsi.app import SERVICE_KINDS, App
 from hrwsi.configuration import load_file
-from hrwsi.database import create_database, start_embedded
+from hrwsi.database import redact, start_embedded, with_database
 from hrwsi.routines.raster import Raster, product_name
 from hrwsi.service_logging import TextFormatter
 from hrwsi.settings import Settings
 from hrwsi.sql_files import query
+from hrwsi.terminal import visible
 
 DEMO_DATABASE = "hrwsi_demo"
+# Written on the database the demo creates (COMMENT ON DATABASE, which only its owner may set) and checked
+# before the demo drops one of its name: the demo recreated `hrwsi_demo` on whatever server
+# HRWSI_DATABASE_URL named, with FORCE, so a user's database of that name (and the sessions of the services
+# using it) went with it (found by a helper on a real server).
+DEMO_MARKER = "hrwsi demo: created by `hrwsi demo`, which drops and recreates it on every run"
 CONFIGURATION = Path(__file__).parent / "demo_data" / "configuration.toml"
 TILES = ("32TLR", "32TMS", "31TGL", "32TNS")
 ROUTINES = ("atmospheric_correction", "snow_cover", "wet_snow", "quicklook", "gfsc")
@@ -99,13 +106,59 @@ def write_scenes(directory: Path, count: int, now: datetime, *, first_seed: int 
     return scenes
 
 
-def prepare_database(settings: Settings) -> str:
-    """A fresh hrwsi_demo database, migrated; returns its URL."""
+class DemoRefused(Exception):
+    """The demo will not recreate its database: the message says why and what to do."""
+
+
+def prepare_database(settings: Settings, name: str = DEMO_DATABASE) -> str:
+    """A fresh demo database `name`, migrated and marked as the demo's; returns its URL. One of that name
+    is dropped first only when it carries the demo's marker and no other session uses it (DemoRefused)."""
     server = settings.database_url or start_embedded(settings.pgdata, "postgres", restart_stale=True)
-    url = create_database(server, DEMO_DATABASE, replace=True)
+    ident = psycopg.sql.Identifier(name)
+    with psycopg.connect(with_database(server, "postgres"), autocommit=True) as conn:
+        found = conn.execute(query("demo_database_marker"), {"name": name}).fetchone()
+        if found is not None:
+            comment = found[0]
+            if comment is None and settings.database_url is None and _an_earlier_demos(with_database(server, name)):
+                comment = DEMO_MARKER
+            where = f"database {visible(name)!r} ({visible(redact(with_database(server, name)))})"
+            if comment != DEMO_MARKER:
+                raise DemoRefused(f"{where} was not created by `hrwsi demo` (it lacks the demo's marker), so the demo "
+                                  f"will not drop it: run the demo with --database <another name>, or drop it yourself")
+            try:
+                # Without FORCE: PostgreSQL waits a few seconds for sessions that are ending (a connection just
+                # closed, ours included) and fails while one is still open, which is named, never ended.
+                conn.execute(psycopg.sql.SQL("DROP DATABASE {}").format(ident))
+            except psycopg.errors.ObjectInUse:
+                raise DemoRefused(_in_use(conn, where, name)) from None
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(ident))
+        # COMMENT takes no parameter: the marker, a constant, is quoted as a literal.
+        conn.execute(psycopg.sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, psycopg.sql.Literal(DEMO_MARKER)))
+    url = with_database(server, name)
     with psycopg.connect(url) as conn:
         migrations.migrate(conn)
     return url
+
+
+def _an_earlier_demos(url: str) -> bool:
+    """Whether the database of `url` is one a demo made before it marked its database: on hrwsi's own embedded
+    server, one holding the landing source every demo registers (`make demo` after an upgrade recreates it, as
+    before, rather than refusing the database the previous version's demo left)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute(query("demo_has_harvest_sources")).fetchone()[0]:
+            return False
+        return conn.execute(query("demo_has_the_demos_landing_source")).fetchone()[0]
+
+
+def _in_use(conn: psycopg.Connection, where: str, name: str) -> str:
+    """Why the demo will not drop database `name`: the other sessions on it, named."""
+    sessions = conn.execute(query("demo_database_sessions"), {"name": name}).fetchall()
+    named = "; ".join(f"pid {pid} user {visible(user)!r} application {visible(app or '')!r}"
+                      + (f" from {client}" if client else "") for pid, user, app, client in sessions)
+    who = f"{len(sessions)} other session(s) ({named})" if sessions else "another session"
+    return (f"{where} is in use by {who}, "
+            f"which the demo does not end: stop them (e.g. the demo's `hrwsi up`) and run it again, or run it with "
+            f"--database <another name>")
 
 
 def progress_table(conn: psycopg.Connection, elapsed: float) -> tuple[Table, dict]:
@@ -159,11 +212,9 @@ async def _run_loop(url: str, settings: Settings, backend: str, console: Console
 
 
 def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend: str = "local",
-             home: Path | None = None, timeout_s: float = 300.0, verbose: bool = False) -> bool:
+             home: Path | None = None, timeout_s: float = 300.0, verbose: bool = False,
+             database: str = DEMO_DATABASE) -> bool:
     demo_home = (home or settings.home / "demo").resolve()
-    if demo_home.exists():
-        shutil.rmtree(demo_home)
-    demo_home.mkdir(parents=True)
     # A quick heartbeat that fits the lease it is given (Settings refuses a lease one late beat loses).
     demo_settings = dataclasses.replace(settings, home=demo_home, backstop_poll_s=1.0, landing_scan_s=1.0,
                                         retry_backoff_s=1.0, landing_roots=None,
@@ -171,10 +222,18 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
     log_file = demo_home / "demo.log"
     console.print(f"[bold]hrwsi demo[/bold]: {inputs} sample L1C scene(s), {backend} backend, files in {demo_home}",
                   highlight=False)
-    with logs_to_file(log_file, verbose):
-        console.print(f"logs (the services', and the embedded PostgreSQL server's start-up): {log_file}",
-                      style="dim", highlight=False)
-        url = prepare_database(settings)
+    console.print(f"logs (the services', and the embedded PostgreSQL server's start-up): {log_file}",
+                  style="dim", highlight=False)
+    # The database first, and the previous demo's home removed only once that is done: a refused demo (its database
+    # used by the previous demo's `hrwsi up`, say) leaves that home, and the services working in it, alone.
+    with tempfile.TemporaryDirectory(prefix="hrwsi-demo-") as scratch:
+        with logs_to_file(Path(scratch) / "demo.log", verbose):
+            url = prepare_database(settings, database)
+        if demo_home.exists():
+            shutil.rmtree(demo_home)
+        demo_home.mkdir(parents=True)
+        shutil.copyfile(Path(scratch) / "demo.log", log_file)
+    with logs_to_file(log_file, verbose):  # (appends to the start-up's log)
         with psycopg.connect(url, autocommit=True) as conn:
             counts = load_file(conn, CONFIGURATION)
             console.print(f"loaded {CONFIGURATION.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
@@ -195,7 +254,7 @@ def run_demo(settings: Settings, console: Console, *, inputs: int = 12, backend:
         done = asyncio.run(_with_backend(emulator, lambda: _run_loop(
             url, demo_settings, backend_name, console, expected, timeout_s)))
     with psycopg.connect(url, autocommit=True) as conn:
-        ok = print_summary(conn, console, demo_home, done, url)
+        ok = print_summary(conn, console, demo_home, done, url, backend)
     return ok
 
 
@@ -287,15 +346,18 @@ def inspection_hints(conn: psycopg.Connection, url: str, retried: list, demo_hom
     return hints
 
 
-def services_hint(demo_home: Path) -> str:
+def services_hint(demo_home: Path, backend: str = "local") -> str:
     """`hrwsi up` on the demo's database (after the hints' export), as the demo ran its services: with the demo's home as
     HRWSI_HOME. With the user's own HRWSI_HOME, the harvester refused the demo's landing source, which lies outside
     that home's landing root (HRWSI_LANDING_ROOTS, HRWSI_HOME/harvest), and new products went outside the demo's home
     (found walking README through)."""
-    return f"HRWSI_HOME={shlex.quote(str(demo_home))} {hrwsi_command()} up"
+    # The emulated cluster ended with the demo: `hrwsi up` on the Nomad backend would find no agent at NOMAD_ADDR.
+    on = " --backend local" if backend == "nomad-emulator" else ""
+    return f"HRWSI_HOME={shlex.quote(str(demo_home))} {hrwsi_command()} up{on}"
 
 
-def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool, url: str) -> bool:
+def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, done: bool, url: str,
+                  backend: str = "local") -> bool:
     tasks = dict(conn.execute(query("report_task_counts")).fetchall())
     products = dict(conn.execute(query("report_products")).fetchall())
     retried = conn.execute(query("demo_retried_tasks")).fetchall()
@@ -332,12 +394,19 @@ def print_summary(conn: psycopg.Connection, console: Console, demo_home: Path, d
     quicklooks = sorted((demo_home / "data" / "products").glob("*/quicklook/**/*.png"))
     if quicklooks:
         console.print(f"  a quicklook: {quicklooks[0]}", highlight=False, soft_wrap=True)
-    console.print("inspect it (the demo's database stays until the next demo):", highlight=False)
+    # (after --backend nomad-emulator, `task show` printed Nomad UI links to NOMAD_ADDR, 127.0.0.1:4646 by default,
+    # where nothing listens, and the services hint said "as the demo ran them" of a local `hrwsi up`)
+    emulated = backend == "nomad-emulator"
+    gone = "; the emulated Nomad cluster ended with the demo, so the Nomad UI links `task show` prints lead nowhere"
+    console.print(f"inspect it (the demo's database stays until the next demo{gone if emulated else ''}):",
+                  highlight=False)
     for hint in inspection_hints(conn, url, retried, demo_home):
         console.print(f"  $ {hint}", highlight=False, soft_wrap=True, markup=False)
-    console.print("run its services again as the demo ran them, in its home (its landing directory is under the landing "
+    how = ("on the local backend (the emulated Nomad cluster ended with the demo)" if emulated
+           else "as the demo ran them")
+    console.print(f"run its services again {how}, in its home (its landing directory is under the landing "
                   "root there; Ctrl-C stops them):", highlight=False)
-    console.print(f"  $ {services_hint(demo_home)}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"  $ {services_hint(demo_home, backend)}", highlight=False, soft_wrap=True, markup=False)
     ok = done and set(tasks) == {"processed"}
     console.print("[green]everything processed[/green]" if ok else
                   "[red]the demo did not finish: see the states above and `hrwsi status`[/red]")

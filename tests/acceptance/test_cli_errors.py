@@ -34,7 +34,8 @@ def test_a_database_without_the_schema_says_to_run_db_init(env, empty_database_u
 
 
 @pytest.mark.parametrize(("arguments", "said"), [(["--backend", "foo"], "unknown demo backend 'foo': local or nomad-emulator"),
-                                                 (["--inputs", "-1"], "must be at least 0")])
+                                                 (["--inputs", "-1"], "must be at least 0"),
+                                                 (["--database", "d" * 64], "a database name of 1 to 63 bytes")])
 def test_a_demo_option_that_cannot_work_is_refused_before_the_previous_demo_is_removed(env, tmp_path, arguments, said):
     # Found walking README through: --backend foo was said after the previous demo's home was removed, its
     # configuration loaded and its INSERT printed; --inputs -1 ran, saying "-1 sample L1C scene(s)".
@@ -651,3 +652,26 @@ def test_a_server_that_lacks_the_urls_database_is_said_to_run_and_what_creates_i
     line = one_line_error(result, "runs but has no database 'hrwsi_never_made'", "`hrwsi db start` creates",
                           "CREATE DATABASE", code=2)
     assert "check that the server runs" not in line, line
+
+
+def test_the_demo_refuses_in_one_line_to_replace_a_database_of_its_name_it_did_not_create(env, server_url, tmp_path):
+    """(the demo dropped a user's `hrwsi_demo`, on the server HRWSI_DATABASE_URL named, with its tables); and a refused
+    demo leaves the previous demo's home alone (its services may be working in it)."""
+    import psycopg
+
+    from hrwsi.database import drop_database
+    from tests.integration.test_demo import a_users_database
+
+    url = a_users_database(server_url, "hrwsi_demo")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "plan.png").write_text("the previous demo's")
+    try:
+        result = run(["demo", "--inputs", "0", "--home", str(tmp_path / "demo")],
+                     {**env, "HRWSI_DATABASE_URL": server_url}, check=False)
+        one_line_error(result, "database 'hrwsi_demo' (", "was not created by `hrwsi demo`",
+                       "--database <another name>, or drop it yourself", code=1)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT id FROM orders").fetchall() == [(42,)]
+        assert (tmp_path / "demo" / "plan.png").read_text() == "the previous demo's"
+    finally:
+        drop_database(server_url, "hrwsi_demo")
