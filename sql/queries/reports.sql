@@ -203,18 +203,27 @@ WHERE (t.state = 'on_hold' OR (t.state = 'blocked' AND t.held_while_blocked))
 ORDER BY t.id LIMIT %(limit)s;
 
 -- name: report_handover_holds
--- The hand-over holds that count now (migration 0117; as hrwsi.dispatch reads them: before their end, on an active
--- worker, of a task still as it was), with how many less urgent tasks wait meanwhile; those on one worker with
--- %(worker)s (NULL: every worker). What back-fill waits for (`hrwsi status`, `hrwsi task show`).
+-- The hand-over holds that count now (handover_holds_counting), with how many less urgent tasks wait meanwhile; those
+-- on one worker with %(worker)s (NULL: every worker). What back-fill waits for (`hrwsi status`, `hrwsi task show`;
+-- the dashboard reads the same rows through web_handover_holds).
+SELECT h.* FROM (
+    -- include: handover_holds_counting
+) h
+WHERE %(worker)s::text IS NULL OR h.worker = %(worker)s::text
+ORDER BY h.until, h.task_id LIMIT %(limit)s;
+
+-- name: handover_holds_counting
+-- Part of report_handover_holds and web_handover_holds: the hand-over holds that count now (migration 0117; as
+-- hrwsi.dispatch reads them: before their end, on an active worker, of a task still as it was), each with how many
+-- less urgent tasks wait meanwhile (read once, and only when a hold counts).
 SELECT h.task_id, t.routine, h.worker, h.kind, h.cpu, h.ram_mb, h.storage_mb, h.until,
        (SELECT count(*) FROM hrwsi.processing_task b WHERE b.state IN ('pending', 'planned') AND b.priority > 0)
            AS back_fill_waiting
 FROM hrwsi.handover_hold h
 JOIN hrwsi.processing_task t ON t.id = h.task_id
-WHERE h.until > now() AND (%(worker)s::text IS NULL OR h.worker = %(worker)s::text)
+WHERE h.until > now()
   AND EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = h.worker AND w.active)
   AND CASE h.kind WHEN 'next_step' THEN t.state = 'processed' ELSE t.state IN ('pending', 'planned') END
-ORDER BY h.until, h.task_id LIMIT %(limit)s;
 
 -- name: report_writes_refused
 -- Whether the database refuses writes (a standby in recovery, or default_transaction_read_only on for this

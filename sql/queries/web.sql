@@ -443,3 +443,12 @@ WHERE a.xact_start < now() - make_interval(secs => $1) AND a.pid <> pg_backend_p
   AND a.backend_type = 'client backend' AND a.datname = current_database()
 ORDER BY a.xact_start
 LIMIT $2;
+
+-- name: web_handover_holds
+-- As report_handover_holds (`hrwsi status`, `hrwsi task show`; the rules written once, handover_holds_counting): the
+-- hand-over holds back-fill waits for, those on worker $1 (NULL: every worker), the first $2 to end.
+SELECT h.* FROM (
+    -- include: handover_holds_counting
+) h
+WHERE $1::text IS NULL OR h.worker = $1::text
+ORDER BY h.until, h.task_id LIMIT $2;

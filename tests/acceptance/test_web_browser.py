@@ -718,3 +718,30 @@ def test_a_task_retried_without_end_shows_its_latest_attempts_and_pages_to_the_o
         page.click("text=the latest attempts")
         page.wait_for_url(re.compile(rf"/tasks/{task}$"))
         assert attempts.first.inner_text().startswith("75")
+
+
+def test_ops_see_on_the_overview_and_a_waiting_back_fill_tasks_page_the_hand_over_hold_it_waits_for(page, db,
+                                                                                                    database_url,
+                                                                                                    tmp_path):
+    """Back-fill waited beside free room on the dashboard with no reason: `hrwsi status` and `hrwsi task show` say the
+    hand-over holds (migration 0117), the overview and the task page said nothing."""
+    from tests.integration.test_web import _back_fill_waiting_for_a_hand_over_hold
+    home = tmp_path / "home"
+    step1, back_fill, said = _back_fill_waiting_for_a_hand_over_hold(db, "w<i>x</i>")
+    (home / "data").mkdir(parents=True)
+    with dashboard_process(database_url, home, None, page=page) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#live.ok")
+        held = page.locator("#held")
+        assert held.locator("#handover-holds").text_content() == "Back-fill waits for hand-over holds"
+        assert words(held.locator(".handover-holds-why").inner_text()) == (
+            "2 less urgent task(s) waiting; room kept for near-real-time work for HRWSI_HANDOVER_HOLD_S, then given back.")
+        assert [words(t) for t in held.locator(".handover-holds li").all_inner_texts()] == [said]
+        assert held.locator(".handover-holds i").count() == 0, "the worker's name is text, not markup"
+        shoot(page, "overview-handover-hold")
+        page.goto(f"{base}/tasks/{back_fill[0]}")
+        page.wait_for_selector("#live.ok")
+        assert words(page.locator(".handover-hold").inner_text()) == f"Waits for a hand-over hold: {said}"
+        shoot(page, "task-waiting-for-a-handover-hold")
+        page.goto(f"{base}/tasks/{step1}")
+        assert page.locator(".handover-hold").count() == 0

@@ -1990,7 +1990,7 @@ def test_a_task_an_operator_held_keeps_its_hold_through_a_block(world, database_
         world.execute("SELECT hrwsi.retry_task(%s)", (first,))
     state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
                                   (second,)).fetchone()
-    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+    assert state == "on_hold" and reason.startswith("held by an operator, its hold kept while it was blocked: "), (state, reason)
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (third,)).fetchone() == ("pending",)
     world.execute("SELECT hrwsi.release_task(%s)", (second,))
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (second,)).fetchone() == ("pending",)
@@ -2048,7 +2048,7 @@ def test_a_task_an_operator_held_keeps_its_hold_through_a_block_when_a_move_ends
     world.execute("SELECT hrwsi.move_tasks('work', 'other')")
     rows = dict((r[0], r[1:]) for r in world.execute(
         "SELECT id, state, state_reason FROM hrwsi.processing_task WHERE id IN (%s, %s)", (second, third)))
-    assert rows[second][0] == "on_hold" and "held by an operator, as before it was blocked" in rows[second][1], rows
+    assert rows[second][0] == "on_hold" and "held by an operator, its hold kept while it was blocked" in rows[second][1], rows
     assert rows[third][0] == "pending", rows
 
 
@@ -2142,7 +2142,9 @@ def test_an_operators_hold_of_a_blocked_task_keeps_it_back_and_its_release_gives
     world.execute("SELECT hrwsi.hold_task(%s)", (task,))
     world.execute("SELECT hrwsi.retry_task(%s)", (first,))  # (its wait ends: held, not run)
     state, _, waived, reason = world.execute(row, (task,)).fetchone()
-    assert (state, waived) == ("on_hold", False) and reason.startswith("held by an operator"), (state, reason)
+    # (held while it was blocked, not before: it read "held by an operator, as before it was blocked", migration 0119)
+    assert (state, waived) == ("on_hold", False), (state, reason)
+    assert reason.startswith("held by an operator, its hold kept while it was blocked: "), reason
     world.execute("SELECT hrwsi.release_task(%s)", (task,))
     assert world.execute(row, (task,)).fetchone()[:3] == ("pending", False, False)
 
@@ -2175,7 +2177,7 @@ def test_a_held_task_relinked_behind_a_task_that_ended_terminated_is_blocked_and
     world.execute("SELECT hrwsi.retry_task(%s)", (first,))
     state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
                                   (held,)).fetchone()
-    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+    assert state == "on_hold" and reason.startswith("held by an operator, its hold kept while it was blocked: "), (state, reason)
 
 
 @pytest.mark.parametrize("to_a_series", [False, True])
@@ -2217,7 +2219,7 @@ def test_a_task_an_operator_held_keeps_its_hold_when_a_correction_relinks_it_fro
     world.execute("SELECT hrwsi.retry_task(%s)", (first,))
     state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
                                   (third,)).fetchone()
-    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+    assert state == "on_hold" and reason.startswith("held by an operator, its hold kept while it was blocked: "), (state, reason)
 
 
 def test_a_task_an_operator_held_keeps_its_hold_when_a_late_scene_relinks_it(world):
@@ -2236,7 +2238,7 @@ def test_a_task_an_operator_held_keeps_its_hold_when_a_late_scene_relinks_it(wor
     world.execute("SELECT hrwsi.retry_task(%s)", (first,))
     state, reason = world.execute("SELECT state, state_reason FROM hrwsi.processing_task WHERE id = %s",
                                   (held,)).fetchone()
-    assert state == "on_hold" and reason.startswith("held by an operator, as before it was blocked: "), (state, reason)
+    assert state == "on_hold" and reason.startswith("held by an operator, its hold kept while it was blocked: "), (state, reason)
     assert world.execute("SELECT state FROM hrwsi.processing_task WHERE id = %s", (late,)).fetchone() == ("pending",)
 
 

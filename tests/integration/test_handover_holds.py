@@ -11,6 +11,10 @@ HOLD_S = 60.0
 
 @pytest.fixture
 def world(db):
+    return make_world(db)
+
+
+def make_world(db):
     """One worker with room for one task at a time; a 2-step near-real-time chain (step1 makes L2A, which step2
     reads); an archive routine with back-fill waiting; a fresh lease."""
     db.execute("INSERT INTO hrwsi.flavour VALUES ('one', 1, 1000, 100), ('big', 4, 4000, 400)")

@@ -282,6 +282,51 @@ async def test_the_overview_lists_the_tasks_held_one_by_one_with_what_holds_each
     assert [t["id"] for t in api["held_tasks"]] == [held, blocked] and api["held_tasks_total"] == 2
 
 
+def _back_fill_waiting_for_a_hand_over_hold(db, worker: str) -> tuple[int, list[int], str]:
+    """test_handover_holds' world on one worker named `worker`: step 1 of a near-real-time chain ran and ended, its room
+    kept for its next step (migration 0117) while two archive tasks wait. (its task, the back-fill, the hold in words)"""
+    from tests.integration.test_handover_holds import add, dispatch, end, make_world
+    make_world(db)
+    db.execute("UPDATE hrwsi.worker SET active = false WHERE name = 'w1'")
+    db.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES (%s, 'one')", (worker,))
+    back_fill = [add(db, "old", f"/arc/{n}") for n in (1, 2)]
+    step1 = add(db, "step1", "/in/scene")
+    assert dispatch(db) == [(step1, worker)]
+    end(db, step1, products=["/p/scene.L2A"])
+    until = db.execute("SELECT until FROM hrwsi.handover_hold").fetchone()[0]
+    return step1, back_fill, (f"worker {worker} keeps 1 CPU, 500 MB RAM, 50 MB storage of task {step1} (step1) for its "
+                              f"next step until {until:%Y-%m-%d %H:%M:%S}Z")
+
+
+async def test_the_overview_and_a_waiting_back_fill_tasks_page_say_it_waits_for_a_hand_over_hold_as_status_does(
+        database_url, data_dir, db):
+    """Ops watching the dashboard saw back-fill waiting beside free room and no reason: `hrwsi status` and `hrwsi task
+    show` say the hand-over holds (migration 0117), the overview, its API and the task page said nothing. The worker's
+    name, which the configuration supplies, is escaped."""
+    worker = "w<i>x</i>&"
+    step1, back_fill, said = _back_fill_waiting_for_a_hand_over_hold(db, worker)
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+        api = json.loads(await text_of(client, "/api/overview"))
+        task_html = await text_of(client, f"/tasks/{back_fill[0]}")
+        task_api = json.loads(await text_of(client, f"/api/tasks/{back_fill[0]}"))
+        step1_page = visible(await text_of(client, f"/tasks/{step1}"))
+    page = " ".join(visible(html).split())
+    assert ("Back-fill waits for hand-over holds 2 less urgent task(s) waiting; room kept for near-real-time work for "
+            f"HRWSI_HANDOVER_HOLD_S, then given back. {said}") in page, page
+    assert [(h["task_id"], h["worker"], h["kind"], h["said"]) for h in api["handover_holds"]] == [
+        (step1, worker, "next_step", said)]
+    assert f"Waits for a hand-over hold: {said}" in " ".join(visible(task_html).split())
+    assert [h["said"] for h in task_api["task"]["handover_holds"]] == [said]
+    assert "<i>x</i>" not in html and "<i>x</i>" not in task_html and "w&lt;i&gt;x&lt;/i&gt;&amp;" in html
+    assert "hand-over hold" not in step1_page, "the urgent task itself waits for nothing"
+    db.execute("UPDATE hrwsi.handover_hold SET until = now() - interval '1 second'")  # (its window has passed)
+    async with dashboard(database_url, data_dir) as client:
+        assert "hand-over hold" not in visible(await text_of(client, "/"))
+        assert "hand-over hold" not in visible(await text_of(client, f"/tasks/{back_fill[0]}"))
+        assert json.loads(await text_of(client, "/api/overview"))["handover_holds"] == []
+
+
 async def test_the_overview_lists_a_held_campaign_with_what_releases_it(database_url, scenario, data_dir, db):
     db.execute("""INSERT INTO hrwsi.campaign (name, routine, condition, measured_from, measured_to, on_hold, hold_reason)
                   VALUES ('reprocess 2025', 'snow_cover', 'l2a', '2025-01-01Z', '2026-01-01Z', true, '3 failures in a row')""")

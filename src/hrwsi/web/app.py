@@ -502,6 +502,8 @@ class Dashboard:
                       "services_gone": overview.services_gone,
                        "versions": overview.versions, "held_campaigns": overview.held_campaigns,
                        "held_tasks": overview.held_tasks, "held_tasks_total": overview.held_tasks_total,
+                       # (as `hrwsi status --json`: what back-fill waits for beside free room, migration 0117)
+                       "handover_holds": overview.handover_holds,
                        "writes_refused": overview.writes_refused,
                       "read_s": overview.read_s})
 

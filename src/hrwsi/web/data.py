@@ -24,6 +24,7 @@ from hrwsi.installed_code import mark_changed
 from hrwsi.metrics import backlog_of
 from hrwsi.reports import (
     CONNECTIONS_SAID_AT,
+    HANDOVER_HOLDS_SHOWN,
     LONG_TRANSACTION_AFTER_S,
     LONG_TRANSACTIONS_SHOWN,
     QUEUED_LONG_AFTER_S,
@@ -32,6 +33,7 @@ from hrwsi.reports import (
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
     folded_away,
+    handover_hold_said,
     held_campaign_next_step,
     held_routine_next_step,
     held_task_next_step,
@@ -125,6 +127,10 @@ class Overview:
     held_campaigns: list = field(default_factory=list)
     held_tasks: list = field(default_factory=list)
     held_tasks_total: int = 0
+    # The hand-over holds back-fill waits for (migration 0117), each with `said` as `hrwsi status` says it: ops watching
+    # the dashboard saw back-fill waiting beside free room and no reason. Empty while no back-fill waits (a hold then
+    # costs nothing), as status says them.
+    handover_holds: list = field(default_factory=list)
     # The line the page starts with while the database refuses writes (database_trouble.refusing_writes_said, as
     # `hrwsi status` says it); None while it takes them.
     writes_refused: str | None = None
@@ -225,8 +231,18 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_
     overview.held_tasks = [dict(r) | {"next": held_task_next_step(r)}
                            for r in await conn.fetch(query("web_held_tasks"), HELD_SHOWN)]
     overview.held_tasks_total = overview.held_tasks[0]["total"] if overview.held_tasks else 0
+    overview.handover_holds = await read_handover_holds(conn, None)
     overview.read_s = time.perf_counter() - started
     return overview
+
+
+async def read_handover_holds(conn: asyncpg.Connection, worker: str | None) -> list[dict]:
+    """The hand-over holds back-fill waits for (on `worker`; None: any), each with `said` (reports.handover_hold_said,
+    the words of `hrwsi status` and `hrwsi task show`); none while no back-fill waits, as status says them."""
+    holds = [dict(r) for r in await conn.fetch(query("web_handover_holds"), worker, HANDOVER_HOLDS_SHOWN)]
+    if not holds or not holds[0]["back_fill_waiting"]:
+        return []
+    return [hold | {"said": handover_hold_said(hold)} for hold in holds]
 
 
 async def read_services(conn: asyncpg.Connection, stale_after_s: float) -> list[dict]:
@@ -458,10 +474,14 @@ async def read_task(conn: asyncpg.Connection, task_id: int, data_dir: Path, atte
     if log is not None:
         log["attempt"] = chosen["attempt"]
     from hrwsi.reports import priority_inherited_text, series_ahead_text, task_next_step
+    # What a waiting less urgent task waits for besides capacity, as `hrwsi task show` says it: the hand-over holds on
+    # its planned worker (any worker while pending), migration 0117.
+    holds = (await read_handover_holds(conn, task["worker"])
+             if task["state"] in ("pending", "planned") and task["priority"] > 0 else [])
     return TaskPage(
         task=dict(task) | {"series_ahead": series_ahead_text(
             dict(await conn.fetchrow(query("web_task_series_ahead"), task_id))), "next": task_next_step(dict(task)),
-            "priority_inherited": priority_inherited_text(dict(task))},
+            "priority_inherited": priority_inherited_text(dict(task)), "handover_holds": holds},
         events=[dict(r) for r in await conn.fetch(query("web_task_events"), task_id, HISTORY_SHOWN)],
         jobs=jobs,
         products=[dict(r) for r in await conn.fetch(query("web_task_products"), task_id, 200)],
