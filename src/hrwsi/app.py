@@ -53,6 +53,13 @@ SERVICE_GC_YOUNG_THRESHOLD = 50_000
 # three minutes: found by exploratory testing). With the start-up objects frozen, a collection with
 # 10,000 jobs in flight takes about 4 ms, with 100,000 about 90 ms.
 FULL_COLLECTION_EVERY_S = 300.0
+# What a graceful stop gives the database beyond HRWSI_SHUTDOWN_GRACE_S (the launcher's wait for its
+# local jobs) for its last writes (outcomes, progress, unregistering), and then, its connections
+# terminated, for the services to end. Half-open connections (a failover that moved the server's
+# address, a middlebox that forgot them) made each last write wait asyncpg's command timeout and as
+# long again for its cancel's acknowledgement: 241 s, past systemd's 90 s and Nomad's kill_timeout.
+STOP_DATABASE_S = 5.0
+STOP_AFTER_TERMINATE_S = 2.0
 
 
 class SchemaNotReady(RuntimeError):
@@ -185,6 +192,7 @@ class App:
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         self._collector: asyncio.Task | None = None  # the periodic full collection (freeze_startup_objects)
+        self._stop_bound: asyncio.Task | None = None  # ends the stop at its bound (_bound_the_stop)
         self.http: InstanceServer | None = None  # metrics hook (issue 13): /metrics, /healthz, /readyz
 
     async def __aenter__(self) -> App:
@@ -236,6 +244,8 @@ class App:
     async def __aexit__(self, exc_type, exc, tb) -> None:
         self.request_stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._stop_bound is not None:
+            await self._stop_bound
         await self._close()
         died = self.died()
         if died and exc is None:
@@ -257,6 +267,35 @@ class App:
         self._stopping.set()
         for service in self.services:
             service.request_stop()
+        if self._stop_bound is None and self._tasks:
+            self._stop_bound = asyncio.create_task(self._bound_the_stop(), name="stop-bound")
+
+    async def _bound_the_stop(self) -> None:
+        """End the services' stop within HRWSI_SHUTDOWN_GRACE_S (with a launcher) + STOP_DATABASE_S whatever
+        the network does.
+
+        Past it, the pool's connections are terminated (asyncpg's Pool.terminate: no cancel is sent or
+        waited for) and what was not written stays unwritten, which nothing loses (ADR 0006): the next
+        launcher adopts the attempts whose outcomes were not recorded and records them from the backend
+        (a local attempt's supervisor keeps its outcome in its directory), and a service's row, not
+        removed, expires with its lease. A service still not ended STOP_AFTER_TERMINATE_S later (the
+        launcher's outcome writer retries a database that is away for ever) is cancelled."""
+        # (the grace is the launcher's: a harvester's or orchestrator's own process ends within STOP_DATABASE_S,
+        # within the kill_timeout of 20 s of their Nomad jobs)
+        bound_s = STOP_DATABASE_S + (self.settings.shutdown_grace_s if "launcher" in self.kinds else 0.0)
+        _, pending = await asyncio.wait(self._tasks, timeout=bound_s)
+        if not pending or self.pool is None:
+            return
+        unwritten = [said for service, task in zip(self.services, self._tasks, strict=True)
+                     if task in pending and (said := service.unwritten_at_stop())]
+        logger.warning("the database did not answer the stop within %.0f s: closing its connections without waiting; "
+                       "not written: %s (the next launcher adopts the attempts and records them; this process's "
+                       "service rows expire with their leases)", bound_s, "; ".join(unwritten) or "nothing more")
+        self.pool.terminate()
+        _, pending = await asyncio.wait(pending, timeout=STOP_AFTER_TERMINATE_S)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def died(self) -> list[BaseException]:
         """Exceptions of services that ended on their own (a service never should)."""

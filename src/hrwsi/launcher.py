@@ -1298,6 +1298,12 @@ class Launcher(Service):
         self._writer = asyncio.create_task(self._write_outcomes(), name="launcher-outcome-writer")
         self._progress_writer = asyncio.create_task(self._write_progress(), name="launcher-progress-writer")
 
+    def unwritten_at_stop(self) -> str | None:
+        own = super().unwritten_at_stop()
+        if not self._following:
+            return own
+        return f"the outcomes of {len(self._following)} job(s) (ended or running), {own}"
+
     async def stop(self) -> None:
         for task in (self._lanes_reading, self._reach_probe):
             if task is not None:

@@ -430,6 +430,11 @@ class Service:
     async def stop(self) -> None:
         """After the loop: e.g. hand back in-flight work."""
 
+    def unwritten_at_stop(self) -> str | None:
+        """What this service has not written yet, said when a stop cannot wait for the database
+        (hrwsi.app.App._bound_the_stop); None: nothing."""
+        return f"the removal of {self.kind} {self.instance_id}'s row"
+
     def side_tasks(self) -> list[SideTask]:
         """Periodic work beside the steps, each with its interval."""
         return []

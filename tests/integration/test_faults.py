@@ -9,6 +9,7 @@ import sys
 import asyncpg
 
 from hrwsi import database
+from hrwsi.app import STOP_AFTER_TERMINATE_S, STOP_DATABASE_S, App
 from hrwsi.database import COMMAND_TIMEOUT_S
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until
 from tests.integration.database_door import DatabaseDoor
@@ -181,3 +182,38 @@ async def test_the_heartbeat_outlives_an_unexpected_database_error(database_url,
             await conn.close()
         await wait_until(database_url, "SELECT heartbeat_at > $1 FROM hrwsi.service_instance WHERE id = $2",
                          refused_at, launcher.instance_id, timeout=10)
+
+
+async def test_a_stop_while_every_connection_is_half_open_ends_within_its_bound_and_loses_nothing(
+        db, database_url, settings, configure, caplog):
+    """Stopped while every connection of the services has gone half-open, the services end within
+    HRWSI_SHUTDOWN_GRACE_S + STOP_DATABASE_S (and a little more, STOP_AFTER_TERMINATE_S): before, writing the
+    last outcomes and unregistering each waited asyncpg's command timeout and as long again for its cancel's
+    acknowledgement (241 s: systemd and Nomad would have killed it first). What was not written is not lost
+    (ADR 0006): the next launcher adopts the attempts, reads how they ended from their supervisors, and records
+    each once; nothing runs twice."""
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.5)"], workers=2))
+    # Jobs end within the grace, so that their outcomes are the last writes; a lease of 5 s for the next launcher.
+    quick = dataclasses.replace(settings, shutdown_grace_s=2.0, lease_timeout_s=5.0, heartbeat_s=1.0)
+    insert_inputs(db, 4)
+    door = DatabaseDoor(database_url)
+    try:
+        async with App(door.url, ["orchestrator", "launcher"], quick, backend="local", pool_size=10) as app:
+            await wait_until(database_url, "SELECT count(*) >= 1 FROM hrwsi.job WHERE state = 'running'")
+            door.freeze()
+            app.request_stop()
+            try:
+                async with asyncio.timeout(quick.shutdown_grace_s + STOP_DATABASE_S + STOP_AFTER_TERMINATE_S + 5):
+                    await asyncio.gather(*app._tasks, return_exceptions=True)
+            finally:
+                door.close()  # (before, the stop still waited here: closing the door ended it, and the test failed)
+    finally:
+        door.close()
+    said = [r.getMessage() for r in caplog.records if "closing its connections without waiting" in r.getMessage()]
+    assert said and "the outcomes of" in said[0] and "the next launcher adopts" in said[0]
+    unrecorded = db.execute("SELECT count(*) FROM hrwsi.job WHERE state IN ('submitted', 'running')").fetchone()[0]
+    async with running(database_url, ["orchestrator", "launcher"], quick, backend="local"):
+        await wait_until(database_url, "SELECT count(*) = 4 FROM hrwsi.processing_task WHERE state = 'processed'")
+    assert unrecorded >= 1  # (outcomes the stop did not write, recorded by the launcher after it)
+    assert db.execute("SELECT count(*), count(DISTINCT task_id) FROM hrwsi.job").fetchone() == (4, 4)
+    assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'processed'").fetchone()[0] == 4
