@@ -280,15 +280,16 @@ class App:
         (a local attempt's supervisor keeps its outcome in its directory), and a service's row, not
         removed, expires with its lease. A service still not ended STOP_AFTER_TERMINATE_S later (the
         launcher's outcome writer retries a database that is away for ever) is cancelled."""
-        # (the grace is the launcher's: a harvester's or orchestrator's own process ends within STOP_DATABASE_S,
-        # within the kill_timeout of 20 s of their Nomad jobs)
-        bound_s = STOP_DATABASE_S + (self.settings.shutdown_grace_s if "launcher" in self.kinds else 0.0)
+        # (the grace and the backend's stop are the launcher's: a harvester's or orchestrator's own process ends
+        # within STOP_DATABASE_S, within the kill_timeout of 20 s of their Nomad jobs)
+        bound_s = STOP_DATABASE_S + max((service.stop_allowance_s() for service in self.services), default=0.0)
         _, pending = await asyncio.wait(self._tasks, timeout=bound_s)
         if not pending or self.pool is None:
             return
         unwritten = [said for service, task in zip(self.services, self._tasks, strict=True)
                      if task in pending and (said := service.unwritten_at_stop())]
-        logger.warning("the database did not answer the stop within %.0f s: closing its connections without waiting; "
+        logger.warning("the stop did not end within %.0f s (the database not answering its last writes): closing its "
+                       "connections without waiting; "
                        "not written: %s (the next launcher adopts the attempts and records them; this process's "
                        "service rows expire with their leases)", bound_s, "; ".join(unwritten) or "nothing more")
         self.pool.terminate()

@@ -1298,6 +1298,11 @@ class Launcher(Service):
         self._writer = asyncio.create_task(self._write_outcomes(), name="launcher-outcome-writer")
         self._progress_writer = asyncio.create_task(self._write_progress(), name="launcher-progress-writer")
 
+    def stop_allowance_s(self) -> float:
+        # (its wait for its jobs, then its backend's stop of those still running: a routine that ignores SIGTERM is
+        # killed 5 s past the supervisor's grace, and the bound must not cut that and call it the database's)
+        return self.settings.shutdown_grace_s + self.backend.stop_all_allowance_s
+
     def unwritten_at_stop(self) -> str | None:
         own = super().unwritten_at_stop()
         if not self._following:

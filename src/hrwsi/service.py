@@ -430,6 +430,11 @@ class Service:
     async def stop(self) -> None:
         """After the loop: e.g. hand back in-flight work."""
 
+    def stop_allowance_s(self) -> float:
+        """How long this service's own stop may take beyond its last writes (hrwsi.app.App._bound_the_stop): a
+        launcher's wait for its jobs and its backend's stop of the rest; 0 for the others."""
+        return 0.0
+
     def unwritten_at_stop(self) -> str | None:
         """What this service has not written yet, said when a stop cannot wait for the database
         (hrwsi.app.App._bound_the_stop); None: nothing."""

@@ -203,7 +203,8 @@ async def test_a_stop_while_every_connection_is_half_open_ends_within_its_bound_
             door.freeze()
             app.request_stop()
             try:
-                async with asyncio.timeout(quick.shutdown_grace_s + STOP_DATABASE_S + STOP_AFTER_TERMINATE_S + 5):
+                bound_s = STOP_DATABASE_S + max(service.stop_allowance_s() for service in app.services)
+                async with asyncio.timeout(bound_s + STOP_AFTER_TERMINATE_S + 5):
                     await asyncio.gather(*app._tasks, return_exceptions=True)
             finally:
                 door.close()  # (before, the stop still waited here: closing the door ended it, and the test failed)

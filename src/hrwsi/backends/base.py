@@ -674,6 +674,11 @@ class Backend(Protocol):
         """Stop every job this backend still runs (a stopping launcher whose jobs do not outlive it)."""
         return None
 
+    @property
+    def stop_all_allowance_s(self) -> float:
+        """The longest stop_all may take (a bounded stop counts it before it gives up on the database)."""
+        return 0.0
+
     async def worker_activity(self) -> dict[str, bool]:
         """{worker name: active} as the backend sees its nodes (ready and eligible); {} without nodes."""
         return {}

@@ -435,6 +435,11 @@ class LocalBackend(Backend):
             await asyncio.to_thread(signal_supervisor, attempt_dir, signal.SIGTERM)
         await asyncio.gather(*(self._stop(p) for p in list(self._supervisors.values())))
 
+    @property
+    def stop_all_allowance_s(self) -> float:
+        # (each supervisor's own grace to stop its routine, SIGTERM then SIGKILL, and the margin _stop gives it)
+        return self.grace_s + 5.0
+
     async def close(self) -> None:
         """Stop watching the supervisors still running (they run on, and an adopter settles them)."""
         for process in self._supervisors.values():
