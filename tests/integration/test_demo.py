@@ -53,7 +53,10 @@ def demo_database(server_url, tmp_path):
 
 
 def a_users_database(server_url: str, name: str) -> str:
-    """A database of the user's named `name`, holding a table and a row of theirs; its URL."""
+    """A database of the user's named `name`, holding a table and a row of theirs; its URL. One of that name left on
+    the tests' server is dropped first: the demo's own, from a demo test that ran before in the same test process
+    (test_cli's whole loop leaves it; CI found this test then failing on CREATE DATABASE)."""
+    drop_database(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
     url = with_database(server_url, name)
