@@ -133,6 +133,28 @@ async def test_a_supervisor_killed_mid_run_is_lost_with_its_signal_and_its_routi
     assert "stopped orphaned process" in outcome.message, "the routine it left running was stopped"
 
 
+async def test_a_killed_supervisors_routine_is_stopped_but_another_installations_of_the_same_job_id_is_not(tmp_path):
+    # Found by CI (2026-12-07): orphans were found by HRWSI_JOB_ID alone, unique within one installation only; a
+    # test's launcher stopped another test's routine of the same task number, as a demo's would production's.
+    spec = spec_in(tmp_path)
+    other = tmp_path / "another-installation" / "task-1" / "attempt-1" / "manifest.json"
+    bystander = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)",
+        env={**os.environ, "HRWSI_JOB_ID": spec.job_id, "HRWSI_MANIFEST": str(other)})
+    try:
+        backend = LocalBackend()
+        await backend.submit(spec)
+        following = asyncio.ensure_future(backend.wait(spec, spec.job_id, Progress()))
+        await wait_for_file(tmp_path / "task-1" / "runs")
+        os.kill(local_supervisor.holder_pid(spec.attempt_dir), signal.SIGKILL)
+        outcome = await asyncio.wait_for(following, GUARD_S)
+        assert "stopped orphaned process" in outcome.message, "its own routine was stopped"
+        assert bystander.returncode is None, "the other installation's routine runs on"
+    finally:
+        bystander.kill()
+        await bystander.wait()
+
+
 async def test_without_pidfds_an_attempt_is_followed_to_its_end_all_the_same(tmp_path, monkeypatch):
     monkeypatch.delattr(os, "pidfd_open", raising=False)  # not Linux, an old kernel, or a sandbox
     spec = spec_in(tmp_path)

@@ -325,7 +325,7 @@ class LocalBackend(Backend):
                 if found.state == "finished":
                     return self._outcome(job_id, found.outcome or {})
                 if found.state == "tombstoned":
-                    return await self._tombstoned(job_id, found)
+                    return await self._tombstoned(spec, job_id, found)
                 if not reported:
                     reported = True
                     await on_progress("running", f"adopted; supervisor pid {found.pid}")
@@ -334,9 +334,9 @@ class LocalBackend(Backend):
             self._adopted.pop(job_id, None)
             self._forget_flags(job_id)
 
-    async def _tombstoned(self, job_id: str, found: local_supervisor.Settled) -> JobOutcome:
+    async def _tombstoned(self, spec: JobSpec, job_id: str, found: local_supervisor.Settled) -> JobOutcome:
         # A supervisor that died mid-run (killed) may have left the routine running: stop it.
-        stopped = await asyncio.to_thread(stop_orphans, job_id)
+        stopped = await asyncio.to_thread(stop_orphans, job_id, spec.manifest_path)
         detail = f"; stopped orphaned process(es) {', '.join(map(str, stopped))}" if stopped else ""
         if job_id in self._cancelled:
             return JobOutcome("cancelled", None, f"cancelled; it was not running{detail}", None, _now())
@@ -365,7 +365,7 @@ class LocalBackend(Backend):
                                         f"its supervisor ended with code {code} and no outcome")
         if found.state == "finished":  # written between our read and the settle: not lost after all
             return self._outcome(job_id, found.outcome or {})
-        outcome = await self._tombstoned(job_id, found)
+        outcome = await self._tombstoned(spec, job_id, found)
         how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         return JobOutcome(outcome.state, None, f"{outcome.message} (the supervisor: {how})", outcome.started_at,
                           outcome.finished_at, fault=outcome.fault)
@@ -425,7 +425,7 @@ class LocalBackend(Backend):
             return
         attempt_dir = self._adopted.get(backend_job_id, os.path.abspath(spec.attempt_dir))
         if not await asyncio.to_thread(signal_supervisor, attempt_dir, signal.SIGTERM):
-            await asyncio.to_thread(stop_orphans, backend_job_id)
+            await asyncio.to_thread(stop_orphans, backend_job_id, spec.manifest_path)
 
     async def stop_all(self) -> None:
         """Stop every job this backend follows (launcher shutdown after its grace period)."""
@@ -548,12 +548,19 @@ def holds_a_credential(name: str, value: str) -> bool:
             or bool(URL_WITH_USERINFO.search(value)))
 
 
-def stop_orphans(job_id: str, grace_s: float = 3.0) -> list[int]:
-    """Stop processes of a job left running without their supervisor (found by HRWSI_JOB_ID); their pids."""
+def stop_orphans(job_id: str, manifest_path: str, grace_s: float = 3.0) -> list[int]:
+    """Stop processes of a job left running without their supervisor; their pids. They are found by their
+    HRWSI_JOB_ID and HRWSI_MANIFEST together: a job ID (hrwsi-<routine>-<task>-<attempt>) is unique within one
+    installation only, and by the ID alone an installation's cancel killed another's routine of the same task
+    number on the same machine (two test processes' servers, found by CI; a demo beside production would be
+    the same); the manifest's path lies under the attempt's own directory."""
+    wanted = os.path.abspath(manifest_path)
     found = []
     for process in psutil.process_iter(["pid"]):
         try:
-            if process.environ().get("HRWSI_JOB_ID") == job_id:
+            environment = process.environ()
+            if environment.get("HRWSI_JOB_ID") == job_id and \
+                    os.path.abspath(environment.get("HRWSI_MANIFEST") or "/") == wanted:
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
