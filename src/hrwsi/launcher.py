@@ -117,6 +117,10 @@ OUTCOME_WRITE_AT_ONCE = 100
 # as queued, with the reason (a shorter wait is not worth a write: in the three-step chain most
 # start within a tenth of a second).
 SHOW_HELD_AS_QUEUED_AFTER_S = 1.0
+# After the first hand-over hold left ends (hrwsi.dispatch's holds_end_in), dispatch runs again this much later: the
+# delay is counted from the database's now() at the call's start, the timer from its answer, so it is late already;
+# this covers a host clock that runs a little faster than the server's.
+HOLD_END_MARGIN_S = 0.01
 # While its backend is out of reach (Backend.out_of_reach), a launcher claims no new work and asks the
 # backend this often whether it answers again (Backend.probe, bounded by its own timeout, in a task of
 # its own: no step waits for it); the moment it does, dispatch claims again.
@@ -283,6 +287,10 @@ class Launcher(Service):
         # Asks the backend, while it is out of reach, whether it answers again (_probe_until_reached).
         self._reach_probe: asyncio.Task | None = None
         self._storage_trouble: _StorageTrouble | None = None
+        # Wakes dispatch when the first hand-over hold left ends (ADR 0009): nothing else would, and back-fill kept from
+        # that room waited for the backstop poll (1.0-1.7 s of HRWSI_BACKSTOP_POLL_S = 2 s, session 78). One timer, at
+        # the earliest end: the call it wakes says when the next one ends.
+        self._hold_end_wake: asyncio.TimerHandle | None = None
 
     # -- dispatch ----------------------------------------------------------------------------
     def _an_end_may_start_work(self) -> bool:
@@ -460,6 +468,8 @@ class Launcher(Service):
         again at once."""
         self.dispatch_batch.succeeded()
         self.work_waiting = result[0]["work_waiting"]
+        if result[0]["holds_end_in"] is not None:
+            self._wake_dispatch_when_a_hold_ends(result[0]["holds_end_in"])
         rows = [row["job"] for row in result if row["job"] is not None]
         self.work_waits_for_outcomes = self.work_waiting and len(rows) < slots
         if self.work_waits_for_outcomes:
@@ -468,6 +478,16 @@ class Launcher(Service):
         self.dispatched += len(rows)
         more = len(rows) == slots and slots == self.dispatch_batch.size  # a full batch: call again at once
         return [row["job_id"] for row in rows], more
+
+    def _wake_dispatch_when_a_hold_ends(self, in_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, in_s) + HOLD_END_MARGIN_S
+        timer = self._hold_end_wake
+        if timer is not None and not timer.cancelled() and loop.time() <= timer.when() <= at:
+            return  # (it wakes dispatch sooner, and that call says when this one ends)
+        if timer is not None:
+            timer.cancel()
+        self._hold_end_wake = loop.call_at(at, self.wake, "dispatch")
 
     def _follow_dispatched(self, job_ids: list[int], owner: str) -> None:
         rows = [self._starting.pop(job_id) for job_id in job_ids if job_id in self._starting]
@@ -1313,6 +1333,8 @@ class Launcher(Service):
         for task in (self._lanes_reading, self._reach_probe):
             if task is not None:
                 task.cancel()
+        if self._hold_end_wake is not None:
+            self._hold_end_wake.cancel()
         self._write_outcomes_now.set()  # the jobs' followers wait for their outcomes to be stored
         try:
             await self._stop_following()
