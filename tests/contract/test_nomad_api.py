@@ -361,6 +361,49 @@ async def _check_allocation_reads_order(target: Target) -> None:
     await target.purge(job["ID"])
 
 
+async def test_a_registration_is_validated_before_the_tokens_capability_is_checked(nomad: Target, tmp_path):
+    if nomad.is_emulator:
+        reader = AclPolicy(capabilities=frozenset({"read-job", "list-jobs"}))
+        async with open_emulator(tmp_path, "register-order", acl_token=MANAGEMENT_TOKEN,
+                                 acl_policies={READER_TOKEN: reader}) as target:
+            await _check_registration_order(target, READER_TOKEN)
+    else:
+        if not nomad.token or not await nomad.acl_enabled():
+            pytest.skip("needs ACLs on and NOMAD_TOKEN (a management token) to register a job")
+        if (await nomad.ahttp("GET", "/v1/jobs", token=False)).status_code != 403:
+            pytest.skip("the agent's anonymous token may list jobs: it has a policy, maybe submit-job too")
+        await _check_registration_order(nomad, False)  # (the anonymous token: Authenticate takes it)
+
+
+async def _check_registration_order(target: Target, without_submit: str | bool) -> None:
+    # The order Nomad answers a registration (and a plan) in: the agent's parsing (command/agent/job_endpoint.go
+    # jobUpdate, jobPlan: 400), then Job.Register's Authenticate (a token Nomad does not know: Permission denied),
+    # registrationsAreAllowed, the admission controllers, which validate the job (500), and only then the token's
+    # submit-job (403), before EnforceIndex (nomad/job_endpoint.go Register/doRegister, Plan). The emulator checked
+    # the capability first: an invalid job of a token without submit-job was 403, a job refused for the token.
+    valid = minimal_job(target.job_id("register-order"), "exit 0")
+    invalid = minimal_job(target.job_id("register-order-invalid"), Resources={"CPU": 100, "MemoryMB": 1})
+    as_reader = {"token": without_submit}
+    malformed = await target.ahttp("POST", "/v1/jobs", json={"NotAJob": {}}, **as_reader)
+    assert (malformed.status_code, malformed.text.strip()) == (400, "Job must be specified")
+    unknown = await target.ahttp("POST", "/v1/jobs", json={"Job": invalid}, token=str(uuid.uuid4()))
+    assert (unknown.status_code, unknown.text.strip()) == (403, "Permission denied")
+    refused = await target.ahttp("POST", "/v1/jobs", json={"Job": invalid}, **as_reader)
+    assert refused.status_code == 500 and "MemoryMB" in refused.text, (refused.status_code, refused.text)
+    refused = await target.ahttp("POST", "/v1/jobs", json={"Job": valid}, **as_reader)
+    assert (refused.status_code, refused.text.strip()) == (403, "Permission denied")
+    planned = await target.ahttp("POST", f"/v1/job/{invalid['ID']}/plan", json={"Job": invalid}, **as_reader)
+    assert planned.status_code == 500 and "MemoryMB" in planned.text, (planned.status_code, planned.text)
+    planned = await target.ahttp("POST", f"/v1/job/{valid['ID']}/plan", json={"Job": valid}, **as_reader)
+    assert (planned.status_code, planned.text.strip()) == (403, "Permission denied")
+    assert (await target.ahttp("POST", "/v1/jobs", json={"Job": valid})).status_code == 200  # (management)
+    # the capability before EnforceIndex: the job is there, and the token is told it may not submit
+    again = await target.ahttp("POST", "/v1/jobs", json={"Job": valid, "EnforceIndex": True, "JobModifyIndex": 0},
+                               **as_reader)
+    assert (again.status_code, again.text.strip()) == (403, "Permission denied")
+    await target.purge(valid["ID"])
+
+
 async def test_registrations_the_scheduler_configuration_rejects_are_refused_for_all_but_a_management_token(
         nomad: Target, tmp_path):
     # nomad/job_endpoint.go registrationsAreAllowed (RejectJobRegistration): Job.Register refuses before the token's
@@ -378,8 +421,11 @@ async def test_registrations_the_scheduler_configuration_rejects_are_refused_for
         assert (await target.ahttp("GET", switch)).json()["SchedulerConfig"]["RejectJobRegistration"] is True
         job = minimal_job(target.job_id("rejected"), "exit 0")
         disabled = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
+        invalid = minimal_job(target.job_id("rejected-invalid"), Resources={"CPU": 100, "MemoryMB": 1})
         for token in (SUBMITTER_TOKEN, READER_TOKEN):
             refused = await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=token)
+            assert (refused.status_code, refused.text) == (403, disabled)
+            refused = await target.ahttp("POST", "/v1/jobs", json={"Job": invalid}, token=token)  # (before validation)
             assert (refused.status_code, refused.text) == (403, disabled)
         planned = await target.ahttp("POST", f"/v1/job/{job['ID']}/plan", json={"Job": job}, token=SUBMITTER_TOKEN)
         assert planned.status_code == 200

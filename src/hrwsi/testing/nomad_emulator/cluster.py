@@ -28,7 +28,7 @@ import logging
 import random
 import re
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hrwsi.testing.nomad_emulator.alloc_runner import MAX_TASK_EVENTS, AllocRunner
@@ -716,8 +716,9 @@ class Cluster:
         self._unblock()
 
     # -- jobs --------------------------------------------------------------------------------
-    def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
-                     job_modify_index: int = 0) -> dict:
+    def admit(self, raw: dict, namespace: str) -> dict:
+        """The job as Job.Register and Job.Plan's admission controllers leave it (nomad/job_endpoint_hooks.go
+        admissionControllers: the mutators, canonicalize_job, then the validators), or CodedError(500)."""
         job = canonicalize_job(raw, namespace)
         admission_errors = []
         if job["Namespace"] not in self.namespaces:
@@ -727,6 +728,15 @@ class Cluster:
             # nomad/job_endpoint_hook_node_pool.go jobNodePoolValidatingHook.Validate
             admission_errors.append(f'job "{job["ID"]}" is in nonexistent node pool "{job["NodePool"]}"')
         validate_job(job, admission_errors)
+        return job
+
+    def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
+                     job_modify_index: int = 0, authorize: Callable[[], None] | None = None) -> dict:
+        """Job.Register from its admission on. `authorize` is the token's capability check, which Nomad makes after
+        the admission controllers and before EnforceIndex (nomad/job_endpoint.go doRegister)."""
+        job = self.admit(raw, namespace)
+        if authorize is not None:
+            authorize()
         key = (job["Namespace"], job["ID"])
         existing = self.jobs.get(key)
         if enforce_index:
