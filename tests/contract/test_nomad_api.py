@@ -531,18 +531,44 @@ async def test_task_events_carry_their_values_in_details(nomad: Target):
     await nomad.purge(job["ID"])
 
 
-async def test_a_deprecated_setting_is_ignored_with_a_registration_warning(nomad: Target):
-    # structs.go TaskGroup.Warnings, merged by helper/warning.go: "1 warning:\n\n* ...".
-    job = minimal_job(nomad.job_id("warned"))
-    job["TaskGroups"][0]["PreventRescheduleOnLost"] = True
+async def test_a_setting_nomad_ignores_comes_back_as_a_registration_warning(nomad: Target):
+    # nomad/job_endpoint_hooks.go (memory_max while the scheduler configuration does not oversubscribe memory, its
+    # default), merged by helper/warning.go: "1 warning:\n\n* ...".
+    job = minimal_job(nomad.job_id("warned"), Resources={"CPU": 100, "MemoryMB": 64, "MemoryMaxMB": 128})
     response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
     assert response.status_code == 200
     warnings = response.json()["Warnings"]
     assert warnings.startswith("1 warning:")
-    assert "PreventRescheduleOnLost is deprecated and ignored in favor of Disconnect.Replace" in warnings
+    assert 'Memory oversubscription is not enabled; Task "g.t" memory_max value will be ignored' in warnings
     plain = await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(nomad.job_id("not-warned"))})
     assert plain.json()["Warnings"] == ""
     for job_id in (job["ID"], nomad.job_id("not-warned")):
+        await nomad.purge(job_id)
+
+
+async def test_the_disconnect_settings_nomad_replaced_are_dropped_without_a_warning_nor_a_refusal(nomad: Target):
+    # max_client_disconnect, stop_after_client_disconnect and prevent_reschedule_on_lost, deprecated in 1.8 for the
+    # disconnect block, are ignored since 1.10 (api/tasks.go) and still taken in 2.0: the agent does not copy them
+    # into the job it registers (command/agent/job_endpoint.go ApiTgToStructsTG copies Disconnect alone), so they
+    # reach neither TaskGroup.Warnings (nomad/structs/structs.go) nor the scheduler. The emulator kept them, warned of
+    # PreventRescheduleOnLost and took MaxClientDisconnect for Disconnect.LostAfter. hrwsi sends the block only.
+    job = minimal_job(nomad.job_id("deprecated-disconnect"))
+    job["TaskGroups"][0].update(MaxClientDisconnect=3600 * 10**9, StopAfterClientDisconnect=60 * 10**9,
+                                PreventRescheduleOnLost=True)
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert response.status_code == 200, response.text
+    assert response.json()["Warnings"] == ""
+    (group,) = (await nomad.ahttp("GET", f"/v1/job/{job['ID']}")).json()["TaskGroups"]
+    assert (group["MaxClientDisconnect"], group["StopAfterClientDisconnect"], group["PreventRescheduleOnLost"],
+            group["Disconnect"]) == (None, None, False, None), group
+    # the block hrwsi sends (job_spec.build_job) is kept, with Nomad's defaults (api/tasks.go Canonicalize)
+    block = minimal_job(nomad.job_id("disconnect-block"))
+    block["TaskGroups"][0]["Disconnect"] = {"StopOnClientAfter": 60 * 10**9, "Replace": False}
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": block})).json()["Warnings"] == ""
+    (group,) = (await nomad.ahttp("GET", f"/v1/job/{block['ID']}")).json()["TaskGroups"]
+    assert group["Disconnect"] == {"LostAfter": 0, "StopOnClientAfter": 60 * 10**9, "Replace": False,
+                                   "Reconcile": "best_score"}, group["Disconnect"]
+    for job_id in (job["ID"], block["ID"]):
         await nomad.purge(job_id)
 
 

@@ -1021,8 +1021,8 @@ class Cluster:
                 live.append(alloc)
             elif status == "lost":
                 # Replaced whatever Disconnect.Replace says (it keeps only a running allocation of a node down
-                # unknown, filters.go), PreventRescheduleOnLost deprecated and ignored (structs.go
-                # TaskGroup.Warnings); with stop_on_client_after, once its client must have stopped it.
+                # unknown, filters.go; PreventRescheduleOnLost, ignored since 1.10, never reaches the servers:
+                # canonicalize_job); with stop_on_client_after, once its client must have stopped it.
                 (replace if self._lost_alloc_is_due(job, alloc, now) else live).append(alloc)
         used_indexes = {self._name_index(a) for a in live}
         missing = int(group["Count"]) - len(live)
