@@ -572,6 +572,45 @@ async def test_the_disconnect_settings_nomad_replaced_are_dropped_without_a_warn
         await nomad.purge(job_id)
 
 
+async def test_a_blocked_evaluation_waits_for_room_until_a_later_evaluation_of_its_job_succeeds(nomad: Target):
+    # A job that fits nowhere is not failed: its evaluation completes with FailedTGAllocs and BlockedEval, the
+    # blocked evaluation it made (TriggeredBy queued-allocs, PreviousEval, "created due to placement conflicts":
+    # nomad/structs/eval.go CreateBlockedEval, scheduler/generic_sched.go) waits, and the job stays pending. It is
+    # canceled when a later evaluation of the job completes without failed placements, the stop's here, saying which
+    # (nomad/state/state_store.go nestedUpsertEval: `evaluation "<ID>" successful`). The emulator canceled it, and
+    # the job's pending evaluations, at the stop itself, in words of its own.
+    job = minimal_job(nomad.job_id("never-fits"), "exit 0", Resources={"CPU": 100, "MemoryMB": 10**8})
+    job["TaskGroups"][0]["Constraints"] = [{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": nomad.node}]
+    registered = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert registered.status_code == 200, registered.text
+    path = f"/v1/job/{nomad.path_id(job['ID'])}"
+
+    async def evaluations(until) -> dict[str, dict]:
+        while True:
+            found = {e["ID"]: e for e in (await nomad.ahttp("GET", f"{path}/evaluations")).json() or []}
+            if until(found):
+                return found
+            await asyncio.sleep(0.05)
+
+    def blocked_of(found: dict[str, dict]) -> list[dict]:
+        return [e for e in found.values() if e["Status"] == "blocked"]
+    found = await asyncio.wait_for(evaluations(blocked_of), GUARD_S)
+    first = found[registered.json()["EvalID"]]
+    (blocked,) = blocked_of(found)
+    assert (first["Status"], first["BlockedEval"]) == ("complete", blocked["ID"]), first
+    assert first["FailedTGAllocs"]["g"]["DimensionExhausted"] or first["FailedTGAllocs"]["g"]["NodesExhausted"], first
+    assert (blocked["TriggeredBy"], blocked["PreviousEval"], blocked["StatusDescription"]) == \
+        ("queued-allocs", first["ID"], "created due to placement conflicts"), blocked
+    assert blocked["FailedTGAllocs"]["g"], blocked
+    assert (await nomad.ahttp("GET", path)).json()["Status"] == "pending"
+    stopped = await nomad.ahttp("DELETE", path)
+    assert stopped.status_code == 200 and stopped.json()["EvalID"], stopped.text
+    found = await asyncio.wait_for(evaluations(lambda f: f[blocked["ID"]]["Status"] != "blocked"), GUARD_S)
+    assert (found[blocked["ID"]]["Status"], found[blocked["ID"]]["StatusDescription"]) == \
+        ("canceled", f'evaluation "{stopped.json()["EvalID"]}" successful'), found[blocked["ID"]]
+    await nomad.purge(job["ID"])
+
+
 async def test_a_job_runs_only_in_its_node_pool(nomad: Target, tmp_path):
     nomad.require_emulator("nodes in two node pools")
     nodes = [EmulatedNode("pool-node-gpu", node_pool="gpu")]

@@ -810,11 +810,7 @@ class Cluster:
                 job["JobModifyIndex"] = t.index
                 job["SubmitTime"] = now_ns()
                 t.put("jobs", job)
-            for blocked in self.job_evals(namespace, job_id):
-                if blocked["Status"] in ("blocked", "pending"):
-                    blocked["Status"] = "canceled"
-                    blocked["StatusDescription"] = "canceled: the job was deregistered"
-                    t.put("evals", blocked)
+            # (its blocked evaluation is canceled once the deregistration's completes: _finish_eval)
             evaluation = None
             # nomad/job_endpoint.go Deregister: no evaluation for a periodic or parameterized job; the one of
             # any other is of type "service" whatever the job's (structs.JobTypeService), at the job's priority.
@@ -1126,6 +1122,14 @@ class Cluster:
             else:
                 evaluation["Status"] = "complete"
                 evaluation["StatusDescription"] = ""
+                # An evaluation that completes without failed placements cancels the job's blocked one (nomad/state/
+                # state_store.go nestedUpsertEval; nomad/fsm.go handleUpsertedEval untracks it): a stop's, another
+                # registration's, a node's. The emulator canceled it, and pending ones, at the job's deregistration.
+                for blocked in self.job_evals(evaluation["Namespace"], evaluation["JobID"]):
+                    if blocked["Status"] == "blocked" and blocked["ID"] != evaluation["ID"]:
+                        blocked["Status"] = "canceled"
+                        blocked["StatusDescription"] = f'evaluation "{evaluation["ID"]}" successful'
+                        t.put("evals", blocked)
             t.put("evals", evaluation)
 
     @staticmethod
