@@ -574,7 +574,7 @@ async def test_the_disconnect_settings_nomad_replaced_are_dropped_without_a_warn
 
 async def test_a_blocked_evaluation_waits_for_room_until_a_later_evaluation_of_its_job_succeeds(nomad: Target):
     # A job that fits nowhere is not failed: its evaluation completes with FailedTGAllocs and BlockedEval, the
-    # blocked evaluation it made (TriggeredBy queued-allocs, PreviousEval, "created due to placement conflicts":
+    # blocked evaluation it made (TriggeredBy queued-allocs, PreviousEval, "created to place remaining allocations":
     # nomad/structs/eval.go CreateBlockedEval, scheduler/generic_sched.go) waits, and the job stays pending. It is
     # canceled when a later evaluation of the job completes without failed placements, the stop's here, saying which
     # (nomad/state/state_store.go nestedUpsertEval: `evaluation "<ID>" successful`). The emulator canceled it, and
@@ -600,7 +600,7 @@ async def test_a_blocked_evaluation_waits_for_room_until_a_later_evaluation_of_i
     assert (first["Status"], first["BlockedEval"]) == ("complete", blocked["ID"]), first
     assert first["FailedTGAllocs"]["g"]["DimensionExhausted"] or first["FailedTGAllocs"]["g"]["NodesExhausted"], first
     assert (blocked["TriggeredBy"], blocked["PreviousEval"], blocked["StatusDescription"]) == \
-        ("queued-allocs", first["ID"], "created due to placement conflicts"), blocked
+        ("queued-allocs", first["ID"], "created to place remaining allocations"), blocked
     assert blocked["FailedTGAllocs"]["g"], blocked
     assert (await nomad.ahttp("GET", path)).json()["Status"] == "pending"
     stopped = await nomad.ahttp("DELETE", path)

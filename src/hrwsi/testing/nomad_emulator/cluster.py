@@ -1114,7 +1114,10 @@ class Cluster:
                                                                                    evaluation["JobID"]))
                 if not has_blocked and job is not None:
                     blocked = self._new_eval(job, "queued-allocs", status="blocked", previous=evaluation["ID"])
-                    blocked["StatusDescription"] = "created due to placement conflicts"
+                    # scheduler/generic_sched.go createBlockedEval: DescBlockedEvalFailedPlacements (scheduler/structs/
+                    # const.go); "created due to placement conflicts", which the emulator said, is a plan that failed
+                    # too often (DescBlockedEvalMaxPlan, TriggeredBy max-plan-attempts)
+                    blocked["StatusDescription"] = "created to place remaining allocations"
                     blocked["ClassEligibility"] = {}
                     blocked["FailedTGAllocs"] = copy.deepcopy(failed)
                     t.put("evals", blocked)
