@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -83,6 +84,37 @@ async def test_validation_errors_are_500_plain_text_and_malformed_requests_400(n
     assert (await nomad.ahttp("POST", "/v1/jobs", json={"NotAJob": {}})).status_code == 400
     assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": {"Type": "batch"}})).status_code == 400
     assert (await nomad.ahttp("GET", f"/v1/job/{disk['ID']}")).status_code == 404
+
+
+async def test_a_connection_over_the_agents_limit_is_answered_429_without_retry_after_and_closed(nomad: Target):
+    # command/agent/http.go connLimiter: past http_max_conns_per_client (nomad/structs/config/limits.go, 100) open
+    # connections from one IP, a new one is answered "HTTP/1.1 429 Too Many Requests" with Connection: close and no
+    # Retry-After, written before its request is read, then closed (or, past 10 such answers a second, closed
+    # without one). hrwsi retries it as Nomad's overload (client.is_transient). The emulator's 429 kept the connection.
+    idle: list[socket.socket] = []
+    if nomad.is_emulator:
+        nomad.require_emulator("a 429 injected").inject_errors(1, 429, path_prefix="/v1/jobs")
+    else:
+        limits = ((await nomad.ahttp("GET", "/v1/agent/self")).json().get("config") or {}).get("Limits") or {}
+        limit = limits.get("HTTPMaxConnsPerClient")
+        if not limit or limit > 1000:
+            pytest.skip(f"the agent's http_max_conns_per_client is {limit!r}: no limit this test can reach")
+        url = urlsplit(nomad.address)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        idle = [socket.create_connection((url.hostname, port), timeout=30) for _ in range(limit)]
+    try:
+        answer = await nomad.ahttp("GET", "/v1/jobs", params={"prefix": nomad.job_id("over-the-limit")})
+    except requests.ConnectionError:
+        if nomad.is_emulator:
+            raise
+        pytest.skip("the agent closed the connection before its 429 was read (a reset: the kernel dropped it)")
+    finally:
+        for connection in idle:
+            connection.close()
+    assert answer.status_code == 429
+    assert answer.text == "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+    assert answer.headers.get("Connection", "").lower() == "close", dict(answer.headers)
+    assert "Retry-After" not in answer.headers and "X-Nomad-Index" not in answer.headers
 
 
 async def test_unknown_objects(nomad: Target):

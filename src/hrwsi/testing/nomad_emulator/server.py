@@ -387,7 +387,12 @@ class NomadEmulator:
                 if fault.carried_out:
                     self._faults = [f for f in self._faults if f.remaining > 0]
                     await self._carry_out(request, handler)
-                return web.Response(status=fault.status, text=fault.body, content_type="text/plain")
+                response = web.Response(status=fault.status, text=fault.body, content_type="text/plain")
+                if fault.status == 429:
+                    # command/agent/http.go connLimiter: a connection over http_max_conns_per_client is answered a
+                    # 429 with Connection: close and no Retry-After, before its request is read, and closed
+                    response.force_close()
+                return response
         self._faults = [f for f in self._faults if f.remaining > 0]
         if delay_s:
             await request.read()  # the request has arrived whole: it is carried out even if the client gives up
