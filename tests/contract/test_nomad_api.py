@@ -635,6 +635,18 @@ async def test_a_blocked_evaluation_waits_for_room_until_a_later_evaluation_of_i
         ("queued-allocs", first["ID"], "created to place remaining allocations"), blocked
     assert blocked["FailedTGAllocs"]["g"], blocked
     assert (await nomad.ahttp("GET", path)).json()["Status"] == "pending"
+    # Evaluated again (an unchanged spec registered again forces an evaluation) and still no room: a new blocked
+    # evaluation, the older one canceled as a duplicate (nomad/blocked_evals.go processBlockJobDuplicate keeps the
+    # newer; nomad/leader.go reapDupBlockedEvaluations cancels the other). The emulator kept the older one.
+    again = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert again.status_code == 200 and again.json()["EvalID"], again.text
+    found = await asyncio.wait_for(evaluations(
+        lambda f: f.get(again.json()["EvalID"], {}).get("BlockedEval") and f[blocked["ID"]]["Status"] != "blocked"),
+        GUARD_S)
+    assert (found[blocked["ID"]]["Status"], found[blocked["ID"]]["StatusDescription"]) == \
+        ("canceled", f'existing blocked evaluation exists for job "{job["ID"]}"'), found[blocked["ID"]]
+    blocked = found[found[again.json()["EvalID"]]["BlockedEval"]]
+    assert (blocked["Status"], blocked["PreviousEval"]) == ("blocked", again.json()["EvalID"]), blocked
     stopped = await nomad.ahttp("DELETE", path)
     assert stopped.status_code == 200 and stopped.json()["EvalID"], stopped.text
     found = await asyncio.wait_for(evaluations(lambda f: f[blocked["ID"]]["Status"] != "blocked"), GUARD_S)

@@ -1110,9 +1110,17 @@ class Cluster:
                 pass  # still no room: it stays blocked (Nomad's reblock)
             elif failed:
                 evaluation["Status"] = "complete"
-                has_blocked = any(e["Status"] == "blocked" for e in self.job_evals(evaluation["Namespace"],
-                                                                                   evaluation["JobID"]))
-                if not has_blocked and job is not None:
+                if job is not None:
+                    # A blocked evaluation whatever the job has already (scheduler/generic_sched.go process); the
+                    # older one is then a duplicate, canceled (nomad/blocked_evals.go processBlockJobDuplicate keeps
+                    # the newer, nomad/leader.go reapDupBlockedEvaluations cancels the other). The emulator made
+                    # none while one was there, and the older one waited on.
+                    for older in self.job_evals(evaluation["Namespace"], evaluation["JobID"]):
+                        if older["Status"] == "blocked":
+                            older["Status"] = "canceled"
+                            older["StatusDescription"] = \
+                                f'existing blocked evaluation exists for job "{evaluation["JobID"]}"'
+                            t.put("evals", older)
                     blocked = self._new_eval(job, "queued-allocs", status="blocked", previous=evaluation["ID"])
                     # scheduler/generic_sched.go createBlockedEval: DescBlockedEvalFailedPlacements (scheduler/structs/
                     # const.go); "created due to placement conflicts", which the emulator said, is a plan that failed
