@@ -436,6 +436,32 @@ async def _check_registration_order(target: Target, without_submit: str | bool) 
     await target.purge(valid["ID"])
 
 
+async def test_an_unchanged_spec_registered_with_another_token_is_a_new_version(nomad: Target, tmp_path):
+    # Job.Register records the registering token's accessor in the job (nomad/job_endpoint.go doRegister:
+    # NomadTokenID, with ACLs on), and Job.SpecChanged (nomad/structs/structs.go) compares it with the rest: the same
+    # spec registered with another token is written again, a new Version and JobModifyIndex, where with the same
+    # token it is not. The emulator kept no NomadTokenID, so another token's registration changed nothing. (hrwsi
+    # registers with EnforceIndex: a job that is there is never registered again, whatever the token.)
+    nomad.require_emulator("two tokens that may submit")
+    submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}))
+    async with open_emulator(tmp_path, "token-version", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: submitter}) as target:
+        job = minimal_job(target.job_id("token-version"), sleeping(60))
+        path = f"/v1/job/{job['ID']}"
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+        first = (await target.ahttp("GET", path)).json()
+        assert first["NomadTokenID"], first.get("NomadTokenID")
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+        same = (await target.ahttp("GET", path)).json()
+        assert (same["Version"], same["JobModifyIndex"]) == (first["Version"], first["JobModifyIndex"])
+        other = await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=SUBMITTER_TOKEN)
+        assert other.status_code == 200, other.text
+        again = (await target.ahttp("GET", path)).json()
+        assert again["Version"] == first["Version"] + 1 and again["JobModifyIndex"] == other.json()["JobModifyIndex"]
+        assert again["NomadTokenID"] not in ("", first["NomadTokenID"])
+        await target.purge(job["ID"])
+
+
 async def test_registrations_the_scheduler_configuration_rejects_are_refused_for_all_but_a_management_token(
         nomad: Target, tmp_path):
     # nomad/job_endpoint.go registrationsAreAllowed (RejectJobRegistration): Job.Register refuses before the token's

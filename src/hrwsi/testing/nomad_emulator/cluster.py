@@ -731,12 +731,16 @@ class Cluster:
         return job
 
     def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
-                     job_modify_index: int = 0, authorize: Callable[[], None] | None = None) -> dict:
+                     job_modify_index: int = 0, authorize: Callable[[], None] | None = None,
+                     token_accessor: str = "") -> dict:
         """Job.Register from its admission on. `authorize` is the token's capability check, which Nomad makes after
-        the admission controllers and before EnforceIndex (nomad/job_endpoint.go doRegister)."""
+        the admission controllers and before EnforceIndex (nomad/job_endpoint.go doRegister). `token_accessor`, the
+        registering token's AccessorID, is kept as the job's NomadTokenID, which Job.SpecChanged compares with the rest
+        (nomad/structs/structs.go): an unchanged spec registered with another token is a new version."""
         job = self.admit(raw, namespace)
         if authorize is not None:
             authorize()
+        job["NomadTokenID"] = token_accessor  # (never the request's own: command/agent/job_endpoint.go does not copy it)
         key = (job["Namespace"], job["ID"])
         existing = self.jobs.get(key)
         if enforce_index:

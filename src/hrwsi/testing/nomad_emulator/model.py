@@ -98,7 +98,7 @@ def canonicalize_job(raw: dict, namespace: str) -> dict:
     for key, value in (("Constraints", []), ("Affinities", None), ("Spreads", None), ("Meta", {}),
                        ("Periodic", None), ("ParameterizedJob", None), ("Payload", None), ("Dispatched", False),
                        ("DispatchIdempotencyToken", ""), ("ParentID", ""), ("Stop", False),
-                       ("ConsulToken", ""), ("VaultToken", ""), ("TaskGroups", [])):
+                       ("ConsulToken", ""), ("VaultToken", ""), ("NomadTokenID", ""), ("TaskGroups", [])):
         _default(job, key, value)
     kind = job["Type"] if job["Type"] in RESTART_DEFAULTS else "service"
     for group in job["TaskGroups"]:

@@ -17,6 +17,7 @@ import logging
 import random
 import shutil
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -492,6 +493,15 @@ class NomadEmulator:
                 raise CodedError(403, refusal)
         return capability
 
+    def _accessor_of(self, request: web.Request) -> str:
+        """The AccessorID of the request's token, which Job.Register records in the job (nomad/job_endpoint.go
+        doRegister: NomadTokenID, unless ACLs are off, "acls-disabled"): "anonymous" without a token (nomad/structs/
+        acl.go AnonymousACLToken), else one the emulator derives from the secret (its tokens have none of their own)."""
+        if not self.acl_token:
+            return ""
+        token = self._token_of(request)
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, f"hrwsi-emulator-accessor:{token}")) if token else "anonymous"
+
     def _registration_disabled(self, request: web.Request) -> bool:
         """nomad/job_endpoint.go registrationsAreAllowed: refused while RejectJobRegistration holds unless the
         token is a management one; a token Authenticate does not take is refused as such first."""
@@ -711,7 +721,7 @@ class NomadEmulator:
         try:
             result = self.cluster.register_job(job, namespace, enforce_index=bool(body.get("EnforceIndex")),
                                                job_modify_index=int(body.get("JobModifyIndex") or 0),
-                                               authorize=capability)
+                                               authorize=capability, token_accessor=self._accessor_of(request))
         except CodedError:
             raise
         except (TypeError, ValueError, AttributeError, KeyError) as error:
