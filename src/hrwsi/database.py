@@ -513,7 +513,17 @@ POOL_IDLE_LIFETIME_S = 60.0
 _POOLED: weakref.WeakKeyDictionary[asyncpg.Connection, float] = weakref.WeakKeyDictionary()
 
 
+# The first PostgreSQL with transaction_timeout, which hrwsi's sessions set off (query transaction_timeout_off).
+TRANSACTION_TIMEOUT_SINCE = 17
+
+
+async def _without_transaction_timeout(conn: asyncpg.Connection) -> None:
+    if conn.get_server_version().major >= TRANSACTION_TIMEOUT_SINCE:
+        await conn.execute(query("transaction_timeout_off"))
+
+
 async def _remember_pooled(conn: asyncpg.Connection) -> None:
+    await _without_transaction_timeout(conn)
     _POOLED[conn] = time.monotonic()
 
 
@@ -566,8 +576,14 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
 
 async def connect_once(url: str, *, application_name: str) -> asyncpg.Connection:
     """One asyncpg connection of a command (`hrwsi prune`), with hrwsi's session settings."""
-    return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S,
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S,
                                  server_settings={"application_name": application_name, **SESSION_SETTINGS})
+    try:
+        await _without_transaction_timeout(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 async def keep_session_state(_conn: asyncpg.Connection) -> None:

@@ -273,3 +273,34 @@ async def test_a_write_refused_as_read_only_hands_the_dedicated_session_back_so_
                 assert await conn.fetchval("SELECT current_setting('default_transaction_read_only')") == "off"
     finally:
         read_only(False)
+
+
+async def test_a_transaction_timeout_the_database_or_role_sets_ends_none_of_hrwsis_sessions(database_url, db):
+    """PostgreSQL 17's transaction_timeout, set by a DBA on the role or database, terminates the session of any
+    transaction longer than it: at 60 ms during a burst the services said "could not reach the database" again
+    and again, a heartbeat among them, and `hrwsi status` failed ("terminating connection due to transaction
+    timeout"); a step whose transaction always takes longer would be retried without end (found by fault
+    injection). hrwsi's sessions bound themselves (statement_timeout, idle_in_transaction_session_timeout)."""
+    from psycopg import sql
+
+    from hrwsi.database import connect, connect_once, service_session_settings
+    from hrwsi.web.data import SESSION_SETTINGS as WEB_SESSION_SETTINGS
+
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    db.execute(sql.SQL("ALTER DATABASE {} SET transaction_timeout = '50ms'").format(sql.Identifier(name)))
+    longer = "SELECT pg_sleep(0.2)"  # (a transaction four times as long as the database allows)
+    with connect(database_url) as conn, conn.transaction():
+        conn.execute(longer)
+    for settings in (service_session_settings(30.0), WEB_SESSION_SETTINGS):
+        pool = await create_pool(database_url, min_size=0, max_size=1, server_settings=settings)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(longer)
+        finally:
+            await pool.close()
+    conn = await connect_once(database_url, application_name="hrwsi-prune")
+    try:
+        async with conn.transaction():
+            await conn.execute(longer)
+    finally:
+        await conn.close()
