@@ -304,3 +304,48 @@ async def test_a_transaction_timeout_the_database_or_role_sets_ends_none_of_hrws
             await conn.execute(longer)
     finally:
         await conn.close()
+
+
+# The end of the log of an embedded server whose data's disk filled (a 120 MiB tmpfs as pgdata, a burst of inputs):
+# it PANICked on its write-ahead log, then failed its crash recovery for the same want of room and stopped.
+# An earlier run's failure comes before its last start.
+FULL_DISK_LOG = """\
+2026-12-06 10:00:00.000 UTC [1200] PANIC:  could not open file "global/pg_control": Input/output error
+2026-12-07 23:47:17.404 UTC [15659] LOG:  starting PostgreSQL 18.6 on x86_64-pc-linux-gnu, compiled by gcc, 64-bit
+2026-12-07 23:47:17.413 UTC [15659] LOG:  database system is ready to accept connections
+2026-12-07 23:47:25.327 UTC [15845] PANIC:  could not write to file "pg_wal/xlogtemp.15845": No space left on device
+2026-12-07 23:47:25.344 UTC [15659] LOG:  all server processes terminated; reinitializing
+2026-12-07 23:47:25.403 UTC [15858] FATAL:  the database system is in recovery mode
+2026-12-07 23:47:25.518 UTC [15855] FATAL:  could not write to file "pg_wal/xlogtemp.15855": No space left on device
+2026-12-07 23:47:25.531 UTC [15875] FATAL:  the database system is not yet accepting connections
+2026-12-07 23:47:25.531 UTC [15875] DETAIL:  Consistent recovery state has not been yet reached.
+2026-12-07 23:47:25.536 UTC [15659] LOG:  startup process (PID 15855) exited with exit code 1
+2026-12-07 23:47:25.542 UTC [15659] LOG:  shutting down due to startup process failure
+2026-12-07 23:47:25.545 UTC [15659] LOG:  database system is shut down
+"""
+
+
+def test_an_embedded_server_stopped_by_a_full_disk_is_said_with_the_failure_its_log_says_and_an_earlier_runs_is_not(
+        tmp_path):
+    """Its data's disk full, the server stopped while in crash recovery: the services and `hrwsi status` said that
+    and where its log is, while `hrwsi db start` on the disk still full would fail again; the log alone said "No
+    space left on device" (found by fault injection)."""
+    import sys
+
+    from hrwsi.database import embedded_server_down
+
+    pgdata = tmp_path / "pgdata"
+    (pgdata / "global").mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("18\n")
+    # pg_control: the system identifier and two version numbers, then the state, 4 (in crash recovery)
+    (pgdata / "global" / "pg_control").write_bytes(bytes(16) + (4).to_bytes(4, sys.byteorder) + bytes(100))
+    (pgdata / "log").write_text(FULL_DISK_LOG)
+    assert embedded_server_down(pgdata) == (
+        f"the embedded PostgreSQL server in {pgdata} is not running: it did not stop cleanly (it stopped while in "
+        "crash recovery; the last failure its log says: 2026-12-07 23:47:25.518 UTC [15855] FATAL: could not write to "
+        f'file "pg_wal/xlogtemp.15855": No space left on device; its log: {pgdata / "log"})')
+    # Only the last run's: a log whose last run says no such failure (killed, say) adds nothing.
+    (pgdata / "log").write_text(FULL_DISK_LOG.split("2026-12-07 23:47:25.327")[0])
+    assert embedded_server_down(pgdata) == (
+        f"the embedded PostgreSQL server in {pgdata} is not running: it did not stop cleanly (it stopped while in "
+        f"crash recovery; its log: {pgdata / 'log'})")
