@@ -439,9 +439,10 @@ asyncio.run(main())
 """
 
 
-def one_attempt_on_a_small_storage(tmp_path: Path, routine: str, *, full_before: bool = False) -> dict:
-    """The outcome of ON_A_SMALL_STORAGE's attempt on a real 256 KiB tmpfs, mounted in a mount namespace of the
-    test's own (`unshare -m` as root, `-Urm` as another user where user namespaces are allowed), gone with it."""
+def on_a_small_storage(tmp_path: Path, script: str, *arguments: str) -> dict:
+    """What `script` (Python) prints last, as JSON, run with `arguments` after the path of a real 256 KiB tmpfs
+    (tmp_path/small), mounted in a mount namespace of the test's own (`unshare -m` as root, `-Urm` as another user
+    where user namespaces are allowed), gone with it."""
     import json
     import subprocess
 
@@ -451,11 +452,16 @@ def one_attempt_on_a_small_storage(tmp_path: Path, routine: str, *, full_before:
     if subprocess.run([*unshare, "sh", "-c", mount, "sh", str(tmp_path / "small"), "true"],
                       capture_output=True).returncode != 0:
         pytest.skip("no mount namespace can be made here to mount a small storage in")
-    done = subprocess.run([*unshare, "sh", "-c", mount, "sh", str(tmp_path / "small"), sys.executable, "-c",
-                           ON_A_SMALL_STORAGE, str(tmp_path / "small"), str(tmp_path / "attempt.log"), routine,
-                           "full" if full_before else "room"], capture_output=True, text=True, timeout=GUARD_S * 2)
+    done = subprocess.run([*unshare, "sh", "-c", mount, "sh", str(tmp_path / "small"), sys.executable, "-c", script,
+                           str(tmp_path / "small"), *arguments], capture_output=True, text=True, timeout=GUARD_S * 2)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def one_attempt_on_a_small_storage(tmp_path: Path, routine: str, *, full_before: bool = False) -> dict:
+    """The outcome of ON_A_SMALL_STORAGE's attempt on a small storage (on_a_small_storage)."""
+    return on_a_small_storage(tmp_path, ON_A_SMALL_STORAGE, str(tmp_path / "attempt.log"), routine,
+                              "full" if full_before else "room")
 
 
 def test_a_routine_that_fills_its_storage_and_succeeds_is_recorded_processed_with_its_products(tmp_path):
@@ -501,6 +507,57 @@ def test_a_supervisor_killed_on_a_full_storage_is_lost_to_the_storage_not_to_a_t
     assert outcome["message"].startswith("its supervisor ended with signal SIGKILL and no outcome, and its attempt "
                                          "directory "), outcome
     assert "takes no file (No space left on device)" in outcome["message"], outcome
+
+
+# An adopter's follow of an attempt its launcher prepared but never started (paused, say), on a storage full from
+# then on (argv[1], a tmpfs; the filler argv[2]), made room only once the adopter said it waits; its outcome and what
+# it said, as JSON.
+ADOPTED_ON_A_FULL_STORAGE = r"""
+import asyncio, json, os, sys
+from hrwsi.backends.base import JobSpec, prepare_attempt
+from hrwsi.backends.local import LocalBackend
+
+work, filler = sys.argv[1:3]
+spec = JobSpec(job_id="hrwsi-full-1-1", task_id=1, attempt=1, routine="full", condition="full", input_path="/in/1",
+               tile=None, worker=None, command=("true",), image=None, cpu=1, ram_mb=10, storage_mb=10,
+               output_dir=f"{work}/task-1/attempt-1/output", log_path=f"{work}/attempt.log")
+prepare_attempt(spec)
+with open(filler, "wb", buffering=0) as room:
+    try:
+        while True:
+            room.write(b"x" * 4096)
+    except OSError:
+        pass
+said = []
+
+async def progress(state, reason):
+    said.append(reason)
+
+async def main():
+    backend = LocalBackend(adopted_poll_s=0.05)
+    follower = asyncio.ensure_future(backend.wait(spec, spec.job_id, progress))
+    while not said and not follower.done():
+        await asyncio.sleep(0.02)
+    os.remove(filler)  # room made
+    outcome = await asyncio.wait_for(follower, 30)
+    await backend.close()
+    print(json.dumps({"state": outcome.state, "fault": outcome.fault, "said": said,
+                      "tombstone": os.path.exists(f"{work}/task-1/attempt-1/tombstone.json")}))
+
+asyncio.run(main())
+"""
+
+
+def test_an_adopter_that_cannot_tombstone_an_attempt_on_a_full_storage_waits_for_room_instead_of_recording_it_lost(
+        tmp_path):
+    """An attempt its launcher prepared and never started (paused past its lease), adopted while its storage is
+    full: settling it could not write its tombstone, the follower raised No space left on device and the attempt
+    was recorded lost without one, which its launcher, resuming once room was made, would have started beside the
+    retry. The adopter now waits for room, says so, then tombstones it."""
+    outcome = on_a_small_storage(tmp_path, ADOPTED_ON_A_FULL_STORAGE, str(tmp_path / "small" / "filler"))
+    assert (outcome["state"], outcome["fault"], outcome["tombstone"]) == ("lost", "launcher_gone", True), outcome
+    assert outcome["said"] == ["adopted; it cannot be settled until its attempt directory takes a file (No space left "
+                               "on device): a full or read-only storage?"], outcome
 
 
 def test_a_full_storage_is_told_only_for_a_routine_that_failed_and_a_full_log_storage_too(tmp_path, monkeypatch):

@@ -318,16 +318,28 @@ class LocalBackend(Backend):
         attempt_dir = os.path.abspath(spec.attempt_dir)
         reason = f"job {job_id} was adopted and found neither running nor finished: its launcher stopped first"
         self._adopted[job_id] = attempt_dir
-        reported = False
+        reported = None
         try:
             while True:
-                found = await asyncio.to_thread(local_supervisor.settle, attempt_dir, reason)
+                try:
+                    found = await asyncio.to_thread(local_supervisor.settle, attempt_dir, reason)
+                except OSError as error:
+                    # Neither running nor finished, and its tombstone refused (a full or read-only storage): recorded
+                    # lost without one, the attempt could still be started by its launcher, only paused, once room is
+                    # made, and run beside its retry (ADR 0006). It raised out of the follower, and the attempt was
+                    # recorded lost so. Waited for until the storage takes the tombstone, said once.
+                    if reported != "storage":
+                        reported = "storage"
+                        await on_progress("running", f"adopted; it cannot be settled until its attempt directory takes "
+                                                     f"a file ({error.strerror or error}): a full or read-only storage?")
+                    await asyncio.sleep(self.adopted_poll_s)
+                    continue
                 if found.state == "finished":
                     return self._outcome(job_id, found.outcome or {})
                 if found.state == "tombstoned":
                     return await self._tombstoned(spec, job_id, found)
-                if not reported:
-                    reported = True
+                if reported != "running":
+                    reported = "running"
                     await on_progress("running", f"adopted; supervisor pid {found.pid}")
                 await asyncio.sleep(self.adopted_poll_s)
         finally:
