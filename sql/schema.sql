@@ -1439,7 +1439,13 @@ CREATE TABLE hrwsi.service_instance (
     taken_over_by     text,
     taken_over_at     timestamptz,
     taken_over_why    text,
-    last_heartbeat_at timestamptz
+    last_heartbeat_at timestamptz,
+    -- (migration 0120) A launcher waiting for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): since when, and what
+    -- it waits for in its own words, with when it stops the jobs still running; written as it begins to wait and
+    -- at each heartbeat meanwhile, which renews its lease. `hrwsi status` and the dashboard showed it as any
+    -- running launcher (found by exploratory testing). NULL: not stopping.
+    stopping_since    timestamptz,
+    stopping          text
 );
 
 -- =============================================================================================

@@ -1345,6 +1345,42 @@ class Launcher(Service):
             await asyncio.gather(*self._following.values(), return_exceptions=True)
             return
         logger.info("waiting up to %.0f s for %s", self.settings.shutdown_grace_s, self._jobs_waited_for())
+        stops_at = self.clock.now() + timedelta(seconds=self.settings.shutdown_grace_s)
+        saying = asyncio.create_task(self._say_stopping(stops_at), name="launcher-stopping-said")
+        try:
+            await self._wait_then_stop_jobs()
+        finally:
+            saying.cancel()
+            await asyncio.gather(saying, return_exceptions=True)
+
+    async def _say_stopping(self, stops_at: datetime) -> None:
+        """While it waits for its jobs as it stops, the launcher says so in its row (migration 0120), at once and at
+        each heartbeat, which renews its lease: `hrwsi status` and the dashboard showed a launcher in its shutdown
+        grace as any running one (found by exploratory testing), and its lease, no longer renewed once its loop had
+        ended, lapsed in a grace longer than it, and another launcher adopted the jobs it still waited for."""
+        told = False
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    if await conn.fetchval(query("mark_stopping"), self.instance_id, self.settings.lease_timeout_s,
+                                           self._stopping_said(stops_at)) is None:
+                        return  # (its lease lapsed: the jobs are their new owner's, see drop_claims)
+            except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS) as error:
+                if not told and not self.pool_cut_by_the_stop():
+                    logger.warning("could not say in this launcher's row that it is stopping (%s): `hrwsi status` and "
+                                   "the dashboard show it running until it has stopped", describe(error))
+                told = True
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+    def _stopping_said(self, stops_at: datetime) -> str:
+        """What a stopping launcher waits for, in its row: its running jobs and until when, then what it stops."""
+        waited = self._jobs_waited_for() or "nothing more"
+        if self.clock.now() < stops_at:
+            return (f"waits for {waited}; at {stops_at:%H:%M:%S} UTC it stops the jobs still running (their tasks are "
+                    "retried)")
+        return f"stopped its jobs still running at {stops_at:%H:%M:%S} UTC (their tasks are retried); waits for {waited}"
+
+    async def _wait_then_stop_jobs(self) -> None:
         _, still = await asyncio.wait(list(self._following.values()), timeout=self.settings.shutdown_grace_s)
         if still:
             # A job that ended waits for its outcome's write (its follower too): it is not running, and its task is

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import re
 import sys
 
 import psycopg
+from rich.console import Console
 
 from hrwsi import app as app_module
+from hrwsi import reports
 from hrwsi.app import App
 from hrwsi.backends import make_backend
+from hrwsi.cli import views
 from tests.integration.conftest import insert_inputs, running, single_routine_configuration, wait_until, wait_until_true
+from tests.integration.test_web import dashboard, text_of, visible
 
 
 def said(caplog, part: str) -> list[str]:
@@ -68,3 +74,42 @@ async def test_a_stop_that_ends_the_pool_at_its_bound_says_what_it_left_once_and
     db.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() - interval '1 minute'")  # (their leases lapse)
     async with running(database_url, ["orchestrator", "launcher"], quick, backend="local"):
         await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'processed'")
+
+
+async def test_status_and_the_dashboard_say_a_launcher_waiting_for_its_jobs_is_stopping_and_when_it_stops_them(
+        db, database_url, settings, configure):
+    """During its shutdown grace a launcher showed as any running one, its heartbeat fresh: ops could not tell it
+    was stopping, nor when the jobs it waits for would be stopped and their tasks retried."""
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(3)"]))
+    patient = dataclasses.replace(settings, shutdown_grace_s=20.0)
+    async with App(database_url, ["orchestrator", "launcher"], patient, backend="local", pool_size=10) as app:
+        insert_inputs(db, 2)
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'running'")
+        app.request_stop()
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.service_instance WHERE stopping IS NOT NULL")
+        out = io.StringIO()
+        views.status(Console(file=out, width=200), reports.status(db), stale_after_s=30)
+        async with dashboard(database_url, settings.home / "data") as client:
+            page = visible(await text_of(client, "/"))
+        launcher = app.service("launcher").instance_id
+        await asyncio.gather(*app._tasks)
+    said = re.search(rf"launcher stopping \({launcher}, since [0-9: -]+Z\): waits for 2 running job\(s\) to end; at "
+                     r"(\d\d:\d\d:\d\d) UTC it stops the jobs still running \(their tasks are retried\)", out.getvalue())
+    assert said, out.getvalue()
+    assert "(stopping since" in out.getvalue()
+    assert re.search(rf"Stopping since [^:]+:[^:]+:[^:]+: waits for 2 running job\(s\) to end; at {said[1]} UTC it "
+                     r"stops the jobs still running \(their tasks are retried\)", page), page
+    assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'processed'").fetchone()[0] == 2
+
+
+async def test_a_launcher_whose_grace_outlasts_its_lease_keeps_its_lease_and_records_its_jobs_itself(
+        db, database_url, settings, configure, caplog):
+    """A service's heartbeat ends with its loop: a launcher's grace longer than its lease lapsed the lease while it
+    waited, and its jobs were dropped for another launcher to adopt ("its lease lapsed ... drops what it held")."""
+    configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(4)"]))
+    patient = dataclasses.replace(settings, shutdown_grace_s=10.0)  # (the tests' lease: 2 s)
+    async with running(database_url, ["orchestrator", "launcher"], patient, backend="local"):
+        insert_inputs(db, 2)
+        await wait_until(database_url, "SELECT count(*) = 2 FROM hrwsi.job WHERE state = 'running'")
+    assert said(caplog, "lease lapsed") == []
+    assert db.execute("SELECT count(*) FROM hrwsi.job WHERE state = 'processed'").fetchone()[0] == 2
