@@ -1378,7 +1378,10 @@ class Launcher(Service):
         if self.clock.now() < stops_at:
             return (f"waits for {waited}; at {stops_at:%H:%M:%S} UTC it stops the jobs still running (their tasks are "
                     "retried)")
-        return f"stopped its jobs still running at {stops_at:%H:%M:%S} UTC (their tasks are retried); waits for {waited}"
+        if any(job_id not in self._ended for job_id in self._following):
+            return (f"its grace ended at {stops_at:%H:%M:%S} UTC: it stops its jobs still running (their tasks are "
+                    f"retried) and waits for {waited}")
+        return f"its grace ended at {stops_at:%H:%M:%S} UTC; it waits for {waited}"
 
     async def _wait_then_stop_jobs(self) -> None:
         _, still = await asyncio.wait(list(self._following.values()), timeout=self.settings.shutdown_grace_s)
