@@ -1440,7 +1440,7 @@ CREATE TABLE hrwsi.service_instance (
     taken_over_at     timestamptz,
     taken_over_why    text,
     last_heartbeat_at timestamptz,
-    -- (migration 0120) A launcher waiting for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): since when, and what
+    -- (migration 0121) A launcher waiting for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): since when, and what
     -- it waits for in its own words, with when it stops the jobs still running; written as it begins to wait and
     -- at each heartbeat meanwhile, which renews its lease. `hrwsi status` and the dashboard showed it as any
     -- running launcher (found by exploratory testing). NULL: not stopping.
@@ -1635,7 +1635,7 @@ BEGIN
                bool_or(n.state = 'processed') AS any_success,
                count(*) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL) AS failures,
                -- (the latest-finished failure's: max(message) named the greatest text of the batch, said "last",
-               -- found by exploratory testing; migration 0121)
+               -- found by exploratory testing; migration 0122)
                (array_agg(n.message ORDER BY n.finished_at DESC NULLS LAST, n.id DESC)
                     FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL))[1]
                    AS last_message
@@ -6697,7 +6697,7 @@ CROSS JOIN LATERAL (SELECT CASE WHEN t.deadline_inherited_from IS NULL THEN t.de
 
 -- Per routine, lane, tile and day: products, the median and 95th percentile of both delays, and
 -- the share on time among the products that had a deadline (NULL: none had one). Production's alone (migration
--- 0121): a reprocessing campaign's products, of scenes sensed months or years before, were counted with the lane's
+-- 0122): a reprocessing campaign's products, of scenes sensed months or years before, were counted with the lane's
 -- production ones (the archive lane's back-fill), their delays and share on time (found by exploratory testing);
 -- `hrwsi campaigns` follows a campaign, and product_timeliness keeps every product with its campaign_id.
 CREATE VIEW hrwsi.timeliness AS

@@ -295,7 +295,7 @@ RETURNING heartbeat_at, (SELECT max(version) FROM public.hrwsi_schema_migration)
 
 -- name: mark_stopping
 -- A launcher that waits for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): what it waits for and when it stops the jobs
--- still running ($3), since its first call, for `hrwsi status` and the dashboard (migration 0120); its lease renewed
+-- still running ($3), since its first call, for `hrwsi status` and the dashboard (migration 0121); its lease renewed
 -- with it, as a heartbeat's (a service's heartbeat ends with its loop: a grace longer than the lease lapsed it, and
 -- another launcher adopted the jobs this one still waited for). Only a lease that has not lapsed ($2 s): no row back,
 -- it lapsed.

@@ -256,7 +256,7 @@ FROM (SELECT max(coalesce(s.last_heartbeat_at, s.heartbeat_at)) AS newest FROM h
 -- dead or hung?" beside the live process (found by exploratory testing). The heartbeat is the real last
 -- one: an instance taken over as dead has its heartbeat_at set back by the lease (migration 0082), and
 -- taken_over_by, _at, _why say by which instance, when and why. stopping_since, stopping: a launcher waiting for its
--- jobs as it stops, what for and until when (migration 0120). The dashboard reads it too
+-- jobs as it stops, what for and until when (migration 0121). The dashboard reads it too
 -- (web.data.read_services), so that both fold the same replaced instances (reports.folded_away).
 SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, coalesce(s.last_heartbeat_at, s.heartbeat_at) AS heartbeat_at,
        extract(epoch FROM now() - coalesce(s.last_heartbeat_at, s.heartbeat_at))::float8 AS heartbeat_age_s,

@@ -5,7 +5,7 @@
 -- Per routine, lane, tile and day (UTC, of registration), the last %(days)s days, filtered: the view
 -- hrwsi.timeliness's figures, and how many products have a negative delay (registered before their
 -- scene's sensing or publication time: times given wrong, e.g. without a zone), which the figures count. Production's
--- products alone, as the view (migration 0121): a campaign's reprocess scenes sensed long before.
+-- products alone, as the view (migration 0122): a campaign's reprocess scenes sensed long before.
 SELECT routine, lane, tile, day, count(*) AS products,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY from_sensing_s) AS p50_from_sensing_s,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY from_sensing_s) AS p95_from_sensing_s,

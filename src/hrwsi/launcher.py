@@ -1354,7 +1354,7 @@ class Launcher(Service):
             await asyncio.gather(saying, return_exceptions=True)
 
     async def _say_stopping(self, stops_at: datetime) -> None:
-        """While it waits for its jobs as it stops, the launcher says so in its row (migration 0120), at once and at
+        """While it waits for its jobs as it stops, the launcher says so in its row (migration 0121), at once and at
         each heartbeat, which renews its lease: `hrwsi status` and the dashboard showed a launcher in its shutdown
         grace as any running one (found by exploratory testing), and its lease, no longer renewed once its loop had
         ended, lapsed in a grace longer than it, and another launcher adopted the jobs it still waited for."""

@@ -375,7 +375,7 @@ def _heartbeat_said(s: dict, stale_after_s: float) -> Text:
             else " (stale: dead or hung?)" if stale else "")
     if stale and s.get("jobs_held"):
         said += _jobs_held_said(s)
-    if not stale and s.get("stopping"):  # (a launcher waiting for its jobs as it stops: migration 0120)
+    if not stale and s.get("stopping"):  # (a launcher waiting for its jobs as it stops: migration 0121)
         return Text(_age(s["heartbeat_age_s"]) + f" (stopping since {time(s['stopping_since'])})", style="yellow")
     return Text(_age(s["heartbeat_age_s"]) + said, style="red" if stale and not replaced else "")
 

@@ -1,7 +1,7 @@
--- hrwsi schema, version 121: a hold's reason names the failure that finished last, and timeliness counts production's
+-- hrwsi schema, version 122: a hold's reason names the failure that finished last, and timeliness counts production's
 -- products alone.
 --
--- (migration 0121) The failure policy wrote "last: <message>" with max(message) over the outcomes of one call: the
+-- (migration 0122) The failure policy wrote "last: <message>" with max(message) over the outcomes of one call: the
 -- greatest text, not the failure that finished last (a batch of failures of two kinds named whichever sorted last).
 -- And the timeliness view counted a reprocessing campaign's products (of scenes sensed months or years before) with
 -- production's, in the lane's rows (the archive lane's back-fill), their delays and share on time (found by
@@ -31,7 +31,7 @@ BEGIN
                bool_or(n.state = 'processed') AS any_success,
                count(*) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL) AS failures,
                -- (the latest-finished failure's: max(message) named the greatest text of the batch, said "last",
-               -- found by exploratory testing; migration 0121)
+               -- found by exploratory testing; migration 0122)
                (array_agg(n.message ORDER BY n.finished_at DESC NULLS LAST, n.id DESC)
                     FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL))[1]
                    AS last_message
