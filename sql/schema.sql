@@ -1439,7 +1439,13 @@ CREATE TABLE hrwsi.service_instance (
     taken_over_by     text,
     taken_over_at     timestamptz,
     taken_over_why    text,
-    last_heartbeat_at timestamptz
+    last_heartbeat_at timestamptz,
+    -- (migration 0121) A launcher waiting for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): since when, and what
+    -- it waits for in its own words, with when it stops the jobs still running; written as it begins to wait and
+    -- at each heartbeat meanwhile, which renews its lease. `hrwsi status` and the dashboard showed it as any
+    -- running launcher (found by exploratory testing). NULL: not stopping.
+    stopping_since    timestamptz,
+    stopping          text
 );
 
 -- =============================================================================================
@@ -1628,7 +1634,10 @@ BEGIN
         SELECT t.routine, t.campaign_id, coalesce(t.campaign_id IS NULL AND l.priority > 0, false) AS backfill,
                bool_or(n.state = 'processed') AS any_success,
                count(*) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL) AS failures,
-               max(n.message) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL)
+               -- (the latest-finished failure's: max(message) named the greatest text of the batch, said "last",
+               -- found by exploratory testing; migration 0122)
+               (array_agg(n.message ORDER BY n.finished_at DESC NULLS LAST, n.id DESC)
+                    FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL))[1]
                    AS last_message
         FROM new_rows n JOIN old_rows o USING (id) JOIN hrwsi.processing_task t ON t.id = n.task_id
         LEFT JOIN hrwsi.lane l ON l.name = t.lane
@@ -6722,7 +6731,10 @@ CROSS JOIN LATERAL (SELECT CASE WHEN t.deadline_inherited_from IS NULL THEN t.de
                                 ELSE t.own_deadline_at END AS deadline_at) d;
 
 -- Per routine, lane, tile and day: products, the median and 95th percentile of both delays, and
--- the share on time among the products that had a deadline (NULL: none had one).
+-- the share on time among the products that had a deadline (NULL: none had one). Production's alone (migration
+-- 0122): a reprocessing campaign's products, of scenes sensed months or years before, were counted with the lane's
+-- production ones (the archive lane's back-fill), their delays and share on time (found by exploratory testing);
+-- `hrwsi campaigns` follows a campaign, and product_timeliness keeps every product with its campaign_id.
 CREATE VIEW hrwsi.timeliness AS
 SELECT routine, lane, tile, day, count(*) AS products,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY from_sensing_s) AS p50_from_sensing_s,
@@ -6733,6 +6745,7 @@ SELECT routine, lane, tile, day, count(*) AS products,
        count(*) FILTER (WHERE on_time) AS on_time,
        (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time
 FROM hrwsi.product_timeliness
+WHERE campaign_id IS NULL
 GROUP BY routine, lane, tile, day;
 
 -- One day's rows of the timeliness view, the overview's: the tasks and inputs of the day's products probed by their

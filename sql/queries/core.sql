@@ -317,6 +317,16 @@ WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)
 RETURNING heartbeat_at, (SELECT max(version) FROM public.hrwsi_schema_migration) AS newest_migration,
           pg_notification_queue_usage() AS notification_queue_usage;
 
+-- name: mark_stopping
+-- A launcher that waits for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): what it waits for and when it stops the jobs
+-- still running ($3), since its first call, for `hrwsi status` and the dashboard (migration 0121); its lease renewed
+-- with it, as a heartbeat's (a service's heartbeat ends with its loop: a grace longer than the lease lapsed it, and
+-- another launcher adopted the jobs this one still waited for). Only a lease that has not lapsed ($2 s): no row back,
+-- it lapsed.
+UPDATE hrwsi.service_instance SET heartbeat_at = now(), stopping_since = coalesce(stopping_since, now()), stopping = $3
+WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)
+RETURNING stopping_since;
+
 -- name: oldest_open_transaction
 -- The session whose transaction has been open longest (not this one): a session that LISTENs
 -- and stays in a transaction holds the notification queue's tail (PostgreSQL frees the queue up to
