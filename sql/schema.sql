@@ -847,6 +847,12 @@ CREATE FUNCTION hrwsi.hold_is_the_tasks_own(reason text) RETURNS boolean LANGUAG
 RETURN coalesce(starts_with(reason, 'held by an operator')
                 OR reason LIKE 'moved from routine % by an operator; held by an operator%', false);
 
+-- (migration 0120) The words that open the reason of a task an operator held while it was blocked (held_while_blocked),
+-- once its wait ends and it is held again, before what it waited for. One place, for the seven functions that end a
+-- blocked task's wait; it starts as hrwsi.hold_is_the_tasks_own reads an operator's hold.
+CREATE FUNCTION hrwsi.held_while_blocked_reason() RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 'held by an operator, its hold kept while it was blocked: ';
+
 -- What an operator runs to lift the hold hrwsi.hold_a_new_task_takes names (the same cases, in its order), said in the
 -- answer of an operator's release or retry of one task of it (migration 0098): that lifts the task's own hold (and its
 -- block) only, the task stays held with its routine, campaign or back-fill, and the answer says so and how to lift it.
@@ -922,7 +928,7 @@ BEGIN
             planned_end = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
                                ELSE t.planned_end END,
             state_reason = CASE WHEN t.state <> 'blocked' OR n.previous_state IN ('terminated', 'blocked') THEN ''
-                                WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                 WHEN n.group_hold IS NOT NULL THEN n.group_hold || '; ' ELSE '' END || CASE
                 WHEN t.state = 'on_hold' AND NOT coalesce(n.previous_state IN ('terminated', 'blocked'), false)
                 THEN t.state_reason
@@ -1304,7 +1310,7 @@ BEGIN
             UPDATE processing_task t
             SET state = CASE WHEN t.held_while_blocked OR a.hold IS NOT NULL THEN 'on_hold' ELSE 'pending' END,
                 held_while_blocked = false,
-                state_reason = CASE WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                state_reason = CASE WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                     WHEN a.hold IS NOT NULL THEN a.hold || '; ' ELSE '' END
                     || CASE WHEN t.depends_on = a.root THEN format('its dependency, task %s, %s', a.root, a.what)
                                     ELSE format('its dependency, task %s, is no longer blocked: task %s before it %s',
@@ -1802,7 +1808,7 @@ BEGIN
         planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
         state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
                             ELSE CASE WHEN t.state <> 'blocked' THEN ''
-                                      WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                      WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                       ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
                                  END
                                  || format('routine %s is no longer a time series (sequential_per_tile off): it no '
@@ -2718,7 +2724,7 @@ BEGIN
                                                 'what that task waits for): it runs once that task has run', task, task)
                                     WHEN t.state = 'on_hold' THEN t.state_reason
                                     ELSE CASE WHEN t.state <> 'blocked' THEN ''
-                                              WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                              WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                               ELSE coalesce(x.group_hold || '; ', '') END
                                          || format('task %s before it in its time series was retried: it runs after it', task)
                                END
@@ -3316,7 +3322,7 @@ BEGIN
         SET state = CASE WHEN was_held AND state = 'pending' THEN 'on_hold' ELSE state END,
             held_while_blocked = was_held AND state = 'blocked',
             state_reason = CASE WHEN state = 'blocked' THEN state_reason
-                                ELSE CASE WHEN was_held THEN 'held by an operator, its hold kept while it was blocked: '
+                                ELSE CASE WHEN was_held THEN hrwsi.held_while_blocked_reason()
                                           WHEN state = 'on_hold'
                                           THEN coalesce(hrwsi.hold_a_new_task_takes(routine, campaign_id, lane) || '; ', '')
                                           ELSE '' END
@@ -3749,7 +3755,7 @@ BEGIN
                                     THEN moved_reason || '; ' || c.state_reason
                                 WHEN NOT target.sequential_per_tile AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
                                     THEN CASE WHEN c.state = 'blocked' AND t.held_while_blocked
-                                              THEN 'held by an operator, its hold kept while it was blocked: ' ELSE '' END
+                                              THEN hrwsi.held_while_blocked_reason() ELSE '' END
                                          || moved_reason || format('; routine %s is not a time series: it no longer waits '
                                                                    'for task %s', to_routine, t.depends_on)
                                 WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
@@ -3825,7 +3831,7 @@ BEGIN
                                     THEN t.state_reason
                                     WHEN t.state = 'blocked' AND t.held_while_blocked
                                          AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false)
-                                    THEN 'held by an operator, its hold kept while it was blocked: ' ELSE '' END
+                                    THEN hrwsi.held_while_blocked_reason() ELSE '' END
                                || CASE WHEN t.state = 'on_hold'
                                             AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false) THEN ''
                                     ELSE CASE WHEN t.id = ANY (moved_ids) THEN moved_reason
@@ -4880,7 +4886,7 @@ BEGIN
                                    'task waits for): it runs once that task has run', p.id, p.id)
                         WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
                         ELSE CASE WHEN t.state <> 'blocked' THEN ''
-                                  WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                  WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                   ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
                              END || format('a scene sensed before it arrived late (task %s): it runs after it',
                                            link.previous) END
