@@ -4659,6 +4659,42 @@ BEGIN
     PERFORM pg_advisory_xact_lock(7250010, key);
 END $$;
 
+-- (migration 0122) The refusal of an input naming a condition that does not exist, as the input's key refused it
+-- (hrwsi.create_tasks_for_new_inputs raises it for an INSERT, naming the statement's first row naming it, and
+-- hrwsi.refuse_an_input_naming_what_does_not_exist for an UPDATE). The name is shown with its control and invisible
+-- characters as their escapes, and cut past 118 characters with its length said: written as it came, a name with a
+-- line break and an escape sequence forged a line of psql's output and cleared the screen, a name of 100,000
+-- characters made an error of as many, and 'l1c\u200b' (a zero-width space, pasted) read "l1c is not present" while
+-- l1c was there (found by exploratory testing). A condition whose name is the one given without such characters, or
+-- in another case, is named in the hint.
+CREATE FUNCTION hrwsi.refuse_an_input_of_a_missing_condition(missing text, first_path text, named bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    shown text := hrwsi.unseen_characters_escaped(missing);
+    meant text;
+BEGIN
+    SELECT c.name INTO meant FROM processing_condition c
+    WHERE c.name = btrim(regexp_replace(missing, '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]', '', 'g'))
+       OR lower(c.name) = lower(missing)
+    ORDER BY c.name LIMIT 1;
+    RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
+        USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
+              DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition".',
+                              CASE WHEN length(shown) <= 118 THEN shown
+                                   ELSE left(shown, 118) || '... (' || regexp_replace(length(missing)::text,
+                                        '(\d)(?=(\d{3})+$)', '\1,', 'g') || ' characters)' END)
+                       || CASE WHEN first_path IS NULL THEN ''
+                               ELSE format(' The first row naming it has input_path %s (%s row(s) of the statement '
+                                           'name it).', first_path, named) END,
+              HINT = CASE WHEN meant IS NOT NULL
+                          THEN format('did you mean condition %s? The name given is %s, %s', hrwsi.quoted_name(meant),
+                                      hrwsi.quoted_name(shown),
+                                      CASE WHEN shown <> missing THEN 'its invisible or control characters shown '
+                                                                      'as their escapes'
+                                           ELSE 'in another case' END)
+                          ELSE 'the conditions are configuration: `hrwsi config show` lists them' END;
+END $$;
+
 CREATE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -4685,12 +4721,7 @@ BEGIN
         -- after its rows, the refusal could not name a COPY's line; found by exploratory testing)
         SELECT n.input_path, count(*) OVER () INTO first_path, named
         FROM new_rows n WHERE n.processing_condition = missing ORDER BY n.id LIMIT 1;
-        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
-                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition". '
-                                  'The first row naming it has input_path %s (%s row(s) of the statement name it).',
-                                  missing, first_path, named),
-                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+        PERFORM hrwsi.refuse_an_input_of_a_missing_condition(missing, first_path, named);
     END IF;
     -- An input of a condition ops stopped (`active = false`) is refused, unless a campaign reprocesses
     -- it: a data engineer's INSERT ran all the same, while the harvester and chaining give such a
@@ -5465,11 +5496,7 @@ CREATE FUNCTION hrwsi.refuse_an_input_naming_what_does_not_exist() RETURNS trigg
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = NEW.processing_condition FOR KEY SHARE) THEN
-        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
-                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition".',
-                                  NEW.processing_condition),
-                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+        PERFORM hrwsi.refuse_an_input_of_a_missing_condition(NEW.processing_condition, NULL, NULL);
     END IF;
     RETURN NEW;
 END $$;
