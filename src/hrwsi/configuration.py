@@ -43,6 +43,8 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 
@@ -58,7 +60,7 @@ SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY",
 
 def unseen_character_problem(value: str) -> str | None:
     """Why a name holding a control or invisible character is refused, naming the first by its code point; None
-    when it holds none. (The characters of hrwsi.input's checks and of hrwsi.refuse_unseen_characters_in_names.)"""
+    when it holds none. (The characters of hrwsi.input's checks and of hrwsi.refuse_names_a_configuration_file_refuses.)"""
     found = REFUSED_CHARACTER.search(value)
     if found is None:
         return None
@@ -73,14 +75,19 @@ def unseen_character_problem(value: str) -> str | None:
             "like a space): write the name without it")
 
 
-def _no_unseen_character(value: str, info: ValidationInfo) -> str:
-    # A name or product type stored before the database refused them (migration 0121) is kept, and a file may give
-    # it again as it is: `hrwsi config show` writes it into the file `hrwsi config load` reads back.
-    if value in ((info.context or {}).get("stored_unseen") or ()):
-        return value
+def _no_unseen_character(value: str) -> str:
     if (problem := unseen_character_problem(value)) is not None:
         raise ValueError(problem)
     return value
+
+
+def _kept_as_stored(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    # A name or product type the database stored before it refused what this file refuses (migration 0121) is kept,
+    # and a file may give it again as it is: `hrwsi config show` writes it into the file `hrwsi config load` reads
+    # back (the database's names of that kind come as known["stored_irregular"]).
+    if isinstance(value, str) and value in ((info.context or {}).get("stored_irregular") or ()):
+        return value
+    return handler(value)
 
 
 # No white space around it and no control character (an escape sequence in a flavour's name reached
@@ -88,7 +95,7 @@ def _no_unseen_character(value: str, info: ValidationInfo) -> str:
 # (migration 0121): a condition "L1C\u200b" (a zero-width space, pasted) looked like L1C and was another name.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200,
                                         pattern=r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"),
-                 AfterValidator(_no_unseen_character)]
+                 AfterValidator(_no_unseen_character), WrapValidator(_kept_as_stored)]
 
 
 def _plain_routine_name(value: str) -> str:
@@ -453,7 +460,7 @@ def _message(error: dict) -> str:  # noqa: C901 - one sentence per kind of schem
 
 
 def _context(known: dict[str, set[str]] | None) -> dict[str, set[str]]:
-    return {"stored_unseen": (known or {}).get("stored_unseen", set())}
+    return {"stored_irregular": (known or {}).get("stored_irregular", set())}
 
 
 def _schema_problems(document: dict, known: dict[str, set[str]] | None = None) -> list[str]:
@@ -592,9 +599,9 @@ _NAME_QUERIES = {"flavour": "config_flavour_names", "routine": "config_routine_n
 
 def known_names(conn: psycopg.Connection) -> dict[str, set[str]]:
     """The flavours, routines and lanes the database has: a file may refer to them. And ("stored_unseen") the names
-    and product types stored before it refused control and invisible characters in them, which a file may give."""
+    and product types stored before it refused what a file refuses of them ("stored_irregular"), which a file may give."""
     known = {kind: {row[0] for row in conn.execute(query(name))} for kind, name in _NAME_QUERIES.items()}
-    known["stored_unseen"] = {row[0] for row in conn.execute(query("config_names_stored_with_unseen_characters"))}
+    known["stored_irregular"] = {row[0] for row in conn.execute(query("config_names_stored_that_a_file_refuses"))}
     return known
 
 

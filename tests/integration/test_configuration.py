@@ -3,6 +3,7 @@ column, and what `config show` prints loads back to the same configuration."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 import psycopg
@@ -733,9 +734,9 @@ def test_a_name_stored_before_invisible_characters_were_refused_is_kept_and_conf
     """`hrwsi config show` must not write a file `hrwsi config load` refuses: a condition stored before migration 0121
     with a zero-width space in its name is written with its escape, and loads back; a new such name is refused."""
     configuration.load(db, demo_document())
-    db.execute("ALTER TABLE hrwsi.processing_condition DISABLE TRIGGER condition_name_has_no_unseen_character")
+    db.execute("ALTER TABLE hrwsi.processing_condition DISABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
     db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('L1C\u200b', 'snow_cover')")
-    db.execute("ALTER TABLE hrwsi.processing_condition ENABLE TRIGGER condition_name_has_no_unseen_character")
+    db.execute("ALTER TABLE hrwsi.processing_condition ENABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
     shown = configuration.current(db)
     text = configuration.to_toml(shown)
     assert '"L1C\\u200b"' in text and "\u200b" not in text
@@ -745,3 +746,22 @@ def test_a_name_stored_before_invisible_characters_were_refused_is_kept_and_conf
     document["condition"][0]["name"] = "L2A\u200b"
     with pytest.raises(configuration.ConfigurationError, match=r"'L2A\\u200b' holds U\+200B"):
         configuration.load(db, document)
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    (" padded", "processing_condition name ' padded' begins or ends with white space"),
+    ("c" * 300, "is longer than the 200 characters a name may have"),
+])
+def test_a_condition_name_written_with_sql_that_the_file_refuses_is_refused_and_one_stored_before_loads_back(
+        db, name, said):
+    """A condition named ' padded' or with 300 characters, written with SQL, was taken, and `hrwsi config show` wrote
+    it into a file `hrwsi config load` refused ("must not ... start or end with spaces", "at most 200 characters")."""
+    configuration.load(db, demo_document())
+    with pytest.raises(psycopg.errors.CheckViolation, match=re.escape(said)):
+        db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, 'snow_cover')", (name,))
+    db.execute("ALTER TABLE hrwsi.processing_condition DISABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, 'snow_cover')", (name,))
+    db.execute("ALTER TABLE hrwsi.processing_condition ENABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
+    shown = configuration.current(db)
+    configuration.load(db, tomllib.loads(configuration.to_toml(shown)))
+    assert configuration.current(db) == shown

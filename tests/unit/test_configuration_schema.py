@@ -346,7 +346,7 @@ def test_a_name_the_database_stored_before_invisible_characters_were_refused_is_
     assert problems_of(change) != []
     document = demo_document()
     change(document)
-    assert configuration.problems(document, {"stored_unseen": {"L1C\u200b"}}) == []
+    assert configuration.problems(document, {"stored_irregular": {"L1C\u200b"}}) == []
 
 
 def test_config_show_writes_an_invisible_character_as_its_escape_which_load_reads_back_as_it():
