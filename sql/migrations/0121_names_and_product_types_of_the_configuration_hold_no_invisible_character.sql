@@ -64,7 +64,7 @@ BEGIN
                    OR EXISTS (SELECT 1 FROM processing_routine WHERE output_product_type = value)
                    OR EXISTS (SELECT 1 FROM multi_input_requirement WHERE product_type = value);
         RAISE EXCEPTION '% % % %', TG_TABLE_NAME, col, hrwsi.quoted_name(hrwsi.unseen_characters_escaped(value)), problem
-            USING ERRCODE = 'check_violation',
+            USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME,
                   HINT = 'a name of the configuration is at most 200 characters, without white space around it, nor a '
                          'control or invisible character, not seen where the name is shown (`hrwsi config load` '
                          'refuses the same): write it so';
@@ -82,7 +82,7 @@ CREATE TRIGGER routine_product_types_are_names_a_configuration_file_takes
 CREATE TRIGGER condition_name_is_a_name_a_configuration_file_takes
     BEFORE INSERT OR UPDATE OF name ON hrwsi.processing_condition
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses('name');
-CREATE TRIGGER multi_input_requirement_product_type_is_a_name_a_configuration_file_takes
+CREATE TRIGGER multi_input_requirement_product_type_is_a_configuration_name
     BEFORE INSERT OR UPDATE OF product_type ON hrwsi.multi_input_requirement
     FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses('product_type');
 REVOKE EXECUTE ON FUNCTION hrwsi.unseen_characters_escaped(text), hrwsi.name_problem(text),

@@ -209,9 +209,10 @@ def test_multi_input_rules_are_checked(routine):
     refused(routine, "multi_input_requirement_product_type_is_not_empty",
             lambda: routine.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('l1c', '', 1)"))
     # (what the configuration file allows: the database took these, and `hrwsi config show` wrote them into a file
-    # `hrwsi config load` refused; found by exploratory testing, migration 0115)
+    # `hrwsi config load` refused; found by exploratory testing, migration 0115; since migration 0121 a trigger, before
+    # the check, refuses them saying why, as it refuses the configuration's other names)
     for product_type in ("SWS\nmulti-input groups that cannot complete: fake", "FSC\x1b[2J", " FSC", "F" * 201):
-        refused(routine, "multi_input_requirement_product_type_is_a_name",
+        refused(routine, "multi_input_requirement_product_type_is_a_configuration_name",
                 lambda value=product_type: routine.execute(
                     "INSERT INTO hrwsi.multi_input_requirement VALUES ('l1c', %s, 1)", (value,)))
     refused(routine, "multi_input_requirement_min_count_is_at_most_10000",
@@ -221,3 +222,4 @@ def test_multi_input_rules_are_checked(routine):
             lambda: routine.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('l1c', 'FSC', 2)"))
     refused(routine, "multi_input_member_input_must_exist",
             lambda: routine.execute("INSERT INTO hrwsi.multi_input_member VALUES (999, '/p', 'FSC')"))
+
