@@ -2424,11 +2424,16 @@ END;
 -- backslash in the E'' form, E'a\\b', which a data engineer reads as another name (found by review;
 -- migration 0093). Every refusal that quotes a name quotes it so. A name longer than 118 characters is cut
 -- there, its length said after it ('aaa'... (5,000 characters)), as hrwsi.terminal.quoted cuts one the CLI
--- quotes: a 5,000-character name made a 5,000-character refusal (found by review; migration 0099).
+-- quotes: a 5,000-character name made a 5,000-character refusal (found by review; migration 0099). Its control and
+-- invisible characters are shown as their escapes (\x0a, \u200b: hrwsi.unseen_characters_escaped), as the CLI shows
+-- them: psql printed a name's line break and escape sequence as they came (`SELECT hrwsi.hold_routine(E'x\n\x1b[2J')`
+-- forged a line and cleared the screen), and 'snow\u200b_cover' read "no routine 'snow_cover'" (found by exploratory
+-- testing; migration 0124). The cut is made before escaping, so that no escape is cut in two.
 CREATE FUNCTION hrwsi.quoted_name(name text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, hrwsi
-RETURN CASE WHEN length(name) <= 118 THEN '''' || replace(name, '''', '''''') || ''''
-            ELSE '''' || replace(left(name, 118), '''', '''''') || '''... ('
+RETURN CASE WHEN length(name) <= 118
+            THEN '''' || replace(hrwsi.unseen_characters_escaped(name), '''', '''''') || ''''
+            ELSE '''' || replace(hrwsi.unseen_characters_escaped(left(name, 118)), '''', '''''') || '''... ('
                  || regexp_replace(length(name)::text, '(\d)(?=(\d{3})+$)', '\1,', 'g') || ' characters)' END;
 
 -- The sentence that names a cycle and what to change (the same as hrwsi.configuration's
