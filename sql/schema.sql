@@ -847,7 +847,7 @@ CREATE FUNCTION hrwsi.hold_is_the_tasks_own(reason text) RETURNS boolean LANGUAG
 RETURN coalesce(starts_with(reason, 'held by an operator')
                 OR reason LIKE 'moved from routine % by an operator; held by an operator%', false);
 
--- (migration 0120) The words that open the reason of a task an operator held while it was blocked (held_while_blocked),
+-- (migration 0123) The words that open the reason of a task an operator held while it was blocked (held_while_blocked),
 -- once its wait ends and it is held again, before what it waited for. One place, for the seven functions that end a
 -- blocked task's wait; it starts as hrwsi.hold_is_the_tasks_own reads an operator's hold.
 CREATE FUNCTION hrwsi.held_while_blocked_reason() RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -2068,7 +2068,7 @@ ALTER TABLE hrwsi.harvest_source
         CHECK (name !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'),
     ADD CONSTRAINT source_product_type_has_no_control_or_invisible_characters
         CHECK (product_type !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]');
--- (migration 0123) A harvest source's name and product type are at most 200 characters, as a configuration file's
+-- (migration 0126) A harvest source's name and product type are at most 200 characters, as a configuration file's
 -- names and product types are (a routine reads a type of at most 200): a name of 6,400 characters was refused by
 -- PostgreSQL's own "index row size 6416 exceeds btree version 4 maximum 2704 for index harvest_source_pkey", whose
 -- hint tells of an MD5 index, and one of 100,000 characters that compress was taken (found by exploratory testing).
@@ -2252,7 +2252,7 @@ ALTER TABLE hrwsi.multi_input_requirement
                AND product_type !~ '[[:cntrl:]\u0080-\u009f]') NOT VALID,
     ADD CONSTRAINT multi_input_requirement_min_count_is_at_most_10000 CHECK (min_count <= 10000) NOT VALID;
 
--- (migration 0121) A name with its control and invisible characters as their escapes (\x0a, \u200b, \U000e0041), as
+-- (migration 0124) A name with its control and invisible characters as their escapes (\x0a, \u200b, \U000e0041), as
 -- hrwsi.terminal.quoted shows them: a refusal or a notice that quotes it shows what is there, and is one line.
 CREATE FUNCTION hrwsi.unseen_characters_escaped(value text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, hrwsi
@@ -2262,7 +2262,7 @@ RETURN (SELECT coalesce(string_agg(CASE WHEN c !~ '[[:cntrl:]\u0080-\u00a0\u00ad
                                         ELSE '\U' || lpad(to_hex(ascii(c)), 8, '0') END, '' ORDER BY o), '')
         FROM regexp_split_to_table(value, '') WITH ORDINALITY AS s(c, o));
 
--- (migration 0121) Why a configuration file refuses a name (hrwsi.configuration's Name: a flavour's, a worker's, a
+-- (migration 0124) Why a configuration file refuses a name (hrwsi.configuration's Name: a flavour's, a worker's, a
 -- condition's name, a product type), or NULL: a control or invisible character, named by its code point, more than 200
 -- characters, or white space around it.
 CREATE FUNCTION hrwsi.name_problem(value text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -2274,14 +2274,14 @@ RETURN CASE WHEN value ~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\
             WHEN char_length(value) > 200 THEN 'is longer than the 200 characters a name may have'
             WHEN value ~ '^[[:space:]]|[[:space:]]$' THEN 'begins or ends with white space' END;
 
--- (migration 0121) The names a configuration file gives (a flavour's, a worker's, a condition's) and the product types a
+-- (migration 0124) The names a configuration file gives (a flavour's, a worker's, a condition's) and the product types a
 -- routine reads and writes, or a multi-input rule requires, are names as the file takes them (hrwsi.name_problem): no
 -- control or invisible character, as a harvest source's (migration 0116), at most 200 characters, no white space around.
 -- `hrwsi config load` took "L1C\u200b" (pasted), which looked like L1C and was another name; and a name written with
 -- SQL, ' l1c' or of 300 characters, was taken, and `hrwsi config show` wrote it into a file `hrwsi config load` refused.
 -- A trigger, not a CHECK, so that the refusal says why, naming a character by its code point, and shows the name with
 -- its escapes (a CHECK's refusal names the constraint alone, and a psql shows an invisible character as nothing).
--- A value stored before this rule (migration 0121 said each) is kept, and may be written again as it is: a rename would
+-- A value stored before this rule (migration 0124 said each) is kept, and may be written again as it is: a rename would
 -- leave the inputs, tasks and plans that name it naming nothing, and `hrwsi config show` writes it into the file
 -- `hrwsi config load` then reads back (hrwsi.configuration keeps the same exception).
 CREATE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses() RETURNS trigger LANGUAGE plpgsql
@@ -2428,7 +2428,7 @@ END;
 -- invisible characters are shown as their escapes (\x0a, \u200b: hrwsi.unseen_characters_escaped), as the CLI shows
 -- them: psql printed a name's line break and escape sequence as they came (`SELECT hrwsi.hold_routine(E'x\n\x1b[2J')`
 -- forged a line and cleared the screen), and 'snow\u200b_cover' read "no routine 'snow_cover'" (found by exploratory
--- testing; migration 0124). The cut is made before escaping, so that no escape is cut in two.
+-- testing; migration 0127). The cut is made before escaping, so that no escape is cut in two.
 CREATE FUNCTION hrwsi.quoted_name(name text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, hrwsi
 RETURN CASE WHEN length(name) <= 118
@@ -4707,7 +4707,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(7250010, key);
 END $$;
 
--- (migration 0122) The refusal of an input naming a condition that does not exist, as the input's key refused it
+-- (migration 0125) The refusal of an input naming a condition that does not exist, as the input's key refused it
 -- (hrwsi.create_tasks_for_new_inputs raises it for an INSERT, naming the statement's first row naming it, and
 -- hrwsi.refuse_an_input_naming_what_does_not_exist for an UPDATE). The name is shown with its control and invisible
 -- characters as their escapes, and cut past 118 characters with its length said: written as it came, a name with a

@@ -274,7 +274,7 @@ SELECT hrwsi.close_a_missed_range(%(name)s);
 
 -- name: config_names_stored_that_a_file_refuses
 -- The names and product types stored before the database refused what a configuration file refuses of them
--- (hrwsi.name_problem, migration 0121), which it keeps: a file may give them again as they are (`hrwsi config show`
+-- (hrwsi.name_problem, migration 0124), which it keeps: a file may give them again as they are (`hrwsi config show`
 -- writes them). (The rule written out: a role that reads the configuration may not call the function.)
 SELECT value FROM (
     SELECT name AS value FROM hrwsi.flavour

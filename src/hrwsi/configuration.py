@@ -82,7 +82,7 @@ def _no_unseen_character(value: str) -> str:
 
 
 def _kept_as_stored(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-    # A name or product type the database stored before it refused what this file refuses (migration 0121) is kept,
+    # A name or product type the database stored before it refused what this file refuses (migration 0124) is kept,
     # and a file may give it again as it is: `hrwsi config show` writes it into the file `hrwsi config load` reads
     # back (the database's names of that kind come as known["stored_irregular"]).
     if isinstance(value, str) and value in ((info.context or {}).get("stored_irregular") or ()):
@@ -92,7 +92,7 @@ def _kept_as_stored(value: Any, handler: ValidatorFunctionWrapHandler, info: Val
 
 # No white space around it and no control character (an escape sequence in a flavour's name reached
 # every terminal that listed it): a name is shown in tables, logs and the dashboard. Nor an invisible one
-# (migration 0121): a condition "L1C\u200b" (a zero-width space, pasted) looked like L1C and was another name.
+# (migration 0124): a condition "L1C\u200b" (a zero-width space, pasted) looked like L1C and was another name.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200,
                                         pattern=r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"),
                  AfterValidator(_no_unseen_character), WrapValidator(_kept_as_stored)]
@@ -931,7 +931,7 @@ def _toml_value(value: Any) -> str:
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, str):
         # (a JSON string is a valid TOML basic string; an invisible character in it, which a name stored before
-        # migration 0121 may hold, is written as its escape, which TOML reads back as the character: printed as it
+        # migration 0124 may hold, is written as its escape, which TOML reads back as the character: printed as it
         # is, `hrwsi config show` showed 'L1C\u200b' as L1C, and a right-to-left override reordered the line)
         return REFUSED_CHARACTER.sub(_toml_escape, json.dumps(value, ensure_ascii=False))
     if isinstance(value, list):

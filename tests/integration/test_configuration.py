@@ -731,7 +731,7 @@ def test_the_database_refuses_an_invisible_character_in_a_name_of_the_configurat
 
 
 def test_a_name_stored_before_invisible_characters_were_refused_is_kept_and_config_show_loads_back(db):
-    """`hrwsi config show` must not write a file `hrwsi config load` refuses: a condition stored before migration 0121
+    """`hrwsi config show` must not write a file `hrwsi config load` refuses: a condition stored before migration 0124
     with a zero-width space in its name is written with its escape, and loads back; a new such name is refused."""
     configuration.load(db, demo_document())
     db.execute("ALTER TABLE hrwsi.processing_condition DISABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")

@@ -695,7 +695,7 @@ def test_a_campaigns_sensing_range_beyond_9000_is_brought_within_it_by_the_upgra
 
 def test_a_name_of_the_configuration_stored_with_an_invisible_character_is_kept_and_said_by_the_upgrade(
         empty_database_url, monkeypatch, caplog):
-    """Migration 0121 refuses a control or invisible character in a flavour's, worker's or condition's name and in a
+    """Migration 0124 refuses a control or invisible character in a flavour's, worker's or condition's name and in a
     product type. One stored before is kept (inputs, tasks and plans name it: a rename would leave them naming
     nothing), said with its code point and its escape, and may be written again as it is; a new one is refused."""
     shipped = migration_files()
@@ -709,8 +709,8 @@ def test_a_name_of_the_configuration_stored_with_an_invisible_character_is_kept_
         conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('L1C\u200b', 'r')")
         monkeypatch.setattr(migrations, "migrations", lambda: shipped)
         with caplog.at_level("WARNING", logger="hrwsi.migrations"):
-            assert any(m.startswith("0121_") for m in migrations.migrate(conn))
-        said = [r.getMessage() for r in caplog.records if r.name == "hrwsi.migrations" and "0121_" in r.getMessage()]
+            assert any(m.startswith("0124_") for m in migrations.migrate(conn))
+        said = [r.getMessage() for r in caplog.records if r.name == "hrwsi.migrations" and "0124_" in r.getMessage()]
         assert len(said) == 2, said
         assert any("condition 'L1C\\u200b' holds U+200B" in s and "kept as it is" in s for s in said), said
         assert any("product type 'L1C\\u202e' holds U+202E" in s for s in said), said

@@ -338,7 +338,7 @@ def test_a_name_or_product_type_holding_an_invisible_character_is_refused_naming
 
 
 def test_a_name_the_database_stored_before_invisible_characters_were_refused_is_taken_again_as_it_is():
-    """`hrwsi config show` writes a name stored before migration 0121 refused them; `hrwsi config load` reads that
+    """`hrwsi config show` writes a name stored before migration 0124 refused them; `hrwsi config load` reads that
     file back (the database's names it already holds are given to problems() as known)."""
     def change(d):
         d["condition"][0]["name"] = "L1C\u200b"
@@ -350,7 +350,7 @@ def test_a_name_the_database_stored_before_invisible_characters_were_refused_is_
 
 
 def test_config_show_writes_an_invisible_character_as_its_escape_which_load_reads_back_as_it():
-    """Printed as it was, a name stored before migration 0121 with a zero-width space in it showed as L1C, and a
+    """Printed as it was, a name stored before migration 0124 with a zero-width space in it showed as L1C, and a
     right-to-left override reordered the line it was on."""
     document = demo_document()
     document["condition"][0]["name"] = "L1C\u200b\u202e\U000e0041\u00a0x"

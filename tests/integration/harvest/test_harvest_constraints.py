@@ -209,7 +209,7 @@ def test_multi_input_rules_are_checked(routine):
     refused(routine, "multi_input_requirement_product_type_is_not_empty",
             lambda: routine.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('l1c', '', 1)"))
     # (what the configuration file allows: the database took these, and `hrwsi config show` wrote them into a file
-    # `hrwsi config load` refused; found by exploratory testing, migration 0115; since migration 0121 a trigger, before
+    # `hrwsi config load` refused; found by exploratory testing, migration 0115; since migration 0124 a trigger, before
     # the check, refuses them saying why, as it refuses the configuration's other names)
     for product_type in ("SWS\nmulti-input groups that cannot complete: fake", "FSC\x1b[2J", " FSC", "F" * 201):
         refused(routine, "multi_input_requirement_product_type_is_a_configuration_name",

@@ -1,4 +1,4 @@
--- hrwsi schema, version 120: the reason of a task an operator held while it was blocked, once its wait ends, is worded in one function, hrwsi.held_while_blocked_reason(), which the seven functions that end a blocked task's wait call.
+-- hrwsi schema, version 123: the reason of a task an operator held while it was blocked, once its wait ends, is worded in one function, hrwsi.held_while_blocked_reason(), which the seven functions that end a blocked task's wait call.
 --
 -- Migration 0119 re-created these seven functions whole to change that one sentence, which stood in eight places
 -- (found by review). The functions below are those of migration 0119 with the sentence's literal alone replaced by

@@ -1,4 +1,4 @@
--- hrwsi schema, version 122: an input naming a condition that does not exist is refused with the name shown with its invisible and control characters as their escapes, cut past 118 characters, and the condition it may have meant named.
+-- hrwsi schema, version 125: an input naming a condition that does not exist is refused with the name shown with its invisible and control characters as their escapes, cut past 118 characters, and the condition it may have meant named.
 --
 -- The refusal wrote the name as it came: a name with a line break and an escape sequence forged a line of psql's
 -- output and cleared the screen, a 100,000-character name made an error of as many, and 'l1c_recent\u200b' (a
@@ -7,7 +7,7 @@
 -- which the INSERT's check (hrwsi.create_tasks_for_new_inputs: its RAISE alone replaced by the call) and the
 -- UPDATE's (hrwsi.refuse_an_input_naming_what_does_not_exist) call.
 
--- (migration 0122) The refusal of an input naming a condition that does not exist, as the input's key refused it
+-- (migration 0125) The refusal of an input naming a condition that does not exist, as the input's key refused it
 -- (hrwsi.create_tasks_for_new_inputs raises it for an INSERT, naming the statement's first row naming it, and
 -- hrwsi.refuse_an_input_naming_what_does_not_exist for an UPDATE). The name is shown with its control and invisible
 -- characters as their escapes, and cut past 118 characters with its length said: written as it came, a name with a

@@ -1,4 +1,4 @@
--- hrwsi schema, version 124: a name a refusal quotes (hrwsi.quoted_name) shows its control and invisible characters as their escapes, as the CLI does.
+-- hrwsi schema, version 127: a name a refusal quotes (hrwsi.quoted_name) shows its control and invisible characters as their escapes, as the CLI does.
 --
 -- psql printed a refused name's line break and escape sequence as they came: SELECT hrwsi.hold_routine(E'x\n\x1b[2J...')
 -- answered "no routine 'x" and a forged line, the screen cleared; and 'snow\u200b_cover' (a zero-width space, pasted)

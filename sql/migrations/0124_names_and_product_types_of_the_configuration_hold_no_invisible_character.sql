@@ -1,4 +1,4 @@
--- hrwsi schema, version 121: a flavour's, a worker's and a condition's name, and the product types of a routine and of a multi-input rule, are names a configuration file takes: no control or invisible character (refused naming it by its code point), at most 200 characters, no white space around; one stored before is kept, and said.
+-- hrwsi schema, version 124: a flavour's, a worker's and a condition's name, and the product types of a routine and of a multi-input rule, are names a configuration file takes: no control or invisible character (refused naming it by its code point), at most 200 characters, no white space around; one stored before is kept, and said.
 --
 -- `hrwsi config load` took a condition named "L1C\u200b" (a zero-width space, pasted), which looked like L1C and was
 -- another name, and so did a product type with a bidi control or a no-break space inside (found by exploratory
@@ -12,7 +12,7 @@
 -- notice of `hrwsi db init` (the log of a service that applies the migration); it may be written again as it is
 -- (`hrwsi config show` writes it into the file that `hrwsi config load` reads back), and a new one is refused.
 
--- (migration 0121) A name with its control and invisible characters as their escapes (\x0a, \u200b, \U000e0041), as
+-- (migration 0124) A name with its control and invisible characters as their escapes (\x0a, \u200b, \U000e0041), as
 -- hrwsi.terminal.quoted shows them: a refusal or a notice that quotes it shows what is there, and is one line.
 CREATE FUNCTION hrwsi.unseen_characters_escaped(value text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, hrwsi
@@ -22,7 +22,7 @@ RETURN (SELECT coalesce(string_agg(CASE WHEN c !~ '[[:cntrl:]\u0080-\u00a0\u00ad
                                         ELSE '\U' || lpad(to_hex(ascii(c)), 8, '0') END, '' ORDER BY o), '')
         FROM regexp_split_to_table(value, '') WITH ORDINALITY AS s(c, o));
 
--- (migration 0121) Why a configuration file refuses a name (hrwsi.configuration's Name: a flavour's, a worker's, a
+-- (migration 0124) Why a configuration file refuses a name (hrwsi.configuration's Name: a flavour's, a worker's, a
 -- condition's name, a product type), or NULL: a control or invisible character, named by its code point, more than 200
 -- characters, or white space around it.
 CREATE FUNCTION hrwsi.name_problem(value text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -34,14 +34,14 @@ RETURN CASE WHEN value ~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\
             WHEN char_length(value) > 200 THEN 'is longer than the 200 characters a name may have'
             WHEN value ~ '^[[:space:]]|[[:space:]]$' THEN 'begins or ends with white space' END;
 
--- (migration 0121) The names a configuration file gives (a flavour's, a worker's, a condition's) and the product types a
+-- (migration 0124) The names a configuration file gives (a flavour's, a worker's, a condition's) and the product types a
 -- routine reads and writes, or a multi-input rule requires, are names as the file takes them (hrwsi.name_problem): no
 -- control or invisible character, as a harvest source's (migration 0116), at most 200 characters, no white space around.
 -- `hrwsi config load` took "L1C\u200b" (pasted), which looked like L1C and was another name; and a name written with
 -- SQL, ' l1c' or of 300 characters, was taken, and `hrwsi config show` wrote it into a file `hrwsi config load` refused.
 -- A trigger, not a CHECK, so that the refusal says why, naming a character by its code point, and shows the name with
 -- its escapes (a CHECK's refusal names the constraint alone, and a psql shows an invisible character as nothing).
--- A value stored before this rule (migration 0121 said each) is kept, and may be written again as it is: a rename would
+-- A value stored before this rule (migration 0124 said each) is kept, and may be written again as it is: a rename would
 -- leave the inputs, tasks and plans that name it naming nothing, and `hrwsi config show` writes it into the file
 -- `hrwsi config load` then reads back (hrwsi.configuration keeps the same exception).
 CREATE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses() RETURNS trigger LANGUAGE plpgsql

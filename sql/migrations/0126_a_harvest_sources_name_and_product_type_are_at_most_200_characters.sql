@@ -1,6 +1,6 @@
--- hrwsi schema, version 123: a harvest source's name and product type are at most 200 characters, refused saying so (a name of 6,400 characters was refused by PostgreSQL's own index error, telling of an MD5 index); one stored before is kept.
+-- hrwsi schema, version 126: a harvest source's name and product type are at most 200 characters, refused saying so (a name of 6,400 characters was refused by PostgreSQL's own index error, telling of an MD5 index); one stored before is kept.
 
--- (migration 0123) A harvest source's name and product type are at most 200 characters, as a configuration file's
+-- (migration 0126) A harvest source's name and product type are at most 200 characters, as a configuration file's
 -- names and product types are (a routine reads a type of at most 200): a name of 6,400 characters was refused by
 -- PostgreSQL's own "index row size 6416 exceeds btree version 4 maximum 2704 for index harvest_source_pkey", whose
 -- hint tells of an MD5 index, and one of 100,000 characters that compress was taken (found by exploratory testing).
