@@ -847,6 +847,12 @@ CREATE FUNCTION hrwsi.hold_is_the_tasks_own(reason text) RETURNS boolean LANGUAG
 RETURN coalesce(starts_with(reason, 'held by an operator')
                 OR reason LIKE 'moved from routine % by an operator; held by an operator%', false);
 
+-- (migration 0123) The words that open the reason of a task an operator held while it was blocked (held_while_blocked),
+-- once its wait ends and it is held again, before what it waited for. One place, for the seven functions that end a
+-- blocked task's wait; it starts as hrwsi.hold_is_the_tasks_own reads an operator's hold.
+CREATE FUNCTION hrwsi.held_while_blocked_reason() RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 'held by an operator, its hold kept while it was blocked: ';
+
 -- What an operator runs to lift the hold hrwsi.hold_a_new_task_takes names (the same cases, in its order), said in the
 -- answer of an operator's release or retry of one task of it (migration 0098): that lifts the task's own hold (and its
 -- block) only, the task stays held with its routine, campaign or back-fill, and the answer says so and how to lift it.
@@ -922,7 +928,7 @@ BEGIN
             planned_end = CASE WHEN t.state = 'planned' AND n.previous_state IN ('terminated', 'blocked') THEN NULL
                                ELSE t.planned_end END,
             state_reason = CASE WHEN t.state <> 'blocked' OR n.previous_state IN ('terminated', 'blocked') THEN ''
-                                WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                 WHEN n.group_hold IS NOT NULL THEN n.group_hold || '; ' ELSE '' END || CASE
                 WHEN t.state = 'on_hold' AND NOT coalesce(n.previous_state IN ('terminated', 'blocked'), false)
                 THEN t.state_reason
@@ -1304,7 +1310,7 @@ BEGIN
             UPDATE processing_task t
             SET state = CASE WHEN t.held_while_blocked OR a.hold IS NOT NULL THEN 'on_hold' ELSE 'pending' END,
                 held_while_blocked = false,
-                state_reason = CASE WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                state_reason = CASE WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                     WHEN a.hold IS NOT NULL THEN a.hold || '; ' ELSE '' END
                     || CASE WHEN t.depends_on = a.root THEN format('its dependency, task %s, %s', a.root, a.what)
                                     ELSE format('its dependency, task %s, is no longer blocked: task %s before it %s',
@@ -1811,7 +1817,7 @@ BEGIN
         planned_end = CASE WHEN t.state = 'planned' THEN NULL ELSE t.planned_end END,
         state_reason = CASE WHEN t.state = 'on_hold' THEN t.state_reason
                             ELSE CASE WHEN t.state <> 'blocked' THEN ''
-                                      WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                      WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                       ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
                                  END
                                  || format('routine %s is no longer a time series (sequential_per_tile off): it no '
@@ -2071,6 +2077,35 @@ ALTER TABLE hrwsi.harvest_source
         CHECK (name !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'),
     ADD CONSTRAINT source_product_type_has_no_control_or_invisible_characters
         CHECK (product_type !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]');
+-- (migration 0126) A harvest source's name and product type are at most 200 characters, as a configuration file's
+-- names and product types are (a routine reads a type of at most 200): a name of 6,400 characters was refused by
+-- PostgreSQL's own "index row size 6416 exceeds btree version 4 maximum 2704 for index harvest_source_pkey", whose
+-- hint tells of an MD5 index, and one of 100,000 characters that compress was taken (found by exploratory testing).
+-- A trigger on the INSERT and a change of either, not a CHECK: the harvester's claim updates every due source in one
+-- statement, which a rule kept NOT VALID for a row stored before would make fail for all (migration 0116); a row
+-- stored before is kept.
+CREATE FUNCTION hrwsi.refuse_a_long_harvest_source_name() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+BEGIN
+    IF char_length(NEW.name) > 200 AND (TG_OP = 'INSERT' OR NEW.name IS DISTINCT FROM OLD.name) THEN
+        RAISE EXCEPTION 'harvest source name % is longer than the 200 characters a name may have',
+                        hrwsi.quoted_name(hrwsi.unseen_characters_escaped(NEW.name))
+            USING ERRCODE = 'check_violation', HINT = 'give the source a shorter name';
+    END IF;
+    IF char_length(NEW.product_type) > 200 AND (TG_OP = 'INSERT' OR NEW.product_type IS DISTINCT FROM OLD.product_type)
+    THEN
+        RAISE EXCEPTION 'harvest source % product_type % is longer than the 200 characters a product type may have',
+                        hrwsi.quoted_name(hrwsi.unseen_characters_escaped(NEW.name)),
+                        hrwsi.quoted_name(hrwsi.unseen_characters_escaped(NEW.product_type))
+            USING ERRCODE = 'check_violation',
+                  HINT = 'a routine reads a product type of at most 200 characters (the configuration file''s rule)';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER harvest_source_name_and_product_type_are_at_most_200_chars
+    BEFORE INSERT OR UPDATE OF name, product_type ON hrwsi.harvest_source
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_a_long_harvest_source_name();
+
 -- The harvester's question, every round: which active sources are due?
 CREATE INDEX harvest_source_due_idx ON hrwsi.harvest_source (next_run_at) WHERE active;
 
@@ -2226,6 +2261,80 @@ ALTER TABLE hrwsi.multi_input_requirement
                AND product_type !~ '[[:cntrl:]\u0080-\u009f]') NOT VALID,
     ADD CONSTRAINT multi_input_requirement_min_count_is_at_most_10000 CHECK (min_count <= 10000) NOT VALID;
 
+-- (migration 0124) A name with its control and invisible characters as their escapes (\x0a, \u200b, \U000e0041), as
+-- hrwsi.terminal.quoted shows them: a refusal or a notice that quotes it shows what is there, and is one line.
+CREATE FUNCTION hrwsi.unseen_characters_escaped(value text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, hrwsi
+RETURN (SELECT coalesce(string_agg(CASE WHEN c !~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]' THEN c
+                                        WHEN ascii(c) < 256 THEN '\x' || lpad(to_hex(ascii(c)), 2, '0')
+                                        WHEN ascii(c) < 65536 THEN '\u' || lpad(to_hex(ascii(c)), 4, '0')
+                                        ELSE '\U' || lpad(to_hex(ascii(c)), 8, '0') END, '' ORDER BY o), '')
+        FROM regexp_split_to_table(value, '') WITH ORDINALITY AS s(c, o));
+
+-- (migration 0124) Why a configuration file refuses a name (hrwsi.configuration's Name: a flavour's, a worker's, a
+-- condition's name, a product type), or NULL: a control or invisible character, named by its code point, more than 200
+-- characters, or white space around it.
+CREATE FUNCTION hrwsi.name_problem(value text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, hrwsi
+RETURN CASE WHEN value ~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'
+            THEN 'holds U+' || upper(lpad(to_hex(ascii(substring(value FROM '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'))),
+                                          greatest(length(to_hex(ascii(substring(value FROM '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]')))), 4), '0'))
+                 || ', a control or invisible character (shown here as its escape)'
+            WHEN char_length(value) > 200 THEN 'is longer than the 200 characters a name may have'
+            WHEN value ~ '^[[:space:]]|[[:space:]]$' THEN 'begins or ends with white space' END;
+
+-- (migration 0124) The names a configuration file gives (a flavour's, a worker's, a condition's) and the product types a
+-- routine reads and writes, or a multi-input rule requires, are names as the file takes them (hrwsi.name_problem): no
+-- control or invisible character, as a harvest source's (migration 0116), at most 200 characters, no white space around.
+-- `hrwsi config load` took "L1C\u200b" (pasted), which looked like L1C and was another name; and a name written with
+-- SQL, ' l1c' or of 300 characters, was taken, and `hrwsi config show` wrote it into a file `hrwsi config load` refused.
+-- A trigger, not a CHECK, so that the refusal says why, naming a character by its code point, and shows the name with
+-- its escapes (a CHECK's refusal names the constraint alone, and a psql shows an invisible character as nothing).
+-- A value stored before this rule (migration 0124 said each) is kept, and may be written again as it is: a rename would
+-- leave the inputs, tasks and plans that name it naming nothing, and `hrwsi config show` writes it into the file
+-- `hrwsi config load` then reads back (hrwsi.configuration keeps the same exception).
+CREATE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    col text;
+    value text;
+    problem text;
+BEGIN
+    FOREACH col IN ARRAY TG_ARGV LOOP
+        value := to_jsonb(NEW) ->> col;
+        problem := hrwsi.name_problem(value);
+        CONTINUE WHEN problem IS NULL;
+        -- (unchanged by an UPDATE, or stored before: an INSERT ... ON CONFLICT of a row stored before, as `hrwsi
+        -- config load` writes one, or a name or type stored before given again, as hrwsi.configuration takes it)
+        CONTINUE WHEN TG_OP = 'UPDATE' AND value = to_jsonb(OLD) ->> col;
+        CONTINUE WHEN EXISTS (SELECT 1 FROM flavour WHERE name = value) OR EXISTS (SELECT 1 FROM worker WHERE name = value)
+                   OR EXISTS (SELECT 1 FROM processing_condition WHERE name = value)
+                   OR EXISTS (SELECT 1 FROM processing_routine WHERE input_product_type = value)
+                   OR EXISTS (SELECT 1 FROM processing_routine WHERE output_product_type = value)
+                   OR EXISTS (SELECT 1 FROM multi_input_requirement WHERE product_type = value);
+        RAISE EXCEPTION '% % % %', TG_TABLE_NAME, col, hrwsi.quoted_name(hrwsi.unseen_characters_escaped(value)), problem
+            USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME,
+                  HINT = 'a name of the configuration is at most 200 characters, without white space around it, nor a '
+                         'control or invisible character, not seen where the name is shown (`hrwsi config load` '
+                         'refuses the same): write it so';
+    END LOOP;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER flavour_name_is_a_name_a_configuration_file_takes BEFORE INSERT OR UPDATE OF name ON hrwsi.flavour
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses('name');
+CREATE TRIGGER worker_name_is_a_name_a_configuration_file_takes BEFORE INSERT OR UPDATE OF name ON hrwsi.worker
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses('name');
+CREATE TRIGGER routine_product_types_are_names_a_configuration_file_takes
+    BEFORE INSERT OR UPDATE OF input_product_type, output_product_type ON hrwsi.processing_routine
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses('input_product_type',
+                                                                                 'output_product_type');
+CREATE TRIGGER condition_name_is_a_name_a_configuration_file_takes
+    BEFORE INSERT OR UPDATE OF name ON hrwsi.processing_condition
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses('name');
+CREATE TRIGGER multi_input_requirement_product_type_is_a_configuration_name
+    BEFORE INSERT OR UPDATE OF product_type ON hrwsi.multi_input_requirement
+    FOR EACH ROW EXECUTE FUNCTION hrwsi.refuse_names_a_configuration_file_refuses('product_type');
+
 -- The members a multi-input input was made from: what its routine reads.
 CREATE TABLE hrwsi.multi_input_member (
     input_id     bigint NOT NULL CONSTRAINT multi_input_member_input_must_exist
@@ -2324,11 +2433,16 @@ END;
 -- backslash in the E'' form, E'a\\b', which a data engineer reads as another name (found by review;
 -- migration 0093). Every refusal that quotes a name quotes it so. A name longer than 118 characters is cut
 -- there, its length said after it ('aaa'... (5,000 characters)), as hrwsi.terminal.quoted cuts one the CLI
--- quotes: a 5,000-character name made a 5,000-character refusal (found by review; migration 0099).
+-- quotes: a 5,000-character name made a 5,000-character refusal (found by review; migration 0099). Its control and
+-- invisible characters are shown as their escapes (\x0a, \u200b: hrwsi.unseen_characters_escaped), as the CLI shows
+-- them: psql printed a name's line break and escape sequence as they came (`SELECT hrwsi.hold_routine(E'x\n\x1b[2J')`
+-- forged a line and cleared the screen), and 'snow\u200b_cover' read "no routine 'snow_cover'" (found by exploratory
+-- testing; migration 0127). The cut is made before escaping, so that no escape is cut in two.
 CREATE FUNCTION hrwsi.quoted_name(name text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, hrwsi
-RETURN CASE WHEN length(name) <= 118 THEN '''' || replace(name, '''', '''''') || ''''
-            ELSE '''' || replace(left(name, 118), '''', '''''') || '''... ('
+RETURN CASE WHEN length(name) <= 118
+            THEN '''' || replace(hrwsi.unseen_characters_escaped(name), '''', '''''') || ''''
+            ELSE '''' || replace(hrwsi.unseen_characters_escaped(left(name, 118)), '''', '''''') || '''... ('
                  || regexp_replace(length(name)::text, '(\d)(?=(\d{3})+$)', '\1,', 'g') || ' characters)' END;
 
 -- The sentence that names a cycle and what to change (the same as hrwsi.configuration's
@@ -2727,7 +2841,7 @@ BEGIN
                                                 'what that task waits for): it runs once that task has run', task, task)
                                     WHEN t.state = 'on_hold' THEN t.state_reason
                                     ELSE CASE WHEN t.state <> 'blocked' THEN ''
-                                              WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                              WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                               ELSE coalesce(x.group_hold || '; ', '') END
                                          || format('task %s before it in its time series was retried: it runs after it', task)
                                END
@@ -3325,7 +3439,7 @@ BEGIN
         SET state = CASE WHEN was_held AND state = 'pending' THEN 'on_hold' ELSE state END,
             held_while_blocked = was_held AND state = 'blocked',
             state_reason = CASE WHEN state = 'blocked' THEN state_reason
-                                ELSE CASE WHEN was_held THEN 'held by an operator, its hold kept while it was blocked: '
+                                ELSE CASE WHEN was_held THEN hrwsi.held_while_blocked_reason()
                                           WHEN state = 'on_hold'
                                           THEN coalesce(hrwsi.hold_a_new_task_takes(routine, campaign_id, lane) || '; ', '')
                                           ELSE '' END
@@ -3758,7 +3872,7 @@ BEGIN
                                     THEN moved_reason || '; ' || c.state_reason
                                 WHEN NOT target.sequential_per_tile AND t.depends_on IS NOT NULL AND NOT t.dependency_waived
                                     THEN CASE WHEN c.state = 'blocked' AND t.held_while_blocked
-                                              THEN 'held by an operator, its hold kept while it was blocked: ' ELSE '' END
+                                              THEN hrwsi.held_while_blocked_reason() ELSE '' END
                                          || moved_reason || format('; routine %s is not a time series: it no longer waits '
                                                                    'for task %s', to_routine, t.depends_on)
                                 WHEN c.state = 'blocked' THEN moved_reason || '; ' || c.state_reason
@@ -3834,7 +3948,7 @@ BEGIN
                                     THEN t.state_reason
                                     WHEN t.state = 'blocked' AND t.held_while_blocked
                                          AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false)
-                                    THEN 'held by an operator, its hold kept while it was blocked: ' ELSE '' END
+                                    THEN hrwsi.held_while_blocked_reason() ELSE '' END
                                || CASE WHEN t.state = 'on_hold'
                                             AND NOT coalesce(s.previous_state IN ('terminated', 'blocked'), false) THEN ''
                                     ELSE CASE WHEN t.id = ANY (moved_ids) THEN moved_reason
@@ -4602,6 +4716,42 @@ BEGIN
     PERFORM pg_advisory_xact_lock(7250010, key);
 END $$;
 
+-- (migration 0125) The refusal of an input naming a condition that does not exist, as the input's key refused it
+-- (hrwsi.create_tasks_for_new_inputs raises it for an INSERT, naming the statement's first row naming it, and
+-- hrwsi.refuse_an_input_naming_what_does_not_exist for an UPDATE). The name is shown with its control and invisible
+-- characters as their escapes, and cut past 118 characters with its length said: written as it came, a name with a
+-- line break and an escape sequence forged a line of psql's output and cleared the screen, a name of 100,000
+-- characters made an error of as many, and 'l1c\u200b' (a zero-width space, pasted) read "l1c is not present" while
+-- l1c was there (found by exploratory testing). A condition whose name is the one given without such characters, or
+-- in another case, is named in the hint.
+CREATE FUNCTION hrwsi.refuse_an_input_of_a_missing_condition(missing text, first_path text, named bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, hrwsi AS $$
+DECLARE
+    shown text := hrwsi.unseen_characters_escaped(missing);
+    meant text;
+BEGIN
+    SELECT c.name INTO meant FROM processing_condition c
+    WHERE c.name = btrim(regexp_replace(missing, '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]', '', 'g'))
+       OR lower(c.name) = lower(missing)
+    ORDER BY c.name LIMIT 1;
+    RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
+        USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
+              DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition".',
+                              CASE WHEN length(shown) <= 118 THEN shown
+                                   ELSE left(shown, 118) || '... (' || regexp_replace(length(missing)::text,
+                                        '(\d)(?=(\d{3})+$)', '\1,', 'g') || ' characters)' END)
+                       || CASE WHEN first_path IS NULL THEN ''
+                               ELSE format(' The first row naming it has input_path %s (%s row(s) of the statement '
+                                           'name it).', first_path, named) END,
+              HINT = CASE WHEN meant IS NOT NULL
+                          THEN format('did you mean condition %s? The name given is %s, %s', hrwsi.quoted_name(meant),
+                                      hrwsi.quoted_name(shown),
+                                      CASE WHEN shown <> missing THEN 'its invisible or control characters shown '
+                                                                      'as their escapes'
+                                           ELSE 'in another case' END)
+                          ELSE 'the conditions are configuration: `hrwsi config show` lists them' END;
+END $$;
+
 CREATE FUNCTION hrwsi.create_tasks_for_new_inputs() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 DECLARE
@@ -4628,12 +4778,7 @@ BEGIN
         -- after its rows, the refusal could not name a COPY's line; found by exploratory testing)
         SELECT n.input_path, count(*) OVER () INTO first_path, named
         FROM new_rows n WHERE n.processing_condition = missing ORDER BY n.id LIMIT 1;
-        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
-                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition". '
-                                  'The first row naming it has input_path %s (%s row(s) of the statement name it).',
-                                  missing, first_path, named),
-                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+        PERFORM hrwsi.refuse_an_input_of_a_missing_condition(missing, first_path, named);
     END IF;
     -- An input of a condition ops stopped (`active = false`) is refused, unless a campaign reprocesses
     -- it: a data engineer's INSERT ran all the same, while the harvester and chaining give such a
@@ -4889,7 +5034,7 @@ BEGIN
                                    'task waits for): it runs once that task has run', p.id, p.id)
                         WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
                         ELSE CASE WHEN t.state <> 'blocked' THEN ''
-                                  WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                  WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                   ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
                              END || format('a scene sensed before it arrived late (task %s): it runs after it',
                                            link.previous) END
@@ -5408,11 +5553,7 @@ CREATE FUNCTION hrwsi.refuse_an_input_naming_what_does_not_exist() RETURNS trigg
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = NEW.processing_condition FOR KEY SHARE) THEN
-        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
-                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition".',
-                                  NEW.processing_condition),
-                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+        PERFORM hrwsi.refuse_an_input_of_a_missing_condition(NEW.processing_condition, NULL, NULL);
     END IF;
     RETURN NEW;
 END $$;

@@ -271,3 +271,17 @@ ORDER BY s.name, u.name;
 -- count it again at every call. It only reads the products (migration 0078: chain_missed_products with
 -- max_products => 1 chained one made meanwhile, during config load).
 SELECT hrwsi.close_a_missed_range(%(name)s);
+
+-- name: config_names_stored_that_a_file_refuses
+-- The names and product types stored before the database refused what a configuration file refuses of them
+-- (hrwsi.name_problem, migration 0124), which it keeps: a file may give them again as they are (`hrwsi config show`
+-- writes them). (The rule written out: a role that reads the configuration may not call the function.)
+SELECT value FROM (
+    SELECT name AS value FROM hrwsi.flavour
+    UNION SELECT name FROM hrwsi.worker
+    UNION SELECT name FROM hrwsi.processing_condition
+    UNION SELECT input_product_type FROM hrwsi.processing_routine
+    UNION SELECT output_product_type FROM hrwsi.processing_routine
+    UNION SELECT product_type FROM hrwsi.multi_input_requirement) v
+WHERE value ~ '[[:cntrl:]\u0080-\u00a0\u00ad\u061c\u115f\u1160\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]'
+   OR char_length(value) > 200 OR value ~ '^[[:space:]]|[[:space:]]$';

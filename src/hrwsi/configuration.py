@@ -28,6 +28,7 @@ import sys
 import tomllib
 import types
 import typing
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,9 +42,13 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 
+from hrwsi.harvest.input_checks import REFUSED_CHARACTER
 from hrwsi.harvest.schedules import MAX_WINDOW_DAYS  # (a condition's windows: at most 100 years)
 from hrwsi.sql_files import query
 from hrwsi.terminal import bounded, one_sentence, quoted
@@ -53,10 +58,44 @@ MAX_INT4 = 2_147_483_647
 MAX_DURATION_S = 30 * 86_400  # a routine's expected duration and timeout: at most 30 days
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 
+def unseen_character_problem(value: str) -> str | None:
+    """Why a name holding a control or invisible character is refused, naming the first by its code point; None
+    when it holds none. (The characters of hrwsi.input's checks and of hrwsi.refuse_names_a_configuration_file_refuses.)"""
+    found = REFUSED_CHARACTER.search(value)
+    if found is None:
+        return None
+    character = found.group()
+    what = unicodedata.name(character, "").lower() or "a control character"
+    # (each such character as its escape, as hrwsi.unseen_characters_escaped shows it: `quoted` leaves a no-break
+    # space as it is, and the refusal of "eo2\u00a0large" quoted 'eo2 large')
+    shown = REFUSED_CHARACTER.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else
+                                  f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000 else
+                                  f"\\U{ord(m.group()):08x}", value)
+    return (f"{quoted(shown)} holds U+{ord(character):04X} ({what}), which is not seen where a name is shown (or looks "
+            "like a space): write the name without it")
+
+
+def _no_unseen_character(value: str) -> str:
+    if (problem := unseen_character_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _kept_as_stored(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    # A name or product type the database stored before it refused what this file refuses (migration 0124) is kept,
+    # and a file may give it again as it is: `hrwsi config show` writes it into the file `hrwsi config load` reads
+    # back (the database's names of that kind come as known["stored_irregular"]).
+    if isinstance(value, str) and value in ((info.context or {}).get("stored_irregular") or ()):
+        return value
+    return handler(value)
+
+
 # No white space around it and no control character (an escape sequence in a flavour's name reached
-# every terminal that listed it): a name is shown in tables, logs and the dashboard.
+# every terminal that listed it): a name is shown in tables, logs and the dashboard. Nor an invisible one
+# (migration 0124): a condition "L1C\u200b" (a zero-width space, pasted) looked like L1C and was another name.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200,
-                                        pattern=r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
+                                        pattern=r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"),
+                 AfterValidator(_no_unseen_character), WrapValidator(_kept_as_stored)]
 
 
 def _plain_routine_name(value: str) -> str:
@@ -408,6 +447,8 @@ def _message(error: dict) -> str:  # noqa: C901 - one sentence per kind of schem
         if loc[:1] == ("routine",) and loc[-1:] == ("name",):
             return (f"{quoted(value)} is not a plain routine name like snow_cover: letters, digits, _ . - (at most 100, "
                     "the first a letter or digit); it names directories and Nomad jobs")
+        if isinstance(value, str) and (problem := unseen_character_problem(value)) is not None:
+            return problem
         return f"{quoted(value)} must not be empty, start or end with spaces, or hold control characters"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
@@ -418,9 +459,13 @@ def _message(error: dict) -> str:  # noqa: C901 - one sentence per kind of schem
     return error["msg"][0].lower() + error["msg"][1:]
 
 
-def _schema_problems(document: dict) -> list[str]:
+def _context(known: dict[str, set[str]] | None) -> dict[str, set[str]]:
+    return {"stored_irregular": (known or {}).get("stored_irregular", set())}
+
+
+def _schema_problems(document: dict, known: dict[str, set[str]] | None = None) -> list[str]:
     try:
-        Configuration.model_validate(document)
+        Configuration.model_validate(document, context=_context(known))
     except ValidationError as error:
         problems = []
         for item in error.errors(include_url=False):
@@ -544,7 +589,7 @@ def problems(document: Any, known: dict[str, set[str]] | None = None) -> list[st
     if not isinstance(document, dict):
         return ["(top level): must be a table of [budget], [[flavour]], [[worker]], [[routine]], [[condition]], "
                 "[retention]"]
-    found = _schema_problems(document) + _duplicates(document) + _references(document, known or {}) + \
+    found = _schema_problems(document, known) + _duplicates(document) + _references(document, known or {}) + \
         _chain_cycles(document)
     return list(dict.fromkeys(found))
 
@@ -553,8 +598,11 @@ _NAME_QUERIES = {"flavour": "config_flavour_names", "routine": "config_routine_n
 
 
 def known_names(conn: psycopg.Connection) -> dict[str, set[str]]:
-    """The flavours, routines and lanes the database has: a file may refer to them."""
-    return {kind: {row[0] for row in conn.execute(query(name))} for kind, name in _NAME_QUERIES.items()}
+    """The flavours, routines and lanes the database has: a file may refer to them. And ("stored_unseen") the names
+    and product types stored before it refused what a file refuses of them ("stored_irregular"), which a file may give."""
+    known = {kind: {row[0] for row in conn.execute(query(name))} for kind, name in _NAME_QUERIES.items()}
+    known["stored_irregular"] = {row[0] for row in conn.execute(query("config_names_stored_that_a_file_refuses"))}
+    return known
 
 
 # A configuration file is some kilobytes (the demo's: 5 kB); a path given by mistake may be anything.
@@ -608,7 +656,7 @@ def validate(document: Any, known: dict[str, set[str]] | None = None, source: st
     found = problems(document, known)
     if found:
         raise ConfigurationError(found, source)
-    return Configuration.model_validate(document)
+    return Configuration.model_validate(document, context=_context(known))
 
 
 # -- loading -----------------------------------------------------------------------------------------
@@ -676,7 +724,7 @@ def notes(conn: psycopg.Connection, document: dict) -> list[str]:
     the routines no active worker can run (found by exploratory testing, 2026-12-05), and those the budget
     cannot hold (a routine above cpu_max was loaded as valid, its tasks then refused by the planner), and the
     time series whose waits do not reach the whole chain that feeds them."""
-    config = Configuration.model_validate(document)
+    config = Configuration.model_validate(document, context=_context(known_names(conn)))
     named = {"flavour": {f.name for f in config.flavour}, "worker": {n for w in config.worker for n in w.names()},
              "routine": {r.name for r in config.routine}, "condition": {c.name for c in config.condition}}
     kept: dict[str, list[str]] = {}
@@ -754,7 +802,7 @@ def check_against(conn: psycopg.Connection, document: dict, source: str | None =
     except psycopg.errors.InsufficientPrivilege:
         # A role that may read the configuration but not write it: the checks of the file and its names.
         return validate(document, known_names(conn), source)
-    return Configuration.model_validate(document)
+    return Configuration.model_validate(document, context=_context(known_names(conn)))
 
 
 def _write_multi_input(conn: psycopg.Connection, condition: Condition, where: str, source: str | None) -> None:
@@ -882,12 +930,20 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+        # (a JSON string is a valid TOML basic string; an invisible character in it, which a name stored before
+        # migration 0124 may hold, is written as its escape, which TOML reads back as the character: printed as it
+        # is, `hrwsi config show` showed 'L1C\u200b' as L1C, and a right-to-left override reordered the line)
+        return REFUSED_CHARACTER.sub(_toml_escape, json.dumps(value, ensure_ascii=False))
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _toml_key(key: str) -> str:

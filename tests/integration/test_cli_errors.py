@@ -53,6 +53,20 @@ def test_the_database_quotes_a_name_as_the_cli_does_a_long_one_cut_with_its_leng
     assert db.execute("SELECT hrwsi.quoted_name(%s)", (name,)).fetchone()[0] == quoted(name)
 
 
+@pytest.mark.parametrize("name, shown", [
+    ("x\n\x1b[2Jforged", "'x\\x0a\\x1b[2Jforged'"),
+    ("snow\u200b_cover", "'snow\\u200b_cover'"),
+    ("it's\u202e", "'it''s\\u202e'"),
+])
+def test_the_database_quotes_a_name_with_its_invisible_and_control_characters_as_escapes_as_the_cli_does(
+        db, name, shown):
+    """psql printed a refused name's line break and escape sequence as they came (a forged line, the screen cleared),
+    and 'snow\\u200b_cover' read "no routine 'snow_cover'" while snow_cover was there (found by exploratory testing)."""
+    assert db.execute("SELECT hrwsi.quoted_name(%s)", (name,)).fetchone()[0] == shown == quoted(name)
+    with pytest.raises(psycopg.errors.NoDataFound) as refused:
+        db.execute("SELECT hrwsi.hold_routine(%s)", (name,))
+    assert str(refused.value).startswith(f"no routine {shown}"), str(refused.value)
+
 def test_a_refusal_of_a_long_name_is_a_short_line(db, database_url):
     with pytest.raises(psycopg.Error) as refused:
         db.execute("SELECT hrwsi.hold_routine(%s)", ("x" * 5000,))

@@ -3,6 +3,7 @@ column, and what `config show` prints loads back to the same configuration."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 import psycopg
@@ -705,3 +706,62 @@ def test_a_refused_name_in_the_file_is_quoted_as_it_is_as_the_database_s_refusal
     assert any("unknown routine 'snow\\cover''s': define it in a [[routine]] entry" in p for p in said), said
     assert any("'snow\\x09cover' is not a plain routine name" in p for p in said), said
     assert any("'it''s\\big' is already defined by flavour[0]" in p for p in said), said
+
+
+@pytest.mark.parametrize(("statement", "shown"), [
+    ("INSERT INTO hrwsi.flavour (name, cpu, ram_mb, disk_mb) VALUES ('eo2\u00a0large', 1, 1, 1)",
+     "flavour name 'eo2\\xa0large' holds U+00A0"),
+    ("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('L1C\u200b', 'snow_cover')",
+     "processing_condition name 'L1C\\u200b' holds U+200B"),
+    ("UPDATE hrwsi.processing_routine SET input_product_type = 'L1C\u202e' WHERE name = 'snow_cover'",
+     "processing_routine input_product_type 'L1C\\u202e' holds U+202E"),
+    ("UPDATE hrwsi.worker SET name = name || '\U000e0041' WHERE name = (SELECT min(name) FROM hrwsi.worker)",
+     "holds U+E0041"),
+])
+def test_the_database_refuses_an_invisible_character_in_a_name_of_the_configuration_naming_its_code_point(
+        db, statement, shown):
+    """A condition "L1C\\u200b" written with plain SQL looked like L1C and was another name; the refusal shows the
+    name with the character as its escape (a psql shows it as nothing), and names it by its code point."""
+    configuration.load(db, demo_document())
+    db.commit()
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        db.execute(statement)
+    db.rollback()
+    assert shown in str(refused.value) and "a control or invisible character" in str(refused.value), refused.value
+
+
+def test_a_name_stored_before_invisible_characters_were_refused_is_kept_and_config_show_loads_back(db):
+    """`hrwsi config show` must not write a file `hrwsi config load` refuses: a condition stored before migration 0124
+    with a zero-width space in its name is written with its escape, and loads back; a new such name is refused."""
+    configuration.load(db, demo_document())
+    db.execute("ALTER TABLE hrwsi.processing_condition DISABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('L1C\u200b', 'snow_cover')")
+    db.execute("ALTER TABLE hrwsi.processing_condition ENABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
+    shown = configuration.current(db)
+    text = configuration.to_toml(shown)
+    assert '"L1C\\u200b"' in text and "\u200b" not in text
+    configuration.load(db, tomllib.loads(text))
+    assert configuration.current(db) == shown
+    document = tomllib.loads(text)
+    document["condition"][0]["name"] = "L2A\u200b"
+    with pytest.raises(configuration.ConfigurationError, match=r"'L2A\\u200b' holds U\+200B"):
+        configuration.load(db, document)
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    (" padded", "processing_condition name ' padded' begins or ends with white space"),
+    ("c" * 300, "is longer than the 200 characters a name may have"),
+])
+def test_a_condition_name_written_with_sql_that_the_file_refuses_is_refused_and_one_stored_before_loads_back(
+        db, name, said):
+    """A condition named ' padded' or with 300 characters, written with SQL, was taken, and `hrwsi config show` wrote
+    it into a file `hrwsi config load` refused ("must not ... start or end with spaces", "at most 200 characters")."""
+    configuration.load(db, demo_document())
+    with pytest.raises(psycopg.errors.CheckViolation, match=re.escape(said)):
+        db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, 'snow_cover')", (name,))
+    db.execute("ALTER TABLE hrwsi.processing_condition DISABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
+    db.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES (%s, 'snow_cover')", (name,))
+    db.execute("ALTER TABLE hrwsi.processing_condition ENABLE TRIGGER condition_name_is_a_name_a_configuration_file_takes")
+    shown = configuration.current(db)
+    configuration.load(db, tomllib.loads(configuration.to_toml(shown)))
+    assert configuration.current(db) == shown

@@ -691,3 +691,34 @@ def test_a_campaigns_sensing_range_beyond_9000_is_brought_within_it_by_the_upgra
         with pytest.raises(psycopg.errors.CheckViolation, match="campaign_sensing_range_is_between_1950_and_9000"):
             conn.execute("SELECT * FROM hrwsi.reprocess(routine => 'maja', measured_from => '2024-01-01T00:00Z', "
                          "measured_to => '9000-01-01T00:00:01Z', again => true)")
+
+
+def test_a_name_of_the_configuration_stored_with_an_invisible_character_is_kept_and_said_by_the_upgrade(
+        empty_database_url, monkeypatch, caplog):
+    """Migration 0124 refuses a control or invisible character in a flavour's, worker's or condition's name and in a
+    product type. One stored before is kept (inputs, tasks and plans name it: a rename would leave them naming
+    nothing), said with its code point and its escape, and may be written again as it is; a new one is refused."""
+    shipped = migration_files()
+    monkeypatch.setattr(migrations, "migrations", lambda: [m for m in shipped if m[0] < 121])
+    with psycopg.connect(empty_database_url) as conn:
+        migrations.migrate(conn, replay=True)
+        conn.execute("INSERT INTO hrwsi.flavour (name, cpu, ram_mb, disk_mb) VALUES ('f', 1, 100, 100)")
+        conn.execute("INSERT INTO hrwsi.processing_routine (name, cpu, ram_mb, storage_mb, expected_duration, command, "
+                     "input_product_type, output_product_type) "
+                     "VALUES ('r', 1, 100, 100, '1 minute', '{true}', 'L1C\u202e', 'L2A')")
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('L1C\u200b', 'r')")
+        monkeypatch.setattr(migrations, "migrations", lambda: shipped)
+        with caplog.at_level("WARNING", logger="hrwsi.migrations"):
+            assert any(m.startswith("0124_") for m in migrations.migrate(conn))
+        said = [r.getMessage() for r in caplog.records if r.name == "hrwsi.migrations" and "0124_" in r.getMessage()]
+        assert len(said) == 2, said
+        assert any("condition 'L1C\\u200b' holds U+200B" in s and "kept as it is" in s for s in said), said
+        assert any("product type 'L1C\\u202e' holds U+202E" in s for s in said), said
+        assert conn.execute("SELECT name FROM hrwsi.processing_condition").fetchall() == [("L1C\u200b",)]
+        conn.execute("UPDATE hrwsi.processing_condition SET active = false")  # (an update of what it does)
+        conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('L1C\u200b', 'r') "
+                     "ON CONFLICT (name) DO UPDATE SET active = true")  # (as `hrwsi config load` writes it again)
+        conn.commit()
+        with pytest.raises(psycopg.errors.CheckViolation, match=r"'L2A\\u200b' holds U\+200B"):
+            conn.execute("INSERT INTO hrwsi.processing_condition (name, routine) VALUES ('L2A\u200b', 'r')")
+        conn.rollback()

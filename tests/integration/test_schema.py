@@ -2150,6 +2150,32 @@ def test_an_input_naming_a_condition_that_does_not_exist_is_refused_as_the_key_r
     assert configured.execute("SELECT processing_condition FROM hrwsi.input").fetchall() == [("l1c",)]
 
 
+@pytest.mark.parametrize("given, detail, hint", [
+    ("l1c\u200b", "Key (processing_condition)=(l1c\\u200b) is not present",
+     "did you mean condition 'l1c'? The name given is 'l1c\\u200b', its invisible or control characters shown as their "
+     "escapes"),
+    ("L1C", "Key (processing_condition)=(L1C) is not present", "did you mean condition 'l1c'? The name given is 'L1C', "
+                                                               "in another case"),
+    ("x\n\x1b[2Jforged", "Key (processing_condition)=(x\\x0a\\x1b[2Jforged) is not present",
+     "the conditions are configuration"),
+    ("y" * 100_000, "Key (processing_condition)=(" + "y" * 118 + "... (100,000 characters)) is not present",
+     "the conditions are configuration"),
+])
+def test_an_input_naming_a_condition_that_does_not_exist_is_refused_with_the_name_escaped_and_the_one_meant(
+        configured, given, detail, hint):
+    """The refusal wrote the name as it came: a line break and an escape sequence forged a line of psql's output and
+    cleared the screen, a 100,000-character name made an error of as many, and 'l1c\\u200b' (pasted) read "(l1c) is
+    not present" while l1c was there (found by exploratory testing)."""
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="input_processing_condition_must_exist") as refused:
+        insert_input(configured, processing_condition=given)
+    assert refused.value.diag.message_detail.startswith(detail), refused.value.diag.message_detail[:300]
+    assert len(refused.value.diag.message_detail) < 400 and "\n" not in refused.value.diag.message_detail
+    assert refused.value.diag.message_hint.startswith(hint), refused.value.diag.message_hint
+    insert_input(configured)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="input_processing_condition_must_exist") as refused:
+        configured.execute("UPDATE hrwsi.input SET processing_condition = %s", (given,))
+    assert refused.value.diag.message_detail.startswith(detail) and refused.value.diag.message_hint.startswith(hint)
+
 @pytest.mark.parametrize("statement, message", [
     ("DELETE FROM hrwsi.processing_condition WHERE name = 'l1c'", "condition l1c cannot be removed while 1 input(s) name it"),
     ("UPDATE hrwsi.processing_condition SET name = 'l1c_new' WHERE name = 'l1c'",

@@ -310,3 +310,50 @@ def test_a_long_value_or_key_of_the_file_is_cut_in_its_refusal_saying_how_long_i
 
     said = problems_of(long_ones)
     assert len(said) == 2 and all(len(line) < 400 and "... (5,000 characters)" in line for line in said), said
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("condition", 0, "name"), "L1C\u200b", "condition[0].name: 'L1C\\u200b' holds U+200B (zero width space)"),
+    (("routine", 0, "input_product_type"), "L1C\u202e", "routine[0].input_product_type: 'L1C\\u202e' holds U+202E "
+                                                        "(right-to-left override)"),
+    (("routine", 0, "output_product_type"), "L2A\u2060", "routine[0].output_product_type: 'L2A\\u2060' holds "
+                                                         "U+2060 (word joiner)"),
+    (("flavour", 0, "name"), "eo2\u00a0large", "flavour[0].name: 'eo2\\xa0large' holds U+00A0 (no-break space)"),
+    (("worker", 0, "prefix"), "node\ufeff", "worker[0].prefix: 'node\\ufeff' holds U+FEFF (zero width no-break "
+                                            "space)"),
+])
+def test_a_name_or_product_type_holding_an_invisible_character_is_refused_naming_it_by_its_code_point(
+        path, value, expected):
+    """`hrwsi config load` took a condition named "L1C\\u200b" (a zero-width space, pasted), which looked like L1C
+    and was another name, and a product type with a right-to-left override or a no-break space inside (found by
+    exploratory testing)."""
+    def change(d):
+        target = d
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    said = problems_of(change)
+    assert any(p.startswith(expected) and p.endswith("write the name without it") for p in said), said
+
+
+def test_a_name_the_database_stored_before_invisible_characters_were_refused_is_taken_again_as_it_is():
+    """`hrwsi config show` writes a name stored before migration 0124 refused them; `hrwsi config load` reads that
+    file back (the database's names it already holds are given to problems() as known)."""
+    def change(d):
+        d["condition"][0]["name"] = "L1C\u200b"
+
+    assert problems_of(change) != []
+    document = demo_document()
+    change(document)
+    assert configuration.problems(document, {"stored_irregular": {"L1C\u200b"}}) == []
+
+
+def test_config_show_writes_an_invisible_character_as_its_escape_which_load_reads_back_as_it():
+    """Printed as it was, a name stored before migration 0124 with a zero-width space in it showed as L1C, and a
+    right-to-left override reordered the line it was on."""
+    document = demo_document()
+    document["condition"][0]["name"] = "L1C\u200b\u202e\U000e0041\u00a0x"
+    text = configuration.to_toml(document)
+    assert 'name = "L1C\\u200b\\u202e\\U000e0041\\u00a0x"' in text
+    assert tomllib.loads(text)["condition"][0]["name"] == "L1C\u200b\u202e\U000e0041\u00a0x"

@@ -13,6 +13,7 @@ import psycopg
 
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of, json_number, source_may_read
 from hrwsi.sql_files import query
+from hrwsi.terminal import quoted
 
 # The longest settle time and scan interval a landing directory takes: a week. A file that must sit
 # unchanged for longer is never taken in practice (a writer that pauses that long has stopped), and a
@@ -38,6 +39,71 @@ def refuse_absurd_durations(config: dict) -> None:
                                    "schedule, frequency or cron): correct it (the source is set aside until then)")
 
 
+def _bracket_problem(pattern: str, start: int) -> tuple[str | None, int]:
+    """Why the set that opens at pattern[start] ('[') matches what its writer did not mean, or None; and where it
+    ends. The sets as fnmatch.translate reads them (Python 3.11), which the harvester's listing uses."""
+    end = start + 1
+    if end < len(pattern) and pattern[end] == "!":
+        end += 1
+    if end < len(pattern) and pattern[end] == "]":
+        end += 1
+    while end < len(pattern) and pattern[end] != "]":
+        end += 1
+    if end >= len(pattern):
+        return (f"its '[' at character {start + 1} opens a set that is never closed, so it matches '[' itself: close "
+                "the set, or write [[] for a '[' in the names"), len(pattern)
+    body = pattern[start + 1:end]
+    if body.startswith("^"):
+        return (f"its set [{body}] starts with '^', which a glob takes as a character of the set, not as 'not' (a "
+                f"regular expression's): write [!{body[1:]}] for the names without them"), end + 1
+    # (fnmatch.translate's chunks: a '-' between two characters makes a range; it drops one whose first
+    # character comes after its last, so that [z-a] is a set of nothing and the pattern matches no name)
+    chunks, first, k = [], start + 1, start + (3 if pattern[start + 1:start + 2] == "!" else 2)
+    while (k := pattern.find("-", k, end)) >= 0:
+        chunks.append(pattern[first:k])
+        first, k = k + 1, k + 3
+    chunks.append(pattern[first:end])
+    for low, high in zip(chunks, chunks[1:]):
+        if low and high and low[-1] > high[0]:
+            return (f"its range {low[-1]}-{high[0]} in [{body}] runs backwards ({quoted(low[-1])} comes after "
+                    f"{quoted(high[0])}), so it matches no character: write {high[0]}-{low[-1]}"), end + 1
+    return None, end + 1
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a landing directory's glob pattern is malformed, or None. fnmatch and pathlib's glob take any text and
+    make something of it: [z-a] matched nothing, so that a source with it found no file and said nothing (found by
+    exploratory testing); [^a]* took the names starting with ^ or a, a regular expression's habit read the other
+    way round; an unclosed '[' and a backslash stood for themselves; and a '**' inside a component failed every
+    scan as it came."""
+    index = 0
+    while index < len(pattern):
+        character = pattern[index]
+        if character == "[":
+            problem, index = _bracket_problem(pattern, index)
+            if problem is not None:
+                return problem
+            continue
+        if character == "\\":
+            return (f"its backslash at character {index + 1} is taken as itself, not as an escape: write [*], [?] "
+                    "or [[] for a '*', '?' or '[' in the names")
+        index += 1
+    if any("**" in part and part != "**" for part in pattern.split("/")):
+        return "its '**' is not a whole path component (write it as in S2/**/*.zip), which the glob refuses"
+    return None
+
+
+def refuse_malformed_pattern(config: dict) -> None:
+    """Raise ConfigUnreadable naming config.pattern when it is not text or is malformed (pattern_problem)."""
+    if "pattern" not in config:
+        return
+    pattern = config["pattern"]
+    problem = "it is not text" if not isinstance(pattern, str) else pattern_problem(pattern)
+    if problem is not None:
+        raise ConfigUnreadable(f"config.pattern = {quoted(json.dumps(pattern, ensure_ascii=False)[:200])} is "
+                               f"malformed: {problem} (the source is set aside until it is corrected)")
+
+
 @dataclass(frozen=True)
 class LandingSource:
     name: str
@@ -59,6 +125,7 @@ class LandingSource:
         if refused is not None:  # (the rule of a catalogue's auth: one for every source)
             raise ConfigUnreadable(f"zip_password_env refused: {refused}")
         refuse_absurd_durations(config)
+        refuse_malformed_pattern(config)
         return cls(name=name, directory=config["directory"], work_directory=config["work_directory"],
                    product_type=product_type, settle_s=float(config.get("settle_s", 2.0)),
                    unzip=bool(config.get("unzip", True)),

@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 
 from hrwsi.database import COMMAND_TIMEOUT_S
 from hrwsi.harvest import catalogue, confinement, landing, schedules
-from hrwsi.harvest.landing_source import LandingSource, refuse_absurd_durations
+from hrwsi.harvest.landing_source import LandingSource, refuse_absurd_durations, refuse_malformed_pattern
 from hrwsi.harvest.source_config import ConfigUnreadable, config_of
 from hrwsi.service import BUSY_SQLSTATE, LOCK_HOLDER_UNSEEN, is_lock_timeout, lock_holders
 from hrwsi.service_logging import task_fields
@@ -219,6 +219,7 @@ def config_problem(row: Any) -> str | None:
         refuse_unknown_config_keys(row["kind"], config)
         if row["kind"] == "landing_directory":
             refuse_absurd_durations(config)
+            refuse_malformed_pattern(config)
         elif row["kind"] == "catalogue":
             catalogue.refuse_absurd_retry_settings(config)
             catalogue.refuse_unreadable_text_settings(config)

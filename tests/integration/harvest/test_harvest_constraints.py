@@ -209,9 +209,10 @@ def test_multi_input_rules_are_checked(routine):
     refused(routine, "multi_input_requirement_product_type_is_not_empty",
             lambda: routine.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('l1c', '', 1)"))
     # (what the configuration file allows: the database took these, and `hrwsi config show` wrote them into a file
-    # `hrwsi config load` refused; found by exploratory testing, migration 0115)
+    # `hrwsi config load` refused; found by exploratory testing, migration 0115; since migration 0124 a trigger, before
+    # the check, refuses them saying why, as it refuses the configuration's other names)
     for product_type in ("SWS\nmulti-input groups that cannot complete: fake", "FSC\x1b[2J", " FSC", "F" * 201):
-        refused(routine, "multi_input_requirement_product_type_is_a_name",
+        refused(routine, "multi_input_requirement_product_type_is_a_configuration_name",
                 lambda value=product_type: routine.execute(
                     "INSERT INTO hrwsi.multi_input_requirement VALUES ('l1c', %s, 1)", (value,)))
     refused(routine, "multi_input_requirement_min_count_is_at_most_10000",
@@ -221,3 +222,25 @@ def test_multi_input_rules_are_checked(routine):
             lambda: routine.execute("INSERT INTO hrwsi.multi_input_requirement VALUES ('l1c', 'FSC', 2)"))
     refused(routine, "multi_input_member_input_must_exist",
             lambda: routine.execute("INSERT INTO hrwsi.multi_input_member VALUES (999, '/p', 'FSC')"))
+
+
+def test_a_source_name_or_product_type_over_200_characters_is_refused_saying_so_and_one_stored_before_is_kept(db):
+    """A name of 6,400 characters was refused by PostgreSQL's own "index row size 6416 exceeds btree version 4 maximum
+    2704", whose hint tells of an MD5 index, and one of 100,000 characters that compress was taken (found by
+    exploratory testing): a configuration file's names and product types are at most 200 characters."""
+    import hashlib
+
+    long_name = "".join(hashlib.md5(str(n).encode()).hexdigest() for n in range(200))
+    with pytest.raises(psycopg.errors.CheckViolation, match=r"harvest source name '[0-9a-f]+'\.\.\. \(6,400 characters\) "
+                                                           r"is longer than the 200 characters a name may have"):
+        insert_source(db, name=long_name)
+    with pytest.raises(psycopg.errors.CheckViolation, match=r"harvest source 'src' product_type 'TTT.*\(300 characters\) "
+                                                           r"is longer than the 200 characters a product type may have"):
+        insert_source(db, product_type="T" * 300)
+    insert_source(db, name="n" * 200)
+    db.execute("ALTER TABLE hrwsi.harvest_source DISABLE TRIGGER harvest_source_name_and_product_type_are_at_most_200_chars")
+    db.execute("UPDATE hrwsi.harvest_source SET name = repeat('n', 100000)")
+    db.execute("ALTER TABLE hrwsi.harvest_source ENABLE TRIGGER harvest_source_name_and_product_type_are_at_most_200_chars")
+    db.execute("UPDATE hrwsi.harvest_source SET next_run_at = now(), product_type = 'L2A'")  # (as a claim updates it)
+    with pytest.raises(psycopg.errors.CheckViolation, match="is longer than the 200 characters"):
+        db.execute("UPDATE hrwsi.harvest_source SET name = repeat('m', 201)")

@@ -119,6 +119,34 @@ async def test_an_absurd_scan_interval_or_settle_time_sets_the_source_aside_nami
 
 
 
+@pytest.mark.parametrize("pattern, said", [
+    ("[z-a]*.json", "its range z-a in [z-a] runs backwards"),
+    ("[^X]*.json", "its set [^X] starts with '^'"),
+    ("S2A_[L1C*.json", "opens a set that is never closed"),
+    ("S2A\\_*.json", "its backslash at character 4 is taken as itself"),
+    ("S2**.json/x", "its '**' is not a whole path component"),
+])
+async def test_a_malformed_landing_pattern_sets_the_source_aside_naming_it_and_the_others_go_on(
+        routine, tmp_path, pool, harvest_options, pattern, said):
+    """A pattern like [z-a] (a range written backwards) matched no file: the source ran, found nothing and said
+    nothing, day after day (found by exploratory testing). Set aside as a config that cannot be read is, with why and
+    what to write; corrected, it runs."""
+    drop(landing_source(routine, tmp_path, "malformed"))
+    drop(landing_source(routine, tmp_path, "good"), tile="32TLR")
+    routine.execute("UPDATE hrwsi.harvest_source SET config = config || jsonb_build_object('pattern', %s::text) "
+                    "WHERE name = 'malformed'", (pattern,))
+    [shown] = [s for s in sources.list_sources(routine) if s["name"] == "malformed"]
+    assert "config.pattern = " in (shown["last_error"] or "") and said in shown["last_error"], shown["last_error"]
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW)}
+    assert not runs["malformed"].ok and said in runs["malformed"].error, runs["malformed"].error
+    assert runs["good"].ok and runs["good"].report.inputs == 1, "the others go on"
+    assert said in source_row(routine, "malformed")[2]
+    routine.execute("UPDATE hrwsi.harvest_source SET config = config || '{\"pattern\": \"[A-Z]*.json\"}', "
+                    "next_run_at = %s WHERE name = 'malformed'", (NOW,))
+    runs = {r.source: r for r in await sources.run_due_sources(pool, harvest_options, now=NOW + timedelta(seconds=1))}
+    assert runs["malformed"].ok and runs["malformed"].report.inputs == 1, "corrected, it runs"
+
+
 async def test_a_cron_expression_that_never_comes_sets_its_source_aside_saying_so_and_the_others_go_on(
         routine, tmp_path, pool, harvest_options):
     """'0 0 31 2 *' (February 31) passed the database's check and croniter's: the source's scan ran, then reckoning
