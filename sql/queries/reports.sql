@@ -399,10 +399,13 @@ WITH RECURSIVE up (task_id, depth) AS (
     UNION ALL
     SELECT task_id, min(depth) FROM down WHERE depth > 0 GROUP BY task_id
 )
+-- (a correction's marks, the input it superseded and the products it outdated: without them the old version's chain
+-- read as current beside the new one; found by exploratory testing)
 SELECT c.depth, t.id AS task_id, t.routine, t.state, t.campaign_id, t.finished_at, i.id AS input_id, i.processing_condition,
-       i.input_path, i.source AS input_source,
+       i.input_path, i.source AS input_source, i.superseded_by AS input_superseded_by,
        coalesce((SELECT jsonb_agg(jsonb_build_object('id', p.id, 'path', p.path, 'product_type', p.product_type,
-                                                     'size_bytes', p.size_bytes) ORDER BY p.id)
+                                                     'size_bytes', p.size_bytes, 'outdated_by', p.outdated_by)
+                                  ORDER BY p.id)
                  FROM hrwsi.product p WHERE p.task_id = t.id), '[]'::jsonb) AS products
 FROM chain c
 JOIN hrwsi.processing_task t ON t.id = c.task_id

@@ -570,10 +570,13 @@ def lineage(console: Console, data: dict) -> None:
         indent = "  " * (abs(depth) if depth > 0 else 0) if depth >= 0 else ""
         owner = f" campaign {node['campaign_id']}" if node.get("campaign_id") is not None else ""
         head = f"{indent}{marker} {depth:+d} task {node['task_id']} {node['routine']} ({node['state']}){owner}"
+        superseded = node.get("input_superseded_by")
         line(console, head, f"  input ({node['processing_condition']}, from {node['input_source']}): ",
-             node["input_path"])
+             node["input_path"], f" (superseded by input {superseded}, its correction)" if superseded else "")
         for product in node["products"]:
             mark = " <- asked" if data.get("product_id") == product["id"] else ""
+            if product.get("outdated_by"):
+                mark += f" (outdated: made from a version input {product['outdated_by']} corrects)"
             line(console, f"{indent}      product {product['product_type']}: ", product["path"], mark)
 
 
