@@ -717,6 +717,22 @@ def test_groups_lists_a_multi_input_group_that_cannot_complete_and_refuses_an_un
     assert unknown.returncode == 2 and "no multi-input condition 'nope': one of gfsc_daily" in unknown.stderr
 
 
+def test_groups_says_which_members_no_group_takes_for_want_of_a_tile_or_sensing_time(db, env, chain):  # noqa: F811
+    # (found by exploratory testing: an input inserted without tile and measured_at made an FSC and an SWS, no
+    # composite was ever made of them, and `hrwsi groups` said "no multi-input group waits")
+    gfsc_rule(db)
+    member(db, "FSC", tile=None)
+    member(db, "SWS", tile=None)
+    member(db, "SWS", tile="31TCH")  # (placed: a group that lacks its FSC)
+    data = json.loads(run(["groups", "--json"], env).stdout)
+    assert [(p["condition"], p["products"]) for p in data["placeless"]] == [("gfsc_daily", 2)]
+    assert data["placeless"][0]["newest"].startswith("/products/SWS_")
+    shown = " ".join(run(["groups"], env).stdout.split())
+    assert ("2 product(s) of the types condition 'gfsc_daily' groups (made in the last 30 days) have no tile or no "
+            "sensing time, their inputs had none: no group takes them, and no composite is made of them") in shown
+    assert "SELECT hrwsi.correct_input(ID, tile => ..., measured_at => ...)" in shown
+
+
 def test_groups_shows_a_product_types_markup_and_escape_sequences_not_obeyed(db, env, chain):  # noqa: F811
     # Found by exploratory testing: the "has / needs" cell was given to rich as markup, so a product type's
     # "[bold]" vanished into bold text and its escape sequence reached the terminal.

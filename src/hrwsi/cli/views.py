@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hrwsi.reports import duration_said, folded_away, is_alive
-from hrwsi.terminal import one_line, visible
+from hrwsi.terminal import one_line, quoted, visible
 
 
 def time(value: datetime | None) -> str:
@@ -595,6 +595,12 @@ def groups(console: Console, data: dict) -> None:
         _incomplete_groups(console, data["groups"], shown, total)
     if data.get("late") is not None:
         late_groups(console, data["late"])
+    for placeless in data.get("placeless") or ():
+        said_under(console, "", f"{placeless['products']:,} product(s) of the types condition "
+                   f"{quoted(placeless['condition'])} groups (made in the last {data['late']['days']} days) have no "
+                   f"tile or no sensing time, their inputs had none: no group takes them, and no composite is made of "
+                   f"them; the newest: {placeless['newest']}. `hrwsi lineage PATH` shows the input at the start of "
+                   f"their chain: correct it, SELECT hrwsi.correct_input(ID, tile => ..., measured_at => ...)")
 
 
 def _incomplete_groups(console: Console, groups: list[dict], shown: int, total: int) -> None:
