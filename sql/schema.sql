@@ -4655,7 +4655,7 @@ BEGIN
     -- multi_input/<condition>/<tile>/<day>, its members recorded for its manifest) once the group is complete.
     -- A file a data engineer inserted into one ran its routine without members, failed each attempt, and two
     -- such inputs put the routine (or its back-fill) on hold, production's composites with it (found by
-    -- exploratory testing; migration 0121). One probe per statement; the rows only when one names such a condition.
+    -- exploratory testing; migration 0128). One probe per statement; the rows only when one names such a condition.
     IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = ANY (conditions)) THEN
         SELECT n.processing_condition INTO missing
         FROM new_rows n JOIN multi_input_rule m ON m.processing_condition = n.processing_condition
@@ -4970,7 +4970,7 @@ BEGIN
     -- A time series and a multi-input group place an input by its tile and sensing time: a data engineer's input
     -- without them is processed, but joins neither, nor do the products chained from it (their inputs inherit
     -- them), and nothing said so: the composite down its chain was never made while `hrwsi groups` said no group
-    -- waited (found by exploratory testing; migration 0121). Said once per statement, for the first condition
+    -- waited (found by exploratory testing; migration 0128). Said once per statement, for the first condition
     -- whose inputs lack them and whose routine is a time series or whose chain reaches a multi-input condition.
     IF placeless THEN
         SELECT x.condition, x.first_path, x.named, w.series, w.groups INTO unplaced

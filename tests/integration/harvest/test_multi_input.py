@@ -76,7 +76,7 @@ def group_inputs(db):
 
 async def test_a_file_a_data_engineer_inserts_into_a_multi_input_condition_is_refused_saying_where_its_scenes_go(chain, pool):
     # (found by exploratory testing: taken, its task ran the composite's routine without members and failed each
-    # attempt, and two such inputs put the routine on hold, production's composites with it; migration 0121)
+    # attempt, and two such inputs put the routine on hold, production's composites with it; migration 0128)
     gfsc_rule(chain)
     with pytest.raises(psycopg.errors.CheckViolation,
                        match="condition 'gfsc_daily' is a multi-input condition: the harvester makes its inputs") as refused:
@@ -95,7 +95,7 @@ async def test_a_file_a_data_engineer_inserts_into_a_multi_input_condition_is_re
 
 def test_an_input_without_a_tile_or_sensing_time_is_taken_with_a_warning_naming_the_series_and_groups_it_misses(chain):
     # (found by exploratory testing: processed, its products too, but the composite down its chain was never made,
-    # nor did it join its tile's time series, and nothing said so; migration 0121)
+    # nor did it join its tile's time series, and nothing said so; migration 0128)
     gfsc_rule(chain)
     chain.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true WHERE name = 'fsc'")
     said = []  # (a notice's fields are read in its handler: they are gone after it)

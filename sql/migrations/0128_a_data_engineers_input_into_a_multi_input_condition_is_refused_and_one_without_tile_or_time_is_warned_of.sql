@@ -1,4 +1,4 @@
--- hrwsi schema, version 121: a data engineer's input into a multi-input condition (a composite's, whose inputs the harvester makes from complete groups of members) is refused, saying where the scenes go instead; one without a tile or a sensing time is taken with a warning naming the time series and groups it will not join.
+-- hrwsi schema, version 128: a data engineer's input into a multi-input condition (a composite's, whose inputs the harvester makes from complete groups of members) is refused, saying where the scenes go instead; one without a tile or a sensing time is taken with a warning naming the time series and groups it will not join.
 --
 -- Found in session 78 by exploratory testing, playing a data engineer on the demo's configuration:
 -- - an INSERT of a file into gfsc_daily was taken, its task ran the composite's routine with no member in its
@@ -43,12 +43,7 @@ BEGIN
         -- after its rows, the refusal could not name a COPY's line; found by exploratory testing)
         SELECT n.input_path, count(*) OVER () INTO first_path, named
         FROM new_rows n WHERE n.processing_condition = missing ORDER BY n.id LIMIT 1;
-        RAISE EXCEPTION 'insert or update on table "input" violates foreign key constraint "input_processing_condition_must_exist"'
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'input_processing_condition_must_exist',
-                  DETAIL = format('Key (processing_condition)=(%s) is not present in table "processing_condition". '
-                                  'The first row naming it has input_path %s (%s row(s) of the statement name it).',
-                                  missing, first_path, named),
-                  HINT = 'the conditions are configuration: `hrwsi config show` lists them';
+        PERFORM hrwsi.refuse_an_input_of_a_missing_condition(missing, first_path, named);
     END IF;
     -- An input of a condition ops stopped (`active = false`) is refused, unless a campaign reprocesses
     -- it: a data engineer's INSERT ran all the same, while the harvester and chaining give such a
@@ -73,7 +68,7 @@ BEGIN
     -- multi_input/<condition>/<tile>/<day>, its members recorded for its manifest) once the group is complete.
     -- A file a data engineer inserted into one ran its routine without members, failed each attempt, and two
     -- such inputs put the routine (or its back-fill) on hold, production's composites with it (found by
-    -- exploratory testing; migration 0121). One probe per statement; the rows only when one names such a condition.
+    -- exploratory testing; migration 0128). One probe per statement; the rows only when one names such a condition.
     IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = ANY (conditions)) THEN
         SELECT n.processing_condition INTO missing
         FROM new_rows n JOIN multi_input_rule m ON m.processing_condition = n.processing_condition
@@ -327,7 +322,7 @@ BEGIN
                                    'task waits for): it runs once that task has run', p.id, p.id)
                         WHEN link.fresh OR t.state = 'on_hold' THEN t.state_reason
                         ELSE CASE WHEN t.state <> 'blocked' THEN ''
-                                  WHEN t.held_while_blocked THEN 'held by an operator, its hold kept while it was blocked: '
+                                  WHEN t.held_while_blocked THEN hrwsi.held_while_blocked_reason()
                                   ELSE coalesce(hrwsi.hold_a_new_task_takes(t.routine, t.campaign_id, t.lane) || '; ', '')
                              END || format('a scene sensed before it arrived late (task %s): it runs after it',
                                            link.previous) END
@@ -388,7 +383,7 @@ BEGIN
     -- A time series and a multi-input group place an input by its tile and sensing time: a data engineer's input
     -- without them is processed, but joins neither, nor do the products chained from it (their inputs inherit
     -- them), and nothing said so: the composite down its chain was never made while `hrwsi groups` said no group
-    -- waited (found by exploratory testing; migration 0121). Said once per statement, for the first condition
+    -- waited (found by exploratory testing; migration 0128). Said once per statement, for the first condition
     -- whose inputs lack them and whose routine is a time series or whose chain reaches a multi-input condition.
     IF placeless THEN
         SELECT x.condition, x.first_path, x.named, w.series, w.groups INTO unplaced
