@@ -4764,11 +4764,17 @@ DECLARE
     sequential boolean;
     upstream boolean;  -- a time-series routine of the new inputs reads what another routine makes
     feeds boolean;     -- a routine of the new inputs makes what a time-series routine reads
+    placeless boolean; -- a data engineer's input without a tile or a sensing time
+    unplaced record;
 BEGIN
     -- The conditions the new inputs name, each locked once, as the input's key locked it for every
     -- row (migration 0027), then checked: an input naming a condition that does not exist is
     -- refused as the key refused it, with its name and its message, and nothing is kept.
-    conditions := ARRAY(SELECT DISTINCT n.processing_condition FROM new_rows n);
+    -- (and whether a data engineer's row lacks a tile or a sensing time, in the same scan: said at the end)
+    SELECT coalesce(array_agg(DISTINCT n.processing_condition), '{}'),
+           coalesce(bool_or(n.source = 'sql' AND (n.tile IS NULL OR n.measured_at IS NULL)), false)
+    INTO conditions, placeless
+    FROM new_rows n;
     PERFORM 1 FROM processing_condition c WHERE c.name = ANY (conditions) FOR KEY SHARE OF c;
     SELECT x.name INTO missing FROM unnest(conditions) x(name)
     WHERE NOT EXISTS (SELECT 1 FROM processing_condition c WHERE c.name = x.name)
@@ -4797,6 +4803,29 @@ BEGIN
                                       first_path, named),
                       HINT = 'insert into an active condition (`hrwsi config show` lists them), or ask ops to set it '
                              'active again';
+        END IF;
+    END IF;
+    -- An input of a multi-input condition is a group, which the harvester makes (source 'multi_input', a path
+    -- multi_input/<condition>/<tile>/<day>, its members recorded for its manifest) once the group is complete.
+    -- A file a data engineer inserted into one ran its routine without members, failed each attempt, and two
+    -- such inputs put the routine (or its back-fill) on hold, production's composites with it (found by
+    -- exploratory testing; migration 0128). One probe per statement; the rows only when one names such a condition.
+    IF EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = ANY (conditions)) THEN
+        SELECT n.processing_condition INTO missing
+        FROM new_rows n JOIN multi_input_rule m ON m.processing_condition = n.processing_condition
+        WHERE n.source <> 'multi_input'
+        LIMIT 1;
+        IF FOUND THEN
+            SELECT n.input_path, count(*) OVER () INTO first_path, named
+            FROM new_rows n WHERE n.processing_condition = missing AND n.source <> 'multi_input' ORDER BY n.id LIMIT 1;
+            RAISE EXCEPTION 'condition % is a multi-input condition: the harvester makes its inputs, one per complete '
+                            'group of members (a tile and its window), and an input inserted into it would run its '
+                            'routine without members', hrwsi.quoted_name(missing)
+                USING ERRCODE = 'check_violation',
+                      DETAIL = format('The first row naming it has input_path %s (%s row(s) of the statement name it).',
+                                      first_path, named),
+                      HINT = 'insert the scenes into the conditions that make its members (`hrwsi config show` lists '
+                             'them): their products make its groups; `hrwsi groups` shows what each group has and lacks';
         END IF;
     END IF;
     -- (one statement for the three, per condition named: migration 0072)
@@ -5091,6 +5120,53 @@ BEGIN
             WHERE n.tile IS NOT NULL AND n.measured_at IS NOT NULL
               AND EXISTS (SELECT 1 FROM processing_routine d
                           WHERE d.input_product_type = r.output_product_type AND d.sequential_per_tile)), true);
+    END IF;
+    -- A time series and a multi-input group place an input by its tile and sensing time: a data engineer's input
+    -- without them is processed, but joins neither, nor do the products chained from it (their inputs inherit
+    -- them), and nothing said so: the composite down its chain was never made while `hrwsi groups` said no group
+    -- waited (found by exploratory testing; migration 0128). Said once per statement, for the first condition
+    -- whose inputs lack them and whose routine is a time series or whose chain reaches a multi-input condition.
+    IF placeless THEN
+        SELECT x.condition, x.first_path, x.named, w.series, w.groups INTO unplaced
+        FROM (SELECT n.processing_condition AS condition, (array_agg(n.input_path ORDER BY n.id))[1] AS first_path,
+                     count(*) AS named, min(n.id) AS first_id
+              FROM new_rows n WHERE n.source = 'sql' AND (n.tile IS NULL OR n.measured_at IS NULL)
+              GROUP BY 1) x
+        CROSS JOIN LATERAL (
+            SELECT (SELECT r.name FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
+                    WHERE c.name = x.condition AND r.sequential_per_tile) AS series,
+                   -- (the product types of the chain from the input on, itself a member when its routine reads a
+                   -- type a group requires, as hrwsi.multi_input_members_now takes it)
+                   (WITH RECURSIVE made (product_type) AS (
+                        SELECT t.product_type FROM processing_condition c JOIN processing_routine r ON r.name = c.routine
+                        CROSS JOIN LATERAL (VALUES (r.input_product_type), (r.output_product_type)) t(product_type)
+                        WHERE c.name = x.condition
+                        UNION
+                        SELECT d.output_product_type FROM made JOIN processing_routine d ON d.input_product_type = made.product_type
+                        WHERE EXISTS (SELECT 1 FROM processing_condition dc WHERE dc.routine = d.name AND dc.active
+                                      AND NOT EXISTS (SELECT 1 FROM multi_input_rule m WHERE m.processing_condition = dc.name))
+                    )
+                    SELECT string_agg(DISTINCT hrwsi.quoted_name(q.processing_condition), ', ')
+                    FROM made JOIN multi_input_requirement q ON q.product_type = made.product_type
+                    JOIN processing_condition qc ON qc.name = q.processing_condition AND qc.active) AS groups
+        ) w
+        WHERE w.series IS NOT NULL OR w.groups IS NOT NULL
+        ORDER BY x.first_id LIMIT 1;
+        IF FOUND THEN
+            RAISE WARNING '% input(s) of condition % have no tile or no sensing time (measured_at): they are processed, '
+                          'but %', unplaced.named, hrwsi.quoted_name(unplaced.condition),
+                          concat_ws(', and ',
+                                    CASE WHEN unplaced.series IS NOT NULL THEN format(
+                                        'join no time series of routine %s (sequential_per_tile)',
+                                        hrwsi.quoted_name(unplaced.series)) END,
+                                    CASE WHEN unplaced.groups IS NOT NULL THEN format(
+                                        'neither they nor the products chained from them join a group of the '
+                                        'multi-input condition(s) %s, whose composites are never made of them',
+                                        unplaced.groups) END)
+                USING DETAIL = format('The first such row has input_path %s.', unplaced.first_path),
+                      HINT = 'give tile and measured_at; SELECT hrwsi.correct_input(ID, tile => ..., measured_at => ...) '
+                             'corrects an input inserted without them';
+        END IF;
     END IF;
     RETURN NULL;
 END $$;

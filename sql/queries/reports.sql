@@ -400,10 +400,13 @@ WITH RECURSIVE up (task_id, depth) AS (
     UNION ALL
     SELECT task_id, min(depth) FROM down WHERE depth > 0 GROUP BY task_id
 )
+-- (a correction's marks, the input it superseded and the products it outdated: without them the old version's chain
+-- read as current beside the new one; found by exploratory testing)
 SELECT c.depth, t.id AS task_id, t.routine, t.state, t.campaign_id, t.finished_at, i.id AS input_id, i.processing_condition,
-       i.input_path, i.source AS input_source,
+       i.input_path, i.source AS input_source, i.superseded_by AS input_superseded_by,
        coalesce((SELECT jsonb_agg(jsonb_build_object('id', p.id, 'path', p.path, 'product_type', p.product_type,
-                                                     'size_bytes', p.size_bytes) ORDER BY p.id)
+                                                     'size_bytes', p.size_bytes, 'outdated_by', p.outdated_by)
+                                  ORDER BY p.id)
                  FROM hrwsi.product p WHERE p.task_id = t.id), '[]'::jsonb) AS products
 FROM chain c
 JOIN hrwsi.processing_task t ON t.id = c.task_id
@@ -738,6 +741,29 @@ JOIN grp ON grp.input_id = lg.input_id
 LEFT JOIN hrwsi.processing_task t ON t.input_id = grp.input_id AND t.campaign_id IS NULL
 ORDER BY grp.day DESC, grp.condition, grp.tile
 LIMIT %(limit)s;
+
+-- name: report_placeless_group_members
+-- The products of the types an active multi-input condition requires, made by production in the last %(days)s UTC
+-- days (one index range of product_day_idx) from an input without a tile or a sensing time (chained ones inherit
+-- them): no group takes them (hrwsi.multi_input_members_now places a member by its input's tile and sensing time), so
+-- no composite is made of them, and `hrwsi groups` said no group waited (found by exploratory testing). Per
+-- condition (%(condition)s: NULL, all): how many, and the newest one's path.
+WITH need AS (
+    SELECT DISTINCT q.processing_condition, q.product_type
+    FROM hrwsi.multi_input_requirement q
+    JOIN hrwsi.processing_condition c ON c.name = q.processing_condition AND c.active
+    WHERE %(condition)s::text IS NULL OR q.processing_condition = %(condition)s
+)
+SELECT need.processing_condition AS condition, count(*) AS products,
+       (array_agg(p.path ORDER BY p.created_at DESC, p.id DESC))[1] AS newest
+FROM hrwsi.product p
+JOIN need ON need.product_type = p.product_type
+JOIN hrwsi.processing_task t ON t.id = p.task_id AND t.campaign_id IS NULL
+JOIN hrwsi.input i ON i.id = t.input_id
+WHERE (p.created_at AT TIME ZONE 'UTC')::date >= (now() AT TIME ZONE 'UTC')::date - %(days)s
+  AND p.outdated_by IS NULL AND (i.tile IS NULL OR i.measured_at IS NULL)
+GROUP BY need.processing_condition
+ORDER BY need.processing_condition;
 
 -- name: report_multi_input_condition_names
 SELECT processing_condition FROM hrwsi.multi_input_rule ORDER BY 1;

@@ -547,6 +547,13 @@ def late_group_members(conn: psycopg.Connection, condition: str | None = None, t
     return {"groups": rows, "total": total, "days": days}
 
 
+def placeless_group_members(conn: psycopg.Connection, condition: str | None = None,
+                            days: int = LATE_MEMBER_DAYS) -> list[dict]:
+    """Per multi-input condition, the products of a type it requires made in the last days from inputs without a
+    tile or a sensing time, which no group takes: how many, and the newest one's path."""
+    return _rows(conn, "report_placeless_group_members", {"condition": condition, "days": days})
+
+
 def late_members_next_step(group: dict) -> str:
     """What makes a composite of a group with its late members, in words: a campaign on the group's
     condition, tile and anchor day (hrwsi.reprocess reads the members the group has when it starts;

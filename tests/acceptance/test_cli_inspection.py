@@ -544,6 +544,27 @@ def test_lineage_goes_up_and_down_the_chain_from_a_task_or_a_product(db, env):
     assert unknown.returncode == 1 and "no product or input with path or name 'nothing.tif'" in unknown.stderr
 
 
+def test_lineage_says_which_input_a_correction_superseded_and_which_products_it_outdated(db, env):
+    # (found by exploratory testing: after `hrwsi.correct_input`, `hrwsi lineage` of a product's name showed the old
+    # version's chain and the new one alike, nothing saying which products were outdated)
+    load(db, chain_configuration(["true"]))
+    t1 = make_task(db, "/l1c/S2A_L1C.SAFE", condition="l1c", age=None)
+    p1 = add_product(db, t1, "/p/old/S2A_L2A.tif", "L2A")
+    t2 = make_task(db, "/p/old/S2A_L2A.tif", condition="l2a", product_id=p1, age=None)
+    add_product(db, t2, "/p/old/S2A_FSC.tif", "FSC")
+    old_input = db.execute("SELECT input_id FROM hrwsi.processing_task WHERE id = %s", (t1,)).fetchone()[0]
+    new_input = db.execute("SELECT hrwsi.correct_input(%s, tile => '32TPR')", (old_input,)).fetchone()[0]
+    data = json.loads(run(["lineage", str(t1), "--json"], env).stdout)
+    assert [(n["task_id"], n["input_superseded_by"]) for n in data["chain"]] == [(t1, new_input), (t2, None)]
+    assert [p["outdated_by"] for n in data["chain"] for p in n["products"]] == [new_input, new_input]
+    shown = " ".join(run(["lineage", str(t2)], env).stdout.split())
+    assert (f"input (l1c, from sql): /l1c/S2A_L1C.SAFE (superseded by input {new_input}, its correction)"
+            in shown), shown
+    assert (f"product L2A: /p/old/S2A_L2A.tif (outdated: made from a version input {new_input} corrects)"
+            in shown), shown
+    assert f"product FSC: /p/old/S2A_FSC.tif (outdated: made from a version input {new_input} corrects)" in shown
+
+
 def test_plan_show_draws_the_current_schedule_with_every_task_holding_a_worker(db, env, tmp_path):
     load(db, single_routine_configuration(["true"], workers=2))
     planned = [make_task(db, f"/in/{i}", condition="in", state="planned") for i in range(3)]
@@ -694,6 +715,22 @@ def test_groups_lists_a_multi_input_group_that_cannot_complete_and_refuses_an_un
     assert "multi-input groups that cannot complete" in run(["status"], env).stdout
     unknown = run(["groups", "--condition", "nope"], env, check=False)
     assert unknown.returncode == 2 and "no multi-input condition 'nope': one of gfsc_daily" in unknown.stderr
+
+
+def test_groups_says_which_members_no_group_takes_for_want_of_a_tile_or_sensing_time(db, env, chain):  # noqa: F811
+    # (found by exploratory testing: an input inserted without tile and measured_at made an FSC and an SWS, no
+    # composite was ever made of them, and `hrwsi groups` said "no multi-input group waits")
+    gfsc_rule(db)
+    member(db, "FSC", tile=None)
+    member(db, "SWS", tile=None)
+    member(db, "SWS", tile="31TCH")  # (placed: a group that lacks its FSC)
+    data = json.loads(run(["groups", "--json"], env).stdout)
+    assert [(p["condition"], p["products"]) for p in data["placeless"]] == [("gfsc_daily", 2)]
+    assert data["placeless"][0]["newest"].startswith("/products/SWS_")
+    shown = " ".join(run(["groups"], env).stdout.split())
+    assert ("2 product(s) of the types condition 'gfsc_daily' groups (made in the last 30 days) have no tile or no "
+            "sensing time, their inputs had none: no group takes them, and no composite is made of them") in shown
+    assert "SELECT hrwsi.correct_input(ID, tile => ..., measured_at => ...)" in shown
 
 
 def test_groups_shows_a_product_types_markup_and_escape_sequences_not_obeyed(db, env, chain):  # noqa: F811

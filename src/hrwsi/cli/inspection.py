@@ -163,6 +163,7 @@ def groups(condition: str | None = typer.Option(None, help="one multi-input cond
                                f"{', '.join(rules) or '(none configured)'}", 2)
         data = reports.incomplete_groups(conn, condition, tile, limit)
         data["late"] = reports.late_group_members(conn, condition, tile, days, limit)
+        data["placeless"] = reports.placeless_group_members(conn, condition, days)
     if as_json:
         print_json(data)
     else:

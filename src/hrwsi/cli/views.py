@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hrwsi.reports import duration_said, folded_away, is_alive
-from hrwsi.terminal import one_line, visible
+from hrwsi.terminal import one_line, quoted, visible
 
 
 def time(value: datetime | None) -> str:
@@ -576,10 +576,13 @@ def lineage(console: Console, data: dict) -> None:
         indent = "  " * (abs(depth) if depth > 0 else 0) if depth >= 0 else ""
         owner = f" campaign {node['campaign_id']}" if node.get("campaign_id") is not None else ""
         head = f"{indent}{marker} {depth:+d} task {node['task_id']} {node['routine']} ({node['state']}){owner}"
+        superseded = node.get("input_superseded_by")
         line(console, head, f"  input ({node['processing_condition']}, from {node['input_source']}): ",
-             node["input_path"])
+             node["input_path"], f" (superseded by input {superseded}, its correction)" if superseded else "")
         for product in node["products"]:
             mark = " <- asked" if data.get("product_id") == product["id"] else ""
+            if product.get("outdated_by"):
+                mark += f" (outdated: made from a version input {product['outdated_by']} corrects)"
             line(console, f"{indent}      product {product['product_type']}: ", product["path"], mark)
 
 
@@ -598,6 +601,12 @@ def groups(console: Console, data: dict) -> None:
         _incomplete_groups(console, data["groups"], shown, total)
     if data.get("late") is not None:
         late_groups(console, data["late"])
+    for placeless in data.get("placeless") or ():
+        said_under(console, "", f"{placeless['products']:,} product(s) of the types condition "
+                   f"{quoted(placeless['condition'])} groups (made in the last {data['late']['days']} days) have no "
+                   f"tile or no sensing time, their inputs had none: no group takes them, and no composite is made of "
+                   f"them; the newest: {placeless['newest']}. `hrwsi lineage PATH` shows the input at the start of "
+                   f"their chain: correct it, SELECT hrwsi.correct_input(ID, tile => ..., measured_at => ...)")
 
 
 def _incomplete_groups(console: Console, groups: list[dict], shown: int, total: int) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.integration.test_operations import login_role  # noqa: F401 - a fixture
 
 NOW = datetime.now(UTC)
 LANDING = {"directory": "/data/landing", "work_directory": "/data/work", "settle_s": 5}
@@ -244,3 +248,16 @@ def test_a_source_name_or_product_type_over_200_characters_is_refused_saying_so_
     db.execute("UPDATE hrwsi.harvest_source SET next_run_at = now(), product_type = 'L2A'")  # (as a claim updates it)
     with pytest.raises(psycopg.errors.CheckViolation, match="is longer than the 200 characters"):
         db.execute("UPDATE hrwsi.harvest_source SET name = repeat('m', 201)")
+
+
+def test_the_readmes_harvest_sources_a_data_engineer_adds_are_taken_as_written(db, login_role):  # noqa: F811
+    # (found by exploratory testing: README named the table and the config keys, but showed no row, and a data
+    # engineer guessed the columns; the column product_type and the config's are two things)
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    block = re.search(r"A data engineer adds one with an INSERT.*?```sql\n(.*?)```", readme, re.S).group(1)
+    with psycopg.connect(login_role("hrwsi_data_engineer"), autocommit=True) as engineer:
+        engineer.execute(block)
+    rows = db.execute("SELECT name, kind, product_type, config->>'product_type', active FROM hrwsi.harvest_source "
+                      "ORDER BY name").fetchall()
+    assert rows == [("cdse_l1c", "catalogue", "L1C", "S2MSI1C", True), ("s2_landing", "landing_directory", "L1C", None,
+                                                                         False)]

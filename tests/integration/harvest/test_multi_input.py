@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from hrwsi.app import App
@@ -71,6 +72,50 @@ def group_inputs(db):
     return db.execute("""SELECT i.processing_condition, i.input_path, i.tile, i.source,
                                 (SELECT count(*) FROM hrwsi.multi_input_member m WHERE m.input_id = i.id)
                          FROM hrwsi.input i WHERE i.source = 'multi_input' ORDER BY i.id""").fetchall()
+
+
+async def test_a_file_a_data_engineer_inserts_into_a_multi_input_condition_is_refused_saying_where_its_scenes_go(chain, pool):
+    # (found by exploratory testing: taken, its task ran the composite's routine without members and failed each
+    # attempt, and two such inputs put the routine on hold, production's composites with it; migration 0128)
+    gfsc_rule(chain)
+    with pytest.raises(psycopg.errors.CheckViolation,
+                       match="condition 'gfsc_daily' is a multi-input condition: the harvester makes its inputs") as refused:
+        chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                         VALUES ('l2a', '/in/ok.SAFE', '32TPR', %s, %s),
+                                ('gfsc_daily', '/in/FSC_32TPR.tif', '32TPR', %s, %s)""", (DAY, DAY, DAY, DAY))
+    assert "The first row naming it has input_path /in/FSC_32TPR.tif (1 row(s)" in refused.value.diag.message_detail
+    assert "insert the scenes into the conditions that make its members" in refused.value.diag.message_hint
+    assert chain.execute("SELECT count(*) FROM hrwsi.input").fetchone()[0] == 0  # nothing of the statement kept
+    # The harvester's group inputs are taken as before.
+    member(chain, "FSC")
+    member(chain, "SWS")
+    assert (await evaluate_multi_input_conditions(pool)).inputs == 1
+    assert [(c, s) for c, _, _, s, _ in group_inputs(chain)] == [("gfsc_daily", "multi_input")]
+
+
+def test_an_input_without_a_tile_or_sensing_time_is_taken_with_a_warning_naming_the_series_and_groups_it_misses(chain):
+    # (found by exploratory testing: processed, its products too, but the composite down its chain was never made,
+    # nor did it join its tile's time series, and nothing said so; migration 0128)
+    gfsc_rule(chain)
+    chain.execute("UPDATE hrwsi.processing_routine SET sequential_per_tile = true WHERE name = 'fsc'")
+    said = []  # (a notice's fields are read in its handler: they are gone after it)
+    chain.add_notice_handler(lambda n: said.append((n.severity_nonlocalized, n.message_primary, n.message_detail,
+                                                    n.message_hint)))
+    chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, published_at)
+                     VALUES ('l2a', '/in/placed.SAFE', '32TPR', %s, %s)""", (DAY, DAY))
+    assert [n for n in said if n[0] == "WARNING"] == []  # an input with both says nothing
+    chain.execute("""INSERT INTO hrwsi.input (processing_condition, input_path, tile)
+                     VALUES ('l2a', '/in/no_time.SAFE', '32TPR'), ('l2a', '/in/no_tile_nor_time.SAFE', NULL)""")
+    warnings = [n for n in said if n[0] == "WARNING"]
+    assert len(warnings) == 1, said
+    _, message, detail, hint = warnings[0]
+    assert message == (
+        "2 input(s) of condition 'l2a' have no tile or no sensing time (measured_at): they are processed, but join no "
+        "time series of routine 'fsc' (sequential_per_tile), and neither they nor the products chained from them join "
+        "a group of the multi-input condition(s) 'gfsc_daily', whose composites are never made of them")
+    assert detail == "The first such row has input_path /in/no_time.SAFE."
+    assert "hrwsi.correct_input(ID, tile => ..., measured_at => ...)" in hint
+    assert chain.execute("SELECT count(*) FROM hrwsi.processing_task").fetchone()[0] == 3  # all taken
 
 
 async def test_a_group_of_the_same_tile_and_day_is_made_once_when_complete(chain, pool):
