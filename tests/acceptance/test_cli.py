@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -193,13 +194,23 @@ def _the_services_hint_runs_the_demos_services_without_a_refusal(export: str, se
     up` refused the demo's landing source, outside the landing root of the user's HRWSI_HOME; found walking README
     through.)"""
     assert services.endswith("/hrwsi up") and services.startswith("HRWSI_HOME="), services
-    process = subprocess.Popen(["bash", "-c", f"{export} && {services}"], env={**env, "HRWSI_WEB_PORT": "0"}, cwd=repo,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        time.sleep(8)  # (the demo's landing source is due at once; its refusal was logged within a second)
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # (Ctrl-C: to the shell and the command it runs)
-        out, err = process.communicate(timeout=60)
+    url = shlex.split(export.removeprefix("export "))[0].removeprefix("HRWSI_DATABASE_URL=")
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = conn.execute("SELECT now()").fetchone()[0]
+        process = subprocess.Popen(["bash", "-c", f"{export} && {services}"], env={**env, "HRWSI_WEB_PORT": "0"},
+                                   cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        try:
+            # Until the harvester has run the demo's landing sources (due at once; a refusal is a run's error). A sleep
+            # of 8 s stood for it: on a loaded machine the services had not started by then, and nothing was tested.
+            deadline = time.monotonic() + 120
+            while not conn.execute("""SELECT count(*) > 0 AND bool_and(last_run_at > %s) FROM hrwsi.harvest_source
+                                      WHERE kind = 'landing_directory' AND active""", (started,)).fetchone()[0]:
+                assert process.poll() is None and time.monotonic() < deadline, "the landing sources were not run"
+                time.sleep(0.2)
+        finally:
+            os.killpg(process.pid, signal.SIGINT)  # (Ctrl-C: to the shell and the command it runs)
+            out, err = process.communicate(timeout=60)
     assert process.returncode == 0 and "harvester" in err, err
     assert "refused" not in err and "ERROR" not in err, err
 
