@@ -84,6 +84,32 @@ def test_reports_after_a_run(db, env, tmp_path):
     assert missing.returncode == 1 and "no task 999999" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_a_relative_hrwsi_home_is_read_from_where_hrwsi_starts_and_what_it_records_names_it_whole(db, env, tmp_path):
+    # Found by a CI hardening audit (2026-12-07): with HRWSI_HOME=relhome, `hrwsi up` refused to start ("HRWSI_LANDING_ROOTS:
+    # 'relhome/harvest' is not an absolute path", a setting not set), and `hrwsi launcher` recorded relative output and
+    # log paths, and gave its routines a relative HRWSI_MANIFEST, which another installation's relhome shares.
+    load(db, single_routine_configuration([sys.executable, "-c", "import os; print(os.environ['HRWSI_MANIFEST'])"]))
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile) VALUES ('in', '/a', '32TLR')")
+    where = tmp_path / "ops"
+    where.mkdir()
+    service = subprocess.Popen([*HRWSI, "up"], env={**env, "HRWSI_HOME": "relhome"}, cwd=where,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while db.execute("SELECT state FROM hrwsi.processing_task").fetchone() != ("processed",):
+            assert service.poll() is None and time.monotonic() < deadline, "hrwsi up ended, or did not process the task"
+            time.sleep(0.1)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, stderr = service.communicate(timeout=30)
+    assert service.returncode == 0, stderr
+    output_dir, log_path = db.execute("SELECT output_dir, log_path FROM hrwsi.job").fetchone()
+    home = where / "relhome"
+    assert Path(output_dir).is_relative_to(home) and Path(log_path).is_relative_to(home), (output_dir, log_path)
+    manifest = Path(log_path).read_text().strip().splitlines()[-1]
+    assert Path(manifest).is_relative_to(home) and Path(manifest).is_file(), manifest
+
+
 def test_kill_9_and_restart_loses_nothing_runs_nothing_twice_and_keeps_finished_work(db, env):
     load(db, single_routine_configuration([sys.executable, "-c", "import time; time.sleep(1.5)"], workers=2))
     db.execute("""INSERT INTO hrwsi.input (processing_condition, input_path)
