@@ -1439,7 +1439,13 @@ CREATE TABLE hrwsi.service_instance (
     taken_over_by     text,
     taken_over_at     timestamptz,
     taken_over_why    text,
-    last_heartbeat_at timestamptz
+    last_heartbeat_at timestamptz,
+    -- (migration 0121) A launcher waiting for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): since when, and what
+    -- it waits for in its own words, with when it stops the jobs still running; written as it begins to wait and
+    -- at each heartbeat meanwhile, which renews its lease. `hrwsi status` and the dashboard showed it as any
+    -- running launcher (found by exploratory testing). NULL: not stopping.
+    stopping_since    timestamptz,
+    stopping          text
 );
 
 -- =============================================================================================
@@ -1628,7 +1634,10 @@ BEGIN
         SELECT t.routine, t.campaign_id, coalesce(t.campaign_id IS NULL AND l.priority > 0, false) AS backfill,
                bool_or(n.state = 'processed') AS any_success,
                count(*) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL) AS failures,
-               max(n.message) FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL)
+               -- (the latest-finished failure's: max(message) named the greatest text of the batch, said "last",
+               -- found by exploratory testing; migration 0122)
+               (array_agg(n.message ORDER BY n.finished_at DESC NULLS LAST, n.id DESC)
+                    FILTER (WHERE n.state IN ('internal_error', 'external_error') AND n.fault IS NULL))[1]
                    AS last_message
         FROM new_rows n JOIN old_rows o USING (id) JOIN hrwsi.processing_task t ON t.id = n.task_id
         LEFT JOIN hrwsi.lane l ON l.name = t.lane
@@ -5771,7 +5780,7 @@ CREATE TABLE hrwsi.handover_hold (
 
 CREATE FUNCTION hrwsi.dispatch(p_owner text, p_backend text, p_lease_s double precision,
                                p_max_jobs integer, p_data_dir text)
-RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean) LANGUAGE plpgsql
+RETURNS TABLE (job hrwsi.job_spec, work_waiting boolean, holds_end_in double precision) LANGUAGE plpgsql
 -- As the owner (migration 0040), as the task trigger whose work its claim does: the history is
 -- written by no role but the owner. Only hrwsi_service may call it (the grants at the end).
 SECURITY DEFINER SET search_path = pg_catalog, hrwsi SET plan_cache_mode = force_generic_plan
@@ -5798,11 +5807,13 @@ SET hrwsi.in_dispatch_claim = off SET jit = off AS $$
 -- Returns a row per job to submit, each saying whether work was left waiting: a task this call
 -- saw and did not start (its dependency, its routine's hold, capacity, a budget, the batch's
 -- size). When it starts nothing, one row without a job says it. If no work waits, the end of a
--- job starts nothing, and the launcher does not call again for it (migration 0029).
+-- job starts nothing, and the launcher does not call again for it (migration 0029). Each row also says in how
+-- many seconds the first hand-over hold left ends (NULL: none), when the launcher calls again (migration 0120:
+-- nothing else would wake it then, and back-fill waited for the backstop poll).
 DECLARE
     planned_tasks CURSOR (p smallint, lim integer) FOR
         SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-               r.storage_mb::float8 AS disk, r.flavour, r.on_hold, t.avoid_worker AS avoid,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold, t.avoid_worker AS avoid, t.input_id,
                ((t.waits_for_upstream IS NULL OR t.dependency_waived)
                 AND (t.depends_on IS NULL OR t.dependency_waived
                      OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on))) AS ready
@@ -5812,7 +5823,7 @@ DECLARE
         LIMIT lim FOR UPDATE OF t SKIP LOCKED;
     pending_tasks CURSOR (p smallint, lim integer) FOR
         SELECT t.id, t.state, t.worker, t.attempts, t.routine, r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram,
-               r.storage_mb::float8 AS disk, r.flavour, r.on_hold, t.avoid_worker AS avoid,
+               r.storage_mb::float8 AS disk, r.flavour, r.on_hold, t.avoid_worker AS avoid, t.input_id,
                ((t.waits_for_upstream IS NULL OR t.dependency_waived)
                 AND (t.depends_on IS NULL OR t.dependency_waived
                      OR (SELECT d.state = 'processed' FROM hrwsi.processing_task d WHERE d.id = t.depends_on))) AS ready
@@ -5841,6 +5852,9 @@ DECLARE
     -- and the tasks of those that ended (deleted before the claim)
     holds_exist boolean; h_task bigint[]; h_k integer[]; h_cpu float8[]; h_ram float8[]; h_disk float8[];
     h_used boolean[]; h_ended bigint[]; holds_applied boolean := false; hi integer;
+    -- (migration 0120) when each hold that counts ends; the hold of an urgent task's chain (its own, a retry's, or
+    -- that of the task whose product it reads: its step before it), and the room held on the worker it took
+    h_until timestamptz[]; mine integer; held_cpu float8; held_ram float8; held_disk float8;
 BEGIN
     work_waiting := true;  -- until this call has seen every list
     IF NOT pg_try_advisory_xact_lock(7250002) THEN
@@ -5904,8 +5918,9 @@ BEGIN
                array_agg(h.ram_mb ORDER BY h.until, h.task_id) FILTER (WHERE h.live),
                array_agg(h.storage_mb ORDER BY h.until, h.task_id) FILTER (WHERE h.live),
                array_agg(false) FILTER (WHERE h.live),
-               coalesce(array_agg(h.task_id) FILTER (WHERE NOT h.live), '{}')
-        INTO h_task, h_k, h_cpu, h_ram, h_disk, h_used, h_ended
+               coalesce(array_agg(h.task_id) FILTER (WHERE NOT h.live), '{}'),
+               array_agg(h.until ORDER BY h.until, h.task_id) FILTER (WHERE h.live)
+        INTO h_task, h_k, h_cpu, h_ram, h_disk, h_used, h_ended, h_until
         FROM (SELECT h.task_id, h.cpu, h.ram_mb, h.storage_mb, h.until, array_position(names, h.worker) AS k,
                      h.until > now() AND h.worker = ANY (names)
                      AND coalesce((SELECT CASE h.kind WHEN 'next_step' THEN t.state = 'processed'
@@ -5999,18 +6014,27 @@ BEGIN
                     avoid_k := NULL;
                 END IF;
             END IF;
-            -- An urgent task takes held room first (migration 0117): its own hold (a retry), else the first
-            -- hold where it fits, so that a worker kept for the next step of a chain is where that step goes.
+            -- An urgent task takes held room first (migration 0117): its chain's hold (its own, a retry; or, migration
+            -- 0120, that of the task whose product it reads: the step before it, two probes of keys, made only while
+            -- holds count), else the first hold where it fits, so that a worker kept for the next step of a chain is
+            -- where that step goes.
+            mine := NULL;
             IF prio = 0 AND h_task IS NOT NULL THEN
+                mine := array_position(h_task, c.id);
+                IF mine IS NULL THEN
+                    mine := array_position(h_task, (SELECT p.task_id FROM product p
+                                                    WHERE p.id = (SELECT i.product_id FROM input i WHERE i.id = c.input_id)));
+                END IF;
+                IF h_used[mine] THEN mine := NULL; END IF;
                 FOR hi IN 1..cardinality(h_task) LOOP
                     k := h_k[hi];
                     IF NOT h_used[hi] AND k IS DISTINCT FROM avoid_k AND (c.flavour IS NULL OR flavours[k] = c.flavour)
                        AND use_cpu[k] + c.cpu <= cap_cpu[k] + 1e-9 AND use_ram[k] + c.ram <= cap_ram[k]
                        AND use_disk[k] + c.disk <= cap_disk[k]
                        AND NOT (b_vms IS NOT NULL AND use_cpu[k] + use_ram[k] + use_disk[k] = 0 AND busy + 1 > b_vms)
-                       AND (chosen IS NULL OR h_task[hi] = c.id) THEN
+                       AND (chosen IS NULL OR hi = mine) THEN
                         chosen := k;
-                        EXIT WHEN h_task[hi] = c.id;
+                        EXIT WHEN hi = mine;
                     END IF;
                 END LOOP;
             END IF;
@@ -6070,20 +6094,6 @@ BEGIN
             END IF;
             misses := 0;
             last_k := chosen;
-            IF prio = 0 AND h_task IS NOT NULL THEN
-                -- An urgent task claimed ends a hold, so that room is not counted twice: its own (a retry,
-                -- wherever it goes), else the first one on its worker (the room it takes there).
-                hi := array_position(h_task, c.id);
-                IF hi IS NULL OR h_used[hi] THEN
-                    hi := NULL;
-                    FOR k IN 1..cardinality(h_task) LOOP
-                        IF NOT h_used[k] AND h_k[k] = chosen THEN hi := k; EXIT; END IF;
-                    END LOOP;
-                END IF;
-                IF hi IS NOT NULL THEN
-                    h_used[hi] := true; h_ended := h_ended || h_task[hi];
-                END IF;
-            END IF;
             IF use_cpu[chosen] + use_ram[chosen] + use_disk[chosen] = 0 THEN
                 busy := busy + 1; busy_workers := busy_workers + 1;
             END IF;
@@ -6091,6 +6101,33 @@ BEGIN
             use_ram[chosen] := use_ram[chosen] + c.ram;
             use_disk[chosen] := use_disk[chosen] + c.disk;
             total_cpu := total_cpu + c.cpu; total_ram := total_ram + c.ram; total_disk := total_disk + c.disk;
+            IF prio = 0 AND h_task IS NOT NULL THEN
+                -- An urgent task claimed ends its chain's hold wherever it goes (migration 0120: a next step placed
+                -- on another worker left its step's room held for nothing until the hold's end); and, on the worker
+                -- it took, the first holds there while they and it no longer fit together, so that room is never
+                -- counted twice (migration 0117 ended one there whatever room it took: a task that fitted beside a
+                -- hold ended it all the same).
+                IF mine IS NOT NULL THEN
+                    h_used[mine] := true; h_ended := h_ended || h_task[mine];
+                END IF;
+                held_cpu := 0; held_ram := 0; held_disk := 0;
+                FOR hi IN 1..cardinality(h_task) LOOP
+                    IF NOT h_used[hi] AND h_k[hi] = chosen THEN
+                        held_cpu := held_cpu + h_cpu[hi]; held_ram := held_ram + h_ram[hi];
+                        held_disk := held_disk + h_disk[hi];
+                    END IF;
+                END LOOP;
+                FOR hi IN 1..cardinality(h_task) LOOP
+                    EXIT WHEN use_cpu[chosen] + held_cpu <= cap_cpu[chosen] + 1e-9
+                              AND use_ram[chosen] + held_ram <= cap_ram[chosen]
+                              AND use_disk[chosen] + held_disk <= cap_disk[chosen];
+                    IF NOT h_used[hi] AND h_k[hi] = chosen THEN
+                        h_used[hi] := true; h_ended := h_ended || h_task[hi];
+                        held_cpu := held_cpu - h_cpu[hi]; held_ram := held_ram - h_ram[hi];
+                        held_disk := held_disk - h_disk[hi];
+                    END IF;
+                END LOOP;
+            END IF;
             ids := ids || c.id;
             chosen_workers := chosen_workers || names[chosen];
             was_pending := was_pending || (c.state = 'pending');
@@ -6101,6 +6138,13 @@ BEGIN
         -- The holds that ended: expired or no longer counted, ended by an urgent claim, or of a task claimed now
         -- (a retry that went elsewhere). Each a probe of its key.
         DELETE FROM handover_hold h WHERE h.task_id = ANY (h_ended || ids);
+        -- When the first hold left ends (they are in the order they end): the launcher calls again then.
+        FOR hi IN 1..coalesce(cardinality(h_task), 0) LOOP
+            IF NOT h_used[hi] AND NOT h_task[hi] = ANY (ids) THEN
+                holds_end_in := extract(epoch FROM h_until[hi] - now())::float8;
+                EXIT;
+            END IF;
+        END LOOP;
     END IF;
 
     -- From here on, the statements look up the claimed tasks and their jobs by key: nested loops
@@ -6199,7 +6243,7 @@ BEGIN
         END IF;
     END IF;
     -- A new statement: it sees the jobs just inserted.
-    RETURN QUERY SELECT s, work_waiting FROM job_spec s WHERE s.job_id = ANY (new_jobs) ORDER BY s.job_id;
+    RETURN QUERY SELECT s, work_waiting, holds_end_in FROM job_spec s WHERE s.job_id = ANY (new_jobs) ORDER BY s.job_id;
 END $$;
 
 -- =============================================================================================
@@ -6687,7 +6731,10 @@ CROSS JOIN LATERAL (SELECT CASE WHEN t.deadline_inherited_from IS NULL THEN t.de
                                 ELSE t.own_deadline_at END AS deadline_at) d;
 
 -- Per routine, lane, tile and day: products, the median and 95th percentile of both delays, and
--- the share on time among the products that had a deadline (NULL: none had one).
+-- the share on time among the products that had a deadline (NULL: none had one). Production's alone (migration
+-- 0122): a reprocessing campaign's products, of scenes sensed months or years before, were counted with the lane's
+-- production ones (the archive lane's back-fill), their delays and share on time (found by exploratory testing);
+-- `hrwsi campaigns` follows a campaign, and product_timeliness keeps every product with its campaign_id.
 CREATE VIEW hrwsi.timeliness AS
 SELECT routine, lane, tile, day, count(*) AS products,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY from_sensing_s) AS p50_from_sensing_s,
@@ -6698,6 +6745,7 @@ SELECT routine, lane, tile, day, count(*) AS products,
        count(*) FILTER (WHERE on_time) AS on_time,
        (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time
 FROM hrwsi.product_timeliness
+WHERE campaign_id IS NULL
 GROUP BY routine, lane, tile, day;
 
 -- One day's rows of the timeliness view, the overview's: the tasks and inputs of the day's products probed by their

@@ -40,9 +40,12 @@ LIMIT $2;
 -- nothing now: it fits on the free capacity of an active worker of its flavour, within every budget.
 -- Then the launcher's fast path is taking the pending work (a burst on free capacity) and planning
 -- it would be work thrown away. The worker where its last attempt could not be placed (avoid_worker,
--- migration 0087) is no room for it: dispatch does not put it there while another fits it.
+-- migration 0087) is no room for it: dispatch does not put it there while another fits it. Nor is room a hand-over
+-- hold keeps for an urgent chain (migration 0120) for a less urgent task: dispatch keeps it from it, and planning
+-- waited for the fast path (up to PLAN_POSTPONE_MAX_S) while back-fill waited for held room.
 WITH head AS (
-    SELECT r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram, r.storage_mb::float8 AS disk, r.flavour, t.avoid_worker
+    SELECT r.cpu::float8 AS cpu, r.ram_mb::float8 AS ram, r.storage_mb::float8 AS disk, r.flavour, t.avoid_worker,
+           t.priority
     FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
     WHERE t.state = 'pending' AND NOT r.on_hold AND (t.not_before IS NULL OR t.not_before <= now())
       AND (t.depends_on IS NULL OR t.dependency_waived) AND (t.waits_for_upstream IS NULL OR t.dependency_waived)
@@ -51,11 +54,20 @@ WITH head AS (
 ), usage AS (
     -- (each task in flight at what it was dispatched with, if its routine changed since, as hrwsi.dispatch
     -- counts it: migration 0067)
-    SELECT t.worker, sum(CASE WHEN t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END)::float8 AS cpu,
-           sum(CASE WHEN t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END)::float8 AS ram,
-           sum(CASE WHEN t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END)::float8 AS disk
-    FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
-    WHERE t.state IN ('dispatched', 'queued', 'running') GROUP BY t.worker
+    SELECT u.worker, sum(u.cpu)::float8 AS cpu, sum(u.ram)::float8 AS ram, sum(u.disk)::float8 AS disk
+    FROM (SELECT t.worker, CASE WHEN t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
+                 CASE WHEN t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END::float8 AS ram,
+                 CASE WHEN t.held_attempt = t.attempts THEN t.held_storage_mb ELSE r.storage_mb END::float8 AS disk
+          FROM hrwsi.processing_task t JOIN hrwsi.processing_routine r ON r.name = t.routine
+          WHERE t.state IN ('dispatched', 'queued', 'running')
+          UNION ALL
+          -- (the hand-over holds that count, as hrwsi.dispatch reads them, for a less urgent head only)
+          SELECT h.worker, h.cpu, h.ram_mb, h.storage_mb
+          FROM hrwsi.handover_hold h JOIN hrwsi.processing_task t ON t.id = h.task_id
+          WHERE (SELECT hd.priority > 0 FROM head hd) AND h.until > now()
+            AND EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = h.worker AND w.active)
+            AND CASE h.kind WHEN 'next_step' THEN t.state = 'processed' ELSE t.state IN ('pending', 'planned') END) u
+    GROUP BY u.worker
 ), total AS (
     SELECT coalesce(sum(u.cpu), 0) AS cpu, coalesce(sum(u.ram), 0) AS ram, coalesce(sum(u.disk), 0) AS disk,
            count(u.worker) AS busy
@@ -117,6 +129,10 @@ SELECT at_risk, missed FROM hrwsi.raise_deadline_alerts();
 --   planned on capacity they held: peak use 42 CPU on a budget of 8.)
 -- A task in flight holds what it was dispatched with if its routine changed since (migration 0067), a
 -- planned one what its routine asks now.
+-- And the hand-over holds that count (migration 0120; as hrwsi.dispatch reads them), state 'handover_hold', id the
+-- negated id of the task whose room is kept (never a task's), from now until each ends: the orchestrator counts them
+-- against less urgent priorities only, as dispatch does (a back-fill planned there started only once the hold ended,
+-- not when planned).
 SELECT t.id, t.worker, t.state, t.priority,
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_cpu ELSE r.cpu END::float8 AS cpu,
        CASE WHEN t.state <> 'planned' AND t.held_attempt = t.attempts THEN t.held_ram_mb ELSE r.ram_mb END AS ram_mb,
@@ -137,7 +153,14 @@ CROSS JOIN LATERAL (
                 THEN greatest(0, extract(epoch FROM t.planned_start - $1::timestamptz))::float8
                 ELSE 0::float8 END AS start_s) x
 WHERE t.state IN ('planned', 'dispatched', 'queued', 'running') AND t.worker IS NOT NULL
-  AND (t.state <> 'planned' OR t.priority <= $2);
+  AND (t.state <> 'planned' OR t.priority <= $2)
+UNION ALL
+SELECT -h.task_id, h.worker, 'handover_hold', NULL, h.cpu, h.ram_mb::integer, h.storage_mb::integer, 0::float8,
+       extract(epoch FROM h.until - $1::timestamptz)::float8
+FROM hrwsi.handover_hold h JOIN hrwsi.processing_task t ON t.id = h.task_id
+WHERE $2 > 0 AND h.until > $1::timestamptz
+  AND EXISTS (SELECT 1 FROM hrwsi.worker w WHERE w.name = h.worker AND w.active)
+  AND CASE h.kind WHEN 'next_step' THEN t.state = 'processed' ELSE t.state IN ('pending', 'planned') END;
 
 -- name: release_tasks_of_inactive_workers
 -- Planned tasks whose worker was deactivated (its Nomad node went down, `hrwsi workers sync`, an
@@ -162,9 +185,10 @@ RETURNING t.id, g.worker;
 -- ============================================================================================
 
 -- name: dispatch
--- Claim what fits now, in serving order, fenced by the caller's lease; returns (job, work_waiting)
--- rows: a hrwsi.job_spec per job to submit, or one row without a job, and whether work waits.
-SELECT job, work_waiting FROM hrwsi.dispatch($1, $2, $3, $4, $5);
+-- Claim what fits now, in serving order, fenced by the caller's lease; returns (job, work_waiting,
+-- holds_end_in) rows: a hrwsi.job_spec per job to submit, or one row without a job, whether work waits, and in
+-- how many seconds the first hand-over hold left ends (NULL: none; migration 0120).
+SELECT job, work_waiting, holds_end_in FROM hrwsi.dispatch($1, $2, $3, $4, $5);
 
 -- name: record_backend_job_id
 -- The backend runs a claimed attempt under another job ID than dispatch made (a job this database does
@@ -292,6 +316,16 @@ UPDATE hrwsi.service_instance SET heartbeat_at = now(), problem = $3, problem_si
 WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)
 RETURNING heartbeat_at, (SELECT max(version) FROM public.hrwsi_schema_migration) AS newest_migration,
           pg_notification_queue_usage() AS notification_queue_usage;
+
+-- name: mark_stopping
+-- A launcher that waits for its jobs as it stops (HRWSI_SHUTDOWN_GRACE_S): what it waits for and when it stops the jobs
+-- still running ($3), since its first call, for `hrwsi status` and the dashboard (migration 0121); its lease renewed
+-- with it, as a heartbeat's (a service's heartbeat ends with its loop: a grace longer than the lease lapsed it, and
+-- another launcher adopted the jobs this one still waited for). Only a lease that has not lapsed ($2 s): no row back,
+-- it lapsed.
+UPDATE hrwsi.service_instance SET heartbeat_at = now(), stopping_since = coalesce(stopping_since, now()), stopping = $3
+WHERE id = $1 AND heartbeat_at > now() - make_interval(secs => $2)
+RETURNING stopping_since;
 
 -- name: oldest_open_transaction
 -- The session whose transaction has been open longest (not this one): a session that LISTENs

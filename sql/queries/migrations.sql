@@ -43,9 +43,23 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WH
 -- migrations on the caller's connection: a time without a zone in the schema (a CHECK's
 -- '1950-01-01') is read in the session's zone, and an install in Europe/Paris made another
 -- constraint than one in UTC. READ COMMITTED whatever the role sets: `hrwsi chain-missed` inserts
--- inputs, which a stricter isolation refuses for a time series (migration 0076).
+-- inputs, which a stricter isolation refuses for a time series (migration 0076). No transaction_timeout (PostgreSQL
+-- 17 and later; read from pg_settings, which older servers' lack of it leaves NULL): transaction_timeout_off.
 SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('IntervalStyle', 'postgres', false),
-       set_config('TimeZone', 'UTC', false), set_config('default_transaction_isolation', 'read committed', false);
+       set_config('TimeZone', 'UTC', false), set_config('default_transaction_isolation', 'read committed', false),
+       (SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'transaction_timeout');
+
+-- name: transaction_timeout_off
+-- hrwsi's asyncpg sessions on PostgreSQL 17 and later (hrwsi.database.TRANSACTION_TIMEOUT_SINCE): no
+-- transaction_timeout, whatever the role or database sets. Set by the DBA (ALTER ROLE ... SET
+-- transaction_timeout, a policy against forgotten sessions), it TERMINATED the session of any transaction longer
+-- than it, a step's, a heartbeat's, `hrwsi status`'s read: at 60 ms during a burst of 2,000 inputs the services
+-- said "could not reach the database" 27 times, a heartbeat among them, and `hrwsi status` failed; a step whose
+-- transaction always takes longer is retried with the same work without end (found by fault injection). hrwsi
+-- bounds its sessions itself: statement_timeout, lock_timeout, idle_in_transaction_session_timeout
+-- (hrwsi.database.service_session_settings). Not a startup parameter: an older server refuses the connection
+-- for a name it does not know.
+SELECT set_config('transaction_timeout', '0', false);
 
 -- name: hrwsi_roles_present
 -- Which of the roles schema.sql grants to exist on the server (roles belong to the server: a

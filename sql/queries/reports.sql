@@ -255,7 +255,8 @@ FROM (SELECT max(coalesce(s.last_heartbeat_at, s.heartbeat_at)) AS newest FROM h
 -- lapsed (paused, cut off) goes on under a new identity, and its old one, kept an hour, read "stale:
 -- dead or hung?" beside the live process (found by exploratory testing). The heartbeat is the real last
 -- one: an instance taken over as dead has its heartbeat_at set back by the lease (migration 0082), and
--- taken_over_by, _at, _why say by which instance, when and why. The dashboard reads it too
+-- taken_over_by, _at, _why say by which instance, when and why. stopping_since, stopping: a launcher waiting for its
+-- jobs as it stops, what for and until when (migration 0121). The dashboard reads it too
 -- (web.data.read_services), so that both fold the same replaced instances (reports.folded_away).
 SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, coalesce(s.last_heartbeat_at, s.heartbeat_at) AS heartbeat_at,
        extract(epoch FROM now() - coalesce(s.last_heartbeat_at, s.heartbeat_at))::float8 AS heartbeat_age_s,
@@ -263,7 +264,7 @@ SELECT s.id, s.kind, s.host, s.pid, s.version, s.started_at, coalesce(s.last_hea
        (SELECT n.id FROM hrwsi.service_instance n
         WHERE n.kind = s.kind AND n.host = s.host AND n.pid = s.pid AND n.started_at > s.started_at
         ORDER BY n.started_at DESC LIMIT 1) AS replaced_by, s.site, s.code_dir, s.code_fingerprint,
-       s.taken_over_by, s.taken_over_at, s.taken_over_why
+       s.taken_over_by, s.taken_over_at, s.taken_over_why, s.stopping_since, s.stopping
 FROM hrwsi.service_instance s ORDER BY s.kind, coalesce(s.last_heartbeat_at, s.heartbeat_at) DESC;
 
 -- name: report_local_jobs_held

@@ -4,7 +4,8 @@
 -- name: report_timeliness
 -- Per routine, lane, tile and day (UTC, of registration), the last %(days)s days, filtered: the view
 -- hrwsi.timeliness's figures, and how many products have a negative delay (registered before their
--- scene's sensing or publication time: times given wrong, e.g. without a zone), which the figures count.
+-- scene's sensing or publication time: times given wrong, e.g. without a zone), which the figures count. Production's
+-- products alone, as the view (migration 0122): a campaign's reprocess scenes sensed long before.
 SELECT routine, lane, tile, day, count(*) AS products,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY from_sensing_s) AS p50_from_sensing_s,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY from_sensing_s) AS p95_from_sensing_s,
@@ -14,7 +15,7 @@ SELECT routine, lane, tile, day, count(*) AS products,
        (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time,
        count(*) FILTER (WHERE from_sensing_s < 0 OR from_publication_s < 0) AS negative_delays
 FROM hrwsi.product_timeliness
-WHERE day > (now() AT TIME ZONE 'UTC')::date - %(days)s::int
+WHERE day > (now() AT TIME ZONE 'UTC')::date - %(days)s::int AND campaign_id IS NULL
   AND (%(routine)s::text IS NULL OR routine = %(routine)s)
   AND (%(lane)s::text IS NULL OR lane = %(lane)s)
   AND (%(tile)s::text IS NULL OR tile = %(tile)s)
@@ -32,7 +33,7 @@ SELECT routine, lane, count(*) AS products,
        (count(*) FILTER (WHERE on_time))::float8 / nullif(count(deadline_at), 0) AS share_on_time,
        count(*) FILTER (WHERE from_sensing_s < 0 OR from_publication_s < 0) AS negative_delays
 FROM hrwsi.product_timeliness
-WHERE day > (now() AT TIME ZONE 'UTC')::date - %(days)s::int
+WHERE day > (now() AT TIME ZONE 'UTC')::date - %(days)s::int AND campaign_id IS NULL
   AND (%(routine)s::text IS NULL OR routine = %(routine)s)
   AND (%(lane)s::text IS NULL OR lane = %(lane)s)
   AND (%(tile)s::text IS NULL OR tile = %(tile)s)

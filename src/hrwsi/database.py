@@ -362,6 +362,44 @@ def _control_state(pgdata: Path) -> str | None:
     return _CONTROL_STATES.get(int.from_bytes(raw, sys.byteorder)) if len(raw) == 4 else None
 
 
+# How much of the end of the embedded server's log is read for the failure that stopped it, and what such a failure
+# reads like: a PANIC, or an error of its storage (a write refused by a full, read-only or failing disk).
+SERVER_LOG_TAIL_BYTES = 16384
+_SERVER_FAILURE = re.compile(r"\bPANIC:|No space left on device|Read-only file system|Input/output error|"
+                             r"Disk quota exceeded")
+SERVER_FAILURE_SHOWN_MAX = 300
+_SERVER_STARTING = "LOG:  starting PostgreSQL"
+
+
+def _last_server_failure(pgdata: Path) -> str | None:
+    """The last line of the embedded server's log (pgdata/log) that says why it stopped (_SERVER_FAILURE), on one line
+    with its control characters escaped, cut to SERVER_FAILURE_SHOWN_MAX; None when none is there or the log cannot
+    be read. Why: its data's disk full, the server PANICked on its write-ahead log, failed its crash recovery for the
+    same want of room and stopped; the services and `hrwsi status` said it "did not stop cleanly (it stopped while
+    in crash recovery ...)", and `hrwsi db start` on the disk still full would fail again, while its log alone said
+    "No space left on device" (found by fault injection, a 120 MiB tmpfs as pgdata)."""
+    from hrwsi.terminal import one_sentence
+
+    try:
+        with open(pgdata / "log", "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - SERVER_LOG_TAIL_BYTES))
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    failure = None
+    for line in reversed(lines):
+        if _SERVER_FAILURE.search(line):
+            failure = line
+            break
+        if _SERVER_STARTING in line:
+            return None  # (its last run's start: what came before is an earlier run's)
+    if failure is None:
+        return None
+    failure = one_sentence(" ".join(failure.split()))
+    return failure if len(failure) <= SERVER_FAILURE_SHOWN_MAX else failure[:SERVER_FAILURE_SHOWN_MAX - 3] + "..."
+
+
 def embedded_server_down(pgdata: Path) -> str | None:
     """Why the embedded server of `pgdata` does not run, in words naming the directory and whether it
     stopped cleanly; None when it runs, or when pgdata holds no database (then it is not the server
@@ -376,12 +414,15 @@ def embedded_server_down(pgdata: Path) -> str | None:
     if not (pgdata / "PG_VERSION").exists():
         return None
     where = f"the embedded PostgreSQL server in {pgdata} is not running"
-    log = f"its log: {pgdata / 'log'}"
     found = _postmaster_pid(pgdata)
+    if found is not None and (found[0] is None or _is_postmaster_of(found[0], pgdata)):
+        return None
+    log = f"its log: {pgdata / 'log'}"
+    failure = _last_server_failure(pgdata)
+    if failure is not None:
+        log = f"the last failure its log says: {failure}; {log}"
     if found is not None:
         pid = found[0]
-        if pid is None or _is_postmaster_of(pid, pgdata):
-            return None
         return (f"{where}: it did not stop cleanly (pid {pid}, which its postmaster.pid names, is gone: "
                 f"killed, or it crashed; {log})")
     state = _control_state(pgdata)
@@ -513,7 +554,17 @@ POOL_IDLE_LIFETIME_S = 60.0
 _POOLED: weakref.WeakKeyDictionary[asyncpg.Connection, float] = weakref.WeakKeyDictionary()
 
 
+# The first PostgreSQL with transaction_timeout, which hrwsi's sessions set off (query transaction_timeout_off).
+TRANSACTION_TIMEOUT_SINCE = 17
+
+
+async def _without_transaction_timeout(conn: asyncpg.Connection) -> None:
+    if conn.get_server_version().major >= TRANSACTION_TIMEOUT_SINCE:
+        await conn.execute(query("transaction_timeout_off"))
+
+
 async def _remember_pooled(conn: asyncpg.Connection) -> None:
+    await _without_transaction_timeout(conn)
     _POOLED[conn] = time.monotonic()
 
 
@@ -566,8 +617,14 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5,
 
 async def connect_once(url: str, *, application_name: str) -> asyncpg.Connection:
     """One asyncpg connection of a command (`hrwsi prune`), with hrwsi's session settings."""
-    return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S,
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S,
                                  server_settings={"application_name": application_name, **SESSION_SETTINGS})
+    try:
+        await _without_transaction_timeout(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 async def keep_session_state(_conn: asyncpg.Connection) -> None:

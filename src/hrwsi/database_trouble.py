@@ -131,6 +131,19 @@ def describe(error: BaseException) -> str:
     if (refused := connections_refused(error)) is not None:
         return refused
     text = _one_line(error)
+    if isinstance(error, asyncpg.InternalClientError) and "another operation" in text:
+        # asyncpg's words for a statement sent on a session still taking in an earlier statement's error, an end the
+        # server sends before it closes the session: "cannot switch to state 12; another operation (2) is in
+        # progress" was the first line ops read of a server restart during a burst, and of a role's
+        # transaction_timeout, and named neither (found by fault injection).
+        return (f"the server ended this session in the middle of an operation (a restart, pg_terminate_backend, a "
+                f"session timeout?): {text}")
+    if type(error) is ConnectionError and text == "unexpected connection_lost() call":
+        # (asyncpg's words for a connection closed by the other end as it opened, before the server's first answer: a
+        # proxy, pooler or load balancer that accepts it and has no server behind it, as in a failover; read as a fault
+        # of asyncpg's, found by exploratory testing)
+        return ("the connection was closed as it opened, before the server answered (a proxy, pooler or load balancer "
+                "in front of a server that is down or restarting?)")
     if isinstance(error, (FileNotFoundError, ConnectionRefusedError)) and error.filename is None:
         # (a connection's: a file's names its file. The server's socket gone or refusing while it restarts was said
         # "[Errno 2] No such file or directory" alone; found restarting the server during a burst)

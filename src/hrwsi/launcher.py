@@ -117,6 +117,10 @@ OUTCOME_WRITE_AT_ONCE = 100
 # as queued, with the reason (a shorter wait is not worth a write: in the three-step chain most
 # start within a tenth of a second).
 SHOW_HELD_AS_QUEUED_AFTER_S = 1.0
+# After the first hand-over hold left ends (hrwsi.dispatch's holds_end_in), dispatch runs again this much later: the
+# delay is counted from the database's now() at the call's start, the timer from its answer, so it is late already;
+# this covers a host clock that runs a little faster than the server's.
+HOLD_END_MARGIN_S = 0.01
 # While its backend is out of reach (Backend.out_of_reach), a launcher claims no new work and asks the
 # backend this often whether it answers again (Backend.probe, bounded by its own timeout, in a task of
 # its own: no step waits for it); the moment it does, dispatch claims again.
@@ -283,6 +287,10 @@ class Launcher(Service):
         # Asks the backend, while it is out of reach, whether it answers again (_probe_until_reached).
         self._reach_probe: asyncio.Task | None = None
         self._storage_trouble: _StorageTrouble | None = None
+        # Wakes dispatch when the first hand-over hold left ends (ADR 0009): nothing else would, and back-fill kept from
+        # that room waited for the backstop poll (1.0-1.7 s of HRWSI_BACKSTOP_POLL_S = 2 s, session 78). One timer, at
+        # the earliest end: the call it wakes says when the next one ends.
+        self._hold_end_wake: asyncio.TimerHandle | None = None
 
     # -- dispatch ----------------------------------------------------------------------------
     def _an_end_may_start_work(self) -> bool:
@@ -460,6 +468,8 @@ class Launcher(Service):
         again at once."""
         self.dispatch_batch.succeeded()
         self.work_waiting = result[0]["work_waiting"]
+        if result[0]["holds_end_in"] is not None:
+            self._wake_dispatch_when_a_hold_ends(result[0]["holds_end_in"])
         rows = [row["job"] for row in result if row["job"] is not None]
         self.work_waits_for_outcomes = self.work_waiting and len(rows) < slots
         if self.work_waits_for_outcomes:
@@ -468,6 +478,16 @@ class Launcher(Service):
         self.dispatched += len(rows)
         more = len(rows) == slots and slots == self.dispatch_batch.size  # a full batch: call again at once
         return [row["job_id"] for row in rows], more
+
+    def _wake_dispatch_when_a_hold_ends(self, in_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, in_s) + HOLD_END_MARGIN_S
+        timer = self._hold_end_wake
+        if timer is not None and not timer.cancelled() and loop.time() <= timer.when() <= at:
+            return  # (it wakes dispatch sooner, and that call says when this one ends)
+        if timer is not None:
+            timer.cancel()
+        self._hold_end_wake = loop.call_at(at, self.wake, "dispatch")
 
     def _follow_dispatched(self, job_ids: list[int], owner: str) -> None:
         rows = [self._starting.pop(job_id) for job_id in job_ids if job_id in self._starting]
@@ -1014,7 +1034,9 @@ class Launcher(Service):
             async with self._writing, self.pool.acquire() as conn:
                 await self._store_progress(conn, marks)
         except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS) as error:
-            logger.warning("could not record how %d job(s) progressed before stopping: %s", len(marks), describe(error))
+            if not self.pool_cut_by_the_stop():  # (the stop's bound said what it left unwritten)
+                logger.warning("could not record how %d job(s) progressed before stopping: %s", len(marks),
+                               describe(error))
 
     async def _store_with_fallback(self, batch: list[_Finished], owner: str) -> dict:
         try:
@@ -1094,6 +1116,10 @@ class Launcher(Service):
                 async with self.pool.acquire() as conn:
                     return await work(conn)
             except TRANSIENT_DATABASE_ERRORS as error:
+                if self.pool_cut_by_the_stop():
+                    # The stop's bound ended the pool and said what this leaves to the next launcher, which adopts
+                    # these jobs and records them: no retry can succeed, nor needs saying (the bound cancels this).
+                    await asyncio.get_running_loop().create_future()
                 delay = backoff.next()
                 # (describe: a statement or connection that timed out, a server paused, has no text of its own,
                 # and the line said "could not record the outcome of 1 job(s) (); ...": found pausing the server)
@@ -1313,6 +1339,8 @@ class Launcher(Service):
         for task in (self._lanes_reading, self._reach_probe):
             if task is not None:
                 task.cancel()
+        if self._hold_end_wake is not None:
+            self._hold_end_wake.cancel()
         self._write_outcomes_now.set()  # the jobs' followers wait for their outcomes to be stored
         try:
             await self._stop_following()
@@ -1338,11 +1366,69 @@ class Launcher(Service):
                 task.cancel()
             await asyncio.gather(*self._following.values(), return_exceptions=True)
             return
-        logger.info("waiting up to %.0f s for %d running job(s) to end", self.settings.shutdown_grace_s,
-                    len(self._following))
+        logger.info("waiting up to %.0f s for %s", self.settings.shutdown_grace_s, self._jobs_waited_for())
+        stops_at = self.clock.now() + timedelta(seconds=self.settings.shutdown_grace_s)
+        saying = asyncio.create_task(self._say_stopping(stops_at), name="launcher-stopping-said")
+        try:
+            await self._wait_then_stop_jobs()
+        finally:
+            saying.cancel()
+            await asyncio.gather(saying, return_exceptions=True)
+
+    async def _say_stopping(self, stops_at: datetime) -> None:
+        """While it waits for its jobs as it stops, the launcher says so in its row (migration 0121), at once and at
+        each heartbeat, which renews its lease: `hrwsi status` and the dashboard showed a launcher in its shutdown
+        grace as any running one (found by exploratory testing), and its lease, no longer renewed once its loop had
+        ended, lapsed in a grace longer than it, and another launcher adopted the jobs it still waited for."""
+        told = False
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    if await conn.fetchval(query("mark_stopping"), self.instance_id, self.settings.lease_timeout_s,
+                                           self._stopping_said(stops_at)) is None:
+                        return  # (its lease lapsed: the jobs are their new owner's, see drop_claims)
+            except (asyncpg.PostgresError, *TRANSIENT_DATABASE_ERRORS) as error:
+                if not told and not self.pool_cut_by_the_stop():
+                    logger.warning("could not say in this launcher's row that it is stopping (%s): `hrwsi status` and "
+                                   "the dashboard show it running until it has stopped", describe(error))
+                told = True
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+    def _stopping_said(self, stops_at: datetime) -> str:
+        """What a stopping launcher waits for, in its row: its running jobs and until when, then what it stops."""
+        waited = self._jobs_waited_for() or "nothing more"
+        if self.clock.now() < stops_at:
+            return (f"waits for {waited}; at {stops_at:%H:%M:%S} UTC it stops the jobs still running (their tasks are "
+                    "retried)")
+        if any(job_id not in self._ended for job_id in self._following):
+            return (f"its grace ended at {stops_at:%H:%M:%S} UTC: it stops its jobs still running (their tasks are "
+                    f"retried) and waits for {waited}")
+        return f"its grace ended at {stops_at:%H:%M:%S} UTC; it waits for {waited}"
+
+    async def _wait_then_stop_jobs(self) -> None:
         _, still = await asyncio.wait(list(self._following.values()), timeout=self.settings.shutdown_grace_s)
         if still:
-            logger.warning("stopping %d job(s) still running; their tasks will be retried", len(still))
-            await self.backend.stop_all()
+            # A job that ended waits for its outcome's write (its follower too): it is not running, and its task is
+            # not retried (a routine that succeeded is recorded processed, by this launcher once the database
+            # answers or by the next one, from what its supervisor kept). Counted as running, "stopping 4 job(s)
+            # still running; their tasks will be retried" was said of 4 jobs that had ended, then recorded
+            # processed (found by exploratory testing, the database's connections gone half-open).
+            running = [job_id for job_id, task in self._following.items() if task in still and job_id not in self._ended]
+            if running:
+                logger.warning("stopping %d job(s) still running; their tasks will be retried", len(running))
+            if len(still) > len(running):
+                logger.warning("%d job(s) ended and their outcome is not recorded yet (the database has not answered "
+                               "its write): recorded as they ended, by this launcher if the database answers before "
+                               "the stop's bound, else by the next launcher, which adopts them", len(still) - len(running))
+            if running:
+                await self.backend.stop_all()
             await asyncio.gather(*still, return_exceptions=True)
+
+    def _jobs_waited_for(self) -> str:
+        """What a stopping launcher waits for: its running jobs, and the outcomes of those that ended."""
+        ended = sum(1 for job_id in self._following if job_id in self._ended)
+        running = len(self._following) - ended
+        return " and ".join(part for part in (
+            f"{running} running job(s) to end" if running else "",
+            f"the outcomes of {ended} job(s) that ended to be recorded" if ended else "") if part)
 

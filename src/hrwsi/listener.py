@@ -122,6 +122,7 @@ class Listener:
         # checked this process's pooled connections (end_silent_sessions).
         self._went_silent_at: float | None = None
         self._silent_pid: int | None = None  # its server session, left on the server (ended then too)
+        self._ended_here: asyncpg.Connection | None = None  # a connection apply() gave up on and ended (said there)
 
     def set_quiet(self, channels: Iterable[str]) -> None:
         """Which channels not to listen to from now on; `apply` makes it so on the connection (a
@@ -147,7 +148,19 @@ class Listener:
                         await asyncio.wait_for(conn.add_listener(channel, self._deliver), self.ping_timeout_s)
                         self._listening.add(channel)
             except (*TRANSIENT_DATABASE_ERRORS, asyncpg.PostgresError) as error:  # (a timeout too)
-                logger.warning("%s: LISTEN or UNLISTEN failed (%s); reconnecting", self.name, describe(error))
+                # One line for what happened and what the listener does, in its words: it ends this connection
+                # itself, and "LISTEN or UNLISTEN failed (...)" was followed by "the database closed our connection"
+                # (found by exploratory testing, connections gone half-open).
+                self._ended_here = conn
+                if isinstance(error, TimeoutError):  # (silent: half-open, as when its own NOTIFY goes unanswered)
+                    logger.warning("%s: no answer within %.1f s to the LISTEN or UNLISTEN it sent as the channels its "
+                                   "steps wait for changed: its connection went silent (half-open?); reconnecting, "
+                                   "then ending this process's pooled connections as silent", self.name,
+                                   self.ping_timeout_s)
+                    self._went_silent_at, self._silent_pid = time.monotonic(), conn.get_server_pid()
+                else:
+                    logger.warning("%s: its connection failed as it changed the channels it listens to (%s); "
+                                   "reconnecting", self.name, describe(error))
                 conn.terminate()
 
     def _deliver(self, _conn, _pid, channel: str, payload: str) -> None:
@@ -236,7 +249,7 @@ class Listener:
                 self._went_silent_at, self._silent_pid = time.monotonic(), conn.get_server_pid()
                 conn.terminate()
                 return
-        if lost.is_set() and not self._stopping.is_set():
+        if lost.is_set() and not self._stopping.is_set() and self._ended_here is not conn:
             logger.warning("%s: the database closed our connection; reconnecting", self.name)
         return True
 

@@ -197,10 +197,12 @@ class Orchestrator(Service):
 
     @staticmethod
     def _holding_at(holding, level: int) -> list[planner.FixedTask]:
-        """What holds capacity against the tasks of this priority: tasks under way, and planned tasks at
-        least as urgent (less urgent planned tasks give their queue position to it)."""
+        """What holds capacity against the tasks of this priority: tasks under way, planned tasks at least as
+        urgent (less urgent planned tasks give their queue position to it), and, against less urgent work than
+        priority 0, the room hand-over holds keep for urgent chains (ADR 0009), as hrwsi.dispatch counts them."""
         return [planner.FixedTask(r["id"], r["worker"], r["cpu"], r["ram_mb"], r["storage_mb"], r["start_s"], r["end_s"])
-                for r in holding if r["state"] != "planned" or r["priority"] <= level]
+                for r in holding if (level > 0 if r["state"] == "handover_hold"
+                                     else r["state"] != "planned" or r["priority"] <= level)]
 
     async def _plan_young_tasks_later(self, conn, now) -> None:
         """Pending tasks too young to plan at `now` (this service's clock, as tasks_to_plan reads them):

@@ -609,9 +609,18 @@ class Service:
         # failed and logged 1, 2, 3 ... 9 times per poll after 30 s of an outage (2026-12-05).
         self.wake_later(name, self.settings.backstop_poll_s)
 
+    def pool_cut_by_the_stop(self) -> bool:
+        """Whether a bounded stop terminated the pool (hrwsi.app.App._bound_the_stop): its line said what was left
+        unwritten, and every write that fails from then on fails for that; said again, each read like a new fault
+        ("could not record the outcome of 1 job(s) (pool is closed); retrying", four times in 2 s: found by
+        exploratory testing)."""
+        return self.stopping.is_set() and self.pool.is_closing()
+
     def _tell_unreachable(self, name: str, error: BaseException) -> None:
         """The first failure of a step to reach the database is a warning; while it lasts, one line
         every UNREACHABLE_LOG_EVERY_S says so again, with how long and how many attempts."""
+        if self.pool_cut_by_the_stop():
+            return
         now = time.monotonic()
         streak = self._unreachable.setdefault(name, _Streak(now))
         if not streak.another(now):
@@ -1073,6 +1082,8 @@ class Service:
             async with self.pool.acquire() as conn:
                 await conn.execute(query("unregister_instance"), [*self.earlier_ids, self.instance_id])
         except (*TRANSIENT_DATABASE_ERRORS, asyncpg.ReadOnlySQLTransactionError) as error:  # (a standby: the stop goes on)
+            if self.pool_cut_by_the_stop():  # (the stop's bound said so: "... service rows expire with their leases")
+                return
             logger.warning("%s: could not unregister (%s); its lease expires on its own", self.kind, describe(error))
 
     def request_stop(self) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -84,6 +85,37 @@ async def test_validation_errors_are_500_plain_text_and_malformed_requests_400(n
     assert (await nomad.ahttp("POST", "/v1/jobs", json={"NotAJob": {}})).status_code == 400
     assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": {"Type": "batch"}})).status_code == 400
     assert (await nomad.ahttp("GET", f"/v1/job/{disk['ID']}")).status_code == 404
+
+
+async def test_a_connection_over_the_agents_limit_is_answered_429_without_retry_after_and_closed(nomad: Target):
+    # command/agent/http.go connLimiter: past http_max_conns_per_client (nomad/structs/config/limits.go, 100) open
+    # connections from one IP, a new one is answered "HTTP/1.1 429 Too Many Requests" with Connection: close and no
+    # Retry-After, written before its request is read, then closed (or, past 10 such answers a second, closed
+    # without one). hrwsi retries it as Nomad's overload (client.is_transient). The emulator's 429 kept the connection.
+    idle: list[socket.socket] = []
+    if nomad.is_emulator:
+        nomad.require_emulator("a 429 injected").inject_errors(1, 429, path_prefix="/v1/jobs")
+    else:
+        limits = ((await nomad.ahttp("GET", "/v1/agent/self")).json().get("config") or {}).get("Limits") or {}
+        limit = limits.get("HTTPMaxConnsPerClient")
+        if not limit or limit > 1000:
+            pytest.skip(f"the agent's http_max_conns_per_client is {limit!r}: no limit this test can reach")
+        url = urlsplit(nomad.address)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        idle = [socket.create_connection((url.hostname, port), timeout=30) for _ in range(limit)]
+    try:
+        answer = await nomad.ahttp("GET", "/v1/jobs", params={"prefix": nomad.job_id("over-the-limit")})
+    except requests.ConnectionError:
+        if nomad.is_emulator:
+            raise
+        pytest.skip("the agent closed the connection before its 429 was read (a reset: the kernel dropped it)")
+    finally:
+        for connection in idle:
+            connection.close()
+    assert answer.status_code == 429
+    assert answer.text == "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+    assert answer.headers.get("Connection", "").lower() == "close", dict(answer.headers)
+    assert "Retry-After" not in answer.headers and "X-Nomad-Index" not in answer.headers
 
 
 async def test_unknown_objects(nomad: Target):
@@ -362,6 +394,75 @@ async def _check_allocation_reads_order(target: Target) -> None:
     await target.purge(job["ID"])
 
 
+async def test_a_registration_is_validated_before_the_tokens_capability_is_checked(nomad: Target, tmp_path):
+    if nomad.is_emulator:
+        reader = AclPolicy(capabilities=frozenset({"read-job", "list-jobs"}))
+        async with open_emulator(tmp_path, "register-order", acl_token=MANAGEMENT_TOKEN,
+                                 acl_policies={READER_TOKEN: reader}) as target:
+            await _check_registration_order(target, READER_TOKEN)
+    else:
+        if not nomad.token or not await nomad.acl_enabled():
+            pytest.skip("needs ACLs on and NOMAD_TOKEN (a management token) to register a job")
+        if (await nomad.ahttp("GET", "/v1/jobs", token=False)).status_code != 403:
+            pytest.skip("the agent's anonymous token may list jobs: it has a policy, maybe submit-job too")
+        await _check_registration_order(nomad, False)  # (the anonymous token: Authenticate takes it)
+
+
+async def _check_registration_order(target: Target, without_submit: str | bool) -> None:
+    # The order Nomad answers a registration (and a plan) in: the agent's parsing (command/agent/job_endpoint.go
+    # jobUpdate, jobPlan: 400), then Job.Register's Authenticate (a token Nomad does not know: Permission denied),
+    # registrationsAreAllowed, the admission controllers, which validate the job (500), and only then the token's
+    # submit-job (403), before EnforceIndex (nomad/job_endpoint.go Register/doRegister, Plan). The emulator checked
+    # the capability first: an invalid job of a token without submit-job was 403, a job refused for the token.
+    valid = minimal_job(target.job_id("register-order"), "exit 0")
+    invalid = minimal_job(target.job_id("register-order-invalid"), Resources={"CPU": 100, "MemoryMB": 1})
+    as_reader = {"token": without_submit}
+    malformed = await target.ahttp("POST", "/v1/jobs", json={"NotAJob": {}}, **as_reader)
+    assert (malformed.status_code, malformed.text.strip()) == (400, "Job must be specified")
+    unknown = await target.ahttp("POST", "/v1/jobs", json={"Job": invalid}, token=str(uuid.uuid4()))
+    assert (unknown.status_code, unknown.text.strip()) == (403, "Permission denied")
+    refused = await target.ahttp("POST", "/v1/jobs", json={"Job": invalid}, **as_reader)
+    assert refused.status_code == 500 and "MemoryMB" in refused.text, (refused.status_code, refused.text)
+    refused = await target.ahttp("POST", "/v1/jobs", json={"Job": valid}, **as_reader)
+    assert (refused.status_code, refused.text.strip()) == (403, "Permission denied")
+    planned = await target.ahttp("POST", f"/v1/job/{invalid['ID']}/plan", json={"Job": invalid}, **as_reader)
+    assert planned.status_code == 500 and "MemoryMB" in planned.text, (planned.status_code, planned.text)
+    planned = await target.ahttp("POST", f"/v1/job/{valid['ID']}/plan", json={"Job": valid}, **as_reader)
+    assert (planned.status_code, planned.text.strip()) == (403, "Permission denied")
+    assert (await target.ahttp("POST", "/v1/jobs", json={"Job": valid})).status_code == 200  # (management)
+    # the capability before EnforceIndex: the job is there, and the token is told it may not submit
+    again = await target.ahttp("POST", "/v1/jobs", json={"Job": valid, "EnforceIndex": True, "JobModifyIndex": 0},
+                               **as_reader)
+    assert (again.status_code, again.text.strip()) == (403, "Permission denied")
+    await target.purge(valid["ID"])
+
+
+async def test_an_unchanged_spec_registered_with_another_token_is_a_new_version(nomad: Target, tmp_path):
+    # Job.Register records the registering token's accessor in the job (nomad/job_endpoint.go doRegister:
+    # NomadTokenID, with ACLs on), and Job.SpecChanged (nomad/structs/structs.go) compares it with the rest: the same
+    # spec registered with another token is written again, a new Version and JobModifyIndex, where with the same
+    # token it is not. The emulator kept no NomadTokenID, so another token's registration changed nothing. (hrwsi
+    # registers with EnforceIndex: a job that is there is never registered again, whatever the token.)
+    nomad.require_emulator("two tokens that may submit")
+    submitter = AclPolicy(capabilities=frozenset({"submit-job", "read-job", "list-jobs"}))
+    async with open_emulator(tmp_path, "token-version", acl_token=MANAGEMENT_TOKEN,
+                             acl_policies={SUBMITTER_TOKEN: submitter}) as target:
+        job = minimal_job(target.job_id("token-version"), sleeping(60))
+        path = f"/v1/job/{job['ID']}"
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+        first = (await target.ahttp("GET", path)).json()
+        assert first["NomadTokenID"], first.get("NomadTokenID")
+        assert (await target.ahttp("POST", "/v1/jobs", json={"Job": job})).status_code == 200
+        same = (await target.ahttp("GET", path)).json()
+        assert (same["Version"], same["JobModifyIndex"]) == (first["Version"], first["JobModifyIndex"])
+        other = await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=SUBMITTER_TOKEN)
+        assert other.status_code == 200, other.text
+        again = (await target.ahttp("GET", path)).json()
+        assert again["Version"] == first["Version"] + 1 and again["JobModifyIndex"] == other.json()["JobModifyIndex"]
+        assert again["NomadTokenID"] not in ("", first["NomadTokenID"])
+        await target.purge(job["ID"])
+
+
 async def test_registrations_the_scheduler_configuration_rejects_are_refused_for_all_but_a_management_token(
         nomad: Target, tmp_path):
     # nomad/job_endpoint.go registrationsAreAllowed (RejectJobRegistration): Job.Register refuses before the token's
@@ -379,8 +480,11 @@ async def test_registrations_the_scheduler_configuration_rejects_are_refused_for
         assert (await target.ahttp("GET", switch)).json()["SchedulerConfig"]["RejectJobRegistration"] is True
         job = minimal_job(target.job_id("rejected"), "exit 0")
         disabled = "Job registration, dispatch, and scale are disabled by the scheduler configuration"
+        invalid = minimal_job(target.job_id("rejected-invalid"), Resources={"CPU": 100, "MemoryMB": 1})
         for token in (SUBMITTER_TOKEN, READER_TOKEN):
             refused = await target.ahttp("POST", "/v1/jobs", json={"Job": job}, token=token)
+            assert (refused.status_code, refused.text) == (403, disabled)
+            refused = await target.ahttp("POST", "/v1/jobs", json={"Job": invalid}, token=token)  # (before validation)
             assert (refused.status_code, refused.text) == (403, disabled)
         planned = await target.ahttp("POST", f"/v1/job/{job['ID']}/plan", json={"Job": job}, token=SUBMITTER_TOKEN)
         assert planned.status_code == 200
@@ -486,19 +590,96 @@ async def test_task_events_carry_their_values_in_details(nomad: Target):
     await nomad.purge(job["ID"])
 
 
-async def test_a_deprecated_setting_is_ignored_with_a_registration_warning(nomad: Target):
-    # structs.go TaskGroup.Warnings, merged by helper/warning.go: "1 warning:\n\n* ...".
-    job = minimal_job(nomad.job_id("warned"))
-    job["TaskGroups"][0]["PreventRescheduleOnLost"] = True
+async def test_a_setting_nomad_ignores_comes_back_as_a_registration_warning(nomad: Target):
+    # nomad/job_endpoint_hooks.go (memory_max while the scheduler configuration does not oversubscribe memory, its
+    # default), merged by helper/warning.go: "1 warning:\n\n* ...".
+    job = minimal_job(nomad.job_id("warned"), Resources={"CPU": 100, "MemoryMB": 64, "MemoryMaxMB": 128})
     response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
     assert response.status_code == 200
     warnings = response.json()["Warnings"]
     assert warnings.startswith("1 warning:")
-    assert "PreventRescheduleOnLost is deprecated and ignored in favor of Disconnect.Replace" in warnings
+    assert 'Memory oversubscription is not enabled; Task "g.t" memory_max value will be ignored' in warnings
     plain = await nomad.ahttp("POST", "/v1/jobs", json={"Job": minimal_job(nomad.job_id("not-warned"))})
     assert plain.json()["Warnings"] == ""
     for job_id in (job["ID"], nomad.job_id("not-warned")):
         await nomad.purge(job_id)
+
+
+async def test_the_disconnect_settings_nomad_replaced_are_dropped_without_a_warning_nor_a_refusal(nomad: Target):
+    # max_client_disconnect, stop_after_client_disconnect and prevent_reschedule_on_lost, deprecated in 1.8 for the
+    # disconnect block, are ignored since 1.10 (api/tasks.go) and still taken in 2.0: the agent does not copy them
+    # into the job it registers (command/agent/job_endpoint.go ApiTgToStructsTG copies Disconnect alone), so they
+    # reach neither TaskGroup.Warnings (nomad/structs/structs.go) nor the scheduler. The emulator kept them, warned of
+    # PreventRescheduleOnLost and took MaxClientDisconnect for Disconnect.LostAfter. hrwsi sends the block only.
+    job = minimal_job(nomad.job_id("deprecated-disconnect"))
+    job["TaskGroups"][0].update(MaxClientDisconnect=3600 * 10**9, StopAfterClientDisconnect=60 * 10**9,
+                                PreventRescheduleOnLost=True)
+    response = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert response.status_code == 200, response.text
+    assert response.json()["Warnings"] == ""
+    (group,) = (await nomad.ahttp("GET", f"/v1/job/{job['ID']}")).json()["TaskGroups"]
+    assert (group["MaxClientDisconnect"], group["StopAfterClientDisconnect"], group["PreventRescheduleOnLost"],
+            group["Disconnect"]) == (None, None, False, None), group
+    # the block hrwsi sends (job_spec.build_job) is kept, with Nomad's defaults (api/tasks.go Canonicalize)
+    block = minimal_job(nomad.job_id("disconnect-block"))
+    block["TaskGroups"][0]["Disconnect"] = {"StopOnClientAfter": 60 * 10**9, "Replace": False}
+    assert (await nomad.ahttp("POST", "/v1/jobs", json={"Job": block})).json()["Warnings"] == ""
+    (group,) = (await nomad.ahttp("GET", f"/v1/job/{block['ID']}")).json()["TaskGroups"]
+    assert group["Disconnect"] == {"LostAfter": 0, "StopOnClientAfter": 60 * 10**9, "Replace": False,
+                                   "Reconcile": "best_score"}, group["Disconnect"]
+    for job_id in (job["ID"], block["ID"]):
+        await nomad.purge(job_id)
+
+
+async def test_a_blocked_evaluation_waits_for_room_until_a_later_evaluation_of_its_job_succeeds(nomad: Target):
+    # A job that fits nowhere is not failed: its evaluation completes with FailedTGAllocs and BlockedEval, the
+    # blocked evaluation it made (TriggeredBy queued-allocs, PreviousEval, "created to place remaining allocations":
+    # nomad/structs/eval.go CreateBlockedEval, scheduler/generic_sched.go) waits, and the job stays pending. It is
+    # canceled when a later evaluation of the job completes without failed placements, the stop's here, saying which
+    # (nomad/state/state_store.go nestedUpsertEval: `evaluation "<ID>" successful`). The emulator canceled it, and
+    # the job's pending evaluations, at the stop itself, in words of its own.
+    job = minimal_job(nomad.job_id("never-fits"), "exit 0", Resources={"CPU": 100, "MemoryMB": 10**8})
+    job["TaskGroups"][0]["Constraints"] = [{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": nomad.node}]
+    registered = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert registered.status_code == 200, registered.text
+    path = f"/v1/job/{nomad.path_id(job['ID'])}"
+
+    async def evaluations(until) -> dict[str, dict]:
+        while True:
+            found = {e["ID"]: e for e in (await nomad.ahttp("GET", f"{path}/evaluations")).json() or []}
+            if until(found):
+                return found
+            await asyncio.sleep(0.05)
+
+    def blocked_of(found: dict[str, dict]) -> list[dict]:
+        return [e for e in found.values() if e["Status"] == "blocked"]
+    found = await asyncio.wait_for(evaluations(blocked_of), GUARD_S)
+    first = found[registered.json()["EvalID"]]
+    (blocked,) = blocked_of(found)
+    assert (first["Status"], first["BlockedEval"]) == ("complete", blocked["ID"]), first
+    assert first["FailedTGAllocs"]["g"]["DimensionExhausted"] or first["FailedTGAllocs"]["g"]["NodesExhausted"], first
+    assert (blocked["TriggeredBy"], blocked["PreviousEval"], blocked["StatusDescription"]) == \
+        ("queued-allocs", first["ID"], "created to place remaining allocations"), blocked
+    assert blocked["FailedTGAllocs"]["g"], blocked
+    assert (await nomad.ahttp("GET", path)).json()["Status"] == "pending"
+    # Evaluated again (an unchanged spec registered again forces an evaluation) and still no room: a new blocked
+    # evaluation, the older one canceled as a duplicate (nomad/blocked_evals.go processBlockJobDuplicate keeps the
+    # newer; nomad/leader.go reapDupBlockedEvaluations cancels the other). The emulator kept the older one.
+    again = await nomad.ahttp("POST", "/v1/jobs", json={"Job": job})
+    assert again.status_code == 200 and again.json()["EvalID"], again.text
+    found = await asyncio.wait_for(evaluations(
+        lambda f: f.get(again.json()["EvalID"], {}).get("BlockedEval") and f[blocked["ID"]]["Status"] != "blocked"),
+        GUARD_S)
+    assert (found[blocked["ID"]]["Status"], found[blocked["ID"]]["StatusDescription"]) == \
+        ("canceled", f'existing blocked evaluation exists for job "{job["ID"]}"'), found[blocked["ID"]]
+    blocked = found[found[again.json()["EvalID"]]["BlockedEval"]]
+    assert (blocked["Status"], blocked["PreviousEval"]) == ("blocked", again.json()["EvalID"]), blocked
+    stopped = await nomad.ahttp("DELETE", path)
+    assert stopped.status_code == 200 and stopped.json()["EvalID"], stopped.text
+    found = await asyncio.wait_for(evaluations(lambda f: f[blocked["ID"]]["Status"] != "blocked"), GUARD_S)
+    assert (found[blocked["ID"]]["Status"], found[blocked["ID"]]["StatusDescription"]) == \
+        ("canceled", f'evaluation "{stopped.json()["EvalID"]}" successful'), found[blocked["ID"]]
+    await nomad.purge(job["ID"])
 
 
 async def test_a_job_runs_only_in_its_node_pool(nomad: Target, tmp_path):

@@ -123,3 +123,26 @@ async def test_a_stream_resumed_on_a_server_whose_event_buffer_lags_is_not_taken
     assert (outcome.state, outcome.exit_code) == ("processed", 0), outcome.message
     assert not [r.getMessage() for r in caplog.records if "went backwards" in r.getMessage()]
     await backend.forget(spec.job_id)
+
+
+async def test_without_the_stream_a_job_registered_after_nomad_lost_its_state_is_followed_without_waiting_out_the_poll(
+        nomad: Target, caplog):
+    # Nomad holds a blocking query until the index passes the one asked or the wait ends (nomad/rpc.go blockingRPC),
+    # so once its state went back, the job list's poll, asked with the old index, waited its whole wait (30 s by
+    # default) before it answered a lower index and started over: a job registered meanwhile was followed that late.
+    # A registration answered with a JobModifyIndex below the poll's index tells it at once (its write is the jobs
+    # table's newest: nomad/state/state_store.go upsertJobImpl).
+    emulator = nomad.require_emulator("restart with a fresh state")
+    backend = nomad.backend(event_stream=False, blocking_wait_s=120.0)
+    for i in range(4):  # Nomad's index moves on, far beyond where the fresh state starts
+        warm = nomad.spec(f"poll-warm-{i}", "exit 0")
+        await backend.submit(warm)
+        assert (await follow(backend, warm)).state == "processed"
+    went_back = "a registration was answered an index of jobs below the one the poll waits for"
+    assert not [r for r in caplog.records if went_back in r.getMessage()]  # (registrations in one state: never)
+    await emulator.restart_with_fresh_state()
+    after = nomad.spec("poll-after", "sleep 0.5; exit 0")
+    await backend.submit(after)
+    outcome = await asyncio.wait_for(backend.wait(after, after.job_id, Progress()), SHORT_GUARD_S)
+    assert outcome.state == "processed", outcome.message
+    assert [r for r in caplog.records if went_back in r.getMessage()]

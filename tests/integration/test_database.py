@@ -273,3 +273,79 @@ async def test_a_write_refused_as_read_only_hands_the_dedicated_session_back_so_
                 assert await conn.fetchval("SELECT current_setting('default_transaction_read_only')") == "off"
     finally:
         read_only(False)
+
+
+async def test_a_transaction_timeout_the_database_or_role_sets_ends_none_of_hrwsis_sessions(database_url, db):
+    """PostgreSQL 17's transaction_timeout, set by a DBA on the role or database, terminates the session of any
+    transaction longer than it: at 60 ms during a burst the services said "could not reach the database" again
+    and again, a heartbeat among them, and `hrwsi status` failed ("terminating connection due to transaction
+    timeout"); a step whose transaction always takes longer would be retried without end (found by fault
+    injection). hrwsi's sessions bound themselves (statement_timeout, idle_in_transaction_session_timeout)."""
+    from psycopg import sql
+
+    from hrwsi.database import connect, connect_once, service_session_settings
+    from hrwsi.web.data import SESSION_SETTINGS as WEB_SESSION_SETTINGS
+
+    name = db.execute("SELECT current_database()").fetchone()[0]
+    db.execute(sql.SQL("ALTER DATABASE {} SET transaction_timeout = '50ms'").format(sql.Identifier(name)))
+    longer = "SELECT pg_sleep(0.2)"  # (a transaction four times as long as the database allows)
+    with connect(database_url) as conn, conn.transaction():
+        conn.execute(longer)
+    for settings in (service_session_settings(30.0), WEB_SESSION_SETTINGS):
+        pool = await create_pool(database_url, min_size=0, max_size=1, server_settings=settings)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(longer)
+        finally:
+            await pool.close()
+    conn = await connect_once(database_url, application_name="hrwsi-prune")
+    try:
+        async with conn.transaction():
+            await conn.execute(longer)
+    finally:
+        await conn.close()
+
+
+# The end of the log of an embedded server whose data's disk filled (a 120 MiB tmpfs as pgdata, a burst of inputs):
+# it PANICked on its write-ahead log, then failed its crash recovery for the same want of room and stopped.
+# An earlier run's failure comes before its last start.
+FULL_DISK_LOG = """\
+2026-12-06 10:00:00.000 UTC [1200] PANIC:  could not open file "global/pg_control": Input/output error
+2026-12-07 23:47:17.404 UTC [15659] LOG:  starting PostgreSQL 18.6 on x86_64-pc-linux-gnu, compiled by gcc, 64-bit
+2026-12-07 23:47:17.413 UTC [15659] LOG:  database system is ready to accept connections
+2026-12-07 23:47:25.327 UTC [15845] PANIC:  could not write to file "pg_wal/xlogtemp.15845": No space left on device
+2026-12-07 23:47:25.344 UTC [15659] LOG:  all server processes terminated; reinitializing
+2026-12-07 23:47:25.403 UTC [15858] FATAL:  the database system is in recovery mode
+2026-12-07 23:47:25.518 UTC [15855] FATAL:  could not write to file "pg_wal/xlogtemp.15855": No space left on device
+2026-12-07 23:47:25.531 UTC [15875] FATAL:  the database system is not yet accepting connections
+2026-12-07 23:47:25.531 UTC [15875] DETAIL:  Consistent recovery state has not been yet reached.
+2026-12-07 23:47:25.536 UTC [15659] LOG:  startup process (PID 15855) exited with exit code 1
+2026-12-07 23:47:25.542 UTC [15659] LOG:  shutting down due to startup process failure
+2026-12-07 23:47:25.545 UTC [15659] LOG:  database system is shut down
+"""
+
+
+def test_an_embedded_server_stopped_by_a_full_disk_is_said_with_the_failure_its_log_says_and_an_earlier_runs_is_not(
+        tmp_path):
+    """Its data's disk full, the server stopped while in crash recovery: the services and `hrwsi status` said that
+    and where its log is, while `hrwsi db start` on the disk still full would fail again; the log alone said "No
+    space left on device" (found by fault injection)."""
+    import sys
+
+    from hrwsi.database import embedded_server_down
+
+    pgdata = tmp_path / "pgdata"
+    (pgdata / "global").mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("18\n")
+    # pg_control: the system identifier and two version numbers, then the state, 4 (in crash recovery)
+    (pgdata / "global" / "pg_control").write_bytes(bytes(16) + (4).to_bytes(4, sys.byteorder) + bytes(100))
+    (pgdata / "log").write_text(FULL_DISK_LOG)
+    assert embedded_server_down(pgdata) == (
+        f"the embedded PostgreSQL server in {pgdata} is not running: it did not stop cleanly (it stopped while in "
+        "crash recovery; the last failure its log says: 2026-12-07 23:47:25.518 UTC [15855] FATAL: could not write to "
+        f'file "pg_wal/xlogtemp.15855": No space left on device; its log: {pgdata / "log"})')
+    # Only the last run's: a log whose last run says no such failure (killed, say) adds nothing.
+    (pgdata / "log").write_text(FULL_DISK_LOG.split("2026-12-07 23:47:25.327")[0])
+    assert embedded_server_down(pgdata) == (
+        f"the embedded PostgreSQL server in {pgdata} is not running: it did not stop cleanly (it stopped while in "
+        f"crash recovery; its log: {pgdata / 'log'})")

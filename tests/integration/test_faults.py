@@ -193,8 +193,10 @@ async def test_a_stop_while_every_connection_is_half_open_ends_within_its_bound_
     (ADR 0006): the next launcher adopts the attempts, reads how they ended from their supervisors, and records
     each once; nothing runs twice."""
     configure(single_routine_configuration([sys.executable, "-c", "import time; time.sleep(0.5)"], workers=2))
-    # Jobs end within the grace, so that their outcomes are the last writes; a lease of 5 s for the next launcher.
-    quick = dataclasses.replace(settings, shutdown_grace_s=2.0, lease_timeout_s=5.0, heartbeat_s=1.0)
+    # Jobs end within the grace, so that their outcomes are the last writes. A lease longer than the stop's bound (17 s):
+    # with one of 5 s, on a loaded machine the launcher's lease lapsed during the stop and it dropped its jobs first,
+    # so the outcomes were not what the stop left unwritten (failed in CI).
+    quick = dataclasses.replace(settings, shutdown_grace_s=2.0, lease_timeout_s=25.0, heartbeat_s=1.0)
     insert_inputs(db, 4)
     door = DatabaseDoor(database_url)
     try:

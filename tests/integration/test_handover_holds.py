@@ -37,6 +37,15 @@ def add(db, routine, path):
                       "WHERE i.input_path = %s", (path,)).fetchone()[0]
 
 
+def chain(db, routine, product_path):
+    """The next step's input, as the harvester's chaining inserts it: chained from the product (input.product_id)."""
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile, measured_at, source, product_id) "
+               "SELECT %s, p.path, '32TPR', now() - interval '1 hour', 'chaining', p.id FROM hrwsi.product p "
+               "WHERE p.path = %s", (f"{routine}_c", product_path))
+    return db.execute("SELECT t.id FROM hrwsi.processing_task t JOIN hrwsi.input i ON i.id = t.input_id "
+                      "WHERE i.input_path = %s", (product_path,)).fetchone()[0]
+
+
 def dispatch(db):
     return db.execute("""SELECT (job).task_id, (job).worker FROM hrwsi.dispatch(%s, 'dry-run', %s, 100, '/data')
                          WHERE (job).job_id IS NOT NULL""", (ME, LEASE)).fetchall()
@@ -134,6 +143,84 @@ def test_a_hold_keeps_room_on_a_bigger_worker_for_the_next_step_alone(world, bac
     assert dispatch(world) == [], "three archive tasks run and one CPU is held"
     end(world, back_fill[0])
     assert dispatch(world) == [(more[1], "w1")], "back-fill takes the room an archive task freed"
+
+
+def test_a_next_step_placed_on_another_worker_ends_its_steps_hold_and_back_fill_takes_that_room(world):
+    """Found in session 78: a next step that went elsewhere (here its routine needs the other flavour) left its step's
+    room held from back-fill until the hold's end, for nothing."""
+    world.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w2', 'big')")
+    world.execute("UPDATE hrwsi.processing_routine SET flavour = 'big' WHERE name = 'step2'")
+    world.execute("UPDATE hrwsi.processing_routine SET flavour = 'one' WHERE name = 'old'")
+    back_fill = [add(world, "old", f"/arc/{n}") for n in (1, 2)]
+    step1 = add(world, "step1", "/in/scene")
+    assert dispatch(world) == [(step1, "w1")]
+    end(world, step1, products=["/p/scene.L2A"])
+    assert holds(world) == [(step1, "w1", 1.0, "next_step")]
+    assert dispatch(world) == []
+    step2 = chain(world, "step2", "/p/scene.L2A")
+    assert dispatch(world) == [(step2, "w2"), (back_fill[0], "w1")], "step 2 runs elsewhere: w1's room is free again"
+    assert holds(world) == []
+
+
+def test_an_urgent_task_that_fits_beside_a_hold_leaves_it_to_the_next_step_it_was_kept_for(world):
+    """Found in session 78: an urgent task of another chain ended a hold of the worker it went to whatever room it
+    took, and back-fill took the held room before the next step came."""
+    world.execute("UPDATE hrwsi.worker SET flavour = 'big' WHERE name = 'w1'")
+    step1 = add(world, "step1", "/in/scene")
+    back_fill = [add(world, "old", f"/arc/{n}") for n in range(1, 6)]
+    assert dispatch(world) == [(step1, "w1")] + [(task, "w1") for task in back_fill[:3]]
+    end(world, step1, products=["/p/scene.L2A"])
+    end(world, back_fill[0])  # (one CPU free beside the one held)
+    other = add(world, "other", "/in/s1-scene")
+    assert dispatch(world) == [(other, "w1")], "back-fill must not take the room kept for step 2"
+    assert [h[0] for h in holds(world)] == [step1]
+    step2 = chain(world, "step2", "/p/scene.L2A")
+    assert dispatch(world) == [(step2, "w1")]
+    assert holds(world) == []
+
+
+async def test_back_fill_starts_when_a_hold_ends_without_waiting_for_the_backstop_poll(world, database_url, settings):
+    """Found in session 78: nothing woke dispatch when a hold ended; back-fill waited for the launcher's backstop poll
+    (1.0-1.7 s after the hold's end, HRWSI_BACKSTOP_POLL_S = 2 s). Here that poll would come in an hour."""
+    import dataclasses
+
+    from tests.integration.conftest import running, wait_until
+    back_fill = add(world, "old", "/arc/1")
+    step1 = add(world, "step1", "/in/scene")
+    assert dispatch(world) == [(step1, "w1")]
+    end(world, step1, products=["/p/scene.L2A"], hold_s=3.0)
+    async with running(database_url, ["launcher"], dataclasses.replace(settings, backstop_poll_s=3600.0)):
+        await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.job WHERE task_id = $1", back_fill, timeout=30)
+    started, hold_ended = world.execute(
+        "SELECT j.submitted_at, t.finished_at + interval '3 seconds' FROM hrwsi.job j, hrwsi.processing_task t "
+        "WHERE j.task_id = %s AND t.id = %s", (back_fill, step1)).fetchone()
+    assert started >= hold_ended, "not before the hold's end"
+
+
+async def test_back_fill_is_planned_after_the_hold_that_keeps_its_workers_room_as_dispatch_will_start_it(
+        world, pool, settings):
+    """Found in session 78: planning waited for the fast path, which had room for the back-fill but for the hold, then
+    planned it to start at once in the held room (started only once the hold ended): a plan dispatch did not follow."""
+    from hrwsi.orchestrator import Orchestrator
+    from hrwsi.sql_files import query
+
+    world.execute("INSERT INTO hrwsi.worker (name, flavour) VALUES ('w2', 'one')")
+    step1 = add(world, "step1", "/in/scene")
+    back_fill = [add(world, "old", f"/arc/{n}") for n in (1, 2)]
+    assert dispatch(world) == [(step1, "w1"), (back_fill[0], "w2")]
+    end(world, step1, products=["/p/scene.L2A"])
+    assert dispatch(world) == []
+    orchestrator = Orchestrator(pool, settings)
+    orchestrator.plan_after_s = 0.0
+    await pool.execute(query("register_instance"), orchestrator.instance_id, "orchestrator", "here", 1, "test",
+                       None, None, None, None)
+    world.execute("UPDATE hrwsi.service_instance SET heartbeat_at = now() WHERE id = %s", (ME,))  # (a launcher runs)
+    await orchestrator.plan()
+    state, worker, start, hold_until = world.execute(
+        "SELECT t.state, t.worker, t.planned_start, (SELECT until FROM hrwsi.handover_hold) "
+        "FROM hrwsi.processing_task t WHERE t.id = %s", (back_fill[1],)).fetchone()
+    assert state == "planned", "planned, not left to a fast path that has no room for it"
+    assert worker == "w2" or start >= hold_until, f"planned on {worker} at {start}, in the room held until {hold_until}"
 
 
 def test_no_hold_is_kept_without_waiting_back_fill_or_products_that_chain_on_or_a_window(world):

@@ -155,3 +155,46 @@ async def test_a_listener_on_a_hot_standby_says_once_that_listen_is_refused_wait
     finally:
         listener.stop()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_listener_whose_connection_goes_silent_as_it_changes_its_channels_says_so_once_and_ends_its_old_session(
+        db, database_url, caplog):
+    """The connection goes half-open (a proxy that stops forwarding, neither end told) and the service makes a
+    channel quiet before the listener's own NOTIFY finds it: the UNLISTEN goes unanswered. It said "LISTEN or UNLISTEN
+    failed (); reconnecting" then "the database closed our connection; reconnecting", which it had closed itself, and
+    left its old session on the server, idle until the server's TCP keepalive gave up (2 hours by default)."""
+    from tests.integration.database_door import DatabaseDoor
+
+    caplog.set_level(logging.INFO, "hrwsi.listener")
+    door = DatabaseDoor(database_url)
+    connected = asyncio.Event()
+    listener = Listener(door.url, CHANNELS, lambda _n: None, connected.set, ping_interval_s=60, ping_timeout_s=1.0,
+                        application_name="hrwsi-harvester-listener")
+    try:
+        task = await _started(listener, connected)
+        old = listener._conn.get_server_pid()
+        connected.clear()
+        door.freeze()
+        listener.set_quiet([CHANNELS[0]])
+        await listener.apply()
+        await asyncio.wait_for(connected.wait(), 10)
+        assert await asyncio.wait_for(_session_gone(database_url, old), 10)
+        listener.stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        listener.stop()
+        door.close()
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert messages == ["harvester listener: no answer within 1.0 s to the LISTEN or UNLISTEN it sent as the channels "
+                        "its steps wait for changed: its connection went silent (half-open?); reconnecting, then ending "
+                        "this process's pooled connections as silent"], messages
+
+
+async def _session_gone(url: str, pid: int) -> bool:
+    conn = await asyncpg.connect(url)
+    try:
+        while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            await asyncio.sleep(0.05)
+        return True
+    finally:
+        await conn.close()

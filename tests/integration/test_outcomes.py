@@ -249,3 +249,39 @@ def test_the_back_fill_hold_s_alert_counts_the_failed_task_it_holds(world):
     assert " 2 waiting task(s) held" in body, body
     # (it said "its new back-fill tasks will be;", a word missing: found by review, migration 0106)
     assert "its new back-fill tasks will be held too; its near-real-time work goes on" in body, body
+
+
+def test_a_routine_held_by_failures_recorded_together_names_the_one_that_finished_last(world):
+    """Two failures of one call hold the routine: its reason said "last: " the greatest message of the batch (max),
+    here the earlier failure's, which `hrwsi status` and the alert then gave as the routine's latest."""
+    world.execute("UPDATE hrwsi.processing_routine SET hold_after_failures = 2")
+    latest, earlier = dispatched_jobs(world, 2)
+    world.execute(
+        """SELECT hrwsi.record_outcomes(%s, %s, 1, %s::bigint[], %s::text[], %s::integer[], %s::text[],
+               %s::timestamptz[], %s::timestamptz[], %s::text[], '{}'::bigint[], '{}'::text[], '{}'::bigint[])""",
+        (ME, LEASE, [latest, earlier], ["external_error"] * 2, [1, 9],
+         ["exit code 1: the input has no band B11", "exit code 9: the disk was full"],
+         ["2026-01-01T10:00Z", "2026-01-01T09:00Z"], ["2026-01-01T10:05Z", "2026-01-01T09:05Z"], [None, None]))
+    reason = world.execute("SELECT hold_reason FROM hrwsi.processing_routine WHERE name = 'work'").fetchone()[0]
+    assert reason == "2 consecutive failures (limit 2); last: exit code 1: the input has no band B11"
+
+
+def test_timeliness_counts_production_s_products_not_a_reprocessing_campaign_s(world):
+    """A campaign's products (scenes sensed long before, reprocessed) were counted with production's in the lane's
+    rows of `hrwsi timeliness` and the dashboard: here a back-fill product sensed an hour before, and its campaign's
+    made years after sensing, one row of 2 products whose delays were the campaign's."""
+    from hrwsi.timeliness import Filters, report
+
+    world.execute("UPDATE hrwsi.processing_condition SET lane = 'archive'")
+    [production] = dispatched_jobs(world, 1, measured_at="2026-01-01T10:00Z")
+    record(world, [production], [(production, "/out/production")])
+    world.execute("""SELECT hrwsi.reprocess(routine => 'work', measured_from => '2026-01-01',
+                                            measured_to => '2026-01-02')""")
+    [redo] = [r[0] for r in world.execute("""SELECT (job).job_id FROM hrwsi.dispatch(%s, 'dry-run', %s, 1000, '/data')
+                                             WHERE (job).job_id IS NOT NULL""", (ME, LEASE))]
+    record(world, [redo], [(redo, "/out/reprocessed")])
+    assert world.execute("SELECT count(*) FROM hrwsi.product_timeliness").fetchone()[0] == 2
+    assert world.execute("SELECT sum(products) FROM hrwsi.timeliness").fetchone()[0] == 1
+    said = report(world, Filters())
+    assert [(row["lane"], row["products"]) for row in said["summary"]] == [("archive", 1)]
+    assert sum(row["products"] for row in said["per_day"]) == 1

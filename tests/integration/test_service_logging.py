@@ -52,3 +52,51 @@ async def test_the_launcher_s_lines_carry_the_task_job_routine_attempt_and_outco
         "WARNING", f"hrwsi-work-{failing_task}-1", "external_error", "terminated")
     assert failed["message"].startswith(f"task {failing_task} (work) attempt 1 external_error: exit code 3; terminated after")
 
+
+
+async def test_connections_closed_as_they_open_are_said_in_hrwsis_words_and_asyncpgs_pool_retries_only_in_debug(
+        database_url):
+    """The server behind a proxy goes (a failover, or connections gone half-open and ended): the proxy accepts each new
+    connection and closes it. asyncpg's pool said each retry of its spare connection as a warning, "Failed to restore
+    the pool connection floor; retrying (ConnectionError: unexpected connection_lost() call)", and hrwsi's own lines
+    said asyncpg's "unexpected connection_lost() call", both read as a fault of their own; the services' lines say
+    that the database cannot be reached and what they do."""
+    import io
+    import socket
+
+    import pytest
+
+    from hrwsi import service_logging
+    from hrwsi.database import create_pool
+    from hrwsi.database_trouble import describe
+    from tests.integration.conftest import wait_until_true
+    from tests.integration.database_door import DatabaseDoor
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    seen: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = seen.append
+    pool_logger = logging.getLogger("asyncpg.pool")
+    door = DatabaseDoor(database_url)
+    pool = await create_pool(door.url, min_size=1, max_size=2)
+    try:
+        service_logging.configure("INFO", "text", stream=stream)
+        pool_logger.addHandler(catch)
+        door.family, door.address = socket.AF_UNIX, "/nonexistent/.s.PGSQL.5432"  # (no server behind it any more)
+        door.close()
+        door.open()
+        await wait_until_true(lambda: any("pool connection floor" in r.getMessage() for r in seen), 15)
+        with pytest.raises(ConnectionError) as caught:
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    finally:
+        pool_logger.removeHandler(catch)
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+        pool.terminate()
+        door.close()
+    assert "pool connection floor" not in stream.getvalue(), stream.getvalue()
+    assert describe(caught.value) == ("the connection was closed as it opened, before the server answered (a proxy, "
+                                      "pooler or load balancer in front of a server that is down or restarting?)")

@@ -53,3 +53,16 @@ def test_a_connection_to_a_server_that_is_not_there_is_said_as_a_server_that_tak
                                       "(stopped, or restarting?)")
     a_file = FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/x")
     assert describe(a_file) == "[Errno 2] No such file or directory: '/data/x'"
+
+
+def test_a_statement_sent_on_a_session_the_server_was_ending_is_said_as_such_not_as_asyncpgs_protocol_state():
+    """The first line ops read of a server restart during a burst was "step dispatch could not reach the database
+    (cannot switch to state 12; another operation (2) is in progress)" (found by fault injection)."""
+    import asyncpg
+
+    from hrwsi.database_trouble import describe
+
+    said = describe(asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"))
+    assert said == ("the server ended this session in the middle of an operation (a restart, pg_terminate_backend, a "
+                    "session timeout?): cannot switch to state 12; another operation (2) is in progress")
+    assert describe(asyncpg.InternalClientError("something else")) == "something else"

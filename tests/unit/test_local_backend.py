@@ -401,6 +401,165 @@ async def test_a_routine_that_succeeds_while_its_logs_storage_is_full_stands_and
         assert outcome.message == "exit code 0" and "cut short" not in caplog.text
 
 
+# Run in a mount namespace of its own whose tmpfs at argv[1] is a real storage that fills (ENOSPC): one attempt of
+# a LocalBackend there (its log outside, at argv[2]), the routine argv[3] (Python), the storage filled first if
+# argv[4] is "full"; its outcome as JSON.
+ON_A_SMALL_STORAGE = r"""
+import asyncio, json, sys
+from hrwsi.backends.base import JobSpec
+from hrwsi.backends.local import LocalBackend
+
+work, log, routine, filled = sys.argv[1:5]
+attempt = f"{work}/task-1/attempt-1"
+if filled == "full":
+    with open(f"{work}/filler", "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"x" * 4096)
+        except OSError:
+            pass
+
+async def progress(state, reason):
+    pass
+
+async def main():
+    spec = JobSpec(job_id="hrwsi-full-1-1", task_id=1, attempt=1, routine="full", condition="full", input_path="/in/1",
+                   tile=None, worker=None, command=(sys.executable, "-c", routine), image=None, cpu=1, ram_mb=10,
+                   storage_mb=10, output_dir=f"{attempt}/output", log_path=log)
+    backend = LocalBackend()
+    try:
+        await backend.submit(spec, first_start=True)
+        outcome = await asyncio.wait_for(backend.wait(spec, spec.job_id, progress), 30)
+    finally:
+        await backend.close()
+    print(json.dumps({"state": outcome.state, "fault": outcome.fault, "message": outcome.message,
+                      "products": [path.rsplit("/", 1)[-1] for path, _ in (outcome.products or ([], []))[0]]}))
+
+asyncio.run(main())
+"""
+
+
+def on_a_small_storage(tmp_path: Path, script: str, *arguments: str) -> dict:
+    """What `script` (Python) prints last, as JSON, run with `arguments` after the path of a real 256 KiB tmpfs
+    (tmp_path/small), mounted in a mount namespace of the test's own (`unshare -m` as root, `-Urm` as another user
+    where user namespaces are allowed), gone with it."""
+    import json
+    import subprocess
+
+    (tmp_path / "small").mkdir()
+    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-Urm"]
+    mount = 'mount -t tmpfs -o size=256k tmpfs "$1" && shift && exec "$@"'
+    if subprocess.run([*unshare, "sh", "-c", mount, "sh", str(tmp_path / "small"), "true"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("no mount namespace can be made here to mount a small storage in")
+    done = subprocess.run([*unshare, "sh", "-c", mount, "sh", str(tmp_path / "small"), sys.executable, "-c", script,
+                           str(tmp_path / "small"), *arguments], capture_output=True, text=True, timeout=GUARD_S * 2)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def one_attempt_on_a_small_storage(tmp_path: Path, routine: str, *, full_before: bool = False) -> dict:
+    """The outcome of ON_A_SMALL_STORAGE's attempt on a small storage (on_a_small_storage)."""
+    return on_a_small_storage(tmp_path, ON_A_SMALL_STORAGE, str(tmp_path / "attempt.log"), routine,
+                              "full" if full_before else "room")
+
+
+def test_a_routine_that_fills_its_storage_and_succeeds_is_recorded_processed_with_its_products(tmp_path):
+    """Found by fault injection (a 2 MiB tmpfs as `hrwsi up`'s data root): a routine that wrote its product to the
+    storage's last blocks and exited 0 left no room for its supervisor's exit.json; the supervisor died writing
+    it, the launcher logged a traceback and recorded the attempt lost ("the launcher could not follow the job:
+    [Errno 28] No space left on device") and ran it again, its finished product left unregistered, taking the
+    room that was missing. The supervisor keeps the outcome's room before the routine starts."""
+    fills = ("import os, pathlib\n"
+             "out = pathlib.Path(os.environ['HRWSI_OUTPUT_DIR'])\n"
+             "free = os.statvfs(out).f_bavail * os.statvfs(out).f_frsize\n"
+             "(out / 'product.bin').write_bytes(b'x' * (free - 512))\n"
+             "assert os.statvfs(out).f_bavail == 0\n")
+    outcome = one_attempt_on_a_small_storage(tmp_path, fills)
+    assert (outcome["state"], outcome["fault"], outcome["products"]) == ("processed", None, ["product.bin"]), outcome
+
+
+def test_an_attempt_whose_directory_takes_no_file_is_lost_to_the_storage_and_runs_nothing(tmp_path):
+    """Its storage full before it started (its directories made, which take no room on tmpfs, but no file): the
+    supervisor died on its lock's pid, the tombstone could not be written either, and the launcher's follower
+    raised No space left on device (recorded lost to the launcher, not to the storage)."""
+    marks = f"import pathlib; pathlib.Path({str(tmp_path / 'ran')!r}).write_text('ran')"
+    outcome = one_attempt_on_a_small_storage(tmp_path, marks, full_before=True)
+    assert (outcome["state"], outcome["fault"]) == ("lost", "storage_unavailable"), outcome
+    assert "takes no file" in outcome["message"] and "ran nothing" in outcome["message"], outcome
+    assert "its storage is full (0 bytes free)" in outcome["message"], outcome
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_supervisor_killed_on_a_full_storage_is_lost_to_the_storage_not_to_a_traceback(tmp_path):
+    """Killed (the OOM killer, an operator's kill -9) once the routine filled the storage: no tombstone could be
+    written, and the follower raised No space left on device out of the launcher. None is needed: this launcher's
+    own supervisor ended, and no other starts the attempt."""
+    fills_then_kills = ("import os, pathlib, signal\n"
+                        "out = pathlib.Path(os.environ['HRWSI_OUTPUT_DIR'])\n"
+                        "with open(out / 'product.bin', 'wb', buffering=0) as product:\n"
+                        "    try:\n"
+                        "        while True: product.write(b'x' * 4096)\n"
+                        "    except OSError: pass\n"
+                        "os.kill(os.getppid(), signal.SIGKILL)\n")
+    outcome = one_attempt_on_a_small_storage(tmp_path, fills_then_kills)
+    assert (outcome["state"], outcome["fault"]) == ("lost", "storage_unavailable"), outcome
+    assert outcome["message"].startswith("its supervisor ended with signal SIGKILL and no outcome, and its attempt "
+                                         "directory "), outcome
+    assert "takes no file (No space left on device)" in outcome["message"], outcome
+
+
+# An adopter's follow of an attempt its launcher prepared but never started (paused, say), on a storage full from
+# then on (argv[1], a tmpfs; the filler argv[2]), made room only once the adopter said it waits; its outcome and what
+# it said, as JSON.
+ADOPTED_ON_A_FULL_STORAGE = r"""
+import asyncio, json, os, sys
+from hrwsi.backends.base import JobSpec, prepare_attempt
+from hrwsi.backends.local import LocalBackend
+
+work, filler = sys.argv[1:3]
+spec = JobSpec(job_id="hrwsi-full-1-1", task_id=1, attempt=1, routine="full", condition="full", input_path="/in/1",
+               tile=None, worker=None, command=("true",), image=None, cpu=1, ram_mb=10, storage_mb=10,
+               output_dir=f"{work}/task-1/attempt-1/output", log_path=f"{work}/attempt.log")
+prepare_attempt(spec)
+with open(filler, "wb", buffering=0) as room:
+    try:
+        while True:
+            room.write(b"x" * 4096)
+    except OSError:
+        pass
+said = []
+
+async def progress(state, reason):
+    said.append(reason)
+
+async def main():
+    backend = LocalBackend(adopted_poll_s=0.05)
+    follower = asyncio.ensure_future(backend.wait(spec, spec.job_id, progress))
+    while not said and not follower.done():
+        await asyncio.sleep(0.02)
+    os.remove(filler)  # room made
+    outcome = await asyncio.wait_for(follower, 30)
+    await backend.close()
+    print(json.dumps({"state": outcome.state, "fault": outcome.fault, "said": said,
+                      "tombstone": os.path.exists(f"{work}/task-1/attempt-1/tombstone.json")}))
+
+asyncio.run(main())
+"""
+
+
+def test_an_adopter_that_cannot_tombstone_an_attempt_on_a_full_storage_waits_for_room_instead_of_recording_it_lost(
+        tmp_path):
+    """An attempt its launcher prepared and never started (paused past its lease), adopted while its storage is
+    full: settling it could not write its tombstone, the follower raised No space left on device and the attempt
+    was recorded lost without one, which its launcher, resuming once room was made, would have started beside the
+    retry. The adopter now waits for room, says so, then tombstones it."""
+    outcome = on_a_small_storage(tmp_path, ADOPTED_ON_A_FULL_STORAGE, str(tmp_path / "small" / "filler"))
+    assert (outcome["state"], outcome["fault"], outcome["tombstone"]) == ("lost", "launcher_gone", True), outcome
+    assert outcome["said"] == ["adopted; it cannot be settled until its attempt directory takes a file (No space left "
+                               "on device): a full or read-only storage?"], outcome
+
+
 def test_a_full_storage_is_told_only_for_a_routine_that_failed_and_a_full_log_storage_too(tmp_path, monkeypatch):
     from hrwsi.backends.base import output_directory_problem
 

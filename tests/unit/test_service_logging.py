@@ -186,3 +186,35 @@ def test_the_launchers_outcome_writer_retrying_while_the_database_is_away_is_sai
         said = [line for line in lines if what in line]
         assert len(said) == 3, said  # at 0, 30 and 60 s
         assert "(said 14 more time(s) in the last 30 s)" in said[1]
+
+
+async def test_a_side_task_that_cannot_reach_the_database_is_said_once_every_30_s_as_the_service_says_it(tmp_path):
+    # Found stopping the server behind a proxy: "harvester: harvest_sources could not reach the database (...); trying
+    # again in 5.0 s" every 5 s, and the orchestrator's raise_deadline_alerts every 10 s: the service's words had
+    # changed ("trying again in 5.0 s" or "every 1.0 s"), and the outage lines' template no longer matched them.
+    import asyncio
+
+    from hrwsi.service import Service, SideTask
+    from hrwsi.settings import Settings
+
+    service = Service(None, Settings(home=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/hrwsi"))
+    runs = 0
+
+    async def unreachable() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 20:
+            service.stopping.set()
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(OutageLines(clock=lambda: 0.0))
+    logger = logging.getLogger("hrwsi.service")
+    logger.addHandler(handler)
+    try:
+        await asyncio.wait_for(service._every(SideTask("harvest_sources", unreachable, 0.001)), 10)
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and "harvest_sources could not reach the database" in lines[0], lines

@@ -318,16 +318,28 @@ class LocalBackend(Backend):
         attempt_dir = os.path.abspath(spec.attempt_dir)
         reason = f"job {job_id} was adopted and found neither running nor finished: its launcher stopped first"
         self._adopted[job_id] = attempt_dir
-        reported = False
+        reported = None
         try:
             while True:
-                found = await asyncio.to_thread(local_supervisor.settle, attempt_dir, reason)
+                try:
+                    found = await asyncio.to_thread(local_supervisor.settle, attempt_dir, reason)
+                except OSError as error:
+                    # Neither running nor finished, and its tombstone refused (a full or read-only storage): recorded
+                    # lost without one, the attempt could still be started by its launcher, only paused, once room is
+                    # made, and run beside its retry (ADR 0006). It raised out of the follower, and the attempt was
+                    # recorded lost so. Waited for until the storage takes the tombstone, said once.
+                    if reported != "storage":
+                        reported = "storage"
+                        await on_progress("running", f"adopted; it cannot be settled until its attempt directory takes "
+                                                     f"a file ({error.strerror or error}): a full or read-only storage?")
+                    await asyncio.sleep(self.adopted_poll_s)
+                    continue
                 if found.state == "finished":
                     return self._outcome(job_id, found.outcome or {})
                 if found.state == "tombstoned":
                     return await self._tombstoned(spec, job_id, found)
-                if not reported:
-                    reported = True
+                if reported != "running":
+                    reported = "running"
                     await on_progress("running", f"adopted; supervisor pid {found.pid}")
                 await asyncio.sleep(self.adopted_poll_s)
         finally:
@@ -361,8 +373,21 @@ class LocalBackend(Backend):
             return JobOutcome("lost", None, f"its attempt directory {spec.attempt_dir} vanished while it ran (moved, "
                               f"deleted or unmounted; its supervisor ended with {how}): its outcome and products are "
                               "gone; not the routine's fault: it is retried", None, _now(), fault="storage_unavailable")
-        found = await asyncio.to_thread(local_supervisor.settle, os.path.abspath(spec.attempt_dir),
-                                        f"its supervisor ended with code {code} and no outcome")
+        if code == local_supervisor.OUTCOME_UNWRITTEN_EXIT_CODE:
+            return await asyncio.to_thread(_outcome_unwritten, spec)
+        try:
+            found = await asyncio.to_thread(local_supervisor.settle, os.path.abspath(spec.attempt_dir),
+                                            f"its supervisor ended with code {code} and no outcome")
+        except OSError as error:
+            # Its tombstone could not be written (a full or read-only storage). None is needed: our supervisor
+            # ended, and only this launcher starts this attempt. (It raised out of the follower: a traceback, and
+            # "the launcher could not follow the job", not counted as the storage's problem.)
+            stopped = await asyncio.to_thread(stop_orphans, job_id, spec.manifest_path)
+            detail = f"; stopped orphaned process(es) {', '.join(map(str, stopped))}" if stopped else ""
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+            return JobOutcome("lost", None, f"its supervisor ended with {how} and no outcome, and its attempt "
+                              f"directory {spec.attempt_dir} takes no file ({error.strerror or error}){detail}; not "
+                              "the routine's fault: it is retried", None, _now(), fault="storage_unavailable")
         if found.state == "finished":  # written between our read and the settle: not lost after all
             return self._outcome(job_id, found.outcome or {})
         outcome = await self._tombstoned(spec, job_id, found)
@@ -468,6 +493,24 @@ class LocalBackend(Backend):
 # The local backend cannot tell the kernel's OOM killer from a `kill -9`; the system log can.
 OOM_HINT = ("the kernel's OOM killer sends it when memory runs out (or someone's kill -9): the system log "
             "(`journalctl -k | grep -i oom`) says which; is its routine's ram_mb enough?")
+
+
+def _outcome_unwritten(spec: JobSpec) -> JobOutcome:
+    """The outcome of an attempt whose supervisor ended with OUTCOME_UNWRITTEN_EXIT_CODE: its directory took
+    no started.json (nothing ran) or no exit.json (the routine ran, its outcome is lost), its storage full or
+    read-only. Lost to the storage, retried and not charged to the routine, and said as such: the launcher
+    had logged a traceback and recorded "the launcher could not follow the job: [Errno 28] No space left on
+    device" (backend_lost_track), which `hrwsi status` did not count as the storage's problem. (Blocking.)"""
+    started = local_supervisor.read_json(os.path.join(spec.attempt_dir, local_supervisor.STARTED_FILE))
+    full = full_storage(spec.attempt_dir)
+    storage = f"its storage is full ({full})" if full else "a full or read-only storage?"
+    if started is None:
+        return JobOutcome("lost", None, f"its attempt directory {spec.attempt_dir} takes no file ({storage}): its "
+                          "supervisor could not write started.json and ran nothing; not the routine's fault: it is "
+                          "retried", None, _now(), fault="storage_unavailable")
+    return JobOutcome("lost", None, f"its outcome could not be written in {spec.attempt_dir} ({storage}): the routine "
+                      "ran but how it ended is unknown (the job log's last line says it); not the routine's fault: it "
+                      "is retried", _time(started.get("started_at")), _now(), fault="storage_unavailable")
 
 
 def _signal_note(number: int) -> str:

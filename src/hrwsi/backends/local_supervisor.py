@@ -20,7 +20,9 @@ directory (beside `output/` and `manifest.json`) it keeps:
   the cap (`log_cap`) and the log's size when the routine started (`log_base`): where a cut writes
   its line, for `hrwsi logs --follow`.
 - `exit.json`: the outcome (exit code, signal, times, timed out, stopped), written atomically
-  (temporary file, then rename) after every process of the attempt has ended.
+  (temporary file, then rename) after every process of the attempt has ended, over room kept for it
+  before the routine started (`keep_room_for_outcome`): a routine that fills its storage leaves its
+  outcome written. A directory that takes none of these files: exit status 74, nothing written.
 - `tombstone.json`: written by whoever adopts the attempt and finds it neither running nor finished
   (its launcher died before starting it). It is written under the lock, so a supervisor started late
   (a paused launcher that resumes) finds it and refuses: no attempt runs after it was recorded lost.
@@ -86,6 +88,10 @@ REFUSED_EXIT_CODE = 75
 # (`_ended_on_this_boot`).
 PROTOCOL = 2
 CANNOT_START_EXIT_CODE = 127
+# The attempt's directory took none of the supervisor's files (its storage full or read-only): started.json
+# unwritten, nothing ran; exit.json unwritten, the routine ran and its outcome is lost (EX_IOERR). The launcher
+# records either as lost to the storage (storage_unavailable), retried and not charged to the routine.
+OUTCOME_UNWRITTEN_EXIT_CODE = 74
 PR_SET_CHILD_SUBREAPER = 36
 STOP_SIGNALS = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT", signals.SIGHUP: "SIGHUP"}
 
@@ -185,6 +191,48 @@ def write_json_atomically(path: str, document: dict) -> None:
     with open(temporary, "w", encoding="ascii") as handle:
         handle.write(text)
     os.replace(temporary, path)
+
+
+# The room kept for the outcome before the routine starts (OUTCOME_ROOM_BYTES): an outcome is a few hundred
+# bytes, its error text bounded (a routine's name and an OSError's).
+OUTCOME_ROOM_BYTES = 8192
+
+
+def keep_room_for_outcome(path: str) -> str:
+    """The outcome's temporary file, written now to OUTCOME_ROOM_BYTES (blanks), before the routine starts; its
+    path. Why: a routine that fills its storage (products written to the last block, then exit 0) left no room
+    for exit.json, the supervisor died writing it, and the launcher recorded the attempt lost and ran it again:
+    its finished products were left unregistered, taking the very room that was missing (found by fault
+    injection, a 2 MiB tmpfs as the data root). The blocks written now are overwritten in place at the end
+    (write_outcome), which takes no new block where a file's blocks are its own (ext4, XFS, tmpfs; not on
+    copy-on-write storage such as btrfs or ZFS, where the outcome may still fail to be written: then the
+    supervisor exits OUTCOME_UNWRITTEN_EXIT_CODE)."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        room = b" " * OUTCOME_ROOM_BYTES
+        while room:
+            room = room[os.write(descriptor, room):]
+    finally:
+        os.close(descriptor)
+    return temporary
+
+
+def write_outcome(path: str, room: str | None, document: dict) -> None:
+    """exit.json, whole or not at all, written over the room kept for it (keep_room_for_outcome) and cut to its
+    length (a cut frees blocks, it takes none); without that room, as any other file (write_json_atomically)."""
+    text = _json_value(document).encode("ascii")
+    if room is None or len(text) > OUTCOME_ROOM_BYTES:
+        write_json_atomically(path, document)
+        return
+    descriptor = os.open(room, os.O_WRONLY)  # (no O_TRUNC: truncating would give the kept blocks back)
+    try:
+        while text:
+            text = text[os.write(descriptor, text):]
+        os.ftruncate(descriptor, os.lseek(descriptor, 0, os.SEEK_CUR))
+    finally:
+        os.close(descriptor)
+    os.replace(room, path)
 
 
 def read_json(path: str) -> dict | None:
@@ -793,8 +841,17 @@ def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, gra
     if refusal is not None:
         _say(f"refusing to run the attempt in {attempt_dir}: {refusal}")
         return REFUSED_EXIT_CODE
-    os.ftruncate(descriptor, 0)
-    os.write(descriptor, str(os.getpid()).encode())
+    exit_path = os.path.join(attempt_dir, EXIT_FILE)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, str(os.getpid()).encode())
+        room = keep_room_for_outcome(exit_path)
+    except OSError as error:
+        # Nothing started: the attempt's directory takes no file (a full or read-only storage). Said in the log if
+        # it takes that, and by the exit status, which the launcher reads as the storage's fault, not the routine's.
+        _say(f"refusing to run the attempt in {attempt_dir}: its directory takes no file ({error.strerror or error}); "
+             "nothing ran")
+        return OUTCOME_UNWRITTEN_EXIT_CODE
     if not become_subreaper():
         _say("cannot become a child subreaper (not Linux?): processes that leave the routine's process "
              "group may outlive a timeout or a stop")
@@ -802,12 +859,22 @@ def supervise(attempt_dir: str, argv: list[str], *, timeout_s: float | None, gra
     started = {"supervisor_pid": os.getpid(), "started_at": _now(), "protocol": PROTOCOL}
     if supervisor.log is not None:  # (where its cuts go: `hrwsi logs --follow` reads it, whatever its own cap says)
         started.update(log_cap=supervisor.log.cap, log_base=supervisor.log.base)
-    write_json_atomically(os.path.join(attempt_dir, STARTED_FILE), started)
+    try:
+        write_json_atomically(os.path.join(attempt_dir, STARTED_FILE), started)
+    except OSError as error:
+        _say(f"refusing to run the attempt in {attempt_dir}: its started.json could not be written "
+             f"({error.strerror or error}); nothing ran")
+        return OUTCOME_UNWRITTEN_EXIT_CODE
     outcome = supervisor.run()
     outcome.update(_ended_on_this_boot())
     if outcome.get("error"):
         _say(outcome["error"])
-    write_json_atomically(os.path.join(attempt_dir, EXIT_FILE), outcome)
+    try:
+        write_outcome(exit_path, room, outcome)
+    except OSError as error:  # (past the room kept for it, or on copy-on-write storage)
+        _say(f"the attempt's outcome could not be written ({error.strerror or error}): exit code "
+             f"{outcome.get('exit_code')}, signal {outcome.get('signal')}")
+        return OUTCOME_UNWRITTEN_EXIT_CODE
     return 0  # the lock is released when this process ends, after the outcome is on disk
 
 

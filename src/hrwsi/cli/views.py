@@ -375,6 +375,8 @@ def _heartbeat_said(s: dict, stale_after_s: float) -> Text:
             else " (stale: dead or hung?)" if stale else "")
     if stale and s.get("jobs_held"):
         said += _jobs_held_said(s)
+    if not stale and s.get("stopping"):  # (a launcher waiting for its jobs as it stops: migration 0121)
+        return Text(_age(s["heartbeat_age_s"]) + f" (stopping since {time(s['stopping_since'])})", style="yellow")
     return Text(_age(s["heartbeat_age_s"]) + said, style="red" if stale and not replaced else "")
 
 
@@ -407,6 +409,10 @@ def _services(console: Console, services: list[dict], stale_after_s: float, vers
                         "dead_service_hours; `hrwsi status --all-services` lists them")
     alive = [s for s in services if is_alive(s, stale_after_s)]
     for s in alive:  # (what a live service cannot do now: the launcher's Nomad out of reach, say)
+        if s.get("stopping"):  # (its shutdown grace: it looked like any running launcher, found by exploratory testing)
+            console.print(Text.assemble((visible(f"{s['kind']} stopping"), "bold yellow"),
+                                        visible(f" ({s['id']}, since {time(s['stopping_since'])}): {s['stopping']}")),
+                          soft_wrap=True)
         if s.get("problem"):
             console.print(Text.assemble((visible(f"{s['kind']} cannot work as it should"), "bold red"),
                                         visible(f" ({s['id']}, since {time(s['problem_since'])}): {s['problem']}")),

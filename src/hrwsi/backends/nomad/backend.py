@@ -408,6 +408,7 @@ class NomadBackend(Backend):
         if claim is not None:
             job["Meta"][CLAIM_META] = claim
         assert_no_secrets(job, self.config)
+        poll_index_before = self._following.poll_index  # (what Nomad had answered before this write: registered_at)
         try:
             response = await self._registration(spec, job)
             while response.status in (401, 403) and await self._token_refused_now(job, response):
@@ -431,6 +432,7 @@ class NomadBackend(Backend):
             answer = response.json() or {}
             # (the jobs table's index is at least this while Nomad's state lasts)
             self._jobs_index_floor = int(answer.get("JobModifyIndex") or 0)
+            self._following.registered_at(self._jobs_index_floor, poll_index_before)
             logger.info("registered Nomad job %s (%s)", spec.job_id, self.ui_link(spec.job_id),
                         extra=task_fields(spec.task_id, spec.job_id, spec.routine, attempt=spec.attempt))
             warnings = answer.get("Warnings")

@@ -166,11 +166,28 @@ class JobFollowing:
         self._failed_streams = 0  # subscriptions in a row that failed in Nomad or ended without a line
         self._fallback_at: float | None = None  # loop time the stream was given up for blocking queries
         self._poll_index = 0
+        # Set when a registration shows Nomad's state went back below the poll's index (registered_at)
+        self._poll_went_back = asyncio.Event()
         self.refused_read_retry_s = REFUSED_READ_RETRY_S
         self._read_refused_said: float | None = None  # (loop time) the refusal to show jobs last said; None: served
         self._list_refused_said: float | None = None  # (loop time) the refusal to list them last said; None: listed
 
     # -- what the backend asks -------------------------------------------------------------------
+    @property
+    def poll_index(self) -> int:
+        """The index of jobs the job list's poll waits to pass (0: it is not polled, or asks from the start)."""
+        return self._poll_index
+
+    def registered_at(self, index: int, poll_index_before: int) -> None:
+        """A registration sent while the poll's index was `poll_index_before` was answered JobModifyIndex `index`: a
+        write after every one that poll had seen (nomad/state/state_store.go upsertJobImpl writes the job and its
+        summary at a new index). Below it, Nomad's state went back (rebuilt, restored), and while the poll still
+        waits with that index Nomad holds it for its whole wait (nomad/rpc.go blockingRPC: until the index passes the
+        one asked): it starts over now. It waited, and a job registered meanwhile was followed up to
+        HRWSI_NOMAD_BLOCKING_WAIT_S (30 s) late."""
+        if index and self.stream_unavailable and index < poll_index_before <= self._poll_index:
+            self._poll_went_back.set()
+
     async def follow(self, spec: JobSpec, job_id: str, on_progress: ProgressCallback) -> JobOutcome:
         if job_id in self.followers:
             raise RuntimeError(f"job {job_id} is already being followed")
@@ -920,17 +937,31 @@ class JobFollowing:
         # Nomad holds a blocking query up to a sixteenth longer than its wait (nomad/rpc.go blockingRPC: a
         # RandomStagger of MaxQueryTime / structs.JitterFraction): a read timeout of the wait plus the request
         # timeout alone timed out the polls that found nothing whenever the stagger passed the request timeout.
-        response = await self.client.call("wait for changes of Nomad jobs", "jobs", params=params,
-                                          timeout=(self.config.request_timeout_s,
-                                                   wait_s * (1 + 1 / QUERY_JITTER_FRACTION)
-                                                   + self.config.request_timeout_s))
+        call = asyncio.ensure_future(self.client.call(
+            "wait for changes of Nomad jobs", "jobs", params=params,
+            timeout=(self.config.request_timeout_s, wait_s * (1 + 1 / QUERY_JITTER_FRACTION)
+                     + self.config.request_timeout_s)))
+        went_back = asyncio.ensure_future(self._poll_went_back.wait())
+        try:
+            await asyncio.wait({call, went_back}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            went_back.cancel()
+            self._poll_went_back.clear()
+            restarted = not call.done()
+            if restarted:
+                call.cancel()  # (its thread ends with its wait; the answer, of the state before, is not read)
+        if restarted:
+            logger.warning("a registration was answered an index of jobs below the one the poll waits for: Nomad's "
+                           "state went back (rebuilt or restored); the followed jobs are read again")
+            self._poll_state_went_back()
+            return
+        response = call.result()
         if response.status != 200:
             raise NomadError(response.status, f"HTTP {response.status}: {response.text.strip()[:200]}")
         index = response.index
         if index < self._poll_index:
             index = 0  # the index went backwards (a new cluster, a restore): start over
-            for follower in self.followers.values():
-                follower.state_went_back = True
+            self._poll_state_went_back()
         self._poll_index = index
         self._jobs_floor = max(self._jobs_floor, index) if index else 0
         listing = {job["ID"]: job for job in response.json() or []}
@@ -947,6 +978,13 @@ class JobFollowing:
             if key is None or key != follower.last_listing or not follower.job_id.startswith(prefix):
                 follower.last_listing = key
                 self._schedule_refresh(follower)
+
+    def _poll_state_went_back(self) -> None:
+        """Nomad's index of jobs went below the poll's: the next poll asks from 0 (answered at once, every followed
+        job read again), and a followed job Nomad no longer knows ends lost."""
+        self._poll_index = self._jobs_floor = 0
+        for follower in self.followers.values():
+            follower.state_went_back = True
 
 
 def _frame_events(frame: dict) -> tuple:

@@ -28,7 +28,7 @@ import logging
 import random
 import re
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hrwsi.testing.nomad_emulator.alloc_runner import MAX_TASK_EVENTS, AllocRunner
@@ -716,8 +716,9 @@ class Cluster:
         self._unblock()
 
     # -- jobs --------------------------------------------------------------------------------
-    def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
-                     job_modify_index: int = 0) -> dict:
+    def admit(self, raw: dict, namespace: str) -> dict:
+        """The job as Job.Register and Job.Plan's admission controllers leave it (nomad/job_endpoint_hooks.go
+        admissionControllers: the mutators, canonicalize_job, then the validators), or CodedError(500)."""
         job = canonicalize_job(raw, namespace)
         admission_errors = []
         if job["Namespace"] not in self.namespaces:
@@ -727,6 +728,19 @@ class Cluster:
             # nomad/job_endpoint_hook_node_pool.go jobNodePoolValidatingHook.Validate
             admission_errors.append(f'job "{job["ID"]}" is in nonexistent node pool "{job["NodePool"]}"')
         validate_job(job, admission_errors)
+        return job
+
+    def register_job(self, raw: dict, namespace: str, *, enforce_index: bool = False,
+                     job_modify_index: int = 0, authorize: Callable[[], None] | None = None,
+                     token_accessor: str = "") -> dict:
+        """Job.Register from its admission on. `authorize` is the token's capability check, which Nomad makes after
+        the admission controllers and before EnforceIndex (nomad/job_endpoint.go doRegister). `token_accessor`, the
+        registering token's AccessorID, is kept as the job's NomadTokenID, which Job.SpecChanged compares with the rest
+        (nomad/structs/structs.go): an unchanged spec registered with another token is a new version."""
+        job = self.admit(raw, namespace)
+        if authorize is not None:
+            authorize()
+        job["NomadTokenID"] = token_accessor  # (never the request's own: command/agent/job_endpoint.go does not copy it)
         key = (job["Namespace"], job["ID"])
         existing = self.jobs.get(key)
         if enforce_index:
@@ -800,11 +814,7 @@ class Cluster:
                 job["JobModifyIndex"] = t.index
                 job["SubmitTime"] = now_ns()
                 t.put("jobs", job)
-            for blocked in self.job_evals(namespace, job_id):
-                if blocked["Status"] in ("blocked", "pending"):
-                    blocked["Status"] = "canceled"
-                    blocked["StatusDescription"] = "canceled: the job was deregistered"
-                    t.put("evals", blocked)
+            # (its blocked evaluation is canceled once the deregistration's completes: _finish_eval)
             evaluation = None
             # nomad/job_endpoint.go Deregister: no evaluation for a periodic or parameterized job; the one of
             # any other is of type "service" whatever the job's (structs.JobTypeService), at the job's priority.
@@ -1011,8 +1021,8 @@ class Cluster:
                 live.append(alloc)
             elif status == "lost":
                 # Replaced whatever Disconnect.Replace says (it keeps only a running allocation of a node down
-                # unknown, filters.go), PreventRescheduleOnLost deprecated and ignored (structs.go
-                # TaskGroup.Warnings); with stop_on_client_after, once its client must have stopped it.
+                # unknown, filters.go; PreventRescheduleOnLost, ignored since 1.10, never reaches the servers:
+                # canonicalize_job); with stop_on_client_after, once its client must have stopped it.
                 (replace if self._lost_alloc_is_due(job, alloc, now) else live).append(alloc)
         used_indexes = {self._name_index(a) for a in live}
         missing = int(group["Count"]) - len(live)
@@ -1104,11 +1114,22 @@ class Cluster:
                 pass  # still no room: it stays blocked (Nomad's reblock)
             elif failed:
                 evaluation["Status"] = "complete"
-                has_blocked = any(e["Status"] == "blocked" for e in self.job_evals(evaluation["Namespace"],
-                                                                                   evaluation["JobID"]))
-                if not has_blocked and job is not None:
+                if job is not None:
+                    # A blocked evaluation whatever the job has already (scheduler/generic_sched.go process); the
+                    # older one is then a duplicate, canceled (nomad/blocked_evals.go processBlockJobDuplicate keeps
+                    # the newer, nomad/leader.go reapDupBlockedEvaluations cancels the other). The emulator made
+                    # none while one was there, and the older one waited on.
+                    for older in self.job_evals(evaluation["Namespace"], evaluation["JobID"]):
+                        if older["Status"] == "blocked":
+                            older["Status"] = "canceled"
+                            older["StatusDescription"] = \
+                                f'existing blocked evaluation exists for job "{evaluation["JobID"]}"'
+                            t.put("evals", older)
                     blocked = self._new_eval(job, "queued-allocs", status="blocked", previous=evaluation["ID"])
-                    blocked["StatusDescription"] = "created due to placement conflicts"
+                    # scheduler/generic_sched.go createBlockedEval: DescBlockedEvalFailedPlacements (scheduler/structs/
+                    # const.go); "created due to placement conflicts", which the emulator said, is a plan that failed
+                    # too often (DescBlockedEvalMaxPlan, TriggeredBy max-plan-attempts)
+                    blocked["StatusDescription"] = "created to place remaining allocations"
                     blocked["ClassEligibility"] = {}
                     blocked["FailedTGAllocs"] = copy.deepcopy(failed)
                     t.put("evals", blocked)
@@ -1116,6 +1137,14 @@ class Cluster:
             else:
                 evaluation["Status"] = "complete"
                 evaluation["StatusDescription"] = ""
+                # An evaluation that completes without failed placements cancels the job's blocked one (nomad/state/
+                # state_store.go nestedUpsertEval; nomad/fsm.go handleUpsertedEval untracks it): a stop's, another
+                # registration's, a node's. The emulator canceled it, and pending ones, at the job's deregistration.
+                for blocked in self.job_evals(evaluation["Namespace"], evaluation["JobID"]):
+                    if blocked["Status"] == "blocked" and blocked["ID"] != evaluation["ID"]:
+                        blocked["Status"] = "canceled"
+                        blocked["StatusDescription"] = f'evaluation "{evaluation["ID"]}" successful'
+                        t.put("evals", blocked)
             t.put("evals", evaluation)
 
     @staticmethod

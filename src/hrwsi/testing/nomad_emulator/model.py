@@ -98,7 +98,7 @@ def canonicalize_job(raw: dict, namespace: str) -> dict:
     for key, value in (("Constraints", []), ("Affinities", None), ("Spreads", None), ("Meta", {}),
                        ("Periodic", None), ("ParameterizedJob", None), ("Payload", None), ("Dispatched", False),
                        ("DispatchIdempotencyToken", ""), ("ParentID", ""), ("Stop", False),
-                       ("ConsulToken", ""), ("VaultToken", ""), ("TaskGroups", [])):
+                       ("ConsulToken", ""), ("VaultToken", ""), ("NomadTokenID", ""), ("TaskGroups", [])):
         _default(job, key, value)
     kind = job["Type"] if job["Type"] in RESTART_DEFAULTS else "service"
     for group in job["TaskGroups"]:
@@ -112,7 +112,16 @@ def canonicalize_job(raw: dict, namespace: str) -> dict:
         if job["Type"] in RESCHEDULE_DEFAULTS:
             group["ReschedulePolicy"] = _merged(RESCHEDULE_DEFAULTS[kind], group.get("ReschedulePolicy"))
         group["EphemeralDisk"] = _merged(EPHEMERAL_DISK_DEFAULTS, group.get("EphemeralDisk"))
-        _default(group, "PreventRescheduleOnLost", False)
+        # Deprecated in 1.8 for the Disconnect block and ignored since 1.10: the agent does not copy them into the
+        # job it registers (command/agent/job_endpoint.go ApiTgToStructsTG), which shows them unset.
+        group.update(MaxClientDisconnect=None, StopAfterClientDisconnect=None, PreventRescheduleOnLost=False)
+        _default(group, "Disconnect", None)
+        if isinstance(group["Disconnect"], dict):
+            # api/tasks.go DisconnectStrategy.Canonicalize (Replace true, Reconcile best_score), and the fields of
+            # nomad/structs/group.go DisconnectStrategy that the agent fills (LostAfter 0 when not given)
+            group["Disconnect"] = {"LostAfter": 0, "StopOnClientAfter": None, "Replace": True,
+                                   "Reconcile": "best_score", **{k: v for k, v in group["Disconnect"].items()
+                                                                 if v is not None}}
         for task in group["Tasks"]:
             if not isinstance(task, dict):
                 continue
@@ -492,10 +501,10 @@ def stop_on_client_after_s(alloc: dict) -> float | None:
 
 
 def lost_after_ns(alloc: dict) -> int:
-    """The group's Disconnect.LostAfter (or the older max_client_disconnect): 0 unless set
+    """The group's Disconnect.LostAfter (nomad/structs/structs.go GetDisconnectLostAfter): 0 unless set
     (nomad/structs/alloc.go DisconnectTimeout)."""
     group = next((g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), {})
-    return int((group.get("Disconnect") or {}).get("LostAfter") or group.get("MaxClientDisconnect") or 0)
+    return int((group.get("Disconnect") or {}).get("LostAfter") or 0)
 
 
 def replace_on_disconnect(alloc: dict) -> bool:
@@ -510,9 +519,6 @@ def registration_warnings(job: dict) -> str:
     job_endpoint_hooks.go: memory_max without oversubscription), merged as helper/warning.go does."""
     warnings = []
     for group in job["TaskGroups"]:
-        if group.get("PreventRescheduleOnLost"):
-            inner = multierror(["PreventRescheduleOnLost is deprecated and ignored in favor of Disconnect.Replace"])
-            warnings.append(f'Group "{group["Name"]}" has warnings: {inner}')
         for task in group["Tasks"]:
             if int((task.get("Resources") or {}).get("MemoryMaxMB") or 0) > 0:
                 warnings.append(f'Memory oversubscription is not enabled; Task "{group["Name"]}.{task["Name"]}" '

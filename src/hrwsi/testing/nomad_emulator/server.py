@@ -17,6 +17,7 @@ import logging
 import random
 import shutil
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -114,6 +115,12 @@ def _job_write(request: web.Request) -> str | None:
         if request.path.endswith(suffix):
             return suffix[1:]
     return None if request.path.endswith(_JOB_WRITE_SUFFIXES) else "register"
+
+
+def _validated_first(request: web.Request) -> bool:
+    """A registration or a plan: its handler checks the token, in Nomad's order (_registration_token_checks)."""
+    return _job_write(request) == "register" or (
+        request.method in ("POST", "PUT") and request.path.startswith("/v1/job/") and request.path.endswith("/plan"))
 
 
 def _allocation_read(request: web.Request) -> str | None:
@@ -381,7 +388,12 @@ class NomadEmulator:
                 if fault.carried_out:
                     self._faults = [f for f in self._faults if f.remaining > 0]
                     await self._carry_out(request, handler)
-                return web.Response(status=fault.status, text=fault.body, content_type="text/plain")
+                response = web.Response(status=fault.status, text=fault.body, content_type="text/plain")
+                if fault.status == 429:
+                    # command/agent/http.go connLimiter: a connection over http_max_conns_per_client is answered a
+                    # 429 with Connection: close and no Retry-After, before its request is read, and closed
+                    response.force_close()
+                return response
         self._faults = [f for f in self._faults if f.remaining > 0]
         if delay_s:
             await request.read()  # the request has arrived whole: it is carried out even if the client gives up
@@ -447,10 +459,9 @@ class NomadEmulator:
         alloc_id = _allocation_read(request)
         if alloc_id is not None and self._answered_before_the_capability(request, alloc_id):
             return None
+        if _validated_first(request):
+            return None  # (checked by register_job and plan_job after their parsing and the job's validation)
         write = _job_write(request) if self.reject_job_registration else None
-        if write == "register" and self._registration_disabled(request):
-            # nomad/job_endpoint.go doRegister: registrationsAreAllowed before the capability is checked
-            return 403, REGISTRATION_DISABLED
         refusal = self._token_refusal(request)
         if refusal is None and write is not None and self._registration_disabled(request):
             return 403, REGISTRATION_DISABLED  # (Job.Dispatch, Job.Scale: after their capability)
@@ -460,6 +471,36 @@ class NomadEmulator:
             # is structs.NewErrUnknownAllocation, a plain error that command/agent/http.go wrap answers as 500
             return 500, f'Unknown allocation "{alloc_id}"'
         return None if refusal is None else (403, refusal)
+
+    def _registration_token_checks(self, request: web.Request, *, register: bool) -> Callable[[], None]:
+        """The token checks of Job.Register and Job.Plan, in Nomad's order, once the agent parsed the request
+        (command/agent/job_endpoint.go jobUpdate, jobPlan: their 400s come first): a token Authenticate does not take
+        is Permission denied, then (Register) registrationsAreAllowed, then the admission controllers validate the
+        job (500), and only then is the token's capability checked (nomad/job_endpoint.go doRegister, Plan). Raises
+        the refusals before the validation; returns the capability check, which register_job calls after it (and
+        before EnforceIndex). The emulator checked the capability first: a token without submit-job was told 403 for
+        an invalid job, which Nomad refuses as invalid (500)."""
+        if not self.acl_token:
+            return lambda: None
+        if not self._token_known_or_anonymous(request):
+            raise CodedError(403, "Permission denied")
+        if register and self.reject_job_registration and self._registration_disabled(request):
+            raise CodedError(403, REGISTRATION_DISABLED)
+
+        def capability() -> None:
+            refusal = self._token_refusal(request)
+            if refusal is not None:
+                raise CodedError(403, refusal)
+        return capability
+
+    def _accessor_of(self, request: web.Request) -> str:
+        """The AccessorID of the request's token, which Job.Register records in the job (nomad/job_endpoint.go
+        doRegister: NomadTokenID, unless ACLs are off, "acls-disabled"): "anonymous" without a token (nomad/structs/
+        acl.go AnonymousACLToken), else one the emulator derives from the secret (its tokens have none of their own)."""
+        if not self.acl_token:
+            return ""
+        token = self._token_of(request)
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, f"hrwsi-emulator-accessor:{token}")) if token else "anonymous"
 
     def _registration_disabled(self, request: web.Request) -> bool:
         """nomad/job_endpoint.go registrationsAreAllowed: refused while RejectJobRegistration holds unless the
@@ -676,9 +717,11 @@ class NomadEmulator:
         if region not in self.known_regions:
             raise CodedError(500, "No path to region")
         job["Region"] = region
+        capability = self._registration_token_checks(request, register=True)
         try:
             result = self.cluster.register_job(job, namespace, enforce_index=bool(body.get("EnforceIndex")),
-                                               job_modify_index=int(body.get("JobModifyIndex") or 0))
+                                               job_modify_index=int(body.get("JobModifyIndex") or 0),
+                                               authorize=capability, token_accessor=self._accessor_of(request))
         except CodedError:
             raise
         except (TypeError, ValueError, AttributeError, KeyError) as error:
@@ -697,6 +740,12 @@ class NomadEmulator:
             raise CodedError(400, "Job must have a valid ID")
         if job["ID"] != path_id:
             raise CodedError(400, "Job ID does not match")
+        capability = self._registration_token_checks(request, register=False)
+        try:
+            self.cluster.admit(job, self._namespace(request))  # (Job.Plan validates the job as Register does)
+        except (TypeError, ValueError, AttributeError, KeyError) as error:
+            raise CodedError(400, f"Failed to decode request body: {error!r}") from None
+        capability()
         existing = self.cluster.jobs.get((self._namespace(request), job["ID"]))
         index = self.cluster.table_index["jobs"]
         return _json({"Index": index, "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
