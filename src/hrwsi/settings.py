@@ -81,8 +81,14 @@ def port_setting(name: str) -> int | None:
 
 
 def default_home() -> Path:
-    """Where hrwsi keeps the embedded database, logs and products unless HRWSI_HOME says otherwise."""
-    return Path(os.environ.get("HRWSI_HOME") or platformdirs.user_data_dir("hrwsi")).expanduser()
+    """Where hrwsi keeps the embedded database, logs and products unless HRWSI_HOME says otherwise; a relative
+    HRWSI_HOME is read from the directory hrwsi starts in. Why absolute: a launcher of HRWSI_HOME=relhome recorded
+    its jobs' output and log paths relative (relhome/data/...), which `hrwsi logs`, the dashboard and a launcher
+    adopting its jobs read from other directories; its routines' HRWSI_MANIFEST was relative, which the same
+    relative HRWSI_HOME of another installation on the machine shares (orphans are found by it, with HRWSI_JOB_ID);
+    and `hrwsi up` refused to start, saying "HRWSI_LANDING_ROOTS: 'relhome/harvest' is not an absolute path", a
+    setting the user had not set (found by a CI hardening audit, 2026-12-07)."""
+    return Path(os.environ.get("HRWSI_HOME") or platformdirs.user_data_dir("hrwsi")).expanduser().absolute()
 
 
 def _is_postgresql_url(url: str) -> bool:

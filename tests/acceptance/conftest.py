@@ -21,8 +21,10 @@ def run(args, env, timeout=120, check=True):
 
 @pytest.fixture
 def env(tmp_path, database_url):
+    # (HRWSI_WEB_PORT=0: `hrwsi up` serves its dashboard on 8470 unless told, and two tests' at once took turns on it,
+    # the second's logging an error; a user's own dashboard on 8470 was met by a test's.)
     return {**os.environ, "HRWSI_HOME": str(tmp_path / "home"), "HRWSI_DATABASE_URL": database_url,
-            "COLUMNS": "200", "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HEARTBEAT_S": "0.5",
+            "COLUMNS": "200", "HRWSI_WEB_PORT": "0", "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HEARTBEAT_S": "0.5",
             "HRWSI_LEASE_TIMEOUT_S": "1.5", "HRWSI_RETRY_BACKOFF_S": "0.05"}
 
 

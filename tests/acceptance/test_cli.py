@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -81,6 +82,32 @@ def test_reports_after_a_run(db, env, tmp_path):
         assert expected in shown
     missing = run(["task", "show", "999999"], env, check=False)
     assert missing.returncode == 1 and "no task 999999" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_relative_hrwsi_home_is_read_from_where_hrwsi_starts_and_what_it_records_names_it_whole(db, env, tmp_path):
+    # Found by a CI hardening audit (2026-12-07): with HRWSI_HOME=relhome, `hrwsi up` refused to start ("HRWSI_LANDING_ROOTS:
+    # 'relhome/harvest' is not an absolute path", a setting not set), and `hrwsi launcher` recorded relative output and
+    # log paths, and gave its routines a relative HRWSI_MANIFEST, which another installation's relhome shares.
+    load(db, single_routine_configuration([sys.executable, "-c", "import os; print(os.environ['HRWSI_MANIFEST'])"]))
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, tile) VALUES ('in', '/a', '32TLR')")
+    where = tmp_path / "ops"
+    where.mkdir()
+    service = subprocess.Popen([*HRWSI, "up"], env={**env, "HRWSI_HOME": "relhome"}, cwd=where,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while db.execute("SELECT state FROM hrwsi.processing_task").fetchone() != ("processed",):
+            assert service.poll() is None and time.monotonic() < deadline, "hrwsi up ended, or did not process the task"
+            time.sleep(0.1)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, stderr = service.communicate(timeout=30)
+    assert service.returncode == 0, stderr
+    output_dir, log_path = db.execute("SELECT output_dir, log_path FROM hrwsi.job").fetchone()
+    home = where / "relhome"
+    assert Path(output_dir).is_relative_to(home) and Path(log_path).is_relative_to(home), (output_dir, log_path)
+    manifest = Path(log_path).read_text().strip().splitlines()[-1]
+    assert Path(manifest).is_relative_to(home) and Path(manifest).is_file(), manifest
 
 
 def test_kill_9_and_restart_loses_nothing_runs_nothing_twice_and_keeps_finished_work(db, env):
@@ -193,13 +220,23 @@ def _the_services_hint_runs_the_demos_services_without_a_refusal(export: str, se
     up` refused the demo's landing source, outside the landing root of the user's HRWSI_HOME; found walking README
     through.)"""
     assert services.endswith("/hrwsi up") and services.startswith("HRWSI_HOME="), services
-    process = subprocess.Popen(["bash", "-c", f"{export} && {services}"], env={**env, "HRWSI_WEB_PORT": "0"}, cwd=repo,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        time.sleep(8)  # (the demo's landing source is due at once; its refusal was logged within a second)
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # (Ctrl-C: to the shell and the command it runs)
-        out, err = process.communicate(timeout=60)
+    url = shlex.split(export.removeprefix("export "))[0].removeprefix("HRWSI_DATABASE_URL=")
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = conn.execute("SELECT now()").fetchone()[0]
+        process = subprocess.Popen(["bash", "-c", f"{export} && {services}"], env={**env, "HRWSI_WEB_PORT": "0"},
+                                   cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        try:
+            # Until the harvester has run the demo's landing sources (due at once; a refusal is a run's error). A sleep
+            # of 8 s stood for it: on a loaded machine the services had not started by then, and nothing was tested.
+            deadline = time.monotonic() + 120
+            while not conn.execute("""SELECT count(*) > 0 AND bool_and(last_run_at > %s) FROM hrwsi.harvest_source
+                                      WHERE kind = 'landing_directory' AND active""", (started,)).fetchone()[0]:
+                assert process.poll() is None and time.monotonic() < deadline, "the landing sources were not run"
+                time.sleep(0.2)
+        finally:
+            os.killpg(process.pid, signal.SIGINT)  # (Ctrl-C: to the shell and the command it runs)
+            out, err = process.communicate(timeout=60)
     assert process.returncode == 0 and "harvester" in err, err
     assert "refused" not in err and "ERROR" not in err, err
 

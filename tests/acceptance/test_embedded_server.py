@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -167,14 +168,15 @@ def test_a_service_on_the_embedded_server_says_it_is_not_running_and_is_not_read
     run(["db", "init"], embedded_env)
     pgdata = Path(embedded_env["HRWSI_HOME"]).resolve() / "pgdata"
     log = tmp_path / "launcher.log"
-    port = 47885
+    # (port 0, and the one it says: a fixed port was another process's whenever two ran this test at once)
     environment = {**embedded_env, "HRWSI_HEARTBEAT_S": "0.5", "HRWSI_LEASE_TIMEOUT_S": "30",
-                   "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HTTP_PORT": str(port)}
+                   "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HTTP_PORT": "0"}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "hrwsi", "launcher", "--backend", "dry-run"],
                                    env=environment, stdout=out, stderr=out)
     try:
         wait_for_line(process, log, "started; listening on")
+        port = int(re.search(r"/readyz on http://[^:]+:(\d+)", wait_for_line(process, log, "/readyz on")).group(1))
         assert readiness(port)[0] == 200
         pid = _postmaster(pgdata)
         os.kill(pid, signal.SIGKILL)
@@ -185,9 +187,11 @@ def test_a_service_on_the_embedded_server_says_it_is_not_running_and_is_not_read
         # Not ready at once, though the lease (30 s) still runs: the database answers nothing now.
         assert status == 503 and body["status"] == "not ready", body
         assert "the embedded PostgreSQL server is not running (`hrwsi db start` starts it)" in body["database"]
-        time.sleep(1.5)
-        assert any("its last heartbeat could not reach the database" in problem
-                   for problem in readiness(port)[1]["instances"][0]["problems"])
+        deadline = time.monotonic() + 30  # (its next heartbeat, every 0.5 s: a sleep of 1.5 s stood for it)
+        while not any("its last heartbeat could not reach the database" in problem
+                      for problem in readiness(port)[1]["instances"][0]["problems"]):
+            assert time.monotonic() < deadline, readiness(port)
+            time.sleep(0.1)
         assert log.read_text().count("is not running: it did not stop cleanly") == 1, "said once (then every 30 s)"
         run(["db", "start"], embedded_env)
         deadline = time.monotonic() + 30

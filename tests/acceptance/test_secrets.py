@@ -148,7 +148,7 @@ def service_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
     """The environment of a service: this one's, without any HRWSI_* or NOMAD_* setting of the caller's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HRWSI_", "NOMAD_"))}
     env.update({"HRWSI_HOME": str(tmp_path / "home"), "HRWSI_DATABASE_URL": url, "HRWSI_LOG_LEVEL": "DEBUG",
-                "HRWSI_BACKEND": "local", "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HEARTBEAT_S": "0.5",
+                "HRWSI_BACKEND": "local", "HRWSI_WEB_PORT": "0", "HRWSI_BACKSTOP_POLL_S": "0.5", "HRWSI_HEARTBEAT_S": "0.5",
                 "HRWSI_LEASE_TIMEOUT_S": "3", "HRWSI_RETRY_BACKOFF_S": "0.05", "HRWSI_SHUTDOWN_GRACE_S": "5",
                 "COLUMNS": "200"})
     env.update(extra)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -1242,19 +1243,17 @@ async def test_the_emulator_stopped_by_sigterm_leaves_no_task_process_behind(tmp
     # Found by exploratory testing: processes of the emulator's allocations outlived it. A `nomad agent -dev`
     # destroys its allocations on exit (client/client.go Shutdown), and a task's executor kills what the task
     # left in its process group when it ends (drivers/shared/executor/executor.go Shutdown, killProcessTree).
-    port = 47603
-    emulator = subprocess.Popen([sys.executable, "-m", "hrwsi.testing.nomad_emulator", "--port", str(port),
-                                 "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{port}"
+    # (--port 0, and the address it says: a fixed port was another process's whenever two ran this test at once)
+    emulator = subprocess.Popen([sys.executable, "-m", "hrwsi.testing.nomad_emulator", "--port", "0",
+                                 "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
     try:
-        async def up() -> None:
-            while True:
-                try:
-                    await asyncio.to_thread(requests.get, f"{address}/v1/status/leader", timeout=1)
-                    return
-                except requests.ConnectionError:
-                    await asyncio.sleep(0.1)
-        await asyncio.wait_for(up(), GUARD_S)
+        async def up() -> str:
+            while line := await asyncio.to_thread(emulator.stdout.readline):
+                if found := re.search(r"export NOMAD_ADDR=(http://\S+)", line):
+                    return found.group(1)
+            raise AssertionError(f"the emulator exited {emulator.wait()} without saying its address")
+        address = await asyncio.wait_for(up(), GUARD_S)
         pids = {name: tmp_path / f"{name}.pid" for name in ("running", "left-behind")}
         scripts = {"running": f"echo $$ > {pids['running']}; {sleeping(300)}",
                    "left-behind": f"sleep 300 & echo $! > {pids['left-behind']}; exit 0"}
@@ -1266,7 +1265,14 @@ async def test_the_emulator_stopped_by_sigterm_leaves_no_task_process_behind(tmp
             while not all(p.is_file() and p.read_text().strip() for p in pids.values()):
                 await asyncio.sleep(0.05)
         await asyncio.wait_for(written(), GUARD_S)
-        await asyncio.sleep(0.5)  # (the left-behind task has ended by now)
+
+
+        async def left_behind_task_ended() -> None:  # (a sleep stood for it: on a loaded machine it had not yet)
+            url = f"{address}/v1/job/orphan-left-behind/allocations"
+            while not any(a["ClientStatus"] == "complete"
+                          for a in (await asyncio.to_thread(requests.get, url, timeout=30)).json()):
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(left_behind_task_ended(), GUARD_S)
         emulator.send_signal(signal.SIGTERM)
         await asyncio.wait_for(asyncio.to_thread(emulator.wait), GUARD_S)
 

@@ -79,12 +79,21 @@ async def wait_until_true(condition, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def wait_until_listening(url: str, kind: str, settle_s: float = 0.3) -> None:
-    """Wait until a service's listener is connected, and for the catch-up run of every step that
-    follows it (after the start's own run): wake-ups counted from then on come from notifications."""
-    await wait_until(url, "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = $1",
-                     f"hrwsi-{kind}-listener")
-    await asyncio.sleep(settle_s)
+def waits_for_a_wake_up(service) -> bool:
+    """Whether a service's loop waits for a wake-up, no step due: it runs none now (Service.run's loop awaits its
+    one event, `_wake`, and nothing else does)."""
+    return not service._dirty and not service._wake.is_set() and bool(service._wake._waiters)
+
+
+async def wait_until_listening(service, timeout_s: float = 30.0) -> None:
+    """Wait until a service's listener listens, and its catch-up run of every step that follows (after the start's
+    own run) is over: wake-ups counted from then on come from notifications. (On its first connection the listener
+    wakes every step in the same turn of the event loop as it becomes connected.) Why not a pause: it waited 0.3 s
+    after the listener's connection showed in pg_stat_activity, and on a loaded machine its LISTENs took longer: the
+    test's first input was heard before the catch-up run, and a dispatch that started nothing was counted last
+    (seen 1 in 8 runs beside two busy loops; every run with the listener's last LISTEN 0.5 s slow)."""
+    await wait_until_true(lambda: service.listener is not None and service.listener.connected
+                          and waits_for_a_wake_up(service), timeout_s)
 
 
 def chain_configuration(command_prefix=None, *, max_attempts=3, sequential=False, timeout_s=60):

@@ -98,7 +98,7 @@ async def test_a_launcher_does_not_hear_its_own_claims_and_progress_marks(db, da
     backend = ReportingBackend(hold=True)
     async with App(database_url, ["launcher"], settings, backend=backend, pool_size=5) as app:
         launcher = app.service("launcher")
-        await wait_until_listening(database_url, "launcher")
+        await wait_until_listening(launcher)
         heard: list[Notification] = []
         steps_for = launcher.router.steps_for
         launcher.router.steps_for = lambda n: heard.append(n) or steps_for(n)
@@ -419,7 +419,7 @@ async def test_a_running_launchers_dispatch_calls_use_one_session_whatever_its_p
                   CREATE TRIGGER note_the_session AFTER INSERT ON hrwsi.job
                       FOR EACH ROW EXECUTE FUNCTION public.note_the_session()""")
     async with App(database_url, ["launcher"], settings, backend="dry-run", pool_size=5) as app:
-        await wait_until_listening(database_url, "launcher")
+        await wait_until_listening(app.service("launcher"))
         for index in range(4):
             # What another step (the outcome writer, the heartbeat) may hold when an input comes: the
             # connection the pool would lend next.
@@ -492,12 +492,12 @@ async def test_the_end_of_a_job_wakes_dispatch_only_when_the_last_call_left_work
     settings = dataclasses.replace(settings, backstop_poll_s=60.0)
     configure(single_routine_configuration(["true"], cpu=4, workers=1))  # one task at a time
     async with dispatch_calls_counted(monkeypatch) as calls, \
-            App(database_url, ["launcher"], settings, backend=EndingBackend(set()), pool_size=5):
-        await wait_until_listening(database_url, "launcher")
+            App(database_url, ["launcher"], settings, backend=EndingBackend(set()), pool_size=5) as app:
+        await wait_until_listening(app.service("launcher"))
         insert_inputs(db, 1)
         await wait_until(database_url, "SELECT count(*) = 1 FROM hrwsi.processing_task WHERE state = 'processed'")
         await asyncio.sleep(0.5)  # the job's end is recorded and notified by now
-        assert calls[-1] == 1, "the call that started the task was the last: nothing waited after it"
+        assert calls[-1] == 1, ("the call that started the task was the last: nothing waited after it", calls)
         started = len(calls)
         # Two tasks for one slot: the first call leaves one waiting, and the first job's end starts it.
         insert_inputs(db, 2, start=1)

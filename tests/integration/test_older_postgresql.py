@@ -75,10 +75,10 @@ def start_cluster(bin_dir: Path, directory: Path) -> str:
         user = "embedded_postgres"
         ensure_user_exists(user)
         shutil.chown(directory, user)
-    data, port = directory / "data", free_port()
+    data = directory / "data"
     subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
                     "--locale=C", "--no-sync"], check=True, capture_output=True, user=user, cwd=directory)
-    settings = {"port": str(port), "listen_addresses": "'127.0.0.1'", "unix_socket_directories": f"'{directory}'",
+    settings = {"listen_addresses": "'127.0.0.1'", "unix_socket_directories": f"'{directory}'",
                 "max_connections": "200",
                 # A throwaway server: durability buys nothing here and costs seconds (as conftest's).
                 "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -87,12 +87,21 @@ def start_cluster(bin_dir: Path, directory: Path) -> str:
         settings |= {"shared_preload_libraries": "'pg_stat_statements'", "pg_stat_statements.track": "'all'"}
     with (data / "postgresql.conf").open("a") as conf:
         conf.write("".join(f"{key} = {value}\n" for key, value in settings.items()))
-    started = subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(directory / "server.log"), "-w",
-                              "-t", "60", "start"], capture_output=True, text=True, user=user, cwd=directory)
-    if started.returncode:
-        log = (directory / "server.log").read_text() if (directory / "server.log").exists() else ""
-        raise AssertionError(f"{bin_dir} did not start: {started.stderr}{log}")
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    # A port found free may be taken before the server binds it, initdb's seconds later (by another test process's
+    # server or emulator, or any connection's own port): then another one. (The last `port` line of the file wins.)
+    for _ in range(5):
+        port = free_port()
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(f"port = {port}\n")
+        log = directory / f"server-{port}.log"
+        started = subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start"],
+                                 capture_output=True, text=True, user=user, cwd=directory)
+        said = log.read_text() if log.exists() else ""
+        if not started.returncode:
+            return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        if "could not bind" not in said and "could not create any TCP/IP sockets" not in said:
+            break
+    raise AssertionError(f"{bin_dir} did not start: {started.stderr}{said}")
 
 
 @pytest.fixture(scope="module")

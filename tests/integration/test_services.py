@@ -97,7 +97,7 @@ async def test_an_orchestrator_whose_plan_is_due_is_not_woken_by_each_new_input_
     async with running(database_url, ["orchestrator"], settings) as services:
         orchestrator = services[0]
         orchestrator.plan_after_s = 0.4
-        await wait_until_listening(database_url, "orchestrator")
+        await wait_until_listening(orchestrator)
         heard = []
         steps_for = orchestrator.router.steps_for
         orchestrator.router.steps_for = lambda n: heard.append(n) or steps_for(n)

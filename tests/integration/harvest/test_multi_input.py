@@ -293,7 +293,7 @@ async def test_without_an_active_rule_new_inputs_products_and_ended_tasks_do_not
     runs = multi_input_runs_counted(monkeypatch)
     async with App(database_url, ["harvester"], dataclasses.replace(settings, backstop_poll_s=60.0),
                    pool_size=3) as app:
-        await wait_until_listening(database_url, "harvester", settle_s=0.5)
+        await wait_until_listening(app.services[0])
         before = len(runs)
         assert before >= 1
         # (not even listened to: only the products' channel, which the chain step needs)
@@ -312,7 +312,7 @@ async def test_once_a_rule_is_active_the_harvester_listens_to_new_inputs_and_end
     async with App(database_url, ["harvester"], dataclasses.replace(settings, backstop_poll_s=60.0),
                    pool_size=3) as app:
         harvester = app.services[0]
-        await wait_until_listening(database_url, "harvester", settle_s=0.5)
+        await wait_until_listening(harvester)
         assert harvester.listener.quiet == {"hrwsi_input", "hrwsi_task"}
         gfsc_rule(chain)
         harvester.wake("multi_input")  # as the backstop poll does (here a minute away)
