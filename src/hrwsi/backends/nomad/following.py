@@ -184,7 +184,7 @@ class JobFollowing:
         summary at a new index). Below it, Nomad's state went back (rebuilt, restored), and while the poll still
         waits with that index Nomad holds it for its whole wait (nomad/rpc.go blockingRPC: until the index passes the
         one asked): it starts over now. It waited, and a job registered meanwhile was followed up to
-        HRWSI_NOMAD_BLOCKING_WAIT_S (30 s) late."""
+        a blocking query's wait (NomadConfig.blocking_wait_s, 30 s) late."""
         if index and self.stream_unavailable and index < poll_index_before <= self._poll_index:
             self._poll_went_back.set()
 
