@@ -258,6 +258,24 @@ async def test_a_read_only_overview_says_what_happens_to_a_held_routine_and_what
             "stay on hold (not planned) until an operator runs `hrwsi release quicklook`; running jobs finish") in page, page
 
 
+async def test_a_held_routine_with_tasks_in_two_lanes_is_listed_and_counted_once_as_status_says_it(database_url,
+                                                                                                  scenario, data_dir, db):
+    # Found by exploratory testing (2026-12-08): a back-fill's quicklook task beside the production ones listed the held
+    # routine twice under "Held work" (once per lane, each with its lane's tasks) and the tile said "2 routines on
+    # hold" where `hrwsi status` said one routine with all its held tasks.
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, lane) VALUES ('fsc', '/eodata/old_fsc.json', "
+               "'archive')")
+    status = db.execute("SELECT routine, held_tasks FROM (" + query("report_held_routines").rstrip().rstrip(";")
+                        + ") s").fetchall()
+    assert status == [("quicklook", 7)]
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+    page = " ".join(visible(html).split())
+    assert page.count("quicklook on hold") == 1, page
+    assert "quicklook on hold 7 task(s) held held by ops: the quicklook bucket is full" in page
+    assert "1 routines on hold 7 tasks held" in page
+
+
 async def test_the_overview_lists_the_tasks_held_one_by_one_with_what_holds_each_and_what_lifts_it(database_url, scenario,
                                                                                                  data_dir, db):
     """Ops could not see the held work on the dashboard: `hrwsi status` lists the tasks an operator held (and those held

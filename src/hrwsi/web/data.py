@@ -10,7 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -153,6 +153,21 @@ class Overview:
         return sum(r.failed_1h for r in self.routines)
 
 
+def held_routines(rows: list[RoutineRow]) -> list[RoutineRow]:
+    """One row per held routine, its tasks held in every lane counted together, as `hrwsi status` lists them
+    (report_held_routines). The rows are per routine and lane: a held routine with tasks in two lanes (its production and
+    a back-fill campaign's) was listed twice under "Held work", each with the tasks of one lane, and counted twice in
+    the "routines on hold" tile, where status said one (found by exploratory testing, 2026-12-08)."""
+    held: dict[str, RoutineRow] = {}
+    for row in rows:
+        if not row.on_hold:
+            continue
+        if row.routine not in held:
+            held[row.routine] = replace(row, lane="all", counts={"on_hold": 0})
+        held[row.routine].counts["on_hold"] += row.counts.get("on_hold", 0)
+    return list(held.values())
+
+
 async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_here: bool = False,
                         timeliness_cache: TimelinessCache | None = None) -> Overview:
     started = time.perf_counter()
@@ -200,7 +215,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_
     # (the code on disk where the dashboard runs, against what each service of this host started with)
     await asyncio.to_thread(mark_changed, [s for s in services if s["fresh"]])
     overview = Overview(
-        read_s=0.0, totals=totals, routines=ordered, held=[r for r in ordered if r.on_hold], series=series,
+        read_s=0.0, totals=totals, routines=ordered, held=held_routines(ordered), series=series,
         alert_queue=dict(await conn.fetchrow(query("web_alert_queue"))),
         alerts=[dict(r) for r in await conn.fetch(query("web_alerts"), None, 8)],
         services=services,
