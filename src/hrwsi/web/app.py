@@ -368,16 +368,17 @@ class Dashboard:
         return self.render(request, "plan.html", {"page": "plan", "s": schedule, "chart": chart})
 
     async def page_alerts(self, request: web.Request) -> web.Response:
-        return await self._list_page(request, data.read_alerts, "alerts")
+        return await self._list_page(request, data.read_alerts, "alerts", data.read_alert_queue)
 
     async def page_audit(self, request: web.Request) -> web.Response:
         return await self._list_page(request, data.read_audit, "audit")
 
-    async def _list_page(self, request: web.Request, read, page: str) -> web.Response:
-        """A page of a list read newest first below ?before=ID (alerts, audit)."""
+    async def _list_page(self, request: web.Request, read, page: str, read_queue=None) -> web.Response:
+        """A page of a list read newest first below ?before=ID (alerts, audit); the alerts' with the outbox's state."""
         async with self.pool.acquire() as conn:
             rows, older = data.page_of(await read(conn, _cursor(request), data.PAGE_SIZE + 1))
-        return self.render(request, f"{page}.html", {"page": page, "rows": rows, "older": older})
+            queue = await read_queue(conn) if read_queue else None
+        return self.render(request, f"{page}.html", {"page": page, "rows": rows, "older": older, "queue": queue})
 
     # -- signing in ------------------------------------------------------------------------------
     async def page_login(self, request: web.Request) -> web.Response:

@@ -32,6 +32,7 @@ from hrwsi.reports import (
     RUNNING_LONG_FACTOR,
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
+    alerts_untried_said,
     folded_away,
     handover_hold_said,
     held_campaign_next_step,
@@ -153,6 +154,11 @@ class Overview:
         return sum(r.failed_1h for r in self.routines)
 
 
+def _alert_queue(row: asyncpg.Record) -> dict:
+    """The outbox's count and age, with `untried_said` when none was ever tried, as `hrwsi status` says it."""
+    return dict(row) | {"untried_said": alerts_untried_said(row["untried_oldest_s"])}
+
+
 def held_routines(rows: list[RoutineRow]) -> list[RoutineRow]:
     """One row per held routine, its tasks held in every lane counted together, as `hrwsi status` lists them
     (report_held_routines). The rows are per routine and lane: a held routine with tasks in two lanes (its production and
@@ -216,7 +222,7 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_
     await asyncio.to_thread(mark_changed, [s for s in services if s["fresh"]])
     overview = Overview(
         read_s=0.0, totals=totals, routines=ordered, held=held_routines(ordered), series=series,
-        alert_queue=dict(await conn.fetchrow(query("web_alert_queue"))),
+        alert_queue=_alert_queue(await conn.fetchrow(query("web_alert_queue"))),
         alerts=[dict(r) for r in await conn.fetch(query("web_alerts"), None, 8)],
         services=services,
         sources=[source | {"refused_said": refused_files_said(source)}
@@ -573,6 +579,10 @@ def page_cursor(before: str | None) -> int | None:
     if cursor is None:
         raise ValueError(f"before={before[:40]!r} is not an id: give the id of the last row of the page before")
     return cursor
+
+
+async def read_alert_queue(conn: asyncpg.Connection) -> dict:
+    return _alert_queue(await conn.fetchrow(query("web_alert_queue")))
 
 
 async def read_alerts(conn: asyncpg.Connection, before: int | None, limit: int = PAGE_SIZE) -> list[dict]:
