@@ -780,3 +780,27 @@ def test_a_task_id_or_a_count_is_never_split_over_two_lines_in_a_table(page, db,
             page.goto(base + "/")
             shoot(page, f"task-ids-whole-{width}")
     assert found == [], "\n".join(found)
+
+
+def test_the_alerts_page_shows_an_alert_sent_while_no_task_moves(page, db, database_url, tmp_path):
+    """Found by exploratory testing (2026-12-08): nothing notifies of an alert sent (the orchestrator sets its sent_at),
+    and the Alerts page refreshed on a task's or a job's change alone: on a quiet night it said "not sent" long after
+    the alert went. It follows the clock's tick as the overview does."""
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
+        # (opened once the dashboard's listener listens and its first change, on every channel, has gone: that change
+        # refreshed a page opened with it, and made the fault pass unseen)
+        while "listening on" not in (home / "web.log").read_text():
+            time.sleep(0.1)
+        time.sleep(1)
+        page.goto(base + "/alerts")
+        page.wait_for_selector("#live.ok")
+        row = page.locator("tr", has_text=f"task {scenario.terminated} (atmospheric_correction) terminated")
+        assert "not sent" in row.inner_text()
+        db.execute("UPDATE hrwsi.alert SET sent_at = now(), attempts = 1 WHERE task_id = %s", (scenario.terminated,))
+        # (no task nor job moves: only the tick can bring it; 30 s is six of them)
+        page.wait_for_function("(text) => [...document.querySelectorAll('tr')].some((tr) => tr.textContent.includes(text)"
+                               " && tr.textContent.includes('sent ') && !tr.textContent.includes('not sent'))",
+                               arg=f"task {scenario.terminated} (atmospheric_correction) terminated", timeout=30_000)
+        shoot(page, "alerts-sent-while-quiet")
