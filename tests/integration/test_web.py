@@ -270,10 +270,14 @@ async def test_a_held_routine_with_tasks_in_two_lanes_is_listed_and_counted_once
     assert status == [("quicklook", 7)]
     async with dashboard(database_url, data_dir) as client:
         html = await text_of(client, "/")
+        api = json.loads(await text_of(client, "/api/overview"))
     page = " ".join(visible(html).split())
     assert page.count("quicklook on hold") == 1, page
     assert "quicklook on hold 7 task(s) held held by ops: the quicklook bucket is full" in page
     assert "1 routines on hold 7 tasks held" in page
+    # (and a script reads them as `hrwsi status --json` lists them: one per routine)
+    assert [(r["routine"], r["held_tasks"], r["reason"]) for r in api["held_routines"]] == [
+        ("quicklook", 7, "held by ops: the quicklook bucket is full")]
 
 
 async def test_the_overview_and_the_alerts_page_say_when_no_orchestrator_ever_tried_the_alerts(database_url, scenario,

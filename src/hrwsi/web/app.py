@@ -498,6 +498,10 @@ class Dashboard:
         return _json({"totals": overview.totals, "waiting": overview.waiting, "oldest_waiting_s": overview.oldest_s,
                       "processed_last_hour": overview.processed_1h, "failed_last_hour": overview.failed_1h,
                       "routines": [vars(r) for r in overview.routines],
+                      # (one per routine, as `hrwsi status --json` lists them: `routines` has a row per lane, and a
+                      # script counting its held rows counted a routine held in two lanes twice)
+                      "held_routines": [{"routine": r.routine, "reason": r.hold_reason, "held_tasks": r.counts["on_hold"],
+                                         "next": r.hold_next} for r in overview.held],
                       "alert_queue": overview.alert_queue, "services": overview.services, "sources": overview.sources,
                       # (as `hrwsi status --json`: the kinds of service none of which is alive, what stops meanwhile)
                       "services_gone": overview.services_gone,
