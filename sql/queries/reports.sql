@@ -280,7 +280,10 @@ GROUP BY j.owner;
 -- The alert outbox in three numbers; a failed alert is one that gave up (max_attempts reached).
 SELECT count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent,
        count(*) FILTER (WHERE sent_at IS NULL AND attempts < %(max_attempts)s) AS unsent,
-       count(*) FILTER (WHERE sent_at IS NULL AND attempts >= %(max_attempts)s) AS failed
+       count(*) FILTER (WHERE sent_at IS NULL AND attempts >= %(max_attempts)s) AS failed,
+       -- (the age of the oldest never tried: alerts_untried_said)
+       extract(epoch FROM now() - min(created_at) FILTER (WHERE sent_at IS NULL AND attempts = 0))::float8
+           AS untried_oldest_s
 FROM hrwsi.alert;
 
 -- name: report_alerts

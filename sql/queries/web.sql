@@ -61,7 +61,9 @@ WHERE finished_at > now() - make_interval(secs => $1)
 GROUP BY 1;
 
 -- name: web_alert_queue
-SELECT count(*)::bigint AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS oldest_s
+-- (with the age of the oldest never tried: reports.alerts_untried_said)
+SELECT count(*)::bigint AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS oldest_s,
+       extract(epoch FROM now() - min(created_at) FILTER (WHERE attempts = 0))::float8 AS untried_oldest_s
 FROM hrwsi.alert WHERE sent_at IS NULL;
 
 -- name: web_unplannable

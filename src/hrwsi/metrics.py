@@ -245,7 +245,7 @@ async def read_snapshot(conn: asyncpg.Connection) -> DatabaseSnapshot:
         active_jobs=await conn.fetch(query("metrics_active_jobs")),
         finished_jobs=await conn.fetch(query("web_throughput"), 3600.0),
         backlog=backlog_of(tasks),
-        alert_queue=tuple(await conn.fetchrow(query("web_alert_queue"))),
+        alert_queue=tuple(await conn.fetchrow(query("web_alert_queue")))[:2],  # (unsent, oldest_s)
         routines=await conn.fetch(query("web_routines")))
 
 

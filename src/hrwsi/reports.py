@@ -23,6 +23,20 @@ from hrwsi.sql_files import query
 # The alert sender gives up after this many attempts (hrwsi.alerts.AlertSettings.max_attempts).
 ALERT_MAX_ATTEMPTS = 10
 ALERT_STATUSES = ("sent", "unsent", "failed")
+# An orchestrator with a channel tries the outbox every 2 s, 1,000 alerts at a time, and counts each failure in the
+# alert's attempts: an alert never tried for this long is one no running orchestrator sends.
+ALERT_UNTRIED_AFTER_S = 120.0
+
+
+def alerts_untried_said(untried_oldest_s: float | None) -> str | None:
+    """Why the alerts wait, when none was ever tried (`hrwsi status`, the dashboard): an orchestrator without
+    HRWSI_ALERT_WEBHOOK_URL nor HRWSI_ALERT_SMTP_* does not run the outbox at all, and ops saw "10 alerts not
+    delivered, oldest 5 min", each "not sent, 0 attempt(s)", as if late (found by exploratory testing, 2026-12-08)."""
+    if untried_oldest_s is None or untried_oldest_s < ALERT_UNTRIED_AFTER_S:
+        return None
+    return (f"none tried in {duration_said(untried_oldest_s)}: no orchestrator running has a channel "
+            "(HRWSI_ALERT_WEBHOOK_URL, or HRWSI_ALERT_SMTP_HOST with HRWSI_ALERT_SMTP_TO), or none runs, or its sending "
+            "hangs (its log says); they wait in the outbox until an orchestrator sends them")
 
 
 def _rows(conn: psycopg.Connection, name: str, params: dict | None = None) -> list[dict]:

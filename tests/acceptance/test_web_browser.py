@@ -745,3 +745,62 @@ def test_ops_see_on_the_overview_and_a_waiting_back_fill_tasks_page_the_hand_ove
         shoot(page, "task-waiting-for-a-handover-hold")
         page.goto(f"{base}/tasks/{step1}")
         assert page.locator(".handover-hold").count() == 0
+
+
+# The task ids and counts (digits alone) of every table of the page split over two lines or more, as they read.
+SPLIT_NUMBERS = r"""() => {
+  const split = [];
+  for (const element of document.querySelectorAll('main table a[href^="/tasks/"], main table td.num')) {
+    const range = document.createRange();
+    range.selectNodeContents(element);
+    const lines = new Set(Array.from(range.getClientRects(), (rect) => Math.round(rect.top)));
+    const text = element.textContent.trim();
+    if (lines.size > 1 && /^[-\d\u202f]+$/.test(text)) split.push(text);
+  }
+  return split;
+}"""
+
+
+def test_a_task_id_or_a_count_is_never_split_over_two_lines_in_a_table(page, db, database_url, tmp_path):
+    """Found by exploratory testing (2026-12-08): with six-digit task ids, the overview's recent failures at 1440 px
+    showed task 100131 as "1001" over "31" (every cell may break anywhere, so that no long value runs out of its card):
+    an operator read, and copied, task 1001."""
+    db.execute("SELECT setval(pg_get_serial_sequence('hrwsi.processing_task', 'id'), 100000)")
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    assert scenario.terminated > 100000
+    found = []
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
+        for width in (1024, 1440):
+            page.set_viewport_size({"width": width, "height": 900})
+            for path in ("/", "/tasks", f"/tasks/{scenario.terminated}", "/alerts"):
+                page.goto(base + path)
+                page.wait_for_selector("#live.ok")
+                found += [f"{width} px {path}: {said}" for said in page.evaluate(SPLIT_NUMBERS)]
+            page.goto(base + "/")
+            shoot(page, f"task-ids-whole-{width}")
+    assert found == [], "\n".join(found)
+
+
+def test_the_alerts_page_shows_an_alert_sent_while_no_task_moves(page, db, database_url, tmp_path):
+    """Found by exploratory testing (2026-12-08): nothing notifies of an alert sent (the orchestrator sets its sent_at),
+    and the Alerts page refreshed on a task's or a job's change alone: on a quiet night it said "not sent" long after
+    the alert went. It follows the clock's tick as the overview does."""
+    home = tmp_path / "home"
+    scenario = build(db, home / "data")
+    with dashboard_process(database_url, home, ALICE, page=page) as base:
+        # (opened once the dashboard's listener listens and its first change, on every channel, has gone: that change
+        # refreshed a page opened with it, and made the fault pass unseen)
+        while "listening on" not in (home / "web.log").read_text():
+            time.sleep(0.1)
+        time.sleep(1)
+        page.goto(base + "/alerts")
+        page.wait_for_selector("#live.ok")
+        row = page.locator("tr", has_text=f"task {scenario.terminated} (atmospheric_correction) terminated")
+        assert "not sent" in row.inner_text()
+        db.execute("UPDATE hrwsi.alert SET sent_at = now(), attempts = 1 WHERE task_id = %s", (scenario.terminated,))
+        # (no task nor job moves: only the tick can bring it; 30 s is six of them)
+        page.wait_for_function("(text) => [...document.querySelectorAll('tr')].some((tr) => tr.textContent.includes(text)"
+                               " && tr.textContent.includes('sent ') && !tr.textContent.includes('not sent'))",
+                               arg=f"task {scenario.terminated} (atmospheric_correction) terminated", timeout=30_000)
+        shoot(page, "alerts-sent-while-quiet")

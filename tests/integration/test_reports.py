@@ -612,3 +612,19 @@ def test_the_retry_list_finds_the_inputs_a_correction_superseded_through_their_i
     listed = [row[0] for row in db.execute(query("report_tasks_to_retry"),
                                            {"routine": "work", "state": "terminated", "limit": 500}).fetchall()]
     assert len(listed) == 297 and 10000 not in listed and 100 in listed
+
+
+def test_status_says_alerts_no_orchestrator_ever_tried_wait_for_one_with_a_channel(db):
+    # Found by exploratory testing (2026-12-08): with no HRWSI_ALERT_WEBHOOK_URL nor HRWSI_ALERT_SMTP_* the orchestrator
+    # never runs the outbox; status said "alerts: 10 unsent, 0 failed, 0 sent" for hours, as if they were late.
+    db.execute("""INSERT INTO hrwsi.alert (kind, subject, body, created_at)
+                  VALUES ('routine_on_hold', 'hrwsi: routine x is on hold', 'x', now() - interval '10 seconds')""")
+    assert "none tried" not in drawn(views.status, reports.status(db), 30.0), "an orchestrator tries every 2 s"
+    db.execute("UPDATE hrwsi.alert SET created_at = now() - interval '5 minutes'")
+    shown = " ".join(drawn(views.status, reports.status(db), 30.0).split())
+    assert ("alerts: 1 unsent, 0 failed, 0 sent: `hrwsi alerts` lists them none tried in 5 min: no orchestrator "
+            "running has a channel (HRWSI_ALERT_WEBHOOK_URL, or HRWSI_ALERT_SMTP_HOST with HRWSI_ALERT_SMTP_TO), or "
+            "none runs, or its sending hangs (its log says); they wait in the outbox until an orchestrator sends "
+            "them") in shown
+    db.execute("UPDATE hrwsi.alert SET attempts = 1, last_error = 'HTTP 502'")
+    assert "none tried" not in drawn(views.status, reports.status(db), 30.0), "tried: a channel failed, said apart"

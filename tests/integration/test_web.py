@@ -258,6 +258,47 @@ async def test_a_read_only_overview_says_what_happens_to_a_held_routine_and_what
             "stay on hold (not planned) until an operator runs `hrwsi release quicklook`; running jobs finish") in page, page
 
 
+async def test_a_held_routine_with_tasks_in_two_lanes_is_listed_and_counted_once_as_status_says_it(database_url,
+                                                                                                  scenario, data_dir, db):
+    # Found by exploratory testing (2026-12-08): a back-fill's quicklook task beside the production ones listed the held
+    # routine twice under "Held work" (once per lane, each with its lane's tasks) and the tile said "2 routines on
+    # hold" where `hrwsi status` said one routine with all its held tasks.
+    db.execute("INSERT INTO hrwsi.input (processing_condition, input_path, lane) VALUES ('fsc', '/eodata/old_fsc.json', "
+               "'archive')")
+    status = db.execute("SELECT routine, held_tasks FROM (" + query("report_held_routines").rstrip().rstrip(";")
+                        + ") s").fetchall()
+    assert status == [("quicklook", 7)]
+    async with dashboard(database_url, data_dir) as client:
+        html = await text_of(client, "/")
+        api = json.loads(await text_of(client, "/api/overview"))
+    page = " ".join(visible(html).split())
+    assert page.count("quicklook on hold") == 1, page
+    assert "quicklook on hold 7 task(s) held held by ops: the quicklook bucket is full" in page
+    assert "1 routines on hold 7 tasks held" in page
+    # (and a script reads them as `hrwsi status --json` lists them: one per routine)
+    assert [(r["routine"], r["held_tasks"], r["reason"]) for r in api["held_routines"]] == [
+        ("quicklook", 7, "held by ops: the quicklook bucket is full")]
+
+
+async def test_the_overview_and_the_alerts_page_say_when_no_orchestrator_ever_tried_the_alerts(database_url, scenario,
+                                                                                              data_dir, db):
+    # Found by exploratory testing (2026-12-08): without an alert channel the orchestrator never runs the outbox; the
+    # overview said "10 alerts not delivered, oldest 7 min" and each alert "not sent, 0 attempt(s)", nothing of why.
+    async with dashboard(database_url, data_dir) as client:
+        assert "none tried" not in visible(await text_of(client, "/")), "an orchestrator tries every 2 s"
+    db.execute("UPDATE hrwsi.alert SET created_at = now() - interval '7 minutes'")
+    async with dashboard(database_url, data_dir) as client:  # (a new one: the overview is read once per change)
+        said = ("2 not delivered, none tried in 7 min: no orchestrator running has a channel (HRWSI_ALERT_WEBHOOK_URL, "
+                "or HRWSI_ALERT_SMTP_HOST with HRWSI_ALERT_SMTP_TO), or none runs, or its sending hangs (its log says); "
+                "they wait in the outbox until an orchestrator sends them")
+        assert said in " ".join(visible(await text_of(client, "/")).split())
+        assert said in " ".join(visible(await text_of(client, "/alerts")).split())
+        api = json.loads(await text_of(client, "/api/overview"))["alert_queue"]
+        assert api["unsent"] == 2 and api["untried_said"] == said.removeprefix("2 not delivered, ")
+        db.execute("UPDATE hrwsi.alert SET attempts = 1, last_error = 'HTTP 502'")
+        assert "none tried" not in visible(await text_of(client, "/alerts")), "tried: its error is shown"
+
+
 async def test_the_overview_lists_the_tasks_held_one_by_one_with_what_holds_each_and_what_lifts_it(database_url, scenario,
                                                                                                  data_dir, db):
     """Ops could not see the held work on the dashboard: `hrwsi status` lists the tasks an operator held (and those held

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hrwsi.reports import duration_said, folded_away, is_alive
+from hrwsi.reports import alerts_untried_said, duration_said, folded_away, is_alive
 from hrwsi.terminal import one_line, quoted, visible
 
 
@@ -196,6 +196,8 @@ def status(console: Console, data: dict, stale_after_s: float, all_services: boo
     if counts.get("unsent") or counts.get("failed"):
         line(console, f"alerts: {counts.get('unsent', 0)} unsent, {counts.get('failed', 0)} failed, "
                       f"{counts.get('sent', 0)} sent: `hrwsi alerts` lists them")
+        if untried := alerts_untried_said(counts.get("untried_oldest_s")):
+            line(console, "  ", untried)
     if data["recent_failures"]:
         # Printed as blocks (a narrow terminal), a message is wrapped whole; in a table, its first 300 characters
         # (cut to 80 in blocks too, the end of a failure's message was lost: found by exploratory testing), room

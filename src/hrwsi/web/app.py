@@ -368,16 +368,17 @@ class Dashboard:
         return self.render(request, "plan.html", {"page": "plan", "s": schedule, "chart": chart})
 
     async def page_alerts(self, request: web.Request) -> web.Response:
-        return await self._list_page(request, data.read_alerts, "alerts")
+        return await self._list_page(request, data.read_alerts, "alerts", data.read_alert_queue)
 
     async def page_audit(self, request: web.Request) -> web.Response:
         return await self._list_page(request, data.read_audit, "audit")
 
-    async def _list_page(self, request: web.Request, read, page: str) -> web.Response:
-        """A page of a list read newest first below ?before=ID (alerts, audit)."""
+    async def _list_page(self, request: web.Request, read, page: str, read_queue=None) -> web.Response:
+        """A page of a list read newest first below ?before=ID (alerts, audit); the alerts' with the outbox's state."""
         async with self.pool.acquire() as conn:
             rows, older = data.page_of(await read(conn, _cursor(request), data.PAGE_SIZE + 1))
-        return self.render(request, f"{page}.html", {"page": page, "rows": rows, "older": older})
+            queue = await read_queue(conn) if read_queue else None
+        return self.render(request, f"{page}.html", {"page": page, "rows": rows, "older": older, "queue": queue})
 
     # -- signing in ------------------------------------------------------------------------------
     async def page_login(self, request: web.Request) -> web.Response:
@@ -497,6 +498,10 @@ class Dashboard:
         return _json({"totals": overview.totals, "waiting": overview.waiting, "oldest_waiting_s": overview.oldest_s,
                       "processed_last_hour": overview.processed_1h, "failed_last_hour": overview.failed_1h,
                       "routines": [vars(r) for r in overview.routines],
+                      # (one per routine, as `hrwsi status --json` lists them: `routines` has a row per lane, and a
+                      # script counting its held rows counted a routine held in two lanes twice)
+                      "held_routines": [{"routine": r.routine, "reason": r.hold_reason, "held_tasks": r.counts["on_hold"],
+                                         "next": r.hold_next} for r in overview.held],
                       "alert_queue": overview.alert_queue, "services": overview.services, "sources": overview.sources,
                       # (as `hrwsi status --json`: the kinds of service none of which is alive, what stops meanwhile)
                       "services_gone": overview.services_gone,

@@ -10,7 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from hrwsi.reports import (
     RUNNING_LONG_FACTOR,
     RUNNING_LONG_MIN_S,
     RUNNING_LONG_SHOWN,
+    alerts_untried_said,
     folded_away,
     handover_hold_said,
     held_campaign_next_step,
@@ -153,6 +154,26 @@ class Overview:
         return sum(r.failed_1h for r in self.routines)
 
 
+def _alert_queue(row: asyncpg.Record) -> dict:
+    """The outbox's count and age, with `untried_said` when none was ever tried, as `hrwsi status` says it."""
+    return dict(row) | {"untried_said": alerts_untried_said(row["untried_oldest_s"])}
+
+
+def held_routines(rows: list[RoutineRow]) -> list[RoutineRow]:
+    """One row per held routine, its tasks held in every lane counted together, as `hrwsi status` lists them
+    (report_held_routines). The rows are per routine and lane: a held routine with tasks in two lanes (its production and
+    a back-fill campaign's) was listed twice under "Held work", each with the tasks of one lane, and counted twice in
+    the "routines on hold" tile, where status said one (found by exploratory testing, 2026-12-08)."""
+    held: dict[str, RoutineRow] = {}
+    for row in rows:
+        if not row.on_hold:
+            continue
+        if row.routine not in held:
+            held[row.routine] = replace(row, lane="all", counts={"on_hold": 0})
+        held[row.routine].counts["on_hold"] += row.counts.get("on_hold", 0)
+    return list(held.values())
+
+
 async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_here: bool = False,
                         timeliness_cache: TimelinessCache | None = None) -> Overview:
     started = time.perf_counter()
@@ -200,8 +221,8 @@ async def read_overview(conn: asyncpg.Connection, stale_after_s: float, refused_
     # (the code on disk where the dashboard runs, against what each service of this host started with)
     await asyncio.to_thread(mark_changed, [s for s in services if s["fresh"]])
     overview = Overview(
-        read_s=0.0, totals=totals, routines=ordered, held=[r for r in ordered if r.on_hold], series=series,
-        alert_queue=dict(await conn.fetchrow(query("web_alert_queue"))),
+        read_s=0.0, totals=totals, routines=ordered, held=held_routines(ordered), series=series,
+        alert_queue=_alert_queue(await conn.fetchrow(query("web_alert_queue"))),
         alerts=[dict(r) for r in await conn.fetch(query("web_alerts"), None, 8)],
         services=services,
         sources=[source | {"refused_said": refused_files_said(source)}
@@ -558,6 +579,10 @@ def page_cursor(before: str | None) -> int | None:
     if cursor is None:
         raise ValueError(f"before={before[:40]!r} is not an id: give the id of the last row of the page before")
     return cursor
+
+
+async def read_alert_queue(conn: asyncpg.Connection) -> dict:
+    return _alert_queue(await conn.fetchrow(query("web_alert_queue")))
 
 
 async def read_alerts(conn: asyncpg.Connection, before: int | None, limit: int = PAGE_SIZE) -> list[dict]:
