@@ -98,5 +98,13 @@ async def test_connections_closed_as_they_open_are_said_in_hrwsis_words_and_asyn
         pool.terminate()
         door.close()
     assert "pool connection floor" not in stream.getvalue(), stream.getvalue()
-    assert describe(caught.value) == ("the connection was closed as it opened, before the server answered (a proxy, "
-                                      "pooler or load balancer in front of a server that is down or restarting?)")
+    # (the proxy's close reaches asyncpg as an end of the stream, or, when the startup message was sent before it, as
+    # a reset: "[Errno 104] Connection reset by peer", its own plain words; which one is the machine's timing: CI saw
+    # the reset)
+    if not isinstance(caught.value, ConnectionResetError):
+        assert describe(caught.value) == ("the connection was closed as it opened, before the server answered (a "
+                                          "proxy, pooler or load balancer in front of a server that is down or "
+                                          "restarting?)")
+    assert describe(ConnectionError("unexpected connection_lost() call")) == (
+        "the connection was closed as it opened, before the server answered (a proxy, pooler or load balancer in front "
+        "of a server that is down or restarting?)")
