@@ -23,7 +23,7 @@ job "hrwsi-snow_cover-42-1" {
     hrwsi_condition    = "l2a_for_snow"
     hrwsi_tile         = "32TPR"
     hrwsi_attempt      = "1"
-    hrwsi_version      = "0.1.0+schema0128"
+    hrwsi_version      = "0.1.0+schema0129"
     hrwsi_installation = "installation-uuid"  # (hrwsi.installation's id: a UUID)
   }
 
