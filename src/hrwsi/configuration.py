@@ -598,8 +598,8 @@ _NAME_QUERIES = {"flavour": "config_flavour_names", "routine": "config_routine_n
 
 
 def known_names(conn: psycopg.Connection) -> dict[str, set[str]]:
-    """The flavours, routines and lanes the database has: a file may refer to them. And ("stored_unseen") the names
-    and product types stored before it refused what a file refuses of them ("stored_irregular"), which a file may give."""
+    """The flavours, routines and lanes the database has: a file may refer to them. And ("stored_irregular") the
+    names and product types stored before the database refused what a file refuses of them, which a file may give."""
     known = {kind: {row[0] for row in conn.execute(query(name))} for kind, name in _NAME_QUERIES.items()}
     known["stored_irregular"] = {row[0] for row in conn.execute(query("config_names_stored_that_a_file_refuses"))}
     return known

@@ -348,8 +348,7 @@ class LocalBackend(Backend):
 
     async def _tombstoned(self, spec: JobSpec, job_id: str, found: local_supervisor.Settled) -> JobOutcome:
         # A supervisor that died mid-run (killed) may have left the routine running: stop it.
-        stopped = await asyncio.to_thread(stop_orphans, job_id, spec.manifest_path)
-        detail = f"; stopped orphaned process(es) {', '.join(map(str, stopped))}" if stopped else ""
+        detail = await _orphans_stopped(job_id, spec)
         if job_id in self._cancelled:
             return JobOutcome("cancelled", None, f"cancelled; it was not running{detail}", None, _now())
         if found.started:
@@ -382,8 +381,7 @@ class LocalBackend(Backend):
             # Its tombstone could not be written (a full or read-only storage). None is needed: our supervisor
             # ended, and only this launcher starts this attempt. (It raised out of the follower: a traceback, and
             # "the launcher could not follow the job", not counted as the storage's problem.)
-            stopped = await asyncio.to_thread(stop_orphans, job_id, spec.manifest_path)
-            detail = f"; stopped orphaned process(es) {', '.join(map(str, stopped))}" if stopped else ""
+            detail = await _orphans_stopped(job_id, spec)
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
             return JobOutcome("lost", None, f"its supervisor ended with {how} and no outcome, and its attempt "
                               f"directory {spec.attempt_dir} takes no file ({error.strerror or error}){detail}; not "
@@ -589,6 +587,12 @@ def holds_a_credential(name: str, value: str) -> bool:
     a name like a secret's or an authentication's, or a URL with userinfo."""
     return (name in LAUNCHER_SECRETS or bool(SECRET_NAME.search(name)) or bool(AUTHENTICATION_NAME.search(name))
             or bool(URL_WITH_USERINFO.search(value)))
+
+
+async def _orphans_stopped(job_id: str, spec: JobSpec) -> str:
+    """Stop what is left of an attempt whose supervisor is gone (stop_orphans); the words that say it, or ""."""
+    stopped = await asyncio.to_thread(stop_orphans, job_id, spec.manifest_path)
+    return f"; stopped orphaned process(es) {', '.join(map(str, stopped))}" if stopped else ""
 
 
 def stop_orphans(job_id: str, manifest_path: str, grace_s: float = 3.0) -> list[int]:
